@@ -1,0 +1,456 @@
+#include "broker/meta/meta_state.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/lm_assert.h"
+#include "common/lm_err.h"
+
+#define META_RECORD_VERSION 1
+
+void lm_meta_state_init(struct lm_meta_state *s)
+{
+    memset(s, 0, sizeof(*s));
+    s->producer_id_next = 0;
+}
+
+void lm_meta_configs_free(struct lm_config_entry *configs, size_t count)
+{
+    if (configs == NULL)
+        return;
+    for (size_t i = 0; i < count; i++) {
+        free(configs[i].name);
+        free(configs[i].value);
+    }
+    free(configs);
+}
+
+void lm_meta_state_deinit(struct lm_meta_state *s)
+{
+    for (size_t i = 0; i < s->topic_count; i++)
+        lm_meta_configs_free(s->topics[i].configs, s->topics[i].config_count);
+    free(s->topics);
+    memset(s, 0, sizeof(*s));
+}
+
+static int configs_dup(const struct lm_config_entry *src, size_t count,
+                       struct lm_config_entry **out)
+{
+    *out = NULL;
+    if (count == 0)
+        return 0;
+    struct lm_config_entry *c = calloc(count, sizeof(*c));
+    if (c == NULL)
+        return LM_E_NOMEM;
+    for (size_t i = 0; i < count; i++) {
+        c[i].name = strdup(src[i].name);
+        c[i].value = strdup(src[i].value);
+        if (c[i].name == NULL || c[i].value == NULL) {
+            lm_meta_configs_free(c, count);
+            return LM_E_NOMEM;
+        }
+    }
+    *out = c;
+    return 0;
+}
+
+int lm_meta_state_copy(struct lm_meta_state *dst, const struct lm_meta_state *src)
+{
+    lm_meta_state_init(dst);
+    dst->producer_id_next = src->producer_id_next;
+    dst->version = src->version;
+    if (src->topic_count == 0)
+        return 0;
+    dst->topics = calloc(src->topic_count, sizeof(*dst->topics));
+    if (dst->topics == NULL)
+        return LM_E_NOMEM;
+    dst->topic_cap = src->topic_count;
+    for (size_t i = 0; i < src->topic_count; i++) {
+        dst->topics[i] = src->topics[i];
+        dst->topics[i].configs = NULL;
+        dst->topics[i].config_count = 0;
+        dst->topic_count = i + 1;
+        int rc = configs_dup(src->topics[i].configs, src->topics[i].config_count,
+                             &dst->topics[i].configs);
+        if (rc != 0) {
+            lm_meta_state_deinit(dst);
+            return rc;
+        }
+        dst->topics[i].config_count = src->topics[i].config_count;
+    }
+    return 0;
+}
+
+int lm_meta_topic_name_valid(const char *name)
+{
+    if (name == NULL)
+        return LM_E_INVALID;
+    size_t n = strlen(name);
+    if (n == 0 || n > LM_TOPIC_NAME_MAX || strcmp(name, ".") == 0 || strcmp(name, "..") == 0)
+        return LM_E_INVALID;
+    for (size_t i = 0; i < n; i++) {
+        char c = name[i];
+        bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                  c == '.' || c == '_' || c == '-';
+        if (!ok)
+            return LM_E_INVALID;
+    }
+    return 0;
+}
+
+const struct lm_meta_topic *lm_meta_state_find(const struct lm_meta_state *s, const char *name)
+{
+    for (size_t i = 0; i < s->topic_count; i++) {
+        if (strcmp(s->topics[i].name, name) == 0)
+            return &s->topics[i];
+    }
+    return NULL;
+}
+
+const struct lm_meta_topic *lm_meta_state_find_id(const struct lm_meta_state *s,
+                                                  const uint8_t id[16])
+{
+    for (size_t i = 0; i < s->topic_count; i++) {
+        if (memcmp(s->topics[i].id, id, 16) == 0)
+            return &s->topics[i];
+    }
+    return NULL;
+}
+
+static bool id_is_zero(const uint8_t id[16])
+{
+    for (int i = 0; i < 16; i++) {
+        if (id[i] != 0)
+            return false;
+    }
+    return true;
+}
+
+static int configs_check(const struct lm_config_entry *c, size_t n)
+{
+    if (n > LM_META_CONFIGS_MAX)
+        return LM_E_INVALID;
+    for (size_t i = 0; i < n; i++) {
+        if (c[i].name == NULL || c[i].value == NULL ||
+            strlen(c[i].value) > LM_META_CONFIG_VALUE_MAX)
+            return LM_E_INVALID;
+        if (lm_topic_config_validate(c[i].name, c[i].value) != 0)
+            return LM_E_INVALID;
+        for (size_t j = 0; j < i; j++) {
+            if (strcmp(c[i].name, c[j].name) == 0)
+                return LM_E_INVALID;
+        }
+    }
+    return 0;
+}
+
+int lm_meta_state_check(const struct lm_meta_state *s, const struct lm_meta_record *r)
+{
+    const struct lm_meta_topic *t = NULL;
+    switch (r->type) {
+    case LM_META_TOPIC_CREATE:
+        if (lm_meta_topic_name_valid(r->topic) != 0 || id_is_zero(r->topic_id))
+            return LM_E_INVALID;
+        if (r->partition_count < 1 || r->partition_count > LM_META_PARTITIONS_MAX)
+            return LM_E_INVALID;
+        if (lm_meta_state_find(s, r->topic) || lm_meta_state_find_id(s, r->topic_id))
+            return LM_E_EXISTS;
+        return configs_check(r->configs, r->config_count);
+    case LM_META_TOPIC_DELETE:
+        return (r->topic && lm_meta_state_find(s, r->topic)) ? 0 : LM_E_NOT_FOUND;
+    case LM_META_PARTITIONS_SET:
+        t = r->topic ? lm_meta_state_find(s, r->topic) : NULL;
+        if (t == NULL)
+            return LM_E_NOT_FOUND;
+        if (r->partition_count <= t->partition_count ||
+            r->partition_count > LM_META_PARTITIONS_MAX)
+            return LM_E_INVALID;
+        return 0;
+    case LM_META_TOPIC_CONFIGS:
+        t = r->topic ? lm_meta_state_find(s, r->topic) : NULL;
+        if (t == NULL)
+            return LM_E_NOT_FOUND;
+        return configs_check(r->configs, r->config_count);
+    case LM_META_PRODUCER_IDS:
+        return r->producer_id_next > s->producer_id_next ? 0 : LM_E_INVALID;
+    }
+    return LM_E_INVALID;
+}
+
+int lm_meta_state_apply(struct lm_meta_state *s, const struct lm_meta_record *r)
+{
+    int rc = lm_meta_state_check(s, r);
+    if (rc != 0)
+        return rc;
+    struct lm_meta_topic *t = NULL;
+    if (r->type != LM_META_TOPIC_CREATE && r->type != LM_META_PRODUCER_IDS)
+        t = (struct lm_meta_topic *)lm_meta_state_find(s, r->topic);
+
+    switch (r->type) {
+    case LM_META_TOPIC_CREATE: {
+        if (s->topic_count == s->topic_cap) {
+            size_t cap = s->topic_cap ? s->topic_cap * 2 : 16;
+            struct lm_meta_topic *n = realloc(s->topics, cap * sizeof(*n));
+            if (n == NULL)
+                return LM_E_NOMEM;
+            s->topics = n;
+            s->topic_cap = cap;
+        }
+        struct lm_meta_topic *nt = &s->topics[s->topic_count];
+        memset(nt, 0, sizeof(*nt));
+        rc = configs_dup(r->configs, r->config_count, &nt->configs);
+        if (rc != 0)
+            return rc;
+        nt->config_count = r->config_count;
+        strcpy(nt->name, r->topic); /* length checked by lm_meta_topic_name_valid */
+        memcpy(nt->id, r->topic_id, 16);
+        nt->partition_count = r->partition_count;
+        s->topic_count++;
+        break;
+    }
+    case LM_META_TOPIC_DELETE: {
+        LM_ASSERT(t != NULL);
+        size_t idx = (size_t)(t - s->topics);
+        lm_meta_configs_free(t->configs, t->config_count);
+        s->topics[idx] = s->topics[s->topic_count - 1];
+        s->topic_count--;
+        break;
+    }
+    case LM_META_PARTITIONS_SET:
+        LM_ASSERT(t != NULL && r->partition_count > t->partition_count);
+        t->partition_count = r->partition_count;
+        break;
+    case LM_META_TOPIC_CONFIGS: {
+        LM_ASSERT(t != NULL);
+        struct lm_config_entry *c = NULL;
+        rc = configs_dup(r->configs, r->config_count, &c);
+        if (rc != 0)
+            return rc;
+        lm_meta_configs_free(t->configs, t->config_count);
+        t->configs = c;
+        t->config_count = r->config_count;
+        break;
+    }
+    case LM_META_PRODUCER_IDS:
+        s->producer_id_next = r->producer_id_next;
+        break;
+    }
+    s->version++;
+    return 0;
+}
+
+/* ---- encoding: u8 version, u8 type, then the fields of the type, big-endian ---- */
+
+static size_t str_size(const char *s)
+{
+    return 2 + strlen(s) + 1; /* u16 length, bytes, NUL (so decoded strings point into buf) */
+}
+
+static size_t configs_size(const struct lm_meta_record *r)
+{
+    size_t n = 2;
+    for (size_t i = 0; i < r->config_count; i++)
+        n += str_size(r->configs[i].name) + str_size(r->configs[i].value);
+    return n;
+}
+
+size_t lm_meta_record_size(const struct lm_meta_record *r)
+{
+    size_t n = 2;
+    switch (r->type) {
+    case LM_META_TOPIC_CREATE:
+        n += str_size(r->topic) + 16 + 4 + configs_size(r);
+        break;
+    case LM_META_TOPIC_CONFIGS:
+        n += str_size(r->topic) + configs_size(r);
+        break;
+    case LM_META_TOPIC_DELETE:
+        n += str_size(r->topic);
+        break;
+    case LM_META_PARTITIONS_SET:
+        n += str_size(r->topic) + 4;
+        break;
+    case LM_META_PRODUCER_IDS:
+        n += 8;
+        break;
+    }
+    return n;
+}
+
+struct cursor {
+    uint8_t *buf;
+    const uint8_t *in;
+    size_t pos, len;
+};
+
+static void put_u8(struct cursor *c, uint8_t v)
+{
+    c->buf[c->pos++] = v;
+}
+static void put_be(struct cursor *c, uint64_t v, int bytes)
+{
+    for (int i = bytes - 1; i >= 0; i--)
+        c->buf[c->pos++] = (uint8_t)(v >> (8 * i));
+}
+static void put_str(struct cursor *c, const char *s)
+{
+    size_t n = strlen(s);
+    put_be(c, n, 2);
+    memcpy(c->buf + c->pos, s, n + 1);
+    c->pos += n + 1;
+}
+
+int lm_meta_record_encode(const struct lm_meta_record *r, uint8_t *buf, size_t cap)
+{
+    size_t need = lm_meta_record_size(r);
+    if (need > cap || need > INT32_MAX)
+        return LM_E_TOO_LARGE;
+    if (r->topic && strlen(r->topic) > UINT16_MAX)
+        return LM_E_TOO_LARGE;
+    for (size_t i = 0; i < r->config_count; i++) {
+        if (strlen(r->configs[i].name) > UINT16_MAX || strlen(r->configs[i].value) > UINT16_MAX)
+            return LM_E_TOO_LARGE;
+    }
+    if (r->config_count > UINT16_MAX)
+        return LM_E_TOO_LARGE;
+    struct cursor c = {.buf = buf, .pos = 0, .len = cap};
+    put_u8(&c, META_RECORD_VERSION);
+    put_u8(&c, (uint8_t)r->type);
+    switch (r->type) {
+    case LM_META_TOPIC_CREATE:
+    case LM_META_TOPIC_CONFIGS:
+        put_str(&c, r->topic);
+        if (r->type == LM_META_TOPIC_CREATE) {
+            memcpy(buf + c.pos, r->topic_id, 16);
+            c.pos += 16;
+            put_be(&c, (uint32_t)r->partition_count, 4);
+        }
+        put_be(&c, r->config_count, 2);
+        for (size_t i = 0; i < r->config_count; i++) {
+            put_str(&c, r->configs[i].name);
+            put_str(&c, r->configs[i].value);
+        }
+        break;
+    case LM_META_TOPIC_DELETE:
+        put_str(&c, r->topic);
+        break;
+    case LM_META_PARTITIONS_SET:
+        put_str(&c, r->topic);
+        put_be(&c, (uint32_t)r->partition_count, 4);
+        break;
+    case LM_META_PRODUCER_IDS:
+        put_be(&c, (uint64_t)r->producer_id_next, 8);
+        break;
+    }
+    LM_ASSERT(c.pos == need);
+    return (int)need;
+}
+
+static int get_be(struct cursor *c, int bytes, uint64_t *out)
+{
+    if (c->len - c->pos < (size_t)bytes)
+        return LM_E_TRUNCATED;
+    uint64_t v = 0;
+    for (int i = 0; i < bytes; i++)
+        v = (v << 8) | c->in[c->pos++];
+    *out = v;
+    return 0;
+}
+
+static int get_str(struct cursor *c, const char **out)
+{
+    uint64_t n;
+    int rc = get_be(c, 2, &n);
+    if (rc != 0)
+        return rc;
+    if (c->len - c->pos < n + 1)
+        return LM_E_TRUNCATED;
+    if (c->in[c->pos + n] != 0 || memchr(c->in + c->pos, 0, n) != NULL)
+        return LM_E_CORRUPT;
+    *out = (const char *)c->in + c->pos;
+    c->pos += n + 1;
+    return 0;
+}
+
+int lm_meta_record_decode(const uint8_t *buf, size_t len, struct lm_meta_record *out,
+                          struct lm_config_entry **configs_out)
+{
+    struct cursor c = {.in = buf, .pos = 0, .len = len};
+    uint64_t v;
+    int rc;
+    memset(out, 0, sizeof(*out));
+    *configs_out = NULL;
+    if ((rc = get_be(&c, 1, &v)) != 0)
+        return rc;
+    if (v != META_RECORD_VERSION)
+        return LM_E_UNSUPPORTED;
+    if ((rc = get_be(&c, 1, &v)) != 0)
+        return rc;
+    out->type = (enum lm_meta_record_type)v;
+    switch (out->type) {
+    case LM_META_TOPIC_CREATE:
+    case LM_META_TOPIC_CONFIGS: {
+        if ((rc = get_str(&c, &out->topic)) != 0)
+            return rc;
+        if (out->type == LM_META_TOPIC_CREATE) {
+            if (len - c.pos < 16)
+                return LM_E_TRUNCATED;
+            memcpy(out->topic_id, buf + c.pos, 16);
+            c.pos += 16;
+            if ((rc = get_be(&c, 4, &v)) != 0)
+                return rc;
+            out->partition_count = (int32_t)(uint32_t)v;
+        }
+        if ((rc = get_be(&c, 2, &v)) != 0)
+            return rc;
+        /* each entry takes at least 6 bytes: bound the allocation by the bytes left */
+        if (v * 6 > len - c.pos)
+            return LM_E_TOO_LARGE;
+        size_t n = (size_t)v;
+        struct lm_config_entry *cfg = n ? calloc(n, sizeof(*cfg)) : NULL;
+        if (n && cfg == NULL)
+            return LM_E_NOMEM;
+        for (size_t i = 0; i < n; i++) {
+            const char *name, *value;
+            if ((rc = get_str(&c, &name)) != 0 || (rc = get_str(&c, &value)) != 0) {
+                lm_meta_configs_free(cfg, n);
+                return rc;
+            }
+            cfg[i].name = strdup(name);
+            cfg[i].value = strdup(value);
+            if (!cfg[i].name || !cfg[i].value) {
+                lm_meta_configs_free(cfg, n);
+                return LM_E_NOMEM;
+            }
+        }
+        out->configs = cfg;
+        out->config_count = n;
+        *configs_out = cfg;
+        break;
+    }
+    case LM_META_TOPIC_DELETE:
+        if ((rc = get_str(&c, &out->topic)) != 0)
+            return rc;
+        break;
+    case LM_META_PARTITIONS_SET:
+        if ((rc = get_str(&c, &out->topic)) != 0)
+            return rc;
+        if ((rc = get_be(&c, 4, &v)) != 0)
+            return rc;
+        out->partition_count = (int32_t)(uint32_t)v;
+        break;
+    case LM_META_PRODUCER_IDS:
+        if ((rc = get_be(&c, 8, &v)) != 0)
+            return rc;
+        out->producer_id_next = (int64_t)v;
+        break;
+    default:
+        return LM_E_CORRUPT;
+    }
+    if (c.pos != len) {
+        lm_meta_configs_free(*configs_out, out->config_count);
+        *configs_out = NULL;
+        return LM_E_CORRUPT;
+    }
+    return 0;
+}

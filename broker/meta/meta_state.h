@@ -1,0 +1,84 @@
+/* Cluster metadata as a pure state machine: topics (name, id, partition count, config
+ * overrides) and the producer-id allocator, changed only by applying records. On a single node
+ * the records live in a local log (meta_store.h); in a cluster the same records become the
+ * entries of the controller's Raft log (DESIGN.md §4), so nothing here knows about files. */
+#ifndef LAMINAR_BROKER_META_META_STATE_H
+#define LAMINAR_BROKER_META_META_STATE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "broker/meta/topic_config.h"
+
+#define LM_TOPIC_NAME_MAX 249 /* Kafka's limit on topic names */
+#define LM_META_PARTITIONS_MAX 100000
+#define LM_META_CONFIGS_MAX 64
+#define LM_META_CONFIG_VALUE_MAX 4096
+
+enum lm_meta_record_type {
+    LM_META_TOPIC_CREATE = 1,     /* topic, topic_id, partition_count, configs */
+    LM_META_TOPIC_DELETE = 2,     /* topic */
+    LM_META_PARTITIONS_SET = 3,   /* topic, partition_count (only grows) */
+    LM_META_TOPIC_CONFIGS = 4,    /* topic, configs: replaces every override of the topic */
+    LM_META_PRODUCER_IDS = 5,     /* producer_id_next: ids below it are handed out */
+};
+
+/* One change. Strings and arrays are borrowed from the caller. */
+struct lm_meta_record {
+    enum lm_meta_record_type type;
+    const char *topic;
+    uint8_t topic_id[16];
+    int32_t partition_count;
+    const struct lm_config_entry *configs;
+    size_t config_count;
+    int64_t producer_id_next;
+};
+
+struct lm_meta_topic {
+    char name[LM_TOPIC_NAME_MAX + 1];
+    uint8_t id[16];
+    int32_t partition_count;
+    struct lm_config_entry *configs; /* owned */
+    size_t config_count;
+};
+
+struct lm_meta_state {
+    struct lm_meta_topic *topics; /* owned, unsorted; lookups are linear over a bounded set */
+    size_t topic_count;
+    size_t topic_cap;
+    int64_t producer_id_next;
+    uint64_t version; /* bumped by every applied record */
+};
+
+void lm_meta_state_init(struct lm_meta_state *s);
+void lm_meta_state_deinit(struct lm_meta_state *s);
+/* lm_meta_state_copy makes dst an independent deep copy of src (dst uninitialised). */
+int lm_meta_state_copy(struct lm_meta_state *dst, const struct lm_meta_state *src);
+
+/* lm_meta_topic_name_valid checks Kafka's rules: 1..249 chars of [a-zA-Z0-9._-], not "." or
+ * "..". */
+int lm_meta_topic_name_valid(const char *name);
+
+/* lm_meta_state_check tells whether r would apply: 0, or LM_E_EXISTS (topic or id taken),
+ * LM_E_NOT_FOUND (no such topic), LM_E_INVALID (bad name, count, config). No change. */
+int lm_meta_state_check(const struct lm_meta_state *s, const struct lm_meta_record *r);
+/* lm_meta_state_apply checks then applies r. Returns what lm_meta_state_check returns, or
+ * LM_E_NOMEM; on error the state is unchanged. */
+int lm_meta_state_apply(struct lm_meta_state *s, const struct lm_meta_record *r);
+
+const struct lm_meta_topic *lm_meta_state_find(const struct lm_meta_state *s, const char *name);
+const struct lm_meta_topic *lm_meta_state_find_id(const struct lm_meta_state *s,
+                                                  const uint8_t id[16]);
+
+/* Record encoding (for the local log and, later, the controller log). */
+/* lm_meta_record_size returns the encoded size of r. */
+size_t lm_meta_record_size(const struct lm_meta_record *r);
+/* lm_meta_record_encode writes r into buf (cap bytes); returns bytes written or LM_E_TOO_LARGE. */
+int lm_meta_record_encode(const struct lm_meta_record *r, uint8_t *buf, size_t cap);
+/* lm_meta_record_decode parses buf; strings point into buf, configs are allocated into
+ * *configs_out (caller frees with lm_meta_configs_free). Returns 0 or LM_E_*. */
+int lm_meta_record_decode(const uint8_t *buf, size_t len, struct lm_meta_record *out,
+                          struct lm_config_entry **configs_out);
+void lm_meta_configs_free(struct lm_config_entry *configs, size_t count);
+
+#endif

@@ -1,0 +1,279 @@
+#include "broker/meta/meta_store.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "common/lm_assert.h"
+#include "common/lm_err.h"
+#include "protocol/crc32c.h"
+
+#define FRAME_HEADER 8
+
+struct lm_meta_store {
+    pthread_mutex_t lock; /* serialises commits and snapshot swaps; not on the data path */
+    int fd;
+    char path[PATH_MAX];
+    struct lm_meta_state state;     /* the writer's copy */
+    struct lm_meta_snapshot *current; /* published copy */
+    uint64_t version;               /* atomic mirror of current->state.version */
+};
+
+static void be32_put(uint8_t *p, uint32_t v)
+{
+    p[0] = (uint8_t)(v >> 24);
+    p[1] = (uint8_t)(v >> 16);
+    p[2] = (uint8_t)(v >> 8);
+    p[3] = (uint8_t)v;
+}
+static uint32_t be32_get(const uint8_t *p)
+{
+    return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3];
+}
+
+static int mkdir_p(const char *dir)
+{
+    char tmp[PATH_MAX];
+    size_t n = strlen(dir);
+    if (n == 0 || n >= sizeof(tmp))
+        return LM_E_INVALID;
+    memcpy(tmp, dir, n + 1);
+    for (char *p = tmp + 1; *p; p++) {
+        if (*p == '/') {
+            *p = 0;
+            if (mkdir(tmp, 0755) != 0 && errno != EEXIST)
+                return LM_E_IO;
+            *p = '/';
+        }
+    }
+    if (mkdir(tmp, 0755) != 0 && errno != EEXIST)
+        return LM_E_IO;
+    return 0;
+}
+
+static int publish(struct lm_meta_store *s)
+{
+    struct lm_meta_snapshot *snap = calloc(1, sizeof(*snap));
+    if (snap == NULL)
+        return LM_E_NOMEM;
+    int rc = lm_meta_state_copy(&snap->state, &s->state);
+    if (rc != 0) {
+        free(snap);
+        return rc;
+    }
+    snap->refs = 1; /* the store's reference */
+    struct lm_meta_snapshot *old = s->current;
+    s->current = snap;
+    __atomic_store_n(&s->version, snap->state.version, __ATOMIC_RELEASE);
+    if (old)
+        lm_meta_snapshot_release(old);
+    return 0;
+}
+
+/* Replays the file; cuts a torn or corrupt tail (a crash in the middle of an append). */
+static int replay(struct lm_meta_store *s)
+{
+    struct stat st;
+    if (fstat(s->fd, &st) != 0)
+        return LM_E_IO;
+    off_t pos = 0;
+    uint8_t hdr[FRAME_HEADER];
+    uint8_t *buf = NULL;
+    int rc = 0;
+    while (pos + FRAME_HEADER <= st.st_size) {
+        if (pread(s->fd, hdr, FRAME_HEADER, pos) != FRAME_HEADER) {
+            rc = LM_E_IO;
+            break;
+        }
+        uint32_t len = be32_get(hdr), crc = be32_get(hdr + 4);
+        if (len == 0 || len > LM_META_RECORD_BYTES_MAX || pos + FRAME_HEADER + len > st.st_size)
+            break;
+        uint8_t *nb = realloc(buf, len);
+        if (nb == NULL) {
+            rc = LM_E_NOMEM;
+            break;
+        }
+        buf = nb;
+        if (pread(s->fd, buf, len, pos + FRAME_HEADER) != (ssize_t)len) {
+            rc = LM_E_IO;
+            break;
+        }
+        if (crc32c_update(0, buf, len) != crc)
+            break;
+        struct lm_meta_record r;
+        struct lm_config_entry *cfg = NULL;
+        rc = lm_meta_record_decode(buf, len, &r, &cfg);
+        if (rc == 0) {
+            rc = lm_meta_state_apply(&s->state, &r);
+            lm_meta_configs_free(cfg, r.config_count);
+        }
+        if (rc != 0) {
+            /* A record that passed its CRC but does not apply means the file is not ours
+             * or a bug wrote it: refuse to start rather than guess. */
+            fprintf(stderr, "laminar: metadata log %s: record at %lld: %s\n", s->path,
+                    (long long)pos, lm_strerror(rc));
+            rc = LM_E_CORRUPT;
+            break;
+        }
+        pos += FRAME_HEADER + len;
+    }
+    free(buf);
+    if (rc != 0)
+        return rc;
+    if (pos != st.st_size) {
+        fprintf(stderr, "laminar: metadata log %s: cutting %lld torn bytes at %lld\n", s->path,
+                (long long)(st.st_size - pos), (long long)pos);
+        if (ftruncate(s->fd, pos) != 0 || fdatasync(s->fd) != 0)
+            return LM_E_IO;
+    }
+    return 0;
+}
+
+int lm_meta_store_open(const char *dir, struct lm_meta_store **out)
+{
+    *out = NULL;
+    struct lm_meta_store *s = calloc(1, sizeof(*s));
+    if (s == NULL)
+        return LM_E_NOMEM;
+    pthread_mutex_init(&s->lock, NULL);
+    lm_meta_state_init(&s->state);
+    s->fd = -1;
+    char sub[PATH_MAX];
+    int rc = LM_E_INVALID;
+    if (snprintf(sub, sizeof(sub), "%s/__laminar_metadata", dir) >= (int)sizeof(sub) ||
+        snprintf(s->path, sizeof(s->path), "%s/metadata.log", sub) >= (int)sizeof(s->path))
+        goto fail;
+    if ((rc = mkdir_p(sub)) != 0)
+        goto fail;
+    s->fd = open(s->path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (s->fd < 0) {
+        rc = LM_E_IO;
+        goto fail;
+    }
+    if ((rc = replay(s)) != 0 || (rc = publish(s)) != 0)
+        goto fail;
+    *out = s;
+    return 0;
+fail:
+    lm_meta_store_close(s);
+    return rc;
+}
+
+void lm_meta_store_close(struct lm_meta_store *s)
+{
+    if (s == NULL)
+        return;
+    if (s->fd >= 0)
+        close(s->fd);
+    if (s->current)
+        lm_meta_snapshot_release(s->current);
+    lm_meta_state_deinit(&s->state);
+    pthread_mutex_destroy(&s->lock);
+    free(s);
+}
+
+static int append_record(struct lm_meta_store *s, const struct lm_meta_record *r)
+{
+    size_t len = lm_meta_record_size(r);
+    if (len > LM_META_RECORD_BYTES_MAX)
+        return LM_E_TOO_LARGE;
+    uint8_t *frame = malloc(FRAME_HEADER + len);
+    if (frame == NULL)
+        return LM_E_NOMEM;
+    int n = lm_meta_record_encode(r, frame + FRAME_HEADER, len);
+    LM_ASSERT(n == (int)len);
+    be32_put(frame, (uint32_t)len);
+    be32_put(frame + 4, crc32c_update(0, frame + FRAME_HEADER, len));
+    off_t end = lseek(s->fd, 0, SEEK_END);
+    int rc = 0;
+    if (end < 0 || pwrite(s->fd, frame, FRAME_HEADER + len, end) != (ssize_t)(FRAME_HEADER + len))
+        rc = LM_E_IO;
+    else if (fdatasync(s->fd) != 0)
+        rc = LM_E_IO;
+    if (rc != 0 && end >= 0) {
+        /* leave no partial record behind for the next append to follow */
+        if (ftruncate(s->fd, end) != 0)
+            rc = LM_E_IO;
+    }
+    free(frame);
+    return rc;
+}
+
+static int commit_locked(struct lm_meta_store *s, const struct lm_meta_record *r)
+{
+    int rc = lm_meta_state_check(&s->state, r);
+    if (rc == 0)
+        rc = append_record(s, r);
+    if (rc == 0) {
+        rc = lm_meta_state_apply(&s->state, r);
+        LM_ASSERT(rc != LM_E_EXISTS && rc != LM_E_NOT_FOUND && rc != LM_E_INVALID);
+    }
+    if (rc == 0)
+        rc = publish(s);
+    return rc;
+}
+
+int lm_meta_store_commit(struct lm_meta_store *s, const struct lm_meta_record *r)
+{
+    pthread_mutex_lock(&s->lock);
+    int rc = commit_locked(s, r);
+    pthread_mutex_unlock(&s->lock);
+    return rc;
+}
+
+struct lm_meta_snapshot *lm_meta_store_snapshot(struct lm_meta_store *s)
+{
+    pthread_mutex_lock(&s->lock);
+    struct lm_meta_snapshot *snap = s->current;
+    LM_ASSERT(snap != NULL);
+    __atomic_add_fetch(&snap->refs, 1, __ATOMIC_ACQ_REL);
+    pthread_mutex_unlock(&s->lock);
+    return snap;
+}
+
+uint64_t lm_meta_store_version(const struct lm_meta_store *s)
+{
+    return __atomic_load_n(&s->version, __ATOMIC_ACQUIRE);
+}
+
+void lm_meta_snapshot_release(struct lm_meta_snapshot *snap)
+{
+    if (snap == NULL)
+        return;
+    int left = __atomic_sub_fetch(&snap->refs, 1, __ATOMIC_ACQ_REL);
+    LM_ASSERT(left >= 0);
+    if (left == 0) {
+        lm_meta_state_deinit(&snap->state);
+        free(snap);
+    }
+}
+
+int lm_meta_new_topic_id(uint8_t id[16])
+{
+    do {
+        if (getrandom(id, 16, 0) != 16)
+            return LM_E_IO;
+    } while (id[0] == 0 && memcmp(id, id + 1, 15) == 0);
+    return 0;
+}
+
+int lm_meta_store_alloc_producer_ids(struct lm_meta_store *s, int64_t count, int64_t *first)
+{
+    if (count <= 0)
+        return LM_E_INVALID;
+    pthread_mutex_lock(&s->lock);
+    int64_t start = s->state.producer_id_next;
+    struct lm_meta_record r = {.type = LM_META_PRODUCER_IDS, .producer_id_next = start + count};
+    int rc = commit_locked(s, &r);
+    pthread_mutex_unlock(&s->lock);
+    if (rc == 0)
+        *first = start;
+    return rc;
+}

@@ -1,0 +1,49 @@
+/* The single-node home of cluster metadata: an append-only file of metadata records
+ * (<log.dir>/__laminar_metadata/metadata.log), each framed as u32 length, u32 CRC-32C, payload,
+ * replayed into an lm_meta_state at open (a torn tail is cut off), and published to readers
+ * as immutable, reference-counted snapshots. Milestone 2 replaces the file with the
+ * controller's Raft log; the records and the state machine stay. */
+#ifndef LAMINAR_BROKER_META_META_STORE_H
+#define LAMINAR_BROKER_META_META_STORE_H
+
+#include <stdint.h>
+
+#include "broker/meta/meta_state.h"
+
+#define LM_META_RECORD_BYTES_MAX (1 << 20)
+
+struct lm_meta_store;
+
+/* A read-only view of the state at one version. Take with lm_meta_store_snapshot, give back
+ * with lm_meta_snapshot_release; never modified while anyone holds it. */
+struct lm_meta_snapshot {
+    struct lm_meta_state state;
+    int refs; /* atomic */
+};
+
+/* lm_meta_store_open opens (creating if needed) the metadata log under dir and replays it.
+ * Returns 0 or LM_E_IO / LM_E_NOMEM / LM_E_CORRUPT (a bad record that is not the tail). */
+int lm_meta_store_open(const char *dir, struct lm_meta_store **out);
+/* lm_meta_store_close frees the store; snapshots still held stay valid until released. */
+void lm_meta_store_close(struct lm_meta_store *store);
+
+/* lm_meta_store_commit checks r against the current state, appends it durably (fdatasync),
+ * applies it and publishes a new snapshot. Thread-safe (serialised internally). Returns 0 or
+ * the lm_meta_state_check error, or LM_E_IO. */
+int lm_meta_store_commit(struct lm_meta_store *store, const struct lm_meta_record *r);
+
+/* lm_meta_store_snapshot returns the newest snapshot with a reference taken. */
+struct lm_meta_snapshot *lm_meta_store_snapshot(struct lm_meta_store *store);
+/* lm_meta_store_version is the version of the newest snapshot (cheap: one atomic load), so a
+ * shard can tell whether its cached snapshot is stale. */
+uint64_t lm_meta_store_version(const struct lm_meta_store *store);
+void lm_meta_snapshot_release(struct lm_meta_snapshot *snap);
+
+/* lm_meta_new_topic_id fills id with 16 random bytes (never all zero), for CreateTopics. */
+int lm_meta_new_topic_id(uint8_t id[16]);
+
+/* lm_meta_store_alloc_producer_ids reserves `count` producer ids and returns the first in
+ * *first; persisted before returning, so ids are never handed out twice, even after a crash. */
+int lm_meta_store_alloc_producer_ids(struct lm_meta_store *store, int64_t count, int64_t *first);
+
+#endif

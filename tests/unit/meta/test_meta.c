@@ -1,0 +1,287 @@
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "broker/meta/meta_store.h"
+#include "broker/meta/topic_config.h"
+#include "common/lm_err.h"
+
+static char *make_tmpdir(void)
+{
+    char tmpl[] = "/tmp/lm-meta-XXXXXX";
+    char *d = mkdtemp(tmpl);
+    assert_non_null(d);
+    return strdup(d);
+}
+
+static void rm_rf(const char *dir)
+{
+    char cmd[512];
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+    assert_int_equal(system(cmd), 0);
+}
+
+static void test_config_table_sorted_and_valid(void **state)
+{
+    (void)state;
+    size_t n;
+    const struct lm_topic_config_def *defs = lm_topic_config_defs(&n);
+    assert_true(n > 20);
+    for (size_t i = 0; i < n; i++) {
+        if (i > 0)
+            assert_true(strcmp(defs[i - 1].name, defs[i].name) < 0);
+        /* every default validates against its own definition */
+        assert_int_equal(lm_topic_config_validate(defs[i].name, defs[i].default_value), 0);
+        assert_ptr_equal(lm_topic_config_find(defs[i].name), &defs[i]);
+    }
+    assert_null(lm_topic_config_find("no.such.config"));
+}
+
+static void test_config_validate(void **state)
+{
+    (void)state;
+    assert_int_equal(lm_topic_config_validate("retention.ms", "-1"), 0);
+    assert_int_equal(lm_topic_config_validate("retention.ms", "-2"), LM_E_INVALID);
+    assert_int_equal(lm_topic_config_validate("retention.ms", "12x"), LM_E_INVALID);
+    assert_int_equal(lm_topic_config_validate("segment.bytes", "1000"), LM_E_INVALID);
+    assert_int_equal(lm_topic_config_validate("segment.bytes", "99999999999"), LM_E_INVALID);
+    assert_int_equal(lm_topic_config_validate("cleanup.policy", "compact,delete"), 0);
+    assert_int_equal(lm_topic_config_validate("cleanup.policy", "compact,"), LM_E_INVALID);
+    assert_int_equal(lm_topic_config_validate("cleanup.policy", "shred"), LM_E_INVALID);
+    assert_int_equal(lm_topic_config_validate("compression.type", "zstd"), 0);
+    assert_int_equal(lm_topic_config_validate("compression.type", "brotli"), LM_E_INVALID);
+    assert_int_equal(lm_topic_config_validate("preallocate", "yes"), LM_E_INVALID);
+    assert_int_equal(lm_topic_config_validate("min.cleanable.dirty.ratio", "0.25"), 0);
+    assert_int_equal(lm_topic_config_validate("min.cleanable.dirty.ratio", "2"), LM_E_INVALID);
+    assert_int_equal(lm_topic_config_validate("bogus", "1"), LM_E_NOT_FOUND);
+}
+
+static void test_settings_resolution_order(void **state)
+{
+    (void)state;
+    struct lm_topic_settings s;
+    assert_int_equal(lm_topic_settings_resolve(NULL, 0, NULL, 0, &s), 0);
+    assert_int_equal(s.retention_ms, 604800000);
+    assert_int_equal(s.segment_bytes, 1073741824);
+    assert_int_equal(s.max_message_bytes, 1048588);
+    assert_true(s.cleanup_delete);
+    assert_false(s.cleanup_compact);
+    assert_int_equal(s.compression, -1);
+
+    struct lm_config_entry broker[] = {{"log.retention.hours", "1"},
+                                       {"log.segment.bytes", "2097152"},
+                                       {"message.max.bytes", "5000"}};
+    assert_int_equal(lm_topic_settings_resolve(NULL, 0, broker, 3, &s), 0);
+    assert_int_equal(s.retention_ms, 3600000);
+    assert_int_equal(s.segment_bytes, 2097152);
+    assert_int_equal(s.max_message_bytes, 5000);
+
+    struct lm_config_entry topic[] = {{"retention.ms", "1234"},
+                                      {"cleanup.policy", "compact"},
+                                      {"compression.type", "lz4"}};
+    assert_int_equal(lm_topic_settings_resolve(topic, 3, broker, 3, &s), 0);
+    assert_int_equal(s.retention_ms, 1234);
+    assert_true(s.cleanup_compact);
+    assert_false(s.cleanup_delete);
+    assert_int_equal(s.compression, 3);
+
+    const char *v;
+    enum lm_config_source src;
+    assert_int_equal(lm_topic_config_effective("retention.ms", topic, 3, broker, 3, &v, &src), 0);
+    assert_string_equal(v, "1234");
+    assert_int_equal(src, LM_CONFIG_SOURCE_DYNAMIC_TOPIC);
+    assert_int_equal(lm_topic_config_effective("segment.bytes", topic, 3, broker, 3, &v, &src),
+                     0);
+    assert_string_equal(v, "2097152");
+    assert_int_equal(src, LM_CONFIG_SOURCE_STATIC_BROKER);
+    assert_int_equal(lm_topic_config_effective("flush.ms", topic, 3, broker, 3, &v, &src), 0);
+    assert_int_equal(src, LM_CONFIG_SOURCE_DEFAULT);
+}
+
+static void test_topic_names(void **state)
+{
+    (void)state;
+    assert_int_equal(lm_meta_topic_name_valid("orders.v1_x-y"), 0);
+    assert_int_equal(lm_meta_topic_name_valid(""), LM_E_INVALID);
+    assert_int_equal(lm_meta_topic_name_valid("."), LM_E_INVALID);
+    assert_int_equal(lm_meta_topic_name_valid(".."), LM_E_INVALID);
+    assert_int_equal(lm_meta_topic_name_valid("a/b"), LM_E_INVALID);
+    char longname[260];
+    memset(longname, 'a', 250);
+    longname[250] = 0;
+    assert_int_equal(lm_meta_topic_name_valid(longname), LM_E_INVALID);
+    longname[249] = 0;
+    assert_int_equal(lm_meta_topic_name_valid(longname), 0);
+}
+
+static void test_record_roundtrip_and_truncation(void **state)
+{
+    (void)state;
+    struct lm_config_entry cfg[] = {{"retention.ms", "1000"}, {"cleanup.policy", "compact"}};
+    struct lm_meta_record r = {.type = LM_META_TOPIC_CREATE,
+                               .topic = "orders",
+                               .partition_count = 16,
+                               .configs = cfg,
+                               .config_count = 2};
+    memset(r.topic_id, 7, 16);
+    uint8_t buf[512];
+    int n = lm_meta_record_encode(&r, buf, sizeof(buf));
+    assert_int_equal(n, (int)lm_meta_record_size(&r));
+    struct lm_meta_record d;
+    struct lm_config_entry *dc;
+    assert_int_equal(lm_meta_record_decode(buf, (size_t)n, &d, &dc), 0);
+    assert_string_equal(d.topic, "orders");
+    assert_int_equal(d.partition_count, 16);
+    assert_memory_equal(d.topic_id, r.topic_id, 16);
+    assert_int_equal(d.config_count, 2);
+    assert_string_equal(d.configs[1].value, "compact");
+    lm_meta_configs_free(dc, d.config_count);
+    /* every truncation is an error, never a crash or a leak */
+    for (int cut = 0; cut < n; cut++)
+        assert_int_not_equal(lm_meta_record_decode(buf, (size_t)cut, &d, &dc), 0);
+    assert_int_equal(lm_meta_record_encode(&r, buf, 10), LM_E_TOO_LARGE);
+}
+
+static void create(struct lm_meta_store *s, const char *name, int32_t parts, int expect)
+{
+    struct lm_meta_record r = {.type = LM_META_TOPIC_CREATE, .topic = name,
+                               .partition_count = parts};
+    assert_int_equal(lm_meta_new_topic_id(r.topic_id), 0);
+    assert_int_equal(lm_meta_store_commit(s, &r), expect);
+}
+
+static void test_store_persists_and_replays(void **state)
+{
+    (void)state;
+    char *dir = make_tmpdir();
+    struct lm_meta_store *s;
+    assert_int_equal(lm_meta_store_open(dir, &s), 0);
+    create(s, "a", 3, 0);
+    create(s, "b", 1, 0);
+    create(s, "a", 5, LM_E_EXISTS);
+    create(s, "bad/name", 1, LM_E_INVALID);
+    create(s, "zero", 0, LM_E_INVALID);
+    struct lm_meta_record grow = {.type = LM_META_PARTITIONS_SET, .topic = "a",
+                                  .partition_count = 6};
+    assert_int_equal(lm_meta_store_commit(s, &grow), 0);
+    grow.partition_count = 2; /* partitions never shrink */
+    assert_int_equal(lm_meta_store_commit(s, &grow), LM_E_INVALID);
+    struct lm_meta_record del = {.type = LM_META_TOPIC_DELETE, .topic = "b"};
+    assert_int_equal(lm_meta_store_commit(s, &del), 0);
+    assert_int_equal(lm_meta_store_commit(s, &del), LM_E_NOT_FOUND);
+    struct lm_config_entry cfg[] = {{"retention.ms", "1000"}};
+    struct lm_meta_record setc = {.type = LM_META_TOPIC_CONFIGS, .topic = "a", .configs = cfg,
+                                  .config_count = 1};
+    assert_int_equal(lm_meta_store_commit(s, &setc), 0);
+    struct lm_config_entry badcfg[] = {{"retention.ms", "soon"}};
+    setc.configs = badcfg;
+    assert_int_equal(lm_meta_store_commit(s, &setc), LM_E_INVALID);
+    int64_t first1, first2;
+    assert_int_equal(lm_meta_store_alloc_producer_ids(s, 100, &first1), 0);
+    assert_int_equal(lm_meta_store_alloc_producer_ids(s, 100, &first2), 0);
+    assert_int_equal(first2, first1 + 100);
+
+    /* a snapshot taken now is unaffected by later changes */
+    struct lm_meta_snapshot *snap = lm_meta_store_snapshot(s);
+    uint64_t v = lm_meta_store_version(s);
+    assert_int_equal(snap->state.version, v);
+    create(s, "c", 1, 0);
+    assert_true(lm_meta_store_version(s) > v);
+    assert_null(lm_meta_state_find(&snap->state, "c"));
+    uint8_t id_a[16];
+    memcpy(id_a, lm_meta_state_find(&snap->state, "a")->id, 16);
+    lm_meta_store_close(s);
+    /* the snapshot outlives the store */
+    assert_int_equal(lm_meta_state_find(&snap->state, "a")->partition_count, 6);
+    lm_meta_snapshot_release(snap);
+
+    /* reopen: same state, producer ids keep growing */
+    assert_int_equal(lm_meta_store_open(dir, &s), 0);
+    snap = lm_meta_store_snapshot(s);
+    const struct lm_meta_topic *a = lm_meta_state_find(&snap->state, "a");
+    assert_non_null(a);
+    assert_int_equal(a->partition_count, 6);
+    assert_memory_equal(a->id, id_a, 16);
+    assert_ptr_equal(lm_meta_state_find_id(&snap->state, id_a), a);
+    assert_int_equal(a->config_count, 1);
+    assert_string_equal(a->configs[0].value, "1000");
+    assert_null(lm_meta_state_find(&snap->state, "b"));
+    assert_non_null(lm_meta_state_find(&snap->state, "c"));
+    lm_meta_snapshot_release(snap);
+    int64_t first3;
+    assert_int_equal(lm_meta_store_alloc_producer_ids(s, 1, &first3), 0);
+    assert_int_equal(first3, first2 + 100);
+    lm_meta_store_close(s);
+    rm_rf(dir);
+    free(dir);
+}
+
+/* A crash in the middle of an append leaves a torn tail: it is cut, everything before stays. */
+static void test_store_cuts_torn_tail(void **state)
+{
+    (void)state;
+    char *dir = make_tmpdir();
+    struct lm_meta_store *s;
+    assert_int_equal(lm_meta_store_open(dir, &s), 0);
+    create(s, "kept", 2, 0);
+    create(s, "torn", 2, 0);
+    lm_meta_store_close(s);
+    char path[512];
+    snprintf(path, sizeof(path), "%s/__laminar_metadata/metadata.log", dir);
+    struct stat st;
+    assert_int_equal(stat(path, &st), 0);
+    for (off_t cut = st.st_size - 1; cut > st.st_size - 20; cut--) {
+        assert_int_equal(truncate(path, cut), 0);
+        assert_int_equal(lm_meta_store_open(dir, &s), 0);
+        struct lm_meta_snapshot *snap = lm_meta_store_snapshot(s);
+        assert_non_null(lm_meta_state_find(&snap->state, "kept"));
+        assert_null(lm_meta_state_find(&snap->state, "torn"));
+        lm_meta_snapshot_release(snap);
+        lm_meta_store_close(s);
+        struct stat st2;
+        assert_int_equal(stat(path, &st2), 0);
+        assert_true(st2.st_size < cut); /* the torn record was cut off */
+    }
+    /* a flipped byte in the last record's payload fails its CRC: cut, not applied */
+    assert_int_equal(lm_meta_store_open(dir, &s), 0);
+    create(s, "flipped", 1, 0);
+    lm_meta_store_close(s);
+    assert_int_equal(stat(path, &st), 0);
+    int fd = open(path, O_RDWR);
+    uint8_t b;
+    assert_int_equal(pread(fd, &b, 1, st.st_size - 3), 1);
+    b ^= 0xff;
+    assert_int_equal(pwrite(fd, &b, 1, st.st_size - 3), 1);
+    close(fd);
+    assert_int_equal(lm_meta_store_open(dir, &s), 0);
+    struct lm_meta_snapshot *snap = lm_meta_store_snapshot(s);
+    assert_null(lm_meta_state_find(&snap->state, "flipped"));
+    assert_non_null(lm_meta_state_find(&snap->state, "kept"));
+    lm_meta_snapshot_release(snap);
+    lm_meta_store_close(s);
+    rm_rf(dir);
+    free(dir);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_config_table_sorted_and_valid),
+        cmocka_unit_test(test_config_validate),
+        cmocka_unit_test(test_settings_resolution_order),
+        cmocka_unit_test(test_topic_names),
+        cmocka_unit_test(test_record_roundtrip_and_truncation),
+        cmocka_unit_test(test_store_persists_and_replays),
+        cmocka_unit_test(test_store_cuts_torn_tail),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
