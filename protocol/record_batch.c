@@ -1,0 +1,153 @@
+/* Record batch v2 header parsing and full validation (see record_batch.h for the layout). */
+#include "protocol/record_batch.h"
+
+#include <string.h>
+
+#include "common/lm_assert.h"
+#include "common/lm_err.h"
+#include "protocol/crc32c.h"
+#include "protocol/records.h"
+
+static uint16_t rb_get16(const uint8_t *p)
+{
+    return (uint16_t)((uint16_t)p[0] << 8 | p[1]);
+}
+
+static uint32_t rb_get32(const uint8_t *p)
+{
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+static uint64_t rb_get64(const uint8_t *p)
+{
+    return (uint64_t)rb_get32(p) << 32 | rb_get32(p + 4);
+}
+
+static void rb_put32(uint8_t *p, uint32_t v)
+{
+    p[0] = (uint8_t)(v >> 24);
+    p[1] = (uint8_t)(v >> 16);
+    p[2] = (uint8_t)(v >> 8);
+    p[3] = (uint8_t)v;
+}
+
+static void rb_put64(uint8_t *p, uint64_t v)
+{
+    rb_put32(p, (uint32_t)(v >> 32));
+    rb_put32(p + 4, (uint32_t)v);
+}
+
+int kafka_batch_header_parse(const uint8_t *buf, size_t len, struct kafka_batch_header *out)
+{
+    LM_ASSERT(out != NULL);
+    LM_ASSERT(buf != NULL || len == 0);
+    if (len < KAFKA_BATCH_HEADER_SIZE)
+        return LM_E_TRUNCATED;
+    /* Magic first: an older message set (v0/v1) has a different layout after offset 16. */
+    int8_t magic = (int8_t)buf[KAFKA_BATCH_OFF_MAGIC];
+    if (magic != KAFKA_BATCH_MAGIC_V2)
+        return LM_E_MAGIC;
+    int32_t batch_length = (int32_t)rb_get32(buf + KAFKA_BATCH_OFF_LENGTH);
+    if (batch_length < KAFKA_BATCH_HEADER_SIZE - KAFKA_BATCH_LOG_OVERHEAD)
+        return LM_E_CORRUPT;
+    out->base_offset = (int64_t)rb_get64(buf + KAFKA_BATCH_OFF_BASE_OFFSET);
+    out->batch_length = batch_length;
+    out->partition_leader_epoch = (int32_t)rb_get32(buf + KAFKA_BATCH_OFF_LEADER_EPOCH);
+    out->magic = magic;
+    out->crc = rb_get32(buf + KAFKA_BATCH_OFF_CRC);
+    out->attributes = (int16_t)rb_get16(buf + KAFKA_BATCH_OFF_ATTRIBUTES);
+    out->last_offset_delta = (int32_t)rb_get32(buf + KAFKA_BATCH_OFF_LAST_OFFSET_DELTA);
+    out->base_timestamp = (int64_t)rb_get64(buf + KAFKA_BATCH_OFF_BASE_TIMESTAMP);
+    out->max_timestamp = (int64_t)rb_get64(buf + KAFKA_BATCH_OFF_MAX_TIMESTAMP);
+    out->producer_id = (int64_t)rb_get64(buf + KAFKA_BATCH_OFF_PRODUCER_ID);
+    out->producer_epoch = (int16_t)rb_get16(buf + KAFKA_BATCH_OFF_PRODUCER_EPOCH);
+    out->base_sequence = (int32_t)rb_get32(buf + KAFKA_BATCH_OFF_BASE_SEQUENCE);
+    out->records_count = (int32_t)rb_get32(buf + KAFKA_BATCH_OFF_RECORDS_COUNT);
+    LM_ASSERT(kafka_batch_total_size(out) >= KAFKA_BATCH_HEADER_SIZE);
+    return 0;
+}
+
+bool kafka_batch_crc_ok(const uint8_t *buf, const struct kafka_batch_header *h)
+{
+    LM_ASSERT(buf != NULL && h != NULL);
+    size_t total = kafka_batch_total_size(h);
+    LM_ASSERT(total >= KAFKA_BATCH_HEADER_SIZE);
+    uint32_t crc = crc32c_update(0, buf + KAFKA_BATCH_OFF_ATTRIBUTES,
+                                 total - KAFKA_BATCH_OFF_ATTRIBUTES);
+    return crc == h->crc;
+}
+
+/* Walks every record checking the framing (kafka_record_iter_next) and the offset deltas:
+ * strictly increasing within 0..last_offset_delta. Gaps are allowed because compaction keeps
+ * a batch's lastOffsetDelta while removing records (KIP-98 keeps it for producer state). */
+static int rb_check_records(const struct kafka_batch_reader *r)
+{
+    const struct kafka_batch_header *h = &r->header;
+    struct kafka_record_iter it;
+    struct kafka_record rec;
+    kafka_batch_reader_iter(r, &it);
+    int64_t prev = -1;
+    int rc;
+    while ((rc = kafka_record_iter_next(&it, &rec)) == 1) {
+        if (rec.offset_delta <= prev || rec.offset_delta > h->last_offset_delta)
+            return LM_E_CORRUPT;
+        prev = rec.offset_delta;
+    }
+    if (rc < 0)
+        return rc;
+    LM_ASSERT(it.index == h->records_count);
+    return 0;
+}
+
+int kafka_batch_validate(const uint8_t *buf, size_t len, size_t max_uncompressed,
+                         struct kafka_batch_header *out)
+{
+    LM_ASSERT(out != NULL);
+    int rc = kafka_batch_header_parse(buf, len, out);
+    if (rc < 0)
+        return rc;
+    if (kafka_batch_total_size(out) > len)
+        return LM_E_TRUNCATED;
+    if (!kafka_batch_crc_ok(buf, out))
+        return LM_E_CRC;
+    if (out->records_count < 0)
+        return LM_E_CORRUPT;
+    /* Codecs 5..7 do not exist (KIP-110 added zstd as 4, the last one). */
+    if (kafka_batch_codec(out) > KAFKA_CODEC_ZSTD)
+        return LM_E_COMPRESSION;
+    struct kafka_batch_reader r;
+    rc = kafka_batch_reader_open(&r, buf, len, max_uncompressed);
+    if (rc < 0)
+        return rc;
+    rc = rb_check_records(&r);
+    kafka_batch_reader_close(&r);
+    return rc;
+}
+
+void kafka_batch_set_base_offset(uint8_t *buf, int64_t base_offset)
+{
+    LM_ASSERT(buf != NULL);
+    rb_put64(buf + KAFKA_BATCH_OFF_BASE_OFFSET, (uint64_t)base_offset);
+}
+
+void kafka_batch_set_leader_epoch(uint8_t *buf, int32_t epoch)
+{
+    LM_ASSERT(buf != NULL);
+    rb_put32(buf + KAFKA_BATCH_OFF_LEADER_EPOCH, (uint32_t)epoch);
+}
+
+void kafka_batch_set_log_append_time(uint8_t *buf, size_t total_size, int64_t timestamp_ms)
+{
+    LM_ASSERT(buf != NULL);
+    LM_ASSERT(total_size >= KAFKA_BATCH_HEADER_SIZE);
+    LM_ASSERT(rb_get32(buf + KAFKA_BATCH_OFF_LENGTH) + (size_t)KAFKA_BATCH_LOG_OVERHEAD ==
+              total_size);
+    uint16_t attrs = rb_get16(buf + KAFKA_BATCH_OFF_ATTRIBUTES);
+    attrs |= KAFKA_BATCH_ATTR_LOG_APPEND_TIME;
+    buf[KAFKA_BATCH_OFF_ATTRIBUTES] = (uint8_t)(attrs >> 8);
+    buf[KAFKA_BATCH_OFF_ATTRIBUTES + 1] = (uint8_t)attrs;
+    rb_put64(buf + KAFKA_BATCH_OFF_MAX_TIMESTAMP, (uint64_t)timestamp_ms);
+    uint32_t crc = crc32c_update(0, buf + KAFKA_BATCH_OFF_ATTRIBUTES,
+                                 total_size - KAFKA_BATCH_OFF_ATTRIBUTES);
+    rb_put32(buf + KAFKA_BATCH_OFF_CRC, crc);
+}
