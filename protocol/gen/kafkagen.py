@@ -481,7 +481,7 @@ def validate(s):
                 s.warnings.append("%s:%d: warning: field '%s' versions %s never overlap %s; it "
                                   "is never on the wire" % (p, f.line, f.name, f.versions,
                                                             parent_versions))
-            elif not parent_versions.covers(f.versions) and parent_versions is not s.versions:
+            elif not parent_versions.covers(f.versions.intersect(s.versions)):
                 s.warnings.append("%s:%d: warning: field '%s' versions %s go beyond its parent's "
                                   "%s" % (p, f.line, f.name, f.versions, parent_versions))
             if not f.nullable.empty:
