@@ -570,6 +570,7 @@ def gen_struct_funcs(ctx, st, is_root):
     out.append("    int rc = 0;")
     out.append("    const bool flex = %s;" % flex_expr(ctx))
     out.append("    (void)flex;")
+    out.append("    (void)v;")
     out.append("    (void)a;")
     if is_root:
         out.append("    if (v < %d || v > %d)" % (ctx.all.lo, ctx.all.hi))
@@ -628,6 +629,7 @@ def gen_struct_funcs(ctx, st, is_root):
     out.append("    size_t n = 0;")
     out.append("    const bool flex = %s;" % flex_expr(ctx))
     out.append("    (void)flex;")
+    out.append("    (void)v;")
     out.append("    (void)m;")
     if is_root:
         out.append("    if (v < %d || v > %d)" % (ctx.all.lo, ctx.all.hi))
@@ -669,6 +671,7 @@ def gen_struct_funcs(ctx, st, is_root):
     out.append("    int rc = 0;")
     out.append("    const bool flex = %s;" % flex_expr(ctx))
     out.append("    (void)flex;")
+    out.append("    (void)v;")
     if is_root:
         out.append("    if (v < %d || v > %d)" % (ctx.all.lo, ctx.all.hi))
         out.append("        return LM_E_UNSUPPORTED;")
@@ -921,7 +924,7 @@ def gen_sample(ctxs):
         for st, sec in ctx.structs:
             cn = st.cname
             if id(st) not in ctx.root_ids:
-                c.append("static void %s_init(struct %s *m)" % (cn, cn))
+                c.append("__attribute__((unused)) static void %s_init(struct %s *m)" % (cn, cn))
                 c.append("{")
                 c.append("    memset(m, 0, sizeof(*m));")
                 for f in st.fields:
