@@ -1,0 +1,1605 @@
+/* Raft core: see raft.h for the model (pure state machine, offset-range entries, persist
+ * before send). Section numbers cite Ongaro & Ousterhout, "In Search of an Understandable
+ * Consensus Algorithm" (§5.x) and Ongaro's thesis (§3.x/§4.x/§6.x/§9.x/§10.x). */
+#include "consensus/raft.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/lm_assert.h"
+#include "common/lm_err.h"
+
+#define RAFT_OUTBOX_MAX 65536 /* bound on held messages; beyond it we drop (Raft tolerates loss) */
+
+struct pending_msg {
+    struct raft_msg m;
+    uint64_t dep; /* persist id this message waits for (0: none) */
+};
+
+struct conf_hist {
+    int64_t index;
+    struct raft_conf conf;
+};
+
+struct ready_rec {
+    uint64_t id;
+    int64_t last;
+    uint64_t term;
+    bool has_entries;
+};
+
+struct raft {
+    struct raft_config cfg;
+    struct raft_log_ops log;
+    uint64_t rng;
+
+    /* durable-ish state */
+    uint64_t term;
+    uint32_t vote;
+    int64_t commit;
+    int64_t applied;
+
+    enum raft_role role;
+    uint32_t leader;
+    uint32_t elapsed, hb_elapsed, rand_timeout;
+    uint32_t transferee;
+    bool campaign_force;
+    int64_t pending_conf_index;
+
+    uint32_t granted[RAFT_NODES_MAX], n_granted;
+    uint32_t rejected[RAFT_NODES_MAX], n_rejected;
+
+    /* unstable log: entries not yet known to be in storage (etcd's unstable) */
+    struct raft_entry *unst;
+    size_t n_unst, cap_unst, unst_handed;
+    bool pending_start_set, pending_start_handed;
+    uint64_t pending_start_ready_id;
+    struct raft_log_start pending_start; /* owns payload */
+    int64_t durable_last;
+
+    struct conf_hist *hist;
+    size_t n_hist, cap_hist;
+    struct raft_conf conf_cache;
+
+    struct raft_progress prs[RAFT_NODES_MAX + 1];
+    int64_t *inflight_pool;
+
+    /* persistence bookkeeping */
+    uint64_t next_ready_id, persisted_id, hs_seq, log_seq, min_valid_persist_id;
+    struct ready_rec recs[RAFT_READY_INFLIGHT_MAX];
+    uint32_t rec_head, rec_count;
+    struct raft_hard_state hs_handed;
+    enum raft_role role_handed;
+    uint32_t leader_handed;
+
+    struct pending_msg *out;
+    size_t n_out, cap_out;
+    struct raft_msg *sent;
+    size_t n_sent, cap_sent;
+    struct raft_entry *apply_buf;
+    size_t cap_apply;
+};
+
+/* ---------- small helpers ---------- */
+
+static uint64_t rng_next(struct raft *r)
+{
+    /* splitmix64: deterministic from cfg.rand_seed, no libc random. */
+    uint64_t z = (r->rng += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+static void reset_rand_timeout(struct raft *r)
+{
+    r->rand_timeout = r->cfg.election_ticks + (uint32_t)(rng_next(r) % r->cfg.election_ticks);
+}
+
+bool raft_conf_is_voter(const struct raft_conf *c, uint32_t id)
+{
+    for (uint32_t i = 0; i < c->n_voters; i++)
+        if (c->voters[i] == id)
+            return true;
+    return false;
+}
+
+bool raft_conf_is_learner(const struct raft_conf *c, uint32_t id)
+{
+    for (uint32_t i = 0; i < c->n_learners; i++)
+        if (c->learners[i] == id)
+            return true;
+    return false;
+}
+
+static void put_u32(uint8_t *p, uint32_t v)
+{
+    p[0] = (uint8_t)(v >> 24);
+    p[1] = (uint8_t)(v >> 16);
+    p[2] = (uint8_t)(v >> 8);
+    p[3] = (uint8_t)v;
+}
+
+static uint32_t get_u32(const uint8_t *p)
+{
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+int raft_conf_encode(const struct raft_conf *c, uint8_t *buf, size_t cap)
+{
+    size_t need = 8 + 4 * ((size_t)c->n_voters + c->n_learners);
+    if (need > cap || c->n_voters > RAFT_NODES_MAX || c->n_learners > RAFT_NODES_MAX)
+        return LM_E_TOO_LARGE;
+    put_u32(buf, c->n_voters);
+    put_u32(buf + 4, c->n_learners);
+    size_t o = 8;
+    for (uint32_t i = 0; i < c->n_voters; i++, o += 4)
+        put_u32(buf + o, c->voters[i]);
+    for (uint32_t i = 0; i < c->n_learners; i++, o += 4)
+        put_u32(buf + o, c->learners[i]);
+    return (int)o;
+}
+
+int raft_conf_decode(const uint8_t *buf, size_t len, struct raft_conf *out)
+{
+    if (len < 8)
+        return LM_E_TRUNCATED;
+    uint32_t nv = get_u32(buf), nl = get_u32(buf + 4);
+    if (nv > RAFT_NODES_MAX || nl > RAFT_NODES_MAX)
+        return LM_E_TOO_LARGE;
+    if (len != 8 + 4 * ((size_t)nv + nl))
+        return LM_E_INVALID;
+    memset(out, 0, sizeof(*out));
+    out->n_voters = nv;
+    out->n_learners = nl;
+    for (uint32_t i = 0; i < nv; i++)
+        out->voters[i] = get_u32(buf + 8 + 4 * i);
+    for (uint32_t i = 0; i < nl; i++)
+        out->learners[i] = get_u32(buf + 8 + 4 * (nv + i));
+    return 0;
+}
+
+const char *raft_msg_type_name(uint8_t type)
+{
+    static const char *names[] = {"?",         "App",       "AppResp",       "Vote",
+                                  "VoteResp",  "PreVote",   "PreVoteResp",   "Heartbeat",
+                                  "HeartbeatResp", "LogStart", "TimeoutNow"};
+    return type < LM_ARRAY_LEN(names) ? names[type] : "?";
+}
+
+const char *raft_role_name(enum raft_role role)
+{
+    switch (role) {
+    case RAFT_FOLLOWER: return "follower";
+    case RAFT_PRE_CANDIDATE: return "pre-candidate";
+    case RAFT_CANDIDATE: return "candidate";
+    case RAFT_LEADER: return "leader";
+    }
+    return "?";
+}
+
+static int entry_copy(struct raft_entry *dst, const struct raft_entry *src)
+{
+    *dst = *src;
+    dst->data = NULL;
+    if (src->len) {
+        dst->data = malloc(src->len);
+        if (!dst->data)
+            return LM_E_NOMEM;
+        memcpy(dst->data, src->data, src->len);
+    }
+    return 0;
+}
+
+static int start_copy(struct raft_log_start *dst, const struct raft_log_start *src)
+{
+    *dst = *src;
+    dst->payload = NULL;
+    if (src->payload_len) {
+        dst->payload = malloc(src->payload_len);
+        if (!dst->payload)
+            return LM_E_NOMEM;
+        memcpy(dst->payload, src->payload, src->payload_len);
+    }
+    return 0;
+}
+
+void raft_msg_deinit(struct raft_msg *m)
+{
+    for (uint32_t i = 0; i < m->n_entries; i++)
+        free(m->entries[i].data);
+    free(m->entries);
+    free(m->start.payload);
+    m->entries = NULL;
+    m->n_entries = 0;
+    m->start.payload = NULL;
+}
+
+int raft_msg_copy(struct raft_msg *dst, const struct raft_msg *src)
+{
+    *dst = *src;
+    dst->entries = NULL;
+    dst->n_entries = 0;
+    dst->start.payload = NULL;
+    if (src->n_entries) {
+        dst->entries = calloc(src->n_entries, sizeof(*dst->entries));
+        if (!dst->entries)
+            return LM_E_NOMEM;
+        for (uint32_t i = 0; i < src->n_entries; i++, dst->n_entries++) {
+            int rc = entry_copy(&dst->entries[i], &src->entries[i]);
+            if (rc) {
+                raft_msg_deinit(dst);
+                return rc;
+            }
+        }
+    }
+    int rc = start_copy(&dst->start, &src->start);
+    if (rc)
+        raft_msg_deinit(dst);
+    return rc;
+}
+
+/* ---------- log view: storage + pending log start + unstable tail ---------- */
+
+static void view_start(const struct raft *r, struct raft_log_start *s)
+{
+    if (r->pending_start_set)
+        *s = r->pending_start;
+    else
+        r->log.start(r->log.ctx, s);
+}
+
+static int64_t view_start_index(const struct raft *r)
+{
+    struct raft_log_start s;
+    view_start(r, &s);
+    return s.index;
+}
+
+static int64_t view_last(const struct raft *r)
+{
+    if (r->n_unst)
+        return r->unst[r->n_unst - 1].last_index;
+    if (r->pending_start_set)
+        return r->pending_start.index;
+    return r->log.last_index(r->log.ctx);
+}
+
+/* The entry containing offset idx. */
+static int view_entry(const struct raft *r, int64_t idx, struct raft_entry *out)
+{
+    if (idx > view_last(r))
+        return LM_E_NOT_FOUND;
+    if (r->n_unst && idx >= r->unst[0].first_index) {
+        size_t lo = 0, hi = r->n_unst;
+        while (lo < hi) { /* first entry with last_index >= idx */
+            size_t mid = (lo + hi) / 2;
+            if (r->unst[mid].last_index < idx)
+                lo = mid + 1;
+            else
+                hi = mid;
+        }
+        LM_ASSERT(lo < r->n_unst && r->unst[lo].first_index <= idx);
+        *out = r->unst[lo];
+        return 0;
+    }
+    struct raft_log_start s;
+    view_start(r, &s);
+    if (idx <= s.index || r->pending_start_set)
+        return LM_E_OUT_OF_RANGE;
+    int rc = r->log.entry_at(r->log.ctx, idx, out);
+    if (rc == 0)
+        LM_ASSERT(out->first_index <= idx && idx <= out->last_index);
+    return rc;
+}
+
+static int view_term(const struct raft *r, int64_t idx, uint64_t *term)
+{
+    struct raft_log_start s;
+    view_start(r, &s);
+    if (idx == s.index) {
+        *term = s.term;
+        return 0;
+    }
+    if (idx < s.index)
+        return LM_E_OUT_OF_RANGE;
+    struct raft_entry e;
+    int rc = view_entry(r, idx, &e);
+    if (rc)
+        return rc;
+    *term = e.term;
+    return 0;
+}
+
+static uint64_t view_last_term(const struct raft *r)
+{
+    uint64_t t = 0;
+    int rc = view_term(r, view_last(r), &t);
+    LM_ASSERT(rc == 0);
+    return t;
+}
+
+static bool view_match_term(const struct raft *r, int64_t idx, uint64_t term)
+{
+    uint64_t t;
+    return view_term(r, idx, &t) == 0 && t == term;
+}
+
+/* Largest entry boundary <= idx (a batch's last offset or the log start). */
+static int64_t floor_boundary(const struct raft *r, int64_t idx)
+{
+    int64_t last = view_last(r);
+    if (idx >= last)
+        return last;
+    if (idx <= view_start_index(r))
+        return idx;
+    struct raft_entry e;
+    int rc = view_entry(r, idx, &e);
+    LM_ASSERT(rc == 0);
+    return idx == e.last_index ? idx : e.first_index - 1;
+}
+
+/* Largest boundary <= idx whose term <= term: the fast backtracking rule of etcd
+ * (findConflictByTerm), the optimisation sketched at the end of Raft §5.3. */
+static int64_t find_conflict_by_term(const struct raft *r, int64_t idx, uint64_t term)
+{
+    int64_t start = view_start_index(r);
+    if (idx > view_last(r))
+        idx = view_last(r);
+    for (uint32_t guard = 0;; guard++) {
+        LM_ASSERT(guard < (1u << 30));
+        if (idx <= start)
+            return idx;
+        struct raft_entry e;
+        int rc = view_entry(r, idx, &e);
+        LM_ASSERT(rc == 0);
+        if (e.term <= term)
+            return floor_boundary(r, idx);
+        idx = e.first_index - 1;
+    }
+}
+
+/* ---------- configuration history ---------- */
+
+static const struct raft_conf *cur_conf(const struct raft *r)
+{
+    if (r->n_hist)
+        return &r->hist[r->n_hist - 1].conf;
+    if (r->pending_start_set)
+        return &r->pending_start.conf;
+    struct raft_log_start s;
+    r->log.start(r->log.ctx, &s);
+    struct raft *mut = (struct raft *)r; /* cache only: the log owns the truth */
+    mut->conf_cache = s.conf;
+    return &mut->conf_cache;
+}
+
+static int hist_push(struct raft *r, int64_t index, const struct raft_conf *c)
+{
+    if (r->n_hist == r->cap_hist) {
+        size_t cap = r->cap_hist ? r->cap_hist * 2 : 8;
+        struct conf_hist *h = realloc(r->hist, cap * sizeof(*h));
+        if (!h)
+            return LM_E_NOMEM;
+        r->hist = h;
+        r->cap_hist = cap;
+    }
+    r->hist[r->n_hist].index = index;
+    r->hist[r->n_hist].conf = *c;
+    r->n_hist++;
+    return 0;
+}
+
+int raft_conf_at(const struct raft *r, int64_t index, struct raft_conf *out)
+{
+    for (size_t i = r->n_hist; i-- > 0;) {
+        if (r->hist[i].index <= index) {
+            *out = r->hist[i].conf;
+            return 0;
+        }
+    }
+    struct raft_log_start s;
+    view_start(r, &s);
+    if (index < s.index)
+        return LM_E_OUT_OF_RANGE;
+    *out = s.conf;
+    return 0;
+}
+
+static bool promotable(const struct raft *r)
+{
+    return raft_conf_is_voter(cur_conf(r), r->cfg.id);
+}
+
+static uint32_t quorum(const struct raft_conf *c)
+{
+    return c->n_voters / 2 + 1;
+}
+
+/* ---------- progress ---------- */
+
+static struct raft_progress *pr_find(struct raft *r, uint32_t id)
+{
+    for (uint32_t i = 0; i < LM_ARRAY_LEN(r->prs); i++)
+        if (r->prs[i].id == id && id != RAFT_NONE)
+            return &r->prs[i];
+    return NULL;
+}
+
+static void pr_reset(struct raft *r, struct raft_progress *pr, uint32_t id)
+{
+    int64_t *buf = pr->inflight;
+    memset(pr, 0, sizeof(*pr));
+    pr->inflight = buf;
+    pr->id = id;
+    pr->match = -1;
+    pr->next = view_last(r) + 1;
+    pr->state = RAFT_PR_PROBE;
+    pr->recent_active = true;
+}
+
+/* Make the progress set equal to the members of the current configuration plus self. */
+static void sync_progress(struct raft *r)
+{
+    const struct raft_conf *c = cur_conf(r);
+    for (uint32_t i = 0; i < LM_ARRAY_LEN(r->prs); i++) {
+        uint32_t id = r->prs[i].id;
+        if (id != RAFT_NONE && id != r->cfg.id && !raft_conf_is_voter(c, id) &&
+            !raft_conf_is_learner(c, id))
+            r->prs[i].id = RAFT_NONE;
+    }
+    uint32_t want[2 * RAFT_NODES_MAX + 1], n = 0;
+    want[n++] = r->cfg.id;
+    for (uint32_t i = 0; i < c->n_voters; i++)
+        want[n++] = c->voters[i];
+    for (uint32_t i = 0; i < c->n_learners; i++)
+        want[n++] = c->learners[i];
+    for (uint32_t i = 0; i < n; i++) {
+        if (pr_find(r, want[i]))
+            continue;
+        struct raft_progress *slot = NULL;
+        for (uint32_t j = 0; j < LM_ARRAY_LEN(r->prs) && !slot; j++)
+            if (r->prs[j].id == RAFT_NONE)
+                slot = &r->prs[j];
+        LM_ASSERT(slot != NULL);
+        pr_reset(r, slot, want[i]);
+        if (want[i] == r->cfg.id)
+            slot->match = r->durable_last;
+    }
+}
+
+static void inflight_reset(struct raft_progress *pr)
+{
+    pr->inflight_count = 0;
+    pr->inflight_head = 0;
+}
+
+static bool inflight_full(const struct raft *r, const struct raft_progress *pr)
+{
+    return pr->inflight_count >= r->cfg.max_inflight;
+}
+
+static void inflight_add(struct raft *r, struct raft_progress *pr, int64_t last)
+{
+    LM_ASSERT(!inflight_full(r, pr));
+    pr->inflight[(pr->inflight_head + pr->inflight_count) % r->cfg.max_inflight] = last;
+    pr->inflight_count++;
+}
+
+static void inflight_free_to(struct raft *r, struct raft_progress *pr, int64_t idx)
+{
+    while (pr->inflight_count && pr->inflight[pr->inflight_head] <= idx) {
+        pr->inflight_head = (pr->inflight_head + 1) % r->cfg.max_inflight;
+        pr->inflight_count--;
+    }
+}
+
+static void pr_become_probe(struct raft_progress *pr)
+{
+    if (pr->state == RAFT_PR_SNAPSHOT) {
+        int64_t n = pr->pending_start + 1;
+        pr->next = pr->match + 1 > n ? pr->match + 1 : n;
+    } else {
+        pr->next = pr->match + 1;
+    }
+    pr->state = RAFT_PR_PROBE;
+    pr->probe_sent = false;
+    inflight_reset(pr);
+}
+
+static void pr_become_replicate(struct raft_progress *pr)
+{
+    pr->state = RAFT_PR_REPLICATE;
+    pr->next = pr->match + 1;
+    pr->probe_sent = false;
+    inflight_reset(pr);
+}
+
+/* ---------- outbox ---------- */
+
+static bool is_response(uint8_t type)
+{
+    return type == RAFT_MSG_APP_RESP || type == RAFT_MSG_VOTE_RESP ||
+           type == RAFT_MSG_PREVOTE_RESP || type == RAFT_MSG_HEARTBEAT_RESP;
+}
+
+/* Queue m (takes its allocations). Persist before send: m waits for the persist id carrying
+ * the last change of what it depends on. */
+static void send(struct raft *r, struct raft_msg *m)
+{
+    m->from = r->cfg.id;
+    m->group = r->cfg.group;
+    if (m->term == 0)
+        m->term = r->term;
+    uint64_t dep = r->hs_seq;
+    if (is_response(m->type) && r->log_seq > dep)
+        dep = r->log_seq;
+    if (dep <= r->persisted_id)
+        dep = 0;
+    if (r->n_out >= RAFT_OUTBOX_MAX) { /* bounded: a lost message is a dropped packet */
+        raft_msg_deinit(m);
+        return;
+    }
+    if (r->n_out == r->cap_out) {
+        size_t cap = r->cap_out ? r->cap_out * 2 : 32;
+        struct pending_msg *o = realloc(r->out, cap * sizeof(*o));
+        if (!o) {
+            raft_msg_deinit(m);
+            return;
+        }
+        r->out = o;
+        r->cap_out = cap;
+    }
+    r->out[r->n_out].m = *m;
+    r->out[r->n_out].dep = dep;
+    r->n_out++;
+}
+
+static void hs_touch(struct raft *r)
+{
+    r->hs_seq = r->next_ready_id;
+}
+
+/* ---------- unstable log ---------- */
+
+static void unst_truncate_from(struct raft *r, int64_t first)
+{
+    size_t keep = 0;
+    if (r->n_unst && first > r->unst[0].first_index) {
+        while (keep < r->n_unst && r->unst[keep].last_index < first)
+            keep++;
+        LM_ASSERT(keep == r->n_unst || r->unst[keep].first_index == first);
+    }
+    for (size_t i = keep; i < r->n_unst; i++)
+        free(r->unst[i].data);
+    r->n_unst = keep;
+    if (r->unst_handed > keep)
+        r->unst_handed = keep;
+}
+
+/* Append es (copied) to the log view, overwriting from es[0].first_index (Raft §5.3: delete the
+ * conflicting entry and all that follow it). */
+static int log_append(struct raft *r, const struct raft_entry *es, size_t n)
+{
+    LM_ASSERT(n > 0);
+    int64_t first = es[0].first_index;
+    LM_ASSERT(first > r->commit);                 /* committed entries are never overwritten */
+    LM_ASSERT(first <= view_last(r) + 1);
+    LM_ASSERT(first == floor_boundary(r, first - 1) + 1);
+    unst_truncate_from(r, first);
+    if (r->durable_last > first - 1)
+        r->durable_last = first - 1;
+    while (r->n_hist && r->hist[r->n_hist - 1].index >= first)
+        r->n_hist--;
+    if (r->n_unst + n > r->cap_unst) {
+        size_t cap = r->cap_unst ? r->cap_unst : 16;
+        while (cap < r->n_unst + n)
+            cap *= 2;
+        struct raft_entry *u = realloc(r->unst, cap * sizeof(*u));
+        if (!u)
+            return LM_E_NOMEM;
+        r->unst = u;
+        r->cap_unst = cap;
+    }
+    for (size_t i = 0; i < n; i++) {
+        LM_ASSERT(es[i].first_index == (i ? es[i - 1].last_index : first - 1) + 1);
+        LM_ASSERT(es[i].last_index >= es[i].first_index);
+        int rc = entry_copy(&r->unst[r->n_unst], &es[i]);
+        if (rc)
+            return rc;
+        r->n_unst++;
+        if (es[i].type == RAFT_ENTRY_CONF) {
+            struct raft_conf c;
+            rc = raft_conf_decode(es[i].data, es[i].len, &c);
+            if (rc == 0)
+                rc = hist_push(r, es[i].last_index, &c);
+            if (rc)
+                return rc;
+        }
+    }
+    r->log_seq = r->next_ready_id;
+    return 0;
+}
+
+/* ---------- roles ---------- */
+
+static void become_follower(struct raft *r, uint64_t term, uint32_t leader)
+{
+    if (term != r->term) {
+        LM_ASSERT(term > r->term);
+        r->term = term;
+        r->vote = RAFT_NONE;
+        hs_touch(r);
+    }
+    r->role = RAFT_FOLLOWER;
+    r->leader = leader;
+    r->elapsed = 0;
+    r->transferee = RAFT_NONE;
+    reset_rand_timeout(r);
+}
+
+static void votes_reset(struct raft *r)
+{
+    r->n_granted = 0;
+    r->n_rejected = 0;
+}
+
+/* Record a vote; returns +1 won, -1 lost, 0 pending. */
+static int votes_record(struct raft *r, uint32_t from, bool granted)
+{
+    const struct raft_conf *c = cur_conf(r);
+    if (!raft_conf_is_voter(c, from))
+        return 0;
+    for (uint32_t i = 0; i < r->n_granted; i++)
+        if (r->granted[i] == from)
+            goto tally;
+    for (uint32_t i = 0; i < r->n_rejected; i++)
+        if (r->rejected[i] == from)
+            goto tally;
+    LM_ASSERT(r->n_granted + r->n_rejected < RAFT_NODES_MAX);
+    if (granted)
+        r->granted[r->n_granted++] = from;
+    else
+        r->rejected[r->n_rejected++] = from;
+tally:
+    if (r->n_granted >= quorum(c))
+        return 1;
+    if (r->n_rejected > c->n_voters - quorum(c))
+        return -1;
+    return 0;
+}
+
+static bool send_append(struct raft *r, struct raft_progress *pr, bool send_if_empty);
+static void bcast_append(struct raft *r);
+
+static void become_leader(struct raft *r)
+{
+    LM_ASSERT(r->role == RAFT_CANDIDATE);
+    LM_ASSERT(r->vote == r->cfg.id);
+    r->role = RAFT_LEADER;
+    r->leader = r->cfg.id;
+    r->elapsed = 0;
+    r->hb_elapsed = 0;
+    r->transferee = RAFT_NONE;
+    for (uint32_t i = 0; i < LM_ARRAY_LEN(r->prs); i++)
+        r->prs[i].id = RAFT_NONE;
+    sync_progress(r);
+    /* §5.4.2: a leader commits entries of earlier terms only by committing one of its own, so
+     * it appends an empty entry at once (Kafka: the LeaderChange control batch, KIP-595). */
+    int64_t last = view_last(r);
+    struct raft_entry noop = {.first_index = last + 1, .last_index = last + 1, .term = r->term,
+                              .type = RAFT_ENTRY_NOOP};
+    int rc = log_append(r, &noop, 1);
+    LM_ASSERT(rc == 0);
+    r->pending_conf_index = last + 1;
+    bcast_append(r);
+}
+
+static void campaign(struct raft *r, bool pre, bool force)
+{
+    if (!promotable(r))
+        return;
+    uint64_t vote_term;
+    if (pre) {
+        r->role = RAFT_PRE_CANDIDATE;
+        r->leader = RAFT_NONE;
+        vote_term = r->term + 1;
+    } else {
+        r->term++;
+        r->vote = r->cfg.id;
+        hs_touch(r);
+        r->role = RAFT_CANDIDATE;
+        r->leader = RAFT_NONE;
+        vote_term = r->term;
+    }
+    r->elapsed = 0;
+    r->transferee = RAFT_NONE;
+    r->campaign_force = force;
+    reset_rand_timeout(r);
+    votes_reset(r);
+    if (votes_record(r, r->cfg.id, true) > 0) {
+        if (pre)
+            campaign(r, false, force);
+        else
+            become_leader(r);
+        return;
+    }
+    const struct raft_conf *c = cur_conf(r);
+    int64_t last = view_last(r);
+    uint64_t last_term = view_last_term(r);
+    for (uint32_t i = 0; i < c->n_voters; i++) {
+        if (c->voters[i] == r->cfg.id)
+            continue;
+        struct raft_msg m = {.type = pre ? RAFT_MSG_PREVOTE : RAFT_MSG_VOTE,
+                             .to = c->voters[i],
+                             .term = vote_term,
+                             .index = last,
+                             .log_term = last_term,
+                             .force = force};
+        send(r, &m);
+    }
+}
+
+/* ---------- replication (leader) ---------- */
+
+static void send_log_start(struct raft *r, struct raft_progress *pr)
+{
+    struct raft_log_start s;
+    view_start(r, &s);
+    struct raft_msg m = {.type = RAFT_MSG_LOG_START, .to = pr->id};
+    if (start_copy(&m.start, &s))
+        return;
+    m.commit = r->commit;
+    send(r, &m);
+    pr->state = RAFT_PR_SNAPSHOT;
+    pr->pending_start = s.index;
+    inflight_reset(pr);
+}
+
+static bool send_append(struct raft *r, struct raft_progress *pr, bool send_if_empty)
+{
+    if (pr->id == r->cfg.id || pr->state == RAFT_PR_SNAPSHOT)
+        return false;
+    if (pr->state == RAFT_PR_PROBE && pr->probe_sent)
+        return false;
+    if (pr->state == RAFT_PR_REPLICATE && inflight_full(r, pr))
+        return false;
+    int64_t last = view_last(r);
+    LM_ASSERT(pr->next <= last + 1);
+    int64_t prev = pr->next - 1;
+    uint64_t prev_term;
+    if (view_term(r, prev, &prev_term) != 0) {
+        /* prev is below our log start: the follower needs the "log start moved" message. */
+        send_log_start(r, pr);
+        return true;
+    }
+    LM_ASSERT(prev == floor_boundary(r, prev));
+    uint32_t n = 0;
+    for (int64_t i = pr->next; i <= last && n < r->cfg.max_msg_entries; n++) {
+        struct raft_entry e;
+        if (view_entry(r, i, &e) != 0)
+            break;
+        i = e.last_index + 1;
+    }
+    if (n == 0 && !send_if_empty)
+        return false;
+    struct raft_msg m = {.type = RAFT_MSG_APP, .to = pr->id, .index = prev, .log_term = prev_term,
+                         .commit = r->commit};
+    if (n) {
+        m.entries = calloc(n, sizeof(*m.entries));
+        if (!m.entries)
+            return false;
+        int64_t i = pr->next;
+        for (uint32_t k = 0; k < n; k++) {
+            struct raft_entry e;
+            int rc = view_entry(r, i, &e);
+            LM_ASSERT(rc == 0 && e.first_index == i);
+            if (entry_copy(&m.entries[k], &e)) {
+                raft_msg_deinit(&m);
+                return false;
+            }
+            m.n_entries++;
+            i = e.last_index + 1;
+        }
+        int64_t sent_last = m.entries[n - 1].last_index;
+        if (pr->state == RAFT_PR_REPLICATE) {
+            pr->next = sent_last + 1; /* pipelining: optimistic next (thesis §10.2.1) */
+            inflight_add(r, pr, sent_last);
+        } else {
+            pr->probe_sent = true;
+        }
+    } else if (pr->state == RAFT_PR_PROBE) {
+        pr->probe_sent = true;
+    }
+    send(r, &m);
+    return true;
+}
+
+static void bcast_append(struct raft *r)
+{
+    for (uint32_t i = 0; i < LM_ARRAY_LEN(r->prs); i++)
+        if (r->prs[i].id != RAFT_NONE && r->prs[i].id != r->cfg.id)
+            send_append(r, &r->prs[i], true);
+}
+
+static void bcast_heartbeat(struct raft *r)
+{
+    for (uint32_t i = 0; i < LM_ARRAY_LEN(r->prs); i++) {
+        struct raft_progress *pr = &r->prs[i];
+        if (pr->id == RAFT_NONE || pr->id == r->cfg.id)
+            continue;
+        /* Only commit what the follower is known to hold (etcd): its tail may diverge. */
+        struct raft_msg m = {.type = RAFT_MSG_HEARTBEAT, .to = pr->id,
+                             .commit = pr->match < r->commit ? pr->match : r->commit};
+        send(r, &m);
+    }
+}
+
+static int cmp_desc(const void *a, const void *b)
+{
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return x < y ? 1 : x > y ? -1 : 0;
+}
+
+/* Advance commit to the quorum match if that entry is of the current term (§5.4.2). */
+static bool maybe_commit(struct raft *r)
+{
+    const struct raft_conf *c = cur_conf(r);
+    if (c->n_voters == 0)
+        return false;
+    int64_t m[RAFT_NODES_MAX];
+    for (uint32_t i = 0; i < c->n_voters; i++) {
+        struct raft_progress *pr = pr_find(r, c->voters[i]);
+        m[i] = pr ? pr->match : -1;
+        if (c->voters[i] == r->cfg.id)
+            m[i] = r->durable_last;
+    }
+    qsort(m, c->n_voters, sizeof(m[0]), cmp_desc);
+    int64_t q = m[quorum(c) - 1];
+    if (q <= r->commit)
+        return false;
+    uint64_t t;
+    if (view_term(r, q, &t) != 0 || t != r->term)
+        return false;
+    LM_ASSERT(q == floor_boundary(r, q));
+    r->commit = q;
+    /* Thesis §4.2.2: a leader removed from the configuration steps down once the change that
+     * removed it is committed. */
+    if (!raft_conf_is_voter(c, r->cfg.id) && r->commit >= r->pending_conf_index) {
+        become_follower(r, r->term, RAFT_NONE);
+        return false;
+    }
+    return true;
+}
+
+static void handle_append_resp(struct raft *r, const struct raft_msg *m)
+{
+    struct raft_progress *pr = pr_find(r, m->from);
+    if (!pr || pr->id == r->cfg.id)
+        return;
+    pr->recent_active = true;
+    if (m->reject) {
+        bool changed = false;
+        if (pr->state == RAFT_PR_REPLICATE) {
+            if (m->index > pr->match) {
+                pr_become_probe(pr);
+                changed = true;
+            }
+        } else if (pr->state == RAFT_PR_PROBE && m->index == pr->next - 1) {
+            int64_t j = find_conflict_by_term(r, m->hint_index, m->hint_term);
+            int64_t p = m->index - 1 < j ? m->index - 1 : j;
+            p = floor_boundary(r, p);
+            if (p < pr->match)
+                p = pr->match;
+            pr->next = p + 1;
+            pr->probe_sent = false;
+            changed = true;
+        }
+        if (changed)
+            send_append(r, pr, true);
+        return;
+    }
+    bool updated = false;
+    if (pr->match < m->index) {
+        pr->match = m->index;
+        updated = true;
+    }
+    if (pr->next < m->index + 1)
+        pr->next = m->index + 1;
+    if (updated || (pr->state == RAFT_PR_PROBE && pr->match == m->index)) {
+        if (pr->state == RAFT_PR_PROBE)
+            pr_become_replicate(pr);
+        else if (pr->state == RAFT_PR_SNAPSHOT && pr->match >= pr->pending_start)
+            pr_become_replicate(pr);
+        else if (pr->state == RAFT_PR_REPLICATE)
+            inflight_free_to(r, pr, m->index);
+        if (maybe_commit(r)) {
+            bcast_append(r);
+        } else if (r->role == RAFT_LEADER) {
+            for (uint32_t k = 0; k < r->cfg.max_inflight && send_append(r, pr, false); k++) {
+            }
+        }
+        if (r->role == RAFT_LEADER && m->from == r->transferee && pr->match == view_last(r)) {
+            struct raft_msg t = {.type = RAFT_MSG_TIMEOUT_NOW, .to = m->from};
+            send(r, &t);
+        }
+    }
+}
+
+/* ---------- follower handlers ---------- */
+
+static void commit_to(struct raft *r, int64_t c)
+{
+    if (c > r->commit) {
+        LM_ASSERT(c <= view_last(r));
+        r->commit = c;
+    }
+}
+
+static int handle_append(struct raft *r, const struct raft_msg *m)
+{
+    struct raft_msg resp = {.type = RAFT_MSG_APP_RESP, .to = m->from};
+    if (m->index < r->commit) {
+        resp.index = r->commit;
+        send(r, &resp);
+        return 0;
+    }
+    for (uint32_t i = 0; i < m->n_entries; i++) {
+        const struct raft_entry *e = &m->entries[i];
+        int64_t want = (i ? m->entries[i - 1].last_index : m->index) + 1;
+        if (e->first_index != want || e->last_index < e->first_index || e->term > m->term)
+            return LM_E_INVALID;
+    }
+    if (!view_match_term(r, m->index, m->log_term)) {
+        int64_t h = find_conflict_by_term(r, m->index, m->log_term);
+        uint64_t ht = 0;
+        if (view_term(r, h, &ht) != 0)
+            ht = 0;
+        resp.reject = true;
+        resp.index = m->index;
+        resp.hint_index = h;
+        resp.hint_term = ht;
+        send(r, &resp);
+        return 0;
+    }
+    int64_t last_new = m->n_entries ? m->entries[m->n_entries - 1].last_index : m->index;
+    uint32_t i = 0;
+    int64_t last = view_last(r);
+    for (; i < m->n_entries; i++) {
+        const struct raft_entry *e = &m->entries[i];
+        if (e->last_index <= last && view_match_term(r, e->last_index, e->term))
+            continue;
+        break;
+    }
+    if (i < m->n_entries) {
+        if (m->entries[i].first_index <= r->commit)
+            return LM_E_INVALID; /* a leader would never ask to overwrite committed entries */
+        int rc = log_append(r, &m->entries[i], m->n_entries - i);
+        if (rc)
+            return rc;
+    }
+    commit_to(r, m->commit < last_new ? m->commit : last_new);
+    resp.index = last_new;
+    send(r, &resp);
+    return 0;
+}
+
+static void handle_heartbeat(struct raft *r, const struct raft_msg *m)
+{
+    int64_t last = view_last(r);
+    commit_to(r, m->commit < last ? m->commit : last);
+    struct raft_msg resp = {.type = RAFT_MSG_HEARTBEAT_RESP, .to = m->from};
+    send(r, &resp);
+}
+
+static int handle_log_start(struct raft *r, const struct raft_msg *m)
+{
+    struct raft_msg resp = {.type = RAFT_MSG_APP_RESP, .to = m->from};
+    const struct raft_log_start *s = &m->start;
+    if (s->index <= r->commit) {
+        resp.index = r->commit;
+        send(r, &resp);
+        return 0;
+    }
+    if (view_match_term(r, s->index, s->term)) {
+        /* We hold the entry already: just learn that it is committed. */
+        commit_to(r, s->index);
+        resp.index = s->index;
+        send(r, &resp);
+        return 0;
+    }
+    /* Drop the whole log and start after s->index (thesis §5.3 InstallSnapshot). */
+    struct raft_log_start copy;
+    int rc = start_copy(&copy, s);
+    if (rc)
+        return rc;
+    unst_truncate_from(r, INT64_MIN);
+    free(r->pending_start.payload);
+    r->pending_start = copy;
+    r->pending_start_set = true;
+    r->pending_start_handed = false;
+    r->pending_start_ready_id = 0;
+    r->n_hist = 0;
+    r->commit = s->index;
+    r->durable_last = s->index;
+    r->log_seq = r->next_ready_id;
+    r->min_valid_persist_id = r->next_ready_id; /* older completions describe the old log */
+    resp.index = s->index;
+    send(r, &resp);
+    return 0;
+}
+
+/* ---------- step ---------- */
+
+static void handle_vote(struct raft *r, const struct raft_msg *m)
+{
+    bool pre = m->type == RAFT_MSG_PREVOTE;
+    bool can_vote = r->vote == m->from || (r->vote == RAFT_NONE && r->leader == RAFT_NONE) ||
+                    (pre && m->term > r->term);
+    uint64_t lt = view_last_term(r);
+    bool up_to_date = m->log_term > lt || (m->log_term == lt && m->index >= view_last(r));
+    struct raft_msg resp = {.type = pre ? RAFT_MSG_PREVOTE_RESP : RAFT_MSG_VOTE_RESP,
+                            .to = m->from};
+    if (can_vote && up_to_date) {
+        resp.term = m->term; /* §9.6: a pre-vote grant echoes the future term */
+        if (!pre) {
+            r->elapsed = 0;
+            r->vote = m->from;
+            hs_touch(r);
+        }
+    } else {
+        resp.term = r->term;
+        resp.reject = true;
+    }
+    send(r, &resp);
+}
+
+int raft_step(struct raft *r, const struct raft_msg *m)
+{
+    if (m->type == 0 || m->type >= RAFT_MSG_TYPE_MAX || m->group != r->cfg.group ||
+        m->to != r->cfg.id)
+        return LM_E_INVALID;
+    if (m->term > r->term) {
+        if (m->type == RAFT_MSG_VOTE || m->type == RAFT_MSG_PREVOTE) {
+            /* Check-quorum lease (thesis §4.2.3): while we hear from a leader, ignore votes
+             * unless they come from a leadership transfer. */
+            bool in_lease = r->cfg.check_quorum && r->leader != RAFT_NONE &&
+                            r->elapsed < r->cfg.election_ticks;
+            if (in_lease && !m->force)
+                return 0;
+        }
+        if (m->type == RAFT_MSG_PREVOTE) {
+            /* a pre-vote never changes our term (§9.6) */
+        } else if (m->type == RAFT_MSG_PREVOTE_RESP && !m->reject) {
+            /* a grant carries the term we would campaign at */
+        } else if (m->type == RAFT_MSG_APP || m->type == RAFT_MSG_HEARTBEAT ||
+                   m->type == RAFT_MSG_LOG_START) {
+            become_follower(r, m->term, m->from);
+        } else {
+            become_follower(r, m->term, RAFT_NONE);
+        }
+    } else if (m->term < r->term) {
+        if ((r->cfg.check_quorum || r->cfg.pre_vote) &&
+            (m->type == RAFT_MSG_APP || m->type == RAFT_MSG_HEARTBEAT)) {
+            /* Tell a stale leader about the newer term so it steps down. */
+            struct raft_msg resp = {.type = RAFT_MSG_APP_RESP, .to = m->from, .index = -1,
+                                    .reject = false};
+            resp.index = r->commit;
+            send(r, &resp);
+        } else if (m->type == RAFT_MSG_PREVOTE) {
+            struct raft_msg resp = {.type = RAFT_MSG_PREVOTE_RESP, .to = m->from,
+                                    .reject = true};
+            send(r, &resp);
+        }
+        return 0;
+    }
+
+    switch (m->type) {
+    case RAFT_MSG_VOTE:
+    case RAFT_MSG_PREVOTE:
+        handle_vote(r, m);
+        return 0;
+    default:
+        break;
+    }
+
+    switch (r->role) {
+    case RAFT_LEADER:
+        switch (m->type) {
+        case RAFT_MSG_APP_RESP:
+            handle_append_resp(r, m);
+            break;
+        case RAFT_MSG_HEARTBEAT_RESP: {
+            struct raft_progress *pr = pr_find(r, m->from);
+            if (!pr)
+                break;
+            pr->recent_active = true;
+            pr->probe_sent = false;
+            if (pr->state == RAFT_PR_SNAPSHOT)
+                pr_become_probe(pr); /* the log start message may have been lost: retry */
+            if (pr->state == RAFT_PR_REPLICATE && inflight_full(r, pr))
+                inflight_free_to(r, pr, pr->inflight[pr->inflight_head]);
+            if (pr->match < view_last(r))
+                send_append(r, pr, true);
+            break;
+        }
+        default:
+            break;
+        }
+        return 0;
+    case RAFT_PRE_CANDIDATE:
+    case RAFT_CANDIDATE:
+        if (m->type == RAFT_MSG_APP || m->type == RAFT_MSG_HEARTBEAT ||
+            m->type == RAFT_MSG_LOG_START) {
+            become_follower(r, m->term, m->from); /* §5.2: a leader of our term exists */
+            break;
+        }
+        if ((r->role == RAFT_CANDIDATE && m->type == RAFT_MSG_VOTE_RESP) ||
+            (r->role == RAFT_PRE_CANDIDATE && m->type == RAFT_MSG_PREVOTE_RESP)) {
+            int res = votes_record(r, m->from, !m->reject);
+            if (res > 0) {
+                if (r->role == RAFT_PRE_CANDIDATE)
+                    campaign(r, false, r->campaign_force);
+                else
+                    become_leader(r);
+            } else if (res < 0) {
+                become_follower(r, r->term, RAFT_NONE);
+            }
+        }
+        return 0;
+    case RAFT_FOLLOWER:
+        break;
+    }
+
+    /* follower */
+    switch (m->type) {
+    case RAFT_MSG_APP:
+        r->elapsed = 0;
+        r->leader = m->from;
+        return handle_append(r, m);
+    case RAFT_MSG_HEARTBEAT:
+        r->elapsed = 0;
+        r->leader = m->from;
+        handle_heartbeat(r, m);
+        return 0;
+    case RAFT_MSG_LOG_START:
+        r->elapsed = 0;
+        r->leader = m->from;
+        return handle_log_start(r, m);
+    case RAFT_MSG_TIMEOUT_NOW:
+        /* Leadership transfer (thesis §3.10): campaign at once, skipping pre-vote. */
+        campaign(r, false, true);
+        return 0;
+    default:
+        return 0;
+    }
+}
+
+/* ---------- ticks and admin ---------- */
+
+static bool quorum_active(struct raft *r)
+{
+    const struct raft_conf *c = cur_conf(r);
+    uint32_t n = 0;
+    for (uint32_t i = 0; i < c->n_voters; i++) {
+        struct raft_progress *pr = pr_find(r, c->voters[i]);
+        if (c->voters[i] == r->cfg.id || (pr && pr->recent_active))
+            n++;
+    }
+    return n >= quorum(c);
+}
+
+void raft_tick(struct raft *r)
+{
+    if (r->role == RAFT_LEADER) {
+        r->elapsed++;
+        r->hb_elapsed++;
+        if (r->elapsed >= r->cfg.election_ticks) {
+            r->elapsed = 0;
+            /* Check-quorum (thesis §6.2): step down when a majority went quiet. */
+            if (r->cfg.check_quorum && !quorum_active(r)) {
+                become_follower(r, r->term, RAFT_NONE);
+                return;
+            }
+            for (uint32_t i = 0; i < LM_ARRAY_LEN(r->prs); i++)
+                r->prs[i].recent_active = r->prs[i].id == r->cfg.id;
+            r->transferee = RAFT_NONE; /* a transfer that took a whole timeout is abandoned */
+        }
+        if (r->hb_elapsed >= r->cfg.heartbeat_ticks) {
+            r->hb_elapsed = 0;
+            bcast_heartbeat(r);
+        }
+        return;
+    }
+    r->elapsed++;
+    if (promotable(r) && r->elapsed >= r->rand_timeout) {
+        r->elapsed = 0;
+        campaign(r, r->cfg.pre_vote, false);
+    }
+}
+
+int raft_campaign(struct raft *r)
+{
+    if (r->role == RAFT_LEADER)
+        return 0;
+    if (!promotable(r))
+        return LM_E_STATE;
+    campaign(r, r->cfg.pre_vote, false);
+    return 0;
+}
+
+static int leader_append(struct raft *r, uint8_t type, const void *data, uint32_t len,
+                         uint32_t count, int64_t *last_out)
+{
+    int64_t last = view_last(r);
+    struct raft_entry e = {.first_index = last + 1, .last_index = last + count, .term = r->term,
+                           .type = type, .len = len, .data = (uint8_t *)data};
+    int rc = log_append(r, &e, 1);
+    if (rc)
+        return rc;
+    if (last_out)
+        *last_out = e.last_index;
+    bcast_append(r);
+    return 0;
+}
+
+int raft_propose(struct raft *r, const void *data, uint32_t len, uint32_t count,
+                 int64_t *last_out)
+{
+    if (count == 0 || count > (1u << 30))
+        return LM_E_INVALID;
+    if (r->role != RAFT_LEADER)
+        return LM_E_STATE;
+    if (r->transferee != RAFT_NONE)
+        return LM_E_AGAIN;
+    return leader_append(r, RAFT_ENTRY_NORMAL, data, len, count, last_out);
+}
+
+static bool conf_remove(uint32_t *ids, uint32_t *n, uint32_t id)
+{
+    for (uint32_t i = 0; i < *n; i++) {
+        if (ids[i] == id) {
+            ids[i] = ids[--*n];
+            return true;
+        }
+    }
+    return false;
+}
+
+int raft_propose_conf(struct raft *r, enum raft_conf_op op, uint32_t node)
+{
+    if (r->role != RAFT_LEADER)
+        return LM_E_STATE;
+    if (node == RAFT_NONE)
+        return LM_E_INVALID;
+    if (r->transferee != RAFT_NONE || r->pending_conf_index > r->commit)
+        return LM_E_AGAIN;
+    /* The single-server change bug fix (Ongaro, raft-dev 2015): no change before the leader has
+     * committed an entry of its own term. */
+    uint64_t t;
+    if (r->commit < 0 || view_term(r, r->commit, &t) != 0 || t != r->term)
+        return LM_E_AGAIN;
+    struct raft_conf c = *cur_conf(r);
+    bool voter = raft_conf_is_voter(&c, node), learner = raft_conf_is_learner(&c, node);
+    switch (op) {
+    case RAFT_CONF_ADD_LEARNER:
+        if (voter || learner)
+            return LM_E_EXISTS;
+        if (c.n_voters + c.n_learners >= RAFT_NODES_MAX)
+            return LM_E_FULL;
+        c.learners[c.n_learners++] = node;
+        break;
+    case RAFT_CONF_PROMOTE: {
+        if (!learner)
+            return LM_E_NOT_FOUND;
+        const struct raft_progress *pr = pr_find(r, node);
+        if (!pr || pr->match < r->commit)
+            return LM_E_AGAIN; /* a learner votes only once it has caught up */
+        conf_remove(c.learners, &c.n_learners, node);
+        c.voters[c.n_voters++] = node;
+        break;
+    }
+    case RAFT_CONF_REMOVE:
+        if (voter && c.n_voters == 1)
+            return LM_E_INVALID;
+        if (!conf_remove(c.voters, &c.n_voters, node) &&
+            !conf_remove(c.learners, &c.n_learners, node))
+            return LM_E_NOT_FOUND;
+        break;
+    default:
+        return LM_E_INVALID;
+    }
+    uint8_t buf[8 + 8 * RAFT_NODES_MAX];
+    int n = raft_conf_encode(&c, buf, sizeof(buf));
+    if (n < 0)
+        return n;
+    int64_t last;
+    int rc = leader_append(r, RAFT_ENTRY_CONF, buf, (uint32_t)n, 1, &last);
+    if (rc)
+        return rc;
+    r->pending_conf_index = last;
+    sync_progress(r);
+    bcast_append(r);
+    return 0;
+}
+
+int raft_transfer_leader(struct raft *r, uint32_t to)
+{
+    if (r->role != RAFT_LEADER)
+        return LM_E_STATE;
+    if (to == r->cfg.id || !raft_conf_is_voter(cur_conf(r), to))
+        return LM_E_INVALID;
+    struct raft_progress *pr = pr_find(r, to);
+    LM_ASSERT(pr != NULL);
+    r->transferee = to;
+    r->elapsed = 0;
+    if (pr->match == view_last(r)) {
+        struct raft_msg t = {.type = RAFT_MSG_TIMEOUT_NOW, .to = to};
+        send(r, &t);
+    } else {
+        send_append(r, pr, true);
+    }
+    return 0;
+}
+
+/* ---------- ready / persisted ---------- */
+
+static bool hs_differs(const struct raft *r)
+{
+    return r->hs_handed.term != r->term || r->hs_handed.vote != r->vote ||
+           r->hs_handed.commit != r->commit;
+}
+
+static int64_t apply_limit(const struct raft *r)
+{
+    return r->commit < r->durable_last ? r->commit : r->durable_last;
+}
+
+bool raft_has_ready(const struct raft *r)
+{
+    if (r->role != r->role_handed || r->leader != r->leader_handed)
+        return true;
+    bool persist = hs_differs(r) || r->unst_handed < r->n_unst ||
+                   (r->pending_start_set && !r->pending_start_handed);
+    if (persist && r->rec_count < RAFT_READY_INFLIGHT_MAX)
+        return true;
+    for (size_t i = 0; i < r->n_out; i++)
+        if (r->out[i].dep <= r->persisted_id)
+            return true;
+    return r->applied < apply_limit(r);
+}
+
+static void free_sent(struct raft *r)
+{
+    for (size_t i = 0; i < r->n_sent; i++)
+        raft_msg_deinit(&r->sent[i]);
+    r->n_sent = 0;
+}
+
+void raft_ready(struct raft *r, struct raft_ready *rd)
+{
+    free_sent(r);
+    memset(rd, 0, sizeof(*rd));
+    rd->role = r->role;
+    rd->leader = r->leader;
+    if (r->role != r->role_handed || r->leader != r->leader_handed) {
+        rd->soft_changed = true;
+        r->role_handed = r->role;
+        r->leader_handed = r->leader;
+    }
+    bool install = r->pending_start_set && !r->pending_start_handed;
+    bool persist = hs_differs(r) || r->unst_handed < r->n_unst || install;
+    if (persist && r->rec_count < RAFT_READY_INFLIGHT_MAX) {
+        uint64_t id = r->next_ready_id++;
+        rd->persist_id = id;
+        rd->hs.term = r->term;
+        rd->hs.vote = r->vote;
+        rd->hs.commit = r->commit;
+        rd->hs_changed = hs_differs(r);
+        r->hs_handed = rd->hs;
+        if (install) {
+            rd->start_changed = true;
+            rd->start = r->pending_start;
+            r->pending_start_handed = true;
+            r->pending_start_ready_id = id;
+        }
+        rd->entries = r->unst + r->unst_handed;
+        rd->n_entries = r->n_unst - r->unst_handed;
+        r->unst_handed = r->n_unst;
+        struct ready_rec *rec =
+            &r->recs[(r->rec_head + r->rec_count) % RAFT_READY_INFLIGHT_MAX];
+        rec->id = id;
+        rec->last = view_last(r);
+        rec->term = view_last_term(r);
+        rec->has_entries = rd->n_entries > 0;
+        r->rec_count++;
+    }
+    /* Release messages whose dependencies are durable, keeping the others in order. */
+    size_t keep = 0, nrel = 0;
+    for (size_t i = 0; i < r->n_out; i++)
+        if (r->out[i].dep <= r->persisted_id)
+            nrel++;
+    if (nrel > r->cap_sent) {
+        struct raft_msg *s = realloc(r->sent, nrel * sizeof(*s));
+        LM_ASSERT(s != NULL);
+        r->sent = s;
+        r->cap_sent = nrel;
+    }
+    for (size_t i = 0; i < r->n_out; i++) {
+        if (r->out[i].dep <= r->persisted_id)
+            r->sent[r->n_sent++] = r->out[i].m;
+        else
+            r->out[keep++] = r->out[i];
+    }
+    r->n_out = keep;
+    rd->msgs = r->sent;
+    rd->n_msgs = r->n_sent;
+    /* Committed and locally durable entries to apply. */
+    int64_t lim = apply_limit(r);
+    if (r->applied < lim) {
+        if (r->cap_apply < r->cfg.max_apply_entries) {
+            struct raft_entry *b = realloc(r->apply_buf, r->cfg.max_apply_entries * sizeof(*b));
+            LM_ASSERT(b != NULL);
+            r->apply_buf = b;
+            r->cap_apply = r->cfg.max_apply_entries;
+        }
+        size_t n = 0;
+        while (r->applied < lim && n < r->cfg.max_apply_entries) {
+            struct raft_entry e;
+            int rc = view_entry(r, r->applied + 1, &e);
+            LM_ASSERT(rc == 0 && e.first_index == r->applied + 1 && e.last_index <= lim);
+            r->apply_buf[n++] = e;
+            r->applied = e.last_index;
+        }
+        rd->committed = r->apply_buf;
+        rd->n_committed = n;
+    }
+}
+
+int raft_persisted(struct raft *r, uint64_t id)
+{
+    if (id == 0 || id <= r->persisted_id || id >= r->next_ready_id)
+        return LM_E_INVALID;
+    while (r->rec_count && r->recs[r->rec_head].id <= id) {
+        struct ready_rec *rec = &r->recs[r->rec_head];
+        if (rec->has_entries && rec->id >= r->min_valid_persist_id &&
+            rec->last > r->durable_last && view_match_term(r, rec->last, rec->term))
+            r->durable_last = rec->last;
+        r->rec_head = (r->rec_head + 1) % RAFT_READY_INFLIGHT_MAX;
+        r->rec_count--;
+    }
+    r->persisted_id = id;
+    if (r->pending_start_set && r->pending_start_handed && r->pending_start_ready_id <= id) {
+        free(r->pending_start.payload);
+        memset(&r->pending_start, 0, sizeof(r->pending_start));
+        r->pending_start_set = false;
+    }
+    /* Entries now in storage leave the unstable tail. */
+    size_t drop = 0;
+    while (drop < r->unst_handed && r->unst[drop].last_index <= r->durable_last &&
+           !r->pending_start_set)
+        drop++;
+    if (drop) {
+        for (size_t i = 0; i < drop; i++)
+            free(r->unst[i].data);
+        memmove(r->unst, r->unst + drop, (r->n_unst - drop) * sizeof(*r->unst));
+        r->n_unst -= drop;
+        r->unst_handed -= drop;
+    }
+    if (r->role == RAFT_LEADER) {
+        struct raft_progress *self = pr_find(r, r->cfg.id);
+        LM_ASSERT(self != NULL);
+        self->match = r->durable_last;
+        if (maybe_commit(r))
+            bcast_append(r);
+    }
+    return 0;
+}
+
+/* ---------- lifecycle and queries ---------- */
+
+struct raft *raft_new(const struct raft_config *cfg, const struct raft_log_ops *log,
+                      const struct raft_hard_state *hs)
+{
+    if (!cfg || !log || cfg->id == RAFT_NONE || cfg->election_ticks == 0 ||
+        cfg->heartbeat_ticks == 0 || cfg->heartbeat_ticks >= cfg->election_ticks ||
+        cfg->max_inflight == 0 || cfg->max_msg_entries == 0 || cfg->max_apply_entries == 0)
+        return NULL;
+    struct raft *r = calloc(1, sizeof(*r));
+    if (!r)
+        return NULL;
+    r->cfg = *cfg;
+    r->log = *log;
+    r->rng = cfg->rand_seed ^ ((uint64_t)cfg->id << 32) ^ cfg->group;
+    r->inflight_pool = calloc((RAFT_NODES_MAX + 1) * (size_t)cfg->max_inflight, sizeof(int64_t));
+    if (!r->inflight_pool) {
+        free(r);
+        return NULL;
+    }
+    for (uint32_t i = 0; i < LM_ARRAY_LEN(r->prs); i++)
+        r->prs[i].inflight = r->inflight_pool + (size_t)i * cfg->max_inflight;
+    struct raft_log_start s;
+    log->start(log->ctx, &s);
+    int64_t last = log->last_index(log->ctx);
+    LM_ASSERT(last >= s.index);
+    /* Rebuild the configuration history from the log's CONF entries. */
+    for (int64_t i = s.index + 1; i <= last;) {
+        struct raft_entry e;
+        if (log->entry_at(log->ctx, i, &e) != 0 || e.first_index != i) {
+            raft_free(r);
+            return NULL;
+        }
+        if (e.type == RAFT_ENTRY_CONF) {
+            struct raft_conf c;
+            if (raft_conf_decode(e.data, e.len, &c) != 0 || hist_push(r, e.last_index, &c)) {
+                raft_free(r);
+                return NULL;
+            }
+        }
+        i = e.last_index + 1;
+    }
+    if (hs) {
+        r->term = hs->term;
+        r->vote = hs->vote;
+        r->commit = hs->commit;
+    } else {
+        r->commit = -1;
+    }
+    if (r->commit < s.index)
+        r->commit = s.index;
+    if (r->commit > last)
+        r->commit = last;
+    r->applied = cfg->applied < s.index ? s.index : cfg->applied;
+    if (r->applied > r->commit)
+        r->applied = r->commit;
+    r->durable_last = last;
+    r->next_ready_id = 1;
+    r->hs_handed.term = r->term;
+    r->hs_handed.vote = r->vote;
+    r->hs_handed.commit = r->commit;
+    r->pending_conf_index = -1;
+    r->role = RAFT_FOLLOWER;
+    r->role_handed = RAFT_FOLLOWER;
+    reset_rand_timeout(r);
+    return r;
+}
+
+void raft_free(struct raft *r)
+{
+    if (!r)
+        return;
+    free_sent(r);
+    free(r->sent);
+    for (size_t i = 0; i < r->n_out; i++)
+        raft_msg_deinit(&r->out[i].m);
+    free(r->out);
+    for (size_t i = 0; i < r->n_unst; i++)
+        free(r->unst[i].data);
+    free(r->unst);
+    free(r->pending_start.payload);
+    free(r->hist);
+    free(r->apply_buf);
+    free(r->inflight_pool);
+    free(r);
+}
+
+enum raft_role raft_role(const struct raft *r) { return r->role; }
+uint64_t raft_term(const struct raft *r) { return r->term; }
+uint32_t raft_leader(const struct raft *r) { return r->leader; }
+uint32_t raft_id(const struct raft *r) { return r->cfg.id; }
+int64_t raft_commit(const struct raft *r) { return r->commit; }
+int64_t raft_applied(const struct raft *r) { return r->applied; }
+int64_t raft_last_index(const struct raft *r) { return view_last(r); }
+const struct raft_conf *raft_conf(const struct raft *r) { return cur_conf(r); }
+
+int raft_log_term(const struct raft *r, int64_t index, uint64_t *term)
+{
+    return view_term(r, index, term);
+}
+
+const struct raft_progress *raft_progress(const struct raft *r, uint32_t id)
+{
+    if (r->role != RAFT_LEADER)
+        return NULL;
+    return pr_find((struct raft *)r, id);
+}

@@ -1,0 +1,238 @@
+/* Raft as a pure state machine (etcd raft style; DESIGN.md §4, §7).
+ *
+ * Inputs: raft_tick (logical time), raft_step (a received message), raft_persisted (a storage
+ * completion), and the proposal/admin calls. Output: raft_ready, which hands out hard state and
+ * entries to persist, messages to send and committed entries to apply. There are no clocks,
+ * sockets, threads or random calls in here: the election-timeout jitter comes from a PRNG whose
+ * seed is part of struct raft_config.
+ *
+ * Indices are Kafka offsets. One Raft entry is one record batch covering the offset range
+ * [first_index, last_index]; its term is the batch's partitionLeaderEpoch. Entries are
+ * contiguous: next.first_index == prev.last_index + 1. Everything Raft reasons about (match,
+ * next, commit, the prev of an append) is an entry boundary, i.e. the last offset of some batch
+ * (or the log start - 1). Why ranges instead of "one batch = one index": storage, Fetch and the
+ * high watermark all speak offsets, so commit = high watermark - 1 without any translation
+ * table, and the log interface is served by a segment's offset index directly. A batch with a
+ * given (last offset, epoch) is only ever produced by the single leader of that epoch, so two
+ * logs that agree on the term at an offset agree on the whole batch and its boundaries (the
+ * Log Matching argument of Raft §5.3 carries over to ranges).
+ *
+ * PERSIST BEFORE SEND. A ready with persist_id != 0 carries state the node must write (hard
+ * state, entries overwriting the log from entries[0].first_index, or a new log start) in order;
+ * after the write is durable the caller calls raft_persisted(persist_id), in increasing order.
+ * The library enforces the rule itself: a message whose meaning depends on unpersisted state (any
+ * message sent at a term/vote not yet durable; an append or vote response that acknowledges
+ * entries or a vote not yet durable) is held inside and appears in a later ready's msgs only once
+ * its persist_id has been reported. Every message in rd.msgs may therefore be sent at once. The
+ * leader's own appends may go out before its local write (Raft thesis §10.2.1): its own match
+ * only counts toward the commit index after raft_persisted. Committed entries are handed out for
+ * applying only once they are durable locally.
+ *
+ * Pointers inside a ready stay valid until the next call into this raft handle. */
+#ifndef LAMINAR_CONSENSUS_RAFT_H
+#define LAMINAR_CONSENSUS_RAFT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define RAFT_NODES_MAX 16        /* voters + learners in one group */
+#define RAFT_READY_INFLIGHT_MAX 64 /* persists handed out and not yet reported */
+#define RAFT_NONE 0u             /* no node (node ids start at 1) */
+
+enum raft_entry_type {
+    RAFT_ENTRY_NORMAL = 0, /* a data batch */
+    RAFT_ENTRY_NOOP = 1,   /* leader's first entry of its term (Kafka LeaderChange control batch) */
+    RAFT_ENTRY_CONF = 2,   /* full new configuration (KIP-853 VotersRecord control batch) */
+};
+
+struct raft_entry {
+    int64_t first_index; /* first Kafka offset of the batch */
+    int64_t last_index;  /* last Kafka offset of the batch */
+    uint64_t term;       /* partitionLeaderEpoch */
+    uint8_t type;        /* enum raft_entry_type */
+    uint32_t len;
+    uint8_t *data;
+};
+
+/* A configuration: voters count for elections and commit; learners only receive the log. */
+struct raft_conf {
+    uint32_t n_voters;
+    uint32_t voters[RAFT_NODES_MAX];
+    uint32_t n_learners;
+    uint32_t learners[RAFT_NODES_MAX];
+};
+
+/* The point the log starts after: entries <= index are gone (retention, DeleteRecords or a
+ * snapshot). For a partition payload is empty; for the controller it is the state machine
+ * snapshot at index. */
+struct raft_log_start {
+    int64_t index; /* last index covered; the log's first present offset is index + 1 */
+    uint64_t term; /* term of the entry at index (0 for an empty log start) */
+    struct raft_conf conf;
+    uint32_t payload_len;
+    uint8_t *payload;
+};
+
+struct raft_hard_state {
+    uint64_t term;
+    uint32_t vote;
+    int64_t commit;
+};
+
+/* Log read interface. storage/ serves it from a partition log (entry = batch, term =
+ * partitionLeaderEpoch); consensus/raft_memlog.h is the in-memory version for tests. Raft only
+ * reads through it; the caller writes what readies hand out, then reports raft_persisted. */
+struct raft_log_ops {
+    void *ctx;
+    /* start: the current log start (borrowed pointers, valid until the log changes). */
+    void (*start)(void *ctx, struct raft_log_start *out);
+    /* last_index: last offset present, or start.index for an empty log. */
+    int64_t (*last_index)(void *ctx);
+    /* entry_at: the batch containing offset index (start.index < index <= last); data borrowed. */
+    int (*entry_at)(void *ctx, int64_t index, struct raft_entry *out);
+};
+
+enum raft_msg_type {
+    RAFT_MSG_APP = 1,
+    RAFT_MSG_APP_RESP,
+    RAFT_MSG_VOTE,
+    RAFT_MSG_VOTE_RESP,
+    RAFT_MSG_PREVOTE,
+    RAFT_MSG_PREVOTE_RESP,
+    RAFT_MSG_HEARTBEAT,
+    RAFT_MSG_HEARTBEAT_RESP,
+    RAFT_MSG_LOG_START, /* InstallSnapshot: follower is behind the leader's log start */
+    RAFT_MSG_TIMEOUT_NOW,
+    RAFT_MSG_TYPE_MAX,
+};
+
+struct raft_msg {
+    uint8_t type;
+    bool reject;
+    bool force; /* vote from a leadership transfer: ignore the leader lease */
+    uint64_t group;
+    uint32_t from, to;
+    uint64_t term;
+    int64_t index;     /* APP: prev index; VOTE: last index; APP_RESP: match or rejected prev */
+    uint64_t log_term; /* APP: prev term; VOTE: last term */
+    int64_t commit;
+    int64_t hint_index; /* APP_RESP reject: fast backtracking hint (Raft §5.3, etcd) */
+    uint64_t hint_term;
+    uint32_t n_entries;
+    struct raft_entry *entries; /* APP */
+    struct raft_log_start start; /* LOG_START */
+};
+
+enum raft_role { RAFT_FOLLOWER = 0, RAFT_PRE_CANDIDATE, RAFT_CANDIDATE, RAFT_LEADER };
+
+struct raft_config {
+    uint32_t id;
+    uint64_t group;
+    uint32_t election_ticks;   /* randomized timeout in [election_ticks, 2*election_ticks) */
+    uint32_t heartbeat_ticks;
+    uint32_t max_inflight;     /* append messages in flight per follower (flow control) */
+    uint32_t max_msg_entries;  /* entries per append message */
+    uint32_t max_apply_entries; /* committed entries per ready */
+    bool pre_vote;
+    bool check_quorum;
+    uint64_t rand_seed;
+    int64_t applied; /* state machine position on start (-1: log start) */
+};
+
+struct raft_ready {
+    uint64_t persist_id; /* != 0: persist what follows, then call raft_persisted(persist_id) */
+    bool hs_changed;
+    struct raft_hard_state hs;
+    bool start_changed; /* drop the whole log; it now starts after start.index */
+    struct raft_log_start start;
+    size_t n_entries; /* overwrite the log from entries[0].first_index */
+    const struct raft_entry *entries;
+    size_t n_msgs; /* send now (their dependencies are durable) */
+    const struct raft_msg *msgs;
+    size_t n_committed; /* apply in order; also after a start_changed restore */
+    const struct raft_entry *committed;
+    bool soft_changed;
+    enum raft_role role;
+    uint32_t leader;
+};
+
+enum raft_progress_state { RAFT_PR_PROBE = 0, RAFT_PR_REPLICATE, RAFT_PR_SNAPSHOT };
+
+/* A leader's view of one peer (read-only to callers). */
+struct raft_progress {
+    uint32_t id;
+    int64_t match, next;
+    uint8_t state;
+    bool probe_sent, recent_active;
+    int64_t pending_start;
+    uint32_t inflight_count, inflight_head;
+    int64_t *inflight; /* ring of last indices sent, max_inflight long */
+};
+
+struct raft;
+
+/* raft_new builds a node from its durable state: the log (borrowed for the raft's lifetime) and
+ * the last persisted hard state (copied; NULL for a fresh node). Returns NULL on bad config or
+ * out of memory. */
+struct raft *raft_new(const struct raft_config *cfg, const struct raft_log_ops *log,
+                      const struct raft_hard_state *hs);
+/* raft_free releases the node and everything it owns. */
+void raft_free(struct raft *r);
+
+/* raft_tick advances logical time by one tick. */
+void raft_tick(struct raft *r);
+/* raft_step handles one received message (borrowed; entries are copied). */
+int raft_step(struct raft *r, const struct raft_msg *m);
+/* raft_campaign starts an election now (pre-vote first when enabled). */
+int raft_campaign(struct raft *r);
+/* raft_propose appends a data batch of `count` offsets (leader only; LM_E_STATE elsewhere,
+ * LM_E_AGAIN during a leadership transfer). data is copied. *last_out gets its last offset. */
+int raft_propose(struct raft *r, const void *data, uint32_t len, uint32_t count,
+                 int64_t *last_out);
+
+enum raft_conf_op { RAFT_CONF_ADD_LEARNER = 1, RAFT_CONF_PROMOTE, RAFT_CONF_REMOVE };
+/* raft_propose_conf proposes one single-server change (Raft thesis §4.1). Rejected with
+ * LM_E_AGAIN while a change is uncommitted or the leader has no committed entry of its term yet,
+ * and a PROMOTE of a learner that has not caught up to the commit index. */
+int raft_propose_conf(struct raft *r, enum raft_conf_op op, uint32_t node);
+/* raft_transfer_leader hands leadership to voter `to` (TimeoutNow once it is caught up). */
+int raft_transfer_leader(struct raft *r, uint32_t to);
+
+/* raft_has_ready says whether raft_ready would return anything. */
+bool raft_has_ready(const struct raft *r);
+/* raft_ready fills rd (pointers owned by r, valid until the next call on r). */
+void raft_ready(struct raft *r, struct raft_ready *rd);
+/* raft_persisted reports that everything in the ready with this persist_id is durable. */
+int raft_persisted(struct raft *r, uint64_t persist_id);
+
+/* Queries. */
+enum raft_role raft_role(const struct raft *r);
+uint64_t raft_term(const struct raft *r);
+uint32_t raft_leader(const struct raft *r);
+uint32_t raft_id(const struct raft *r);
+int64_t raft_commit(const struct raft *r);
+int64_t raft_applied(const struct raft *r);
+int64_t raft_last_index(const struct raft *r);
+/* raft_log_term gives the term at offset index of this node's (possibly unpersisted) log. */
+int raft_log_term(const struct raft *r, int64_t index, uint64_t *term);
+/* raft_conf is the latest configuration in the log (used as soon as appended, thesis §4.1). */
+const struct raft_conf *raft_conf(const struct raft *r);
+/* raft_conf_at is the configuration in force at offset index (for a new log start). */
+int raft_conf_at(const struct raft *r, int64_t index, struct raft_conf *out);
+/* raft_progress returns the leader's progress for a peer, or NULL. */
+const struct raft_progress *raft_progress(const struct raft *r, uint32_t id);
+
+/* Helpers. */
+bool raft_conf_is_voter(const struct raft_conf *c, uint32_t id);
+bool raft_conf_is_learner(const struct raft_conf *c, uint32_t id);
+/* raft_conf_encode writes c into buf (cap bytes); returns bytes written or LM_E_TOO_LARGE. */
+int raft_conf_encode(const struct raft_conf *c, uint8_t *buf, size_t cap);
+int raft_conf_decode(const uint8_t *buf, size_t len, struct raft_conf *out);
+/* raft_msg_copy deep-copies src into dst (entries and payload allocated); raft_msg_deinit frees. */
+int raft_msg_copy(struct raft_msg *dst, const struct raft_msg *src);
+void raft_msg_deinit(struct raft_msg *m);
+const char *raft_msg_type_name(uint8_t type);
+const char *raft_role_name(enum raft_role role);
+
+#endif
