@@ -1,0 +1,472 @@
+#include "broker/config.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "broker/log.h"
+#include "common/lm_assert.h"
+#include "common/lm_err.h"
+
+struct broker_config_entry {
+    struct broker_config_entry *next;
+    char *key;
+    char *value;
+    bool used;
+    bool warned;
+};
+
+enum key_type { K_I32, K_I16, K_I64, K_BOOL, K_U32, K_SPECIAL, K_RAW };
+
+struct key_spec {
+    const char *key;
+    enum key_type type;
+    size_t offset;
+    int64_t min, max;
+};
+
+#define OFF(f) offsetof(struct broker_config, f)
+/* Keys with a typed field. K_SPECIAL ones are parsed by apply_special; K_RAW ones are Kafka keys
+ * that handlers read by name through broker_config_get. */
+static const struct key_spec g_keys[] = {
+    {"node.id", K_I32, OFF(node_id), 0, INT32_MAX},
+    {"broker.id", K_I32, OFF(node_id), 0, INT32_MAX},
+    {"listeners", K_SPECIAL, 0, 0, 0},
+    {"advertised.listeners", K_SPECIAL, 0, 0, 0},
+    {"log.dirs", K_SPECIAL, 0, 0, 0},
+    {"log.dir", K_SPECIAL, 0, 0, 0},
+    {"num.partitions", K_I32, OFF(num_partitions), 1, INT32_MAX},
+    {"default.replication.factor", K_I16, OFF(default_replication_factor), 1, INT16_MAX},
+    {"auto.create.topics.enable", K_BOOL, OFF(auto_create_topics_enable), 0, 1},
+    {"log.segment.bytes", K_I64, OFF(log_segment_bytes), 14, INT32_MAX},
+    {"log.retention.ms", K_I64, OFF(retention_ms_), -1, INT64_MAX},
+    {"log.retention.minutes", K_I64, OFF(retention_minutes_), -1, INT32_MAX},
+    {"log.retention.hours", K_I64, OFF(retention_hours_), -1, INT32_MAX},
+    {"log.retention.bytes", K_I64, OFF(log_retention_bytes), -1, INT64_MAX},
+    {"socket.request.max.bytes", K_I32, OFF(socket_request_max_bytes), 1, INT32_MAX},
+    {"message.max.bytes", K_I32, OFF(message_max_bytes), 0, INT32_MAX},
+    {"queued.max.request.bytes", K_I64, OFF(shard_memory_bytes_max), -1, INT64_MAX},
+    {"laminar.shards", K_U32, OFF(shards), 0, 1024},
+    {"laminar.io", K_SPECIAL, 0, 0, 0},
+    {"laminar.connection.inflight.max", K_U32, OFF(connection_inflight_max), 1, 65536},
+    {"laminar.shard.connections.max", K_U32, OFF(shard_connections_max), 1, 1 << 22},
+    {"laminar.shutdown.timeout.ms", K_I64, OFF(shutdown_timeout_ms), 0, INT32_MAX},
+    {"laminar.bpf.enable", K_BOOL, OFF(bpf_enable), 0, 1},
+    {"laminar.log.level", K_SPECIAL, 0, 0, 0},
+    /* Read by name by the handler layer (topic defaults, Kafka's names). */
+    {"log.cleanup.policy", K_RAW, 0, 0, 0},
+    {"compression.type", K_RAW, 0, 0, 0},
+    {"log.message.timestamp.type", K_RAW, 0, 0, 0},
+    {"min.insync.replicas", K_RAW, 0, 0, 0},
+    {"log.flush.interval.messages", K_RAW, 0, 0, 0},
+    {"log.flush.interval.ms", K_RAW, 0, 0, 0},
+    {"log.roll.ms", K_RAW, 0, 0, 0},
+    {"log.roll.hours", K_RAW, 0, 0, 0},
+    {"offsets.topic.num.partitions", K_RAW, 0, 0, 0},
+    {"offsets.topic.replication.factor", K_RAW, 0, 0, 0},
+    {"group.initial.rebalance.delay.ms", K_RAW, 0, 0, 0},
+    {"group.min.session.timeout.ms", K_RAW, 0, 0, 0},
+    {"group.max.session.timeout.ms", K_RAW, 0, 0, 0},
+    {"offsets.retention.minutes", K_RAW, 0, 0, 0},
+    {"delete.topic.enable", K_RAW, 0, 0, 0},
+};
+#undef OFF
+
+static struct broker_config_entry *entry_find(const struct broker_config *cfg, const char *key)
+{
+    for (struct broker_config_entry *e = cfg->entries; e != NULL; e = e->next)
+        if (strcmp(e->key, key) == 0)
+            return e;
+    return NULL;
+}
+
+static const struct key_spec *spec_find(const char *key)
+{
+    for (size_t i = 0; i < LM_ARRAY_LEN(g_keys); i++)
+        if (strcmp(g_keys[i].key, key) == 0)
+            return &g_keys[i];
+    return NULL;
+}
+
+void broker_config_init(struct broker_config *cfg)
+{
+    memset(cfg, 0, sizeof(*cfg));
+    cfg->node_id = 1;
+    cfg->num_partitions = 1;
+    cfg->default_replication_factor = 1;
+    cfg->auto_create_topics_enable = true;
+    cfg->log_segment_bytes = 1073741824;
+    cfg->retention_ms_ = INT64_MIN; /* unset */
+    cfg->retention_minutes_ = INT64_MIN;
+    cfg->retention_hours_ = 168;
+    cfg->log_retention_bytes = -1;
+    cfg->socket_request_max_bytes = 104857600;
+    cfg->message_max_bytes = 1048588;
+    cfg->shards = 0;
+    cfg->io_mode = BROKER_IO_AUTO;
+    cfg->shard_memory_bytes_max = -1;
+    cfg->connection_inflight_max = 64;
+    cfg->shard_connections_max = 65536;
+    cfg->shutdown_timeout_ms = 10000;
+    cfg->bpf_enable = true;
+    cfg->log_level = BROKER_LOG_INFO;
+    snprintf(cfg->log_dirs[0], sizeof(cfg->log_dirs[0]), "%s", "/tmp/kraft-combined-logs");
+    cfg->log_dirs_count = 1;
+    int rc = broker_config_parse_listeners("PLAINTEXT://:9092", cfg->listeners,
+                                           BROKER_LISTENERS_MAX);
+    LM_ASSERT(rc == 1);
+    cfg->listeners_count = 1;
+}
+
+void broker_config_deinit(struct broker_config *cfg)
+{
+    struct broker_config_entry *e = cfg->entries;
+    while (e != NULL) {
+        struct broker_config_entry *next = e->next;
+        free(e->key);
+        free(e->value);
+        free(e);
+        e = next;
+    }
+    cfg->entries = NULL;
+}
+
+static int parse_i64(const char *value, int64_t *out)
+{
+    char *end = NULL;
+    errno = 0;
+    long long v = strtoll(value, &end, 10);
+    if (errno != 0 || end == value || *end != '\0')
+        return LM_E_CONFIG;
+    *out = v;
+    return 0;
+}
+
+static int parse_bool(const char *value, bool *out)
+{
+    if (strcasecmp(value, "true") == 0) {
+        *out = true;
+        return 0;
+    }
+    if (strcasecmp(value, "false") == 0) {
+        *out = false;
+        return 0;
+    }
+    return LM_E_CONFIG;
+}
+
+int broker_config_parse_listeners(const char *text, struct broker_listener *out, uint32_t max)
+{
+    uint32_t n = 0;
+    const char *p = text;
+    while (*p != '\0') {
+        while (*p == ' ' || *p == ',')
+            p++;
+        if (*p == '\0')
+            break;
+        const char *end = strchr(p, ',');
+        size_t len = end ? (size_t)(end - p) : strlen(p);
+        while (len > 0 && p[len - 1] == ' ')
+            len--;
+        if (n == max)
+            return LM_E_CONFIG;
+        char item[512];
+        if (len >= sizeof(item))
+            return LM_E_CONFIG;
+        memcpy(item, p, len);
+        item[len] = '\0';
+        char *sep = strstr(item, "://");
+        if (sep == NULL || sep == item || (size_t)(sep - item) >= sizeof(out[n].name))
+            return LM_E_CONFIG;
+        memset(&out[n], 0, sizeof(out[n]));
+        memcpy(out[n].name, item, (size_t)(sep - item));
+        char *hp = sep + 3;
+        char *colon = NULL;
+        if (hp[0] == '[') { /* [ipv6]:port */
+            char *close = strchr(hp, ']');
+            if (close == NULL || close[1] != ':')
+                return LM_E_CONFIG;
+            *close = '\0';
+            hp++;
+            colon = close + 1;
+        } else {
+            colon = strrchr(hp, ':');
+            if (colon == NULL)
+                return LM_E_CONFIG;
+            *colon = '\0';
+        }
+        if (strlen(hp) >= sizeof(out[n].host))
+            return LM_E_CONFIG;
+        snprintf(out[n].host, sizeof(out[n].host), "%s", hp);
+        int64_t port = 0;
+        if (parse_i64(colon + 1, &port) != 0 || port < 0 || port > 65535)
+            return LM_E_CONFIG;
+        out[n].port = (uint16_t)port;
+        n++;
+        p += len;
+        if (end == NULL)
+            break;
+        p = end + 1;
+    }
+    return n == 0 ? LM_E_CONFIG : (int)n;
+}
+
+static int apply_special(struct broker_config *cfg, const char *key, const char *value)
+{
+    if (strcmp(key, "listeners") == 0 || strcmp(key, "advertised.listeners") == 0) {
+        bool adv = key[0] == 'a';
+        int n = broker_config_parse_listeners(value, adv ? cfg->advertised : cfg->listeners,
+                                              BROKER_LISTENERS_MAX);
+        if (n < 0)
+            return n;
+        *(adv ? &cfg->advertised_count : &cfg->listeners_count) = (uint32_t)n;
+        return 0;
+    }
+    if (strcmp(key, "log.dirs") == 0 || strcmp(key, "log.dir") == 0) {
+        /* log.dirs wins over log.dir, as in Kafka. */
+        if (strcmp(key, "log.dir") == 0 && entry_find(cfg, "log.dirs") != NULL)
+            return 0;
+        uint32_t n = 0;
+        const char *p = value;
+        while (*p != '\0') {
+            const char *end = strchr(p, ',');
+            size_t len = end ? (size_t)(end - p) : strlen(p);
+            if (len > 0) {
+                if (n == BROKER_LOG_DIRS_MAX || len >= BROKER_PATH_BYTES_MAX)
+                    return LM_E_CONFIG;
+                memcpy(cfg->log_dirs[n], p, len);
+                cfg->log_dirs[n][len] = '\0';
+                n++;
+            }
+            if (end == NULL)
+                break;
+            p = end + 1;
+        }
+        if (n == 0)
+            return LM_E_CONFIG;
+        cfg->log_dirs_count = n;
+        return 0;
+    }
+    if (strcmp(key, "laminar.io") == 0) {
+        if (strcmp(value, "auto") == 0)
+            cfg->io_mode = BROKER_IO_AUTO;
+        else if (strcmp(value, "uring") == 0 || strcmp(value, "io_uring") == 0)
+            cfg->io_mode = BROKER_IO_URING;
+        else if (strcmp(value, "epoll") == 0)
+            cfg->io_mode = BROKER_IO_EPOLL;
+        else
+            return LM_E_CONFIG;
+        return 0;
+    }
+    if (strcmp(key, "laminar.log.level") == 0) {
+        static const char *names[] = {"debug", "info", "warn", "error"};
+        for (int i = 0; i < 4; i++) {
+            if (strcasecmp(value, names[i]) == 0) {
+                cfg->log_level = i;
+                return 0;
+            }
+        }
+        return LM_E_CONFIG;
+    }
+    LM_UNREACHABLE();
+    return LM_E_CONFIG;
+}
+
+static int apply_typed(struct broker_config *cfg, const struct key_spec *s, const char *value)
+{
+    char *base = (char *)cfg;
+    int64_t v = 0;
+    switch (s->type) {
+    case K_RAW:
+        return 0;
+    case K_SPECIAL:
+        return apply_special(cfg, s->key, value);
+    case K_BOOL:
+        return parse_bool(value, (bool *)(base + s->offset));
+    case K_I16:
+    case K_I32:
+    case K_I64:
+    case K_U32:
+        if (parse_i64(value, &v) != 0 || v < s->min || v > s->max)
+            return LM_E_CONFIG;
+        if (s->type == K_I16)
+            *(int16_t *)(base + s->offset) = (int16_t)v;
+        else if (s->type == K_I32)
+            *(int32_t *)(base + s->offset) = (int32_t)v;
+        else if (s->type == K_U32)
+            *(uint32_t *)(base + s->offset) = (uint32_t)v;
+        else
+            *(int64_t *)(base + s->offset) = v;
+        return 0;
+    }
+    LM_UNREACHABLE();
+    return LM_E_CONFIG;
+}
+
+int broker_config_set(struct broker_config *cfg, const char *key, const char *value)
+{
+    LM_ASSERT(key != NULL && value != NULL);
+    if (key[0] == '\0') {
+        BLOG_ERROR("config: empty key");
+        return LM_E_CONFIG;
+    }
+    struct broker_config_entry *e = entry_find(cfg, key);
+    if (e == NULL) {
+        e = calloc(1, sizeof(*e));
+        if (e == NULL || (e->key = strdup(key)) == NULL) {
+            free(e);
+            return LM_E_NOMEM;
+        }
+        e->next = cfg->entries;
+        cfg->entries = e;
+    }
+    char *v = strdup(value);
+    if (v == NULL)
+        return LM_E_NOMEM;
+    free(e->value);
+    e->value = v;
+    const struct key_spec *s = spec_find(key);
+    if (s == NULL)
+        return 0; /* kept raw; warned about in finish unless someone marks it used */
+    e->used = true;
+    int rc = apply_typed(cfg, s, value);
+    if (rc != 0)
+        BLOG_ERROR("config: invalid value for %s: '%s'", key, value);
+    return rc;
+}
+
+int broker_config_set_kv(struct broker_config *cfg, const char *kv)
+{
+    const char *eq = strchr(kv, '=');
+    if (eq == NULL || eq == kv) {
+        BLOG_ERROR("config: expected key=value, got '%s'", kv);
+        return LM_E_CONFIG;
+    }
+    char key[256];
+    size_t klen = (size_t)(eq - kv);
+    if (klen >= sizeof(key))
+        return LM_E_CONFIG;
+    memcpy(key, kv, klen);
+    key[klen] = '\0';
+    return broker_config_set(cfg, key, eq + 1);
+}
+
+static char *trim(char *s)
+{
+    while (isspace((unsigned char)*s))
+        s++;
+    size_t n = strlen(s);
+    while (n > 0 && isspace((unsigned char)s[n - 1]))
+        s[--n] = '\0';
+    return s;
+}
+
+int broker_config_load_file(struct broker_config *cfg, const char *path)
+{
+    FILE *f = fopen(path, "r");
+    if (f == NULL) {
+        BLOG_ERROR("config: cannot open %s", path);
+        return LM_E_IO;
+    }
+    char line[8192];
+    char logical[16384];
+    size_t have = 0;
+    int rc = 0;
+    unsigned lineno = 0;
+    while (rc == 0 && fgets(line, sizeof(line), f) != NULL) {
+        lineno++;
+        char *s = have == 0 ? trim(line) : trim(line); /* continuation lines drop leading space */
+        if (have == 0 && (s[0] == '#' || s[0] == '!' || s[0] == '\0'))
+            continue;
+        size_t n = strlen(s);
+        bool cont = n > 0 && s[n - 1] == '\\';
+        if (cont)
+            s[--n] = '\0';
+        if (have + n + 1 > sizeof(logical)) {
+            BLOG_ERROR("config: %s:%u: line too long", path, lineno);
+            rc = LM_E_CONFIG;
+            break;
+        }
+        memcpy(logical + have, s, n);
+        have += n;
+        logical[have] = '\0';
+        if (cont)
+            continue;
+        have = 0;
+        /* key ends at the first unescaped '=', ':' or whitespace (Java Properties). */
+        char *k = logical;
+        char *p = k;
+        while (*p != '\0' && *p != '=' && *p != ':' && !isspace((unsigned char)*p))
+            p++;
+        char *v = p;
+        if (*v != '\0') {
+            *v++ = '\0';
+            v = trim(v);
+            if (*v == '=' || *v == ':')
+                v = trim(v + 1);
+        }
+        rc = broker_config_set(cfg, k, v);
+        if (rc != 0)
+            BLOG_ERROR("config: %s:%u: cannot apply %s", path, lineno, k);
+    }
+    if (rc == 0 && ferror(f))
+        rc = LM_E_IO;
+    fclose(f);
+    return rc;
+}
+
+const char *broker_config_get(const struct broker_config *cfg, const char *key)
+{
+    struct broker_config_entry *e = entry_find(cfg, key);
+    return e ? e->value : NULL;
+}
+
+void broker_config_mark_used(struct broker_config *cfg, const char *key)
+{
+    struct broker_config_entry *e = entry_find(cfg, key);
+    if (e != NULL)
+        e->used = true;
+}
+
+uint32_t broker_config_ignored_count(const struct broker_config *cfg)
+{
+    uint32_t n = 0;
+    for (struct broker_config_entry *e = cfg->entries; e != NULL; e = e->next)
+        n += e->warned;
+    return n;
+}
+
+int broker_config_finish(struct broker_config *cfg)
+{
+    if (cfg->retention_ms_ != INT64_MIN)
+        cfg->log_retention_ms = cfg->retention_ms_;
+    else if (cfg->retention_minutes_ != INT64_MIN)
+        cfg->log_retention_ms = cfg->retention_minutes_ < 0 ? -1 : cfg->retention_minutes_ * 60000;
+    else
+        cfg->log_retention_ms = cfg->retention_hours_ < 0 ? -1 : cfg->retention_hours_ * 3600000;
+    if (cfg->advertised_count == 0) {
+        memcpy(cfg->advertised, cfg->listeners, sizeof(cfg->listeners));
+        cfg->advertised_count = cfg->listeners_count;
+    }
+    if (cfg->shard_memory_bytes_max <= 0)
+        cfg->shard_memory_bytes_max = 64ll << 20;
+    for (struct broker_config_entry *e = cfg->entries; e != NULL; e = e->next) {
+        if (!e->used && !e->warned) {
+            e->warned = true;
+            BLOG_WARN("config: ignoring key %s (not used by laminar)", e->key);
+        }
+    }
+    if (cfg->listeners_count == 0) {
+        BLOG_ERROR("config: no listeners");
+        return LM_E_CONFIG;
+    }
+    for (uint32_t i = 0; i < cfg->listeners_count; i++) {
+        if (cfg->listeners[i].port == 0) {
+            BLOG_ERROR("config: listener %s needs a port", cfg->listeners[i].name);
+            return LM_E_CONFIG;
+        }
+    }
+    return 0;
+}

@@ -1,0 +1,79 @@
+/* Broker configuration (DESIGN.md §6): Kafka's server.properties keys where they mean the same,
+ * parsed into a typed struct; laminar's own keys start with "laminar.". Every key given is also
+ * kept as raw text (broker_config_get) so handlers can read topic defaults by Kafka's names.
+ * Keys nobody reads are reported once each by broker_config_finish. */
+#ifndef LAMINAR_BROKER_CONFIG_H
+#define LAMINAR_BROKER_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+enum { BROKER_LISTENERS_MAX = 8, BROKER_LOG_DIRS_MAX = 8, BROKER_PATH_BYTES_MAX = 1024 };
+
+enum broker_io_mode { BROKER_IO_AUTO, BROKER_IO_URING, BROKER_IO_EPOLL };
+
+struct broker_listener {
+    char name[32];  /* "PLAINTEXT", or a custom listener name */
+    char host[256]; /* "" = every interface */
+    uint16_t port;
+};
+
+struct broker_config_entry;
+
+struct broker_config {
+    int32_t node_id;
+    struct broker_listener listeners[BROKER_LISTENERS_MAX];
+    uint32_t listeners_count;
+    struct broker_listener advertised[BROKER_LISTENERS_MAX]; /* defaults to listeners */
+    uint32_t advertised_count;
+    char log_dirs[BROKER_LOG_DIRS_MAX][BROKER_PATH_BYTES_MAX];
+    uint32_t log_dirs_count;
+    int32_t num_partitions;
+    int16_t default_replication_factor;
+    bool auto_create_topics_enable;
+    int64_t log_segment_bytes;
+    int64_t log_retention_ms; /* from .ms, else .minutes, else .hours (Kafka's precedence) */
+    int64_t log_retention_bytes;
+    int32_t socket_request_max_bytes;
+    int32_t message_max_bytes;
+    /* runtime (laminar.*) */
+    uint32_t shards;                   /* 0 = one per available CPU */
+    enum broker_io_mode io_mode;       /* laminar.io */
+    int64_t shard_memory_bytes_max;    /* queued.max.request.bytes, per shard */
+    uint32_t connection_inflight_max;  /* laminar.connection.inflight.max */
+    uint32_t shard_connections_max;    /* laminar.shard.connections.max */
+    int64_t shutdown_timeout_ms;       /* laminar.shutdown.timeout.ms */
+    bool bpf_enable;                   /* laminar.bpf.enable */
+    int log_level;                     /* laminar.log.level: enum broker_log_level */
+    /* private */
+    struct broker_config_entry *entries;
+    int64_t retention_minutes_, retention_hours_, retention_ms_;
+};
+
+/* Fills cfg with Kafka's defaults (and laminar's for its own keys). */
+void broker_config_init(struct broker_config *cfg);
+/* Frees the raw key/value store. */
+void broker_config_deinit(struct broker_config *cfg);
+/* Reads a Java .properties file (key=value, key: value, # and ! comments, \ continuations)
+ * and applies each key with broker_config_set. Returns 0, LM_E_IO or LM_E_CONFIG (logged). */
+int broker_config_load_file(struct broker_config *cfg, const char *path);
+/* Applies one key; a later set of the same key wins. Returns 0 or LM_E_CONFIG (logged, with the
+ * key and value) for a value of the wrong type or range. */
+int broker_config_set(struct broker_config *cfg, const char *key, const char *value);
+/* Applies "key=value". Returns 0 or LM_E_CONFIG. */
+int broker_config_set_kv(struct broker_config *cfg, const char *kv);
+/* Derives dependent values (retention precedence, advertised listeners), validates, and warns
+ * once per key nothing reads. Returns 0 or LM_E_CONFIG. */
+int broker_config_finish(struct broker_config *cfg);
+/* Returns the raw text last set for key, or NULL. Borrowed from cfg. */
+const char *broker_config_get(const struct broker_config *cfg, const char *key);
+/* Marks key as read by some part (so finish does not warn about it). */
+void broker_config_mark_used(struct broker_config *cfg, const char *key);
+/* Number of keys finish reported as ignored (for tests). */
+uint32_t broker_config_ignored_count(const struct broker_config *cfg);
+/* Parses a comma-separated listener list "NAME://host:port,..." into out (max entries).
+ * Returns the count or LM_E_CONFIG. */
+int broker_config_parse_listeners(const char *text, struct broker_listener *out, uint32_t max);
+
+#endif

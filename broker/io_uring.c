@@ -1,0 +1,491 @@
+/* io_uring backend (DESIGN.md §2): one ring per shard, created on the shard's thread with
+ * SINGLE_ISSUER and DEFER_TASKRUN when the kernel has them; multishot accept; multishot recv
+ * into a provided buffer ring; one send (sendmsg) in flight per connection; cross-shard wakeups
+ * by IORING_OP_MSG_RING, or an eventfd read when MSG_RING is missing. Every feature falls back
+ * on its own: without multishot accept, accepts are re-armed one by one. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <liburing.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "broker/log.h"
+#include "broker/shard_internal.h"
+#include "common/lm_assert.h"
+#include "common/lm_err.h"
+
+enum {
+    RING_ENTRIES = 1024,
+    CQ_ENTRIES = 16384,
+    BUF_COUNT = 256,     /* provided buffers per shard (power of two) */
+    BUF_BYTES = 16384,   /* each */
+    BUF_GROUP = 0,
+    CQE_BATCH_MAX = 4096 /* completions handled per loop turn */
+};
+
+struct uring_state {
+    struct io_uring ring;
+    struct io_uring_buf_ring *br;
+    uint8_t *bufs;
+    bool have_msg_ring;
+    bool have_multishot_accept;
+    bool accept_armed[BROKER_LISTENERS_MAX];
+    uint64_t wake_buf;
+    bool wake_armed;
+    unsigned setup_flags;
+};
+
+static struct uring_state *st(struct broker_shard *s)
+{
+    return s->io_state;
+}
+
+static struct io_uring_sqe *get_sqe(struct broker_shard *s)
+{
+    struct io_uring_sqe *sqe = io_uring_get_sqe(&st(s)->ring);
+    if (sqe == NULL) {
+        /* SQ full: hand the batch to the kernel and take a fresh slot. */
+        int rc = io_uring_submit(&st(s)->ring);
+        if (rc < 0)
+            BLOG_ERROR("io_uring_submit: %s", strerror(-rc));
+        sqe = io_uring_get_sqe(&st(s)->ring);
+    }
+    LM_ASSERT(sqe != NULL);
+    return sqe;
+}
+
+bool broker_io_uring_available(char *why, size_t why_len)
+{
+    struct io_uring ring;
+    int rc = io_uring_queue_init(8, &ring, 0);
+    if (rc < 0) {
+        snprintf(why, why_len, "io_uring_setup: %s", strerror(-rc));
+        return false;
+    }
+    struct io_uring_probe *probe = io_uring_get_probe_ring(&ring);
+    bool ok = probe != NULL && io_uring_opcode_supported(probe, IORING_OP_RECV) &&
+              io_uring_opcode_supported(probe, IORING_OP_SENDMSG) &&
+              io_uring_opcode_supported(probe, IORING_OP_ACCEPT) &&
+              io_uring_opcode_supported(probe, IORING_OP_ASYNC_CANCEL);
+    if (!ok)
+        snprintf(why, why_len, "io_uring lacks recv/sendmsg/accept/cancel");
+    if (probe)
+        io_uring_free_probe(probe);
+    /* Provided buffer rings (5.19) carry multishot recv; test that registration works. */
+    if (ok) {
+        size_t sz = sizeof(struct io_uring_buf) * 8;
+        void *mem = mmap(NULL, sz, PROT_READ | PROT_WRITE, MAP_ANONYMOUS | MAP_PRIVATE, -1, 0);
+        struct io_uring_buf_reg reg = {
+            .ring_addr = (unsigned long)mem, .ring_entries = 8, .bgid = 7};
+        if (mem == MAP_FAILED || io_uring_register_buf_ring(&ring, &reg, 0) != 0) {
+            snprintf(why, why_len, "io_uring lacks provided buffer rings");
+            ok = false;
+        } else {
+            io_uring_unregister_buf_ring(&ring, 7);
+        }
+        if (mem != MAP_FAILED)
+            munmap(mem, sz);
+    }
+    io_uring_queue_exit(&ring);
+    return ok;
+}
+
+static int ring_setup(struct broker_shard *s, struct uring_state *u)
+{
+    /* Try the best flags first and drop them one at a time (per-feature fallback). */
+    static const unsigned flag_sets[] = {
+        IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_CQSIZE,
+        IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_CQSIZE,
+        IORING_SETUP_COOP_TASKRUN | IORING_SETUP_CQSIZE,
+        IORING_SETUP_CQSIZE,
+        0,
+    };
+    int rc = -EINVAL;
+    for (size_t i = 0; i < LM_ARRAY_LEN(flag_sets); i++) {
+        struct io_uring_params p;
+        memset(&p, 0, sizeof(p));
+        p.flags = flag_sets[i];
+        p.cq_entries = CQ_ENTRIES;
+        rc = io_uring_queue_init_params(RING_ENTRIES, &u->ring, &p);
+        if (rc == 0) {
+            u->setup_flags = flag_sets[i];
+            break;
+        }
+    }
+    if (rc != 0) {
+        BLOG_ERROR("io_uring: cannot create ring: %s", strerror(-rc));
+        return LM_E_IO;
+    }
+    struct io_uring_probe *probe = io_uring_get_probe_ring(&u->ring);
+    u->have_msg_ring = probe != NULL && io_uring_opcode_supported(probe, IORING_OP_MSG_RING);
+    if (probe)
+        io_uring_free_probe(probe);
+    /* Multishot accept arrived in 5.19, as did provided buffer rings, which we need anyway. */
+    u->have_multishot_accept = true;
+    BLOG_INFO("io_uring: ring ready (single_issuer=%d defer_taskrun=%d msg_ring=%d)",
+              !!(u->setup_flags & IORING_SETUP_SINGLE_ISSUER),
+              !!(u->setup_flags & IORING_SETUP_DEFER_TASKRUN), u->have_msg_ring);
+    (void)s;
+    return 0;
+}
+
+static void buf_return(struct uring_state *u, uint16_t bid)
+{
+    io_uring_buf_ring_add(u->br, u->bufs + (size_t)bid * BUF_BYTES, BUF_BYTES, bid,
+                          io_uring_buf_ring_mask(BUF_COUNT), 0);
+    io_uring_buf_ring_advance(u->br, 1);
+}
+
+static void arm_wake_read(struct broker_shard *s)
+{
+    struct uring_state *u = st(s);
+    if (u->wake_armed)
+        return;
+    struct io_uring_sqe *sqe = get_sqe(s);
+    io_uring_prep_read(sqe, s->event_fd, &u->wake_buf, sizeof(u->wake_buf), 0);
+    io_uring_sqe_set_data64(sqe, broker_ud(BROKER_OP_WAKE_READ, 0, 0));
+    u->wake_armed = true;
+}
+
+static int uring_init(struct broker_shard *s)
+{
+    struct uring_state *u = calloc(1, sizeof(*u));
+    if (u == NULL)
+        return LM_E_NOMEM;
+    s->io_state = u;
+    if (ring_setup(s, u) != 0) {
+        free(u);
+        s->io_state = NULL;
+        return LM_E_IO;
+    }
+    size_t ring_bytes = sizeof(struct io_uring_buf) * BUF_COUNT;
+    void *mem = mmap(NULL, ring_bytes, PROT_READ | PROT_WRITE, MAP_ANONYMOUS | MAP_PRIVATE, -1, 0);
+    u->bufs = malloc((size_t)BUF_COUNT * BUF_BYTES);
+    if (mem == MAP_FAILED || u->bufs == NULL) {
+        if (mem != MAP_FAILED)
+            munmap(mem, ring_bytes);
+        free(u->bufs);
+        io_uring_queue_exit(&u->ring);
+        free(u);
+        s->io_state = NULL;
+        return LM_E_NOMEM;
+    }
+    u->br = mem;
+    struct io_uring_buf_reg reg = {
+        .ring_addr = (unsigned long)mem, .ring_entries = BUF_COUNT, .bgid = BUF_GROUP};
+    int rc = io_uring_register_buf_ring(&u->ring, &reg, 0);
+    if (rc != 0) {
+        BLOG_ERROR("io_uring: cannot register buffer ring: %s", strerror(-rc));
+        munmap(mem, ring_bytes);
+        free(u->bufs);
+        io_uring_queue_exit(&u->ring);
+        free(u);
+        s->io_state = NULL;
+        return LM_E_IO;
+    }
+    io_uring_buf_ring_init(u->br);
+    for (uint16_t i = 0; i < BUF_COUNT; i++)
+        io_uring_buf_ring_add(u->br, u->bufs + (size_t)i * BUF_BYTES, BUF_BYTES, i,
+                              io_uring_buf_ring_mask(BUF_COUNT), i);
+    io_uring_buf_ring_advance(u->br, BUF_COUNT);
+    arm_wake_read(s);
+    return 0;
+}
+
+static void uring_deinit(struct broker_shard *s)
+{
+    struct uring_state *u = st(s);
+    if (u == NULL)
+        return;
+    io_uring_unregister_buf_ring(&u->ring, BUF_GROUP);
+    munmap(u->br, sizeof(struct io_uring_buf) * BUF_COUNT);
+    free(u->bufs);
+    io_uring_queue_exit(&u->ring);
+    free(u);
+    s->io_state = NULL;
+}
+
+static void arm_accept(struct broker_shard *s, uint32_t i)
+{
+    struct uring_state *u = st(s);
+    struct io_uring_sqe *sqe = get_sqe(s);
+    if (u->have_multishot_accept)
+        io_uring_prep_multishot_accept(sqe, s->listen_fds[i], NULL, NULL, 0);
+    else
+        io_uring_prep_accept(sqe, s->listen_fds[i], NULL, NULL, 0);
+    io_uring_sqe_set_data64(sqe, broker_ud(BROKER_OP_ACCEPT, i, 0));
+    u->accept_armed[i] = true;
+}
+
+static int uring_listen_start(struct broker_shard *s)
+{
+    for (uint32_t i = 0; i < s->listen_count; i++)
+        arm_accept(s, i);
+    s->listening = true;
+    return 0;
+}
+
+static void uring_listen_stop(struct broker_shard *s)
+{
+    struct uring_state *u = st(s);
+    s->listening = false;
+    for (uint32_t i = 0; i < s->listen_count; i++) {
+        if (u->accept_armed[i]) {
+            struct io_uring_sqe *sqe = get_sqe(s);
+            io_uring_prep_cancel64(sqe, broker_ud(BROKER_OP_ACCEPT, i, 0), 0);
+            io_uring_sqe_set_data64(sqe, broker_ud(BROKER_OP_CANCEL, 0, 0));
+        }
+    }
+}
+
+static void arm_recv(struct broker_shard *s, struct broker_conn *c)
+{
+    LM_ASSERT(!c->recv_armed);
+    struct io_uring_sqe *sqe = get_sqe(s);
+    io_uring_prep_recv_multishot(sqe, c->fd, NULL, 0, 0);
+    sqe->flags |= IOSQE_BUFFER_SELECT;
+    sqe->buf_group = BUF_GROUP;
+    io_uring_sqe_set_data64(sqe, broker_ud(BROKER_OP_RECV, c->slot, c->gen));
+    c->recv_armed = true;
+    c->recv_cancel_sent = false;
+}
+
+static void cancel_op(struct broker_shard *s, enum broker_op op, struct broker_conn *c)
+{
+    struct io_uring_sqe *sqe = get_sqe(s);
+    io_uring_prep_cancel64(sqe, broker_ud(op, c->slot, c->gen), 0);
+    io_uring_sqe_set_data64(sqe, broker_ud(BROKER_OP_CANCEL, 0, 0));
+}
+
+static int uring_conn_open(struct broker_shard *s, struct broker_conn *c)
+{
+    arm_recv(s, c);
+    return 0;
+}
+
+static void uring_recv_pause(struct broker_shard *s, struct broker_conn *c)
+{
+    if (c->recv_armed && !c->recv_cancel_sent) {
+        cancel_op(s, BROKER_OP_RECV, c);
+        c->recv_cancel_sent = true;
+    }
+}
+
+static void uring_recv_resume(struct broker_shard *s, struct broker_conn *c)
+{
+    /* If a cancel is still on its way, the final CQE re-arms (see on_recv). */
+    if (!c->recv_armed)
+        arm_recv(s, c);
+}
+
+static int uring_send(struct broker_shard *s, struct broker_conn *c)
+{
+    LM_ASSERT(!c->send_busy && c->iovcnt > 0);
+    memset(&c->msg, 0, sizeof(c->msg));
+    c->msg.msg_iov = c->iov;
+    c->msg.msg_iovlen = (size_t)c->iovcnt;
+    struct io_uring_sqe *sqe = get_sqe(s);
+    io_uring_prep_sendmsg(sqe, c->fd, &c->msg, MSG_NOSIGNAL);
+    io_uring_sqe_set_data64(sqe, broker_ud(BROKER_OP_SEND, c->slot, c->gen));
+    c->send_busy = true;
+    c->send_cancel_sent = false;
+    return LM_E_AGAIN;
+}
+
+static void maybe_io_closed(struct broker_shard *s, struct broker_conn *c)
+{
+    if (c->closing && !c->recv_armed && !c->send_busy && !c->io_closed) {
+        close(c->fd);
+        c->fd = -1;
+        broker_core_on_io_closed(s, c);
+    }
+}
+
+static int uring_conn_shutdown(struct broker_shard *s, struct broker_conn *c)
+{
+    if (c->recv_armed && !c->recv_cancel_sent) {
+        cancel_op(s, BROKER_OP_RECV, c);
+        c->recv_cancel_sent = true;
+    }
+    if (c->send_busy && !c->send_cancel_sent) {
+        cancel_op(s, BROKER_OP_SEND, c);
+        c->send_cancel_sent = true;
+    }
+    if (!c->recv_armed && !c->send_busy) {
+        close(c->fd);
+        c->fd = -1;
+        return 1;
+    }
+    return 0;
+}
+
+static void uring_wake(struct broker_shard *s, struct broker_shard *to)
+{
+    if (s != NULL && st(s)->have_msg_ring && st(to) != NULL) {
+        struct io_uring_sqe *sqe = get_sqe(s);
+        io_uring_prep_msg_ring(sqe, st(to)->ring.ring_fd, 0,
+                               broker_ud(BROKER_OP_WAKE_MSG, 0, 0), 0);
+        io_uring_sqe_set_data64(sqe, broker_ud(BROKER_OP_MSG_RING, to->id, 0));
+        return;
+    }
+    uint64_t one = 1;
+    ssize_t w = write(to->event_fd, &one, sizeof(one));
+    LM_ASSERT(w == sizeof(one) || errno == EAGAIN);
+}
+
+static void on_accept(struct broker_shard *s, struct io_uring_cqe *cqe)
+{
+    struct uring_state *u = st(s);
+    uint32_t i = broker_ud_slot(cqe->user_data);
+    LM_ASSERT(i < s->listen_count);
+    bool more = (cqe->flags & IORING_CQE_F_MORE) != 0;
+    if (!more)
+        u->accept_armed[i] = false;
+    if (cqe->res >= 0)
+        broker_core_on_accept(s, cqe->res);
+    else if (cqe->res != -ECANCELED)
+        BLOG_WARN("accept: %s", strerror(-cqe->res));
+    if (!more && s->listening)
+        arm_accept(s, i);
+}
+
+static void on_recv(struct broker_shard *s, struct io_uring_cqe *cqe)
+{
+    struct uring_state *u = st(s);
+    struct broker_conn *c =
+        broker_core_conn(s, broker_ud_slot(cqe->user_data), broker_ud_gen(cqe->user_data));
+    bool more = (cqe->flags & IORING_CQE_F_MORE) != 0;
+    if (cqe->flags & IORING_CQE_F_BUFFER) {
+        uint16_t bid = (uint16_t)(cqe->flags >> IORING_CQE_BUFFER_SHIFT);
+        LM_ASSERT(bid < BUF_COUNT);
+        if (c != NULL && cqe->res > 0)
+            broker_core_on_data(s, c, u->bufs + (size_t)bid * BUF_BYTES, (size_t)cqe->res);
+        buf_return(u, bid); /* copied out: give it back at once */
+    }
+    if (c == NULL)
+        return; /* freed while this completion was queued */
+    /* c may have been closed (not freed: the recv keeps it) by the data. */
+    if (!more)
+        c->recv_armed = false;
+    if (cqe->res == 0 && !c->closing) {
+        broker_core_on_eof(s, c, 0);
+    } else if (cqe->res < 0 && cqe->res != -ECANCELED && cqe->res != -ENOBUFS && !c->closing) {
+        broker_core_on_eof(s, c, cqe->res);
+    } else if (!more && broker_core_conn_wants_data(c)) {
+        arm_recv(s, c); /* multishot ended (ENOBUFS, or a cancel that raced a resume) */
+    }
+    maybe_io_closed(s, c);
+}
+
+static void on_send(struct broker_shard *s, struct io_uring_cqe *cqe)
+{
+    struct broker_conn *c =
+        broker_core_conn(s, broker_ud_slot(cqe->user_data), broker_ud_gen(cqe->user_data));
+    if (c == NULL)
+        return;
+    LM_ASSERT(c->send_busy);
+    c->send_busy = false;
+    int res = cqe->res;
+    if (res == -EAGAIN || res == -EINTR) {
+        if (!c->closing) {
+            uring_send(s, c);
+            return;
+        }
+    }
+    /* on_sent may free c when closing and this was the last thing holding it */
+    bool closing = c->closing;
+    if (closing) {
+        broker_core_on_sent(s, c, res < 0 ? res : -ECANCELED);
+        /* still alive while recv is armed or the fd is open */
+        c = broker_core_conn(s, broker_ud_slot(cqe->user_data), broker_ud_gen(cqe->user_data));
+        if (c != NULL)
+            maybe_io_closed(s, c);
+        return;
+    }
+    broker_core_on_sent(s, c, res);
+    c = broker_core_conn(s, broker_ud_slot(cqe->user_data), broker_ud_gen(cqe->user_data));
+    if (c != NULL)
+        maybe_io_closed(s, c);
+}
+
+static void handle_cqe(struct broker_shard *s, struct io_uring_cqe *cqe)
+{
+    switch (broker_ud_op(cqe->user_data)) {
+    case BROKER_OP_ACCEPT:
+        on_accept(s, cqe);
+        break;
+    case BROKER_OP_RECV:
+        on_recv(s, cqe);
+        break;
+    case BROKER_OP_SEND:
+        on_send(s, cqe);
+        break;
+    case BROKER_OP_WAKE_READ:
+        st(s)->wake_armed = false;
+        broker_core_on_wake(s);
+        arm_wake_read(s);
+        break;
+    case BROKER_OP_WAKE_MSG:
+        broker_core_on_wake(s);
+        break;
+    case BROKER_OP_MSG_RING:
+        if (cqe->res < 0) {
+            /* The target's CQ could not take it: fall back to its eventfd. */
+            struct broker_shard *to = broker_rt_shard(s->rt, broker_ud_slot(cqe->user_data));
+            uint64_t one = 1;
+            ssize_t w = write(to->event_fd, &one, sizeof(one));
+            LM_ASSERT(w == sizeof(one) || errno == EAGAIN);
+        }
+        break;
+    case BROKER_OP_CANCEL:
+    case BROKER_OP_NONE:
+    case BROKER_OP_CONN:
+        break;
+    }
+}
+
+static int uring_wait(struct broker_shard *s, int timeout_ms)
+{
+    struct uring_state *u = st(s);
+    struct io_uring_cqe *cqe = NULL;
+    int rc;
+    if (timeout_ms == 0) {
+        rc = io_uring_submit_and_get_events(&u->ring);
+    } else {
+        struct __kernel_timespec ts = {.tv_sec = timeout_ms / 1000,
+                                       .tv_nsec = (long long)(timeout_ms % 1000) * 1000000};
+        rc = io_uring_submit_and_wait_timeout(&u->ring, &cqe, 1, timeout_ms < 0 ? NULL : &ts,
+                                              NULL);
+    }
+    if (rc < 0 && rc != -ETIME && rc != -EINTR && rc != -EBUSY && rc != -EAGAIN) {
+        BLOG_ERROR("io_uring wait: %s", strerror(-rc));
+        return LM_E_IO;
+    }
+    /* One batch of completions per turn (liburing examples), bounded. */
+    unsigned seen = 0;
+    while (seen < CQE_BATCH_MAX && io_uring_peek_cqe(&u->ring, &cqe) == 0) {
+        struct io_uring_cqe copy = *cqe;
+        io_uring_cqe_seen(&u->ring, cqe);
+        handle_cqe(s, &copy);
+        seen++;
+    }
+    return 0;
+}
+
+const struct broker_io_ops broker_io_uring_ops = {
+    .name = "io_uring",
+    .init = uring_init,
+    .deinit = uring_deinit,
+    .listen_start = uring_listen_start,
+    .listen_stop = uring_listen_stop,
+    .conn_open = uring_conn_open,
+    .recv_pause = uring_recv_pause,
+    .recv_resume = uring_recv_resume,
+    .send = uring_send,
+    .conn_shutdown = uring_conn_shutdown,
+    .wake = uring_wake,
+    .wait = uring_wait,
+};

@@ -1,0 +1,367 @@
+/* Process-level runtime: chooses the I/O backend, opens one SO_REUSEPORT listener per shard and
+ * listener, attaches the sk_reuseport BPF selector (or falls back to the kernel's hash), starts
+ * one pinned thread per shard, and turns SIGTERM/SIGINT into an orderly shutdown. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "broker/log.h"
+#include "broker/shard_internal.h"
+#include "common/lm_assert.h"
+#include "common/lm_err.h"
+#ifdef LAMINAR_HAVE_BPF
+#include "bpf/lm_bpf.h"
+#endif
+
+enum { MAILBOX_SLOTS = 1024, LISTEN_BACKLOG = 4096 };
+
+struct broker_rt {
+    const struct broker_config *cfg;
+    const struct broker_dispatch *dispatch;
+    const struct broker_io_ops *io;
+    uint32_t nshards;
+    struct broker_shard *shards;
+    struct broker_mailbox *mailboxes; /* [from * n + to] */
+    pthread_t *threads;
+    pthread_barrier_t barrier;
+    _Atomic bool stopping;
+    _Atomic int start_failed;
+    int cpus[BROKER_SHARDS_MAX];
+#ifdef LAMINAR_HAVE_BPF
+    struct lm_bpf *bpf[BROKER_LISTENERS_MAX];
+#endif
+};
+
+struct broker_mailbox *broker_rt_mailbox(struct broker_rt *rt, uint32_t from, uint32_t to)
+{
+    LM_ASSERT(from < rt->nshards && to < rt->nshards && from != to);
+    return &rt->mailboxes[from * rt->nshards + to];
+}
+
+struct broker_shard *broker_rt_shard(struct broker_rt *rt, uint32_t id)
+{
+    LM_ASSERT(id < rt->nshards);
+    return &rt->shards[id];
+}
+
+bool broker_rt_stopping(struct broker_rt *rt)
+{
+    return atomic_load_explicit(&rt->stopping, memory_order_acquire);
+}
+
+void broker_rt_conn_count(struct broker_rt *rt, uint32_t shard, uint32_t count)
+{
+#ifdef LAMINAR_HAVE_BPF
+    for (uint32_t i = 0; i < rt->cfg->listeners_count; i++)
+        if (rt->bpf[i] != NULL)
+            lm_bpf_set_count(rt->bpf[i], shard, count);
+#else
+    (void)rt;
+    (void)shard;
+    (void)count;
+#endif
+}
+
+void broker_rt_barrier(struct broker_rt *rt)
+{
+    pthread_barrier_wait(&rt->barrier);
+}
+
+static void raise_nofile(void)
+{
+    /* Each connection is a descriptor: use the hard limit (10k idle clients must fit). */
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+            BLOG_WARN("cannot raise RLIMIT_NOFILE: %s", strerror(errno));
+    }
+}
+
+static int open_listener(const struct broker_listener *l, bool nonblock)
+{
+    struct addrinfo hints = {.ai_family = AF_UNSPEC,
+                             .ai_socktype = SOCK_STREAM,
+                             .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
+    struct addrinfo *res = NULL;
+    char port[8];
+    snprintf(port, sizeof(port), "%u", l->port);
+    int rc = getaddrinfo(l->host[0] ? l->host : NULL, port, &hints, &res);
+    if (rc != 0) {
+        BLOG_ERROR("listener %s://%s:%u: %s", l->name, l->host, l->port, gai_strerror(rc));
+        return LM_E_CONFIG;
+    }
+    int fd = -1;
+    for (struct addrinfo *ai = res; ai != NULL; ai = ai->ai_next) {
+        fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC | (nonblock ? SOCK_NONBLOCK : 0),
+                    0);
+        if (fd < 0)
+            continue;
+        int one = 1;
+        if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) == 0 &&
+            setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) == 0 &&
+            bind(fd, ai->ai_addr, ai->ai_addrlen) == 0 && listen(fd, LISTEN_BACKLOG) == 0)
+            break;
+        BLOG_ERROR("listener %s://%s:%u: %s", l->name, l->host, l->port, strerror(errno));
+        close(fd);
+        fd = -1;
+    }
+    freeaddrinfo(res);
+    return fd < 0 ? LM_E_IO : fd;
+}
+
+static void choose_cpus(struct broker_rt *rt, uint32_t *nshards)
+{
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    uint32_t ncpu = 0;
+    if (sched_getaffinity(0, sizeof(set), &set) == 0) {
+        for (int c = 0; c < CPU_SETSIZE && ncpu < BROKER_SHARDS_MAX; c++)
+            if (CPU_ISSET(c, &set))
+                rt->cpus[ncpu++] = c;
+    }
+    if (ncpu == 0) {
+        ncpu = 1;
+        rt->cpus[0] = -1;
+    }
+    if (*nshards == 0)
+        *nshards = ncpu;
+    if (*nshards > BROKER_SHARDS_MAX)
+        *nshards = BROKER_SHARDS_MAX;
+    for (uint32_t i = ncpu; i < *nshards; i++)
+        rt->cpus[i] = rt->cpus[i % ncpu];
+}
+
+static void *shard_thread(void *arg)
+{
+    struct broker_shard *s = arg;
+    struct broker_rt *rt = s->rt;
+    broker_log_set_shard((int)s->id);
+    if (s->cpu >= 0) {
+        cpu_set_t set;
+        CPU_ZERO(&set);
+        CPU_SET(s->cpu, &set);
+        if (pthread_setaffinity_np(pthread_self(), sizeof(set), &set) != 0) {
+            BLOG_WARN("cannot pin to cpu %d", s->cpu);
+            s->cpu = -1;
+        }
+    }
+    /* The ring is created here: SINGLE_ISSUER ties it to the creating thread. */
+    int rc = s->io->init(s);
+    if (rc != 0) {
+        BLOG_ERROR("%s backend init failed: %s", s->io->name, lm_strerror(rc));
+        atomic_store(&rt->start_failed, 1);
+    }
+    broker_rt_barrier(rt);
+    if (rc == 0 && atomic_load(&rt->start_failed) == 0 && rt->dispatch->shard_start) {
+        rc = rt->dispatch->shard_start(s, rt->dispatch->ctx);
+        if (rc != 0) {
+            BLOG_ERROR("shard start hook failed: %s", lm_strerror(rc));
+            atomic_store(&rt->start_failed, 1);
+        }
+    }
+    broker_rt_barrier(rt);
+    if (atomic_load(&rt->start_failed) == 0) {
+        rc = broker_shard_run(s);
+        if (rc != 0) {
+            atomic_store(&rt->start_failed, 1);
+            atomic_store(&rt->stopping, true);
+            kill(getpid(), SIGTERM); /* wake the main thread so every shard stops */
+        }
+    }
+    /* Peers may still wake us (MSG_RING) while they drain: keep the ring until all stop. */
+    broker_rt_barrier(rt);
+    if (s->io_state != NULL)
+        s->io->deinit(s);
+    return NULL;
+}
+
+static const struct broker_io_ops *choose_backend(const struct broker_config *cfg)
+{
+    char why[128] = "";
+    if (cfg->io_mode == BROKER_IO_EPOLL)
+        return &broker_io_epoll_ops;
+    if (broker_io_uring_available(why, sizeof(why)))
+        return &broker_io_uring_ops;
+    if (cfg->io_mode == BROKER_IO_URING) {
+        BLOG_ERROR("io_uring requested but unavailable: %s", why);
+        return NULL;
+    }
+    BLOG_WARN("io_uring unavailable (%s); using epoll", why);
+    return &broker_io_epoll_ops;
+}
+
+static void attach_bpf(struct broker_rt *rt)
+{
+#ifdef LAMINAR_HAVE_BPF
+    if (!rt->cfg->bpf_enable) {
+        BLOG_INFO("reuseport: BPF selector disabled by laminar.bpf.enable; kernel hash in use");
+        return;
+    }
+    if (rt->nshards < 2)
+        return;
+    for (uint32_t l = 0; l < rt->cfg->listeners_count; l++) {
+        int fds[BROKER_SHARDS_MAX];
+        for (uint32_t i = 0; i < rt->nshards; i++)
+            fds[i] = rt->shards[i].listen_fds[l];
+        char why[160] = "";
+        int rc = lm_bpf_reuseport_attach(fds, rt->nshards, &rt->bpf[l], why, sizeof(why));
+        if (rc != 0) {
+            BLOG_WARN("reuseport: BPF selector not loaded (%s); using the kernel's hash", why);
+            return;
+        }
+    }
+    BLOG_INFO("reuseport: BPF least-connections selector attached to %u listener(s)",
+              rt->cfg->listeners_count);
+#else
+    (void)rt;
+    BLOG_WARN("reuseport: built without BPF support; using the kernel's hash");
+#endif
+}
+
+static void rt_free(struct broker_rt *rt)
+{
+#ifdef LAMINAR_HAVE_BPF
+    for (uint32_t l = 0; l < BROKER_LISTENERS_MAX; l++)
+        if (rt->bpf[l] != NULL)
+            lm_bpf_free(rt->bpf[l]);
+#endif
+    if (rt->shards != NULL) {
+        for (uint32_t i = 0; i < rt->nshards; i++) {
+            struct broker_shard *s = &rt->shards[i];
+            for (uint32_t l = 0; l < s->listen_count; l++)
+                close(s->listen_fds[l]);
+            if (s->event_fd >= 0)
+                close(s->event_fd);
+            broker_shard_deinit(s);
+        }
+    }
+    if (rt->mailboxes != NULL)
+        for (uint32_t i = 0; i < rt->nshards * rt->nshards; i++)
+            broker_mailbox_deinit(&rt->mailboxes[i]);
+    free(rt->mailboxes);
+    free(rt->shards);
+    free(rt->threads);
+    free(rt);
+}
+
+int broker_runtime_run(const struct broker_config *cfg, const struct broker_dispatch *d)
+{
+    struct broker_rt *rt = calloc(1, sizeof(*rt));
+    if (rt == NULL)
+        return LM_E_NOMEM;
+    rt->cfg = cfg;
+    rt->dispatch = d;
+    rt->io = choose_backend(cfg);
+    if (rt->io == NULL) {
+        free(rt);
+        return LM_E_UNSUPPORTED;
+    }
+    raise_nofile();
+    uint32_t n = cfg->shards;
+    choose_cpus(rt, &n);
+    rt->nshards = n;
+    rt->shards = calloc(n, sizeof(*rt->shards));
+    rt->mailboxes = calloc((size_t)n * n, sizeof(*rt->mailboxes));
+    rt->threads = calloc(n, sizeof(*rt->threads));
+    if (rt->shards == NULL || rt->mailboxes == NULL || rt->threads == NULL) {
+        rt_free(rt);
+        return LM_E_NOMEM;
+    }
+    int rc = 0;
+    for (uint32_t i = 0; i < n * n && rc == 0; i++)
+        if (i / n != i % n)
+            rc = broker_mailbox_init(&rt->mailboxes[i], MAILBOX_SLOTS);
+    for (uint32_t i = 0; i < n; i++) {
+        struct broker_shard *s = &rt->shards[i];
+        s->event_fd = -1;
+        if (rc == 0)
+            rc = broker_shard_init(s, rt, i, n, cfg, d, rt->io);
+        if (rc != 0)
+            break;
+        s->cpu = rt->cpus[i];
+        s->event_fd = eventfd(0, EFD_CLOEXEC);
+        if (s->event_fd < 0) {
+            rc = LM_E_IO;
+            break;
+        }
+        for (uint32_t l = 0; l < cfg->listeners_count; l++) {
+            int fd = open_listener(&cfg->listeners[l], rt->io == &broker_io_epoll_ops);
+            if (fd < 0) {
+                rc = fd;
+                break;
+            }
+            s->listen_fds[s->listen_count++] = fd;
+        }
+        if (rc != 0)
+            break;
+    }
+    if (rc != 0) {
+        BLOG_ERROR("start-up failed: %s", lm_strerror(rc));
+        rt_free(rt);
+        return rc;
+    }
+    attach_bpf(rt);
+    for (uint32_t l = 0; l < cfg->listeners_count; l++)
+        BLOG_INFO("listening on %s://%s:%u with %u shard(s), %s backend", cfg->listeners[l].name,
+                  cfg->listeners[l].host[0] ? cfg->listeners[l].host : "0.0.0.0",
+                  cfg->listeners[l].port, n, rt->io->name);
+    /* Signals go to the main thread only (sigwait below); shards never see them. */
+    sigset_t sigs;
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGTERM);
+    sigaddset(&sigs, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    pthread_barrier_init(&rt->barrier, NULL, n + 1);
+    uint32_t started = 0;
+    for (; started < n; started++)
+        if (pthread_create(&rt->threads[started], NULL, shard_thread, &rt->shards[started]) != 0)
+            break;
+    if (started < n) {
+        /* Cannot run with fewer shards than the barrier expects: abort start-up. */
+        BLOG_ERROR("cannot start shard threads");
+        abort();
+    }
+    broker_rt_barrier(rt); /* backends ready */
+    broker_rt_barrier(rt); /* start hooks done */
+    if (atomic_load(&rt->start_failed) == 0) {
+        BLOG_INFO("started: node.id=%d, log.dirs=%s", cfg->node_id, cfg->log_dirs[0]);
+        int sig = 0;
+        while (!broker_rt_stopping(rt)) {
+            if (sigwait(&sigs, &sig) != 0)
+                continue;
+            BLOG_INFO("received %s, shutting down", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+            break;
+        }
+        rc = 0;
+    } else {
+        rc = LM_E_STATE;
+    }
+    atomic_store_explicit(&rt->stopping, true, memory_order_release);
+    for (uint32_t i = 0; i < n; i++) {
+        uint64_t one = 1;
+        ssize_t w = write(rt->shards[i].event_fd, &one, sizeof(one));
+        LM_ASSERT(w == sizeof(one));
+    }
+    broker_rt_barrier(rt); /* every shard finished its shutdown */
+    for (uint32_t i = 0; i < n; i++)
+        pthread_join(rt->threads[i], NULL);
+    pthread_barrier_destroy(&rt->barrier);
+    if (atomic_load(&rt->start_failed) != 0 && rc == 0)
+        rc = LM_E_STATE;
+    rt_free(rt);
+    BLOG_INFO("shutdown complete");
+    return rc;
+}

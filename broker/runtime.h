@@ -1,0 +1,150 @@
+/* The shard runtime's interface for the handler layer (DESIGN.md §2).
+ *
+ * A request arrives as a struct broker_req on the shard that owns its connection. The handler
+ * registered for its API key runs on that shard and completes the request exactly once, now or
+ * later (a Fetch long-poll, a cross-shard call), with broker_req_respond / _respond_none. The
+ * runtime frames the response (length, response header v0 or v1) and sends responses of a
+ * connection in request order. Everything here is called on the shard's own thread; nothing
+ * blocks and nothing takes a lock. */
+#ifndef LAMINAR_BROKER_RUNTIME_H
+#define LAMINAR_BROKER_RUNTIME_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "broker/arena.h"
+#include "broker/config.h"
+
+enum { BROKER_API_KEYS_MAX = 128 };
+
+struct broker_shard;
+struct broker_conn;
+
+struct broker_req {
+    /* Request header (v1/v2). client_id borrows from the frame; NULL when null. */
+    int16_t api_key;
+    int16_t api_version;
+    int32_t correlation_id;
+    const char *client_id;
+    int16_t client_id_len;
+    /* The request body after the header (and its tagged fields when flexible). */
+    const uint8_t *body;
+    size_t body_len;
+    bool flexible; /* request header v2 / compact encodings (KIP-482) */
+    /* Freed with the request, after its response has been sent. */
+    struct broker_arena arena;
+    struct broker_shard *shard;
+    struct broker_conn *conn;
+    void *handler_state; /* free for the handler's use */
+    /* private to the runtime */
+    struct broker_req *next_;
+    uint64_t seq_;
+    size_t mem_bytes_;
+    const void *resp_body_;
+    size_t resp_len_;
+    uint8_t resp_prefix_[9];
+    uint8_t state_;
+    bool close_after_;
+};
+
+typedef void (*broker_handler_fn)(struct broker_req *req);
+
+struct broker_api_entry {
+    broker_handler_fn fn;          /* NULL: unknown API, the connection is closed (as Kafka) */
+    int16_t flexible_version_min;  /* first version using header v2, -1 = never */
+};
+
+/* The handler table, indexed by API key, plus start/stop hooks. Filled before the runtime
+ * starts and read-only afterwards (shared by every shard). */
+struct broker_dispatch {
+    struct broker_api_entry apis[BROKER_API_KEYS_MAX];
+    void *ctx;
+    /* Called on each shard's thread before it serves; returns 0 or an LM_E_* (aborts start). */
+    int (*shard_start)(struct broker_shard *s, void *ctx);
+    /* Called on SIGTERM/SIGINT when the shard stops reading requests; handlers should
+     * complete parked requests (long-polls) soon. May be NULL. */
+    void (*shard_drain)(struct broker_shard *s, void *ctx);
+    /* Called once every in-flight request of the shard has completed: flush logs here. */
+    void (*shard_flush)(struct broker_shard *s, void *ctx);
+    /* Called last on the shard's thread; free per-shard state. May be NULL. */
+    void (*shard_stop)(struct broker_shard *s, void *ctx);
+};
+
+/* Registers fn for api_key (0 <= key < BROKER_API_KEYS_MAX). flexible_version_min comes from
+ * the generated API table (first flexible version) or -1. Returns 0 or LM_E_INVALID. */
+int broker_dispatch_register(struct broker_dispatch *d, int16_t api_key, broker_handler_fn fn,
+                             int16_t flexible_version_min);
+
+/* Completes req with a response body (without the length or response header: the runtime adds
+ * them). body must stay valid until the request is freed: put it in req->arena. */
+void broker_req_respond(struct broker_req *req, const void *body, size_t len);
+/* Completes req without a response (Produce acks=0); later responses still keep their order. */
+void broker_req_respond_none(struct broker_req *req);
+/* Asks the runtime to close the connection once this request's response (if any) has left. */
+void broker_req_close_after(struct broker_req *req);
+/* True when the connection of req is closing (the response will be dropped). */
+bool broker_req_conn_closing(const struct broker_req *req);
+
+/* This shard's index, the number of shards, and the config (read-only). */
+uint32_t broker_shard_id(const struct broker_shard *s);
+uint32_t broker_shard_count(const struct broker_shard *s);
+const struct broker_config *broker_shard_config(const struct broker_shard *s);
+/* Per-shard pointer for the handler layer (partition tables, ...). */
+void *broker_shard_user(const struct broker_shard *s);
+void broker_shard_set_user(struct broker_shard *s, void *user);
+/* True once shutdown has begun. */
+bool broker_shard_draining(const struct broker_shard *s);
+
+/* Cross-shard call: run() executes on shard `target`, which must eventually call
+ * broker_xcall_return(target, c) exactly once; then done() executes back on the calling
+ * shard. The struct is owned by the caller (e.g. in a request's arena) until done() runs.
+ * Delivery goes through bounded SPSC mailboxes; when one is full the call waits in the sender's
+ * overflow list, so broker_shard_call never fails. Calls to the same target stay in order. */
+struct broker_xcall {
+    void (*run)(struct broker_shard *target, struct broker_xcall *c);
+    void (*done)(struct broker_shard *origin, struct broker_xcall *c);
+    void *arg;
+    /* private */
+    struct broker_xcall *next_;
+    uint32_t origin_;
+    uint32_t target_;
+    bool returning_;
+};
+/* Sends c to shard target (may be self: then it runs on a later loop turn). */
+void broker_shard_call(struct broker_shard *self, uint32_t target, struct broker_xcall *c);
+/* Called by run() on the target shard when its work is done; routes c back to its origin. */
+void broker_xcall_return(struct broker_shard *target, struct broker_xcall *c);
+
+/* One-shot timer on the shard's clock (CLOCK_MONOTONIC, ms). The struct is owned by the
+ * caller and must stay valid until it fires or is cancelled. */
+struct broker_timer {
+    void (*fn)(struct broker_shard *s, struct broker_timer *t);
+    void *arg;
+    /* private */
+    uint64_t deadline_ms_;
+    uint32_t heap_index_; /* UINT32_MAX when not armed */
+};
+/* Arms t to call fn after delay_ms. t must not be armed. Returns 0 or LM_E_NOMEM. */
+int broker_timer_start(struct broker_shard *s, struct broker_timer *t, uint64_t delay_ms,
+                       void (*fn)(struct broker_shard *, struct broker_timer *), void *arg);
+/* Disarms t if armed. */
+void broker_timer_cancel(struct broker_shard *s, struct broker_timer *t);
+/* Monotonic milliseconds. */
+uint64_t broker_now_ms(void);
+
+/* Stable owner shard of a partition: FNV-1a 64 of the topic name and the big-endian partition,
+ * modulo nshards. Independent of process and platform, so it survives restarts. */
+uint32_t broker_partition_shard(const char *topic, size_t topic_len, int32_t partition,
+                                uint32_t nshards);
+
+/* Runs the broker until SIGTERM/SIGINT (then finishes in-flight requests, flushes, closes).
+ * cfg and d are borrowed for the whole run. Returns 0 or an LM_E_* (logged). */
+int broker_runtime_run(const struct broker_config *cfg, const struct broker_dispatch *d);
+
+/* The `laminar` command line: `laminar serve [-c file] [flags]`. setup() fills the handler
+ * table (and may read cfg) after the config is parsed. Returns the process exit status. */
+int broker_serve_main(int argc, char **argv,
+                      int (*setup)(struct broker_dispatch *d, struct broker_config *cfg));
+
+#endif

@@ -1,0 +1,1000 @@
+/* The backend-independent core of a shard: connections, framing, dispatch, in-order responses,
+ * backpressure, cross-shard calls, timers and the loop with its shutdown sequence
+ * (DESIGN.md §2). The backends (io_uring.c, io_epoll.c) call the broker_core_* functions. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "broker/log.h"
+#include "broker/reqhdr.h"
+#include "broker/shard_internal.h"
+#include "common/lm_assert.h"
+#include "common/lm_err.h"
+
+enum req_state { REQ_PENDING = 0, REQ_DONE, REQ_NONE };
+
+enum {
+    /* bound on work per loop turn, so one busy source cannot starve the others */
+    XCALLS_PER_TURN = 1024,
+    STASH_BYTES_MIN = 4096,
+};
+
+static void conn_close(struct broker_conn *c, const char *why);
+static void conn_pump(struct broker_conn *c);
+static void conn_try_resume(struct broker_conn *c);
+static void req_free(struct broker_req *req);
+
+/* ---- dispatch table ---------------------------------------------------------------------- */
+
+int broker_dispatch_register(struct broker_dispatch *d, int16_t api_key, broker_handler_fn fn,
+                             int16_t flexible_version_min)
+{
+    if (api_key < 0 || api_key >= BROKER_API_KEYS_MAX || fn == NULL)
+        return LM_E_INVALID;
+    d->apis[api_key].fn = fn;
+    d->apis[api_key].flexible_version_min = flexible_version_min;
+    return 0;
+}
+
+/* ---- small services ---------------------------------------------------------------------- */
+
+uint64_t broker_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+uint32_t broker_partition_shard(const char *topic, size_t topic_len, int32_t partition,
+                                uint32_t nshards)
+{
+    LM_ASSERT(nshards > 0);
+    uint64_t h = 14695981039346656037ull;
+    for (size_t i = 0; i < topic_len; i++) {
+        h ^= (uint8_t)topic[i];
+        h *= 1099511628211ull;
+    }
+    uint32_t p = (uint32_t)partition;
+    for (int i = 3; i >= 0; i--) {
+        h ^= (uint8_t)(p >> (8 * i));
+        h *= 1099511628211ull;
+    }
+    return (uint32_t)(h % nshards);
+}
+
+uint32_t broker_shard_id(const struct broker_shard *s)
+{
+    return s->id;
+}
+uint32_t broker_shard_count(const struct broker_shard *s)
+{
+    return s->nshards;
+}
+const struct broker_config *broker_shard_config(const struct broker_shard *s)
+{
+    return s->cfg;
+}
+void *broker_shard_user(const struct broker_shard *s)
+{
+    return s->user;
+}
+void broker_shard_set_user(struct broker_shard *s, void *user)
+{
+    s->user = user;
+}
+bool broker_shard_draining(const struct broker_shard *s)
+{
+    return s->draining;
+}
+
+/* ---- memory budget ----------------------------------------------------------------------- */
+
+static void conn_hold(struct broker_conn *c);
+static void conn_unhold(struct broker_conn *c);
+
+static void mem_release(struct broker_shard *s, size_t n)
+{
+    LM_ASSERT(s->mem_used >= (int64_t)n);
+    s->mem_used -= (int64_t)n;
+    /* Let connections that waited for memory try again; they re-pause if still short. */
+    while (s->mem_wait_head != NULL && s->mem_used < s->mem_max) {
+        struct broker_conn *c = s->mem_wait_head;
+        s->mem_wait_head = c->wait_next;
+        c->wait_next = NULL;
+        c->waiting_mem = false;
+        conn_hold(c);
+        conn_try_resume(c);
+        conn_unhold(c);
+    }
+}
+
+static void mem_wait(struct broker_conn *c)
+{
+    if (c->waiting_mem)
+        return;
+    c->waiting_mem = true;
+    c->wait_next = c->shard->mem_wait_head;
+    c->shard->mem_wait_head = c;
+}
+
+static void mem_unwait(struct broker_conn *c)
+{
+    if (!c->waiting_mem)
+        return;
+    struct broker_conn **pp = &c->shard->mem_wait_head;
+    while (*pp != c) {
+        LM_ASSERT(*pp != NULL);
+        pp = &(*pp)->wait_next;
+    }
+    *pp = c->wait_next;
+    c->wait_next = NULL;
+    c->waiting_mem = false;
+}
+
+/* Frame body allocator: the request struct and the frame in one block, charged to the shard.
+ * Refuses (pausing the connection) when the connection has its in-flight maximum or the shard
+ * is over its memory bound; a shard with nothing in memory always admits one frame, so a frame
+ * larger than the bound but within socket.request.max.bytes still makes progress. */
+static int frame_alloc(void *ctx, uint32_t size, uint8_t **out)
+{
+    struct broker_conn *c = ctx;
+    struct broker_shard *s = c->shard;
+    size_t total = sizeof(struct broker_req) + size;
+    if (broker_respq_inflight(&c->rq) >= s->cfg->connection_inflight_max)
+        return LM_E_AGAIN;
+    if (s->mem_used > 0 && s->mem_used + (int64_t)total > s->mem_max) {
+        mem_wait(c);
+        return LM_E_AGAIN;
+    }
+    struct broker_req *req = malloc(total);
+    if (req == NULL) {
+        mem_wait(c);
+        return LM_E_AGAIN;
+    }
+    memset(req, 0, sizeof(*req));
+    req->mem_bytes_ = total;
+    s->mem_used += (int64_t)total;
+    *out = (uint8_t *)(req + 1);
+    return 0;
+}
+
+static struct broker_req *req_of_frame(uint8_t *body)
+{
+    return (struct broker_req *)(void *)(body - sizeof(struct broker_req));
+}
+
+static void frame_free(void *ctx, uint8_t *body)
+{
+    struct broker_conn *c = ctx;
+    struct broker_req *req = req_of_frame(body);
+    size_t n = req->mem_bytes_;
+    free(req);
+    mem_release(c->shard, n);
+}
+
+/* ---- connections ------------------------------------------------------------------------- */
+
+struct broker_conn *broker_core_conn(struct broker_shard *s, uint32_t slot, uint32_t gen)
+{
+    if (slot >= s->conns_max)
+        return NULL;
+    struct broker_conn *c = s->conns[slot];
+    if (c == NULL || c->gen != gen)
+        return NULL;
+    return c;
+}
+
+bool broker_core_conn_wants_data(const struct broker_conn *c)
+{
+    return !c->closing && !c->paused && c->stash_off == c->stash_len;
+}
+
+static void conn_maybe_free(struct broker_conn *c)
+{
+    struct broker_shard *s = c->shard;
+    if (!c->closing || !c->io_closed || c->reqs_live > 0)
+        return;
+    LM_ASSERT(c->sending == NULL);
+    LM_ASSERT(s->conns[c->slot] == c);
+    mem_unwait(c);
+    broker_respq_deinit(&c->rq);
+    if (c->stash != NULL)
+        mem_release(s, c->stash_cap);
+    free(c->stash);
+    s->conns[c->slot] = NULL;
+    s->gens[c->slot]++;
+    s->free_slots[s->free_count++] = c->slot;
+    LM_ASSERT(s->conns_open > 0);
+    s->conns_open--;
+    broker_rt_conn_count(s->rt, s->id, s->conns_open);
+    free(c);
+}
+
+void broker_core_on_accept(struct broker_shard *s, int fd)
+{
+    LM_ASSERT(fd >= 0);
+    if (s->draining || s->free_count == 0) {
+        BLOG_WARN("accept: %s, closing new connection",
+                  s->draining ? "shutting down" : "connection table full");
+        close(fd);
+        return;
+    }
+    struct broker_conn *c = calloc(1, sizeof(*c));
+    if (c == NULL || broker_respq_init(&c->rq, s->cfg->connection_inflight_max) != 0) {
+        BLOG_ERROR("accept: out of memory, closing new connection");
+        free(c);
+        close(fd);
+        return;
+    }
+    int one = 1;
+    if (setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) != 0)
+        BLOG_WARN("accept: TCP_NODELAY: %s", strerror(errno));
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof(ss);
+    snprintf(c->peer, sizeof(c->peer), "?");
+    if (getpeername(fd, (struct sockaddr *)&ss, &sl) == 0 && ss.ss_family == AF_INET) {
+        struct sockaddr_in *in = (struct sockaddr_in *)&ss;
+        uint32_t a = ntohl(in->sin_addr.s_addr);
+        snprintf(c->peer, sizeof(c->peer), "%u.%u.%u.%u:%u", a >> 24, (a >> 16) & 255,
+                 (a >> 8) & 255, a & 255, ntohs(in->sin_port));
+    }
+    c->shard = s;
+    c->fd = fd;
+    c->slot = s->free_slots[--s->free_count];
+    c->gen = s->gens[c->slot];
+    LM_ASSERT(s->conns[c->slot] == NULL);
+    s->conns[c->slot] = c;
+    s->conns_open++;
+    broker_frame_reader_init(&c->fr, s->cfg->socket_request_max_bytes, frame_alloc, c);
+    broker_rt_conn_count(s->rt, s->id, s->conns_open);
+    BLOG_DEBUG("conn %u open from %s fd=%d", c->slot, c->peer, fd);
+    int rc = s->io->conn_open(s, c);
+    if (rc != 0) {
+        BLOG_ERROR("conn %u: cannot start I/O: %s", c->slot, lm_strerror(rc));
+        c->closing = true;
+        c->io_closed = true;
+        close(fd);
+        conn_maybe_free(c);
+    }
+}
+
+static void conn_hold(struct broker_conn *c)
+{
+    c->reqs_live++;
+}
+
+/* Drops a hold taken by an entry point; frees the connection if it was the last reference. */
+static void conn_unhold(struct broker_conn *c)
+{
+    LM_ASSERT(c->reqs_live > 0);
+    c->reqs_live--;
+    conn_maybe_free(c);
+}
+
+static void conn_close(struct broker_conn *c, const char *why)
+{
+    struct broker_shard *s = c->shard;
+    if (c->closing)
+        return;
+    BLOG_DEBUG("conn %u (%s) closing: %s", c->slot, c->peer, why);
+    c->closing = true;
+    conn_hold(c);
+    mem_unwait(c);
+    broker_frame_reader_deinit(&c->fr, frame_free, c);
+    /* Completed responses not sent yet are dropped; requests a handler still holds are freed
+     * when it completes them (they keep the connection alive until then). */
+    for (uint64_t seq = c->rq.head_seq; seq < c->rq.next_seq; seq++) {
+        struct broker_req *req = c->rq.items[seq % c->rq.capacity];
+        c->rq.items[seq % c->rq.capacity] = NULL;
+        if (req == NULL || req == c->sending)
+            continue;
+        LM_ASSERT(req->state_ != REQ_PENDING);
+        broker_arena_deinit(&req->arena);
+        c->reqs_live--;
+        size_t n = req->mem_bytes_;
+        free(req);
+        mem_release(s, n);
+    }
+    c->rq.head_seq = c->rq.next_seq;
+    if (s->io->conn_shutdown(s, c) == 1) {
+        c->io_closed = true;
+        if (c->sending != NULL) { /* a synchronous backend reports no more completions */
+            struct broker_req *req = c->sending;
+            c->sending = NULL;
+            req_free(req);
+        }
+    }
+    conn_unhold(c);
+}
+
+void broker_core_on_io_closed(struct broker_shard *s, struct broker_conn *c)
+{
+    (void)s;
+    LM_ASSERT(c->closing);
+    c->io_closed = true;
+    conn_maybe_free(c);
+}
+
+void broker_core_on_eof(struct broker_shard *s, struct broker_conn *c, int err)
+{
+    (void)s;
+    if (err == 0 && !broker_frame_reader_idle(&c->fr))
+        BLOG_INFO("conn %u (%s): peer closed in the middle of a frame", c->slot, c->peer);
+    conn_close(c, err == 0 ? "peer closed" : strerror(-err));
+}
+
+static void req_free(struct broker_req *req)
+{
+    struct broker_conn *c = req->conn;
+    struct broker_shard *s = req->shard;
+    LM_ASSERT(c->reqs_live > 0);
+    broker_arena_deinit(&req->arena);
+    c->reqs_live--;
+    size_t n = req->mem_bytes_;
+    free(req);
+    mem_release(s, n);
+    conn_maybe_free(c);
+}
+
+static void stash_append(struct broker_conn *c, const uint8_t *p, size_t n)
+{
+    struct broker_shard *s = c->shard;
+    if (c->stash_off == c->stash_len) {
+        c->stash_off = 0;
+        c->stash_len = 0;
+    }
+    if (c->stash_cap - c->stash_len < n) {
+        if (c->stash_off > 0) {
+            memmove(c->stash, c->stash + c->stash_off, c->stash_len - c->stash_off);
+            c->stash_len -= c->stash_off;
+            c->stash_off = 0;
+        }
+        size_t cap = c->stash_cap ? c->stash_cap : STASH_BYTES_MIN;
+        while (cap - c->stash_len < n)
+            cap *= 2;
+        if (cap != c->stash_cap) {
+            uint8_t *nb = realloc(c->stash, cap);
+            if (nb == NULL) {
+                conn_close(c, "out of memory for receive stash");
+                return;
+            }
+            s->mem_used += (int64_t)(cap - c->stash_cap);
+            c->stash = nb;
+            c->stash_cap = cap;
+        }
+    }
+    memcpy(c->stash + c->stash_len, p, n);
+    c->stash_len += n;
+}
+
+static void conn_pause(struct broker_conn *c)
+{
+    if (c->paused)
+        return;
+    c->paused = true;
+    c->shard->io->recv_pause(c->shard, c);
+}
+
+static void on_frame(struct broker_conn *c, struct broker_frame *f)
+{
+    struct broker_shard *s = c->shard;
+    struct broker_req *req = req_of_frame(f->body);
+    req->shard = s;
+    req->conn = c;
+    c->reqs_live++;
+    struct broker_reqhdr h;
+    int rc = broker_reqhdr_parse_fixed(f->body, f->size_bytes, &h);
+    if (rc != 0) {
+        BLOG_WARN("conn %u (%s): bad request header (%s), closing", c->slot, c->peer,
+                  lm_strerror(rc));
+        req->state_ = REQ_NONE;
+        conn_close(c, "bad request header");
+        req_free(req);
+        return;
+    }
+    const struct broker_api_entry *e = NULL;
+    if (h.api_key >= 0 && h.api_key < BROKER_API_KEYS_MAX && s->dispatch->apis[h.api_key].fn)
+        e = &s->dispatch->apis[h.api_key];
+    if (e == NULL) {
+        /* Kafka closes the connection on a request for an API it does not know. */
+        BLOG_WARN("conn %u (%s): unknown api key %d v%d (correlation id %d), closing", c->slot,
+                  c->peer, h.api_key, h.api_version, h.correlation_id);
+        req->state_ = REQ_NONE;
+        conn_close(c, "unknown api key");
+        req_free(req);
+        return;
+    }
+    size_t off = h.size_bytes;
+    req->flexible = e->flexible_version_min >= 0 && h.api_version >= e->flexible_version_min;
+    if (req->flexible && (rc = broker_reqhdr_skip_tags(f->body, f->size_bytes, &off)) != 0) {
+        BLOG_WARN("conn %u (%s): bad header tagged fields (%s), closing", c->slot, c->peer,
+                  lm_strerror(rc));
+        req->state_ = REQ_NONE;
+        conn_close(c, "bad request header");
+        req_free(req);
+        return;
+    }
+    rc = broker_respq_reserve(&c->rq, &req->seq_);
+    LM_ASSERT(rc == 0); /* frame_alloc admitted it only below the in-flight bound */
+    req->api_key = h.api_key;
+    req->api_version = h.api_version;
+    req->correlation_id = h.correlation_id;
+    req->client_id = h.client_id;
+    req->client_id_len = h.client_id_len;
+    req->body = f->body + off;
+    req->body_len = f->size_bytes - off;
+    req->state_ = REQ_PENDING;
+    broker_arena_init(&req->arena, (size_t)s->cfg->socket_request_max_bytes * 2 + (64u << 20));
+    e->fn(req);
+}
+
+/* Feeds bytes into the frame reader; returns bytes consumed. Stops early when the connection
+ * pauses or closes. */
+static size_t conn_feed(struct broker_conn *c, const uint8_t *p, size_t n)
+{
+    size_t used = 0;
+    while (used < n && !c->closing && !c->paused) {
+        size_t consumed = 0;
+        struct broker_frame f;
+        int rc = broker_frame_feed(&c->fr, p + used, n - used, &consumed, &f);
+        used += consumed;
+        if (rc == 1) {
+            on_frame(c, &f);
+        } else if (rc == LM_E_AGAIN) {
+            conn_pause(c);
+        } else if (rc < 0) {
+            BLOG_WARN("conn %u (%s): frame length rejected (%s), closing", c->slot, c->peer,
+                      lm_strerror(rc));
+            conn_close(c, "bad frame length");
+        }
+    }
+    return used;
+}
+
+void broker_core_on_data(struct broker_shard *s, struct broker_conn *c, const uint8_t *p,
+                         size_t n)
+{
+    (void)s;
+    LM_ASSERT(n > 0);
+    if (c->closing || s->draining)
+        return;
+    if (c->paused || c->stash_off < c->stash_len) {
+        stash_append(c, p, n);
+        return;
+    }
+    conn_hold(c);
+    size_t used = conn_feed(c, p, n);
+    if (used < n && !c->closing)
+        stash_append(c, p + used, n - used);
+    conn_unhold(c);
+}
+
+static void conn_try_resume(struct broker_conn *c)
+{
+    if (c->closing || c->shard->draining)
+        return;
+    c->paused = false;
+    /* A frame waiting for memory: feed nothing to retry its allocation. */
+    if (!broker_frame_reader_idle(&c->fr)) {
+        size_t consumed = 0;
+        struct broker_frame f;
+        int rc = broker_frame_feed(&c->fr, NULL, 0, &consumed, &f);
+        if (rc == 1)
+            on_frame(c, &f);
+        else if (rc == LM_E_AGAIN)
+            c->paused = true;
+        if (c->closing || c->paused)
+            return;
+    }
+    while (c->stash_off < c->stash_len && !c->paused && !c->closing) {
+        size_t used = conn_feed(c, c->stash + c->stash_off, c->stash_len - c->stash_off);
+        c->stash_off += used;
+    }
+    if (c->closing)
+        return;
+    if (c->paused) {
+        c->shard->io->recv_pause(c->shard, c);
+        return;
+    }
+    c->shard->io->recv_resume(c->shard, c);
+}
+
+/* ---- responses --------------------------------------------------------------------------- */
+
+static void wr_i32(uint8_t *p, uint32_t v)
+{
+    p[0] = (uint8_t)(v >> 24);
+    p[1] = (uint8_t)(v >> 16);
+    p[2] = (uint8_t)(v >> 8);
+    p[3] = (uint8_t)v;
+}
+
+static void req_complete(struct broker_req *req, enum req_state st)
+{
+    LM_ASSERT(req->state_ == REQ_PENDING);
+    req->state_ = (uint8_t)st;
+    struct broker_conn *c = req->conn;
+    if (c->closing) {
+        req_free(req);
+        return;
+    }
+    broker_respq_complete(&c->rq, req->seq_, req);
+    conn_hold(c);
+    conn_pump(c);
+    conn_unhold(c);
+}
+
+void broker_req_respond(struct broker_req *req, const void *body, size_t len)
+{
+    LM_ASSERT(body != NULL || len == 0);
+    /* Response header v0 = correlation_id; v1 adds an empty tagged-field section. ApiVersions
+     * always answers with header v0 so a client can parse it before knowing our versions
+     * (KIP-511). */
+    bool hdr_v1 = req->flexible && req->api_key != 18;
+    size_t hdr = 4 + (hdr_v1 ? 1 : 0);
+    LM_ASSERT(len <= (size_t)INT32_MAX - hdr);
+    wr_i32(req->resp_prefix_, (uint32_t)(hdr + len));
+    wr_i32(req->resp_prefix_ + 4, (uint32_t)req->correlation_id);
+    req->resp_prefix_[8] = 0;
+    req->resp_body_ = body;
+    req->resp_len_ = len;
+    req_complete(req, REQ_DONE);
+}
+
+void broker_req_respond_none(struct broker_req *req)
+{
+    req_complete(req, REQ_NONE);
+}
+
+void broker_req_close_after(struct broker_req *req)
+{
+    req->close_after_ = true;
+}
+
+bool broker_req_conn_closing(const struct broker_req *req)
+{
+    return req->conn->closing;
+}
+
+/* Pops the head request after it has been sent (or needed no response). */
+static void conn_pop_head(struct broker_conn *c)
+{
+    struct broker_req *req = broker_respq_pop(&c->rq);
+    bool close_after = req->close_after_;
+    bool was_full = broker_respq_inflight(&c->rq) + 1 >= c->shard->cfg->connection_inflight_max;
+    LM_ASSERT(c->reqs_live > 1); /* the caller holds c */
+    req_free(req);
+    if (close_after)
+        conn_close(c, "closed after response by handler");
+    else if (was_full && c->paused && !c->waiting_mem)
+        conn_try_resume(c);
+}
+
+static bool iov_advance(struct broker_conn *c, size_t n)
+{
+    while (n > 0) {
+        LM_ASSERT(c->iovcnt > 0);
+        if (n >= c->iov[0].iov_len) {
+            n -= c->iov[0].iov_len;
+            c->iov[0] = c->iov[1];
+            c->iovcnt--;
+        } else {
+            c->iov[0].iov_base = (uint8_t *)c->iov[0].iov_base + n;
+            c->iov[0].iov_len -= n;
+            n = 0;
+        }
+    }
+    while (c->iovcnt > 0 && c->iov[0].iov_len == 0) {
+        c->iov[0] = c->iov[1];
+        c->iovcnt--;
+    }
+    return c->iovcnt == 0;
+}
+
+static void conn_pump(struct broker_conn *c)
+{
+    struct broker_shard *s = c->shard;
+    while (!c->closing && c->sending == NULL) {
+        struct broker_req *req = broker_respq_peek(&c->rq);
+        if (req == NULL)
+            return;
+        if (req->state_ == REQ_NONE) {
+            conn_pop_head(c);
+            continue;
+        }
+        LM_ASSERT(req->state_ == REQ_DONE);
+        bool hdr_v1 = req->flexible && req->api_key != 18;
+        c->iov[0].iov_base = req->resp_prefix_;
+        c->iov[0].iov_len = 8 + (hdr_v1 ? 1 : 0);
+        c->iov[1].iov_base = (void *)req->resp_body_;
+        c->iov[1].iov_len = req->resp_len_;
+        c->iovcnt = req->resp_len_ > 0 ? 2 : 1;
+        c->sending = req;
+        for (;;) {
+            int rc = s->io->send(s, c);
+            if (rc == LM_E_AGAIN)
+                return; /* broker_core_on_sent continues */
+            if (rc < 0) {
+                c->sending = NULL;
+                conn_close(c, "send failed");
+                return;
+            }
+            if (iov_advance(c, (size_t)rc))
+                break;
+        }
+        c->sending = NULL;
+        conn_pop_head(c);
+    }
+}
+
+void broker_core_on_sent(struct broker_shard *s, struct broker_conn *c, int res)
+{
+    LM_ASSERT(c->sending != NULL);
+    if (c->closing) {
+        /* conn_close dropped every other queued request; this one waited for the backend. */
+        struct broker_req *req = c->sending;
+        c->sending = NULL;
+        req_free(req);
+        return;
+    }
+    conn_hold(c);
+    if (res < 0) {
+        BLOG_DEBUG("conn %u (%s): send: %s", c->slot, c->peer, strerror(-res));
+        c->sending = NULL; /* still queued in rq; conn_close frees it */
+        conn_close(c, "send failed");
+        conn_unhold(c);
+        return;
+    }
+    int rc = 0;
+    bool done = iov_advance(c, (size_t)res);
+    while (!done && (rc = s->io->send(s, c)) >= 0)
+        done = iov_advance(c, (size_t)rc);
+    if (!done) {
+        if (rc != LM_E_AGAIN) {
+            c->sending = NULL;
+            conn_close(c, "send failed");
+        }
+        conn_unhold(c);
+        return;
+    }
+    c->sending = NULL;
+    conn_pop_head(c);
+    conn_pump(c);
+    conn_unhold(c);
+}
+
+/* ---- cross-shard calls ------------------------------------------------------------------- */
+
+static void xlist_push(struct broker_xcall_list *l, struct broker_xcall *c)
+{
+    c->next_ = NULL;
+    if (l->tail)
+        l->tail->next_ = c;
+    else
+        l->head = c;
+    l->tail = c;
+}
+
+static struct broker_xcall *xlist_pop(struct broker_xcall_list *l)
+{
+    struct broker_xcall *c = l->head;
+    if (c != NULL) {
+        l->head = c->next_;
+        if (l->head == NULL)
+            l->tail = NULL;
+        c->next_ = NULL;
+    }
+    return c;
+}
+
+/* Sends c from s to shard `to` through their mailbox, or queues it behind earlier overflow so
+ * order per pair is kept. */
+static void xcall_send(struct broker_shard *s, uint32_t to, struct broker_xcall *c)
+{
+    LM_ASSERT(to < s->nshards);
+    if (to == s->id) {
+        xlist_push(&s->local, c);
+        s->work_pending = true;
+        return;
+    }
+    struct broker_xcall_list *ov = &s->overflow[to];
+    if (ov->head == NULL && broker_mailbox_push(broker_rt_mailbox(s->rt, s->id, to), c) == 0) {
+        s->wake_pending[to] = true;
+        return;
+    }
+    xlist_push(ov, c);
+    s->work_pending = true;
+}
+
+void broker_shard_call(struct broker_shard *self, uint32_t target, struct broker_xcall *c)
+{
+    LM_ASSERT(c->run != NULL && c->done != NULL);
+    LM_ASSERT(target < self->nshards);
+    c->origin_ = self->id;
+    c->target_ = target;
+    c->returning_ = false;
+    xcall_send(self, target, c);
+}
+
+void broker_xcall_return(struct broker_shard *target, struct broker_xcall *c)
+{
+    LM_ASSERT(!c->returning_ && c->target_ == target->id);
+    c->returning_ = true;
+    xcall_send(target, c->origin_, c);
+}
+
+static void xcall_deliver(struct broker_shard *s, struct broker_xcall *c)
+{
+    if (c->returning_) {
+        LM_ASSERT(c->origin_ == s->id);
+        c->done(s, c);
+    } else {
+        LM_ASSERT(c->target_ == s->id);
+        c->run(s, c);
+    }
+}
+
+static void xcalls_process(struct broker_shard *s)
+{
+    s->work_pending = false;
+    /* flush overflow into mailboxes that have room again */
+    for (uint32_t to = 0; to < s->nshards; to++) {
+        struct broker_xcall_list *ov = &s->overflow[to];
+        while (ov->head != NULL) {
+            if (broker_mailbox_push(broker_rt_mailbox(s->rt, s->id, to), ov->head) != 0) {
+                s->work_pending = true;
+                break;
+            }
+            xlist_pop(ov);
+            s->wake_pending[to] = true;
+        }
+    }
+    for (uint32_t from = 0; from < s->nshards; from++) {
+        if (from == s->id)
+            continue;
+        struct broker_mailbox *mb = broker_rt_mailbox(s->rt, from, s->id);
+        for (int i = 0; i < XCALLS_PER_TURN; i++) {
+            struct broker_xcall *c = broker_mailbox_pop(mb);
+            if (c == NULL)
+                break;
+            xcall_deliver(s, c);
+            if (i == XCALLS_PER_TURN - 1)
+                s->work_pending = true;
+        }
+    }
+    /* calls to self queued before this turn; new ones wait for the next turn */
+    struct broker_xcall_list local = s->local;
+    s->local.head = s->local.tail = NULL;
+    struct broker_xcall *c;
+    while ((c = xlist_pop(&local)) != NULL)
+        xcall_deliver(s, c);
+    for (uint32_t to = 0; to < s->nshards; to++) {
+        if (s->wake_pending[to]) {
+            s->wake_pending[to] = false;
+            s->io->wake(s, broker_rt_shard(s->rt, to));
+        }
+    }
+}
+
+void broker_core_on_wake(struct broker_shard *s)
+{
+    s->work_pending = true;
+}
+
+/* ---- timers ------------------------------------------------------------------------------ */
+
+static void heap_swap(struct broker_shard *s, uint32_t a, uint32_t b)
+{
+    struct broker_timer *t = s->timers[a];
+    s->timers[a] = s->timers[b];
+    s->timers[b] = t;
+    s->timers[a]->heap_index_ = a;
+    s->timers[b]->heap_index_ = b;
+}
+
+static void heap_up(struct broker_shard *s, uint32_t i)
+{
+    while (i > 0) {
+        uint32_t p = (i - 1) / 2;
+        if (s->timers[p]->deadline_ms_ <= s->timers[i]->deadline_ms_)
+            break;
+        heap_swap(s, i, p);
+        i = p;
+    }
+}
+
+static void heap_down(struct broker_shard *s, uint32_t i)
+{
+    for (;;) {
+        uint32_t l = 2 * i + 1, r = l + 1, m = i;
+        if (l < s->timers_count && s->timers[l]->deadline_ms_ < s->timers[m]->deadline_ms_)
+            m = l;
+        if (r < s->timers_count && s->timers[r]->deadline_ms_ < s->timers[m]->deadline_ms_)
+            m = r;
+        if (m == i)
+            return;
+        heap_swap(s, i, m);
+        i = m;
+    }
+}
+
+int broker_timer_start(struct broker_shard *s, struct broker_timer *t, uint64_t delay_ms,
+                       void (*fn)(struct broker_shard *, struct broker_timer *), void *arg)
+{
+    LM_ASSERT(fn != NULL);
+    if (s->timers_count == s->timers_cap) {
+        uint32_t cap = s->timers_cap ? s->timers_cap * 2 : 64;
+        struct broker_timer **nt = realloc(s->timers, cap * sizeof(*nt));
+        if (nt == NULL)
+            return LM_E_NOMEM;
+        s->timers = nt;
+        s->timers_cap = cap;
+    }
+    t->fn = fn;
+    t->arg = arg;
+    t->deadline_ms_ = broker_now_ms() + delay_ms;
+    t->heap_index_ = s->timers_count;
+    s->timers[s->timers_count++] = t;
+    heap_up(s, t->heap_index_);
+    return 0;
+}
+
+void broker_timer_cancel(struct broker_shard *s, struct broker_timer *t)
+{
+    uint32_t i = t->heap_index_;
+    if (i == UINT32_MAX || i >= s->timers_count || s->timers[i] != t)
+        return;
+    t->heap_index_ = UINT32_MAX;
+    s->timers_count--;
+    if (i == s->timers_count)
+        return;
+    s->timers[i] = s->timers[s->timers_count];
+    s->timers[i]->heap_index_ = i;
+    heap_down(s, i);
+    heap_up(s, i);
+}
+
+/* Fires due timers; returns ms until the next one, or -1 when none. */
+static int timers_run(struct broker_shard *s)
+{
+    uint64_t now = broker_now_ms();
+    while (s->timers_count > 0 && s->timers[0]->deadline_ms_ <= now) {
+        struct broker_timer *t = s->timers[0];
+        broker_timer_cancel(s, t);
+        t->fn(s, t);
+    }
+    if (s->timers_count == 0)
+        return -1;
+    uint64_t d = s->timers[0]->deadline_ms_ - now;
+    return d > 60000 ? 60000 : (int)d;
+}
+
+/* ---- lifecycle and loop ------------------------------------------------------------------ */
+
+int broker_shard_init(struct broker_shard *s, struct broker_rt *rt, uint32_t id, uint32_t n,
+                      const struct broker_config *cfg, const struct broker_dispatch *d,
+                      const struct broker_io_ops *io)
+{
+    LM_ASSERT(n > 0 && n <= BROKER_SHARDS_MAX && id < n);
+    memset(s, 0, sizeof(*s));
+    s->id = id;
+    s->nshards = n;
+    s->rt = rt;
+    s->cfg = cfg;
+    s->dispatch = d;
+    s->io = io;
+    s->cpu = -1;
+    s->event_fd = -1;
+    s->conns_max = cfg->shard_connections_max;
+    s->mem_max = cfg->shard_memory_bytes_max;
+    s->conns = calloc(s->conns_max, sizeof(*s->conns));
+    s->gens = calloc(s->conns_max, sizeof(*s->gens));
+    s->free_slots = calloc(s->conns_max, sizeof(*s->free_slots));
+    if (s->conns == NULL || s->gens == NULL || s->free_slots == NULL) {
+        broker_shard_deinit(s);
+        return LM_E_NOMEM;
+    }
+    for (uint32_t i = 0; i < s->conns_max; i++)
+        s->free_slots[i] = s->conns_max - 1 - i;
+    s->free_count = s->conns_max;
+    return 0;
+}
+
+void broker_shard_deinit(struct broker_shard *s)
+{
+    free(s->conns);
+    free(s->gens);
+    free(s->free_slots);
+    free(s->timers);
+    s->conns = NULL;
+    s->gens = NULL;
+    s->free_slots = NULL;
+    s->timers = NULL;
+}
+
+static bool shard_has_inflight(struct broker_shard *s)
+{
+    for (uint32_t i = 0; i < s->conns_max; i++) {
+        struct broker_conn *c = s->conns[i];
+        if (c != NULL && !c->closing && broker_respq_inflight(&c->rq) > 0)
+            return true;
+    }
+    return false;
+}
+
+static void shard_begin_drain(struct broker_shard *s)
+{
+    s->draining = true;
+    BLOG_INFO("shutdown: stopping accepts and reads, %u connections open", s->conns_open);
+    s->io->listen_stop(s);
+    for (uint32_t i = 0; i < s->conns_max; i++) {
+        struct broker_conn *c = s->conns[i];
+        if (c != NULL && !c->closing && !c->paused) {
+            c->paused = true;
+            s->io->recv_pause(s, c);
+        }
+    }
+    if (s->dispatch->shard_drain)
+        s->dispatch->shard_drain(s, s->dispatch->ctx);
+}
+
+static int shard_turn(struct broker_shard *s, int cap_ms)
+{
+    xcalls_process(s);
+    int t = timers_run(s);
+    if (s->work_pending)
+        t = 0;
+    if (t < 0 || t > cap_ms)
+        t = cap_ms;
+    return s->io->wait(s, t);
+}
+
+int broker_shard_run(struct broker_shard *s)
+{
+    int rc = s->io->listen_start(s);
+    if (rc != 0)
+        return rc;
+    BLOG_INFO("serving with %s backend%s", s->io->name, s->cpu >= 0 ? "" : " (not pinned)");
+    while (!broker_rt_stopping(s->rt)) {
+        rc = shard_turn(s, 1000);
+        if (rc != 0) {
+            BLOG_ERROR("event loop failed: %s", lm_strerror(rc));
+            break;
+        }
+    }
+    /* Shutdown: finish in-flight requests (bounded by laminar.shutdown.timeout.ms), flush,
+     * then close every connection. */
+    shard_begin_drain(s);
+    uint64_t deadline = broker_now_ms() + (uint64_t)s->cfg->shutdown_timeout_ms;
+    while (shard_has_inflight(s) && broker_now_ms() < deadline)
+        if (shard_turn(s, 50) != 0)
+            break;
+    if (shard_has_inflight(s))
+        BLOG_WARN("shutdown: in-flight requests left after %lld ms",
+                  (long long)s->cfg->shutdown_timeout_ms);
+    if (s->dispatch->shard_flush)
+        s->dispatch->shard_flush(s, s->dispatch->ctx);
+    for (uint32_t i = 0; i < s->conns_max; i++)
+        if (s->conns[i] != NULL)
+            conn_close(s->conns[i], "shutdown");
+    deadline = broker_now_ms() + 2000;
+    while (s->conns_open > 0 && broker_now_ms() < deadline)
+        if (shard_turn(s, 20) != 0)
+            break;
+    if (s->conns_open > 0)
+        BLOG_WARN("shutdown: %u connections still held by handlers", s->conns_open);
+    /* Calls still in flight between shards are answered by the other shards' final turns;
+     * keep turning briefly so done() callbacks run. */
+    for (int i = 0; i < 3; i++)
+        xcalls_process(s);
+    if (s->dispatch->shard_stop)
+        s->dispatch->shard_stop(s, s->dispatch->ctx);
+    BLOG_INFO("shutdown: shard stopped");
+    return rc;
+}

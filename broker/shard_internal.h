@@ -1,0 +1,185 @@
+/* Private to the runtime: the shard, connection and I/O backend structures shared by shard.c
+ * (the backend-independent core) and the two backends (io_uring.c, io_epoll.c). */
+#ifndef LAMINAR_BROKER_SHARD_INTERNAL_H
+#define LAMINAR_BROKER_SHARD_INTERNAL_H
+
+#include <stdatomic.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+
+#include "broker/frame.h"
+#include "broker/mailbox.h"
+#include "broker/respq.h"
+#include "broker/runtime.h"
+
+struct broker_shard;
+struct broker_conn;
+struct broker_rt;
+
+/* user_data of an io_uring SQE / epoll event: {op:8, slot:24, generation:32} (liburing style),
+ * so a completion for a connection slot that has since been reused is recognised and dropped. */
+enum broker_op {
+    BROKER_OP_NONE,
+    BROKER_OP_ACCEPT,
+    BROKER_OP_RECV,
+    BROKER_OP_SEND,
+    BROKER_OP_CANCEL,
+    BROKER_OP_WAKE_READ, /* eventfd read (external or fallback wakeups) */
+    BROKER_OP_MSG_RING,  /* the sender's own completion for a MSG_RING */
+    BROKER_OP_WAKE_MSG,  /* the CQE a MSG_RING posts on the target ring */
+    BROKER_OP_CONN,      /* epoll: connection readiness */
+};
+
+static inline uint64_t broker_ud(enum broker_op op, uint32_t slot, uint32_t gen)
+{
+    return ((uint64_t)op << 56) | ((uint64_t)(slot & 0xffffff) << 32) | gen;
+}
+static inline enum broker_op broker_ud_op(uint64_t ud)
+{
+    return (enum broker_op)(ud >> 56);
+}
+static inline uint32_t broker_ud_slot(uint64_t ud)
+{
+    return (uint32_t)(ud >> 32) & 0xffffff;
+}
+static inline uint32_t broker_ud_gen(uint64_t ud)
+{
+    return (uint32_t)ud;
+}
+
+struct broker_conn {
+    struct broker_shard *shard;
+    int fd;
+    uint32_t slot;
+    uint32_t gen;
+    char peer[64];
+    struct broker_frame_reader fr;
+    struct broker_respq rq;
+    /* bytes received while reading was paused (backpressure), fed first on resume */
+    uint8_t *stash;
+    size_t stash_len, stash_off, stash_cap;
+    uint32_t reqs_live; /* requests allocated on this connection, not yet freed */
+    bool closing;       /* no more reading or sending; freed when I/O and requests are done */
+    bool paused;        /* reading stopped (in-flight bound or shard memory) */
+    bool waiting_mem;   /* on the shard's memory wait list */
+    bool io_closed;     /* the backend has released the fd */
+    /* backend state */
+    bool recv_armed;
+    bool recv_cancel_sent;
+    bool send_busy;
+    bool send_cancel_sent;
+    bool epoll_out;
+    uint32_t epoll_events;
+    struct broker_conn *wait_next;
+    /* the response being sent */
+    struct broker_req *sending;
+    struct iovec iov[2];
+    int iovcnt;
+    struct msghdr msg;
+};
+
+/* The I/O backend: io_uring or epoll, same interface. None of these block. */
+struct broker_io_ops {
+    const char *name;
+    int (*init)(struct broker_shard *s);
+    void (*deinit)(struct broker_shard *s);
+    int (*listen_start)(struct broker_shard *s);
+    void (*listen_stop)(struct broker_shard *s);
+    int (*conn_open)(struct broker_shard *s, struct broker_conn *c);
+    void (*recv_pause)(struct broker_shard *s, struct broker_conn *c);
+    void (*recv_resume)(struct broker_shard *s, struct broker_conn *c);
+    /* Sends c->iov; returns bytes sent now (>= 0) or LM_E_AGAIN (broker_core_on_sent later),
+     * or another negative error (the caller closes). */
+    int (*send)(struct broker_shard *s, struct broker_conn *c);
+    /* Stops all I/O on c; returns 1 when the fd is released now, 0 when broker_core_on_io_closed
+     * will be called later. */
+    int (*conn_shutdown)(struct broker_shard *s, struct broker_conn *c);
+    /* Wakes shard `to` (from shard s, or from a non-shard thread when s is NULL). */
+    void (*wake)(struct broker_shard *s, struct broker_shard *to);
+    /* One loop turn: waits up to timeout_ms (-1 = forever) and handles a batch of events. */
+    int (*wait)(struct broker_shard *s, int timeout_ms);
+};
+
+extern const struct broker_io_ops broker_io_uring_ops;
+extern const struct broker_io_ops broker_io_epoll_ops;
+/* True when this kernel lets us create an io_uring with the features the backend needs. */
+bool broker_io_uring_available(char *why, size_t why_len);
+
+enum { BROKER_SHARDS_MAX = 128 };
+
+struct broker_xcall_list {
+    struct broker_xcall *head, *tail;
+};
+
+struct broker_shard {
+    uint32_t id;
+    uint32_t nshards;
+    struct broker_rt *rt;
+    const struct broker_config *cfg;
+    const struct broker_dispatch *dispatch;
+    const struct broker_io_ops *io;
+    void *user;
+    int cpu; /* pinned CPU or -1 */
+    /* listening sockets of this shard, one per listener */
+    int listen_fds[BROKER_LISTENERS_MAX];
+    uint32_t listen_count;
+    bool listening;
+    /* connections */
+    struct broker_conn **conns; /* by slot */
+    uint32_t *gens;             /* generation per slot */
+    uint32_t *free_slots;
+    uint32_t free_count;
+    uint32_t conns_max;
+    uint32_t conns_open;
+    /* memory bound for request frames, responses and stashes */
+    int64_t mem_used;
+    int64_t mem_max;
+    struct broker_conn *mem_wait_head;
+    /* cross-shard */
+    struct broker_xcall_list overflow[BROKER_SHARDS_MAX]; /* per target, mailbox was full */
+    struct broker_xcall_list local;                       /* calls to self */
+    bool wake_pending[BROKER_SHARDS_MAX];
+    bool work_pending;
+    int event_fd; /* external wakeups (signals) and the MSG_RING fallback */
+    /* timers: binary min-heap by deadline */
+    struct broker_timer **timers;
+    uint32_t timers_count, timers_cap;
+    /* shutdown */
+    bool draining;
+    /* backend private */
+    void *io_state;
+    /* scratch for epoll reads */
+    uint8_t *scratch;
+    size_t scratch_len;
+};
+
+/* Core callbacks used by the backends. */
+void broker_core_on_accept(struct broker_shard *s, int fd);
+void broker_core_on_data(struct broker_shard *s, struct broker_conn *c, const uint8_t *p,
+                         size_t n);
+void broker_core_on_eof(struct broker_shard *s, struct broker_conn *c, int err);
+void broker_core_on_sent(struct broker_shard *s, struct broker_conn *c, int res);
+void broker_core_on_io_closed(struct broker_shard *s, struct broker_conn *c);
+void broker_core_on_wake(struct broker_shard *s);
+/* The connection of slot/gen, or NULL when the slot was freed or reused. */
+struct broker_conn *broker_core_conn(struct broker_shard *s, uint32_t slot, uint32_t gen);
+/* Whether the core wants more data on c now (not paused, not closing, stash empty). */
+bool broker_core_conn_wants_data(const struct broker_conn *c);
+
+/* Shard lifecycle, used by runtime.c. */
+int broker_shard_init(struct broker_shard *s, struct broker_rt *rt, uint32_t id, uint32_t n,
+                      const struct broker_config *cfg, const struct broker_dispatch *d,
+                      const struct broker_io_ops *io);
+void broker_shard_deinit(struct broker_shard *s);
+/* Runs the shard loop on the calling thread until shutdown completes. */
+int broker_shard_run(struct broker_shard *s);
+
+/* runtime.c services for shards */
+struct broker_mailbox *broker_rt_mailbox(struct broker_rt *rt, uint32_t from, uint32_t to);
+struct broker_shard *broker_rt_shard(struct broker_rt *rt, uint32_t id);
+bool broker_rt_stopping(struct broker_rt *rt);
+void broker_rt_conn_count(struct broker_rt *rt, uint32_t shard, uint32_t count);
+/* Waits until every shard has set up its backend (so ring fds are known). */
+void broker_rt_barrier(struct broker_rt *rt);
+
+#endif
