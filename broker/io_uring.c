@@ -371,12 +371,15 @@ static void on_recv(struct broker_shard *s, struct io_uring_cqe *cqe)
     if (!more)
         c->recv_armed = false;
     if (cqe->res == 0 && !c->closing) {
-        broker_core_on_eof(s, c, 0);
-    } else if (cqe->res < 0 && cqe->res != -ECANCELED && cqe->res != -ENOBUFS && !c->closing) {
-        broker_core_on_eof(s, c, cqe->res);
-    } else if (!more && broker_core_conn_wants_data(c)) {
-        arm_recv(s, c); /* multishot ended (ENOBUFS, or a cancel that raced a resume) */
+        broker_core_on_eof(s, c, 0); /* may free c */
+        return;
     }
+    if (cqe->res < 0 && cqe->res != -ECANCELED && cqe->res != -ENOBUFS && !c->closing) {
+        broker_core_on_eof(s, c, cqe->res); /* may free c */
+        return;
+    }
+    if (!more && broker_core_conn_wants_data(c))
+        arm_recv(s, c); /* multishot ended (ENOBUFS, or a cancel that raced a resume) */
     maybe_io_closed(s, c);
 }
 

@@ -1,0 +1,59 @@
+// SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+/* sk_reuseport shard selector (DESIGN.md §2): every shard listens on the same port with
+ * SO_REUSEPORT; for each new connection this program picks the shard with the fewest open
+ * connections, read from an array the shards keep up to date (BPF_F_MMAPABLE, so a shard
+ * updates its count with a plain store, no system call). Ties go to the lowest index. The
+ * program also counts the connection it just routed, so a burst of connects spreads before the
+ * shards have accepted them; the shard's next store replaces the estimate with the truth.
+ * CO-RE: built against vmlinux.h generated from the running kernel's BTF. */
+#include "vmlinux.h"
+
+#include <bpf/bpf_helpers.h>
+
+#define LM_BPF_SHARDS_MAX 128
+
+struct {
+    __uint(type, BPF_MAP_TYPE_REUSEPORT_SOCKARRAY);
+    __uint(max_entries, LM_BPF_SHARDS_MAX);
+    __type(key, __u32);
+    __type(value, __u64);
+} shard_socks SEC(".maps");
+
+struct {
+    __uint(type, BPF_MAP_TYPE_ARRAY);
+    __uint(max_entries, LM_BPF_SHARDS_MAX);
+    __uint(map_flags, BPF_F_MMAPABLE);
+    __type(key, __u32);
+    __type(value, __u32);
+} shard_conns SEC(".maps");
+
+/* Set by the loader before load. */
+const volatile __u32 nshards = 1;
+
+SEC("sk_reuseport")
+int lm_select_shard(struct sk_reuseport_md *md)
+{
+    __u32 best = 0;
+    __u32 best_count = 0xffffffff;
+    for (__u32 i = 0; i < LM_BPF_SHARDS_MAX; i++) {
+        if (i >= nshards)
+            break;
+        __u32 key = i;
+        __u32 *count = bpf_map_lookup_elem(&shard_conns, &key);
+        if (count == 0)
+            continue;
+        if (*count < best_count) {
+            best_count = *count;
+            best = i;
+        }
+    }
+    if (bpf_sk_select_reuseport(md, &shard_socks, &best, 0) == 0) {
+        __u32 *count = bpf_map_lookup_elem(&shard_conns, &best);
+        if (count != 0)
+            __sync_fetch_and_add(count, 1);
+    }
+    /* On a failed select (socket not in the array yet) the kernel's hash decides. */
+    return SK_PASS;
+}
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
