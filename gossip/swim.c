@@ -486,11 +486,23 @@ static void merge_self(struct swim *s, const struct swim_update *u)
     bcast_queue(s, SELF);
 }
 
-static void merge(struct swim *s, uint64_t now_ms, const struct swim_update *u)
+static void merge(struct swim *s, uint64_t now_ms, const struct swim_update *in,
+                  const struct swim_addr *sender, bool from_sync)
 {
-    if (swim_addr_eq(&u->addr, &s->cfg.self)) {
-        merge_self(s, u);
+    if (swim_addr_eq(&in->addr, &s->cfg.self)) {
+        merge_self(s, in);
         return;
+    }
+    struct swim_update tmp;
+    const struct swim_update *u = in;
+    if (from_sync && in->status == SWIM_DEAD && find(s, &in->addr) != NO_MEMBER) {
+        /* A full-state push may carry a stale verdict (the other side of a healed partition):
+         * suspect instead, so the member gets a suspicion timeout to refute it. */
+        tmp = *in;
+        tmp.status = SWIM_SUSPECT;
+        tmp.has_from = true;
+        tmp.from = *sender;
+        u = &tmp;
     }
     if (u->addr.port == 0) {
         s->stats.drop_other++;
@@ -979,7 +991,7 @@ int swim_recv(struct swim *s, uint64_t now_ms, const uint8_t *buf, size_t len)
     if (s->members[SELF].status == SWIM_LEFT)
         return 0;
     for (size_t i = 0; i < n; i++)
-        merge(s, now_ms, &s->updates[i]);
+        merge(s, now_ms, &s->updates[i], &msg.sender, msg.type == SWIM_MSG_SYNC);
     switch (msg.type) {
     case SWIM_MSG_PING:
         if (!swim_addr_eq(&msg.target, &s->cfg.self)) {
