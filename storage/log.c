@@ -1,0 +1,1265 @@
+/* The partition log: a sorted list of segments, the last one active (DESIGN.md §3). */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common/lm_assert.h"
+#include "common/lm_err.h"
+#include "protocol/records.h"
+#include "storage/storage_internal.h"
+
+/* Decompression bound when a timestamp lookup opens a compressed batch. */
+#define STORAGE_TIMESTAMP_SEARCH_MAX_BYTES (64u << 20)
+
+#define SYNC_BATCH_FDS 16
+
+/* ---------------------------------------------------------------- config, reporting, clock */
+
+void storage_config_default(struct storage_config *cfg)
+{
+    memset(cfg, 0, sizeof(*cfg));
+    cfg->segment_bytes = 1u << 30;                  /* log.segment.bytes */
+    cfg->segment_ms = 7LL * 24 * 3600 * 1000;       /* log.roll.hours = 168 */
+    cfg->index_interval_bytes = 4096;               /* log.index.interval.bytes */
+    cfg->retention_bytes = -1;                      /* log.retention.bytes */
+    cfg->retention_ms = 7LL * 24 * 3600 * 1000;     /* log.retention.hours = 168 */
+    cfg->flush_messages = -1;                       /* Long.MAX_VALUE in Kafka: off */
+    cfg->flush_ms = -1;
+    cfg->checkpoint_interval_bytes = 16u << 20;
+    cfg->max_open_segments = 64;
+}
+
+void storage_report(struct storage_log *log, int level, const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    if (log->cfg.report != NULL)
+        log->cfg.report(log->cfg.report_ctx, level, msg);
+    else
+        fprintf(stderr, "storage %s: %s: %s\n", level ? "warn" : "info", log->dir, msg);
+}
+
+int64_t storage_now_ms(struct storage_log *log)
+{
+    if (log->cfg.clock != NULL)
+        return log->cfg.clock(log->cfg.clock_ctx);
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int storage_partition_dir(char *out, size_t cap, const char *log_dir, const char *topic,
+                          int32_t partition)
+{
+    if (topic[0] == '\0' || strcmp(topic, ".") == 0 || strcmp(topic, "..") == 0 ||
+        strchr(topic, '/') != NULL || partition < 0)
+        return LM_E_INVALID;
+    int n = snprintf(out, cap, "%s/%s-%d", log_dir, topic, (int)partition);
+    if (n < 0 || (size_t)n >= cap)
+        return LM_E_TOO_LARGE;
+    return 0;
+}
+
+/* ---------------------------------------------------------------- leader epochs */
+
+static struct segment *active(const struct storage_log *log)
+{
+    LM_ASSERT(log->seg_count > 0);
+    return log->segs[log->seg_count - 1];
+}
+
+static int64_t log_end(const struct storage_log *log)
+{
+    return active(log)->next_offset;
+}
+
+int storage_epoch_observe(struct storage_log *log, int32_t epoch, int64_t base_offset)
+{
+    if (log->epoch_count > 0 && epoch <= log->epochs[log->epoch_count - 1].epoch)
+        return 0;
+    if (log->epoch_count == log->epoch_cap) {
+        uint32_t cap = log->epoch_cap ? log->epoch_cap * 2 : 16;
+        void *p = realloc(log->epochs, cap * sizeof(*log->epochs));
+        if (p == NULL)
+            return LM_E_NOMEM;
+        log->epochs = p;
+        log->epoch_cap = cap;
+    }
+    log->epochs[log->epoch_count++] = (struct epoch_entry){epoch, base_offset};
+    log->epochs_dirty = true;
+    return 0;
+}
+
+/* Removes epochs that start at or after end (Kafka LeaderEpochFileCache.truncateFromEnd). */
+static void epochs_truncate_end(struct storage_log *log, int64_t end)
+{
+    while (log->epoch_count > 0 && log->epochs[log->epoch_count - 1].start_offset >= end) {
+        log->epoch_count--;
+        log->epochs_dirty = true;
+    }
+}
+
+/* Drops epochs wholly below start; the one covering start now starts there (truncateFromStart). */
+static void epochs_truncate_start(struct storage_log *log, int64_t start)
+{
+    uint32_t j = 0;
+    while (j + 1 < log->epoch_count && log->epochs[j + 1].start_offset <= start)
+        j++;
+    if (j > 0) {
+        memmove(log->epochs, log->epochs + j, (log->epoch_count - j) * sizeof(*log->epochs));
+        log->epoch_count -= j;
+        log->epochs_dirty = true;
+    }
+    if (log->epoch_count > 0 && log->epochs[0].start_offset < start) {
+        log->epochs[0].start_offset = start;
+        log->epochs_dirty = true;
+    }
+}
+
+int32_t storage_log_latest_epoch(const struct storage_log *log)
+{
+    return log->epoch_count ? log->epochs[log->epoch_count - 1].epoch : -1;
+}
+
+void storage_log_epoch_end_offset(const struct storage_log *log, int32_t epoch,
+                                  int32_t *out_epoch, int64_t *end_offset)
+{
+    *out_epoch = -1;
+    *end_offset = -1;
+    if (epoch < 0 || log->epoch_count == 0)
+        return;
+    if (epoch == log->epochs[log->epoch_count - 1].epoch) {
+        *out_epoch = epoch;
+        *end_offset = log_end(log);
+        return;
+    }
+    /* Kafka LeaderEpochFileCache.endOffsetFor: the first larger epoch's start is the end. */
+    uint32_t hi = 0;
+    while (hi < log->epoch_count && log->epochs[hi].epoch <= epoch)
+        hi++;
+    if (hi == log->epoch_count)
+        return;
+    *end_offset = log->epochs[hi].start_offset;
+    *out_epoch = hi > 0 ? log->epochs[hi - 1].epoch : epoch;
+}
+
+/* ---------------------------------------------------------------- segment list, LRU */
+
+static int segs_reserve(struct storage_log *log, uint32_t need)
+{
+    if (need <= log->seg_cap)
+        return 0;
+    uint32_t cap = log->seg_cap ? log->seg_cap * 2 : 16;
+    while (cap < need)
+        cap *= 2;
+    void *p = realloc(log->segs, cap * sizeof(*log->segs));
+    if (p == NULL)
+        return LM_E_NOMEM;
+    log->segs = p;
+    log->seg_cap = cap;
+    return 0;
+}
+
+/* Closes least recently used segments until one more can be opened. The active segment and
+ * pinned segments stay open, so the bound can be exceeded by what readers hold. */
+static int lru_make_room(struct storage_log *log)
+{
+    while (log->open_count >= log->cfg.max_open_segments) {
+        struct segment *victim = NULL;
+        for (uint32_t i = 0; i + 1 < log->seg_count; i++) {
+            struct segment *s = log->segs[i];
+            if (s->log_fd >= 0 && s->pins == 0 && (victim == NULL || s->lru_tick < victim->lru_tick))
+                victim = s;
+        }
+        if (victim == NULL)
+            return 0;
+        int rc = seg_close(log, victim);
+        if (rc != 0) {
+            log->failed = true; /* its unsynced bytes may be lost: stop acknowledging */
+            return rc;
+        }
+    }
+    return 0;
+}
+
+static int seg_use(struct storage_log *log, struct segment *seg)
+{
+    if (seg->log_fd >= 0) {
+        seg->lru_tick = ++log->lru_clock;
+        return 0;
+    }
+    int rc = lru_make_room(log);
+    if (rc != 0)
+        return rc;
+    return seg_open(log, seg, false);
+}
+
+static void seg_release_pin(struct storage_log *log, struct segment *seg)
+{
+    LM_ASSERT(seg->pins > 0);
+    seg->pins--;
+    if (seg->pins > 0 || !seg->zombie)
+        return;
+    struct segment **pp = &log->zombies;
+    while (*pp != seg) {
+        LM_ASSERT(*pp != NULL);
+        pp = &(*pp)->next_zombie;
+    }
+    *pp = seg->next_zombie;
+    seg_close(log, seg);
+    seg_free(seg);
+}
+
+/* Removes segs[idx] from the log and deletes its files; a pinned segment lives on as a zombie
+ * (its fds stay valid for the readers) until its last pin is released. */
+static int remove_segment(struct storage_log *log, uint32_t idx)
+{
+    LM_ASSERT(idx < log->seg_count);
+    struct segment *seg = log->segs[idx];
+    memmove(log->segs + idx, log->segs + idx + 1, (log->seg_count - idx - 1) * sizeof(*log->segs));
+    log->seg_count--;
+    seg->zombie = true;
+    int rc = seg_unlink_files(log, seg->base_offset);
+    if (seg->pins > 0) {
+        seg->next_zombie = log->zombies;
+        log->zombies = seg;
+        return rc;
+    }
+    seg_close(log, seg);
+    seg_free(seg);
+    return rc;
+}
+
+static int create_segment(struct storage_log *log, int64_t base)
+{
+    int rc = segs_reserve(log, log->seg_count + 1);
+    if (rc == 0)
+        rc = lru_make_room(log);
+    if (rc != 0)
+        return rc;
+    struct segment *seg = seg_new(base, storage_now_ms(log));
+    if (seg == NULL)
+        return LM_E_NOMEM;
+    rc = seg_open(log, seg, true);
+    if (rc != 0) {
+        seg_free(seg);
+        return rc;
+    }
+    log->segs[log->seg_count++] = seg;
+    return 0;
+}
+
+static int roll(struct storage_log *log)
+{
+    struct segment *old = active(log);
+    int rc = seg_seal(log, old);
+    if (rc != 0)
+        return rc;
+    return create_segment(log, old->next_offset);
+}
+
+/* ---------------------------------------------------------------- flush and checkpoint */
+
+static int sync_fds(struct storage_log *log, int *fds, int *n)
+{
+    if (*n == 0)
+        return 0;
+    int rc = log->io->sync(log->io->ctx, fds, *n);
+    *n = 0;
+    return rc;
+}
+
+int storage_log_flush(struct storage_log *log, bool force_checkpoint)
+{
+    if (log->failed)
+        return LM_E_STATE;
+    int fds[SYNC_BATCH_FDS];
+    int n = 0, rc = 0;
+    /* Dirty segments form a suffix of the list (a flush cleans all of them). */
+    for (uint32_t i = 0; i < log->seg_count && rc == 0; i++) {
+        struct segment *s = log->segs[i];
+        if (!s->data_dirty)
+            continue;
+        LM_ASSERT(s->log_fd >= 0);
+        fds[n++] = s->log_fd;
+        if (n == SYNC_BATCH_FDS)
+            rc = sync_fds(log, fds, &n);
+    }
+    if (rc == 0)
+        rc = sync_fds(log, fds, &n);
+    /* New segment files need their directory entries durable before their data counts. */
+    if (rc == 0 && log->dir_dirty) {
+        if (fsync(log->dir_fd) != 0)
+            rc = LM_E_IO;
+        else
+            log->dir_dirty = false;
+    }
+    if (rc != 0)
+        return rc;
+    for (uint32_t i = 0; i < log->seg_count; i++)
+        log->segs[i]->data_dirty = false;
+    log->flushed_offset = log_end(log);
+    log->unflushed_messages = 0;
+    log->first_unflushed_ms = -1;
+
+    bool due = force_checkpoint || log->bytes_since_checkpoint >= log->cfg.checkpoint_interval_bytes;
+    if (!due)
+        return 0;
+    /* Indexes below the new recovery point must be durable before the checkpoint says so. */
+    for (uint32_t i = 0; i < log->seg_count && rc == 0; i++) {
+        struct segment *s = log->segs[i];
+        if (s->log_fd < 0)
+            continue;
+        rc = seg_write_pending_index(log, s);
+        if (rc == 0 && s->index_dirty) {
+            if (n + 2 > SYNC_BATCH_FDS)
+                rc = sync_fds(log, fds, &n);
+            fds[n++] = s->index_fd;
+            fds[n++] = s->time_fd;
+        }
+    }
+    if (rc == 0)
+        rc = sync_fds(log, fds, &n);
+    if (rc != 0)
+        return rc;
+    for (uint32_t i = 0; i < log->seg_count; i++)
+        log->segs[i]->index_dirty = false;
+    if (log->epochs_dirty) {
+        rc = epochs_write(log);
+        if (rc != 0)
+            return rc;
+    }
+    log->recovery_point = log->flushed_offset;
+    rc = checkpoint_write(log);
+    if (rc == 0)
+        log->bytes_since_checkpoint = 0;
+    return rc;
+}
+
+int storage_log_tick(struct storage_log *log)
+{
+    if (log->failed)
+        return LM_E_STATE;
+    if (log->cfg.flush_ms >= 0 && log->first_unflushed_ms >= 0 &&
+        storage_now_ms(log) - log->first_unflushed_ms >= log->cfg.flush_ms)
+        return storage_log_flush(log, false);
+    return 0;
+}
+
+/* ---------------------------------------------------------------- open and close */
+
+static bool parse_seg_name(const char *name, const char *ext, int64_t *base)
+{
+    size_t el = strlen(ext);
+    if (strlen(name) != SEG_NAME_DIGITS + el || strcmp(name + SEG_NAME_DIGITS, ext) != 0)
+        return false;
+    int64_t v = 0;
+    for (int i = 0; i < SEG_NAME_DIGITS; i++) {
+        if (name[i] < '0' || name[i] > '9' || v > (INT64_MAX - (name[i] - '0')) / 10)
+            return false;
+        v = v * 10 + (name[i] - '0');
+    }
+    *base = v;
+    return true;
+}
+
+static int cmp_i64(const void *a, const void *b)
+{
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+static bool join_path(char *out, size_t cap, const char *dir, const char *name, size_t name_len)
+{
+    size_t dl = strlen(dir);
+    if (dl + 1 + name_len + 1 > cap)
+        return false;
+    memcpy(out, dir, dl);
+    out[dl] = '/';
+    memcpy(out + dl + 1, name, name_len);
+    out[dl + 1 + name_len] = '\0';
+    return true;
+}
+
+/* Lists the segment base offsets in the directory, finishing or discarding interrupted
+ * compaction swaps (see storage.h) and removing temporary and orphan files. */
+static int list_segments(struct storage_log *log, int64_t **bases_out, uint32_t *count_out)
+{
+    static const char *const exts[] = {".log", ".index", ".timeindex"};
+    int64_t *bases = NULL;
+    uint32_t count = 0, cap = 0;
+    for (int pass = 0; pass < 2; pass++) {
+        DIR *d = opendir(log->dir);
+        if (d == NULL) {
+            free(bases);
+            return LM_E_IO;
+        }
+        struct dirent *e;
+        while ((e = readdir(d)) != NULL) {
+            const char *name = e->d_name;
+            char path[PATH_MAX], to[PATH_MAX];
+            size_t nl = strlen(name);
+            if (!join_path(path, sizeof(path), log->dir, name, nl))
+                continue; /* not a name of ours: too long to be one */
+            if (pass == 0) {
+                if ((nl > 8 && strcmp(name + nl - 8, ".cleaned") == 0) ||
+                    (nl > 4 && strcmp(name + nl - 4, ".tmp") == 0)) {
+                    storage_report(log, 0, "removing leftover %s", name);
+                    unlink(path);
+                } else if (nl > 5 && strcmp(name + nl - 5, ".swap") == 0) {
+                    if (!join_path(to, sizeof(to), log->dir, name, nl - 5))
+                        continue;
+                    storage_report(log, 0, "completing swap of %s", name);
+                    if (rename(path, to) != 0) {
+                        closedir(d);
+                        free(bases);
+                        return LM_E_IO;
+                    }
+                }
+                continue;
+            }
+            int64_t base;
+            if (parse_seg_name(name, exts[0], &base)) {
+                if (count == cap) {
+                    cap = cap ? cap * 2 : 16;
+                    void *p = realloc(bases, cap * sizeof(*bases));
+                    if (p == NULL) {
+                        closedir(d);
+                        free(bases);
+                        return LM_E_NOMEM;
+                    }
+                    bases = p;
+                }
+                bases[count++] = base;
+            } else if (parse_seg_name(name, exts[1], &base) ||
+                       parse_seg_name(name, exts[2], &base)) {
+                seg_path(log, base, ".log", to, sizeof(to));
+                if (access(to, F_OK) != 0) {
+                    storage_report(log, 0, "removing orphan index %s", name);
+                    unlink(path);
+                }
+            }
+        }
+        closedir(d);
+    }
+    if (count > 0)
+        qsort(bases, count, sizeof(*bases), cmp_i64);
+    *bases_out = bases;
+    *count_out = count;
+    return 0;
+}
+
+/* Rebuilds leader epochs of the trusted part (below limit) of a segment from batch headers,
+ * for when the leader-epoch file is missing or damaged. */
+static int walk_epochs(struct storage_log *log, struct segment *seg, int64_t limit)
+{
+    struct stat st;
+    if (fstat(seg->log_fd, &st) != 0)
+        return LM_E_IO;
+    seg->size_bytes = (uint64_t)st.st_size;
+    uint64_t pos = 0;
+    while (pos < seg->size_bytes) {
+        struct kafka_batch_header h;
+        if (seg_read_header(log, seg, pos, &h) != 0 || h.base_offset >= limit)
+            break;
+        int rc = storage_epoch_observe(log, h.partition_leader_epoch, h.base_offset);
+        if (rc != 0)
+            return rc;
+        pos += kafka_batch_total_size(&h);
+    }
+    return 0;
+}
+
+static void free_log(struct storage_log *log)
+{
+    for (uint32_t i = 0; i < log->seg_count; i++) {
+        LM_ASSERT(log->segs[i]->pins == 0);
+        seg_close(log, log->segs[i]);
+        seg_free(log->segs[i]);
+    }
+    LM_ASSERT(log->zombies == NULL);
+    if (log->checkpoint_fd >= 0)
+        close(log->checkpoint_fd);
+    if (log->dir_fd >= 0)
+        close(log->dir_fd);
+    free(log->segs);
+    free(log->epochs);
+    free(log->scan_buf);
+    free(log);
+}
+
+static int load_segments(struct storage_log *log, int64_t rp, bool epochs_found)
+{
+    int64_t *bases;
+    uint32_t count;
+    int rc = list_segments(log, &bases, &count);
+    if (rc != 0)
+        return rc;
+    rc = segs_reserve(log, count + 1);
+    for (uint32_t i = 0; i < count && rc == 0; i++) {
+        struct segment *seg = seg_new(bases[i], storage_now_ms(log));
+        if (seg == NULL) {
+            rc = LM_E_NOMEM;
+            break;
+        }
+        rc = lru_make_room(log);
+        if (rc == 0)
+            rc = seg_open(log, seg, false);
+        if (rc != 0) {
+            seg_free(seg);
+            break;
+        }
+        log->segs[log->seg_count++] = seg;
+        int64_t recover_from = (i + 1 < count && bases[i + 1] <= rp) ? INT64_MAX : rp;
+        if (!epochs_found && seg->base_offset < rp) {
+            rc = walk_epochs(log, seg, rp);
+            if (rc != 0)
+                break;
+        }
+        bool truncated = false;
+        rc = seg_load(log, seg, recover_from, &truncated);
+        if (rc != 0)
+            break;
+        if (recover_from != INT64_MAX)
+            seg->data_dirty = true; /* read back from the page cache: sync before trusting */
+        bool overlap = i + 1 < count && bases[i + 1] < seg->next_offset;
+        if (truncated || overlap) {
+            /* Nothing after a torn write is exposed: later segments go. */
+            for (uint32_t j = i + 1; j < count; j++) {
+                storage_report(log, 1, "deleting segment %020lld after the damage at offset %lld",
+                               (long long)bases[j], (long long)seg->next_offset);
+                rc = seg_unlink_files(log, bases[j]);
+                if (rc != 0)
+                    break;
+            }
+            break;
+        }
+        if (i + 1 < count) {
+            rc = seg_seal(log, seg);
+            seg->sealed = true;
+        }
+    }
+    free(bases);
+    return rc;
+}
+
+int storage_log_open(const char *dir, const struct storage_config *cfg, struct storage_log **out)
+{
+    *out = NULL;
+    if (cfg->segment_bytes < KAFKA_BATCH_HEADER_SIZE + KAFKA_BATCH_LOG_OVERHEAD ||
+        cfg->segment_bytes > INT32_MAX || cfg->max_open_segments < 2 ||
+        cfg->index_interval_bytes == 0)
+        return LM_E_CONFIG;
+    if (strlen(dir) + 1 + SEG_NAME_DIGITS + 16 >= PATH_MAX)
+        return LM_E_TOO_LARGE;
+    if (mkdir(dir, 0755) != 0 && errno != EEXIST)
+        return LM_E_IO;
+    struct storage_log *log = calloc(1, sizeof(*log));
+    if (log == NULL)
+        return LM_E_NOMEM;
+    snprintf(log->dir, sizeof(log->dir), "%s", dir);
+    log->cfg = *cfg;
+    log->io = cfg->io != NULL ? cfg->io : storage_io_posix();
+    log->checkpoint_fd = -1;
+    log->scan_buf_fd = -1;
+    log->first_unflushed_ms = -1;
+    log->dir_fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    log->scan_buf = malloc(STORAGE_SCAN_BUF_BYTES);
+    if (log->dir_fd < 0 || log->scan_buf == NULL) {
+        int rc = log->scan_buf == NULL ? LM_E_NOMEM : LM_E_IO;
+        free_log(log);
+        return rc;
+    }
+    int64_t rp = 0, ls = 0, hw = 0;
+    bool ck_found, ep_found;
+    int rc = checkpoint_load(log, &rp, &ls, &hw, &ck_found);
+    if (rc == 0)
+        rc = epochs_load(log, &ep_found);
+    if (rc == 0 && !ck_found)
+        rp = ls = hw = 0;
+    if (rc == 0)
+        rc = load_segments(log, rp, ep_found);
+    if (rc == 0 && log->seg_count == 0)
+        rc = create_segment(log, ls);
+    if (rc != 0) {
+        free_log(log);
+        return rc;
+    }
+    int64_t leo = log_end(log);
+    log->log_start_offset = ls > log->segs[0]->base_offset ? ls : log->segs[0]->base_offset;
+    if (log->log_start_offset > leo) {
+        /* Data below the checkpointed log start was lost with unflushed writes: restart the log
+         * at the start offset rather than expose a hole. */
+        storage_report(log, 1, "log ends at %lld below its start offset %lld; restarting there",
+                       (long long)leo, (long long)log->log_start_offset);
+        rc = storage_log_reset(log, log->log_start_offset);
+        if (rc != 0) {
+            free_log(log);
+            return rc;
+        }
+        leo = log_end(log);
+    }
+    epochs_truncate_end(log, leo);
+    epochs_truncate_start(log, log->log_start_offset);
+    log->high_watermark = hw < log->log_start_offset ? log->log_start_offset : hw > leo ? leo : hw;
+    log->recovery_point = rp > leo ? leo : rp;
+    log->flushed_offset = log->recovery_point;
+    rc = storage_log_flush(log, true);
+    if (rc != 0) {
+        free_log(log);
+        return rc;
+    }
+    *out = log;
+    return 0;
+}
+
+int storage_log_close(struct storage_log *log)
+{
+    if (log == NULL)
+        return 0;
+    int rc = log->failed ? LM_E_STATE : storage_log_flush(log, true);
+    free_log(log);
+    return rc;
+}
+
+/* ---------------------------------------------------------------- append */
+
+/* Writes buf[0..len) (whole batches) at the end of seg and records them. */
+static int write_run(struct storage_log *log, struct segment *seg, const uint8_t *buf, size_t len,
+                     bool sync)
+{
+    if (len == 0)
+        return 0;
+    struct iovec iov = {(void *)buf, len};
+    uint64_t at = seg->size_bytes;
+    int rc = sync ? log->io->pwritev_sync(log->io->ctx, seg->log_fd, &iov, 1, at)
+                  : log->io->pwritev_all(log->io->ctx, seg->log_fd, &iov, 1, at);
+    if (rc != 0) {
+        /* Take back a partial write so the file ends at a batch boundary. */
+        if (ftruncate(seg->log_fd, (off_t)at) != 0)
+            log->failed = true;
+        return rc;
+    }
+    seg->data_dirty = !sync;
+    size_t pos = 0;
+    while (pos < len) {
+        struct kafka_batch_header h;
+        rc = kafka_batch_header_parse(buf + pos, len - pos, &h);
+        LM_ASSERT(rc == 0); /* checked before writing */
+        rc = seg_note_batch(log, seg, &h, at + pos);
+        if (rc == 0)
+            rc = storage_epoch_observe(log, h.partition_leader_epoch, h.base_offset);
+        if (rc != 0)
+            return rc;
+        pos += kafka_batch_total_size(&h);
+    }
+    log->bytes_since_checkpoint += len;
+    return 0;
+}
+
+static bool needs_roll(struct storage_log *log, const struct segment *seg, uint64_t pending,
+                       uint64_t batch_size, int64_t last_offset, int64_t now)
+{
+    uint64_t size = seg->size_bytes + pending;
+    if (size == 0)
+        return false;
+    if (size + batch_size > log->cfg.segment_bytes)
+        return true;
+    if (last_offset - seg->base_offset > SEG_REL_OFFSET_MAX)
+        return true;
+    return log->cfg.segment_ms >= 0 && now - seg->created_ms >= log->cfg.segment_ms;
+}
+
+static int append(struct storage_log *log, uint8_t *buf, size_t len, bool leader, int32_t epoch,
+                  struct storage_append_result *res)
+{
+    memset(res, 0, sizeof(*res));
+    res->base_offset = res->last_offset = res->max_timestamp = -1;
+    if (log->failed)
+        return LM_E_STATE;
+    if (len == 0)
+        return LM_E_TRUNCATED;
+    int64_t leo0 = log_end(log);
+    int32_t latest = storage_log_latest_epoch(log);
+    if (leader && (epoch < 0 || epoch < latest))
+        return LM_E_INVALID;
+
+    /* Pass 1: check every batch before anything is written (all or nothing). */
+    int64_t next = leo0, msgs = 0;
+    int32_t prev_epoch = latest;
+    size_t pos = 0;
+    uint32_t batches = 0;
+    while (pos < len) {
+        struct kafka_batch_header h;
+        int rc = kafka_batch_header_parse(buf + pos, len - pos, &h);
+        if (rc != 0)
+            return rc;
+        size_t size = kafka_batch_total_size(&h);
+        if (size > len - pos)
+            return LM_E_TRUNCATED;
+        if (h.last_offset_delta < 0 || h.records_count < 0)
+            return LM_E_CORRUPT;
+        if (!kafka_batch_crc_ok(buf + pos, &h))
+            return LM_E_CRC;
+        if (size > log->cfg.segment_bytes)
+            return LM_E_TOO_LARGE;
+        if (!leader) {
+            if (h.base_offset != next)
+                return LM_E_SEQUENCE;
+            if (h.partition_leader_epoch < prev_epoch || h.partition_leader_epoch < 0)
+                return LM_E_INVALID;
+            prev_epoch = h.partition_leader_epoch;
+        }
+        if (next > INT64_MAX - 1 - h.last_offset_delta)
+            return LM_E_TOO_LARGE;
+        next += (int64_t)h.last_offset_delta + 1;
+        msgs += h.records_count;
+        batches++;
+        pos += size;
+    }
+
+    int64_t now = storage_now_ms(log);
+    bool will_flush = log->cfg.flush_messages > 0 &&
+                      log->unflushed_messages + msgs >= log->cfg.flush_messages;
+    if (log->cfg.flush_ms >= 0) {
+        int64_t first = log->first_unflushed_ms >= 0 ? log->first_unflushed_ms : now;
+        will_flush = will_flush || now - first >= log->cfg.flush_ms;
+    }
+
+    /* Pass 2: stamp offsets and epochs, roll where needed, write runs of whole batches. */
+    struct segment *seg = active(log);
+    size_t run = 0;
+    int rc = 0;
+    next = leo0;
+    pos = 0;
+    bool rolled = false;
+    while (pos < len) {
+        struct kafka_batch_header h;
+        rc = kafka_batch_header_parse(buf + pos, len - pos, &h);
+        LM_ASSERT(rc == 0);
+        size_t size = kafka_batch_total_size(&h);
+        if (leader) {
+            kafka_batch_set_base_offset(buf + pos, next);
+            kafka_batch_set_leader_epoch(buf + pos, epoch);
+            if (log->cfg.log_append_time)
+                kafka_batch_set_log_append_time(buf + pos, size, now);
+            rc = kafka_batch_header_parse(buf + pos, len - pos, &h);
+            LM_ASSERT(rc == 0 && h.base_offset == next);
+        }
+        if (res->max_timestamp < h.max_timestamp)
+            res->max_timestamp = h.max_timestamp;
+        if (needs_roll(log, seg, pos - run, size, kafka_batch_last_offset(&h), now)) {
+            rc = write_run(log, seg, buf + run, pos - run, false);
+            if (rc == 0)
+                rc = roll(log);
+            if (rc != 0)
+                break;
+            rolled = true;
+            seg = active(log);
+            run = pos;
+        }
+        next = kafka_batch_last_offset(&h) + 1;
+        pos += size;
+    }
+    if (rc == 0) {
+        /* One linked write+sync when this append is all a flush would have to sync. */
+        bool sync = will_flush && !rolled && !log->dir_dirty && !seg->data_dirty &&
+                    (log->seg_count < 2 || !log->segs[log->seg_count - 2]->data_dirty);
+        rc = write_run(log, seg, buf + run, len - run, sync);
+        if (rc == 0 && sync) {
+            log->flushed_offset = log_end(log);
+            log->unflushed_messages = 0;
+            log->first_unflushed_ms = -1;
+            res->flushed = true;
+            will_flush = log->bytes_since_checkpoint >= log->cfg.checkpoint_interval_bytes;
+        }
+    }
+    if (rc != 0) {
+        if (log_end(log) != leo0 && !log->failed) {
+            int trc = storage_log_truncate_to(log, leo0);
+            if (trc != 0)
+                log->failed = true;
+        }
+        return rc;
+    }
+    if (!res->flushed) {
+        log->unflushed_messages += msgs;
+        if (log->first_unflushed_ms < 0)
+            log->first_unflushed_ms = now;
+    }
+    res->base_offset = leo0;
+    res->last_offset = log_end(log) - 1;
+    res->log_end_offset = log_end(log);
+    res->batches = batches;
+    if (will_flush) {
+        rc = storage_log_flush(log, false);
+        if (rc != 0)
+            return rc;
+        res->flushed = true;
+    }
+    return 0;
+}
+
+int storage_log_append_leader(struct storage_log *log, uint8_t *buf, size_t len,
+                              int32_t leader_epoch, struct storage_append_result *res)
+{
+    return append(log, buf, len, true, leader_epoch, res);
+}
+
+int storage_log_append_follower(struct storage_log *log, const uint8_t *buf, size_t len,
+                                struct storage_append_result *res)
+{
+    /* The follower path never writes into buf (leader == false). */
+    return append(log, (uint8_t *)buf, len, false, -1, res);
+}
+
+/* ---------------------------------------------------------------- read */
+
+static uint32_t find_segment(const struct storage_log *log, int64_t offset)
+{
+    uint32_t lo = 0, hi = log->seg_count;
+    while (lo < hi) {
+        uint32_t mid = lo + (hi - lo) / 2;
+        if (log->segs[mid]->base_offset <= offset)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo > 0 ? lo - 1 : 0;
+}
+
+/* Extends a slice that starts with one batch ending at *end (last offset *last) over the
+ * following batches of seg, up to byte position limit and below max_offset. The index jumps
+ * over whole intervals so at most one interval of headers is read. */
+static int extend_slice(struct storage_log *log, struct segment *seg, uint64_t limit,
+                        int64_t max_offset, uint64_t *end, int64_t *last)
+{
+    if (limit >= seg->size_bytes && seg->next_offset <= max_offset) {
+        *end = seg->size_bytes;
+        *last = seg->next_offset - 1;
+        return 0;
+    }
+    uint32_t lo = 0, hi = seg->index_len;
+    while (lo < hi) {
+        uint32_t mid = lo + (hi - lo) / 2;
+        const struct seg_index_entry *e = &seg->index[mid];
+        if (e->position <= limit && seg->base_offset + (int64_t)e->rel_offset < max_offset)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    bool known = true;
+    if (lo > 0 && seg->index[lo - 1].position > *end) {
+        *end = seg->index[lo - 1].position;
+        known = false;
+    }
+    while (*end < seg->size_bytes) {
+        struct kafka_batch_header h;
+        int rc = seg_read_header(log, seg, *end, &h);
+        if (rc != 0)
+            return rc;
+        if (*end + kafka_batch_total_size(&h) > limit || kafka_batch_last_offset(&h) >= max_offset) {
+            if (!known)
+                *last = h.base_offset - 1;
+            return 0;
+        }
+        *end += kafka_batch_total_size(&h);
+        *last = kafka_batch_last_offset(&h);
+        known = true;
+    }
+    if (!known)
+        *last = seg->next_offset - 1;
+    return 0;
+}
+
+int storage_log_read(struct storage_log *log, int64_t offset, uint64_t max_bytes,
+                     int64_t max_offset, struct storage_read_result *res)
+{
+    memset(res, 0, sizeof(*res));
+    res->first_offset = res->last_offset = -1;
+    res->log_start_offset = log->log_start_offset;
+    res->log_end_offset = log_end(log);
+    res->high_watermark = log->high_watermark;
+    if (offset < log->log_start_offset || offset > log_end(log))
+        return LM_E_OUT_OF_RANGE;
+    uint32_t i = find_segment(log, offset);
+    int64_t cur = offset;
+    int rc = 0;
+    while (i < log->seg_count && res->slice_count < STORAGE_READ_SLICES_MAX) {
+        struct segment *seg = log->segs[i];
+        if (cur >= seg->next_offset) {
+            i++;
+            continue;
+        }
+        rc = seg_use(log, seg);
+        if (rc != 0)
+            break;
+        uint64_t start;
+        struct kafka_batch_header h;
+        bool found;
+        rc = seg_find_position(log, seg, cur, &start, &h, &found);
+        if (rc != 0)
+            break;
+        if (!found) {
+            i++;
+            continue;
+        }
+        uint64_t size0 = kafka_batch_total_size(&h);
+        if (kafka_batch_last_offset(&h) >= max_offset)
+            break;
+        if (res->bytes > 0 && res->bytes + size0 > max_bytes)
+            break;
+        uint64_t room = max_bytes > res->bytes ? max_bytes - res->bytes : 0;
+        if (room < size0)
+            room = size0; /* KIP-74: the first batch goes whole even if larger than max_bytes */
+        uint64_t limit = room > seg->size_bytes - start ? seg->size_bytes : start + room;
+        uint64_t end = start + size0;
+        int64_t last = kafka_batch_last_offset(&h);
+        rc = extend_slice(log, seg, limit, max_offset, &end, &last);
+        if (rc != 0)
+            break;
+        if (res->slice_count == 0)
+            res->first_offset = h.base_offset;
+        struct storage_slice *s = &res->slices[res->slice_count];
+        s->fd = seg->log_fd;
+        s->position = start;
+        s->length = end - start;
+        res->pins[res->slice_count++] = seg;
+        seg->pins++;
+        res->bytes += end - start;
+        res->last_offset = last;
+        if (end < seg->size_bytes)
+            break;
+        cur = seg->next_offset;
+        i++;
+    }
+    if (rc != 0) {
+        storage_read_result_release(log, res);
+        return rc;
+    }
+    return 0;
+}
+
+void storage_read_result_release(struct storage_log *log, struct storage_read_result *res)
+{
+    for (uint32_t i = 0; i < res->slice_count; i++) {
+        if (res->pins[i] != NULL)
+            seg_release_pin(log, res->pins[i]);
+        res->pins[i] = NULL;
+    }
+}
+
+int storage_read_result_copy(const struct storage_read_result *res, uint8_t *buf, size_t cap)
+{
+    if (res->bytes > cap)
+        return LM_E_TOO_LARGE;
+    size_t at = 0;
+    for (uint32_t i = 0; i < res->slice_count; i++) {
+        const struct storage_slice *s = &res->slices[i];
+        uint64_t done = 0;
+        while (done < s->length) {
+            ssize_t r = pread(s->fd, buf + at + done, s->length - done, (off_t)(s->position + done));
+            if (r < 0 && errno == EINTR)
+                continue;
+            if (r <= 0)
+                return LM_E_IO;
+            done += (uint64_t)r;
+        }
+        at += s->length;
+    }
+    return 0;
+}
+
+/* ---------------------------------------------------------------- accessors */
+
+int64_t storage_log_start_offset(const struct storage_log *log)
+{
+    return log->log_start_offset;
+}
+
+int64_t storage_log_end_offset(const struct storage_log *log)
+{
+    return log_end(log);
+}
+
+int64_t storage_log_flushed_offset(const struct storage_log *log)
+{
+    return log->flushed_offset;
+}
+
+int64_t storage_log_high_watermark(const struct storage_log *log)
+{
+    return log->high_watermark;
+}
+
+uint64_t storage_log_size_bytes(const struct storage_log *log)
+{
+    uint64_t n = 0;
+    for (uint32_t i = 0; i < log->seg_count; i++)
+        n += log->segs[i]->size_bytes;
+    return n;
+}
+
+uint32_t storage_log_segment_count(const struct storage_log *log)
+{
+    return log->seg_count;
+}
+
+void storage_log_set_high_watermark(struct storage_log *log, int64_t hw)
+{
+    if (hw < log->log_start_offset)
+        hw = log->log_start_offset;
+    if (hw > log_end(log))
+        hw = log_end(log);
+    log->high_watermark = hw;
+}
+
+/* ---------------------------------------------------------------- truncation, retention */
+
+int storage_log_reset(struct storage_log *log, int64_t offset)
+{
+    if (log->failed)
+        return LM_E_STATE;
+    if (offset < 0)
+        return LM_E_INVALID;
+    int rc = 0;
+    while (log->seg_count > 0 && rc == 0)
+        rc = remove_segment(log, log->seg_count - 1);
+    if (rc == 0)
+        rc = create_segment(log, offset);
+    if (rc != 0) {
+        log->failed = true;
+        return rc;
+    }
+    log->log_start_offset = log->high_watermark = log->recovery_point = offset;
+    log->flushed_offset = offset;
+    log->unflushed_messages = 0;
+    log->first_unflushed_ms = -1;
+    log->epoch_count = 0;
+    log->epochs_dirty = true;
+    return storage_log_flush(log, true);
+}
+
+int storage_log_truncate_to(struct storage_log *log, int64_t offset)
+{
+    if (log->failed)
+        return LM_E_STATE;
+    if (offset >= log_end(log))
+        return 0;
+    if (offset < log->log_start_offset)
+        return storage_log_reset(log, offset);
+    int rc = 0;
+    while (log->seg_count > 1 && active(log)->base_offset > offset && rc == 0)
+        rc = remove_segment(log, log->seg_count - 1);
+    struct segment *seg = active(log);
+    if (rc == 0)
+        rc = seg_use(log, seg);
+    if (rc == 0) {
+        uint64_t pos;
+        struct kafka_batch_header h;
+        bool found;
+        rc = seg_find_position(log, seg, offset, &pos, &h, &found);
+        if (rc == 0 && found)
+            rc = seg_truncate_at(log, seg, pos);
+    }
+    if (rc != 0) {
+        log->failed = true;
+        return rc;
+    }
+    seg->sealed = false;
+    int64_t leo = log_end(log);
+    epochs_truncate_end(log, leo);
+    if (log->high_watermark > leo)
+        log->high_watermark = leo;
+    if (log->recovery_point > leo)
+        log->recovery_point = leo;
+    if (log->flushed_offset > leo)
+        log->flushed_offset = leo;
+    /* Make the cut durable before anything new is appended over it: a crash must not bring
+     * back a removed segment behind newer data. */
+    return storage_log_flush(log, true);
+}
+
+int storage_log_advance_start(struct storage_log *log, int64_t offset)
+{
+    if (log->failed)
+        return LM_E_STATE;
+    if (offset > log->high_watermark)
+        return LM_E_OUT_OF_RANGE;
+    if (offset <= log->log_start_offset)
+        return 0;
+    log->log_start_offset = offset;
+    int rc = 0;
+    while (log->seg_count > 1 && log->segs[1]->base_offset <= offset && rc == 0)
+        rc = remove_segment(log, 0);
+    epochs_truncate_start(log, offset);
+    if (rc != 0)
+        return rc;
+    return storage_log_flush(log, true);
+}
+
+int storage_log_enforce_retention(struct storage_log *log, uint32_t *deleted)
+{
+    uint32_t n = 0;
+    int rc = 0;
+    if (log->failed)
+        return LM_E_STATE;
+    int64_t now = storage_now_ms(log);
+    while (log->seg_count > 1 && rc == 0) {
+        struct segment *s = log->segs[0];
+        bool below_start = log->segs[1]->base_offset <= log->log_start_offset;
+        bool committed = s->next_offset <= log->high_watermark;
+        bool too_old = log->cfg.retention_ms >= 0 && s->max_timestamp >= 0 &&
+                       now - s->max_timestamp > log->cfg.retention_ms;
+        bool too_big = log->cfg.retention_bytes >= 0 &&
+                       storage_log_size_bytes(log) - s->size_bytes >=
+                           (uint64_t)log->cfg.retention_bytes;
+        if (!(below_start || (committed && (too_old || too_big))))
+            break;
+        rc = remove_segment(log, 0);
+        n++;
+    }
+    if (deleted != NULL)
+        *deleted = n;
+    if (rc != 0)
+        return rc;
+    if (n == 0)
+        return 0;
+    if (log->segs[0]->base_offset > log->log_start_offset)
+        log->log_start_offset = log->segs[0]->base_offset;
+    epochs_truncate_start(log, log->log_start_offset);
+    return storage_log_flush(log, true);
+}
+
+/* ---------------------------------------------------------------- timestamps */
+
+/* In the batch at position, the first record whose timestamp is >= ts (exact: == ts). Under
+ * LogAppendTime every record carries the batch's maxTimestamp. */
+static int batch_find_record(struct storage_log *log, struct segment *seg, uint64_t position,
+                             const struct kafka_batch_header *h, int64_t ts, bool exact,
+                             int64_t *offset, int64_t *found_ts)
+{
+    *offset = h->base_offset;
+    *found_ts = h->max_timestamp;
+    if (h->attributes & KAFKA_BATCH_ATTR_LOG_APPEND_TIME)
+        return 0;
+    size_t size = kafka_batch_total_size(h);
+    uint8_t *buf = malloc(size);
+    if (buf == NULL)
+        return LM_E_NOMEM;
+    size_t got = 0;
+    while (got < size) {
+        ssize_t r = pread(seg->log_fd, buf + got, size - got, (off_t)(position + got));
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0) {
+            free(buf);
+            return LM_E_IO;
+        }
+        got += (size_t)r;
+    }
+    struct kafka_batch_reader rd;
+    int rc = kafka_batch_reader_open(&rd, buf, size, STORAGE_TIMESTAMP_SEARCH_MAX_BYTES);
+    if (rc == 0) {
+        struct kafka_record_iter it;
+        struct kafka_record rec;
+        kafka_batch_reader_iter(&rd, &it);
+        while (kafka_record_iter_next(&it, &rec) == 1) {
+            int64_t rts = h->base_timestamp + rec.timestamp_delta;
+            if (exact ? rts == ts : rts >= ts) {
+                *offset = h->base_offset + rec.offset_delta;
+                *found_ts = rts;
+                break;
+            }
+        }
+        kafka_batch_reader_close(&rd);
+    } else {
+        /* A batch we cannot open still answers at batch granularity. */
+        storage_report(log, 1, "timestamp search: batch at offset %lld: %s",
+                       (long long)h->base_offset, lm_strerror(rc));
+    }
+    free(buf);
+    return rc == LM_E_NOMEM ? rc : 0;
+}
+
+int storage_log_offset_for_timestamp(struct storage_log *log, int64_t ts, int64_t *offset,
+                                     int64_t *found_ts)
+{
+    *offset = *found_ts = -1;
+    for (uint32_t i = 0; i < log->seg_count; i++) {
+        struct segment *seg = log->segs[i];
+        if (seg->max_timestamp < ts || seg->next_offset <= log->log_start_offset)
+            continue;
+        int rc = seg_use(log, seg);
+        if (rc != 0)
+            return rc;
+        /* The last time entry below ts: every record up to its offset is older than ts. */
+        int64_t from = seg->base_offset;
+        for (uint32_t k = 0; k < seg->times_len && seg->times[k].timestamp < ts; k++)
+            from = seg->base_offset + seg->times[k].rel_offset;
+        if (from < log->log_start_offset)
+            from = log->log_start_offset;
+        uint64_t pos;
+        struct kafka_batch_header h;
+        bool found;
+        rc = seg_find_position(log, seg, from, &pos, &h, &found);
+        while (rc == 0 && found && pos < seg->size_bytes) {
+            rc = seg_read_header(log, seg, pos, &h);
+            if (rc != 0)
+                break;
+            if (h.max_timestamp >= ts && kafka_batch_last_offset(&h) >= log->log_start_offset) {
+                rc = batch_find_record(log, seg, pos, &h, ts, false, offset, found_ts);
+                if (rc == 0 && *offset < log->log_start_offset)
+                    *offset = log->log_start_offset;
+                return rc;
+            }
+            pos += kafka_batch_total_size(&h);
+        }
+        if (rc != 0)
+            return rc;
+    }
+    return 0;
+}
+
+int storage_log_max_timestamp(struct storage_log *log, int64_t *offset, int64_t *ts)
+{
+    *offset = *ts = -1;
+    struct segment *best = NULL;
+    for (uint32_t i = 0; i < log->seg_count; i++) {
+        struct segment *seg = log->segs[i];
+        if (seg->next_offset > log->log_start_offset && seg->max_timestamp >= 0 &&
+            (best == NULL || seg->max_timestamp > best->max_timestamp))
+            best = seg;
+    }
+    if (best == NULL)
+        return 0;
+    int rc = seg_use(log, best);
+    if (rc != 0)
+        return rc;
+    uint64_t pos;
+    struct kafka_batch_header h;
+    bool found;
+    rc = seg_find_position(log, best, best->max_timestamp_offset, &pos, &h, &found);
+    if (rc != 0)
+        return rc;
+    if (!found)
+        return LM_E_CORRUPT;
+    return batch_find_record(log, best, pos, &h, best->max_timestamp, true, offset, ts);
+}
+
+int storage_log_swap_segment(struct storage_log *log, int64_t base_offset)
+{
+    (void)log;
+    (void)base_offset;
+    return LM_E_UNSUPPORTED;
+}

@@ -1,0 +1,204 @@
+/* storage/: the segmented log of one partition (DESIGN.md §3).
+ *
+ * On disk, like Kafka's log layout, in <log.dir>/<topic>-<partition>/:
+ *   00000000000000000000.log        record batches v2 exactly as on the wire, baseOffset and
+ *                                   partitionLeaderEpoch assigned; the bytes Fetch sends.
+ *   00000000000000000000.index      sparse offset index, 8-byte entries
+ *                                   {u32 BE relative last offset of a batch, u32 BE position};
+ *                                   one entry after every index_interval_bytes of log.
+ *   00000000000000000000.timeindex  12-byte entries {i64 BE max timestamp so far,
+ *                                   u32 BE relative offset of that timestamp's batch}.
+ *   leader-epoch-checkpoint         Kafka's text format: "0\n<n>\n<epoch> <start offset>\n"...
+ *   partition.checkpoint            recovery point, log start offset, high watermark: two
+ *                                   64-byte slots with a sequence number and CRC-32C, written
+ *                                   alternately so a torn write leaves the previous one.
+ * A segment is named by its base offset; the relative offsets in its indexes fit in 31 bits, so
+ * a segment rolls before an offset would overflow them, as well as on segment_bytes and
+ * segment_ms.
+ *
+ * Durability: appended bytes are written to the page cache at once; storage_log_flush() makes
+ * them durable (fdatasync of the segments, then indexes, leader epochs and checkpoint when the
+ * checkpoint is due). The flush policy (flush_messages, flush_ms) is applied on append and by
+ * storage_log_tick(). Recovery on open trusts everything below the checkpointed recovery point
+ * (after checking its indexes) and scans beyond it batch by batch (length, magic, CRC-32C,
+ * offsets), truncating at the first bad or partial batch and rebuilding the indexes it scanned.
+ *
+ * Threads: a log is owned by one thread (the shard that owns the partition); nothing here locks.
+ * Bounds: at most max_open_segments segments have open fds and loaded indexes (an LRU; the active
+ * segment and segments pinned by a read result are never closed); a read walks at most one index
+ * interval of batch headers per segment it touches.
+ *
+ * Compaction hook (not implemented yet, the layout is ready for it): a cleaner rewrites a sealed
+ * segment <base>.log into <base>.log.cleaned (+ .index.cleaned, .timeindex.cleaned) with the
+ * storage_segment writer, fsyncs them, renames each *.cleaned to *.swap, then calls
+ * storage_log_swap_segment(), which renames the *.swap files over the originals and reloads the
+ * segment. Readers that pinned the old segment keep reading the old inode through their fd, so
+ * no reader ever sees a half-written file. On open, *.cleaned files are deleted (the swap never
+ * began) and *.swap files are completed by rename (the swap had begun), as Kafka does. */
+#ifndef LAMINAR_STORAGE_STORAGE_H
+#define LAMINAR_STORAGE_STORAGE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "storage/storage_io.h"
+
+#define STORAGE_READ_SLICES_MAX 4
+#define STORAGE_NO_LIMIT INT64_MAX
+
+struct storage_log;
+
+/* Where storage reports what recovery dropped or rebuilt; `level` 0 info, 1 warning. */
+typedef void (*storage_report_fn)(void *ctx, int level, const char *msg);
+/* Wall clock in ms since the epoch; injected so tests control segment.ms and retention.ms. */
+typedef int64_t (*storage_clock_fn)(void *ctx);
+
+struct storage_config {
+    uint64_t segment_bytes;        /* segment.bytes: roll when a batch would not fit (<= 2^31-1) */
+    int64_t segment_ms;            /* segment.ms: roll a non-empty segment older than this; -1 off */
+    uint32_t index_interval_bytes; /* index.interval.bytes (default 4096) */
+    int64_t retention_bytes;       /* retention.bytes; -1 unlimited */
+    int64_t retention_ms;          /* retention.ms; -1 unlimited */
+    int64_t flush_messages;        /* flush.messages: flush when this many are unflushed; -1 off */
+    int64_t flush_ms;              /* flush.ms: flush data older than this; -1 off */
+    uint64_t checkpoint_interval_bytes; /* write the checkpoint on a flush after this many bytes */
+    uint32_t max_open_segments;    /* fds/index LRU bound, >= 2 */
+    bool log_append_time;          /* message.timestamp.type=LogAppendTime: stamp on append */
+    const struct storage_io *io;   /* NULL: storage_io_posix() */
+    storage_clock_fn clock;        /* NULL: CLOCK_REALTIME */
+    void *clock_ctx;
+    storage_report_fn report;      /* NULL: stderr */
+    void *report_ctx;
+};
+
+/* Fills *cfg with Kafka's defaults (1 GiB segments, 7-day segment.ms and retention.ms, no size
+ * retention, no flush policy, 4096-byte index interval) and a 64-segment LRU. */
+void storage_config_default(struct storage_config *cfg);
+
+/* Writes "<log_dir>/<topic>-<partition>" into out (cap bytes). Returns 0 or LM_E_TOO_LARGE, or
+ * LM_E_INVALID when the topic is empty, "." / "..", or contains '/'. */
+int storage_partition_dir(char *out, size_t cap, const char *log_dir, const char *topic,
+                          int32_t partition);
+
+/* Opens (creating the directory if missing; its parent must exist) and recovers the log in dir.
+ * *out is heap-owned by the caller: free it with storage_log_close(). cfg is copied. */
+int storage_log_open(const char *dir, const struct storage_config *cfg, struct storage_log **out);
+/* Flushes, writes the checkpoint, closes every fd and frees the log. All read results must
+ * have been released. Returns the first error of the final flush (the log is freed anyway). */
+int storage_log_close(struct storage_log *log);
+
+struct storage_append_result {
+    int64_t base_offset;    /* first offset of the first batch written */
+    int64_t last_offset;    /* last offset of the last batch written */
+    int64_t log_end_offset; /* next offset to be assigned */
+    int64_t max_timestamp;  /* largest maxTimestamp among the batches */
+    uint32_t batches;
+    bool flushed;           /* the flush policy made these batches durable before returning */
+};
+
+/* Appends the v2 batches in buf[0..len) as leader: checks each batch (header, length, CRC-32C,
+ * magic), then assigns consecutive offsets from the log end offset, stamps
+ * partitionLeaderEpoch = leader_epoch (the Raft term) and, under log_append_time, the append
+ * time, rewriting the header in buf in place. leader_epoch must not be below the latest epoch.
+ * All or nothing: on error nothing is written. Returns 0 or LM_E_TRUNCATED, LM_E_MAGIC, LM_E_CRC,
+ * LM_E_CORRUPT, LM_E_TOO_LARGE (batch over segment_bytes), LM_E_INVALID (epoch), LM_E_IO. */
+int storage_log_append_leader(struct storage_log *log, uint8_t *buf, size_t len,
+                              int32_t leader_epoch, struct storage_append_result *res);
+/* Appends batches that already carry offsets and epochs (a follower, Raft log replication):
+ * the first must start at the log end offset and each must continue the previous one; epochs
+ * must not decrease. buf is not modified. Returns as above, and LM_E_SEQUENCE on a gap. */
+int storage_log_append_follower(struct storage_log *log, const uint8_t *buf, size_t len,
+                                struct storage_append_result *res);
+
+/* One contiguous range of a segment file: send it with sendfile()/splice() or pread() it. */
+struct storage_slice {
+    int fd;             /* borrowed; valid until storage_read_result_release() */
+    uint64_t position;  /* file offset of the first byte */
+    uint64_t length;    /* bytes, whole batches */
+};
+
+struct storage_read_result {
+    struct storage_slice slices[STORAGE_READ_SLICES_MAX];
+    void *pins[STORAGE_READ_SLICES_MAX]; /* internal: the segments kept open for the slices */
+    uint32_t slice_count;
+    uint64_t bytes;           /* sum of slice lengths */
+    int64_t first_offset;     /* base offset of the first batch returned; -1 if none */
+    int64_t last_offset;      /* last offset of the last batch returned; -1 if none */
+    int64_t log_start_offset; /* at the time of the read */
+    int64_t log_end_offset;
+    int64_t high_watermark;
+};
+
+/* Reads whole batches starting with the batch that contains `offset` (so a fetch offset in the
+ * middle of a batch returns that batch, as Kafka does), up to max_bytes, always at least one
+ * whole batch (KIP-74), only batches whose last offset is below max_offset (the high watermark
+ * for consumers, STORAGE_NO_LIMIT for replicas), from at most STORAGE_READ_SLICES_MAX segments.
+ * offset == log end offset gives an empty result. The result pins the segments it names until
+ * storage_read_result_release(). Returns 0 or LM_E_OUT_OF_RANGE (below the log start offset or
+ * above the log end offset), LM_E_IO. */
+int storage_log_read(struct storage_log *log, int64_t offset, uint64_t max_bytes,
+                     int64_t max_offset, struct storage_read_result *res);
+/* Unpins the segments of a read result (idempotent). */
+void storage_read_result_release(struct storage_log *log, struct storage_read_result *res);
+/* Copies the bytes of a read result into buf (cap >= res->bytes) with pread(). Returns 0 or
+ * LM_E_TOO_LARGE, LM_E_IO. For tools and tests; the broker sends the slices directly. */
+int storage_read_result_copy(const struct storage_read_result *res, uint8_t *buf, size_t cap);
+
+int64_t storage_log_start_offset(const struct storage_log *log);
+int64_t storage_log_end_offset(const struct storage_log *log);
+/* The offset below which everything is durable (flushed); <= log end offset. */
+int64_t storage_log_flushed_offset(const struct storage_log *log);
+int64_t storage_log_high_watermark(const struct storage_log *log);
+/* Total bytes of the segment files. */
+uint64_t storage_log_size_bytes(const struct storage_log *log);
+uint32_t storage_log_segment_count(const struct storage_log *log);
+/* The epoch of the last entry of the leader-epoch cache, or -1. */
+int32_t storage_log_latest_epoch(const struct storage_log *log);
+
+/* Sets the high watermark (single node: after the flush policy; Raft: the commit index),
+ * clamped to [log start, log end]. Persisted with the next checkpoint. */
+void storage_log_set_high_watermark(struct storage_log *log, int64_t hw);
+/* Moves the log start offset forward (DeleteRecords, Raft snapshot): offset must be <= the high
+ * watermark; whole segments below it are deleted. Persists the checkpoint. Returns 0 or
+ * LM_E_OUT_OF_RANGE, LM_E_IO. */
+int storage_log_advance_start(struct storage_log *log, int64_t offset);
+/* Removes every offset >= offset (Raft: a follower's divergent suffix; KIP-101/KIP-279). If
+ * offset falls inside a batch the whole batch goes, so the new log end offset is that batch's
+ * base. Below the log start offset the log is emptied and restarts at offset. Persists the
+ * checkpoint and leader-epoch file. Returns 0 or LM_E_IO. */
+int storage_log_truncate_to(struct storage_log *log, int64_t offset);
+/* Empties the log and restarts it at offset (Kafka truncateFullyAndStartAt; Raft snapshot). */
+int storage_log_reset(struct storage_log *log, int64_t offset);
+
+/* Makes everything appended durable: fdatasync of dirty segments, then (when the checkpoint is
+ * due, or force_checkpoint) their indexes, the leader-epoch file and the checkpoint. */
+int storage_log_flush(struct storage_log *log, bool force_checkpoint);
+/* Applies time-based policies at now: flush.ms. Call periodically. Returns 0 or LM_E_IO. */
+int storage_log_tick(struct storage_log *log);
+/* Deletes whole sealed segments beyond retention.bytes / retention.ms (by their largest
+ * timestamp) or wholly below the log start offset, never past the high watermark; moves the log
+ * start offset to the first kept segment. *deleted (may be NULL) gets the number deleted. */
+int storage_log_enforce_retention(struct storage_log *log, uint32_t *deleted);
+
+/* ListOffsets by timestamp: the first offset whose record timestamp is >= ts (record-exact; a
+ * compressed batch is decompressed to find it). *offset = -1 and
+ * *found_ts = -1 when no record qualifies. Returns 0 or LM_E_IO. */
+int storage_log_offset_for_timestamp(struct storage_log *log, int64_t ts, int64_t *offset,
+                                     int64_t *found_ts);
+/* ListOffsets MAX_TIMESTAMP (KIP-734): the offset of the first record carrying the largest
+ * timestamp, and that timestamp; -1/-1 if the log is empty. */
+int storage_log_max_timestamp(struct storage_log *log, int64_t *offset, int64_t *ts);
+
+/* OffsetForLeaderEpoch (KIP-101, KIP-279), as Kafka's LeaderEpochFileCache.endOffsetFor: for
+ * the latest epoch, (it, log end offset); otherwise the largest known epoch <= `epoch` (or
+ * `epoch` itself when below all) and the start offset of the first larger epoch. Both -1 when
+ * epoch is -1, above the latest, or the log has no epochs. */
+void storage_log_epoch_end_offset(const struct storage_log *log, int32_t epoch,
+                                  int32_t *out_epoch, int64_t *end_offset);
+
+/* Compaction hook (see the top of this file): replaces the sealed segment with base offset
+ * `base_offset` by its *.swap files. Not implemented yet: returns LM_E_UNSUPPORTED. */
+int storage_log_swap_segment(struct storage_log *log, int64_t base_offset);
+
+#endif

@@ -1,0 +1,169 @@
+/* Private to storage/: the segment and log structures shared by segment.c, checkpoint.c and
+ * log.c. Nothing outside storage/ includes this. */
+#ifndef LAMINAR_STORAGE_STORAGE_INTERNAL_H
+#define LAMINAR_STORAGE_STORAGE_INTERNAL_H
+
+#include <limits.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "protocol/record_batch.h"
+#include "storage/storage.h"
+
+#define SEG_NAME_DIGITS 20
+#define SEG_INDEX_ENTRY_BYTES 8
+#define SEG_TIME_ENTRY_BYTES 12
+/* Relative offsets in .index/.timeindex are stored as u32 but Kafka keeps them <= Int.MaxValue
+ * (LogSegment.canConvertToRelativeOffset); a segment rolls before a batch would exceed it. */
+#define SEG_REL_OFFSET_MAX INT32_MAX
+/* Index entries written to the file once this many are pending in memory. */
+#define SEG_INDEX_PENDING_MAX 512
+#define STORAGE_SCAN_BUF_BYTES (64 * 1024)
+#define STORAGE_CHECKPOINT_SLOT_BYTES 64
+
+struct seg_index_entry {
+    uint32_t rel_offset; /* last offset of the batch at position, minus the segment base */
+    uint32_t position;
+};
+
+struct seg_time_entry {
+    int64_t timestamp;   /* largest timestamp in the segment up to rel_offset */
+    uint32_t rel_offset; /* last offset of the batch that carries it, minus the segment base */
+};
+
+/* One segment. Metadata is always in memory; files and indexes only while "open" (LRU). */
+struct segment {
+    int64_t base_offset;
+    int64_t next_offset;  /* last offset + 1; == base_offset when empty */
+    uint64_t size_bytes;
+    int64_t max_timestamp;        /* -1 when no batch */
+    int64_t max_timestamp_offset; /* last offset of the batch carrying max_timestamp */
+    int64_t created_ms;
+    uint64_t bytes_since_index;
+
+    int log_fd, index_fd, time_fd; /* all -1 when closed */
+    struct seg_index_entry *index;
+    uint32_t index_len, index_cap, index_written; /* [0, written) are in the .index file */
+    struct seg_time_entry *times;
+    uint32_t times_len, times_cap, times_written;
+
+    uint32_t pins;     /* read results naming this segment */
+    uint64_t lru_tick; /* last use, for closing the least recently used */
+    bool data_dirty;   /* log bytes written since the last fdatasync */
+    bool index_dirty;  /* index bytes written since the last fdatasync */
+    bool sealed;       /* no longer the active segment */
+    bool zombie;       /* removed from the log; freed when pins drops to 0 */
+    struct segment *next_zombie;
+};
+
+struct epoch_entry {
+    int32_t epoch;
+    int64_t start_offset;
+};
+
+struct storage_log {
+    char dir[PATH_MAX];
+    int dir_fd;
+    struct storage_config cfg;
+    const struct storage_io *io;
+
+    struct segment **segs; /* sorted by base offset; the last is the active segment */
+    uint32_t seg_count, seg_cap;
+    struct segment *zombies;
+    uint32_t open_count;
+    uint64_t lru_clock;
+
+    int64_t log_start_offset;
+    int64_t high_watermark;
+    int64_t recovery_point; /* as in the last checkpoint written */
+    int64_t flushed_offset; /* durable end of the log */
+    int64_t unflushed_messages;
+    int64_t first_unflushed_ms; /* -1 when nothing unflushed */
+    uint64_t bytes_since_checkpoint;
+    bool dir_dirty; /* directory entries created or removed since the last directory fsync */
+    bool failed;    /* an I/O error left the log in an unknown state: refuse further writes */
+
+    int checkpoint_fd;
+    uint64_t checkpoint_seq;
+
+    struct epoch_entry *epochs;
+    uint32_t epoch_count, epoch_cap;
+    bool epochs_dirty;
+
+    uint8_t *scan_buf; /* STORAGE_SCAN_BUF_BYTES, header walks */
+    uint64_t scan_buf_pos;
+    size_t scan_buf_len;
+    int scan_buf_fd;
+};
+
+/* --- helpers: big-endian --- */
+static inline uint32_t st_be32(const uint8_t *p)
+{
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+static inline uint64_t st_be64(const uint8_t *p)
+{
+    return (uint64_t)st_be32(p) << 32 | st_be32(p + 4);
+}
+static inline void st_put_be32(uint8_t *p, uint32_t v)
+{
+    p[0] = (uint8_t)(v >> 24);
+    p[1] = (uint8_t)(v >> 16);
+    p[2] = (uint8_t)(v >> 8);
+    p[3] = (uint8_t)v;
+}
+static inline void st_put_be64(uint8_t *p, uint64_t v)
+{
+    st_put_be32(p, (uint32_t)(v >> 32));
+    st_put_be32(p + 4, (uint32_t)v);
+}
+
+/* log.c */
+void storage_report(struct storage_log *log, int level, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+int64_t storage_now_ms(struct storage_log *log);
+/* Observes a batch's epoch at base_offset: a larger epoch starts a new leader-epoch entry. */
+int storage_epoch_observe(struct storage_log *log, int32_t epoch, int64_t base_offset);
+
+/* segment.c */
+void seg_path(const struct storage_log *log, int64_t base, const char *ext, char *out,
+              size_t cap);
+struct segment *seg_new(int64_t base_offset, int64_t created_ms);
+/* Opens (creating when create) the three files and, for an existing segment, loads the index
+ * files as trusted (only structural checks). Counts in log->open_count. */
+int seg_open(struct storage_log *log, struct segment *seg, bool create);
+/* Writes pending index entries and closes the files, freeing the index arrays. */
+int seg_close(struct storage_log *log, struct segment *seg);
+void seg_free(struct segment *seg);
+int seg_unlink_files(struct storage_log *log, int64_t base);
+/* Writes index entries still in memory to the index files. */
+int seg_write_pending_index(struct storage_log *log, struct segment *seg);
+/* Records a batch just written at position into the segment's metadata and indexes. */
+int seg_note_batch(struct storage_log *log, struct segment *seg, const struct kafka_batch_header *h,
+                   uint64_t position);
+/* Appends a final time-index entry, as Kafka does when a segment becomes inactive. */
+int seg_seal(struct storage_log *log, struct segment *seg);
+/* Reads the header of the batch at position into *h; checks that it parses and that the whole
+ * batch lies within the segment. Returns 0, LM_E_TRUNCATED or a parse error. */
+int seg_read_header(struct storage_log *log, struct segment *seg, uint64_t position,
+                    struct kafka_batch_header *h);
+/* Position of the first batch whose last offset is >= offset (seg->size_bytes if none); *h
+ * gets its header when found. Walks at most one index interval. */
+int seg_find_position(struct storage_log *log, struct segment *seg, int64_t offset,
+                      uint64_t *position, struct kafka_batch_header *h, bool *found);
+/* Loads an existing segment at open: checks the indexes against the log and rebuilds them when
+ * they are damaged; then, from recover_from (an offset; INT64_MAX: trust all), scans batch by
+ * batch with CRC and truncates at the first bad one. *truncated reports a truncation. */
+int seg_load(struct storage_log *log, struct segment *seg, int64_t recover_from,
+             bool *truncated);
+/* Cuts the segment at position (a batch boundary): the log file, index entries and metadata. */
+int seg_truncate_at(struct storage_log *log, struct segment *seg, uint64_t position);
+
+/* checkpoint.c */
+int checkpoint_load(struct storage_log *log, int64_t *recovery_point, int64_t *log_start,
+                    int64_t *hw, bool *found);
+int checkpoint_write(struct storage_log *log);
+int epochs_load(struct storage_log *log, bool *found);
+int epochs_write(struct storage_log *log);
+
+#endif
