@@ -523,6 +523,18 @@ static bool is_response(uint8_t type)
            type == RAFT_MSG_PREVOTE_RESP || type == RAFT_MSG_HEARTBEAT_RESP;
 }
 
+static bool hs_differs(const struct raft *r)
+{
+    return r->hs_handed.term != r->term || r->hs_handed.vote != r->vote ||
+           r->hs_handed.commit != r->commit;
+}
+
+static bool persist_pending(const struct raft *r)
+{
+    return hs_differs(r) || r->unst_handed < r->n_unst ||
+           (r->pending_start_set && !r->pending_start_handed);
+}
+
 /* Queue m (takes its allocations). Persist before send: m waits for the persist id carrying
  * the last change of what it depends on. */
 static void send(struct raft *r, struct raft_msg *m)
@@ -534,6 +546,9 @@ static void send(struct raft *r, struct raft_msg *m)
     uint64_t dep = r->hs_seq;
     if (is_response(m->type) && r->log_seq > dep)
         dep = r->log_seq;
+    /* Nothing new waiting to be handed out: the last handed-out ready covers everything. */
+    if (dep >= r->next_ready_id && !persist_pending(r))
+        dep = r->next_ready_id - 1;
     if (dep <= r->persisted_id)
         dep = 0;
     if (r->n_out >= RAFT_OUTBOX_MAX) { /* bounded: a lost message is a dropped packet */
@@ -1021,6 +1036,8 @@ static int handle_log_start(struct raft *r, const struct raft_msg *m)
     r->pending_start_ready_id = 0;
     r->n_hist = 0;
     r->commit = s->index;
+    if (r->applied < s->index)
+        r->applied = s->index; /* the caller restores its state machine from the payload */
     r->durable_last = s->index;
     r->log_seq = r->next_ready_id;
     r->min_valid_persist_id = r->next_ready_id; /* older completions describe the old log */
@@ -1044,8 +1061,10 @@ static void handle_vote(struct raft *r, const struct raft_msg *m)
         resp.term = m->term; /* §9.6: a pre-vote grant echoes the future term */
         if (!pre) {
             r->elapsed = 0;
-            r->vote = m->from;
-            hs_touch(r);
+            if (r->vote != m->from) {
+                r->vote = m->from;
+                hs_touch(r);
+            }
         }
     } else {
         resp.term = r->term;
@@ -1344,12 +1363,6 @@ int raft_transfer_leader(struct raft *r, uint32_t to)
 
 /* ---------- ready / persisted ---------- */
 
-static bool hs_differs(const struct raft *r)
-{
-    return r->hs_handed.term != r->term || r->hs_handed.vote != r->vote ||
-           r->hs_handed.commit != r->commit;
-}
-
 static int64_t apply_limit(const struct raft *r)
 {
     return r->commit < r->durable_last ? r->commit : r->durable_last;
@@ -1447,7 +1460,9 @@ void raft_ready(struct raft *r, struct raft_ready *rd)
         while (r->applied < lim && n < r->cfg.max_apply_entries) {
             struct raft_entry e;
             int rc = view_entry(r, r->applied + 1, &e);
-            LM_ASSERT(rc == 0 && e.first_index == r->applied + 1 && e.last_index <= lim);
+            LM_ASSERT(rc == 0);
+            LM_ASSERT(e.first_index == r->applied + 1);
+            LM_ASSERT(e.last_index <= lim);
             r->apply_buf[n++] = e;
             r->applied = e.last_index;
         }
