@@ -172,9 +172,9 @@ static int segs_reserve(struct storage_log *log, uint32_t need)
 
 /* Closes least recently used segments until one more can be opened. The active segment and
  * pinned segments stay open, so the bound can be exceeded by what readers hold. */
-static int lru_make_room(struct storage_log *log)
+static int lru_shrink(struct storage_log *log, uint32_t keep)
 {
-    while (log->open_count >= log->cfg.max_open_segments) {
+    while (log->open_count > keep) {
         struct segment *victim = NULL;
         for (uint32_t i = 0; i + 1 < log->seg_count; i++) {
             struct segment *s = log->segs[i];
@@ -190,6 +190,11 @@ static int lru_make_room(struct storage_log *log)
         }
     }
     return 0;
+}
+
+static int lru_make_room(struct storage_log *log)
+{
+    return lru_shrink(log, log->cfg.max_open_segments - 1);
 }
 
 static int seg_use(struct storage_log *log, struct segment *seg)
@@ -957,6 +962,9 @@ void storage_read_result_release(struct storage_log *log, struct storage_read_re
             seg_release_pin(log, res->pins[i]);
         res->pins[i] = NULL;
     }
+    /* Back under the bound once readers let go; a failure here marks the log failed. */
+    if (!log->failed)
+        (void)lru_shrink(log, log->cfg.max_open_segments);
 }
 
 int storage_read_result_copy(const struct storage_read_result *res, uint8_t *buf, size_t cap)

@@ -1,0 +1,695 @@
+/* storage/: append, read, lookups, truncation, roll, retention, epochs, bounds. */
+#include <limits.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "common/lm_err.h"
+#include "protocol/record_batch.h"
+#include "protocol/records.h"
+#include "storage/storage.h"
+#include "storage/storage_io_uring.h"
+#include "storage_test_util.h"
+
+struct fx {
+    char dir[PATH_MAX];
+    struct storage_config cfg;
+    struct tu_clock clock;
+    struct tu_reports reports;
+    struct storage_log *log;
+};
+
+static int setup(void **state)
+{
+    struct fx *f = calloc(1, sizeof(*f));
+    tu_mkdtemp(f->dir, "log");
+    strcat(f->dir, "/topic-0");
+    storage_config_default(&f->cfg);
+    f->clock.now_ms = 1700000000000;
+    f->cfg.clock = tu_clock_now;
+    f->cfg.clock_ctx = &f->clock;
+    f->cfg.report = tu_report;
+    f->cfg.report_ctx = &f->reports;
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    struct fx *f = *state;
+    if (f->log != NULL)
+        assert_int_equal(storage_log_close(f->log), 0);
+    char parent[PATH_MAX];
+    snprintf(parent, sizeof(parent), "%s", f->dir);
+    *strrchr(parent, '/') = '\0';
+    tu_rm_rf(parent);
+    free(f);
+    return 0;
+}
+
+static void fx_open(struct fx *f)
+{
+    assert_int_equal(storage_log_open(f->dir, &f->cfg, &f->log), 0);
+}
+
+static void fx_reopen(struct fx *f)
+{
+    assert_int_equal(storage_log_close(f->log), 0);
+    f->log = NULL;
+    fx_open(f);
+}
+
+/* Appends a leader batch of n records whose tags are their future offsets. */
+static struct storage_append_result append_n(struct fx *f, int32_t n, size_t value_bytes,
+                                             int32_t epoch, int64_t ts)
+{
+    uint8_t *b;
+    size_t len;
+    tu_build_batch(n, value_bytes, storage_log_end_offset(f->log), ts, &b, &len);
+    struct storage_append_result res;
+    assert_int_equal(storage_log_append_leader(f->log, b, len, epoch, &res), 0);
+    free(b);
+    return res;
+}
+
+/* Reads everything from `from` and checks every batch and that offsets are contiguous. */
+static void check_log(struct fx *f, int64_t from)
+{
+    uint8_t *all;
+    size_t len;
+    assert_int_equal(tu_read_all(f->log, from, &all, &len), 0);
+    size_t pos = 0;
+    int64_t expect = -1;
+    while (pos < len) {
+        struct kafka_batch_header h;
+        assert_int_equal(kafka_batch_header_parse(all + pos, len - pos, &h), 0);
+        assert_int_equal(tu_check_batch(all + pos, kafka_batch_total_size(&h), 1), 0);
+        if (expect >= 0)
+            assert_int_equal(h.base_offset, expect);
+        else
+            assert_true(h.base_offset <= from && kafka_batch_last_offset(&h) >= from);
+        expect = kafka_batch_last_offset(&h) + 1;
+        pos += kafka_batch_total_size(&h);
+    }
+    if (from < storage_log_end_offset(f->log))
+        assert_int_equal(expect, storage_log_end_offset(f->log));
+    free(all);
+}
+
+static void test_partition_dir(void **state)
+{
+    (void)state;
+    char out[64];
+    assert_int_equal(storage_partition_dir(out, sizeof(out), "/data", "orders", 7), 0);
+    assert_string_equal(out, "/data/orders-7");
+    assert_int_equal(storage_partition_dir(out, sizeof(out), "/d", "a/b", 0), LM_E_INVALID);
+    assert_int_equal(storage_partition_dir(out, sizeof(out), "/d", "..", 0), LM_E_INVALID);
+    assert_int_equal(storage_partition_dir(out, 8, "/data", "orders", 7), LM_E_TOO_LARGE);
+}
+
+static void test_empty_log(void **state)
+{
+    struct fx *f = *state;
+    fx_open(f);
+    assert_int_equal(storage_log_end_offset(f->log), 0);
+    assert_int_equal(storage_log_start_offset(f->log), 0);
+    struct storage_read_result res;
+    assert_int_equal(storage_log_read(f->log, 0, 1000, STORAGE_NO_LIMIT, &res), 0);
+    assert_int_equal(res.bytes, 0);
+    assert_int_equal(res.slice_count, 0);
+    assert_int_equal(res.first_offset, -1);
+    assert_int_equal(storage_log_read(f->log, 1, 1000, STORAGE_NO_LIMIT, &res), LM_E_OUT_OF_RANGE);
+    int64_t off, ts;
+    assert_int_equal(storage_log_offset_for_timestamp(f->log, 0, &off, &ts), 0);
+    assert_int_equal(off, -1);
+    assert_int_equal(storage_log_max_timestamp(f->log, &off, &ts), 0);
+    assert_int_equal(off, -1);
+    int32_t e;
+    storage_log_epoch_end_offset(f->log, 0, &e, &off);
+    assert_int_equal(e, -1);
+    assert_int_equal(off, -1);
+    fx_reopen(f);
+    assert_int_equal(storage_log_end_offset(f->log), 0);
+    struct stat st;
+    char path[PATH_MAX + 32];
+    snprintf(path, sizeof(path), "%s/00000000000000000000.log", f->dir);
+    assert_int_equal(stat(path, &st), 0);
+    snprintf(path, sizeof(path), "%s/00000000000000000000.index", f->dir);
+    assert_int_equal(stat(path, &st), 0);
+    snprintf(path, sizeof(path), "%s/00000000000000000000.timeindex", f->dir);
+    assert_int_equal(stat(path, &st), 0);
+}
+
+static void test_append_assigns_offsets_and_epoch(void **state)
+{
+    struct fx *f = *state;
+    fx_open(f);
+    struct storage_append_result r1 = append_n(f, 5, 100, 3, 1000);
+    assert_int_equal(r1.base_offset, 0);
+    assert_int_equal(r1.last_offset, 4);
+    assert_int_equal(r1.log_end_offset, 5);
+    assert_int_equal(r1.max_timestamp, 1004);
+    struct storage_append_result r2 = append_n(f, 3, 100, 3, 2000);
+    assert_int_equal(r2.base_offset, 5);
+    assert_int_equal(r2.log_end_offset, 8);
+    /* A lower epoch than the latest is refused and writes nothing. */
+    uint8_t *b;
+    size_t len;
+    tu_build_batch(1, 10, 8, 0, &b, &len);
+    struct storage_append_result r;
+    assert_int_equal(storage_log_append_leader(f->log, b, len, 2, &r), LM_E_INVALID);
+    assert_int_equal(storage_log_end_offset(f->log), 8);
+    free(b);
+
+    /* A fetch offset in the middle of a batch returns that whole batch (offset 6 is in 5..7). */
+    struct storage_read_result res;
+    assert_int_equal(storage_log_read(f->log, 6, 1 << 20, STORAGE_NO_LIMIT, &res), 0);
+    assert_int_equal(res.first_offset, 5);
+    assert_int_equal(res.last_offset, 7);
+    assert_int_equal(res.slice_count, 1);
+    uint8_t buf[4096];
+    assert_int_equal(storage_read_result_copy(&res, buf, sizeof(buf)), 0);
+    struct kafka_batch_header h;
+    assert_int_equal(kafka_batch_header_parse(buf, res.bytes, &h), 0);
+    assert_int_equal(h.base_offset, 5);
+    assert_int_equal(h.partition_leader_epoch, 3);
+    assert_int_equal(tu_check_batch(buf, res.bytes, 1), 0);
+    storage_read_result_release(f->log, &res);
+
+    /* max_bytes smaller than the first batch still returns it whole (KIP-74), and no more. */
+    assert_int_equal(storage_log_read(f->log, 0, 1, STORAGE_NO_LIMIT, &res), 0);
+    assert_int_equal(res.first_offset, 0);
+    assert_int_equal(res.last_offset, 4);
+    storage_read_result_release(f->log, &res);
+    /* max_offset (high watermark) bounds what is returned. */
+    assert_int_equal(storage_log_read(f->log, 0, 1 << 20, 5, &res), 0);
+    assert_int_equal(res.last_offset, 4);
+    storage_read_result_release(f->log, &res);
+    assert_int_equal(storage_log_read(f->log, 5, 1 << 20, 5, &res), 0);
+    assert_int_equal(res.bytes, 0);
+    storage_read_result_release(f->log, &res);
+    check_log(f, 0);
+    fx_reopen(f);
+    assert_int_equal(storage_log_end_offset(f->log), 8);
+    assert_int_equal(storage_log_latest_epoch(f->log), 3);
+    check_log(f, 3);
+}
+
+static void test_append_rejects_bad_batches(void **state)
+{
+    struct fx *f = *state;
+    fx_open(f);
+    uint8_t *b;
+    size_t len;
+    tu_build_batch(2, 50, 0, 0, &b, &len);
+    struct storage_append_result r;
+    b[len - 1] ^= 0x40; /* inside the CRC-covered records */
+    assert_int_equal(storage_log_append_leader(f->log, b, len, 0, &r), LM_E_CRC);
+    b[len - 1] ^= 0x40;
+    assert_int_equal(storage_log_append_leader(f->log, b, len - 1, 0, &r), LM_E_TRUNCATED);
+    b[KAFKA_BATCH_OFF_MAGIC] = 1;
+    assert_int_equal(storage_log_append_leader(f->log, b, len, 0, &r), LM_E_MAGIC);
+    b[KAFKA_BATCH_OFF_MAGIC] = 2;
+    /* Two batches where the second is bad: all or nothing. */
+    uint8_t *two = malloc(2 * len);
+    memcpy(two, b, len);
+    memcpy(two + len, b, len);
+    two[2 * len - 3] ^= 1;
+    assert_int_equal(storage_log_append_leader(f->log, two, 2 * len, 0, &r), LM_E_CRC);
+    assert_int_equal(storage_log_end_offset(f->log), 0);
+    assert_int_equal(storage_log_size_bytes(f->log), 0);
+    two[2 * len - 3] ^= 1;
+    assert_int_equal(storage_log_append_leader(f->log, two, 2 * len, 0, &r), 0);
+    assert_int_equal(r.batches, 2);
+    assert_int_equal(r.base_offset, 0);
+    assert_int_equal(r.log_end_offset, 4);
+    free(two);
+    free(b);
+}
+
+static void test_follower_append(void **state)
+{
+    struct fx *f = *state;
+    fx_open(f);
+    uint8_t *b;
+    size_t len;
+    tu_build_batch(4, 20, 0, 0, &b, &len);
+    kafka_batch_set_base_offset(b, 0);
+    kafka_batch_set_leader_epoch(b, 1);
+    struct storage_append_result r;
+    assert_int_equal(storage_log_append_follower(f->log, b, len, &r), 0);
+    assert_int_equal(r.log_end_offset, 4);
+    /* Not continuing the log. */
+    assert_int_equal(storage_log_append_follower(f->log, b, len, &r), LM_E_SEQUENCE);
+    free(b);
+    tu_build_batch(2, 20, 4, 0, &b, &len);
+    kafka_batch_set_base_offset(b, 5);
+    kafka_batch_set_leader_epoch(b, 2);
+    assert_int_equal(storage_log_append_follower(f->log, b, len, &r), LM_E_SEQUENCE);
+    kafka_batch_set_base_offset(b, 4);
+    kafka_batch_set_leader_epoch(b, 0);
+    assert_int_equal(storage_log_append_follower(f->log, b, len, &r), LM_E_INVALID);
+    kafka_batch_set_leader_epoch(b, 2);
+    assert_int_equal(storage_log_append_follower(f->log, b, len, &r), 0);
+    assert_int_equal(storage_log_end_offset(f->log), 6);
+    free(b);
+    int32_t e;
+    int64_t end;
+    storage_log_epoch_end_offset(f->log, 1, &e, &end);
+    assert_int_equal(e, 1);
+    assert_int_equal(end, 4);
+    storage_log_epoch_end_offset(f->log, 2, &e, &end);
+    assert_int_equal(e, 2);
+    assert_int_equal(end, 6);
+    storage_log_epoch_end_offset(f->log, 0, &e, &end); /* below the first: Kafka semantics */
+    assert_int_equal(e, 0);
+    assert_int_equal(end, 0);
+    storage_log_epoch_end_offset(f->log, 9, &e, &end);
+    assert_int_equal(e, -1);
+    check_log(f, 0);
+}
+
+static int count_files(const char *dir, const char *ext)
+{
+    char cmd[PATH_MAX + 64];
+    snprintf(cmd, sizeof(cmd), "ls %s | grep -c '^[0-9]\\{20\\}%s$'", dir, ext);
+    FILE *p = popen(cmd, "r");
+    int n = -1;
+    if (fscanf(p, "%d", &n) != 1)
+        n = -1;
+    pclose(p);
+    return n;
+}
+
+static void test_roll_by_size_and_multi_segment_reads(void **state)
+{
+    struct fx *f = *state;
+    f->cfg.segment_bytes = 8192;
+    f->cfg.index_interval_bytes = 512;
+    fx_open(f);
+    for (int i = 0; i < 60; i++)
+        append_n(f, 1 + i % 5, 200, 0, 1000 + i);
+    uint32_t segs = storage_log_segment_count(f->log);
+    assert_true(segs > 5);
+    assert_int_equal(count_files(f->dir, ".log"), (int)segs);
+    /* Every segment keeps under segment_bytes. */
+    assert_true(storage_log_size_bytes(f->log) <= (uint64_t)segs * 8192);
+    /* A large read spans several segments in several slices. */
+    struct storage_read_result res;
+    assert_int_equal(storage_log_read(f->log, 0, 1 << 30, STORAGE_NO_LIMIT, &res), 0);
+    assert_int_equal(res.slice_count, STORAGE_READ_SLICES_MAX);
+    assert_true(res.slices[0].fd != res.slices[1].fd);
+    storage_read_result_release(f->log, &res);
+    for (int64_t off = 0; off < storage_log_end_offset(f->log); off += 7)
+        check_log(f, off);
+    fx_reopen(f);
+    assert_int_equal(storage_log_segment_count(f->log), segs);
+    check_log(f, 0);
+}
+
+static void test_roll_by_time(void **state)
+{
+    struct fx *f = *state;
+    f->cfg.segment_ms = 1000;
+    fx_open(f);
+    append_n(f, 2, 10, 0, 0);
+    f->clock.now_ms += 500;
+    append_n(f, 2, 10, 0, 0);
+    assert_int_equal(storage_log_segment_count(f->log), 1);
+    f->clock.now_ms += 600;
+    append_n(f, 2, 10, 0, 0);
+    assert_int_equal(storage_log_segment_count(f->log), 2);
+    check_log(f, 0);
+}
+
+/* Relative offsets are u32 in the indexes: a segment rolls before one would pass 2^31-1. */
+static void test_roll_before_relative_offset_overflow(void **state)
+{
+    struct fx *f = *state;
+    fx_open(f);
+    append_n(f, 1, 10, 0, 0);
+    /* A batch whose records have a huge offset delta (as after compaction). */
+    struct kafka_batch_builder bb;
+    kafka_batch_builder_init(&bb, 0, 0);
+    assert_int_equal(kafka_batch_builder_append_at(&bb, 0, 0, "k", 1, "v", 1, NULL, 0), 0);
+    assert_int_equal(kafka_batch_builder_append_at(&bb, INT32_MAX - 1, 0, "k", 1, "v", 1, NULL, 0),
+                     0);
+    uint8_t *b;
+    size_t len;
+    assert_int_equal(kafka_batch_builder_finish(&bb, KAFKA_CODEC_NONE, &b, &len), 0);
+    kafka_batch_builder_deinit(&bb);
+    struct storage_append_result r;
+    assert_int_equal(storage_log_append_leader(f->log, b, len, 0, &r), 0);
+    assert_int_equal(r.base_offset, 1);
+    assert_int_equal(r.last_offset, (int64_t)INT32_MAX);
+    /* 1 + (2^31 - 2) = 2^31 - 1 relative to base 0 still fits: same segment. */
+    assert_int_equal(storage_log_segment_count(f->log), 1);
+    struct storage_append_result r2;
+    assert_int_equal(storage_log_append_leader(f->log, b, len, 0, &r2), 0);
+    assert_int_equal(r2.base_offset, (int64_t)INT32_MAX + 1);
+    assert_int_equal(storage_log_segment_count(f->log), 2);
+    free(b);
+    struct storage_read_result res;
+    assert_int_equal(storage_log_read(f->log, (int64_t)INT32_MAX - 5, 1 << 20, STORAGE_NO_LIMIT,
+                                      &res),
+                     0);
+    assert_int_equal(res.first_offset, 1);
+    storage_read_result_release(f->log, &res);
+    fx_reopen(f);
+    assert_int_equal(storage_log_segment_count(f->log), 2);
+    assert_int_equal(storage_log_end_offset(f->log), 2 * (int64_t)INT32_MAX + 1);
+    char path[PATH_MAX + 32];
+    snprintf(path, sizeof(path), "%s/%020lld.log", f->dir, (long long)INT32_MAX + 1);
+    assert_int_equal(access(path, F_OK), 0);
+}
+
+/* Offsets near 2^63: the names still have 20 digits, and the log refuses to pass INT64_MAX. */
+static void test_offsets_near_int64_max(void **state)
+{
+    struct fx *f = *state;
+    fx_open(f);
+    int64_t start = INT64_MAX - 10;
+    assert_int_equal(storage_log_reset(f->log, start), 0);
+    struct storage_append_result r = append_n(f, 5, 10, 0, 0);
+    assert_int_equal(r.base_offset, start);
+    assert_int_equal(r.log_end_offset, start + 5);
+    uint8_t *b;
+    size_t len;
+    tu_build_batch(6, 10, 0, 0, &b, &len);
+    assert_int_equal(storage_log_append_leader(f->log, b, len, 0, &r), LM_E_TOO_LARGE);
+    free(b);
+    append_n(f, 4, 10, 0, 0);
+    assert_int_equal(storage_log_end_offset(f->log), INT64_MAX - 1);
+    fx_reopen(f);
+    assert_int_equal(storage_log_start_offset(f->log), start);
+    assert_int_equal(storage_log_end_offset(f->log), INT64_MAX - 1);
+    check_log(f, start + 6);
+    char path[PATH_MAX + 32];
+    snprintf(path, sizeof(path), "%s/%020lld.log", f->dir, (long long)start);
+    assert_int_equal(access(path, F_OK), 0);
+}
+
+static void test_huge_batch(void **state)
+{
+    struct fx *f = *state;
+    f->cfg.segment_bytes = 16u << 20;
+    fx_open(f);
+    append_n(f, 1, 100, 0, 0);
+    uint8_t *b;
+    size_t len;
+    tu_build_batch(8, 1 << 20, 1, 0, &b, &len); /* 8 MiB */
+    struct storage_append_result r;
+    assert_int_equal(storage_log_append_leader(f->log, b, len, 0, &r), 0);
+    free(b);
+    struct storage_read_result res;
+    assert_int_equal(storage_log_read(f->log, 3, 1024, STORAGE_NO_LIMIT, &res), 0);
+    assert_int_equal(res.first_offset, 1);
+    assert_int_equal(res.last_offset, 8);
+    assert_int_equal(res.bytes, len);
+    storage_read_result_release(f->log, &res);
+    check_log(f, 0);
+    tu_build_batch(17, 1 << 20, 9, 0, &b, &len); /* larger than a segment */
+    assert_int_equal(storage_log_append_leader(f->log, b, len, 0, &r), LM_E_TOO_LARGE);
+    free(b);
+    fx_reopen(f);
+    check_log(f, 0);
+}
+
+static void test_truncate_across_segments(void **state)
+{
+    struct fx *f = *state;
+    f->cfg.segment_bytes = 4096;
+    f->cfg.index_interval_bytes = 256;
+    fx_open(f);
+    for (int i = 0; i < 40; i++)
+        append_n(f, 3, 100, i / 10, 5000 + i);
+    uint32_t segs = storage_log_segment_count(f->log);
+    assert_true(segs >= 4);
+    storage_log_set_high_watermark(f->log, 120);
+    /* Offset 61 is inside the batch 60..62 (epoch 2): that batch goes too. */
+    assert_int_equal(storage_log_truncate_to(f->log, 61), 0);
+    assert_int_equal(storage_log_end_offset(f->log), 60);
+    assert_int_equal(storage_log_high_watermark(f->log), 60);
+    assert_true(storage_log_segment_count(f->log) < segs);
+    assert_int_equal(storage_log_latest_epoch(f->log), 1);
+    int32_t e;
+    int64_t end;
+    storage_log_epoch_end_offset(f->log, 1, &e, &end);
+    assert_int_equal(end, 60);
+    check_log(f, 0);
+    struct storage_read_result res;
+    assert_int_equal(storage_log_read(f->log, 61, 100, STORAGE_NO_LIMIT, &res), LM_E_OUT_OF_RANGE);
+    /* The log continues at 60 with a new epoch. */
+    append_n(f, 2, 100, 5, 9000);
+    assert_int_equal(storage_log_end_offset(f->log), 62);
+    fx_reopen(f);
+    assert_int_equal(storage_log_end_offset(f->log), 62);
+    assert_int_equal(storage_log_latest_epoch(f->log), 5);
+    storage_log_epoch_end_offset(f->log, 2, &e, &end);
+    assert_int_equal(e, 1);
+    assert_int_equal(end, 60);
+    check_log(f, 0);
+    /* Truncating to a segment boundary, then to 0. */
+    assert_int_equal(storage_log_truncate_to(f->log, 30), 0);
+    assert_int_equal(storage_log_end_offset(f->log), 30);
+    check_log(f, 0);
+    assert_int_equal(storage_log_truncate_to(f->log, 0), 0);
+    assert_int_equal(storage_log_end_offset(f->log), 0);
+    assert_int_equal(storage_log_segment_count(f->log), 1);
+    fx_reopen(f);
+    assert_int_equal(storage_log_end_offset(f->log), 0);
+}
+
+static void test_retention_and_log_start(void **state)
+{
+    struct fx *f = *state;
+    f->cfg.segment_bytes = 4096;
+    f->cfg.retention_bytes = 10000;
+    f->cfg.retention_ms = 60000;
+    fx_open(f);
+    for (int i = 0; i < 40; i++)
+        append_n(f, 3, 100, 0, f->clock.now_ms - 100000 + i * 1000);
+    uint32_t segs = storage_log_segment_count(f->log);
+    uint32_t deleted;
+    /* Nothing above the high watermark is deleted. */
+    assert_int_equal(storage_log_enforce_retention(f->log, &deleted), 0);
+    assert_int_equal(deleted, 0);
+    storage_log_set_high_watermark(f->log, storage_log_end_offset(f->log));
+    /* By time: segments whose newest record is older than 60 s go. */
+    f->cfg.retention_bytes = -1;
+    assert_int_equal(storage_log_enforce_retention(f->log, &deleted), 0);
+    assert_true(deleted > 0 && deleted < segs);
+    int64_t start = storage_log_start_offset(f->log);
+    assert_true(start > 0);
+    int64_t off, ts;
+    assert_int_equal(storage_log_offset_for_timestamp(f->log, 0, &off, &ts), 0);
+    assert_int_equal(off, start);
+    struct storage_read_result res;
+    assert_int_equal(storage_log_read(f->log, start - 1, 100, STORAGE_NO_LIMIT, &res),
+                     LM_E_OUT_OF_RANGE);
+    check_log(f, start);
+    fx_reopen(f);
+    assert_int_equal(storage_log_start_offset(f->log), start);
+    storage_log_set_high_watermark(f->log, storage_log_end_offset(f->log));
+    check_log(f, start);
+    /* DeleteRecords: move the start into the middle of a segment. */
+    int64_t leo = storage_log_end_offset(f->log);
+    assert_int_equal(storage_log_advance_start(f->log, leo + 1), LM_E_OUT_OF_RANGE);
+    assert_int_equal(storage_log_advance_start(f->log, leo - 5), 0);
+    assert_int_equal(storage_log_start_offset(f->log), leo - 5);
+    assert_int_equal(storage_log_segment_count(f->log), 1);
+    check_log(f, leo - 5);
+    fx_reopen(f);
+    assert_int_equal(storage_log_start_offset(f->log), leo - 5);
+}
+
+static void test_retention_by_size(void **state)
+{
+    struct fx *f = *state;
+    f->cfg.segment_bytes = 4096;
+    f->cfg.retention_bytes = 10000;
+    f->cfg.retention_ms = -1;
+    fx_open(f);
+    for (int i = 0; i < 40; i++)
+        append_n(f, 3, 100, 0, 0);
+    storage_log_set_high_watermark(f->log, storage_log_end_offset(f->log));
+    uint32_t deleted;
+    assert_int_equal(storage_log_enforce_retention(f->log, &deleted), 0);
+    assert_true(deleted > 0);
+    assert_true(storage_log_size_bytes(f->log) <= 10000 + 4096);
+    assert_true(storage_log_size_bytes(f->log) >= 10000 - 4096);
+    check_log(f, storage_log_start_offset(f->log));
+}
+
+static void test_timestamps(void **state)
+{
+    struct fx *f = *state;
+    f->cfg.index_interval_bytes = 300;
+    fx_open(f);
+    /* Batches of 4 records with timestamps ts..ts+3, ts = 1000 * i. */
+    for (int i = 1; i <= 50; i++)
+        append_n(f, 4, 50, 0, 1000 * i);
+    int64_t off, ts;
+    assert_int_equal(storage_log_offset_for_timestamp(f->log, 0, &off, &ts), 0);
+    assert_int_equal(off, 0);
+    assert_int_equal(ts, 1000);
+    /* 20002 is the third record of batch 20 (offsets 76..79). */
+    assert_int_equal(storage_log_offset_for_timestamp(f->log, 20002, &off, &ts), 0);
+    assert_int_equal(off, 78);
+    assert_int_equal(ts, 20002);
+    /* Between batches: the first record of the next. */
+    assert_int_equal(storage_log_offset_for_timestamp(f->log, 20500, &off, &ts), 0);
+    assert_int_equal(off, 80);
+    assert_int_equal(storage_log_offset_for_timestamp(f->log, 99999, &off, &ts), 0);
+    assert_int_equal(off, -1);
+    assert_int_equal(storage_log_max_timestamp(f->log, &off, &ts), 0);
+    assert_int_equal(ts, 50003);
+    assert_int_equal(off, 199);
+    /* An out-of-order batch carries the max. */
+    append_n(f, 4, 50, 0, 90000);
+    append_n(f, 4, 50, 0, 100);
+    assert_int_equal(storage_log_max_timestamp(f->log, &off, &ts), 0);
+    assert_int_equal(ts, 90003);
+    assert_int_equal(off, 203);
+    fx_reopen(f);
+    assert_int_equal(storage_log_max_timestamp(f->log, &off, &ts), 0);
+    assert_int_equal(ts, 90003);
+    assert_int_equal(storage_log_offset_for_timestamp(f->log, 30001, &off, &ts), 0);
+    assert_int_equal(off, 117);
+}
+
+static void test_log_append_time(void **state)
+{
+    struct fx *f = *state;
+    f->cfg.log_append_time = true;
+    fx_open(f);
+    append_n(f, 3, 10, 0, 5);
+    int64_t off, ts;
+    assert_int_equal(storage_log_max_timestamp(f->log, &off, &ts), 0);
+    assert_int_equal(ts, f->clock.now_ms);
+    check_log(f, 0);
+}
+
+/* A bounded number of segments keep fds open, however many the log has. */
+static void test_open_segment_bound(void **state)
+{
+    struct fx *f = *state;
+    f->cfg.segment_bytes = 2048;
+    f->cfg.max_open_segments = 3;
+    int before = tu_open_fds();
+    fx_open(f);
+    for (int i = 0; i < 100; i++)
+        append_n(f, 2, 200, 0, 0);
+    assert_true(storage_log_segment_count(f->log) > 20);
+    int during = tu_open_fds() - before;
+    assert_true(during <= 3 * 3 + 2); /* 3 fds per open segment + dir + checkpoint */
+    check_log(f, 0);
+    assert_true(tu_open_fds() - before <= 3 * 3 + 2);
+    fx_reopen(f);
+    assert_true(tu_open_fds() - before <= 3 * 3 + 2);
+    /* Pinned segments stay readable even when deleted (here by DeleteRecords). */
+    struct storage_read_result res;
+    assert_int_equal(storage_log_read(f->log, 0, 1 << 20, STORAGE_NO_LIMIT, &res), 0);
+    assert_int_equal(res.slice_count, STORAGE_READ_SLICES_MAX);
+    int64_t leo = storage_log_end_offset(f->log);
+    storage_log_set_high_watermark(f->log, leo);
+    assert_int_equal(storage_log_advance_start(f->log, leo - 1), 0);
+    assert_int_equal(storage_log_segment_count(f->log), 1);
+    assert_int_equal(count_files(f->dir, ".log"), 1);
+    uint8_t *buf = malloc(res.bytes);
+    /* The files are unlinked but the pinned fds still read the old bytes. */
+    assert_int_equal(storage_read_result_copy(&res, buf, res.bytes), 0);
+    struct kafka_batch_header h;
+    assert_int_equal(kafka_batch_header_parse(buf, res.bytes, &h), 0);
+    assert_int_equal(tu_check_batch(buf, kafka_batch_total_size(&h), 1), 0);
+    free(buf);
+    storage_read_result_release(f->log, &res);
+}
+
+static void test_flush_policy(void **state)
+{
+    struct fx *f = *state;
+    f->cfg.flush_messages = 5;
+    fx_open(f);
+    struct storage_append_result r = append_n(f, 2, 10, 0, 0);
+    assert_false(r.flushed);
+    assert_int_equal(storage_log_flushed_offset(f->log), 0);
+    r = append_n(f, 3, 10, 0, 0);
+    assert_true(r.flushed);
+    assert_int_equal(storage_log_flushed_offset(f->log), 5);
+    /* flush.ms through tick */
+    f->log = (storage_log_close(f->log), NULL);
+    f->cfg.flush_messages = -1;
+    f->cfg.flush_ms = 100;
+    fx_open(f);
+    r = append_n(f, 1, 10, 0, 0);
+    assert_false(r.flushed);
+    assert_int_equal(storage_log_tick(f->log), 0);
+    assert_int_equal(storage_log_flushed_offset(f->log), 5);
+    f->clock.now_ms += 150;
+    assert_int_equal(storage_log_tick(f->log), 0);
+    assert_int_equal(storage_log_flushed_offset(f->log), 6);
+}
+
+static void test_io_uring_backend(void **state)
+{
+    struct fx *f = *state;
+    struct storage_io *io;
+    int rc = storage_io_uring_new(64, &io);
+    if (rc == LM_E_UNSUPPORTED) {
+        skip();
+        return;
+    }
+    assert_int_equal(rc, 0);
+    f->cfg.io = io;
+    f->cfg.flush_messages = 1;
+    f->cfg.segment_bytes = 4096;
+    fx_open(f);
+    for (int i = 0; i < 30; i++) {
+        struct storage_append_result r = append_n(f, 2, 300, 0, 0);
+        assert_true(r.flushed);
+    }
+    assert_int_equal(storage_log_flushed_offset(f->log), 60);
+    check_log(f, 0);
+    assert_int_equal(storage_log_close(f->log), 0);
+    f->log = NULL;
+    storage_io_uring_free(io);
+    f->cfg.io = NULL;
+    fx_open(f);
+    assert_int_equal(storage_log_end_offset(f->log), 60);
+    check_log(f, 0);
+}
+
+int main(void)
+{
+#define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_partition_dir),
+        T(test_empty_log),
+        T(test_append_assigns_offsets_and_epoch),
+        T(test_append_rejects_bad_batches),
+        T(test_follower_append),
+        T(test_roll_by_size_and_multi_segment_reads),
+        T(test_roll_by_time),
+        T(test_roll_before_relative_offset_overflow),
+        T(test_offsets_near_int64_max),
+        T(test_huge_batch),
+        T(test_truncate_across_segments),
+        T(test_retention_and_log_start),
+        T(test_retention_by_size),
+        T(test_timestamps),
+        T(test_log_append_time),
+        T(test_open_segment_bound),
+        T(test_flush_policy),
+        T(test_io_uring_backend),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
