@@ -455,6 +455,49 @@ static void test_lifeguard_health(void **state)
     net_free(net);
 }
 
+/* SWIM §4.1: updates ride on protocol messages newest first (among the least sent), and each
+ * is sent lambda * ceil(log10(n + 1)) times, then dropped from the queue. */
+static void test_dissemination_order_and_limit(void **state)
+{
+    (void)state;
+    struct net *net = net_new(3, true, false);
+    net_mesh(net);
+    struct swim_addr t = addr_of(0);
+    for (int i = 0; i < 5; i++) {
+        struct swim_update u = {.status = SWIM_ALIVE,
+                                .addr = {0x0a000000u + (uint32_t)i, 5000},
+                                .incarnation = 1,
+                                .has_meta = true,
+                                .meta = {.node_id = 100 + i}};
+        assert_int_equal(inject(net, 1, 0, &u, SWIM_MSG_SYNC, &t, NULL, 0), 0);
+    }
+    /* n = 8 live members: limit = 4 * ceil(log10(9)) = 4 */
+    int seen[5] = {0};
+    for (int round = 0; round < 10; round++) {
+        net->q_head = net->q_tail; /* drop anything queued so far */
+        assert_int_equal(inject(net, 1, 0, NULL, SWIM_MSG_PING, &t, NULL, 0), 0);
+        assert_int_equal(net->q_tail - net->q_head, 1); /* the ack */
+        struct pkt *p = &net->queue[net->q_head % QUEUE_MAX];
+        struct swim_msg m;
+        struct swim_update ups[16];
+        size_t n = 0;
+        assert_int_equal(swim_decode(p->data, p->len, NULL, 0, &m, ups, 16, &n), 0);
+        assert_int_equal(m.type, SWIM_MSG_ACK);
+        uint64_t last_id = 1000;
+        for (size_t i = 0; i < n; i++) {
+            int id = ups[i].meta.node_id - 100;
+            assert_true(id >= 0 && id < 5);
+            assert_true((uint64_t)id < last_id); /* newest (highest id) first */
+            last_id = (uint64_t)id;
+            seen[id]++;
+        }
+        assert_int_equal(n, round < 4 ? 5 : 0);
+    }
+    for (int i = 0; i < 5; i++)
+        assert_int_equal(seen[i], 4);
+    net_free(net);
+}
+
 static void test_config_checked(void **state)
 {
     (void)state;
@@ -486,6 +529,7 @@ int main(void)
         cmocka_unit_test(test_indirect_probe),
         cmocka_unit_test(test_wrong_hmac_changes_nothing),
         cmocka_unit_test(test_lifeguard_health),
+        cmocka_unit_test(test_dissemination_order_and_limit),
         cmocka_unit_test(test_config_checked),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
