@@ -96,6 +96,31 @@ static void test_random_all_lengths_alignments(void **state)
     free(buf);
 }
 
+/* Lengths around the hw path's three-lane block (3 x 2048 bytes) and its multiples, at every
+ * alignment, against the reference. */
+static void test_lane_boundaries(void **state)
+{
+    (void)state;
+    enum { BLOCK = 3 * 2048, ALIGN = 8 };
+    static const size_t bases[] = {BLOCK, 2 * BLOCK, 5 * BLOCK};
+    uint8_t *buf = malloc(5 * BLOCK + 64);
+    assert_non_null(buf);
+    for (size_t i = 0; i < 5 * BLOCK + 64; i++)
+        buf[i] = (uint8_t)((i * 131) ^ (i >> 7));
+    for (size_t b = 0; b < sizeof(bases) / sizeof(bases[0]); b++) {
+        for (size_t len = bases[b] - 9; len <= bases[b] + 17; len++) {
+            for (size_t a = 0; a < ALIGN; a++) {
+                uint32_t want = ref_crc32c(0xABCDEF01u, buf + a, len);
+                assert_int_equal(crc32c_update_table(0xABCDEF01u, buf + a, len), want);
+                assert_int_equal(crc32c_update(0xABCDEF01u, buf + a, len), want);
+                if (crc32c_hw_available())
+                    assert_int_equal(crc32c_update_hw(0xABCDEF01u, buf + a, len), want);
+            }
+        }
+    }
+    free(buf);
+}
+
 /* A large buffer split at random points gives the same CRC as one call. */
 static void test_split_large(void **state)
 {
@@ -130,6 +155,7 @@ int main(void)
         cmocka_unit_test(test_vectors_dispatch),
         cmocka_unit_test(test_vectors_hw),
         cmocka_unit_test(test_random_all_lengths_alignments),
+        cmocka_unit_test(test_lane_boundaries),
         cmocka_unit_test(test_split_large),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
