@@ -34,6 +34,10 @@ add_custom_command(
 add_custom_target(lm_codec_generated DEPENDS ${lm_codec_outputs})
 
 list(APPEND LM_PROTOCOL_GENERATED ${lm_codec_sources})
+# The codec alone (generated messages + runtime), for targets that compile it with their own
+# instrumentation (tests/fuzz/codec builds it with -fsanitize=fuzzer-no-link).
+set_property(GLOBAL PROPERTY LM_CODEC_SOURCES ${lm_codec_sources}
+             ${CMAKE_CURRENT_SOURCE_DIR}/kafka_rt.c)
 
 # Test-only: kafka_<msg>_fill_sample() for round-trip tests and the fuzz corpus.
 add_library(lm_protocol_sample STATIC ${LM_CODEC_OUT}/kafka_sample.c)
