@@ -37,6 +37,7 @@ struct broker_rt {
     pthread_barrier_t barrier;
     _Atomic bool stopping;
     _Atomic int start_failed;
+    _Atomic uint32_t drained;
     int cpus[BROKER_SHARDS_MAX];
 #ifdef LAMINAR_HAVE_BPF
     struct lm_bpf *bpf[BROKER_LISTENERS_MAX];
@@ -71,6 +72,16 @@ void broker_rt_conn_count(struct broker_rt *rt, uint32_t shard, uint32_t count)
     (void)shard;
     (void)count;
 #endif
+}
+
+void broker_rt_shard_drained(struct broker_rt *rt)
+{
+    atomic_fetch_add(&rt->drained, 1);
+}
+
+bool broker_rt_all_drained(struct broker_rt *rt)
+{
+    return atomic_load(&rt->drained) >= rt->nshards;
 }
 
 void broker_rt_barrier(struct broker_rt *rt)

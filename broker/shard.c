@@ -98,20 +98,33 @@ bool broker_shard_draining(const struct broker_shard *s)
 static void conn_hold(struct broker_conn *c);
 static void conn_unhold(struct broker_conn *c);
 
+static void mem_wait(struct broker_conn *c);
+
 static void mem_release(struct broker_shard *s, size_t n)
 {
     LM_ASSERT(s->mem_used >= (int64_t)n);
     s->mem_used -= (int64_t)n;
-    /* Let connections that waited for memory try again; they re-pause if still short. */
-    while (s->mem_wait_head != NULL && s->mem_used < s->mem_max) {
-        struct broker_conn *c = s->mem_wait_head;
-        s->mem_wait_head = c->wait_next;
+    if (s->mem_wait_head == NULL || s->mem_used >= s->mem_max || s->mem_resuming)
+        return;
+    /* Let connections that waited for memory try again; one that is still short goes back on
+     * the (new) list, so each waiter is tried once per release. */
+    s->mem_resuming = true;
+    s->mem_resume_head = s->mem_wait_head;
+    s->mem_wait_head = NULL;
+    while (s->mem_resume_head != NULL) {
+        struct broker_conn *c = s->mem_resume_head;
+        s->mem_resume_head = c->wait_next;
         c->wait_next = NULL;
         c->waiting_mem = false;
+        if (s->mem_used >= s->mem_max) {
+            mem_wait(c);
+            continue;
+        }
         conn_hold(c);
         conn_try_resume(c);
         conn_unhold(c);
     }
+    s->mem_resuming = false;
 }
 
 static void mem_wait(struct broker_conn *c)
@@ -127,10 +140,16 @@ static void mem_unwait(struct broker_conn *c)
 {
     if (!c->waiting_mem)
         return;
+    /* c is on the wait list, or on the list mem_release is working through. */
     struct broker_conn **pp = &c->shard->mem_wait_head;
-    while (*pp != c) {
-        LM_ASSERT(*pp != NULL);
+    while (*pp != NULL && *pp != c)
         pp = &(*pp)->wait_next;
+    if (*pp == NULL) {
+        pp = &c->shard->mem_resume_head;
+        while (*pp != c) {
+            LM_ASSERT(*pp != NULL);
+            pp = &(*pp)->wait_next;
+        }
     }
     *pp = c->wait_next;
     c->wait_next = NULL;
@@ -978,6 +997,12 @@ int broker_shard_run(struct broker_shard *s)
     if (shard_has_inflight(s))
         BLOG_WARN("shutdown: in-flight requests left after %lld ms",
                   (long long)s->cfg->shutdown_timeout_ms);
+    /* Other shards may still need this one to run parts of their requests (cross-shard calls):
+     * keep serving the mailboxes until every shard has drained. */
+    broker_rt_shard_drained(s->rt);
+    while (!broker_rt_all_drained(s->rt) && broker_now_ms() < deadline + 1000)
+        if (shard_turn(s, 20) != 0)
+            break;
     if (s->dispatch->shard_flush)
         s->dispatch->shard_flush(s, s->dispatch->ctx);
     for (uint32_t i = 0; i < s->conns_max; i++)

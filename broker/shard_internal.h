@@ -135,6 +135,8 @@ struct broker_shard {
     int64_t mem_used;
     int64_t mem_max;
     struct broker_conn *mem_wait_head;
+    struct broker_conn *mem_resume_head; /* waiters mem_release is trying now */
+    bool mem_resuming;                   /* mem_release is resuming waiters (no re-entry) */
     /* cross-shard */
     struct broker_xcall_list overflow[BROKER_SHARDS_MAX]; /* per target, mailbox was full */
     struct broker_xcall_list local;                       /* calls to self */
@@ -179,6 +181,9 @@ struct broker_mailbox *broker_rt_mailbox(struct broker_rt *rt, uint32_t from, ui
 struct broker_shard *broker_rt_shard(struct broker_rt *rt, uint32_t id);
 bool broker_rt_stopping(struct broker_rt *rt);
 void broker_rt_conn_count(struct broker_rt *rt, uint32_t shard, uint32_t count);
+/* Counts this shard as drained; all_drained is true once every shard has. */
+void broker_rt_shard_drained(struct broker_rt *rt);
+bool broker_rt_all_drained(struct broker_rt *rt);
 /* Waits until every shard has set up its backend (so ring fds are known). */
 void broker_rt_barrier(struct broker_rt *rt);
 

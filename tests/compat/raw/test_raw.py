@@ -1,0 +1,378 @@
+"""Raw-socket tests of the broker runtime (issue 4, "Bad input"): garbage, huge and negative
+length prefixes, truncated frames, unknown API keys, 10k idle connections, a client that never
+reads, ordering across shards, and SIGTERM shutdown. The broker must answer or close, stay up
+and keep its memory bounded.
+
+Usage: test_raw.py --io uring|epoll [case ...]
+$LAMINAR_BIN is the test-only broker with ping/echo handlers (ping_broker.c);
+$LAMINAR_REAL_BIN is the real `laminar` (no handlers yet: every request closes).
+"""
+
+import argparse
+import os
+import random
+import resource
+import select
+import socket
+import struct
+import sys
+import time
+import traceback
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "harness"))
+from laminar_harness import Broker  # noqa: E402
+
+IO = "uring"
+API_VERSIONS, XSHARD_ECHO, BLOB = 18, 100, 101
+
+
+def frame(api_key, corr, body=b"", version=0, client_id=b"raw"):
+    hdr = struct.pack(">hhih", api_key, version, corr, len(client_id)) + client_id
+    return struct.pack(">i", len(hdr) + len(body)) + hdr + body
+
+
+def recv_exact(s, n, timeout=10.0):
+    s.settimeout(timeout)
+    buf = b""
+    while len(buf) < n:
+        chunk = s.recv(n - len(buf))
+        if not chunk:
+            raise EOFError("closed after %d of %d bytes" % (len(buf), n))
+        buf += chunk
+    return buf
+
+
+def read_response(s, timeout=10.0):
+    (size,) = struct.unpack(">i", recv_exact(s, 4, timeout))
+    body = recv_exact(s, size, timeout)
+    (corr,) = struct.unpack(">i", body[:4])
+    return corr, body[4:]
+
+
+def closed_by_peer(s, timeout=5.0):
+    """True when the broker closes s (EOF or reset) within timeout."""
+    s.settimeout(timeout)
+    try:
+        while True:
+            data = s.recv(65536)
+            if not data:
+                return True
+    except ConnectionResetError:
+        return True
+    except socket.timeout:
+        return False
+
+
+def connect(b):
+    return socket.create_connection((b.host, b.port), timeout=10)
+
+
+def ping(b):
+    """ApiVersions through the test handler on a fresh connection; checks the correlation id."""
+    with connect(b) as s:
+        corr = random.randint(1, 1 << 30)
+        s.sendall(frame(API_VERSIONS, corr))
+        got, body = read_response(s)
+        assert got == corr, (got, corr)
+        (err, n) = struct.unpack(">hi", body[:6])
+        assert err == 0 and n == 3, (err, n)
+
+
+def check(cond, msg):
+    if not cond:
+        raise AssertionError(msg)
+
+
+# ---- cases -------------------------------------------------------------------------------------
+
+def case_ping_and_header_versions(b):
+    ping(b)
+    # A flexible request header (v2, ApiVersions v3): tagged fields are skipped, and the response
+    # header stays v0 for ApiVersions (KIP-511): the body starts right after the correlation id.
+    with connect(b) as s:
+        hdr = struct.pack(">hhih", API_VERSIONS, 3, 77, 3) + b"raw" + b"\x01\x05\x02ab"
+        s.sendall(struct.pack(">i", len(hdr)) + hdr)
+        corr, body = read_response(s)
+        check(corr == 77 and body[:2] == b"\x00\x00", (corr, body[:8]))
+
+
+def case_garbage(b):
+    for seed in range(3):
+        rnd = random.Random(seed)
+        with connect(b) as s:
+            s.sendall(bytes(rnd.getrandbits(8) for _ in range(4096)))
+            check(closed_by_peer(s), "garbage did not close the connection")
+    ping(b)
+
+
+def case_huge_prefix(b):
+    before = b.rss_kib()
+    for prefix in (b"\x7f\xff\xff\xff", b"\x80\x00\x00\x00"):  # 2 GiB - 1 and 2 GiB (= -2^31)
+        with connect(b) as s:
+            s.sendall(prefix + b"\x00" * 16)
+            check(closed_by_peer(s), "huge prefix %r not closed" % prefix)
+    check(b.rss_kib() - before < 64 * 1024, "RSS grew on a huge prefix")
+    check("frame length rejected" in b.log_text(), "no log line for the rejected frame")
+    ping(b)
+
+
+def case_negative_and_zero_prefix(b):
+    for prefix in (struct.pack(">i", -5), struct.pack(">i", 0)):
+        with connect(b) as s:
+            s.sendall(prefix)
+            check(closed_by_peer(s), "prefix %r not closed" % prefix)
+    ping(b)
+
+
+def case_truncated_frame(b):
+    with connect(b) as s:
+        s.sendall(struct.pack(">i", 100) + b"\x00\x12\x00\x00")
+    with connect(b) as s:
+        s.sendall(b"\x00\x00")  # half a length prefix
+    time.sleep(0.3)
+    check(b.alive(), "broker died")
+    check("peer closed in the middle of a frame" in b.log_text(), "truncation not logged")
+    ping(b)
+
+
+def case_unknown_api_key(b):
+    for key in (77, 127, 1000, -1):
+        with connect(b) as s:
+            s.sendall(frame(key, 5))
+            check(closed_by_peer(s), "unknown key %d did not close" % key)
+    check("unknown api key 77" in b.log_text(), "unknown key not logged")
+    ping(b)
+
+
+def case_short_header(b):
+    with connect(b) as s:
+        s.sendall(struct.pack(">i", 3) + b"\x00\x12\x00")
+        check(closed_by_peer(s), "3-byte request not closed")
+    with connect(b) as s:  # client_id longer than the frame
+        s.sendall(struct.pack(">i", 10) + struct.pack(">hhih", 18, 0, 1, 50))
+        check(closed_by_peer(s), "bad client_id length not closed")
+    ping(b)
+
+
+def case_in_order_across_shards(b):
+    """Pipelined requests that complete in reverse order still get answers in request order."""
+    with connect(b) as s:
+        reqs = []
+        for i in range(8):
+            target, delay = i % 3, (8 - i) * 60
+            payload = b"payload-%d" % i
+            reqs.append((1000 + i, target, payload))
+            s.sendall(frame(XSHARD_ECHO, 1000 + i, struct.pack(">ii", target, delay) + payload))
+        for corr, target, payload in reqs:
+            got, body = read_response(s)
+            check(got == corr, "out of order: got %d want %d" % (got, corr))
+            ran_on, origin = struct.unpack(">ii", body[:8])
+            check(ran_on == target % b.shards, "ran on %d, want %d" % (ran_on, target % b.shards))
+            check(body[8:] == payload, "payload mismatch")
+
+
+def case_split_and_merged_frames(b):
+    """Frames split byte by byte and several frames in one write both parse."""
+    with connect(b) as s:
+        data = frame(API_VERSIONS, 1) + frame(API_VERSIONS, 2) + frame(API_VERSIONS, 3)
+        s.sendall(data[:7])
+        for i in range(7, 30):
+            s.sendall(data[i:i + 1])
+            time.sleep(0.002)
+        s.sendall(data[30:])
+        for corr in (1, 2, 3):
+            got, _ = read_response(s)
+            check(got == corr, (got, corr))
+
+
+def case_idle_connections(b, count=10000):
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = count + 1024
+    if soft < want:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(max(want, soft), hard), hard))
+    socks = []
+    try:
+        for i in range(count):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.settimeout(10)
+            s.connect((b.host, b.port))
+            socks.append(s)
+        time.sleep(0.5)
+        ping(b)
+        rss = b.rss_kib()
+        print("  %d idle connections: broker RSS %d MiB" % (count, rss // 1024))
+        check(rss < 1024 * 1024, "RSS %d KiB with idle connections" % rss)
+        # every idle connection is still open (none was dropped): a few answer a ping
+        for s in random.Random(1).sample(socks, 20):
+            s.sendall(frame(API_VERSIONS, 9))
+            got, _ = read_response(s)
+            check(got == 9, got)
+    finally:
+        for s in socks:
+            s.close()
+    time.sleep(0.5)
+    ping(b)
+
+
+def case_never_reads(b):
+    """A client that pipelines requests for 256 KiB responses and never reads: the broker stops
+    reading from it once its in-flight bound is reached, memory stays bounded, others are served."""
+    base = b.rss_kib()
+    s = connect(b)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    s.setblocking(False)
+    req = frame(BLOB, 1, struct.pack(">i", 256 * 1024))
+    sent = 0
+    deadline = time.monotonic() + 6
+    blocked_since = None
+    while time.monotonic() < deadline:
+        try:
+            sent += s.send(req)
+            blocked_since = None
+        except BlockingIOError:
+            if blocked_since is None:
+                blocked_since = time.monotonic()
+            elif time.monotonic() - blocked_since > 1.5:
+                break
+            select.select([], [s], [], 0.1)
+    nreq = sent // len(req)
+    peak = b.rss_kib()
+    print("  never-reader: %d requests accepted by the socket (%.0f MiB of responses asked), "
+          "broker RSS %d -> %d MiB" % (nreq, nreq * 0.25, base // 1024, peak // 1024))
+    check(blocked_since is not None, "broker kept reading from a client that never reads")
+    # in-flight bound 64 x 256 KiB = 16 MiB of responses at most, plus slack for allocator/ASan
+    check(peak - base < 160 * 1024, "RSS grew by %d KiB" % (peak - base))
+    ping(b)
+    check(b.alive(), "broker died")
+    s.close()
+    time.sleep(0.3)
+    ping(b)
+
+
+def case_memory_budget_many_clients(b):
+    """Many connections each send 1 MiB requests that are held 3 s: the per-shard memory bound
+    (queued.max.request.bytes = 8 MiB per shard here) pauses reading instead of growing."""
+    base = b.rss_kib()
+    conns = [connect(b) for _ in range(16)]
+    body = struct.pack(">ii", 0, 3000) + b"x" * (1 << 20)
+    for c in conns:
+        c.setblocking(False)
+    deadline = time.monotonic() + 2.0
+    pushed = 0
+    while time.monotonic() < deadline:
+        for c in conns:
+            try:
+                pushed += c.send(frame(XSHARD_ECHO, 1, body))
+            except BlockingIOError:
+                pass
+        time.sleep(0.01)
+    peak = b.rss_kib()
+    print("  memory budget: pushed %d MiB over 16 connections, RSS %d -> %d MiB"
+          % (pushed >> 20, base // 1024, peak // 1024))
+    check(peak - base < 200 * 1024, "RSS grew by %d KiB" % (peak - base))
+    for c in conns:
+        c.close()
+    ping(b)
+
+
+def case_sigterm_finishes_inflight(b):
+    """SIGTERM with a request in flight: its response still arrives, then a clean exit 0."""
+    s = connect(b)
+    s.sendall(frame(XSHARD_ECHO, 42, struct.pack(">ii", 1, 1500) + b"last"))
+    time.sleep(0.2)
+    b.proc.send_signal(15)
+    corr, body = read_response(s, timeout=10)
+    check(corr == 42 and body[8:] == b"last", "in-flight response lost on SIGTERM")
+    check(closed_by_peer(s, 10), "connection not closed at shutdown")
+    rc = b.proc.wait(20)
+    check(rc == 0, "exit status %d; log:\n%s" % (rc, b.log_text()[-3000:]))
+    check("shutdown complete" in b.log_text(), "no shutdown log line")
+
+
+CASES = [
+    case_ping_and_header_versions, case_garbage, case_huge_prefix,
+    case_negative_and_zero_prefix, case_truncated_frame, case_unknown_api_key, case_short_header,
+    case_in_order_across_shards, case_split_and_merged_frames, case_idle_connections,
+    case_never_reads, case_memory_budget_many_clients,
+]
+
+
+def run_real_binary():
+    """The real `laminar` (no handlers yet): closes on any API key, stays up, stops cleanly."""
+    real = os.environ.get("LAMINAR_REAL_BIN")
+    if not real:
+        print("SKIP real binary: LAMINAR_REAL_BIN not set")
+        return True
+    b = Broker(io=IO, binary=real, config={"some.unknown.key": "1"})
+    try:
+        b.start()
+        with connect(b) as s:
+            s.sendall(frame(API_VERSIONS, 1))
+            check(closed_by_peer(s), "real broker kept a connection it cannot serve")
+        with connect(b) as s:
+            s.sendall(b"\xff" * 64)
+            check(closed_by_peer(s), "garbage")
+        check(b.alive(), "real broker died")
+        check("ignoring key some.unknown.key" in b.log_text(), "unknown config key not warned")
+        rc = b.stop()
+        check(rc == 0, "real broker exit %s; log:\n%s" % (rc, b.log_text()[-3000:]))
+        print("PASS real_binary")
+        return True
+    except Exception:
+        traceback.print_exc()
+        print("FAIL real_binary; log:\n" + b.log_text()[-4000:])
+        return False
+    finally:
+        b.cleanup()
+
+
+def main():
+    global IO
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--io", default="uring")
+    ap.add_argument("cases", nargs="*")
+    args = ap.parse_args()
+    IO = args.io
+    selected = [c for c in CASES if not args.cases or c.__name__[5:] in args.cases]
+    ok = True
+    b = Broker(io=IO, shards=3, config={"queued.max.request.bytes": 8 << 20,
+                                        "laminar.shutdown.timeout.ms": 5000})
+    try:
+        b.start()
+        check(("%s backend" % ("io_uring" if IO == "uring" else "epoll")) in b.log_text(),
+              "wrong backend")
+        for case in selected:
+            t0 = time.monotonic()
+            try:
+                case(b)
+                check(b.alive(), "broker died")
+                print("PASS %s (%.1f s)" % (case.__name__[5:], time.monotonic() - t0))
+            except Exception:
+                ok = False
+                traceback.print_exc()
+                print("FAIL %s" % case.__name__[5:])
+                if not b.alive():
+                    print(b.log_text()[-4000:])
+                    b.restart()
+        if not args.cases or "sigterm_finishes_inflight" in args.cases:
+            try:
+                case_sigterm_finishes_inflight(b)
+                print("PASS sigterm_finishes_inflight")
+            except Exception:
+                ok = False
+                traceback.print_exc()
+                print("FAIL sigterm_finishes_inflight")
+        rc = b.stop()
+        if rc not in (0, None):
+            ok = False
+            print("FAIL broker exit status %s; log tail:\n%s" % (rc, b.log_text()[-4000:]))
+    finally:
+        b.cleanup()
+    if not args.cases:
+        ok = run_real_binary() and ok
+    print("OK" if ok else "FAILED")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
