@@ -1,8 +1,6 @@
 /* Record batch v2 header parsing and full validation (see record_batch.h for the layout). */
 #include "protocol/record_batch.h"
 
-#include <string.h>
-
 #include "common/lm_assert.h"
 #include "common/lm_err.h"
 #include "protocol/crc32c.h"
@@ -99,8 +97,8 @@ static int rb_check_records(const struct kafka_batch_reader *r)
     return 0;
 }
 
-int kafka_batch_validate(const uint8_t *buf, size_t len, size_t max_uncompressed,
-                         struct kafka_batch_header *out)
+/* Checks that need only the raw bytes: presence, magic, CRC, count, codec. */
+static int rb_check_frame(const uint8_t *buf, size_t len, struct kafka_batch_header *out)
 {
     LM_ASSERT(out != NULL);
     int rc = kafka_batch_header_parse(buf, len, out);
@@ -115,8 +113,32 @@ int kafka_batch_validate(const uint8_t *buf, size_t len, size_t max_uncompressed
     /* Codecs 5..7 do not exist (KIP-110 added zstd as 4, the last one). */
     if (kafka_batch_codec(out) > KAFKA_CODEC_ZSTD)
         return LM_E_COMPRESSION;
+    return 0;
+}
+
+int kafka_batch_validate(const uint8_t *buf, size_t len, size_t max_uncompressed,
+                         struct kafka_batch_header *out)
+{
+    int rc = rb_check_frame(buf, len, out);
+    if (rc < 0)
+        return rc;
     struct kafka_batch_reader r;
     rc = kafka_batch_reader_open(&r, buf, len, max_uncompressed);
+    if (rc < 0)
+        return rc;
+    rc = rb_check_records(&r);
+    kafka_batch_reader_close(&r);
+    return rc;
+}
+
+int kafka_batch_validate_buf(const uint8_t *buf, size_t len, uint8_t *scratch, size_t scratch_cap,
+                             struct kafka_batch_header *out)
+{
+    int rc = rb_check_frame(buf, len, out);
+    if (rc < 0)
+        return rc;
+    struct kafka_batch_reader r;
+    rc = kafka_batch_reader_open_buf(&r, buf, len, scratch, scratch_cap);
     if (rc < 0)
         return rc;
     rc = rb_check_records(&r);

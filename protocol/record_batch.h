@@ -97,6 +97,12 @@ int kafka_batch_header_parse(const uint8_t *buf, size_t len, struct kafka_batch_
 int kafka_batch_validate(const uint8_t *buf, size_t len, size_t max_uncompressed,
                          struct kafka_batch_header *out);
 
+/* kafka_batch_validate_buf is kafka_batch_validate decompressing into the caller's
+ * scratch[0..scratch_cap) (which bounds the uncompressed size) instead of allocating, for the
+ * data path. Same results as kafka_batch_validate(buf, len, scratch_cap, out). */
+int kafka_batch_validate_buf(const uint8_t *buf, size_t len, uint8_t *scratch, size_t scratch_cap,
+                             struct kafka_batch_header *out);
+
 /* kafka_batch_crc_ok checks only the CRC of a batch whose header has been parsed and whose
  * kafka_batch_total_size() bytes are all present at buf. */
 bool kafka_batch_crc_ok(const uint8_t *buf, const struct kafka_batch_header *h);

@@ -82,6 +82,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         copy[20] = (uint8_t)crc;
         rc = kafka_batch_validate(copy, size, FUZZ_MAX_UNCOMPRESSED, &h);
         LM_ASSERT(rc != LM_E_CRC && rc != LM_E_MAGIC);
+        struct kafka_batch_header h2;
+        LM_ASSERT(kafka_batch_validate_buf(copy, size, fuzz_scratch, sizeof(fuzz_scratch), &h2) ==
+                  rc);
         fuzz_iterate(copy, size, rc, &h);
         free(copy);
     }

@@ -124,6 +124,9 @@ static void test_roundtrip_every_codec(void **state)
             kafka_batch_reader_close(&r);
             assert_int_equal(bt_validate_exact(b, size, uncompressed - 1, &h), LM_E_TOO_LARGE);
             assert_int_equal(bt_validate_exact(b, size, uncompressed, &h), 0);
+            assert_int_equal(kafka_batch_validate_buf(b, size, scratch, uncompressed - 1, &h),
+                             LM_E_TOO_LARGE);
+            assert_int_equal(kafka_batch_validate_buf(b, size, scratch, uncompressed, &h), 0);
         }
         free(scratch);
         free(b);
@@ -626,6 +629,9 @@ static void test_corrupted_compressed(void **state)
                 bt_fix_crc(m, size);
                 struct kafka_batch_header h;
                 int rc = bt_validate_exact(m, size, MAX_UNCOMPRESSED, &h);
+                static uint8_t scratch[MAX_UNCOMPRESSED];
+                assert_int_equal(
+                    kafka_batch_validate_buf(m, size, scratch, MAX_UNCOMPRESSED, &h), rc);
                 if (rc < 0) {
                     assert_true(rc == LM_E_COMPRESSION || rc == LM_E_CORRUPT ||
                                 rc == LM_E_TOO_LARGE || rc == LM_E_VARINT ||
@@ -674,6 +680,8 @@ static void test_random_mutations(void **state)
         bt_fix_crc(m, size);
         struct kafka_batch_header h;
         int rc = bt_validate_exact(m, size, MAX_UNCOMPRESSED, &h);
+        uint8_t scratch[16];
+        assert_int_equal(kafka_batch_validate_buf(m, size, scratch, sizeof(scratch), &h), rc);
         struct kafka_batch_reader r;
         int orc = kafka_batch_reader_open(&r, m, size, MAX_UNCOMPRESSED);
         if (orc < 0) {
