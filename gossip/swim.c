@@ -1055,10 +1055,11 @@ int swim_set_meta(struct swim *s, uint64_t now_ms, const struct swim_meta *meta)
     struct member *self = &s->members[SELF];
     if (self->status == SWIM_LEFT)
         return LM_E_STATE;
-    if (strnlen(meta->kafka_listener, sizeof(meta->kafka_listener)) == sizeof(meta->kafka_listener) ||
-        strnlen(meta->raft_addr, sizeof(meta->raft_addr)) == sizeof(meta->raft_addr) ||
-        strnlen(meta->rack, sizeof(meta->rack)) == sizeof(meta->rack))
-        return LM_E_INVALID;
+    const struct swim_meta *m = meta;
+    if (strnlen(m->kafka_listener, sizeof(m->kafka_listener)) == sizeof(m->kafka_listener) ||
+        strnlen(m->raft_addr, sizeof(m->raft_addr)) == sizeof(m->raft_addr) ||
+        strnlen(m->rack, sizeof(m->rack)) == sizeof(m->rack))
+        return LM_E_INVALID; /* unterminated: would not fit the wire's fields */
     self->meta = *meta;
     self->inc++; /* metadata is versioned by the incarnation */
     bcast_queue(s, SELF);

@@ -148,7 +148,11 @@ int swim_udp_run(struct swim_udp *u, int max_wait_ms)
     LM_ASSERT(u != NULL && u->swim != NULL);
     uint64_t now = swim_clock_now_ms();
     uint64_t due = swim_next_deadline_ms(u->swim);
-    int wait = due <= now ? 0 : (due - now < (uint64_t)max_wait_ms ? (int)(due - now) : max_wait_ms);
+    int wait = max_wait_ms;
+    if (due <= now)
+        wait = 0;
+    else if (due - now < (uint64_t)max_wait_ms)
+        wait = (int)(due - now);
     struct pollfd pfd = {.fd = u->fd, .events = POLLIN};
     int n = poll(&pfd, 1, wait);
     if (n < 0 && errno != EINTR)

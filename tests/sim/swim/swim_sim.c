@@ -623,8 +623,6 @@ int main(int argc, char **argv)
         uint32_t periods = full ? (sizes[i] == 1000 ? 60 : 300) : (sizes[i] == 100 ? 20 : 60);
         for (int lg = 1; lg >= 0; lg--)
             for (size_t l = 0; l < 3; l++) {
-                if (!full && l == 1)
-                    continue;
                 struct steady_result r =
                     measure_steady(sizes[i], lg, losses[l], periods, 0.0, seed + 100 + l);
                 printf("| %4u | %-3s | %2.0f%% | %5.2f | ~2 (1 ping + 1 ack), constant | %6.0f "
