@@ -365,6 +365,10 @@ def parse_file(path, text=None):
                 blocks.append(block)
                 stack = [st]
                 continue
+            if word not in ("api", "header", "key", "versions", "flexible"):
+                raise SchemaError(path, lineno, "unknown directive '%s' (want api, header, key, "
+                                  "versions, flexible, request, response, fields, struct; field "
+                                  "lines are indented)" % word)
             if block is not None:
                 raise SchemaError(path, lineno, "directive '%s' after a section began; put "
                                   "api/key/versions/flexible at the top" % word)
