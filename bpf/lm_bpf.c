@@ -21,7 +21,7 @@
 
 struct lm_bpf {
     struct lm_reuseport *skel;
-    uint32_t *counts; /* mmapped shard_conns */
+    uint64_t *counts; /* mmapped shard_conns: u64 values, no gaps */
     size_t counts_bytes;
     uint32_t n;
 };
@@ -72,8 +72,8 @@ int lm_bpf_reuseport_attach(const int *fds, uint32_t n, struct lm_bpf **out, cha
         }
     }
     long page = sysconf(_SC_PAGESIZE);
-    b->counts_bytes = ((sizeof(uint32_t) * LM_BPF_SHARDS_MAX + (size_t)page - 1) / (size_t)page) *
-                      (size_t)page;
+    size_t bytes = sizeof(uint64_t) * LM_BPF_SHARDS_MAX;
+    b->counts_bytes = (bytes + (size_t)page - 1) / (size_t)page * (size_t)page;
     void *m = mmap(NULL, b->counts_bytes, PROT_READ | PROT_WRITE, MAP_SHARED,
                    bpf_map__fd(b->skel->maps.shard_conns), 0);
     if (m == MAP_FAILED) {
@@ -95,13 +95,13 @@ int lm_bpf_reuseport_attach(const int *fds, uint32_t n, struct lm_bpf **out, cha
 void lm_bpf_set_count(struct lm_bpf *b, uint32_t idx, uint32_t count)
 {
     LM_ASSERT(idx < b->n);
-    __atomic_store_n(&b->counts[idx], count, __ATOMIC_RELAXED);
+    __atomic_store_n(&b->counts[idx], (uint64_t)count, __ATOMIC_RELAXED);
 }
 
 uint32_t lm_bpf_get_count(const struct lm_bpf *b, uint32_t idx)
 {
     LM_ASSERT(idx < b->n);
-    return __atomic_load_n(&b->counts[idx], __ATOMIC_RELAXED);
+    return (uint32_t)__atomic_load_n(&b->counts[idx], __ATOMIC_RELAXED);
 }
 
 void lm_bpf_free(struct lm_bpf *b)

@@ -24,7 +24,7 @@ struct {
     __uint(max_entries, LM_BPF_SHARDS_MAX);
     __uint(map_flags, BPF_F_MMAPABLE);
     __type(key, __u32);
-    __type(value, __u32);
+    __type(value, __u64); /* array elements are 8-byte aligned in the mmapped area anyway */
 } shard_conns SEC(".maps");
 
 /* Set by the loader before load. */
@@ -34,12 +34,12 @@ SEC("sk_reuseport")
 int lm_select_shard(struct sk_reuseport_md *md)
 {
     __u32 best = 0;
-    __u32 best_count = 0xffffffff;
+    __u64 best_count = ~0ull;
     for (__u32 i = 0; i < LM_BPF_SHARDS_MAX; i++) {
         if (i >= nshards)
             break;
         __u32 key = i;
-        __u32 *count = bpf_map_lookup_elem(&shard_conns, &key);
+        __u64 *count = bpf_map_lookup_elem(&shard_conns, &key);
         if (count == 0)
             continue;
         if (*count < best_count) {
@@ -48,7 +48,7 @@ int lm_select_shard(struct sk_reuseport_md *md)
         }
     }
     if (bpf_sk_select_reuseport(md, &shard_socks, &best, 0) == 0) {
-        __u32 *count = bpf_map_lookup_elem(&shard_conns, &best);
+        __u64 *count = bpf_map_lookup_elem(&shard_conns, &best);
         if (count != 0)
             __sync_fetch_and_add(count, 1);
     }

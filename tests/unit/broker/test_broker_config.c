@@ -1,0 +1,190 @@
+/* Config: server.properties parsing, Kafka's precedence rules, flag overrides, bad values,
+ * listener parsing, request header parsing and the partition -> shard hash. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "broker/config.h"
+#include "broker/reqhdr.h"
+#include "broker/runtime.h"
+#include "common/lm_err.h"
+
+static char *write_props(const char *text)
+{
+    char *path = strdup("/tmp/laminar-config-test-XXXXXX");
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+    close(fd);
+    return path;
+}
+
+static void defaults_are_kafkas(void **state)
+{
+    (void)state;
+    struct broker_config c;
+    broker_config_init(&c);
+    assert_int_equal(broker_config_finish(&c), 0);
+    assert_int_equal(c.socket_request_max_bytes, 104857600);
+    assert_int_equal(c.message_max_bytes, 1048588);
+    assert_int_equal(c.num_partitions, 1);
+    assert_true(c.auto_create_topics_enable);
+    assert_int_equal(c.log_segment_bytes, 1073741824);
+    assert_int_equal(c.log_retention_ms, 168ll * 3600 * 1000);
+    assert_int_equal(c.log_retention_bytes, -1);
+    assert_int_equal(c.listeners[0].port, 9092);
+    assert_int_equal(c.advertised_count, 1);
+    broker_config_deinit(&c);
+}
+
+static void file_then_flags(void **state)
+{
+    (void)state;
+    char *path = write_props("# Kafka server.properties\n"
+                             "! another comment\n"
+                             "node.id = 7\n"
+                             "listeners=PLAINTEXT://127.0.0.1:9192,INTERNAL://[::1]:9193\n"
+                             "log.dirs=/a,/b\n"
+                             "num.partitions: 16\n"
+                             "log.retention.hours=1\n"
+                             "log.retention.minutes=30\n"
+                             "auto.create.topics.enable false\n"
+                             "socket.request.max.bytes=\\\n"
+                             "  2048\n"
+                             "process.roles=broker,controller\n"
+                             "num.network.threads=3\n");
+    struct broker_config c;
+    broker_config_init(&c);
+    assert_int_equal(broker_config_load_file(&c, path), 0);
+    /* flags override the file */
+    assert_int_equal(broker_config_set(&c, "node.id", "9"), 0);
+    assert_int_equal(broker_config_set_kv(&c, "compression.type=zstd"), 0);
+    assert_int_equal(broker_config_finish(&c), 0);
+    assert_int_equal(c.node_id, 9);
+    assert_int_equal(c.listeners_count, 2);
+    assert_string_equal(c.listeners[0].host, "127.0.0.1");
+    assert_int_equal(c.listeners[0].port, 9192);
+    assert_string_equal(c.listeners[1].name, "INTERNAL");
+    assert_string_equal(c.listeners[1].host, "::1");
+    assert_int_equal(c.listeners[1].port, 9193);
+    assert_int_equal(c.advertised_count, 2); /* defaults to listeners */
+    assert_int_equal(c.log_dirs_count, 2);
+    assert_string_equal(c.log_dirs[1], "/b");
+    assert_int_equal(c.num_partitions, 16);
+    assert_int_equal(c.log_retention_ms, 30ll * 60 * 1000); /* minutes beat hours */
+    assert_false(c.auto_create_topics_enable);
+    assert_int_equal(c.socket_request_max_bytes, 2048); /* continuation line */
+    assert_string_equal(broker_config_get(&c, "compression.type"), "zstd");
+    assert_string_equal(broker_config_get(&c, "process.roles"), "broker,controller");
+    /* process.roles and num.network.threads are ignored, each reported once */
+    assert_int_equal(broker_config_ignored_count(&c), 2);
+    assert_int_equal(broker_config_finish(&c), 0);
+    assert_int_equal(broker_config_ignored_count(&c), 2);
+    broker_config_deinit(&c);
+    unlink(path);
+    free(path);
+}
+
+static void retention_ms_wins(void **state)
+{
+    (void)state;
+    struct broker_config c;
+    broker_config_init(&c);
+    assert_int_equal(broker_config_set(&c, "log.retention.ms", "1234"), 0);
+    assert_int_equal(broker_config_set(&c, "log.retention.hours", "5"), 0);
+    assert_int_equal(broker_config_finish(&c), 0);
+    assert_int_equal(c.log_retention_ms, 1234);
+    broker_config_deinit(&c);
+}
+
+static void bad_values_rejected(void **state)
+{
+    (void)state;
+    struct broker_config c;
+    broker_config_init(&c);
+    assert_int_equal(broker_config_set(&c, "num.partitions", "many"), LM_E_CONFIG);
+    assert_int_equal(broker_config_set(&c, "num.partitions", "0"), LM_E_CONFIG);
+    assert_int_equal(broker_config_set(&c, "socket.request.max.bytes", "4294967296"),
+                     LM_E_CONFIG);
+    assert_int_equal(broker_config_set(&c, "auto.create.topics.enable", "yes"), LM_E_CONFIG);
+    assert_int_equal(broker_config_set(&c, "listeners", "127.0.0.1:9092"), LM_E_CONFIG);
+    assert_int_equal(broker_config_set(&c, "listeners", "PLAINTEXT://h:99999"), LM_E_CONFIG);
+    assert_int_equal(broker_config_set(&c, "laminar.io", "kqueue"), LM_E_CONFIG);
+    assert_int_equal(broker_config_set_kv(&c, "novalue"), LM_E_CONFIG);
+    assert_int_equal(broker_config_set(&c, "laminar.io", "epoll"), 0);
+    assert_int_equal(c.io_mode, BROKER_IO_EPOLL);
+    assert_int_equal(broker_config_load_file(&c, "/nonexistent/server.properties"), LM_E_IO);
+    broker_config_deinit(&c);
+}
+
+static void request_header_fixed_and_tags(void **state)
+{
+    (void)state;
+    /* api_key 3, version 12, correlation 0x01020304, client_id "ab", tags: 2 fields */
+    const uint8_t v2[] = {0, 3, 0, 12, 1, 2, 3, 4, 0, 2, 'a', 'b', 2, 0, 1, 0xee, 5, 0, 9};
+    struct broker_reqhdr h;
+    assert_int_equal(broker_reqhdr_parse_fixed(v2, sizeof(v2), &h), 0);
+    assert_int_equal(h.api_key, 3);
+    assert_int_equal(h.api_version, 12);
+    assert_int_equal(h.correlation_id, 0x01020304);
+    assert_int_equal(h.client_id_len, 2);
+    assert_memory_equal(h.client_id, "ab", 2);
+    size_t off = h.size_bytes;
+    assert_int_equal(broker_reqhdr_skip_tags(v2, sizeof(v2), &off), 0);
+    assert_int_equal(off, sizeof(v2) - 1); /* one body byte left */
+    /* tags out of order, truncated tag payload */
+    const uint8_t bad_order[] = {2, 5, 0, 1, 0};
+    off = 0;
+    assert_int_equal(broker_reqhdr_skip_tags(bad_order, sizeof(bad_order), &off),
+                     LM_E_TAG_ORDER);
+    const uint8_t trunc[] = {1, 0, 9, 1};
+    off = 0;
+    assert_int_equal(broker_reqhdr_skip_tags(trunc, sizeof(trunc), &off), LM_E_TRUNCATED);
+    /* null client id; client id longer than the frame; frame shorter than the fixed part */
+    const uint8_t null_id[] = {0, 18, 0, 0, 0, 0, 0, 1, 0xff, 0xff};
+    assert_int_equal(broker_reqhdr_parse_fixed(null_id, sizeof(null_id), &h), 0);
+    assert_null(h.client_id);
+    assert_int_equal(h.client_id_len, -1);
+    const uint8_t long_id[] = {0, 18, 0, 0, 0, 0, 0, 1, 0, 50, 'x'};
+    assert_int_equal(broker_reqhdr_parse_fixed(long_id, sizeof(long_id), &h), LM_E_TRUNCATED);
+    assert_int_equal(broker_reqhdr_parse_fixed(long_id, 9, &h), LM_E_TRUNCATED);
+}
+
+static void partition_shard_is_stable(void **state)
+{
+    (void)state;
+    /* FNV-1a 64 of "orders" + big-endian partition, mod n: fixed values, never process
+     * dependent (partition ownership must survive restarts). */
+    uint32_t counts[4] = {0};
+    for (int32_t p = 0; p < 400; p++) {
+        uint32_t s = broker_partition_shard("orders", 6, p, 4);
+        assert_true(s < 4);
+        assert_int_equal(s, broker_partition_shard("orders", 6, p, 4));
+        counts[s]++;
+    }
+    for (int i = 0; i < 4; i++)
+        assert_true(counts[i] > 60); /* spread, not all on one shard */
+    assert_int_equal(broker_partition_shard("orders", 6, 0, 1), 0);
+    /* reference value computed independently (python: fnv1a64(b"t" + b"\0\0\0\1") % 7) */
+    assert_int_equal(broker_partition_shard("t", 1, 1, 7), 0x12cb5a26aed230a0ull % 7);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(defaults_are_kafkas),
+        cmocka_unit_test(file_then_flags),
+        cmocka_unit_test(retention_ms_wins),
+        cmocka_unit_test(bad_values_rejected),
+        cmocka_unit_test(request_header_fixed_and_tags),
+        cmocka_unit_test(partition_shard_is_stable),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
