@@ -881,6 +881,7 @@ static bool maybe_commit(struct raft *r)
     /* Thesis §4.2.2: a leader removed from the configuration steps down once the change that
      * removed it is committed. */
     if (!raft_conf_is_voter(c, r->cfg.id) && r->commit >= r->pending_conf_index) {
+        bcast_append(r); /* let the others learn the commit before we go quiet */
         become_follower(r, r->term, RAFT_NONE);
         return false;
     }
