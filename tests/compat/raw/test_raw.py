@@ -275,6 +275,18 @@ def case_memory_budget_many_clients(b):
     ping(b)
 
 
+def case_close_with_inflight(b):
+    """Clients that vanish while their requests are parked (timers, other shards) or while a
+    large response is being sent: the broker frees everything and keeps serving."""
+    for i in range(20):
+        s = connect(b)
+        s.sendall(frame(XSHARD_ECHO, i, struct.pack(">ii", i % 3, 200) + b"bye"))
+        s.sendall(frame(BLOB, i, struct.pack(">i", 4 << 20)))
+        s.close()
+    time.sleep(0.6)
+    ping(b)
+
+
 def case_sigterm_finishes_inflight(b):
     """SIGTERM with a request in flight: its response still arrives, then a clean exit 0."""
     s = connect(b)
@@ -293,7 +305,7 @@ CASES = [
     case_ping_and_header_versions, case_garbage, case_huge_prefix,
     case_negative_and_zero_prefix, case_truncated_frame, case_unknown_api_key, case_short_header,
     case_in_order_across_shards, case_split_and_merged_frames, case_idle_connections,
-    case_never_reads, case_memory_budget_many_clients,
+    case_never_reads, case_memory_budget_many_clients, case_close_with_inflight,
 ]
 
 
