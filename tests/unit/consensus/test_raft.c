@@ -1,1 +1,371 @@
-int main(void){return 0;}
+/* Raft unit tests: codecs, the in-memory log, persist-before-send, §5.4.2, flow control,
+ * learner promotion and multi-Raft heartbeat coalescing. Scenario transcripts are in
+ * test_raft_golden.c; randomized fault runs in tests/sim/raft. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "common/lm_err.h"
+#include "consensus/raft.h"
+#include "consensus/raft_memlog.h"
+#include "consensus/raft_multi.h"
+#include "raft_harness.h"
+
+static void test_conf_codec(void **state)
+{
+    (void)state;
+    struct raft_conf c = {.n_voters = 3, .voters = {1, 2, 7}, .n_learners = 1, .learners = {9}};
+    uint8_t buf[128];
+    int n = raft_conf_encode(&c, buf, sizeof(buf));
+    assert_int_equal(n, 8 + 4 * 4);
+    struct raft_conf d;
+    assert_int_equal(raft_conf_decode(buf, (size_t)n, &d), 0);
+    assert_int_equal(d.n_voters, 3);
+    assert_int_equal(d.voters[2], 7);
+    assert_int_equal(d.n_learners, 1);
+    assert_int_equal(d.learners[0], 9);
+    assert_true(raft_conf_is_voter(&d, 2));
+    assert_false(raft_conf_is_voter(&d, 9));
+    assert_true(raft_conf_is_learner(&d, 9));
+    assert_int_equal(raft_conf_decode(buf, 5, &d), LM_E_TRUNCATED);
+    assert_int_equal(raft_conf_decode(buf, (size_t)n - 1, &d), LM_E_INVALID);
+    assert_int_equal(raft_conf_encode(&c, buf, 10), LM_E_TOO_LARGE);
+    buf[3] = 200; /* n_voters = 200 > RAFT_NODES_MAX */
+    assert_int_equal(raft_conf_decode(buf, (size_t)n, &d), LM_E_TOO_LARGE);
+}
+
+static struct raft_entry ent(int64_t first, int64_t last, uint64_t term, const char *data)
+{
+    return (struct raft_entry){.first_index = first, .last_index = last, .term = term,
+                               .len = (uint32_t)strlen(data), .data = (uint8_t *)data};
+}
+
+static void test_memlog(void **state)
+{
+    (void)state;
+    struct raft_conf c = {.n_voters = 1, .voters = {1}};
+    struct raft_memlog ml;
+    raft_memlog_init(&ml, &c);
+    assert_int_equal(raft_memlog_last(&ml), -1);
+    struct raft_entry es[] = {ent(0, 0, 1, "a"), ent(1, 4, 1, "bbbb"), ent(5, 5, 2, "c")};
+    assert_int_equal(raft_memlog_write(&ml, es, 3), 0);
+    assert_int_equal(raft_memlog_last(&ml), 5);
+    const struct raft_entry *e = raft_memlog_find(&ml, 3);
+    assert_non_null(e);
+    assert_int_equal(e->first_index, 1);
+    assert_int_equal(e->last_index, 4);
+    /* Overwrite from a batch boundary (Kafka truncation then append). */
+    struct raft_entry o = ent(5, 6, 3, "dd");
+    assert_int_equal(raft_memlog_write(&ml, &o, 1), 0);
+    assert_int_equal(raft_memlog_find(&ml, 6)->term, 3);
+    /* Not on a boundary, or leaving a gap: refused. */
+    struct raft_entry mid = ent(3, 3, 3, "x"), gap = ent(9, 9, 3, "x");
+    assert_int_equal(raft_memlog_write(&ml, &mid, 1), LM_E_SEQUENCE);
+    assert_int_equal(raft_memlog_write(&ml, &gap, 1), LM_E_SEQUENCE);
+    /* Log start moves to a boundary; the term and configuration there are kept. */
+    assert_int_equal(raft_memlog_compact(&ml, 2, NULL, 0), LM_E_INVALID);
+    assert_int_equal(raft_memlog_compact(&ml, 4, "snap", 4), 0);
+    assert_int_equal(ml.start.index, 4);
+    assert_int_equal(ml.start.term, 1);
+    assert_int_equal(ml.start.payload_len, 4);
+    assert_int_equal(ml.start.conf.n_voters, 1);
+    assert_null(raft_memlog_find(&ml, 4));
+    assert_non_null(raft_memlog_find(&ml, 5));
+    struct raft_entry old = ent(3, 3, 1, "x");
+    assert_int_equal(raft_memlog_write(&ml, &old, 1), LM_E_SEQUENCE);
+    raft_memlog_deinit(&ml);
+}
+
+/* A single voter commits its own entry only once its write is durable. */
+static void test_single_node_commit_after_persist(void **state)
+{
+    (void)state;
+    struct raft_conf c = {.n_voters = 1, .voters = {1}};
+    struct raft_memlog ml;
+    raft_memlog_init(&ml, &c);
+    struct raft_log_ops ops;
+    raft_memlog_ops(&ml, &ops);
+    struct raft_config cfg = {.id = 1, .group = 1, .election_ticks = 10, .heartbeat_ticks = 1,
+                              .max_inflight = 4, .max_msg_entries = 8, .max_apply_entries = 8,
+                              .pre_vote = true, .check_quorum = true, .rand_seed = 1,
+                              .applied = -1};
+    struct raft *r = raft_new(&cfg, &ops, NULL);
+    assert_non_null(r);
+    assert_int_equal(raft_propose(r, "x", 1, 1, NULL), LM_E_STATE);
+    for (int i = 0; i < 20 && raft_role(r) != RAFT_LEADER; i++)
+        raft_tick(r);
+    assert_int_equal(raft_role(r), RAFT_LEADER);
+    assert_int_equal(raft_term(r), 1);
+    int64_t last;
+    assert_int_equal(raft_propose(r, "abc", 3, 5, &last), 0);
+    assert_int_equal(last, 5); /* noop at 0, then offsets 1..5 */
+    struct raft_ready rd;
+    raft_ready(r, &rd);
+    assert_true(rd.persist_id != 0);
+    assert_int_equal(rd.n_entries, 2);
+    assert_int_equal(rd.hs.term, 1);
+    assert_int_equal(rd.hs.vote, 1);
+    assert_int_equal(rd.n_committed, 0);
+    assert_int_equal(raft_commit(r), -1); /* not durable yet: no commit */
+    assert_int_equal(raft_memlog_persist(&ml, &rd), 0);
+    assert_int_equal(raft_persisted(r, rd.persist_id), 0);
+    assert_int_equal(raft_commit(r), 5);
+    raft_ready(r, &rd);
+    assert_int_equal(rd.n_committed, 2);
+    assert_int_equal(rd.committed[1].last_index, 5);
+    assert_int_equal(raft_persisted(r, 99), LM_E_INVALID);
+    raft_free(r);
+    raft_memlog_deinit(&ml);
+}
+
+static size_t queued_from(const struct harness *h, uint32_t from, uint8_t type)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < h->n_q; i++)
+        if (h->q[i].m.from == from && (type == 0 || h->q[i].m.type == type))
+            n++;
+    return n;
+}
+
+/* A vote is never sent before it is durable; a crash before that loses it, and nobody heard. */
+static void test_vote_persist_before_send(void **state)
+{
+    (void)state;
+    struct harness h;
+    h_init(&h, 3, 3, false, false, NULL);
+    h.nodes[2].hold_persist = true;
+    h.nodes[3].hold_persist = true;
+    assert_int_equal(raft_campaign(h.nodes[1].r), 0);
+    h_process(&h, 1);
+    h_deliver_all(&h); /* votes reach n2 and n3 */
+    assert_int_equal(raft_term(h.nodes[2].r), 1);
+    assert_int_equal(queued_from(&h, 2, 0), 0);
+    assert_int_equal(queued_from(&h, 3, 0), 0);
+    assert_int_equal(h.nodes[2].disk.hs.vote, 0);
+    h_crash(&h, 2);
+    h_restart(&h, 2);
+    assert_int_equal(raft_term(h.nodes[2].r), 0); /* the vote was lost, never announced */
+    h_flush_disk(&h, 3);
+    assert_int_equal(queued_from(&h, 3, RAFT_MSG_VOTE_RESP), 1);
+    assert_int_equal(h.nodes[3].disk.hs.vote, 1);
+    h_stabilize(&h);
+    assert_int_equal(h_leader(&h), 1);
+    h_deinit(&h);
+}
+
+/* Raft §5.4.2 (Figure 8): a leader never commits an entry of an earlier term by counting
+ * replicas; only an entry of its own term commits, and the earlier ones with it. */
+static void test_commit_only_current_term(void **state)
+{
+    (void)state;
+    struct harness h;
+    h_init(&h, 5, 5, false, false, NULL);
+    assert_int_equal(raft_campaign(h.nodes[1].r), 0);
+    h_stabilize(&h);
+    assert_int_equal(h_leader(&h), 1);
+    assert_int_equal(raft_commit(h.nodes[1].r), 0);
+    h_isolate(&h, 1);
+    assert_int_equal(raft_propose(h.nodes[1].r, "x", 1, 1, NULL), 0); /* offset 1, term 1 */
+    h_stabilize(&h);
+    h_crash(&h, 1);
+    h_restart(&h, 1);
+    h_heal(&h);
+    assert_int_equal(raft_campaign(h.nodes[1].r), 0);
+    h_process(&h, 1);
+    for (int i = 0; i < 10 && raft_role(h.nodes[1].r) != RAFT_LEADER; i++)
+        h_deliver_all(&h);
+    assert_int_equal(raft_role(h.nodes[1].r), RAFT_LEADER);
+    assert_int_equal(raft_term(h.nodes[1].r), 2);
+    assert_int_equal(raft_last_index(h.nodes[1].r), 2); /* 1@1 and the noop 2@2 */
+    h_isolate(&h, 1);
+    h_stabilize(&h); /* its appends are lost */
+    /* Two followers acknowledge offset 1 (term 1): with the leader that is 3 of 5. */
+    for (uint32_t f = 2; f <= 3; f++) {
+        struct raft_msg ack = {.type = RAFT_MSG_APP_RESP, .group = 1, .from = f, .to = 1,
+                               .term = 2, .index = 1};
+        assert_int_equal(raft_step(h.nodes[1].r, &ack), 0);
+    }
+    assert_int_equal(raft_commit(h.nodes[1].r), 0);
+    for (uint32_t f = 2; f <= 3; f++) {
+        struct raft_msg ack = {.type = RAFT_MSG_APP_RESP, .group = 1, .from = f, .to = 1,
+                               .term = 2, .index = 2};
+        assert_int_equal(raft_step(h.nodes[1].r, &ack), 0);
+    }
+    assert_int_equal(raft_commit(h.nodes[1].r), 2);
+    h_deinit(&h);
+}
+
+/* Pipelining with a per-follower window: at most max_inflight appends outstanding. */
+static void test_flow_control(void **state)
+{
+    (void)state;
+    struct harness h;
+    h_init(&h, 3, 3, true, true, NULL);
+    assert_int_equal(raft_campaign(h.nodes[1].r), 0);
+    h_stabilize(&h);
+    const struct raft_progress *pr = raft_progress(h.nodes[1].r, 2);
+    assert_non_null(pr);
+    assert_int_equal(pr->state, RAFT_PR_REPLICATE);
+    for (int i = 0; i < 20; i++)
+        assert_int_equal(raft_propose(h.nodes[1].r, "p", 1, 1, NULL), 0);
+    h_process(&h, 1);
+    size_t to2 = 0;
+    for (size_t i = 0; i < h.n_q; i++)
+        if (h.q[i].m.to == 2 && h.q[i].m.type == RAFT_MSG_APP)
+            to2++;
+    assert_int_equal(to2, h.nodes[1].cfg.max_inflight);
+    pr = raft_progress(h.nodes[1].r, 2);
+    assert_int_equal(pr->inflight_count, h.nodes[1].cfg.max_inflight);
+    h_stabilize(&h);
+    assert_int_equal(raft_commit(h.nodes[1].r), 20);
+    assert_int_equal(raft_commit(h.nodes[2].r), 20);
+    h_deinit(&h);
+}
+
+/* A learner that has not caught up cannot be promoted; once it has, it can. */
+static void test_learner_promotion(void **state)
+{
+    (void)state;
+    struct harness h;
+    h_init(&h, 4, 3, true, true, NULL);
+    assert_int_equal(raft_campaign(h.nodes[1].r), 0);
+    h_stabilize(&h);
+    h_isolate(&h, 4);
+    assert_int_equal(raft_propose_conf(h.nodes[1].r, RAFT_CONF_ADD_LEARNER, 4), 0);
+    h_stabilize(&h);
+    assert_true(raft_conf_is_learner(raft_conf(h.nodes[1].r), 4));
+    assert_int_equal(raft_propose_conf(h.nodes[1].r, RAFT_CONF_PROMOTE, 4), LM_E_AGAIN);
+    assert_int_equal(raft_propose_conf(h.nodes[1].r, RAFT_CONF_REMOVE, 9), LM_E_NOT_FOUND);
+    h_heal(&h);
+    raft_tick(h.nodes[1].r); /* heartbeat -> response -> catch-up append */
+    h_stabilize(&h);
+    assert_int_equal(raft_propose_conf(h.nodes[1].r, RAFT_CONF_PROMOTE, 4), 0);
+    h_stabilize(&h);
+    for (uint32_t i = 1; i <= 4; i++)
+        assert_true(raft_conf_is_voter(raft_conf(h.nodes[i].r), 4));
+    h_deinit(&h);
+}
+
+/* Multi-Raft: 3 nodes share 60 groups; each flush sends one envelope per peer, carrying the
+ * heartbeats of every group, and every group keeps its leader. */
+#define MG 60
+struct mnode {
+    struct raft_multi m;
+    struct raft *r[MG];
+    struct raft_memlog ml[MG];
+};
+
+static void mnode_pump(struct mnode *nodes, uint32_t n_nodes, size_t *envelopes, size_t *raw)
+{
+    for (int round = 0; round < 50; round++) {
+        bool any = false;
+        for (uint32_t i = 0; i < n_nodes; i++) {
+            for (int g = 0; g < MG; g++) {
+                struct raft *r = nodes[i].r[g];
+                while (raft_has_ready(r)) {
+                    struct raft_ready rd;
+                    raft_ready(r, &rd);
+                    assert_int_equal(raft_memlog_persist(&nodes[i].ml[g], &rd), 0);
+                    if (rd.persist_id)
+                        assert_int_equal(raft_persisted(r, rd.persist_id), 0);
+                    assert_int_equal(raft_multi_queue(&nodes[i].m, rd.msgs, rd.n_msgs), 0);
+                }
+            }
+        }
+        for (uint32_t i = 0; i < n_nodes; i++) {
+            const struct raft_envelope *env;
+            size_t n;
+            raft_multi_flush(&nodes[i].m, &env, &n);
+            bool seen[8] = {false};
+            for (size_t k = 0; k < n; k++) {
+                assert_true(env[k].to >= 1 && env[k].to <= n_nodes);
+                assert_false(seen[env[k].to]); /* one envelope per peer per flush */
+                seen[env[k].to] = true;
+                *envelopes += 1;
+                *raw += raft_envelope_count(&env[k]);
+                assert_int_equal(raft_multi_deliver(&nodes[env[k].to - 1].m, &env[k]), 0);
+                any = true;
+            }
+        }
+        if (!any)
+            return;
+    }
+}
+
+static void test_multi_coalesced_heartbeats(void **state)
+{
+    (void)state;
+    const uint32_t N = 3;
+    struct mnode *nodes = calloc(N, sizeof(*nodes));
+    struct raft_conf c = {.n_voters = 3, .voters = {1, 2, 3}};
+    for (uint32_t i = 0; i < N; i++) {
+        raft_multi_init(&nodes[i].m, i + 1);
+        for (int g = 0; g < MG; g++) {
+            raft_memlog_init(&nodes[i].ml[g], &c);
+            struct raft_log_ops ops;
+            raft_memlog_ops(&nodes[i].ml[g], &ops);
+            struct raft_config cfg = {.id = i + 1, .group = (uint64_t)g + 100,
+                                      .election_ticks = 10, .heartbeat_ticks = 1,
+                                      .max_inflight = 4, .max_msg_entries = 8,
+                                      .max_apply_entries = 64, .pre_vote = true,
+                                      .check_quorum = true, .rand_seed = 3, .applied = -1};
+            nodes[i].r[g] = raft_new(&cfg, &ops, NULL);
+            assert_non_null(nodes[i].r[g]);
+            assert_int_equal(raft_multi_add(&nodes[i].m, cfg.group, nodes[i].r[g]), 0);
+        }
+    }
+    assert_int_equal(raft_multi_add(&nodes[0].m, 100, nodes[0].r[0]), LM_E_EXISTS);
+    size_t env = 0, raw = 0;
+    for (int g = 0; g < MG; g++)
+        assert_int_equal(raft_campaign(nodes[g % N].r[g]), 0);
+    mnode_pump(nodes, N, &env, &raw);
+    uint64_t terms[MG];
+    for (int g = 0; g < MG; g++) {
+        assert_int_equal(raft_role(nodes[g % N].r[g]), RAFT_LEADER);
+        terms[g] = raft_term(nodes[g % N].r[g]);
+    }
+    env = raw = 0;
+    uint64_t hb0 = nodes[0].m.hb_coalesced;
+    for (int t = 0; t < 40; t++) {
+        for (uint32_t i = 0; i < N; i++)
+            raft_multi_tick(&nodes[i].m);
+        mnode_pump(nodes, N, &env, &raw);
+    }
+    /* Every tick: each node leads 20 groups and sends 2 heartbeats per group, answered by 2
+     * responses per group it follows: 240 raft messages travel in 12 envelopes. */
+    assert_int_equal(env, 40u * N * (N - 1) * 2);
+    assert_int_equal(raw, 40u * MG * (N - 1) * 2);
+    assert_true(nodes[0].m.hb_coalesced - hb0 >= 40u * (MG / N) * (N - 1));
+    for (int g = 0; g < MG; g++) {
+        assert_int_equal(raft_role(nodes[g % N].r[g]), RAFT_LEADER);
+        assert_int_equal(raft_term(nodes[g % N].r[g]), terms[g]);
+    }
+    for (uint32_t i = 0; i < N; i++) {
+        raft_multi_deinit(&nodes[i].m);
+        for (int g = 0; g < MG; g++) {
+            raft_free(nodes[i].r[g]);
+            raft_memlog_deinit(&nodes[i].ml[g]);
+        }
+    }
+    free(nodes);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_conf_codec),
+        cmocka_unit_test(test_memlog),
+        cmocka_unit_test(test_single_node_commit_after_persist),
+        cmocka_unit_test(test_vote_persist_before_send),
+        cmocka_unit_test(test_commit_only_current_term),
+        cmocka_unit_test(test_flow_control),
+        cmocka_unit_test(test_learner_promotion),
+        cmocka_unit_test(test_multi_coalesced_heartbeats),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
