@@ -435,15 +435,16 @@ static int seg_walk(struct storage_log *log, struct segment *seg, uint64_t pos, 
     w->bytes = 0;
     w->next_offset = seg->next_offset;
     while (pos < seg->size_bytes) {
+        /* Stop before reading the batch at stop_base: it is past the trusted region and may be
+         * torn, which the CRC scan that follows will find. */
+        if (stop_base >= 0 && w->bytes > 0 && w->next_offset == stop_base)
+            break;
         struct kafka_batch_header h;
         int rc = seg_read_header(log, seg, pos, &h);
         if (rc != 0)
             return rc;
-        if (stop_base >= 0 && h.base_offset >= stop_base) {
-            if (h.base_offset != stop_base)
-                return LM_E_CORRUPT;
-            break;
-        }
+        if (stop_base >= 0 && h.base_offset >= stop_base)
+            return LM_E_CORRUPT; /* the trusted region does not end at stop_base */
         if (h.last_offset_delta < 0 || kafka_batch_last_offset(&h) - seg->base_offset >
                                            SEG_REL_OFFSET_MAX)
             return LM_E_CORRUPT;
@@ -657,8 +658,9 @@ int seg_load(struct storage_log *log, struct segment *seg, int64_t recover_from,
         int rc = seg_trim_index_files(seg);
         return rc != 0 ? rc : seg_scan_recover(log, seg, 0, truncated);
     }
-    if (!sane)
-        return seg_rebuild(log, seg, truncated, whole ? "entries out of order" : "torn index file");
+    if (recover_from == INT64_MAX && !sane)
+        return seg_rebuild(log, seg, truncated,
+                           whole ? "entries out of order or past the end" : "torn index file");
     if (recover_from == INT64_MAX) {
         /* Trusted: check the tail after the last index entry against the index rule, which a
          * truncated .index breaks; a mismatch means the index cannot be trusted. */
@@ -690,6 +692,10 @@ int seg_load(struct storage_log *log, struct segment *seg, int64_t recover_from,
     int rc = seg_trim_index_files(seg);
     if (rc != 0)
         return rc;
+    /* Entries past the recovery point may describe bytes a crash took; only the kept ones
+     * must make sense. */
+    if (!seg_indexes_sane(seg))
+        return seg_rebuild(log, seg, truncated, "entries out of order or past the end");
     uint64_t pos = seg_reset_meta_to_index(seg);
     struct walk w;
     rc = seg_walk(log, seg, pos, recover_from, &w);
