@@ -16,6 +16,10 @@
 #define MEMBERS_LIMIT 65536
 #define NO_MEMBER UINT32_MAX
 #define SELF 0u /* self is always slot 0 of the table */
+/* O(n) table scans run every few periods, not every period: at a thousand members per process
+ * (the simulator) a scan per period per member dominated the run time. */
+#define LIVE_RECOUNT_PERIODS 8
+#define GC_PERIODS 8
 
 struct member {
     bool used;
@@ -91,7 +95,8 @@ struct swim {
     uint64_t next_sync_ms;
     uint64_t next_gc_ms;
     uint32_t lhm;    /* Lifeguard local health multiplier */
-    uint32_t live_n; /* n for the log(n) formulas, refreshed every period */
+    uint32_t live_n; /* n for the log(n) formulas, refreshed every LIVE_RECOUNT_PERIODS */
+    uint64_t periods;
     bool started;
 };
 
@@ -768,6 +773,17 @@ void swim_free(struct swim *s)
     free(s);
 }
 
+/* A full-state exchange costs O(n) datagrams, so its interval grows with log2(n) beyond 32
+ * members (as memberlist scales push-pull) to keep the per-member load nearly flat. */
+static uint64_t sync_interval_ms(const struct swim *s)
+{
+    uint32_t n = live_count(s), scale = 1;
+    for (uint32_t v = 32; v < n && scale < 16; v *= 2)
+        scale++;
+    LM_ASSERT(scale >= 1 && scale <= 16);
+    return (uint64_t)s->cfg.sync_periods * scale * s->cfg.period_ms;
+}
+
 static void start(struct swim *s, uint64_t now_ms)
 {
     if (s->started)
@@ -897,7 +913,8 @@ int swim_tick(struct swim *s, uint64_t now_ms)
             return rc;
     }
     if (now_ms >= s->next_probe_ms) {
-        s->live_n = count_live(s);
+        if (s->periods++ % LIVE_RECOUNT_PERIODS == 0)
+            s->live_n = count_live(s);
         rc = finish_probe(s, now_ms);
         if (rc == 0)
             rc = start_probe(s, now_ms);
@@ -914,7 +931,7 @@ int swim_tick(struct swim *s, uint64_t now_ms)
     }
     if (now_ms >= s->next_sync_ms) {
         /* anti-entropy, also with members we believe dead, so partitions heal */
-        s->next_sync_ms = now_ms + (uint64_t)s->cfg.sync_periods * s->cfg.period_ms;
+        s->next_sync_ms = now_ms + sync_interval_ms(s);
         uint32_t slot = random_peer(s, true);
         if (slot != NO_MEMBER) {
             rc = send_state(s, &s->members[slot].addr, true);
@@ -923,7 +940,7 @@ int swim_tick(struct swim *s, uint64_t now_ms)
         }
     }
     if (now_ms >= s->next_gc_ms) {
-        s->next_gc_ms = now_ms + s->cfg.period_ms;
+        s->next_gc_ms = now_ms + (uint64_t)GC_PERIODS * s->cfg.period_ms;
         gc(s, now_ms);
     }
     return 0;
