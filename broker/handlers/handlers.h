@@ -1,0 +1,51 @@
+/* The Kafka request handlers of the broker (DESIGN.md §5), on top of the shard runtime
+ * (broker/runtime.h), the generated codec (protocol/), storage (storage/) and the metadata
+ * store (broker/meta/). This header is the contract between the handler files:
+ *   handlers.c        setup, served-version table, ApiVersions, per-shard state, topic
+ *                     reconciliation (opening/closing partition logs a shard owns)
+ *   data_*.c          Metadata, Produce, Fetch, ListOffsets, OffsetForLeaderEpoch, DeleteRecords
+ *   admin_*.c         CreateTopics, DeleteTopics, CreatePartitions, configs, DescribeCluster
+ *   group_*.c         (issue 5) coordinator APIs, InitProducerId
+ * Each group of files registers its APIs through handlers_serve() from its *_register(). */
+#ifndef LAMINAR_BROKER_HANDLERS_HANDLERS_H
+#define LAMINAR_BROKER_HANDLERS_HANDLERS_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "broker/config.h"
+#include "broker/meta/meta_store.h"
+#include "broker/runtime.h"
+
+/* Process-wide state shared by every shard. Read-only after setup, except the metadata store
+ * (internally synchronised; not on the data path). */
+struct handlers_ctx {
+    struct broker_config *cfg;
+    struct lm_meta_store *meta;
+    char cluster_id[32]; /* base64url of 16 random bytes, persisted next to the metadata */
+    /* The versions we serve per API key: what ApiVersions advertises. A key with max < 0 is
+     * not served. Filled by handlers_serve(). */
+    struct {
+        int16_t min_version, max_version;
+    } served[BROKER_API_KEYS_MAX];
+};
+
+/* The one context of the process (set by broker_handlers_setup). */
+extern struct handlers_ctx *handlers_global;
+
+/* handlers_serve registers fn for api_key and records [min_version, max_version] as served
+ * (advertised by ApiVersions). The range must lie inside the generated codec's range; a
+ * request outside it is answered by the runtime-independent helper
+ * handlers_respond_unsupported. Returns 0 or LM_E_INVALID. */
+int handlers_serve(struct broker_dispatch *d, int16_t api_key, int16_t min_version,
+                   int16_t max_version, broker_handler_fn fn);
+
+/* Registration functions of each group of handler files. */
+int handlers_data_register(struct broker_dispatch *d);
+int handlers_admin_register(struct broker_dispatch *d);
+
+/* Called by broker/main.c: opens the metadata store under the first log dir, registers every
+ * handler. Returns 0 or an LM_E_*. */
+int broker_handlers_setup(struct broker_dispatch *d, struct broker_config *cfg);
+
+#endif
