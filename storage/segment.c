@@ -161,6 +161,20 @@ static int seg_read_indexes(struct segment *seg, bool *ok)
     return rc;
 }
 
+/* Opens an index file, creating it when missing; *missing notes that it had to be created for
+ * an existing segment (it must then be rebuilt, never trusted empty). */
+static int open_index(const char *path, bool create, bool *missing)
+{
+    if (create)
+        return open(path, O_RDWR | O_CLOEXEC | O_CREAT | O_TRUNC, 0644);
+    int fd = open(path, O_RDWR | O_CLOEXEC);
+    if (fd < 0 && errno == ENOENT) {
+        *missing = true;
+        fd = open(path, O_RDWR | O_CLOEXEC | O_CREAT, 0644);
+    }
+    return fd;
+}
+
 int seg_open(struct storage_log *log, struct segment *seg, bool create)
 {
     LM_ASSERT(seg->log_fd < 0 && !seg->zombie);
@@ -175,9 +189,9 @@ int seg_open(struct storage_log *log, struct segment *seg, bool create)
     if (seg->log_fd < 0)
         return LM_E_IO;
     seg_path(log, seg->base_offset, ".index", path, sizeof(path));
-    seg->index_fd = open(path, O_RDWR | O_CLOEXEC | O_CREAT | (create ? O_TRUNC : 0), 0644);
+    seg->index_fd = open_index(path, create, &seg->index_missing);
     seg_path(log, seg->base_offset, ".timeindex", path, sizeof(path));
-    seg->time_fd = open(path, O_RDWR | O_CLOEXEC | O_CREAT | (create ? O_TRUNC : 0), 0644);
+    seg->time_fd = open_index(path, create, &seg->index_missing);
     log->open_count++;
     seg->lru_tick = ++log->lru_clock;
     if (seg->index_fd < 0 || seg->time_fd < 0) {
@@ -650,6 +664,8 @@ int seg_load(struct storage_log *log, struct segment *seg, int64_t recover_from,
         return LM_E_IO;
     bool whole = ist.st_size % SEG_INDEX_ENTRY_BYTES == 0 && tst.st_size % SEG_TIME_ENTRY_BYTES == 0;
     bool sane = whole && seg_indexes_sane(seg);
+    bool missing = seg->index_missing;
+    seg->index_missing = false;
     if (recover_from <= seg->base_offset) {
         /* Nothing of this segment is covered by the checkpoint: scan it all. */
         seg_drop_index_from(seg, 0, 0);
@@ -658,6 +674,8 @@ int seg_load(struct storage_log *log, struct segment *seg, int64_t recover_from,
         int rc = seg_trim_index_files(seg);
         return rc != 0 ? rc : seg_scan_recover(log, seg, 0, truncated);
     }
+    if (missing)
+        return seg_rebuild(log, seg, truncated, "index file missing");
     if (recover_from == INT64_MAX && !sane)
         return seg_rebuild(log, seg, truncated,
                            whole ? "entries out of order or past the end" : "torn index file");

@@ -53,6 +53,7 @@ struct segment {
     bool index_dirty;  /* index bytes written since the last fdatasync */
     bool sealed;       /* no longer the active segment */
     bool zombie;       /* removed from the log; freed when pins drops to 0 */
+    bool index_missing; /* an index file did not exist when the segment was opened */
     struct segment *next_zombie;
 };
 
