@@ -50,7 +50,7 @@ static uint8_t *read_hex(const char *name, size_t *size)
     uint8_t *buf = malloc(cap);
     int c, hi = -1;
     while ((c = fgetc(f)) != EOF) {
-        int v;
+        int v = 0;
         if (c >= '0' && c <= '9')
             v = c - '0';
         else if (c >= 'a' && c <= 'f')
