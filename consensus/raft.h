@@ -80,9 +80,18 @@ struct raft_hard_state {
     int64_t commit;
 };
 
-/* Log read interface. storage/ serves it from a partition log (entry = batch, term =
- * partitionLeaderEpoch); consensus/raft_memlog.h is the in-memory version for tests. Raft only
- * reads through it; the caller writes what readies hand out, then reports raft_persisted. */
+/* Log read interface. storage/ serves it from a partition log; consensus/raft_memlog.h is the
+ * in-memory version for tests. Raft only reads through it; the caller writes what readies hand
+ * out, then reports raft_persisted. For a partition log:
+ *   entry_at(i)   the batch whose [baseOffset, baseOffset + lastOffsetDelta] holds offset i
+ *                 (offset index lookup); term = partitionLeaderEpoch (so terms stay <= INT32_MAX);
+ *                 type = NOOP/CONF for our control batches, NORMAL otherwise; data = batch bytes
+ *   last_index    log end offset - 1
+ *   start         log start offset - 1, the epoch of the batch ending there and the voter set
+ *                 in force there (kept in the partition's checkpoint file beside the leader-epoch
+ *                 cache); payload empty, or the controller's snapshot
+ * Writes: a ready's entries mean "truncate to entries[0].first_index, then append"; a start
+ * change means "delete everything, log start offset = start.index + 1". */
 struct raft_log_ops {
     void *ctx;
     /* start: the current log start (borrowed pointers, valid until the log changes). */
