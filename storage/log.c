@@ -1086,6 +1086,11 @@ int storage_log_truncate_to(struct storage_log *log, int64_t offset)
     }
     seg->sealed = false;
     int64_t leo = log_end(log);
+    if (leo < log->log_start_offset) {
+        /* The cut took the batch holding the log start: nothing visible is left, so restart
+         * at the log start rather than move it backwards. */
+        return storage_log_reset(log, log->log_start_offset);
+    }
     epochs_truncate_end(log, leo);
     if (log->high_watermark > leo)
         log->high_watermark = leo;

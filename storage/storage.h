@@ -165,7 +165,8 @@ void storage_log_set_high_watermark(struct storage_log *log, int64_t hw);
 int storage_log_advance_start(struct storage_log *log, int64_t offset);
 /* Removes every offset >= offset (Raft: a follower's divergent suffix; KIP-101/KIP-279). If
  * offset falls inside a batch the whole batch goes, so the new log end offset is that batch's
- * base. Below the log start offset the log is emptied and restarts at offset. Persists the
+ * base; if that cuts below the log start offset, or offset is below it, the log is emptied
+ * and restarts at the log start offset (resp. at offset). Persists the
  * checkpoint and leader-epoch file. Returns 0 or LM_E_IO. */
 int storage_log_truncate_to(struct storage_log *log, int64_t offset);
 /* Empties the log and restarts it at offset (Kafka truncateFullyAndStartAt; Raft snapshot). */
