@@ -5,7 +5,7 @@ JOBS       ?= $(shell nproc)
 LISTEN     ?= 127.0.0.1:9092
 DATA       ?= ./data
 
-.PHONY: all deps build run test test-build bench clean
+.PHONY: all deps build run test test-build test-fuzz bench clean
 
 all: build
 
@@ -26,12 +26,27 @@ test-build: deps
 	cmake -S . -B $(TEST_BUILD) -DCMAKE_BUILD_TYPE=Debug -DLAMINAR_SANITIZE=ON >/dev/null
 	cmake --build $(TEST_BUILD) -j$(JOBS)
 
+FUZZ_BUILD ?= build-fuzz
+FUZZ_RT    := $(firstword $(wildcard /usr/lib/llvm-*/lib/clang/*/lib/linux/libclang_rt.fuzzer-x86_64.a))
+
 test: test-build
 	scripts/prepare-compat
-	cd $(TEST_BUILD) && ctest --output-on-failure -j$(JOBS) --timeout 900
+	cd $(TEST_BUILD) && ctest --output-on-failure -j$(JOBS) --timeout 900 -LE fuzz
+	$(MAKE) test-fuzz
+
+# libFuzzer targets, ~60 s each, only where clang and its fuzzer runtime are installed.
+test-fuzz:
+ifneq ($(FUZZ_RT),)
+	CC=clang cmake -S . -B $(FUZZ_BUILD) -DCMAKE_BUILD_TYPE=Debug -DLAMINAR_FUZZ=ON \
+		-DLAMINAR_COMPAT=OFF >/dev/null
+	cmake --build $(FUZZ_BUILD) -j$(JOBS) --target fuzz_all
+	cd $(FUZZ_BUILD) && ctest --output-on-failure -j$(JOBS) -L fuzz
+else
+	@echo "test-fuzz: clang's libFuzzer runtime is not installed; fuzz targets not run"
+endif
 
 bench: build
 	scripts/run-benchmarks $(BUILD)
 
 clean:
-	rm -rf $(BUILD) $(TEST_BUILD)
+	rm -rf $(BUILD) $(TEST_BUILD) $(FUZZ_BUILD)
