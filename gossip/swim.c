@@ -98,6 +98,7 @@ struct swim {
     uint32_t live_n; /* n for the log(n) formulas, refreshed every LIVE_RECOUNT_PERIODS */
     uint64_t periods;
     bool started;
+    bool refute_pending; /* we raised our incarnation while handling the current datagram */
 };
 
 /* ---- small helpers ---------------------------------------------------------------------- */
@@ -486,6 +487,7 @@ static void merge_self(struct swim *s, const struct swim_update *u)
     /* suspect/dead/left at >= our incarnation, or an alive record of a previous life */
     self->inc = u->incarnation + 1;
     s->stats.refutes++;
+    s->refute_pending = true;
     if (u->status == SWIM_SUSPECT || u->status == SWIM_DEAD)
         lhm_add(s, 1); /* Lifeguard: being suspected hints that we are the slow one */
     bcast_queue(s, SELF);
@@ -983,6 +985,34 @@ static int on_ack(struct swim *s, const struct swim_msg *msg)
     return 0; /* late ack: harmless */
 }
 
+/* Send our own alive record to `to` (a SYNC without reply) right away. */
+static int send_self(struct swim *s, const struct swim_addr *to)
+{
+    struct swim_enc e;
+    struct swim_update u;
+    begin(s, &e, SWIM_MSG_SYNC, 0, 0, to);
+    member_to_update(&s->members[SELF], &u);
+    int rc = swim_enc_update(&e, &u);
+    LM_ASSERT(rc == 0); /* one update always fits an empty datagram */
+    return finish(s, &e, to);
+}
+
+/* A refutation races the suspicion timeout. Piggybacking alone ties its speed to our own
+ * probe rate, which Lifeguard lowers exactly when we are slow; so it is also pushed at once to
+ * whoever told us and to k random members (like memberlist's gossip of an alive message). */
+static int push_refutation(struct swim *s, const struct swim_addr *teller)
+{
+    LM_ASSERT(s->members[SELF].status == SWIM_ALIVE);
+    int rc = send_self(s, teller);
+    for (uint32_t i = 0; i < s->cfg.indirect_k && rc == 0; i++) {
+        uint32_t slot = random_peer(s, false);
+        if (slot == NO_MEMBER)
+            break;
+        rc = send_self(s, &s->members[slot].addr);
+    }
+    return rc;
+}
+
 int swim_recv(struct swim *s, uint64_t now_ms, const uint8_t *buf, size_t len)
 {
     LM_ASSERT(s != NULL);
@@ -1007,8 +1037,14 @@ int swim_recv(struct swim *s, uint64_t now_ms, const uint8_t *buf, size_t len)
     s->stats.recv_packets++;
     if (s->members[SELF].status == SWIM_LEFT)
         return 0;
+    s->refute_pending = false;
     for (size_t i = 0; i < n; i++)
         merge(s, now_ms, &s->updates[i], &msg.sender, msg.type == SWIM_MSG_SYNC);
+    if (s->refute_pending) {
+        rc = push_refutation(s, &msg.sender);
+        if (rc != 0)
+            return rc;
+    }
     switch (msg.type) {
     case SWIM_MSG_PING:
         if (!swim_addr_eq(&msg.target, &s->cfg.self)) {
@@ -1051,13 +1087,7 @@ int swim_leave(struct swim *s, uint64_t now_ms)
         uint32_t slot = random_peer(s, false);
         if (slot == NO_MEMBER)
             break;
-        struct swim_enc e;
-        struct swim_update u;
-        begin(s, &e, SWIM_MSG_SYNC, 0, 0, &s->members[slot].addr);
-        member_to_update(self, &u);
-        int rc = swim_enc_update(&e, &u);
-        LM_ASSERT(rc == 0);
-        rc = finish(s, &e, &s->members[slot].addr);
+        int rc = send_self(s, &s->members[slot].addr);
         if (rc != 0)
             return rc;
         sent++;

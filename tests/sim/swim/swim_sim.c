@@ -66,6 +66,7 @@ struct sim {
     uint32_t n;
     bool lifeguard;
     double loss;
+    double dup; /* probability that a datagram is delivered twice (with its own delay) */
     uint32_t delay_min_ms, delay_max_ms;
     uint32_t slow_ms;       /* mean extra processing delay of a slow member */
     uint32_t sync_periods;
@@ -81,7 +82,9 @@ struct sim {
     uint64_t t_crash, t_first_ping, t_first_suspect, t_first_dead, t_all_dead;
     /* counters */
     uint64_t false_incidents; /* live member newly declared dead by someone */
+    uint64_t false_healthy;   /* ... of them about a member that is not slow */
     uint64_t false_events;    /* every DEAD event about a live member */
+    uint64_t false_suspects;  /* live member newly suspected by someone (refuted or not) */
     uint64_t sent, dropped;
     uint64_t sent_sync; /* full-state (anti-entropy) datagrams, counted apart from SWIM's */
 };
@@ -194,14 +197,19 @@ static void sim_send(void *ctx, const struct swim_addr *to, const uint8_t *buf, 
         return;
     }
     (void)si;
-    uint64_t delay = S->delay_min_ms + below(S->delay_max_ms - S->delay_min_ms + 1);
-    if (S->nodes[di].slow)
-        delay += below(2 * S->slow_ms + 1);
-    struct pkt *p = malloc(sizeof(*p) + len);
-    LM_ASSERT(p != NULL);
-    p->len = (uint32_t)len;
-    memcpy(p->data, buf, len);
-    heap_push((struct ev){.t = S->now + delay, .node = (uint32_t)di, .kind = EV_DELIVER, .pkt = p});
+    int copies = unit_rand() < S->dup ? 2 : 1;
+    for (int c = 0; c < copies; c++) {
+        /* independent random delays also reorder datagrams */
+        uint64_t delay = S->delay_min_ms + below(S->delay_max_ms - S->delay_min_ms + 1);
+        if (S->nodes[di].slow)
+            delay += below(2 * S->slow_ms + 1);
+        struct pkt *p = malloc(sizeof(*p) + len);
+        LM_ASSERT(p != NULL);
+        p->len = (uint32_t)len;
+        memcpy(p->data, buf, len);
+        heap_push(
+            (struct ev){.t = S->now + delay, .node = (uint32_t)di, .kind = EV_DELIVER, .pkt = p});
+    }
 }
 
 static uint32_t live_count(void)
@@ -248,10 +256,16 @@ static void sim_event(void *ctx, const struct swim_event *ev)
     default:
         fail("unknown event type");
     }
+    if (ev->type == SWIM_EV_SUSPECT && !S->nodes[si].crashed &&
+        live_observers_with((uint32_t)si, SWIM_SUSPECT) == 0 &&
+        live_observers_with((uint32_t)si, SWIM_DEAD) == 0)
+        S->false_suspects++;
     if (ev->type == SWIM_EV_DEAD && !S->nodes[si].crashed) {
         S->false_events++;
-        if (live_observers_with((uint32_t)si, SWIM_DEAD) == 0)
+        if (live_observers_with((uint32_t)si, SWIM_DEAD) == 0) {
             S->false_incidents++;
+            S->false_healthy += !S->nodes[si].slow;
+        }
     }
     *v = next;
     if (ev->type == SWIM_EV_DEAD && !S->nodes[si].crashed && S->check_majority) {
@@ -510,6 +524,9 @@ struct steady_result {
     double bytes_per_member_period;
     double fp_per_1000; /* false dead incidents per 1000 member-periods */
     uint64_t fp_incidents;
+    uint64_t fp_healthy; /* about members that are not slow */
+    double suspect_per_1000; /* false suspicion incidents per 1000 member-periods */
+    double member_periods;
 };
 
 static struct steady_result measure_steady(uint32_t n, bool lifeguard, double loss,
@@ -527,6 +544,8 @@ static struct steady_result measure_steady(uint32_t n, bool lifeguard, double lo
     for (uint32_t i = 0; i < n; i++)
         bytes0 += swim_stats(S->nodes[i].swim)->sent_bytes;
     S->false_incidents = 0;
+    S->false_healthy = 0;
+    S->false_suspects = 0;
     run_until(S->now + (uint64_t)periods * T_MS);
     uint64_t bytes1 = 0;
     for (uint32_t i = 0; i < n; i++)
@@ -538,7 +557,10 @@ static struct steady_result measure_steady(uint32_t n, bool lifeguard, double lo
     r.sync_per_member_period = (double)sync / mp;
     r.bytes_per_member_period = (double)(bytes1 - bytes0) / mp;
     r.fp_incidents = S->false_incidents;
+    r.fp_healthy = S->false_healthy;
     r.fp_per_1000 = 1000.0 * (double)S->false_incidents / mp;
+    r.suspect_per_1000 = 1000.0 * (double)S->false_suspects / mp;
+    r.member_periods = mp;
     sim_free();
     return r;
 }
@@ -550,6 +572,7 @@ static void scenario_partition(uint32_t n, bool lifeguard, uint64_t seed)
     sync_periods_next = 10; /* anti-entropy every 10 T so healing is quick to observe */
     sim_init(n, lifeguard, 0.0, seed);
     sync_periods_next = 30;
+    S->dup = 0.02;
     run_until(S->now + 3 * T_MS);
     for (uint32_t i = 0; i < n; i++)
         S->nodes[i].group = i < n / 2 ? 0 : 1;
@@ -578,6 +601,8 @@ static void scenario_invariants(uint32_t n, bool lifeguard, uint64_t seed)
 {
     sim_init(n, lifeguard, 0.0, seed);
     S->check_majority = true;
+    S->dup = 0.02;
+    S->delay_max_ms = 150; /* heavy reordering, still well inside the ack timeout */
     run_until(S->now + 3 * T_MS);
     uint32_t crashed[3] = {1, n / 2, n - 2};
     for (int i = 0; i < 3; i++)
@@ -610,19 +635,34 @@ int main(int argc, char **argv)
 {
     bool full = false;
     uint64_t seed = 0x5eed;
+    uint32_t slow_only_n = 0, slow_only_periods = 0;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--full") == 0)
             full = true;
         else if (strcmp(argv[i], "--seed") == 0 && i + 1 < argc)
             seed = strtoull(argv[++i], NULL, 0);
+        else if (strcmp(argv[i], "--slow") == 0 && i + 2 < argc) {
+            slow_only_n = (uint32_t)atoi(argv[++i]);
+            slow_only_periods = (uint32_t)atoi(argv[++i]);
+        }
         else {
-            fprintf(stderr, "usage: %s [--full] [--seed S]\n", argv[0]);
+            fprintf(stderr, "usage: %s [--full] [--seed S] [--slow N PERIODS]\n", argv[0]);
             return 2;
         }
     }
     printf("swim_sim seed=%" PRIu64 " mode=%s (T = %u ms virtual, k = 3)\n", seed,
            full ? "full" : "bounded", T_MS);
 
+    if (slow_only_n >= 2 && slow_only_n <= NODES_MAX) {
+        for (int lg = 1; lg >= 0; lg--) {
+            struct steady_result r =
+                measure_steady(slow_only_n, lg, 0.01, slow_only_periods, 0.10, seed);
+            printf("slow n=%u LG=%d: suspicions/1000 m-p %.3f, false dead incidents %" PRIu64
+                   " (about healthy members %" PRIu64 ")\n",
+                   slow_only_n, lg, r.suspect_per_1000, r.fp_incidents, r.fp_healthy);
+        }
+        return 0;
+    }
     /* invariants */
     scenario_invariants(full ? 100 : 30, true, seed);
     scenario_invariants(full ? 100 : 30, false, seed + 1);
@@ -649,8 +689,9 @@ int main(int argc, char **argv)
     printf("\nSteady state: messages sent per member per period and false positives "
            "(live members newly declared dead, per 1000 member-periods)\n");
     printf("| n | LG | loss | SWIM msgs/member/period | paper | + sync datagrams | "
-           "bytes/member/period (all) | false-dead incidents | per 1000 member-periods |\n");
-    printf("|---|---|---|---|---|---|---|---|---|\n");
+           "bytes/member/period (all) | member-periods | false suspicions /1000 m-p | "
+           "false-dead incidents | false dead /1000 m-p |\n");
+    printf("|---|---|---|---|---|---|---|---|---|---|---|\n");
     static const double losses[] = {0.0, 0.01, 0.05};
     for (size_t i = 0; i < n_sizes; i++) {
         uint32_t periods = full ? (sizes[i] == 1000 ? 60 : 300) : (sizes[i] == 100 ? 20 : 60);
@@ -659,10 +700,10 @@ int main(int argc, char **argv)
                 struct steady_result r =
                     measure_steady(sizes[i], lg, losses[l], periods, 0.0, seed + 100 + l);
                 printf("| %4u | %-3s | %2.0f%% | %5.2f | ~2 (ping + ack), constant in n | %5.2f "
-                       "| %6.0f | %4" PRIu64 " | %7.3f |\n",
+                       "| %6.0f | %6.0f | %7.3f | %4" PRIu64 " | %7.3f |\n",
                        sizes[i], lg ? "on" : "off", losses[l] * 100, r.msgs_per_member_period,
-                       r.sync_per_member_period, r.bytes_per_member_period, r.fp_incidents,
-                       r.fp_per_1000);
+                       r.sync_per_member_period, r.bytes_per_member_period, r.member_periods,
+                       r.suspect_per_1000, r.fp_incidents, r.fp_per_1000);
                 if (r.msgs_per_member_period > 4.0 * 3 + 2)
                     fail("message load above the paper's worst case 4k+2 per member per period");
                 fflush(stdout);
@@ -670,13 +711,16 @@ int main(int argc, char **argv)
     }
 
     printf("\nSlow members (10%% process datagrams up to 4 T late), 1%% loss: Lifeguard\n");
-    printf("| n | LG | false-dead incidents | per 1000 member-periods |\n|---|---|---|---|\n");
+    printf("| n | LG | member-periods | false suspicions /1000 m-p | false-dead incidents | "
+           "of which about healthy members | false dead /1000 m-p |\n"
+           "|---|---|---|---|---|---|---|\n");
     uint32_t slow_n = full ? 100 : 30;
     uint32_t slow_periods = full ? 300 : 40;
     for (int lg = 1; lg >= 0; lg--) {
         struct steady_result r = measure_steady(slow_n, lg, 0.01, slow_periods, 0.10, seed + 7);
-        printf("| %4u | %-3s | %4" PRIu64 " | %7.3f |\n", slow_n, lg ? "on" : "off",
-               r.fp_incidents, r.fp_per_1000);
+        printf("| %4u | %-3s | %6.0f | %7.3f | %4" PRIu64 " | %4" PRIu64 " | %7.3f |\n", slow_n,
+               lg ? "on" : "off", r.member_periods, r.suspect_per_1000, r.fp_incidents,
+               r.fp_healthy, r.fp_per_1000);
     }
     printf("\nswim_sim: all invariants held (seed=%" PRIu64 ")\n", seed);
     return 0;
