@@ -43,6 +43,7 @@ rd_kafka_conf_t *bench_conf_new(const struct bench_opts *o, const char *const *k
 // (an existing topic is fine; a broker without CreateTopics falls back on auto-creation), then
 // Metadata until every partition has a leader. Returns the partition count the broker reports
 // (may differ from the request if the topic pre-existed), or -1 with a message on stderr.
+// Waits at most timeout_ms, and never more than 30 s.
 int bench_topic_prepare(rd_kafka_t *rk, const struct bench_opts *o, int timeout_ms);
 
 // CLOCK_MONOTONIC in nanoseconds.
