@@ -1,0 +1,75 @@
+/* DescribeCluster (60, KIP-700): on a single node this node is the only broker and the
+ * controller. v1 adds the endpoint type (KIP-919): a broker answers only for brokers, and a
+ * request for controllers gets MISMATCHED_ENDPOINT_TYPE as Kafka's brokers answer it. */
+#include <string.h>
+#include <unistd.h>
+
+#include "broker/handlers/admin_core.h"
+#include "common/lm_assert.h"
+#include "common/lm_err.h"
+#include "protocol/kafka_errors.h"
+
+enum { ENDPOINT_BROKERS = 1, ENDPOINT_CONTROLLERS = 2 };
+
+/* AclOperation codes a CLUSTER resource supports (KIP-430): with no authorizer every one is
+ * allowed. CREATE 5, ALTER 7, DESCRIBE 8, CLUSTER_ACTION 9, DESCRIBE_CONFIGS 10,
+ * ALTER_CONFIGS 11, IDEMPOTENT_WRITE 12. */
+#define CLUSTER_OPERATIONS                                                                     \
+    ((1 << 5) | (1 << 7) | (1 << 8) | (1 << 9) | (1 << 10) | (1 << 11) | (1 << 12))
+
+int admin_describe_cluster(const struct admin_env *env, int16_t version,
+                           const struct kafka_describe_cluster_request *rq,
+                           struct kafka_describe_cluster_response *rs, struct kafka_arena *a)
+{
+    LM_ASSERT(version >= ADMIN_DESCRIBE_CLUSTER_MIN && version <= ADMIN_DESCRIBE_CLUSTER_MAX);
+    LM_ASSERT(env->cfg != NULL && env->cluster_id != NULL);
+    const struct broker_config *cfg = env->cfg;
+    rs->throttle_time_ms = 0;
+    rs->error_code = KAFKA_NONE;
+    rs->error_message = KAFKA_STR_NULL;
+    rs->endpoint_type = version >= 1 ? rq->endpoint_type : ENDPOINT_BROKERS;
+    rs->cluster_id = admin_kstr(env->cluster_id);
+    rs->controller_id = cfg->node_id;
+    rs->cluster_authorized_operations =
+        rq->include_cluster_authorized_operations ? CLUSTER_OPERATIONS : INT32_MIN;
+    rs->brokers = NULL;
+    rs->brokers_count = 0;
+    if (version >= 1 && rq->endpoint_type != ENDPOINT_BROKERS) {
+        rs->error_code = rq->endpoint_type == ENDPOINT_CONTROLLERS
+                             ? KAFKA_MISMATCHED_ENDPOINT_TYPE
+                             : KAFKA_UNSUPPORTED_ENDPOINT_TYPE;
+        rs->controller_id = -1;
+        if (rq->endpoint_type == ENDPOINT_CONTROLLERS)
+            return admin_fmt(a, &rs->error_message,
+                             "The request was sent to an endpoint of type BROKER, but we "
+                             "wanted an endpoint of type CONTROLLER");
+        return admin_fmt(a, &rs->error_message, "Unsupported endpoint type %d",
+                         rq->endpoint_type);
+    }
+    rs->brokers = kafka_arena_alloc_array(a, 1, sizeof(*rs->brokers), 8);
+    if (rs->brokers == NULL)
+        return LM_E_NOMEM;
+    /* The first advertised listener, as Metadata reports it. A listener bound to every
+     * interface ("") advertises the host name, as Kafka does. */
+    const struct broker_listener *l = cfg->advertised_count > 0 ? &cfg->advertised[0]
+                                                                 : &cfg->listeners[0];
+    const char *host = l->host;
+    if (host[0] == '\0') {
+        char *name = kafka_arena_alloc(a, 256, 1);
+        if (name == NULL)
+            return LM_E_NOMEM;
+        if (gethostname(name, 255) != 0)
+            strcpy(name, "localhost");
+        name[255] = '\0';
+        host = name;
+    }
+    rs->brokers[0] = (struct kafka_describe_cluster_response_describe_cluster_broker){
+        .broker_id = cfg->node_id,
+        .host = admin_kstr(host),
+        .port = l->port,
+        .rack = KAFKA_STR_NULL,
+        .is_fenced = false,
+    };
+    rs->brokers_count = 1;
+    return 0;
+}

@@ -1,0 +1,822 @@
+/* DescribeConfigs (32), AlterConfigs (33) and IncrementalAlterConfigs (44) for topic and
+ * broker resources (KIP-133, KIP-226 synonyms and sources, KIP-339 incremental operations,
+ * KIP-569 types and documentation).
+ *
+ * Topic configs are the overrides kept in the metadata store; their effective values fall back
+ * to the broker's server.properties key and then Kafka's default (admin_topic_config_value).
+ * Broker configs are static: laminar has no dynamic broker configs, so they are described with
+ * read_only = true, and changing one is refused with INVALID_REQUEST ("Cannot update these
+ * configs dynamically"), which is what Kafka answers for a read-only broker config. Deleting a
+ * dynamic broker override succeeds as a no-op, since none can exist. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "broker/handlers/admin_core.h"
+#include "broker/log.h"
+#include "common/lm_assert.h"
+#include "common/lm_err.h"
+#include "protocol/kafka_errors.h"
+
+#define SET_ERR(a, code_field, msg_field, code, ...)                                           \
+    ((code_field) = (code), admin_fmt((a), &(msg_field), __VA_ARGS__))
+
+/* Broker keys laminar reads itself (broker/config.c) besides the topic defaults, with Kafka's
+ * types and defaults (KafkaConfig). Defaults of NULL are null in Kafka too. */
+struct broker_key {
+    const char *name;
+    enum lm_config_type type;
+    const char *default_value;
+    const char *doc;
+};
+
+static const struct broker_key broker_keys[] = {
+    {"advertised.listeners", LM_CONFIG_STRING, NULL,
+     "Listeners published to clients, if different from listeners."},
+    {"auto.create.topics.enable", LM_CONFIG_BOOLEAN, "true",
+     "Create a topic when a client asks for its metadata."},
+    {"default.replication.factor", LM_CONFIG_INT, "1",
+     "Replication factor of topics created with -1 or automatically."},
+    {"delete.topic.enable", LM_CONFIG_BOOLEAN, "true", "Whether topics may be deleted."},
+    {"listeners", LM_CONFIG_STRING, "PLAINTEXT://:9092", "Addresses the broker listens on."},
+    {"log.dirs", LM_CONFIG_STRING, NULL, "Directories holding the partition logs."},
+    {"log.retention.hours", LM_CONFIG_INT, "168",
+     "Hours a segment is kept (lowest precedence of the log.retention.* keys)."},
+    {"log.retention.minutes", LM_CONFIG_INT, NULL,
+     "Minutes a segment is kept (over log.retention.hours)."},
+    {"log.roll.hours", LM_CONFIG_INT, "168", "Hours after which a segment is rolled."},
+    {"log.roll.jitter.hours", LM_CONFIG_INT, "0", "Random jitter subtracted from log.roll.hours."},
+    {"node.id", LM_CONFIG_INT, "-1", "The id of this node."},
+    {"num.partitions", LM_CONFIG_INT, "1", "Partitions of topics created with -1 or "
+                                          "automatically."},
+    {"queued.max.request.bytes", LM_CONFIG_LONG, "-1",
+     "Bytes of queued requests per shard before reading stops (-1: laminar's default)."},
+    {"socket.request.max.bytes", LM_CONFIG_INT, "104857600", "Largest request accepted."},
+};
+
+/* One describable broker config. */
+struct broker_item {
+    const char *name;
+    enum lm_config_type type;
+    const char *default_value;
+    const char *doc;
+};
+
+static int broker_item_cmp(const void *x, const void *y)
+{
+    return strcmp(((const struct broker_item *)x)->name, ((const struct broker_item *)y)->name);
+}
+
+/* Every broker key DescribeConfigs lists: the table above plus the broker synonym of every
+ * topic config, sorted by name, without duplicates. */
+static int broker_items(struct kafka_arena *a, struct broker_item **out, size_t *count)
+{
+    size_t ndefs = 0;
+    const struct lm_topic_config_def *defs = lm_topic_config_defs(&ndefs);
+    size_t cap = LM_ARRAY_LEN(broker_keys) + ndefs;
+    struct broker_item *it = kafka_arena_alloc_array(a, cap, sizeof(*it), 8);
+    if (it == NULL)
+        return LM_E_NOMEM;
+    size_t n = 0;
+    for (size_t i = 0; i < LM_ARRAY_LEN(broker_keys); i++)
+        it[n++] = (struct broker_item){broker_keys[i].name, broker_keys[i].type,
+                                       broker_keys[i].default_value, broker_keys[i].doc};
+    for (size_t i = 0; i < ndefs; i++) {
+        const char *syn = defs[i].broker_synonym;
+        if (syn == NULL)
+            continue;
+        bool dup = false;
+        for (size_t j = 0; j < n && !dup; j++)
+            dup = strcmp(it[j].name, syn) == 0;
+        if (!dup)
+            it[n++] = (struct broker_item){syn, defs[i].type, defs[i].default_value, defs[i].doc};
+    }
+    LM_ASSERT(n <= cap);
+    qsort(it, n, sizeof(*it), broker_item_cmp);
+    *out = it;
+    *count = n;
+    return 0;
+}
+
+/* Is `name` asked for? A null key list asks for everything. */
+static bool key_wanted(const struct kafka_describe_configs_request_describe_configs_resource *r,
+                       const char *name)
+{
+    if (r->configuration_keys_count < 0)
+        return true;
+    for (int32_t i = 0; i < r->configuration_keys_count; i++) {
+        if (admin_kstr_eq(r->configuration_keys[i], name))
+            return true;
+    }
+    return false;
+}
+
+/* Parses a broker resource name: our node id, or "" (the cluster-wide default). Anything else
+ * is Kafka's INVALID_REQUEST. Returns 0 or LM_E_NOMEM; *ok tells whether it is ours. */
+static int broker_name_check(const struct admin_env *env, struct kafka_str name,
+                             struct kafka_arena *a, int16_t *code, struct kafka_str *msg,
+                             bool *ok, bool *is_default)
+{
+    char *s = NULL;
+    int rc = admin_cstr(a, name, &s);
+    if (rc != 0)
+        return rc;
+    *ok = false;
+    *is_default = s == NULL || s[0] == '\0';
+    if (*is_default) {
+        *ok = true;
+        return 0;
+    }
+    char *end = NULL;
+    long v = strtol(s, &end, 10);
+    if (end == s || *end != '\0' || v != env->cfg->node_id)
+        return SET_ERR(a, *code, *msg, KAFKA_INVALID_REQUEST,
+                       "Unexpected broker id, expected %d or empty string, but received %s",
+                       env->cfg->node_id, s);
+    *ok = true;
+    return 0;
+}
+
+/* ---------------------------------------------------------------- DescribeConfigs */
+
+typedef struct kafka_describe_configs_response_describe_configs_resource_result dc_entry;
+typedef struct kafka_describe_configs_response_describe_configs_synonym dc_synonym;
+
+static void dc_entry_fill(dc_entry *e, int16_t version, bool documentation, const char *name,
+                          const char *value, enum lm_config_source source, bool read_only,
+                          enum lm_config_type type, const char *doc)
+{
+    *e = (dc_entry){
+        .name = admin_kstr(name),
+        .value = admin_kstr(value),
+        .read_only = read_only,
+        .is_default = source == LM_CONFIG_SOURCE_DEFAULT, /* v0 only */
+        .config_source = (int8_t)source,
+        .is_sensitive = false,
+        .synonyms = NULL,
+        .synonyms_count = 0,
+        .config_type = version >= 3 ? (int8_t)type : 0,
+        .documentation = (version >= 3 && documentation) ? admin_kstr(doc) : KAFKA_STR_NULL,
+    };
+}
+
+/* Synonyms of a topic config in precedence order (KIP-226): the topic override, the broker
+ * key(s) set in server.properties, then the default (named by the broker synonym). */
+static int dc_topic_synonyms(const struct lm_topic_config_def *def,
+                             const struct lm_config_entry *topic, size_t topic_count,
+                             const struct lm_config_entry *brk, size_t brk_count,
+                             struct kafka_arena *a, dc_entry *e)
+{
+    dc_synonym *s = kafka_arena_alloc_array(a, 2 + brk_count, sizeof(*s), 8);
+    if (s == NULL)
+        return LM_E_NOMEM;
+    int32_t n = 0;
+    for (size_t i = 0; i < topic_count; i++) {
+        if (strcmp(topic[i].name, def->name) == 0)
+            s[n++] = (dc_synonym){admin_kstr(def->name), admin_kstr(topic[i].value),
+                                  LM_CONFIG_SOURCE_DYNAMIC_TOPIC};
+    }
+    /* Broker keys that feed this config, in admin_topic_config_value's order: the synonym,
+     * then the unit keys; each set one is listed with its own (unconverted) value. */
+    static const struct {
+        const char *topic_name, *broker_key;
+    } units[] = {{"retention.ms", "log.retention.minutes"},
+                 {"retention.ms", "log.retention.hours"},
+                 {"segment.ms", "log.roll.hours"},
+                 {"segment.jitter.ms", "log.roll.jitter.hours"}};
+    for (size_t u = 0; u <= LM_ARRAY_LEN(units); u++) {
+        const char *key = NULL;
+        if (u == 0)
+            key = def->broker_synonym;
+        else if (strcmp(units[u - 1].topic_name, def->name) == 0)
+            key = units[u - 1].broker_key;
+        if (key == NULL)
+            continue;
+        for (size_t i = 0; i < brk_count; i++) {
+            if (strcmp(brk[i].name, key) == 0) {
+                LM_ASSERT((size_t)n < 2 + brk_count);
+                s[n++] = (dc_synonym){admin_kstr(key), admin_kstr(brk[i].value),
+                                      LM_CONFIG_SOURCE_STATIC_BROKER};
+            }
+        }
+    }
+    LM_ASSERT((size_t)n < 2 + brk_count);
+    s[n++] = (dc_synonym){admin_kstr(def->broker_synonym ? def->broker_synonym : def->name),
+                          admin_kstr(def->default_value), LM_CONFIG_SOURCE_DEFAULT};
+    e->synonyms = s;
+    e->synonyms_count = n;
+    return 0;
+}
+
+static int dc_topic(const struct admin_env *env, int16_t version, bool synonyms, bool docs,
+                    const struct kafka_describe_configs_request_describe_configs_resource *r,
+                    const struct lm_config_entry *brk, size_t brk_count, struct kafka_arena *a,
+                    struct kafka_describe_configs_response_describe_configs_result *res)
+{
+    char *name = NULL;
+    int rc = admin_cstr(a, r->resource_name, &name);
+    if (rc != 0)
+        return rc;
+    /* Copy the topic's overrides out of the snapshot: the response is encoded later. */
+    struct lm_meta_snapshot *snap = lm_meta_store_snapshot(env->meta);
+    const struct lm_meta_topic *t = name ? lm_meta_state_find(&snap->state, name) : NULL;
+    struct lm_config_entry *over = NULL;
+    size_t over_count = 0;
+    bool found = t != NULL;
+    if (found && t->config_count > 0) {
+        over = kafka_arena_alloc_array(a, t->config_count, sizeof(*over), 8);
+        rc = over ? 0 : LM_E_NOMEM;
+        for (size_t i = 0; rc == 0 && i < t->config_count; i++) {
+            rc = admin_cstr(a, admin_kstr(t->configs[i].name), &over[i].name);
+            if (rc == 0)
+                rc = admin_cstr(a, admin_kstr(t->configs[i].value), &over[i].value);
+        }
+        over_count = t->config_count;
+    }
+    lm_meta_snapshot_release(snap);
+    if (rc != 0)
+        return rc;
+    if (!found)
+        return SET_ERR(a, res->error_code, res->error_message, KAFKA_UNKNOWN_TOPIC_OR_PARTITION,
+                       "The topic '%s' does not exist.", name ? name : "");
+
+    size_t ndefs = 0;
+    const struct lm_topic_config_def *defs = lm_topic_config_defs(&ndefs);
+    res->configs = kafka_arena_alloc_array(a, ndefs, sizeof(*res->configs), 8);
+    if (res->configs == NULL)
+        return LM_E_NOMEM;
+    int32_t n = 0;
+    for (size_t i = 0; i < ndefs; i++) {
+        if (!key_wanted(r, defs[i].name))
+            continue;
+        struct admin_topic_value tv;
+        rc = admin_topic_config_value(&defs[i], over, over_count, brk, brk_count, a, &tv);
+        if (rc != 0)
+            return rc;
+        dc_entry *e = &res->configs[n++];
+        dc_entry_fill(e, version, docs, defs[i].name, tv.value, tv.source, false, defs[i].type,
+                      defs[i].doc);
+        if (synonyms && version >= 1) {
+            rc = dc_topic_synonyms(&defs[i], over, over_count, brk, brk_count, a, e);
+            if (rc != 0)
+                return rc;
+        }
+    }
+    res->configs_count = n;
+    return 0;
+}
+
+static int dc_broker(const struct admin_env *env, int16_t version, bool synonyms, bool docs,
+                     const struct kafka_describe_configs_request_describe_configs_resource *r,
+                     struct kafka_arena *a,
+                     struct kafka_describe_configs_response_describe_configs_result *res)
+{
+    bool ok = false, is_default = false;
+    int rc = broker_name_check(env, r->resource_name, a, &res->error_code, &res->error_message,
+                               &ok, &is_default);
+    if (rc != 0 || !ok)
+        return rc;
+    res->configs_count = 0;
+    if (is_default)
+        return 0; /* the cluster-wide dynamic defaults: laminar has none */
+    struct broker_item *items = NULL;
+    size_t count = 0;
+    rc = broker_items(a, &items, &count);
+    if (rc != 0)
+        return rc;
+    res->configs = kafka_arena_alloc_array(a, count, sizeof(*res->configs), 8);
+    if (res->configs == NULL)
+        return LM_E_NOMEM;
+    int32_t n = 0;
+    for (size_t i = 0; i < count; i++) {
+        if (!key_wanted(r, items[i].name))
+            continue;
+        const char *raw = broker_config_get(env->cfg, items[i].name);
+        enum lm_config_source src = raw ? LM_CONFIG_SOURCE_STATIC_BROKER : LM_CONFIG_SOURCE_DEFAULT;
+        dc_entry *e = &res->configs[n++];
+        dc_entry_fill(e, version, docs, items[i].name, raw ? raw : items[i].default_value, src,
+                      true, items[i].type, items[i].doc);
+        if (synonyms && version >= 1) {
+            dc_synonym *s = kafka_arena_alloc_array(a, 2, sizeof(*s), 8);
+            if (s == NULL)
+                return LM_E_NOMEM;
+            int32_t k = 0;
+            if (raw)
+                s[k++] = (dc_synonym){admin_kstr(items[i].name), admin_kstr(raw),
+                                      LM_CONFIG_SOURCE_STATIC_BROKER};
+            if (items[i].default_value)
+                s[k++] = (dc_synonym){admin_kstr(items[i].name),
+                                      admin_kstr(items[i].default_value),
+                                      LM_CONFIG_SOURCE_DEFAULT};
+            e->synonyms = s;
+            e->synonyms_count = k;
+        }
+    }
+    res->configs_count = n;
+    return 0;
+}
+
+int admin_describe_configs(const struct admin_env *env, int16_t version,
+                           const struct kafka_describe_configs_request *rq,
+                           struct kafka_describe_configs_response *rs, struct kafka_arena *a)
+{
+    LM_ASSERT(version >= ADMIN_DESCRIBE_CONFIGS_MIN && version <= ADMIN_DESCRIBE_CONFIGS_MAX);
+    LM_ASSERT(env->meta != NULL && env->cfg != NULL);
+    int32_t n = rq->resources_count < 0 ? 0 : rq->resources_count;
+    rs->throttle_time_ms = 0;
+    rs->results = kafka_arena_alloc_array(a, (size_t)(n > 0 ? n : 1), sizeof(*rs->results), 8);
+    if (rs->results == NULL)
+        return LM_E_NOMEM;
+    rs->results_count = n;
+    struct lm_config_entry *brk = NULL;
+    size_t brk_count = 0;
+    int rc = admin_broker_topic_entries(env->cfg, a, &brk, &brk_count);
+    if (rc != 0)
+        return rc;
+    for (int32_t i = 0; i < n; i++) {
+        const struct kafka_describe_configs_request_describe_configs_resource *r =
+            &rq->resources[i];
+        struct kafka_describe_configs_response_describe_configs_result *res = &rs->results[i];
+        *res = (struct kafka_describe_configs_response_describe_configs_result){
+            .error_code = KAFKA_NONE,
+            .error_message = KAFKA_STR_NULL,
+            .resource_type = r->resource_type,
+            .resource_name = r->resource_name,
+            .configs = NULL,
+            .configs_count = 0,
+        };
+        if (r->resource_type == ADMIN_RESOURCE_TOPIC)
+            rc = dc_topic(env, version, rq->include_synonyms, rq->include_documentation, r, brk,
+                          brk_count, a, res);
+        else if (r->resource_type == ADMIN_RESOURCE_BROKER)
+            rc = dc_broker(env, version, rq->include_synonyms, rq->include_documentation, r, a,
+                           res);
+        else
+            rc = SET_ERR(a, res->error_code, res->error_message, KAFKA_INVALID_REQUEST,
+                         "Unsupported resource type: %d", r->resource_type);
+        if (rc != 0)
+            return rc;
+    }
+    return 0;
+}
+
+/* ---------------------------------------------------------------- alter helpers */
+
+/* Is resource i the same (type, name) as an earlier or later one? Kafka refuses duplicates. */
+#define RESOURCE_DUPLICATED(arr, count, i)                                                     \
+    ({                                                                                         \
+        bool dup_ = false;                                                                     \
+        for (int32_t j_ = 0; j_ < (count) && !dup_; j_++) {                                    \
+            dup_ = j_ != (i) && (arr)[j_].resource_type == (arr)[i].resource_type &&           \
+                   (arr)[j_].resource_name.len == (arr)[i].resource_name.len &&                \
+                   memcmp((arr)[j_].resource_name.ptr, (arr)[i].resource_name.ptr,             \
+                          (size_t)(arr)[i].resource_name.len) == 0;                            \
+        }                                                                                      \
+        dup_;                                                                                  \
+    })
+
+/* A topic's override set being edited: entries in the arena. */
+struct override_set {
+    struct lm_config_entry *e;
+    size_t count, cap;
+};
+
+static const char *override_get(const struct override_set *s, const char *name)
+{
+    for (size_t i = 0; i < s->count; i++) {
+        if (strcmp(s->e[i].name, name) == 0)
+            return s->e[i].value;
+    }
+    return NULL;
+}
+
+static void override_put(struct override_set *s, char *name, char *value)
+{
+    for (size_t i = 0; i < s->count; i++) {
+        if (strcmp(s->e[i].name, name) == 0) {
+            s->e[i].value = value;
+            return;
+        }
+    }
+    LM_ASSERT(s->count < s->cap);
+    s->e[s->count++] = (struct lm_config_entry){name, value};
+}
+
+static void override_del(struct override_set *s, const char *name)
+{
+    for (size_t i = 0; i < s->count; i++) {
+        if (strcmp(s->e[i].name, name) == 0) {
+            s->e[i] = s->e[--s->count];
+            return;
+        }
+    }
+}
+
+/* Loads the current overrides of topic `name` into s with room for `extra` more. Returns 0 or
+ * LM_E_NOMEM; *found tells whether the topic exists. */
+static int override_load(const struct admin_env *env, const char *name, size_t extra,
+                         struct kafka_arena *a, struct override_set *s, bool *found)
+{
+    struct lm_meta_snapshot *snap = lm_meta_store_snapshot(env->meta);
+    const struct lm_meta_topic *t = lm_meta_state_find(&snap->state, name);
+    int rc = 0;
+    *found = t != NULL;
+    s->count = 0;
+    s->cap = (t ? t->config_count : 0) + extra + 1;
+    s->e = kafka_arena_alloc_array(a, s->cap, sizeof(*s->e), 8);
+    if (s->e == NULL)
+        rc = LM_E_NOMEM;
+    for (size_t i = 0; rc == 0 && t != NULL && i < t->config_count; i++) {
+        char *k = NULL, *v = NULL;
+        rc = admin_cstr(a, admin_kstr(t->configs[i].name), &k);
+        if (rc == 0)
+            rc = admin_cstr(a, admin_kstr(t->configs[i].value), &v);
+        if (rc == 0)
+            s->e[s->count++] = (struct lm_config_entry){k, v};
+    }
+    lm_meta_snapshot_release(snap);
+    return rc;
+}
+
+/* Sets an INVALID_CONFIG error for an invalid value, or an unknown name. */
+static int invalid_value(struct kafka_arena *a, int16_t *code, struct kafka_str *msg,
+                         const char *name, const char *value)
+{
+    const struct lm_topic_config_def *def = lm_topic_config_find(name);
+    if (def == NULL)
+        return SET_ERR(a, *code, *msg, KAFKA_INVALID_CONFIG, "Unknown topic config name: %s",
+                       name);
+    if (def->valid_values)
+        return SET_ERR(a, *code, *msg, KAFKA_INVALID_CONFIG,
+                       "Invalid value %s for configuration %s: must be one of %s", value, name,
+                       def->valid_values);
+    return SET_ERR(a, *code, *msg, KAFKA_INVALID_CONFIG, "Invalid value %s for configuration %s",
+                   value, name);
+}
+
+/* Commits the new override set of a topic (unless validate_only). */
+static int override_commit(const struct admin_env *env, const char *topic,
+                           const struct override_set *s, bool validate_only,
+                           struct kafka_arena *a, int16_t *code, struct kafka_str *msg)
+{
+    for (size_t i = 0; i < s->count; i++) {
+        if (lm_topic_config_validate(s->e[i].name, s->e[i].value) != 0 ||
+            strlen(s->e[i].value) > LM_META_CONFIG_VALUE_MAX)
+            return invalid_value(a, code, msg, s->e[i].name, s->e[i].value);
+    }
+    if (validate_only)
+        return 0;
+    struct lm_meta_record r = {
+        .type = LM_META_TOPIC_CONFIGS, .topic = topic, .configs = s->e, .config_count = s->count};
+    int rc = lm_meta_store_commit(env->meta, &r);
+    if (rc == LM_E_NOT_FOUND)
+        return SET_ERR(a, *code, *msg, KAFKA_UNKNOWN_TOPIC_OR_PARTITION,
+                       "The topic '%s' does not exist.", topic);
+    if (rc == LM_E_INVALID)
+        return SET_ERR(a, *code, *msg, KAFKA_INVALID_CONFIG,
+                       "The new configs of topic '%s' were rejected as invalid.", topic);
+    if (rc != 0) {
+        BLOG_ERROR("admin: metadata commit for topic %s failed: %s", topic, lm_strerror(rc));
+        return SET_ERR(a, *code, *msg, KAFKA_KAFKA_STORAGE_ERROR,
+                       "Could not write the metadata log: %s", lm_strerror(rc));
+    }
+    BLOG_INFO("admin: topic %s now has %zu config override(s)", topic, s->count);
+    return 0;
+}
+
+/* ---------------------------------------------------------------- AlterConfigs */
+
+typedef struct kafka_alter_configs_request_alter_configs_resource ac_resource;
+typedef struct kafka_alter_configs_response_alter_configs_resource_response ac_result;
+
+/* AlterConfigs replaces every override of the topic with the given set (KIP-133). */
+static int ac_topic(const struct admin_env *env, bool validate_only, const ac_resource *r,
+                    struct kafka_arena *a, ac_result *res)
+{
+    char *topic = NULL;
+    int rc = admin_cstr(a, r->resource_name, &topic);
+    if (rc != 0)
+        return rc;
+    int32_t n = r->configs_count < 0 ? 0 : r->configs_count;
+    struct override_set s = {0};
+    bool found = false;
+    rc = override_load(env, topic ? topic : "", (size_t)n, a, &s, &found);
+    if (rc != 0)
+        return rc;
+    if (!found)
+        return SET_ERR(a, res->error_code, res->error_message, KAFKA_UNKNOWN_TOPIC_OR_PARTITION,
+                       "The topic '%s' does not exist.", topic ? topic : "");
+    s.count = 0; /* replace, not merge */
+    for (int32_t i = 0; i < n; i++) {
+        char *name = NULL, *value = NULL;
+        if (admin_cstr(a, r->configs[i].name, &name) != 0 ||
+            admin_cstr(a, r->configs[i].value, &value) != 0)
+            return LM_E_NOMEM;
+        if (override_get(&s, name) != NULL)
+            return SET_ERR(a, res->error_code, res->error_message, KAFKA_INVALID_REQUEST,
+                           "Error due to duplicate config keys");
+        if (lm_topic_config_find(name) == NULL)
+            return invalid_value(a, &res->error_code, &res->error_message, name, value);
+        if (value == NULL)
+            return SET_ERR(a, res->error_code, res->error_message, KAFKA_INVALID_REQUEST,
+                           "Null value not supported for : %s", name);
+        override_put(&s, name, value);
+    }
+    return override_commit(env, topic, &s, validate_only, a, &res->error_code,
+                           &res->error_message);
+}
+
+/* Broker resources: nothing dynamic can be set. */
+static int alter_broker(const struct admin_env *env, struct kafka_str resource_name,
+                        const char *keys, struct kafka_arena *a, int16_t *code,
+                        struct kafka_str *msg)
+{
+    bool ok = false, is_default = false;
+    int rc = broker_name_check(env, resource_name, a, code, msg, &ok, &is_default);
+    if (rc != 0 || !ok || keys[0] == '\0')
+        return rc;
+    return SET_ERR(a, *code, *msg, KAFKA_INVALID_REQUEST,
+                   "Cannot update these configs dynamically: %s (laminar has no dynamic broker "
+                   "configs; set them in server.properties and restart)",
+                   keys);
+}
+
+/* The names of the configs a broker change would set, comma-separated, in the arena. */
+static int joined_names(struct kafka_arena *a, const struct kafka_str *names, const int8_t *ops,
+                        size_t stride_names, size_t stride_ops, int32_t n, const char **out)
+{
+    size_t len = 1;
+    for (int32_t i = 0; i < n; i++) {
+        const struct kafka_str *nm =
+            (const struct kafka_str *)((const char *)names + (size_t)i * stride_names);
+        len += (size_t)(nm->len > 0 ? nm->len : 0) + 2;
+    }
+    char *buf = kafka_arena_alloc(a, len, 1);
+    if (buf == NULL)
+        return LM_E_NOMEM;
+    size_t pos = 0;
+    for (int32_t i = 0; i < n; i++) {
+        const struct kafka_str *nm =
+            (const struct kafka_str *)((const char *)names + (size_t)i * stride_names);
+        if (ops != NULL) {
+            int8_t op = *(const int8_t *)((const char *)ops + (size_t)i * stride_ops);
+            if (op == ADMIN_OP_DELETE)
+                continue; /* deleting an override that cannot exist is a no-op */
+        }
+        if (pos > 0) {
+            buf[pos++] = ',';
+            buf[pos++] = ' ';
+        }
+        if (nm->len > 0) {
+            memcpy(buf + pos, nm->ptr, (size_t)nm->len);
+            pos += (size_t)nm->len;
+        }
+    }
+    LM_ASSERT(pos < len);
+    buf[pos] = '\0';
+    *out = buf;
+    return 0;
+}
+
+int admin_alter_configs(const struct admin_env *env, int16_t version,
+                        const struct kafka_alter_configs_request *rq,
+                        struct kafka_alter_configs_response *rs, struct kafka_arena *a)
+{
+    LM_ASSERT(version >= ADMIN_ALTER_CONFIGS_MIN && version <= ADMIN_ALTER_CONFIGS_MAX);
+    LM_ASSERT(env->meta != NULL && env->cfg != NULL);
+    int32_t n = rq->resources_count < 0 ? 0 : rq->resources_count;
+    rs->throttle_time_ms = 0;
+    rs->responses = kafka_arena_alloc_array(a, (size_t)(n > 0 ? n : 1), sizeof(*rs->responses),
+                                            8);
+    if (rs->responses == NULL)
+        return LM_E_NOMEM;
+    rs->responses_count = n;
+    for (int32_t i = 0; i < n; i++) {
+        const ac_resource *r = &rq->resources[i];
+        ac_result *res = &rs->responses[i];
+        *res = (ac_result){.error_code = KAFKA_NONE, .error_message = KAFKA_STR_NULL,
+                           .resource_type = r->resource_type, .resource_name = r->resource_name};
+        int rc = 0;
+        if (RESOURCE_DUPLICATED(rq->resources, n, i)) {
+            rc = SET_ERR(a, res->error_code, res->error_message, KAFKA_INVALID_REQUEST,
+                         "Duplicate resource in request.");
+        } else if (r->resource_type == ADMIN_RESOURCE_TOPIC) {
+            rc = ac_topic(env, rq->validate_only, r, a, res);
+        } else if (r->resource_type == ADMIN_RESOURCE_BROKER) {
+            const char *keys = "";
+            rc = joined_names(a, r->configs_count > 0 ? &r->configs[0].name : NULL, NULL,
+                              sizeof(r->configs[0]), 0, r->configs_count > 0 ? r->configs_count
+                                                                               : 0,
+                              &keys);
+            if (rc == 0)
+                rc = alter_broker(env, r->resource_name, keys, a, &res->error_code,
+                                  &res->error_message);
+        } else {
+            rc = SET_ERR(a, res->error_code, res->error_message, KAFKA_INVALID_REQUEST,
+                         "Unsupported resource type: %d", r->resource_type);
+        }
+        if (rc != 0)
+            return rc;
+    }
+    return 0;
+}
+
+/* ---------------------------------------------------------------- IncrementalAlterConfigs */
+
+typedef struct kafka_incremental_alter_configs_request_alter_configs_resource iac_resource;
+typedef struct kafka_incremental_alter_configs_response_alter_configs_resource_response
+    iac_result;
+
+/* Splits a list value at commas, trimming blanks and dropping empty items (Kafka's ConfigDef
+ * LIST parsing). Items point into a copy in the arena. */
+static int list_split(struct kafka_arena *a, const char *value, char ***items, size_t *count)
+{
+    size_t cap = 1;
+    for (const char *p = value; *p; p++)
+        cap += *p == ',';
+    char **it = kafka_arena_alloc_array(a, cap, sizeof(char *), 8);
+    char *copy = NULL;
+    if (it == NULL || admin_cstr(a, admin_kstr(value), &copy) != 0)
+        return LM_E_NOMEM;
+    size_t n = 0;
+    char *p = copy;
+    while (p != NULL) {
+        char *comma = strchr(p, ',');
+        if (comma)
+            *comma = '\0';
+        while (*p == ' ' || *p == '\t')
+            p++;
+        size_t len = strlen(p);
+        while (len > 0 && (p[len - 1] == ' ' || p[len - 1] == '\t'))
+            p[--len] = '\0';
+        if (len > 0) {
+            LM_ASSERT(n < cap);
+            it[n++] = p;
+        }
+        p = comma ? comma + 1 : NULL;
+    }
+    *items = it;
+    *count = n;
+    return 0;
+}
+
+/* APPEND adds each item not yet in the list, in order; SUBTRACT removes every occurrence of
+ * each item (KIP-339). The base is the topic's override, else Kafka's default for the config,
+ * as Kafka's controller does (ConfigurationControlManager): a broker-level setting of the
+ * synonym does not seed it. */
+static int list_edit(struct kafka_arena *a, const char *base, const char *arg, bool append,
+                     char **out)
+{
+    char **have = NULL, **delta = NULL;
+    size_t nh = 0, nd = 0;
+    int rc = list_split(a, base, &have, &nh);
+    if (rc == 0)
+        rc = list_split(a, arg, &delta, &nd);
+    if (rc != 0)
+        return rc;
+    char **res = kafka_arena_alloc_array(a, nh + nd + 1, sizeof(char *), 8);
+    if (res == NULL)
+        return LM_E_NOMEM;
+    size_t nr = 0, len = 1;
+    for (size_t i = 0; i < nh; i++) {
+        bool drop = false;
+        for (size_t k = 0; !append && k < nd && !drop; k++)
+            drop = strcmp(have[i], delta[k]) == 0;
+        if (!drop)
+            res[nr++] = have[i];
+    }
+    for (size_t k = 0; append && k < nd; k++) {
+        bool present = false;
+        for (size_t i = 0; i < nr && !present; i++)
+            present = strcmp(res[i], delta[k]) == 0;
+        if (!present)
+            res[nr++] = delta[k];
+    }
+    for (size_t i = 0; i < nr; i++)
+        len += strlen(res[i]) + 1;
+    char *buf = kafka_arena_alloc(a, len, 1);
+    if (buf == NULL)
+        return LM_E_NOMEM;
+    size_t pos = 0;
+    for (size_t i = 0; i < nr; i++) {
+        if (i > 0)
+            buf[pos++] = ',';
+        size_t l = strlen(res[i]);
+        memcpy(buf + pos, res[i], l);
+        pos += l;
+    }
+    LM_ASSERT(pos < len);
+    buf[pos] = '\0';
+    *out = buf;
+    return 0;
+}
+
+static int iac_topic(const struct admin_env *env, bool validate_only, const iac_resource *r,
+                     struct kafka_arena *a, iac_result *res)
+{
+    char *topic = NULL;
+    int rc = admin_cstr(a, r->resource_name, &topic);
+    if (rc != 0)
+        return rc;
+    int32_t n = r->configs_count < 0 ? 0 : r->configs_count;
+    struct override_set s = {0};
+    bool found = false;
+    rc = override_load(env, topic ? topic : "", (size_t)n, a, &s, &found);
+    if (rc != 0)
+        return rc;
+    if (!found)
+        return SET_ERR(a, res->error_code, res->error_message, KAFKA_UNKNOWN_TOPIC_OR_PARTITION,
+                       "The topic '%s' does not exist.", topic ? topic : "");
+    for (int32_t i = 0; i < n; i++) {
+        for (int32_t j = 0; j < i; j++) {
+            if (r->configs[j].name.len == r->configs[i].name.len &&
+                memcmp(r->configs[j].name.ptr, r->configs[i].name.ptr,
+                       (size_t)r->configs[i].name.len) == 0)
+                return SET_ERR(a, res->error_code, res->error_message, KAFKA_INVALID_REQUEST,
+                               "Error due to duplicate config keys");
+        }
+    }
+    /* Every operation is checked and applied to a copy; nothing is stored unless all pass. */
+    for (int32_t i = 0; i < n; i++) {
+        char *name = NULL, *value = NULL;
+        if (admin_cstr(a, r->configs[i].name, &name) != 0 ||
+            admin_cstr(a, r->configs[i].value, &value) != 0)
+            return LM_E_NOMEM;
+        int8_t op = r->configs[i].config_operation;
+        const struct lm_topic_config_def *def = lm_topic_config_find(name);
+        if (op < ADMIN_OP_SET || op > ADMIN_OP_SUBTRACT)
+            return SET_ERR(a, res->error_code, res->error_message, KAFKA_INVALID_REQUEST,
+                           "Unknown config operation %d for %s", op, name);
+        if (def == NULL)
+            return invalid_value(a, &res->error_code, &res->error_message, name, value);
+        if (op == ADMIN_OP_DELETE) {
+            override_del(&s, name);
+            continue;
+        }
+        if (value == NULL)
+            return SET_ERR(a, res->error_code, res->error_message, KAFKA_INVALID_REQUEST,
+                           "Null value not supported for : %s", name);
+        if (op == ADMIN_OP_SET) {
+            override_put(&s, name, value);
+            continue;
+        }
+        if (def->type != LM_CONFIG_LIST)
+            return SET_ERR(a, res->error_code, res->error_message, KAFKA_INVALID_CONFIG,
+                           "Config value %s is not allowed for config key: %s",
+                           op == ADMIN_OP_APPEND ? "append" : "subtract", name);
+        const char *base = override_get(&s, name);
+        char *edited = NULL;
+        rc = list_edit(a, base ? base : def->default_value, value, op == ADMIN_OP_APPEND,
+                       &edited);
+        if (rc != 0)
+            return rc;
+        override_put(&s, name, edited);
+    }
+    return override_commit(env, topic, &s, validate_only, a, &res->error_code,
+                           &res->error_message);
+}
+
+int admin_incremental_alter_configs(const struct admin_env *env, int16_t version,
+                                    const struct kafka_incremental_alter_configs_request *rq,
+                                    struct kafka_incremental_alter_configs_response *rs,
+                                    struct kafka_arena *a)
+{
+    LM_ASSERT(version >= ADMIN_INCREMENTAL_ALTER_CONFIGS_MIN &&
+              version <= ADMIN_INCREMENTAL_ALTER_CONFIGS_MAX);
+    LM_ASSERT(env->meta != NULL && env->cfg != NULL);
+    int32_t n = rq->resources_count < 0 ? 0 : rq->resources_count;
+    rs->throttle_time_ms = 0;
+    rs->responses = kafka_arena_alloc_array(a, (size_t)(n > 0 ? n : 1), sizeof(*rs->responses),
+                                            8);
+    if (rs->responses == NULL)
+        return LM_E_NOMEM;
+    rs->responses_count = n;
+    for (int32_t i = 0; i < n; i++) {
+        const iac_resource *r = &rq->resources[i];
+        iac_result *res = &rs->responses[i];
+        *res = (iac_result){.error_code = KAFKA_NONE, .error_message = KAFKA_STR_NULL,
+                            .resource_type = r->resource_type, .resource_name = r->resource_name};
+        int rc = 0;
+        if (RESOURCE_DUPLICATED(rq->resources, n, i)) {
+            rc = SET_ERR(a, res->error_code, res->error_message, KAFKA_INVALID_REQUEST,
+                         "Duplicate resource in request.");
+        } else if (r->resource_type == ADMIN_RESOURCE_TOPIC) {
+            rc = iac_topic(env, rq->validate_only, r, a, res);
+        } else if (r->resource_type == ADMIN_RESOURCE_BROKER) {
+            const char *keys = "";
+            int32_t c = r->configs_count > 0 ? r->configs_count : 0;
+            rc = joined_names(a, c > 0 ? &r->configs[0].name : NULL,
+                              c > 0 ? &r->configs[0].config_operation : NULL,
+                              sizeof(r->configs[0]), sizeof(r->configs[0]), c, &keys);
+            if (rc == 0)
+                rc = alter_broker(env, r->resource_name, keys, a, &res->error_code,
+                                  &res->error_message);
+        } else {
+            rc = SET_ERR(a, res->error_code, res->error_message, KAFKA_INVALID_REQUEST,
+                         "Unsupported resource type: %d", r->resource_type);
+        }
+        if (rc != 0)
+            return rc;
+    }
+    return 0;
+}

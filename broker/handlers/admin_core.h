@@ -1,0 +1,124 @@
+/* Admin request handlers (issue 4): CreateTopics, DeleteTopics, CreatePartitions,
+ * DescribeConfigs, AlterConfigs, IncrementalAlterConfigs, DescribeCluster. Private to
+ * broker/handlers/admin_*.c and their unit tests.
+ *
+ * Each API is split in two: a pure core (this header) that takes a decoded request and fills
+ * the response struct, reading and committing metadata through struct admin_env, and a thin
+ * wrapper in admin_register.c that decodes the frame, calls the core and sends the encoded
+ * response. The cores never touch a connection, so tests drive them with a real metadata store
+ * and no runtime. Everything a core allocates (response arrays, strings) comes from the
+ * kafka_arena it is given; strings of the request are borrowed.
+ *
+ * Metadata changes are committed synchronously (lm_meta_store_commit appends and fdatasyncs
+ * the metadata log); request timeouts are therefore ignored. Partition logs are opened and
+ * removed by the shards when they see the new metadata version (handlers.c), not here. */
+#ifndef LAMINAR_BROKER_HANDLERS_ADMIN_CORE_H
+#define LAMINAR_BROKER_HANDLERS_ADMIN_CORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "broker/config.h"
+#include "broker/meta/meta_store.h"
+#include "protocol/kafka_api.h"
+#include "protocol/kafka_rt.h"
+
+/* Versions served, each a full range of the generated codec (DESIGN.md §5). */
+#define ADMIN_CREATE_TOPICS_MIN 2
+#define ADMIN_CREATE_TOPICS_MAX 7
+#define ADMIN_DELETE_TOPICS_MIN 1
+#define ADMIN_DELETE_TOPICS_MAX 6
+#define ADMIN_CREATE_PARTITIONS_MIN 0
+#define ADMIN_CREATE_PARTITIONS_MAX 3
+#define ADMIN_DESCRIBE_CONFIGS_MIN 0
+#define ADMIN_DESCRIBE_CONFIGS_MAX 4
+#define ADMIN_ALTER_CONFIGS_MIN 0
+#define ADMIN_ALTER_CONFIGS_MAX 2
+#define ADMIN_INCREMENTAL_ALTER_CONFIGS_MIN 0
+#define ADMIN_INCREMENTAL_ALTER_CONFIGS_MAX 1
+#define ADMIN_DESCRIBE_CLUSTER_MIN 0
+#define ADMIN_DESCRIBE_CLUSTER_MAX 2
+
+/* ConfigResource.Type on the wire (KIP-133, KIP-412, KIP-714, KIP-848). */
+enum admin_resource_type {
+    ADMIN_RESOURCE_TOPIC = 2,
+    ADMIN_RESOURCE_BROKER = 4,
+    ADMIN_RESOURCE_BROKER_LOGGER = 8,
+};
+
+/* IncrementalAlterConfigs config_operation (KIP-339). */
+enum admin_config_op {
+    ADMIN_OP_SET = 0,
+    ADMIN_OP_DELETE = 1,
+    ADMIN_OP_APPEND = 2,
+    ADMIN_OP_SUBTRACT = 3,
+};
+
+/* What the cores read and change. All borrowed. */
+struct admin_env {
+    struct lm_meta_store *meta;
+    const struct broker_config *cfg;
+    const char *cluster_id;
+};
+
+/* The cores: fill rs (initialised by the caller with kafka_<api>_response_init) for request rq
+ * of the given version. Return 0, or LM_E_NOMEM when the arena is exhausted (the response is
+ * then unusable). Per-topic and per-resource failures are Kafka error codes in rs. */
+int admin_create_topics(const struct admin_env *env, int16_t version,
+                        const struct kafka_create_topics_request *rq,
+                        struct kafka_create_topics_response *rs, struct kafka_arena *a);
+int admin_delete_topics(const struct admin_env *env, int16_t version,
+                        const struct kafka_delete_topics_request *rq,
+                        struct kafka_delete_topics_response *rs, struct kafka_arena *a);
+int admin_create_partitions(const struct admin_env *env, int16_t version,
+                            const struct kafka_create_partitions_request *rq,
+                            struct kafka_create_partitions_response *rs, struct kafka_arena *a);
+int admin_describe_configs(const struct admin_env *env, int16_t version,
+                           const struct kafka_describe_configs_request *rq,
+                           struct kafka_describe_configs_response *rs, struct kafka_arena *a);
+int admin_alter_configs(const struct admin_env *env, int16_t version,
+                        const struct kafka_alter_configs_request *rq,
+                        struct kafka_alter_configs_response *rs, struct kafka_arena *a);
+int admin_incremental_alter_configs(const struct admin_env *env, int16_t version,
+                                    const struct kafka_incremental_alter_configs_request *rq,
+                                    struct kafka_incremental_alter_configs_response *rs,
+                                    struct kafka_arena *a);
+int admin_describe_cluster(const struct admin_env *env, int16_t version,
+                           const struct kafka_describe_cluster_request *rq,
+                           struct kafka_describe_cluster_response *rs, struct kafka_arena *a);
+
+/* ---- helpers shared by the admin files (admin_util.c) ---- */
+
+/* admin_kstr borrows a C string as a kafka_str (NULL gives a null string). */
+struct kafka_str admin_kstr(const char *s);
+/* admin_cstr copies s into the arena as a NUL-terminated string; *out is NULL when s is null.
+ * Returns 0 or LM_E_NOMEM. */
+int admin_cstr(struct kafka_arena *a, struct kafka_str s, char **out);
+/* admin_fmt formats a message into the arena. Returns 0 or LM_E_NOMEM. */
+int admin_fmt(struct kafka_arena *a, struct kafka_str *out, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* admin_kstr_eq tells whether s (not null) equals the C string c. */
+bool admin_kstr_eq(struct kafka_str s, const char *c);
+
+/* The broker's settings that stand for topic defaults (each topic config's broker synonym and
+ * the unit keys log.retention.minutes|hours, log.roll.hours, log.roll.jitter.hours), as set in
+ * server.properties or on the command line; unset keys are absent. Arrays in the arena. */
+int admin_broker_topic_entries(const struct broker_config *cfg, struct kafka_arena *a,
+                               struct lm_config_entry **out, size_t *count);
+
+/* One topic config as DescribeConfigs shows it: the effective value and where it comes from,
+ * topic override > broker key (incl. unit keys, Kafka's ms > minutes > hours precedence) >
+ * Kafka default. broker_key names the broker key that supplied it (NULL unless
+ * STATIC_BROKER). Strings in the arena or borrowed from the inputs. */
+struct admin_topic_value {
+    const char *value;
+    enum lm_config_source source;
+    const char *broker_key;
+};
+int admin_topic_config_value(const struct lm_topic_config_def *def,
+                             const struct lm_config_entry *topic, size_t topic_count,
+                             const struct lm_config_entry *broker, size_t broker_count,
+                             struct kafka_arena *a, struct admin_topic_value *out);
+
+#endif

@@ -1,0 +1,134 @@
+/* The admin APIs on the shard runtime: decode the request body with the generated codec,
+ * run the core (admin_core.h) against the process's metadata store, encode the response into
+ * the request's arena and send it. Everything completes synchronously on the calling shard:
+ * a metadata commit is one append + fdatasync of the metadata log, which is acceptable for
+ * admin requests (not on the data path). */
+#include <string.h>
+
+#include "broker/handlers/admin_core.h"
+#include "broker/handlers/handlers.h"
+#include "broker/log.h"
+#include "common/lm_assert.h"
+#include "common/lm_err.h"
+
+/* Decoded request + response structs and response strings live in a per-call arena; the
+ * bound keeps a hostile request (many tiny array elements) from taking unbounded memory. */
+#define ADMIN_ARENA_BASE_BYTES (16u << 20)
+#define ADMIN_ARENA_PER_BODY_BYTE 32u
+
+typedef int (*admin_core_fn)(const struct admin_env *env, int16_t version, const void *rq,
+                             void *rs, struct kafka_arena *a);
+
+/* Kafka closes the connection on a request it cannot parse; so do we. */
+static void admin_fail(struct broker_req *req, const char *what, int rc)
+{
+    BLOG_WARN("admin: api %d v%d: %s (%s); closing the connection", req->api_key,
+              req->api_version, what, lm_strerror(rc));
+    broker_req_close_after(req);
+    broker_req_respond_none(req);
+}
+
+static void admin_serve(struct broker_req *req, int16_t min_version, int16_t max_version,
+                        admin_core_fn core)
+{
+    const struct kafka_api_info *api = kafka_api_lookup(req->api_key);
+    LM_ASSERT(api != NULL && core != NULL);
+    LM_ASSERT(handlers_global != NULL && handlers_global->meta != NULL);
+    if (req->api_version < min_version || req->api_version > max_version) {
+        admin_fail(req, "version not served", LM_E_UNSUPPORTED);
+        return;
+    }
+    struct kafka_arena ka;
+    kafka_arena_init(&ka, ADMIN_ARENA_BASE_BYTES + req->body_len * ADMIN_ARENA_PER_BODY_BYTE);
+    void *rq = kafka_arena_alloc(&ka, api->request.struct_size, 16);
+    void *rs = kafka_arena_alloc(&ka, api->response.struct_size, 16);
+    if (rq == NULL || rs == NULL) {
+        kafka_arena_deinit(&ka);
+        admin_fail(req, "out of memory", LM_E_NOMEM);
+        return;
+    }
+    api->request.init(rq);
+    api->response.init(rs);
+    struct kafka_reader r;
+    kafka_reader_init(&r, req->body, req->body_len);
+    int rc = api->request.decode(&r, req->api_version, rq, &ka);
+    if (rc != 0) {
+        kafka_arena_deinit(&ka);
+        admin_fail(req, "malformed request", rc);
+        return;
+    }
+    struct admin_env env = {
+        .meta = handlers_global->meta,
+        .cfg = handlers_global->cfg,
+        .cluster_id = handlers_global->cluster_id,
+    };
+    rc = core(&env, req->api_version, rq, rs, &ka);
+    if (rc != 0) {
+        kafka_arena_deinit(&ka);
+        admin_fail(req, "response does not fit its arena", rc);
+        return;
+    }
+    size_t size = api->response.size(req->api_version, rs);
+    uint8_t *buf = broker_arena_alloc(&req->arena, size > 0 ? size : 1);
+    if (buf == NULL) {
+        kafka_arena_deinit(&ka);
+        admin_fail(req, "out of memory for the response", LM_E_NOMEM);
+        return;
+    }
+    struct kafka_writer w;
+    kafka_writer_init(&w, buf, size);
+    rc = api->response.encode(&w, req->api_version, rs);
+    LM_ASSERT(rc == 0 && w.pos == size); /* size() is exact by contract */
+    kafka_arena_deinit(&ka);
+    broker_req_respond(req, buf, size);
+}
+
+#define ADMIN_HANDLER(api, MIN, MAX)                                                           \
+    static int api##_core(const struct admin_env *env, int16_t version, const void *rq,        \
+                          void *rs, struct kafka_arena *a)                                     \
+    {                                                                                          \
+        return admin_##api(env, version, rq, rs, a);                                           \
+    }                                                                                          \
+    static void api##_handle(struct broker_req *req)                                           \
+    {                                                                                          \
+        admin_serve(req, MIN, MAX, api##_core);                                                \
+    }
+
+ADMIN_HANDLER(create_topics, ADMIN_CREATE_TOPICS_MIN, ADMIN_CREATE_TOPICS_MAX)
+ADMIN_HANDLER(delete_topics, ADMIN_DELETE_TOPICS_MIN, ADMIN_DELETE_TOPICS_MAX)
+ADMIN_HANDLER(create_partitions, ADMIN_CREATE_PARTITIONS_MIN, ADMIN_CREATE_PARTITIONS_MAX)
+ADMIN_HANDLER(describe_configs, ADMIN_DESCRIBE_CONFIGS_MIN, ADMIN_DESCRIBE_CONFIGS_MAX)
+ADMIN_HANDLER(alter_configs, ADMIN_ALTER_CONFIGS_MIN, ADMIN_ALTER_CONFIGS_MAX)
+ADMIN_HANDLER(incremental_alter_configs, ADMIN_INCREMENTAL_ALTER_CONFIGS_MIN,
+              ADMIN_INCREMENTAL_ALTER_CONFIGS_MAX)
+ADMIN_HANDLER(describe_cluster, ADMIN_DESCRIBE_CLUSTER_MIN, ADMIN_DESCRIBE_CLUSTER_MAX)
+
+int handlers_admin_register(struct broker_dispatch *d)
+{
+    LM_ASSERT(d != NULL);
+    static const struct {
+        int16_t key, min, max;
+        broker_handler_fn fn;
+    } apis[] = {
+        {KAFKA_CREATE_TOPICS_KEY, ADMIN_CREATE_TOPICS_MIN, ADMIN_CREATE_TOPICS_MAX,
+         create_topics_handle},
+        {KAFKA_DELETE_TOPICS_KEY, ADMIN_DELETE_TOPICS_MIN, ADMIN_DELETE_TOPICS_MAX,
+         delete_topics_handle},
+        {KAFKA_CREATE_PARTITIONS_KEY, ADMIN_CREATE_PARTITIONS_MIN, ADMIN_CREATE_PARTITIONS_MAX,
+         create_partitions_handle},
+        {KAFKA_DESCRIBE_CONFIGS_KEY, ADMIN_DESCRIBE_CONFIGS_MIN, ADMIN_DESCRIBE_CONFIGS_MAX,
+         describe_configs_handle},
+        {KAFKA_ALTER_CONFIGS_KEY, ADMIN_ALTER_CONFIGS_MIN, ADMIN_ALTER_CONFIGS_MAX,
+         alter_configs_handle},
+        {KAFKA_INCREMENTAL_ALTER_CONFIGS_KEY, ADMIN_INCREMENTAL_ALTER_CONFIGS_MIN,
+         ADMIN_INCREMENTAL_ALTER_CONFIGS_MAX, incremental_alter_configs_handle},
+        {KAFKA_DESCRIBE_CLUSTER_KEY, ADMIN_DESCRIBE_CLUSTER_MIN, ADMIN_DESCRIBE_CLUSTER_MAX,
+         describe_cluster_handle},
+    };
+    for (size_t i = 0; i < LM_ARRAY_LEN(apis); i++) {
+        int rc = handlers_serve(d, apis[i].key, apis[i].min, apis[i].max, apis[i].fn);
+        if (rc != 0)
+            return rc;
+    }
+    return 0;
+}

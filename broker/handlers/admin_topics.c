@@ -1,0 +1,561 @@
+/* CreateTopics (19), DeleteTopics (20) and CreatePartitions (37) on a single node: checks as
+ * Kafka's controller does (ReplicationControlManager in Kafka 4.x), then one metadata record
+ * per topic committed to the metadata store. Error messages say what was wrong; the codes are
+ * Kafka's. */
+#include <stdio.h>
+#include <string.h>
+
+#include "broker/handlers/admin_core.h"
+#include "broker/log.h"
+#include "common/lm_assert.h"
+#include "common/lm_err.h"
+#include "protocol/kafka_errors.h"
+
+/* Sets an error code and a formatted message; returns 0 or LM_E_NOMEM. */
+#define SET_ERR(a, code_field, msg_field, code, ...)                                           \
+    ((code_field) = (code), admin_fmt((a), &(msg_field), __VA_ARGS__))
+
+static bool uuid_zero(const struct kafka_uuid *u)
+{
+    for (int i = 0; i < 16; i++) {
+        if (u->b[i] != 0)
+            return false;
+    }
+    return true;
+}
+
+/* Kafka's Topic.hasCollision: '.' and '_' collide in metric names, so "a.b" and "a_b" cannot
+ * both exist. Returns the existing topic that collides with name, or NULL. */
+static const char *topic_collision(const struct lm_meta_state *s, const char *name)
+{
+    size_t n = strlen(name);
+    for (size_t i = 0; i < s->topic_count; i++) {
+        const char *other = s->topics[i].name;
+        if (strlen(other) != n || strcmp(other, name) == 0)
+            continue;
+        bool same = true;
+        for (size_t k = 0; k < n && same; k++) {
+            char x = name[k] == '.' ? '_' : name[k];
+            char y = other[k] == '.' ? '_' : other[k];
+            same = x == y;
+        }
+        if (same)
+            return other;
+    }
+    return NULL;
+}
+
+/* Maps a commit failure to a Kafka error with a message. */
+static int commit_error(struct kafka_arena *a, int rc, const char *topic, int16_t *code,
+                        struct kafka_str *msg)
+{
+    switch (rc) {
+    case LM_E_EXISTS:
+        return SET_ERR(a, *code, *msg, KAFKA_TOPIC_ALREADY_EXISTS,
+                       "Topic '%s' already exists.", topic);
+    case LM_E_NOT_FOUND:
+        return SET_ERR(a, *code, *msg, KAFKA_UNKNOWN_TOPIC_OR_PARTITION,
+                       "Topic '%s' does not exist.", topic);
+    case LM_E_INVALID:
+        return SET_ERR(a, *code, *msg, KAFKA_INVALID_REQUEST,
+                       "The metadata change for topic '%s' was rejected as invalid.", topic);
+    default:
+        BLOG_ERROR("admin: metadata commit for topic %s failed: %s", topic, lm_strerror(rc));
+        return SET_ERR(a, *code, *msg, KAFKA_KAFKA_STORAGE_ERROR,
+                       "Could not write the metadata log: %s", lm_strerror(rc));
+    }
+}
+
+/* ---------------------------------------------------------------- CreateTopics */
+
+struct create_plan {
+    char *name;
+    int32_t partitions;
+    int16_t replication;
+    struct lm_config_entry *configs;
+    size_t config_count;
+};
+
+/* The configs a created topic reports in CreateTopics v5+ (KIP-525): every topic config with
+ * its effective value and source, as DescribeConfigs would show it. */
+static int create_result_configs(const struct create_plan *p, const struct lm_config_entry *brk,
+                                 size_t brk_count, struct kafka_arena *a,
+                                 struct kafka_create_topics_response_creatable_topic_result *res)
+{
+    size_t ndefs = 0;
+    const struct lm_topic_config_def *defs = lm_topic_config_defs(&ndefs);
+    res->configs = kafka_arena_alloc_array(a, ndefs, sizeof(*res->configs), 8);
+    if (res->configs == NULL)
+        return LM_E_NOMEM;
+    for (size_t i = 0; i < ndefs; i++) {
+        struct admin_topic_value tv;
+        int rc = admin_topic_config_value(&defs[i], p->configs, p->config_count, brk, brk_count,
+                                          a, &tv);
+        if (rc != 0)
+            return rc;
+        res->configs[i] = (struct kafka_create_topics_response_creatable_topic_configs){
+            .name = admin_kstr(defs[i].name),
+            .value = admin_kstr(tv.value),
+            .read_only = false,
+            .config_source = (int8_t)tv.source,
+            .is_sensitive = false,
+        };
+    }
+    res->configs_count = (int32_t)ndefs;
+    return 0;
+}
+
+/* Checks the partition count and replication factor, or the manual assignment, of one topic.
+ * Returns 0 with the plan filled or an error set in res (*failed = true). */
+static int create_check_layout(const struct admin_env *env, int16_t version,
+                               const struct kafka_create_topics_request_creatable_topic *t,
+                               struct create_plan *p, struct kafka_arena *a,
+                               struct kafka_create_topics_response_creatable_topic_result *res,
+                               bool *failed)
+{
+    int32_t node = env->cfg->node_id;
+    *failed = true;
+    if (t->assignments_count > 0) {
+        if (t->num_partitions != -1 || t->replication_factor != -1)
+            return SET_ERR(a, res->error_code, res->error_message, KAFKA_INVALID_REQUEST,
+                           "A manual partition assignment was specified, but numPartitions or "
+                           "replicationFactor was not set to -1.");
+        int32_t n = t->assignments_count;
+        if (n > LM_META_PARTITIONS_MAX)
+            return SET_ERR(a, res->error_code, res->error_message, KAFKA_INVALID_PARTITIONS,
+                           "%d partitions is more than the limit of %d.", n,
+                           LM_META_PARTITIONS_MAX);
+        bool *seen = kafka_arena_alloc_array(a, (size_t)n, sizeof(bool), 1);
+        if (seen == NULL)
+            return LM_E_NOMEM;
+        int32_t replicas = -1;
+        for (int32_t i = 0; i < n; i++) {
+            const struct kafka_create_topics_request_creatable_replica_assignment *as =
+                &t->assignments[i];
+            if (as->partition_index < 0 || as->partition_index >= n || seen[as->partition_index])
+                return SET_ERR(a, res->error_code, res->error_message,
+                               KAFKA_INVALID_REPLICA_ASSIGNMENT,
+                               "Partitions should be a consecutive 0-based integer sequence; "
+                               "got partition %d among %d assignments.",
+                               as->partition_index, n);
+            seen[as->partition_index] = true;
+            if (as->broker_ids_count <= 0)
+                return SET_ERR(a, res->error_code, res->error_message,
+                               KAFKA_INVALID_REPLICA_ASSIGNMENT,
+                               "The manual partition assignment of partition %d is empty.",
+                               as->partition_index);
+            for (int32_t k = 0; k < as->broker_ids_count; k++) {
+                if (as->broker_ids[k] != node)
+                    return SET_ERR(a, res->error_code, res->error_message,
+                                   KAFKA_INVALID_REPLICA_ASSIGNMENT,
+                                   "The manual partition assignment includes broker %d, but no "
+                                   "such broker is registered (this cluster has broker %d).",
+                                   as->broker_ids[k], node);
+                if (k > 0)
+                    return SET_ERR(a, res->error_code, res->error_message,
+                                   KAFKA_INVALID_REPLICA_ASSIGNMENT,
+                                   "The manual partition assignment of partition %d names "
+                                   "broker %d more than once.",
+                                   as->partition_index, node);
+            }
+            if (replicas != -1 && replicas != as->broker_ids_count)
+                return SET_ERR(a, res->error_code, res->error_message,
+                               KAFKA_INVALID_REPLICA_ASSIGNMENT,
+                               "All partitions in the manual assignment must have the same "
+                               "number of replicas.");
+            replicas = as->broker_ids_count;
+        }
+        LM_ASSERT(replicas == 1);
+        p->partitions = n;
+        p->replication = (int16_t)replicas;
+        *failed = false;
+        return 0;
+    }
+    /* KIP-464: -1 means the broker default, from v4. */
+    int32_t np = t->num_partitions;
+    int16_t rf = t->replication_factor;
+    if (np == -1 && version >= 4)
+        np = env->cfg->num_partitions;
+    if (rf == -1 && version >= 4)
+        rf = env->cfg->default_replication_factor;
+    if (np <= 0)
+        return SET_ERR(a, res->error_code, res->error_message, KAFKA_INVALID_PARTITIONS,
+                       "Number of partitions was set to an invalid non-positive value (%d).",
+                       t->num_partitions);
+    if (np > LM_META_PARTITIONS_MAX)
+        return SET_ERR(a, res->error_code, res->error_message, KAFKA_INVALID_PARTITIONS,
+                       "%d partitions is more than the limit of %d.", np,
+                       LM_META_PARTITIONS_MAX);
+    if (rf <= 0)
+        return SET_ERR(a, res->error_code, res->error_message, KAFKA_INVALID_REPLICATION_FACTOR,
+                       "Replication factor must be larger than 0, or -1 to use the default "
+                       "value.");
+    if (rf > 1)
+        return SET_ERR(a, res->error_code, res->error_message, KAFKA_INVALID_REPLICATION_FACTOR,
+                       "Unable to replicate the partition %d time(s): The target replication "
+                       "factor of %d cannot be reached because only 1 broker(s) are "
+                       "registered.",
+                       rf, rf);
+    p->partitions = np;
+    p->replication = rf;
+    *failed = false;
+    return 0;
+}
+
+/* Checks and copies the config overrides of one topic (names known, values valid, no null
+ * value, no name twice). */
+static int create_check_configs(const struct kafka_create_topics_request_creatable_topic *t,
+                                struct create_plan *p, struct kafka_arena *a,
+                                struct kafka_create_topics_response_creatable_topic_result *res,
+                                bool *failed)
+{
+    *failed = true;
+    int32_t n = t->configs_count < 0 ? 0 : t->configs_count;
+    p->configs = kafka_arena_alloc_array(a, (size_t)(n > 0 ? n : 1), sizeof(*p->configs), 8);
+    if (p->configs == NULL)
+        return LM_E_NOMEM;
+    p->config_count = 0;
+    for (int32_t i = 0; i < n; i++) {
+        char *name = NULL, *value = NULL;
+        if (admin_cstr(a, t->configs[i].name, &name) != 0 ||
+            admin_cstr(a, t->configs[i].value, &value) != 0)
+            return LM_E_NOMEM;
+        LM_ASSERT(name != NULL);
+        if (value == NULL)
+            return SET_ERR(a, res->error_code, res->error_message, KAFKA_INVALID_REQUEST,
+                           "Null value not supported for topic configs: %s", name);
+        for (size_t k = 0; k < p->config_count; k++) {
+            if (strcmp(p->configs[k].name, name) == 0)
+                return SET_ERR(a, res->error_code, res->error_message, KAFKA_INVALID_REQUEST,
+                               "Duplicate topic config name: %s", name);
+        }
+        int rc = lm_topic_config_validate(name, value);
+        if (rc == LM_E_NOT_FOUND)
+            return SET_ERR(a, res->error_code, res->error_message, KAFKA_INVALID_CONFIG,
+                           "Unknown topic config name: %s", name);
+        if (rc != 0 || strlen(value) > LM_META_CONFIG_VALUE_MAX) {
+            const struct lm_topic_config_def *def = lm_topic_config_find(name);
+            LM_ASSERT(def != NULL);
+            if (def->valid_values != NULL)
+                return SET_ERR(a, res->error_code, res->error_message, KAFKA_INVALID_CONFIG,
+                               "Invalid value %s for configuration %s: must be one of %s", value,
+                               name, def->valid_values);
+            return SET_ERR(a, res->error_code, res->error_message, KAFKA_INVALID_CONFIG,
+                           "Invalid value %s for configuration %s", value, name);
+        }
+        p->configs[p->config_count++] = (struct lm_config_entry){name, value};
+    }
+    *failed = false;
+    return 0;
+}
+
+static int create_one(const struct admin_env *env, int16_t version, bool validate_only,
+                      const struct kafka_create_topics_request *rq, int32_t index,
+                      const struct lm_config_entry *brk, size_t brk_count, struct kafka_arena *a,
+                      struct kafka_create_topics_response_creatable_topic_result *res)
+{
+    const struct kafka_create_topics_request_creatable_topic *t = &rq->topics[index];
+    struct create_plan p = {0};
+    int rc = admin_cstr(a, t->name, &p.name);
+    if (rc != 0)
+        return rc;
+    LM_ASSERT(p.name != NULL);
+    for (int32_t j = 0; j < rq->topics_count; j++) {
+        if (j != index && t->name.len == rq->topics[j].name.len &&
+            memcmp(t->name.ptr, rq->topics[j].name.ptr, (size_t)t->name.len) == 0)
+            return SET_ERR(a, res->error_code, res->error_message, KAFKA_INVALID_REQUEST,
+                           "Duplicate topic name.");
+    }
+    if (lm_meta_topic_name_valid(p.name) != 0 || strlen(p.name) != (size_t)t->name.len)
+        return SET_ERR(a, res->error_code, res->error_message, KAFKA_INVALID_TOPIC_EXCEPTION,
+                       "Topic name '%s' is illegal: it must be 1 to %d characters of ASCII "
+                       "alphanumerics, '.', '_' and '-', and not '.' or '..'.",
+                       p.name, LM_TOPIC_NAME_MAX);
+
+    bool failed = false;
+    rc = create_check_layout(env, version, t, &p, a, res, &failed);
+    if (rc != 0 || failed)
+        return rc;
+    rc = create_check_configs(t, &p, a, res, &failed);
+    if (rc != 0 || failed)
+        return rc;
+
+    /* Existence last, against the newest state (earlier topics of this request included). */
+    struct lm_meta_snapshot *snap = lm_meta_store_snapshot(env->meta);
+    const char *collides = NULL;
+    bool exists = lm_meta_state_find(&snap->state, p.name) != NULL;
+    if (!exists)
+        collides = topic_collision(&snap->state, p.name);
+    char other[LM_TOPIC_NAME_MAX + 1] = "";
+    if (collides)
+        snprintf(other, sizeof(other), "%s", collides);
+    lm_meta_snapshot_release(snap);
+    if (exists)
+        return SET_ERR(a, res->error_code, res->error_message, KAFKA_TOPIC_ALREADY_EXISTS,
+                       "Topic '%s' already exists.", p.name);
+    if (collides)
+        return SET_ERR(a, res->error_code, res->error_message, KAFKA_INVALID_TOPIC_EXCEPTION,
+                       "Topic '%s' collides with existing topic: %s", p.name, other);
+
+    if (!validate_only) {
+        struct lm_meta_record r = {
+            .type = LM_META_TOPIC_CREATE,
+            .topic = p.name,
+            .partition_count = p.partitions,
+            .configs = p.configs,
+            .config_count = p.config_count,
+        };
+        rc = lm_meta_new_topic_id(r.topic_id);
+        if (rc == 0)
+            rc = lm_meta_store_commit(env->meta, &r);
+        if (rc != 0)
+            return commit_error(a, rc, p.name, &res->error_code, &res->error_message);
+        memcpy(res->topic_id.b, r.topic_id, 16);
+        BLOG_INFO("admin: created topic %s with %d partition(s), %zu config override(s)",
+                  p.name, p.partitions, p.config_count);
+    }
+    res->num_partitions = p.partitions;
+    res->replication_factor = p.replication;
+    if (version >= 5)
+        return create_result_configs(&p, brk, brk_count, a, res);
+    return 0;
+}
+
+int admin_create_topics(const struct admin_env *env, int16_t version,
+                        const struct kafka_create_topics_request *rq,
+                        struct kafka_create_topics_response *rs, struct kafka_arena *a)
+{
+    LM_ASSERT(version >= ADMIN_CREATE_TOPICS_MIN && version <= ADMIN_CREATE_TOPICS_MAX);
+    LM_ASSERT(env->meta != NULL && env->cfg != NULL);
+    int32_t n = rq->topics_count < 0 ? 0 : rq->topics_count;
+    rs->throttle_time_ms = 0;
+    rs->topics = kafka_arena_alloc_array(a, (size_t)(n > 0 ? n : 1), sizeof(*rs->topics), 8);
+    if (rs->topics == NULL)
+        return LM_E_NOMEM;
+    rs->topics_count = n;
+    struct lm_config_entry *brk = NULL;
+    size_t brk_count = 0;
+    int rc = admin_broker_topic_entries(env->cfg, a, &brk, &brk_count);
+    if (rc != 0)
+        return rc;
+    for (int32_t i = 0; i < n; i++) {
+        struct kafka_create_topics_response_creatable_topic_result *res = &rs->topics[i];
+        *res = (struct kafka_create_topics_response_creatable_topic_result){
+            .name = rq->topics[i].name,
+            .error_code = KAFKA_NONE,
+            .error_message = KAFKA_STR_NULL,
+            .num_partitions = -1,
+            .replication_factor = -1,
+            .configs = NULL,
+            .configs_count = -1,
+        };
+        rc = create_one(env, version, rq->validate_only, rq, i, brk, brk_count, a, res);
+        if (rc != 0)
+            return rc;
+    }
+    return 0;
+}
+
+/* ---------------------------------------------------------------- DeleteTopics */
+
+static bool delete_topics_enabled(const struct broker_config *cfg)
+{
+    const char *v = broker_config_get(cfg, "delete.topic.enable");
+    return v == NULL || strcmp(v, "false") != 0;
+}
+
+static int delete_one(const struct admin_env *env, const char *name, struct kafka_arena *a,
+                      struct kafka_delete_topics_response_deletable_topic_result *res)
+{
+    struct lm_meta_record r = {.type = LM_META_TOPIC_DELETE, .topic = name};
+    int rc = lm_meta_store_commit(env->meta, &r);
+    if (rc != 0)
+        return commit_error(a, rc, name, &res->error_code, &res->error_message);
+    BLOG_INFO("admin: deleted topic %s", name);
+    return 0;
+}
+
+int admin_delete_topics(const struct admin_env *env, int16_t version,
+                        const struct kafka_delete_topics_request *rq,
+                        struct kafka_delete_topics_response *rs, struct kafka_arena *a)
+{
+    LM_ASSERT(version >= ADMIN_DELETE_TOPICS_MIN && version <= ADMIN_DELETE_TOPICS_MAX);
+    LM_ASSERT(env->meta != NULL);
+    /* v6 names topics by name or id in `topics`; earlier versions by name in `topic_names`. */
+    bool by_state = version >= 6;
+    int32_t n = by_state ? rq->topics_count : rq->topic_names_count;
+    if (n < 0)
+        n = 0;
+    rs->throttle_time_ms = 0;
+    rs->responses = kafka_arena_alloc_array(a, (size_t)(n > 0 ? n : 1), sizeof(*rs->responses),
+                                            8);
+    if (rs->responses == NULL)
+        return LM_E_NOMEM;
+    rs->responses_count = n;
+    bool enabled = delete_topics_enabled(env->cfg);
+    for (int32_t i = 0; i < n; i++) {
+        struct kafka_delete_topics_response_deletable_topic_result *res = &rs->responses[i];
+        struct kafka_str name = by_state ? rq->topics[i].name : rq->topic_names[i];
+        struct kafka_uuid id = {{0}};
+        if (by_state)
+            id = rq->topics[i].topic_id;
+        *res = (struct kafka_delete_topics_response_deletable_topic_result){
+            .name = name, .topic_id = id, .error_code = KAFKA_NONE,
+            .error_message = KAFKA_STR_NULL};
+        bool has_name = name.len >= 0, has_id = !uuid_zero(&id);
+        int rc = 0;
+        bool dup = false;
+        for (int32_t j = 0; j < n && !dup; j++) {
+            if (j == i)
+                continue;
+            if (has_name) {
+                struct kafka_str o = by_state ? rq->topics[j].name : rq->topic_names[j];
+                dup = o.len == name.len && memcmp(o.ptr, name.ptr, (size_t)name.len) == 0;
+            } else if (has_id) {
+                dup = memcmp(rq->topics[j].topic_id.b, id.b, 16) == 0 &&
+                      rq->topics[j].name.len < 0;
+            }
+        }
+        if (!enabled) {
+            rc = SET_ERR(a, res->error_code, res->error_message, KAFKA_TOPIC_DELETION_DISABLED,
+                         "Topic deletion is disabled (delete.topic.enable=false).");
+        } else if (has_name && has_id) {
+            rc = SET_ERR(a, res->error_code, res->error_message, KAFKA_INVALID_REQUEST,
+                         "You may not specify both topic name and topic id.");
+        } else if (!has_name && !has_id) {
+            rc = SET_ERR(a, res->error_code, res->error_message, KAFKA_INVALID_REQUEST,
+                         "Neither topic name nor topic id was specified.");
+        } else if (dup) {
+            rc = SET_ERR(a, res->error_code, res->error_message, KAFKA_INVALID_REQUEST,
+                         has_name ? "Duplicate topic name." : "Duplicate topic id.");
+        } else {
+            /* Resolve the topic in the newest state, then delete it by name. */
+            struct lm_meta_snapshot *snap = lm_meta_store_snapshot(env->meta);
+            char *cname = NULL;
+            const struct lm_meta_topic *t = NULL;
+            rc = has_name ? admin_cstr(a, name, &cname) : 0;
+            if (rc == 0) {
+                t = has_name ? lm_meta_state_find(&snap->state, cname)
+                             : lm_meta_state_find_id(&snap->state, id.b);
+                if (t != NULL) {
+                    rc = admin_cstr(a, admin_kstr(t->name), &cname);
+                    memcpy(res->topic_id.b, t->id, 16);
+                }
+            }
+            lm_meta_snapshot_release(snap);
+            if (rc != 0)
+                return rc;
+            if (t == NULL && has_name) {
+                rc = SET_ERR(a, res->error_code, res->error_message,
+                             KAFKA_UNKNOWN_TOPIC_OR_PARTITION,
+                             "This server does not host this topic: %s", cname);
+            } else if (t == NULL) {
+                rc = SET_ERR(a, res->error_code, res->error_message, KAFKA_UNKNOWN_TOPIC_ID,
+                             "This server does not know this topic id.");
+            } else {
+                res->name = admin_kstr(cname);
+                rc = delete_one(env, cname, a, res);
+            }
+        }
+        if (rc != 0)
+            return rc;
+    }
+    return 0;
+}
+
+/* ---------------------------------------------------------------- CreatePartitions */
+
+static int partitions_one(const struct admin_env *env, bool validate_only,
+                          const struct kafka_create_partitions_request *rq, int32_t index,
+                          struct kafka_arena *a,
+                          struct kafka_create_partitions_response_create_partitions_topic_result *res)
+{
+    const struct kafka_create_partitions_request_create_partitions_topic *t = &rq->topics[index];
+    for (int32_t j = 0; j < rq->topics_count; j++) {
+        if (j != index && t->name.len == rq->topics[j].name.len &&
+            memcmp(t->name.ptr, rq->topics[j].name.ptr, (size_t)t->name.len) == 0)
+            return SET_ERR(a, res->error_code, res->error_message, KAFKA_INVALID_REQUEST,
+                           "Duplicate topic name.");
+    }
+    char *name = NULL;
+    int rc = admin_cstr(a, t->name, &name);
+    if (rc != 0)
+        return rc;
+    struct lm_meta_snapshot *snap = lm_meta_store_snapshot(env->meta);
+    const struct lm_meta_topic *topic = lm_meta_state_find(&snap->state, name);
+    int32_t current = topic ? topic->partition_count : -1;
+    lm_meta_snapshot_release(snap);
+    if (current < 0)
+        return SET_ERR(a, res->error_code, res->error_message, KAFKA_UNKNOWN_TOPIC_OR_PARTITION,
+                       "This server does not host this topic: %s", name);
+    if (t->count == current)
+        return SET_ERR(a, res->error_code, res->error_message, KAFKA_INVALID_PARTITIONS,
+                       "Topic already has %d partition(s).", current);
+    if (t->count < current)
+        return SET_ERR(a, res->error_code, res->error_message, KAFKA_INVALID_PARTITIONS,
+                       "The topic %s currently has %d partition(s); %d would not be an "
+                       "increase.",
+                       name, current, t->count);
+    if (t->count > LM_META_PARTITIONS_MAX)
+        return SET_ERR(a, res->error_code, res->error_message, KAFKA_INVALID_PARTITIONS,
+                       "%d partitions is more than the limit of %d.", t->count,
+                       LM_META_PARTITIONS_MAX);
+    if (t->assignments_count >= 0) {
+        int32_t added = t->count - current;
+        if (t->assignments_count != added)
+            return SET_ERR(a, res->error_code, res->error_message,
+                           KAFKA_INVALID_REPLICA_ASSIGNMENT,
+                           "Attempted to add %d additional partition(s), but %d assignment(s) "
+                           "were specified.",
+                           added, t->assignments_count);
+        for (int32_t i = 0; i < t->assignments_count; i++) {
+            const struct kafka_create_partitions_request_create_partitions_assignment *as =
+                &t->assignments[i];
+            /* Every partition of a single-node topic has exactly one replica: this node. */
+            if (as->broker_ids_count != 1 || as->broker_ids[0] != env->cfg->node_id)
+                return SET_ERR(a, res->error_code, res->error_message,
+                               KAFKA_INVALID_REPLICA_ASSIGNMENT,
+                               "The assignment of new partition %d must name exactly the one "
+                               "broker of this cluster (%d), as the topic has replication "
+                               "factor 1.",
+                               current + i, env->cfg->node_id);
+        }
+    }
+    if (validate_only)
+        return 0;
+    struct lm_meta_record r = {
+        .type = LM_META_PARTITIONS_SET, .topic = name, .partition_count = t->count};
+    rc = lm_meta_store_commit(env->meta, &r);
+    if (rc == LM_E_INVALID)
+        return SET_ERR(a, res->error_code, res->error_message, KAFKA_INVALID_PARTITIONS,
+                       "The partition count of topic %s changed concurrently; %d is not an "
+                       "increase any more.",
+                       name, t->count);
+    if (rc != 0)
+        return commit_error(a, rc, name, &res->error_code, &res->error_message);
+    BLOG_INFO("admin: topic %s grew from %d to %d partitions", name, current, t->count);
+    return 0;
+}
+
+int admin_create_partitions(const struct admin_env *env, int16_t version,
+                            const struct kafka_create_partitions_request *rq,
+                            struct kafka_create_partitions_response *rs, struct kafka_arena *a)
+{
+    LM_ASSERT(version >= ADMIN_CREATE_PARTITIONS_MIN && version <= ADMIN_CREATE_PARTITIONS_MAX);
+    LM_ASSERT(env->meta != NULL);
+    int32_t n = rq->topics_count < 0 ? 0 : rq->topics_count;
+    rs->throttle_time_ms = 0;
+    rs->results = kafka_arena_alloc_array(a, (size_t)(n > 0 ? n : 1), sizeof(*rs->results), 8);
+    if (rs->results == NULL)
+        return LM_E_NOMEM;
+    rs->results_count = n;
+    for (int32_t i = 0; i < n; i++) {
+        rs->results[i] = (struct kafka_create_partitions_response_create_partitions_topic_result){
+            .name = rq->topics[i].name, .error_code = KAFKA_NONE,
+            .error_message = KAFKA_STR_NULL};
+        int rc = partitions_one(env, rq->validate_only, rq, i, a, &rs->results[i]);
+        if (rc != 0)
+            return rc;
+    }
+    return 0;
+}

@@ -1,0 +1,164 @@
+/* Helpers shared by the admin handlers: strings in the request arena and the broker-side
+ * sources of topic config values (admin_core.h). */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "broker/handlers/admin_core.h"
+#include "common/lm_assert.h"
+#include "common/lm_err.h"
+
+struct kafka_str admin_kstr(const char *s)
+{
+    if (s == NULL)
+        return KAFKA_STR_NULL;
+    size_t n = strlen(s);
+    LM_ASSERT(n <= INT32_MAX);
+    return (struct kafka_str){s, (int32_t)n};
+}
+
+int admin_cstr(struct kafka_arena *a, struct kafka_str s, char **out)
+{
+    if (s.len < 0) {
+        *out = NULL;
+        return 0;
+    }
+    char *p = kafka_arena_alloc(a, (size_t)s.len + 1, 1);
+    if (p == NULL)
+        return LM_E_NOMEM;
+    if (s.len > 0)
+        memcpy(p, s.ptr, (size_t)s.len);
+    p[s.len] = '\0';
+    *out = p;
+    return 0;
+}
+
+int admin_fmt(struct kafka_arena *a, struct kafka_str *out, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    LM_ASSERT(n >= 0);
+    char *p = kafka_arena_alloc(a, (size_t)n + 1, 1);
+    if (p == NULL)
+        return LM_E_NOMEM;
+    va_start(ap, fmt);
+    int m = vsnprintf(p, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    LM_ASSERT(m == n);
+    *out = (struct kafka_str){p, n};
+    return 0;
+}
+
+bool admin_kstr_eq(struct kafka_str s, const char *c)
+{
+    size_t n = strlen(c);
+    return s.len >= 0 && (size_t)s.len == n && (n == 0 || memcmp(s.ptr, c, n) == 0);
+}
+
+/* Broker keys in other units that set a topic config when its own synonym is unset, in
+ * Kafka's precedence order (KafkaConfig: log.retention.ms > .minutes > .hours; log.roll.ms >
+ * log.roll.hours; log.roll.jitter.ms > log.roll.jitter.hours). */
+static const struct {
+    const char *topic_name, *broker_key;
+    int64_t factor;
+} unit_keys[] = {
+    {"retention.ms", "log.retention.minutes", 60000},
+    {"retention.ms", "log.retention.hours", 3600000},
+    {"segment.ms", "log.roll.hours", 3600000},
+    {"segment.jitter.ms", "log.roll.jitter.hours", 3600000},
+};
+
+int admin_broker_topic_entries(const struct broker_config *cfg, struct kafka_arena *a,
+                               struct lm_config_entry **out, size_t *count)
+{
+    size_t ndefs = 0;
+    const struct lm_topic_config_def *defs = lm_topic_config_defs(&ndefs);
+    size_t cap = ndefs + LM_ARRAY_LEN(unit_keys);
+    struct lm_config_entry *e = kafka_arena_alloc_array(a, cap, sizeof(*e), 8);
+    if (e == NULL)
+        return LM_E_NOMEM;
+    size_t n = 0;
+    for (size_t i = 0; i < ndefs + LM_ARRAY_LEN(unit_keys); i++) {
+        const char *key = i < ndefs ? defs[i].broker_synonym : unit_keys[i - ndefs].broker_key;
+        if (key == NULL)
+            continue;
+        const char *v = broker_config_get(cfg, key);
+        if (v == NULL)
+            continue;
+        bool dup = false;
+        for (size_t j = 0; j < n; j++)
+            dup = dup || strcmp(e[j].name, key) == 0;
+        if (dup)
+            continue;
+        LM_ASSERT(n < cap);
+        /* The entry type has non-const members; the strings are only read. */
+        e[n].name = (char *)key;
+        e[n].value = (char *)v;
+        n++;
+    }
+    *out = e;
+    *count = n;
+    return 0;
+}
+
+static const char *entry_value(const struct lm_config_entry *list, size_t count,
+                               const char *name)
+{
+    for (size_t i = 0; i < count; i++) {
+        if (strcmp(list[i].name, name) == 0)
+            return list[i].value;
+    }
+    return NULL;
+}
+
+int admin_topic_config_value(const struct lm_topic_config_def *def,
+                             const struct lm_config_entry *topic, size_t topic_count,
+                             const struct lm_config_entry *broker, size_t broker_count,
+                             struct kafka_arena *a, struct admin_topic_value *out)
+{
+    LM_ASSERT(def != NULL && out != NULL);
+    const char *v = entry_value(topic, topic_count, def->name);
+    if (v != NULL) {
+        *out = (struct admin_topic_value){v, LM_CONFIG_SOURCE_DYNAMIC_TOPIC, NULL};
+        return 0;
+    }
+    if (def->broker_synonym != NULL) {
+        v = entry_value(broker, broker_count, def->broker_synonym);
+        if (v != NULL) {
+            *out = (struct admin_topic_value){v, LM_CONFIG_SOURCE_STATIC_BROKER,
+                                              def->broker_synonym};
+            return 0;
+        }
+    }
+    for (size_t i = 0; i < LM_ARRAY_LEN(unit_keys); i++) {
+        if (strcmp(unit_keys[i].topic_name, def->name) != 0)
+            continue;
+        v = entry_value(broker, broker_count, unit_keys[i].broker_key);
+        if (v == NULL)
+            continue;
+        char *end = NULL;
+        errno = 0;
+        long long n = strtoll(v, &end, 10);
+        if (errno != 0 || end == v || *end != '\0')
+            continue; /* the config parser rejects these at start; be safe */
+        if (n < 0)
+            n = -1;
+        else if (n > INT64_MAX / unit_keys[i].factor)
+            n = INT64_MAX;
+        else
+            n *= unit_keys[i].factor;
+        struct kafka_str s;
+        int rc = admin_fmt(a, &s, "%lld", n);
+        if (rc != 0)
+            return rc;
+        *out = (struct admin_topic_value){s.ptr, LM_CONFIG_SOURCE_STATIC_BROKER,
+                                          unit_keys[i].broker_key};
+        return 0;
+    }
+    *out = (struct admin_topic_value){def->default_value, LM_CONFIG_SOURCE_DEFAULT, NULL};
+    return 0;
+}

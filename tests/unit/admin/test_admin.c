@@ -1,0 +1,842 @@
+/* Admin handler cores (broker/handlers/admin_core.h) against a real metadata store: every
+ * request is encoded and decoded at the version under test before the core sees it, and every
+ * response is encoded and decoded back before it is checked, so the assertions are on what a
+ * client would read at that version. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "broker/config.h"
+#include "broker/handlers/admin_core.h"
+#include "broker/meta/meta_store.h"
+#include "protocol/kafka_api.h"
+#include "protocol/kafka_errors.h"
+
+struct fx {
+    char dir[64];
+    struct lm_meta_store *meta;
+    struct broker_config cfg;
+    struct admin_env env;
+    struct kafka_arena a;
+};
+
+static int fx_setup(void **state)
+{
+    struct fx *f = calloc(1, sizeof(*f));
+    assert_non_null(f);
+    snprintf(f->dir, sizeof(f->dir), "/tmp/lm-admin-XXXXXX");
+    assert_non_null(mkdtemp(f->dir));
+    assert_int_equal(lm_meta_store_open(f->dir, &f->meta), 0);
+    broker_config_init(&f->cfg);
+    f->cfg.node_id = 7;
+    f->env = (struct admin_env){.meta = f->meta, .cfg = &f->cfg, .cluster_id = "clusterIdTest42"};
+    kafka_arena_init(&f->a, 64u << 20);
+    *state = f;
+    return 0;
+}
+
+static int fx_teardown(void **state)
+{
+    struct fx *f = *state;
+    lm_meta_store_close(f->meta);
+    broker_config_deinit(&f->cfg);
+    kafka_arena_deinit(&f->a);
+    char cmd[128];
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", f->dir);
+    assert_int_equal(system(cmd), 0);
+    free(f);
+    return 0;
+}
+
+/* Encodes msg at version v and decodes it back (a new struct in the arena). */
+static void *wire(struct fx *f, int16_t key, int16_t v, bool request, const void *msg)
+{
+    const struct kafka_api_info *api = kafka_api_lookup(key);
+    assert_non_null(api);
+    const struct kafka_msg_ops *ops = request ? &api->request : &api->response;
+    size_t n = ops->size(v, msg);
+    assert_true(n > 0);
+    uint8_t *buf = kafka_arena_alloc(&f->a, n, 1);
+    assert_non_null(buf);
+    struct kafka_writer w;
+    kafka_writer_init(&w, buf, n);
+    assert_int_equal(ops->encode(&w, v, msg), 0);
+    assert_int_equal(w.pos, n);
+    void *out = kafka_arena_alloc(&f->a, ops->struct_size, 16);
+    assert_non_null(out);
+    ops->init(out);
+    struct kafka_reader r;
+    kafka_reader_init(&r, buf, n);
+    assert_int_equal(ops->decode(&r, v, out, &f->a), 0);
+    assert_int_equal(kafka_reader_left(&r), 0);
+    return out;
+}
+
+#define DEFINE_CALL(api, KEY)                                                                  \
+    static struct kafka_##api##_response *call_##api(struct fx *f, int16_t v,                  \
+                                                     const struct kafka_##api##_request *rq)   \
+    {                                                                                          \
+        const struct kafka_##api##_request *w = wire(f, KEY, v, true, rq);                     \
+        struct kafka_##api##_response rs;                                                      \
+        kafka_##api##_response_init(&rs);                                                      \
+        assert_int_equal(admin_##api(&f->env, v, w, &rs, &f->a), 0);                          \
+        return wire(f, KEY, v, false, &rs);                                                    \
+    }
+DEFINE_CALL(create_topics, KAFKA_CREATE_TOPICS_KEY)
+DEFINE_CALL(delete_topics, KAFKA_DELETE_TOPICS_KEY)
+DEFINE_CALL(create_partitions, KAFKA_CREATE_PARTITIONS_KEY)
+DEFINE_CALL(describe_configs, KAFKA_DESCRIBE_CONFIGS_KEY)
+DEFINE_CALL(alter_configs, KAFKA_ALTER_CONFIGS_KEY)
+DEFINE_CALL(incremental_alter_configs, KAFKA_INCREMENTAL_ALTER_CONFIGS_KEY)
+DEFINE_CALL(describe_cluster, KAFKA_DESCRIBE_CLUSTER_KEY)
+
+static struct kafka_str S(const char *s)
+{
+    return admin_kstr(s);
+}
+
+static bool str_is(struct kafka_str s, const char *c)
+{
+    return c == NULL ? s.len < 0 : admin_kstr_eq(s, c);
+}
+
+/* ---- state inspection ---- */
+
+static int32_t partitions_of(struct fx *f, const char *topic)
+{
+    struct lm_meta_snapshot *snap = lm_meta_store_snapshot(f->meta);
+    const struct lm_meta_topic *t = lm_meta_state_find(&snap->state, topic);
+    int32_t n = t ? t->partition_count : -1;
+    lm_meta_snapshot_release(snap);
+    return n;
+}
+
+/* The override of key on topic, copied into the arena, or NULL. */
+static const char *override_of(struct fx *f, const char *topic, const char *key)
+{
+    struct lm_meta_snapshot *snap = lm_meta_store_snapshot(f->meta);
+    const struct lm_meta_topic *t = lm_meta_state_find(&snap->state, topic);
+    assert_non_null(t);
+    char *v = NULL;
+    for (size_t i = 0; i < t->config_count; i++) {
+        if (strcmp(t->configs[i].name, key) == 0)
+            assert_int_equal(admin_cstr(&f->a, S(t->configs[i].value), &v), 0);
+    }
+    lm_meta_snapshot_release(snap);
+    return v;
+}
+
+static size_t override_count(struct fx *f, const char *topic)
+{
+    struct lm_meta_snapshot *snap = lm_meta_store_snapshot(f->meta);
+    const struct lm_meta_topic *t = lm_meta_state_find(&snap->state, topic);
+    assert_non_null(t);
+    size_t n = t->config_count;
+    lm_meta_snapshot_release(snap);
+    return n;
+}
+
+/* ---- request builders ---- */
+
+typedef struct kafka_create_topics_request_creatable_topic ct_topic;
+typedef struct kafka_create_topics_request_creatable_topic_config ct_config;
+
+static ct_topic topic_req(struct fx *f, const char *name, int32_t np, int16_t rf, int nconf,
+                          ...)
+{
+    ct_topic t = {.name = S(name), .num_partitions = np, .replication_factor = rf,
+                  .assignments = NULL, .assignments_count = 0, .configs = NULL,
+                  .configs_count = 0};
+    if (nconf > 0) {
+        t.configs = kafka_arena_alloc_array(&f->a, (size_t)nconf, sizeof(ct_config), 8);
+        va_list ap;
+        va_start(ap, nconf);
+        for (int i = 0; i < nconf; i++) {
+            const char *k = va_arg(ap, const char *);
+            const char *v = va_arg(ap, const char *);
+            t.configs[i] = (ct_config){S(k), S(v)};
+        }
+        va_end(ap);
+        t.configs_count = nconf;
+    }
+    return t;
+}
+
+static struct kafka_create_topics_response *create(struct fx *f, int16_t v, bool validate_only,
+                                                   ct_topic *topics, int32_t n)
+{
+    struct kafka_create_topics_request rq;
+    kafka_create_topics_request_init(&rq);
+    rq.topics = topics;
+    rq.topics_count = n;
+    rq.validate_only = validate_only;
+    struct kafka_create_topics_response *rs = call_create_topics(f, v, &rq);
+    assert_int_equal(rs->topics_count, n);
+    return rs;
+}
+
+static int16_t create_one(struct fx *f, int16_t v, const char *name, int32_t np, int16_t rf)
+{
+    ct_topic t = topic_req(f, name, np, rf, 0);
+    return create(f, v, false, &t, 1)->topics[0].error_code;
+}
+
+/* ---- CreateTopics ---- */
+
+static const struct kafka_create_topics_response_creatable_topic_configs *
+ct_config_find(const struct kafka_create_topics_response_creatable_topic_result *r,
+               const char *name)
+{
+    for (int32_t i = 0; i < r->configs_count; i++) {
+        if (str_is(r->configs[i].name, name))
+            return &r->configs[i];
+    }
+    return NULL;
+}
+
+static void test_create_topics_v7_configs(void **state)
+{
+    struct fx *f = *state;
+    assert_int_equal(broker_config_set(&f->cfg, "log.retention.hours", "2"), 0);
+    ct_topic t = topic_req(f, "orders", 4, 1, 2, "cleanup.policy", "compact", "retention.bytes",
+                           "1000");
+    struct kafka_create_topics_response *rs = create(f, 7, false, &t, 1);
+    const struct kafka_create_topics_response_creatable_topic_result *r = &rs->topics[0];
+    assert_int_equal(r->error_code, KAFKA_NONE);
+    assert_true(str_is(r->error_message, NULL));
+    assert_true(str_is(r->name, "orders"));
+    assert_int_equal(r->num_partitions, 4);
+    assert_int_equal(r->replication_factor, 1);
+    /* The id on the wire is the one stored. */
+    struct lm_meta_snapshot *snap = lm_meta_store_snapshot(f->meta);
+    const struct lm_meta_topic *mt = lm_meta_state_find(&snap->state, "orders");
+    assert_non_null(mt);
+    assert_memory_equal(mt->id, r->topic_id.b, 16);
+    assert_int_equal(mt->partition_count, 4);
+    lm_meta_snapshot_release(snap);
+    /* Every known config, with source: override / broker key (unit synonym) / default. */
+    size_t ndefs = 0;
+    lm_topic_config_defs(&ndefs);
+    assert_int_equal(r->configs_count, (int32_t)ndefs);
+    const struct kafka_create_topics_response_creatable_topic_configs *c;
+    c = ct_config_find(r, "cleanup.policy");
+    assert_non_null(c);
+    assert_true(str_is(c->value, "compact"));
+    assert_int_equal(c->config_source, LM_CONFIG_SOURCE_DYNAMIC_TOPIC);
+    c = ct_config_find(r, "retention.ms");
+    assert_true(str_is(c->value, "7200000"));
+    assert_int_equal(c->config_source, LM_CONFIG_SOURCE_STATIC_BROKER);
+    c = ct_config_find(r, "segment.bytes");
+    assert_true(str_is(c->value, "1073741824"));
+    assert_int_equal(c->config_source, LM_CONFIG_SOURCE_DEFAULT);
+    assert_false(c->read_only);
+    assert_false(c->is_sensitive);
+    assert_string_equal(override_of(f, "orders", "retention.bytes"), "1000");
+    assert_int_equal(override_count(f, "orders"), 2);
+}
+
+static void test_create_topics_errors(void **state)
+{
+    struct fx *f = *state;
+    assert_int_equal(create_one(f, 7, "a.b", 1, 1), KAFKA_NONE);
+    assert_int_equal(create_one(f, 7, "a.b", 1, 1), KAFKA_TOPIC_ALREADY_EXISTS);
+    assert_int_equal(create_one(f, 7, "a_b", 1, 1), KAFKA_INVALID_TOPIC_EXCEPTION); /* collides */
+    assert_int_equal(create_one(f, 7, "bad name", 1, 1), KAFKA_INVALID_TOPIC_EXCEPTION);
+    assert_int_equal(create_one(f, 7, "..", 1, 1), KAFKA_INVALID_TOPIC_EXCEPTION);
+    assert_int_equal(create_one(f, 7, "", 1, 1), KAFKA_INVALID_TOPIC_EXCEPTION);
+    assert_int_equal(create_one(f, 7, "p0", 0, 1), KAFKA_INVALID_PARTITIONS);
+    assert_int_equal(create_one(f, 7, "p0", -2, 1), KAFKA_INVALID_PARTITIONS);
+    assert_int_equal(create_one(f, 7, "r3", 1, 3), KAFKA_INVALID_REPLICATION_FACTOR);
+    assert_int_equal(create_one(f, 7, "r0", 1, 0), KAFKA_INVALID_REPLICATION_FACTOR);
+    /* -1 means the broker default only from v4 (KIP-464). */
+    assert_int_equal(create_one(f, 3, "d3", -1, 1), KAFKA_INVALID_PARTITIONS);
+    assert_int_equal(create_one(f, 3, "d3", 1, -1), KAFKA_INVALID_REPLICATION_FACTOR);
+    assert_int_equal(partitions_of(f, "d3"), -1);
+
+    struct kafka_create_topics_response *rs;
+    ct_topic t = topic_req(f, "cfg", 1, 1, 1, "retention.ms", "soon");
+    rs = create(f, 7, false, &t, 1);
+    assert_int_equal(rs->topics[0].error_code, KAFKA_INVALID_CONFIG);
+    assert_non_null(strstr(rs->topics[0].error_message.ptr, "retention.ms"));
+    assert_int_equal(rs->topics[0].configs_count, -1);
+    t = topic_req(f, "cfg", 1, 1, 1, "no.such.config", "1");
+    rs = create(f, 7, false, &t, 1);
+    assert_int_equal(rs->topics[0].error_code, KAFKA_INVALID_CONFIG);
+    t = topic_req(f, "cfg", 1, 1, 1, "cleanup.policy", "delete,shred");
+    rs = create(f, 7, false, &t, 1);
+    assert_int_equal(rs->topics[0].error_code, KAFKA_INVALID_CONFIG);
+    t = topic_req(f, "cfg", 1, 1, 2, "retention.ms", "1", "retention.ms", "2");
+    rs = create(f, 7, false, &t, 1);
+    assert_int_equal(rs->topics[0].error_code, KAFKA_INVALID_REQUEST);
+    t = topic_req(f, "cfg", 1, 1, 1, "retention.ms", NULL);
+    rs = create(f, 7, false, &t, 1);
+    assert_int_equal(rs->topics[0].error_code, KAFKA_INVALID_REQUEST);
+    assert_int_equal(partitions_of(f, "cfg"), -1);
+
+    /* The same name twice in one request: both refused, nothing created. */
+    ct_topic two[2] = {topic_req(f, "twice", 1, 1, 0), topic_req(f, "twice", 2, 1, 0)};
+    rs = create(f, 7, false, two, 2);
+    assert_int_equal(rs->topics[0].error_code, KAFKA_INVALID_REQUEST);
+    assert_int_equal(rs->topics[1].error_code, KAFKA_INVALID_REQUEST);
+    assert_int_equal(partitions_of(f, "twice"), -1);
+
+    /* Errors carry messages from v1; v2-4 responses have no configs. */
+    rs = create(f, 4, false, &t, 1);
+    assert_int_equal(rs->topics[0].configs_count, 0);
+    assert_true(rs->topics[0].error_message.len > 0);
+}
+
+static void test_create_topics_defaults_and_validate_only(void **state)
+{
+    struct fx *f = *state;
+    assert_int_equal(broker_config_set(&f->cfg, "num.partitions", "5"), 0);
+    f->cfg.num_partitions = 5;
+    ct_topic t = topic_req(f, "dflt", -1, -1, 0);
+    struct kafka_create_topics_response *rs = create(f, 5, true, &t, 1);
+    assert_int_equal(rs->topics[0].error_code, KAFKA_NONE);
+    assert_int_equal(rs->topics[0].num_partitions, 5);
+    assert_int_equal(partitions_of(f, "dflt"), -1); /* validate_only: nothing stored */
+    rs = create(f, 5, false, &t, 1);
+    assert_int_equal(rs->topics[0].error_code, KAFKA_NONE);
+    assert_int_equal(partitions_of(f, "dflt"), 5);
+    /* default.replication.factor above the cluster size */
+    f->cfg.default_replication_factor = 3;
+    t = topic_req(f, "dflt2", -1, -1, 0);
+    rs = create(f, 6, false, &t, 1);
+    assert_int_equal(rs->topics[0].error_code, KAFKA_INVALID_REPLICATION_FACTOR);
+}
+
+static void test_create_topics_assignments(void **state)
+{
+    struct fx *f = *state;
+    typedef struct kafka_create_topics_request_creatable_replica_assignment asg;
+    int32_t me[1] = {7}, other[1] = {8}, twice[2] = {7, 7};
+    asg ok[3] = {{2, me, 1}, {0, me, 1}, {1, me, 1}};
+    ct_topic t = topic_req(f, "manual", -1, -1, 0);
+    t.assignments = ok;
+    t.assignments_count = 3;
+    struct kafka_create_topics_response *rs = create(f, 7, false, &t, 1);
+    assert_int_equal(rs->topics[0].error_code, KAFKA_NONE);
+    assert_int_equal(rs->topics[0].num_partitions, 3);
+    assert_int_equal(partitions_of(f, "manual"), 3);
+
+    asg bad_broker[1] = {{0, other, 1}};
+    t = topic_req(f, "manual2", -1, -1, 0);
+    t.assignments = bad_broker;
+    t.assignments_count = 1;
+    assert_int_equal(create(f, 7, false, &t, 1)->topics[0].error_code,
+                     KAFKA_INVALID_REPLICA_ASSIGNMENT);
+    asg gap[2] = {{0, me, 1}, {2, me, 1}};
+    t.assignments = gap;
+    t.assignments_count = 2;
+    assert_int_equal(create(f, 7, false, &t, 1)->topics[0].error_code,
+                     KAFKA_INVALID_REPLICA_ASSIGNMENT);
+    asg dup[1] = {{0, twice, 2}};
+    t.assignments = dup;
+    t.assignments_count = 1;
+    assert_int_equal(create(f, 7, false, &t, 1)->topics[0].error_code,
+                     KAFKA_INVALID_REPLICA_ASSIGNMENT);
+    /* assignments with a partition count is a malformed request */
+    t = topic_req(f, "manual2", 1, -1, 0);
+    t.assignments = ok;
+    t.assignments_count = 3;
+    assert_int_equal(create(f, 7, false, &t, 1)->topics[0].error_code, KAFKA_INVALID_REQUEST);
+    assert_int_equal(partitions_of(f, "manual2"), -1);
+}
+
+/* ---- DeleteTopics ---- */
+
+static void test_delete_topics(void **state)
+{
+    struct fx *f = *state;
+    assert_int_equal(create_one(f, 7, "t1", 1, 1), KAFKA_NONE);
+    assert_int_equal(create_one(f, 7, "t2", 2, 1), KAFKA_NONE);
+    assert_int_equal(create_one(f, 7, "t3", 2, 1), KAFKA_NONE);
+
+    /* v1-5: by name */
+    struct kafka_str names[2] = {S("t1"), S("nope")};
+    struct kafka_delete_topics_request rq;
+    kafka_delete_topics_request_init(&rq);
+    rq.topic_names = names;
+    rq.topic_names_count = 2;
+    struct kafka_delete_topics_response *rs = call_delete_topics(f, 5, &rq);
+    assert_int_equal(rs->responses_count, 2);
+    assert_true(str_is(rs->responses[0].name, "t1"));
+    assert_int_equal(rs->responses[0].error_code, KAFKA_NONE);
+    assert_int_equal(rs->responses[1].error_code, KAFKA_UNKNOWN_TOPIC_OR_PARTITION);
+    assert_true(rs->responses[1].error_message.len > 0);
+    assert_int_equal(partitions_of(f, "t1"), -1);
+    assert_int_equal(partitions_of(f, "t2"), 2);
+
+    /* v6: by id, by name, unknown id, both given */
+    struct lm_meta_snapshot *snap = lm_meta_store_snapshot(f->meta);
+    struct kafka_uuid id2;
+    memcpy(id2.b, lm_meta_state_find(&snap->state, "t2")->id, 16);
+    lm_meta_snapshot_release(snap);
+    struct kafka_uuid unknown = {{1, 2, 3}};
+    struct kafka_delete_topics_request_delete_topic_state st[4] = {
+        {KAFKA_STR_NULL, id2},
+        {S("t3"), {{0}}},
+        {KAFKA_STR_NULL, unknown},
+        {S("t9"), unknown},
+    };
+    kafka_delete_topics_request_init(&rq);
+    rq.topics = st;
+    rq.topics_count = 4;
+    rs = call_delete_topics(f, 6, &rq);
+    assert_int_equal(rs->responses_count, 4);
+    assert_int_equal(rs->responses[0].error_code, KAFKA_NONE);
+    assert_true(str_is(rs->responses[0].name, "t2")); /* the name of a topic deleted by id */
+    assert_memory_equal(rs->responses[0].topic_id.b, id2.b, 16);
+    assert_int_equal(rs->responses[1].error_code, KAFKA_NONE);
+    assert_int_equal(rs->responses[2].error_code, KAFKA_UNKNOWN_TOPIC_ID);
+    assert_int_equal(rs->responses[3].error_code, KAFKA_INVALID_REQUEST);
+    assert_int_equal(partitions_of(f, "t2"), -1);
+    assert_int_equal(partitions_of(f, "t3"), -1);
+
+    /* delete.topic.enable=false */
+    assert_int_equal(create_one(f, 7, "keep", 1, 1), KAFKA_NONE);
+    assert_int_equal(broker_config_set(&f->cfg, "delete.topic.enable", "false"), 0);
+    names[0] = S("keep");
+    kafka_delete_topics_request_init(&rq);
+    rq.topic_names = names;
+    rq.topic_names_count = 1;
+    rs = call_delete_topics(f, 4, &rq);
+    assert_int_equal(rs->responses[0].error_code, KAFKA_TOPIC_DELETION_DISABLED);
+    assert_int_equal(partitions_of(f, "keep"), 1);
+}
+
+/* ---- CreatePartitions ---- */
+
+static int16_t grow(struct fx *f, int16_t v, const char *topic, int32_t count, bool validate_only,
+                    int32_t assignments_count, int32_t broker)
+{
+    typedef struct kafka_create_partitions_request_create_partitions_assignment asg;
+    asg *as = NULL;
+    if (assignments_count > 0) {
+        as = kafka_arena_alloc_array(&f->a, (size_t)assignments_count, sizeof(asg), 8);
+        int32_t *b = kafka_arena_alloc(&f->a, sizeof(int32_t), 4);
+        *b = broker;
+        for (int32_t i = 0; i < assignments_count; i++)
+            as[i] = (asg){b, 1};
+    }
+    struct kafka_create_partitions_request_create_partitions_topic t = {
+        S(topic), count, as, assignments_count};
+    struct kafka_create_partitions_request rq;
+    kafka_create_partitions_request_init(&rq);
+    rq.topics = &t;
+    rq.topics_count = 1;
+    rq.validate_only = validate_only;
+    struct kafka_create_partitions_response *rs = call_create_partitions(f, v, &rq);
+    assert_int_equal(rs->results_count, 1);
+    assert_true(str_is(rs->results[0].name, topic));
+    if (rs->results[0].error_code != KAFKA_NONE)
+        assert_true(rs->results[0].error_message.len > 0);
+    return rs->results[0].error_code;
+}
+
+static void test_create_partitions(void **state)
+{
+    struct fx *f = *state;
+    assert_int_equal(create_one(f, 7, "g", 2, 1), KAFKA_NONE);
+    assert_int_equal(grow(f, 3, "g", 4, true, -1, 0), KAFKA_NONE);
+    assert_int_equal(partitions_of(f, "g"), 2);
+    assert_int_equal(grow(f, 3, "g", 4, false, -1, 0), KAFKA_NONE);
+    assert_int_equal(partitions_of(f, "g"), 4);
+    assert_int_equal(grow(f, 0, "g", 4, false, -1, 0), KAFKA_INVALID_PARTITIONS);
+    assert_int_equal(grow(f, 2, "g", 3, false, -1, 0), KAFKA_INVALID_PARTITIONS);
+    assert_int_equal(grow(f, 2, "none", 3, false, -1, 0), KAFKA_UNKNOWN_TOPIC_OR_PARTITION);
+    assert_int_equal(grow(f, 3, "g", 6, false, 1, 7), KAFKA_INVALID_REPLICA_ASSIGNMENT);
+    assert_int_equal(grow(f, 3, "g", 6, false, 2, 8), KAFKA_INVALID_REPLICA_ASSIGNMENT);
+    assert_int_equal(partitions_of(f, "g"), 4);
+    assert_int_equal(grow(f, 3, "g", 6, false, 2, 7), KAFKA_NONE);
+    assert_int_equal(partitions_of(f, "g"), 6);
+}
+
+/* ---- DescribeConfigs ---- */
+
+typedef struct kafka_describe_configs_response_describe_configs_resource_result dc_entry;
+
+static struct kafka_describe_configs_response *describe(struct fx *f, int16_t v, int8_t type,
+                                                        const char *name, bool synonyms,
+                                                        bool docs, int nkeys, ...)
+{
+    struct kafka_describe_configs_request_describe_configs_resource r = {
+        type, S(name), NULL, -1};
+    if (nkeys >= 0) {
+        r.configuration_keys = kafka_arena_alloc_array(&f->a, (size_t)nkeys + 1,
+                                                       sizeof(struct kafka_str), 8);
+        va_list ap;
+        va_start(ap, nkeys);
+        for (int i = 0; i < nkeys; i++)
+            r.configuration_keys[i] = S(va_arg(ap, const char *));
+        va_end(ap);
+        r.configuration_keys_count = nkeys;
+    }
+    struct kafka_describe_configs_request rq;
+    kafka_describe_configs_request_init(&rq);
+    rq.resources = &r;
+    rq.resources_count = 1;
+    rq.include_synonyms = synonyms;
+    rq.include_documentation = docs;
+    struct kafka_describe_configs_response *rs = call_describe_configs(f, v, &rq);
+    assert_int_equal(rs->results_count, 1);
+    assert_int_equal(rs->results[0].resource_type, type);
+    assert_true(str_is(rs->results[0].resource_name, name));
+    return rs;
+}
+
+static const dc_entry *dc_find(const struct kafka_describe_configs_response *rs,
+                               const char *name)
+{
+    for (int32_t i = 0; i < rs->results[0].configs_count; i++) {
+        if (str_is(rs->results[0].configs[i].name, name))
+            return &rs->results[0].configs[i];
+    }
+    return NULL;
+}
+
+static void test_describe_configs_topic(void **state)
+{
+    struct fx *f = *state;
+    assert_int_equal(broker_config_set(&f->cfg, "log.retention.ms", "5000"), 0);
+    assert_int_equal(broker_config_set(&f->cfg, "log.retention.hours", "9"), 0);
+    ct_topic t = topic_req(f, "dc", 1, 1, 1, "max.message.bytes", "2000");
+    assert_int_equal(create(f, 7, false, &t, 1)->topics[0].error_code, KAFKA_NONE);
+
+    size_t ndefs = 0;
+    lm_topic_config_defs(&ndefs);
+    struct kafka_describe_configs_response *rs =
+        describe(f, 4, ADMIN_RESOURCE_TOPIC, "dc", true, true, -1);
+    assert_int_equal(rs->results[0].error_code, KAFKA_NONE);
+    assert_int_equal(rs->results[0].configs_count, (int32_t)ndefs);
+    const dc_entry *e = dc_find(rs, "max.message.bytes");
+    assert_true(str_is(e->value, "2000"));
+    assert_int_equal(e->config_source, LM_CONFIG_SOURCE_DYNAMIC_TOPIC);
+    assert_int_equal(e->config_type, LM_CONFIG_INT);
+    assert_true(e->documentation.len > 0);
+    assert_false(e->read_only);
+    /* synonyms: the override, then the default (named by the broker key) */
+    assert_int_equal(e->synonyms_count, 2);
+    assert_true(str_is(e->synonyms[0].name, "max.message.bytes"));
+    assert_int_equal(e->synonyms[0].source, LM_CONFIG_SOURCE_DYNAMIC_TOPIC);
+    assert_true(str_is(e->synonyms[1].name, "message.max.bytes"));
+    assert_true(str_is(e->synonyms[1].value, "1048588"));
+    assert_int_equal(e->synonyms[1].source, LM_CONFIG_SOURCE_DEFAULT);
+    /* log.retention.ms beats log.retention.hours (Kafka's precedence); both listed */
+    e = dc_find(rs, "retention.ms");
+    assert_true(str_is(e->value, "5000"));
+    assert_int_equal(e->config_source, LM_CONFIG_SOURCE_STATIC_BROKER);
+    assert_int_equal(e->synonyms_count, 3);
+    assert_true(str_is(e->synonyms[0].name, "log.retention.ms"));
+    assert_true(str_is(e->synonyms[1].name, "log.retention.hours"));
+    assert_true(str_is(e->synonyms[1].value, "9"));
+    assert_int_equal(e->synonyms[2].source, LM_CONFIG_SOURCE_DEFAULT);
+    e = dc_find(rs, "cleanup.policy");
+    assert_int_equal(e->config_type, LM_CONFIG_LIST);
+    assert_int_equal(e->config_source, LM_CONFIG_SOURCE_DEFAULT);
+
+    /* key filter, no synonyms, no docs; v1 has no type or documentation on the wire */
+    rs = describe(f, 1, ADMIN_RESOURCE_TOPIC, "dc", false, false, 2, "retention.ms",
+                  "not.a.config");
+    assert_int_equal(rs->results[0].configs_count, 1);
+    e = &rs->results[0].configs[0];
+    assert_true(str_is(e->name, "retention.ms"));
+    assert_int_equal(e->synonyms_count, 0);
+    assert_int_equal(e->config_type, 0);
+    assert_true(str_is(e->documentation, NULL));
+    /* v0: is_default instead of a source */
+    rs = describe(f, 0, ADMIN_RESOURCE_TOPIC, "dc", false, false, 2, "segment.bytes",
+                  "max.message.bytes");
+    assert_int_equal(rs->results[0].configs_count, 2);
+    assert_true(dc_find(rs, "segment.bytes")->is_default);
+    assert_false(dc_find(rs, "max.message.bytes")->is_default);
+
+    rs = describe(f, 4, ADMIN_RESOURCE_TOPIC, "missing", false, false, -1);
+    assert_int_equal(rs->results[0].error_code, KAFKA_UNKNOWN_TOPIC_OR_PARTITION);
+    assert_true(rs->results[0].error_message.len > 0);
+    assert_int_equal(rs->results[0].configs_count, 0);
+    rs = describe(f, 4, ADMIN_RESOURCE_BROKER_LOGGER, "7", false, false, -1);
+    assert_int_equal(rs->results[0].error_code, KAFKA_INVALID_REQUEST);
+}
+
+static void test_describe_configs_broker(void **state)
+{
+    struct fx *f = *state;
+    assert_int_equal(broker_config_set(&f->cfg, "num.partitions", "3"), 0);
+    assert_int_equal(broker_config_set(&f->cfg, "log.cleanup.policy", "compact"), 0);
+    struct kafka_describe_configs_response *rs =
+        describe(f, 4, ADMIN_RESOURCE_BROKER, "7", true, true, -1);
+    assert_int_equal(rs->results[0].error_code, KAFKA_NONE);
+    const dc_entry *e = dc_find(rs, "num.partitions");
+    assert_non_null(e);
+    assert_true(str_is(e->value, "3"));
+    assert_int_equal(e->config_source, LM_CONFIG_SOURCE_STATIC_BROKER);
+    assert_true(e->read_only);
+    assert_int_equal(e->synonyms_count, 2);
+    e = dc_find(rs, "log.cleanup.policy");
+    assert_true(str_is(e->value, "compact"));
+    e = dc_find(rs, "log.segment.bytes");
+    assert_true(str_is(e->value, "1073741824"));
+    assert_int_equal(e->config_source, LM_CONFIG_SOURCE_DEFAULT);
+    assert_non_null(dc_find(rs, "message.max.bytes"));
+    assert_non_null(dc_find(rs, "default.replication.factor"));
+    /* sorted by name, each name once */
+    for (int32_t i = 1; i < rs->results[0].configs_count; i++) {
+        struct kafka_str x = rs->results[0].configs[i - 1].name, y = rs->results[0].configs[i].name;
+        int c = strncmp(x.ptr, y.ptr, (size_t)(x.len < y.len ? x.len : y.len));
+        assert_true(c < 0 || (c == 0 && x.len < y.len));
+    }
+    rs = describe(f, 2, ADMIN_RESOURCE_BROKER, "8", false, false, -1);
+    assert_int_equal(rs->results[0].error_code, KAFKA_INVALID_REQUEST);
+    rs = describe(f, 2, ADMIN_RESOURCE_BROKER, "", false, false, -1);
+    assert_int_equal(rs->results[0].error_code, KAFKA_NONE);
+    assert_int_equal(rs->results[0].configs_count, 0);
+    rs = describe(f, 2, ADMIN_RESOURCE_BROKER, "7", false, false, 1, "num.partitions");
+    assert_int_equal(rs->results[0].configs_count, 1);
+}
+
+/* ---- AlterConfigs ---- */
+
+static int16_t alter(struct fx *f, int16_t v, int8_t type, const char *name, bool validate_only,
+                     int n, ...)
+{
+    typedef struct kafka_alter_configs_request_alterable_config cfgent;
+    cfgent *c = kafka_arena_alloc_array(&f->a, (size_t)n + 1, sizeof(cfgent), 8);
+    va_list ap;
+    va_start(ap, n);
+    for (int i = 0; i < n; i++) {
+        const char *k = va_arg(ap, const char *);
+        const char *val = va_arg(ap, const char *);
+        c[i] = (cfgent){S(k), S(val)};
+    }
+    va_end(ap);
+    struct kafka_alter_configs_request_alter_configs_resource r = {type, S(name), c, n};
+    struct kafka_alter_configs_request rq;
+    kafka_alter_configs_request_init(&rq);
+    rq.resources = &r;
+    rq.resources_count = 1;
+    rq.validate_only = validate_only;
+    struct kafka_alter_configs_response *rs = call_alter_configs(f, v, &rq);
+    assert_int_equal(rs->responses_count, 1);
+    assert_true(str_is(rs->responses[0].resource_name, name));
+    if (rs->responses[0].error_code != KAFKA_NONE)
+        assert_true(rs->responses[0].error_message.len > 0);
+    return rs->responses[0].error_code;
+}
+
+static void test_alter_configs(void **state)
+{
+    struct fx *f = *state;
+    ct_topic t = topic_req(f, "ac", 1, 1, 2, "retention.ms", "100", "segment.bytes", "2000000");
+    assert_int_equal(create(f, 7, false, &t, 1)->topics[0].error_code, KAFKA_NONE);
+    /* replaces the whole set */
+    assert_int_equal(alter(f, 2, ADMIN_RESOURCE_TOPIC, "ac", false, 1, "cleanup.policy",
+                           "compact,delete"),
+                     KAFKA_NONE);
+    assert_int_equal(override_count(f, "ac"), 1);
+    assert_string_equal(override_of(f, "ac", "cleanup.policy"), "compact,delete");
+    assert_int_equal(alter(f, 0, ADMIN_RESOURCE_TOPIC, "ac", true, 1, "retention.ms", "5"),
+                     KAFKA_NONE);
+    assert_null(override_of(f, "ac", "retention.ms")); /* validate_only */
+    assert_int_equal(alter(f, 1, ADMIN_RESOURCE_TOPIC, "ac", false, 1, "retention.ms", "x"),
+                     KAFKA_INVALID_CONFIG);
+    assert_int_equal(alter(f, 1, ADMIN_RESOURCE_TOPIC, "ac", false, 1, "bogus", "1"),
+                     KAFKA_INVALID_CONFIG);
+    assert_int_equal(alter(f, 1, ADMIN_RESOURCE_TOPIC, "ac", false, 2, "retention.ms", "1",
+                           "retention.ms", "2"),
+                     KAFKA_INVALID_REQUEST);
+    assert_int_equal(override_count(f, "ac"), 1);
+    assert_int_equal(alter(f, 1, ADMIN_RESOURCE_TOPIC, "nope", false, 0),
+                     KAFKA_UNKNOWN_TOPIC_OR_PARTITION);
+    /* empty set clears every override */
+    assert_int_equal(alter(f, 2, ADMIN_RESOURCE_TOPIC, "ac", false, 0), KAFKA_NONE);
+    assert_int_equal(override_count(f, "ac"), 0);
+    /* broker: nothing dynamic */
+    assert_int_equal(alter(f, 2, ADMIN_RESOURCE_BROKER, "7", false, 1, "num.partitions", "9"),
+                     KAFKA_INVALID_REQUEST);
+    assert_int_equal(alter(f, 2, ADMIN_RESOURCE_BROKER, "7", false, 0), KAFKA_NONE);
+    assert_int_equal(alter(f, 2, ADMIN_RESOURCE_BROKER, "3", false, 0), KAFKA_INVALID_REQUEST);
+}
+
+/* ---- IncrementalAlterConfigs ---- */
+
+struct op {
+    const char *name;
+    int8_t op;
+    const char *value;
+};
+
+static int16_t ialter(struct fx *f, int16_t v, int8_t type, const char *name, bool validate_only,
+                      int n, const struct op *ops)
+{
+    typedef struct kafka_incremental_alter_configs_request_alterable_config cfgent;
+    cfgent *c = kafka_arena_alloc_array(&f->a, (size_t)n + 1, sizeof(cfgent), 8);
+    for (int i = 0; i < n; i++)
+        c[i] = (cfgent){S(ops[i].name), ops[i].op, S(ops[i].value)};
+    struct kafka_incremental_alter_configs_request_alter_configs_resource r = {type, S(name), c,
+                                                                                n};
+    struct kafka_incremental_alter_configs_request rq;
+    kafka_incremental_alter_configs_request_init(&rq);
+    rq.resources = &r;
+    rq.resources_count = 1;
+    rq.validate_only = validate_only;
+    struct kafka_incremental_alter_configs_response *rs =
+        call_incremental_alter_configs(f, v, &rq);
+    assert_int_equal(rs->responses_count, 1);
+    if (rs->responses[0].error_code != KAFKA_NONE)
+        assert_true(rs->responses[0].error_message.len > 0);
+    return rs->responses[0].error_code;
+}
+
+#define IALTER(f, v, name, vo, ...)                                                            \
+    ialter(f, v, ADMIN_RESOURCE_TOPIC, name, vo,                                               \
+           (int)(sizeof((struct op[]){__VA_ARGS__}) / sizeof(struct op)),                      \
+           (struct op[]){__VA_ARGS__})
+
+static void test_incremental_alter_configs(void **state)
+{
+    struct fx *f = *state;
+    assert_int_equal(create_one(f, 7, "ic", 1, 1), KAFKA_NONE);
+    /* APPEND starts from Kafka's default ("delete") when the topic has no override */
+    assert_int_equal(IALTER(f, 1, "ic", false, {"cleanup.policy", ADMIN_OP_APPEND, "compact"}),
+                     KAFKA_NONE);
+    assert_string_equal(override_of(f, "ic", "cleanup.policy"), "delete,compact");
+    /* appending what is there changes nothing */
+    assert_int_equal(IALTER(f, 0, "ic", false, {"cleanup.policy", ADMIN_OP_APPEND, "delete"}),
+                     KAFKA_NONE);
+    assert_string_equal(override_of(f, "ic", "cleanup.policy"), "delete,compact");
+    assert_int_equal(IALTER(f, 1, "ic", false, {"cleanup.policy", ADMIN_OP_SUBTRACT, "delete"}),
+                     KAFKA_NONE);
+    assert_string_equal(override_of(f, "ic", "cleanup.policy"), "compact");
+    /* subtracting what is not there changes nothing */
+    assert_int_equal(IALTER(f, 1, "ic", false, {"cleanup.policy", ADMIN_OP_SUBTRACT, "delete"}),
+                     KAFKA_NONE);
+    assert_string_equal(override_of(f, "ic", "cleanup.policy"), "compact");
+    /* an empty cleanup.policy is not a valid value here */
+    assert_int_equal(IALTER(f, 1, "ic", false, {"cleanup.policy", ADMIN_OP_SUBTRACT, "compact"}),
+                     KAFKA_INVALID_CONFIG);
+    assert_string_equal(override_of(f, "ic", "cleanup.policy"), "compact");
+    /* appending a value the list does not allow */
+    assert_int_equal(IALTER(f, 1, "ic", false, {"cleanup.policy", ADMIN_OP_APPEND, "shred"}),
+                     KAFKA_INVALID_CONFIG);
+    /* APPEND/SUBTRACT only for list configs */
+    assert_int_equal(IALTER(f, 1, "ic", false, {"retention.ms", ADMIN_OP_APPEND, "1"}),
+                     KAFKA_INVALID_CONFIG);
+    assert_int_equal(IALTER(f, 1, "ic", false, {"retention.ms", ADMIN_OP_SUBTRACT, "1"}),
+                     KAFKA_INVALID_CONFIG);
+    /* SET + DELETE in one request; all or nothing */
+    assert_int_equal(IALTER(f, 1, "ic", false, {"retention.ms", ADMIN_OP_SET, "60000"},
+                            {"segment.ms", ADMIN_OP_SET, "1000"}),
+                     KAFKA_NONE);
+    assert_string_equal(override_of(f, "ic", "retention.ms"), "60000");
+    assert_int_equal(IALTER(f, 1, "ic", false, {"retention.ms", ADMIN_OP_DELETE, NULL},
+                            {"segment.ms", ADMIN_OP_SET, "zero"}),
+                     KAFKA_INVALID_CONFIG);
+    assert_string_equal(override_of(f, "ic", "retention.ms"), "60000");
+    assert_int_equal(IALTER(f, 1, "ic", false, {"retention.ms", ADMIN_OP_DELETE, NULL}),
+                     KAFKA_NONE);
+    assert_null(override_of(f, "ic", "retention.ms"));
+    assert_string_equal(override_of(f, "ic", "segment.ms"), "1000");
+    /* validate_only */
+    assert_int_equal(IALTER(f, 1, "ic", true, {"retention.ms", ADMIN_OP_SET, "1"}), KAFKA_NONE);
+    assert_null(override_of(f, "ic", "retention.ms"));
+    /* duplicate keys, unknown op, unknown key, null SET, unknown topic */
+    assert_int_equal(IALTER(f, 1, "ic", false, {"retention.ms", ADMIN_OP_SET, "1"},
+                            {"retention.ms", ADMIN_OP_DELETE, NULL}),
+                     KAFKA_INVALID_REQUEST);
+    assert_int_equal(IALTER(f, 1, "ic", false, {"retention.ms", 9, "1"}), KAFKA_INVALID_REQUEST);
+    assert_int_equal(IALTER(f, 1, "ic", false, {"x.y", ADMIN_OP_SET, "1"}), KAFKA_INVALID_CONFIG);
+    assert_int_equal(IALTER(f, 1, "ic", false, {"retention.ms", ADMIN_OP_SET, NULL}),
+                     KAFKA_INVALID_REQUEST);
+    assert_int_equal(IALTER(f, 1, "zz", false, {"retention.ms", ADMIN_OP_SET, "1"}),
+                     KAFKA_UNKNOWN_TOPIC_OR_PARTITION);
+    /* list items with blanks are normalised */
+    assert_int_equal(IALTER(f, 1, "ic", false,
+                            {"leader.replication.throttled.replicas", ADMIN_OP_APPEND, "0:7, 1:7"}),
+                     KAFKA_NONE);
+    assert_string_equal(override_of(f, "ic", "leader.replication.throttled.replicas"), "0:7,1:7");
+    assert_int_equal(IALTER(f, 1, "ic", false,
+                            {"leader.replication.throttled.replicas", ADMIN_OP_SUBTRACT, "0:7"}),
+                     KAFKA_NONE);
+    assert_string_equal(override_of(f, "ic", "leader.replication.throttled.replicas"), "1:7");
+    /* broker: SET refused, DELETE a no-op */
+    struct op set = {"log.retention.ms", ADMIN_OP_SET, "1"};
+    struct op del = {"log.retention.ms", ADMIN_OP_DELETE, NULL};
+    assert_int_equal(ialter(f, 1, ADMIN_RESOURCE_BROKER, "7", false, 1, &set),
+                     KAFKA_INVALID_REQUEST);
+    assert_int_equal(ialter(f, 1, ADMIN_RESOURCE_BROKER, "", false, 1, &del), KAFKA_NONE);
+}
+
+static void test_survives_reopen(void **state)
+{
+    struct fx *f = *state;
+    ct_topic t = topic_req(f, "durable", 2, 1, 1, "retention.ms", "1234");
+    assert_int_equal(create(f, 7, false, &t, 1)->topics[0].error_code, KAFKA_NONE);
+    assert_int_equal(grow(f, 3, "durable", 5, false, -1, 0), KAFKA_NONE);
+    assert_int_equal(IALTER(f, 1, "durable", false, {"cleanup.policy", ADMIN_OP_SET, "compact"}),
+                     KAFKA_NONE);
+    lm_meta_store_close(f->meta);
+    assert_int_equal(lm_meta_store_open(f->dir, &f->meta), 0);
+    f->env.meta = f->meta;
+    assert_int_equal(partitions_of(f, "durable"), 5);
+    assert_string_equal(override_of(f, "durable", "retention.ms"), "1234");
+    assert_string_equal(override_of(f, "durable", "cleanup.policy"), "compact");
+}
+
+/* ---- DescribeCluster ---- */
+
+static void test_describe_cluster(void **state)
+{
+    struct fx *f = *state;
+    assert_int_equal(broker_config_set(&f->cfg, "listeners", "PLAINTEXT://127.0.0.5:9999"), 0);
+    assert_int_equal(broker_config_finish(&f->cfg), 0);
+    struct kafka_describe_cluster_request rq;
+    kafka_describe_cluster_request_init(&rq);
+    for (int16_t v = 0; v <= 2; v++) {
+        struct kafka_describe_cluster_response *rs = call_describe_cluster(f, v, &rq);
+        assert_int_equal(rs->error_code, KAFKA_NONE);
+        assert_true(str_is(rs->cluster_id, "clusterIdTest42"));
+        assert_int_equal(rs->controller_id, 7);
+        assert_int_equal(rs->brokers_count, 1);
+        assert_int_equal(rs->brokers[0].broker_id, 7);
+        assert_true(str_is(rs->brokers[0].host, "127.0.0.5"));
+        assert_int_equal(rs->brokers[0].port, 9999);
+        assert_int_equal(rs->cluster_authorized_operations, INT32_MIN);
+        if (v >= 1)
+            assert_int_equal(rs->endpoint_type, 1);
+    }
+    rq.include_cluster_authorized_operations = true;
+    struct kafka_describe_cluster_response *rs = call_describe_cluster(f, 0, &rq);
+    assert_true(rs->cluster_authorized_operations & (1 << 8)); /* DESCRIBE */
+    rq.endpoint_type = 2;
+    rs = call_describe_cluster(f, 1, &rq);
+    assert_int_equal(rs->error_code, KAFKA_MISMATCHED_ENDPOINT_TYPE);
+    assert_int_equal(rs->brokers_count, 0);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_create_topics_v7_configs, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_create_topics_errors, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_create_topics_defaults_and_validate_only, fx_setup,
+                                        fx_teardown),
+        cmocka_unit_test_setup_teardown(test_create_topics_assignments, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_delete_topics, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_create_partitions, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_describe_configs_topic, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_describe_configs_broker, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_alter_configs, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_incremental_alter_configs, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_survives_reopen, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_describe_cluster, fx_setup, fx_teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
