@@ -170,6 +170,8 @@ struct child {
 static struct child kids[NODES];
 static const char *self_exe;
 
+static int bad_exits; /* members that did not exit cleanly on SIGTERM (LeakSanitizer too) */
+
 static void stop_all(void)
 {
     for (int i = 0; i < NODES; i++)
@@ -180,13 +182,16 @@ static void stop_all(void)
             continue;
         int st;
         bool gone = false;
-        for (int w = 0; w < 100 && !gone; w++) {
+        for (int w = 0; w < 250 && !gone; w++) {
             if (waitpid(kids[i].pid, &st, WNOHANG) == kids[i].pid)
                 gone = true;
             else
                 usleep(20000);
         }
+        if (gone && (!WIFEXITED(st) || WEXITSTATUS(st) != 0))
+            bad_exits++;
         if (!gone) {
+            bad_exits++;
             kill(kids[i].pid, SIGKILL);
             waitpid(kids[i].pid, &st, 0);
         }
@@ -471,6 +476,10 @@ int main(int argc, char **argv)
     printf("swim_cluster: wrong-HMAC and malformed packets dropped and counted; nothing "
            "changed\n");
     stop_all();
+    if (bad_exits != 0) {
+        fprintf(stderr, "swim_cluster: FAILED: %d members did not exit cleanly\n", bad_exits);
+        return 1;
+    }
     printf("swim_cluster: PASS\n");
     return 0;
 }
