@@ -1416,6 +1416,8 @@ int lm_group_join(struct lm_group_coord *c, int64_t now_ms, uint64_t token,
     } else {
         join_current_member(c, g, now_ms, token, req, rebalance_ms);
     }
+    /* Kafka handleJoinGroup ends with "attempt to complete JoinGroup" */
+    maybe_complete_join(c, g, now_ms);
     group_timers(c, g, now_ms);
     return 0;
 }
