@@ -2,6 +2,7 @@
 
 #include "common/lm_assert.h"
 #include "common/lm_err.h"
+#include "protocol/kafka_rt.h"
 
 static int16_t rd_i16(const uint8_t *p)
 {
@@ -38,44 +39,19 @@ int broker_reqhdr_parse_fixed(const uint8_t *frame, size_t len, struct broker_re
     return 0;
 }
 
-static int rd_uvarint(const uint8_t *p, size_t len, size_t *off, uint32_t *out)
-{
-    uint32_t v = 0;
-    for (int i = 0; i < 5; i++) {
-        if (*off >= len)
-            return LM_E_TRUNCATED;
-        uint8_t b = p[(*off)++];
-        if (i == 4 && (b & 0xf0) != 0)
-            return LM_E_VARINT;
-        v |= (uint32_t)(b & 0x7f) << (7 * i);
-        if ((b & 0x80) == 0) {
-            *out = v;
-            return 0;
-        }
-    }
-    return LM_E_VARINT;
-}
-
+/* The tagged-field section of header v2 is skipped by the codec runtime (KIP-482: strictly
+ * ascending tags, sizes checked against the bytes left), the same code the generated request
+ * header decoder uses, so the runtime and the codec cannot disagree on it. */
 int broker_reqhdr_skip_tags(const uint8_t *frame, size_t len, size_t *off)
 {
-    uint32_t count = 0;
-    int rc = rd_uvarint(frame, len, off, &count);
+    LM_ASSERT(*off <= len);
+    struct kafka_reader r;
+    kafka_reader_init(&r, frame, len);
+    r.pos = *off;
+    int rc = kafka_skip_tagged_fields(&r);
     if (rc != 0)
         return rc;
-    int64_t last_tag = -1;
-    for (uint32_t i = 0; i < count; i++) {
-        uint32_t tag = 0, size = 0;
-        if ((rc = rd_uvarint(frame, len, off, &tag)) != 0)
-            return rc;
-        if ((int64_t)tag <= last_tag)
-            return LM_E_TAG_ORDER;
-        last_tag = tag;
-        if ((rc = rd_uvarint(frame, len, off, &size)) != 0)
-            return rc;
-        if (size > len - *off)
-            return LM_E_TRUNCATED;
-        *off += size;
-    }
-    LM_ASSERT(*off <= len);
+    LM_ASSERT(r.pos <= len);
+    *off = r.pos;
     return 0;
 }

@@ -1,8 +1,8 @@
 /* Request header parsing (PROTOCOL-NOTES "Encodings"): v1 = api_key i16, api_version i16,
  * correlation_id i32, client_id nullable i16 string; v2 adds a tagged-field section.
- * This is the runtime's own small parser of the fixed part; the tagged-field skip is behind
- * broker_reqhdr_skip_tags so the handler layer can switch it to the generated header decoder
- * (protocol/kafka_rt.h) once that lands. */
+ * This is the runtime's own small parser of the fixed part (it must not allocate: it runs
+ * before the request's arena exists); the tagged-field section is skipped by the codec
+ * runtime's kafka_skip_tagged_fields (protocol/kafka_rt.h). */
 #ifndef LAMINAR_BROKER_REQHDR_H
 #define LAMINAR_BROKER_REQHDR_H
 

@@ -13,8 +13,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "broker/arena.h"
 #include "broker/config.h"
+#include "protocol/kafka_rt.h"
 
 enum { BROKER_API_KEYS_MAX = 128 };
 
@@ -32,8 +32,9 @@ struct broker_req {
     const uint8_t *body;
     size_t body_len;
     bool flexible; /* request header v2 / compact encodings (KIP-482) */
-    /* Freed with the request, after its response has been sent. */
-    struct broker_arena arena;
+    /* Freed with the request, after its response has been sent (the codec's bounded arena,
+     * protocol/kafka_rt.h, so decoded requests and encoded responses share it). */
+    struct kafka_arena arena;
     struct broker_shard *shard;
     struct broker_conn *conn;
     void *handler_state; /* free for the handler's use */

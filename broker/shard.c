@@ -314,7 +314,7 @@ static void conn_close(struct broker_conn *c, const char *why)
         if (req == NULL || req == c->sending)
             continue;
         LM_ASSERT(req->state_ != REQ_PENDING);
-        broker_arena_deinit(&req->arena);
+        kafka_arena_deinit(&req->arena);
         c->reqs_live--;
         size_t n = req->mem_bytes_;
         free(req);
@@ -353,7 +353,7 @@ static void req_free(struct broker_req *req)
     struct broker_conn *c = req->conn;
     struct broker_shard *s = req->shard;
     LM_ASSERT(c->reqs_live > 0);
-    broker_arena_deinit(&req->arena);
+    kafka_arena_deinit(&req->arena);
     c->reqs_live--;
     size_t n = req->mem_bytes_;
     free(req);
@@ -449,7 +449,7 @@ static void on_frame(struct broker_conn *c, struct broker_frame *f)
     req->body = f->body + off;
     req->body_len = f->size_bytes - off;
     req->state_ = REQ_PENDING;
-    broker_arena_init(&req->arena, (size_t)s->cfg->socket_request_max_bytes * 2 + (64u << 20));
+    kafka_arena_init(&req->arena, (size_t)s->cfg->socket_request_max_bytes * 2 + (64u << 20));
     e->fn(req);
 }
 

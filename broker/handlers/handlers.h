@@ -11,11 +11,26 @@
 #define LAMINAR_BROKER_HANDLERS_HANDLERS_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "broker/config.h"
 #include "broker/meta/meta_store.h"
 #include "broker/runtime.h"
+
+/* Idempotent / transactional producer state (issue 5) plugs into Produce here. Both run on the
+ * shard that owns the partition, for the batches of one partition of one Produce request,
+ * after validation. before_append returns a Kafka error code: 0 appends; a duplicate batch
+ * (PROTOCOL-NOTES: answered as success with its original offset) returns 0 and sets
+ * *duplicate_base_offset >= 0, and nothing is appended. after_append gets the assigned base
+ * offset. NULL hooks: no producer state (every batch appended as it comes). */
+struct handlers_producer_hooks {
+    int16_t (*before_append)(void *ctx, const char *topic, int32_t partition,
+                             const uint8_t *batches, size_t len, int64_t *duplicate_base_offset);
+    void (*after_append)(void *ctx, const char *topic, int32_t partition, const uint8_t *batches,
+                         size_t len, int64_t base_offset);
+    void *ctx;
+};
 
 /* Process-wide state shared by every shard. Read-only after setup, except the metadata store
  * (internally synchronised; not on the data path). */
@@ -28,6 +43,14 @@ struct handlers_ctx {
     struct {
         int16_t min_version, max_version;
     } served[BROKER_API_KEYS_MAX];
+    /* The handler of each served key (handlers_serve); the runtime calls one dispatcher that
+     * refreshes the shard's metadata view and checks the version first. */
+    broker_handler_fn fns[BROKER_API_KEYS_MAX];
+    struct handlers_producer_hooks producer; /* set at registration, read-only afterwards */
+    /* Broker-level values of topic configs (server.properties synonyms), for
+     * lm_topic_settings_resolve. */
+    struct lm_config_entry *broker_topic_configs;
+    size_t broker_topic_config_count;
 };
 
 /* The one context of the process (set by broker_handlers_setup). */
@@ -47,5 +70,10 @@ int handlers_admin_register(struct broker_dispatch *d);
 /* Called by broker/main.c: opens the metadata store under the first log dir, registers every
  * handler. Returns 0 or an LM_E_*. */
 int broker_handlers_setup(struct broker_dispatch *d, struct broker_config *cfg);
+
+/* Answers req as Kafka answers a version it does not serve: UNSUPPORTED_VERSION in the
+ * response's top-level error code when the API has one in that version (ApiVersions: a v0 body
+ * listing our ranges, KIP-511), else the connection is closed. Completes req. */
+void handlers_respond_unsupported(struct broker_req *req);
 
 #endif

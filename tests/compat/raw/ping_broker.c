@@ -43,7 +43,7 @@ static void wr_i16(uint8_t *p, uint16_t v)
 static void api_versions(struct broker_req *req)
 {
     static const int16_t keys[] = {18, 100, 101};
-    uint8_t *b = broker_arena_alloc(&req->arena, 2 + 4 + 6 * 3);
+    uint8_t *b = kafka_arena_alloc(&req->arena, 2 + 4 + 6 * 3, 16);
     if (b == NULL) {
         broker_req_respond_none(req);
         broker_req_close_after(req);
@@ -64,7 +64,7 @@ static void echo_finish(struct broker_shard *s, struct broker_timer *t)
     struct echo_state *e = t->arg;
     struct broker_req *req = e->req;
     size_t payload = req->body_len - 8;
-    uint8_t *b = broker_arena_alloc(&req->arena, 8 + payload);
+    uint8_t *b = kafka_arena_alloc(&req->arena, 8 + payload, 16);
     if (b == NULL) {
         broker_req_respond_none(req);
         broker_req_close_after(req);
@@ -93,7 +93,7 @@ static void echo_done(struct broker_shard *origin, struct broker_xcall *c)
 
 static void xshard_echo(struct broker_req *req)
 {
-    struct echo_state *e = broker_arena_alloc(&req->arena, sizeof(*e));
+    struct echo_state *e = kafka_arena_alloc(&req->arena, sizeof(*e), 16);
     if (req->body_len < 8 || e == NULL) {
         broker_req_respond_none(req);
         broker_req_close_after(req);
@@ -115,7 +115,7 @@ static void xshard_echo(struct broker_req *req)
 static void blob(struct broker_req *req)
 {
     int32_t size = req->body_len >= 4 ? rd_i32(req->body) : -1;
-    uint8_t *b = size >= 0 && size <= (64 << 20) ? broker_arena_alloc(&req->arena, (size_t)size)
+    uint8_t *b = size >= 0 && size <= (64 << 20) ? kafka_arena_alloc(&req->arena, (size_t)size, 16)
                                                  : NULL;
     if (b == NULL) {
         broker_req_respond_none(req);

@@ -5,7 +5,7 @@ and keep its memory bounded.
 
 Usage: test_raw.py --io uring|epoll [case ...]
 $LAMINAR_BIN is the test-only broker with ping/echo handlers (ping_broker.c);
-$LAMINAR_REAL_BIN is the real `laminar` (no handlers yet: every request closes).
+$LAMINAR_REAL_BIN is the real `laminar` (with handlers: an unknown API key closes).
 """
 
 import argparse
@@ -344,7 +344,7 @@ def run_bpf_spread():
 
 
 def run_real_binary():
-    """The real `laminar` (no handlers yet): closes on any API key, stays up, stops cleanly."""
+    """The real `laminar`: closes on an unknown API key and on garbage, stays up, stops cleanly."""
     real = os.environ.get("LAMINAR_REAL_BIN")
     if not real:
         print("SKIP real binary: LAMINAR_REAL_BIN not set")
@@ -353,7 +353,7 @@ def run_real_binary():
     try:
         b.start()
         with connect(b) as s:
-            s.sendall(frame(API_VERSIONS, 1))
+            s.sendall(frame(1000, 1))  # no such API key: Kafka closes the connection
             check(closed_by_peer(s), "real broker kept a connection it cannot serve")
         with connect(b) as s:
             s.sendall(b"\xff" * 64)

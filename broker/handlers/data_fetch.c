@@ -1,0 +1,468 @@
+/* Fetch (v4-17). Fetch sessions are declined (session id 0: every request is a full fetch,
+ * KIP-227). A pass reads every partition on its owner shard, one shard after the other so that
+ * max_bytes is a budget over the whole response (KIP-74: the first batch of the first
+ * non-empty partition is returned even when larger than the limits). The bytes are copied out
+ * of the segment files with pread() into a buffer and then into the response (zero-copy
+ * sendfile/splice is a later optimisation, DESIGN.md §2).
+ *
+ * Long-poll: when a pass has fewer than min_bytes and max_wait_ms > 0, the fetch parks: a
+ * one-shot waiter goes on each requested partition's owner shard (it fires at once if the log
+ * grew since the pass read it), an append wakes the fetch through a cross-shard call, and the
+ * fetch runs another pass; the timer at max_wait_ms runs the final pass.
+ *
+ *   READING --pass done, enough or final--> respond
+ *   READING --pass done, not enough--> WATCHING --watch done--> PARKED (or READING if woken)
+ *   PARKED --wake--> READING        PARKED --timer / drain--> READING (final) */
+#include <stdlib.h>
+#include <string.h>
+
+#include "broker/handlers/handlers_internal.h"
+#include "broker/log.h"
+#include "common/lm_assert.h"
+#include "protocol/kafka_fetch.h"
+
+enum fetch_state { F_READING, F_WATCHING, F_PARKED };
+
+struct fout {
+    int64_t high_watermark;
+    int64_t log_start_offset;
+    int64_t leo_seen; /* log end offset when the pass read the partition, -1 unknown */
+    uint8_t *data;    /* malloc'd on the owner shard, freed here after the response */
+    size_t len;
+    bool wake_now;    /* watch: the log grew since the pass */
+};
+
+struct hfetch {
+    struct broker_req *req;
+    struct hshard *hs;
+    struct kafka_fetch_request rq;
+    struct kafka_fetch_response resp;
+    struct hwork *items;
+    struct fout *outs;
+    size_t count;
+    struct hfan fan;
+    /* Written by the owner shard running the current (sequential) pass. */
+    int64_t budget;
+    size_t bytes;
+    uint64_t id;
+    struct broker_timer timer;
+    enum fetch_state state;
+    bool final;
+    bool woken;
+    bool parked_listed;
+    uint64_t deadline_ms;
+    struct hfetch *next;
+};
+
+struct hwake {
+    struct broker_xcall x;
+    uint64_t fetch_id;
+};
+
+static void pass_start(struct hfetch *fc);
+
+/* ---- waking -------------------------------------------------------------------------------- */
+
+static void wake_run(struct broker_shard *target, struct broker_xcall *x)
+{
+    struct hwake *w = x->arg;
+    data_fetch_wake(hs_of(target), w->fetch_id);
+    broker_xcall_return(target, x);
+}
+
+static void wake_done(struct broker_shard *origin, struct broker_xcall *x)
+{
+    (void)origin;
+    free(x->arg);
+}
+
+static void send_wake(struct hshard *hs, uint32_t origin, uint64_t fetch_id)
+{
+    struct hwake *w = calloc(1, sizeof(*w));
+    if (w == NULL) {
+        BLOG_WARN("out of memory waking a fetch; it answers at its timeout");
+        return;
+    }
+    w->fetch_id = fetch_id;
+    w->x.run = wake_run;
+    w->x.done = wake_done;
+    w->x.arg = w;
+    broker_shard_call(hs->shard, origin, &w->x);
+}
+
+void hs_wake_waiters(struct hshard *hs, struct hpart *p)
+{
+    struct hwaiter *w = p->waiters;
+    p->waiters = NULL;
+    while (w != NULL) {
+        struct hwaiter *next = w->next;
+        send_wake(hs, w->origin, w->fetch_id);
+        free(w);
+        w = next;
+    }
+}
+
+static struct hfetch *parked_find(struct hshard *hs, uint64_t id)
+{
+    for (struct hfetch *f = hs->parked; f != NULL; f = f->next)
+        if (f->id == id)
+            return f;
+    return NULL;
+}
+
+static void parked_remove(struct hfetch *fc)
+{
+    if (!fc->parked_listed)
+        return;
+    for (struct hfetch **pp = &fc->hs->parked; *pp != NULL; pp = &(*pp)->next)
+        if (*pp == fc) {
+            *pp = fc->next;
+            break;
+        }
+    fc->parked_listed = false;
+}
+
+void data_fetch_wake(struct hshard *hs, uint64_t fetch_id)
+{
+    struct hfetch *fc = parked_find(hs, fetch_id);
+    if (fc == NULL)
+        return; /* answered already */
+    if (fc->state == F_PARKED)
+        pass_start(fc);
+    else
+        fc->woken = true;
+}
+
+static void timer_fired(struct broker_shard *s, struct broker_timer *t)
+{
+    (void)s;
+    struct hfetch *fc = t->arg;
+    fc->final = true;
+    if (fc->state == F_PARKED)
+        pass_start(fc);
+}
+
+void data_fetch_drain(struct hshard *hs)
+{
+    /* Shutdown: every parked fetch answers with what it has now. */
+    struct hfetch *fc = hs->parked;
+    while (fc != NULL) {
+        struct hfetch *next = fc->next; /* pass_start may answer fc and unlink it */
+        fc->final = true;
+        if (fc->state == F_PARKED) {
+            broker_timer_cancel(hs->shard, &fc->timer);
+            pass_start(fc);
+        }
+        fc = next;
+    }
+}
+
+/* ---- the pass ------------------------------------------------------------------------------ */
+
+static void fetch_op(struct hshard *hs, struct hpart *p, struct hwork *w, struct hfan *f)
+{
+    (void)hs;
+    struct hfetch *fc = f->ctx;
+    const struct kafka_fetch_request_fetch_partition *in = w->in;
+    struct fout *o = w->out;
+    w->error = KAFKA_NONE;
+    o->high_watermark = -1;
+    o->log_start_offset = -1;
+    o->leo_seen = -1;
+    if (p == NULL) {
+        w->error = KAFKA_UNKNOWN_TOPIC_OR_PARTITION;
+        return;
+    }
+    if (p->log == NULL) {
+        w->error = KAFKA_KAFKA_STORAGE_ERROR;
+        return;
+    }
+    if ((w->error = h_check_epoch(p, in->current_leader_epoch)) != KAFKA_NONE)
+        return;
+    int64_t start = storage_log_start_offset(p->log);
+    int64_t leo = storage_log_end_offset(p->log);
+    /* Single node without transactions: last stable offset = high watermark for both
+     * isolation levels. */
+    int64_t hw = storage_log_high_watermark(p->log);
+    o->high_watermark = hw;
+    o->log_start_offset = start;
+    o->leo_seen = leo;
+    if (in->fetch_offset < start || in->fetch_offset > leo) {
+        w->error = KAFKA_OFFSET_OUT_OF_RANGE;
+        return;
+    }
+    if (in->partition_max_bytes <= 0 || (fc->bytes > 0 && fc->budget <= 0))
+        return;
+    int64_t limit = in->partition_max_bytes;
+    if (fc->budget < limit)
+        limit = fc->budget > 0 ? fc->budget : 1;
+    struct storage_read_result res;
+    int rc = storage_log_read(p->log, in->fetch_offset, (uint64_t)limit, hw, &res);
+    if (rc != 0) {
+        w->error = h_storage_error(rc);
+        return;
+    }
+    /* storage returns at least one batch; past the first partition with data, one that does
+     * not fit is left for the next fetch (KIP-74 waives the limit only for the first). */
+    if (res.bytes > 0 && !(fc->bytes > 0 && res.bytes > (uint64_t)limit)) {
+        o->data = malloc(res.bytes);
+        if (o->data == NULL) {
+            w->error = KAFKA_UNKNOWN_SERVER_ERROR;
+        } else if ((rc = storage_read_result_copy(&res, o->data, res.bytes)) != 0) {
+            free(o->data);
+            o->data = NULL;
+            w->error = h_storage_error(rc);
+        } else {
+            o->len = res.bytes;
+            fc->bytes += res.bytes;
+            fc->budget -= (int64_t)res.bytes;
+        }
+    }
+    storage_read_result_release(p->log, &res);
+}
+
+static void free_data(struct hfetch *fc)
+{
+    for (size_t i = 0; i < fc->count; i++) {
+        free(fc->outs[i].data);
+        fc->outs[i].data = NULL;
+        fc->outs[i].len = 0;
+    }
+}
+
+static void respond(struct hfetch *fc)
+{
+    struct broker_req *req = fc->req;
+    parked_remove(fc);
+    broker_timer_cancel(req->shard, &fc->timer);
+    size_t k = 0;
+    for (int32_t i = 0; i < fc->resp.responses_count; i++) {
+        struct kafka_fetch_response_fetchable_topic_response *tr = &fc->resp.responses[i];
+        for (int32_t j = 0; j < tr->partitions_count; j++, k++) {
+            struct kafka_fetch_response_partition_data *pd = &tr->partitions[j];
+            const struct hwork *w = &fc->items[k];
+            const struct fout *o = &fc->outs[k];
+            pd->error_code = w->error;
+            pd->high_watermark = o->high_watermark;
+            pd->last_stable_offset = o->high_watermark;
+            pd->log_start_offset = o->log_start_offset;
+            pd->records = (struct kafka_bytes){o->data ? o->data : (const uint8_t *)"",
+                                               (int32_t)o->len};
+        }
+    }
+    LM_ASSERT(k == fc->count);
+    const uint8_t *buf;
+    size_t len;
+    bool ok = h_encode(req, &fc->resp, &buf, &len);
+    free_data(fc); /* copied into the response; req (and fc) may be gone after responding */
+    if (ok)
+        broker_req_respond(req, buf, len);
+    else
+        h_close(req, "fetch response does not fit the request arena");
+}
+
+static void watch_op(struct hshard *hs, struct hpart *p, struct hwork *w, struct hfan *f)
+{
+    struct hfetch *fc = f->ctx;
+    struct fout *o = w->out;
+    if (p == NULL || p->log == NULL || storage_log_end_offset(p->log) != o->leo_seen) {
+        o->wake_now = true; /* grew (or changed) since the pass: read again */
+        return;
+    }
+    struct hwaiter *wt = calloc(1, sizeof(*wt));
+    if (wt == NULL) {
+        o->wake_now = true;
+        return;
+    }
+    wt->origin = f->origin->id;
+    wt->fetch_id = fc->id;
+    wt->deadline_ms = fc->deadline_ms;
+    wt->next = p->waiters;
+    p->waiters = wt;
+    (void)hs;
+}
+
+static void watch_done(struct hfan *f)
+{
+    struct hfetch *fc = f->ctx;
+    bool again = fc->final || fc->woken;
+    for (size_t i = 0; i < fc->count && !again; i++)
+        again = fc->items[i].owner != HWORK_DONE && fc->outs[i].wake_now;
+    fc->state = F_PARKED;
+    if (again)
+        pass_start(fc);
+}
+
+static void pass_done(struct hfan *f)
+{
+    struct hfetch *fc = f->ctx;
+    struct broker_req *req = fc->req;
+    bool error = false;
+    for (size_t i = 0; i < fc->count && !error; i++)
+        error = fc->items[i].error != KAFKA_NONE;
+    if (fc->final || error || fc->bytes >= (size_t)(fc->rq.min_bytes > 0 ? fc->rq.min_bytes : 0) ||
+        fc->rq.max_wait_ms <= 0 || broker_req_conn_closing(req) ||
+        broker_shard_draining(req->shard) || fc->hs->stopping) {
+        respond(fc);
+        return;
+    }
+    /* Not enough yet: keep nothing of this pass (the next one reads again from the same
+     * offsets) and watch the partitions. */
+    free_data(fc);
+    if (!fc->parked_listed) {
+        fc->id = fc->hs->fetch_id_next++;
+        fc->deadline_ms = broker_now_ms() + (uint64_t)fc->rq.max_wait_ms;
+        fc->next = fc->hs->parked;
+        fc->hs->parked = fc;
+        fc->parked_listed = true;
+        if (broker_timer_start(req->shard, &fc->timer, (uint64_t)fc->rq.max_wait_ms, timer_fired,
+                               fc) != 0) {
+            respond(fc);
+            return;
+        }
+    }
+    fc->state = F_WATCHING;
+    fc->woken = false;
+    for (size_t i = 0; i < fc->count; i++)
+        fc->outs[i].wake_now = false;
+    if (!hfan_init(&fc->fan, req, fc->items, fc->count, watch_op, watch_done, fc)) {
+        respond(fc);
+        return;
+    }
+    hfan_start(&fc->fan);
+}
+
+static void pass_start(struct hfetch *fc)
+{
+    fc->state = F_READING;
+    fc->woken = false;
+    fc->bytes = 0;
+    fc->budget = fc->rq.max_bytes > 0 ? fc->rq.max_bytes : 0;
+    free_data(fc);
+    if (!hfan_init(&fc->fan, fc->req, fc->items, fc->count, fetch_op, pass_done, fc)) {
+        /* Arena exhausted: answer with what we know (errors/offsets of the last pass). */
+        fc->final = true;
+        respond(fc);
+        return;
+    }
+    fc->fan.sequential = true;
+    hfan_start(&fc->fan);
+}
+
+/* ---- the request --------------------------------------------------------------------------- */
+
+void data_fetch(struct broker_req *req)
+{
+    struct hshard *hs = hs_of(req->shard);
+    struct hfetch *fc = h_alloc(req, 1, sizeof(*fc));
+    if (fc == NULL) {
+        broker_req_close_after(req);
+        broker_req_respond_none(req);
+        return;
+    }
+    fc->req = req;
+    fc->hs = hs;
+    fc->timer.heap_index_ = UINT32_MAX;
+    kafka_fetch_request_init(&fc->rq);
+    if (!h_decode(req, &fc->rq))
+        return;
+    int16_t v = req->api_version;
+    kafka_fetch_response_init(&fc->resp);
+    fc->resp.throttle_time_ms = 0;
+    fc->resp.session_id = 0; /* sessions declined: full fetch every time (KIP-227) */
+    if (v >= 7 && fc->rq.session_id != 0) {
+        /* We never hand out a session, so any id the client names is unknown. */
+        fc->resp.error_code = KAFKA_FETCH_SESSION_ID_NOT_FOUND;
+        fc->resp.responses_count = 0;
+        h_respond(req, &fc->resp);
+        return;
+    }
+    int32_t nt = fc->rq.topics_count > 0 ? fc->rq.topics_count : 0;
+    size_t n = 0;
+    for (int32_t i = 0; i < nt; i++)
+        n += fc->rq.topics[i].partitions_count > 0 ? (size_t)fc->rq.topics[i].partitions_count
+                                                   : 0;
+    fc->resp.responses = h_alloc(req, (size_t)nt, sizeof(*fc->resp.responses));
+    fc->items = h_alloc(req, n, sizeof(*fc->items));
+    fc->outs = h_alloc(req, n, sizeof(*fc->outs));
+    if (fc->resp.responses == NULL || fc->items == NULL || fc->outs == NULL) {
+        broker_req_close_after(req);
+        broker_req_respond_none(req);
+        return;
+    }
+    fc->resp.responses_count = nt;
+    fc->count = n;
+    size_t k = 0;
+    for (int32_t i = 0; i < nt; i++) {
+        const struct kafka_fetch_request_fetch_topic *ti = &fc->rq.topics[i];
+        struct kafka_fetch_response_fetchable_topic_response *tr = &fc->resp.responses[i];
+        int32_t np = ti->partitions_count > 0 ? ti->partitions_count : 0;
+        tr->topic = ti->topic;
+        tr->topic_id = ti->topic_id;
+        tr->partitions = h_alloc(req, (size_t)np, sizeof(*tr->partitions));
+        if (tr->partitions == NULL) {
+            broker_req_close_after(req);
+            broker_req_respond_none(req);
+            return;
+        }
+        tr->partitions_count = np;
+        /* v13+ names topics by id (KIP-516); the name is resolved from our snapshot. */
+        struct kafka_str name = ti->topic;
+        bool unknown_id = false;
+        if (v >= 13) {
+            struct htopic *t = hs_topic_by_id(hs, ti->topic_id.b);
+            if (t == NULL) {
+                unknown_id = true;
+                name = KAFKA_STR_NULL;
+            } else {
+                name.len = (int32_t)strlen(t->meta->name);
+                name.ptr = h_strdup(req, (struct kafka_str){t->meta->name, name.len});
+                if (name.ptr == NULL) {
+                    broker_req_close_after(req);
+                    broker_req_respond_none(req);
+                    return;
+                }
+            }
+        }
+        for (int32_t j = 0; j < np; j++, k++) {
+            const struct kafka_fetch_request_fetch_partition *pi = &ti->partitions[j];
+            struct kafka_fetch_response_partition_data *pd = &tr->partitions[j];
+            pd->partition_index = pi->partition;
+            pd->high_watermark = -1;
+            pd->last_stable_offset = -1;
+            pd->log_start_offset = -1;
+            pd->diverging_epoch.epoch = -1;
+            pd->diverging_epoch.end_offset = -1;
+            pd->current_leader.leader_id = -1;
+            pd->current_leader.leader_epoch = -1;
+            pd->snapshot_id.end_offset = -1;
+            pd->snapshot_id.epoch = -1;
+            /* Aborted transactions: none yet; null for read_uncommitted as Kafka sends. */
+            pd->aborted_transactions = NULL;
+            pd->aborted_transactions_count = fc->rq.isolation_level == 1 ? 0 : -1;
+            pd->preferred_read_replica = -1;
+            struct hwork *w = &fc->items[k];
+            struct fout *o = &fc->outs[k];
+            o->high_watermark = o->log_start_offset = o->leo_seen = -1;
+            w->in = pi;
+            w->out = o;
+            w->partition = pi->partition;
+            w->topic = name.ptr;
+            w->topic_len = name.len > 0 ? (size_t)name.len : 0;
+            if (unknown_id) {
+                w->error = KAFKA_UNKNOWN_TOPIC_ID;
+                w->owner = HWORK_DONE;
+                continue;
+            }
+            struct htopic *t = name.len > 0 ? hs_topic(hs, name.ptr, (size_t)name.len) : NULL;
+            if (t == NULL || pi->partition < 0 || pi->partition >= t->meta->partition_count) {
+                w->error = KAFKA_UNKNOWN_TOPIC_OR_PARTITION;
+                w->owner = HWORK_DONE;
+                continue;
+            }
+            w->owner = hs_owner(hs, w->topic, w->topic_len, pi->partition);
+        }
+    }
+    LM_ASSERT(k == n);
+    pass_start(fc);
+}

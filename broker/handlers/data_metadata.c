@@ -1,0 +1,158 @@
+/* Metadata (v0-12): this broker, the cluster id, every or some topics with their partitions
+ * led by this node; auto-creation when auto.create.topics.enable and the request allows it
+ * (allow_auto_topic_creation from v4; always before, as Kafka). Served from the shard's
+ * metadata snapshot, no cross-shard call: a single node leads every partition. */
+#include <string.h>
+
+#include "broker/handlers/handlers_internal.h"
+#include "broker/log.h"
+#include "common/lm_assert.h"
+#include "protocol/kafka_metadata.h"
+
+#define AUTHORIZED_OPS_UNSET INT32_MIN /* Kafka's "not requested" */
+
+static bool topic_internal(const char *name)
+{
+    return strcmp(name, "__consumer_offsets") == 0 || strcmp(name, "__transaction_state") == 0;
+}
+
+static bool fill_topic(struct broker_req *req,
+                       struct kafka_metadata_response_metadata_response_topic *o,
+                       const struct htopic *t)
+{
+    int32_t node = handlers_global->cfg->node_id;
+    o->error_code = KAFKA_NONE;
+    /* Copied: an auto-create later in this request refreshes the snapshot t points into. */
+    struct kafka_str name = {t->meta->name, (int32_t)strlen(t->meta->name)};
+    o->name = (struct kafka_str){h_strdup(req, name), name.len};
+    if (o->name.ptr == NULL)
+        return false;
+    memcpy(o->topic_id.b, t->meta->id, 16);
+    o->is_internal = topic_internal(t->meta->name);
+    o->topic_authorized_operations = AUTHORIZED_OPS_UNSET;
+    int32_t n = t->meta->partition_count;
+    o->partitions = h_alloc(req, (size_t)n, sizeof(*o->partitions));
+    int32_t *nodes = h_alloc(req, 1, sizeof(int32_t));
+    if (o->partitions == NULL || nodes == NULL)
+        return false;
+    nodes[0] = node;
+    o->partitions_count = n;
+    for (int32_t i = 0; i < n; i++) {
+        struct kafka_metadata_response_metadata_response_partition *p = &o->partitions[i];
+        p->error_code = KAFKA_NONE;
+        p->partition_index = i;
+        p->leader_id = node;
+        p->leader_epoch = HANDLERS_LEADER_EPOCH;
+        p->replica_nodes = nodes;
+        p->replica_nodes_count = 1;
+        p->isr_nodes = nodes;
+        p->isr_nodes_count = 1;
+        p->offline_replicas = NULL;
+        p->offline_replicas_count = 0;
+    }
+    return true;
+}
+
+void data_metadata(struct broker_req *req)
+{
+    struct hshard *hs = hs_of(req->shard);
+    const struct broker_config *cfg = handlers_global->cfg;
+    struct kafka_metadata_request rq;
+    kafka_metadata_request_init(&rq);
+    if (!h_decode(req, &rq))
+        return;
+    int16_t v = req->api_version;
+    struct kafka_metadata_response resp;
+    kafka_metadata_response_init(&resp);
+    resp.throttle_time_ms = 0;
+    resp.brokers = h_alloc(req, 1, sizeof(*resp.brokers));
+    if (resp.brokers == NULL)
+        goto nomem;
+    resp.brokers_count = 1;
+    const struct broker_listener *l =
+        cfg->advertised_count > 0 ? &cfg->advertised[0] : &cfg->listeners[0];
+    const char *host = l->host[0] != 0 ? l->host : "localhost";
+    resp.brokers[0].node_id = cfg->node_id;
+    resp.brokers[0].host = (struct kafka_str){host, (int32_t)strlen(host)};
+    resp.brokers[0].port = l->port;
+    resp.brokers[0].rack = KAFKA_STR_NULL;
+    resp.cluster_id = (struct kafka_str){handlers_global->cluster_id,
+                                         (int32_t)strlen(handlers_global->cluster_id)};
+    resp.controller_id = cfg->node_id;
+    resp.cluster_authorized_operations = AUTHORIZED_OPS_UNSET;
+
+    /* v0: an empty list means every topic; v1+: null means every topic. */
+    bool all = rq.topics_count < 0 || (v == 0 && rq.topics_count == 0);
+    if (all) {
+        size_t n = hs->topic_count;
+        resp.topics = h_alloc(req, n, sizeof(*resp.topics));
+        if (resp.topics == NULL)
+            goto nomem;
+        int32_t i = 0;
+        for (size_t b = 0; b < hs->bucket_count; b++)
+            for (struct htopic *t = hs->buckets[b]; t != NULL; t = t->next) {
+                LM_ASSERT((size_t)i < n);
+                if (!fill_topic(req, &resp.topics[i++], t))
+                    goto nomem;
+            }
+        resp.topics_count = i;
+        h_respond(req, &resp);
+        return;
+    }
+    bool may_create = cfg->auto_create_topics_enable && (v < 4 || rq.allow_auto_topic_creation);
+    resp.topics = h_alloc(req, (size_t)rq.topics_count, sizeof(*resp.topics));
+    if (resp.topics == NULL)
+        goto nomem;
+    resp.topics_count = rq.topics_count;
+    for (int32_t i = 0; i < rq.topics_count; i++) {
+        const struct kafka_metadata_request_metadata_request_topic *in = &rq.topics[i];
+        struct kafka_metadata_response_metadata_response_topic *o = &resp.topics[i];
+        o->topic_authorized_operations = AUTHORIZED_OPS_UNSET;
+        o->name = in->name;
+        o->topic_id = in->topic_id;
+        struct htopic *t = NULL;
+        if (in->name.len < 0) {
+            /* v10+: lookup by topic id (KIP-516). */
+            t = kafka_uuid_is_zero(&in->topic_id) ? NULL : hs_topic_by_id(hs, in->topic_id.b);
+            if (t == NULL) {
+                o->error_code = KAFKA_UNKNOWN_TOPIC_ID;
+                continue;
+            }
+        } else {
+            t = hs_topic(hs, in->name.ptr, (size_t)in->name.len);
+        }
+        if (t == NULL) {
+            char *name = h_strdup(req, in->name);
+            if (name == NULL)
+                goto nomem;
+            if (lm_meta_topic_name_valid(name) != 0) {
+                o->error_code = KAFKA_INVALID_TOPIC_EXCEPTION;
+                continue;
+            }
+            if (!may_create) {
+                o->error_code = KAFKA_UNKNOWN_TOPIC_OR_PARTITION;
+                continue;
+            }
+            int32_t parts = cfg->num_partitions > 0 ? cfg->num_partitions : 1;
+            int rc = hs_create_topic(hs, name, parts);
+            if (rc != 0 && rc != LM_E_EXISTS) {
+                BLOG_WARN("auto-create of %s failed: %s", name, lm_strerror(rc));
+                o->error_code = KAFKA_UNKNOWN_TOPIC_OR_PARTITION;
+                continue;
+            }
+            t = hs_topic(hs, in->name.ptr, (size_t)in->name.len);
+            if (t == NULL) {
+                /* Created elsewhere a moment ago and not visible yet: Kafka's first answer. */
+                o->error_code = KAFKA_LEADER_NOT_AVAILABLE;
+                continue;
+            }
+        }
+        if (!fill_topic(req, o, t))
+            goto nomem;
+    }
+    h_respond(req, &resp);
+    return;
+nomem:
+    broker_req_close_after(req);
+    broker_req_respond_none(req);
+}

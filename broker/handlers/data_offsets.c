@@ -1,0 +1,343 @@
+/* ListOffsets (v1-10), OffsetForLeaderEpoch (v2-4) and DeleteRecords (v0-2): per-partition
+ * questions answered by the shard that owns the partition's log. */
+#include <string.h>
+
+#include "broker/handlers/handlers_internal.h"
+#include "broker/log.h"
+#include "common/lm_assert.h"
+#include "protocol/kafka_delete_records.h"
+#include "protocol/kafka_list_offsets.h"
+#include "protocol/kafka_offset_for_leader_epoch.h"
+
+/* ListOffsets special timestamps (KIP-734 max timestamp, KIP-405 earliest local). */
+#define TS_LATEST (-1)
+#define TS_EARLIEST (-2)
+#define TS_MAX_TIMESTAMP (-3)
+#define TS_EARLIEST_LOCAL (-4)
+
+static void close_nomem(struct broker_req *req)
+{
+    BLOG_WARN("api %d: request arena exhausted, closing", req->api_key);
+    broker_req_close_after(req);
+    broker_req_respond_none(req);
+}
+
+/* Fills w's routing from the shard's view: unknown topic/partition answered here. */
+static void route(struct hshard *hs, struct hwork *w, struct kafka_str topic, int32_t partition)
+{
+    w->topic = topic.ptr;
+    w->topic_len = topic.len > 0 ? (size_t)topic.len : 0;
+    w->partition = partition;
+    struct htopic *t = topic.len > 0 ? hs_topic(hs, topic.ptr, (size_t)topic.len) : NULL;
+    if (t == NULL || partition < 0 || partition >= t->meta->partition_count) {
+        w->error = KAFKA_UNKNOWN_TOPIC_OR_PARTITION;
+        w->owner = HWORK_DONE;
+        return;
+    }
+    w->owner = hs_owner(hs, w->topic, w->topic_len, partition);
+}
+
+/* ---- ListOffsets ---------------------------------------------------------------------------- */
+
+struct lo_ctx {
+    struct kafka_list_offsets_request rq;
+    struct kafka_list_offsets_response resp;
+    int16_t version;
+};
+
+static void list_offsets_op(struct hshard *hs, struct hpart *p, struct hwork *w, struct hfan *f)
+{
+    (void)hs;
+    struct lo_ctx *c = f->ctx;
+    const struct kafka_list_offsets_request_partition *in = w->in;
+    struct kafka_list_offsets_response_partition *o = w->out;
+    o->timestamp = -1;
+    o->offset = -1;
+    o->leader_epoch = -1;
+    if (p == NULL || p->log == NULL) {
+        w->error = p == NULL ? KAFKA_UNKNOWN_TOPIC_OR_PARTITION : KAFKA_KAFKA_STORAGE_ERROR;
+        return;
+    }
+    if ((w->error = h_check_epoch(p, in->current_leader_epoch)) != KAFKA_NONE)
+        return;
+    int64_t start = storage_log_start_offset(p->log);
+    /* Single node, no transactions yet: the last stable offset is the high watermark. */
+    int64_t hw = storage_log_high_watermark(p->log);
+    int rc = 0;
+    switch (in->timestamp) {
+    case TS_EARLIEST:
+    case TS_EARLIEST_LOCAL:
+        o->offset = start;
+        break;
+    case TS_LATEST:
+        o->offset = hw;
+        break;
+    case TS_MAX_TIMESTAMP:
+        if (c->version < 7) {
+            w->error = KAFKA_UNSUPPORTED_VERSION;
+            return;
+        }
+        rc = storage_log_max_timestamp(p->log, &o->offset, &o->timestamp);
+        if (rc == 0 && o->offset >= 0 && o->offset < start) {
+            /* Never an offset below the log start (DeleteRecords moved it past the record). */
+            o->offset = -1;
+            o->timestamp = -1;
+        }
+        break;
+    default:
+        if (in->timestamp < 0) {
+            w->error = KAFKA_INVALID_REQUEST;
+            return;
+        }
+        rc = storage_log_offset_for_timestamp(p->log, in->timestamp, &o->offset, &o->timestamp);
+        if (rc == 0 && o->offset >= 0 && o->offset < start)
+            o->offset = start; /* the first record at or after ts that still exists */
+        if (rc == 0 && o->offset >= hw) {
+            o->offset = -1;
+            o->timestamp = -1;
+        }
+        break;
+    }
+    if (rc != 0) {
+        w->error = h_storage_error(rc);
+        return;
+    }
+    o->leader_epoch = o->offset >= 0 ? p->leader_epoch : -1;
+}
+
+static void list_offsets_finish(struct hfan *f)
+{
+    struct lo_ctx *c = f->ctx;
+    size_t k = 0;
+    for (int32_t i = 0; i < c->resp.topics_count; i++)
+        for (int32_t j = 0; j < c->resp.topics[i].partitions_count; j++, k++)
+            c->resp.topics[i].partitions[j].error_code = f->items[k].error;
+    LM_ASSERT(k == f->count);
+    h_respond(f->req, &c->resp);
+}
+
+void data_list_offsets(struct broker_req *req)
+{
+    struct hshard *hs = hs_of(req->shard);
+    struct lo_ctx *c = h_alloc(req, 1, sizeof(*c));
+    struct hfan *f = h_alloc(req, 1, sizeof(*f));
+    if (c == NULL || f == NULL)
+        return close_nomem(req);
+    kafka_list_offsets_request_init(&c->rq);
+    if (!h_decode(req, &c->rq))
+        return;
+    c->version = req->api_version;
+    kafka_list_offsets_response_init(&c->resp);
+    int32_t nt = c->rq.topics_count > 0 ? c->rq.topics_count : 0;
+    size_t n = 0;
+    for (int32_t i = 0; i < nt; i++)
+        n += c->rq.topics[i].partitions_count > 0 ? (size_t)c->rq.topics[i].partitions_count : 0;
+    c->resp.topics = h_alloc(req, (size_t)nt, sizeof(*c->resp.topics));
+    struct hwork *items = h_alloc(req, n, sizeof(*items));
+    if (c->resp.topics == NULL || items == NULL)
+        return close_nomem(req);
+    c->resp.topics_count = nt;
+    size_t k = 0;
+    for (int32_t i = 0; i < nt; i++) {
+        const struct kafka_list_offsets_request_topic *ti = &c->rq.topics[i];
+        struct kafka_list_offsets_response_topic *to = &c->resp.topics[i];
+        int32_t np = ti->partitions_count > 0 ? ti->partitions_count : 0;
+        to->name = ti->name;
+        to->partitions = h_alloc(req, (size_t)np, sizeof(*to->partitions));
+        if (to->partitions == NULL)
+            return close_nomem(req);
+        to->partitions_count = np;
+        for (int32_t j = 0; j < np; j++, k++) {
+            struct kafka_list_offsets_response_partition *o = &to->partitions[j];
+            o->partition_index = ti->partitions[j].partition_index;
+            o->timestamp = -1;
+            o->offset = -1;
+            o->leader_epoch = -1;
+            items[k].in = &ti->partitions[j];
+            items[k].out = o;
+            route(hs, &items[k], ti->name, ti->partitions[j].partition_index);
+        }
+    }
+    if (!hfan_init(f, req, items, n, list_offsets_op, list_offsets_finish, c))
+        return close_nomem(req);
+    hfan_start(f);
+}
+
+/* ---- OffsetForLeaderEpoch ------------------------------------------------------------------- */
+
+struct ole_ctx {
+    struct kafka_offset_for_leader_epoch_request rq;
+    struct kafka_offset_for_leader_epoch_response resp;
+};
+
+static void ole_op(struct hshard *hs, struct hpart *p, struct hwork *w, struct hfan *f)
+{
+    (void)hs;
+    (void)f;
+    const struct kafka_offset_for_leader_epoch_request_partition *in = w->in;
+    struct kafka_offset_for_leader_epoch_response_epoch_end_offset *o = w->out;
+    o->leader_epoch = -1;
+    o->end_offset = -1;
+    if (p == NULL || p->log == NULL) {
+        w->error = p == NULL ? KAFKA_UNKNOWN_TOPIC_OR_PARTITION : KAFKA_KAFKA_STORAGE_ERROR;
+        return;
+    }
+    if ((w->error = h_check_epoch(p, in->current_leader_epoch)) != KAFKA_NONE)
+        return;
+    /* KIP-101/KIP-279 from the leader-epoch cache. A log that has no batch yet is at the
+     * leader's epoch with its end offset, as Kafka's cache answers for the latest epoch. */
+    if (storage_log_latest_epoch(p->log) < 0 && in->leader_epoch == p->leader_epoch) {
+        o->leader_epoch = p->leader_epoch;
+        o->end_offset = storage_log_end_offset(p->log);
+        return;
+    }
+    storage_log_epoch_end_offset(p->log, in->leader_epoch, &o->leader_epoch, &o->end_offset);
+}
+
+static void ole_finish(struct hfan *f)
+{
+    struct ole_ctx *c = f->ctx;
+    size_t k = 0;
+    for (int32_t i = 0; i < c->resp.topics_count; i++)
+        for (int32_t j = 0; j < c->resp.topics[i].partitions_count; j++, k++)
+            c->resp.topics[i].partitions[j].error_code = f->items[k].error;
+    LM_ASSERT(k == f->count);
+    h_respond(f->req, &c->resp);
+}
+
+void data_offset_for_leader_epoch(struct broker_req *req)
+{
+    struct hshard *hs = hs_of(req->shard);
+    struct ole_ctx *c = h_alloc(req, 1, sizeof(*c));
+    struct hfan *f = h_alloc(req, 1, sizeof(*f));
+    if (c == NULL || f == NULL)
+        return close_nomem(req);
+    kafka_offset_for_leader_epoch_request_init(&c->rq);
+    if (!h_decode(req, &c->rq))
+        return;
+    kafka_offset_for_leader_epoch_response_init(&c->resp);
+    int32_t nt = c->rq.topics_count > 0 ? c->rq.topics_count : 0;
+    size_t n = 0;
+    for (int32_t i = 0; i < nt; i++)
+        n += c->rq.topics[i].partitions_count > 0 ? (size_t)c->rq.topics[i].partitions_count : 0;
+    c->resp.topics = h_alloc(req, (size_t)nt, sizeof(*c->resp.topics));
+    struct hwork *items = h_alloc(req, n, sizeof(*items));
+    if (c->resp.topics == NULL || items == NULL)
+        return close_nomem(req);
+    c->resp.topics_count = nt;
+    size_t k = 0;
+    for (int32_t i = 0; i < nt; i++) {
+        const struct kafka_offset_for_leader_epoch_request_topic *ti = &c->rq.topics[i];
+        struct kafka_offset_for_leader_epoch_response_topic_result *to = &c->resp.topics[i];
+        int32_t np = ti->partitions_count > 0 ? ti->partitions_count : 0;
+        to->topic = ti->topic;
+        to->partitions = h_alloc(req, (size_t)np, sizeof(*to->partitions));
+        if (to->partitions == NULL)
+            return close_nomem(req);
+        to->partitions_count = np;
+        for (int32_t j = 0; j < np; j++, k++) {
+            struct kafka_offset_for_leader_epoch_response_epoch_end_offset *o =
+                &to->partitions[j];
+            o->partition = ti->partitions[j].partition;
+            o->leader_epoch = -1;
+            o->end_offset = -1;
+            items[k].in = &ti->partitions[j];
+            items[k].out = o;
+            route(hs, &items[k], ti->topic, ti->partitions[j].partition);
+        }
+    }
+    if (!hfan_init(f, req, items, n, ole_op, ole_finish, c))
+        return close_nomem(req);
+    hfan_start(f);
+}
+
+/* ---- DeleteRecords -------------------------------------------------------------------------- */
+
+struct dr_ctx {
+    struct kafka_delete_records_request rq;
+    struct kafka_delete_records_response resp;
+};
+
+static void dr_op(struct hshard *hs, struct hpart *p, struct hwork *w, struct hfan *f)
+{
+    (void)hs;
+    (void)f;
+    const struct kafka_delete_records_request_delete_records_partition *in = w->in;
+    struct kafka_delete_records_response_delete_records_partition_result *o = w->out;
+    o->low_watermark = -1;
+    if (p == NULL || p->log == NULL) {
+        w->error = p == NULL ? KAFKA_UNKNOWN_TOPIC_OR_PARTITION : KAFKA_KAFKA_STORAGE_ERROR;
+        return;
+    }
+    int64_t hw = storage_log_high_watermark(p->log);
+    /* -1 means "up to the high watermark" (Kafka's DeleteRecordsRequest.HIGH_WATERMARK). */
+    int64_t target = in->offset == -1 ? hw : in->offset;
+    if (target < 0 || target > hw) {
+        w->error = KAFKA_OFFSET_OUT_OF_RANGE;
+        o->low_watermark = storage_log_start_offset(p->log);
+        return;
+    }
+    if (target > storage_log_start_offset(p->log)) {
+        int rc = storage_log_advance_start(p->log, target);
+        if (rc != 0) {
+            w->error = h_storage_error(rc);
+            BLOG_WARN("partition %s-%d: delete records: %s", p->topic, p->partition,
+                      lm_strerror(rc));
+        }
+    }
+    o->low_watermark = storage_log_start_offset(p->log);
+}
+
+static void dr_finish(struct hfan *f)
+{
+    struct dr_ctx *c = f->ctx;
+    size_t k = 0;
+    for (int32_t i = 0; i < c->resp.topics_count; i++)
+        for (int32_t j = 0; j < c->resp.topics[i].partitions_count; j++, k++)
+            c->resp.topics[i].partitions[j].error_code = f->items[k].error;
+    LM_ASSERT(k == f->count);
+    h_respond(f->req, &c->resp);
+}
+
+void data_delete_records(struct broker_req *req)
+{
+    struct hshard *hs = hs_of(req->shard);
+    struct dr_ctx *c = h_alloc(req, 1, sizeof(*c));
+    struct hfan *f = h_alloc(req, 1, sizeof(*f));
+    if (c == NULL || f == NULL)
+        return close_nomem(req);
+    kafka_delete_records_request_init(&c->rq);
+    if (!h_decode(req, &c->rq))
+        return;
+    kafka_delete_records_response_init(&c->resp);
+    int32_t nt = c->rq.topics_count > 0 ? c->rq.topics_count : 0;
+    size_t n = 0;
+    for (int32_t i = 0; i < nt; i++)
+        n += c->rq.topics[i].partitions_count > 0 ? (size_t)c->rq.topics[i].partitions_count : 0;
+    c->resp.topics = h_alloc(req, (size_t)nt, sizeof(*c->resp.topics));
+    struct hwork *items = h_alloc(req, n, sizeof(*items));
+    if (c->resp.topics == NULL || items == NULL)
+        return close_nomem(req);
+    c->resp.topics_count = nt;
+    size_t k = 0;
+    for (int32_t i = 0; i < nt; i++) {
+        const struct kafka_delete_records_request_delete_records_topic *ti = &c->rq.topics[i];
+        struct kafka_delete_records_response_delete_records_topic_result *to = &c->resp.topics[i];
+        int32_t np = ti->partitions_count > 0 ? ti->partitions_count : 0;
+        to->name = ti->name;
+        to->partitions = h_alloc(req, (size_t)np, sizeof(*to->partitions));
+        if (to->partitions == NULL)
+            return close_nomem(req);
+        to->partitions_count = np;
+        for (int32_t j = 0; j < np; j++, k++) {
+            to->partitions[j].partition_index = ti->partitions[j].partition_index;
+            to->partitions[j].low_watermark = -1;
+            items[k].in = &ti->partitions[j];
+            items[k].out = &to->partitions[j];
+            route(hs, &items[k], ti->name, ti->partitions[j].partition_index);
+        }
+    }
+    if (!hfan_init(f, req, items, n, dr_op, dr_finish, c))
+        return close_nomem(req);
+    hfan_start(f);
+}

@@ -1,0 +1,364 @@
+/* Produce (advertised v0-11, served v3-11 as Kafka 4): each partition's batches go to the
+ * shard that owns the partition, are validated there (DESIGN.md §3: magic 2, lengths, CRC-32C,
+ * records, bounded decompression; max.message.bytes), recompressed when the topic's
+ * compression.type asks for another codec, and appended (offsets, leader epoch, LogAppendTime
+ * by storage). acks=-1 flushes before answering (single node: the fdatasync is the
+ * durability, DESIGN.md §3); acks=1 leaves it to flush.messages / flush.ms; acks=0 answers
+ * nothing. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "broker/handlers/handlers_internal.h"
+#include "broker/log.h"
+#include "common/lm_assert.h"
+#include "protocol/compress.h"
+#include "protocol/crc32c.h"
+#include "protocol/kafka_produce.h"
+#include "protocol/record_batch.h"
+#include "protocol/records.h"
+
+struct pout {
+    int64_t base_offset;
+    int64_t log_append_time_ms;
+    int64_t log_start_offset;
+    const char *message; /* static text for error_message (v8+), or NULL */
+};
+
+struct pctx {
+    int16_t acks;
+    struct kafka_produce_request rq;
+    struct kafka_produce_response resp;
+};
+
+/* Validates one batch with the shard's scratch for decompression, growing it when a batch
+ * decompresses to more than it holds (bounded by HANDLERS_DECOMPRESS_BYTES_MAX). */
+static int validate(struct hshard *hs, const uint8_t *buf, size_t len,
+                    struct kafka_batch_header *h)
+{
+    for (;;) {
+        if (hs->scratch == NULL) {
+            hs->scratch_cap = (size_t)1 << 20;
+            hs->scratch = malloc(hs->scratch_cap);
+            if (hs->scratch == NULL)
+                return LM_E_NOMEM;
+        }
+        int rc = kafka_batch_validate_buf(buf, len, hs->scratch, hs->scratch_cap, h);
+        if (rc != LM_E_TOO_LARGE || hs->scratch_cap >= HANDLERS_DECOMPRESS_BYTES_MAX)
+            return rc;
+        free(hs->scratch);
+        hs->scratch = NULL;
+        size_t cap = hs->scratch_cap * 4;
+        hs->scratch_cap = cap < HANDLERS_DECOMPRESS_BYTES_MAX ? cap : HANDLERS_DECOMPRESS_BYTES_MAX;
+        hs->scratch = malloc(hs->scratch_cap);
+        if (hs->scratch == NULL)
+            return LM_E_NOMEM;
+    }
+}
+
+/* Rewrites one batch with codec `to` (topic compression.type differs from the producer's):
+ * decompress the records, compress them again, new header (codec bits, length, CRC). The
+ * result is appended to *out (malloc'd, grown). Returns 0 or an LM_E_*. */
+static int recompress(struct hshard *hs, const uint8_t *batch, size_t total,
+                      enum kafka_codec to, uint8_t **out, size_t *out_len, size_t *out_cap)
+{
+    struct kafka_batch_reader r;
+    int rc = kafka_batch_reader_open_buf(&r, batch, total, hs->scratch, hs->scratch_cap);
+    if (rc != 0)
+        return rc;
+    uint8_t *z = NULL;
+    size_t zlen = 0;
+    rc = kafka_compress(to, r.records, r.records_size, &z, &zlen);
+    kafka_batch_reader_close(&r);
+    if (rc != 0)
+        return rc;
+    size_t need = KAFKA_BATCH_HEADER_SIZE + zlen;
+    if (need > INT32_MAX) {
+        free(z);
+        return LM_E_TOO_LARGE;
+    }
+    if (*out_len + need > *out_cap) {
+        size_t cap = (*out_len + need) * 2;
+        uint8_t *nb = realloc(*out, cap);
+        if (nb == NULL) {
+            free(z);
+            return LM_E_NOMEM;
+        }
+        *out = nb;
+        *out_cap = cap;
+    }
+    uint8_t *b = *out + *out_len;
+    memcpy(b, batch, KAFKA_BATCH_HEADER_SIZE);
+    memcpy(b + KAFKA_BATCH_HEADER_SIZE, z, zlen);
+    free(z);
+    uint32_t blen = (uint32_t)(need - KAFKA_BATCH_LOG_OVERHEAD);
+    b[8] = (uint8_t)(blen >> 24), b[9] = (uint8_t)(blen >> 16), b[10] = (uint8_t)(blen >> 8);
+    b[11] = (uint8_t)blen;
+    uint16_t attr = (uint16_t)((b[21] << 8) | b[22]);
+    attr = (uint16_t)((attr & ~KAFKA_BATCH_ATTR_CODEC_MASK) | (uint16_t)to);
+    b[21] = (uint8_t)(attr >> 8), b[22] = (uint8_t)attr;
+    uint32_t crc = crc32c_update(0, b + KAFKA_BATCH_OFF_ATTRIBUTES,
+                                 need - KAFKA_BATCH_OFF_ATTRIBUTES);
+    b[17] = (uint8_t)(crc >> 24), b[18] = (uint8_t)(crc >> 16), b[19] = (uint8_t)(crc >> 8);
+    b[20] = (uint8_t)crc;
+    *out_len += need;
+    return 0;
+}
+
+static int16_t validate_error(int rc, const char **msg)
+{
+    switch (rc) {
+    case LM_E_MAGIC:
+        *msg = "only record batches v2 (magic 2) are accepted";
+        return KAFKA_INVALID_RECORD;
+    case LM_E_CRC:
+        *msg = "record batch CRC-32C mismatch";
+        return KAFKA_CORRUPT_MESSAGE;
+    case LM_E_TOO_LARGE:
+        *msg = "record batch decompresses beyond the broker's bound";
+        return KAFKA_MESSAGE_TOO_LARGE;
+    case LM_E_COMPRESSION:
+        *msg = "record batch does not decompress";
+        return KAFKA_CORRUPT_MESSAGE;
+    case LM_E_NOMEM:
+        *msg = "out of memory validating the batch";
+        return KAFKA_UNKNOWN_SERVER_ERROR;
+    default:
+        *msg = "record batch failed validation (lengths, record count or offsets)";
+        return KAFKA_CORRUPT_MESSAGE;
+    }
+}
+
+static void produce_op(struct hshard *hs, struct hpart *p, struct hwork *w, struct hfan *f)
+{
+    struct pctx *c = f->ctx;
+    struct pout *o = w->out;
+    const struct kafka_bytes *records = w->in;
+    o->base_offset = -1;
+    o->log_append_time_ms = -1;
+    o->log_start_offset = -1;
+    if (p == NULL) {
+        w->error = KAFKA_UNKNOWN_TOPIC_OR_PARTITION;
+        return;
+    }
+    if (p->log == NULL) {
+        w->error = KAFKA_KAFKA_STORAGE_ERROR;
+        return;
+    }
+    const struct htopic *t = hs_topic(hs, w->topic, w->topic_len);
+    LM_ASSERT(t != NULL);
+    o->log_start_offset = storage_log_start_offset(p->log);
+    if (records->len <= 0) {
+        w->error = KAFKA_CORRUPT_MESSAGE;
+        o->message = "no record batch";
+        return;
+    }
+    /* The frame is this request's, untouched by its shard while we run: append in place. */
+    uint8_t *buf = (uint8_t *)(uintptr_t)records->ptr;
+    size_t len = (size_t)records->len;
+    bool need_recompress = false;
+    for (size_t pos = 0; pos < len;) {
+        struct kafka_batch_header h;
+        int rc = kafka_batch_header_parse(buf + pos, len - pos, &h);
+        if (rc == 0 && kafka_batch_total_size(&h) > (size_t)t->settings.max_message_bytes) {
+            /* max.message.bytes bounds a batch as sent (after compression), as Kafka. */
+            w->error = KAFKA_MESSAGE_TOO_LARGE;
+            o->message = "record batch larger than max.message.bytes";
+            return;
+        }
+        if (rc == 0)
+            rc = validate(hs, buf + pos, len - pos, &h);
+        if (rc != 0) {
+            w->error = validate_error(rc, &o->message);
+            return;
+        }
+        if (h.attributes & KAFKA_BATCH_ATTR_CONTROL) {
+            w->error = KAFKA_INVALID_RECORD;
+            o->message = "clients may not write control batches";
+            return;
+        }
+        int32_t want = t->settings.compression;
+        if (want >= 0 && (int32_t)kafka_batch_codec(&h) != want)
+            need_recompress = true;
+        pos += kafka_batch_total_size(&h);
+    }
+    uint8_t *owned = NULL;
+    if (need_recompress) {
+        size_t olen = 0, ocap = 0;
+        for (size_t pos = 0; pos < len;) {
+            struct kafka_batch_header h;
+            int rc = kafka_batch_header_parse(buf + pos, len - pos, &h);
+            LM_ASSERT(rc == 0);
+            rc = recompress(hs, buf + pos, kafka_batch_total_size(&h),
+                            (enum kafka_codec)t->settings.compression, &owned, &olen, &ocap);
+            if (rc != 0) {
+                free(owned);
+                w->error = rc == LM_E_TOO_LARGE ? KAFKA_MESSAGE_TOO_LARGE
+                                                : KAFKA_UNKNOWN_SERVER_ERROR;
+                o->message = "recompression to the topic's compression.type failed";
+                return;
+            }
+            pos += kafka_batch_total_size(&h);
+        }
+        buf = owned;
+        len = olen;
+    }
+    const struct handlers_producer_hooks *ph = &handlers_global->producer;
+    /* Producer-state hook (issue 5): idempotence / transactions decide here, before append. */
+    if (ph->before_append != NULL) {
+        int64_t dup = -1;
+        int16_t e = ph->before_append(ph->ctx, p->topic, p->partition, buf, len, &dup);
+        if (e != KAFKA_NONE || dup >= 0) {
+            w->error = e;
+            o->base_offset = e == KAFKA_NONE ? dup : -1;
+            free(owned);
+            return;
+        }
+    }
+    struct storage_append_result res;
+    int rc = storage_log_append_leader(p->log, buf, len, p->leader_epoch, &res);
+    if (rc != 0) {
+        free(owned);
+        w->error = h_storage_error(rc);
+        o->message = lm_strerror(rc);
+        BLOG_WARN("partition %s-%d: append: %s", p->topic, p->partition, lm_strerror(rc));
+        return;
+    }
+    if (ph->after_append != NULL)
+        ph->after_append(ph->ctx, p->topic, p->partition, buf, len, res.base_offset);
+    free(owned);
+    if (c->acks == -1 && !res.flushed && (rc = storage_log_flush(p->log, false)) != 0) {
+        /* Written but not durable: the client must not count it as acknowledged. */
+        w->error = KAFKA_KAFKA_STORAGE_ERROR;
+        o->message = "flush failed";
+        BLOG_ERROR("partition %s-%d: flush: %s", p->topic, p->partition, lm_strerror(rc));
+        return;
+    }
+    /* Single node: the ISR is this node, so the high watermark is the log end offset. */
+    storage_log_set_high_watermark(p->log, res.log_end_offset);
+    o->base_offset = res.base_offset;
+    if (t->settings.timestamp_log_append)
+        o->log_append_time_ms = res.max_timestamp;
+    o->log_start_offset = storage_log_start_offset(p->log);
+    hs_wake_waiters(hs, p);
+}
+
+static void produce_finish(struct hfan *f)
+{
+    struct pctx *c = f->ctx;
+    struct broker_req *req = f->req;
+    size_t k = 0;
+    for (int32_t i = 0; i < c->resp.responses_count; i++) {
+        struct kafka_produce_response_topic_produce_response *tr = &c->resp.responses[i];
+        for (int32_t j = 0; j < tr->partition_responses_count; j++, k++) {
+            struct kafka_produce_response_partition_produce_response *pr =
+                &tr->partition_responses[j];
+            const struct hwork *w = &f->items[k];
+            const struct pout *o = w->out;
+            pr->error_code = w->error;
+            pr->base_offset = o->base_offset;
+            pr->log_append_time_ms = o->log_append_time_ms;
+            pr->log_start_offset = o->log_start_offset;
+            if (w->error != KAFKA_NONE && o->message != NULL)
+                pr->error_message = (struct kafka_str){o->message, (int32_t)strlen(o->message)};
+        }
+    }
+    LM_ASSERT(k == f->count);
+    if (c->acks == 0) {
+        broker_req_respond_none(req);
+        return;
+    }
+    h_respond(req, &c->resp);
+}
+
+void data_produce(struct broker_req *req)
+{
+    struct pctx *c = h_alloc(req, 1, sizeof(*c));
+    struct hfan *f = h_alloc(req, 1, sizeof(*f));
+    if (c == NULL || f == NULL) {
+        broker_req_close_after(req);
+        broker_req_respond_none(req);
+        return;
+    }
+    kafka_produce_request_init(&c->rq);
+    if (!h_decode(req, &c->rq))
+        return;
+    struct hshard *hs = hs_of(req->shard);
+    c->acks = c->rq.acks;
+    /* Kafka 4 answers v0-2 (message formats v0/v1) UNSUPPORTED_VERSION (KIP-896). */
+    int16_t common = KAFKA_NONE;
+    if (req->api_version < 3)
+        common = KAFKA_UNSUPPORTED_VERSION;
+    else if (c->acks != 0 && c->acks != 1 && c->acks != -1)
+        common = KAFKA_INVALID_REQUIRED_ACKS;
+    if (common != KAFKA_NONE && c->acks == 0)
+        c->acks = 1; /* an error must be seen */
+    kafka_produce_response_init(&c->resp);
+    c->resp.throttle_time_ms = 0;
+    int32_t nt = c->rq.topic_data_count > 0 ? c->rq.topic_data_count : 0;
+    size_t n = 0;
+    for (int32_t i = 0; i < nt; i++)
+        n += c->rq.topic_data[i].partition_data_count > 0
+                 ? (size_t)c->rq.topic_data[i].partition_data_count
+                 : 0;
+    c->resp.responses = h_alloc(req, (size_t)nt, sizeof(*c->resp.responses));
+    struct hwork *items = h_alloc(req, n, sizeof(*items));
+    struct pout *outs = h_alloc(req, n, sizeof(*outs));
+    if (c->resp.responses == NULL || items == NULL || outs == NULL) {
+        broker_req_close_after(req);
+        broker_req_respond_none(req);
+        return;
+    }
+    c->resp.responses_count = nt;
+    size_t k = 0;
+    for (int32_t i = 0; i < nt; i++) {
+        const struct kafka_produce_request_topic_produce_data *td = &c->rq.topic_data[i];
+        struct kafka_produce_response_topic_produce_response *tr = &c->resp.responses[i];
+        int32_t np = td->partition_data_count > 0 ? td->partition_data_count : 0;
+        tr->name = td->name;
+        tr->partition_responses = h_alloc(req, (size_t)np, sizeof(*tr->partition_responses));
+        if (tr->partition_responses == NULL) {
+            broker_req_close_after(req);
+            broker_req_respond_none(req);
+            return;
+        }
+        tr->partition_responses_count = np;
+        for (int32_t j = 0; j < np; j++, k++) {
+            struct kafka_produce_response_partition_produce_response *pr =
+                &tr->partition_responses[j];
+            /* Defaults of the generated (static) init: -1s, null message, no leader hint. */
+            pr->log_append_time_ms = -1;
+            pr->log_start_offset = -1;
+            pr->error_message = KAFKA_STR_NULL;
+            pr->current_leader.leader_id = -1;
+            pr->current_leader.leader_epoch = -1;
+            pr->index = td->partition_data[j].index;
+            struct hwork *w = &items[k];
+            w->topic = td->name.ptr;
+            w->topic_len = td->name.len > 0 ? (size_t)td->name.len : 0;
+            w->partition = td->partition_data[j].index;
+            w->in = &td->partition_data[j].records;
+            w->out = &outs[k];
+            outs[k].base_offset = outs[k].log_append_time_ms = outs[k].log_start_offset = -1;
+            w->owner = hs->id;
+            if (common != KAFKA_NONE) {
+                w->error = common;
+                w->owner = HWORK_DONE; /* answered here, no shard runs it */
+                continue;
+            }
+            struct htopic *t = td->name.len > 0 ? hs_topic(hs, w->topic, w->topic_len) : NULL;
+            if (t == NULL || w->partition < 0 || w->partition >= t->meta->partition_count) {
+                w->error = KAFKA_UNKNOWN_TOPIC_OR_PARTITION;
+                w->owner = HWORK_DONE;
+                continue;
+            }
+            w->owner = hs_owner(hs, w->topic, w->topic_len, w->partition);
+        }
+    }
+    LM_ASSERT(k == n);
+    if (!hfan_init(f, req, items, n, produce_op, produce_finish, c)) {
+        broker_req_close_after(req);
+        broker_req_respond_none(req);
+        return;
+    }
+    hfan_start(f);
+}

@@ -1,0 +1,905 @@
+/* Setup, the served-version table, ApiVersions, the dispatcher, per-shard state and the
+ * reconciliation of a shard's partition logs with the metadata store (handlers.h). */
+#include "broker/handlers/handlers.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "broker/handlers/handlers_internal.h"
+#include "broker/log.h"
+#include "common/lm_assert.h"
+#include "common/lm_err.h"
+#include "protocol/kafka_api.h"
+#include "protocol/kafka_messages.h"
+
+struct handlers_ctx *handlers_global;
+
+/* ---- codec helpers ------------------------------------------------------------------------ */
+
+void *h_alloc(struct broker_req *req, size_t n, size_t size)
+{
+    return kafka_arena_alloc_array(&req->arena, n ? n : 1, size, 16);
+}
+
+char *h_strdup(struct broker_req *req, struct kafka_str s)
+{
+    if (s.len < 0)
+        return NULL;
+    char *p = kafka_arena_alloc(&req->arena, (size_t)s.len + 1, 1);
+    if (p != NULL && s.len > 0)
+        memcpy(p, s.ptr, (size_t)s.len);
+    return p;
+}
+
+void h_close(struct broker_req *req, const char *why)
+{
+    BLOG_WARN("api %d v%d (correlation id %d): %s, closing", req->api_key, req->api_version,
+              req->correlation_id, why);
+    broker_req_close_after(req);
+    broker_req_respond_none(req);
+}
+
+bool h_decode(struct broker_req *req, void *msg)
+{
+    const struct kafka_api_info *api = kafka_api_lookup(req->api_key);
+    LM_ASSERT(api != NULL);
+    struct kafka_reader r;
+    kafka_reader_init(&r, req->body, req->body_len);
+    int rc = api->request.decode(&r, req->api_version, msg, &req->arena);
+    if (rc != 0) {
+        /* Kafka closes the connection on a request it cannot parse. */
+        h_close(req, lm_strerror(rc));
+        return false;
+    }
+    return true;
+}
+
+bool h_encode(struct broker_req *req, const void *msg, const uint8_t **out, size_t *out_len)
+{
+    const struct kafka_api_info *api = kafka_api_lookup(req->api_key);
+    LM_ASSERT(api != NULL);
+    size_t n = api->response.size(req->api_version, msg);
+    uint8_t *buf = kafka_arena_alloc(&req->arena, n, 16);
+    if (buf == NULL)
+        return false;
+    struct kafka_writer w;
+    kafka_writer_init(&w, buf, n);
+    int rc = api->response.encode(&w, req->api_version, msg);
+    LM_ASSERT(rc != 0 || w.pos == n);
+    if (rc != 0)
+        return false;
+    *out = buf;
+    *out_len = n;
+    return true;
+}
+
+void h_respond(struct broker_req *req, const void *msg)
+{
+    const uint8_t *buf;
+    size_t n;
+    if (h_encode(req, msg, &buf, &n))
+        broker_req_respond(req, buf, n);
+    else
+        h_close(req, "response encoding failed (arena exhausted)");
+}
+
+int16_t h_storage_error(int rc)
+{
+    switch (rc) {
+    case 0:
+        return KAFKA_NONE;
+    case LM_E_OUT_OF_RANGE:
+        return KAFKA_OFFSET_OUT_OF_RANGE;
+    case LM_E_CRC:
+    case LM_E_TRUNCATED:
+    case LM_E_CORRUPT:
+    case LM_E_COMPRESSION:
+        return KAFKA_CORRUPT_MESSAGE;
+    case LM_E_MAGIC:
+        return KAFKA_INVALID_RECORD;
+    case LM_E_TOO_LARGE:
+        return KAFKA_RECORD_LIST_TOO_LARGE;
+    case LM_E_IO:
+        return KAFKA_KAFKA_STORAGE_ERROR;
+    default:
+        return KAFKA_UNKNOWN_SERVER_ERROR;
+    }
+}
+
+/* ---- unsupported versions ------------------------------------------------------------------ */
+
+/* Responses with a top-level error_code, from the generated structs: where it sits and from
+ * which version it is on the wire. */
+struct top_error {
+    int16_t key;
+    int16_t min_version;
+    size_t offset;
+};
+static const struct top_error top_errors[] = {
+    {KAFKA_ADD_OFFSETS_TO_TXN_KEY, 0, offsetof(struct kafka_add_offsets_to_txn_response, error_code)},
+    {KAFKA_ADD_PARTITIONS_TO_TXN_KEY, 4,
+     offsetof(struct kafka_add_partitions_to_txn_response, error_code)},
+    {KAFKA_CONSUMER_GROUP_HEARTBEAT_KEY, 0,
+     offsetof(struct kafka_consumer_group_heartbeat_response, error_code)},
+    {KAFKA_DESCRIBE_ACLS_KEY, 0, offsetof(struct kafka_describe_acls_response, error_code)},
+    {KAFKA_DESCRIBE_CLUSTER_KEY, 0, offsetof(struct kafka_describe_cluster_response, error_code)},
+    {KAFKA_END_TXN_KEY, 0, offsetof(struct kafka_end_txn_response, error_code)},
+    {KAFKA_FETCH_KEY, 7, offsetof(struct kafka_fetch_response, error_code)},
+    {KAFKA_FIND_COORDINATOR_KEY, 0, offsetof(struct kafka_find_coordinator_response, error_code)},
+    {KAFKA_HEARTBEAT_KEY, 0, offsetof(struct kafka_heartbeat_response, error_code)},
+    {KAFKA_INIT_PRODUCER_ID_KEY, 0, offsetof(struct kafka_init_producer_id_response, error_code)},
+    {KAFKA_JOIN_GROUP_KEY, 0, offsetof(struct kafka_join_group_response, error_code)},
+    {KAFKA_LEAVE_GROUP_KEY, 0, offsetof(struct kafka_leave_group_response, error_code)},
+    {KAFKA_LIST_GROUPS_KEY, 0, offsetof(struct kafka_list_groups_response, error_code)},
+    {KAFKA_LIST_TRANSACTIONS_KEY, 0,
+     offsetof(struct kafka_list_transactions_response, error_code)},
+    {KAFKA_OFFSET_DELETE_KEY, 0, offsetof(struct kafka_offset_delete_response, error_code)},
+    {KAFKA_OFFSET_FETCH_KEY, 2, offsetof(struct kafka_offset_fetch_response, error_code)},
+    {KAFKA_SASL_AUTHENTICATE_KEY, 0,
+     offsetof(struct kafka_sasl_authenticate_response, error_code)},
+    {KAFKA_SASL_HANDSHAKE_KEY, 0, offsetof(struct kafka_sasl_handshake_response, error_code)},
+    {KAFKA_SYNC_GROUP_KEY, 0, offsetof(struct kafka_sync_group_response, error_code)},
+};
+
+static void api_versions_fill(struct broker_req *req, struct kafka_api_versions_response *resp);
+
+void handlers_respond_unsupported(struct broker_req *req)
+{
+    const struct kafka_api_info *api = kafka_api_lookup(req->api_key);
+    if (req->api_key == KAFKA_API_VERSIONS_KEY) {
+        /* KIP-511: error 35 and our ranges in a v0 body (response header v0 as always). */
+        struct kafka_api_versions_response resp;
+        kafka_api_versions_response_init(&resp);
+        api_versions_fill(req, &resp);
+        resp.error_code = KAFKA_UNSUPPORTED_VERSION;
+        size_t n = kafka_api_versions_response_size(0, &resp);
+        uint8_t *buf = kafka_arena_alloc(&req->arena, n, 16);
+        struct kafka_writer w;
+        kafka_writer_init(&w, buf, n);
+        if (buf == NULL || kafka_api_versions_response_encode(&w, 0, &resp) != 0) {
+            h_close(req, "ApiVersions error response failed");
+            return;
+        }
+        broker_req_respond(req, buf, n);
+        return;
+    }
+    if (api == NULL || req->api_version < api->min_version || req->api_version > api->max_version) {
+        h_close(req, "unsupported api version (outside the codec's range)");
+        return;
+    }
+    for (size_t i = 0; i < sizeof(top_errors) / sizeof(top_errors[0]); i++) {
+        if (top_errors[i].key != req->api_key || req->api_version < top_errors[i].min_version)
+            continue;
+        void *m = kafka_arena_alloc(&req->arena, api->response.struct_size, 16);
+        if (m == NULL) {
+            h_close(req, "arena exhausted");
+            return;
+        }
+        api->response.init(m);
+        int16_t code = KAFKA_UNSUPPORTED_VERSION;
+        memcpy((uint8_t *)m + top_errors[i].offset, &code, sizeof(code));
+        BLOG_DEBUG("api %s v%d not served: UNSUPPORTED_VERSION", api->name, req->api_version);
+        h_respond(req, m);
+        return;
+    }
+    h_close(req, "unsupported api version (no top-level error code to say so)");
+}
+
+/* ---- ApiVersions ----------------------------------------------------------------------------- */
+
+static void api_versions_fill(struct broker_req *req, struct kafka_api_versions_response *resp)
+{
+    const struct handlers_ctx *h = handlers_global;
+    int32_t n = 0;
+    for (int k = 0; k < BROKER_API_KEYS_MAX; k++)
+        n += h->served[k].max_version >= 0;
+    resp->api_keys = h_alloc(req, (size_t)n, sizeof(*resp->api_keys));
+    if (resp->api_keys == NULL) {
+        resp->api_keys_count = 0;
+        return;
+    }
+    int32_t i = 0;
+    for (int k = 0; k < BROKER_API_KEYS_MAX; k++) {
+        if (h->served[k].max_version < 0)
+            continue;
+        resp->api_keys[i].api_key = (int16_t)k;
+        resp->api_keys[i].min_version = h->served[k].min_version;
+        resp->api_keys[i].max_version = h->served[k].max_version;
+        i++;
+    }
+    LM_ASSERT(i == n);
+    resp->api_keys_count = n;
+    resp->throttle_time_ms = 0;
+}
+
+static void api_versions(struct broker_req *req)
+{
+    struct kafka_api_versions_request rq;
+    kafka_api_versions_request_init(&rq);
+    if (!h_decode(req, &rq))
+        return;
+    struct kafka_api_versions_response resp;
+    kafka_api_versions_response_init(&resp);
+    api_versions_fill(req, &resp);
+    /* No finalized features: a single-node broker without KRaft feature levels. */
+    resp.supported_features_count = 0;
+    resp.finalized_features_count = 0;
+    resp.finalized_features_epoch = -1;
+    h_respond(req, &resp);
+}
+
+/* ---- dispatch ------------------------------------------------------------------------------ */
+
+/* Every request goes through here: refresh the shard's metadata view (one atomic load when
+ * nothing changed), check the served range, then the API's handler. */
+static void handlers_dispatch(struct broker_req *req)
+{
+    const struct handlers_ctx *h = handlers_global;
+    struct hshard *hs = hs_of(req->shard);
+    hs_refresh(hs);
+    int16_t key = req->api_key;
+    LM_ASSERT(key >= 0 && key < BROKER_API_KEYS_MAX);
+    if (h->fns[key] == NULL || req->api_version < h->served[key].min_version ||
+        req->api_version > h->served[key].max_version) {
+        handlers_respond_unsupported(req);
+        return;
+    }
+    h->fns[key](req);
+}
+
+int handlers_serve(struct broker_dispatch *d, int16_t api_key, int16_t min_version,
+                   int16_t max_version, broker_handler_fn fn)
+{
+    const struct kafka_api_info *api = kafka_api_lookup(api_key);
+    if (api == NULL || fn == NULL || min_version < api->min_version ||
+        max_version > api->max_version || min_version > max_version ||
+        handlers_global == NULL)
+        return LM_E_INVALID;
+    int rc = broker_dispatch_register(d, api_key, handlers_dispatch, api->first_flexible);
+    if (rc != 0)
+        return rc;
+    handlers_global->served[api_key].min_version = min_version;
+    handlers_global->served[api_key].max_version = max_version;
+    handlers_global->fns[api_key] = fn;
+    return 0;
+}
+
+/* ---- per-shard topic table --------------------------------------------------------------- */
+
+struct hshard *hs_of(struct broker_shard *s)
+{
+    struct hshard *hs = broker_shard_user(s);
+    LM_ASSERT(hs != NULL);
+    return hs;
+}
+
+static uint64_t fnv1a(const void *p, size_t n)
+{
+    uint64_t h = 1469598103934665603ull;
+    for (size_t i = 0; i < n; i++) {
+        h ^= ((const uint8_t *)p)[i];
+        h *= 1099511628211ull;
+    }
+    return h;
+}
+
+struct htopic *hs_topic(struct hshard *hs, const char *name, size_t len)
+{
+    if (hs->bucket_count == 0 || name == NULL)
+        return NULL;
+    struct htopic *t = hs->buckets[fnv1a(name, len) % hs->bucket_count];
+    for (; t != NULL; t = t->next)
+        if (strlen(t->meta->name) == len && memcmp(t->meta->name, name, len) == 0)
+            return t;
+    return NULL;
+}
+
+struct htopic *hs_topic_by_id(struct hshard *hs, const uint8_t id[16])
+{
+    for (size_t b = 0; b < hs->bucket_count; b++)
+        for (struct htopic *t = hs->buckets[b]; t != NULL; t = t->next)
+            if (memcmp(t->meta->id, id, 16) == 0)
+                return t;
+    return NULL;
+}
+
+struct hpart *hs_part(struct hshard *hs, const char *topic, size_t len, int32_t partition)
+{
+    struct htopic *t = hs_topic(hs, topic, len);
+    if (t == NULL || partition < 0 || partition >= t->meta->partition_count ||
+        partition >= t->part_cap)
+        return NULL;
+    return t->parts[partition];
+}
+
+uint32_t hs_owner(struct hshard *hs, const char *topic, size_t len, int32_t partition)
+{
+    return broker_partition_shard(topic, len, partition, hs->count);
+}
+
+static void storage_report(void *ctx, int level, const char *msg)
+{
+    (void)ctx;
+    if (level > 0)
+        BLOG_WARN("storage: %s", msg);
+    else
+        BLOG_INFO("storage: %s", msg);
+}
+
+/* Kafka's "never" for flush.messages / flush.ms is Long.MAX_VALUE; storage says -1. */
+static int64_t flush_policy(int64_t v)
+{
+    return v <= 0 || v >= INT64_MAX / 2 ? -1 : v;
+}
+
+static void storage_cfg_of(const struct lm_topic_settings *st, struct storage_config *c)
+{
+    storage_config_default(c);
+    c->segment_bytes = st->segment_bytes > 0 ? (uint64_t)st->segment_bytes : c->segment_bytes;
+    c->segment_ms = st->segment_ms > 0 ? st->segment_ms : -1;
+    if (st->index_interval_bytes > 0)
+        c->index_interval_bytes = (uint32_t)st->index_interval_bytes;
+    c->retention_bytes = st->retention_bytes;
+    c->retention_ms = st->retention_ms;
+    c->flush_messages = flush_policy(st->flush_messages);
+    c->flush_ms = flush_policy(st->flush_ms);
+    c->log_append_time = st->timestamp_log_append;
+    c->report = storage_report;
+}
+
+static bool storage_cfg_same(const struct storage_config *a, const struct storage_config *b)
+{
+    return a->segment_bytes == b->segment_bytes && a->segment_ms == b->segment_ms &&
+           a->index_interval_bytes == b->index_interval_bytes &&
+           a->retention_bytes == b->retention_bytes && a->retention_ms == b->retention_ms &&
+           a->flush_messages == b->flush_messages && a->flush_ms == b->flush_ms &&
+           a->log_append_time == b->log_append_time;
+}
+
+static void rm_dir(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (d == NULL)
+        return;
+    struct dirent *e;
+    char path[BROKER_PATH_BYTES_MAX + 300];
+    while ((e = readdir(d)) != NULL) {
+        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+            continue;
+        snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
+        if (unlink(path) != 0)
+            BLOG_WARN("cannot remove %s: %s", path, strerror(errno));
+    }
+    closedir(d);
+    if (rmdir(dir) != 0)
+        BLOG_WARN("cannot remove %s: %s", dir, strerror(errno));
+}
+
+static int part_dir(const struct hpart *p, char *out, size_t cap)
+{
+    return storage_partition_dir(out, cap, handlers_global->cfg->log_dirs[0], p->topic,
+                                 p->partition);
+}
+
+static void hex_id(const uint8_t id[16], char out[33])
+{
+    for (int i = 0; i < 16; i++)
+        snprintf(out + 2 * i, 3, "%02x", id[i]);
+}
+
+/* partition.metadata holds the topic id (as Kafka's does), so a directory left by a deleted
+ * topic is never taken for a new topic of the same name, even after a crash. */
+static bool part_id_matches(const char *dir, const uint8_t id[16], bool *exists)
+{
+    char path[BROKER_PATH_BYTES_MAX + 32], want[33], got[64] = {0};
+    snprintf(path, sizeof(path), "%s/partition.metadata", dir);
+    hex_id(id, want);
+    FILE *f = fopen(path, "r");
+    *exists = f != NULL;
+    if (f == NULL)
+        return false;
+    bool ok = fscanf(f, "version: 0\ntopic_id: %40s", got) == 1 && strcmp(got, want) == 0;
+    fclose(f);
+    return ok;
+}
+
+static int part_id_write(const char *dir, const uint8_t id[16])
+{
+    char path[BROKER_PATH_BYTES_MAX + 32], hex[33];
+    snprintf(path, sizeof(path), "%s/partition.metadata", dir);
+    hex_id(id, hex);
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0)
+        return LM_E_IO;
+    char buf[80];
+    int n = snprintf(buf, sizeof(buf), "version: 0\ntopic_id: %s\n", hex);
+    bool ok = write(fd, buf, (size_t)n) == n && fdatasync(fd) == 0;
+    close(fd);
+    return ok ? 0 : LM_E_IO;
+}
+
+static void part_open_log(struct hpart *p)
+{
+    char dir[BROKER_PATH_BYTES_MAX + 300];
+    if (part_dir(p, dir, sizeof(dir)) != 0) {
+        BLOG_ERROR("partition %s-%d: bad directory name", p->topic, p->partition);
+        return;
+    }
+    bool exists = false;
+    if (!part_id_matches(dir, p->topic_id, &exists) && exists) {
+        BLOG_WARN("partition %s-%d: directory belongs to an older topic of that name; removed",
+                  p->topic, p->partition);
+        rm_dir(dir);
+    }
+    int rc = storage_log_open(dir, &p->scfg, &p->log);
+    if (rc == 0 && !exists)
+        rc = part_id_write(dir, p->topic_id);
+    if (rc != 0) {
+        BLOG_ERROR("partition %s-%d: cannot open log in %s: %s", p->topic, p->partition, dir,
+                   lm_strerror(rc));
+        if (p->log != NULL)
+            storage_log_close(p->log);
+        p->log = NULL;
+        return;
+    }
+    int32_t latest = storage_log_latest_epoch(p->log);
+    p->leader_epoch = latest > HANDLERS_LEADER_EPOCH ? latest : HANDLERS_LEADER_EPOCH;
+    /* Single node: everything appended is committed (the ISR is this node). */
+    storage_log_set_high_watermark(p->log, storage_log_end_offset(p->log));
+}
+
+static void part_close(struct hshard *hs, struct hpart *p, bool delete_dir)
+{
+    /* Parked fetches waiting here are woken so they answer (with UNKNOWN_TOPIC...). */
+    hs_wake_waiters(hs, p);
+    if (p->log != NULL) {
+        int rc = storage_log_close(p->log);
+        if (rc != 0)
+            BLOG_WARN("partition %s-%d: close: %s", p->topic, p->partition, lm_strerror(rc));
+    }
+    if (delete_dir) {
+        char dir[BROKER_PATH_BYTES_MAX + 300];
+        if (part_dir(p, dir, sizeof(dir)) == 0)
+            rm_dir(dir);
+        BLOG_INFO("partition %s-%d deleted", p->topic, p->partition);
+    }
+    free(p->topic);
+    free(p);
+}
+
+static struct hpart *part_new(const struct htopic *t, int32_t partition)
+{
+    struct hpart *p = calloc(1, sizeof(*p));
+    if (p == NULL)
+        return NULL;
+    p->topic = strdup(t->meta->name);
+    if (p->topic == NULL) {
+        free(p);
+        return NULL;
+    }
+    p->partition = partition;
+    memcpy(p->topic_id, t->meta->id, 16);
+    p->leader_epoch = HANDLERS_LEADER_EPOCH;
+    storage_cfg_of(&t->settings, &p->scfg);
+    part_open_log(p);
+    return p;
+}
+
+static void topic_free(struct hshard *hs, struct htopic *t, bool delete_dirs)
+{
+    for (int32_t i = 0; i < t->part_cap; i++)
+        if (t->parts[i] != NULL)
+            part_close(hs, t->parts[i], delete_dirs);
+    free(t->parts);
+    free(t);
+}
+
+/* Opens the owned partitions of t below its partition count that are not open yet, and
+ * reopens logs whose storage settings changed. */
+static void topic_sync_parts(struct hshard *hs, struct htopic *t)
+{
+    int32_t n = t->meta->partition_count;
+    if (n > t->part_cap) {
+        struct hpart **np = realloc(t->parts, (size_t)n * sizeof(*np));
+        if (np == NULL) {
+            BLOG_ERROR("topic %s: out of memory growing partitions", t->meta->name);
+            return;
+        }
+        memset(np + t->part_cap, 0, (size_t)(n - t->part_cap) * sizeof(*np));
+        t->parts = np;
+        t->part_cap = n;
+    }
+    size_t name_len = strlen(t->meta->name);
+    for (int32_t i = 0; i < n; i++) {
+        if (hs_owner(hs, t->meta->name, name_len, i) != hs->id)
+            continue;
+        struct hpart *p = t->parts[i];
+        if (p != NULL) {
+            struct storage_config c;
+            storage_cfg_of(&t->settings, &c);
+            if (storage_cfg_same(&c, &p->scfg) && p->log != NULL)
+                continue;
+            /* Storage reads its config at open: reopen (recovery from the checkpoint). */
+            hs_wake_waiters(hs, p);
+            if (p->log != NULL)
+                storage_log_close(p->log);
+            p->log = NULL;
+            p->scfg = c;
+            part_open_log(p);
+            continue;
+        }
+        t->parts[i] = part_new(t, i);
+        if (t->parts[i] == NULL)
+            BLOG_ERROR("partition %s-%d: out of memory", t->meta->name, i);
+    }
+}
+
+static void settings_of(const struct lm_meta_topic *m, struct lm_topic_settings *st)
+{
+    const struct handlers_ctx *h = handlers_global;
+    if (lm_topic_settings_resolve(m->configs, m->config_count, h->broker_topic_configs,
+                                  h->broker_topic_config_count, st) != 0) {
+        BLOG_WARN("topic %s: invalid config, using defaults", m->name);
+        lm_topic_settings_resolve(NULL, 0, h->broker_topic_configs,
+                                  h->broker_topic_config_count, st);
+    }
+}
+
+void hs_refresh(struct hshard *hs)
+{
+    struct lm_meta_store *meta = handlers_global->meta;
+    uint64_t v = lm_meta_store_version(meta);
+    if (v == hs->version && hs->snap != NULL)
+        return;
+    struct lm_meta_snapshot *snap = lm_meta_store_snapshot(meta);
+    const struct lm_meta_state *st = &snap->state;
+    size_t nb = st->topic_count * 2 + 16;
+    struct htopic **nbk = calloc(nb, sizeof(*nbk));
+    if (nbk == NULL) {
+        lm_meta_snapshot_release(snap);
+        BLOG_ERROR("out of memory refreshing metadata");
+        return;
+    }
+    /* 1: mark the topics that survive (same name and id). */
+    for (size_t b = 0; b < hs->bucket_count; b++)
+        for (struct htopic *t = hs->buckets[b]; t != NULL; t = t->next)
+            t->seen = false;
+    for (size_t i = 0; i < st->topic_count; i++) {
+        const struct lm_meta_topic *m = &st->topics[i];
+        struct htopic *t = hs_topic(hs, m->name, strlen(m->name));
+        if (t != NULL && memcmp(t->meta->id, m->id, 16) == 0)
+            t->seen = true;
+    }
+    /* 2: delete the others first, so a topic deleted and created again under the same name
+     * gets a fresh directory. */
+    for (size_t b = 0; b < hs->bucket_count; b++) {
+        struct htopic **pt = &hs->buckets[b];
+        while (*pt != NULL) {
+            struct htopic *t = *pt;
+            if (t->seen) {
+                pt = &t->next;
+                continue;
+            }
+            *pt = t->next;
+            BLOG_INFO("topic %s (shard %u): deleted", t->meta->name, hs->id);
+            topic_free(hs, t, true);
+        }
+    }
+    /* 3: build the new table, opening the partitions this shard owns. */
+    for (size_t i = 0; i < st->topic_count; i++) {
+        const struct lm_meta_topic *m = &st->topics[i];
+        size_t len = strlen(m->name);
+        struct htopic *t = hs_topic(hs, m->name, len);
+        if (t == NULL) {
+            /* New: not in the old chains, so it goes straight into the new table. */
+            if ((t = calloc(1, sizeof(*t))) == NULL) {
+                BLOG_ERROR("topic %s: out of memory", m->name);
+                continue;
+            }
+            uint64_t h = fnv1a(m->name, len) % nb;
+            t->next = nbk[h];
+            nbk[h] = t;
+        }
+        t->meta = m;
+        settings_of(m, &t->settings);
+        topic_sync_parts(hs, t);
+    }
+    /* Relink every topic into the new buckets (the old chains are read before relinking). */
+    struct htopic *all = NULL;
+    for (size_t b = 0; b < hs->bucket_count; b++) {
+        struct htopic *t = hs->buckets[b];
+        while (t != NULL) {
+            struct htopic *next = t->next;
+            t->next = all;
+            all = t;
+            t = next;
+        }
+    }
+    free(hs->buckets);
+    hs->buckets = nbk;
+    hs->bucket_count = nb;
+    while (all != NULL) {
+        struct htopic *next = all->next;
+        uint64_t h = fnv1a(all->meta->name, strlen(all->meta->name)) % nb;
+        all->next = nbk[h];
+        nbk[h] = all;
+        all = next;
+    }
+    hs->topic_count = st->topic_count;
+    if (hs->snap != NULL)
+        lm_meta_snapshot_release(hs->snap);
+    hs->snap = snap;
+    hs->version = v;
+}
+
+int hs_create_topic(struct hshard *hs, const char *name, int32_t partitions)
+{
+    struct lm_meta_record r = {0};
+    r.type = LM_META_TOPIC_CREATE;
+    r.topic = name;
+    r.partition_count = partitions;
+    int rc = lm_meta_new_topic_id(r.topic_id);
+    if (rc == 0)
+        rc = lm_meta_store_commit(handlers_global->meta, &r);
+    if (rc == 0)
+        BLOG_INFO("topic %s auto-created with %d partitions", name, partitions);
+    hs_refresh(hs);
+    return rc;
+}
+
+/* ---- shard hooks --------------------------------------------------------------------------- */
+
+static void shard_tick(struct broker_shard *s, struct broker_timer *t)
+{
+    struct hshard *hs = t->arg;
+    hs_refresh(hs);
+    bool retention = ++hs->ticks % HANDLERS_RETENTION_TICKS == 0;
+    uint64_t now = broker_now_ms();
+    for (size_t b = 0; b < hs->bucket_count; b++) {
+        for (struct htopic *tp = hs->buckets[b]; tp != NULL; tp = tp->next) {
+            for (int32_t i = 0; i < tp->part_cap; i++) {
+                struct hpart *p = tp->parts[i];
+                if (p == NULL)
+                    continue;
+                /* Waiters of fetches that have answered by timeout are dropped (one-shot). */
+                struct hwaiter **w = &p->waiters;
+                while (*w != NULL) {
+                    if ((*w)->deadline_ms + 1000 < now) {
+                        struct hwaiter *dead = *w;
+                        *w = dead->next;
+                        free(dead);
+                    } else {
+                        w = &(*w)->next;
+                    }
+                }
+                if (p->log == NULL)
+                    continue;
+                int rc = storage_log_tick(p->log);
+                if (rc != 0)
+                    BLOG_WARN("partition %s-%d: flush: %s", p->topic, p->partition,
+                              lm_strerror(rc));
+                uint32_t deleted = 0;
+                if (retention && (rc = storage_log_enforce_retention(p->log, &deleted)) != 0)
+                    BLOG_WARN("partition %s-%d: retention: %s", p->topic, p->partition,
+                              lm_strerror(rc));
+                if (deleted > 0)
+                    BLOG_INFO("partition %s-%d: retention deleted %u segments", p->topic,
+                              p->partition, deleted);
+            }
+        }
+    }
+    if (!hs->stopping && broker_timer_start(s, t, HANDLERS_TICK_MS, shard_tick, hs) != 0)
+        BLOG_ERROR("shard %u: cannot re-arm the tick timer", hs->id);
+}
+
+static int shard_start(struct broker_shard *s, void *ctx)
+{
+    (void)ctx;
+    struct hshard *hs = calloc(1, sizeof(*hs));
+    if (hs == NULL)
+        return LM_E_NOMEM;
+    hs->shard = s;
+    hs->id = broker_shard_id(s);
+    hs->count = broker_shard_count(s);
+    hs->fetch_id_next = 1;
+    hs->tick.heap_index_ = UINT32_MAX;
+    broker_shard_set_user(s, hs);
+    hs_refresh(hs);
+    return broker_timer_start(s, &hs->tick, HANDLERS_TICK_MS, shard_tick, hs);
+}
+
+static void shard_drain(struct broker_shard *s, void *ctx)
+{
+    (void)ctx;
+    struct hshard *hs = broker_shard_user(s);
+    if (hs != NULL)
+        data_fetch_drain(hs);
+}
+
+static void shard_flush(struct broker_shard *s, void *ctx)
+{
+    (void)ctx;
+    struct hshard *hs = broker_shard_user(s);
+    if (hs == NULL)
+        return;
+    for (size_t b = 0; b < hs->bucket_count; b++)
+        for (struct htopic *t = hs->buckets[b]; t != NULL; t = t->next)
+            for (int32_t i = 0; i < t->part_cap; i++)
+                if (t->parts[i] != NULL && t->parts[i]->log != NULL) {
+                    int rc = storage_log_flush(t->parts[i]->log, true);
+                    if (rc != 0)
+                        BLOG_WARN("partition %s-%d: final flush: %s", t->parts[i]->topic,
+                                  t->parts[i]->partition, lm_strerror(rc));
+                }
+}
+
+static void shard_stop(struct broker_shard *s, void *ctx)
+{
+    (void)ctx;
+    struct hshard *hs = broker_shard_user(s);
+    if (hs == NULL)
+        return;
+    hs->stopping = true;
+    broker_timer_cancel(s, &hs->tick);
+    for (size_t b = 0; b < hs->bucket_count; b++) {
+        struct htopic *t = hs->buckets[b];
+        while (t != NULL) {
+            struct htopic *next = t->next;
+            topic_free(hs, t, false);
+            t = next;
+        }
+    }
+    free(hs->buckets);
+    if (hs->snap != NULL)
+        lm_meta_snapshot_release(hs->snap);
+    free(hs->scratch);
+    broker_shard_set_user(s, NULL);
+    free(hs);
+}
+
+/* ---- setup ---------------------------------------------------------------------------------- */
+
+static int cluster_id_load(struct handlers_ctx *h)
+{
+    char path[BROKER_PATH_BYTES_MAX + 64];
+    snprintf(path, sizeof(path), "%s/__laminar_metadata/cluster.id", h->cfg->log_dirs[0]);
+    FILE *f = fopen(path, "r");
+    if (f != NULL) {
+        bool ok = fscanf(f, "%31s", h->cluster_id) == 1 && strlen(h->cluster_id) == 22;
+        fclose(f);
+        if (ok)
+            return 0;
+        BLOG_WARN("%s is malformed; writing a new cluster id", path);
+    }
+    uint8_t id[16];
+    int rc = lm_meta_new_topic_id(id); /* 16 random bytes */
+    if (rc != 0)
+        return rc;
+    /* Kafka's cluster ids are a uuid in base64url without padding (22 characters). */
+    static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    uint32_t acc = 0;
+    int bits = 0, o = 0;
+    for (int i = 0; i < 16; i++) {
+        acc = (acc << 8) | id[i];
+        bits += 8;
+        while (bits >= 6) {
+            h->cluster_id[o++] = b64[(acc >> (bits - 6)) & 63];
+            bits -= 6;
+        }
+    }
+    h->cluster_id[o++] = b64[(acc << (6 - bits)) & 63];
+    h->cluster_id[o] = 0;
+    LM_ASSERT(o == 22);
+    char tmp[BROKER_PATH_BYTES_MAX + 80];
+    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0)
+        return LM_E_IO;
+    bool ok = write(fd, h->cluster_id, 22) == 22 && write(fd, "\n", 1) == 1 && fsync(fd) == 0;
+    close(fd);
+    if (!ok || rename(tmp, path) != 0)
+        return LM_E_IO;
+    return 0;
+}
+
+static int broker_topic_configs_load(struct handlers_ctx *h)
+{
+    size_t n = 0;
+    const struct lm_topic_config_def *defs = lm_topic_config_defs(&n);
+    h->broker_topic_configs = calloc(n ? n : 1, sizeof(*h->broker_topic_configs));
+    if (h->broker_topic_configs == NULL)
+        return LM_E_NOMEM;
+    for (size_t i = 0; i < n; i++) {
+        if (defs[i].broker_synonym == NULL)
+            continue;
+        const char *v = broker_config_get(h->cfg, defs[i].broker_synonym);
+        if (v == NULL)
+            continue;
+        broker_config_mark_used(h->cfg, defs[i].broker_synonym);
+        /* The resolver looks the broker list up by topic config name. */
+        struct lm_config_entry *e = &h->broker_topic_configs[h->broker_topic_config_count];
+        e->name = (char *)defs[i].name;
+        e->value = (char *)v;
+        h->broker_topic_config_count++;
+    }
+    return 0;
+}
+
+static void register_unserved(struct broker_dispatch *d)
+{
+    /* Known APIs without a handler are answered like unsupported versions instead of closing
+     * the connection (UNSUPPORTED_VERSION where the response can say so). */
+    for (size_t i = 0; i < kafka_api_count; i++) {
+        const struct kafka_api_info *api = &kafka_api_table[i];
+        if (api->key < 0 || api->key >= BROKER_API_KEYS_MAX || d->apis[api->key].fn != NULL)
+            continue;
+        int rc = broker_dispatch_register(d, api->key, handlers_dispatch, api->first_flexible);
+        LM_ASSERT(rc == 0);
+    }
+}
+
+int broker_handlers_setup(struct broker_dispatch *d, struct broker_config *cfg)
+{
+    static struct handlers_ctx ctx;
+    LM_ASSERT(handlers_global == NULL);
+    if (cfg->log_dirs_count == 0) {
+        BLOG_ERROR("no log.dirs configured");
+        return LM_E_CONFIG;
+    }
+    memset(&ctx, 0, sizeof(ctx));
+    ctx.cfg = cfg;
+    for (int k = 0; k < BROKER_API_KEYS_MAX; k++)
+        ctx.served[k].min_version = ctx.served[k].max_version = -1;
+    handlers_global = &ctx;
+    if (mkdir(cfg->log_dirs[0], 0755) != 0 && errno != EEXIST) {
+        BLOG_ERROR("cannot create log dir %s: %s", cfg->log_dirs[0], strerror(errno));
+        return LM_E_IO;
+    }
+    int rc = lm_meta_store_open(cfg->log_dirs[0], &ctx.meta);
+    if (rc != 0) {
+        BLOG_ERROR("cannot open the metadata store in %s: %s", cfg->log_dirs[0],
+                   lm_strerror(rc));
+        return rc;
+    }
+    if ((rc = cluster_id_load(&ctx)) != 0 || (rc = broker_topic_configs_load(&ctx)) != 0) {
+        BLOG_ERROR("setup: %s", lm_strerror(rc));
+        return rc;
+    }
+    BLOG_INFO("cluster id %s, node id %d, %zu topics", ctx.cluster_id, cfg->node_id,
+              lm_meta_store_snapshot(ctx.meta)->state.topic_count);
+    lm_meta_snapshot_release(lm_meta_store_snapshot(ctx.meta)); /* the reference just taken */
+    d->ctx = &ctx;
+    d->shard_start = shard_start;
+    d->shard_drain = shard_drain;
+    d->shard_flush = shard_flush;
+    d->shard_stop = shard_stop;
+    if ((rc = handlers_serve(d, KAFKA_API_VERSIONS_KEY, 0, 4, api_versions)) != 0 ||
+        (rc = handlers_data_register(d)) != 0 || (rc = handlers_admin_register(d)) != 0) {
+        BLOG_ERROR("registering handlers: %s", lm_strerror(rc));
+        return rc;
+    }
+    register_unserved(d);
+    return 0;
+}
+
+int handlers_data_register(struct broker_dispatch *d)
+{
+    int rc;
+    /* Produce is advertised from v0 as Kafka 4 does (older librdkafka enables compression only
+     * then); v0-2 are answered UNSUPPORTED_VERSION by the handler (PROTOCOL-NOTES). */
+    if ((rc = handlers_serve(d, KAFKA_PRODUCE_KEY, 0, 11, data_produce)) != 0 ||
+        (rc = handlers_serve(d, KAFKA_FETCH_KEY, 4, 17, data_fetch)) != 0 ||
+        (rc = handlers_serve(d, KAFKA_LIST_OFFSETS_KEY, 1, 10, data_list_offsets)) != 0 ||
+        (rc = handlers_serve(d, KAFKA_METADATA_KEY, 0, 12, data_metadata)) != 0 ||
+        (rc = handlers_serve(d, KAFKA_OFFSET_FOR_LEADER_EPOCH_KEY, 2, 4,
+                             data_offset_for_leader_epoch)) != 0 ||
+        (rc = handlers_serve(d, KAFKA_DELETE_RECORDS_KEY, 0, 2, data_delete_records)) != 0)
+        return rc;
+    return 0;
+}

@@ -1,0 +1,185 @@
+/* Private to handlers.c and data_*.c: per-shard state (topics from the metadata snapshot, the
+ * partition logs this shard owns), the cross-shard fan-out of per-partition work, and the
+ * helpers to decode requests and encode responses with the generated codec. */
+#ifndef LAMINAR_BROKER_HANDLERS_HANDLERS_INTERNAL_H
+#define LAMINAR_BROKER_HANDLERS_HANDLERS_INTERNAL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "broker/handlers/handlers.h"
+#include "broker/meta/meta_store.h"
+#include "broker/meta/topic_config.h"
+#include "protocol/kafka_api.h"
+#include "protocol/kafka_errors.h"
+#include "storage/storage.h"
+
+/* Single node: every partition is led by this node at this epoch (Raft term later, §4). */
+#define HANDLERS_LEADER_EPOCH 0
+/* Period of the shard tick: metadata reconciliation, flush.ms, waiter pruning. */
+#define HANDLERS_TICK_MS 200
+/* Retention is enforced every this many ticks (log.retention.check.interval.ms, coarser). */
+#define HANDLERS_RETENTION_TICKS 150
+/* Upper bound of a decompressed batch when validating (scratch per shard grows up to this). */
+#define HANDLERS_DECOMPRESS_BYTES_MAX ((size_t)256 << 20)
+
+struct hwaiter;
+
+/* A partition this shard owns. */
+struct hpart {
+    char *topic; /* owned copy */
+    int32_t partition;
+    uint8_t topic_id[16];
+    struct storage_log *log; /* NULL when opening failed (answered KAFKA_STORAGE_ERROR) */
+    struct storage_config scfg;
+    int32_t leader_epoch;
+    struct hwaiter *waiters; /* parked fetches of any shard waiting for appends here */
+};
+
+/* A topic of the current metadata snapshot (every topic, owned partitions or not). */
+struct htopic {
+    const struct lm_meta_topic *meta; /* borrowed from the shard's snapshot */
+    struct lm_topic_settings settings;
+    int32_t part_cap;      /* length of parts */
+    struct hpart **parts;  /* [partition] -> owned partition or NULL */
+    struct htopic *next;   /* hash chain */
+    bool seen;
+};
+
+struct hfetch;
+
+/* Per-shard state of the handler layer (broker_shard_user). */
+struct hshard {
+    struct broker_shard *shard;
+    uint32_t id, count;
+    struct lm_meta_snapshot *snap;
+    uint64_t version;
+    struct htopic **buckets;
+    size_t bucket_count;
+    size_t topic_count;
+    uint8_t *scratch; /* batch validation (decompression) */
+    size_t scratch_cap;
+    struct broker_timer tick;
+    uint32_t ticks;
+    struct hfetch *parked; /* parked fetches of connections on this shard */
+    uint64_t fetch_id_next;
+    bool stopping;
+};
+
+/* ---- handlers.c ---- */
+
+/* The handler-layer state of shard s. */
+struct hshard *hs_of(struct broker_shard *s);
+/* Brings the shard's topic table and partition logs up to the metadata store's version. */
+void hs_refresh(struct hshard *hs);
+/* Topic by name (not NUL-terminated) or by id, or NULL. */
+struct htopic *hs_topic(struct hshard *hs, const char *name, size_t len);
+struct htopic *hs_topic_by_id(struct hshard *hs, const uint8_t id[16]);
+/* The owned partition, or NULL (unknown topic/partition, or owned by another shard). */
+struct hpart *hs_part(struct hshard *hs, const char *topic, size_t len, int32_t partition);
+/* Owner shard of a partition. */
+uint32_t hs_owner(struct hshard *hs, const char *topic, size_t len, int32_t partition);
+/* Wakes the parked fetches waiting on p (after an append). */
+void hs_wake_waiters(struct hshard *hs, struct hpart *p);
+/* Creates a topic with the broker's defaults (Metadata auto-create). 0 or LM_E_*. */
+int hs_create_topic(struct hshard *hs, const char *name, int32_t partitions);
+
+/* Decodes req's body into msg (struct kafka_<api>_request, allocated by the caller). On a
+ * malformed body the connection is closed and the request completed: returns false. */
+bool h_decode(struct broker_req *req, void *msg);
+/* Encodes msg (struct kafka_<api>_response) at the request's version into the arena and
+ * responds; closes the connection if that fails. */
+void h_respond(struct broker_req *req, const void *msg);
+/* h_respond in two steps: encode into the arena (false: arena exhausted; nothing completed),
+ * then broker_req_respond(req, *out, *out_len) or h_close. The request (and its arena) may be freed by
+ * broker_req_respond, so nothing of it may be touched afterwards. */
+bool h_encode(struct broker_req *req, const void *msg, const uint8_t **out, size_t *out_len);
+/* Completes req by closing its connection (logged with why). */
+void h_close(struct broker_req *req, const char *why);
+/* Arena allocation of n zeroed elements (NULL on exhaustion). */
+void *h_alloc(struct broker_req *req, size_t n, size_t size);
+/* Copies a kafka_str into a NUL-terminated arena string (NULL on exhaustion or null). */
+char *h_strdup(struct broker_req *req, struct kafka_str s);
+/* Maps an LM_E_* from storage to a Kafka error code. */
+int16_t h_storage_error(int rc);
+
+/* ---- fan-out of per-partition work to owner shards (data_fan.c) ---- */
+
+/* hwork.owner of an item already answered on the request's shard (no shard runs it). */
+#define HWORK_DONE UINT32_MAX
+
+struct hwork {
+    const char *topic;
+    size_t topic_len;
+    int32_t partition;
+    uint32_t owner;
+    int16_t error;
+    const void *in; /* handler-specific, in the request's arena, read-only on the owner */
+    void *out; /* handler-specific, written on the owner */
+};
+
+struct hfan;
+/* Runs on the owner shard for each item it owns; p is NULL when the partition is not there. */
+typedef void (*hfan_op)(struct hshard *hs, struct hpart *p, struct hwork *w, struct hfan *f);
+typedef void (*hfan_finish)(struct hfan *f);
+
+struct hfan_call {
+    struct broker_xcall x;
+    struct hfan *f;
+    uint32_t target;
+};
+
+struct hfan {
+    struct broker_req *req;
+    struct hshard *origin;
+    struct hwork *items;
+    size_t count;
+    hfan_op op;
+    hfan_finish finish;
+    void *ctx;
+    bool sequential;        /* one shard at a time, in order (Fetch's byte budget) */
+    /* private */
+    struct hfan_call *calls; /* one per target shard */
+    uint32_t call_count;
+    uint32_t next_call;
+    uint32_t pending;
+};
+
+/* Prepares f for items[0..count) of req (allocates the per-target calls in the arena).
+ * Returns false on arena exhaustion. */
+bool hfan_init(struct hfan *f, struct broker_req *req, struct hwork *items, size_t count,
+               hfan_op op, hfan_finish finish, void *ctx);
+/* Runs op for every item on its owner shard, then finish on this shard (maybe at once). */
+void hfan_start(struct hfan *f);
+
+/* ---- data_*.c ---- */
+void data_metadata(struct broker_req *req);
+void data_produce(struct broker_req *req);
+void data_fetch(struct broker_req *req);
+void data_list_offsets(struct broker_req *req);
+void data_offset_for_leader_epoch(struct broker_req *req);
+void data_delete_records(struct broker_req *req);
+/* Fetch long-poll plumbing (data_fetch.c). */
+void data_fetch_wake(struct hshard *hs, uint64_t fetch_id);
+void data_fetch_drain(struct hshard *hs);
+
+/* A parked fetch's waiter on an owner shard (one-shot). */
+struct hwaiter {
+    uint32_t origin;
+    uint64_t fetch_id;
+    uint64_t deadline_ms;
+    struct hwaiter *next;
+};
+
+/* Checks a client's current_leader_epoch (KIP-320): NONE, FENCED_LEADER_EPOCH or
+ * UNKNOWN_LEADER_EPOCH. -1 means "not given". */
+static inline int16_t h_check_epoch(const struct hpart *p, int32_t current_leader_epoch)
+{
+    if (current_leader_epoch < 0 || current_leader_epoch == p->leader_epoch)
+        return KAFKA_NONE;
+    return current_leader_epoch < p->leader_epoch ? KAFKA_FENCED_LEADER_EPOCH
+                                                  : KAFKA_UNKNOWN_LEADER_EPOCH;
+}
+
+#endif
