@@ -668,6 +668,99 @@ static void test_io_uring_backend(void **state)
     check_log(f, 0);
 }
 
+/* An io that writes half of the bytes of its Nth write and then fails once, as a disk that ran
+ * full does until the failed append's bytes are cut again. */
+struct failing_io {
+    struct storage_io io;
+    int writes_left;
+    int failures;
+};
+
+static int failing_pwritev_all(void *ctx, int fd, const struct iovec *iov, int iovcnt,
+                               uint64_t offset)
+{
+    struct failing_io *f = ctx;
+    const struct storage_io *posix = storage_io_posix();
+    if (f->writes_left-- > 0)
+        return posix->pwritev_all(posix->ctx, fd, iov, iovcnt, offset);
+    f->failures++;
+    f->writes_left = 1 << 30; /* one failure, then the truncation that undoes it can write */
+    struct iovec half = {iov[0].iov_base, iov[0].iov_len / 2};
+    (void)posix->pwritev_all(posix->ctx, fd, &half, 1, offset);
+    return LM_E_FULL;
+}
+
+static int failing_sync(void *ctx, const int *fds, int n)
+{
+    (void)ctx;
+    return storage_io_posix()->sync(NULL, fds, n);
+}
+
+static int failing_pwritev_sync(void *ctx, int fd, const struct iovec *iov, int iovcnt,
+                                uint64_t offset)
+{
+    int rc = failing_pwritev_all(ctx, fd, iov, iovcnt, offset);
+    return rc != 0 ? rc : failing_sync(ctx, &fd, 1);
+}
+
+/* A failed write leaves the log as it was (all or nothing), and the log goes on afterwards. */
+static void test_write_failure_rolls_back(void **state)
+{
+    struct fx *f = *state;
+    struct failing_io fio = {.io = {.pwritev_all = failing_pwritev_all,
+                                    .sync = failing_sync,
+                                    .pwritev_sync = failing_pwritev_sync},
+                             .writes_left = 1 << 30};
+    fio.io.ctx = &fio;
+    f->cfg.io = &fio.io;
+    f->cfg.segment_bytes = 4096;
+    f->cfg.checkpoint_interval_bytes = UINT64_MAX;
+    fx_open(f);
+    append_n(f, 3, 200, 0, 0);
+    int64_t leo = storage_log_end_offset(f->log);
+    uint64_t size = storage_log_size_bytes(f->log);
+    /* Fail the very next write. */
+    fio.writes_left = 0;
+    uint8_t *b;
+    size_t len;
+    tu_build_batch(2, 200, leo, 0, &b, &len);
+    struct storage_append_result r;
+    assert_int_equal(storage_log_append_leader(f->log, b, len, 0, &r), LM_E_FULL);
+    assert_int_equal(storage_log_end_offset(f->log), leo);
+    assert_int_equal(storage_log_size_bytes(f->log), size);
+    free(b);
+    /* A multi-batch append that rolls in the middle and fails in its second write. */
+    uint8_t *many = NULL;
+    size_t total = 0;
+    int64_t tag = leo;
+    for (int i = 0; i < 12; i++) {
+        tu_build_batch(2, 200, tag, 0, &b, &len);
+        tag += 2;
+        many = realloc(many, total + len);
+        memcpy(many + total, b, len);
+        total += len;
+        free(b);
+    }
+    uint32_t segs = storage_log_segment_count(f->log);
+    fio.writes_left = 1;
+    assert_int_equal(storage_log_append_leader(f->log, many, total, 0, &r), LM_E_FULL);
+    assert_int_equal(fio.failures, 2);
+    assert_int_equal(storage_log_end_offset(f->log), leo);
+    assert_int_equal(storage_log_segment_count(f->log), segs);
+    check_log(f, 0);
+    /* Space again: the same bytes go in. */
+    fio.writes_left = 1 << 30;
+    assert_int_equal(storage_log_append_leader(f->log, many, total, 0, &r), 0);
+    assert_int_equal(r.base_offset, leo);
+    free(many);
+    check_log(f, 0);
+    fx_reopen(f);
+    assert_int_equal(f->reports.warnings, 0);
+    check_log(f, 0);
+    assert_int_equal(storage_log_close(f->log), 0); /* fio lives on this stack */
+    f->log = NULL;
+}
+
 int main(void)
 {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
@@ -690,6 +783,7 @@ int main(void)
         T(test_open_segment_bound),
         T(test_flush_policy),
         T(test_io_uring_backend),
+        T(test_write_failure_rolls_back),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
