@@ -34,7 +34,12 @@
  * storage_log_swap_segment(), which renames the *.swap files over the originals and reloads the
  * segment. Readers that pinned the old segment keep reading the old inode through their fd, so
  * no reader ever sees a half-written file. On open, *.cleaned files are deleted (the swap never
- * began) and *.swap files are completed by rename (the swap had begun), as Kafka does. */
+ * began) and *.swap files are completed by rename (the swap had begun), as Kafka does.
+ * Before compaction lands, one rule must change: recovery and the index checks now require the
+ * batches of a segment to be contiguous (baseOffset = previous last offset + 1), because the base
+ * offset lies outside the CRC and continuity is what catches a damaged one; a compacted segment
+ * has gaps, so the swap must mark the segment compacted (e.g. in the checkpoint) and those
+ * segments be checked for increasing, not contiguous, offsets. */
 #ifndef LAMINAR_STORAGE_STORAGE_H
 #define LAMINAR_STORAGE_STORAGE_H
 
