@@ -33,24 +33,42 @@ struct e2e_state {
     _Atomic int64_t delivery_errors;
     rd_kafka_resp_err_t first_err;
     int producer_status;
+    int64_t *acks_ns; // send-to-acknowledgement time of each measured record (publish latency)
+    size_t acks_count, acks_cap;
 };
-
-static void e2e_on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque) {
-    (void)rk;
-    struct e2e_state *st = opaque;
-    if (m->err && atomic_fetch_add(&st->delivery_errors, 1) == 0)
-        st->first_err = m->err;
-}
-
-static void e2e_put_u64(char *p, uint64_t v) {
-    memcpy(p, &v, sizeof(v)); // host order: the same process reads it back
-}
 
 static uint64_t e2e_get_u64(const char *p) {
     uint64_t v;
     memcpy(&v, p, sizeof(v));
     return v;
 }
+
+static void e2e_on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque) {
+    (void)rk;
+    struct e2e_state *st = opaque;
+    if (m->err) {
+        if (atomic_fetch_add(&st->delivery_errors, 1) == 0)
+            st->first_err = m->err;
+        return;
+    }
+    // Delivery reports are served by the producer thread only (rd_kafka_poll and flush there).
+    int64_t sent_ns = (int64_t)e2e_get_u64((const char *)m->payload + 8);
+    if (sent_ns < st->measure_ns)
+        return;
+    if (st->acks_count == st->acks_cap) {
+        st->acks_cap = st->acks_cap ? st->acks_cap * 2 : 65536;
+        int64_t *a = realloc(st->acks_ns, st->acks_cap * sizeof(*a));
+        if (!a)
+            bench_die("out of memory");
+        st->acks_ns = a;
+    }
+    st->acks_ns[st->acks_count++] = bench_now_ns() - sent_ns;
+}
+
+static void e2e_put_u64(char *p, uint64_t v) {
+    memcpy(p, &v, sizeof(v)); // host order: the same process reads it back
+}
+
 
 // Producer thread: sends whatever is due by the schedule (rate x elapsed), then sleeps 1 ms.
 static void *e2e_produce(void *arg) {
@@ -266,17 +284,22 @@ int main(int argc, char **argv) {
     double p999 = e2e_pct_ms(samples, count, 0.999);
     double max = count ? (double)samples[count - 1] / 1e6 : 0;
     double achieved = (double)atomic_load(&st.sent) / (o.warmup_s + o.duration_s);
+    qsort(st.acks_ns, st.acks_count, sizeof(*st.acks_ns), e2e_cmp_i64);
+    double ack50 = e2e_pct_ms(st.acks_ns, st.acks_count, 0.50);
+    double ack99 = e2e_pct_ms(st.acks_ns, st.acks_count, 0.99);
     printf("RESULT bench=e2e label=%s acks=%s partitions=%d size=%d rate=%" PRId64
-           " sent_rate=%.0f samples=%zu p50_ms=%.3f p99_ms=%.3f p999_ms=%.3f max_ms=%.3f ok=%d\n",
+           " sent_rate=%.0f samples=%zu p50_ms=%.3f p99_ms=%.3f p999_ms=%.3f max_ms=%.3f"
+           " ack_p50_ms=%.3f ack_p99_ms=%.3f ok=%d\n",
            o.label, o.acks, st.partitions, o.size_bytes, o.rate_per_s, achieved, count, p50, p99,
-           p999, max, status == 0);
+           p999, max, ack50, ack99, status == 0);
     printf("e2e     %-8s %" PRId64 " rec/s x %d B, acks=%s: p50 %.2f ms, p99 %.2f ms, p999 %.2f ms, "
-           "max %.2f ms over %zu samples%s%s\n",
-           o.label, o.rate_per_s, o.size_bytes, o.acks, p50, p99, p999, max, count,
+           "max %.2f ms over %zu samples (produce ack p50 %.2f ms, p99 %.2f ms)%s%s\n",
+           o.label, o.rate_per_s, o.size_bytes, o.acks, p50, p99, p999, max, count, ack50, ack99,
            achieved < 0.95 * (double)o.rate_per_s ? " (rate not reached)" : "",
            status ? " (FAILED)" : "");
     fflush(stdout);
 
+    free(st.acks_ns);
     free(ready);
     free(msgs);
     free(samples);
