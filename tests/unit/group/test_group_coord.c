@@ -1303,6 +1303,14 @@ static void test_offset_retention(void **st)
         tick(day);
         assert_int_equal(hb(10 + (uint64_t)i, "g", 1, m1, NULL), KAFKA_UNKNOWN_MEMBER_ID);
         flush();
+        /* "g" became Empty at the tick before this loop (its member's session ran out):
+         * its offsets live 7 days from then, i.e. through i == 5 */
+        if (i < 6)
+            assert_int_equal(fetch1(50 + (uint64_t)i, "g", "t1", 0).offset, 5);
+        if (i == 6)
+            assert_int_equal(lm_group_coord_info(F.c, S("g"), &(struct lm_group_info){0}),
+                             LM_E_NOT_FOUND);
+        flush();
     }
     /* (the member stopped heartbeating long ago: the group is Empty since ~10 s in) */
     assert_int_equal(lm_group_coord_info(F.c, S("simple"), &(struct lm_group_info){0}),
