@@ -36,7 +36,11 @@ static int checkpoint_open(struct storage_log *log)
     char path[PATH_MAX];
     int n = snprintf(path, sizeof(path), "%s/%s", log->dir, CHECKPOINT_FILE);
     LM_ASSERT(n > 0 && (size_t)n < sizeof(path));
-    log->checkpoint_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    log->checkpoint_fd = open(path, O_RDWR | O_CLOEXEC);
+    if (log->checkpoint_fd < 0 && errno == ENOENT) {
+        log->checkpoint_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+        log->dir_dirty = true; /* its directory entry must be durable too */
+    }
     if (log->checkpoint_fd < 0)
         return LM_E_IO;
     return 0;

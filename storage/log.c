@@ -538,7 +538,15 @@ static int load_segments(struct storage_log *log, int64_t rp, bool epochs_found)
         if (recover_from != INT64_MAX)
             seg->data_dirty = true; /* read back from the page cache: sync before trusting */
         bool overlap = i + 1 < count && bases[i + 1] < seg->next_offset;
-        if (truncated || overlap) {
+        /* A scanned segment that ends before the next one starts lost its tail (unsynced bytes
+         * of a power cut, cut at a batch boundary): the offsets after it would be a hole. */
+        bool hole = recover_from != INT64_MAX && i + 1 < count && bases[i + 1] > seg->next_offset;
+        if (hole)
+            storage_report(log, 1, "segment %020lld ends at offset %lld but the next starts at "
+                                   "%lld",
+                           (long long)seg->base_offset, (long long)seg->next_offset,
+                           (long long)bases[i + 1]);
+        if (truncated || overlap || hole) {
             /* Nothing after a torn write is exposed: later segments go. */
             for (uint32_t j = i + 1; j < count; j++) {
                 storage_report(log, 1, "deleting segment %020lld after the damage at offset %lld",

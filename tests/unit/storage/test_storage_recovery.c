@@ -425,6 +425,32 @@ static void test_leftover_swap_files(void **state)
     check_all(f);
 }
 
+/* A power cut can drop the unsynced tail of a rolled segment at a batch boundary while the next
+ * segment survives: the hole must not be exposed, so the later segments go. */
+static void test_hole_between_segments(void **state)
+{
+    struct fx *f = *state;
+    f->cfg.segment_bytes = 4096;
+    open_log(f);
+    close_log(f);
+    unclean_append(f, 30);
+    char path[PATH_MAX * 2];
+    seg_file(f, 0, ".log", path);
+    /* Cut the first segment after its first batch. */
+    int fd = open(path, O_RDWR);
+    uint8_t hdr[KAFKA_BATCH_HEADER_SIZE];
+    assert_int_equal(pread(fd, hdr, sizeof(hdr), 0), (ssize_t)sizeof(hdr));
+    struct kafka_batch_header h;
+    assert_int_equal(kafka_batch_header_parse(hdr, sizeof(hdr), &h), 0);
+    assert_int_equal(ftruncate(fd, (off_t)kafka_batch_total_size(&h)), 0);
+    close(fd);
+    open_log(f);
+    assert_int_equal(storage_log_end_offset(f->log), kafka_batch_last_offset(&h) + 1);
+    assert_int_equal(storage_log_segment_count(f->log), 1);
+    assert_true(f->reports.warnings >= 2);
+    check_all(f);
+}
+
 int main(void)
 {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
@@ -438,6 +464,7 @@ int main(void)
         T(test_missing_or_torn_checkpoint),
         T(test_missing_epoch_file_rebuilt),
         T(test_leftover_swap_files),
+        T(test_hole_between_segments),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
