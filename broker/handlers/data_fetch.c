@@ -96,7 +96,9 @@ void hs_wake_waiters(struct hshard *hs, struct hpart *p)
     p->waiters = NULL;
     while (w != NULL) {
         struct hwaiter *next = w->next;
-        send_wake(hs, w->origin, w->fetch_id);
+        /* At shard stop every fetch has answered already (drain): just drop the waiters. */
+        if (!hs->stopping)
+            send_wake(hs, w->origin, w->fetch_id);
         free(w);
         w = next;
     }

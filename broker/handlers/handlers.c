@@ -698,9 +698,13 @@ static void shard_tick(struct broker_shard *s, struct broker_timer *t)
         BLOG_ERROR("shard %u: cannot re-arm the tick timer", hs->id);
 }
 
+/* Shards running; the last one to stop closes the process-wide state. */
+static int shards_live;
+
 static int shard_start(struct broker_shard *s, void *ctx)
 {
     (void)ctx;
+    __atomic_add_fetch(&shards_live, 1, __ATOMIC_ACQ_REL);
     struct hshard *hs = calloc(1, sizeof(*hs));
     if (hs == NULL)
         return LM_E_NOMEM;
@@ -761,6 +765,14 @@ static void shard_stop(struct broker_shard *s, void *ctx)
     free(hs->scratch);
     broker_shard_set_user(s, NULL);
     free(hs);
+    if (__atomic_sub_fetch(&shards_live, 1, __ATOMIC_ACQ_REL) == 0) {
+        struct handlers_ctx *h = handlers_global;
+        lm_meta_store_close(h->meta);
+        h->meta = NULL;
+        free(h->broker_topic_configs);
+        h->broker_topic_configs = NULL;
+        h->broker_topic_config_count = 0;
+    }
 }
 
 /* ---- setup ---------------------------------------------------------------------------------- */
@@ -871,9 +883,10 @@ int broker_handlers_setup(struct broker_dispatch *d, struct broker_config *cfg)
         BLOG_ERROR("setup: %s", lm_strerror(rc));
         return rc;
     }
+    struct lm_meta_snapshot *snap = lm_meta_store_snapshot(ctx.meta);
     BLOG_INFO("cluster id %s, node id %d, %zu topics", ctx.cluster_id, cfg->node_id,
-              lm_meta_store_snapshot(ctx.meta)->state.topic_count);
-    lm_meta_snapshot_release(lm_meta_store_snapshot(ctx.meta)); /* the reference just taken */
+              snap->state.topic_count);
+    lm_meta_snapshot_release(snap);
     d->ctx = &ctx;
     d->shard_start = shard_start;
     d->shard_drain = shard_drain;
