@@ -3,8 +3,8 @@
  * Each call submits its operations and waits for their completions on the caller's private
  * ring, so it is a drop-in for the plain implementation; the gain is fewer system calls: a
  * write and the fdatasync that follows it go in one submission linked with IOSQE_IO_LINK, and
- * syncing several files issues all the fdatasyncs at once (they run concurrently). One ring per
- * thread (a shard); not thread-safe. */
+ * syncing several files issues all the fdatasyncs at once (they run concurrently). A lone write
+ * stays a pwritev() (see the .c for why). One ring per thread (a shard); not thread-safe. */
 #ifndef LAMINAR_STORAGE_STORAGE_IO_URING_H
 #define LAMINAR_STORAGE_STORAGE_IO_URING_H
 
