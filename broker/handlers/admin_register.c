@@ -11,11 +11,6 @@
 #include "common/lm_assert.h"
 #include "common/lm_err.h"
 
-/* Decoded request + response structs and response strings live in a per-call arena; the
- * bound keeps a hostile request (many tiny array elements) from taking unbounded memory. */
-#define ADMIN_ARENA_BASE_BYTES (16u << 20)
-#define ADMIN_ARENA_PER_BODY_BYTE 32u
-
 typedef int (*admin_core_fn)(const struct admin_env *env, int16_t version, const void *rq,
                              void *rs, struct kafka_arena *a);
 
@@ -28,6 +23,8 @@ static void admin_fail(struct broker_req *req, const char *what, int rc)
     broker_req_respond_none(req);
 }
 
+/* The decoded request, the response structs and strings, and the encoded response all live in
+ * the request's arena (bounded by the runtime), freed after the response has left. */
 static void admin_serve(struct broker_req *req, int16_t min_version, int16_t max_version,
                         admin_core_fn core)
 {
@@ -35,15 +32,13 @@ static void admin_serve(struct broker_req *req, int16_t min_version, int16_t max
     LM_ASSERT(api != NULL && core != NULL);
     LM_ASSERT(handlers_global != NULL && handlers_global->meta != NULL);
     if (req->api_version < min_version || req->api_version > max_version) {
-        admin_fail(req, "version not served", LM_E_UNSUPPORTED);
+        handlers_respond_unsupported(req); /* the dispatcher checks first; kept for safety */
         return;
     }
-    struct kafka_arena ka;
-    kafka_arena_init(&ka, ADMIN_ARENA_BASE_BYTES + req->body_len * ADMIN_ARENA_PER_BODY_BYTE);
-    void *rq = kafka_arena_alloc(&ka, api->request.struct_size, 16);
-    void *rs = kafka_arena_alloc(&ka, api->response.struct_size, 16);
+    struct kafka_arena *ka = &req->arena;
+    void *rq = kafka_arena_alloc(ka, api->request.struct_size, 16);
+    void *rs = kafka_arena_alloc(ka, api->response.struct_size, 16);
     if (rq == NULL || rs == NULL) {
-        kafka_arena_deinit(&ka);
         admin_fail(req, "out of memory", LM_E_NOMEM);
         return;
     }
@@ -51,9 +46,8 @@ static void admin_serve(struct broker_req *req, int16_t min_version, int16_t max
     api->response.init(rs);
     struct kafka_reader r;
     kafka_reader_init(&r, req->body, req->body_len);
-    int rc = api->request.decode(&r, req->api_version, rq, &ka);
+    int rc = api->request.decode(&r, req->api_version, rq, ka);
     if (rc != 0) {
-        kafka_arena_deinit(&ka);
         admin_fail(req, "malformed request", rc);
         return;
     }
@@ -62,16 +56,14 @@ static void admin_serve(struct broker_req *req, int16_t min_version, int16_t max
         .cfg = handlers_global->cfg,
         .cluster_id = handlers_global->cluster_id,
     };
-    rc = core(&env, req->api_version, rq, rs, &ka);
+    rc = core(&env, req->api_version, rq, rs, ka);
     if (rc != 0) {
-        kafka_arena_deinit(&ka);
-        admin_fail(req, "response does not fit its arena", rc);
+        admin_fail(req, "response does not fit the request's arena", rc);
         return;
     }
     size_t size = api->response.size(req->api_version, rs);
-    uint8_t *buf = broker_arena_alloc(&req->arena, size > 0 ? size : 1);
+    uint8_t *buf = kafka_arena_alloc(ka, size > 0 ? size : 1, 16);
     if (buf == NULL) {
-        kafka_arena_deinit(&ka);
         admin_fail(req, "out of memory for the response", LM_E_NOMEM);
         return;
     }
@@ -79,7 +71,6 @@ static void admin_serve(struct broker_req *req, int16_t min_version, int16_t max
     kafka_writer_init(&w, buf, size);
     rc = api->response.encode(&w, req->api_version, rs);
     LM_ASSERT(rc == 0 && w.pos == size); /* size() is exact by contract */
-    kafka_arena_deinit(&ka);
     broker_req_respond(req, buf, size);
 }
 

@@ -107,7 +107,7 @@ static int create_result_configs(const struct create_plan *p, const struct lm_co
 
 /* Checks the partition count and replication factor, or the manual assignment, of one topic.
  * Returns 0 with the plan filled or an error set in res (*failed = true). */
-static int create_check_layout(const struct admin_env *env, int16_t version,
+static int create_check_layout(const struct admin_env *env,
                                const struct kafka_create_topics_request_creatable_topic *t,
                                struct create_plan *p, struct kafka_arena *a,
                                struct kafka_create_topics_response_creatable_topic_result *res,
@@ -171,12 +171,13 @@ static int create_check_layout(const struct admin_env *env, int16_t version,
         *failed = false;
         return 0;
     }
-    /* KIP-464: -1 means the broker default, from v4. */
+    /* KIP-464: -1 means the broker default. The Java client sends it from v4 only, but Kafka's
+     * broker takes it at every version and kafkajs sends it at v3 (its default). */
     int32_t np = t->num_partitions;
     int16_t rf = t->replication_factor;
-    if (np == -1 && version >= 4)
+    if (np == -1)
         np = env->cfg->num_partitions;
-    if (rf == -1 && version >= 4)
+    if (rf == -1)
         rf = env->cfg->default_replication_factor;
     if (np <= 0)
         return SET_ERR(a, res->error_code, res->error_message, KAFKA_INVALID_PARTITIONS,
@@ -272,15 +273,8 @@ static int create_one(const struct admin_env *env, int16_t version, bool validat
                        "alphanumerics, '.', '_' and '-', and not '.' or '..'.",
                        p.name, LM_TOPIC_NAME_MAX);
 
-    bool failed = false;
-    rc = create_check_layout(env, version, t, &p, a, res, &failed);
-    if (rc != 0 || failed)
-        return rc;
-    rc = create_check_configs(t, &p, a, res, &failed);
-    if (rc != 0 || failed)
-        return rc;
-
-    /* Existence last, against the newest state (earlier topics of this request included). */
+    /* Existence before layout and configs (Kafka's controller order), against the newest
+     * state: earlier topics of this request included. */
     struct lm_meta_snapshot *snap = lm_meta_store_snapshot(env->meta);
     const char *collides = NULL;
     bool exists = lm_meta_state_find(&snap->state, p.name) != NULL;
@@ -296,6 +290,14 @@ static int create_one(const struct admin_env *env, int16_t version, bool validat
     if (collides)
         return SET_ERR(a, res->error_code, res->error_message, KAFKA_INVALID_TOPIC_EXCEPTION,
                        "Topic '%s' collides with existing topic: %s", p.name, other);
+
+    bool failed = false;
+    rc = create_check_layout(env, t, &p, a, res, &failed);
+    if (rc != 0 || failed)
+        return rc;
+    rc = create_check_configs(t, &p, a, res, &failed);
+    if (rc != 0 || failed)
+        return rc;
 
     if (!validate_only) {
         struct lm_meta_record r = {

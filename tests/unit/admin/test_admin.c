@@ -254,10 +254,11 @@ static void test_create_topics_errors(void **state)
     assert_int_equal(create_one(f, 7, "p0", -2, 1), KAFKA_INVALID_PARTITIONS);
     assert_int_equal(create_one(f, 7, "r3", 1, 3), KAFKA_INVALID_REPLICATION_FACTOR);
     assert_int_equal(create_one(f, 7, "r0", 1, 0), KAFKA_INVALID_REPLICATION_FACTOR);
-    /* -1 means the broker default only from v4 (KIP-464). */
-    assert_int_equal(create_one(f, 3, "d3", -1, 1), KAFKA_INVALID_PARTITIONS);
-    assert_int_equal(create_one(f, 3, "d3", 1, -1), KAFKA_INVALID_REPLICATION_FACTOR);
-    assert_int_equal(partitions_of(f, "d3"), -1);
+    /* -1 is the broker default at every version (kafkajs sends it at v3), KIP-464 */
+    assert_int_equal(create_one(f, 3, "d3", -1, -1), KAFKA_NONE);
+    assert_int_equal(partitions_of(f, "d3"), 1);
+    /* existence is checked before the layout (Kafka's order): kafkajs relies on it */
+    assert_int_equal(create_one(f, 3, "d3", 1, 3), KAFKA_TOPIC_ALREADY_EXISTS);
 
     struct kafka_create_topics_response *rs;
     ct_topic t = topic_req(f, "cfg", 1, 1, 1, "retention.ms", "soon");
