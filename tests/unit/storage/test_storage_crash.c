@@ -95,7 +95,7 @@ static void child_main(const char *dir, int wfd, uint64_t seed, int32_t epoch)
  * take them, so the damage below stays above it. */
 static int64_t checkpoint_recovery_point(const char *dir)
 {
-    char path[PATH_MAX + 32];
+    char path[PATH_MAX * 2];
     snprintf(path, sizeof(path), "%s/partition.checkpoint", dir);
     int fd = open(path, O_RDONLY);
     if (fd < 0)
@@ -134,7 +134,7 @@ static int damage_unacked_tail(const char *dir, int64_t acked)
     }
     pclose(p);
     name[strcspn(name, "\n")] = '\0';
-    char path[PATH_MAX * 2];
+    char path[PATH_MAX * 2 + 16];
     snprintf(path, sizeof(path), "%s/%s", dir, name);
     int fd = open(path, O_RDWR);
     assert_true(fd >= 0);
