@@ -123,8 +123,8 @@ void bench_opts_parse(struct bench_opts *o, int argc, char **argv, const char *t
     }
     if (!o->bootstrap || optind != argc)
         bench_usage(tool, usage_extra, 2);
-    if (o->partitions < 1 || o->size_bytes < 16 || o->timeout_s <= 0 || o->records < 0)
-        bench_die("%s: bad option value (partitions >= 1, size >= 16, timeout > 0)", tool);
+    if (o->partitions < 1 || o->size_bytes < 24 || o->timeout_s <= 0 || o->records < 0)
+        bench_die("%s: bad option value (partitions >= 1, size >= 24, timeout > 0)", tool);
     if (!o->topic) {
         // A fresh topic per run, so runs never read each other's records.
         static char name[96];

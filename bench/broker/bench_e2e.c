@@ -3,8 +3,10 @@
 // its send time (CLOCK_MONOTONIC, same process); the main thread consumes every partition
 // directly (no group) and records now - stamp. Samples from the first -w seconds are discarded.
 // The producer starts once the consumer has reached the end of every (empty, fresh) partition, so
-// consumer start-up is not measured. Prints p50/p99/p999/max (ms) and the sample count; a delivery
-// error, a lost record or exceeding the time bound is a failure (exit 1).
+// consumer start-up is not measured. Each value carries a sequence number: a record read twice
+// is counted as a duplicate and sampled once. Prints p50/p99/p999/max (ms), the sample count and
+// the producer's acknowledgement latency; a delivery error, a lost record or exceeding the time
+// bound is a failure (exit 1).
 //
 //   bench_e2e -b 127.0.0.1:9092 -r 50000 -d 5 -l laminar
 #include "bench_common.h"
@@ -77,9 +79,9 @@ static void *e2e_produce(void *arg) {
     char *value = malloc((size_t)o->size_bytes);
     if (!value)
         bench_die("out of memory");
-    for (int i = 16; i < o->size_bytes; i++)
+    for (int i = 24; i < o->size_bytes; i++)
         value[i] = (char)(i * 131 + 7);
-    int64_t total = (int64_t)(o->rate_per_s * (o->warmup_s + o->duration_s));
+    int64_t total = (int64_t)((double)o->rate_per_s * (o->warmup_s + o->duration_s));
     int64_t sent = 0;
     while (sent < total && atomic_load(&st->delivery_errors) == 0) {
         int64_t now = bench_now_ns();
@@ -93,6 +95,7 @@ static void *e2e_produce(void *arg) {
             due = total;
         while (sent < due) {
             e2e_put_u64(value, E2E_MAGIC);
+            e2e_put_u64(value + 16, (uint64_t)sent);
             e2e_put_u64(value + 8, (uint64_t)bench_now_ns());
             if (rd_kafka_produce(st->rkt, (int32_t)(sent % st->partitions), RD_KAFKA_MSG_F_COPY,
                                  value, (size_t)o->size_bytes, NULL, 0, NULL) == -1) {
@@ -198,7 +201,10 @@ int main(int argc, char **argv) {
     int64_t *samples = malloc(cap * sizeof(*samples));
     rd_kafka_message_t **msgs = calloc(E2E_BATCH, sizeof(*msgs));
     bool *ready = calloc((size_t)st.partitions, sizeof(*ready));
-    if (!samples || !msgs || !ready)
+    int64_t total = (int64_t)((double)o.rate_per_s * (o.warmup_s + o.duration_s));
+    uint8_t *seen = calloc((size_t)total / 8 + 1, 1); // one bit per record sequence number
+    int64_t duplicates = 0;
+    if (!samples || !msgs || !ready || !seen)
         bench_die("out of memory");
 
     int status = 0, ready_count = 0;
@@ -247,8 +253,22 @@ int main(int argc, char **argv) {
                 fprintf(stderr, "e2e consume [%d]: %s\n", m->partition,
                         rd_kafka_message_errstr(m));
                 status = 1;
-            } else if (m->len >= 16 && e2e_get_u64(m->payload) == E2E_MAGIC) {
+            } else if (m->len >= 24 && e2e_get_u64(m->payload) == E2E_MAGIC) {
                 int64_t sent_ns = (int64_t)e2e_get_u64((const char *)m->payload + 8);
+                uint64_t seq = e2e_get_u64((const char *)m->payload + 16);
+                if (seq >= (uint64_t)total) {
+                    fprintf(stderr, "e2e: record with sequence %" PRIu64 " never sent\n", seq);
+                    status = 1;
+                    rd_kafka_message_destroy(m);
+                    continue;
+                }
+                // A record seen twice (a producer retry or a re-fetch) counts once.
+                if (seen[seq / 8] & (1u << (seq % 8))) {
+                    duplicates++;
+                    rd_kafka_message_destroy(m);
+                    continue;
+                }
+                seen[seq / 8] |= (uint8_t)(1u << (seq % 8));
                 received++;
                 if (sent_ns >= st.measure_ns) {
                     if (count == cap) {
@@ -289,16 +309,19 @@ int main(int argc, char **argv) {
     double ack99 = e2e_pct_ms(st.acks_ns, st.acks_count, 0.99);
     printf("RESULT bench=e2e label=%s acks=%s partitions=%d size=%d rate=%" PRId64
            " sent_rate=%.0f samples=%zu p50_ms=%.3f p99_ms=%.3f p999_ms=%.3f max_ms=%.3f"
-           " ack_p50_ms=%.3f ack_p99_ms=%.3f ok=%d\n",
+           " ack_p50_ms=%.3f ack_p99_ms=%.3f duplicates=%" PRId64 " ok=%d\n",
            o.label, o.acks, st.partitions, o.size_bytes, o.rate_per_s, achieved, count, p50, p99,
-           p999, max, ack50, ack99, status == 0);
+           p999, max, ack50, ack99, duplicates, status == 0);
     printf("e2e     %-8s %" PRId64 " rec/s x %d B, acks=%s: p50 %.2f ms, p99 %.2f ms, p999 %.2f ms, "
-           "max %.2f ms over %zu samples (produce ack p50 %.2f ms, p99 %.2f ms)%s%s\n",
+           "max %.2f ms over %zu samples (produce ack p50 %.2f ms, p99 %.2f ms; %" PRId64
+           " duplicates)%s%s\n",
            o.label, o.rate_per_s, o.size_bytes, o.acks, p50, p99, p999, max, count, ack50, ack99,
+           duplicates,
            achieved < 0.95 * (double)o.rate_per_s ? " (rate not reached)" : "",
            status ? " (FAILED)" : "");
     fflush(stdout);
 
+    free(seen);
     free(st.acks_ns);
     free(ready);
     free(msgs);
