@@ -2,7 +2,6 @@
  * controller. v1 adds the endpoint type (KIP-919): a broker answers only for brokers, and a
  * request for controllers gets MISMATCHED_ENDPOINT_TYPE as Kafka's brokers answer it. */
 #include <string.h>
-#include <unistd.h>
 
 #include "broker/handlers/admin_core.h"
 #include "common/lm_assert.h"
@@ -49,20 +48,11 @@ int admin_describe_cluster(const struct admin_env *env, int16_t version,
     rs->brokers = kafka_arena_alloc_array(a, 1, sizeof(*rs->brokers), 8);
     if (rs->brokers == NULL)
         return LM_E_NOMEM;
-    /* The first advertised listener, as Metadata reports it. A listener bound to every
-     * interface ("") advertises the host name, as Kafka does. */
+    /* The first advertised listener, exactly as Metadata reports it (data_metadata.c), so a
+     * client sees one address for this node whichever API it asked. */
     const struct broker_listener *l = cfg->advertised_count > 0 ? &cfg->advertised[0]
                                                                  : &cfg->listeners[0];
-    const char *host = l->host;
-    if (host[0] == '\0') {
-        char *name = kafka_arena_alloc(a, 256, 1);
-        if (name == NULL)
-            return LM_E_NOMEM;
-        if (gethostname(name, 255) != 0)
-            strcpy(name, "localhost");
-        name[255] = '\0';
-        host = name;
-    }
+    const char *host = l->host[0] != '\0' ? l->host : "localhost";
     rs->brokers[0] = (struct kafka_describe_cluster_response_describe_cluster_broker){
         .broker_id = cfg->node_id,
         .host = admin_kstr(host),

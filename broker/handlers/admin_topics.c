@@ -467,10 +467,11 @@ int admin_delete_topics(const struct admin_env *env, int16_t version,
 
 /* ---------------------------------------------------------------- CreatePartitions */
 
+typedef struct kafka_create_partitions_response_create_partitions_topic_result cp_result;
+
 static int partitions_one(const struct admin_env *env, bool validate_only,
                           const struct kafka_create_partitions_request *rq, int32_t index,
-                          struct kafka_arena *a,
-                          struct kafka_create_partitions_response_create_partitions_topic_result *res)
+                          struct kafka_arena *a, cp_result *res)
 {
     const struct kafka_create_partitions_request_create_partitions_topic *t = &rq->topics[index];
     for (int32_t j = 0; j < rq->topics_count; j++) {
@@ -552,9 +553,9 @@ int admin_create_partitions(const struct admin_env *env, int16_t version,
         return LM_E_NOMEM;
     rs->results_count = n;
     for (int32_t i = 0; i < n; i++) {
-        rs->results[i] = (struct kafka_create_partitions_response_create_partitions_topic_result){
-            .name = rq->topics[i].name, .error_code = KAFKA_NONE,
-            .error_message = KAFKA_STR_NULL};
+        rs->results[i] = (cp_result){.name = rq->topics[i].name,
+                                     .error_code = KAFKA_NONE,
+                                     .error_message = KAFKA_STR_NULL};
         int rc = partitions_one(env, rq->validate_only, rq, i, a, &rs->results[i]);
         if (rc != 0)
             return rc;

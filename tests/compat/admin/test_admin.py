@@ -1,6 +1,7 @@
 """Admin clients of Python against laminar: confluent-kafka-python's AdminClient (librdkafka)
 and kafka-python's KafkaAdminClient, from Debian's packages, creating, describing, altering,
-growing and deleting topics, with the error cases a user hits.
+growing and deleting topics, with the error cases a user hits; then topics and configs must
+survive kill -9 and a restart.
 
     test_admin.py --io uring|epoll
 
@@ -79,7 +80,8 @@ def confluent_checks(bootstrap):
     check(cfg["segment.bytes"].value == "1073741824" and cfg["segment.bytes"].is_default
           and cfg["segment.bytes"].source == ConfigSource.DEFAULT_CONFIG.value,
           "confluent describe_configs: default", cfg.get("segment.bytes"))
-    check(cfg["max.message.bytes"].value == "1048588", "confluent describe_configs: max.message.bytes")
+    check(cfg["max.message.bytes"].value == "1048588",
+          "confluent describe_configs: max.message.bytes")
     missing = ConfigResource("topic", "ck-missing")
     code = error_code_of(a.describe_configs([missing])[missing])
     check(code == KafkaError.UNKNOWN_TOPIC_OR_PART,
@@ -165,19 +167,61 @@ def kafka_python_checks(bootstrap):
         a.close()
 
 
+def create_before_crash(bootstrap):
+    """Creates a topic, grows it and sets a config: all must survive kill -9."""
+    from confluent_kafka.admin import AdminClient, ConfigResource, NewPartitions, NewTopic
+    a = AdminClient({"bootstrap.servers": bootstrap})
+    t = "crash-topic"
+    check(error_code_of(a.create_topics([NewTopic(t, 2, 1, config={"retention.ms": "777"})])[t])
+          == 0, "before kill -9: create")
+    check(error_code_of(a.create_partitions([NewPartitions(t, 3)])[t]) == 0,
+          "before kill -9: grow to 3")
+    res = ConfigResource("topic", t, set_config={"retention.ms": "777",
+                                                 "cleanup.policy": "compact"})
+    check(error_code_of(a.alter_configs([res])[res]) == 0, "before kill -9: alter configs")
+    check(error_code_of(a.delete_topics(["ck-validate-none"])["ck-validate-none"]) != 0,
+          "before kill -9: deleting a missing topic fails")
+
+
+def check_after_crash(bootstrap):
+    from confluent_kafka.admin import AdminClient, ConfigResource
+    a = AdminClient({"bootstrap.servers": bootstrap})
+    t = "crash-topic"
+    md = a.list_topics(timeout=20)
+    check(t in md.topics and len(md.topics[t].partitions) == 3,
+          "after kill -9: topic with 3 partitions", sorted(md.topics))
+    res = ConfigResource("topic", t)
+    cfg = a.describe_configs([res])[res].result(timeout=20)
+    check(cfg["retention.ms"].value == "777" and cfg["cleanup.policy"].value == "compact",
+          "after kill -9: configs kept",
+          (cfg["retention.ms"].value, cfg["cleanup.policy"].value))
+    check("kp-topic" not in md.topics and "ck-topic" not in md.topics,
+          "after kill -9: deleted topics stay deleted", sorted(md.topics))
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--io", default="uring")
     args = ap.parse_args()
     t0 = time.monotonic()
     with Broker(io=args.io, shards=2, extra_args=["--node-id", str(NODE_ID)]) as b:
-        for name, fn in (("confluent-kafka", confluent_checks), ("kafka-python", kafka_python_checks)):
+        for name, fn in (("confluent-kafka", confluent_checks),
+                         ("kafka-python", kafka_python_checks)):
             try:
                 fn(b.bootstrap)
             except Exception as e:  # a client exception is a failed check, not a crash
                 import traceback
                 traceback.print_exc()
                 check(False, "%s raised %r" % (name, e))
+        try:
+            create_before_crash(b.bootstrap)
+            b.kill9()
+            b.restart()
+            check_after_crash(b.bootstrap)
+        except Exception as e:
+            import traceback
+            traceback.print_exc()
+            check(False, "restart checks raised %r" % (e,))
         alive = b.alive()
         status = b.stop()
         check(alive and status == 0, "broker stayed up and exited cleanly", (alive, status))

@@ -54,7 +54,9 @@ async function main () {
   check(again === false, 'createTopics of an existing topic returns false', again)
   let err = null
   try {
-    await admin.createTopics({ topics: [{ topic: 'kafkajs-rf3', numPartitions: 1, replicationFactor: 3 }] })
+    await admin.createTopics({
+      topics: [{ topic: 'kafkajs-rf3', numPartitions: 1, replicationFactor: 3 }]
+    })
   } catch (e) { err = e }
   check(err !== null && /replication/i.test(String(err.message) + JSON.stringify(err.errors || [])),
     'createTopics with replication factor 3 fails', err && err.message)
@@ -81,7 +83,11 @@ async function main () {
   // AlterConfigs replaces the whole set: retention.ms goes back to its default.
   await admin.alterConfigs({
     validateOnly: false,
-    resources: [{ type: ConfigResourceTypes.TOPIC, name: topic, configEntries: [{ name: 'cleanup.policy', value: 'compact' }] }]
+    resources: [{
+      type: ConfigResourceTypes.TOPIC,
+      name: topic,
+      configEntries: [{ name: 'cleanup.policy', value: 'compact' }]
+    }]
   })
   c = await configsOf(admin, topic, ['retention.ms', 'cleanup.policy'])
   check(c.entries['cleanup.policy'].configValue === 'compact' &&
@@ -90,7 +96,11 @@ async function main () {
   err = null
   try {
     await admin.alterConfigs({
-      resources: [{ type: ConfigResourceTypes.TOPIC, name: topic, configEntries: [{ name: 'retention.ms', value: 'never' }] }]
+      resources: [{
+        type: ConfigResourceTypes.TOPIC,
+        name: topic,
+        configEntries: [{ name: 'retention.ms', value: 'never' }]
+      }]
     })
   } catch (e) { err = e }
   check(err !== null && /INVALID_CONFIG|invalid/i.test(String(err.type) + String(err.message)),
@@ -98,7 +108,8 @@ async function main () {
 
   await admin.createPartitions({ topicPartitions: [{ topic, count: 4 }] })
   md = await admin.fetchTopicMetadata({ topics: [topic] })
-  check(md.topics[0].partitions.length === 4, 'createPartitions to 4', md.topics[0].partitions.length)
+  check(md.topics[0].partitions.length === 4, 'createPartitions to 4',
+    md.topics[0].partitions.length)
 
   const cluster = await admin.describeCluster()
   check(cluster.brokers.length === 1 && cluster.brokers[0].nodeId === nodeId &&
@@ -113,7 +124,9 @@ async function main () {
     const messages = []
     for (let p = 0; p < 4; p++) {
       for (let i = 0; i < 25 * (p + 1); i++) {
-        messages.push({ partition: p, key: 'k' + p + '-' + i, value: 'v'.repeat(i + 1), headers: { h: 'x' + i } })
+        messages.push({
+          partition: p, key: 'k' + p + '-' + i, value: 'v'.repeat(i + 1), headers: { h: 'x' + i }
+        })
         expected[p]++
       }
     }
@@ -125,7 +138,8 @@ async function main () {
 
   const offsets = await admin.fetchTopicOffsets(topic)
   offsets.sort((a, b) => a.partition - b.partition)
-  check(offsets.length === 4 && offsets.every(o => Number(o.low) === 0 && Number(o.high) === expected[o.partition]),
+  check(offsets.length === 4 &&
+        offsets.every(o => Number(o.low) === 0 && Number(o.high) === expected[o.partition]),
     'fetchTopicOffsets count every record sent ' + JSON.stringify(expected), offsets)
 
   await admin.deleteTopics({ topics: [topic] })
@@ -140,8 +154,8 @@ async function main () {
 
 const t0 = Date.now()
 main().then(() => {
-  console.log((failures === 0 ? 'kafkajs: all checks passed' : 'kafkajs: ' + failures + ' check(s) failed') +
-              ' in ' + (Date.now() - t0) + ' ms')
+  const verdict = failures === 0 ? 'all checks passed' : failures + ' check(s) failed'
+  console.log('kafkajs: ' + verdict + ' in ' + (Date.now() - t0) + ' ms')
   process.exit(failures === 0 ? 0 : 1)
 }, (e) => {
   console.log('FAIL: exception: ' + (e && e.stack ? e.stack : e))

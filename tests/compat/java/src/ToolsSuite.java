@@ -126,42 +126,51 @@ public class ToolsSuite {
         }
     }
 
+    static AlterConfigOp op(String name, String value, AlterConfigOp.OpType type) {
+        return new AlterConfigOp(new ConfigEntry(name, value), type);
+    }
+
+    static void alter(Admin admin, ConfigResource res, AlterConfigOp... ops) throws Exception {
+        admin.incrementalAlterConfigs(Map.of(res, List.of(ops))).all().get();
+    }
+
     static void adminChecks(String topic) throws Exception {
         Properties p = new Properties();
         p.put(AdminClientConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrap);
         try (Admin admin = Admin.create(p)) {
-            Throwable e = cause(() -> admin.createTopics(List.of(new NewTopic("admin-bad", 1, (short) 1)
-                    .configs(Map.of("retention.ms", "soon")))).all().get());
+            NewTopic bad = new NewTopic("admin-bad", 1, (short) 1)
+                    .configs(Map.of("retention.ms", "soon"));
+            Throwable e = cause(() -> admin.createTopics(List.of(bad)).all().get());
             check(e instanceof InvalidConfigurationException
                     && e.getMessage().contains("retention.ms"),
                     "Admin createTopics with an invalid config: InvalidConfigurationException");
-            e = cause(() -> admin.createTopics(List.of(new NewTopic("admin-vo", 2, (short) 1)),
+            NewTopic vo = new NewTopic("admin-vo", 2, (short) 1);
+            e = cause(() -> admin.createTopics(List.of(vo),
                     new CreateTopicsOptions().validateOnly(true)).all().get());
             check(e == null && !admin.listTopics().names().get().contains("admin-vo"),
                     "Admin createTopics validateOnly creates nothing");
 
             ConfigResource res = new ConfigResource(ConfigResource.Type.TOPIC, topic);
             // The topic has cleanup.policy=compact,delete from kafka-configs above.
-            admin.incrementalAlterConfigs(Map.of(res, List.of(new AlterConfigOp(
-                    new ConfigEntry("cleanup.policy", "delete"), AlterConfigOp.OpType.SUBTRACT))))
-                    .all().get();
+            alter(admin, res, op("cleanup.policy", "delete", AlterConfigOp.OpType.SUBTRACT));
             String v = describeOne(admin, topic, "cleanup.policy");
-            check("compact/DYNAMIC_TOPIC_CONFIG".equals(v), "incrementalAlterConfigs SUBTRACT: " + v);
-            admin.incrementalAlterConfigs(Map.of(res, List.of(new AlterConfigOp(
-                    new ConfigEntry("cleanup.policy", "delete"), AlterConfigOp.OpType.APPEND))))
-                    .all().get();
+            check("compact/DYNAMIC_TOPIC_CONFIG".equals(v),
+                    "incrementalAlterConfigs SUBTRACT: " + v);
+            alter(admin, res, op("cleanup.policy", "delete", AlterConfigOp.OpType.APPEND));
             v = describeOne(admin, topic, "cleanup.policy");
-            check("compact,delete/DYNAMIC_TOPIC_CONFIG".equals(v), "incrementalAlterConfigs APPEND: " + v);
-            e = cause(() -> admin.incrementalAlterConfigs(Map.of(res, List.of(new AlterConfigOp(
-                    new ConfigEntry("retention.ms", "5"), AlterConfigOp.OpType.APPEND)))).all().get());
+            check("compact,delete/DYNAMIC_TOPIC_CONFIG".equals(v),
+                    "incrementalAlterConfigs APPEND: " + v);
+            e = cause(() -> {
+                alter(admin, res, op("retention.ms", "5", AlterConfigOp.OpType.APPEND));
+                return null;
+            });
             check(e instanceof InvalidConfigurationException,
                     "incrementalAlterConfigs APPEND to a non-list config fails: " + e);
-            admin.incrementalAlterConfigs(Map.of(res, List.of(
-                    new AlterConfigOp(new ConfigEntry("cleanup.policy", ""), AlterConfigOp.OpType.DELETE),
-                    new AlterConfigOp(new ConfigEntry("segment.ms", "3600000"), AlterConfigOp.OpType.SET))))
-                    .all().get();
+            alter(admin, res, op("cleanup.policy", "", AlterConfigOp.OpType.DELETE),
+                    op("segment.ms", "3600000", AlterConfigOp.OpType.SET));
             check("delete/DEFAULT_CONFIG".equals(describeOne(admin, topic, "cleanup.policy"))
-                    && "3600000/DYNAMIC_TOPIC_CONFIG".equals(describeOne(admin, topic, "segment.ms")),
+                    && "3600000/DYNAMIC_TOPIC_CONFIG".equals(
+                            describeOne(admin, topic, "segment.ms")),
                     "incrementalAlterConfigs DELETE + SET");
 
             DescribeClusterResult dc = admin.describeCluster();
@@ -200,12 +209,13 @@ public class ToolsSuite {
 
         // 2. kafka-topics
         String t = "tools-topic";
-        Result r = topics("--create", "--topic", t, "--partitions", "3", "--replication-factor", "1",
-                "--config", "retention.ms=123456");
+        Result r = topics("--create", "--topic", t, "--partitions", "3",
+                "--replication-factor", "1", "--config", "retention.ms=123456");
         check(r.status == 0 && r.out.contains("Created topic " + t + "."), "topics --create");
         r = topics("--create", "--topic", t, "--partitions", "1");
         check(r.status != 0 && r.out.contains("already exists"), "topics --create twice fails");
-        r = topics("--create", "--topic", "tools-rf3", "--partitions", "1", "--replication-factor", "3");
+        r = topics("--create", "--topic", "tools-rf3", "--partitions", "1",
+                "--replication-factor", "3");
         check(r.status != 0 && r.out.contains("InvalidReplicationFactorException"),
                 "topics --create with replication factor 3 fails");
         r = topics("--create", "--topic", "tools-bad-config", "--config", "retention.ms=soon");
