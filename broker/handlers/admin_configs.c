@@ -627,8 +627,9 @@ typedef struct kafka_incremental_alter_configs_request_alter_configs_resource ia
 typedef struct kafka_incremental_alter_configs_response_alter_configs_resource_response
     iac_result;
 
-/* Splits a list value at commas, trimming blanks and dropping empty items (Kafka's ConfigDef
- * LIST parsing). Items point into a copy in the arena. */
+/* Splits a list value at commas and drops empty items, as Kafka's controller does
+ * (ConfigurationControlManager.getParts): items are not trimmed. Items point into a copy in
+ * the arena. */
 static int list_split(struct kafka_arena *a, const char *value, char ***items, size_t *count)
 {
     size_t cap = 1;
@@ -644,12 +645,7 @@ static int list_split(struct kafka_arena *a, const char *value, char ***items, s
         char *comma = strchr(p, ',');
         if (comma)
             *comma = '\0';
-        while (*p == ' ' || *p == '\t')
-            p++;
-        size_t len = strlen(p);
-        while (len > 0 && (p[len - 1] == ' ' || p[len - 1] == '\t'))
-            p[--len] = '\0';
-        if (len > 0) {
+        if (*p != '\0') {
             LM_ASSERT(n < cap);
             it[n++] = p;
         }
@@ -660,10 +656,10 @@ static int list_split(struct kafka_arena *a, const char *value, char ***items, s
     return 0;
 }
 
-/* APPEND adds each item not yet in the list, in order; SUBTRACT removes every occurrence of
- * each item (KIP-339). The base is the topic's override, else Kafka's default for the config,
- * as Kafka's controller does (ConfigurationControlManager): a broker-level setting of the
- * synonym does not seed it. */
+/* KIP-339 on a list value, exactly as Kafka's controller applies it: APPEND adds each item of
+ * arg that the list does not hold yet, in order; SUBTRACT removes, for each item of arg, its
+ * first occurrence. The base is the topic's override, else Kafka's static default of the
+ * config (a broker-level setting of the synonym does not seed it). */
 static int list_edit(struct kafka_arena *a, const char *base, const char *arg, bool append,
                      char **out)
 {
@@ -677,21 +673,23 @@ static int list_edit(struct kafka_arena *a, const char *base, const char *arg, b
     char **res = kafka_arena_alloc_array(a, nh + nd + 1, sizeof(char *), 8);
     if (res == NULL)
         return LM_E_NOMEM;
-    size_t nr = 0, len = 1;
-    for (size_t i = 0; i < nh; i++) {
-        bool drop = false;
-        for (size_t k = 0; !append && k < nd && !drop; k++)
-            drop = strcmp(have[i], delta[k]) == 0;
-        if (!drop)
-            res[nr++] = have[i];
-    }
-    for (size_t k = 0; append && k < nd; k++) {
-        bool present = false;
-        for (size_t i = 0; i < nr && !present; i++)
-            present = strcmp(res[i], delta[k]) == 0;
-        if (!present)
+    size_t nr = nh;
+    memcpy(res, have, nh * sizeof(char *));
+    for (size_t k = 0; k < nd; k++) {
+        size_t at = nr;
+        for (size_t i = 0; i < nr && at == nr; i++) {
+            if (strcmp(res[i], delta[k]) == 0)
+                at = i;
+        }
+        if (append && at == nr) {
             res[nr++] = delta[k];
+        } else if (!append && at < nr) {
+            memmove(res + at, res + at + 1, (nr - at - 1) * sizeof(char *));
+            nr--;
+        }
     }
+    LM_ASSERT(nr <= nh + nd);
+    size_t len = 1;
     for (size_t i = 0; i < nr; i++)
         len += strlen(res[i]) + 1;
     char *buf = kafka_arena_alloc(a, len, 1);
@@ -762,8 +760,8 @@ static int iac_topic(const struct admin_env *env, bool validate_only, const iac_
         }
         if (def->type != LM_CONFIG_LIST)
             return SET_ERR(a, res->error_code, res->error_message, KAFKA_INVALID_CONFIG,
-                           "Config value %s is not allowed for config key: %s",
-                           op == ADMIN_OP_APPEND ? "append" : "subtract", name);
+                           "Can't %s to key %s because its type is not LIST.",
+                           op == ADMIN_OP_APPEND ? "APPEND" : "SUBTRACT", name);
         const char *base = override_get(&s, name);
         char *edited = NULL;
         rc = list_edit(a, base ? base : def->default_value, value, op == ADMIN_OP_APPEND,

@@ -758,15 +758,17 @@ static void test_incremental_alter_configs(void **state)
                      KAFKA_INVALID_REQUEST);
     assert_int_equal(IALTER(f, 1, "zz", false, {"retention.ms", ADMIN_OP_SET, "1"}),
                      KAFKA_UNKNOWN_TOPIC_OR_PARTITION);
-    /* list items with blanks are normalised */
-    assert_int_equal(IALTER(f, 1, "ic", false,
-                            {"leader.replication.throttled.replicas", ADMIN_OP_APPEND, "0:7, 1:7"}),
+    /* Kafka's list edits: items split at commas, empty ones dropped, not trimmed; SUBTRACT
+     * removes the first occurrence of each item */
+    const char *thr = "leader.replication.throttled.replicas";
+    assert_int_equal(IALTER(f, 1, "ic", false, {thr, ADMIN_OP_APPEND, "0:7,,1:7"}), KAFKA_NONE);
+    assert_string_equal(override_of(f, "ic", thr), "0:7,1:7"); /* default "" gives no item */
+    assert_int_equal(IALTER(f, 1, "ic", false, {thr, ADMIN_OP_SET, "1:7,1:7,2:7"}), KAFKA_NONE);
+    assert_int_equal(IALTER(f, 1, "ic", false, {thr, ADMIN_OP_SUBTRACT, "1:7"}), KAFKA_NONE);
+    assert_string_equal(override_of(f, "ic", thr), "1:7,2:7");
+    assert_int_equal(IALTER(f, 1, "ic", false, {thr, ADMIN_OP_APPEND, "3:7,3:7, 4:7"}),
                      KAFKA_NONE);
-    assert_string_equal(override_of(f, "ic", "leader.replication.throttled.replicas"), "0:7,1:7");
-    assert_int_equal(IALTER(f, 1, "ic", false,
-                            {"leader.replication.throttled.replicas", ADMIN_OP_SUBTRACT, "0:7"}),
-                     KAFKA_NONE);
-    assert_string_equal(override_of(f, "ic", "leader.replication.throttled.replicas"), "1:7");
+    assert_string_equal(override_of(f, "ic", thr), "1:7,2:7,3:7, 4:7");
     /* broker: SET refused, DELETE a no-op */
     struct op set = {"log.retention.ms", ADMIN_OP_SET, "1"};
     struct op del = {"log.retention.ms", ADMIN_OP_DELETE, NULL};
