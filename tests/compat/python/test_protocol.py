@@ -1,0 +1,303 @@
+"""Wire-level checks of the data-path handlers with hand-built frames (stdlib + confluent-kafka
+to produce): ApiVersions ranges and KIP-511 fallback, Produce v0-2 refused as Kafka 4 does, a
+known but unserved API answered UNSUPPORTED_VERSION, ListOffsets (earliest/latest/max
+timestamp), OffsetForLeaderEpoch, DeleteRecords, Fetch errors (out of range, KIP-320 epochs)
+and the long-poll (woken by an append; max_wait honoured).
+
+    /usr/bin/python3 test_protocol.py --io uring|epoll
+"""
+import argparse
+import os
+import socket
+import struct
+import sys
+import threading
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "harness"))
+from laminar_harness import Broker  # noqa: E402
+
+import confluent_kafka as ck  # noqa: E402
+
+TOPIC = "proto"
+
+
+def check(cond, what):
+    if not cond:
+        raise AssertionError(what)
+
+
+def s16(v):
+    return struct.pack(">h", v)
+
+
+def s32(v):
+    return struct.pack(">i", v)
+
+
+def s64(v):
+    return struct.pack(">q", v)
+
+
+def sstr(s):
+    b = s.encode()
+    return s16(len(b)) + b
+
+
+def arr(items):
+    return s32(len(items)) + b"".join(items)
+
+
+def uvar(n):
+    out = b""
+    while True:
+        b7 = n & 0x7F
+        n >>= 7
+        if n:
+            out += bytes([b7 | 0x80])
+        else:
+            return out + bytes([b7])
+
+
+def cstr(s):  # compact string (KIP-482)
+    b = s.encode()
+    return uvar(len(b) + 1) + b
+
+
+def carr(items):  # compact array; each item carries its own tagged-field byte
+    return uvar(len(items) + 1) + b"".join(items)
+
+
+TAGS = b"\x00"  # empty tagged-field section
+
+
+class Reader:
+    def __init__(self, b):
+        self.b, self.p = b, 0
+
+    def take(self, fmt):
+        v = struct.unpack_from(fmt, self.b, self.p)
+        self.p += struct.calcsize(fmt)
+        return v[0]
+
+    def i8(self):
+        return self.take(">b")
+
+    def i16(self):
+        return self.take(">h")
+
+    def i32(self):
+        return self.take(">i")
+
+    def i64(self):
+        return self.take(">q")
+
+    def uvar(self):
+        v, shift = 0, 0
+        while True:
+            b7 = self.b[self.p]
+            self.p += 1
+            v |= (b7 & 0x7F) << shift
+            shift += 7
+            if not b7 & 0x80:
+                return v
+
+    def cstr(self):
+        n = self.uvar() - 1
+        s = self.b[self.p:self.p + n].decode()
+        self.p += n
+        return s
+
+    def str(self):
+        n = self.i16()
+        if n < 0:
+            return None
+        s = self.b[self.p:self.p + n].decode()
+        self.p += n
+        return s
+
+    def bytes(self):
+        n = self.i32()
+        if n < 0:
+            return None
+        s = self.b[self.p:self.p + n]
+        self.p += n
+        return s
+
+
+class Conn:
+    def __init__(self, b):
+        self.s = socket.create_connection((b.host, b.port), timeout=15)
+        self.corr = 0
+
+    def call(self, key, version, body, flexible=False):
+        self.corr += 1
+        hdr = s16(key) + s16(version) + s32(self.corr) + sstr("proto-test")
+        if flexible:
+            hdr += TAGS  # request header v2
+        self.s.sendall(s32(len(hdr) + len(body)) + hdr + body)
+        n = struct.unpack(">i", self.recv(4))[0]
+        data = self.recv(n)
+        r = Reader(data)
+        check(r.i32() == self.corr, "correlation id")
+        if flexible:
+            check(r.uvar() == 0, "response header v1 tags")
+        return r
+
+    def recv(self, n):
+        buf = b""
+        while len(buf) < n:
+            c = self.s.recv(n - len(buf))
+            if not c:
+                raise EOFError("closed")
+            buf += c
+        return buf
+
+
+def api_versions(r):
+    err = r.i16()
+    out = {}
+    for _ in range(r.i32()):
+        k, lo, hi = r.i16(), r.i16(), r.i16()
+        out[k] = (lo, hi)
+    return err, out
+
+
+def produce(b, n):
+    p = ck.Producer({"bootstrap.servers": b.bootstrap, "enable.idempotence": False})
+    for i in range(n):
+        p.produce(TOPIC, value=b"v%d" % i, partition=0, timestamp=1_600_000_000_000 + i * 10)
+        if i % 7 == 0:
+            p.flush(10)  # several batches
+    check(p.flush(30) == 0, "flush")
+
+
+def fetch_v9(c, offset, epoch=-1, max_wait=0, min_bytes=0):
+    body = (s32(-1) + s32(max_wait) + s32(min_bytes) + s32(1 << 20) + b"\x00" + s32(0) + s32(-1) +
+            arr([sstr(TOPIC) + arr([s32(0) + s32(epoch) + s64(offset) + s64(-1) +
+                                    s32(1 << 20)])]) + arr([]) + sstr(""))
+    r = c.call(1, 9, body)
+    r.i32()
+    top = r.i16()
+    r.i32()
+    check(r.i32() == 1 and r.str() == TOPIC and r.i32() == 1, "fetch shape")
+    part, err, hw, lso, lstart = r.i32(), r.i16(), r.i64(), r.i64(), r.i64()
+    na = r.i32()
+    check(na <= 0, "aborted transactions")
+    recs = r.bytes()
+    check(part == 0 and top == 0, "fetch top error %d" % top)
+    return err, hw, lso, lstart, recs
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--io", default="uring")
+    io = ap.parse_args().io
+    b = Broker(io=io, shards=2, config={"num.partitions": "1"})
+    try:
+        b.start()
+        c = Conn(b)
+        err, apis = api_versions(c.call(18, 0, b""))
+        check(err == 0, "ApiVersions v0 error %d" % err)
+        for k, rng in {0: (0, 11), 1: (4, 17), 2: (1, 10), 3: (0, 12), 18: (0, 4), 21: (0, 2),
+                       23: (2, 4)}.items():
+            check(apis.get(k) == rng, "api %d advertised %r, want %r" % (k, apis.get(k), rng))
+        # KIP-511: a too-new ApiVersions gets error 35 and a v0 body with our ranges.
+        hdr = s16(18) + s16(42) + s32(777) + sstr("x") + b"\x00"
+        c.s.sendall(s32(len(hdr) + 2) + hdr + b"\x00\x00")
+        n = struct.unpack(">i", c.recv(4))[0]
+        r = Reader(c.recv(n))
+        check(r.i32() == 777, "corr")
+        err, apis2 = api_versions(r)
+        check(err == 35 and apis2 == apis, "ApiVersions v42: error %d" % err)
+
+        produce(b, 50)
+        # Produce v2 (message format v0/v1 era) is refused per partition as Kafka 4 does.
+        body = s16(1) + s32(1000) + arr([sstr(TOPIC) + arr([s32(0) + s32(-1)])])
+        r = c.call(0, 2, body)
+        check(r.i32() == 1 and r.str() == TOPIC and r.i32() == 1, "produce v2 shape")
+        check(r.i32() == 0 and r.i16() == 35, "produce v2 not UNSUPPORTED_VERSION")
+        # FindCoordinator (known, not served yet): UNSUPPORTED_VERSION, connection kept.
+        r = c.call(10, 0, sstr("g"))
+        check(r.i16() == 35, "FindCoordinator not answered UNSUPPORTED_VERSION")
+
+        # ListOffsets v7 (flexible): earliest, latest, max timestamp (KIP-734), by timestamp.
+        def list_offsets(ts, epoch=-1):
+            body = (s32(-1) + b"\x00" + carr([cstr(TOPIC) + carr([s32(0) + s32(epoch) + s64(ts) +
+                                                                 TAGS]) + TAGS]) + TAGS)
+            r = c.call(2, 7, body, flexible=True)
+            r.i32()
+            check(r.uvar() == 2 and r.cstr() == TOPIC and r.uvar() == 2, "list offsets shape")
+            return r.i32(), r.i16(), r.i64(), r.i64(), r.i32()
+
+        check(list_offsets(-2)[1:4:2] == (0, 0), "earliest")
+        check(list_offsets(-1)[1:4:2] == (0, 50), "latest")
+        _, e, ts, off, ep = list_offsets(-3)
+        check((e, ts, off, ep) == (0, 1_600_000_000_000 + 490, 49, 0), "max timestamp")
+        _, e, ts, off, _ = list_offsets(1_600_000_000_000 + 205)
+        check((e, off, ts) == (0, 21, 1_600_000_000_000 + 210), "by timestamp %r" % ((e, off, ts),))
+        check(list_offsets(1_700_000_000_000)[3] == -1, "timestamp after the end")
+        check(list_offsets(-1, epoch=3)[1] == 75, "UNKNOWN_LEADER_EPOCH")
+
+        # OffsetForLeaderEpoch v2: epoch 0 ends at the log end; a newer current epoch is unknown.
+        def ofle(cur, ep):
+            body = arr([sstr(TOPIC) + arr([s32(0) + s32(cur) + s32(ep)])])
+            r = c.call(23, 2, body)
+            r.i32()
+            check(r.i32() == 1 and r.str() == TOPIC and r.i32() == 1, "ofle shape")
+            return r.i16(), r.i32(), r.i32(), r.i64()
+
+        check(ofle(0, 0) == (0, 0, 0, 50), "OffsetForLeaderEpoch %r" % (ofle(0, 0),))
+        check(ofle(7, 0)[0] == 75, "OffsetForLeaderEpoch epoch check")
+
+        # Fetch: whole batch from mid-batch offset, out of range, fenced epoch.
+        err, hw, lso, lstart, recs = fetch_v9(c, 3)
+        check(err == 0 and hw == 50 and lso == 50 and lstart == 0 and len(recs) > 61, "fetch")
+        base = struct.unpack(">q", recs[:8])[0]
+        check(base <= 3, "fetch starts with the batch holding offset 3 (base %d)" % base)
+        check(fetch_v9(c, 51)[0] == 1, "fetch beyond the end: OFFSET_OUT_OF_RANGE")
+        check(fetch_v9(c, 0, epoch=1)[0] == 75, "fetch epoch 1: UNKNOWN_LEADER_EPOCH")
+
+        # DeleteRecords v1: moves the log start; beyond the high watermark is out of range.
+        def delete_records(off):
+            body = arr([sstr(TOPIC) + arr([s32(0) + s64(off)])]) + s32(5000)
+            r = c.call(21, 1, body)
+            r.i32()
+            check(r.i32() == 1 and r.str() == TOPIC and r.i32() == 1, "delete shape")
+            return r.i32(), r.i64(), r.i16()
+
+        check(delete_records(10) == (0, 10, 0), "delete records to 10")
+        check(delete_records(1000)[2] == 1, "delete beyond HW")
+        check(list_offsets(-2)[3] == 10, "earliest after delete")
+        check(fetch_v9(c, 5)[0] == 1, "fetch below log start")
+        check(fetch_v9(c, 10)[3] == 10, "log start offset in fetch")
+
+        # Long-poll: a fetch at the end parks, an append wakes it well before max_wait.
+        t = threading.Timer(0.5, lambda: produce(b, 1))
+        t0 = time.monotonic()
+        t.start()
+        err, hw, _, _, recs = fetch_v9(c, 50, max_wait=10000, min_bytes=1)
+        dt = time.monotonic() - t0
+        t.join()
+        check(err == 0 and hw == 51 and len(recs) > 0, "long-poll woke without data")
+        check(0.3 < dt < 8, "long-poll answered after %.2f s" % dt)
+        t0 = time.monotonic()
+        err, _, _, _, recs = fetch_v9(c, 51, max_wait=400, min_bytes=1)
+        dt = time.monotonic() - t0
+        check(err == 0 and len(recs) == 0 and 0.3 < dt < 5, "max_wait: %.2f s" % dt)
+        c.s.close()
+        check(b.alive(), "broker died")
+        check(b.stop() == 0, "exit status")
+        print("PASS protocol (%s)" % io)
+        return 0
+    except Exception as e:  # noqa: BLE001
+        import traceback
+        traceback.print_exc()
+        print("FAIL protocol (%s): %s\nlog tail:\n%s" % (io, e, b.log_text()[-3000:]))
+        return 1
+    finally:
+        b.cleanup()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
