@@ -362,17 +362,21 @@ int admin_describe_configs(const struct admin_env *env, int16_t version,
 
 /* ---------------------------------------------------------------- alter helpers */
 
-/* Is resource i the same (type, name) as an earlier or later one? Kafka refuses duplicates. */
-#define RESOURCE_DUPLICATED(arr, count, i)                                                     \
+/* Marks resources named twice (same type and name) in a request: Kafka refuses each of them.
+ * The key of a resource is its type byte followed by its name. */
+#define RESOURCE_DUPLICATES(a, arr, count, dup_out)                                            \
     ({                                                                                         \
-        bool dup_ = false;                                                                     \
-        for (int32_t j_ = 0; j_ < (count) && !dup_; j_++) {                                    \
-            dup_ = j_ != (i) && (arr)[j_].resource_type == (arr)[i].resource_type &&           \
-                   (arr)[j_].resource_name.len == (arr)[i].resource_name.len &&                \
-                   memcmp((arr)[j_].resource_name.ptr, (arr)[i].resource_name.ptr,             \
-                          (size_t)(arr)[i].resource_name.len) == 0;                            \
-        }                                                                                      \
-        dup_;                                                                                  \
+        int rc_ = 0;                                                                           \
+        struct kafka_str *keys_ =                                                              \
+            kafka_arena_alloc_array((a), (size_t)((count) > 0 ? (count) : 1), sizeof(*keys_), 8); \
+        if (keys_ == NULL)                                                                     \
+            rc_ = LM_E_NOMEM;                                                                  \
+        for (int32_t i_ = 0; rc_ == 0 && i_ < (count); i_++)                                   \
+            rc_ = admin_fmt((a), &keys_[i_], "%c%.*s", (char)(arr)[i_].resource_type,          \
+                            (int)(arr)[i_].resource_name.len, (arr)[i_].resource_name.ptr);    \
+        if (rc_ == 0)                                                                          \
+            rc_ = admin_mark_duplicates((a), keys_, (count), (dup_out));                       \
+        rc_;                                                                                   \
     })
 
 /* A topic's override set being edited: entries in the arena. */
@@ -591,13 +595,17 @@ int admin_alter_configs(const struct admin_env *env, int16_t version,
     if (rs->responses == NULL)
         return LM_E_NOMEM;
     rs->responses_count = n;
+    bool *dup = NULL;
+    int drc = RESOURCE_DUPLICATES(a, rq->resources, n, &dup);
+    if (drc != 0)
+        return drc;
     for (int32_t i = 0; i < n; i++) {
         const ac_resource *r = &rq->resources[i];
         ac_result *res = &rs->responses[i];
         *res = (ac_result){.error_code = KAFKA_NONE, .error_message = KAFKA_STR_NULL,
                            .resource_type = r->resource_type, .resource_name = r->resource_name};
         int rc = 0;
-        if (RESOURCE_DUPLICATED(rq->resources, n, i)) {
+        if (dup[i]) {
             rc = SET_ERR(a, res->error_code, res->error_message, KAFKA_INVALID_REQUEST,
                          "Duplicate resource in request.");
         } else if (r->resource_type == ADMIN_RESOURCE_TOPIC) {
@@ -725,14 +733,20 @@ static int iac_topic(const struct admin_env *env, bool validate_only, const iac_
     if (!found)
         return SET_ERR(a, res->error_code, res->error_message, KAFKA_UNKNOWN_TOPIC_OR_PARTITION,
                        "The topic '%s' does not exist.", topic ? topic : "");
+    struct kafka_str *names = kafka_arena_alloc_array(a, (size_t)(n > 0 ? n : 1),
+                                                      sizeof(*names), 8);
+    bool *dup = NULL;
+    if (names == NULL)
+        return LM_E_NOMEM;
+    for (int32_t i = 0; i < n; i++)
+        names[i] = r->configs[i].name;
+    rc = admin_mark_duplicates(a, names, n, &dup);
+    if (rc != 0)
+        return rc;
     for (int32_t i = 0; i < n; i++) {
-        for (int32_t j = 0; j < i; j++) {
-            if (r->configs[j].name.len == r->configs[i].name.len &&
-                memcmp(r->configs[j].name.ptr, r->configs[i].name.ptr,
-                       (size_t)r->configs[i].name.len) == 0)
-                return SET_ERR(a, res->error_code, res->error_message, KAFKA_INVALID_REQUEST,
-                               "Error due to duplicate config keys");
-        }
+        if (dup[i])
+            return SET_ERR(a, res->error_code, res->error_message, KAFKA_INVALID_REQUEST,
+                           "Error due to duplicate config keys");
     }
     /* Every operation is checked and applied to a copy; nothing is stored unless all pass. */
     for (int32_t i = 0; i < n; i++) {
@@ -789,13 +803,17 @@ int admin_incremental_alter_configs(const struct admin_env *env, int16_t version
     if (rs->responses == NULL)
         return LM_E_NOMEM;
     rs->responses_count = n;
+    bool *dup = NULL;
+    int drc = RESOURCE_DUPLICATES(a, rq->resources, n, &dup);
+    if (drc != 0)
+        return drc;
     for (int32_t i = 0; i < n; i++) {
         const iac_resource *r = &rq->resources[i];
         iac_result *res = &rs->responses[i];
         *res = (iac_result){.error_code = KAFKA_NONE, .error_message = KAFKA_STR_NULL,
                             .resource_type = r->resource_type, .resource_name = r->resource_name};
         int rc = 0;
-        if (RESOURCE_DUPLICATED(rq->resources, n, i)) {
+        if (dup[i]) {
             rc = SET_ERR(a, res->error_code, res->error_message, KAFKA_INVALID_REQUEST,
                          "Duplicate resource in request.");
         } else if (r->resource_type == ADMIN_RESOURCE_TOPIC) {

@@ -100,6 +100,14 @@ int admin_fmt(struct kafka_arena *a, struct kafka_str *out, const char *fmt, ...
     __attribute__((format(printf, 3, 4)));
 /* admin_kstr_eq tells whether s (not null) equals the C string c. */
 bool admin_kstr_eq(struct kafka_str s, const char *c);
+/* admin_kstr_same tells whether two strings are equal (two nulls are equal). */
+bool admin_kstr_same(struct kafka_str x, struct kafka_str y);
+/* admin_mark_duplicates sets (*dup)[i] for every i whose key occurs more than once among
+ * keys[0..n), in O(n log n) so a request with many entries cannot stall the shard (Kafka
+ * answers every occurrence of a duplicate with INVALID_REQUEST). *dup is in the arena.
+ * Returns 0 or LM_E_NOMEM. */
+int admin_mark_duplicates(struct kafka_arena *a, const struct kafka_str *keys, int32_t n,
+                          bool **dup);
 
 /* The broker's settings that stand for topic defaults (each topic config's broker synonym and
  * the unit keys log.retention.minutes|hours, log.roll.hours, log.roll.jitter.hours), as set in

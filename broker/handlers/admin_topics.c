@@ -251,22 +251,18 @@ static int create_check_configs(const struct kafka_create_topics_request_creatab
 }
 
 static int create_one(const struct admin_env *env, int16_t version, bool validate_only,
-                      const struct kafka_create_topics_request *rq, int32_t index,
+                      const struct kafka_create_topics_request_creatable_topic *t, bool dup,
                       const struct lm_config_entry *brk, size_t brk_count, struct kafka_arena *a,
                       struct kafka_create_topics_response_creatable_topic_result *res)
 {
-    const struct kafka_create_topics_request_creatable_topic *t = &rq->topics[index];
     struct create_plan p = {0};
     int rc = admin_cstr(a, t->name, &p.name);
     if (rc != 0)
         return rc;
     LM_ASSERT(p.name != NULL);
-    for (int32_t j = 0; j < rq->topics_count; j++) {
-        if (j != index && t->name.len == rq->topics[j].name.len &&
-            memcmp(t->name.ptr, rq->topics[j].name.ptr, (size_t)t->name.len) == 0)
-            return SET_ERR(a, res->error_code, res->error_message, KAFKA_INVALID_REQUEST,
-                           "Duplicate topic name.");
-    }
+    if (dup)
+        return SET_ERR(a, res->error_code, res->error_message, KAFKA_INVALID_REQUEST,
+                       "Duplicate topic name.");
     if (lm_meta_topic_name_valid(p.name) != 0 || strlen(p.name) != (size_t)t->name.len)
         return SET_ERR(a, res->error_code, res->error_message, KAFKA_INVALID_TOPIC_EXCEPTION,
                        "Topic name '%s' is illegal: it must be 1 to %d characters of ASCII "
@@ -340,6 +336,16 @@ int admin_create_topics(const struct admin_env *env, int16_t version,
     int rc = admin_broker_topic_entries(env->cfg, a, &brk, &brk_count);
     if (rc != 0)
         return rc;
+    struct kafka_str *names = kafka_arena_alloc_array(a, (size_t)(n > 0 ? n : 1),
+                                                      sizeof(*names), 8);
+    bool *dup = NULL;
+    if (names == NULL)
+        return LM_E_NOMEM;
+    for (int32_t i = 0; i < n; i++)
+        names[i] = rq->topics[i].name;
+    rc = admin_mark_duplicates(a, names, n, &dup);
+    if (rc != 0)
+        return rc;
     for (int32_t i = 0; i < n; i++) {
         struct kafka_create_topics_response_creatable_topic_result *res = &rs->topics[i];
         *res = (struct kafka_create_topics_response_creatable_topic_result){
@@ -351,7 +357,8 @@ int admin_create_topics(const struct admin_env *env, int16_t version,
             .configs = NULL,
             .configs_count = -1,
         };
-        rc = create_one(env, version, rq->validate_only, rq, i, brk, brk_count, a, res);
+        rc = create_one(env, version, rq->validate_only, &rq->topics[i], dup[i], brk,
+                        brk_count, a, res);
         if (rc != 0)
             return rc;
     }
@@ -395,6 +402,30 @@ int admin_delete_topics(const struct admin_env *env, int16_t version,
         return LM_E_NOMEM;
     rs->responses_count = n;
     bool enabled = delete_topics_enabled(env->cfg);
+    /* Duplicates: names among the entries given by name, ids among those given by id only. */
+    struct kafka_str *keys = kafka_arena_alloc_array(a, (size_t)(n > 0 ? n : 1) * 2,
+                                                     sizeof(*keys), 8);
+    if (keys == NULL)
+        return LM_E_NOMEM;
+    for (int32_t i = 0; i < n; i++) {
+        struct kafka_str nm = by_state ? rq->topics[i].name : rq->topic_names[i];
+        /* Distinct placeholders so entries without a name (or id) never match each other. */
+        int rc = admin_fmt(a, &keys[i], "%c%d", 0, i);
+        if (rc == 0 && nm.len >= 0)
+            keys[i] = nm;
+        if (rc == 0)
+            rc = admin_fmt(a, &keys[n + i], "%c%d", 0, i);
+        if (rc != 0)
+            return rc;
+        if (by_state && nm.len < 0)
+            keys[n + i] = (struct kafka_str){(const char *)rq->topics[i].topic_id.b, 16};
+    }
+    bool *dup_name = NULL, *dup_id = NULL;
+    int drc = admin_mark_duplicates(a, keys, n, &dup_name);
+    if (drc == 0)
+        drc = admin_mark_duplicates(a, keys + n, n, &dup_id);
+    if (drc != 0)
+        return drc;
     for (int32_t i = 0; i < n; i++) {
         struct kafka_delete_topics_response_deletable_topic_result *res = &rs->responses[i];
         struct kafka_str name = by_state ? rq->topics[i].name : rq->topic_names[i];
@@ -406,18 +437,7 @@ int admin_delete_topics(const struct admin_env *env, int16_t version,
             .error_message = KAFKA_STR_NULL};
         bool has_name = name.len >= 0, has_id = !uuid_zero(&id);
         int rc = 0;
-        bool dup = false;
-        for (int32_t j = 0; j < n && !dup; j++) {
-            if (j == i)
-                continue;
-            if (has_name) {
-                struct kafka_str o = by_state ? rq->topics[j].name : rq->topic_names[j];
-                dup = o.len == name.len && memcmp(o.ptr, name.ptr, (size_t)name.len) == 0;
-            } else if (has_id) {
-                dup = memcmp(rq->topics[j].topic_id.b, id.b, 16) == 0 &&
-                      rq->topics[j].name.len < 0;
-            }
-        }
+        bool dup = has_name ? dup_name[i] : dup_id[i];
         if (!enabled) {
             rc = SET_ERR(a, res->error_code, res->error_message, KAFKA_TOPIC_DELETION_DISABLED,
                          "Topic deletion is disabled (delete.topic.enable=false).");
@@ -470,16 +490,12 @@ int admin_delete_topics(const struct admin_env *env, int16_t version,
 typedef struct kafka_create_partitions_response_create_partitions_topic_result cp_result;
 
 static int partitions_one(const struct admin_env *env, bool validate_only,
-                          const struct kafka_create_partitions_request *rq, int32_t index,
-                          struct kafka_arena *a, cp_result *res)
+                          const struct kafka_create_partitions_request_create_partitions_topic *t,
+                          bool dup, struct kafka_arena *a, cp_result *res)
 {
-    const struct kafka_create_partitions_request_create_partitions_topic *t = &rq->topics[index];
-    for (int32_t j = 0; j < rq->topics_count; j++) {
-        if (j != index && t->name.len == rq->topics[j].name.len &&
-            memcmp(t->name.ptr, rq->topics[j].name.ptr, (size_t)t->name.len) == 0)
-            return SET_ERR(a, res->error_code, res->error_message, KAFKA_INVALID_REQUEST,
-                           "Duplicate topic name.");
-    }
+    if (dup)
+        return SET_ERR(a, res->error_code, res->error_message, KAFKA_INVALID_REQUEST,
+                       "Duplicate topic name.");
     char *name = NULL;
     int rc = admin_cstr(a, t->name, &name);
     if (rc != 0)
@@ -552,11 +568,22 @@ int admin_create_partitions(const struct admin_env *env, int16_t version,
     if (rs->results == NULL)
         return LM_E_NOMEM;
     rs->results_count = n;
+    struct kafka_str *names = kafka_arena_alloc_array(a, (size_t)(n > 0 ? n : 1),
+                                                      sizeof(*names), 8);
+    bool *dup = NULL;
+    if (names == NULL)
+        return LM_E_NOMEM;
+    for (int32_t i = 0; i < n; i++)
+        names[i] = rq->topics[i].name;
+    int drc = admin_mark_duplicates(a, names, n, &dup);
+    if (drc != 0)
+        return drc;
     for (int32_t i = 0; i < n; i++) {
         rs->results[i] = (cp_result){.name = rq->topics[i].name,
                                      .error_code = KAFKA_NONE,
                                      .error_message = KAFKA_STR_NULL};
-        int rc = partitions_one(env, rq->validate_only, rq, i, a, &rs->results[i]);
+        int rc = partitions_one(env, rq->validate_only, &rq->topics[i], dup[i], a,
+                                &rs->results[i]);
         if (rc != 0)
             return rc;
     }

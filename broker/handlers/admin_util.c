@@ -1,5 +1,6 @@
 /* Helpers shared by the admin handlers: strings in the request arena and the broker-side
  * sources of topic config values (admin_core.h). */
+#define _GNU_SOURCE /* qsort_r */
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -57,6 +58,45 @@ bool admin_kstr_eq(struct kafka_str s, const char *c)
 {
     size_t n = strlen(c);
     return s.len >= 0 && (size_t)s.len == n && (n == 0 || memcmp(s.ptr, c, n) == 0);
+}
+
+bool admin_kstr_same(struct kafka_str x, struct kafka_str y)
+{
+    if (x.len != y.len)
+        return false;
+    return x.len <= 0 || memcmp(x.ptr, y.ptr, (size_t)x.len) == 0;
+}
+
+static int key_cmp(const void *x, const void *y, void *ctx)
+{
+    const struct kafka_str *keys = ctx;
+    struct kafka_str a = keys[*(const int32_t *)x], b = keys[*(const int32_t *)y];
+    int32_t n = a.len < b.len ? a.len : b.len;
+    int c = n > 0 ? memcmp(a.ptr, b.ptr, (size_t)n) : 0;
+    return c != 0 ? c : (a.len > b.len) - (a.len < b.len);
+}
+
+int admin_mark_duplicates(struct kafka_arena *a, const struct kafka_str *keys, int32_t n,
+                          bool **dup)
+{
+    LM_ASSERT(n >= 0);
+    size_t m = (size_t)(n > 0 ? n : 1);
+    bool *d = kafka_arena_alloc_array(a, m, sizeof(bool), 1);
+    int32_t *order = kafka_arena_alloc_array(a, m, sizeof(int32_t), 4);
+    if (d == NULL || order == NULL)
+        return LM_E_NOMEM;
+    for (int32_t i = 0; i < n; i++)
+        order[i] = i;
+    /* qsort_r (glibc) passes the keys as context; no global state. */
+    qsort_r(order, (size_t)n, sizeof(int32_t), key_cmp, (void *)keys);
+    for (int32_t i = 1; i < n; i++) {
+        if (admin_kstr_same(keys[order[i - 1]], keys[order[i]])) {
+            d[order[i - 1]] = true;
+            d[order[i]] = true;
+        }
+    }
+    *dup = d;
+    return 0;
 }
 
 /* Broker keys in other units that set a topic config when its own synonym is unset, in

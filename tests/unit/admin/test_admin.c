@@ -351,6 +351,28 @@ static void test_create_topics_assignments(void **state)
     assert_int_equal(partitions_of(f, "manual2"), -1);
 }
 
+/* Many topics in one request: duplicates are found by sorting (a quadratic scan would stall
+ * the shard), and only the duplicated entries are refused. */
+static void test_create_topics_many_duplicates(void **state)
+{
+    struct fx *f = *state;
+    enum { N = 20000 };
+    ct_topic *t = kafka_arena_alloc_array(&f->a, N, sizeof(*t), 8);
+    assert_non_null(t);
+    for (int i = 0; i < N; i++) {
+        struct kafka_str name;
+        assert_int_equal(admin_fmt(&f->a, &name, "bulk-%05d", i == N - 1 ? 17 : i), 0);
+        t[i] = topic_req(f, "", 1, 1, 0);
+        t[i].name = name;
+    }
+    struct kafka_create_topics_response *rs = create(f, 4, true, t, N);
+    for (int i = 0; i < N; i++) {
+        bool twice = i == 17 || i == N - 1;
+        assert_int_equal(rs->topics[i].error_code, twice ? KAFKA_INVALID_REQUEST : KAFKA_NONE);
+    }
+    assert_int_equal(partitions_of(f, "bulk-00001"), -1); /* validate_only */
+}
+
 /* ---- DeleteTopics ---- */
 
 static void test_delete_topics(void **state)
@@ -400,6 +422,18 @@ static void test_delete_topics(void **state)
     assert_int_equal(rs->responses[3].error_code, KAFKA_INVALID_REQUEST);
     assert_int_equal(partitions_of(f, "t2"), -1);
     assert_int_equal(partitions_of(f, "t3"), -1);
+
+    /* the same id twice, the same name twice, neither name nor id */
+    assert_int_equal(create_one(f, 7, "t4", 1, 1), KAFKA_NONE);
+    struct kafka_delete_topics_request_delete_topic_state st2[5] = {
+        {KAFKA_STR_NULL, unknown}, {S("t4"), {{0}}}, {KAFKA_STR_NULL, unknown},
+        {S("t4"), {{0}}}, {KAFKA_STR_NULL, {{0}}}};
+    rq.topics = st2;
+    rq.topics_count = 5;
+    rs = call_delete_topics(f, 6, &rq);
+    for (int i = 0; i < 5; i++)
+        assert_int_equal(rs->responses[i].error_code, KAFKA_INVALID_REQUEST);
+    assert_int_equal(partitions_of(f, "t4"), 1);
 
     /* delete.topic.enable=false */
     assert_int_equal(create_one(f, 7, "keep", 1, 1), KAFKA_NONE);
@@ -832,6 +866,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_create_topics_defaults_and_validate_only, fx_setup,
                                         fx_teardown),
         cmocka_unit_test_setup_teardown(test_create_topics_assignments, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_create_topics_many_duplicates, fx_setup,
+                                        fx_teardown),
         cmocka_unit_test_setup_teardown(test_delete_topics, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_create_partitions, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_describe_configs_topic, fx_setup, fx_teardown),
