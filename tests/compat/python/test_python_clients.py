@@ -126,6 +126,51 @@ def run_kafka_python(b):
     print("kafka-python ok (%d records)" % N)
 
 
+def wait_for(cond, what, timeout_s=10):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if cond():
+            return
+        time.sleep(0.05)
+    raise AssertionError("timed out waiting for " + what)
+
+
+def run_reconcile(b):
+    """Admin changes reach the shards: new partitions open, deleted topics' logs are removed,
+    a topic created again under the same name starts empty."""
+    import confluent_kafka as ck
+    from confluent_kafka.admin import AdminClient, NewPartitions, NewTopic
+    a = AdminClient({"bootstrap.servers": b.bootstrap})
+    topic = "recreate"
+    for f in a.create_topics([NewTopic(topic, 6, 1)]).values():
+        f.result(15)
+    p = ck.Producer({"bootstrap.servers": b.bootstrap, "enable.idempotence": False})
+    for i in range(60):
+        p.produce(topic, value=b"old-%d" % i, partition=i % 6)
+    check(p.flush(30) == 0, "flush old")
+    c = ck.Consumer({"bootstrap.servers": b.bootstrap, "group.id": "unused"})
+    check(c.get_watermark_offsets(ck.TopicPartition(topic, 5), timeout=10) == (0, 10), "hw 10")
+    dirs = lambda: [d for d in os.listdir(b.data_dir) if d.startswith(topic + "-")]  # noqa: E731
+    check(len(dirs()) == 6, "partition directories %r" % dirs())
+    for f in a.delete_topics([topic]).values():
+        f.result(15)
+    wait_for(lambda: not dirs(), "deleted topic's directories to go")
+    for f in a.create_topics([NewTopic(topic, 3, 1)]).values():
+        f.result(15)
+    wait_for(lambda: len(dirs()) == 3, "recreated topic's directories")
+    check(c.get_watermark_offsets(ck.TopicPartition(topic, 0), timeout=10) == (0, 0),
+          "recreated topic not empty")
+    for f in a.create_partitions([NewPartitions(topic, 5)]).values():
+        f.result(15)
+    wait_for(lambda: len(dirs()) == 5, "new partitions' directories")
+    got = []
+    p.produce(topic, value=b"new", partition=4, on_delivery=lambda e, m: got.append((e, m)))
+    check(p.flush(30) == 0 and got and got[0][0] is None and got[0][1].offset() == 0,
+          "produce to an added partition: %r" % got)
+    c.close()
+    print("admin reconciliation ok")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--io", default="uring")
@@ -135,6 +180,7 @@ def main():
         b.start()
         run_confluent(b)
         run_kafka_python(b)
+        run_reconcile(b)
         check(b.alive(), "broker died")
         rc = b.stop()
         check(rc == 0, "exit status %s" % rc)
