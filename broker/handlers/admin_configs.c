@@ -759,12 +759,14 @@ static int iac_topic(const struct admin_env *env, bool validate_only, const iac_
         if (op < ADMIN_OP_SET || op > ADMIN_OP_SUBTRACT)
             return SET_ERR(a, res->error_code, res->error_message, KAFKA_INVALID_REQUEST,
                            "Unknown config operation %d for %s", op, name);
-        if (def == NULL)
-            return invalid_value(a, &res->error_code, &res->error_message, name, value);
         if (op == ADMIN_OP_DELETE) {
+            /* Kafka's controller validates the resulting set only: deleting a name that is
+             * not set (even an unknown one) is a no-op. */
             override_del(&s, name);
             continue;
         }
+        if (def == NULL)
+            return invalid_value(a, &res->error_code, &res->error_message, name, value);
         if (value == NULL)
             return SET_ERR(a, res->error_code, res->error_message, KAFKA_INVALID_REQUEST,
                            "Null value not supported for : %s", name);

@@ -788,6 +788,7 @@ static void test_incremental_alter_configs(void **state)
                      KAFKA_INVALID_REQUEST);
     assert_int_equal(IALTER(f, 1, "ic", false, {"retention.ms", 9, "1"}), KAFKA_INVALID_REQUEST);
     assert_int_equal(IALTER(f, 1, "ic", false, {"x.y", ADMIN_OP_SET, "1"}), KAFKA_INVALID_CONFIG);
+    assert_int_equal(IALTER(f, 1, "ic", false, {"x.y", ADMIN_OP_DELETE, NULL}), KAFKA_NONE);
     assert_int_equal(IALTER(f, 1, "ic", false, {"retention.ms", ADMIN_OP_SET, NULL}),
                      KAFKA_INVALID_REQUEST);
     assert_int_equal(IALTER(f, 1, "zz", false, {"retention.ms", ADMIN_OP_SET, "1"}),
