@@ -167,6 +167,26 @@ def kafka_python_checks(bootstrap):
         a.close()
 
 
+def raw_malformed(host, port):
+    """A CreateTopics request whose body is cut short: Kafka closes the connection, and so must
+    we; the broker goes on serving."""
+    import socket
+    import struct
+    client = b"raw"
+    # request header v2 (CreateTopics v5 is flexible): key, version, correlation id, client id,
+    # no tagged fields; then a body announcing 3 topics and ending.
+    hdr = struct.pack(">hhih", 19, 5, 77, len(client)) + client + b"\x00"
+    body = b"\x04" + b"\x06abc"
+    frame = hdr + body
+    with socket.create_connection((host, port), timeout=10) as s:
+        s.sendall(struct.pack(">i", len(frame)) + frame)
+        try:
+            got = s.recv(4096)
+        except ConnectionResetError:
+            got = b""
+    check(got == b"", "malformed CreateTopics: connection closed without a response", got)
+
+
 def create_before_crash(bootstrap):
     """Creates a topic, grows it and sets a config: all must survive kill -9."""
     from confluent_kafka.admin import AdminClient, ConfigResource, NewPartitions, NewTopic
@@ -214,6 +234,7 @@ def main():
                 traceback.print_exc()
                 check(False, "%s raised %r" % (name, e))
         try:
+            raw_malformed(b.host, b.port)
             create_before_crash(b.bootstrap)
             b.kill9()
             b.restart()
