@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "broker/handlers/group_internal.h"
 #include "broker/handlers/handlers_internal.h"
 #include "broker/log.h"
 #include "common/lm_assert.h"
@@ -362,17 +363,23 @@ static bool storage_cfg_same(const struct storage_config *a, const struct storag
            a->log_append_time == b->log_append_time;
 }
 
+/* A partition directory: log dir + "/" + topic (<= 249) + "-" + partition. */
+#define H_DIR_BYTES (BROKER_PATH_BYTES_MAX + 300)
+/* A file in it. */
+#define H_FILE_BYTES (H_DIR_BYTES + 300)
+
 static void rm_dir(const char *dir)
 {
     DIR *d = opendir(dir);
     if (d == NULL)
         return;
     struct dirent *e;
-    char path[BROKER_PATH_BYTES_MAX + 300];
+    char path[H_FILE_BYTES];
     while ((e = readdir(d)) != NULL) {
         if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
             continue;
-        snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
+        if (snprintf(path, sizeof(path), "%s/%s", dir, e->d_name) >= (int)sizeof(path))
+            continue;
         if (unlink(path) != 0)
             BLOG_WARN("cannot remove %s: %s", path, strerror(errno));
     }
@@ -397,8 +404,10 @@ static void hex_id(const uint8_t id[16], char out[33])
  * topic is never taken for a new topic of the same name, even after a crash. */
 static bool part_id_matches(const char *dir, const uint8_t id[16], bool *exists)
 {
-    char path[BROKER_PATH_BYTES_MAX + 32], want[33], got[64] = {0};
-    snprintf(path, sizeof(path), "%s/partition.metadata", dir);
+    char path[H_FILE_BYTES], want[33], got[64] = {0};
+    *exists = false;
+    if (snprintf(path, sizeof(path), "%s/partition.metadata", dir) >= (int)sizeof(path))
+        return false;
     hex_id(id, want);
     FILE *f = fopen(path, "r");
     *exists = f != NULL;
@@ -411,8 +420,9 @@ static bool part_id_matches(const char *dir, const uint8_t id[16], bool *exists)
 
 static int part_id_write(const char *dir, const uint8_t id[16])
 {
-    char path[BROKER_PATH_BYTES_MAX + 32], hex[33];
-    snprintf(path, sizeof(path), "%s/partition.metadata", dir);
+    char path[H_FILE_BYTES], hex[33];
+    if (snprintf(path, sizeof(path), "%s/partition.metadata", dir) >= (int)sizeof(path))
+        return LM_E_TOO_LARGE;
     hex_id(id, hex);
     int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0)
@@ -426,7 +436,7 @@ static int part_id_write(const char *dir, const uint8_t id[16])
 
 static void part_open_log(struct hpart *p)
 {
-    char dir[BROKER_PATH_BYTES_MAX + 300];
+    char dir[H_DIR_BYTES];
     if (part_dir(p, dir, sizeof(dir)) != 0) {
         BLOG_ERROR("partition %s-%d: bad directory name", p->topic, p->partition);
         return;
@@ -464,7 +474,7 @@ static void part_close(struct hshard *hs, struct hpart *p, bool delete_dir)
             BLOG_WARN("partition %s-%d: close: %s", p->topic, p->partition, lm_strerror(rc));
     }
     if (delete_dir) {
-        char dir[BROKER_PATH_BYTES_MAX + 300];
+        char dir[H_DIR_BYTES];
         if (part_dir(p, dir, sizeof(dir)) == 0)
             rm_dir(dir);
         BLOG_INFO("partition %s-%d deleted", p->topic, p->partition);
@@ -715,6 +725,9 @@ static int shard_start(struct broker_shard *s, void *ctx)
     hs->tick.heap_index_ = UINT32_MAX;
     broker_shard_set_user(s, hs);
     hs_refresh(hs);
+    int rc = group_shard_start(hs); /* loads the owned __consumer_offsets partitions */
+    if (rc != 0)
+        return rc;
     return broker_timer_start(s, &hs->tick, HANDLERS_TICK_MS, shard_tick, hs);
 }
 
@@ -722,8 +735,10 @@ static void shard_drain(struct broker_shard *s, void *ctx)
 {
     (void)ctx;
     struct hshard *hs = broker_shard_user(s);
-    if (hs != NULL)
+    if (hs != NULL) {
         data_fetch_drain(hs);
+        group_shard_drain(hs);
+    }
 }
 
 static void shard_flush(struct broker_shard *s, void *ctx)
@@ -732,6 +747,7 @@ static void shard_flush(struct broker_shard *s, void *ctx)
     struct hshard *hs = broker_shard_user(s);
     if (hs == NULL)
         return;
+    group_shard_flush(hs); /* producer-state snapshots, before the logs' final flush */
     for (size_t b = 0; b < hs->bucket_count; b++)
         for (struct htopic *t = hs->buckets[b]; t != NULL; t = t->next)
             for (int32_t i = 0; i < t->part_cap; i++)
@@ -751,6 +767,7 @@ static void shard_stop(struct broker_shard *s, void *ctx)
         return;
     hs->stopping = true;
     broker_timer_cancel(s, &hs->tick);
+    group_shard_stop(hs);
     for (size_t b = 0; b < hs->bucket_count; b++) {
         struct htopic *t = hs->buckets[b];
         while (t != NULL) {
@@ -893,7 +910,8 @@ int broker_handlers_setup(struct broker_dispatch *d, struct broker_config *cfg)
     d->shard_flush = shard_flush;
     d->shard_stop = shard_stop;
     if ((rc = handlers_serve(d, KAFKA_API_VERSIONS_KEY, 0, 4, api_versions)) != 0 ||
-        (rc = handlers_data_register(d)) != 0 || (rc = handlers_admin_register(d)) != 0) {
+        (rc = handlers_data_register(d)) != 0 || (rc = handlers_admin_register(d)) != 0 ||
+        (rc = handlers_group_register(d)) != 0) {
         BLOG_ERROR("registering handlers: %s", lm_strerror(rc));
         return rc;
     }

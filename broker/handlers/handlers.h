@@ -66,6 +66,9 @@ int handlers_serve(struct broker_dispatch *d, int16_t api_key, int16_t min_versi
 /* Registration functions of each group of handler files. */
 int handlers_data_register(struct broker_dispatch *d);
 int handlers_admin_register(struct broker_dispatch *d);
+/* Group coordinator APIs, InitProducerId, DescribeProducers and the Produce producer-state
+ * hooks (group_*.c, producer_*.c); creates __consumer_offsets when missing. */
+int handlers_group_register(struct broker_dispatch *d);
 
 /* Called by broker/main.c: opens the metadata store under the first log dir, registers every
  * handler. Returns 0 or an LM_E_*. */

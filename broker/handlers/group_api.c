@@ -1,0 +1,998 @@
+/* Group APIs (issue 5) on top of the per-shard coordinators (group_coord.c): decode on the
+ * connection's shard, translate to lm_group_* requests in the request's arena, run on the
+ * owner shard, copy the coordinator's response into the Kafka response there, encode back
+ * home. Served versions (handlers_serve below, all in full):
+ *   FindCoordinator 0-6, JoinGroup 0-9, SyncGroup 0-5, Heartbeat 0-4, LeaveGroup 0-5,
+ *   OffsetCommit 2-9 (v10 names topics by id only), OffsetFetch 1-9 (v10 likewise),
+ *   DescribeGroups 0-6, ListGroups 0-5, DeleteGroups 0-2, OffsetDelete 0.
+ * Version mapping follows the wiring notes of broker/group/group.h. */
+#include <stdio.h>
+#include <string.h>
+
+#include "broker/handlers/group_api.h"
+#include "broker/log.h"
+#include "broker/shard_internal.h" /* the connection's peer address (JoinGroup client host) */
+#include "common/lm_assert.h"
+#include "protocol/kafka_messages.h"
+
+/* DescribeGroups authorized_operations when not requested (Kafka: Integer.MIN_VALUE). */
+#define AUTHORIZED_OPS_UNSET INT32_MIN
+
+/* ---- arena copies (on the owner shard: the coordinator's response dies at advance) ---- */
+
+static struct kafka_str sdup(struct greq *g, struct kafka_str s)
+{
+    if (s.len <= 0)
+        return s.len < 0 ? KAFKA_STR_NULL : (struct kafka_str){"", 0};
+    char *p = kafka_arena_alloc(&g->req->arena, (size_t)s.len, 1);
+    if (p == NULL) {
+        g->nomem = true;
+        return (struct kafka_str){"", 0};
+    }
+    memcpy(p, s.ptr, (size_t)s.len);
+    return (struct kafka_str){p, s.len};
+}
+
+static struct kafka_str sdup_nn(struct greq *g, struct kafka_str s)
+{
+    return s.len < 0 ? (struct kafka_str){"", 0} : sdup(g, s);
+}
+
+static struct kafka_bytes bdup(struct greq *g, struct kafka_bytes b)
+{
+    if (b.len <= 0)
+        return (struct kafka_bytes){(const uint8_t *)"", 0};
+    uint8_t *p = kafka_arena_alloc(&g->req->arena, (size_t)b.len, 1);
+    if (p == NULL) {
+        g->nomem = true;
+        return (struct kafka_bytes){(const uint8_t *)"", 0};
+    }
+    memcpy(p, b.ptr, (size_t)b.len);
+    return (struct kafka_bytes){p, b.len};
+}
+
+static void *galloc(struct greq *g, size_t n, size_t size)
+{
+    void *p = h_alloc(g->req, n, size);
+    if (p == NULL)
+        g->nomem = true;
+    return p;
+}
+
+static struct kafka_str cstr(const char *s)
+{
+    return (struct kafka_str){s, (int32_t)strlen(s)};
+}
+
+/* A request with n_ops calls; NULL (and the connection closed) on arena exhaustion. */
+static struct greq *greq_new(struct broker_req *req, void *resp, size_t n_ops)
+{
+    struct greq *g = h_alloc(req, 1, sizeof(*g));
+    struct gop *ops = h_alloc(req, n_ops, sizeof(*ops));
+    if (g == NULL || ops == NULL) {
+        h_close(req, "arena exhausted");
+        return NULL;
+    }
+    g->req = req;
+    g->version = req->api_version;
+    g->resp = resp;
+    g->ops = ops;
+    g->n_ops = n_ops;
+    return g;
+}
+
+static void gop_set(struct greq *g, size_t i, uint8_t kind, uint32_t owner, const void *in,
+                    int32_t n)
+{
+    LM_ASSERT(i < g->n_ops);
+    struct gop *op = &g->ops[i];
+    op->g = g;
+    op->kind = kind;
+    op->owner = owner;
+    op->in = in;
+    op->n = n;
+    op->index = i;
+}
+
+void group_api_finish(struct greq *g)
+{
+    if (g->nomem) {
+        h_close(g->req, "arena exhausted copying a group response");
+        return;
+    }
+    h_respond(g->req, g->resp);
+}
+
+int group_api_call(struct lm_group_coord *c, struct gop *op, int64_t now_ms)
+{
+    uint64_t tok = (uint64_t)(uintptr_t)op;
+    switch (op->kind) {
+    case GOP_JOIN:
+        return lm_group_join(c, now_ms, tok, op->in);
+    case GOP_SYNC:
+        return lm_group_sync(c, now_ms, tok, op->in);
+    case GOP_HEARTBEAT:
+        return lm_group_heartbeat(c, now_ms, tok, op->in);
+    case GOP_LEAVE:
+        return lm_group_leave(c, now_ms, tok, op->in);
+    case GOP_COMMIT:
+        return lm_group_commit(c, now_ms, tok, op->in);
+    case GOP_FETCH:
+        return lm_group_fetch(c, now_ms, tok, op->in);
+    case GOP_DESCRIBE:
+        return lm_group_describe(c, now_ms, tok, op->n, op->in);
+    case GOP_LIST:
+        return lm_group_list(c, now_ms, tok, op->in);
+    case GOP_DELETE:
+        return lm_group_delete(c, now_ms, tok, op->n, op->in);
+    case GOP_OFFSET_DELETE:
+        return lm_group_offset_delete(c, now_ms, tok, op->in);
+    default:
+        LM_ASSERT(!"unknown group call");
+        return LM_E_INVALID;
+    }
+}
+
+/* ---- FindCoordinator (0-6) ------------------------------------------------------------------ */
+
+static void find_coordinator(struct broker_req *req)
+{
+    struct kafka_find_coordinator_request rq;
+    kafka_find_coordinator_request_init(&rq);
+    if (!h_decode(req, &rq))
+        return;
+    const struct broker_config *cfg = handlers_global->cfg;
+    const struct broker_listener *l =
+        cfg->advertised_count > 0 ? &cfg->advertised[0] : &cfg->listeners[0];
+    struct kafka_str host = cstr(l->host[0] != 0 ? l->host : "localhost");
+    /* Key types: 0 group, 1 transaction (single node: this node for both); 2 (share groups,
+     * v6) is not served. */
+    int8_t type = req->api_version >= 1 ? rq.key_type : 0;
+    int16_t err = type == 0 || type == 1 ? KAFKA_NONE : KAFKA_INVALID_REQUEST;
+    struct kafka_find_coordinator_response resp;
+    kafka_find_coordinator_response_init(&resp);
+    resp.throttle_time_ms = 0;
+    if (req->api_version < 4) {
+        resp.error_code = err;
+        resp.error_message = err ? cstr("unsupported coordinator key type") : KAFKA_STR_NULL;
+        resp.node_id = err ? -1 : cfg->node_id;
+        resp.host = err ? cstr("") : host;
+        resp.port = err ? -1 : l->port;
+        h_respond(req, &resp);
+        return;
+    }
+    int32_t n = rq.coordinator_keys_count > 0 ? rq.coordinator_keys_count : 0;
+    resp.coordinators = h_alloc(req, (size_t)n, sizeof(*resp.coordinators));
+    if (resp.coordinators == NULL) {
+        h_close(req, "arena exhausted");
+        return;
+    }
+    resp.coordinators_count = n;
+    for (int32_t i = 0; i < n; i++) {
+        struct kafka_find_coordinator_response_coordinator *o = &resp.coordinators[i];
+        o->key = rq.coordinator_keys[i];
+        o->node_id = err ? -1 : cfg->node_id;
+        o->host = err ? cstr("") : host;
+        o->port = err ? -1 : l->port;
+        o->error_code = err;
+        o->error_message = err ? cstr("unsupported coordinator key type") : KAFKA_STR_NULL;
+    }
+    h_respond(req, &resp);
+}
+
+/* ---- JoinGroup (0-9) ------------------------------------------------------------------------ */
+
+static struct kafka_str client_host(struct broker_req *req)
+{
+    /* Kafka shows the client's InetAddress.toString(): "/127.0.0.1". */
+    const char *peer = req->conn != NULL ? req->conn->peer : "?";
+    size_t n = strcspn(peer, ":");
+    char *s = kafka_arena_alloc(&req->arena, n + 2, 1);
+    if (s == NULL)
+        return (struct kafka_str){"", 0};
+    s[0] = '/';
+    memcpy(s + 1, peer, n);
+    return (struct kafka_str){s, (int32_t)(n + 1)};
+}
+
+static void join_group(struct broker_req *req)
+{
+    int16_t v = req->api_version;
+    struct kafka_join_group_request *rq = h_alloc(req, 1, sizeof(*rq));
+    struct kafka_join_group_response *resp = h_alloc(req, 1, sizeof(*resp));
+    struct lm_group_join_req *in = h_alloc(req, 1, sizeof(*in));
+    if (rq == NULL || resp == NULL || in == NULL) {
+        h_close(req, "arena exhausted");
+        return;
+    }
+    kafka_join_group_request_init(rq);
+    if (!h_decode(req, rq))
+        return;
+    kafka_join_group_response_init(resp);
+    in->group_id = rq->group_id;
+    in->member_id = rq->member_id;
+    in->group_instance_id = v >= 5 ? rq->group_instance_id : KAFKA_STR_NULL;
+    in->protocol_type = rq->protocol_type;
+    in->client_id = req->client_id != NULL
+                        ? (struct kafka_str){req->client_id, req->client_id_len}
+                        : (struct kafka_str){"", 0};
+    in->client_host = client_host(req);
+    in->session_timeout_ms = rq->session_timeout_ms;
+    in->rebalance_timeout_ms = v >= 1 ? rq->rebalance_timeout_ms : -1;
+    in->require_known_member_id = v >= 4; /* KIP-394 */
+    int32_t np = rq->protocols_count > 0 ? rq->protocols_count : 0;
+    struct lm_group_protocol *protos = h_alloc(req, (size_t)np, sizeof(*protos));
+    if (protos == NULL) {
+        h_close(req, "arena exhausted");
+        return;
+    }
+    for (int32_t i = 0; i < np; i++) {
+        protos[i].name = rq->protocols[i].name;
+        protos[i].metadata = rq->protocols[i].metadata;
+    }
+    in->n_protocols = np;
+    in->protocols = protos;
+    struct greq *g = greq_new(req, resp, 1);
+    if (g == NULL)
+        return;
+    g->aux = rq;
+    gop_set(g, 0, GOP_JOIN, group_owner_of(hs_of(req->shard), rq->group_id), in, 1);
+    group_ops_start(g);
+}
+
+static void fill_join(struct greq *g, const struct lm_group_resp *r, int16_t err)
+{
+    struct kafka_join_group_response *o = g->resp;
+    const struct kafka_join_group_request *rq = g->aux;
+    o->throttle_time_ms = 0;
+    if (err != 0 || r == NULL) {
+        o->error_code = err != 0 ? err : KAFKA_UNKNOWN_SERVER_ERROR;
+        o->generation_id = -1;
+        o->protocol_type = KAFKA_STR_NULL;
+        o->protocol_name = g->version < 7 ? (struct kafka_str){"", 0} : KAFKA_STR_NULL;
+        o->leader = (struct kafka_str){"", 0};
+        o->member_id = sdup_nn(g, rq->member_id);
+        o->members_count = 0;
+        return;
+    }
+    const struct lm_group_join_resp *j = &r->u.join;
+    o->error_code = j->error_code;
+    o->generation_id = j->generation_id;
+    o->protocol_type = sdup(g, j->protocol_type);
+    /* protocol_name is nullable from v7 only; older versions send "" (wiring notes). */
+    o->protocol_name = g->version < 7 ? sdup_nn(g, j->protocol_name) : sdup(g, j->protocol_name);
+    o->leader = sdup_nn(g, j->leader);
+    o->skip_assignment = j->skip_assignment;
+    o->member_id = sdup_nn(g, j->member_id);
+    int32_t n = j->n_members > 0 ? j->n_members : 0;
+    o->members = galloc(g, (size_t)n, sizeof(*o->members));
+    o->members_count = o->members != NULL ? n : 0;
+    for (int32_t i = 0; i < o->members_count; i++) {
+        o->members[i].member_id = sdup_nn(g, j->members[i].member_id);
+        o->members[i].group_instance_id = sdup(g, j->members[i].group_instance_id);
+        o->members[i].metadata = bdup(g, j->members[i].metadata);
+    }
+}
+
+/* ---- SyncGroup (0-5) ------------------------------------------------------------------------ */
+
+static void sync_group(struct broker_req *req)
+{
+    int16_t v = req->api_version;
+    struct kafka_sync_group_request *rq = h_alloc(req, 1, sizeof(*rq));
+    struct kafka_sync_group_response *resp = h_alloc(req, 1, sizeof(*resp));
+    struct lm_group_sync_req *in = h_alloc(req, 1, sizeof(*in));
+    if (rq == NULL || resp == NULL || in == NULL) {
+        h_close(req, "arena exhausted");
+        return;
+    }
+    kafka_sync_group_request_init(rq);
+    if (!h_decode(req, rq))
+        return;
+    kafka_sync_group_response_init(resp);
+    in->group_id = rq->group_id;
+    in->generation_id = rq->generation_id;
+    in->member_id = rq->member_id;
+    in->group_instance_id = v >= 3 ? rq->group_instance_id : KAFKA_STR_NULL;
+    in->protocol_type = v >= 5 ? rq->protocol_type : KAFKA_STR_NULL;
+    in->protocol_name = v >= 5 ? rq->protocol_name : KAFKA_STR_NULL;
+    int32_t na = rq->assignments_count > 0 ? rq->assignments_count : 0;
+    struct lm_group_assignment *as = h_alloc(req, (size_t)na, sizeof(*as));
+    if (as == NULL) {
+        h_close(req, "arena exhausted");
+        return;
+    }
+    for (int32_t i = 0; i < na; i++) {
+        as[i].member_id = rq->assignments[i].member_id;
+        as[i].assignment = rq->assignments[i].assignment;
+    }
+    in->n_assignments = na;
+    in->assignments = as;
+    struct greq *g = greq_new(req, resp, 1);
+    if (g == NULL)
+        return;
+    gop_set(g, 0, GOP_SYNC, group_owner_of(hs_of(req->shard), rq->group_id), in, 1);
+    group_ops_start(g);
+}
+
+static void fill_sync(struct greq *g, const struct lm_group_resp *r, int16_t err)
+{
+    struct kafka_sync_group_response *o = g->resp;
+    o->throttle_time_ms = 0;
+    if (err != 0 || r == NULL) {
+        o->error_code = err != 0 ? err : KAFKA_UNKNOWN_SERVER_ERROR;
+        o->protocol_type = KAFKA_STR_NULL;
+        o->protocol_name = KAFKA_STR_NULL;
+        o->assignment = (struct kafka_bytes){(const uint8_t *)"", 0};
+        return;
+    }
+    const struct lm_group_sync_resp *s = &r->u.sync;
+    o->error_code = s->error_code;
+    o->protocol_type = sdup(g, s->protocol_type);
+    o->protocol_name = sdup(g, s->protocol_name);
+    o->assignment = bdup(g, s->assignment);
+}
+
+/* ---- Heartbeat (0-4) ------------------------------------------------------------------------ */
+
+static void heartbeat(struct broker_req *req)
+{
+    struct kafka_heartbeat_request *rq = h_alloc(req, 1, sizeof(*rq));
+    struct kafka_heartbeat_response *resp = h_alloc(req, 1, sizeof(*resp));
+    struct lm_group_heartbeat_req *in = h_alloc(req, 1, sizeof(*in));
+    if (rq == NULL || resp == NULL || in == NULL) {
+        h_close(req, "arena exhausted");
+        return;
+    }
+    kafka_heartbeat_request_init(rq);
+    if (!h_decode(req, rq))
+        return;
+    kafka_heartbeat_response_init(resp);
+    in->group_id = rq->group_id;
+    in->generation_id = rq->generation_id;
+    in->member_id = rq->member_id;
+    in->group_instance_id = req->api_version >= 3 ? rq->group_instance_id : KAFKA_STR_NULL;
+    struct greq *g = greq_new(req, resp, 1);
+    if (g == NULL)
+        return;
+    gop_set(g, 0, GOP_HEARTBEAT, group_owner_of(hs_of(req->shard), rq->group_id), in, 1);
+    group_ops_start(g);
+}
+
+static void fill_heartbeat(struct greq *g, const struct lm_group_resp *r, int16_t err)
+{
+    struct kafka_heartbeat_response *o = g->resp;
+    o->throttle_time_ms = 0;
+    o->error_code = err != 0 || r == NULL ? (err ? err : KAFKA_UNKNOWN_SERVER_ERROR)
+                                          : r->u.heartbeat.error_code;
+}
+
+/* ---- LeaveGroup (0-5) ----------------------------------------------------------------------- */
+
+static void leave_group(struct broker_req *req)
+{
+    struct kafka_leave_group_request *rq = h_alloc(req, 1, sizeof(*rq));
+    struct kafka_leave_group_response *resp = h_alloc(req, 1, sizeof(*resp));
+    struct lm_group_leave_req *in = h_alloc(req, 1, sizeof(*in));
+    if (rq == NULL || resp == NULL || in == NULL) {
+        h_close(req, "arena exhausted");
+        return;
+    }
+    kafka_leave_group_request_init(rq);
+    if (!h_decode(req, rq))
+        return;
+    kafka_leave_group_response_init(resp);
+    in->group_id = rq->group_id;
+    struct lm_group_leave_member *ms;
+    if (req->api_version < 3) {
+        /* v0-2: one member from the top-level id (KIP-345 batched the rest). */
+        ms = h_alloc(req, 1, sizeof(*ms));
+        if (ms != NULL) {
+            ms[0].member_id = rq->member_id;
+            ms[0].group_instance_id = KAFKA_STR_NULL;
+        }
+        in->n_members = 1;
+    } else {
+        int32_t n = rq->members_count > 0 ? rq->members_count : 0;
+        ms = h_alloc(req, (size_t)n, sizeof(*ms));
+        for (int32_t i = 0; ms != NULL && i < n; i++) {
+            ms[i].member_id = rq->members[i].member_id;
+            ms[i].group_instance_id = rq->members[i].group_instance_id;
+        }
+        in->n_members = n;
+    }
+    if (ms == NULL) {
+        h_close(req, "arena exhausted");
+        return;
+    }
+    in->members = ms;
+    struct greq *g = greq_new(req, resp, 1);
+    if (g == NULL)
+        return;
+    g->aux = in;
+    gop_set(g, 0, GOP_LEAVE, group_owner_of(hs_of(req->shard), rq->group_id), in, 1);
+    group_ops_start(g);
+}
+
+static void fill_leave(struct greq *g, const struct lm_group_resp *r, int16_t err)
+{
+    struct kafka_leave_group_response *o = g->resp;
+    o->throttle_time_ms = 0;
+    o->members_count = 0;
+    if (err != 0 || r == NULL) {
+        o->error_code = err != 0 ? err : KAFKA_UNKNOWN_SERVER_ERROR;
+        return;
+    }
+    const struct lm_group_leave_resp *l = &r->u.leave;
+    o->error_code = l->error_code;
+    if (g->version < 3) {
+        if (o->error_code == KAFKA_NONE && l->n_members > 0)
+            o->error_code = l->members[0].error_code;
+        return;
+    }
+    int32_t n = l->n_members > 0 ? l->n_members : 0;
+    o->members = galloc(g, (size_t)n, sizeof(*o->members));
+    o->members_count = o->members != NULL ? n : 0;
+    for (int32_t i = 0; i < o->members_count; i++) {
+        o->members[i].member_id = sdup_nn(g, l->members[i].member_id);
+        o->members[i].group_instance_id = sdup(g, l->members[i].group_instance_id);
+        o->members[i].error_code = l->members[i].error_code;
+    }
+}
+
+/* ---- OffsetCommit (2-9) --------------------------------------------------------------------- */
+
+/* Which response topic/partition each coordinator topic/partition answers. */
+struct commit_aux {
+    int32_t n_topics;
+    int32_t *topic_of;      /* [coordinator topic] -> response topic */
+    int32_t **part_of;      /* [coordinator topic][partition] -> response partition */
+};
+
+static void offset_commit(struct broker_req *req)
+{
+    int16_t v = req->api_version;
+    struct hshard *hs = hs_of(req->shard);
+    struct kafka_offset_commit_request *rq = h_alloc(req, 1, sizeof(*rq));
+    struct kafka_offset_commit_response *resp = h_alloc(req, 1, sizeof(*resp));
+    struct lm_group_commit_req *in = h_alloc(req, 1, sizeof(*in));
+    struct commit_aux *aux = h_alloc(req, 1, sizeof(*aux));
+    if (rq == NULL || resp == NULL || in == NULL || aux == NULL)
+        goto nomem;
+    kafka_offset_commit_request_init(rq);
+    if (!h_decode(req, rq))
+        return;
+    kafka_offset_commit_response_init(resp);
+    resp->throttle_time_ms = 0;
+    int32_t nt = rq->topics_count > 0 ? rq->topics_count : 0;
+    resp->topics = h_alloc(req, (size_t)nt, sizeof(*resp->topics));
+    struct lm_group_commit_topic *lt = h_alloc(req, (size_t)nt, sizeof(*lt));
+    aux->topic_of = h_alloc(req, (size_t)nt, sizeof(*aux->topic_of));
+    aux->part_of = h_alloc(req, (size_t)nt, sizeof(*aux->part_of));
+    if (resp->topics == NULL || lt == NULL || aux->topic_of == NULL || aux->part_of == NULL)
+        goto nomem;
+    resp->topics_count = nt;
+    int32_t lnt = 0;
+    for (int32_t i = 0; i < nt; i++) {
+        const struct kafka_offset_commit_request_topic *t = &rq->topics[i];
+        struct kafka_offset_commit_response_topic *o = &resp->topics[i];
+        int32_t np = t->partitions_count > 0 ? t->partitions_count : 0;
+        o->name = t->name;
+        o->partitions = h_alloc(req, (size_t)np, sizeof(*o->partitions));
+        struct lm_group_commit_part *lp = h_alloc(req, (size_t)np, sizeof(*lp));
+        int32_t *map = h_alloc(req, (size_t)np, sizeof(*map));
+        if (o->partitions == NULL || lp == NULL || map == NULL)
+            goto nomem;
+        o->partitions_count = np;
+        /* Kafka checks the topic exists before the coordinator sees the commit. */
+        const struct htopic *ht =
+            t->name.len > 0 ? hs_topic(hs, t->name.ptr, (size_t)t->name.len) : NULL;
+        int32_t lnp = 0;
+        for (int32_t j = 0; j < np; j++) {
+            const struct kafka_offset_commit_request_partition *p = &t->partitions[j];
+            o->partitions[j].partition_index = p->partition_index;
+            if (ht == NULL || p->partition_index < 0 ||
+                p->partition_index >= ht->meta->partition_count) {
+                o->partitions[j].error_code = KAFKA_UNKNOWN_TOPIC_OR_PARTITION;
+                continue;
+            }
+            lp[lnp].partition = p->partition_index;
+            lp[lnp].offset = p->committed_offset;
+            lp[lnp].leader_epoch = v >= 6 ? p->committed_leader_epoch : -1;
+            lp[lnp].metadata = p->committed_metadata;
+            map[lnp++] = j;
+        }
+        if (lnp == 0)
+            continue;
+        lt[lnt].name = t->name;
+        lt[lnt].n_partitions = lnp;
+        lt[lnt].partitions = lp;
+        aux->topic_of[lnt] = i;
+        aux->part_of[lnt] = map;
+        lnt++;
+    }
+    aux->n_topics = lnt;
+    in->group_id = rq->group_id;
+    in->generation_id = rq->generation_id_or_member_epoch;
+    in->member_id = rq->member_id;
+    in->group_instance_id = v >= 7 ? rq->group_instance_id : KAFKA_STR_NULL;
+    in->retention_ms = v <= 4 ? rq->retention_time_ms : -1;
+    in->n_topics = lnt;
+    in->topics = lt;
+    struct greq *g = greq_new(req, resp, 1);
+    if (g == NULL)
+        return;
+    g->aux = aux;
+    gop_set(g, 0, GOP_COMMIT, group_owner_of(hs, rq->group_id), in, 1);
+    group_ops_start(g);
+    return;
+nomem:
+    h_close(req, "arena exhausted");
+}
+
+static void fill_commit(struct greq *g, const struct lm_group_resp *r, int16_t err)
+{
+    struct kafka_offset_commit_response *o = g->resp;
+    const struct commit_aux *aux = g->aux;
+    const struct lm_group_commit_resp *c = r != NULL ? &r->u.commit : NULL;
+    for (int32_t t = 0; t < aux->n_topics; t++) {
+        struct kafka_offset_commit_response_topic *ot = &o->topics[aux->topic_of[t]];
+        const struct lm_group_commit_topic *lt =
+            &((const struct lm_group_commit_req *)g->ops[0].in)->topics[t];
+        for (int32_t j = 0; j < lt->n_partitions; j++) {
+            int16_t e = err != 0 ? err : KAFKA_UNKNOWN_SERVER_ERROR;
+            if (err == 0 && c != NULL && t < c->n_topics && j < c->topics[t].n_partitions)
+                e = c->topics[t].partitions[j].error_code;
+            ot->partitions[aux->part_of[t][j]].error_code = e;
+        }
+    }
+}
+
+/* ---- OffsetFetch (1-9) ---------------------------------------------------------------------- */
+
+static bool fetch_group_in(struct broker_req *req, struct lm_group_fetch_req *in,
+                           struct kafka_str group_id, int32_t n_topics,
+                           struct lm_group_fetch_topic *topics, bool require_stable)
+{
+    struct lm_group_fetch_group *grp = h_alloc(req, 1, sizeof(*grp));
+    if (grp == NULL)
+        return false;
+    grp->group_id = group_id;
+    grp->n_topics = n_topics;
+    grp->topics = topics;
+    in->n_groups = 1;
+    in->groups = grp;
+    in->require_stable = require_stable;
+    return true;
+}
+
+static void offset_fetch(struct broker_req *req)
+{
+    int16_t v = req->api_version;
+    struct hshard *hs = hs_of(req->shard);
+    struct kafka_offset_fetch_request *rq = h_alloc(req, 1, sizeof(*rq));
+    struct kafka_offset_fetch_response *resp = h_alloc(req, 1, sizeof(*resp));
+    if (rq == NULL || resp == NULL)
+        goto nomem;
+    kafka_offset_fetch_request_init(rq);
+    if (!h_decode(req, rq))
+        return;
+    kafka_offset_fetch_response_init(resp);
+    resp->throttle_time_ms = 0;
+    bool stable = v >= 7 && rq->require_stable;
+    if (v < 8) {
+        /* v1-7: one group; null topics (v2+) = every committed partition. */
+        int32_t nt = rq->topics_count;
+        if (v < 2 && nt < 0)
+            nt = 0;
+        struct lm_group_fetch_topic *lt = h_alloc(req, nt > 0 ? (size_t)nt : 0, sizeof(*lt));
+        struct lm_group_fetch_req *in = h_alloc(req, 1, sizeof(*in));
+        if (lt == NULL || in == NULL)
+            goto nomem;
+        for (int32_t i = 0; i < nt; i++) {
+            lt[i].name = rq->topics[i].name;
+            lt[i].n_partitions = rq->topics[i].partition_indexes_count > 0
+                                     ? rq->topics[i].partition_indexes_count
+                                     : 0;
+            lt[i].partitions = rq->topics[i].partition_indexes;
+        }
+        if (!fetch_group_in(req, in, rq->group_id, nt, lt, stable))
+            goto nomem;
+        struct greq *g = greq_new(req, resp, 1);
+        if (g == NULL)
+            return;
+        gop_set(g, 0, GOP_FETCH, group_owner_of(hs, rq->group_id), in, 1);
+        group_ops_start(g);
+        return;
+    }
+    /* v8+: several groups (KIP-709), each on its own coordinator shard. */
+    int32_t ng = rq->groups_count > 0 ? rq->groups_count : 0;
+    resp->groups = h_alloc(req, (size_t)ng, sizeof(*resp->groups));
+    if (resp->groups == NULL)
+        goto nomem;
+    resp->groups_count = ng;
+    struct greq *g = greq_new(req, resp, (size_t)ng);
+    if (g == NULL)
+        return;
+    for (int32_t i = 0; i < ng; i++) {
+        const struct kafka_offset_fetch_request_group *rg = &rq->groups[i];
+        int32_t nt = rg->topics_count;
+        struct lm_group_fetch_topic *lt = h_alloc(req, nt > 0 ? (size_t)nt : 0, sizeof(*lt));
+        struct lm_group_fetch_req *in = h_alloc(req, 1, sizeof(*in));
+        if (lt == NULL || in == NULL)
+            goto nomem;
+        for (int32_t j = 0; j < nt; j++) {
+            lt[j].name = rg->topics[j].name;
+            lt[j].n_partitions = rg->topics[j].partition_indexes_count > 0
+                                     ? rg->topics[j].partition_indexes_count
+                                     : 0;
+            lt[j].partitions = rg->topics[j].partition_indexes;
+        }
+        if (!fetch_group_in(req, in, rg->group_id, nt, lt, stable))
+            goto nomem;
+        resp->groups[i].group_id = rg->group_id;
+        gop_set(g, (size_t)i, GOP_FETCH, group_owner_of(hs, rg->group_id), in, 1);
+    }
+    group_ops_start(g);
+    return;
+nomem:
+    h_close(req, "arena exhausted");
+}
+
+static void fill_fetch(struct greq *g, struct gop *op, const struct lm_group_resp *r,
+                       int16_t err)
+{
+    struct kafka_offset_fetch_response *o = g->resp;
+    const struct lm_group_fetch_group_resp *gr =
+        err == 0 && r != NULL && r->u.fetch.n_groups > 0 ? &r->u.fetch.groups[0] : NULL;
+    int16_t gerr = gr != NULL ? gr->error_code : (err ? err : KAFKA_UNKNOWN_SERVER_ERROR);
+    int32_t nt = gr != NULL && gr->n_topics > 0 ? gr->n_topics : 0;
+    if (g->version < 8) {
+        o->error_code = gerr;
+        o->topics = galloc(g, (size_t)nt, sizeof(*o->topics));
+        o->topics_count = o->topics != NULL ? nt : 0;
+        for (int32_t i = 0; i < o->topics_count; i++) {
+            const struct lm_group_fetch_topic_resp *t = &gr->topics[i];
+            int32_t np = t->n_partitions > 0 ? t->n_partitions : 0;
+            o->topics[i].name = sdup_nn(g, t->name);
+            o->topics[i].partitions = galloc(g, (size_t)np, sizeof(*o->topics[i].partitions));
+            o->topics[i].partitions_count = o->topics[i].partitions != NULL ? np : 0;
+            for (int32_t j = 0; j < o->topics[i].partitions_count; j++) {
+                struct kafka_offset_fetch_response_partition *p = &o->topics[i].partitions[j];
+                p->partition_index = t->partitions[j].partition;
+                p->committed_offset = t->partitions[j].offset;
+                p->committed_leader_epoch = t->partitions[j].leader_epoch;
+                p->metadata = sdup(g, t->partitions[j].metadata);
+                p->error_code = t->partitions[j].error_code;
+                /* v1 has no top-level error: carry the group's in each partition. */
+                if (g->version < 2 && p->error_code == KAFKA_NONE)
+                    p->error_code = gerr;
+            }
+        }
+        return;
+    }
+    struct kafka_offset_fetch_response_group *og = &o->groups[op->index];
+    og->error_code = gerr;
+    og->topics = galloc(g, (size_t)nt, sizeof(*og->topics));
+    og->topics_count = og->topics != NULL ? nt : 0;
+    for (int32_t i = 0; i < og->topics_count; i++) {
+        const struct lm_group_fetch_topic_resp *t = &gr->topics[i];
+        int32_t np = t->n_partitions > 0 ? t->n_partitions : 0;
+        og->topics[i].name = sdup_nn(g, t->name);
+        og->topics[i].partitions = galloc(g, (size_t)np, sizeof(*og->topics[i].partitions));
+        og->topics[i].partitions_count = og->topics[i].partitions != NULL ? np : 0;
+        for (int32_t j = 0; j < og->topics[i].partitions_count; j++) {
+            struct kafka_offset_fetch_response_group_partition *p = &og->topics[i].partitions[j];
+            p->partition_index = t->partitions[j].partition;
+            p->committed_offset = t->partitions[j].offset;
+            p->committed_leader_epoch = t->partitions[j].leader_epoch;
+            p->metadata = sdup(g, t->partitions[j].metadata);
+            p->error_code = t->partitions[j].error_code;
+        }
+    }
+}
+
+/* ---- DescribeGroups (0-6) ------------------------------------------------------------------- */
+
+static void describe_groups(struct broker_req *req)
+{
+    struct hshard *hs = hs_of(req->shard);
+    struct kafka_describe_groups_request *rq = h_alloc(req, 1, sizeof(*rq));
+    struct kafka_describe_groups_response *resp = h_alloc(req, 1, sizeof(*resp));
+    if (rq == NULL || resp == NULL) {
+        h_close(req, "arena exhausted");
+        return;
+    }
+    kafka_describe_groups_request_init(rq);
+    if (!h_decode(req, rq))
+        return;
+    kafka_describe_groups_response_init(resp);
+    resp->throttle_time_ms = 0;
+    int32_t n = rq->groups_count > 0 ? rq->groups_count : 0;
+    resp->groups = h_alloc(req, (size_t)n, sizeof(*resp->groups));
+    if (resp->groups == NULL) {
+        h_close(req, "arena exhausted");
+        return;
+    }
+    resp->groups_count = n;
+    struct greq *g = greq_new(req, resp, (size_t)n);
+    if (g == NULL)
+        return;
+    for (int32_t i = 0; i < n; i++) {
+        resp->groups[i].group_id = rq->groups[i];
+        resp->groups[i].authorized_operations = AUTHORIZED_OPS_UNSET;
+        gop_set(g, (size_t)i, GOP_DESCRIBE, group_owner_of(hs, rq->groups[i]), &rq->groups[i],
+                1);
+    }
+    group_ops_start(g);
+}
+
+static void fill_describe(struct greq *g, struct gop *op, const struct lm_group_resp *r,
+                          int16_t err)
+{
+    struct kafka_describe_groups_response *o = g->resp;
+    struct kafka_describe_groups_response_described_group *d = &o->groups[op->index];
+    d->error_message = KAFKA_STR_NULL;
+    d->group_state = (struct kafka_str){"", 0};
+    d->protocol_type = (struct kafka_str){"", 0};
+    d->protocol_data = (struct kafka_str){"", 0};
+    d->members_count = 0;
+    if (err != 0 || r == NULL || r->u.describe.n_groups < 1) {
+        d->error_code = err != 0 ? err : KAFKA_UNKNOWN_SERVER_ERROR;
+        return;
+    }
+    const struct lm_group_describe_group *s = &r->u.describe.groups[0];
+    d->error_code = s->error_code;
+    d->group_state = sdup_nn(g, s->state);
+    d->protocol_type = sdup_nn(g, s->protocol_type);
+    d->protocol_data = sdup_nn(g, s->protocol_data);
+    if (!s->found && s->error_code == KAFKA_NONE && g->version >= 6) {
+        /* Kafka 4 answers an unknown group with GROUP_ID_NOT_FOUND from v6 on. */
+        d->error_code = KAFKA_GROUP_ID_NOT_FOUND;
+        d->error_message = cstr("group not found");
+    }
+    int32_t n = s->n_members > 0 ? s->n_members : 0;
+    d->members = galloc(g, (size_t)n, sizeof(*d->members));
+    d->members_count = d->members != NULL ? n : 0;
+    for (int32_t i = 0; i < d->members_count; i++) {
+        const struct lm_group_describe_member *m = &s->members[i];
+        d->members[i].member_id = sdup_nn(g, m->member_id);
+        d->members[i].group_instance_id = sdup(g, m->group_instance_id);
+        d->members[i].client_id = sdup_nn(g, m->client_id);
+        d->members[i].client_host = sdup_nn(g, m->client_host);
+        d->members[i].member_metadata = bdup(g, m->metadata);
+        d->members[i].member_assignment = bdup(g, m->assignment);
+    }
+}
+
+/* ---- ListGroups (0-5): every shard's coordinator -------------------------------------------- */
+
+static void list_groups(struct broker_req *req)
+{
+    int16_t v = req->api_version;
+    struct hshard *hs = hs_of(req->shard);
+    struct kafka_list_groups_request *rq = h_alloc(req, 1, sizeof(*rq));
+    struct kafka_list_groups_response *resp = h_alloc(req, 1, sizeof(*resp));
+    struct lm_group_list_req *in = h_alloc(req, 1, sizeof(*in));
+    if (rq == NULL || resp == NULL || in == NULL) {
+        h_close(req, "arena exhausted");
+        return;
+    }
+    kafka_list_groups_request_init(rq);
+    if (!h_decode(req, rq))
+        return;
+    kafka_list_groups_response_init(resp);
+    resp->throttle_time_ms = 0;
+    resp->error_code = KAFKA_NONE;
+    resp->groups_count = 0;
+    in->n_states = v >= 4 && rq->states_filter_count > 0 ? rq->states_filter_count : 0;
+    in->states = rq->states_filter;
+    in->n_types = v >= 5 && rq->types_filter_count > 0 ? rq->types_filter_count : 0;
+    in->types = rq->types_filter;
+    struct greq *g = greq_new(req, resp, hs->count);
+    if (g == NULL)
+        return;
+    for (uint32_t i = 0; i < hs->count; i++)
+        gop_set(g, i, GOP_LIST, i, in, 1);
+    group_ops_start(g);
+}
+
+static void fill_list(struct greq *g, const struct lm_group_resp *r, int16_t err)
+{
+    struct kafka_list_groups_response *o = g->resp;
+    if (err != 0 || r == NULL) {
+        if (o->error_code == KAFKA_NONE)
+            o->error_code = err != 0 ? err : KAFKA_UNKNOWN_SERVER_ERROR;
+        return;
+    }
+    const struct lm_group_list_resp *l = &r->u.list;
+    if (o->error_code == KAFKA_NONE)
+        o->error_code = l->error_code;
+    if (l->n_groups <= 0)
+        return;
+    int32_t old = o->groups_count, n = old + l->n_groups;
+    struct kafka_list_groups_response_listed_group *a = galloc(g, (size_t)n, sizeof(*a));
+    if (a == NULL)
+        return;
+    if (old > 0)
+        memcpy(a, o->groups, (size_t)old * sizeof(*a));
+    for (int32_t i = 0; i < l->n_groups; i++) {
+        a[old + i].group_id = sdup_nn(g, l->groups[i].group_id);
+        a[old + i].protocol_type = sdup_nn(g, l->groups[i].protocol_type);
+        a[old + i].group_state = sdup_nn(g, l->groups[i].state);
+        a[old + i].group_type = sdup_nn(g, l->groups[i].type);
+    }
+    o->groups = a;
+    o->groups_count = n;
+}
+
+/* ---- DeleteGroups (0-2) --------------------------------------------------------------------- */
+
+static void delete_groups(struct broker_req *req)
+{
+    struct hshard *hs = hs_of(req->shard);
+    struct kafka_delete_groups_request *rq = h_alloc(req, 1, sizeof(*rq));
+    struct kafka_delete_groups_response *resp = h_alloc(req, 1, sizeof(*resp));
+    if (rq == NULL || resp == NULL) {
+        h_close(req, "arena exhausted");
+        return;
+    }
+    kafka_delete_groups_request_init(rq);
+    if (!h_decode(req, rq))
+        return;
+    kafka_delete_groups_response_init(resp);
+    resp->throttle_time_ms = 0;
+    int32_t n = rq->groups_names_count > 0 ? rq->groups_names_count : 0;
+    resp->results = h_alloc(req, (size_t)n, sizeof(*resp->results));
+    if (resp->results == NULL) {
+        h_close(req, "arena exhausted");
+        return;
+    }
+    resp->results_count = n;
+    struct greq *g = greq_new(req, resp, (size_t)n);
+    if (g == NULL)
+        return;
+    for (int32_t i = 0; i < n; i++) {
+        resp->results[i].group_id = rq->groups_names[i];
+        gop_set(g, (size_t)i, GOP_DELETE, group_owner_of(hs, rq->groups_names[i]),
+                &rq->groups_names[i], 1);
+    }
+    group_ops_start(g);
+}
+
+static void fill_delete(struct greq *g, struct gop *op, const struct lm_group_resp *r,
+                        int16_t err)
+{
+    struct kafka_delete_groups_response *o = g->resp;
+    struct kafka_delete_groups_response_deletable_group_result *d = &o->results[op->index];
+    if (err != 0 || r == NULL || r->u.del.n_results < 1)
+        d->error_code = err != 0 ? err : KAFKA_UNKNOWN_SERVER_ERROR;
+    else
+        d->error_code = r->u.del.results[0].error_code;
+}
+
+/* ---- OffsetDelete (0) ----------------------------------------------------------------------- */
+
+static void offset_delete(struct broker_req *req)
+{
+    struct kafka_offset_delete_request *rq = h_alloc(req, 1, sizeof(*rq));
+    struct kafka_offset_delete_response *resp = h_alloc(req, 1, sizeof(*resp));
+    struct lm_group_offset_delete_req *in = h_alloc(req, 1, sizeof(*in));
+    if (rq == NULL || resp == NULL || in == NULL)
+        goto nomem;
+    kafka_offset_delete_request_init(rq);
+    if (!h_decode(req, rq))
+        return;
+    kafka_offset_delete_response_init(resp);
+    int32_t nt = rq->topics_count > 0 ? rq->topics_count : 0;
+    struct lm_group_fetch_topic *lt = h_alloc(req, (size_t)nt, sizeof(*lt));
+    if (lt == NULL)
+        goto nomem;
+    for (int32_t i = 0; i < nt; i++) {
+        int32_t np = rq->topics[i].partitions_count > 0 ? rq->topics[i].partitions_count : 0;
+        int32_t *ps = h_alloc(req, (size_t)np, sizeof(*ps));
+        if (ps == NULL)
+            goto nomem;
+        for (int32_t j = 0; j < np; j++)
+            ps[j] = rq->topics[i].partitions[j].partition_index;
+        lt[i].name = rq->topics[i].name;
+        lt[i].n_partitions = np;
+        lt[i].partitions = ps;
+    }
+    in->group_id = rq->group_id;
+    in->n_topics = nt;
+    in->topics = lt;
+    struct greq *g = greq_new(req, resp, 1);
+    if (g == NULL)
+        return;
+    gop_set(g, 0, GOP_OFFSET_DELETE, group_owner_of(hs_of(req->shard), rq->group_id), in, 1);
+    group_ops_start(g);
+    return;
+nomem:
+    h_close(req, "arena exhausted");
+}
+
+static void fill_offset_delete(struct greq *g, const struct lm_group_resp *r, int16_t err)
+{
+    struct kafka_offset_delete_response *o = g->resp;
+    o->throttle_time_ms = 0;
+    o->topics_count = 0;
+    if (err != 0 || r == NULL) {
+        o->error_code = err != 0 ? err : KAFKA_UNKNOWN_SERVER_ERROR;
+        return;
+    }
+    const struct lm_group_offset_delete_resp *d = &r->u.offset_delete;
+    o->error_code = d->error_code;
+    int32_t nt = d->n_topics > 0 ? d->n_topics : 0;
+    o->topics = galloc(g, (size_t)nt, sizeof(*o->topics));
+    o->topics_count = o->topics != NULL ? nt : 0;
+    for (int32_t i = 0; i < o->topics_count; i++) {
+        int32_t np = d->topics[i].n_partitions > 0 ? d->topics[i].n_partitions : 0;
+        o->topics[i].name = sdup_nn(g, d->topics[i].name);
+        o->topics[i].partitions = galloc(g, (size_t)np, sizeof(*o->topics[i].partitions));
+        o->topics[i].partitions_count = o->topics[i].partitions != NULL ? np : 0;
+        for (int32_t j = 0; j < o->topics[i].partitions_count; j++) {
+            o->topics[i].partitions[j].partition_index = d->topics[i].partitions[j].partition;
+            o->topics[i].partitions[j].error_code = d->topics[i].partitions[j].error_code;
+        }
+    }
+}
+
+/* ---- dispatch of fills ------------------------------------------------------------------------ */
+
+void group_api_fill(struct gop *op, const struct lm_group_resp *r, int16_t err)
+{
+    struct greq *g = op->g;
+    switch (op->kind) {
+    case GOP_JOIN:
+        fill_join(g, r, err);
+        break;
+    case GOP_SYNC:
+        fill_sync(g, r, err);
+        break;
+    case GOP_HEARTBEAT:
+        fill_heartbeat(g, r, err);
+        break;
+    case GOP_LEAVE:
+        fill_leave(g, r, err);
+        break;
+    case GOP_COMMIT:
+        fill_commit(g, r, err);
+        break;
+    case GOP_FETCH:
+        fill_fetch(g, op, r, err);
+        break;
+    case GOP_DESCRIBE:
+        fill_describe(g, op, r, err);
+        break;
+    case GOP_LIST:
+        fill_list(g, r, err);
+        break;
+    case GOP_DELETE:
+        fill_delete(g, op, r, err);
+        break;
+    case GOP_OFFSET_DELETE:
+        fill_offset_delete(g, r, err);
+        break;
+    default:
+        LM_ASSERT(!"unknown group call");
+    }
+}
+
+int group_api_register(struct broker_dispatch *d)
+{
+    int rc;
+    if ((rc = handlers_serve(d, KAFKA_FIND_COORDINATOR_KEY, 0, 6, find_coordinator)) != 0 ||
+        (rc = handlers_serve(d, KAFKA_JOIN_GROUP_KEY, 0, 9, join_group)) != 0 ||
+        (rc = handlers_serve(d, KAFKA_SYNC_GROUP_KEY, 0, 5, sync_group)) != 0 ||
+        (rc = handlers_serve(d, KAFKA_HEARTBEAT_KEY, 0, 4, heartbeat)) != 0 ||
+        (rc = handlers_serve(d, KAFKA_LEAVE_GROUP_KEY, 0, 5, leave_group)) != 0 ||
+        (rc = handlers_serve(d, KAFKA_OFFSET_COMMIT_KEY, 2, 9, offset_commit)) != 0 ||
+        (rc = handlers_serve(d, KAFKA_OFFSET_FETCH_KEY, 1, 9, offset_fetch)) != 0 ||
+        (rc = handlers_serve(d, KAFKA_DESCRIBE_GROUPS_KEY, 0, 6, describe_groups)) != 0 ||
+        (rc = handlers_serve(d, KAFKA_LIST_GROUPS_KEY, 0, 5, list_groups)) != 0 ||
+        (rc = handlers_serve(d, KAFKA_DELETE_GROUPS_KEY, 0, 2, delete_groups)) != 0 ||
+        (rc = handlers_serve(d, KAFKA_OFFSET_DELETE_KEY, 0, 0, offset_delete)) != 0)
+        return rc;
+    return 0;
+}

@@ -1,0 +1,544 @@
+/* The group coordinator in the broker (issue 5): one lm_group_coord per shard, holding the
+ * groups of the __consumer_offsets partitions that shard owns (group_internal.h). This file
+ * holds the shard side: setup of __consumer_offsets, loading a partition from its log,
+ * persisting what a ready emits before answering, the timer, and the cross-shard calls that
+ * carry one lm_group_* call to the owner shard and its response back. group_api.c maps the
+ * Kafka requests onto it. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+
+#include "broker/group/group.h"
+#include "broker/group/group_records.h"
+#include "broker/handlers/group_api.h"
+#include "broker/handlers/group_internal.h"
+#include "broker/log.h"
+#include "common/lm_assert.h"
+#include "common/lm_err.h"
+#include "protocol/records.h"
+
+/* Longest wait between coordinator ticks even when no timer is due (the brief's "at least
+ * every few seconds"): also the period of producer expiry checks. */
+#define GROUP_TICK_MAX_MS 1000
+/* Bound of one decompressed __consumer_offsets batch when loading. */
+#define GROUP_LOAD_BATCH_BYTES_MAX ((size_t)64 << 20)
+
+struct gshard {
+    struct hshard *hs;
+    struct lm_group_coord *coord;
+    struct pshard *ps;
+    struct broker_timer timer;
+    bool timer_armed;
+    bool stopping;
+    int64_t last_expire_ms;
+};
+
+static struct lm_group_config g_cfg;
+static __thread struct gshard *g_self;
+
+int32_t group_offsets_partitions(void)
+{
+    return g_cfg.offsets_topic_partitions;
+}
+
+int64_t group_now_ms(void)
+{
+    static __thread int64_t last;
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    int64_t now = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    if (now < last)
+        now = last;
+    last = now;
+    return now;
+}
+
+uint32_t group_owner_of(struct hshard *hs, struct kafka_str group_id)
+{
+    if (group_id.len < 0)
+        group_id = (struct kafka_str){"", 0};
+    int32_t p = lm_gr_partition_for(group_id, g_cfg.offsets_topic_partitions);
+    return broker_partition_shard(GROUP_OFFSETS_TOPIC, GROUP_OFFSETS_TOPIC_LEN, p, hs->count);
+}
+
+/* ---- reading a partition log ---------------------------------------------------------------- */
+
+int group_log_scan(struct storage_log *log, int64_t from, group_batch_fn fn, void *ctx)
+{
+    int64_t off = from > storage_log_start_offset(log) ? from : storage_log_start_offset(log);
+    uint8_t *buf = NULL;
+    size_t cap = 0;
+    int rc = 0;
+    for (uint32_t turns = 0; off < storage_log_end_offset(log); turns++) {
+        LM_ASSERT(turns < UINT32_MAX);
+        struct storage_read_result res;
+        rc = storage_log_read(log, off, (uint64_t)1 << 20, STORAGE_NO_LIMIT, &res);
+        if (rc != 0)
+            break;
+        if (res.bytes == 0) {
+            storage_read_result_release(log, &res);
+            break;
+        }
+        if (res.bytes > cap) {
+            uint8_t *nb = realloc(buf, res.bytes);
+            if (nb == NULL) {
+                storage_read_result_release(log, &res);
+                rc = LM_E_NOMEM;
+                break;
+            }
+            buf = nb;
+            cap = res.bytes;
+        }
+        rc = storage_read_result_copy(&res, buf, cap);
+        size_t n = res.bytes;
+        storage_read_result_release(log, &res);
+        if (rc != 0)
+            break;
+        int64_t before = off;
+        for (size_t pos = 0; pos < n && rc == 0;) {
+            struct kafka_batch_header h;
+            rc = kafka_batch_header_parse(buf + pos, n - pos, &h);
+            if (rc != 0)
+                break;
+            size_t total = kafka_batch_total_size(&h);
+            if (total > n - pos) {
+                rc = LM_E_TRUNCATED;
+                break;
+            }
+            if (kafka_batch_last_offset(&h) >= off) /* the first batch may start before off */
+                rc = fn(ctx, buf + pos, total, &h);
+            off = kafka_batch_last_offset(&h) + 1;
+            pos += total;
+        }
+        if (rc != 0)
+            break;
+        LM_ASSERT(off > before);
+    }
+    free(buf);
+    return rc;
+}
+
+/* ---- loading ------------------------------------------------------------------------------- */
+
+struct load_ctx {
+    struct lm_group_coord *coord;
+    int32_t partition;
+    int64_t n_bad;
+    int64_t n_records;
+};
+
+static int load_batch(void *ctx, const uint8_t *batch, size_t len,
+                      const struct kafka_batch_header *h)
+{
+    struct load_ctx *l = ctx;
+    if (h->attributes & KAFKA_BATCH_ATTR_CONTROL)
+        return 0;
+    struct kafka_batch_reader r;
+    int rc = kafka_batch_reader_open(&r, batch, len, GROUP_LOAD_BATCH_BYTES_MAX);
+    if (rc != 0) {
+        l->n_bad++;
+        return 0;
+    }
+    struct kafka_record_iter it;
+    kafka_batch_reader_iter(&r, &it);
+    struct kafka_record rec;
+    while ((rc = kafka_record_iter_next(&it, &rec)) == 1) {
+        if (rec.key_len < 0) {
+            l->n_bad++;
+            continue;
+        }
+        struct kafka_bytes key = {rec.key, rec.key_len};
+        struct kafka_bytes value = {rec.value, rec.value_len};
+        rc = lm_group_coord_replay(l->coord, l->partition, key, value, &l->n_bad);
+        if (rc != 0)
+            break;
+        l->n_records++;
+    }
+    kafka_batch_reader_close(&r);
+    return rc < 0 ? rc : 0;
+}
+
+static void load_partition(struct gshard *gs, int32_t p)
+{
+    struct hpart *hp = hs_part(gs->hs, GROUP_OFFSETS_TOPIC, GROUP_OFFSETS_TOPIC_LEN, p);
+    int rc = lm_group_coord_load_begin(gs->coord, p);
+    LM_ASSERT(rc == 0);
+    if (hp == NULL || hp->log == NULL) {
+        BLOG_ERROR("%s-%d: log not open; its groups answer NOT_COORDINATOR",
+                   GROUP_OFFSETS_TOPIC, p);
+        lm_group_coord_unload(gs->coord, p);
+        return;
+    }
+    struct load_ctx l = {gs->coord, p, 0, 0};
+    rc = group_log_scan(hp->log, 0, load_batch, &l);
+    if (rc != 0) {
+        BLOG_ERROR("%s-%d: loading: %s; its groups answer NOT_COORDINATOR", GROUP_OFFSETS_TOPIC,
+                   p, lm_strerror(rc));
+        lm_group_coord_unload(gs->coord, p);
+        return;
+    }
+    rc = lm_group_coord_load_end(gs->coord, p, group_now_ms());
+    LM_ASSERT(rc == 0);
+    if (l.n_records > 0 || l.n_bad > 0)
+        BLOG_INFO("%s-%d: loaded %lld records (%lld skipped)", GROUP_OFFSETS_TOPIC, p,
+                  (long long)l.n_records, (long long)l.n_bad);
+}
+
+/* ---- persist before send --------------------------------------------------------------------- */
+
+/* Appends records[i..j) (one partition) as one batch and makes it durable. */
+static int persist_run(struct gshard *gs, const struct lm_group_record *recs, size_t n)
+{
+    int32_t p = recs[0].partition;
+    struct hpart *hp = hs_part(gs->hs, GROUP_OFFSETS_TOPIC, GROUP_OFFSETS_TOPIC_LEN, p);
+    if (hp == NULL || hp->log == NULL)
+        return LM_E_NOT_FOUND;
+    int64_t now = group_now_ms();
+    struct kafka_batch_builder b;
+    kafka_batch_builder_init(&b, 0, now);
+    int rc = 0;
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        LM_ASSERT(recs[i].partition == p);
+        rc = kafka_batch_builder_append(&b, now, recs[i].key.ptr, recs[i].key.len,
+                                        recs[i].value.ptr, recs[i].value.len, NULL, 0);
+    }
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    if (rc == 0)
+        rc = kafka_batch_builder_finish(&b, KAFKA_CODEC_NONE, &buf, &len);
+    kafka_batch_builder_deinit(&b);
+    if (rc != 0)
+        return rc;
+    struct storage_append_result res;
+    rc = storage_log_append_leader(hp->log, buf, len, hp->leader_epoch, &res);
+    free(buf);
+    if (rc == 0 && !res.flushed)
+        rc = storage_log_flush(hp->log, false);
+    if (rc != 0) {
+        BLOG_ERROR("%s-%d: append: %s", GROUP_OFFSETS_TOPIC, p, lm_strerror(rc));
+        return rc;
+    }
+    storage_log_set_high_watermark(hp->log, res.log_end_offset);
+    hs_wake_waiters(gs->hs, hp);
+    return 0;
+}
+
+static int persist(struct gshard *gs, const struct lm_group_ready *rd, int32_t *bad)
+{
+    for (size_t i = 0; i < rd->n_records;) {
+        size_t j = i + 1;
+        while (j < rd->n_records && rd->records[j].partition == rd->records[i].partition)
+            j++;
+        int rc = persist_run(gs, rd->records + i, j - i);
+        if (rc != 0) {
+            *bad = rd->records[i].partition;
+            return rc;
+        }
+        i = j;
+    }
+    return 0;
+}
+
+static void timer_fire(struct broker_shard *s, struct broker_timer *t);
+
+static void timer_arm(struct gshard *gs)
+{
+    if (gs->stopping || gs->coord == NULL)
+        return;
+    int64_t dl = lm_group_coord_next_deadline_ms(gs->coord);
+    int64_t now = group_now_ms();
+    /* INT64_MIN before the first tick means "tick now"; INT64_MAX means no timer. */
+    int64_t delay = dl <= now ? 0 : dl - now > GROUP_TICK_MAX_MS ? GROUP_TICK_MAX_MS : dl - now;
+    if (gs->timer_armed)
+        broker_timer_cancel(gs->hs->shard, &gs->timer);
+    gs->timer_armed = broker_timer_start(gs->hs->shard, &gs->timer, (uint64_t)delay,
+                                         timer_fire, gs) == 0;
+    if (!gs->timer_armed)
+        BLOG_ERROR("shard %u: cannot arm the group timer", gs->hs->id);
+}
+
+/* Hands out everything the coordinator has ready: records first (durably), then the
+ * responses, each back to its origin shard. */
+static void coord_flush(struct gshard *gs)
+{
+    struct lm_group_ready rd;
+    for (uint32_t turns = 0; lm_group_coord_ready(gs->coord, &rd); turns++) {
+        LM_ASSERT(turns < 1000000);
+        int32_t bad = -1;
+        int rc = persist(gs, &rd, &bad);
+        /* A failed group-metadata append is COORDINATOR_NOT_AVAILABLE in Kafka
+         * (GroupMetadataManager.storeGroup error mapping). */
+        int16_t err = rc == 0 ? KAFKA_NONE : KAFKA_COORDINATOR_NOT_AVAILABLE;
+        for (size_t i = 0; i < rd.n_resps; i++) {
+            struct gop *op = (struct gop *)(uintptr_t)rd.resps[i].token;
+            LM_ASSERT(op != NULL && op->g != NULL);
+            group_api_fill(op, &rd.resps[i], err);
+            broker_xcall_return(gs->hs->shard, &op->x);
+        }
+        lm_group_coord_advance(gs->coord);
+        if (rc != 0) {
+            /* Memory is ahead of the log: reload the partition from what is durable. */
+            lm_group_coord_unload(gs->coord, bad);
+            load_partition(gs, bad);
+        }
+    }
+    timer_arm(gs);
+}
+
+static void timer_fire(struct broker_shard *s, struct broker_timer *t)
+{
+    (void)s;
+    struct gshard *gs = t->arg;
+    gs->timer_armed = false;
+    if (gs->stopping || gs->coord == NULL)
+        return;
+    int64_t now = group_now_ms();
+    int rc = lm_group_coord_tick(gs->coord, now);
+    if (rc != 0)
+        BLOG_ERROR("shard %u: group tick: %s", gs->hs->id, lm_strerror(rc));
+    if (now - gs->last_expire_ms >= GROUP_TICK_MAX_MS) {
+        gs->last_expire_ms = now;
+        producer_shard_expire(gs->ps, now);
+    }
+    coord_flush(gs);
+}
+
+/* ---- cross-shard calls --------------------------------------------------------------------- */
+
+static void op_run(struct broker_shard *target, struct broker_xcall *x)
+{
+    struct gop *op = x->arg;
+    struct gshard *gs = g_self;
+    LM_ASSERT(gs != NULL && gs->hs->shard == target);
+    if (gs->coord == NULL || gs->stopping) {
+        group_api_fill(op, NULL, KAFKA_COORDINATOR_NOT_AVAILABLE);
+        broker_xcall_return(target, x);
+        return;
+    }
+    int rc = group_api_call(gs->coord, op, group_now_ms());
+    if (rc != 0) {
+        BLOG_WARN("group call failed: %s", lm_strerror(rc));
+        group_api_fill(op, NULL, KAFKA_UNKNOWN_SERVER_ERROR);
+        broker_xcall_return(target, x);
+    }
+    coord_flush(gs);
+}
+
+static void op_issue(struct greq *g);
+
+static void op_done(struct broker_shard *origin, struct broker_xcall *x)
+{
+    (void)origin;
+    struct gop *op = x->arg;
+    struct greq *g = op->g;
+    LM_ASSERT(g->next < g->n_ops);
+    g->next++;
+    op_issue(g);
+}
+
+static void op_issue(struct greq *g)
+{
+    if (g->next >= g->n_ops) {
+        group_api_finish(g);
+        return;
+    }
+    struct gop *op = &g->ops[g->next];
+    memset(&op->x, 0, sizeof(op->x));
+    op->g = g;
+    op->x.run = op_run;
+    op->x.done = op_done;
+    op->x.arg = op;
+    broker_shard_call(g->req->shard, op->owner, &op->x);
+}
+
+void group_ops_start(struct greq *g)
+{
+    g->next = 0;
+    op_issue(g);
+}
+
+/* ---- shard lifecycle ----------------------------------------------------------------------- */
+
+int group_shard_start(struct hshard *hs)
+{
+    struct gshard *gs = calloc(1, sizeof(*gs));
+    if (gs == NULL)
+        return LM_E_NOMEM;
+    gs->hs = hs;
+    gs->timer.heap_index_ = UINT32_MAX;
+    struct lm_group_config cfg = g_cfg;
+    uint64_t seed = 0;
+    if (getrandom(&seed, sizeof(seed), 0) != (ssize_t)sizeof(seed))
+        seed = (uint64_t)group_now_ms() ^ ((uint64_t)hs->id << 32);
+    cfg.rand_seed = seed;
+    int rc = lm_group_coord_new(&cfg, &gs->coord);
+    if (rc != 0) {
+        free(gs);
+        return rc;
+    }
+    if ((rc = producer_shard_start(hs, &gs->ps)) != 0) {
+        lm_group_coord_free(gs->coord);
+        free(gs);
+        return rc;
+    }
+    g_self = gs;
+    int32_t n = cfg.offsets_topic_partitions, owned = 0;
+    for (int32_t p = 0; p < n; p++) {
+        uint32_t owner = broker_partition_shard(GROUP_OFFSETS_TOPIC, GROUP_OFFSETS_TOPIC_LEN, p,
+                                                hs->count);
+        if (owner == hs->id) {
+            load_partition(gs, p);
+            owned++;
+        } else {
+            lm_group_coord_unload(gs->coord, p);
+        }
+    }
+    BLOG_INFO("shard %u: group coordinator for %d of %d %s partitions, %zu groups loaded",
+              hs->id, owned, n, GROUP_OFFSETS_TOPIC, lm_group_coord_n_groups(gs->coord));
+    /* Unloading may have queued nothing (no parked requests yet); arm the first tick. */
+    coord_flush(gs);
+    return 0;
+}
+
+void group_shard_drain(struct hshard *hs)
+{
+    (void)hs;
+    struct gshard *gs = g_self;
+    if (gs == NULL || gs->coord == NULL)
+        return;
+    /* Parked JoinGroup/SyncGroup requests are answered (NOT_COORDINATOR) so the shard can
+     * finish its in-flight requests; the clients find the coordinator again after restart. */
+    for (int32_t p = 0; p < g_cfg.offsets_topic_partitions; p++)
+        if (broker_partition_shard(GROUP_OFFSETS_TOPIC, GROUP_OFFSETS_TOPIC_LEN, p,
+                                   hs->count) == hs->id)
+            lm_group_coord_unload(gs->coord, p);
+    coord_flush(gs);
+}
+
+void group_shard_flush(struct hshard *hs)
+{
+    (void)hs;
+    if (g_self != NULL)
+        producer_shard_flush(g_self->ps);
+}
+
+void group_shard_stop(struct hshard *hs)
+{
+    (void)hs;
+    struct gshard *gs = g_self;
+    if (gs == NULL)
+        return;
+    gs->stopping = true;
+    if (gs->timer_armed)
+        broker_timer_cancel(hs->shard, &gs->timer);
+    lm_group_coord_free(gs->coord);
+    producer_shard_stop(gs->ps);
+    g_self = NULL;
+    free(gs);
+}
+
+/* ---- setup ---------------------------------------------------------------------------------- */
+
+static int config_i64(struct broker_config *cfg, const char *key, int64_t min, int64_t max,
+                      int64_t *out)
+{
+    const char *v = broker_config_get(cfg, key);
+    if (v == NULL)
+        return 0;
+    broker_config_mark_used(cfg, key);
+    char *end = NULL;
+    errno = 0;
+    long long n = strtoll(v, &end, 10);
+    if (errno != 0 || end == v || *end != 0 || n < min || n > max) {
+        BLOG_ERROR("%s=%s: expected an integer in [%lld, %lld]", key, v, (long long)min,
+                   (long long)max);
+        return LM_E_CONFIG;
+    }
+    *out = n;
+    return 0;
+}
+
+/* Creates __consumer_offsets when missing (Kafka creates it on the first FindCoordinator; at
+ * startup is simpler and deterministic). compact, and no time/size retention: offsets must
+ * outlive retention.ms (storage has no compaction yet, so the log only grows). */
+static int offsets_topic_ensure(int32_t want, int32_t *have)
+{
+    struct lm_meta_snapshot *snap = lm_meta_store_snapshot(handlers_global->meta);
+    const struct lm_meta_topic *t = lm_meta_state_find(&snap->state, GROUP_OFFSETS_TOPIC);
+    *have = t != NULL ? t->partition_count : 0;
+    lm_meta_snapshot_release(snap);
+    if (*have > 0) {
+        if (*have != want)
+            BLOG_WARN("%s has %d partitions (offsets.topic.num.partitions=%d): keeping %d, as "
+                      "Kafka does", GROUP_OFFSETS_TOPIC, *have, want, *have);
+        return 0;
+    }
+    static const struct lm_config_entry configs[] = {
+        {(char *)"cleanup.policy", (char *)"compact"},
+        {(char *)"retention.ms", (char *)"-1"},
+        {(char *)"retention.bytes", (char *)"-1"},
+    };
+    struct lm_meta_record r = {0};
+    r.type = LM_META_TOPIC_CREATE;
+    r.topic = GROUP_OFFSETS_TOPIC;
+    r.partition_count = want;
+    r.configs = configs;
+    r.config_count = sizeof(configs) / sizeof(configs[0]);
+    int rc = lm_meta_new_topic_id(r.topic_id);
+    if (rc == 0)
+        rc = lm_meta_store_commit(handlers_global->meta, &r);
+    if (rc != 0)
+        return rc;
+    BLOG_INFO("created %s with %d partitions", GROUP_OFFSETS_TOPIC, want);
+    *have = want;
+    return 0;
+}
+
+int handlers_group_register(struct broker_dispatch *d)
+{
+    struct broker_config *cfg = handlers_global->cfg;
+    lm_group_config_default(&g_cfg);
+    int64_t v;
+    int rc = 0;
+#define CFG32(key, field)                                                                      \
+    do {                                                                                       \
+        v = g_cfg.field;                                                                       \
+        if (rc == 0 && (rc = config_i64(cfg, key, 0, INT32_MAX, &v)) == 0)                     \
+            g_cfg.field = (int32_t)v;                                                          \
+    } while (0)
+    CFG32("group.min.session.timeout.ms", session_timeout_min_ms);
+    CFG32("group.max.session.timeout.ms", session_timeout_max_ms);
+    CFG32("group.initial.rebalance.delay.ms", initial_rebalance_delay_ms);
+    CFG32("group.max.size", max_size);
+    CFG32("offset.metadata.max.bytes", offset_metadata_max_bytes);
+    CFG32("offsets.topic.num.partitions", offsets_topic_partitions);
+#undef CFG32
+    v = g_cfg.offsets_retention_ms / 60000;
+    if (rc == 0 && (rc = config_i64(cfg, "offsets.retention.minutes", 1, INT64_MAX / 60000,
+                                    &v)) == 0)
+        g_cfg.offsets_retention_ms = v * 60000;
+    v = g_cfg.offsets_retention_check_interval_ms;
+    if (rc == 0 && (rc = config_i64(cfg, "offsets.retention.check.interval.ms", 1, INT64_MAX,
+                                    &v)) == 0)
+        g_cfg.offsets_retention_check_interval_ms = v;
+    if (rc != 0)
+        return rc;
+    if (g_cfg.offsets_topic_partitions < 1 ||
+        g_cfg.offsets_topic_partitions > LM_GROUP_PARTITIONS_MAX) {
+        BLOG_ERROR("offsets.topic.num.partitions must be in [1, %d]", LM_GROUP_PARTITIONS_MAX);
+        return LM_E_CONFIG;
+    }
+    int32_t have = 0;
+    if ((rc = offsets_topic_ensure(g_cfg.offsets_topic_partitions, &have)) != 0) {
+        BLOG_ERROR("cannot create %s: %s", GROUP_OFFSETS_TOPIC, lm_strerror(rc));
+        return rc;
+    }
+    if (have > LM_GROUP_PARTITIONS_MAX)
+        return LM_E_CONFIG;
+    g_cfg.offsets_topic_partitions = have;
+    if ((rc = group_api_register(d)) != 0)
+        return rc;
+    return producer_register(d);
+}

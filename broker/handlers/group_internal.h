@@ -1,0 +1,58 @@
+/* Private to handlers.c, group_*.c and producer_*.c: the per-shard state of the group
+ * coordinator (broker/group/) and of idempotent producers (broker/producer/), and the shard
+ * lifecycle hooks handlers.c calls.
+ *
+ * Placement (issue 5): one lm_group_coord per shard. A shard's coordinator has loaded exactly
+ * the __consumer_offsets partitions that shard owns (broker_partition_shard); the others are
+ * unloaded in it, so a request routed to the wrong shard would get NOT_COORDINATOR. Group
+ * requests are decoded on the connection's shard, translated to lm_group_* requests in the
+ * request's arena and sent with a cross-shard call to the owner of the group's partition;
+ * requests naming several groups (DescribeGroups, DeleteGroups, OffsetFetch v8+, ListGroups)
+ * send one call per group (per shard for ListGroups) one after another, so only one shard at a
+ * time touches the request's arena. Records the coordinator emits are appended to the owned
+ * __consumer_offsets partition and flushed before any response of the same ready leaves
+ * (persist before send). */
+#ifndef LAMINAR_BROKER_HANDLERS_GROUP_INTERNAL_H
+#define LAMINAR_BROKER_HANDLERS_GROUP_INTERNAL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "broker/handlers/handlers_internal.h"
+#include "protocol/record_batch.h"
+
+#define GROUP_OFFSETS_TOPIC "__consumer_offsets"
+#define GROUP_OFFSETS_TOPIC_LEN (sizeof(GROUP_OFFSETS_TOPIC) - 1)
+
+/* Called by handlers.c on each shard: after the shard's first metadata refresh (loads the
+ * owned __consumer_offsets partitions), at drain (answers parked joins/syncs), at flush
+ * (producer-state snapshots) and at stop (frees). start returns 0 or an LM_E_*. */
+int group_shard_start(struct hshard *hs);
+void group_shard_drain(struct hshard *hs);
+void group_shard_flush(struct hshard *hs);
+void group_shard_stop(struct hshard *hs);
+
+/* ---- producer_*.c ---- */
+
+/* Per-shard producer side: state of the idempotent producers of each owned partition, loaded
+ * lazily (snapshot + log replay) on first use. */
+struct pshard;
+int producer_shard_start(struct hshard *hs, struct pshard **out);
+void producer_shard_flush(struct pshard *ps);
+void producer_shard_stop(struct pshard *ps);
+/* Forgets idle producers (producer.id.expiration.ms); called from the group timer. */
+void producer_shard_expire(struct pshard *ps, int64_t now_ms);
+/* Registers InitProducerId and DescribeProducers and the Produce hooks. */
+int producer_register(struct broker_dispatch *d);
+
+/* Calls fn for every batch of log from offset `from` on, in order (whole batches read back
+ * with pread; the first may start before from). Returns 0, fn's error or a storage error. */
+typedef int (*group_batch_fn)(void *ctx, const uint8_t *batch, size_t len,
+                              const struct kafka_batch_header *h);
+int group_log_scan(struct storage_log *log, int64_t from, group_batch_fn fn, void *ctx);
+
+/* The wall clock in ms, never going backwards within the process (persisted timestamps:
+ * commit times, producer last-update times). */
+int64_t group_now_ms(void);
+
+#endif

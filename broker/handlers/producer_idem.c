@@ -1,0 +1,546 @@
+/* Idempotent producers (issue 5): InitProducerId 0-5, DescribeProducers 0, and the Produce
+ * hooks (handlers.h struct handlers_producer_hooks) that run lm_producer_check before an
+ * append and lm_producer_record after it, on the shard owning the partition.
+ *
+ * Producer state of a partition lives on its owner shard, created on first use: the
+ * snapshot file `producer.snapshot` in the partition directory (written at clean shutdown)
+ * and then the batch headers of the log from the snapshot's offset on (Kafka's
+ * ProducerStateManager recovery); after a kill -9 the old snapshot (or none) plus the log
+ * rebuild the same state, so a retried batch is still recognised as a duplicate.
+ *
+ * Producer ids come from the metadata store in blocks of PRODUCER_ID_BLOCK per shard
+ * (lm_meta_store_alloc_producer_ids persists the counter first: ids are never reused after a
+ * restart). InitProducerId with a known producer id and epoch (v3+, KIP-360) bumps the epoch;
+ * Kafka 4 would hand out a new id for a non-transactional producer, which clients accept just
+ * the same. A transactional id is refused (transactions are not served yet): see
+ * init_producer_id() for the error chosen and why. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "broker/handlers/group_internal.h"
+#include "broker/log.h"
+#include "broker/producer/producer_state.h"
+#include "common/lm_assert.h"
+#include "protocol/kafka_messages.h"
+
+#define PRODUCER_ID_BLOCK 1000
+/* Producers remembered per partition (allocated on first use; the idlest is evicted). */
+#define PRODUCER_MAX_PER_PARTITION 1024
+#define PRODUCER_BUCKETS 256
+#define PRODUCER_SNAPSHOT_NAME "producer.snapshot"
+
+struct pstate {
+    uint8_t topic_id[16];
+    int32_t partition;
+    struct lm_producer_state *s;
+    bool dirty; /* changed since the last snapshot */
+    struct pstate *next;
+};
+
+struct pshard {
+    struct hshard *hs;
+    struct pstate *buckets[PRODUCER_BUCKETS];
+    int64_t pid_next, pid_end;
+};
+
+static __thread struct pshard *p_self;
+static int64_t p_expiration_ms = LM_PRODUCER_EXPIRATION_MS_DEFAULT;
+
+static size_t bucket_of(const uint8_t id[16], int32_t partition)
+{
+    uint64_t h = 1469598103934665603ull;
+    for (int i = 0; i < 16; i++)
+        h = (h ^ id[i]) * 1099511628211ull;
+    h = (h ^ (uint32_t)partition) * 1099511628211ull;
+    return (size_t)(h % PRODUCER_BUCKETS);
+}
+
+/* ---- loading: snapshot + log replay ------------------------------------------------------------ */
+
+static int replay_batch(void *ctx, const uint8_t *batch, size_t len,
+                        const struct kafka_batch_header *h)
+{
+    (void)batch;
+    (void)len;
+    struct lm_producer_state *s = ctx;
+    if (h->producer_id < 0)
+        return 0;
+    struct lm_producer_log_batch b = {
+        .producer_id = h->producer_id,
+        .epoch = h->producer_epoch,
+        .base_seq = h->base_sequence,
+        .last_offset_delta = h->last_offset_delta,
+        .base_offset = h->base_offset,
+        .max_timestamp_ms = h->max_timestamp,
+        .is_control = (h->attributes & KAFKA_BATCH_ATTR_CONTROL) != 0,
+    };
+    return lm_producer_replay(s, &b, group_now_ms());
+}
+
+static int snapshot_path(const struct hpart *p, char *out, size_t cap)
+{
+    char dir[BROKER_PATH_BYTES_MAX + 300];
+    int rc = storage_partition_dir(dir, sizeof(dir), handlers_global->cfg->log_dirs[0], p->topic,
+                                   p->partition);
+    if (rc != 0)
+        return rc;
+    int n = snprintf(out, cap, "%s/%s", dir, PRODUCER_SNAPSHOT_NAME);
+    return n > 0 && (size_t)n < cap ? 0 : LM_E_TOO_LARGE;
+}
+
+/* Reads the snapshot into s; returns the offset to replay from (log start if none). */
+static int64_t snapshot_load(const struct hpart *p, struct lm_producer_state *s)
+{
+    int64_t start = storage_log_start_offset(p->log), end = storage_log_end_offset(p->log);
+    char path[BROKER_PATH_BYTES_MAX + 340];
+    if (snapshot_path(p, path, sizeof(path)) != 0)
+        return start;
+    FILE *f = fopen(path, "rb");
+    if (f == NULL)
+        return start;
+    uint8_t *buf = NULL;
+    long n = -1;
+    if (fseek(f, 0, SEEK_END) == 0 && (n = ftell(f)) > 0 && fseek(f, 0, SEEK_SET) == 0 &&
+        (buf = malloc((size_t)n)) != NULL && fread(buf, 1, (size_t)n, f) != (size_t)n) {
+        free(buf);
+        buf = NULL;
+    }
+    fclose(f);
+    if (buf == NULL)
+        return start;
+    int64_t next = -1;
+    int rc = lm_producer_snapshot_decode(s, buf, (size_t)n, &next);
+    free(buf);
+    /* A snapshot beyond the log end describes batches the log lost: rebuild from the log. */
+    if (rc != 0 || next < start || next > end) {
+        BLOG_WARN("partition %s-%d: producer snapshot unusable (%s, offset %lld, log %lld..%lld);"
+                  " rebuilding from the log", p->topic, p->partition,
+                  rc != 0 ? lm_strerror(rc) : "range", (long long)next, (long long)start,
+                  (long long)end);
+        lm_producer_state_clear(s);
+        return start;
+    }
+    return next;
+}
+
+static struct pstate *pstate_get(struct pshard *ps, const struct hpart *p)
+{
+    size_t b = bucket_of(p->topic_id, p->partition);
+    for (struct pstate *e = ps->buckets[b]; e != NULL; e = e->next)
+        if (e->partition == p->partition && memcmp(e->topic_id, p->topic_id, 16) == 0)
+            return e;
+    if (p->log == NULL)
+        return NULL;
+    struct pstate *e = calloc(1, sizeof(*e));
+    if (e == NULL)
+        return NULL;
+    if (lm_producer_state_new(PRODUCER_MAX_PER_PARTITION, p_expiration_ms, &e->s) != 0) {
+        free(e);
+        return NULL;
+    }
+    memcpy(e->topic_id, p->topic_id, 16);
+    e->partition = p->partition;
+    int64_t from = snapshot_load(p, e->s);
+    int rc = group_log_scan(p->log, from, replay_batch, e->s);
+    if (rc != 0) {
+        BLOG_ERROR("partition %s-%d: producer state replay: %s", p->topic, p->partition,
+                   lm_strerror(rc));
+        lm_producer_state_free(e->s);
+        free(e);
+        return NULL;
+    }
+    BLOG_INFO("partition %s-%d: producer state loaded (%zu producers, replayed from %lld)",
+              p->topic, p->partition, lm_producer_state_count(e->s), (long long)from);
+    e->next = ps->buckets[b];
+    ps->buckets[b] = e;
+    return e;
+}
+
+/* ---- Produce hooks ------------------------------------------------------------------------------ */
+
+static int16_t before_append(void *ctx, const char *topic, int32_t partition,
+                             const uint8_t *batches, size_t len, int64_t *dup_offset)
+{
+    (void)ctx;
+    struct kafka_batch_header h;
+    if (kafka_batch_header_parse(batches, len, &h) != 0)
+        return KAFKA_CORRUPT_MESSAGE; /* validated before: cannot happen */
+    if (h.producer_id < 0)
+        return KAFKA_NONE; /* not idempotent */
+    struct pshard *ps = p_self;
+    LM_ASSERT(ps != NULL);
+    const struct hpart *p = hs_part(ps->hs, topic, strlen(topic), partition);
+    LM_ASSERT(p != NULL);
+    struct pstate *e = pstate_get(ps, p);
+    if (e == NULL)
+        return KAFKA_KAFKA_STORAGE_ERROR;
+    struct lm_producer_check_result res;
+    int32_t last = lm_producer_seq_add(h.base_sequence >= 0 ? h.base_sequence : 0,
+                                       h.last_offset_delta);
+    int rc = lm_producer_check(e->s, h.producer_id, h.producer_epoch, h.base_sequence, last,
+                               &res);
+    if (rc != 0)
+        return KAFKA_INVALID_RECORD;
+    if (res.verdict == LM_PRODUCER_DUPLICATE) {
+        /* Already in the log: success with the original offset, nothing appended. */
+        *dup_offset = res.dup.first_offset;
+        return KAFKA_NONE;
+    }
+    if (res.verdict == LM_PRODUCER_REJECT)
+        return res.error_code;
+    /* More batches of the same producer in one request must continue the sequence. */
+    for (size_t pos = kafka_batch_total_size(&h); pos < len;) {
+        struct kafka_batch_header n;
+        if (kafka_batch_header_parse(batches + pos, len - pos, &n) != 0)
+            return KAFKA_CORRUPT_MESSAGE;
+        if (n.producer_id != h.producer_id || n.producer_epoch != h.producer_epoch ||
+            n.base_sequence != lm_producer_seq_add(last, 1))
+            return KAFKA_OUT_OF_ORDER_SEQUENCE_NUMBER;
+        last = lm_producer_seq_add(n.base_sequence, n.last_offset_delta);
+        pos += kafka_batch_total_size(&n);
+    }
+    return KAFKA_NONE;
+}
+
+static void after_append(void *ctx, const char *topic, int32_t partition,
+                         const uint8_t *batches, size_t len, int64_t base_offset)
+{
+    (void)ctx;
+    struct kafka_batch_header h;
+    if (kafka_batch_header_parse(batches, len, &h) != 0 || h.producer_id < 0)
+        return;
+    struct pshard *ps = p_self;
+    const struct hpart *p = hs_part(ps->hs, topic, strlen(topic), partition);
+    LM_ASSERT(p != NULL);
+    struct pstate *e = pstate_get(ps, p);
+    if (e == NULL)
+        return;
+    int64_t off = base_offset, now = group_now_ms();
+    for (size_t pos = 0; pos < len;) {
+        if (kafka_batch_header_parse(batches + pos, len - pos, &h) != 0)
+            break;
+        struct lm_producer_batch b = {
+            .first_seq = h.base_sequence,
+            .last_seq = lm_producer_seq_add(h.base_sequence, h.last_offset_delta),
+            .first_offset = off,
+            .last_offset = off + h.last_offset_delta,
+            .timestamp_ms = h.max_timestamp,
+        };
+        int rc = lm_producer_record(e->s, h.producer_id, h.producer_epoch, &b, now);
+        if (rc != 0)
+            BLOG_WARN("partition %s-%d: producer %lld: record: %s", topic, partition,
+                      (long long)h.producer_id, lm_strerror(rc));
+        e->dirty = true;
+        off += (int64_t)h.last_offset_delta + 1;
+        pos += kafka_batch_total_size(&h);
+    }
+}
+
+/* ---- shard lifecycle ----------------------------------------------------------------------------- */
+
+int producer_shard_start(struct hshard *hs, struct pshard **out)
+{
+    struct pshard *ps = calloc(1, sizeof(*ps));
+    if (ps == NULL)
+        return LM_E_NOMEM;
+    ps->hs = hs;
+    p_self = ps;
+    *out = ps;
+    return 0;
+}
+
+static const struct hpart *part_by_id(struct hshard *hs, const uint8_t id[16], int32_t partition)
+{
+    struct htopic *t = hs_topic_by_id(hs, id);
+    if (t == NULL || partition >= t->part_cap)
+        return NULL;
+    return t->parts[partition];
+}
+
+static void snapshot_write(const struct hpart *p, struct pstate *e)
+{
+    char path[BROKER_PATH_BYTES_MAX + 340], tmp[BROKER_PATH_BYTES_MAX + 350];
+    if (snapshot_path(p, path, sizeof(path)) != 0)
+        return;
+    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+    size_t cap = lm_producer_snapshot_size(e->s), n = 0;
+    uint8_t *buf = malloc(cap);
+    if (buf == NULL ||
+        lm_producer_snapshot_encode(e->s, storage_log_end_offset(p->log), buf, cap, &n) != 0) {
+        free(buf);
+        BLOG_WARN("partition %s-%d: producer snapshot not written", p->topic, p->partition);
+        return;
+    }
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    bool ok = fd >= 0 && write(fd, buf, n) == (ssize_t)n && fdatasync(fd) == 0;
+    if (fd >= 0)
+        close(fd);
+    free(buf);
+    if (!ok || rename(tmp, path) != 0) {
+        BLOG_WARN("partition %s-%d: producer snapshot: %s", p->topic, p->partition,
+                  strerror(errno));
+        unlink(tmp);
+        return;
+    }
+    e->dirty = false;
+}
+
+void producer_shard_flush(struct pshard *ps)
+{
+    if (ps == NULL)
+        return;
+    for (size_t b = 0; b < PRODUCER_BUCKETS; b++)
+        for (struct pstate *e = ps->buckets[b]; e != NULL; e = e->next) {
+            const struct hpart *p = part_by_id(ps->hs, e->topic_id, e->partition);
+            if (e->dirty && p != NULL && p->log != NULL)
+                snapshot_write(p, e);
+        }
+}
+
+void producer_shard_expire(struct pshard *ps, int64_t now_ms)
+{
+    if (ps == NULL)
+        return;
+    for (size_t b = 0; b < PRODUCER_BUCKETS; b++) {
+        struct pstate **pe = &ps->buckets[b];
+        while (*pe != NULL) {
+            struct pstate *e = *pe;
+            /* A partition gone from this shard (topic deleted) drops its state. */
+            if (part_by_id(ps->hs, e->topic_id, e->partition) == NULL) {
+                *pe = e->next;
+                lm_producer_state_free(e->s);
+                free(e);
+                continue;
+            }
+            if (lm_producer_expire(e->s, now_ms) > 0)
+                e->dirty = true;
+            pe = &e->next;
+        }
+    }
+}
+
+void producer_shard_stop(struct pshard *ps)
+{
+    if (ps == NULL)
+        return;
+    for (size_t b = 0; b < PRODUCER_BUCKETS; b++) {
+        struct pstate *e = ps->buckets[b];
+        while (e != NULL) {
+            struct pstate *next = e->next;
+            lm_producer_state_free(e->s);
+            free(e);
+            e = next;
+        }
+    }
+    if (p_self == ps)
+        p_self = NULL;
+    free(ps);
+}
+
+/* ---- InitProducerId (0-5) ------------------------------------------------------------------------ */
+
+static int alloc_producer_id(struct pshard *ps, int64_t *out)
+{
+    if (ps->pid_next >= ps->pid_end) {
+        int64_t first = 0;
+        int rc = lm_meta_store_alloc_producer_ids(handlers_global->meta, PRODUCER_ID_BLOCK,
+                                                  &first);
+        if (rc != 0)
+            return rc;
+        ps->pid_next = first;
+        ps->pid_end = first + PRODUCER_ID_BLOCK;
+    }
+    *out = ps->pid_next++;
+    return 0;
+}
+
+static void init_producer_id(struct broker_req *req)
+{
+    struct kafka_init_producer_id_request rq;
+    kafka_init_producer_id_request_init(&rq);
+    if (!h_decode(req, &rq))
+        return;
+    struct kafka_init_producer_id_response resp;
+    kafka_init_producer_id_response_init(&resp);
+    resp.throttle_time_ms = 0;
+    resp.producer_id = -1;
+    resp.producer_epoch = -1;
+    if (rq.transactional_id.len >= 0) {
+        /* Transactions are not served yet. Kafka has no "transactions disabled" code; any
+         * retriable one (COORDINATOR_NOT_AVAILABLE) makes clients wait for max.block.ms.
+         * UNSUPPORTED_VERSION is non-retriable in every client we test (Java: "Unexpected
+         * error in InitProducerIdResponse; The version of API is not supported", librdkafka:
+         * fatal error), so a transactional producer fails at once and says why. */
+        resp.error_code = KAFKA_UNSUPPORTED_VERSION;
+        BLOG_INFO("InitProducerId for transactional id %.*s refused: transactions are not "
+                  "supported yet", (int)rq.transactional_id.len, rq.transactional_id.ptr);
+        h_respond(req, &resp);
+        return;
+    }
+    struct pshard *ps = p_self;
+    LM_ASSERT(ps != NULL);
+    if (req->api_version >= 3 && rq.producer_id >= 0 && rq.producer_epoch >= 0 &&
+        rq.producer_epoch < INT16_MAX - 1) {
+        /* KIP-360: a producer that lost track of its sequences bumps its epoch and keeps its
+         * id; the partitions accept the new epoch from sequence 0. */
+        resp.error_code = KAFKA_NONE;
+        resp.producer_id = rq.producer_id;
+        resp.producer_epoch = (int16_t)(rq.producer_epoch + 1);
+        h_respond(req, &resp);
+        return;
+    }
+    int64_t pid = -1;
+    int rc = alloc_producer_id(ps, &pid);
+    if (rc != 0) {
+        BLOG_ERROR("producer id allocation: %s", lm_strerror(rc));
+        resp.error_code = KAFKA_COORDINATOR_NOT_AVAILABLE;
+    } else {
+        resp.error_code = KAFKA_NONE;
+        resp.producer_id = pid;
+        resp.producer_epoch = 0;
+    }
+    h_respond(req, &resp);
+}
+
+/* ---- DescribeProducers (0) ----------------------------------------------------------------------- */
+
+struct dp_ctx {
+    struct kafka_describe_producers_response resp;
+};
+
+static void describe_op(struct hshard *hs, struct hpart *p, struct hwork *w, struct hfan *f)
+{
+    (void)hs;
+    struct kafka_describe_producers_response_partition_response *o = w->out;
+    o->error_message = KAFKA_STR_NULL;
+    o->active_producers_count = 0;
+    if (p == NULL || p->log == NULL) {
+        o->error_code = p == NULL ? KAFKA_UNKNOWN_TOPIC_OR_PARTITION : KAFKA_KAFKA_STORAGE_ERROR;
+        return;
+    }
+    struct pstate *e = pstate_get(p_self, p);
+    if (e == NULL) {
+        o->error_code = KAFKA_KAFKA_STORAGE_ERROR;
+        return;
+    }
+    size_t n = lm_producer_state_count(e->s);
+    /* The fan-out is sequential, so this shard alone uses the request's arena now. */
+    struct lm_producer_info *rows = h_alloc(f->req, n, sizeof(*rows));
+    o->active_producers = h_alloc(f->req, n, sizeof(*o->active_producers));
+    if (rows == NULL || o->active_producers == NULL) {
+        o->error_code = KAFKA_UNKNOWN_SERVER_ERROR;
+        return;
+    }
+    n = lm_producer_describe(e->s, rows, n);
+    for (size_t i = 0; i < n; i++) {
+        struct kafka_describe_producers_response_producer_state *s = &o->active_producers[i];
+        s->producer_id = rows[i].producer_id;
+        s->producer_epoch = rows[i].epoch;
+        s->last_sequence = rows[i].last_sequence;
+        s->last_timestamp = rows[i].last_timestamp_ms;
+        s->coordinator_epoch = rows[i].coordinator_epoch;
+        s->current_txn_start_offset = rows[i].current_txn_start_offset;
+    }
+    o->active_producers_count = (int32_t)n;
+    o->error_code = KAFKA_NONE;
+}
+
+static void describe_finish(struct hfan *f)
+{
+    struct dp_ctx *c = f->ctx;
+    for (size_t i = 0; i < f->count; i++) {
+        struct kafka_describe_producers_response_partition_response *o = f->items[i].out;
+        if (f->items[i].owner == HWORK_DONE)
+            o->error_code = f->items[i].error;
+    }
+    h_respond(f->req, &c->resp);
+}
+
+static void describe_producers(struct broker_req *req)
+{
+    struct hshard *hs = hs_of(req->shard);
+    struct kafka_describe_producers_request rq;
+    kafka_describe_producers_request_init(&rq);
+    if (!h_decode(req, &rq))
+        return;
+    struct dp_ctx *c = h_alloc(req, 1, sizeof(*c));
+    struct hfan *f = h_alloc(req, 1, sizeof(*f));
+    if (c == NULL || f == NULL)
+        goto nomem;
+    kafka_describe_producers_response_init(&c->resp);
+    c->resp.throttle_time_ms = 0;
+    int32_t nt = rq.topics_count > 0 ? rq.topics_count : 0;
+    size_t n = 0;
+    for (int32_t i = 0; i < nt; i++)
+        n += rq.topics[i].partition_indexes_count > 0
+                 ? (size_t)rq.topics[i].partition_indexes_count
+                 : 0;
+    struct hwork *items = h_alloc(req, n, sizeof(*items));
+    c->resp.topics = h_alloc(req, (size_t)nt, sizeof(*c->resp.topics));
+    if (items == NULL || c->resp.topics == NULL)
+        goto nomem;
+    c->resp.topics_count = nt;
+    size_t k = 0;
+    for (int32_t i = 0; i < nt; i++) {
+        const struct kafka_describe_producers_request_topic_request *t = &rq.topics[i];
+        struct kafka_describe_producers_response_topic_response *o = &c->resp.topics[i];
+        int32_t np = t->partition_indexes_count > 0 ? t->partition_indexes_count : 0;
+        o->name = t->name;
+        o->partitions = h_alloc(req, (size_t)np, sizeof(*o->partitions));
+        if (o->partitions == NULL)
+            goto nomem;
+        o->partitions_count = np;
+        struct htopic *ht = t->name.len > 0 ? hs_topic(hs, t->name.ptr, (size_t)t->name.len)
+                                            : NULL;
+        for (int32_t j = 0; j < np; j++, k++) {
+            struct hwork *w = &items[k];
+            o->partitions[j].partition_index = t->partition_indexes[j];
+            o->partitions[j].error_message = KAFKA_STR_NULL;
+            w->topic = t->name.ptr;
+            w->topic_len = t->name.len > 0 ? (size_t)t->name.len : 0;
+            w->partition = t->partition_indexes[j];
+            w->out = &o->partitions[j];
+            if (ht == NULL || w->partition < 0 || w->partition >= ht->meta->partition_count) {
+                w->error = KAFKA_UNKNOWN_TOPIC_OR_PARTITION;
+                w->owner = HWORK_DONE;
+                continue;
+            }
+            w->owner = hs_owner(hs, w->topic, w->topic_len, w->partition);
+        }
+    }
+    if (!hfan_init(f, req, items, n, describe_op, describe_finish, c))
+        goto nomem;
+    f->sequential = true;
+    hfan_start(f);
+    return;
+nomem:
+    h_close(req, "arena exhausted");
+}
+
+int producer_register(struct broker_dispatch *d)
+{
+    struct broker_config *cfg = handlers_global->cfg;
+    const char *v = broker_config_get(cfg, "producer.id.expiration.ms");
+    if (v != NULL) {
+        broker_config_mark_used(cfg, "producer.id.expiration.ms");
+        char *end = NULL;
+        long long n = strtoll(v, &end, 10);
+        if (end == v || *end != 0 || n < 1) {
+            BLOG_ERROR("producer.id.expiration.ms=%s: expected a positive integer", v);
+            return LM_E_CONFIG;
+        }
+        p_expiration_ms = n;
+    }
+    handlers_global->producer.before_append = before_append;
+    handlers_global->producer.after_append = after_append;
+    handlers_global->producer.ctx = NULL;
+    int rc;
+    if ((rc = handlers_serve(d, KAFKA_INIT_PRODUCER_ID_KEY, 0, 5, init_producer_id)) != 0 ||
+        (rc = handlers_serve(d, KAFKA_DESCRIBE_PRODUCERS_KEY, 0, 0, describe_producers)) != 0)
+        return rc;
+    return 0;
+}

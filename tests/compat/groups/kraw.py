@@ -1,0 +1,145 @@
+"""A tiny hand-built Kafka client for tests that need exact bytes: InitProducerId v1 and
+Produce v9 (flexible, KIP-482) with idempotent record batches v2 (CRC-32C computed here).
+Stdlib only."""
+import socket
+import struct
+
+
+def _crc32c_table():
+    t = []
+    for i in range(256):
+        c = i
+        for _ in range(8):
+            c = (c >> 1) ^ 0x82F63B78 if c & 1 else c >> 1
+        t.append(c)
+    return t
+
+
+_T = _crc32c_table()
+
+
+def crc32c(data):
+    c = 0xFFFFFFFF
+    for b in data:
+        c = _T[(c ^ b) & 0xFF] ^ (c >> 8)
+    return c ^ 0xFFFFFFFF
+
+
+def zigzag(n):
+    return (n << 1) ^ (n >> 63)
+
+
+def uvarint(n):
+    out = bytearray()
+    while True:
+        b = n & 0x7F
+        n >>= 7
+        if n:
+            out.append(b | 0x80)
+        else:
+            out.append(b)
+            return bytes(out)
+
+
+def varint(n):
+    return uvarint(zigzag(n) & 0xFFFFFFFFFFFFFFFF)
+
+
+def record(offset_delta, value, key=None):
+    body = bytearray()
+    body += b"\x00"                      # attributes
+    body += varint(0)                    # timestamp delta
+    body += varint(offset_delta)
+    if key is None:
+        body += varint(-1)
+    else:
+        body += varint(len(key)) + key
+    body += varint(len(value)) + value
+    body += varint(0)                    # headers
+    return varint(len(body)) + bytes(body)
+
+
+def idempotent_batch(producer_id, epoch, base_seq, values, ts_ms=1_700_000_000_000):
+    """Record batch v2 (magic 2) of values, uncompressed, with producer id/epoch/sequence."""
+    recs = b"".join(record(i, v) for i, v in enumerate(values))
+    after_crc = struct.pack(">hiqqqhii", 0, len(values) - 1, ts_ms, ts_ms, producer_id, epoch,
+                            base_seq, len(values)) + recs
+    crc = crc32c(after_crc)
+    body = struct.pack(">ibI", -1, 2, crc) + after_crc   # leader epoch, magic, crc
+    return struct.pack(">qi", 0, len(body)) + body
+
+
+class Conn:
+    def __init__(self, host, port, timeout=10):
+        self.s = socket.create_connection((host, port), timeout=timeout)
+        self.corr = 0
+
+    def close(self):
+        self.s.close()
+
+    def _recv(self, n):
+        buf = bytearray()
+        while len(buf) < n:
+            chunk = self.s.recv(n - len(buf))
+            if not chunk:
+                raise ConnectionError("broker closed the connection")
+            buf += chunk
+        return bytes(buf)
+
+    def call(self, key, version, body, flexible):
+        self.corr += 1
+        cid = b"kraw"
+        hdr = struct.pack(">hhih", key, version, self.corr, len(cid)) + cid
+        if flexible:
+            hdr += b"\x00"
+        msg = hdr + body
+        self.s.sendall(struct.pack(">i", len(msg)) + msg)
+        n = struct.unpack(">i", self._recv(4))[0]
+        resp = self._recv(n)
+        corr = struct.unpack(">i", resp[:4])[0]
+        assert corr == self.corr, (corr, self.corr)
+        return resp[5:] if flexible else resp[4:]   # header v1 has an empty tag section
+
+    def init_producer_id(self):
+        """InitProducerId v1, transactional id null. Returns (error, producer id, epoch)."""
+        body = struct.pack(">hi", -1, 60000)
+        r = self.call(22, 1, body, False)
+        _thr, err, pid, epoch = struct.unpack(">ihqh", r[:16])
+        return err, pid, epoch
+
+    def produce(self, topic, partition, batch, acks=-1):
+        """Produce v9 (flexible). Returns (error code, base offset) of the one partition."""
+        t = topic.encode()
+        body = bytearray()
+        body += uvarint(0)                          # transactional id: null
+        body += struct.pack(">hi", acks, 30000)
+        body += uvarint(2)                          # one topic
+        body += uvarint(len(t) + 1) + t
+        body += uvarint(2)                          # one partition
+        body += struct.pack(">i", partition)
+        body += uvarint(len(batch) + 1) + batch
+        body += b"\x00"                             # partition tags
+        body += b"\x00"                             # topic tags
+        body += b"\x00"                             # request tags
+        r = self.call(0, 9, bytes(body), True)
+        pos = 0
+
+        def uv():
+            nonlocal pos
+            shift = v = 0
+            while True:
+                b = r[pos]
+                pos += 1
+                v |= (b & 0x7F) << shift
+                shift += 7
+                if not b & 0x80:
+                    return v
+        ntopics = uv() - 1
+        assert ntopics == 1, ntopics
+        nlen = uv() - 1
+        pos += nlen
+        nparts = uv() - 1
+        assert nparts == 1, nparts
+        idx, err, base = struct.unpack(">ihq", r[pos:pos + 14])
+        assert idx == partition
+        return err, base

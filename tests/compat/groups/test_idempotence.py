@@ -1,0 +1,150 @@
+"""Duplicate suppression of idempotent batches, with hand-built Produce v9 requests (kraw.py):
+a batch resent with the same producer id, epoch and sequence (as if its response was lost) is
+answered with the original offset and appended once; a sequence gap is refused with
+OUT_OF_ORDER_SEQUENCE_NUMBER, an old epoch with INVALID_PRODUCER_EPOCH; after a kill -9 and
+after a clean restart the duplicate is still recognised (log replay, then snapshot).
+Also: InitProducerId ids are never reused across restarts; DescribeProducers shows the producer
+(confluent-kafka has no DescribeProducers, so that part uses the Java suite).
+
+    /usr/bin/python3 test_idempotence.py --io uring|epoll
+"""
+import argparse
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "harness"))
+sys.path.insert(0, os.path.dirname(__file__))
+from laminar_harness import Broker  # noqa: E402
+import kraw  # noqa: E402
+
+import confluent_kafka as ck  # noqa: E402
+from confluent_kafka.admin import AdminClient, NewTopic  # noqa: E402
+
+TOPIC = "idem"
+OUT_OF_ORDER_SEQUENCE_NUMBER = 45
+INVALID_PRODUCER_EPOCH = 47
+
+
+def check(cond, what):
+    if not cond:
+        raise AssertionError(what)
+
+
+def restart(b, kill):
+    """kill -9 or stop, then start; waits for this run's own "started:" line (the harness
+    looks for any in the log, which an earlier run already wrote)."""
+    n = b.log_text().count(" started:")
+    if kill:
+        b.kill9()
+    else:
+        check(b.stop() == 0, "broker exit status on stop")
+    b.restart()
+    deadline = time.monotonic() + 60
+    while b.log_text().count(" started:") <= n:
+        check(b.alive() and time.monotonic() < deadline, "broker did not restart")
+        time.sleep(0.05)
+
+
+def high_watermark(b, partition=0):
+    c = ck.Consumer({"bootstrap.servers": b.bootstrap, "group.id": "hw-probe"})
+    try:
+        return c.get_watermark_offsets(ck.TopicPartition(TOPIC, partition), timeout=10)[1]
+    finally:
+        c.close()
+
+
+def read_values(b):
+    c = ck.Consumer({"bootstrap.servers": b.bootstrap, "group.id": "reader",
+                     "enable.auto.commit": False})
+    c.assign([ck.TopicPartition(TOPIC, 0, ck.OFFSET_BEGINNING)])
+    hw = high_watermark(b)
+    out = []
+    deadline = time.monotonic() + 30
+    while len(out) < hw and time.monotonic() < deadline:
+        m = c.poll(0.5)
+        if m is not None and m.error() is None:
+            out.append((m.offset(), m.value()))
+    c.close()
+    return out
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--io", default="uring")
+    args = ap.parse_args()
+    t0 = time.monotonic()
+    with Broker(io=args.io, shards=2) as b:
+        try:
+            scenario(b)
+        except BaseException:
+            print("---- broker log (tail) ----\n" + "\n".join(b.log_text().splitlines()[-40:]))
+            raise
+    print("idempotence (%s): ok in %.1f s" % (args.io, time.monotonic() - t0))
+
+
+def scenario(b):
+    if True:
+        admin = AdminClient({"bootstrap.servers": b.bootstrap})
+        fs = admin.create_topics([NewTopic(TOPIC, num_partitions=1, replication_factor=1)])
+        fs[TOPIC].result(30)
+        conn = kraw.Conn(b.host, b.port)
+        err, pid, epoch = conn.init_producer_id()
+        check(err == 0 and pid >= 0 and epoch == 0, "InitProducerId %r" % ((err, pid, epoch),))
+        err2, pid2, _ = conn.init_producer_id()
+        check(err2 == 0 and pid2 != pid, "second producer id %r" % pid2)
+
+        b0 = kraw.idempotent_batch(pid, 0, 0, [b"a0", b"a1", b"a2"])
+        check(conn.produce(TOPIC, 0, b0) == (0, 0), "first append")
+        # The response was "lost": the client sends the very same bytes again.
+        check(conn.produce(TOPIC, 0, b0) == (0, 0), "duplicate answered with its offset")
+        check(high_watermark(b) == 3, "duplicate appended: hw %d" % high_watermark(b))
+        b1 = kraw.idempotent_batch(pid, 0, 3, [b"b3", b"b4"])
+        check(conn.produce(TOPIC, 0, b1) == (0, 3), "next sequence")
+        check(conn.produce(TOPIC, 0, b0) == (0, 0), "older duplicate (window of five)")
+        gap = kraw.idempotent_batch(pid, 0, 9, [b"gap"])
+        err, _ = conn.produce(TOPIC, 0, gap)
+        check(err == OUT_OF_ORDER_SEQUENCE_NUMBER, "gap gave %d" % err)
+        # A bumped epoch restarts at sequence 0 (KIP-360); the old epoch is then fenced.
+        e1 = kraw.idempotent_batch(pid, 1, 0, [b"c5"])
+        check(conn.produce(TOPIC, 0, e1) == (0, 5), "epoch bump")
+        old = kraw.idempotent_batch(pid, 0, 5, [b"old"])
+        err, _ = conn.produce(TOPIC, 0, old)
+        check(err == INVALID_PRODUCER_EPOCH, "old epoch gave %d" % err)
+        check(high_watermark(b) == 6, "hw after refusals %d" % high_watermark(b))
+        conn.close()
+
+        # kill -9: no snapshot was written; the state is rebuilt from the log's batch headers.
+        restart(b, kill=True)
+        conn = kraw.Conn(b.host, b.port)
+        check(conn.produce(TOPIC, 0, e1) == (0, 5), "duplicate after kill -9")
+        err, _ = conn.produce(TOPIC, 0, b1)
+        check(err == INVALID_PRODUCER_EPOCH, "old epoch after kill -9 gave %d" % err)
+        e1b = kraw.idempotent_batch(pid, 1, 1, [b"c6", b"c7"])
+        check(conn.produce(TOPIC, 0, e1b) == (0, 6), "next after kill -9")
+        err, pid3, _ = conn.init_producer_id()
+        check(err == 0 and pid3 > pid2, "producer id reused after restart: %d" % pid3)
+        conn.close()
+
+        # Clean stop: the snapshot is written; the duplicate is recognised from it.
+        restart(b, kill=False)
+        conn = kraw.Conn(b.host, b.port)
+        check(conn.produce(TOPIC, 0, e1b) == (0, 6), "duplicate after clean restart")
+        loads = [ln for ln in b.log_text().splitlines() if "idem-0: producer state loaded" in ln]
+        check(loads and loads[-1].endswith("replayed from 8)"),
+              "state not taken from the snapshot: %r" % loads[-1:])
+        gap = kraw.idempotent_batch(pid, 1, 7, [b"gap"])
+        err, _ = conn.produce(TOPIC, 0, gap)
+        check(err == OUT_OF_ORDER_SEQUENCE_NUMBER, "gap after restart gave %d" % err)
+        conn.close()
+
+        vals = read_values(b)
+        check([v for _, v in vals] == [b"a0", b"a1", b"a2", b"b3", b"b4", b"c5", b"c6", b"c7"],
+              "log content %r" % vals)
+        check(b.stop() == 0, "broker exit status")
+        log = b.log_text()
+        check("ERROR" not in log and "AddressSanitizer" not in log, "errors in the log")
+
+
+if __name__ == "__main__":
+    main()
