@@ -7,6 +7,7 @@
  * nothing. */
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "broker/handlers/handlers_internal.h"
 #include "broker/log.h"
@@ -128,6 +129,23 @@ static int16_t validate_error(int rc, const char **msg)
     }
 }
 
+/* CreateTime bounds (KIP-937: message.timestamp.before.max.ms / after.max.ms), checked on the
+ * batch header: maxTimestamp bounds every record from above exactly; baseTimestamp is the
+ * first record's, which producers make the smallest. */
+static bool timestamps_ok(const struct lm_topic_settings *st, const struct kafka_batch_header *h)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    int64_t now = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    if (st->timestamp_after_max_ms >= 0 && st->timestamp_after_max_ms < INT64_MAX / 2 &&
+        h->max_timestamp > now + st->timestamp_after_max_ms)
+        return false;
+    if (st->timestamp_before_max_ms >= 0 && st->timestamp_before_max_ms < INT64_MAX / 2 &&
+        h->base_timestamp >= 0 && h->base_timestamp < now - st->timestamp_before_max_ms)
+        return false;
+    return true;
+}
+
 static void produce_op(struct hshard *hs, struct hpart *p, struct hwork *w, struct hfan *f)
 {
     struct pctx *c = f->ctx;
@@ -174,6 +192,11 @@ static void produce_op(struct hshard *hs, struct hpart *p, struct hwork *w, stru
         if (h.attributes & KAFKA_BATCH_ATTR_CONTROL) {
             w->error = KAFKA_INVALID_RECORD;
             o->message = "clients may not write control batches";
+            return;
+        }
+        if (!t->settings.timestamp_log_append && !timestamps_ok(&t->settings, &h)) {
+            w->error = KAFKA_INVALID_TIMESTAMP;
+            o->message = "record timestamp outside message.timestamp.before/after.max.ms";
             return;
         }
         int32_t want = t->settings.compression;

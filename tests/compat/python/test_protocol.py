@@ -237,6 +237,18 @@ def main():
             pass
         c2.s.close()
 
+        # A record two hours in the future (message.timestamp.after.max.ms = 1 h by default).
+        errs = []
+        pf = ck.Producer({"bootstrap.servers": b.bootstrap, "enable.idempotence": False,
+                          "retries": 0})
+        pf.produce(TOPIC, value=b"future", partition=0,
+                   timestamp=int(time.time() * 1000) + 2 * 3600 * 1000,
+                   on_delivery=lambda e, m: errs.append(e))
+        pf.flush(30)
+        check(len(errs) == 1 and errs[0] is not None and
+              errs[0].code() == ck.KafkaError.INVALID_TIMESTAMP, "future record: %r" % errs)
+        del pf
+
         # ListOffsets v7 (flexible): earliest, latest, max timestamp (KIP-734), by timestamp.
         def list_offsets(ts, epoch=-1):
             body = (s32(-1) + b"\x00" + carr([cstr(TOPIC) + carr([s32(0) + s32(epoch) + s64(ts) +
