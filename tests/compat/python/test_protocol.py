@@ -172,21 +172,69 @@ def produce(b, n):
     check(p.flush(30) == 0, "flush")
 
 
-def fetch_v9(c, offset, epoch=-1, max_wait=0, min_bytes=0):
+def fetch_v9(c, offset, epoch=-1, max_wait=0, min_bytes=0, topic=TOPIC):
     body = (s32(-1) + s32(max_wait) + s32(min_bytes) + s32(1 << 20) + b"\x00" + s32(0) + s32(-1) +
-            arr([sstr(TOPIC) + arr([s32(0) + s32(epoch) + s64(offset) + s64(-1) +
+            arr([sstr(topic) + arr([s32(0) + s32(epoch) + s64(offset) + s64(-1) +
                                     s32(1 << 20)])]) + arr([]) + sstr(""))
     r = c.call(1, 9, body)
     r.i32()
     top = r.i16()
     r.i32()
-    check(r.i32() == 1 and r.str() == TOPIC and r.i32() == 1, "fetch shape")
+    check(r.i32() == 1 and r.str() == topic and r.i32() == 1, "fetch shape")
     part, err, hw, lso, lstart = r.i32(), r.i16(), r.i64(), r.i64(), r.i64()
     na = r.i32()
     check(na <= 0, "aborted transactions")
     recs = r.bytes()
     check(part == 0 and top == 0, "fetch top error %d" % top)
     return err, hw, lso, lstart, recs
+
+
+def topic_configs(b, c):
+    """Topic configs reach the data path: compression.type (recompression), LogAppendTime,
+    max.message.bytes."""
+    from confluent_kafka.admin import AdminClient, NewTopic
+    a = AdminClient({"bootstrap.servers": b.bootstrap})
+    fs = a.create_topics([
+        NewTopic("recomp", 1, 1, config={"compression.type": "zstd"}),
+        NewTopic("appendtime", 1, 1, config={"message.timestamp.type": "LogAppendTime"}),
+        NewTopic("small", 1, 1, config={"max.message.bytes": "2000"})])
+    for f in fs.values():
+        f.result(15)
+    p = ck.Producer({"bootstrap.servers": b.bootstrap, "enable.idempotence": False,
+                     "compression.codec": "none", "retries": 0})
+    errs = []
+    for i in range(20):
+        p.produce("recomp", value=b"same-same-same-%d" % i, partition=0)
+        p.produce("appendtime", value=b"t%d" % i, partition=0, timestamp=1_000_000 + i)
+    p.produce("small", value=b"x" * 5000, partition=0, on_delivery=lambda e, m: errs.append(e))
+    p.flush(30)  # its own batch: the whole batch is refused, as Kafka does
+    p.produce("small", value=b"y" * 100, partition=0, on_delivery=lambda e, m: errs.append(e))
+    check(p.flush(30) == 0, "flush")
+    del p
+    check(len(errs) == 2 and errs[0] is not None and
+          errs[0].code() == ck.KafkaError.MSG_SIZE_TOO_LARGE and errs[1] is None,
+          "max.message.bytes: %r" % errs)
+    err, hw, _, _, recs = fetch_v9(c, 0, topic="recomp")
+    check(err == 0 and hw == 20 and len(recs) > 61, "fetch recomp")
+    attrs = struct.unpack_from(">h", recs, 21)[0]
+    check(attrs & 7 == 4, "stored codec %d, want zstd (4)" % (attrs & 7))
+    cons = ck.Consumer({"bootstrap.servers": b.bootstrap, "group.id": "unused"})
+    cons.assign([ck.TopicPartition("recomp", 0, 0), ck.TopicPartition("appendtime", 0, 0)])
+    got = {"recomp": [], "appendtime": []}
+    deadline = time.monotonic() + 30
+    t_before = int(time.time() * 1000) - 120_000
+    while sum(len(v) for v in got.values()) < 40 and time.monotonic() < deadline:
+        m = cons.poll(0.5)
+        if m is None or m.error():
+            continue
+        got[m.topic()].append(m)
+    cons.close()
+    check([m.value() for m in got["recomp"]] == [b"same-same-same-%d" % i for i in range(20)],
+          "recompressed values")
+    check(len(got["appendtime"]) == 20, "appendtime count")
+    for m in got["appendtime"]:
+        tt, ts = m.timestamp()
+        check(tt == ck.TIMESTAMP_LOG_APPEND_TIME and ts > t_before, "LogAppendTime %r" % ((tt, ts),))
 
 
 def main():
@@ -313,6 +361,7 @@ def main():
         err, _, _, _, recs = fetch_v9(c, 51, max_wait=400, min_bytes=1)
         dt = time.monotonic() - t0
         check(err == 0 and len(recs) == 0 and 0.3 < dt < 5, "max_wait: %.2f s" % dt)
+        topic_configs(b, c)
         c.s.close()
         check(b.alive(), "broker died")
         check(b.stop() == 0, "exit status")
