@@ -860,6 +860,40 @@ static int broker_topic_configs_load(struct handlers_ctx *h)
     return 0;
 }
 
+/* A crash between a topic's deletion in the metadata and its shards removing the directories
+ * leaves directories no topic owns: remove them at start. Only directories named
+ * <topic>-<partition> that hold our partition.metadata are touched. */
+static void sweep_orphans(const struct handlers_ctx *h)
+{
+    const char *root = h->cfg->log_dirs[0];
+    DIR *d = opendir(root);
+    if (d == NULL)
+        return;
+    struct lm_meta_snapshot *snap = lm_meta_store_snapshot(h->meta);
+    struct dirent *e;
+    char name[LM_TOPIC_NAME_MAX + 1], dir[H_DIR_BYTES], marker[H_FILE_BYTES];
+    while ((e = readdir(d)) != NULL) {
+        const char *dash = strrchr(e->d_name, '-');
+        size_t len = dash != NULL ? (size_t)(dash - e->d_name) : 0;
+        if (len == 0 || len > LM_TOPIC_NAME_MAX || dash[1] == 0 ||
+            strspn(dash + 1, "0123456789") != strlen(dash + 1))
+            continue;
+        memcpy(name, e->d_name, len);
+        name[len] = 0;
+        if (lm_meta_state_find(&snap->state, name) != NULL)
+            continue;
+        if (snprintf(dir, sizeof(dir), "%s/%s", root, e->d_name) >= (int)sizeof(dir) ||
+            snprintf(marker, sizeof(marker), "%s/partition.metadata", dir) >=
+                (int)sizeof(marker) ||
+            access(marker, F_OK) != 0)
+            continue;
+        BLOG_WARN("removing %s: its topic no longer exists", dir);
+        rm_dir(dir);
+    }
+    closedir(d);
+    lm_meta_snapshot_release(snap);
+}
+
 static void register_unserved(struct broker_dispatch *d)
 {
     /* Known APIs without a handler are answered like unsupported versions instead of closing
@@ -900,6 +934,7 @@ int broker_handlers_setup(struct broker_dispatch *d, struct broker_config *cfg)
         BLOG_ERROR("setup: %s", lm_strerror(rc));
         return rc;
     }
+    sweep_orphans(&ctx);
     struct lm_meta_snapshot *snap = lm_meta_store_snapshot(ctx.meta);
     BLOG_INFO("cluster id %s, node id %d, %zu topics", ctx.cluster_id, cfg->node_id,
               snap->state.topic_count);
