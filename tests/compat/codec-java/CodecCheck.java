@@ -10,9 +10,9 @@
 // skipped and counted.
 //
 // Reverse: for every (message, version) of FWD that Java supports, Java builds messages of its
-// own (every field Java can write at that version set to a random non-default value through the
-// generated setters; odd seeds set nullable fields to null), encodes them, and writes them to
-// REV in the same line format, for codec_dump check to decode and re-encode.
+// own (every field Java can write at that version set through the generated setters, values
+// chosen as randomScalar says; odd seeds set nullable fields to null), encodes them, and writes them to REV in the same line format, for codec_dump check
+// to decode and re-encode.
 //
 // Exit status 0 only if no message differs.
 
@@ -45,7 +45,7 @@ import org.apache.kafka.common.record.BaseRecords;
 import org.apache.kafka.common.record.MemoryRecords;
 
 public class CodecCheck {
-    static final int SEEDS = 4;
+    static final int REVERSE_SEEDS = 8;
 
     // ---- message kinds ----------------------------------------------------------------------
 
@@ -241,28 +241,37 @@ public class CodecCheck {
         return b;
     }
 
-    // A random value of a scalar or array element type, or null if t is a struct type.
+    // How Java picks values, by seed: 0 and 1 random, 2 zero / empty, 3 minus one, 4 to 7 each
+    // value one of those three at random. Zero and -1 are the usual defaults: a tagged field
+    // (or a field of a tagged struct) whose default differs between the two sides is written
+    // by one and dropped by the other at exactly those values.
+    static int mode;
+
+    // A value of a scalar or array element type, or null if t is a struct type.
     static Object randomScalar(Class<?> t, Object current, Random r) {
+        int m = mode < 4 ? mode : r.nextInt(3) + 1;
+        long fixed = m == 2 ? 0 : -1;
+        boolean random = m < 2;
         if (t == boolean.class || t == Boolean.class)
             return !(current instanceof Boolean && (Boolean) current);
         if (t == byte.class || t == Byte.class)
-            return (byte) r.nextInt();
+            return random ? (byte) r.nextInt() : (byte) fixed;
         if (t == short.class || t == Short.class)
-            return (short) r.nextInt();
+            return random ? (short) r.nextInt() : (short) fixed;
         if (t == int.class || t == Integer.class)
-            return r.nextInt();
+            return random ? r.nextInt() : (int) fixed;
         if (t == long.class || t == Long.class)
-            return r.nextLong();
+            return random ? r.nextLong() : fixed;
         if (t == double.class || t == Double.class)
-            return r.nextDouble() * 1000.0;
+            return random ? r.nextDouble() * 1000.0 : (double) fixed;
         if (t == String.class)
-            return randomString(r);
+            return m == 2 ? "" : randomString(r);
         if (t == byte[].class)
-            return randomBytes(r);
+            return m == 2 ? new byte[0] : randomBytes(r);
         if (t == Uuid.class)
             return new Uuid(r.nextLong(), r.nextLong());
         if (t == BaseRecords.class)
-            return MemoryRecords.readableRecords(ByteBuffer.wrap(randomBytes(r)));
+            return MemoryRecords.readableRecords(ByteBuffer.wrap(m == 2 ? new byte[0] : randomBytes(r)));
         return null;
     }
 
@@ -347,10 +356,11 @@ public class CodecCheck {
     static int revMade, revFailed;
 
     static void reverse(short key, boolean resp, short v, PrintWriter out) throws Exception {
-        for (int seed = 0; seed < SEEDS; seed++) {
+        for (int seed = 0; seed < REVERSE_SEEDS; seed++) {
             String what = kindName(key, resp) + " v" + v + " seed " + seed;
             Random r = new Random(((long) key << 40) ^ ((resp ? 1L : 0L) << 32) ^ ((long) v << 8) ^ seed);
             Message m = newMessage(key, resp);
+            mode = seed;
             fill(m, m, v, r, (seed & 1) == 1, 0);
             byte[] first = encode(m, v);
             // Java reads its own bytes back and re-encodes: the canonical form (fields Java

@@ -308,8 +308,9 @@ static int check_one(const struct dump_kind *k, int16_t v, const char *seed, con
     kafka_writer_init(&w, out, n);
     rc = k->ops.encode(&w, v, m);
     if (rc != 0 || n2 != n || w.pos != n) {
-        printf("FAIL %s %s v%d seed %s: re-encode: %s, size %zu, wrote %zu, Java %zu bytes\n",
-               k->name, dir, v, seed, lm_strerror(rc), n2, w.pos, n);
+        printf("FAIL %s %s v%d seed %s: laminar re-encodes %zu bytes (size %zu, %s), Java's "
+               "message has %zu\n",
+               k->name, dir, v, seed, w.pos, n2, lm_strerror(rc), n);
         goto out;
     }
     for (size_t i = 0; i < n; i++) {

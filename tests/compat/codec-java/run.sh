@@ -17,6 +17,13 @@ mkdir -p "$work"
 rm -f "$work/laminar.txt" "$work/java.txt"
 "$dump" emit "$work/laminar.txt"
 # C1 only and the serial collector: the run is a few seconds, C2 compilation would dominate.
+# Both directions run even when the first fails, so one run shows every difference.
+java_rc=0
 java -XX:TieredStopAtLevel=1 -XX:+UseSerialGC -cp "$here/classes:$here/../java/lib/*" \
-  CodecCheck "$work/laminar.txt" "$work/java.txt"
-"$dump" check "$work/java.txt"
+  CodecCheck "$work/laminar.txt" "$work/java.txt" || java_rc=$?
+c_rc=0
+"$dump" check "$work/java.txt" || c_rc=$?
+if [ "$java_rc" != 0 ] || [ "$c_rc" != 0 ]; then
+  echo "compat_codec_java: FAILED (CodecCheck exit $java_rc, codec_dump check exit $c_rc)"
+  exit 1
+fi
