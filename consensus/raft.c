@@ -45,6 +45,7 @@ struct raft {
     uint32_t transferee;
     bool campaign_force;
     int64_t pending_conf_index;
+    bool appends_pending; /* leader appended since the last flush_appends */
 
     uint32_t granted[RAFT_NODES_MAX], n_granted;
     uint32_t rejected[RAFT_NODES_MAX], n_rejected;
@@ -837,6 +838,21 @@ static void bcast_append(struct raft *r)
             send_append(r, &r->prs[i], true);
 }
 
+/* Send everything the window allows to every follower (pipelining, thesis §10.2.1). */
+static void flush_appends(struct raft *r)
+{
+    r->appends_pending = false;
+    if (r->role != RAFT_LEADER)
+        return;
+    for (uint32_t i = 0; i < LM_ARRAY_LEN(r->prs); i++) {
+        struct raft_progress *pr = &r->prs[i];
+        if (pr->id == RAFT_NONE || pr->id == r->cfg.id)
+            continue;
+        for (uint32_t k = 0; k < r->cfg.max_inflight && send_append(r, pr, false); k++) {
+        }
+    }
+}
+
 static void bcast_heartbeat(struct raft *r)
 {
     for (uint32_t i = 0; i < LM_ARRAY_LEN(r->prs); i++) {
@@ -1259,7 +1275,9 @@ static int leader_append(struct raft *r, uint8_t type, const void *data, uint32_
         return rc;
     if (last_out)
         *last_out = e.last_index;
-    bcast_append(r);
+    /* Batching: proposals made before the next raft_ready leave in as few appends as the
+     * window allows (flush_appends), instead of one append per proposal. */
+    r->appends_pending = true;
     return 0;
 }
 
@@ -1371,6 +1389,8 @@ static int64_t apply_limit(const struct raft *r)
 
 bool raft_has_ready(const struct raft *r)
 {
+    if (r->appends_pending && r->role == RAFT_LEADER)
+        return true;
     if (r->role != r->role_handed || r->leader != r->leader_handed)
         return true;
     bool persist = hs_differs(r) || r->unst_handed < r->n_unst ||
@@ -1393,6 +1413,8 @@ static void free_sent(struct raft *r)
 void raft_ready(struct raft *r, struct raft_ready *rd)
 {
     free_sent(r);
+    if (r->appends_pending)
+        flush_appends(r);
     memset(rd, 0, sizeof(*rd));
     rd->role = r->role;
     rd->leader = r->leader;

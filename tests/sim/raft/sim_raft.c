@@ -135,6 +135,8 @@ struct stats {
     uint64_t msgs_sent, msgs_dropped, entries_committed, proposals, elections;
     uint64_t crashes, restarts, partitions, transfers, conf_changes, compactions, installs;
     uint64_t steps;
+    uint64_t by_type[RAFT_MSG_TYPE_MAX];
+    uint64_t app_entries;
 };
 
 struct sim {
@@ -146,6 +148,7 @@ struct sim {
     size_t n_heap, cap_heap;
     struct node nodes[SLOTS_MAX + 1];
     bool blocked[SLOTS_MAX + 1][SLOTS_MAX + 1];
+    uint64_t link_last[SLOTS_MAX + 1][SLOTS_MAX + 1]; /* FIFO delivery time per link */
     double p_drop, p_dup, p_slow;
     bool faults_on;
     struct truth *truth;
@@ -318,6 +321,9 @@ static bool no_liveness; /* debugging: report safety only */
 static void net_send(const struct raft_msg *m)
 {
     S->st.msgs_sent++;
+    S->st.by_type[m->type < RAFT_MSG_TYPE_MAX ? m->type : 0]++;
+    if (m->type == RAFT_MSG_APP)
+        S->st.app_entries += m->n_entries;
     if (trace_node && (m->from == trace_node || m->to == trace_node))
         printf("%8" PRIu64 " n%u->n%u %s term %" PRIu64 " index %" PRId64 " logterm %" PRIu64
                " commit %" PRId64 " n %u%s hint %" PRId64 "/%" PRIu64 "\n",
@@ -339,10 +345,17 @@ static void net_send(const struct raft_msg *m)
         LM_ASSERT(cp != NULL);
         int rc = raft_msg_copy(cp, m);
         LM_ASSERT(rc == 0);
-        uint64_t delay = 5 + rnd_below(40);
-        if (S->faults_on && chance(S->p_slow))
-            delay += 100 + rnd_below(600); /* overtaken by later messages: reordering */
-        heap_push((struct event){.at = S->now + delay, .type = EV_MSG, .node = t, .msg = cp});
+        /* A link is FIFO (like a TCP connection) unless the fault injector picks this
+         * message to be held back and overtaken: that is the reordering fault. */
+        uint64_t at = S->now + 5 + rnd_below(40);
+        if (S->faults_on && chance(S->p_slow)) {
+            at += 100 + rnd_below(600);
+        } else {
+            if (at <= S->link_last[f][t])
+                at = S->link_last[f][t] + 1;
+            S->link_last[f][t] = at;
+        }
+        heap_push((struct event){.at = at, .type = EV_MSG, .node = t, .msg = cp});
     }
 }
 
@@ -1052,6 +1065,14 @@ static void measure_throughput(void)
                "simulated on one core)=%.0f%s\n",
                voters, per_node, msgs, per_node ? (double)msgs / (double)per_node : 0.0,
                secs > 0 ? (double)per_node / secs : 0.0, S->failed ? " FAILED" : "");
+        printf("  by type:");
+        for (uint32_t k = 1; k < RAFT_MSG_TYPE_MAX; k++)
+            if (S->st.by_type[k])
+                printf(" %s=%" PRIu64, raft_msg_type_name((uint8_t)k), S->st.by_type[k]);
+        printf("; entries per App=%.2f\n",
+               S->st.by_type[RAFT_MSG_APP]
+                   ? (double)S->st.app_entries / (double)S->st.by_type[RAFT_MSG_APP]
+                   : 0.0);
         sim_free();
     }
 }
