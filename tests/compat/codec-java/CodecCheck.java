@@ -131,6 +131,8 @@ public class CodecCheck {
     }
 
     static final Map<Class<?>, List<Prop>> PROPS = new java.util.HashMap<>();
+    // Fields Java managed to set at some version: a field never set means the filler missed it.
+    static final java.util.Set<Prop> everSet = new java.util.HashSet<>();
 
     // The fields of a generated class, sorted by name so that runs are reproducible.
     static List<Prop> props(Class<?> c) {
@@ -326,6 +328,7 @@ public class CodecCheck {
                     p.set(o, old);
                     continue;
                 }
+                everSet.add(p);
                 for (Object e : structs)
                     fill(root, e, v, r, nulls, depth + 1);
                 continue;
@@ -340,6 +343,7 @@ public class CodecCheck {
                     p.set(o, old);
                     continue;
                 }
+                everSet.add(p);
                 fill(root, s, v, r, nulls, depth + 1);
                 continue;
             }
@@ -350,6 +354,8 @@ public class CodecCheck {
             }
             if (!writable(root, v))
                 p.set(o, old);
+            else
+                everSet.add(p);
         }
     }
 
@@ -420,6 +426,23 @@ public class CodecCheck {
             }
         }
         long t2 = System.nanoTime();
+        Map<String, Short> ourMax = new TreeMap<>();
+        for (String k : done) {
+            String[] f = k.split(" ");
+            ourMax.merge(kindName(Short.parseShort(f[0]), f[1].equals("resp")),
+                    Short.parseShort(f[2]), (a, b) -> (short) Math.max(a, b));
+        }
+        for (Map.Entry<String, Short> e : ourMax.entrySet()) {
+            String[] range = javaRanges.get(e.getKey()).split("-");
+            if (Short.parseShort(range[1]) > e.getValue())
+                System.out.println("note: kafka-clients also has " + e.getKey() + " up to v"
+                        + range[1] + " (laminar stops at v" + e.getValue() + ")");
+        }
+        for (Map.Entry<Class<?>, List<Prop>> e : PROPS.entrySet())
+            for (Prop p : e.getValue())
+                if (!everSet.contains(p))
+                    System.out.println("note: Java never set " + e.getKey().getName() + "."
+                            + p.getter.getName() + " at any version both sides support");
         for (Map.Entry<String, TreeSet<Short>> e : skippedVersions.entrySet())
             System.out.println("skipped " + e.getKey() + " versions " + e.getValue()
                     + " (kafka-clients 4.1.1 supports " + javaRanges.get(e.getKey()) + ")");
