@@ -812,9 +812,12 @@ static void handle_event(struct event *ev)
         return;
     case EV_MSG:
         if (n->up) {
+            /* Every message in the simulation comes from a correct node: a refusal (say, an
+             * append that would overwrite a committed entry) is a bug somewhere. */
             int rc = raft_step(n->r, ev->msg);
-            if (rc && rc != LM_E_INVALID)
-                violation("n%u step failed: %s", n->id, lm_errname(rc));
+            if (rc)
+                violation("n%u refused %s from n%u: %s", n->id,
+                          raft_msg_type_name(ev->msg->type), ev->msg->from, lm_errname(rc));
             process(n);
         }
         raft_msg_deinit(ev->msg);
