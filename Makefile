@@ -4,6 +4,7 @@ TEST_BUILD ?= build-asan
 JOBS       ?= $(shell nproc)
 LISTEN     ?= 127.0.0.1:9092
 DATA       ?= ./data
+BENCH_ARGS ?=
 
 .PHONY: all deps build run test test-build test-fuzz bench clean
 
@@ -46,7 +47,7 @@ else
 endif
 
 bench: build
-	scripts/run-benchmarks $(BUILD)
+	scripts/run-benchmarks $(BUILD) $(BENCH_ARGS)
 
 clean:
 	rm -rf $(BUILD) $(TEST_BUILD) $(FUZZ_BUILD)
