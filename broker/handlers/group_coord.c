@@ -19,8 +19,7 @@
 #include "common/lm_err.h"
 #include "protocol/records.h"
 
-/* Longest wait between coordinator ticks even when no timer is due (the brief's "at least
- * every few seconds"): also the period of producer expiry checks. */
+/* Longest wait between coordinator ticks even when no timer is due. */
 #define GROUP_TICK_MAX_MS 1000
 /* Bound of one decompressed __consumer_offsets batch when loading. */
 #define GROUP_LOAD_BATCH_BYTES_MAX ((size_t)64 << 20)
@@ -298,7 +297,7 @@ static void timer_fire(struct broker_shard *s, struct broker_timer *t)
     int rc = lm_group_coord_tick(gs->coord, now);
     if (rc != 0)
         BLOG_ERROR("shard %u: group tick: %s", gs->hs->id, lm_strerror(rc));
-    if (now - gs->last_expire_ms >= GROUP_TICK_MAX_MS) {
+    if (now - gs->last_expire_ms >= producer_expire_period_ms()) {
         gs->last_expire_ms = now;
         producer_shard_expire(gs->ps, now);
     }

@@ -40,7 +40,11 @@ struct pshard;
 int producer_shard_start(struct hshard *hs, struct pshard **out);
 void producer_shard_flush(struct pshard *ps);
 void producer_shard_stop(struct pshard *ps);
-/* Forgets idle producers (producer.id.expiration.ms); called from the group timer. */
+/* How often the group timer runs producer_shard_expire: 10 s, or half of
+ * producer.id.expiration.ms when that is shorter (at least 100 ms). */
+int64_t producer_expire_period_ms(void);
+/* Forgets idle producers (producer.id.expiration.ms) and drops the state of partitions this
+ * shard no longer has; called from the group timer. */
 void producer_shard_expire(struct pshard *ps, int64_t now_ms);
 /* Registers InitProducerId and DescribeProducers and the Produce hooks. */
 int producer_register(struct broker_dispatch *d);

@@ -301,6 +301,12 @@ void producer_shard_flush(struct pshard *ps)
         }
 }
 
+int64_t producer_expire_period_ms(void)
+{
+    int64_t half = p_expiration_ms / 2;
+    return half >= 10000 ? 10000 : half < 100 ? 100 : half;
+}
+
 void producer_shard_expire(struct pshard *ps, int64_t now_ms)
 {
     if (ps == NULL)

@@ -80,7 +80,31 @@ def main():
         except BaseException:
             print("---- broker log (tail) ----\n" + "\n".join(b.log_text().splitlines()[-40:]))
             raise
+    with Broker(io=args.io, shards=1, config={"producer.id.expiration.ms": 600}) as b:
+        try:
+            expiry(b)
+        except BaseException:
+            print("---- broker log (tail) ----\n" + "\n".join(b.log_text().splitlines()[-40:]))
+            raise
     print("idempotence (%s): ok in %.1f s" % (args.io, time.monotonic() - t0))
+
+
+def expiry(b):
+    """producer.id.expiration.ms: an idle producer is forgotten; its next batch is then taken
+    with any sequence (Kafka since KIP-360), never refused as out of order."""
+    admin = AdminClient({"bootstrap.servers": b.bootstrap})
+    admin.create_topics([NewTopic(TOPIC, num_partitions=1, replication_factor=1)])[TOPIC] \
+        .result(30)
+    conn = kraw.Conn(b.host, b.port)
+    err, pid, _ = conn.init_producer_id()
+    check(err == 0, "InitProducerId")
+    check(conn.produce(TOPIC, 0, kraw.idempotent_batch(pid, 0, 0, [b"x"])) == (0, 0), "x")
+    err, _ = conn.produce(TOPIC, 0, kraw.idempotent_batch(pid, 0, 20, [b"early"]))
+    check(err == OUT_OF_ORDER_SEQUENCE_NUMBER, "gap before expiry gave %d" % err)
+    time.sleep(2.0)
+    check(conn.produce(TOPIC, 0, kraw.idempotent_batch(pid, 0, 20, [b"late"])) == (0, 1),
+          "after expiry any sequence is accepted")
+    conn.close()
 
 
 def scenario(b):
