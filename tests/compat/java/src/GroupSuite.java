@@ -265,6 +265,22 @@ public class GroupSuite {
             got = admin.listConsumerGroupOffsets("jg-meta").partitionsToOffsetAndMetadata().get();
             check(got.containsKey(tp0) && !got.containsKey(tp1), "OffsetDelete: " + got);
 
+            // Transactions are not served yet: a transactional producer must fail at once and
+            // say so, not hang until max.block.ms.
+            Properties tp = producerProps();
+            tp.put(ProducerConfig.TRANSACTIONAL_ID_CONFIG, "jg-txn");
+            tp.put(ProducerConfig.MAX_BLOCK_MS_CONFIG, "30000");
+            long t0 = System.currentTimeMillis();
+            String txnError = null;
+            try (KafkaProducer<String, String> p = new KafkaProducer<>(tp)) {
+                p.initTransactions();
+            } catch (Exception e) {
+                txnError = e.toString();
+            }
+            long took = System.currentTimeMillis() - t0;
+            check(txnError != null && txnError.contains("InitProducerId") && took < 20000,
+                    "transactional producer refused in " + took + " ms: " + txnError);
+
             // 3. kafka-consumer-groups.
             Result r = groups("--list");
             check(r.status == 0 && r.out.contains("jg-eager") && r.out.contains("jg-coop")
