@@ -4,7 +4,8 @@
   holding a disjoint third of the partitions at the peak, committed offsets at the end equal
   the log end offsets; producers are idempotent (enable.idempotence=true);
 - static membership (group.instance.id): a member restarted inside the session timeout gets
-  its partitions back without a rebalance (the other member sees no revoke/assign);
+  its partitions back without a rebalance (the other member sees no revoke/assign); a second
+  live member with the same instance id fences the first (FENCED_INSTANCE_ID);
 - kafka-python in a group: consumes all, commits, a second consumer of the group reads nothing
   old;
 - committed offsets survive kill -9 of the broker: a new consumer resumes exactly after the
@@ -143,9 +144,12 @@ def static_membership(b):
     produce(b, topic, 0, 40, parts=4)
     events = {"s2": []}
 
+    errors = []
+
     def mk(inst, name=None):
         c = consumer(b, group, {"group.instance.id": inst, "session.timeout.ms": 15000,
-                                "partition.assignment.strategy": "range"})
+                                "partition.assignment.strategy": "range",
+                                "error_cb": lambda e, inst=inst: errors.append((inst, e))})
         if name is None:
             c.subscribe([topic])
         else:
@@ -169,7 +173,24 @@ def static_membership(b):
     poll_all([s1, s2], seen, rounds=20)   # ~2 s of heartbeats: a rebalance would show now
     check(len(events["s2"]) == n_events, "s2 saw a rebalance: %r" % events["s2"])
     check(assignment(s2) and len(assignment(s2)) == 2, "s2 lost its partitions")
+    # A second live consumer with instance id s1 takes its place; the old one is fenced
+    # (FENCED_INSTANCE_ID: a fatal error in librdkafka).
+    del errors[:]
+    dup = mk("s1")
+    deadline = time.monotonic() + 30
+    while not any(inst == "old-s1" for inst, _ in errors):
+        check(time.monotonic() < deadline, "the old s1 was never fenced: %r" % errors)
+        for c in (s1, dup, s2):
+            m = c.poll(0.05)
+            # librdkafka reports the fencing as a fatal error, through poll or error_cb.
+            if c is s1 and m is not None and m.error() is not None:
+                errors.append(("old-s1", m.error()))
+    fatal = [e for inst, e in errors if inst == "old-s1"][0]
+    check(fatal.code() == ck.KafkaError._FATAL and "fenced" in fatal.str().lower(),
+          "the old s1 fenced: %s" % fatal.str())
+    wait_until(lambda: len(assignment(dup)) == 2, [dup, s2], seen, 30, "the new s1 assigned")
     s1.close()
+    dup.close()
     s2.close()
 
 
