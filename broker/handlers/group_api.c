@@ -938,7 +938,7 @@ static void fill_offset_delete(struct greq *g, const struct lm_group_resp *r, in
     }
 }
 
-/* ---- dispatch of fills ------------------------------------------------------------------------ */
+/* ---- dispatch of fills ----------------------------------------------------------------------- */
 
 void group_api_fill(struct gop *op, const struct lm_group_resp *r, int16_t err)
 {

@@ -59,7 +59,7 @@ static size_t bucket_of(const uint8_t id[16], int32_t partition)
     return (size_t)(h % PRODUCER_BUCKETS);
 }
 
-/* ---- loading: snapshot + log replay ------------------------------------------------------------ */
+/* ---- loading: snapshot + log replay ---------------------------------------------------------- */
 
 static int replay_batch(void *ctx, const uint8_t *batch, size_t len,
                         const struct kafka_batch_header *h)
@@ -160,7 +160,7 @@ static struct pstate *pstate_get(struct pshard *ps, const struct hpart *p)
     return e;
 }
 
-/* ---- Produce hooks ------------------------------------------------------------------------------ */
+/* ---- Produce hooks --------------------------------------------------------------------------- */
 
 static int16_t before_append(void *ctx, const char *topic, int32_t partition,
                              const uint8_t *batches, size_t len, int64_t *dup_offset)
@@ -240,7 +240,7 @@ static void after_append(void *ctx, const char *topic, int32_t partition,
     }
 }
 
-/* ---- shard lifecycle ----------------------------------------------------------------------------- */
+/* ---- shard lifecycle ------------------------------------------------------------------------- */
 
 int producer_shard_start(struct hshard *hs, struct pshard **out)
 {
@@ -347,7 +347,7 @@ void producer_shard_stop(struct pshard *ps)
     free(ps);
 }
 
-/* ---- InitProducerId (0-5) ------------------------------------------------------------------------ */
+/* ---- InitProducerId (0-5) -------------------------------------------------------------------- */
 
 static int alloc_producer_id(struct pshard *ps, int64_t *out)
 {
@@ -412,7 +412,7 @@ static void init_producer_id(struct broker_req *req)
     h_respond(req, &resp);
 }
 
-/* ---- DescribeProducers (0) ----------------------------------------------------------------------- */
+/* ---- DescribeProducers (0) ------------------------------------------------------------------- */
 
 struct dp_ctx {
     struct kafka_describe_producers_response resp;

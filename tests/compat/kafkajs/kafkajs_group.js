@@ -41,7 +41,9 @@ async function main () {
   await producer.connect()
   for (let i = 0; i < N; i += 20) {
     const messages = []
-    for (let j = i; j < i + 20; j++) messages.push({ key: 'k' + j, value: 'v' + j, partition: j % 4 })
+    for (let j = i; j < i + 20; j++) {
+      messages.push({ key: 'k' + j, value: 'v' + j, partition: j % 4 })
+    }
     await producer.send({ topic, messages })
   }
   await producer.disconnect()
