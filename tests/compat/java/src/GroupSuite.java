@@ -261,6 +261,19 @@ public class GroupSuite {
                     admin.listConsumerGroupOffsets("jg-meta").partitionsToOffsetAndMetadata().get();
             check(got.get(tp0).offset() == 5 && got.get(tp0).metadata().equals("meta-\u00e9")
                     && got.get(tp1).offset() == 7, "offset metadata round trip: " + got);
+            // Several groups in one OffsetFetch (v8+, KIP-709), on their own coordinators.
+            ListConsumerGroupOffsetsSpec spec = new ListConsumerGroupOffsetsSpec();
+            ListConsumerGroupOffsetsResult multi = admin.listConsumerGroupOffsets(
+                    Map.of("jg-meta", spec, "jg-coop", spec, "jg-none", spec));
+            Map<TopicPartition, OffsetAndMetadata> meta = multi.partitionsToOffsetAndMetadata(
+                    "jg-meta").get();
+            Map<TopicPartition, OffsetAndMetadata> coop = multi.partitionsToOffsetAndMetadata(
+                    "jg-coop").get();
+            Map<TopicPartition, OffsetAndMetadata> none = multi.partitionsToOffsetAndMetadata(
+                    "jg-none").get();
+            check(meta.get(tp0).offset() == 5 && coop.size() == PARTS && none.isEmpty(),
+                    "OffsetFetch of three groups at once: " + meta.size() + "/" + coop.size()
+                    + "/" + none.size());
             admin.deleteConsumerGroupOffsets("jg-meta", Set.of(tp1)).all().get();
             got = admin.listConsumerGroupOffsets("jg-meta").partitionsToOffsetAndMetadata().get();
             check(got.containsKey(tp0) && !got.containsKey(tp1), "OffsetDelete: " + got);
