@@ -25,6 +25,9 @@
 #include "protocol/kafka_rt.h"
 
 /* Versions served, each a full range of the generated codec (DESIGN.md §5). */
+/* The group coordinator's internal topic (broker/handlers/group_internal.h). */
+#define ADMIN_OFFSETS_TOPIC "__consumer_offsets"
+
 #define ADMIN_CREATE_TOPICS_MIN 2
 #define ADMIN_CREATE_TOPICS_MAX 7
 #define ADMIN_DELETE_TOPICS_MIN 1

@@ -376,6 +376,11 @@ static bool delete_topics_enabled(const struct broker_config *cfg)
 static int delete_one(const struct admin_env *env, const char *name, struct kafka_arena *a,
                       struct kafka_delete_topics_response_deletable_topic_result *res)
 {
+    /* The group coordinator's log: deleting it would lose every committed offset and break
+     * group routing (Kafka's tools refuse it too). */
+    if (strcmp(name, ADMIN_OFFSETS_TOPIC) == 0)
+        return SET_ERR(a, res->error_code, res->error_message, KAFKA_INVALID_REQUEST,
+                       "Internal topic %s cannot be deleted.", name);
     struct lm_meta_record r = {.type = LM_META_TOPIC_DELETE, .topic = name};
     int rc = lm_meta_store_commit(env->meta, &r);
     if (rc != 0)
@@ -507,6 +512,11 @@ static int partitions_one(const struct admin_env *env, bool validate_only,
     if (current < 0)
         return SET_ERR(a, res->error_code, res->error_message, KAFKA_UNKNOWN_TOPIC_OR_PARTITION,
                        "This server does not host this topic: %s", name);
+    /* A group's coordinator partition is a hash modulo this count: changing it would move
+     * every group away from its offsets. */
+    if (strcmp(name, ADMIN_OFFSETS_TOPIC) == 0)
+        return SET_ERR(a, res->error_code, res->error_message, KAFKA_INVALID_REQUEST,
+                       "Partitions of internal topic %s cannot be changed.", name);
     if (t->count == current)
         return SET_ERR(a, res->error_code, res->error_message, KAFKA_INVALID_PARTITIONS,
                        "Topic already has %d partition(s).", current);

@@ -494,6 +494,25 @@ static void test_create_partitions(void **state)
     assert_int_equal(partitions_of(f, "g"), 6);
 }
 
+/* The group coordinator's topic can be neither deleted nor grown: either would separate groups
+ * from their committed offsets. */
+static void test_offsets_topic_protected(void **state)
+{
+    struct fx *f = *state;
+    assert_int_equal(create_one(f, 7, "__consumer_offsets", 5, 1), KAFKA_NONE);
+    assert_int_equal(grow(f, 3, "__consumer_offsets", 6, false, -1, 0), KAFKA_INVALID_REQUEST);
+    assert_int_equal(partitions_of(f, "__consumer_offsets"), 5);
+    struct kafka_str names[1] = {S("__consumer_offsets")};
+    struct kafka_delete_topics_request rq;
+    kafka_delete_topics_request_init(&rq);
+    rq.topic_names = names;
+    rq.topic_names_count = 1;
+    struct kafka_delete_topics_response *rs = call_delete_topics(f, 5, &rq);
+    assert_int_equal(rs->responses[0].error_code, KAFKA_INVALID_REQUEST);
+    assert_true(rs->responses[0].error_message.len > 0);
+    assert_int_equal(partitions_of(f, "__consumer_offsets"), 5);
+}
+
 /* ---- DescribeConfigs ---- */
 
 typedef struct kafka_describe_configs_response_describe_configs_resource_result dc_entry;
@@ -871,6 +890,7 @@ int main(void)
                                         fx_teardown),
         cmocka_unit_test_setup_teardown(test_delete_topics, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_create_partitions, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_offsets_topic_protected, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_describe_configs_topic, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_describe_configs_broker, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_alter_configs, fx_setup, fx_teardown),
