@@ -99,13 +99,15 @@ class Broker:
     def start(self, timeout_s=30):
         """Starts the process and waits until it accepts connections."""
         assert self.proc is None or self.proc.poll() is not None, "already running"
+        # The log is appended to across restarts: wait for a "started:" line of THIS process.
+        starts_before = self.log_text().count(" started:")
         self._log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(self.args(), stdout=self._log, stderr=subprocess.STDOUT,
                                      env=self.env)
         ok = wait_port(self.host, self.port, timeout_s, self.proc)
         # The port accepts as soon as it is bound; "started:" is logged once every shard serves.
         deadline = time.monotonic() + timeout_s
-        while ok and " started:" not in self.log_text():
+        while ok and self.log_text().count(" started:") <= starts_before:
             if self.proc.poll() is not None or time.monotonic() > deadline:
                 ok = False
                 break
