@@ -268,6 +268,7 @@ const struct broker_io_ops broker_io_epoll_ops = {
     .recv_resume = ep_recv_resume,
     .send = ep_send,
     .conn_shutdown = ep_conn_shutdown,
+    .fsync = NULL, /* the core's sync worker thread */
     .wake = ep_wake,
     .wait = ep_wait,
 };

@@ -336,6 +336,14 @@ static void uring_wake(struct broker_shard *s, struct broker_shard *to)
     LM_ASSERT(w == sizeof(one) || errno == EAGAIN);
 }
 
+static int uring_fsync(struct broker_shard *s, struct broker_fsync *f)
+{
+    struct io_uring_sqe *sqe = get_sqe(s);
+    io_uring_prep_fsync(sqe, f->fd, f->datasync ? IORING_FSYNC_DATASYNC : 0);
+    io_uring_sqe_set_data64(sqe, broker_ud(BROKER_OP_FSYNC, f->slot_, 0));
+    return 0;
+}
+
 static void on_accept(struct broker_shard *s, struct io_uring_cqe *cqe)
 {
     struct uring_state *u = st(s);
@@ -443,6 +451,9 @@ static void handle_cqe(struct broker_shard *s, struct io_uring_cqe *cqe)
             LM_ASSERT(w == sizeof(one) || errno == EAGAIN);
         }
         break;
+    case BROKER_OP_FSYNC:
+        broker_core_on_fsync(s, broker_ud_slot(cqe->user_data), cqe->res);
+        break;
     case BROKER_OP_CANCEL:
     case BROKER_OP_NONE:
     case BROKER_OP_CONN:
@@ -489,6 +500,7 @@ const struct broker_io_ops broker_io_uring_ops = {
     .recv_resume = uring_recv_resume,
     .send = uring_send,
     .conn_shutdown = uring_conn_shutdown,
+    .fsync = uring_fsync,
     .wake = uring_wake,
     .wait = uring_wait,
 };

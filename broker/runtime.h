@@ -131,6 +131,28 @@ int broker_timer_start(struct broker_shard *s, struct broker_timer *t, uint64_t 
                        void (*fn)(struct broker_shard *, struct broker_timer *), void *arg);
 /* Disarms t if armed. */
 void broker_timer_cancel(struct broker_shard *s, struct broker_timer *t);
+/* Asynchronous fdatasync/fsync, so durability never blocks a shard (DESIGN.md §2): the
+ * io_uring backend submits IORING_OP_FSYNC on the shard's own ring; the epoll backend hands the
+ * fd to the shard's sync worker thread through a bounded SPSC queue and the worker wakes the
+ * shard (eventfd) when it is done. done(s, f, rc) runs later on this shard, rc 0 or LM_E_IO.
+ * f is owned by the caller until done runs; fd must stay open until then. Never fails: beyond
+ * BROKER_FSYNC_INFLIGHT_MAX the call waits in the shard's queue. Shutdown waits for every
+ * fsync before the shard_flush hook. */
+enum { BROKER_FSYNC_INFLIGHT_MAX = 256 };
+struct broker_fsync {
+    void (*done)(struct broker_shard *s, struct broker_fsync *f, int rc);
+    void *arg;
+    int fd;
+    bool datasync; /* fdatasync semantics (a directory needs fsync: false) */
+    /* private */
+    int res_;
+    uint32_t slot_;
+    struct broker_fsync *next_;
+};
+void broker_shard_fsync(struct broker_shard *s, struct broker_fsync *f, int fd, bool datasync,
+                        void (*done)(struct broker_shard *, struct broker_fsync *, int),
+                        void *arg);
+
 /* Monotonic milliseconds. */
 uint64_t broker_now_ms(void);
 

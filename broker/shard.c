@@ -5,9 +5,11 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <pthread.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -806,6 +808,223 @@ void broker_core_on_wake(struct broker_shard *s)
     s->work_pending = true;
 }
 
+/* ---- asynchronous fsync ------------------------------------------------------------------ */
+
+/* The sync worker of a shard without an io_uring fsync (epoll backend): one thread fed by a
+ * bounded SPSC queue; it sleeps on its own eventfd and wakes the shard through the shard's
+ * eventfd. The queues hold at most BROKER_FSYNC_INFLIGHT_MAX entries, the number of slots, so
+ * a push never finds them full. The only system calls the shard makes for it are the eventfd
+ * writes. */
+struct broker_sync_worker {
+    pthread_t thread;
+    struct broker_mailbox todo; /* shard -> worker */
+    struct broker_mailbox done; /* worker -> shard */
+    int wake_fd;
+    int shard_event_fd;
+    _Atomic bool stop;
+};
+
+static void *sync_worker_main(void *arg)
+{
+    struct broker_sync_worker *w = arg;
+    for (;;) {
+        bool any = false;
+        struct broker_fsync *f;
+        while ((f = broker_mailbox_pop(&w->todo)) != NULL) {
+            int r = f->datasync ? fdatasync(f->fd) : fsync(f->fd);
+            f->res_ = r == 0 ? 0 : -errno;
+            int rc = broker_mailbox_push(&w->done, f);
+            LM_ASSERT(rc == 0); /* bounded by the shard's slots */
+            any = true;
+        }
+        if (any) {
+            uint64_t one = 1;
+            ssize_t n = write(w->shard_event_fd, &one, sizeof(one));
+            LM_ASSERT(n == sizeof(one) || errno == EAGAIN);
+        }
+        if (atomic_load(&w->stop) && broker_mailbox_count(&w->todo) == 0)
+            return NULL;
+        uint64_t v;
+        ssize_t n = read(w->wake_fd, &v, sizeof(v)); /* blocks: this thread exists to wait */
+        (void)n;
+    }
+}
+
+static int sync_worker_start(struct broker_shard *s)
+{
+    struct broker_sync_worker *w = calloc(1, sizeof(*w));
+    if (w == NULL)
+        return LM_E_NOMEM;
+    w->wake_fd = eventfd(0, EFD_CLOEXEC);
+    w->shard_event_fd = s->event_fd;
+    if (w->wake_fd < 0 || broker_mailbox_init(&w->todo, BROKER_FSYNC_INFLIGHT_MAX) != 0 ||
+        broker_mailbox_init(&w->done, BROKER_FSYNC_INFLIGHT_MAX) != 0) {
+        if (w->wake_fd >= 0)
+            close(w->wake_fd);
+        broker_mailbox_deinit(&w->todo);
+        broker_mailbox_deinit(&w->done);
+        free(w);
+        return LM_E_NOMEM;
+    }
+    if (pthread_create(&w->thread, NULL, sync_worker_main, w) != 0) {
+        close(w->wake_fd);
+        broker_mailbox_deinit(&w->todo);
+        broker_mailbox_deinit(&w->done);
+        free(w);
+        return LM_E_IO;
+    }
+    s->sync_worker = w;
+    BLOG_INFO("sync worker thread started (fsyncs leave the shard thread)");
+    return 0;
+}
+
+static void sync_worker_stop(struct broker_shard *s)
+{
+    struct broker_sync_worker *w = s->sync_worker;
+    if (w == NULL)
+        return;
+    atomic_store(&w->stop, true);
+    uint64_t one = 1;
+    ssize_t n = write(w->wake_fd, &one, sizeof(one));
+    LM_ASSERT(n == sizeof(one) || errno == EAGAIN);
+    pthread_join(w->thread, NULL);
+    close(w->wake_fd);
+    broker_mailbox_deinit(&w->todo);
+    broker_mailbox_deinit(&w->done);
+    free(w);
+    s->sync_worker = NULL;
+}
+
+static void fsync_issue(struct broker_shard *s, struct broker_fsync *f)
+{
+    LM_ASSERT(s->fsync_free_count > 0);
+    uint32_t slot = s->fsync_free[--s->fsync_free_count];
+    LM_ASSERT(s->fsync_slots[slot] == NULL);
+    s->fsync_slots[slot] = f;
+    f->slot_ = slot;
+    s->fsyncs_inflight++;
+    if (s->io->fsync != NULL) {
+        int rc = s->io->fsync(s, f);
+        LM_ASSERT(rc == 0);
+        return;
+    }
+    if (s->sync_worker == NULL && sync_worker_start(s) != 0) {
+        /* No thread to spare: the shard syncs itself rather than lose durability. */
+        BLOG_WARN("cannot start the sync worker; fsync on the shard thread");
+        int r = f->datasync ? fdatasync(f->fd) : fsync(f->fd);
+        broker_core_on_fsync(s, slot, r == 0 ? 0 : -errno);
+        return;
+    }
+    int rc = broker_mailbox_push(&s->sync_worker->todo, f);
+    LM_ASSERT(rc == 0); /* at most BROKER_FSYNC_INFLIGHT_MAX slots */
+    uint64_t one = 1;
+    ssize_t n = write(s->sync_worker->wake_fd, &one, sizeof(one));
+    LM_ASSERT(n == sizeof(one) || errno == EAGAIN);
+}
+
+void broker_shard_fsync(struct broker_shard *s, struct broker_fsync *f, int fd, bool datasync,
+                        void (*done)(struct broker_shard *, struct broker_fsync *, int),
+                        void *arg)
+{
+    LM_ASSERT(fd >= 0 && done != NULL);
+    f->done = done;
+    f->arg = arg;
+    f->fd = fd;
+    f->datasync = datasync;
+    f->res_ = 0;
+    f->next_ = NULL;
+    if (s->fsync_free_count == 0 || s->fsync_wait_head != NULL) {
+        if (s->fsync_wait_tail != NULL)
+            s->fsync_wait_tail->next_ = f;
+        else
+            s->fsync_wait_head = f;
+        s->fsync_wait_tail = f;
+        return;
+    }
+    fsync_issue(s, f);
+}
+
+static void fsync_finish(struct broker_shard *s, uint32_t slot, int res);
+
+/* Test hook, LAMINAR_TEST_FSYNC_GATE=path: while that file exists, finished fsyncs are held
+ * back (checked every 20 ms), so a test can see that acks=all answers wait for their fsync and
+ * that the shard keeps serving meanwhile. Off (one NULL test) unless the variable is set. */
+static void fsync_gate_check(struct broker_shard *s, struct broker_timer *t)
+{
+    (void)t;
+    if (access(s->fsync_gate, F_OK) == 0) {
+        if (broker_timer_start(s, &s->fsync_gate_timer, 20, fsync_gate_check, NULL) != 0)
+            BLOG_ERROR("fsync gate: cannot arm timer");
+        return;
+    }
+    struct broker_fsync *f = s->fsync_held;
+    s->fsync_held = NULL;
+    while (f != NULL) {
+        struct broker_fsync *next = f->next_;
+        f->next_ = NULL;
+        fsync_finish(s, f->slot_, f->res_);
+        f = next;
+    }
+}
+
+void broker_core_on_fsync(struct broker_shard *s, uint32_t slot, int res)
+{
+    LM_ASSERT(slot < BROKER_FSYNC_INFLIGHT_MAX && s->fsync_slots[slot] != NULL);
+    if (s->fsync_gate != NULL && (s->fsync_held != NULL || access(s->fsync_gate, F_OK) == 0)) {
+        struct broker_fsync *f = s->fsync_slots[slot], **pp = &s->fsync_held;
+        while (*pp != NULL)
+            pp = &(*pp)->next_;
+        f->res_ = res;
+        f->next_ = NULL;
+        *pp = f;
+        if (s->fsync_gate_timer.heap_index_ == UINT32_MAX &&
+            broker_timer_start(s, &s->fsync_gate_timer, 20, fsync_gate_check, NULL) != 0)
+            BLOG_ERROR("fsync gate: cannot arm timer");
+        return;
+    }
+    fsync_finish(s, slot, res);
+}
+
+static void fsync_finish(struct broker_shard *s, uint32_t slot, int res)
+{
+    LM_ASSERT(slot < BROKER_FSYNC_INFLIGHT_MAX && s->fsync_slots[slot] != NULL);
+    struct broker_fsync *f = s->fsync_slots[slot];
+    s->fsync_slots[slot] = NULL;
+    s->fsync_free[s->fsync_free_count++] = slot;
+    LM_ASSERT(s->fsyncs_inflight > 0);
+    s->fsyncs_inflight--;
+    if (res != 0)
+        BLOG_ERROR("fsync of fd %d: %s", f->fd, strerror(-res));
+    /* Queued calls take the freed slot before done() may queue more (FIFO). */
+    while (s->fsync_wait_head != NULL && s->fsync_free_count > 0) {
+        struct broker_fsync *w = s->fsync_wait_head;
+        s->fsync_wait_head = w->next_;
+        if (s->fsync_wait_head == NULL)
+            s->fsync_wait_tail = NULL;
+        w->next_ = NULL;
+        fsync_issue(s, w);
+    }
+    f->done(s, f, res == 0 ? 0 : LM_E_IO);
+}
+
+/* Completions from the sync worker (polled every loop turn: one atomic load when idle). */
+static void fsync_poll(struct broker_shard *s)
+{
+    if (s->sync_worker == NULL)
+        return;
+    struct broker_fsync *f;
+    for (int i = 0; i < BROKER_FSYNC_INFLIGHT_MAX; i++) {
+        if ((f = broker_mailbox_pop(&s->sync_worker->done)) == NULL)
+            break;
+        broker_core_on_fsync(s, f->slot_, f->res_);
+    }
+}
+
+static bool fsync_pending(const struct broker_shard *s)
+{
+    return s->fsyncs_inflight > 0 || s->fsync_wait_head != NULL;
+}
+
 /* ---- timers ------------------------------------------------------------------------------ */
 
 static void heap_swap(struct broker_shard *s, uint32_t a, uint32_t b)
@@ -922,6 +1141,11 @@ int broker_shard_init(struct broker_shard *s, struct broker_rt *rt, uint32_t id,
     for (uint32_t i = 0; i < s->conns_max; i++)
         s->free_slots[i] = s->conns_max - 1 - i;
     s->free_count = s->conns_max;
+    for (uint32_t i = 0; i < BROKER_FSYNC_INFLIGHT_MAX; i++)
+        s->fsync_free[i] = BROKER_FSYNC_INFLIGHT_MAX - 1 - i;
+    s->fsync_free_count = BROKER_FSYNC_INFLIGHT_MAX;
+    s->fsync_gate = getenv("LAMINAR_TEST_FSYNC_GATE");
+    s->fsync_gate_timer.heap_index_ = UINT32_MAX;
     return 0;
 }
 
@@ -965,6 +1189,7 @@ static void shard_begin_drain(struct broker_shard *s)
 
 static int shard_turn(struct broker_shard *s, int cap_ms)
 {
+    fsync_poll(s);
     xcalls_process(s);
     int t = timers_run(s);
     if (s->work_pending)
@@ -1003,6 +1228,14 @@ int broker_shard_run(struct broker_shard *s)
     while (!broker_rt_all_drained(s->rt) && broker_now_ms() < deadline + 1000)
         if (shard_turn(s, 20) != 0)
             break;
+    /* Asynchronous flushes still running (a group commit's later steps) finish first: the
+     * final flush and shard_stop may close their files. */
+    uint64_t sync_deadline = broker_now_ms() + 10000;
+    while (fsync_pending(s) && broker_now_ms() < sync_deadline)
+        if (shard_turn(s, 20) != 0)
+            break;
+    if (fsync_pending(s))
+        BLOG_WARN("shutdown: fsyncs still running after 10 s");
     if (s->dispatch->shard_flush)
         s->dispatch->shard_flush(s, s->dispatch->ctx);
     for (uint32_t i = 0; i < s->conns_max; i++)
@@ -1018,8 +1251,12 @@ int broker_shard_run(struct broker_shard *s)
      * keep turning briefly so done() callbacks run. */
     for (int i = 0; i < 3; i++)
         xcalls_process(s);
+    while (fsync_pending(s) && broker_now_ms() < sync_deadline)
+        if (shard_turn(s, 20) != 0)
+            break;
     if (s->dispatch->shard_stop)
         s->dispatch->shard_stop(s, s->dispatch->ctx);
+    sync_worker_stop(s);
     BLOG_INFO("shutdown: shard stopped");
     return rc;
 }

@@ -28,6 +28,7 @@ enum broker_op {
     BROKER_OP_MSG_RING,  /* the sender's own completion for a MSG_RING */
     BROKER_OP_WAKE_MSG,  /* the CQE a MSG_RING posts on the target ring */
     BROKER_OP_CONN,      /* epoll: connection readiness */
+    BROKER_OP_FSYNC,     /* IORING_OP_FSYNC; slot = the shard's fsync slot */
 };
 
 static inline uint64_t broker_ud(enum broker_op op, uint32_t slot, uint32_t gen)
@@ -94,6 +95,9 @@ struct broker_io_ops {
     /* Stops all I/O on c; returns 1 when the fd is released now, 0 when broker_core_on_io_closed
      * will be called later. */
     int (*conn_shutdown)(struct broker_shard *s, struct broker_conn *c);
+    /* Starts fsync f (f->slot_ assigned) and returns 0, completing later through
+     * broker_core_on_fsync; NULL: the core's sync worker thread does it. */
+    int (*fsync)(struct broker_shard *s, struct broker_fsync *f);
     /* Wakes shard `to` (from shard s, or from a non-shard thread when s is NULL). */
     void (*wake)(struct broker_shard *s, struct broker_shard *to);
     /* One loop turn: waits up to timeout_ms (-1 = forever) and handles a batch of events. */
@@ -148,6 +152,16 @@ struct broker_shard {
     uint32_t timers_count, timers_cap;
     /* shutdown */
     bool draining;
+    /* asynchronous fsyncs: slots in flight (BROKER_FSYNC_INFLIGHT_MAX), calls waiting for one */
+    struct broker_fsync *fsync_slots[BROKER_FSYNC_INFLIGHT_MAX];
+    uint32_t fsync_free[BROKER_FSYNC_INFLIGHT_MAX];
+    uint32_t fsync_free_count;
+    uint32_t fsyncs_inflight;
+    struct broker_fsync *fsync_wait_head, *fsync_wait_tail;
+    struct broker_sync_worker *sync_worker; /* started on first use when io->fsync is NULL */
+    const char *fsync_gate;                 /* test hook LAMINAR_TEST_FSYNC_GATE, or NULL */
+    struct broker_fsync *fsync_held;        /* finished while the gate file existed */
+    struct broker_timer fsync_gate_timer;
     /* backend private */
     void *io_state;
     /* scratch for epoll reads */
@@ -163,6 +177,8 @@ void broker_core_on_eof(struct broker_shard *s, struct broker_conn *c, int err);
 void broker_core_on_sent(struct broker_shard *s, struct broker_conn *c, int res);
 void broker_core_on_io_closed(struct broker_shard *s, struct broker_conn *c);
 void broker_core_on_wake(struct broker_shard *s);
+/* An fsync of slot finished with res (0 or -errno). */
+void broker_core_on_fsync(struct broker_shard *s, uint32_t slot, int res);
 /* The connection of slot/gen, or NULL when the slot was freed or reused. */
 struct broker_conn *broker_core_conn(struct broker_shard *s, uint32_t slot, uint32_t gen);
 /* Whether the core wants more data on c now (not paused, not closing, stash empty). */

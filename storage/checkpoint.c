@@ -40,6 +40,7 @@ static int checkpoint_open(struct storage_log *log)
     if (log->checkpoint_fd < 0 && errno == ENOENT) {
         log->checkpoint_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
         log->dir_dirty = true; /* its directory entry must be durable too */
+        log->dir_changes++;
     }
     if (log->checkpoint_fd < 0)
         return LM_E_IO;
@@ -83,7 +84,7 @@ int checkpoint_load(struct storage_log *log, int64_t *recovery_point, int64_t *l
     return 0;
 }
 
-int checkpoint_write(struct storage_log *log)
+static int checkpoint_write_slot(struct storage_log *log, bool sync)
 {
     int rc = checkpoint_open(log);
     if (rc != 0)
@@ -99,12 +100,23 @@ int checkpoint_write(struct storage_log *log)
     st_put_be64(p + 32, (uint64_t)log->high_watermark);
     st_put_be32(p + 60, crc32c_update(0, p, 60));
     struct iovec iov = {p, sizeof(p)};
-    rc = log->io->pwritev_sync(log->io->ctx, log->checkpoint_fd, &iov, 1,
-                               (seq & 1) * STORAGE_CHECKPOINT_SLOT_BYTES);
+    uint64_t at = (seq & 1) * STORAGE_CHECKPOINT_SLOT_BYTES;
+    rc = sync ? log->io->pwritev_sync(log->io->ctx, log->checkpoint_fd, &iov, 1, at)
+              : log->io->pwritev_all(log->io->ctx, log->checkpoint_fd, &iov, 1, at);
     if (rc != 0)
         return rc;
     log->checkpoint_seq = seq;
     return 0;
+}
+
+int checkpoint_write(struct storage_log *log)
+{
+    return checkpoint_write_slot(log, true);
+}
+
+int checkpoint_write_nosync(struct storage_log *log)
+{
+    return checkpoint_write_slot(log, false);
 }
 
 static int parse_i64(const char **p, const char *end, int64_t *out)

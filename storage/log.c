@@ -351,10 +351,156 @@ int storage_log_flush(struct storage_log *log, bool force_checkpoint)
     return rc;
 }
 
+/* ---------------------------------------------------------------- asynchronous flush */
+
+enum { SYNC_DATA = 1, SYNC_INDEX, SYNC_CHECKPOINT, SYNC_DONE };
+
+bool storage_log_flush_due(const struct storage_log *log)
+{
+    if (log->failed || log->flushed_offset >= log_end(log))
+        return false;
+    if (log->cfg.flush_messages > 0 && log->unflushed_messages >= log->cfg.flush_messages)
+        return true;
+    return log->cfg.flush_ms >= 0 && log->first_unflushed_ms >= 0 &&
+           storage_now_ms((struct storage_log *)log) - log->first_unflushed_ms >=
+               log->cfg.flush_ms;
+}
+
+int storage_log_sync_begin(struct storage_log *log, struct storage_sync *sy)
+{
+    LM_ASSERT(!log->sync_busy);
+    memset(sy, 0, sizeof(*sy));
+    if (log->failed)
+        return LM_E_STATE;
+    sy->stage_ = SYNC_DATA;
+    sy->gen_ = log->sync_gen;
+    sy->end_offset = log_end(log);
+    /* Dirty segments form a suffix; the oldest first so end_offset stays contiguous. */
+    uint32_t first = log->seg_count;
+    while (first > 0 && log->segs[first - 1]->data_dirty)
+        first--;
+    for (uint32_t i = first; i < log->seg_count; i++) {
+        struct segment *seg = log->segs[i];
+        if (sy->fd_count == STORAGE_SYNC_FDS_MAX - 1) {
+            sy->end_offset = seg->base_offset; /* the rest waits for the next sync */
+            break;
+        }
+        LM_ASSERT(seg->log_fd >= 0);
+        seg->pins++; /* the LRU must not close it while its fsync runs */
+        sy->segs_[sy->seg_count_] = seg;
+        sy->seg_next_[sy->seg_count_++] = seg->next_offset;
+        sy->fds[sy->fd_count++] = seg->log_fd;
+    }
+    if (log->dir_dirty) {
+        sy->dir_ = true;
+        sy->dir_changes_ = log->dir_changes;
+        sy->full[sy->fd_count] = true;
+        sy->fds[sy->fd_count++] = log->dir_fd;
+    }
+    if (sy->end_offset == log_end(log)) {
+        log->unflushed_messages = 0;
+        log->first_unflushed_ms = -1;
+    }
+    log->sync_busy = true;
+    return 0;
+}
+
+/* The data step is over: unpin, and on success record what became durable (unless the log was
+ * truncated meanwhile: then the offsets name other bytes). */
+static void sync_data_done(struct storage_log *log, struct storage_sync *sy, bool ok)
+{
+    bool current = ok && sy->gen_ == log->sync_gen;
+    for (uint32_t i = 0; i < sy->seg_count_; i++) {
+        struct segment *seg = sy->segs_[i];
+        /* Written again since the step began: still dirty for the next sync. */
+        if (current && !seg->zombie && seg->next_offset == sy->seg_next_[i])
+            seg->data_dirty = false;
+        seg_release_pin(log, seg);
+    }
+    sy->seg_count_ = 0;
+    if (!current)
+        return;
+    if (sy->dir_ && log->dir_changes == sy->dir_changes_)
+        log->dir_dirty = false;
+    int64_t end = sy->end_offset < log_end(log) ? sy->end_offset : log_end(log);
+    if (log->flushed_offset < end)
+        log->flushed_offset = end;
+}
+
+int storage_log_sync_step(struct storage_log *log, struct storage_sync *sy, int rc, bool *done)
+{
+    LM_ASSERT(log->sync_busy && sy->stage_ >= SYNC_DATA && sy->stage_ < SYNC_DONE);
+    *done = false;
+    int stage = sy->stage_;
+    sy->fd_count = 0;
+    memset(sy->full, 0, sizeof(sy->full));
+    if (stage == SYNC_DATA)
+        sync_data_done(log, sy, rc == 0);
+    if (rc == 0 && log->failed)
+        rc = LM_E_STATE;
+    if (rc != 0) {
+        /* After a failed fsync the page cache state is unknown (the "fsyncgate" lesson): the
+         * log refuses further writes, recovery at restart decides what survived. */
+        log->failed = true;
+        log->sync_busy = false;
+        sy->stage_ = SYNC_DONE;
+        *done = true;
+        return rc;
+    }
+    if (stage == SYNC_DATA) {
+        bool due = log->bytes_since_checkpoint >= log->cfg.checkpoint_interval_bytes &&
+                   sy->gen_ == log->sync_gen;
+        if (!due) {
+            log->sync_busy = false;
+            sy->stage_ = SYNC_DONE;
+            *done = true;
+            return 0;
+        }
+        /* Indexes below the new recovery point must be durable before the checkpoint says so;
+         * the recovery point is what this sync made durable, never more. */
+        log->bytes_since_checkpoint = 0;
+        sy->stage_ = SYNC_INDEX;
+        for (uint32_t i = 0; i < log->seg_count && rc == 0; i++) {
+            struct segment *seg = log->segs[i];
+            if (seg->log_fd < 0)
+                continue;
+            rc = seg_write_pending_index(log, seg);
+            if (rc == 0 && seg->index_dirty && sy->fd_count + 2 <= STORAGE_SYNC_FDS_MAX) {
+                sy->fds[sy->fd_count++] = seg->index_fd;
+                sy->fds[sy->fd_count++] = seg->time_fd;
+                seg->index_dirty = false;
+            }
+        }
+        if (rc != 0)
+            return storage_log_sync_step(log, sy, rc, done);
+        if (sy->fd_count > 0)
+            return 0;
+        stage = SYNC_INDEX; /* nothing to sync: straight to the checkpoint */
+    }
+    if (stage == SYNC_INDEX) {
+        sy->stage_ = SYNC_CHECKPOINT;
+        if (log->epochs_dirty && (rc = epochs_write(log)) != 0)
+            return storage_log_sync_step(log, sy, rc, done);
+        if (log->recovery_point < sy->end_offset && sy->end_offset <= log->flushed_offset)
+            log->recovery_point = sy->end_offset;
+        if ((rc = checkpoint_write_nosync(log)) != 0)
+            return storage_log_sync_step(log, sy, rc, done);
+        sy->fds[sy->fd_count++] = log->checkpoint_fd;
+        return 0;
+    }
+    LM_ASSERT(stage == SYNC_CHECKPOINT);
+    log->sync_busy = false;
+    sy->stage_ = SYNC_DONE;
+    *done = true;
+    return 0;
+}
+
 int storage_log_tick(struct storage_log *log)
 {
     if (log->failed)
         return LM_E_STATE;
+    if (log->cfg.external_sync)
+        return 0; /* the owner polls storage_log_flush_due() */
     if (log->cfg.flush_ms >= 0 && log->first_unflushed_ms >= 0 &&
         storage_now_ms(log) - log->first_unflushed_ms >= log->cfg.flush_ms)
         return storage_log_flush(log, false);
@@ -742,9 +888,9 @@ static int append(struct storage_log *log, uint8_t *buf, size_t len, bool leader
     }
 
     int64_t now = storage_now_ms(log);
-    bool will_flush = log->cfg.flush_messages > 0 &&
+    bool will_flush = !log->cfg.external_sync && log->cfg.flush_messages > 0 &&
                       log->unflushed_messages + msgs >= log->cfg.flush_messages;
-    if (log->cfg.flush_ms >= 0) {
+    if (log->cfg.flush_ms >= 0 && !log->cfg.external_sync) {
         int64_t first = log->first_unflushed_ms >= 0 ? log->first_unflushed_ms : now;
         will_flush = will_flush || now - first >= log->cfg.flush_ms;
     }
@@ -1087,6 +1233,7 @@ int storage_log_truncate_to(struct storage_log *log, int64_t offset)
         rc = seg_find_position(log, seg, offset, &pos, &h, &found);
         if (rc == 0 && found)
             rc = seg_truncate_at(log, seg, pos);
+    log->sync_gen++;
     }
     if (rc != 0) {
         log->failed = true;
@@ -1113,6 +1260,7 @@ int storage_log_truncate_to(struct storage_log *log, int64_t offset)
 
 int storage_log_advance_start(struct storage_log *log, int64_t offset)
 {
+    log->sync_gen++;
     if (log->failed)
         return LM_E_STATE;
     if (offset > log->high_watermark)

@@ -200,6 +200,7 @@ int seg_open(struct storage_log *log, struct segment *seg, bool create)
     }
     if (create) {
         log->dir_dirty = true;
+        log->dir_changes++;
         return 0;
     }
     bool ok;
@@ -300,6 +301,7 @@ int seg_unlink_files(struct storage_log *log, int64_t base)
             rc = LM_E_IO;
     }
     log->dir_dirty = true;
+    log->dir_changes++;
     return rc;
 }
 

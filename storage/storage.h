@@ -72,6 +72,8 @@ struct storage_config {
     bool log_append_time;          /* message.timestamp.type=LogAppendTime: stamp on append */
     const struct storage_io *io;   /* NULL: storage_io_posix() */
     storage_clock_fn clock;        /* NULL: CLOCK_REALTIME */
+    bool external_sync;            /* the owner runs flushes (storage_log_sync_*): append and
+                                    * tick never fdatasync; storage_log_flush_due() says when */
     void *clock_ctx;
     storage_report_fn report;      /* NULL: stderr */
     void *report_ctx;
@@ -182,6 +184,41 @@ int storage_log_reset(struct storage_log *log, int64_t offset);
 int storage_log_flush(struct storage_log *log, bool force_checkpoint);
 /* Applies time-based policies at now: flush.ms. Call periodically. Returns 0 or LM_E_IO. */
 int storage_log_tick(struct storage_log *log);
+/* Asynchronous flush, for an owner that runs the fsyncs elsewhere (the broker: its shard's
+ * io_uring ring or sync worker, so no fdatasync blocks a shard, DESIGN.md §2). The log hands out
+ * the fds of one step at a time; the owner makes every one durable (fdatasync, or fsync where
+ * `full`) and calls storage_log_sync_step() with the first error. Steps: (1) data: the dirty
+ * segments, oldest first, and the directory after a roll; after it flushed offset >=
+ * end_offset; (2) when the checkpoint is due: the index files, after their pending entries are
+ * written; (3) the checkpoint slot, after it is written. Between steps the log stays usable
+ * (appends, reads, another sync must wait: at most one per log). Inside these calls only
+ * pwrite()s to the page cache happen (index entries, checkpoint slot), plus, when the leader
+ * epoch changed since the last checkpoint, the rewrite of the small leader-epoch file
+ * (write + fdatasync + rename: once per epoch). A failed step marks the log failed. */
+#define STORAGE_SYNC_FDS_MAX 16
+struct storage_sync {
+    int fds[STORAGE_SYNC_FDS_MAX];   /* to make durable in this step; valid until the next call */
+    bool full[STORAGE_SYNC_FDS_MAX]; /* fsync (a directory) rather than fdatasync */
+    uint32_t fd_count;               /* may be 0: call storage_log_sync_step at once */
+    int64_t end_offset;              /* offsets below are durable after the data step */
+    /* private */
+    int stage_;
+    uint64_t gen_;
+    uint64_t dir_changes_;
+    bool dir_;
+    void *segs_[STORAGE_SYNC_FDS_MAX];
+    int64_t seg_next_[STORAGE_SYNC_FDS_MAX];
+    uint32_t seg_count_;
+};
+/* Starts an asynchronous flush of everything appended so far (or of the oldest
+ * STORAGE_SYNC_FDS_MAX - 1 dirty segments): fills sy with the data step (segments pinned until
+ * it completes). Returns 0 or LM_E_STATE (failed log). */
+int storage_log_sync_begin(struct storage_log *log, struct storage_sync *sy);
+/* Completes the current step (rc: 0 when every fd of sy was synced, else the first error) and
+ * fills sy with the next one; *done when none is left. Returns 0 or the error (log failed). */
+int storage_log_sync_step(struct storage_log *log, struct storage_sync *sy, int rc, bool *done);
+/* Whether flush.messages / flush.ms ask for a flush now (for external_sync owners). */
+bool storage_log_flush_due(const struct storage_log *log);
 /* Deletes whole sealed segments beyond retention.bytes / retention.ms (by their largest
  * timestamp) or wholly below the log start offset, never past the high watermark; moves the log
  * start offset to the first kept segment. *deleted (may be NULL) gets the number deleted. */

@@ -83,6 +83,9 @@ struct storage_log {
     uint64_t bytes_since_checkpoint;
     bool dir_dirty; /* directory entries created or removed since the last directory fsync */
     bool failed;    /* an I/O error left the log in an unknown state: refuse further writes */
+    uint64_t dir_changes; /* count of dir_dirty settings (an async sync clears only its own) */
+    uint64_t sync_gen;    /* bumped by truncation/reset: an async sync begun before is stale */
+    bool sync_busy;       /* an asynchronous sync (storage_log_sync_begin) is in progress */
 
     int checkpoint_fd;
     uint64_t checkpoint_seq;
@@ -168,3 +171,5 @@ int epochs_load(struct storage_log *log, bool *found);
 int epochs_write(struct storage_log *log);
 
 #endif
+/* The checkpoint slot written to the page cache only (the caller syncs checkpoint_fd). */
+int checkpoint_write_nosync(struct storage_log *log);

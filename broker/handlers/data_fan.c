@@ -41,32 +41,51 @@ bool hfan_init(struct hfan *f, struct broker_req *req, struct hwork *items, size
     return true;
 }
 
-static void run_items(struct hshard *hs, struct hfan *f, uint32_t target)
+static void call_finished(struct hshard *hs, struct hfan_call *c);
+
+static void run_items(struct hshard *hs, struct hfan_call *c)
 {
+    struct hfan *f = c->f;
     hs_refresh(hs);
+    c->holds = 1; /* dropped below, once every op has run */
     for (size_t i = 0; i < f->count; i++) {
         struct hwork *w = &f->items[i];
-        if (w->owner != target)
+        if (w->owner != c->target)
             continue;
+        w->call_ = c;
         struct hpart *p = hs_part(hs, w->topic, w->topic_len, w->partition);
         f->op(hs, p, w, f);
     }
+    LM_ASSERT(c->holds > 0);
+    if (--c->holds == 0)
+        call_finished(hs, c);
+}
+
+void hfan_hold(struct hwork *w)
+{
+    LM_ASSERT(w->call_ != NULL && w->call_->holds > 0);
+    w->call_->holds++;
+}
+
+void hfan_release(struct hshard *hs, struct hwork *w)
+{
+    struct hfan_call *c = w->call_;
+    LM_ASSERT(c != NULL && c->holds > 0 && c->target == hs->id);
+    if (--c->holds == 0)
+        call_finished(hs, c);
 }
 
 static void call_run(struct broker_shard *target, struct broker_xcall *x)
 {
     struct hfan_call *c = x->arg;
-    run_items(hs_of(target), c->f, c->target);
-    broker_xcall_return(target, x);
+    run_items(hs_of(target), c);
 }
 
 static void issue(struct hfan *f, struct hfan_call *c);
 
-static void call_done(struct broker_shard *origin, struct broker_xcall *x)
+/* The origin's side of a finished call: the next shard (sequential) or finish. */
+static void call_back(struct hfan *f)
 {
-    (void)origin;
-    struct hfan_call *c = x->arg;
-    struct hfan *f = c->f;
     LM_ASSERT(f->pending > 0);
     f->pending--;
     if (f->sequential && f->next_call < f->call_count) {
@@ -77,17 +96,25 @@ static void call_done(struct broker_shard *origin, struct broker_xcall *x)
         f->finish(f);
 }
 
+static void call_done(struct broker_shard *origin, struct broker_xcall *x)
+{
+    (void)origin;
+    struct hfan_call *c = x->arg;
+    call_back(c->f);
+}
+
+static void call_finished(struct hshard *hs, struct hfan_call *c)
+{
+    if (c->target == c->f->origin->id)
+        call_back(c->f); /* ran inline on the request's shard */
+    else
+        broker_xcall_return(hs->shard, &c->x);
+}
+
 static void issue(struct hfan *f, struct hfan_call *c)
 {
     if (c->target == f->origin->id) {
-        run_items(f->origin, f, c->target);
-        f->pending--;
-        if (f->sequential && f->next_call < f->call_count) {
-            issue(f, &f->calls[f->next_call++]);
-            return;
-        }
-        if (f->pending == 0)
-            f->finish(f);
+        run_items(f->origin, c);
         return;
     }
     memset(&c->x, 0, sizeof(c->x));

@@ -23,6 +23,8 @@ struct pout {
     int64_t log_append_time_ms;
     int64_t log_start_offset;
     const char *message; /* static text for error_message (v8+), or NULL */
+    struct hsync_wait sync; /* acks=-1: waiting for the partition's flush */
+    struct hwork *w;
 };
 
 struct pctx {
@@ -146,6 +148,25 @@ static bool timestamps_ok(const struct lm_topic_settings *st, const struct kafka
     return true;
 }
 
+static void produce_synced(struct hshard *hs, struct hpart *p, struct hsync_wait *sw, int rc)
+{
+    struct pout *o = sw->arg;
+    struct hwork *w = o->w;
+    if (rc != 0) {
+        /* Written but not durable: the client must not count it as acknowledged. */
+        w->error = KAFKA_KAFKA_STORAGE_ERROR;
+        o->message = "flush failed";
+        o->base_offset = -1;
+        BLOG_ERROR("partition %s-%d: flush: %s", p->topic, p->partition, lm_strerror(rc));
+    } else {
+        if (storage_log_high_watermark(p->log) < sw->offset)
+            storage_log_set_high_watermark(p->log, sw->offset);
+        o->log_start_offset = storage_log_start_offset(p->log);
+        hs_wake_waiters(hs, p);
+    }
+    hfan_release(hs, w);
+}
+
 static void produce_op(struct hshard *hs, struct hpart *p, struct hwork *w, struct hfan *f)
 {
     struct pctx *c = f->ctx;
@@ -249,20 +270,27 @@ static void produce_op(struct hshard *hs, struct hpart *p, struct hwork *w, stru
     if (ph->after_append != NULL)
         ph->after_append(ph->ctx, p->topic, p->partition, buf, len, res.base_offset);
     free(owned);
-    if (c->acks == -1 && !res.flushed && (rc = storage_log_flush(p->log, false)) != 0) {
-        /* Written but not durable: the client must not count it as acknowledged. */
-        w->error = KAFKA_KAFKA_STORAGE_ERROR;
-        o->message = "flush failed";
-        BLOG_ERROR("partition %s-%d: flush: %s", p->topic, p->partition, lm_strerror(rc));
-        return;
-    }
-    /* Single node: the ISR is this node, so the high watermark is the log end offset. */
-    storage_log_set_high_watermark(p->log, res.log_end_offset);
     o->base_offset = res.base_offset;
     if (t->settings.timestamp_log_append)
         o->log_append_time_ms = res.max_timestamp;
+    if (c->acks == -1) {
+        /* Durable before acknowledged (DESIGN.md §3): the fdatasync runs off the shard thread
+         * and is shared by every acks=-1 append that arrives while one is in flight (group
+         * commit). The high watermark moves when it completes. */
+        o->sync.offset = res.log_end_offset;
+        o->sync.done = produce_synced;
+        o->sync.arg = o;
+        o->w = w;
+        hfan_hold(w);
+        hs_sync_wait(hs, p, &o->sync);
+        return;
+    }
+    /* Single node: the ISR is this node, so the high watermark is the log end offset
+     * (acks=1: the page cache is the durability, as Kafka without flush settings). */
+    storage_log_set_high_watermark(p->log, res.log_end_offset);
     o->log_start_offset = storage_log_start_offset(p->log);
     hs_wake_waiters(hs, p);
+    hs_sync_policy(hs, p);
 }
 
 static void produce_finish(struct hfan *f)

@@ -32,6 +32,21 @@ struct gshard {
     bool timer_armed;
     bool stopping;
     int64_t last_expire_ms;
+    struct gdefer *defer_head, *defer_tail; /* readies waiting for their flushes, in order */
+};
+
+/* The responses of one ready, held until the records it appended are durable (persist before
+ * send, with the fdatasync off the shard thread: hs_sync_wait). Readies answer in order. */
+struct gdefer {
+    struct gshard *gs;
+    struct gdefer *next;
+    uint32_t pending; /* waits not completed, + 1 while being set up */
+    int rc;
+    int32_t bad;      /* partition whose flush failed */
+    size_t n_ops, n_waits;
+    struct gop **ops;
+    struct hsync_wait *waits;
+    int32_t *parts;
 };
 
 static struct lm_group_config g_cfg;
@@ -187,8 +202,10 @@ static void load_partition(struct gshard *gs, int32_t p)
 
 /* ---- persist before send --------------------------------------------------------------------- */
 
-/* Appends records[i..j) (one partition) as one batch and makes it durable. */
-static int persist_run(struct gshard *gs, const struct lm_group_record *recs, size_t n)
+/* Appends records[i..j) (one partition) as one batch; *end is the offset it must be durable
+ * below (the caller waits for that with hs_sync_wait). */
+static int persist_run(struct gshard *gs, const struct lm_group_record *recs, size_t n,
+                       int64_t *end)
 {
     int32_t p = recs[0].partition;
     struct hpart *hp = hs_part(gs->hs, GROUP_OFFSETS_TOPIC, GROUP_OFFSETS_TOPIC_LEN, p);
@@ -213,31 +230,73 @@ static int persist_run(struct gshard *gs, const struct lm_group_record *recs, si
     struct storage_append_result res;
     rc = storage_log_append_leader(hp->log, buf, len, hp->leader_epoch, &res);
     free(buf);
-    if (rc == 0 && !res.flushed)
-        rc = storage_log_flush(hp->log, false);
     if (rc != 0) {
         BLOG_ERROR("%s-%d: append: %s", GROUP_OFFSETS_TOPIC, p, lm_strerror(rc));
         return rc;
     }
-    storage_log_set_high_watermark(hp->log, res.log_end_offset);
-    hs_wake_waiters(gs->hs, hp);
+    *end = res.log_end_offset;
     return 0;
 }
 
-static int persist(struct gshard *gs, const struct lm_group_ready *rd, int32_t *bad)
+static int persist(struct gshard *gs, const struct lm_group_ready *rd, int32_t *bad,
+                   struct gdefer *d)
 {
     for (size_t i = 0; i < rd->n_records;) {
         size_t j = i + 1;
         while (j < rd->n_records && rd->records[j].partition == rd->records[i].partition)
             j++;
-        int rc = persist_run(gs, rd->records + i, j - i);
+        int64_t end = -1;
+        int rc = persist_run(gs, rd->records + i, j - i, &end);
         if (rc != 0) {
             *bad = rd->records[i].partition;
             return rc;
         }
+        d->parts[d->n_waits] = rd->records[i].partition;
+        d->waits[d->n_waits++].offset = end;
         i = j;
     }
     return 0;
+}
+
+static void load_partition(struct gshard *gs, int32_t p);
+
+/* Answers the readies at the head whose flushes are done, in order. */
+static void defer_release(struct gshard *gs)
+{
+    struct gdefer *d;
+    while ((d = gs->defer_head) != NULL && d->pending == 0) {
+        gs->defer_head = d->next;
+        if (gs->defer_head == NULL)
+            gs->defer_tail = NULL;
+        for (size_t i = 0; i < d->n_ops; i++) {
+            /* A failed group-metadata flush is COORDINATOR_NOT_AVAILABLE, as a failed append. */
+            if (d->rc != 0)
+                group_api_fill(d->ops[i], NULL, KAFKA_COORDINATOR_NOT_AVAILABLE);
+            broker_xcall_return(gs->hs->shard, &d->ops[i]->x);
+        }
+        if (d->rc != 0 && !gs->stopping && gs->coord != NULL) {
+            /* Memory is ahead of the log: reload the partition from what is durable. */
+            lm_group_coord_unload(gs->coord, d->bad);
+            load_partition(gs, d->bad);
+        }
+        free(d);
+    }
+}
+
+static void defer_synced(struct hshard *hs, struct hpart *p, struct hsync_wait *w, int rc)
+{
+    struct gdefer *d = w->arg;
+    if (rc == 0 && p->log != NULL && storage_log_high_watermark(p->log) < w->offset) {
+        storage_log_set_high_watermark(p->log, w->offset);
+        hs_wake_waiters(hs, p);
+    }
+    if (rc != 0 && d->rc == 0) {
+        d->rc = rc;
+        d->bad = p->partition;
+    }
+    LM_ASSERT(d->pending > 0);
+    if (--d->pending == 0)
+        defer_release(d->gs);
 }
 
 static void timer_fire(struct broker_shard *s, struct broker_timer *t);
@@ -266,7 +325,20 @@ static void coord_flush(struct gshard *gs)
     for (uint32_t turns = 0; lm_group_coord_ready(gs->coord, &rd); turns++) {
         LM_ASSERT(turns < 1000000);
         int32_t bad = -1;
-        int rc = persist(gs, &rd, &bad);
+        size_t nr = rd.n_records;
+        struct gdefer *d = calloc(1, sizeof(*d) + rd.n_resps * sizeof(struct gop *) +
+                                         nr * (sizeof(struct hsync_wait) + sizeof(int32_t)));
+        int rc = LM_E_NOMEM;
+        if (d != NULL) {
+            d->gs = gs;
+            d->waits = (struct hsync_wait *)(void *)(d + 1);
+            d->ops = (struct gop **)(void *)(d->waits + nr);
+            d->parts = (int32_t *)(void *)(d->ops + rd.n_resps);
+            d->pending = 1;
+            rc = persist(gs, &rd, &bad, d);
+            if (bad < 0 && rc != 0 && nr > 0)
+                bad = rd.records[0].partition;
+        }
         /* A failed group-metadata append is COORDINATOR_NOT_AVAILABLE in Kafka
          * (GroupMetadataManager.storeGroup error mapping). */
         int16_t err = rc == 0 ? KAFKA_NONE : KAFKA_COORDINATOR_NOT_AVAILABLE;
@@ -274,14 +346,38 @@ static void coord_flush(struct gshard *gs)
             struct gop *op = (struct gop *)(uintptr_t)rd.resps[i].token;
             LM_ASSERT(op != NULL && op->g != NULL);
             group_api_fill(op, &rd.resps[i], err);
-            broker_xcall_return(gs->hs->shard, &op->x);
+            if (d != NULL)
+                d->ops[d->n_ops++] = op;
+            else
+                broker_xcall_return(gs->hs->shard, &op->x);
         }
         lm_group_coord_advance(gs->coord);
-        if (rc != 0) {
+        if (rc != 0 && bad >= 0) {
             /* Memory is ahead of the log: reload the partition from what is durable. */
             lm_group_coord_unload(gs->coord, bad);
             load_partition(gs, bad);
         }
+        if (d == NULL)
+            continue;
+        if (rc != 0)
+            d->n_waits = 0; /* answered with the error, nothing to wait for */
+        if (gs->defer_tail != NULL)
+            gs->defer_tail->next = d;
+        else
+            gs->defer_head = d;
+        gs->defer_tail = d;
+        /* Responses leave only after the records are durable (persist before send). */
+        for (size_t i = 0; i < d->n_waits; i++) {
+            struct hpart *hp =
+                hs_part(gs->hs, GROUP_OFFSETS_TOPIC, GROUP_OFFSETS_TOPIC_LEN, d->parts[i]);
+            LM_ASSERT(hp != NULL); /* persist_run appended to it just now */
+            d->pending++;
+            d->waits[i].done = defer_synced;
+            d->waits[i].arg = d;
+            hs_sync_wait(gs->hs, hp, &d->waits[i]);
+        }
+        if (--d->pending == 0)
+            defer_release(gs);
     }
     timer_arm(gs);
 }
@@ -432,6 +528,11 @@ void group_shard_stop(struct hshard *hs)
     gs->stopping = true;
     if (gs->timer_armed)
         broker_timer_cancel(hs->shard, &gs->timer);
+    while (gs->defer_head != NULL) { /* none once in-flight requests have drained */
+        struct gdefer *d = gs->defer_head;
+        gs->defer_head = d->next;
+        free(d);
+    }
     lm_group_coord_free(gs->coord);
     producer_shard_stop(gs->ps);
     g_self = NULL;

@@ -351,6 +351,7 @@ static void storage_cfg_of(const struct lm_topic_settings *st, struct storage_co
     c->flush_messages = flush_policy(st->flush_messages);
     c->flush_ms = flush_policy(st->flush_ms);
     c->log_append_time = st->timestamp_log_append;
+    c->external_sync = true; /* fsyncs run off the shard thread (hs_sync_wait) */
     c->report = storage_report;
 }
 
@@ -464,10 +465,145 @@ static void part_open_log(struct hpart *p)
     storage_log_set_high_watermark(p->log, storage_log_end_offset(p->log));
 }
 
+/* ---- asynchronous flush (group commit) ---------------------------------------------------- */
+
+static void part_free(struct hshard *hs, struct hpart *p, bool delete_dir);
+static void sync_start(struct hshard *hs, struct hpart *p);
+
+/* Completes the waiters p's log has made durable (all of them, with rc, on an error). */
+static void sync_complete_waiters(struct hshard *hs, struct hpart *p, int rc)
+{
+    struct hpart_sync *ps = &p->sync;
+    int64_t durable = p->log != NULL ? storage_log_flushed_offset(p->log) : -1;
+    while (ps->head != NULL && (rc != 0 || ps->head->offset <= durable)) {
+        struct hsync_wait *w = ps->head;
+        ps->head = w->next;
+        if (ps->head == NULL)
+            ps->tail = NULL;
+        w->next = NULL;
+        w->done(hs, p, w, rc);
+    }
+}
+
+static void sync_issue_step(struct hshard *hs, struct hpart *p);
+
+static void sync_step_done(struct hshard *hs, struct hpart *p)
+{
+    struct hpart_sync *ps = &p->sync;
+    bool done = false;
+    int rc = storage_log_sync_step(p->log, &ps->sy, ps->rc, &done);
+    if (rc != 0)
+        BLOG_ERROR("partition %s-%d: flush: %s", p->topic, p->partition, lm_strerror(rc));
+    /* After the data step the waiters it covers answer; later steps (indexes, checkpoint) go
+     * on in the background. */
+    sync_complete_waiters(hs, p, rc);
+    if (!done) {
+        sync_issue_step(hs, p);
+        return;
+    }
+    ps->busy = false;
+    if (p->dead) {
+        part_free(hs, p, p->dead_delete_dir);
+        return;
+    }
+    if (p->reopen_pending) {
+        p->reopen_pending = false;
+        hs_wake_waiters(hs, p);
+        storage_log_close(p->log);
+        p->log = NULL;
+        part_open_log(p);
+    }
+    if (ps->head != NULL || (p->log != NULL && storage_log_flush_due(p->log)))
+        sync_start(hs, p);
+}
+
+static void sync_fsync_done(struct broker_shard *s, struct broker_fsync *f, int rc)
+{
+    (void)s;
+    struct hpart *p = f->arg;
+    struct hpart_sync *ps = &p->sync;
+    LM_ASSERT(ps->busy && ps->pending > 0);
+    if (rc != 0 && ps->rc == 0)
+        ps->rc = rc;
+    if (--ps->pending == 0)
+        sync_step_done(p->hs, p);
+}
+
+static void sync_issue_step(struct hshard *hs, struct hpart *p)
+{
+    struct hpart_sync *ps = &p->sync;
+    ps->rc = 0;
+    if (ps->sy.fd_count == 0) {
+        sync_step_done(hs, p);
+        return;
+    }
+    ps->pending = ps->sy.fd_count;
+    for (uint32_t i = 0; i < ps->sy.fd_count; i++)
+        broker_shard_fsync(hs->shard, &ps->fs[i], ps->sy.fds[i], !ps->sy.full[i],
+                           sync_fsync_done, p);
+}
+
+static void sync_start(struct hshard *hs, struct hpart *p)
+{
+    struct hpart_sync *ps = &p->sync;
+    LM_ASSERT(!ps->busy && !p->dead);
+    if (p->log == NULL) {
+        sync_complete_waiters(hs, p, LM_E_STATE);
+        return;
+    }
+    int rc = storage_log_sync_begin(p->log, &ps->sy);
+    if (rc != 0) {
+        sync_complete_waiters(hs, p, rc);
+        return;
+    }
+    ps->busy = true;
+    sync_issue_step(hs, p);
+}
+
+void hs_sync_wait(struct hshard *hs, struct hpart *p, struct hsync_wait *w)
+{
+    LM_ASSERT(p->hs == hs && w->done != NULL);
+    w->next = NULL;
+    if (p->log != NULL && storage_log_flushed_offset(p->log) >= w->offset) {
+        w->done(hs, p, w, 0);
+        return;
+    }
+    struct hpart_sync *ps = &p->sync;
+    LM_ASSERT(ps->tail == NULL || ps->tail->offset <= w->offset);
+    if (ps->tail != NULL)
+        ps->tail->next = w;
+    else
+        ps->head = w;
+    ps->tail = w;
+    /* One sync in flight per partition: later waiters share the next one. */
+    if (!ps->busy)
+        sync_start(hs, p);
+}
+
+void hs_sync_policy(struct hshard *hs, struct hpart *p)
+{
+    if (!p->sync.busy && !p->dead && p->log != NULL && storage_log_flush_due(p->log))
+        sync_start(hs, p);
+}
+
 static void part_close(struct hshard *hs, struct hpart *p, bool delete_dir)
 {
     /* Parked fetches waiting here are woken so they answer (with UNKNOWN_TOPIC...). */
     hs_wake_waiters(hs, p);
+    if (p->sync.busy) {
+        /* Its fsyncs hold the segment files: close and free when the sync ends. */
+        p->dead = true;
+        p->dead_delete_dir = delete_dir;
+        return;
+    }
+    part_free(hs, p, delete_dir);
+}
+
+static void part_free(struct hshard *hs, struct hpart *p, bool delete_dir)
+{
+    LM_ASSERT(!p->sync.busy);
+    hs_wake_waiters(hs, p);
+    sync_complete_waiters(hs, p, LM_E_STATE); /* none expected: waiters come with a sync */
     if (p->log != NULL) {
         int rc = storage_log_close(p->log);
         if (rc != 0)
@@ -536,6 +672,11 @@ static void topic_sync_parts(struct hshard *hs, struct htopic *t)
             if (storage_cfg_same(&c, &p->scfg) && p->log != NULL)
                 continue;
             /* Storage reads its config at open: reopen (recovery from the checkpoint). */
+            if (p->sync.busy) {
+                p->scfg = c;
+                p->reopen_pending = true; /* when the sync ends */
+                continue;
+            }
             hs_wake_waiters(hs, p);
             if (p->log != NULL)
                 storage_log_close(p->log);
@@ -547,6 +688,8 @@ static void topic_sync_parts(struct hshard *hs, struct htopic *t)
         t->parts[i] = part_new(t, i);
         if (t->parts[i] == NULL)
             BLOG_ERROR("partition %s-%d: out of memory", t->meta->name, i);
+        else
+            t->parts[i]->hs = hs;
     }
 }
 
@@ -690,10 +833,9 @@ static void shard_tick(struct broker_shard *s, struct broker_timer *t)
                 }
                 if (p->log == NULL)
                     continue;
-                int rc = storage_log_tick(p->log);
-                if (rc != 0)
-                    BLOG_WARN("partition %s-%d: flush: %s", p->topic, p->partition,
-                              lm_strerror(rc));
+                /* flush.ms: a background flush off the shard thread. */
+                hs_sync_policy(hs, p);
+                int rc = 0;
                 uint32_t deleted = 0;
                 if (retention && (rc = storage_log_enforce_retention(p->log, &deleted)) != 0)
                     BLOG_WARN("partition %s-%d: retention: %s", p->topic, p->partition,

@@ -25,6 +25,29 @@
 #define HANDLERS_DECOMPRESS_BYTES_MAX ((size_t)256 << 20)
 
 struct hwaiter;
+struct hpart;
+struct hshard;
+
+/* A request waiting until its partition is durable below `offset` (group commit: every waiter
+ * arriving while a sync runs shares the next one). done runs on the owner shard with 0 or an
+ * LM_E_*; the struct is the caller's until then. */
+struct hsync_wait {
+    int64_t offset;
+    void (*done)(struct hshard *hs, struct hpart *p, struct hsync_wait *w, int rc);
+    void *arg;
+    struct hsync_wait *next;
+};
+
+/* The asynchronous flush of one partition (storage_log_sync_*): one in flight; its fsyncs run
+ * on the shard's ring or sync worker (broker_shard_fsync). */
+struct hpart_sync {
+    struct storage_sync sy;
+    struct broker_fsync fs[STORAGE_SYNC_FDS_MAX];
+    uint32_t pending;
+    int rc;
+    bool busy;
+    struct hsync_wait *head, *tail; /* FIFO, offsets increasing */
+};
 
 /* A partition this shard owns. */
 struct hpart {
@@ -35,6 +58,11 @@ struct hpart {
     struct storage_config scfg;
     int32_t leader_epoch;
     struct hwaiter *waiters; /* parked fetches of any shard waiting for appends here */
+    struct hpart_sync sync;
+    struct hshard *hs;       /* owner shard's state */
+    bool dead;               /* closed while its sync ran: freed when the sync ends */
+    bool dead_delete_dir;
+    bool reopen_pending;     /* storage settings changed while its sync ran */
 };
 
 /* A topic of the current metadata snapshot (every topic, owned partitions or not). */
@@ -80,6 +108,11 @@ struct htopic *hs_topic_by_id(struct hshard *hs, const uint8_t id[16]);
 struct hpart *hs_part(struct hshard *hs, const char *topic, size_t len, int32_t partition);
 /* Owner shard of a partition. */
 uint32_t hs_owner(struct hshard *hs, const char *topic, size_t len, int32_t partition);
+/* Calls w->done once p is durable below w->offset: at once when it is, else after the
+ * partition's next asynchronous flush (never an fdatasync on the shard thread). */
+void hs_sync_wait(struct hshard *hs, struct hpart *p, struct hsync_wait *w);
+/* Starts a background flush of p when its flush policy (flush.messages/flush.ms) asks. */
+void hs_sync_policy(struct hshard *hs, struct hpart *p);
 /* Wakes the parked fetches waiting on p (after an append). */
 void hs_wake_waiters(struct hshard *hs, struct hpart *p);
 /* Creates a topic with the broker's defaults (Metadata auto-create). 0 or LM_E_*. */
@@ -109,7 +142,10 @@ int16_t h_storage_error(int rc);
 /* hwork.owner of an item already answered on the request's shard (no shard runs it). */
 #define HWORK_DONE UINT32_MAX
 
+struct hfan_call;
+
 struct hwork {
+    struct hfan_call *call_; /* private to data_fan.c */
     const char *topic;
     size_t topic_len;
     int32_t partition;
@@ -128,6 +164,7 @@ struct hfan_call {
     struct broker_xcall x;
     struct hfan *f;
     uint32_t target;
+    uint32_t holds; /* items still running (hfan_hold) + 1 while run_items runs */
 };
 
 struct hfan {
@@ -152,6 +189,11 @@ bool hfan_init(struct hfan *f, struct broker_req *req, struct hwork *items, size
                hfan_op op, hfan_finish finish, void *ctx);
 /* Runs op for every item on its owner shard, then finish on this shard (maybe at once). */
 void hfan_start(struct hfan *f);
+/* Called by op on the owner shard to finish item w later (e.g. after an fsync); the owner's
+ * part of the fan-out returns once every held item is released with hfan_release (on the same
+ * owner shard). */
+void hfan_hold(struct hwork *w);
+void hfan_release(struct hshard *hs, struct hwork *w);
 
 /* ---- data_*.c ---- */
 void data_metadata(struct broker_req *req);

@@ -641,6 +641,97 @@ static void test_flush_policy(void **state)
     assert_int_equal(storage_log_flushed_offset(f->log), 6);
 }
 
+/* Runs every step of an asynchronous flush, syncing its fds here as the broker's ring or sync
+ * worker would; returns how many steps there were. */
+static int sync_all_steps(struct storage_log *log, struct storage_sync *sy)
+{
+    int steps = 0;
+    for (bool done = false; !done; steps++) {
+        for (uint32_t i = 0; i < sy->fd_count; i++)
+            assert_int_equal(sy->full[i] ? fsync(sy->fds[i]) : fdatasync(sy->fds[i]), 0);
+        assert_int_equal(storage_log_sync_step(log, sy, 0, &done), 0);
+        assert_true(steps < 10);
+    }
+    return steps;
+}
+
+static void test_external_sync(void **state)
+{
+    struct fx *f = *state;
+    f->cfg.external_sync = true;
+    f->cfg.flush_messages = 3;
+    f->cfg.checkpoint_interval_bytes = 1; /* every sync also writes indexes + checkpoint */
+    f->cfg.segment_bytes = 4096;
+    fx_open(f);
+    struct storage_append_result r = append_n(f, 2, 10, 0, 0);
+    assert_false(r.flushed);
+    assert_false(storage_log_flush_due(f->log));
+    r = append_n(f, 1, 10, 0, 0);
+    /* The policy asks, but append itself never syncs under external_sync. */
+    assert_false(r.flushed);
+    assert_true(storage_log_flush_due(f->log));
+    assert_int_equal(storage_log_tick(f->log), 0);
+    assert_int_equal(storage_log_flushed_offset(f->log), 0);
+
+    struct storage_sync sy;
+    assert_int_equal(storage_log_sync_begin(f->log, &sy), 0);
+    assert_int_equal(sy.end_offset, 3);
+    assert_true(sy.fd_count >= 1);
+    assert_false(storage_log_flush_due(f->log)); /* in flight */
+    /* Appends go on while the fsync runs; they are not covered by it. */
+    append_n(f, 2, 10, 0, 0);
+    for (uint32_t i = 0; i < sy.fd_count; i++)
+        assert_int_equal(sy.full[i] ? fsync(sy.fds[i]) : fdatasync(sy.fds[i]), 0);
+    bool done = false;
+    assert_int_equal(storage_log_sync_step(f->log, &sy, 0, &done), 0);
+    assert_int_equal(storage_log_flushed_offset(f->log), 3);
+    assert_false(done); /* the checkpoint is due: indexes, then the checkpoint slot */
+    assert_true(sy.fd_count >= 1);
+    int steps = sync_all_steps(f->log, &sy);
+    assert_true(steps >= 1);
+    assert_int_equal(storage_log_flushed_offset(f->log), 3);
+
+    /* Rolls (many segments, a directory entry) are covered by the next sync. */
+    while (storage_log_segment_count(f->log) < 4)
+        append_n(f, 4, 200, 0, 0);
+    int64_t leo = storage_log_end_offset(f->log);
+    assert_int_equal(storage_log_sync_begin(f->log, &sy), 0);
+    assert_int_equal(sy.end_offset, leo);
+    bool dir = false;
+    for (uint32_t i = 0; i < sy.fd_count; i++)
+        dir = dir || sy.full[i];
+    assert_true(dir);
+    sync_all_steps(f->log, &sy);
+    assert_int_equal(storage_log_flushed_offset(f->log), leo);
+    assert_false(storage_log_flush_due(f->log));
+
+    /* A sync begun before a truncation does not vouch for what is appended after it. */
+    append_n(f, 2, 10, 0, 0);
+    assert_int_equal(storage_log_sync_begin(f->log, &sy), 0);
+    assert_int_equal(sy.end_offset, leo + 2);
+    assert_int_equal(storage_log_truncate_to(f->log, leo), 0);
+    append_n(f, 3, 10, 0, 0);
+    sync_all_steps(f->log, &sy);
+    assert_true(storage_log_flushed_offset(f->log) <= leo);
+    check_log(f, 0);
+    fx_reopen(f); /* the checkpoint written through the steps recovers cleanly */
+    check_log(f, 0);
+    assert_int_equal(storage_log_end_offset(f->log), leo + 3);
+
+    /* A failed fsync fails the log: nothing more is accepted. */
+    append_n(f, 1, 10, 0, 0);
+    assert_int_equal(storage_log_sync_begin(f->log, &sy), 0);
+    assert_int_equal(storage_log_sync_step(f->log, &sy, LM_E_IO, &done), LM_E_IO);
+    assert_true(done);
+    uint8_t *b;
+    size_t len;
+    tu_build_batch(1, 10, 0, 0, &b, &len);
+    assert_int_equal(storage_log_append_leader(f->log, b, len, 0, &r), LM_E_STATE);
+    free(b);
+    assert_int_equal(storage_log_close(f->log), LM_E_STATE);
+    f->log = NULL;
+}
+
 static void test_io_uring_backend(void **state)
 {
 #ifndef STORAGE_TEST_URING
@@ -789,6 +880,7 @@ int main(void)
         T(test_log_append_time),
         T(test_open_segment_bound),
         T(test_flush_policy),
+        T(test_external_sync),
         T(test_io_uring_backend),
         T(test_write_failure_rolls_back),
     };
