@@ -549,7 +549,9 @@ static int list_segments(struct storage_log *log, int64_t **bases_out, uint32_t 
     static const char *const exts[] = {".log", ".index", ".timeindex"};
     int64_t *bases = NULL;
     uint32_t count = 0, cap = 0;
-    for (int pass = 0; pass < 2; pass++) {
+    /* Pass 0 removes temporaries and settles index .swap files (completed when their .log.swap,
+     * the commit point, exists; else deleted); pass 1 completes .log.swap; pass 2 lists. */
+    for (int pass = 0; pass < 3; pass++) {
         DIR *d = opendir(log->dir);
         if (d == NULL) {
             free(bases);
@@ -562,14 +564,32 @@ static int list_segments(struct storage_log *log, int64_t **bases_out, uint32_t 
             size_t nl = strlen(name);
             if (!join_path(path, sizeof(path), log->dir, name, nl))
                 continue; /* not a name of ours: too long to be one */
-            if (pass == 0) {
-                if ((nl > 8 && strcmp(name + nl - 8, ".cleaned") == 0) ||
-                    (nl > 4 && strcmp(name + nl - 4, ".tmp") == 0)) {
+            if (pass < 2) {
+                bool swap = nl > 5 && strcmp(name + nl - 5, ".swap") == 0;
+                bool log_swap = swap && nl > 9 && strcmp(name + nl - 9, ".log.swap") == 0;
+                if (pass == 0 && ((nl > 8 && strcmp(name + nl - 8, ".cleaned") == 0) ||
+                                  (nl > 4 && strcmp(name + nl - 4, ".tmp") == 0))) {
                     storage_report(log, 0, "removing leftover %s", name);
                     unlink(path);
-                } else if (nl > 5 && strcmp(name + nl - 5, ".swap") == 0) {
+                } else if (swap && log_swap == (pass == 1)) {
                     if (!join_path(to, sizeof(to), log->dir, name, nl - 5))
                         continue;
+                    if (!log_swap) {
+                        int64_t b;
+                        char base_name[SEG_NAME_DIGITS + 1], committed[PATH_MAX];
+                        if (nl < SEG_NAME_DIGITS)
+                            continue;
+                        memcpy(base_name, name, SEG_NAME_DIGITS);
+                        base_name[SEG_NAME_DIGITS] = '\0';
+                        if (!parse_seg_name(base_name, "", &b))
+                            continue;
+                        seg_path(log, b, ".log.swap", committed, sizeof(committed));
+                        if (access(committed, F_OK) != 0) {
+                            storage_report(log, 0, "discarding uncommitted swap %s", name);
+                            unlink(path);
+                            continue;
+                        }
+                    }
                     storage_report(log, 0, "completing swap of %s", name);
                     if (rename(path, to) != 0) {
                         closedir(d);
@@ -633,6 +653,7 @@ static int walk_epochs(struct storage_log *log, struct segment *seg, int64_t lim
 
 static void free_log(struct storage_log *log)
 {
+    compact_free(log);
     for (uint32_t i = 0; i < log->seg_count; i++) {
         LM_ASSERT(log->segs[i]->pins == 0);
         seg_close(log, log->segs[i]);
@@ -678,15 +699,30 @@ static int load_segments(struct storage_log *log, int64_t rp, bool epochs_found)
                 break;
         }
         bool truncated = false;
+        seg->compacted = seg->base_offset < log->gaps_offset;
         rc = seg_load(log, seg, recover_from, &truncated);
         if (rc != 0)
             break;
         if (recover_from != INT64_MAX)
             seg->data_dirty = true; /* read back from the page cache: sync before trusting */
+        /* A merged compacted segment whose swap finished before the rest of its group was
+         * unlinked (compact.c): the segments it overlaps are that group's leftovers. */
+        while (seg->compacted && !truncated && i + 1 < count && bases[i + 1] < seg->next_offset) {
+            storage_report(log, 0, "removing segment %020lld merged into %020lld by compaction",
+                           (long long)bases[i + 1], (long long)seg->base_offset);
+            rc = seg_unlink_files(log, bases[i + 1]);
+            if (rc != 0)
+                break;
+            memmove(bases + i + 1, bases + i + 2, (count - i - 2) * sizeof(*bases));
+            count--;
+        }
+        if (rc != 0)
+            break;
         bool overlap = i + 1 < count && bases[i + 1] < seg->next_offset;
         /* A scanned segment that ends before the next one starts lost its tail (unsynced bytes
          * of a power cut, cut at a batch boundary): the offsets after it would be a hole. */
-        bool hole = recover_from != INT64_MAX && i + 1 < count && bases[i + 1] > seg->next_offset;
+        bool hole = recover_from != INT64_MAX && !seg->compacted && i + 1 < count &&
+                    bases[i + 1] > seg->next_offset;
         if (hole)
             storage_report(log, 1, "segment %020lld ends at offset %lld but the next starts at "
                                    "%lld",
@@ -744,6 +780,8 @@ int storage_log_open(const char *dir, const struct storage_config *cfg, struct s
     int rc = checkpoint_load(log, &rp, &ls, &hw, &ck_found);
     if (rc == 0)
         rc = epochs_load(log, &ep_found);
+    if (rc == 0)
+        rc = compact_checkpoint_load(log);
     if (rc == 0 && !ck_found)
         rp = ls = hw = 0;
     if (rc == 0)
@@ -1426,9 +1464,4 @@ int storage_log_max_timestamp(struct storage_log *log, int64_t *offset, int64_t 
     return batch_find_record(log, best, pos, &h, best->max_timestamp, true, offset, ts);
 }
 
-int storage_log_swap_segment(struct storage_log *log, int64_t base_offset)
-{
-    (void)log;
-    (void)base_offset;
-    return LM_E_UNSUPPORTED;
-}
+/* storage_log_swap_segment and the rest of compaction: compact.c. */

@@ -464,7 +464,9 @@ static int seg_walk(struct storage_log *log, struct segment *seg, uint64_t pos, 
         if (h.last_offset_delta < 0 || kafka_batch_last_offset(&h) - seg->base_offset >
                                            SEG_REL_OFFSET_MAX)
             return LM_E_CORRUPT;
-        if (w->bytes > 0 && h.base_offset != w->next_offset)
+        /* Compacted segments (below the cleaned offset) have gaps between batches. */
+        if (w->bytes > 0 && (seg->compacted ? h.base_offset < w->next_offset
+                                            : h.base_offset != w->next_offset))
             return LM_E_SEQUENCE;
         if (w->bytes == 0 && h.base_offset < seg->base_offset)
             return LM_E_SEQUENCE;
@@ -591,8 +593,11 @@ static int seg_scan_recover(struct storage_log *log, struct segment *seg, uint64
             why = "partial batch";
             break;
         }
-        /* The base offset is outside the CRC, so continuity is what protects it. */
-        if (first ? h.base_offset < seg->base_offset : h.base_offset != seg->next_offset) {
+        /* The base offset is outside the CRC, so continuity is what protects it; a compacted
+         * segment only keeps offsets increasing (batches removed whole leave gaps). */
+        bool cont = seg->compacted ? h.base_offset >= seg->next_offset
+                                   : h.base_offset == seg->next_offset;
+        if (first ? h.base_offset < seg->base_offset : !cont) {
             why = "offsets do not continue";
             break;
         }

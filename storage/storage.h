@@ -28,18 +28,20 @@
  * segment and segments pinned by a read result are never closed); a read walks at most one index
  * interval of batch headers per segment it touches.
  *
- * Compaction hook (not implemented yet, the layout is ready for it): a cleaner rewrites a sealed
+ * Compaction (storage/compact.c, the section at the end of this file): a cleaner rewrites a sealed
  * segment <base>.log into <base>.log.cleaned (+ .index.cleaned, .timeindex.cleaned) with the
  * storage_segment writer, fsyncs them, renames each *.cleaned to *.swap, then calls
  * storage_log_swap_segment(), which renames the *.swap files over the originals and reloads the
  * segment. Readers that pinned the old segment keep reading the old inode through their fd, so
- * no reader ever sees a half-written file. On open, *.cleaned files are deleted (the swap never
- * began) and *.swap files are completed by rename (the swap had begun), as Kafka does.
- * Before compaction lands, one rule must change: recovery and the index checks now require the
- * batches of a segment to be contiguous (baseOffset = previous last offset + 1), because the base
- * offset lies outside the CRC and continuity is what catches a damaged one; a compacted segment
- * has gaps, so the swap must mark the segment compacted (e.g. in the checkpoint) and those
- * segments be checked for increasing, not contiguous, offsets. */
+ * no reader ever sees a half-written file. The .log is renamed last: <base>.log.swap is the
+ * commit point. On open, *.cleaned files are deleted; with a <base>.log.swap every <base>.*.swap
+ * is completed by rename (indexes first), without one index .swap files are deleted; segments a
+ * finished merged swap overlaps (its group's unlinks were cut short) are deleted.
+ * Gaps: recovery and the index checks require the batches of a segment to be contiguous
+ * (baseOffset = previous last offset + 1), because the base offset lies outside the CRC and
+ * continuity is what catches a damaged one; a compacted segment has gaps, so the cleaner first
+ * records its cleaned offset in cleaner-offset-checkpoint, and segments below it are checked for
+ * increasing, not contiguous, offsets (and may end before the next segment begins). */
 #ifndef LAMINAR_STORAGE_STORAGE_H
 #define LAMINAR_STORAGE_STORAGE_H
 
@@ -241,7 +243,72 @@ void storage_log_epoch_end_offset(const struct storage_log *log, int32_t epoch,
                                   int32_t *out_epoch, int64_t *end_offset);
 
 /* Compaction hook (see the top of this file): replaces the sealed segment with base offset
- * `base_offset` by its *.swap files. Not implemented yet: returns LM_E_UNSUPPORTED. */
+ * `base_offset` by its *.swap files (renamed over it, reloaded, marked compacted). Returns 0 or
+ * LM_E_NOT_FOUND, LM_E_STATE (the active segment, or a compaction pass running), LM_E_IO. */
 int storage_log_swap_segment(struct storage_log *log, int64_t base_offset);
+
+/* ---- compaction (storage/compact.c; cleanup.policy=compact, Kafka's LogCleaner) ----
+ * A pass maps the dirty part of the cleanable prefix (key -> latest offset in a bounded table),
+ * then rewrites the sealed segments below the mapped end in groups up to segment_bytes, keeping
+ * the latest record per key, tombstones until their delete horizon (KIP-534), control batches,
+ * base/last offsets, producer fields and codecs, and swaps each group in with the
+ * .cleaned -> .swap -> rename protocol described at the top of this file. Work is done in
+ * bounded steps; the pass lives in the log between steps and is abandoned when its segments
+ * change (retention, truncation) or the log closes. */
+enum storage_compact_crash {
+    STORAGE_COMPACT_CRASH_NONE = 0,
+    STORAGE_COMPACT_CRASH_CLEANED, /* tests: stop after the .cleaned files are durable */
+    STORAGE_COMPACT_CRASH_SWAP,    /* tests: stop after the .cleaned -> .swap renames */
+    STORAGE_COMPACT_CRASH_RENAMED, /* tests: stop after .swap -> final, before unlinking */
+};
+
+struct storage_compact_config {
+    uint64_t dedupe_buffer_bytes;     /* log.cleaner.dedupe.buffer.size: the key map's memory */
+    double min_cleanable_dirty_ratio; /* min.cleanable.dirty.ratio */
+    int64_t min_compaction_lag_ms;    /* min.compaction.lag.ms: younger segments wait */
+    int64_t max_compaction_lag_ms;    /* max.compaction.lag.ms (KIP-354); -1 none */
+    int64_t delete_retention_ms;      /* delete.retention.ms: tombstone lifetime after cleaning */
+    enum storage_compact_crash crash_at; /* tests only: leave the files as a crash there would */
+};
+
+struct storage_compact_stats {
+    int64_t map_end;            /* offsets below were compacted (the new cleaned offset) */
+    uint64_t bytes_read;        /* map + clean reads */
+    uint64_t bytes_written;
+    uint64_t records_read;      /* in the clean phase */
+    uint64_t records_kept;
+    uint64_t tombstones_removed;
+    uint64_t batches_rewritten;
+    uint32_t segments_before;   /* segments in the cleanable prefix when the pass began */
+    uint32_t segments_after;    /* segments the pass wrote */
+};
+
+/* Fills *cc with Kafka's defaults (ratio 0.5, no lags, 1-day delete retention) and a 4 MiB
+ * dedupe buffer (~130k keys per pass). */
+void storage_compact_config_default(struct storage_compact_config *cc);
+/* Whether a pass should run: the cleanable prefix (sealed, flushed segments below
+ * min(clean_up_to, high watermark) older than min.compaction.lag.ms) has a dirty ratio (bytes
+ * of segments past the cleaned offset / all its bytes) >= min.cleanable.dirty.ratio, or its
+ * oldest dirty segment passed max.compaction.lag.ms. True while a pass is running. */
+bool storage_log_compact_due(struct storage_log *log, const struct storage_compact_config *cc,
+                             int64_t clean_up_to);
+/* Starts a pass when none runs (there is something to clean), then does at most about
+ * budget_bytes of reading (whole batches; at least one). *busy: the pass continues at the next
+ * call; when it ends, *stats (may be NULL) gets its figures. cc is copied when a pass starts.
+ * Returns 0 (also when a pass was abandoned because its segments changed) or LM_E_FULL (one
+ * batch has more keys than the dedupe buffer holds), LM_E_IO, LM_E_NOMEM, a batch parse error,
+ * or LM_E_STATE when a test crash point fired (close the log, then reopen it). */
+int storage_log_compact_step(struct storage_log *log, const struct storage_compact_config *cc,
+                             int64_t clean_up_to, uint64_t budget_bytes, bool *busy,
+                             struct storage_compact_stats *stats);
+/* A whole pass at once (steps until done): for tools, tests and benchmarks. */
+int storage_log_compact(struct storage_log *log, const struct storage_compact_config *cc,
+                        int64_t clean_up_to, struct storage_compact_stats *stats);
+/* Abandons a running pass and removes its temporary files (no-op without one). */
+void storage_log_compact_abort(struct storage_log *log);
+/* Whether a pass is running. */
+bool storage_log_compacting(const struct storage_log *log);
+/* The offset below which the log has been compacted (cleaner-offset-checkpoint); 0 if never. */
+int64_t storage_log_cleaned_offset(const struct storage_log *log);
 
 #endif

@@ -54,6 +54,7 @@ struct segment {
     bool sealed;       /* no longer the active segment */
     bool zombie;       /* removed from the log; freed when pins drops to 0 */
     bool index_missing; /* an index file did not exist when the segment was opened */
+    bool compacted;     /* below the cleaned offset: offsets increase but may have gaps */
     struct segment *next_zombie;
 };
 
@@ -89,6 +90,10 @@ struct storage_log {
 
     int checkpoint_fd;
     uint64_t checkpoint_seq;
+
+    int64_t cleaned_offset; /* compact.c: offsets below were compacted by a finished pass */
+    int64_t gaps_offset;    /* compact.c: segments based below may have offset gaps */
+    struct storage_compactor *compactor; /* compact.c: the running pass, or NULL */
 
     struct epoch_entry *epochs;
     uint32_t epoch_count, epoch_cap;
@@ -162,6 +167,12 @@ int seg_load(struct storage_log *log, struct segment *seg, int64_t recover_from,
              bool *truncated);
 /* Cuts the segment at position (a batch boundary): the log file, index entries and metadata. */
 int seg_truncate_at(struct storage_log *log, struct segment *seg, uint64_t position);
+
+/* compact.c */
+/* Reads cleaner-offset-checkpoint into log->cleaned_offset (0 when missing). */
+int compact_checkpoint_load(struct storage_log *log);
+/* Abandons a running pass (removing its .cleaned files) and frees it. */
+void compact_free(struct storage_log *log);
 
 /* checkpoint.c */
 int checkpoint_load(struct storage_log *log, int64_t *recovery_point, int64_t *log_start,
