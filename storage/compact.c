@@ -393,8 +393,8 @@ void storage_log_compact_abort(struct storage_log *log)
     job_free(log);
 }
 
-/* The cleanable prefix: sealed, synced segments wholly below clean_up_to (and the high
- * watermark and the flushed offset) whose records are all older than
+/* The cleanable prefix: sealed segments wholly below clean_up_to and the high watermark whose
+ * records are all older than
  * min.compaction.lag.ms. Returns its end (a segment base) or the first segment's base. */
 static int64_t cleanable_end(struct storage_log *log, const struct storage_compact_config *cc,
                              int64_t clean_up_to, int64_t now)
@@ -402,13 +402,14 @@ static int64_t cleanable_end(struct storage_log *log, const struct storage_compa
     int64_t lim = clean_up_to;
     if (lim > log->high_watermark)
         lim = log->high_watermark;
-    if (lim > log->flushed_offset)
-        lim = log->flushed_offset;
+    /* Unsynced sealed segments qualify (Kafka does not wait for a flush either): the cleaned
+     * segment is made durable before it replaces them, and compacted segments are accepted
+     * with gaps whether recovery trusts or rescans them. */
     int64_t end = log->segs[0]->base_offset;
     for (uint32_t i = 0; i + 1 < log->seg_count; i++) {
         struct segment *s = log->segs[i];
         int64_t next_base = log->segs[i + 1]->base_offset;
-        if (next_base > lim || s->data_dirty || !s->sealed)
+        if (next_base > lim || !s->sealed)
             break;
         if (cc->min_compaction_lag_ms > 0 && s->max_timestamp >= 0 &&
             now - s->max_timestamp < cc->min_compaction_lag_ms)
@@ -990,13 +991,13 @@ int storage_log_compact_step(struct storage_log *log, const struct storage_compa
     if (rc == 0 && c->phase == CJ_CLEAN && spent < budget_bytes)
         rc = clean_step(log, c, budget_bytes, &spent, &done);
     if (rc == LM_E_AGAIN) {
-        storage_report(log, 0, "compaction pass abandoned: its segments changed");
+        storage_report(log, 0, "compaction of %s abandoned: its segments changed", log->dir);
         job_free(log);
         return 0;
     }
     if (rc != 0) {
         if (!c->crashed)
-            storage_report(log, 1, "compaction failed: %s", lm_strerror(rc));
+            storage_report(log, 1, "compaction of %s failed: %s", log->dir, lm_strerror(rc));
         if (c->crashed)
             return rc; /* the test hook: keep the job (and its files) until the log closes */
         job_free(log);
@@ -1012,10 +1013,11 @@ int storage_log_compact_step(struct storage_log *log, const struct storage_compa
         log->cleaned_offset = c->map_end;
         if (stats != NULL)
             *stats = c->st;
+        const char *name = strrchr(log->dir, '/');
         storage_report(log, 0,
-                       "compacted up to offset %lld: %llu -> %llu bytes, %u -> %u segments, "
+                       "%s: compacted up to offset %lld: %llu -> %llu bytes, %u -> %u segments, "
                        "%llu of %llu records kept",
-                       (long long)c->map_end, (unsigned long long)c->st.bytes_read,
+                       name != NULL ? name + 1 : log->dir, (long long)c->map_end, (unsigned long long)c->st.bytes_read,
                        (unsigned long long)c->st.bytes_written, c->st.segments_before,
                        c->st.segments_after,
                        (unsigned long long)c->st.records_kept,

@@ -286,7 +286,7 @@ struct storage_compact_stats {
 /* Fills *cc with Kafka's defaults (ratio 0.5, no lags, 1-day delete retention) and a 4 MiB
  * dedupe buffer (~130k keys per pass). */
 void storage_compact_config_default(struct storage_compact_config *cc);
-/* Whether a pass should run: the cleanable prefix (sealed, flushed segments below
+/* Whether a pass should run: the cleanable prefix (sealed segments below
  * min(clean_up_to, high watermark) older than min.compaction.lag.ms) has a dirty ratio (bytes
  * of segments past the cleaned offset / all its bytes) >= min.cleanable.dirty.ratio, or its
  * oldest dirty segment passed max.compaction.lag.ms. True while a pass is running. */

@@ -58,6 +58,29 @@ static int validate(struct hshard *hs, const uint8_t *buf, size_t len,
     }
 }
 
+/* Whether a record of the batch (validated, so its records parse and fit the scratch) has a
+ * null key: a compacted topic refuses it, as Kafka's LogValidator does ("Compacted topic cannot
+ * accept message without key", INVALID_RECORD); the cleaner could never deduplicate it. */
+static int has_null_key(struct hshard *hs, const uint8_t *buf, size_t len, bool *null_key)
+{
+    struct kafka_batch_reader r;
+    *null_key = false;
+    int rc = kafka_batch_reader_open_buf(&r, buf, len, hs->scratch, hs->scratch_cap);
+    if (rc != 0)
+        return rc;
+    struct kafka_record_iter it;
+    struct kafka_record rec;
+    kafka_batch_reader_iter(&r, &it);
+    while ((rc = kafka_record_iter_next(&it, &rec)) == 1) {
+        if (rec.key_len < 0) {
+            *null_key = true;
+            break;
+        }
+    }
+    kafka_batch_reader_close(&r);
+    return rc < 0 ? rc : 0;
+}
+
 /* Rewrites one batch with codec `to` (topic compression.type differs from the producer's):
  * decompress the records, compress them again, new header (codec bits, length, CRC). The
  * result is appended to *out (malloc'd, grown). Returns 0 or an LM_E_*. */
@@ -213,6 +236,17 @@ static void produce_op(struct hshard *hs, struct hpart *p, struct hwork *w, stru
         if (h.attributes & KAFKA_BATCH_ATTR_CONTROL) {
             w->error = KAFKA_INVALID_RECORD;
             o->message = "clients may not write control batches";
+            return;
+        }
+        bool null_key = false;
+        if (t->settings.cleanup_compact &&
+            (rc = has_null_key(hs, buf + pos, len - pos, &null_key)) != 0) {
+            w->error = validate_error(rc, &o->message);
+            return;
+        }
+        if (null_key) {
+            w->error = KAFKA_INVALID_RECORD;
+            o->message = "Compacted topic cannot accept message without key";
             return;
         }
         if (!t->settings.timestamp_log_append && !timestamps_ok(&t->settings, &h)) {

@@ -348,6 +348,12 @@ static void storage_cfg_of(const struct lm_topic_settings *st, struct storage_co
         c->index_interval_bytes = (uint32_t)st->index_interval_bytes;
     c->retention_bytes = st->retention_bytes;
     c->retention_ms = st->retention_ms;
+    if (!st->cleanup_delete) {
+        /* cleanup.policy=compact alone: Kafka deletes no segment by time or size; the cleaner
+         * keeps the latest record per key instead. */
+        c->retention_bytes = -1;
+        c->retention_ms = -1;
+    }
     c->flush_messages = flush_policy(st->flush_messages);
     c->flush_ms = flush_policy(st->flush_ms);
     c->log_append_time = st->timestamp_log_append;
@@ -806,6 +812,90 @@ int hs_create_topic(struct hshard *hs, const char *name, int32_t partitions)
     return rc;
 }
 
+/* ---- log compaction (cleanup.policy=compact, storage/compact.c) ---------------------------- */
+
+/* Reading budget of one compaction step per shard tick: a pass over a large partition is spread
+ * over many ticks so the shard never stalls for long (DESIGN.md §2). */
+#define HANDLERS_COMPACT_BUDGET_BYTES (4u << 20)
+/* How often (ticks) a shard without a running pass looks for a partition that is due (Kafka's
+ * log.cleaner.backoff.ms is 15 s; the check here only walks segment lists). */
+#define HANDLERS_COMPACT_CHECK_TICKS 5
+
+static double topic_config_double(const struct htopic *tp, const char *name, double dflt)
+{
+    const char *v = NULL;
+    enum lm_config_source src;
+    if (lm_topic_config_effective(name, tp->meta->configs, tp->meta->config_count,
+                                  handlers_global->broker_topic_configs,
+                                  handlers_global->broker_topic_config_count, &v, &src) != 0 ||
+        v == NULL)
+        return dflt;
+    char *end;
+    double d = strtod(v, &end);
+    return end == v ? dflt : d;
+}
+
+static void compact_cfg_of(const struct htopic *tp, struct storage_compact_config *cc)
+{
+    storage_compact_config_default(cc);
+    cc->min_cleanable_dirty_ratio = topic_config_double(tp, "min.cleanable.dirty.ratio", 0.5);
+    double max_lag = topic_config_double(tp, "max.compaction.lag.ms", -1);
+    cc->max_compaction_lag_ms = max_lag <= 0 || max_lag >= 9e18 ? -1 : (int64_t)max_lag;
+    cc->min_compaction_lag_ms = tp->settings.min_compaction_lag_ms;
+    cc->delete_retention_ms = tp->settings.delete_retention_ms;
+}
+
+static void compact_step(struct hshard *hs, const struct htopic *tp, struct hpart *p)
+{
+    struct storage_compact_config cc;
+    compact_cfg_of(tp, &cc);
+    bool busy;
+    int rc = storage_log_compact_step(p->log, &cc, storage_log_high_watermark(p->log),
+                                      HANDLERS_COMPACT_BUDGET_BYTES, &busy, NULL);
+    /* LM_E_FULL (a batch with more keys than the dedupe buffer) would repeat every check. */
+    if (rc != 0 && rc != LM_E_STATE &&
+        (rc != LM_E_FULL || hs->ticks % HANDLERS_RETENTION_TICKS == 0))
+        BLOG_WARN("partition %s-%d: compaction: %s", p->topic, p->partition, lm_strerror(rc));
+}
+
+/* Steps the shard's running compaction pass or, every few ticks when none runs, starts one on
+ * the first compacted partition that is due (dirty ratio, max.compaction.lag.ms). One pass per
+ * shard at a time: one dedupe buffer of memory, bounded work per tick. */
+static void compact_tick(struct hshard *hs)
+{
+    bool check = hs->ticks % HANDLERS_COMPACT_CHECK_TICKS == 0;
+    struct hpart *due = NULL;
+    const struct htopic *due_topic = NULL;
+    for (size_t b = 0; b < hs->bucket_count; b++) {
+        for (struct htopic *tp = hs->buckets[b]; tp != NULL; tp = tp->next) {
+            for (int32_t i = 0; i < tp->part_cap; i++) {
+                struct hpart *p = tp->parts[i];
+                if (p == NULL || p->log == NULL || p->dead)
+                    continue;
+                if (!tp->settings.cleanup_compact) {
+                    if (storage_log_compacting(p->log))
+                        storage_log_compact_abort(p->log); /* policy changed mid-pass */
+                    continue;
+                }
+                if (storage_log_compacting(p->log)) {
+                    compact_step(hs, tp, p);
+                    return;
+                }
+                if (check && due == NULL) {
+                    struct storage_compact_config cc;
+                    compact_cfg_of(tp, &cc);
+                    if (storage_log_compact_due(p->log, &cc, storage_log_high_watermark(p->log))) {
+                        due = p;
+                        due_topic = tp;
+                    }
+                }
+            }
+        }
+    }
+    if (due != NULL)
+        compact_step(hs, due_topic, due);
+}
+
 /* ---- shard hooks --------------------------------------------------------------------------- */
 
 static void shard_tick(struct broker_shard *s, struct broker_timer *t)
@@ -846,6 +936,8 @@ static void shard_tick(struct broker_shard *s, struct broker_timer *t)
             }
         }
     }
+    if (!hs->stopping)
+        compact_tick(hs);
     if (!hs->stopping && broker_timer_start(s, t, HANDLERS_TICK_MS, shard_tick, hs) != 0)
         BLOG_ERROR("shard %u: cannot re-arm the tick timer", hs->id);
 }
