@@ -1017,7 +1017,8 @@ int storage_log_compact_step(struct storage_log *log, const struct storage_compa
         storage_report(log, 0,
                        "%s: compacted up to offset %lld: %llu -> %llu bytes, %u -> %u segments, "
                        "%llu of %llu records kept",
-                       name != NULL ? name + 1 : log->dir, (long long)c->map_end, (unsigned long long)c->st.bytes_read,
+                       name != NULL ? name + 1 : log->dir, (long long)c->map_end,
+                       (unsigned long long)c->st.bytes_read,
                        (unsigned long long)c->st.bytes_written, c->st.segments_before,
                        c->st.segments_after,
                        (unsigned long long)c->st.records_kept,
