@@ -640,6 +640,34 @@ static void test_steps_interleaved(void **state)
     check_model(f, false, -1);
 }
 
+/* A read result taken before the swap keeps reading the old bytes through its fd. */
+static void test_pinned_reader(void **state)
+{
+    struct fx *f = *state;
+    fill(f, 2000, 10, 5, KAFKA_CODEC_NONE);
+    struct storage_read_result res;
+    assert_int_equal(storage_log_read(f->log, 0, 1 << 20, STORAGE_NO_LIMIT, &res), 0);
+    assert_true(res.bytes > 4096);
+    uint8_t *before = malloc(res.bytes);
+    assert_int_equal(storage_read_result_copy(&res, before, res.bytes), 0);
+    compact_all(f, NULL);
+    uint8_t *after = malloc(res.bytes);
+    assert_int_equal(storage_read_result_copy(&res, after, res.bytes), 0);
+    assert_memory_equal(before, after, res.bytes);
+    for (size_t pos = 0; pos < res.bytes;) {
+        struct kafka_batch_header h;
+        assert_int_equal(kafka_batch_header_parse(after + pos, res.bytes - pos, &h), 0);
+        assert_true(kafka_batch_crc_ok(after + pos, &h));
+        pos += kafka_batch_total_size(&h);
+    }
+    storage_read_result_release(f->log, &res);
+    free(before);
+    free(after);
+    check_model(f, true, -1);
+    reopen(f);
+    check_model(f, true, -1);
+}
+
 /* Random appends (keys, tombstones, null keys, codecs), compactions with random map sizes and
  * budgets, reopens and clock moves, checked against the model after each step. */
 static void test_property(void **state)
@@ -712,7 +740,8 @@ int main(void)
         T(test_crash_after_cleaned),  T(test_crash_after_swap),
         T(test_crash_after_rename),   T(test_compressed),
         T(test_bounded_map),          T(test_null_keys_and_producers),
-        T(test_steps_interleaved),    T(test_property),
+        T(test_steps_interleaved),    T(test_pinned_reader),
+        T(test_property),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
