@@ -140,7 +140,8 @@ struct storage_read_result {
 };
 
 /* Reads whole batches starting with the batch that contains `offset` (so a fetch offset in the
- * middle of a batch returns that batch, as Kafka does), up to max_bytes, always at least one
+ * middle of a batch returns that batch, as Kafka does; in a compacted segment, where whole
+ * batches may be gone, the first batch ending at or after it), up to max_bytes, at least one
  * whole batch (KIP-74), only batches whose last offset is below max_offset (the high watermark
  * for consumers, STORAGE_NO_LIMIT for replicas), from at most STORAGE_READ_SLICES_MAX segments.
  * offset == log end offset gives an empty result. The result pins the segments it names until
