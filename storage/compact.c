@@ -434,8 +434,8 @@ void storage_log_compact_abort(struct storage_log *log)
     job_free(log);
 }
 
-/* The cleanable prefix: sealed segments wholly below clean_up_to and the high watermark whose
- * records are all older than
+/* The cleanable prefix: sealed segments wholly below clean_up_to, the high watermark and the
+ * flushed offset whose records are all older than
  * min.compaction.lag.ms. Returns its end (a segment base) or the first segment's base. */
 static int64_t cleanable_end(struct storage_log *log, const struct storage_compact_config *cc,
                              int64_t clean_up_to, int64_t now)
@@ -443,9 +443,11 @@ static int64_t cleanable_end(struct storage_log *log, const struct storage_compa
     int64_t lim = clean_up_to;
     if (lim > log->high_watermark)
         lim = log->high_watermark;
-    /* Unsynced sealed segments qualify (Kafka does not wait for a flush either): the cleaned
-     * segment is made durable before it replaces them, and compacted segments are accepted
-     * with gaps whether recovery trusts or rescans them. */
+    /* Only durable records may supersede: a crash must not take the newer value of a key after
+     * the cleaner dropped its older, durable one (under acks=all the high watermark already
+     * waits for the fdatasync; under acks=1 the flush policy or the next sync decides). */
+    if (lim > log->flushed_offset)
+        lim = log->flushed_offset;
     int64_t end = log->segs[0]->base_offset;
     for (uint32_t i = 0; i + 1 < log->seg_count; i++) {
         struct segment *s = log->segs[i];

@@ -288,7 +288,8 @@ struct storage_compact_stats {
  * dedupe buffer (~130k keys per pass). */
 void storage_compact_config_default(struct storage_compact_config *cc);
 /* Whether a pass should run: the cleanable prefix (sealed segments below
- * min(clean_up_to, high watermark) older than min.compaction.lag.ms) has a dirty ratio (bytes
+ * min(clean_up_to, high watermark, flushed offset) older than min.compaction.lag.ms: only
+ * durable records supersede older ones) has a dirty ratio (bytes
  * of segments past the cleaned offset / all its bytes) >= min.cleanable.dirty.ratio, or its
  * oldest dirty segment passed max.compaction.lag.ms. True while a pass is running. */
 bool storage_log_compact_due(struct storage_log *log, const struct storage_compact_config *cc,

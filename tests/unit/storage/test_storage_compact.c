@@ -640,6 +640,28 @@ static void test_steps_interleaved(void **state)
     check_model(f, false, -1);
 }
 
+/* Only flushed records supersede: nothing is cleaned past the flushed offset. */
+static void test_waits_for_flush(void **state)
+{
+    struct fx *f = *state;
+    struct kv kvs[5];
+    for (int i = 0; i < 600; i++) {
+        for (int j = 0; j < 5; j++)
+            kvs[j] = (struct kv){.key = j, .tomb = false};
+        append(f, kvs, 5, KAFKA_CODEC_NONE, -1);
+    }
+    storage_log_set_high_watermark(f->log, storage_log_end_offset(f->log)); /* not flushed */
+    assert_true(storage_log_segment_count(f->log) > 4);
+    assert_false(storage_log_compact_due(f->log, &f->cc, storage_log_end_offset(f->log)));
+    compact_all(f, NULL);
+    assert_int_equal(storage_log_cleaned_offset(f->log), 0);
+    commit(f);
+    assert_true(storage_log_compact_due(f->log, &f->cc, storage_log_end_offset(f->log)));
+    compact_all(f, NULL);
+    assert_true(storage_log_cleaned_offset(f->log) > 0);
+    check_model(f, true, -1);
+}
+
 /* A read result taken before the swap keeps reading the old bytes through its fd. */
 static void test_pinned_reader(void **state)
 {
@@ -740,7 +762,7 @@ int main(void)
         T(test_crash_after_cleaned),  T(test_crash_after_swap),
         T(test_crash_after_rename),   T(test_compressed),
         T(test_bounded_map),          T(test_null_keys_and_producers),
-        T(test_steps_interleaved),    T(test_pinned_reader),
+        T(test_steps_interleaved),    T(test_pinned_reader),        T(test_waits_for_flush),
         T(test_property),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
