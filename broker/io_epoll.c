@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/sendfile.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -150,6 +151,34 @@ static int ep_send(struct broker_shard *s, struct broker_conn *c)
     return LM_E_IO;
 }
 
+/* File parts of a response: sendfile(2) from the page cache to the socket, no user-space copy
+ * (DESIGN.md §2); a full socket waits for EPOLLOUT as writes do. */
+static int ep_send_file(struct broker_shard *s, struct broker_conn *c, int fd, uint64_t offset,
+                        size_t len)
+{
+    LM_ASSERT(len > 0);
+    if (c->epoll_out)
+        return LM_E_AGAIN;
+    off_t off = (off_t)offset;
+    ssize_t n = sendfile(c->fd, fd, &off, len > (1u << 30) ? (1u << 30) : len);
+    if (n > 0)
+        return n > INT32_MAX ? INT32_MAX : (int)n;
+    if (n == 0) {
+        BLOG_ERROR("conn %u: file part ends early (fd %d at %llu)", c->slot, fd,
+                   (unsigned long long)offset);
+        return LM_E_IO; /* the frame cannot be completed */
+    }
+    if (errno == EAGAIN || errno == EWOULDBLOCK) {
+        c->epoll_out = true;
+        if (conn_interest(s, c, EPOLL_CTL_MOD) != 0)
+            return LM_E_IO;
+        return LM_E_AGAIN;
+    }
+    if (errno == EINTR)
+        return 0;
+    return LM_E_IO;
+}
+
 static int ep_conn_shutdown(struct broker_shard *s, struct broker_conn *c)
 {
     if (epoll_ctl(st(s)->epfd, EPOLL_CTL_DEL, c->fd, NULL) != 0)
@@ -192,12 +221,8 @@ static void on_conn(struct broker_shard *s, uint64_t ud, uint32_t events)
             broker_core_on_eof(s, c, -EIO);
             return;
         }
-        int rc = ep_send(s, c);
-        if (rc >= 0) {
-            broker_core_on_sent(s, c, rc);
-        } else if (rc != LM_E_AGAIN) {
-            broker_core_on_sent(s, c, -EIO);
-        }
+        /* The core resumes from its cursor (memory or file part). */
+        broker_core_on_sent(s, c, 0);
         if ((c = broker_core_conn(s, slot, gen)) == NULL || c->closing)
             return;
     }
@@ -267,6 +292,7 @@ const struct broker_io_ops broker_io_epoll_ops = {
     .recv_pause = ep_recv_pause,
     .recv_resume = ep_recv_resume,
     .send = ep_send,
+    .send_file = ep_send_file,
     .conn_shutdown = ep_conn_shutdown,
     .fsync = NULL, /* the core's sync worker thread */
     .wake = ep_wake,

@@ -5,6 +5,7 @@
  * on its own: without multishot accept, accepts are re-armed one by one. */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <fcntl.h>
 #include <liburing.h>
 #include <stdlib.h>
 #include <string.h>
@@ -295,9 +296,65 @@ static int uring_send(struct broker_shard *s, struct broker_conn *c)
     return LM_E_AGAIN;
 }
 
+enum { PIPE_BYTES = 1 << 20 }; /* splice chunk: the pipe's capacity, when the kernel agrees */
+
+/* File parts of a response go file -> pipe -> socket with IORING_OP_SPLICE (DESIGN.md §2: no
+ * copy through user space): phase 1 splices up to the pipe's capacity from the file, phase 2
+ * drains the pipe into the socket; the core sees bytes only when they reach the socket. Bytes
+ * still in the pipe (a short phase 2) go first on the next call. */
+static void submit_splice(struct broker_shard *s, struct broker_conn *c, int in, int64_t in_off,
+                          int out, size_t n, uint8_t phase)
+{
+    struct io_uring_sqe *sqe = get_sqe(s);
+    io_uring_prep_splice(sqe, in, in_off, out, -1, (unsigned)n, 0);
+    io_uring_sqe_set_data64(sqe, broker_ud(BROKER_OP_SEND, c->slot, c->gen));
+    c->splice_phase = phase;
+    c->send_busy = true;
+    c->send_cancel_sent = false;
+}
+
+static int uring_send_file(struct broker_shard *s, struct broker_conn *c, int fd,
+                           uint64_t offset, size_t len)
+{
+    LM_ASSERT(!c->send_busy && len > 0);
+    if (c->pipe_r < 0) {
+        int p[2];
+        if (pipe2(p, O_CLOEXEC) != 0) {
+            BLOG_ERROR("conn %u: pipe for splice: %s", c->slot, strerror(errno));
+            return LM_E_IO;
+        }
+        c->pipe_r = p[0];
+        c->pipe_w = p[1];
+        int cap = fcntl(c->pipe_w, F_SETPIPE_SZ, PIPE_BYTES);
+        if (cap <= 0)
+            cap = fcntl(c->pipe_w, F_GETPIPE_SZ);
+        c->pipe_cap = cap > 0 ? (size_t)cap : 65536;
+        c->pipe_bytes = 0;
+    }
+    if (c->pipe_bytes > 0) {
+        LM_ASSERT(c->pipe_bytes <= len);
+        submit_splice(s, c, c->pipe_r, -1, c->fd, c->pipe_bytes, 2);
+    } else {
+        size_t n = len < c->pipe_cap ? len : c->pipe_cap;
+        submit_splice(s, c, fd, (int64_t)offset, c->pipe_w, n, 1);
+    }
+    return LM_E_AGAIN;
+}
+
+static void close_pipe(struct broker_conn *c)
+{
+    if (c->pipe_r >= 0) {
+        close(c->pipe_r);
+        close(c->pipe_w);
+        c->pipe_r = c->pipe_w = -1;
+    }
+    c->pipe_bytes = 0;
+}
+
 static void maybe_io_closed(struct broker_shard *s, struct broker_conn *c)
 {
     if (c->closing && !c->recv_armed && !c->send_busy && !c->io_closed) {
+        close_pipe(c);
         close(c->fd);
         c->fd = -1;
         broker_core_on_io_closed(s, c);
@@ -315,6 +372,7 @@ static int uring_conn_shutdown(struct broker_shard *s, struct broker_conn *c)
         c->send_cancel_sent = true;
     }
     if (!c->recv_armed && !c->send_busy) {
+        close_pipe(c);
         close(c->fd);
         c->fd = -1;
         return 1;
@@ -400,6 +458,39 @@ static void on_send(struct broker_shard *s, struct io_uring_cqe *cqe)
     LM_ASSERT(c->send_busy);
     c->send_busy = false;
     int res = cqe->res;
+    uint8_t phase = c->splice_phase;
+    c->splice_phase = 0;
+    if (phase == 1 && !c->closing) {
+        /* file -> pipe done: now pipe -> socket (0 bytes: the file ended early). */
+        if (res > 0) {
+            c->pipe_bytes = (size_t)res;
+            submit_splice(s, c, c->pipe_r, -1, c->fd, c->pipe_bytes, 2);
+            return;
+        }
+        if (res == -EAGAIN || res == -EINTR) {
+            broker_core_on_sent(s, c, 0); /* the core calls send_file again */
+            c = broker_core_conn(s, broker_ud_slot(cqe->user_data),
+                                 broker_ud_gen(cqe->user_data));
+            if (c != NULL)
+                maybe_io_closed(s, c);
+            return;
+        }
+        if (res == 0)
+            BLOG_ERROR("conn %u: file part ends early", c->slot);
+        res = res < 0 ? res : -EIO;
+    } else if (phase == 2 && res > 0) {
+        LM_ASSERT((size_t)res <= c->pipe_bytes);
+        c->pipe_bytes -= (size_t)res;
+    } else if (phase == 2 && res == 0) {
+        res = -EPIPE;
+    }
+    if (phase != 0 && (res == -EAGAIN || res == -EINTR) && !c->closing) {
+        broker_core_on_sent(s, c, 0); /* retried from the core's cursor */
+        c = broker_core_conn(s, broker_ud_slot(cqe->user_data), broker_ud_gen(cqe->user_data));
+        if (c != NULL)
+            maybe_io_closed(s, c);
+        return;
+    }
     if (res == -EAGAIN || res == -EINTR) {
         if (!c->closing) {
             uring_send(s, c);
@@ -499,6 +590,7 @@ const struct broker_io_ops broker_io_uring_ops = {
     .recv_pause = uring_recv_pause,
     .recv_resume = uring_recv_resume,
     .send = uring_send,
+    .send_file = uring_send_file,
     .conn_shutdown = uring_conn_shutdown,
     .fsync = uring_fsync,
     .wake = uring_wake,

@@ -21,6 +21,16 @@ enum { BROKER_API_KEYS_MAX = 128 };
 struct broker_shard;
 struct broker_conn;
 
+/* One piece of a response body: bytes in memory, or a slice of a file the runtime sends without
+ * copying it through user space (DESIGN.md §2; epoll: sendfile(2); io_uring: IORING_OP_SPLICE
+ * file -> the connection's pipe -> socket). */
+struct broker_resp_part {
+    const void *mem; /* NULL: a file slice */
+    int fd;          /* file slice: taken by the runtime (broker_req_respond_parts) */
+    uint64_t offset; /* file slice: position in the file */
+    size_t len;
+};
+
 struct broker_req {
     /* Request header (v1/v2). client_id borrows from the frame; NULL when null. */
     int16_t api_key;
@@ -42,8 +52,9 @@ struct broker_req {
     struct broker_req *next_;
     uint64_t seq_;
     size_t mem_bytes_;
-    const void *resp_body_;
-    size_t resp_len_;
+    struct broker_resp_part *parts_; /* the body: &body_part_ or the handler's array */
+    uint32_t nparts_;
+    struct broker_resp_part body_part_;
     uint8_t resp_prefix_[9];
     uint8_t state_;
     bool close_after_;
@@ -80,6 +91,12 @@ int broker_dispatch_register(struct broker_dispatch *d, int16_t api_key, broker_
 /* Completes req with a response body (without the length or response header: the runtime adds
  * them). body must stay valid until the request is freed: put it in req->arena. */
 void broker_req_respond(struct broker_req *req, const void *body, size_t len);
+/* Completes req with a body made of parts[0..count) (the array and memory parts in req->arena,
+ * valid until the request is freed). The fds of file parts (mem == NULL) are taken: the runtime
+ * closes them when the request is freed, sent or dropped; each file must hold len bytes at
+ * offset until then (a shorter file closes the connection: the frame cannot be completed). */
+void broker_req_respond_parts(struct broker_req *req, struct broker_resp_part *parts,
+                              uint32_t count);
 /* Completes req without a response (Produce acks=0); later responses still keep their order. */
 void broker_req_respond_none(struct broker_req *req);
 /* Asks the runtime to close the connection once this request's response (if any) has left. */

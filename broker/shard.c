@@ -31,6 +31,7 @@ static void conn_close(struct broker_conn *c, const char *why);
 static void conn_pump(struct broker_conn *c);
 static void conn_try_resume(struct broker_conn *c);
 static void req_free(struct broker_req *req);
+static void req_close_files(struct broker_req *req);
 
 /* ---- dispatch table ---------------------------------------------------------------------- */
 
@@ -267,6 +268,7 @@ void broker_core_on_accept(struct broker_shard *s, int fd)
     }
     c->shard = s;
     c->fd = fd;
+    c->pipe_r = c->pipe_w = -1;
     c->slot = s->free_slots[--s->free_count];
     c->gen = s->gens[c->slot];
     LM_ASSERT(s->conns[c->slot] == NULL);
@@ -316,6 +318,7 @@ static void conn_close(struct broker_conn *c, const char *why)
         if (req == NULL || req == c->sending)
             continue;
         LM_ASSERT(req->state_ != REQ_PENDING);
+        req_close_files(req);
         kafka_arena_deinit(&req->arena);
         c->reqs_live--;
         size_t n = req->mem_bytes_;
@@ -355,6 +358,7 @@ static void req_free(struct broker_req *req)
     struct broker_conn *c = req->conn;
     struct broker_shard *s = req->shard;
     LM_ASSERT(c->reqs_live > 0);
+    req_close_files(req);
     kafka_arena_deinit(&req->arena);
     c->reqs_live--;
     size_t n = req->mem_bytes_;
@@ -563,8 +567,28 @@ void broker_req_respond(struct broker_req *req, const void *body, size_t len)
     wr_i32(req->resp_prefix_, (uint32_t)(hdr + len));
     wr_i32(req->resp_prefix_ + 4, (uint32_t)req->correlation_id);
     req->resp_prefix_[8] = 0;
-    req->resp_body_ = body;
-    req->resp_len_ = len;
+    req->body_part_ = (struct broker_resp_part){.mem = body, .fd = -1, .len = len};
+    req->parts_ = &req->body_part_;
+    req->nparts_ = 1;
+    req_complete(req, REQ_DONE);
+}
+
+void broker_req_respond_parts(struct broker_req *req, struct broker_resp_part *parts,
+                              uint32_t count)
+{
+    LM_ASSERT(parts != NULL || count == 0);
+    bool hdr_v1 = req->flexible && req->api_key != 18;
+    size_t total = 4 + (hdr_v1 ? 1 : 0);
+    for (uint32_t i = 0; i < count; i++) {
+        LM_ASSERT(parts[i].mem != NULL || parts[i].fd >= 0 || parts[i].len == 0);
+        LM_ASSERT(parts[i].len <= (size_t)INT32_MAX - total);
+        total += parts[i].len;
+    }
+    wr_i32(req->resp_prefix_, (uint32_t)total);
+    wr_i32(req->resp_prefix_ + 4, (uint32_t)req->correlation_id);
+    req->resp_prefix_[8] = 0;
+    req->parts_ = parts;
+    req->nparts_ = count;
     req_complete(req, REQ_DONE);
 }
 
@@ -597,25 +621,79 @@ static void conn_pop_head(struct broker_conn *c)
         conn_try_resume(c);
 }
 
-static bool iov_advance(struct broker_conn *c, size_t n)
+/* The send cursor walks part 0 (the size prefix and response header) and then the body's
+ * parts; memory parts go out gathered in one sendmsg, file parts with the backend's send_file. */
+static size_t part_len(const struct broker_req *req, uint32_t i, const void **mem, int *fd,
+                       uint64_t *off)
 {
-    while (n > 0) {
-        LM_ASSERT(c->iovcnt > 0);
-        if (n >= c->iov[0].iov_len) {
-            n -= c->iov[0].iov_len;
-            c->iov[0] = c->iov[1];
-            c->iovcnt--;
-        } else {
-            c->iov[0].iov_base = (uint8_t *)c->iov[0].iov_base + n;
-            c->iov[0].iov_len -= n;
-            n = 0;
+    if (i == 0) {
+        bool hdr_v1 = req->flexible && req->api_key != 18;
+        *mem = req->resp_prefix_;
+        return 8 + (hdr_v1 ? 1 : 0);
+    }
+    const struct broker_resp_part *p = &req->parts_[i - 1];
+    *mem = p->mem;
+    *fd = p->fd;
+    *off = p->offset;
+    return p->len;
+}
+
+/* Moves the cursor past n bytes; true when the whole response has left. */
+static bool send_advance(struct broker_conn *c, size_t n)
+{
+    const struct broker_req *req = c->sending;
+    while (c->part <= req->nparts_) {
+        const void *mem;
+        int fd = -1;
+        uint64_t off = 0;
+        size_t len = part_len(req, c->part, &mem, &fd, &off);
+        size_t left = len - c->part_off;
+        if (n < left) {
+            c->part_off += n;
+            return false;
         }
+        n -= left;
+        c->part++;
+        c->part_off = 0;
     }
-    while (c->iovcnt > 0 && c->iov[0].iov_len == 0) {
-        c->iov[0] = c->iov[1];
-        c->iovcnt--;
+    LM_ASSERT(n == 0);
+    return true;
+}
+
+/* Sends from the cursor: bytes sent now, LM_E_AGAIN, or an error. */
+static int send_some(struct broker_shard *s, struct broker_conn *c)
+{
+    const struct broker_req *req = c->sending;
+    const void *mem;
+    int fd = -1;
+    uint64_t off = 0;
+    size_t len = part_len(req, c->part, &mem, &fd, &off);
+    if (mem == NULL)
+        return s->io->send_file(s, c, fd, off + c->part_off, len - c->part_off);
+    c->iovcnt = 0;
+    for (uint32_t i = c->part; i <= req->nparts_ && c->iovcnt < BROKER_SEND_IOV_MAX; i++) {
+        size_t skip = i == c->part ? c->part_off : 0;
+        len = part_len(req, i, &mem, &fd, &off);
+        if (mem == NULL)
+            break;
+        if (len == skip)
+            continue;
+        c->iov[c->iovcnt].iov_base = (uint8_t *)(uintptr_t)mem + skip;
+        c->iov[c->iovcnt++].iov_len = len - skip;
     }
-    return c->iovcnt == 0;
+    LM_ASSERT(c->iovcnt > 0);
+    return s->io->send(s, c);
+}
+
+/* Closes the fds of a request's file parts (they were handed to the runtime). */
+static void req_close_files(struct broker_req *req)
+{
+    for (uint32_t i = 0; req->parts_ != NULL && i < req->nparts_; i++)
+        if (req->parts_[i].mem == NULL && req->parts_[i].fd >= 0) {
+            close(req->parts_[i].fd);
+            req->parts_[i].fd = -1;
+        }
+    req->nparts_ = 0;
 }
 
 static void conn_pump(struct broker_conn *c)
@@ -630,15 +708,13 @@ static void conn_pump(struct broker_conn *c)
             continue;
         }
         LM_ASSERT(req->state_ == REQ_DONE);
-        bool hdr_v1 = req->flexible && req->api_key != 18;
-        c->iov[0].iov_base = req->resp_prefix_;
-        c->iov[0].iov_len = 8 + (hdr_v1 ? 1 : 0);
-        c->iov[1].iov_base = (void *)req->resp_body_;
-        c->iov[1].iov_len = req->resp_len_;
-        c->iovcnt = req->resp_len_ > 0 ? 2 : 1;
         c->sending = req;
+        c->part = 0;
+        c->part_off = 0;
+        if (send_advance(c, 0))
+            LM_UNREACHABLE(); /* the prefix is never empty */
         for (;;) {
-            int rc = s->io->send(s, c);
+            int rc = send_some(s, c);
             if (rc == LM_E_AGAIN)
                 return; /* broker_core_on_sent continues */
             if (rc < 0) {
@@ -646,7 +722,7 @@ static void conn_pump(struct broker_conn *c)
                 conn_close(c, "send failed");
                 return;
             }
-            if (iov_advance(c, (size_t)rc))
+            if (send_advance(c, (size_t)rc))
                 break;
         }
         c->sending = NULL;
@@ -673,9 +749,9 @@ void broker_core_on_sent(struct broker_shard *s, struct broker_conn *c, int res)
         return;
     }
     int rc = 0;
-    bool done = iov_advance(c, (size_t)res);
-    while (!done && (rc = s->io->send(s, c)) >= 0)
-        done = iov_advance(c, (size_t)rc);
+    bool done = send_advance(c, (size_t)res);
+    while (!done && (rc = send_some(s, c)) >= 0)
+        done = send_advance(c, (size_t)rc);
     if (!done) {
         if (rc != LM_E_AGAIN) {
             c->sending = NULL;

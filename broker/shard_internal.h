@@ -48,6 +48,8 @@ static inline uint32_t broker_ud_gen(uint64_t ud)
     return (uint32_t)ud;
 }
 
+enum { BROKER_SEND_IOV_MAX = 8 };
+
 struct broker_conn {
     struct broker_shard *shard;
     int fd;
@@ -74,9 +76,15 @@ struct broker_conn {
     struct broker_conn *wait_next;
     /* the response being sent */
     struct broker_req *sending;
-    struct iovec iov[2];
+    uint32_t part;     /* the part being sent: 0 the prefix, 1.. the body's parts */
+    size_t part_off;   /* bytes of it already sent */
+    struct iovec iov[BROKER_SEND_IOV_MAX];
     int iovcnt;
     struct msghdr msg;
+    /* io_uring file parts: splice through this pipe (created on first use) */
+    int pipe_r, pipe_w;
+    size_t pipe_cap, pipe_bytes; /* capacity; bytes spliced in and not yet out */
+    uint8_t splice_phase;        /* 0 none, 1 file -> pipe in flight, 2 pipe -> socket */
 };
 
 /* The I/O backend: io_uring or epoll, same interface. None of these block. */
@@ -92,6 +100,9 @@ struct broker_io_ops {
     /* Sends c->iov; returns bytes sent now (>= 0) or LM_E_AGAIN (broker_core_on_sent later),
      * or another negative error (the caller closes). */
     int (*send)(struct broker_shard *s, struct broker_conn *c);
+    /* Sends up to len bytes of file fd at offset, the same way as send. */
+    int (*send_file)(struct broker_shard *s, struct broker_conn *c, int fd, uint64_t offset,
+                     size_t len);
     /* Stops all I/O on c; returns 1 when the fd is released now, 0 when broker_core_on_io_closed
      * will be called later. */
     int (*conn_shutdown)(struct broker_shard *s, struct broker_conn *c);

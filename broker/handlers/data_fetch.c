@@ -1,9 +1,10 @@
 /* Fetch (v4-17). Fetch sessions are declined (session id 0: every request is a full fetch,
  * KIP-227). A pass reads every partition on its owner shard, one shard after the other so that
  * max_bytes is a budget over the whole response (KIP-74: the first batch of the first
- * non-empty partition is returned even when larger than the limits). The bytes are copied out
- * of the segment files with pread() into a buffer and then into the response (zero-copy
- * sendfile/splice is a later optimisation, DESIGN.md §2).
+ * non-empty partition is returned even when larger than the limits). Record bytes never pass
+ * through user space: the owner shard hands back (dup'd fd, position, length) slices of its
+ * segment files and the runtime sends them with sendfile/splice (DESIGN.md §2,
+ * broker_req_respond_parts).
  *
  * Long-poll: when a pass has fewer than min_bytes and max_wait_ms > 0, the fetch parks: a
  * one-shot waiter goes on each requested partition's owner shard (it fires at once if the log
@@ -13,8 +14,12 @@
  *   READING --pass done, enough or final--> respond
  *   READING --pass done, not enough--> WATCHING --watch done--> PARKED (or READING if woken)
  *   PARKED --wake--> READING        PARKED --timer / drain--> READING (final) */
+#define _GNU_SOURCE /* memmem */
+#include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "broker/handlers/handlers_internal.h"
 #include "broker/log.h"
@@ -27,7 +32,11 @@ struct fout {
     int64_t high_watermark;
     int64_t log_start_offset;
     int64_t leo_seen; /* log end offset when the pass read the partition, -1 unknown */
-    uint8_t *data;    /* malloc'd on the owner shard, freed here after the response */
+    /* The record bytes: slices of segment files. The fds are dup()s made on the owner shard,
+     * so the segments may be closed, rolled or deleted meanwhile (the file stays readable);
+     * they go to the runtime with the response, or are closed here (free_data). */
+    struct storage_slice slices[STORAGE_READ_SLICES_MAX];
+    uint32_t slice_count;
     size_t len;
     bool wake_now;    /* watch: the log grew since the pass */
 };
@@ -207,14 +216,19 @@ static void fetch_op(struct hshard *hs, struct hpart *p, struct hwork *w, struct
     /* storage returns at least one batch; past the first partition with data, one that does
      * not fit is left for the next fetch (KIP-74 waives the limit only for the first). */
     if (res.bytes > 0 && !(fc->bytes > 0 && res.bytes > (uint64_t)limit)) {
-        o->data = malloc(res.bytes);
-        if (o->data == NULL) {
-            w->error = KAFKA_UNKNOWN_SERVER_ERROR;
-        } else if ((rc = storage_read_result_copy(&res, o->data, res.bytes)) != 0) {
-            free(o->data);
-            o->data = NULL;
-            w->error = h_storage_error(rc);
-        } else {
+        /* No copy: the response names the file ranges and the runtime sends them with
+         * sendfile/splice (DESIGN.md §2). */
+        for (uint32_t i = 0; i < res.slice_count && w->error == KAFKA_NONE; i++) {
+            int fd = fcntl(res.slices[i].fd, F_DUPFD_CLOEXEC, 0);
+            if (fd < 0) {
+                BLOG_WARN("fetch: dup of a segment fd: %s", strerror(errno));
+                w->error = KAFKA_UNKNOWN_SERVER_ERROR;
+                break;
+            }
+            o->slices[o->slice_count] = res.slices[i];
+            o->slices[o->slice_count++].fd = fd;
+        }
+        if (w->error == KAFKA_NONE) {
             o->len = res.bytes;
             fc->bytes += res.bytes;
             fc->budget -= (int64_t)res.bytes;
@@ -223,13 +237,98 @@ static void fetch_op(struct hshard *hs, struct hpart *p, struct hwork *w, struct
     storage_read_result_release(p->log, &res);
 }
 
+static void free_out(struct fout *o)
+{
+    for (uint32_t j = 0; j < o->slice_count; j++)
+        close(o->slices[j].fd);
+    o->slice_count = 0;
+    o->len = 0;
+}
+
 static void free_data(struct hfetch *fc)
 {
+    for (size_t i = 0; i < fc->count; i++)
+        free_out(&fc->outs[i]);
+}
+
+/* The response with file slices in place of record bytes: each partition with data gets a
+ * 16-byte marker (a per-shard random nonce + its index) as records, the codec encodes that,
+ * and the encoded bytes are cut at each marker: the length prefix is re-encoded for the real
+ * size and the slices follow. The prefix is int32 (v4-11) or a compact uvarint (v12+), so the
+ * marker's own prefix is checked before cutting. Returns false on arena exhaustion or a
+ * marker not found (then nothing was handed over). */
+enum { ZC_MARKER_BYTES = 16 };
+
+static void zc_marker(const struct hshard *hs, uint32_t k, uint8_t out[ZC_MARKER_BYTES])
+{
+    memcpy(out, hs->zc_nonce, 8);
+    memcpy(out + 8, "LMZC", 4);
+    out[12] = (uint8_t)(k >> 24), out[13] = (uint8_t)(k >> 16), out[14] = (uint8_t)(k >> 8);
+    out[15] = (uint8_t)k;
+}
+
+static size_t put_len(uint8_t *p, bool compact, uint64_t len)
+{
+    if (!compact) {
+        p[0] = (uint8_t)(len >> 24), p[1] = (uint8_t)(len >> 16), p[2] = (uint8_t)(len >> 8);
+        p[3] = (uint8_t)len;
+        return 4;
+    }
+    uint64_t v = len + 1; /* compact bytes: length + 1 (KIP-482) */
+    size_t n = 0;
+    while (v >= 0x80) {
+        p[n++] = (uint8_t)(v | 0x80);
+        v >>= 7;
+    }
+    p[n++] = (uint8_t)v;
+    return n;
+}
+
+static bool respond_zero_copy(struct hfetch *fc, const uint8_t *buf, size_t len,
+                              uint32_t ndata)
+{
+    struct broker_req *req = fc->req;
+    bool compact = req->flexible;
+    size_t cap = 1 + (size_t)ndata * (2 + STORAGE_READ_SLICES_MAX);
+    struct broker_resp_part *parts = h_alloc(req, cap, sizeof(*parts));
+    uint8_t *prefixes = h_alloc(req, (size_t)ndata, 8);
+    if (parts == NULL || prefixes == NULL)
+        return false;
+    uint8_t expect_prefix[8];
+    size_t expect_len = put_len(expect_prefix, compact, ZC_MARKER_BYTES);
+    size_t n = 0, at = 0;
+    uint32_t k = 0;
     for (size_t i = 0; i < fc->count; i++) {
-        free(fc->outs[i].data);
-        fc->outs[i].data = NULL;
+        struct fout *o = &fc->outs[i];
+        if (o->slice_count == 0)
+            continue;
+        uint8_t marker[ZC_MARKER_BYTES];
+        zc_marker(fc->hs, k, marker);
+        const uint8_t *m = memmem(buf + at, len - at, marker, sizeof(marker));
+        if (m == NULL || (size_t)(m - buf) < at + expect_len ||
+            memcmp(m - expect_len, expect_prefix, expect_len) != 0)
+            return false;
+        size_t cut = (size_t)(m - buf) - expect_len;
+        parts[n++] = (struct broker_resp_part){.mem = buf + at, .fd = -1, .len = cut - at};
+        uint8_t *pfx = prefixes + 8 * (size_t)k;
+        parts[n++] = (struct broker_resp_part){.mem = pfx, .fd = -1,
+                                               .len = put_len(pfx, compact, o->len)};
+        for (uint32_t j = 0; j < o->slice_count; j++)
+            parts[n++] = (struct broker_resp_part){.fd = o->slices[j].fd,
+                                                   .offset = o->slices[j].position,
+                                                   .len = (size_t)o->slices[j].length};
+        at = (size_t)(m - buf) + ZC_MARKER_BYTES;
+        k++;
+    }
+    LM_ASSERT(k == ndata && n < cap);
+    parts[n++] = (struct broker_resp_part){.mem = buf + at, .fd = -1, .len = len - at};
+    /* The fds now belong to the runtime. */
+    for (size_t i = 0; i < fc->count; i++) {
+        fc->outs[i].slice_count = 0;
         fc->outs[i].len = 0;
     }
+    broker_req_respond_parts(req, parts, (uint32_t)n);
+    return true;
 }
 
 static void respond(struct hfetch *fc)
@@ -238,25 +337,39 @@ static void respond(struct hfetch *fc)
     parked_remove(fc);
     broker_timer_cancel(req->shard, &fc->timer);
     size_t k = 0;
+    uint32_t ndata = 0;
+    uint8_t *markers = h_alloc(req, fc->count, ZC_MARKER_BYTES);
     for (int32_t i = 0; i < fc->resp.responses_count; i++) {
         struct kafka_fetch_response_fetchable_topic_response *tr = &fc->resp.responses[i];
         for (int32_t j = 0; j < tr->partitions_count; j++, k++) {
             struct kafka_fetch_response_partition_data *pd = &tr->partitions[j];
             const struct hwork *w = &fc->items[k];
-            const struct fout *o = &fc->outs[k];
+            struct fout *o = &fc->outs[k];
             pd->error_code = w->error;
             pd->high_watermark = o->high_watermark;
             pd->last_stable_offset = o->high_watermark;
             pd->log_start_offset = o->log_start_offset;
-            pd->records = (struct kafka_bytes){o->data ? o->data : (const uint8_t *)"",
-                                               (int32_t)o->len};
+            pd->records = (struct kafka_bytes){(const uint8_t *)"", 0};
+            if (o->slice_count > 0 && (w->error != KAFKA_NONE || markers == NULL))
+                free_out(o);
+            if (o->slice_count > 0) {
+                uint8_t *m = markers + (size_t)ZC_MARKER_BYTES * ndata;
+                zc_marker(fc->hs, ndata++, m);
+                pd->records = (struct kafka_bytes){m, ZC_MARKER_BYTES};
+            }
         }
     }
     LM_ASSERT(k == fc->count);
     const uint8_t *buf;
     size_t len;
     bool ok = h_encode(req, &fc->resp, &buf, &len);
-    free_data(fc); /* copied into the response; req (and fc) may be gone after responding */
+    if (ok && ndata > 0 && respond_zero_copy(fc, buf, len, ndata))
+        return; /* req (and fc) may be gone */
+    if (ok && ndata > 0) {
+        BLOG_ERROR("fetch: record markers not found in the encoded response");
+        ok = false;
+    }
+    free_data(fc);
     if (ok)
         broker_req_respond(req, buf, len);
     else

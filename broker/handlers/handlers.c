@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/random.h>
 #include <unistd.h>
 
 #include "broker/handlers/group_internal.h"
@@ -957,6 +958,10 @@ static int shard_start(struct broker_shard *s, void *ctx)
     hs->count = broker_shard_count(s);
     hs->fetch_id_next = 1;
     hs->tick.heap_index_ = UINT32_MAX;
+    if (getrandom(hs->zc_nonce, sizeof(hs->zc_nonce), 0) != (ssize_t)sizeof(hs->zc_nonce)) {
+        uint64_t t = broker_now_ms() * 0x9e3779b97f4a7c15ull ^ (uintptr_t)hs;
+        memcpy(hs->zc_nonce, &t, sizeof(t));
+    }
     broker_shard_set_user(s, hs);
     hs_refresh(hs);
     int rc = group_shard_start(hs); /* loads the owned __consumer_offsets partitions */

@@ -92,6 +92,7 @@ struct hshard {
     uint32_t ticks;
     struct hfetch *parked; /* parked fetches of connections on this shard */
     uint64_t fetch_id_next;
+    uint8_t zc_nonce[8]; /* random: Fetch's record markers (data_fetch.c) */
     bool stopping;
 };
 
