@@ -37,6 +37,75 @@ static void route(struct hshard *hs, struct hwork *w, struct kafka_str topic, in
     w->owner = hs_owner(hs, w->topic, w->topic_len, partition);
 }
 
+/* The three APIs answer request topics[].partitions[] in request order, one fan item per
+ * partition, run on the shard that owns it. Their generated structs name every member of that
+ * shape alike but the topic name (NAME) and the partition index (PART), so the shape is written
+ * once here.
+ *
+ * FAN_ITEMS defines `static bool fn(req, c, &items, &n)`: allocates c->resp.topics[].partitions[]
+ * (each answered by DEFAULTS(o) until an op runs) and one routed item per partition; false when
+ * the arena is exhausted. */
+#define FAN_ITEMS(fn, ctx_t, NAME, PART, DEFAULTS)                                                 \
+    static bool fn(struct broker_req *req, struct ctx_t *c, struct hwork **items_out,              \
+                   size_t *n_out)                                                                  \
+    {                                                                                              \
+        struct hshard *hs = hs_of(req->shard);                                                     \
+        int32_t nt = c->rq.topics_count > 0 ? c->rq.topics_count : 0;                              \
+        size_t n = 0;                                                                              \
+        for (int32_t i = 0; i < nt; i++)                                                           \
+            n += c->rq.topics[i].partitions_count > 0 ? (size_t)c->rq.topics[i].partitions_count   \
+                                                      : 0;                                         \
+        c->resp.topics = h_alloc(req, (size_t)nt, sizeof(*c->resp.topics));                       \
+        struct hwork *items = h_alloc(req, n, sizeof(*items));                                     \
+        if (c->resp.topics == NULL || items == NULL)                                               \
+            return false;                                                                          \
+        c->resp.topics_count = nt;                                                                 \
+        size_t k = 0;                                                                              \
+        for (int32_t i = 0; i < nt; i++) {                                                         \
+            const __typeof__(c->rq.topics[0]) *ti = &c->rq.topics[i];                              \
+            __typeof__(c->resp.topics[0]) *to = &c->resp.topics[i];                                \
+            int32_t np = ti->partitions_count > 0 ? ti->partitions_count : 0;                      \
+            to->NAME = ti->NAME;                                                                   \
+            to->partitions = h_alloc(req, (size_t)np, sizeof(*to->partitions));                   \
+            if (to->partitions == NULL)                                                            \
+                return false;                                                                      \
+            to->partitions_count = np;                                                             \
+            for (int32_t j = 0; j < np; j++, k++) {                                                \
+                to->partitions[j].PART = ti->partitions[j].PART;                                   \
+                DEFAULTS(&to->partitions[j]);                                                      \
+                items[k].in = &ti->partitions[j];                                                  \
+                items[k].out = &to->partitions[j];                                                 \
+                route(hs, &items[k], ti->NAME, ti->partitions[j].PART);                            \
+            }                                                                                      \
+        }                                                                                          \
+        *items_out = items;                                                                        \
+        *n_out = n;                                                                                \
+        return true;                                                                               \
+    }
+
+/* FAN_FINISH defines the hfan_finish of ctx_t: each item's error into its response partition
+ * (items are in request order), then the response. */
+#define FAN_FINISH(fn, ctx_t)                                                                      \
+    static void fn(struct hfan *f)                                                                 \
+    {                                                                                              \
+        struct ctx_t *c = f->ctx;                                                                  \
+        size_t k = 0;                                                                              \
+        for (int32_t i = 0; i < c->resp.topics_count; i++)                                         \
+            for (int32_t j = 0; j < c->resp.topics[i].partitions_count; j++, k++)                  \
+                c->resp.topics[i].partitions[j].error_code = f->items[k].error;                    \
+        LM_ASSERT(k == f->count);                                                                  \
+        h_respond(f->req, &c->resp);                                                               \
+    }
+
+/* Partition p without a log to read: unknown here, or its log failed to open. */
+static bool no_log(const struct hpart *p, struct hwork *w)
+{
+    if (p != NULL && p->log != NULL)
+        return false;
+    w->error = p == NULL ? KAFKA_UNKNOWN_TOPIC_OR_PARTITION : KAFKA_KAFKA_STORAGE_ERROR;
+    return true;
+}
+
 /* ---- ListOffsets ---------------------------------------------------------------------------- */
 
 struct lo_ctx {
@@ -54,10 +123,8 @@ static void list_offsets_op(struct hshard *hs, struct hpart *p, struct hwork *w,
     o->timestamp = -1;
     o->offset = -1;
     o->leader_epoch = -1;
-    if (p == NULL || p->log == NULL) {
-        w->error = p == NULL ? KAFKA_UNKNOWN_TOPIC_OR_PARTITION : KAFKA_KAFKA_STORAGE_ERROR;
+    if (no_log(p, w))
         return;
-    }
     if ((w->error = h_check_epoch(p, in->current_leader_epoch)) != KAFKA_NONE)
         return;
     int64_t start = storage_log_start_offset(p->log);
@@ -105,20 +172,19 @@ static void list_offsets_op(struct hshard *hs, struct hpart *p, struct hwork *w,
     o->leader_epoch = o->offset >= 0 ? p->leader_epoch : -1;
 }
 
-static void list_offsets_finish(struct hfan *f)
+FAN_FINISH(list_offsets_finish, lo_ctx)
+
+static void list_offsets_defaults(struct kafka_list_offsets_response_partition *o)
 {
-    struct lo_ctx *c = f->ctx;
-    size_t k = 0;
-    for (int32_t i = 0; i < c->resp.topics_count; i++)
-        for (int32_t j = 0; j < c->resp.topics[i].partitions_count; j++, k++)
-            c->resp.topics[i].partitions[j].error_code = f->items[k].error;
-    LM_ASSERT(k == f->count);
-    h_respond(f->req, &c->resp);
+    o->timestamp = -1;
+    o->offset = -1;
+    o->leader_epoch = -1;
 }
+
+FAN_ITEMS(list_offsets_items, lo_ctx, name, partition_index, list_offsets_defaults)
 
 void data_list_offsets(struct broker_req *req)
 {
-    struct hshard *hs = hs_of(req->shard);
     struct lo_ctx *c = h_alloc(req, 1, sizeof(*c));
     struct hfan *f = h_alloc(req, 1, sizeof(*f));
     if (c == NULL || f == NULL)
@@ -128,37 +194,9 @@ void data_list_offsets(struct broker_req *req)
         return;
     c->version = req->api_version;
     kafka_list_offsets_response_init(&c->resp);
-    int32_t nt = c->rq.topics_count > 0 ? c->rq.topics_count : 0;
-    size_t n = 0;
-    for (int32_t i = 0; i < nt; i++)
-        n += c->rq.topics[i].partitions_count > 0 ? (size_t)c->rq.topics[i].partitions_count : 0;
-    c->resp.topics = h_alloc(req, (size_t)nt, sizeof(*c->resp.topics));
-    struct hwork *items = h_alloc(req, n, sizeof(*items));
-    if (c->resp.topics == NULL || items == NULL)
-        return close_nomem(req);
-    c->resp.topics_count = nt;
-    size_t k = 0;
-    for (int32_t i = 0; i < nt; i++) {
-        const struct kafka_list_offsets_request_topic *ti = &c->rq.topics[i];
-        struct kafka_list_offsets_response_topic *to = &c->resp.topics[i];
-        int32_t np = ti->partitions_count > 0 ? ti->partitions_count : 0;
-        to->name = ti->name;
-        to->partitions = h_alloc(req, (size_t)np, sizeof(*to->partitions));
-        if (to->partitions == NULL)
-            return close_nomem(req);
-        to->partitions_count = np;
-        for (int32_t j = 0; j < np; j++, k++) {
-            struct kafka_list_offsets_response_partition *o = &to->partitions[j];
-            o->partition_index = ti->partitions[j].partition_index;
-            o->timestamp = -1;
-            o->offset = -1;
-            o->leader_epoch = -1;
-            items[k].in = &ti->partitions[j];
-            items[k].out = o;
-            route(hs, &items[k], ti->name, ti->partitions[j].partition_index);
-        }
-    }
-    if (!hfan_init(f, req, items, n, list_offsets_op, list_offsets_finish, c))
+    struct hwork *items;
+    size_t n;
+    if (!list_offsets_items(req, c, &items, &n) || !hfan_init(f, req, items, n, list_offsets_op, list_offsets_finish, c))
         return close_nomem(req);
     hfan_start(f);
 }
@@ -178,10 +216,8 @@ static void ole_op(struct hshard *hs, struct hpart *p, struct hwork *w, struct h
     struct kafka_offset_for_leader_epoch_response_epoch_end_offset *o = w->out;
     o->leader_epoch = -1;
     o->end_offset = -1;
-    if (p == NULL || p->log == NULL) {
-        w->error = p == NULL ? KAFKA_UNKNOWN_TOPIC_OR_PARTITION : KAFKA_KAFKA_STORAGE_ERROR;
+    if (no_log(p, w))
         return;
-    }
     if ((w->error = h_check_epoch(p, in->current_leader_epoch)) != KAFKA_NONE)
         return;
     /* KIP-101/KIP-279 from the leader-epoch cache. A log that has no batch yet is at the
@@ -194,20 +230,18 @@ static void ole_op(struct hshard *hs, struct hpart *p, struct hwork *w, struct h
     storage_log_epoch_end_offset(p->log, in->leader_epoch, &o->leader_epoch, &o->end_offset);
 }
 
-static void ole_finish(struct hfan *f)
+FAN_FINISH(ole_finish, ole_ctx)
+
+static void ole_defaults(struct kafka_offset_for_leader_epoch_response_epoch_end_offset *o)
 {
-    struct ole_ctx *c = f->ctx;
-    size_t k = 0;
-    for (int32_t i = 0; i < c->resp.topics_count; i++)
-        for (int32_t j = 0; j < c->resp.topics[i].partitions_count; j++, k++)
-            c->resp.topics[i].partitions[j].error_code = f->items[k].error;
-    LM_ASSERT(k == f->count);
-    h_respond(f->req, &c->resp);
+    o->leader_epoch = -1;
+    o->end_offset = -1;
 }
+
+FAN_ITEMS(ole_items, ole_ctx, topic, partition, ole_defaults)
 
 void data_offset_for_leader_epoch(struct broker_req *req)
 {
-    struct hshard *hs = hs_of(req->shard);
     struct ole_ctx *c = h_alloc(req, 1, sizeof(*c));
     struct hfan *f = h_alloc(req, 1, sizeof(*f));
     if (c == NULL || f == NULL)
@@ -216,37 +250,9 @@ void data_offset_for_leader_epoch(struct broker_req *req)
     if (!h_decode(req, &c->rq))
         return;
     kafka_offset_for_leader_epoch_response_init(&c->resp);
-    int32_t nt = c->rq.topics_count > 0 ? c->rq.topics_count : 0;
-    size_t n = 0;
-    for (int32_t i = 0; i < nt; i++)
-        n += c->rq.topics[i].partitions_count > 0 ? (size_t)c->rq.topics[i].partitions_count : 0;
-    c->resp.topics = h_alloc(req, (size_t)nt, sizeof(*c->resp.topics));
-    struct hwork *items = h_alloc(req, n, sizeof(*items));
-    if (c->resp.topics == NULL || items == NULL)
-        return close_nomem(req);
-    c->resp.topics_count = nt;
-    size_t k = 0;
-    for (int32_t i = 0; i < nt; i++) {
-        const struct kafka_offset_for_leader_epoch_request_topic *ti = &c->rq.topics[i];
-        struct kafka_offset_for_leader_epoch_response_topic_result *to = &c->resp.topics[i];
-        int32_t np = ti->partitions_count > 0 ? ti->partitions_count : 0;
-        to->topic = ti->topic;
-        to->partitions = h_alloc(req, (size_t)np, sizeof(*to->partitions));
-        if (to->partitions == NULL)
-            return close_nomem(req);
-        to->partitions_count = np;
-        for (int32_t j = 0; j < np; j++, k++) {
-            struct kafka_offset_for_leader_epoch_response_epoch_end_offset *o =
-                &to->partitions[j];
-            o->partition = ti->partitions[j].partition;
-            o->leader_epoch = -1;
-            o->end_offset = -1;
-            items[k].in = &ti->partitions[j];
-            items[k].out = o;
-            route(hs, &items[k], ti->topic, ti->partitions[j].partition);
-        }
-    }
-    if (!hfan_init(f, req, items, n, ole_op, ole_finish, c))
+    struct hwork *items;
+    size_t n;
+    if (!ole_items(req, c, &items, &n) || !hfan_init(f, req, items, n, ole_op, ole_finish, c))
         return close_nomem(req);
     hfan_start(f);
 }
@@ -265,10 +271,8 @@ static void dr_op(struct hshard *hs, struct hpart *p, struct hwork *w, struct hf
     const struct kafka_delete_records_request_delete_records_partition *in = w->in;
     struct kafka_delete_records_response_delete_records_partition_result *o = w->out;
     o->low_watermark = -1;
-    if (p == NULL || p->log == NULL) {
-        w->error = p == NULL ? KAFKA_UNKNOWN_TOPIC_OR_PARTITION : KAFKA_KAFKA_STORAGE_ERROR;
+    if (no_log(p, w))
         return;
-    }
     int64_t hw = storage_log_high_watermark(p->log);
     /* -1 means "up to the high watermark" (Kafka's DeleteRecordsRequest.HIGH_WATERMARK). */
     int64_t target = in->offset == -1 ? hw : in->offset;
@@ -288,20 +292,17 @@ static void dr_op(struct hshard *hs, struct hpart *p, struct hwork *w, struct hf
     o->low_watermark = storage_log_start_offset(p->log);
 }
 
-static void dr_finish(struct hfan *f)
+FAN_FINISH(dr_finish, dr_ctx)
+
+static void dr_defaults(struct kafka_delete_records_response_delete_records_partition_result *o)
 {
-    struct dr_ctx *c = f->ctx;
-    size_t k = 0;
-    for (int32_t i = 0; i < c->resp.topics_count; i++)
-        for (int32_t j = 0; j < c->resp.topics[i].partitions_count; j++, k++)
-            c->resp.topics[i].partitions[j].error_code = f->items[k].error;
-    LM_ASSERT(k == f->count);
-    h_respond(f->req, &c->resp);
+    o->low_watermark = -1;
 }
+
+FAN_ITEMS(dr_items, dr_ctx, name, partition_index, dr_defaults)
 
 void data_delete_records(struct broker_req *req)
 {
-    struct hshard *hs = hs_of(req->shard);
     struct dr_ctx *c = h_alloc(req, 1, sizeof(*c));
     struct hfan *f = h_alloc(req, 1, sizeof(*f));
     if (c == NULL || f == NULL)
@@ -310,34 +311,9 @@ void data_delete_records(struct broker_req *req)
     if (!h_decode(req, &c->rq))
         return;
     kafka_delete_records_response_init(&c->resp);
-    int32_t nt = c->rq.topics_count > 0 ? c->rq.topics_count : 0;
-    size_t n = 0;
-    for (int32_t i = 0; i < nt; i++)
-        n += c->rq.topics[i].partitions_count > 0 ? (size_t)c->rq.topics[i].partitions_count : 0;
-    c->resp.topics = h_alloc(req, (size_t)nt, sizeof(*c->resp.topics));
-    struct hwork *items = h_alloc(req, n, sizeof(*items));
-    if (c->resp.topics == NULL || items == NULL)
-        return close_nomem(req);
-    c->resp.topics_count = nt;
-    size_t k = 0;
-    for (int32_t i = 0; i < nt; i++) {
-        const struct kafka_delete_records_request_delete_records_topic *ti = &c->rq.topics[i];
-        struct kafka_delete_records_response_delete_records_topic_result *to = &c->resp.topics[i];
-        int32_t np = ti->partitions_count > 0 ? ti->partitions_count : 0;
-        to->name = ti->name;
-        to->partitions = h_alloc(req, (size_t)np, sizeof(*to->partitions));
-        if (to->partitions == NULL)
-            return close_nomem(req);
-        to->partitions_count = np;
-        for (int32_t j = 0; j < np; j++, k++) {
-            to->partitions[j].partition_index = ti->partitions[j].partition_index;
-            to->partitions[j].low_watermark = -1;
-            items[k].in = &ti->partitions[j];
-            items[k].out = &to->partitions[j];
-            route(hs, &items[k], ti->name, ti->partitions[j].partition_index);
-        }
-    }
-    if (!hfan_init(f, req, items, n, dr_op, dr_finish, c))
+    struct hwork *items;
+    size_t n;
+    if (!dr_items(req, c, &items, &n) || !hfan_init(f, req, items, n, dr_op, dr_finish, c))
         return close_nomem(req);
     hfan_start(f);
 }
