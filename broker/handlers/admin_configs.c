@@ -323,11 +323,8 @@ int admin_describe_configs(const struct admin_env *env, int16_t version,
     LM_ASSERT(version >= ADMIN_DESCRIBE_CONFIGS_MIN && version <= ADMIN_DESCRIBE_CONFIGS_MAX);
     LM_ASSERT(env->meta != NULL && env->cfg != NULL);
     int32_t n = rq->resources_count < 0 ? 0 : rq->resources_count;
-    rs->throttle_time_ms = 0;
-    rs->results = kafka_arena_alloc_array(a, (size_t)(n > 0 ? n : 1), sizeof(*rs->results), 8);
-    if (rs->results == NULL)
+    if (ADMIN_RESULTS(a, rs, results, n) != 0)
         return LM_E_NOMEM;
-    rs->results_count = n;
     struct lm_config_entry *brk = NULL;
     size_t brk_count = 0;
     int rc = admin_broker_topic_entries(env->cfg, a, &brk, &brk_count);
@@ -589,12 +586,8 @@ int admin_alter_configs(const struct admin_env *env, int16_t version,
     LM_ASSERT(version >= ADMIN_ALTER_CONFIGS_MIN && version <= ADMIN_ALTER_CONFIGS_MAX);
     LM_ASSERT(env->meta != NULL && env->cfg != NULL);
     int32_t n = rq->resources_count < 0 ? 0 : rq->resources_count;
-    rs->throttle_time_ms = 0;
-    rs->responses = kafka_arena_alloc_array(a, (size_t)(n > 0 ? n : 1), sizeof(*rs->responses),
-                                            8);
-    if (rs->responses == NULL)
+    if (ADMIN_RESULTS(a, rs, responses, n) != 0)
         return LM_E_NOMEM;
-    rs->responses_count = n;
     bool *dup = NULL;
     int drc = RESOURCE_DUPLICATES(a, rq->resources, n, &dup);
     if (drc != 0)
@@ -733,14 +726,9 @@ static int iac_topic(const struct admin_env *env, bool validate_only, const iac_
     if (!found)
         return SET_ERR(a, res->error_code, res->error_message, KAFKA_UNKNOWN_TOPIC_OR_PARTITION,
                        "The topic '%s' does not exist.", topic ? topic : "");
-    struct kafka_str *names = kafka_arena_alloc_array(a, (size_t)(n > 0 ? n : 1),
-                                                      sizeof(*names), 8);
     bool *dup = NULL;
-    if (names == NULL)
-        return LM_E_NOMEM;
-    for (int32_t i = 0; i < n; i++)
-        names[i] = r->configs[i].name;
-    rc = admin_mark_duplicates(a, names, n, &dup);
+    rc = admin_mark_duplicate_names(a, n > 0 ? &r->configs[0].name : NULL,
+                                    sizeof(r->configs[0]), n, &dup);
     if (rc != 0)
         return rc;
     for (int32_t i = 0; i < n; i++) {
@@ -799,12 +787,8 @@ int admin_incremental_alter_configs(const struct admin_env *env, int16_t version
               version <= ADMIN_INCREMENTAL_ALTER_CONFIGS_MAX);
     LM_ASSERT(env->meta != NULL && env->cfg != NULL);
     int32_t n = rq->resources_count < 0 ? 0 : rq->resources_count;
-    rs->throttle_time_ms = 0;
-    rs->responses = kafka_arena_alloc_array(a, (size_t)(n > 0 ? n : 1), sizeof(*rs->responses),
-                                            8);
-    if (rs->responses == NULL)
+    if (ADMIN_RESULTS(a, rs, responses, n) != 0)
         return LM_E_NOMEM;
-    rs->responses_count = n;
     bool *dup = NULL;
     int drc = RESOURCE_DUPLICATES(a, rq->resources, n, &dup);
     if (drc != 0)

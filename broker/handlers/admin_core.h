@@ -111,6 +111,23 @@ bool admin_kstr_same(struct kafka_str x, struct kafka_str y);
  * Returns 0 or LM_E_NOMEM. */
 int admin_mark_duplicates(struct kafka_arena *a, const struct kafka_str *keys, int32_t n,
                           bool **dup);
+/* admin_mark_duplicate_names is admin_mark_duplicates over one kafka_str member of n request
+ * entries: first points at the member in entry 0 (NULL when n is 0), stride is the size of an
+ * entry. Returns 0 or LM_E_NOMEM. */
+int admin_mark_duplicate_names(struct kafka_arena *a, const struct kafka_str *first,
+                               size_t stride, int32_t n, bool **dup);
+
+/* ADMIN_RESULTS starts a response of n (>= 0) results in member ARR of rs: no throttle, the
+ * array in the arena (one element at least) and ARR##_count. 0 or LM_E_NOMEM. */
+#define ADMIN_RESULTS(a, rs, ARR, n)                                                           \
+    ({                                                                                         \
+        (rs)->throttle_time_ms = 0;                                                            \
+        (rs)->ARR = kafka_arena_alloc_array((a), (size_t)((n) > 0 ? (n) : 1),                  \
+                                            sizeof(*(rs)->ARR), 8);                            \
+        if ((rs)->ARR != NULL)                                                                 \
+            (rs)->ARR##_count = (n);                                                           \
+        (rs)->ARR != NULL ? 0 : LM_E_NOMEM;                                                    \
+    })
 
 /* The broker's settings that stand for topic defaults (each topic config's broker synonym and
  * the unit keys log.retention.minutes|hours, log.roll.hours, log.roll.jitter.hours), as set in

@@ -326,24 +326,16 @@ int admin_create_topics(const struct admin_env *env, int16_t version,
     LM_ASSERT(version >= ADMIN_CREATE_TOPICS_MIN && version <= ADMIN_CREATE_TOPICS_MAX);
     LM_ASSERT(env->meta != NULL && env->cfg != NULL);
     int32_t n = rq->topics_count < 0 ? 0 : rq->topics_count;
-    rs->throttle_time_ms = 0;
-    rs->topics = kafka_arena_alloc_array(a, (size_t)(n > 0 ? n : 1), sizeof(*rs->topics), 8);
-    if (rs->topics == NULL)
+    if (ADMIN_RESULTS(a, rs, topics, n) != 0)
         return LM_E_NOMEM;
-    rs->topics_count = n;
     struct lm_config_entry *brk = NULL;
     size_t brk_count = 0;
     int rc = admin_broker_topic_entries(env->cfg, a, &brk, &brk_count);
     if (rc != 0)
         return rc;
-    struct kafka_str *names = kafka_arena_alloc_array(a, (size_t)(n > 0 ? n : 1),
-                                                      sizeof(*names), 8);
     bool *dup = NULL;
-    if (names == NULL)
-        return LM_E_NOMEM;
-    for (int32_t i = 0; i < n; i++)
-        names[i] = rq->topics[i].name;
-    rc = admin_mark_duplicates(a, names, n, &dup);
+    rc = admin_mark_duplicate_names(a, n > 0 ? &rq->topics[0].name : NULL,
+                                    sizeof(rq->topics[0]), n, &dup);
     if (rc != 0)
         return rc;
     for (int32_t i = 0; i < n; i++) {
@@ -400,12 +392,8 @@ int admin_delete_topics(const struct admin_env *env, int16_t version,
     int32_t n = by_state ? rq->topics_count : rq->topic_names_count;
     if (n < 0)
         n = 0;
-    rs->throttle_time_ms = 0;
-    rs->responses = kafka_arena_alloc_array(a, (size_t)(n > 0 ? n : 1), sizeof(*rs->responses),
-                                            8);
-    if (rs->responses == NULL)
+    if (ADMIN_RESULTS(a, rs, responses, n) != 0)
         return LM_E_NOMEM;
-    rs->responses_count = n;
     bool enabled = delete_topics_enabled(env->cfg);
     /* Duplicates: names among the entries given by name, ids among those given by id only. */
     struct kafka_str *keys = kafka_arena_alloc_array(a, (size_t)(n > 0 ? n : 1) * 2,
@@ -573,19 +561,11 @@ int admin_create_partitions(const struct admin_env *env, int16_t version,
     LM_ASSERT(version >= ADMIN_CREATE_PARTITIONS_MIN && version <= ADMIN_CREATE_PARTITIONS_MAX);
     LM_ASSERT(env->meta != NULL);
     int32_t n = rq->topics_count < 0 ? 0 : rq->topics_count;
-    rs->throttle_time_ms = 0;
-    rs->results = kafka_arena_alloc_array(a, (size_t)(n > 0 ? n : 1), sizeof(*rs->results), 8);
-    if (rs->results == NULL)
+    if (ADMIN_RESULTS(a, rs, results, n) != 0)
         return LM_E_NOMEM;
-    rs->results_count = n;
-    struct kafka_str *names = kafka_arena_alloc_array(a, (size_t)(n > 0 ? n : 1),
-                                                      sizeof(*names), 8);
     bool *dup = NULL;
-    if (names == NULL)
-        return LM_E_NOMEM;
-    for (int32_t i = 0; i < n; i++)
-        names[i] = rq->topics[i].name;
-    int drc = admin_mark_duplicates(a, names, n, &dup);
+    int drc = admin_mark_duplicate_names(a, n > 0 ? &rq->topics[0].name : NULL,
+                                         sizeof(rq->topics[0]), n, &dup);
     if (drc != 0)
         return drc;
     for (int32_t i = 0; i < n; i++) {

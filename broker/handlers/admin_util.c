@@ -99,6 +99,19 @@ int admin_mark_duplicates(struct kafka_arena *a, const struct kafka_str *keys, i
     return 0;
 }
 
+int admin_mark_duplicate_names(struct kafka_arena *a, const struct kafka_str *first,
+                               size_t stride, int32_t n, bool **dup)
+{
+    LM_ASSERT(n >= 0 && (n == 0 || first != NULL));
+    struct kafka_str *names = kafka_arena_alloc_array(a, (size_t)(n > 0 ? n : 1),
+                                                      sizeof(*names), 8);
+    if (names == NULL)
+        return LM_E_NOMEM;
+    for (int32_t i = 0; i < n; i++)
+        names[i] = *(const struct kafka_str *)((const char *)first + (size_t)i * stride);
+    return admin_mark_duplicates(a, names, n, dup);
+}
+
 /* Broker keys in other units that set a topic config when its own synonym is unset, in
  * Kafka's precedence order (KafkaConfig: log.retention.ms > .minutes > .hours; log.roll.ms >
  * log.roll.hours; log.roll.jitter.ms > log.roll.jitter.hours). */
