@@ -7,13 +7,13 @@ Needs tests/compat/franz/prepare to have run (go build); fails if it has not.
 """
 import argparse
 import os
-import subprocess
 import sys
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "harness"))
 from laminar_harness import Broker  # noqa: E402
+from compat_util import run_client  # noqa: E402
 
 
 def main():
@@ -26,20 +26,7 @@ def main():
         return 1
     t0 = time.monotonic()
     with Broker(io=args.io, shards=2, config={"group.initial.rebalance.delay.ms": 300}) as b:
-        try:
-            p = subprocess.run([exe, b.bootstrap], stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT, timeout=150)
-            out, rc = p.stdout.decode("utf-8", "replace"), p.returncode
-        except subprocess.TimeoutExpired as e:
-            out, rc = (e.stdout or b"").decode("utf-8", "replace") + "\nTIMEOUT", -1
-        print(out)
-        alive = b.alive()
-        status = b.stop()
-        log = b.log_text()
-        if rc != 0 or not alive or status != 0 or "runtime error" in log:
-            print("FAIL: franz rc=%s, broker alive=%s, broker exit=%s" % (rc, alive, status))
-            print("---- broker log (tail) ----")
-            print(log[-6000:])
+        if run_client(b, [exe, b.bootstrap], "franz", 150, runtime_errors=True) != 0:
             return 1
     print("franz-go (%s): passed in %.1f s" % (args.io, time.monotonic() - t0))
     return 0

@@ -8,13 +8,13 @@ Needs tests/compat/java/prepare to have run (lib/ and classes/); fails if it has
 
 import argparse
 import os
-import subprocess
 import sys
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "harness"))
 from laminar_harness import Broker  # noqa: E402
+from compat_util import java_cmd, run_client  # noqa: E402
 
 NODE_ID = 3
 
@@ -30,23 +30,9 @@ def main():
             return 1
     t0 = time.monotonic()
     with Broker(io=args.io, shards=2, extra_args=["--node-id", str(NODE_ID)]) as b:
-        cmd = ["java", "-Xshare:auto", "-XX:TieredStopAtLevel=1",
-               "-Dorg.slf4j.simpleLogger.defaultLogLevel=warn",
-               "-cp", os.path.join(HERE, "lib", "*") + ":" + os.path.join(HERE, "classes"),
-               "ToolsSuite", b.bootstrap, str(NODE_ID)] + args.codecs.split(",")
-        try:
-            p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                               timeout=240)
-            out, rc = p.stdout.decode("utf-8", "replace"), p.returncode
-        except subprocess.TimeoutExpired as e:
-            out, rc = (e.stdout or b"").decode("utf-8", "replace") + "\nTIMEOUT", -1
-        print(out)
-        alive = b.alive()
-        status = b.stop()
-        if rc != 0 or not alive or status != 0:
-            print("FAIL: java rc=%s, broker alive=%s, broker exit=%s" % (rc, alive, status))
-            print("---- broker log (tail) ----")
-            print(b.log_text()[-6000:])
+        cmd = java_cmd(os.path.join(HERE, "lib", "*") + ":" + os.path.join(HERE, "classes"),
+                       "ToolsSuite", b.bootstrap, str(NODE_ID), *args.codecs.split(","))
+        if run_client(b, cmd, "java", 240) != 0:
             return 1
     print("java compat (%s): passed in %.1f s" % (args.io, time.monotonic() - t0))
     return 0

@@ -7,13 +7,13 @@ Needs tests/compat/kafkajs/prepare to have run (node_modules/kafkajs); fails if 
 
 import argparse
 import os
-import subprocess
 import sys
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "harness"))
 from laminar_harness import Broker  # noqa: E402
+from compat_util import run_client  # noqa: E402
 
 NODE_ID = 2
 
@@ -28,21 +28,9 @@ def main():
     t0 = time.monotonic()
     with Broker(io=args.io, shards=2, extra_args=["--node-id", str(NODE_ID)],
                 config={"group.initial.rebalance.delay.ms": 300}) as b:
-        try:
-            p = subprocess.run(["node", os.path.join(HERE, "kafkajs_group.js"), b.bootstrap,
-                                str(NODE_ID)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                               timeout=120, cwd=HERE,
-                               env=dict(os.environ, KAFKAJS_NO_PARTITIONER_WARNING="1"))
-            out, rc = p.stdout.decode("utf-8", "replace"), p.returncode
-        except subprocess.TimeoutExpired as e:
-            out, rc = (e.stdout or b"").decode("utf-8", "replace") + "\nTIMEOUT", -1
-        print(out)
-        alive = b.alive()
-        status = b.stop()
-        if rc != 0 or not alive or status != 0:
-            print("FAIL: node rc=%s, broker alive=%s, broker exit=%s" % (rc, alive, status))
-            print("---- broker log (tail) ----")
-            print(b.log_text()[-6000:])
+        cmd = ["node", os.path.join(HERE, "kafkajs_group.js"), b.bootstrap, str(NODE_ID)]
+        if run_client(b, cmd, "node", 120, cwd=HERE,
+                      env=dict(os.environ, KAFKAJS_NO_PARTITIONER_WARNING="1")) != 0:
             return 1
     print("kafkajs groups (%s): passed in %.1f s" % (args.io, time.monotonic() - t0))
     return 0
