@@ -618,7 +618,11 @@ static void part_free(struct hshard *hs, struct hpart *p, bool delete_dir)
     }
     if (delete_dir) {
         char dir[H_DIR_BYTES];
-        if (part_dir(p, dir, sizeof(dir)) == 0)
+        bool exists = false;
+        /* A deferred close (p->dead) may come after a topic of the same name took the
+         * directory over: remove it only while it is still this topic's. */
+        if (part_dir(p, dir, sizeof(dir)) == 0 &&
+            (!p->dead || part_id_matches(dir, p->topic_id, &exists) || !exists))
             rm_dir(dir);
         BLOG_INFO("partition %s-%d deleted", p->topic, p->partition);
     }
@@ -859,6 +863,34 @@ static void compact_step(struct hshard *hs, const struct htopic *tp, struct hpar
         BLOG_WARN("partition %s-%d: compaction: %s", p->topic, p->partition, lm_strerror(rc));
 }
 
+static void compact_flush_done(struct hshard *hs, struct hpart *p, struct hsync_wait *w, int rc)
+{
+    (void)hs;
+    (void)p;
+    (void)rc; /* a failed sync marks the log failed; compaction then stays off */
+    free(w);
+}
+
+/* Only flushed records supersede older ones in compaction: when that alone keeps a pass from
+ * being due, start the partition's asynchronous flush (none in flight, no waiters queued, so
+ * the waiter list stays ordered). */
+static void compact_flush(struct hshard *hs, struct hpart *p,
+                          const struct storage_compact_config *cc)
+{
+    if (p->sync.busy || p->sync.tail != NULL)
+        return;
+    int64_t want =
+        storage_log_compact_flush_wanted(p->log, cc, storage_log_high_watermark(p->log));
+    if (want < 0)
+        return;
+    struct hsync_wait *w = calloc(1, sizeof(*w));
+    if (w == NULL)
+        return; /* tried again at the next check */
+    w->offset = want;
+    w->done = compact_flush_done;
+    hs_sync_wait(hs, p, w);
+}
+
 /* Steps the shard's running compaction pass or, every few ticks when none runs, starts one on
  * the first compacted partition that is due (dirty ratio, max.compaction.lag.ms). One pass per
  * shard at a time: one dedupe buffer of memory, bounded work per tick. */
@@ -888,6 +920,8 @@ static void compact_tick(struct hshard *hs)
                     if (storage_log_compact_due(p->log, &cc, storage_log_high_watermark(p->log))) {
                         due = p;
                         due_topic = tp;
+                    } else {
+                        compact_flush(hs, p, &cc);
                     }
                 }
             }

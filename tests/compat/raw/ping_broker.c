@@ -5,9 +5,17 @@
  *   100 "xshard echo": body = i32 target shard, i32 delay ms, payload. Runs a closure on the
  *       target shard, waits delay ms on the origin, answers i32 shard it ran on, i32 origin,
  *       payload. Exercises cross-shard calls, timers and in-order responses.
- *   101 "blob": body = i32 size; answers size bytes of 0x5a (for clients that never read). */
+ *   101 "blob": body = i32 size; answers size bytes of 0x5a (for clients that never read).
+ *   102 "file parts": body = i32 size; answers "head" + size bytes of a temporary file (byte i
+ *       = (i * 7 + 3) & 255, sent from file offset 100 as two file parts) + "tail", through
+ *       broker_req_respond_parts (sendfile / splice). Test-only: it writes the file on the
+ *       shard thread. */
+#define _GNU_SOURCE
+#include <fcntl.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "broker/runtime.h"
 #include "common/lm_err.h"
@@ -126,6 +134,39 @@ static void blob(struct broker_req *req)
     broker_req_respond(req, b, (size_t)size);
 }
 
+static void file_parts(struct broker_req *req)
+{
+    int32_t size = req->body_len >= 4 ? rd_i32(req->body) : -1;
+    struct broker_resp_part *parts = kafka_arena_alloc(&req->arena, 4 * sizeof(*parts), 16);
+    uint8_t *buf = size >= 0 && size <= (64 << 20) ? malloc((size_t)size + 100) : NULL;
+    int fd = open("/tmp", O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+    int fd2 = fd >= 0 ? fcntl(fd, F_DUPFD_CLOEXEC, 0) : -1;
+    bool ok = parts != NULL && buf != NULL && fd2 >= 0;
+    if (ok) {
+        memset(buf, 0xee, 100);
+        for (int32_t i = 0; i < size; i++)
+            buf[100 + i] = (uint8_t)(i * 7 + 3);
+        ok = pwrite(fd, buf, (size_t)size + 100, 0) == (ssize_t)size + 100;
+    }
+    free(buf);
+    if (!ok) {
+        if (fd >= 0)
+            close(fd);
+        if (fd2 >= 0)
+            close(fd2);
+        broker_req_respond_none(req);
+        broker_req_close_after(req);
+        return;
+    }
+    size_t half = (size_t)size / 2;
+    parts[0] = (struct broker_resp_part){.mem = "head", .fd = -1, .len = 4};
+    parts[1] = (struct broker_resp_part){.fd = fd, .offset = 100, .len = half};
+    parts[2] = (struct broker_resp_part){.fd = fd2, .offset = 100 + half,
+                                         .len = (size_t)size - half};
+    parts[3] = (struct broker_resp_part){.mem = "tail", .fd = -1, .len = 4};
+    broker_req_respond_parts(req, parts, 4);
+}
+
 static int setup(struct broker_dispatch *d, struct broker_config *cfg)
 {
     (void)cfg;
@@ -134,6 +175,8 @@ static int setup(struct broker_dispatch *d, struct broker_config *cfg)
         rc = broker_dispatch_register(d, 100, xshard_echo, -1);
     if (rc == 0)
         rc = broker_dispatch_register(d, 101, blob, -1);
+    if (rc == 0)
+        rc = broker_dispatch_register(d, 102, file_parts, -1);
     return rc;
 }
 

@@ -23,7 +23,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 from laminar_harness import Broker  # noqa: E402
 
 IO = "uring"
-API_VERSIONS, XSHARD_ECHO, BLOB = 18, 100, 101
+API_VERSIONS, XSHARD_ECHO, BLOB, FILE_PARTS = 18, 100, 101, 102
 
 
 def frame(api_key, corr, body=b"", version=0, client_id=b"raw"):
@@ -94,6 +94,27 @@ def case_ping_and_header_versions(b):
         s.sendall(struct.pack(">i", len(hdr)) + hdr)
         corr, body = read_response(s)
         check(corr == 77 and body[:2] == b"\x00\x00", (corr, body[:8]))
+
+
+def case_file_parts(b):
+    # Responses with file parts (sendfile / splice): exact bytes, in order with memory-only
+    # responses, also when the client reads slowly (short sends, EAGAIN / EPOLLOUT).
+    def want(n):
+        return b"head" + bytes((i * 7 + 3) & 255 for i in range(n)) + b"tail"
+    sizes = [0, 1, 4097, 3 << 20]
+    with connect(b) as s:
+        reqs = []
+        for k, n in enumerate(sizes):
+            s.sendall(frame(FILE_PARTS, 10 + k, struct.pack(">i", n)))
+            s.sendall(frame(BLOB, 50 + k, struct.pack(">i", 3)))
+            reqs += [(10 + k, want(n)), (50 + k, b"\x5a" * 3)]
+        time.sleep(0.5)  # let the socket fill: the rest goes out after short sends
+        for corr, body in reqs:
+            got_corr, got = read_response(s, timeout=30)
+            check(got_corr == corr, "response order: %d, want %d" % (got_corr, corr))
+            check(got == body, "file-part response %d differs (%d bytes, want %d)" %
+                  (corr, len(got), len(body)))
+    ping(b)
 
 
 def case_garbage(b):
@@ -305,7 +326,7 @@ CASES = [
     case_ping_and_header_versions, case_garbage, case_huge_prefix,
     case_negative_and_zero_prefix, case_truncated_frame, case_unknown_api_key, case_short_header,
     case_in_order_across_shards, case_split_and_merged_frames, case_idle_connections,
-    case_never_reads, case_memory_budget_many_clients, case_close_with_inflight,
+    case_never_reads, case_memory_budget_many_clients, case_close_with_inflight, case_file_parts,
 ]
 
 
