@@ -437,16 +437,16 @@ void storage_log_compact_abort(struct storage_log *log)
 /* The cleanable prefix: sealed segments wholly below clean_up_to, the high watermark and the
  * flushed offset whose records are all older than
  * min.compaction.lag.ms. Returns its end (a segment base) or the first segment's base. */
-static int64_t cleanable_end(struct storage_log *log, const struct storage_compact_config *cc,
-                             int64_t clean_up_to, int64_t now)
+static int64_t cleanable_end_if(struct storage_log *log, const struct storage_compact_config *cc,
+                                int64_t clean_up_to, int64_t now, bool flushed_only)
 {
     int64_t lim = clean_up_to;
     if (lim > log->high_watermark)
         lim = log->high_watermark;
     /* Only durable records may supersede: a crash must not take the newer value of a key after
      * the cleaner dropped its older, durable one (under acks=all the high watermark already
-     * waits for the fdatasync; under acks=1 the flush policy or the next sync decides). */
-    if (lim > log->flushed_offset)
+     * waits for the fdatasync; otherwise storage_log_compact_flush_wanted asks for a flush). */
+    if (flushed_only && lim > log->flushed_offset)
         lim = log->flushed_offset;
     int64_t end = log->segs[0]->base_offset;
     for (uint32_t i = 0; i + 1 < log->seg_count; i++) {
@@ -462,15 +462,16 @@ static int64_t cleanable_end(struct storage_log *log, const struct storage_compa
     return end;
 }
 
-bool storage_log_compact_due(struct storage_log *log, const struct storage_compact_config *cc,
-                             int64_t clean_up_to)
+static int64_t cleanable_end(struct storage_log *log, const struct storage_compact_config *cc,
+                             int64_t clean_up_to, int64_t now)
 {
-    if (log->failed)
-        return false;
-    if (log->compactor != NULL)
-        return true;
-    int64_t now = storage_now_ms(log);
-    int64_t end = cleanable_end(log, cc, clean_up_to, now);
+    return cleanable_end_if(log, cc, clean_up_to, now, true);
+}
+
+/* The dirty-ratio and max-lag rule over the prefix below end. */
+static bool due_below(struct storage_log *log, const struct storage_compact_config *cc,
+                      int64_t end, int64_t now)
+{
     uint64_t total = 0, dirty = 0;
     int64_t oldest_dirty_ts = -1;
     for (uint32_t i = 0; i < log->seg_count && log->segs[i]->base_offset < end; i++) {
@@ -489,6 +490,32 @@ bool storage_log_compact_due(struct storage_log *log, const struct storage_compa
         now - oldest_dirty_ts >= cc->max_compaction_lag_ms)
         return true;
     return (double)dirty / (double)total >= cc->min_cleanable_dirty_ratio;
+}
+
+bool storage_log_compact_due(struct storage_log *log, const struct storage_compact_config *cc,
+                             int64_t clean_up_to)
+{
+    if (log->failed)
+        return false;
+    if (log->compactor != NULL)
+        return true;
+    int64_t now = storage_now_ms(log);
+    return due_below(log, cc, cleanable_end(log, cc, clean_up_to, now), now);
+}
+
+int64_t storage_log_compact_flush_wanted(struct storage_log *log,
+                                         const struct storage_compact_config *cc,
+                                         int64_t clean_up_to)
+{
+    if (log->failed || log->compactor != NULL)
+        return -1;
+    int64_t now = storage_now_ms(log);
+    if (due_below(log, cc, cleanable_end(log, cc, clean_up_to, now), now))
+        return -1;
+    int64_t end = cleanable_end_if(log, cc, clean_up_to, now, false);
+    if (end <= log->flushed_offset || !due_below(log, cc, end, now))
+        return -1;
+    return end;
 }
 
 static int job_begin(struct storage_log *log, const struct storage_compact_config *cc,

@@ -294,6 +294,12 @@ void storage_compact_config_default(struct storage_compact_config *cc);
  * oldest dirty segment passed max.compaction.lag.ms. True while a pass is running. */
 bool storage_log_compact_due(struct storage_log *log, const struct storage_compact_config *cc,
                              int64_t clean_up_to);
+/* When no pass is due only because sealed segments are not flushed yet (acks=1 without a flush
+ * policy): the offset a flush must reach for one to be due; else -1. The owner then runs an
+ * (asynchronous) flush, so compaction never waits for an unrelated one. */
+int64_t storage_log_compact_flush_wanted(struct storage_log *log,
+                                         const struct storage_compact_config *cc,
+                                         int64_t clean_up_to);
 /* Starts a pass when none runs (there is something to clean), then does at most about
  * budget_bytes of reading (whole batches; at least one). *busy: the pass continues at the next
  * call; when it ends, *stats (may be NULL) gets its figures. cc is copied when a pass starts.

@@ -653,9 +653,14 @@ static void test_waits_for_flush(void **state)
     storage_log_set_high_watermark(f->log, storage_log_end_offset(f->log)); /* not flushed */
     assert_true(storage_log_segment_count(f->log) > 4);
     assert_false(storage_log_compact_due(f->log, &f->cc, storage_log_end_offset(f->log)));
+    /* The owner is asked for a flush up to the sealed segments' end. */
+    int64_t want = storage_log_compact_flush_wanted(f->log, &f->cc, storage_log_end_offset(f->log));
+    assert_true(want > storage_log_flushed_offset(f->log));
+    assert_true(want <= storage_log_end_offset(f->log));
     compact_all(f, NULL);
     assert_int_equal(storage_log_cleaned_offset(f->log), 0);
     commit(f);
+    assert_int_equal(storage_log_compact_flush_wanted(f->log, &f->cc, want), -1);
     assert_true(storage_log_compact_due(f->log, &f->cc, storage_log_end_offset(f->log)));
     compact_all(f, NULL);
     assert_true(storage_log_cleaned_offset(f->log) > 0);
