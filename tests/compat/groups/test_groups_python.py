@@ -22,30 +22,12 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "harness"))
 from laminar_harness import Broker  # noqa: E402
+from compat_util import check, restart_wait  # noqa: E402
 
 import confluent_kafka as ck  # noqa: E402
 from confluent_kafka.admin import AdminClient, NewTopic  # noqa: E402
 
 PARTS = 6
-
-
-def check(cond, what):
-    if not cond:
-        raise AssertionError(what)
-
-
-def restart(b, kill):
-    """kill -9 or stop, then start; waits for this run's own "started:" log line."""
-    n = b.log_text().count(" started:")
-    if kill:
-        b.kill9()
-    else:
-        check(b.stop() == 0, "broker exit status on stop")
-    b.restart()
-    deadline = time.monotonic() + 60
-    while b.log_text().count(" started:") <= n:
-        check(b.alive() and time.monotonic() < deadline, "broker did not restart")
-        time.sleep(0.05)
 
 
 def create_topic(b, name, parts):
@@ -210,7 +192,7 @@ def kill9_resume(b):
     # Commit exactly offset 100 (the next to read) and crash the broker right after.
     c.commit(offsets=[ck.TopicPartition(topic, 0, 100)], asynchronous=False)
     c.close()
-    restart(b, kill=True)
+    restart_wait(b, kill=True)
     c = consumer(b, group, {"enable.auto.commit": False})
     c.subscribe([topic])
     first = None

@@ -16,6 +16,7 @@ import time
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "harness"))
 sys.path.insert(0, os.path.dirname(__file__))
 from laminar_harness import Broker  # noqa: E402
+from compat_util import check, restart_wait  # noqa: E402
 import kraw  # noqa: E402
 
 import confluent_kafka as ck  # noqa: E402
@@ -24,26 +25,6 @@ from confluent_kafka.admin import AdminClient, NewTopic  # noqa: E402
 TOPIC = "idem"
 OUT_OF_ORDER_SEQUENCE_NUMBER = 45
 INVALID_PRODUCER_EPOCH = 47
-
-
-def check(cond, what):
-    if not cond:
-        raise AssertionError(what)
-
-
-def restart(b, kill):
-    """kill -9 or stop, then start; waits for this run's own "started:" line (the harness
-    looks for any in the log, which an earlier run already wrote)."""
-    n = b.log_text().count(" started:")
-    if kill:
-        b.kill9()
-    else:
-        check(b.stop() == 0, "broker exit status on stop")
-    b.restart()
-    deadline = time.monotonic() + 60
-    while b.log_text().count(" started:") <= n:
-        check(b.alive() and time.monotonic() < deadline, "broker did not restart")
-        time.sleep(0.05)
 
 
 def high_watermark(b, partition=0):
@@ -139,7 +120,7 @@ def scenario(b):
         conn.close()
 
         # kill -9: no snapshot was written; the state is rebuilt from the log's batch headers.
-        restart(b, kill=True)
+        restart_wait(b, kill=True)
         conn = kraw.Conn(b.host, b.port)
         check(conn.produce(TOPIC, 0, e1) == (0, 5), "duplicate after kill -9")
         err, _ = conn.produce(TOPIC, 0, b1)
@@ -151,7 +132,7 @@ def scenario(b):
         conn.close()
 
         # Clean stop: the snapshot is written; the duplicate is recognised from it.
-        restart(b, kill=False)
+        restart_wait(b, kill=False)
         conn = kraw.Conn(b.host, b.port)
         check(conn.produce(TOPIC, 0, e1b) == (0, 6), "duplicate after clean restart")
         loads = [ln for ln in b.log_text().splitlines() if "idem-0: producer state loaded" in ln]

@@ -16,15 +16,11 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "harness"))
 from laminar_harness import Broker  # noqa: E402
+from compat_util import check, run_scenario  # noqa: E402
 
 import confluent_kafka as ck  # noqa: E402
 
 TOPIC = "proto"
-
-
-def check(cond, what):
-    if not cond:
-        raise AssertionError(what)
 
 
 def s16(v):
@@ -237,143 +233,136 @@ def topic_configs(b, c):
         check(tt == ck.TIMESTAMP_LOG_APPEND_TIME and ts > t_before, "LogAppendTime %r" % ((tt, ts),))
 
 
+def scenario(b):
+    c = Conn(b)
+    err, apis = api_versions(c.call(18, 0, b""))
+    check(err == 0, "ApiVersions v0 error %d" % err)
+    for k, rng in {0: (0, 11), 1: (4, 17), 2: (1, 10), 3: (0, 12), 18: (0, 4), 21: (0, 2),
+                   23: (2, 4)}.items():
+        check(apis.get(k) == rng, "api %d advertised %r, want %r" % (k, apis.get(k), rng))
+    # KIP-511: a too-new ApiVersions gets error 35 and a v0 body with our ranges.
+    hdr = s16(18) + s16(42) + s32(777) + sstr("x") + b"\x00"
+    c.s.sendall(s32(len(hdr) + 2) + hdr + b"\x00\x00")
+    n = struct.unpack(">i", c.recv(4))[0]
+    r = Reader(c.recv(n))
+    check(r.i32() == 777, "corr")
+    err, apis2 = api_versions(r)
+    check(err == 35 and apis2 == apis, "ApiVersions v42: error %d" % err)
+
+    produce(b, 50)
+    # Produce v2 (message format v0/v1 era) is refused per partition as Kafka 4 does.
+    body = s16(1) + s32(1000) + arr([sstr(TOPIC) + arr([s32(0) + s32(-1)])])
+    r = c.call(0, 2, body)
+    check(r.i32() == 1 and r.str() == TOPIC and r.i32() == 1, "produce v2 shape")
+    check(r.i32() == 0 and r.i16() == 35, "produce v2 not UNSUPPORTED_VERSION")
+    # A known API nobody serves yet (EndTxn, while it is not advertised): answered with
+    # UNSUPPORTED_VERSION in its top-level error code; the connection stays usable.
+    if 26 not in apis:
+        r = c.call(26, 0, sstr("txn") + s64(1) + s16(0) + b"\x01")
+        r.i32()
+        check(r.i16() == 35, "EndTxn not answered UNSUPPORTED_VERSION")
+    else:
+        print("note: EndTxn is served now; unserved-API check skipped")
+    err, _ = api_versions(c.call(18, 0, b""))
+    check(err == 0, "connection unusable after an unserved API")
+    # A served API at a version we do not serve and without a top-level error code
+    # (ListOffsets v11): the connection is closed, as Kafka does.
+    c2 = Conn(b)
+    try:
+        c2.call(2, 11, s32(-1) + b"\x00" + carr([]) + s32(0) + TAGS, flexible=True)
+        check(False, "ListOffsets v11 answered")
+    except EOFError:
+        pass
+    c2.s.close()
+
+    # A record two hours in the future (message.timestamp.after.max.ms = 1 h by default).
+    errs = []
+    pf = ck.Producer({"bootstrap.servers": b.bootstrap, "enable.idempotence": False,
+                      "retries": 0})
+    pf.produce(TOPIC, value=b"future", partition=0,
+               timestamp=int(time.time() * 1000) + 2 * 3600 * 1000,
+               on_delivery=lambda e, m: errs.append(e))
+    pf.flush(30)
+    check(len(errs) == 1 and errs[0] is not None and
+          errs[0].code() == ck.KafkaError.INVALID_TIMESTAMP, "future record: %r" % errs)
+    del pf
+
+    # ListOffsets v7 (flexible): earliest, latest, max timestamp (KIP-734), by timestamp.
+    def list_offsets(ts, epoch=-1):
+        body = (s32(-1) + b"\x00" + carr([cstr(TOPIC) + carr([s32(0) + s32(epoch) + s64(ts) +
+                                                             TAGS]) + TAGS]) + TAGS)
+        r = c.call(2, 7, body, flexible=True)
+        r.i32()
+        check(r.uvar() == 2 and r.cstr() == TOPIC and r.uvar() == 2, "list offsets shape")
+        return r.i32(), r.i16(), r.i64(), r.i64(), r.i32()
+
+    check(list_offsets(-2)[1:4:2] == (0, 0), "earliest")
+    check(list_offsets(-1)[1:4:2] == (0, 50), "latest")
+    _, e, ts, off, ep = list_offsets(-3)
+    check((e, ts, off, ep) == (0, 1_600_000_000_000 + 490, 49, 0), "max timestamp")
+    _, e, ts, off, _ = list_offsets(1_600_000_000_000 + 205)
+    check((e, off, ts) == (0, 21, 1_600_000_000_000 + 210), "by timestamp %r" % ((e, off, ts),))
+    check(list_offsets(1_700_000_000_000)[3] == -1, "timestamp after the end")
+    check(list_offsets(-1, epoch=3)[1] == 75, "UNKNOWN_LEADER_EPOCH")
+
+    # OffsetForLeaderEpoch v2: epoch 0 ends at the log end; a newer current epoch is unknown.
+    def ofle(cur, ep):
+        body = arr([sstr(TOPIC) + arr([s32(0) + s32(cur) + s32(ep)])])
+        r = c.call(23, 2, body)
+        r.i32()
+        check(r.i32() == 1 and r.str() == TOPIC and r.i32() == 1, "ofle shape")
+        return r.i16(), r.i32(), r.i32(), r.i64()
+
+    check(ofle(0, 0) == (0, 0, 0, 50), "OffsetForLeaderEpoch %r" % (ofle(0, 0),))
+    check(ofle(7, 0)[0] == 75, "OffsetForLeaderEpoch epoch check")
+
+    # Fetch: whole batch from mid-batch offset, out of range, fenced epoch.
+    err, hw, lso, lstart, recs = fetch_v9(c, 3)
+    check(err == 0 and hw == 50 and lso == 50 and lstart == 0 and len(recs) > 61, "fetch")
+    base = struct.unpack(">q", recs[:8])[0]
+    check(base <= 3, "fetch starts with the batch holding offset 3 (base %d)" % base)
+    check(fetch_v9(c, 51)[0] == 1, "fetch beyond the end: OFFSET_OUT_OF_RANGE")
+    check(fetch_v9(c, 0, epoch=1)[0] == 75, "fetch epoch 1: UNKNOWN_LEADER_EPOCH")
+
+    # DeleteRecords v1: moves the log start; beyond the high watermark is out of range.
+    def delete_records(off):
+        body = arr([sstr(TOPIC) + arr([s32(0) + s64(off)])]) + s32(5000)
+        r = c.call(21, 1, body)
+        r.i32()
+        check(r.i32() == 1 and r.str() == TOPIC and r.i32() == 1, "delete shape")
+        return r.i32(), r.i64(), r.i16()
+
+    check(delete_records(10) == (0, 10, 0), "delete records to 10")
+    check(delete_records(1000)[2] == 1, "delete beyond HW")
+    check(list_offsets(-2)[3] == 10, "earliest after delete")
+    check(fetch_v9(c, 5)[0] == 1, "fetch below log start")
+    check(fetch_v9(c, 10)[3] == 10, "log start offset in fetch")
+
+    # Long-poll: a fetch at the end parks, an append wakes it well before max_wait.
+    t = threading.Timer(0.5, lambda: produce(b, 1))
+    t0 = time.monotonic()
+    t.start()
+    err, hw, _, _, recs = fetch_v9(c, 50, max_wait=10000, min_bytes=1)
+    dt = time.monotonic() - t0
+    t.join()
+    check(err == 0 and hw == 51 and len(recs) > 0, "long-poll woke without data")
+    check(0.3 < dt < 8, "long-poll answered after %.2f s" % dt)
+    t0 = time.monotonic()
+    err, _, _, _, recs = fetch_v9(c, 51, max_wait=400, min_bytes=1)
+    dt = time.monotonic() - t0
+    check(err == 0 and len(recs) == 0 and 0.3 < dt < 5, "max_wait: %.2f s" % dt)
+    topic_configs(b, c)
+    c.s.close()
+    check(b.alive(), "broker died")
+    check(b.stop() == 0, "exit status")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--io", default="uring")
     io = ap.parse_args().io
     b = Broker(io=io, shards=2, config={"num.partitions": "1"})
-    try:
-        b.start()
-        c = Conn(b)
-        err, apis = api_versions(c.call(18, 0, b""))
-        check(err == 0, "ApiVersions v0 error %d" % err)
-        for k, rng in {0: (0, 11), 1: (4, 17), 2: (1, 10), 3: (0, 12), 18: (0, 4), 21: (0, 2),
-                       23: (2, 4)}.items():
-            check(apis.get(k) == rng, "api %d advertised %r, want %r" % (k, apis.get(k), rng))
-        # KIP-511: a too-new ApiVersions gets error 35 and a v0 body with our ranges.
-        hdr = s16(18) + s16(42) + s32(777) + sstr("x") + b"\x00"
-        c.s.sendall(s32(len(hdr) + 2) + hdr + b"\x00\x00")
-        n = struct.unpack(">i", c.recv(4))[0]
-        r = Reader(c.recv(n))
-        check(r.i32() == 777, "corr")
-        err, apis2 = api_versions(r)
-        check(err == 35 and apis2 == apis, "ApiVersions v42: error %d" % err)
-
-        produce(b, 50)
-        # Produce v2 (message format v0/v1 era) is refused per partition as Kafka 4 does.
-        body = s16(1) + s32(1000) + arr([sstr(TOPIC) + arr([s32(0) + s32(-1)])])
-        r = c.call(0, 2, body)
-        check(r.i32() == 1 and r.str() == TOPIC and r.i32() == 1, "produce v2 shape")
-        check(r.i32() == 0 and r.i16() == 35, "produce v2 not UNSUPPORTED_VERSION")
-        # A known API nobody serves yet (EndTxn, while it is not advertised): answered with
-        # UNSUPPORTED_VERSION in its top-level error code; the connection stays usable.
-        if 26 not in apis:
-            r = c.call(26, 0, sstr("txn") + s64(1) + s16(0) + b"\x01")
-            r.i32()
-            check(r.i16() == 35, "EndTxn not answered UNSUPPORTED_VERSION")
-        else:
-            print("note: EndTxn is served now; unserved-API check skipped")
-        err, _ = api_versions(c.call(18, 0, b""))
-        check(err == 0, "connection unusable after an unserved API")
-        # A served API at a version we do not serve and without a top-level error code
-        # (ListOffsets v11): the connection is closed, as Kafka does.
-        c2 = Conn(b)
-        try:
-            c2.call(2, 11, s32(-1) + b"\x00" + carr([]) + s32(0) + TAGS, flexible=True)
-            check(False, "ListOffsets v11 answered")
-        except EOFError:
-            pass
-        c2.s.close()
-
-        # A record two hours in the future (message.timestamp.after.max.ms = 1 h by default).
-        errs = []
-        pf = ck.Producer({"bootstrap.servers": b.bootstrap, "enable.idempotence": False,
-                          "retries": 0})
-        pf.produce(TOPIC, value=b"future", partition=0,
-                   timestamp=int(time.time() * 1000) + 2 * 3600 * 1000,
-                   on_delivery=lambda e, m: errs.append(e))
-        pf.flush(30)
-        check(len(errs) == 1 and errs[0] is not None and
-              errs[0].code() == ck.KafkaError.INVALID_TIMESTAMP, "future record: %r" % errs)
-        del pf
-
-        # ListOffsets v7 (flexible): earliest, latest, max timestamp (KIP-734), by timestamp.
-        def list_offsets(ts, epoch=-1):
-            body = (s32(-1) + b"\x00" + carr([cstr(TOPIC) + carr([s32(0) + s32(epoch) + s64(ts) +
-                                                                 TAGS]) + TAGS]) + TAGS)
-            r = c.call(2, 7, body, flexible=True)
-            r.i32()
-            check(r.uvar() == 2 and r.cstr() == TOPIC and r.uvar() == 2, "list offsets shape")
-            return r.i32(), r.i16(), r.i64(), r.i64(), r.i32()
-
-        check(list_offsets(-2)[1:4:2] == (0, 0), "earliest")
-        check(list_offsets(-1)[1:4:2] == (0, 50), "latest")
-        _, e, ts, off, ep = list_offsets(-3)
-        check((e, ts, off, ep) == (0, 1_600_000_000_000 + 490, 49, 0), "max timestamp")
-        _, e, ts, off, _ = list_offsets(1_600_000_000_000 + 205)
-        check((e, off, ts) == (0, 21, 1_600_000_000_000 + 210), "by timestamp %r" % ((e, off, ts),))
-        check(list_offsets(1_700_000_000_000)[3] == -1, "timestamp after the end")
-        check(list_offsets(-1, epoch=3)[1] == 75, "UNKNOWN_LEADER_EPOCH")
-
-        # OffsetForLeaderEpoch v2: epoch 0 ends at the log end; a newer current epoch is unknown.
-        def ofle(cur, ep):
-            body = arr([sstr(TOPIC) + arr([s32(0) + s32(cur) + s32(ep)])])
-            r = c.call(23, 2, body)
-            r.i32()
-            check(r.i32() == 1 and r.str() == TOPIC and r.i32() == 1, "ofle shape")
-            return r.i16(), r.i32(), r.i32(), r.i64()
-
-        check(ofle(0, 0) == (0, 0, 0, 50), "OffsetForLeaderEpoch %r" % (ofle(0, 0),))
-        check(ofle(7, 0)[0] == 75, "OffsetForLeaderEpoch epoch check")
-
-        # Fetch: whole batch from mid-batch offset, out of range, fenced epoch.
-        err, hw, lso, lstart, recs = fetch_v9(c, 3)
-        check(err == 0 and hw == 50 and lso == 50 and lstart == 0 and len(recs) > 61, "fetch")
-        base = struct.unpack(">q", recs[:8])[0]
-        check(base <= 3, "fetch starts with the batch holding offset 3 (base %d)" % base)
-        check(fetch_v9(c, 51)[0] == 1, "fetch beyond the end: OFFSET_OUT_OF_RANGE")
-        check(fetch_v9(c, 0, epoch=1)[0] == 75, "fetch epoch 1: UNKNOWN_LEADER_EPOCH")
-
-        # DeleteRecords v1: moves the log start; beyond the high watermark is out of range.
-        def delete_records(off):
-            body = arr([sstr(TOPIC) + arr([s32(0) + s64(off)])]) + s32(5000)
-            r = c.call(21, 1, body)
-            r.i32()
-            check(r.i32() == 1 and r.str() == TOPIC and r.i32() == 1, "delete shape")
-            return r.i32(), r.i64(), r.i16()
-
-        check(delete_records(10) == (0, 10, 0), "delete records to 10")
-        check(delete_records(1000)[2] == 1, "delete beyond HW")
-        check(list_offsets(-2)[3] == 10, "earliest after delete")
-        check(fetch_v9(c, 5)[0] == 1, "fetch below log start")
-        check(fetch_v9(c, 10)[3] == 10, "log start offset in fetch")
-
-        # Long-poll: a fetch at the end parks, an append wakes it well before max_wait.
-        t = threading.Timer(0.5, lambda: produce(b, 1))
-        t0 = time.monotonic()
-        t.start()
-        err, hw, _, _, recs = fetch_v9(c, 50, max_wait=10000, min_bytes=1)
-        dt = time.monotonic() - t0
-        t.join()
-        check(err == 0 and hw == 51 and len(recs) > 0, "long-poll woke without data")
-        check(0.3 < dt < 8, "long-poll answered after %.2f s" % dt)
-        t0 = time.monotonic()
-        err, _, _, _, recs = fetch_v9(c, 51, max_wait=400, min_bytes=1)
-        dt = time.monotonic() - t0
-        check(err == 0 and len(recs) == 0 and 0.3 < dt < 5, "max_wait: %.2f s" % dt)
-        topic_configs(b, c)
-        c.s.close()
-        check(b.alive(), "broker died")
-        check(b.stop() == 0, "exit status")
-        print("PASS protocol (%s)" % io)
-        return 0
-    except Exception as e:  # noqa: BLE001
-        import traceback
-        traceback.print_exc()
-        print("FAIL protocol (%s): %s\nlog tail:\n%s" % (io, e, b.log_text()[-3000:]))
-        return 1
-    finally:
-        b.cleanup()
+    return run_scenario(b, "protocol (%s)" % io, lambda: scenario(b))
 
 
 if __name__ == "__main__":

@@ -11,15 +11,11 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "harness"))
 from laminar_harness import Broker  # noqa: E402
+from compat_util import check, run_scenario  # noqa: E402
 
 N = 3000
 PARTS = 4
 TS0 = 1_700_000_000_000
-
-
-def check(cond, what):
-    if not cond:
-        raise AssertionError(what)
 
 
 def expected(i, client):
@@ -171,28 +167,21 @@ def run_reconcile(b):
     print("admin reconciliation ok")
 
 
+def clients(b):
+    run_confluent(b)
+    run_kafka_python(b)
+    run_reconcile(b)
+    check(b.alive(), "broker died")
+    rc = b.stop()
+    check(rc == 0, "exit status %s" % rc)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--io", default="uring")
     io = ap.parse_args().io
     b = Broker(io=io, shards=2, config={"num.partitions": str(PARTS)})
-    try:
-        b.start()
-        run_confluent(b)
-        run_kafka_python(b)
-        run_reconcile(b)
-        check(b.alive(), "broker died")
-        rc = b.stop()
-        check(rc == 0, "exit status %s" % rc)
-        print("PASS python clients (%s)" % io)
-        return 0
-    except Exception as e:  # noqa: BLE001
-        import traceback
-        traceback.print_exc()
-        print("FAIL python clients (%s): %s\nlog tail:\n%s" % (io, e, b.log_text()[-3000:]))
-        return 1
-    finally:
-        b.cleanup()
+    return run_scenario(b, "python clients (%s)" % io, lambda: clients(b))
 
 
 if __name__ == "__main__":

@@ -16,14 +16,10 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "harness"))
 from laminar_harness import Broker  # noqa: E402
+from compat_util import check  # noqa: E402
 
 import confluent_kafka as ck  # noqa: E402
 from confluent_kafka.admin import AdminClient, NewTopic  # noqa: E402
-
-
-def check(cond, what):
-    if not cond:
-        raise AssertionError(what)
 
 
 def create(b, name):

@@ -14,16 +14,12 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "harness"))
 from laminar_harness import Broker  # noqa: E402
+from compat_util import check, run_scenario  # noqa: E402
 
 import confluent_kafka as ck  # noqa: E402
 
 PARTS = 4
 TOPIC = "durable"
-
-
-def check(cond, what):
-    if not cond:
-        raise AssertionError(what)
 
 
 def produce_until(b, stop, acked, seq_start):
@@ -97,32 +93,25 @@ def cycle(b, acked, seq, crash):
     return res.get("seq", seq), len(got)
 
 
+def scenario(b):
+    acked = {}
+    seq, n = cycle(b, acked, 0, crash=True)
+    print("kill -9: %d acknowledged, %d in the log after restart" % (len(acked), n))
+    seq, n = cycle(b, acked, seq, crash=False)
+    print("SIGTERM: %d acknowledged, %d in the log after restart" % (len(acked), n))
+    c = ck.Consumer({"bootstrap.servers": b.bootstrap, "group.id": "unused"})
+    md = c.list_topics(TOPIC, timeout=10)
+    check(len(md.topics[TOPIC].partitions) == PARTS, "partition count after restarts")
+    c.close()
+    check(b.stop() == 0, "final stop")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--io", default="uring")
     io = ap.parse_args().io
     b = Broker(io=io, shards=2, config={"num.partitions": str(PARTS)})
-    try:
-        b.start()
-        acked = {}
-        seq, n = cycle(b, acked, 0, crash=True)
-        print("kill -9: %d acknowledged, %d in the log after restart" % (len(acked), n))
-        seq, n = cycle(b, acked, seq, crash=False)
-        print("SIGTERM: %d acknowledged, %d in the log after restart" % (len(acked), n))
-        c = ck.Consumer({"bootstrap.servers": b.bootstrap, "group.id": "unused"})
-        md = c.list_topics(TOPIC, timeout=10)
-        check(len(md.topics[TOPIC].partitions) == PARTS, "partition count after restarts")
-        c.close()
-        check(b.stop() == 0, "final stop")
-        print("PASS restart (%s)" % io)
-        return 0
-    except Exception as e:  # noqa: BLE001
-        import traceback
-        traceback.print_exc()
-        print("FAIL restart (%s): %s\nlog tail:\n%s" % (io, e, b.log_text()[-4000:]))
-        return 1
-    finally:
-        b.cleanup()
+    return run_scenario(b, "restart (%s)" % io, lambda: scenario(b), tail=4000)
 
 
 if __name__ == "__main__":
