@@ -31,3 +31,34 @@ function(laminar_unit_test name)
   endif()
   set_tests_properties(${name} PROPERTIES LABELS "${T_LABELS}" TIMEOUT ${T_TIMEOUT})
 endfunction()
+
+# laminar_compat_test(NAME name SCRIPT file.py [IO io...] [TIMEOUT s] [ARGS a...]
+#                     [ENVIRONMENT k=v...] [PYTHON interpreter])
+# One ctest test per I/O backend (IO, default uring epoll): ${NAME}_${io} runs
+# `PYTHON SCRIPT --io ${io} ARGS` with label compat. SCRIPT is relative to the current source
+# folder unless absolute; ENVIRONMENT defaults to LAMINAR_BIN=<the laminar binary>, TIMEOUT to
+# 300 s and PYTHON to Debian's /usr/bin/python3 (the one with the client packages).
+function(laminar_compat_test)
+  cmake_parse_arguments(T "" "NAME;SCRIPT;TIMEOUT;PYTHON" "IO;ARGS;ENVIRONMENT" ${ARGN})
+  if(NOT T_IO)
+    set(T_IO uring epoll)
+  endif()
+  if(NOT T_TIMEOUT)
+    set(T_TIMEOUT 300)
+  endif()
+  if(NOT T_PYTHON)
+    set(T_PYTHON /usr/bin/python3)
+  endif()
+  if(NOT T_ENVIRONMENT)
+    set(T_ENVIRONMENT "LAMINAR_BIN=$<TARGET_FILE:laminar>")
+  endif()
+  set(script ${T_SCRIPT})
+  if(NOT IS_ABSOLUTE ${script})
+    set(script ${CMAKE_CURRENT_SOURCE_DIR}/${script})
+  endif()
+  foreach(io ${T_IO})
+    add_test(NAME ${T_NAME}_${io} COMMAND ${T_PYTHON} ${script} --io ${io} ${T_ARGS})
+    set_tests_properties(${T_NAME}_${io} PROPERTIES
+      LABELS compat TIMEOUT ${T_TIMEOUT} ENVIRONMENT "${T_ENVIRONMENT}")
+  endforeach()
+endfunction()
