@@ -1112,21 +1112,27 @@ static int cluster_id_load(struct handlers_ctx *h)
 
 static int broker_topic_configs_load(struct handlers_ctx *h)
 {
+    /* lm_topic_settings_resolve and lm_topic_config_effective look broker values up by their
+     * server.properties key (the synonym, e.g. log.roll.ms), plus the keys in other units
+     * that stand for one (log.retention.hours, log.roll.hours, ...). */
+    static const char *const unit_keys[] = {"log.retention.minutes", "log.retention.hours",
+                                            "log.roll.hours", "log.roll.jitter.hours"};
     size_t n = 0;
     const struct lm_topic_config_def *defs = lm_topic_config_defs(&n);
-    h->broker_topic_configs = calloc(n ? n : 1, sizeof(*h->broker_topic_configs));
+    size_t cap = n + sizeof(unit_keys) / sizeof(unit_keys[0]);
+    h->broker_topic_configs = calloc(cap, sizeof(*h->broker_topic_configs));
     if (h->broker_topic_configs == NULL)
         return LM_E_NOMEM;
-    for (size_t i = 0; i < n; i++) {
-        if (defs[i].broker_synonym == NULL)
+    for (size_t i = 0; i < cap; i++) {
+        const char *key = i < n ? defs[i].broker_synonym : unit_keys[i - n];
+        if (key == NULL)
             continue;
-        const char *v = broker_config_get(h->cfg, defs[i].broker_synonym);
+        const char *v = broker_config_get(h->cfg, key);
         if (v == NULL)
             continue;
-        broker_config_mark_used(h->cfg, defs[i].broker_synonym);
-        /* The resolver looks the broker list up by topic config name. */
+        broker_config_mark_used(h->cfg, key);
         struct lm_config_entry *e = &h->broker_topic_configs[h->broker_topic_config_count];
-        e->name = (char *)defs[i].name;
+        e->name = (char *)key;
         e->value = (char *)v;
         h->broker_topic_config_count++;
     }
