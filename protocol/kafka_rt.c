@@ -243,81 +243,65 @@ static int take(struct kafka_reader *r, int64_t len, const uint8_t **p)
     return 0;
 }
 
+/* The body of a string or byte array whose length prefix said len: -1 is null (nothing to
+ * take), other negatives are malformed, more than max bytes too large for the type. */
+static int take_sized(struct kafka_reader *r, int64_t len, int64_t max, const uint8_t **p)
+{
+    if (len == -1)
+        return 0;
+    if (len < 0)
+        return LM_E_INVALID;
+    if (len > max)
+        return LM_E_TOO_LARGE;
+    return take(r, len, p);
+}
+
+static int read_str_body(struct kafka_reader *r, int64_t len, struct kafka_str *out)
+{
+    const uint8_t *p = NULL;
+    /* Kafka strings are at most 32767 bytes (i16 length) even in compact form. */
+    int rc = take_sized(r, len, INT16_MAX, &p);
+    if (rc == 0)
+        *out = len == -1 ? KAFKA_STR_NULL : (struct kafka_str){(const char *)p, (int32_t)len};
+    return rc;
+}
+
+static int read_bytes_body(struct kafka_reader *r, int64_t len, struct kafka_bytes *out)
+{
+    const uint8_t *p = NULL;
+    int rc = take_sized(r, len, INT32_MAX, &p);
+    if (rc == 0)
+        *out = len == -1 ? KAFKA_BYTES_NULL : (struct kafka_bytes){p, (int32_t)len};
+    return rc;
+}
+
 int kafka_read_str(struct kafka_reader *r, struct kafka_str *out)
 {
     int16_t len;
     int rc = kafka_read_int16(r, &len);
-    if (rc != 0)
-        return rc;
-    if (len == -1) {
-        *out = KAFKA_STR_NULL;
-        return 0;
-    }
-    if (len < 0)
-        return LM_E_INVALID;
-    const uint8_t *p;
-    rc = take(r, len, &p);
-    if (rc == 0)
-        *out = (struct kafka_str){(const char *)p, len};
-    return rc;
+    return rc != 0 ? rc : read_str_body(r, len, out);
 }
 
+/* Compact forms: length + 1 as an unsigned varint, 0 for null. */
 int kafka_read_compact_str(struct kafka_reader *r, struct kafka_str *out)
 {
     uint32_t n;
     int rc = kafka_read_uvarint(r, &n);
-    if (rc != 0)
-        return rc;
-    if (n == 0) {
-        *out = KAFKA_STR_NULL;
-        return 0;
-    }
-    /* Kafka strings are at most 32767 bytes (i16 length) even in compact form. */
-    if (n - 1 > INT16_MAX)
-        return LM_E_TOO_LARGE;
-    const uint8_t *p;
-    rc = take(r, (int64_t)n - 1, &p);
-    if (rc == 0)
-        *out = (struct kafka_str){(const char *)p, (int32_t)(n - 1)};
-    return rc;
+    return rc != 0 ? rc : read_str_body(r, (int64_t)n - 1, out);
 }
 
 int kafka_read_bytes(struct kafka_reader *r, struct kafka_bytes *out)
 {
     int32_t len;
     int rc = kafka_read_int32(r, &len);
-    if (rc != 0)
-        return rc;
-    if (len == -1) {
-        *out = KAFKA_BYTES_NULL;
-        return 0;
-    }
-    if (len < 0)
-        return LM_E_INVALID;
-    const uint8_t *p;
-    rc = take(r, len, &p);
-    if (rc == 0)
-        *out = (struct kafka_bytes){p, len};
-    return rc;
+    return rc != 0 ? rc : read_bytes_body(r, len, out);
 }
 
 int kafka_read_compact_bytes(struct kafka_reader *r, struct kafka_bytes *out)
 {
     uint32_t n;
     int rc = kafka_read_uvarint(r, &n);
-    if (rc != 0)
-        return rc;
-    if (n == 0) {
-        *out = KAFKA_BYTES_NULL;
-        return 0;
-    }
-    if (n - 1 > INT32_MAX)
-        return LM_E_TOO_LARGE;
-    const uint8_t *p;
-    rc = take(r, (int64_t)n - 1, &p);
-    if (rc == 0)
-        *out = (struct kafka_bytes){p, (int32_t)(n - 1)};
-    return rc;
+    return rc != 0 ? rc : read_bytes_body(r, (int64_t)n - 1, out);
 }
 
 /* Checks count elements of at least min_elem_bytes each against the bytes left, before the
