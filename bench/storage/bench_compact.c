@@ -27,35 +27,8 @@
 #include "protocol/records.h"
 #include "storage/storage.h"
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static void die(const char *what, int rc)
-{
-    fprintf(stderr, "bench_compact: %s failed (%d, errno %s)\n", what, rc, strerror(errno));
-    exit(1);
-}
-
-static void rm_rf(const char *path)
-{
-    DIR *d = opendir(path);
-    if (d != NULL) {
-        struct dirent *e;
-        while ((e = readdir(d)) != NULL) {
-            if (e->d_name[0] == '.')
-                continue;
-            char child[PATH_MAX * 2];
-            snprintf(child, sizeof(child), "%s/%s", path, e->d_name);
-            unlink(child);
-        }
-        closedir(d);
-    }
-    rmdir(path);
-}
+#define BENCH_NAME "bench_compact"
+#include "bench_util.h"
 
 static uint64_t rng = 0x243f6a8885a308d3ULL;
 
@@ -115,7 +88,7 @@ static double ref_scan(const char *pdir, uint64_t *bytes_out)
     while ((e = readdir(d)) != NULL && n < 4096) {
         size_t l = strlen(e->d_name);
         if (l == 24 && strcmp(e->d_name + 20, ".log") == 0)
-            snprintf(names[n++], sizeof(names[0]), "%s", e->d_name);
+            memcpy(names[n++], e->d_name, l + 1); /* l == 24 fits names[0] */
     }
     closedir(d);
     qsort(names, (size_t)n, sizeof(names[0]), (int (*)(const void *, const void *))strcmp);

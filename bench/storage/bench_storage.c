@@ -24,38 +24,11 @@
 #include "storage/storage_io_uring.h"
 #endif
 
+#define BENCH_NAME "bench_storage"
+#include "bench_util.h"
+
 /* Best of this many runs, reference and storage alternating: the machine is shared. */
 #define BENCH_REPS 3
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static void die(const char *what, int rc)
-{
-    fprintf(stderr, "bench_storage: %s failed (%d, errno %s)\n", what, rc, strerror(errno));
-    exit(1);
-}
-
-static void rm_rf(const char *path)
-{
-    DIR *d = opendir(path);
-    if (d != NULL) {
-        struct dirent *e;
-        while ((e = readdir(d)) != NULL) {
-            if (e->d_name[0] == '.')
-                continue;
-            char child[PATH_MAX * 2];
-            snprintf(child, sizeof(child), "%s/%s", path, e->d_name);
-            unlink(child);
-        }
-        closedir(d);
-    }
-    rmdir(path);
-}
 
 static uint8_t *batch;
 static size_t batch_len;
