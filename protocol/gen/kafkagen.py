@@ -322,6 +322,18 @@ def check_default(schema, f):
         raise SchemaError(path, f.line, where + ": uuid default is always all zeros")
 
 
+def directive_versions(s, toks, path, lineno, want):
+    """The version range of a 'versions' or 'flexible' header directive (toks[0]), given once."""
+    if len(toks) != 2:
+        raise SchemaError(path, lineno, want)
+    if getattr(s, toks[0]) is not None:
+        raise SchemaError(path, lineno, "'%s' given twice" % toks[0])
+    try:
+        return Versions.parse(toks[1])
+    except ValueError as e:
+        raise SchemaError(path, lineno, str(e))
+
+
 def parse_file(path, text=None):
     if text is None:
         with open(path, encoding="utf-8") as fp:
@@ -388,26 +400,13 @@ def parse_file(path, text=None):
                     raise SchemaError(path, lineno, "'key' given twice")
                 s.key = int(toks[1])
             elif word == "versions":
-                if len(toks) != 2:
-                    raise SchemaError(path, lineno, "want 'versions N-M'")
-                if s.versions is not None:
-                    raise SchemaError(path, lineno, "'versions' given twice")
-                try:
-                    s.versions = Versions.parse(toks[1])
-                except ValueError as e:
-                    raise SchemaError(path, lineno, str(e))
+                s.versions = directive_versions(s, toks, path, lineno, "want 'versions N-M'")
                 if s.versions.empty or s.versions.hi is None:
                     raise SchemaError(path, lineno, "message versions must be a closed range "
                                       "'N-M' or 'N'")
             elif word == "flexible":
-                if len(toks) != 2:
-                    raise SchemaError(path, lineno, "want 'flexible N+' or 'flexible none'")
-                if s.flexible is not None:
-                    raise SchemaError(path, lineno, "'flexible' given twice")
-                try:
-                    s.flexible = Versions.parse(toks[1])
-                except ValueError as e:
-                    raise SchemaError(path, lineno, str(e))
+                s.flexible = directive_versions(s, toks, path, lineno,
+                                                "want 'flexible N+' or 'flexible none'")
                 if not s.flexible.empty and s.flexible.hi is not None:
                     raise SchemaError(path, lineno, "flexible must be 'N+' or 'none'")
             else:

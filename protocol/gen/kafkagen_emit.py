@@ -540,6 +540,24 @@ def flex_expr(ctx):
     return "v >= %d" % ctx.flex_lo
 
 
+def versioned_fields(ctx, fields, emit):
+    """The lines of emit(f) for each field present in some version, under `if (<versions>)`
+    unless the field is in every version the function serves (function-body indentation)."""
+    out = []
+    for f in fields:
+        cond = ctx.cond(ctx.field_versions(f))
+        if cond == "0":
+            continue
+        body = emit(f)
+        if cond == "1":
+            out += indent(body, 4)
+        else:
+            out.append("    if (%s) {" % cond)
+            out += indent(body, 8)
+            out.append("    }")
+    return out
+
+
 def gen_struct_funcs(ctx, st, is_root):
     c = st.cname
     sec = "static " if not is_root else ""
@@ -576,17 +594,7 @@ def gen_struct_funcs(ctx, st, is_root):
         out.append("    if (v < %d || v > %d)" % (ctx.all.lo, ctx.all.hi))
         out.append("        return LM_E_UNSUPPORTED;")
         out.append("    %s_init(m);" % c)
-    for f in regular:
-        cond = ctx.cond(ctx.field_versions(f))
-        if cond == "0":
-            continue
-        body = decode_field(ctx, f, "m", "r", "flex")
-        if cond == "1":
-            out += indent(body, 4)
-        else:
-            out.append("    if (%s) {" % cond)
-            out += indent(body, 8)
-            out.append("    }")
+    out += versioned_fields(ctx, regular, lambda f: decode_field(ctx, f, "m", "r", "flex"))
     out.append("    if (flex) {")
     if not tagged:
         out.append("        rc = kafka_skip_tagged_fields(r);")
@@ -634,17 +642,7 @@ def gen_struct_funcs(ctx, st, is_root):
     if is_root:
         out.append("    if (v < %d || v > %d)" % (ctx.all.lo, ctx.all.hi))
         out.append("        return 0;")
-    for f in regular:
-        cond = ctx.cond(ctx.field_versions(f))
-        if cond == "0":
-            continue
-        body = size_field(ctx, f, "m", "flex", "n")
-        if cond == "1":
-            out += indent(body, 4)
-        else:
-            out.append("    if (%s) {" % cond)
-            out += indent(body, 8)
-            out.append("    }")
+    out += versioned_fields(ctx, regular, lambda f: size_field(ctx, f, "m", "flex", "n"))
     out.append("    if (flex) {")
     out.append("        uint32_t ntags = 0;")
     out.append("        size_t tn = 0;")
@@ -675,17 +673,7 @@ def gen_struct_funcs(ctx, st, is_root):
     if is_root:
         out.append("    if (v < %d || v > %d)" % (ctx.all.lo, ctx.all.hi))
         out.append("        return LM_E_UNSUPPORTED;")
-    for f in regular:
-        cond = ctx.cond(ctx.field_versions(f))
-        if cond == "0":
-            continue
-        body = encode_field(ctx, f, "m", "flex")
-        if cond == "1":
-            out += indent(body, 4)
-        else:
-            out.append("    if (%s) {" % cond)
-            out += indent(body, 8)
-            out.append("    }")
+    out += versioned_fields(ctx, regular, lambda f: encode_field(ctx, f, "m", "flex"))
     out.append("    if (flex) {")
     out.append("        uint32_t ntags = 0;")
     live = []
