@@ -327,6 +327,22 @@ static void one_member_stable(const char *g, char *m1)
     assert_int_equal(info(g).state, LM_GROUP_STABLE);
 }
 
+/* After one_member_stable: m2 joins, m1 rejoins and, as leader, assigns a1 to itself and a2 to
+ * m2 (generation 2, both synced). o names the group and the join options of both members. */
+static void two_members_stable(struct jo o, char *m1, char *m2, const char *a1, const char *a2)
+{
+    one_member_stable(o.group, m1);
+    join_new(10, o, m2);
+    flush();
+    o.member = m1;
+    join(12, o);
+    flush();
+    const char *ids[] = {m1, m2}, *as[] = {a1, a2};
+    sync_req(13, o.group, 2, m1, NULL, 2, ids, as);
+    sync_req(14, o.group, 2, m2, NULL, 0, NULL, NULL);
+    flush();
+}
+
 /* ---- tests ---- */
 
 static void test_member_id_required_round_trip(void **st)
@@ -536,15 +552,7 @@ static void test_session_timeout_expiry(void **st)
 {
     (void)st;
     char m1[128], m2[128];
-    one_member_stable("g", m1);
-    join_new(10, (struct jo){.group = "g"}, m2);
-    flush();
-    join(12, (struct jo){.group = "g", .member = m1});
-    flush();
-    const char *ids[] = {m1, m2}, *as[] = {"a", "b"};
-    sync_req(13, "g", 2, m1, NULL, 2, ids, as);
-    sync_req(14, "g", 2, m2, NULL, 0, NULL, NULL);
-    flush();
+    two_members_stable((struct jo){.group = "g"}, m1, m2, "a", "b");
     assert_int_equal(info("g").state, LM_GROUP_STABLE);
     /* m1 heartbeats, m2 goes silent: after 10 s m2 is removed and the group rebalances */
     for (int i = 0; i < 3; i++) {
@@ -580,15 +588,8 @@ static void test_rebalance_timeout_drops_laggards(void **st)
 {
     (void)st;
     char m1[128], m2[128], m3[128];
-    one_member_stable("g", m1);
-    join_new(10, (struct jo){.group = "g", .rebalance_ms = 5000, .session_ms = 30000}, m2);
-    flush();
-    join(12, (struct jo){.group = "g", .member = m1, .rebalance_ms = 5000, .session_ms = 30000});
-    flush();
-    const char *ids[] = {m1, m2}, *as[] = {"a", "b"};
-    sync_req(13, "g", 2, m1, NULL, 2, ids, as);
-    sync_req(14, "g", 2, m2, NULL, 0, NULL, NULL);
-    flush();
+    two_members_stable((struct jo){.group = "g", .rebalance_ms = 5000, .session_ms = 30000}, m1, m2,
+                       "a", "b");
     /* m3 joins; m2 rejoins, m1 keeps heartbeating but never rejoins */
     join_new(20, (struct jo){.group = "g", .rebalance_ms = 5000, .session_ms = 30000}, m3);
     flush();
@@ -616,15 +617,7 @@ static void test_leader_leaves_mid_rebalance(void **st)
 {
     (void)st;
     char m1[128], m2[128], m3[128];
-    one_member_stable("g", m1);
-    join_new(10, (struct jo){.group = "g"}, m2);
-    flush();
-    join(12, (struct jo){.group = "g", .member = m1});
-    flush();
-    const char *ids[] = {m1, m2}, *as[] = {"a", "b"};
-    sync_req(13, "g", 2, m1, NULL, 2, ids, as);
-    sync_req(14, "g", 2, m2, NULL, 0, NULL, NULL);
-    flush();
+    two_members_stable((struct jo){.group = "g"}, m1, m2, "a", "b");
     join_new(20, (struct jo){.group = "g"}, m3);
     flush();
     assert_true(seq(info("g").leader, m1));
@@ -1366,15 +1359,7 @@ static void test_replay_rebuilds_state(void **st)
 {
     (void)st;
     char m1[128], m2[128], s1[128];
-    one_member_stable("g", m1);
-    join_new(10, (struct jo){.group = "g"}, m2);
-    flush();
-    join(12, (struct jo){.group = "g", .member = m1});
-    flush();
-    const char *ids[] = {m1, m2}, *as[] = {"a1", "a2"};
-    sync_req(13, "g", 2, m1, NULL, 2, ids, as);
-    sync_req(14, "g", 2, m2, NULL, 0, NULL, NULL);
-    flush();
+    two_members_stable((struct jo){.group = "g"}, m1, m2, "a1", "a2");
     commit(15, "g", 2, m1, "t1", 0, 100, "meta-1", -1);
     commit(16, "g", 2, m2, "t1", 1, 200, "meta-2", -1);
     commit(17, "g", 2, m2, "t1", 1, 201, "meta-3", -1); /* the later one wins */
