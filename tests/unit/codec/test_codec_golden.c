@@ -108,12 +108,10 @@ static void check_frame(const char *name, const uint8_t *frame, size_t len)
     kafka_arena_deinit(&a);
 }
 
-static void test_golden_frames(void **state)
+/* The next golden frame (a *.hex file) of d, with its file name in *name (valid until the next
+ * call), or NULL after the last. The caller frees the frame. */
+static uint8_t *next_frame(DIR *d, const char **name, size_t *len)
 {
-    (void)state;
-    DIR *d = opendir(CODEC_GOLDEN_DIR);
-    assert_non_null(d);
-    int files = 0, by_client[3] = {0}, by_api[4] = {0};
     struct dirent *e;
     while ((e = readdir(d)) != NULL) {
         size_t nl = strlen(e->d_name);
@@ -121,17 +119,31 @@ static void test_golden_frames(void **state)
             continue;
         char path[1024];
         snprintf(path, sizeof(path), "%s/%s", CODEC_GOLDEN_DIR, e->d_name);
-        size_t len;
-        uint8_t *frame = read_hex(path, &len);
-        check_frame(e->d_name, frame, len);
+        *name = e->d_name;
+        return read_hex(path, len);
+    }
+    return NULL;
+}
+
+static void test_golden_frames(void **state)
+{
+    (void)state;
+    DIR *d = opendir(CODEC_GOLDEN_DIR);
+    assert_non_null(d);
+    int files = 0, by_client[3] = {0}, by_api[4] = {0};
+    const char *name;
+    size_t len;
+    uint8_t *frame;
+    while ((frame = next_frame(d, &name, &len)) != NULL) {
+        check_frame(name, frame, len);
         int16_t key = (int16_t)(frame[0] << 8 | frame[1]);
         by_api[0] += key == 18;
         by_api[1] += key == 3;
         by_api[2] += key == 0;
         by_api[3] += key == 1;
-        by_client[0] += strncmp(e->d_name, "librdkafka", 10) == 0;
-        by_client[1] += strncmp(e->d_name, "kafka_python", 12) == 0;
-        by_client[2] += strncmp(e->d_name, "java", 4) == 0;
+        by_client[0] += strncmp(name, "librdkafka", 10) == 0;
+        by_client[1] += strncmp(name, "kafka_python", 12) == 0;
+        by_client[2] += strncmp(name, "java", 4) == 0;
         free(frame);
         files++;
     }
@@ -150,15 +162,10 @@ static void test_golden_mutations(void **state)
     (void)state;
     DIR *d = opendir(CODEC_GOLDEN_DIR);
     assert_non_null(d);
-    struct dirent *e;
-    while ((e = readdir(d)) != NULL) {
-        size_t nl = strlen(e->d_name);
-        if (nl < 5 || strcmp(e->d_name + nl - 4, ".hex") != 0)
-            continue;
-        char path[1024];
-        snprintf(path, sizeof(path), "%s/%s", CODEC_GOLDEN_DIR, e->d_name);
-        size_t len;
-        uint8_t *frame = read_hex(path, &len);
+    const char *name;
+    size_t len;
+    uint8_t *frame;
+    while ((frame = next_frame(d, &name, &len)) != NULL) {
         int16_t key = (int16_t)(frame[0] << 8 | frame[1]);
         int16_t ver = (int16_t)(frame[2] << 8 | frame[3]);
         const struct kafka_api_info *api = kafka_api_lookup(key);
