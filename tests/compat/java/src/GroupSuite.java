@@ -1,6 +1,3 @@
-import java.io.ByteArrayOutputStream;
-import java.io.PrintStream;
-import java.nio.charset.StandardCharsets;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.Arrays;
@@ -22,7 +19,6 @@ import org.apache.kafka.common.GroupState;
 import org.apache.kafka.common.TopicPartition;
 import org.apache.kafka.common.serialization.StringDeserializer;
 import org.apache.kafka.common.serialization.StringSerializer;
-import org.apache.kafka.common.utils.Exit;
 
 /**
  * Consumer groups and the idempotent producer with the Java client, in one JVM (issue 5):
@@ -37,17 +33,6 @@ import org.apache.kafka.common.utils.Exit;
  * Usage: GroupSuite BOOTSTRAP. Exit 0 only when every check passed.
  */
 public class GroupSuite {
-    static final class ExitCalled extends RuntimeException {
-        final int status;
-
-        ExitCalled(int status) {
-            super("exit " + status);
-            this.status = status;
-        }
-    }
-
-    record Result(int status, String out) {}
-
     static final String TOPIC = "jgroups";
     static final int PARTS = 6;
     static String bootstrap;
@@ -193,42 +178,17 @@ public class GroupSuite {
                 + d.groupState());
     }
 
-    static Result groups(String... args) {
+    static ToolResult groups(String... args) {
         List<String> a = new ArrayList<>(List.of("--bootstrap-server", bootstrap));
         a.addAll(Arrays.asList(args));
-        return run(org.apache.kafka.tools.consumer.group.ConsumerGroupCommand::main,
+        return ToolRunner.run("kafka-consumer-groups ",
+                org.apache.kafka.tools.consumer.group.ConsumerGroupCommand::main,
                 a.toArray(new String[0]));
-    }
-
-    static Result run(Consumer<String[]> main, String... args) {
-        PrintStream oldOut = System.out, oldErr = System.err;
-        ByteArrayOutputStream buf = new ByteArrayOutputStream();
-        PrintStream ps = new PrintStream(buf, true, StandardCharsets.UTF_8);
-        int status = 0;
-        System.setOut(ps);
-        System.setErr(ps);
-        try {
-            main.accept(args);
-        } catch (ExitCalled e) {
-            status = e.status;
-        } catch (Throwable t) {
-            t.printStackTrace(ps);
-            status = 99;
-        } finally {
-            System.setOut(oldOut);
-            System.setErr(oldErr);
-        }
-        String out = buf.toString(StandardCharsets.UTF_8);
-        System.out.println("$ kafka-consumer-groups " + String.join(" ", args) + "\n  -> exit "
-                + status + "\n" + out.replaceAll("(?m)^", "  | "));
-        return new Result(status, out);
     }
 
     public static void main(String[] args) throws Exception {
         bootstrap = args[0];
-        Exit.setExitProcedure((status, message) -> {
-            throw new ExitCalled(status);
-        });
+        ToolRunner.trapExit(false);
         Properties ap = new Properties();
         ap.put(AdminClientConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrap);
         try (Admin admin = Admin.create(ap)) {
@@ -295,7 +255,7 @@ public class GroupSuite {
                     "transactional producer refused in " + took + " ms: " + txnError);
 
             // 3. kafka-consumer-groups.
-            Result r = groups("--list");
+            ToolResult r = groups("--list");
             check(r.status == 0 && r.out.contains("jg-eager") && r.out.contains("jg-coop")
                     && r.out.contains("jg-meta"), "--list shows the groups");
             r = groups("--describe", "--group", "jg-eager");

@@ -1,8 +1,5 @@
-import java.io.ByteArrayOutputStream;
-import java.io.PrintStream;
 import java.lang.reflect.InvocationTargetException;
 import java.lang.reflect.Method;
-import java.nio.charset.StandardCharsets;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.List;
@@ -14,7 +11,6 @@ import java.util.function.Consumer;
 import org.apache.kafka.clients.admin.*;
 import org.apache.kafka.common.config.ConfigResource;
 import org.apache.kafka.common.errors.InvalidConfigurationException;
-import org.apache.kafka.common.utils.Exit;
 
 /**
  * Every Java check of the compat suite in one JVM (JVM start-up is the slow part under ASan):
@@ -30,48 +26,16 @@ import org.apache.kafka.common.utils.Exit;
  * Exit 0 only when every check passed.
  */
 public class ToolsSuite {
-    static final class ExitCalled extends RuntimeException {
-        final int status;
-
-        ExitCalled(int status) {
-            super("exit " + status);
-            this.status = status;
-        }
-    }
-
-    record Result(int status, String out) {}
-
     static String bootstrap;
     static int failures = 0;
 
-    /** Runs a tool's main(), capturing stdout+stderr and the status it exits with. */
-    static Result run(Consumer<String[]> main, String... args) {
-        PrintStream oldOut = System.out, oldErr = System.err;
-        ByteArrayOutputStream buf = new ByteArrayOutputStream();
-        PrintStream ps = new PrintStream(buf, true, StandardCharsets.UTF_8);
-        int status = 0;
-        System.setOut(ps);
-        System.setErr(ps);
-        try {
-            main.accept(args);
-        } catch (ExitCalled e) {
-            status = e.status;
-        } catch (Throwable t) {
-            t.printStackTrace(ps);
-            status = 99;
-        } finally {
-            System.setOut(oldOut);
-            System.setErr(oldErr);
-        }
-        String out = buf.toString(StandardCharsets.UTF_8);
-        System.out.println("$ " + String.join(" ", args) + "\n  -> exit " + status + "\n"
-                + out.replaceAll("(?m)^", "  | "));
-        return new Result(status, out);
+    static ToolResult run(Consumer<String[]> main, String... args) {
+        return ToolRunner.run("", main, args);
     }
 
     /** TopicCommand.main() catches everything execute() throws, the exit included, so call
      * execute() itself: it ends with Exit.exit(status) in a finally block. */
-    static Result topics(String... args) {
+    static ToolResult topics(String... args) {
         List<String> a = new ArrayList<>(List.of("--bootstrap-server", bootstrap));
         a.addAll(Arrays.asList(args));
         return run(argv -> {
@@ -89,7 +53,7 @@ public class ToolsSuite {
         }, a.toArray(new String[0]));
     }
 
-    static Result configs(String... args) {
+    static ToolResult configs(String... args) {
         List<String> a = new ArrayList<>(List.of("--bootstrap-server", bootstrap));
         a.addAll(Arrays.asList(args));
         return run(kafka.admin.ConfigCommand::main, a.toArray(new String[0]));
@@ -186,12 +150,7 @@ public class ToolsSuite {
         bootstrap = args[0];
         String node = args[1];
         nodeId = Integer.parseInt(node);
-        Exit.setExitProcedure((status, message) -> {
-            throw new ExitCalled(status);
-        });
-        Exit.setHaltProcedure((status, message) -> {
-            throw new ExitCalled(status);
-        });
+        ToolRunner.trapExit(true);
 
         // 1. The Java client: produce and read back, one topic per codec.
         for (int i = 2; i < args.length; i++) {
@@ -209,7 +168,7 @@ public class ToolsSuite {
 
         // 2. kafka-topics
         String t = "tools-topic";
-        Result r = topics("--create", "--topic", t, "--partitions", "3",
+        ToolResult r = topics("--create", "--topic", t, "--partitions", "3",
                 "--replication-factor", "1", "--config", "retention.ms=123456");
         check(r.status == 0 && r.out.contains("Created topic " + t + "."), "topics --create");
         r = topics("--create", "--topic", t, "--partitions", "1");
