@@ -1,39 +1,18 @@
 """kafkajs (npm, 2.x) consumer groups against laminar: starts a broker, runs kafkajs_group.js.
 
-    test_kafkajs.py --io uring|epoll
+    test_kafkajs_group.py --io uring|epoll
 
 Needs tests/compat/kafkajs/prepare to have run (node_modules/kafkajs); fails if it has not.
 """
 
-import argparse
-import os
 import sys
-import time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(HERE, "..", "harness"))
-from laminar_harness import Broker  # noqa: E402
-from compat_util import run_client  # noqa: E402
-
-NODE_ID = 2
+from test_kafkajs import run_js
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--io", default="uring")
-    args = ap.parse_args()
-    if not os.path.exists(os.path.join(HERE, "node_modules", "kafkajs", "package.json")):
-        print("FAIL: node_modules/kafkajs missing: run tests/compat/kafkajs/prepare first")
-        return 1
-    t0 = time.monotonic()
-    with Broker(io=args.io, shards=2, extra_args=["--node-id", str(NODE_ID)],
-                config={"group.initial.rebalance.delay.ms": 300}) as b:
-        cmd = ["node", os.path.join(HERE, "kafkajs_group.js"), b.bootstrap, str(NODE_ID)]
-        if run_client(b, cmd, "node", 120, cwd=HERE,
-                      env=dict(os.environ, KAFKAJS_NO_PARTITIONER_WARNING="1")) != 0:
-            return 1
-    print("kafkajs groups (%s): passed in %.1f s" % (args.io, time.monotonic() - t0))
-    return 0
+    return run_js("kafkajs_group.js", "kafkajs groups",
+                  config={"group.initial.rebalance.delay.ms": 300})
 
 
 if __name__ == "__main__":
