@@ -28,6 +28,10 @@
 
 enum fetch_state { F_READING, F_WATCHING, F_PARKED };
 
+/* A partition's read at least this large goes out as file parts (sendfile/splice); smaller
+ * ones are copied into the response. */
+#define FETCH_ZERO_COPY_MIN_BYTES ((uint64_t)64 << 10)
+
 struct fout {
     int64_t high_watermark;
     int64_t log_start_offset;
@@ -37,6 +41,7 @@ struct fout {
      * they go to the runtime with the response, or are closed here (free_data). */
     struct storage_slice slices[STORAGE_READ_SLICES_MAX];
     uint32_t slice_count;
+    uint8_t *data; /* or: a small read copied (malloc'd on the owner shard) */
     size_t len;
     bool wake_now;    /* watch: the log grew since the pass */
 };
@@ -215,7 +220,24 @@ static void fetch_op(struct hshard *hs, struct hpart *p, struct hwork *w, struct
     }
     /* storage returns at least one batch; past the first partition with data, one that does
      * not fit is left for the next fetch (KIP-74 waives the limit only for the first). */
-    if (res.bytes > 0 && !(fc->bytes > 0 && res.bytes > (uint64_t)limit)) {
+    if (res.bytes > 0 && res.bytes < FETCH_ZERO_COPY_MIN_BYTES &&
+        !(fc->bytes > 0 && res.bytes > (uint64_t)limit)) {
+        /* Small reads are copied: a file part costs a sendfile, or two splice round trips
+         * through io-wq on io_uring, per slice, which is dearer than copying a few KiB that
+         * are in the page cache anyway (the e2e latency case). */
+        o->data = malloc(res.bytes);
+        if (o->data == NULL) {
+            w->error = KAFKA_UNKNOWN_SERVER_ERROR;
+        } else if ((rc = storage_read_result_copy(&res, o->data, res.bytes)) != 0) {
+            free(o->data);
+            o->data = NULL;
+            w->error = h_storage_error(rc);
+        } else {
+            o->len = res.bytes;
+            fc->bytes += res.bytes;
+            fc->budget -= (int64_t)res.bytes;
+        }
+    } else if (res.bytes > 0 && !(fc->bytes > 0 && res.bytes > (uint64_t)limit)) {
         /* No copy: the response names the file ranges and the runtime sends them with
          * sendfile/splice (DESIGN.md §2). */
         for (uint32_t i = 0; i < res.slice_count && w->error == KAFKA_NONE; i++) {
@@ -242,6 +264,8 @@ static void free_out(struct fout *o)
     for (uint32_t j = 0; j < o->slice_count; j++)
         close(o->slices[j].fd);
     o->slice_count = 0;
+    free(o->data);
+    o->data = NULL;
     o->len = 0;
 }
 
@@ -322,10 +346,10 @@ static bool respond_zero_copy(struct hfetch *fc, const uint8_t *buf, size_t len,
     }
     LM_ASSERT(k == ndata && n < cap);
     parts[n++] = (struct broker_resp_part){.mem = buf + at, .fd = -1, .len = len - at};
-    /* The fds now belong to the runtime. */
+    /* The fds now belong to the runtime; the copied reads are in the encoded bytes. */
     for (size_t i = 0; i < fc->count; i++) {
         fc->outs[i].slice_count = 0;
-        fc->outs[i].len = 0;
+        free_out(&fc->outs[i]);
     }
     broker_req_respond_parts(req, parts, (uint32_t)n);
     return true;
@@ -349,9 +373,12 @@ static void respond(struct hfetch *fc)
             pd->high_watermark = o->high_watermark;
             pd->last_stable_offset = o->high_watermark;
             pd->log_start_offset = o->log_start_offset;
-            pd->records = (struct kafka_bytes){(const uint8_t *)"", 0};
-            if (o->slice_count > 0 && (w->error != KAFKA_NONE || markers == NULL))
+            pd->records = (struct kafka_bytes){o->data ? o->data : (const uint8_t *)"",
+                                               (int32_t)o->len};
+            if (o->slice_count > 0 && (w->error != KAFKA_NONE || markers == NULL)) {
                 free_out(o);
+                pd->records = (struct kafka_bytes){(const uint8_t *)"", 0};
+            }
             if (o->slice_count > 0) {
                 uint8_t *m = markers + (size_t)ZC_MARKER_BYTES * ndata;
                 zc_marker(fc->hs, ndata++, m);

@@ -289,6 +289,16 @@ static void produce_op(struct hshard *hs, struct hpart *p, struct hwork *w, stru
             w->error = e;
             o->base_offset = e == KAFKA_NONE ? dup : -1;
             free(owned);
+            if (e == KAFKA_NONE && c->acks == -1) {
+                /* A retried batch answered from the producer state: its first copy may still
+                 * wait for its flush, so the duplicate waits too (the log end covers it). */
+                o->sync.offset = storage_log_end_offset(p->log);
+                o->sync.done = produce_synced;
+                o->sync.arg = o;
+                o->w = w;
+                hfan_hold(w);
+                hs_sync_wait(hs, p, &o->sync);
+            }
             return;
         }
     }
