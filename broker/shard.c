@@ -893,7 +893,7 @@ void broker_core_on_wake(struct broker_shard *s)
  * writes. */
 struct broker_sync_worker {
     pthread_t thread;
-    struct broker_mailbox todo; /* shard -> worker */
+    struct broker_mailbox requests; /* fsyncs to run: shard -> worker */
     struct broker_mailbox done; /* worker -> shard */
     int wake_fd;
     int shard_event_fd;
@@ -906,7 +906,7 @@ static void *sync_worker_main(void *arg)
     for (;;) {
         bool any = false;
         struct broker_fsync *f;
-        while ((f = broker_mailbox_pop(&w->todo)) != NULL) {
+        while ((f = broker_mailbox_pop(&w->requests)) != NULL) {
             int r = f->datasync ? fdatasync(f->fd) : fsync(f->fd);
             f->res_ = r == 0 ? 0 : -errno;
             int rc = broker_mailbox_push(&w->done, f);
@@ -918,7 +918,7 @@ static void *sync_worker_main(void *arg)
             ssize_t n = write(w->shard_event_fd, &one, sizeof(one));
             LM_ASSERT(n == sizeof(one) || errno == EAGAIN);
         }
-        if (atomic_load(&w->stop) && broker_mailbox_count(&w->todo) == 0)
+        if (atomic_load(&w->stop) && broker_mailbox_count(&w->requests) == 0)
             return NULL;
         uint64_t v;
         ssize_t n = read(w->wake_fd, &v, sizeof(v)); /* blocks: this thread exists to wait */
@@ -933,18 +933,18 @@ static int sync_worker_start(struct broker_shard *s)
         return LM_E_NOMEM;
     w->wake_fd = eventfd(0, EFD_CLOEXEC);
     w->shard_event_fd = s->event_fd;
-    if (w->wake_fd < 0 || broker_mailbox_init(&w->todo, BROKER_FSYNC_INFLIGHT_MAX) != 0 ||
+    if (w->wake_fd < 0 || broker_mailbox_init(&w->requests, BROKER_FSYNC_INFLIGHT_MAX) != 0 ||
         broker_mailbox_init(&w->done, BROKER_FSYNC_INFLIGHT_MAX) != 0) {
         if (w->wake_fd >= 0)
             close(w->wake_fd);
-        broker_mailbox_deinit(&w->todo);
+        broker_mailbox_deinit(&w->requests);
         broker_mailbox_deinit(&w->done);
         free(w);
         return LM_E_NOMEM;
     }
     if (pthread_create(&w->thread, NULL, sync_worker_main, w) != 0) {
         close(w->wake_fd);
-        broker_mailbox_deinit(&w->todo);
+        broker_mailbox_deinit(&w->requests);
         broker_mailbox_deinit(&w->done);
         free(w);
         return LM_E_IO;
@@ -965,7 +965,7 @@ static void sync_worker_stop(struct broker_shard *s)
     LM_ASSERT(n == sizeof(one) || errno == EAGAIN);
     pthread_join(w->thread, NULL);
     close(w->wake_fd);
-    broker_mailbox_deinit(&w->todo);
+    broker_mailbox_deinit(&w->requests);
     broker_mailbox_deinit(&w->done);
     free(w);
     s->sync_worker = NULL;
@@ -991,7 +991,7 @@ static void fsync_issue(struct broker_shard *s, struct broker_fsync *f)
         broker_core_on_fsync(s, slot, r == 0 ? 0 : -errno);
         return;
     }
-    int rc = broker_mailbox_push(&s->sync_worker->todo, f);
+    int rc = broker_mailbox_push(&s->sync_worker->requests, f);
     LM_ASSERT(rc == 0); /* at most BROKER_FSYNC_INFLIGHT_MAX slots */
     uint64_t one = 1;
     ssize_t n = write(s->sync_worker->wake_fd, &one, sizeof(one));
