@@ -47,6 +47,7 @@ static const struct key_spec g_keys[] = {
     {"log.retention.bytes", K_I64, OFF(log_retention_bytes), -1, INT64_MAX},
     {"socket.request.max.bytes", K_I32, OFF(socket_request_max_bytes), 1, INT32_MAX},
     {"message.max.bytes", K_I32, OFF(message_max_bytes), 0, INT32_MAX},
+    {"connections.max.idle.ms", K_I64, OFF(connections_max_idle_ms), -1, INT64_MAX},
     {"queued.max.request.bytes", K_I64, OFF(shard_memory_bytes_max), -1, INT64_MAX},
     {"laminar.shards", K_U32, OFF(shards), 0, 1024},
     {"laminar.io", K_SPECIAL, 0, 0, 0},
@@ -104,6 +105,7 @@ void broker_config_init(struct broker_config *cfg)
     cfg->log_retention_bytes = -1;
     cfg->socket_request_max_bytes = 104857600;
     cfg->message_max_bytes = 1048588;
+    cfg->connections_max_idle_ms = 600000;
     cfg->shards = 0;
     cfg->io_mode = BROKER_IO_AUTO;
     cfg->shard_memory_bytes_max = -1;

@@ -37,6 +37,9 @@ struct broker_config {
     int64_t log_retention_bytes;
     int32_t socket_request_max_bytes;
     int32_t message_max_bytes;
+    /* connections.max.idle.ms: close a connection with nothing in flight and no bytes either way
+     * for this long (Kafka's default 600000); -1 disables the check */
+    int64_t connections_max_idle_ms;
     /* runtime (laminar.*) */
     uint32_t shards;                   /* 0 = one per available CPU */
     enum broker_io_mode io_mode;       /* laminar.io */

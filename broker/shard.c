@@ -487,6 +487,7 @@ void broker_core_on_data(struct broker_shard *s, struct broker_conn *c, const ui
 {
     (void)s;
     LM_ASSERT(n > 0);
+    c->idle_ticks = 0;
     if (c->closing || s->draining)
         return;
     if (c->paused || c->stash_off < c->stash_len) {
@@ -733,6 +734,7 @@ static void conn_pump(struct broker_conn *c)
 void broker_core_on_sent(struct broker_shard *s, struct broker_conn *c, int res)
 {
     LM_ASSERT(c->sending != NULL);
+    c->idle_ticks = 0;
     if (c->closing) {
         /* conn_close dropped every other queued request; this one waited for the backend. */
         struct broker_req *req = c->sending;
@@ -1189,6 +1191,59 @@ static int timers_run(struct broker_shard *s)
     return d > 60000 ? 60000 : (int)d;
 }
 
+/* ---- idle connections -------------------------------------------------------------------- */
+
+/* Kafka's connections.max.idle.ms: the broker closes a connection that has been quiet for that
+ * long. Quiet here means no request in flight or queued, no response being sent, not paused, and
+ * no bytes received or sent: every receive and send completion either backend reports resets
+ * idle_ticks, and this sweep (every tenth of the limit, at most every second) counts quiet sweeps, so the
+ * close happens between the limit and the limit plus one period after the last activity. */
+static bool conn_quiet(const struct broker_conn *c)
+{
+    return !c->closing && c->reqs_live == 0 && c->sending == NULL && !c->paused &&
+           !c->waiting_mem && c->stash_off == c->stash_len &&
+           broker_respq_inflight(&c->rq) == 0;
+}
+
+static void idle_sweep(struct broker_shard *s, struct broker_timer *t)
+{
+    (void)t;
+    if (s->draining)
+        return;
+    uint32_t open = s->conns_open, seen = 0;
+    for (uint32_t i = 0; i < s->conns_max && seen < open; i++) {
+        struct broker_conn *c = s->conns[i];
+        if (c == NULL)
+            continue;
+        seen++;
+        if (!conn_quiet(c)) {
+            c->idle_ticks = 0;
+            continue;
+        }
+        if (++c->idle_ticks > s->idle_ticks_max)
+            conn_close(c, "idle longer than connections.max.idle.ms");
+    }
+    if (broker_timer_start(s, &s->idle_timer, s->idle_period_ms, idle_sweep, NULL) != 0)
+        BLOG_ERROR("idle sweep: cannot re-arm timer, idle connections are no longer closed");
+}
+
+/* Arms the idle sweep when connections.max.idle.ms > 0 (Kafka: a negative value disables). */
+static int idle_start(struct broker_shard *s)
+{
+    int64_t limit = s->cfg->connections_max_idle_ms;
+    if (limit <= 0)
+        return 0;
+    int64_t period = limit / 10;
+    if (period > 1000)
+        period = 1000;
+    if (period < 10)
+        period = 10;
+    int64_t ticks = (limit + period - 1) / period;
+    s->idle_period_ms = (uint32_t)period;
+    s->idle_ticks_max = ticks > UINT32_MAX ? UINT32_MAX : (uint32_t)ticks;
+    return broker_timer_start(s, &s->idle_timer, s->idle_period_ms, idle_sweep, NULL);
+}
+
 /* ---- lifecycle and loop ------------------------------------------------------------------ */
 
 int broker_shard_init(struct broker_shard *s, struct broker_rt *rt, uint32_t id, uint32_t n,
@@ -1222,6 +1277,7 @@ int broker_shard_init(struct broker_shard *s, struct broker_rt *rt, uint32_t id,
     s->fsync_free_count = BROKER_FSYNC_INFLIGHT_MAX;
     s->fsync_gate = getenv("LAMINAR_TEST_FSYNC_GATE");
     s->fsync_gate_timer.heap_index_ = UINT32_MAX;
+    s->idle_timer.heap_index_ = UINT32_MAX;
     return 0;
 }
 
@@ -1250,6 +1306,7 @@ static bool shard_has_inflight(struct broker_shard *s)
 static void shard_begin_drain(struct broker_shard *s)
 {
     s->draining = true;
+    broker_timer_cancel(s, &s->idle_timer);
     BLOG_INFO("shutdown: stopping accepts and reads, %u connections open", s->conns_open);
     s->io->listen_stop(s);
     for (uint32_t i = 0; i < s->conns_max; i++) {
@@ -1278,6 +1335,9 @@ static int shard_turn(struct broker_shard *s, int cap_ms)
 int broker_shard_run(struct broker_shard *s)
 {
     int rc = s->io->listen_start(s);
+    if (rc != 0)
+        return rc;
+    rc = idle_start(s);
     if (rc != 0)
         return rc;
     BLOG_INFO("serving with %s backend%s", s->io->name, s->cpu >= 0 ? "" : " (not pinned)");

@@ -66,6 +66,9 @@ struct broker_conn {
     bool paused;        /* reading stopped (in-flight bound or shard memory) */
     bool waiting_mem;   /* on the shard's memory wait list */
     bool io_closed;     /* the backend has released the fd */
+    /* idle sweeps in a row that found nothing in flight and no bytes either way (reset by
+     * every receive and send completion: one store, no clock read) */
+    uint32_t idle_ticks;
     /* backend state */
     bool recv_armed;
     bool recv_cancel_sent;
@@ -173,6 +176,11 @@ struct broker_shard {
     const char *fsync_gate;                 /* test hook LAMINAR_TEST_FSYNC_GATE, or NULL */
     struct broker_fsync *fsync_held;        /* finished while the gate file existed */
     struct broker_timer fsync_gate_timer;
+    /* connections.max.idle.ms: a sweep every idle_period_ms closes connections idle for
+     * idle_ticks_max sweeps (idle_ticks_max 0: disabled) */
+    struct broker_timer idle_timer;
+    uint32_t idle_period_ms;
+    uint32_t idle_ticks_max;
     /* backend private */
     void *io_state;
     /* scratch for epoll reads */

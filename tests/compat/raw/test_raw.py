@@ -364,6 +364,58 @@ def run_bpf_spread():
         b.cleanup()
 
 
+def run_idle_timeout():
+    """connections.max.idle.ms=1500: a connection that sends nothing is closed by the broker
+    after about 1.5 s (not before 1 s, within 5 s); one sending ApiVersions every 300 ms stays
+    open past that and is still answered."""
+    b = Broker(io=IO, shards=1, config={"connections.max.idle.ms": 1500})
+    try:
+        b.start()
+        idle, busy = connect(b), connect(b)
+        t0 = time.monotonic()
+        idle.setblocking(False)
+        idle_closed_s, corr, next_ping = None, 0, t0
+        while time.monotonic() - t0 < 5.0 and (idle_closed_s is None
+                                               or time.monotonic() - t0 < 3.0):
+            now = time.monotonic()
+            if now >= next_ping:
+                corr += 1
+                busy.sendall(frame(API_VERSIONS, corr))
+                got, _ = read_response(busy, timeout=2.0)
+                check(got == corr, (got, corr))
+                next_ping = now + 0.3
+            if idle_closed_s is None:
+                r, _, _ = select.select([idle], [], [], 0.05)
+                if r:
+                    try:
+                        data = idle.recv(16)
+                    except ConnectionResetError:
+                        data = b""
+                    check(data == b"", "idle connection got data %r" % data)
+                    idle_closed_s = time.monotonic() - t0
+            else:
+                time.sleep(0.05)
+        check(idle_closed_s is not None, "idle connection still open after 5 s")
+        check(idle_closed_s >= 1.0, "idle connection closed after %.2f s" % idle_closed_s)
+        # the busy one outlived the idle limit twice over and still answers
+        corr += 1
+        busy.sendall(frame(API_VERSIONS, corr))
+        got, _ = read_response(busy, timeout=2.0)
+        check(got == corr, (got, corr))
+        idle.close()
+        busy.close()
+        check(b.stop() == 0, "exit status")
+        print("PASS idle_timeout (idle closed after %.2f s, busy open after %.1f s, %d pings)"
+              % (idle_closed_s, time.monotonic() - t0, corr))
+        return True
+    except Exception:
+        traceback.print_exc()
+        print("FAIL idle_timeout; log:\n" + b.log_text()[-3000:])
+        return False
+    finally:
+        b.cleanup()
+
+
 def run_real_binary():
     """The real `laminar`: closes on an unknown API key and on garbage, stays up, stops cleanly."""
     real = os.environ.get("LAMINAR_REAL_BIN")
@@ -437,6 +489,9 @@ def main():
         b.cleanup()
     if not args.cases:
         ok = run_bpf_spread() and ok
+    if not args.cases or "idle_timeout" in args.cases:
+        ok = run_idle_timeout() and ok
+    if not args.cases:
         ok = run_real_binary() and ok
     print("OK" if ok else "FAILED")
     return 0 if ok else 1

@@ -34,6 +34,7 @@ static void defaults_are_kafkas(void **state)
     assert_int_equal(broker_config_finish(&c), 0);
     assert_int_equal(c.socket_request_max_bytes, 104857600);
     assert_int_equal(c.message_max_bytes, 1048588);
+    assert_int_equal(c.connections_max_idle_ms, 600000);
     assert_int_equal(c.num_partitions, 1);
     assert_true(c.auto_create_topics_enable);
     assert_int_equal(c.log_segment_bytes, 1073741824);
@@ -66,7 +67,9 @@ static void file_then_flags(void **state)
     /* flags override the file */
     assert_int_equal(broker_config_set(&c, "node.id", "9"), 0);
     assert_int_equal(broker_config_set_kv(&c, "compression.type=zstd"), 0);
+    assert_int_equal(broker_config_set_kv(&c, "connections.max.idle.ms=1500"), 0);
     assert_int_equal(broker_config_finish(&c), 0);
+    assert_int_equal(c.connections_max_idle_ms, 1500);
     assert_int_equal(c.node_id, 9);
     assert_int_equal(c.listeners_count, 2);
     assert_string_equal(c.listeners[0].host, "127.0.0.1");
