@@ -18,11 +18,21 @@
 #include "protocol/record_batch.h"
 #include "protocol/records.h"
 
+/* Record errors reported per partition (KIP-467 record_errors): the first ones only, enough
+ * for a client to name the culprits; error_message still says why for the whole batch. */
+enum { PRODUCE_RECORD_ERRORS_MAX = 16 };
+
+struct rec_errs {
+    int32_t index[PRODUCE_RECORD_ERRORS_MAX]; /* record positions in the batch, from 0 */
+    uint32_t count;
+};
+
 struct pout {
     int64_t base_offset;
     int64_t log_append_time_ms;
     int64_t log_start_offset;
     const char *message; /* static text for error_message (v8+), or NULL */
+    struct rec_errs rec_errs; /* the records that made the batch fail (record_errors, v8+) */
     struct hsync_wait sync; /* acks=-1: waiting for the partition's flush */
     struct hwork *w;
 };
@@ -58,23 +68,36 @@ static int validate(struct hshard *hs, const uint8_t *buf, size_t len,
     }
 }
 
-/* Whether a record of the batch (validated, so its records parse and fit the scratch) has a
- * null key: a compacted topic refuses it, as Kafka's LogValidator does ("Compacted topic cannot
- * accept message without key", INVALID_RECORD); the cleaner could never deduplicate it. */
-static int has_null_key(struct hshard *hs, const uint8_t *buf, size_t len, bool *null_key)
+/* What refuses a record: a null key (compacted topic), or a CreateTime outside [lo, hi]. */
+struct rec_rule {
+    bool null_key;
+    int64_t ts_lo, ts_hi;
+};
+
+/* Collects the positions of the batch's records (validated, so they parse and fit the scratch)
+ * that break rule into e. A compacted topic refuses a null key, as Kafka's LogValidator does
+ * ("Compacted topic cannot accept message without key", INVALID_RECORD): the cleaner could
+ * never deduplicate it. Timestamps: KIP-937 bounds, per record (base + delta). */
+static int find_bad_records(struct hshard *hs, const uint8_t *buf, size_t len,
+                            const struct kafka_batch_header *h, const struct rec_rule *rule,
+                            struct rec_errs *e)
 {
     struct kafka_batch_reader r;
-    *null_key = false;
+    e->count = 0;
     int rc = kafka_batch_reader_open_buf(&r, buf, len, hs->scratch, hs->scratch_cap);
     if (rc != 0)
         return rc;
     struct kafka_record_iter it;
     struct kafka_record rec;
     kafka_batch_reader_iter(&r, &it);
-    while ((rc = kafka_record_iter_next(&it, &rec)) == 1) {
-        if (rec.key_len < 0) {
-            *null_key = true;
-            break;
+    for (int32_t i = 0; (rc = kafka_record_iter_next(&it, &rec)) == 1; i++) {
+        int64_t ts = h->base_timestamp + rec.timestamp_delta;
+        bool bad = rule->null_key ? rec.key_len < 0
+                                  : ((ts >= 0 && ts < rule->ts_lo) || ts > rule->ts_hi);
+        if (bad) {
+            e->index[e->count++] = i;
+            if (e->count == PRODUCE_RECORD_ERRORS_MAX)
+                break;
         }
     }
     kafka_batch_reader_close(&r);
@@ -157,16 +180,22 @@ static int16_t validate_error(int rc, const char **msg)
 /* CreateTime bounds (KIP-937: message.timestamp.before.max.ms / after.max.ms), checked on the
  * batch header: maxTimestamp bounds every record from above exactly; baseTimestamp is the
  * first record's, which producers make the smallest. */
-static bool timestamps_ok(const struct lm_topic_settings *st, const struct kafka_batch_header *h)
+static bool timestamps_ok(const struct lm_topic_settings *st, const struct kafka_batch_header *h,
+                          struct rec_rule *rule)
 {
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     int64_t now = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-    if (st->timestamp_after_max_ms >= 0 && st->timestamp_after_max_ms < INT64_MAX / 2 &&
-        h->max_timestamp > now + st->timestamp_after_max_ms)
+    rule->null_key = false;
+    rule->ts_lo = INT64_MIN;
+    rule->ts_hi = INT64_MAX;
+    if (st->timestamp_after_max_ms >= 0 && st->timestamp_after_max_ms < INT64_MAX / 2)
+        rule->ts_hi = now + st->timestamp_after_max_ms;
+    if (st->timestamp_before_max_ms >= 0 && st->timestamp_before_max_ms < INT64_MAX / 2)
+        rule->ts_lo = now - st->timestamp_before_max_ms;
+    if (h->max_timestamp > rule->ts_hi)
         return false;
-    if (st->timestamp_before_max_ms >= 0 && st->timestamp_before_max_ms < INT64_MAX / 2 &&
-        h->base_timestamp >= 0 && h->base_timestamp < now - st->timestamp_before_max_ms)
+    if (h->base_timestamp >= 0 && h->base_timestamp < rule->ts_lo)
         return false;
     return true;
 }
@@ -238,20 +267,28 @@ static void produce_op(struct hshard *hs, struct hpart *p, struct hwork *w, stru
             o->message = "clients may not write control batches";
             return;
         }
-        bool null_key = false;
-        if (t->settings.cleanup_compact &&
-            (rc = has_null_key(hs, buf + pos, len - pos, &null_key)) != 0) {
-            w->error = validate_error(rc, &o->message);
-            return;
+        if (t->settings.cleanup_compact) {
+            struct rec_rule rule = {.null_key = true};
+            rc = find_bad_records(hs, buf + pos, len - pos, &h, &rule, &o->rec_errs);
+            if (rc != 0) {
+                o->rec_errs.count = 0;
+                w->error = validate_error(rc, &o->message);
+                return;
+            }
+            if (o->rec_errs.count > 0) {
+                w->error = KAFKA_INVALID_RECORD;
+                o->message = "Compacted topic cannot accept message without key";
+                return;
+            }
         }
-        if (null_key) {
-            w->error = KAFKA_INVALID_RECORD;
-            o->message = "Compacted topic cannot accept message without key";
-            return;
-        }
-        if (!t->settings.timestamp_log_append && !timestamps_ok(&t->settings, &h)) {
+        struct rec_rule ts_rule;
+        if (!t->settings.timestamp_log_append && !timestamps_ok(&t->settings, &h, &ts_rule)) {
             w->error = KAFKA_INVALID_TIMESTAMP;
             o->message = "record timestamp outside message.timestamp.before/after.max.ms";
+            /* Which records: only for the error answer, so the walk costs nothing otherwise. A
+             * failed walk (cannot happen on a validated batch) leaves record_errors empty. */
+            if (find_bad_records(hs, buf + pos, len - pos, &h, &ts_rule, &o->rec_errs) != 0)
+                o->rec_errs.count = 0;
             return;
         }
         int32_t want = t->settings.compression;
@@ -355,6 +392,20 @@ static void produce_finish(struct hfan *f)
             pr->log_start_offset = o->log_start_offset;
             if (w->error != KAFKA_NONE && o->message != NULL)
                 pr->error_message = (struct kafka_str){o->message, (int32_t)strlen(o->message)};
+            if (w->error != KAFKA_NONE && o->rec_errs.count > 0) {
+                /* KIP-467: (batch_index, message) per refused record; without memory for the
+                 * array the answer keeps error_message only. */
+                struct kafka_produce_response_batch_index_and_error_message *re =
+                    h_alloc(req, o->rec_errs.count, sizeof(*re));
+                if (re != NULL) {
+                    for (uint32_t r = 0; r < o->rec_errs.count; r++) {
+                        re[r].batch_index = o->rec_errs.index[r];
+                        re[r].batch_index_error_message = pr->error_message;
+                    }
+                    pr->record_errors = re;
+                    pr->record_errors_count = (int32_t)o->rec_errs.count;
+                }
+            }
         }
     }
     LM_ASSERT(k == f->count);

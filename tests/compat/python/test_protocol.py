@@ -1,8 +1,8 @@
 """Wire-level checks of the data-path handlers with hand-built frames (stdlib + confluent-kafka
 to produce): ApiVersions ranges and KIP-511 fallback, Produce v0-2 refused as Kafka 4 does, a
-known but unserved API answered UNSUPPORTED_VERSION, ListOffsets (earliest/latest/max
-timestamp), OffsetForLeaderEpoch, DeleteRecords, Fetch errors (out of range, KIP-320 epochs)
-and the long-poll (woken by an append; max_wait honoured).
+known but unserved API answered UNSUPPORTED_VERSION, Produce v8 record_errors (KIP-467),
+ListOffsets (earliest/latest/max timestamp), OffsetForLeaderEpoch, DeleteRecords, Fetch errors
+(out of range, KIP-320 epochs) and the long-poll (woken by an append; max_wait honoured).
 
     /usr/bin/python3 test_protocol.py --io uring|epoll
 """
@@ -62,6 +62,33 @@ def cstr(s):  # compact string (KIP-482)
 
 def carr(items):  # compact array; each item carries its own tagged-field byte
     return uvar(len(items) + 1) + b"".join(items)
+
+
+def crc32c(data):
+    crc = 0xFFFFFFFF
+    for byte in data:
+        crc ^= byte
+        for _ in range(8):
+            crc = (crc >> 1) ^ (0x82F63B78 if crc & 1 else 0)
+    return crc ^ 0xFFFFFFFF
+
+
+def zvar(n):  # zigzag varint (record fields)
+    return uvar((n << 1) ^ (n >> 63))
+
+
+def record_batch(timestamps):
+    """An uncompressed record batch v2, one keyed record per timestamp (for hand-built Produce)."""
+    recs = b""
+    for i, ts in enumerate(timestamps):
+        key, val = b"k%d" % i, b"v%d" % i
+        rec = (b"\x00" + zvar(ts - timestamps[0]) + zvar(i) + zvar(len(key)) + key +
+               zvar(len(val)) + val + zvar(0))
+        recs += zvar(len(rec)) + rec
+    after_crc = (s16(0) + s32(len(timestamps) - 1) + s64(timestamps[0]) + s64(max(timestamps)) +
+                 s64(-1) + s16(-1) + s32(-1) + s32(len(timestamps)) + recs)
+    body = s32(-1) + b"\x02" + struct.pack(">I", crc32c(after_crc)) + after_crc
+    return s64(0) + s32(len(body)) + body
 
 
 TAGS = b"\x00"  # empty tagged-field section
@@ -286,6 +313,20 @@ def scenario(b):
     check(len(errs) == 1 and errs[0] is not None and
           errs[0].code() == ck.KafkaError.INVALID_TIMESTAMP, "future record: %r" % errs)
     del pf
+    # The same refusal on the wire, Produce v8: record_errors (KIP-467) names the record at
+    # position 1 of 3 (the only one in the future), besides error_message.
+    now = int(time.time() * 1000)
+    batch = record_batch([now, now + 2 * 3600 * 1000, now + 1])
+    body = (s16(-1) + s16(1) + s32(10000) +
+            arr([sstr(TOPIC) + arr([s32(0) + s32(len(batch)) + batch])]))
+    r = c.call(0, 8, body)
+    check(r.i32() == 1 and r.str() == TOPIC and r.i32() == 1 and r.i32() == 0, "produce v8 shape")
+    perr, _, _, _ = r.i16(), r.i64(), r.i64(), r.i64()
+    check(perr == 32, "produce v8 future record: error %d, want INVALID_TIMESTAMP" % perr)
+    rec_errs = [(r.i32(), r.str()) for _ in range(r.i32())]
+    emsg = r.str()
+    check([i for i, _ in rec_errs] == [1] and rec_errs[0][1] and emsg,
+          "record_errors %r, error_message %r" % (rec_errs, emsg))
 
     # ListOffsets v7 (flexible): earliest, latest, max timestamp (KIP-734), by timestamp.
     def list_offsets(ts, epoch=-1):
