@@ -316,10 +316,12 @@ static void test_multi_coalesced_heartbeats(void **state)
                                       .check_quorum = true, .rand_seed = 3, .applied = -1};
             nodes[i].r[g] = raft_new(&cfg, &ops, NULL);
             assert_non_null(nodes[i].r[g]);
-            assert_int_equal(raft_multi_add(&nodes[i].m, cfg.group, nodes[i].r[g]), 0);
+            assert_int_equal(raft_multi_add(&nodes[i].m, cfg.group, nodes[i].r[g], &ops), 0);
         }
     }
-    assert_int_equal(raft_multi_add(&nodes[0].m, 100, nodes[0].r[0]), LM_E_EXISTS);
+    struct raft_log_ops ops0;
+    raft_memlog_ops(&nodes[0].ml[0], &ops0);
+    assert_int_equal(raft_multi_add(&nodes[0].m, 100, nodes[0].r[0], &ops0), LM_E_EXISTS);
     size_t env = 0, raw = 0;
     for (int g = 0; g < MG; g++)
         assert_int_equal(raft_campaign(nodes[g % N].r[g]), 0);
@@ -333,7 +335,7 @@ static void test_multi_coalesced_heartbeats(void **state)
     uint64_t hb0 = nodes[0].m.hb_coalesced;
     for (int t = 0; t < 40; t++) {
         for (uint32_t i = 0; i < N; i++)
-            raft_multi_tick(&nodes[i].m);
+            assert_int_equal(raft_multi_tick(&nodes[i].m), 0);
         mnode_pump(nodes, N, &env, &raw);
     }
     /* Every tick: each node leads 20 groups and sends 2 heartbeats per group, answered by 2
