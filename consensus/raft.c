@@ -940,6 +940,7 @@ static bool send_append(struct raft *r, struct raft_progress *pr, bool send_if_e
     if (rc) {
         note_err(r, rc);
         r->retry_pending = true;
+        pr->append_owed = true;
         return false;
     }
     LM_ASSERT(prev == fb);
@@ -953,8 +954,10 @@ static bool send_append(struct raft *r, struct raft_progress *pr, bool send_if_e
             /* Send the batches read so far; the rest follows once reads work again. */
             note_err(r, rc);
             r->retry_pending = true;
-            if (n == 0)
+            if (n == 0) {
+                pr->append_owed = true;
                 return false;
+            }
             break;
         }
         LM_ASSERT(e.first_index == i);
@@ -964,6 +967,7 @@ static bool send_append(struct raft *r, struct raft_progress *pr, bool send_if_e
     }
     if (n == 0 && !send_if_empty)
         return false;
+    pr->append_owed = false;
     struct raft_msg m = {.type = RAFT_MSG_APP, .to = pr->id, .index = prev, .log_term = prev_term,
                          .commit = r->commit, .ent_last = ent_last,
                          .ent_last_term = ent_last_term, .n_entries = n};
@@ -1457,6 +1461,9 @@ int raft_tick(struct raft *r)
             r->retry_pending = false;
             if (maybe_commit(r))
                 bcast_append(r);
+            for (uint32_t i = 0; i < LM_ARRAY_LEN(r->prs) && r->role == RAFT_LEADER; i++)
+                if (r->prs[i].id != RAFT_NONE && r->prs[i].append_owed)
+                    send_append(r, &r->prs[i], true);
             flush_appends(r);
         }
         if (r->role == RAFT_LEADER && r->elapsed >= r->cfg.election_ticks) {
@@ -1634,6 +1641,8 @@ int raft_append_unsent(struct raft *r, const struct raft_msg *m, int err)
         pr_become_probe(pr);
     else if (pr->state == RAFT_PR_PROBE)
         pr->probe_sent = false;
+    if (pr->state == RAFT_PR_PROBE)
+        pr->append_owed = true;
     r->retry_pending = true;
     return 0;
 }

@@ -54,7 +54,7 @@
  * retries later on its own. The cases:
  *   sending an append (leader)   prev term or a batch boundary unreadable: nothing goes to that
  *                                follower now; its progress is unchanged and the next
- *                                raft_tick (or heartbeat response) sends it
+ *                                raft_tick sends it (append_owed in its progress)
  *   commit advancement (leader)  the term at the quorum match unreadable: commit stays; the next
  *                                raft_tick, append response or persist completion retries
  *   append response rejection    the backtracking lookup unreadable: next stays; the follower
@@ -225,6 +225,7 @@ struct raft_progress {
     int64_t match, next;
     uint8_t state;
     bool probe_sent, recent_active;
+    bool append_owed; /* an append to it was put off by a failed read: the next tick sends it */
     int64_t pending_start;
     uint32_t inflight_count, inflight_head;
     int64_t *inflight; /* ring of last indices sent, max_inflight long */
