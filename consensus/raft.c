@@ -1461,9 +1461,12 @@ int raft_tick(struct raft *r)
             r->retry_pending = false;
             if (maybe_commit(r))
                 bcast_append(r);
-            for (uint32_t i = 0; i < LM_ARRAY_LEN(r->prs) && r->role == RAFT_LEADER; i++)
-                if (r->prs[i].id != RAFT_NONE && r->prs[i].append_owed)
-                    send_append(r, &r->prs[i], true);
+            for (uint32_t i = 0; i < LM_ARRAY_LEN(r->prs) && r->role == RAFT_LEADER; i++) {
+                if (r->prs[i].id == RAFT_NONE || !r->prs[i].append_owed)
+                    continue;
+                r->prs[i].append_owed = false; /* set again if the read fails again */
+                send_append(r, &r->prs[i], true);
+            }
             flush_appends(r);
         }
         if (r->role == RAFT_LEADER && r->elapsed >= r->cfg.election_ticks) {

@@ -1,7 +1,6 @@
 /* Raft unit tests: codecs, the in-memory log, persist-before-send, §5.4.2, flow control,
  * learner promotion, multi-Raft heartbeat coalescing, failed log reads and APP descriptors.
- * Scenario transcripts are in
- * test_raft_golden.c; randomized fault runs in tests/sim/raft. */
+ * Scenario transcripts are in test_raft_golden.c; randomized fault runs in tests/sim/raft. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>

@@ -10,8 +10,8 @@
  * intended behaviour change, run with RAFT_GOLDEN_REWRITE=1 and review the diff in git.
  *
  * Commands: cluster nodes=N voters=V [pre-vote=0] [check-quorum=0] | campaign ID |
- * tick ID N | tick-all N (tick every node, then stabilize; N times) | tick-heartbeat ID | stabilize | deliver | propose ID DATA [COUNT] |
- * transfer ID TO | conf ID add-learner|promote|remove NODE | isolate ID | heal | crash ID |
+ * tick ID N | tick-all N (tick every node, then stabilize; N times) | tick-heartbeat ID |
+ * stabilize | deliver | propose ID DATA [COUNT] | transfer ID TO | conf ID add-learner|promote|remove NODE | isolate ID | heal | crash ID |
  * restart ID | compact ID INDEX | hold-disk ID | flush-disk ID | status | log ID */
 #define _GNU_SOURCE
 #include <dirent.h>
