@@ -46,6 +46,9 @@ struct raft {
     bool campaign_force;
     int64_t pending_conf_index;
     bool appends_pending; /* leader appended since the last flush_appends */
+    bool retry_pending;   /* a log read failed on a leader path: raft_tick retries it */
+    bool apply_blocked;   /* reading a committed entry failed: wait for the next input */
+    int err;              /* first log read error of the current call (see raft.h) */
 
     uint32_t granted[RAFT_NODES_MAX], n_granted;
     uint32_t rejected[RAFT_NODES_MAX], n_rejected;
@@ -207,7 +210,7 @@ static int start_copy(struct raft_log_start *dst, const struct raft_log_start *s
 
 void raft_msg_deinit(struct raft_msg *m)
 {
-    for (uint32_t i = 0; i < m->n_entries; i++)
+    for (uint32_t i = 0; m->entries && i < m->n_entries; i++)
         free(m->entries[i].data);
     free(m->entries);
     free(m->start.payload);
@@ -222,7 +225,9 @@ int raft_msg_copy(struct raft_msg *dst, const struct raft_msg *src)
     dst->entries = NULL;
     dst->n_entries = 0;
     dst->start.payload = NULL;
-    if (src->n_entries) {
+    if (src->n_entries && !src->entries) {
+        dst->n_entries = src->n_entries; /* a descriptor: nothing to copy */
+    } else if (src->n_entries) {
         dst->entries = calloc(src->n_entries, sizeof(*dst->entries));
         if (!dst->entries)
             return LM_E_NOMEM;
@@ -237,6 +242,55 @@ int raft_msg_copy(struct raft_msg *dst, const struct raft_msg *src)
     int rc = start_copy(&dst->start, &src->start);
     if (rc)
         raft_msg_deinit(dst);
+    return rc;
+}
+
+int raft_log_resolve(const struct raft_log_ops *log, const struct raft_msg *m,
+                     struct raft_entry *out, uint32_t cap)
+{
+    if (m->type != RAFT_MSG_APP || m->n_entries > cap)
+        return LM_E_INVALID;
+    if (m->n_entries == 0)
+        return 0; /* prev and commit travel in the message itself */
+    struct raft_log_start s;
+    log->start(log->ctx, &s);
+    if (m->index < s.index)
+        return LM_E_OUT_OF_RANGE; /* the first named batch is gone: compacted */
+    if (m->ent_last > log->last_index(log->ctx))
+        return LM_E_NOT_FOUND; /* truncated */
+    int64_t i = m->index + 1;
+    for (uint32_t k = 0; k < m->n_entries; k++) {
+        int rc = log->entry_at(log->ctx, i, &out[k]);
+        if (rc == LM_E_NOT_FOUND || rc == LM_E_OUT_OF_RANGE)
+            return LM_E_NOT_FOUND;
+        if (rc)
+            return rc;
+        /* Batches moved (another leader's entries replaced ours): not the range raft named. */
+        if (out[k].first_index != i || out[k].last_index > m->ent_last)
+            return LM_E_NOT_FOUND;
+        i = out[k].last_index + 1;
+    }
+    /* Log Matching: the same term at ent_last means the same batches up to it (raft.h). */
+    if (i != m->ent_last + 1 || out[m->n_entries - 1].term != m->ent_last_term)
+        return LM_E_NOT_FOUND;
+    return 0;
+}
+
+int raft_msg_resolve(struct raft_msg *dst, const struct raft_msg *src,
+                     const struct raft_log_ops *log)
+{
+    if (src->type != RAFT_MSG_APP || src->entries || src->n_entries == 0)
+        return raft_msg_copy(dst, src);
+    struct raft_entry *es = calloc(src->n_entries, sizeof(*es));
+    if (!es)
+        return LM_E_NOMEM;
+    int rc = raft_log_resolve(log, src, es, src->n_entries);
+    if (rc == 0) {
+        struct raft_msg tmp = *src;
+        tmp.entries = es; /* borrowed from the log; raft_msg_copy takes copies */
+        rc = raft_msg_copy(dst, &tmp);
+    }
+    free(es);
     return rc;
 }
 
@@ -266,7 +320,30 @@ static int64_t view_last(const struct raft *r)
     return r->log.last_index(r->log.ctx);
 }
 
-/* The entry containing offset idx. */
+/* Offsets outside the view (at or below the log start, or beyond the last), as opposed to a
+ * failed read of an offset inside it. */
+static bool absent(int rc)
+{
+    return rc == LM_E_NOT_FOUND || rc == LM_E_OUT_OF_RANGE;
+}
+
+/* Keep the first log read error of the current call for its return value. */
+static int note_err(struct raft *r, int rc)
+{
+    if (rc && !r->err)
+        r->err = rc;
+    return rc;
+}
+
+static int take_err(struct raft *r)
+{
+    int e = r->err;
+    r->err = 0;
+    return e;
+}
+
+/* The entry containing offset idx: LM_E_NOT_FOUND beyond the last, LM_E_OUT_OF_RANGE at or below
+ * the log start, or the log's read error. */
 static int view_entry(const struct raft *r, int64_t idx, struct raft_entry *out)
 {
     if (idx > view_last(r))
@@ -289,8 +366,10 @@ static int view_entry(const struct raft *r, int64_t idx, struct raft_entry *out)
     if (idx <= s.index || r->pending_start_set)
         return LM_E_OUT_OF_RANGE;
     int rc = r->log.entry_at(r->log.ctx, idx, out);
-    if (rc == 0)
-        LM_ASSERT(out->first_index <= idx && idx <= out->last_index);
+    /* Inside (start, last] every offset exists: "missing" there is a broken log, not an answer
+     * raft could act on, and so is a batch that does not hold idx. */
+    if (absent(rc) || (rc == 0 && (out->first_index > idx || idx > out->last_index)))
+        return LM_E_CORRUPT;
     return rc;
 }
 
@@ -312,52 +391,79 @@ static int view_term(const struct raft *r, int64_t idx, uint64_t *term)
     return 0;
 }
 
-static uint64_t view_last_term(const struct raft *r)
+static int view_last_term(const struct raft *r, uint64_t *t)
 {
-    uint64_t t = 0;
-    int rc = view_term(r, view_last(r), &t);
-    LM_ASSERT(rc == 0);
-    return t;
+    int rc = view_term(r, view_last(r), t);
+    LM_ASSERT(!absent(rc)); /* the last offset is always in the view */
+    return rc;
 }
 
-static bool view_match_term(const struct raft *r, int64_t idx, uint64_t term)
+/* *match: the view holds term at idx. Returns 0 or a read error (then *match is unset). */
+static int view_match(const struct raft *r, int64_t idx, uint64_t term, bool *match)
 {
     uint64_t t;
-    return view_term(r, idx, &t) == 0 && t == term;
+    int rc = view_term(r, idx, &t);
+    if (absent(rc)) {
+        *match = false;
+        return 0;
+    }
+    if (rc)
+        return rc;
+    *match = t == term;
+    return 0;
 }
 
 /* Largest entry boundary <= idx (a batch's last offset or the log start). */
-static int64_t floor_boundary(const struct raft *r, int64_t idx)
+static int floor_boundary(const struct raft *r, int64_t idx, int64_t *out)
 {
     int64_t last = view_last(r);
-    if (idx >= last)
-        return last;
-    if (idx <= view_start_index(r))
-        return idx;
+    if (idx >= last || idx <= view_start_index(r)) {
+        *out = idx >= last ? last : idx;
+        return 0;
+    }
     struct raft_entry e;
     int rc = view_entry(r, idx, &e);
-    LM_ASSERT(rc == 0);
-    return idx == e.last_index ? idx : e.first_index - 1;
+    if (rc)
+        return rc;
+    *out = idx == e.last_index ? idx : e.first_index - 1;
+    return 0;
 }
 
 /* Largest boundary <= idx whose term <= term: the fast backtracking rule of etcd
  * (findConflictByTerm), the optimisation sketched at the end of Raft §5.3. */
-static int64_t find_conflict_by_term(const struct raft *r, int64_t idx, uint64_t term)
+static int find_conflict_by_term(const struct raft *r, int64_t idx, uint64_t term, int64_t *out)
 {
     int64_t start = view_start_index(r);
     if (idx > view_last(r))
         idx = view_last(r);
     for (uint32_t guard = 0;; guard++) {
         LM_ASSERT(guard < (1u << 30));
-        if (idx <= start)
-            return idx;
+        if (idx <= start) {
+            *out = idx;
+            return 0;
+        }
         struct raft_entry e;
         int rc = view_entry(r, idx, &e);
-        LM_ASSERT(rc == 0);
-        if (e.term <= term)
-            return floor_boundary(r, idx);
+        if (rc)
+            return rc;
+        if (e.term <= term) {
+            *out = idx == e.last_index ? idx : e.first_index - 1;
+            return 0;
+        }
         idx = e.first_index - 1;
     }
+}
+
+/* The term of idx if the unstable tail holds it (no storage read). */
+static bool unst_term(const struct raft *r, int64_t idx, uint64_t *term)
+{
+    if (!r->n_unst || idx < r->unst[0].first_index || idx > r->unst[r->n_unst - 1].last_index)
+        return false;
+    struct raft_entry e;
+    int rc = view_entry(r, idx, &e);
+    LM_ASSERT(rc == 0);
+    *term = e.term;
+    return true;
 }
 
 /* ---------- configuration history ---------- */
@@ -576,6 +682,29 @@ static void hs_touch(struct raft *r)
     r->hs_seq = r->next_ready_id;
 }
 
+/* Last offset handed out for writing in a ready: the shell's log holds the view up to here. */
+static int64_t handed_last(const struct raft *r)
+{
+    if (r->unst_handed)
+        return r->unst[r->unst_handed - 1].last_index;
+    if (r->n_unst)
+        return r->unst[0].first_index - 1;
+    return view_last(r);
+}
+
+/* A held message goes out once what it depends on is durable and, for an append of the current
+ * leader, once every entry it names has been handed out, so the shell can resolve it. (A stale
+ * leader's append goes out as it is: resolving it fails or sends true entries, and the report
+ * of a failure is ignored.) */
+static bool releasable(const struct raft *r, const struct pending_msg *pm)
+{
+    if (pm->dep > r->persisted_id)
+        return false;
+    if (pm->m.type != RAFT_MSG_APP || r->role != RAFT_LEADER || pm->m.term != r->term)
+        return true;
+    return pm->m.ent_last <= handed_last(r);
+}
+
 /* ---------- unstable log ---------- */
 
 static void unst_truncate_from(struct raft *r, int64_t first)
@@ -601,7 +730,11 @@ static int log_append(struct raft *r, const struct raft_entry *es, size_t n)
     int64_t first = es[0].first_index;
     LM_ASSERT(first > r->commit);                 /* committed entries are never overwritten */
     LM_ASSERT(first <= view_last(r) + 1);
-    LM_ASSERT(first == floor_boundary(r, first - 1) + 1);
+    int64_t fb;
+    int rc = floor_boundary(r, first - 1, &fb); /* before any change: a failed read is harmless */
+    if (rc)
+        return rc;
+    LM_ASSERT(first == fb + 1);
     unst_truncate_from(r, first);
     if (r->durable_last > first - 1)
         r->durable_last = first - 1;
@@ -620,7 +753,7 @@ static int log_append(struct raft *r, const struct raft_entry *es, size_t n)
     for (size_t i = 0; i < n; i++) {
         LM_ASSERT(es[i].first_index == (i ? es[i - 1].last_index : first - 1) + 1);
         LM_ASSERT(es[i].last_index >= es[i].first_index);
-        int rc = entry_copy(&r->unst[r->n_unst], &es[i]);
+        rc = entry_copy(&r->unst[r->n_unst], &es[i]);
         if (rc)
             return rc;
         r->n_unst++;
@@ -711,10 +844,21 @@ static void become_leader(struct raft *r)
     bcast_append(r);
 }
 
-static void campaign(struct raft *r, bool pre, bool force)
+/* Returns 0, or the read error that kept the election from starting (nothing changed). */
+static int campaign(struct raft *r, bool pre, bool force)
 {
     if (!promotable(r))
-        return;
+        return 0;
+    /* Read the last term first: a failed read must leave term and vote untouched. A lone voter
+     * wins at once and asks nobody. */
+    const struct raft_conf *c = cur_conf(r);
+    int64_t last = view_last(r);
+    uint64_t last_term = 0;
+    if (c->n_voters > 1) {
+        int rc = view_last_term(r, &last_term);
+        if (rc)
+            return note_err(r, rc);
+    }
     uint64_t vote_term;
     if (pre) {
         r->role = RAFT_PRE_CANDIDATE;
@@ -735,14 +879,10 @@ static void campaign(struct raft *r, bool pre, bool force)
     votes_reset(r);
     if (votes_record(r, r->cfg.id, true) > 0) {
         if (pre)
-            campaign(r, false, force);
-        else
-            become_leader(r);
-        return;
+            return campaign(r, false, force);
+        become_leader(r);
+        return 0;
     }
-    const struct raft_conf *c = cur_conf(r);
-    int64_t last = view_last(r);
-    uint64_t last_term = view_last_term(r);
     for (uint32_t i = 0; i < c->n_voters; i++) {
         if (c->voters[i] == r->cfg.id)
             continue;
@@ -754,6 +894,7 @@ static void campaign(struct raft *r, bool pre, bool force)
                              .force = force};
         send(r, &m);
     }
+    return 0;
 }
 
 /* ---------- replication (leader) ---------- */
@@ -772,6 +913,9 @@ static void send_log_start(struct raft *r, struct raft_progress *pr)
     inflight_reset(pr);
 }
 
+/* Queue an append to pr: a descriptor naming up to max_msg_entries batches from pr->next (the
+ * shell fills the bytes, raft.h). Returns true when a message was queued. A failed log read
+ * queues nothing, leaves pr as it was and leaves the retry to raft_tick. */
 static bool send_append(struct raft *r, struct raft_progress *pr, bool send_if_empty)
 {
     if (pr->id == r->cfg.id || pr->state == RAFT_PR_SNAPSHOT)
@@ -784,43 +928,53 @@ static bool send_append(struct raft *r, struct raft_progress *pr, bool send_if_e
     LM_ASSERT(pr->next <= last + 1);
     int64_t prev = pr->next - 1;
     uint64_t prev_term;
-    if (view_term(r, prev, &prev_term) != 0) {
+    int rc = view_term(r, prev, &prev_term);
+    if (rc == LM_E_OUT_OF_RANGE) {
         /* prev is below our log start: the follower needs the "log start moved" message. */
         send_log_start(r, pr);
         return true;
     }
-    LM_ASSERT(prev == floor_boundary(r, prev));
+    int64_t fb = prev;
+    if (rc == 0)
+        rc = floor_boundary(r, prev, &fb);
+    if (rc) {
+        note_err(r, rc);
+        r->retry_pending = true;
+        pr->append_owed = true;
+        return false;
+    }
+    LM_ASSERT(prev == fb);
     uint32_t n = 0;
+    int64_t ent_last = prev;
+    uint64_t ent_last_term = prev_term;
     for (int64_t i = pr->next; i <= last && n < r->cfg.max_msg_entries; n++) {
         struct raft_entry e;
-        if (view_entry(r, i, &e) != 0)
+        rc = view_entry(r, i, &e);
+        if (rc) {
+            /* Send the batches read so far; the rest follows once reads work again. */
+            note_err(r, rc);
+            r->retry_pending = true;
+            if (n == 0) {
+                pr->append_owed = true;
+                return false;
+            }
             break;
+        }
+        LM_ASSERT(e.first_index == i);
+        ent_last = e.last_index;
+        ent_last_term = e.term;
         i = e.last_index + 1;
     }
     if (n == 0 && !send_if_empty)
         return false;
+    pr->append_owed = false;
     struct raft_msg m = {.type = RAFT_MSG_APP, .to = pr->id, .index = prev, .log_term = prev_term,
-                         .commit = r->commit};
+                         .commit = r->commit, .ent_last = ent_last,
+                         .ent_last_term = ent_last_term, .n_entries = n};
     if (n) {
-        m.entries = calloc(n, sizeof(*m.entries));
-        if (!m.entries)
-            return false;
-        int64_t i = pr->next;
-        for (uint32_t k = 0; k < n; k++) {
-            struct raft_entry e;
-            int rc = view_entry(r, i, &e);
-            LM_ASSERT(rc == 0 && e.first_index == i);
-            if (entry_copy(&m.entries[k], &e)) {
-                raft_msg_deinit(&m);
-                return false;
-            }
-            m.n_entries++;
-            i = e.last_index + 1;
-        }
-        int64_t sent_last = m.entries[n - 1].last_index;
         if (pr->state == RAFT_PR_REPLICATE) {
-            pr->next = sent_last + 1; /* pipelining: optimistic next (thesis §10.2.1) */
-            inflight_add(r, pr, sent_last);
+            pr->next = ent_last + 1; /* pipelining: optimistic next (thesis §10.2.1) */
+            inflight_add(r, pr, ent_last);
         } else {
             pr->probe_sent = true;
         }
@@ -890,9 +1044,18 @@ static bool maybe_commit(struct raft *r)
     if (q <= r->commit)
         return false;
     uint64_t t;
-    if (view_term(r, q, &t) != 0 || t != r->term)
+    int rc = view_term(r, q, &t);
+    int64_t fb = q;
+    if (rc == 0 && t == r->term)
+        rc = floor_boundary(r, q, &fb);
+    if (rc && !absent(rc)) {
+        note_err(r, rc); /* commit stays where it is: never advanced on a guess */
+        r->retry_pending = true;
         return false;
-    LM_ASSERT(q == floor_boundary(r, q));
+    }
+    if (rc || t != r->term)
+        return false;
+    LM_ASSERT(q == fb);
     r->commit = q;
     /* Thesis §4.2.2: a leader removed from the configuration steps down once the change that
      * removed it is committed. */
@@ -918,9 +1081,16 @@ static void handle_append_resp(struct raft *r, const struct raft_msg *m)
                 changed = true;
             }
         } else if (pr->state == RAFT_PR_PROBE && m->index == pr->next - 1) {
-            int64_t j = find_conflict_by_term(r, m->hint_index, m->hint_term);
-            int64_t p = m->index - 1 < j ? m->index - 1 : j;
-            p = floor_boundary(r, p);
+            /* A failed read leaves next as it is: the follower is probed again (same prev) on
+             * its next heartbeat response and the rejection comes back. */
+            int64_t j, p;
+            int rc = find_conflict_by_term(r, m->hint_index, m->hint_term, &j);
+            if (rc == 0)
+                rc = floor_boundary(r, m->index - 1 < j ? m->index - 1 : j, &p);
+            if (rc) {
+                note_err(r, rc);
+                return;
+            }
             if (p < pr->match)
                 p = pr->match;
             pr->next = p + 1;
@@ -968,6 +1138,8 @@ static void commit_to(struct raft *r, int64_t c)
     }
 }
 
+/* A failed log read anywhere in here drops the message unanswered, before anything in the log
+ * changed (as a lost message: the leader sends again). */
 static int handle_append(struct raft *r, const struct raft_msg *m)
 {
     struct raft_msg resp = {.type = RAFT_MSG_APP_RESP, .to = m->from};
@@ -982,11 +1154,22 @@ static int handle_append(struct raft *r, const struct raft_msg *m)
         if (e->first_index != want || e->last_index < e->first_index || e->term > m->term)
             return LM_E_INVALID;
     }
-    if (!view_match_term(r, m->index, m->log_term)) {
-        int64_t h = find_conflict_by_term(r, m->index, m->log_term);
+    bool match;
+    int rc = view_match(r, m->index, m->log_term, &match);
+    if (rc)
+        return note_err(r, rc);
+    if (!match) {
+        int64_t h;
         uint64_t ht = 0;
-        if (view_term(r, h, &ht) != 0)
+        rc = find_conflict_by_term(r, m->index, m->log_term, &h);
+        if (rc == 0)
+            rc = view_term(r, h, &ht);
+        if (absent(rc)) {
             ht = 0;
+            rc = 0;
+        }
+        if (rc)
+            return note_err(r, rc);
         resp.reject = true;
         resp.index = m->index;
         resp.hint_index = h;
@@ -999,14 +1182,18 @@ static int handle_append(struct raft *r, const struct raft_msg *m)
     int64_t last = view_last(r);
     for (; i < m->n_entries; i++) {
         const struct raft_entry *e = &m->entries[i];
-        if (e->last_index <= last && view_match_term(r, e->last_index, e->term))
-            continue;
-        break;
+        if (e->last_index > last)
+            break;
+        rc = view_match(r, e->last_index, e->term, &match);
+        if (rc)
+            return note_err(r, rc);
+        if (!match)
+            break;
     }
     if (i < m->n_entries) {
         if (m->entries[i].first_index <= r->commit)
             return LM_E_INVALID; /* a leader would never ask to overwrite committed entries */
-        int rc = log_append(r, &m->entries[i], m->n_entries - i);
+        rc = log_append(r, &m->entries[i], m->n_entries - i);
         if (rc)
             return rc;
     }
@@ -1033,7 +1220,11 @@ static int handle_log_start(struct raft *r, const struct raft_msg *m)
         send(r, &resp);
         return 0;
     }
-    if (view_match_term(r, s->index, s->term)) {
+    bool match;
+    int rc = view_match(r, s->index, s->term, &match);
+    if (rc)
+        return note_err(r, rc); /* dropped: the leader sends the log start again */
+    if (match) {
         /* We hold the entry already: just learn that it is committed. */
         commit_to(r, s->index);
         resp.index = s->index;
@@ -1042,7 +1233,7 @@ static int handle_log_start(struct raft *r, const struct raft_msg *m)
     }
     /* Drop the whole log and start after s->index (thesis §5.3 InstallSnapshot). */
     struct raft_log_start copy;
-    int rc = start_copy(&copy, s);
+    rc = start_copy(&copy, s);
     if (rc)
         return rc;
     unst_truncate_from(r, INT64_MIN);
@@ -1065,12 +1256,18 @@ static int handle_log_start(struct raft *r, const struct raft_msg *m)
 
 /* ---------- step ---------- */
 
-static void handle_vote(struct raft *r, const struct raft_msg *m)
+/* VOTE and PREVOTE, in any role, after the common term handling. A failed read of our last
+ * term sends no answer: a grant must not be guessed, and a refusal would count against a
+ * candidate whose log may be fine. */
+static int handle_vote(struct raft *r, const struct raft_msg *m)
 {
     bool pre = m->type == RAFT_MSG_PREVOTE;
     bool can_vote = r->vote == m->from || (r->vote == RAFT_NONE && r->leader == RAFT_NONE) ||
                     (pre && m->term > r->term);
-    uint64_t lt = view_last_term(r);
+    uint64_t lt;
+    int rc = view_last_term(r, &lt);
+    if (rc)
+        return note_err(r, rc);
     bool up_to_date = m->log_term > lt || (m->log_term == lt && m->index >= view_last(r));
     struct raft_msg resp = {.type = pre ? RAFT_MSG_PREVOTE_RESP : RAFT_MSG_VOTE_RESP,
                             .to = m->from};
@@ -1088,13 +1285,13 @@ static void handle_vote(struct raft *r, const struct raft_msg *m)
         resp.reject = true;
     }
     send(r, &resp);
+    return 0;
 }
 
-int raft_step(struct raft *r, const struct raft_msg *m)
+/* The term rules every role shares (Raft §5.1, pre-vote §9.6, the check-quorum lease §4.2.3).
+ * Returns true when the message is fully handled here. */
+static bool step_term(struct raft *r, const struct raft_msg *m)
 {
-    if (m->type == 0 || m->type >= RAFT_MSG_TYPE_MAX || m->group != r->cfg.group ||
-        m->to != r->cfg.id)
-        return LM_E_INVALID;
     if (m->term > r->term) {
         if (m->type == RAFT_MSG_VOTE || m->type == RAFT_MSG_PREVOTE) {
             /* Check-quorum lease (thesis §4.2.3): while we hear from a leader, ignore votes
@@ -1102,7 +1299,7 @@ int raft_step(struct raft *r, const struct raft_msg *m)
             bool in_lease = r->cfg.check_quorum && r->leader != RAFT_NONE &&
                             r->elapsed < r->cfg.election_ticks;
             if (in_lease && !m->force)
-                return 0;
+                return true;
         }
         if (m->type == RAFT_MSG_PREVOTE) {
             /* a pre-vote never changes our term (§9.6) */
@@ -1114,7 +1311,9 @@ int raft_step(struct raft *r, const struct raft_msg *m)
         } else {
             become_follower(r, m->term, RAFT_NONE);
         }
-    } else if (m->term < r->term) {
+        return false;
+    }
+    if (m->term < r->term) {
         if ((r->cfg.check_quorum || r->cfg.pre_vote) &&
             (m->type == RAFT_MSG_APP || m->type == RAFT_MSG_HEARTBEAT)) {
             /* Tell a stale leader about the newer term so it steps down. */
@@ -1127,67 +1326,38 @@ int raft_step(struct raft *r, const struct raft_msg *m)
                                     .reject = true};
             send(r, &resp);
         }
-        return 0;
+        return true;
     }
+    return false;
+}
 
+static int step_leader(struct raft *r, const struct raft_msg *m)
+{
     switch (m->type) {
-    case RAFT_MSG_VOTE:
-    case RAFT_MSG_PREVOTE:
-        handle_vote(r, m);
+    case RAFT_MSG_APP_RESP:
+        handle_append_resp(r, m);
         return 0;
+    case RAFT_MSG_HEARTBEAT_RESP: {
+        struct raft_progress *pr = pr_find(r, m->from);
+        if (!pr)
+            return 0;
+        pr->recent_active = true;
+        pr->probe_sent = false;
+        if (pr->state == RAFT_PR_SNAPSHOT)
+            pr_become_probe(pr); /* the log start message may have been lost: retry */
+        if (pr->state == RAFT_PR_REPLICATE && inflight_full(r, pr))
+            inflight_free_to(r, pr, pr->inflight[pr->inflight_head]);
+        if (pr->match < view_last(r))
+            send_append(r, pr, true);
+        return 0;
+    }
     default:
-        break;
-    }
-
-    switch (r->role) {
-    case RAFT_LEADER:
-        switch (m->type) {
-        case RAFT_MSG_APP_RESP:
-            handle_append_resp(r, m);
-            break;
-        case RAFT_MSG_HEARTBEAT_RESP: {
-            struct raft_progress *pr = pr_find(r, m->from);
-            if (!pr)
-                break;
-            pr->recent_active = true;
-            pr->probe_sent = false;
-            if (pr->state == RAFT_PR_SNAPSHOT)
-                pr_become_probe(pr); /* the log start message may have been lost: retry */
-            if (pr->state == RAFT_PR_REPLICATE && inflight_full(r, pr))
-                inflight_free_to(r, pr, pr->inflight[pr->inflight_head]);
-            if (pr->match < view_last(r))
-                send_append(r, pr, true);
-            break;
-        }
-        default:
-            break;
-        }
         return 0;
-    case RAFT_PRE_CANDIDATE:
-    case RAFT_CANDIDATE:
-        if (m->type == RAFT_MSG_APP || m->type == RAFT_MSG_HEARTBEAT ||
-            m->type == RAFT_MSG_LOG_START) {
-            become_follower(r, m->term, m->from); /* §5.2: a leader of our term exists */
-            break;
-        }
-        if ((r->role == RAFT_CANDIDATE && m->type == RAFT_MSG_VOTE_RESP) ||
-            (r->role == RAFT_PRE_CANDIDATE && m->type == RAFT_MSG_PREVOTE_RESP)) {
-            int res = votes_record(r, m->from, !m->reject);
-            if (res > 0) {
-                if (r->role == RAFT_PRE_CANDIDATE)
-                    campaign(r, false, r->campaign_force);
-                else
-                    become_leader(r);
-            } else if (res < 0) {
-                become_follower(r, r->term, RAFT_NONE);
-            }
-        }
-        return 0;
-    case RAFT_FOLLOWER:
-        break;
     }
+}
 
-    /* follower */
+static int step_follower(struct raft *r, const struct raft_msg *m)
+{
     switch (m->type) {
     case RAFT_MSG_APP:
         r->elapsed = 0;
@@ -1204,11 +1374,65 @@ int raft_step(struct raft *r, const struct raft_msg *m)
         return handle_log_start(r, m);
     case RAFT_MSG_TIMEOUT_NOW:
         /* Leadership transfer (thesis §3.10): campaign at once, skipping pre-vote. */
-        campaign(r, false, true);
-        return 0;
+        return campaign(r, false, true);
     default:
         return 0;
     }
+}
+
+/* Candidates and pre-candidates. */
+static int step_candidate(struct raft *r, const struct raft_msg *m)
+{
+    if (m->type == RAFT_MSG_APP || m->type == RAFT_MSG_HEARTBEAT ||
+        m->type == RAFT_MSG_LOG_START) {
+        become_follower(r, m->term, m->from); /* §5.2: a leader of our term exists */
+        return step_follower(r, m);
+    }
+    if ((r->role == RAFT_CANDIDATE && m->type == RAFT_MSG_VOTE_RESP) ||
+        (r->role == RAFT_PRE_CANDIDATE && m->type == RAFT_MSG_PREVOTE_RESP)) {
+        int res = votes_record(r, m->from, !m->reject);
+        if (res > 0) {
+            if (r->role == RAFT_PRE_CANDIDATE)
+                return campaign(r, false, r->campaign_force);
+            become_leader(r);
+        } else if (res < 0) {
+            become_follower(r, r->term, RAFT_NONE);
+        }
+    }
+    return 0;
+}
+
+int raft_step(struct raft *r, const struct raft_msg *m)
+{
+    if (m->type == 0 || m->type >= RAFT_MSG_TYPE_MAX || m->group != r->cfg.group ||
+        m->to != r->cfg.id)
+        return LM_E_INVALID;
+    if (m->type == RAFT_MSG_APP && m->n_entries && !m->entries)
+        return LM_E_INVALID; /* a descriptor: the sender's shell must resolve it (raft.h) */
+    r->err = 0;
+    r->apply_blocked = false;
+    if (step_term(r, m))
+        return take_err(r);
+    int rc;
+    if (m->type == RAFT_MSG_VOTE || m->type == RAFT_MSG_PREVOTE) {
+        rc = handle_vote(r, m);
+    } else {
+        switch (r->role) {
+        case RAFT_LEADER:
+            rc = step_leader(r, m);
+            break;
+        case RAFT_PRE_CANDIDATE:
+        case RAFT_CANDIDATE:
+            rc = step_candidate(r, m);
+            break;
+        case RAFT_FOLLOWER:
+        default:
+            rc = step_follower(r, m);
+            break;
+        }
+    }
+    int e = take_err(r);
+    return rc ? rc : e;
 }
 
 /* ---------- ticks and admin ---------- */
@@ -1225,33 +1449,51 @@ static bool quorum_active(struct raft *r)
     return n >= quorum(c);
 }
 
-void raft_tick(struct raft *r)
+int raft_tick(struct raft *r)
 {
+    r->err = 0;
+    r->apply_blocked = false;
     if (r->role == RAFT_LEADER) {
         r->elapsed++;
         r->hb_elapsed++;
-        if (r->elapsed >= r->cfg.election_ticks) {
+        if (r->retry_pending) {
+            /* A log read failed on a send or a commit advancement: try again now. */
+            r->retry_pending = false;
+            if (maybe_commit(r))
+                bcast_append(r);
+            for (uint32_t i = 0; i < LM_ARRAY_LEN(r->prs) && r->role == RAFT_LEADER; i++) {
+                if (r->prs[i].id == RAFT_NONE || !r->prs[i].append_owed)
+                    continue;
+                r->prs[i].append_owed = false; /* set again if the read fails again */
+                send_append(r, &r->prs[i], true);
+            }
+            flush_appends(r);
+        }
+        if (r->role == RAFT_LEADER && r->elapsed >= r->cfg.election_ticks) {
             r->elapsed = 0;
             /* Check-quorum (thesis §6.2): step down when a majority went quiet. */
             if (r->cfg.check_quorum && !quorum_active(r)) {
                 become_follower(r, r->term, RAFT_NONE);
-                return;
+                return take_err(r);
             }
             for (uint32_t i = 0; i < LM_ARRAY_LEN(r->prs); i++)
                 r->prs[i].recent_active = r->prs[i].id == r->cfg.id;
             r->transferee = RAFT_NONE; /* a transfer that took a whole timeout is abandoned */
         }
-        if (r->hb_elapsed >= r->cfg.heartbeat_ticks) {
+        if (r->role == RAFT_LEADER && r->hb_elapsed >= r->cfg.heartbeat_ticks) {
             r->hb_elapsed = 0;
             bcast_heartbeat(r);
         }
-        return;
+        return take_err(r);
     }
+    r->retry_pending = false; /* only a leader retries sends */
     r->elapsed++;
     if (promotable(r) && r->elapsed >= r->rand_timeout) {
-        r->elapsed = 0;
+        /* campaign resets elapsed once the election starts; after a failed read elapsed stays
+         * past the timeout, so the next tick tries again. */
         campaign(r, r->cfg.pre_vote, false);
     }
+    return take_err(r);
 }
 
 int raft_campaign(struct raft *r)
@@ -1260,8 +1502,9 @@ int raft_campaign(struct raft *r)
         return 0;
     if (!promotable(r))
         return LM_E_STATE;
+    r->err = 0;
     campaign(r, r->cfg.pre_vote, false);
-    return 0;
+    return take_err(r);
 }
 
 static int leader_append(struct raft *r, uint8_t type, const void *data, uint32_t len,
@@ -1314,8 +1557,11 @@ int raft_propose_conf(struct raft *r, enum raft_conf_op op, uint32_t node)
         return LM_E_AGAIN;
     /* The single-server change bug fix (Ongaro, raft-dev 2015): no change before the leader has
      * committed an entry of its own term. */
-    uint64_t t;
-    if (r->commit < 0 || view_term(r, r->commit, &t) != 0 || t != r->term)
+    uint64_t t = 0;
+    int rc = r->commit < 0 ? LM_E_OUT_OF_RANGE : view_term(r, r->commit, &t);
+    if (rc && !absent(rc))
+        return rc;
+    if (rc || t != r->term)
         return LM_E_AGAIN;
     struct raft_conf c = *cur_conf(r);
     bool voter = raft_conf_is_voter(&c, node), learner = raft_conf_is_learner(&c, node);
@@ -1352,12 +1598,14 @@ int raft_propose_conf(struct raft *r, enum raft_conf_op op, uint32_t node)
     if (n < 0)
         return n;
     int64_t last;
-    int rc = leader_append(r, RAFT_ENTRY_CONF, buf, (uint32_t)n, 1, &last);
+    rc = leader_append(r, RAFT_ENTRY_CONF, buf, (uint32_t)n, 1, &last);
     if (rc)
         return rc;
     r->pending_conf_index = last;
     sync_progress(r);
-    bcast_append(r);
+    r->err = 0;
+    bcast_append(r); /* a failed read only delays an append (retried at the next tick) */
+    take_err(r);
     return 0;
 }
 
@@ -1371,12 +1619,34 @@ int raft_transfer_leader(struct raft *r, uint32_t to)
     LM_ASSERT(pr != NULL);
     r->transferee = to;
     r->elapsed = 0;
+    r->err = 0;
     if (pr->match == view_last(r)) {
         struct raft_msg t = {.type = RAFT_MSG_TIMEOUT_NOW, .to = to};
         send(r, &t);
     } else {
         send_append(r, pr, true);
     }
+    return take_err(r);
+}
+
+int raft_append_unsent(struct raft *r, const struct raft_msg *m, int err)
+{
+    if (!m || m->type != RAFT_MSG_APP || m->from != r->cfg.id || err == 0)
+        return LM_E_INVALID;
+    if (r->role != RAFT_LEADER || m->term != r->term)
+        return 0; /* a former leader's append: nothing to redo */
+    struct raft_progress *pr = pr_find(r, m->to);
+    if (!pr || pr->id == r->cfg.id)
+        return 0;
+    /* As etcd does for an unreachable peer: stop pipelining and probe from the match, which
+     * also finds out whether the range is now below the log start (then LOG_START follows). */
+    if (pr->state == RAFT_PR_REPLICATE)
+        pr_become_probe(pr);
+    else if (pr->state == RAFT_PR_PROBE)
+        pr->probe_sent = false;
+    if (pr->state == RAFT_PR_PROBE)
+        pr->append_owed = true;
+    r->retry_pending = true;
     return 0;
 }
 
@@ -1398,9 +1668,9 @@ bool raft_has_ready(const struct raft *r)
     if (persist && r->rec_count < RAFT_READY_INFLIGHT_MAX)
         return true;
     for (size_t i = 0; i < r->n_out; i++)
-        if (r->out[i].dep <= r->persisted_id)
+        if (releasable(r, &r->out[i]))
             return true;
-    return r->applied < apply_limit(r);
+    return !r->apply_blocked && r->applied < apply_limit(r);
 }
 
 static void free_sent(struct raft *r)
@@ -1446,14 +1716,18 @@ void raft_ready(struct raft *r, struct raft_ready *rd)
             &r->recs[(r->rec_head + r->rec_count) % RAFT_READY_INFLIGHT_MAX];
         rec->id = id;
         rec->last = view_last(r);
-        rec->term = view_last_term(r);
+        rec->term = 0;
         rec->has_entries = rd->n_entries > 0;
+        if (rec->has_entries) { /* the last entry is in the unstable tail: no read */
+            bool in_unst = unst_term(r, rec->last, &rec->term);
+            LM_ASSERT(in_unst);
+        }
         r->rec_count++;
     }
     /* Release messages whose dependencies are durable, keeping the others in order. */
     size_t keep = 0, nrel = 0;
     for (size_t i = 0; i < r->n_out; i++)
-        if (r->out[i].dep <= r->persisted_id)
+        if (releasable(r, &r->out[i]))
             nrel++;
     if (nrel > r->cap_sent) {
         struct raft_msg *s = realloc(r->sent, nrel * sizeof(*s));
@@ -1462,7 +1736,7 @@ void raft_ready(struct raft *r, struct raft_ready *rd)
         r->cap_sent = nrel;
     }
     for (size_t i = 0; i < r->n_out; i++) {
-        if (r->out[i].dep <= r->persisted_id)
+        if (releasable(r, &r->out[i]))
             r->sent[r->n_sent++] = r->out[i].m;
         else
             r->out[keep++] = r->out[i];
@@ -1472,7 +1746,7 @@ void raft_ready(struct raft *r, struct raft_ready *rd)
     rd->n_msgs = r->n_sent;
     /* Committed and locally durable entries to apply. */
     int64_t lim = apply_limit(r);
-    if (r->applied < lim) {
+    if (r->applied < lim && !r->apply_blocked) {
         if (r->cap_apply < r->cfg.max_apply_entries) {
             struct raft_entry *b = realloc(r->apply_buf, r->cfg.max_apply_entries * sizeof(*b));
             LM_ASSERT(b != NULL);
@@ -1483,7 +1757,12 @@ void raft_ready(struct raft *r, struct raft_ready *rd)
         while (r->applied < lim && n < r->cfg.max_apply_entries) {
             struct raft_entry e;
             int rc = view_entry(r, r->applied + 1, &e);
-            LM_ASSERT(rc == 0);
+            if (rc) {
+                /* Hand out what was read; the rest waits for the next input (raft.h). */
+                rd->err = rc;
+                r->apply_blocked = true;
+                break;
+            }
             LM_ASSERT(e.first_index == r->applied + 1);
             LM_ASSERT(e.last_index <= lim);
             r->apply_buf[n++] = e;
@@ -1498,10 +1777,15 @@ int raft_persisted(struct raft *r, uint64_t id)
 {
     if (id == 0 || id <= r->persisted_id || id >= r->next_ready_id)
         return LM_E_INVALID;
+    r->err = 0;
+    r->apply_blocked = false;
     while (r->rec_count && r->recs[r->rec_head].id <= id) {
         struct ready_rec *rec = &r->recs[r->rec_head];
+        /* Still the entries this ready wrote? Everything past durable_last is in the unstable
+         * tail, so this needs no log read. */
+        uint64_t t;
         if (rec->has_entries && rec->id >= r->min_valid_persist_id &&
-            rec->last > r->durable_last && view_match_term(r, rec->last, rec->term))
+            rec->last > r->durable_last && unst_term(r, rec->last, &t) && t == rec->term)
             r->durable_last = rec->last;
         r->rec_head = (r->rec_head + 1) % RAFT_READY_INFLIGHT_MAX;
         r->rec_count--;
@@ -1531,7 +1815,7 @@ int raft_persisted(struct raft *r, uint64_t id)
         if (maybe_commit(r))
             bcast_append(r);
     }
-    return 0;
+    return take_err(r);
 }
 
 /* ---------- lifecycle and queries ---------- */
@@ -1563,7 +1847,7 @@ struct raft *raft_new(const struct raft_config *cfg, const struct raft_log_ops *
     /* Rebuild the configuration history from the log's CONF entries. */
     for (int64_t i = s.index + 1; i <= last;) {
         struct raft_entry e;
-        if (log->entry_at(log->ctx, i, &e) != 0 || e.first_index != i) {
+        if (log->entry_at(log->ctx, i, &e) != 0 || e.first_index != i || e.last_index < i) {
             raft_free(r);
             return NULL;
         }

@@ -28,7 +28,53 @@
  * only counts toward the commit index after raft_persisted. Committed entries are handed out for
  * applying only once they are durable locally.
  *
- * Pointers inside a ready stay valid until the next call into this raft handle. */
+ * APPENDS ARE DESCRIPTORS. An APP in rd.msgs names its entries instead of carrying them: prev
+ * (index, log_term), the range (index, ent_last] of n_entries whole batches whose last one has
+ * term ent_last_term, and commit; entries is NULL. Raft never copies an entry per follower. The
+ * shell (transport) fills the bytes from its log when it sends, with raft_log_resolve or
+ * raft_msg_resolve, after it has written this ready's entries and log start (written, not
+ * necessarily durable: a descriptor may name the leader's own entries of this very ready, which
+ * go out before its write completes). Raft releases an APP only once every entry it names has
+ * been handed out in a ready, so a shell that writes readies in order can always find them.
+ *   - A descriptor borrows nothing: it is plain numbers, valid as long as the shell likes.
+ *   - Resolving checks that the log still holds the range: the batch ending at ent_last has
+ *     ent_last_term (then, by Log Matching, every batch before it is the one raft named) and
+ *     nothing in the range is below the log start. The resolved entries borrow the log's bytes
+ *     (valid until the log changes); raft_msg_resolve copies them into the message it builds.
+ *   - If the log was truncated or compacted in between (a leader that lost its term and took
+ *     another leader's entries, retention, DeleteRecords, a new log start) or a read failed,
+ *     resolving fails: the shell drops that message and calls raft_append_unsent. Raft treats
+ *     it as a lost message and sends that follower a fresh append (or the log start) later.
+ * The receive side is unchanged: raft_step takes an APP with its entries (bytes included); an
+ * unresolved descriptor is refused with LM_E_INVALID.
+ *
+ * LOG READS MAY FAIL. raft_log_ops.entry_at is a disk read for a partition log and may return an
+ * error (LM_E_IO, LM_E_CRC, LM_E_CORRUPT, LM_E_NOMEM...). Raft never asserts on it: it does
+ * what is safe without the answer, returns the first such error from the call that met it, and
+ * retries later on its own. The cases:
+ *   sending an append (leader)   prev term or a batch boundary unreadable: nothing goes to that
+ *                                follower now; its progress is unchanged and the next
+ *                                raft_tick sends it (append_owed in its progress)
+ *   commit advancement (leader)  the term at the quorum match unreadable: commit stays; the next
+ *                                raft_tick, append response or persist completion retries
+ *   append response rejection    the backtracking lookup unreadable: next stays; the follower
+ *     (leader)                   is probed again on its next heartbeat response
+ *   receiving an append, a log   the prev/entry term or the rejection hint unreadable: the
+ *     start or a vote request    message is dropped unanswered (as if lost; the sender retries)
+ *                                after the common term handling; raft_step returns the error
+ *   campaigning                  the last term unreadable: no election starts (term and vote
+ *                                untouched); raft_tick returns the error and the next tick
+ *                                tries again; raft_campaign / TIMEOUT_NOW return it
+ *   applying                     a committed entry unreadable: rd.committed stops before it,
+ *                                rd.err is set and the rest is retried after the next input
+ *                                (tick, step, persist completion)
+ *   raft_new                     the configuration history cannot be read: NULL
+ * An error from any of these never leaves the node unsafe: the caller counts or logs it and
+ * carries on. log_ops.start and last_index are metadata every log keeps in memory (Kafka's log
+ * start offset and log end offset) and cannot fail.
+ *
+ * Pointers inside a ready stay valid until the next call into this raft handle, except that
+ * raft_append_unsent may be called while walking rd.msgs. */
 #ifndef LAMINAR_CONSENSUS_RAFT_H
 #define LAMINAR_CONSENSUS_RAFT_H
 
@@ -98,7 +144,9 @@ struct raft_log_ops {
     void (*start)(void *ctx, struct raft_log_start *out);
     /* last_index: last offset present, or start.index for an empty log. */
     int64_t (*last_index)(void *ctx);
-    /* entry_at: the batch containing offset index (start.index < index <= last); data borrowed. */
+    /* entry_at: the batch containing offset index (start.index < index <= last); data borrowed
+     * until the log changes. Returns 0, or the read's error (LM_E_IO, LM_E_CRC...): raft handles
+     * it as described above. An offset in that range reported missing is LM_E_CORRUPT to raft. */
     int (*entry_at)(void *ctx, int64_t index, struct raft_entry *out);
 };
 
@@ -128,8 +176,10 @@ struct raft_msg {
     int64_t commit;
     int64_t hint_index; /* APP_RESP reject: fast backtracking hint (Raft §5.3, etcd) */
     uint64_t hint_term;
-    uint32_t n_entries;
-    struct raft_entry *entries; /* APP */
+    int64_t ent_last;       /* APP: last offset of the entries named (index when none) */
+    uint64_t ent_last_term; /* APP: term of the batch ending at ent_last */
+    uint32_t n_entries;     /* APP: batches in (index, ent_last] */
+    struct raft_entry *entries; /* APP: NULL in a descriptor; n_entries entries once resolved */
     struct raft_log_start start; /* LOG_START */
 };
 
@@ -161,6 +211,7 @@ struct raft_ready {
     const struct raft_msg *msgs;
     size_t n_committed; /* apply in order; also after a start_changed restore */
     const struct raft_entry *committed;
+    int err; /* != 0: a log read failed while filling committed (see LOG READS MAY FAIL) */
     bool soft_changed;
     enum raft_role role;
     uint32_t leader;
@@ -174,6 +225,7 @@ struct raft_progress {
     int64_t match, next;
     uint8_t state;
     bool probe_sent, recent_active;
+    bool append_owed; /* an append to it was put off by a failed read: the next tick sends it */
     int64_t pending_start;
     uint32_t inflight_count, inflight_head;
     int64_t *inflight; /* ring of last indices sent, max_inflight long */
@@ -182,18 +234,22 @@ struct raft_progress {
 struct raft;
 
 /* raft_new builds a node from its durable state: the log (borrowed for the raft's lifetime) and
- * the last persisted hard state (copied; NULL for a fresh node). Returns NULL on bad config or
- * out of memory. */
+ * the last persisted hard state (copied; NULL for a fresh node). Returns NULL on bad config, out
+ * of memory or a failed log read. */
 struct raft *raft_new(const struct raft_config *cfg, const struct raft_log_ops *log,
                       const struct raft_hard_state *hs);
 /* raft_free releases the node and everything it owns. */
 void raft_free(struct raft *r);
 
-/* raft_tick advances logical time by one tick. */
-void raft_tick(struct raft *r);
-/* raft_step handles one received message (borrowed; entries are copied). */
+/* raft_tick advances logical time by one tick and retries what a failed log read put off.
+ * Returns 0 or the error of a log read that failed during this tick (the tick still happened). */
+int raft_tick(struct raft *r);
+/* raft_step handles one received message (borrowed; entries are copied). LM_E_INVALID for a
+ * message not for this node or group, a malformed one, or an unresolved APP descriptor; a log
+ * read error when one made raft drop the message or put off a send (see LOG READS MAY FAIL). */
 int raft_step(struct raft *r, const struct raft_msg *m);
-/* raft_campaign starts an election now (pre-vote first when enabled). */
+/* raft_campaign starts an election now (pre-vote first when enabled); a log read error leaves
+ * the node as it was. */
 int raft_campaign(struct raft *r);
 /* raft_propose appends a data batch of `count` offsets (leader only; LM_E_STATE elsewhere,
  * LM_E_AGAIN during a leadership transfer). data is copied. *last_out gets its last offset. */
@@ -205,14 +261,24 @@ enum raft_conf_op { RAFT_CONF_ADD_LEARNER = 1, RAFT_CONF_PROMOTE, RAFT_CONF_REMO
  * LM_E_AGAIN while a change is uncommitted or the leader has no committed entry of its term yet,
  * and a PROMOTE of a learner that has not caught up to the commit index. */
 int raft_propose_conf(struct raft *r, enum raft_conf_op op, uint32_t node);
-/* raft_transfer_leader hands leadership to voter `to` (TimeoutNow once it is caught up). */
+/* raft_transfer_leader hands leadership to voter `to` (TimeoutNow once it is caught up). A log
+ * read error means the transfer stands and its catch-up append goes out at the next tick. */
 int raft_transfer_leader(struct raft *r, uint32_t to);
+/* raft_append_unsent reports that the shell could not send APP descriptor m from a ready
+ * (raft_log_resolve failed with err: the log was truncated or compacted since, or a read
+ * failed). Raft takes it as a lost message: a follower in pipelined replication goes back to
+ * probing from its match, and the next tick sends it a fresh append, or its log start if the
+ * range is gone. Reports of another term or from a former leader are ignored. It sends nothing
+ * itself and does not invalidate the ready being walked. */
+int raft_append_unsent(struct raft *r, const struct raft_msg *m, int err);
 
 /* raft_has_ready says whether raft_ready would return anything. */
 bool raft_has_ready(const struct raft *r);
 /* raft_ready fills rd (pointers owned by r, valid until the next call on r). */
 void raft_ready(struct raft *r, struct raft_ready *rd);
-/* raft_persisted reports that everything in the ready with this persist_id is durable. */
+/* raft_persisted reports that everything in the ready with this persist_id is durable.
+ * LM_E_INVALID for an id out of order; otherwise 0 or the error of a log read that put off a
+ * commit advancement (the completion itself is recorded). */
 int raft_persisted(struct raft *r, uint64_t persist_id);
 
 /* Queries. */
@@ -238,6 +304,18 @@ bool raft_conf_is_learner(const struct raft_conf *c, uint32_t id);
 /* raft_conf_encode writes c into buf (cap bytes); returns bytes written or LM_E_TOO_LARGE. */
 int raft_conf_encode(const struct raft_conf *c, uint8_t *buf, size_t cap);
 int raft_conf_decode(const uint8_t *buf, size_t len, struct raft_conf *out);
+/* raft_log_resolve fills out[0..m->n_entries) with the entries APP descriptor m names, read
+ * through log (data borrowed from the log, valid until it changes). Returns 0; LM_E_OUT_OF_RANGE
+ * when part of the range is at or below the log start (compacted since); LM_E_NOT_FOUND when the
+ * log no longer holds the batches named (truncated, or overwritten by another term); a read
+ * error from the log; LM_E_INVALID when m is not an APP or cap is too small. */
+int raft_log_resolve(const struct raft_log_ops *log, const struct raft_msg *m,
+                     struct raft_entry *out, uint32_t cap);
+/* raft_msg_resolve is raft_msg_copy for the wire: an APP descriptor gets its entries resolved
+ * through log and copied into dst (the bytes a transport sends); other messages are copied as
+ * they are. On error (see raft_log_resolve) dst holds nothing to free. */
+int raft_msg_resolve(struct raft_msg *dst, const struct raft_msg *src,
+                     const struct raft_log_ops *log);
 /* raft_msg_copy deep-copies src into dst (entries and payload allocated); raft_msg_deinit frees. */
 int raft_msg_copy(struct raft_msg *dst, const struct raft_msg *src);
 void raft_msg_deinit(struct raft_msg *m);

@@ -200,3 +200,21 @@ int raft_memlog_persist(struct raft_memlog *ml, const struct raft_ready *rd)
     }
     return rc;
 }
+
+int raft_memlog_copy(struct raft_memlog *dst, const struct raft_memlog *src)
+{
+    struct raft_memlog tmp;
+    raft_memlog_init(&tmp, &src->start.conf);
+    int rc = raft_memlog_set_start(&tmp, &src->start);
+    if (rc == 0)
+        rc = raft_memlog_write(&tmp, src->entries, src->n);
+    if (rc) {
+        raft_memlog_deinit(&tmp);
+        return rc;
+    }
+    tmp.hs = src->hs;
+    tmp.has_hs = src->has_hs;
+    raft_memlog_deinit(dst);
+    *dst = tmp;
+    return 0;
+}

@@ -31,6 +31,10 @@ int raft_memlog_set_start(struct raft_memlog *ml, const struct raft_log_start *s
  * DeleteRecords would; payload (copied) is the snapshot at index, if any. */
 int raft_memlog_compact(struct raft_memlog *ml, int64_t index, const void *payload,
                         uint32_t payload_len);
+/* raft_memlog_copy makes dst (initialized or zeroed) an independent deep copy of src: a test
+ * shell keeps the written log (what descriptors resolve against) apart from the durable one and
+ * rebuilds it from the durable one after a crash. */
+int raft_memlog_copy(struct raft_memlog *dst, const struct raft_memlog *src);
 /* raft_memlog_persist writes the durable part of a ready: new start, entries, hard state. */
 int raft_memlog_persist(struct raft_memlog *ml, const struct raft_ready *rd);
 /* raft_memlog_last is the last offset present (start.index when empty). */

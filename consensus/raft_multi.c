@@ -34,7 +34,8 @@ void raft_multi_deinit(struct raft_multi *m)
     memset(m, 0, sizeof(*m));
 }
 
-int raft_multi_add(struct raft_multi *m, uint64_t group, struct raft *r)
+int raft_multi_add(struct raft_multi *m, uint64_t group, struct raft *r,
+                   const struct raft_log_ops *log)
 {
     if (raft_multi_find(m, group))
         return LM_E_EXISTS;
@@ -48,22 +49,34 @@ int raft_multi_add(struct raft_multi *m, uint64_t group, struct raft *r)
     }
     m->groups[m->n_groups].group = group;
     m->groups[m->n_groups].r = r;
+    m->groups[m->n_groups].log = *log;
     m->n_groups++;
     return 0;
 }
 
-struct raft *raft_multi_find(const struct raft_multi *m, uint64_t group)
+static const struct raft_multi_group *group_find(const struct raft_multi *m, uint64_t group)
 {
     for (size_t i = 0; i < m->n_groups; i++)
         if (m->groups[i].group == group)
-            return m->groups[i].r;
+            return &m->groups[i];
     return NULL;
 }
 
-void raft_multi_tick(struct raft_multi *m)
+struct raft *raft_multi_find(const struct raft_multi *m, uint64_t group)
 {
-    for (size_t i = 0; i < m->n_groups; i++)
-        raft_tick(m->groups[i].r);
+    const struct raft_multi_group *g = group_find(m, group);
+    return g ? g->r : NULL;
+}
+
+int raft_multi_tick(struct raft_multi *m)
+{
+    int first = 0;
+    for (size_t i = 0; i < m->n_groups; i++) {
+        int rc = raft_tick(m->groups[i].r);
+        if (rc && !first)
+            first = rc;
+    }
+    return first;
 }
 
 static struct raft_envelope *env_for(struct raft_multi *m, uint32_t to)
@@ -129,8 +142,19 @@ int raft_multi_queue(struct raft_multi *m, const struct raft_msg *msgs, size_t n
             continue;
         }
         rc = grow((void **)&e->msgs, &e->cap_msgs, e->n_msgs + 1, sizeof(*e->msgs));
-        if (rc == 0)
-            rc = raft_msg_copy(&e->msgs[e->n_msgs], s);
+        if (rc)
+            return rc;
+        const struct raft_multi_group *g = group_find(m, s->group);
+        if (!g)
+            return LM_E_NOT_FOUND;
+        rc = raft_msg_resolve(&e->msgs[e->n_msgs], s, &g->log);
+        if (rc && s->type == RAFT_MSG_APP && rc != LM_E_NOMEM) {
+            /* The range moved under the descriptor: not sent; the group sends anew. */
+            rc = raft_append_unsent(g->r, s, rc);
+            if (rc)
+                return rc;
+            continue;
+        }
         if (rc)
             return rc;
         e->n_msgs++;

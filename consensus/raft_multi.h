@@ -33,6 +33,7 @@ struct raft_envelope {
 struct raft_multi_group {
     uint64_t group;
     struct raft *r;
+    struct raft_log_ops log; /* resolves the group's APP descriptors when queued */
 };
 
 struct raft_multi {
@@ -49,13 +50,17 @@ struct raft_multi {
 void raft_multi_init(struct raft_multi *m, uint32_t node_id);
 /* raft_multi_deinit frees envelopes and the group table (not the rafts, which are borrowed). */
 void raft_multi_deinit(struct raft_multi *m);
-/* raft_multi_add registers group -> r (r borrowed). */
-int raft_multi_add(struct raft_multi *m, uint64_t group, struct raft *r);
+/* raft_multi_add registers group -> r and the log its appends are read from (both borrowed). */
+int raft_multi_add(struct raft_multi *m, uint64_t group, struct raft *r,
+                   const struct raft_log_ops *log);
 /* raft_multi_find returns the raft of a group or NULL. */
 struct raft *raft_multi_find(const struct raft_multi *m, uint64_t group);
-/* raft_multi_tick ticks every group once. */
-void raft_multi_tick(struct raft_multi *m);
-/* raft_multi_queue adds messages from a group's ready (copied) to the per-peer envelopes. */
+/* raft_multi_tick ticks every group once; returns the first error a tick reported. */
+int raft_multi_tick(struct raft_multi *m);
+/* raft_multi_queue adds messages from a group's ready (copied) to the per-peer envelopes. This is
+ * where APP descriptors become bytes: each is resolved through its group's log (raft.h), so the
+ * caller writes the ready's entries before queueing its messages. An append that no longer
+ * resolves is left out and reported to its group with raft_append_unsent. */
 int raft_multi_queue(struct raft_multi *m, const struct raft_msg *msgs, size_t n);
 /* raft_multi_flush hands out the non-empty envelopes (owned by m, valid until the next queue or
  * flush) and starts new ones. */

@@ -2,6 +2,7 @@
 #include "raft_harness.h"
 
 #include <inttypes.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -20,10 +21,51 @@ static void trace(struct harness *h, const char *fmt, ...)
     va_end(ap);
 }
 
+/* Log ops over a node's disk or written log, with read faults on demand. */
+static void op_start(void *ctx, struct raft_log_start *out)
+{
+    struct raft_memlog *ml = ctx;
+    *out = ml->start;
+}
+
+static int64_t op_last(void *ctx)
+{
+    return raft_memlog_last(ctx);
+}
+
+static int entry_from(const struct raft_memlog *ml, int64_t index, struct raft_entry *out)
+{
+    const struct raft_entry *e = raft_memlog_find(ml, index);
+    if (!e)
+        return LM_E_NOT_FOUND;
+    *out = *e;
+    return 0;
+}
+
+static int op_disk_entry(void *ctx, int64_t index, struct raft_entry *out)
+{
+    struct h_node *n = (struct h_node *)((char *)ctx - offsetof(struct h_node, disk));
+    return n->fail_reads ? LM_E_IO : entry_from(ctx, index, out);
+}
+
+static int op_cache_entry(void *ctx, int64_t index, struct raft_entry *out)
+{
+    struct h_node *n = (struct h_node *)((char *)ctx - offsetof(struct h_node, cache));
+    return n->fail_resolve ? LM_E_IO : entry_from(ctx, index, out);
+}
+
+static void node_ops(struct h_node *n, bool disk, struct raft_log_ops *ops)
+{
+    ops->ctx = disk ? &n->disk : &n->cache;
+    ops->start = op_start;
+    ops->last_index = op_last;
+    ops->entry_at = disk ? op_disk_entry : op_cache_entry;
+}
+
 static void boot(struct harness *h, struct h_node *n)
 {
     struct raft_log_ops ops;
-    raft_memlog_ops(&n->disk, &ops);
+    node_ops(n, true, &ops);
     n->r = raft_new(&n->cfg, &ops, n->disk.has_hs ? &n->disk.hs : NULL);
     LM_ASSERT(n->r != NULL);
     n->up = true;
@@ -56,6 +98,7 @@ void h_init(struct harness *h, uint32_t n, uint32_t n_voters, bool pre_vote, boo
                                        .rand_seed = 7,
                                        .applied = -1};
         raft_memlog_init(&nd->disk, i <= n_voters ? &conf : &empty);
+        raft_memlog_init(&nd->cache, i <= n_voters ? &conf : &empty);
         boot(h, nd);
     }
 }
@@ -78,6 +121,7 @@ void h_deinit(struct harness *h)
         free_held(n);
         raft_free(n->r);
         raft_memlog_deinit(&n->disk);
+        raft_memlog_deinit(&n->cache);
     }
     for (size_t i = 0; i < h->n_q; i++)
         raft_msg_deinit(&h->q[i].m);
@@ -141,15 +185,28 @@ static void print_msg(struct harness *h, const struct raft_msg *m, const char *s
     trace(h, "%s\n", suffix);
 }
 
-static void queue_msg(struct harness *h, const struct raft_msg *m)
+/* The transport: an APP descriptor becomes bytes read from the sender's written log. */
+static void queue_msg(struct harness *h, struct h_node *n, const struct raft_msg *m)
 {
     if (h->n_q == h->cap_q) {
         h->cap_q = h->cap_q ? h->cap_q * 2 : 64;
         h->q = realloc(h->q, h->cap_q * sizeof(*h->q));
         LM_ASSERT(h->q != NULL);
     }
-    int rc = raft_msg_copy(&h->q[h->n_q].m, m);
-    LM_ASSERT(rc == 0);
+    struct raft_log_ops ops;
+    node_ops(n, false, &ops);
+    int rc = raft_msg_resolve(&h->q[h->n_q].m, m, &ops);
+    if (rc) {
+        LM_ASSERT(m->type == RAFT_MSG_APP);
+        trace(h, "  %u->%u App prev=%" PRId64 "@%" PRIu64 " upto=%" PRId64 "@%" PRIu64
+                 " UNSENT (%s)\n",
+              m->from, m->to, m->index, m->log_term, m->ent_last, m->ent_last_term,
+              lm_errname(rc));
+        n->unsent++;
+        rc = raft_append_unsent(n->r, m, rc);
+        LM_ASSERT(rc == 0);
+        return;
+    }
     h->q[h->n_q].dropped = m->to <= H_NODES_MAX && h->blocked[m->from][m->to];
     h->n_q++;
 }
@@ -159,8 +216,9 @@ static void complete(struct harness *h, struct h_node *n, struct raft_ready *rd)
     int rc = raft_memlog_persist(&n->disk, rd);
     LM_ASSERT(rc == 0);
     rc = raft_persisted(n->r, rd->persist_id);
-    LM_ASSERT(rc == 0);
-    (void)h;
+    LM_ASSERT(rc == 0 || h->tolerate_errors);
+    if (rc)
+        n->last_err = rc;
 }
 
 void h_process(struct harness *h, uint32_t id)
@@ -185,8 +243,17 @@ void h_process(struct harness *h, uint32_t id)
                 trace(h, "\n");
             }
         }
+        /* Write first (not durable yet), then send: descriptors resolve against the writes. */
+        if (rd.persist_id) {
+            int rc = raft_memlog_persist(&n->cache, &rd);
+            LM_ASSERT(rc == 0);
+        }
         for (size_t i = 0; i < rd.n_msgs; i++)
-            queue_msg(h, &rd.msgs[i]);
+            queue_msg(h, n, &rd.msgs[i]);
+        if (rd.err) {
+            trace(h, "n%u apply stopped: %s\n", id, lm_errname(rd.err));
+            n->last_err = rd.err;
+        }
         if (rd.start_changed && rd.start.index > n->applied)
             n->applied = rd.start.index;
         if (rd.n_committed) {
@@ -257,7 +324,11 @@ size_t h_deliver_all(struct harness *h)
             print_msg(h, m, "");
             h->msgs_delivered++;
             int rc = raft_step(to->r, m);
-            LM_ASSERT(rc == 0);
+            if (rc) {
+                LM_ASSERT(h->tolerate_errors);
+                trace(h, "n%u step: %s\n", m->to, lm_errname(rc));
+                to->last_err = rc;
+            }
             h_process(h, m->to);
         }
         raft_msg_deinit(m);
@@ -282,6 +353,8 @@ void h_crash(struct harness *h, uint32_t id)
 {
     struct h_node *n = &h->nodes[id];
     free_held(n); /* unpersisted writes are lost */
+    int rc = raft_memlog_copy(&n->cache, &n->disk);
+    LM_ASSERT(rc == 0);
     raft_free(n->r);
     n->r = NULL;
     n->up = false;
@@ -295,6 +368,25 @@ void h_restart(struct harness *h, uint32_t id)
     boot(h, n);
     trace(h, "n%u restarted: term %" PRIu64 " vote %u commit %" PRId64 " last %" PRId64 "\n", id,
           raft_term(n->r), n->disk.hs.vote, raft_commit(n->r), raft_last_index(n->r));
+}
+
+int h_compact(struct harness *h, uint32_t id, int64_t index)
+{
+    struct h_node *n = &h->nodes[id];
+    int rc = raft_memlog_compact(&n->disk, index, NULL, 0);
+    if (rc == 0 && raft_memlog_find(&n->cache, index) &&
+        raft_memlog_find(&n->cache, index)->last_index == index)
+        rc = raft_memlog_compact(&n->cache, index, NULL, 0);
+    return rc;
+}
+
+int h_tick(struct harness *h, uint32_t id)
+{
+    int rc = raft_tick(h->nodes[id].r);
+    if (rc)
+        h->nodes[id].last_err = rc;
+    h_process(h, id);
+    return rc;
 }
 
 void h_isolate(struct harness *h, uint32_t id)

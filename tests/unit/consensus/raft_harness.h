@@ -17,7 +17,13 @@ struct h_node {
     bool up;
     bool hold_persist; /* keep readies' persistence pending until h_flush_disk */
     struct raft *r;
-    struct raft_memlog disk;
+    struct raft_memlog disk;  /* durable: what survives a crash, what raft reads */
+    struct raft_memlog cache; /* written (the page cache): readies land here at once; APP
+                                 descriptors are resolved against it when queued */
+    bool fail_reads;          /* raft's log reads (entry_at on disk) return LM_E_IO */
+    bool fail_resolve;        /* the shell's reads when resolving descriptors return LM_E_IO */
+    uint64_t unsent;          /* appends that did not resolve (reported to raft) */
+    int last_err;             /* last error from raft_step/raft_tick/raft_persisted/rd.err */
     struct raft_config cfg;
     /* persists not yet completed (only when hold_persist) */
     uint64_t held_ids[256];
@@ -40,6 +46,7 @@ struct harness {
     size_t n_q, cap_q;
     FILE *out; /* trace sink */
     uint64_t msgs_delivered;
+    bool tolerate_errors; /* raft_step errors are recorded in last_err instead of asserting */
 };
 
 /* h_init builds n nodes; the first n_voters are the initial voters, the rest start empty. */
@@ -55,6 +62,10 @@ void h_stabilize(struct harness *h);
 /* h_flush_disk completes every held persist of a node, in order. */
 void h_flush_disk(struct harness *h, uint32_t id);
 void h_crash(struct harness *h, uint32_t id);
+/* h_compact moves a node's log start to index on disk and in its written log. */
+int h_compact(struct harness *h, uint32_t id, int64_t index);
+/* h_tick ticks one node and processes its readies; returns raft_tick's result. */
+int h_tick(struct harness *h, uint32_t id);
 void h_restart(struct harness *h, uint32_t id);
 void h_isolate(struct harness *h, uint32_t id);
 void h_heal(struct harness *h);

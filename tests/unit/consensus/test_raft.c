@@ -1,6 +1,6 @@
 /* Raft unit tests: codecs, the in-memory log, persist-before-send, §5.4.2, flow control,
- * learner promotion and multi-Raft heartbeat coalescing. Scenario transcripts are in
- * test_raft_golden.c; randomized fault runs in tests/sim/raft. */
+ * learner promotion, multi-Raft heartbeat coalescing, failed log reads and APP descriptors.
+ * Scenario transcripts are in test_raft_golden.c; randomized fault runs in tests/sim/raft. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -316,10 +316,12 @@ static void test_multi_coalesced_heartbeats(void **state)
                                       .check_quorum = true, .rand_seed = 3, .applied = -1};
             nodes[i].r[g] = raft_new(&cfg, &ops, NULL);
             assert_non_null(nodes[i].r[g]);
-            assert_int_equal(raft_multi_add(&nodes[i].m, cfg.group, nodes[i].r[g]), 0);
+            assert_int_equal(raft_multi_add(&nodes[i].m, cfg.group, nodes[i].r[g], &ops), 0);
         }
     }
-    assert_int_equal(raft_multi_add(&nodes[0].m, 100, nodes[0].r[0]), LM_E_EXISTS);
+    struct raft_log_ops ops0;
+    raft_memlog_ops(&nodes[0].ml[0], &ops0);
+    assert_int_equal(raft_multi_add(&nodes[0].m, 100, nodes[0].r[0], &ops0), LM_E_EXISTS);
     size_t env = 0, raw = 0;
     for (int g = 0; g < MG; g++)
         assert_int_equal(raft_campaign(nodes[g % N].r[g]), 0);
@@ -333,7 +335,7 @@ static void test_multi_coalesced_heartbeats(void **state)
     uint64_t hb0 = nodes[0].m.hb_coalesced;
     for (int t = 0; t < 40; t++) {
         for (uint32_t i = 0; i < N; i++)
-            raft_multi_tick(&nodes[i].m);
+            assert_int_equal(raft_multi_tick(&nodes[i].m), 0);
         mnode_pump(nodes, N, &env, &raw);
     }
     /* Every tick: each node leads 20 groups and sends 2 heartbeats per group, answered by 2
@@ -355,6 +357,365 @@ static void test_multi_coalesced_heartbeats(void **state)
     free(nodes);
 }
 
+/* ---------- failed log reads (raft.h "LOG READS MAY FAIL") ---------- */
+
+static size_t queued(const struct harness *h, uint32_t from, uint32_t to, uint8_t type)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < h->n_q; i++)
+        if (h->q[i].m.from == from && h->q[i].m.to == to && h->q[i].m.type == type)
+            n++;
+    return n;
+}
+
+/* A 3-node cluster with leader 1 and n3 left behind: offsets 1..6 are committed by n1 and n2
+ * and durable in n1's storage (not in its unstable tail), so sending them to n3 reads the log. */
+static void lagging_cluster(struct harness *h, bool pre_vote, bool check_quorum)
+{
+    h_init(h, 3, 3, pre_vote, check_quorum, NULL);
+    h->tolerate_errors = true;
+    assert_int_equal(raft_campaign(h->nodes[1].r), 0);
+    h_stabilize(h);
+    assert_int_equal(h_leader(h), 1);
+    h_isolate(h, 3);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(raft_propose(h->nodes[1].r, "ab", 2, 2, NULL), 0);
+    h_stabilize(h);
+    assert_int_equal(raft_commit(h->nodes[1].r), 6);
+    assert_int_equal(raft_last_index(h->nodes[3].r), 0);
+    h_heal(h);
+}
+
+/* Leader: the reads behind an append to a lagging follower fail. Nothing is sent and the
+ * progress is untouched; the next tick retries and the follower catches up. */
+static void test_read_fail_on_append(void **state)
+{
+    (void)state;
+    struct harness h;
+    lagging_cluster(&h, true, true);
+    h_tick(&h, 1); /* heartbeats */
+    h_deliver_all(&h); /* n3 answers its heartbeat */
+    assert_int_equal(queued(&h, 3, 1, RAFT_MSG_HEARTBEAT_RESP), 1);
+    const struct raft_progress *pr = raft_progress(h.nodes[1].r, 3);
+    int64_t next0 = pr->next;
+    h.nodes[1].fail_reads = true;
+    h_deliver_all(&h); /* the response asks n1 for an append it cannot read */
+    assert_int_equal(h.nodes[1].last_err, LM_E_IO);
+    assert_int_equal(queued(&h, 1, 3, RAFT_MSG_APP), 0);
+    pr = raft_progress(h.nodes[1].r, 3);
+    assert_int_equal(pr->next, next0);
+    assert_false(pr->probe_sent);
+    assert_true(pr->append_owed);
+    assert_int_equal(raft_role(h.nodes[1].r), RAFT_LEADER);
+    /* Reads still failing: the tick's retry fails too, and says so. */
+    assert_int_equal(h_tick(&h, 1), LM_E_IO);
+    assert_int_equal(queued(&h, 1, 3, RAFT_MSG_APP), 0);
+    /* Reads work again: the next tick sends the append on its own. */
+    h.nodes[1].fail_reads = false;
+    h_deliver_all(&h);
+    assert_int_equal(h_tick(&h, 1), 0);
+    assert_int_equal(queued(&h, 1, 3, RAFT_MSG_APP), 1);
+    assert_false(raft_progress(h.nodes[1].r, 3)->append_owed);
+    h_stabilize(&h);
+    assert_int_equal(raft_commit(h.nodes[3].r), 6);
+    assert_int_equal(raft_memlog_last(&h.nodes[3].disk), 6);
+    h_deinit(&h);
+}
+
+/* Follower: it cannot check an append's prev term. The append is dropped unanswered (its log
+ * untouched), raft_step says why, and the leader's next append goes through. */
+static void test_read_fail_on_receiving_append(void **state)
+{
+    (void)state;
+    struct harness h;
+    lagging_cluster(&h, true, true);
+    h.nodes[2].fail_reads = true; /* n2's log (offsets 0..6) is all in storage */
+    assert_int_equal(raft_propose(h.nodes[1].r, "c", 1, 1, NULL), 0);
+    h_process(&h, 1);
+    assert_int_equal(queued(&h, 1, 2, RAFT_MSG_APP), 1);
+    h_deliver_all(&h);
+    assert_int_equal(h.nodes[2].last_err, LM_E_IO);
+    assert_int_equal(queued(&h, 2, 1, RAFT_MSG_APP_RESP), 0);
+    assert_int_equal(raft_memlog_last(&h.nodes[2].disk), 6);
+    assert_int_equal(raft_last_index(h.nodes[2].r), 6);
+    h.nodes[2].fail_reads = false;
+    for (int i = 0; i < 3; i++) {
+        h_tick(&h, 1);
+        h_stabilize(&h);
+    }
+    assert_int_equal(raft_commit(h.nodes[1].r), 7);
+    assert_int_equal(raft_memlog_last(&h.nodes[2].disk), 7);
+    h_deinit(&h);
+}
+
+/* Votes: a voter that cannot read its last term sends no answer and keeps its vote; a node that
+ * cannot read it starts no election (term and vote untouched) and the next tick tries again. */
+static void test_read_fail_on_vote(void **state)
+{
+    (void)state;
+    struct harness h;
+    lagging_cluster(&h, false, false);
+    h_crash(&h, 1); /* no leader: n2 and n3 may vote */
+    uint64_t t2 = raft_term(h.nodes[2].r);
+    /* Candidate side. */
+    h.nodes[2].fail_reads = true;
+    assert_int_equal(raft_campaign(h.nodes[2].r), LM_E_IO);
+    assert_int_equal(raft_term(h.nodes[2].r), t2);
+    assert_int_equal(raft_role(h.nodes[2].r), RAFT_FOLLOWER);
+    h_process(&h, 2);
+    assert_int_equal(h.nodes[2].disk.hs.vote, 1); /* still its vote of term t2 */
+    /* Once the election timeout has passed, every tick tries and fails the same way. */
+    int failed = 0;
+    for (int i = 0; i < 40; i++) {
+        int rc = h_tick(&h, 2);
+        assert_true(rc == 0 || rc == LM_E_IO);
+        assert_true(failed == 0 || rc == LM_E_IO);
+        failed += rc != 0;
+    }
+    assert_true(failed > 0);
+    assert_int_equal(raft_term(h.nodes[2].r), t2);
+    assert_int_equal(raft_role(h.nodes[2].r), RAFT_FOLLOWER);
+    /* Voter side: n3 asks n2 (which cannot read its log) for its vote. */
+    assert_int_equal(raft_campaign(h.nodes[3].r), 0);
+    h_process(&h, 3);
+    h_deliver_all(&h);
+    assert_int_equal(h.nodes[2].last_err, LM_E_IO);
+    assert_int_equal(queued(&h, 2, 3, RAFT_MSG_VOTE_RESP), 0);
+    assert_int_not_equal(h.nodes[2].disk.hs.vote, 3);
+    assert_int_not_equal(raft_role(h.nodes[3].r), RAFT_LEADER);
+    /* Reads back: n2 campaigns at its next timeout and wins, its log being longer than n3's. */
+    h.nodes[2].fail_reads = false;
+    h_deliver_all(&h);
+    for (int i = 0; i < 40 && raft_role(h.nodes[2].r) == RAFT_FOLLOWER; i++)
+        assert_int_equal(h_tick(&h, 2), 0);
+    assert_int_equal(raft_role(h.nodes[2].r), RAFT_CANDIDATE);
+    h_stabilize(&h);
+    assert_int_equal(h_leader(&h), 2);
+    h_deinit(&h);
+}
+
+/* Commit advancement: the leader cannot read the term at the quorum match, so commit stays;
+ * the next tick advances it. A follower that cannot read a committed entry stops applying
+ * before it (rd.err) without spinning, and resumes after its next input. */
+static void test_read_fail_on_commit(void **state)
+{
+    (void)state;
+    struct harness h;
+    h_init(&h, 3, 3, true, true, NULL);
+    h.tolerate_errors = true;
+    assert_int_equal(raft_campaign(h.nodes[1].r), 0);
+    h_stabilize(&h);
+    assert_int_equal(raft_propose(h.nodes[1].r, "x", 1, 3, NULL), 0); /* offsets 1..3 */
+    h_process(&h, 1); /* durable on n1 at once: it leaves the unstable tail */
+    h_deliver_all(&h); /* appends to n2, n3; their responses are queued */
+    assert_int_equal(queued(&h, 2, 1, RAFT_MSG_APP_RESP), 1);
+    h.nodes[1].fail_reads = true;
+    h_deliver_all(&h);
+    assert_int_equal(h.nodes[1].last_err, LM_E_IO);
+    assert_int_equal(raft_commit(h.nodes[1].r), 0);
+    assert_int_equal(raft_progress(h.nodes[1].r, 2)->match, 3);
+    assert_int_equal(h_tick(&h, 1), LM_E_IO); /* still unreadable: still not committed */
+    assert_int_equal(raft_commit(h.nodes[1].r), 0);
+    h.nodes[1].fail_reads = false;
+    assert_int_equal(h_tick(&h, 1), 0);
+    assert_int_equal(raft_commit(h.nodes[1].r), 3);
+    assert_int_equal(h.nodes[1].applied, 3);
+    /* Follower apply. */
+    h.nodes[2].fail_reads = true;
+    h.nodes[2].last_err = 0;
+    h_stabilize(&h); /* the commit reaches n2, whose entries are in storage */
+    assert_int_equal(raft_commit(h.nodes[2].r), 3);
+    assert_int_equal(h.nodes[2].applied, 0);
+    assert_int_equal(h.nodes[2].last_err, LM_E_IO);
+    assert_false(raft_has_ready(h.nodes[2].r)); /* no busy loop on a broken disk */
+    h.nodes[2].fail_reads = false;
+    h_tick(&h, 2);
+    assert_int_equal(h.nodes[2].applied, 3);
+    h_deinit(&h);
+}
+
+/* ---------- APP descriptors (raft.h "APPENDS ARE DESCRIPTORS") ---------- */
+
+static bool fail_log_reads;
+static int failing_entry_at(void *ctx, int64_t index, struct raft_entry *out)
+{
+    if (fail_log_reads)
+        return LM_E_IO;
+    const struct raft_entry *e = raft_memlog_find(ctx, index);
+    if (!e)
+        return LM_E_NOT_FOUND;
+    *out = *e;
+    return 0;
+}
+
+static void test_descriptor_resolve(void **state)
+{
+    (void)state;
+    struct raft_conf c = {.n_voters = 1, .voters = {1}};
+    struct raft_memlog ml;
+    raft_memlog_init(&ml, &c);
+    struct raft_entry es[] = {ent(0, 0, 1, "a"), ent(1, 4, 1, "bbbb"), ent(5, 5, 2, "c"),
+                              ent(6, 7, 2, "dd")};
+    assert_int_equal(raft_memlog_write(&ml, es, 4), 0);
+    struct raft_log_ops ops;
+    raft_memlog_ops(&ml, &ops);
+    /* (0, 7]: three batches, the last ending at 7 in term 2. */
+    struct raft_msg d = {.type = RAFT_MSG_APP, .group = 1, .from = 1, .to = 2, .term = 2,
+                         .index = 0, .log_term = 1, .commit = 5, .ent_last = 7,
+                         .ent_last_term = 2, .n_entries = 3};
+    struct raft_entry out[4];
+    assert_int_equal(raft_log_resolve(&ops, &d, out, 4), 0);
+    assert_int_equal(out[0].first_index, 1);
+    assert_int_equal(out[2].last_index, 7);
+    assert_memory_equal(out[1].data, "c", 1);
+    assert_ptr_equal(out[1].data, raft_memlog_find(&ml, 5)->data); /* borrowed, not copied */
+    assert_int_equal(raft_log_resolve(&ops, &d, out, 2), LM_E_INVALID);
+    struct raft_msg w;
+    assert_int_equal(raft_msg_resolve(&w, &d, &ops), 0);
+    assert_int_equal(w.n_entries, 3);
+    assert_non_null(w.entries);
+    assert_ptr_not_equal(w.entries[2].data, raft_memlog_find(&ml, 6)->data); /* owned copy */
+    assert_memory_equal(w.entries[2].data, "dd", 2);
+    raft_msg_deinit(&w);
+    /* The receive side takes entries with bytes only. */
+    struct raft_conf c2 = {.n_voters = 2, .voters = {1, 2}};
+    struct raft_memlog ml2;
+    raft_memlog_init(&ml2, &c2);
+    struct raft_log_ops ops2;
+    raft_memlog_ops(&ml2, &ops2);
+    struct raft_config cfg = {.id = 2, .group = 1, .election_ticks = 10, .heartbeat_ticks = 1,
+                              .max_inflight = 4, .max_msg_entries = 8, .max_apply_entries = 8,
+                              .rand_seed = 1, .applied = -1};
+    struct raft *r2 = raft_new(&cfg, &ops2, NULL);
+    assert_non_null(r2);
+    struct raft_msg d0 = d;
+    d0.index = -1;
+    d0.log_term = 0;
+    assert_int_equal(raft_step(r2, &d0), LM_E_INVALID);
+    raft_free(r2);
+    raft_memlog_deinit(&ml2);
+    /* A read failure while resolving is the log's error. */
+    ops.entry_at = failing_entry_at;
+    fail_log_reads = true;
+    assert_int_equal(raft_log_resolve(&ops, &d, out, 4), LM_E_IO);
+    assert_int_equal(raft_msg_resolve(&w, &d, &ops), LM_E_IO);
+    fail_log_reads = false;
+    assert_int_equal(raft_log_resolve(&ops, &d, out, 4), 0);
+    /* Overwritten by another term from offset 5 (a deposed leader took the new leader's
+     * entries): the batch ending at 7 is not the one named. */
+    struct raft_entry o[] = {ent(5, 7, 3, "eee")};
+    assert_int_equal(raft_memlog_write(&ml, o, 1), 0);
+    assert_int_equal(raft_log_resolve(&ops, &d, out, 4), LM_E_NOT_FOUND);
+    /* Truncated shorter than the range. */
+    struct raft_entry t[] = {ent(5, 5, 3, "f")};
+    assert_int_equal(raft_memlog_write(&ml, t, 1), 0);
+    assert_int_equal(raft_log_resolve(&ops, &d, out, 4), LM_E_NOT_FOUND);
+    /* Compacted past the start of the range; a range above the new start still resolves. */
+    struct raft_msg d2 = {.type = RAFT_MSG_APP, .index = 4, .log_term = 1, .ent_last = 5,
+                          .ent_last_term = 3, .n_entries = 1};
+    assert_int_equal(raft_log_resolve(&ops, &d2, out, 4), 0);
+    assert_int_equal(raft_memlog_compact(&ml, 4, NULL, 0), 0);
+    struct raft_msg d3 = {.type = RAFT_MSG_APP, .index = 0, .log_term = 1, .ent_last = 5,
+                          .ent_last_term = 3, .n_entries = 2};
+    assert_int_equal(raft_log_resolve(&ops, &d3, out, 4), LM_E_OUT_OF_RANGE);
+    assert_int_equal(raft_log_resolve(&ops, &d2, out, 4), 0); /* prev = log start */
+    raft_memlog_deinit(&ml);
+}
+
+/* The leader names entries for a lagging follower; before the shell resolves the descriptor the
+ * log start moves past them. The shell reports it; the follower goes back to probing and the
+ * next tick sends it the log start instead, after which it catches up. */
+/* Take the first queued message from -> to of a type out of the queue (owned by the caller). */
+static bool take_msg(struct harness *h, uint32_t from, uint8_t type, struct raft_msg *out)
+{
+    for (size_t i = 0; i < h->n_q; i++) {
+        if (h->q[i].m.from == from && h->q[i].m.type == type) {
+            *out = h->q[i].m;
+            memmove(&h->q[i], &h->q[i + 1], (h->n_q - i - 1) * sizeof(h->q[0]));
+            h->n_q--;
+            return true;
+        }
+    }
+    return false;
+}
+
+static void test_descriptor_compacted_before_send(void **state)
+{
+    (void)state;
+    struct harness h;
+    lagging_cluster(&h, true, true);
+    h_tick(&h, 1);
+    h_deliver_all(&h); /* heartbeats */
+    h_deliver_all(&h); /* responses: n1 appends to n3 from its optimistic next (nothing) */
+    h_deliver_all(&h); /* n3 rejects: it lacks the prev */
+    struct raft_msg resp;
+    assert_true(take_msg(&h, 3, RAFT_MSG_APP_RESP, &resp));
+    assert_true(resp.reject);
+    /* Step the rejection without processing: n1 probes n3 from offset 1 with a descriptor for
+     * (0, 6], still inside n1. */
+    assert_int_equal(raft_step(h.nodes[1].r, &resp), 0);
+    raft_msg_deinit(&resp);
+    const struct raft_progress *pr = raft_progress(h.nodes[1].r, 3);
+    assert_int_equal(pr->state, RAFT_PR_PROBE);
+    assert_int_equal(pr->next, 1);
+    assert_true(pr->probe_sent);
+    assert_int_equal(h_compact(&h, 1, 4), 0); /* retention: offsets 0..4 are gone */
+    h_process(&h, 1); /* the shell cannot resolve (0, ...]: reported, not sent */
+    assert_int_equal(h.nodes[1].unsent, 1);
+    assert_int_equal(queued(&h, 1, 3, RAFT_MSG_APP), 0);
+    pr = raft_progress(h.nodes[1].r, 3);
+    assert_int_equal(pr->state, RAFT_PR_PROBE);
+    assert_false(pr->probe_sent);
+    h_tick(&h, 1); /* retry: prev is below the log start now, so LOG_START */
+    assert_int_equal(queued(&h, 1, 3, RAFT_MSG_LOG_START), 1);
+    for (int i = 0; i < 3; i++) {
+        h_stabilize(&h);
+        h_tick(&h, 1);
+    }
+    h_stabilize(&h);
+    assert_int_equal(h.nodes[3].disk.start.index, 4);
+    assert_int_equal(raft_commit(h.nodes[3].r), 6);
+    assert_int_equal(raft_memlog_last(&h.nodes[3].disk), 6);
+    h_deinit(&h);
+}
+
+/* raft_append_unsent on a follower in pipelined replication: back to probing from the match. */
+static void test_append_unsent_probe(void **state)
+{
+    (void)state;
+    struct harness h;
+    h_init(&h, 3, 3, true, true, NULL);
+    assert_int_equal(raft_campaign(h.nodes[1].r), 0);
+    h_stabilize(&h);
+    const struct raft_progress *pr = raft_progress(h.nodes[1].r, 2);
+    assert_int_equal(pr->state, RAFT_PR_REPLICATE);
+    for (int i = 0; i < 20; i++)
+        assert_int_equal(raft_propose(h.nodes[1].r, "p", 1, 1, NULL), 0);
+    struct raft_ready rd;
+    raft_ready(h.nodes[1].r, &rd);
+    const struct raft_msg *app = NULL;
+    for (size_t i = 0; i < rd.n_msgs; i++)
+        if (rd.msgs[i].type == RAFT_MSG_APP && rd.msgs[i].to == 2 && !app)
+            app = &rd.msgs[i];
+    assert_non_null(app);
+    assert_null(app->entries); /* a descriptor */
+    assert_int_equal(app->n_entries, 8);
+    assert_int_equal(app->ent_last, 8);
+    assert_int_equal(app->ent_last_term, 1);
+    assert_int_equal(raft_persisted(h.nodes[1].r, rd.persist_id), 0);
+    pr = raft_progress(h.nodes[1].r, 2);
+    assert_true(pr->inflight_count > 0);
+    assert_int_equal(raft_append_unsent(h.nodes[1].r, app, LM_E_NOT_FOUND), 0);
+    pr = raft_progress(h.nodes[1].r, 2);
+    assert_int_equal(pr->state, RAFT_PR_PROBE);
+    assert_int_equal(pr->next, pr->match + 1);
+    assert_int_equal(pr->inflight_count, 0);
+    struct raft_msg bad = *app;
+    bad.type = RAFT_MSG_HEARTBEAT;
+    assert_int_equal(raft_append_unsent(h.nodes[1].r, &bad, LM_E_NOT_FOUND), LM_E_INVALID);
+    h_deinit(&h);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -366,6 +727,13 @@ int main(void)
         cmocka_unit_test(test_flow_control),
         cmocka_unit_test(test_learner_promotion),
         cmocka_unit_test(test_multi_coalesced_heartbeats),
+        cmocka_unit_test(test_read_fail_on_append),
+        cmocka_unit_test(test_read_fail_on_receiving_append),
+        cmocka_unit_test(test_read_fail_on_vote),
+        cmocka_unit_test(test_read_fail_on_commit),
+        cmocka_unit_test(test_descriptor_resolve),
+        cmocka_unit_test(test_descriptor_compacted_before_send),
+        cmocka_unit_test(test_append_unsent_probe),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

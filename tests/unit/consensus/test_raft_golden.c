@@ -10,8 +10,8 @@
  * intended behaviour change, run with RAFT_GOLDEN_REWRITE=1 and review the diff in git.
  *
  * Commands: cluster nodes=N voters=V [pre-vote=0] [check-quorum=0] | campaign ID |
- * tick ID N | tick-all N (tick every node, then stabilize; N times) | tick-heartbeat ID | stabilize | deliver | propose ID DATA [COUNT] |
- * transfer ID TO | conf ID add-learner|promote|remove NODE | isolate ID | heal | crash ID |
+ * tick ID N | tick-all N (tick every node, then stabilize; N times) | tick-heartbeat ID |
+ * stabilize | deliver | propose ID DATA [COUNT] | transfer ID TO | conf ID add-learner|promote|remove NODE | isolate ID | heal | crash ID |
  * restart ID | compact ID INDEX | hold-disk ID | flush-disk ID | status | log ID */
 #define _GNU_SOURCE
 #include <dirent.h>
@@ -94,21 +94,16 @@ static void run_cmd(struct golden *g, char *line, FILE *out)
         report(out, raft_campaign(h->nodes[id].r));
         h_process(h, (uint32_t)id);
     } else if (!strcmp(c, "tick")) {
-        for (int i = 0; i < arg_int(tok, n, 2); i++) {
-            raft_tick(h->nodes[id].r);
-            h_process(h, (uint32_t)id);
-        }
+        for (int i = 0; i < arg_int(tok, n, 2); i++)
+            report(out, h_tick(h, (uint32_t)id));
     } else if (!strcmp(c, "tick-heartbeat")) {
-        raft_tick(h->nodes[id].r);
-        h_process(h, (uint32_t)id);
+        report(out, h_tick(h, (uint32_t)id));
     } else if (!strcmp(c, "tick-all")) {
         /* one tick on every node, then deliver until quiet; repeat */
         for (int i = 0; i < arg_int(tok, n, 1); i++) {
             for (uint32_t k = 1; k <= h->n; k++)
-                if (h->nodes[k].up) {
-                    raft_tick(h->nodes[k].r);
-                    h_process(h, k);
-                }
+                if (h->nodes[k].up)
+                    report(out, h_tick(h, k));
             h_stabilize(h);
         }
     } else if (!strcmp(c, "stabilize")) {
@@ -139,7 +134,7 @@ static void run_cmd(struct golden *g, char *line, FILE *out)
     } else if (!strcmp(c, "restart")) {
         h_restart(h, (uint32_t)id);
     } else if (!strcmp(c, "compact")) {
-        report(out, raft_memlog_compact(&h->nodes[id].disk, arg_int(tok, n, 2), NULL, 0));
+        report(out, h_compact(h, (uint32_t)id, arg_int(tok, n, 2)));
     } else if (!strcmp(c, "hold-disk")) {
         h->nodes[id].hold_persist = true;
     } else if (!strcmp(c, "flush-disk")) {
