@@ -252,7 +252,8 @@ void data_list_offsets(struct broker_req *req)
     kafka_list_offsets_response_init(&c->resp);
     struct hwork *items;
     size_t n;
-    if (!list_offsets_items(req, c, &items, &n) || !hfan_init(f, req, items, n, list_offsets_op, list_offsets_finish, c))
+    if (!list_offsets_items(req, c, &items, &n) ||
+        !hfan_init(f, req, items, n, list_offsets_op, list_offsets_finish, c))
         return close_nomem(req);
     hfan_start(f);
 }

@@ -1,8 +1,9 @@
 """Wire-level checks of the data-path handlers with hand-built frames (stdlib + confluent-kafka
 to produce): ApiVersions ranges and KIP-511 fallback, Produce v0-2 refused as Kafka 4 does, a
 known but unserved API answered UNSUPPORTED_VERSION, Produce v8 record_errors (KIP-467),
-ListOffsets (every special timestamp at every version, KIP-734/405/1005/1023), OffsetForLeaderEpoch, DeleteRecords, Fetch errors
-(out of range, KIP-320 epochs) and the long-poll (woken by an append; max_wait honoured).
+ListOffsets (every special timestamp at every version, KIP-734/405/1005/1023),
+OffsetForLeaderEpoch, DeleteRecords, Fetch errors (out of range, KIP-320 epochs) and the
+long-poll (woken by an append; max_wait honoured).
 
     /usr/bin/python3 test_protocol.py --io uring|epoll
 """
@@ -346,7 +347,8 @@ def topic_configs(b, c):
     check(len(got["appendtime"]) == 20, "appendtime count")
     for m in got["appendtime"]:
         tt, ts = m.timestamp()
-        check(tt == ck.TIMESTAMP_LOG_APPEND_TIME and ts > t_before, "LogAppendTime %r" % ((tt, ts),))
+        check(tt == ck.TIMESTAMP_LOG_APPEND_TIME and ts > t_before,
+              "LogAppendTime %r" % ((tt, ts),))
 
 
 def scenario(b):
