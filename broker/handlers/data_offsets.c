@@ -1,5 +1,6 @@
 /* ListOffsets (v1-11), OffsetForLeaderEpoch (v2-4) and DeleteRecords (v0-2): per-partition
  * questions answered by the shard that owns the partition's log. */
+#include <stdlib.h>
 #include <string.h>
 
 #include "broker/handlers/handlers_internal.h"
@@ -239,6 +240,44 @@ static void list_offsets_defaults(struct kafka_list_offsets_response_partition *
 
 FAN_ITEMS(list_offsets_items, lo_ctx, name, partition_index, list_offsets_defaults)
 
+static int lo_item_cmp(const void *x, const void *y)
+{
+    const struct hwork *a = *(const struct hwork *const *)x;
+    const struct hwork *b = *(const struct hwork *const *)y;
+    size_t n = a->topic_len < b->topic_len ? a->topic_len : b->topic_len;
+    int c = n > 0 ? memcmp(a->topic, b->topic, n) : 0;
+    if (c != 0)
+        return c;
+    if (a->topic_len != b->topic_len)
+        return a->topic_len < b->topic_len ? -1 : 1;
+    return (a->partition > b->partition) - (a->partition < b->partition);
+}
+
+/* A partition asked for more than once in one request is answered INVALID_REQUEST at each
+ * place, looked up nowhere (ListOffsetsRequest.duplicatePartitions, checked first by
+ * ReplicaManager.fetchOffset). Sorted, so a request with many partitions costs O(n log n).
+ * False when the arena is exhausted. */
+static bool lo_mark_duplicates(struct broker_req *req, struct hwork *items, size_t n)
+{
+    if (n < 2)
+        return true;
+    struct hwork **order = h_alloc(req, n, sizeof(*order));
+    if (order == NULL)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        order[i] = &items[i];
+    qsort(order, n, sizeof(*order), lo_item_cmp);
+    for (size_t i = 0; i + 1 < n; i++) {
+        if (lo_item_cmp(&order[i], &order[i + 1]) != 0)
+            continue;
+        for (size_t k = i; k < i + 2; k++) {
+            order[k]->error = KAFKA_INVALID_REQUEST;
+            order[k]->owner = HWORK_DONE;
+        }
+    }
+    return true;
+}
+
 void data_list_offsets(struct broker_req *req)
 {
     struct lo_ctx *c = h_alloc(req, 1, sizeof(*c));
@@ -252,7 +291,7 @@ void data_list_offsets(struct broker_req *req)
     kafka_list_offsets_response_init(&c->resp);
     struct hwork *items;
     size_t n;
-    if (!list_offsets_items(req, c, &items, &n) ||
+    if (!list_offsets_items(req, c, &items, &n) || !lo_mark_duplicates(req, items, n) ||
         !hfan_init(f, req, items, n, list_offsets_op, list_offsets_finish, c))
         return close_nomem(req);
     hfan_start(f);

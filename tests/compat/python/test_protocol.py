@@ -300,6 +300,27 @@ def list_offsets_specials(b, c):
           "latest read_committed")
     # A leader epoch check happens before the special value is looked at.
     check(list_offsets_v(c, 9, topic, -5, epoch=3)[1] == 75, "-5 with a future epoch")
+    # A partition asked twice (even under two entries of its topic) is INVALID_REQUEST at
+    # each place (ListOffsetsRequest.duplicatePartitions); another one is answered.
+    def part(p, ts):
+        return s32(p) + s32(-1) + s64(ts) + TAGS
+
+    body = (s32(-1) + b"\x00" +
+            carr([cstr(topic) + carr([part(0, -1), part(1, -1)]) + TAGS,
+                  cstr(TOPIC) + carr([part(0, -2)]) + TAGS,
+                  cstr(topic) + carr([part(0, -2)]) + TAGS]) + TAGS)
+    r = c.call(2, 7, body, flexible=True)
+    r.i32()
+    got = []
+    for _ in range(r.uvar() - 1):
+        name = r.cstr()
+        for _ in range(r.uvar() - 1):
+            got.append((name, r.i32(), r.i16(), r.i64(), r.i64(), r.i32()))
+            r.uvar()
+        r.uvar()
+    check(got == [(topic, 0, 42, -1, -1, -1), (topic, 1, 3, -1, -1, -1),
+                  (TOPIC, 0, 0, -1, 0, 0), (topic, 0, 42, -1, -1, -1)],
+          "duplicate partitions: %r" % got)
 
 
 def topic_configs(b, c):
