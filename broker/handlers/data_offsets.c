@@ -174,9 +174,8 @@ static void list_offsets_op(struct hshard *hs, struct hpart *p, struct hwork *w,
         return;
     int64_t start = storage_log_start_offset(p->log);
     /* Kafka's Partition.fetchOffsetForTimestamp: consumers are bounded by the high watermark
-     * (read_uncommitted) or the last stable offset (read_committed, which is the high
-     * watermark here: no transaction is ever left open in a log of this node); replicas by
-     * the log end. */
+     * (read_uncommitted) or the last stable offset (read_committed; the high watermark while
+     * this broker serves no transactions, as Fetch reports it); replicas by the log end. */
     int64_t last_fetchable = c->rq.replica_id == LO_CONSUMER_REPLICA_ID
                                  ? storage_log_high_watermark(p->log)
                                  : storage_log_end_offset(p->log);
