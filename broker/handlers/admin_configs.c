@@ -160,6 +160,52 @@ static void dc_entry_fill(dc_entry *e, int16_t version, bool documentation, cons
     };
 }
 
+/* A LIST config's value as Kafka describes it: parsed (trimmed, split at commas with the blanks
+ * around items dropped) and joined again with ",", since DescribeConfigs shows the parsed value
+ * (ConfigDef.convertToString of the list), not the text that set it. An empty list is "". */
+static bool list_blank(char ch)
+{
+    return ch == ' ' || ch == '\t' || ch == '\n' || ch == '\r' || ch == '\f' || ch == '\v';
+}
+
+static int list_display(struct kafka_arena *a, const char *value, const char **out)
+{
+    *out = value;
+    if (value == NULL)
+        return 0;
+    size_t len = strlen(value);
+    char *buf = kafka_arena_alloc(a, len + 1, 1);
+    if (buf == NULL)
+        return LM_E_NOMEM;
+    const char *p = value, *end = value + len;
+    while (p < end && list_blank(*p))
+        p++;
+    while (end > p && list_blank(end[-1]))
+        end--;
+    size_t pos = 0;
+    while (p < end) {
+        const char *comma = memchr(p, ',', (size_t)(end - p));
+        const char *stop = comma ? comma : end;
+        const char *q = stop;
+        while (p < q && list_blank(*p))
+            p++;
+        while (q > p && list_blank(q[-1]))
+            q--;
+        memcpy(buf + pos, p, (size_t)(q - p));
+        pos += (size_t)(q - p);
+        if (comma == NULL)
+            break;
+        buf[pos++] = ',';
+        p = comma + 1;
+        if (p == end) /* a trailing comma is an empty last item, kept as Kafka's split keeps it */
+            break;
+    }
+    LM_ASSERT(pos <= len);
+    buf[pos] = '\0';
+    *out = buf;
+    return 0;
+}
+
 /* Synonyms of a topic config in precedence order (KIP-226): the topic override, the broker
  * key(s) set in server.properties, then the default (named by the broker synonym). */
 static int dc_topic_synonyms(const struct lm_topic_config_def *def,
@@ -172,9 +218,13 @@ static int dc_topic_synonyms(const struct lm_topic_config_def *def,
         return LM_E_NOMEM;
     int32_t n = 0;
     for (size_t i = 0; i < topic_count; i++) {
-        if (strcmp(topic[i].name, def->name) == 0)
-            s[n++] = (dc_synonym){admin_kstr(def->name), admin_kstr(topic[i].value),
-                                  LM_CONFIG_SOURCE_DYNAMIC_TOPIC};
+        if (strcmp(topic[i].name, def->name) != 0)
+            continue;
+        const char *v = topic[i].value;
+        if (def->type == LM_CONFIG_LIST && list_display(a, topic[i].value, &v) != 0)
+            return LM_E_NOMEM;
+        s[n++] = (dc_synonym){admin_kstr(def->name), admin_kstr(v),
+                              LM_CONFIG_SOURCE_DYNAMIC_TOPIC};
     }
     /* Broker keys that feed this config, in admin_topic_config_value's order: the synonym,
      * then the unit keys; each set one is listed with its own (unconverted) value. */
@@ -251,6 +301,8 @@ static int dc_topic(const struct admin_env *env, int16_t version, bool synonyms,
             continue;
         struct admin_topic_value tv;
         rc = admin_topic_config_value(&defs[i], over, over_count, brk, brk_count, a, &tv);
+        if (rc == 0 && defs[i].type == LM_CONFIG_LIST)
+            rc = list_display(a, tv.value, &tv.value);
         if (rc != 0)
             return rc;
         dc_entry *e = &res->configs[n++];
@@ -439,6 +491,45 @@ static int override_load(const struct admin_env *env, const char *name, size_t e
     return rc;
 }
 
+/* Why a LIST value with allowed items is invalid, in Kafka 4.2's ConfigDef.ValidList words
+ * (KIP-1161): an empty item, a repeated item, or NULL when some item is not allowed. */
+static const char *list_fault(const char *value)
+{
+    const char *p = value, *end = value + strlen(value);
+    while (p < end && list_blank(*p))
+        p++;
+    while (end > p && list_blank(end[-1]))
+        end--;
+    for (const char *item = p; item < end;) {
+        const char *comma = memchr(item, ',', (size_t)(end - item));
+        const char *stop = comma ? comma : end;
+        const char *b = item, *e = stop;
+        while (b < e && list_blank(*b))
+            b++;
+        while (e > b && list_blank(e[-1]))
+            e--;
+        if (b == e)
+            return "values must not be empty";
+        /* Repeated when the same item occurs again further on. */
+        for (const char *q = comma ? comma + 1 : end; q < end;) {
+            const char *qc = memchr(q, ',', (size_t)(end - q));
+            const char *qs = qc ? qc : end;
+            const char *qb = q, *qe = qs;
+            while (qb < qe && list_blank(*qb))
+                qb++;
+            while (qe > qb && list_blank(qe[-1]))
+                qe--;
+            if (qe - qb == e - b && memcmp(qb, b, (size_t)(e - b)) == 0)
+                return "values must not be duplicated";
+            q = qc ? qc + 1 : end;
+        }
+        item = comma ? comma + 1 : end;
+        if (comma != NULL && item == end)
+            return "values must not be empty"; /* a trailing comma */
+    }
+    return NULL;
+}
+
 /* Sets an INVALID_CONFIG error for an invalid value, or an unknown name. */
 static int invalid_value(struct kafka_arena *a, int16_t *code, struct kafka_str *msg,
                          const char *name, const char *value)
@@ -447,6 +538,14 @@ static int invalid_value(struct kafka_arena *a, int16_t *code, struct kafka_str 
     if (def == NULL)
         return SET_ERR(a, *code, *msg, KAFKA_INVALID_CONFIG, "Unknown topic config name: %s",
                        name);
+    /* list_fault is quadratic in the items: only for values the store could hold. */
+    const char *fault = def->type == LM_CONFIG_LIST && def->valid_values && value != NULL &&
+                                strlen(value) <= LM_META_CONFIG_VALUE_MAX
+                            ? list_fault(value)
+                            : NULL;
+    if (fault != NULL)
+        return SET_ERR(a, *code, *msg, KAFKA_INVALID_CONFIG, "Configuration '%s' %s.", name,
+                       fault);
     if (def->valid_values)
         return SET_ERR(a, *code, *msg, KAFKA_INVALID_CONFIG,
                        "Invalid value %s for configuration %s: must be one of %s", value, name,

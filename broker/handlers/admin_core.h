@@ -1,6 +1,6 @@
 /* Admin request handlers (issue 4): CreateTopics, DeleteTopics, CreatePartitions,
- * DescribeConfigs, AlterConfigs, IncrementalAlterConfigs, DescribeCluster. Private to
- * broker/handlers/admin_*.c and their unit tests.
+ * DescribeConfigs, AlterConfigs, IncrementalAlterConfigs, DescribeCluster and the ACL APIs.
+ * Private to broker/handlers/admin_*.c and their unit tests.
  *
  * Each API is split in two: a pure core (this header) that takes a decoded request and fills
  * the response struct, reading and committing metadata through struct admin_env, and a thin
@@ -42,6 +42,13 @@
 #define ADMIN_INCREMENTAL_ALTER_CONFIGS_MAX 1
 #define ADMIN_DESCRIBE_CLUSTER_MIN 0
 #define ADMIN_DESCRIBE_CLUSTER_MAX 2
+/* The ACL APIs at Kafka 4.x's ranges (v0 of each was removed by KIP-896). */
+#define ADMIN_DESCRIBE_ACLS_MIN 1
+#define ADMIN_DESCRIBE_ACLS_MAX 3
+#define ADMIN_CREATE_ACLS_MIN 1
+#define ADMIN_CREATE_ACLS_MAX 3
+#define ADMIN_DELETE_ACLS_MIN 1
+#define ADMIN_DELETE_ACLS_MAX 3
 
 /* ConfigResource.Type on the wire (KIP-133, KIP-412, KIP-714, KIP-848). */
 enum admin_resource_type {
@@ -90,6 +97,19 @@ int admin_incremental_alter_configs(const struct admin_env *env, int16_t version
 int admin_describe_cluster(const struct admin_env *env, int16_t version,
                            const struct kafka_describe_cluster_request *rq,
                            struct kafka_describe_cluster_response *rs, struct kafka_arena *a);
+
+/* The ACL APIs without an authorizer (admin_acls.c): SECURITY_DISABLED as Kafka answers them.
+ * Return LM_E_INVALID for a request Kafka cannot parse (an UNKNOWN enum code), which closes
+ * the connection. */
+int admin_describe_acls(const struct admin_env *env, int16_t version,
+                        const struct kafka_describe_acls_request *rq,
+                        struct kafka_describe_acls_response *rs, struct kafka_arena *a);
+int admin_create_acls(const struct admin_env *env, int16_t version,
+                      const struct kafka_create_acls_request *rq,
+                      struct kafka_create_acls_response *rs, struct kafka_arena *a);
+int admin_delete_acls(const struct admin_env *env, int16_t version,
+                      const struct kafka_delete_acls_request *rq,
+                      struct kafka_delete_acls_response *rs, struct kafka_arena *a);
 
 /* ---- helpers shared by the admin files (admin_util.c) ---- */
 

@@ -58,7 +58,10 @@ static void admin_serve(struct broker_req *req, int16_t min_version, int16_t max
     };
     rc = core(&env, req->api_version, rq, rs, ka);
     if (rc != 0) {
-        admin_fail(req, "response does not fit the request's arena", rc);
+        admin_fail(req,
+                   rc == LM_E_INVALID ? "request Kafka refuses to parse"
+                                      : "response does not fit the request's arena",
+                   rc);
         return;
     }
     size_t size = api->response.size(req->api_version, rs);
@@ -93,6 +96,9 @@ ADMIN_HANDLER(alter_configs, ADMIN_ALTER_CONFIGS_MIN, ADMIN_ALTER_CONFIGS_MAX)
 ADMIN_HANDLER(incremental_alter_configs, ADMIN_INCREMENTAL_ALTER_CONFIGS_MIN,
               ADMIN_INCREMENTAL_ALTER_CONFIGS_MAX)
 ADMIN_HANDLER(describe_cluster, ADMIN_DESCRIBE_CLUSTER_MIN, ADMIN_DESCRIBE_CLUSTER_MAX)
+ADMIN_HANDLER(describe_acls, ADMIN_DESCRIBE_ACLS_MIN, ADMIN_DESCRIBE_ACLS_MAX)
+ADMIN_HANDLER(create_acls, ADMIN_CREATE_ACLS_MIN, ADMIN_CREATE_ACLS_MAX)
+ADMIN_HANDLER(delete_acls, ADMIN_DELETE_ACLS_MIN, ADMIN_DELETE_ACLS_MAX)
 
 int handlers_admin_register(struct broker_dispatch *d)
 {
@@ -115,6 +121,10 @@ int handlers_admin_register(struct broker_dispatch *d)
          ADMIN_INCREMENTAL_ALTER_CONFIGS_MAX, incremental_alter_configs_handle},
         {KAFKA_DESCRIBE_CLUSTER_KEY, ADMIN_DESCRIBE_CLUSTER_MIN, ADMIN_DESCRIBE_CLUSTER_MAX,
          describe_cluster_handle},
+        {KAFKA_DESCRIBE_ACLS_KEY, ADMIN_DESCRIBE_ACLS_MIN, ADMIN_DESCRIBE_ACLS_MAX,
+         describe_acls_handle},
+        {KAFKA_CREATE_ACLS_KEY, ADMIN_CREATE_ACLS_MIN, ADMIN_CREATE_ACLS_MAX, create_acls_handle},
+        {KAFKA_DELETE_ACLS_KEY, ADMIN_DELETE_ACLS_MIN, ADMIN_DELETE_ACLS_MAX, delete_acls_handle},
     };
     for (size_t i = 0; i < LM_ARRAY_LEN(apis); i++) {
         int rc = handlers_serve(d, apis[i].key, apis[i].min, apis[i].max, apis[i].fn);

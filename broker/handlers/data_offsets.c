@@ -1,5 +1,6 @@
-/* ListOffsets (v1-10), OffsetForLeaderEpoch (v2-4) and DeleteRecords (v0-2): per-partition
+/* ListOffsets (v1-11), OffsetForLeaderEpoch (v2-4) and DeleteRecords (v0-2): per-partition
  * questions answered by the shard that owns the partition's log. */
+#include <stdlib.h>
 #include <string.h>
 
 #include "broker/handlers/handlers_internal.h"
@@ -9,11 +10,51 @@
 #include "protocol/kafka_list_offsets.h"
 #include "protocol/kafka_offset_for_leader_epoch.h"
 
-/* ListOffsets special timestamps (KIP-734 max timestamp, KIP-405 earliest local). */
+/* ListOffsets special timestamps (Kafka's ListOffsetsRequest): latest, earliest, max timestamp
+ * (KIP-734), earliest local (KIP-405), latest tiered (KIP-1005), earliest pending upload
+ * (KIP-1023). */
 #define TS_LATEST (-1)
 #define TS_EARLIEST (-2)
 #define TS_MAX_TIMESTAMP (-3)
 #define TS_EARLIEST_LOCAL (-4)
+#define TS_LATEST_TIERED (-5)
+#define TS_EARLIEST_PENDING_UPLOAD (-6)
+
+/* ListOffsetsRequest.CONSUMER_REPLICA_ID: only consumers are bounded by the high watermark (or
+ * the last stable offset); replicas and the debugging id (-2) see the log end. */
+#define LO_CONSUMER_REPLICA_ID (-1)
+
+/* Whether a negative timestamp may be asked at this version: each special value needs the
+ * version that introduced it, and any other negative value is never valid. Kafka 4.x's
+ * ReplicaManager.isListOffsetsTimestampUnsupported answers both with UNSUPPORTED_VERSION for
+ * the partition (timestampMinSupportedVersion: -1/-2 v1, -3 v7, -4 v8, -5 v9, -6 v11). */
+static bool lo_timestamp_supported(int64_t ts, int16_t version)
+{
+    if (ts >= 0)
+        return true;
+    int16_t min;
+    switch (ts) {
+    case TS_LATEST:
+    case TS_EARLIEST:
+        min = 1;
+        break;
+    case TS_MAX_TIMESTAMP:
+        min = 7;
+        break;
+    case TS_EARLIEST_LOCAL:
+        min = 8;
+        break;
+    case TS_LATEST_TIERED:
+        min = 9;
+        break;
+    case TS_EARLIEST_PENDING_UPLOAD:
+        min = 11;
+        break;
+    default:
+        return false;
+    }
+    return version >= min;
+}
 
 static void close_nomem(struct broker_req *req)
 {
@@ -123,27 +164,38 @@ static void list_offsets_op(struct hshard *hs, struct hpart *p, struct hwork *w,
     o->timestamp = -1;
     o->offset = -1;
     o->leader_epoch = -1;
+    if (!lo_timestamp_supported(in->timestamp, c->version)) {
+        w->error = KAFKA_UNSUPPORTED_VERSION;
+        return;
+    }
     if (no_log(p, w))
         return;
     if ((w->error = h_check_epoch(p, in->current_leader_epoch)) != KAFKA_NONE)
         return;
     int64_t start = storage_log_start_offset(p->log);
-    /* Single node, no transactions yet: the last stable offset is the high watermark. */
-    int64_t hw = storage_log_high_watermark(p->log);
+    /* Kafka's Partition.fetchOffsetForTimestamp: consumers are bounded by the high watermark
+     * (read_uncommitted) or the last stable offset (read_committed; the high watermark while
+     * this broker serves no transactions, as Fetch reports it); replicas by the log end. */
+    int64_t last_fetchable = c->rq.replica_id == LO_CONSUMER_REPLICA_ID
+                                 ? storage_log_high_watermark(p->log)
+                                 : storage_log_end_offset(p->log);
     int rc = 0;
     switch (in->timestamp) {
     case TS_EARLIEST:
     case TS_EARLIEST_LOCAL:
+        /* Without tiered storage the local log is the whole log (UnifiedLog
+         * .fetchOffsetByTimestamp treats -4 as -2 when remote storage is off). */
         o->offset = start;
         break;
     case TS_LATEST:
-        o->offset = hw;
+        o->offset = last_fetchable;
         break;
+    case TS_LATEST_TIERED:
+    case TS_EARLIEST_PENDING_UPLOAD:
+        /* Nothing is tiered on this broker: Kafka answers NONE with offset, timestamp and
+         * leader epoch all -1 (UnifiedLog without remote storage). */
+        return;
     case TS_MAX_TIMESTAMP:
-        if (c->version < 7) {
-            w->error = KAFKA_UNSUPPORTED_VERSION;
-            return;
-        }
         rc = storage_log_max_timestamp(p->log, &o->offset, &o->timestamp);
         if (rc == 0 && o->offset >= 0 && o->offset < start) {
             /* Never an offset below the log start (DeleteRecords moved it past the record). */
@@ -152,23 +204,27 @@ static void list_offsets_op(struct hshard *hs, struct hpart *p, struct hwork *w,
         }
         break;
     default:
-        if (in->timestamp < 0) {
-            w->error = KAFKA_INVALID_REQUEST;
-            return;
-        }
+        LM_ASSERT(in->timestamp >= 0); /* lo_timestamp_supported refused the others */
         rc = storage_log_offset_for_timestamp(p->log, in->timestamp, &o->offset, &o->timestamp);
         if (rc == 0 && o->offset >= 0 && o->offset < start)
             o->offset = start; /* the first record at or after ts that still exists */
-        if (rc == 0 && o->offset >= hw) {
-            o->offset = -1;
-            o->timestamp = -1;
-        }
         break;
     }
     if (rc != 0) {
+        o->offset = -1;
+        o->timestamp = -1;
         w->error = h_storage_error(rc);
         return;
     }
+    /* ReplicaManager.fetchOffset: a record found at or beyond the last fetchable offset is not
+     * visible yet, answered NONE with offset and timestamp -1 (max timestamp and timestamp
+     * lookups; the earliest and latest offsets are never beyond it). */
+    if (in->timestamp != TS_LATEST && in->timestamp != TS_EARLIEST &&
+        in->timestamp != TS_EARLIEST_LOCAL && o->offset >= last_fetchable) {
+        o->offset = -1;
+        o->timestamp = -1;
+    }
+    LM_ASSERT(o->offset >= -1);
     o->leader_epoch = o->offset >= 0 ? p->leader_epoch : -1;
 }
 
@@ -183,6 +239,44 @@ static void list_offsets_defaults(struct kafka_list_offsets_response_partition *
 
 FAN_ITEMS(list_offsets_items, lo_ctx, name, partition_index, list_offsets_defaults)
 
+static int lo_item_cmp(const void *x, const void *y)
+{
+    const struct hwork *a = *(const struct hwork *const *)x;
+    const struct hwork *b = *(const struct hwork *const *)y;
+    size_t n = a->topic_len < b->topic_len ? a->topic_len : b->topic_len;
+    int c = n > 0 ? memcmp(a->topic, b->topic, n) : 0;
+    if (c != 0)
+        return c;
+    if (a->topic_len != b->topic_len)
+        return a->topic_len < b->topic_len ? -1 : 1;
+    return (a->partition > b->partition) - (a->partition < b->partition);
+}
+
+/* A partition asked for more than once in one request is answered INVALID_REQUEST at each
+ * place, looked up nowhere (ListOffsetsRequest.duplicatePartitions, checked first by
+ * ReplicaManager.fetchOffset). Sorted, so a request with many partitions costs O(n log n).
+ * False when the arena is exhausted. */
+static bool lo_mark_duplicates(struct broker_req *req, struct hwork *items, size_t n)
+{
+    if (n < 2)
+        return true;
+    struct hwork **order = h_alloc(req, n, sizeof(*order));
+    if (order == NULL)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        order[i] = &items[i];
+    qsort(order, n, sizeof(*order), lo_item_cmp);
+    for (size_t i = 0; i + 1 < n; i++) {
+        if (lo_item_cmp(&order[i], &order[i + 1]) != 0)
+            continue;
+        for (size_t k = i; k < i + 2; k++) {
+            order[k]->error = KAFKA_INVALID_REQUEST;
+            order[k]->owner = HWORK_DONE;
+        }
+    }
+    return true;
+}
+
 void data_list_offsets(struct broker_req *req)
 {
     struct lo_ctx *c = h_alloc(req, 1, sizeof(*c));
@@ -196,7 +290,8 @@ void data_list_offsets(struct broker_req *req)
     kafka_list_offsets_response_init(&c->resp);
     struct hwork *items;
     size_t n;
-    if (!list_offsets_items(req, c, &items, &n) || !hfan_init(f, req, items, n, list_offsets_op, list_offsets_finish, c))
+    if (!list_offsets_items(req, c, &items, &n) || !lo_mark_duplicates(req, items, n) ||
+        !hfan_init(f, req, items, n, list_offsets_op, list_offsets_finish, c))
         return close_nomem(req);
     hfan_start(f);
 }

@@ -10,10 +10,14 @@
 
 #define I64_MAX_STR "9223372036854775807"
 
+/* The most items of a list config with allowed values (cleanup.policy: delete, compact). */
+#define LM_TOPIC_CONFIG_LIST_ITEMS_MAX 8
+
 /* Sorted by name (lm_topic_config_find uses bsearch). Defaults are Kafka 4.x's. */
 static const struct lm_topic_config_def config_defs[] = {
     {"cleanup.policy", LM_CONFIG_LIST, "delete", "log.cleanup.policy", "delete|compact", 0,
-     "Retention policy of old segments: delete, compact, or both."},
+     "Retention policy of old segments: delete, compact, both, or empty (no cleanup: kept "
+     "forever)."},
     {"compression.gzip.level", LM_CONFIG_INT, "-1", "compression.gzip.level", NULL, -1,
      "Compression level for gzip."},
     {"compression.lz4.level", LM_CONFIG_INT, "9", "compression.lz4.level", NULL, 1,
@@ -128,6 +132,56 @@ static bool enum_has(const char *values, const char *word, size_t word_len)
     return false;
 }
 
+/* Java's \\s and String.trim() as ConfigDef applies them to list values. */
+static bool list_space(char ch)
+{
+    return ch == ' ' || ch == '\t' || ch == '\n' || ch == '\r' || ch == '\f' || ch == '\v';
+}
+
+/* A LIST value against its allowed items, as Kafka 4.2's ConfigDef parses and checks it
+ * (parseType LIST, ValidList.in, KIP-1161): the value is trimmed, and an empty value is the
+ * empty list, which ValidList.in allows (for cleanup.policy it means no cleanup at all,
+ * "infinite retention" in TopicConfig's documentation); otherwise items are split at commas
+ * with the blanks around them dropped, and each must be non-empty, allowed and not repeated
+ * ("values must not be duplicated"). */
+static int list_validate(const char *values, const char *value)
+{
+    const char *p = value;
+    const char *end = value + strlen(value);
+    while (p < end && list_space(*p))
+        p++;
+    while (end > p && list_space(end[-1]))
+        end--;
+    if (p == end)
+        return 0;
+    const char *items[LM_TOPIC_CONFIG_LIST_ITEMS_MAX];
+    size_t lens[LM_TOPIC_CONFIG_LIST_ITEMS_MAX];
+    size_t count = 0;
+    while (true) {
+        const char *comma = memchr(p, ',', (size_t)(end - p));
+        const char *stop = comma ? comma : end;
+        const char *q = stop;
+        while (p < q && list_space(*p))
+            p++;
+        while (q > p && list_space(q[-1]))
+            q--;
+        size_t n = (size_t)(q - p);
+        if (n == 0 || !enum_has(values, p, n))
+            return LM_E_INVALID;
+        for (size_t i = 0; i < count; i++) {
+            if (lens[i] == n && memcmp(items[i], p, n) == 0)
+                return LM_E_INVALID;
+        }
+        /* Every allowed item at most once: the allowed set bounds the count. */
+        LM_ASSERT(count < LM_TOPIC_CONFIG_LIST_ITEMS_MAX);
+        items[count] = p;
+        lens[count++] = n;
+        if (comma == NULL)
+            return 0;
+        p = comma + 1;
+    }
+}
+
 int lm_topic_config_validate(const char *name, const char *value)
 {
     const struct lm_topic_config_def *def = lm_topic_config_find(name);
@@ -160,27 +214,8 @@ int lm_topic_config_validate(const char *name, const char *value)
         if (def->valid_values && !enum_has(def->valid_values, value, strlen(value)))
             return LM_E_INVALID;
         return 0;
-    case LM_CONFIG_LIST: {
-        if (def->valid_values == NULL)
-            return 0;
-        /* comma-separated, each item allowed, at least one item */
-        const char *p = value;
-        if (*p == '\0')
-            return LM_E_INVALID;
-        while (1) {
-            while (*p == ' ')
-                p++;
-            const char *comma = strchr(p, ',');
-            size_t n = comma ? (size_t)(comma - p) : strlen(p);
-            while (n > 0 && p[n - 1] == ' ')
-                n--;
-            if (n == 0 || !enum_has(def->valid_values, p, n))
-                return LM_E_INVALID;
-            if (!comma)
-                return 0;
-            p = comma + 1;
-        }
-    }
+    case LM_CONFIG_LIST:
+        return def->valid_values ? list_validate(def->valid_values, value) : 0;
     case LM_CONFIG_CLASS:
     case LM_CONFIG_PASSWORD:
         return 0;
@@ -293,6 +328,8 @@ int lm_topic_settings_resolve(const struct lm_config_entry *topic, size_t topic_
         out->field = (int32_t)n;                                                               \
     } while (0)
 
+    /* Validated items are "delete" and "compact" only; the empty list sets neither (no
+     * retention by time or size, no compaction). */
     const char *policy = RESOLVE("cleanup.policy");
     out->cleanup_delete = strstr(policy, "delete") != NULL;
     out->cleanup_compact = strstr(policy, "compact") != NULL;

@@ -1,16 +1,22 @@
 """Admin clients of Python against laminar: confluent-kafka-python's AdminClient (librdkafka)
 and kafka-python's KafkaAdminClient, from Debian's packages, creating, describing, altering,
 growing and deleting topics, with the error cases a user hits; then topics and configs must
-survive kill -9 and a restart.
+survive kill -9 and a restart. Also: an empty cleanup.policy (IncrementalAlterConfigs SUBTRACT
+of its last item, hand-built frames, or set directly) is accepted, described as "" and means no
+cleanup at all, as in Kafka 4.x; the ACL APIs without an authorizer answer SECURITY_DISABLED
+(kafka-python's admin client, and hand-built frames at every served version).
 
     test_admin.py --io uring|epoll
 
 Debian's confluent-kafka (1.7) and kafka-python (2.0) have no IncrementalAlterConfigs; APPEND
-and SUBTRACT are checked with the Java Admin client (tests/compat/java, ToolsSuite).
+and SUBTRACT are checked with the Java Admin client (tests/compat/java, ToolsSuite) and with
+hand-built frames here.
 """
 
 import argparse
 import os
+import socket
+import struct
 import sys
 import time
 
@@ -187,6 +193,409 @@ def raw_malformed(host, port):
     check(got == b"", "malformed CreateTopics: connection closed without a response", got)
 
 
+# ---- hand-built frames (classic and flexible encodings) -------------------------------------
+
+def i8(v):
+    return struct.pack(">b", v)
+
+
+def i16(v):
+    return struct.pack(">h", v)
+
+
+def i32(v):
+    return struct.pack(">i", v)
+
+
+def nstr(v):
+    if v is None:
+        return i16(-1)
+    b = v.encode()
+    return i16(len(b)) + b
+
+
+def arr(items):
+    return i32(len(items)) + b"".join(items)
+
+
+def uvar(n):
+    out = b""
+    while True:
+        b7 = n & 0x7F
+        n >>= 7
+        if not n:
+            return out + bytes([b7])
+        out += bytes([b7 | 0x80])
+
+
+def cstr(v):
+    if v is None:
+        return b"\x00"
+    b = v.encode()
+    return uvar(len(b) + 1) + b
+
+
+def carr(items):
+    return uvar(len(items) + 1) + b"".join(items)
+
+
+class Frames:
+    """One connection sending hand-built requests and reading the answers."""
+
+    def __init__(self, host, port):
+        self.s = socket.create_connection((host, port), timeout=15)
+        self.corr = 0
+
+    def call(self, key, version, body, flexible):
+        """The response body after its header, or None when the broker closed the
+        connection."""
+        self.corr += 1
+        hdr = i16(key) + i16(version) + i32(self.corr) + nstr("raw-admin")
+        if flexible:
+            hdr += b"\x00"
+        self.s.sendall(i32(len(hdr) + len(body)) + hdr + body)
+        try:
+            head = self._recv(4)
+        except (EOFError, ConnectionResetError):
+            return None
+        data = self._recv(struct.unpack(">i", head)[0])
+        r = Reader(data)
+        check(r.i32() == self.corr, "correlation id")
+        if flexible:
+            r.uvar()
+        return r
+
+    def _recv(self, n):
+        buf = b""
+        while len(buf) < n:
+            c = self.s.recv(n - len(buf))
+            if not c:
+                raise EOFError("closed")
+            buf += c
+        return buf
+
+    def close(self):
+        self.s.close()
+
+
+class Reader:
+    def __init__(self, b):
+        self.b, self.p = b, 0
+
+    def take(self, fmt):
+        v = struct.unpack_from(fmt, self.b, self.p)[0]
+        self.p += struct.calcsize(fmt)
+        return v
+
+    def i8(self):
+        return self.take(">b")
+
+    def i16(self):
+        return self.take(">h")
+
+    def i32(self):
+        return self.take(">i")
+
+    def uvar(self):
+        v, shift = 0, 0
+        while True:
+            b7 = self.b[self.p]
+            self.p += 1
+            v |= (b7 & 0x7F) << shift
+            shift += 7
+            if not b7 & 0x80:
+                return v
+
+    def nstr(self):
+        n = self.i16()
+        if n < 0:
+            return None
+        v = self.b[self.p:self.p + n].decode()
+        self.p += n
+        return v
+
+    def cstr(self):
+        n = self.uvar() - 1
+        if n < 0:
+            return None
+        v = self.b[self.p:self.p + n].decode()
+        self.p += n
+        return v
+
+    def done(self):
+        return self.p == len(self.b)
+
+
+# IncrementalAlterConfigs operations (KIP-339).
+OP_SET, OP_DELETE, OP_APPEND, OP_SUBTRACT = 0, 1, 2, 3
+
+
+def incremental_alter(f, topic, ops, validate_only=False):
+    """IncrementalAlterConfigs v0 on one topic: ops is [(name, op, value)]; returns
+    (error_code, error_message)."""
+    body = arr([i8(2) + nstr(topic) + arr([nstr(n) + i8(op) + nstr(v) for n, op, v in ops])])
+    r = f.call(44, 0, body + i8(1 if validate_only else 0), False)
+    r.i32()
+    check(r.i32() == 1, "incremental alter: one response")
+    err, msg = r.i16(), r.nstr()
+    check(r.i8() == 2 and r.nstr() == topic, "incremental alter: resource echoed")
+    return err, msg
+
+
+def describe_topic_config(f, topic, name):
+    """DescribeConfigs v1 of one key with synonyms: (value, source, [(name, value, source)])."""
+    r = f.call(32, 1, arr([i8(2) + nstr(topic) + arr([nstr(name)])]) + i8(1), False)
+    r.i32()
+    check(r.i32() == 1, "describe configs: one result")
+    err, _ = r.i16(), r.nstr()
+    check(err == 0 and r.i8() == 2 and r.nstr() == topic, "describe configs: result", err)
+    n = r.i32()
+    check(n == 1, "describe configs: one entry", n)
+    check(r.nstr() == name, "describe configs: the key")
+    value = r.nstr()
+    r.i8()  # read_only
+    source = r.i8()
+    r.i8()  # is_sensitive
+    syn = [(r.nstr(), r.nstr(), r.i8()) for _ in range(r.i32())]
+    return value, source, syn
+
+
+def list_offset(f, topic, ts):
+    """ListOffsets v1 of partition 0: the offset."""
+    r = f.call(2, 1, i32(-1) + arr([nstr(topic) + arr([i32(0) + struct.pack(">q", ts)])]),
+               False)
+    check(r.i32() == 1 and r.nstr() == topic and r.i32() == 1, "list offsets shape")
+    r.i32()
+    err = r.i16()
+    r.take(">q")
+    off = r.take(">q")
+    check(err == 0, "list offsets error", err)
+    return off
+
+
+def read_all(bootstrap, topic):
+    """Every record of partition 0 from the start up to the high watermark: [(offset, key)]."""
+    import confluent_kafka as ck
+    c = ck.Consumer({"bootstrap.servers": bootstrap, "group.id": "unused-" + topic,
+                     "enable.auto.commit": False})
+    try:
+        _, hw = c.get_watermark_offsets(ck.TopicPartition(topic, 0), timeout=15)
+        c.assign([ck.TopicPartition(topic, 0, ck.OFFSET_BEGINNING)])
+        got = []
+        deadline = time.monotonic() + 30
+        while (not got or got[-1][0] < hw - 1) and time.monotonic() < deadline:
+            m = c.poll(0.5)
+            if m is not None and not m.error():
+                got.append((m.offset(), m.key()))
+        return got
+    finally:
+        c.close()
+
+
+def empty_cleanup_policy(b):
+    """cleanup.policy emptied by SUBTRACT of its last item: accepted and described as "" (source
+    DYNAMIC_TOPIC_CONFIG), and it means no cleanup (Kafka 4.x: "an empty list means infinite
+    retention"): a record without a key is accepted (no compaction), old segments stay although
+    retention.ms is 1 and duplicates stay although the cleaner runs; control topics whose
+    policy still says delete / compact lose their old segments / duplicates meanwhile."""
+    import confluent_kafka as ck
+    from confluent_kafka.admin import AdminClient, NewTopic
+    a = AdminClient({"bootstrap.servers": b.bootstrap})
+    roll = {"segment.ms": "100", "min.cleanable.dirty.ratio": "0.01"}
+    topics = {
+        "pol-none": dict(roll, **{"cleanup.policy": "compact", "retention.ms": "1"}),
+        "pol-compact": dict(roll, **{"cleanup.policy": "delete,compact"}),
+        "pol-delete": dict(roll, **{"cleanup.policy": "delete", "retention.ms": "1"}),
+    }
+    fs = a.create_topics([NewTopic(t, 1, 1, config=c) for t, c in topics.items()])
+    for t, fut in fs.items():
+        check(error_code_of(fut) == 0, "create %s" % t)
+    f = Frames(b.host, b.port)
+    try:
+        check(incremental_alter(f, "pol-none", [("cleanup.policy", OP_SUBTRACT, "compact")])
+              == (0, None), "SUBTRACT the last cleanup.policy item")
+        check(incremental_alter(f, "pol-compact", [("cleanup.policy", OP_SUBTRACT, "delete")])
+              == (0, None), "SUBTRACT delete from delete,compact")
+        value, source, syn = describe_topic_config(f, "pol-none", "cleanup.policy")
+        check((value, source) == ("", 1), "empty cleanup.policy described", (value, source))
+        check(syn == [("cleanup.policy", "", 1), ("log.cleanup.policy", "delete", 5)],
+              "empty cleanup.policy synonyms", syn)
+        check(describe_topic_config(f, "pol-compact", "cleanup.policy")[:2] == ("compact", 1),
+              "cleanup.policy after SUBTRACT delete")
+        # SUBTRACT from the empty list, and APPEND to it (validate only): both accepted.
+        check(incremental_alter(f, "pol-none", [("cleanup.policy", OP_SUBTRACT, "delete")])
+              == (0, None), "SUBTRACT from the empty list")
+        check(incremental_alter(f, "pol-none", [("cleanup.policy", OP_APPEND, "delete")],
+                                validate_only=True) == (0, None), "APPEND to the empty list")
+        check(describe_topic_config(f, "pol-none", "cleanup.policy")[:2] == ("", 1),
+              "validate_only left the empty list")
+        # What Kafka 4.2's ValidList refuses (KIP-1161): repeated and empty items.
+        err, msg = incremental_alter(f, "pol-none", [("cleanup.policy", OP_SET, "delete,delete")])
+        check(err == 40 and "must not be duplicated" in (msg or ""), "repeated item refused",
+              (err, msg))
+        err, msg = incremental_alter(f, "pol-none", [("cleanup.policy", OP_SET, "delete,")])
+        check(err == 40 and "must not be empty" in (msg or ""), "empty item refused", (err, msg))
+        check(incremental_alter(f, "pol-none", [("cleanup.policy", OP_SET, " compact , delete")],
+                                validate_only=True) == (0, None), "blanks around items")
+
+        p = ck.Producer({"bootstrap.servers": b.bootstrap, "enable.idempotence": False,
+                         "retries": 0, "linger.ms": 0})
+        errs = {}
+
+        def dr(err, msg):
+            errs.setdefault(msg.topic(), []).append(err)
+
+        # A record without a key: accepted unless the policy says compact.
+        p.produce("pol-none", value=b"no key", partition=0, on_delivery=dr)
+        p.produce("pol-compact", value=b"no key", partition=0, on_delivery=dr)
+        p.flush(20)
+        check(errs.get("pol-none") == [None], "keyless record accepted with no policy",
+              errs.get("pol-none"))
+        e = errs.get("pol-compact") or [None]
+        check(e[0] is not None and e[0].code() == ck.KafkaError.INVALID_RECORD,
+              "keyless record refused once compact", e)
+        # Rounds of updates to a few keys, spaced so segments roll (segment.ms = 100).
+        produced = {t: 1 if t == "pol-none" else 0 for t in topics}
+        for rnd in range(6):
+            for t in topics:
+                for k in range(5):
+                    p.produce(t, key=b"k%d" % k, value=b"r%d" % rnd, partition=0, on_delivery=dr)
+                    produced[t] += 1
+            p.flush(20)
+            time.sleep(0.3)
+        for t in topics:
+            p.produce(t, key=b"last", value=b"x", partition=0, on_delivery=dr)  # roll once more
+            produced[t] += 1
+        p.flush(20)
+        check(all(e is None for t in topics for e in errs.get(t, [])[1 if t != "pol-none"
+                                                                      else 0:]),
+              "updates acknowledged", errs)
+        # The controls show retention and the cleaner ran (retention every 30 s).
+        deadline = time.monotonic() + 75
+        deleted = compacted = False
+        while time.monotonic() < deadline and not (deleted and compacted):
+            time.sleep(2)
+            deleted = deleted or list_offset(f, "pol-delete", -2) > 0
+            compacted = compacted or len(read_all(b.bootstrap, "pol-compact")) < \
+                produced["pol-compact"]
+        check(deleted, "control: retention deleted old segments of the delete topic")
+        check(compacted, "control: the cleaner compacted the compact topic")
+        got = read_all(b.bootstrap, "pol-none")
+        check(list_offset(f, "pol-none", -2) == 0 and
+              [o for o, _ in got] == list(range(produced["pol-none"])),
+              "empty policy: every record kept", (len(got), produced["pol-none"]))
+        # Set directly to "" (AlterConfigs through kafka-python) and at creation: accepted.
+        from kafka.admin import ConfigResource, ConfigResourceType, KafkaAdminClient
+        kp = KafkaAdminClient(bootstrap_servers=b.bootstrap, request_timeout_ms=20000)
+        try:
+            r = kp.alter_configs([ConfigResource(ConfigResourceType.TOPIC, "pol-delete",
+                                                 {"cleanup.policy": ""})])
+            check([x[0] for x in r.resources] == [0], "AlterConfigs cleanup.policy=\"\"", r)
+        finally:
+            kp.close()
+        check(describe_topic_config(f, "pol-delete", "cleanup.policy")[:2] == ("", 1),
+              "cleanup.policy set to \"\" described")
+        fs = a.create_topics([NewTopic("pol-created", 1, 1, config={"cleanup.policy": ""})])
+        check(error_code_of(fs["pol-created"]) == 0, "create with cleanup.policy=\"\"")
+    finally:
+        f.close()
+
+
+ACL_DESCRIBE_MESSAGE = "No Authorizer is configured on the broker"
+ACL_ALTER_MESSAGE = "No Authorizer is configured."
+
+
+def acl_checks_kafka_python(bootstrap):
+    """kafka-python's describe/create/delete ACLs see SecurityDisabledError, as against a Kafka
+    broker without an authorizer."""
+    from kafka.admin import (ACL, ACLFilter, ACLOperation, ACLPermissionType,
+                             ACLResourcePatternType, KafkaAdminClient, ResourcePattern,
+                             ResourcePatternFilter, ResourceType)
+    from kafka.errors import SecurityDisabledError
+    a = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=20000)
+    try:
+        flt = ACLFilter(principal=None, host="*", operation=ACLOperation.ANY,
+                        permission_type=ACLPermissionType.ANY,
+                        resource_pattern=ResourcePatternFilter(ResourceType.ANY, None,
+                                                               ACLResourcePatternType.ANY))
+        try:
+            a.describe_acls(flt)
+            check(False, "kafka-python describe_acls: no error")
+        except SecurityDisabledError as e:
+            check(ACL_DESCRIBE_MESSAGE in str(e), "kafka-python describe_acls: SECURITY_DISABLED",
+                  str(e)[-200:])
+        acl = ACL(principal="User:alice", host="*", operation=ACLOperation.READ,
+                  permission_type=ACLPermissionType.ALLOW,
+                  resource_pattern=ResourcePattern(ResourceType.TOPIC, "t",
+                                                   ACLResourcePatternType.LITERAL))
+        r = a.create_acls([acl])
+        check(r["succeeded"] == [] and [e for _, e in r["failed"]] == [SecurityDisabledError],
+              "kafka-python create_acls: SECURITY_DISABLED", r)
+        r = a.delete_acls([flt, flt])
+        check([(m, e) for _, m, e in r] == [([], SecurityDisabledError)] * 2,
+              "kafka-python delete_acls: SECURITY_DISABLED per filter", r)
+    finally:
+        a.close()
+
+
+def acl_checks_raw(host, port):
+    """Every served version (1-3) of the three ACL APIs on the wire: SECURITY_DISABLED with
+    Kafka's messages, one result per creation / filter; an UNKNOWN (0) enum closes the
+    connection as Kafka's request parser does; v0 (removed in Kafka 4.0, KIP-896) is not
+    served."""
+    for v in (1, 2, 3):
+        flex = v >= 2
+        s_ = cstr if flex else nstr
+        a_ = carr if flex else arr
+        tags = b"\x00" if flex else b""
+        f = Frames(host, port)
+        try:
+            # DescribeAcls: resource type ANY, name null, pattern ANY, principal null, host
+            # null, operation ANY, permission ANY.
+            body = i8(1) + s_(None) + i8(1) + s_(None) + s_(None) + i8(1) + i8(1) + tags
+            r = f.call(29, v, body, flex)
+            r.i32()
+            err, msg = r.i16(), (r.cstr() if flex else r.nstr())
+            n = (r.uvar() - 1) if flex else r.i32()
+            check((err, msg, n) == (54, ACL_DESCRIBE_MESSAGE, 0),
+                  "DescribeAcls v%d: SECURITY_DISABLED" % v, (err, msg, n))
+            # CreateAcls with two creations.
+            creation = (i8(2) + s_("t") + i8(3) + s_("User:alice") + s_("*") + i8(3) + i8(3) +
+                        tags)
+            r = f.call(30, v, a_([creation, creation]) + tags, flex)
+            r.i32()
+            n = (r.uvar() - 1) if flex else r.i32()
+            res = []
+            for _ in range(n):
+                res.append((r.i16(), r.cstr() if flex else r.nstr()))
+                if flex:
+                    r.uvar()
+            check(res == [(54, ACL_ALTER_MESSAGE)] * 2, "CreateAcls v%d: SECURITY_DISABLED" % v,
+                  res)
+            # DeleteAcls with one filter.
+            flt = (i8(1) + s_(None) + i8(1) + s_(None) + s_(None) + i8(1) + i8(1) + tags)
+            r = f.call(31, v, a_([flt]) + tags, flex)
+            r.i32()
+            n = (r.uvar() - 1) if flex else r.i32()
+            check(n == 1, "DeleteAcls v%d: one filter result" % v, n)
+            err, msg = r.i16(), (r.cstr() if flex else r.nstr())
+            m = (r.uvar() - 1) if flex else r.i32()
+            check((err, msg, m) == (54, ACL_ALTER_MESSAGE, 0),
+                  "DeleteAcls v%d: SECURITY_DISABLED" % v, (err, msg, m))
+            # operation UNKNOWN (0): Kafka cannot parse the request and closes.
+            bad = i8(1) + s_(None) + i8(1) + s_(None) + s_(None) + i8(0) + i8(1) + tags
+            check(f.call(29, v, bad, flex) is None, "DescribeAcls v%d UNKNOWN: closed" % v)
+        finally:
+            f.close()
+    f = Frames(host, port)
+    try:
+        body = i8(1) + nstr(None) + nstr(None) + nstr(None) + i8(1) + i8(1)
+        r = f.call(29, 0, body, False)
+        check(r is not None and (r.i32(), r.i16()) == (0, 35), "DescribeAcls v0: unsupported")
+    finally:
+        f.close()
+
+
 def create_before_crash(bootstrap):
     """Creates a topic, grows it and sets a config: all must survive kill -9."""
     from confluent_kafka.admin import AdminClient, ConfigResource, NewPartitions, NewTopic
@@ -230,6 +639,15 @@ def main():
             try:
                 fn(b.bootstrap)
             except Exception as e:  # a client exception is a failed check, not a crash
+                import traceback
+                traceback.print_exc()
+                check(False, "%s raised %r" % (name, e))
+        for name, fn in (("empty cleanup.policy", lambda: empty_cleanup_policy(b)),
+                         ("acls (kafka-python)", lambda: acl_checks_kafka_python(b.bootstrap)),
+                         ("acls (frames)", lambda: acl_checks_raw(b.host, b.port))):
+            try:
+                fn()
+            except Exception as e:
                 import traceback
                 traceback.print_exc()
                 check(False, "%s raised %r" % (name, e))

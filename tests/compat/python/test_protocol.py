@@ -1,8 +1,9 @@
 """Wire-level checks of the data-path handlers with hand-built frames (stdlib + confluent-kafka
 to produce): ApiVersions ranges and KIP-511 fallback, Produce v0-2 refused as Kafka 4 does, a
 known but unserved API answered UNSUPPORTED_VERSION, Produce v8 record_errors (KIP-467),
-ListOffsets (earliest/latest/max timestamp), OffsetForLeaderEpoch, DeleteRecords, Fetch errors
-(out of range, KIP-320 epochs) and the long-poll (woken by an append; max_wait honoured).
+ListOffsets (every special timestamp at every version, KIP-734/405/1005/1023),
+OffsetForLeaderEpoch, DeleteRecords, Fetch errors (out of range, KIP-320 epochs) and the
+long-poll (woken by an append; max_wait honoured).
 
     /usr/bin/python3 test_protocol.py --io uring|epoll
 """
@@ -212,6 +213,116 @@ def fetch_v9(c, offset, epoch=-1, max_wait=0, min_bytes=0, topic=TOPIC):
     return err, hw, lso, lstart, recs
 
 
+def list_offsets_v(c, v, topic, ts, epoch=-1, isolation=0):
+    """ListOffsets at version v (1-11) for partition 0 of topic: (partition, error, timestamp,
+    offset, leader_epoch), leader_epoch None below v4."""
+    flex = v >= 6
+    part = s32(0) + (s32(epoch) if v >= 4 else b"") + s64(ts)
+    if flex:
+        body = (s32(-1) + bytes([isolation]) + carr([cstr(topic) + carr([part + TAGS]) + TAGS]) +
+                (s32(5000) if v >= 10 else b"") + TAGS)
+    else:
+        body = (s32(-1) + (bytes([isolation]) if v >= 2 else b"") +
+                arr([sstr(topic) + arr([part])]))
+    r = c.call(2, v, body, flexible=flex)
+    if v >= 2:
+        r.i32()  # throttle
+    if flex:
+        check(r.uvar() == 2 and r.cstr() == topic and r.uvar() == 2, "list offsets v%d shape" % v)
+    else:
+        check(r.i32() == 1 and r.str() == topic and r.i32() == 1, "list offsets v%d shape" % v)
+    out = (r.i32(), r.i16(), r.i64(), r.i64(), r.i32() if v >= 4 else None)
+    if flex:
+        check(r.uvar() == 0, "partition tags")
+    return out
+
+
+# The first ListOffsets version that may carry each special timestamp (Kafka 4.x's
+# ReplicaManager.timestampMinSupportedVersion): -1 latest, -2 earliest, -3 max timestamp
+# (KIP-734), -4 earliest local (KIP-405), -5 latest tiered (KIP-1005), -6 earliest pending
+# upload (KIP-1023).
+SPECIAL_MIN_VERSION = {-1: 1, -2: 1, -3: 7, -4: 8, -5: 9, -6: 11}
+
+
+def list_offsets_specials(b, c):
+    """Every special timestamp at every version 1-11, checked against a log whose largest
+    timestamp sits in the middle, after DeleteRecords moved its start: what Kafka 4.x answers
+    on a broker without tiered storage. Unknown negative values and specials below their
+    version are UNSUPPORTED_VERSION for the partition; the connection stays usable."""
+    from confluent_kafka.admin import AdminClient, NewTopic
+    topic = "specials"
+    a = AdminClient({"bootstrap.servers": b.bootstrap})
+    for f in a.create_topics([NewTopic(topic, 1, 1)]).values():
+        f.result(15)
+    now = int(time.time() * 1000)
+    # Offsets 0-4; the largest timestamp is at offset 2, and offset 3 repeats it (the first
+    # record carrying it is the answer).
+    stamps = [now - 5000, now - 4000, now + 1000, now + 1000, now - 1000]
+    batch = record_batch(stamps)
+    r = c.call(0, 8, s16(-1) + s16(1) + s32(10000) +
+               arr([sstr(topic) + arr([s32(0) + s32(len(batch)) + batch])]))
+    check(r.i32() == 1 and r.str() == topic and r.i32() == 1 and r.i32() == 0 and r.i16() == 0,
+          "produce the specials batch")
+    body = arr([sstr(topic) + arr([s32(0) + s64(1)])]) + s32(5000)
+    r = c.call(21, 1, body)
+    r.i32()
+    check(r.i32() == 1 and r.str() == topic and r.i32() == 1 and r.i32() == 0 and
+          r.i64() == 1 and r.i16() == 0, "delete records of specials to 1")
+    expect = {
+        -1: (0, -1, 5, 0),     # latest: the high watermark, with the leader epoch
+        -2: (0, -1, 1, 0),     # earliest: the log start offset
+        -3: (0, now + 1000, 2, 0),  # the first record with the largest timestamp
+        -4: (0, -1, 1, 0),     # earliest local = earliest without tiered storage
+        -5: (0, -1, -1, -1),   # nothing tiered: no offset, no epoch, no error
+        -6: (0, -1, -1, -1),   # nothing pending upload either
+    }
+    for v in range(1, 12):
+        for ts, want in sorted(expect.items()):
+            part, err, got_ts, off, ep = list_offsets_v(c, v, topic, ts)
+            if v < SPECIAL_MIN_VERSION[ts]:
+                want = (35, -1, -1, -1)
+            got = (err, got_ts, off, ep if v >= 4 else want[3])
+            check(part == 0 and got == want,
+                  "ListOffsets v%d timestamp %d: %r, want %r" % (v, ts, got, want))
+        for ts in (-7, -100, -(1 << 63)):
+            got = list_offsets_v(c, v, topic, ts)[1:4]
+            check(got == (35, -1, -1), "ListOffsets v%d timestamp %d: %r" % (v, ts, got))
+        # A plain timestamp still works at every version: the first record at or after it
+        # that is still in the log (offset 0 is deleted; offset 1 is the first at or after
+        # now - 4500).
+        got = list_offsets_v(c, v, topic, now - 4500)[1:4]
+        check(got == (0, now - 4000, 1), "ListOffsets v%d by timestamp: %r" % (v, got))
+        got = list_offsets_v(c, v, topic, now - 2000)[1:4]
+        check(got == (0, now + 1000, 2), "ListOffsets v%d by timestamp (unordered): %r" %
+              (v, got))
+    # read_committed (v2+) sees the same offsets: nothing transactional is open.
+    check(list_offsets_v(c, 9, topic, -1, isolation=1)[1:4] == (0, -1, 5),
+          "latest read_committed")
+    # A leader epoch check happens before the special value is looked at.
+    check(list_offsets_v(c, 9, topic, -5, epoch=3)[1] == 75, "-5 with a future epoch")
+    # A partition asked twice (even under two entries of its topic) is INVALID_REQUEST at
+    # each place (ListOffsetsRequest.duplicatePartitions); another one is answered.
+    def part(p, ts):
+        return s32(p) + s32(-1) + s64(ts) + TAGS
+
+    body = (s32(-1) + b"\x00" +
+            carr([cstr(topic) + carr([part(0, -1), part(1, -1)]) + TAGS,
+                  cstr(TOPIC) + carr([part(0, -2)]) + TAGS,
+                  cstr(topic) + carr([part(0, -2)]) + TAGS]) + TAGS)
+    r = c.call(2, 7, body, flexible=True)
+    r.i32()
+    got = []
+    for _ in range(r.uvar() - 1):
+        name = r.cstr()
+        for _ in range(r.uvar() - 1):
+            got.append((name, r.i32(), r.i16(), r.i64(), r.i64(), r.i32()))
+            r.uvar()
+        r.uvar()
+    check(got == [(topic, 0, 42, -1, -1, -1), (topic, 1, 3, -1, -1, -1),
+                  (TOPIC, 0, 0, -1, 0, 0), (topic, 0, 42, -1, -1, -1)],
+          "duplicate partitions: %r" % got)
+
+
 def topic_configs(b, c):
     """Topic configs reach the data path: compression.type (recompression), LogAppendTime,
     max.message.bytes."""
@@ -257,14 +368,15 @@ def topic_configs(b, c):
     check(len(got["appendtime"]) == 20, "appendtime count")
     for m in got["appendtime"]:
         tt, ts = m.timestamp()
-        check(tt == ck.TIMESTAMP_LOG_APPEND_TIME and ts > t_before, "LogAppendTime %r" % ((tt, ts),))
+        check(tt == ck.TIMESTAMP_LOG_APPEND_TIME and ts > t_before,
+              "LogAppendTime %r" % ((tt, ts),))
 
 
 def scenario(b):
     c = Conn(b)
     err, apis = api_versions(c.call(18, 0, b""))
     check(err == 0, "ApiVersions v0 error %d" % err)
-    for k, rng in {0: (0, 11), 1: (4, 17), 2: (1, 10), 3: (0, 12), 18: (0, 4), 21: (0, 2),
+    for k, rng in {0: (0, 11), 1: (4, 17), 2: (1, 11), 3: (0, 12), 18: (0, 4), 21: (0, 2),
                    23: (2, 4)}.items():
         check(apis.get(k) == rng, "api %d advertised %r, want %r" % (k, apis.get(k), rng))
     # KIP-511: a too-new ApiVersions gets error 35 and a v0 body with our ranges.
@@ -293,11 +405,11 @@ def scenario(b):
     err, _ = api_versions(c.call(18, 0, b""))
     check(err == 0, "connection unusable after an unserved API")
     # A served API at a version we do not serve and without a top-level error code
-    # (ListOffsets v11): the connection is closed, as Kafka does.
+    # (ListOffsets v12): the connection is closed, as Kafka does.
     c2 = Conn(b)
     try:
-        c2.call(2, 11, s32(-1) + b"\x00" + carr([]) + s32(0) + TAGS, flexible=True)
-        check(False, "ListOffsets v11 answered")
+        c2.call(2, 12, s32(-1) + b"\x00" + carr([]) + s32(0) + TAGS, flexible=True)
+        check(False, "ListOffsets v12 answered")
     except EOFError:
         pass
     c2.s.close()
@@ -330,12 +442,7 @@ def scenario(b):
 
     # ListOffsets v7 (flexible): earliest, latest, max timestamp (KIP-734), by timestamp.
     def list_offsets(ts, epoch=-1):
-        body = (s32(-1) + b"\x00" + carr([cstr(TOPIC) + carr([s32(0) + s32(epoch) + s64(ts) +
-                                                             TAGS]) + TAGS]) + TAGS)
-        r = c.call(2, 7, body, flexible=True)
-        r.i32()
-        check(r.uvar() == 2 and r.cstr() == TOPIC and r.uvar() == 2, "list offsets shape")
-        return r.i32(), r.i16(), r.i64(), r.i64(), r.i32()
+        return list_offsets_v(c, 7, TOPIC, ts, epoch)
 
     check(list_offsets(-2)[1:4:2] == (0, 0), "earliest")
     check(list_offsets(-1)[1:4:2] == (0, 50), "latest")
@@ -345,6 +452,7 @@ def scenario(b):
     check((e, off, ts) == (0, 21, 1_600_000_000_000 + 210), "by timestamp %r" % ((e, off, ts),))
     check(list_offsets(1_700_000_000_000)[3] == -1, "timestamp after the end")
     check(list_offsets(-1, epoch=3)[1] == 75, "UNKNOWN_LEADER_EPOCH")
+    list_offsets_specials(b, c)
 
     # OffsetForLeaderEpoch v2: epoch 0 ends at the log end; a newer current epoch is unknown.
     def ofle(cur, ep):

@@ -15,6 +15,7 @@
 #include "broker/config.h"
 #include "broker/handlers/admin_core.h"
 #include "broker/meta/meta_store.h"
+#include "common/lm_err.h"
 #include "protocol/kafka_api.h"
 #include "protocol/kafka_errors.h"
 
@@ -95,6 +96,9 @@ DEFINE_CALL(describe_configs, KAFKA_DESCRIBE_CONFIGS_KEY)
 DEFINE_CALL(alter_configs, KAFKA_ALTER_CONFIGS_KEY)
 DEFINE_CALL(incremental_alter_configs, KAFKA_INCREMENTAL_ALTER_CONFIGS_KEY)
 DEFINE_CALL(describe_cluster, KAFKA_DESCRIBE_CLUSTER_KEY)
+DEFINE_CALL(describe_acls, KAFKA_DESCRIBE_ACLS_KEY)
+DEFINE_CALL(create_acls, KAFKA_CREATE_ACLS_KEY)
+DEFINE_CALL(delete_acls, KAFKA_DELETE_ACLS_KEY)
 
 static struct kafka_str S(const char *s)
 {
@@ -773,10 +777,41 @@ static void test_incremental_alter_configs(void **state)
     assert_int_equal(IALTER(f, 1, "ic", false, {"cleanup.policy", ADMIN_OP_SUBTRACT, "delete"}),
                      KAFKA_NONE);
     assert_string_equal(override_of(f, "ic", "cleanup.policy"), "compact");
-    /* an empty cleanup.policy is not a valid value here */
+    /* SUBTRACT of the last item leaves the empty list, which Kafka 4.x accepts (no cleanup)
+     * and describes as "" from the topic override */
     assert_int_equal(IALTER(f, 1, "ic", false, {"cleanup.policy", ADMIN_OP_SUBTRACT, "compact"}),
-                     KAFKA_INVALID_CONFIG);
+                     KAFKA_NONE);
+    assert_string_equal(override_of(f, "ic", "cleanup.policy"), "");
+    struct kafka_describe_configs_response *drs =
+        describe(f, 4, ADMIN_RESOURCE_TOPIC, "ic", true, false, 1, "cleanup.policy");
+    const dc_entry *de = dc_find(drs, "cleanup.policy");
+    assert_non_null(de);
+    assert_true(str_is(de->value, ""));
+    assert_int_equal(de->config_source, LM_CONFIG_SOURCE_DYNAMIC_TOPIC);
+    assert_int_equal(de->synonyms_count, 2);
+    assert_true(str_is(de->synonyms[0].value, ""));
+    assert_true(str_is(de->synonyms[1].name, "log.cleanup.policy"));
+    assert_true(str_is(de->synonyms[1].value, "delete"));
+    /* SUBTRACT from the empty list changes nothing; APPEND starts from it */
+    assert_int_equal(IALTER(f, 1, "ic", false, {"cleanup.policy", ADMIN_OP_SUBTRACT, "delete"}),
+                     KAFKA_NONE);
+    assert_string_equal(override_of(f, "ic", "cleanup.policy"), "");
+    assert_int_equal(IALTER(f, 1, "ic", false, {"cleanup.policy", ADMIN_OP_APPEND, "compact"}),
+                     KAFKA_NONE);
     assert_string_equal(override_of(f, "ic", "cleanup.policy"), "compact");
+    /* Kafka 4.2's ValidList (KIP-1161): no repeated or empty items; blanks around items are
+     * dropped, and DescribeConfigs shows the parsed list */
+    assert_int_equal(IALTER(f, 1, "ic", false, {"cleanup.policy", ADMIN_OP_SET, "compact,compact"}),
+                     KAFKA_INVALID_CONFIG);
+    assert_int_equal(IALTER(f, 1, "ic", false, {"cleanup.policy", ADMIN_OP_SET, "compact,"}),
+                     KAFKA_INVALID_CONFIG);
+    assert_int_equal(
+        IALTER(f, 1, "ic", false, {"cleanup.policy", ADMIN_OP_SET, " delete , compact "}),
+        KAFKA_NONE);
+    drs = describe(f, 1, ADMIN_RESOURCE_TOPIC, "ic", false, false, 1, "cleanup.policy");
+    assert_true(str_is(dc_find(drs, "cleanup.policy")->value, "delete,compact"));
+    assert_int_equal(IALTER(f, 1, "ic", false, {"cleanup.policy", ADMIN_OP_SET, "compact"}),
+                     KAFKA_NONE);
     /* appending a value the list does not allow */
     assert_int_equal(IALTER(f, 1, "ic", false, {"cleanup.policy", ADMIN_OP_APPEND, "shred"}),
                      KAFKA_INVALID_CONFIG);
@@ -878,6 +913,79 @@ static void test_describe_cluster(void **state)
     assert_int_equal(rs->brokers_count, 0);
 }
 
+/* ---- ACLs without an authorizer ---- */
+
+static void test_acls_security_disabled(void **state)
+{
+    struct fx *f = *state;
+    for (int16_t v = ADMIN_DESCRIBE_ACLS_MIN; v <= ADMIN_DESCRIBE_ACLS_MAX; v++) {
+        struct kafka_describe_acls_request d;
+        kafka_describe_acls_request_init(&d);
+        d.resource_type_filter = 1; /* ANY */
+        d.pattern_type_filter = 1;
+        d.operation = 1;
+        d.permission_type = 1;
+        struct kafka_describe_acls_response *drs = call_describe_acls(f, v, &d);
+        assert_int_equal(drs->error_code, KAFKA_SECURITY_DISABLED);
+        assert_true(str_is(drs->error_message, "No Authorizer is configured on the broker"));
+        assert_int_equal(drs->resources_count, 0);
+
+        struct kafka_create_acls_request_acl_creation cr[3] = {
+            {2, S("t"), 3, S("User:a"), S("*"), 3, 3},
+            {3, S("g"), 4, S("User:b"), S("h"), 2, 2},
+            {4, S("kafka-cluster"), 3, S("User:c"), S("*"), 7, 3},
+        };
+        struct kafka_create_acls_request c;
+        kafka_create_acls_request_init(&c);
+        c.creations = cr;
+        c.creations_count = 3;
+        struct kafka_create_acls_response *crs = call_create_acls(f, v, &c);
+        assert_int_equal(crs->results_count, 3);
+        for (int i = 0; i < 3; i++) {
+            assert_int_equal(crs->results[i].error_code, KAFKA_SECURITY_DISABLED);
+            assert_true(str_is(crs->results[i].error_message, "No Authorizer is configured."));
+        }
+
+        struct kafka_delete_acls_request_delete_acls_filter fl[2] = {
+            {1, KAFKA_STR_NULL, 1, KAFKA_STR_NULL, KAFKA_STR_NULL, 1, 1},
+            {2, S("t"), 3, S("User:a"), KAFKA_STR_NULL, 3, 3},
+        };
+        struct kafka_delete_acls_request del;
+        kafka_delete_acls_request_init(&del);
+        del.filters = fl;
+        del.filters_count = 2;
+        struct kafka_delete_acls_response *xrs = call_delete_acls(f, v, &del);
+        assert_int_equal(xrs->filter_results_count, 2);
+        for (int i = 0; i < 2; i++) {
+            assert_int_equal(xrs->filter_results[i].error_code, KAFKA_SECURITY_DISABLED);
+            assert_true(
+                str_is(xrs->filter_results[i].error_message, "No Authorizer is configured."));
+            assert_int_equal(xrs->filter_results[i].matching_acls_count, 0);
+        }
+        /* empty requests: no results, no error */
+        c.creations_count = 0;
+        assert_int_equal(call_create_acls(f, v, &c)->results_count, 0);
+        del.filters_count = 0;
+        assert_int_equal(call_delete_acls(f, v, &del)->filter_results_count, 0);
+
+        /* UNKNOWN (0) anywhere: Kafka cannot parse the request (the wrapper closes) */
+        struct kafka_describe_acls_response rs;
+        kafka_describe_acls_response_init(&rs);
+        d.permission_type = 0;
+        assert_int_equal(admin_describe_acls(&f->env, v, &d, &rs, &f->a), LM_E_INVALID);
+        cr[1].resource_type = 0;
+        c.creations_count = 3;
+        struct kafka_create_acls_response crs2;
+        kafka_create_acls_response_init(&crs2);
+        assert_int_equal(admin_create_acls(&f->env, v, &c, &crs2, &f->a), LM_E_INVALID);
+        fl[1].pattern_type_filter = 0;
+        del.filters_count = 2;
+        struct kafka_delete_acls_response xrs2;
+        kafka_delete_acls_response_init(&xrs2);
+        assert_int_equal(admin_delete_acls(&f->env, v, &del, &xrs2, &f->a), LM_E_INVALID);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -897,6 +1005,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_incremental_alter_configs, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_survives_reopen, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_describe_cluster, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_acls_security_disabled, fx_setup, fx_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

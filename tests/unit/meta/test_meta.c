@@ -57,6 +57,14 @@ static void test_config_validate(void **state)
     assert_int_equal(lm_topic_config_validate("cleanup.policy", "compact,delete"), 0);
     assert_int_equal(lm_topic_config_validate("cleanup.policy", "compact,"), LM_E_INVALID);
     assert_int_equal(lm_topic_config_validate("cleanup.policy", "shred"), LM_E_INVALID);
+    /* Kafka 4.x's ValidList.in: the empty list is allowed (no cleanup); blanks around items
+     * are dropped; repeated or empty items are refused (KIP-1161) */
+    assert_int_equal(lm_topic_config_validate("cleanup.policy", ""), 0);
+    assert_int_equal(lm_topic_config_validate("cleanup.policy", "  "), 0);
+    assert_int_equal(lm_topic_config_validate("cleanup.policy", " delete , compact "), 0);
+    assert_int_equal(lm_topic_config_validate("cleanup.policy", "delete,delete"), LM_E_INVALID);
+    assert_int_equal(lm_topic_config_validate("cleanup.policy", "delete,,compact"), LM_E_INVALID);
+    assert_int_equal(lm_topic_config_validate("cleanup.policy", ",delete"), LM_E_INVALID);
     assert_int_equal(lm_topic_config_validate("compression.type", "zstd"), 0);
     assert_int_equal(lm_topic_config_validate("compression.type", "brotli"), LM_E_INVALID);
     assert_int_equal(lm_topic_config_validate("preallocate", "yes"), LM_E_INVALID);
@@ -93,6 +101,10 @@ static void test_settings_resolution_order(void **state)
     assert_true(s.cleanup_compact);
     assert_false(s.cleanup_delete);
     assert_int_equal(s.compression, 3);
+    struct lm_config_entry none[] = {{"cleanup.policy", ""}};
+    assert_int_equal(lm_topic_settings_resolve(none, 1, broker, 3, &s), 0);
+    assert_false(s.cleanup_compact); /* empty list: neither compaction nor deletion */
+    assert_false(s.cleanup_delete);
 
     const char *v;
     enum lm_config_source src;

@@ -10,7 +10,16 @@ import java.util.concurrent.ExecutionException;
 import java.util.function.Consumer;
 import org.apache.kafka.clients.admin.*;
 import org.apache.kafka.common.config.ConfigResource;
+import org.apache.kafka.common.acl.AccessControlEntry;
+import org.apache.kafka.common.acl.AclBinding;
+import org.apache.kafka.common.acl.AclBindingFilter;
+import org.apache.kafka.common.acl.AclOperation;
+import org.apache.kafka.common.acl.AclPermissionType;
 import org.apache.kafka.common.errors.InvalidConfigurationException;
+import org.apache.kafka.common.errors.SecurityDisabledException;
+import org.apache.kafka.common.resource.PatternType;
+import org.apache.kafka.common.resource.ResourcePattern;
+import org.apache.kafka.common.resource.ResourceType;
 
 /**
  * Every Java check of the compat suite in one JVM (JVM start-up is the slow part under ASan):
@@ -20,7 +29,8 @@ import org.apache.kafka.common.errors.InvalidConfigurationException;
  *   3. Kafka's ConfigCommand (kafka-configs): --alter --add-config / --delete-config and
  *      --describe on a topic, --describe --all on the broker;
  *   4. the Admin API where the tools stop: broker-side config validation, validateOnly,
- *      incrementalAlterConfigs APPEND / SUBTRACT / DELETE / SET, describeCluster.
+ *      incrementalAlterConfigs APPEND / SUBTRACT (to the empty list) / DELETE / SET,
+ *      describeCluster, and the ACL calls (and kafka-acls) without an authorizer.
  * The tools run through their main() with Exit's procedure replaced, so their exit status and
  * everything they print are checked here. Usage: ToolsSuite BOOTSTRAP NODE_ID CODEC...
  * Exit 0 only when every check passed.
@@ -130,12 +140,36 @@ public class ToolsSuite {
             });
             check(e instanceof InvalidConfigurationException,
                     "incrementalAlterConfigs APPEND to a non-list config fails: " + e);
+            // SUBTRACT of the last item leaves the empty list, which Kafka 4.x accepts (no
+            // cleanup at all) and describes as "".
+            alter(admin, res, op("cleanup.policy", "delete", AlterConfigOp.OpType.SUBTRACT));
+            alter(admin, res, op("cleanup.policy", "compact", AlterConfigOp.OpType.SUBTRACT));
+            v = describeOne(admin, topic, "cleanup.policy");
+            check("/DYNAMIC_TOPIC_CONFIG".equals(v),
+                    "incrementalAlterConfigs SUBTRACT of the last item: " + v);
             alter(admin, res, op("cleanup.policy", "", AlterConfigOp.OpType.DELETE),
                     op("segment.ms", "3600000", AlterConfigOp.OpType.SET));
             check("delete/DEFAULT_CONFIG".equals(describeOne(admin, topic, "cleanup.policy"))
                     && "3600000/DYNAMIC_TOPIC_CONFIG".equals(
                             describeOne(admin, topic, "segment.ms")),
                     "incrementalAlterConfigs DELETE + SET");
+
+            // No authorizer: every ACL call fails with SecurityDisabledException, as against
+            // a Kafka broker without authorizer.class.name.
+            e = cause(() -> admin.describeAcls(AclBindingFilter.ANY).values().get());
+            check(e instanceof SecurityDisabledException
+                    && e.getMessage().contains("No Authorizer is configured on the broker"),
+                    "Admin describeAcls: SecurityDisabledException: " + e);
+            AclBinding acl = new AclBinding(
+                    new ResourcePattern(ResourceType.TOPIC, topic, PatternType.LITERAL),
+                    new AccessControlEntry("User:alice", "*", AclOperation.READ,
+                            AclPermissionType.ALLOW));
+            e = cause(() -> admin.createAcls(List.of(acl)).all().get());
+            check(e instanceof SecurityDisabledException,
+                    "Admin createAcls: SecurityDisabledException: " + e);
+            e = cause(() -> admin.deleteAcls(List.of(AclBindingFilter.ANY)).all().get());
+            check(e instanceof SecurityDisabledException,
+                    "Admin deleteAcls: SecurityDisabledException: " + e);
 
             DescribeClusterResult dc = admin.describeCluster();
             check(dc.nodes().get().size() == 1 && dc.controller().get().id() == nodeId
@@ -241,6 +275,12 @@ public class ToolsSuite {
         // 4. The Admin API where the tools stop: broker-side config validation and the
         //    incremental APPEND / SUBTRACT operations on a list config (KIP-339).
         adminChecks(t);
+        // Kafka's AclCommand (kafka-acls) without an authorizer on the broker.
+        r = run(org.apache.kafka.tools.AclCommand::main, "--bootstrap-server", bootstrap,
+                "--list");
+        check(r.status != 0 && r.out.contains("SecurityDisabledException")
+                && r.out.contains("No Authorizer is configured on the broker"),
+                "acls --list: SecurityDisabledException");
 
         // kafka-topics --delete last, so the topic's configs were exercised first.
         r = topics("--delete", "--topic", t);
