@@ -146,10 +146,8 @@ static int lock_log_dirs(const struct broker_config *cfg, int *fds)
 /* The shard sockets use SO_REUSEPORT, which lets a second process (same user) bind the same
  * port and receive a share of the connections. A plain bind (SO_REUSEADDR only, so TIME_WAIT
  * connections of an earlier run do not count) fails with EADDRINUSE when any other socket
- * listens on the port, reuseport or not; the probe is closed at once. Check-then-bind leaves a
- * window: two brokers on different log directories (the same directory is caught by its lock)
- * that probe before either binds both pass. It is kept small by probing just before the
- * runtime binds. Other bind errors are left to the runtime, which reports them. */
+ * listens on the port, reuseport or not; the probe is closed at once. Returns 0, LM_E_EXISTS
+ * (port held), or 0 for other bind errors, which the runtime reports when it binds. */
 static int probe_listener(const struct broker_listener *l)
 {
     struct addrinfo hints = {.ai_family = AF_UNSPEC,
@@ -166,21 +164,51 @@ static int probe_listener(const struct broker_listener *l)
         if (fd < 0)
             continue;
         int one = 1;
-        int bound = setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) == 0 &&
-                    bind(fd, ai->ai_addr, ai->ai_addrlen) == 0;
+        bool bound = setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) == 0 &&
+                     bind(fd, ai->ai_addr, ai->ai_addrlen) == 0;
         int err = errno;
         close(fd);
         if (bound)
             break;
         if (err == EADDRINUSE) {
-            BLOG_ERROR("listener %s://%s:%u: port %u is already in use by another process",
-                       l->name, l->host, l->port, l->port);
             rc = LM_E_EXISTS;
             break;
         }
     }
     freeaddrinfo(res);
     return rc;
+}
+
+/* A process killed a moment ago may still hold its listeners: the kernel tears an io_uring
+ * down asynchronously after the process is gone (milliseconds, longer on a loaded machine), so
+ * a busy port is probed again for PROBE_WAIT_MS before it is reported.
+ *
+ * Check-then-bind leaves a window: two brokers on different log directories (the same
+ * directory is caught by its lock) whose probes both run before either binds both pass and
+ * share the port. broker_serve_main probes twice, before setup (a refused start leaves nothing
+ * behind) and again just before the runtime binds, which shrinks the window to the runtime's
+ * start (allocations and the io_uring feature probe, about a millisecond). */
+enum { PROBE_WAIT_MS = 5000, PROBE_STEP_MS = 50 };
+
+static int probe_listeners(const struct broker_config *cfg)
+{
+    for (uint32_t waited = 0;; waited += PROBE_STEP_MS) {
+        const struct broker_listener *busy = NULL;
+        for (uint32_t i = 0; busy == NULL && i < cfg->listeners_count; i++)
+            if (probe_listener(&cfg->listeners[i]) == LM_E_EXISTS)
+                busy = &cfg->listeners[i];
+        if (busy == NULL)
+            return 0;
+        if (waited >= PROBE_WAIT_MS) {
+            BLOG_ERROR("listener %s://%s:%u: port %u is already in use by another process",
+                       busy->name, busy->host, busy->port, busy->port);
+            return LM_E_EXISTS;
+        }
+        if (waited == 0)
+            BLOG_INFO("port %u is busy; waiting up to %u ms for it to be released", busy->port,
+                      (unsigned)PROBE_WAIT_MS);
+        usleep(PROBE_STEP_MS * 1000);
+    }
 }
 
 int broker_serve_main(int argc, char **argv,
@@ -251,6 +279,8 @@ int broker_serve_main(int argc, char **argv,
     for (uint32_t i = 0; i < BROKER_LOG_DIRS_MAX; i++)
         lock_fds[i] = -1;
     if (rc == 0)
+        rc = probe_listeners(&cfg);
+    if (rc == 0)
         rc = lock_log_dirs(&cfg, lock_fds);
     if (rc == 0)
         cfg.fd_limit = raise_fd_limit();
@@ -260,8 +290,8 @@ int broker_serve_main(int argc, char **argv,
         rc = setup(&d, &cfg);
     if (rc == 0)
         rc = broker_config_finish(&cfg);
-    for (uint32_t i = 0; rc == 0 && i < cfg.listeners_count; i++)
-        rc = probe_listener(&cfg.listeners[i]);
+    if (rc == 0)
+        rc = probe_listeners(&cfg);
     if (rc == 0)
         rc = broker_runtime_run(&cfg, &d);
     broker_config_deinit(&cfg);
