@@ -445,9 +445,10 @@ uint32_t broker_config_ignored_count(const struct broker_config *cfg)
 
 /* Settings laminar cannot honour yet. Serving anyway would give clients less than the operator
  * asked for (plaintext instead of TLS, no authentication, no ACLs, no throttling), so start-up
- * stops instead. An empty value, or Kafka's default where one is given (`harmless`), asks for
- * nothing and is accepted: a dump of a Kafka broker's full configuration lists those. Names are
- * Kafka 4's (KafkaConfig, SslConfigs, SaslConfigs, ServerQuotaConfigs, StandardAuthorizer).
+ * stops instead. An empty value asks for nothing and is accepted; so is Kafka's default for the
+ * keys whose default means "off" (`harmless`). Any other ssl./sasl. value is refused, defaults
+ * included: they only exist to configure TLS/SASL listeners. Names are Kafka 4's (KafkaConfig,
+ * SslConfigs, SaslConfigs, ServerQuotaConfigs, StandardAuthorizer).
  * Replication throttles are not here: a single node replicates nothing. */
 struct refused_key {
     const char *key;      /* exact key, or a prefix when it ends with '.' */
