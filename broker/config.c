@@ -72,6 +72,9 @@ static const struct key_spec g_keys[] = {
     {"group.max.session.timeout.ms", K_RAW, 0, 0, 0},
     {"offsets.retention.minutes", K_RAW, 0, 0, 0},
     {"delete.topic.enable", K_RAW, 0, 0, 0},
+    /* Read by broker_config_check_supported. */
+    {"listener.security.protocol.map", K_RAW, 0, 0, 0},
+    {"controller.listener.names", K_RAW, 0, 0, 0},
 };
 #undef OFF
 
@@ -440,8 +443,215 @@ uint32_t broker_config_ignored_count(const struct broker_config *cfg)
     return n;
 }
 
+/* Settings laminar cannot honour yet. Serving anyway would give clients less than the operator
+ * asked for (plaintext instead of TLS, no authentication, no ACLs, no throttling), so start-up
+ * stops instead. An empty value asks for nothing and is accepted; so is Kafka's default for the
+ * keys whose default means "off" (`harmless`). Any other ssl./sasl. value is refused, defaults
+ * included: they only exist to configure TLS/SASL listeners. Names are Kafka 4's (KafkaConfig,
+ * SslConfigs, SaslConfigs, ServerQuotaConfigs, StandardAuthorizer).
+ * Replication throttles are not here: a single node replicates nothing. */
+struct refused_key {
+    const char *key;      /* exact key, or a prefix when it ends with '.' */
+    const char *harmless; /* value accepted besides "", or NULL */
+    const char *feature;
+};
+
+static const struct refused_key g_refused[] = {
+    {"ssl.", NULL, "TLS"},
+    {"sasl.", NULL, "SASL authentication"},
+    {"security.providers", NULL, "TLS/SASL security providers"},
+    {"security.inter.broker.protocol", "PLAINTEXT", "TLS/SASL between brokers"},
+    {"connections.max.reauth.ms", "0", "SASL re-authentication"},
+    {"principal.builder.class",
+     "org.apache.kafka.common.security.authenticator.DefaultKafkaPrincipalBuilder",
+     "authentication"},
+    {"delegation.token.secret.key", NULL, "delegation tokens"},
+    {"delegation.token.master.key", NULL, "delegation tokens"},
+    {"authorizer.class.name", NULL, "ACL authorization"},
+    {"super.users", NULL, "ACL authorization"},
+    {"client.quota.callback.class", NULL, "client quotas"},
+    {"quota.window.num", "11", "client quotas"},
+    {"quota.window.size.seconds", "1", "client quotas"},
+    {"quota.", NULL, "client quotas"},
+    {"controller.quota.window.num", "11", "controller mutation quotas"},
+    {"controller.quota.window.size.seconds", "1", "controller mutation quotas"},
+};
+
+static const struct refused_key *refused_find(const char *key)
+{
+    for (size_t i = 0; i < LM_ARRAY_LEN(g_refused); i++) {
+        const char *k = g_refused[i].key;
+        size_t n = strlen(k);
+        if (k[n - 1] == '.' ? strncmp(key, k, n) == 0 : strcmp(key, k) == 0)
+            return &g_refused[i];
+    }
+    return NULL;
+}
+
+/* Per-listener overrides `listener.name.<listener>.<key>` (Kafka's ListenerName prefix), SASL
+ * ones also as `listener.name.<listener>.<mechanism>.sasl.<key>`. */
+static const struct refused_key *refused_find_any(const char *key)
+{
+    static const struct refused_key listener_sasl = {"sasl.", NULL, "SASL authentication"};
+    static const char prefix[] = "listener.name.";
+    if (strncmp(key, prefix, sizeof(prefix) - 1) != 0)
+        return refused_find(key);
+    const char *rest = strchr(key + sizeof(prefix) - 1, '.');
+    if (rest == NULL)
+        return NULL;
+    const struct refused_key *r = refused_find(rest + 1);
+    if (r == NULL && strstr(rest, ".sasl.") != NULL)
+        r = &listener_sasl;
+    return r;
+}
+
+static bool is_security_protocol(const char *s, size_t n)
+{
+    static const char *names[] = {"PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"};
+    for (size_t i = 0; i < LM_ARRAY_LEN(names); i++)
+        if (strlen(names[i]) == n && strncasecmp(names[i], s, n) == 0)
+            return true;
+    return false;
+}
+
+/* One item of a comma-separated list (Kafka's Csv.parseCsvMap): `key` or `key:value`, with
+ * spaces around either trimmed. */
+struct csv_item {
+    const char *key, *value; /* value NULL when the item has no ':' */
+    size_t key_len, value_len;
+};
+
+static const char *trim_span(const char *p, size_t *n)
+{
+    while (*n > 0 && *p == ' ') {
+        p++;
+        (*n)--;
+    }
+    while (*n > 0 && p[*n - 1] == ' ')
+        (*n)--;
+    return p;
+}
+
+/* Parses the item at *pos and advances past it. Returns false at the end of the list. */
+static bool csv_next(const char **pos, struct csv_item *it)
+{
+    const char *p = *pos;
+    while (*p == ' ' || *p == ',')
+        p++;
+    if (*p == '\0')
+        return false;
+    const char *end = strchr(p, ',');
+    size_t n = end ? (size_t)(end - p) : strlen(p);
+    *pos = end ? end + 1 : p + n;
+    const char *colon = memchr(p, ':', n);
+    it->key_len = colon ? (size_t)(colon - p) : n;
+    it->key = trim_span(p, &it->key_len);
+    it->value = NULL;
+    it->value_len = 0;
+    if (colon != NULL) {
+        it->value_len = n - (size_t)(colon + 1 - p);
+        it->value = trim_span(colon + 1, &it->value_len);
+    }
+    return true;
+}
+
+/* Finds name among the keys of a list, case-insensitively (Kafka upper-cases listener names). */
+static bool csv_find(const char *list, const char *name, struct csv_item *out)
+{
+    size_t nlen = strlen(name);
+    const char *pos = list;
+    while (csv_next(&pos, out))
+        if (out->key_len == nlen && strncasecmp(out->key, name, nlen) == 0)
+            return true;
+    return false;
+}
+
+/* Checks every `NAME:PROTOCOL` item of listener.security.protocol.map. */
+static int check_protocol_map(const char *map)
+{
+    const char *pos = map;
+    struct csv_item it;
+    while (csv_next(&pos, &it)) {
+        if (it.key_len == 0 || it.value == NULL || !is_security_protocol(it.value, it.value_len)) {
+            BLOG_ERROR("config: listener.security.protocol.map: invalid entry '%.*s' (expected "
+                       "NAME:PLAINTEXT|SSL|SASL_PLAINTEXT|SASL_SSL)",
+                       (int)(it.value ? (size_t)(it.value + it.value_len - it.key) : it.key_len),
+                       it.key);
+            return LM_E_CONFIG;
+        }
+    }
+    return 0;
+}
+
+/* Kafka's rule (KafkaConfig.effectiveListenerSecurityProtocolMap): the map when set, else the
+ * protocol names themselves, with controller.listener.names defaulting to PLAINTEXT. */
+static int check_listener(const struct broker_config *cfg, const char *which,
+                          const struct broker_listener *l)
+{
+    const char *map = broker_config_get(cfg, "listener.security.protocol.map");
+    const char *controllers = broker_config_get(cfg, "controller.listener.names");
+    const char *proto = NULL;
+    size_t proto_len = 0;
+    struct csv_item it;
+    if (map != NULL && map[0] != '\0') {
+        if (csv_find(map, l->name, &it)) {
+            proto = it.value;
+            proto_len = it.value_len;
+        }
+    } else if (is_security_protocol(l->name, strlen(l->name))) {
+        proto = l->name;
+        proto_len = strlen(l->name);
+    } else if (controllers != NULL && csv_find(controllers, l->name, &it)) {
+        proto = "PLAINTEXT";
+        proto_len = 9;
+    }
+    if (proto == NULL) {
+        BLOG_ERROR("config: %s: listener %s has no security protocol; map it in "
+                   "listener.security.protocol.map (e.g. %s:PLAINTEXT)",
+                   which, l->name, l->name);
+        return LM_E_CONFIG;
+    }
+    if (proto_len != 9 || strncasecmp(proto, "PLAINTEXT", 9) != 0) {
+        BLOG_ERROR("config: %s: listener %s://%s:%u: security protocol %.*s is not supported "
+                   "yet (laminar serves PLAINTEXT only)",
+                   which, l->name, l->host, l->port, (int)proto_len, proto);
+        return LM_E_UNSUPPORTED;
+    }
+    return 0;
+}
+
+int broker_config_check_supported(struct broker_config *cfg)
+{
+    /* The list is newest first: report the key given first, as a reader of the file would. */
+    const struct broker_config_entry *bad = NULL;
+    const struct refused_key *why = NULL;
+    for (const struct broker_config_entry *e = cfg->entries; e != NULL; e = e->next) {
+        const struct refused_key *r = refused_find_any(e->key);
+        if (r == NULL || e->value[0] == '\0' ||
+            (r->harmless != NULL && strcasecmp(e->value, r->harmless) == 0))
+            continue;
+        bad = e;
+        why = r;
+    }
+    if (bad != NULL) {
+        BLOG_ERROR("config: %s is not supported yet (%s is not implemented); remove it to start",
+                   bad->key, why->feature);
+        return LM_E_UNSUPPORTED;
+    }
+    const char *map = broker_config_get(cfg, "listener.security.protocol.map");
+    int rc = map != NULL ? check_protocol_map(map) : 0;
+    for (uint32_t i = 0; rc == 0 && i < cfg->listeners_count; i++)
+        rc = check_listener(cfg, "listeners", &cfg->listeners[i]);
+    for (uint32_t i = 0; rc == 0 && i < cfg->advertised_count; i++)
+        rc = check_listener(cfg, "advertised.listeners", &cfg->advertised[i]);
+    return rc;
+}
+
 int broker_config_finish(struct broker_config *cfg)
 {
+    int rc = broker_config_check_supported(cfg);
+    if (rc != 0)
+        return rc;
     if (cfg->retention_ms_ != INT64_MIN)
         cfg->log_retention_ms = cfg->retention_ms_;
     else if (cfg->retention_minutes_ != INT64_MIN)

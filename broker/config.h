@@ -49,6 +49,9 @@ struct broker_config {
     int64_t shutdown_timeout_ms;       /* laminar.shutdown.timeout.ms */
     bool bpf_enable;                   /* laminar.bpf.enable */
     int log_level;                     /* laminar.log.level: enum broker_log_level */
+    /* RLIMIT_NOFILE's soft limit after broker_serve_main raised it to the hard limit: the
+     * process' whole descriptor budget (connections, segment files, pipes). 0 until then. */
+    uint64_t fd_limit;
     /* private */
     struct broker_config_entry *entries;
     int64_t retention_minutes_, retention_hours_, retention_ms_;
@@ -69,6 +72,13 @@ int broker_config_set_kv(struct broker_config *cfg, const char *kv);
 /* Derives dependent values (retention precedence, advertised listeners), validates, and warns
  * once per key nothing reads. Returns 0 or LM_E_CONFIG. */
 int broker_config_finish(struct broker_config *cfg);
+/* Refuses settings laminar cannot honour yet, so it never serves with less protection than
+ * configured: a listener whose security protocol (listener.security.protocol.map, or Kafka's
+ * default map) is not PLAINTEXT, and TLS, SASL, authorizer and client quota keys with a
+ * non-empty value other than Kafka's default. Logs one error line naming the key. Returns 0,
+ * LM_E_UNSUPPORTED, or LM_E_CONFIG for a malformed map or a listener without a protocol.
+ * broker_config_finish runs it too. */
+int broker_config_check_supported(struct broker_config *cfg);
 /* Returns the raw text last set for key, or NULL. Borrowed from cfg. */
 const char *broker_config_get(const struct broker_config *cfg, const char *key);
 /* Marks key as read by some part (so finish does not warn about it). */

@@ -1,9 +1,19 @@
-/* `laminar serve`: command line, config file and flags (flags override the file, DESIGN.md §6). */
+/* `laminar serve`: command line, config file and flags (flags override the file, DESIGN.md §6),
+ * then the start-up guards: unsupported settings, the log directories' locks, listener ports
+ * held by another process, and the descriptor limit. */
 #define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
+#include <netdb.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "broker/log.h"
 #include "broker/runtime.h"
@@ -47,6 +57,158 @@ static const char *opt_key(int opt)
         return "laminar.log.level";
     }
     return NULL;
+}
+
+/* Soft RLIMIT_NOFILE up to the hard limit: every connection, segment file and splice pipe is a
+ * descriptor (10k idle clients must fit). An unlimited hard limit is capped by fs.nr_open, the
+ * most setrlimit accepts. Returns the soft limit in force afterwards. */
+static uint64_t raise_fd_limit(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0) {
+        BLOG_WARN("getrlimit(RLIMIT_NOFILE): %s", strerror(errno));
+        return 1024;
+    }
+    rlim_t want = rl.rlim_max;
+    if (want == RLIM_INFINITY) {
+        FILE *f = fopen("/proc/sys/fs/nr_open", "r");
+        unsigned long long nr_open = 0;
+        if (f != NULL) {
+            if (fscanf(f, "%llu", &nr_open) != 1)
+                nr_open = 0;
+            fclose(f);
+        }
+        want = nr_open > 0 ? (rlim_t)nr_open : 1048576;
+    }
+    if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < want) {
+        struct rlimit up = {.rlim_cur = want, .rlim_max = rl.rlim_max};
+        if (setrlimit(RLIMIT_NOFILE, &up) == 0)
+            rl.rlim_cur = want;
+        else
+            BLOG_WARN("cannot raise RLIMIT_NOFILE to %llu: %s", (unsigned long long)want,
+                      strerror(errno));
+    }
+    uint64_t limit = rl.rlim_cur == RLIM_INFINITY ? (uint64_t)want : (uint64_t)rl.rlim_cur;
+    BLOG_INFO("open file limit (RLIMIT_NOFILE): %llu", (unsigned long long)limit);
+    return limit;
+}
+
+/* mkdir -p: Kafka creates missing log directories (LogManager.createAndValidateLogDirs). */
+static int make_dirs(const char *dir)
+{
+    char path[BROKER_PATH_BYTES_MAX];
+    snprintf(path, sizeof(path), "%s", dir);
+    for (char *p = path + 1; *p != '\0'; p++) {
+        if (*p != '/')
+            continue;
+        *p = '\0';
+        int rc = mkdir(path, 0755);
+        *p = '/';
+        if (rc != 0 && errno != EEXIST)
+            return -1;
+    }
+    return mkdir(path, 0755) != 0 && errno != EEXIST ? -1 : 0;
+}
+
+/* Takes `<dir>/.lock` with flock(LOCK_EX|LOCK_NB) in every log directory, as Kafka does
+ * (LogManager.lockLogDirs, file ".lock"): a second broker on the same directory would be a
+ * second writer of the same logs. The lock lives as long as the descriptor, which stays open
+ * until the process exits (and the kernel drops it on a crash, so kill -9 leaves nothing
+ * stale). Returns 0 or an LM_E_* after one error line; fds[] gets the open descriptors. */
+static int lock_log_dirs(const struct broker_config *cfg, int *fds)
+{
+    for (uint32_t i = 0; i < cfg->log_dirs_count; i++) {
+        const char *dir = cfg->log_dirs[i];
+        char path[BROKER_PATH_BYTES_MAX + 8];
+        snprintf(path, sizeof(path), "%s/.lock", dir);
+        if (make_dirs(dir) != 0) {
+            BLOG_ERROR("cannot create log dir %s: %s", dir, strerror(errno));
+            return LM_E_IO;
+        }
+        fds[i] = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+        if (fds[i] < 0) {
+            BLOG_ERROR("cannot open %s: %s", path, strerror(errno));
+            return LM_E_IO;
+        }
+        if (flock(fds[i], LOCK_EX | LOCK_NB) != 0) {
+            if (errno == EWOULDBLOCK)
+                BLOG_ERROR("log dir %s is in use by another process (%s is locked): two brokers "
+                           "cannot share a log directory",
+                           dir, path);
+            else
+                BLOG_ERROR("cannot lock %s: %s", path, strerror(errno));
+            return errno == EWOULDBLOCK ? LM_E_STATE : LM_E_IO;
+        }
+    }
+    return 0;
+}
+
+/* The shard sockets use SO_REUSEPORT, which lets a second process (same user) bind the same
+ * port and receive a share of the connections. A plain bind (SO_REUSEADDR only, so TIME_WAIT
+ * connections of an earlier run do not count) fails with EADDRINUSE when any other socket
+ * listens on the port, reuseport or not; the probe is closed at once. Returns 0, LM_E_EXISTS
+ * (port held), or 0 for other bind errors, which the runtime reports when it binds. */
+static int probe_listener(const struct broker_listener *l)
+{
+    struct addrinfo hints = {.ai_family = AF_UNSPEC,
+                             .ai_socktype = SOCK_STREAM,
+                             .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
+    struct addrinfo *res = NULL;
+    char port[8];
+    snprintf(port, sizeof(port), "%u", l->port);
+    if (getaddrinfo(l->host[0] ? l->host : NULL, port, &hints, &res) != 0)
+        return 0;
+    int rc = 0;
+    for (struct addrinfo *ai = res; ai != NULL; ai = ai->ai_next) {
+        int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, 0);
+        if (fd < 0)
+            continue;
+        int one = 1;
+        bool bound = setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) == 0 &&
+                     bind(fd, ai->ai_addr, ai->ai_addrlen) == 0;
+        int err = errno;
+        close(fd);
+        if (bound)
+            break;
+        if (err == EADDRINUSE) {
+            rc = LM_E_EXISTS;
+            break;
+        }
+    }
+    freeaddrinfo(res);
+    return rc;
+}
+
+/* A process killed a moment ago may still hold its listeners: the kernel tears an io_uring
+ * down asynchronously after the process is gone (milliseconds, longer on a loaded machine), so
+ * a busy port is probed again for PROBE_WAIT_MS before it is reported.
+ *
+ * Check-then-bind leaves a window: two brokers on different log directories (the same
+ * directory is caught by its lock) whose probes both run before either binds both pass and
+ * share the port. broker_serve_main probes twice, before setup (a refused start leaves nothing
+ * behind) and again just before the runtime binds, which shrinks the window to the runtime's
+ * start (allocations and the io_uring feature probe, about a millisecond). */
+enum { PROBE_WAIT_MS = 5000, PROBE_STEP_MS = 50 };
+
+static int probe_listeners(const struct broker_config *cfg)
+{
+    for (uint32_t waited = 0;; waited += PROBE_STEP_MS) {
+        const struct broker_listener *busy = NULL;
+        for (uint32_t i = 0; busy == NULL && i < cfg->listeners_count; i++)
+            if (probe_listener(&cfg->listeners[i]) == LM_E_EXISTS)
+                busy = &cfg->listeners[i];
+        if (busy == NULL)
+            return 0;
+        if (waited >= PROBE_WAIT_MS) {
+            BLOG_ERROR("listener %s://%s:%u: port %u is already in use by another process",
+                       busy->name, busy->host, busy->port, busy->port);
+            return LM_E_EXISTS;
+        }
+        if (waited == 0)
+            BLOG_INFO("port %u is busy; waiting up to %u ms for it to be released", busy->port,
+                      (unsigned)PROBE_WAIT_MS);
+        usleep(PROBE_STEP_MS * 1000);
+    }
 }
 
 int broker_serve_main(int argc, char **argv,
@@ -110,6 +272,18 @@ int broker_serve_main(int argc, char **argv,
     }
     if (rc == 0)
         broker_log_set_level((enum broker_log_level)cfg.log_level);
+    /* Refusals come before anything touches the log directories. */
+    if (rc == 0)
+        rc = broker_config_check_supported(&cfg);
+    int lock_fds[BROKER_LOG_DIRS_MAX];
+    for (uint32_t i = 0; i < BROKER_LOG_DIRS_MAX; i++)
+        lock_fds[i] = -1;
+    if (rc == 0)
+        rc = probe_listeners(&cfg);
+    if (rc == 0)
+        rc = lock_log_dirs(&cfg, lock_fds);
+    if (rc == 0)
+        cfg.fd_limit = raise_fd_limit();
     struct broker_dispatch d;
     memset(&d, 0, sizeof(d));
     if (rc == 0 && setup != NULL)
@@ -117,10 +291,17 @@ int broker_serve_main(int argc, char **argv,
     if (rc == 0)
         rc = broker_config_finish(&cfg);
     if (rc == 0)
+        rc = probe_listeners(&cfg);
+    if (rc == 0)
         rc = broker_runtime_run(&cfg, &d);
     broker_config_deinit(&cfg);
+    /* The locks are released only now, after the last write to the logs. */
+    for (uint32_t i = 0; i < BROKER_LOG_DIRS_MAX; i++)
+        if (lock_fds[i] >= 0)
+            close(lock_fds[i]);
     if (rc != 0) {
-        BLOG_ERROR("laminar: exiting: %s", lm_strerror(rc));
+        /* The cause was logged where it was found (one error line); this is the outcome. */
+        BLOG_INFO("laminar: exiting: %s", lm_strerror(rc));
         return 1;
     }
     return 0;

@@ -14,6 +14,7 @@
 #include "broker/config.h"
 #include "broker/reqhdr.h"
 #include "broker/runtime.h"
+#include "common/lm_assert.h"
 #include "common/lm_err.h"
 
 static char *write_props(const char *text)
@@ -52,6 +53,8 @@ static void file_then_flags(void **state)
                              "! another comment\n"
                              "node.id = 7\n"
                              "listeners=PLAINTEXT://127.0.0.1:9192,INTERNAL://[::1]:9193\n"
+                             "listener.security.protocol.map=INTERNAL:PLAINTEXT,"
+                             "PLAINTEXT:PLAINTEXT\n"
                              "log.dirs=/a,/b\n"
                              "num.partitions: 16\n"
                              "log.retention.hours=1\n"
@@ -127,6 +130,118 @@ static void bad_values_rejected(void **state)
     broker_config_deinit(&c);
 }
 
+/* Applies kv pairs ("key=value", NULL-terminated) to a fresh config; returns the check's code. */
+static int check_with(const char *const *kvs)
+{
+    struct broker_config c;
+    broker_config_init(&c);
+    for (size_t i = 0; kvs[i] != NULL; i++)
+        assert_int_equal(broker_config_set_kv(&c, kvs[i]), 0);
+    int rc = broker_config_check_supported(&c);
+    /* finish runs the same check */
+    assert_int_equal(broker_config_finish(&c), rc);
+    broker_config_deinit(&c);
+    return rc;
+}
+
+#define CHECK(...) check_with((const char *const[]){__VA_ARGS__, NULL})
+
+static void unsupported_security_refused(void **state)
+{
+    (void)state;
+    /* Listeners whose protocol is not PLAINTEXT, by name or through the map. */
+    assert_int_equal(CHECK("listeners=SASL_SSL://127.0.0.1:9092"), LM_E_UNSUPPORTED);
+    assert_int_equal(CHECK("listeners=SSL://127.0.0.1:9092"), LM_E_UNSUPPORTED);
+    assert_int_equal(CHECK("listeners=sasl_plaintext://127.0.0.1:9092"), LM_E_UNSUPPORTED);
+    assert_int_equal(CHECK("listeners=PLAINTEXT://:9092,SSL://:9093"), LM_E_UNSUPPORTED);
+    assert_int_equal(CHECK("listeners=EXTERNAL://:9092",
+                           "listener.security.protocol.map=EXTERNAL:SASL_SSL"),
+                     LM_E_UNSUPPORTED);
+    assert_int_equal(CHECK("listeners=CONTROLLER://:9093", "controller.listener.names=CONTROLLER",
+                           "listener.security.protocol.map=CONTROLLER:SSL"),
+                     LM_E_UNSUPPORTED);
+    /* The map can remap a protocol's own name, too. */
+    assert_int_equal(CHECK("listeners=PLAINTEXT://:9092",
+                           "listener.security.protocol.map=PLAINTEXT:SSL"),
+                     LM_E_UNSUPPORTED);
+    assert_int_equal(CHECK("advertised.listeners=SSL://h:9092"), LM_E_UNSUPPORTED);
+    /* A listener name with no protocol, and a malformed map, are configuration errors. */
+    assert_int_equal(CHECK("listeners=EXTERNAL://:9092"), LM_E_CONFIG);
+    assert_int_equal(CHECK("listeners=EXTERNAL://:9092",
+                           "listener.security.protocol.map=OTHER:PLAINTEXT"),
+                     LM_E_CONFIG);
+    assert_int_equal(CHECK("listener.security.protocol.map=PLAINTEXT:TLS"), LM_E_CONFIG);
+    assert_int_equal(CHECK("listener.security.protocol.map=PLAINTEXT"), LM_E_CONFIG);
+    /* TLS, SASL, authorizer and quota keys. */
+    static const char *const refused[] = {
+        "ssl.keystore.location=/etc/k.jks",
+        "ssl.client.auth=required",
+        "sasl.enabled.mechanisms=PLAIN",
+        "sasl.mechanism.inter.broker.protocol=PLAIN",
+        "listener.name.sasl_ssl.plain.sasl.jaas.config=x",
+        "listener.name.external.ssl.keystore.location=/k",
+        "listener.name.external.sasl.enabled.mechanisms=SCRAM-SHA-256",
+        "listener.name.external.connections.max.reauth.ms=60000",
+        "security.inter.broker.protocol=SSL",
+        "principal.builder.class=com.example.Builder",
+        "connections.max.reauth.ms=3600000",
+        "delegation.token.secret.key=s3cret",
+        "authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+        "super.users=User:admin",
+        "client.quota.callback.class=com.example.Quota",
+        "quota.window.num=20",
+        "quota.window.size.seconds=2",
+        "quota.producer.default=1048576",
+        "controller.quota.window.num=5",
+    };
+    for (size_t i = 0; i < LM_ARRAY_LEN(refused); i++) {
+        print_message("refused: %s\n", refused[i]);
+        assert_int_equal(CHECK(refused[i]), LM_E_UNSUPPORTED);
+    }
+}
+
+static void harmless_settings_start(void **state)
+{
+    (void)state;
+    assert_int_equal(CHECK("listeners=PLAINTEXT://:9092"), 0);
+    /* Kafka 4's config/server.properties (combined mode, CONTROLLER mapped by the user). */
+    assert_int_equal(CHECK("process.roles=broker,controller", "node.id=1",
+                           "controller.quorum.bootstrap.servers=localhost:9093",
+                           "listeners=PLAINTEXT://:9092,CONTROLLER://:9093",
+                           "inter.broker.listener.name=PLAINTEXT",
+                           "advertised.listeners=PLAINTEXT://localhost:9092,"
+                           "CONTROLLER://localhost:9093",
+                           "controller.listener.names=CONTROLLER",
+                           "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:"
+                           "PLAINTEXT,SSL:SSL,SASL_PLAINTEXT:SASL_PLAINTEXT,SASL_SSL:SASL_SSL"),
+                     0);
+    /* config/controller.properties: no map, the controller listener defaults to PLAINTEXT. */
+    assert_int_equal(CHECK("listeners=CONTROLLER://:9093", "controller.listener.names=CONTROLLER",
+                           "advertised.listeners=CONTROLLER://localhost:9093"),
+                     0);
+    /* Case-insensitive listener names, spaces in the map (trimmed, as Kafka's Csv does). */
+    assert_int_equal(CHECK("listeners=internal://:9092",
+                           "listener.security.protocol.map=INTERNAL : plaintext , SSL:SSL"),
+                     0);
+    assert_int_equal(CHECK("listeners=internal://:9092",
+                           "listener.security.protocol.map=INTERNAL : SSL , SSL:SSL"),
+                     LM_E_UNSUPPORTED);
+    /* Empty values and Kafka's defaults ask for nothing. */
+    assert_int_equal(CHECK("ssl.keystore.location=", "sasl.enabled.mechanisms=",
+                           "authorizer.class.name=", "super.users=",
+                           "security.inter.broker.protocol=PLAINTEXT",
+                           "connections.max.reauth.ms=0", "quota.window.num=11",
+                           "quota.window.size.seconds=1", "controller.quota.window.num=11",
+                           "principal.builder.class=org.apache.kafka.common.security."
+                           "authenticator.DefaultKafkaPrincipalBuilder"),
+                     0);
+    /* Neighbours that are not security or quota settings. */
+    assert_int_equal(CHECK("max.connections=100", "listener.name.plaintext.max.connections=10",
+                           "replication.quota.window.num=11", "sslish.key=1",
+                           "allow.everyone.if.no.acl.found=true"),
+                     0);
+}
+
 static void request_header_fixed_and_tags(void **state)
 {
     (void)state;
@@ -186,6 +301,8 @@ int main(void)
         cmocka_unit_test(file_then_flags),
         cmocka_unit_test(retention_ms_wins),
         cmocka_unit_test(bad_values_rejected),
+        cmocka_unit_test(unsupported_security_refused),
+        cmocka_unit_test(harmless_settings_start),
         cmocka_unit_test(request_header_fixed_and_tags),
         cmocka_unit_test(partition_shard_is_stable),
     };
