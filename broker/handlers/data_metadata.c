@@ -11,11 +11,6 @@
 
 #define AUTHORIZED_OPS_UNSET INT32_MIN /* Kafka's "not requested" */
 
-static bool topic_internal(const char *name)
-{
-    return strcmp(name, "__consumer_offsets") == 0 || strcmp(name, "__transaction_state") == 0;
-}
-
 static bool fill_topic(struct broker_req *req,
                        struct kafka_metadata_response_metadata_response_topic *o,
                        const struct htopic *t)
@@ -28,7 +23,7 @@ static bool fill_topic(struct broker_req *req,
     if (o->name.ptr == NULL)
         return false;
     memcpy(o->topic_id.b, t->meta->id, 16);
-    o->is_internal = topic_internal(t->meta->name);
+    o->is_internal = h_topic_internal(t->meta->name, strlen(t->meta->name));
     o->topic_authorized_operations = AUTHORIZED_OPS_UNSET;
     int32_t n = t->meta->partition_count;
     o->partitions = h_alloc(req, (size_t)n, sizeof(*o->partitions));

@@ -5,6 +5,7 @@
  * by storage). acks=-1 flushes before answering (single node: the fdatasync is the
  * durability, DESIGN.md §3); acks=1 leaves it to flush.messages / flush.ms; acks=0 answers
  * nothing. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -489,6 +490,20 @@ void data_produce(struct broker_req *req)
             if (common != KAFKA_NONE) {
                 w->error = common;
                 w->owner = HWORK_DONE; /* answered here, no shard runs it */
+                continue;
+            }
+            if (h_topic_internal(w->topic, w->topic_len)) {
+                /* Kafka's ReplicaManager refuses client appends to internal topics before
+                 * looking at the partition: the coordinators own their records (a forged
+                 * group record could otherwise poison every later load). */
+                w->error = KAFKA_INVALID_TOPIC_EXCEPTION;
+                w->owner = HWORK_DONE;
+                char *m = h_alloc(req, 1, 64 + w->topic_len);
+                if (m != NULL) {
+                    snprintf(m, 64 + w->topic_len, "Cannot append to internal topic %.*s",
+                             (int)w->topic_len, w->topic);
+                    outs[k].message = m;
+                }
                 continue;
             }
             struct htopic *t = td->name.len > 0 ? hs_topic(hs, w->topic, w->topic_len) : NULL;

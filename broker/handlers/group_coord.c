@@ -195,9 +195,13 @@ static void load_partition(struct gshard *gs, int32_t p)
     }
     rc = lm_group_coord_load_end(gs->coord, p, group_now_ms());
     LM_ASSERT(rc == 0);
-    if (l.n_records > 0 || l.n_bad > 0)
-        BLOG_INFO("%s-%d: loaded %lld records (%lld skipped)", GROUP_OFFSETS_TOPIC, p,
-                  (long long)l.n_records, (long long)l.n_bad);
+    /* Records that do not decode or would break the coordinator's invariants are untrusted
+     * input: skipped (Kafka's loader skips what it cannot read), one line per partition. */
+    if (l.n_bad > 0)
+        BLOG_WARN("%s-%d: loaded %lld records, skipped %lld bad records", GROUP_OFFSETS_TOPIC,
+                  p, (long long)l.n_records, (long long)l.n_bad);
+    else if (l.n_records > 0)
+        BLOG_INFO("%s-%d: loaded %lld records", GROUP_OFFSETS_TOPIC, p, (long long)l.n_records);
 }
 
 /* ---- persist before send --------------------------------------------------------------------- */

@@ -114,6 +114,15 @@ int16_t h_storage_error(int rc)
     }
 }
 
+bool h_topic_internal(const char *name, size_t len)
+{
+    static const char *const internal[] = {"__consumer_offsets", "__transaction_state"};
+    for (size_t i = 0; i < sizeof(internal) / sizeof(internal[0]); i++)
+        if (name != NULL && strlen(internal[i]) == len && memcmp(internal[i], name, len) == 0)
+            return true;
+    return false;
+}
+
 /* ---- unsupported versions ------------------------------------------------------------------ */
 
 /* Responses with a top-level error_code, from the generated structs: where it sits and from

@@ -137,6 +137,10 @@ void *h_alloc(struct broker_req *req, size_t n, size_t size);
 char *h_strdup(struct broker_req *req, struct kafka_str s);
 /* Maps an LM_E_* from storage to a Kafka error code. */
 int16_t h_storage_error(int rc);
+/* Kafka's internal topics (Topic.isInternal: __consumer_offsets, __transaction_state): shown
+ * as is_internal in Metadata; clients may not Produce to them, only the coordinators' own
+ * append path writes them. */
+bool h_topic_internal(const char *name, size_t len);
 
 /* ---- fan-out of per-partition work to owner shards (data_fan.c) ---- */
 

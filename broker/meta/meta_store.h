@@ -22,8 +22,11 @@ struct lm_meta_snapshot {
 };
 
 /* lm_meta_store_open opens (creating if needed) the metadata log under dir and replays it.
- * Returns 0 or LM_E_IO / LM_E_NOMEM / LM_E_CORRUPT (a bad record that is not the tail). */
+ * A record with a good CRC that does not decode or apply is skipped, counted and reported
+ * (one line on stderr). Returns 0 or LM_E_IO / LM_E_NOMEM. */
 int lm_meta_store_open(const char *dir, struct lm_meta_store **out);
+/* lm_meta_store_bad_records is how many records the replay at open skipped. */
+uint64_t lm_meta_store_bad_records(const struct lm_meta_store *store);
 /* lm_meta_store_close frees the store; snapshots still held stay valid until released. */
 void lm_meta_store_close(struct lm_meta_store *store);
 
