@@ -130,6 +130,13 @@ void data_metadata(struct broker_req *req)
             }
             int32_t parts = cfg->num_partitions > 0 ? cfg->num_partitions : 1;
             int rc = hs_create_topic(hs, name, parts);
+            if (rc == LM_E_FULL) {
+                /* max.broker.partitions: the creation error itself, as Kafka's Metadata
+                 * answered auto-create failures (Errors.forException). */
+                BLOG_WARN("auto-create of %s refused: max.broker.partitions reached", name);
+                o->error_code = KAFKA_POLICY_VIOLATION;
+                continue;
+            }
             if (rc != 0 && rc != LM_E_EXISTS) {
                 BLOG_WARN("auto-create of %s failed: %s", name, lm_strerror(rc));
                 o->error_code = KAFKA_UNKNOWN_TOPIC_OR_PARTITION;

@@ -1182,6 +1182,30 @@ static void sweep_orphans(const struct handlers_ctx *h)
     lm_meta_snapshot_release(snap);
 }
 
+/* max.broker.partitions (KIP-578's name; Kafka 4 has no per-node bound): client requests that
+ * would take the node's partitions above it are refused (admin_topics.c, Metadata
+ * auto-create). The default lets one deliberate 100,000-partition node exist; -1 or 0 means
+ * no bound. */
+#define HANDLERS_MAX_BROKER_PARTITIONS_DEFAULT 100000
+
+static int partition_limit_load(struct handlers_ctx *h)
+{
+    long long limit = HANDLERS_MAX_BROKER_PARTITIONS_DEFAULT;
+    const char *v = broker_config_get(h->cfg, "max.broker.partitions");
+    if (v != NULL) {
+        broker_config_mark_used(h->cfg, "max.broker.partitions");
+        char *end = NULL;
+        errno = 0;
+        limit = strtoll(v, &end, 10);
+        if (errno != 0 || end == v || *end != 0 || limit < -1) {
+            BLOG_ERROR("max.broker.partitions=%s: expected -1 or a non-negative integer", v);
+            return LM_E_CONFIG;
+        }
+    }
+    lm_meta_store_set_partition_limit(h->meta, limit);
+    return 0;
+}
+
 static void register_unserved(struct broker_dispatch *d)
 {
     /* Known APIs without a handler are answered like unsupported versions instead of closing
@@ -1239,6 +1263,9 @@ int broker_handlers_setup(struct broker_dispatch *d, struct broker_config *cfg)
         return rc;
     }
     register_unserved(d);
+    /* Set after registration: the coordinator's own __consumer_offsets is always created. */
+    if ((rc = partition_limit_load(&ctx)) != 0)
+        return rc;
     return 0;
 }
 

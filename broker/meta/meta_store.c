@@ -25,6 +25,7 @@ struct lm_meta_store {
     struct lm_meta_snapshot *current; /* published copy */
     uint64_t version;               /* atomic mirror of current->state.version */
     uint64_t bad_records;           /* skipped at replay (lm_meta_store_bad_records) */
+    int64_t partition_limit;        /* atomic; <= 0: none */
 };
 
 static void be32_put(uint8_t *p, uint32_t v)
@@ -221,6 +222,12 @@ static int append_record(struct lm_meta_store *s, const struct lm_meta_record *r
 static int commit_locked(struct lm_meta_store *s, const struct lm_meta_record *r)
 {
     int rc = lm_meta_state_check(&s->state, r);
+    int64_t limit = __atomic_load_n(&s->partition_limit, __ATOMIC_RELAXED);
+    if (rc == 0 && limit > 0) {
+        int64_t added = lm_meta_state_partitions_added(&s->state, r);
+        if (added > 0 && lm_meta_state_partition_total(&s->state) + added > limit)
+            rc = LM_E_FULL;
+    }
     if (rc == 0)
         rc = append_record(s, r);
     if (rc == 0) {
@@ -293,4 +300,14 @@ int lm_meta_store_alloc_producer_ids(struct lm_meta_store *s, int64_t count, int
 uint64_t lm_meta_store_bad_records(const struct lm_meta_store *s)
 {
     return s->bad_records;
+}
+
+void lm_meta_store_set_partition_limit(struct lm_meta_store *s, int64_t limit)
+{
+    __atomic_store_n(&s->partition_limit, limit, __ATOMIC_RELAXED);
+}
+
+int64_t lm_meta_store_partition_limit(const struct lm_meta_store *s)
+{
+    return __atomic_load_n(&s->partition_limit, __ATOMIC_RELAXED);
 }
