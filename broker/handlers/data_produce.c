@@ -51,11 +51,13 @@ static int validate(struct hshard *hs, const uint8_t *buf, size_t len,
 {
     for (;;) {
         if (hs->scratch == NULL) {
-            hs->scratch_cap = (size_t)1 << 20;
+            hs->scratch_cap = HANDLERS_SCRATCH_KEEP_BYTES;
             hs->scratch = malloc(hs->scratch_cap);
             if (hs->scratch == NULL)
                 return LM_E_NOMEM;
         }
+        if (hs->scratch_cap > HANDLERS_SCRATCH_KEEP_BYTES)
+            hs->scratch_used_ms = broker_now_ms();
         int rc = kafka_batch_validate_buf(buf, len, hs->scratch, hs->scratch_cap, h);
         if (rc != LM_E_TOO_LARGE || hs->scratch_cap >= HANDLERS_DECOMPRESS_BYTES_MAX)
             return rc;
@@ -67,6 +69,19 @@ static int validate(struct hshard *hs, const uint8_t *buf, size_t len,
         if (hs->scratch == NULL)
             return LM_E_NOMEM;
     }
+}
+
+void data_produce_scratch_trim(struct hshard *hs, uint64_t now_ms)
+{
+    if (hs->scratch == NULL || hs->scratch_cap <= HANDLERS_SCRATCH_KEEP_BYTES ||
+        now_ms < hs->scratch_used_ms + HANDLERS_SCRATCH_IDLE_MS)
+        return;
+    hs->scratch_releases++;
+    BLOG_INFO("shard %u: released the %zu KiB decompression scratch (idle; %llu released)",
+              hs->id, hs->scratch_cap >> 10, (unsigned long long)hs->scratch_releases);
+    free(hs->scratch);
+    hs->scratch = NULL; /* allocated again at HANDLERS_SCRATCH_KEEP_BYTES on use */
+    hs->scratch_cap = 0;
 }
 
 /* What refuses a record: a null key (compacted topic), or a CreateTime outside [lo, hi]. */

@@ -980,6 +980,7 @@ static void shard_tick(struct broker_shard *s, struct broker_timer *t)
             }
         }
     }
+    data_produce_scratch_trim(hs, now);
     if (!hs->stopping)
         compact_tick(hs);
     if (!hs->stopping && broker_timer_start(s, t, HANDLERS_TICK_MS, shard_tick, hs) != 0)

@@ -23,6 +23,11 @@
 #define HANDLERS_RETENTION_TICKS 150
 /* Upper bound of a decompressed batch when validating (scratch per shard grows up to this). */
 #define HANDLERS_DECOMPRESS_BYTES_MAX ((size_t)256 << 20)
+/* What the shard keeps of its scratch: one large batch must not pin up to 256 MiB per shard
+ * for the life of the process, so a scratch grown beyond this is freed by the tick once no
+ * batch has needed it for HANDLERS_SCRATCH_IDLE_MS (allocated again at this size on use). */
+#define HANDLERS_SCRATCH_KEEP_BYTES ((size_t)1 << 20)
+#define HANDLERS_SCRATCH_IDLE_MS 1000
 
 struct hwaiter;
 struct hpart;
@@ -88,6 +93,8 @@ struct hshard {
     size_t topic_count;
     uint8_t *scratch; /* batch validation (decompression) */
     size_t scratch_cap;
+    uint64_t scratch_used_ms; /* last time a batch needed more than the kept size */
+    uint64_t scratch_releases; /* grown scratches freed by the tick (logged) */
     struct broker_timer tick;
     uint32_t ticks;
     struct hfetch *parked; /* parked fetches of connections on this shard */
@@ -201,6 +208,8 @@ void hfan_hold(struct hwork *w);
 void hfan_release(struct hshard *hs, struct hwork *w);
 
 /* ---- data_*.c ---- */
+/* Frees the shard's grown scratch once idle (HANDLERS_SCRATCH_IDLE_MS); called by the tick. */
+void data_produce_scratch_trim(struct hshard *hs, uint64_t now_ms);
 void data_metadata(struct broker_req *req);
 void data_produce(struct broker_req *req);
 void data_fetch(struct broker_req *req);

@@ -62,8 +62,8 @@ def crc32c(data):
     return crc ^ 0xFFFFFFFF
 
 
-def record_batch(records, base_offset=0, ts=1_700_000_000_000, leader_epoch=-1):
-    """An uncompressed record batch v2 of (key, value) pairs (None for null)."""
+def record_batch(records, base_offset=0, ts=1_700_000_000_000, leader_epoch=-1, gzip=False):
+    """A record batch v2 of (key, value) pairs (None for null), uncompressed or gzip."""
     recs = b""
     for i, (key, val) in enumerate(records):
         rec = b"\x00" + zvar(0) + zvar(i)
@@ -71,7 +71,10 @@ def record_batch(records, base_offset=0, ts=1_700_000_000_000, leader_epoch=-1):
         rec += zvar(-1) if val is None else zvar(len(val)) + val
         rec += zvar(0)
         recs += zvar(len(rec)) + rec
-    after_crc = (s16(0) + s32(len(records) - 1) + s64(ts) + s64(ts) + s64(-1) + s16(-1) +
+    if gzip:
+        import gzip as gz
+        recs = gz.compress(recs, 6)
+    after_crc = (s16(1 if gzip else 0) + s32(len(records) - 1) + s64(ts) + s64(ts) + s64(-1) + s16(-1) +
                  s32(-1) + s32(len(records)) + recs)
     body = s32(leader_epoch) + b"\x02" + struct.pack(">I", crc32c(after_crc)) + after_crc
     return s64(base_offset) + s32(len(body)) + body
