@@ -44,6 +44,15 @@ static bool fill_topic(struct broker_req *req,
         p->isr_nodes_count = 1;
         p->offline_replicas = NULL;
         p->offline_replicas_count = 0;
+        if (h_partition_offline(t->meta->id, i)) {
+            /* Its log failed (storage error): as Kafka's MetadataCache shows a partition
+             * without a live leader: LEADER_NOT_AVAILABLE, no leader, this node's replica
+             * offline. Clients wait and retry; the owner shard reopens the log. */
+            p->error_code = KAFKA_LEADER_NOT_AVAILABLE;
+            p->leader_id = -1;
+            p->offline_replicas = nodes;
+            p->offline_replicas_count = 1;
+        }
     }
     return true;
 }

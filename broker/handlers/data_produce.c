@@ -247,8 +247,10 @@ static void produce_op(struct hshard *hs, struct hpart *p, struct hwork *w, stru
         w->error = KAFKA_UNKNOWN_TOPIC_OR_PARTITION;
         return;
     }
-    if (p->log == NULL) {
+    if (p->log == NULL || p->failed) {
+        /* Offline (storage failed; the tick reopens it): retriable for the producer. */
         w->error = KAFKA_KAFKA_STORAGE_ERROR;
+        o->message = "the partition's log is offline after a storage error";
         return;
     }
     const struct htopic *t = hs_topic(hs, w->topic, w->topic_len);
@@ -357,6 +359,8 @@ static void produce_op(struct hshard *hs, struct hpart *p, struct hwork *w, stru
     }
     struct storage_append_result res;
     int rc = storage_log_append_leader(p->log, buf, len, p->leader_epoch, &res);
+    if (rc == LM_E_STATE)
+        hs_part_failed(hs, p, rc);
     if (rc != 0) {
         free(owned);
         w->error = h_storage_error(rc);

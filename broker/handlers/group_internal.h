@@ -31,6 +31,9 @@ int group_shard_start(struct hshard *hs);
 void group_shard_drain(struct hshard *hs);
 void group_shard_flush(struct hshard *hs);
 void group_shard_stop(struct hshard *hs);
+/* Called by handlers.c on the owner shard when a __consumer_offsets partition's log opened
+ * again after a storage failure: the coordinator loads its groups from it. */
+void group_partition_reopened(struct hshard *hs, int32_t partition);
 
 /* ---- producer_*.c ---- */
 

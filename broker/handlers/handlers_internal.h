@@ -68,7 +68,21 @@ struct hpart {
     bool dead;               /* closed while its sync ran: freed when the sync ends */
     bool dead_delete_dir;
     bool reopen_pending;     /* storage settings changed while its sync ran */
+    /* Storage failures: a log that failed to open (log NULL) or that storage failed after a
+     * write or fsync error is offline (Metadata: no leader, this node an offline replica;
+     * Produce/Fetch: KAFKA_STORAGE_ERROR) and is opened again by the tick at retry_at_ms,
+     * backing off from HANDLERS_RETRY_MIN_MS to HANDLERS_RETRY_MAX_MS. */
+    bool failed;             /* log open but failed by storage: close and reopen */
+    bool offline;            /* registered as offline (h_partition_offline) */
+    uint32_t retry_ms;       /* current backoff, 0 after a good open */
+    uint32_t open_failures;  /* consecutive failed opens (the first one is logged as error) */
+    uint64_t retry_at_ms;
 };
+
+/* Backoff of reopening a partition whose log failed (Kafka takes a failed log dir offline
+ * until restart; a single node would lose the partition for good, so it retries). */
+#define HANDLERS_RETRY_MIN_MS 1000
+#define HANDLERS_RETRY_MAX_MS 5000
 
 /* A topic of the current metadata snapshot (every topic, owned partitions or not). */
 struct htopic {
@@ -144,6 +158,13 @@ void *h_alloc(struct broker_req *req, size_t n, size_t size);
 char *h_strdup(struct broker_req *req, struct kafka_str s);
 /* Maps an LM_E_* from storage to a Kafka error code. */
 int16_t h_storage_error(int rc);
+/* Whether the partition is offline (its log failed to open or failed since), from any
+ * shard: one atomic load while no partition is offline. */
+bool h_partition_offline(const uint8_t topic_id[16], int32_t partition);
+/* Called on the owner shard when storage reports the log of p failed (an append answered
+ * LM_E_STATE, a flush failed): p goes offline and the tick reopens it. */
+void hs_part_failed(struct hshard *hs, struct hpart *p, int rc);
+
 /* Kafka's internal topics (Topic.isInternal: __consumer_offsets, __transaction_state): shown
  * as is_internal in Metadata; clients may not Produce to them, only the coordinators' own
  * append path writes them. */

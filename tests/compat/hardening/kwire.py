@@ -218,3 +218,59 @@ def produce_v8(c, topic, partition, batch, acks=-1, timeout_ms=10000):
         r.i32()
         r.str()
     return err, base, r.str()
+
+
+def metadata_v7(c, topics, auto_create=False):
+    """Metadata v7: (node_ids, {topic: (error, [(partition, error, leader, replicas, isr,
+    offline)])})."""
+    body = arr([sstr(t) for t in topics]) + (b"\x01" if auto_create else b"\x00")
+    r = c.call(3, 7, body)
+    r.i32()  # throttle
+    nodes = []
+    for _ in range(r.i32()):
+        nodes.append(r.i32())
+        r.str()
+        r.i32()
+        r.str()
+    r.str()  # cluster id
+    r.i32()  # controller
+    out = {}
+    for _ in range(r.i32()):
+        err, name = r.i16(), r.str()
+        r.i8()  # is_internal
+        parts = []
+        for _ in range(r.i32()):
+            perr, idx, leader = r.i16(), r.i32(), r.i32()
+            r.i32()  # leader epoch
+            reps = [r.i32() for _ in range(r.i32())]
+            isr = [r.i32() for _ in range(r.i32())]
+            off = [r.i32() for _ in range(r.i32())]
+            parts.append((idx, perr, leader, reps, isr, off))
+        out[name] = (err, parts)
+    return nodes, out
+
+
+def fetch_v4(c, topic, partition, offset, max_wait=0):
+    """Fetch v4 of one partition: its error code."""
+    body = (s32(-1) + s32(max_wait) + s32(0) + s32(1 << 20) + s8(0) +
+            arr([sstr(topic) + arr([s32(partition) + s64(offset) + s32(1 << 20)])]))
+    r = c.call(1, 4, body)
+    r.i32()  # throttle
+    r.i32()  # topics
+    r.str()
+    r.i32()  # partitions
+    r.i32()  # index
+    return r.i16()
+
+
+def list_offsets_v1(c, topic, partition, timestamp=-1):
+    """ListOffsets v1 of one partition: (error, offset)."""
+    body = s32(-1) + arr([sstr(topic) + arr([s32(partition) + s64(timestamp)])])
+    r = c.call(2, 1, body)
+    r.i32()  # topics
+    r.str()
+    r.i32()  # partitions
+    r.i32()  # index
+    err = r.i16()
+    r.i64()  # timestamp
+    return err, r.i64()
