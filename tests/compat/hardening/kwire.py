@@ -274,3 +274,16 @@ def list_offsets_v1(c, topic, partition, timestamp=-1):
     err = r.i16()
     r.i64()  # timestamp
     return err, r.i64()
+
+
+def delete_records_v1(c, topic, partition, offset):
+    """DeleteRecords v1 of one partition: (error, low_watermark)."""
+    body = arr([sstr(topic) + arr([s32(partition) + s64(offset)])]) + s32(10000)
+    r = c.call(21, 1, body)
+    r.i32()  # throttle
+    r.i32()  # topics
+    r.str()
+    r.i32()  # partitions
+    r.i32()  # index
+    low = r.i64()
+    return r.i16(), low

@@ -1,6 +1,6 @@
 """Internal topics are the coordinators' own (Kafka ReplicaManager: "Cannot append to internal
 topic", INVALID_TOPIC_EXCEPTION): a client's Produce to __consumer_offsets or
-__transaction_state is refused. A poisonous group record that is already on disk (a group whose
+__transaction_state is refused, and so is DeleteRecords on them. A poisonous group record that is already on disk (a group whose
 leader is not a member, written straight into the partition's segment while the broker is
 down) is skipped at load with one warning line: the broker stays up past the session timeout
 the record names, the group can be joined, and the rest of the partition (a committed offset)
@@ -84,6 +84,9 @@ def scenario(b):
     # acks=1 too; the connection stays usable afterwards.
     err, _ = kw.produce_v7(c, "__consumer_offsets", part, batch, acks=1)
     check(err == INVALID_TOPIC_EXCEPTION, "Produce v7 acks=1: error %d" % err)
+    # DeleteRecords would drop the groups' offsets with the records (Kafka refuses it too).
+    err, low = kw.delete_records_v1(c, "__consumer_offsets", part, -1)
+    check(err == INVALID_TOPIC_EXCEPTION, "DeleteRecords on __consumer_offsets: error %d" % err)
     err, base = kw.produce_v7(c, "t", 0, kw.record_batch([(b"k", b"v")]))
     check(err == 0 and base == 1, "ordinary produce after the refusal: %d %d" % (err, base))
     c.close()
