@@ -552,6 +552,12 @@ static int part_id_write(const char *dir, const uint8_t id[16])
     return 0;
 }
 
+/* Open failures logged as errors per shard per tick: a large CreateTopics on a full disk
+ * would otherwise log one line per partition at once; the rest are counted and the tick
+ * reports how many. */
+#define OPEN_FAILURES_LOGGED_PER_TICK 8
+static __thread uint32_t open_failures_this_tick;
+
 static void part_open_log(struct hpart *p)
 {
     char dir[H_DIR_BYTES];
@@ -579,7 +585,8 @@ static void part_open_log(struct hpart *p)
         rc = part_id_write(dir, p->topic_id);
     if (rc != 0) {
         /* The first failure is an error; the retries every few seconds are not news. */
-        if (p->open_failures++ == 0)
+        if (p->open_failures++ == 0 &&
+            ++open_failures_this_tick <= OPEN_FAILURES_LOGGED_PER_TICK)
             BLOG_ERROR("partition %s-%d: cannot open log in %s: %s; offline, retrying",
                        p->topic, p->partition, dir, lm_strerror(rc));
         else
@@ -1104,6 +1111,10 @@ static void compact_tick(struct hshard *hs)
 static void shard_tick(struct broker_shard *s, struct broker_timer *t)
 {
     struct hshard *hs = t->arg;
+    if (open_failures_this_tick > OPEN_FAILURES_LOGGED_PER_TICK)
+        BLOG_ERROR("shard %u: %u more partitions could not open their logs; offline, retrying",
+                   hs->id, open_failures_this_tick - OPEN_FAILURES_LOGGED_PER_TICK);
+    open_failures_this_tick = 0;
     hs_refresh(hs);
     bool retention = ++hs->ticks % HANDLERS_RETENTION_TICKS == 0;
     uint64_t now = broker_now_ms();

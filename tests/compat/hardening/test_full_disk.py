@@ -6,7 +6,9 @@ until the disk is full gets KAFKA_STORAGE_ERROR (56) on the wire with an error m
 librdkafka retries it: its record is delivered once the filler is deleted, and the partition
 takes records again without a restart. Then the broker is restarted on a full disk with a partition that has
 to write its partition.metadata to open: it starts, shows the partition offline (Metadata) and
-answers KAFKA_STORAGE_ERROR for it; once space is freed the partition comes back by itself."""
+answers KAFKA_STORAGE_ERROR for it; once space is freed the partition comes back by itself.
+Last, a 300-partition CreateTopics on a nearly full disk: the partitions that cannot open are
+offline and answer KAFKA_STORAGE_ERROR, and all come back once space is freed."""
 
 import argparse
 import os
@@ -38,6 +40,11 @@ def fill(path, limit=None):
             except OSError:
                 break
     return n
+
+
+def free_bytes(path):
+    st = os.statvfs(path)
+    return st.f_bavail * st.f_frsize
 
 
 def part_error(c, topic, partition):
@@ -93,6 +100,40 @@ def scenario(b, mnt):
         time.sleep(0.2)
     err, base, _ = kw.produce_v8(c, "t", 0, kw.record_batch([(b"k", b"v")]))
     check(err == 0 and base > 0, "produce after t-0 came back: error %d base %d" % (err, base))
+
+    # A large CreateTopics on a nearly full disk: the metadata record fits, most partitions
+    # cannot write their files. It answers success (the topic exists, as in Kafka), but the
+    # partitions that failed are offline in Metadata and answer KAFKA_STORAGE_ERROR, never a
+    # silent timeout; all of them come back once space is freed.
+    fill(filler)
+    os.unlink(filler)
+    fill(filler, max(0, free_bytes(mnt) - (256 << 10)))
+    admin.create_topics([NewTopic("many", 300, 1)])["many"].result(30)
+    deadline = time.monotonic() + 30
+    while True:
+        _, topics = kw.metadata_v7(c, ["many"])
+        parts = topics["many"][1]
+        offline = [p[0] for p in parts if p[1] == LEADER_NOT_AVAILABLE]
+        if len(parts) == 300 and offline:
+            break
+        check(time.monotonic() < deadline, "no partition of many offline on a full disk")
+        time.sleep(0.2)
+    check(all(p[2] == -1 for p in parts if p[0] in offline), "offline partitions have a leader")
+    err, _, _ = kw.produce_v8(c, "many", offline[0], kw.record_batch([(b"k", b"v")]),
+                                timeout_ms=5000)
+    check(err == KAFKA_STORAGE_ERROR, "produce to offline many-%d: %d" % (offline[0], err))
+    print("many: %d of 300 partitions offline on the full disk" % len(offline))
+    os.unlink(filler)
+    deadline = time.monotonic() + 60
+    while True:
+        _, topics = kw.metadata_v7(c, ["many"])
+        left = [p[0] for p in topics["many"][1] if p[1] != 0]
+        if not left:
+            break
+        check(time.monotonic() < deadline, "%d partitions of many still offline: %r" % (len(left), left[:10]))
+        time.sleep(0.5)
+    err, base, _ = kw.produce_v8(c, "many", offline[0], kw.record_batch([(b"k", b"v")]))
+    check(err == 0 and base == 0, "produce to many-%d after freeing space: %d" % (offline[0], err))
     c.close()
 
 
