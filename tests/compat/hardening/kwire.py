@@ -287,3 +287,15 @@ def delete_records_v1(c, topic, partition, offset):
     r.i32()  # index
     low = r.i64()
     return r.i16(), low
+
+
+def offset_commit_v2(c, group, topic, partition, offset):
+    """A simple (generation -1) OffsetCommit v2 of one partition: its error code."""
+    body = (sstr(group) + s32(-1) + sstr("") + s64(-1) +
+            arr([sstr(topic) + arr([s32(partition) + s64(offset) + sstr("")])]))
+    r = c.call(8, 2, body)
+    r.i32()  # topics
+    r.str()
+    r.i32()  # partitions
+    r.i32()  # index
+    return r.i16()

@@ -27,6 +27,7 @@ from confluent_kafka.admin import AdminClient, NewTopic  # noqa: E402
 
 KAFKA_STORAGE_ERROR = 56
 LEADER_NOT_AVAILABLE = 5
+COORDINATOR_NOT_AVAILABLE = 15
 
 
 def fill(path, limit=None):
@@ -65,6 +66,13 @@ def scenario(b, mnt):
         if err != 0:
             break
     check(err == KAFKA_STORAGE_ERROR and msg, "full disk: error %d %r, want 56" % (err, msg))
+    # An offset commit cannot be persisted either: COORDINATOR_NOT_AVAILABLE, the error Kafka's
+    # coordinator maps a failed append to and every client retries (Java's consumer treats
+    # KAFKA_STORAGE_ERROR in an OffsetCommit response as fatal).
+    fill(os.path.join(mnt, "filler2"))
+    err = kw.offset_commit_v2(c, "g", "t", 0, 1)
+    check(err == COORDINATOR_NOT_AVAILABLE, "offset commit on a full disk: error %d" % err)
+    os.unlink(os.path.join(mnt, "filler2"))
     # librdkafka retries it (retriable): a record produced while the disk is full is still
     # pending a while later, and is delivered once space is freed, without a restart.
     got = []
@@ -78,6 +86,8 @@ def scenario(b, mnt):
           "librdkafka delivery after freeing space: %r" % got)
     err, base, _ = kw.produce_v8(c, "t", 0, kw.record_batch([(b"k", os.urandom(200_000))]))
     check(err == 0 and base >= 0, "produce after freeing space: error %d" % err)
+    err = kw.offset_commit_v2(c, "g", "t", 0, 1)
+    check(err == 0, "offset commit after freeing space: error %d" % err)
     check(kw.fetch_v4(c, "t", 0, 0) == 0, "fetch after freeing space")
     c.close()
     check(b.alive(), "broker alive")
