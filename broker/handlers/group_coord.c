@@ -503,10 +503,14 @@ int group_shard_start(struct hshard *hs)
     return 0;
 }
 
-void group_partition_reopened(struct hshard *hs, int32_t p)
+void group_partition_reopened(struct hshard *hs, const struct hpart *hp)
 {
     struct gshard *gs = g_self;
-    if (gs == NULL || gs->coord == NULL || gs->stopping || p < 0 ||
+    if (gs == NULL || gs->stopping)
+        return;
+    producer_partition_reset(gs->ps, hp->topic_id, hp->partition);
+    int32_t p = hp->partition;
+    if (strcmp(hp->topic, GROUP_OFFSETS_TOPIC) != 0 || gs->coord == NULL || p < 0 ||
         p >= g_cfg.offsets_topic_partitions ||
         broker_partition_shard(GROUP_OFFSETS_TOPIC, GROUP_OFFSETS_TOPIC_LEN, p, hs->count) !=
             hs->id)

@@ -757,8 +757,7 @@ static void part_retry(struct hshard *hs, struct hpart *p)
     if (p->log == NULL)
         return;
     hs_wake_waiters(hs, p);
-    if (strcmp(p->topic, GROUP_OFFSETS_TOPIC) == 0)
-        group_partition_reopened(hs, p->partition);
+    group_partition_reopened(hs, p);
 }
 
 void hs_sync_policy(struct hshard *hs, struct hpart *p)

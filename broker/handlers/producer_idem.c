@@ -343,6 +343,22 @@ void producer_shard_expire(struct pshard *ps, int64_t now_ms)
     }
 }
 
+void producer_partition_reset(struct pshard *ps, const uint8_t topic_id[16], int32_t partition)
+{
+    if (ps == NULL)
+        return;
+    for (struct pstate **pe = &ps->buckets[bucket_of(topic_id, partition)]; *pe != NULL;
+         pe = &(*pe)->next) {
+        struct pstate *e = *pe;
+        if (e->partition == partition && memcmp(e->topic_id, topic_id, 16) == 0) {
+            *pe = e->next;
+            lm_producer_state_free(e->s);
+            free(e);
+            return;
+        }
+    }
+}
+
 void producer_shard_stop(struct pshard *ps)
 {
     if (ps == NULL)
