@@ -74,8 +74,8 @@ def record_batch(records, base_offset=0, ts=1_700_000_000_000, leader_epoch=-1, 
     if gzip:
         import gzip as gz
         recs = gz.compress(recs, 6)
-    after_crc = (s16(1 if gzip else 0) + s32(len(records) - 1) + s64(ts) + s64(ts) + s64(-1) + s16(-1) +
-                 s32(-1) + s32(len(records)) + recs)
+    after_crc = (s16(1 if gzip else 0) + s32(len(records) - 1) + s64(ts) + s64(ts) + s64(-1) +
+                 s16(-1) + s32(-1) + s32(len(records)) + recs)
     body = s32(leader_epoch) + b"\x02" + struct.pack(">I", crc32c(after_crc)) + after_crc
     return s64(base_offset) + s32(len(body)) + body
 

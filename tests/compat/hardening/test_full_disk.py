@@ -4,8 +4,8 @@ The log dir is a 16 MiB tmpfs (mounted here: root only; the test is skipped with
 where mount is refused). A filler file takes half of it; producing incompressible batches
 until the disk is full gets KAFKA_STORAGE_ERROR (56) on the wire with an error message, and
 librdkafka retries it: its record is delivered once the filler is deleted, and the partition
-takes records again without a restart. Then the broker is restarted on a full disk with a partition that has
-to write its partition.metadata to open: it starts, shows the partition offline (Metadata) and
+takes records again without a restart. Then the broker is restarted on a full disk with a
+partition that has to write its partition.metadata to open: it starts, shows the partition offline (Metadata) and
 answers KAFKA_STORAGE_ERROR for it; once space is freed the partition comes back by itself.
 Last, a 300-partition CreateTopics on a nearly full disk: the partitions that cannot open are
 offline and answer KAFKA_STORAGE_ERROR, and all come back once space is freed."""
@@ -140,7 +140,8 @@ def scenario(b, mnt):
         left = [p[0] for p in topics["many"][1] if p[1] != 0]
         if not left:
             break
-        check(time.monotonic() < deadline, "%d partitions of many still offline: %r" % (len(left), left[:10]))
+        check(time.monotonic() < deadline,
+              "%d partitions of many still offline: %r" % (len(left), left[:10]))
         time.sleep(0.5)
     err, base, _ = kw.produce_v8(c, "many", offline[0], kw.record_batch([(b"k", b"v")]))
     check(err == 0 and base == 0, "produce to many-%d after freeing space: %d" % (offline[0], err))

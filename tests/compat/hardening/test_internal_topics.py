@@ -1,10 +1,10 @@
 """Internal topics are the coordinators' own (Kafka ReplicaManager: "Cannot append to internal
 topic", INVALID_TOPIC_EXCEPTION): a client's Produce to __consumer_offsets or
-__transaction_state is refused, and so is DeleteRecords on them. A poisonous group record that is already on disk (a group whose
-leader is not a member, written straight into the partition's segment while the broker is
-down) is skipped at load with one warning line: the broker stays up past the session timeout
-the record names, the group can be joined, and the rest of the partition (a committed offset)
-still loads."""
+__transaction_state is refused, and so is DeleteRecords on them. A poisonous group record that
+is already on disk (a group whose leader is not a member, written straight into the
+partition's segment while the broker is down) is skipped at load with one warning line: the
+broker stays up past the session timeout the record names, the group can be joined, and the
+rest of the partition (a committed offset) still loads."""
 
 import argparse
 import glob
