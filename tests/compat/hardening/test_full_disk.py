@@ -4,10 +4,10 @@ The log dir is a 16 MiB tmpfs (mounted here: root only; the test is skipped with
 where mount is refused). A filler file takes half of it; producing incompressible batches
 until the disk is full gets KAFKA_STORAGE_ERROR (56) on the wire with an error message, and
 librdkafka retries it: its record is delivered once the filler is deleted, and the partition
-takes records again without a restart. Then the broker is restarted on a full disk with a
-partition that has to write its partition.metadata to open: it starts, shows the partition offline (Metadata) and
-answers KAFKA_STORAGE_ERROR for it; once space is freed the partition comes back by itself.
-Last, a 300-partition CreateTopics on a nearly full disk: the partitions that cannot open are
+takes records again without a restart; an offset commit meanwhile answers
+COORDINATOR_NOT_AVAILABLE. Then the broker is restarted on a full disk with a partition that
+has to write its partition.metadata to open: it starts, shows the partition offline (Metadata)
+and answers KAFKA_STORAGE_ERROR for it; once space is freed it comes back by itself. Last, a 300-partition CreateTopics on a nearly full disk: the partitions that cannot open are
 offline and answer KAFKA_STORAGE_ERROR, and all come back once space is freed."""
 
 import argparse
