@@ -376,7 +376,8 @@ static void part_set_offline(struct hpart *p, bool offline)
     pthread_mutex_unlock(&offline_lock);
 }
 
-/* The next reopen of p: at once after a first failure of an open log, then backing off. */
+/* The next attempt after a failed open: HANDLERS_RETRY_MIN_MS, doubling up to
+ * HANDLERS_RETRY_MAX_MS while it keeps failing. */
 static void part_schedule_retry(struct hpart *p)
 {
     p->retry_ms = p->retry_ms == 0 ? HANDLERS_RETRY_MIN_MS
@@ -1357,8 +1358,9 @@ static void sweep_orphans(const struct handlers_ctx *h)
 
 /* max.broker.partitions (KIP-578's name; Kafka 4 has no per-node bound): client requests that
  * would take the node's partitions above it are refused (admin_topics.c, Metadata
- * auto-create). The default lets one deliberate 100,000-partition node exist; -1 or 0 means
- * no bound. */
+ * auto-create). The default is the size of the largest topic we accept
+ * (LM_META_PARTITIONS_MAX): one request can no longer exhaust the node by accident, and an
+ * operator who wants more raises it; -1 or 0 means no bound. */
 #define HANDLERS_MAX_BROKER_PARTITIONS_DEFAULT 100000
 
 static int partition_limit_load(struct handlers_ctx *h)
