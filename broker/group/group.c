@@ -2055,6 +2055,37 @@ int lm_group_coord_load_begin(struct lm_group_coord *c, int32_t partition)
     return 0;
 }
 
+/* A group record read back from __consumer_offsets is untrusted input (anything that reached
+ * the log, or a damaged file): the coordinator's invariants must hold before it becomes a group,
+ * else the record is skipped (Kafka's loader drops records it cannot read the same way). With
+ * members: a protocol type and a chosen protocol, unique non-empty member ids, unique static
+ * instance ids, positive timeouts and a leader that is one of the members (elect_joined_leader,
+ * join_success and select_protocol rely on these). */
+static bool group_value_sane(const struct lm_gr_group_value *v)
+{
+    if (v->generation < 0)
+        return false;
+    if (v->n_members == 0)
+        return true;
+    if (v->protocol_type.len <= 0 || v->protocol.len <= 0 || v->leader.len <= 0)
+        return false;
+    bool leader_found = false;
+    for (int32_t i = 0; i < v->n_members; i++) {
+        const struct lm_gr_member *m = &v->members[i];
+        if (m->member_id.len <= 0 || m->session_timeout_ms <= 0 || m->rebalance_timeout_ms <= 0)
+            return false;
+        leader_found = leader_found || str_eq(m->member_id, v->leader);
+        for (int32_t j = 0; j < i; j++) {
+            const struct lm_gr_member *o = &v->members[j];
+            if (str_eq(o->member_id, m->member_id) ||
+                (m->instance_id.len >= 0 && o->instance_id.len >= 0 &&
+                 str_eq(o->instance_id, m->instance_id)))
+                return false;
+        }
+    }
+    return leader_found;
+}
+
 static void load_group_value(struct group *g, const struct lm_gr_group_value *v)
 {
     for (int32_t i = 0; i < g->n_members; i++)
@@ -2065,7 +2096,8 @@ static void load_group_value(struct group *g, const struct lm_gr_group_value *v)
     if (v->protocol_type.len > 0)
         g->protocol_type = sdup(v->protocol_type);
     sset(&g->protocol_name, v->protocol);
-    sset(&g->leader, v->leader);
+    /* An empty group has no leader (a stale one would be elected from nobody). */
+    sset(&g->leader, v->n_members > 0 ? v->leader : KAFKA_STR_NULL);
     g->state_ts_ms = v->state_ts_ms;
     g->has_metadata = true;
     if (v->n_members > g->cap_members) {
@@ -2158,6 +2190,8 @@ int lm_group_coord_replay(struct lm_group_coord *c, int32_t partition, struct ka
     kafka_arena_init(&a, (size_t)value.len * 8 + 4096);
     struct lm_gr_group_value v;
     rc = lm_gr_group_value_decode(value.ptr, (size_t)value.len, &a, &v);
+    if (rc == 0 && !group_value_sane(&v))
+        rc = LM_E_CORRUPT;
     if (rc == 0) {
         if (!g)
             g = group_create(c, k.group, -1);

@@ -59,11 +59,40 @@ static int commit_error(struct kafka_arena *a, int rc, const char *topic, int16_
     case LM_E_INVALID:
         return SET_ERR(a, *code, *msg, KAFKA_INVALID_REQUEST,
                        "The metadata change for topic '%s' was rejected as invalid.", topic);
+    case LM_E_FULL:
+        /* A concurrent change took the room the pre-check saw (partition_limit_error). */
+        return SET_ERR(a, *code, *msg, KAFKA_POLICY_VIOLATION,
+                       "Topic '%s': the node would exceed max.broker.partitions.", topic);
     default:
         BLOG_ERROR("admin: metadata commit for topic %s failed: %s", topic, lm_strerror(rc));
         return SET_ERR(a, *code, *msg, KAFKA_KAFKA_STORAGE_ERROR,
                        "Could not write the metadata log: %s", lm_strerror(rc));
     }
+}
+
+/* The per-node partition limit (KIP-578's max.broker.partitions; Kafka 4 has no such
+ * bound, so one request could make the node open any number of logs). Answered as Kafka's
+ * policy refusals are (POLICY_VIOLATION with a message), validate_only alike. Sets the error
+ * and *failed when adding `added` partitions would pass it. The commit checks again
+ * atomically (lm_meta_store_commit: LM_E_FULL). */
+static int partition_limit_error(const struct admin_env *env, const char *topic, int64_t added,
+                                 struct kafka_arena *a, int16_t *code, struct kafka_str *msg,
+                                 bool *failed)
+{
+    *failed = false;
+    int64_t limit = lm_meta_store_partition_limit(env->meta);
+    if (limit <= 0 || added <= 0)
+        return 0;
+    struct lm_meta_snapshot *snap = lm_meta_store_snapshot(env->meta);
+    int64_t total = lm_meta_state_partition_total(&snap->state);
+    lm_meta_snapshot_release(snap);
+    if (total + added <= limit)
+        return 0;
+    *failed = true;
+    return SET_ERR(a, *code, *msg, KAFKA_POLICY_VIOLATION,
+                   "Adding %lld partition(s) for topic '%s' would give this node %lld "
+                   "partitions, more than max.broker.partitions=%lld.",
+                   (long long)added, topic, (long long)(total + added), (long long)limit);
 }
 
 /* ---------------------------------------------------------------- CreateTopics */
@@ -292,6 +321,10 @@ static int create_one(const struct admin_env *env, int16_t version, bool validat
     if (rc != 0 || failed)
         return rc;
     rc = create_check_configs(t, &p, a, res, &failed);
+    if (rc != 0 || failed)
+        return rc;
+    rc = partition_limit_error(env, p.name, p.partitions, a, &res->error_code,
+                               &res->error_message, &failed);
     if (rc != 0 || failed)
         return rc;
 
@@ -538,6 +571,11 @@ static int partitions_one(const struct admin_env *env, bool validate_only,
                                current + i, env->cfg->node_id);
         }
     }
+    bool failed = false;
+    rc = partition_limit_error(env, name, (int64_t)t->count - current, a, &res->error_code,
+                               &res->error_message, &failed);
+    if (rc != 0 || failed)
+        return rc;
     if (validate_only)
         return 0;
     struct lm_meta_record r = {

@@ -189,7 +189,7 @@ static void fetch_op(struct hshard *hs, struct hpart *p, struct hwork *w, struct
         w->error = KAFKA_UNKNOWN_TOPIC_OR_PARTITION;
         return;
     }
-    if (p->log == NULL) {
+    if (p->log == NULL || p->failed) {
         w->error = KAFKA_KAFKA_STORAGE_ERROR;
         return;
     }

@@ -11,11 +11,6 @@
 
 #define AUTHORIZED_OPS_UNSET INT32_MIN /* Kafka's "not requested" */
 
-static bool topic_internal(const char *name)
-{
-    return strcmp(name, "__consumer_offsets") == 0 || strcmp(name, "__transaction_state") == 0;
-}
-
 static bool fill_topic(struct broker_req *req,
                        struct kafka_metadata_response_metadata_response_topic *o,
                        const struct htopic *t)
@@ -28,7 +23,7 @@ static bool fill_topic(struct broker_req *req,
     if (o->name.ptr == NULL)
         return false;
     memcpy(o->topic_id.b, t->meta->id, 16);
-    o->is_internal = topic_internal(t->meta->name);
+    o->is_internal = h_topic_internal(t->meta->name, strlen(t->meta->name));
     o->topic_authorized_operations = AUTHORIZED_OPS_UNSET;
     int32_t n = t->meta->partition_count;
     o->partitions = h_alloc(req, (size_t)n, sizeof(*o->partitions));
@@ -49,6 +44,15 @@ static bool fill_topic(struct broker_req *req,
         p->isr_nodes_count = 1;
         p->offline_replicas = NULL;
         p->offline_replicas_count = 0;
+        if (h_partition_offline(t->meta->id, i)) {
+            /* Its log failed (storage error): as Kafka's MetadataCache shows a partition
+             * without a live leader: LEADER_NOT_AVAILABLE, no leader, this node's replica
+             * offline. Clients wait and retry; the owner shard reopens the log. */
+            p->error_code = KAFKA_LEADER_NOT_AVAILABLE;
+            p->leader_id = -1;
+            p->offline_replicas = nodes;
+            p->offline_replicas_count = 1;
+        }
     }
     return true;
 }
@@ -135,6 +139,13 @@ void data_metadata(struct broker_req *req)
             }
             int32_t parts = cfg->num_partitions > 0 ? cfg->num_partitions : 1;
             int rc = hs_create_topic(hs, name, parts);
+            if (rc == LM_E_FULL) {
+                /* max.broker.partitions: the creation error itself, as Kafka's Metadata
+                 * answered auto-create failures (Errors.forException). */
+                BLOG_WARN("auto-create of %s refused: max.broker.partitions reached", name);
+                o->error_code = KAFKA_POLICY_VIOLATION;
+                continue;
+            }
             if (rc != 0 && rc != LM_E_EXISTS) {
                 BLOG_WARN("auto-create of %s failed: %s", name, lm_strerror(rc));
                 o->error_code = KAFKA_UNKNOWN_TOPIC_OR_PARTITION;

@@ -366,6 +366,12 @@ static void dr_op(struct hshard *hs, struct hpart *p, struct hwork *w, struct hf
     const struct kafka_delete_records_request_delete_records_partition *in = w->in;
     struct kafka_delete_records_response_delete_records_partition_result *o = w->out;
     o->low_watermark = -1;
+    /* Kafka's ReplicaManager: "Cannot delete records of internal topic" (the group
+     * coordinator's offsets would go with them). */
+    if (h_topic_internal(w->topic, w->topic_len)) {
+        w->error = KAFKA_INVALID_TOPIC_EXCEPTION;
+        return;
+    }
     if (no_log(p, w))
         return;
     int64_t hw = storage_log_high_watermark(p->log);

@@ -5,6 +5,7 @@
  * by storage). acks=-1 flushes before answering (single node: the fdatasync is the
  * durability, DESIGN.md §3); acks=1 leaves it to flush.messages / flush.ms; acks=0 answers
  * nothing. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -50,11 +51,13 @@ static int validate(struct hshard *hs, const uint8_t *buf, size_t len,
 {
     for (;;) {
         if (hs->scratch == NULL) {
-            hs->scratch_cap = (size_t)1 << 20;
+            hs->scratch_cap = HANDLERS_SCRATCH_KEEP_BYTES;
             hs->scratch = malloc(hs->scratch_cap);
             if (hs->scratch == NULL)
                 return LM_E_NOMEM;
         }
+        if (hs->scratch_cap > HANDLERS_SCRATCH_KEEP_BYTES)
+            hs->scratch_used_ms = broker_now_ms();
         int rc = kafka_batch_validate_buf(buf, len, hs->scratch, hs->scratch_cap, h);
         if (rc != LM_E_TOO_LARGE || hs->scratch_cap >= HANDLERS_DECOMPRESS_BYTES_MAX)
             return rc;
@@ -66,6 +69,19 @@ static int validate(struct hshard *hs, const uint8_t *buf, size_t len,
         if (hs->scratch == NULL)
             return LM_E_NOMEM;
     }
+}
+
+void data_produce_scratch_trim(struct hshard *hs, uint64_t now_ms)
+{
+    if (hs->scratch == NULL || hs->scratch_cap <= HANDLERS_SCRATCH_KEEP_BYTES ||
+        now_ms < hs->scratch_used_ms + HANDLERS_SCRATCH_IDLE_MS)
+        return;
+    hs->scratch_releases++;
+    BLOG_INFO("shard %u: released the %zu KiB decompression scratch (idle; %llu released)",
+              hs->id, hs->scratch_cap >> 10, (unsigned long long)hs->scratch_releases);
+    free(hs->scratch);
+    hs->scratch = NULL; /* allocated again at HANDLERS_SCRATCH_KEEP_BYTES on use */
+    hs->scratch_cap = 0;
 }
 
 /* What refuses a record: a null key (compacted topic), or a CreateTime outside [lo, hi]. */
@@ -231,8 +247,10 @@ static void produce_op(struct hshard *hs, struct hpart *p, struct hwork *w, stru
         w->error = KAFKA_UNKNOWN_TOPIC_OR_PARTITION;
         return;
     }
-    if (p->log == NULL) {
+    if (p->log == NULL || p->failed) {
+        /* Offline (storage failed; the tick reopens it): retriable for the producer. */
         w->error = KAFKA_KAFKA_STORAGE_ERROR;
+        o->message = "the partition's log is offline after a storage error";
         return;
     }
     const struct htopic *t = hs_topic(hs, w->topic, w->topic_len);
@@ -341,6 +359,8 @@ static void produce_op(struct hshard *hs, struct hpart *p, struct hwork *w, stru
     }
     struct storage_append_result res;
     int rc = storage_log_append_leader(p->log, buf, len, p->leader_epoch, &res);
+    if (rc == LM_E_STATE)
+        hs_part_failed(hs, p, rc);
     if (rc != 0) {
         free(owned);
         w->error = h_storage_error(rc);
@@ -489,6 +509,20 @@ void data_produce(struct broker_req *req)
             if (common != KAFKA_NONE) {
                 w->error = common;
                 w->owner = HWORK_DONE; /* answered here, no shard runs it */
+                continue;
+            }
+            if (h_topic_internal(w->topic, w->topic_len)) {
+                /* Kafka's ReplicaManager refuses client appends to internal topics before
+                 * looking at the partition: the coordinators own their records (a forged
+                 * group record could otherwise poison every later load). */
+                w->error = KAFKA_INVALID_TOPIC_EXCEPTION;
+                w->owner = HWORK_DONE;
+                char *m = h_alloc(req, 1, 64 + w->topic_len);
+                if (m != NULL) {
+                    snprintf(m, 64 + w->topic_len, "Cannot append to internal topic %.*s",
+                             (int)w->topic_len, w->topic);
+                    outs[k].message = m;
+                }
                 continue;
             }
             struct htopic *t = td->name.len > 0 ? hs_topic(hs, w->topic, w->topic_len) : NULL;

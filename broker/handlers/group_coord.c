@@ -195,9 +195,13 @@ static void load_partition(struct gshard *gs, int32_t p)
     }
     rc = lm_group_coord_load_end(gs->coord, p, group_now_ms());
     LM_ASSERT(rc == 0);
-    if (l.n_records > 0 || l.n_bad > 0)
-        BLOG_INFO("%s-%d: loaded %lld records (%lld skipped)", GROUP_OFFSETS_TOPIC, p,
-                  (long long)l.n_records, (long long)l.n_bad);
+    /* Records that do not decode or would break the coordinator's invariants are untrusted
+     * input: skipped (Kafka's loader skips what it cannot read), one line per partition. */
+    if (l.n_bad > 0)
+        BLOG_WARN("%s-%d: loaded %lld records, skipped %lld bad records", GROUP_OFFSETS_TOPIC,
+                  p, (long long)l.n_records, (long long)l.n_bad);
+    else if (l.n_records > 0)
+        BLOG_INFO("%s-%d: loaded %lld records", GROUP_OFFSETS_TOPIC, p, (long long)l.n_records);
 }
 
 /* ---- persist before send --------------------------------------------------------------------- */
@@ -209,7 +213,7 @@ static int persist_run(struct gshard *gs, const struct lm_group_record *recs, si
 {
     int32_t p = recs[0].partition;
     struct hpart *hp = hs_part(gs->hs, GROUP_OFFSETS_TOPIC, GROUP_OFFSETS_TOPIC_LEN, p);
-    if (hp == NULL || hp->log == NULL)
+    if (hp == NULL || hp->log == NULL || hp->failed)
         return LM_E_NOT_FOUND;
     int64_t now = group_now_ms();
     struct kafka_batch_builder b;
@@ -230,6 +234,8 @@ static int persist_run(struct gshard *gs, const struct lm_group_record *recs, si
     struct storage_append_result res;
     rc = storage_log_append_leader(hp->log, buf, len, hp->leader_epoch, &res);
     free(buf);
+    if (rc == LM_E_STATE)
+        hs_part_failed(gs->hs, hp, rc);
     if (rc != 0) {
         BLOG_ERROR("%s-%d: append: %s", GROUP_OFFSETS_TOPIC, p, lm_strerror(rc));
         return rc;
@@ -495,6 +501,23 @@ int group_shard_start(struct hshard *hs)
     /* Unloading may have queued nothing (no parked requests yet); arm the first tick. */
     coord_flush(gs);
     return 0;
+}
+
+void group_partition_reopened(struct hshard *hs, const struct hpart *hp)
+{
+    struct gshard *gs = g_self;
+    if (gs == NULL || gs->stopping)
+        return;
+    producer_partition_reset(gs->ps, hp->topic_id, hp->partition);
+    int32_t p = hp->partition;
+    if (strcmp(hp->topic, GROUP_OFFSETS_TOPIC) != 0 || gs->coord == NULL || p < 0 ||
+        p >= g_cfg.offsets_topic_partitions ||
+        broker_partition_shard(GROUP_OFFSETS_TOPIC, GROUP_OFFSETS_TOPIC_LEN, p, hs->count) !=
+            hs->id)
+        return;
+    lm_group_coord_unload(gs->coord, p);
+    load_partition(gs, p);
+    coord_flush(gs);
 }
 
 void group_shard_drain(struct hshard *hs)

@@ -31,6 +31,10 @@ int group_shard_start(struct hshard *hs);
 void group_shard_drain(struct hshard *hs);
 void group_shard_flush(struct hshard *hs);
 void group_shard_stop(struct hshard *hs);
+/* Called by handlers.c on the owner shard when a partition's log opened again after a storage
+ * failure: its producer state is rebuilt from the log on next use (recovery may have cut what
+ * memory still holds), and a __consumer_offsets partition's groups are loaded again. */
+void group_partition_reopened(struct hshard *hs, const struct hpart *p);
 
 /* ---- producer_*.c ---- */
 
@@ -46,6 +50,8 @@ int64_t producer_expire_period_ms(void);
 /* Forgets idle producers (producer.id.expiration.ms) and drops the state of partitions this
  * shard no longer has; called from the group timer. */
 void producer_shard_expire(struct pshard *ps, int64_t now_ms);
+/* Drops the producer state of one partition (rebuilt from snapshot + log on next use). */
+void producer_partition_reset(struct pshard *ps, const uint8_t topic_id[16], int32_t partition);
 /* Registers InitProducerId and DescribeProducers and the Produce hooks. */
 int producer_register(struct broker_dispatch *d);
 

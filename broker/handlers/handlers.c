@@ -5,6 +5,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -107,11 +108,25 @@ int16_t h_storage_error(int rc)
         return KAFKA_INVALID_RECORD;
     case LM_E_TOO_LARGE:
         return KAFKA_RECORD_LIST_TOO_LARGE;
-    case LM_E_IO:
-        return KAFKA_KAFKA_STORAGE_ERROR;
-    default:
+    case LM_E_NOMEM:
         return KAFKA_UNKNOWN_SERVER_ERROR;
+    default:
+        /* Everything else from the storage layer is the disk's doing, not the request's: a
+         * full or read-only file system, an I/O error, a log failed by an earlier fsync
+         * (LM_E_STATE), and any storage code added later. KAFKA_STORAGE_ERROR is retriable,
+         * so producers retry while the partition recovers (Kafka answers a failed log dir
+         * the same way). */
+        return KAFKA_KAFKA_STORAGE_ERROR;
     }
+}
+
+bool h_topic_internal(const char *name, size_t len)
+{
+    static const char *const internal[] = {"__consumer_offsets", "__transaction_state"};
+    for (size_t i = 0; i < sizeof(internal) / sizeof(internal[0]); i++)
+        if (name != NULL && strlen(internal[i]) == len && memcmp(internal[i], name, len) == 0)
+            return true;
+    return false;
 }
 
 /* ---- unsupported versions ------------------------------------------------------------------ */
@@ -291,6 +306,86 @@ static uint64_t fnv1a(const void *p, size_t n)
     return h;
 }
 
+/* ---- offline partitions ------------------------------------------------------------------ */
+
+/* Partitions whose log failed, shared by every shard: Metadata is answered on the request's
+ * shard, the log lives on the owner. A chained hash under one lock, taken only while some
+ * partition is offline (offline_count is checked first). */
+#define OFFLINE_BUCKETS 1024
+
+struct hoffline {
+    uint8_t id[16];
+    int32_t partition;
+    struct hoffline *next;
+};
+
+static pthread_mutex_t offline_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct hoffline *offline_buckets[OFFLINE_BUCKETS];
+static uint32_t offline_count; /* atomic */
+
+static size_t offline_bucket(const uint8_t id[16], int32_t partition)
+{
+    return (fnv1a(id, 16) ^ ((uint64_t)(uint32_t)partition * 0x9e3779b97f4a7c15ull)) %
+           OFFLINE_BUCKETS;
+}
+
+bool h_partition_offline(const uint8_t topic_id[16], int32_t partition)
+{
+    if (__atomic_load_n(&offline_count, __ATOMIC_ACQUIRE) == 0)
+        return false;
+    bool found = false;
+    pthread_mutex_lock(&offline_lock);
+    for (struct hoffline *o = offline_buckets[offline_bucket(topic_id, partition)]; o != NULL;
+         o = o->next)
+        if (o->partition == partition && memcmp(o->id, topic_id, 16) == 0) {
+            found = true;
+            break;
+        }
+    pthread_mutex_unlock(&offline_lock);
+    return found;
+}
+
+static void part_set_offline(struct hpart *p, bool offline)
+{
+    if (p->offline == offline)
+        return;
+    size_t b = offline_bucket(p->topic_id, p->partition);
+    pthread_mutex_lock(&offline_lock);
+    if (offline) {
+        struct hoffline *o = calloc(1, sizeof(*o));
+        if (o != NULL) {
+            memcpy(o->id, p->topic_id, 16);
+            o->partition = p->partition;
+            o->next = offline_buckets[b];
+            offline_buckets[b] = o;
+            __atomic_add_fetch(&offline_count, 1, __ATOMIC_RELEASE);
+            p->offline = true;
+        }
+    } else {
+        for (struct hoffline **o = &offline_buckets[b]; *o != NULL; o = &(*o)->next) {
+            if ((*o)->partition == p->partition && memcmp((*o)->id, p->topic_id, 16) == 0) {
+                struct hoffline *gone = *o;
+                *o = gone->next;
+                free(gone);
+                __atomic_sub_fetch(&offline_count, 1, __ATOMIC_RELEASE);
+                break;
+            }
+        }
+        p->offline = false;
+    }
+    pthread_mutex_unlock(&offline_lock);
+}
+
+/* The next attempt after a failed open: HANDLERS_RETRY_MIN_MS, doubling up to
+ * HANDLERS_RETRY_MAX_MS while it keeps failing. */
+static void part_schedule_retry(struct hpart *p)
+{
+    p->retry_ms = p->retry_ms == 0 ? HANDLERS_RETRY_MIN_MS
+                  : p->retry_ms * 2 > HANDLERS_RETRY_MAX_MS ? HANDLERS_RETRY_MAX_MS
+                                                           : p->retry_ms * 2;
+    p->retry_at_ms = broker_now_ms() + p->retry_ms;
+}
+
 struct htopic *hs_topic(struct hshard *hs, const char *name, size_t len)
 {
     if (hs->bucket_count == 0 || name == NULL)
@@ -410,62 +505,107 @@ static void hex_id(const uint8_t id[16], char out[33])
 
 /* partition.metadata holds the topic id (as Kafka's does), so a directory left by a deleted
  * topic is never taken for a new topic of the same name, even after a crash. */
-static bool part_id_matches(const char *dir, const uint8_t id[16], bool *exists)
+enum part_id { PART_ID_NONE, PART_ID_MATCH, PART_ID_OTHER, PART_ID_UNREADABLE };
+
+static enum part_id part_id_check(const char *dir, const uint8_t id[16])
 {
     char path[H_FILE_BYTES], want[33], got[64] = {0};
-    *exists = false;
     if (snprintf(path, sizeof(path), "%s/partition.metadata", dir) >= (int)sizeof(path))
-        return false;
+        return PART_ID_UNREADABLE;
     hex_id(id, want);
     FILE *f = fopen(path, "r");
-    *exists = f != NULL;
     if (f == NULL)
-        return false;
-    bool ok = fscanf(f, "version: 0\ntopic_id: %40s", got) == 1 && strcmp(got, want) == 0;
+        return errno == ENOENT ? PART_ID_NONE : PART_ID_UNREADABLE;
+    bool parsed = fscanf(f, "version: 0\ntopic_id: %40s", got) == 1 && strlen(got) == 32;
     fclose(f);
-    return ok;
+    if (!parsed)
+        return PART_ID_UNREADABLE;
+    return strcmp(got, want) == 0 ? PART_ID_MATCH : PART_ID_OTHER;
 }
 
+static bool part_id_matches(const char *dir, const uint8_t id[16], bool *exists)
+{
+    enum part_id r = part_id_check(dir, id);
+    *exists = r != PART_ID_NONE;
+    return r == PART_ID_MATCH;
+}
+
+/* Written to a temporary name and renamed: a full disk or a crash leaves either the whole
+ * file or none, never an empty one that would look like another topic's directory. */
 static int part_id_write(const char *dir, const uint8_t id[16])
 {
-    char path[H_FILE_BYTES], hex[33];
-    if (snprintf(path, sizeof(path), "%s/partition.metadata", dir) >= (int)sizeof(path))
+    char path[H_FILE_BYTES], tmp[H_FILE_BYTES + 8], hex[33];
+    if (snprintf(path, sizeof(path), "%s/partition.metadata", dir) >= (int)sizeof(path) ||
+        snprintf(tmp, sizeof(tmp), "%s.tmp", path) >= (int)sizeof(tmp))
         return LM_E_TOO_LARGE;
     hex_id(id, hex);
-    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0)
         return LM_E_IO;
     char buf[80];
     int n = snprintf(buf, sizeof(buf), "version: 0\ntopic_id: %s\n", hex);
     bool ok = write(fd, buf, (size_t)n) == n && fdatasync(fd) == 0;
     close(fd);
-    return ok ? 0 : LM_E_IO;
+    if (!ok || rename(tmp, path) != 0) {
+        unlink(tmp);
+        return LM_E_IO;
+    }
+    return 0;
 }
+
+/* Open failures logged as errors per shard per tick: a large CreateTopics on a full disk
+ * would otherwise log one line per partition at once; the rest are counted and the tick
+ * reports how many. */
+#define OPEN_FAILURES_LOGGED_PER_TICK 8
+static __thread uint32_t open_failures_this_tick;
 
 static void part_open_log(struct hpart *p)
 {
     char dir[H_DIR_BYTES];
+    p->failed = false;
     if (part_dir(p, dir, sizeof(dir)) != 0) {
         BLOG_ERROR("partition %s-%d: bad directory name", p->topic, p->partition);
+        part_set_offline(p, true);
+        p->retry_ms = HANDLERS_RETRY_MAX_MS;
+        p->retry_at_ms = UINT64_MAX; /* never opens: the name cannot change */
         return;
     }
-    bool exists = false;
-    if (!part_id_matches(dir, p->topic_id, &exists) && exists) {
+    enum part_id pid = part_id_check(dir, p->topic_id);
+    if (pid == PART_ID_OTHER) {
         BLOG_WARN("partition %s-%d: directory belongs to an older topic of that name; removed",
                   p->topic, p->partition);
         rm_dir(dir);
+        pid = PART_ID_NONE;
+    } else if (pid == PART_ID_UNREADABLE) {
+        /* Damaged or unreadable (not another topic's id): keep the data, write it again. */
+        BLOG_WARN("partition %s-%d: partition.metadata unreadable; rewriting it", p->topic,
+                  p->partition);
     }
     int rc = storage_log_open(dir, &p->scfg, &p->log);
-    if (rc == 0 && !exists)
+    if (rc == 0 && pid != PART_ID_MATCH)
         rc = part_id_write(dir, p->topic_id);
     if (rc != 0) {
-        BLOG_ERROR("partition %s-%d: cannot open log in %s: %s", p->topic, p->partition, dir,
-                   lm_strerror(rc));
+        /* The first failure is an error; the retries every few seconds are not news. */
+        if (p->open_failures++ == 0 &&
+            ++open_failures_this_tick <= OPEN_FAILURES_LOGGED_PER_TICK)
+            BLOG_ERROR("partition %s-%d: cannot open log in %s: %s; offline, retrying",
+                       p->topic, p->partition, dir, lm_strerror(rc));
+        else
+            BLOG_DEBUG("partition %s-%d: reopen %u failed: %s", p->topic, p->partition,
+                       p->open_failures, lm_strerror(rc));
         if (p->log != NULL)
             storage_log_close(p->log);
         p->log = NULL;
+        part_set_offline(p, true);
+        part_schedule_retry(p);
         return;
     }
+    if (p->offline)
+        BLOG_INFO("partition %s-%d: log open again (after %u failed attempts); online",
+                  p->topic, p->partition, p->open_failures);
+    part_set_offline(p, false);
+    p->open_failures = 0;
+    p->retry_ms = 0;
     int32_t latest = storage_log_latest_epoch(p->log);
     p->leader_epoch = latest > HANDLERS_LEADER_EPOCH ? latest : HANDLERS_LEADER_EPOCH;
     /* Single node: everything appended is committed (the ISR is this node). */
@@ -500,7 +640,7 @@ static void sync_step_done(struct hshard *hs, struct hpart *p)
     bool done = false;
     int rc = storage_log_sync_step(p->log, &ps->sy, ps->rc, &done);
     if (rc != 0)
-        BLOG_ERROR("partition %s-%d: flush: %s", p->topic, p->partition, lm_strerror(rc));
+        hs_part_failed(hs, p, rc);
     /* After the data step the waiters it covers answer; later steps (indexes, checkpoint) go
      * on in the background. */
     sync_complete_waiters(hs, p, rc);
@@ -560,6 +700,7 @@ static void sync_start(struct hshard *hs, struct hpart *p)
     }
     int rc = storage_log_sync_begin(p->log, &ps->sy);
     if (rc != 0) {
+        hs_part_failed(hs, p, rc);
         sync_complete_waiters(hs, p, rc);
         return;
     }
@@ -585,6 +726,39 @@ void hs_sync_wait(struct hshard *hs, struct hpart *p, struct hsync_wait *w)
     /* One sync in flight per partition: later waiters share the next one. */
     if (!ps->busy)
         sync_start(hs, p);
+}
+
+void hs_part_failed(struct hshard *hs, struct hpart *p, int rc)
+{
+    (void)hs;
+    if (p->failed || p->log == NULL)
+        return;
+    BLOG_ERROR("partition %s-%d: storage failed (%s); offline until its log reopens",
+               p->topic, p->partition, lm_strerror(rc));
+    p->failed = true;
+    part_set_offline(p, true);
+    p->retry_ms = 0;
+    p->retry_at_ms = 0; /* the next tick reopens it (recovery from the checkpoint) */
+}
+
+/* Reopens the log of p after a storage failure (the tick, at p->retry_at_ms). */
+static void part_retry(struct hshard *hs, struct hpart *p)
+{
+    LM_ASSERT(!p->sync.busy && !p->dead);
+    hs_wake_waiters(hs, p);
+    sync_complete_waiters(hs, p, LM_E_STATE);
+    if (p->log != NULL) {
+        int rc = storage_log_close(p->log);
+        if (rc != 0)
+            BLOG_DEBUG("partition %s-%d: close of the failed log: %s", p->topic, p->partition,
+                       lm_strerror(rc));
+        p->log = NULL;
+    }
+    part_open_log(p);
+    if (p->log == NULL)
+        return;
+    hs_wake_waiters(hs, p);
+    group_partition_reopened(hs, p);
 }
 
 void hs_sync_policy(struct hshard *hs, struct hpart *p)
@@ -626,6 +800,7 @@ static void part_free(struct hshard *hs, struct hpart *p, bool delete_dir)
             rm_dir(dir);
         BLOG_INFO("partition %s-%d deleted", p->topic, p->partition);
     }
+    part_set_offline(p, false);
     free(p->topic);
     free(p);
 }
@@ -903,7 +1078,7 @@ static void compact_tick(struct hshard *hs)
         for (struct htopic *tp = hs->buckets[b]; tp != NULL; tp = tp->next) {
             for (int32_t i = 0; i < tp->part_cap; i++) {
                 struct hpart *p = tp->parts[i];
-                if (p == NULL || p->log == NULL || p->dead)
+                if (p == NULL || p->log == NULL || p->dead || p->failed)
                     continue;
                 if (!tp->settings.cleanup_compact) {
                     if (storage_log_compacting(p->log))
@@ -936,6 +1111,10 @@ static void compact_tick(struct hshard *hs)
 static void shard_tick(struct broker_shard *s, struct broker_timer *t)
 {
     struct hshard *hs = t->arg;
+    if (open_failures_this_tick > OPEN_FAILURES_LOGGED_PER_TICK)
+        BLOG_ERROR("shard %u: %u more partitions could not open their logs; offline, retrying",
+                   hs->id, open_failures_this_tick - OPEN_FAILURES_LOGGED_PER_TICK);
+    open_failures_this_tick = 0;
     hs_refresh(hs);
     bool retention = ++hs->ticks % HANDLERS_RETENTION_TICKS == 0;
     uint64_t now = broker_now_ms();
@@ -956,7 +1135,10 @@ static void shard_tick(struct broker_shard *s, struct broker_timer *t)
                         w = &(*w)->next;
                     }
                 }
-                if (p->log == NULL)
+                if ((p->log == NULL || p->failed) && !p->dead && !p->sync.busy &&
+                    !hs->stopping && now >= p->retry_at_ms)
+                    part_retry(hs, p);
+                if (p->log == NULL || p->failed)
                     continue;
                 /* flush.ms: a background flush off the shard thread. */
                 hs_sync_policy(hs, p);
@@ -971,6 +1153,7 @@ static void shard_tick(struct broker_shard *s, struct broker_timer *t)
             }
         }
     }
+    data_produce_scratch_trim(hs, now);
     if (!hs->stopping)
         compact_tick(hs);
     if (!hs->stopping && broker_timer_start(s, t, HANDLERS_TICK_MS, shard_tick, hs) != 0)
@@ -1173,6 +1356,31 @@ static void sweep_orphans(const struct handlers_ctx *h)
     lm_meta_snapshot_release(snap);
 }
 
+/* max.broker.partitions (KIP-578's name; Kafka 4 has no per-node bound): client requests that
+ * would take the node's partitions above it are refused (admin_topics.c, Metadata
+ * auto-create). The default is the size of the largest topic we accept
+ * (LM_META_PARTITIONS_MAX): one request can no longer exhaust the node by accident, and an
+ * operator who wants more raises it; -1 or 0 means no bound. */
+#define HANDLERS_MAX_BROKER_PARTITIONS_DEFAULT 100000
+
+static int partition_limit_load(struct handlers_ctx *h)
+{
+    long long limit = HANDLERS_MAX_BROKER_PARTITIONS_DEFAULT;
+    const char *v = broker_config_get(h->cfg, "max.broker.partitions");
+    if (v != NULL) {
+        broker_config_mark_used(h->cfg, "max.broker.partitions");
+        char *end = NULL;
+        errno = 0;
+        limit = strtoll(v, &end, 10);
+        if (errno != 0 || end == v || *end != 0 || limit < -1) {
+            BLOG_ERROR("max.broker.partitions=%s: expected -1 or a non-negative integer", v);
+            return LM_E_CONFIG;
+        }
+    }
+    lm_meta_store_set_partition_limit(h->meta, limit);
+    return 0;
+}
+
 static void register_unserved(struct broker_dispatch *d)
 {
     /* Known APIs without a handler are answered like unsupported versions instead of closing
@@ -1230,6 +1438,9 @@ int broker_handlers_setup(struct broker_dispatch *d, struct broker_config *cfg)
         return rc;
     }
     register_unserved(d);
+    /* Set after registration: the coordinator's own __consumer_offsets is always created. */
+    if ((rc = partition_limit_load(&ctx)) != 0)
+        return rc;
     return 0;
 }
 

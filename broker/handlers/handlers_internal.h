@@ -23,6 +23,11 @@
 #define HANDLERS_RETENTION_TICKS 150
 /* Upper bound of a decompressed batch when validating (scratch per shard grows up to this). */
 #define HANDLERS_DECOMPRESS_BYTES_MAX ((size_t)256 << 20)
+/* What the shard keeps of its scratch: one large batch must not pin up to 256 MiB per shard
+ * for the life of the process, so a scratch grown beyond this is freed by the tick once no
+ * batch has needed it for HANDLERS_SCRATCH_IDLE_MS (allocated again at this size on use). */
+#define HANDLERS_SCRATCH_KEEP_BYTES ((size_t)1 << 20)
+#define HANDLERS_SCRATCH_IDLE_MS 1000
 
 struct hwaiter;
 struct hpart;
@@ -63,7 +68,21 @@ struct hpart {
     bool dead;               /* closed while its sync ran: freed when the sync ends */
     bool dead_delete_dir;
     bool reopen_pending;     /* storage settings changed while its sync ran */
+    /* Storage failures: a log that failed to open (log NULL) or that storage failed after a
+     * write or fsync error is offline (Metadata: no leader, this node an offline replica;
+     * Produce/Fetch: KAFKA_STORAGE_ERROR) and is opened again by the tick at retry_at_ms,
+     * backing off from HANDLERS_RETRY_MIN_MS to HANDLERS_RETRY_MAX_MS. */
+    bool failed;             /* log open but failed by storage: close and reopen */
+    bool offline;            /* registered as offline (h_partition_offline) */
+    uint32_t retry_ms;       /* current backoff, 0 after a good open */
+    uint32_t open_failures;  /* consecutive failed opens (the first one is logged as error) */
+    uint64_t retry_at_ms;
 };
+
+/* Backoff of reopening a partition whose log failed (Kafka takes a failed log dir offline
+ * until restart; a single node would lose the partition for good, so it retries). */
+#define HANDLERS_RETRY_MIN_MS 1000
+#define HANDLERS_RETRY_MAX_MS 5000
 
 /* A topic of the current metadata snapshot (every topic, owned partitions or not). */
 struct htopic {
@@ -88,6 +107,8 @@ struct hshard {
     size_t topic_count;
     uint8_t *scratch; /* batch validation (decompression) */
     size_t scratch_cap;
+    uint64_t scratch_used_ms; /* last time a batch needed more than the kept size */
+    uint64_t scratch_releases; /* grown scratches freed by the tick (logged) */
     struct broker_timer tick;
     uint32_t ticks;
     struct hfetch *parked; /* parked fetches of connections on this shard */
@@ -137,6 +158,17 @@ void *h_alloc(struct broker_req *req, size_t n, size_t size);
 char *h_strdup(struct broker_req *req, struct kafka_str s);
 /* Maps an LM_E_* from storage to a Kafka error code. */
 int16_t h_storage_error(int rc);
+/* Whether the partition is offline (its log failed to open or failed since), from any
+ * shard: one atomic load while no partition is offline. */
+bool h_partition_offline(const uint8_t topic_id[16], int32_t partition);
+/* Called on the owner shard when storage reports the log of p failed (an append answered
+ * LM_E_STATE, a flush failed): p goes offline and the tick reopens it. */
+void hs_part_failed(struct hshard *hs, struct hpart *p, int rc);
+
+/* Kafka's internal topics (Topic.isInternal: __consumer_offsets, __transaction_state): shown
+ * as is_internal in Metadata; clients may not Produce to them, only the coordinators' own
+ * append path writes them. */
+bool h_topic_internal(const char *name, size_t len);
 
 /* ---- fan-out of per-partition work to owner shards (data_fan.c) ---- */
 
@@ -197,6 +229,8 @@ void hfan_hold(struct hwork *w);
 void hfan_release(struct hshard *hs, struct hwork *w);
 
 /* ---- data_*.c ---- */
+/* Frees the shard's grown scratch once idle (HANDLERS_SCRATCH_IDLE_MS); called by the tick. */
+void data_produce_scratch_trim(struct hshard *hs, uint64_t now_ms);
 void data_metadata(struct broker_req *req);
 void data_produce(struct broker_req *req);
 void data_fetch(struct broker_req *req);

@@ -61,12 +61,20 @@ static size_t bucket_of(const uint8_t id[16], int32_t partition)
 
 /* ---- loading: snapshot + log replay ---------------------------------------------------------- */
 
+struct replay_ctx {
+    struct lm_producer_state *s;
+    int64_t n_bad;
+};
+
+/* The log is untrusted input here: a batch whose producer fields cannot be state (negative
+ * epoch or sequence) is skipped and counted, never the end of the partition's producers. */
 static int replay_batch(void *ctx, const uint8_t *batch, size_t len,
                         const struct kafka_batch_header *h)
 {
     (void)batch;
     (void)len;
-    struct lm_producer_state *s = ctx;
+    struct replay_ctx *rc = ctx;
+    struct lm_producer_state *s = rc->s;
     if (h->producer_id < 0)
         return 0;
     struct lm_producer_log_batch b = {
@@ -78,7 +86,9 @@ static int replay_batch(void *ctx, const uint8_t *batch, size_t len,
         .max_timestamp_ms = h->max_timestamp,
         .is_control = (h->attributes & KAFKA_BATCH_ATTR_CONTROL) != 0,
     };
-    return lm_producer_replay(s, &b, group_now_ms());
+    if (lm_producer_replay(s, &b, group_now_ms()) != 0)
+        rc->n_bad++;
+    return 0;
 }
 
 static int snapshot_path(const struct hpart *p, char *out, size_t cap)
@@ -145,7 +155,8 @@ static struct pstate *pstate_get(struct pshard *ps, const struct hpart *p)
     memcpy(e->topic_id, p->topic_id, 16);
     e->partition = p->partition;
     int64_t from = snapshot_load(p, e->s);
-    int rc = group_log_scan(p->log, from, replay_batch, e->s);
+    struct replay_ctx rctx = {e->s, 0};
+    int rc = group_log_scan(p->log, from, replay_batch, &rctx);
     if (rc != 0) {
         BLOG_ERROR("partition %s-%d: producer state replay: %s", p->topic, p->partition,
                    lm_strerror(rc));
@@ -153,6 +164,9 @@ static struct pstate *pstate_get(struct pshard *ps, const struct hpart *p)
         free(e);
         return NULL;
     }
+    if (rctx.n_bad > 0)
+        BLOG_WARN("partition %s-%d: producer state: skipped %lld batches with bad producer "
+                  "fields", p->topic, p->partition, (long long)rctx.n_bad);
     BLOG_INFO("partition %s-%d: producer state loaded (%zu producers, replayed from %lld)",
               p->topic, p->partition, lm_producer_state_count(e->s), (long long)from);
     e->next = ps->buckets[b];
@@ -325,6 +339,22 @@ void producer_shard_expire(struct pshard *ps, int64_t now_ms)
             if (lm_producer_expire(e->s, now_ms) > 0)
                 e->dirty = true;
             pe = &e->next;
+        }
+    }
+}
+
+void producer_partition_reset(struct pshard *ps, const uint8_t topic_id[16], int32_t partition)
+{
+    if (ps == NULL)
+        return;
+    for (struct pstate **pe = &ps->buckets[bucket_of(topic_id, partition)]; *pe != NULL;
+         pe = &(*pe)->next) {
+        struct pstate *e = *pe;
+        if (e->partition == partition && memcmp(e->topic_id, topic_id, 16) == 0) {
+            *pe = e->next;
+            lm_producer_state_free(e->s);
+            free(e);
+            return;
         }
     }
 }

@@ -454,3 +454,24 @@ int lm_meta_record_decode(const uint8_t *buf, size_t len, struct lm_meta_record 
     }
     return 0;
 }
+
+int64_t lm_meta_state_partition_total(const struct lm_meta_state *s)
+{
+    int64_t n = 0;
+    for (size_t i = 0; i < s->topic_count; i++)
+        n += s->topics[i].partition_count;
+    return n;
+}
+
+int64_t lm_meta_state_partitions_added(const struct lm_meta_state *s,
+                                       const struct lm_meta_record *r)
+{
+    if (r->type == LM_META_TOPIC_CREATE)
+        return r->partition_count > 0 ? r->partition_count : 0;
+    if (r->type != LM_META_PARTITIONS_SET || r->topic == NULL)
+        return 0;
+    const struct lm_meta_topic *t = lm_meta_state_find(s, r->topic);
+    return t != NULL && r->partition_count > t->partition_count
+               ? (int64_t)r->partition_count - t->partition_count
+               : 0;
+}

@@ -66,6 +66,13 @@ int lm_meta_state_check(const struct lm_meta_state *s, const struct lm_meta_reco
  * LM_E_NOMEM; on error the state is unchanged. */
 int lm_meta_state_apply(struct lm_meta_state *s, const struct lm_meta_record *r);
 
+/* lm_meta_state_partition_total is the number of partitions of every topic together. */
+int64_t lm_meta_state_partition_total(const struct lm_meta_state *s);
+/* lm_meta_state_partitions_added is how many partitions applying r would add (0 when r adds
+ * none or would not apply). */
+int64_t lm_meta_state_partitions_added(const struct lm_meta_state *s,
+                                       const struct lm_meta_record *r);
+
 const struct lm_meta_topic *lm_meta_state_find(const struct lm_meta_state *s, const char *name);
 const struct lm_meta_topic *lm_meta_state_find_id(const struct lm_meta_state *s,
                                                   const uint8_t id[16]);

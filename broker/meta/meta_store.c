@@ -24,6 +24,8 @@ struct lm_meta_store {
     struct lm_meta_state state;     /* the writer's copy */
     struct lm_meta_snapshot *current; /* published copy */
     uint64_t version;               /* atomic mirror of current->state.version */
+    uint64_t bad_records;           /* skipped at replay (lm_meta_store_bad_records) */
+    int64_t partition_limit;        /* atomic; <= 0: none */
 };
 
 static void be32_put(uint8_t *p, uint32_t v)
@@ -87,6 +89,8 @@ static int replay(struct lm_meta_store *s)
     uint8_t hdr[FRAME_HEADER];
     uint8_t *buf = NULL;
     int rc = 0;
+    off_t first_bad = -1;
+    int first_bad_rc = 0;
     while (pos + FRAME_HEADER <= st.st_size) {
         if (pread(s->fd, hdr, FRAME_HEADER, pos) != FRAME_HEADER) {
             rc = LM_E_IO;
@@ -114,19 +118,28 @@ static int replay(struct lm_meta_store *s)
             rc = lm_meta_state_apply(&s->state, &r);
             lm_meta_configs_free(cfg, r.config_count);
         }
-        if (rc != 0) {
-            /* A record that passed its CRC but does not apply means the file is not ours
-             * or a bug wrote it: refuse to start rather than guess. */
-            fprintf(stderr, "laminar: metadata log %s: record at %lld: %s\n", s->path,
-                    (long long)pos, lm_strerror(rc));
-            rc = LM_E_CORRUPT;
+        if (rc == LM_E_NOMEM)
             break;
+        if (rc != 0) {
+            /* A record that passed its CRC but does not decode or apply (an older bug, a
+             * damaged or foreign file) is untrusted input: skipped and counted, the state
+             * keeps every record that applies. */
+            if (first_bad < 0) {
+                first_bad = pos;
+                first_bad_rc = rc;
+            }
+            s->bad_records++;
+            rc = 0;
         }
         pos += FRAME_HEADER + len;
     }
     free(buf);
     if (rc != 0)
         return rc;
+    if (s->bad_records > 0)
+        fprintf(stderr, "laminar: metadata log %s: skipped %llu records that do not apply "
+                "(first at %lld: %s)\n", s->path, (unsigned long long)s->bad_records,
+                (long long)first_bad, lm_strerror(first_bad_rc));
     if (pos != st.st_size) {
         fprintf(stderr, "laminar: metadata log %s: cutting %lld torn bytes at %lld\n", s->path,
                 (long long)(st.st_size - pos), (long long)pos);
@@ -209,6 +222,12 @@ static int append_record(struct lm_meta_store *s, const struct lm_meta_record *r
 static int commit_locked(struct lm_meta_store *s, const struct lm_meta_record *r)
 {
     int rc = lm_meta_state_check(&s->state, r);
+    int64_t limit = __atomic_load_n(&s->partition_limit, __ATOMIC_RELAXED);
+    if (rc == 0 && limit > 0) {
+        int64_t added = lm_meta_state_partitions_added(&s->state, r);
+        if (added > 0 && lm_meta_state_partition_total(&s->state) + added > limit)
+            rc = LM_E_FULL;
+    }
     if (rc == 0)
         rc = append_record(s, r);
     if (rc == 0) {
@@ -276,4 +295,19 @@ int lm_meta_store_alloc_producer_ids(struct lm_meta_store *s, int64_t count, int
     if (rc == 0)
         *first = start;
     return rc;
+}
+
+uint64_t lm_meta_store_bad_records(const struct lm_meta_store *s)
+{
+    return s->bad_records;
+}
+
+void lm_meta_store_set_partition_limit(struct lm_meta_store *s, int64_t limit)
+{
+    __atomic_store_n(&s->partition_limit, limit, __ATOMIC_RELAXED);
+}
+
+int64_t lm_meta_store_partition_limit(const struct lm_meta_store *s)
+{
+    return __atomic_load_n(&s->partition_limit, __ATOMIC_RELAXED);
 }

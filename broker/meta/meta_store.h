@@ -22,15 +22,25 @@ struct lm_meta_snapshot {
 };
 
 /* lm_meta_store_open opens (creating if needed) the metadata log under dir and replays it.
- * Returns 0 or LM_E_IO / LM_E_NOMEM / LM_E_CORRUPT (a bad record that is not the tail). */
+ * A record with a good CRC that does not decode or apply is skipped, counted and reported
+ * (one line on stderr). Returns 0 or LM_E_IO / LM_E_NOMEM. */
 int lm_meta_store_open(const char *dir, struct lm_meta_store **out);
+/* lm_meta_store_bad_records is how many records the replay at open skipped. */
+uint64_t lm_meta_store_bad_records(const struct lm_meta_store *store);
 /* lm_meta_store_close frees the store; snapshots still held stay valid until released. */
 void lm_meta_store_close(struct lm_meta_store *store);
 
 /* lm_meta_store_commit checks r against the current state, appends it durably (fdatasync),
  * applies it and publishes a new snapshot. Thread-safe (serialised internally). Returns 0 or
- * the lm_meta_state_check error, or LM_E_IO. */
+ * the lm_meta_state_check error, LM_E_FULL (partition limit) or LM_E_IO. */
 int lm_meta_store_commit(struct lm_meta_store *store, const struct lm_meta_record *r);
+
+/* The per-node partition limit (KIP-578's max.broker.partitions): a commit that would raise
+ * the total partition count above it fails with LM_E_FULL, checked under the commit lock so
+ * concurrent creations cannot pass it together. limit <= 0: none (the default). Replay at
+ * open is never limited. */
+void lm_meta_store_set_partition_limit(struct lm_meta_store *store, int64_t limit);
+int64_t lm_meta_store_partition_limit(const struct lm_meta_store *store);
 
 /* lm_meta_store_snapshot returns the newest snapshot with a reference taken. */
 struct lm_meta_snapshot *lm_meta_store_snapshot(struct lm_meta_store *store);

@@ -381,8 +381,10 @@ static int snapshot_decode(struct lm_producer_state *s, const uint8_t *buf, size
         TRY(kafka_read_int32(&r, &e->coordinator_epoch));
         TRY(kafka_read_int64(&r, &e->txn_start_offset));
         TRY(kafka_read_int8(&r, &nb));
-        if (e->producer_id <= prev || nb < 0 || nb > LM_PRODUCER_BATCHES_MAX)
-            return LM_E_CORRUPT; /* must be ascending, unique, bounded */
+        /* Untrusted file: ascending unique ids, a real epoch, a bounded batch list. */
+        if (e->producer_id < 0 || e->producer_id <= prev || e->epoch < LM_PRODUCER_NO_EPOCH ||
+            nb < 0 || nb > LM_PRODUCER_BATCHES_MAX)
+            return LM_E_CORRUPT;
         prev = e->producer_id;
         e->n_batches = (uint8_t)nb;
         for (int k = 0; k < nb; k++) {

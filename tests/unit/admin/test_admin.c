@@ -498,6 +498,36 @@ static void test_create_partitions(void **state)
     assert_int_equal(partitions_of(f, "g"), 6);
 }
 
+/* max.broker.partitions (KIP-578): CreateTopics, CreatePartitions and their validate_only
+ * forms that would take the node above the limit answer POLICY_VIOLATION with a message and
+ * change nothing; below it everything works; the store refuses a commit past it too. */
+static void test_partition_limit(void **state)
+{
+    struct fx *f = *state;
+    lm_meta_store_set_partition_limit(f->meta, 10);
+    assert_int_equal(create_one(f, 7, "a", 6, 1), KAFKA_NONE);
+    ct_topic t = topic_req(f, "big", 5, 1, 0);
+    for (int validate = 1; validate >= 0; validate--) {
+        struct kafka_create_topics_response *rs = create(f, 7, validate, &t, 1);
+        assert_int_equal(rs->topics[0].error_code, KAFKA_POLICY_VIOLATION);
+        assert_non_null(strstr(rs->topics[0].error_message.ptr, "max.broker.partitions=10"));
+        assert_int_equal(partitions_of(f, "big"), -1);
+    }
+    assert_int_equal(create_one(f, 7, "fits", 4, 1), KAFKA_NONE); /* exactly 10 */
+    assert_int_equal(grow(f, 3, "a", 7, true, -1, 0), KAFKA_POLICY_VIOLATION);
+    assert_int_equal(grow(f, 3, "a", 7, false, -1, 0), KAFKA_POLICY_VIOLATION);
+    assert_int_equal(partitions_of(f, "a"), 6);
+    /* the commit itself checks (two requests racing past the pre-check) */
+    struct lm_meta_record r = {.type = LM_META_TOPIC_CREATE, .topic = "raced",
+                               .partition_count = 1};
+    assert_int_equal(lm_meta_new_topic_id(r.topic_id), 0);
+    assert_int_equal(lm_meta_store_commit(f->meta, &r), LM_E_FULL);
+    /* no limit means none */
+    lm_meta_store_set_partition_limit(f->meta, 0);
+    assert_int_equal(grow(f, 3, "a", 100, false, -1, 0), KAFKA_NONE);
+    assert_int_equal(partitions_of(f, "a"), 100);
+}
+
 /* The group coordinator's topic can be neither deleted nor grown: either would separate groups
  * from their committed offsets. */
 static void test_offsets_topic_protected(void **state)
@@ -998,6 +1028,7 @@ int main(void)
                                         fx_teardown),
         cmocka_unit_test_setup_teardown(test_delete_topics, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_create_partitions, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_partition_limit, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_offsets_topic_protected, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_describe_configs_topic, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_describe_configs_broker, fx_setup, fx_teardown),

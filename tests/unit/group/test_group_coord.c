@@ -1434,6 +1434,106 @@ static void test_replay_rebuilds_state(void **st)
     assert_int_equal(lm_group_coord_load_end(F.c, pg, F.now), 0);
 }
 
+/* Encodes a record key or value into a malloc'd buffer (value: group value when gv != NULL). */
+static struct kafka_bytes enc_key(const struct lm_gr_key *k)
+{
+    size_t n = lm_gr_key_size(k);
+    uint8_t *b = malloc(n);
+    struct kafka_writer w;
+    kafka_writer_init(&w, b, n);
+    assert_int_equal(lm_gr_key_encode(&w, k), 0);
+    return (struct kafka_bytes){b, (int32_t)n};
+}
+
+static struct kafka_bytes enc_group(const struct lm_gr_group_value *v)
+{
+    size_t n = lm_gr_group_value_size(v);
+    uint8_t *b = malloc(n);
+    struct kafka_writer w;
+    kafka_writer_init(&w, b, n);
+    assert_int_equal(lm_gr_group_value_encode(&w, v), 0);
+    return (struct kafka_bytes){b, (int32_t)n};
+}
+
+static struct kafka_bytes enc_offset(const struct lm_gr_offset_value *v)
+{
+    size_t n = lm_gr_offset_value_size(v);
+    uint8_t *b = malloc(n);
+    struct kafka_writer w;
+    kafka_writer_init(&w, b, n);
+    assert_int_equal(lm_gr_offset_value_encode(&w, v), 0);
+    return (struct kafka_bytes){b, (int32_t)n};
+}
+
+/* A group record whose invariants do not hold (written by anyone who could append to
+ * __consumer_offsets, or damaged on disk) is skipped and counted; the records around it load
+ * and the coordinator keeps running through the session timeouts of the members it named. */
+static void test_replay_skips_insane_group_values(void **st)
+{
+    (void)st;
+    int32_t pg = lm_group_partition_of(F.c, S("g"));
+    struct lm_gr_key gk = {.version = LM_GR_KEY_GROUP, .group = S("g"), .topic = N()};
+    struct lm_gr_key ok = {.version = LM_GR_KEY_OFFSET_V1, .group = S("g"), .topic = S("t1"),
+                           .partition = 0};
+    struct lm_gr_offset_value ov = {.version = 3, .offset = 42, .leader_epoch = -1,
+                                    .metadata = S(""), .commit_ts_ms = F.now,
+                                    .expire_ts_ms = -1};
+    struct lm_gr_member ms[2] = {
+        {.member_id = S("m1"), .instance_id = N(), .client_id = S("c"), .client_host = S("/h"),
+         .rebalance_timeout_ms = 10000, .session_timeout_ms = 10000,
+         .subscription = {(const uint8_t *)"", 0}, .assignment = {(const uint8_t *)"", 0}},
+        {.member_id = S("m2"), .instance_id = N(), .client_id = S("c"), .client_host = S("/h"),
+         .rebalance_timeout_ms = 10000, .session_timeout_ms = 10000,
+         .subscription = {(const uint8_t *)"", 0}, .assignment = {(const uint8_t *)"", 0}},
+    };
+    struct lm_gr_group_value ghost = {.version = 3, .protocol_type = S("consumer"),
+                                      .generation = 1, .protocol = S("range"),
+                                      .leader = S("ghost"), .state_ts_ms = F.now,
+                                      .n_members = 1, .members = ms};
+    struct lm_gr_group_value dup = ghost;
+    dup.leader = S("m1");
+    dup.n_members = 2;
+    ms[1].member_id = S("m1"); /* the same member twice */
+    struct lm_gr_group_value noproto = ghost;
+    noproto.leader = S("m1");
+    noproto.protocol = N();
+    struct lm_gr_group_value zero_session = ghost;
+    zero_session.leader = S("m1");
+    struct lm_gr_member zs = ms[0];
+    zs.session_timeout_ms = 0;
+    zero_session.members = &zs;
+    struct kafka_bytes key = enc_key(&gk), okey = enc_key(&ok), oval = enc_offset(&ov);
+    struct kafka_bytes bad_values[] = {enc_group(&ghost), enc_group(&dup), enc_group(&noproto),
+                                       enc_group(&zero_session)};
+    int64_t bad = 0;
+    assert_int_equal(lm_group_coord_load_begin(F.c, pg), 0);
+    assert_int_equal(lm_group_coord_replay(F.c, pg, okey, oval, &bad), 0);
+    for (size_t i = 0; i < sizeof(bad_values) / sizeof(bad_values[0]); i++)
+        assert_int_equal(lm_group_coord_replay(F.c, pg, key, bad_values[i], &bad), 0);
+    assert_int_equal(lm_group_coord_load_end(F.c, pg, F.now), 0);
+    assert_int_equal(bad, 4);
+    struct lm_group_info gi = info("g");
+    assert_int_equal(gi.state, LM_GROUP_EMPTY);
+    assert_int_equal(gi.n_members, 0);
+    assert_int_equal(fetch1(1, "g", "t1", 0).offset, 42);
+    flush();
+    /* past every session timeout the records named, then a member joins the group */
+    tick(30000);
+    flush();
+    char m[128];
+    join(2, (struct jo){.group = "g"});
+    join_mid(2, m);
+    flush();
+    join(3, (struct jo){.group = "g", .member = m});
+    assert_int_equal(join_err(3), 0);
+    flush();
+    free((void *)key.ptr);
+    free((void *)okey.ptr);
+    free((void *)oval.ptr);
+    for (size_t i = 0; i < sizeof(bad_values) / sizeof(bad_values[0]); i++)
+        free((void *)bad_values[i].ptr);
+}
+
 static void test_deterministic_member_ids(void **st)
 {
     (void)st;
@@ -1482,6 +1582,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_offset_retention, setup, teardown),
         cmocka_unit_test_setup_teardown(test_offset_retention_stable_subscribed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_replay_rebuilds_state, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_replay_skips_insane_group_values, setup, teardown),
         cmocka_unit_test_setup_teardown(test_deterministic_member_ids, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -12,6 +12,7 @@
 #include <cmocka.h>
 
 #include "broker/meta/meta_store.h"
+#include "protocol/crc32c.h"
 #include "broker/meta/topic_config.h"
 #include "common/lm_err.h"
 
@@ -284,6 +285,50 @@ static void test_store_cuts_torn_tail(void **state)
     free(dir);
 }
 
+/* A record with a good CRC that does not apply (a duplicate create, a payload that does not
+ * decode) is skipped and counted; the store opens, keeps every other record and appends after
+ * it. */
+static void test_store_skips_records_that_do_not_apply(void **state)
+{
+    (void)state;
+    char *dir = make_tmpdir();
+    struct lm_meta_store *s;
+    assert_int_equal(lm_meta_store_open(dir, &s), 0);
+    create(s, "dup", 2, 0);
+    lm_meta_store_close(s);
+    char path[512];
+    snprintf(path, sizeof(path), "%s/__laminar_metadata/metadata.log", dir);
+    struct stat st;
+    assert_int_equal(stat(path, &st), 0);
+    uint8_t *frame = malloc((size_t)st.st_size);
+    int fd = open(path, O_RDWR);
+    assert_int_equal(pread(fd, frame, (size_t)st.st_size, 0), st.st_size);
+    /* the same TOPIC_CREATE again (LM_E_EXISTS at replay) */
+    assert_int_equal(pwrite(fd, frame, (size_t)st.st_size, st.st_size), st.st_size);
+    /* a frame whose payload passes its CRC but is no record */
+    uint8_t junk[8 + 5] = {0, 0, 0, 5, 0, 0, 0, 0, 0xee, 0xee, 0xee, 0xee, 0xee};
+    uint32_t crc = crc32c_update(0, junk + 8, 5);
+    junk[4] = (uint8_t)(crc >> 24), junk[5] = (uint8_t)(crc >> 16);
+    junk[6] = (uint8_t)(crc >> 8), junk[7] = (uint8_t)crc;
+    assert_int_equal(pwrite(fd, junk, sizeof(junk), 2 * st.st_size), (ssize_t)sizeof(junk));
+    close(fd);
+    free(frame);
+    assert_int_equal(lm_meta_store_open(dir, &s), 0);
+    assert_int_equal(lm_meta_store_bad_records(s), 2);
+    create(s, "after", 1, 0);
+    lm_meta_store_close(s);
+    assert_int_equal(lm_meta_store_open(dir, &s), 0);
+    assert_int_equal(lm_meta_store_bad_records(s), 2);
+    struct lm_meta_snapshot *snap = lm_meta_store_snapshot(s);
+    assert_int_equal(snap->state.topic_count, 2);
+    assert_int_equal(lm_meta_state_find(&snap->state, "dup")->partition_count, 2);
+    assert_non_null(lm_meta_state_find(&snap->state, "after"));
+    lm_meta_snapshot_release(snap);
+    lm_meta_store_close(s);
+    rm_rf(dir);
+    free(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -294,6 +339,7 @@ int main(void)
         cmocka_unit_test(test_record_roundtrip_and_truncation),
         cmocka_unit_test(test_store_persists_and_replays),
         cmocka_unit_test(test_store_cuts_torn_tail),
+        cmocka_unit_test(test_store_skips_records_that_do_not_apply),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -14,6 +14,7 @@
 
 #include "broker/producer/producer_state.h"
 #include "common/lm_err.h"
+#include "protocol/crc32c.h"
 #include "protocol/kafka_errors.h"
 
 static struct lm_producer_state *mk(uint32_t cap)
@@ -275,6 +276,38 @@ static void test_snapshot_roundtrip_and_golden(void **st)
     lm_producer_state_free(t);
 }
 
+/* A snapshot is untrusted input: with a good CRC but an epoch no producer can have, or a
+ * negative producer id, it is refused (the caller rebuilds from the log) and nothing of it is
+ * kept. */
+static void test_snapshot_refuses_impossible_fields(void **st)
+{
+    (void)st;
+    struct lm_producer_state *s = mk(8), *t = mk(8);
+    struct lm_producer_batch b = {0, 1, 0x10, 0x11, 0x20};
+    assert_int_equal(lm_producer_record(s, 0x0102, 3, &b, 0x30), 0);
+    uint8_t buf[256];
+    size_t len;
+    assert_int_equal(lm_producer_snapshot_encode(s, 0x12, buf, sizeof(buf), &len), 0);
+    const size_t id_at = 18, epoch_at = 26; /* after magic, version, next offset, count */
+    struct {
+        size_t at;
+        uint8_t v;
+    } patches[] = {{epoch_at, 0xff}, {id_at, 0x80}};
+    for (size_t i = 0; i < sizeof(patches) / sizeof(patches[0]); i++) {
+        uint8_t bad[256];
+        memcpy(bad, buf, len);
+        bad[patches[i].at] = patches[i].v; /* epoch -253 / producer id < 0 */
+        uint32_t crc = crc32c_update(0, bad, len - 4);
+        bad[len - 4] = (uint8_t)(crc >> 24), bad[len - 3] = (uint8_t)(crc >> 16);
+        bad[len - 2] = (uint8_t)(crc >> 8), bad[len - 1] = (uint8_t)crc;
+        int64_t next = 0;
+        assert_int_equal(lm_producer_snapshot_decode(t, bad, len, &next), LM_E_CORRUPT);
+        assert_int_equal(lm_producer_state_count(t), 0);
+    }
+    lm_producer_state_free(s);
+    lm_producer_state_free(t);
+}
+
 static void test_replay_from_log(void **st)
 {
     (void)st;
@@ -484,6 +517,7 @@ int main(void)
         cmocka_unit_test(test_eviction_bound),
         cmocka_unit_test(test_describe),
         cmocka_unit_test(test_snapshot_roundtrip_and_golden),
+        cmocka_unit_test(test_snapshot_refuses_impossible_fields),
         cmocka_unit_test(test_replay_from_log),
         cmocka_unit_test(test_randomized_against_model),
     };
