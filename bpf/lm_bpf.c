@@ -114,6 +114,17 @@ void lm_bpf_conn_closed(struct lm_bpf *b, uint32_t idx)
         ;
 }
 
+bool lm_bpf_reconcile(struct lm_bpf *b, uint32_t idx, uint32_t truth, uint64_t *prev)
+{
+    LM_ASSERT(idx < b->n);
+    uint64_t cur = __atomic_load_n(&b->counts[idx], __ATOMIC_RELAXED);
+    bool fixed = cur == *prev && cur != truth &&
+                 __atomic_compare_exchange_n(&b->counts[idx], &cur, (uint64_t)truth, false,
+                                             __ATOMIC_RELAXED, __ATOMIC_RELAXED);
+    *prev = fixed ? truth : cur;
+    return fixed;
+}
+
 uint32_t lm_bpf_get_count(const struct lm_bpf *b, uint32_t idx)
 {
     LM_ASSERT(idx < b->n);

@@ -5,6 +5,7 @@
 #ifndef LAMINAR_BPF_LM_BPF_H
 #define LAMINAR_BPF_LM_BPF_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -25,6 +26,12 @@ int lm_bpf_reuseport_attach(const int *fds, uint32_t n, const struct lm_bpf *sha
  * connection closes. Never goes below 0 (a connection routed by the kernel's hash while the
  * program was not attached yet was not counted). */
 void lm_bpf_conn_closed(struct lm_bpf *b, uint32_t idx);
+/* Corrects drift: the program also counts SYNs that never become connections (a SYN dropped
+ * by a full queue and retransmitted is routed, and counted, twice). When shard idx's count is
+ * the same as at the previous call (*prev: nothing was routed or closed since) and differs from
+ * truth (the shard's connections plus its listeners' accept queues), it becomes truth. Returns
+ * true when it corrected the count. */
+bool lm_bpf_reconcile(struct lm_bpf *b, uint32_t idx, uint32_t truth, uint64_t *prev);
 /* Overwrites shard idx's count (tests). */
 void lm_bpf_set_count(struct lm_bpf *b, uint32_t idx, uint32_t count);
 /* Reads shard idx's count as the program sees it (for tests and metrics). */

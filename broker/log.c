@@ -81,7 +81,7 @@ bool broker_log_limited(struct broker_log_limit *l, enum broker_log_level level,
     if (start == 0 || now - start >= l->interval_ms) {
         /* One thread opens the new window and reports what the last ones dropped; a thread
          * that loses the race counts against the window the winner opened. */
-        if (atomic_compare_exchange_strong(&l->window_start_ms, &start, now)) {
+        if (atomic_compare_exchange_strong(&l->window_start_ms, &start, now) && start != 0) {
             atomic_store(&l->printed, 0);
             dropped = atomic_exchange(&l->suppressed, 0);
         }

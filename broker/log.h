@@ -37,7 +37,8 @@ struct broker_log_limit {
 
 #define BROKER_LOG_LIMIT_BURST 10
 #define BROKER_LOG_LIMIT_INTERVAL_MS 10000
-#define BROKER_LOG_LIMIT_INIT(burst_, interval_ms_) {.burst = (burst_), .interval_ms = (interval_ms_)}
+#define BROKER_LOG_LIMIT_INIT(burst_, interval_ms_)                                               \
+    {.burst = (burst_), .interval_ms = (interval_ms_)}
 
 /* Prints one line at level unless l's budget for the current window is spent. Returns true when
  * the line was printed. */

@@ -76,6 +76,31 @@ void broker_rt_conn_closed(struct broker_rt *rt, uint32_t shard)
 #endif
 }
 
+bool broker_rt_selector_reconcile(struct broker_rt *rt, uint32_t shard, uint32_t truth,
+                                  uint64_t *prev)
+{
+#ifdef LAMINAR_HAVE_BPF
+    if (rt->bpf[0] != NULL)
+        return lm_bpf_reconcile(rt->bpf[0], shard, truth, prev);
+#else
+    (void)shard;
+    (void)truth;
+    (void)prev;
+#endif
+    (void)rt;
+    return false;
+}
+
+bool broker_rt_has_selector(struct broker_rt *rt)
+{
+#ifdef LAMINAR_HAVE_BPF
+    return rt->bpf[0] != NULL;
+#else
+    (void)rt;
+    return false;
+#endif
+}
+
 struct broker_connquota *broker_rt_quota(struct broker_rt *rt)
 {
     return &rt->quota;

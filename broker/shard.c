@@ -107,11 +107,12 @@ bool broker_shard_draining(const struct broker_shard *s)
  *    under its budget, not counting the connection's own stash (it holds bytes of this very
  *    frame: counting them could keep it out for ever);
  *  - beyond that, or when the budget is spent, through the shard's one large-frame token: its
- *    holder grows its frame while the memory of everything but partial frames plus its own
- *    frame fits the budget, or when nothing else is held at all (so one frame up to
- *    socket.request.max.bytes always gets through, as Kafka's memory pool lets one request
- *    overdraw it). Partial frames of other connections never block the token, so two of them
- *    cannot deadlock waiting for each other's memory.
+ *    holder grows its frame while the memory of requests in flight (everything but partial
+ *    frames and stashes) plus its own frame fits the budget, or when no request holds any (so
+ *    one frame up to socket.request.max.bytes always gets through, as Kafka's memory pool lets
+ *    one request overdraw it). Partial frames and stashes of other connections never block the
+ *    token: they wait for admission themselves, so counting them could deadlock; requests in
+ *    flight drain on their own.
  * A single connection thus holds at most a sixteenth of the budget unless it has the token;
  * frames that wait keep their connection paused until memory is freed. */
 
@@ -204,8 +205,9 @@ static bool frame_admit(struct broker_conn *c, int64_t delta, int64_t held_after
         s->mem_big = c;
     if (s->mem_big != c)
         return false;
-    /* the token holder: everything but partial frames (and its own stash), plus its frame */
-    int64_t settled = s->mem_used - s->mem_partial - own_stash;
+    /* the token holder: requests and responses (everything but partial frames and stashes,
+     * which wait for admission themselves), plus its frame */
+    int64_t settled = s->mem_used - s->mem_partial - s->mem_stash;
     return settled <= 0 || settled + held_after <= s->mem_max;
 }
 
@@ -222,12 +224,15 @@ static int frame_grow(void *ctx, uint8_t *old, uint32_t old_cap, uint32_t new_ca
     if (old == NULL && broker_respq_inflight(&c->rq) >= s->cfg->connection_inflight_max)
         return LM_E_AGAIN; /* resumed when a response leaves */
     size_t total = sizeof(struct broker_req) + new_cap;
-    int64_t delta = (int64_t)new_cap - (int64_t)old_cap + (old == NULL ? (int64_t)sizeof(struct broker_req) : 0);
+    int64_t delta = (int64_t)new_cap - (int64_t)old_cap;
+    if (old == NULL)
+        delta += (int64_t)sizeof(struct broker_req);
     if (!frame_admit(c, delta, (int64_t)total)) {
         mem_wait(c);
         return LM_E_AGAIN;
     }
-    struct broker_req *base = old == NULL ? NULL : (struct broker_req *)(void *)(old - sizeof(struct broker_req));
+    struct broker_req *base =
+        old == NULL ? NULL : (struct broker_req *)(void *)(old - sizeof(struct broker_req));
     struct broker_req *req = realloc(base, total);
     if (req == NULL) {
         mem_wait(c);
@@ -284,8 +289,10 @@ static void conn_maybe_free(struct broker_conn *c)
     LM_ASSERT(s->conns[c->slot] == c);
     mem_unwait(c);
     broker_respq_deinit(&c->rq);
-    if (c->stash != NULL)
+    if (c->stash != NULL) {
+        s->mem_stash -= (int64_t)c->stash_cap;
         mem_release(s, c->stash_cap);
+    }
     free(c->stash);
     s->conns[c->slot] = NULL;
     s->gens[c->slot]++;
@@ -577,6 +584,7 @@ static void stash_append(struct broker_conn *c, const uint8_t *p, size_t n)
                 return;
             }
             s->mem_used += (int64_t)(cap - c->stash_cap);
+            s->mem_stash += (int64_t)(cap - c->stash_cap);
             c->stash = nb;
             c->stash_cap = cap;
         }
@@ -1424,6 +1432,35 @@ static int idle_start(struct broker_shard *s)
     return broker_timer_start(s, &s->idle_timer, s->idle_period_ms, idle_sweep, NULL);
 }
 
+/* ---- BPF selector count ------------------------------------------------------------------ */
+
+/* The selector counts each connection when it routes it and the shard counts the closes; SYNs
+ * that never become connections (dropped by a full queue, then retransmitted and routed again)
+ * make the count drift up, so once a second the shard checks it against the truth: its
+ * connections, the ones held for the quotas and its listeners' accept queues (TCP_INFO's
+ * tcpi_unacked on a listening socket). lm_bpf_reconcile only corrects a count that did not
+ * move for that second, so a burst in progress is left alone. */
+static void selector_check(struct broker_shard *s, struct broker_timer *t)
+{
+    (void)t;
+    if (s->draining)
+        return;
+    uint32_t truth = s->conns_open + s->accept_held_count;
+    for (uint32_t i = 0; i < s->listen_count; i++) {
+        struct tcp_info ti;
+        socklen_t len = sizeof(ti);
+        memset(&ti, 0, sizeof(ti));
+        if (getsockopt(s->listen_fds[i], IPPROTO_TCP, TCP_INFO, &ti, &len) == 0)
+            truth += ti.tcpi_unacked;
+    }
+    uint64_t was = s->selector_prev;
+    if (broker_rt_selector_reconcile(s->rt, s->id, truth, &s->selector_prev))
+        BLOG_DEBUG("reuseport: selector count %llu corrected to %u", (unsigned long long)was,
+                   truth);
+    if (broker_timer_start(s, &s->selector_timer, 1000, selector_check, NULL) != 0)
+        BLOG_ERROR("reuseport: cannot re-arm the selector check");
+}
+
 /* ---- lifecycle and loop ------------------------------------------------------------------ */
 
 int broker_shard_init(struct broker_shard *s, struct broker_rt *rt, uint32_t id, uint32_t n,
@@ -1459,6 +1496,7 @@ int broker_shard_init(struct broker_shard *s, struct broker_rt *rt, uint32_t id,
     s->fsync_gate_timer.heap_index_ = UINT32_MAX;
     s->idle_timer.heap_index_ = UINT32_MAX;
     s->accept_timer.heap_index_ = UINT32_MAX;
+    s->selector_timer.heap_index_ = UINT32_MAX;
     s->quota = broker_rt_quota(rt);
     /* A sixteenth of queued.max.request.bytes per connection without the large-frame token:
      * far below the budget, above ordinary produce requests (max.request.size 1 MiB). */
@@ -1493,6 +1531,7 @@ static void shard_begin_drain(struct broker_shard *s)
     s->draining = true;
     broker_timer_cancel(s, &s->idle_timer);
     broker_timer_cancel(s, &s->accept_timer);
+    broker_timer_cancel(s, &s->selector_timer);
     BLOG_INFO("shutdown: stopping accepts and reads, %u connections open", s->conns_open);
     s->io->listen_stop(s);
     for (uint32_t i = 0; i < s->accept_held_count; i++)
@@ -1528,6 +1567,10 @@ int broker_shard_run(struct broker_shard *s)
         return rc;
     rc = idle_start(s);
     if (rc != 0)
+        return rc;
+    s->selector_prev = UINT64_MAX;
+    if (broker_rt_has_selector(s->rt) &&
+        (rc = broker_timer_start(s, &s->selector_timer, 1000, selector_check, NULL)) != 0)
         return rc;
     BLOG_INFO("serving with %s backend%s", s->io->name, s->cpu >= 0 ? "" : " (not pinned)");
     while (!broker_rt_stopping(s->rt)) {

@@ -163,6 +163,7 @@ struct broker_shard {
     int64_t mem_used;
     int64_t mem_max;
     int64_t mem_partial;          /* part of mem_used held by frames still being received */
+    int64_t mem_stash;            /* part of mem_used held by receive stashes */
     int64_t conn_frame_free_max;  /* a partial frame up to this size needs no token */
     struct broker_conn *mem_big;  /* holds the shard's one large-frame token, or NULL */
     struct broker_conn *mem_wait_head;
@@ -203,6 +204,9 @@ struct broker_shard {
     struct broker_timer accept_timer;
     int accept_held[BROKER_ACCEPT_HELD_MAX];
     uint32_t accept_held_count;
+    /* the BPF selector's count of this shard, checked against the truth every second */
+    struct broker_timer selector_timer;
+    uint64_t selector_prev;
     /* backend private */
     void *io_state;
     /* scratch for epoll reads */
@@ -242,6 +246,10 @@ bool broker_rt_stopping(struct broker_rt *rt);
 /* An accepted connection of shard closed (or was refused): the BPF selector counted it. */
 void broker_rt_conn_closed(struct broker_rt *rt, uint32_t shard);
 struct broker_connquota *broker_rt_quota(struct broker_rt *rt);
+/* The BPF selector's count for shard: see lm_bpf_reconcile. False without a selector. */
+bool broker_rt_selector_reconcile(struct broker_rt *rt, uint32_t shard, uint32_t truth,
+                                  uint64_t *prev);
+bool broker_rt_has_selector(struct broker_rt *rt);
 /* Counts this shard as drained; all_drained is true once every shard has. */
 void broker_rt_shard_drained(struct broker_rt *rt);
 bool broker_rt_all_drained(struct broker_rt *rt);

@@ -136,6 +136,7 @@ def case_waiters_released(b):
     stay silent are closed by the idle sweep. (The requests are small enough for the client's
     FIN to get through TCP's receive window; one whose FIN is stuck behind unread data is only
     closed by the idle sweep.)"""
+    time.sleep(0.5)  # the harness's readiness probe connection must be gone first
     base = fd_count(b)
     holder = connect(b)
     holder.sendall(frame(XSHARD_ECHO, 1, struct.pack(">ii", 0, 8000) + b"h" * (1000 << 10)))
@@ -245,6 +246,7 @@ def _ping_ok(b):
 
 def case_per_ip_limit(b):
     """max.connections.per.ip=3, overrides 127.0.0.2:5."""
+    time.sleep(0.5)  # the harness's readiness probe connection must be gone first
     for src, limit in (("127.0.0.1", 3), ("127.0.0.2", 5)):
         conns = [connect(b, src) for _ in range(limit)]
         for i, s in enumerate(conns):
@@ -268,6 +270,7 @@ def case_per_ip_limit(b):
 def case_max_connections(b):
     """max.connections=4 over 2 shards: the fifth connection waits, then is served when one of
     the four closes."""
+    time.sleep(0.5)  # the harness's readiness probe connection must be gone first
     conns = [connect(b) for _ in range(4)]
     for i, s in enumerate(conns):
         ping_on(s, i + 1)

@@ -121,6 +121,16 @@ static void routes_by_map_counts(void **state)
     for (int i = 0; i < 5; i++)
         assert_int_equal(route_one(lfds, port), 0);
 
+    /* drift correction: only a count that stayed put since the last look is corrected */
+    uint64_t prev = UINT64_MAX;
+    lm_bpf_set_count(b, 1, 7);
+    assert_false(lm_bpf_reconcile(b, 1, 2, &prev)); /* first look */
+    lm_bpf_set_count(b, 1, 8);                      /* moved: a connection was routed */
+    assert_false(lm_bpf_reconcile(b, 1, 2, &prev));
+    assert_true(lm_bpf_reconcile(b, 1, 2, &prev)); /* stayed at 8 for a whole period */
+    assert_int_equal(lm_bpf_get_count(b, 1), 2);
+    assert_false(lm_bpf_reconcile(b, 1, 2, &prev)); /* agrees now */
+
     lm_bpf_free(b);
     for (int i = 0; i < N; i++)
         close(lfds[i]);

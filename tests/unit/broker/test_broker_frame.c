@@ -146,7 +146,8 @@ static void limit_checked_before_allocating(void **state)
     assert_int_equal(broker_frame_feed(&fr, &one, 1, &used, &f), 0);
     assert_int_equal(a.calls, 1);
     assert_int_equal(a.last_size, 1024);
-    assert_int_equal(broker_frame_reader_held(&fr), BROKER_FRAME_GROW_MIN < 1024 ? BROKER_FRAME_GROW_MIN : 1024);
+    assert_int_equal(broker_frame_reader_held(&fr),
+                     BROKER_FRAME_GROW_MIN < 1024 ? BROKER_FRAME_GROW_MIN : 1024);
     broker_frame_reader_deinit(&fr, frame_test_free, NULL); /* frees the partial body */
 }
 
