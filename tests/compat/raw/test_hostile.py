@@ -15,7 +15,8 @@
                    closes
   creation_rate    max.connection.creation.rate spreads a burst of connects over time
   bpf_burst        the sk_reuseport selector counts connections as it routes them: a burst of
-                   non-blocking connects spreads exactly evenly, and again after they all close
+                   non-blocking connects spreads exactly evenly, also one that arrives while
+                   other connections close
 
 Usage: test_hostile.py --io uring|epoll [case ...]; $LAMINAR_BIN is the test-only ping broker.
 """
@@ -310,35 +311,56 @@ def case_creation_rate(b):
         s.close()
 
 
+def _burst(b, n, old=(), pause_every=0):
+    """n non-blocking connects; every pause_every connects, a short pause (the shards accept
+    meanwhile) and one of `old` closed. Returns the sockets, once each has been served."""
+    socks, old = [], list(old)
+    for i in range(n):
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        s.setblocking(False)
+        s.connect_ex((b.host, b.port))
+        socks.append(s)
+        if pause_every and i % pause_every == pause_every - 1:
+            if old:
+                old.pop().close()
+            time.sleep(0.0005)
+    for s in socks:
+        s.setblocking(True)
+        s.settimeout(5)
+        ping_on(s, 3)  # also waits until each one is accepted
+    return socks
+
+
+def _spread(b, socks):
+    ours = set("127.0.0.1:%d " % s.getsockname()[1] for s in socks)
+    per_shard = {}
+    for line in b.log_text().splitlines():
+        if " open from " in line and any(p in line for p in ours):
+            shard = line.split("shard=")[1].split()[0]
+            per_shard[shard] = per_shard.get(shard, 0) + 1
+    return per_shard
+
+
 def case_bpf_burst(b):
     log = b.log_text()
     if "BPF selector not loaded" in log or "built without BPF" in log:
         print("  SKIP bpf_burst: " + [l for l in log.splitlines() if "BPF" in l][0])
         return
     check("BPF least-connections selector attached" in log, "selector not attached")
-    for round_ in range(2):
-        socks = []
-        for _ in range(30):
-            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            s.setblocking(False)
-            s.connect_ex((b.host, b.port))
-            socks.append(s)
-        ours = set()
-        for s in socks:
-            s.setblocking(True)
-            s.settimeout(5)
-            ping_on(s, 3)  # also waits until each one is accepted
-            ours.add("127.0.0.1:%d " % s.getsockname()[1])
-        per_shard = {}
-        for line in b.log_text().splitlines():
-            if " open from " in line and any(p in line for p in ours):
-                shard = line.split("shard=")[1].split()[0]
-                per_shard[shard] = per_shard.get(shard, 0) + 1
-        print("  burst %d: %r" % (round_ + 1, per_shard))
-        check(sorted(per_shard.values()) == [10, 10, 10], "spread %r" % per_shard)
-        for s in socks:
-            s.close()
-        time.sleep(0.5)  # the shards count the closes before the next burst
+    first = _burst(b, 30)
+    spread = _spread(b, first)
+    print("  burst of 30: %r" % spread)
+    check(sorted(spread.values()) == [10, 10, 10], "spread %r" % spread)
+    # 150 more while the first 30 close (the shards accept and close during the burst), then,
+    # once those closes are counted, 150 more: the 300 open at the end are spread exactly.
+    second = _burst(b, 150, old=first, pause_every=5)
+    time.sleep(0.3)
+    second += _burst(b, 150)
+    spread = _spread(b, second)
+    print("  300 while 30 closed: %r" % spread)
+    check(sorted(spread.values()) == [100, 100, 100], "spread %r" % spread)
+    for s in second:
+        s.close()
 
 
 CASES = {
