@@ -19,7 +19,7 @@
 typedef int (*broker_frame_grow_fn)(void *ctx, uint8_t *old, uint32_t old_cap, uint32_t new_cap,
                                     uint32_t size_bytes, uint8_t **out);
 
-enum { BROKER_FRAME_GROW_MIN = 4096 }; /* first piece of a frame whose bytes arrive slowly */
+enum { BROKER_FRAME_GROW_MIN = 65536 }; /* smallest piece of a frame whose bytes arrive slowly */
 
 struct broker_frame_reader {
     uint8_t hdr[4];

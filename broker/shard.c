@@ -135,6 +135,11 @@ static void mem_kick(struct broker_shard *s)
         s->mem_resume_head = c->wait_next;
         c->wait_next = NULL;
         c->waiting_mem = false;
+        if (s->mem_used - (int64_t)c->stash_cap >= s->mem_max && s->mem_big != NULL &&
+            s->mem_big != c) {
+            mem_wait(c); /* the budget is spent and the token taken: it cannot get in now */
+            continue;
+        }
         conn_hold(c);
         conn_try_resume(c);
         conn_unhold(c);
@@ -1520,7 +1525,9 @@ static bool shard_has_inflight(struct broker_shard *s)
 {
     for (uint32_t i = 0; i < s->conns_max; i++) {
         struct broker_conn *c = s->conns[i];
-        if (c != NULL && !c->closing && broker_respq_inflight(&c->rq) > 0)
+        /* a closing connection's requests still held by handlers count too: freeing the
+         * connection waits for them */
+        if (c != NULL && (c->closing ? c->reqs_live > 0 : broker_respq_inflight(&c->rq) > 0))
             return true;
     }
     return false;
