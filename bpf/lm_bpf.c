@@ -35,8 +35,8 @@ static int quiet_print(enum libbpf_print_level level, const char *fmt, va_list a
     return 0;
 }
 
-int lm_bpf_reuseport_attach(const int *fds, uint32_t n, struct lm_bpf **out, char *why,
-                            size_t why_len)
+int lm_bpf_reuseport_attach(const int *fds, uint32_t n, const struct lm_bpf *share,
+                            struct lm_bpf **out, char *why, size_t why_len)
 {
     LM_ASSERT(fds != NULL && out != NULL);
     *out = NULL;
@@ -56,6 +56,13 @@ int lm_bpf_reuseport_attach(const int *fds, uint32_t n, struct lm_bpf **out, cha
         return LM_E_UNSUPPORTED;
     }
     b->skel->rodata->nshards = n;
+    if (share != NULL &&
+        bpf_map__reuse_fd(b->skel->maps.shard_conns, bpf_map__fd(share->skel->maps.shard_conns)) !=
+            0) {
+        snprintf(why, why_len, "sharing the count map: %s", strerror(errno));
+        lm_bpf_free(b);
+        return LM_E_IO;
+    }
     int rc = lm_reuseport__load(b->skel);
     if (rc != 0) {
         snprintf(why, why_len, "bpf load: %s", strerror(-rc));
@@ -96,6 +103,26 @@ void lm_bpf_set_count(struct lm_bpf *b, uint32_t idx, uint32_t count)
 {
     LM_ASSERT(idx < b->n);
     __atomic_store_n(&b->counts[idx], (uint64_t)count, __ATOMIC_RELAXED);
+}
+
+void lm_bpf_conn_closed(struct lm_bpf *b, uint32_t idx)
+{
+    LM_ASSERT(idx < b->n);
+    uint64_t cur = __atomic_load_n(&b->counts[idx], __ATOMIC_RELAXED);
+    while (cur > 0 && !__atomic_compare_exchange_n(&b->counts[idx], &cur, cur - 1, true,
+                                                   __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+        ;
+}
+
+bool lm_bpf_reconcile(struct lm_bpf *b, uint32_t idx, uint32_t truth, uint64_t *prev)
+{
+    LM_ASSERT(idx < b->n);
+    uint64_t cur = __atomic_load_n(&b->counts[idx], __ATOMIC_RELAXED);
+    bool fixed = cur == *prev && cur != truth &&
+                 __atomic_compare_exchange_n(&b->counts[idx], &cur, (uint64_t)truth, false,
+                                             __ATOMIC_RELAXED, __ATOMIC_RELAXED);
+    *prev = fixed ? truth : cur;
+    return fixed;
 }
 
 uint32_t lm_bpf_get_count(const struct lm_bpf *b, uint32_t idx)

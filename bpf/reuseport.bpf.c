@@ -1,10 +1,10 @@
 // SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
 /* sk_reuseport shard selector (DESIGN.md §2): every shard listens on the same port with
  * SO_REUSEPORT; for each new connection this program picks the shard with the fewest open
- * connections, read from an array the shards keep up to date (BPF_F_MMAPABLE, so a shard
- * updates its count with a plain store, no system call). Ties go to the lowest index. The
- * program also counts the connection it just routed, so a burst of connects spreads before the
- * shards have accepted them; the shard's next store replaces the estimate with the truth.
+ * connections (ties to the lowest index) and counts the connection there at once, with an
+ * atomic add, so a burst of connects spreads evenly before any shard has accepted one. The
+ * shards decrement their count when a connection closes (an atomic on the mmapped array,
+ * BPF_F_MMAPABLE, no system call); nobody else stores into it.
  * CO-RE: built against vmlinux.h generated from the running kernel's BTF. */
 #include "vmlinux.h"
 

@@ -1,7 +1,10 @@
 #include "broker/config.h"
 
+#include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -48,6 +51,10 @@ static const struct key_spec g_keys[] = {
     {"socket.request.max.bytes", K_I32, OFF(socket_request_max_bytes), 1, INT32_MAX},
     {"message.max.bytes", K_I32, OFF(message_max_bytes), 0, INT32_MAX},
     {"connections.max.idle.ms", K_I64, OFF(connections_max_idle_ms), -1, INT64_MAX},
+    {"max.connections", K_I32, OFF(max_connections), 0, INT32_MAX},
+    {"max.connections.per.ip", K_I32, OFF(max_connections_per_ip), 0, INT32_MAX},
+    {"max.connections.per.ip.overrides", K_SPECIAL, 0, 0, 0},
+    {"max.connection.creation.rate", K_I32, OFF(max_connection_creation_rate), 0, INT32_MAX},
     {"queued.max.request.bytes", K_I64, OFF(shard_memory_bytes_max), -1, INT64_MAX},
     {"laminar.shards", K_U32, OFF(shards), 0, 1024},
     {"laminar.io", K_SPECIAL, 0, 0, 0},
@@ -109,6 +116,9 @@ void broker_config_init(struct broker_config *cfg)
     cfg->socket_request_max_bytes = 104857600;
     cfg->message_max_bytes = 1048588;
     cfg->connections_max_idle_ms = 600000;
+    cfg->max_connections = INT32_MAX;
+    cfg->max_connections_per_ip = INT32_MAX;
+    cfg->max_connection_creation_rate = INT32_MAX;
     cfg->shards = 0;
     cfg->io_mode = BROKER_IO_AUTO;
     cfg->shard_memory_bytes_max = -1;
@@ -218,8 +228,70 @@ int broker_config_parse_listeners(const char *text, struct broker_listener *out,
     return n == 0 ? LM_E_CONFIG : (int)n;
 }
 
+/* max.connections.per.ip.overrides: "host:count,host:count" (Kafka's format; a host name is
+ * resolved once here, as Kafka does at configuration time). The count follows the last ':', so
+ * IPv6 literals work. An empty value clears the list. */
+static char *trim(char *s);
+
+static int parse_ip_overrides(struct broker_config *cfg, const char *value)
+{
+    uint32_t n = 0;
+    const char *p = value;
+    while (*p != '\0') {
+        while (*p == ' ' || *p == ',')
+            p++;
+        if (*p == '\0')
+            break;
+        const char *end = strchr(p, ',');
+        size_t len = end ? (size_t)(end - p) : strlen(p);
+        char item[300];
+        if (len >= sizeof(item) || n == BROKER_IP_OVERRIDES_MAX)
+            return LM_E_CONFIG;
+        memcpy(item, p, len);
+        item[len] = '\0';
+        char *colon = strrchr(item, ':');
+        int64_t count = 0;
+        if (colon == NULL || colon == item || parse_i64(trim(colon + 1), &count) != 0 ||
+            count < 0 || count > INT32_MAX)
+            return LM_E_CONFIG;
+        *colon = '\0';
+        char *host = trim(item);
+        if (host[0] == '[' && host[strlen(host) - 1] == ']') {
+            host[strlen(host) - 1] = '\0';
+            host++;
+        }
+        struct broker_ip_override *o = &cfg->ip_overrides[n];
+        memset(o, 0, sizeof(*o));
+        struct in_addr a4;
+        struct in6_addr a6;
+        if (inet_pton(AF_INET, host, &a4) == 1) {
+            o->addr[10] = o->addr[11] = 0xff;
+            memcpy(o->addr + 12, &a4, 4);
+        } else if (inet_pton(AF_INET6, host, &a6) == 1) {
+            memcpy(o->addr, &a6, 16);
+        } else {
+            struct addrinfo hints = {.ai_family = AF_INET, .ai_socktype = SOCK_STREAM};
+            struct addrinfo *res = NULL;
+            if (getaddrinfo(host, NULL, &hints, &res) != 0 || res == NULL)
+                return LM_E_CONFIG;
+            o->addr[10] = o->addr[11] = 0xff;
+            memcpy(o->addr + 12, &((struct sockaddr_in *)(void *)res->ai_addr)->sin_addr, 4);
+            freeaddrinfo(res);
+        }
+        o->count = (int32_t)count;
+        n++;
+        if (end == NULL)
+            break;
+        p = end + 1;
+    }
+    cfg->ip_overrides_count = n;
+    return 0;
+}
+
 static int apply_special(struct broker_config *cfg, const char *key, const char *value)
 {
+    if (strcmp(key, "max.connections.per.ip.overrides") == 0)
+        return parse_ip_overrides(cfg, value);
     if (strcmp(key, "listeners") == 0 || strcmp(key, "advertised.listeners") == 0) {
         bool adv = key[0] == 'a';
         int n = broker_config_parse_listeners(value, adv ? cfg->advertised : cfg->listeners,

@@ -11,6 +11,8 @@
 
 enum { BROKER_LISTENERS_MAX = 8, BROKER_LOG_DIRS_MAX = 8, BROKER_PATH_BYTES_MAX = 1024 };
 
+enum { BROKER_IP_OVERRIDES_MAX = 64 };
+
 enum broker_io_mode { BROKER_IO_AUTO, BROKER_IO_URING, BROKER_IO_EPOLL };
 
 struct broker_listener {
@@ -40,6 +42,15 @@ struct broker_config {
     /* connections.max.idle.ms: close a connection with nothing in flight and no bytes either way
      * for this long (Kafka's default 600000); -1 disables the check */
     int64_t connections_max_idle_ms;
+    /* Connection quotas (Kafka's ConnectionQuotas; broker/connquota.h): Int.MaxValue = none */
+    int32_t max_connections;              /* max.connections, broker-wide */
+    int32_t max_connections_per_ip;       /* max.connections.per.ip */
+    int32_t max_connection_creation_rate; /* max.connection.creation.rate, per second */
+    struct broker_ip_override {
+        uint8_t addr[16]; /* IPv6, or IPv4-mapped */
+        int32_t count;
+    } ip_overrides[BROKER_IP_OVERRIDES_MAX]; /* max.connections.per.ip.overrides host:count,... */
+    uint32_t ip_overrides_count;
     /* runtime (laminar.*) */
     uint32_t shards;                   /* 0 = one per available CPU */
     enum broker_io_mode io_mode;       /* laminar.io */

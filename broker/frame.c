@@ -6,14 +6,23 @@
 #include "common/lm_err.h"
 
 void broker_frame_reader_init(struct broker_frame_reader *fr, int32_t size_bytes_max,
-                              broker_frame_alloc_fn alloc, void *alloc_ctx)
+                              broker_frame_grow_fn grow, void *grow_ctx)
 {
     LM_ASSERT(size_bytes_max > 0);
-    LM_ASSERT(alloc != NULL);
+    LM_ASSERT(grow != NULL);
     memset(fr, 0, sizeof(*fr));
     fr->size_bytes_max = size_bytes_max;
-    fr->alloc = alloc;
-    fr->alloc_ctx = alloc_ctx;
+    fr->grow = grow;
+    fr->grow_ctx = grow_ctx;
+}
+
+static void reader_reset(struct broker_frame_reader *fr)
+{
+    fr->buf = NULL;
+    fr->hdr_have = 0;
+    fr->need = 0;
+    fr->have = 0;
+    fr->cap = 0;
 }
 
 void broker_frame_reader_deinit(struct broker_frame_reader *fr, void (*free_fn)(void *, uint8_t *),
@@ -23,15 +32,31 @@ void broker_frame_reader_deinit(struct broker_frame_reader *fr, void (*free_fn)(
         LM_ASSERT(free_fn != NULL);
         free_fn(ctx, fr->buf);
     }
-    fr->buf = NULL;
-    fr->hdr_have = 0;
-    fr->need = 0;
-    fr->have = 0;
+    reader_reset(fr);
 }
 
 int broker_frame_reader_idle(const struct broker_frame_reader *fr)
 {
-    return fr->hdr_have == 0 && fr->buf == NULL;
+    return fr->hdr_have == 0 && fr->need == 0;
+}
+
+uint32_t broker_frame_reader_held(const struct broker_frame_reader *fr)
+{
+    return fr->cap;
+}
+
+/* The next buffer size: everything available now when it fits, else double (at least
+ * BROKER_FRAME_GROW_MIN), never past the announced size. Doubling keeps the copies linear and
+ * the memory held below twice the bytes received. */
+static uint32_t next_cap(const struct broker_frame_reader *fr, size_t avail)
+{
+    uint64_t want = (uint64_t)fr->have + avail;
+    uint64_t dbl = (uint64_t)fr->cap * 2;
+    if (want < dbl)
+        want = dbl;
+    if (want < BROKER_FRAME_GROW_MIN)
+        want = BROKER_FRAME_GROW_MIN;
+    return want > fr->need ? fr->need : (uint32_t)want;
 }
 
 int broker_frame_feed(struct broker_frame_reader *fr, const uint8_t *data, size_t len,
@@ -39,49 +64,51 @@ int broker_frame_feed(struct broker_frame_reader *fr, const uint8_t *data, size_
 {
     size_t used = 0;
     LM_ASSERT(data != NULL || len == 0);
-    LM_ASSERT(fr->hdr_have <= 4 && fr->have <= fr->need);
+    LM_ASSERT(fr->hdr_have <= 4 && fr->have <= fr->cap && fr->cap <= fr->need);
     *consumed = 0;
     while (fr->hdr_have < 4) {
-        if (used == len) {
-            *consumed = used;
+        if (used == len)
             return 0;
-        }
         fr->hdr[fr->hdr_have++] = data[used++];
+        *consumed = used;
     }
-    if (fr->buf == NULL) {
+    if (fr->need == 0) {
         /* The prefix is complete: validate it before allocating anything. */
         uint32_t raw = ((uint32_t)fr->hdr[0] << 24) | ((uint32_t)fr->hdr[1] << 16) |
                        ((uint32_t)fr->hdr[2] << 8) | (uint32_t)fr->hdr[3];
         int32_t size = (int32_t)raw;
-        *consumed = used;
         if (size <= 0)
             return LM_E_INVALID;
         if (size > fr->size_bytes_max)
             return LM_E_TOO_LARGE;
-        uint8_t *buf = NULL;
-        int rc = fr->alloc(fr->alloc_ctx, (uint32_t)size, &buf);
-        if (rc != 0)
-            return rc;
-        LM_ASSERT(buf != NULL);
-        fr->buf = buf;
         fr->need = (uint32_t)size;
-        fr->have = 0;
     }
-    size_t take = len - used;
-    if (take > fr->need - fr->have)
-        take = fr->need - fr->have;
-    if (take > 0)
+    while (fr->have < fr->need && used < len) {
+        if (fr->have == fr->cap) {
+            uint32_t cap = next_cap(fr, len - used);
+            uint8_t *nb = NULL;
+            int rc = fr->grow(fr->grow_ctx, fr->buf, fr->cap, cap, fr->need, &nb);
+            if (rc != 0) {
+                *consumed = used;
+                return rc;
+            }
+            LM_ASSERT(nb != NULL);
+            fr->buf = nb;
+            fr->cap = cap;
+        }
+        size_t take = len - used;
+        if (take > fr->cap - fr->have)
+            take = fr->cap - fr->have;
         memcpy(fr->buf + fr->have, data + used, take);
-    fr->have += (uint32_t)take;
-    used += take;
+        fr->have += (uint32_t)take;
+        used += take;
+    }
     *consumed = used;
     if (fr->have < fr->need)
         return 0;
+    LM_ASSERT(fr->cap == fr->need);
     out->body = fr->buf;
     out->size_bytes = fr->need;
-    fr->buf = NULL;
-    fr->hdr_have = 0;
-    fr->need = 0;
-    fr->have = 0;
+    reader_reset(fr);
     return 1;
 }

@@ -25,6 +25,7 @@ enum {
 
 struct epoll_state {
     int epfd;
+    bool listeners_in; /* the listeners are in the interest set */
     struct epoll_event events[EVENTS_MAX];
 };
 
@@ -75,7 +76,7 @@ static void ep_deinit(struct broker_shard *s)
     s->io_state = NULL;
 }
 
-static int ep_listen_start(struct broker_shard *s)
+static int listeners_add(struct broker_shard *s)
 {
     for (uint32_t i = 0; i < s->listen_count; i++) {
         struct epoll_event ev = {.events = EPOLLIN,
@@ -85,23 +86,53 @@ static int ep_listen_start(struct broker_shard *s)
             return LM_E_IO;
         }
     }
-    s->listening = true;
+    st(s)->listeners_in = true;
     return 0;
 }
 
-static void ep_listen_stop(struct broker_shard *s)
+static void listeners_del(struct broker_shard *s)
 {
-    if (!s->listening)
+    if (!st(s)->listeners_in)
         return;
-    s->listening = false;
+    st(s)->listeners_in = false;
     for (uint32_t i = 0; i < s->listen_count; i++)
         if (epoll_ctl(st(s)->epfd, EPOLL_CTL_DEL, s->listen_fds[i], NULL) != 0)
             BLOG_WARN("epoll_ctl(del listener): %s", strerror(errno));
 }
 
+static int ep_listen_start(struct broker_shard *s)
+{
+    int rc = listeners_add(s);
+    if (rc == 0)
+        s->listening = true;
+    return rc;
+}
+
+static void ep_listen_stop(struct broker_shard *s)
+{
+    s->listening = false;
+    listeners_del(s);
+}
+
+/* Level-triggered: a listener with a backlog stays readable, so a paused listener leaves the
+ * interest set (else every turn would wake for it). */
+static void ep_accept_pause(struct broker_shard *s)
+{
+    listeners_del(s);
+}
+
+static void ep_accept_resume(struct broker_shard *s)
+{
+    if (!st(s)->listeners_in && listeners_add(s) != 0)
+        BLOG_ERROR("cannot resume accepting");
+}
+
 static int conn_interest(struct broker_shard *s, struct broker_conn *c, int op)
 {
-    uint32_t want = (c->paused || c->closing ? 0 : EPOLLIN) | (c->epoll_out ? EPOLLOUT : 0);
+    /* EPOLLRDHUP even while paused: a client that goes away while its connection waits (for
+     * memory, or for its responses to be read) is noticed and its connection freed. */
+    uint32_t want = (c->paused || c->closing ? 0 : EPOLLIN) | (c->closing ? 0 : EPOLLRDHUP) |
+                    (c->epoll_out ? EPOLLOUT : 0);
     if (op == EPOLL_CTL_MOD && want == c->epoll_events)
         return 0;
     struct epoll_event ev = {.events = want, .data.u64 = broker_ud(BROKER_OP_CONN, c->slot,
@@ -198,11 +229,10 @@ static void ep_wake(struct broker_shard *s, struct broker_shard *to)
 
 static void on_listener(struct broker_shard *s, uint32_t i)
 {
-    for (int k = 0; k < ACCEPTS_PER_EVENT && s->listening; k++) {
+    for (int k = 0; k < ACCEPTS_PER_EVENT && s->listening && !s->accept_paused; k++) {
         int fd = accept4(s->listen_fds[i], NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) {
-            if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
-                BLOG_WARN("accept: %s", strerror(errno));
+            broker_core_on_accept_error(s, errno); /* may pause accepting */
             return;
         }
         broker_core_on_accept(s, fd);
@@ -226,7 +256,12 @@ static void on_conn(struct broker_shard *s, uint64_t ud, uint32_t events)
         if ((c = broker_core_conn(s, slot, gen)) == NULL || c->closing)
             return;
     }
-    if (!(events & (EPOLLIN | EPOLLHUP | EPOLLERR)))
+    if ((events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) && !broker_core_conn_wants_data(c)) {
+        /* Not reading (paused): the peer's close would otherwise go unseen. */
+        broker_core_on_eof(s, c, (events & EPOLLERR) ? -ECONNRESET : 0);
+        return;
+    }
+    if (!(events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)))
         return;
     for (int k = 0; k < READS_PER_EVENT; k++) {
         if (!broker_core_conn_wants_data(c))
@@ -288,6 +323,8 @@ const struct broker_io_ops broker_io_epoll_ops = {
     .deinit = ep_deinit,
     .listen_start = ep_listen_start,
     .listen_stop = ep_listen_stop,
+    .accept_pause = ep_accept_pause,
+    .accept_resume = ep_accept_resume,
     .conn_open = ep_conn_open,
     .recv_pause = ep_recv_pause,
     .recv_resume = ep_recv_resume,

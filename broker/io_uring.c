@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <liburing.h>
+#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
@@ -229,10 +230,9 @@ static int uring_listen_start(struct broker_shard *s)
     return 0;
 }
 
-static void uring_listen_stop(struct broker_shard *s)
+static void cancel_accepts(struct broker_shard *s)
 {
     struct uring_state *u = st(s);
-    s->listening = false;
     for (uint32_t i = 0; i < s->listen_count; i++) {
         if (u->accept_armed[i]) {
             struct io_uring_sqe *sqe = get_sqe(s);
@@ -240,6 +240,26 @@ static void uring_listen_stop(struct broker_shard *s)
             io_uring_sqe_set_data64(sqe, broker_ud(BROKER_OP_CANCEL, 0, 0));
         }
     }
+}
+
+static void uring_listen_stop(struct broker_shard *s)
+{
+    s->listening = false;
+    cancel_accepts(s);
+}
+
+/* The multishot accept is cancelled; connections it already took still complete (the core
+ * holds or admits them). Its final CQE re-arms only when accepting resumed meanwhile. */
+static void uring_accept_pause(struct broker_shard *s)
+{
+    cancel_accepts(s);
+}
+
+static void uring_accept_resume(struct broker_shard *s)
+{
+    for (uint32_t i = 0; i < s->listen_count; i++)
+        if (!st(s)->accept_armed[i])
+            arm_accept(s, i);
 }
 
 static void arm_recv(struct broker_shard *s, struct broker_conn *c)
@@ -267,12 +287,27 @@ static int uring_conn_open(struct broker_shard *s, struct broker_conn *c)
     return 0;
 }
 
+/* A paused connection is not read, so its EOF would go unseen: a one-shot poll for POLLRDHUP
+ * (POLLHUP and POLLERR come anyway) tells the core when the client goes away meanwhile. */
+static void arm_hup_poll(struct broker_shard *s, struct broker_conn *c)
+{
+    if (c->hup_armed)
+        return;
+    struct io_uring_sqe *sqe = get_sqe(s);
+    io_uring_prep_poll_add(sqe, c->fd, POLLRDHUP);
+    io_uring_sqe_set_data64(sqe, broker_ud(BROKER_OP_HUP_POLL, c->slot, c->gen));
+    c->hup_armed = true;
+    c->hup_cancel_sent = false;
+}
+
 static void uring_recv_pause(struct broker_shard *s, struct broker_conn *c)
 {
     if (c->recv_armed && !c->recv_cancel_sent) {
         cancel_op(s, BROKER_OP_RECV, c);
         c->recv_cancel_sent = true;
     }
+    if (!c->closing)
+        arm_hup_poll(s, c);
 }
 
 static void uring_recv_resume(struct broker_shard *s, struct broker_conn *c)
@@ -353,7 +388,7 @@ static void close_pipe(struct broker_conn *c)
 
 static void maybe_io_closed(struct broker_shard *s, struct broker_conn *c)
 {
-    if (c->closing && !c->recv_armed && !c->send_busy && !c->io_closed) {
+    if (c->closing && !c->recv_armed && !c->send_busy && !c->hup_armed && !c->io_closed) {
         close_pipe(c);
         close(c->fd);
         c->fd = -1;
@@ -371,7 +406,11 @@ static int uring_conn_shutdown(struct broker_shard *s, struct broker_conn *c)
         cancel_op(s, BROKER_OP_SEND, c);
         c->send_cancel_sent = true;
     }
-    if (!c->recv_armed && !c->send_busy) {
+    if (c->hup_armed && !c->hup_cancel_sent) {
+        cancel_op(s, BROKER_OP_HUP_POLL, c);
+        c->hup_cancel_sent = true;
+    }
+    if (!c->recv_armed && !c->send_busy && !c->hup_armed) {
         close_pipe(c);
         close(c->fd);
         c->fd = -1;
@@ -413,9 +452,25 @@ static void on_accept(struct broker_shard *s, struct io_uring_cqe *cqe)
     if (cqe->res >= 0)
         broker_core_on_accept(s, cqe->res);
     else if (cqe->res != -ECANCELED)
-        BLOG_WARN("accept: %s", strerror(-cqe->res));
-    if (!more && s->listening)
+        broker_core_on_accept_error(s, -cqe->res); /* may pause accepting */
+    if (!more && s->listening && !s->accept_paused && !u->accept_armed[i])
         arm_accept(s, i);
+}
+
+static void on_hup_poll(struct broker_shard *s, struct io_uring_cqe *cqe)
+{
+    struct broker_conn *c =
+        broker_core_conn(s, broker_ud_slot(cqe->user_data), broker_ud_gen(cqe->user_data));
+    if (c == NULL)
+        return;
+    c->hup_armed = false;
+    bool hup = cqe->res > 0 && (cqe->res & (POLLRDHUP | POLLHUP | POLLERR)) != 0;
+    if (hup && !c->closing && c->paused) {
+        broker_core_on_eof(s, c, (cqe->res & POLLERR) ? -ECONNRESET : 0); /* may free c */
+        return;
+    }
+    /* Not paused any more: the recv sees the end itself. */
+    maybe_io_closed(s, c);
 }
 
 static void on_recv(struct broker_shard *s, struct io_uring_cqe *cqe)
@@ -545,6 +600,9 @@ static void handle_cqe(struct broker_shard *s, struct io_uring_cqe *cqe)
     case BROKER_OP_FSYNC:
         broker_core_on_fsync(s, broker_ud_slot(cqe->user_data), cqe->res);
         break;
+    case BROKER_OP_HUP_POLL:
+        on_hup_poll(s, cqe);
+        break;
     case BROKER_OP_CANCEL:
     case BROKER_OP_NONE:
     case BROKER_OP_CONN:
@@ -586,6 +644,8 @@ const struct broker_io_ops broker_io_uring_ops = {
     .deinit = uring_deinit,
     .listen_start = uring_listen_start,
     .listen_stop = uring_listen_stop,
+    .accept_pause = uring_accept_pause,
+    .accept_resume = uring_accept_resume,
     .conn_open = uring_conn_open,
     .recv_pause = uring_recv_pause,
     .recv_resume = uring_recv_resume,

@@ -18,11 +18,9 @@ void broker_log_set_shard(int shard)
     t_shard = shard;
 }
 
-void broker_log(enum broker_log_level level, const char *fmt, ...)
+static void log_va(enum broker_log_level level, const char *fmt, va_list ap)
 {
     static const char *names[] = {"DEBUG", "INFO", "WARN", "ERROR"};
-    if (level < g_level)
-        return;
     char line[1024];
     struct timespec ts;
     struct tm tm;
@@ -35,10 +33,7 @@ void broker_log(enum broker_log_level level, const char *fmt, ...)
         n += snprintf(line + n, sizeof(line) - (size_t)n, "shard=%d ", t_shard);
     else
         n += snprintf(line + n, sizeof(line) - (size_t)n, "shard=main ");
-    va_list ap;
-    va_start(ap, fmt);
     int m = vsnprintf(line + n, sizeof(line) - (size_t)n - 1, fmt, ap);
-    va_end(ap);
     size_t total = (size_t)n + (m < 0 ? 0 : (size_t)m);
     if (total > sizeof(line) - 2)
         total = sizeof(line) - 2;
@@ -46,4 +41,68 @@ void broker_log(enum broker_log_level level, const char *fmt, ...)
     /* One write per line so lines from several shards never interleave. */
     ssize_t w = write(STDERR_FILENO, line, total);
     (void)w; /* nowhere to report a failed log write */
+}
+
+void broker_log(enum broker_log_level level, const char *fmt, ...)
+{
+    if (level < g_level)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    log_va(level, fmt, ap);
+    va_end(ap);
+}
+
+static void log_fixed(enum broker_log_level level, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static void log_fixed(enum broker_log_level level, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    log_va(level, fmt, ap);
+    va_end(ap);
+}
+
+static uint64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u + 1; /* never 0 */
+}
+
+bool broker_log_limited(struct broker_log_limit *l, enum broker_log_level level, const char *fmt,
+                        ...)
+{
+    if (level < g_level)
+        return false;
+    uint64_t now = mono_ms();
+    uint64_t start = atomic_load_explicit(&l->window_start_ms, memory_order_relaxed);
+    uint64_t dropped = 0;
+    if (start == 0 || now - start >= l->interval_ms) {
+        /* One thread opens the new window and reports what the last ones dropped; a thread
+         * that loses the race counts against the window the winner opened. */
+        if (atomic_compare_exchange_strong(&l->window_start_ms, &start, now) && start != 0) {
+            atomic_store(&l->printed, 0);
+            dropped = atomic_exchange(&l->suppressed, 0);
+        }
+    }
+    if (dropped > 0)
+        log_fixed(level, "suppressed %llu similar messages (\"%.60s\")",
+                  (unsigned long long)dropped, fmt);
+    /* load first: past the burst the counter stops moving, so it never wraps */
+    if (atomic_load_explicit(&l->printed, memory_order_relaxed) >= l->burst ||
+        atomic_fetch_add(&l->printed, 1) >= l->burst) {
+        atomic_fetch_add(&l->suppressed, 1);
+        return false;
+    }
+    va_list ap;
+    va_start(ap, fmt);
+    log_va(level, fmt, ap);
+    va_end(ap);
+    return true;
+}
+
+uint64_t broker_log_limit_suppressed(struct broker_log_limit *l)
+{
+    return atomic_load(&l->suppressed);
 }

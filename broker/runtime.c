@@ -38,6 +38,8 @@ struct broker_rt {
     _Atomic bool stopping;
     _Atomic int start_failed;
     _Atomic uint32_t drained;
+    struct broker_connquota quota;
+    bool quota_ready;
     int cpus[BROKER_SHARDS_MAX];
 #ifdef LAMINAR_HAVE_BPF
     struct lm_bpf *bpf[BROKER_LISTENERS_MAX];
@@ -61,17 +63,47 @@ bool broker_rt_stopping(struct broker_rt *rt)
     return atomic_load_explicit(&rt->stopping, memory_order_acquire);
 }
 
-void broker_rt_conn_count(struct broker_rt *rt, uint32_t shard, uint32_t count)
+void broker_rt_conn_closed(struct broker_rt *rt, uint32_t shard)
 {
 #ifdef LAMINAR_HAVE_BPF
-    for (uint32_t i = 0; i < rt->cfg->listeners_count; i++)
-        if (rt->bpf[i] != NULL)
-            lm_bpf_set_count(rt->bpf[i], shard, count);
+    /* The selector counted the connection when it picked this shard; the counts map is shared
+     * by every listener's program. */
+    if (rt->bpf[0] != NULL)
+        lm_bpf_conn_closed(rt->bpf[0], shard);
 #else
     (void)rt;
     (void)shard;
-    (void)count;
 #endif
+}
+
+bool broker_rt_selector_reconcile(struct broker_rt *rt, uint32_t shard, uint32_t truth,
+                                  uint64_t *prev)
+{
+#ifdef LAMINAR_HAVE_BPF
+    if (rt->bpf[0] != NULL)
+        return lm_bpf_reconcile(rt->bpf[0], shard, truth, prev);
+#else
+    (void)shard;
+    (void)truth;
+    (void)prev;
+#endif
+    (void)rt;
+    return false;
+}
+
+bool broker_rt_has_selector(struct broker_rt *rt)
+{
+#ifdef LAMINAR_HAVE_BPF
+    return rt->bpf[0] != NULL;
+#else
+    (void)rt;
+    return false;
+#endif
+}
+
+struct broker_connquota *broker_rt_quota(struct broker_rt *rt)
+{
+    return &rt->quota;
 }
 
 void broker_rt_shard_drained(struct broker_rt *rt)
@@ -227,7 +259,8 @@ static void attach_bpf(struct broker_rt *rt)
         for (uint32_t i = 0; i < rt->nshards; i++)
             fds[i] = rt->shards[i].listen_fds[l];
         char why[160] = "";
-        int rc = lm_bpf_reuseport_attach(fds, rt->nshards, &rt->bpf[l], why, sizeof(why));
+        int rc = lm_bpf_reuseport_attach(fds, rt->nshards, l > 0 ? rt->bpf[0] : NULL,
+                                         &rt->bpf[l], why, sizeof(why));
         if (rc != 0) {
             BLOG_WARN("reuseport: BPF selector not loaded (%s); using the kernel's hash", why);
             return;
@@ -258,6 +291,8 @@ static void rt_free(struct broker_rt *rt)
             broker_shard_deinit(s);
         }
     }
+    if (rt->quota_ready)
+        broker_connquota_deinit(&rt->quota);
     if (rt->mailboxes != NULL)
         for (uint32_t i = 0; i < rt->nshards * rt->nshards; i++)
             broker_mailbox_deinit(&rt->mailboxes[i]);
@@ -280,6 +315,11 @@ int broker_runtime_run(const struct broker_config *cfg, const struct broker_disp
         return LM_E_UNSUPPORTED;
     }
     raise_nofile();
+    if (broker_connquota_init(&rt->quota, cfg) != 0) {
+        free(rt);
+        return LM_E_NOMEM;
+    }
+    rt->quota_ready = true;
     uint32_t n = cfg->shards;
     choose_cpus(rt, &n);
     rt->nshards = n;

@@ -98,19 +98,35 @@ bool broker_shard_draining(const struct broker_shard *s)
 
 /* ---- memory budget ----------------------------------------------------------------------- */
 
+/* queued.max.request.bytes bounds what a shard holds for requests: frames being received,
+ * requests in flight (frame, request, arena-less part) and receive stashes. Frames are charged
+ * as their bytes arrive (frame.c grows the buffer), never at the size prefix, so a client that
+ * announces 100 MiB and trickles holds what it sent. Admission of more bytes for a partial
+ * frame:
+ *  - up to conn_frame_free_max (a sixteenth of the budget) per connection, while the shard is
+ *    under its budget, not counting the connection's own stash (it holds bytes of this very
+ *    frame: counting them could keep it out for ever);
+ *  - beyond that, or when the budget is spent, through the shard's one large-frame token: its
+ *    holder grows its frame while the memory of requests in flight (everything but partial
+ *    frames and stashes) plus its own frame fits the budget, or when no request holds any (so
+ *    one frame up to socket.request.max.bytes always gets through, as Kafka's memory pool lets
+ *    one request overdraw it). Partial frames and stashes of other connections never block the
+ *    token: they wait for admission themselves, so counting them could deadlock; requests in
+ *    flight drain on their own.
+ * A single connection thus holds at most a sixteenth of the budget unless it has the token;
+ * frames that wait keep their connection paused until memory is freed. */
+
 static void conn_hold(struct broker_conn *c);
 static void conn_unhold(struct broker_conn *c);
 
 static void mem_wait(struct broker_conn *c);
 
-static void mem_release(struct broker_shard *s, size_t n)
+/* Lets connections that waited for memory try again; one that is still short goes back on the
+ * (new) list, so each waiter is tried once per call. */
+static void mem_kick(struct broker_shard *s)
 {
-    LM_ASSERT(s->mem_used >= (int64_t)n);
-    s->mem_used -= (int64_t)n;
-    if (s->mem_wait_head == NULL || s->mem_used >= s->mem_max || s->mem_resuming)
+    if (s->mem_wait_head == NULL || s->mem_resuming)
         return;
-    /* Let connections that waited for memory try again; one that is still short goes back on
-     * the (new) list, so each waiter is tried once per release. */
     s->mem_resuming = true;
     s->mem_resume_head = s->mem_wait_head;
     s->mem_wait_head = NULL;
@@ -119,8 +135,9 @@ static void mem_release(struct broker_shard *s, size_t n)
         s->mem_resume_head = c->wait_next;
         c->wait_next = NULL;
         c->waiting_mem = false;
-        if (s->mem_used >= s->mem_max) {
-            mem_wait(c);
+        if (s->mem_used - (int64_t)c->stash_cap >= s->mem_max && s->mem_big != NULL &&
+            s->mem_big != c) {
+            mem_wait(c); /* the budget is spent and the token taken: it cannot get in now */
             continue;
         }
         conn_hold(c);
@@ -128,6 +145,16 @@ static void mem_release(struct broker_shard *s, size_t n)
         conn_unhold(c);
     }
     s->mem_resuming = false;
+}
+
+static void mem_release(struct broker_shard *s, size_t n)
+{
+    LM_ASSERT(s->mem_used >= (int64_t)n);
+    s->mem_used -= (int64_t)n;
+    /* Waiters can only get in below the budget, or as the token holder (whose own condition
+     * may have become true): skip the walk otherwise. */
+    if (s->mem_used < s->mem_max || (s->mem_big != NULL && s->mem_big->waiting_mem))
+        mem_kick(s);
 }
 
 static void mem_wait(struct broker_conn *c)
@@ -143,7 +170,7 @@ static void mem_unwait(struct broker_conn *c)
 {
     if (!c->waiting_mem)
         return;
-    /* c is on the wait list, or on the list mem_release is working through. */
+    /* c is on the wait list, or on the list mem_kick is working through. */
     struct broker_conn **pp = &c->shard->mem_wait_head;
     while (*pp != NULL && *pp != c)
         pp = &(*pp)->wait_next;
@@ -159,29 +186,68 @@ static void mem_unwait(struct broker_conn *c)
     c->waiting_mem = false;
 }
 
-/* Frame body allocator: the request struct and the frame in one block, charged to the shard.
- * Refuses (pausing the connection) when the connection has its in-flight maximum or the shard
- * is over its memory bound; a shard with nothing in memory always admits one frame, so a frame
- * larger than the bound but within socket.request.max.bytes still makes progress. */
-static int frame_alloc(void *ctx, uint32_t size, uint8_t **out)
+/* The connection's partial frame is done with (completed or dropped): its bytes stop counting
+ * as partial and the token, if it had it, goes back. */
+static void frame_settle(struct broker_conn *c, size_t held)
+{
+    struct broker_shard *s = c->shard;
+    LM_ASSERT(s->mem_partial >= (int64_t)held);
+    s->mem_partial -= (int64_t)held;
+    if (s->mem_big == c) {
+        s->mem_big = NULL;
+        mem_kick(s);
+    }
+}
+
+static bool frame_admit(struct broker_conn *c, int64_t delta, int64_t held_after)
+{
+    struct broker_shard *s = c->shard;
+    int64_t own_stash = (int64_t)c->stash_cap;
+    int64_t others = s->mem_used - own_stash;
+    if (s->mem_big != c && held_after <= s->conn_frame_free_max && others + delta <= s->mem_max)
+        return true;
+    if (s->mem_big == NULL)
+        s->mem_big = c;
+    if (s->mem_big != c)
+        return false;
+    /* the token holder: requests and responses (everything but partial frames and stashes,
+     * which wait for admission themselves), plus its frame */
+    int64_t settled = s->mem_used - s->mem_partial - s->mem_stash;
+    return settled <= 0 || settled + held_after <= s->mem_max;
+}
+
+/* Frame body allocator: the request struct and the frame in one block, charged to the shard as
+ * it grows. Refuses (pausing the connection) when the connection has its in-flight maximum
+ * (before the first byte of a new frame) or when frame_admit says no. */
+static int frame_grow(void *ctx, uint8_t *old, uint32_t old_cap, uint32_t new_cap, uint32_t size,
+                      uint8_t **out)
 {
     struct broker_conn *c = ctx;
     struct broker_shard *s = c->shard;
-    size_t total = sizeof(struct broker_req) + size;
-    if (broker_respq_inflight(&c->rq) >= s->cfg->connection_inflight_max)
-        return LM_E_AGAIN;
-    if (s->mem_used > 0 && s->mem_used + (int64_t)total > s->mem_max) {
+    (void)size;
+    LM_ASSERT(new_cap > old_cap);
+    if (old == NULL && broker_respq_inflight(&c->rq) >= s->cfg->connection_inflight_max)
+        return LM_E_AGAIN; /* resumed when a response leaves */
+    size_t total = sizeof(struct broker_req) + new_cap;
+    int64_t delta = (int64_t)new_cap - (int64_t)old_cap;
+    if (old == NULL)
+        delta += (int64_t)sizeof(struct broker_req);
+    if (!frame_admit(c, delta, (int64_t)total)) {
         mem_wait(c);
         return LM_E_AGAIN;
     }
-    struct broker_req *req = malloc(total);
+    struct broker_req *base =
+        old == NULL ? NULL : (struct broker_req *)(void *)(old - sizeof(struct broker_req));
+    struct broker_req *req = realloc(base, total);
     if (req == NULL) {
         mem_wait(c);
         return LM_E_AGAIN;
     }
-    memset(req, 0, sizeof(*req));
+    if (base == NULL)
+        memset(req, 0, sizeof(*req));
     req->mem_bytes_ = total;
-    s->mem_used += (int64_t)total;
+    s->mem_used += delta;
+    s->mem_partial += delta;
     *out = (uint8_t *)(req + 1);
     return 0;
 }
@@ -191,12 +257,14 @@ static struct broker_req *req_of_frame(uint8_t *body)
     return (struct broker_req *)(void *)(body - sizeof(struct broker_req));
 }
 
+/* Frees a partial frame (the connection is closing). */
 static void frame_free(void *ctx, uint8_t *body)
 {
     struct broker_conn *c = ctx;
     struct broker_req *req = req_of_frame(body);
     size_t n = req->mem_bytes_;
     free(req);
+    frame_settle(c, n);
     mem_release(c->shard, n);
 }
 
@@ -226,42 +294,47 @@ static void conn_maybe_free(struct broker_conn *c)
     LM_ASSERT(s->conns[c->slot] == c);
     mem_unwait(c);
     broker_respq_deinit(&c->rq);
-    if (c->stash != NULL)
+    if (c->stash != NULL) {
+        s->mem_stash -= (int64_t)c->stash_cap;
         mem_release(s, c->stash_cap);
+    }
     free(c->stash);
     s->conns[c->slot] = NULL;
     s->gens[c->slot]++;
     s->free_slots[s->free_count++] = c->slot;
     LM_ASSERT(s->conns_open > 0);
     s->conns_open--;
-    broker_rt_conn_count(s->rt, s->id, s->conns_open);
+    broker_connquota_release(s->quota, &c->quota);
+    broker_rt_conn_closed(s->rt, s->id);
     free(c);
 }
 
-void broker_core_on_accept(struct broker_shard *s, int fd)
+/* An accepted socket that will not become a connection. */
+static void accept_refuse(struct broker_shard *s, int fd)
 {
-    LM_ASSERT(fd >= 0);
-    if (s->draining || s->free_count == 0) {
-        BLOG_WARN("accept: %s, closing new connection",
-                  s->draining ? "shutting down" : "connection table full");
-        close(fd);
-        return;
-    }
+    close(fd);
+    broker_rt_conn_closed(s->rt, s->id);
+}
+
+static void conn_create(struct broker_shard *s, int fd, const struct sockaddr_storage *ss,
+                        const struct broker_connquota_slot *slot)
+{
     struct broker_conn *c = calloc(1, sizeof(*c));
     if (c == NULL || broker_respq_init(&c->rq, s->cfg->connection_inflight_max) != 0) {
-        BLOG_ERROR("accept: out of memory, closing new connection");
+        BLOG_ERROR_LIMITED("accept: out of memory, closing new connection");
         free(c);
-        close(fd);
+        struct broker_connquota_slot q = *slot;
+        broker_connquota_release(s->quota, &q);
+        accept_refuse(s, fd);
         return;
     }
+    c->quota = *slot;
     int one = 1;
     if (setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) != 0)
-        BLOG_WARN("accept: TCP_NODELAY: %s", strerror(errno));
-    struct sockaddr_storage ss;
-    socklen_t sl = sizeof(ss);
+        BLOG_WARN_LIMITED("accept: TCP_NODELAY: %s", strerror(errno));
     snprintf(c->peer, sizeof(c->peer), "?");
-    if (getpeername(fd, (struct sockaddr *)&ss, &sl) == 0 && ss.ss_family == AF_INET) {
-        struct sockaddr_in *in = (struct sockaddr_in *)&ss;
+    if (ss->ss_family == AF_INET) {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)(const void *)ss;
         uint32_t a = ntohl(in->sin_addr.s_addr);
         snprintf(c->peer, sizeof(c->peer), "%u.%u.%u.%u:%u", a >> 24, (a >> 16) & 255,
                  (a >> 8) & 255, a & 255, ntohs(in->sin_port));
@@ -274,17 +347,139 @@ void broker_core_on_accept(struct broker_shard *s, int fd)
     LM_ASSERT(s->conns[c->slot] == NULL);
     s->conns[c->slot] = c;
     s->conns_open++;
-    broker_frame_reader_init(&c->fr, s->cfg->socket_request_max_bytes, frame_alloc, c);
-    broker_rt_conn_count(s->rt, s->id, s->conns_open);
+    broker_frame_reader_init(&c->fr, s->cfg->socket_request_max_bytes, frame_grow, c);
     BLOG_DEBUG("conn %u open from %s fd=%d", c->slot, c->peer, fd);
     int rc = s->io->conn_open(s, c);
     if (rc != 0) {
-        BLOG_ERROR("conn %u: cannot start I/O: %s", c->slot, lm_strerror(rc));
+        BLOG_ERROR_LIMITED("conn %u: cannot start I/O: %s", c->slot, lm_strerror(rc));
         c->closing = true;
         c->io_closed = true;
         close(fd);
         conn_maybe_free(c);
     }
+}
+
+/* Admits fd under the process's connection quotas: 0 (it is a connection now, or was refused
+ * and closed), or LM_E_AGAIN with *retry_ms when max.connections or the creation rate says
+ * wait (fd untouched). */
+static int accept_admit(struct broker_shard *s, int fd, uint32_t *retry_ms)
+{
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof(ss);
+    memset(&ss, 0, sizeof(ss));
+    if (getpeername(fd, (struct sockaddr *)&ss, &sl) != 0) {
+        accept_refuse(s, fd); /* already reset by the peer */
+        return 0;
+    }
+    if (s->free_count == 0) {
+        BLOG_WARN_LIMITED("accept: connection table full (laminar.shard.connections.max), "
+                          "closing new connection");
+        accept_refuse(s, fd);
+        return 0;
+    }
+    struct broker_connquota_slot slot;
+    int rc = broker_connquota_acquire(s->quota, (const struct sockaddr *)&ss,
+                                      broker_now_ms() * 1000u, &slot, retry_ms);
+    if (rc == LM_E_AGAIN)
+        return rc;
+    if (rc != 0) {
+        char host[64] = "?";
+        if (ss.ss_family == AF_INET) {
+            uint32_t a = ntohl(((struct sockaddr_in *)(void *)&ss)->sin_addr.s_addr);
+            snprintf(host, sizeof(host), "%u.%u.%u.%u", a >> 24, (a >> 16) & 255, (a >> 8) & 255,
+                     a & 255);
+        }
+        BLOG_WARN_LIMITED("accept: %s has its maximum of connections "
+                          "(max.connections.per.ip), closing new connection", host);
+        accept_refuse(s, fd);
+        return 0;
+    }
+    conn_create(s, fd, &ss, &slot);
+    return 0;
+}
+
+static void accept_timer_fire(struct broker_shard *s, struct broker_timer *t);
+
+/* Stops accepting for delay_ms (the timer then admits held connections and resumes). */
+static void accept_pause_for(struct broker_shard *s, uint32_t delay_ms)
+{
+    if (!s->accept_paused) {
+        s->accept_paused = true;
+        if (s->listening)
+            s->io->accept_pause(s);
+    }
+    broker_timer_cancel(s, &s->accept_timer);
+    if (broker_timer_start(s, &s->accept_timer, delay_ms, accept_timer_fire, NULL) != 0) {
+        BLOG_ERROR("accept: cannot arm the retry timer; accepting again now");
+        s->accept_paused = false;
+        if (s->listening)
+            s->io->accept_resume(s);
+    }
+}
+
+static void accept_timer_fire(struct broker_shard *s, struct broker_timer *t)
+{
+    (void)t;
+    if (s->draining)
+        return;
+    while (s->accept_held_count > 0) {
+        uint32_t retry_ms = 0;
+        if (accept_admit(s, s->accept_held[0], &retry_ms) == LM_E_AGAIN) {
+            accept_pause_for(s, retry_ms ? retry_ms : 1);
+            return;
+        }
+        s->accept_held_count--;
+        memmove(s->accept_held, s->accept_held + 1, s->accept_held_count * sizeof(int));
+    }
+    if (s->accept_paused) {
+        s->accept_paused = false;
+        if (s->listening)
+            s->io->accept_resume(s);
+    }
+}
+
+void broker_core_on_accept(struct broker_shard *s, int fd)
+{
+    LM_ASSERT(fd >= 0);
+    s->accept_backoff_ms = 0;
+    if (s->draining) {
+        accept_refuse(s, fd);
+        return;
+    }
+    /* Connections the quotas made wait keep their order: a new one queues behind them. */
+    uint32_t retry_ms = 0;
+    if (s->accept_held_count == 0 && accept_admit(s, fd, &retry_ms) == 0)
+        return;
+    if (s->accept_held_count == BROKER_ACCEPT_HELD_MAX) {
+        BLOG_WARN_LIMITED("accept: %u connections already wait for max.connections or "
+                          "max.connection.creation.rate, closing new connection",
+                          s->accept_held_count);
+        accept_refuse(s, fd);
+        return;
+    }
+    s->accept_held[s->accept_held_count++] = fd;
+    if (s->accept_held_count == 1)
+        accept_pause_for(s, retry_ms ? retry_ms : 1);
+}
+
+enum { ACCEPT_BACKOFF_MIN_MS = 10, ACCEPT_BACKOFF_MAX_MS = 1000 };
+
+void broker_core_on_accept_error(struct broker_shard *s, int err)
+{
+    if (err == EAGAIN || err == EWOULDBLOCK || err == EINTR || err == ECONNABORTED)
+        return; /* nothing to accept, or the peer gave up before we took it */
+    if (err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM) {
+        /* Out of descriptors or memory: accepting again at once fails again at once (Kafka's
+         * acceptor survives "Too many open files" the same way, by backing off). Connections
+         * already open keep being served; they free descriptors as they close. */
+        uint32_t b = s->accept_backoff_ms == 0 ? ACCEPT_BACKOFF_MIN_MS : s->accept_backoff_ms * 2;
+        s->accept_backoff_ms = b > ACCEPT_BACKOFF_MAX_MS ? ACCEPT_BACKOFF_MAX_MS : b;
+        BLOG_WARN_LIMITED("accept: %s; not accepting for %u ms", strerror(err),
+                          s->accept_backoff_ms);
+        accept_pause_for(s, s->accept_backoff_ms);
+        return;
+    }
+    BLOG_WARN_LIMITED("accept: %s", strerror(err));
 }
 
 static void conn_hold(struct broker_conn *c)
@@ -310,6 +505,10 @@ static void conn_close(struct broker_conn *c, const char *why)
     conn_hold(c);
     mem_unwait(c);
     broker_frame_reader_deinit(&c->fr, frame_free, c);
+    if (s->mem_big == c) { /* took the token but had no bytes yet */
+        s->mem_big = NULL;
+        mem_kick(s);
+    }
     /* Completed responses not sent yet are dropped; requests a handler still holds are freed
      * when it completes them (they keep the connection alive until then). */
     for (uint64_t seq = c->rq.head_seq; seq < c->rq.next_seq; seq++) {
@@ -349,7 +548,7 @@ void broker_core_on_eof(struct broker_shard *s, struct broker_conn *c, int err)
 {
     (void)s;
     if (err == 0 && !broker_frame_reader_idle(&c->fr))
-        BLOG_INFO("conn %u (%s): peer closed in the middle of a frame", c->slot, c->peer);
+        BLOG_INFO_LIMITED("conn %u (%s): peer closed in the middle of a frame", c->slot, c->peer);
     conn_close(c, err == 0 ? "peer closed" : strerror(-err));
 }
 
@@ -390,6 +589,7 @@ static void stash_append(struct broker_conn *c, const uint8_t *p, size_t n)
                 return;
             }
             s->mem_used += (int64_t)(cap - c->stash_cap);
+            s->mem_stash += (int64_t)(cap - c->stash_cap);
             c->stash = nb;
             c->stash_cap = cap;
         }
@@ -413,10 +613,11 @@ static void on_frame(struct broker_conn *c, struct broker_frame *f)
     req->shard = s;
     req->conn = c;
     c->reqs_live++;
+    frame_settle(c, req->mem_bytes_);
     struct broker_reqhdr h;
     int rc = broker_reqhdr_parse_fixed(f->body, f->size_bytes, &h);
     if (rc != 0) {
-        BLOG_WARN("conn %u (%s): bad request header (%s), closing", c->slot, c->peer,
+        BLOG_WARN_LIMITED("conn %u (%s): bad request header (%s), closing", c->slot, c->peer,
                   lm_strerror(rc));
         req->state_ = REQ_NONE;
         conn_close(c, "bad request header");
@@ -428,7 +629,8 @@ static void on_frame(struct broker_conn *c, struct broker_frame *f)
         e = &s->dispatch->apis[h.api_key];
     if (e == NULL) {
         /* Kafka closes the connection on a request for an API it does not know. */
-        BLOG_WARN("conn %u (%s): unknown api key %d v%d (correlation id %d), closing", c->slot,
+        BLOG_WARN_LIMITED("conn %u (%s): unknown api key %d v%d (correlation id %d), closing",
+                          c->slot,
                   c->peer, h.api_key, h.api_version, h.correlation_id);
         req->state_ = REQ_NONE;
         conn_close(c, "unknown api key");
@@ -438,7 +640,7 @@ static void on_frame(struct broker_conn *c, struct broker_frame *f)
     size_t off = h.size_bytes;
     req->flexible = e->flexible_version_min >= 0 && h.api_version >= e->flexible_version_min;
     if (req->flexible && (rc = broker_reqhdr_skip_tags(f->body, f->size_bytes, &off)) != 0) {
-        BLOG_WARN("conn %u (%s): bad header tagged fields (%s), closing", c->slot, c->peer,
+        BLOG_WARN_LIMITED("conn %u (%s): bad header tagged fields (%s), closing", c->slot, c->peer,
                   lm_strerror(rc));
         req->state_ = REQ_NONE;
         conn_close(c, "bad request header");
@@ -474,7 +676,7 @@ static size_t conn_feed(struct broker_conn *c, const uint8_t *p, size_t n)
         } else if (rc == LM_E_AGAIN) {
             conn_pause(c);
         } else if (rc < 0) {
-            BLOG_WARN("conn %u (%s): frame length rejected (%s), closing", c->slot, c->peer,
+            BLOG_WARN_LIMITED("conn %u (%s): frame length rejected (%s), closing", c->slot, c->peer,
                       lm_strerror(rc));
             conn_close(c, "bad frame length");
         }
@@ -506,18 +708,8 @@ static void conn_try_resume(struct broker_conn *c)
     if (c->closing || c->shard->draining)
         return;
     c->paused = false;
-    /* A frame waiting for memory: feed nothing to retry its allocation. */
-    if (!broker_frame_reader_idle(&c->fr)) {
-        size_t consumed = 0;
-        struct broker_frame f;
-        int rc = broker_frame_feed(&c->fr, NULL, 0, &consumed, &f);
-        if (rc == 1)
-            on_frame(c, &f);
-        else if (rc == LM_E_AGAIN)
-            c->paused = true;
-        if (c->closing || c->paused)
-            return;
-    }
+    /* Bytes that waited (for memory or the in-flight bound) go first; the frame reader asks
+     * for memory again as they are fed. */
     while (c->stash_off < c->stash_len && !c->paused && !c->closing) {
         size_t used = conn_feed(c, c->stash + c->stash_off, c->stash_len - c->stash_off);
         c->stash_off += used;
@@ -1194,14 +1386,15 @@ static int timers_run(struct broker_shard *s)
 /* ---- idle connections -------------------------------------------------------------------- */
 
 /* Kafka's connections.max.idle.ms: the broker closes a connection that has been quiet for that
- * long. Quiet here means no request in flight or queued, no response being sent, not paused, and
- * no bytes received or sent: every receive and send completion either backend reports resets
- * idle_ticks, and this sweep (every tenth of the limit, at most every second) counts quiet sweeps, so the
- * close happens between the limit and the limit plus one period after the last activity. */
+ * long. Quiet here means no request in flight or queued, no response being sent, and no bytes
+ * received or sent: every receive and send completion either backend reports resets idle_ticks,
+ * and this sweep (every tenth of the limit, at most every second) counts quiet sweeps, so the
+ * close happens between the limit and the limit plus one period after the last activity. A
+ * connection paused while its partial frame waits for memory receives nothing, so it counts as
+ * quiet too (Kafka expires muted channels the same way): a waiter the client forgot is closed. */
 static bool conn_quiet(const struct broker_conn *c)
 {
-    return !c->closing && c->reqs_live == 0 && c->sending == NULL && !c->paused &&
-           !c->waiting_mem && c->stash_off == c->stash_len &&
+    return !c->closing && c->reqs_live == 0 && c->sending == NULL &&
            broker_respq_inflight(&c->rq) == 0;
 }
 
@@ -1244,6 +1437,35 @@ static int idle_start(struct broker_shard *s)
     return broker_timer_start(s, &s->idle_timer, s->idle_period_ms, idle_sweep, NULL);
 }
 
+/* ---- BPF selector count ------------------------------------------------------------------ */
+
+/* The selector counts each connection when it routes it and the shard counts the closes; SYNs
+ * that never become connections (dropped by a full queue, then retransmitted and routed again)
+ * make the count drift up, so once a second the shard checks it against the truth: its
+ * connections, the ones held for the quotas and its listeners' accept queues (TCP_INFO's
+ * tcpi_unacked on a listening socket). lm_bpf_reconcile only corrects a count that did not
+ * move for that second, so a burst in progress is left alone. */
+static void selector_check(struct broker_shard *s, struct broker_timer *t)
+{
+    (void)t;
+    if (s->draining)
+        return;
+    uint32_t truth = s->conns_open + s->accept_held_count;
+    for (uint32_t i = 0; i < s->listen_count; i++) {
+        struct tcp_info ti;
+        socklen_t len = sizeof(ti);
+        memset(&ti, 0, sizeof(ti));
+        if (getsockopt(s->listen_fds[i], IPPROTO_TCP, TCP_INFO, &ti, &len) == 0)
+            truth += ti.tcpi_unacked;
+    }
+    uint64_t was = s->selector_prev;
+    if (broker_rt_selector_reconcile(s->rt, s->id, truth, &s->selector_prev))
+        BLOG_DEBUG("reuseport: selector count %llu corrected to %u", (unsigned long long)was,
+                   truth);
+    if (broker_timer_start(s, &s->selector_timer, 1000, selector_check, NULL) != 0)
+        BLOG_ERROR("reuseport: cannot re-arm the selector check");
+}
+
 /* ---- lifecycle and loop ------------------------------------------------------------------ */
 
 int broker_shard_init(struct broker_shard *s, struct broker_rt *rt, uint32_t id, uint32_t n,
@@ -1278,6 +1500,12 @@ int broker_shard_init(struct broker_shard *s, struct broker_rt *rt, uint32_t id,
     s->fsync_gate = getenv("LAMINAR_TEST_FSYNC_GATE");
     s->fsync_gate_timer.heap_index_ = UINT32_MAX;
     s->idle_timer.heap_index_ = UINT32_MAX;
+    s->accept_timer.heap_index_ = UINT32_MAX;
+    s->selector_timer.heap_index_ = UINT32_MAX;
+    s->quota = broker_rt_quota(rt);
+    /* A sixteenth of queued.max.request.bytes per connection without the large-frame token:
+     * far below the budget, above ordinary produce requests (max.request.size 1 MiB). */
+    s->conn_frame_free_max = s->mem_max / 16;
     return 0;
 }
 
@@ -1297,7 +1525,9 @@ static bool shard_has_inflight(struct broker_shard *s)
 {
     for (uint32_t i = 0; i < s->conns_max; i++) {
         struct broker_conn *c = s->conns[i];
-        if (c != NULL && !c->closing && broker_respq_inflight(&c->rq) > 0)
+        /* a closing connection's requests still held by handlers count too: freeing the
+         * connection waits for them */
+        if (c != NULL && (c->closing ? c->reqs_live > 0 : broker_respq_inflight(&c->rq) > 0))
             return true;
     }
     return false;
@@ -1307,8 +1537,13 @@ static void shard_begin_drain(struct broker_shard *s)
 {
     s->draining = true;
     broker_timer_cancel(s, &s->idle_timer);
+    broker_timer_cancel(s, &s->accept_timer);
+    broker_timer_cancel(s, &s->selector_timer);
     BLOG_INFO("shutdown: stopping accepts and reads, %u connections open", s->conns_open);
     s->io->listen_stop(s);
+    for (uint32_t i = 0; i < s->accept_held_count; i++)
+        accept_refuse(s, s->accept_held[i]);
+    s->accept_held_count = 0;
     for (uint32_t i = 0; i < s->conns_max; i++) {
         struct broker_conn *c = s->conns[i];
         if (c != NULL && !c->closing && !c->paused) {
@@ -1339,6 +1574,10 @@ int broker_shard_run(struct broker_shard *s)
         return rc;
     rc = idle_start(s);
     if (rc != 0)
+        return rc;
+    s->selector_prev = UINT64_MAX;
+    if (broker_rt_has_selector(s->rt) &&
+        (rc = broker_timer_start(s, &s->selector_timer, 1000, selector_check, NULL)) != 0)
         return rc;
     BLOG_INFO("serving with %s backend%s", s->io->name, s->cpu >= 0 ? "" : " (not pinned)");
     while (!broker_rt_stopping(s->rt)) {

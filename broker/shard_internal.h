@@ -7,6 +7,7 @@
 #include <sys/socket.h>
 #include <sys/uio.h>
 
+#include "broker/connquota.h"
 #include "broker/frame.h"
 #include "broker/mailbox.h"
 #include "broker/respq.h"
@@ -29,6 +30,7 @@ enum broker_op {
     BROKER_OP_WAKE_MSG,  /* the CQE a MSG_RING posts on the target ring */
     BROKER_OP_CONN,      /* epoll: connection readiness */
     BROKER_OP_FSYNC,     /* IORING_OP_FSYNC; slot = the shard's fsync slot */
+    BROKER_OP_HUP_POLL,  /* io_uring: POLLRDHUP watch on a connection whose reading is paused */
 };
 
 static inline uint64_t broker_ud(enum broker_op op, uint32_t slot, uint32_t gen)
@@ -56,6 +58,7 @@ struct broker_conn {
     uint32_t slot;
     uint32_t gen;
     char peer[64];
+    struct broker_connquota_slot quota; /* what the connection holds of the process's quotas */
     struct broker_frame_reader fr;
     struct broker_respq rq;
     /* bytes received while reading was paused (backpressure), fed first on resume */
@@ -72,6 +75,8 @@ struct broker_conn {
     /* backend state */
     bool recv_armed;
     bool recv_cancel_sent;
+    bool hup_armed; /* io_uring: the POLLRDHUP watch of a paused connection is in the kernel */
+    bool hup_cancel_sent;
     bool send_busy;
     bool send_cancel_sent;
     bool epoll_out;
@@ -97,6 +102,11 @@ struct broker_io_ops {
     void (*deinit)(struct broker_shard *s);
     int (*listen_start)(struct broker_shard *s);
     void (*listen_stop)(struct broker_shard *s);
+    /* Stop / restart taking connections off the listeners (backoff after EMFILE and the like,
+     * max.connections, max.connection.creation.rate); connections already accepted may still
+     * be reported after accept_pause. */
+    void (*accept_pause)(struct broker_shard *s);
+    void (*accept_resume)(struct broker_shard *s);
     int (*conn_open)(struct broker_shard *s, struct broker_conn *c);
     void (*recv_pause)(struct broker_shard *s, struct broker_conn *c);
     void (*recv_resume)(struct broker_shard *s, struct broker_conn *c);
@@ -123,7 +133,7 @@ extern const struct broker_io_ops broker_io_epoll_ops;
 /* True when this kernel lets us create an io_uring with the features the backend needs. */
 bool broker_io_uring_available(char *why, size_t why_len);
 
-enum { BROKER_SHARDS_MAX = 128 };
+enum { BROKER_SHARDS_MAX = 128, BROKER_ACCEPT_HELD_MAX = 64 };
 
 struct broker_xcall_list {
     struct broker_xcall *head, *tail;
@@ -152,6 +162,10 @@ struct broker_shard {
     /* memory bound for request frames, responses and stashes */
     int64_t mem_used;
     int64_t mem_max;
+    int64_t mem_partial;          /* part of mem_used held by frames still being received */
+    int64_t mem_stash;            /* part of mem_used held by receive stashes */
+    int64_t conn_frame_free_max;  /* a partial frame up to this size needs no token */
+    struct broker_conn *mem_big;  /* holds the shard's one large-frame token, or NULL */
     struct broker_conn *mem_wait_head;
     struct broker_conn *mem_resume_head; /* waiters mem_release is trying now */
     bool mem_resuming;                   /* mem_release is resuming waiters (no re-entry) */
@@ -181,6 +195,18 @@ struct broker_shard {
     struct broker_timer idle_timer;
     uint32_t idle_period_ms;
     uint32_t idle_ticks_max;
+    /* accepting: paused after EMFILE-like errors (backoff doubling from ACCEPT_BACKOFF_MIN_MS
+     * to ACCEPT_BACKOFF_MAX_MS, reset by a successful accept) or by the quotas; accepted
+     * connections the quotas made wait are held (in order) until they allow them */
+    struct broker_connquota *quota;
+    bool accept_paused;
+    uint32_t accept_backoff_ms;
+    struct broker_timer accept_timer;
+    int accept_held[BROKER_ACCEPT_HELD_MAX];
+    uint32_t accept_held_count;
+    /* the BPF selector's count of this shard, checked against the truth every second */
+    struct broker_timer selector_timer;
+    uint64_t selector_prev;
     /* backend private */
     void *io_state;
     /* scratch for epoll reads */
@@ -190,6 +216,8 @@ struct broker_shard {
 
 /* Core callbacks used by the backends. */
 void broker_core_on_accept(struct broker_shard *s, int fd);
+/* accept failed with errno err; the core pauses accepting when the error calls for it. */
+void broker_core_on_accept_error(struct broker_shard *s, int err);
 void broker_core_on_data(struct broker_shard *s, struct broker_conn *c, const uint8_t *p,
                          size_t n);
 void broker_core_on_eof(struct broker_shard *s, struct broker_conn *c, int err);
@@ -215,7 +243,13 @@ int broker_shard_run(struct broker_shard *s);
 struct broker_mailbox *broker_rt_mailbox(struct broker_rt *rt, uint32_t from, uint32_t to);
 struct broker_shard *broker_rt_shard(struct broker_rt *rt, uint32_t id);
 bool broker_rt_stopping(struct broker_rt *rt);
-void broker_rt_conn_count(struct broker_rt *rt, uint32_t shard, uint32_t count);
+/* An accepted connection of shard closed (or was refused): the BPF selector counted it. */
+void broker_rt_conn_closed(struct broker_rt *rt, uint32_t shard);
+struct broker_connquota *broker_rt_quota(struct broker_rt *rt);
+/* The BPF selector's count for shard: see lm_bpf_reconcile. False without a selector. */
+bool broker_rt_selector_reconcile(struct broker_rt *rt, uint32_t shard, uint32_t truth,
+                                  uint64_t *prev);
+bool broker_rt_has_selector(struct broker_rt *rt);
 /* Counts this shard as drained; all_drained is true once every shard has. */
 void broker_rt_shard_drained(struct broker_rt *rt);
 bool broker_rt_all_drained(struct broker_rt *rt);

@@ -17,7 +17,7 @@ typedef int (*admin_core_fn)(const struct admin_env *env, int16_t version, const
 /* Kafka closes the connection on a request it cannot parse; so do we. */
 static void admin_fail(struct broker_req *req, const char *what, int rc)
 {
-    BLOG_WARN("admin: api %d v%d: %s (%s); closing the connection", req->api_key,
+    BLOG_WARN_LIMITED("admin: api %d v%d: %s (%s); closing the connection", req->api_key,
               req->api_version, what, lm_strerror(rc));
     broker_req_close_after(req);
     broker_req_respond_none(req);

@@ -58,7 +58,7 @@ static bool lo_timestamp_supported(int64_t ts, int16_t version)
 
 static void close_nomem(struct broker_req *req)
 {
-    BLOG_WARN("api %d: request arena exhausted, closing", req->api_key);
+    BLOG_WARN_LIMITED("api %d: request arena exhausted, closing", req->api_key);
     broker_req_close_after(req);
     broker_req_respond_none(req);
 }

@@ -365,7 +365,7 @@ static void produce_op(struct hshard *hs, struct hpart *p, struct hwork *w, stru
         free(owned);
         w->error = h_storage_error(rc);
         o->message = lm_strerror(rc);
-        BLOG_WARN("partition %s-%d: append: %s", p->topic, p->partition, lm_strerror(rc));
+        BLOG_WARN_LIMITED("partition %s-%d: append: %s", p->topic, p->partition, lm_strerror(rc));
         return;
     }
     if (ph->after_append != NULL)

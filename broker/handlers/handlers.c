@@ -42,8 +42,8 @@ char *h_strdup(struct broker_req *req, struct kafka_str s)
 
 void h_close(struct broker_req *req, const char *why)
 {
-    BLOG_WARN("api %d v%d (correlation id %d): %s, closing", req->api_key, req->api_version,
-              req->correlation_id, why);
+    BLOG_WARN_LIMITED("api %d v%d (correlation id %d): %s, closing", req->api_key,
+                      req->api_version, req->correlation_id, why);
     broker_req_close_after(req);
     broker_req_respond_none(req);
 }

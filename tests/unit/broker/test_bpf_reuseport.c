@@ -74,7 +74,7 @@ static void routes_by_map_counts(void **state)
         lfds[i] = listener(&port);
     struct lm_bpf *b = NULL;
     char why[160] = "";
-    int rc = lm_bpf_reuseport_attach(lfds, N, &b, why, sizeof(why));
+    int rc = lm_bpf_reuseport_attach(lfds, N, NULL, &b, why, sizeof(why));
     if (rc != 0 && geteuid() != 0) {
         for (int i = 0; i < N; i++)
             close(lfds[i]);
@@ -101,12 +101,35 @@ static void routes_by_map_counts(void **state)
     assert_int_equal(lm_bpf_get_count(b, 1), 5);
     assert_int_equal(lm_bpf_get_count(b, 2), 5);
 
-    /* shards publish the truth: everything goes to the now least-loaded listener 0 */
+    /* closes decrement (never below 0) and steer the next connections */
+    for (int i = 0; i < 2; i++) {
+        lm_bpf_conn_closed(b, 1);
+        lm_bpf_conn_closed(b, 2);
+    }
+    assert_int_equal(lm_bpf_get_count(b, 1), 3);
+    assert_int_equal(lm_bpf_get_count(b, 2), 3);
+    assert_int_equal(route_one(lfds, port), 1); /* 5 3 3: the lowest index of the two */
+    assert_int_equal(route_one(lfds, port), 2); /* 5 4 3 */
+    lm_bpf_set_count(b, 2, 0);
+    lm_bpf_conn_closed(b, 2);
+    assert_int_equal(lm_bpf_get_count(b, 2), 0);
+
+    /* everything goes to the least-loaded listener 0 */
     lm_bpf_set_count(b, 0, 0);
     lm_bpf_set_count(b, 1, 9);
     lm_bpf_set_count(b, 2, 9);
     for (int i = 0; i < 5; i++)
         assert_int_equal(route_one(lfds, port), 0);
+
+    /* drift correction: only a count that stayed put since the last look is corrected */
+    uint64_t prev = UINT64_MAX;
+    lm_bpf_set_count(b, 1, 7);
+    assert_false(lm_bpf_reconcile(b, 1, 2, &prev)); /* first look */
+    lm_bpf_set_count(b, 1, 8);                      /* moved: a connection was routed */
+    assert_false(lm_bpf_reconcile(b, 1, 2, &prev));
+    assert_true(lm_bpf_reconcile(b, 1, 2, &prev)); /* stayed at 8 for a whole period */
+    assert_int_equal(lm_bpf_get_count(b, 1), 2);
+    assert_false(lm_bpf_reconcile(b, 1, 2, &prev)); /* agrees now */
 
     lm_bpf_free(b);
     for (int i = 0; i < N; i++)
