@@ -86,6 +86,7 @@ class Run:
         self.stop = threading.Event()
         self.failure = None
         self.lock = threading.Lock()
+        self.trickling = threading.Lock()
         self.recent = collections.deque(maxlen=args.keep_frames)
         self.stats = collections.Counter()
         self.corr = 1000
@@ -247,6 +248,50 @@ def mutate_batch(rng, p, run):
     return bytearray(replace_batch(bytes(p), start, end, bytes(batch)))
 
 
+def group_record(rng):
+    """A record shaped like the group coordinator's own (__consumer_offsets, Kafka's
+    GroupCoordinatorRecordSerde): an offset-commit key (v0/v1) or a group-metadata key (v2), and
+    a value that is plausible, null (tombstone), random, or plausible with a byte mutated."""
+    group = rng.choice([b"fw-ck-group", b"fw-kp-group", b"fw-java-group", b"", b"g" * 300])
+    kver = rng.choice([0, 1, 2, 2, 3, -1])
+    key = W.s16(kver) + W.sstr(group)
+    if kver in (0, 1):
+        key += W.sstr(rng.choice([b"fw-ck", b"fw-healthy", b"no-such"])) + \
+            W.s32(rng.choice([0, 1, -1, 1000]))
+        vver = rng.choice([0, 1, 2, 3, 4, 5, -1])
+        val = W.s16(vver) + W.s64(rng.choice([0, 5, -1, 1 << 62]))
+        if vver >= 3:
+            val += W.s32(rng.choice([-1, 0, 7]))
+        val += W.sstr(b"meta") + W.s64(int(time.time() * 1000))
+        if vver == 1:
+            val += W.s64(rng.choice([0, -1, 1 << 62]))
+    else:
+        vver = rng.choice([0, 1, 2, 3, 4, 5])
+        member = W.sstr(b"m-1")
+        if vver >= 3:
+            member += W.s16(-1)
+        member += W.sstr(b"client") + W.sstr(b"/127.0.0.1")
+        if vver >= 1:
+            member += W.s32(rng.choice([0, 30000, -1, 0x7FFFFFFF]))
+        member += W.s32(rng.choice([0, 10000, -1])) + W.s32(rng.choice([0, 4, -1, 1 << 30])) + \
+            b"\x00" * 4 + W.s32(0)
+        val = (W.s16(vver) + W.sstr(b"consumer") + W.s32(rng.choice([0, 1, -1, 0x7FFFFFFF])) +
+               W.sstr(b"range") + W.sstr(b"m-1"))
+        if vver >= 2:
+            val += W.s64(rng.choice([0, -1, int(time.time() * 1000)]))
+        val += W.s32(rng.choice([1, 1, 0, -1, 1000000])) + member
+    r = rng.random()
+    if r < 0.15:
+        val = None
+    elif r < 0.3:
+        val = bytes(rng.getrandbits(8) for _ in range(rng.randrange(0, 48)))
+    elif r < 0.6:
+        b = bytearray(val)
+        mutate_bytes(rng, b, 0)
+        val = bytes(b)
+    return key, val
+
+
 def mutate(rng, run, fr):
     """One mutated payload (header + body, no length prefix) from corpus frame fr, and the list
     of classes applied. May return None when no enabled class applies."""
@@ -339,7 +384,14 @@ def apply_class(rng, run, cls, p, api):
         if cls in ("internal-topic", "internal-topic-produce"):
             if (api == 0) != (cls == "internal-topic-produce"):
                 return None
-            return bytearray(rename(bytes(p), o, b"__consumer_offsets"))
+            q = rename(bytes(p), o, b"__consumer_offsets")
+            batches = W.find_batches(q)
+            if api == 0 and batches and rng.random() < 0.8:
+                # records the group loader will parse at the next start
+                recs = [group_record(rng) for _ in range(rng.randint(1, 4))]
+                start, end = batches[0]
+                q = replace_batch(q, start, end, W.kv_batch(recs, int(time.time() * 1000)))
+            return bytearray(q)
         # CreateTopics (19) and CreatePartitions (37): an int32 count follows the name; a fresh
         # name from a small pool so the create is not refused as existing
         if api not in (19, 37):
@@ -428,8 +480,11 @@ class Worker(threading.Thread):
             self.half_close()
         elif mode < 0.23 and r.on("prefix-lie"):
             self.prefix_lie()
-        elif mode < 0.235 and r.on("huge-prefix-trickle"):
-            self.trickle()
+        elif mode < 0.235 and r.on("huge-prefix-trickle") and r.trickling.acquire(False):
+            try:  # one at a time: each holds its connection for seconds
+                self.trickle()
+            finally:
+                r.trickling.release()
         else:
             p, applied = self.payload()
             self.send_one(W.with_len(p), "+".join(applied) or "none")
@@ -538,11 +593,14 @@ class Worker(threading.Thread):
             s = self.conn()
             r.note(self.idx, "huge-prefix-trickle", fr)
             s.sendall(fr[:4])
-            t_end = time.monotonic() + self.rng.uniform(1, 3)
+            # longer than the healthy client's bound, so a shard that stops serving the others
+            # while it waits for this frame is caught
+            t_end = time.monotonic() + self.rng.uniform(2, 1.5 * r.args.healthy_bound)
             i = 4
             while time.monotonic() < t_end and not r.stop.is_set():
-                s.sendall(fr[i:i + 1] or b"\x00")
-                i += 1
+                n = self.rng.choice([1, 1, 100, 4096])
+                s.sendall(fr[i:i + n] or b"\x00" * n)
+                i += n
                 time.sleep(0.05)
         except OSError:
             pass
@@ -556,9 +614,10 @@ class Healthy(threading.Thread):
     must succeed within the bound; the offsets it gets back must follow each other; every record
     fetched must be the one it produced at that offset."""
 
-    def __init__(self, run):
+    def __init__(self, run, halt):
         super().__init__(daemon=True)
         self.run_ = run
+        self.halt = halt
         self.sent = {}  # offset -> value
         self.next_offset = 0
         self.verified = 0
@@ -568,6 +627,14 @@ class Healthy(threading.Thread):
         self.corr = 0
         self.t0 = run.t0
         self.slow = []  # (start s, request, seconds) of requests over 1 s
+
+    def successor(self, halt):
+        """A new thread that goes on with this one's records (after a broker restart), reading
+        back from offset 0 on a new connection."""
+        h = Healthy(self.run_, halt)
+        h.sent, h.next_offset, h.requests = self.sent, self.next_offset, self.requests
+        h.slowest, h.slow = self.slowest, self.slow
+        return h
 
     def call(self, key, version, body, what):
         bound = self.run_.args.healthy_bound
@@ -638,7 +705,7 @@ class Healthy(threading.Thread):
     def run(self):
         r = self.run_
         try:
-            while not r.stop.is_set():
+            while not self.halt.is_set():
                 self.produce()
                 if self.requests % 3 == 0:
                     self.fetch()
@@ -736,6 +803,72 @@ def version_sweep(run):
     return out
 
 
+def watch(run, b, seconds, rss):
+    """Watches the broker for seconds (or until the run fails): alive, RSS under the bound;
+    rss["max"] and rss["samples"] (KiB, count) are updated."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and run.failure is None:
+        time.sleep(0.2)
+        if not b.alive():
+            run.fail("broker exited (status %s)" % b.proc.poll())
+            break
+        st = rss_status(b.pid)
+        if "VmRSS" in st:
+            rss["samples"] += 1
+            rss["max"] = max(rss["max"], st["VmRSS"])
+            if st["VmRSS"] > run.args.max_rss_mib * 1024:
+                run.fail("broker RSS %d MiB over --max-rss-mib %d"
+                         % (st["VmRSS"] // 1024, run.args.max_rss_mib))
+    return rss
+
+
+def stop_checked(run, b):
+    """SIGTERM: exit status 0 and no sanitizer report (LeakSanitizer runs at exit)."""
+    alive = b.alive()
+    rc = b.stop()
+    log = b.log_text()
+    if not alive:
+        run.fail("broker exited")
+    elif rc != 0:
+        run.fail("broker exit status %s on SIGTERM" % rc)
+    elif "ERROR: AddressSanitizer" in log or "runtime error" in log or \
+            "ERROR: LeakSanitizer" in log:
+        run.fail("sanitizer report in the broker log")
+
+
+def restart_check(run, b, healthy):
+    """Restarts the broker on its data directory: it must come back and stay up for
+    --restart-check seconds with whatever the fuzzing stored (internal topics, groups, configs)
+    while the healthy client reads every record back and goes on producing."""
+    t = time.monotonic()
+    try:
+        b.start()
+    except RuntimeError as e:
+        run.fail("broker did not restart after the fuzzing: %s" % str(e)[:300])
+        return healthy
+    halt = threading.Event()
+    h = healthy.successor(halt)
+    try:
+        h.read_all()
+    except Failure as e:
+        run.fail("after restart: %s" % e)
+        return h
+    h.start()
+    watch(run, b, run.args.restart_check, {"max": 0, "samples": 0})
+    halt.set()
+    h.join(run.args.healthy_bound + 5)
+    if run.failure is None:
+        try:
+            h.read_all()
+        except Failure as e:
+            run.fail("after restart: %s" % e)
+    if run.failure is None:
+        stop_checked(run, b)
+    print("restart: broker up %.0f s on the fuzzed data; healthy records read back %d of %d"
+          % (time.monotonic() - t, h.verified, h.next_offset))
+    return h
+
+
 def save_crash(run, path, why):
     frames = [{"t": round(t - run.t0, 4), "conn": c, "what": w, "frame": base64.b64encode(d).decode()}
               for t, c, w, d in run.recent]
@@ -771,6 +904,19 @@ def replay(args):
                 break
         time.sleep(3)
         alive = b.alive()
+        if alive and args.restart_check > 0:
+            # what the frames stored must not keep the broker from coming back (group loader)
+            rc = b.stop()
+            print("stopped (exit %s); restarting on the same data for %.0f s"
+                  % (rc, args.restart_check))
+            try:
+                b.start()
+                deadline = time.monotonic() + args.restart_check
+                while b.alive() and time.monotonic() < deadline:
+                    time.sleep(0.2)
+            except RuntimeError as e:
+                print("restart failed: %s" % str(e)[:2000])
+            alive = b.alive() and rc == 0
         ok = alive
         if alive:
             try:
@@ -808,6 +954,9 @@ def main():
     ap.add_argument("--max-rss-mib", type=int, default=3072)
     ap.add_argument("--keep-frames", type=int, default=300)
     ap.add_argument("--crash-out", default=None)
+    ap.add_argument("--restart-check", type=float, default=15.0,
+                    help="seconds the broker must stay up after a restart on the fuzzed data")
+    ap.add_argument("--keep-log", default=None, help="copy the broker log to this file")
     ap.add_argument("--replay", default=None)
     ap.add_argument("--replay-gap", type=float, default=0.005)
     args = ap.parse_args()
@@ -843,25 +992,12 @@ def main():
         base = rss_status(b.pid)
         sweep = version_sweep(run)
         run.t0 = time.monotonic()
-        healthy = Healthy(run)
+        healthy = Healthy(run, run.stop)
         workers = [Worker(run, i, sweep[i::args.connections]) for i in range(args.connections)]
         healthy.start()
         for w in workers:
             w.start()
-        deadline = time.monotonic() + args.duration
-        max_rss, samples = 0, 0
-        while time.monotonic() < deadline and not run.stop.is_set():
-            time.sleep(0.2)
-            if not b.alive():
-                run.fail("broker exited (status %s)" % b.proc.poll())
-                break
-            st = rss_status(b.pid)
-            if "VmRSS" in st:
-                samples += 1
-                max_rss = max(max_rss, st["VmRSS"])
-                if st["VmRSS"] > args.max_rss_mib * 1024:
-                    run.fail("broker RSS %d MiB over --max-rss-mib %d"
-                             % (st["VmRSS"] // 1024, args.max_rss_mib))
+        rss = watch(run, b, args.duration, {"max": 0, "samples": 0})
         run.stop.set()
         for w in workers:
             w.join(15)
@@ -872,27 +1008,22 @@ def main():
             except Failure as e:
                 run.fail(str(e))
         st = rss_status(b.pid) if b.alive() else {}
-        s = run.stats
-        print("sent: %s" % ", ".join("%s=%d" % kv for kv in sorted(s.items())))
+        print("sent: %s" % ", ".join("%s=%d" % kv for kv in sorted(run.stats.items())))
         print("healthy client: %d requests, %d records produced and read back %d, slowest "
               "request %.2f s" % (healthy.requests, healthy.next_offset, healthy.verified,
                                   healthy.slowest))
+        print("broker RSS: start %d MiB, max sampled %d MiB (%d samples), VmHWM %d MiB, end %d "
+              "MiB" % (base.get("VmRSS", 0) // 1024, rss["max"] // 1024, rss["samples"],
+                       st.get("VmHWM", 0) // 1024, st.get("VmRSS", 0) // 1024), flush=True)
+        if run.failure is None:
+            stop_checked(run, b)
+        if run.failure is None and args.restart_check > 0:
+            healthy = restart_check(run, b, healthy)
         if healthy.slow:
             print("healthy requests over 1 s (start s, request, s): %s" % healthy.slow[:20])
-        print("broker RSS: start %d MiB, max sampled %d MiB (%d samples), VmHWM %d MiB, end %d "
-              "MiB" % (base.get("VmRSS", 0) // 1024, max_rss // 1024, samples,
-                       st.get("VmHWM", 0) // 1024, st.get("VmRSS", 0) // 1024))
-        if run.failure is None:
-            alive = b.alive()
-            rc = b.stop()
-            log = b.log_text()
-            if not alive:
-                run.fail("broker exited")
-            elif rc != 0:
-                run.fail("broker exit status %s on SIGTERM" % rc)
-            elif "ERROR: AddressSanitizer" in log or "runtime error" in log or \
-                    "ERROR: LeakSanitizer" in log:
-                run.fail("sanitizer report in the broker log")
+        if args.keep_log:
+            with open(args.keep_log, "w") as f:
+                f.write(b.log_text())
         if run.failure is not None:
             print("FAIL fuzz_wire (io=%s seed=%d, %.0f s): %s"
                   % (args.io, args.seed, time.monotonic() - t_start, run.failure))

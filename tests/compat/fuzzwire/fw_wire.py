@@ -107,6 +107,21 @@ def record_batch(values, base_ts, key_prefix=b"k"):
     return s64(0) + s32(len(body)) + body
 
 
+def kv_batch(records, base_ts):
+    """An uncompressed record batch v2 of (key, value) records; None is a null key/value."""
+    recs = b""
+    for i, (key, val) in enumerate(records):
+        rec = b"\x00" + zvar(0) + zvar(i)
+        rec += zvar(-1) if key is None else zvar(len(key)) + key
+        rec += zvar(-1) if val is None else zvar(len(val)) + val
+        rec += zvar(0)
+        recs += zvar(len(rec)) + rec
+    after_crc = (s16(0) + s32(len(records) - 1) + s64(base_ts) + s64(base_ts) + s64(-1) +
+                 s16(-1) + s32(-1) + s32(len(records)) + recs)
+    body = s32(-1) + b"\x02" + struct.pack(">I", crc32c(after_crc)) + after_crc
+    return s64(0) + s32(len(body)) + body
+
+
 def parse_batches(data):
     """(offset, value) of every record in uncompressed v2 batches of a Fetch's records field;
     a trailing partial batch is ignored (Fetch may cut the last one)."""
