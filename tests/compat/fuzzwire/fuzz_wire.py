@@ -525,11 +525,21 @@ class Worker(threading.Thread):
             data = b"".join(frames)
             r.note(self.idx, "burst", data)
             s.sendall(data)
-            for fr in frames:
+            # responses come in request order; only a Produce (acks=0) may go unanswered
+            pending = [(struct.unpack_from(">hhi", fr, 4) if len(fr) >= 12 else (-1, 0, None))
+                       for fr in frames]
+            while pending:
                 corr, _ = W.read_response(s)
                 r.stats["answered"] += 1
-                if len(fr) >= 12 and corr != struct.unpack_from(">i", fr, 8)[0]:
-                    raise Failure("pipelined response out of order or wrong correlation id")
+                while pending and pending[0][2] != corr:
+                    key, ver, want = pending.pop(0)
+                    if key != 0 and want is not None:
+                        raise Failure("pipelined burst: response %d while %d (api %d v%d) is "
+                                      "unanswered" % (corr, want, key, ver))
+                if not pending:
+                    raise Failure("pipelined burst: response with unknown correlation id %d"
+                                  % corr)
+                pending.pop(0)
         except (socket.timeout, EOFError, OSError):
             pass
         except ValueError as e:
