@@ -894,7 +894,9 @@ def save_crash(run, path, why):
 def replay(args):
     with open(args.replay) as f:
         doc = json.load(f)
-    b = Broker(io=args.io, shards=args.shards, config={"num.partitions": "1"})
+    config = {"num.partitions": "1"}
+    config.update(doc.get("broker_config", {}))
+    b = Broker(io=args.io, shards=args.shards, config=config)
     try:
         b.start()
         create_topics(b, SEED_TOPICS + [HEALTHY_TOPIC])
@@ -907,12 +909,16 @@ def replay(args):
                 socks[c].sendall(base64.b64decode(e["frame"]))
                 if e.get("what") == "half-close":
                     socks.pop(c).shutdown(socket.SHUT_WR)
-            except OSError:
+                elif e.get("await_response"):  # hand-made cases: the next frame needs this done
+                    socks[c].settimeout(300)
+                    W.read_response(socks[c])
+            except (OSError, EOFError, ValueError):
                 socks.pop(c, None)
             time.sleep(args.replay_gap)
             if not b.alive():
                 break
-        time.sleep(3)
+        probe = "sigterm_after" not in doc  # a case about shutdown: no probe before SIGTERM
+        time.sleep(doc.get("sigterm_after", 3))
         alive = b.alive()
         if alive and args.restart_check > 0:
             # what the frames stored must not keep the broker from coming back (group loader)
@@ -928,7 +934,7 @@ def replay(args):
                 print("restart failed: %s" % str(e)[:2000])
             alive = b.alive() and rc == 0
         ok = alive
-        if alive:
+        if alive and probe:
             try:
                 W.api_versions(b.host, b.port, timeout=args.healthy_bound)
             except (OSError, EOFError, ValueError) as e:
