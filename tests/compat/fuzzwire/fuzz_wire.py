@@ -2,8 +2,9 @@
 sent (corpus.json, see capture.py) are mutated and sent over many connections while a healthy
 client produces and consumes on its own topic. Fails when the broker exits, a healthy request
 does not succeed within --healthy-bound seconds, a healthy record is not read back in order, a
-response breaks the framing (size, correlation id), the broker's RSS passes --max-rss-mib, or the
-broker does not stop cleanly (exit 0, no sanitizer report) at the end.
+response breaks the framing (size, correlation id, pipelined order), the broker's RSS passes
+--max-rss-mib, the broker does not stop cleanly (exit 0, no sanitizer report) at the end, or it
+does not come back and stay up --restart-check seconds on the fuzzed data directory.
 
     /usr/bin/python3 fuzz_wire.py --io uring|epoll [--duration 45] [--seed N] [--connections 6]
                                   [--exclude CLASS,...] [--crash-out FILE]
@@ -968,13 +969,13 @@ def main():
     ap.add_argument("--read-timeout", type=float, default=0.5)
     ap.add_argument("--healthy-bound", type=float, default=10.0)
     ap.add_argument("--max-rss-mib", type=int, default=3072)
-    ap.add_argument("--keep-frames", type=int, default=300)
+    ap.add_argument("--keep-frames", type=int, default=5000)
     ap.add_argument("--crash-out", default=None)
     ap.add_argument("--restart-check", type=float, default=15.0,
                     help="seconds the broker must stay up after a restart on the fuzzed data")
     ap.add_argument("--keep-log", default=None, help="copy the broker log to this file")
     ap.add_argument("--replay", default=None)
-    ap.add_argument("--replay-gap", type=float, default=0.005)
+    ap.add_argument("--replay-gap", type=float, default=0.002)
     args = ap.parse_args()
     args.exclude = set(x for x in args.exclude.split(",") if x)
     unknown = args.exclude - set(CLASSES)
