@@ -94,6 +94,10 @@ class Run:
         self.t0 = time.monotonic()  # when the fuzzing starts (times in the crash file)
 
     def fail(self, why):
+        if not self.b.alive() and self.b.proc is not None and \
+                not why.startswith(("broker", "sanitizer")):
+            time.sleep(0.1)  # let the exit status settle: a crash is the cause, not the symptom
+            why = "broker exited (status %s); seen as: %s" % (self.b.proc.poll(), why)
         with self.lock:
             if self.failure is None:
                 self.failure = why
