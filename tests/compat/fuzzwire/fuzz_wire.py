@@ -257,7 +257,10 @@ def group_record(rng):
     """A record shaped like the group coordinator's own (__consumer_offsets, Kafka's
     GroupCoordinatorRecordSerde): an offset-commit key (v0/v1) or a group-metadata key (v2), and
     a value that is plausible, null (tombstone), random, or plausible with a byte mutated."""
-    group = rng.choice([b"fw-ck-group", b"fw-kp-group", b"fw-java-group", b"", b"g" * 300])
+    # the loader keeps a record only in the partition its group hashes to (Java String.hashCode,
+    # 50 partitions): these three land in partitions 0, 1 and 2, where captured Produce frames go
+    group = rng.choice([b"fw-poison-5", b"fw-poison-6", b"fw-poison-7", b"fw-poison-5",
+                        b"fw-poison-6", b"fw-ck-group", b"", b"g" * 300])
     kver = rng.choice([0, 1, 2, 2, 3, -1])
     key = W.s16(kver) + W.sstr(group)
     if kver in (0, 1):
@@ -272,19 +275,27 @@ def group_record(rng):
             val += W.s64(rng.choice([0, -1, 1 << 62]))
     else:
         vver = rng.choice([0, 1, 2, 3, 4, 5])
-        member = W.sstr(b"m-1")
-        if vver >= 3:
-            member += W.s16(-1)
-        member += W.sstr(b"client") + W.sstr(b"/127.0.0.1")
-        if vver >= 1:
-            member += W.s32(rng.choice([0, 30000, -1, 0x7FFFFFFF]))
-        member += W.s32(rng.choice([0, 10000, -1])) + W.s32(rng.choice([0, 4, -1, 1 << 30])) + \
-            b"\x00" * 4 + W.s32(0)
+        members = b""
+        n_members = rng.choice([1, 1, 2, 2, 3])
+        for i in range(n_members):
+            member = W.sstr(b"m-%d" % i)
+            if vver >= 3:
+                member += W.s16(-1)
+            member += W.sstr(b"client") + W.sstr(b"/127.0.0.1")
+            if vver >= 1:
+                member += W.s32(rng.choice([0, 3000, 30000, -1, 0x7FFFFFFF]))
+            member += W.s32(rng.choice([0, 6000, 10000, -1]))
+            # subscription and assignment bytes: empty, a ConsumerProtocol v0 one, or junk
+            for _ in range(2):
+                blob = rng.choice([b"", W.s16(0) + W.arr([W.sstr(b"fw-ck")]) + W.s32(-1),
+                                   b"\xff" * 3])
+                member += W.s32(rng.choice([len(blob)] * 4 + [-1, 1 << 30])) + blob
+            members += member
         val = (W.s16(vver) + W.sstr(b"consumer") + W.s32(rng.choice([0, 1, -1, 0x7FFFFFFF])) +
-               W.sstr(b"range") + W.sstr(b"m-1"))
+               W.sstr(rng.choice([b"range", b"", b"roundrobin"])) + W.sstr(b"m-0"))
         if vver >= 2:
             val += W.s64(rng.choice([0, -1, int(time.time() * 1000)]))
-        val += W.s32(rng.choice([1, 1, 0, -1, 1000000])) + member
+        val += W.s32(rng.choice([n_members] * 4 + [0, -1, 1000000])) + members
     r = rng.random()
     if r < 0.15:
         val = None
