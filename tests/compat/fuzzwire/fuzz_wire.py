@@ -60,7 +60,8 @@ VARINTS = [b"\x00", b"\x01", b"\x02", b"\x7f", b"\x80\x01", b"\xff\x7f", b"\xff\
 COUNTS32 = [-1, 0, 1, 2, 255, 256, 0xFFFF, 0x10000, 1000000, 0x7FFFFFFF, -0x80000000, -2]
 COUNTS16 = [-1, 0, 1, 255, 256, 0x7FFF, -0x8000, -2]
 BAD_NAMES = [b"", b".", b"..", b"a" * 249, b"a" * 250, b"b" * 1000, b"bad/name", b"\xff\xfe\x00",
-             b"no-such-topic", b"fw-fz-0", b"fw-fz-1", b"fw-fz-2", b"fw-fz-3", b"__transaction_state"]
+             b"no-such-topic", b"fw-fz-0", b"fw-fz-1", b"fw-fz-2", b"fw-fz-3",
+             b"__transaction_state"]
 HUGE_PARTITIONS = [100000, 1 << 20, 0x7FFFFFFF, 10000, 5000]
 SMALL_PARTITIONS = [-1, 0, -2, 1, 3, 7, -0x80000000]
 PREFIX_LIES = ["+1", "+n", "-1", "-n", 0, -1, -0x80000000, 0x7FFFFFFF, 104857600, 104857601]
@@ -208,7 +209,7 @@ def mutate_bytes(rng, b, lo):
         b[off:off + (len(v) if rng.random() < 0.5 else 1)] = v
 
 
-def mutate_batch(rng, p, run):
+def mutate_batch(rng, p):
     """A mutation inside a v2 record batch of a Produce frame: header fields (attributes with
     every codec and the transactional/control bits, counts, offsets deltas, producer fields),
     record bytes, or for gzip the records after decompression (recompressed); the CRC-32C is
@@ -387,7 +388,7 @@ def apply_class(rng, run, cls, p, api):
         j = rng.randrange(min(10, len(ob)), len(ob) + 1)
         return p[:i] + ob[j:]
     if cls == "batch":
-        return mutate_batch(rng, p, run)
+        return mutate_batch(rng, p)
     if cls in ("rename-topic", "internal-topic", "internal-topic-produce", "partitions",
                "huge-partitions"):
         occ = find_names(bytes(p), NAMES)
@@ -896,7 +897,8 @@ def restart_check(run, b, healthy):
 
 
 def save_crash(run, path, why):
-    frames = [{"t": round(t - run.t0, 4), "conn": c, "what": w, "frame": base64.b64encode(d).decode()}
+    frames = [{"t": round(t - run.t0, 4), "conn": c, "what": w,
+               "frame": base64.b64encode(d).decode()}
               for t, c, w, d in run.recent]
     doc = {"seed": run.args.seed, "io": run.args.io, "failure": why,
            "exclude": sorted(run.args.exclude), "frames": frames,
