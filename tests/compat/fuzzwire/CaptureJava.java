@@ -1,0 +1,150 @@
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.Collection;
+import java.util.List;
+import java.util.Map;
+import java.util.Optional;
+import java.util.Properties;
+import java.util.Set;
+import org.apache.kafka.clients.admin.Admin;
+import org.apache.kafka.clients.admin.AlterConfigOp;
+import org.apache.kafka.clients.admin.ConfigEntry;
+import org.apache.kafka.clients.admin.NewPartitions;
+import org.apache.kafka.clients.admin.NewTopic;
+import org.apache.kafka.clients.admin.OffsetSpec;
+import org.apache.kafka.clients.admin.RecordsToDelete;
+import org.apache.kafka.clients.consumer.ConsumerRecords;
+import org.apache.kafka.clients.consumer.KafkaConsumer;
+import org.apache.kafka.clients.consumer.OffsetAndMetadata;
+import org.apache.kafka.clients.producer.KafkaProducer;
+import org.apache.kafka.clients.producer.ProducerRecord;
+import org.apache.kafka.common.TopicPartition;
+import org.apache.kafka.common.config.ConfigResource;
+import org.apache.kafka.common.serialization.ByteArrayDeserializer;
+import org.apache.kafka.common.serialization.ByteArraySerializer;
+
+/**
+ * The Java client's requests for fuzzwire's capture (capture.py runs it against the recording
+ * proxy): the Admin calls the Python clients lack (DescribeCluster, DescribeProducers,
+ * DeleteRecords, OffsetDelete, IncrementalAlterConfigs, ListOffsets), an idempotent producer per
+ * codec and a group consumer that seeks with a leader epoch (OffsetForLeaderEpoch, KIP-320).
+ * Each step that fails is reported and the next one runs: the capture checks API coverage.
+ */
+public final class CaptureJava {
+    private CaptureJava() {}
+
+    interface Step {
+        void run() throws Exception;
+    }
+
+    static int failures = 0;
+
+    static void step(String what, Step s) {
+        try {
+            s.run();
+            System.out.println("ok   " + what);
+        } catch (Exception e) {
+            failures++;
+            System.out.println("FAIL " + what + ": " + e);
+        }
+    }
+
+    public static void main(String[] args) throws Exception {
+        String bootstrap = args[0];
+        String topic = "fw-java";
+        TopicPartition tp = new TopicPartition(topic, 0);
+        Properties ap = new Properties();
+        ap.put("bootstrap.servers", bootstrap);
+        try (Admin admin = Admin.create(ap)) {
+            step("createTopics", () -> admin.createTopics(List.of(new NewTopic(topic, 1, (short) 1),
+                    new NewTopic("fw-java-doomed", 1, (short) 1))).all().get());
+            step("describeCluster", () -> admin.describeCluster().nodes().get());
+            step("createPartitions", () -> admin.createPartitions(
+                    Map.of("fw-java-doomed", NewPartitions.increaseTo(2))).all().get());
+            for (String codec : new String[] {"none", "gzip", "snappy", "lz4", "zstd"}) {
+                step("produce " + codec, () -> produce(bootstrap, topic, codec));
+            }
+            step("consume group", () -> consume(bootstrap, topic, tp));
+            step("describeProducers", () -> admin.describeProducers(List.of(tp)).all().get());
+            step("listOffsets", () -> admin.listOffsets(Map.of(tp, OffsetSpec.earliest())).all()
+                    .get());
+            step("listOffsets latest", () -> admin.listOffsets(Map.of(tp, OffsetSpec.latest()))
+                    .all().get());
+            step("listOffsets maxTimestamp", () -> admin.listOffsets(
+                    Map.of(tp, OffsetSpec.maxTimestamp())).all().get());
+            step("describeConfigs", () -> admin.describeConfigs(List.of(
+                    new ConfigResource(ConfigResource.Type.TOPIC, topic),
+                    new ConfigResource(ConfigResource.Type.BROKER, ""))).all().get());
+            Map<ConfigResource, Collection<AlterConfigOp>> ops = Map.of(
+                    new ConfigResource(ConfigResource.Type.TOPIC, topic),
+                    List.of(new AlterConfigOp(new ConfigEntry("retention.ms", "86400000"),
+                            AlterConfigOp.OpType.SET),
+                            new AlterConfigOp(new ConfigEntry("cleanup.policy", "compact"),
+                                    AlterConfigOp.OpType.APPEND),
+                            new AlterConfigOp(new ConfigEntry("segment.ms", ""),
+                                    AlterConfigOp.OpType.DELETE)));
+            step("incrementalAlterConfigs", () -> admin.incrementalAlterConfigs(ops).all().get());
+            step("listGroups", () -> admin.listConsumerGroups().all().get());
+            step("describeGroups", () -> admin.describeConsumerGroups(List.of("fw-java-group"))
+                    .all().get());
+            step("listConsumerGroupOffsets", () -> admin.listConsumerGroupOffsets("fw-java-group")
+                    .all().get());
+            step("deleteConsumerGroupOffsets", () -> admin.deleteConsumerGroupOffsets(
+                    "fw-java-group", Set.of(tp)).all().get());
+            step("deleteConsumerGroups", () -> admin.deleteConsumerGroups(List.of("fw-java-group"))
+                    .all().get());
+            step("deleteRecords", () -> admin.deleteRecords(
+                    Map.of(tp, RecordsToDelete.beforeOffset(2))).all().get());
+            step("deleteTopics", () -> admin.deleteTopics(List.of("fw-java-doomed")).all().get());
+        }
+        System.out.println("java capture: " + failures + " failed steps");
+        System.exit(0);
+    }
+
+    static void produce(String bootstrap, String topic, String codec) throws Exception {
+        Properties p = new Properties();
+        p.put("bootstrap.servers", bootstrap);
+        p.put("compression.type", codec);
+        p.put("linger.ms", "5");
+        p.put("key.serializer", ByteArraySerializer.class.getName());
+        p.put("value.serializer", ByteArraySerializer.class.getName());
+        try (KafkaProducer<byte[], byte[]> prod = new KafkaProducer<>(p)) {
+            for (int i = 0; i < 6; i++) {
+                prod.send(new ProducerRecord<>(topic, 0, ("k" + i).getBytes(),
+                        ("java-" + codec + "-value-" + i + "-repeated-repeated").getBytes()));
+            }
+            prod.flush();
+        }
+    }
+
+    static void consume(String bootstrap, String topic, TopicPartition tp) throws Exception {
+        Properties c = new Properties();
+        c.put("bootstrap.servers", bootstrap);
+        c.put("group.id", "fw-java-group");
+        c.put("auto.offset.reset", "earliest");
+        c.put("enable.auto.commit", "false");
+        c.put("key.deserializer", ByteArrayDeserializer.class.getName());
+        c.put("value.deserializer", ByteArrayDeserializer.class.getName());
+        try (KafkaConsumer<byte[], byte[]> cons = new KafkaConsumer<>(c)) {
+            cons.subscribe(List.of(topic));
+            int got = 0;
+            long deadline = System.currentTimeMillis() + 20000;
+            while (got < 10 && System.currentTimeMillis() < deadline) {
+                ConsumerRecords<byte[], byte[]> recs = cons.poll(Duration.ofMillis(200));
+                got += recs.count();
+            }
+            if (got == 0) {
+                throw new IllegalStateException("no records consumed");
+            }
+            cons.commitSync();
+            cons.committed(Set.of(tp));
+            // A position carrying a leader epoch is validated with OffsetForLeaderEpoch (KIP-320).
+            cons.seek(tp, new OffsetAndMetadata(1, Optional.of(0), ""));
+            List<Integer> sizes = new ArrayList<>();
+            for (int i = 0; i < 5; i++) {
+                sizes.add(cons.poll(Duration.ofMillis(200)).count());
+            }
+            cons.commitSync();
+        }
+    }
+}
