@@ -195,7 +195,31 @@ def drive_kafka_python(bs):
     a.list_consumer_group_offsets("fw-kp-group")
     a.delete_consumer_groups(["fw-kp-group"])
     a.delete_topics(["fw-kp-doomed"])
+    drive_kafka_python_acls(a)
     a.close()
+
+
+def drive_kafka_python_acls(a):
+    """Describe/Create/DeleteAcls: answered SECURITY_DISABLED without an authorizer, captured all
+    the same (the frames are what matters)."""
+    from kafka.admin import (ACL, ACLFilter, ACLOperation, ACLPermissionType,
+                             ACLResourcePatternType, ResourcePattern, ResourcePatternFilter,
+                             ResourceType)
+    from kafka.errors import SecurityDisabledError
+    flt = ACLFilter(principal=None, host="*", operation=ACLOperation.ANY,
+                    permission_type=ACLPermissionType.ANY,
+                    resource_pattern=ResourcePatternFilter(ResourceType.ANY, None,
+                                                           ACLResourcePatternType.ANY))
+    acl = ACL(principal="User:fw", host="*", operation=ACLOperation.READ,
+              permission_type=ACLPermissionType.ALLOW,
+              resource_pattern=ResourcePattern(ResourceType.TOPIC, "fw-kp",
+                                               ACLResourcePatternType.LITERAL))
+    try:
+        a.describe_acls(flt)
+    except SecurityDisabledError:
+        pass
+    a.create_acls([acl])
+    a.delete_acls([flt])
 
 
 def drive_java(bs):
