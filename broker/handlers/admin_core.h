@@ -138,11 +138,12 @@ int admin_describe_topic_partitions(const struct admin_env *env, int16_t version
                                     struct kafka_arena *a);
 
 /* Feature flags (admin_features.c, KIP-584). admin_features_fill sets the supported and
- * finalized features of an ApiVersions v3+ response (arrays in the arena); 0 or LM_E_NOMEM.
+ * finalized features of an ApiVersions response of the given version (arrays in the arena;
+ * only v3+ carries them); 0 or LM_E_NOMEM.
  * admin_update_features answers UpdateFeatures: laminar's levels are fixed, so only an update
  * to the level already finalized succeeds. */
-int admin_features_fill(const struct admin_env *env, struct kafka_api_versions_response *rs,
-                        struct kafka_arena *a);
+int admin_features_fill(const struct admin_env *env, int16_t version,
+                        struct kafka_api_versions_response *rs, struct kafka_arena *a);
 int admin_update_features(const struct admin_env *env, int16_t version,
                           const struct kafka_update_features_request *rq,
                           struct kafka_update_features_response *rs, struct kafka_arena *a);

@@ -44,8 +44,8 @@ static const struct feature *feature_find(struct kafka_str name)
     return NULL;
 }
 
-int admin_features_fill(const struct admin_env *env, struct kafka_api_versions_response *rs,
-                        struct kafka_arena *a)
+int admin_features_fill(const struct admin_env *env, int16_t version,
+                        struct kafka_api_versions_response *rs, struct kafka_arena *a)
 {
     (void)env;
     size_t n = LM_ARRAY_LEN(features);
@@ -57,10 +57,18 @@ int admin_features_fill(const struct admin_env *env, struct kafka_api_versions_r
     rs->finalized_features_count = 0;
     for (size_t i = 0; i < n; i++) {
         const struct feature *f = &features[i];
+        int16_t min = f->min_version;
+        /* Clients before ApiVersions v4 reject a supported range starting at 0 (KAFKA-17011):
+         * Kafka sends them such a range from 1, and leaves out one that is 0-0. */
+        if (version < 4 && min == 0) {
+            if (f->max_version == 0)
+                continue;
+            min = 1;
+        }
         rs->supported_features[rs->supported_features_count++] =
             (struct kafka_api_versions_response_supported_feature_key){
                 .name = admin_kstr(f->name),
-                .min_version = f->min_version,
+                .min_version = min,
                 .max_version = f->max_version,
             };
         if (f->finalized > 0)

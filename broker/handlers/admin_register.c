@@ -115,7 +115,7 @@ int handlers_admin_features_fill(struct broker_req *req, struct kafka_api_versio
         .cluster_id = handlers_global->cluster_id,
         .leader_epoch = HANDLERS_LEADER_EPOCH,
     };
-    return admin_features_fill(&env, rs, &req->arena);
+    return admin_features_fill(&env, req->api_version, rs, &req->arena);
 }
 
 int handlers_admin_register(struct broker_dispatch *d)

@@ -1137,7 +1137,7 @@ static void test_features(void **state)
     struct fx *f = *state;
     struct kafka_api_versions_response av;
     kafka_api_versions_response_init(&av);
-    assert_int_equal(admin_features_fill(&f->env, &av, &f->a), 0);
+    assert_int_equal(admin_features_fill(&f->env, 4, &av, &f->a), 0);
     bool mv = false;
     for (int32_t i = 0; i < av.supported_features_count; i++) {
         if (str_is(av.supported_features[i].name, "metadata.version")) {
@@ -1151,6 +1151,12 @@ static void test_features(void **state)
     assert_true(str_is(av.finalized_features[0].name, "metadata.version"));
     assert_int_equal(av.finalized_features[0].max_version_level, 27);
     assert_true(av.finalized_features_epoch >= 0);
+    assert_int_equal(av.supported_features_count, 3);
+    /* v3: no range may start at 0 (KAFKA-17011), 0-0 ranges are left out */
+    kafka_api_versions_response_init(&av);
+    assert_int_equal(admin_features_fill(&f->env, 3, &av, &f->a), 0);
+    assert_int_equal(av.supported_features_count, 1);
+    assert_true(str_is(av.supported_features[0].name, "metadata.version"));
 
     typedef struct kafka_update_features_request_feature_update_key fu;
     struct kafka_update_features_request rq;
