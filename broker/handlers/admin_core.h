@@ -155,9 +155,10 @@ int admin_logger_describe(const struct admin_env *env, int16_t version,
                           const struct kafka_describe_configs_request_describe_configs_resource *r,
                           struct kafka_arena *a,
                           struct kafka_describe_configs_response_describe_configs_result *res);
-int admin_logger_alter(const struct admin_env *env, bool validate_only,
-                       const struct kafka_incremental_alter_configs_request_alter_configs_resource *r,
-                       struct kafka_arena *a, int16_t *code, struct kafka_str *msg);
+int admin_logger_alter(
+    const struct admin_env *env, bool validate_only,
+    const struct kafka_incremental_alter_configs_request_alter_configs_resource *r,
+    struct kafka_arena *a, int16_t *code, struct kafka_str *msg);
 
 /* ---- helpers shared by the admin files (admin_util.c) ---- */
 

@@ -10,8 +10,9 @@
  * against a Kafka cluster that never finalized them.
  *
  * The levels are fixed: UpdateFeatures succeeds only for an update to the level a feature
- * already has (no change), and answers anything else INVALID_UPDATE_VERSION with the message
- * Kafka's FeatureControlManager gives for a level the node does not support. */
+ * already has (no change), and answers anything else INVALID_UPDATE_VERSION, with the messages
+ * Kafka's FeatureControlManager gives for an unknown feature or a level outside the node's
+ * range, and a plain one for a level inside the range that laminar cannot switch to. */
 #include <string.h>
 
 #include "broker/handlers/admin_core.h"
@@ -88,7 +89,7 @@ enum { UPGRADE = 1, SAFE_DOWNGRADE = 2, UNSAFE_DOWNGRADE = 3 };
 
 /* The outcome of one update: NONE for a no-op, else the error and its message. */
 static int update_one(const struct kafka_update_features_request_feature_update_key *u,
-                      int16_t version, struct kafka_arena *a, int16_t *code,
+                      int16_t version, int32_t node, struct kafka_arena *a, int16_t *code,
                       struct kafka_str *msg)
 {
     *code = KAFKA_NONE;
@@ -114,22 +115,27 @@ static int update_one(const struct kafka_update_features_request_feature_update_
                          level, name_len, u->feature.ptr);
     }
     *code = KAFKA_INVALID_UPDATE_VERSION;
-    if (f == NULL || level < f->min_version || level > f->max_version)
+    if (f == NULL)
         return admin_fmt(a, msg,
-                         "Invalid update version %d for feature %.*s. Local controller does "
+                         "Invalid update version %d for feature %.*s. Local controller %d does "
                          "not support this feature.",
-                         level, name_len, u->feature.ptr);
+                         level, name_len, u->feature.ptr, node);
+    if (level < f->min_version || level > f->max_version)
+        return admin_fmt(a, msg,
+                         "Invalid update version %d for feature %.*s. Local controller %d only "
+                         "supports versions %d-%d",
+                         level, name_len, u->feature.ptr, node, f->min_version, f->max_version);
     return admin_fmt(a, msg,
                      "Invalid update version %d for feature %.*s. laminar's feature levels "
-                     "are fixed at %d.",
-                     level, name_len, u->feature.ptr, f->finalized);
+                     "are fixed: %.*s stays at %d.",
+                     level, name_len, u->feature.ptr, name_len, u->feature.ptr, f->finalized);
 }
 
 int admin_update_features(const struct admin_env *env, int16_t version,
                           const struct kafka_update_features_request *rq,
                           struct kafka_update_features_response *rs, struct kafka_arena *a)
 {
-    (void)env;
+    LM_ASSERT(env->cfg != NULL);
     LM_ASSERT(version >= ADMIN_UPDATE_FEATURES_MIN && version <= ADMIN_UPDATE_FEATURES_MAX);
     int32_t n = rq->feature_updates_count > 0 ? rq->feature_updates_count : 0;
     if (ADMIN_RESULTS(a, rs, results, n) != 0)
@@ -151,7 +157,8 @@ int admin_update_features(const struct admin_env *env, int16_t version,
             rc = admin_fmt(a, &res->error_message, "Feature %.*s was specified more than once.",
                            u->feature.len > 0 ? u->feature.len : 0, u->feature.ptr);
         } else {
-            rc = update_one(u, version, a, &res->error_code, &res->error_message);
+            rc = update_one(u, version, env->cfg->node_id, a, &res->error_code,
+                            &res->error_message);
         }
         if (rc != 0)
             return rc;

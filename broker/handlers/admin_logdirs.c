@@ -65,36 +65,87 @@ static int64_t partition_size(const char *dir)
 }
 
 /* Is partition p of the request's topic entry asked for? */
-static bool partition_wanted(const struct kafka_describe_log_dirs_request_describable_log_dir_topic *t,
-                             int32_t p)
+typedef struct kafka_describe_log_dirs_request_describable_log_dir_topic ld_want;
+
+/* The request's topic entries sorted by name, so each topic of the metadata finds its entries
+ * by binary search: a request naming many topics or partitions costs O(n log n), not a scan
+ * per partition. NULL (count 0) when every topic is asked for. */
+struct ld_index {
+    const ld_want **e;
+    int32_t count;
+};
+
+static int kstr_cmp(struct kafka_str x, struct kafka_str y)
 {
-    for (int32_t i = 0; i < t->partitions_count; i++) {
-        if (t->partitions[i] == p)
-            return true;
-    }
-    return false;
+    int32_t lx = x.len > 0 ? x.len : 0, ly = y.len > 0 ? y.len : 0;
+    int c = memcmp(x.ptr ? x.ptr : "", y.ptr ? y.ptr : "", (size_t)(lx < ly ? lx : ly));
+    return c != 0 ? c : (lx > ly) - (lx < ly);
 }
 
-/* One topic's partitions present in log_dir: every one when want is NULL, else those listed
- * in want (every entry naming the topic counts). *o->partitions_count 0 means none found. */
-static int describe_topic(const char *log_dir, const struct lm_meta_topic *t,
-                          const struct kafka_describe_log_dirs_request *rq,
-                          struct kafka_arena *a, ld_topic *o)
+static int want_cmp(const void *x, const void *y)
+{
+    return kstr_cmp((*(const ld_want *const *)x)->topic, (*(const ld_want *const *)y)->topic);
+}
+
+static int index_build(const struct kafka_describe_log_dirs_request *rq, struct kafka_arena *a,
+                       struct ld_index *ix)
+{
+    ix->e = NULL;
+    ix->count = rq->topics_count > 0 ? rq->topics_count : 0;
+    if (ix->count == 0)
+        return 0;
+    ix->e = kafka_arena_alloc_array(a, (size_t)ix->count, sizeof(*ix->e), 8);
+    if (ix->e == NULL)
+        return LM_E_NOMEM;
+    for (int32_t i = 0; i < ix->count; i++)
+        ix->e[i] = &rq->topics[i];
+    qsort(ix->e, (size_t)ix->count, sizeof(*ix->e), want_cmp);
+    return 0;
+}
+
+/* The first entry naming topic (or count when none does); entries naming it follow it. */
+static int32_t index_first(const struct ld_index *ix, const char *topic)
+{
+    struct kafka_str key = admin_kstr(topic);
+    int32_t lo = 0, hi = ix->count;
+    while (lo < hi) {
+        int32_t mid = lo + (hi - lo) / 2;
+        if (kstr_cmp(ix->e[mid]->topic, key) < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo < ix->count && kstr_cmp(ix->e[lo]->topic, key) == 0 ? lo : ix->count;
+}
+
+/* One topic's partitions present in log_dir: every one when all, else those the index's
+ * entries for the topic list (out-of-range indexes are ignored, as Kafka finds no log for
+ * them). o->partitions_count 0 means none found. */
+static int describe_topic(const char *log_dir, const struct lm_meta_topic *t, bool all,
+                          const struct ld_index *ix, struct kafka_arena *a, ld_topic *o)
 {
     o->partitions_count = 0;
     o->partitions = NULL;
     if (t->partition_count <= 0)
         return 0;
+    bool *wanted = kafka_arena_alloc_array(a, (size_t)t->partition_count, sizeof(bool), 1);
     o->partitions = kafka_arena_alloc_array(a, (size_t)t->partition_count,
                                             sizeof(*o->partitions), 8);
-    if (o->partitions == NULL)
+    if (wanted == NULL || o->partitions == NULL)
         return LM_E_NOMEM;
+    memset(wanted, all, (size_t)t->partition_count * sizeof(bool));
+    if (!all) {
+        for (int32_t i = index_first(ix, t->name);
+             i < ix->count && admin_kstr_eq(ix->e[i]->topic, t->name); i++) {
+            for (int32_t k = 0; k < ix->e[i]->partitions_count; k++) {
+                int32_t p = ix->e[i]->partitions[k];
+                if (p >= 0 && p < t->partition_count)
+                    wanted[p] = true;
+            }
+        }
+    }
     for (int32_t p = 0; p < t->partition_count; p++) {
-        bool wanted = rq->topics_count < 0;
-        for (int32_t i = 0; !wanted && i < rq->topics_count; i++)
-            wanted = admin_kstr_eq(rq->topics[i].topic, t->name) &&
-                     partition_wanted(&rq->topics[i], p);
-        if (!wanted)
+        if (!wanted[p])
             continue;
         char dir[PATH_MAX];
         if (storage_partition_dir(dir, sizeof(dir), log_dir, t->name, p) != 0)
@@ -137,22 +188,23 @@ static int describe_dir(const struct admin_env *env, const char *configured,
     if (!with_partitions)
         return 0;
 
+    bool all = rq->topics_count < 0;
+    struct ld_index ix;
+    int rc = index_build(rq, a, &ix);
+    if (rc != 0)
+        return rc;
     struct lm_meta_snapshot *snap = lm_meta_store_snapshot(env->meta);
     const struct lm_meta_state *st = &snap->state;
-    int rc = 0;
     res->topics = kafka_arena_alloc_array(a, st->topic_count > 0 ? st->topic_count : 1,
                                           sizeof(*res->topics), 8);
     if (res->topics == NULL)
         rc = LM_E_NOMEM;
     for (size_t i = 0; rc == 0 && i < st->topic_count; i++) {
         const struct lm_meta_topic *t = &st->topics[i];
-        bool asked = rq->topics_count < 0;
-        for (int32_t k = 0; !asked && k < rq->topics_count; k++)
-            asked = admin_kstr_eq(rq->topics[k].topic, t->name);
-        if (!asked)
+        if (!all && index_first(&ix, t->name) == ix.count)
             continue;
         ld_topic *o = &res->topics[res->topics_count];
-        rc = describe_topic(abs, t, rq, a, o);
+        rc = describe_topic(abs, t, all, &ix, a, o);
         if (rc == 0 && o->partitions_count > 0) {
             char *name = NULL; /* copied: the snapshot is released before encoding */
             rc = admin_cstr(a, admin_kstr(t->name), &name);

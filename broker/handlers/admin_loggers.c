@@ -106,8 +106,9 @@ int admin_logger_describe(const struct admin_env *env, int16_t version,
     return 0;
 }
 
-int admin_logger_alter(const struct admin_env *env, bool validate_only,
-                       const struct kafka_incremental_alter_configs_request_alter_configs_resource *r,
+typedef struct kafka_incremental_alter_configs_request_alter_configs_resource iac_resource;
+
+int admin_logger_alter(const struct admin_env *env, bool validate_only, const iac_resource *r,
                        struct kafka_arena *a, int16_t *code, struct kafka_str *msg)
 {
     bool ok = false;

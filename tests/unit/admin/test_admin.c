@@ -1124,6 +1124,19 @@ static void test_describe_log_dirs(void **state)
     assert_true(str_is(rs->results[0].topics[0].name, "ld"));
     assert_int_equal(rs->results[0].topics[0].partitions_count, 1);
     assert_int_equal(rs->results[0].topics[0].partitions[0].partition_index, 2);
+    /* a topic named twice: the union of its entries; out-of-range indexes find no log */
+    struct kafka_describe_log_dirs_request_describable_log_dir_topic twice[3] = {
+        {S("ld"), (int32_t[]){2}, 1},
+        {S("nope"), (int32_t[]){0}, 1},
+        {S("ld"), (int32_t[]){0, 99, -1}, 3}};
+    rq.topics = twice;
+    rq.topics_count = 3;
+    rs = call_describe_log_dirs(f, 3, &rq);
+    assert_int_equal(rs->results[0].topics_count, 1);
+    assert_int_equal(rs->results[0].topics[0].partitions_count, 2);
+    assert_int_equal(rs->results[0].topics[0].partitions[0].partition_index, 0);
+    assert_int_equal(rs->results[0].topics[0].partitions[0].partition_size, 123);
+    assert_int_equal(rs->results[0].topics[0].partitions[1].partition_index, 2);
     /* an empty filter asks for nothing */
     rq.topics_count = 0;
     rs = call_describe_log_dirs(f, 2, &rq);

@@ -76,8 +76,9 @@ final class OpsChecks {
         for (JsonNode part : dir.path("partitions")) {
             lagFuture &= part.path("offsetLag").asLong(-1) == 0
                     && !part.path("isFuture").asBoolean(true);
-            if (part.path("partition").asText().equals(topic + "-0")) size0 = part.path("size").asLong();
-            if (part.path("partition").asText().equals(topic + "-1")) size1 = part.path("size").asLong();
+            String name = part.path("partition").asText();
+            if (name.equals(topic + "-0")) size0 = part.path("size").asLong();
+            if (name.equals(topic + "-1")) size1 = part.path("size").asLong();
         }
         String logDir = dir.path("logDir").asText("");
         long onDisk = segmentBytes(new File(logDir, topic + "-0"));
