@@ -1,16 +1,22 @@
 #include "broker/log.h"
 
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <time.h>
 #include <unistd.h>
 
-static enum broker_log_level g_level = BROKER_LOG_INFO;
+static _Atomic int g_level = BROKER_LOG_INFO;
 static _Thread_local int t_shard = -1;
 
 void broker_log_set_level(enum broker_log_level level)
 {
-    g_level = level;
+    atomic_store_explicit(&g_level, (int)level, memory_order_relaxed);
+}
+
+enum broker_log_level broker_log_get_level(void)
+{
+    return (enum broker_log_level)atomic_load_explicit(&g_level, memory_order_relaxed);
 }
 
 void broker_log_set_shard(int shard)
@@ -45,7 +51,7 @@ static void log_va(enum broker_log_level level, const char *fmt, va_list ap)
 
 void broker_log(enum broker_log_level level, const char *fmt, ...)
 {
-    if (level < g_level)
+    if ((int)level < atomic_load_explicit(&g_level, memory_order_relaxed))
         return;
     va_list ap;
     va_start(ap, fmt);
@@ -73,7 +79,7 @@ static uint64_t mono_ms(void)
 bool broker_log_limited(struct broker_log_limit *l, enum broker_log_level level, const char *fmt,
                         ...)
 {
-    if (level < g_level)
+    if ((int)level < atomic_load_explicit(&g_level, memory_order_relaxed))
         return false;
     uint64_t now = mono_ms();
     uint64_t start = atomic_load_explicit(&l->window_start_ms, memory_order_relaxed);

@@ -9,8 +9,11 @@
 
 enum broker_log_level { BROKER_LOG_DEBUG, BROKER_LOG_INFO, BROKER_LOG_WARN, BROKER_LOG_ERROR };
 
-/* Sets the minimum level printed (process-wide; set once at start-up). */
+/* Sets the minimum level printed, process-wide: at start-up and at runtime (Kafka's
+ * BROKER_LOGGER configs, admin_configs.c); an atomic store every thread sees. */
 void broker_log_set_level(enum broker_log_level level);
+/* The minimum level printed now. */
+enum broker_log_level broker_log_get_level(void);
 /* Sets this thread's shard id for the log prefix (-1 = main). */
 void broker_log_set_shard(int shard);
 /* Prints one line at level. */

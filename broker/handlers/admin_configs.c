@@ -2,6 +2,8 @@
  * broker resources (KIP-133, KIP-226 synonyms and sources, KIP-339 incremental operations,
  * KIP-569 types and documentation).
  *
+ * BROKER_LOGGER resources are described and set by admin_loggers.c (KIP-412).
+ *
  * Topic configs are the overrides kept in the metadata store; their effective values fall back
  * to the broker's server.properties key and then Kafka's default (admin_topic_config_value).
  * Broker configs are static: laminar has no dynamic broker configs, so they are described with
@@ -400,6 +402,8 @@ int admin_describe_configs(const struct admin_env *env, int16_t version,
         else if (r->resource_type == ADMIN_RESOURCE_BROKER)
             rc = dc_broker(env, version, rq->include_synonyms, rq->include_documentation, r, a,
                            res);
+        else if (r->resource_type == ADMIN_RESOURCE_BROKER_LOGGER)
+            rc = admin_logger_describe(env, version, r, a, res);
         else
             rc = SET_ERR(a, res->error_code, res->error_message, KAFKA_INVALID_REQUEST,
                          "Unsupported resource type: %d", r->resource_type);
@@ -912,6 +916,9 @@ int admin_incremental_alter_configs(const struct admin_env *env, int16_t version
             if (rc == 0)
                 rc = alter_broker(env, r->resource_name, keys, a, &res->error_code,
                                   &res->error_message);
+        } else if (r->resource_type == ADMIN_RESOURCE_BROKER_LOGGER) {
+            rc = admin_logger_alter(env, rq->validate_only, r, a, &res->error_code,
+                                    &res->error_message);
         } else {
             rc = SET_ERR(a, res->error_code, res->error_message, KAFKA_INVALID_REQUEST,
                          "Unsupported resource type: %d", r->resource_type);

@@ -1,5 +1,6 @@
 /* Admin request handlers (issue 4): CreateTopics, DeleteTopics, CreatePartitions,
- * DescribeConfigs, AlterConfigs, IncrementalAlterConfigs, DescribeCluster and the ACL APIs.
+ * DescribeConfigs, AlterConfigs, IncrementalAlterConfigs, DescribeCluster, the ACL APIs,
+ * DescribeLogDirs, DescribeTopicPartitions and the feature APIs.
  * Private to broker/handlers/admin_*.c and their unit tests.
  *
  * Each API is split in two: a pure core (this header) that takes a decoded request and fills
@@ -49,6 +50,16 @@
 #define ADMIN_CREATE_ACLS_MAX 3
 #define ADMIN_DELETE_ACLS_MIN 1
 #define ADMIN_DELETE_ACLS_MAX 3
+/* Kafka 4.x's ranges (DescribeLogDirs v0 was removed by KIP-896). */
+#define ADMIN_DESCRIBE_LOG_DIRS_MIN 1
+#define ADMIN_DESCRIBE_LOG_DIRS_MAX 4
+#define ADMIN_UPDATE_FEATURES_MIN 0
+#define ADMIN_UPDATE_FEATURES_MAX 2
+#define ADMIN_DESCRIBE_TOPIC_PARTITIONS_MIN 0
+#define ADMIN_DESCRIBE_TOPIC_PARTITIONS_MAX 0
+/* Kafka's max.request.partition.size.limit default: the most partitions DescribeTopicPartitions
+ * returns in one response whatever the client asks (KIP-966). */
+#define ADMIN_DESCRIBE_PARTITIONS_LIMIT 2000
 
 /* ConfigResource.Type on the wire (KIP-133, KIP-412, KIP-714, KIP-848). */
 enum admin_resource_type {
@@ -70,6 +81,7 @@ struct admin_env {
     struct lm_meta_store *meta;
     const struct broker_config *cfg;
     const char *cluster_id;
+    int32_t leader_epoch; /* every partition's leader epoch, as Metadata reports it */
 };
 
 /* The cores: fill rs (initialised by the caller with kafka_<api>_response_init) for request rq
@@ -110,6 +122,43 @@ int admin_create_acls(const struct admin_env *env, int16_t version,
 int admin_delete_acls(const struct admin_env *env, int16_t version,
                       const struct kafka_delete_acls_request *rq,
                       struct kafka_delete_acls_response *rs, struct kafka_arena *a);
+
+/* DescribeLogDirs (admin_logdirs.c): every configured log dir with the partitions asked for
+ * (a null topic list: all) and their on-disk size, read from the partition directories. */
+int admin_describe_log_dirs(const struct admin_env *env, int16_t version,
+                            const struct kafka_describe_log_dirs_request *rq,
+                            struct kafka_describe_log_dirs_response *rs, struct kafka_arena *a);
+/* DescribeTopicPartitions (admin_describe_partitions.c, KIP-966): topics sorted by name from
+ * the cursor on, at most min(response_partition_limit, ADMIN_DESCRIBE_PARTITIONS_LIMIT)
+ * partitions, next_cursor where the next page starts. A bad cursor (a topic the request does
+ * not list, a negative partition) fails the request: every requested topic INVALID_REQUEST. */
+int admin_describe_topic_partitions(const struct admin_env *env, int16_t version,
+                                    const struct kafka_describe_topic_partitions_request *rq,
+                                    struct kafka_describe_topic_partitions_response *rs,
+                                    struct kafka_arena *a);
+
+/* Feature flags (admin_features.c, KIP-584). admin_features_fill sets the supported and
+ * finalized features of an ApiVersions response of the given version (arrays in the arena;
+ * only v3+ carries them); 0 or LM_E_NOMEM.
+ * admin_update_features answers UpdateFeatures: laminar's levels are fixed, so only an update
+ * to the level already finalized succeeds. */
+int admin_features_fill(const struct admin_env *env, int16_t version,
+                        struct kafka_api_versions_response *rs, struct kafka_arena *a);
+int admin_update_features(const struct admin_env *env, int16_t version,
+                          const struct kafka_update_features_request *rq,
+                          struct kafka_update_features_response *rs, struct kafka_arena *a);
+
+/* BROKER_LOGGER resources (admin_loggers.c, KIP-412), called by the config cores for one
+ * resource: describe fills res (error code and message included); alter validates every
+ * operation and, unless validate_only, applies them. 0 or LM_E_NOMEM. */
+int admin_logger_describe(const struct admin_env *env, int16_t version,
+                          const struct kafka_describe_configs_request_describe_configs_resource *r,
+                          struct kafka_arena *a,
+                          struct kafka_describe_configs_response_describe_configs_result *res);
+int admin_logger_alter(
+    const struct admin_env *env, bool validate_only,
+    const struct kafka_incremental_alter_configs_request_alter_configs_resource *r,
+    struct kafka_arena *a, int16_t *code, struct kafka_str *msg);
 
 /* ---- helpers shared by the admin files (admin_util.c) ---- */
 

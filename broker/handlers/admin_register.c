@@ -7,6 +7,7 @@
 
 #include "broker/handlers/admin_core.h"
 #include "broker/handlers/handlers.h"
+#include "broker/handlers/handlers_internal.h"
 #include "broker/log.h"
 #include "common/lm_assert.h"
 #include "common/lm_err.h"
@@ -55,6 +56,7 @@ static void admin_serve(struct broker_req *req, int16_t min_version, int16_t max
         .meta = handlers_global->meta,
         .cfg = handlers_global->cfg,
         .cluster_id = handlers_global->cluster_id,
+        .leader_epoch = HANDLERS_LEADER_EPOCH,
     };
     rc = core(&env, req->api_version, rq, rs, ka);
     if (rc != 0) {
@@ -99,6 +101,22 @@ ADMIN_HANDLER(describe_cluster, ADMIN_DESCRIBE_CLUSTER_MIN, ADMIN_DESCRIBE_CLUST
 ADMIN_HANDLER(describe_acls, ADMIN_DESCRIBE_ACLS_MIN, ADMIN_DESCRIBE_ACLS_MAX)
 ADMIN_HANDLER(create_acls, ADMIN_CREATE_ACLS_MIN, ADMIN_CREATE_ACLS_MAX)
 ADMIN_HANDLER(delete_acls, ADMIN_DELETE_ACLS_MIN, ADMIN_DELETE_ACLS_MAX)
+ADMIN_HANDLER(describe_log_dirs, ADMIN_DESCRIBE_LOG_DIRS_MIN, ADMIN_DESCRIBE_LOG_DIRS_MAX)
+ADMIN_HANDLER(update_features, ADMIN_UPDATE_FEATURES_MIN, ADMIN_UPDATE_FEATURES_MAX)
+ADMIN_HANDLER(describe_topic_partitions, ADMIN_DESCRIBE_TOPIC_PARTITIONS_MIN,
+              ADMIN_DESCRIBE_TOPIC_PARTITIONS_MAX)
+
+int handlers_admin_features_fill(struct broker_req *req, struct kafka_api_versions_response *rs)
+{
+    LM_ASSERT(handlers_global != NULL);
+    struct admin_env env = {
+        .meta = handlers_global->meta,
+        .cfg = handlers_global->cfg,
+        .cluster_id = handlers_global->cluster_id,
+        .leader_epoch = HANDLERS_LEADER_EPOCH,
+    };
+    return admin_features_fill(&env, req->api_version, rs, &req->arena);
+}
 
 int handlers_admin_register(struct broker_dispatch *d)
 {
@@ -125,6 +143,12 @@ int handlers_admin_register(struct broker_dispatch *d)
          describe_acls_handle},
         {KAFKA_CREATE_ACLS_KEY, ADMIN_CREATE_ACLS_MIN, ADMIN_CREATE_ACLS_MAX, create_acls_handle},
         {KAFKA_DELETE_ACLS_KEY, ADMIN_DELETE_ACLS_MIN, ADMIN_DELETE_ACLS_MAX, delete_acls_handle},
+        {KAFKA_DESCRIBE_LOG_DIRS_KEY, ADMIN_DESCRIBE_LOG_DIRS_MIN, ADMIN_DESCRIBE_LOG_DIRS_MAX,
+         describe_log_dirs_handle},
+        {KAFKA_UPDATE_FEATURES_KEY, ADMIN_UPDATE_FEATURES_MIN, ADMIN_UPDATE_FEATURES_MAX,
+         update_features_handle},
+        {KAFKA_DESCRIBE_TOPIC_PARTITIONS_KEY, ADMIN_DESCRIBE_TOPIC_PARTITIONS_MIN,
+         ADMIN_DESCRIBE_TOPIC_PARTITIONS_MAX, describe_topic_partitions_handle},
     };
     for (size_t i = 0; i < LM_ARRAY_LEN(apis); i++) {
         int rc = handlers_serve(d, apis[i].key, apis[i].min, apis[i].max, apis[i].fn);

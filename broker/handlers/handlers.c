@@ -244,10 +244,11 @@ static void api_versions(struct broker_req *req)
     struct kafka_api_versions_response resp;
     kafka_api_versions_response_init(&resp);
     api_versions_fill(req, &resp);
-    /* No finalized features: a single-node broker without KRaft feature levels. */
-    resp.supported_features_count = 0;
-    resp.finalized_features_count = 0;
-    resp.finalized_features_epoch = -1;
+    /* The feature levels (KIP-584, admin_features.c): tagged fields, sent from v3. */
+    if (handlers_admin_features_fill(req, &resp) != 0) {
+        h_close(req, "arena exhausted");
+        return;
+    }
     h_respond(req, &resp);
 }
 

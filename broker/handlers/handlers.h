@@ -66,6 +66,10 @@ int handlers_serve(struct broker_dispatch *d, int16_t api_key, int16_t min_versi
 /* Registration functions of each group of handler files. */
 int handlers_data_register(struct broker_dispatch *d);
 int handlers_admin_register(struct broker_dispatch *d);
+/* Fills ApiVersions v3+'s supported and finalized features (admin_features.c) in req's arena.
+ * Returns 0 or LM_E_NOMEM. */
+struct kafka_api_versions_response;
+int handlers_admin_features_fill(struct broker_req *req, struct kafka_api_versions_response *rs);
 /* Group coordinator APIs, InitProducerId, DescribeProducers and the Produce producer-state
  * hooks (group_*.c, producer_*.c); creates __consumer_offsets when missing. */
 int handlers_group_register(struct broker_dispatch *d);

@@ -4,7 +4,10 @@ growing and deleting topics, with the error cases a user hits; then topics and c
 survive kill -9 and a restart. Also: an empty cleanup.policy (IncrementalAlterConfigs SUBTRACT
 of its last item, hand-built frames, or set directly) is accepted, described as "" and means no
 cleanup at all, as in Kafka 4.x; the ACL APIs without an authorizer answer SECURITY_DISABLED
-(kafka-python's admin client, and hand-built frames at every served version).
+(kafka-python's admin client, and hand-built frames at every served version). Hand-built
+frames also check the operability APIs: ApiVersions' feature tags, DescribeLogDirs at v1-4
+(partition sizes equal the segment files in the log dir), DescribeTopicPartitions paging and
+UpdateFeatures.
 
     test_admin.py --io uring|epoll
 
@@ -596,6 +599,211 @@ def acl_checks_raw(host, port):
         f.close()
 
 
+
+# ---- operability APIs on the wire: ApiVersions features, DescribeLogDirs,
+# DescribeTopicPartitions, UpdateFeatures -------------------------------------------------
+
+def read_tags(r):
+    """A tagged-field section: {tag: bytes}."""
+    out = {}
+    for _ in range(r.uvar()):
+        tag, size = r.uvar(), r.uvar()
+        out[tag] = r.b[r.p:r.p + size]
+        r.p += size
+    return out
+
+
+def api_versions(f, v):
+    """ApiVersions v3+: ({key: (min, max)}, supported {name: (min, max)}, epoch,
+    finalized {name: (min, max)})."""
+    r = f.call(18, v, cstr("raw") + cstr("1") + b"\x00", True)
+    # The response header of ApiVersions is v0 always (KIP-511): the reader skipped a tag
+    # byte that is the error code's first byte; step back.
+    r.p -= 1
+    check(r.i16() == 0, "ApiVersions v%d: no error" % v)
+    keys = {}
+    for _ in range(r.uvar() - 1):
+        k, lo, hi = r.i16(), r.i16(), r.i16()
+        r.uvar()
+        keys[k] = (lo, hi)
+    r.i32()
+    tags = read_tags(r)
+    sup, fin, epoch = {}, {}, -1
+    if 0 in tags:
+        t = Reader(tags[0])
+        for _ in range(t.uvar() - 1):
+            name, lo, hi = t.cstr(), t.i16(), t.i16()
+            t.uvar()
+            sup[name] = (lo, hi)
+    if 1 in tags:
+        epoch = struct.unpack(">q", tags[1])[0]
+    if 2 in tags:
+        t = Reader(tags[2])
+        for _ in range(t.uvar() - 1):
+            name, hi, lo = t.cstr(), t.i16(), t.i16()
+            t.uvar()
+            fin[name] = (lo, hi)
+    check(r.done(), "ApiVersions v%d: whole body read" % v)
+    return keys, sup, epoch, fin
+
+
+def describe_log_dirs(f, v, topics):
+    """DescribeLogDirs v1-4; topics None (all) or [(name, [partitions])]. Returns
+    (top error, [(error, dir, {(topic, p): (size, lag, future)}, total, usable)])."""
+    flex = v >= 2
+    s_, a_ = (cstr, carr) if flex else (nstr, arr)
+    tags = b"\x00" if flex else b""
+    if topics is None:
+        body = (b"\x00" if flex else i32(-1))
+    else:
+        body = a_([s_(t) + (uvar(len(ps) + 1) if flex else i32(len(ps))) +
+                   b"".join(i32(p) for p in ps) + tags for t, ps in topics])
+    r = f.call(35, v, body + tags, flex)
+    if r is None:
+        return None
+    r.i32()
+    top = r.i16() if v >= 3 else 0
+    dirs = []
+    for _ in range((r.uvar() - 1) if flex else r.i32()):
+        err, d = r.i16(), (r.cstr() if flex else r.nstr())
+        parts = {}
+        for _ in range((r.uvar() - 1) if flex else r.i32()):
+            name = r.cstr() if flex else r.nstr()
+            for _ in range((r.uvar() - 1) if flex else r.i32()):
+                p, size, lag, fut = r.i32(), r.take(">q"), r.take(">q"), r.i8()
+                if flex:
+                    r.uvar()
+                parts[(name, p)] = (size, lag, fut)
+            if flex:
+                r.uvar()
+        total = usable = -1
+        if v >= 4:
+            total, usable = r.take(">q"), r.take(">q")
+        if flex:
+            r.uvar()
+        dirs.append((err, d, parts, total, usable))
+    if flex:
+        r.uvar()
+    check(r.done(), "DescribeLogDirs v%d: whole body read" % v)
+    return top, dirs
+
+
+def describe_topic_partitions(f, names, limit, cursor):
+    """DescribeTopicPartitions v0: ([(error, name, [partition])], next cursor or None)."""
+    body = carr([cstr(n) + b"\x00" for n in names]) + i32(limit)
+    body += (b"\xff" if cursor is None else
+             b"\x01" + cstr(cursor[0]) + i32(cursor[1]) + b"\x00")
+    r = f.call(75, 0, body + b"\x00", True)
+    r.i32()
+    topics = []
+    for _ in range(r.uvar() - 1):
+        err, name = r.i16(), r.cstr()
+        r.p += 16 + 1  # topic id, is_internal
+        parts = []
+        for _ in range(r.uvar() - 1):
+            perr, idx, leader, epoch = r.i16(), r.i32(), r.i32(), r.i32()
+            for _ in range(5):  # replicas, isr, elr, last known elr, offline
+                n = r.uvar() - 1
+                r.p += 4 * max(n, 0)
+            r.uvar()
+            parts.append((perr, idx, leader))
+        r.i32()
+        r.uvar()
+        topics.append((err, name, parts))
+    nxt = None
+    if r.i8() == 1:
+        nxt = (r.cstr(), r.i32())
+        r.uvar()
+    r.uvar()
+    check(r.done(), "DescribeTopicPartitions: whole body read")
+    return topics, nxt
+
+
+def segment_bytes(d):
+    return sum(os.path.getsize(os.path.join(d, n)) for n in os.listdir(d)
+               if n.endswith(".log") and n[:-4].isdigit())
+
+
+def ops_checks_raw(b):
+    """The operability APIs at every served version on the wire."""
+    import confluent_kafka as ck
+    from confluent_kafka.admin import AdminClient, NewTopic
+    a = AdminClient({"bootstrap.servers": b.bootstrap})
+    fs = a.create_topics([NewTopic("ops-raw", 3, 1)])
+    check(error_code_of(fs["ops-raw"]) == 0, "create ops-raw")
+    p = ck.Producer({"bootstrap.servers": b.bootstrap, "linger.ms": 5})
+    for i in range(300):
+        p.produce("ops-raw", b"v" * 500, partition=i % 2)
+    check(p.flush(20) == 0, "produce to ops-raw")
+    f = Frames(b.host, b.port)
+    try:
+        for v in (3, 4):
+            keys, sup, epoch, fin = api_versions(f, v)
+            check(keys.get(35) == (1, 4) and keys.get(57) == (0, 2) and keys.get(75) == (0, 0),
+                  "ApiVersions v%d advertises DescribeLogDirs 1-4, UpdateFeatures 0-2, "
+                  "DescribeTopicPartitions 0" % v, (keys.get(35), keys.get(57), keys.get(75)))
+            check(sup.get("metadata.version") == (7, 27) and
+                  fin == {"metadata.version": (27, 27)} and epoch >= 0,
+                  "ApiVersions v%d features" % v, (sup, fin, epoch))
+            # Before v4 no range may start at 0 (KAFKA-17011): 0-0 ones are left out.
+            check(("group.version" in sup) == (v >= 4) and
+                  all(lo > 0 for lo, _ in sup.values()) == (v < 4),
+                  "ApiVersions v%d: level-0 ranges only from v4" % v, sup)
+
+        data = os.path.realpath(b.data_dir)
+        want = {("ops-raw", q): segment_bytes(os.path.join(data, "ops-raw-%d" % q))
+                for q in range(3)}
+        check(want[("ops-raw", 0)] >= 150 * 500 and want[("ops-raw", 2)] == 0,
+              "ops-raw segment files hold what was produced", want)
+        for v in (1, 2, 3, 4):
+            top, dirs = describe_log_dirs(f, v, None)
+            err, d, parts, total, usable = dirs[0]
+            got = {k: s for k, (s, lag, fut) in parts.items() if k[0] == "ops-raw"}
+            check(top == 0 and len(dirs) == 1 and err == 0 and d == data and got == want and
+                  all(lag == 0 and fut == 0 for _, lag, fut in parts.values()) and
+                  ((total > 0 and 0 <= usable <= total) if v >= 4 else total == -1),
+                  "DescribeLogDirs v%d (all topics): sizes equal the segment files" % v,
+                  (top, d, got, want, total, usable))
+        top, dirs = describe_log_dirs(f, 4, [("ops-raw", [1, 7]), ("missing", [0])])
+        check(sorted(dirs[0][2]) == [("ops-raw", 1)],
+              "DescribeLogDirs filter: only the existing partition asked for", dirs[0][2])
+        check(describe_log_dirs(f, 0, None) is None, "DescribeLogDirs v0 (removed): closed")
+    finally:
+        f.close()
+
+    f = Frames(b.host, b.port)
+    try:
+        seen, pages, cursor = [], 0, None
+        while True:
+            topics, cursor = describe_topic_partitions(f, ["ops-raw", "nope"], 2, cursor)
+            pages += 1
+            for err, name, parts in topics:
+                seen += [(name, err, idx, leader) for _, idx, leader in parts] or [(name, err)]
+            if cursor is None or pages > 5:
+                break
+        check(pages == 2 and seen == [("nope", 3), ("ops-raw", 0, 0, NODE_ID),
+                                       ("ops-raw", 0, 1, NODE_ID), ("ops-raw", 0, 2, NODE_ID)],
+              "DescribeTopicPartitions pages of 2 follow the cursor", (pages, seen))
+        topics, cursor = describe_topic_partitions(f, ["ops-raw"], 10, ("other", 0))
+        check([t[0] for t in topics] == [42], "DescribeTopicPartitions: cursor on a topic not "
+              "asked for is INVALID_REQUEST", topics)
+        # UpdateFeatures v1: the finalized level again succeeds, anything else does not.
+        upd = (cstr("metadata.version") + i16(27) + i8(1) + b"\x00" +
+               cstr("transaction.version") + i16(2) + i8(1) + b"\x00")
+        r = f.call(57, 1, i32(60000) + uvar(3) + upd + i8(0) + b"\x00", True)
+        r.i32()
+        top, msg = r.i16(), r.cstr()
+        res = []
+        for _ in range(r.uvar() - 1):
+            res.append((r.cstr(), r.i16()))
+            r.cstr()
+            r.uvar()
+        check(top == 0 and res == [("metadata.version", 0), ("transaction.version", 95)],
+              "UpdateFeatures v1: same level ok, a change INVALID_UPDATE_VERSION", (top, res))
+    finally:
+        f.close()
+
+
 def create_before_crash(bootstrap):
     """Creates a topic, grows it and sets a config: all must survive kill -9."""
     from confluent_kafka.admin import AdminClient, ConfigResource, NewPartitions, NewTopic
@@ -644,7 +852,8 @@ def main():
                 check(False, "%s raised %r" % (name, e))
         for name, fn in (("empty cleanup.policy", lambda: empty_cleanup_policy(b)),
                          ("acls (kafka-python)", lambda: acl_checks_kafka_python(b.bootstrap)),
-                         ("acls (frames)", lambda: acl_checks_raw(b.host, b.port))):
+                         ("acls (frames)", lambda: acl_checks_raw(b.host, b.port)),
+                         ("operability (frames)", lambda: ops_checks_raw(b))):
             try:
                 fn()
             except Exception as e:

@@ -8,12 +8,15 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <limits.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include <cmocka.h>
 
 #include "broker/config.h"
 #include "broker/handlers/admin_core.h"
+#include "broker/log.h"
 #include "broker/meta/meta_store.h"
 #include "common/lm_err.h"
 #include "protocol/kafka_api.h"
@@ -99,6 +102,9 @@ DEFINE_CALL(describe_cluster, KAFKA_DESCRIBE_CLUSTER_KEY)
 DEFINE_CALL(describe_acls, KAFKA_DESCRIBE_ACLS_KEY)
 DEFINE_CALL(create_acls, KAFKA_CREATE_ACLS_KEY)
 DEFINE_CALL(delete_acls, KAFKA_DELETE_ACLS_KEY)
+DEFINE_CALL(describe_log_dirs, KAFKA_DESCRIBE_LOG_DIRS_KEY)
+DEFINE_CALL(update_features, KAFKA_UPDATE_FEATURES_KEY)
+DEFINE_CALL(describe_topic_partitions, KAFKA_DESCRIBE_TOPIC_PARTITIONS_KEY)
 
 static struct kafka_str S(const char *s)
 {
@@ -650,7 +656,7 @@ static void test_describe_configs_topic(void **state)
     assert_int_equal(rs->results[0].error_code, KAFKA_UNKNOWN_TOPIC_OR_PARTITION);
     assert_true(rs->results[0].error_message.len > 0);
     assert_int_equal(rs->results[0].configs_count, 0);
-    rs = describe(f, 4, ADMIN_RESOURCE_BROKER_LOGGER, "7", false, false, -1);
+    rs = describe(f, 4, ADMIN_RESOURCE_BROKER_LOGGER, "8", false, false, -1);
     assert_int_equal(rs->results[0].error_code, KAFKA_INVALID_REQUEST);
 }
 
@@ -1016,6 +1022,291 @@ static void test_acls_security_disabled(void **state)
     }
 }
 
+/* ---- BROKER_LOGGER ---- */
+
+static void test_broker_logger(void **state)
+{
+    struct fx *f = *state;
+    enum broker_log_level before = broker_log_get_level();
+    broker_log_set_level(BROKER_LOG_INFO);
+    struct kafka_describe_configs_response *rs =
+        describe(f, 4, ADMIN_RESOURCE_BROKER_LOGGER, "7", false, false, -1);
+    assert_int_equal(rs->results[0].error_code, KAFKA_NONE);
+    assert_int_equal(rs->results[0].configs_count, 1);
+    assert_true(str_is(rs->results[0].configs[0].name, "root"));
+    assert_true(str_is(rs->results[0].configs[0].value, "INFO"));
+    assert_int_equal(rs->results[0].configs[0].config_source, 6);
+    assert_false(rs->results[0].configs[0].read_only);
+    rs = describe(f, 4, ADMIN_RESOURCE_BROKER_LOGGER, "", false, false, -1);
+    assert_int_equal(rs->results[0].error_code, KAFKA_INVALID_REQUEST);
+
+    /* validate_only checks but changes nothing */
+    assert_int_equal(ialter(f, 1, ADMIN_RESOURCE_BROKER_LOGGER, "7", true, 1,
+                            (struct op[]){{"root", ADMIN_OP_SET, "DEBUG"}}),
+                     KAFKA_NONE);
+    assert_int_equal(broker_log_get_level(), BROKER_LOG_INFO);
+    assert_int_equal(ialter(f, 1, ADMIN_RESOURCE_BROKER_LOGGER, "7", false, 1,
+                            (struct op[]){{"root", ADMIN_OP_SET, "TRACE"}}),
+                     KAFKA_NONE);
+    assert_int_equal(broker_log_get_level(), BROKER_LOG_DEBUG);
+    rs = describe(f, 4, ADMIN_RESOURCE_BROKER_LOGGER, "7", false, false, 1, "root");
+    assert_true(str_is(rs->results[0].configs[0].value, "DEBUG"));
+    assert_int_equal(ialter(f, 1, ADMIN_RESOURCE_BROKER_LOGGER, "7", false, 1,
+                            (struct op[]){{"root", ADMIN_OP_SET, "VERBOSE"}}),
+                     KAFKA_INVALID_CONFIG);
+    assert_int_equal(ialter(f, 1, ADMIN_RESOURCE_BROKER_LOGGER, "7", false, 1,
+                            (struct op[]){{"kafka.server", ADMIN_OP_SET, "INFO"}}),
+                     KAFKA_INVALID_CONFIG);
+    assert_int_equal(ialter(f, 1, ADMIN_RESOURCE_BROKER_LOGGER, "7", false, 1,
+                            (struct op[]){{"root", ADMIN_OP_DELETE, NULL}}),
+                     KAFKA_INVALID_REQUEST);
+    assert_int_equal(ialter(f, 1, ADMIN_RESOURCE_BROKER_LOGGER, "7", false, 1,
+                            (struct op[]){{"root", ADMIN_OP_APPEND, "INFO"}}),
+                     KAFKA_INVALID_REQUEST);
+    /* a failing operation applies none of the set */
+    assert_int_equal(ialter(f, 1, ADMIN_RESOURCE_BROKER_LOGGER, "7", false, 2,
+                            (struct op[]){{"root", ADMIN_OP_SET, "ERROR"},
+                                          {"root", ADMIN_OP_SET, "LOUD"}}),
+                     KAFKA_INVALID_CONFIG);
+    assert_int_equal(broker_log_get_level(), BROKER_LOG_DEBUG);
+    assert_int_equal(ialter(f, 1, ADMIN_RESOURCE_BROKER_LOGGER, "8", false, 1,
+                            (struct op[]){{"root", ADMIN_OP_SET, "INFO"}}),
+                     KAFKA_INVALID_REQUEST);
+    broker_log_set_level(before);
+}
+
+/* ---- DescribeLogDirs ---- */
+
+static void write_file(const char *dir, const char *name, size_t size)
+{
+    char path[512];
+    snprintf(path, sizeof(path), "%s/%s", dir, name);
+    FILE *fp = fopen(path, "w");
+    assert_non_null(fp);
+    for (size_t i = 0; i < size; i++)
+        fputc('x', fp);
+    fclose(fp);
+}
+
+static void test_describe_log_dirs(void **state)
+{
+    struct fx *f = *state;
+    assert_int_equal(broker_config_set(&f->cfg, "log.dirs", f->dir), 0);
+    assert_int_equal(create_one(f, 7, "ld", 3, 1), KAFKA_NONE);
+    assert_int_equal(create_one(f, 7, "other", 1, 1), KAFKA_NONE);
+    char d[512];
+    snprintf(d, sizeof(d), "%s/ld-0", f->dir);
+    assert_int_equal(mkdir(d, 0755), 0);
+    write_file(d, "00000000000000000000.log", 100);
+    write_file(d, "00000000000000000007.log", 23);
+    write_file(d, "00000000000000000007.index", 4096);
+    write_file(d, "00000000000000000003.log.swap", 999); /* not a live segment */
+    snprintf(d, sizeof(d), "%s/ld-2", f->dir);
+    assert_int_equal(mkdir(d, 0755), 0);
+    snprintf(d, sizeof(d), "%s/other-0", f->dir);
+    assert_int_equal(mkdir(d, 0755), 0);
+    write_file(d, "00000000000000000000.log", 5);
+    /* ld-1 has no directory: not in the log dir */
+
+    struct kafka_describe_log_dirs_request rq;
+    kafka_describe_log_dirs_request_init(&rq);
+    rq.topics_count = -1;
+    for (int16_t v = ADMIN_DESCRIBE_LOG_DIRS_MIN; v <= ADMIN_DESCRIBE_LOG_DIRS_MAX; v++) {
+        struct kafka_describe_log_dirs_response *rs = call_describe_log_dirs(f, v, &rq);
+        assert_int_equal(rs->error_code, KAFKA_NONE);
+        assert_int_equal(rs->results_count, 1);
+        const struct kafka_describe_log_dirs_response_describe_log_dirs_result *r =
+            &rs->results[0];
+        assert_int_equal(r->error_code, KAFKA_NONE);
+        char abs[PATH_MAX];
+        assert_non_null(realpath(f->dir, abs));
+        assert_true(str_is(r->log_dir, abs));
+        if (v >= 4)
+            assert_true(r->total_bytes > 0 && r->usable_bytes >= 0 &&
+                        r->usable_bytes <= r->total_bytes);
+        else
+            assert_int_equal(r->total_bytes, -1);
+        assert_int_equal(r->topics_count, 2);
+        int64_t sizes[3] = {-1, -1, -1};
+        for (int32_t t = 0; t < r->topics_count; t++) {
+            for (int32_t p = 0; p < r->topics[t].partitions_count; p++) {
+                const struct kafka_describe_log_dirs_response_describe_log_dirs_partition *pp =
+                    &r->topics[t].partitions[p];
+                assert_int_equal(pp->offset_lag, 0);
+                assert_false(pp->is_future_key);
+                if (str_is(r->topics[t].name, "ld"))
+                    sizes[pp->partition_index] = pp->partition_size;
+                else
+                    assert_int_equal(pp->partition_size, 5);
+            }
+        }
+        assert_int_equal(sizes[0], 123);
+        assert_int_equal(sizes[1], -1);
+        assert_int_equal(sizes[2], 0);
+    }
+    /* a filter: ld partitions 2 and 1 and a topic that does not exist */
+    struct kafka_describe_log_dirs_request_describable_log_dir_topic want[2] = {
+        {S("ld"), (int32_t[]){2, 1}, 2}, {S("nope"), (int32_t[]){0}, 1}};
+    rq.topics = want;
+    rq.topics_count = 2;
+    struct kafka_describe_log_dirs_response *rs = call_describe_log_dirs(f, 4, &rq);
+    assert_int_equal(rs->results[0].topics_count, 1);
+    assert_true(str_is(rs->results[0].topics[0].name, "ld"));
+    assert_int_equal(rs->results[0].topics[0].partitions_count, 1);
+    assert_int_equal(rs->results[0].topics[0].partitions[0].partition_index, 2);
+    /* a topic named twice: the union of its entries; out-of-range indexes find no log */
+    struct kafka_describe_log_dirs_request_describable_log_dir_topic twice[3] = {
+        {S("ld"), (int32_t[]){2}, 1},
+        {S("nope"), (int32_t[]){0}, 1},
+        {S("ld"), (int32_t[]){0, 99, -1}, 3}};
+    rq.topics = twice;
+    rq.topics_count = 3;
+    rs = call_describe_log_dirs(f, 3, &rq);
+    assert_int_equal(rs->results[0].topics_count, 1);
+    assert_int_equal(rs->results[0].topics[0].partitions_count, 2);
+    assert_int_equal(rs->results[0].topics[0].partitions[0].partition_index, 0);
+    assert_int_equal(rs->results[0].topics[0].partitions[0].partition_size, 123);
+    assert_int_equal(rs->results[0].topics[0].partitions[1].partition_index, 2);
+    /* an empty filter asks for nothing */
+    rq.topics_count = 0;
+    rs = call_describe_log_dirs(f, 2, &rq);
+    assert_int_equal(rs->results[0].topics_count, 0);
+}
+
+/* ---- features ---- */
+
+static void test_features(void **state)
+{
+    struct fx *f = *state;
+    struct kafka_api_versions_response av;
+    kafka_api_versions_response_init(&av);
+    assert_int_equal(admin_features_fill(&f->env, 4, &av, &f->a), 0);
+    bool mv = false;
+    for (int32_t i = 0; i < av.supported_features_count; i++) {
+        if (str_is(av.supported_features[i].name, "metadata.version")) {
+            mv = true;
+            assert_int_equal(av.supported_features[i].min_version, 7);
+            assert_int_equal(av.supported_features[i].max_version, 27);
+        }
+    }
+    assert_true(mv);
+    assert_int_equal(av.finalized_features_count, 1);
+    assert_true(str_is(av.finalized_features[0].name, "metadata.version"));
+    assert_int_equal(av.finalized_features[0].max_version_level, 27);
+    assert_true(av.finalized_features_epoch >= 0);
+    assert_int_equal(av.supported_features_count, 3);
+    /* v3: no range may start at 0 (KAFKA-17011), 0-0 ranges are left out */
+    kafka_api_versions_response_init(&av);
+    assert_int_equal(admin_features_fill(&f->env, 3, &av, &f->a), 0);
+    assert_int_equal(av.supported_features_count, 1);
+    assert_true(str_is(av.supported_features[0].name, "metadata.version"));
+
+    typedef struct kafka_update_features_request_feature_update_key fu;
+    struct kafka_update_features_request rq;
+    kafka_update_features_request_init(&rq);
+    fu same[1] = {{S("metadata.version"), 27, false, 1}};
+    rq.feature_updates = same;
+    rq.feature_updates_count = 1;
+    for (int16_t v = 0; v <= 2; v++) {
+        struct kafka_update_features_response *rs = call_update_features(f, v, &rq);
+        assert_int_equal(rs->error_code, KAFKA_NONE);
+        if (v < 2) {
+            assert_int_equal(rs->results_count, 1);
+            assert_int_equal(rs->results[0].error_code, KAFKA_NONE);
+        }
+    }
+    fu bad[2] = {{S("metadata.version"), 20, false, 2}, {S("transaction.version"), 2, false, 1}};
+    rq.feature_updates = bad;
+    rq.feature_updates_count = 2;
+    struct kafka_update_features_response *rs = call_update_features(f, 1, &rq);
+    assert_int_equal(rs->error_code, KAFKA_NONE);
+    assert_int_equal(rs->results_count, 2);
+    assert_int_equal(rs->results[0].error_code, KAFKA_INVALID_UPDATE_VERSION);
+    assert_int_equal(rs->results[1].error_code, KAFKA_INVALID_UPDATE_VERSION);
+    assert_true(rs->results[1].error_message.len > 0);
+    rs = call_update_features(f, 2, &rq);
+    assert_int_equal(rs->error_code, KAFKA_INVALID_UPDATE_VERSION);
+    assert_true(rs->error_message.len > 0);
+    /* a downgrade with the upgrade-only type */
+    fu down[1] = {{S("metadata.version"), 26, false, 1}};
+    rq.feature_updates = down;
+    rq.feature_updates_count = 1;
+    rs = call_update_features(f, 1, &rq);
+    assert_int_equal(rs->results[0].error_code, KAFKA_INVALID_UPDATE_VERSION);
+}
+
+/* ---- DescribeTopicPartitions ---- */
+
+typedef struct kafka_describe_topic_partitions_response dtp_rs;
+
+static dtp_rs *dtp(struct fx *f, int n, const char **names, int32_t limit, const char *ctopic,
+                   int32_t cpart)
+{
+    struct kafka_describe_topic_partitions_request rq;
+    kafka_describe_topic_partitions_request_init(&rq);
+    rq.topics = kafka_arena_alloc_array(&f->a, (size_t)n + 1, sizeof(*rq.topics), 8);
+    for (int i = 0; i < n; i++)
+        rq.topics[i].name = S(names[i]);
+    rq.topics_count = n;
+    rq.response_partition_limit = limit;
+    rq.cursor_null = ctopic == NULL;
+    if (ctopic != NULL) {
+        rq.cursor.topic_name = S(ctopic);
+        rq.cursor.partition_index = cpart;
+    }
+    return call_describe_topic_partitions(f, 0, &rq);
+}
+
+static void test_describe_topic_partitions(void **state)
+{
+    struct fx *f = *state;
+    assert_int_equal(create_one(f, 7, "b-topic", 3, 1), KAFKA_NONE);
+    assert_int_equal(create_one(f, 7, "a-topic", 2, 1), KAFKA_NONE);
+    assert_int_equal(create_one(f, 7, "c-topic", 1, 1), KAFKA_NONE);
+    /* all topics, sorted, one page */
+    dtp_rs *rs = dtp(f, 0, NULL, 2000, NULL, 0);
+    assert_int_equal(rs->topics_count, 3);
+    assert_true(str_is(rs->topics[0].name, "a-topic"));
+    assert_true(str_is(rs->topics[1].name, "b-topic"));
+    assert_int_equal(rs->topics[1].partitions_count, 3);
+    assert_int_equal(rs->topics[1].partitions[2].partition_index, 2);
+    assert_int_equal(rs->topics[1].partitions[2].leader_id, 7);
+    assert_int_equal(rs->topics[1].partitions[2].isr_nodes_count, 1);
+    assert_int_equal(rs->topics[1].partitions[2].eligible_leader_replicas_count, 0);
+    assert_false(kafka_uuid_is_zero(&rs->topics[1].topic_id));
+    assert_true(rs->next_cursor_null);
+    /* pages of 2 partitions: a-0 a-1 | b-0 b-1 | b-2 c-0 */
+    const char *ab[] = {"b-topic", "a-topic", "c-topic", "zz-missing"};
+    rs = dtp(f, 4, ab, 2, NULL, 0);
+    assert_int_equal(rs->topics_count, 1);
+    assert_true(str_is(rs->topics[0].name, "a-topic"));
+    assert_false(rs->next_cursor_null);
+    assert_true(str_is(rs->next_cursor.topic_name, "b-topic"));
+    assert_int_equal(rs->next_cursor.partition_index, 0);
+    rs = dtp(f, 4, ab, 2, "b-topic", 0);
+    assert_int_equal(rs->topics_count, 1);
+    assert_int_equal(rs->topics[0].partitions_count, 2);
+    assert_true(str_is(rs->next_cursor.topic_name, "b-topic"));
+    assert_int_equal(rs->next_cursor.partition_index, 2);
+    rs = dtp(f, 4, ab, 2, "b-topic", 2);
+    assert_int_equal(rs->topics_count, 2);
+    assert_int_equal(rs->topics[0].partitions[0].partition_index, 2);
+    assert_true(str_is(rs->topics[1].name, "c-topic"));
+    assert_false(rs->next_cursor_null);
+    assert_true(str_is(rs->next_cursor.topic_name, "zz-missing"));
+    rs = dtp(f, 4, ab, 2, "zz-missing", 0);
+    assert_int_equal(rs->topics_count, 1);
+    assert_int_equal(rs->topics[0].error_code, KAFKA_UNKNOWN_TOPIC_OR_PARTITION);
+    assert_true(rs->next_cursor_null);
+    /* a cursor on a topic not asked for: the request is refused */
+    const char *one[] = {"a-topic"};
+    rs = dtp(f, 1, one, 10, "b-topic", 0);
+    assert_int_equal(rs->topics_count, 1);
+    assert_int_equal(rs->topics[0].error_code, KAFKA_INVALID_REQUEST);
+    rs = dtp(f, 1, one, 10, "a-topic", -1);
+    assert_int_equal(rs->topics[0].error_code, KAFKA_INVALID_REQUEST);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1037,6 +1328,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_survives_reopen, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_describe_cluster, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_acls_security_disabled, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_broker_logger, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_describe_log_dirs, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_features, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_describe_topic_partitions, fx_setup, fx_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

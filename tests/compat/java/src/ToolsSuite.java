@@ -28,6 +28,8 @@ import org.apache.kafka.common.resource.ResourceType;
  *      error cases, --delete;
  *   3. Kafka's ConfigCommand (kafka-configs): --alter --add-config / --delete-config and
  *      --describe on a topic, --describe --all on the broker;
+ *   3b. OpsChecks: kafka-log-dirs, kafka-configs on brokers and broker-loggers,
+ *      kafka-features, kafka-topics --describe paged by DescribeTopicPartitions;
  *   4. the Admin API where the tools stop: broker-side config validation, validateOnly,
  *      incrementalAlterConfigs APPEND / SUBTRACT (to the empty list) / DELETE / SET,
  *      describeCluster, and the ACL calls (and kafka-acls) without an authorizer.
@@ -271,6 +273,10 @@ public class ToolsSuite {
                 "log.retention.ms=1000");
         check(r.status != 0 && r.out.contains("Cannot update these configs dynamically"),
                 "configs --alter on the broker is refused");
+
+        // 3b. The operability tools: kafka-log-dirs, kafka-configs on brokers and
+        //     broker-loggers, kafka-features, kafka-topics --describe paged (OpsChecks).
+        OpsChecks.run(bootstrap, nodeId, t, 5);
 
         // 4. The Admin API where the tools stop: broker-side config validation and the
         //    incremental APPEND / SUBTRACT operations on a list config (KIP-339).
