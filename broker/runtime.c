@@ -38,6 +38,9 @@ struct broker_rt {
     _Atomic bool stopping;
     _Atomic int start_failed;
     _Atomic uint32_t drained;
+    _Atomic int64_t xcalls_out;  /* cross-shard calls sent whose done() has not run */
+    _Atomic uint32_t finals;     /* shards at the end of their shutdown sequence */
+    _Atomic bool quiesced;       /* finals == nshards and xcalls_out == 0 was seen */
     struct broker_connquota quota;
     bool quota_ready;
     int cpus[BROKER_SHARDS_MAX];
@@ -114,6 +117,27 @@ void broker_rt_shard_drained(struct broker_rt *rt)
 bool broker_rt_all_drained(struct broker_rt *rt)
 {
     return atomic_load(&rt->drained) >= rt->nshards;
+}
+
+void broker_rt_xcalls_add(struct broker_rt *rt, int64_t delta)
+{
+    int64_t before = atomic_fetch_add_explicit(&rt->xcalls_out, delta, memory_order_acq_rel);
+    LM_ASSERT(before + delta >= 0);
+}
+
+void broker_rt_shard_final(struct broker_rt *rt)
+{
+    atomic_fetch_add(&rt->finals, 1);
+}
+
+bool broker_rt_quiesced(struct broker_rt *rt)
+{
+    if (atomic_load(&rt->quiesced))
+        return true;
+    if (atomic_load(&rt->finals) < rt->nshards || atomic_load(&rt->xcalls_out) != 0)
+        return false;
+    atomic_store(&rt->quiesced, true);
+    return true;
 }
 
 void broker_rt_barrier(struct broker_rt *rt)
@@ -215,7 +239,9 @@ static void *shard_thread(void *arg)
         }
     }
     broker_rt_barrier(rt);
+    bool ran = false;
     if (atomic_load(&rt->start_failed) == 0) {
+        ran = true;
         rc = broker_shard_run(s);
         if (rc != 0) {
             atomic_store(&rt->start_failed, 1);
@@ -223,8 +249,13 @@ static void *shard_thread(void *arg)
             kill(getpid(), SIGTERM); /* wake the main thread so every shard stops */
         }
     }
-    /* Peers may still wake us (MSG_RING) while they drain: keep the ring until all stop. */
+    /* Peers may still wake us (MSG_RING) while they drain: keep the ring until all stop. The
+     * handlers' per-shard state is freed only past this point, when no shard runs anything:
+     * a peer still busy in a long step could otherwise deliver a cross-shard call into, or
+     * return one to, a shard whose state is gone. */
     broker_rt_barrier(rt);
+    if (ran)
+        broker_shard_stop(s);
     if (s->io_state != NULL)
         s->io->deinit(s);
     return NULL;

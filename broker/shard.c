@@ -1010,6 +1010,7 @@ void broker_shard_call(struct broker_shard *self, uint32_t target, struct broker
     c->origin_ = self->id;
     c->target_ = target;
     c->returning_ = false;
+    broker_rt_xcalls_add(self->rt, 1);
     xcall_send(self, target, c);
 }
 
@@ -1024,7 +1025,8 @@ static void xcall_deliver(struct broker_shard *s, struct broker_xcall *c)
 {
     if (c->returning_) {
         LM_ASSERT(c->origin_ == s->id);
-        c->done(s, c);
+        c->done(s, c); /* may free c */
+        broker_rt_xcalls_add(s->rt, -1);
     } else {
         LM_ASSERT(c->target_ == s->id);
         c->run(s, c);
@@ -1622,16 +1624,27 @@ int broker_shard_run(struct broker_shard *s)
             break;
     if (s->conns_open > 0)
         BLOG_WARN("shutdown: %u connections still held by handlers", s->conns_open);
-    /* Calls still in flight between shards are answered by the other shards' final turns;
-     * keep turning briefly so done() callbacks run. */
-    for (int i = 0; i < 3; i++)
-        xcalls_process(s);
     while (fsync_pending(s) && broker_now_ms() < sync_deadline)
         if (shard_turn(s, 20) != 0)
             break;
+    /* Calls still in flight between shards (a peer may still be in a long step, e.g. deleting
+     * a topic of many partitions) are answered while every shard keeps turning; the state
+     * they touch is freed only after all shards have left (broker_shard_stop). Bounded: past
+     * it the calls left are abandoned (their memory leaks; nothing is touched after free). */
+    broker_rt_shard_final(s->rt);
+    uint64_t quiet_deadline = broker_now_ms() + 30000;
+    while (!broker_rt_quiesced(s->rt) && broker_now_ms() < quiet_deadline)
+        if (shard_turn(s, 5) != 0)
+            break;
+    if (!broker_rt_quiesced(s->rt))
+        BLOG_WARN("shutdown: cross-shard calls still in flight after 30 s");
+    return rc;
+}
+
+void broker_shard_stop(struct broker_shard *s)
+{
     if (s->dispatch->shard_stop)
         s->dispatch->shard_stop(s, s->dispatch->ctx);
     sync_worker_stop(s);
     BLOG_INFO("shutdown: shard stopped");
-    return rc;
 }

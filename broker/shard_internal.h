@@ -238,6 +238,9 @@ int broker_shard_init(struct broker_shard *s, struct broker_rt *rt, uint32_t id,
 void broker_shard_deinit(struct broker_shard *s);
 /* Runs the shard loop on the calling thread until shutdown completes. */
 int broker_shard_run(struct broker_shard *s);
+/* Frees the handlers' per-shard state (shard_stop hook) and the sync worker, after every shard
+ * has left broker_shard_run. */
+void broker_shard_stop(struct broker_shard *s);
 
 /* runtime.c services for shards */
 struct broker_mailbox *broker_rt_mailbox(struct broker_rt *rt, uint32_t from, uint32_t to);
@@ -253,6 +256,12 @@ bool broker_rt_has_selector(struct broker_rt *rt);
 /* Counts this shard as drained; all_drained is true once every shard has. */
 void broker_rt_shard_drained(struct broker_rt *rt);
 bool broker_rt_all_drained(struct broker_rt *rt);
+/* Cross-shard calls in flight, process-wide: +1 when a call is sent, -1 after its done(). */
+void broker_rt_xcalls_add(struct broker_rt *rt, int64_t delta);
+/* Counts this shard as finished with its shutdown sequence (it only turns its loop now). */
+void broker_rt_shard_final(struct broker_rt *rt);
+/* True once every shard is final and no cross-shard call is in flight (sticky). */
+bool broker_rt_quiesced(struct broker_rt *rt);
 /* Waits until every shard has set up its backend (so ring fds are known). */
 void broker_rt_barrier(struct broker_rt *rt);
 
