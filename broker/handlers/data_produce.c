@@ -250,7 +250,8 @@ static void produce_op(struct hshard *hs, struct hpart *p, struct hwork *w, stru
     if (p->log == NULL || p->failed) {
         /* Offline (storage failed; the tick reopens it): retriable for the producer. */
         w->error = KAFKA_KAFKA_STORAGE_ERROR;
-        o->message = "the partition's log is offline after a storage error";
+        o->message = p->open_pending ? "the partition's log is still opening"
+                                     : "the partition's log is offline after a storage error";
         return;
     }
     const struct htopic *t = hs_topic(hs, w->topic, w->topic_len);

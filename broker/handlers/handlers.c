@@ -617,6 +617,9 @@ static void part_open_log(struct hpart *p)
 
 static void part_free(struct hshard *hs, struct hpart *p, bool delete_dir);
 static void sync_start(struct hshard *hs, struct hpart *p);
+static void oq_remove(struct hshard *hs, struct hpart *p);
+static void dir_remove_or_queue(struct hshard *hs, const char *dir, const uint8_t id[16],
+                                bool dead);
 
 /* Completes the waiters p's log has made durable (all of them, with rc, on an error). */
 static void sync_complete_waiters(struct hshard *hs, struct hpart *p, int rc)
@@ -784,6 +787,8 @@ static void part_close(struct hshard *hs, struct hpart *p, bool delete_dir)
 static void part_free(struct hshard *hs, struct hpart *p, bool delete_dir)
 {
     LM_ASSERT(!p->sync.busy);
+    if (p->open_pending)
+        oq_remove(hs, p);
     hs_wake_waiters(hs, p);
     sync_complete_waiters(hs, p, LM_E_STATE); /* none expected: waiters come with a sync */
     if (p->log != NULL) {
@@ -793,13 +798,9 @@ static void part_free(struct hshard *hs, struct hpart *p, bool delete_dir)
     }
     if (delete_dir) {
         char dir[H_DIR_BYTES];
-        bool exists = false;
-        /* A deferred close (p->dead) may come after a topic of the same name took the
-         * directory over: remove it only while it is still this topic's. */
-        if (part_dir(p, dir, sizeof(dir)) == 0 &&
-            (!p->dead || part_id_matches(dir, p->topic_id, &exists) || !exists))
-            rm_dir(dir);
-        BLOG_INFO("partition %s-%d deleted", p->topic, p->partition);
+        if (part_dir(p, dir, sizeof(dir)) == 0)
+            dir_remove_or_queue(hs, dir, p->topic_id, p->dead);
+        BLOG_DEBUG("partition %s-%d deleted", p->topic, p->partition);
     }
     part_set_offline(p, false);
     free(p->topic);
@@ -820,8 +821,126 @@ static struct hpart *part_new(const struct htopic *t, int32_t partition)
     memcpy(p->topic_id, t->meta->id, 16);
     p->leader_epoch = HANDLERS_LEADER_EPOCH;
     storage_cfg_of(&t->settings, &p->scfg);
-    part_open_log(p);
     return p;
+}
+
+/* ---- budgeted background work: opening partitions, removing deleted directories --------- */
+
+static void work_run(struct broker_shard *s, struct broker_timer *t);
+
+static void work_arm(struct hshard *hs)
+{
+    if (hs->stopping || hs->work.heap_index_ != UINT32_MAX)
+        return;
+    if (broker_timer_start(hs->shard, &hs->work, 1, work_run, hs) != 0)
+        BLOG_ERROR("shard %u: cannot arm the partition work timer", hs->id);
+}
+
+/* True while the current step may still do a synchronous open or removal. */
+static bool step_has_budget(const struct hshard *hs)
+{
+    return hs->step_ops < HANDLERS_STEP_OPS_MIN || broker_now_ms() < hs->step_deadline_ms;
+}
+
+static void oq_remove(struct hshard *hs, struct hpart *p)
+{
+    LM_ASSERT(p->open_pending && hs->oq_len > 0);
+    if (p->oq_prev != NULL)
+        p->oq_prev->oq_next = p->oq_next;
+    else
+        hs->oq_head = p->oq_next;
+    if (p->oq_next != NULL)
+        p->oq_next->oq_prev = p->oq_prev;
+    else
+        hs->oq_tail = p->oq_prev;
+    p->oq_prev = p->oq_next = NULL;
+    p->open_pending = false;
+    hs->oq_len--;
+}
+
+/* Opens p now when the step's budget allows (or it is an internal topic's, which its
+ * coordinator loads at once), else queues it for the work timer. */
+static void part_open_or_queue(struct hshard *hs, struct hpart *p)
+{
+    if (step_has_budget(hs) || h_topic_internal(p->topic, strlen(p->topic))) {
+        hs->step_ops++;
+        part_open_log(p);
+        return;
+    }
+    p->open_pending = true;
+    part_set_offline(p, true);
+    p->oq_prev = hs->oq_tail;
+    p->oq_next = NULL;
+    if (hs->oq_tail != NULL)
+        hs->oq_tail->oq_next = p;
+    else
+        hs->oq_head = p;
+    hs->oq_tail = p;
+    hs->oq_len++;
+    work_arm(hs);
+}
+
+/* Removes dir now when the budget allows, else queues the removal. `dead`: the partition's
+ * close was deferred (its sync was running), so a topic of the same name may own the
+ * directory by now: remove it only while it is still this topic's. */
+static void dir_remove_or_queue(struct hshard *hs, const char *dir, const uint8_t id[16],
+                                bool dead)
+{
+    bool exists = false;
+    if (step_has_budget(hs) || hs->stopping) {
+        hs->step_ops++;
+        if (!dead || part_id_matches(dir, id, &exists) || !exists)
+            rm_dir(dir);
+        return;
+    }
+    size_t len = strlen(dir);
+    struct hdir_removal *r = malloc(sizeof(*r) + len + 1);
+    if (r == NULL) {
+        rm_dir(dir); /* no memory to defer it: do it now */
+        return;
+    }
+    r->next = NULL;
+    memcpy(r->topic_id, id, 16);
+    memcpy(r->dir, dir, len + 1);
+    if (hs->rm_tail != NULL)
+        hs->rm_tail->next = r;
+    else
+        hs->rm_head = r;
+    hs->rm_tail = r;
+    work_arm(hs);
+}
+
+static void work_run(struct broker_shard *s, struct broker_timer *t)
+{
+    (void)s;
+    struct hshard *hs = t->arg;
+    hs->step_deadline_ms = broker_now_ms() + HANDLERS_STEP_BUDGET_MS;
+    hs->step_ops = HANDLERS_STEP_OPS_MIN; /* the timer's steps are bounded by time alone */
+    uint32_t done = 0;
+    /* Removals first: a name deleted and created again gets its old directory out of the way
+     * (an old directory found at open is removed by its topic-id check anyway). */
+    while (hs->rm_head != NULL && (done++ < 8 || step_has_budget(hs))) {
+        struct hdir_removal *r = hs->rm_head;
+        hs->rm_head = r->next;
+        if (hs->rm_head == NULL)
+            hs->rm_tail = NULL;
+        bool exists = false;
+        if (part_id_matches(r->dir, r->topic_id, &exists) || !exists)
+            rm_dir(r->dir);
+        free(r);
+    }
+    while (hs->oq_head != NULL && (done++ < 8 || step_has_budget(hs))) {
+        struct hpart *p = hs->oq_head;
+        oq_remove(hs, p);
+        part_open_log(p);
+        if (p->log != NULL)
+            hs_wake_waiters(hs, p);
+    }
+    hs->step_deadline_ms = 0;
+    if (hs->rm_head != NULL || hs->oq_head != NULL)
+        work_arm(hs);
+    else
+        BLOG_DEBUG("shard %u: partition work queue empty", hs->id);
 }
 
 static void topic_free(struct hshard *hs, struct htopic *t, bool delete_dirs)
@@ -853,6 +972,10 @@ static void topic_sync_parts(struct hshard *hs, struct htopic *t)
         if (hs_owner(hs, t->meta->name, name_len, i) != hs->id)
             continue;
         struct hpart *p = t->parts[i];
+        if (p != NULL && p->open_pending) {
+            storage_cfg_of(&t->settings, &p->scfg); /* read when its turn to open comes */
+            continue;
+        }
         if (p != NULL) {
             struct storage_config c;
             storage_cfg_of(&t->settings, &c);
@@ -873,10 +996,12 @@ static void topic_sync_parts(struct hshard *hs, struct htopic *t)
             continue;
         }
         t->parts[i] = part_new(t, i);
-        if (t->parts[i] == NULL)
+        if (t->parts[i] == NULL) {
             BLOG_ERROR("partition %s-%d: out of memory", t->meta->name, i);
-        else
+        } else {
             t->parts[i]->hs = hs;
+            part_open_or_queue(hs, t->parts[i]);
+        }
     }
 }
 
@@ -899,6 +1024,9 @@ void hs_refresh(struct hshard *hs)
         return;
     struct lm_meta_snapshot *snap = lm_meta_store_snapshot(meta);
     const struct lm_meta_state *st = &snap->state;
+    /* Opens and directory removals beyond one step's budget go to the work timer. */
+    hs->step_deadline_ms = broker_now_ms() + HANDLERS_STEP_BUDGET_MS;
+    hs->step_ops = 0;
     size_t nb = st->topic_count * 2 + 16;
     struct htopic **nbk = calloc(nb, sizeof(*nbk));
     if (nbk == NULL) {
@@ -1137,7 +1265,7 @@ static void shard_tick(struct broker_shard *s, struct broker_timer *t)
                     }
                 }
                 if ((p->log == NULL || p->failed) && !p->dead && !p->sync.busy &&
-                    !hs->stopping && now >= p->retry_at_ms)
+                    !p->open_pending && !hs->stopping && now >= p->retry_at_ms)
                     part_retry(hs, p);
                 if (p->log == NULL || p->failed)
                     continue;
@@ -1176,6 +1304,7 @@ static int shard_start(struct broker_shard *s, void *ctx)
     hs->count = broker_shard_count(s);
     hs->fetch_id_next = 1;
     hs->tick.heap_index_ = UINT32_MAX;
+    hs->work.heap_index_ = UINT32_MAX;
     if (getrandom(hs->zc_nonce, sizeof(hs->zc_nonce), 0) != (ssize_t)sizeof(hs->zc_nonce)) {
         uint64_t t = broker_now_ms() * 0x9e3779b97f4a7c15ull ^ (uintptr_t)hs;
         memcpy(hs->zc_nonce, &t, sizeof(t));
@@ -1224,6 +1353,14 @@ static void shard_stop(struct broker_shard *s, void *ctx)
         return;
     hs->stopping = true;
     broker_timer_cancel(s, &hs->tick);
+    if (hs->work.heap_index_ != UINT32_MAX)
+        broker_timer_cancel(s, &hs->work);
+    while (hs->rm_head != NULL) { /* left for the next start's orphan sweep */
+        struct hdir_removal *r = hs->rm_head;
+        hs->rm_head = r->next;
+        free(r);
+    }
+    hs->rm_tail = NULL;
     group_shard_stop(hs);
     for (size_t b = 0; b < hs->bucket_count; b++) {
         struct htopic *t = hs->buckets[b];

@@ -77,6 +77,27 @@ struct hpart {
     uint32_t retry_ms;       /* current backoff, 0 after a good open */
     uint32_t open_failures;  /* consecutive failed opens (the first one is logged as error) */
     uint64_t retry_at_ms;
+    /* Not opened yet: a refresh that brings more partitions than fit in one step's budget
+     * (HANDLERS_STEP_BUDGET_MS) queues the rest; the shard's work timer opens them. Offline
+     * meanwhile (Metadata: no leader yet; Produce/Fetch: retriable). */
+    bool open_pending;
+    struct hpart *oq_prev, *oq_next; /* hshard's open queue while open_pending */
+};
+
+/* The longest a shard spends in one step of opening partition logs or removing the
+ * directories of deleted ones (a topic of 100,000 partitions is created or deleted over many
+ * loop turns, with every other request served in between). */
+#define HANDLERS_STEP_BUDGET_MS 5
+/* A metadata refresh always opens (or removes) this many synchronously, whatever the time: a
+ * topic of ordinary size is usable as soon as CreateTopics answers, as before. */
+#define HANDLERS_STEP_OPS_MIN 1024
+
+/* A partition directory of a deleted topic, removed by the work timer unless it has become
+ * another topic's meanwhile (same name created again). */
+struct hdir_removal {
+    struct hdir_removal *next;
+    uint8_t topic_id[16];
+    char dir[]; /* NUL-terminated */
 };
 
 /* Backoff of reopening a partition whose log failed (Kafka takes a failed log dir offline
@@ -111,6 +132,13 @@ struct hshard {
     uint64_t scratch_releases; /* grown scratches freed by the tick (logged) */
     struct broker_timer tick;
     uint32_t ticks;
+    /* Budgeted background work: partitions to open, directories to remove. */
+    struct hpart *oq_head, *oq_tail;
+    uint32_t oq_len;
+    struct hdir_removal *rm_head, *rm_tail;
+    struct broker_timer work;
+    uint64_t step_deadline_ms; /* synchronous opens/removals allowed until then */
+    uint32_t step_ops;         /* ... and while fewer than HANDLERS_STEP_OPS_MIN were done */
     struct hfetch *parked; /* parked fetches of connections on this shard */
     uint64_t fetch_id_next;
     uint8_t zc_nonce[8]; /* random: Fetch's record markers (data_fetch.c) */
