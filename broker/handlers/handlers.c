@@ -1247,6 +1247,10 @@ static void shard_tick(struct broker_shard *s, struct broker_timer *t)
     hs_refresh(hs);
     bool retention = ++hs->ticks % HANDLERS_RETENTION_TICKS == 0;
     uint64_t now = broker_now_ms();
+    /* Reopening offline partitions is bounded per tick like any open (thousands of them may
+     * be failing together, e.g. on a full disk); those left wait for the next tick. */
+    hs->step_deadline_ms = now + HANDLERS_STEP_BUDGET_MS;
+    hs->step_ops = HANDLERS_STEP_OPS_MIN;
     for (size_t b = 0; b < hs->bucket_count; b++) {
         for (struct htopic *tp = hs->buckets[b]; tp != NULL; tp = tp->next) {
             for (int32_t i = 0; i < tp->part_cap; i++) {
@@ -1265,7 +1269,8 @@ static void shard_tick(struct broker_shard *s, struct broker_timer *t)
                     }
                 }
                 if ((p->log == NULL || p->failed) && !p->dead && !p->sync.busy &&
-                    !p->open_pending && !hs->stopping && now >= p->retry_at_ms)
+                    !p->open_pending && !hs->stopping && now >= p->retry_at_ms &&
+                    step_has_budget(hs))
                     part_retry(hs, p);
                 if (p->log == NULL || p->failed)
                     continue;
@@ -1282,6 +1287,7 @@ static void shard_tick(struct broker_shard *s, struct broker_timer *t)
             }
         }
     }
+    hs->step_deadline_ms = 0;
     data_produce_scratch_trim(hs, now);
     if (!hs->stopping)
         compact_tick(hs);

@@ -96,6 +96,23 @@ public final class CaptureJava {
             step("deleteRecords", () -> admin.deleteRecords(
                     Map.of(tp, RecordsToDelete.beforeOffset(2))).all().get());
             step("deleteTopics", () -> admin.deleteTopics(List.of("fw-java-doomed")).all().get());
+            step("describeLogDirs", () -> {
+                int node = admin.describeCluster().nodes().get().iterator().next().id();
+                admin.describeLogDirs(List.of(node)).allDescriptions().get();
+            });
+            step("describeFeatures", () -> admin.describeFeatures().featureMetadata().get());
+            // Refused (a level the node does not have): the frame is what the corpus needs.
+            try {
+                admin.updateFeatures(Map.of("group.version",
+                        new org.apache.kafka.clients.admin.FeatureUpdate((short) 1,
+                                org.apache.kafka.clients.admin.FeatureUpdate.UpgradeType.UPGRADE)),
+                        new org.apache.kafka.clients.admin.UpdateFeaturesOptions()).all().get();
+            } catch (Exception e) {
+                System.out.println("ok   updateFeatures refused: " + e.getCause());
+            }
+            step("describeTopics (DescribeTopicPartitions)", () -> admin.describeTopics(
+                    List.of(topic), new org.apache.kafka.clients.admin.DescribeTopicsOptions()
+                            .partitionSizeLimitPerResponse(1)).allTopicNames().get());
         }
         System.out.println("java capture: " + failures + " failed steps");
         System.exit(0);
