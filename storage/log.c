@@ -820,6 +820,18 @@ int storage_log_open(const char *dir, const struct storage_config *cfg, struct s
     return 0;
 }
 
+int storage_log_close_unsynced(struct storage_log *log)
+{
+    LM_ASSERT(log != NULL);
+    if (log->zombies != NULL || storage_log_compacting(log))
+        return LM_E_STATE;
+    for (uint32_t i = 0; i < log->seg_count; i++)
+        if (log->segs[i]->pins != 0)
+            return LM_E_STATE;
+    free_log(log);
+    return 0;
+}
+
 int storage_log_close(struct storage_log *log)
 {
     if (log == NULL)

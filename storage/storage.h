@@ -96,6 +96,12 @@ int storage_log_open(const char *dir, const struct storage_config *cfg, struct s
 /* Flushes, writes the checkpoint, closes every fd and frees the log. All read results must
  * have been released. Returns the first error of the final flush (the log is freed anyway). */
 int storage_log_close(struct storage_log *log);
+/* Closes the log's files without flushing or writing a checkpoint, as a crash would leave them
+ * (the page cache keeps what was written): the next open recovers from the last checkpoint.
+ * For bounding the open files of idle logs; cheap when the log was flushed (its checkpoint is
+ * current). LM_E_STATE (log untouched) while reads pin segments, retired segments wait for
+ * their readers or a compaction runs. */
+int storage_log_close_unsynced(struct storage_log *log);
 
 struct storage_append_result {
     int64_t base_offset;    /* first offset of the first batch written */

@@ -8,7 +8,8 @@ this script). Figures only: nothing here asserts a number.
 The broker binary comes from $LAMINAR_BIN, else build*/broker/laminar (use a Release build:
 `make build` puts one in build/). Phases, each timed with the monotonic clock:
   create    one CreateTopics (v4) of N/per-topic topics of per-topic partitions each, until it
-            answers; then until a Produce (v7, acks=1) of one record to every partition succeeds
+            answers; then until a Produce (v7, acks=1) of one record to every partition has
+            succeeded, retrying partitions that answer a retriable error as a client does
             ("usable": every partition open and appendable);
   metadata  Metadata v5 for all topics (the response lists every partition), 20 times: p50/max;
             and Metadata of one topic, 200 times;
@@ -54,21 +55,34 @@ def create_topics(c, names, parts):
     return errors
 
 
-def produce_all(c, names, parts, batch):
-    """One acks=1 Produce per topic with one batch per partition; returns failed partitions."""
-    failed = 0
-    for n in names:
-        body = s16(-1) + s16(1) + s32(60000)
-        body += arr([sstr(n) + arr([s32(p) + s32(len(batch)) + batch for p in range(parts)])])
-        r = c.call(0, 7, body)
-        for _ in range(r.i32()):
-            r.str()
+def produce_all(c, names, parts, batch, timeout_s=600):
+    """acks=1 Produce of one batch to every partition (one request per topic), repeating for the
+    partitions that answered a (retriable) error, as a client would, until all succeeded.
+    Returns (rounds, errors seen in the first round)."""
+    left = {n: list(range(parts)) for n in names}
+    rounds = first_errors = 0
+    deadline = time.monotonic() + timeout_s
+    while left and time.monotonic() < deadline:
+        rounds += 1
+        nxt = {}
+        for n, plist in left.items():
+            body = s16(-1) + s16(1) + s32(60000)
+            body += arr([sstr(n) + arr([s32(p) + s32(len(batch)) + batch for p in plist])])
+            r = c.call(0, 7, body)
             for _ in range(r.i32()):
-                r.i32()
-                err = r.i16()
-                r.i64(), r.i64(), r.i64()
-                failed += err != 0
-    return failed
+                r.str()
+                for _ in range(r.i32()):
+                    p = r.i32()
+                    err = r.i16()
+                    r.i64(), r.i64(), r.i64()
+                    if err != 0:
+                        nxt.setdefault(n, []).append(p)
+        if rounds == 1:
+            first_errors = sum(len(v) for v in nxt.values())
+        left = nxt
+        if left:
+            time.sleep(0.1)
+    return rounds, first_errors, sum(len(v) for v in left.values())
 
 
 def metadata(c, names):
@@ -151,10 +165,11 @@ def main():
             print("  CreateTopics errors: %s" % list(errs.items())[:3])
         batch = record_batch([1_700_000_000_000])
         t0 = time.monotonic()
-        failed = produce_all(c, names, a.per_topic, batch)
+        rounds, first, failed = produce_all(c, names, a.per_topic, batch)
         t_usable = time.monotonic() - t0
-        print("  create: CreateTopics answered in %.2f s; produce to every partition %.2f s "
-              "(%d failed)" % (t_create, t_usable, failed))
+        print("  create: CreateTopics answered in %.2f s; a record produced to every partition "
+              "in %.2f s (%d rounds; %d retriable errors in the first; %d never succeeded)"
+              % (t_create, t_usable, rounds, first, failed))
         print("  after create: RSS %d KiB (HWM %d), fds %d"
               % (status_kib(b.pid, "VmRSS"), status_kib(b.pid, "VmHWM"), fd_count(b.pid)))
         lat = []

@@ -407,13 +407,18 @@ struct htopic *hs_topic_by_id(struct hshard *hs, const uint8_t id[16])
     return NULL;
 }
 
+static bool part_ensure_open(struct hpart *p);
+
 struct hpart *hs_part(struct hshard *hs, const char *topic, size_t len, int32_t partition)
 {
     struct htopic *t = hs_topic(hs, topic, len);
     if (t == NULL || partition < 0 || partition >= t->meta->partition_count ||
         partition >= t->part_cap)
         return NULL;
-    return t->parts[partition];
+    struct hpart *p = t->parts[partition];
+    if (p != NULL && (p->log != NULL || p->idle_closed))
+        part_ensure_open(p);
+    return p;
 }
 
 uint32_t hs_owner(struct hshard *hs, const char *topic, size_t len, int32_t partition)
@@ -560,6 +565,97 @@ static int part_id_write(const char *dir, const uint8_t id[16])
 #define OPEN_FAILURES_LOGGED_PER_TICK 8
 static __thread uint32_t open_failures_this_tick;
 
+/* ---- open-log budget (LRU of open partition logs) ----------------------------------------- */
+
+static void lru_unlink(struct hpart *p)
+{
+    struct hshard *hs = p->hs;
+    if (hs == NULL || (p->lru_prev == NULL && hs->lru_head != p))
+        return; /* not on the list */
+    if (p->lru_prev != NULL)
+        p->lru_prev->lru_next = p->lru_next;
+    else
+        hs->lru_head = p->lru_next;
+    if (p->lru_next != NULL)
+        p->lru_next->lru_prev = p->lru_prev;
+    else
+        hs->lru_tail = p->lru_prev;
+    p->lru_prev = p->lru_next = NULL;
+    LM_ASSERT(hs->open_logs > 0);
+    hs->open_logs--;
+}
+
+static void lru_push_head(struct hpart *p)
+{
+    struct hshard *hs = p->hs;
+    p->lru_prev = NULL;
+    p->lru_next = hs->lru_head;
+    if (hs->lru_head != NULL)
+        hs->lru_head->lru_prev = p;
+    else
+        hs->lru_tail = p;
+    hs->lru_head = p;
+    hs->open_logs++;
+}
+
+/* Marks p's log as just used. */
+static void lru_touch(struct hpart *p)
+{
+    if (p->hs == NULL || p->hs->lru_head == p)
+        return;
+    lru_unlink(p);
+    lru_push_head(p);
+}
+
+static void sync_start(struct hshard *hs, struct hpart *p);
+
+/* Closes the least recently used idle logs while the shard is over its open-log budget.
+ * Bounded: looks at a few candidates per call. */
+static void lru_enforce(struct hshard *hs, const struct hpart *keep)
+{
+    uint32_t looked = 0;
+    struct hpart *v = hs->lru_tail;
+    while (hs->open_logs > hs->open_logs_max && v != NULL && looked++ < 32) {
+        struct hpart *prev = v->lru_prev;
+        if (v == keep || v->sync.busy || v->dead || v->failed || v->reopen_pending ||
+            v->waiters != NULL || v->sync.head != NULL ||
+            h_topic_internal(v->topic, strlen(v->topic))) {
+            v = prev;
+            continue;
+        }
+        /* A log with unflushed appends (acks=1 without a flush policy) is closed as well: its
+         * bytes stay in the page cache and its next open recovers them from the last
+         * checkpoint, as after a crash of the process. */
+        if (storage_log_close_unsynced(v->log) == 0) {
+            v->log = NULL;
+            v->idle_closed = true;
+            lru_unlink(v);
+            if (hs->idle_closes++ % 10000 == 0)
+                BLOG_INFO("shard %u: open-log budget %u reached: idle logs closed (%llu so "
+                          "far), reopened when used", hs->id, hs->open_logs_max,
+                          (unsigned long long)hs->idle_closes);
+        }
+        v = prev;
+    }
+}
+
+static void part_open_log(struct hpart *p);
+
+/* The log of p, opened again if the budget closed it; false when it cannot be opened (p is
+ * then offline and retried by the tick). */
+static bool part_ensure_open(struct hpart *p)
+{
+    if (p->log != NULL) {
+        lru_touch(p);
+        return true;
+    }
+    if (!p->idle_closed)
+        return false;
+    p->idle_closed = false;
+    part_open_log(p);
+    return p->log != NULL;
+}
+
 static void part_open_log(struct hpart *p)
 {
     char dir[H_DIR_BYTES];
@@ -579,8 +675,8 @@ static void part_open_log(struct hpart *p)
         pid = PART_ID_NONE;
     } else if (pid == PART_ID_UNREADABLE) {
         /* Damaged or unreadable (not another topic's id): keep the data, write it again. */
-        BLOG_WARN("partition %s-%d: partition.metadata unreadable; rewriting it", p->topic,
-                  p->partition);
+        BLOG_WARN_LIMITED("partition %s-%d: partition.metadata unreadable; rewriting it",
+                          p->topic, p->partition);
     }
     int rc = storage_log_open(dir, &p->scfg, &p->log);
     if (rc == 0 && pid != PART_ID_MATCH)
@@ -607,6 +703,10 @@ static void part_open_log(struct hpart *p)
     part_set_offline(p, false);
     p->open_failures = 0;
     p->retry_ms = 0;
+    if (p->hs != NULL) {
+        lru_push_head(p);
+        lru_enforce(p->hs, p);
+    }
     int32_t latest = storage_log_latest_epoch(p->log);
     p->leader_epoch = latest > HANDLERS_LEADER_EPOCH ? latest : HANDLERS_LEADER_EPOCH;
     /* Single node: everything appended is committed (the ISR is this node). */
@@ -660,6 +760,7 @@ static void sync_step_done(struct hshard *hs, struct hpart *p)
     if (p->reopen_pending) {
         p->reopen_pending = false;
         hs_wake_waiters(hs, p);
+        lru_unlink(p);
         storage_log_close(p->log);
         p->log = NULL;
         part_open_log(p);
@@ -752,6 +853,7 @@ static void part_retry(struct hshard *hs, struct hpart *p)
     hs_wake_waiters(hs, p);
     sync_complete_waiters(hs, p, LM_E_STATE);
     if (p->log != NULL) {
+        lru_unlink(p);
         int rc = storage_log_close(p->log);
         if (rc != 0)
             BLOG_DEBUG("partition %s-%d: close of the failed log: %s", p->topic, p->partition,
@@ -792,6 +894,7 @@ static void part_free(struct hshard *hs, struct hpart *p, bool delete_dir)
     hs_wake_waiters(hs, p);
     sync_complete_waiters(hs, p, LM_E_STATE); /* none expected: waiters come with a sync */
     if (p->log != NULL) {
+        lru_unlink(p);
         int rc = storage_log_close(p->log);
         if (rc != 0)
             BLOG_WARN("partition %s-%d: close: %s", p->topic, p->partition, lm_strerror(rc));
@@ -972,7 +1075,7 @@ static void topic_sync_parts(struct hshard *hs, struct htopic *t)
         if (hs_owner(hs, t->meta->name, name_len, i) != hs->id)
             continue;
         struct hpart *p = t->parts[i];
-        if (p != NULL && p->open_pending) {
+        if (p != NULL && (p->open_pending || p->idle_closed)) {
             storage_cfg_of(&t->settings, &p->scfg); /* read when its turn to open comes */
             continue;
         }
@@ -988,10 +1091,13 @@ static void topic_sync_parts(struct hshard *hs, struct htopic *t)
                 continue;
             }
             hs_wake_waiters(hs, p);
-            if (p->log != NULL)
+            if (p->log != NULL) {
+                lru_unlink(p);
                 storage_log_close(p->log);
+            }
             p->log = NULL;
             p->scfg = c;
+            p->idle_closed = false;
             part_open_log(p);
             continue;
         }
@@ -1255,7 +1361,7 @@ static void shard_tick(struct broker_shard *s, struct broker_timer *t)
         for (struct htopic *tp = hs->buckets[b]; tp != NULL; tp = tp->next) {
             for (int32_t i = 0; i < tp->part_cap; i++) {
                 struct hpart *p = tp->parts[i];
-                if (p == NULL)
+                if (p == NULL || p->idle_closed)
                     continue;
                 /* Waiters of fetches that have answered by timeout are dropped (one-shot). */
                 struct hwaiter **w = &p->waiters;
@@ -1311,6 +1417,12 @@ static int shard_start(struct broker_shard *s, void *ctx)
     hs->fetch_id_next = 1;
     hs->tick.heap_index_ = UINT32_MAX;
     hs->work.heap_index_ = UINT32_MAX;
+    /* Three fifths of the descriptors for partition logs, shared by the shards; the rest for
+     * connections, segment rolls, dup'd read fds and the process itself. */
+    uint64_t fds = handlers_global->cfg->fd_limit ? handlers_global->cfg->fd_limit : 1024;
+    uint64_t per_shard = fds * 3 / 5 / HANDLERS_LOG_FDS / (hs->count ? hs->count : 1);
+    hs->open_logs_max = per_shard < 64 ? 64 : per_shard > UINT32_MAX ? UINT32_MAX
+                                                                       : (uint32_t)per_shard;
     if (getrandom(hs->zc_nonce, sizeof(hs->zc_nonce), 0) != (ssize_t)sizeof(hs->zc_nonce)) {
         uint64_t t = broker_now_ms() * 0x9e3779b97f4a7c15ull ^ (uintptr_t)hs;
         memcpy(hs->zc_nonce, &t, sizeof(t));

@@ -82,7 +82,16 @@ struct hpart {
      * meanwhile (Metadata: no leader yet; Produce/Fetch: retriable). */
     bool open_pending;
     struct hpart *oq_prev, *oq_next; /* hshard's open queue while open_pending */
+    /* Open files are bounded per shard (HANDLERS_LOG_FDS per open log): the least recently
+     * used idle logs are closed (idle_closed, not offline) and opened again by hs_part when a
+     * request needs them. Every open log is on the shard's LRU list. */
+    bool idle_closed;
+    struct hpart *lru_prev, *lru_next;
 };
+
+/* Files an open partition log holds (active segment's .log/.index/.timeindex, directory,
+ * checkpoint), for the open-log budget derived from RLIMIT_NOFILE. */
+#define HANDLERS_LOG_FDS 5
 
 /* The longest a shard spends in one step of opening partition logs or removing the
  * directories of deleted ones (a topic of 100,000 partitions is created or deleted over many
@@ -139,6 +148,9 @@ struct hshard {
     struct broker_timer work;
     uint64_t step_deadline_ms; /* synchronous opens/removals allowed until then */
     uint32_t step_ops;         /* ... and while fewer than HANDLERS_STEP_OPS_MIN were done */
+    struct hpart *lru_head, *lru_tail; /* open logs, most recently used first */
+    uint32_t open_logs, open_logs_max;
+    uint64_t idle_closes;              /* logs closed for the budget (logged now and then) */
     struct hfetch *parked; /* parked fetches of connections on this shard */
     uint64_t fetch_id_next;
     uint8_t zc_nonce[8]; /* random: Fetch's record markers (data_fetch.c) */
