@@ -83,6 +83,12 @@ static int64_t log_end(const struct storage_log *log)
     return active(log)->next_offset;
 }
 
+/* A sealed segment lies beyond the recovery point (written at roll, not yet flushed). */
+static bool sealed_beyond_recovery_point(const struct storage_log *log)
+{
+    return log->seg_count > 1 && log->recovery_point < log->segs[log->seg_count - 1]->base_offset;
+}
+
 int storage_epoch_observe(struct storage_log *log, int32_t epoch, int64_t base_offset)
 {
     if (log->epoch_count > 0 && epoch <= log->epochs[log->epoch_count - 1].epoch)
@@ -448,7 +454,10 @@ int storage_log_sync_step(struct storage_log *log, struct storage_sync *sy, int 
         return rc;
     }
     if (stage == SYNC_DATA) {
-        bool due = log->bytes_since_checkpoint >= log->cfg.checkpoint_interval_bytes &&
+        /* A sealed segment below the new durable end moves the recovery point at once, so
+         * recovery after a crash reads at most the active segment (Kafka flushes at roll). */
+        bool due = (log->bytes_since_checkpoint >= log->cfg.checkpoint_interval_bytes ||
+                    sealed_beyond_recovery_point(log)) &&
                    sy->gen_ == log->sync_gen;
         if (!due) {
             log->sync_busy = false;
@@ -1207,6 +1216,19 @@ int64_t storage_log_end_offset(const struct storage_log *log)
 int64_t storage_log_flushed_offset(const struct storage_log *log)
 {
     return log->flushed_offset;
+}
+
+/* The recovery point lags the log end by more than RECOVERY_LAG_CHECKPOINTS checkpoint
+ * intervals, or stops below a sealed segment. */
+#define RECOVERY_LAG_CHECKPOINTS 4
+
+bool storage_log_recovery_flush_wanted(const struct storage_log *log)
+{
+    if (log->failed || log->sync_busy || log->flushed_offset >= log_end(log))
+        return false;
+    return sealed_beyond_recovery_point(log) ||
+           log->bytes_since_checkpoint >=
+               RECOVERY_LAG_CHECKPOINTS * (uint64_t)log->cfg.checkpoint_interval_bytes;
 }
 
 int64_t storage_log_high_watermark(const struct storage_log *log)

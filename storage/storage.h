@@ -165,6 +165,11 @@ int64_t storage_log_start_offset(const struct storage_log *log);
 int64_t storage_log_end_offset(const struct storage_log *log);
 /* The offset below which everything is durable (flushed); <= log end offset. */
 int64_t storage_log_flushed_offset(const struct storage_log *log);
+/* True when a flush (storage_log_sync_begin) would move the recovery checkpoint usefully: a
+ * sealed segment lies beyond it, or more than four checkpoint intervals of bytes were appended
+ * since it was written. The owner starts one in the background, so a crash under acks=1
+ * traffic recovers at most the active segment's recent tail, not everything ever written. */
+bool storage_log_recovery_flush_wanted(const struct storage_log *log);
 int64_t storage_log_high_watermark(const struct storage_log *log);
 /* Total bytes of the segment files. */
 uint64_t storage_log_size_bytes(const struct storage_log *log);

@@ -873,6 +873,14 @@ void hs_sync_policy(struct hshard *hs, struct hpart *p)
         sync_start(hs, p);
 }
 
+/* Keeps the recovery checkpoint close to the log end without a flush policy (acks=1): a
+ * background flush after a segment roll or every few checkpoint intervals of bytes. */
+static void part_recovery_flush(struct hshard *hs, struct hpart *p)
+{
+    if (!p->sync.busy && !p->dead && p->log != NULL && storage_log_recovery_flush_wanted(p->log))
+        sync_start(hs, p);
+}
+
 static void part_close(struct hshard *hs, struct hpart *p, bool delete_dir)
 {
     /* Parked fetches waiting here are woken so they answer (with UNKNOWN_TOPIC...). */
@@ -1382,6 +1390,7 @@ static void shard_tick(struct broker_shard *s, struct broker_timer *t)
                     continue;
                 /* flush.ms: a background flush off the shard thread. */
                 hs_sync_policy(hs, p);
+                part_recovery_flush(hs, p);
                 int rc = 0;
                 uint32_t deleted = 0;
                 if (retention && (rc = storage_log_enforce_retention(p->log, &deleted)) != 0)

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <fcntl.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -732,6 +733,54 @@ static void test_external_sync(void **state)
     f->log = NULL;
 }
 
+/* Flips one byte inside the records of the first batch of the first segment (covered by its
+ * CRC, so a scan of that segment would cut the log there). */
+static void corrupt_first_segment(const struct fx *f)
+{
+    char path[PATH_MAX + 32];
+    snprintf(path, sizeof(path), "%s/00000000000000000000.log", f->dir);
+    int fd = open(path, O_RDWR);
+    assert_true(fd >= 0);
+    uint8_t b;
+    assert_int_equal(pread(fd, &b, 1, 70), 1);
+    b ^= 0xff;
+    assert_int_equal(pwrite(fd, &b, 1, 70), 1);
+    close(fd);
+}
+
+/* Without a flush policy the recovery point still moves at a roll: the owner is asked for a
+ * background flush (storage_log_recovery_flush_wanted), whose steps write the checkpoint, so
+ * recovery after a crash starts at the active segment and never rereads the sealed ones. */
+static void test_recovery_point_at_roll(void **state)
+{
+    struct fx *f = *state;
+    f->cfg.external_sync = true;
+    f->cfg.segment_bytes = 4096; /* checkpoint_interval_bytes stays 16 MiB: only rolls count */
+    fx_open(f);
+    append_n(f, 2, 10, 0, 0);
+    assert_false(storage_log_recovery_flush_wanted(f->log));
+    while (storage_log_segment_count(f->log) < 3)
+        append_n(f, 4, 200, 0, 0);
+    assert_true(storage_log_recovery_flush_wanted(f->log));
+    struct storage_sync sy;
+    assert_int_equal(storage_log_sync_begin(f->log, &sy), 0);
+    assert_false(storage_log_recovery_flush_wanted(f->log)); /* one in flight */
+    sync_all_steps(f->log, &sy);
+    assert_false(storage_log_recovery_flush_wanted(f->log));
+    append_n(f, 1, 10, 0, 0); /* an unflushed tail in the active segment */
+    int64_t leo = storage_log_end_offset(f->log);
+
+    /* Crash: files closed as they are, no checkpoint written at close. */
+    assert_int_equal(storage_log_close_unsynced(f->log), 0);
+    f->log = NULL;
+    corrupt_first_segment(f);
+    fx_open(f);
+    /* Nothing below the checkpoint was scanned (the flipped byte went unnoticed); the tail
+     * beyond it was recovered. */
+    assert_int_equal(storage_log_end_offset(f->log), leo);
+    assert_int_equal(storage_log_segment_count(f->log), 3);
+}
+
 static void test_io_uring_backend(void **state)
 {
 #ifndef STORAGE_TEST_URING
@@ -881,6 +930,7 @@ int main(void)
         T(test_open_segment_bound),
         T(test_flush_policy),
         T(test_external_sync),
+        T(test_recovery_point_at_roll),
         T(test_io_uring_backend),
         T(test_write_failure_rolls_back),
     };
