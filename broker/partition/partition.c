@@ -251,27 +251,18 @@ static int write_noop(struct partition *p, const struct raft_entry *e)
     return rc;
 }
 
-/* Whether storage already holds exactly this entry: the leader's own proposals, written by
- * partition_append before raft saw them. Same (last offset, epoch) means the same batch. */
-static bool entry_present(struct partition *p, const struct raft_entry *e)
-{
-    if (e->last_index >= storage_log_end_offset(p->log))
-        return false;
-    struct raft_entry have;
-    bool dm = p->rlog.data_mode;
-    p->rlog.data_mode = false;
-    int rc = raft_storage_log_entry(&p->rlog, e->last_index, &have);
-    p->rlog.data_mode = dm;
-    return rc == 0 && have.first_index == e->first_index && have.last_index == e->last_index &&
-           have.term == e->term;
-}
-
 static int write_entries(struct partition *p, const struct raft_entry *es, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
         const struct raft_entry *e = &es[i];
-        if (entry_present(p, e))
+        if (e->len == 0 && e->type == RAFT_ENTRY_NORMAL) {
+            /* The leader's own proposal: partition_append wrote it before proposing it with no
+             * bytes, so persisting it is only the fsync. Nothing else reaches a ready without
+             * bytes (followers get whole batches from raft_step). */
+            LM_ASSERT(e->last_index < storage_log_end_offset(p->log));
+            LM_ASSERT(e->term == raft_term(p->raft));
             continue;
+        }
         /* Raft §5.3: a conflicting suffix goes before the new entries (KIP-101 truncation). */
         if (storage_log_end_offset(p->log) > e->first_index) {
             LM_ASSERT(e->first_index > raft_commit(p->raft) || e->first_index >= p->hw);
@@ -622,9 +613,12 @@ int partition_append(struct partition *p, enum partition_origin origin, uint8_t 
     uint64_t term = raft_term(p->raft);
     LM_ASSERT(term <= INT32_MAX);
     struct storage_append_result res;
+    p->rlog.hide_from = storage_log_end_offset(p->log);
     rc = storage_log_append_leader(p->log, buf, len, (int32_t)term, &res);
-    if (rc)
+    if (rc) {
+        p->rlog.hide_from = -1;
         return rc;
+    }
     /* One raft entry per batch: entry boundaries are batch last offsets. The bytes are already
      * in storage, so raft gets none (no copy in its unstable tail either). */
     for (size_t pos = 0; pos < len;) {
@@ -634,6 +628,7 @@ int partition_append(struct partition *p, enum partition_origin origin, uint8_t 
         int64_t last = -1;
         rc = raft_propose(p->raft, NULL, 0, (uint32_t)h.last_offset_delta + 1, &last);
         if (rc) {
+            p->rlog.hide_from = -1;
             /* Storage holds batches raft never saw: nothing can reconcile that but a restart
              * (recovery then sees them as this term's uncommitted tail). */
             fail(p, rc);
@@ -642,6 +637,7 @@ int partition_append(struct partition *p, enum partition_origin origin, uint8_t 
         LM_ASSERT(last == kafka_batch_last_offset(&h));
         pos += kafka_batch_total_size(&h);
     }
+    p->rlog.hide_from = -1;
     LM_ASSERT(raft_last_index(p->raft) == res.last_offset);
     struct partition_append_info info = {.base_offset = res.base_offset,
                                          .last_offset = res.last_offset,

@@ -24,6 +24,7 @@ void raft_storage_log_init(struct raft_storage_log *sl, struct storage_log *log,
     sl->conf = *conf;
     sl->start_term = start_term;
     sl->data_bytes_max = data_bytes_max;
+    sl->hide_from = -1;
 }
 
 void raft_storage_log_release(struct raft_storage_log *sl)
@@ -52,7 +53,10 @@ static void ops_start(void *ctx, struct raft_log_start *out)
 static int64_t ops_last_index(void *ctx)
 {
     struct raft_storage_log *sl = ctx;
-    return storage_log_end_offset(sl->log) - 1;
+    int64_t leo = storage_log_end_offset(sl->log);
+    if (sl->hide_from >= 0 && sl->hide_from < leo)
+        leo = sl->hide_from;
+    return leo - 1;
 }
 
 /* pread exactly len bytes (the slice's fd is a plain file descriptor, pinned by the result). */

@@ -44,6 +44,10 @@ struct raft_storage_log {
     size_t data_bytes;
     uint32_t n_bufs;
     uint8_t *bufs[RAFT_STORAGE_LOG_BUFS_MAX];
+    /* >= 0: offsets from here on are not shown to raft yet. The leader writes a proposal to
+     * storage first (validation and I/O errors leave raft untouched) and only then proposes
+     * it; until then raft's view must end where it ended. */
+    int64_t hide_from;
     raft_storage_fault_fn fault;
     void *fault_ctx;
     uint64_t reads;       /* header reads (statistics for tests and metrics) */
