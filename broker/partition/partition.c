@@ -139,6 +139,43 @@ static int qs_write(const struct partition *p, uint64_t term, uint32_t vote)
     return rc;
 }
 
+/* ---------- log start term ---------- */
+
+/* The epoch of the batch at offset x, from the leader-epoch cache (Kafka's
+ * LeaderEpochFileCache): the largest epoch whose start offset is <= x. Raft needs it for the
+ * batch ending at the log start - 1 (the prev of an append there). When retention removed that
+ * batch, the cache may have dropped its epoch too (truncateFromStart keeps the entry covering
+ * the new start); the epoch covering the start is then the best answer it has. */
+static uint64_t epoch_at(const struct storage_log *log, int64_t x)
+{
+    int32_t cur = storage_log_latest_epoch(log), prev = -1;
+    int64_t prev_start = -1;
+    for (uint32_t guard = 0; cur > 0 && guard < (1u << 16); guard++) {
+        /* For a known epoch cur, storage_log_epoch_end_offset(cur - 1) gives the largest known
+         * epoch below it (or cur - 1 itself when there is none) and the start offset of cur.
+         * When cur is not a known epoch (below all), the start comes out as the first known
+         * epoch's start again: the previous cur was the first one. */
+        int32_t k;
+        int64_t start;
+        storage_log_epoch_end_offset(log, cur - 1, &k, &start);
+        if (start == prev_start)
+            return (uint64_t)prev; /* x lies before the cache's first epoch */
+        if (start < 0 || start <= x || k < 0)
+            return (uint64_t)cur;
+        prev = cur;
+        prev_start = start;
+        cur = k;
+    }
+    /* Raft terms start at 1; epoch 0 is only found in logs written before raft owned them. */
+    return prev > 0 ? (uint64_t)prev : 0;
+}
+
+static void start_term_refresh(struct partition *p)
+{
+    int64_t start = storage_log_start_offset(p->log);
+    p->rlog.start_term = start > 0 ? epoch_at(p->log, start - 1) : 0;
+}
+
 /* ---------- high watermark and waiters ---------- */
 
 static void fail(struct partition *p, int err)
@@ -184,7 +221,7 @@ static void complete_waiters(struct partition *p)
         p->pers_count--;
         c.fn(c.user, 0, p->hw);
     }
-    for (uint32_t i = 0; i < p->cfg.watchers_max; i++) {
+    for (uint32_t i = 0; p->n_watches && i < p->cfg.watchers_max; i++) {
         struct watch *w = &p->watches[i];
         if (w->id && w->target <= p->hw) {
             struct watch c = *w;
@@ -213,7 +250,7 @@ static void fail_waiters(struct partition *p, int err, bool watchers)
         p->pers_count--;
         c.fn(c.user, err, p->hw);
     }
-    for (uint32_t i = 0; i < p->cfg.watchers_max; i++) {
+    for (uint32_t i = 0; p->n_watches && i < p->cfg.watchers_max; i++) {
         struct watch *w = &p->watches[i];
         if (w->id) {
             struct watch c = *w;
@@ -265,7 +302,7 @@ static int write_entries(struct partition *p, const struct raft_entry *es, size_
         }
         /* Raft §5.3: a conflicting suffix goes before the new entries (KIP-101 truncation). */
         if (storage_log_end_offset(p->log) > e->first_index) {
-            LM_ASSERT(e->first_index > raft_commit(p->raft) || e->first_index >= p->hw);
+            LM_ASSERT(e->first_index >= p->hw); /* committed batches are never truncated */
             int rc = storage_log_truncate_to(p->log, e->first_index);
             if (rc)
                 return rc;
@@ -491,15 +528,8 @@ int partition_open(const struct partition_config *cfg, const struct partition_en
         term = (uint64_t)latest;
         vote = RAFT_NONE;
     }
-    /* The epoch at the log start: the leader-epoch cache's first entry covers it. */
-    uint64_t start_term = 0;
-    if (storage_log_start_offset(p->log) > 0) {
-        int32_t e;
-        int64_t end;
-        storage_log_epoch_end_offset(p->log, 0, &e, &end);
-        start_term = e > 0 ? (uint64_t)e : 0;
-    }
-    raft_storage_log_init(&p->rlog, p->log, &cfg->voters, start_term, cfg->resolve_bytes_max);
+    raft_storage_log_init(&p->rlog, p->log, &cfg->voters, 0, cfg->resolve_bytes_max);
+    start_term_refresh(p);
     raft_storage_log_ops(&p->rlog, &p->ops);
     p->hw = storage_log_high_watermark(p->log);
     struct raft_hard_state hs = {.term = term, .vote = vote, .commit = p->hw - 1};
@@ -732,9 +762,14 @@ int partition_tick(struct partition *p, int64_t now_ms)
     }
     if (p->now_ms >= p->tick_due_ms)
         p->tick_due_ms = p->now_ms + p->cfg.tick_ms; /* a long stall: do not replay every tick */
-    int rc = storage_log_enforce_retention(p->log, NULL);
+    /* Retention never passes the high watermark (storage checks), so raft only loses
+     * committed entries, as with a snapshot. */
+    uint32_t deleted = 0;
+    int rc = storage_log_enforce_retention(p->log, &deleted);
     if (rc)
         fail(p, rc);
+    else if (deleted)
+        start_term_refresh(p);
     return partition_drive(p);
 }
 

@@ -472,6 +472,12 @@ static void test_read_errors(void **state)
         assert_int_equal(partition_tick(p, f->now_ms), 0);
         assert_int_equal(partition_failed(p), 0);
     }
+    /* The commit advancement reads the term at the new match: it failed, so nothing committed
+     * (durable, but not acknowledged), and raft keeps retrying on every tick. */
+    assert_true(ft.hits > 0);
+    assert_int_equal(l.n, 0);
+    assert_int_equal(partition_durable_offset(p), partition_log_end_offset(p));
+    assert_int_equal(partition_high_watermark(p), 1);
     /* Whatever raft could not read it put off; nothing crashed and nothing was lost. */
     ft.on = false;
     for (int i = 0; i < 3; i++) {
@@ -496,6 +502,55 @@ static void test_read_errors(void **state)
     assert_int_equal(raft_storage_log_entry(partition_raft_log(p), 0, &e), 0);
     assert_int_equal(e.type, RAFT_ENTRY_NOOP);
     assert_int_equal(raft_storage_log_entry(partition_raft_log(p), 999, &e), LM_E_OUT_OF_RANGE);
+}
+
+/* Retention moves the log start under raft: committed batches go, raft's log start follows
+ * with the epoch of the batch before it, appends and commits go on, and a reopen works. */
+static void test_retention(void **state)
+{
+    struct fx *f = *state;
+    struct partition_config cfg;
+    fx_config(f, &cfg, 1, 1);
+    cfg.storage.segment_bytes = 4096;
+    cfg.storage.retention_bytes = 8192;
+    struct partition_env env = {.ctx = f, .sync = fx_sync_cb};
+    assert_int_equal(partition_open(&cfg, &env, f->now_ms, &f->parts[1]), 0);
+    assert_int_equal(partition_close(f->parts[1]), 0); /* epoch 1 only in the first segment */
+    assert_int_equal(partition_open(&cfg, &env, f->now_ms, &f->parts[1]), 0);
+    struct partition *p = f->parts[1];
+    assert_int_equal(partition_leader_epoch(p), 2);
+    struct acks_log l = {0};
+    for (int i = 0; i < 60; i++) {
+        size_t len;
+        uint8_t *b = batch(4, 0, &len);
+        assert_int_equal(partition_append(p, PARTITION_ORIGIN_CLIENT, b, len, i % 2 ? -1 : 1,
+                                          on_append, &l),
+                         0);
+        free(b);
+        l.n = 0;
+    }
+    f->now_ms += 100;
+    assert_int_equal(partition_tick(p, f->now_ms), 0);
+    int64_t start = partition_log_start_offset(p);
+    assert_true(start > 2);
+    assert_int_equal(partition_raft_log(p)->start_term, 2);
+    struct raft_log_start s;
+    struct raft_log_ops ops;
+    raft_storage_log_ops(partition_raft_log(p), &ops);
+    ops.start(ops.ctx, &s);
+    assert_int_equal(s.index, start - 1);
+    size_t len;
+    uint8_t *b = batch(4, 0, &len);
+    assert_int_equal(partition_append(p, PARTITION_ORIGIN_CLIENT, b, len, -1, on_append, &l), 0);
+    free(b);
+    assert_int_equal(l.n, 1);
+    assert_int_equal(partition_high_watermark(p), partition_log_end_offset(p));
+    assert_int_equal(partition_close(p), 0);
+    f->parts[1] = NULL;
+    assert_int_equal(partition_open(&cfg, &env, f->now_ms, &f->parts[1]), 0);
+    assert_int_equal(partition_log_start_offset(f->parts[1]), start);
+    assert_int_equal(partition_leader_epoch(f->parts[1]), 3);
+    assert_int_equal(partition_raft_log(f->parts[1])->start_term, 2);
 }
 
 /* ---------- three voters ---------- */
@@ -652,6 +707,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_internal_topic, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_crash_recovery, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_read_errors, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_retention, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_three_voters, fx_setup, fx_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
