@@ -263,6 +263,20 @@ static void fail_waiters(struct partition *p, int err, bool watchers)
 
 /* ---------- writing a ready ---------- */
 
+/* A truncation (or a new log start) removed offsets that earlier, not yet durable readies
+ * wrote: those readies now need only what is left below the new end, or their
+ * raft_persisted would wait for offsets that will never be flushed. Raft itself ignores the
+ * removed entries when they are reported (they left its view with the truncating ready). */
+static void persists_clamp(struct partition *p)
+{
+    int64_t leo = storage_log_end_offset(p->log);
+    for (uint32_t i = 0; i < p->persist_count; i++) {
+        struct persist_rec *pr = &p->persists[(p->persist_head + i) % PARTITION_PERSISTS_MAX];
+        if (pr->need > leo)
+            pr->need = leo;
+    }
+}
+
 /* The LeaderChange control batch (KIP-595) that stores raft's NOOP entry. */
 static int write_noop(struct partition *p, const struct raft_entry *e)
 {
@@ -306,6 +320,7 @@ static int write_entries(struct partition *p, const struct raft_entry *es, size_
             int rc = storage_log_truncate_to(p->log, e->first_index);
             if (rc)
                 return rc;
+            persists_clamp(p);
         }
         if (storage_log_end_offset(p->log) != e->first_index)
             return LM_E_SEQUENCE;
@@ -373,6 +388,7 @@ static bool handle_ready(struct partition *p)
             rc = storage_log_reset(p->log, rd.start.index + 1);
             p->rlog.start_term = rd.start.term;
             p->rlog.conf = rd.start.conf;
+            persists_clamp(p);
         }
         if (rc == 0 && rd.n_entries)
             rc = write_entries(p, rd.entries, rd.n_entries);
