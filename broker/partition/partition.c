@@ -807,6 +807,18 @@ int partition_campaign(struct partition *p)
     return drc ? drc : rc;
 }
 
+int partition_advance_start(struct partition *p, int64_t offset)
+{
+    if (p->failed)
+        return p->failed;
+    if (offset > p->hw)
+        return LM_E_OUT_OF_RANGE;
+    int rc = storage_log_advance_start(p->log, offset);
+    if (rc == 0)
+        start_term_refresh(p);
+    return rc;
+}
+
 void partition_set_first_unstable(struct partition *p, int64_t offset)
 {
     p->first_unstable = offset;

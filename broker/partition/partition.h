@@ -119,6 +119,10 @@ int partition_campaign(struct partition *p);
 void partition_sync_done(struct partition *p, int rc);
 /* Runs the drive step until nothing is left to do (called by every input above). */
 int partition_drive(struct partition *p);
+/* DeleteRecords (KIP-107): moves the log start to offset (<= the high watermark: only
+ * committed batches go, as with a raft snapshot) and raft's log start with it. Returns 0 or
+ * storage_log_advance_start's error. */
+int partition_advance_start(struct partition *p, int64_t offset);
 /* Producer state: the first offset of an open transaction, or -1 (last stable offset). */
 void partition_set_first_unstable(struct partition *p, int64_t offset);
 

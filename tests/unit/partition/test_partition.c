@@ -558,6 +558,14 @@ static void test_retention(void **state)
     free(b);
     assert_int_equal(l.n, 1);
     assert_int_equal(partition_high_watermark(p), partition_log_end_offset(p));
+    /* DeleteRecords: only committed offsets, and raft's log start follows. */
+    assert_int_equal(partition_advance_start(p, partition_high_watermark(p) + 1),
+                     LM_E_OUT_OF_RANGE);
+    assert_int_equal(partition_advance_start(p, start + 4), 0);
+    start = partition_log_start_offset(p);
+    ops.start(ops.ctx, &s);
+    assert_int_equal(s.index, start - 1);
+    assert_int_equal(s.term, 2);
     assert_int_equal(partition_close(p), 0);
     f->parts[1] = NULL;
     assert_int_equal(partition_open(&cfg, &env, f->now_ms, &f->parts[1]), 0);
