@@ -770,6 +770,21 @@ static void sim_one(struct fx *f, uint64_t seed, int steps)
             break;
         }
         case 1:
+            if (rnd(f) % 4 == 0) {
+                /* Restart: term and vote come back from quorum-state, the HW from the
+                 * checkpoint; it rejoins as a follower. */
+                fx_sync(f, node);
+                int64_t before = partition_high_watermark(f->parts[node]);
+                uint64_t term = raft_term(partition_raft(f->parts[node]));
+                assert_int_equal(partition_close(f->parts[node]), 0);
+                f->parts[node] = NULL;
+                assert_int_equal(fx_open(f, node, NODES), 0);
+                assert_int_equal(partition_high_watermark(f->parts[node]), before);
+                assert_true(raft_term(partition_raft(f->parts[node])) >= term);
+                partition_raft_log(f->parts[node])->fault = fault_fn;
+                partition_raft_log(f->parts[node])->fault_ctx = &faults[node];
+                break;
+            }
             faults[node].on = rnd(f) % 4 == 0;
             break;
         case 2:
