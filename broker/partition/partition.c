@@ -1,0 +1,850 @@
+/* One partition as a Raft group over its storage log (see partition.h). */
+#include "broker/partition/partition.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common/lm_assert.h"
+#include "common/lm_err.h"
+#include "protocol/record_batch.h"
+#include "protocol/records.h"
+
+#define PARTITION_DRIVE_ROUNDS_MAX 64 /* a drive call's loop bound; leftovers wait for input */
+#define PARTITION_TICKS_PER_CALL_MAX 16
+#define PARTITION_PERSISTS_MAX RAFT_READY_INFLIGHT_MAX
+
+struct append_waiter {
+    int64_t target; /* complete when the high watermark > info.last_offset */
+    partition_append_fn fn;
+    void *user;
+    struct partition_append_info info;
+};
+
+struct watch {
+    int64_t id;
+    int64_t target;
+    partition_watch_fn fn;
+    void *user;
+};
+
+struct persist_rec {
+    uint64_t id;
+    int64_t need; /* durable once storage_log_flushed_offset >= need */
+};
+
+struct partition {
+    struct partition_config cfg;
+    char dir[PATH_MAX];
+    struct partition_env env;
+    struct storage_log *log;
+    struct raft_storage_log rlog;
+    struct raft_log_ops ops;
+    struct raft *raft;
+    int64_t now_ms, tick_due_ms;
+
+    int64_t hw; /* the high watermark: only hw_advance writes it */
+    int64_t first_unstable;
+    int failed;
+
+    /* group commit */
+    bool sync_running, sync_completed;
+    int sync_rc;
+    struct storage_sync sy;
+    struct persist_rec persists[PARTITION_PERSISTS_MAX];
+    uint32_t persist_head, persist_count;
+
+    bool in_drive, drive_again;
+
+    struct append_waiter *acks; /* ring, targets non-decreasing */
+    uint32_t acks_head, acks_count;
+    struct watch *persisted; /* ring, targets non-decreasing */
+    uint32_t pers_head, pers_count;
+    struct watch *watches; /* unordered, id 0 = free */
+    uint32_t n_watches;
+    int64_t next_watch_id;
+};
+
+void partition_config_default(struct partition_config *cfg)
+{
+    memset(cfg, 0, sizeof(*cfg));
+    storage_config_default(&cfg->storage);
+    cfg->group = 1;
+    cfg->tick_ms = 100;
+    cfg->election_ticks = 10;
+    cfg->heartbeat_ticks = 1;
+    cfg->rand_seed = 1;
+    cfg->waiters_max = 1024;
+    cfg->watchers_max = 1024;
+    cfg->resolve_bytes_max = 8u << 20;
+}
+
+/* ---------- hard state: Kafka KRaft's quorum-state file, here "term vote" ---------- */
+
+static int qs_path(const struct partition *p, char *out, size_t cap, const char *suffix)
+{
+    int n = snprintf(out, cap, "%s/quorum-state%s", p->dir, suffix);
+    return n < 0 || (size_t)n >= cap ? LM_E_TOO_LARGE : 0;
+}
+
+static int qs_read(const struct partition *p, uint64_t *term, uint32_t *vote)
+{
+    char path[PATH_MAX];
+    int rc = qs_path(p, path, sizeof(path), "");
+    if (rc)
+        return rc;
+    *term = 0;
+    *vote = RAFT_NONE;
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return errno == ENOENT ? 0 : LM_E_IO;
+    uint64_t t;
+    uint32_t v;
+    rc = fscanf(f, "%" SCNu64 " %" SCNu32, &t, &v) == 2 ? 0 : LM_E_CORRUPT;
+    fclose(f);
+    if (rc == 0) {
+        *term = t;
+        *vote = v;
+    }
+    return rc;
+}
+
+/* Written rarely (elections), synchronously: write a temporary file, fdatasync, rename. A vote
+ * must be durable before the vote response leaves (raft holds the response until
+ * raft_persisted, which comes after this). */
+static int qs_write(const struct partition *p, uint64_t term, uint32_t vote)
+{
+    char tmp[PATH_MAX], path[PATH_MAX];
+    int rc = qs_path(p, tmp, sizeof(tmp), ".tmp");
+    if (rc == 0)
+        rc = qs_path(p, path, sizeof(path), "");
+    if (rc)
+        return rc;
+    char line[64];
+    int n = snprintf(line, sizeof(line), "%" PRIu64 " %" PRIu32 "\n", term, vote);
+    LM_ASSERT(n > 0 && (size_t)n < sizeof(line));
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0)
+        return LM_E_IO;
+    rc = write(fd, line, (size_t)n) == n && fdatasync(fd) == 0 ? 0 : LM_E_IO;
+    if (close(fd) != 0)
+        rc = LM_E_IO;
+    if (rc == 0 && rename(tmp, path) != 0)
+        rc = LM_E_IO;
+    return rc;
+}
+
+/* ---------- log start term ---------- */
+
+/* The epoch of the batch at offset x, from the leader-epoch cache (Kafka's
+ * LeaderEpochFileCache): the largest epoch whose start offset is <= x. Raft needs it for the
+ * batch ending at the log start - 1 (the prev of an append there). When retention removed that
+ * batch, the cache may have dropped its epoch too (truncateFromStart keeps the entry covering
+ * the new start); the epoch covering the start is then the best answer it has. */
+static uint64_t epoch_at(const struct storage_log *log, int64_t x)
+{
+    int32_t cur = storage_log_latest_epoch(log), prev = -1;
+    int64_t prev_start = -1;
+    for (uint32_t guard = 0; cur > 0 && guard < (1u << 16); guard++) {
+        /* For a known epoch cur, storage_log_epoch_end_offset(cur - 1) gives the largest known
+         * epoch below it (or cur - 1 itself when there is none) and the start offset of cur.
+         * When cur is not a known epoch (below all), the start comes out as the first known
+         * epoch's start again: the previous cur was the first one. */
+        int32_t k;
+        int64_t start;
+        storage_log_epoch_end_offset(log, cur - 1, &k, &start);
+        if (start == prev_start)
+            return (uint64_t)prev; /* x lies before the cache's first epoch */
+        if (start < 0 || start <= x || k < 0)
+            return (uint64_t)cur;
+        prev = cur;
+        prev_start = start;
+        cur = k;
+    }
+    /* Raft terms start at 1; epoch 0 is only found in logs written before raft owned them. */
+    return prev > 0 ? (uint64_t)prev : 0;
+}
+
+static void start_term_refresh(struct partition *p)
+{
+    int64_t start = storage_log_start_offset(p->log);
+    p->rlog.start_term = start > 0 ? epoch_at(p->log, start - 1) : 0;
+}
+
+/* ---------- high watermark and waiters ---------- */
+
+static void fail(struct partition *p, int err)
+{
+    LM_ASSERT(err < 0);
+    if (!p->failed)
+        p->failed = err;
+}
+
+/* The single writer of the high watermark: raft's commit index + 1. */
+static void hw_advance(struct partition *p)
+{
+    int64_t hw = raft_commit(p->raft) + 1;
+    LM_ASSERT(hw >= p->hw); /* commit never moves back */
+    LM_ASSERT(hw <= storage_log_end_offset(p->log) || raft_role(p->raft) != RAFT_LEADER);
+    if (hw > storage_log_end_offset(p->log))
+        hw = storage_log_end_offset(p->log); /* a follower ahead of its own log: Kafka's
+                                              * min(leader HW, LEO) */
+    if (hw <= p->hw)
+        return;
+    p->hw = hw;
+    storage_log_set_high_watermark(p->log, hw);
+}
+
+static void complete_waiters(struct partition *p)
+{
+    while (p->acks_count) {
+        struct append_waiter *w = &p->acks[p->acks_head];
+        if (w->target > p->hw)
+            break;
+        struct append_waiter c = *w;
+        p->acks_head = (p->acks_head + 1) % p->cfg.waiters_max;
+        p->acks_count--;
+        c.fn(c.user, 0, &c.info);
+    }
+    int64_t durable = storage_log_flushed_offset(p->log);
+    while (p->pers_count) {
+        struct watch *w = &p->persisted[p->pers_head];
+        if (w->target > durable)
+            break;
+        struct watch c = *w;
+        p->pers_head = (p->pers_head + 1) % p->cfg.waiters_max;
+        p->pers_count--;
+        c.fn(c.user, 0, p->hw);
+    }
+    for (uint32_t i = 0; p->n_watches && i < p->cfg.watchers_max; i++) {
+        struct watch *w = &p->watches[i];
+        if (w->id && w->target <= p->hw) {
+            struct watch c = *w;
+            w->id = 0;
+            p->n_watches--;
+            c.fn(c.user, 0, p->hw);
+        }
+    }
+}
+
+/* Leadership lost or the log failed: Kafka completes delayed produces with
+ * NOT_LEADER_OR_FOLLOWER (resp. KAFKA_STORAGE_ERROR) and wakes fetches so they see it. */
+static void fail_waiters(struct partition *p, int err, bool watchers)
+{
+    while (p->acks_count) {
+        struct append_waiter c = p->acks[p->acks_head];
+        p->acks_head = (p->acks_head + 1) % p->cfg.waiters_max;
+        p->acks_count--;
+        c.fn(c.user, err, &c.info);
+    }
+    if (!watchers)
+        return;
+    while (p->pers_count) {
+        struct watch c = p->persisted[p->pers_head];
+        p->pers_head = (p->pers_head + 1) % p->cfg.waiters_max;
+        p->pers_count--;
+        c.fn(c.user, err, p->hw);
+    }
+    for (uint32_t i = 0; p->n_watches && i < p->cfg.watchers_max; i++) {
+        struct watch *w = &p->watches[i];
+        if (w->id) {
+            struct watch c = *w;
+            w->id = 0;
+            p->n_watches--;
+            c.fn(c.user, err, p->hw);
+        }
+    }
+}
+
+/* ---------- writing a ready ---------- */
+
+/* A truncation (or a new log start) removed offsets that earlier, not yet durable readies
+ * wrote: those readies now need only what is left below the new end, or their
+ * raft_persisted would wait for offsets that will never be flushed. Raft itself ignores the
+ * removed entries when they are reported (they left its view with the truncating ready). */
+static void persists_clamp(struct partition *p)
+{
+    int64_t leo = storage_log_end_offset(p->log);
+    for (uint32_t i = 0; i < p->persist_count; i++) {
+        struct persist_rec *pr = &p->persists[(p->persist_head + i) % PARTITION_PERSISTS_MAX];
+        if (pr->need > leo)
+            pr->need = leo;
+    }
+}
+
+/* The LeaderChange control batch (KIP-595) that stores raft's NOOP entry. */
+static int write_noop(struct partition *p, const struct raft_entry *e)
+{
+    struct kafka_batch_builder b;
+    kafka_batch_builder_init(&b, e->first_index, p->now_ms);
+    b.attributes = KAFKA_BATCH_ATTR_CONTROL;
+    uint8_t key[4] = {0, 0, 0, RAFT_STORAGE_CONTROL_LEADER_CHANGE};
+    /* LeaderChangeMessage v0 would carry the voters; the epoch is in the header already. */
+    uint8_t value[6] = {0};
+    int rc = kafka_batch_builder_append(&b, p->now_ms, key, 4, value, 6, NULL, 0);
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    if (rc == 0)
+        rc = kafka_batch_builder_finish(&b, KAFKA_CODEC_NONE, &buf, &len);
+    kafka_batch_builder_deinit(&b);
+    if (rc)
+        return rc;
+    struct storage_append_result res;
+    rc = storage_log_append_leader(p->log, buf, len, (int32_t)e->term, &res);
+    free(buf);
+    if (rc == 0)
+        LM_ASSERT(res.base_offset == e->first_index && res.last_offset == e->last_index);
+    return rc;
+}
+
+static int write_entries(struct partition *p, const struct raft_entry *es, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        const struct raft_entry *e = &es[i];
+        if (e->len == 0 && e->type == RAFT_ENTRY_NORMAL) {
+            /* The leader's own proposal: partition_append wrote it before proposing it with no
+             * bytes, so persisting it is only the fsync. Nothing else reaches a ready without
+             * bytes (followers get whole batches from raft_step). */
+            LM_ASSERT(e->last_index < storage_log_end_offset(p->log));
+            LM_ASSERT(e->term == raft_term(p->raft));
+            continue;
+        }
+        /* Raft §5.3: a conflicting suffix goes before the new entries (KIP-101 truncation). */
+        if (storage_log_end_offset(p->log) > e->first_index) {
+            LM_ASSERT(e->first_index >= p->hw); /* committed batches are never truncated */
+            int rc = storage_log_truncate_to(p->log, e->first_index);
+            if (rc)
+                return rc;
+            persists_clamp(p);
+        }
+        if (storage_log_end_offset(p->log) != e->first_index)
+            return LM_E_SEQUENCE;
+        int rc;
+        if (e->len == 0 && e->type == RAFT_ENTRY_NOOP) {
+            rc = write_noop(p, e);
+        } else if (e->len > 0) {
+            /* Origin REPLICATION: the leader's batch, offsets and epoch as they are. */
+            struct storage_append_result res;
+            rc = storage_log_append_follower(p->log, e->data, e->len, &res);
+            if (rc == 0 && (res.base_offset != e->first_index || res.last_offset != e->last_index))
+                rc = LM_E_CORRUPT;
+        } else {
+            /* An entry with no bytes that is not in storage: only raft_propose_conf makes those
+             * and this module does not call it (the voter set is fixed per open). */
+            rc = LM_E_UNSUPPORTED;
+        }
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
+static void send_msgs(struct partition *p, const struct raft_ready *rd)
+{
+    for (size_t i = 0; i < rd->n_msgs; i++) {
+        const struct raft_msg *m = &rd->msgs[i];
+        if (!p->env.send)
+            continue; /* a single voter sends nothing that matters */
+        if (m->type != RAFT_MSG_APP || m->entries || m->n_entries == 0) {
+            p->env.send(p->env.ctx, p, m);
+            continue;
+        }
+        struct raft_msg wire;
+        p->rlog.data_mode = true;
+        int rc = raft_msg_resolve(&wire, m, &p->ops);
+        p->rlog.data_mode = false;
+        raft_storage_log_release(&p->rlog);
+        if (rc) {
+            int urc = raft_append_unsent(p->raft, m, rc);
+            LM_ASSERT(urc == 0 || urc < 0);
+            continue;
+        }
+        p->env.send(p->env.ctx, p, &wire);
+        raft_msg_deinit(&wire);
+    }
+}
+
+static bool handle_ready(struct partition *p)
+{
+    if (!raft_has_ready(p->raft))
+        return false;
+    struct raft_ready rd;
+    raft_ready(p->raft, &rd);
+    if (rd.persist_id) {
+        int rc = 0;
+        if (rd.hs_changed) {
+            uint64_t t;
+            uint32_t v;
+            /* Only term and vote need to be durable; commit is the checkpointed HW. */
+            if (qs_read(p, &t, &v) != 0 || t != rd.hs.term || v != rd.hs.vote)
+                rc = qs_write(p, rd.hs.term, rd.hs.vote);
+        }
+        if (rc == 0 && rd.start_changed) {
+            rc = storage_log_reset(p->log, rd.start.index + 1);
+            p->rlog.start_term = rd.start.term;
+            p->rlog.conf = rd.start.conf;
+            persists_clamp(p);
+        }
+        if (rc == 0 && rd.n_entries)
+            rc = write_entries(p, rd.entries, rd.n_entries);
+        if (rc) {
+            /* Raft cannot be told "not written": the partition stops (KAFKA_STORAGE_ERROR until
+             * reopened), as Kafka takes a log dir offline on a write error. */
+            fail(p, rc);
+        } else {
+            LM_ASSERT(p->persist_count < PARTITION_PERSISTS_MAX);
+            struct persist_rec *pr =
+                &p->persists[(p->persist_head + p->persist_count) % PARTITION_PERSISTS_MAX];
+            pr->id = rd.persist_id;
+            pr->need = storage_log_end_offset(p->log);
+            p->persist_count++;
+        }
+    }
+    if (!p->failed)
+        send_msgs(p, &rd);
+    /* Committed entries carry nothing to apply for a partition: the commit index is the news. */
+    if (rd.soft_changed && rd.role != RAFT_LEADER)
+        fail_waiters(p, LM_E_STATE, false);
+    return true;
+}
+
+/* ---------- group commit ---------- */
+
+static void report_persisted(struct partition *p)
+{
+    int64_t durable = storage_log_flushed_offset(p->log);
+    uint64_t id = 0;
+    while (p->persist_count && p->persists[p->persist_head].need <= durable) {
+        id = p->persists[p->persist_head].id;
+        p->persist_head = (p->persist_head + 1) % PARTITION_PERSISTS_MAX;
+        p->persist_count--;
+    }
+    if (id) {
+        int rc = raft_persisted(p->raft, id);
+        LM_ASSERT(rc != LM_E_INVALID); /* ids are reported in order */
+    }
+}
+
+static bool sync_progress(struct partition *p)
+{
+    bool progress = false;
+    if (p->sync_running && p->sync_completed) {
+        p->sync_completed = false;
+        bool done = false;
+        int rc = storage_log_sync_step(p->log, &p->sy, p->sync_rc, &done);
+        progress = true;
+        if (rc) {
+            p->sync_running = false;
+            fail(p, rc);
+            return true;
+        }
+        if (done) {
+            p->sync_running = false;
+        } else {
+            p->env.sync(p->env.ctx, p, p->sy.fds, p->sy.full, p->sy.fd_count);
+            return true;
+        }
+    }
+    report_persisted(p);
+    bool want = p->persist_count > 0 || p->pers_count > 0 || storage_log_flush_due(p->log);
+    if (!p->sync_running && want &&
+        storage_log_flushed_offset(p->log) < storage_log_end_offset(p->log)) {
+        int rc = storage_log_sync_begin(p->log, &p->sy);
+        if (rc) {
+            fail(p, rc);
+            return true;
+        }
+        p->sync_running = true;
+        p->sync_completed = false;
+        progress = true;
+        p->env.sync(p->env.ctx, p, p->sy.fds, p->sy.full, p->sy.fd_count);
+    }
+    return progress;
+}
+
+int partition_drive(struct partition *p)
+{
+    if (p->in_drive) {
+        p->drive_again = true; /* a callback re-entered: the outer loop goes round again */
+        return 0;
+    }
+    p->in_drive = true;
+    for (int round = 0; round < PARTITION_DRIVE_ROUNDS_MAX && !p->failed; round++) {
+        p->drive_again = false;
+        bool progress = handle_ready(p);
+        if (!p->failed)
+            progress |= sync_progress(p);
+        if (!p->failed) {
+            hw_advance(p);
+            complete_waiters(p);
+        }
+        if (!progress && !p->drive_again)
+            break;
+    }
+    p->in_drive = false;
+    if (p->failed)
+        fail_waiters(p, p->failed, true);
+    return p->failed;
+}
+
+void partition_sync_done(struct partition *p, int rc)
+{
+    LM_ASSERT(p->sync_running && !p->sync_completed);
+    p->sync_completed = true;
+    p->sync_rc = rc;
+    partition_drive(p);
+}
+
+/* ---------- lifecycle ---------- */
+
+int partition_open(const struct partition_config *cfg, const struct partition_env *env,
+                   int64_t now_ms, struct partition **out)
+{
+    if (!cfg->dir || !env || !env->sync || cfg->node_id == RAFT_NONE || cfg->tick_ms == 0 ||
+        cfg->waiters_max == 0 || cfg->watchers_max == 0 || cfg->voters.n_voters == 0 ||
+        !raft_conf_is_voter(&cfg->voters, cfg->node_id))
+        return LM_E_CONFIG;
+    struct partition *p = calloc(1, sizeof(*p));
+    if (!p)
+        return LM_E_NOMEM;
+    p->cfg = *cfg;
+    p->env = *env;
+    p->now_ms = now_ms;
+    p->tick_due_ms = now_ms + cfg->tick_ms;
+    p->first_unstable = -1;
+    p->next_watch_id = 1;
+    int rc = snprintf(p->dir, sizeof(p->dir), "%s", cfg->dir) >= (int)sizeof(p->dir)
+                 ? LM_E_TOO_LARGE
+                 : 0;
+    p->cfg.dir = p->dir;
+    p->cfg.storage.external_sync = true;
+    p->acks = calloc(cfg->waiters_max, sizeof(*p->acks));
+    p->persisted = calloc(cfg->waiters_max, sizeof(*p->persisted));
+    p->watches = calloc(cfg->watchers_max, sizeof(*p->watches));
+    if (rc == 0 && (!p->acks || !p->persisted || !p->watches))
+        rc = LM_E_NOMEM;
+    if (rc == 0)
+        rc = storage_log_open(p->dir, &p->cfg.storage, &p->log);
+    uint64_t term = 0;
+    uint32_t vote = RAFT_NONE;
+    if (rc == 0)
+        rc = qs_read(p, &term, &vote);
+    if (rc) {
+        partition_close(p);
+        return rc;
+    }
+    /* The latest leader epoch in the log is a term this node saw, even if quorum-state lags. */
+    int32_t latest = storage_log_latest_epoch(p->log);
+    if (latest > 0 && (uint64_t)latest > term) {
+        term = (uint64_t)latest;
+        vote = RAFT_NONE;
+    }
+    raft_storage_log_init(&p->rlog, p->log, &cfg->voters, 0, cfg->resolve_bytes_max);
+    start_term_refresh(p);
+    raft_storage_log_ops(&p->rlog, &p->ops);
+    p->hw = storage_log_high_watermark(p->log);
+    struct raft_hard_state hs = {.term = term, .vote = vote, .commit = p->hw - 1};
+    struct raft_config rc_cfg = {.id = cfg->node_id,
+                                 .group = cfg->group,
+                                 .election_ticks = cfg->election_ticks,
+                                 .heartbeat_ticks = cfg->heartbeat_ticks,
+                                 .max_inflight = 8,
+                                 .max_msg_entries = 64,
+                                 .max_apply_entries = 256,
+                                 .pre_vote = true,
+                                 .check_quorum = cfg->voters.n_voters > 1,
+                                 .rand_seed = cfg->rand_seed,
+                                 .applied = p->hw - 1};
+    p->raft = raft_new(&rc_cfg, &p->ops, &hs);
+    if (!p->raft) {
+        partition_close(p);
+        return LM_E_IO; /* raft_new fails on a bad config (checked above) or a failed read */
+    }
+    p->hw = raft_commit(p->raft) + 1;
+    LM_ASSERT(p->hw <= storage_log_end_offset(p->log));
+    if (cfg->voters.n_voters == 1) {
+        rc = raft_campaign(p->raft); /* the lone voter wins at once, at a higher term */
+        if (rc == 0)
+            rc = partition_drive(p);
+        if (rc) {
+            partition_close(p);
+            return rc;
+        }
+    }
+    *out = p;
+    return 0;
+}
+
+int partition_close(struct partition *p)
+{
+    if (!p)
+        return 0;
+    LM_ASSERT(!p->sync_running || p->failed || !p->log);
+    if (p->acks && p->persisted && p->watches)
+        fail_waiters(p, LM_E_CLOSED, true);
+    raft_free(p->raft);
+    raft_storage_log_deinit(&p->rlog);
+    int rc = 0;
+    if (p->log) {
+        storage_log_set_high_watermark(p->log, p->hw);
+        rc = storage_log_close(p->log);
+    }
+    free(p->acks);
+    free(p->persisted);
+    free(p->watches);
+    free(p);
+    return rc;
+}
+
+/* ---------- API ---------- */
+
+/* ReplicaManager.appendRecords rules by origin: clients may not write internal topics
+ * (INVALID_TOPIC_EXCEPTION unless internalTopicsAllowed) nor control batches (LogValidator:
+ * only the coordinator writes transaction markers); replication enters through raft. */
+static int check_origin(const struct partition *p, enum partition_origin origin,
+                        const uint8_t *buf, size_t len)
+{
+    if (origin == PARTITION_ORIGIN_REPLICATION)
+        return LM_E_INVALID;
+    if (origin != PARTITION_ORIGIN_CLIENT)
+        return 0;
+    if (p->cfg.internal_topic)
+        return LM_E_INVALID;
+    for (size_t pos = 0; pos < len;) {
+        struct kafka_batch_header h;
+        int rc = kafka_batch_header_parse(buf + pos, len - pos, &h);
+        if (rc)
+            return rc;
+        if (h.attributes & KAFKA_BATCH_ATTR_CONTROL)
+            return LM_E_INVALID;
+        size_t total = kafka_batch_total_size(&h);
+        if (total > len - pos)
+            return LM_E_TRUNCATED;
+        pos += total;
+    }
+    return 0;
+}
+
+int partition_append(struct partition *p, enum partition_origin origin, uint8_t *buf, size_t len,
+                     int acks, partition_append_fn done, void *user)
+{
+    LM_ASSERT(done != NULL);
+    if (p->failed)
+        return p->failed;
+    if (acks != 0 && acks != 1 && acks != -1)
+        return LM_E_INVALID;
+    int rc = check_origin(p, origin, buf, len);
+    if (rc)
+        return rc;
+    if (raft_role(p->raft) != RAFT_LEADER)
+        return LM_E_STATE;
+    if (acks == -1 && p->acks_count == p->cfg.waiters_max)
+        return LM_E_FULL;
+    /* Raft assigns offsets from its view of the log; storage from its end. They agree once the
+     * ready holding this term's NOOP is written. */
+    if (raft_last_index(p->raft) != storage_log_end_offset(p->log) - 1) {
+        rc = partition_drive(p);
+        if (rc)
+            return rc;
+        if (raft_role(p->raft) != RAFT_LEADER)
+            return LM_E_STATE;
+        if (raft_last_index(p->raft) != storage_log_end_offset(p->log) - 1)
+            return LM_E_AGAIN;
+    }
+    uint64_t term = raft_term(p->raft);
+    LM_ASSERT(term <= INT32_MAX);
+    struct storage_append_result res;
+    p->rlog.hide_from = storage_log_end_offset(p->log);
+    rc = storage_log_append_leader(p->log, buf, len, (int32_t)term, &res);
+    if (rc) {
+        p->rlog.hide_from = -1;
+        return rc;
+    }
+    /* One raft entry per batch: entry boundaries are batch last offsets. The bytes are already
+     * in storage, so raft gets none (no copy in its unstable tail either). */
+    for (size_t pos = 0; pos < len;) {
+        struct kafka_batch_header h;
+        rc = kafka_batch_header_parse(buf + pos, len - pos, &h);
+        LM_ASSERT(rc == 0); /* storage checked every batch */
+        int64_t last = -1;
+        rc = raft_propose(p->raft, NULL, 0, (uint32_t)h.last_offset_delta + 1, &last);
+        if (rc) {
+            p->rlog.hide_from = -1;
+            /* Storage holds batches raft never saw: nothing can reconcile that but a restart
+             * (recovery then sees them as this term's uncommitted tail). */
+            fail(p, rc);
+            return rc;
+        }
+        LM_ASSERT(last == kafka_batch_last_offset(&h));
+        pos += kafka_batch_total_size(&h);
+    }
+    p->rlog.hide_from = -1;
+    LM_ASSERT(raft_last_index(p->raft) == res.last_offset);
+    struct partition_append_info info = {.base_offset = res.base_offset,
+                                         .last_offset = res.last_offset,
+                                         .leader_epoch = (int32_t)term,
+                                         .log_start_offset = storage_log_start_offset(p->log)};
+    if (acks == -1) {
+        struct append_waiter *w =
+            &p->acks[(p->acks_head + p->acks_count) % p->cfg.waiters_max];
+        LM_ASSERT(p->acks_count == 0 ||
+                  p->acks[(p->acks_head + p->acks_count - 1) % p->cfg.waiters_max].target <
+                      res.last_offset + 1);
+        *w = (struct append_waiter){.target = res.last_offset + 1, .fn = done, .user = user,
+                                    .info = info};
+        p->acks_count++;
+    } else {
+        done(user, 0, &info);
+    }
+    partition_drive(p);
+    return 0;
+}
+
+int partition_read(struct partition *p, int64_t offset, uint64_t max_bytes, bool committed_only,
+                   struct storage_read_result *res)
+{
+    if (p->failed)
+        return p->failed;
+    return storage_log_read(p->log, offset, max_bytes, committed_only ? p->hw : STORAGE_NO_LIMIT,
+                            res);
+}
+
+void partition_read_release(struct partition *p, struct storage_read_result *res)
+{
+    storage_read_result_release(p->log, res);
+}
+
+int64_t partition_watch(struct partition *p, int64_t hw_min, partition_watch_fn fn, void *user)
+{
+    LM_ASSERT(fn != NULL);
+    if (p->n_watches == p->cfg.watchers_max)
+        return LM_E_FULL;
+    for (uint32_t i = 0; i < p->cfg.watchers_max; i++) {
+        if (p->watches[i].id == 0) {
+            int64_t id = p->next_watch_id++;
+            p->watches[i] = (struct watch){.id = id, .target = hw_min, .fn = fn, .user = user};
+            p->n_watches++;
+            if (!p->in_drive)
+                complete_waiters(p);
+            return id;
+        }
+    }
+    LM_UNREACHABLE();
+    return LM_E_FULL;
+}
+
+void partition_unwatch(struct partition *p, int64_t id)
+{
+    for (uint32_t i = 0; i < p->cfg.watchers_max; i++) {
+        if (p->watches[i].id == id && id != 0) {
+            p->watches[i].id = 0;
+            p->n_watches--;
+            return;
+        }
+    }
+}
+
+int partition_wait_persisted(struct partition *p, int64_t offset, partition_watch_fn fn,
+                             void *user)
+{
+    LM_ASSERT(fn != NULL);
+    if (p->failed)
+        return p->failed;
+    if (p->pers_count == p->cfg.waiters_max)
+        return LM_E_FULL;
+    if (p->pers_count &&
+        p->persisted[(p->pers_head + p->pers_count - 1) % p->cfg.waiters_max].target > offset)
+        return LM_E_INVALID; /* the queue completes in offset order */
+    p->persisted[(p->pers_head + p->pers_count) % p->cfg.waiters_max] =
+        (struct watch){.id = 1, .target = offset, .fn = fn, .user = user};
+    p->pers_count++;
+    return partition_drive(p);
+}
+
+int partition_tick(struct partition *p, int64_t now_ms)
+{
+    if (p->failed)
+        return p->failed;
+    if (now_ms > p->now_ms)
+        p->now_ms = now_ms;
+    for (int n = 0; p->now_ms >= p->tick_due_ms && n < PARTITION_TICKS_PER_CALL_MAX; n++) {
+        p->tick_due_ms += p->cfg.tick_ms;
+        (void)raft_tick(p->raft); /* a failed read is retried by raft at the next tick */
+    }
+    if (p->now_ms >= p->tick_due_ms)
+        p->tick_due_ms = p->now_ms + p->cfg.tick_ms; /* a long stall: do not replay every tick */
+    /* Retention never passes the high watermark (storage checks), so raft only loses
+     * committed entries, as with a snapshot. */
+    uint32_t deleted = 0;
+    int rc = storage_log_enforce_retention(p->log, &deleted);
+    if (rc)
+        fail(p, rc);
+    else if (deleted)
+        start_term_refresh(p);
+    return partition_drive(p);
+}
+
+int partition_step(struct partition *p, const struct raft_msg *m)
+{
+    if (p->failed)
+        return p->failed;
+    int rc = raft_step(p->raft, m);
+    int drc = partition_drive(p);
+    return drc ? drc : rc;
+}
+
+int partition_campaign(struct partition *p)
+{
+    if (p->failed)
+        return p->failed;
+    int rc = raft_campaign(p->raft);
+    int drc = partition_drive(p);
+    return drc ? drc : rc;
+}
+
+int partition_advance_start(struct partition *p, int64_t offset)
+{
+    if (p->failed)
+        return p->failed;
+    if (offset > p->hw)
+        return LM_E_OUT_OF_RANGE;
+    int rc = storage_log_advance_start(p->log, offset);
+    if (rc == 0)
+        start_term_refresh(p);
+    return rc;
+}
+
+void partition_set_first_unstable(struct partition *p, int64_t offset)
+{
+    p->first_unstable = offset;
+}
+
+int64_t partition_high_watermark(const struct partition *p) { return p->hw; }
+int64_t partition_last_stable_offset(const struct partition *p)
+{
+    return p->first_unstable >= 0 && p->first_unstable < p->hw ? p->first_unstable : p->hw;
+}
+int64_t partition_log_end_offset(const struct partition *p)
+{
+    return storage_log_end_offset(p->log);
+}
+int64_t partition_log_start_offset(const struct partition *p)
+{
+    return storage_log_start_offset(p->log);
+}
+int64_t partition_durable_offset(const struct partition *p)
+{
+    return storage_log_flushed_offset(p->log);
+}
+bool partition_is_leader(const struct partition *p) { return raft_role(p->raft) == RAFT_LEADER; }
+uint32_t partition_leader(const struct partition *p) { return raft_leader(p->raft); }
+int32_t partition_leader_epoch(const struct partition *p) { return (int32_t)raft_term(p->raft); }
+int partition_failed(const struct partition *p) { return p->failed; }
+struct storage_log *partition_storage(struct partition *p) { return p->log; }
+struct raft_storage_log *partition_raft_log(struct partition *p) { return &p->rlog; }
+struct raft *partition_raft(struct partition *p) { return p->raft; }

@@ -1,0 +1,145 @@
+/* One partition: its storage log, its Raft group, the high watermark and the waiters on them
+ * (DESIGN.md §4). A single node is the same code with one voter.
+ *
+ * Pure of the shard runtime: time comes in as now_ms, fsyncs go out through env->sync (the
+ * broker hands them to broker_shard_fsync; a test completes them at once or later) and come back
+ * through partition_sync_done, raft messages go out through env->send and come in through
+ * partition_step. Completions are callbacks with a user pointer.
+ *
+ * The drive step (partition_drive, run after every input): raft ready -> write its entries
+ * (the leader's own batches are already in storage: storage_log_append_leader wrote them when
+ * they were proposed, so "persist" is only the fsync up to there; a follower's entries are
+ * written with storage_log_append_follower after truncating a divergent tail; the NOOP of a new
+ * term becomes a LeaderChange control batch) -> send messages (append descriptors resolved
+ * against this log) -> one group-commit fsync for everything written -> raft_persisted ->
+ * high watermark = raft commit + 1 (its only writer) -> waiters completed in offset order.
+ *
+ * acks=1 completes when the leader's append is in storage (page cache); acks=all when the
+ * high watermark passes the batch, which for one voter is the local fsync. */
+#ifndef LAMINAR_BROKER_PARTITION_PARTITION_H
+#define LAMINAR_BROKER_PARTITION_PARTITION_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "broker/partition/raft_storage_log.h"
+#include "consensus/raft.h"
+#include "storage/storage.h"
+
+struct partition;
+
+/* Who appends (Kafka's AppendOrigin, ReplicaManager.appendRecords). */
+enum partition_origin {
+    PARTITION_ORIGIN_CLIENT = 0,  /* Produce: no internal topics, no control batches */
+    PARTITION_ORIGIN_COORDINATOR, /* group/transaction coordinators: internal topics, markers */
+    PARTITION_ORIGIN_REPLICATION, /* a follower's write of the leader's batches (raft only) */
+};
+
+/* What the owner supplies. */
+struct partition_env {
+    void *ctx;
+    /* Make fds[0..n) durable (fsync where full[i], else fdatasync), then call
+     * partition_sync_done(p, first error) (may be called from inside this call). */
+    void (*sync)(void *ctx, struct partition *p, const int *fds, const bool *full, uint32_t n);
+    /* Send one raft message (borrowed for the call; APP entries resolved). May be NULL for a
+     * single voter. */
+    void (*send)(void *ctx, struct partition *p, const struct raft_msg *m);
+};
+
+struct partition_config {
+    const char *dir; /* the partition directory (storage_partition_dir) */
+    struct storage_config storage; /* copied; external_sync is forced on */
+    uint32_t node_id;
+    uint64_t group;          /* raft group id on the wire */
+    struct raft_conf voters; /* the replica set (voters) */
+    bool internal_topic;     /* __consumer_offsets, __transaction_state: coordinator only */
+    uint32_t tick_ms;        /* one raft tick */
+    uint32_t election_ticks, heartbeat_ticks;
+    uint64_t rand_seed;
+    uint32_t waiters_max;    /* acks=all and "persisted >= X" waiters, each */
+    uint32_t watchers_max;   /* fetch watchers */
+    size_t resolve_bytes_max; /* batch bytes resolved for one append message */
+};
+
+/* Fills defaults: 100 ms ticks, election 10 / heartbeat 1 ticks, 1024 waiters, 1024 watchers,
+ * 8 MiB resolve buffer, storage defaults. dir, node_id and voters are left to the caller. */
+void partition_config_default(struct partition_config *cfg);
+
+/* The result an append completion gets. */
+struct partition_append_info {
+    int64_t base_offset;
+    int64_t last_offset;
+    int32_t leader_epoch;
+    int64_t log_start_offset;
+};
+/* err: 0, or LM_E_STATE (leadership lost before commit: NOT_LEADER_OR_FOLLOWER), LM_E_IO
+ * (the log failed: KAFKA_STORAGE_ERROR), LM_E_CLOSED (partition closed). */
+typedef void (*partition_append_fn)(void *user, int err, const struct partition_append_info *info);
+/* Watch completions: err 0 when the high watermark reached the target, else as above. */
+typedef void (*partition_watch_fn)(void *user, int err, int64_t high_watermark);
+
+/* Opens (recovering storage) and starts the raft node: term = max(quorum-state file, latest
+ * leader epoch), commit = the checkpointed high watermark - 1. A single voter campaigns at once
+ * (it wins with a higher term). env is copied. *out owned by the caller (partition_close). */
+int partition_open(const struct partition_config *cfg, const struct partition_env *env,
+                   int64_t now_ms, struct partition **out);
+/* Fails every waiter with LM_E_CLOSED, closes the storage log (a final flush) and frees p.
+ * Returns the close's error. An fsync handed out must have completed. */
+int partition_close(struct partition *p);
+
+/* Appends batches (buf rewritten in place: offsets, partitionLeaderEpoch = the raft term) as
+ * the leader. acks: 0 or 1 complete before returning, -1 once committed. Returns 0 (done is
+ * called, maybe later) or, without calling done: LM_E_STATE (not the leader), LM_E_INVALID
+ * (internal topic or control batch from a client, REPLICATION origin), LM_E_FULL (too many
+ * acks=all waiters), LM_E_AGAIN (leadership transfer), LM_E_IO, or a batch check error. */
+int partition_append(struct partition *p, enum partition_origin origin, uint8_t *buf, size_t len,
+                     int acks, partition_append_fn done, void *user);
+/* Reads like storage_log_read, up to the high watermark when committed_only (consumers) or the
+ * log end (replicas, tools). Release with partition_read_release. */
+int partition_read(struct partition *p, int64_t offset, uint64_t max_bytes, bool committed_only,
+                   struct storage_read_result *res);
+void partition_read_release(struct partition *p, struct storage_read_result *res);
+/* Calls fn once the high watermark is >= hw_min (at once if it is). Returns a watch id > 0 or
+ * LM_E_FULL. */
+int64_t partition_watch(struct partition *p, int64_t hw_min, partition_watch_fn fn, void *user);
+/* Removes a watch without calling it (a fetch that timed out). */
+void partition_unwatch(struct partition *p, int64_t id);
+/* Calls fn once every offset < offset is durable ("persisted >= X"); starts an fsync. */
+int partition_wait_persisted(struct partition *p, int64_t offset, partition_watch_fn fn,
+                             void *user);
+
+/* Advances time: raft ticks, retention, flush.ms. */
+int partition_tick(struct partition *p, int64_t now_ms);
+/* A raft message received for this partition (borrowed). */
+int partition_step(struct partition *p, const struct raft_msg *m);
+/* Starts an election now (tests, controlled failover). */
+int partition_campaign(struct partition *p);
+/* The fsync handed to env->sync finished with rc. */
+void partition_sync_done(struct partition *p, int rc);
+/* Runs the drive step until nothing is left to do (called by every input above). */
+int partition_drive(struct partition *p);
+/* DeleteRecords (KIP-107): moves the log start to offset (<= the high watermark: only
+ * committed batches go, as with a raft snapshot) and raft's log start with it. Returns 0 or
+ * storage_log_advance_start's error. */
+int partition_advance_start(struct partition *p, int64_t offset);
+/* Producer state: the first offset of an open transaction, or -1 (last stable offset). */
+void partition_set_first_unstable(struct partition *p, int64_t offset);
+
+/* Queries. */
+int64_t partition_high_watermark(const struct partition *p);
+int64_t partition_last_stable_offset(const struct partition *p);
+int64_t partition_log_end_offset(const struct partition *p);
+int64_t partition_log_start_offset(const struct partition *p);
+int64_t partition_durable_offset(const struct partition *p);
+bool partition_is_leader(const struct partition *p);
+uint32_t partition_leader(const struct partition *p);
+int32_t partition_leader_epoch(const struct partition *p);
+/* The first storage or drive error that made the partition fail (KAFKA_STORAGE_ERROR), or 0. */
+int partition_failed(const struct partition *p);
+/* Borrowed internals for tests and the transport. */
+struct storage_log *partition_storage(struct partition *p);
+struct raft_storage_log *partition_raft_log(struct partition *p);
+struct raft *partition_raft(struct partition *p);
+
+#endif

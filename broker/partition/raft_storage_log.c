@@ -1,0 +1,182 @@
+/* raft_log_ops over a storage/ partition log (see raft_storage_log.h). */
+#include "broker/partition/raft_storage_log.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common/lm_assert.h"
+#include "common/lm_err.h"
+#include "protocol/record_batch.h"
+#include "protocol/records.h"
+
+/* A control batch holds one record whose key is {i16 version, i16 type} (KIP-98, KIP-595). */
+#define CONTROL_BATCH_BYTES_MAX 4096
+
+void raft_storage_log_init(struct raft_storage_log *sl, struct storage_log *log,
+                           const struct raft_conf *conf, uint64_t start_term,
+                           size_t data_bytes_max)
+{
+    LM_ASSERT(log != NULL && conf != NULL);
+    memset(sl, 0, sizeof(*sl));
+    sl->log = log;
+    sl->conf = *conf;
+    sl->start_term = start_term;
+    sl->data_bytes_max = data_bytes_max;
+    sl->hide_from = -1;
+}
+
+void raft_storage_log_release(struct raft_storage_log *sl)
+{
+    for (uint32_t i = 0; i < sl->n_bufs; i++)
+        free(sl->bufs[i]);
+    sl->n_bufs = 0;
+    sl->data_bytes = 0;
+}
+
+void raft_storage_log_deinit(struct raft_storage_log *sl)
+{
+    raft_storage_log_release(sl);
+    sl->log = NULL;
+}
+
+static void ops_start(void *ctx, struct raft_log_start *out)
+{
+    struct raft_storage_log *sl = ctx;
+    memset(out, 0, sizeof(*out));
+    out->index = storage_log_start_offset(sl->log) - 1;
+    out->term = out->index < 0 ? 0 : sl->start_term;
+    out->conf = sl->conf;
+}
+
+static int64_t ops_last_index(void *ctx)
+{
+    struct raft_storage_log *sl = ctx;
+    int64_t leo = storage_log_end_offset(sl->log);
+    if (sl->hide_from >= 0 && sl->hide_from < leo)
+        leo = sl->hide_from;
+    return leo - 1;
+}
+
+/* pread exactly len bytes (the slice's fd is a plain file descriptor, pinned by the result). */
+static int pread_full(int fd, uint8_t *buf, size_t len, uint64_t pos)
+{
+    size_t got = 0;
+    while (got < len) {
+        ssize_t n = pread(fd, buf + got, len - got, (off_t)(pos + got));
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return LM_E_IO;
+        got += (size_t)n;
+    }
+    return 0;
+}
+
+/* The type of a control batch from its first record key; NORMAL for anything else (transaction
+ * markers are data to raft). */
+static uint8_t control_type(const uint8_t *batch, size_t len, const struct kafka_batch_header *h)
+{
+    if (len <= KAFKA_BATCH_HEADER_SIZE || kafka_batch_codec(h) != KAFKA_CODEC_NONE)
+        return RAFT_ENTRY_NORMAL;
+    struct kafka_record_iter it;
+    struct kafka_record rec;
+    kafka_record_iter_init(&it, batch + KAFKA_BATCH_HEADER_SIZE, len - KAFKA_BATCH_HEADER_SIZE,
+                           h->records_count);
+    if (kafka_record_iter_next(&it, &rec) != 1 || rec.key_len < 4)
+        return RAFT_ENTRY_NORMAL;
+    int16_t type = (int16_t)((rec.key[2] << 8) | rec.key[3]);
+    return type == RAFT_STORAGE_CONTROL_LEADER_CHANGE ? RAFT_ENTRY_NOOP : RAFT_ENTRY_NORMAL;
+}
+
+int raft_storage_log_entry(struct raft_storage_log *sl, int64_t index, struct raft_entry *out)
+{
+    LM_ASSERT(sl->log != NULL);
+    memset(out, 0, sizeof(*out));
+    if (index < storage_log_start_offset(sl->log) || index >= storage_log_end_offset(sl->log))
+        return LM_E_OUT_OF_RANGE;
+    if (sl->fault) {
+        int frc = sl->fault(sl->fault_ctx, index);
+        if (frc)
+            return frc;
+    }
+    /* max_bytes 1: "at least one whole batch" (KIP-74) gives exactly the batch holding index. */
+    struct storage_read_result res;
+    int rc = storage_log_read(sl->log, index, 1, STORAGE_NO_LIMIT, &res);
+    if (rc)
+        return rc;
+    sl->reads++;
+    uint8_t hdr[KAFKA_BATCH_HEADER_SIZE];
+    struct kafka_batch_header h;
+    if (res.slice_count == 0 || res.slices[0].length < KAFKA_BATCH_HEADER_SIZE) {
+        rc = LM_E_CORRUPT;
+        goto out;
+    }
+    rc = pread_full(res.slices[0].fd, hdr, sizeof(hdr), res.slices[0].position);
+    if (rc == 0)
+        rc = kafka_batch_header_parse(hdr, sizeof(hdr), &h);
+    if (rc)
+        goto out;
+    size_t total = kafka_batch_total_size(&h);
+    /* A compacted segment may have lost the batch holding index: raft needs contiguous
+     * entries, so that is a log it cannot use (raft.h: missing = LM_E_CORRUPT). */
+    if (h.base_offset > index || kafka_batch_last_offset(&h) < index ||
+        total > res.slices[0].length || h.partition_leader_epoch < 0) {
+        rc = LM_E_CORRUPT;
+        goto out;
+    }
+    out->first_index = h.base_offset;
+    out->last_index = kafka_batch_last_offset(&h);
+    out->term = (uint64_t)h.partition_leader_epoch;
+    out->type = RAFT_ENTRY_NORMAL;
+    bool control = (h.attributes & KAFKA_BATCH_ATTR_CONTROL) != 0;
+    if (!sl->data_mode && !(control && total <= CONTROL_BATCH_BYTES_MAX))
+        goto out;
+    if (sl->n_bufs == RAFT_STORAGE_LOG_BUFS_MAX || sl->data_bytes + total > sl->data_bytes_max ||
+        total > UINT32_MAX) {
+        rc = LM_E_NOMEM; /* raft retries after the owner released what it resolved */
+        goto out;
+    }
+    uint8_t *buf = malloc(total);
+    if (!buf) {
+        rc = LM_E_NOMEM;
+        goto out;
+    }
+    rc = pread_full(res.slices[0].fd, buf, total, res.slices[0].position);
+    if (rc == 0 && !kafka_batch_crc_ok(buf, &h))
+        rc = LM_E_CRC;
+    if (rc) {
+        free(buf);
+        goto out;
+    }
+    if (control)
+        out->type = control_type(buf, total, &h);
+    if (!sl->data_mode) {
+        free(buf);
+        goto out;
+    }
+    sl->data_reads++;
+    sl->bufs[sl->n_bufs++] = buf;
+    sl->data_bytes += total;
+    out->data = buf;
+    out->len = (uint32_t)total;
+out:
+    storage_read_result_release(sl->log, &res);
+    if (rc)
+        memset(out, 0, sizeof(*out));
+    return rc;
+}
+
+static int ops_entry_at(void *ctx, int64_t index, struct raft_entry *out)
+{
+    return raft_storage_log_entry(ctx, index, out);
+}
+
+void raft_storage_log_ops(struct raft_storage_log *sl, struct raft_log_ops *ops)
+{
+    ops->ctx = sl;
+    ops->start = ops_start;
+    ops->last_index = ops_last_index;
+    ops->entry_at = ops_entry_at;
+}

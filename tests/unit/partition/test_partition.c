@@ -1,0 +1,903 @@
+/* broker/partition: a partition as a Raft group over its storage log.
+ *
+ * One voter: acks=1 completes at the append, acks=all only after the fsync the owner runs;
+ * HW = commit + 1 and never moves back; waiters complete in offset order; reads return the
+ * appended bytes; a crash (a child process exits without closing) recovers term, epoch and HW
+ * and the node comes back as leader at a higher term; failed log reads never crash.
+ * Three voters: three partitions in one process exchange raft messages through an in-memory
+ * queue; commit needs a quorum; a new leader truncates a divergent follower tail; every
+ * committed batch is byte-identical on all three. */
+#include <inttypes.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "broker/partition/partition.h"
+#include "common/lm_err.h"
+#include "protocol/record_batch.h"
+#include "tests/unit/storage/storage_test_util.h"
+
+/* ---------- owner doubles: fsync and transport ---------- */
+
+#define NODES 3
+#define QUEUE_MAX 4096
+
+struct fx {
+    char root[4096];
+    char dirs[NODES + 1][4200];
+    struct partition *parts[NODES + 1];
+    bool deferred;            /* fsyncs wait for fx_sync() */
+    bool pending[NODES + 1];  /* an fsync handed out and not completed */
+    int fds[NODES + 1][STORAGE_SYNC_FDS_MAX];
+    uint32_t n_fds[NODES + 1];
+    uint64_t syncs;
+    bool cut[NODES + 1]; /* messages from or to this node are dropped */
+    uint32_t drop_pct;   /* random message loss */
+    uint64_t rng;
+    struct raft_msg queue[QUEUE_MAX];
+    size_t q_head, q_len;
+    int64_t now_ms;
+};
+
+static uint64_t rnd(struct fx *f)
+{
+    uint64_t z = (f->rng += 0x9E3779B97F4A7C15ull); /* splitmix64 */
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+static uint32_t node_of(struct fx *f, struct partition *p)
+{
+    for (uint32_t i = 1; i <= NODES; i++)
+        if (f->parts[i] == p)
+            return i;
+    return 1; /* during partition_open, before parts[] is set: the node being opened */
+}
+
+static uint32_t g_opening;
+
+static void fx_sync_cb(void *ctx, struct partition *p, const int *fds, const bool *full,
+                       uint32_t n)
+{
+    (void)full;
+    struct fx *f = ctx;
+    uint32_t id = f->parts[g_opening] == NULL && g_opening ? g_opening : node_of(f, p);
+    f->syncs++;
+    if (!f->deferred) {
+        int rc = 0;
+        for (uint32_t i = 0; i < n; i++)
+            if (fdatasync(fds[i]) != 0)
+                rc = LM_E_IO;
+        partition_sync_done(p, rc); /* completes inside the callback: the re-entrant path */
+        return;
+    }
+    assert_false(f->pending[id]);
+    f->pending[id] = true;
+    memcpy(f->fds[id], fds, n * sizeof(int));
+    f->n_fds[id] = n;
+}
+
+/* Completes the fsync handed out to node id (and the steps it leads to). */
+static void fx_sync(struct fx *f, uint32_t id)
+{
+    while (f->pending[id]) {
+        f->pending[id] = false;
+        for (uint32_t i = 0; i < f->n_fds[id]; i++)
+            assert_int_equal(fdatasync(f->fds[id][i]), 0);
+        partition_sync_done(f->parts[id], 0);
+    }
+}
+
+static void fx_send(void *ctx, struct partition *p, const struct raft_msg *m)
+{
+    struct fx *f = ctx;
+    (void)p;
+    assert_true(m->type != RAFT_MSG_APP || m->n_entries == 0 || m->entries != NULL);
+    if (f->cut[m->from] || f->cut[m->to] || m->to < 1 || m->to > NODES)
+        return;
+    if (f->drop_pct && rnd(f) % 100 < f->drop_pct)
+        return;
+    assert_true(f->q_len < QUEUE_MAX);
+    assert_int_equal(raft_msg_copy(&f->queue[(f->q_head + f->q_len) % QUEUE_MAX], m), 0);
+    f->q_len++;
+}
+
+/* Delivers queued messages until none is left. */
+static void fx_deliver(struct fx *f)
+{
+    for (int guard = 0; f->q_len && guard < 100000; guard++) {
+        struct raft_msg m = f->queue[f->q_head];
+        f->q_head = (f->q_head + 1) % QUEUE_MAX;
+        f->q_len--;
+        if (!f->cut[m.from] && !f->cut[m.to] && f->parts[m.to]) {
+            int rc = partition_step(f->parts[m.to], &m);
+            /* Stale or unanswerable messages are refused with a code, never a crash. */
+            assert_true(rc == 0 || rc == LM_E_INVALID || rc < 0);
+            assert_int_equal(partition_failed(f->parts[m.to]), 0);
+        }
+        raft_msg_deinit(&m);
+    }
+    assert_int_equal(f->q_len, 0);
+}
+
+static void fx_tick_all(struct fx *f, int ticks)
+{
+    for (int t = 0; t < ticks; t++) {
+        f->now_ms += 100;
+        for (uint32_t i = 1; i <= NODES; i++)
+            if (f->parts[i])
+                assert_int_equal(partition_tick(f->parts[i], f->now_ms), 0);
+        fx_deliver(f);
+    }
+}
+
+static void fx_config(struct fx *f, struct partition_config *cfg, uint32_t id, uint32_t voters)
+{
+    partition_config_default(cfg);
+    cfg->dir = f->dirs[id];
+    cfg->node_id = id;
+    cfg->rand_seed = 11;
+    cfg->waiters_max = 8;
+    cfg->watchers_max = 4;
+    for (uint32_t v = 1; v <= voters; v++)
+        cfg->voters.voters[cfg->voters.n_voters++] = v;
+}
+
+static int fx_open(struct fx *f, uint32_t id, uint32_t voters)
+{
+    struct partition_config cfg;
+    fx_config(f, &cfg, id, voters);
+    struct partition_env env = {.ctx = f, .sync = fx_sync_cb,
+                                .send = voters > 1 ? fx_send : NULL};
+    g_opening = id;
+    int rc = partition_open(&cfg, &env, f->now_ms, &f->parts[id]);
+    g_opening = 0;
+    return rc;
+}
+
+static int fx_setup(void **state)
+{
+    struct fx *f = calloc(1, sizeof(*f));
+    tu_mkdtemp(f->root, "partition");
+    for (uint32_t i = 1; i <= NODES; i++)
+        snprintf(f->dirs[i], sizeof(f->dirs[i]), "%s/t-%u", f->root, i);
+    f->now_ms = 1000000;
+    *state = f;
+    return 0;
+}
+
+static int fx_teardown(void **state)
+{
+    struct fx *f = *state;
+    for (uint32_t i = 1; i <= NODES; i++) {
+        fx_sync(f, i);
+        if (f->parts[i])
+            assert_int_equal(partition_close(f->parts[i]), 0);
+    }
+    for (size_t i = 0; i < f->q_len; i++)
+        raft_msg_deinit(&f->queue[(f->q_head + i) % QUEUE_MAX]);
+    tu_rm_rf(f->root);
+    free(f);
+    return 0;
+}
+
+/* ---------- completions ---------- */
+
+struct acks_log {
+    int n;
+    int errs[64];
+    int64_t last[64];
+};
+
+static void on_append(void *user, int err, const struct partition_append_info *info)
+{
+    struct acks_log *l = user;
+    assert_true(l->n < 64);
+    l->errs[l->n] = err;
+    l->last[l->n] = info->last_offset;
+    l->n++;
+}
+
+static void on_watch(void *user, int err, int64_t hw)
+{
+    int64_t *seen = user;
+    assert_int_equal(err, 0);
+    *seen = hw;
+}
+
+static uint8_t *batch(int32_t records, int64_t tag, size_t *len)
+{
+    uint8_t *b;
+    tu_build_batch(records, 32, tag, 1000, &b, len);
+    return b;
+}
+
+/* Reads [0, hw) of p into a malloc'd buffer. */
+static uint8_t *read_committed(struct partition *p, size_t *len)
+{
+    size_t cap = 1 << 20, n = 0;
+    uint8_t *out = malloc(cap);
+    int64_t off = partition_log_start_offset(p);
+    while (off < partition_high_watermark(p)) {
+        struct storage_read_result res;
+        assert_int_equal(partition_read(p, off, 1 << 16, true, &res), 0);
+        assert_true(res.bytes > 0);
+        assert_true(n + res.bytes <= cap);
+        assert_int_equal(storage_read_result_copy(&res, out + n, cap - n), 0);
+        n += res.bytes;
+        off = res.last_offset + 1;
+        partition_read_release(p, &res);
+    }
+    *len = n;
+    return out;
+}
+
+/* ---------- one voter ---------- */
+
+static void test_acks_and_hw(void **state)
+{
+    struct fx *f = *state;
+    f->deferred = true;
+    assert_int_equal(fx_open(f, 1, 1), 0);
+    struct partition *p = f->parts[1];
+    assert_true(partition_is_leader(p));
+    int32_t epoch = partition_leader_epoch(p);
+    assert_true(epoch >= 1);
+    /* The term's LeaderChange batch is written at once; it commits with the first fsync. */
+    fx_sync(f, 1);
+    assert_int_equal(partition_log_end_offset(p), 1);
+    assert_int_equal(partition_high_watermark(p), 1);
+
+    struct acks_log l = {0};
+    size_t len;
+    uint8_t *b1 = batch(3, 0, &len);
+    assert_int_equal(partition_append(p, PARTITION_ORIGIN_CLIENT, b1, len, 1, on_append, &l), 0);
+    assert_int_equal(l.n, 1); /* acks=1: done at the append, before any fsync */
+    assert_int_equal(l.errs[0], 0);
+    assert_int_equal(l.last[0], 3);
+    assert_int_equal(partition_high_watermark(p), 1); /* not durable yet: not committed */
+    assert_true(f->pending[1]);
+
+    struct acks_log la = {0};
+    size_t len2, len3;
+    uint8_t *b2 = batch(2, 0, &len2), *b3 = batch(4, 0, &len3);
+    assert_int_equal(partition_append(p, PARTITION_ORIGIN_CLIENT, b2, len2, -1, on_append, &la),
+                     0);
+    assert_int_equal(partition_append(p, PARTITION_ORIGIN_CLIENT, b3, len3, -1, on_append, &la),
+                     0);
+    assert_int_equal(la.n, 0); /* acks=all waits for the commit = the local fsync */
+    int64_t seen = -1;
+    assert_true(partition_watch(p, 10, on_watch, &seen) > 0);
+    int64_t hw_before = partition_high_watermark(p);
+    fx_sync(f, 1); /* group commit: one fsync covers everything written so far */
+    assert_true(partition_high_watermark(p) >= hw_before);
+    assert_int_equal(partition_high_watermark(p), partition_log_end_offset(p));
+    assert_int_equal(partition_high_watermark(p), raft_commit(partition_raft(p)) + 1);
+    assert_int_equal(la.n, 2);
+    assert_int_equal(la.last[0], 5); /* in offset order */
+    assert_int_equal(la.last[1], 9);
+    assert_int_equal(la.errs[0], 0);
+    assert_int_equal(la.errs[1], 0);
+    assert_int_equal(seen, 10);
+    /* Every batch carries the raft term as its partitionLeaderEpoch. */
+    struct kafka_batch_header h;
+    assert_int_equal(kafka_batch_header_parse(b3, len3, &h), 0);
+    assert_int_equal(h.partition_leader_epoch, epoch);
+    assert_int_equal(h.base_offset, 6);
+
+    /* Reads return exactly what was appended (buf was rewritten in place with offsets). */
+    struct storage_read_result res;
+    assert_int_equal(partition_read(p, 1, 1 << 20, true, &res), 0);
+    uint8_t *got = malloc(res.bytes);
+    assert_int_equal(res.bytes, len + len2 + len3);
+    assert_int_equal(storage_read_result_copy(&res, got, res.bytes), 0);
+    partition_read_release(p, &res);
+    assert_memory_equal(got, b1, len);
+    assert_memory_equal(got + len, b2, len2);
+    assert_memory_equal(got + len + len2, b3, len3);
+    free(got);
+    free(b1);
+    free(b2);
+    free(b3);
+}
+
+static void test_waiters_bounded_and_origin(void **state)
+{
+    struct fx *f = *state;
+    f->deferred = true;
+    assert_int_equal(fx_open(f, 1, 1), 0);
+    struct partition *p = f->parts[1];
+    fx_sync(f, 1);
+    struct acks_log l = {0};
+    uint8_t *bs[9];
+    size_t lens[9];
+    int64_t hw = partition_high_watermark(p);
+    for (int i = 0; i < 9; i++) {
+        bs[i] = batch(1 + i, 0, &lens[i]);
+        int rc = partition_append(p, PARTITION_ORIGIN_CLIENT, bs[i], lens[i], -1, on_append, &l);
+        /* waiters_max = 8: the ninth is refused, not queued without bound */
+        assert_int_equal(rc, i < 8 ? 0 : LM_E_FULL);
+        assert_int_equal(partition_high_watermark(p), hw);
+    }
+    assert_int_equal(l.n, 0);
+    fx_sync(f, 1);
+    assert_int_equal(l.n, 8);
+    for (int i = 1; i < l.n; i++)
+        assert_true(l.last[i] > l.last[i - 1]); /* completed in offset order */
+    /* Interleaved appends and fsyncs: the high watermark only moves forward. */
+    for (int i = 0; i < 12; i++) {
+        size_t len;
+        uint8_t *b = batch(1 + i % 4, 0, &len);
+        assert_int_equal(partition_append(p, PARTITION_ORIGIN_CLIENT, b, len, i % 2 ? 1 : -1,
+                                          on_append, &l),
+                         0);
+        free(b);
+        if (i % 3 == 2)
+            fx_sync(f, 1);
+        assert_true(partition_high_watermark(p) >= hw);
+        assert_true(partition_high_watermark(p) <= partition_log_end_offset(p));
+        hw = partition_high_watermark(p);
+    }
+    fx_sync(f, 1);
+    assert_int_equal(l.n, 20);
+    assert_int_equal(partition_high_watermark(p), partition_log_end_offset(p));
+    for (int i = 0; i < 9; i++)
+        free(bs[i]);
+
+    /* Origins: clients may not write control batches; replication only through raft. */
+    size_t len;
+    uint8_t *b = batch(1, 0, &len);
+    assert_int_equal(partition_append(p, PARTITION_ORIGIN_REPLICATION, b, len, 1, on_append, &l),
+                     LM_E_INVALID);
+    b[KAFKA_BATCH_OFF_ATTRIBUTES + 1] |= KAFKA_BATCH_ATTR_CONTROL;
+    assert_int_equal(partition_append(p, PARTITION_ORIGIN_CLIENT, b, len, 1, on_append, &l),
+                     LM_E_INVALID);
+    free(b);
+}
+
+static void test_internal_topic(void **state)
+{
+    struct fx *f = *state;
+    struct partition_config cfg;
+    fx_config(f, &cfg, 1, 1);
+    cfg.internal_topic = true;
+    struct partition_env env = {.ctx = f, .sync = fx_sync_cb};
+    assert_int_equal(partition_open(&cfg, &env, f->now_ms, &f->parts[1]), 0);
+    struct acks_log l = {0};
+    size_t len;
+    uint8_t *b = batch(2, 0, &len);
+    assert_int_equal(partition_append(f->parts[1], PARTITION_ORIGIN_CLIENT, b, len, 1, on_append,
+                                      &l),
+                     LM_E_INVALID);
+    assert_int_equal(partition_append(f->parts[1], PARTITION_ORIGIN_COORDINATOR, b, len, -1,
+                                      on_append, &l),
+                     0);
+    assert_int_equal(l.n, 1); /* immediate fsyncs: committed before append returned */
+    free(b);
+}
+
+/* The child appends and dies without closing anything: what reached the page cache (acks=1)
+ * survives the process, as after kill -9; the parent recovers from it. */
+static void test_crash_recovery(void **state)
+{
+    struct fx *f = *state;
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        struct acks_log l = {0};
+        if (fx_open(f, 1, 1) != 0)
+            _exit(2);
+        struct partition *p = f->parts[1];
+        for (int i = 0; i < 4; i++) {
+            size_t len;
+            uint8_t *b = batch(5, 0, &len);
+            if (partition_append(p, PARTITION_ORIGIN_CLIENT, b, len, -1, on_append, &l) != 0)
+                _exit(3);
+            free(b);
+        }
+        f->deferred = true; /* the last one never gets its fsync */
+        size_t len;
+        uint8_t *b = batch(5, 0, &len);
+        if (partition_append(p, PARTITION_ORIGIN_CLIENT, b, len, 1, on_append, &l) != 0)
+            _exit(4);
+        if (l.n != 5 || partition_high_watermark(p) != 21 || partition_leader_epoch(p) != 1)
+            _exit(5);
+        _exit(0);
+    }
+    int status = 0;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+
+    assert_int_equal(fx_open(f, 1, 1), 0);
+    struct partition *p = f->parts[1];
+    /* A new term above every epoch in the log; the unflushed tail is in the page cache, so it
+     * is still there and commits under the new leader with its LeaderChange batch. */
+    assert_true(partition_is_leader(p));
+    assert_int_equal(partition_leader_epoch(p), 2);
+    assert_true(partition_high_watermark(p) >= 21);
+    assert_int_equal(partition_log_end_offset(p), 27);
+    assert_int_equal(partition_high_watermark(p), 27);
+    assert_int_equal(storage_log_latest_epoch(partition_storage(p)), 2);
+    size_t n;
+    uint8_t *all = read_committed(p, &n);
+    int batches = 0;
+    for (size_t pos = 0; pos < n; batches++) {
+        struct kafka_batch_header h;
+        assert_int_equal(kafka_batch_header_parse(all + pos, n - pos, &h), 0);
+        assert_true(h.partition_leader_epoch == 1 || h.partition_leader_epoch == 2);
+        pos += kafka_batch_total_size(&h);
+    }
+    assert_int_equal(batches, 7); /* NOOP(1) + 5 data + NOOP(2) */
+    free(all);
+    /* And again: close cleanly, reopen, term 3. */
+    assert_int_equal(partition_close(p), 0);
+    f->parts[1] = NULL;
+    assert_int_equal(fx_open(f, 1, 1), 0);
+    assert_int_equal(partition_leader_epoch(f->parts[1]), 3);
+    assert_int_equal(partition_high_watermark(f->parts[1]), 28);
+}
+
+struct fault {
+    bool on;
+    uint64_t hits;
+};
+
+static int fault_fn(void *ctx, int64_t index)
+{
+    (void)index;
+    struct fault *ft = ctx;
+    if (!ft->on)
+        return 0;
+    ft->hits++;
+    return LM_E_IO;
+}
+
+static void test_read_errors(void **state)
+{
+    struct fx *f = *state;
+    f->deferred = true;
+    assert_int_equal(fx_open(f, 1, 1), 0);
+    struct partition *p = f->parts[1];
+    fx_sync(f, 1);
+    struct fault ft = {.on = true};
+    partition_raft_log(p)->fault = fault_fn;
+    partition_raft_log(p)->fault_ctx = &ft;
+    struct acks_log l = {0};
+    uint8_t *bs[4];
+    for (int i = 0; i < 4; i++) {
+        size_t len;
+        bs[i] = batch(2, 0, &len);
+        assert_int_equal(partition_append(p, PARTITION_ORIGIN_CLIENT, bs[i], len, -1, on_append,
+                                          &l),
+                         0);
+        fx_sync(f, 1);
+        f->now_ms += 100;
+        assert_int_equal(partition_tick(p, f->now_ms), 0);
+        assert_int_equal(partition_failed(p), 0);
+    }
+    /* The commit advancement reads the term at the new match: it failed, so nothing committed
+     * (durable, but not acknowledged), and raft keeps retrying on every tick. */
+    assert_true(ft.hits > 0);
+    assert_int_equal(l.n, 0);
+    assert_int_equal(partition_durable_offset(p), partition_log_end_offset(p));
+    assert_int_equal(partition_high_watermark(p), 1);
+    /* Whatever raft could not read it put off; nothing crashed and nothing was lost. */
+    ft.on = false;
+    for (int i = 0; i < 3; i++) {
+        f->now_ms += 100;
+        assert_int_equal(partition_tick(p, f->now_ms), 0);
+        fx_sync(f, 1);
+    }
+    assert_int_equal(l.n, 4);
+    assert_int_equal(partition_high_watermark(p), partition_log_end_offset(p));
+    for (int i = 0; i < 4; i++) {
+        assert_int_equal(l.errs[i], 0);
+        free(bs[i]);
+    }
+    /* The adapter itself reports the injected error and range errors as codes. */
+    struct raft_entry e;
+    ft.on = true;
+    assert_int_equal(raft_storage_log_entry(partition_raft_log(p), 1, &e), LM_E_IO);
+    ft.on = false;
+    assert_int_equal(raft_storage_log_entry(partition_raft_log(p), 1, &e), 0);
+    assert_int_equal(e.first_index, 1);
+    assert_int_equal(e.last_index, 2);
+    assert_int_equal(raft_storage_log_entry(partition_raft_log(p), 0, &e), 0);
+    assert_int_equal(e.type, RAFT_ENTRY_NOOP);
+    assert_int_equal(raft_storage_log_entry(partition_raft_log(p), 999, &e), LM_E_OUT_OF_RANGE);
+}
+
+/* Retention moves the log start under raft: committed batches go, raft's log start follows
+ * with the epoch of the batch before it, appends and commits go on, and a reopen works. */
+static void test_retention(void **state)
+{
+    struct fx *f = *state;
+    struct partition_config cfg;
+    fx_config(f, &cfg, 1, 1);
+    cfg.storage.segment_bytes = 4096;
+    cfg.storage.retention_bytes = 8192;
+    struct partition_env env = {.ctx = f, .sync = fx_sync_cb};
+    assert_int_equal(partition_open(&cfg, &env, f->now_ms, &f->parts[1]), 0);
+    assert_int_equal(partition_close(f->parts[1]), 0); /* epoch 1 only in the first segment */
+    assert_int_equal(partition_open(&cfg, &env, f->now_ms, &f->parts[1]), 0);
+    struct partition *p = f->parts[1];
+    assert_int_equal(partition_leader_epoch(p), 2);
+    struct acks_log l = {0};
+    for (int i = 0; i < 60; i++) {
+        size_t len;
+        uint8_t *b = batch(4, 0, &len);
+        assert_int_equal(partition_append(p, PARTITION_ORIGIN_CLIENT, b, len, i % 2 ? -1 : 1,
+                                          on_append, &l),
+                         0);
+        free(b);
+        l.n = 0;
+    }
+    f->now_ms += 100;
+    assert_int_equal(partition_tick(p, f->now_ms), 0);
+    int64_t start = partition_log_start_offset(p);
+    assert_true(start > 2);
+    assert_int_equal(partition_raft_log(p)->start_term, 2);
+    struct raft_log_start s;
+    struct raft_log_ops ops;
+    raft_storage_log_ops(partition_raft_log(p), &ops);
+    ops.start(ops.ctx, &s);
+    assert_int_equal(s.index, start - 1);
+    size_t len;
+    uint8_t *b = batch(4, 0, &len);
+    assert_int_equal(partition_append(p, PARTITION_ORIGIN_CLIENT, b, len, -1, on_append, &l), 0);
+    free(b);
+    assert_int_equal(l.n, 1);
+    assert_int_equal(partition_high_watermark(p), partition_log_end_offset(p));
+    /* DeleteRecords: only committed offsets, and raft's log start follows. */
+    assert_int_equal(partition_advance_start(p, partition_high_watermark(p) + 1),
+                     LM_E_OUT_OF_RANGE);
+    assert_int_equal(partition_advance_start(p, start + 4), 0);
+    start = partition_log_start_offset(p);
+    ops.start(ops.ctx, &s);
+    assert_int_equal(s.index, start - 1);
+    assert_int_equal(s.term, 2);
+    assert_int_equal(partition_close(p), 0);
+    f->parts[1] = NULL;
+    assert_int_equal(partition_open(&cfg, &env, f->now_ms, &f->parts[1]), 0);
+    assert_int_equal(partition_log_start_offset(f->parts[1]), start);
+    assert_int_equal(partition_leader_epoch(f->parts[1]), 3);
+    assert_int_equal(partition_raft_log(f->parts[1])->start_term, 2);
+}
+
+/* ---------- three voters ---------- */
+
+static uint32_t leader_of(struct fx *f)
+{
+    uint32_t leader = 0;
+    for (uint32_t i = 1; i <= NODES; i++) {
+        if (f->parts[i] && !f->cut[i] && partition_is_leader(f->parts[i])) {
+            assert_int_equal(leader, 0); /* one leader among the connected nodes */
+            leader = i;
+        }
+    }
+    return leader;
+}
+
+static void check_identical(struct fx *f)
+{
+    int64_t hw = INT64_MAX;
+    for (uint32_t i = 1; i <= NODES; i++)
+        if (partition_high_watermark(f->parts[i]) < hw)
+            hw = partition_high_watermark(f->parts[i]);
+    if (hw == 0)
+        return; /* nothing committed anywhere yet */
+    size_t n1;
+    uint8_t *a = read_committed(f->parts[1], &n1);
+    for (uint32_t i = 2; i <= NODES; i++) {
+        size_t ni;
+        uint8_t *b = read_committed(f->parts[i], &ni);
+        size_t m = n1 < ni ? n1 : ni; /* committed on both: compare the common prefix */
+        assert_memory_equal(a, b, m);
+        free(b);
+    }
+    free(a);
+}
+
+static void test_three_voters(void **state)
+{
+    struct fx *f = *state;
+    for (uint32_t i = 1; i <= NODES; i++)
+        assert_int_equal(fx_open(f, i, NODES), 0);
+    for (uint32_t i = 1; i <= NODES; i++)
+        assert_false(partition_is_leader(f->parts[i]));
+    assert_int_equal(partition_campaign(f->parts[1]), 0);
+    fx_deliver(f);
+    assert_int_equal(leader_of(f), 1);
+    struct partition *l1 = f->parts[1];
+
+    /* Commit needs a quorum: with both followers cut off nothing commits. */
+    struct acks_log l = {0};
+    size_t len;
+    uint8_t *b = batch(3, 0, &len);
+    fx_tick_all(f, 2);
+    int64_t hw0 = partition_high_watermark(l1);
+    f->cut[2] = f->cut[3] = true;
+    assert_int_equal(partition_append(l1, PARTITION_ORIGIN_CLIENT, b, len, -1, on_append, &l), 0);
+    free(b);
+    assert_int_equal(l.n, 0);
+    assert_int_equal(partition_high_watermark(l1), hw0); /* fsynced locally, not committed */
+    assert_true(partition_durable_offset(l1) == partition_log_end_offset(l1));
+    f->cut[2] = f->cut[3] = false;
+    fx_tick_all(f, 1);
+    assert_int_equal(l.n, 1);
+    assert_int_equal(l.errs[0], 0);
+    for (int i = 0; i < 5; i++) {
+        b = batch(2 + i, 0, &len);
+        assert_int_equal(partition_append(l1, PARTITION_ORIGIN_CLIENT, b, len, -1, on_append, &l),
+                         0);
+        free(b);
+        fx_deliver(f);
+    }
+    assert_int_equal(l.n, 6);
+    fx_tick_all(f, 2); /* heartbeats carry the commit index to the followers */
+    for (uint32_t i = 1; i <= NODES; i++)
+        assert_int_equal(partition_high_watermark(f->parts[i]), partition_log_end_offset(l1));
+    check_identical(f);
+    int64_t committed = partition_high_watermark(l1);
+
+    /* Node 1 is cut off and takes acks=1 writes nobody else sees: a divergent tail. */
+    f->cut[1] = true;
+    struct acks_log lost = {0};
+    for (int i = 0; i < 3; i++) {
+        b = batch(4, 0, &len);
+        assert_int_equal(partition_append(l1, PARTITION_ORIGIN_CLIENT, b, len, 1, on_append,
+                                          &lost),
+                         0);
+        free(b);
+    }
+    int64_t old_leo = partition_log_end_offset(l1);
+    struct acks_log pend = {0};
+    b = batch(1, 0, &len);
+    assert_int_equal(partition_append(l1, PARTITION_ORIGIN_CLIENT, b, len, -1, on_append, &pend),
+                     0);
+    free(b);
+    /* Nodes 2 and 3 elect a new leader; node 1 steps down (check-quorum) and fails its
+     * acks=all waiter with NOT_LEADER (LM_E_STATE). */
+    uint32_t nl = 0;
+    for (int t = 0; t < 60 && !nl; t++) {
+        fx_tick_all(f, 1);
+        nl = leader_of(f);
+    }
+    assert_true(nl == 2 || nl == 3);
+    for (int t = 0; t < 30 && partition_is_leader(l1); t++)
+        fx_tick_all(f, 1);
+    assert_false(partition_is_leader(l1));
+    assert_int_equal(pend.n, 1);
+    assert_int_equal(pend.errs[0], LM_E_STATE);
+    assert_true(partition_leader_epoch(f->parts[nl]) > partition_leader_epoch(l1) ||
+                partition_leader_epoch(f->parts[nl]) >= 2);
+    struct acks_log l2 = {0};
+    for (int i = 0; i < 3; i++) {
+        b = batch(2, 0, &len);
+        assert_int_equal(partition_append(f->parts[nl], PARTITION_ORIGIN_CLIENT, b, len, -1,
+                                          on_append, &l2),
+                         0);
+        free(b);
+        fx_deliver(f);
+    }
+    assert_int_equal(l2.n, 3);
+    assert_true(partition_high_watermark(f->parts[nl]) > committed);
+
+    /* Node 1 comes back: its divergent tail is truncated and replaced by the leader's batches. */
+    f->cut[1] = false;
+    for (int t = 0; t < 10; t++)
+        fx_tick_all(f, 1);
+    assert_int_equal(leader_of(f), nl);
+    assert_int_equal(partition_log_end_offset(l1), partition_log_end_offset(f->parts[nl]));
+    assert_int_equal(lost.n, 3); /* acks=1 answered while cut off: those writes are gone */
+    assert_true(old_leo > committed);
+    struct raft_entry e;
+    assert_int_equal(raft_storage_log_entry(partition_raft_log(l1), committed, &e), 0);
+    assert_true(e.term > 1); /* node 1's epoch-1 tail was truncated and replaced */
+    assert_int_equal(e.term, (uint64_t)partition_leader_epoch(f->parts[nl]));
+    for (uint32_t i = 1; i <= NODES; i++)
+        assert_int_equal(partition_high_watermark(f->parts[i]),
+                         partition_high_watermark(f->parts[nl]));
+    check_identical(f);
+    /* The whole logs agree too: nothing of node 1's lost tail survived anywhere. */
+    uint8_t *a, *c;
+    size_t na, nc;
+    assert_int_equal(tu_read_all(partition_storage(l1), 0, &a, &na), 0);
+    assert_int_equal(tu_read_all(partition_storage(f->parts[nl]), 0, &c, &nc), 0);
+    assert_int_equal(na, nc);
+    assert_memory_equal(a, c, na);
+    free(a);
+    free(c);
+}
+
+/* Random cuts, message loss, log read failures and late fsyncs on three partitions; after
+ * every step the committed prefixes agree and no high watermark moves back; at the end every
+ * acks=all append that was acknowledged is in every log with its epoch. The seed is printed. */
+struct acked {
+    int n;
+    int64_t last[4096];
+    int32_t epoch[4096];
+};
+
+static void on_acked(void *user, int err, const struct partition_append_info *info)
+{
+    struct acked *a = user;
+    if (err != 0)
+        return;
+    assert_true(a->n < 4096);
+    a->last[a->n] = info->last_offset;
+    a->epoch[a->n] = info->leader_epoch;
+    a->n++;
+}
+
+static void sim_one(struct fx *f, uint64_t seed, int steps)
+{
+    print_message("partition sim seed %" PRIu64 "\n", seed);
+    f->rng = seed;
+    f->deferred = true;
+    struct fault faults[NODES + 1] = {0};
+    for (uint32_t i = 1; i <= NODES; i++) {
+        assert_int_equal(fx_open(f, i, NODES), 0);
+        partition_raft_log(f->parts[i])->fault = fault_fn;
+        partition_raft_log(f->parts[i])->fault_ctx = &faults[i];
+    }
+    struct acked *acked = calloc(1, sizeof(*acked));
+    struct acks_log sink = {0};
+    int64_t hw[NODES + 1] = {0};
+    for (int step = 0; step < steps; step++) {
+        uint32_t node = 1 + (uint32_t)(rnd(f) % NODES);
+        switch (rnd(f) % 8) {
+        case 0: { /* cut or heal one node; at most one cut so a quorum stays */
+            bool any = false;
+            for (uint32_t i = 1; i <= NODES; i++)
+                any |= f->cut[i];
+            if (any && rnd(f) % 3 == 0)
+                memset(f->cut, 0, sizeof(f->cut));
+            else if (any)
+                break; /* cuts last a while: long enough for an election elsewhere */
+            else
+                f->cut[node] = true;
+            break;
+        }
+        case 1:
+            if (rnd(f) % 4 == 0) {
+                /* Restart: term and vote come back from quorum-state, the HW from the
+                 * checkpoint; it rejoins as a follower. */
+                fx_sync(f, node);
+                int64_t before = partition_high_watermark(f->parts[node]);
+                uint64_t term = raft_term(partition_raft(f->parts[node]));
+                assert_int_equal(partition_close(f->parts[node]), 0);
+                f->parts[node] = NULL;
+                assert_int_equal(fx_open(f, node, NODES), 0);
+                assert_int_equal(partition_high_watermark(f->parts[node]), before);
+                assert_true(raft_term(partition_raft(f->parts[node])) >= term);
+                partition_raft_log(f->parts[node])->fault = fault_fn;
+                partition_raft_log(f->parts[node])->fault_ctx = &faults[node];
+                break;
+            }
+            faults[node].on = rnd(f) % 4 == 0;
+            break;
+        case 2:
+        case 3: {
+            uint32_t l = 0;
+            for (uint32_t i = 1; i <= NODES; i++)
+                if (partition_is_leader(f->parts[i]))
+                    l = i;
+            if (!l)
+                break;
+            size_t len;
+            uint8_t *b = batch(1 + (int32_t)(rnd(f) % 5), 0, &len);
+            int acks = rnd(f) % 2 ? -1 : 1;
+            int rc = partition_append(f->parts[l], PARTITION_ORIGIN_CLIENT, b, len, acks,
+                                      acks == -1 ? on_acked : on_append,
+                                      acks == -1 ? (void *)acked : (void *)&sink);
+            assert_true(rc == 0 || rc == LM_E_FULL || rc == LM_E_STATE || rc == LM_E_AGAIN);
+            sink.n = 0;
+            free(b);
+            break;
+        }
+        case 4:
+        case 5:
+            fx_sync(f, node);
+            break;
+        default:
+            f->drop_pct = rnd(f) % 3 == 0 ? 20 : 0;
+            fx_tick_all(f, 1 + (int)(rnd(f) % 3));
+            break;
+        }
+        fx_deliver(f);
+        for (uint32_t i = 1; i <= NODES; i++) {
+            assert_int_equal(partition_failed(f->parts[i]), 0);
+            assert_true(partition_high_watermark(f->parts[i]) >= hw[i]);
+            hw[i] = partition_high_watermark(f->parts[i]);
+        }
+        if (step % 25 == 0)
+            check_identical(f);
+    }
+    /* Heal everything and let it settle: one leader, every HW at its log end. */
+    memset(f->cut, 0, sizeof(f->cut));
+    f->drop_pct = 0;
+    for (uint32_t i = 1; i <= NODES; i++)
+        faults[i].on = false;
+    for (int t = 0; t < 100; t++) {
+        for (uint32_t i = 1; i <= NODES; i++)
+            fx_sync(f, i);
+        fx_tick_all(f, 1);
+    }
+    uint32_t l = leader_of(f);
+    assert_true(l != 0);
+    /* A new term's first batch commits everything before it. */
+    size_t len;
+    uint8_t *b = batch(1, 0, &len);
+    assert_int_equal(partition_append(f->parts[l], PARTITION_ORIGIN_CLIENT, b, len, -1,
+                                      on_acked, acked),
+                     0);
+    free(b);
+    for (int t = 0; t < 10; t++) {
+        for (uint32_t i = 1; i <= NODES; i++)
+            fx_sync(f, i);
+        fx_tick_all(f, 1);
+    }
+    for (uint32_t i = 1; i <= NODES; i++)
+        assert_int_equal(partition_high_watermark(f->parts[i]),
+                         partition_log_end_offset(f->parts[l]));
+    check_identical(f);
+    assert_true(acked->n > 0);
+    print_message("  acked %d, epoch %d, log end %" PRId64 "\n", acked->n,
+                  partition_leader_epoch(f->parts[l]), partition_log_end_offset(f->parts[l]));
+    for (int k = 0; k < acked->n; k++) {
+        for (uint32_t i = 1; i <= NODES; i++) {
+            struct raft_entry e;
+            assert_int_equal(raft_storage_log_entry(partition_raft_log(f->parts[i]),
+                                                    acked->last[k], &e),
+                             0);
+            assert_int_equal(e.last_index, acked->last[k]);
+            assert_int_equal(e.term, (uint64_t)acked->epoch[k]);
+        }
+    }
+    free(acked);
+    for (uint32_t i = 1; i <= NODES; i++) {
+        partition_raft_log(f->parts[i])->fault = NULL;
+        fx_sync(f, i);
+        assert_int_equal(partition_close(f->parts[i]), 0);
+        f->parts[i] = NULL;
+        tu_rm_rf(f->dirs[i]);
+    }
+}
+
+static void test_three_voters_random(void **state)
+{
+    struct fx *f = *state;
+    const char *env = getenv("PARTITION_SIM_SEED");
+    if (env) {
+        sim_one(f, strtoull(env, NULL, 10), 2000);
+        return;
+    }
+    for (uint64_t seed = 1; seed <= 6; seed++)
+        sim_one(f, seed, 400);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_acks_and_hw, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_waiters_bounded_and_origin, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_internal_topic, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_crash_recovery, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_read_errors, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_retention, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_three_voters, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_three_voters_random, fx_setup, fx_teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
