@@ -820,7 +820,12 @@ int storage_log_open(const char *dir, const struct storage_config *cfg, struct s
     log->high_watermark = hw < log->log_start_offset ? log->log_start_offset : hw > leo ? leo : hw;
     log->recovery_point = rp > leo ? leo : rp;
     log->flushed_offset = log->recovery_point;
-    rc = storage_log_flush(log, true);
+    /* A log closed cleanly (its checkpoint covers its end; nothing was recovered, trimmed or
+     * created) has nothing to make durable: opening it costs no write and no fsync, which is
+     * what reopening idle logs on demand needs. Anything else is written and synced now. */
+    bool unchanged = ck_found && rp == leo && hw == log->high_watermark &&
+                     ls == log->log_start_offset && !log->epochs_dirty && !log->dir_dirty;
+    rc = unchanged ? 0 : storage_log_flush(log, true);
     if (rc != 0) {
         free_log(log);
         return rc;
