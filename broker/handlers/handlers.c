@@ -408,6 +408,8 @@ struct htopic *hs_topic_by_id(struct hshard *hs, const uint8_t id[16])
 }
 
 static bool part_ensure_open(struct hpart *p);
+static void oq_remove(struct hshard *hs, struct hpart *p);
+static void part_open_log(struct hpart *p);
 
 struct hpart *hs_part(struct hshard *hs, const char *topic, size_t len, int32_t partition)
 {
@@ -416,8 +418,13 @@ struct hpart *hs_part(struct hshard *hs, const char *topic, size_t len, int32_t 
         partition >= t->part_cap)
         return NULL;
     struct hpart *p = t->parts[partition];
-    if (p != NULL && (p->log != NULL || p->idle_closed))
+    if (p != NULL && p->open_pending) {
+        /* A request needs it now: open it ahead of its turn in the work queue. */
+        oq_remove(hs, p);
+        part_open_log(p);
+    } else if (p != NULL && (p->log != NULL || p->idle_closed)) {
         part_ensure_open(p);
+    }
     return p;
 }
 

@@ -636,6 +636,11 @@ class Worker(threading.Thread):
 
 # ---- the healthy client ------------------------------------------------------------------------
 
+# Kafka's retriable partition errors a client retries: NOT_LEADER_OR_FOLLOWER,
+# LEADER_NOT_AVAILABLE, REQUEST_TIMED_OUT, KAFKA_STORAGE_ERROR.
+RETRIABLE = {6, 5, 7, 56}
+
+
 class Healthy(threading.Thread):
     """Produces (acks=all) and fetches on its own topic over its own connection; every request
     must succeed within the bound; the offsets it gets back must follow each other; every record
@@ -689,11 +694,16 @@ class Healthy(threading.Thread):
         batch = W.record_batch(vals, int(time.time() * 1000))
         body = (W.s16(-1) + W.s16(-1) + W.s32(10000) +
                 W.arr([W.sstr(HEALTHY_TOPIC) + W.arr([W.s32(0) + W.s32(len(batch)) + batch])]))
-        r = self.call(0, 8, body, "produce")
-        # topics[1]{name, partitions[1]{index, error, base_offset, ...}}
-        nlen = struct.unpack_from(">h", r, 4)[0]
-        q = 6 + nlen + 4
-        _, err, base = struct.unpack_from(">ihq", r, q)
+        first_error = None
+        while True:
+            r = self.call(0, 8, body, "produce")
+            # topics[1]{name, partitions[1]{index, error, base_offset, ...}}
+            nlen = struct.unpack_from(">h", r, 4)[0]
+            q = 6 + nlen + 4
+            _, err, base = struct.unpack_from(">ihq", r, q)
+            if not self.retry(err, first_error):
+                break
+            first_error = first_error or time.monotonic()
         if err != 0 or base != self.next_offset:
             raise Failure("healthy produce: error %d base offset %d, want 0 and %d"
                           % (err, base, self.next_offset))
@@ -701,7 +711,30 @@ class Healthy(threading.Thread):
             self.sent[base + i] = v
         self.next_offset += n
 
+    def retry(self, err, first_error):
+        """A retriable error (the partition offline or still opening, as after a restart
+        with many partitions) is retried as a client would, within the healthy bound."""
+        if err not in RETRIABLE:
+            return False
+        if first_error is not None and (time.monotonic() - first_error >
+                                        self.run_.args.healthy_bound):
+            return False
+        time.sleep(0.05)
+        return True
+
     def fetch(self):
+        first_error = None
+        while True:
+            hw = self.fetch_once()
+            if hw is not None:
+                return hw
+            if not self.retry(self.last_error, first_error):
+                raise Failure("healthy fetch at %d: error %d/%d" % (self.verified,
+                                                                     self.last_top,
+                                                                     self.last_error))
+            first_error = first_error or time.monotonic()
+
+    def fetch_once(self):
         body = (W.s32(-1) + W.s32(100) + W.s32(1) + W.s32(1 << 20) + b"\x00" + W.s32(0) +
                 W.s32(-1) + W.arr([W.sstr(HEALTHY_TOPIC) + W.arr([
                     W.s32(0) + W.s32(-1) + W.s64(self.verified) + W.s64(-1) + W.s32(1 << 20)])]) +
@@ -719,7 +752,8 @@ class Healthy(threading.Thread):
         rl = struct.unpack_from(">i", r, q)[0]
         recs = r[q + 4:q + 4 + max(rl, 0)]
         if top != 0 or err != 0:
-            raise Failure("healthy fetch at %d: error %d/%d" % (self.verified, top, err))
+            self.last_top, self.last_error = top, err
+            return None
         for off, val in W.parse_batches(recs):
             if off < self.verified:
                 continue
