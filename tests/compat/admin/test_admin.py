@@ -198,48 +198,8 @@ def raw_malformed(host, port):
 
 # ---- hand-built frames (classic and flexible encodings) -------------------------------------
 
-def i8(v):
-    return struct.pack(">b", v)
-
-
-def i16(v):
-    return struct.pack(">h", v)
-
-
-def i32(v):
-    return struct.pack(">i", v)
-
-
-def nstr(v):
-    if v is None:
-        return i16(-1)
-    b = v.encode()
-    return i16(len(b)) + b
-
-
-def arr(items):
-    return i32(len(items)) + b"".join(items)
-
-
-def uvar(n):
-    out = b""
-    while True:
-        b7 = n & 0x7F
-        n >>= 7
-        if not n:
-            return out + bytes([b7])
-        out += bytes([b7 | 0x80])
-
-
-def cstr(v):
-    if v is None:
-        return b"\x00"
-    b = v.encode()
-    return uvar(len(b) + 1) + b
-
-
-def carr(items):
-    return uvar(len(items) + 1) + b"".join(items)
+from kafka_wire import Reader, arr, carr, cstr, uvar  # noqa: E402,F401
+from kafka_wire import s8 as i8, s16 as i16, s32 as i32, sstr as nstr  # noqa: E402
 
 
 class Frames:
@@ -279,54 +239,6 @@ class Frames:
 
     def close(self):
         self.s.close()
-
-
-class Reader:
-    def __init__(self, b):
-        self.b, self.p = b, 0
-
-    def take(self, fmt):
-        v = struct.unpack_from(fmt, self.b, self.p)[0]
-        self.p += struct.calcsize(fmt)
-        return v
-
-    def i8(self):
-        return self.take(">b")
-
-    def i16(self):
-        return self.take(">h")
-
-    def i32(self):
-        return self.take(">i")
-
-    def uvar(self):
-        v, shift = 0, 0
-        while True:
-            b7 = self.b[self.p]
-            self.p += 1
-            v |= (b7 & 0x7F) << shift
-            shift += 7
-            if not b7 & 0x80:
-                return v
-
-    def nstr(self):
-        n = self.i16()
-        if n < 0:
-            return None
-        v = self.b[self.p:self.p + n].decode()
-        self.p += n
-        return v
-
-    def cstr(self):
-        n = self.uvar() - 1
-        if n < 0:
-            return None
-        v = self.b[self.p:self.p + n].decode()
-        self.p += n
-        return v
-
-    def done(self):
-        return self.p == len(self.b)
 
 
 # IncrementalAlterConfigs operations (KIP-339).

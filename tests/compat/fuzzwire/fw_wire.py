@@ -11,45 +11,9 @@ import json
 import socket
 import struct
 
+from kafka_wire import arr, crc32c, s16, s32, s64, sstr, uvar, zvar  # noqa: F401
+
 HERE_CORPUS = "corpus.json"
-
-
-def s16(v):
-    return struct.pack(">h", v)
-
-
-def s32(v):
-    return struct.pack(">i", v)
-
-
-def s64(v):
-    return struct.pack(">q", v)
-
-
-def sstr(s):
-    b = s.encode() if isinstance(s, str) else s
-    return s16(len(b)) + b
-
-
-def arr(items):
-    return s32(len(items)) + b"".join(items)
-
-
-def uvar(n):
-    """Unsigned varint (protobuf style), as compact lengths and tagged fields use (KIP-482)."""
-    out = b""
-    while True:
-        b7 = n & 0x7F
-        n >>= 7
-        if n:
-            out += bytes([b7 | 0x80])
-        else:
-            return out + bytes([b7])
-
-
-def zvar(n):
-    """Zig-zag varint (record fields inside a v2 batch)."""
-    return uvar((n << 1) ^ (n >> 63))
 
 
 def read_uvar(b, p):
@@ -68,29 +32,6 @@ def read_uvar(b, p):
 def read_zvar(b, p):
     v, p = read_uvar(b, p)
     return (v >> 1) ^ -(v & 1), p
-
-
-# ---- CRC-32C (Castagnoli), what a v2 record batch carries over bytes 21..end -----------------
-
-def _crc_table():
-    t = []
-    for i in range(256):
-        c = i
-        for _ in range(8):
-            c = (c >> 1) ^ (0x82F63B78 if c & 1 else 0)
-        t.append(c)
-    return t
-
-
-_CRC_T = _crc_table()
-
-
-def crc32c(data):
-    crc = 0xFFFFFFFF
-    t = _CRC_T
-    for byte in data:
-        crc = t[(crc ^ byte) & 0xFF] ^ (crc >> 8)
-    return crc ^ 0xFFFFFFFF
 
 
 def record_batch(values, base_ts, key_prefix=b"k"):

@@ -4,62 +4,8 @@ with arbitrary keys and values, a blocking connection and a response reader."""
 import socket
 import struct
 
-
-def s8(v):
-    return struct.pack(">b", v)
-
-
-def s16(v):
-    return struct.pack(">h", v)
-
-
-def s32(v):
-    return struct.pack(">i", v)
-
-
-def s64(v):
-    return struct.pack(">q", v)
-
-
-def sstr(s):
-    if s is None:
-        return s16(-1)
-    b = s.encode() if isinstance(s, str) else s
-    return s16(len(b)) + b
-
-
-def sbytes(b):
-    if b is None:
-        return s32(-1)
-    return s32(len(b)) + b
-
-
-def arr(items):
-    return s32(len(items)) + b"".join(items)
-
-
-def uvar(n):
-    out = b""
-    while True:
-        b7 = n & 0x7F
-        n >>= 7
-        if n:
-            out += bytes([b7 | 0x80])
-        else:
-            return out + bytes([b7])
-
-
-def zvar(n):  # zigzag varint (record fields)
-    return uvar((n << 1) ^ (n >> 63))
-
-
-def crc32c(data):
-    crc = 0xFFFFFFFF
-    for byte in data:
-        crc ^= byte
-        for _ in range(8):
-            crc = (crc >> 1) ^ (0x82F63B78 if crc & 1 else 0)
-    return crc ^ 0xFFFFFFFF
+from kafka_wire import (Reader, arr, crc32c, s8, s16, s32, s64,  # noqa: F401
+                        sbytes, sstr, uvar, zvar)
 
 
 def record_batch(records, base_offset=0, ts=1_700_000_000_000, leader_epoch=-1, gzip=False):
@@ -105,54 +51,6 @@ def group_metadata_record(group, leader, members, generation=1, protocol="range"
     value = (s16(3) + sstr("consumer") + s32(generation) + sstr(protocol) + sstr(leader) +
              s64(1_700_000_000_000) + s32(len(members)) + ms)
     return key, value
-
-
-class Reader:
-    def __init__(self, b):
-        self.b, self.p = b, 0
-
-    def take(self, fmt):
-        v = struct.unpack_from(fmt, self.b, self.p)
-        self.p += struct.calcsize(fmt)
-        return v[0]
-
-    def i8(self):
-        return self.take(">b")
-
-    def i16(self):
-        return self.take(">h")
-
-    def i32(self):
-        return self.take(">i")
-
-    def i64(self):
-        return self.take(">q")
-
-    def uvar(self):
-        v, shift = 0, 0
-        while True:
-            b7 = self.b[self.p]
-            self.p += 1
-            v |= (b7 & 0x7F) << shift
-            shift += 7
-            if not b7 & 0x80:
-                return v
-
-    def str(self):
-        n = self.i16()
-        if n < 0:
-            return None
-        s = self.b[self.p:self.p + n].decode()
-        self.p += n
-        return s
-
-    def cstr(self):
-        n = self.uvar() - 1
-        if n < 0:
-            return None
-        s = self.b[self.p:self.p + n].decode()
-        self.p += n
-        return s
 
 
 class Conn:

@@ -24,58 +24,8 @@ import confluent_kafka as ck  # noqa: E402
 TOPIC = "proto"
 
 
-def s16(v):
-    return struct.pack(">h", v)
-
-
-def s32(v):
-    return struct.pack(">i", v)
-
-
-def s64(v):
-    return struct.pack(">q", v)
-
-
-def sstr(s):
-    b = s.encode()
-    return s16(len(b)) + b
-
-
-def arr(items):
-    return s32(len(items)) + b"".join(items)
-
-
-def uvar(n):
-    out = b""
-    while True:
-        b7 = n & 0x7F
-        n >>= 7
-        if n:
-            out += bytes([b7 | 0x80])
-        else:
-            return out + bytes([b7])
-
-
-def cstr(s):  # compact string (KIP-482)
-    b = s.encode()
-    return uvar(len(b) + 1) + b
-
-
-def carr(items):  # compact array; each item carries its own tagged-field byte
-    return uvar(len(items) + 1) + b"".join(items)
-
-
-def crc32c(data):
-    crc = 0xFFFFFFFF
-    for byte in data:
-        crc ^= byte
-        for _ in range(8):
-            crc = (crc >> 1) ^ (0x82F63B78 if crc & 1 else 0)
-    return crc ^ 0xFFFFFFFF
-
-
-def zvar(n):  # zigzag varint (record fields)
-    return uvar((n << 1) ^ (n >> 63))
+from kafka_wire import (Reader, arr, carr, crc32c, cstr, s16, s32, s64,  # noqa: E402,F401
+                        sstr, uvar, zvar)
 
 
 def record_batch(timestamps):
@@ -93,60 +43,6 @@ def record_batch(timestamps):
 
 
 TAGS = b"\x00"  # empty tagged-field section
-
-
-class Reader:
-    def __init__(self, b):
-        self.b, self.p = b, 0
-
-    def take(self, fmt):
-        v = struct.unpack_from(fmt, self.b, self.p)
-        self.p += struct.calcsize(fmt)
-        return v[0]
-
-    def i8(self):
-        return self.take(">b")
-
-    def i16(self):
-        return self.take(">h")
-
-    def i32(self):
-        return self.take(">i")
-
-    def i64(self):
-        return self.take(">q")
-
-    def uvar(self):
-        v, shift = 0, 0
-        while True:
-            b7 = self.b[self.p]
-            self.p += 1
-            v |= (b7 & 0x7F) << shift
-            shift += 7
-            if not b7 & 0x80:
-                return v
-
-    def cstr(self):
-        n = self.uvar() - 1
-        s = self.b[self.p:self.p + n].decode()
-        self.p += n
-        return s
-
-    def str(self):
-        n = self.i16()
-        if n < 0:
-            return None
-        s = self.b[self.p:self.p + n].decode()
-        self.p += n
-        return s
-
-    def bytes(self):
-        n = self.i32()
-        if n < 0:
-            return None
-        s = self.b[self.p:self.p + n]
-        self.p += n
-        return s
 
 
 class Conn:
