@@ -145,17 +145,6 @@ void broker_rt_barrier(struct broker_rt *rt)
     pthread_barrier_wait(&rt->barrier);
 }
 
-static void raise_nofile(void)
-{
-    /* Each connection is a descriptor: use the hard limit (10k idle clients must fit). */
-    struct rlimit rl;
-    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
-        rl.rlim_cur = rl.rlim_max;
-        if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
-            BLOG_WARN("cannot raise RLIMIT_NOFILE: %s", strerror(errno));
-    }
-}
-
 static int open_listener(const struct broker_listener *l, bool nonblock)
 {
     struct addrinfo hints = {.ai_family = AF_UNSPEC,
@@ -345,7 +334,7 @@ int broker_runtime_run(const struct broker_config *cfg, const struct broker_disp
         free(rt);
         return LM_E_UNSUPPORTED;
     }
-    raise_nofile();
+    /* RLIMIT_NOFILE was raised by serve.c before the handlers sized their open-log budget. */
     if (broker_connquota_init(&rt->quota, cfg) != 0) {
         free(rt);
         return LM_E_NOMEM;
