@@ -198,47 +198,22 @@ def raw_malformed(host, port):
 
 # ---- hand-built frames (classic and flexible encodings) -------------------------------------
 
+import kafka_wire  # noqa: E402
 from kafka_wire import Reader, arr, carr, cstr, uvar  # noqa: E402,F401
 from kafka_wire import s8 as i8, s16 as i16, s32 as i32, sstr as nstr  # noqa: E402
 
 
-class Frames:
+class Frames(kafka_wire.Conn):
     """One connection sending hand-built requests and reading the answers."""
 
     def __init__(self, host, port):
-        self.s = socket.create_connection((host, port), timeout=15)
-        self.corr = 0
+        super().__init__(host, port, "raw-admin", 15)
 
     def call(self, key, version, body, flexible):
         """The response body after its header, or None when the broker closed the
         connection."""
-        self.corr += 1
-        hdr = i16(key) + i16(version) + i32(self.corr) + nstr("raw-admin")
-        if flexible:
-            hdr += b"\x00"
-        self.s.sendall(i32(len(hdr) + len(body)) + hdr + body)
-        try:
-            head = self._recv(4)
-        except (EOFError, ConnectionResetError):
-            return None
-        data = self._recv(struct.unpack(">i", head)[0])
-        r = Reader(data)
-        check(r.i32() == self.corr, "correlation id")
-        if flexible:
-            r.uvar()
-        return r
-
-    def _recv(self, n):
-        buf = b""
-        while len(buf) < n:
-            c = self.s.recv(n - len(buf))
-            if not c:
-                raise EOFError("closed")
-            buf += c
-        return buf
-
-    def close(self):
-        self.s.close()
+        self.send(key, version, body, flexible)
+        return self.response(flexible, none_on_close=True)
 
 
 # IncrementalAlterConfigs operations (KIP-339).

@@ -1,9 +1,9 @@
 """Hand-built Kafka frames for the hardening tests (stdlib only): primitives, record batches
 with arbitrary keys and values, a blocking connection and a response reader."""
 
-import socket
 import struct
 
+import kafka_wire
 from kafka_wire import (Reader, arr, crc32c, s8, s16, s32, s64,  # noqa: F401
                         sbytes, sstr, uvar, zvar)
 
@@ -53,36 +53,9 @@ def group_metadata_record(group, leader, members, generation=1, protocol="range"
     return key, value
 
 
-class Conn:
+class Conn(kafka_wire.Conn):
     def __init__(self, b, timeout=30):
-        self.s = socket.create_connection((b.host, b.port), timeout=timeout)
-        self.corr = 0
-
-    def call(self, key, version, body, flexible=False):
-        self.corr += 1
-        hdr = s16(key) + s16(version) + s32(self.corr) + sstr("hardening-test")
-        if flexible:
-            hdr += b"\x00"
-        self.s.sendall(s32(len(hdr) + len(body)) + hdr + body)
-        n = struct.unpack(">i", self.recv(4))[0]
-        r = Reader(self.recv(n))
-        if r.i32() != self.corr:
-            raise AssertionError("correlation id")
-        if flexible:
-            r.uvar()
-        return r
-
-    def recv(self, n):
-        buf = b""
-        while len(buf) < n:
-            c = self.s.recv(n - len(buf))
-            if not c:
-                raise EOFError("closed")
-            buf += c
-        return buf
-
-    def close(self):
-        self.s.close()
+        super().__init__(b.host, b.port, "hardening-test", timeout)
 
 
 def produce_v7(c, topic, partition, batch, acks=-1, timeout_ms=10000):

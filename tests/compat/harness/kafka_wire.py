@@ -5,6 +5,7 @@ record fields, CRC-32C (what a v2 record batch carries over bytes 21..end), and 
 reader. Protocol-level helpers (requests, record batches) stay with the tests that need them.
 """
 
+import socket
 import struct
 
 
@@ -157,3 +158,53 @@ class Reader:
 
     def done(self):
         return self.p == len(self.b)
+
+
+class Conn:
+    """One blocking connection sending hand-built requests (request header v1, or v2 when
+    flexible) and reading their responses (header v0, or v1 when flexible)."""
+
+    def __init__(self, host, port, client_id, timeout=15):
+        self.s = socket.create_connection((host, port), timeout=timeout)
+        self.client_id = client_id
+        self.corr = 0
+        self.header_tags = 0  # tagged-field count of the last flexible response header
+
+    def send(self, key, version, body, flexible=False):
+        self.corr += 1
+        hdr = s16(key) + s16(version) + s32(self.corr) + sstr(self.client_id)
+        if flexible:
+            hdr += b"\x00"
+        self.s.sendall(s32(len(hdr) + len(body)) + hdr + body)
+
+    def response(self, flexible=False, none_on_close=False):
+        """The Reader past the response header; None when none_on_close and the broker closed
+        the connection instead of answering."""
+        try:
+            head = self.recv(4)
+        except (EOFError, ConnectionResetError):
+            if none_on_close:
+                return None
+            raise
+        r = Reader(self.recv(struct.unpack(">i", head)[0]))
+        if r.i32() != self.corr:
+            raise AssertionError("correlation id")
+        if flexible:
+            self.header_tags = r.uvar()
+        return r
+
+    def call(self, key, version, body, flexible=False):
+        self.send(key, version, body, flexible)
+        return self.response(flexible)
+
+    def recv(self, n):
+        buf = b""
+        while len(buf) < n:
+            c = self.s.recv(n - len(buf))
+            if not c:
+                raise EOFError("closed")
+            buf += c
+        return buf
+
+    def close(self):
+        self.s.close()

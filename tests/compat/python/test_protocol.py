@@ -9,7 +9,6 @@ long-poll (woken by an append; max_wait honoured).
 """
 import argparse
 import os
-import socket
 import struct
 import sys
 import threading
@@ -24,6 +23,7 @@ import confluent_kafka as ck  # noqa: E402
 TOPIC = "proto"
 
 
+import kafka_wire  # noqa: E402
 from kafka_wire import (Reader, arr, carr, crc32c, cstr, s16, s32, s64,  # noqa: E402,F401
                         sstr, uvar, zvar)
 
@@ -45,33 +45,15 @@ def record_batch(timestamps):
 TAGS = b"\x00"  # empty tagged-field section
 
 
-class Conn:
+class Conn(kafka_wire.Conn):
     def __init__(self, b):
-        self.s = socket.create_connection((b.host, b.port), timeout=15)
-        self.corr = 0
+        super().__init__(b.host, b.port, "proto-test", 15)
 
     def call(self, key, version, body, flexible=False):
-        self.corr += 1
-        hdr = s16(key) + s16(version) + s32(self.corr) + sstr("proto-test")
+        r = super().call(key, version, body, flexible)
         if flexible:
-            hdr += TAGS  # request header v2
-        self.s.sendall(s32(len(hdr) + len(body)) + hdr + body)
-        n = struct.unpack(">i", self.recv(4))[0]
-        data = self.recv(n)
-        r = Reader(data)
-        check(r.i32() == self.corr, "correlation id")
-        if flexible:
-            check(r.uvar() == 0, "response header v1 tags")
+            check(self.header_tags == 0, "response header v1 tags")
         return r
-
-    def recv(self, n):
-        buf = b""
-        while len(buf) < n:
-            c = self.s.recv(n - len(buf))
-            if not c:
-                raise EOFError("closed")
-            buf += c
-        return buf
 
 
 def api_versions(r):
