@@ -172,19 +172,31 @@ static int parse_bool(const char *value, bool *out)
     return LM_E_CONFIG;
 }
 
+/* The next item of a comma-separated list at *pos (empty items and spaces around items
+ * skipped), advancing *pos past it; false at the end of the list. */
+static bool list_next(const char **pos, const char **item, size_t *len)
+{
+    const char *p = *pos;
+    while (*p == ' ' || *p == ',')
+        p++;
+    if (*p == '\0')
+        return false;
+    const char *end = strchr(p, ',');
+    size_t n = end ? (size_t)(end - p) : strlen(p);
+    *pos = end ? end + 1 : p + n;
+    while (n > 0 && p[n - 1] == ' ')
+        n--;
+    *item = p;
+    *len = n;
+    return true;
+}
+
 int broker_config_parse_listeners(const char *text, struct broker_listener *out, uint32_t max)
 {
     uint32_t n = 0;
-    const char *p = text;
-    while (*p != '\0') {
-        while (*p == ' ' || *p == ',')
-            p++;
-        if (*p == '\0')
-            break;
-        const char *end = strchr(p, ',');
-        size_t len = end ? (size_t)(end - p) : strlen(p);
-        while (len > 0 && p[len - 1] == ' ')
-            len--;
+    const char *pos = text, *p;
+    size_t len;
+    while (list_next(&pos, &p, &len)) {
         if (n == max)
             return LM_E_CONFIG;
         char item[512];
@@ -220,10 +232,6 @@ int broker_config_parse_listeners(const char *text, struct broker_listener *out,
             return LM_E_CONFIG;
         out[n].port = (uint16_t)port;
         n++;
-        p += len;
-        if (end == NULL)
-            break;
-        p = end + 1;
     }
     return n == 0 ? LM_E_CONFIG : (int)n;
 }
@@ -236,14 +244,9 @@ static char *trim(char *s);
 static int parse_ip_overrides(struct broker_config *cfg, const char *value)
 {
     uint32_t n = 0;
-    const char *p = value;
-    while (*p != '\0') {
-        while (*p == ' ' || *p == ',')
-            p++;
-        if (*p == '\0')
-            break;
-        const char *end = strchr(p, ',');
-        size_t len = end ? (size_t)(end - p) : strlen(p);
+    const char *pos = value, *p;
+    size_t len;
+    while (list_next(&pos, &p, &len)) {
         char item[300];
         if (len >= sizeof(item) || n == BROKER_IP_OVERRIDES_MAX)
             return LM_E_CONFIG;
@@ -280,9 +283,6 @@ static int parse_ip_overrides(struct broker_config *cfg, const char *value)
         }
         o->count = (int32_t)count;
         n++;
-        if (end == NULL)
-            break;
-        p = end + 1;
     }
     cfg->ip_overrides_count = n;
     return 0;
@@ -607,14 +607,10 @@ static const char *trim_span(const char *p, size_t *n)
 /* Parses the item at *pos and advances past it. Returns false at the end of the list. */
 static bool csv_next(const char **pos, struct csv_item *it)
 {
-    const char *p = *pos;
-    while (*p == ' ' || *p == ',')
-        p++;
-    if (*p == '\0')
+    const char *p;
+    size_t n;
+    if (!list_next(pos, &p, &n))
         return false;
-    const char *end = strchr(p, ',');
-    size_t n = end ? (size_t)(end - p) : strlen(p);
-    *pos = end ? end + 1 : p + n;
     const char *colon = memchr(p, ':', n);
     it->key_len = colon ? (size_t)(colon - p) : n;
     it->key = trim_span(p, &it->key_len);
