@@ -45,6 +45,26 @@ uint32_t broker_frame_reader_held(const struct broker_frame_reader *fr)
     return fr->cap;
 }
 
+int broker_frame_reader_completes(const struct broker_frame_reader *fr, const uint8_t *data,
+                                  size_t len)
+{
+    LM_ASSERT(data != NULL || len == 0);
+    if (fr->need > 0)
+        return len >= (size_t)(fr->need - fr->have);
+    /* Between frames or inside the prefix: the prefix's missing bytes come from data. */
+    uint8_t hdr[4];
+    memcpy(hdr, fr->hdr, fr->hdr_have);
+    size_t from_data = 4 - fr->hdr_have;
+    if (len < from_data)
+        return 0;
+    memcpy(hdr + fr->hdr_have, data, from_data);
+    int32_t size = (int32_t)(((uint32_t)hdr[0] << 24) | ((uint32_t)hdr[1] << 16) |
+                             ((uint32_t)hdr[2] << 8) | (uint32_t)hdr[3]);
+    if (size <= 0 || size > fr->size_bytes_max)
+        return 1; /* the reader rejects it: something for the caller to act on */
+    return len - from_data >= (size_t)size;
+}
+
 /* The next buffer size: everything available now when it fits, else double (at least
  * BROKER_FRAME_GROW_MIN), never past the announced size. Doubling keeps the copies linear and
  * the memory held below twice the bytes received. */

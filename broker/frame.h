@@ -55,5 +55,9 @@ int broker_frame_feed(struct broker_frame_reader *fr, const uint8_t *data, size_
 int broker_frame_reader_idle(const struct broker_frame_reader *fr);
 /* Bytes of the partial body held (its buffer's size), 0 between frames. */
 uint32_t broker_frame_reader_held(const struct broker_frame_reader *fr);
+/* True when len bytes of data, fed after what the reader holds, would finish a frame (or be
+ * rejected by it): the frame in progress, or between frames a whole prefix and body. */
+int broker_frame_reader_completes(const struct broker_frame_reader *fr, const uint8_t *data,
+                                  size_t len);
 
 #endif

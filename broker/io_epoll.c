@@ -131,7 +131,8 @@ static int conn_interest(struct broker_shard *s, struct broker_conn *c, int op)
 {
     /* EPOLLRDHUP even while paused: a client that goes away while its connection waits (for
      * memory, or for its responses to be read) is noticed and its connection freed. */
-    uint32_t want = (c->paused || c->closing ? 0 : EPOLLIN) | (c->closing ? 0 : EPOLLRDHUP) |
+    uint32_t want = (c->paused || c->closing ? 0 : EPOLLIN) |
+                    (c->closing || c->peer_fin ? 0 : EPOLLRDHUP) |
                     (c->epoll_out ? EPOLLOUT : 0);
     if (op == EPOLL_CTL_MOD && want == c->epoll_events)
         return 0;
@@ -258,7 +259,34 @@ static void on_conn(struct broker_shard *s, uint64_t ud, uint32_t events)
     }
     if ((events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) && !broker_core_conn_wants_data(c)) {
         /* Not reading (paused): the peer's close would otherwise go unseen. */
-        broker_core_on_eof(s, c, (events & EPOLLERR) ? -ECONNRESET : 0);
+        if (events & EPOLLERR) {
+            broker_core_on_eof(s, c, -ECONNRESET);
+            return;
+        }
+        if (c->peer_fin)
+            return;
+        /* A FIN: what came before it may be whole requests, to be served. Read it all into the
+         * core (it stashes; bounded by the socket's receive buffer), then tell the core. */
+        for (;;) {
+            ssize_t n = recv(c->fd, s->scratch, s->scratch_len, MSG_DONTWAIT);
+            if (n > 0) {
+                broker_core_on_data(s, c, s->scratch, (size_t)n);
+                if ((c = broker_core_conn(s, slot, gen)) == NULL || c->closing)
+                    return;
+                continue;
+            }
+            if (n < 0 && errno == EINTR)
+                continue;
+            if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
+                broker_core_on_eof(s, c, -errno);
+                return;
+            }
+            break;
+        }
+        broker_core_on_peer_fin(s, c);
+        if ((c = broker_core_conn(s, slot, gen)) != NULL && !c->closing &&
+            conn_interest(s, c, EPOLL_CTL_MOD) != 0) /* no more RDHUP: it stays signalled */
+            broker_core_on_eof(s, c, -EIO);
         return;
     }
     if (!(events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)))

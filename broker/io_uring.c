@@ -306,7 +306,7 @@ static void uring_recv_pause(struct broker_shard *s, struct broker_conn *c)
         cancel_op(s, BROKER_OP_RECV, c);
         c->recv_cancel_sent = true;
     }
-    if (!c->closing)
+    if (!c->closing && !c->peer_fin)
         arm_hup_poll(s, c);
 }
 
@@ -457,6 +457,32 @@ static void on_accept(struct broker_shard *s, struct io_uring_cqe *cqe)
         arm_accept(s, i);
 }
 
+/* The peer of paused c sent FIN and no recv is armed: read what it sent before (bounded by the
+ * socket's receive buffer; the peer sends no more) into the core, which stashes it, then tell
+ * the core. A synchronous recv: this happens once per connection at most. */
+static void drain_after_fin(struct broker_shard *s, struct broker_conn *c)
+{
+    uint32_t slot = c->slot, gen = c->gen;
+    uint8_t buf[BUF_BYTES];
+    for (;;) {
+        ssize_t n = recv(c->fd, buf, sizeof(buf), MSG_DONTWAIT);
+        if (n > 0) {
+            broker_core_on_data(s, c, buf, (size_t)n);
+            if ((c = broker_core_conn(s, slot, gen)) == NULL || c->closing)
+                return;
+            continue;
+        }
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
+            broker_core_on_eof(s, c, -errno); /* may free c */
+            return;
+        }
+        break; /* 0: the end; EAGAIN: nothing more queued */
+    }
+    broker_core_on_peer_fin(s, c); /* may free c */
+}
+
 static void on_hup_poll(struct broker_shard *s, struct io_uring_cqe *cqe)
 {
     struct broker_conn *c =
@@ -465,8 +491,16 @@ static void on_hup_poll(struct broker_shard *s, struct io_uring_cqe *cqe)
         return;
     c->hup_armed = false;
     bool hup = cqe->res > 0 && (cqe->res & (POLLRDHUP | POLLHUP | POLLERR)) != 0;
-    if (hup && !c->closing && c->paused) {
-        broker_core_on_eof(s, c, (cqe->res & POLLERR) ? -ECONNRESET : 0); /* may free c */
+    if (hup && !c->closing && c->paused && !c->peer_fin) {
+        if (cqe->res & POLLERR) {
+            broker_core_on_eof(s, c, -ECONNRESET); /* may free c */
+            return;
+        }
+        /* A FIN: what came before it may be whole requests, to be served. */
+        if (c->recv_armed)
+            c->fin_seen = true; /* the recv's cancel is on its way: drain after it (on_recv) */
+        else
+            drain_after_fin(s, c); /* may free c */
         return;
     }
     /* Not paused any more: the recv sees the end itself. */
@@ -492,11 +526,19 @@ static void on_recv(struct broker_shard *s, struct io_uring_cqe *cqe)
     if (!more)
         c->recv_armed = false;
     if (cqe->res == 0 && !c->closing) {
-        broker_core_on_eof(s, c, 0); /* may free c */
+        if (c->paused) /* data before the end may wait in the stash */
+            broker_core_on_peer_fin(s, c); /* may free c */
+        else
+            broker_core_on_eof(s, c, 0); /* may free c */
         return;
     }
     if (cqe->res < 0 && cqe->res != -ECANCELED && cqe->res != -ENOBUFS && !c->closing) {
         broker_core_on_eof(s, c, cqe->res); /* may free c */
+        return;
+    }
+    if (!more && c->fin_seen && !c->closing && !c->peer_fin && c->paused) {
+        c->fin_seen = false;
+        drain_after_fin(s, c); /* may free c */
         return;
     }
     if (!more && broker_core_conn_wants_data(c))

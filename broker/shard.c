@@ -547,9 +547,31 @@ void broker_core_on_io_closed(struct broker_shard *s, struct broker_conn *c)
 void broker_core_on_eof(struct broker_shard *s, struct broker_conn *c, int err)
 {
     (void)s;
-    if (err == 0 && !broker_frame_reader_idle(&c->fr))
+    if (err == 0 && (!broker_frame_reader_idle(&c->fr) || c->stash_off < c->stash_len))
         BLOG_INFO_LIMITED("conn %u (%s): peer closed in the middle of a frame", c->slot, c->peer);
     conn_close(c, err == 0 ? "peer closed" : strerror(-err));
+}
+
+static bool stash_completes_frame(const struct broker_conn *c)
+{
+    if (c->stash_off == c->stash_len)
+        return false;
+    return broker_frame_reader_completes(&c->fr, c->stash + c->stash_off,
+                                         c->stash_len - c->stash_off) != 0;
+}
+
+/* A client may send requests and close at once (acks=0 producers do, when they are destroyed
+ * right after a flush). Kafka's selector closes such a channel gracefully: requests already
+ * received are still handled. So here: whole frames in the stash stay and are served when the
+ * connection resumes (the in-flight bound or memory paused it); the close follows once the stash
+ * is consumed (conn_try_resume). Without a whole frame, nothing more can ever complete: close. */
+void broker_core_on_peer_fin(struct broker_shard *s, struct broker_conn *c)
+{
+    if (c->closing)
+        return;
+    c->peer_fin = true;
+    if (!stash_completes_frame(c))
+        broker_core_on_eof(s, c, 0);
 }
 
 static void req_free(struct broker_req *req)
@@ -716,6 +738,10 @@ static void conn_try_resume(struct broker_conn *c)
     }
     if (c->closing)
         return;
+    if (c->peer_fin && !stash_completes_frame(c)) {
+        broker_core_on_eof(c->shard, c, 0); /* all it sent has been taken in */
+        return;
+    }
     if (c->paused) {
         c->shard->io->recv_pause(c->shard, c);
         return;

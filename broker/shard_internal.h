@@ -68,6 +68,9 @@ struct broker_conn {
     bool closing;       /* no more reading or sending; freed when I/O and requests are done */
     bool paused;        /* reading stopped (in-flight bound or shard memory) */
     bool waiting_mem;   /* on the shard's memory wait list */
+    /* the peer sent FIN while reading was paused; what it sent before is all in the stash,
+     * served on resume, and the connection closes once the stash is consumed */
+    bool peer_fin;
     bool io_closed;     /* the backend has released the fd */
     /* idle sweeps in a row that found nothing in flight and no bytes either way (reset by
      * every receive and send completion: one store, no clock read) */
@@ -77,6 +80,7 @@ struct broker_conn {
     bool recv_cancel_sent;
     bool hup_armed; /* io_uring: the POLLRDHUP watch of a paused connection is in the kernel */
     bool hup_cancel_sent;
+    bool fin_seen; /* io_uring: the watch saw a FIN while a cancelled recv was still armed */
     bool send_busy;
     bool send_cancel_sent;
     bool epoll_out;
@@ -221,6 +225,9 @@ void broker_core_on_accept_error(struct broker_shard *s, int err);
 void broker_core_on_data(struct broker_shard *s, struct broker_conn *c, const uint8_t *p,
                          size_t n);
 void broker_core_on_eof(struct broker_shard *s, struct broker_conn *c, int err);
+/* The peer half-closed while c was paused, and the backend has since read the socket to its end
+ * (everything went to the stash through broker_core_on_data). */
+void broker_core_on_peer_fin(struct broker_shard *s, struct broker_conn *c);
 void broker_core_on_sent(struct broker_shard *s, struct broker_conn *c, int res);
 void broker_core_on_io_closed(struct broker_shard *s, struct broker_conn *c);
 void broker_core_on_wake(struct broker_shard *s);
