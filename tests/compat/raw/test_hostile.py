@@ -132,11 +132,11 @@ def case_tricklers(b):
 
 def case_waiters_released(b):
     """queued.max.request.bytes 1 MiB, connections.max.idle.ms 3000, one shard: a request
-    holding 1000 KiB for 8 s leaves no room; 40 connections then send 40 KiB requests that wait
-    for memory. Their clients close: the broker frees them at once. More waiters whose clients
-    stay silent are closed by the idle sweep. (The requests are small enough for the client's
-    FIN to get through TCP's receive window; one whose FIN is stuck behind unread data is only
-    closed by the idle sweep.)"""
+    holding 1000 KiB for 8 s leaves no room; 40 connections then send the first half of 40 KiB
+    requests, which wait for memory. Their clients close: nothing more can complete, the broker
+    frees them at once. Waiters that sent whole requests before closing keep them (Kafka serves
+    requests received before a close) until memory frees or the idle sweep, like waiters whose
+    clients stay silent: both are closed by connections.max.idle.ms, not kept forever."""
     time.sleep(0.5)  # the harness's readiness probe connection must be gone first
     base = fd_count(b)
     holder = connect(b)
@@ -144,19 +144,19 @@ def case_waiters_released(b):
     time.sleep(0.3)
     big = frame(XSHARD_ECHO, 2, struct.pack(">ii", 0, 0) + b"w" * (40 << 10))
 
-    def open_waiters(n):
+    def open_waiters(n, data=big):
         ws = []
         for _ in range(n):
             w = connect(b)
             w.setblocking(False)
             try:
-                w.send(big)
+                w.send(data)
             except BlockingIOError:
                 pass
             ws.append(w)
         return ws
 
-    waiters = open_waiters(40)
+    waiters = open_waiters(40, big[:len(big) // 2])
     check(wait_until(lambda: fd_count(b) >= base + 41, 5),
           "waiters not accepted (%d fds, %d before)" % (fd_count(b), base))
     time.sleep(0.5)
@@ -183,6 +183,18 @@ def case_waiters_released(b):
     print("  5 silent waiters closed by the idle sweep after %.1f s" % (time.monotonic() - t0))
     for w in waiters:
         w.close()
+    # Whole requests, then the client's close: held like silent waiters, then freed.
+    base_now = fd_count(b)
+    waiters = open_waiters(5)
+    check(wait_until(lambda: fd_count(b) >= base_now + 5, 5), "whole-request waiters not accepted")
+    for w in waiters:
+        w.close()
+    t0 = time.monotonic()
+    ok = wait_until(lambda: fd_count(b) <= base_now, 7.0)
+    check(ok, "closed whole-request waiters not freed (%d fds, %d before)"
+          % (fd_count(b), base_now))
+    print("  5 whole-request waiters whose clients closed freed after %.1f s"
+          % (time.monotonic() - t0))
     got, _ = read_response(holder, timeout=15)
     check(got == 1, "holder's request lost")
     holder.close()
