@@ -500,10 +500,9 @@ static void conn_close(struct broker_conn *c, const char *why)
     struct broker_shard *s = c->shard;
     if (c->closing)
         return;
-    /* Closes the client did not cause and no other line reports (a handler's close, a failed
-     * send, no memory for the stash) are worth an operator's look. */
-    if (strcmp(why, "closed after response by handler") == 0 || strcmp(why, "send failed") == 0 ||
-        strcmp(why, "out of memory for receive stash") == 0)
+    /* Closes no other line reports (a failed send, no memory for the stash) are worth an
+     * operator's look; a handler that closes logs its own reason. */
+    if (strcmp(why, "send failed") == 0 || strcmp(why, "out of memory for receive stash") == 0)
         BLOG_INFO_LIMITED("conn %u (%s) closing: %s", c->slot, c->peer, why);
     else
         BLOG_DEBUG("conn %u (%s) closing: %s", c->slot, c->peer, why);
