@@ -48,6 +48,10 @@ struct partition {
     struct raft *raft;
     int64_t now_ms, tick_due_ms;
 
+    uint64_t qs_term; /* what quorum-state holds (written only when these change) */
+    uint32_t qs_vote;
+    bool lone; /* one voter, itself: leader from open, no raft ticks needed */
+
     int64_t hw; /* the high watermark: only hw_advance writes it */
     int64_t first_unstable;
     int failed;
@@ -378,11 +382,14 @@ static bool handle_ready(struct partition *p)
     if (rd.persist_id) {
         int rc = 0;
         if (rd.hs_changed) {
-            uint64_t t;
-            uint32_t v;
             /* Only term and vote need to be durable; commit is the checkpointed HW. */
-            if (qs_read(p, &t, &v) != 0 || t != rd.hs.term || v != rd.hs.vote)
+            if (p->qs_term != rd.hs.term || p->qs_vote != rd.hs.vote) {
                 rc = qs_write(p, rd.hs.term, rd.hs.vote);
+                if (rc == 0) {
+                    p->qs_term = rd.hs.term;
+                    p->qs_vote = rd.hs.vote;
+                }
+            }
         }
         if (rc == 0 && rd.start_changed) {
             rc = storage_log_reset(p->log, rd.start.index + 1);
@@ -539,6 +546,8 @@ int partition_open(const struct partition_config *cfg, const struct partition_en
         return rc;
     }
     /* The latest leader epoch in the log is a term this node saw, even if quorum-state lags. */
+    p->qs_term = term;
+    p->qs_vote = vote;
     int32_t latest = storage_log_latest_epoch(p->log);
     if (latest > 0 && (uint64_t)latest > term) {
         term = (uint64_t)latest;
@@ -559,7 +568,10 @@ int partition_open(const struct partition_config *cfg, const struct partition_en
                                  .pre_vote = true,
                                  .check_quorum = cfg->voters.n_voters > 1,
                                  .rand_seed = cfg->rand_seed,
-                                 .applied = p->hw - 1};
+                                 .applied = p->hw - 1,
+                                 .conf_fixed = true,
+                                 .no_apply = true,
+                                 .lone_resume = true};
     p->raft = raft_new(&rc_cfg, &p->ops, &hs);
     if (!p->raft) {
         partition_close(p);
@@ -567,10 +579,12 @@ int partition_open(const struct partition_config *cfg, const struct partition_en
     }
     p->hw = raft_commit(p->raft) + 1;
     LM_ASSERT(p->hw <= storage_log_end_offset(p->log));
-    if (cfg->voters.n_voters == 1) {
-        rc = raft_campaign(p->raft); /* the lone voter wins at once, at a higher term */
-        if (rc == 0)
-            rc = partition_drive(p);
+    p->lone = cfg->voters.n_voters == 1 && cfg->voters.n_learners == 0;
+    if (p->lone) {
+        /* lone_resume: raft_new made it leader at the term the log and quorum-state imply,
+         * so reopening (the broker's idle-log budget) keeps the leader epoch. */
+        LM_ASSERT(raft_role(p->raft) == RAFT_LEADER);
+        rc = partition_drive(p);
         if (rc) {
             partition_close(p);
             return rc;
@@ -772,6 +786,12 @@ int partition_tick(struct partition *p, int64_t now_ms)
         return p->failed;
     if (now_ms > p->now_ms)
         p->now_ms = now_ms;
+    /* A lone leader has nobody to heartbeat and no election to time out: no raft ticks,
+     * unless its commit lags the durable log (a failed read put the advancement off and the
+     * tick is raft's retry). */
+    if (p->lone && raft_role(p->raft) == RAFT_LEADER &&
+        raft_commit(p->raft) + 1 >= storage_log_flushed_offset(p->log))
+        p->tick_due_ms = p->now_ms + p->cfg.tick_ms;
     for (int n = 0; p->now_ms >= p->tick_due_ms && n < PARTITION_TICKS_PER_CALL_MAX; n++) {
         p->tick_due_ms += p->cfg.tick_ms;
         (void)raft_tick(p->raft); /* a failed read is retried by raft at the next tick */
