@@ -427,6 +427,8 @@ static void test_crash_recovery(void **state)
     assert_int_equal(partition_leader_epoch(p), 1);
     assert_int_equal(partition_log_end_offset(p), 25);
     assert_int_equal(partition_high_watermark(p), 25);
+    /* The read paths use storage's high watermark: it follows raft's commit from the open. */
+    assert_int_equal(storage_log_high_watermark(partition_storage(p)), 25);
     assert_int_equal(storage_log_latest_epoch(partition_storage(p)), 1);
     size_t n;
     uint8_t *all = read_committed(p, &n);
