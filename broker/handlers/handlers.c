@@ -694,12 +694,12 @@ static void lru_enforce(struct hshard *hs, const struct hpart *keep)
     struct hpart *v = hs->lru_tail;
     while (hs->open_logs > hs->open_logs_max && v != NULL && looked++ < 32) {
         struct hpart *prev = v->lru_prev;
-        /* Idle: no fsync in flight and everything written durable (every append starts the
-         * partition's group commit, so an idle partition is flushed), no waiter of any kind. */
+        /* Idle: no fsync in flight (every append starts the partition's group commit, so an
+         * idle partition is flushed; one reopened with a tail beyond its recovery checkpoint
+         * gets it flushed by the close) and no fetch parked on it. Its acks=all and
+         * persisted waiters only exist while an fsync runs. */
         if (v == keep || v->sync.busy || v->dead || v->failed || v->reopen_pending ||
             v->waiters != NULL || v->part == NULL ||
-            partition_durable_offset(v->part) < partition_log_end_offset(v->part) ||
-            partition_high_watermark(v->part) < partition_log_end_offset(v->part) ||
             h_topic_internal(v->topic, strlen(v->topic))) {
             v = prev;
             continue;
@@ -851,6 +851,9 @@ void hs_part_kick(struct hshard *hs, struct hpart *p)
         p->reopen_pending = false;
         part_reopen(hs, p);
     }
+    /* Partitions left open over the budget because their fsync ran close once it ended. */
+    if (hs->open_logs > hs->open_logs_max && !p->sync.busy)
+        lru_enforce(hs, p->sync.in_done ? NULL : p);
 }
 
 static void sync_fsync_done(struct broker_shard *s, struct broker_fsync *f, int rc)
