@@ -815,7 +815,6 @@ static void part_open_log(struct hpart *p)
     /* The raft term (one voter: kept across reopens, partition.h). */
     p->leader_epoch = partition_leader_epoch(p->part);
     part_set_epoch(p, p->leader_epoch);
-    p->hw_seen = partition_high_watermark(p->part);
 }
 
 /* ---- asynchronous flush (group commit) ---------------------------------------------------- */
@@ -831,22 +830,22 @@ static void part_reopen(struct hshard *hs, struct hpart *p);
  * the parked fetches, and a close or reopen deferred while an fsync ran happens now. */
 void hs_part_kick(struct hshard *hs, struct hpart *p)
 {
-    if (p->sync.busy || p->sync.in_done)
-        return; /* the fsync completion kicks once it has returned */
+    if (p->sync.in_done)
+        return; /* the fsync completion kicks once partition_sync_done has returned */
+    if (p->part != NULL) {
+        int failed = partition_failed(p->part);
+        if (failed)
+            hs_part_failed(hs, p, failed);
+    }
+    hs_wake_fired(hs, p);
+    if (p->sync.busy)
+        return; /* closing or reopening waits for the fsync's end */
     if (p->dead) {
         part_free(hs, p, p->dead_delete_dir);
         return;
     }
     if (p->part == NULL)
         return;
-    int failed = partition_failed(p->part);
-    if (failed)
-        hs_part_failed(hs, p, failed);
-    int64_t hw = partition_high_watermark(p->part);
-    if (hw != p->hw_seen) {
-        p->hw_seen = hw;
-        hs_wake_waiters(hs, p);
-    }
     if (p->reopen_pending) {
         p->reopen_pending = false;
         part_reopen(hs, p);
@@ -1471,13 +1470,10 @@ static void shard_tick(struct broker_shard *s, struct broker_timer *t)
                 /* Waiters of fetches that have answered by timeout are dropped (one-shot). */
                 struct hwaiter **w = &p->waiters;
                 while (*w != NULL) {
-                    if ((*w)->deadline_ms + 1000 < now) {
-                        struct hwaiter *dead = *w;
-                        *w = dead->next;
-                        free(dead);
-                    } else {
+                    if ((*w)->deadline_ms + 1000 < now)
+                        hs_waiter_drop(p, w);
+                    else
                         w = &(*w)->next;
-                    }
                 }
                 if ((p->log == NULL || p->failed) && !p->dead && !p->sync.busy &&
                     !p->open_pending && !hs->stopping && now >= p->retry_at_ms &&

@@ -66,9 +66,9 @@ struct hpart {
     struct storage_log *log;
     struct storage_config scfg;
     int32_t leader_epoch;    /* partition_leader_epoch(part) at open (Raft term) */
-    int64_t hw_seen;         /* high watermark the parked fetches were last woken for */
     bool compact_flush_waiting;
     struct hwaiter *waiters; /* parked fetches of any shard waiting for appends here */
+    bool waiters_fired;      /* some of them fired (partition_watch) */
     struct hpart_sync sync;
     struct hshard *hs;       /* owner shard's state */
     bool dead;               /* closed while its sync ran: freed when the sync ends */
@@ -187,8 +187,12 @@ int hs_append(struct hshard *hs, struct hpart *p, enum partition_origin origin, 
 /* After an input to p's partition: failure -> offline, high watermark moved -> wake fetches,
  * deferred close/reopen. */
 void hs_part_kick(struct hshard *hs, struct hpart *p);
-/* Wakes the parked fetches waiting on p (after an append). */
+/* Wakes every parked fetch waiting on p (close, reopen, failure), or only those whose
+ * partition_watch fired (fired_only: hs_part_kick). */
 void hs_wake_waiters(struct hshard *hs, struct hpart *p);
+void hs_wake_fired(struct hshard *hs, struct hpart *p);
+/* Drops the waiter *w of p (its fetch answered by timeout), unwatching it. */
+void hs_waiter_drop(struct hpart *p, struct hwaiter **w);
 /* Creates a topic with the broker's defaults (Metadata auto-create). 0 or LM_E_*. */
 int hs_create_topic(struct hshard *hs, const char *name, int32_t partitions);
 
@@ -300,12 +304,16 @@ void data_delete_records(struct broker_req *req);
 void data_fetch_wake(struct hshard *hs, uint64_t fetch_id);
 void data_fetch_drain(struct hshard *hs);
 
-/* A parked fetch's waiter on an owner shard (one-shot). */
+/* A parked fetch's waiter on an owner shard (one-shot): a partition_watch for a high
+ * watermark past the one its pass saw. */
 struct hwaiter {
     uint32_t origin;
     uint64_t fetch_id;
     uint64_t deadline_ms;
     struct hwaiter *next;
+    struct hpart *p;
+    int64_t watch_id;
+    bool fired; /* the partition called it: woken by hs_part_kick, outside the drive step */
 };
 
 /* Checks a client's current_leader_epoch (KIP-320): NONE, FENCED_LEADER_EPOCH or
