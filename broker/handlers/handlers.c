@@ -910,8 +910,8 @@ void hs_sync_wait(struct hshard *hs, struct hpart *p, struct hsync_wait *w)
         return;
     }
     int rc = partition_wait_persisted(p->part, w->offset, sync_wait_fired, w);
-    if (rc == LM_E_INVALID || rc == LM_E_FULL || rc == LM_E_NOMEM)
-        w->done(hs, p, w, rc); /* not queued */
+    if (rc != 0)
+        w->done(hs, p, w, rc); /* not queued (partition.h) */
     hs_part_kick(hs, p);
 }
 
