@@ -704,16 +704,20 @@ static void lru_enforce(struct hshard *hs, const struct hpart *keep)
             v = prev;
             continue;
         }
-        if (partition_close(v->part) == 0) {
-            v->part = NULL;
-            v->log = NULL;
-            v->idle_closed = true;
-            lru_unlink(v);
-            if (hs->idle_closes++ % 10000 == 0)
-                BLOG_INFO("shard %u: open-log budget %u reached: idle logs closed (%llu so "
-                          "far), reopened when used", hs->id, hs->open_logs_max,
-                          (unsigned long long)hs->idle_closes);
-        }
+        /* partition_close frees the partition whatever it returns; a failed final flush
+         * leaves the tail to the next open's recovery, as after a crash of the process. */
+        int rc = partition_close(v->part);
+        v->part = NULL;
+        v->log = NULL;
+        v->idle_closed = true;
+        lru_unlink(v);
+        if (rc != 0)
+            BLOG_WARN_LIMITED("partition %s-%d: idle close: %s", v->topic, v->partition,
+                              lm_strerror(rc));
+        if (hs->idle_closes++ % 10000 == 0)
+            BLOG_INFO("shard %u: open-log budget %u reached: idle logs closed (%llu so "
+                      "far), reopened when used", hs->id, hs->open_logs_max,
+                      (unsigned long long)hs->idle_closes);
         v = prev;
     }
 }
@@ -730,6 +734,16 @@ static bool part_ensure_open(struct hpart *p)
     }
     if (!p->idle_closed)
         return false;
+    /* Every append starts its partition's fsync, and a partition stays open while that runs:
+     * one request touching hundreds of idle partitions keeps them all open for a moment.
+     * Past a quarter over the budget, a reopen waits (retriable KAFKA_STORAGE_ERROR) for the
+     * fsyncs to end and free their logs, rather than run the process out of descriptors. */
+    struct hshard *hs = p->hs;
+    if (hs != NULL && hs->open_logs >= hs->open_logs_max + hs->open_logs_max / 4) {
+        lru_enforce(hs, NULL);
+        if (hs->open_logs >= hs->open_logs_max + hs->open_logs_max / 4)
+            return false;
+    }
     p->idle_closed = false;
     part_open_log(p);
     return p->log != NULL;
