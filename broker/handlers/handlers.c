@@ -1393,8 +1393,8 @@ static void compact_step(struct hshard *hs, const struct htopic *tp, struct hpar
 static void compact_flush_done(struct hshard *hs, struct hpart *p, struct hsync_wait *w, int rc)
 {
     (void)hs;
-    (void)rc;
-    p->compact_flush_waiting = false; /* a failed sync marks the log failed; compaction then stays off */
+    (void)rc; /* a failed sync marks the log failed; compaction then stays off */
+    p->compact_flush_waiting = false;
     free(w);
 }
 
