@@ -107,7 +107,8 @@ static int find_bad_records(struct hshard *hs, const uint8_t *buf, size_t len,
     struct kafka_record rec;
     kafka_batch_reader_iter(&r, &it);
     for (int32_t i = 0; (rc = kafka_record_iter_next(&it, &rec)) == 1; i++) {
-        int64_t ts = h->base_timestamp + rec.timestamp_delta;
+        /* Java's long addition wraps; so does this (a signed overflow would be undefined). */
+        int64_t ts = (int64_t)((uint64_t)h->base_timestamp + (uint64_t)rec.timestamp_delta);
         bool bad = rule->null_key ? rec.key_len < 0
                                   : ((ts >= 0 && ts < rule->ts_lo) || ts > rule->ts_hi);
         if (bad) {

@@ -105,6 +105,7 @@ int16_t h_storage_error(int rc)
     case LM_E_COMPRESSION:
         return KAFKA_CORRUPT_MESSAGE;
     case LM_E_MAGIC:
+    case LM_E_SEQUENCE: /* a client batch whose offset range and record count disagree */
         return KAFKA_INVALID_RECORD;
     case LM_E_TOO_LARGE:
         return KAFKA_RECORD_LIST_TOO_LARGE;

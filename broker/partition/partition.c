@@ -660,6 +660,12 @@ static int check_origin(const struct partition *p, enum partition_origin origin,
             return rc;
         if (h.attributes & KAFKA_BATCH_ATTR_CONTROL)
             return LM_E_INVALID;
+        /* Kafka's LogValidator: a client's batch holds as many records as its offset range
+         * ("Inconsistent batch offset range", INVALID_RECORD). A batch claiming a range of
+         * 2^31 offsets would otherwise be one raft entry past what raft_propose takes, and
+         * fail the partition. */
+        if (h.records_count <= 0 || (int64_t)h.records_count != (int64_t)h.last_offset_delta + 1)
+            return LM_E_SEQUENCE;
         size_t total = kafka_batch_total_size(&h);
         if (total > len - pos)
             return LM_E_TRUNCATED;
