@@ -1088,8 +1088,9 @@ static void test_broker_logger(void **state)
 
 static void write_file(const char *dir, const char *name, size_t size)
 {
-    char path[512];
-    snprintf(path, sizeof(path), "%s/%s", dir, name);
+    char path[1024];
+    int n = snprintf(path, sizeof(path), "%s/%s", dir, name);
+    assert_true(n > 0 && (size_t)n < sizeof(path));
     FILE *fp = fopen(path, "w");
     assert_non_null(fp);
     for (size_t i = 0; i < size; i++)
