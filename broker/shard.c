@@ -18,6 +18,7 @@
 #include "broker/shard_internal.h"
 #include "common/lm_assert.h"
 #include "common/lm_err.h"
+#include "common/lm_hash.h"
 
 enum req_state { REQ_PENDING = 0, REQ_DONE, REQ_NONE };
 
@@ -58,16 +59,9 @@ uint32_t broker_partition_shard(const char *topic, size_t topic_len, int32_t par
                                 uint32_t nshards)
 {
     LM_ASSERT(nshards > 0);
-    uint64_t h = 14695981039346656037ull;
-    for (size_t i = 0; i < topic_len; i++) {
-        h ^= (uint8_t)topic[i];
-        h *= 1099511628211ull;
-    }
     uint32_t p = (uint32_t)partition;
-    for (int i = 3; i >= 0; i--) {
-        h ^= (uint8_t)(p >> (8 * i));
-        h *= 1099511628211ull;
-    }
+    const uint8_t be[4] = {(uint8_t)(p >> 24), (uint8_t)(p >> 16), (uint8_t)(p >> 8), (uint8_t)p};
+    uint64_t h = lm_fnv1a64_update(lm_fnv1a64(topic, topic_len), be, sizeof(be));
     return (uint32_t)(h % nshards);
 }
 

@@ -12,6 +12,7 @@
 #include "broker/group/group_records.h"
 #include "common/lm_assert.h"
 #include "common/lm_err.h"
+#include "common/lm_hash.h"
 #include "protocol/kafka_errors.h"
 
 #define NO_DEADLINE INT64_MAX
@@ -298,10 +299,7 @@ void lm_group_coord_advance(struct lm_group_coord *c)
 
 static uint32_t fnv1a(struct kafka_str s)
 {
-    uint32_t h = 2166136261u;
-    for (int32_t i = 0; i < s.len; i++)
-        h = (h ^ (uint8_t)s.ptr[i]) * 16777619u;
-    return h;
+    return lm_fnv1a32(s.ptr, s.len > 0 ? (size_t)s.len : 0);
 }
 
 static struct group *group_find(const struct lm_group_coord *c, struct kafka_str id)

@@ -15,6 +15,7 @@
 
 #include "broker/handlers/group_internal.h"
 #include "broker/handlers/handlers_internal.h"
+#include "common/lm_hash.h"
 #include "broker/log.h"
 #include "common/lm_assert.h"
 #include "common/lm_err.h"
@@ -298,15 +299,6 @@ struct hshard *hs_of(struct broker_shard *s)
     return hs;
 }
 
-static uint64_t fnv1a(const void *p, size_t n)
-{
-    uint64_t h = 1469598103934665603ull;
-    for (size_t i = 0; i < n; i++) {
-        h ^= ((const uint8_t *)p)[i];
-        h *= 1099511628211ull;
-    }
-    return h;
-}
 
 /* ---- leader epochs ------------------------------------------------------------------------- */
 
@@ -329,7 +321,7 @@ static uint32_t epoch_count; /* atomic */
 
 static size_t epoch_bucket(const uint8_t id[16], int32_t partition)
 {
-    return (fnv1a(id, 16) ^ ((uint64_t)(uint32_t)partition * 0x9e3779b97f4a7c15ull)) %
+    return (lm_fnv1a64(id, 16) ^ ((uint64_t)(uint32_t)partition * 0x9e3779b97f4a7c15ull)) %
            EPOCH_BUCKETS;
 }
 
@@ -398,7 +390,7 @@ static uint32_t offline_count; /* atomic */
 
 static size_t offline_bucket(const uint8_t id[16], int32_t partition)
 {
-    return (fnv1a(id, 16) ^ ((uint64_t)(uint32_t)partition * 0x9e3779b97f4a7c15ull)) %
+    return (lm_fnv1a64(id, 16) ^ ((uint64_t)(uint32_t)partition * 0x9e3779b97f4a7c15ull)) %
            OFFLINE_BUCKETS;
 }
 
@@ -463,7 +455,7 @@ struct htopic *hs_topic(struct hshard *hs, const char *name, size_t len)
 {
     if (hs->bucket_count == 0 || name == NULL)
         return NULL;
-    struct htopic *t = hs->buckets[fnv1a(name, len) % hs->bucket_count];
+    struct htopic *t = hs->buckets[lm_fnv1a64(name, len) % hs->bucket_count];
     for (; t != NULL; t = t->next)
         if (strlen(t->meta->name) == len && memcmp(t->meta->name, name, len) == 0)
             return t;
@@ -1294,7 +1286,7 @@ void hs_refresh(struct hshard *hs)
                 BLOG_ERROR("topic %s: out of memory", m->name);
                 continue;
             }
-            uint64_t h = fnv1a(m->name, len) % nb;
+            uint64_t h = lm_fnv1a64(m->name, len) % nb;
             t->next = nbk[h];
             nbk[h] = t;
         }
@@ -1318,7 +1310,7 @@ void hs_refresh(struct hshard *hs)
     hs->bucket_count = nb;
     while (all != NULL) {
         struct htopic *next = all->next;
-        uint64_t h = fnv1a(all->meta->name, strlen(all->meta->name)) % nb;
+        uint64_t h = lm_fnv1a64(all->meta->name, strlen(all->meta->name)) % nb;
         all->next = nbk[h];
         nbk[h] = all;
         all = next;
