@@ -40,7 +40,7 @@ int main(int argc, char **argv) {
     char timeout_ms[32];
     snprintf(timeout_ms, sizeof(timeout_ms), "%d", (int)(o.timeout_s * 1000));
     // Throughput settings close to what OpenMessaging Benchmark uses for Kafka: large batches,
-    // a short linger, no compression, no idempotence (laminar's transactions come later).
+    // a short linger, no compression, no idempotence (the plain produce path).
     const char *kv[] = {"acks", o.acks,
                         "linger.ms", "5",
                         "batch.num.messages", "10000",

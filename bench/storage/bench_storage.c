@@ -3,7 +3,7 @@
  *
  *   bench_storage [dir] [MiB]     defaults: $TMPDIR or /tmp, 256 MiB per append run
  *
- * Records are 1 KiB, 16 per batch (one ~16.6 KiB batch per append), as issue 3 asks. Every
+ * Records are 1 KiB, 16 per batch (one ~16.6 KiB batch per append). Every
  * figure is the best of three runs, reference and storage alternating; files are deleted after.
  * Reads and recovery run from the page cache (the data was just written): they measure the
  * CPU path (header walks, CRC-32C), not the disk. */

@@ -1,4 +1,4 @@
-/* Classic group coordinator as a pure state machine (DESIGN.md §7; issue 5).
+/* Classic group coordinator as a pure state machine (DESIGN.md §7).
  *
  * Inputs: one call per request (JoinGroup, SyncGroup, Heartbeat, LeaveGroup, OffsetCommit,
  * OffsetFetch, DescribeGroups, ListGroups, DeleteGroups, OffsetDelete), each with the current

@@ -1,4 +1,4 @@
-/* Admin request handlers (issue 4): CreateTopics, DeleteTopics, CreatePartitions,
+/* Admin request handlers: CreateTopics, DeleteTopics, CreatePartitions,
  * DescribeConfigs, AlterConfigs, IncrementalAlterConfigs, DescribeCluster, the ACL APIs,
  * DescribeLogDirs, DescribeTopicPartitions and the feature APIs.
  * Private to broker/handlers/admin_*.c and their unit tests.

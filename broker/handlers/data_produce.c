@@ -354,7 +354,7 @@ static void produce_op(struct hshard *hs, struct hpart *p, struct hwork *w, stru
         len = olen;
     }
     const struct handlers_producer_hooks *ph = &handlers_global->producer;
-    /* Producer-state hook (issue 5): idempotence / transactions decide here, before append. */
+    /* Producer-state hook: idempotence / transactions decide here, before append. */
     if (ph->before_append != NULL) {
         int64_t dup = -1;
         int16_t e = ph->before_append(ph->ctx, p->topic, p->partition, buf, len, &dup);

@@ -1,4 +1,4 @@
-/* Group APIs (issue 5) on top of the per-shard coordinators (group_coord.c): decode on the
+/* Group APIs on top of the per-shard coordinators (group_coord.c): decode on the
  * connection's shard, translate to lm_group_* requests in the request's arena, run on the
  * owner shard, copy the coordinator's response into the Kafka response there, encode back
  * home. Served versions (handlers_serve below, all in full):

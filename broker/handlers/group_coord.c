@@ -1,4 +1,4 @@
-/* The group coordinator in the broker (issue 5): one lm_group_coord per shard, holding the
+/* The group coordinator in the broker: one lm_group_coord per shard, holding the
  * groups of the __consumer_offsets partitions that shard owns (group_internal.h). This file
  * holds the shard side: setup of __consumer_offsets, loading a partition from its log,
  * persisting what a ready emits before answering, the timer, and the cross-shard calls that

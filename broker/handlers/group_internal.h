@@ -2,7 +2,7 @@
  * coordinator (broker/group/) and of idempotent producers (broker/producer/), and the shard
  * lifecycle hooks handlers.c calls.
  *
- * Placement (issue 5): one lm_group_coord per shard. A shard's coordinator has loaded exactly
+ * Placement: one lm_group_coord per shard. A shard's coordinator has loaded exactly
  * the __consumer_offsets partitions that shard owns (broker_partition_shard); the others are
  * unloaded in it, so a request routed to the wrong shard would get NOT_COORDINATOR. Group
  * requests are decoded on the connection's shard, translated to lm_group_* requests in the

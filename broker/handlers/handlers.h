@@ -5,7 +5,7 @@
  *                     reconciliation (opening/closing partition logs a shard owns)
  *   data_*.c          Metadata, Produce, Fetch, ListOffsets, OffsetForLeaderEpoch, DeleteRecords
  *   admin_*.c         CreateTopics, DeleteTopics, CreatePartitions, configs, DescribeCluster
- *   group_*.c         (issue 5) coordinator APIs, InitProducerId
+ *   group_*.c         coordinator APIs, InitProducerId
  * Each group of files registers its APIs through handlers_serve() from its *_register(). */
 #ifndef LAMINAR_BROKER_HANDLERS_HANDLERS_H
 #define LAMINAR_BROKER_HANDLERS_HANDLERS_H
@@ -18,7 +18,7 @@
 #include "broker/meta/meta_store.h"
 #include "broker/runtime.h"
 
-/* Idempotent / transactional producer state (issue 5) plugs into Produce here. Both run on the
+/* Idempotent / transactional producer state plugs into Produce here. Both run on the
  * shard that owns the partition, for the batches of one partition of one Produce request,
  * after validation. before_append returns a Kafka error code: 0 appends; a duplicate batch
  * (PROTOCOL-NOTES: answered as success with its original offset) returns 0 and sets

@@ -1,4 +1,4 @@
-/* Idempotent producers (issue 5): InitProducerId 0-5, DescribeProducers 0, and the Produce
+/* Idempotent producers: InitProducerId 0-5, DescribeProducers 0, and the Produce
  * hooks (handlers.h struct handlers_producer_hooks) that run lm_producer_check before an
  * append and lm_producer_record after it, on the shard owning the partition.
  *

@@ -1,8 +1,8 @@
 /* The single-node home of cluster metadata: an append-only file of metadata records
  * (<log.dir>/__laminar_metadata/metadata.log), each framed as u32 length, u32 CRC-32C, payload,
  * replayed into an lm_meta_state at open (a torn tail is cut off), and published to readers
- * as immutable, reference-counted snapshots. Milestone 2 replaces the file with the
- * controller's Raft log; the records and the state machine stay. */
+ * as immutable, reference-counted snapshots. In a cluster the controller's Raft log takes the
+ * file's place; the records and the state machine stay the same. */
 #ifndef LAMINAR_BROKER_META_META_STORE_H
 #define LAMINAR_BROKER_META_META_STORE_H
 

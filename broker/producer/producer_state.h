@@ -1,4 +1,4 @@
-/* Idempotent producer state of one partition (issue 5; Kafka's ProducerStateManager and
+/* Idempotent producer state of one partition (Kafka's ProducerStateManager and
  * ProducerAppendInfo, storage/internals/log). Pure: no files, no clocks (now_ms is an input).
  *
  * Per producer id: the epoch, and the last LM_PRODUCER_BATCHES_MAX appended batches' sequence

@@ -1,4 +1,4 @@
-"""Raw-socket tests of the broker runtime (issue 4, "Bad input"): garbage, huge and negative
+"""Raw-socket tests of the broker runtime ("Bad input"): garbage, huge and negative
 length prefixes, truncated frames, unknown API keys, 10k idle connections, a client that never
 reads, ordering across shards, and SIGTERM shutdown. The broker must answer or close, stay up
 and keep its memory bounded.

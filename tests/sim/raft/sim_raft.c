@@ -1,4 +1,4 @@
-/* Deterministic simulation of Raft groups (DESIGN.md §8, issue 6).
+/* Deterministic simulation of Raft groups (DESIGN.md §8).
  *
  * Many nodes in one process; virtual time; one event heap ordered by (deadline, id). The network
  * delays, drops, duplicates and reorders messages and can be partitioned (symmetric, asymmetric,
