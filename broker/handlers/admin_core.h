@@ -81,8 +81,7 @@ struct admin_env {
     struct lm_meta_store *meta;
     const struct broker_config *cfg;
     const char *cluster_id;
-    /* A partition's leader epoch as Metadata reports it (h_partition_epoch). */
-    int32_t (*leader_epoch)(const uint8_t topic_id[16], int32_t partition);
+    int32_t leader_epoch; /* every partition's leader epoch, as Metadata reports it */
 };
 
 /* The cores: fill rs (initialised by the caller with kafka_<api>_response_init) for request rq
