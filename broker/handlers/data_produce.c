@@ -287,6 +287,12 @@ static void produce_op(struct hshard *hs, struct hpart *p, struct hwork *w, stru
             o->message = "clients may not write control batches";
             return;
         }
+        /* Kafka's LogValidator: a client's batch holds as many records as its offset range. */
+        if (h.records_count <= 0 || (int64_t)h.records_count != (int64_t)h.last_offset_delta + 1) {
+            w->error = KAFKA_INVALID_RECORD;
+            o->message = "Inconsistent batch offset range and count of records";
+            return;
+        }
         if (t->settings.cleanup_compact) {
             struct rec_rule rule = {.null_key = true};
             rc = find_bad_records(hs, buf + pos, len - pos, &h, &rule, &o->rec_errs);
