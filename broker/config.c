@@ -805,7 +805,8 @@ static int check_listener_roles(struct broker_config *cfg)
     const struct broker_listener *adv = cfg->advertised_count ? cfg->advertised : cfg->listeners;
     uint32_t adv_n = cfg->advertised_count ? cfg->advertised_count : cfg->listeners_count;
     uint32_t adv_brokers = 0;
-    char names[256] = "";
+    char names[BROKER_LISTENERS_MAX * BROKER_LISTENER_NAME_BYTES] = ""; /* for the messages */
+    size_t names_len = 0;
     for (uint32_t i = 0; i < adv_n; i++) {
         if (strcmp(adv[i].host, "0.0.0.0") == 0) {
             BLOG_ERROR("config: advertised.listeners cannot use the nonroutable meta-address "
@@ -816,8 +817,14 @@ static int check_listener_roles(struct broker_config *cfg)
         if (broker_config_is_controller_listener(cfg, adv[i].name))
             continue;
         adv_brokers++;
-        size_t used = strlen(names);
-        snprintf(names + used, sizeof(names) - used, "%s%s", used ? "," : "", adv[i].name);
+        size_t nl = strnlen(adv[i].name, BROKER_LISTENER_NAME_BYTES - 1);
+        if (names_len + 1 + nl < sizeof(names)) {
+            if (names_len > 0)
+                names[names_len++] = ',';
+            memcpy(names + names_len, adv[i].name, nl);
+            names_len += nl;
+            names[names_len] = '\0';
+        }
         if (!listed(cfg->listeners, cfg->listeners_count, adv[i].name)) {
             BLOG_ERROR("config: advertised.listeners listener names must be equal to or a "
                        "subset of the ones defined in listeners; %s is not in listeners",

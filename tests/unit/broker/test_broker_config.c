@@ -354,7 +354,7 @@ static void listener_roles(void **state)
         const char *kvs[7] = {0};
         for (size_t k = 0; k < 6 && bad[i][k] != NULL; k++)
             kvs[k] = bad[i][k];
-        print_message("refused: %s %s\n", kvs[0], kvs[1] ? kvs[1] : "");
+        print_message("refused case %zu\n", i);
         assert_int_equal(check_with(kvs), LM_E_CONFIG);
     }
 }
