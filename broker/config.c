@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "broker/log.h"
 #include "common/lm_assert.h"
@@ -82,6 +83,8 @@ static const struct key_spec g_keys[] = {
     /* Read by broker_config_check_supported. */
     {"listener.security.protocol.map", K_RAW, 0, 0, 0},
     {"controller.listener.names", K_RAW, 0, 0, 0},
+    {"inter.broker.listener.name", K_RAW, 0, 0, 0},
+    {"process.roles", K_RAW, 0, 0, 0},
 };
 #undef OFF
 
@@ -688,6 +691,226 @@ static int check_listener(const struct broker_config *cfg, const char *which,
     return 0;
 }
 
+/* Copies a listener name (trimmed span) into out; false when it does not fit. */
+static bool name_copy(char out[BROKER_LISTENER_NAME_BYTES], const char *p, size_t n)
+{
+    if (n == 0 || n >= BROKER_LISTENER_NAME_BYTES)
+        return false;
+    memcpy(out, p, n);
+    out[n] = '\0';
+    return true;
+}
+
+bool broker_config_is_controller_listener(const struct broker_config *cfg, const char *name)
+{
+    for (uint32_t i = 0; i < cfg->controller_listener_names_count; i++)
+        if (strcasecmp(cfg->controller_listener_names[i], name) == 0)
+            return true;
+    return false;
+}
+
+const struct broker_listener *broker_config_advertised_for(const struct broker_config *cfg,
+                                                           const char *name)
+{
+    for (uint32_t i = 0; i < cfg->advertised_count; i++)
+        if (strcasecmp(cfg->advertised[i].name, name) == 0)
+            return &cfg->advertised[i];
+    for (uint32_t i = 0; i < cfg->advertised_count; i++)
+        if (!broker_config_is_controller_listener(cfg, cfg->advertised[i].name))
+            return &cfg->advertised[i];
+    return cfg->advertised_count > 0 ? &cfg->advertised[0] : &cfg->listeners[0];
+}
+
+static bool listed(const struct broker_listener *ls, uint32_t n, const char *name)
+{
+    for (uint32_t i = 0; i < n; i++)
+        if (strcasecmp(ls[i].name, name) == 0)
+            return true;
+    return false;
+}
+
+/* Kafka's effective protocol map has an entry for name (see check_listener). */
+static bool protocol_mapped(const struct broker_config *cfg, const char *name)
+{
+    const char *map = broker_config_get(cfg, "listener.security.protocol.map");
+    struct csv_item it;
+    if (map != NULL && map[0] != '\0')
+        return csv_find(map, name, &it);
+    return is_security_protocol(name, strlen(name)) ||
+           broker_config_is_controller_listener(cfg, name);
+}
+
+/* process.roles, controller.listener.names and the inter-broker listener, with KafkaConfig's
+ * checks of how they fit the listeners (validateValues and the KRaft role checks). The
+ * effective advertised broker listeners are advertised.listeners (else listeners) without the
+ * controller listeners; the controller listeners serve only the quorum. With process.roles
+ * unset (laminar's own single-node start, which Kafka 4 would refuse) only the checks that do
+ * not depend on the roles apply. Returns 0 or LM_E_CONFIG after one error line. */
+static int check_listener_roles(struct broker_config *cfg)
+{
+    const char *roles = broker_config_get(cfg, "process.roles");
+    const char *controllers = broker_config_get(cfg, "controller.listener.names");
+    const char *ibl = broker_config_get(cfg, "inter.broker.listener.name");
+    const char *ibp = broker_config_get(cfg, "security.inter.broker.protocol");
+    cfg->process_roles = 0;
+    cfg->controller_listener_names_count = 0;
+    cfg->inter_broker_listener[0] = '\0';
+    const char *pos = roles ? roles : "", *p;
+    size_t n;
+    while (list_next(&pos, &p, &n)) {
+        uint32_t bit = n == 6 && strncmp(p, "broker", 6) == 0       ? BROKER_ROLE_BROKER
+                       : n == 10 && strncmp(p, "controller", 10) == 0 ? BROKER_ROLE_CONTROLLER
+                                                                      : 0;
+        if (bit == 0 || (cfg->process_roles & bit) != 0) {
+            BLOG_ERROR("config: process.roles: '%.*s' is not a role, or given twice (expected "
+                       "broker, controller or both)",
+                       (int)n, p);
+            return LM_E_CONFIG;
+        }
+        cfg->process_roles |= bit;
+    }
+    pos = controllers ? controllers : "";
+    while (list_next(&pos, &p, &n)) {
+        uint32_t i = cfg->controller_listener_names_count;
+        if (i == BROKER_LISTENERS_MAX ||
+            !name_copy(cfg->controller_listener_names[i], trim_span(p, &n), n)) {
+            BLOG_ERROR("config: controller.listener.names: too many names, or '%.*s' is too "
+                       "long",
+                       (int)n, p);
+            return LM_E_CONFIG;
+        }
+        cfg->controller_listener_names_count++;
+    }
+    bool explicit_ibl = ibl != NULL && ibl[0] != '\0';
+    if (explicit_ibl && ibp != NULL) {
+        BLOG_ERROR("config: only one of inter.broker.listener.name and "
+                   "security.inter.broker.protocol should be set");
+        return LM_E_CONFIG;
+    }
+    /* Without inter.broker.listener.name the listener is named after the protocol (Kafka's
+     * ListenerName.forSecurityProtocol); laminar accepts PLAINTEXT only. */
+    const char *ib_name = explicit_ibl ? ibl : "PLAINTEXT";
+    char ib[BROKER_LISTENER_NAME_BYTES];
+    size_t ib_len = strlen(ib_name);
+    if (!name_copy(ib, trim_span(ib_name, &ib_len), ib_len)) {
+        BLOG_ERROR("config: inter.broker.listener.name: '%s' is not a listener name", ib_name);
+        return LM_E_CONFIG;
+    }
+    if (explicit_ibl && !protocol_mapped(cfg, ib)) {
+        BLOG_ERROR("config: listener with name %s defined in inter.broker.listener.name not "
+                   "found in listener.security.protocol.map",
+                   ib);
+        return LM_E_CONFIG;
+    }
+    const struct broker_listener *adv = cfg->advertised_count ? cfg->advertised : cfg->listeners;
+    uint32_t adv_n = cfg->advertised_count ? cfg->advertised_count : cfg->listeners_count;
+    uint32_t adv_brokers = 0;
+    char names[BROKER_LISTENERS_MAX * BROKER_LISTENER_NAME_BYTES] = ""; /* for the messages */
+    size_t names_len = 0;
+    for (uint32_t i = 0; i < adv_n; i++) {
+        if (strcmp(adv[i].host, "0.0.0.0") == 0) {
+            BLOG_ERROR("config: advertised.listeners cannot use the nonroutable meta-address "
+                       "0.0.0.0 (listener %s); use a routable IP address",
+                       adv[i].name);
+            return LM_E_CONFIG;
+        }
+        if (broker_config_is_controller_listener(cfg, adv[i].name))
+            continue;
+        adv_brokers++;
+        size_t nl = strnlen(adv[i].name, BROKER_LISTENER_NAME_BYTES - 1);
+        if (names_len + 1 + nl < sizeof(names)) {
+            if (names_len > 0)
+                names[names_len++] = ',';
+            memcpy(names + names_len, adv[i].name, nl);
+            names_len += nl;
+            names[names_len] = '\0';
+        }
+        if (!listed(cfg->listeners, cfg->listeners_count, adv[i].name)) {
+            BLOG_ERROR("config: advertised.listeners listener names must be equal to or a "
+                       "subset of the ones defined in listeners; %s is not in listeners",
+                       adv[i].name);
+            return LM_E_CONFIG;
+        }
+    }
+    bool ib_advertised = false;
+    for (uint32_t i = 0; i < adv_n && !ib_advertised; i++)
+        ib_advertised = strcasecmp(adv[i].name, ib) == 0 &&
+                        !broker_config_is_controller_listener(cfg, adv[i].name);
+    uint32_t listeners_ctl = 0;
+    for (uint32_t i = 0; i < cfg->listeners_count; i++)
+        listeners_ctl += broker_config_is_controller_listener(cfg, cfg->listeners[i].name);
+    if (cfg->process_roles & BROKER_ROLE_CONTROLLER) {
+        for (uint32_t i = 0; i < cfg->controller_listener_names_count; i++) {
+            if (!listed(cfg->listeners, cfg->listeners_count, cfg->controller_listener_names[i])) {
+                BLOG_ERROR("config: controller.listener.names must only contain values "
+                           "appearing in listeners when running the KRaft controller role (%s "
+                           "is not)",
+                           cfg->controller_listener_names[i]);
+                return LM_E_CONFIG;
+            }
+        }
+        if (cfg->controller_listener_names_count == 0) {
+            BLOG_ERROR("config: controller.listener.names must contain at least one value "
+                       "appearing in listeners when running the KRaft controller role");
+            return LM_E_CONFIG;
+        }
+    }
+    if (cfg->process_roles == BROKER_ROLE_CONTROLLER) {
+        if (listeners_ctl != cfg->listeners_count) {
+            BLOG_ERROR("config: listeners must only contain KRaft controller listeners from "
+                       "controller.listener.names when process.roles=controller");
+            return LM_E_CONFIG;
+        }
+        if (explicit_ibl && broker_config_is_controller_listener(cfg, ib)) {
+            BLOG_ERROR("config: controller.listener.names must not contain an explicitly set "
+                       "inter.broker.listener.name when process.roles=controller");
+            return LM_E_CONFIG;
+        }
+        return 0; /* no broker listener: no inter-broker one either */
+    }
+    if (cfg->process_roles == BROKER_ROLE_BROKER) {
+        if (cfg->controller_listener_names_count == 0 || listeners_ctl != 0) {
+            BLOG_ERROR("config: controller.listener.names must contain at least one value, "
+                       "none of them in listeners, when running KRaft with just the broker "
+                       "role");
+            return LM_E_CONFIG;
+        }
+        for (uint32_t i = 0; i < cfg->controller_listener_names_count; i++) {
+            if (!protocol_mapped(cfg, cfg->controller_listener_names[i])) {
+                BLOG_ERROR("config: controller listener with name %s defined in "
+                           "controller.listener.names not found in "
+                           "listener.security.protocol.map",
+                           cfg->controller_listener_names[i]);
+                return LM_E_CONFIG;
+            }
+        }
+    }
+    if (cfg->process_roles & BROKER_ROLE_BROKER) {
+        if (adv_brokers == 0) {
+            BLOG_ERROR("config: there must be at least one broker advertised listener; perhaps "
+                       "all listeners appear in controller.listener.names?");
+            return LM_E_CONFIG;
+        }
+        if (!ib_advertised) {
+            BLOG_ERROR("config: inter.broker.listener.name must be a listener name defined in "
+                       "advertised.listeners; the valid options based on currently configured "
+                       "listeners are %s",
+                       names);
+            return LM_E_CONFIG;
+        }
+    } else if (explicit_ibl && !ib_advertised) {
+        /* process.roles unset: an inter-broker listener asked for must still exist */
+        BLOG_ERROR("config: inter.broker.listener.name must be a listener name defined in "
+                   "advertised.listeners; the valid options based on currently configured "
+                   "listeners are %s",
+                   names);
+        return LM_E_CONFIG;
+    }
+    if (ib_advertised)
+        memcpy(cfg->inter_broker_listener, ib, sizeof(ib));
+    return 0;
+}
+
 int broker_config_check_supported(struct broker_config *cfg)
 {
     /* The list is newest first: report the key given first, as a reader of the file would. */
@@ -712,6 +935,8 @@ int broker_config_check_supported(struct broker_config *cfg)
         rc = check_listener(cfg, "listeners", &cfg->listeners[i]);
     for (uint32_t i = 0; rc == 0 && i < cfg->advertised_count; i++)
         rc = check_listener(cfg, "advertised.listeners", &cfg->advertised[i]);
+    if (rc == 0)
+        rc = check_listener_roles(cfg);
     return rc;
 }
 

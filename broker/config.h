@@ -15,8 +15,13 @@ enum { BROKER_IP_OVERRIDES_MAX = 64 };
 
 enum broker_io_mode { BROKER_IO_AUTO, BROKER_IO_URING, BROKER_IO_EPOLL };
 
+/* process.roles (KRaft): bits of broker_config.process_roles */
+enum { BROKER_ROLE_BROKER = 1, BROKER_ROLE_CONTROLLER = 2 };
+
+enum { BROKER_LISTENER_NAME_BYTES = 32 };
+
 struct broker_listener {
-    char name[32];  /* "PLAINTEXT", or a custom listener name */
+    char name[BROKER_LISTENER_NAME_BYTES]; /* "PLAINTEXT", or a custom listener name */
     char host[256]; /* "" = every interface */
     uint16_t port;
 };
@@ -29,6 +34,16 @@ struct broker_config {
     uint32_t listeners_count;
     struct broker_listener advertised[BROKER_LISTENERS_MAX]; /* defaults to listeners */
     uint32_t advertised_count;
+    /* Listener roles, checked as KafkaConfig does (broker_config_check_supported fills them):
+     * process.roles as BROKER_ROLE_* bits (0 when not set: laminar then serves as a combined
+     * node and applies only the checks that do not depend on the roles);
+     * controller.listener.names; and the inter-broker listener: inter.broker.listener.name,
+     * else the one security.inter.broker.protocol names (PLAINTEXT), "" when the node has no
+     * advertised broker listener of that name and none was asked for. */
+    uint32_t process_roles;
+    char controller_listener_names[BROKER_LISTENERS_MAX][BROKER_LISTENER_NAME_BYTES];
+    uint32_t controller_listener_names_count;
+    char inter_broker_listener[BROKER_LISTENER_NAME_BYTES];
     char log_dirs[BROKER_LOG_DIRS_MAX][BROKER_PATH_BYTES_MAX];
     uint32_t log_dirs_count;
     int32_t num_partitions;
@@ -96,6 +111,14 @@ const char *broker_config_get(const struct broker_config *cfg, const char *key);
 void broker_config_mark_used(struct broker_config *cfg, const char *key);
 /* Number of keys finish reported as ignored (for tests). */
 uint32_t broker_config_ignored_count(const struct broker_config *cfg);
+/* True when name is one of controller.listener.names (case-insensitive, as Kafka's
+ * ListenerName.normalised). */
+bool broker_config_is_controller_listener(const struct broker_config *cfg, const char *name);
+/* The advertised endpoint for listener `name`: advertised.listeners' entry of that name, else
+ * the first advertised listener that is not a controller listener, else the first listener.
+ * Never NULL. Borrowed from cfg. */
+const struct broker_listener *broker_config_advertised_for(const struct broker_config *cfg,
+                                                           const char *name);
 /* Parses a comma-separated listener list "NAME://host:port,..." into out (max entries).
  * Returns the count or LM_E_CONFIG. */
 int broker_config_parse_listeners(const char *text, struct broker_listener *out, uint32_t max);

@@ -21,6 +21,7 @@ enum {
     SCRATCH_BYTES = 65536,   /* read buffer */
     READS_PER_EVENT = 4,     /* fairness: level-triggered epoll brings the rest next turn */
     ACCEPTS_PER_EVENT = 64,
+    UDP_RECVS_PER_EVENT = 64,
 };
 
 struct epoll_state {
@@ -131,9 +132,9 @@ static int conn_interest(struct broker_shard *s, struct broker_conn *c, int op)
 {
     /* EPOLLRDHUP even while paused: a client that goes away while its connection waits (for
      * memory, or for its responses to be read) is noticed and its connection freed. */
-    uint32_t want = (c->paused || c->closing ? 0 : EPOLLIN) |
+    uint32_t want = (c->paused || c->closing || c->connecting ? 0 : EPOLLIN) |
                     (c->closing || c->peer_fin ? 0 : EPOLLRDHUP) |
-                    (c->epoll_out ? EPOLLOUT : 0);
+                    (c->epoll_out || c->connecting ? EPOLLOUT : 0);
     if (op == EPOLL_CTL_MOD && want == c->epoll_events)
         return 0;
     struct epoll_event ev = {.events = want, .data.u64 = broker_ud(BROKER_OP_CONN, c->slot,
@@ -143,12 +144,29 @@ static int conn_interest(struct broker_shard *s, struct broker_conn *c, int op)
         return LM_E_IO;
     }
     c->epoll_events = want;
+    c->epoll_in_set = true;
     return 0;
 }
 
+/* An outbound connection is already in the set (it waited there for its connect). */
 static int ep_conn_open(struct broker_shard *s, struct broker_conn *c)
 {
-    return conn_interest(s, c, EPOLL_CTL_ADD);
+    return conn_interest(s, c, c->epoll_in_set ? EPOLL_CTL_MOD : EPOLL_CTL_ADD);
+}
+
+/* Non-blocking connect: EINPROGRESS, then EPOLLOUT (or EPOLLERR) says it finished and SO_ERROR
+ * how. Returns -errno when it failed at once. */
+static int ep_conn_connect(struct broker_shard *s, struct broker_conn *c,
+                           const struct sockaddr *addr, socklen_t addr_len)
+{
+    if (connect(c->fd, addr, addr_len) != 0 && errno != EINPROGRESS)
+        return -errno;
+    c->connecting = true;
+    if (conn_interest(s, c, EPOLL_CTL_ADD) != 0) {
+        c->connecting = false;
+        return -EIO;
+    }
+    return 0;
 }
 
 static void ep_recv_pause(struct broker_shard *s, struct broker_conn *c)
@@ -213,8 +231,10 @@ static int ep_send_file(struct broker_shard *s, struct broker_conn *c, int fd, u
 
 static int ep_conn_shutdown(struct broker_shard *s, struct broker_conn *c)
 {
-    if (epoll_ctl(st(s)->epfd, EPOLL_CTL_DEL, c->fd, NULL) != 0)
+    if (c->epoll_in_set && epoll_ctl(st(s)->epfd, EPOLL_CTL_DEL, c->fd, NULL) != 0)
         BLOG_WARN("epoll_ctl(del conn %u): %s", c->slot, strerror(errno));
+    c->epoll_in_set = false;
+    c->connecting = false;
     close(c->fd);
     c->fd = -1;
     return 1;
@@ -236,7 +256,7 @@ static void on_listener(struct broker_shard *s, uint32_t i)
             broker_core_on_accept_error(s, errno); /* may pause accepting */
             return;
         }
-        broker_core_on_accept(s, fd);
+        broker_core_on_accept(s, i, fd);
     }
 }
 
@@ -246,6 +266,17 @@ static void on_conn(struct broker_shard *s, uint64_t ud, uint32_t events)
     struct broker_conn *c = broker_core_conn(s, slot, gen);
     if (c == NULL || c->closing)
         return;
+    if (c->connecting) {
+        if (!(events & (EPOLLOUT | EPOLLERR | EPOLLHUP)))
+            return;
+        int err = 0;
+        socklen_t len = sizeof(err);
+        if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0)
+            err = errno;
+        c->connecting = false;
+        broker_core_on_connected(s, c, -err); /* may close c */
+        return;
+    }
     if ((events & EPOLLOUT) && c->epoll_out) {
         c->epoll_out = false;
         if (conn_interest(s, c, EPOLL_CTL_MOD) != 0) {
@@ -312,6 +343,46 @@ static void on_conn(struct broker_shard *s, uint64_t ud, uint32_t events)
     }
 }
 
+static int ep_udp_open(struct broker_shard *s, struct broker_udp *u)
+{
+    struct epoll_event ev = {.events = EPOLLIN,
+                             .data.u64 = broker_ud(BROKER_OP_UDP, u->index, u->gen)};
+    if (epoll_ctl(st(s)->epfd, EPOLL_CTL_ADD, u->fd, &ev) != 0) {
+        BLOG_ERROR("epoll_ctl(udp): %s", strerror(errno));
+        return LM_E_IO;
+    }
+    return 0;
+}
+
+static int ep_udp_close(struct broker_shard *s, struct broker_udp *u)
+{
+    if (epoll_ctl(st(s)->epfd, EPOLL_CTL_DEL, u->fd, NULL) != 0)
+        BLOG_WARN("epoll_ctl(del udp): %s", strerror(errno));
+    return 1;
+}
+
+/* A readable UDP socket: datagrams until EAGAIN, bounded per event (level-triggered: the rest
+ * comes next turn). The scratch buffer holds the largest datagram. */
+static void on_udp(struct broker_shard *s, uint64_t ud)
+{
+    uint32_t index = broker_ud_slot(ud), gen = broker_ud_gen(ud);
+    struct broker_udp *u = broker_core_udp(s, index, gen);
+    LM_ASSERT(s->scratch_len > BROKER_UDP_DATAGRAM_MAX);
+    for (int k = 0; u != NULL && !u->closing && k < UDP_RECVS_PER_EVENT; k++) {
+        struct sockaddr_storage from;
+        socklen_t fl = sizeof(from);
+        ssize_t n = recvfrom(u->fd, s->scratch, s->scratch_len, MSG_DONTWAIT,
+                             (struct sockaddr *)&from, &fl);
+        if (n < 0) {
+            if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+                BLOG_WARN_LIMITED("udp %u: receive: %s", index, strerror(errno));
+            return;
+        }
+        broker_core_on_udp(s, u, s->scratch, (size_t)n, (struct sockaddr *)&from, fl);
+        u = broker_core_udp(s, index, gen);
+    }
+}
+
 static int ep_wait(struct broker_shard *s, int timeout_ms)
 {
     struct epoll_state *e = st(s);
@@ -330,6 +401,9 @@ static int ep_wait(struct broker_shard *s, int timeout_ms)
             break;
         case BROKER_OP_CONN:
             on_conn(s, ud, e->events[i].events);
+            break;
+        case BROKER_OP_UDP:
+            on_udp(s, ud);
             break;
         case BROKER_OP_WAKE_READ: {
             uint64_t v;
@@ -354,6 +428,9 @@ const struct broker_io_ops broker_io_epoll_ops = {
     .accept_pause = ep_accept_pause,
     .accept_resume = ep_accept_resume,
     .conn_open = ep_conn_open,
+    .conn_connect = ep_conn_connect,
+    .udp_open = ep_udp_open,
+    .udp_close = ep_udp_close,
     .recv_pause = ep_recv_pause,
     .recv_resume = ep_recv_resume,
     .send = ep_send,

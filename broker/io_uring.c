@@ -25,7 +25,13 @@ enum {
     BUF_COUNT = 256,     /* provided buffers per shard (power of two) */
     BUF_BYTES = 16384,   /* each */
     BUF_GROUP = 0,
-    CQE_BATCH_MAX = 4096 /* completions handled per loop turn */
+    CQE_BATCH_MAX = 4096, /* completions handled per loop turn */
+    /* UDP: multishot recvmsg writes a header, the source address and the datagram into one
+     * provided buffer of its own group (made on the first UDP socket of the shard) */
+    UDP_BUF_COUNT = 16,
+    UDP_BUF_BYTES = 65536 + 256,
+    UDP_BUF_GROUP = 1,
+    UDP_RECVS_PER_POLL = 64, /* poll fallback: datagrams read per readiness */
 };
 
 struct uring_state {
@@ -38,6 +44,12 @@ struct uring_state {
     uint64_t wake_buf;
     bool wake_armed;
     unsigned setup_flags;
+    /* UDP receive buffers (UDP_BUF_GROUP), or a poll + recvfrom fallback for kernels without
+     * multishot recvmsg (before 6.0) */
+    struct io_uring_buf_ring *udp_br;
+    uint8_t *udp_bufs;
+    bool udp_poll_only;
+    uint8_t *udp_scratch;
 };
 
 static struct uring_state *st(struct broker_shard *s)
@@ -205,6 +217,12 @@ static void uring_deinit(struct broker_shard *s)
     io_uring_unregister_buf_ring(&u->ring, BUF_GROUP);
     munmap(u->br, sizeof(struct io_uring_buf) * BUF_COUNT);
     free(u->bufs);
+    if (u->udp_br != NULL) {
+        io_uring_unregister_buf_ring(&u->ring, UDP_BUF_GROUP);
+        munmap(u->udp_br, sizeof(struct io_uring_buf) * UDP_BUF_COUNT);
+    }
+    free(u->udp_bufs);
+    free(u->udp_scratch);
     io_uring_queue_exit(&u->ring);
     free(u);
     s->io_state = NULL;
@@ -388,7 +406,8 @@ static void close_pipe(struct broker_conn *c)
 
 static void maybe_io_closed(struct broker_shard *s, struct broker_conn *c)
 {
-    if (c->closing && !c->recv_armed && !c->send_busy && !c->hup_armed && !c->io_closed) {
+    if (c->closing && !c->recv_armed && !c->send_busy && !c->hup_armed && !c->connecting &&
+        !c->io_closed) {
         close_pipe(c);
         close(c->fd);
         c->fd = -1;
@@ -410,13 +429,190 @@ static int uring_conn_shutdown(struct broker_shard *s, struct broker_conn *c)
         cancel_op(s, BROKER_OP_HUP_POLL, c);
         c->hup_cancel_sent = true;
     }
-    if (!c->recv_armed && !c->send_busy && !c->hup_armed) {
+    if (c->connecting && !c->connect_cancel_sent) {
+        cancel_op(s, BROKER_OP_CONNECT, c);
+        c->connect_cancel_sent = true;
+    }
+    if (!c->recv_armed && !c->send_busy && !c->hup_armed && !c->connecting) {
         close_pipe(c);
         close(c->fd);
         c->fd = -1;
         return 1;
     }
     return 0;
+}
+
+/* Outbound connections: IORING_OP_CONNECT (the kernel copies addr when the SQE is submitted;
+ * the core keeps it until the completion anyway). */
+static int uring_conn_connect(struct broker_shard *s, struct broker_conn *c,
+                              const struct sockaddr *addr, socklen_t addr_len)
+{
+    struct io_uring_sqe *sqe = get_sqe(s);
+    io_uring_prep_connect(sqe, c->fd, addr, addr_len);
+    io_uring_sqe_set_data64(sqe, broker_ud(BROKER_OP_CONNECT, c->slot, c->gen));
+    c->connecting = true;
+    c->connect_cancel_sent = false;
+    return 0;
+}
+
+static void on_connect(struct broker_shard *s, struct io_uring_cqe *cqe)
+{
+    struct broker_conn *c =
+        broker_core_conn(s, broker_ud_slot(cqe->user_data), broker_ud_gen(cqe->user_data));
+    if (c == NULL)
+        return;
+    LM_ASSERT(c->connecting);
+    c->connecting = false;
+    if (!c->closing)
+        broker_core_on_connected(s, c, cqe->res == -ECANCELED ? -ETIMEDOUT : cqe->res);
+    c = broker_core_conn(s, broker_ud_slot(cqe->user_data), broker_ud_gen(cqe->user_data));
+    if (c != NULL)
+        maybe_io_closed(s, c);
+}
+
+/* ---- UDP --------------------------------------------------------------------------------- */
+
+static int udp_bufs_setup(struct broker_shard *s)
+{
+    struct uring_state *u = st(s);
+    if (u->udp_br != NULL || u->udp_poll_only)
+        return 0;
+    size_t ring_bytes = sizeof(struct io_uring_buf) * UDP_BUF_COUNT;
+    void *mem = mmap(NULL, ring_bytes, PROT_READ | PROT_WRITE, MAP_ANONYMOUS | MAP_PRIVATE, -1, 0);
+    uint8_t *bufs = malloc((size_t)UDP_BUF_COUNT * UDP_BUF_BYTES);
+    struct io_uring_buf_reg reg = {
+        .ring_addr = (unsigned long)mem, .ring_entries = UDP_BUF_COUNT, .bgid = UDP_BUF_GROUP};
+    if (mem == MAP_FAILED || bufs == NULL || io_uring_register_buf_ring(&u->ring, &reg, 0) != 0) {
+        if (mem != MAP_FAILED)
+            munmap(mem, ring_bytes);
+        free(bufs);
+        return LM_E_NOMEM;
+    }
+    u->udp_br = mem;
+    u->udp_bufs = bufs;
+    io_uring_buf_ring_init(u->udp_br);
+    for (uint16_t i = 0; i < UDP_BUF_COUNT; i++)
+        io_uring_buf_ring_add(u->udp_br, bufs + (size_t)i * UDP_BUF_BYTES, UDP_BUF_BYTES, i,
+                              io_uring_buf_ring_mask(UDP_BUF_COUNT), i);
+    io_uring_buf_ring_advance(u->udp_br, UDP_BUF_COUNT);
+    return 0;
+}
+
+static void udp_buf_return(struct uring_state *u, uint16_t bid)
+{
+    io_uring_buf_ring_add(u->udp_br, u->udp_bufs + (size_t)bid * UDP_BUF_BYTES, UDP_BUF_BYTES,
+                          bid, io_uring_buf_ring_mask(UDP_BUF_COUNT), 0);
+    io_uring_buf_ring_advance(u->udp_br, 1);
+}
+
+static void udp_arm(struct broker_shard *s, struct broker_udp *ud)
+{
+    LM_ASSERT(!ud->recv_armed);
+    struct io_uring_sqe *sqe = get_sqe(s);
+    if (st(s)->udp_poll_only) {
+        io_uring_prep_poll_add(sqe, ud->fd, POLLIN);
+    } else {
+        memset(&ud->msg, 0, sizeof(ud->msg));
+        ud->msg.msg_namelen = sizeof(struct sockaddr_storage);
+        io_uring_prep_recvmsg_multishot(sqe, ud->fd, &ud->msg, 0);
+        sqe->flags |= IOSQE_BUFFER_SELECT;
+        sqe->buf_group = UDP_BUF_GROUP;
+    }
+    io_uring_sqe_set_data64(sqe, broker_ud(BROKER_OP_UDP, ud->index, ud->gen));
+    ud->recv_armed = true;
+    ud->recv_cancel_sent = false;
+}
+
+static int uring_udp_open(struct broker_shard *s, struct broker_udp *ud)
+{
+    int rc = udp_bufs_setup(s);
+    if (rc != 0)
+        return rc;
+    udp_arm(s, ud);
+    return 0;
+}
+
+static int uring_udp_close(struct broker_shard *s, struct broker_udp *ud)
+{
+    if (!ud->recv_armed)
+        return 1;
+    if (!ud->recv_cancel_sent) {
+        struct io_uring_sqe *sqe = get_sqe(s);
+        io_uring_prep_cancel64(sqe, broker_ud(BROKER_OP_UDP, ud->index, ud->gen), 0);
+        io_uring_sqe_set_data64(sqe, broker_ud(BROKER_OP_CANCEL, 0, 0));
+        ud->recv_cancel_sent = true;
+    }
+    return 0;
+}
+
+/* Poll fallback: the socket is readable; read what is queued, bounded per turn. */
+static void udp_read_polled(struct broker_shard *s, struct broker_udp *ud)
+{
+    struct uring_state *u = st(s);
+    if (u->udp_scratch == NULL && (u->udp_scratch = malloc(BROKER_UDP_DATAGRAM_MAX + 1)) == NULL)
+        return;
+    uint32_t index = ud->index, gen = ud->gen;
+    for (int i = 0; i < UDP_RECVS_PER_POLL; i++) {
+        struct sockaddr_storage from;
+        socklen_t fl = sizeof(from);
+        ssize_t n = recvfrom(ud->fd, u->udp_scratch, BROKER_UDP_DATAGRAM_MAX + 1, MSG_DONTWAIT,
+                             (struct sockaddr *)&from, &fl);
+        if (n < 0)
+            return;
+        broker_core_on_udp(s, ud, u->udp_scratch, (size_t)n, (struct sockaddr *)&from, fl);
+        if ((ud = broker_core_udp(s, index, gen)) == NULL || ud->closing)
+            return;
+    }
+}
+
+static void on_udp(struct broker_shard *s, struct io_uring_cqe *cqe)
+{
+    struct uring_state *u = st(s);
+    struct broker_udp *ud =
+        broker_core_udp(s, broker_ud_slot(cqe->user_data), broker_ud_gen(cqe->user_data));
+    bool more = (cqe->flags & IORING_CQE_F_MORE) != 0;
+    if (cqe->flags & IORING_CQE_F_BUFFER) {
+        uint16_t bid = (uint16_t)(cqe->flags >> IORING_CQE_BUFFER_SHIFT);
+        LM_ASSERT(bid < UDP_BUF_COUNT);
+        uint8_t *buf = u->udp_bufs + (size_t)bid * UDP_BUF_BYTES;
+        struct io_uring_recvmsg_out *o =
+            ud != NULL && cqe->res > 0 ? io_uring_recvmsg_validate(buf, cqe->res, &ud->msg) : NULL;
+        if (o != NULL && (o->flags & MSG_TRUNC) != 0) {
+            BLOG_WARN_LIMITED("udp %u: datagram over %u bytes dropped", ud->index,
+                              (unsigned)(UDP_BUF_BYTES - 256));
+        } else if (o != NULL) {
+            socklen_t nl = o->namelen < ud->msg.msg_namelen ? o->namelen : ud->msg.msg_namelen;
+            broker_core_on_udp(s, ud, io_uring_recvmsg_payload(o, &ud->msg),
+                               io_uring_recvmsg_payload_length(o, cqe->res, &ud->msg),
+                               io_uring_recvmsg_name(o), nl);
+        }
+        udp_buf_return(u, bid);
+        ud = broker_core_udp(s, broker_ud_slot(cqe->user_data), broker_ud_gen(cqe->user_data));
+    }
+    if (ud == NULL)
+        return;
+    if (u->udp_poll_only && cqe->res > 0 && !ud->closing) {
+        udp_read_polled(s, ud);
+        ud = broker_core_udp(s, broker_ud_slot(cqe->user_data), broker_ud_gen(cqe->user_data));
+        if (ud == NULL)
+            return;
+    }
+    if (more)
+        return;
+    ud->recv_armed = false;
+    if (ud->closing) {
+        broker_core_on_udp_closed(s, ud);
+        return;
+    }
+    if (cqe->res == -EINVAL && !u->udp_poll_only) {
+        /* multishot recvmsg arrived in 6.0: poll + recvfrom instead */
+        BLOG_WARN("io_uring: no multishot recvmsg; UDP sockets use poll + recvfrom");
+        u->udp_poll_only = true;
+    } else if (cqe->res < 0 && cqe->res != -ENOBUFS && cqe->res != -ECANCELED &&
+               cqe->res != -EINTR) {
+        BLOG_WARN_LIMITED("udp %u: receive: %s", ud->index, strerror(-cqe->res));
+    }
+    udp_arm(s, ud); /* multishot ended (buffers ran out, an error) or the one-shot poll fired */
 }
 
 static void uring_wake(struct broker_shard *s, struct broker_shard *to)
@@ -450,7 +646,7 @@ static void on_accept(struct broker_shard *s, struct io_uring_cqe *cqe)
     if (!more)
         u->accept_armed[i] = false;
     if (cqe->res >= 0)
-        broker_core_on_accept(s, cqe->res);
+        broker_core_on_accept(s, i, cqe->res);
     else if (cqe->res != -ECANCELED)
         broker_core_on_accept_error(s, -cqe->res); /* may pause accepting */
     if (!more && s->listening && !s->accept_paused && !u->accept_armed[i])
@@ -645,6 +841,12 @@ static void handle_cqe(struct broker_shard *s, struct io_uring_cqe *cqe)
     case BROKER_OP_HUP_POLL:
         on_hup_poll(s, cqe);
         break;
+    case BROKER_OP_CONNECT:
+        on_connect(s, cqe);
+        break;
+    case BROKER_OP_UDP:
+        on_udp(s, cqe);
+        break;
     case BROKER_OP_CANCEL:
     case BROKER_OP_NONE:
     case BROKER_OP_CONN:
@@ -689,6 +891,9 @@ const struct broker_io_ops broker_io_uring_ops = {
     .accept_pause = uring_accept_pause,
     .accept_resume = uring_accept_resume,
     .conn_open = uring_conn_open,
+    .conn_connect = uring_conn_connect,
+    .udp_open = uring_udp_open,
+    .udp_close = uring_udp_close,
     .recv_pause = uring_recv_pause,
     .recv_resume = uring_recv_resume,
     .send = uring_send,

@@ -11,6 +11,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/eventfd.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -232,6 +233,7 @@ static void *shard_thread(void *arg)
     if (atomic_load(&rt->start_failed) == 0) {
         ran = true;
         rc = broker_shard_run(s);
+        s->loop_done = true;
         if (rc != 0) {
             atomic_store(&rt->start_failed, 1);
             atomic_store(&rt->stopping, true);
@@ -245,6 +247,8 @@ static void *shard_thread(void *arg)
     broker_rt_barrier(rt);
     if (ran)
         broker_shard_stop(s);
+    s->loop_done = true;
+    broker_core_udp_free_all(s); /* sockets the handlers left open */
     if (s->io_state != NULL)
         s->io->deinit(s);
     return NULL;
@@ -322,8 +326,28 @@ static void rt_free(struct broker_rt *rt)
     free(rt);
 }
 
+/* A table bound to a listener name that is not in `listeners` would serve nothing: the
+ * embedding code and the config disagree, so start-up stops. */
+static int check_listener_tables(const struct broker_config *cfg, const struct broker_dispatch *d)
+{
+    for (uint32_t t = 0; t < d->listener_tables_count; t++) {
+        bool found = false;
+        for (uint32_t l = 0; l < cfg->listeners_count && !found; l++)
+            found = strcasecmp(cfg->listeners[l].name, d->listener_tables[t].name) == 0;
+        if (!found) {
+            BLOG_ERROR("config: listener %s has a request table but is not in listeners",
+                       d->listener_tables[t].name);
+            return LM_E_CONFIG;
+        }
+    }
+    return 0;
+}
+
 int broker_runtime_run(const struct broker_config *cfg, const struct broker_dispatch *d)
 {
+    int table_rc = check_listener_tables(cfg, d);
+    if (table_rc != 0)
+        return table_rc;
     struct broker_rt *rt = calloc(1, sizeof(*rt));
     if (rt == NULL)
         return LM_E_NOMEM;

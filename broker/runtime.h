@@ -12,6 +12,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/socket.h>
 
 #include "broker/config.h"
 #include "protocol/kafka_rt.h"
@@ -31,6 +32,18 @@ struct broker_resp_part {
     size_t len;
 };
 
+/* Private to the runtime: one message a connection sends, a response (the size and response
+ * header in prefix, then the body's parts) or an outbound request (the size and request header
+ * in prefix, then the caller's parts). */
+enum { BROKER_OUT_PREFIX_MAX = 48 };
+struct broker_out_ {
+    struct broker_resp_part *parts; /* the body: &body or an array */
+    uint32_t nparts;
+    struct broker_resp_part body;
+    uint8_t prefix_len;
+    uint8_t prefix[BROKER_OUT_PREFIX_MAX];
+};
+
 struct broker_req {
     /* Request header (v1/v2). client_id borrows from the frame; NULL when null. */
     int16_t api_key;
@@ -42,6 +55,8 @@ struct broker_req {
     const uint8_t *body;
     size_t body_len;
     bool flexible; /* request header v2 / compact encodings (KIP-482) */
+    /* The listener the connection came in on: an index into broker_config.listeners. */
+    uint8_t listener;
     /* Freed with the request, after its response has been sent (the codec's bounded arena,
      * protocol/kafka_rt.h, so decoded requests and encoded responses share it). */
     struct kafka_arena arena;
@@ -52,10 +67,7 @@ struct broker_req {
     struct broker_req *next_;
     uint64_t seq_;
     size_t mem_bytes_;
-    struct broker_resp_part *parts_; /* the body: &body_part_ or the handler's array */
-    uint32_t nparts_;
-    struct broker_resp_part body_part_;
-    uint8_t resp_prefix_[9];
+    struct broker_out_ out_;
     uint8_t state_;
     bool close_after_;
 };
@@ -67,10 +79,24 @@ struct broker_api_entry {
     int16_t flexible_version_min;  /* first version using header v2, -1 = never */
 };
 
-/* The handler table, indexed by API key, plus start/stop hooks. Filled before the runtime
- * starts and read-only afterwards (shared by every shard). */
+/* A table of handlers by API key. An API without an entry is closed like an unknown key. */
+struct broker_api_table {
+    struct broker_api_entry apis[BROKER_API_KEYS_MAX];
+};
+
+/* A listener served by its own table (Kafka's listener names: a client listener and an
+ * inter-broker or controller listener answer different APIs). */
+struct broker_listener_table {
+    char name[32]; /* as in `listeners`, matched case-insensitively (Kafka upper-cases them) */
+    struct broker_api_table table;
+};
+
+/* The handler tables plus start/stop hooks. Filled before the runtime starts and read-only
+ * afterwards (shared by every shard). apis serves every listener without a table of its own. */
 struct broker_dispatch {
     struct broker_api_entry apis[BROKER_API_KEYS_MAX];
+    struct broker_listener_table listener_tables[BROKER_LISTENERS_MAX];
+    uint32_t listener_tables_count;
     void *ctx;
     /* Called on each shard's thread before it serves; returns 0 or an LM_E_* (aborts start). */
     int (*shard_start)(struct broker_shard *s, void *ctx);
@@ -87,6 +113,20 @@ struct broker_dispatch {
  * the generated API table (first flexible version) or -1. Returns 0 or LM_E_INVALID. */
 int broker_dispatch_register(struct broker_dispatch *d, int16_t api_key, broker_handler_fn fn,
                              int16_t flexible_version_min);
+
+/* Registers fn for api_key in table t, as broker_dispatch_register does for d->apis. */
+int broker_api_table_register(struct broker_api_table *t, int16_t api_key, broker_handler_fn fn,
+                              int16_t flexible_version_min);
+/* The table serving listener `name` alone (created empty on the first call for that name),
+ * or NULL when BROKER_LISTENERS_MAX listeners already have one or the name is too long. The
+ * runtime refuses to start when no listener has that name. */
+struct broker_api_table *broker_dispatch_listener_table(struct broker_dispatch *d,
+                                                        const char *name);
+
+/* The advertised endpoint of the listener req came in on (the advertised listener of the same
+ * name, else the first advertised listener): what Metadata returns to that client (Kafka
+ * answers each client with the endpoints of its own listener). */
+const struct broker_listener *broker_req_advertised(const struct broker_req *req);
 
 /* Completes req with a response body (without the length or response header: the runtime adds
  * them). body must stay valid until the request is freed: put it in req->arena. */
@@ -169,6 +209,105 @@ struct broker_fsync {
 void broker_shard_fsync(struct broker_shard *s, struct broker_fsync *f, int fd, bool datasync,
                         void (*done)(struct broker_shard *, struct broker_fsync *, int),
                         void *arg);
+
+/* ---- outbound connections (Kafka's NetworkClient role: replication, the controller) ----
+ *
+ * A shard opens a connection to host:port (non-blocking connect: io_uring IORING_OP_CONNECT,
+ * epoll EPOLLOUT), sends request frames and receives response frames over the same framing,
+ * memory budget and backpressure as client connections. Responses come in request order (as
+ * Kafka's brokers answer them); each is matched to the oldest call by correlation id and handed
+ * to that call's done() on the shard that opened the connection. A connection that fails
+ * (refused, reset, closed by the peer, a response that does not match, a timeout) fails every
+ * call it holds and stays dead: reconnecting is the caller's choice, with a new peer. */
+struct broker_peer;
+
+struct broker_peer_opts {
+    uint32_t connect_timeout_ms; /* Kafka's socket.connection.setup.timeout.ms; 0: 10000 */
+    uint32_t request_timeout_ms; /* Kafka's request.timeout.ms; 0: 30000 */
+    uint32_t inflight_max;       /* calls queued or in flight (max.in.flight.requests); 0: 5 */
+    int32_t response_max_bytes;  /* larger responses close the connection; 0: the config's
+                                  * socket.request.max.bytes */
+    const char *client_id;       /* request header client_id, at most 32 bytes; NULL: null */
+};
+
+/* One request on a peer and its outcome. The caller owns it (and the memory of its parts)
+ * until done() runs, or until broker_peer_close abandons it. */
+struct broker_call {
+    int16_t api_key;
+    int16_t api_version;
+    bool flexible; /* request header v2, response header v1 (v0 for ApiVersions, KIP-511) */
+    /* The request body after the header: memory parts, or file slices (borrowed: the runtime
+     * does not close their fds). */
+    struct broker_resp_part *parts;
+    uint32_t nparts;
+    /* rc 0: resp/resp_len hold the response body after the response header, valid during the
+     * call only. Else LM_E_IO (connect or socket error; sys_errno says which, e.g.
+     * ECONNREFUSED, ECONNRESET), LM_E_CLOSED (the peer closed the connection, or the runtime
+     * is shutting down), LM_E_TIMEOUT (connect or request timeout: the connection is closed,
+     * as Kafka's NetworkClient does), LM_E_CORRUPT (a response that does not parse or
+     * match). */
+    void (*done)(struct broker_shard *s, struct broker_call *call, int rc);
+    void *arg;
+    const uint8_t *resp;
+    size_t resp_len;
+    int sys_errno;
+    /* private */
+    struct broker_call *next_;
+    uint64_t deadline_ms_;
+    int32_t correlation_id_;
+    struct broker_out_ out_;
+};
+
+/* Starts a connection to host:port (numeric or a name, resolved here: give addresses on a
+ * shard thread) from shard s. Returns 0 and *out, LM_E_INVALID for an address that does not
+ * resolve, LM_E_FULL when the shard's connection table is full, LM_E_STATE once the shard has
+ * closed its connections at shutdown, or LM_E_NOMEM. Calls may be sent at once: they wait for
+ * the connect. */
+int broker_peer_open(struct broker_shard *s, const char *host, uint16_t port,
+                     const struct broker_peer_opts *opts, struct broker_peer **out);
+/* Queues call on p (correlation id assigned here). Returns 0 (done() runs later, never from
+ * inside this function; on a failed peer with its error), or LM_E_AGAIN when inflight_max
+ * calls are already queued or in flight (send again after one completes). */
+int broker_peer_send(struct broker_peer *p, struct broker_call *call);
+/* 0 while p is connecting or connected; else the LM_E_* that closed it. */
+int broker_peer_error(const struct broker_peer *p);
+/* True once the connect has succeeded (and the connection has not failed since). */
+bool broker_peer_connected(const struct broker_peer *p);
+/* Closes p; the runtime frees it. Every call still queued or in flight completes later with
+ * LM_E_CLOSED (a request being written once the kernel has let go of its memory), so each
+ * call's done() runs exactly once whatever happens. p must not be used after this. */
+void broker_peer_close(struct broker_peer *p);
+
+/* ---- UDP (SWIM gossip) -------------------------------------------------------------------
+ * A shard owns UDP sockets bound to host:port. Datagrams are received (io_uring: multishot
+ * recvmsg on provided buffers; epoll: a recvfrom loop) and handed to recv() on that shard with
+ * their source address; sends are one non-blocking sendmsg each (a datagram is never held:
+ * a full socket buffer drops it, which UDP allows and SWIM tolerates). */
+struct broker_udp;
+
+enum {
+    BROKER_UDP_PER_SHARD_MAX = 8,
+    BROKER_UDP_DATAGRAM_MAX = 65507, /* IPv4's largest UDP payload */
+};
+
+/* data/from are borrowed for the call. Runs on the owning shard. */
+typedef void (*broker_udp_recv_fn)(struct broker_shard *s, struct broker_udp *u,
+                                   const uint8_t *data, size_t len, const struct sockaddr *from,
+                                   uint32_t from_len, void *arg);
+
+/* Binds a UDP socket on host:port (port 0: any; see broker_udp_port) owned by shard s.
+ * Returns 0 and *out, LM_E_INVALID (address), LM_E_IO (socket or bind failed, logged),
+ * LM_E_FULL (BROKER_UDP_PER_SHARD_MAX open) or LM_E_NOMEM. */
+int broker_udp_open(struct broker_shard *s, const char *host, uint16_t port,
+                    broker_udp_recv_fn recv, void *arg, struct broker_udp **out);
+/* The local port u is bound to. */
+uint16_t broker_udp_port(const struct broker_udp *u);
+/* Sends one datagram to `to`. Returns 0, LM_E_TOO_LARGE (over BROKER_UDP_DATAGRAM_MAX),
+ * LM_E_AGAIN (the socket buffer is full: dropped) or LM_E_IO (sys error, e.g. unreachable). */
+int broker_udp_send(struct broker_udp *u, const void *data, size_t len,
+                    const struct sockaddr *to, uint32_t to_len);
+/* Stops receiving and closes u; recv() is not called any more. u is freed by the runtime. */
+void broker_udp_close(struct broker_udp *u);
 
 /* Monotonic milliseconds. */
 uint64_t broker_now_ms(void);

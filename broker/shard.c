@@ -9,6 +9,7 @@
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/eventfd.h>
 #include <time.h>
 #include <unistd.h>
@@ -33,6 +34,7 @@ static void conn_pump(struct broker_conn *c);
 static void conn_try_resume(struct broker_conn *c);
 static void req_free(struct broker_req *req);
 static void req_close_files(struct broker_req *req);
+static void out_release(struct broker_conn *c, struct broker_out_ *o);
 
 /* ---- dispatch table ---------------------------------------------------------------------- */
 
@@ -44,6 +46,45 @@ int broker_dispatch_register(struct broker_dispatch *d, int16_t api_key, broker_
     d->apis[api_key].fn = fn;
     d->apis[api_key].flexible_version_min = flexible_version_min;
     return 0;
+}
+
+int broker_api_table_register(struct broker_api_table *t, int16_t api_key, broker_handler_fn fn,
+                              int16_t flexible_version_min)
+{
+    if (api_key < 0 || api_key >= BROKER_API_KEYS_MAX || fn == NULL)
+        return LM_E_INVALID;
+    t->apis[api_key].fn = fn;
+    t->apis[api_key].flexible_version_min = flexible_version_min;
+    return 0;
+}
+
+struct broker_api_table *broker_dispatch_listener_table(struct broker_dispatch *d,
+                                                        const char *name)
+{
+    size_t n = strlen(name);
+    if (n == 0 || n >= sizeof(d->listener_tables[0].name))
+        return NULL;
+    for (uint32_t i = 0; i < d->listener_tables_count; i++)
+        if (strcasecmp(d->listener_tables[i].name, name) == 0)
+            return &d->listener_tables[i].table;
+    if (d->listener_tables_count == BROKER_LISTENERS_MAX)
+        return NULL;
+    struct broker_listener_table *lt = &d->listener_tables[d->listener_tables_count++];
+    memset(lt, 0, sizeof(*lt));
+    memcpy(lt->name, name, n + 1);
+    for (int k = 0; k < BROKER_API_KEYS_MAX; k++)
+        lt->table.apis[k].flexible_version_min = -1;
+    return &lt->table;
+}
+
+/* The table serving listener l: its own when the embedding code bound one, else d->apis. */
+static const struct broker_api_entry *listener_apis(const struct broker_dispatch *d,
+                                                    const struct broker_listener *l)
+{
+    for (uint32_t i = 0; i < d->listener_tables_count; i++)
+        if (strcasecmp(d->listener_tables[i].name, l->name) == 0)
+            return d->listener_tables[i].table.apis;
+    return d->apis;
 }
 
 /* ---- small services ---------------------------------------------------------------------- */
@@ -220,7 +261,8 @@ static int frame_grow(void *ctx, uint8_t *old, uint32_t old_cap, uint32_t new_ca
     struct broker_shard *s = c->shard;
     (void)size;
     LM_ASSERT(new_cap > old_cap);
-    if (old == NULL && broker_respq_inflight(&c->rq) >= s->cfg->connection_inflight_max)
+    if (old == NULL && c->out == NULL &&
+        broker_respq_inflight(&c->rq) >= s->cfg->connection_inflight_max)
         return LM_E_AGAIN; /* resumed when a response leaves */
     size_t total = sizeof(struct broker_req) + new_cap;
     int64_t delta = (int64_t)new_cap - (int64_t)old_cap;
@@ -296,11 +338,35 @@ static void conn_maybe_free(struct broker_conn *c)
     s->conns[c->slot] = NULL;
     s->gens[c->slot]++;
     s->free_slots[s->free_count++] = c->slot;
+    if (c->out != NULL) {
+        LM_ASSERT(s->peers_open > 0);
+        s->peers_open--;
+        broker_peer_on_free_(c);
+        free(c);
+        return;
+    }
     LM_ASSERT(s->conns_open > 0);
     s->conns_open--;
     broker_connquota_release(s->quota, &c->quota);
     broker_rt_conn_closed(s->rt, s->id);
     free(c);
+}
+
+struct broker_conn *broker_core_conn_new(struct broker_shard *s, int fd)
+{
+    LM_ASSERT(s->free_count > 0 && fd >= 0);
+    struct broker_conn *c = calloc(1, sizeof(*c));
+    if (c == NULL)
+        return NULL;
+    c->shard = s;
+    c->fd = fd;
+    c->pipe_r = c->pipe_w = -1;
+    c->apis = s->dispatch->apis;
+    c->slot = s->free_slots[--s->free_count];
+    c->gen = s->gens[c->slot];
+    LM_ASSERT(s->conns[c->slot] == NULL);
+    s->conns[c->slot] = c;
+    return c;
 }
 
 /* An accepted socket that will not become a connection. */
@@ -310,19 +376,25 @@ static void accept_refuse(struct broker_shard *s, int fd)
     broker_rt_conn_closed(s->rt, s->id);
 }
 
-static void conn_create(struct broker_shard *s, int fd, const struct sockaddr_storage *ss,
-                        const struct broker_connquota_slot *slot)
+static void conn_create(struct broker_shard *s, uint32_t listener, int fd,
+                        const struct sockaddr_storage *ss, const struct broker_connquota_slot *slot)
 {
-    struct broker_conn *c = calloc(1, sizeof(*c));
-    if (c == NULL || broker_respq_init(&c->rq, s->cfg->connection_inflight_max) != 0) {
+    struct broker_respq rq = {0};
+    struct broker_conn *c = NULL;
+    if (broker_respq_init(&rq, s->cfg->connection_inflight_max) != 0 ||
+        (c = broker_core_conn_new(s, fd)) == NULL) {
         BLOG_ERROR_LIMITED("accept: out of memory, closing new connection");
-        free(c);
+        broker_respq_deinit(&rq);
         struct broker_connquota_slot q = *slot;
         broker_connquota_release(s->quota, &q);
         accept_refuse(s, fd);
         return;
     }
+    c->rq = rq;
     c->quota = *slot;
+    LM_ASSERT(listener < s->listen_count);
+    c->listener = (uint8_t)listener;
+    c->apis = s->listen_apis[listener];
     int one = 1;
     if (setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) != 0)
         BLOG_WARN_LIMITED("accept: TCP_NODELAY: %s", strerror(errno));
@@ -333,13 +405,6 @@ static void conn_create(struct broker_shard *s, int fd, const struct sockaddr_st
         snprintf(c->peer, sizeof(c->peer), "%u.%u.%u.%u:%u", a >> 24, (a >> 16) & 255,
                  (a >> 8) & 255, a & 255, ntohs(in->sin_port));
     }
-    c->shard = s;
-    c->fd = fd;
-    c->pipe_r = c->pipe_w = -1;
-    c->slot = s->free_slots[--s->free_count];
-    c->gen = s->gens[c->slot];
-    LM_ASSERT(s->conns[c->slot] == NULL);
-    s->conns[c->slot] = c;
     s->conns_open++;
     broker_frame_reader_init(&c->fr, s->cfg->socket_request_max_bytes, frame_grow, c);
     BLOG_DEBUG("conn %u open from %s fd=%d", c->slot, c->peer, fd);
@@ -356,7 +421,7 @@ static void conn_create(struct broker_shard *s, int fd, const struct sockaddr_st
 /* Admits fd under the process's connection quotas: 0 (it is a connection now, or was refused
  * and closed), or LM_E_AGAIN with *retry_ms when max.connections or the creation rate says
  * wait (fd untouched). */
-static int accept_admit(struct broker_shard *s, int fd, uint32_t *retry_ms)
+static int accept_admit(struct broker_shard *s, uint32_t listener, int fd, uint32_t *retry_ms)
 {
     struct sockaddr_storage ss;
     socklen_t sl = sizeof(ss);
@@ -388,7 +453,7 @@ static int accept_admit(struct broker_shard *s, int fd, uint32_t *retry_ms)
         accept_refuse(s, fd);
         return 0;
     }
-    conn_create(s, fd, &ss, &slot);
+    conn_create(s, listener, fd, &ss, &slot);
     return 0;
 }
 
@@ -418,12 +483,14 @@ static void accept_timer_fire(struct broker_shard *s, struct broker_timer *t)
         return;
     while (s->accept_held_count > 0) {
         uint32_t retry_ms = 0;
-        if (accept_admit(s, s->accept_held[0], &retry_ms) == LM_E_AGAIN) {
+        if (accept_admit(s, s->accept_held[0].listener, s->accept_held[0].fd, &retry_ms) ==
+            LM_E_AGAIN) {
             accept_pause_for(s, retry_ms ? retry_ms : 1);
             return;
         }
         s->accept_held_count--;
-        memmove(s->accept_held, s->accept_held + 1, s->accept_held_count * sizeof(int));
+        memmove(s->accept_held, s->accept_held + 1,
+                s->accept_held_count * sizeof(s->accept_held[0]));
     }
     if (s->accept_paused) {
         s->accept_paused = false;
@@ -432,7 +499,7 @@ static void accept_timer_fire(struct broker_shard *s, struct broker_timer *t)
     }
 }
 
-void broker_core_on_accept(struct broker_shard *s, int fd)
+void broker_core_on_accept(struct broker_shard *s, uint32_t listener, int fd)
 {
     LM_ASSERT(fd >= 0);
     s->accept_backoff_ms = 0;
@@ -442,7 +509,7 @@ void broker_core_on_accept(struct broker_shard *s, int fd)
     }
     /* Connections the quotas made wait keep their order: a new one queues behind them. */
     uint32_t retry_ms = 0;
-    if (s->accept_held_count == 0 && accept_admit(s, fd, &retry_ms) == 0)
+    if (s->accept_held_count == 0 && accept_admit(s, listener, fd, &retry_ms) == 0)
         return;
     if (s->accept_held_count == BROKER_ACCEPT_HELD_MAX) {
         BLOG_WARN_LIMITED("accept: %u connections already wait for max.connections or "
@@ -451,7 +518,7 @@ void broker_core_on_accept(struct broker_shard *s, int fd)
         accept_refuse(s, fd);
         return;
     }
-    s->accept_held[s->accept_held_count++] = fd;
+    s->accept_held[s->accept_held_count++] = (struct broker_accept_held){fd, listener};
     if (s->accept_held_count == 1)
         accept_pause_for(s, retry_ms ? retry_ms : 1);
 }
@@ -489,6 +556,11 @@ static void conn_unhold(struct broker_conn *c)
     conn_maybe_free(c);
 }
 
+void broker_core_conn_close(struct broker_conn *c, const char *why)
+{
+    conn_close(c, why);
+}
+
 static void conn_close(struct broker_conn *c, const char *why)
 {
     struct broker_shard *s = c->shard;
@@ -502,6 +574,8 @@ static void conn_close(struct broker_conn *c, const char *why)
         BLOG_DEBUG("conn %u (%s) closing: %s", c->slot, c->peer, why);
     c->closing = true;
     conn_hold(c);
+    if (c->out != NULL)
+        broker_peer_on_close_(c, LM_E_CLOSED, 0); /* fails its calls (but the one being sent) */
     mem_unwait(c);
     broker_frame_reader_deinit(&c->fr, frame_free, c);
     if (s->mem_big == c) { /* took the token but had no bytes yet */
@@ -513,7 +587,7 @@ static void conn_close(struct broker_conn *c, const char *why)
     for (uint64_t seq = c->rq.head_seq; seq < c->rq.next_seq; seq++) {
         struct broker_req *req = c->rq.items[seq % c->rq.capacity];
         c->rq.items[seq % c->rq.capacity] = NULL;
-        if (req == NULL || req == c->sending)
+        if (req == NULL || &req->out_ == c->sending)
             continue;
         LM_ASSERT(req->state_ != REQ_PENDING);
         req_close_files(req);
@@ -527,9 +601,9 @@ static void conn_close(struct broker_conn *c, const char *why)
     if (s->io->conn_shutdown(s, c) == 1) {
         c->io_closed = true;
         if (c->sending != NULL) { /* a synchronous backend reports no more completions */
-            struct broker_req *req = c->sending;
+            struct broker_out_ *o = c->sending;
             c->sending = NULL;
-            req_free(req);
+            out_release(c, o);
         }
     }
     conn_unhold(c);
@@ -546,6 +620,8 @@ void broker_core_on_io_closed(struct broker_shard *s, struct broker_conn *c)
 void broker_core_on_eof(struct broker_shard *s, struct broker_conn *c, int err)
 {
     (void)s;
+    if (c->out != NULL)
+        broker_peer_on_close_(c, err == 0 ? LM_E_CLOSED : LM_E_IO, -err);
     if (err == 0 && (!broker_frame_reader_idle(&c->fr) || c->stash_off < c->stash_len))
         BLOG_INFO_LIMITED("conn %u (%s): peer closed in the middle of a frame", c->slot, c->peer);
     conn_close(c, err == 0 ? "peer closed" : strerror(-err));
@@ -571,6 +647,12 @@ void broker_core_on_peer_fin(struct broker_shard *s, struct broker_conn *c)
     c->peer_fin = true;
     if (!stash_completes_frame(c))
         broker_core_on_eof(s, c, 0);
+}
+
+int broker_core_frame_grow(void *ctx, uint8_t *old, uint32_t old_cap, uint32_t new_cap,
+                           uint32_t size, uint8_t **out)
+{
+    return frame_grow(ctx, old, old_cap, new_cap, size, out);
 }
 
 static void req_free(struct broker_req *req)
@@ -627,10 +709,23 @@ static void conn_pause(struct broker_conn *c)
     c->shard->io->recv_pause(c->shard, c);
 }
 
+void broker_core_frame_release(struct broker_conn *c, uint8_t *body)
+{
+    struct broker_req *req = req_of_frame(body);
+    size_t n = req->mem_bytes_;
+    free(req);
+    mem_release(c->shard, n);
+}
+
 static void on_frame(struct broker_conn *c, struct broker_frame *f)
 {
     struct broker_shard *s = c->shard;
     struct broker_req *req = req_of_frame(f->body);
+    if (c->out != NULL) { /* a response on an outbound connection */
+        frame_settle(c, req->mem_bytes_);
+        broker_peer_on_frame_(c, f->body, f->size_bytes);
+        return;
+    }
     req->shard = s;
     req->conn = c;
     c->reqs_live++;
@@ -646,10 +741,11 @@ static void on_frame(struct broker_conn *c, struct broker_frame *f)
         return;
     }
     const struct broker_api_entry *e = NULL;
-    if (h.api_key >= 0 && h.api_key < BROKER_API_KEYS_MAX && s->dispatch->apis[h.api_key].fn)
-        e = &s->dispatch->apis[h.api_key];
+    if (h.api_key >= 0 && h.api_key < BROKER_API_KEYS_MAX && c->apis[h.api_key].fn)
+        e = &c->apis[h.api_key];
     if (e == NULL) {
-        /* Kafka closes the connection on a request for an API it does not know. */
+        /* Kafka closes the connection on a request for an API it does not know, and an API
+         * its listener does not serve (the controller listener) is unknown there. */
         BLOG_WARN_LIMITED("conn %u (%s): unknown api key %d v%d (correlation id %d), closing",
                           c->slot,
                   c->peer, h.api_key, h.api_version, h.correlation_id);
@@ -675,6 +771,7 @@ static void on_frame(struct broker_conn *c, struct broker_frame *f)
     req->correlation_id = h.correlation_id;
     req->client_id = h.client_id;
     req->client_id_len = h.client_id_len;
+    req->listener = c->listener;
     req->body = f->body + off;
     req->body_len = f->size_bytes - off;
     req->state_ = REQ_PENDING;
@@ -699,6 +796,8 @@ static size_t conn_feed(struct broker_conn *c, const uint8_t *p, size_t n)
         } else if (rc < 0) {
             BLOG_WARN_LIMITED("conn %u (%s): frame length rejected (%s), closing", c->slot, c->peer,
                       lm_strerror(rc));
+            if (c->out != NULL)
+                broker_peer_on_close_(c, LM_E_CORRUPT, 0);
             conn_close(c, "bad frame length");
         }
     }
@@ -711,7 +810,9 @@ void broker_core_on_data(struct broker_shard *s, struct broker_conn *c, const ui
     (void)s;
     LM_ASSERT(n > 0);
     c->idle_ticks = 0;
-    if (c->closing || s->draining)
+    /* at shutdown clients are not read any more; outbound connections are, since requests
+     * still in flight may wait for their responses */
+    if (c->closing || (s->draining && c->out == NULL))
         return;
     if (c->paused || c->stash_off < c->stash_len) {
         stash_append(c, p, n);
@@ -726,7 +827,7 @@ void broker_core_on_data(struct broker_shard *s, struct broker_conn *c, const ui
 
 static void conn_try_resume(struct broker_conn *c)
 {
-    if (c->closing || c->shard->draining)
+    if (c->closing || (c->shard->draining && c->out == NULL))
         return;
     c->paused = false;
     /* Bytes that waited (for memory or the in-flight bound) go first; the frame reader asks
@@ -773,21 +874,27 @@ static void req_complete(struct broker_req *req, enum req_state st)
     conn_unhold(c);
 }
 
+/* Response header v0 = correlation_id; v1 adds an empty tagged-field section. ApiVersions
+ * always answers with header v0 so a client can parse it before knowing our versions
+ * (KIP-511). */
+static void resp_prefix(struct broker_req *req, size_t body_len)
+{
+    bool hdr_v1 = req->flexible && req->api_key != 18;
+    size_t hdr = 4 + (hdr_v1 ? 1 : 0);
+    LM_ASSERT(body_len <= (size_t)INT32_MAX - hdr);
+    wr_i32(req->out_.prefix, (uint32_t)(hdr + body_len));
+    wr_i32(req->out_.prefix + 4, (uint32_t)req->correlation_id);
+    req->out_.prefix[8] = 0;
+    req->out_.prefix_len = (uint8_t)(4 + hdr);
+}
+
 void broker_req_respond(struct broker_req *req, const void *body, size_t len)
 {
     LM_ASSERT(body != NULL || len == 0);
-    /* Response header v0 = correlation_id; v1 adds an empty tagged-field section. ApiVersions
-     * always answers with header v0 so a client can parse it before knowing our versions
-     * (KIP-511). */
-    bool hdr_v1 = req->flexible && req->api_key != 18;
-    size_t hdr = 4 + (hdr_v1 ? 1 : 0);
-    LM_ASSERT(len <= (size_t)INT32_MAX - hdr);
-    wr_i32(req->resp_prefix_, (uint32_t)(hdr + len));
-    wr_i32(req->resp_prefix_ + 4, (uint32_t)req->correlation_id);
-    req->resp_prefix_[8] = 0;
-    req->body_part_ = (struct broker_resp_part){.mem = body, .fd = -1, .len = len};
-    req->parts_ = &req->body_part_;
-    req->nparts_ = 1;
+    resp_prefix(req, len);
+    req->out_.body = (struct broker_resp_part){.mem = body, .fd = -1, .len = len};
+    req->out_.parts = &req->out_.body;
+    req->out_.nparts = 1;
     req_complete(req, REQ_DONE);
 }
 
@@ -795,18 +902,15 @@ void broker_req_respond_parts(struct broker_req *req, struct broker_resp_part *p
                               uint32_t count)
 {
     LM_ASSERT(parts != NULL || count == 0);
-    bool hdr_v1 = req->flexible && req->api_key != 18;
-    size_t total = 4 + (hdr_v1 ? 1 : 0);
+    size_t total = 0;
     for (uint32_t i = 0; i < count; i++) {
         LM_ASSERT(parts[i].mem != NULL || parts[i].fd >= 0 || parts[i].len == 0);
-        LM_ASSERT(parts[i].len <= (size_t)INT32_MAX - total);
+        LM_ASSERT(parts[i].len <= (size_t)INT32_MAX - 5 - total);
         total += parts[i].len;
     }
-    wr_i32(req->resp_prefix_, (uint32_t)total);
-    wr_i32(req->resp_prefix_ + 4, (uint32_t)req->correlation_id);
-    req->resp_prefix_[8] = 0;
-    req->parts_ = parts;
-    req->nparts_ = count;
+    resp_prefix(req, total);
+    req->out_.parts = parts;
+    req->out_.nparts = count;
     req_complete(req, REQ_DONE);
 }
 
@@ -825,6 +929,13 @@ bool broker_req_conn_closing(const struct broker_req *req)
     return req->conn->closing;
 }
 
+const struct broker_listener *broker_req_advertised(const struct broker_req *req)
+{
+    const struct broker_config *cfg = req->shard->cfg;
+    LM_ASSERT(req->listener < cfg->listeners_count);
+    return broker_config_advertised_for(cfg, cfg->listeners[req->listener].name);
+}
+
 /* Pops the head request after it has been sent (or needed no response). */
 static void conn_pop_head(struct broker_conn *c)
 {
@@ -839,32 +950,57 @@ static void conn_pop_head(struct broker_conn *c)
         conn_try_resume(c);
 }
 
-/* The send cursor walks part 0 (the size prefix and response header) and then the body's
- * parts; memory parts go out gathered in one sendmsg, file parts with the backend's send_file. */
-static size_t part_len(const struct broker_req *req, uint32_t i, const void **mem, int *fd,
+static struct broker_req *req_of_out(struct broker_out_ *o)
+{
+    return (struct broker_req *)(void *)((uint8_t *)o - offsetof(struct broker_req, out_));
+}
+
+/* o has left (or, on a closing connection, the backend let go of it). */
+static void out_sent(struct broker_conn *c, struct broker_out_ *o)
+{
+    if (c->out != NULL) {
+        broker_peer_on_sent_(c, o);
+        return;
+    }
+    LM_ASSERT(&((struct broker_req *)broker_respq_peek(&c->rq))->out_ == o);
+    conn_pop_head(c);
+}
+
+/* The backend let go of o on a closing connection: free the response, or let the peer fail
+ * the call. */
+static void out_release(struct broker_conn *c, struct broker_out_ *o)
+{
+    if (c->out != NULL)
+        broker_peer_on_sent_(c, o);
+    else
+        req_free(req_of_out(o));
+}
+
+/* The send cursor walks part 0 (the prefix: size and header) and then the body's parts;
+ * memory parts go out gathered in one sendmsg, file parts with the backend's send_file. */
+static size_t part_len(const struct broker_out_ *o, uint32_t i, const void **mem, int *fd,
                        uint64_t *off)
 {
     if (i == 0) {
-        bool hdr_v1 = req->flexible && req->api_key != 18;
-        *mem = req->resp_prefix_;
-        return 8 + (hdr_v1 ? 1 : 0);
+        *mem = o->prefix;
+        return o->prefix_len;
     }
-    const struct broker_resp_part *p = &req->parts_[i - 1];
+    const struct broker_resp_part *p = &o->parts[i - 1];
     *mem = p->mem;
     *fd = p->fd;
     *off = p->offset;
     return p->len;
 }
 
-/* Moves the cursor past n bytes; true when the whole response has left. */
+/* Moves the cursor past n bytes; true when the whole message has left. */
 static bool send_advance(struct broker_conn *c, size_t n)
 {
-    const struct broker_req *req = c->sending;
-    while (c->part <= req->nparts_) {
+    const struct broker_out_ *o = c->sending;
+    while (c->part <= o->nparts) {
         const void *mem;
         int fd = -1;
         uint64_t off = 0;
-        size_t len = part_len(req, c->part, &mem, &fd, &off);
+        size_t len = part_len(o, c->part, &mem, &fd, &off);
         size_t left = len - c->part_off;
         if (n < left) {
             c->part_off += n;
@@ -881,17 +1017,17 @@ static bool send_advance(struct broker_conn *c, size_t n)
 /* Sends from the cursor: bytes sent now, LM_E_AGAIN, or an error. */
 static int send_some(struct broker_shard *s, struct broker_conn *c)
 {
-    const struct broker_req *req = c->sending;
+    const struct broker_out_ *o = c->sending;
     const void *mem;
     int fd = -1;
     uint64_t off = 0;
-    size_t len = part_len(req, c->part, &mem, &fd, &off);
+    size_t len = part_len(o, c->part, &mem, &fd, &off);
     if (mem == NULL)
         return s->io->send_file(s, c, fd, off + c->part_off, len - c->part_off);
     c->iovcnt = 0;
-    for (uint32_t i = c->part; i <= req->nparts_ && c->iovcnt < BROKER_SEND_IOV_MAX; i++) {
+    for (uint32_t i = c->part; i <= o->nparts && c->iovcnt < BROKER_SEND_IOV_MAX; i++) {
         size_t skip = i == c->part ? c->part_off : 0;
-        len = part_len(req, i, &mem, &fd, &off);
+        len = part_len(o, i, &mem, &fd, &off);
         if (mem == NULL)
             break;
         if (len == skip)
@@ -903,30 +1039,63 @@ static int send_some(struct broker_shard *s, struct broker_conn *c)
     return s->io->send(s, c);
 }
 
+/* Sending o failed (nothing of it is in the kernel any more): close c. A response stays queued
+ * in rq, where conn_close frees it; an outbound request stays the one being sent through the
+ * close, so its call fails with the connection once released. */
+static void send_failed(struct broker_conn *c, struct broker_out_ *o, int sys_errno)
+{
+    if (c->out == NULL) {
+        c->sending = NULL;
+        conn_close(c, "send failed");
+        return;
+    }
+    broker_peer_on_close_(c, LM_E_IO, sys_errno);
+    conn_close(c, "send failed");
+    if (c->sending == o) {
+        c->sending = NULL;
+        out_release(c, o);
+    }
+}
+
 /* Closes the fds of a request's file parts (they were handed to the runtime). */
 static void req_close_files(struct broker_req *req)
 {
-    for (uint32_t i = 0; req->parts_ != NULL && i < req->nparts_; i++)
-        if (req->parts_[i].mem == NULL && req->parts_[i].fd >= 0) {
-            close(req->parts_[i].fd);
-            req->parts_[i].fd = -1;
+    struct broker_out_ *o = &req->out_;
+    for (uint32_t i = 0; o->parts != NULL && i < o->nparts; i++)
+        if (o->parts[i].mem == NULL && o->parts[i].fd >= 0) {
+            close(o->parts[i].fd);
+            o->parts[i].fd = -1;
         }
-    req->nparts_ = 0;
+    o->nparts = 0;
+}
+
+/* The next message to send on c: the oldest completed response of a client connection (popping
+ * those that need none), or the next request of an outbound one. */
+static struct broker_out_ *next_out(struct broker_conn *c)
+{
+    if (c->out != NULL)
+        return broker_peer_next_out_(c);
+    for (;;) {
+        struct broker_req *req = broker_respq_peek(&c->rq);
+        if (req == NULL)
+            return NULL;
+        if (req->state_ == REQ_DONE)
+            return &req->out_;
+        LM_ASSERT(req->state_ == REQ_NONE);
+        conn_pop_head(c);
+        if (c->closing)
+            return NULL;
+    }
 }
 
 static void conn_pump(struct broker_conn *c)
 {
     struct broker_shard *s = c->shard;
-    while (!c->closing && c->sending == NULL) {
-        struct broker_req *req = broker_respq_peek(&c->rq);
-        if (req == NULL)
+    while (!c->closing && c->sending == NULL && !c->connecting) {
+        struct broker_out_ *o = next_out(c);
+        if (o == NULL)
             return;
-        if (req->state_ == REQ_NONE) {
-            conn_pop_head(c);
-            continue;
-        }
-        LM_ASSERT(req->state_ == REQ_DONE);
-        c->sending = req;
+        c->sending = o;
         c->part = 0;
         c->part_off = 0;
         if (send_advance(c, 0))
@@ -936,16 +1105,22 @@ static void conn_pump(struct broker_conn *c)
             if (rc == LM_E_AGAIN)
                 return; /* broker_core_on_sent continues */
             if (rc < 0) {
-                c->sending = NULL;
-                conn_close(c, "send failed");
+                send_failed(c, o, EPIPE);
                 return;
             }
             if (send_advance(c, (size_t)rc))
                 break;
         }
         c->sending = NULL;
-        conn_pop_head(c);
+        out_sent(c, o);
     }
+}
+
+void broker_core_conn_pump(struct broker_conn *c)
+{
+    conn_hold(c);
+    conn_pump(c);
+    conn_unhold(c);
 }
 
 void broker_core_on_sent(struct broker_shard *s, struct broker_conn *c, int res)
@@ -953,17 +1128,17 @@ void broker_core_on_sent(struct broker_shard *s, struct broker_conn *c, int res)
     LM_ASSERT(c->sending != NULL);
     c->idle_ticks = 0;
     if (c->closing) {
-        /* conn_close dropped every other queued request; this one waited for the backend. */
-        struct broker_req *req = c->sending;
+        /* conn_close dropped every other queued message; this one waited for the backend. */
+        struct broker_out_ *o = c->sending;
         c->sending = NULL;
-        req_free(req);
+        out_release(c, o);
         return;
     }
     conn_hold(c);
+    struct broker_out_ *o = c->sending;
     if (res < 0) {
         BLOG_DEBUG("conn %u (%s): send: %s", c->slot, c->peer, strerror(-res));
-        c->sending = NULL; /* still queued in rq; conn_close frees it */
-        conn_close(c, "send failed");
+        send_failed(c, o, -res);
         conn_unhold(c);
         return;
     }
@@ -972,15 +1147,13 @@ void broker_core_on_sent(struct broker_shard *s, struct broker_conn *c, int res)
     while (!done && (rc = send_some(s, c)) >= 0)
         done = send_advance(c, (size_t)rc);
     if (!done) {
-        if (rc != LM_E_AGAIN) {
-            c->sending = NULL;
-            conn_close(c, "send failed");
-        }
+        if (rc != LM_E_AGAIN)
+            send_failed(c, o, EPIPE);
         conn_unhold(c);
         return;
     }
     c->sending = NULL;
-    conn_pop_head(c);
+    out_sent(c, o);
     conn_pump(c);
     conn_unhold(c);
 }
@@ -1430,12 +1603,16 @@ static void idle_sweep(struct broker_shard *s, struct broker_timer *t)
     (void)t;
     if (s->draining)
         return;
-    uint32_t open = s->conns_open, seen = 0;
+    /* outbound connections are their owner's to expire (Kafka's NetworkClient does it with
+     * its own connections.max.idle.ms), so the sweep skips them */
+    uint32_t open = s->conns_open + s->peers_open, seen = 0;
     for (uint32_t i = 0; i < s->conns_max && seen < open; i++) {
         struct broker_conn *c = s->conns[i];
         if (c == NULL)
             continue;
         seen++;
+        if (c->out != NULL)
+            continue;
         if (!conn_quiet(c)) {
             c->idle_ticks = 0;
             continue;
@@ -1530,6 +1707,8 @@ int broker_shard_init(struct broker_shard *s, struct broker_rt *rt, uint32_t id,
     s->accept_timer.heap_index_ = UINT32_MAX;
     s->selector_timer.heap_index_ = UINT32_MAX;
     s->quota = broker_rt_quota(rt);
+    for (uint32_t l = 0; l < cfg->listeners_count; l++)
+        s->listen_apis[l] = listener_apis(d, &cfg->listeners[l]);
     /* A sixteenth of queued.max.request.bytes per connection without the large-frame token:
      * far below the budget, above ordinary produce requests (max.request.size 1 MiB). */
     s->conn_frame_free_max = s->mem_max / 16;
@@ -1569,11 +1748,11 @@ static void shard_begin_drain(struct broker_shard *s)
     BLOG_INFO("shutdown: stopping accepts and reads, %u connections open", s->conns_open);
     s->io->listen_stop(s);
     for (uint32_t i = 0; i < s->accept_held_count; i++)
-        accept_refuse(s, s->accept_held[i]);
+        accept_refuse(s, s->accept_held[i].fd);
     s->accept_held_count = 0;
     for (uint32_t i = 0; i < s->conns_max; i++) {
         struct broker_conn *c = s->conns[i];
-        if (c != NULL && !c->closing && !c->paused) {
+        if (c != NULL && !c->closing && !c->paused && c->out == NULL) {
             c->paused = true;
             s->io->recv_pause(s, c);
         }
@@ -1640,11 +1819,15 @@ int broker_shard_run(struct broker_shard *s)
         BLOG_WARN("shutdown: fsyncs still running after 10 s");
     if (s->dispatch->shard_flush)
         s->dispatch->shard_flush(s, s->dispatch->ctx);
+    /* Outbound connections close too (their calls fail with LM_E_CLOSED on the next turns,
+     * while the handlers' state still exists); none opens after this. */
+    s->conns_closed = true;
     for (uint32_t i = 0; i < s->conns_max; i++)
         if (s->conns[i] != NULL)
             conn_close(s->conns[i], "shutdown");
     deadline = broker_now_ms() + 2000;
-    while (s->conns_open > 0 && broker_now_ms() < deadline)
+    while ((s->conns_open > 0 || s->peers_open > 0 || s->peer_calls_failing > 0) &&
+           broker_now_ms() < deadline)
         if (shard_turn(s, 20) != 0)
             break;
     if (s->conns_open > 0)

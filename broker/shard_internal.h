@@ -31,6 +31,8 @@ enum broker_op {
     BROKER_OP_CONN,      /* epoll: connection readiness */
     BROKER_OP_FSYNC,     /* IORING_OP_FSYNC; slot = the shard's fsync slot */
     BROKER_OP_HUP_POLL,  /* io_uring: POLLRDHUP watch on a connection whose reading is paused */
+    BROKER_OP_CONNECT,   /* io_uring: IORING_OP_CONNECT of an outbound connection */
+    BROKER_OP_UDP,       /* a UDP socket: slot = its index in the shard, gen = its generation */
 };
 
 static inline uint64_t broker_ud(enum broker_op op, uint32_t slot, uint32_t gen)
@@ -58,6 +60,11 @@ struct broker_conn {
     uint32_t slot;
     uint32_t gen;
     char peer[64];
+    /* the listener it came in on (index into cfg->listeners) and that listener's table */
+    uint8_t listener;
+    const struct broker_api_entry *apis;
+    /* an outbound connection (peer.c): its owner's handle; NULL for a client connection */
+    struct broker_peer *out;
     struct broker_connquota_slot quota; /* what the connection holds of the process's quotas */
     struct broker_frame_reader fr;
     struct broker_respq rq;
@@ -83,11 +90,14 @@ struct broker_conn {
     bool fin_seen; /* io_uring: the watch saw a FIN while a cancelled recv was still armed */
     bool send_busy;
     bool send_cancel_sent;
+    bool connecting; /* an outbound connect is in flight in the backend */
+    bool connect_cancel_sent;
     bool epoll_out;
+    bool epoll_in_set;
     uint32_t epoll_events;
     struct broker_conn *wait_next;
-    /* the response being sent */
-    struct broker_req *sending;
+    /* the response (or outbound request) being sent */
+    struct broker_out_ *sending;
     uint32_t part;     /* the part being sent: 0 the prefix, 1.. the body's parts */
     size_t part_off;   /* bytes of it already sent */
     struct iovec iov[BROKER_SEND_IOV_MAX];
@@ -112,6 +122,15 @@ struct broker_io_ops {
     void (*accept_pause)(struct broker_shard *s);
     void (*accept_resume)(struct broker_shard *s);
     int (*conn_open)(struct broker_shard *s, struct broker_conn *c);
+    /* Starts a non-blocking connect of c->fd to addr (kept valid by the caller until
+     * broker_core_on_connected); returns 0 or an LM_E_* (then no completion follows). */
+    int (*conn_connect)(struct broker_shard *s, struct broker_conn *c,
+                        const struct sockaddr *addr, socklen_t addr_len);
+    /* Starts receiving on UDP socket u; returns 0 or an LM_E_*. */
+    int (*udp_open)(struct broker_shard *s, struct broker_udp *u);
+    /* Stops receiving on u; returns 1 when the fd can be closed now, 0 when
+     * broker_core_on_udp_closed follows. */
+    int (*udp_close)(struct broker_shard *s, struct broker_udp *u);
     void (*recv_pause)(struct broker_shard *s, struct broker_conn *c);
     void (*recv_resume)(struct broker_shard *s, struct broker_conn *c);
     /* Sends c->iov; returns bytes sent now (>= 0) or LM_E_AGAIN (broker_core_on_sent later),
@@ -139,6 +158,22 @@ bool broker_io_uring_available(char *why, size_t why_len);
 
 enum { BROKER_SHARDS_MAX = 128, BROKER_ACCEPT_HELD_MAX = 64 };
 
+/* A UDP socket of a shard (udp.c). */
+struct broker_udp {
+    struct broker_shard *shard;
+    int fd;
+    uint32_t index; /* in shard->udp */
+    uint32_t gen;
+    uint16_t port;
+    broker_udp_recv_fn recv;
+    void *arg;
+    bool closing;
+    /* io_uring */
+    bool recv_armed;
+    bool recv_cancel_sent;
+    struct msghdr msg; /* multishot recvmsg template (msg_namelen) */
+};
+
 struct broker_xcall_list {
     struct broker_xcall *head, *tail;
 };
@@ -152,8 +187,9 @@ struct broker_shard {
     const struct broker_io_ops *io;
     void *user;
     int cpu; /* pinned CPU or -1 */
-    /* listening sockets of this shard, one per listener */
+    /* listening sockets of this shard, one per listener, and each listener's table */
     int listen_fds[BROKER_LISTENERS_MAX];
+    const struct broker_api_entry *listen_apis[BROKER_LISTENERS_MAX];
     uint32_t listen_count;
     bool listening;
     /* connections */
@@ -162,7 +198,15 @@ struct broker_shard {
     uint32_t *free_slots;
     uint32_t free_count;
     uint32_t conns_max;
-    uint32_t conns_open;
+    uint32_t conns_open;  /* accepted connections (the BPF selector's and quotas' count) */
+    uint32_t peers_open;  /* outbound connections not yet freed */
+    uint32_t peer_calls_failing; /* calls of outbound connections waiting for their done() */
+    bool loop_done;       /* broker_shard_run has returned: no more completions or timers */
+    bool conns_closed;    /* shutdown closed every connection: no new outbound ones */
+    /* UDP sockets, by index; udp_gen tells completions of a reused index apart */
+    struct broker_udp *udp[BROKER_UDP_PER_SHARD_MAX];
+    uint32_t udp_gen;
+    uint32_t udp_open;
     /* memory bound for request frames, responses and stashes */
     int64_t mem_used;
     int64_t mem_max;
@@ -206,7 +250,10 @@ struct broker_shard {
     bool accept_paused;
     uint32_t accept_backoff_ms;
     struct broker_timer accept_timer;
-    int accept_held[BROKER_ACCEPT_HELD_MAX];
+    struct broker_accept_held {
+        int fd;
+        uint32_t listener;
+    } accept_held[BROKER_ACCEPT_HELD_MAX];
     uint32_t accept_held_count;
     /* the BPF selector's count of this shard, checked against the truth every second */
     struct broker_timer selector_timer;
@@ -219,7 +266,18 @@ struct broker_shard {
 };
 
 /* Core callbacks used by the backends. */
-void broker_core_on_accept(struct broker_shard *s, int fd);
+void broker_core_on_accept(struct broker_shard *s, uint32_t listener, int fd);
+/* The connect of outbound c finished: res 0 or -errno. */
+void broker_core_on_connected(struct broker_shard *s, struct broker_conn *c, int res);
+/* A datagram arrived on u. */
+void broker_core_on_udp(struct broker_shard *s, struct broker_udp *u, const uint8_t *data,
+                        size_t len, const struct sockaddr *from, socklen_t from_len);
+/* The backend has let go of closing u: the core closes its fd and frees it. */
+void broker_core_on_udp_closed(struct broker_shard *s, struct broker_udp *u);
+/* The UDP socket at index/gen, or NULL when it was closed (or the index reused). */
+struct broker_udp *broker_core_udp(struct broker_shard *s, uint32_t index, uint32_t gen);
+/* Frees the UDP sockets still open (the shard loop is over: no completion will come). */
+void broker_core_udp_free_all(struct broker_shard *s);
 /* accept failed with errno err; the core pauses accepting when the error calls for it. */
 void broker_core_on_accept_error(struct broker_shard *s, int err);
 void broker_core_on_data(struct broker_shard *s, struct broker_conn *c, const uint8_t *p,
@@ -237,6 +295,26 @@ void broker_core_on_fsync(struct broker_shard *s, uint32_t slot, int res);
 struct broker_conn *broker_core_conn(struct broker_shard *s, uint32_t slot, uint32_t gen);
 /* Whether the core wants more data on c now (not paused, not closing, stash empty). */
 bool broker_core_conn_wants_data(const struct broker_conn *c);
+
+/* Shared by the core's files (shard.c, peer.c, udp.c). */
+/* A connection in slot of shard s for fd (the slot table must have room). Not yet started. */
+struct broker_conn *broker_core_conn_new(struct broker_shard *s, int fd);
+/* Closes c (idempotent): drops what is queued, stops I/O, frees it when nothing holds it. */
+void broker_core_conn_close(struct broker_conn *c, const char *why);
+/* Starts sending what c has queued. */
+void broker_core_conn_pump(struct broker_conn *c);
+/* The frame reader's allocator (charged to the shard's memory budget). */
+int broker_core_frame_grow(void *ctx, uint8_t *old, uint32_t old_cap, uint32_t new_cap,
+                           uint32_t size, uint8_t **out);
+/* Frees a finished frame's memory (a response of an outbound connection, once delivered). */
+void broker_core_frame_release(struct broker_conn *c, uint8_t *body);
+/* peer.c: the core's hooks for outbound connections. */
+struct broker_out_ *broker_peer_next_out_(struct broker_conn *c);
+void broker_peer_on_sent_(struct broker_conn *c, struct broker_out_ *o);
+void broker_peer_on_frame_(struct broker_conn *c, uint8_t *body, uint32_t size);
+void broker_peer_on_close_(struct broker_conn *c, int err, int sys_errno);
+void broker_peer_on_free_(struct broker_conn *c);
+void broker_peer_on_connected_(struct broker_conn *c);
 
 /* Shard lifecycle, used by runtime.c. */
 int broker_shard_init(struct broker_shard *s, struct broker_rt *rt, uint32_t id, uint32_t n,

@@ -29,7 +29,8 @@
     X(LM_E_COMPRESSION, -19, "compression codec error")                                        \
     X(LM_E_SEQUENCE, -20, "offsets or sequence not continuous")                                \
     X(LM_E_CONFIG, -21, "bad configuration")                                                   \
-    X(LM_E_STATE, -22, "operation not valid in the current state")
+    X(LM_E_STATE, -22, "operation not valid in the current state")                            \
+    X(LM_E_TIMEOUT, -23, "timed out")
 
 enum lm_err {
 #define LM_ERR_ENUM(name, value, message) name = (value),

@@ -48,10 +48,11 @@ int admin_describe_cluster(const struct admin_env *env, int16_t version,
     rs->brokers = kafka_arena_alloc_array(a, 1, sizeof(*rs->brokers), 8);
     if (rs->brokers == NULL)
         return LM_E_NOMEM;
-    /* The first advertised listener, exactly as Metadata reports it (data_metadata.c), so a
-     * client sees one address for this node whichever API it asked. */
-    const struct broker_listener *l = cfg->advertised_count > 0 ? &cfg->advertised[0]
-                                                                 : &cfg->listeners[0];
+    /* The endpoint of the listener the request came in on, exactly as Metadata reports it
+     * (data_metadata.c), so a client sees one address for this node whichever API it asked. */
+    const struct broker_listener *l = env->advertised != NULL ? env->advertised
+                                      : cfg->advertised_count > 0 ? &cfg->advertised[0]
+                                                                  : &cfg->listeners[0];
     const char *host = l->host[0] != '\0' ? l->host : "localhost";
     rs->brokers[0] = (struct kafka_describe_cluster_response_describe_cluster_broker){
         .broker_id = cfg->node_id,

@@ -82,6 +82,9 @@ struct admin_env {
     const struct broker_config *cfg;
     const char *cluster_id;
     int32_t leader_epoch; /* every partition's leader epoch, as Metadata reports it */
+    /* The endpoint of the listener the request came in on (what DescribeCluster lists for this
+     * node); NULL means the first advertised listener. */
+    const struct broker_listener *advertised;
 };
 
 /* The cores: fill rs (initialised by the caller with kafka_<api>_response_init) for request rq

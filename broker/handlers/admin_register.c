@@ -57,6 +57,7 @@ static void admin_serve(struct broker_req *req, int16_t min_version, int16_t max
         .cfg = handlers_global->cfg,
         .cluster_id = handlers_global->cluster_id,
         .leader_epoch = HANDLERS_LEADER_EPOCH,
+        .advertised = broker_req_advertised(req),
     };
     rc = core(&env, req->api_version, rq, rs, ka);
     if (rc != 0) {

@@ -73,8 +73,7 @@ void data_metadata(struct broker_req *req)
     if (resp.brokers == NULL)
         goto nomem;
     resp.brokers_count = 1;
-    const struct broker_listener *l =
-        cfg->advertised_count > 0 ? &cfg->advertised[0] : &cfg->listeners[0];
+    const struct broker_listener *l = broker_req_advertised(req);
     const char *host = l->host[0] != 0 ? l->host : "localhost";
     resp.brokers[0].node_id = cfg->node_id;
     resp.brokers[0].host = (struct kafka_str){host, (int32_t)strlen(host)};

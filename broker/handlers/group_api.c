@@ -142,8 +142,7 @@ static void find_coordinator(struct broker_req *req)
     if (!h_decode(req, &rq))
         return;
     const struct broker_config *cfg = handlers_global->cfg;
-    const struct broker_listener *l =
-        cfg->advertised_count > 0 ? &cfg->advertised[0] : &cfg->listeners[0];
+    const struct broker_listener *l = broker_req_advertised(req);
     struct kafka_str host = cstr(l->host[0] != 0 ? l->host : "localhost");
     /* Key types: 0 group, 1 transaction (single node: this node for both); 2 (share groups,
      * v6) is not served. */

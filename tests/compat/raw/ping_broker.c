@@ -9,7 +9,22 @@
  *   102 "file parts": body = i32 size; answers "head" + size bytes of a temporary file (byte i
  *       = (i * 7 + 3) & 255, sent from file offset 100 as two file parts) + "tail", through
  *       broker_req_respond_parts (sendfile / splice). Test-only: it writes the file on the
- *       shard thread. */
+ *       shard thread.
+ *   103 "forward": body = i32 port, i32 request timeout ms, i32 connect timeout ms, i32 count,
+ *       i16 api key, i16 api version, i8 flexible, payload. Opens an outbound connection
+ *       (broker_peer) to 127.0.0.1:port, sends count requests (api key/version, body =
+ *       payload + i32 index) with at most 4 in flight, and answers i16 status of the first
+ *       (0 or the LM_E_* code), i32 its sys errno, i32 accepted, i32 refused with LM_E_AGAIN,
+ *       i32 completed ok, i32 ok whose response ends with the request's own index (api 100
+ *       echoes its payload), then the first response's body.
+ *   104 "udp ports": i32 n, then each shard's UDP echo port (i16). Each shard binds a UDP
+ *       socket on 127.0.0.1 at start; a datagram to it comes back to its sender prefixed with
+ *       i32 the shard id.
+ *   105 "internal ping": answers "internal". Served only by the INTERNAL listener's table
+ *       when the broker has a listener named INTERNAL (which also serves 18, 103 and 106, and
+ *       not 100-102).
+ *   106 "whoami" (flexible from v0: response header v1): i8 listener index, i16 length +
+ *       the advertised host of that listener, i32 its advertised port. */
 #define _GNU_SOURCE
 #include <fcntl.h>
 #include <stdint.h>
@@ -17,8 +32,20 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <netinet/in.h>
+#include <stdatomic.h>
+
 #include "broker/runtime.h"
 #include "common/lm_err.h"
+
+enum { FWD_CALLS_MAX = 16, FWD_INFLIGHT = 4 };
+
+/* UDP echo port of each shard, for 104 (written by each shard at start). */
+static _Atomic uint16_t g_udp_ports[128];
+
+struct ping_shard {
+    struct broker_udp *udp;
+};
 
 struct echo_state {
     struct broker_xcall call;
@@ -167,9 +194,215 @@ static void file_parts(struct broker_req *req)
     broker_req_respond_parts(req, parts, 4);
 }
 
+/* ---- 103 forward: outbound connections ---------------------------------------------------- */
+
+struct fwd_state {
+    struct broker_req *req;
+    struct broker_peer *peer;
+    struct broker_call calls[FWD_CALLS_MAX];
+    struct broker_resp_part parts[FWD_CALLS_MAX][2];
+    uint8_t index_be[FWD_CALLS_MAX][4];
+    int32_t count, sent, again, ok, matched, done;
+    int first_rc, first_errno;
+    uint8_t *first_resp;
+    size_t first_len;
+};
+
+static void fwd_finish(struct broker_shard *s, struct fwd_state *f)
+{
+    (void)s;
+    broker_peer_close(f->peer);
+    struct broker_req *req = f->req;
+    size_t n = 2 + 4 * 5 + f->first_len;
+    uint8_t *b = kafka_arena_alloc(&req->arena, n, 16);
+    if (b == NULL) {
+        broker_req_respond_none(req);
+        broker_req_close_after(req);
+        return;
+    }
+    wr_i16(b, (uint16_t)(int16_t)-f->first_rc);
+    wr_i32(b + 2, (uint32_t)f->first_errno);
+    wr_i32(b + 6, (uint32_t)f->sent);
+    wr_i32(b + 10, (uint32_t)f->again);
+    wr_i32(b + 14, (uint32_t)f->ok);
+    wr_i32(b + 18, (uint32_t)f->matched);
+    if (f->first_len > 0)
+        memcpy(b + 22, f->first_resp, f->first_len);
+    broker_req_respond(req, b, n);
+}
+
+static void fwd_done(struct broker_shard *s, struct broker_call *call, int rc)
+{
+    struct fwd_state *f = call->arg;
+    int32_t i = (int32_t)(call - f->calls);
+    if (i == 0) {
+        f->first_rc = rc;
+        f->first_errno = call->sys_errno;
+        if (rc == 0 && call->resp_len > 0 &&
+            (f->first_resp = kafka_arena_alloc(&f->req->arena, call->resp_len, 16)) != NULL) {
+            memcpy(f->first_resp, call->resp, call->resp_len);
+            f->first_len = call->resp_len;
+        }
+    }
+    if (rc == 0) {
+        f->ok++;
+        if (call->resp_len >= 4 && rd_i32(call->resp + call->resp_len - 4) == i)
+            f->matched++;
+    }
+    if (++f->done == f->sent)
+        fwd_finish(s, f);
+}
+
+static void forward(struct broker_req *req)
+{
+    struct fwd_state *f = kafka_arena_alloc(&req->arena, sizeof(*f), 16);
+    if (f == NULL || req->body_len < 21) {
+        broker_req_respond_none(req);
+        broker_req_close_after(req);
+        return;
+    }
+    memset(f, 0, sizeof(*f));
+    f->req = req;
+    const uint8_t *b = req->body;
+    int32_t port = rd_i32(b);
+    struct broker_peer_opts o = {.request_timeout_ms = (uint32_t)rd_i32(b + 4),
+                                 .connect_timeout_ms = (uint32_t)rd_i32(b + 8),
+                                 .inflight_max = FWD_INFLIGHT,
+                                 .client_id = "ping-forward"};
+    f->count = rd_i32(b + 12);
+    int16_t api_key = (int16_t)((b[16] << 8) | b[17]);
+    int16_t api_version = (int16_t)((b[18] << 8) | b[19]);
+    bool flexible = b[20] != 0;
+    if (f->count < 1 || f->count > FWD_CALLS_MAX || port <= 0 || port > 65535) {
+        broker_req_respond_none(req);
+        broker_req_close_after(req);
+        return;
+    }
+    int rc = broker_peer_open(req->shard, "127.0.0.1", (uint16_t)port, &o, &f->peer);
+    if (rc != 0) {
+        /* no peer at all: answer at once with the open's error */
+        f->first_rc = rc;
+        uint8_t *r = kafka_arena_alloc(&req->arena, 22, 16);
+        if (r == NULL) {
+            broker_req_respond_none(req);
+            return;
+        }
+        memset(r, 0, 22);
+        wr_i16(r, (uint16_t)(int16_t)-rc);
+        broker_req_respond(req, r, 22);
+        return;
+    }
+    for (int32_t i = 0; i < f->count; i++) {
+        struct broker_call *c = &f->calls[f->sent];
+        wr_i32(f->index_be[f->sent], (uint32_t)f->sent);
+        f->parts[f->sent][0] = (struct broker_resp_part){
+            .mem = b + 21, .fd = -1, .len = req->body_len - 21};
+        f->parts[f->sent][1] = (struct broker_resp_part){
+            .mem = f->index_be[f->sent], .fd = -1, .len = 4};
+        c->api_key = api_key;
+        c->api_version = api_version;
+        c->flexible = flexible;
+        c->parts = f->parts[f->sent];
+        c->nparts = 2;
+        c->done = fwd_done;
+        c->arg = f;
+        rc = broker_peer_send(f->peer, c);
+        if (rc == LM_E_AGAIN) {
+            f->again++;
+            continue;
+        }
+        if (rc != 0)
+            abort(); /* broker_peer_send fails only with LM_E_AGAIN here */
+        f->sent++;
+    }
+}
+
+/* ---- 104 and the UDP echo ---------------------------------------------------------------- */
+
+static void udp_echo(struct broker_shard *s, struct broker_udp *u, const uint8_t *data,
+                     size_t len, const struct sockaddr *from, uint32_t from_len, void *arg)
+{
+    (void)arg;
+    uint8_t out[4 + 61440];
+    if (len > sizeof(out) - 4)
+        return;
+    wr_i32(out, broker_shard_id(s));
+    memcpy(out + 4, data, len);
+    int rc = broker_udp_send(u, out, len + 4, from, from_len);
+    (void)rc; /* a full socket buffer drops it: the sender counts what came back */
+}
+
+static int shard_start(struct broker_shard *s, void *ctx)
+{
+    (void)ctx;
+    struct ping_shard *ps = calloc(1, sizeof(*ps));
+    if (ps == NULL)
+        return LM_E_NOMEM;
+    int rc = broker_udp_open(s, "127.0.0.1", 0, udp_echo, ps, &ps->udp);
+    if (rc != 0) {
+        free(ps);
+        return rc;
+    }
+    if (broker_shard_id(s) < 128)
+        atomic_store(&g_udp_ports[broker_shard_id(s)], broker_udp_port(ps->udp));
+    broker_shard_set_user(s, ps);
+    return 0;
+}
+
+static void shard_stop(struct broker_shard *s, void *ctx)
+{
+    (void)ctx;
+    struct ping_shard *ps = broker_shard_user(s);
+    if (ps == NULL)
+        return;
+    broker_udp_close(ps->udp);
+    free(ps);
+    broker_shard_set_user(s, NULL);
+}
+
+static void udp_ports(struct broker_req *req)
+{
+    uint32_t n = broker_shard_count(req->shard);
+    uint8_t *b = kafka_arena_alloc(&req->arena, 4 + 2 * n, 16);
+    if (b == NULL) {
+        broker_req_respond_none(req);
+        broker_req_close_after(req);
+        return;
+    }
+    wr_i32(b, n);
+    for (uint32_t i = 0; i < n; i++)
+        wr_i16(b + 4 + 2 * i, i < 128 ? atomic_load(&g_udp_ports[i]) : 0);
+    broker_req_respond(req, b, 4 + 2 * n);
+}
+
+/* ---- 105, 106: per-listener tables ------------------------------------------------------- */
+
+static void internal_ping(struct broker_req *req)
+{
+    broker_req_respond(req, "internal", 8);
+}
+
+static void whoami(struct broker_req *req)
+{
+    const struct broker_listener *l = broker_req_advertised(req);
+    size_t hl = strlen(l->host);
+    uint8_t *b = kafka_arena_alloc(&req->arena, 1 + 2 + hl + 4, 16);
+    if (b == NULL) {
+        broker_req_respond_none(req);
+        broker_req_close_after(req);
+        return;
+    }
+    b[0] = req->listener;
+    wr_i16(b + 1, (uint16_t)hl);
+    memcpy(b + 3, l->host, hl);
+    wr_i32(b + 3 + hl, l->port);
+    broker_req_respond(req, b, 1 + 2 + hl + 4);
+}
+
 static int setup(struct broker_dispatch *d, struct broker_config *cfg)
 {
-    (void)cfg;
+    d->shard_start = shard_start;
+    d->shard_stop = shard_stop;
     int rc = broker_dispatch_register(d, 18, api_versions, 3);
     if (rc == 0)
         rc = broker_dispatch_register(d, 100, xshard_echo, -1);
@@ -177,6 +410,27 @@ static int setup(struct broker_dispatch *d, struct broker_config *cfg)
         rc = broker_dispatch_register(d, 101, blob, -1);
     if (rc == 0)
         rc = broker_dispatch_register(d, 102, file_parts, -1);
+    if (rc == 0)
+        rc = broker_dispatch_register(d, 103, forward, -1);
+    if (rc == 0)
+        rc = broker_dispatch_register(d, 104, udp_ports, -1);
+    if (rc == 0)
+        rc = broker_dispatch_register(d, 106, whoami, 0);
+    bool internal = false;
+    for (uint32_t i = 0; i < cfg->listeners_count; i++)
+        internal = internal || strcmp(cfg->listeners[i].name, "INTERNAL") == 0;
+    if (rc == 0 && internal) {
+        struct broker_api_table *t = broker_dispatch_listener_table(d, "INTERNAL");
+        if (t == NULL)
+            return LM_E_NOMEM;
+        rc = broker_api_table_register(t, 18, api_versions, 3);
+        if (rc == 0)
+            rc = broker_api_table_register(t, 103, forward, -1);
+        if (rc == 0)
+            rc = broker_api_table_register(t, 105, internal_ping, -1);
+        if (rc == 0)
+            rc = broker_api_table_register(t, 106, whoami, 0);
+    }
     return rc;
 }
 

@@ -444,6 +444,63 @@ def run_real_binary():
     finally:
         b.cleanup()
 
+def _kstr(body, off):
+    (n,) = struct.unpack(">h", body[off:off + 2])
+    if n < 0:
+        return None, off + 2
+    return body[off + 2:off + 2 + n].decode(), off + 2 + n
+
+
+def run_real_listeners():
+    """The real `laminar` with two listeners: Metadata (v1), FindCoordinator (v0) and
+    DescribeCluster report the advertised endpoint of the listener the request came in on."""
+    real = os.environ.get("LAMINAR_REAL_BIN")
+    if not real:
+        print("SKIP real listeners: LAMINAR_REAL_BIN not set")
+        return True
+    from laminar_harness import free_port
+    b = Broker(io=IO, binary=real)
+    ext = free_port()
+    b.config.update({
+        "listeners": "PLAINTEXT://127.0.0.1:%d,EXTERNAL://127.0.0.1:%d" % (b.port, ext),
+        "advertised.listeners": "PLAINTEXT://inside.example:%d,EXTERNAL://outside.example:%d"
+                                % (b.port, 19000 + ext % 1000),
+        "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,EXTERNAL:PLAINTEXT",
+    })
+    try:
+        b.start()
+        for port, host, adv_port in ((b.port, "inside.example", b.port),
+                                     (ext, "outside.example", 19000 + ext % 1000)):
+            with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+                s.sendall(frame(3, 11, struct.pack(">i", -1), version=1))
+                corr, body = read_response(s)
+                check(corr == 11, "metadata correlation id")
+                (n,) = struct.unpack(">i", body[:4])
+                check(n == 1, "metadata brokers %d" % n)
+                got_host, off = _kstr(body, 8)
+                (got_port,) = struct.unpack(">i", body[off:off + 4])
+                check((got_host, got_port) == (host, adv_port),
+                      "metadata via port %d: %s:%d" % (port, got_host, got_port))
+                s.sendall(frame(10, 12, struct.pack(">h", 5) + b"group", version=0))
+                corr, body = read_response(s)
+                check(corr == 12, "find coordinator correlation id")
+                (err, node) = struct.unpack(">hi", body[:6])
+                check(err == 0, "find coordinator error %d" % err)
+                got_host, off = _kstr(body, 6)
+                (got_port,) = struct.unpack(">i", body[off:off + 4])
+                check((got_host, got_port) == (host, adv_port),
+                      "find coordinator via port %d: %s:%d" % (port, got_host, got_port))
+        rc = b.stop()
+        check(rc == 0, "real broker exit %s" % rc)
+        print("PASS real_listeners")
+        return True
+    except Exception:
+        traceback.print_exc()
+        print("FAIL real_listeners; log:\n" + b.log_text()[-4000:])
+        return False
+    finally:
+        b.cleanup()
+
 
 def main():
     global IO
@@ -493,6 +550,7 @@ def main():
         ok = run_idle_timeout() and ok
     if not args.cases:
         ok = run_real_binary() and ok
+        ok = run_real_listeners() and ok
     print("OK" if ok else "FAILED")
     return 0 if ok else 1
 

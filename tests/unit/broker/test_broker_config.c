@@ -63,6 +63,7 @@ static void file_then_flags(void **state)
                              "socket.request.max.bytes=\\\n"
                              "  2048\n"
                              "process.roles=broker,controller\n"
+                             "controller.listener.names=INTERNAL\n"
                              "num.network.threads=3\n");
     struct broker_config c;
     broker_config_init(&c);
@@ -89,10 +90,12 @@ static void file_then_flags(void **state)
     assert_int_equal(c.socket_request_max_bytes, 2048); /* continuation line */
     assert_string_equal(broker_config_get(&c, "compression.type"), "zstd");
     assert_string_equal(broker_config_get(&c, "process.roles"), "broker,controller");
-    /* process.roles and num.network.threads are ignored, each reported once */
-    assert_int_equal(broker_config_ignored_count(&c), 2);
+    assert_int_equal(c.process_roles, BROKER_ROLE_BROKER | BROKER_ROLE_CONTROLLER);
+    assert_string_equal(c.inter_broker_listener, "PLAINTEXT");
+    /* num.network.threads is ignored, reported once */
+    assert_int_equal(broker_config_ignored_count(&c), 1);
     assert_int_equal(broker_config_finish(&c), 0);
-    assert_int_equal(broker_config_ignored_count(&c), 2);
+    assert_int_equal(broker_config_ignored_count(&c), 1);
     broker_config_deinit(&c);
     unlink(path);
     free(path);
@@ -242,6 +245,120 @@ static void harmless_settings_start(void **state)
                      0);
 }
 
+/* Applies kv pairs to a fresh config and finishes it (asserting it passes) into *c. */
+static void finish_with(struct broker_config *c, const char *const *kvs)
+{
+    broker_config_init(c);
+    for (size_t i = 0; kvs[i] != NULL; i++)
+        assert_int_equal(broker_config_set_kv(c, kvs[i]), 0);
+    assert_int_equal(broker_config_finish(c), 0);
+}
+
+#define FINISH(c, ...) finish_with(c, (const char *const[]){__VA_ARGS__, NULL})
+
+static void listener_roles(void **state)
+{
+    (void)state;
+    struct broker_config c;
+    /* Kafka 4's combined config/server.properties: the controller listener is advertised for
+     * the quorum but is not a broker listener; PLAINTEXT is the inter-broker listener. */
+    FINISH(&c, "process.roles=broker,controller",
+           "listeners=PLAINTEXT://:9092,CONTROLLER://:9093",
+           "inter.broker.listener.name=PLAINTEXT",
+           "advertised.listeners=CONTROLLER://ctl.example:9093,PLAINTEXT://cli.example:9092",
+           "controller.listener.names=CONTROLLER",
+           "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT");
+    assert_int_equal(c.process_roles, BROKER_ROLE_BROKER | BROKER_ROLE_CONTROLLER);
+    assert_int_equal(c.controller_listener_names_count, 1);
+    assert_string_equal(c.controller_listener_names[0], "CONTROLLER");
+    assert_string_equal(c.inter_broker_listener, "PLAINTEXT");
+    assert_true(broker_config_is_controller_listener(&c, "controller"));
+    assert_false(broker_config_is_controller_listener(&c, "PLAINTEXT"));
+    /* advertised endpoints by listener name; an unknown name gets the first broker one */
+    assert_string_equal(broker_config_advertised_for(&c, "CONTROLLER")->host, "ctl.example");
+    assert_string_equal(broker_config_advertised_for(&c, "plaintext")->host, "cli.example");
+    assert_string_equal(broker_config_advertised_for(&c, "OTHER")->host, "cli.example");
+    broker_config_deinit(&c);
+
+    /* A client listener and an internal one, named explicitly (no process.roles). */
+    FINISH(&c, "listeners=CLIENT://127.0.0.1:9092,INTERNAL://127.0.0.1:9093",
+           "listener.security.protocol.map=CLIENT:PLAINTEXT,INTERNAL:PLAINTEXT",
+           "inter.broker.listener.name=internal");
+    assert_int_equal(c.process_roles, 0);
+    assert_string_equal(c.inter_broker_listener, "internal");
+    assert_int_equal(broker_config_advertised_for(&c, "INTERNAL")->port, 9093);
+    broker_config_deinit(&c);
+    /* No inter.broker.listener.name and no PLAINTEXT listener, without roles: none, no error
+     * (laminar's single-node start); with the broker role Kafka's check applies. */
+    FINISH(&c, "listeners=CLIENT://127.0.0.1:9092",
+           "listener.security.protocol.map=CLIENT:PLAINTEXT");
+    assert_string_equal(c.inter_broker_listener, "");
+    broker_config_deinit(&c);
+    assert_int_equal(CHECK("process.roles=broker,controller",
+                           "listeners=CLIENT://127.0.0.1:9092,CONTROLLER://127.0.0.1:9093",
+                           "controller.listener.names=CONTROLLER",
+                           "listener.security.protocol.map=CLIENT:PLAINTEXT,CONTROLLER:PLAINTEXT"),
+                     LM_E_CONFIG);
+    /* ... which naming the listener satisfies */
+    assert_int_equal(CHECK("process.roles=broker,controller",
+                           "listeners=CLIENT://127.0.0.1:9092,CONTROLLER://127.0.0.1:9093",
+                           "controller.listener.names=CONTROLLER",
+                           "inter.broker.listener.name=CLIENT",
+                           "listener.security.protocol.map=CLIENT:PLAINTEXT,CONTROLLER:PLAINTEXT"),
+                     0);
+    /* Kafka 3.x broker-only config/kraft/broker.properties */
+    assert_int_equal(CHECK("process.roles=broker", "listeners=PLAINTEXT://localhost:9092",
+                           "inter.broker.listener.name=PLAINTEXT",
+                           "controller.listener.names=CONTROLLER",
+                           "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:"
+                           "PLAINTEXT"),
+                     0);
+
+    /* Refused as Kafka refuses them (each one error line, LM_E_CONFIG). */
+    static const char *const bad[][6] = {
+        /* both ways of naming the inter-broker listener */
+        {"inter.broker.listener.name=PLAINTEXT", "security.inter.broker.protocol=PLAINTEXT"},
+        /* an inter-broker listener with no protocol */
+        {"inter.broker.listener.name=OTHER"},
+        {"listeners=PLAINTEXT://:9092", "inter.broker.listener.name=REPL",
+         "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,REPL:PLAINTEXT"},
+        /* advertised names must be listeners' */
+        {"listeners=PLAINTEXT://:9092,INTERNAL://:9093",
+         "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,INTERNAL:PLAINTEXT,EXT:PLAINTEXT",
+         "advertised.listeners=EXT://h:9092"},
+        /* 0.0.0.0 is not an address to advertise, given or inherited from listeners */
+        {"advertised.listeners=PLAINTEXT://0.0.0.0:9092"},
+        {"listeners=PLAINTEXT://0.0.0.0:9092"},
+        {"process.roles=brokers"},
+        {"process.roles=broker,broker"},
+        /* controller-only: every listener a controller listener */
+        {"process.roles=controller", "listeners=PLAINTEXT://:9092,CONTROLLER://:9093",
+         "controller.listener.names=CONTROLLER"},
+        {"process.roles=controller", "listeners=CONTROLLER://:9093",
+         "listener.security.protocol.map=CONTROLLER:PLAINTEXT"},
+        /* broker-only: controller listeners named, none of them served here */
+        {"process.roles=broker", "listeners=PLAINTEXT://:9092"},
+        {"process.roles=broker", "listeners=PLAINTEXT://:9092,CONTROLLER://:9093",
+         "controller.listener.names=CONTROLLER"},
+        /* combined: the controller listener must be a listener */
+        {"process.roles=broker,controller", "listeners=PLAINTEXT://:9092",
+         "controller.listener.names=CONTROLLER"},
+        /* a broker needs a broker listener */
+        {"process.roles=broker,controller", "listeners=CONTROLLER://:9093",
+         "controller.listener.names=CONTROLLER"},
+        /* the inter-broker listener cannot be a controller listener */
+        {"listeners=PLAINTEXT://:9092,CONTROLLER://:9093", "controller.listener.names=CONTROLLER",
+         "inter.broker.listener.name=CONTROLLER"},
+    };
+    for (size_t i = 0; i < LM_ARRAY_LEN(bad); i++) {
+        const char *kvs[7] = {0};
+        for (size_t k = 0; k < 6 && bad[i][k] != NULL; k++)
+            kvs[k] = bad[i][k];
+        print_message("refused case %zu\n", i);
+        assert_int_equal(check_with(kvs), LM_E_CONFIG);
+    }
+}
+
 static void request_header_fixed_and_tags(void **state)
 {
     (void)state;
@@ -303,6 +420,7 @@ int main(void)
         cmocka_unit_test(bad_values_rejected),
         cmocka_unit_test(unsupported_security_refused),
         cmocka_unit_test(harmless_settings_start),
+        cmocka_unit_test(listener_roles),
         cmocka_unit_test(request_header_fixed_and_tags),
         cmocka_unit_test(partition_shard_is_stable),
     };
