@@ -105,7 +105,10 @@ void partition_read_release(struct partition *p, struct storage_read_result *res
 int64_t partition_watch(struct partition *p, int64_t hw_min, partition_watch_fn fn, void *user);
 /* Removes a watch without calling it (a fetch that timed out). */
 void partition_unwatch(struct partition *p, int64_t id);
-/* Calls fn once every offset < offset is durable ("persisted >= X"); starts an fsync. */
+/* Calls fn once every offset < offset is durable ("persisted >= X"); starts an fsync.
+ * Returns 0 (fn is called, maybe at once, with 0 or the partition's error) or, without
+ * calling fn, the partition's error, LM_E_INVALID (offset below a queued one), LM_E_FULL or
+ * LM_E_NOMEM. */
 int partition_wait_persisted(struct partition *p, int64_t offset, partition_watch_fn fn,
                              void *user);
 
