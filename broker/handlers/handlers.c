@@ -1491,7 +1491,7 @@ static void shard_tick(struct broker_shard *s, struct broker_timer *t)
                 /* flush.ms and retention (log.retention.check.interval.ms, coarser) are the
                  * partition's; between retention checks only its drive step runs (flush.ms). */
                 int rc = retention ? partition_tick(p->part, (int64_t)now)
-                                   : partition_drive(p->part);
+                                   : partition_clock(p->part, (int64_t)now);
                 if (rc != 0)
                     BLOG_WARN("partition %s-%d: tick: %s", p->topic, p->partition,
                               lm_strerror(rc));

@@ -40,7 +40,7 @@ struct persist_rec {
 
 struct partition {
     struct partition_config cfg;
-    char dir[PATH_MAX];
+    char *dir; /* owned copy of cfg.dir */
     struct partition_env env;
     struct storage_log *log;
     struct raft_storage_log rlog;
@@ -53,6 +53,9 @@ struct partition {
     bool lone; /* one voter, itself: leader from open, no raft ticks needed */
 
     int64_t hw; /* the high watermark: only hw_advance writes it */
+    /* A lone leader's end of acks=0/1 appends: visible to consumers before the fsync (Kafka's
+     * semantics for a replica set of one: the page cache is the durability of acks=1). */
+    int64_t visible_end;
     int64_t first_unstable;
     int failed;
 
@@ -62,6 +65,7 @@ struct partition {
     struct storage_sync sy;
     struct persist_rec persists[PARTITION_PERSISTS_MAX];
     uint32_t persist_head, persist_count;
+    int64_t persist_due_ms; /* a lone voter's relaxed flush: persists wait until then */
 
     bool in_drive, drive_again;
 
@@ -88,6 +92,7 @@ void partition_config_default(struct partition_config *cfg)
     cfg->waiters_max = 1024;
     cfg->watchers_max = 1024;
     cfg->resolve_bytes_max = 8u << 20;
+    cfg->relaxed_flush_ms = 1000;
 }
 
 /* Doubles a full ring of count elements starting at head (capacity *cap, at most max),
@@ -213,12 +218,16 @@ static void fail(struct partition *p, int err)
         p->failed = err;
 }
 
-/* The single writer of the high watermark: raft's commit index + 1. */
+/* The single writer of the high watermark: raft's commit index + 1, or, for a lone leader, the
+ * end of its acks=0/1 appends when that is further (their visibility does not wait for an
+ * fsync nobody asked for; acks=all batches still wait for the commit unless a later relaxed
+ * append passes them, as one high watermark cannot expose a later batch and hide an earlier). */
 static void hw_advance(struct partition *p)
 {
     int64_t hw = raft_commit(p->raft) + 1;
-    LM_ASSERT(hw >= p->hw); /* commit never moves back */
     LM_ASSERT(hw <= storage_log_end_offset(p->log) || raft_role(p->raft) != RAFT_LEADER);
+    if (p->lone && raft_role(p->raft) == RAFT_LEADER && p->visible_end > hw)
+        hw = p->visible_end;
     if (hw > storage_log_end_offset(p->log))
         hw = storage_log_end_offset(p->log); /* a follower ahead of its own log: Kafka's
                                               * min(leader HW, LEO) */
@@ -433,7 +442,8 @@ static bool handle_ready(struct partition *p)
                 &p->persists[(p->persist_head + p->persist_count) % PARTITION_PERSISTS_MAX];
             pr->id = rd.persist_id;
             pr->need = storage_log_end_offset(p->log);
-            p->persist_count++;
+            if (p->persist_count++ == 0)
+                p->persist_due_ms = p->now_ms + p->cfg.relaxed_flush_ms;
         }
     }
     if (!p->failed)
@@ -482,7 +492,16 @@ static bool sync_progress(struct partition *p)
         }
     }
     report_persisted(p);
-    bool want = p->persist_count > 0 || p->pers_count > 0 || storage_log_flush_due(p->log);
+    /* What needs an fsync now: an acks=all or "persisted >= X" waiter, the flush policy, a
+     * group with other voters (their commit counts this node's durable log), a full ring of
+     * readies, or a lone voter's relaxed flush coming due. Otherwise a lone voter's acks=0/1
+     * appends are visible without one (hw_advance) and are flushed together later: raft's
+     * unstable tail stays bounded by that delay, and no fsync per append holds the log open. */
+    bool persists_due = p->persist_count > 0 &&
+                        (!p->lone || p->persist_count >= PARTITION_PERSISTS_MAX / 2 ||
+                         p->now_ms >= p->persist_due_ms);
+    bool want = persists_due || p->acks_count > 0 || p->pers_count > 0 ||
+                storage_log_flush_due(p->log);
     if (!p->sync_running && want &&
         storage_log_flushed_offset(p->log) < storage_log_end_offset(p->log)) {
         int rc = storage_log_sync_begin(p->log, &p->sy);
@@ -549,9 +568,11 @@ int partition_open(const struct partition_config *cfg, const struct partition_en
     p->tick_due_ms = now_ms + cfg->tick_ms;
     p->first_unstable = -1;
     p->next_watch_id = 1;
-    int rc = snprintf(p->dir, sizeof(p->dir), "%s", cfg->dir) >= (int)sizeof(p->dir)
-                 ? LM_E_TOO_LARGE
-                 : 0;
+    int rc = strlen(cfg->dir) >= PATH_MAX ? LM_E_TOO_LARGE : 0;
+    if (rc == 0) {
+        p->dir = strdup(cfg->dir);
+        rc = p->dir == NULL ? LM_E_NOMEM : 0;
+    }
     p->cfg.dir = p->dir;
     p->cfg.storage.external_sync = true;
     if (rc == 0)
@@ -635,6 +656,7 @@ int partition_close(struct partition *p)
     free(p->acks);
     free(p->persisted);
     free(p->watches);
+    free(p->dir);
     free(p);
     return rc;
 }
@@ -733,6 +755,8 @@ int partition_append(struct partition *p, enum partition_origin origin, uint8_t 
     }
     p->rlog.hide_from = -1;
     LM_ASSERT(raft_last_index(p->raft) == res.last_offset);
+    if (acks != -1 && p->lone)
+        p->visible_end = res.last_offset + 1;
     struct partition_append_info info = {.base_offset = res.base_offset,
                                          .last_offset = res.last_offset,
                                          .leader_epoch = (int32_t)term,
@@ -851,6 +875,15 @@ int partition_tick(struct partition *p, int64_t now_ms)
         fail(p, rc);
     else if (deleted)
         start_term_refresh(p);
+    return partition_drive(p);
+}
+
+int partition_clock(struct partition *p, int64_t now_ms)
+{
+    if (p->failed)
+        return p->failed;
+    if (now_ms > p->now_ms)
+        p->now_ms = now_ms;
     return partition_drive(p);
 }
 

@@ -15,7 +15,10 @@
  * high watermark = raft commit + 1 (its only writer) -> waiters completed in offset order.
  *
  * acks=1 completes when the leader's append is in storage (page cache); acks=all when the
- * high watermark passes the batch, which for one voter is the local fsync. */
+ * high watermark passes the batch, which for one voter is the local fsync. A lone voter's
+ * acks=0/1 batches are visible (high watermark) at the append, as Kafka's with an ISR of one,
+ * and reach the disk with the next fsync: an acks=all waiter's, flush.ms/flush.messages', or
+ * the relaxed flush at most relaxed_flush_ms later. */
 #ifndef LAMINAR_BROKER_PARTITION_PARTITION_H
 #define LAMINAR_BROKER_PARTITION_PARTITION_H
 
@@ -60,10 +63,13 @@ struct partition_config {
     uint32_t waiters_max;    /* acks=all and "persisted >= X" waiters, each */
     uint32_t watchers_max;   /* fetch watchers */
     size_t resolve_bytes_max; /* batch bytes resolved for one append message */
+    /* A lone voter's acks=0/1 appends are visible at once and made durable within this many
+     * ms (or sooner: an acks=all waiter, flush.ms/flush.messages, a full ready ring). */
+    uint32_t relaxed_flush_ms;
 };
 
 /* Fills defaults: 100 ms ticks, election 10 / heartbeat 1 ticks, 1024 waiters, 1024 watchers,
- * 8 MiB resolve buffer, storage defaults. dir, node_id and voters are left to the caller. */
+ * 8 MiB resolve buffer, relaxed flush 1000 ms, storage defaults. dir, node_id and voters are left to the caller. */
 void partition_config_default(struct partition_config *cfg);
 
 /* The result an append completion gets. */
@@ -114,6 +120,9 @@ int partition_wait_persisted(struct partition *p, int64_t offset, partition_watc
 
 /* Advances time: raft ticks, retention, flush.ms. */
 int partition_tick(struct partition *p, int64_t now_ms);
+/* Advances time for the flush policies only (flush.ms, the relaxed flush) and drives: the
+ * owner's frequent tick between retention checks. */
+int partition_clock(struct partition *p, int64_t now_ms);
 /* A raft message received for this partition (borrowed). */
 int partition_step(struct partition *p, const struct raft_msg *m);
 /* Starts an election now (tests, controlled failover). */
