@@ -487,6 +487,9 @@ static bool sync_progress(struct partition *p)
         if (done) {
             p->sync_running = false;
         } else {
+            /* After the data step what it covers is durable: raft hears it (and the waiters
+             * answer) now; the later steps (indexes, checkpoint) go on behind it. */
+            report_persisted(p);
             p->env.sync(p->env.ctx, p, p->sy.fds, p->sy.full, p->sy.fd_count);
             return true;
         }
