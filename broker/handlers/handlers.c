@@ -687,26 +687,26 @@ static void lru_enforce(struct hshard *hs, const struct hpart *keep)
     struct hpart *v = hs->lru_tail;
     while (hs->open_logs > hs->open_logs_max && v != NULL && looked++ < 32) {
         struct hpart *prev = v->lru_prev;
-        /* Idle: no fsync in flight (every append starts the partition's group commit, so an
-         * idle partition is flushed; one reopened with a tail beyond its recovery checkpoint
-         * gets it flushed by the close) and no fetch parked on it. Its acks=all and
-         * persisted waiters only exist while an fsync runs. */
+        /* Idle: no fsync in flight and no fetch parked on it (its acks=all and persisted
+         * waiters only exist while an fsync runs or is due). */
         if (v == keep || v->sync.busy || v->dead || v->failed || v->reopen_pending ||
             v->waiters != NULL || v->part == NULL ||
             h_topic_internal(v->topic, strlen(v->topic))) {
             v = prev;
             continue;
         }
-        /* partition_close frees the partition whatever it returns; a failed final flush
-         * leaves the tail to the next open's recovery, as after a crash of the process. */
-        int rc = partition_close(v->part);
+        /* Closed without a flush (acks=1 appends of a lone voter are not fsynced): the bytes
+         * stay in the page cache and the next open recovers them, as after a crash of the
+         * process. A partition that cannot close so (compaction running, segments pinned)
+         * stays open for now. */
+        if (partition_close_unsynced(v->part) != 0) {
+            v = prev;
+            continue;
+        }
         v->part = NULL;
         v->log = NULL;
         v->idle_closed = true;
         lru_unlink(v);
-        if (rc != 0)
-            BLOG_WARN_LIMITED("partition %s-%d: idle close: %s", v->topic, v->partition,
-                              lm_strerror(rc));
         if (hs->idle_closes++ % 10000 == 0)
             BLOG_INFO("shard %u: open-log budget %u reached: idle logs closed (%llu so "
                       "far), reopened when used", hs->id, hs->open_logs_max,

@@ -65,7 +65,6 @@ struct partition {
     struct storage_sync sy;
     struct persist_rec persists[PARTITION_PERSISTS_MAX];
     uint32_t persist_head, persist_count;
-    int64_t persist_due_ms; /* a lone voter's relaxed flush: persists wait until then */
 
     bool in_drive, drive_again;
 
@@ -92,7 +91,6 @@ void partition_config_default(struct partition_config *cfg)
     cfg->waiters_max = 1024;
     cfg->watchers_max = 1024;
     cfg->resolve_bytes_max = 8u << 20;
-    cfg->relaxed_flush_ms = 1000;
 }
 
 /* Doubles a full ring of count elements starting at head (capacity *cap, at most max),
@@ -442,8 +440,7 @@ static bool handle_ready(struct partition *p)
                 &p->persists[(p->persist_head + p->persist_count) % PARTITION_PERSISTS_MAX];
             pr->id = rd.persist_id;
             pr->need = storage_log_end_offset(p->log);
-            if (p->persist_count++ == 0)
-                p->persist_due_ms = p->now_ms + p->cfg.relaxed_flush_ms;
+            p->persist_count++;
         }
     }
     if (!p->failed)
@@ -495,14 +492,14 @@ static bool sync_progress(struct partition *p)
         }
     }
     report_persisted(p);
-    /* What needs an fsync now: an acks=all or "persisted >= X" waiter, the flush policy, a
-     * group with other voters (their commit counts this node's durable log), a full ring of
-     * readies, or a lone voter's relaxed flush coming due. Otherwise a lone voter's acks=0/1
-     * appends are visible without one (hw_advance) and are flushed together later: raft's
-     * unstable tail stays bounded by that delay, and no fsync per append holds the log open. */
+    /* What needs an fsync now: an acks=all or "persisted >= X" waiter, the flush policy
+     * (flush.messages, flush.ms), a group with other voters (their commit counts this node's
+     * durable log), or half a ring of readies not yet durable (it bounds raft's unstable tail).
+     * Otherwise a lone voter's acks=0/1 appends are visible without an fsync (hw_advance) and
+     * stay in the page cache as Kafka leaves them without flush settings; no fsync per append
+     * holds the log open. */
     bool persists_due = p->persist_count > 0 &&
-                        (!p->lone || p->persist_count >= PARTITION_PERSISTS_MAX / 2 ||
-                         p->now_ms >= p->persist_due_ms);
+                        (!p->lone || p->persist_count >= PARTITION_PERSISTS_MAX / 2);
     bool want = persists_due || p->acks_count > 0 || p->pers_count > 0 ||
                 storage_log_flush_due(p->log);
     if (!p->sync_running && want &&
@@ -630,6 +627,12 @@ int partition_open(const struct partition_config *cfg, const struct partition_en
     LM_ASSERT(p->hw <= storage_log_end_offset(p->log));
     p->lone = cfg->voters.n_voters == 1 && cfg->voters.n_learners == 0;
     if (p->lone) {
+        /* The hard state a lone voter resumes with (term max(file, last log epoch, 1), vote
+         * self) is what every later open derives from the same file and a log whose epochs
+         * only grow: it needs no write (a new partition would otherwise fdatasync a
+         * quorum-state file before its first append). */
+        p->qs_term = raft_term(p->raft);
+        p->qs_vote = cfg->node_id;
         /* lone_resume: raft_new made it leader at the term the log and quorum-state imply,
          * so reopening (the broker's idle-log budget) keeps the leader epoch. */
         LM_ASSERT(raft_role(p->raft) == RAFT_LEADER);
@@ -640,6 +643,25 @@ int partition_open(const struct partition_config *cfg, const struct partition_en
         }
     }
     *out = p;
+    return 0;
+}
+
+int partition_close_unsynced(struct partition *p)
+{
+    LM_ASSERT(p != NULL);
+    if (!p->lone || p->sync_running || p->acks_count || p->pers_count || p->n_watches)
+        return LM_E_STATE;
+    int rc = storage_log_close_unsynced(p->log);
+    if (rc)
+        return rc;
+    p->log = NULL;
+    raft_free(p->raft);
+    raft_storage_log_deinit(&p->rlog);
+    free(p->acks);
+    free(p->persisted);
+    free(p->watches);
+    free(p->dir);
+    free(p);
     return 0;
 }
 

@@ -18,7 +18,8 @@
  * high watermark passes the batch, which for one voter is the local fsync. A lone voter's
  * acks=0/1 batches are visible (high watermark) at the append, as Kafka's with an ISR of one,
  * and reach the disk with the next fsync: an acks=all waiter's, flush.ms/flush.messages', or
- * the relaxed flush at most relaxed_flush_ms later. */
+ * the one that half a ring of readies not yet durable starts (raft's unstable tail stays
+ * bounded). */
 #ifndef LAMINAR_BROKER_PARTITION_PARTITION_H
 #define LAMINAR_BROKER_PARTITION_PARTITION_H
 
@@ -63,13 +64,10 @@ struct partition_config {
     uint32_t waiters_max;    /* acks=all and "persisted >= X" waiters, each */
     uint32_t watchers_max;   /* fetch watchers */
     size_t resolve_bytes_max; /* batch bytes resolved for one append message */
-    /* A lone voter's acks=0/1 appends are visible at once and made durable within this many
-     * ms (or sooner: an acks=all waiter, flush.ms/flush.messages, a full ready ring). */
-    uint32_t relaxed_flush_ms;
 };
 
 /* Fills defaults: 100 ms ticks, election 10 / heartbeat 1 ticks, 1024 waiters, 1024 watchers,
- * 8 MiB resolve buffer, relaxed flush 1000 ms, storage defaults. dir, node_id and voters are left to the caller. */
+ * 8 MiB resolve buffer, storage defaults. dir, node_id and voters are left to the caller. */
 void partition_config_default(struct partition_config *cfg);
 
 /* The result an append completion gets. */
@@ -93,6 +91,12 @@ int partition_open(const struct partition_config *cfg, const struct partition_en
 /* Fails every waiter with LM_E_CLOSED, closes the storage log (a final flush) and frees p.
  * Returns the close's error. An fsync handed out must have completed. */
 int partition_close(struct partition *p);
+/* Closes an idle lone voter without flushing (the broker's open-log budget): what is not
+ * durable stays in the page cache and the next open recovers it, as after a crash of the
+ * process, which for one voter loses nothing raft relies on (the next open commits the log it
+ * finds). Returns LM_E_STATE, leaving p open, when p has other voters, an fsync in flight or
+ * any waiter or watcher, or storage_log_close_unsynced's refusal; 0 when p is freed. */
+int partition_close_unsynced(struct partition *p);
 
 /* Appends batches (buf rewritten in place: offsets, partitionLeaderEpoch = the raft term) as
  * the leader. acks: 0 or 1 complete before returning, -1 once committed. Returns 0 (done is
@@ -120,7 +124,7 @@ int partition_wait_persisted(struct partition *p, int64_t offset, partition_watc
 
 /* Advances time: raft ticks, retention, flush.ms. */
 int partition_tick(struct partition *p, int64_t now_ms);
-/* Advances time for the flush policies only (flush.ms, the relaxed flush) and drives: the
+/* Advances time for the flush policy only (flush.ms) and drives: the
  * owner's frequent tick between retention checks. */
 int partition_clock(struct partition *p, int64_t now_ms);
 /* A raft message received for this partition (borrowed). */
