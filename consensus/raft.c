@@ -820,6 +820,8 @@ tally:
 
 static bool send_append(struct raft *r, struct raft_progress *pr, bool send_if_empty);
 static void bcast_append(struct raft *r);
+static bool lone(const struct raft *r);
+static bool maybe_commit(struct raft *r);
 
 static void become_leader(struct raft *r)
 {
@@ -833,6 +835,12 @@ static void become_leader(struct raft *r)
     for (uint32_t i = 0; i < LM_ARRAY_LEN(r->prs); i++)
         r->prs[i].id = RAFT_NONE;
     sync_progress(r);
+    if (lone(r)) {
+        /* No other voter: nothing to commit through a NOOP (raft.h, lone_resume). */
+        if (maybe_commit(r))
+            bcast_append(r);
+        return;
+    }
     /* §5.4.2: a leader commits entries of earlier terms only by committing one of its own, so
      * it appends an empty entry at once (Kafka: the LeaderChange control batch, KIP-595). */
     int64_t last = view_last(r);
@@ -1020,6 +1028,14 @@ static void bcast_heartbeat(struct raft *r)
     }
 }
 
+/* A lone_resume node whose configuration is itself alone (raft.h). */
+static bool lone(const struct raft *r)
+{
+    const struct raft_conf *c = cur_conf(r);
+    return r->cfg.lone_resume && c->n_voters == 1 && c->voters[0] == r->cfg.id &&
+           c->n_learners == 0;
+}
+
 static int cmp_desc(const void *a, const void *b)
 {
     int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
@@ -1053,7 +1069,11 @@ static bool maybe_commit(struct raft *r)
         r->retry_pending = true;
         return false;
     }
-    if (rc || t != r->term)
+    if (rc == 0 && t != r->term && lone(r))
+        rc = floor_boundary(r, q, &fb); /* lone_resume: any term commits (raft.h) */
+    else if (rc == 0 && t != r->term)
+        return false;
+    if (rc)
         return false;
     LM_ASSERT(q == fb);
     r->commit = q;
@@ -1549,7 +1569,7 @@ static bool conf_remove(uint32_t *ids, uint32_t *n, uint32_t id)
 
 int raft_propose_conf(struct raft *r, enum raft_conf_op op, uint32_t node)
 {
-    if (r->role != RAFT_LEADER)
+    if (r->role != RAFT_LEADER || r->cfg.conf_fixed)
         return LM_E_STATE;
     if (node == RAFT_NONE)
         return LM_E_INVALID;
@@ -1670,6 +1690,8 @@ bool raft_has_ready(const struct raft *r)
     for (size_t i = 0; i < r->n_out; i++)
         if (releasable(r, &r->out[i]))
             return true;
+    if (r->cfg.no_apply)
+        return false;
     return !r->apply_blocked && r->applied < apply_limit(r);
 }
 
@@ -1746,7 +1768,10 @@ void raft_ready(struct raft *r, struct raft_ready *rd)
     rd->n_msgs = r->n_sent;
     /* Committed and locally durable entries to apply. */
     int64_t lim = apply_limit(r);
-    if (r->applied < lim && !r->apply_blocked) {
+    if (r->cfg.no_apply) {
+        if (r->applied < lim)
+            r->applied = lim;
+    } else if (r->applied < lim && !r->apply_blocked) {
         if (r->cap_apply < r->cfg.max_apply_entries) {
             struct raft_entry *b = realloc(r->apply_buf, r->cfg.max_apply_entries * sizeof(*b));
             LM_ASSERT(b != NULL);
@@ -1844,8 +1869,8 @@ struct raft *raft_new(const struct raft_config *cfg, const struct raft_log_ops *
     log->start(log->ctx, &s);
     int64_t last = log->last_index(log->ctx);
     LM_ASSERT(last >= s.index);
-    /* Rebuild the configuration history from the log's CONF entries. */
-    for (int64_t i = s.index + 1; i <= last;) {
+    /* Rebuild the configuration history from the log's CONF entries (none: conf_fixed). */
+    for (int64_t i = s.index + 1; !cfg->conf_fixed && i <= last;) {
         struct raft_entry e;
         if (log->entry_at(log->ctx, i, &e) != 0 || e.first_index != i || e.last_index < i) {
             raft_free(r);
@@ -1883,6 +1908,26 @@ struct raft *raft_new(const struct raft_config *cfg, const struct raft_log_ops *
     r->role = RAFT_FOLLOWER;
     r->role_handed = RAFT_FOLLOWER;
     reset_rand_timeout(r);
+    if (cfg->lone_resume && !cfg->conf_fixed) {
+        raft_free(r);
+        return NULL;
+    }
+    if (lone(r)) {
+        /* Resume leadership at the term the log and hard state already imply (raft.h). */
+        uint64_t last_term = 0;
+        if (view_last_term(r, &last_term) != 0) {
+            raft_free(r);
+            return NULL;
+        }
+        uint64_t t = r->term > last_term ? r->term : last_term;
+        r->term = t > 0 ? t : 1;
+        r->vote = r->cfg.id;
+        r->hs_handed.term = r->term;
+        r->hs_handed.vote = r->vote;
+        r->role = RAFT_CANDIDATE;
+        become_leader(r);
+        r->hs_handed.commit = r->commit;
+    }
     return r;
 }
 

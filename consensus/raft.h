@@ -197,6 +197,20 @@ struct raft_config {
     bool check_quorum;
     uint64_t rand_seed;
     int64_t applied; /* state machine position on start (-1: log start) */
+    /* The log holds no CONF entries: the configuration is the log start's, so raft_new reads
+     * no entry to rebuild the history (O(1) instead of one read per entry) and
+     * raft_propose_conf is refused (LM_E_STATE). A partition with a fixed replica set. */
+    bool conf_fixed;
+    /* The log is the state machine: committed entries are not handed out in readies (applied
+     * follows commit without reading them). */
+    bool no_apply;
+    /* When the configuration is this node alone: start as leader at term max(hs term, last
+     * log term, 1) with vote = self, without an election and without a NOOP entry, and commit
+     * entries of earlier terms directly. Safe because no other node can ever lead or vote in
+     * a one-voter group, so Raft's §5.4.2 rule (commit earlier terms only through one of your
+     * own) guards against nothing; and the hard state needs no write, since every start
+     * derives the same term from the same log. Requires conf_fixed. */
+    bool lone_resume;
 };
 
 struct raft_ready {

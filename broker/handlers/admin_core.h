@@ -81,7 +81,8 @@ struct admin_env {
     struct lm_meta_store *meta;
     const struct broker_config *cfg;
     const char *cluster_id;
-    int32_t leader_epoch; /* every partition's leader epoch, as Metadata reports it */
+    /* A partition's leader epoch as Metadata reports it (h_partition_epoch). */
+    int32_t (*leader_epoch)(const uint8_t topic_id[16], int32_t partition);
     /* The endpoint of the listener the request came in on (what DescribeCluster lists for this
      * node); NULL means the first advertised listener. */
     const struct broker_listener *advertised;

@@ -56,7 +56,7 @@ static void admin_serve(struct broker_req *req, int16_t min_version, int16_t max
         .meta = handlers_global->meta,
         .cfg = handlers_global->cfg,
         .cluster_id = handlers_global->cluster_id,
-        .leader_epoch = HANDLERS_LEADER_EPOCH,
+        .leader_epoch = h_partition_epoch,
         .advertised = broker_req_advertised(req),
     };
     rc = core(&env, req->api_version, rq, rs, ka);
@@ -114,7 +114,7 @@ int handlers_admin_features_fill(struct broker_req *req, struct kafka_api_versio
         .meta = handlers_global->meta,
         .cfg = handlers_global->cfg,
         .cluster_id = handlers_global->cluster_id,
-        .leader_epoch = HANDLERS_LEADER_EPOCH,
+        .leader_epoch = h_partition_epoch,
     };
     return admin_features_fill(&env, req->api_version, rs, &req->arena);
 }

@@ -104,18 +104,51 @@ static void send_wake(struct hshard *hs, uint32_t origin, uint64_t fetch_id)
     broker_shard_call(hs->shard, origin, &w->x);
 }
 
-void hs_wake_waiters(struct hshard *hs, struct hpart *p)
+void hs_waiter_drop(struct hpart *p, struct hwaiter **w)
 {
-    struct hwaiter *w = p->waiters;
-    p->waiters = NULL;
-    while (w != NULL) {
-        struct hwaiter *next = w->next;
+    struct hwaiter *dead = *w;
+    *w = dead->next;
+    if (!dead->fired && p->part != NULL)
+        partition_unwatch(p->part, dead->watch_id);
+    free(dead);
+}
+
+static void wake_matching(struct hshard *hs, struct hpart *p, bool fired_only)
+{
+    struct hwaiter **w = &p->waiters;
+    while (*w != NULL) {
+        if (fired_only && !(*w)->fired) {
+            w = &(*w)->next;
+            continue;
+        }
         /* At shard stop every fetch has answered already (drain): just drop the waiters. */
         if (!hs->stopping)
-            send_wake(hs, w->origin, w->fetch_id);
-        free(w);
-        w = next;
+            send_wake(hs, (*w)->origin, (*w)->fetch_id);
+        hs_waiter_drop(p, w);
     }
+    p->waiters_fired = false;
+}
+
+void hs_wake_waiters(struct hshard *hs, struct hpart *p)
+{
+    wake_matching(hs, p, false);
+}
+
+void hs_wake_fired(struct hshard *hs, struct hpart *p)
+{
+    if (p->waiters_fired)
+        wake_matching(hs, p, true);
+}
+
+/* partition_watch: the high watermark passed what the fetch saw (or the partition closed or
+ * failed). Runs inside the partition's drive step: only marked here, woken by hs_part_kick. */
+static void waiter_fired(void *user, int err, int64_t hw)
+{
+    (void)err;
+    (void)hw;
+    struct hwaiter *wt = user;
+    wt->fired = true;
+    wt->p->waiters_fired = true;
 }
 
 static struct hfetch *parked_find(struct hshard *hs, uint64_t id)
@@ -197,9 +230,9 @@ static void fetch_op(struct hshard *hs, struct hpart *p, struct hwork *w, struct
         return;
     int64_t start = storage_log_start_offset(p->log);
     int64_t leo = storage_log_end_offset(p->log);
-    /* Single node without transactions: last stable offset = high watermark for both
-     * isolation levels. */
-    int64_t hw = storage_log_high_watermark(p->log);
+    /* The partition's high watermark (raft commit + 1). Without transactions the last
+     * stable offset is the same for both isolation levels. */
+    int64_t hw = partition_high_watermark(p->part);
     o->high_watermark = hw;
     o->log_start_offset = start;
     o->leo_seen = leo;
@@ -213,7 +246,7 @@ static void fetch_op(struct hshard *hs, struct hpart *p, struct hwork *w, struct
     if (fc->budget < limit)
         limit = fc->budget > 0 ? fc->budget : 1;
     struct storage_read_result res;
-    int rc = storage_log_read(p->log, in->fetch_offset, (uint64_t)limit, hw, &res);
+    int rc = partition_read(p->part, in->fetch_offset, (uint64_t)limit, true, &res);
     if (rc != 0) {
         w->error = h_storage_error(rc);
         return;
@@ -256,7 +289,7 @@ static void fetch_op(struct hshard *hs, struct hpart *p, struct hwork *w, struct
             fc->budget -= (int64_t)res.bytes;
         }
     }
-    storage_read_result_release(p->log, &res);
+    partition_read_release(p->part, &res);
 }
 
 static void free_out(struct fout *o)
@@ -407,7 +440,8 @@ static void watch_op(struct hshard *hs, struct hpart *p, struct hwork *w, struct
 {
     struct hfetch *fc = f->ctx;
     struct fout *o = w->out;
-    if (p == NULL || p->log == NULL || storage_log_end_offset(p->log) != o->leo_seen) {
+    if (p == NULL || p->part == NULL || storage_log_end_offset(p->log) != o->leo_seen ||
+        partition_high_watermark(p->part) != o->high_watermark) {
         o->wake_now = true; /* grew (or changed) since the pass: read again */
         return;
     }
@@ -419,9 +453,19 @@ static void watch_op(struct hshard *hs, struct hpart *p, struct hwork *w, struct
     wt->origin = f->origin->id;
     wt->fetch_id = fc->id;
     wt->deadline_ms = fc->deadline_ms;
+    wt->p = p;
     wt->next = p->waiters;
     p->waiters = wt;
-    (void)hs;
+    /* One-shot: new data is visible once the high watermark passes what the pass saw. */
+    int64_t id = partition_watch(p->part, o->high_watermark + 1, waiter_fired, wt);
+    if (id < 0) {
+        wt->fired = true; /* table full: nothing to unwatch */
+        hs_waiter_drop(p, &p->waiters);
+        o->wake_now = true;
+        return;
+    }
+    wt->watch_id = id;
+    hs_part_kick(hs, p);
 }
 
 static void watch_done(struct hfan *f)

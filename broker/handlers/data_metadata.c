@@ -37,7 +37,8 @@ static bool fill_topic(struct broker_req *req,
         p->error_code = KAFKA_NONE;
         p->partition_index = i;
         p->leader_id = node;
-        p->leader_epoch = HANDLERS_LEADER_EPOCH;
+        /* The epoch Fetch, ListOffsets and OffsetForLeaderEpoch fence on (KIP-320). */
+        p->leader_epoch = h_partition_epoch(t->meta->id, i);
         p->replica_nodes = nodes;
         p->replica_nodes_count = 1;
         p->isr_nodes = nodes;

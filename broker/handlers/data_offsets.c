@@ -383,7 +383,7 @@ static void dr_op(struct hshard *hs, struct hpart *p, struct hwork *w, struct hf
         return;
     }
     if (target > storage_log_start_offset(p->log)) {
-        int rc = storage_log_advance_start(p->log, target);
+        int rc = partition_advance_start(p->part, target); /* raft's log start follows */
         if (rc != 0) {
             w->error = h_storage_error(rc);
             BLOG_WARN("partition %s-%d: delete records: %s", p->topic, p->partition,

@@ -217,23 +217,39 @@ static bool timestamps_ok(const struct lm_topic_settings *st, const struct kafka
     return true;
 }
 
-static void produce_synced(struct hshard *hs, struct hpart *p, struct hsync_wait *sw, int rc)
+/* acks=-1: the batch is committed (one voter: the group-commit fsync covered it) or failed. */
+static void produce_committed(struct hshard *hs, struct hpart *p, struct hsync_wait *sw, int rc)
 {
     struct pout *o = sw->arg;
     struct hwork *w = o->w;
     if (rc != 0) {
-        /* Written but not durable: the client must not count it as acknowledged. */
-        w->error = KAFKA_KAFKA_STORAGE_ERROR;
-        o->message = "flush failed";
+        /* Written but not committed: the client must not count it as acknowledged.
+         * Leadership lost is NOT_LEADER_OR_FOLLOWER (Kafka's DelayedProduce). */
+        w->error = rc == LM_E_STATE ? KAFKA_NOT_LEADER_OR_FOLLOWER : KAFKA_KAFKA_STORAGE_ERROR;
+        o->message = rc == LM_E_STATE ? "leadership changed before commit" : "flush failed";
         o->base_offset = -1;
-        BLOG_ERROR("partition %s-%d: flush: %s", p->topic, p->partition, lm_strerror(rc));
-    } else {
-        if (storage_log_high_watermark(p->log) < sw->offset)
-            storage_log_set_high_watermark(p->log, sw->offset);
+        BLOG_ERROR("partition %s-%d: commit: %s", p->topic, p->partition, lm_strerror(rc));
+    } else if (p->log != NULL) {
         o->log_start_offset = storage_log_start_offset(p->log);
-        hs_wake_waiters(hs, p);
     }
     hfan_release(hs, w);
+}
+
+/* acks 0/1: done at the local append (before partition_append returns). */
+static void produce_appended(struct hshard *hs, struct hpart *p, struct hsync_wait *sw, int rc)
+{
+    (void)hs;
+    (void)p;
+    (void)sw;
+    LM_ASSERT(rc == 0);
+}
+
+/* A retried batch answered from the producer state with acks=-1 waits until the log is
+ * committed up to `sw->offset` (its first copy may still be waiting). */
+static void produce_dup_committed(struct hshard *hs, struct hpart *p, struct hsync_wait *sw,
+                                  int rc)
+{
+    produce_committed(hs, p, sw, rc);
 }
 
 static void produce_op(struct hshard *hs, struct hpart *p, struct hwork *w, struct hfan *f)
@@ -356,7 +372,7 @@ static void produce_op(struct hshard *hs, struct hpart *p, struct hwork *w, stru
                 /* A retried batch answered from the producer state: its first copy may still
                  * wait for its flush, so the duplicate waits too (the log end covers it). */
                 o->sync.offset = storage_log_end_offset(p->log);
-                o->sync.done = produce_synced;
+                o->sync.done = produce_dup_committed;
                 o->sync.arg = o;
                 o->w = w;
                 hfan_hold(w);
@@ -365,41 +381,49 @@ static void produce_op(struct hshard *hs, struct hpart *p, struct hwork *w, stru
             return;
         }
     }
-    struct storage_append_result res;
-    int rc = storage_log_append_leader(p->log, buf, len, p->leader_epoch, &res);
-    if (rc == LM_E_STATE)
-        hs_part_failed(hs, p, rc);
+    /* Through the partition (ReplicaManager.appendRecords, origin client): acks=-1 answers
+     * on commit, which for one voter is the group-commit fsync (DESIGN.md §3, off the shard
+     * thread, shared by every append while one is in flight); acks 0/1 on the local append.
+     * The high watermark is the partition's (raft commit + 1). */
+    int acks = c->acks == -1 ? -1 : 1;
+    o->sync.done = acks == -1 ? produce_committed : produce_appended;
+    o->sync.arg = o;
+    o->w = w;
+    if (acks == -1)
+        hfan_hold(w);
+    int rc = hs_append(hs, p, PARTITION_ORIGIN_CLIENT, buf, len, acks, &o->sync);
     if (rc != 0) {
+        if (acks == -1)
+            hfan_release(hs, w);
         free(owned);
         w->error = h_storage_error(rc);
         o->message = lm_strerror(rc);
         BLOG_WARN_LIMITED("partition %s-%d: append: %s", p->topic, p->partition, lm_strerror(rc));
         return;
     }
-    if (ph->after_append != NULL)
-        ph->after_append(ph->ctx, p->topic, p->partition, buf, len, res.base_offset);
-    free(owned);
-    o->base_offset = res.base_offset;
-    if (t->settings.timestamp_log_append)
-        o->log_append_time_ms = res.max_timestamp;
-    if (c->acks == -1) {
-        /* Durable before acknowledged (DESIGN.md §3): the fdatasync runs off the shard thread
-         * and is shared by every acks=-1 append that arrives while one is in flight (group
-         * commit). The high watermark moves when it completes. */
-        o->sync.offset = res.log_end_offset;
-        o->sync.done = produce_synced;
-        o->sync.arg = o;
-        o->w = w;
-        hfan_hold(w);
-        hs_sync_wait(hs, p, &o->sync);
-        return;
+    /* buf was rewritten in place: the first batch has the base offset; the log append time
+     * is the largest maxTimestamp among the batches (as storage_append_result's). */
+    struct kafka_batch_header first, h;
+    rc = kafka_batch_header_parse(buf, len, &first);
+    LM_ASSERT(rc == 0);
+    int64_t max_ts = first.max_timestamp;
+    for (size_t pos = kafka_batch_total_size(&first); pos < len;
+         pos += kafka_batch_total_size(&h)) {
+        rc = kafka_batch_header_parse(buf + pos, len - pos, &h);
+        LM_ASSERT(rc == 0);
+        if (h.max_timestamp > max_ts)
+            max_ts = h.max_timestamp;
     }
-    /* Single node: the ISR is this node, so the high watermark is the log end offset
-     * (acks=1: the page cache is the durability, as Kafka without flush settings). */
-    storage_log_set_high_watermark(p->log, res.log_end_offset);
-    o->log_start_offset = storage_log_start_offset(p->log);
-    hs_wake_waiters(hs, p);
-    hs_sync_policy(hs, p);
+    if (ph->after_append != NULL)
+        ph->after_append(ph->ctx, p->topic, p->partition, buf, len, first.base_offset);
+    free(owned);
+    if (w->error == KAFKA_NONE && (acks != -1 || o->base_offset == -1)) {
+        o->base_offset = first.base_offset;
+        if (t->settings.timestamp_log_append)
+            o->log_append_time_ms = max_ts;
+    }
+    if (p->log != NULL)
+        o->log_start_offset = storage_log_start_offset(p->log);
 }
 
 static void produce_finish(struct hfan *f)

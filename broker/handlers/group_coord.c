@@ -36,7 +36,8 @@ struct gshard {
 };
 
 /* The responses of one ready, held until the records it appended are durable (persist before
- * send, with the fdatasync off the shard thread: hs_sync_wait). Readies answer in order. */
+ * send, with the fdatasync off the shard thread: hs_append with acks=-1). Readies answer in
+ * order. */
 struct gdefer {
     struct gshard *gs;
     struct gdefer *next;
@@ -206,10 +207,10 @@ static void load_partition(struct gshard *gs, int32_t p)
 
 /* ---- persist before send --------------------------------------------------------------------- */
 
-/* Appends records[i..j) (one partition) as one batch; *end is the offset it must be durable
- * below (the caller waits for that with hs_sync_wait). */
+/* Appends records[i..j) (one partition) as one batch through the partition (origin
+ * coordinator, acks=-1): w->done runs once it is committed (one voter: durable). */
 static int persist_run(struct gshard *gs, const struct lm_group_record *recs, size_t n,
-                       int64_t *end)
+                       struct hsync_wait *w)
 {
     int32_t p = recs[0].partition;
     struct hpart *hp = hs_part(gs->hs, GROUP_OFFSETS_TOPIC, GROUP_OFFSETS_TOPIC_LEN, p);
@@ -231,18 +232,16 @@ static int persist_run(struct gshard *gs, const struct lm_group_record *recs, si
     kafka_batch_builder_deinit(&b);
     if (rc != 0)
         return rc;
-    struct storage_append_result res;
-    rc = storage_log_append_leader(hp->log, buf, len, hp->leader_epoch, &res);
+    rc = hs_append(gs->hs, hp, PARTITION_ORIGIN_COORDINATOR, buf, len, -1, w);
     free(buf);
-    if (rc == LM_E_STATE)
-        hs_part_failed(gs->hs, hp, rc);
     if (rc != 0) {
         BLOG_ERROR("%s-%d: append: %s", GROUP_OFFSETS_TOPIC, p, lm_strerror(rc));
         return rc;
     }
-    *end = res.log_end_offset;
     return 0;
 }
+
+static void defer_synced(struct hshard *hs, struct hpart *p, struct hsync_wait *w, int rc);
 
 static int persist(struct gshard *gs, const struct lm_group_ready *rd, int32_t *bad,
                    struct gdefer *d)
@@ -251,14 +250,17 @@ static int persist(struct gshard *gs, const struct lm_group_ready *rd, int32_t *
         size_t j = i + 1;
         while (j < rd->n_records && rd->records[j].partition == rd->records[i].partition)
             j++;
-        int64_t end = -1;
-        int rc = persist_run(gs, rd->records + i, j - i, &end);
+        struct hsync_wait *w = &d->waits[d->n_waits];
+        w->done = defer_synced;
+        w->arg = d;
+        d->pending++; /* before the append: its completion may not come first, but counts */
+        int rc = persist_run(gs, rd->records + i, j - i, w);
         if (rc != 0) {
+            d->pending--;
             *bad = rd->records[i].partition;
             return rc;
         }
-        d->parts[d->n_waits] = rd->records[i].partition;
-        d->waits[d->n_waits++].offset = end;
+        d->parts[d->n_waits++] = rd->records[i].partition;
         i = j;
     }
     return 0;
@@ -291,11 +293,8 @@ static void defer_release(struct gshard *gs)
 
 static void defer_synced(struct hshard *hs, struct hpart *p, struct hsync_wait *w, int rc)
 {
+    (void)hs;
     struct gdefer *d = w->arg;
-    if (rc == 0 && p->log != NULL && storage_log_high_watermark(p->log) < w->offset) {
-        storage_log_set_high_watermark(p->log, w->offset);
-        hs_wake_waiters(hs, p);
-    }
     if (rc != 0 && d->rc == 0) {
         d->rc = rc;
         d->bad = p->partition;
@@ -365,23 +364,14 @@ static void coord_flush(struct gshard *gs)
         }
         if (d == NULL)
             continue;
-        if (rc != 0)
-            d->n_waits = 0; /* answered with the error, nothing to wait for */
+        /* Appends made before a failed one still complete into d (pending counts them). */
         if (gs->defer_tail != NULL)
             gs->defer_tail->next = d;
         else
             gs->defer_head = d;
         gs->defer_tail = d;
-        /* Responses leave only after the records are durable (persist before send). */
-        for (size_t i = 0; i < d->n_waits; i++) {
-            struct hpart *hp =
-                hs_part(gs->hs, GROUP_OFFSETS_TOPIC, GROUP_OFFSETS_TOPIC_LEN, d->parts[i]);
-            LM_ASSERT(hp != NULL); /* persist_run appended to it just now */
-            d->pending++;
-            d->waits[i].done = defer_synced;
-            d->waits[i].arg = d;
-            hs_sync_wait(gs->hs, hp, &d->waits[i]);
-        }
+        /* Responses leave only after the records are committed (persist before send): the
+         * appends' completions count pending down. */
         if (--d->pending == 0)
             defer_release(gs);
     }

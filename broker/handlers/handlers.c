@@ -300,6 +300,77 @@ struct hshard *hs_of(struct broker_shard *s)
 }
 
 
+/* ---- leader epochs ------------------------------------------------------------------------- */
+
+/* Epochs other than HANDLERS_LEADER_EPOCH_FIRST, shared by every shard (Metadata and
+ * DescribeTopicPartitions answer on the request's shard). Almost every partition is at the
+ * first term, so the table holds only the exceptions (logs from older terms, a quorum-state
+ * from a later one) and is looked up only while it holds any. */
+#define EPOCH_BUCKETS 1024
+
+struct hepoch {
+    uint8_t id[16];
+    int32_t partition;
+    int32_t epoch;
+    struct hepoch *next;
+};
+
+static pthread_mutex_t epoch_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct hepoch *epoch_buckets[EPOCH_BUCKETS];
+static uint32_t epoch_count; /* atomic */
+
+static size_t epoch_bucket(const uint8_t id[16], int32_t partition)
+{
+    return (lm_fnv1a64(id, 16) ^ ((uint64_t)(uint32_t)partition * 0x9e3779b97f4a7c15ull)) %
+           EPOCH_BUCKETS;
+}
+
+int32_t h_partition_epoch(const uint8_t topic_id[16], int32_t partition)
+{
+    if (__atomic_load_n(&epoch_count, __ATOMIC_ACQUIRE) == 0)
+        return HANDLERS_LEADER_EPOCH_FIRST;
+    int32_t epoch = HANDLERS_LEADER_EPOCH_FIRST;
+    pthread_mutex_lock(&epoch_lock);
+    for (struct hepoch *e = epoch_buckets[epoch_bucket(topic_id, partition)]; e != NULL;
+         e = e->next)
+        if (e->partition == partition && memcmp(e->id, topic_id, 16) == 0) {
+            epoch = e->epoch;
+            break;
+        }
+    pthread_mutex_unlock(&epoch_lock);
+    return epoch;
+}
+
+/* Records p's epoch for the other shards (HANDLERS_LEADER_EPOCH_FIRST: no entry). */
+static void part_set_epoch(struct hpart *p, int32_t epoch)
+{
+    size_t b = epoch_bucket(p->topic_id, p->partition);
+    pthread_mutex_lock(&epoch_lock);
+    struct hepoch **e = &epoch_buckets[b];
+    while (*e != NULL && !((*e)->partition == p->partition && memcmp((*e)->id, p->topic_id,
+                                                                     16) == 0))
+        e = &(*e)->next;
+    if (*e != NULL && epoch == HANDLERS_LEADER_EPOCH_FIRST) {
+        struct hepoch *gone = *e;
+        *e = gone->next;
+        free(gone);
+        __atomic_sub_fetch(&epoch_count, 1, __ATOMIC_RELEASE);
+    } else if (*e != NULL) {
+        (*e)->epoch = epoch;
+    } else if (epoch != HANDLERS_LEADER_EPOCH_FIRST) {
+        struct hepoch *n = calloc(1, sizeof(*n));
+        if (n != NULL) { /* without memory Metadata shows the first epoch: clients refresh */
+            memcpy(n->id, p->topic_id, 16);
+            n->partition = p->partition;
+            n->epoch = epoch;
+            n->next = epoch_buckets[b];
+            epoch_buckets[b] = n;
+            __atomic_add_fetch(&epoch_count, 1, __ATOMIC_RELEASE);
+        }
+    }
+    pthread_mutex_unlock(&epoch_lock);
+}
+
 /* ---- offline partitions ------------------------------------------------------------------ */
 
 /* Partitions whose log failed, shared by every shard: Metadata is answered on the request's
@@ -607,7 +678,6 @@ static void lru_touch(struct hpart *p)
     lru_push_head(p);
 }
 
-static void sync_start(struct hshard *hs, struct hpart *p);
 
 /* Closes the least recently used idle logs while the shard is over its open-log budget.
  * Bounded: looks at a few candidates per call. */
@@ -617,24 +687,30 @@ static void lru_enforce(struct hshard *hs, const struct hpart *keep)
     struct hpart *v = hs->lru_tail;
     while (hs->open_logs > hs->open_logs_max && v != NULL && looked++ < 32) {
         struct hpart *prev = v->lru_prev;
+        /* Idle: no fsync in flight and no fetch parked on it (its acks=all and persisted
+         * waiters only exist while an fsync runs or is due). */
         if (v == keep || v->sync.busy || v->dead || v->failed || v->reopen_pending ||
-            v->waiters != NULL || v->sync.head != NULL ||
+            v->waiters != NULL || v->part == NULL ||
             h_topic_internal(v->topic, strlen(v->topic))) {
             v = prev;
             continue;
         }
-        /* A log with unflushed appends (acks=1 without a flush policy) is closed as well: its
-         * bytes stay in the page cache and its next open recovers them from the last
-         * checkpoint, as after a crash of the process. */
-        if (storage_log_close_unsynced(v->log) == 0) {
-            v->log = NULL;
-            v->idle_closed = true;
-            lru_unlink(v);
-            if (hs->idle_closes++ % 10000 == 0)
-                BLOG_INFO("shard %u: open-log budget %u reached: idle logs closed (%llu so "
-                          "far), reopened when used", hs->id, hs->open_logs_max,
-                          (unsigned long long)hs->idle_closes);
+        /* Closed without a flush (acks=1 appends of a lone voter are not fsynced): the bytes
+         * stay in the page cache and the next open recovers them, as after a crash of the
+         * process. A partition that cannot close so (compaction running, segments pinned)
+         * stays open for now. */
+        if (partition_close_unsynced(v->part) != 0) {
+            v = prev;
+            continue;
         }
+        v->part = NULL;
+        v->log = NULL;
+        v->idle_closed = true;
+        lru_unlink(v);
+        if (hs->idle_closes++ % 10000 == 0)
+            BLOG_INFO("shard %u: open-log budget %u reached: idle logs closed (%llu so "
+                      "far), reopened when used", hs->id, hs->open_logs_max,
+                      (unsigned long long)hs->idle_closes);
         v = prev;
     }
 }
@@ -651,10 +727,23 @@ static bool part_ensure_open(struct hpart *p)
     }
     if (!p->idle_closed)
         return false;
+    /* Every append starts its partition's fsync, and a partition stays open while that runs:
+     * one request touching hundreds of idle partitions keeps them all open for a moment.
+     * Past a quarter over the budget, a reopen waits (retriable KAFKA_STORAGE_ERROR) for the
+     * fsyncs to end and free their logs, rather than run the process out of descriptors. */
+    struct hshard *hs = p->hs;
+    if (hs != NULL && hs->open_logs >= hs->open_logs_max + hs->open_logs_max / 4) {
+        lru_enforce(hs, NULL);
+        if (hs->open_logs >= hs->open_logs_max + hs->open_logs_max / 4)
+            return false;
+    }
     p->idle_closed = false;
     part_open_log(p);
     return p->log != NULL;
 }
+
+static void part_env_sync(void *ctx, struct partition *part, const int *fds, const bool *full,
+                          uint32_t n);
 
 static void part_open_log(struct hpart *p)
 {
@@ -678,7 +767,29 @@ static void part_open_log(struct hpart *p)
         BLOG_WARN_LIMITED("partition %s-%d: partition.metadata unreadable; rewriting it",
                           p->topic, p->partition);
     }
-    int rc = storage_log_open(dir, &p->scfg, &p->log);
+    /* A one-voter Raft group over the partition's log (broker/partition/README.md). */
+    struct partition_config pc;
+    partition_config_default(&pc);
+    pc.dir = dir;
+    pc.storage = p->scfg;
+    int32_t node = handlers_global->cfg->node_id;
+    pc.node_id = node > 0 ? (uint32_t)node : 1;
+    pc.voters.n_voters = 1;
+    pc.voters.voters[0] = pc.node_id;
+    pc.internal_topic = h_topic_internal(p->topic, strlen(p->topic));
+    pc.tick_ms = HANDLERS_TICK_MS;
+    pc.election_ticks = 10;
+    pc.heartbeat_ticks = 1;
+    /* Bounds of acks=all produces and persisted waiters in flight on one partition (grown on
+     * demand): well above what max.in.flight.requests per producer brings. */
+    pc.waiters_max = 1u << 16;
+    pc.watchers_max = 1u << 16;
+    struct partition_env env = {.ctx = p, .sync = part_env_sync, .send = NULL};
+    p->part = NULL;
+    p->log = NULL;
+    int rc = partition_open(&pc, &env, (int64_t)broker_now_ms(), &p->part);
+    if (rc == 0)
+        p->log = partition_storage(p->part);
     if (rc == 0 && pid != PART_ID_MATCH)
         rc = part_id_write(dir, p->topic_id);
     if (rc != 0) {
@@ -690,8 +801,9 @@ static void part_open_log(struct hpart *p)
         else
             BLOG_DEBUG("partition %s-%d: reopen %u failed: %s", p->topic, p->partition,
                        p->open_failures, lm_strerror(rc));
-        if (p->log != NULL)
-            storage_log_close(p->log);
+        if (p->part != NULL)
+            partition_close(p->part);
+        p->part = NULL;
         p->log = NULL;
         part_set_offline(p, true);
         part_schedule_retry(p);
@@ -707,66 +819,47 @@ static void part_open_log(struct hpart *p)
         lru_push_head(p);
         lru_enforce(p->hs, p);
     }
-    int32_t latest = storage_log_latest_epoch(p->log);
-    p->leader_epoch = latest > HANDLERS_LEADER_EPOCH ? latest : HANDLERS_LEADER_EPOCH;
-    /* Single node: everything appended is committed (the ISR is this node). */
-    storage_log_set_high_watermark(p->log, storage_log_end_offset(p->log));
+    /* The raft term (one voter: kept across reopens, partition.h). */
+    p->leader_epoch = partition_leader_epoch(p->part);
+    part_set_epoch(p, p->leader_epoch);
 }
 
 /* ---- asynchronous flush (group commit) ---------------------------------------------------- */
 
 static void part_free(struct hshard *hs, struct hpart *p, bool delete_dir);
-static void sync_start(struct hshard *hs, struct hpart *p);
 static void oq_remove(struct hshard *hs, struct hpart *p);
 static void dir_remove_or_queue(struct hshard *hs, const char *dir, const uint8_t id[16],
                                 bool dead);
 
-/* Completes the waiters p's log has made durable (all of them, with rc, on an error). */
-static void sync_complete_waiters(struct hshard *hs, struct hpart *p, int rc)
-{
-    struct hpart_sync *ps = &p->sync;
-    int64_t durable = p->log != NULL ? storage_log_flushed_offset(p->log) : -1;
-    while (ps->head != NULL && (rc != 0 || ps->head->offset <= durable)) {
-        struct hsync_wait *w = ps->head;
-        ps->head = w->next;
-        if (ps->head == NULL)
-            ps->tail = NULL;
-        w->next = NULL;
-        w->done(hs, p, w, rc);
-    }
-}
+static void part_reopen(struct hshard *hs, struct hpart *p);
 
-static void sync_issue_step(struct hshard *hs, struct hpart *p);
-
-static void sync_step_done(struct hshard *hs, struct hpart *p)
+/* After any input to p's partition: a failure takes p offline, a moved high watermark wakes
+ * the parked fetches, and a close or reopen deferred while an fsync ran happens now. */
+void hs_part_kick(struct hshard *hs, struct hpart *p)
 {
-    struct hpart_sync *ps = &p->sync;
-    bool done = false;
-    int rc = storage_log_sync_step(p->log, &ps->sy, ps->rc, &done);
-    if (rc != 0)
-        hs_part_failed(hs, p, rc);
-    /* After the data step the waiters it covers answer; later steps (indexes, checkpoint) go
-     * on in the background. */
-    sync_complete_waiters(hs, p, rc);
-    if (!done) {
-        sync_issue_step(hs, p);
-        return;
+    if (p->sync.in_done)
+        return; /* the fsync completion kicks once partition_sync_done has returned */
+    if (p->part != NULL) {
+        int failed = partition_failed(p->part);
+        if (failed)
+            hs_part_failed(hs, p, failed);
     }
-    ps->busy = false;
+    hs_wake_fired(hs, p);
+    if (p->sync.busy)
+        return; /* closing or reopening waits for the fsync's end */
     if (p->dead) {
         part_free(hs, p, p->dead_delete_dir);
         return;
     }
+    if (p->part == NULL)
+        return;
     if (p->reopen_pending) {
         p->reopen_pending = false;
-        hs_wake_waiters(hs, p);
-        lru_unlink(p);
-        storage_log_close(p->log);
-        p->log = NULL;
-        part_open_log(p);
+        part_reopen(hs, p);
     }
-    if (ps->head != NULL || (p->log != NULL && storage_log_flush_due(p->log)))
-        sync_start(hs, p);
+    /* Partitions left open over the budget because their fsync ran close once it ended. */
+    if (hs->open_logs > hs->open_logs_max && !p->sync.busy)
+        lru_enforce(hs, p->sync.in_done ? NULL : p);
 }
 
 static void sync_fsync_done(struct broker_shard *s, struct broker_fsync *f, int rc)
@@ -777,60 +870,81 @@ static void sync_fsync_done(struct broker_shard *s, struct broker_fsync *f, int 
     LM_ASSERT(ps->busy && ps->pending > 0);
     if (rc != 0 && ps->rc == 0)
         ps->rc = rc;
-    if (--ps->pending == 0)
-        sync_step_done(p->hs, p);
+    if (--ps->pending > 0)
+        return;
+    ps->busy = false;
+    ps->in_done = true; /* partition_sync_done may hand out the next step at once */
+    if (p->part != NULL)
+        partition_sync_done(p->part, ps->rc);
+    ps->in_done = false;
+    hs_part_kick(p->hs, p);
 }
 
-static void sync_issue_step(struct hshard *hs, struct hpart *p)
+/* partition_env.sync: the partition's group-commit fsyncs, off the shard thread
+ * (broker_shard_fsync: the ring or the sync worker). */
+static void part_env_sync(void *ctx, struct partition *part, const int *fds, const bool *full,
+                          uint32_t n)
 {
+    struct hpart *p = ctx;
     struct hpart_sync *ps = &p->sync;
-    ps->rc = 0;
-    if (ps->sy.fd_count == 0) {
-        sync_step_done(hs, p);
-        return;
-    }
-    ps->pending = ps->sy.fd_count;
-    for (uint32_t i = 0; i < ps->sy.fd_count; i++)
-        broker_shard_fsync(hs->shard, &ps->fs[i], ps->sy.fds[i], !ps->sy.full[i],
-                           sync_fsync_done, p);
-}
-
-static void sync_start(struct hshard *hs, struct hpart *p)
-{
-    struct hpart_sync *ps = &p->sync;
-    LM_ASSERT(!ps->busy && !p->dead);
-    if (p->log == NULL) {
-        sync_complete_waiters(hs, p, LM_E_STATE);
-        return;
-    }
-    int rc = storage_log_sync_begin(p->log, &ps->sy);
-    if (rc != 0) {
-        hs_part_failed(hs, p, rc);
-        sync_complete_waiters(hs, p, rc);
+    LM_ASSERT(!ps->busy && n <= STORAGE_SYNC_FDS_MAX);
+    if (n == 0) {
+        partition_sync_done(part, 0);
         return;
     }
     ps->busy = true;
-    sync_issue_step(hs, p);
+    ps->rc = 0;
+    ps->pending = n;
+    for (uint32_t i = 0; i < n; i++)
+        broker_shard_fsync(p->hs->shard, &ps->fs[i], fds[i], !full[i], sync_fsync_done, p);
+}
+
+static void sync_wait_fired(void *user, int err, int64_t hw)
+{
+    (void)hw;
+    struct hsync_wait *w = user;
+    struct hpart *p = w->p_;
+    w->done(p->hs, p, w, err);
 }
 
 void hs_sync_wait(struct hshard *hs, struct hpart *p, struct hsync_wait *w)
 {
     LM_ASSERT(p->hs == hs && w->done != NULL);
     w->next = NULL;
-    if (p->log != NULL && storage_log_flushed_offset(p->log) >= w->offset) {
-        w->done(hs, p, w, 0);
+    w->p_ = p;
+    if (p->part == NULL) {
+        w->done(hs, p, w, LM_E_STATE);
         return;
     }
-    struct hpart_sync *ps = &p->sync;
-    LM_ASSERT(ps->tail == NULL || ps->tail->offset <= w->offset);
-    if (ps->tail != NULL)
-        ps->tail->next = w;
-    else
-        ps->head = w;
-    ps->tail = w;
-    /* One sync in flight per partition: later waiters share the next one. */
-    if (!ps->busy)
-        sync_start(hs, p);
+    int rc = partition_wait_persisted(p->part, w->offset, sync_wait_fired, w);
+    if (rc != 0)
+        w->done(hs, p, w, rc); /* not queued (partition.h) */
+    hs_part_kick(hs, p);
+}
+
+static void append_fired(void *user, int err, const struct partition_append_info *info)
+{
+    struct hsync_wait *w = user;
+    struct hpart *p = w->p_;
+    if (err == 0)
+        w->offset = info->last_offset + 1;
+    w->done(p->hs, p, w, err);
+}
+
+int hs_append(struct hshard *hs, struct hpart *p, enum partition_origin origin, uint8_t *buf,
+              size_t len, int acks, struct hsync_wait *w)
+{
+    LM_ASSERT(p->hs == hs && w->done != NULL);
+    if (p->part == NULL || p->failed)
+        return LM_E_STATE;
+    w->next = NULL;
+    w->p_ = p;
+    int rc = partition_append(p->part, origin, buf, len, acks, append_fired, w);
+    /* A log storage failed answers LM_E_STATE to every append (storage.h): offline. */
+    if (rc == LM_E_STATE && partition_is_leader(p->part))
+        hs_part_failed(hs, p, rc);
+    hs_part_kick(hs, p);
+    return rc;
 }
 
 void hs_part_failed(struct hshard *hs, struct hpart *p, int rc)
@@ -846,39 +960,40 @@ void hs_part_failed(struct hshard *hs, struct hpart *p, int rc)
     p->retry_at_ms = 0; /* the next tick reopens it (recovery from the checkpoint) */
 }
 
+/* Closes p's partition (waiters fail with LM_E_CLOSED) and its open-log slot. */
+static void part_close_log(struct hpart *p)
+{
+    if (p->part == NULL)
+        return;
+    LM_ASSERT(!p->sync.busy);
+    lru_unlink(p);
+    int rc = partition_close(p->part);
+    if (rc != 0)
+        BLOG_DEBUG("partition %s-%d: close: %s", p->topic, p->partition, lm_strerror(rc));
+    p->part = NULL;
+    p->log = NULL;
+}
+
+/* Storage settings changed: close and open again (storage reads its config at open). */
+static void part_reopen(struct hshard *hs, struct hpart *p)
+{
+    hs_wake_waiters(hs, p);
+    part_close_log(p);
+    p->idle_closed = false;
+    part_open_log(p);
+}
+
 /* Reopens the log of p after a storage failure (the tick, at p->retry_at_ms). */
 static void part_retry(struct hshard *hs, struct hpart *p)
 {
     LM_ASSERT(!p->sync.busy && !p->dead);
     hs_wake_waiters(hs, p);
-    sync_complete_waiters(hs, p, LM_E_STATE);
-    if (p->log != NULL) {
-        lru_unlink(p);
-        int rc = storage_log_close(p->log);
-        if (rc != 0)
-            BLOG_DEBUG("partition %s-%d: close of the failed log: %s", p->topic, p->partition,
-                       lm_strerror(rc));
-        p->log = NULL;
-    }
+    part_close_log(p);
     part_open_log(p);
     if (p->log == NULL)
         return;
     hs_wake_waiters(hs, p);
     group_partition_reopened(hs, p);
-}
-
-void hs_sync_policy(struct hshard *hs, struct hpart *p)
-{
-    if (!p->sync.busy && !p->dead && p->log != NULL && storage_log_flush_due(p->log))
-        sync_start(hs, p);
-}
-
-/* Keeps the recovery checkpoint close to the log end without a flush policy (acks=1): a
- * background flush after a segment roll or every few checkpoint intervals of bytes. */
-static void part_recovery_flush(struct hshard *hs, struct hpart *p)
-{
-    if (!p->sync.busy && !p->dead && p->log != NULL && storage_log_recovery_flush_wanted(p->log))
-        sync_start(hs, p);
 }
 
 static void part_close(struct hshard *hs, struct hpart *p, bool delete_dir)
@@ -900,13 +1015,7 @@ static void part_free(struct hshard *hs, struct hpart *p, bool delete_dir)
     if (p->open_pending)
         oq_remove(hs, p);
     hs_wake_waiters(hs, p);
-    sync_complete_waiters(hs, p, LM_E_STATE); /* none expected: waiters come with a sync */
-    if (p->log != NULL) {
-        lru_unlink(p);
-        int rc = storage_log_close(p->log);
-        if (rc != 0)
-            BLOG_WARN("partition %s-%d: close: %s", p->topic, p->partition, lm_strerror(rc));
-    }
+    part_close_log(p);
     if (delete_dir) {
         char dir[H_DIR_BYTES];
         if (part_dir(p, dir, sizeof(dir)) == 0)
@@ -914,6 +1023,7 @@ static void part_free(struct hshard *hs, struct hpart *p, bool delete_dir)
         BLOG_DEBUG("partition %s-%d deleted", p->topic, p->partition);
     }
     part_set_offline(p, false);
+    part_set_epoch(p, HANDLERS_LEADER_EPOCH_FIRST);
     free(p->topic);
     free(p);
 }
@@ -930,7 +1040,7 @@ static struct hpart *part_new(const struct htopic *t, int32_t partition)
     }
     p->partition = partition;
     memcpy(p->topic_id, t->meta->id, 16);
-    p->leader_epoch = HANDLERS_LEADER_EPOCH;
+    p->leader_epoch = HANDLERS_LEADER_EPOCH_FIRST;
     storage_cfg_of(&t->settings, &p->scfg);
     return p;
 }
@@ -1093,20 +1203,12 @@ static void topic_sync_parts(struct hshard *hs, struct htopic *t)
             if (storage_cfg_same(&c, &p->scfg) && p->log != NULL)
                 continue;
             /* Storage reads its config at open: reopen (recovery from the checkpoint). */
+            p->scfg = c;
             if (p->sync.busy) {
-                p->scfg = c;
                 p->reopen_pending = true; /* when the sync ends */
                 continue;
             }
-            hs_wake_waiters(hs, p);
-            if (p->log != NULL) {
-                lru_unlink(p);
-                storage_log_close(p->log);
-            }
-            p->log = NULL;
-            p->scfg = c;
-            p->idle_closed = false;
-            part_open_log(p);
+            part_reopen(hs, p);
             continue;
         }
         t->parts[i] = part_new(t, i);
@@ -1284,8 +1386,8 @@ static void compact_step(struct hshard *hs, const struct htopic *tp, struct hpar
 static void compact_flush_done(struct hshard *hs, struct hpart *p, struct hsync_wait *w, int rc)
 {
     (void)hs;
-    (void)p;
     (void)rc; /* a failed sync marks the log failed; compaction then stays off */
+    p->compact_flush_waiting = false;
     free(w);
 }
 
@@ -1295,7 +1397,7 @@ static void compact_flush_done(struct hshard *hs, struct hpart *p, struct hsync_
 static void compact_flush(struct hshard *hs, struct hpart *p,
                           const struct storage_compact_config *cc)
 {
-    if (p->sync.busy || p->sync.tail != NULL)
+    if (p->sync.busy || p->compact_flush_waiting)
         return;
     int64_t want =
         storage_log_compact_flush_wanted(p->log, cc, storage_log_high_watermark(p->log));
@@ -1306,6 +1408,7 @@ static void compact_flush(struct hshard *hs, struct hpart *p,
         return; /* tried again at the next check */
     w->offset = want;
     w->done = compact_flush_done;
+    p->compact_flush_waiting = true;
     hs_sync_wait(hs, p, w);
 }
 
@@ -1374,13 +1477,10 @@ static void shard_tick(struct broker_shard *s, struct broker_timer *t)
                 /* Waiters of fetches that have answered by timeout are dropped (one-shot). */
                 struct hwaiter **w = &p->waiters;
                 while (*w != NULL) {
-                    if ((*w)->deadline_ms + 1000 < now) {
-                        struct hwaiter *dead = *w;
-                        *w = dead->next;
-                        free(dead);
-                    } else {
+                    if ((*w)->deadline_ms + 1000 < now)
+                        hs_waiter_drop(p, w);
+                    else
                         w = &(*w)->next;
-                    }
                 }
                 if ((p->log == NULL || p->failed) && !p->dead && !p->sync.busy &&
                     !p->open_pending && !hs->stopping && now >= p->retry_at_ms &&
@@ -1388,17 +1488,14 @@ static void shard_tick(struct broker_shard *s, struct broker_timer *t)
                     part_retry(hs, p);
                 if (p->log == NULL || p->failed)
                     continue;
-                /* flush.ms: a background flush off the shard thread. */
-                hs_sync_policy(hs, p);
-                part_recovery_flush(hs, p);
-                int rc = 0;
-                uint32_t deleted = 0;
-                if (retention && (rc = storage_log_enforce_retention(p->log, &deleted)) != 0)
-                    BLOG_WARN("partition %s-%d: retention: %s", p->topic, p->partition,
+                /* flush.ms and retention (log.retention.check.interval.ms, coarser) are the
+                 * partition's; between retention checks only its drive step runs (flush.ms). */
+                int rc = retention ? partition_tick(p->part, (int64_t)now)
+                                   : partition_clock(p->part, (int64_t)now);
+                if (rc != 0)
+                    BLOG_WARN("partition %s-%d: tick: %s", p->topic, p->partition,
                               lm_strerror(rc));
-                if (deleted > 0)
-                    BLOG_INFO("partition %s-%d: retention deleted %u segments", p->topic,
-                              p->partition, deleted);
+                hs_part_kick(hs, p);
             }
         }
     }

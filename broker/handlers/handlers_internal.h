@@ -11,12 +11,11 @@
 #include "broker/handlers/handlers.h"
 #include "broker/meta/meta_store.h"
 #include "broker/meta/topic_config.h"
+#include "broker/partition/partition.h"
 #include "protocol/kafka_api.h"
 #include "protocol/kafka_errors.h"
 #include "storage/storage.h"
 
-/* Single node: every partition is led by this node at this epoch (Raft term later, §4). */
-#define HANDLERS_LEADER_EPOCH 0
 /* Period of the shard tick: metadata reconciliation, flush.ms, waiter pruning. */
 #define HANDLERS_TICK_MS 200
 /* Retention is enforced every this many ticks (log.retention.check.interval.ms, coarser). */
@@ -33,25 +32,25 @@ struct hwaiter;
 struct hpart;
 struct hshard;
 
-/* A request waiting until its partition is durable below `offset` (group commit: every waiter
- * arriving while a sync runs shares the next one). done runs on the owner shard with 0 or an
- * LM_E_*; the struct is the caller's until then. */
+/* A request waiting on its partition: durable below `offset` (hs_sync_wait), or its append
+ * acknowledged (hs_append: offset = its last offset + 1 when done). done runs on the owner
+ * shard with 0 or an LM_E_*; the struct is the caller's until then. */
 struct hsync_wait {
     int64_t offset;
     void (*done)(struct hshard *hs, struct hpart *p, struct hsync_wait *w, int rc);
     void *arg;
     struct hsync_wait *next;
+    struct hpart *p_; /* private to handlers.c */
 };
 
-/* The asynchronous flush of one partition (storage_log_sync_*): one in flight; its fsyncs run
- * on the shard's ring or sync worker (broker_shard_fsync). */
+/* The fsyncs of the partition's group commit (partition_env.sync): one step in flight; they
+ * run on the shard's ring or sync worker (broker_shard_fsync). */
 struct hpart_sync {
-    struct storage_sync sy;
     struct broker_fsync fs[STORAGE_SYNC_FDS_MAX];
     uint32_t pending;
     int rc;
     bool busy;
-    struct hsync_wait *head, *tail; /* FIFO, offsets increasing */
+    bool in_done; /* inside partition_sync_done */
 };
 
 /* A partition this shard owns. */
@@ -59,10 +58,17 @@ struct hpart {
     char *topic; /* owned copy */
     int32_t partition;
     uint8_t topic_id[16];
-    struct storage_log *log; /* NULL when opening failed (answered KAFKA_STORAGE_ERROR) */
+    /* The partition: its log, one-voter Raft group, high watermark and group commit
+     * (broker/partition/). NULL when opening failed (answered KAFKA_STORAGE_ERROR). */
+    struct partition *part;
+    /* partition_storage(part), borrowed for the read paths (Fetch, ListOffsets, ...); every
+     * write goes through part. NULL with part. */
+    struct storage_log *log;
     struct storage_config scfg;
-    int32_t leader_epoch;
+    int32_t leader_epoch;    /* partition_leader_epoch(part) at open (Raft term) */
+    bool compact_flush_waiting;
     struct hwaiter *waiters; /* parked fetches of any shard waiting for appends here */
+    bool waiters_fired;      /* some of them fired (partition_watch) */
     struct hpart_sync sync;
     struct hshard *hs;       /* owner shard's state */
     bool dead;               /* closed while its sync ran: freed when the sync ends */
@@ -173,10 +179,20 @@ uint32_t hs_owner(struct hshard *hs, const char *topic, size_t len, int32_t part
 /* Calls w->done once p is durable below w->offset: at once when it is, else after the
  * partition's next asynchronous flush (never an fdatasync on the shard thread). */
 void hs_sync_wait(struct hshard *hs, struct hpart *p, struct hsync_wait *w);
-/* Starts a background flush of p when its flush policy (flush.messages/flush.ms) asks. */
-void hs_sync_policy(struct hshard *hs, struct hpart *p);
-/* Wakes the parked fetches waiting on p (after an append). */
+/* Appends batches to p through its partition (partition_append with origin; buf rewritten in
+ * place: offsets, epoch). Returns 0 (w->done is called, at once for acks 0/1, on commit for
+ * acks=-1) or an LM_E_* without calling it. */
+int hs_append(struct hshard *hs, struct hpart *p, enum partition_origin origin, uint8_t *buf,
+              size_t len, int acks, struct hsync_wait *w);
+/* After an input to p's partition: failure -> offline, high watermark moved -> wake fetches,
+ * deferred close/reopen. */
+void hs_part_kick(struct hshard *hs, struct hpart *p);
+/* Wakes every parked fetch waiting on p (close, reopen, failure), or only those whose
+ * partition_watch fired (fired_only: hs_part_kick). */
 void hs_wake_waiters(struct hshard *hs, struct hpart *p);
+void hs_wake_fired(struct hshard *hs, struct hpart *p);
+/* Drops the waiter *w of p (its fetch answered by timeout), unwatching it. */
+void hs_waiter_drop(struct hpart *p, struct hwaiter **w);
 /* Creates a topic with the broker's defaults (Metadata auto-create). 0 or LM_E_*. */
 int hs_create_topic(struct hshard *hs, const char *name, int32_t partitions);
 
@@ -198,6 +214,13 @@ void *h_alloc(struct broker_req *req, size_t n, size_t size);
 char *h_strdup(struct broker_req *req, struct kafka_str s);
 /* Maps an LM_E_* from storage to a Kafka error code. */
 int16_t h_storage_error(int rc);
+/* A new partition's leader epoch: the first Raft term (a lone voter starts there and keeps it
+ * across reopens; broker/partition/README.md). */
+#define HANDLERS_LEADER_EPOCH_FIRST 1
+/* The leader epoch of a partition from any shard (Metadata is answered on the request's shard,
+ * the partition lives on its owner): what its owner registered at open, or
+ * HANDLERS_LEADER_EPOCH_FIRST. */
+int32_t h_partition_epoch(const uint8_t topic_id[16], int32_t partition);
 /* Whether the partition is offline (its log failed to open or failed since), from any
  * shard: one atomic load while no partition is offline. */
 bool h_partition_offline(const uint8_t topic_id[16], int32_t partition);
@@ -281,12 +304,16 @@ void data_delete_records(struct broker_req *req);
 void data_fetch_wake(struct hshard *hs, uint64_t fetch_id);
 void data_fetch_drain(struct hshard *hs);
 
-/* A parked fetch's waiter on an owner shard (one-shot). */
+/* A parked fetch's waiter on an owner shard (one-shot): a partition_watch for a high
+ * watermark past the one its pass saw. */
 struct hwaiter {
     uint32_t origin;
     uint64_t fetch_id;
     uint64_t deadline_ms;
     struct hwaiter *next;
+    struct hpart *p;
+    int64_t watch_id;
+    bool fired; /* the partition called it: woken by hs_part_kick, outside the drive step */
 };
 
 /* Checks a client's current_leader_epoch (KIP-320): NONE, FENCED_LEADER_EPOCH or

@@ -40,7 +40,7 @@ struct persist_rec {
 
 struct partition {
     struct partition_config cfg;
-    char dir[PATH_MAX];
+    char *dir; /* owned copy of cfg.dir */
     struct partition_env env;
     struct storage_log *log;
     struct raft_storage_log rlog;
@@ -48,7 +48,14 @@ struct partition {
     struct raft *raft;
     int64_t now_ms, tick_due_ms;
 
+    uint64_t qs_term; /* what quorum-state holds (written only when these change) */
+    uint32_t qs_vote;
+    bool lone; /* one voter, itself: leader from open, no raft ticks needed */
+
     int64_t hw; /* the high watermark: only hw_advance writes it */
+    /* A lone leader's end of acks=0/1 appends: visible to consumers before the fsync (Kafka's
+     * semantics for a replica set of one: the page cache is the durability of acks=1). */
+    int64_t visible_end;
     int64_t first_unstable;
     int failed;
 
@@ -61,12 +68,14 @@ struct partition {
 
     bool in_drive, drive_again;
 
+    /* Grown on demand up to the configured maxima (an idle partition holds none: a broker
+     * keeps thousands open). */
     struct append_waiter *acks; /* ring, targets non-decreasing */
-    uint32_t acks_head, acks_count;
+    uint32_t acks_head, acks_count, acks_cap;
     struct watch *persisted; /* ring, targets non-decreasing */
-    uint32_t pers_head, pers_count;
+    uint32_t pers_head, pers_count, pers_cap;
     struct watch *watches; /* unordered, id 0 = free */
-    uint32_t n_watches;
+    uint32_t n_watches, watches_cap;
     int64_t next_watch_id;
 };
 
@@ -82,6 +91,28 @@ void partition_config_default(struct partition_config *cfg)
     cfg->waiters_max = 1024;
     cfg->watchers_max = 1024;
     cfg->resolve_bytes_max = 8u << 20;
+}
+
+/* Doubles a full ring of count elements starting at head (capacity *cap, at most max),
+ * unrolled so it starts at index 0. LM_E_FULL at max, LM_E_NOMEM. */
+static int ring_grow(void **ring, size_t elem, uint32_t *cap, uint32_t head, uint32_t count,
+                     uint32_t max)
+{
+    if (*cap >= max)
+        return LM_E_FULL;
+    uint32_t ncap = *cap ? *cap * 2 : 4;
+    if (ncap > max)
+        ncap = max;
+    uint8_t *n = malloc((size_t)ncap * elem);
+    if (!n)
+        return LM_E_NOMEM;
+    const uint8_t *o = *ring;
+    for (uint32_t i = 0; i < count; i++)
+        memcpy(n + (size_t)i * elem, o + (size_t)((head + i) % *cap) * elem, elem);
+    free(*ring);
+    *ring = n;
+    *cap = ncap;
+    return 0;
 }
 
 /* ---------- hard state: Kafka KRaft's quorum-state file, here "term vote" ---------- */
@@ -185,12 +216,16 @@ static void fail(struct partition *p, int err)
         p->failed = err;
 }
 
-/* The single writer of the high watermark: raft's commit index + 1. */
+/* The single writer of the high watermark: raft's commit index + 1, or, for a lone leader, the
+ * end of its acks=0/1 appends when that is further (their visibility does not wait for an
+ * fsync nobody asked for; acks=all batches still wait for the commit unless a later relaxed
+ * append passes them, as one high watermark cannot expose a later batch and hide an earlier). */
 static void hw_advance(struct partition *p)
 {
     int64_t hw = raft_commit(p->raft) + 1;
-    LM_ASSERT(hw >= p->hw); /* commit never moves back */
     LM_ASSERT(hw <= storage_log_end_offset(p->log) || raft_role(p->raft) != RAFT_LEADER);
+    if (p->lone && raft_role(p->raft) == RAFT_LEADER && p->visible_end > hw)
+        hw = p->visible_end;
     if (hw > storage_log_end_offset(p->log))
         hw = storage_log_end_offset(p->log); /* a follower ahead of its own log: Kafka's
                                               * min(leader HW, LEO) */
@@ -207,7 +242,7 @@ static void complete_waiters(struct partition *p)
         if (w->target > p->hw)
             break;
         struct append_waiter c = *w;
-        p->acks_head = (p->acks_head + 1) % p->cfg.waiters_max;
+        p->acks_head = (p->acks_head + 1) % p->acks_cap;
         p->acks_count--;
         c.fn(c.user, 0, &c.info);
     }
@@ -217,11 +252,11 @@ static void complete_waiters(struct partition *p)
         if (w->target > durable)
             break;
         struct watch c = *w;
-        p->pers_head = (p->pers_head + 1) % p->cfg.waiters_max;
+        p->pers_head = (p->pers_head + 1) % p->pers_cap;
         p->pers_count--;
         c.fn(c.user, 0, p->hw);
     }
-    for (uint32_t i = 0; p->n_watches && i < p->cfg.watchers_max; i++) {
+    for (uint32_t i = 0; p->n_watches && i < p->watches_cap; i++) {
         struct watch *w = &p->watches[i];
         if (w->id && w->target <= p->hw) {
             struct watch c = *w;
@@ -238,7 +273,7 @@ static void fail_waiters(struct partition *p, int err, bool watchers)
 {
     while (p->acks_count) {
         struct append_waiter c = p->acks[p->acks_head];
-        p->acks_head = (p->acks_head + 1) % p->cfg.waiters_max;
+        p->acks_head = (p->acks_head + 1) % p->acks_cap;
         p->acks_count--;
         c.fn(c.user, err, &c.info);
     }
@@ -246,11 +281,11 @@ static void fail_waiters(struct partition *p, int err, bool watchers)
         return;
     while (p->pers_count) {
         struct watch c = p->persisted[p->pers_head];
-        p->pers_head = (p->pers_head + 1) % p->cfg.waiters_max;
+        p->pers_head = (p->pers_head + 1) % p->pers_cap;
         p->pers_count--;
         c.fn(c.user, err, p->hw);
     }
-    for (uint32_t i = 0; p->n_watches && i < p->cfg.watchers_max; i++) {
+    for (uint32_t i = 0; p->n_watches && i < p->watches_cap; i++) {
         struct watch *w = &p->watches[i];
         if (w->id) {
             struct watch c = *w;
@@ -378,11 +413,14 @@ static bool handle_ready(struct partition *p)
     if (rd.persist_id) {
         int rc = 0;
         if (rd.hs_changed) {
-            uint64_t t;
-            uint32_t v;
             /* Only term and vote need to be durable; commit is the checkpointed HW. */
-            if (qs_read(p, &t, &v) != 0 || t != rd.hs.term || v != rd.hs.vote)
+            if (p->qs_term != rd.hs.term || p->qs_vote != rd.hs.vote) {
                 rc = qs_write(p, rd.hs.term, rd.hs.vote);
+                if (rc == 0) {
+                    p->qs_term = rd.hs.term;
+                    p->qs_vote = rd.hs.vote;
+                }
+            }
         }
         if (rc == 0 && rd.start_changed) {
             rc = storage_log_reset(p->log, rd.start.index + 1);
@@ -446,12 +484,24 @@ static bool sync_progress(struct partition *p)
         if (done) {
             p->sync_running = false;
         } else {
+            /* After the data step what it covers is durable: raft hears it (and the waiters
+             * answer) now; the later steps (indexes, checkpoint) go on behind it. */
+            report_persisted(p);
             p->env.sync(p->env.ctx, p, p->sy.fds, p->sy.full, p->sy.fd_count);
             return true;
         }
     }
     report_persisted(p);
-    bool want = p->persist_count > 0 || p->pers_count > 0 || storage_log_flush_due(p->log);
+    /* What needs an fsync now: an acks=all or "persisted >= X" waiter, the flush policy
+     * (flush.messages, flush.ms), a group with other voters (their commit counts this node's
+     * durable log), or half a ring of readies not yet durable (it bounds raft's unstable tail).
+     * Otherwise a lone voter's acks=0/1 appends are visible without an fsync (hw_advance) and
+     * stay in the page cache as Kafka leaves them without flush settings; no fsync per append
+     * holds the log open. */
+    bool persists_due = p->persist_count > 0 &&
+                        (!p->lone || p->persist_count >= PARTITION_PERSISTS_MAX / 2);
+    bool want = persists_due || p->acks_count > 0 || p->pers_count > 0 ||
+                storage_log_flush_due(p->log);
     if (!p->sync_running && want &&
         storage_log_flushed_offset(p->log) < storage_log_end_offset(p->log)) {
         int rc = storage_log_sync_begin(p->log, &p->sy);
@@ -518,16 +568,13 @@ int partition_open(const struct partition_config *cfg, const struct partition_en
     p->tick_due_ms = now_ms + cfg->tick_ms;
     p->first_unstable = -1;
     p->next_watch_id = 1;
-    int rc = snprintf(p->dir, sizeof(p->dir), "%s", cfg->dir) >= (int)sizeof(p->dir)
-                 ? LM_E_TOO_LARGE
-                 : 0;
+    int rc = strlen(cfg->dir) >= PATH_MAX ? LM_E_TOO_LARGE : 0;
+    if (rc == 0) {
+        p->dir = strdup(cfg->dir);
+        rc = p->dir == NULL ? LM_E_NOMEM : 0;
+    }
     p->cfg.dir = p->dir;
     p->cfg.storage.external_sync = true;
-    p->acks = calloc(cfg->waiters_max, sizeof(*p->acks));
-    p->persisted = calloc(cfg->waiters_max, sizeof(*p->persisted));
-    p->watches = calloc(cfg->watchers_max, sizeof(*p->watches));
-    if (rc == 0 && (!p->acks || !p->persisted || !p->watches))
-        rc = LM_E_NOMEM;
     if (rc == 0)
         rc = storage_log_open(p->dir, &p->cfg.storage, &p->log);
     uint64_t term = 0;
@@ -539,6 +586,8 @@ int partition_open(const struct partition_config *cfg, const struct partition_en
         return rc;
     }
     /* The latest leader epoch in the log is a term this node saw, even if quorum-state lags. */
+    p->qs_term = term;
+    p->qs_vote = vote;
     int32_t latest = storage_log_latest_epoch(p->log);
     if (latest > 0 && (uint64_t)latest > term) {
         term = (uint64_t)latest;
@@ -559,18 +608,35 @@ int partition_open(const struct partition_config *cfg, const struct partition_en
                                  .pre_vote = true,
                                  .check_quorum = cfg->voters.n_voters > 1,
                                  .rand_seed = cfg->rand_seed,
-                                 .applied = p->hw - 1};
+                                 .applied = p->hw - 1,
+                                 .conf_fixed = true,
+                                 .no_apply = true,
+                                 .lone_resume = true};
     p->raft = raft_new(&rc_cfg, &p->ops, &hs);
     if (!p->raft) {
         partition_close(p);
         return LM_E_IO; /* raft_new fails on a bad config (checked above) or a failed read */
     }
-    p->hw = raft_commit(p->raft) + 1;
+    /* Raft may commit more than the checkpoint said (a lone voter commits its whole durable
+     * log at once): storage's high watermark, which the read paths use, follows. */
+    if (raft_commit(p->raft) + 1 < p->hw)
+        p->hw = raft_commit(p->raft) + 1; /* the checkpoint was past the recovered log end */
+    hw_advance(p);
+    if (storage_log_high_watermark(p->log) != p->hw)
+        storage_log_set_high_watermark(p->log, p->hw);
     LM_ASSERT(p->hw <= storage_log_end_offset(p->log));
-    if (cfg->voters.n_voters == 1) {
-        rc = raft_campaign(p->raft); /* the lone voter wins at once, at a higher term */
-        if (rc == 0)
-            rc = partition_drive(p);
+    p->lone = cfg->voters.n_voters == 1 && cfg->voters.n_learners == 0;
+    if (p->lone) {
+        /* The hard state a lone voter resumes with (term max(file, last log epoch, 1), vote
+         * self) is what every later open derives from the same file and a log whose epochs
+         * only grow: it needs no write (a new partition would otherwise fdatasync a
+         * quorum-state file before its first append). */
+        p->qs_term = raft_term(p->raft);
+        p->qs_vote = cfg->node_id;
+        /* lone_resume: raft_new made it leader at the term the log and quorum-state imply,
+         * so reopening (the broker's idle-log budget) keeps the leader epoch. */
+        LM_ASSERT(raft_role(p->raft) == RAFT_LEADER);
+        rc = partition_drive(p);
         if (rc) {
             partition_close(p);
             return rc;
@@ -580,13 +646,31 @@ int partition_open(const struct partition_config *cfg, const struct partition_en
     return 0;
 }
 
+int partition_close_unsynced(struct partition *p)
+{
+    LM_ASSERT(p != NULL);
+    if (!p->lone || p->sync_running || p->acks_count || p->pers_count || p->n_watches)
+        return LM_E_STATE;
+    int rc = storage_log_close_unsynced(p->log);
+    if (rc)
+        return rc;
+    p->log = NULL;
+    raft_free(p->raft);
+    raft_storage_log_deinit(&p->rlog);
+    free(p->acks);
+    free(p->persisted);
+    free(p->watches);
+    free(p->dir);
+    free(p);
+    return 0;
+}
+
 int partition_close(struct partition *p)
 {
     if (!p)
         return 0;
     LM_ASSERT(!p->sync_running || p->failed || !p->log);
-    if (p->acks && p->persisted && p->watches)
-        fail_waiters(p, LM_E_CLOSED, true);
+    fail_waiters(p, LM_E_CLOSED, true);
     raft_free(p->raft);
     raft_storage_log_deinit(&p->rlog);
     int rc = 0;
@@ -597,6 +681,7 @@ int partition_close(struct partition *p)
     free(p->acks);
     free(p->persisted);
     free(p->watches);
+    free(p->dir);
     free(p);
     return rc;
 }
@@ -649,8 +734,12 @@ int partition_append(struct partition *p, enum partition_origin origin, uint8_t 
         return rc;
     if (raft_role(p->raft) != RAFT_LEADER)
         return LM_E_STATE;
-    if (acks == -1 && p->acks_count == p->cfg.waiters_max)
-        return LM_E_FULL;
+    if (acks == -1 && p->acks_count == p->acks_cap) {
+        if (ring_grow((void **)&p->acks, sizeof(*p->acks), &p->acks_cap, p->acks_head,
+                      p->acks_count, p->cfg.waiters_max))
+            return LM_E_FULL;
+        p->acks_head = 0;
+    }
     /* Raft assigns offsets from its view of the log; storage from its end. They agree once the
      * ready holding this term's NOOP is written. */
     if (raft_last_index(p->raft) != storage_log_end_offset(p->log) - 1) {
@@ -691,15 +780,17 @@ int partition_append(struct partition *p, enum partition_origin origin, uint8_t 
     }
     p->rlog.hide_from = -1;
     LM_ASSERT(raft_last_index(p->raft) == res.last_offset);
+    if (acks != -1 && p->lone)
+        p->visible_end = res.last_offset + 1;
     struct partition_append_info info = {.base_offset = res.base_offset,
                                          .last_offset = res.last_offset,
                                          .leader_epoch = (int32_t)term,
                                          .log_start_offset = storage_log_start_offset(p->log)};
     if (acks == -1) {
         struct append_waiter *w =
-            &p->acks[(p->acks_head + p->acks_count) % p->cfg.waiters_max];
+            &p->acks[(p->acks_head + p->acks_count) % p->acks_cap];
         LM_ASSERT(p->acks_count == 0 ||
-                  p->acks[(p->acks_head + p->acks_count - 1) % p->cfg.waiters_max].target <
+                  p->acks[(p->acks_head + p->acks_count - 1) % p->acks_cap].target <
                       res.last_offset + 1);
         *w = (struct append_waiter){.target = res.last_offset + 1, .fn = done, .user = user,
                                     .info = info};
@@ -728,9 +819,14 @@ void partition_read_release(struct partition *p, struct storage_read_result *res
 int64_t partition_watch(struct partition *p, int64_t hw_min, partition_watch_fn fn, void *user)
 {
     LM_ASSERT(fn != NULL);
-    if (p->n_watches == p->cfg.watchers_max)
-        return LM_E_FULL;
-    for (uint32_t i = 0; i < p->cfg.watchers_max; i++) {
+    if (p->n_watches == p->watches_cap) {
+        uint32_t old = p->watches_cap;
+        if (ring_grow((void **)&p->watches, sizeof(*p->watches), &p->watches_cap, 0,
+                      p->n_watches, p->cfg.watchers_max))
+            return LM_E_FULL;
+        memset(p->watches + old, 0, (size_t)(p->watches_cap - old) * sizeof(*p->watches));
+    }
+    for (uint32_t i = 0; i < p->watches_cap; i++) {
         if (p->watches[i].id == 0) {
             int64_t id = p->next_watch_id++;
             p->watches[i] = (struct watch){.id = id, .target = hw_min, .fn = fn, .user = user};
@@ -746,7 +842,7 @@ int64_t partition_watch(struct partition *p, int64_t hw_min, partition_watch_fn 
 
 void partition_unwatch(struct partition *p, int64_t id)
 {
-    for (uint32_t i = 0; i < p->cfg.watchers_max; i++) {
+    for (uint32_t i = 0; i < p->watches_cap; i++) {
         if (p->watches[i].id == id && id != 0) {
             p->watches[i].id = 0;
             p->n_watches--;
@@ -761,15 +857,21 @@ int partition_wait_persisted(struct partition *p, int64_t offset, partition_watc
     LM_ASSERT(fn != NULL);
     if (p->failed)
         return p->failed;
-    if (p->pers_count == p->cfg.waiters_max)
-        return LM_E_FULL;
     if (p->pers_count &&
-        p->persisted[(p->pers_head + p->pers_count - 1) % p->cfg.waiters_max].target > offset)
+        p->persisted[(p->pers_head + p->pers_count - 1) % p->pers_cap].target > offset)
         return LM_E_INVALID; /* the queue completes in offset order */
-    p->persisted[(p->pers_head + p->pers_count) % p->cfg.waiters_max] =
+    if (p->pers_count == p->pers_cap) {
+        int grc = ring_grow((void **)&p->persisted, sizeof(*p->persisted), &p->pers_cap,
+                            p->pers_head, p->pers_count, p->cfg.waiters_max);
+        if (grc)
+            return grc;
+        p->pers_head = 0;
+    }
+    p->persisted[(p->pers_head + p->pers_count) % p->pers_cap] =
         (struct watch){.id = 1, .target = offset, .fn = fn, .user = user};
     p->pers_count++;
-    return partition_drive(p);
+    partition_drive(p); /* a failure completes fn with the error */
+    return 0;
 }
 
 int partition_tick(struct partition *p, int64_t now_ms)
@@ -778,6 +880,12 @@ int partition_tick(struct partition *p, int64_t now_ms)
         return p->failed;
     if (now_ms > p->now_ms)
         p->now_ms = now_ms;
+    /* A lone leader has nobody to heartbeat and no election to time out: no raft ticks,
+     * unless its commit lags the durable log (a failed read put the advancement off and the
+     * tick is raft's retry). */
+    if (p->lone && raft_role(p->raft) == RAFT_LEADER &&
+        raft_commit(p->raft) + 1 >= storage_log_flushed_offset(p->log))
+        p->tick_due_ms = p->now_ms + p->cfg.tick_ms;
     for (int n = 0; p->now_ms >= p->tick_due_ms && n < PARTITION_TICKS_PER_CALL_MAX; n++) {
         p->tick_due_ms += p->cfg.tick_ms;
         (void)raft_tick(p->raft); /* a failed read is retried by raft at the next tick */
@@ -792,6 +900,15 @@ int partition_tick(struct partition *p, int64_t now_ms)
         fail(p, rc);
     else if (deleted)
         start_term_refresh(p);
+    return partition_drive(p);
+}
+
+int partition_clock(struct partition *p, int64_t now_ms)
+{
+    if (p->failed)
+        return p->failed;
+    if (now_ms > p->now_ms)
+        p->now_ms = now_ms;
     return partition_drive(p);
 }
 

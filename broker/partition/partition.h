@@ -15,7 +15,11 @@
  * high watermark = raft commit + 1 (its only writer) -> waiters completed in offset order.
  *
  * acks=1 completes when the leader's append is in storage (page cache); acks=all when the
- * high watermark passes the batch, which for one voter is the local fsync. */
+ * high watermark passes the batch, which for one voter is the local fsync. A lone voter's
+ * acks=0/1 batches are visible (high watermark) at the append, as Kafka's with an ISR of one,
+ * and reach the disk with the next fsync: an acks=all waiter's, flush.ms/flush.messages', or
+ * the one that half a ring of readies not yet durable starts (raft's unstable tail stays
+ * bounded). */
 #ifndef LAMINAR_BROKER_PARTITION_PARTITION_H
 #define LAMINAR_BROKER_PARTITION_PARTITION_H
 
@@ -87,6 +91,12 @@ int partition_open(const struct partition_config *cfg, const struct partition_en
 /* Fails every waiter with LM_E_CLOSED, closes the storage log (a final flush) and frees p.
  * Returns the close's error. An fsync handed out must have completed. */
 int partition_close(struct partition *p);
+/* Closes an idle lone voter without flushing (the broker's open-log budget): what is not
+ * durable stays in the page cache and the next open recovers it, as after a crash of the
+ * process, which for one voter loses nothing raft relies on (the next open commits the log it
+ * finds). Returns LM_E_STATE, leaving p open, when p has other voters, an fsync in flight or
+ * any waiter or watcher, or storage_log_close_unsynced's refusal; 0 when p is freed. */
+int partition_close_unsynced(struct partition *p);
 
 /* Appends batches (buf rewritten in place: offsets, partitionLeaderEpoch = the raft term) as
  * the leader. acks: 0 or 1 complete before returning, -1 once committed. Returns 0 (done is
@@ -105,12 +115,18 @@ void partition_read_release(struct partition *p, struct storage_read_result *res
 int64_t partition_watch(struct partition *p, int64_t hw_min, partition_watch_fn fn, void *user);
 /* Removes a watch without calling it (a fetch that timed out). */
 void partition_unwatch(struct partition *p, int64_t id);
-/* Calls fn once every offset < offset is durable ("persisted >= X"); starts an fsync. */
+/* Calls fn once every offset < offset is durable ("persisted >= X"); starts an fsync.
+ * Returns 0 (fn is called, maybe at once, with 0 or the partition's error) or, without
+ * calling fn, the partition's error, LM_E_INVALID (offset below a queued one), LM_E_FULL or
+ * LM_E_NOMEM. */
 int partition_wait_persisted(struct partition *p, int64_t offset, partition_watch_fn fn,
                              void *user);
 
 /* Advances time: raft ticks, retention, flush.ms. */
 int partition_tick(struct partition *p, int64_t now_ms);
+/* Advances time for the flush policy only (flush.ms) and drives: the
+ * owner's frequent tick between retention checks. */
+int partition_clock(struct partition *p, int64_t now_ms);
 /* A raft message received for this partition (borrowed). */
 int partition_step(struct partition *p, const struct raft_msg *m);
 /* Starts an election now (tests, controlled failover). */

@@ -38,6 +38,8 @@ void raft_storage_log_release(struct raft_storage_log *sl)
 void raft_storage_log_deinit(struct raft_storage_log *sl)
 {
     raft_storage_log_release(sl);
+    free(sl->bufs);
+    sl->bufs = NULL;
     sl->log = NULL;
 }
 
@@ -137,6 +139,13 @@ int raft_storage_log_entry(struct raft_storage_log *sl, int64_t index, struct ra
         total > UINT32_MAX) {
         rc = LM_E_NOMEM; /* raft retries after the owner released what it resolved */
         goto out;
+    }
+    if (sl->data_mode && sl->bufs == NULL) {
+        sl->bufs = calloc(RAFT_STORAGE_LOG_BUFS_MAX, sizeof(*sl->bufs));
+        if (sl->bufs == NULL) {
+            rc = LM_E_NOMEM;
+            goto out;
+        }
     }
     uint8_t *buf = malloc(total);
     if (!buf) {

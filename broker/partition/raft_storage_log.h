@@ -43,7 +43,8 @@ struct raft_storage_log {
     size_t data_bytes_max;
     size_t data_bytes;
     uint32_t n_bufs;
-    uint8_t *bufs[RAFT_STORAGE_LOG_BUFS_MAX];
+    uint8_t **bufs; /* RAFT_STORAGE_LOG_BUFS_MAX slots, allocated at the first data-mode read
+                     * (a leader with followers): a lone voter never pays for them */
     /* >= 0: offsets from here on are not shown to raft yet. The leader writes a proposal to
      * storage first (validation and I/O errors leave raft untouched) and only then proposes
      * it; until then raft's view must end where it ended. */

@@ -74,6 +74,26 @@ def produce(b, n):
     check(p.flush(30) == 0, "flush")
 
 
+def metadata_epochs(c, topic):
+    """Metadata v7 for topic: {partition: (leader, leader_epoch)}."""
+    r = c.call(3, 7, arr([sstr(topic)]) + b"\x00")
+    r.i32()  # throttle
+    for _ in range(r.i32()):
+        r.i32(), r.str(), r.i32(), r.str()
+    r.str()  # cluster id
+    r.i32()  # controller
+    out = {}
+    check(r.i32() == 1, "metadata: one topic")
+    err, name, _ = r.i16(), r.str(), r.i8()
+    check(err == 0 and name == topic, "metadata topic %s: error %d" % (name, err))
+    for _ in range(r.i32()):
+        _, part, leader, epoch = r.i16(), r.i32(), r.i32(), r.i32()
+        for _ in range(3):
+            [r.i32() for _ in range(r.i32())]
+        out[part] = (leader, epoch)
+    return out
+
+
 def fetch_v9(c, offset, epoch=-1, max_wait=0, min_bytes=0, topic=TOPIC):
     body = (s32(-1) + s32(max_wait) + s32(min_bytes) + s32(1 << 20) + b"\x00" + s32(0) + s32(-1) +
             arr([sstr(topic) + arr([s32(0) + s32(epoch) + s64(offset) + s64(-1) +
@@ -141,16 +161,23 @@ def list_offsets_specials(b, c):
                arr([sstr(topic) + arr([s32(0) + s32(len(batch)) + batch])]))
     check(r.i32() == 1 and r.str() == topic and r.i32() == 1 and r.i32() == 0 and r.i16() == 0,
           "produce the specials batch")
+    # acks=1 answers at the local append; the records are committed (high watermark) after the
+    # partition's group-commit fsync, which DeleteRecords needs: wait as a consumer would.
+    deadline = time.monotonic() + 10
+    while list_offsets_v(c, 1, topic, -1)[3] != 5:
+        check(time.monotonic() < deadline, "specials batch committed")
+        time.sleep(0.01)
     body = arr([sstr(topic) + arr([s32(0) + s64(1)])]) + s32(5000)
     r = c.call(21, 1, body)
     r.i32()
     check(r.i32() == 1 and r.str() == topic and r.i32() == 1 and r.i32() == 0 and
           r.i64() == 1 and r.i16() == 0, "delete records of specials to 1")
+    ep = metadata_epochs(c, topic)[0][1]
     expect = {
-        -1: (0, -1, 5, 0),     # latest: the high watermark, with the leader epoch
-        -2: (0, -1, 1, 0),     # earliest: the log start offset
-        -3: (0, now + 1000, 2, 0),  # the first record with the largest timestamp
-        -4: (0, -1, 1, 0),     # earliest local = earliest without tiered storage
+        -1: (0, -1, 5, ep),    # latest: the high watermark, with the leader epoch
+        -2: (0, -1, 1, ep),    # earliest: the log start offset
+        -3: (0, now + 1000, 2, ep),  # the first record with the largest timestamp
+        -4: (0, -1, 1, ep),    # earliest local = earliest without tiered storage
         -5: (0, -1, -1, -1),   # nothing tiered: no offset, no epoch, no error
         -6: (0, -1, -1, -1),   # nothing pending upload either
     }
@@ -177,7 +204,7 @@ def list_offsets_specials(b, c):
     check(list_offsets_v(c, 9, topic, -1, isolation=1)[1:4] == (0, -1, 5),
           "latest read_committed")
     # A leader epoch check happens before the special value is looked at.
-    check(list_offsets_v(c, 9, topic, -5, epoch=3)[1] == 75, "-5 with a future epoch")
+    check(list_offsets_v(c, 9, topic, -5, epoch=ep + 1)[1] == 75, "-5 with a future epoch")
     # A partition asked twice (even under two entries of its topic) is INVALID_REQUEST at
     # each place (ListOffsetsRequest.duplicatePartitions); another one is answered.
     def part(p, ts):
@@ -197,7 +224,8 @@ def list_offsets_specials(b, c):
             r.uvar()
         r.uvar()
     check(got == [(topic, 0, 42, -1, -1, -1), (topic, 1, 3, -1, -1, -1),
-                  (TOPIC, 0, 0, -1, 0, 0), (topic, 0, 42, -1, -1, -1)],
+                  (TOPIC, 0, 0, -1, 0, metadata_epochs(c, TOPIC)[0][1]),
+                  (topic, 0, 42, -1, -1, -1)],
           "duplicate partitions: %r" % got)
 
 
@@ -322,17 +350,24 @@ def scenario(b):
     def list_offsets(ts, epoch=-1):
         return list_offsets_v(c, 7, TOPIC, ts, epoch)
 
+    # The leader epoch Metadata publishes is the one every data API fences on (KIP-320):
+    # current_leader_epoch older is FENCED_LEADER_EPOCH (74), newer UNKNOWN_LEADER_EPOCH (75).
+    leader, E = metadata_epochs(c, TOPIC)[0]
+    check(leader >= 0 and E >= 1, "metadata leader %d epoch %d" % (leader, E))
     check(list_offsets(-2)[1:4:2] == (0, 0), "earliest")
     check(list_offsets(-1)[1:4:2] == (0, 50), "latest")
     _, e, ts, off, ep = list_offsets(-3)
-    check((e, ts, off, ep) == (0, 1_600_000_000_000 + 490, 49, 0), "max timestamp")
+    check((e, ts, off, ep) == (0, 1_600_000_000_000 + 490, 49, E), "max timestamp")
     _, e, ts, off, _ = list_offsets(1_600_000_000_000 + 205)
     check((e, off, ts) == (0, 21, 1_600_000_000_000 + 210), "by timestamp %r" % ((e, off, ts),))
     check(list_offsets(1_700_000_000_000)[3] == -1, "timestamp after the end")
-    check(list_offsets(-1, epoch=3)[1] == 75, "UNKNOWN_LEADER_EPOCH")
+    check(list_offsets(-1, epoch=E)[1:4:2] == (0, 50), "ListOffsets at Metadata's epoch")
+    check(list_offsets(-1, epoch=E + 1)[1] == 75, "ListOffsets: UNKNOWN_LEADER_EPOCH")
+    check(list_offsets(-1, epoch=E - 1)[1] == 74, "ListOffsets: FENCED_LEADER_EPOCH")
     list_offsets_specials(b, c)
 
-    # OffsetForLeaderEpoch v2: epoch 0 ends at the log end; a newer current epoch is unknown.
+    # OffsetForLeaderEpoch v2: the current epoch ends at the log end; a newer current epoch
+    # is unknown, an older one fenced.
     def ofle(cur, ep):
         body = arr([sstr(TOPIC) + arr([s32(0) + s32(cur) + s32(ep)])])
         r = c.call(23, 2, body)
@@ -340,8 +375,10 @@ def scenario(b):
         check(r.i32() == 1 and r.str() == TOPIC and r.i32() == 1, "ofle shape")
         return r.i16(), r.i32(), r.i32(), r.i64()
 
-    check(ofle(0, 0) == (0, 0, 0, 50), "OffsetForLeaderEpoch %r" % (ofle(0, 0),))
-    check(ofle(7, 0)[0] == 75, "OffsetForLeaderEpoch epoch check")
+    check(ofle(E, E) == (0, 0, E, 50), "OffsetForLeaderEpoch %r" % (ofle(E, E),))
+    check(ofle(-1, E) == (0, 0, E, 50), "OffsetForLeaderEpoch without a current epoch")
+    check(ofle(E + 1, E)[0] == 75, "OffsetForLeaderEpoch: UNKNOWN_LEADER_EPOCH")
+    check(ofle(E - 1, E)[0] == 74, "OffsetForLeaderEpoch: FENCED_LEADER_EPOCH")
 
     # Fetch: whole batch from mid-batch offset, out of range, fenced epoch.
     err, hw, lso, lstart, recs = fetch_v9(c, 3)
@@ -349,7 +386,9 @@ def scenario(b):
     base = struct.unpack(">q", recs[:8])[0]
     check(base <= 3, "fetch starts with the batch holding offset 3 (base %d)" % base)
     check(fetch_v9(c, 51)[0] == 1, "fetch beyond the end: OFFSET_OUT_OF_RANGE")
-    check(fetch_v9(c, 0, epoch=1)[0] == 75, "fetch epoch 1: UNKNOWN_LEADER_EPOCH")
+    check(fetch_v9(c, 0, epoch=E)[0] == 0, "fetch at Metadata's epoch")
+    check(fetch_v9(c, 0, epoch=E + 1)[0] == 75, "fetch: UNKNOWN_LEADER_EPOCH")
+    check(fetch_v9(c, 0, epoch=E - 1)[0] == 74, "fetch: FENCED_LEADER_EPOCH")
 
     # DeleteRecords v1: moves the log start; beyond the high watermark is out of range.
     def delete_records(off):

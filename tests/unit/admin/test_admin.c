@@ -30,6 +30,14 @@ struct fx {
     struct kafka_arena a;
 };
 
+/* Leader epochs as the broker's owners register them: partition 2 of any topic at 12, the
+ * rest at the first term. */
+static int32_t test_leader_epoch(const uint8_t topic_id[16], int32_t partition)
+{
+    (void)topic_id;
+    return partition == 2 ? 12 : 1;
+}
+
 static int fx_setup(void **state)
 {
     struct fx *f = calloc(1, sizeof(*f));
@@ -39,7 +47,8 @@ static int fx_setup(void **state)
     assert_int_equal(lm_meta_store_open(f->dir, &f->meta), 0);
     broker_config_init(&f->cfg);
     f->cfg.node_id = 7;
-    f->env = (struct admin_env){.meta = f->meta, .cfg = &f->cfg, .cluster_id = "clusterIdTest42"};
+    f->env = (struct admin_env){.meta = f->meta, .cfg = &f->cfg, .cluster_id = "clusterIdTest42",
+                                .leader_epoch = test_leader_epoch};
     kafka_arena_init(&f->a, 64u << 20);
     *state = f;
     return 0;
@@ -1272,6 +1281,9 @@ static void test_describe_topic_partitions(void **state)
     assert_int_equal(rs->topics[1].partitions_count, 3);
     assert_int_equal(rs->topics[1].partitions[2].partition_index, 2);
     assert_int_equal(rs->topics[1].partitions[2].leader_id, 7);
+    /* Each partition's own epoch, as the owner registered it (h_partition_epoch). */
+    assert_int_equal(rs->topics[1].partitions[2].leader_epoch, 12);
+    assert_int_equal(rs->topics[1].partitions[1].leader_epoch, 1);
     assert_int_equal(rs->topics[1].partitions[2].isr_nodes_count, 1);
     assert_int_equal(rs->topics[1].partitions[2].eligible_leader_replicas_count, 0);
     assert_false(kafka_uuid_is_zero(&rs->topics[1].topic_id));

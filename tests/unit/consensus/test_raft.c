@@ -123,6 +123,85 @@ static void test_single_node_commit_after_persist(void **state)
     raft_memlog_deinit(&ml);
 }
 
+/* lone_resume + conf_fixed + no_apply (a one-voter partition): leader from raft_new at the
+ * term its log and hard state imply, no election and no NOOP, earlier-term entries committed
+ * at once, nothing read to rebuild a configuration history, nothing handed out to apply. */
+struct counting_log {
+    struct raft_memlog ml;
+    struct raft_log_ops inner;
+    uint64_t reads;
+};
+
+static void cl_start(void *ctx, struct raft_log_start *out)
+{
+    struct counting_log *cl = ctx;
+    cl->inner.start(cl->inner.ctx, out);
+}
+
+static int64_t cl_last(void *ctx)
+{
+    struct counting_log *cl = ctx;
+    return cl->inner.last_index(cl->inner.ctx);
+}
+
+static int cl_entry(void *ctx, int64_t index, struct raft_entry *out)
+{
+    struct counting_log *cl = ctx;
+    cl->reads++;
+    return cl->inner.entry_at(cl->inner.ctx, index, out);
+}
+
+static void test_lone_resume(void **state)
+{
+    (void)state;
+    struct raft_conf c = {.n_voters = 1, .voters = {1}};
+    struct counting_log cl = {0};
+    raft_memlog_init(&cl.ml, &c);
+    raft_memlog_ops(&cl.ml, &cl.inner);
+    /* 40 batches of epoch 3 then 10 of epoch 4, nothing committed yet (hard state commit -1). */
+    for (int64_t i = 0; i < 50; i++) {
+        struct raft_entry e = {.first_index = 2 * i, .last_index = 2 * i + 1,
+                               .term = i < 40 ? 3 : 4};
+        assert_int_equal(raft_memlog_write(&cl.ml, &e, 1), 0);
+    }
+    struct raft_log_ops ops = {.ctx = &cl, .start = cl_start, .last_index = cl_last,
+                               .entry_at = cl_entry};
+    struct raft_config cfg = {.id = 1, .group = 1, .election_ticks = 10, .heartbeat_ticks = 1,
+                              .max_inflight = 4, .max_msg_entries = 8, .max_apply_entries = 8,
+                              .rand_seed = 1, .applied = -1, .conf_fixed = true,
+                              .no_apply = true, .lone_resume = true};
+    struct raft_hard_state hs = {.term = 2, .vote = RAFT_NONE, .commit = -1};
+    struct raft *r = raft_new(&cfg, &ops, &hs);
+    assert_non_null(r);
+    assert_true(cl.reads <= 3); /* the last term and the commit check, not 50 batches */
+    assert_int_equal(raft_role(r), RAFT_LEADER);
+    assert_int_equal(raft_term(r), 4); /* max(hard state 2, last log term 4) */
+    assert_int_equal(raft_last_index(r), 99); /* no NOOP */
+    assert_int_equal(raft_commit(r), 99); /* earlier terms commit: nobody else can lead */
+    struct raft_ready rd;
+    if (raft_has_ready(r)) {
+        raft_ready(r, &rd);
+        assert_int_equal(rd.persist_id, 0); /* nothing to write: the term is derived */
+        assert_int_equal(rd.n_committed, 0); /* no_apply */
+    }
+    int64_t last;
+    assert_int_equal(raft_propose(r, NULL, 0, 3, &last), 0);
+    assert_int_equal(last, 102);
+    raft_ready(r, &rd);
+    assert_true(rd.persist_id != 0);
+    assert_int_equal(rd.n_entries, 1);
+    assert_int_equal(raft_memlog_persist(&cl.ml, &rd), 0);
+    assert_int_equal(raft_persisted(r, rd.persist_id), 0);
+    assert_int_equal(raft_commit(r), 102);
+    /* A lone group's configuration never changes under conf_fixed. */
+    assert_int_equal(raft_propose_conf(r, RAFT_CONF_ADD_LEARNER, 2), LM_E_STATE);
+    raft_free(r);
+    /* Without conf_fixed, lone_resume is refused (the history would be needed). */
+    cfg.conf_fixed = false;
+    assert_null(raft_new(&cfg, &ops, &hs));
+    raft_memlog_deinit(&cl.ml);
+}
+
 static size_t queued_from(const struct harness *h, uint32_t from, uint8_t type)
 {
     size_t n = 0;
@@ -722,6 +801,7 @@ int main(void)
         cmocka_unit_test(test_conf_codec),
         cmocka_unit_test(test_memlog),
         cmocka_unit_test(test_single_node_commit_after_persist),
+        cmocka_unit_test(test_lone_resume),
         cmocka_unit_test(test_vote_persist_before_send),
         cmocka_unit_test(test_commit_only_current_term),
         cmocka_unit_test(test_flow_control),

@@ -1,7 +1,8 @@
 /* broker/partition: a partition as a Raft group over its storage log.
  *
- * One voter: acks=1 completes at the append, acks=all only after the fsync the owner runs;
- * HW = commit + 1 and never moves back; waiters complete in offset order; reads return the
+ * One voter: acks=1 completes and is visible at the append without an fsync (half a ring of
+ * readies not yet durable starts one); acks=all only after the fsync the owner runs; HW never
+ * moves back; waiters complete in offset order; reads return the
  * appended bytes; a crash (a child process exits without closing) recovers term, epoch and HW
  * and the node comes back as leader at a higher term; failed log reads never crash.
  * Three voters: three partitions in one process exchange raft messages through an in-memory
@@ -251,11 +252,12 @@ static void test_acks_and_hw(void **state)
     struct partition *p = f->parts[1];
     assert_true(partition_is_leader(p));
     int32_t epoch = partition_leader_epoch(p);
-    assert_true(epoch >= 1);
-    /* The term's LeaderChange batch is written at once; it commits with the first fsync. */
+    assert_int_equal(epoch, 1);
+    /* A lone voter is leader from the open without an election: no LeaderChange batch, so a
+     * new partition's first record is offset 0 as clients expect. */
     fx_sync(f, 1);
-    assert_int_equal(partition_log_end_offset(p), 1);
-    assert_int_equal(partition_high_watermark(p), 1);
+    assert_int_equal(partition_log_end_offset(p), 0);
+    assert_int_equal(partition_high_watermark(p), 0);
 
     struct acks_log l = {0};
     size_t len;
@@ -263,9 +265,18 @@ static void test_acks_and_hw(void **state)
     assert_int_equal(partition_append(p, PARTITION_ORIGIN_CLIENT, b1, len, 1, on_append, &l), 0);
     assert_int_equal(l.n, 1); /* acks=1: done at the append, before any fsync */
     assert_int_equal(l.errs[0], 0);
-    assert_int_equal(l.last[0], 3);
-    assert_int_equal(partition_high_watermark(p), 1); /* not durable yet: not committed */
-    assert_true(f->pending[1]);
+    assert_int_equal(l.last[0], 2);
+    /* A lone voter's acks=1 batch is visible at once (Kafka: an ISR of one) and starts no
+     * fsync, however long nothing else asks for one (no flush policy: the page cache is the
+     * durability of acks=1, as in Kafka); raft's commit stays behind until an fsync. */
+    assert_int_equal(partition_high_watermark(p), 3);
+    assert_int_equal(raft_commit(partition_raft(p)), -1);
+    assert_false(f->pending[1]);
+    f->now_ms += 600000;
+    assert_int_equal(partition_clock(p, f->now_ms), 0);
+    assert_false(f->pending[1]);
+    assert_int_equal(partition_durable_offset(p), 0);
+    assert_int_equal(partition_high_watermark(p), 3);
 
     struct acks_log la = {0};
     size_t len2, len3;
@@ -276,27 +287,27 @@ static void test_acks_and_hw(void **state)
                      0);
     assert_int_equal(la.n, 0); /* acks=all waits for the commit = the local fsync */
     int64_t seen = -1;
-    assert_true(partition_watch(p, 10, on_watch, &seen) > 0);
+    assert_true(partition_watch(p, 9, on_watch, &seen) > 0);
     int64_t hw_before = partition_high_watermark(p);
     fx_sync(f, 1); /* group commit: one fsync covers everything written so far */
     assert_true(partition_high_watermark(p) >= hw_before);
     assert_int_equal(partition_high_watermark(p), partition_log_end_offset(p));
     assert_int_equal(partition_high_watermark(p), raft_commit(partition_raft(p)) + 1);
     assert_int_equal(la.n, 2);
-    assert_int_equal(la.last[0], 5); /* in offset order */
-    assert_int_equal(la.last[1], 9);
+    assert_int_equal(la.last[0], 4); /* in offset order */
+    assert_int_equal(la.last[1], 8);
     assert_int_equal(la.errs[0], 0);
     assert_int_equal(la.errs[1], 0);
-    assert_int_equal(seen, 10);
+    assert_int_equal(seen, 9);
     /* Every batch carries the raft term as its partitionLeaderEpoch. */
     struct kafka_batch_header h;
     assert_int_equal(kafka_batch_header_parse(b3, len3, &h), 0);
     assert_int_equal(h.partition_leader_epoch, epoch);
-    assert_int_equal(h.base_offset, 6);
+    assert_int_equal(h.base_offset, 5);
 
     /* Reads return exactly what was appended (buf was rewritten in place with offsets). */
     struct storage_read_result res;
-    assert_int_equal(partition_read(p, 1, 1 << 20, true, &res), 0);
+    assert_int_equal(partition_read(p, 0, 1 << 20, true, &res), 0);
     uint8_t *got = malloc(res.bytes);
     assert_int_equal(res.bytes, len + len2 + len3);
     assert_int_equal(storage_read_result_copy(&res, got, res.bytes), 0);
@@ -308,6 +319,72 @@ static void test_acks_and_hw(void **state)
     free(b1);
     free(b2);
     free(b3);
+}
+
+/* A lone voter: no quorum-state write at open (the hard state is derived), no fsync per acks=1
+ * append until half a ring of readies is not durable, and an idle close without a flush that
+ * the next open recovers from the page cache with the same epoch and high watermark. */
+static void test_lone_lazy(void **state)
+{
+    struct fx *f = *state;
+    f->deferred = true;
+    assert_int_equal(fx_open(f, 1, 1), 0);
+    struct partition *p = f->parts[1];
+    char qs[4400];
+    snprintf(qs, sizeof(qs), "%s/quorum-state", f->dirs[1]);
+    assert_int_equal(access(qs, F_OK), -1);
+    assert_false(f->pending[1]);
+    uint64_t syncs = f->syncs;
+    struct acks_log l = {0};
+    int appends = 0;
+    while (!f->pending[1]) {
+        assert_true(appends < 64);
+        size_t len;
+        uint8_t *b = batch(2, appends, &len);
+        assert_int_equal(partition_append(p, PARTITION_ORIGIN_CLIENT, b, len, 1, on_append, &l),
+                         0);
+        free(b);
+        appends++;
+        assert_int_equal(partition_high_watermark(p), 2 * appends); /* visible at once */
+    }
+    /* One fsync for the whole run of appends, started when half the ring was not durable. */
+    assert_true(appends >= 16 && appends <= 40);
+    assert_int_equal(f->syncs, syncs + 1);
+    fx_sync(f, 1);
+    assert_int_equal(partition_durable_offset(p), 2 * appends);
+    assert_int_equal(raft_commit(partition_raft(p)), 2 * appends - 1);
+    /* Two more acks=1 batches stay in the page cache; the idle close does not flush them. */
+    for (int i = 0; i < 2; i++) {
+        size_t len;
+        uint8_t *b = batch(2, 100 + i, &len);
+        assert_int_equal(partition_append(p, PARTITION_ORIGIN_CLIENT, b, len, 1, on_append, &l),
+                         0);
+        free(b);
+    }
+    int64_t hw = partition_high_watermark(p);
+    assert_int_equal(hw, 2 * appends + 4);
+    assert_false(f->pending[1]);
+    syncs = f->syncs;
+    assert_int_equal(partition_close_unsynced(p), 0);
+    f->parts[1] = NULL;
+    assert_int_equal(f->syncs, syncs);
+    assert_int_equal(access(qs, F_OK), -1);
+    assert_int_equal(fx_open(f, 1, 1), 0);
+    p = f->parts[1];
+    assert_int_equal(partition_leader_epoch(p), 1);
+    assert_int_equal(partition_log_end_offset(p), hw);
+    assert_int_equal(partition_high_watermark(p), hw);
+    /* An acks=all waiter refuses the unsynced close (it needs its fsync). */
+    struct acks_log la = {0};
+    size_t len;
+    uint8_t *b = batch(1, 200, &len);
+    assert_int_equal(partition_append(p, PARTITION_ORIGIN_CLIENT, b, len, -1, on_append, &la), 0);
+    free(b);
+    assert_int_equal(partition_close_unsynced(p), LM_E_STATE);
+    fx_sync(f, 1);
+    assert_int_equal(la.n, 1);
+    assert_int_equal(la.errs[0], 0);
+    assert_int_equal(partition_high_watermark(p), hw + 1);
 }
 
 static void test_waiters_bounded_and_origin(void **state)
@@ -409,7 +486,9 @@ static void test_crash_recovery(void **state)
         uint8_t *b = batch(5, 0, &len);
         if (partition_append(p, PARTITION_ORIGIN_CLIENT, b, len, 1, on_append, &l) != 0)
             _exit(4);
-        if (l.n != 5 || partition_high_watermark(p) != 21 || partition_leader_epoch(p) != 1)
+        /* The acks=1 batch is visible at once (HW 25) though never fsynced. */
+        if (l.n != 5 || partition_high_watermark(p) != 25 ||
+            raft_commit(partition_raft(p)) != 19 || partition_leader_epoch(p) != 1)
             _exit(5);
         _exit(0);
     }
@@ -420,31 +499,33 @@ static void test_crash_recovery(void **state)
 
     assert_int_equal(fx_open(f, 1, 1), 0);
     struct partition *p = f->parts[1];
-    /* A new term above every epoch in the log; the unflushed tail is in the page cache, so it
-     * is still there and commits under the new leader with its LeaderChange batch. */
+    /* The lone voter resumes as leader at the same term (no election, no LeaderChange
+     * batch); the unflushed tail is in the page cache, so it is still there and commits. */
     assert_true(partition_is_leader(p));
-    assert_int_equal(partition_leader_epoch(p), 2);
-    assert_true(partition_high_watermark(p) >= 21);
-    assert_int_equal(partition_log_end_offset(p), 27);
-    assert_int_equal(partition_high_watermark(p), 27);
-    assert_int_equal(storage_log_latest_epoch(partition_storage(p)), 2);
+    assert_int_equal(partition_leader_epoch(p), 1);
+    assert_int_equal(partition_log_end_offset(p), 25);
+    assert_int_equal(partition_high_watermark(p), 25);
+    /* The read paths use storage's high watermark: it follows raft's commit from the open. */
+    assert_int_equal(storage_log_high_watermark(partition_storage(p)), 25);
+    assert_int_equal(storage_log_latest_epoch(partition_storage(p)), 1);
     size_t n;
     uint8_t *all = read_committed(p, &n);
     int batches = 0;
     for (size_t pos = 0; pos < n; batches++) {
         struct kafka_batch_header h;
         assert_int_equal(kafka_batch_header_parse(all + pos, n - pos, &h), 0);
-        assert_true(h.partition_leader_epoch == 1 || h.partition_leader_epoch == 2);
+        assert_int_equal(h.partition_leader_epoch, 1);
         pos += kafka_batch_total_size(&h);
     }
-    assert_int_equal(batches, 7); /* NOOP(1) + 5 data + NOOP(2) */
+    assert_int_equal(batches, 5); /* data only */
     free(all);
-    /* And again: close cleanly, reopen, term 3. */
+    /* And again: close cleanly, reopen: same epoch (an idle close and reopen is invisible to
+     * clients that fence on it), same high watermark. */
     assert_int_equal(partition_close(p), 0);
     f->parts[1] = NULL;
     assert_int_equal(fx_open(f, 1, 1), 0);
-    assert_int_equal(partition_leader_epoch(f->parts[1]), 3);
-    assert_int_equal(partition_high_watermark(f->parts[1]), 28);
+    assert_int_equal(partition_leader_epoch(f->parts[1]), 1);
+    assert_int_equal(partition_high_watermark(f->parts[1]), 25);
 }
 
 struct fault {
@@ -490,7 +571,7 @@ static void test_read_errors(void **state)
     assert_true(ft.hits > 0);
     assert_int_equal(l.n, 0);
     assert_int_equal(partition_durable_offset(p), partition_log_end_offset(p));
-    assert_int_equal(partition_high_watermark(p), 1);
+    assert_int_equal(partition_high_watermark(p), 0);
     /* Whatever raft could not read it put off; nothing crashed and nothing was lost. */
     ft.on = false;
     for (int i = 0; i < 3; i++) {
@@ -510,10 +591,10 @@ static void test_read_errors(void **state)
     assert_int_equal(raft_storage_log_entry(partition_raft_log(p), 1, &e), LM_E_IO);
     ft.on = false;
     assert_int_equal(raft_storage_log_entry(partition_raft_log(p), 1, &e), 0);
-    assert_int_equal(e.first_index, 1);
-    assert_int_equal(e.last_index, 2);
-    assert_int_equal(raft_storage_log_entry(partition_raft_log(p), 0, &e), 0);
-    assert_int_equal(e.type, RAFT_ENTRY_NOOP);
+    assert_int_equal(e.first_index, 0);
+    assert_int_equal(e.last_index, 1);
+    assert_int_equal(e.type, RAFT_ENTRY_NORMAL);
+    assert_int_equal(e.term, 1);
     assert_int_equal(raft_storage_log_entry(partition_raft_log(p), 999, &e), LM_E_OUT_OF_RANGE);
 }
 
@@ -528,7 +609,15 @@ static void test_retention(void **state)
     cfg.storage.retention_bytes = 8192;
     struct partition_env env = {.ctx = f, .sync = fx_sync_cb};
     assert_int_equal(partition_open(&cfg, &env, f->now_ms, &f->parts[1]), 0);
-    assert_int_equal(partition_close(f->parts[1]), 0); /* epoch 1 only in the first segment */
+    assert_int_equal(partition_close(f->parts[1]), 0);
+    /* A quorum-state from a later term (as after a multi-voter past): the lone voter resumes
+     * at that term, never below it. */
+    char qs[sizeof(f->dirs[1]) + 16];
+    snprintf(qs, sizeof(qs), "%s/quorum-state", f->dirs[1]);
+    FILE *qf = fopen(qs, "w");
+    assert_non_null(qf);
+    fprintf(qf, "2 1\n");
+    fclose(qf);
     assert_int_equal(partition_open(&cfg, &env, f->now_ms, &f->parts[1]), 0);
     struct partition *p = f->parts[1];
     assert_int_equal(partition_leader_epoch(p), 2);
@@ -570,8 +659,12 @@ static void test_retention(void **state)
     f->parts[1] = NULL;
     assert_int_equal(partition_open(&cfg, &env, f->now_ms, &f->parts[1]), 0);
     assert_int_equal(partition_log_start_offset(f->parts[1]), start);
-    assert_int_equal(partition_leader_epoch(f->parts[1]), 3);
+    assert_int_equal(partition_leader_epoch(f->parts[1]), 2);
     assert_int_equal(partition_raft_log(f->parts[1])->start_term, 2);
+    /* Opening reads no batch per entry (the voter set is fixed: no configuration history to
+     * rebuild): the last batch's header for the resume term and the commit check only. */
+    assert_true(partition_raft_log(f->parts[1])->reads <= 2);
+    assert_true(partition_log_end_offset(f->parts[1]) - start > 16);
 }
 
 /* ---------- three voters ---------- */
@@ -891,6 +984,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_acks_and_hw, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_lone_lazy, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_waiters_bounded_and_origin, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_internal_topic, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_crash_recovery, fx_setup, fx_teardown),
