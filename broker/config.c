@@ -341,7 +341,7 @@ static int apply_special(struct broker_config *cfg, const char *key, const char 
         return 0;
     }
     if (strcmp(key, "laminar.log.level") == 0) {
-        static const char *names[] = {"debug", "info", "warn", "error"};
+        static const char *const names[] = {"debug", "info", "warn", "error"};
         for (int i = 0; i < 4; i++) {
             if (strcasecmp(value, names[i]) == 0) {
                 cfg->log_level = i;
@@ -582,7 +582,7 @@ static const struct refused_key *refused_find_any(const char *key)
 
 static bool is_security_protocol(const char *s, size_t n)
 {
-    static const char *names[] = {"PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"};
+    static const char *const names[] = {"PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"};
     for (size_t i = 0; i < LM_ARRAY_LEN(names); i++)
         if (strlen(names[i]) == n && strncasecmp(names[i], s, n) == 0)
             return true;

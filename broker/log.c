@@ -26,7 +26,7 @@ void broker_log_set_shard(int shard)
 
 static void log_va(enum broker_log_level level, const char *fmt, va_list ap)
 {
-    static const char *names[] = {"DEBUG", "INFO", "WARN", "ERROR"};
+    static const char *const names[] = {"DEBUG", "INFO", "WARN", "ERROR"};
     char line[1024];
     struct timespec ts;
     struct tm tm;

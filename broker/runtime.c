@@ -343,8 +343,18 @@ static int check_listener_tables(const struct broker_config *cfg, const struct b
     return 0;
 }
 
-int broker_runtime_run(const struct broker_config *cfg, const struct broker_dispatch *d)
+/* SIGTERM and SIGINT: blocked in every runtime thread, taken by broker_runtime_run's sigwait. */
+static void stop_signals(sigset_t *sigs)
 {
+    sigemptyset(sigs);
+    sigaddset(sigs, SIGTERM);
+    sigaddset(sigs, SIGINT);
+}
+
+int broker_runtime_start(const struct broker_config *cfg, const struct broker_dispatch *d,
+                         struct broker_rt **out)
+{
+    *out = NULL;
     int table_rc = check_listener_tables(cfg, d);
     if (table_rc != 0)
         return table_rc;
@@ -412,11 +422,10 @@ int broker_runtime_run(const struct broker_config *cfg, const struct broker_disp
         BLOG_INFO("listening on %s://%s:%u with %u shard(s), %s backend", cfg->listeners[l].name,
                   cfg->listeners[l].host[0] ? cfg->listeners[l].host : "0.0.0.0",
                   cfg->listeners[l].port, n, rt->io->name);
-    /* Signals go to the main thread only (sigwait below); shards never see them. */
+    /* Signals go to the thread in broker_runtime_run's sigwait; shards never see them (they
+     * inherit the mask). */
     sigset_t sigs;
-    sigemptyset(&sigs);
-    sigaddset(&sigs, SIGTERM);
-    sigaddset(&sigs, SIGINT);
+    stop_signals(&sigs);
     pthread_sigmask(SIG_BLOCK, &sigs, NULL);
     signal(SIGPIPE, SIG_IGN);
     pthread_barrier_init(&rt->barrier, NULL, n + 1);
@@ -431,19 +440,24 @@ int broker_runtime_run(const struct broker_config *cfg, const struct broker_disp
     }
     broker_rt_barrier(rt); /* backends ready */
     broker_rt_barrier(rt); /* start hooks done */
-    if (atomic_load(&rt->start_failed) == 0) {
-        BLOG_INFO("started: node.id=%d, log.dirs=%s", cfg->node_id, cfg->log_dirs[0]);
-        int sig = 0;
-        while (!broker_rt_stopping(rt)) {
-            if (sigwait(&sigs, &sig) != 0)
-                continue;
-            BLOG_INFO("received %s, shutting down", sig == SIGTERM ? "SIGTERM" : "SIGINT");
-            break;
-        }
-        rc = 0;
-    } else {
-        rc = LM_E_STATE;
+    if (atomic_load(&rt->start_failed) != 0) {
+        broker_runtime_stop(rt);
+        return LM_E_STATE;
     }
+    BLOG_INFO("started: node.id=%d, log.dirs=%s", cfg->node_id, cfg->log_dirs[0]);
+    *out = rt;
+    return 0;
+}
+
+bool broker_runtime_stopping(const struct broker_rt *rt)
+{
+    return atomic_load_explicit(&rt->stopping, memory_order_acquire);
+}
+
+int broker_runtime_stop(struct broker_rt *rt)
+{
+    uint32_t n = rt->nshards;
+    int rc = 0;
     atomic_store_explicit(&rt->stopping, true, memory_order_release);
     for (uint32_t i = 0; i < n; i++) {
         uint64_t one = 1;
@@ -454,9 +468,27 @@ int broker_runtime_run(const struct broker_config *cfg, const struct broker_disp
     for (uint32_t i = 0; i < n; i++)
         pthread_join(rt->threads[i], NULL);
     pthread_barrier_destroy(&rt->barrier);
-    if (atomic_load(&rt->start_failed) != 0 && rc == 0)
+    if (atomic_load(&rt->start_failed) != 0)
         rc = LM_E_STATE;
     rt_free(rt);
     BLOG_INFO("shutdown complete");
     return rc;
+}
+
+int broker_runtime_run(const struct broker_config *cfg, const struct broker_dispatch *d)
+{
+    struct broker_rt *rt = NULL;
+    int rc = broker_runtime_start(cfg, d, &rt);
+    if (rc != 0)
+        return rc;
+    sigset_t sigs;
+    stop_signals(&sigs);
+    int sig = 0;
+    while (!broker_runtime_stopping(rt)) {
+        if (sigwait(&sigs, &sig) != 0)
+            continue;
+        BLOG_INFO("received %s, shutting down", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+        break;
+    }
+    return broker_runtime_stop(rt);
 }

@@ -107,6 +107,9 @@ struct broker_dispatch {
     void (*shard_flush)(struct broker_shard *s, void *ctx);
     /* Called last on the shard's thread; free per-shard state. May be NULL. */
     void (*shard_stop)(struct broker_shard *s, void *ctx);
+    /* Frees ctx; called by the dispatch's owner once the runtime has returned (or never
+     * started). May be NULL. */
+    void (*teardown)(void *ctx);
 };
 
 /* Registers fn for api_key (0 <= key < BROKER_API_KEYS_MAX). flexible_version_min comes from
@@ -320,6 +323,18 @@ uint32_t broker_partition_shard(const char *topic, size_t topic_len, int32_t par
 /* Runs the broker until SIGTERM/SIGINT (then finishes in-flight requests, flushes, closes).
  * cfg and d are borrowed for the whole run. Returns 0 or an LM_E_* (logged). */
 int broker_runtime_run(const struct broker_config *cfg, const struct broker_dispatch *d);
+
+/* The same in steps, for several brokers in one process (tests): start returns once every
+ * shard serves (0, *out set) or start-up failed (an LM_E_*, nothing left running); stop
+ * finishes in-flight requests, flushes, joins the shard threads and frees rt, returning 0 or
+ * LM_E_STATE when a shard failed. SIGTERM/SIGINT are blocked in the calling thread (and the
+ * shards): only broker_runtime_run takes them. stopping is true once a shard failed (or stop
+ * began). cfg and d are borrowed until stop returns. */
+struct broker_rt;
+int broker_runtime_start(const struct broker_config *cfg, const struct broker_dispatch *d,
+                         struct broker_rt **out);
+bool broker_runtime_stopping(const struct broker_rt *rt);
+int broker_runtime_stop(struct broker_rt *rt);
 
 /* The `laminar` command line: `laminar serve [-c file] [flags]`. setup() fills the handler
  * table (and may read cfg) after the config is parsed. Returns the process exit status. */

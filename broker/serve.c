@@ -294,6 +294,8 @@ int broker_serve_main(int argc, char **argv,
         rc = probe_listeners(&cfg);
     if (rc == 0)
         rc = broker_runtime_run(&cfg, &d);
+    if (d.teardown != NULL)
+        d.teardown(d.ctx);
     broker_config_deinit(&cfg);
     /* The locks are released only now, after the last write to the logs. */
     for (uint32_t i = 0; i < BROKER_LOG_DIRS_MAX; i++)

@@ -341,7 +341,7 @@ bool broker_rt_has_selector(struct broker_rt *rt);
 /* Counts this shard as drained; all_drained is true once every shard has. */
 void broker_rt_shard_drained(struct broker_rt *rt);
 bool broker_rt_all_drained(struct broker_rt *rt);
-/* Cross-shard calls in flight, process-wide: +1 when a call is sent, -1 after its done(). */
+/* Cross-shard calls in flight in this runtime: +1 when a call is sent, -1 after its done(). */
 void broker_rt_xcalls_add(struct broker_rt *rt, int64_t delta);
 /* Counts this shard as finished with its shutdown sequence (it only turns its loop now). */
 void broker_rt_shard_final(struct broker_rt *rt);

@@ -82,7 +82,8 @@ struct admin_env {
     const struct broker_config *cfg;
     const char *cluster_id;
     /* A partition's leader epoch as Metadata reports it (h_partition_epoch). */
-    int32_t (*leader_epoch)(const uint8_t topic_id[16], int32_t partition);
+    int32_t (*leader_epoch)(const void *epoch_ctx, const uint8_t topic_id[16], int32_t partition);
+    const void *epoch_ctx;
     /* The endpoint of the listener the request came in on (what DescribeCluster lists for this
      * node); NULL means the first advertised listener. */
     const struct broker_listener *advertised;

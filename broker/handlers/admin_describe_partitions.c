@@ -117,7 +117,7 @@ static int fill_partitions(const struct admin_env *env, dtp_topic *o, int32_t fr
             .error_code = KAFKA_NONE,
             .partition_index = from + i,
             .leader_id = env->cfg->node_id,
-            .leader_epoch = env->leader_epoch(o->topic_id.b, from + i),
+            .leader_epoch = env->leader_epoch(env->epoch_ctx, o->topic_id.b, from + i),
             .replica_nodes = nodes,
             .replica_nodes_count = 1,
             .isr_nodes = nodes,

@@ -24,6 +24,12 @@ static void admin_fail(struct broker_req *req, const char *what, int rc)
     broker_req_respond_none(req);
 }
 
+static int32_t admin_partition_epoch(const void *node, const uint8_t topic_id[16],
+                                     int32_t partition)
+{
+    return h_partition_epoch(node, topic_id, partition);
+}
+
 /* The decoded request, the response structs and strings, and the encoded response all live in
  * the request's arena (bounded by the runtime), freed after the response has left. */
 static void admin_serve(struct broker_req *req, int16_t min_version, int16_t max_version,
@@ -31,7 +37,8 @@ static void admin_serve(struct broker_req *req, int16_t min_version, int16_t max
 {
     const struct kafka_api_info *api = kafka_api_lookup(req->api_key);
     LM_ASSERT(api != NULL && core != NULL);
-    LM_ASSERT(handlers_global != NULL && handlers_global->meta != NULL);
+    const struct handlers_ctx *node = h_node(req);
+    LM_ASSERT(node->meta != NULL);
     if (req->api_version < min_version || req->api_version > max_version) {
         handlers_respond_unsupported(req); /* the dispatcher checks first; kept for safety */
         return;
@@ -53,10 +60,11 @@ static void admin_serve(struct broker_req *req, int16_t min_version, int16_t max
         return;
     }
     struct admin_env env = {
-        .meta = handlers_global->meta,
-        .cfg = handlers_global->cfg,
-        .cluster_id = handlers_global->cluster_id,
-        .leader_epoch = h_partition_epoch,
+        .meta = node->meta,
+        .cfg = node->cfg,
+        .cluster_id = node->cluster_id,
+        .leader_epoch = admin_partition_epoch,
+        .epoch_ctx = node,
         .advertised = broker_req_advertised(req),
     };
     rc = core(&env, req->api_version, rq, rs, ka);
@@ -109,12 +117,13 @@ ADMIN_HANDLER(describe_topic_partitions, ADMIN_DESCRIBE_TOPIC_PARTITIONS_MIN,
 
 int handlers_admin_features_fill(struct broker_req *req, struct kafka_api_versions_response *rs)
 {
-    LM_ASSERT(handlers_global != NULL);
+    const struct handlers_ctx *node = h_node(req);
     struct admin_env env = {
-        .meta = handlers_global->meta,
-        .cfg = handlers_global->cfg,
-        .cluster_id = handlers_global->cluster_id,
-        .leader_epoch = h_partition_epoch,
+        .meta = node->meta,
+        .cfg = node->cfg,
+        .cluster_id = node->cluster_id,
+        .leader_epoch = admin_partition_epoch,
+        .epoch_ctx = node,
     };
     return admin_features_fill(&env, req->api_version, rs, &req->arena);
 }

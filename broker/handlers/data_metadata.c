@@ -15,7 +15,8 @@ static bool fill_topic(struct broker_req *req,
                        struct kafka_metadata_response_metadata_response_topic *o,
                        const struct htopic *t)
 {
-    int32_t node = handlers_global->cfg->node_id;
+    const struct handlers_ctx *h = h_node(req);
+    int32_t node = h->cfg->node_id;
     o->error_code = KAFKA_NONE;
     /* Copied: an auto-create later in this request refreshes the snapshot t points into. */
     struct kafka_str name = {t->meta->name, (int32_t)strlen(t->meta->name)};
@@ -38,14 +39,14 @@ static bool fill_topic(struct broker_req *req,
         p->partition_index = i;
         p->leader_id = node;
         /* The epoch Fetch, ListOffsets and OffsetForLeaderEpoch fence on (KIP-320). */
-        p->leader_epoch = h_partition_epoch(t->meta->id, i);
+        p->leader_epoch = h_partition_epoch(h, t->meta->id, i);
         p->replica_nodes = nodes;
         p->replica_nodes_count = 1;
         p->isr_nodes = nodes;
         p->isr_nodes_count = 1;
         p->offline_replicas = NULL;
         p->offline_replicas_count = 0;
-        if (h_partition_offline(t->meta->id, i)) {
+        if (h_partition_offline(h, t->meta->id, i)) {
             /* Its log failed (storage error): as Kafka's MetadataCache shows a partition
              * without a live leader: LEADER_NOT_AVAILABLE, no leader, this node's replica
              * offline. Clients wait and retry; the owner shard reopens the log. */
@@ -61,7 +62,7 @@ static bool fill_topic(struct broker_req *req,
 void data_metadata(struct broker_req *req)
 {
     struct hshard *hs = hs_of(req->shard);
-    const struct broker_config *cfg = handlers_global->cfg;
+    const struct broker_config *cfg = hs->node->cfg;
     struct kafka_metadata_request rq;
     kafka_metadata_request_init(&rq);
     if (!h_decode(req, &rq))
@@ -80,8 +81,8 @@ void data_metadata(struct broker_req *req)
     resp.brokers[0].host = (struct kafka_str){host, (int32_t)strlen(host)};
     resp.brokers[0].port = l->port;
     resp.brokers[0].rack = KAFKA_STR_NULL;
-    resp.cluster_id = (struct kafka_str){handlers_global->cluster_id,
-                                         (int32_t)strlen(handlers_global->cluster_id)};
+    resp.cluster_id = (struct kafka_str){hs->node->cluster_id,
+                                         (int32_t)strlen(hs->node->cluster_id)};
     resp.controller_id = cfg->node_id;
     resp.cluster_authorized_operations = AUTHORIZED_OPS_UNSET;
 

@@ -359,11 +359,11 @@ static void produce_op(struct hshard *hs, struct hpart *p, struct hwork *w, stru
         buf = owned;
         len = olen;
     }
-    const struct handlers_producer_hooks *ph = &handlers_global->producer;
+    const struct handlers_producer_hooks *ph = &hs->node->producer;
     /* Producer-state hook: idempotence / transactions decide here, before append. */
     if (ph->before_append != NULL) {
         int64_t dup = -1;
-        int16_t e = ph->before_append(ph->ctx, p->topic, p->partition, buf, len, &dup);
+        int16_t e = ph->before_append(hs, p->topic, p->partition, buf, len, &dup);
         if (e != KAFKA_NONE || dup >= 0) {
             w->error = e;
             o->base_offset = e == KAFKA_NONE ? dup : -1;
@@ -415,7 +415,7 @@ static void produce_op(struct hshard *hs, struct hpart *p, struct hwork *w, stru
             max_ts = h.max_timestamp;
     }
     if (ph->after_append != NULL)
-        ph->after_append(ph->ctx, p->topic, p->partition, buf, len, first.base_offset);
+        ph->after_append(hs, p->topic, p->partition, buf, len, first.base_offset);
     free(owned);
     if (w->error == KAFKA_NONE && (acks != -1 || o->base_offset == -1)) {
         o->base_offset = first.base_offset;

@@ -141,7 +141,7 @@ static void find_coordinator(struct broker_req *req)
     kafka_find_coordinator_request_init(&rq);
     if (!h_decode(req, &rq))
         return;
-    const struct broker_config *cfg = handlers_global->cfg;
+    const struct broker_config *cfg = h_node(req)->cfg;
     const struct broker_listener *l = broker_req_advertised(req);
     struct kafka_str host = cstr(l->host[0] != 0 ? l->host : "localhost");
     /* Key types: 0 group, 1 transaction (single node: this node for both); 2 (share groups,

@@ -61,6 +61,4 @@ int group_api_register(struct broker_dispatch *d);
 void group_ops_start(struct greq *g);
 /* Shard owning the __consumer_offsets partition of a group (null id: as ""). */
 uint32_t group_owner_of(struct hshard *hs, struct kafka_str group_id);
-/* offsets.topic.num.partitions in effect. */
-int32_t group_offsets_partitions(void);
 #endif

@@ -50,23 +50,14 @@ struct gdefer {
     int32_t *parts;
 };
 
-static struct lm_group_config g_cfg;
-static __thread struct gshard *g_self;
-
-int32_t group_offsets_partitions(void)
+int64_t group_now_ms(struct hshard *hs)
 {
-    return g_cfg.offsets_topic_partitions;
-}
-
-int64_t group_now_ms(void)
-{
-    static __thread int64_t last;
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     int64_t now = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-    if (now < last)
-        now = last;
-    last = now;
+    if (now < hs->group_clock_ms)
+        now = hs->group_clock_ms;
+    hs->group_clock_ms = now;
     return now;
 }
 
@@ -74,7 +65,7 @@ uint32_t group_owner_of(struct hshard *hs, struct kafka_str group_id)
 {
     if (group_id.len < 0)
         group_id = (struct kafka_str){"", 0};
-    int32_t p = lm_gr_partition_for(group_id, g_cfg.offsets_topic_partitions);
+    int32_t p = lm_gr_partition_for(group_id, hs->node->group_cfg.offsets_topic_partitions);
     return broker_partition_shard(GROUP_OFFSETS_TOPIC, GROUP_OFFSETS_TOPIC_LEN, p, hs->count);
 }
 
@@ -194,7 +185,7 @@ static void load_partition(struct gshard *gs, int32_t p)
         lm_group_coord_unload(gs->coord, p);
         return;
     }
-    rc = lm_group_coord_load_end(gs->coord, p, group_now_ms());
+    rc = lm_group_coord_load_end(gs->coord, p, group_now_ms(gs->hs));
     LM_ASSERT(rc == 0);
     /* Records that do not decode or would break the coordinator's invariants are untrusted
      * input: skipped (Kafka's loader skips what it cannot read), one line per partition. */
@@ -216,7 +207,7 @@ static int persist_run(struct gshard *gs, const struct lm_group_record *recs, si
     struct hpart *hp = hs_part(gs->hs, GROUP_OFFSETS_TOPIC, GROUP_OFFSETS_TOPIC_LEN, p);
     if (hp == NULL || hp->log == NULL || hp->failed)
         return LM_E_NOT_FOUND;
-    int64_t now = group_now_ms();
+    int64_t now = group_now_ms(gs->hs);
     struct kafka_batch_builder b;
     kafka_batch_builder_init(&b, 0, now);
     int rc = 0;
@@ -311,7 +302,7 @@ static void timer_arm(struct gshard *gs)
     if (gs->stopping || gs->coord == NULL)
         return;
     int64_t dl = lm_group_coord_next_deadline_ms(gs->coord);
-    int64_t now = group_now_ms();
+    int64_t now = group_now_ms(gs->hs);
     /* INT64_MIN before the first tick means "tick now"; INT64_MAX means no timer. */
     int64_t delay = dl <= now ? 0 : dl - now > GROUP_TICK_MAX_MS ? GROUP_TICK_MAX_MS : dl - now;
     if (gs->timer_armed)
@@ -385,11 +376,11 @@ static void timer_fire(struct broker_shard *s, struct broker_timer *t)
     gs->timer_armed = false;
     if (gs->stopping || gs->coord == NULL)
         return;
-    int64_t now = group_now_ms();
+    int64_t now = group_now_ms(gs->hs);
     int rc = lm_group_coord_tick(gs->coord, now);
     if (rc != 0)
         BLOG_ERROR("shard %u: group tick: %s", gs->hs->id, lm_strerror(rc));
-    if (now - gs->last_expire_ms >= producer_expire_period_ms()) {
+    if (now - gs->last_expire_ms >= producer_expire_period_ms(gs->hs)) {
         gs->last_expire_ms = now;
         producer_shard_expire(gs->ps, now);
     }
@@ -401,14 +392,14 @@ static void timer_fire(struct broker_shard *s, struct broker_timer *t)
 static void op_run(struct broker_shard *target, struct broker_xcall *x)
 {
     struct gop *op = x->arg;
-    struct gshard *gs = g_self;
+    struct gshard *gs = hs_of(target)->group;
     LM_ASSERT(gs != NULL && gs->hs->shard == target);
     if (gs->coord == NULL || gs->stopping) {
         group_api_fill(op, NULL, KAFKA_COORDINATOR_NOT_AVAILABLE);
         broker_xcall_return(target, x);
         return;
     }
-    int rc = group_api_call(gs->coord, op, group_now_ms());
+    int rc = group_api_call(gs->coord, op, group_now_ms(gs->hs));
     if (rc != 0) {
         BLOG_WARN("group call failed: %s", lm_strerror(rc));
         group_api_fill(op, NULL, KAFKA_UNKNOWN_SERVER_ERROR);
@@ -459,10 +450,10 @@ int group_shard_start(struct hshard *hs)
         return LM_E_NOMEM;
     gs->hs = hs;
     gs->timer.heap_index_ = UINT32_MAX;
-    struct lm_group_config cfg = g_cfg;
+    struct lm_group_config cfg = hs->node->group_cfg;
     uint64_t seed = 0;
     if (getrandom(&seed, sizeof(seed), 0) != (ssize_t)sizeof(seed))
-        seed = (uint64_t)group_now_ms() ^ ((uint64_t)hs->id << 32);
+        seed = (uint64_t)group_now_ms(hs) ^ ((uint64_t)hs->id << 32);
     cfg.rand_seed = seed;
     int rc = lm_group_coord_new(&cfg, &gs->coord);
     if (rc != 0) {
@@ -474,7 +465,7 @@ int group_shard_start(struct hshard *hs)
         free(gs);
         return rc;
     }
-    g_self = gs;
+    hs->group = gs;
     int32_t n = cfg.offsets_topic_partitions, owned = 0;
     for (int32_t p = 0; p < n; p++) {
         uint32_t owner = broker_partition_shard(GROUP_OFFSETS_TOPIC, GROUP_OFFSETS_TOPIC_LEN, p,
@@ -495,13 +486,13 @@ int group_shard_start(struct hshard *hs)
 
 void group_partition_reopened(struct hshard *hs, const struct hpart *hp)
 {
-    struct gshard *gs = g_self;
+    struct gshard *gs = hs->group;
     if (gs == NULL || gs->stopping)
         return;
     producer_partition_reset(gs->ps, hp->topic_id, hp->partition);
     int32_t p = hp->partition;
     if (strcmp(hp->topic, GROUP_OFFSETS_TOPIC) != 0 || gs->coord == NULL || p < 0 ||
-        p >= g_cfg.offsets_topic_partitions ||
+        p >= hs->node->group_cfg.offsets_topic_partitions ||
         broker_partition_shard(GROUP_OFFSETS_TOPIC, GROUP_OFFSETS_TOPIC_LEN, p, hs->count) !=
             hs->id)
         return;
@@ -512,13 +503,12 @@ void group_partition_reopened(struct hshard *hs, const struct hpart *hp)
 
 void group_shard_drain(struct hshard *hs)
 {
-    (void)hs;
-    struct gshard *gs = g_self;
+    struct gshard *gs = hs->group;
     if (gs == NULL || gs->coord == NULL)
         return;
     /* Parked JoinGroup/SyncGroup requests are answered (NOT_COORDINATOR) so the shard can
      * finish its in-flight requests; the clients find the coordinator again after restart. */
-    for (int32_t p = 0; p < g_cfg.offsets_topic_partitions; p++)
+    for (int32_t p = 0; p < hs->node->group_cfg.offsets_topic_partitions; p++)
         if (broker_partition_shard(GROUP_OFFSETS_TOPIC, GROUP_OFFSETS_TOPIC_LEN, p,
                                    hs->count) == hs->id)
             lm_group_coord_unload(gs->coord, p);
@@ -527,15 +517,13 @@ void group_shard_drain(struct hshard *hs)
 
 void group_shard_flush(struct hshard *hs)
 {
-    (void)hs;
-    if (g_self != NULL)
-        producer_shard_flush(g_self->ps);
+    if (hs->group != NULL)
+        producer_shard_flush(hs->group->ps);
 }
 
 void group_shard_stop(struct hshard *hs)
 {
-    (void)hs;
-    struct gshard *gs = g_self;
+    struct gshard *gs = hs->group;
     if (gs == NULL)
         return;
     gs->stopping = true;
@@ -548,7 +536,7 @@ void group_shard_stop(struct hshard *hs)
     }
     lm_group_coord_free(gs->coord);
     producer_shard_stop(gs->ps);
-    g_self = NULL;
+    hs->group = NULL;
     free(gs);
 }
 
@@ -576,9 +564,9 @@ static int config_i64(struct broker_config *cfg, const char *key, int64_t min, i
 /* Creates __consumer_offsets when missing (Kafka creates it on the first FindCoordinator; at
  * startup is simpler and deterministic). compact, and no time/size retention: offsets must
  * outlive retention.ms (storage has no compaction yet, so the log only grows). */
-static int offsets_topic_ensure(int32_t want, int32_t *have)
+static int offsets_topic_ensure(struct lm_meta_store *meta, int32_t want, int32_t *have)
 {
-    struct lm_meta_snapshot *snap = lm_meta_store_snapshot(handlers_global->meta);
+    struct lm_meta_snapshot *snap = lm_meta_store_snapshot(meta);
     const struct lm_meta_topic *t = lm_meta_state_find(&snap->state, GROUP_OFFSETS_TOPIC);
     *have = t != NULL ? t->partition_count : 0;
     lm_meta_snapshot_release(snap);
@@ -601,7 +589,7 @@ static int offsets_topic_ensure(int32_t want, int32_t *have)
     r.config_count = sizeof(configs) / sizeof(configs[0]);
     int rc = lm_meta_new_topic_id(r.topic_id);
     if (rc == 0)
-        rc = lm_meta_store_commit(handlers_global->meta, &r);
+        rc = lm_meta_store_commit(meta, &r);
     if (rc != 0)
         return rc;
     BLOG_INFO("created %s with %d partitions", GROUP_OFFSETS_TOPIC, want);
@@ -611,15 +599,17 @@ static int offsets_topic_ensure(int32_t want, int32_t *have)
 
 int handlers_group_register(struct broker_dispatch *d)
 {
-    struct broker_config *cfg = handlers_global->cfg;
-    lm_group_config_default(&g_cfg);
+    struct handlers_ctx *node = d->ctx;
+    struct broker_config *cfg = node->cfg;
+    struct lm_group_config *gcfg = &node->group_cfg;
+    lm_group_config_default(gcfg);
     int64_t v;
     int rc = 0;
 #define CFG32(key, field)                                                                      \
     do {                                                                                       \
-        v = g_cfg.field;                                                                       \
+        v = gcfg->field;                                                                       \
         if (rc == 0 && (rc = config_i64(cfg, key, 0, INT32_MAX, &v)) == 0)                     \
-            g_cfg.field = (int32_t)v;                                                          \
+            gcfg->field = (int32_t)v;                                                          \
     } while (0)
     CFG32("group.min.session.timeout.ms", session_timeout_min_ms);
     CFG32("group.max.session.timeout.ms", session_timeout_max_ms);
@@ -628,29 +618,29 @@ int handlers_group_register(struct broker_dispatch *d)
     CFG32("offset.metadata.max.bytes", offset_metadata_max_bytes);
     CFG32("offsets.topic.num.partitions", offsets_topic_partitions);
 #undef CFG32
-    v = g_cfg.offsets_retention_ms / 60000;
+    v = gcfg->offsets_retention_ms / 60000;
     if (rc == 0 && (rc = config_i64(cfg, "offsets.retention.minutes", 1, INT64_MAX / 60000,
                                     &v)) == 0)
-        g_cfg.offsets_retention_ms = v * 60000;
-    v = g_cfg.offsets_retention_check_interval_ms;
+        gcfg->offsets_retention_ms = v * 60000;
+    v = gcfg->offsets_retention_check_interval_ms;
     if (rc == 0 && (rc = config_i64(cfg, "offsets.retention.check.interval.ms", 1, INT64_MAX,
                                     &v)) == 0)
-        g_cfg.offsets_retention_check_interval_ms = v;
+        gcfg->offsets_retention_check_interval_ms = v;
     if (rc != 0)
         return rc;
-    if (g_cfg.offsets_topic_partitions < 1 ||
-        g_cfg.offsets_topic_partitions > LM_GROUP_PARTITIONS_MAX) {
+    if (gcfg->offsets_topic_partitions < 1 ||
+        gcfg->offsets_topic_partitions > LM_GROUP_PARTITIONS_MAX) {
         BLOG_ERROR("offsets.topic.num.partitions must be in [1, %d]", LM_GROUP_PARTITIONS_MAX);
         return LM_E_CONFIG;
     }
     int32_t have = 0;
-    if ((rc = offsets_topic_ensure(g_cfg.offsets_topic_partitions, &have)) != 0) {
+    if ((rc = offsets_topic_ensure(node->meta, gcfg->offsets_topic_partitions, &have)) != 0) {
         BLOG_ERROR("cannot create %s: %s", GROUP_OFFSETS_TOPIC, lm_strerror(rc));
         return rc;
     }
     if (have > LM_GROUP_PARTITIONS_MAX)
         return LM_E_CONFIG;
-    g_cfg.offsets_topic_partitions = have;
+    gcfg->offsets_topic_partitions = have;
     if ((rc = group_api_register(d)) != 0)
         return rc;
     return producer_register(d);

@@ -46,7 +46,7 @@ void producer_shard_flush(struct pshard *ps);
 void producer_shard_stop(struct pshard *ps);
 /* How often the group timer runs producer_shard_expire: 10 s, or half of
  * producer.id.expiration.ms when that is shorter (at least 100 ms). */
-int64_t producer_expire_period_ms(void);
+int64_t producer_expire_period_ms(const struct hshard *hs);
 /* Forgets idle producers (producer.id.expiration.ms) and drops the state of partitions this
  * shard no longer has; called from the group timer. */
 void producer_shard_expire(struct pshard *ps, int64_t now_ms);
@@ -63,6 +63,6 @@ int group_log_scan(struct storage_log *log, int64_t from, group_batch_fn fn, voi
 
 /* The wall clock in ms, never going backwards within the process (persisted timestamps:
  * commit times, producer last-update times). */
-int64_t group_now_ms(void);
+int64_t group_now_ms(struct hshard *hs);
 
 #endif

@@ -17,12 +17,11 @@
 #include "broker/handlers/handlers_internal.h"
 #include "common/lm_hash.h"
 #include "broker/log.h"
+#include "broker/producer/producer_state.h"
 #include "common/lm_assert.h"
 #include "common/lm_err.h"
 #include "protocol/kafka_api.h"
 #include "protocol/kafka_messages.h"
-
-struct handlers_ctx *handlers_global;
 
 /* ---- codec helpers ------------------------------------------------------------------------ */
 
@@ -214,7 +213,7 @@ void handlers_respond_unsupported(struct broker_req *req)
 
 static void api_versions_fill(struct broker_req *req, struct kafka_api_versions_response *resp)
 {
-    const struct handlers_ctx *h = handlers_global;
+    const struct handlers_ctx *h = h_node(req);
     int32_t n = 0;
     for (int k = 0; k < BROKER_API_KEYS_MAX; k++)
         n += h->served[k].max_version >= 0;
@@ -260,8 +259,8 @@ static void api_versions(struct broker_req *req)
  * nothing changed), check the served range, then the API's handler. */
 static void handlers_dispatch(struct broker_req *req)
 {
-    const struct handlers_ctx *h = handlers_global;
     struct hshard *hs = hs_of(req->shard);
+    const struct handlers_ctx *h = hs->node;
     hs_refresh(hs);
     int16_t key = req->api_key;
     LM_ASSERT(key >= 0 && key < BROKER_API_KEYS_MAX);
@@ -278,15 +277,15 @@ int handlers_serve(struct broker_dispatch *d, int16_t api_key, int16_t min_versi
 {
     const struct kafka_api_info *api = kafka_api_lookup(api_key);
     if (api == NULL || fn == NULL || min_version < api->min_version ||
-        max_version > api->max_version || min_version > max_version ||
-        handlers_global == NULL)
+        max_version > api->max_version || min_version > max_version || d->ctx == NULL)
         return LM_E_INVALID;
     int rc = broker_dispatch_register(d, api_key, handlers_dispatch, api->first_flexible);
     if (rc != 0)
         return rc;
-    handlers_global->served[api_key].min_version = min_version;
-    handlers_global->served[api_key].max_version = max_version;
-    handlers_global->fns[api_key] = fn;
+    struct handlers_ctx *h = d->ctx;
+    h->served[api_key].min_version = min_version;
+    h->served[api_key].max_version = max_version;
+    h->fns[api_key] = fn;
     return 0;
 }
 
@@ -299,14 +298,19 @@ struct hshard *hs_of(struct broker_shard *s)
     return hs;
 }
 
+struct handlers_ctx *h_node(const struct broker_req *req)
+{
+    return hs_of(req->shard)->node;
+}
+
 
 /* ---- leader epochs ------------------------------------------------------------------------- */
 
-/* Epochs other than HANDLERS_LEADER_EPOCH_FIRST, shared by every shard (Metadata and
+/* Epochs other than HANDLERS_LEADER_EPOCH_FIRST, shared by the node's shards (Metadata and
  * DescribeTopicPartitions answer on the request's shard). Almost every partition is at the
  * first term, so the table holds only the exceptions (logs from older terms, a quorum-state
  * from a later one) and is looked up only while it holds any. */
-#define EPOCH_BUCKETS 1024
+#define EPOCH_BUCKETS HANDLERS_PART_BUCKETS
 
 struct hepoch {
     uint8_t id[16];
@@ -315,38 +319,37 @@ struct hepoch {
     struct hepoch *next;
 };
 
-static pthread_mutex_t epoch_lock = PTHREAD_MUTEX_INITIALIZER;
-static struct hepoch *epoch_buckets[EPOCH_BUCKETS];
-static uint32_t epoch_count; /* atomic */
-
 static size_t epoch_bucket(const uint8_t id[16], int32_t partition)
 {
     return (lm_fnv1a64(id, 16) ^ ((uint64_t)(uint32_t)partition * 0x9e3779b97f4a7c15ull)) %
            EPOCH_BUCKETS;
 }
 
-int32_t h_partition_epoch(const uint8_t topic_id[16], int32_t partition)
+int32_t h_partition_epoch(const struct handlers_ctx *node, const uint8_t topic_id[16],
+                          int32_t partition)
 {
-    if (__atomic_load_n(&epoch_count, __ATOMIC_ACQUIRE) == 0)
+    struct handlers_ctx *h = (struct handlers_ctx *)node; /* the lock, not the table */
+    if (__atomic_load_n(&h->epoch_count, __ATOMIC_ACQUIRE) == 0)
         return HANDLERS_LEADER_EPOCH_FIRST;
     int32_t epoch = HANDLERS_LEADER_EPOCH_FIRST;
-    pthread_mutex_lock(&epoch_lock);
-    for (struct hepoch *e = epoch_buckets[epoch_bucket(topic_id, partition)]; e != NULL;
+    pthread_mutex_lock(&h->epoch_lock);
+    for (struct hepoch *e = h->epoch_buckets[epoch_bucket(topic_id, partition)]; e != NULL;
          e = e->next)
         if (e->partition == partition && memcmp(e->id, topic_id, 16) == 0) {
             epoch = e->epoch;
             break;
         }
-    pthread_mutex_unlock(&epoch_lock);
+    pthread_mutex_unlock(&h->epoch_lock);
     return epoch;
 }
 
 /* Records p's epoch for the other shards (HANDLERS_LEADER_EPOCH_FIRST: no entry). */
 static void part_set_epoch(struct hpart *p, int32_t epoch)
 {
+    struct handlers_ctx *h = p->hs->node;
     size_t b = epoch_bucket(p->topic_id, p->partition);
-    pthread_mutex_lock(&epoch_lock);
-    struct hepoch **e = &epoch_buckets[b];
+    pthread_mutex_lock(&h->epoch_lock);
+    struct hepoch **e = &h->epoch_buckets[b];
     while (*e != NULL && !((*e)->partition == p->partition && memcmp((*e)->id, p->topic_id,
                                                                      16) == 0))
         e = &(*e)->next;
@@ -354,7 +357,7 @@ static void part_set_epoch(struct hpart *p, int32_t epoch)
         struct hepoch *gone = *e;
         *e = gone->next;
         free(gone);
-        __atomic_sub_fetch(&epoch_count, 1, __ATOMIC_RELEASE);
+        __atomic_sub_fetch(&h->epoch_count, 1, __ATOMIC_RELEASE);
     } else if (*e != NULL) {
         (*e)->epoch = epoch;
     } else if (epoch != HANDLERS_LEADER_EPOCH_FIRST) {
@@ -363,20 +366,20 @@ static void part_set_epoch(struct hpart *p, int32_t epoch)
             memcpy(n->id, p->topic_id, 16);
             n->partition = p->partition;
             n->epoch = epoch;
-            n->next = epoch_buckets[b];
-            epoch_buckets[b] = n;
-            __atomic_add_fetch(&epoch_count, 1, __ATOMIC_RELEASE);
+            n->next = h->epoch_buckets[b];
+            h->epoch_buckets[b] = n;
+            __atomic_add_fetch(&h->epoch_count, 1, __ATOMIC_RELEASE);
         }
     }
-    pthread_mutex_unlock(&epoch_lock);
+    pthread_mutex_unlock(&h->epoch_lock);
 }
 
 /* ---- offline partitions ------------------------------------------------------------------ */
 
-/* Partitions whose log failed, shared by every shard: Metadata is answered on the request's
- * shard, the log lives on the owner. A chained hash under one lock, taken only while some
- * partition is offline (offline_count is checked first). */
-#define OFFLINE_BUCKETS 1024
+/* Partitions whose log failed, shared by the node's shards: Metadata is answered on the
+ * request's shard, the log lives on the owner. A chained hash under one lock, taken only while
+ * some partition is offline (offline_count is checked first). */
+#define OFFLINE_BUCKETS HANDLERS_PART_BUCKETS
 
 struct hoffline {
     uint8_t id[16];
@@ -384,29 +387,27 @@ struct hoffline {
     struct hoffline *next;
 };
 
-static pthread_mutex_t offline_lock = PTHREAD_MUTEX_INITIALIZER;
-static struct hoffline *offline_buckets[OFFLINE_BUCKETS];
-static uint32_t offline_count; /* atomic */
-
 static size_t offline_bucket(const uint8_t id[16], int32_t partition)
 {
     return (lm_fnv1a64(id, 16) ^ ((uint64_t)(uint32_t)partition * 0x9e3779b97f4a7c15ull)) %
            OFFLINE_BUCKETS;
 }
 
-bool h_partition_offline(const uint8_t topic_id[16], int32_t partition)
+bool h_partition_offline(const struct handlers_ctx *node, const uint8_t topic_id[16],
+                         int32_t partition)
 {
-    if (__atomic_load_n(&offline_count, __ATOMIC_ACQUIRE) == 0)
+    struct handlers_ctx *h = (struct handlers_ctx *)node; /* the lock, not the table */
+    if (__atomic_load_n(&h->offline_count, __ATOMIC_ACQUIRE) == 0)
         return false;
     bool found = false;
-    pthread_mutex_lock(&offline_lock);
-    for (struct hoffline *o = offline_buckets[offline_bucket(topic_id, partition)]; o != NULL;
-         o = o->next)
+    pthread_mutex_lock(&h->offline_lock);
+    for (struct hoffline *o = h->offline_buckets[offline_bucket(topic_id, partition)];
+         o != NULL; o = o->next)
         if (o->partition == partition && memcmp(o->id, topic_id, 16) == 0) {
             found = true;
             break;
         }
-    pthread_mutex_unlock(&offline_lock);
+    pthread_mutex_unlock(&h->offline_lock);
     return found;
 }
 
@@ -414,31 +415,32 @@ static void part_set_offline(struct hpart *p, bool offline)
 {
     if (p->offline == offline)
         return;
+    struct handlers_ctx *h = p->hs->node;
     size_t b = offline_bucket(p->topic_id, p->partition);
-    pthread_mutex_lock(&offline_lock);
+    pthread_mutex_lock(&h->offline_lock);
     if (offline) {
         struct hoffline *o = calloc(1, sizeof(*o));
         if (o != NULL) {
             memcpy(o->id, p->topic_id, 16);
             o->partition = p->partition;
-            o->next = offline_buckets[b];
-            offline_buckets[b] = o;
-            __atomic_add_fetch(&offline_count, 1, __ATOMIC_RELEASE);
+            o->next = h->offline_buckets[b];
+            h->offline_buckets[b] = o;
+            __atomic_add_fetch(&h->offline_count, 1, __ATOMIC_RELEASE);
             p->offline = true;
         }
     } else {
-        for (struct hoffline **o = &offline_buckets[b]; *o != NULL; o = &(*o)->next) {
+        for (struct hoffline **o = &h->offline_buckets[b]; *o != NULL; o = &(*o)->next) {
             if ((*o)->partition == p->partition && memcmp((*o)->id, p->topic_id, 16) == 0) {
                 struct hoffline *gone = *o;
                 *o = gone->next;
                 free(gone);
-                __atomic_sub_fetch(&offline_count, 1, __ATOMIC_RELEASE);
+                __atomic_sub_fetch(&h->offline_count, 1, __ATOMIC_RELEASE);
                 break;
             }
         }
         p->offline = false;
     }
-    pthread_mutex_unlock(&offline_lock);
+    pthread_mutex_unlock(&h->offline_lock);
 }
 
 /* The next attempt after a failed open: HANDLERS_RETRY_MIN_MS, doubling up to
@@ -570,7 +572,7 @@ static void rm_dir(const char *dir)
 
 static int part_dir(const struct hpart *p, char *out, size_t cap)
 {
-    return storage_partition_dir(out, cap, handlers_global->cfg->log_dirs[0], p->topic,
+    return storage_partition_dir(out, cap, p->hs->node->cfg->log_dirs[0], p->topic,
                                  p->partition);
 }
 
@@ -634,7 +636,6 @@ static int part_id_write(const char *dir, const uint8_t id[16])
  * would otherwise log one line per partition at once; the rest are counted and the tick
  * reports how many. */
 #define OPEN_FAILURES_LOGGED_PER_TICK 8
-static __thread uint32_t open_failures_this_tick;
 
 /* ---- open-log budget (LRU of open partition logs) ----------------------------------------- */
 
@@ -772,7 +773,7 @@ static void part_open_log(struct hpart *p)
     partition_config_default(&pc);
     pc.dir = dir;
     pc.storage = p->scfg;
-    int32_t node = handlers_global->cfg->node_id;
+    int32_t node = p->hs->node->cfg->node_id;
     pc.node_id = node > 0 ? (uint32_t)node : 1;
     pc.voters.n_voters = 1;
     pc.voters.voters[0] = pc.node_id;
@@ -795,7 +796,7 @@ static void part_open_log(struct hpart *p)
     if (rc != 0) {
         /* The first failure is an error; the retries every few seconds are not news. */
         if (p->open_failures++ == 0 &&
-            ++open_failures_this_tick <= OPEN_FAILURES_LOGGED_PER_TICK)
+            ++p->hs->open_failures_this_tick <= OPEN_FAILURES_LOGGED_PER_TICK)
             BLOG_ERROR("partition %s-%d: cannot open log in %s: %s; offline, retrying",
                        p->topic, p->partition, dir, lm_strerror(rc));
         else
@@ -1221,9 +1222,9 @@ static void topic_sync_parts(struct hshard *hs, struct htopic *t)
     }
 }
 
-static void settings_of(const struct lm_meta_topic *m, struct lm_topic_settings *st)
+static void settings_of(const struct handlers_ctx *h, const struct lm_meta_topic *m,
+                        struct lm_topic_settings *st)
 {
-    const struct handlers_ctx *h = handlers_global;
     if (lm_topic_settings_resolve(m->configs, m->config_count, h->broker_topic_configs,
                                   h->broker_topic_config_count, st) != 0) {
         BLOG_WARN("topic %s: invalid config, using defaults", m->name);
@@ -1234,7 +1235,7 @@ static void settings_of(const struct lm_meta_topic *m, struct lm_topic_settings 
 
 void hs_refresh(struct hshard *hs)
 {
-    struct lm_meta_store *meta = handlers_global->meta;
+    struct lm_meta_store *meta = hs->node->meta;
     uint64_t v = lm_meta_store_version(meta);
     if (v == hs->version && hs->snap != NULL)
         return;
@@ -1291,7 +1292,7 @@ void hs_refresh(struct hshard *hs)
             nbk[h] = t;
         }
         t->meta = m;
-        settings_of(m, &t->settings);
+        settings_of(hs->node, m, &t->settings);
         topic_sync_parts(hs, t);
     }
     /* Relink every topic into the new buckets (the old chains are read before relinking). */
@@ -1330,7 +1331,7 @@ int hs_create_topic(struct hshard *hs, const char *name, int32_t partitions)
     r.partition_count = partitions;
     int rc = lm_meta_new_topic_id(r.topic_id);
     if (rc == 0)
-        rc = lm_meta_store_commit(handlers_global->meta, &r);
+        rc = lm_meta_store_commit(hs->node->meta, &r);
     if (rc == 0)
         BLOG_INFO("topic %s auto-created with %d partitions", name, partitions);
     hs_refresh(hs);
@@ -1346,13 +1347,14 @@ int hs_create_topic(struct hshard *hs, const char *name, int32_t partitions)
  * log.cleaner.backoff.ms is 15 s; the check here only walks segment lists). */
 #define HANDLERS_COMPACT_CHECK_TICKS 5
 
-static double topic_config_double(const struct htopic *tp, const char *name, double dflt)
+static double topic_config_double(const struct handlers_ctx *h, const struct htopic *tp,
+                                  const char *name, double dflt)
 {
     const char *v = NULL;
     enum lm_config_source src;
     if (lm_topic_config_effective(name, tp->meta->configs, tp->meta->config_count,
-                                  handlers_global->broker_topic_configs,
-                                  handlers_global->broker_topic_config_count, &v, &src) != 0 ||
+                                  h->broker_topic_configs, h->broker_topic_config_count, &v,
+                                  &src) != 0 ||
         v == NULL)
         return dflt;
     char *end;
@@ -1360,11 +1362,12 @@ static double topic_config_double(const struct htopic *tp, const char *name, dou
     return end == v ? dflt : d;
 }
 
-static void compact_cfg_of(const struct htopic *tp, struct storage_compact_config *cc)
+static void compact_cfg_of(const struct handlers_ctx *h, const struct htopic *tp,
+                           struct storage_compact_config *cc)
 {
     storage_compact_config_default(cc);
-    cc->min_cleanable_dirty_ratio = topic_config_double(tp, "min.cleanable.dirty.ratio", 0.5);
-    double max_lag = topic_config_double(tp, "max.compaction.lag.ms", -1);
+    cc->min_cleanable_dirty_ratio = topic_config_double(h, tp, "min.cleanable.dirty.ratio", 0.5);
+    double max_lag = topic_config_double(h, tp, "max.compaction.lag.ms", -1);
     cc->max_compaction_lag_ms = max_lag <= 0 || max_lag >= 9e18 ? -1 : (int64_t)max_lag;
     cc->min_compaction_lag_ms = tp->settings.min_compaction_lag_ms;
     cc->delete_retention_ms = tp->settings.delete_retention_ms;
@@ -1373,7 +1376,7 @@ static void compact_cfg_of(const struct htopic *tp, struct storage_compact_confi
 static void compact_step(struct hshard *hs, const struct htopic *tp, struct hpart *p)
 {
     struct storage_compact_config cc;
-    compact_cfg_of(tp, &cc);
+    compact_cfg_of(hs->node, tp, &cc);
     bool busy;
     int rc = storage_log_compact_step(p->log, &cc, storage_log_high_watermark(p->log),
                                       HANDLERS_COMPACT_BUDGET_BYTES, &busy, NULL);
@@ -1437,7 +1440,7 @@ static void compact_tick(struct hshard *hs)
                 }
                 if (check && due == NULL) {
                     struct storage_compact_config cc;
-                    compact_cfg_of(tp, &cc);
+                    compact_cfg_of(hs->node, tp, &cc);
                     if (storage_log_compact_due(p->log, &cc, storage_log_high_watermark(p->log))) {
                         due = p;
                         due_topic = tp;
@@ -1457,10 +1460,10 @@ static void compact_tick(struct hshard *hs)
 static void shard_tick(struct broker_shard *s, struct broker_timer *t)
 {
     struct hshard *hs = t->arg;
-    if (open_failures_this_tick > OPEN_FAILURES_LOGGED_PER_TICK)
+    if (hs->open_failures_this_tick > OPEN_FAILURES_LOGGED_PER_TICK)
         BLOG_ERROR("shard %u: %u more partitions could not open their logs; offline, retrying",
-                   hs->id, open_failures_this_tick - OPEN_FAILURES_LOGGED_PER_TICK);
-    open_failures_this_tick = 0;
+                   hs->id, hs->open_failures_this_tick - OPEN_FAILURES_LOGGED_PER_TICK);
+    hs->open_failures_this_tick = 0;
     hs_refresh(hs);
     bool retention = ++hs->ticks % HANDLERS_RETENTION_TICKS == 0;
     uint64_t now = broker_now_ms();
@@ -1507,17 +1510,14 @@ static void shard_tick(struct broker_shard *s, struct broker_timer *t)
         BLOG_ERROR("shard %u: cannot re-arm the tick timer", hs->id);
 }
 
-/* Shards running; the last one to stop closes the process-wide state. */
-static int shards_live;
-
 static int shard_start(struct broker_shard *s, void *ctx)
 {
-    (void)ctx;
-    __atomic_add_fetch(&shards_live, 1, __ATOMIC_ACQ_REL);
+    struct handlers_ctx *node = ctx;
     struct hshard *hs = calloc(1, sizeof(*hs));
     if (hs == NULL)
         return LM_E_NOMEM;
     hs->shard = s;
+    hs->node = node;
     hs->id = broker_shard_id(s);
     hs->count = broker_shard_count(s);
     hs->fetch_id_next = 1;
@@ -1525,7 +1525,7 @@ static int shard_start(struct broker_shard *s, void *ctx)
     hs->work.heap_index_ = UINT32_MAX;
     /* Three fifths of the descriptors for partition logs, shared by the shards; the rest for
      * connections, segment rolls, dup'd read fds and the process itself. */
-    uint64_t fds = handlers_global->cfg->fd_limit ? handlers_global->cfg->fd_limit : 1024;
+    uint64_t fds = node->cfg->fd_limit ? node->cfg->fd_limit : 1024;
     uint64_t per_shard = fds * 3 / 5 / HANDLERS_LOG_FDS / (hs->count ? hs->count : 1);
     hs->open_logs_max = per_shard < 64 ? 64 : per_shard > UINT32_MAX ? UINT32_MAX
                                                                        : (uint32_t)per_shard;
@@ -1600,14 +1600,6 @@ static void shard_stop(struct broker_shard *s, void *ctx)
     free(hs->scratch);
     broker_shard_set_user(s, NULL);
     free(hs);
-    if (__atomic_sub_fetch(&shards_live, 1, __ATOMIC_ACQ_REL) == 0) {
-        struct handlers_ctx *h = handlers_global;
-        lm_meta_store_close(h->meta);
-        h->meta = NULL;
-        free(h->broker_topic_configs);
-        h->broker_topic_configs = NULL;
-        h->broker_topic_config_count = 0;
-    }
 }
 
 /* ---- setup ---------------------------------------------------------------------------------- */
@@ -1756,39 +1748,54 @@ static void register_unserved(struct broker_dispatch *d)
     }
 }
 
-int broker_handlers_setup(struct broker_dispatch *d, struct broker_config *cfg)
+/* Frees the node (dispatch teardown): after its shards stopped, or when setup failed. */
+static void node_free(void *ctx)
 {
-    static struct handlers_ctx ctx;
-    LM_ASSERT(handlers_global == NULL);
-    if (cfg->log_dirs_count == 0) {
-        BLOG_ERROR("no log.dirs configured");
-        return LM_E_CONFIG;
+    struct handlers_ctx *h = ctx;
+    if (h == NULL)
+        return;
+    if (h->meta != NULL)
+        lm_meta_store_close(h->meta);
+    free(h->broker_topic_configs);
+    for (size_t b = 0; b < HANDLERS_PART_BUCKETS; b++) {
+        while (h->epoch_buckets[b] != NULL) {
+            struct hepoch *e = h->epoch_buckets[b];
+            h->epoch_buckets[b] = e->next;
+            free(e);
+        }
+        while (h->offline_buckets[b] != NULL) {
+            struct hoffline *o = h->offline_buckets[b];
+            h->offline_buckets[b] = o->next;
+            free(o);
+        }
     }
-    memset(&ctx, 0, sizeof(ctx));
-    ctx.cfg = cfg;
-    for (int k = 0; k < BROKER_API_KEYS_MAX; k++)
-        ctx.served[k].min_version = ctx.served[k].max_version = -1;
-    handlers_global = &ctx;
+    pthread_mutex_destroy(&h->epoch_lock);
+    pthread_mutex_destroy(&h->offline_lock);
+    free(h);
+}
+
+static int node_setup(struct broker_dispatch *d, struct handlers_ctx *h)
+{
+    struct broker_config *cfg = h->cfg;
     if (mkdir(cfg->log_dirs[0], 0755) != 0 && errno != EEXIST) {
         BLOG_ERROR("cannot create log dir %s: %s", cfg->log_dirs[0], strerror(errno));
         return LM_E_IO;
     }
-    int rc = lm_meta_store_open(cfg->log_dirs[0], &ctx.meta);
+    int rc = lm_meta_store_open(cfg->log_dirs[0], &h->meta);
     if (rc != 0) {
         BLOG_ERROR("cannot open the metadata store in %s: %s", cfg->log_dirs[0],
                    lm_strerror(rc));
         return rc;
     }
-    if ((rc = cluster_id_load(&ctx)) != 0 || (rc = broker_topic_configs_load(&ctx)) != 0) {
+    if ((rc = cluster_id_load(h)) != 0 || (rc = broker_topic_configs_load(h)) != 0) {
         BLOG_ERROR("setup: %s", lm_strerror(rc));
         return rc;
     }
-    sweep_orphans(&ctx);
-    struct lm_meta_snapshot *snap = lm_meta_store_snapshot(ctx.meta);
-    BLOG_INFO("cluster id %s, node id %d, %zu topics", ctx.cluster_id, cfg->node_id,
+    sweep_orphans(h);
+    struct lm_meta_snapshot *snap = lm_meta_store_snapshot(h->meta);
+    BLOG_INFO("cluster id %s, node id %d, %zu topics", h->cluster_id, cfg->node_id,
               snap->state.topic_count);
     lm_meta_snapshot_release(snap);
-    d->ctx = &ctx;
     d->shard_start = shard_start;
     d->shard_drain = shard_drain;
     d->shard_flush = shard_flush;
@@ -1801,9 +1808,34 @@ int broker_handlers_setup(struct broker_dispatch *d, struct broker_config *cfg)
     }
     register_unserved(d);
     /* Set after registration: the coordinator's own __consumer_offsets is always created. */
-    if ((rc = partition_limit_load(&ctx)) != 0)
-        return rc;
-    return 0;
+    return partition_limit_load(h);
+}
+
+int broker_handlers_setup(struct broker_dispatch *d, struct broker_config *cfg)
+{
+    LM_ASSERT(d->ctx == NULL);
+    if (cfg->log_dirs_count == 0) {
+        BLOG_ERROR("no log.dirs configured");
+        return LM_E_CONFIG;
+    }
+    struct handlers_ctx *h = calloc(1, sizeof(*h));
+    if (h == NULL)
+        return LM_E_NOMEM;
+    h->cfg = cfg;
+    h->producer_expiration_ms = LM_PRODUCER_EXPIRATION_MS_DEFAULT;
+    pthread_mutex_init(&h->epoch_lock, NULL);
+    pthread_mutex_init(&h->offline_lock, NULL);
+    for (int k = 0; k < BROKER_API_KEYS_MAX; k++)
+        h->served[k].min_version = h->served[k].max_version = -1;
+    d->ctx = h;
+    d->teardown = node_free;
+    int rc = node_setup(d, h);
+    if (rc != 0) {
+        node_free(h);
+        d->ctx = NULL;
+        d->teardown = NULL;
+    }
+    return rc;
 }
 
 int handlers_data_register(struct broker_dispatch *d)

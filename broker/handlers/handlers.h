@@ -10,11 +10,13 @@
 #ifndef LAMINAR_BROKER_HANDLERS_HANDLERS_H
 #define LAMINAR_BROKER_HANDLERS_HANDLERS_H
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #include "broker/config.h"
+#include "broker/group/group.h"
 #include "broker/meta/meta_store.h"
 #include "broker/runtime.h"
 
@@ -24,16 +26,22 @@
  * (PROTOCOL-NOTES: answered as success with its original offset) returns 0 and sets
  * *duplicate_base_offset >= 0, and nothing is appended. after_append gets the assigned base
  * offset. NULL hooks: no producer state (every batch appended as it comes). */
+struct hshard;
 struct handlers_producer_hooks {
-    int16_t (*before_append)(void *ctx, const char *topic, int32_t partition,
+    int16_t (*before_append)(struct hshard *hs, const char *topic, int32_t partition,
                              const uint8_t *batches, size_t len, int64_t *duplicate_base_offset);
-    void (*after_append)(void *ctx, const char *topic, int32_t partition, const uint8_t *batches,
-                         size_t len, int64_t base_offset);
-    void *ctx;
+    void (*after_append)(struct hshard *hs, const char *topic, int32_t partition,
+                         const uint8_t *batches, size_t len, int64_t base_offset);
 };
 
-/* Process-wide state shared by every shard. Read-only after setup, except the metadata store
- * (internally synchronised; not on the data path). */
+#define HANDLERS_PART_BUCKETS 1024
+struct hepoch;
+struct hoffline;
+
+/* One broker node: the state its shards share (struct hshard holds each shard's own). Created
+ * by broker_handlers_setup (dispatch->ctx), freed by dispatch->teardown; several nodes can
+ * live in one process. Read-only after setup, except the metadata store (internally
+ * synchronised; not on the data path) and the two partition tables below (their own locks). */
 struct handlers_ctx {
     struct broker_config *cfg;
     struct lm_meta_store *meta;
@@ -51,10 +59,19 @@ struct handlers_ctx {
      * lm_topic_settings_resolve. */
     struct lm_config_entry *broker_topic_configs;
     size_t broker_topic_config_count;
+    /* The group coordinator's settings (group_coord.c) and producer.id.expiration.ms. */
+    struct lm_group_config group_cfg;
+    int64_t producer_expiration_ms;
+    /* Leader epochs other than the first, and offline partitions, for every shard (Metadata is
+     * answered on the request's shard, the partition lives on its owner): chained hashes,
+     * each under its lock, looked at only while their count is not 0. */
+    pthread_mutex_t epoch_lock;
+    struct hepoch *epoch_buckets[HANDLERS_PART_BUCKETS];
+    uint32_t epoch_count; /* atomic */
+    pthread_mutex_t offline_lock;
+    struct hoffline *offline_buckets[HANDLERS_PART_BUCKETS];
+    uint32_t offline_count; /* atomic */
 };
-
-/* The one context of the process (set by broker_handlers_setup). */
-extern struct handlers_ctx *handlers_global;
 
 /* handlers_serve registers fn for api_key and records [min_version, max_version] as served
  * (advertised by ApiVersions). The range must lie inside the generated codec's range; a
@@ -74,8 +91,9 @@ int handlers_admin_features_fill(struct broker_req *req, struct kafka_api_versio
  * hooks (group_*.c, producer_*.c); creates __consumer_offsets when missing. */
 int handlers_group_register(struct broker_dispatch *d);
 
-/* Called by broker/main.c: opens the metadata store under the first log dir, registers every
- * handler. Returns 0 or an LM_E_*. */
+/* Called by broker/main.c: creates the node (d->ctx), opens the metadata store under the first
+ * log dir, registers every handler. Returns 0 or an LM_E_* (then nothing is left allocated).
+ * d->teardown frees the node once the runtime has stopped. */
 int broker_handlers_setup(struct broker_dispatch *d, struct broker_config *cfg);
 
 /* Answers req as Kafka answers a version it does not serve: UNSUPPORTED_VERSION in the

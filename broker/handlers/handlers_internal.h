@@ -132,9 +132,17 @@ struct htopic {
 
 struct hfetch;
 
+struct gshard;
+struct pshard;
+
 /* Per-shard state of the handler layer (broker_shard_user). */
 struct hshard {
     struct broker_shard *shard;
+    struct handlers_ctx *node;  /* the broker node this shard serves */
+    struct gshard *group;       /* group coordinator state (group_coord.c) */
+    struct pshard *producers;   /* idempotent producer state (producer_idem.c) */
+    int64_t group_clock_ms;     /* group_now_ms: the last wall-clock time handed out */
+    uint32_t open_failures_this_tick; /* failed opens logged since the last tick */
     uint32_t id, count;
     struct lm_meta_snapshot *snap;
     uint64_t version;
@@ -220,10 +228,14 @@ int16_t h_storage_error(int rc);
 /* The leader epoch of a partition from any shard (Metadata is answered on the request's shard,
  * the partition lives on its owner): what its owner registered at open, or
  * HANDLERS_LEADER_EPOCH_FIRST. */
-int32_t h_partition_epoch(const uint8_t topic_id[16], int32_t partition);
+int32_t h_partition_epoch(const struct handlers_ctx *node, const uint8_t topic_id[16],
+                          int32_t partition);
 /* Whether the partition is offline (its log failed to open or failed since), from any
  * shard: one atomic load while no partition is offline. */
-bool h_partition_offline(const uint8_t topic_id[16], int32_t partition);
+bool h_partition_offline(const struct handlers_ctx *node, const uint8_t topic_id[16],
+                         int32_t partition);
+/* The node serving req. */
+struct handlers_ctx *h_node(const struct broker_req *req);
 /* Called on the owner shard when storage reports the log of p failed (an append answered
  * LM_E_STATE, a flush failed): p goes offline and the tick reopens it. */
 void hs_part_failed(struct hshard *hs, struct hpart *p, int rc);

@@ -47,8 +47,6 @@ struct pshard {
     int64_t pid_next, pid_end;
 };
 
-static __thread struct pshard *p_self;
-static int64_t p_expiration_ms = LM_PRODUCER_EXPIRATION_MS_DEFAULT;
 
 static size_t bucket_of(const uint8_t id[16], int32_t partition)
 {
@@ -64,6 +62,7 @@ static size_t bucket_of(const uint8_t id[16], int32_t partition)
 struct replay_ctx {
     struct lm_producer_state *s;
     int64_t n_bad;
+    int64_t now_ms;
 };
 
 /* The log is untrusted input here: a batch whose producer fields cannot be state (negative
@@ -86,7 +85,7 @@ static int replay_batch(void *ctx, const uint8_t *batch, size_t len,
         .max_timestamp_ms = h->max_timestamp,
         .is_control = (h->attributes & KAFKA_BATCH_ATTR_CONTROL) != 0,
     };
-    if (lm_producer_replay(s, &b, group_now_ms()) != 0)
+    if (lm_producer_replay(s, &b, rc->now_ms) != 0)
         rc->n_bad++;
     return 0;
 }
@@ -94,7 +93,7 @@ static int replay_batch(void *ctx, const uint8_t *batch, size_t len,
 static int snapshot_path(const struct hpart *p, char *out, size_t cap)
 {
     char dir[BROKER_PATH_BYTES_MAX + 300];
-    int rc = storage_partition_dir(dir, sizeof(dir), handlers_global->cfg->log_dirs[0], p->topic,
+    int rc = storage_partition_dir(dir, sizeof(dir), p->hs->node->cfg->log_dirs[0], p->topic,
                                    p->partition);
     if (rc != 0)
         return rc;
@@ -148,14 +147,15 @@ static struct pstate *pstate_get(struct pshard *ps, const struct hpart *p)
     struct pstate *e = calloc(1, sizeof(*e));
     if (e == NULL)
         return NULL;
-    if (lm_producer_state_new(PRODUCER_MAX_PER_PARTITION, p_expiration_ms, &e->s) != 0) {
+    if (lm_producer_state_new(PRODUCER_MAX_PER_PARTITION, ps->hs->node->producer_expiration_ms,
+                              &e->s) != 0) {
         free(e);
         return NULL;
     }
     memcpy(e->topic_id, p->topic_id, 16);
     e->partition = p->partition;
     int64_t from = snapshot_load(p, e->s);
-    struct replay_ctx rctx = {e->s, 0};
+    struct replay_ctx rctx = {e->s, 0, group_now_ms(ps->hs)};
     int rc = group_log_scan(p->log, from, replay_batch, &rctx);
     if (rc != 0) {
         BLOG_ERROR("partition %s-%d: producer state replay: %s", p->topic, p->partition,
@@ -176,18 +176,17 @@ static struct pstate *pstate_get(struct pshard *ps, const struct hpart *p)
 
 /* ---- Produce hooks --------------------------------------------------------------------------- */
 
-static int16_t before_append(void *ctx, const char *topic, int32_t partition,
+static int16_t before_append(struct hshard *hs, const char *topic, int32_t partition,
                              const uint8_t *batches, size_t len, int64_t *dup_offset)
 {
-    (void)ctx;
     struct kafka_batch_header h;
     if (kafka_batch_header_parse(batches, len, &h) != 0)
         return KAFKA_CORRUPT_MESSAGE; /* validated before: cannot happen */
     if (h.producer_id < 0)
         return KAFKA_NONE; /* not idempotent */
-    struct pshard *ps = p_self;
+    struct pshard *ps = hs->producers;
     LM_ASSERT(ps != NULL);
-    const struct hpart *p = hs_part(ps->hs, topic, strlen(topic), partition);
+    const struct hpart *p = hs_part(hs, topic, strlen(topic), partition);
     LM_ASSERT(p != NULL);
     struct pstate *e = pstate_get(ps, p);
     if (e == NULL)
@@ -220,20 +219,19 @@ static int16_t before_append(void *ctx, const char *topic, int32_t partition,
     return KAFKA_NONE;
 }
 
-static void after_append(void *ctx, const char *topic, int32_t partition,
+static void after_append(struct hshard *hs, const char *topic, int32_t partition,
                          const uint8_t *batches, size_t len, int64_t base_offset)
 {
-    (void)ctx;
     struct kafka_batch_header h;
     if (kafka_batch_header_parse(batches, len, &h) != 0 || h.producer_id < 0)
         return;
-    struct pshard *ps = p_self;
-    const struct hpart *p = hs_part(ps->hs, topic, strlen(topic), partition);
+    struct pshard *ps = hs->producers;
+    const struct hpart *p = hs_part(hs, topic, strlen(topic), partition);
     LM_ASSERT(p != NULL);
     struct pstate *e = pstate_get(ps, p);
     if (e == NULL)
         return;
-    int64_t off = base_offset, now = group_now_ms();
+    int64_t off = base_offset, now = group_now_ms(hs);
     for (size_t pos = 0; pos < len;) {
         if (kafka_batch_header_parse(batches + pos, len - pos, &h) != 0)
             break;
@@ -262,7 +260,7 @@ int producer_shard_start(struct hshard *hs, struct pshard **out)
     if (ps == NULL)
         return LM_E_NOMEM;
     ps->hs = hs;
-    p_self = ps;
+    hs->producers = ps;
     *out = ps;
     return 0;
 }
@@ -315,9 +313,9 @@ void producer_shard_flush(struct pshard *ps)
         }
 }
 
-int64_t producer_expire_period_ms(void)
+int64_t producer_expire_period_ms(const struct hshard *hs)
 {
-    int64_t half = p_expiration_ms / 2;
+    int64_t half = hs->node->producer_expiration_ms / 2;
     return half >= 10000 ? 10000 : half < 100 ? 100 : half;
 }
 
@@ -372,8 +370,8 @@ void producer_shard_stop(struct pshard *ps)
             e = next;
         }
     }
-    if (p_self == ps)
-        p_self = NULL;
+    if (ps->hs->producers == ps)
+        ps->hs->producers = NULL;
     free(ps);
 }
 
@@ -383,7 +381,7 @@ static int alloc_producer_id(struct pshard *ps, int64_t *out)
 {
     if (ps->pid_next >= ps->pid_end) {
         int64_t first = 0;
-        int rc = lm_meta_store_alloc_producer_ids(handlers_global->meta, PRODUCER_ID_BLOCK,
+        int rc = lm_meta_store_alloc_producer_ids(ps->hs->node->meta, PRODUCER_ID_BLOCK,
                                                   &first);
         if (rc != 0)
             return rc;
@@ -417,7 +415,7 @@ static void init_producer_id(struct broker_req *req)
         h_respond(req, &resp);
         return;
     }
-    struct pshard *ps = p_self;
+    struct pshard *ps = hs_of(req->shard)->producers;
     LM_ASSERT(ps != NULL);
     if (req->api_version >= 3 && rq.producer_id >= 0 && rq.producer_epoch >= 0 &&
         rq.producer_epoch < INT16_MAX - 1) {
@@ -450,7 +448,6 @@ struct dp_ctx {
 
 static void describe_op(struct hshard *hs, struct hpart *p, struct hwork *w, struct hfan *f)
 {
-    (void)hs;
     struct kafka_describe_producers_response_partition_response *o = w->out;
     o->error_message = KAFKA_STR_NULL;
     o->active_producers_count = 0;
@@ -458,7 +455,7 @@ static void describe_op(struct hshard *hs, struct hpart *p, struct hwork *w, str
         o->error_code = p == NULL ? KAFKA_UNKNOWN_TOPIC_OR_PARTITION : KAFKA_KAFKA_STORAGE_ERROR;
         return;
     }
-    struct pstate *e = pstate_get(p_self, p);
+    struct pstate *e = pstate_get(hs->producers, p);
     if (e == NULL) {
         o->error_code = KAFKA_KAFKA_STORAGE_ERROR;
         return;
@@ -559,7 +556,8 @@ nomem:
 
 int producer_register(struct broker_dispatch *d)
 {
-    struct broker_config *cfg = handlers_global->cfg;
+    struct handlers_ctx *node = d->ctx;
+    struct broker_config *cfg = node->cfg;
     const char *v = broker_config_get(cfg, "producer.id.expiration.ms");
     if (v != NULL) {
         broker_config_mark_used(cfg, "producer.id.expiration.ms");
@@ -569,11 +567,10 @@ int producer_register(struct broker_dispatch *d)
             BLOG_ERROR("producer.id.expiration.ms=%s: expected a positive integer", v);
             return LM_E_CONFIG;
         }
-        p_expiration_ms = n;
+        node->producer_expiration_ms = n;
     }
-    handlers_global->producer.before_append = before_append;
-    handlers_global->producer.after_append = after_append;
-    handlers_global->producer.ctx = NULL;
+    node->producer.before_append = before_append;
+    node->producer.after_append = after_append;
     int rc;
     if ((rc = handlers_serve(d, KAFKA_INIT_PRODUCER_ID_KEY, 0, 5, init_producer_id)) != 0 ||
         (rc = handlers_serve(d, KAFKA_DESCRIBE_PRODUCERS_KEY, 0, 0, describe_producers)) != 0)

@@ -32,8 +32,9 @@ struct fx {
 
 /* Leader epochs as the broker's owners register them: partition 2 of any topic at 12, the
  * rest at the first term. */
-static int32_t test_leader_epoch(const uint8_t topic_id[16], int32_t partition)
+static int32_t test_leader_epoch(const void *ctx, const uint8_t topic_id[16], int32_t partition)
 {
+    (void)ctx;
     (void)topic_id;
     return partition == 2 ? 12 : 1;
 }
