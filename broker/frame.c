@@ -4,6 +4,7 @@
 
 #include "common/lm_assert.h"
 #include "common/lm_err.h"
+#include "common/lm_endian.h"
 
 void broker_frame_reader_init(struct broker_frame_reader *fr, int32_t size_bytes_max,
                               broker_frame_grow_fn grow, void *grow_ctx)
@@ -58,8 +59,7 @@ int broker_frame_reader_completes(const struct broker_frame_reader *fr, const ui
     if (len < from_data)
         return 0;
     memcpy(hdr + fr->hdr_have, data, from_data);
-    int32_t size = (int32_t)(((uint32_t)hdr[0] << 24) | ((uint32_t)hdr[1] << 16) |
-                             ((uint32_t)hdr[2] << 8) | (uint32_t)hdr[3]);
+    int32_t size = (int32_t)lm_get_be32(hdr);
     if (size <= 0 || size > fr->size_bytes_max)
         return 1; /* the reader rejects it: something for the caller to act on */
     return len - from_data >= (size_t)size;
@@ -94,9 +94,7 @@ int broker_frame_feed(struct broker_frame_reader *fr, const uint8_t *data, size_
     }
     if (fr->need == 0) {
         /* The prefix is complete: validate it before allocating anything. */
-        uint32_t raw = ((uint32_t)fr->hdr[0] << 24) | ((uint32_t)fr->hdr[1] << 16) |
-                       ((uint32_t)fr->hdr[2] << 8) | (uint32_t)fr->hdr[3];
-        int32_t size = (int32_t)raw;
+        int32_t size = (int32_t)lm_get_be32(fr->hdr);
         if (size <= 0)
             return LM_E_INVALID;
         if (size > fr->size_bytes_max)

@@ -23,6 +23,7 @@
 #include "broker/shard_internal.h"
 #include "common/lm_assert.h"
 #include "common/lm_err.h"
+#include "common/lm_endian.h"
 
 enum {
     PEER_CONNECT_TIMEOUT_MS_DEFAULT = 10000, /* socket.connection.setup.timeout.ms */
@@ -263,9 +264,7 @@ void broker_peer_on_frame_(struct broker_conn *c, uint8_t *body, uint32_t size)
     struct broker_peer *p = c->out;
     struct broker_call *call = p->inflight.head;
     size_t off = 4;
-    int32_t corr = size >= 4 ? (int32_t)(((uint32_t)body[0] << 24) | ((uint32_t)body[1] << 16) |
-                                         ((uint32_t)body[2] << 8) | body[3])
-                             : -1;
+    int32_t corr = size >= 4 ? (int32_t)lm_get_be32(body) : -1;
     bool ok = size >= 4 && call != NULL && c->sending != &call->out_ &&
               corr == call->correlation_id_;
     /* Response header v1 (tagged fields) for flexible versions; ApiVersions keeps v0. */

@@ -3,27 +3,19 @@
 #include "common/lm_assert.h"
 #include "common/lm_err.h"
 #include "protocol/kafka_rt.h"
+#include "common/lm_endian.h"
 
-static int16_t rd_i16(const uint8_t *p)
-{
-    return (int16_t)(((uint16_t)p[0] << 8) | p[1]);
-}
 
-static int32_t rd_i32(const uint8_t *p)
-{
-    return (int32_t)(((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) |
-                     p[3]);
-}
 
 int broker_reqhdr_parse_fixed(const uint8_t *frame, size_t len, struct broker_reqhdr *h)
 {
     LM_ASSERT(frame != NULL || len == 0);
     if (len < 10)
         return LM_E_TRUNCATED;
-    h->api_key = rd_i16(frame);
-    h->api_version = rd_i16(frame + 2);
-    h->correlation_id = rd_i32(frame + 4);
-    h->client_id_len = rd_i16(frame + 8);
+    h->api_key = (int16_t)lm_get_be16(frame);
+    h->api_version = (int16_t)lm_get_be16(frame + 2);
+    h->correlation_id = (int32_t)lm_get_be32(frame + 4);
+    h->client_id_len = (int16_t)lm_get_be16(frame + 8);
     if (h->client_id_len < -1)
         return LM_E_INVALID;
     if (h->client_id_len == -1) {

@@ -20,6 +20,7 @@
 #include "common/lm_assert.h"
 #include "common/lm_err.h"
 #include "common/lm_hash.h"
+#include "common/lm_grow.h"
 
 enum req_state { REQ_PENDING = 0, REQ_DONE, REQ_NONE };
 
@@ -1536,14 +1537,8 @@ int broker_timer_start(struct broker_shard *s, struct broker_timer *t, uint64_t 
                        void (*fn)(struct broker_shard *, struct broker_timer *), void *arg)
 {
     LM_ASSERT(fn != NULL);
-    if (s->timers_count == s->timers_cap) {
-        uint32_t cap = s->timers_cap ? s->timers_cap * 2 : 64;
-        struct broker_timer **nt = realloc(s->timers, cap * sizeof(*nt));
-        if (nt == NULL)
-            return LM_E_NOMEM;
-        s->timers = nt;
-        s->timers_cap = cap;
-    }
+    if (LM_GROW(s->timers, s->timers_cap, (size_t)s->timers_count + 1, 64) != 0)
+        return LM_E_NOMEM;
     t->fn = fn;
     t->arg = arg;
     t->deadline_ms_ = broker_now_ms() + delay_ms;

@@ -38,6 +38,14 @@ enum lm_err {
 #undef LM_ERR_ENUM
 };
 
+/* Evaluates x (an LM_E_* returning call) and returns its error from the enclosing function. */
+#define LM_TRY(x)                                                                              \
+    do {                                                                                       \
+        int lm_try_rc_ = (x);                                                                  \
+        if (lm_try_rc_ != 0)                                                                   \
+            return lm_try_rc_;                                                                 \
+    } while (0)
+
 /* lm_strerror returns a static message for an LM_E_* code (or "unknown error"). */
 const char *lm_strerror(int err);
 /* lm_errname returns the symbolic name ("LM_E_CRC") for an LM_E_* code. */

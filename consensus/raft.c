@@ -8,6 +8,7 @@
 
 #include "common/lm_assert.h"
 #include "common/lm_err.h"
+#include "common/lm_endian.h"
 
 #define RAFT_OUTBOX_MAX 65536 /* bound on held messages; beyond it we drop (Raft tolerates loss) */
 
@@ -116,31 +117,20 @@ bool raft_conf_is_learner(const struct raft_conf *c, uint32_t id)
     return false;
 }
 
-static void put_u32(uint8_t *p, uint32_t v)
-{
-    p[0] = (uint8_t)(v >> 24);
-    p[1] = (uint8_t)(v >> 16);
-    p[2] = (uint8_t)(v >> 8);
-    p[3] = (uint8_t)v;
-}
 
-static uint32_t get_u32(const uint8_t *p)
-{
-    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-}
 
 int raft_conf_encode(const struct raft_conf *c, uint8_t *buf, size_t cap)
 {
     size_t need = 8 + 4 * ((size_t)c->n_voters + c->n_learners);
     if (need > cap || c->n_voters > RAFT_NODES_MAX || c->n_learners > RAFT_NODES_MAX)
         return LM_E_TOO_LARGE;
-    put_u32(buf, c->n_voters);
-    put_u32(buf + 4, c->n_learners);
+    lm_put_be32(buf, c->n_voters);
+    lm_put_be32(buf + 4, c->n_learners);
     size_t o = 8;
     for (uint32_t i = 0; i < c->n_voters; i++, o += 4)
-        put_u32(buf + o, c->voters[i]);
+        lm_put_be32(buf + o, c->voters[i]);
     for (uint32_t i = 0; i < c->n_learners; i++, o += 4)
-        put_u32(buf + o, c->learners[i]);
+        lm_put_be32(buf + o, c->learners[i]);
     return (int)o;
 }
 
@@ -148,7 +138,7 @@ int raft_conf_decode(const uint8_t *buf, size_t len, struct raft_conf *out)
 {
     if (len < 8)
         return LM_E_TRUNCATED;
-    uint32_t nv = get_u32(buf), nl = get_u32(buf + 4);
+    uint32_t nv = lm_get_be32(buf), nl = lm_get_be32(buf + 4);
     if (nv > RAFT_NODES_MAX || nl > RAFT_NODES_MAX)
         return LM_E_TOO_LARGE;
     if (len != 8 + 4 * ((size_t)nv + nl))
@@ -157,9 +147,9 @@ int raft_conf_decode(const uint8_t *buf, size_t len, struct raft_conf *out)
     out->n_voters = nv;
     out->n_learners = nl;
     for (uint32_t i = 0; i < nv; i++)
-        out->voters[i] = get_u32(buf + 8 + 4 * i);
+        out->voters[i] = lm_get_be32(buf + 8 + 4 * i);
     for (uint32_t i = 0; i < nl; i++)
-        out->learners[i] = get_u32(buf + 8 + 4 * (nv + i));
+        out->learners[i] = lm_get_be32(buf + 8 + 4 * (nv + i));
     return 0;
 }
 

@@ -6,6 +6,7 @@
 
 #include "common/lm_assert.h"
 #include "common/lm_err.h"
+#include "common/lm_grow.h"
 
 void raft_multi_init(struct raft_multi *m, uint32_t node_id)
 {
@@ -39,14 +40,8 @@ int raft_multi_add(struct raft_multi *m, uint64_t group, struct raft *r,
 {
     if (raft_multi_find(m, group))
         return LM_E_EXISTS;
-    if (m->n_groups == m->cap_groups) {
-        size_t cap = m->cap_groups ? m->cap_groups * 2 : 16;
-        struct raft_multi_group *g = realloc(m->groups, cap * sizeof(*g));
-        if (!g)
-            return LM_E_NOMEM;
-        m->groups = g;
-        m->cap_groups = cap;
-    }
+    if (LM_GROW(m->groups, m->cap_groups, m->n_groups + 1, 16) != 0)
+        return LM_E_NOMEM;
     m->groups[m->n_groups].group = group;
     m->groups[m->n_groups].r = r;
     m->groups[m->n_groups].log = *log;

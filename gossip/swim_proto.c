@@ -9,44 +9,18 @@
 
 #include "common/lm_assert.h"
 #include "common/lm_err.h"
+#include "common/lm_endian.h"
 
 #define UFLAG_META 0x01
 #define UFLAG_FROM 0x02
 #define UPDATE_FIXED_BYTES 16 /* status, uflags, ip, port, incarnation */
 #define UPDATE_FROM_BYTES 6
 
-static void put_u16(uint8_t *p, uint16_t v)
-{
-    p[0] = (uint8_t)(v >> 8);
-    p[1] = (uint8_t)v;
-}
 
-static void put_u32(uint8_t *p, uint32_t v)
-{
-    for (int i = 0; i < 4; i++)
-        p[i] = (uint8_t)(v >> (24 - 8 * i));
-}
 
-static void put_u64(uint8_t *p, uint64_t v)
-{
-    for (int i = 0; i < 8; i++)
-        p[i] = (uint8_t)(v >> (56 - 8 * i));
-}
 
-static uint16_t get_u16(const uint8_t *p)
-{
-    return (uint16_t)((p[0] << 8) | p[1]);
-}
 
-static uint32_t get_u32(const uint8_t *p)
-{
-    return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3];
-}
 
-static uint64_t get_u64(const uint8_t *p)
-{
-    return ((uint64_t)get_u32(p) << 32) | get_u32(p + 4);
-}
 
 static size_t meta_str_len(const char *s, size_t cap)
 {
@@ -82,14 +56,14 @@ size_t swim_enc_update_size(const struct swim_update *u)
 
 static void put_addr(uint8_t *p, const struct swim_addr *a)
 {
-    put_u32(p, a->ip);
-    put_u16(p + 4, a->port);
+    lm_put_be32(p, a->ip);
+    lm_put_be16(p + 4, a->port);
 }
 
 static void get_addr(const uint8_t *p, struct swim_addr *a)
 {
-    a->ip = get_u32(p);
-    a->port = get_u16(p + 4);
+    a->ip = lm_get_be32(p);
+    a->port = lm_get_be16(p + 4);
 }
 
 int swim_enc_begin(struct swim_enc *e, uint8_t *buf, size_t cap, const struct swim_msg *msg,
@@ -112,8 +86,8 @@ int swim_enc_begin(struct swim_enc *e, uint8_t *buf, size_t cap, const struct sw
     p[2] = (uint8_t)((msg->flags & ~SWIM_FLAG_HMAC) | (hmac ? SWIM_FLAG_HMAC : 0));
     p[3] = 0;
     put_addr(p + 4, &msg->sender);
-    put_u64(p + 10, msg->sender_incarnation);
-    put_u32(p + 18, msg->seq);
+    lm_put_be64(p + 10, msg->sender_incarnation);
+    lm_put_be32(p + 18, msg->seq);
     put_addr(p + 22, &msg->target);
     e->len = SWIM_HEADER_BYTES;
     LM_ASSERT(e->len <= e->cap);
@@ -142,7 +116,7 @@ int swim_enc_update(struct swim_enc *e, const struct swim_update *u)
     p[0] = u->status;
     p[1] = (uint8_t)((u->has_meta ? UFLAG_META : 0) | (u->has_from ? UFLAG_FROM : 0));
     put_addr(p + 2, &u->addr);
-    put_u64(p + 8, u->incarnation);
+    lm_put_be64(p + 8, u->incarnation);
     p += UPDATE_FIXED_BYTES;
     if (u->has_from) {
         put_addr(p, &u->from);
@@ -155,14 +129,14 @@ int swim_enc_update(struct swim_enc *e, const struct swim_update *u)
         if (m->node_id != 0) {
             p[0] = SWIM_META_NODE_ID;
             p[1] = 4;
-            put_u32(p + 2, (uint32_t)m->node_id);
+            lm_put_be32(p + 2, (uint32_t)m->node_id);
             p += 6;
         }
         p = put_meta_str(p, SWIM_META_KAFKA_LISTENER, m->kafka_listener,
                          sizeof(m->kafka_listener));
         p = put_meta_str(p, SWIM_META_RAFT_ADDR, m->raft_addr, sizeof(m->raft_addr));
         p = put_meta_str(p, SWIM_META_RACK, m->rack, sizeof(m->rack));
-        put_u16(lenp, (uint16_t)(p - lenp - 2));
+        lm_put_be16(lenp, (uint16_t)(p - lenp - 2));
     }
     LM_ASSERT((size_t)(p - (e->buf + e->len)) == need);
     e->len += need;
@@ -213,7 +187,7 @@ static int decode_meta(const uint8_t *p, size_t len, struct swim_meta *m)
         case SWIM_META_NODE_ID:
             if (vlen != 4)
                 return LM_E_INVALID;
-            m->node_id = (int32_t)get_u32(v);
+            m->node_id = (int32_t)lm_get_be32(v);
             break;
         case SWIM_META_KAFKA_LISTENER:
             rc = get_meta_str(m->kafka_listener, sizeof(m->kafka_listener), v, vlen);
@@ -273,8 +247,8 @@ int swim_decode(const uint8_t *buf, size_t len, const uint8_t *key, size_t key_l
     msg->flags = flags;
     size_t count = buf[3];
     get_addr(buf + 4, &msg->sender);
-    msg->sender_incarnation = get_u64(buf + 10);
-    msg->seq = get_u32(buf + 18);
+    msg->sender_incarnation = lm_get_be64(buf + 10);
+    msg->seq = lm_get_be32(buf + 18);
     get_addr(buf + 22, &msg->target);
     if (count > updates_cap)
         return LM_E_TOO_LARGE;
@@ -290,7 +264,7 @@ int swim_decode(const uint8_t *buf, size_t len, const uint8_t *key, size_t key_l
         u->has_meta = (p[1] & UFLAG_META) != 0;
         u->has_from = (p[1] & UFLAG_FROM) != 0;
         get_addr(p + 2, &u->addr);
-        u->incarnation = get_u64(p + 8);
+        u->incarnation = lm_get_be64(p + 8);
         off += UPDATE_FIXED_BYTES;
         if (u->has_from) {
             if (body - off < UPDATE_FROM_BYTES)
@@ -303,7 +277,7 @@ int swim_decode(const uint8_t *buf, size_t len, const uint8_t *key, size_t key_l
         if (u->has_meta) {
             if (body - off < 2)
                 return LM_E_TRUNCATED;
-            size_t mlen = get_u16(buf + off);
+            size_t mlen = lm_get_be16(buf + off);
             off += 2;
             if (body - off < mlen)
                 return LM_E_TRUNCATED;

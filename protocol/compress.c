@@ -13,6 +13,7 @@
 
 #include "common/lm_assert.h"
 #include "common/lm_err.h"
+#include "common/lm_endian.h"
 
 /* zstd's own default limit (ZSTD_WINDOWLOG_LIMIT_DEFAULT, 128 MiB), set explicitly so a frame
  * cannot ask the decoder for a larger window whatever the library's default becomes. Not tied
@@ -187,18 +188,7 @@ static int kc_gzip_compress(const uint8_t *src, size_t n, uint8_t **out, size_t 
 
 /* ---- snappy ---- */
 
-static uint32_t kc_get32be(const uint8_t *p)
-{
-    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-}
 
-static void kc_put32be(uint8_t *p, uint32_t v)
-{
-    p[0] = (uint8_t)(v >> 24);
-    p[1] = (uint8_t)(v >> 16);
-    p[2] = (uint8_t)(v >> 8);
-    p[3] = (uint8_t)v;
-}
 
 /* One raw snappy block: its length preamble is checked against the limit before decoding. */
 static int kc_snappy_raw_block(struct kc_sink *s, const uint8_t *src, size_t n)
@@ -231,7 +221,7 @@ static int kc_snappy_decompress(struct kc_sink *s, const uint8_t *src, size_t n)
     while (pos < n) {
         if (n - pos < 4)
             return LM_E_COMPRESSION;
-        uint32_t blen = kc_get32be(src + pos);
+        uint32_t blen = lm_get_be32(src + pos);
         pos += 4;
         if (blen > INT32_MAX || blen > n - pos)
             return LM_E_COMPRESSION;
@@ -274,8 +264,8 @@ static int kc_snappy_compress_xerial(const uint8_t *src, size_t n, uint8_t **out
     if (buf == NULL)
         return LM_E_NOMEM;
     memcpy(buf, kc_xerial_magic, sizeof(kc_xerial_magic));
-    kc_put32be(buf + 8, 1);  /* version */
-    kc_put32be(buf + 12, 1); /* minimum compatible version */
+    lm_put_be32(buf + 8, 1);  /* version */
+    lm_put_be32(buf + 12, 1); /* minimum compatible version */
     size_t pos = KC_XERIAL_HEADER_SIZE;
     for (size_t off = 0; off < n; off += block) {
         size_t len = n - off < block ? n - off : block;
@@ -285,7 +275,7 @@ static int kc_snappy_compress_xerial(const uint8_t *src, size_t n, uint8_t **out
             free(buf);
             return LM_E_COMPRESSION;
         }
-        kc_put32be(buf + pos, (uint32_t)clen);
+        lm_put_be32(buf + pos, (uint32_t)clen);
         pos += 4 + clen;
     }
     LM_ASSERT(pos <= bound);

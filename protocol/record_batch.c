@@ -5,35 +5,12 @@
 #include "common/lm_err.h"
 #include "protocol/crc32c.h"
 #include "protocol/records.h"
+#include "common/lm_endian.h"
 
-static uint16_t rb_get16(const uint8_t *p)
-{
-    return (uint16_t)((uint16_t)p[0] << 8 | p[1]);
-}
 
-static uint32_t rb_get32(const uint8_t *p)
-{
-    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-}
 
-static uint64_t rb_get64(const uint8_t *p)
-{
-    return (uint64_t)rb_get32(p) << 32 | rb_get32(p + 4);
-}
 
-static void rb_put32(uint8_t *p, uint32_t v)
-{
-    p[0] = (uint8_t)(v >> 24);
-    p[1] = (uint8_t)(v >> 16);
-    p[2] = (uint8_t)(v >> 8);
-    p[3] = (uint8_t)v;
-}
 
-static void rb_put64(uint8_t *p, uint64_t v)
-{
-    rb_put32(p, (uint32_t)(v >> 32));
-    rb_put32(p + 4, (uint32_t)v);
-}
 
 int kafka_batch_header_parse(const uint8_t *buf, size_t len, struct kafka_batch_header *out)
 {
@@ -45,22 +22,22 @@ int kafka_batch_header_parse(const uint8_t *buf, size_t len, struct kafka_batch_
     int8_t magic = (int8_t)buf[KAFKA_BATCH_OFF_MAGIC];
     if (magic != KAFKA_BATCH_MAGIC_V2)
         return LM_E_MAGIC;
-    int32_t batch_length = (int32_t)rb_get32(buf + KAFKA_BATCH_OFF_LENGTH);
+    int32_t batch_length = (int32_t)lm_get_be32(buf + KAFKA_BATCH_OFF_LENGTH);
     if (batch_length < KAFKA_BATCH_HEADER_SIZE - KAFKA_BATCH_LOG_OVERHEAD)
         return LM_E_CORRUPT;
-    out->base_offset = (int64_t)rb_get64(buf + KAFKA_BATCH_OFF_BASE_OFFSET);
+    out->base_offset = (int64_t)lm_get_be64(buf + KAFKA_BATCH_OFF_BASE_OFFSET);
     out->batch_length = batch_length;
-    out->partition_leader_epoch = (int32_t)rb_get32(buf + KAFKA_BATCH_OFF_LEADER_EPOCH);
+    out->partition_leader_epoch = (int32_t)lm_get_be32(buf + KAFKA_BATCH_OFF_LEADER_EPOCH);
     out->magic = magic;
-    out->crc = rb_get32(buf + KAFKA_BATCH_OFF_CRC);
-    out->attributes = (int16_t)rb_get16(buf + KAFKA_BATCH_OFF_ATTRIBUTES);
-    out->last_offset_delta = (int32_t)rb_get32(buf + KAFKA_BATCH_OFF_LAST_OFFSET_DELTA);
-    out->base_timestamp = (int64_t)rb_get64(buf + KAFKA_BATCH_OFF_BASE_TIMESTAMP);
-    out->max_timestamp = (int64_t)rb_get64(buf + KAFKA_BATCH_OFF_MAX_TIMESTAMP);
-    out->producer_id = (int64_t)rb_get64(buf + KAFKA_BATCH_OFF_PRODUCER_ID);
-    out->producer_epoch = (int16_t)rb_get16(buf + KAFKA_BATCH_OFF_PRODUCER_EPOCH);
-    out->base_sequence = (int32_t)rb_get32(buf + KAFKA_BATCH_OFF_BASE_SEQUENCE);
-    out->records_count = (int32_t)rb_get32(buf + KAFKA_BATCH_OFF_RECORDS_COUNT);
+    out->crc = lm_get_be32(buf + KAFKA_BATCH_OFF_CRC);
+    out->attributes = (int16_t)lm_get_be16(buf + KAFKA_BATCH_OFF_ATTRIBUTES);
+    out->last_offset_delta = (int32_t)lm_get_be32(buf + KAFKA_BATCH_OFF_LAST_OFFSET_DELTA);
+    out->base_timestamp = (int64_t)lm_get_be64(buf + KAFKA_BATCH_OFF_BASE_TIMESTAMP);
+    out->max_timestamp = (int64_t)lm_get_be64(buf + KAFKA_BATCH_OFF_MAX_TIMESTAMP);
+    out->producer_id = (int64_t)lm_get_be64(buf + KAFKA_BATCH_OFF_PRODUCER_ID);
+    out->producer_epoch = (int16_t)lm_get_be16(buf + KAFKA_BATCH_OFF_PRODUCER_EPOCH);
+    out->base_sequence = (int32_t)lm_get_be32(buf + KAFKA_BATCH_OFF_BASE_SEQUENCE);
+    out->records_count = (int32_t)lm_get_be32(buf + KAFKA_BATCH_OFF_RECORDS_COUNT);
     LM_ASSERT(kafka_batch_total_size(out) >= KAFKA_BATCH_HEADER_SIZE);
     return 0;
 }
@@ -149,27 +126,27 @@ int kafka_batch_validate_buf(const uint8_t *buf, size_t len, uint8_t *scratch, s
 void kafka_batch_set_base_offset(uint8_t *buf, int64_t base_offset)
 {
     LM_ASSERT(buf != NULL);
-    rb_put64(buf + KAFKA_BATCH_OFF_BASE_OFFSET, (uint64_t)base_offset);
+    lm_put_be64(buf + KAFKA_BATCH_OFF_BASE_OFFSET, (uint64_t)base_offset);
 }
 
 void kafka_batch_set_leader_epoch(uint8_t *buf, int32_t epoch)
 {
     LM_ASSERT(buf != NULL);
-    rb_put32(buf + KAFKA_BATCH_OFF_LEADER_EPOCH, (uint32_t)epoch);
+    lm_put_be32(buf + KAFKA_BATCH_OFF_LEADER_EPOCH, (uint32_t)epoch);
 }
 
 void kafka_batch_set_log_append_time(uint8_t *buf, size_t total_size, int64_t timestamp_ms)
 {
     LM_ASSERT(buf != NULL);
     LM_ASSERT(total_size >= KAFKA_BATCH_HEADER_SIZE);
-    LM_ASSERT(rb_get32(buf + KAFKA_BATCH_OFF_LENGTH) + (size_t)KAFKA_BATCH_LOG_OVERHEAD ==
+    LM_ASSERT(lm_get_be32(buf + KAFKA_BATCH_OFF_LENGTH) + (size_t)KAFKA_BATCH_LOG_OVERHEAD ==
               total_size);
-    uint16_t attrs = rb_get16(buf + KAFKA_BATCH_OFF_ATTRIBUTES);
+    uint16_t attrs = lm_get_be16(buf + KAFKA_BATCH_OFF_ATTRIBUTES);
     attrs |= KAFKA_BATCH_ATTR_LOG_APPEND_TIME;
     buf[KAFKA_BATCH_OFF_ATTRIBUTES] = (uint8_t)(attrs >> 8);
     buf[KAFKA_BATCH_OFF_ATTRIBUTES + 1] = (uint8_t)attrs;
-    rb_put64(buf + KAFKA_BATCH_OFF_MAX_TIMESTAMP, (uint64_t)timestamp_ms);
+    lm_put_be64(buf + KAFKA_BATCH_OFF_MAX_TIMESTAMP, (uint64_t)timestamp_ms);
     uint32_t crc = crc32c_update(0, buf + KAFKA_BATCH_OFF_ATTRIBUTES,
                                  total_size - KAFKA_BATCH_OFF_ATTRIBUTES);
-    rb_put32(buf + KAFKA_BATCH_OFF_CRC, crc);
+    lm_put_be32(buf + KAFKA_BATCH_OFF_CRC, crc);
 }

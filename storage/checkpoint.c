@@ -22,6 +22,7 @@
 #include "common/lm_err.h"
 #include "protocol/crc32c.h"
 #include "storage/storage_internal.h"
+#include "common/lm_grow.h"
 
 #define CHECKPOINT_FILE "partition.checkpoint"
 #define EPOCH_FILE "leader-epoch-checkpoint"
@@ -63,13 +64,13 @@ int checkpoint_load(struct storage_log *log, int64_t *recovery_point, int64_t *l
         if ((size_t)r < (size_t)(slot + 1) * STORAGE_CHECKPOINT_SLOT_BYTES)
             break;
         const uint8_t *p = buf + slot * STORAGE_CHECKPOINT_SLOT_BYTES;
-        if (st_be32(p) != CHECKPOINT_MAGIC || st_be32(p + 4) != CHECKPOINT_VERSION)
+        if (lm_get_be32(p) != CHECKPOINT_MAGIC || lm_get_be32(p + 4) != CHECKPOINT_VERSION)
             continue;
-        if (crc32c_update(0, p, 60) != st_be32(p + 60))
+        if (crc32c_update(0, p, 60) != lm_get_be32(p + 60))
             continue;
-        uint64_t seq = st_be64(p + 8);
-        int64_t rp = (int64_t)st_be64(p + 16), ls = (int64_t)st_be64(p + 24);
-        int64_t h = (int64_t)st_be64(p + 32);
+        uint64_t seq = lm_get_be64(p + 8);
+        int64_t rp = (int64_t)lm_get_be64(p + 16), ls = (int64_t)lm_get_be64(p + 24);
+        int64_t h = (int64_t)lm_get_be64(p + 32);
         if (rp < 0 || ls < 0 || h < 0)
             continue;
         if (!*found || seq > best_seq) {
@@ -92,13 +93,13 @@ static int checkpoint_write_slot(struct storage_log *log, bool sync)
     uint8_t p[STORAGE_CHECKPOINT_SLOT_BYTES];
     memset(p, 0, sizeof(p));
     uint64_t seq = log->checkpoint_seq + 1;
-    st_put_be32(p, CHECKPOINT_MAGIC);
-    st_put_be32(p + 4, CHECKPOINT_VERSION);
-    st_put_be64(p + 8, seq);
-    st_put_be64(p + 16, (uint64_t)log->recovery_point);
-    st_put_be64(p + 24, (uint64_t)log->log_start_offset);
-    st_put_be64(p + 32, (uint64_t)log->high_watermark);
-    st_put_be32(p + 60, crc32c_update(0, p, 60));
+    lm_put_be32(p, CHECKPOINT_MAGIC);
+    lm_put_be32(p + 4, CHECKPOINT_VERSION);
+    lm_put_be64(p + 8, seq);
+    lm_put_be64(p + 16, (uint64_t)log->recovery_point);
+    lm_put_be64(p + 24, (uint64_t)log->log_start_offset);
+    lm_put_be64(p + 32, (uint64_t)log->high_watermark);
+    lm_put_be32(p + 60, crc32c_update(0, p, 60));
     struct iovec iov = {p, sizeof(p)};
     uint64_t at = (seq & 1) * STORAGE_CHECKPOINT_SLOT_BYTES;
     rc = sync ? log->io->pwritev_sync(log->io->ctx, log->checkpoint_fd, &iov, 1, at)
@@ -204,14 +205,10 @@ int epochs_load(struct storage_log *log, bool *found)
             }
         }
         if (log->epoch_count == log->epoch_cap) {
-            uint32_t cap = log->epoch_cap ? log->epoch_cap * 2 : 16;
-            void *q = realloc(log->epochs, cap * sizeof(*log->epochs));
-            if (q == NULL) {
+            if (LM_GROW(log->epochs, log->epoch_cap, (size_t)log->epoch_count + 1, 16) != 0) {
                 rc = LM_E_NOMEM;
                 break;
             }
-            log->epochs = q;
-            log->epoch_cap = cap;
         }
         log->epochs[log->epoch_count++] = (struct epoch_entry){(int32_t)epoch, start};
     }

@@ -882,10 +882,10 @@ static int clean_batch(struct storage_log *log, struct storage_compactor *c, con
         return rc;
     /* Keep the original last offset (MemoryRecords.filterTo overrideLastOffset) so offsets and
      * producer sequences continue; LogAppendTime batches keep their append time. */
-    st_put_be32(nb + KAFKA_BATCH_OFF_LAST_OFFSET_DELTA, (uint32_t)h->last_offset_delta);
+    lm_put_be32(nb + KAFKA_BATCH_OFF_LAST_OFFSET_DELTA, (uint32_t)h->last_offset_delta);
     if (kept == 0 || (h->attributes & KAFKA_BATCH_ATTR_LOG_APPEND_TIME))
-        st_put_be64(nb + KAFKA_BATCH_OFF_MAX_TIMESTAMP, (uint64_t)h->max_timestamp);
-    st_put_be32(nb + KAFKA_BATCH_OFF_CRC,
+        lm_put_be64(nb + KAFKA_BATCH_OFF_MAX_TIMESTAMP, (uint64_t)h->max_timestamp);
+    lm_put_be32(nb + KAFKA_BATCH_OFF_CRC,
                 crc32c_update(0, nb + KAFKA_BATCH_OFF_ATTRIBUTES,
                               nlen - KAFKA_BATCH_OFF_ATTRIBUTES));
     rc = out_batch(log, c, nb, nlen);

@@ -14,6 +14,7 @@
 #include "common/lm_err.h"
 #include "protocol/records.h"
 #include "storage/storage_internal.h"
+#include "common/lm_grow.h"
 
 /* Decompression bound when a timestamp lookup opens a compressed batch. */
 #define STORAGE_TIMESTAMP_SEARCH_MAX_BYTES (64u << 20)
@@ -93,14 +94,8 @@ int storage_epoch_observe(struct storage_log *log, int32_t epoch, int64_t base_o
 {
     if (log->epoch_count > 0 && epoch <= log->epochs[log->epoch_count - 1].epoch)
         return 0;
-    if (log->epoch_count == log->epoch_cap) {
-        uint32_t cap = log->epoch_cap ? log->epoch_cap * 2 : 16;
-        void *p = realloc(log->epochs, cap * sizeof(*log->epochs));
-        if (p == NULL)
-            return LM_E_NOMEM;
-        log->epochs = p;
-        log->epoch_cap = cap;
-    }
+    if (LM_GROW(log->epochs, log->epoch_cap, (size_t)log->epoch_count + 1, 16) != 0)
+        return LM_E_NOMEM;
     log->epochs[log->epoch_count++] = (struct epoch_entry){epoch, base_offset};
     log->epochs_dirty = true;
     return 0;
@@ -163,17 +158,7 @@ void storage_log_epoch_end_offset(const struct storage_log *log, int32_t epoch,
 
 static int segs_reserve(struct storage_log *log, uint32_t need)
 {
-    if (need <= log->seg_cap)
-        return 0;
-    uint32_t cap = log->seg_cap ? log->seg_cap * 2 : 16;
-    while (cap < need)
-        cap *= 2;
-    void *p = realloc(log->segs, cap * sizeof(*log->segs));
-    if (p == NULL)
-        return LM_E_NOMEM;
-    log->segs = p;
-    log->seg_cap = cap;
-    return 0;
+    return LM_GROW(log->segs, log->seg_cap, need, 16) == 0 ? 0 : LM_E_NOMEM;
 }
 
 /* Closes least recently used segments until one more can be opened. The active segment and

@@ -134,8 +134,8 @@ static int seg_read_indexes(struct segment *seg, bool *ok)
     rc = index_reserve(seg, n);
     if (rc == 0) {
         for (uint32_t i = 0; i < n; i++) {
-            seg->index[i].rel_offset = st_be32(buf + (size_t)i * SEG_INDEX_ENTRY_BYTES);
-            seg->index[i].position = st_be32(buf + (size_t)i * SEG_INDEX_ENTRY_BYTES + 4);
+            seg->index[i].rel_offset = lm_get_be32(buf + (size_t)i * SEG_INDEX_ENTRY_BYTES);
+            seg->index[i].position = lm_get_be32(buf + (size_t)i * SEG_INDEX_ENTRY_BYTES + 4);
         }
         seg->index_len = seg->index_written = n;
     }
@@ -152,8 +152,8 @@ static int seg_read_indexes(struct segment *seg, bool *ok)
     if (rc == 0) {
         for (uint32_t i = 0; i < n; i++) {
             const uint8_t *p = buf + (size_t)i * SEG_TIME_ENTRY_BYTES;
-            seg->times[i].timestamp = (int64_t)st_be64(p);
-            seg->times[i].rel_offset = st_be32(p + 8);
+            seg->times[i].timestamp = (int64_t)lm_get_be64(p);
+            seg->times[i].rel_offset = lm_get_be32(p + 8);
         }
         seg->times_len = seg->times_written = n;
     }
@@ -221,8 +221,8 @@ int seg_write_pending_index(struct storage_log *log, struct segment *seg)
             n = SEG_INDEX_PENDING_MAX;
         for (uint32_t i = 0; i < n; i++) {
             const struct seg_index_entry *e = &seg->index[seg->index_written + i];
-            st_put_be32(buf + i * SEG_INDEX_ENTRY_BYTES, e->rel_offset);
-            st_put_be32(buf + i * SEG_INDEX_ENTRY_BYTES + 4, e->position);
+            lm_put_be32(buf + i * SEG_INDEX_ENTRY_BYTES, e->rel_offset);
+            lm_put_be32(buf + i * SEG_INDEX_ENTRY_BYTES + 4, e->position);
         }
         struct iovec iov = {buf, (size_t)n * SEG_INDEX_ENTRY_BYTES};
         int rc = log->io->pwritev_all(log->io->ctx, seg->index_fd, &iov, 1,
@@ -238,8 +238,8 @@ int seg_write_pending_index(struct storage_log *log, struct segment *seg)
             n = SEG_INDEX_PENDING_MAX;
         for (uint32_t i = 0; i < n; i++) {
             const struct seg_time_entry *e = &seg->times[seg->times_written + i];
-            st_put_be64(buf + i * SEG_TIME_ENTRY_BYTES, (uint64_t)e->timestamp);
-            st_put_be32(buf + i * SEG_TIME_ENTRY_BYTES + 8, e->rel_offset);
+            lm_put_be64(buf + i * SEG_TIME_ENTRY_BYTES, (uint64_t)e->timestamp);
+            lm_put_be32(buf + i * SEG_TIME_ENTRY_BYTES + 8, e->rel_offset);
         }
         struct iovec iov = {buf, (size_t)n * SEG_TIME_ENTRY_BYTES};
         int rc = log->io->pwritev_all(log->io->ctx, seg->time_fd, &iov, 1,

@@ -8,6 +8,7 @@
 #include <stdint.h>
 
 #include "protocol/record_batch.h"
+#include "common/lm_endian.h"
 #include "storage/storage.h"
 
 #define SEG_NAME_DIGITS 20
@@ -104,28 +105,6 @@ struct storage_log {
     size_t scan_buf_len;
     int scan_buf_fd;
 };
-
-/* --- helpers: big-endian --- */
-static inline uint32_t st_be32(const uint8_t *p)
-{
-    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-}
-static inline uint64_t st_be64(const uint8_t *p)
-{
-    return (uint64_t)st_be32(p) << 32 | st_be32(p + 4);
-}
-static inline void st_put_be32(uint8_t *p, uint32_t v)
-{
-    p[0] = (uint8_t)(v >> 24);
-    p[1] = (uint8_t)(v >> 16);
-    p[2] = (uint8_t)(v >> 8);
-    p[3] = (uint8_t)v;
-}
-static inline void st_put_be64(uint8_t *p, uint64_t v)
-{
-    st_put_be32(p, (uint32_t)(v >> 32));
-    st_put_be32(p + 4, (uint32_t)v);
-}
 
 /* log.c */
 void storage_report(struct storage_log *log, int level, const char *fmt, ...)

@@ -1,7 +1,7 @@
 /* The write/sync path of storage/ behind a table of function pointers (DESIGN.md §7, the
- * canonical/raft `raft_io` style): the log never calls write()/fdatasync() itself, so the broker
- * can hand it an io_uring implementation (storage_io_uring.h, library lm_storage_uring) while
- * tests and tools use the plain-syscall one below. Reads stay plain pread()/sendfile() on the
+ * canonical/raft `raft_io` style): the log never calls write()/fdatasync() itself, so tests can
+ * inject faults and an owner can supply its own implementation; the plain-syscall one is below
+ * (the broker's fsyncs leave the shard thread through external_sync instead). Reads stay plain pread()/sendfile() on the
  * fds that storage_log_read() returns; metadata operations (open, rename, ftruncate, unlink) are
  * rare and stay plain syscalls. */
 #ifndef LAMINAR_STORAGE_STORAGE_IO_H

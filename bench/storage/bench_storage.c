@@ -20,9 +20,6 @@
 #include "protocol/record_batch.h"
 #include "protocol/records.h"
 #include "storage/storage.h"
-#ifdef BENCH_HAVE_URING
-#include "storage/storage_io_uring.h"
-#endif
 
 #define BENCH_NAME "bench_storage"
 #include "bench_util.h"
@@ -119,11 +116,6 @@ static void bench_append(const char *dir, size_t mib)
 {
     size_t n = (mib << 20) / batch_len;
     static const char *const names[] = {"no flush", "flush per 1 MiB", "flush per batch"};
-#ifdef BENCH_HAVE_URING
-    struct storage_io *uring = NULL;
-    if (storage_io_uring_new(64, &uring) != 0)
-        uring = NULL;
-#endif
     printf("append: %zu batches of %zu bytes (16 x 1 KiB records)\n", n, batch_len);
     for (int m = FLUSH_NONE; m <= FLUSH_BATCH; m++) {
         /* Per-batch fdatasync is slow on most disks: a smaller run gives the same ratio. */
@@ -135,19 +127,8 @@ static void bench_append(const char *dir, size_t mib)
         }
         printf("  %-16s write%s %8.1f MB/s | storage (syscalls) %8.1f MB/s  ratio %.2f", names[m],
                m == FLUSH_NONE ? "()         " : "()+fdatasync", ref, st, st / ref);
-#ifdef BENCH_HAVE_URING
-        if (uring != NULL) {
-            double u = 0;
-            for (int rep = 0; rep < BENCH_REPS; rep++)
-                u = best(u, log_append(dir, runs, m, uring));
-            printf(" | storage (io_uring) %8.1f MB/s  ratio %.2f", u, u / ref);
-        }
-#endif
         printf("\n");
     }
-#ifdef BENCH_HAVE_URING
-    storage_io_uring_free(uring);
-#endif
 }
 
 static void fill_log(const char *pdir, size_t n)

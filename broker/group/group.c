@@ -14,6 +14,7 @@
 #include "common/lm_err.h"
 #include "common/lm_hash.h"
 #include "protocol/kafka_errors.h"
+#include "common/lm_grow.h"
 
 #define NO_DEADLINE INT64_MAX
 #define TIMER_PASSES_MAX 8 /* bound on timer cascades within one tick */
@@ -242,8 +243,8 @@ static struct kafka_bytes obytes(struct lm_group_coord *c, struct kafka_bytes b)
 static struct lm_group_resp *push_resp(struct lm_group_coord *c, uint64_t token, uint8_t kind)
 {
     if (c->n_resps == c->cap_resps) {
-        c->cap_resps = c->cap_resps ? c->cap_resps * 2 : 16;
-        c->resps = xrealloc(c->resps, c->cap_resps * sizeof(*c->resps));
+        int grc = LM_GROW(c->resps, c->cap_resps, c->n_resps + 1, 16);
+        LM_ASSERT(grc == 0); /* the coordinator's outputs cannot be dropped */
     }
     struct lm_group_resp *r = &c->resps[c->n_resps++];
     memset(r, 0, sizeof(*r));
@@ -256,8 +257,8 @@ static void push_record(struct lm_group_coord *c, int32_t partition, const struc
                         const struct lm_gr_offset_value *ov, const struct lm_gr_group_value *gv)
 {
     if (c->n_records == c->cap_records) {
-        c->cap_records = c->cap_records ? c->cap_records * 2 : 16;
-        c->records = xrealloc(c->records, c->cap_records * sizeof(*c->records));
+        int grc = LM_GROW(c->records, c->cap_records, c->n_records + 1, 16);
+        LM_ASSERT(grc == 0);
     }
     struct lm_group_record *r = &c->records[c->n_records++];
     r->partition = partition;
@@ -781,8 +782,8 @@ static struct offset_entry *offset_put(struct group *g, struct kafka_str topic, 
         return &g->offsets[i];
     i = -i - 1;
     if (g->n_offsets == g->cap_offsets) {
-        g->cap_offsets = g->cap_offsets ? g->cap_offsets * 2 : 8;
-        g->offsets = xrealloc(g->offsets, (size_t)g->cap_offsets * sizeof(*g->offsets));
+        int grc = LM_GROW(g->offsets, g->cap_offsets, (size_t)g->n_offsets + 1, 8);
+        LM_ASSERT(grc == 0);
     }
     memmove(&g->offsets[i + 1], &g->offsets[i], (size_t)(g->n_offsets - i) * sizeof(*g->offsets));
     g->n_offsets++;
@@ -1227,8 +1228,8 @@ static void add_member_and_rebalance(struct lm_group_coord *c, struct group *g, 
     if (pi >= 0)
         pending_remove_at(g, pi);
     if (g->n_members == g->cap_members) {
-        g->cap_members = g->cap_members ? g->cap_members * 2 : 4;
-        g->members = xrealloc(g->members, (size_t)g->cap_members * sizeof(*g->members));
+        int grc = LM_GROW(g->members, g->cap_members, (size_t)g->n_members + 1, 4);
+        LM_ASSERT(grc == 0);
     }
     g->members[g->n_members++] = m;
     /* New members cannot heartbeat while their JoinGroup is parked: they expire after
@@ -1307,8 +1308,8 @@ static void join_new_member(struct lm_group_coord *c, struct group *g, int64_t n
         /* KIP-394: hand out the id, remember it as pending for one session timeout, and
          * wait for the rejoin that carries it. */
         if (g->n_pending == g->cap_pending) {
-            g->cap_pending = g->cap_pending ? g->cap_pending * 2 : 4;
-            g->pending = xrealloc(g->pending, (size_t)g->cap_pending * sizeof(*g->pending));
+            int grc = LM_GROW(g->pending, g->cap_pending, (size_t)g->n_pending + 1, 4);
+            LM_ASSERT(grc == 0);
         }
         g->pending[g->n_pending++] =
             (struct pending_member){.id = id, .deadline_ms = now_ms + req->session_timeout_ms};

@@ -86,25 +86,18 @@ size_t lm_gr_key_size(const struct lm_gr_key *k)
     return 2 + kafka_size_str(k->group) + kafka_size_str(k->topic) + 4;
 }
 
-#define TRY(x)                                                                                 \
-    do {                                                                                       \
-        int rc_ = (x);                                                                         \
-        if (rc_ != 0)                                                                          \
-            return rc_;                                                                        \
-    } while (0)
-
 int lm_gr_key_encode(struct kafka_writer *w, const struct lm_gr_key *k)
 {
     if (k->version < 0 || k->version > LM_GR_KEY_GROUP || k->group.len < 0)
         return LM_E_INVALID;
     size_t start = w->pos;
-    TRY(kafka_write_int16(w, k->version));
-    TRY(kafka_write_str(w, k->group));
+    LM_TRY(kafka_write_int16(w, k->version));
+    LM_TRY(kafka_write_str(w, k->group));
     if (k->version != LM_GR_KEY_GROUP) {
         if (k->topic.len < 0)
             return LM_E_INVALID;
-        TRY(kafka_write_str(w, k->topic));
-        TRY(kafka_write_int32(w, k->partition));
+        LM_TRY(kafka_write_str(w, k->topic));
+        LM_TRY(kafka_write_int32(w, k->partition));
     }
     LM_ASSERT(w->pos - start == lm_gr_key_size(k));
     return 0;
@@ -116,15 +109,15 @@ int lm_gr_key_decode(const uint8_t *buf, size_t len, struct lm_gr_key *out)
     kafka_reader_init(&r, buf, len);
     memset(out, 0, sizeof(*out));
     out->topic = KAFKA_STR_NULL;
-    TRY(kafka_read_int16(&r, &out->version));
+    LM_TRY(kafka_read_int16(&r, &out->version));
     if (out->version < 0 || out->version > LM_GR_KEY_GROUP)
         return LM_E_UNSUPPORTED;
-    TRY(kafka_read_str(&r, &out->group));
+    LM_TRY(kafka_read_str(&r, &out->group));
     if (out->group.len < 0)
         return LM_E_INVALID;
     if (out->version != LM_GR_KEY_GROUP) {
-        TRY(kafka_read_str(&r, &out->topic));
-        TRY(kafka_read_int32(&r, &out->partition));
+        LM_TRY(kafka_read_str(&r, &out->topic));
+        LM_TRY(kafka_read_int32(&r, &out->partition));
         if (out->topic.len < 0)
             return LM_E_INVALID;
     }
@@ -184,16 +177,16 @@ int lm_gr_offset_value_encode(struct kafka_writer *w, const struct lm_gr_offset_
         return LM_E_INVALID;
     bool flex = v->version >= 4;
     size_t start = w->pos;
-    TRY(kafka_write_int16(w, v->version));
-    TRY(kafka_write_int64(w, v->offset));
+    LM_TRY(kafka_write_int16(w, v->version));
+    LM_TRY(kafka_write_int64(w, v->offset));
     if (v->version >= 3)
-        TRY(kafka_write_int32(w, v->leader_epoch));
-    TRY(write_s(w, flex, v->metadata));
-    TRY(kafka_write_int64(w, v->commit_ts_ms));
+        LM_TRY(kafka_write_int32(w, v->leader_epoch));
+    LM_TRY(write_s(w, flex, v->metadata));
+    LM_TRY(kafka_write_int64(w, v->commit_ts_ms));
     if (v->version == 1)
-        TRY(kafka_write_int64(w, v->expire_ts_ms));
+        LM_TRY(kafka_write_int64(w, v->expire_ts_ms));
     if (flex)
-        TRY(kafka_write_uvarint(w, 0));
+        LM_TRY(kafka_write_uvarint(w, 0));
     LM_ASSERT(w->pos - start == lm_gr_offset_value_size(v));
     return 0;
 }
@@ -205,21 +198,21 @@ int lm_gr_offset_value_decode(const uint8_t *buf, size_t len, struct lm_gr_offse
     memset(out, 0, sizeof(*out));
     out->leader_epoch = -1;
     out->expire_ts_ms = -1;
-    TRY(kafka_read_int16(&r, &out->version));
+    LM_TRY(kafka_read_int16(&r, &out->version));
     if (out->version < 0 || out->version > 4)
         return LM_E_UNSUPPORTED;
     bool flex = out->version >= 4;
-    TRY(kafka_read_int64(&r, &out->offset));
+    LM_TRY(kafka_read_int64(&r, &out->offset));
     if (out->version >= 3)
-        TRY(kafka_read_int32(&r, &out->leader_epoch));
-    TRY(read_s(&r, flex, &out->metadata));
+        LM_TRY(kafka_read_int32(&r, &out->leader_epoch));
+    LM_TRY(read_s(&r, flex, &out->metadata));
     if (out->metadata.len < 0)
         return LM_E_INVALID;
-    TRY(kafka_read_int64(&r, &out->commit_ts_ms));
+    LM_TRY(kafka_read_int64(&r, &out->commit_ts_ms));
     if (out->version == 1)
-        TRY(kafka_read_int64(&r, &out->expire_ts_ms));
+        LM_TRY(kafka_read_int64(&r, &out->expire_ts_ms));
     if (flex)
-        TRY(kafka_skip_tagged_fields(&r));
+        LM_TRY(kafka_skip_tagged_fields(&r));
     return 0;
 }
 
@@ -261,37 +254,37 @@ int lm_gr_group_value_encode(struct kafka_writer *w, const struct lm_gr_group_va
         return LM_E_INVALID;
     bool flex = v->version >= 4;
     size_t start = w->pos;
-    TRY(kafka_write_int16(w, v->version));
-    TRY(write_s(w, flex, v->protocol_type));
-    TRY(kafka_write_int32(w, v->generation));
-    TRY(write_s(w, flex, v->protocol));
-    TRY(write_s(w, flex, v->leader));
+    LM_TRY(kafka_write_int16(w, v->version));
+    LM_TRY(write_s(w, flex, v->protocol_type));
+    LM_TRY(kafka_write_int32(w, v->generation));
+    LM_TRY(write_s(w, flex, v->protocol));
+    LM_TRY(write_s(w, flex, v->leader));
     if (v->version >= 2)
-        TRY(kafka_write_int64(w, v->state_ts_ms));
+        LM_TRY(kafka_write_int64(w, v->state_ts_ms));
     if (flex)
-        TRY(kafka_write_compact_array_count(w, v->n_members));
+        LM_TRY(kafka_write_compact_array_count(w, v->n_members));
     else
-        TRY(kafka_write_array_count(w, v->n_members));
+        LM_TRY(kafka_write_array_count(w, v->n_members));
     for (int32_t i = 0; i < v->n_members; i++) {
         const struct lm_gr_member *m = &v->members[i];
         if (m->member_id.len < 0 || m->client_id.len < 0 || m->client_host.len < 0 ||
             m->subscription.len < 0 || m->assignment.len < 0)
             return LM_E_INVALID;
-        TRY(write_s(w, flex, m->member_id));
+        LM_TRY(write_s(w, flex, m->member_id));
         if (v->version >= 3)
-            TRY(write_s(w, flex, m->instance_id));
-        TRY(write_s(w, flex, m->client_id));
-        TRY(write_s(w, flex, m->client_host));
+            LM_TRY(write_s(w, flex, m->instance_id));
+        LM_TRY(write_s(w, flex, m->client_id));
+        LM_TRY(write_s(w, flex, m->client_host));
         if (v->version >= 1)
-            TRY(kafka_write_int32(w, m->rebalance_timeout_ms));
-        TRY(kafka_write_int32(w, m->session_timeout_ms));
-        TRY(write_b(w, flex, m->subscription));
-        TRY(write_b(w, flex, m->assignment));
+            LM_TRY(kafka_write_int32(w, m->rebalance_timeout_ms));
+        LM_TRY(kafka_write_int32(w, m->session_timeout_ms));
+        LM_TRY(write_b(w, flex, m->subscription));
+        LM_TRY(write_b(w, flex, m->assignment));
         if (flex)
-            TRY(kafka_write_uvarint(w, 0));
+            LM_TRY(kafka_write_uvarint(w, 0));
     }
     if (flex)
-        TRY(kafka_write_uvarint(w, 0));
+        LM_TRY(kafka_write_uvarint(w, 0));
     LM_ASSERT(w->pos - start == lm_gr_group_value_size(v));
     return 0;
 }
@@ -303,24 +296,24 @@ int lm_gr_group_value_decode(const uint8_t *buf, size_t len, struct kafka_arena 
     kafka_reader_init(&r, buf, len);
     memset(out, 0, sizeof(*out));
     out->state_ts_ms = -1;
-    TRY(kafka_read_int16(&r, &out->version));
+    LM_TRY(kafka_read_int16(&r, &out->version));
     if (out->version < 0 || out->version > 4)
         return LM_E_UNSUPPORTED;
     bool flex = out->version >= 4;
-    TRY(read_s(&r, flex, &out->protocol_type));
+    LM_TRY(read_s(&r, flex, &out->protocol_type));
     if (out->protocol_type.len < 0)
         return LM_E_INVALID;
-    TRY(kafka_read_int32(&r, &out->generation));
-    TRY(read_s(&r, flex, &out->protocol));
-    TRY(read_s(&r, flex, &out->leader));
+    LM_TRY(kafka_read_int32(&r, &out->generation));
+    LM_TRY(read_s(&r, flex, &out->protocol));
+    LM_TRY(read_s(&r, flex, &out->leader));
     if (out->version >= 2)
-        TRY(kafka_read_int64(&r, &out->state_ts_ms));
+        LM_TRY(kafka_read_int64(&r, &out->state_ts_ms));
     int32_t n;
     /* smallest member: four empty strings/bytes plus two i32s */
     if (flex)
-        TRY(kafka_read_compact_array_count(&r, 8, &n));
+        LM_TRY(kafka_read_compact_array_count(&r, 8, &n));
     else
-        TRY(kafka_read_array_count(&r, 8, &n));
+        LM_TRY(kafka_read_array_count(&r, 8, &n));
     if (n < 0)
         return LM_E_INVALID;
     out->n_members = n;
@@ -333,24 +326,24 @@ int lm_gr_group_value_decode(const uint8_t *buf, size_t len, struct kafka_arena 
     for (int32_t i = 0; i < n; i++) {
         struct lm_gr_member *m = &out->members[i];
         m->instance_id = KAFKA_STR_NULL;
-        TRY(read_s(&r, flex, &m->member_id));
+        LM_TRY(read_s(&r, flex, &m->member_id));
         if (out->version >= 3)
-            TRY(read_s(&r, flex, &m->instance_id));
-        TRY(read_s(&r, flex, &m->client_id));
-        TRY(read_s(&r, flex, &m->client_host));
+            LM_TRY(read_s(&r, flex, &m->instance_id));
+        LM_TRY(read_s(&r, flex, &m->client_id));
+        LM_TRY(read_s(&r, flex, &m->client_host));
         if (out->version >= 1)
-            TRY(kafka_read_int32(&r, &m->rebalance_timeout_ms));
-        TRY(kafka_read_int32(&r, &m->session_timeout_ms));
+            LM_TRY(kafka_read_int32(&r, &m->rebalance_timeout_ms));
+        LM_TRY(kafka_read_int32(&r, &m->session_timeout_ms));
         if (out->version < 1)
             m->rebalance_timeout_ms = m->session_timeout_ms;
-        TRY(read_b(&r, flex, &m->subscription));
-        TRY(read_b(&r, flex, &m->assignment));
+        LM_TRY(read_b(&r, flex, &m->subscription));
+        LM_TRY(read_b(&r, flex, &m->assignment));
         if (flex)
-            TRY(kafka_skip_tagged_fields(&r));
+            LM_TRY(kafka_skip_tagged_fields(&r));
         if (m->member_id.len < 0 || m->client_id.len < 0 || m->client_host.len < 0)
             return LM_E_INVALID;
     }
     if (flex)
-        TRY(kafka_skip_tagged_fields(&r));
+        LM_TRY(kafka_skip_tagged_fields(&r));
     return 0;
 }

@@ -5,6 +5,7 @@
 
 #include "common/lm_assert.h"
 #include "common/lm_err.h"
+#include "common/lm_grow.h"
 
 #define META_RECORD_VERSION 1
 
@@ -188,14 +189,8 @@ int lm_meta_state_apply(struct lm_meta_state *s, const struct lm_meta_record *r)
 
     switch (r->type) {
     case LM_META_TOPIC_CREATE: {
-        if (s->topic_count == s->topic_cap) {
-            size_t cap = s->topic_cap ? s->topic_cap * 2 : 16;
-            struct lm_meta_topic *n = realloc(s->topics, cap * sizeof(*n));
-            if (n == NULL)
-                return LM_E_NOMEM;
-            s->topics = n;
-            s->topic_cap = cap;
-        }
+        if (LM_GROW(s->topics, s->topic_cap, s->topic_count + 1, 16) != 0)
+            return LM_E_NOMEM;
         struct lm_meta_topic *nt = &s->topics[s->topic_count];
         memset(nt, 0, sizeof(*nt));
         rc = configs_dup(r->configs, r->config_count, &nt->configs);

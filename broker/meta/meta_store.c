@@ -14,6 +14,7 @@
 #include "common/lm_assert.h"
 #include "common/lm_err.h"
 #include "protocol/crc32c.h"
+#include "common/lm_endian.h"
 
 #define FRAME_HEADER 8
 
@@ -28,17 +29,6 @@ struct lm_meta_store {
     int64_t partition_limit;        /* atomic; <= 0: none */
 };
 
-static void be32_put(uint8_t *p, uint32_t v)
-{
-    p[0] = (uint8_t)(v >> 24);
-    p[1] = (uint8_t)(v >> 16);
-    p[2] = (uint8_t)(v >> 8);
-    p[3] = (uint8_t)v;
-}
-static uint32_t be32_get(const uint8_t *p)
-{
-    return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3];
-}
 
 static int mkdir_p(const char *dir)
 {
@@ -96,7 +86,7 @@ static int replay(struct lm_meta_store *s)
             rc = LM_E_IO;
             break;
         }
-        uint32_t len = be32_get(hdr), crc = be32_get(hdr + 4);
+        uint32_t len = lm_get_be32(hdr), crc = lm_get_be32(hdr + 4);
         if (len == 0 || len > LM_META_RECORD_BYTES_MAX || pos + FRAME_HEADER + len > st.st_size)
             break;
         uint8_t *nb = realloc(buf, len);
@@ -202,8 +192,8 @@ static int append_record(struct lm_meta_store *s, const struct lm_meta_record *r
         return LM_E_NOMEM;
     int n = lm_meta_record_encode(r, frame + FRAME_HEADER, len);
     LM_ASSERT(n == (int)len);
-    be32_put(frame, (uint32_t)len);
-    be32_put(frame + 4, crc32c_update(0, frame + FRAME_HEADER, len));
+    lm_put_be32(frame, (uint32_t)len);
+    lm_put_be32(frame + 4, crc32c_update(0, frame + FRAME_HEADER, len));
     off_t end = lseek(s->fd, 0, SEEK_END);
     int rc = 0;
     if (end < 0 || pwrite(s->fd, frame, FRAME_HEADER + len, end) != (ssize_t)(FRAME_HEADER + len))

@@ -302,13 +302,6 @@ size_t lm_producer_snapshot_size(const struct lm_producer_state *s)
     return n;
 }
 
-#define TRY(x)                                                                                 \
-    do {                                                                                       \
-        int rc_ = (x);                                                                         \
-        if (rc_ != 0)                                                                          \
-            return rc_;                                                                        \
-    } while (0)
-
 int lm_producer_snapshot_encode(const struct lm_producer_state *s, int64_t next_offset,
                                 uint8_t *buf, size_t cap, size_t *len)
 {
@@ -317,28 +310,28 @@ int lm_producer_snapshot_encode(const struct lm_producer_state *s, int64_t next_
         return LM_E_FULL;
     struct kafka_writer w;
     kafka_writer_init(&w, buf, cap);
-    TRY(kafka_write_uint32(&w, SNAP_MAGIC));
-    TRY(kafka_write_uint16(&w, SNAP_VERSION));
-    TRY(kafka_write_int64(&w, next_offset));
-    TRY(kafka_write_uint32(&w, s->n));
+    LM_TRY(kafka_write_uint32(&w, SNAP_MAGIC));
+    LM_TRY(kafka_write_uint16(&w, SNAP_VERSION));
+    LM_TRY(kafka_write_int64(&w, next_offset));
+    LM_TRY(kafka_write_uint32(&w, s->n));
     for (uint32_t i = 0; i < s->n; i++) {
         const struct entry *e = &s->entries[i];
-        TRY(kafka_write_int64(&w, e->producer_id));
-        TRY(kafka_write_int16(&w, e->epoch));
-        TRY(kafka_write_int64(&w, e->last_update_ms));
-        TRY(kafka_write_int32(&w, e->coordinator_epoch));
-        TRY(kafka_write_int64(&w, e->txn_start_offset));
-        TRY(kafka_write_int8(&w, (int8_t)e->n_batches));
+        LM_TRY(kafka_write_int64(&w, e->producer_id));
+        LM_TRY(kafka_write_int16(&w, e->epoch));
+        LM_TRY(kafka_write_int64(&w, e->last_update_ms));
+        LM_TRY(kafka_write_int32(&w, e->coordinator_epoch));
+        LM_TRY(kafka_write_int64(&w, e->txn_start_offset));
+        LM_TRY(kafka_write_int8(&w, (int8_t)e->n_batches));
         for (int k = 0; k < e->n_batches; k++) {
             const struct lm_producer_batch *b = &e->batches[k];
-            TRY(kafka_write_int32(&w, b->first_seq));
-            TRY(kafka_write_int32(&w, b->last_seq));
-            TRY(kafka_write_int64(&w, b->first_offset));
-            TRY(kafka_write_int64(&w, b->last_offset));
-            TRY(kafka_write_int64(&w, b->timestamp_ms));
+            LM_TRY(kafka_write_int32(&w, b->first_seq));
+            LM_TRY(kafka_write_int32(&w, b->last_seq));
+            LM_TRY(kafka_write_int64(&w, b->first_offset));
+            LM_TRY(kafka_write_int64(&w, b->last_offset));
+            LM_TRY(kafka_write_int64(&w, b->timestamp_ms));
         }
     }
-    TRY(kafka_write_uint32(&w, crc32c_update(0, buf, w.pos)));
+    LM_TRY(kafka_write_uint32(&w, crc32c_update(0, buf, w.pos)));
     LM_ASSERT(w.pos == need);
     *len = w.pos;
     return 0;
@@ -352,20 +345,20 @@ static int snapshot_decode(struct lm_producer_state *s, const uint8_t *buf, size
     struct kafka_reader r;
     kafka_reader_init(&r, buf + len - 4, 4);
     uint32_t crc;
-    TRY(kafka_read_uint32(&r, &crc));
+    LM_TRY(kafka_read_uint32(&r, &crc));
     if (crc != crc32c_update(0, buf, len - 4))
         return LM_E_CRC;
     kafka_reader_init(&r, buf, len - 4);
     uint32_t magic, count;
     uint16_t version;
-    TRY(kafka_read_uint32(&r, &magic));
-    TRY(kafka_read_uint16(&r, &version));
+    LM_TRY(kafka_read_uint32(&r, &magic));
+    LM_TRY(kafka_read_uint16(&r, &version));
     if (magic != SNAP_MAGIC)
         return LM_E_CORRUPT;
     if (version != SNAP_VERSION)
         return LM_E_UNSUPPORTED;
-    TRY(kafka_read_int64(&r, next_offset));
-    TRY(kafka_read_uint32(&r, &count));
+    LM_TRY(kafka_read_int64(&r, next_offset));
+    LM_TRY(kafka_read_uint32(&r, &count));
     if (count > s->cap)
         return LM_E_FULL;
     if ((uint64_t)count * SNAP_ENTRY_BYTES > kafka_reader_left(&r))
@@ -375,12 +368,12 @@ static int snapshot_decode(struct lm_producer_state *s, const uint8_t *buf, size
         struct entry *e = &s->entries[i];
         memset(e, 0, sizeof(*e));
         int8_t nb;
-        TRY(kafka_read_int64(&r, &e->producer_id));
-        TRY(kafka_read_int16(&r, &e->epoch));
-        TRY(kafka_read_int64(&r, &e->last_update_ms));
-        TRY(kafka_read_int32(&r, &e->coordinator_epoch));
-        TRY(kafka_read_int64(&r, &e->txn_start_offset));
-        TRY(kafka_read_int8(&r, &nb));
+        LM_TRY(kafka_read_int64(&r, &e->producer_id));
+        LM_TRY(kafka_read_int16(&r, &e->epoch));
+        LM_TRY(kafka_read_int64(&r, &e->last_update_ms));
+        LM_TRY(kafka_read_int32(&r, &e->coordinator_epoch));
+        LM_TRY(kafka_read_int64(&r, &e->txn_start_offset));
+        LM_TRY(kafka_read_int8(&r, &nb));
         /* Untrusted file: ascending unique ids, a real epoch, a bounded batch list. */
         if (e->producer_id < 0 || e->producer_id <= prev || e->epoch < LM_PRODUCER_NO_EPOCH ||
             nb < 0 || nb > LM_PRODUCER_BATCHES_MAX)
@@ -389,11 +382,11 @@ static int snapshot_decode(struct lm_producer_state *s, const uint8_t *buf, size
         e->n_batches = (uint8_t)nb;
         for (int k = 0; k < nb; k++) {
             struct lm_producer_batch *b = &e->batches[k];
-            TRY(kafka_read_int32(&r, &b->first_seq));
-            TRY(kafka_read_int32(&r, &b->last_seq));
-            TRY(kafka_read_int64(&r, &b->first_offset));
-            TRY(kafka_read_int64(&r, &b->last_offset));
-            TRY(kafka_read_int64(&r, &b->timestamp_ms));
+            LM_TRY(kafka_read_int32(&r, &b->first_seq));
+            LM_TRY(kafka_read_int32(&r, &b->last_seq));
+            LM_TRY(kafka_read_int64(&r, &b->first_offset));
+            LM_TRY(kafka_read_int64(&r, &b->last_offset));
+            LM_TRY(kafka_read_int64(&r, &b->timestamp_ms));
             if (b->first_seq < 0 || b->last_seq < 0 || b->last_offset < b->first_offset)
                 return LM_E_CORRUPT;
         }

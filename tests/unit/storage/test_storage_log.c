@@ -17,9 +17,6 @@
 #include "protocol/record_batch.h"
 #include "protocol/records.h"
 #include "storage/storage.h"
-#ifdef STORAGE_TEST_URING
-#include "storage/storage_io_uring.h"
-#endif
 #include "storage_test_util.h"
 
 struct fx {
@@ -781,40 +778,6 @@ static void test_recovery_point_at_roll(void **state)
     assert_int_equal(storage_log_segment_count(f->log), 3);
 }
 
-static void test_io_uring_backend(void **state)
-{
-#ifndef STORAGE_TEST_URING
-    (void)state;
-    skip();
-#else
-    struct fx *f = *state;
-    struct storage_io *io;
-    int rc = storage_io_uring_new(64, &io);
-    if (rc == LM_E_UNSUPPORTED) {
-        skip();
-        return;
-    }
-    assert_int_equal(rc, 0);
-    f->cfg.io = io;
-    f->cfg.flush_messages = 1;
-    f->cfg.segment_bytes = 4096;
-    fx_open(f);
-    for (int i = 0; i < 30; i++) {
-        struct storage_append_result r = append_n(f, 2, 300, 0, 0);
-        assert_true(r.flushed);
-    }
-    assert_int_equal(storage_log_flushed_offset(f->log), 60);
-    check_log(f, 0);
-    assert_int_equal(storage_log_close(f->log), 0);
-    f->log = NULL;
-    storage_io_uring_free(io);
-    f->cfg.io = NULL;
-    fx_open(f);
-    assert_int_equal(storage_log_end_offset(f->log), 60);
-    check_log(f, 0);
-#endif
-}
-
 /* An io that writes half of the bytes of its Nth write and then fails once, as a disk that ran
  * full does until the failed append's bytes are cut again. */
 struct failing_io {
@@ -931,7 +894,6 @@ int main(void)
         T(test_flush_policy),
         T(test_external_sync),
         T(test_recovery_point_at_roll),
-        T(test_io_uring_backend),
         T(test_write_failure_rolls_back),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
