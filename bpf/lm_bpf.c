@@ -56,9 +56,8 @@ int lm_bpf_reuseport_attach(const int *fds, uint32_t n, const struct lm_bpf *sha
         return LM_E_UNSUPPORTED;
     }
     b->skel->rodata->nshards = n;
-    if (share != NULL &&
-        bpf_map__reuse_fd(b->skel->maps.shard_conns, bpf_map__fd(share->skel->maps.shard_conns)) !=
-            0) {
+    if (share != NULL && bpf_map__reuse_fd(b->skel->maps.shard_conns,
+                                           bpf_map__fd(share->skel->maps.shard_conns)) != 0) {
         snprintf(why, why_len, "sharing the count map: %s", strerror(errno));
         lm_bpf_free(b);
         return LM_E_IO;

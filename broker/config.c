@@ -132,8 +132,8 @@ void broker_config_init(struct broker_config *cfg)
     cfg->log_level = BROKER_LOG_INFO;
     snprintf(cfg->log_dirs[0], sizeof(cfg->log_dirs[0]), "%s", "/tmp/kraft-combined-logs");
     cfg->log_dirs_count = 1;
-    int rc = broker_config_parse_listeners("PLAINTEXT://:9092", cfg->listeners,
-                                           BROKER_LISTENERS_MAX);
+    int rc =
+        broker_config_parse_listeners("PLAINTEXT://:9092", cfg->listeners, BROKER_LISTENERS_MAX);
     LM_ASSERT(rc == 1);
     cfg->listeners_count = 1;
 }
@@ -758,7 +758,7 @@ static int check_listener_roles(struct broker_config *cfg)
     const char *pos = roles ? roles : "", *p;
     size_t n;
     while (list_next(&pos, &p, &n)) {
-        uint32_t bit = n == 6 && strncmp(p, "broker", 6) == 0       ? BROKER_ROLE_BROKER
+        uint32_t bit = n == 6 && strncmp(p, "broker", 6) == 0         ? BROKER_ROLE_BROKER
                        : n == 10 && strncmp(p, "controller", 10) == 0 ? BROKER_ROLE_CONTROLLER
                                                                       : 0;
         if (bit == 0 || (cfg->process_roles & bit) != 0) {

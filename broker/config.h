@@ -22,7 +22,7 @@ enum { BROKER_LISTENER_NAME_BYTES = 32 };
 
 struct broker_listener {
     char name[BROKER_LISTENER_NAME_BYTES]; /* "PLAINTEXT", or a custom listener name */
-    char host[256]; /* "" = every interface */
+    char host[256];                        /* "" = every interface */
     uint16_t port;
 };
 
@@ -67,14 +67,14 @@ struct broker_config {
     } ip_overrides[BROKER_IP_OVERRIDES_MAX]; /* max.connections.per.ip.overrides host:count,... */
     uint32_t ip_overrides_count;
     /* runtime (laminar.*) */
-    uint32_t shards;                   /* 0 = one per available CPU */
-    enum broker_io_mode io_mode;       /* laminar.io */
-    int64_t shard_memory_bytes_max;    /* queued.max.request.bytes, per shard */
-    uint32_t connection_inflight_max;  /* laminar.connection.inflight.max */
-    uint32_t shard_connections_max;    /* laminar.shard.connections.max */
-    int64_t shutdown_timeout_ms;       /* laminar.shutdown.timeout.ms */
-    bool bpf_enable;                   /* laminar.bpf.enable */
-    int log_level;                     /* laminar.log.level: enum broker_log_level */
+    uint32_t shards;                  /* 0 = one per available CPU */
+    enum broker_io_mode io_mode;      /* laminar.io */
+    int64_t shard_memory_bytes_max;   /* queued.max.request.bytes, per shard */
+    uint32_t connection_inflight_max; /* laminar.connection.inflight.max */
+    uint32_t shard_connections_max;   /* laminar.shard.connections.max */
+    int64_t shutdown_timeout_ms;      /* laminar.shutdown.timeout.ms */
+    bool bpf_enable;                  /* laminar.bpf.enable */
+    int log_level;                    /* laminar.log.level: enum broker_log_level */
     /* RLIMIT_NOFILE's soft limit after broker_serve_main raised it to the hard limit: the
      * process' whole descriptor budget (connections, segment files, pipes). 0 until then. */
     uint64_t fd_limit;

@@ -27,9 +27,9 @@ struct broker_connquota_ip {
 };
 
 struct broker_connquota {
-    int64_t max_total;         /* max.connections */
-    int64_t max_per_ip;        /* max.connections.per.ip */
-    int64_t rate_per_s;        /* max.connection.creation.rate */
+    int64_t max_total;               /* max.connections */
+    int64_t max_per_ip;              /* max.connections.per.ip */
+    int64_t rate_per_s;              /* max.connection.creation.rate */
     const struct broker_config *cfg; /* overrides */
     _Atomic int64_t total;
     _Atomic uint64_t rate_tat_us; /* GCRA theoretical arrival time, microseconds */

@@ -24,10 +24,10 @@ enum { BROKER_FRAME_GROW_MIN = 65536 }; /* smallest piece of a frame whose bytes
 struct broker_frame_reader {
     uint8_t hdr[4];
     uint32_t hdr_have;
-    uint8_t *buf; /* body being filled, NULL until its first bytes arrive */
+    uint8_t *buf;  /* body being filled, NULL until its first bytes arrive */
     uint32_t need; /* announced size; 0 while reading the prefix */
     uint32_t have;
-    uint32_t cap;  /* bytes of buf */
+    uint32_t cap; /* bytes of buf */
     int32_t size_bytes_max;
     broker_frame_grow_fn grow;
     void *grow_ctx;

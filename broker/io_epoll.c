@@ -17,9 +17,9 @@
 #include "common/lm_err.h"
 
 enum {
-    EVENTS_MAX = 512,        /* events handled per loop turn */
-    SCRATCH_BYTES = 65536,   /* read buffer */
-    READS_PER_EVENT = 4,     /* fairness: level-triggered epoll brings the rest next turn */
+    EVENTS_MAX = 512,      /* events handled per loop turn */
+    SCRATCH_BYTES = 65536, /* read buffer */
+    READS_PER_EVENT = 4,   /* fairness: level-triggered epoll brings the rest next turn */
     ACCEPTS_PER_EVENT = 64,
     UDP_RECVS_PER_EVENT = 64,
 };
@@ -80,8 +80,7 @@ static void ep_deinit(struct broker_shard *s)
 static int listeners_add(struct broker_shard *s)
 {
     for (uint32_t i = 0; i < s->listen_count; i++) {
-        struct epoll_event ev = {.events = EPOLLIN,
-                                 .data.u64 = broker_ud(BROKER_OP_ACCEPT, i, 0)};
+        struct epoll_event ev = {.events = EPOLLIN, .data.u64 = broker_ud(BROKER_OP_ACCEPT, i, 0)};
         if (epoll_ctl(st(s)->epfd, EPOLL_CTL_ADD, s->listen_fds[i], &ev) != 0) {
             BLOG_ERROR("epoll_ctl(listener): %s", strerror(errno));
             return LM_E_IO;
@@ -137,8 +136,8 @@ static int conn_interest(struct broker_shard *s, struct broker_conn *c, int op)
                     (c->epoll_out || c->connecting ? EPOLLOUT : 0);
     if (op == EPOLL_CTL_MOD && want == c->epoll_events)
         return 0;
-    struct epoll_event ev = {.events = want, .data.u64 = broker_ud(BROKER_OP_CONN, c->slot,
-                                                                   c->gen)};
+    struct epoll_event ev = {.events = want,
+                             .data.u64 = broker_ud(BROKER_OP_CONN, c->slot, c->gen)};
     if (epoll_ctl(st(s)->epfd, op, c->fd, &ev) != 0) {
         BLOG_ERROR("epoll_ctl(conn %u): %s", c->slot, strerror(errno));
         return LM_E_IO;

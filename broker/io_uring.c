@@ -22,8 +22,8 @@
 enum {
     RING_ENTRIES = 1024,
     CQ_ENTRIES = 16384,
-    BUF_COUNT = 256,     /* provided buffers per shard (power of two) */
-    BUF_BYTES = 16384,   /* each */
+    BUF_COUNT = 256,   /* provided buffers per shard (power of two) */
+    BUF_BYTES = 16384, /* each */
     BUF_GROUP = 0,
     CQE_BATCH_MAX = 4096, /* completions handled per loop turn */
     /* UDP: multishot recvmsg writes a header, the source address and the datagram into one
@@ -366,8 +366,8 @@ static void submit_splice(struct broker_shard *s, struct broker_conn *c, int in,
     c->send_cancel_sent = false;
 }
 
-static int uring_send_file(struct broker_shard *s, struct broker_conn *c, int fd,
-                           uint64_t offset, size_t len)
+static int uring_send_file(struct broker_shard *s, struct broker_conn *c, int fd, uint64_t offset,
+                           size_t len)
 {
     LM_ASSERT(!c->send_busy && len > 0);
     if (c->pipe_r < 0) {
@@ -500,8 +500,8 @@ static int udp_bufs_setup(struct broker_shard *s)
 
 static void udp_buf_return(struct uring_state *u, uint16_t bid)
 {
-    io_uring_buf_ring_add(u->udp_br, u->udp_bufs + (size_t)bid * UDP_BUF_BYTES, UDP_BUF_BYTES,
-                          bid, io_uring_buf_ring_mask(UDP_BUF_COUNT), 0);
+    io_uring_buf_ring_add(u->udp_br, u->udp_bufs + (size_t)bid * UDP_BUF_BYTES, UDP_BUF_BYTES, bid,
+                          io_uring_buf_ring_mask(UDP_BUF_COUNT), 0);
     io_uring_buf_ring_advance(u->udp_br, 1);
 }
 
@@ -619,8 +619,8 @@ static void uring_wake(struct broker_shard *s, struct broker_shard *to)
 {
     if (s != NULL && st(s)->have_msg_ring && st(to) != NULL) {
         struct io_uring_sqe *sqe = get_sqe(s);
-        io_uring_prep_msg_ring(sqe, st(to)->ring.ring_fd, 0,
-                               broker_ud(BROKER_OP_WAKE_MSG, 0, 0), 0);
+        io_uring_prep_msg_ring(sqe, st(to)->ring.ring_fd, 0, broker_ud(BROKER_OP_WAKE_MSG, 0, 0),
+                               0);
         io_uring_sqe_set_data64(sqe, broker_ud(BROKER_OP_MSG_RING, to->id, 0));
         return;
     }
@@ -722,7 +722,7 @@ static void on_recv(struct broker_shard *s, struct io_uring_cqe *cqe)
     if (!more)
         c->recv_armed = false;
     if (cqe->res == 0 && !c->closing) {
-        if (c->paused) /* data before the end may wait in the stash */
+        if (c->paused)                     /* data before the end may wait in the stash */
             broker_core_on_peer_fin(s, c); /* may free c */
         else
             broker_core_on_eof(s, c, 0); /* may free c */
@@ -762,8 +762,7 @@ static void on_send(struct broker_shard *s, struct io_uring_cqe *cqe)
         }
         if (res == -EAGAIN || res == -EINTR) {
             broker_core_on_sent(s, c, 0); /* the core calls send_file again */
-            c = broker_core_conn(s, broker_ud_slot(cqe->user_data),
-                                 broker_ud_gen(cqe->user_data));
+            c = broker_core_conn(s, broker_ud_slot(cqe->user_data), broker_ud_gen(cqe->user_data));
             if (c != NULL)
                 maybe_io_closed(s, c);
             return;
@@ -864,8 +863,7 @@ static int uring_wait(struct broker_shard *s, int timeout_ms)
     } else {
         struct __kernel_timespec ts = {.tv_sec = timeout_ms / 1000,
                                        .tv_nsec = (long long)(timeout_ms % 1000) * 1000000};
-        rc = io_uring_submit_and_wait_timeout(&u->ring, &cqe, 1, timeout_ms < 0 ? NULL : &ts,
-                                              NULL);
+        rc = io_uring_submit_and_wait_timeout(&u->ring, &cqe, 1, timeout_ms < 0 ? NULL : &ts, NULL);
     }
     if (rc < 0 && rc != -ETIME && rc != -EINTR && rc != -EBUSY && rc != -EAGAIN) {
         BLOG_ERROR("io_uring wait: %s", strerror(-rc));

@@ -21,8 +21,8 @@ void broker_log(enum broker_log_level level, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
 #define BLOG_DEBUG(...) broker_log(BROKER_LOG_DEBUG, __VA_ARGS__)
-#define BLOG_INFO(...) broker_log(BROKER_LOG_INFO, __VA_ARGS__)
-#define BLOG_WARN(...) broker_log(BROKER_LOG_WARN, __VA_ARGS__)
+#define BLOG_INFO(...)  broker_log(BROKER_LOG_INFO, __VA_ARGS__)
+#define BLOG_WARN(...)  broker_log(BROKER_LOG_WARN, __VA_ARGS__)
 #define BLOG_ERROR(...) broker_log(BROKER_LOG_ERROR, __VA_ARGS__)
 
 /* Rate limit for a repeated message (one per call site, shared by every shard thread): the
@@ -38,10 +38,12 @@ struct broker_log_limit {
     _Atomic uint64_t suppressed;      /* lines dropped since the last summary */
 };
 
-#define BROKER_LOG_LIMIT_BURST 10
+#define BROKER_LOG_LIMIT_BURST       10
 #define BROKER_LOG_LIMIT_INTERVAL_MS 10000
-#define BROKER_LOG_LIMIT_INIT(burst_, interval_ms_)                                               \
-    {.burst = (burst_), .interval_ms = (interval_ms_)}
+#define BROKER_LOG_LIMIT_INIT(burst_, interval_ms_)                                                \
+    {                                                                                              \
+        .burst = (burst_), .interval_ms = (interval_ms_)                                           \
+    }
 
 /* Prints one line at level unless l's budget for the current window is spent. Returns true when
  * the line was printed. */
@@ -51,14 +53,14 @@ bool broker_log_limited(struct broker_log_limit *l, enum broker_log_level level,
 uint64_t broker_log_limit_suppressed(struct broker_log_limit *l);
 
 /* One limiter per call site: BLOG_WARN_LIMITED("accept: %s", ...). */
-#define BROKER_LOG_LIMITED_(level, ...)                                                           \
-    do {                                                                                          \
-        static struct broker_log_limit blog_limit_ =                                              \
-            BROKER_LOG_LIMIT_INIT(BROKER_LOG_LIMIT_BURST, BROKER_LOG_LIMIT_INTERVAL_MS);          \
-        (void)broker_log_limited(&blog_limit_, (level), __VA_ARGS__);                             \
+#define BROKER_LOG_LIMITED_(level, ...)                                                            \
+    do {                                                                                           \
+        static struct broker_log_limit blog_limit_ =                                               \
+            BROKER_LOG_LIMIT_INIT(BROKER_LOG_LIMIT_BURST, BROKER_LOG_LIMIT_INTERVAL_MS);           \
+        (void)broker_log_limited(&blog_limit_, (level), __VA_ARGS__);                              \
     } while (0)
-#define BLOG_INFO_LIMITED(...) BROKER_LOG_LIMITED_(BROKER_LOG_INFO, __VA_ARGS__)
-#define BLOG_WARN_LIMITED(...) BROKER_LOG_LIMITED_(BROKER_LOG_WARN, __VA_ARGS__)
+#define BLOG_INFO_LIMITED(...)  BROKER_LOG_LIMITED_(BROKER_LOG_INFO, __VA_ARGS__)
+#define BLOG_WARN_LIMITED(...)  BROKER_LOG_LIMITED_(BROKER_LOG_WARN, __VA_ARGS__)
 #define BLOG_ERROR_LIMITED(...) BROKER_LOG_LIMITED_(BROKER_LOG_ERROR, __VA_ARGS__)
 
 #endif

@@ -38,7 +38,7 @@ struct call_list {
 
 struct broker_peer {
     struct broker_shard *shard;
-    struct broker_conn *conn; /* NULL once the connection is freed */
+    struct broker_conn *conn;  /* NULL once the connection is freed */
     struct call_list queued;   /* not written yet */
     struct call_list inflight; /* written or being written, oldest first */
     struct call_list failed;   /* done(err) on the next timer */
@@ -123,10 +123,8 @@ static void peer_arm(struct broker_peer *p)
             return;
         broker_timer_cancel(p->shard, &p->timer);
     }
-    if (broker_timer_start(p->shard, &p->timer, due > now ? due - now : 0, peer_timer_fire,
-                           p) != 0)
-        BLOG_ERROR("peer %s: cannot arm its timer (out of memory)",
-                   p->conn ? p->conn->peer : "?");
+    if (broker_timer_start(p->shard, &p->timer, due > now ? due - now : 0, peer_timer_fire, p) != 0)
+        BLOG_ERROR("peer %s: cannot arm its timer (out of memory)", p->conn ? p->conn->peer : "?");
 }
 
 static bool peer_maybe_free(struct broker_peer *p)
@@ -265,8 +263,8 @@ void broker_peer_on_frame_(struct broker_conn *c, uint8_t *body, uint32_t size)
     struct broker_call *call = p->inflight.head;
     size_t off = 4;
     int32_t corr = size >= 4 ? (int32_t)lm_get_be32(body) : -1;
-    bool ok = size >= 4 && call != NULL && c->sending != &call->out_ &&
-              corr == call->correlation_id_;
+    bool ok =
+        size >= 4 && call != NULL && c->sending != &call->out_ && corr == call->correlation_id_;
     /* Response header v1 (tagged fields) for flexible versions; ApiVersions keeps v0. */
     if (ok && call->flexible && call->api_key != 18 &&
         broker_reqhdr_skip_tags(body, size, &off) != 0)
@@ -339,9 +337,8 @@ int broker_peer_open(struct broker_shard *s, const char *host, uint16_t port,
     size_t cid_len = o.client_id != NULL ? strlen(o.client_id) : 0;
     if (cid_len > PEER_CLIENT_ID_MAX)
         return LM_E_INVALID;
-    struct addrinfo hints = {.ai_family = AF_UNSPEC,
-                             .ai_socktype = SOCK_STREAM,
-                             .ai_flags = AI_NUMERICSERV};
+    struct addrinfo hints = {
+        .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV};
     struct addrinfo *res = NULL;
     char port_text[8];
     snprintf(port_text, sizeof(port_text), "%u", port);
@@ -352,8 +349,7 @@ int broker_peer_open(struct broker_shard *s, const char *host, uint16_t port,
         return LM_E_INVALID;
     }
     struct broker_peer *p = calloc(1, sizeof(*p));
-    int fd = p != NULL ? socket(res->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0)
-                       : -1;
+    int fd = p != NULL ? socket(res->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0) : -1;
     struct broker_conn *c = fd >= 0 ? broker_core_conn_new(s, fd) : NULL;
     if (c == NULL) {
         freeaddrinfo(res);
@@ -379,10 +375,9 @@ int broker_peer_open(struct broker_shard *s, const char *host, uint16_t port,
     c->out = p;
     snprintf(c->peer, sizeof(c->peer), "%s:%u", host, port);
     s->peers_open++;
-    broker_frame_reader_init(&c->fr,
-                             o.response_max_bytes > 0 ? o.response_max_bytes
-                                                      : s->cfg->socket_request_max_bytes,
-                             broker_core_frame_grow, c);
+    broker_frame_reader_init(
+        &c->fr, o.response_max_bytes > 0 ? o.response_max_bytes : s->cfg->socket_request_max_bytes,
+        broker_core_frame_grow, c);
     *out = p;
     int rc = s->io->conn_connect(s, c, (const struct sockaddr *)&p->addr, p->addr_len);
     if (rc != 0) {

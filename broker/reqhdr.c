@@ -5,8 +5,6 @@
 #include "protocol/kafka_rt.h"
 #include "common/lm_endian.h"
 
-
-
 int broker_reqhdr_parse_fixed(const uint8_t *frame, size_t len, struct broker_reqhdr *h)
 {
     LM_ASSERT(frame != NULL || len == 0);

@@ -39,9 +39,9 @@ struct broker_rt {
     _Atomic bool stopping;
     _Atomic int start_failed;
     _Atomic uint32_t drained;
-    _Atomic int64_t xcalls_out;  /* cross-shard calls sent whose done() has not run */
-    _Atomic uint32_t finals;     /* shards at the end of their shutdown sequence */
-    _Atomic bool quiesced;       /* finals == nshards and xcalls_out == 0 was seen */
+    _Atomic int64_t xcalls_out; /* cross-shard calls sent whose done() has not run */
+    _Atomic uint32_t finals;    /* shards at the end of their shutdown sequence */
+    _Atomic bool quiesced;      /* finals == nshards and xcalls_out == 0 was seen */
     struct broker_connquota quota;
     bool quota_ready;
     int cpus[BROKER_SHARDS_MAX];
@@ -283,8 +283,8 @@ static void attach_bpf(struct broker_rt *rt)
         for (uint32_t i = 0; i < rt->nshards; i++)
             fds[i] = rt->shards[i].listen_fds[l];
         char why[160] = "";
-        int rc = lm_bpf_reuseport_attach(fds, rt->nshards, l > 0 ? rt->bpf[0] : NULL,
-                                         &rt->bpf[l], why, sizeof(why));
+        int rc = lm_bpf_reuseport_attach(fds, rt->nshards, l > 0 ? rt->bpf[0] : NULL, &rt->bpf[l],
+                                         why, sizeof(why));
         if (rc != 0) {
             BLOG_WARN("reuseport: BPF selector not loaded (%s); using the kernel's hash", why);
             return;

@@ -75,8 +75,8 @@ struct broker_req {
 typedef void (*broker_handler_fn)(struct broker_req *req);
 
 struct broker_api_entry {
-    broker_handler_fn fn;          /* NULL: unknown API, the connection is closed (as Kafka) */
-    int16_t flexible_version_min;  /* first version using header v2, -1 = never */
+    broker_handler_fn fn;         /* NULL: unknown API, the connection is closed (as Kafka) */
+    int16_t flexible_version_min; /* first version using header v2, -1 = never */
 };
 
 /* A table of handlers by API key. An API without an entry is closed like an unknown key. */
@@ -210,8 +210,7 @@ struct broker_fsync {
     struct broker_fsync *next_;
 };
 void broker_shard_fsync(struct broker_shard *s, struct broker_fsync *f, int fd, bool datasync,
-                        void (*done)(struct broker_shard *, struct broker_fsync *, int),
-                        void *arg);
+                        void (*done)(struct broker_shard *, struct broker_fsync *, int), void *arg);
 
 /* ---- outbound connections (Kafka's NetworkClient role: replication, the controller) ----
  *
@@ -307,8 +306,8 @@ int broker_udp_open(struct broker_shard *s, const char *host, uint16_t port,
 uint16_t broker_udp_port(const struct broker_udp *u);
 /* Sends one datagram to `to`. Returns 0, LM_E_TOO_LARGE (over BROKER_UDP_DATAGRAM_MAX),
  * LM_E_AGAIN (the socket buffer is full: dropped) or LM_E_IO (sys error, e.g. unreachable). */
-int broker_udp_send(struct broker_udp *u, const void *data, size_t len,
-                    const struct sockaddr *to, uint32_t to_len);
+int broker_udp_send(struct broker_udp *u, const void *data, size_t len, const struct sockaddr *to,
+                    uint32_t to_len);
 /* Stops receiving and closes u; recv() is not called any more. u is freed by the runtime. */
 void broker_udp_close(struct broker_udp *u);
 

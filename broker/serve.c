@@ -21,21 +21,28 @@
 
 static void usage(FILE *f)
 {
-    fprintf(f,
-            "usage: laminar serve [-c server.properties] [options]\n"
-            "  -c, --config-file FILE          Kafka server.properties to read first\n"
-            "      --listeners LIST            e.g. PLAINTEXT://127.0.0.1:9092\n"
-            "      --advertised-listeners LIST\n"
-            "      --log-dirs DIRS             comma-separated data directories\n"
-            "      --node-id N\n"
-            "      --shards N                  shard threads (default: one per CPU)\n"
-            "      --io uring|epoll|auto       I/O backend (default auto)\n"
-            "      --config KEY=VALUE          any Kafka or laminar.* key (repeatable)\n"
-            "      --log-level debug|info|warn|error\n");
+    fprintf(f, "usage: laminar serve [-c server.properties] [options]\n"
+               "  -c, --config-file FILE          Kafka server.properties to read first\n"
+               "      --listeners LIST            e.g. PLAINTEXT://127.0.0.1:9092\n"
+               "      --advertised-listeners LIST\n"
+               "      --log-dirs DIRS             comma-separated data directories\n"
+               "      --node-id N\n"
+               "      --shards N                  shard threads (default: one per CPU)\n"
+               "      --io uring|epoll|auto       I/O backend (default auto)\n"
+               "      --config KEY=VALUE          any Kafka or laminar.* key (repeatable)\n"
+               "      --log-level debug|info|warn|error\n");
 }
 
-enum { OPT_LISTENERS = 256, OPT_ADV, OPT_LOG_DIRS, OPT_NODE_ID, OPT_SHARDS, OPT_IO, OPT_CONFIG,
-       OPT_LOG_LEVEL };
+enum {
+    OPT_LISTENERS = 256,
+    OPT_ADV,
+    OPT_LOG_DIRS,
+    OPT_NODE_ID,
+    OPT_SHARDS,
+    OPT_IO,
+    OPT_CONFIG,
+    OPT_LOG_LEVEL
+};
 
 /* Flag -> config key, applied after the file so flags win. */
 static const char *opt_key(int opt)

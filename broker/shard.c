@@ -59,8 +59,7 @@ int broker_api_table_register(struct broker_api_table *t, int16_t api_key, broke
     return 0;
 }
 
-struct broker_api_table *broker_dispatch_listener_table(struct broker_dispatch *d,
-                                                        const char *name)
+struct broker_api_table *broker_dispatch_listener_table(struct broker_dispatch *d, const char *name)
 {
     size_t n = strlen(name);
     if (n == 0 || n >= sizeof(d->listener_tables[0].name))
@@ -450,7 +449,8 @@ static int accept_admit(struct broker_shard *s, uint32_t listener, int fd, uint3
                      a & 255);
         }
         BLOG_WARN_LIMITED("accept: %s has its maximum of connections "
-                          "(max.connections.per.ip), closing new connection", host);
+                          "(max.connections.per.ip), closing new connection",
+                          host);
         accept_refuse(s, fd);
         return 0;
     }
@@ -735,7 +735,7 @@ static void on_frame(struct broker_conn *c, struct broker_frame *f)
     int rc = broker_reqhdr_parse_fixed(f->body, f->size_bytes, &h);
     if (rc != 0) {
         BLOG_WARN_LIMITED("conn %u (%s): bad request header (%s), closing", c->slot, c->peer,
-                  lm_strerror(rc));
+                          lm_strerror(rc));
         req->state_ = REQ_NONE;
         conn_close(c, "bad request header");
         req_free(req);
@@ -748,8 +748,7 @@ static void on_frame(struct broker_conn *c, struct broker_frame *f)
         /* Kafka closes the connection on a request for an API it does not know, and an API
          * its listener does not serve (the controller listener) is unknown there. */
         BLOG_WARN_LIMITED("conn %u (%s): unknown api key %d v%d (correlation id %d), closing",
-                          c->slot,
-                  c->peer, h.api_key, h.api_version, h.correlation_id);
+                          c->slot, c->peer, h.api_key, h.api_version, h.correlation_id);
         req->state_ = REQ_NONE;
         conn_close(c, "unknown api key");
         req_free(req);
@@ -759,7 +758,7 @@ static void on_frame(struct broker_conn *c, struct broker_frame *f)
     req->flexible = e->flexible_version_min >= 0 && h.api_version >= e->flexible_version_min;
     if (req->flexible && (rc = broker_reqhdr_skip_tags(f->body, f->size_bytes, &off)) != 0) {
         BLOG_WARN_LIMITED("conn %u (%s): bad header tagged fields (%s), closing", c->slot, c->peer,
-                  lm_strerror(rc));
+                          lm_strerror(rc));
         req->state_ = REQ_NONE;
         conn_close(c, "bad request header");
         req_free(req);
@@ -796,7 +795,7 @@ static size_t conn_feed(struct broker_conn *c, const uint8_t *p, size_t n)
             conn_pause(c);
         } else if (rc < 0) {
             BLOG_WARN_LIMITED("conn %u (%s): frame length rejected (%s), closing", c->slot, c->peer,
-                      lm_strerror(rc));
+                              lm_strerror(rc));
             if (c->out != NULL)
                 broker_peer_on_close_(c, LM_E_CORRUPT, 0);
             conn_close(c, "bad frame length");
@@ -805,8 +804,7 @@ static size_t conn_feed(struct broker_conn *c, const uint8_t *p, size_t n)
     return used;
 }
 
-void broker_core_on_data(struct broker_shard *s, struct broker_conn *c, const uint8_t *p,
-                         size_t n)
+void broker_core_on_data(struct broker_shard *s, struct broker_conn *c, const uint8_t *p, size_t n)
 {
     (void)s;
     LM_ASSERT(n > 0);
@@ -1289,7 +1287,7 @@ void broker_core_on_wake(struct broker_shard *s)
 struct broker_sync_worker {
     pthread_t thread;
     struct broker_mailbox requests; /* fsyncs to run: shard -> worker */
-    struct broker_mailbox done; /* worker -> shard */
+    struct broker_mailbox done;     /* worker -> shard */
     int wake_fd;
     int shard_event_fd;
     _Atomic bool stop;
@@ -1394,8 +1392,7 @@ static void fsync_issue(struct broker_shard *s, struct broker_fsync *f)
 }
 
 void broker_shard_fsync(struct broker_shard *s, struct broker_fsync *f, int fd, bool datasync,
-                        void (*done)(struct broker_shard *, struct broker_fsync *, int),
-                        void *arg)
+                        void (*done)(struct broker_shard *, struct broker_fsync *, int), void *arg)
 {
     LM_ASSERT(fd >= 0 && done != NULL);
     f->done = done;

@@ -78,7 +78,7 @@ struct broker_conn {
     /* the peer sent FIN while reading was paused; what it sent before is all in the stash,
      * served on resume, and the connection closes once the stash is consumed */
     bool peer_fin;
-    bool io_closed;     /* the backend has released the fd */
+    bool io_closed; /* the backend has released the fd */
     /* idle sweeps in a row that found nothing in flight and no bytes either way (reset by
      * every receive and send completion: one store, no clock read) */
     uint32_t idle_ticks;
@@ -98,8 +98,8 @@ struct broker_conn {
     struct broker_conn *wait_next;
     /* the response (or outbound request) being sent */
     struct broker_out_ *sending;
-    uint32_t part;     /* the part being sent: 0 the prefix, 1.. the body's parts */
-    size_t part_off;   /* bytes of it already sent */
+    uint32_t part;   /* the part being sent: 0 the prefix, 1.. the body's parts */
+    size_t part_off; /* bytes of it already sent */
     struct iovec iov[BROKER_SEND_IOV_MAX];
     int iovcnt;
     struct msghdr msg;
@@ -124,8 +124,8 @@ struct broker_io_ops {
     int (*conn_open)(struct broker_shard *s, struct broker_conn *c);
     /* Starts a non-blocking connect of c->fd to addr (kept valid by the caller until
      * broker_core_on_connected); returns 0 or an LM_E_* (then no completion follows). */
-    int (*conn_connect)(struct broker_shard *s, struct broker_conn *c,
-                        const struct sockaddr *addr, socklen_t addr_len);
+    int (*conn_connect)(struct broker_shard *s, struct broker_conn *c, const struct sockaddr *addr,
+                        socklen_t addr_len);
     /* Starts receiving on UDP socket u; returns 0 or an LM_E_*. */
     int (*udp_open)(struct broker_shard *s, struct broker_udp *u);
     /* Stops receiving on u; returns 1 when the fd can be closed now, 0 when
@@ -198,11 +198,11 @@ struct broker_shard {
     uint32_t *free_slots;
     uint32_t free_count;
     uint32_t conns_max;
-    uint32_t conns_open;  /* accepted connections (the BPF selector's and quotas' count) */
-    uint32_t peers_open;  /* outbound connections not yet freed */
+    uint32_t conns_open;         /* accepted connections (the BPF selector's and quotas' count) */
+    uint32_t peers_open;         /* outbound connections not yet freed */
     uint32_t peer_calls_failing; /* calls of outbound connections waiting for their done() */
-    bool loop_done;       /* broker_shard_run has returned: no more completions or timers */
-    bool conns_closed;    /* shutdown closed every connection: no new outbound ones */
+    bool loop_done;              /* broker_shard_run has returned: no more completions or timers */
+    bool conns_closed;           /* shutdown closed every connection: no new outbound ones */
     /* UDP sockets, by index; udp_gen tells completions of a reused index apart */
     struct broker_udp *udp[BROKER_UDP_PER_SHARD_MAX];
     uint32_t udp_gen;
@@ -210,10 +210,10 @@ struct broker_shard {
     /* memory bound for request frames, responses and stashes */
     int64_t mem_used;
     int64_t mem_max;
-    int64_t mem_partial;          /* part of mem_used held by frames still being received */
-    int64_t mem_stash;            /* part of mem_used held by receive stashes */
-    int64_t conn_frame_free_max;  /* a partial frame up to this size needs no token */
-    struct broker_conn *mem_big;  /* holds the shard's one large-frame token, or NULL */
+    int64_t mem_partial;         /* part of mem_used held by frames still being received */
+    int64_t mem_stash;           /* part of mem_used held by receive stashes */
+    int64_t conn_frame_free_max; /* a partial frame up to this size needs no token */
+    struct broker_conn *mem_big; /* holds the shard's one large-frame token, or NULL */
     struct broker_conn *mem_wait_head;
     struct broker_conn *mem_resume_head; /* waiters mem_release is trying now */
     bool mem_resuming;                   /* mem_release is resuming waiters (no re-entry) */
@@ -280,8 +280,7 @@ struct broker_udp *broker_core_udp(struct broker_shard *s, uint32_t index, uint3
 void broker_core_udp_free_all(struct broker_shard *s);
 /* accept failed with errno err; the core pauses accepting when the error calls for it. */
 void broker_core_on_accept_error(struct broker_shard *s, int err);
-void broker_core_on_data(struct broker_shard *s, struct broker_conn *c, const uint8_t *p,
-                         size_t n);
+void broker_core_on_data(struct broker_shard *s, struct broker_conn *c, const uint8_t *p, size_t n);
 void broker_core_on_eof(struct broker_shard *s, struct broker_conn *c, int err);
 /* The peer half-closed while c was paused, and the backend has since read the socket to its end
  * (everything went to the stash through broker_core_on_data). */

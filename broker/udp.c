@@ -37,9 +37,8 @@ int broker_udp_open(struct broker_shard *s, const char *host, uint16_t port,
         index++;
     if (index == BROKER_UDP_PER_SHARD_MAX)
         return LM_E_FULL;
-    struct addrinfo hints = {.ai_family = AF_UNSPEC,
-                             .ai_socktype = SOCK_DGRAM,
-                             .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
+    struct addrinfo hints = {
+        .ai_family = AF_UNSPEC, .ai_socktype = SOCK_DGRAM, .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
     struct addrinfo *res = NULL;
     char port_text[8];
     snprintf(port_text, sizeof(port_text), "%u", port);
@@ -88,8 +87,8 @@ uint16_t broker_udp_port(const struct broker_udp *u)
     return u->port;
 }
 
-int broker_udp_send(struct broker_udp *u, const void *data, size_t len,
-                    const struct sockaddr *to, uint32_t to_len)
+int broker_udp_send(struct broker_udp *u, const void *data, size_t len, const struct sockaddr *to,
+                    uint32_t to_len)
 {
     LM_ASSERT(!u->closing && (data != NULL || len == 0));
     if (len > BROKER_UDP_DATAGRAM_MAX)

@@ -8,16 +8,16 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#define LM_ASSERT(cond)                                                                        \
-    do {                                                                                       \
-        if (__builtin_expect(!(cond), 0)) {                                                    \
-            fprintf(stderr, "laminar: assertion failed: %s at %s:%d (%s)\n", #cond, __FILE__,  \
-                    __LINE__, __func__);                                                       \
-            abort();                                                                           \
-        }                                                                                      \
+#define LM_ASSERT(cond)                                                                            \
+    do {                                                                                           \
+        if (__builtin_expect(!(cond), 0)) {                                                        \
+            fprintf(stderr, "laminar: assertion failed: %s at %s:%d (%s)\n", #cond, __FILE__,      \
+                    __LINE__, __func__);                                                           \
+            abort();                                                                               \
+        }                                                                                          \
     } while (0)
 
 #define LM_UNREACHABLE() LM_ASSERT(0 && "unreachable")
-#define LM_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
+#define LM_ARRAY_LEN(a)  (sizeof(a) / sizeof((a)[0]))
 
 #endif

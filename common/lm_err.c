@@ -3,8 +3,8 @@
 const char *lm_strerror(int err)
 {
     switch (err) {
-#define LM_ERR_MSG(name, value, message)                                                       \
-    case value:                                                                                \
+#define LM_ERR_MSG(name, value, message)                                                           \
+    case value:                                                                                    \
         return message;
         LM_ERRORS(LM_ERR_MSG)
 #undef LM_ERR_MSG
@@ -15,8 +15,8 @@ const char *lm_strerror(int err)
 const char *lm_errname(int err)
 {
     switch (err) {
-#define LM_ERR_NAME(name, value, message)                                                      \
-    case value:                                                                                \
+#define LM_ERR_NAME(name, value, message)                                                          \
+    case value:                                                                                    \
         return #name;
         LM_ERRORS(LM_ERR_NAME)
 #undef LM_ERR_NAME

@@ -33,19 +33,21 @@ static inline int lm_grow(void **arr, size_t elem, size_t *cap, size_t need, siz
     return 0;
 }
 
+/* The largest value an integer lvalue x can hold, as a size_t. */
+#define LM_GROW_MAX_OF(x)                                                                          \
+    (((__typeof__(x))-1 > (__typeof__(x))0) ? SIZE_MAX >> (8 * (sizeof(size_t) - sizeof(x)))       \
+                                            : SIZE_MAX >> (8 * (sizeof(size_t) - sizeof(x)) + 1))
+
 /* LM_GROW(arr, cap, need, initial): lm_grow for an array of *arr's element type and a
- * capacity field of any unsigned integer type (bounded by that type). */
-#define LM_GROW(arr, cap, need, initial)                                                       \
-    ({                                                                                         \
-        size_t lm_grow_cap_ = (size_t)(cap);                                                   \
-        __typeof__(cap) lm_grow_max_ = (__typeof__(cap))~(__typeof__(cap))0;                   \
-        int lm_grow_rc_ = lm_grow((void **)&(arr), sizeof(*(arr)), &lm_grow_cap_,              \
-                                  (size_t)(need), (initial),                                   \
-                                  (size_t)lm_grow_max_ < SIZE_MAX ? (size_t)lm_grow_max_       \
-                                                                  : SIZE_MAX);                 \
-        if (lm_grow_rc_ == 0)                                                                  \
-            (cap) = (__typeof__(cap))lm_grow_cap_;                                             \
-        lm_grow_rc_;                                                                           \
+ * capacity field of any integer type (bounded by that type). Evaluates to lm_grow's result. */
+#define LM_GROW(arr, cap, need, initial)                                                           \
+    ({                                                                                             \
+        size_t lm_grow_cap_ = (size_t)(cap);                                                       \
+        int lm_grow_rc_ = lm_grow((void **)&(arr), sizeof(*(arr)), &lm_grow_cap_, (size_t)(need),  \
+                                  (initial), LM_GROW_MAX_OF(cap));                                 \
+        if (lm_grow_rc_ == 0)                                                                      \
+            (cap) = (__typeof__(cap))lm_grow_cap_;                                                 \
+        lm_grow_rc_;                                                                               \
     })
 
 #endif

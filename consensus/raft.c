@@ -10,7 +10,8 @@
 #include "common/lm_err.h"
 #include "common/lm_endian.h"
 
-#define RAFT_OUTBOX_MAX 65536 /* bound on held messages; beyond it we drop (Raft tolerates loss) */
+/* Bound on held messages; beyond it we drop (Raft tolerates loss). */
+#define RAFT_OUTBOX_MAX 65536
 
 struct pending_msg {
     struct raft_msg m;
@@ -117,8 +118,6 @@ bool raft_conf_is_learner(const struct raft_conf *c, uint32_t id)
     return false;
 }
 
-
-
 int raft_conf_encode(const struct raft_conf *c, uint8_t *buf, size_t cap)
 {
     size_t need = 8 + 4 * ((size_t)c->n_voters + c->n_learners);
@@ -155,19 +154,23 @@ int raft_conf_decode(const uint8_t *buf, size_t len, struct raft_conf *out)
 
 const char *raft_msg_type_name(uint8_t type)
 {
-    static const char *names[] = {"?",         "App",       "AppResp",       "Vote",
-                                  "VoteResp",  "PreVote",   "PreVoteResp",   "Heartbeat",
-                                  "HeartbeatResp", "LogStart", "TimeoutNow"};
+    static const char *names[] = {
+        "?",           "App",       "AppResp",       "Vote",     "VoteResp",  "PreVote",
+        "PreVoteResp", "Heartbeat", "HeartbeatResp", "LogStart", "TimeoutNow"};
     return type < LM_ARRAY_LEN(names) ? names[type] : "?";
 }
 
 const char *raft_role_name(enum raft_role role)
 {
     switch (role) {
-    case RAFT_FOLLOWER: return "follower";
-    case RAFT_PRE_CANDIDATE: return "pre-candidate";
-    case RAFT_CANDIDATE: return "candidate";
-    case RAFT_LEADER: return "leader";
+    case RAFT_FOLLOWER:
+        return "follower";
+    case RAFT_PRE_CANDIDATE:
+        return "pre-candidate";
+    case RAFT_CANDIDATE:
+        return "candidate";
+    case RAFT_LEADER:
+        return "leader";
     }
     return "?";
 }
@@ -718,7 +721,7 @@ static int log_append(struct raft *r, const struct raft_entry *es, size_t n)
 {
     LM_ASSERT(n > 0);
     int64_t first = es[0].first_index;
-    LM_ASSERT(first > r->commit);                 /* committed entries are never overwritten */
+    LM_ASSERT(first > r->commit); /* committed entries are never overwritten */
     LM_ASSERT(first <= view_last(r) + 1);
     int64_t fb;
     int rc = floor_boundary(r, first - 1, &fb); /* before any change: a failed read is harmless */
@@ -834,8 +837,8 @@ static void become_leader(struct raft *r)
     /* §5.4.2: a leader commits entries of earlier terms only by committing one of its own, so
      * it appends an empty entry at once (Kafka: the LeaderChange control batch, KIP-595). */
     int64_t last = view_last(r);
-    struct raft_entry noop = {.first_index = last + 1, .last_index = last + 1, .term = r->term,
-                              .type = RAFT_ENTRY_NOOP};
+    struct raft_entry noop = {
+        .first_index = last + 1, .last_index = last + 1, .term = r->term, .type = RAFT_ENTRY_NOOP};
     int rc = log_append(r, &noop, 1);
     LM_ASSERT(rc == 0);
     r->pending_conf_index = last + 1;
@@ -966,9 +969,14 @@ static bool send_append(struct raft *r, struct raft_progress *pr, bool send_if_e
     if (n == 0 && !send_if_empty)
         return false;
     pr->append_owed = false;
-    struct raft_msg m = {.type = RAFT_MSG_APP, .to = pr->id, .index = prev, .log_term = prev_term,
-                         .commit = r->commit, .ent_last = ent_last,
-                         .ent_last_term = ent_last_term, .n_entries = n};
+    struct raft_msg m = {.type = RAFT_MSG_APP,
+                         .to = pr->id,
+                         .index = prev,
+                         .log_term = prev_term,
+                         .commit = r->commit,
+                         .ent_last = ent_last,
+                         .ent_last_term = ent_last_term,
+                         .n_entries = n};
     if (n) {
         if (pr->state == RAFT_PR_REPLICATE) {
             pr->next = ent_last + 1; /* pipelining: optimistic next (thesis §10.2.1) */
@@ -1012,7 +1020,8 @@ static void bcast_heartbeat(struct raft *r)
         if (pr->id == RAFT_NONE || pr->id == r->cfg.id)
             continue;
         /* Only commit what the follower is known to hold (etcd): its tail may diverge. */
-        struct raft_msg m = {.type = RAFT_MSG_HEARTBEAT, .to = pr->id,
+        struct raft_msg m = {.type = RAFT_MSG_HEARTBEAT,
+                             .to = pr->id,
                              .commit = pr->match < r->commit ? pr->match : r->commit};
         send(r, &m);
     }
@@ -1306,8 +1315,8 @@ static bool step_term(struct raft *r, const struct raft_msg *m)
         if (m->type == RAFT_MSG_VOTE || m->type == RAFT_MSG_PREVOTE) {
             /* Check-quorum lease (thesis §4.2.3): while we hear from a leader, ignore votes
              * unless they come from a leadership transfer. */
-            bool in_lease = r->cfg.check_quorum && r->leader != RAFT_NONE &&
-                            r->elapsed < r->cfg.election_ticks;
+            bool in_lease =
+                r->cfg.check_quorum && r->leader != RAFT_NONE && r->elapsed < r->cfg.election_ticks;
             if (in_lease && !m->force)
                 return true;
         }
@@ -1327,13 +1336,12 @@ static bool step_term(struct raft *r, const struct raft_msg *m)
         if ((r->cfg.check_quorum || r->cfg.pre_vote) &&
             (m->type == RAFT_MSG_APP || m->type == RAFT_MSG_HEARTBEAT)) {
             /* Tell a stale leader about the newer term so it steps down. */
-            struct raft_msg resp = {.type = RAFT_MSG_APP_RESP, .to = m->from, .index = -1,
-                                    .reject = false};
+            struct raft_msg resp = {
+                .type = RAFT_MSG_APP_RESP, .to = m->from, .index = -1, .reject = false};
             resp.index = r->commit;
             send(r, &resp);
         } else if (m->type == RAFT_MSG_PREVOTE) {
-            struct raft_msg resp = {.type = RAFT_MSG_PREVOTE_RESP, .to = m->from,
-                                    .reject = true};
+            struct raft_msg resp = {.type = RAFT_MSG_PREVOTE_RESP, .to = m->from, .reject = true};
             send(r, &resp);
         }
         return true;
@@ -1393,8 +1401,7 @@ static int step_follower(struct raft *r, const struct raft_msg *m)
 /* Candidates and pre-candidates. */
 static int step_candidate(struct raft *r, const struct raft_msg *m)
 {
-    if (m->type == RAFT_MSG_APP || m->type == RAFT_MSG_HEARTBEAT ||
-        m->type == RAFT_MSG_LOG_START) {
+    if (m->type == RAFT_MSG_APP || m->type == RAFT_MSG_HEARTBEAT || m->type == RAFT_MSG_LOG_START) {
         become_follower(r, m->term, m->from); /* §5.2: a leader of our term exists */
         return step_follower(r, m);
     }
@@ -1521,8 +1528,12 @@ static int leader_append(struct raft *r, uint8_t type, const void *data, uint32_
                          uint32_t count, int64_t *last_out)
 {
     int64_t last = view_last(r);
-    struct raft_entry e = {.first_index = last + 1, .last_index = last + count, .term = r->term,
-                           .type = type, .len = len, .data = (uint8_t *)data};
+    struct raft_entry e = {.first_index = last + 1,
+                           .last_index = last + count,
+                           .term = r->term,
+                           .type = type,
+                           .len = len,
+                           .data = (uint8_t *)data};
     int rc = log_append(r, &e, 1);
     if (rc)
         return rc;
@@ -1534,8 +1545,7 @@ static int leader_append(struct raft *r, uint8_t type, const void *data, uint32_
     return 0;
 }
 
-int raft_propose(struct raft *r, const void *data, uint32_t len, uint32_t count,
-                 int64_t *last_out)
+int raft_propose(struct raft *r, const void *data, uint32_t len, uint32_t count, int64_t *last_out)
 {
     if (count == 0 || count > (1u << 30))
         return LM_E_INVALID;
@@ -1724,8 +1734,7 @@ void raft_ready(struct raft *r, struct raft_ready *rd)
         rd->entries = r->unst + r->unst_handed;
         rd->n_entries = r->n_unst - r->unst_handed;
         r->unst_handed = r->n_unst;
-        struct ready_rec *rec =
-            &r->recs[(r->rec_head + r->rec_count) % RAFT_READY_INFLIGHT_MAX];
+        struct ready_rec *rec = &r->recs[(r->rec_head + r->rec_count) % RAFT_READY_INFLIGHT_MAX];
         rec->id = id;
         rec->last = view_last(r);
         rec->term = 0;
@@ -1799,8 +1808,8 @@ int raft_persisted(struct raft *r, uint64_t id)
         /* Still the entries this ready wrote? Everything past durable_last is in the unstable
          * tail, so this needs no log read. */
         uint64_t t;
-        if (rec->has_entries && rec->id >= r->min_valid_persist_id &&
-            rec->last > r->durable_last && unst_term(r, rec->last, &t) && t == rec->term)
+        if (rec->has_entries && rec->id >= r->min_valid_persist_id && rec->last > r->durable_last &&
+            unst_term(r, rec->last, &t) && t == rec->term)
             r->durable_last = rec->last;
         r->rec_head = (r->rec_head + 1) % RAFT_READY_INFLIGHT_MAX;
         r->rec_count--;
@@ -1940,14 +1949,38 @@ void raft_free(struct raft *r)
     free(r);
 }
 
-enum raft_role raft_role(const struct raft *r) { return r->role; }
-uint64_t raft_term(const struct raft *r) { return r->term; }
-uint32_t raft_leader(const struct raft *r) { return r->leader; }
-uint32_t raft_id(const struct raft *r) { return r->cfg.id; }
-int64_t raft_commit(const struct raft *r) { return r->commit; }
-int64_t raft_applied(const struct raft *r) { return r->applied; }
-int64_t raft_last_index(const struct raft *r) { return view_last(r); }
-const struct raft_conf *raft_conf(const struct raft *r) { return cur_conf(r); }
+enum raft_role raft_role(const struct raft *r)
+{
+    return r->role;
+}
+uint64_t raft_term(const struct raft *r)
+{
+    return r->term;
+}
+uint32_t raft_leader(const struct raft *r)
+{
+    return r->leader;
+}
+uint32_t raft_id(const struct raft *r)
+{
+    return r->cfg.id;
+}
+int64_t raft_commit(const struct raft *r)
+{
+    return r->commit;
+}
+int64_t raft_applied(const struct raft *r)
+{
+    return r->applied;
+}
+int64_t raft_last_index(const struct raft *r)
+{
+    return view_last(r);
+}
+const struct raft_conf *raft_conf(const struct raft *r)
+{
+    return cur_conf(r);
+}
 
 int raft_log_term(const struct raft *r, int64_t index, uint64_t *term)
 {

@@ -82,9 +82,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define RAFT_NODES_MAX 16        /* voters + learners in one group */
+#define RAFT_NODES_MAX          16 /* voters + learners in one group */
 #define RAFT_READY_INFLIGHT_MAX 64 /* persists handed out and not yet reported */
-#define RAFT_NONE 0u             /* no node (node ids start at 1) */
+#define RAFT_NONE               0u /* no node (node ids start at 1) */
 
 enum raft_entry_type {
     RAFT_ENTRY_NORMAL = 0, /* a data batch */
@@ -176,10 +176,10 @@ struct raft_msg {
     int64_t commit;
     int64_t hint_index; /* APP_RESP reject: fast backtracking hint (Raft §5.3, etcd) */
     uint64_t hint_term;
-    int64_t ent_last;       /* APP: last offset of the entries named (index when none) */
-    uint64_t ent_last_term; /* APP: term of the batch ending at ent_last */
-    uint32_t n_entries;     /* APP: batches in (index, ent_last] */
-    struct raft_entry *entries; /* APP: NULL in a descriptor; n_entries entries once resolved */
+    int64_t ent_last;            /* APP: last offset of the entries named (index when none) */
+    uint64_t ent_last_term;      /* APP: term of the batch ending at ent_last */
+    uint32_t n_entries;          /* APP: batches in (index, ent_last] */
+    struct raft_entry *entries;  /* APP: NULL in a descriptor; n_entries entries once resolved */
     struct raft_log_start start; /* LOG_START */
 };
 
@@ -188,10 +188,10 @@ enum raft_role { RAFT_FOLLOWER = 0, RAFT_PRE_CANDIDATE, RAFT_CANDIDATE, RAFT_LEA
 struct raft_config {
     uint32_t id;
     uint64_t group;
-    uint32_t election_ticks;   /* randomized timeout in [election_ticks, 2*election_ticks) */
+    uint32_t election_ticks; /* randomized timeout in [election_ticks, 2*election_ticks) */
     uint32_t heartbeat_ticks;
-    uint32_t max_inflight;     /* append messages in flight per follower (flow control) */
-    uint32_t max_msg_entries;  /* entries per append message */
+    uint32_t max_inflight;      /* append messages in flight per follower (flow control) */
+    uint32_t max_msg_entries;   /* entries per append message */
     uint32_t max_apply_entries; /* committed entries per ready */
     bool pre_vote;
     bool check_quorum;
@@ -267,8 +267,7 @@ int raft_step(struct raft *r, const struct raft_msg *m);
 int raft_campaign(struct raft *r);
 /* raft_propose appends a data batch of `count` offsets (leader only; LM_E_STATE elsewhere,
  * LM_E_AGAIN during a leadership transfer). data is copied. *last_out gets its last offset. */
-int raft_propose(struct raft *r, const void *data, uint32_t len, uint32_t count,
-                 int64_t *last_out);
+int raft_propose(struct raft *r, const void *data, uint32_t len, uint32_t count, int64_t *last_out);
 
 enum raft_conf_op { RAFT_CONF_ADD_LEARNER = 1, RAFT_CONF_PROMOTE, RAFT_CONF_REMOVE };
 /* raft_propose_conf proposes one single-server change (Raft thesis §4.1). Rejected with

@@ -112,8 +112,7 @@ int raft_memlog_write(struct raft_memlog *ml, const struct raft_entry *es, size_
         ml->cap = cap;
     }
     for (size_t i = 0; i < n; i++) {
-        if (es[i].first_index != raft_memlog_last(ml) + 1 ||
-            es[i].last_index < es[i].first_index)
+        if (es[i].first_index != raft_memlog_last(ml) + 1 || es[i].last_index < es[i].first_index)
             return LM_E_SEQUENCE;
         struct raft_entry *d = &ml->entries[ml->n];
         *d = es[i];

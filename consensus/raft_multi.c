@@ -175,8 +175,11 @@ int raft_multi_deliver(struct raft_multi *m, const struct raft_envelope *env)
         if (!r)
             continue;
         struct raft_msg msg = {.type = req ? RAFT_MSG_HEARTBEAT : RAFT_MSG_HEARTBEAT_RESP,
-                               .group = h->group, .from = env->from, .to = env->to,
-                               .term = h->term, .commit = h->commit};
+                               .group = h->group,
+                               .from = env->from,
+                               .to = env->to,
+                               .term = h->term,
+                               .commit = h->commit};
         int rc = raft_step(r, &msg);
         if (rc && !first)
             first = rc;

@@ -10,16 +10,16 @@
 #include "common/lm_assert.h"
 #include "common/lm_err.h"
 
-#define SUSPECTORS_MAX 8 /* distinct confirmations remembered per suspect (Lifeguard K+1) */
-#define RELAYS_MAX 64    /* outstanding ping-req relays we serve */
-#define SECRET_MAX 64
-#define MEMBERS_LIMIT 65536
-#define NO_MEMBER UINT32_MAX
-#define SELF 0u /* self is always slot 0 of the table */
+#define SUSPECTORS_MAX 8  /* distinct confirmations remembered per suspect (Lifeguard K+1) */
+#define RELAYS_MAX     64 /* outstanding ping-req relays we serve */
+#define SECRET_MAX     64
+#define MEMBERS_LIMIT  65536
+#define NO_MEMBER      UINT32_MAX
+#define SELF           0u /* self is always slot 0 of the table */
 /* O(n) table scans run every few periods, not every period: at a thousand members per process
  * (the simulator) a scan per period per member dominated the run time. */
 #define LIVE_RECOUNT_PERIODS 8
-#define GC_PERIODS 8
+#define GC_PERIODS           8
 
 struct member {
     bool used;
@@ -81,9 +81,9 @@ struct swim {
 
     uint32_t *suspects; /* slots in SUSPECT */
     uint32_t suspects_n;
-    uint32_t *bcast;    /* slots with a pending update */
+    uint32_t *bcast; /* slots with a pending update */
     uint32_t bcast_n;
-    uint32_t *scratch;  /* sort space for bcast selection */
+    uint32_t *scratch; /* sort space for bcast selection */
     uint64_t bcast_gen;
 
     struct relay relays[RELAYS_MAX];
@@ -793,8 +793,8 @@ static void start(struct swim *s, uint64_t now_ms)
     s->started = true;
     /* a random phase so members do not probe in lock step */
     s->next_probe_ms = now_ms + rnd_below(s, s->cfg.period_ms);
-    s->next_sync_ms = now_ms + (uint64_t)s->cfg.sync_periods * s->cfg.period_ms +
-                      rnd_below(s, s->cfg.period_ms);
+    s->next_sync_ms =
+        now_ms + (uint64_t)s->cfg.sync_periods * s->cfg.period_ms + rnd_below(s, s->cfg.period_ms);
     s->next_gc_ms = now_ms + s->cfg.period_ms;
 }
 
@@ -1019,8 +1019,8 @@ int swim_recv(struct swim *s, uint64_t now_ms, const uint8_t *buf, size_t len)
     start(s, now_ms);
     struct swim_msg msg;
     size_t n = 0;
-    int rc = swim_decode(buf, len, s->secret, s->cfg.secret_len, &msg, s->updates,
-                         SWIM_UPDATES_MAX, &n);
+    int rc =
+        swim_decode(buf, len, s->secret, s->cfg.secret_len, &msg, s->updates, SWIM_UPDATES_MAX, &n);
     if (rc == LM_E_CRC) {
         s->stats.drop_auth++;
         return rc;

@@ -46,20 +46,20 @@ struct swim_io {
 struct swim_config {
     struct swim_addr self;
     struct swim_meta meta;
-    uint64_t incarnation;          /* starting incarnation (a restart may pass wall seconds) */
-    uint32_t period_ms;            /* protocol period T */
-    uint32_t ack_timeout_ms;       /* direct ping timeout before ping-req, < period_ms */
-    uint32_t indirect_k;           /* ping-req fan-out k */
-    uint32_t suspicion_mult;       /* alpha: min suspicion = alpha * log10(n) * T */
-    uint32_t suspicion_max_mult;   /* beta: Lifeguard max suspicion = beta * min */
-    uint32_t retransmit_mult;      /* lambda: each update is sent lambda * ceil(log10(n+1)) */
-    bool lifeguard;                /* local health multiplier + shrinking suspicion timeouts */
-    uint32_t lhm_max;              /* cap of the local health multiplier */
-    uint32_t packet_size_max;      /* datagram bound, bytes */
-    uint32_t members_max;          /* table capacity, self included */
-    uint32_t sync_periods;         /* full-state push-pull with a random member every N T */
-    uint32_t dead_keep_periods;    /* dead/left members are forgotten after N T */
-    const uint8_t *secret;         /* cluster secret for HMAC-SHA-256; NULL: none. Copied. */
+    uint64_t incarnation;        /* starting incarnation (a restart may pass wall seconds) */
+    uint32_t period_ms;          /* protocol period T */
+    uint32_t ack_timeout_ms;     /* direct ping timeout before ping-req, < period_ms */
+    uint32_t indirect_k;         /* ping-req fan-out k */
+    uint32_t suspicion_mult;     /* alpha: min suspicion = alpha * log10(n) * T */
+    uint32_t suspicion_max_mult; /* beta: Lifeguard max suspicion = beta * min */
+    uint32_t retransmit_mult;    /* lambda: each update is sent lambda * ceil(log10(n+1)) */
+    bool lifeguard;              /* local health multiplier + shrinking suspicion timeouts */
+    uint32_t lhm_max;            /* cap of the local health multiplier */
+    uint32_t packet_size_max;    /* datagram bound, bytes */
+    uint32_t members_max;        /* table capacity, self included */
+    uint32_t sync_periods;       /* full-state push-pull with a random member every N T */
+    uint32_t dead_keep_periods;  /* dead/left members are forgotten after N T */
+    const uint8_t *secret;       /* cluster secret for HMAC-SHA-256; NULL: none. Copied. */
     size_t secret_len;
 };
 

@@ -11,16 +11,10 @@
 #include "common/lm_err.h"
 #include "common/lm_endian.h"
 
-#define UFLAG_META 0x01
-#define UFLAG_FROM 0x02
+#define UFLAG_META         0x01
+#define UFLAG_FROM         0x02
 #define UPDATE_FIXED_BYTES 16 /* status, uflags, ip, port, incarnation */
-#define UPDATE_FROM_BYTES 6
-
-
-
-
-
-
+#define UPDATE_FROM_BYTES  6
 
 static size_t meta_str_len(const char *s, size_t cap)
 {
@@ -132,8 +126,7 @@ int swim_enc_update(struct swim_enc *e, const struct swim_update *u)
             lm_put_be32(p + 2, (uint32_t)m->node_id);
             p += 6;
         }
-        p = put_meta_str(p, SWIM_META_KAFKA_LISTENER, m->kafka_listener,
-                         sizeof(m->kafka_listener));
+        p = put_meta_str(p, SWIM_META_KAFKA_LISTENER, m->kafka_listener, sizeof(m->kafka_listener));
         p = put_meta_str(p, SWIM_META_RAFT_ADDR, m->raft_addr, sizeof(m->raft_addr));
         p = put_meta_str(p, SWIM_META_RACK, m->rack, sizeof(m->rack));
         lm_put_be16(lenp, (uint16_t)(p - lenp - 2));
@@ -153,8 +146,7 @@ int swim_enc_finish(struct swim_enc *e, const uint8_t *key, size_t key_len)
     if (key == NULL || key_len == 0)
         return LM_E_CONFIG;
     unsigned int out_len = 0;
-    if (HMAC(EVP_sha256(), key, (int)key_len, e->buf, e->len, e->buf + e->len, &out_len) ==
-            NULL ||
+    if (HMAC(EVP_sha256(), key, (int)key_len, e->buf, e->len, e->buf + e->len, &out_len) == NULL ||
         out_len != SWIM_HMAC_BYTES)
         return LM_E_INVALID;
     return (int)(e->len + SWIM_HMAC_BYTES);

@@ -21,13 +21,13 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define SWIM_PROTO_VERSION 1
+#define SWIM_PROTO_VERSION       1
 #define SWIM_PACKET_SIZE_DEFAULT 1400
-#define SWIM_PACKET_SIZE_MIN 256
-#define SWIM_PACKET_SIZE_MAX 65000
-#define SWIM_HMAC_BYTES 32
-#define SWIM_HEADER_BYTES 28
-#define SWIM_UPDATES_MAX 255
+#define SWIM_PACKET_SIZE_MIN     256
+#define SWIM_PACKET_SIZE_MAX     65000
+#define SWIM_HMAC_BYTES          32
+#define SWIM_HEADER_BYTES        28
+#define SWIM_UPDATES_MAX         255
 
 /* Metadata string capacities, NUL included. */
 #define SWIM_META_ADDR_MAX 64
@@ -50,9 +50,9 @@ enum swim_msg_type {
 };
 #define SWIM_MSG_TYPE_MAX SWIM_MSG_SYNC
 
-#define SWIM_FLAG_HMAC 0x01
+#define SWIM_FLAG_HMAC       0x01
 #define SWIM_FLAG_SYNC_REPLY 0x02
-#define SWIM_FLAGS_KNOWN (SWIM_FLAG_HMAC | SWIM_FLAG_SYNC_REPLY)
+#define SWIM_FLAGS_KNOWN     (SWIM_FLAG_HMAC | SWIM_FLAG_SYNC_REPLY)
 
 /* Member states, ordered by precedence at equal incarnation (SWIM paper §4.2). */
 enum swim_status {
@@ -101,7 +101,7 @@ struct swim_msg {
 /* An encoder writing one datagram into a caller buffer. */
 struct swim_enc {
     uint8_t *buf;
-    size_t cap;  /* usable bytes, HMAC trailer excluded */
+    size_t cap; /* usable bytes, HMAC trailer excluded */
     size_t len;
     uint8_t count;
     bool hmac;

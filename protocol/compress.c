@@ -20,7 +20,7 @@
  * to the output limit: the Java client streams without a pledged size, so its frames declare
  * the level's full window (2 MiB at level 3) even for small batches. */
 #define KC_ZSTD_WINDOW_LOG_MAX 27
-#define KC_ZSTD_LEVEL 3
+#define KC_ZSTD_LEVEL          3
 
 static const uint8_t kc_xerial_magic[8] = {0x82, 'S', 'N', 'A', 'P', 'P', 'Y', 0};
 #define KC_XERIAL_HEADER_SIZE 16 /* magic + i32 version + i32 compatible version */
@@ -160,8 +160,7 @@ static int kc_gzip_compress(const uint8_t *src, size_t n, uint8_t **out, size_t 
         return LM_E_TOO_LARGE;
     z_stream z;
     memset(&z, 0, sizeof(z));
-    if (deflateInit2(&z, Z_DEFAULT_COMPRESSION, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) !=
-        Z_OK)
+    if (deflateInit2(&z, Z_DEFAULT_COMPRESSION, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) != Z_OK)
         return LM_E_NOMEM;
     /* deflateBound does not count the gzip wrapper's 18 bytes on every zlib version. */
     size_t bound = deflateBound(&z, (uLong)n) + 32;
@@ -187,8 +186,6 @@ static int kc_gzip_compress(const uint8_t *src, size_t n, uint8_t **out, size_t 
 }
 
 /* ---- snappy ---- */
-
-
 
 /* One raw snappy block: its length preamble is checked against the limit before decoding. */
 static int kc_snappy_raw_block(struct kc_sink *s, const uint8_t *src, size_t n)
@@ -251,8 +248,7 @@ int kafka_snappy_compress_raw(const uint8_t *src, size_t n, uint8_t **out, size_
     return 0;
 }
 
-static int kc_snappy_compress_xerial(const uint8_t *src, size_t n, uint8_t **out,
-                                     size_t *out_size)
+static int kc_snappy_compress_xerial(const uint8_t *src, size_t n, uint8_t **out, size_t *out_size)
 {
     const size_t block = KAFKA_SNAPPY_XERIAL_BLOCK_SIZE;
     size_t blocks = (n + block - 1) / block;
@@ -468,7 +464,8 @@ int kafka_decompress_alloc(enum kafka_codec codec, const uint8_t *src, size_t sr
         cap = 4096;
     if (cap > max_size)
         cap = max_size;
-    struct kc_sink s = {.buf = malloc(cap > 0 ? cap : 1), .cap = cap, .max = max_size, .grow = true};
+    struct kc_sink s = {
+        .buf = malloc(cap > 0 ? cap : 1), .cap = cap, .max = max_size, .grow = true};
     if (s.buf == NULL)
         return LM_E_NOMEM;
     int rc = kc_decompress_into(codec, &s, src, src_size);

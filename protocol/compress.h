@@ -29,8 +29,7 @@ int kafka_compress(enum kafka_codec codec, const uint8_t *src, size_t src_size, 
 
 /* kafka_snappy_compress_raw compresses src as one plain (unframed) snappy block, as librdkafka
  * does, into a malloc'd *out (caller free()s). Returns 0 or LM_E_NOMEM / LM_E_COMPRESSION. */
-int kafka_snappy_compress_raw(const uint8_t *src, size_t src_size, uint8_t **out,
-                              size_t *out_size);
+int kafka_snappy_compress_raw(const uint8_t *src, size_t src_size, uint8_t **out, size_t *out_size);
 
 /* kafka_decompress decompresses src into the caller's dst[0..dst_cap) and sets *out_size.
  * Returns 0, LM_E_TOO_LARGE if the output would exceed dst_cap, LM_E_COMPRESSION on bad or

@@ -10,7 +10,8 @@
 uint32_t crc32c_update(uint32_t crc, const void *buf, size_t len);
 /* The two implementations, exposed for tests and benchmarks. */
 uint32_t crc32c_update_table(uint32_t crc, const void *buf, size_t len);
-uint32_t crc32c_update_hw(uint32_t crc, const void *buf, size_t len); /* only if crc32c_hw_available() */
+uint32_t crc32c_update_hw(uint32_t crc, const void *buf,
+                          size_t len); /* only if crc32c_hw_available() */
 int crc32c_hw_available(void);
 
 #endif

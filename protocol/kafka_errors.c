@@ -6,8 +6,8 @@
 const char *kafka_error_name(int16_t code)
 {
     switch (code) {
-#define KAFKA_ERROR_NAME(name, value, retriable, message)                                      \
-    case value:                                                                                \
+#define KAFKA_ERROR_NAME(name, value, retriable, message)                                          \
+    case value:                                                                                    \
         return #name;
         KAFKA_ERRORS(KAFKA_ERROR_NAME)
 #undef KAFKA_ERROR_NAME
@@ -18,8 +18,8 @@ const char *kafka_error_name(int16_t code)
 const char *kafka_error_message(int16_t code)
 {
     switch (code) {
-#define KAFKA_ERROR_MSG(name, value, retriable, message)                                       \
-    case value:                                                                                \
+#define KAFKA_ERROR_MSG(name, value, retriable, message)                                           \
+    case value:                                                                                    \
         return message;
         KAFKA_ERRORS(KAFKA_ERROR_MSG)
 #undef KAFKA_ERROR_MSG
@@ -30,8 +30,8 @@ const char *kafka_error_message(int16_t code)
 bool kafka_error_retriable(int16_t code)
 {
     switch (code) {
-#define KAFKA_ERROR_RETRIABLE(name, value, retriable, message)                                 \
-    case value:                                                                                \
+#define KAFKA_ERROR_RETRIABLE(name, value, retriable, message)                                     \
+    case value:                                                                                    \
         return retriable;
         KAFKA_ERRORS(KAFKA_ERROR_RETRIABLE)
 #undef KAFKA_ERROR_RETRIABLE
@@ -42,8 +42,8 @@ bool kafka_error_retriable(int16_t code)
 bool kafka_error_known(int16_t code)
 {
     switch (code) {
-#define KAFKA_ERROR_KNOWN(name, value, retriable, message)                                     \
-    case value:                                                                                \
+#define KAFKA_ERROR_KNOWN(name, value, retriable, message)                                         \
+    case value:                                                                                    \
         return true;
         KAFKA_ERRORS(KAFKA_ERROR_KNOWN)
 #undef KAFKA_ERROR_KNOWN

@@ -145,14 +145,14 @@ int kafka_read_bool(struct kafka_reader *r, bool *out)
     return rc;
 }
 
-#define KAFKA_READ_FIXED(name, type, utype, n)                                                 \
-    int kafka_read_##name(struct kafka_reader *r, type *out)                                   \
-    {                                                                                          \
-        uint64_t v;                                                                            \
-        int rc = read_be(r, n, &v);                                                            \
-        if (rc == 0)                                                                           \
-            *out = (type)(utype)v;                                                             \
-        return rc;                                                                             \
+#define KAFKA_READ_FIXED(name, type, utype, n)                                                     \
+    int kafka_read_##name(struct kafka_reader *r, type *out)                                       \
+    {                                                                                              \
+        uint64_t v;                                                                                \
+        int rc = read_be(r, n, &v);                                                                \
+        if (rc == 0)                                                                               \
+            *out = (type)(utype)v;                                                                 \
+        return rc;                                                                                 \
     }
 KAFKA_READ_FIXED(int8, int8_t, uint8_t, 1)
 KAFKA_READ_FIXED(int16, int16_t, uint16_t, 2)
@@ -329,8 +329,7 @@ int kafka_read_array_count(struct kafka_reader *r, size_t min_elem_bytes, int32_
     return 0;
 }
 
-int kafka_read_compact_array_count(struct kafka_reader *r, size_t min_elem_bytes,
-                                   int32_t *count)
+int kafka_read_compact_array_count(struct kafka_reader *r, size_t min_elem_bytes, int32_t *count)
 {
     uint32_t n;
     int rc = kafka_read_uvarint(r, &n);

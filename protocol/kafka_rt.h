@@ -55,13 +55,13 @@ struct kafka_arena {
     size_t used_bytes;              /* bytes handed out so far, counting alignment */
 };
 
-#define KAFKA_STR_NULL ((struct kafka_str){NULL, -1})
+#define KAFKA_STR_NULL   ((struct kafka_str){NULL, -1})
 #define KAFKA_BYTES_NULL ((struct kafka_bytes){NULL, -1})
 /* KAFKA_STR("lit") makes a kafka_str from a string literal. */
 #define KAFKA_STR(lit) ((struct kafka_str){(lit), (int32_t)(sizeof(lit) - 1)})
 
 /* Longest unsigned varint of 32 bits and varlong of 64 bits (KIP-482). */
-#define KAFKA_VARINT_MAX_BYTES 5
+#define KAFKA_VARINT_MAX_BYTES  5
 #define KAFKA_VARLONG_MAX_BYTES 10
 
 /* ---- arena ---- */
@@ -120,8 +120,7 @@ int kafka_read_compact_bytes(struct kafka_reader *r, struct kafka_bytes *out);
  * least count*min_elem_bytes bytes (min_elem_bytes >= 1), else LM_E_TOO_LARGE. */
 int kafka_read_array_count(struct kafka_reader *r, size_t min_elem_bytes, int32_t *count);
 /* Compact array count (uvarint count+1, 0 = null), checked the same way. */
-int kafka_read_compact_array_count(struct kafka_reader *r, size_t min_elem_bytes,
-                                   int32_t *count);
+int kafka_read_compact_array_count(struct kafka_reader *r, size_t min_elem_bytes, int32_t *count);
 /* kafka_read_tag_header reads one tagged field's tag and size (KIP-482), checks that the tag
  * is above *last_tag (strictly ascending, else LM_E_TAG_ORDER; start with -1) and that size
  * bytes are left, and makes sub a cursor over the payload. */

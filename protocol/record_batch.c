@@ -7,11 +7,6 @@
 #include "protocol/records.h"
 #include "common/lm_endian.h"
 
-
-
-
-
-
 int kafka_batch_header_parse(const uint8_t *buf, size_t len, struct kafka_batch_header *out)
 {
     LM_ASSERT(out != NULL);
@@ -47,8 +42,8 @@ bool kafka_batch_crc_ok(const uint8_t *buf, const struct kafka_batch_header *h)
     LM_ASSERT(buf != NULL && h != NULL);
     size_t total = kafka_batch_total_size(h);
     LM_ASSERT(total >= KAFKA_BATCH_HEADER_SIZE);
-    uint32_t crc = crc32c_update(0, buf + KAFKA_BATCH_OFF_ATTRIBUTES,
-                                 total - KAFKA_BATCH_OFF_ATTRIBUTES);
+    uint32_t crc =
+        crc32c_update(0, buf + KAFKA_BATCH_OFF_ATTRIBUTES, total - KAFKA_BATCH_OFF_ATTRIBUTES);
     return crc == h->crc;
 }
 
@@ -146,7 +141,7 @@ void kafka_batch_set_log_append_time(uint8_t *buf, size_t total_size, int64_t ti
     buf[KAFKA_BATCH_OFF_ATTRIBUTES] = (uint8_t)(attrs >> 8);
     buf[KAFKA_BATCH_OFF_ATTRIBUTES + 1] = (uint8_t)attrs;
     lm_put_be64(buf + KAFKA_BATCH_OFF_MAX_TIMESTAMP, (uint64_t)timestamp_ms);
-    uint32_t crc = crc32c_update(0, buf + KAFKA_BATCH_OFF_ATTRIBUTES,
-                                 total_size - KAFKA_BATCH_OFF_ATTRIBUTES);
+    uint32_t crc =
+        crc32c_update(0, buf + KAFKA_BATCH_OFF_ATTRIBUTES, total_size - KAFKA_BATCH_OFF_ATTRIBUTES);
     lm_put_be32(buf + KAFKA_BATCH_OFF_CRC, crc);
 }

@@ -232,8 +232,8 @@ int kafka_batch_reader_open(struct kafka_batch_reader *r, const uint8_t *buf, si
         return 0;
     uint8_t *owned;
     size_t size;
-    rc = kafka_decompress_alloc(codec, r->records, r->records_size, max_uncompressed, &owned,
-                                &size);
+    rc =
+        kafka_decompress_alloc(codec, r->records, r->records_size, max_uncompressed, &owned, &size);
     if (rc < 0) {
         memset(r, 0, sizeof(*r));
         return rc;
@@ -399,10 +399,9 @@ int kafka_batch_builder_append_at(struct kafka_batch_builder *b, int32_t offset_
     return 0;
 }
 
-int kafka_batch_builder_append(struct kafka_batch_builder *b, int64_t timestamp_ms,
-                               const void *key, int32_t key_len, const void *value,
-                               int32_t value_len, const struct kafka_record_header *headers,
-                               int32_t header_count)
+int kafka_batch_builder_append(struct kafka_batch_builder *b, int64_t timestamp_ms, const void *key,
+                               int32_t key_len, const void *value, int32_t value_len,
+                               const struct kafka_record_header *headers, int32_t header_count)
 {
     LM_ASSERT(b != NULL);
     if (b->last_offset_delta == INT32_MAX)
@@ -431,8 +430,8 @@ static void rec_put64(uint8_t *p, uint64_t v)
     rec_put32(p + 4, (uint32_t)v);
 }
 
-int kafka_batch_builder_finish(struct kafka_batch_builder *b, enum kafka_codec codec,
-                               uint8_t **out, size_t *out_size)
+int kafka_batch_builder_finish(struct kafka_batch_builder *b, enum kafka_codec codec, uint8_t **out,
+                               size_t *out_size)
 {
     LM_ASSERT(b != NULL && out != NULL && out_size != NULL);
     if ((unsigned)codec > KAFKA_CODEC_ZSTD)
@@ -472,8 +471,8 @@ int kafka_batch_builder_finish(struct kafka_batch_builder *b, enum kafka_codec c
     if (section_size > 0)
         memcpy(buf + KAFKA_BATCH_HEADER_SIZE, section, section_size);
     free(compressed);
-    uint32_t crc = crc32c_update(0, buf + KAFKA_BATCH_OFF_ATTRIBUTES,
-                                 total - KAFKA_BATCH_OFF_ATTRIBUTES);
+    uint32_t crc =
+        crc32c_update(0, buf + KAFKA_BATCH_OFF_ATTRIBUTES, total - KAFKA_BATCH_OFF_ATTRIBUTES);
     rec_put32(buf + KAFKA_BATCH_OFF_CRC, crc);
     *out = buf;
     *out_size = total;

@@ -124,10 +124,9 @@ void kafka_batch_builder_init(struct kafka_batch_builder *b, int64_t base_offset
 /* kafka_batch_builder_append adds a record at the next offset delta (last + 1). key/value may be
  * NULL with len -1 for null; headers[0..header_count) are copied. Returns 0 or
  * LM_E_INVALID (bad length), LM_E_TOO_LARGE (batch over INT32_MAX bytes), LM_E_NOMEM. */
-int kafka_batch_builder_append(struct kafka_batch_builder *b, int64_t timestamp_ms,
-                               const void *key, int32_t key_len, const void *value,
-                               int32_t value_len, const struct kafka_record_header *headers,
-                               int32_t header_count);
+int kafka_batch_builder_append(struct kafka_batch_builder *b, int64_t timestamp_ms, const void *key,
+                               int32_t key_len, const void *value, int32_t value_len,
+                               const struct kafka_record_header *headers, int32_t header_count);
 
 /* kafka_batch_builder_append_at is append with an explicit offset delta, which must be larger
  * than the previous one (gaps are allowed, as after compaction). */
@@ -140,15 +139,15 @@ int kafka_batch_builder_append_at(struct kafka_batch_builder *b, int32_t offset_
  * lastOffsetDelta, maxTimestamp, CRC) and returns the whole batch in *out (malloc'd; the caller
  * free()s it) of *out_size bytes. The builder stays valid (deinit it). Returns 0 or
  * LM_E_INVALID (unknown codec), LM_E_TOO_LARGE, LM_E_NOMEM, LM_E_COMPRESSION. */
-int kafka_batch_builder_finish(struct kafka_batch_builder *b, enum kafka_codec codec,
-                               uint8_t **out, size_t *out_size);
+int kafka_batch_builder_finish(struct kafka_batch_builder *b, enum kafka_codec codec, uint8_t **out,
+                               size_t *out_size);
 
 /* kafka_batch_builder_deinit frees the builder's buffer. */
 void kafka_batch_builder_deinit(struct kafka_batch_builder *b);
 
 /* Control record types (KIP-98): key = i16 version (0), i16 type; value = i16 version (0),
  * i32 coordinator epoch. */
-#define KAFKA_CONTROL_ABORT 0
+#define KAFKA_CONTROL_ABORT  0
 #define KAFKA_CONTROL_COMMIT 1
 
 /* kafka_control_record_encode writes a control record's 4-byte key and 6-byte value. */

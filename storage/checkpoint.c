@@ -24,10 +24,10 @@
 #include "storage/storage_internal.h"
 #include "common/lm_grow.h"
 
-#define CHECKPOINT_FILE "partition.checkpoint"
-#define EPOCH_FILE "leader-epoch-checkpoint"
-#define CHECKPOINT_MAGIC 0x4c4d4350u /* "LMCP" */
-#define CHECKPOINT_VERSION 1
+#define CHECKPOINT_FILE      "partition.checkpoint"
+#define EPOCH_FILE           "leader-epoch-checkpoint"
+#define CHECKPOINT_MAGIC     0x4c4d4350u /* "LMCP" */
+#define CHECKPOINT_VERSION   1
 #define EPOCH_FILE_MAX_BYTES (16u << 20)
 
 static int checkpoint_open(struct storage_log *log)

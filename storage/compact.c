@@ -49,13 +49,13 @@
 #include "protocol/records.h"
 #include "storage/storage_internal.h"
 
-#define CMAP_ENTRY_BYTES 24
-#define CMAP_LOAD_PERCENT 75
-#define CPROD_SLOTS 1024
-#define COMPACT_READ_CHUNK (1u << 20)
-#define COMPACT_WRITE_CHUNK (1u << 20)
+#define CMAP_ENTRY_BYTES         24
+#define CMAP_LOAD_PERCENT        75
+#define CPROD_SLOTS              1024
+#define COMPACT_READ_CHUNK       (1u << 20)
+#define COMPACT_WRITE_CHUNK      (1u << 20)
 #define COMPACT_MAX_UNCOMPRESSED (64u << 20)
-#define COMPACT_CHECKPOINT "cleaner-offset-checkpoint"
+#define COMPACT_CHECKPOINT       "cleaner-offset-checkpoint"
 
 /* Replaced segment files freed per step: the last close of a deleted file frees its pages and
  * extents inside close() (~35 ms for 32 MiB here, seconds for 1 GiB), so they shrink by
@@ -106,7 +106,7 @@ struct storage_compactor {
     uint8_t *out;
     size_t out_len, out_cap;
     uint64_t out_file_pos;
-    bool crashed; /* test hook fired: leave files as a crash would */
+    bool crashed;                      /* test hook fired: leave files as a crash would */
     int doomed_fd[COMPACT_DOOMED_MAX]; /* replaced, unlinked .log files still to free */
     uint64_t doomed_size[COMPACT_DOOMED_MAX];
     uint32_t doomed_count;
@@ -150,8 +150,8 @@ int compact_checkpoint_load(struct storage_log *log)
         return errno == ENOENT ? 0 : LM_E_IO;
     long long v = 0, g = 0;
     int version = -1;
-    bool ok = fscanf(f, "%d\n%lld\n%lld\n", &version, &v, &g) == 3 && version == 0 && v >= 0 &&
-              g >= v;
+    bool ok =
+        fscanf(f, "%d\n%lld\n%lld\n", &version, &v, &g) == 3 && version == 0 && v >= 0 && g >= v;
     fclose(f);
     if (!ok) {
         /* A damaged file only loses the relaxed check: recovery then treats compacted segments
@@ -311,8 +311,8 @@ static int seg_ready(struct storage_log *log, struct segment *seg)
 
 /* Points *p at the whole batch at pos of seg, refilling the window from pos when the batch is
  * not wholly in it (a chunk, or the whole batch when larger). */
-static int creader_batch(struct creader *r, struct segment *seg, uint64_t pos,
-                         const uint8_t **p, struct kafka_batch_header *h)
+static int creader_batch(struct creader *r, struct segment *seg, uint64_t pos, const uint8_t **p,
+                         struct kafka_batch_header *h)
 {
     size_t need = KAFKA_BATCH_HEADER_SIZE;
     for (int pass = 0; pass < 2; pass++) {
@@ -469,8 +469,8 @@ static int64_t cleanable_end(struct storage_log *log, const struct storage_compa
 }
 
 /* The dirty-ratio and max-lag rule over the prefix below end. */
-static bool due_below(struct storage_log *log, const struct storage_compact_config *cc,
-                      int64_t end, int64_t now)
+static bool due_below(struct storage_log *log, const struct storage_compact_config *cc, int64_t end,
+                      int64_t now)
 {
     uint64_t total = 0, dirty = 0;
     int64_t oldest_dirty_ts = -1;
@@ -613,7 +613,7 @@ static int map_step(struct storage_log *log, struct storage_compactor *c, uint64
         if (last >= c->dirty_start && !(h.attributes & KAFKA_BATCH_ATTR_CONTROL)) {
             if (c->map_count + (uint32_t)h.records_count > c->map_max) {
                 if (c->map_end <= c->dirty_start)
-                    return LM_E_FULL; /* not even one batch fits the dedupe buffer */
+                    return LM_E_FULL;       /* not even one batch fits the dedupe buffer */
                 return start_clean(log, c); /* clean the prefix the map covers */
             }
             struct kafka_batch_reader br;
@@ -749,8 +749,7 @@ static int out_batch(struct storage_log *log, struct storage_compactor *c, const
     return seg_note_batch(log, c->w, &h, c->w->size_bytes);
 }
 
-static int headers_of(const struct kafka_record *r, struct kafka_record_header **hdrs,
-                      int32_t *cap)
+static int headers_of(const struct kafka_record *r, struct kafka_record_header **hdrs, int32_t *cap)
 {
     if (r->header_count > *cap) {
         void *p = realloc(*hdrs, (size_t)r->header_count * sizeof(**hdrs));
@@ -861,10 +860,9 @@ static int clean_batch(struct storage_log *log, struct storage_compactor *c, con
             continue;
         rc = headers_of(&r, &hdrs, &hdr_cap);
         if (rc == 0)
-            rc = kafka_batch_builder_append_at(&b, r.offset_delta,
-                                               h->base_timestamp + r.timestamp_delta, r.key,
-                                               r.key_len, r.value, r.value_len, hdrs,
-                                               r.header_count);
+            rc = kafka_batch_builder_append_at(
+                &b, r.offset_delta, h->base_timestamp + r.timestamp_delta, r.key, r.key_len,
+                r.value, r.value_len, hdrs, r.header_count);
         if (rc != 0)
             break;
     }
@@ -885,9 +883,8 @@ static int clean_batch(struct storage_log *log, struct storage_compactor *c, con
     lm_put_be32(nb + KAFKA_BATCH_OFF_LAST_OFFSET_DELTA, (uint32_t)h->last_offset_delta);
     if (kept == 0 || (h->attributes & KAFKA_BATCH_ATTR_LOG_APPEND_TIME))
         lm_put_be64(nb + KAFKA_BATCH_OFF_MAX_TIMESTAMP, (uint64_t)h->max_timestamp);
-    lm_put_be32(nb + KAFKA_BATCH_OFF_CRC,
-                crc32c_update(0, nb + KAFKA_BATCH_OFF_ATTRIBUTES,
-                              nlen - KAFKA_BATCH_OFF_ATTRIBUTES));
+    lm_put_be32(nb + KAFKA_BATCH_OFF_CRC, crc32c_update(0, nb + KAFKA_BATCH_OFF_ATTRIBUTES,
+                                                        nlen - KAFKA_BATCH_OFF_ATTRIBUTES));
     rc = out_batch(log, c, nb, nlen);
     free(nb);
     return rc;
@@ -1104,8 +1101,7 @@ int storage_log_compact_step(struct storage_log *log, const struct storage_compa
                        name != NULL ? name + 1 : log->dir, (long long)c->map_end,
                        (unsigned long long)c->st.bytes_read,
                        (unsigned long long)c->st.bytes_written, c->st.segments_before,
-                       c->st.segments_after,
-                       (unsigned long long)c->st.records_kept,
+                       c->st.segments_after, (unsigned long long)c->st.records_kept,
                        (unsigned long long)c->st.records_read);
     }
     if (c->phase == CJ_DRAIN && c->doomed_count == 0) {

@@ -26,12 +26,12 @@
 void storage_config_default(struct storage_config *cfg)
 {
     memset(cfg, 0, sizeof(*cfg));
-    cfg->segment_bytes = 1u << 30;                  /* log.segment.bytes */
-    cfg->segment_ms = 7LL * 24 * 3600 * 1000;       /* log.roll.hours = 168 */
-    cfg->index_interval_bytes = 4096;               /* log.index.interval.bytes */
-    cfg->retention_bytes = -1;                      /* log.retention.bytes */
-    cfg->retention_ms = 7LL * 24 * 3600 * 1000;     /* log.retention.hours = 168 */
-    cfg->flush_messages = -1;                       /* Long.MAX_VALUE in Kafka: off */
+    cfg->segment_bytes = 1u << 30;              /* log.segment.bytes */
+    cfg->segment_ms = 7LL * 24 * 3600 * 1000;   /* log.roll.hours = 168 */
+    cfg->index_interval_bytes = 4096;           /* log.index.interval.bytes */
+    cfg->retention_bytes = -1;                  /* log.retention.bytes */
+    cfg->retention_ms = 7LL * 24 * 3600 * 1000; /* log.retention.hours = 168 */
+    cfg->flush_messages = -1;                   /* Long.MAX_VALUE in Kafka: off */
     cfg->flush_ms = -1;
     cfg->checkpoint_interval_bytes = 16u << 20;
     cfg->max_open_segments = 64;
@@ -132,8 +132,8 @@ int32_t storage_log_latest_epoch(const struct storage_log *log)
     return log->epoch_count ? log->epochs[log->epoch_count - 1].epoch : -1;
 }
 
-void storage_log_epoch_end_offset(const struct storage_log *log, int32_t epoch,
-                                  int32_t *out_epoch, int64_t *end_offset)
+void storage_log_epoch_end_offset(const struct storage_log *log, int32_t epoch, int32_t *out_epoch,
+                                  int64_t *end_offset)
 {
     *out_epoch = -1;
     *end_offset = -1;
@@ -169,7 +169,8 @@ static int lru_shrink(struct storage_log *log, uint32_t keep)
         struct segment *victim = NULL;
         for (uint32_t i = 0; i + 1 < log->seg_count; i++) {
             struct segment *s = log->segs[i];
-            if (s->log_fd >= 0 && s->pins == 0 && (victim == NULL || s->lru_tick < victim->lru_tick))
+            if (s->log_fd >= 0 && s->pins == 0 &&
+                (victim == NULL || s->lru_tick < victim->lru_tick))
                 victim = s;
         }
         if (victim == NULL)
@@ -308,7 +309,8 @@ int storage_log_flush(struct storage_log *log, bool force_checkpoint)
     log->unflushed_messages = 0;
     log->first_unflushed_ms = -1;
 
-    bool due = force_checkpoint || log->bytes_since_checkpoint >= log->cfg.checkpoint_interval_bytes;
+    bool due =
+        force_checkpoint || log->bytes_since_checkpoint >= log->cfg.checkpoint_interval_bytes;
     if (!due)
         return 0;
     /* Indexes below the new recovery point must be durable before the checkpoint says so. */
@@ -353,8 +355,7 @@ bool storage_log_flush_due(const struct storage_log *log)
     if (log->cfg.flush_messages > 0 && log->unflushed_messages >= log->cfg.flush_messages)
         return true;
     return log->cfg.flush_ms >= 0 && log->first_unflushed_ms >= 0 &&
-           storage_now_ms((struct storage_log *)log) - log->first_unflushed_ms >=
-               log->cfg.flush_ms;
+           storage_now_ms((struct storage_log *)log) - log->first_unflushed_ms >= log->cfg.flush_ms;
 }
 
 int storage_log_sync_begin(struct storage_log *log, struct storage_sync *sy)
@@ -718,8 +719,9 @@ static int load_segments(struct storage_log *log, int64_t rp, bool epochs_found)
         bool hole = recover_from != INT64_MAX && !seg->compacted && i + 1 < count &&
                     bases[i + 1] > seg->next_offset;
         if (hole)
-            storage_report(log, 1, "segment %020lld ends at offset %lld but the next starts at "
-                                   "%lld",
+            storage_report(log, 1,
+                           "segment %020lld ends at offset %lld but the next starts at "
+                           "%lld",
                            (long long)seg->base_offset, (long long)seg->next_offset,
                            (long long)bases[i + 1]);
         if (truncated || overlap || hole) {
@@ -1076,7 +1078,8 @@ static int extend_slice(struct storage_log *log, struct segment *seg, uint64_t l
         int rc = seg_read_header(log, seg, *end, &h);
         if (rc != 0)
             return rc;
-        if (*end + kafka_batch_total_size(&h) > limit || kafka_batch_last_offset(&h) >= max_offset) {
+        if (*end + kafka_batch_total_size(&h) > limit ||
+            kafka_batch_last_offset(&h) >= max_offset) {
             if (!known)
                 *last = h.base_offset - 1;
             return 0;
@@ -1179,7 +1182,8 @@ int storage_read_result_copy(const struct storage_read_result *res, uint8_t *buf
         const struct storage_slice *s = &res->slices[i];
         uint64_t done = 0;
         while (done < s->length) {
-            ssize_t r = pread(s->fd, buf + at + done, s->length - done, (off_t)(s->position + done));
+            ssize_t r =
+                pread(s->fd, buf + at + done, s->length - done, (off_t)(s->position + done));
             if (r < 0 && errno == EINTR)
                 continue;
             if (r <= 0)
@@ -1295,7 +1299,7 @@ int storage_log_truncate_to(struct storage_log *log, int64_t offset)
         rc = seg_find_position(log, seg, offset, &pos, &h, &found);
         if (rc == 0 && found)
             rc = seg_truncate_at(log, seg, pos);
-    log->sync_gen++;
+        log->sync_gen++;
     }
     if (rc != 0) {
         log->failed = true;
@@ -1352,9 +1356,9 @@ int storage_log_enforce_retention(struct storage_log *log, uint32_t *deleted)
         bool committed = s->next_offset <= log->high_watermark;
         bool too_old = log->cfg.retention_ms >= 0 && s->max_timestamp >= 0 &&
                        now - s->max_timestamp > log->cfg.retention_ms;
-        bool too_big = log->cfg.retention_bytes >= 0 &&
-                       storage_log_size_bytes(log) - s->size_bytes >=
-                           (uint64_t)log->cfg.retention_bytes;
+        bool too_big =
+            log->cfg.retention_bytes >= 0 &&
+            storage_log_size_bytes(log) - s->size_bytes >= (uint64_t)log->cfg.retention_bytes;
         if (!(below_start || (committed && (too_old || too_big))))
             break;
         rc = remove_segment(log, 0);

@@ -324,7 +324,8 @@ int seg_note_batch(struct storage_log *log, struct segment *seg, const struct ka
         seg->index[seg->index_len++] = (struct seg_index_entry){
             .rel_offset = (uint32_t)(last - seg->base_offset), .position = (uint32_t)position};
         if (seg->max_timestamp >= 0 &&
-            (seg->times_len == 0 || seg->max_timestamp > seg->times[seg->times_len - 1].timestamp)) {
+            (seg->times_len == 0 ||
+             seg->max_timestamp > seg->times[seg->times_len - 1].timestamp)) {
             rc = times_reserve(seg, seg->times_len + 1);
             if (rc != 0)
                 return rc;
@@ -461,12 +462,12 @@ static int seg_walk(struct storage_log *log, struct segment *seg, uint64_t pos, 
             return rc;
         if (stop_base >= 0 && h.base_offset >= stop_base)
             return LM_E_CORRUPT; /* the trusted region does not end at stop_base */
-        if (h.last_offset_delta < 0 || kafka_batch_last_offset(&h) - seg->base_offset >
-                                           SEG_REL_OFFSET_MAX)
+        if (h.last_offset_delta < 0 ||
+            kafka_batch_last_offset(&h) - seg->base_offset > SEG_REL_OFFSET_MAX)
             return LM_E_CORRUPT;
         /* Compacted segments (below the cleaned offset) have gaps between batches. */
-        if (w->bytes > 0 && (seg->compacted ? h.base_offset < w->next_offset
-                                            : h.base_offset != w->next_offset))
+        if (w->bytes > 0 &&
+            (seg->compacted ? h.base_offset < w->next_offset : h.base_offset != w->next_offset))
             return LM_E_SEQUENCE;
         if (w->bytes == 0 && h.base_offset < seg->base_offset)
             return LM_E_SEQUENCE;
@@ -595,8 +596,8 @@ static int seg_scan_recover(struct storage_log *log, struct segment *seg, uint64
         }
         /* The base offset is outside the CRC, so continuity is what protects it; a compacted
          * segment only keeps offsets increasing (batches removed whole leave gaps). */
-        bool cont = seg->compacted ? h.base_offset >= seg->next_offset
-                                   : h.base_offset == seg->next_offset;
+        bool cont =
+            seg->compacted ? h.base_offset >= seg->next_offset : h.base_offset == seg->next_offset;
         if (first ? h.base_offset < seg->base_offset : !cont) {
             why = "offsets do not continue";
             break;
@@ -646,8 +647,8 @@ static int seg_scan_recover(struct storage_log *log, struct segment *seg, uint64
 static int seg_rebuild(struct storage_log *log, struct segment *seg, bool *truncated,
                        const char *why)
 {
-    storage_report(log, 1, "segment %020lld: rebuilding indexes (%s)",
-                   (long long)seg->base_offset, why);
+    storage_report(log, 1, "segment %020lld: rebuilding indexes (%s)", (long long)seg->base_offset,
+                   why);
     seg_drop_index_from(seg, 0, 0);
     seg->max_timestamp = seg->max_timestamp_offset = -1;
     seg->next_offset = seg->base_offset;
@@ -669,7 +670,8 @@ int seg_load(struct storage_log *log, struct segment *seg, int64_t recover_from,
     struct stat ist, tst;
     if (fstat(seg->index_fd, &ist) != 0 || fstat(seg->time_fd, &tst) != 0)
         return LM_E_IO;
-    bool whole = ist.st_size % SEG_INDEX_ENTRY_BYTES == 0 && tst.st_size % SEG_TIME_ENTRY_BYTES == 0;
+    bool whole =
+        ist.st_size % SEG_INDEX_ENTRY_BYTES == 0 && tst.st_size % SEG_TIME_ENTRY_BYTES == 0;
     bool sane = whole && seg_indexes_sane(seg);
     bool missing = seg->index_missing;
     seg->index_missing = false;

@@ -52,7 +52,7 @@
 #include "storage/storage_io.h"
 
 #define STORAGE_READ_SLICES_MAX 4
-#define STORAGE_NO_LIMIT INT64_MAX
+#define STORAGE_NO_LIMIT        INT64_MAX
 
 struct storage_log;
 
@@ -62,22 +62,22 @@ typedef void (*storage_report_fn)(void *ctx, int level, const char *msg);
 typedef int64_t (*storage_clock_fn)(void *ctx);
 
 struct storage_config {
-    uint64_t segment_bytes;        /* segment.bytes: roll when a batch would not fit (<= 2^31-1) */
-    int64_t segment_ms;            /* segment.ms: roll a non-empty segment older than this; -1 off */
+    uint64_t segment_bytes; /* segment.bytes: roll when a batch would not fit (<= 2^31-1) */
+    int64_t segment_ms;     /* segment.ms: roll a non-empty segment older than this; -1 off */
     uint32_t index_interval_bytes; /* index.interval.bytes (default 4096) */
     int64_t retention_bytes;       /* retention.bytes; -1 unlimited */
     int64_t retention_ms;          /* retention.ms; -1 unlimited */
     int64_t flush_messages;        /* flush.messages: flush when this many are unflushed; -1 off */
     int64_t flush_ms;              /* flush.ms: flush data older than this; -1 off */
     uint64_t checkpoint_interval_bytes; /* write the checkpoint on a flush after this many bytes */
-    uint32_t max_open_segments;    /* fds/index LRU bound, >= 2 */
-    bool log_append_time;          /* message.timestamp.type=LogAppendTime: stamp on append */
-    const struct storage_io *io;   /* NULL: storage_io_posix() */
-    storage_clock_fn clock;        /* NULL: CLOCK_REALTIME */
-    bool external_sync;            /* the owner runs flushes (storage_log_sync_*): append and
-                                    * tick never fdatasync; storage_log_flush_due() says when */
+    uint32_t max_open_segments;         /* fds/index LRU bound, >= 2 */
+    bool log_append_time;               /* message.timestamp.type=LogAppendTime: stamp on append */
+    const struct storage_io *io;        /* NULL: storage_io_posix() */
+    storage_clock_fn clock;             /* NULL: CLOCK_REALTIME */
+    bool external_sync;                 /* the owner runs flushes (storage_log_sync_*): append and
+                                         * tick never fdatasync; storage_log_flush_due() says when */
     void *clock_ctx;
-    storage_report_fn report;      /* NULL: stderr */
+    storage_report_fn report; /* NULL: stderr */
     void *report_ctx;
 };
 
@@ -109,7 +109,7 @@ struct storage_append_result {
     int64_t log_end_offset; /* next offset to be assigned */
     int64_t max_timestamp;  /* largest maxTimestamp among the batches */
     uint32_t batches;
-    bool flushed;           /* the flush policy made these batches durable before returning */
+    bool flushed; /* the flush policy made these batches durable before returning */
 };
 
 /* Appends the v2 batches in buf[0..len) as leader: checks each batch (header, length, CRC-32C,
@@ -128,9 +128,9 @@ int storage_log_append_follower(struct storage_log *log, const uint8_t *buf, siz
 
 /* One contiguous range of a segment file: send it with sendfile()/splice() or pread() it. */
 struct storage_slice {
-    int fd;             /* borrowed; valid until storage_read_result_release() */
-    uint64_t position;  /* file offset of the first byte */
-    uint64_t length;    /* bytes, whole batches */
+    int fd;            /* borrowed; valid until storage_read_result_release() */
+    uint64_t position; /* file offset of the first byte */
+    uint64_t length;   /* bytes, whole batches */
 };
 
 struct storage_read_result {
@@ -251,8 +251,8 @@ int storage_log_max_timestamp(struct storage_log *log, int64_t *offset, int64_t 
  * the latest epoch, (it, log end offset); otherwise the largest known epoch <= `epoch` (or
  * `epoch` itself when below all) and the start offset of the first larger epoch. Both -1 when
  * epoch is -1, above the latest, or the log has no epochs. */
-void storage_log_epoch_end_offset(const struct storage_log *log, int32_t epoch,
-                                  int32_t *out_epoch, int64_t *end_offset);
+void storage_log_epoch_end_offset(const struct storage_log *log, int32_t epoch, int32_t *out_epoch,
+                                  int64_t *end_offset);
 
 /* Compaction hook (see the top of this file): replaces the sealed segment with base offset
  * `base_offset` by its *.swap files (renamed over it, reloaded, marked compacted). Returns 0 or
@@ -284,15 +284,15 @@ struct storage_compact_config {
 };
 
 struct storage_compact_stats {
-    int64_t map_end;            /* offsets below were compacted (the new cleaned offset) */
-    uint64_t bytes_read;        /* map + clean reads */
+    int64_t map_end;     /* offsets below were compacted (the new cleaned offset) */
+    uint64_t bytes_read; /* map + clean reads */
     uint64_t bytes_written;
-    uint64_t records_read;      /* in the clean phase */
+    uint64_t records_read; /* in the clean phase */
     uint64_t records_kept;
     uint64_t tombstones_removed;
     uint64_t batches_rewritten;
-    uint32_t segments_before;   /* segments in the cleanable prefix when the pass began */
-    uint32_t segments_after;    /* segments the pass wrote */
+    uint32_t segments_before; /* segments in the cleanable prefix when the pass began */
+    uint32_t segments_after;  /* segments the pass wrote */
 };
 
 /* Fills *cc with Kafka's defaults (ratio 0.5, no lags, 1-day delete retention) and a 4 MiB

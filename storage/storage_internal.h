@@ -11,15 +11,15 @@
 #include "common/lm_endian.h"
 #include "storage/storage.h"
 
-#define SEG_NAME_DIGITS 20
+#define SEG_NAME_DIGITS       20
 #define SEG_INDEX_ENTRY_BYTES 8
-#define SEG_TIME_ENTRY_BYTES 12
+#define SEG_TIME_ENTRY_BYTES  12
 /* Relative offsets in .index/.timeindex are stored as u32 but Kafka keeps them <= Int.MaxValue
  * (LogSegment.canConvertToRelativeOffset); a segment rolls before a batch would exceed it. */
 #define SEG_REL_OFFSET_MAX INT32_MAX
 /* Index entries written to the file once this many are pending in memory. */
-#define SEG_INDEX_PENDING_MAX 512
-#define STORAGE_SCAN_BUF_BYTES (64 * 1024)
+#define SEG_INDEX_PENDING_MAX         512
+#define STORAGE_SCAN_BUF_BYTES        (64 * 1024)
 #define STORAGE_CHECKPOINT_SLOT_BYTES 64
 
 struct seg_index_entry {
@@ -35,7 +35,7 @@ struct seg_time_entry {
 /* One segment. Metadata is always in memory; files and indexes only while "open" (LRU). */
 struct segment {
     int64_t base_offset;
-    int64_t next_offset;  /* last offset + 1; == base_offset when empty */
+    int64_t next_offset; /* last offset + 1; == base_offset when empty */
     uint64_t size_bytes;
     int64_t max_timestamp;        /* -1 when no batch */
     int64_t max_timestamp_offset; /* last offset of the batch carrying max_timestamp */
@@ -48,12 +48,12 @@ struct segment {
     struct seg_time_entry *times;
     uint32_t times_len, times_cap, times_written;
 
-    uint32_t pins;     /* read results naming this segment */
-    uint64_t lru_tick; /* last use, for closing the least recently used */
-    bool data_dirty;   /* log bytes written since the last fdatasync */
-    bool index_dirty;  /* index bytes written since the last fdatasync */
-    bool sealed;       /* no longer the active segment */
-    bool zombie;       /* removed from the log; freed when pins drops to 0 */
+    uint32_t pins;      /* read results naming this segment */
+    uint64_t lru_tick;  /* last use, for closing the least recently used */
+    bool data_dirty;    /* log bytes written since the last fdatasync */
+    bool index_dirty;   /* index bytes written since the last fdatasync */
+    bool sealed;        /* no longer the active segment */
+    bool zombie;        /* removed from the log; freed when pins drops to 0 */
     bool index_missing; /* an index file did not exist when the segment was opened */
     bool compacted;     /* below the cleaned offset: offsets increase but may have gaps */
     struct segment *next_zombie;
@@ -83,8 +83,8 @@ struct storage_log {
     int64_t unflushed_messages;
     int64_t first_unflushed_ms; /* -1 when nothing unflushed */
     uint64_t bytes_since_checkpoint;
-    bool dir_dirty; /* directory entries created or removed since the last directory fsync */
-    bool failed;    /* an I/O error left the log in an unknown state: refuse further writes */
+    bool dir_dirty;       /* directory entries created or removed since the last directory fsync */
+    bool failed;          /* an I/O error left the log in an unknown state: refuse further writes */
     uint64_t dir_changes; /* count of dir_dirty settings (an async sync clears only its own) */
     uint64_t sync_gen;    /* bumped by truncation/reset: an async sync begun before is stale */
     bool sync_busy;       /* an asynchronous sync (storage_log_sync_begin) is in progress */
@@ -114,8 +114,7 @@ int64_t storage_now_ms(struct storage_log *log);
 int storage_epoch_observe(struct storage_log *log, int32_t epoch, int64_t base_offset);
 
 /* segment.c */
-void seg_path(const struct storage_log *log, int64_t base, const char *ext, char *out,
-              size_t cap);
+void seg_path(const struct storage_log *log, int64_t base, const char *ext, char *out, size_t cap);
 struct segment *seg_new(int64_t base_offset, int64_t created_ms);
 /* Opens (creating when create) the three files and, for an existing segment, loads the index
  * files as trusted (only structural checks). Counts in log->open_count. */
@@ -142,8 +141,7 @@ int seg_find_position(struct storage_log *log, struct segment *seg, int64_t offs
 /* Loads an existing segment at open: checks the indexes against the log and rebuilds them when
  * they are damaged; then, from recover_from (an offset; INT64_MAX: trust all), scans batch by
  * batch with CRC and truncates at the first bad one. *truncated reports a truncation. */
-int seg_load(struct storage_log *log, struct segment *seg, int64_t recover_from,
-             bool *truncated);
+int seg_load(struct storage_log *log, struct segment *seg, int64_t recover_from, bool *truncated);
 /* Cuts the segment at position (a batch boundary): the log file, index entries and metadata. */
 int seg_truncate_at(struct storage_log *log, struct segment *seg, uint64_t position);
 

@@ -1,9 +1,9 @@
 /* The write/sync path of storage/ behind a table of function pointers (DESIGN.md §7, the
  * canonical/raft `raft_io` style): the log never calls write()/fdatasync() itself, so tests can
  * inject faults and an owner can supply its own implementation; the plain-syscall one is below
- * (the broker's fsyncs leave the shard thread through external_sync instead). Reads stay plain pread()/sendfile() on the
- * fds that storage_log_read() returns; metadata operations (open, rename, ftruncate, unlink) are
- * rare and stay plain syscalls. */
+ * (the broker's fsyncs leave the shard thread through external_sync instead). Reads stay plain
+ * pread()/sendfile() on the fds that storage_log_read() returns; metadata operations (open, rename,
+ * ftruncate, unlink) are rare and stay plain syscalls. */
 #ifndef LAMINAR_STORAGE_STORAGE_IO_H
 #define LAMINAR_STORAGE_STORAGE_IO_H
 

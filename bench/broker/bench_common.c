@@ -10,17 +10,20 @@
 
 static int64_t bench_start_ns;
 
-int64_t bench_now_ns(void) {
+int64_t bench_now_ns(void)
+{
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
-double bench_left_s(const struct bench_opts *o) {
+double bench_left_s(const struct bench_opts *o)
+{
     return o->timeout_s - (double)(bench_now_ns() - bench_start_ns) / 1e9;
 }
 
-void bench_die(const char *fmt, ...) {
+void bench_die(const char *fmt, ...)
+{
     va_list ap;
     va_start(ap, fmt);
     vfprintf(stderr, fmt, ap);
@@ -29,7 +32,8 @@ void bench_die(const char *fmt, ...) {
     exit(1);
 }
 
-static void bench_usage(const char *tool, const char *usage_extra, int status) {
+static void bench_usage(const char *tool, const char *usage_extra, int status)
+{
     fprintf(status ? stderr : stdout,
             "usage: %s -b HOST:PORT [options]\n"
             "  -b, --bootstrap HOST:PORT  bootstrap broker (loopback)\n"
@@ -52,15 +56,22 @@ static void bench_usage(const char *tool, const char *usage_extra, int status) {
 }
 
 void bench_opts_parse(struct bench_opts *o, int argc, char **argv, const char *tool,
-                      const char *usage_extra) {
-    static const struct option opts[] = {
-        {"bootstrap", required_argument, NULL, 'b'}, {"topic", required_argument, NULL, 't'},
-        {"label", required_argument, NULL, 'l'},     {"partitions", required_argument, NULL, 'p'},
-        {"records", required_argument, NULL, 'n'},   {"duration", required_argument, NULL, 'd'},
-        {"size", required_argument, NULL, 's'},      {"acks", required_argument, NULL, 'a'},
-        {"rate", required_argument, NULL, 'r'},      {"warmup", required_argument, NULL, 'w'},
-        {"timeout", required_argument, NULL, 'T'},   {"no-create", no_argument, NULL, 'N'},
-        {"help", no_argument, NULL, 'h'},            {NULL, 0, NULL, 0}};
+                      const char *usage_extra)
+{
+    static const struct option opts[] = {{"bootstrap", required_argument, NULL, 'b'},
+                                         {"topic", required_argument, NULL, 't'},
+                                         {"label", required_argument, NULL, 'l'},
+                                         {"partitions", required_argument, NULL, 'p'},
+                                         {"records", required_argument, NULL, 'n'},
+                                         {"duration", required_argument, NULL, 'd'},
+                                         {"size", required_argument, NULL, 's'},
+                                         {"acks", required_argument, NULL, 'a'},
+                                         {"rate", required_argument, NULL, 'r'},
+                                         {"warmup", required_argument, NULL, 'w'},
+                                         {"timeout", required_argument, NULL, 'T'},
+                                         {"no-create", no_argument, NULL, 'N'},
+                                         {"help", no_argument, NULL, 'h'},
+                                         {NULL, 0, NULL, 0}};
     bench_start_ns = bench_now_ns();
     int c;
     while ((c = getopt_long(argc, argv, "b:t:l:p:n:d:s:a:r:w:T:X:vh", opts, NULL)) != -1) {
@@ -136,7 +147,8 @@ void bench_opts_parse(struct bench_opts *o, int argc, char **argv, const char *t
         o->label = "target";
 }
 
-rd_kafka_conf_t *bench_conf_new(const struct bench_opts *o, const char *const *kv) {
+rd_kafka_conf_t *bench_conf_new(const struct bench_opts *o, const char *const *kv)
+{
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
     char err[512];
     if (rd_kafka_conf_set(conf, "bootstrap.servers", o->bootstrap, err, sizeof(err)) !=
@@ -159,7 +171,8 @@ rd_kafka_conf_t *bench_conf_new(const struct bench_opts *o, const char *const *k
 
 // CreateTopics through the Admin API. Returns 0 when the topic exists afterwards (or the broker
 // cannot create topics this way, so Metadata auto-creation is the remaining path), -1 otherwise.
-static int bench_topic_create(rd_kafka_t *rk, const struct bench_opts *o, int timeout_ms) {
+static int bench_topic_create(rd_kafka_t *rk, const struct bench_opts *o, int timeout_ms)
+{
     char err[512];
     rd_kafka_NewTopic_t *nt = rd_kafka_NewTopic_new(o->topic, o->partitions, 1, err, sizeof(err));
     if (!nt) {
@@ -206,7 +219,8 @@ static int bench_topic_create(rd_kafka_t *rk, const struct bench_opts *o, int ti
     return rc;
 }
 
-int bench_topic_prepare(rd_kafka_t *rk, const struct bench_opts *o, int timeout_ms) {
+int bench_topic_prepare(rd_kafka_t *rk, const struct bench_opts *o, int timeout_ms)
+{
     // A broker that cannot get a topic ready in 30 s will not be measured: fail early rather
     // than spend the whole run's bound.
     if (timeout_ms > 30000)

@@ -12,19 +12,19 @@
 
 // Options every tool accepts; each tool fills the defaults before bench_opts_parse().
 struct bench_opts {
-    const char *bootstrap;  // -b host:port (required)
-    const char *topic;      // -t topic
-    const char *label;      // -l label of the target in the RESULT line (laminar, null, kafka)
-    int partitions;         // -p partitions of the topic (created if missing)
-    int64_t records;        // -n records to produce / expect (0: no count limit)
-    double duration_s;      // -d seconds to produce for (0: no time limit)
-    int size_bytes;         // -s record value size
-    const char *acks;       // -a 1, all or -1, 0
-    int64_t rate_per_s;     // -r records per second (bench_e2e)
-    double warmup_s;        // -w seconds of samples discarded at the start (bench_e2e)
-    double timeout_s;       // -T hard bound on the whole run; exceeding it is a failure
-    bool no_create;         // --no-create: do not try CreateTopics, rely on auto-creation
-    int verbose;            // -v
+    const char *bootstrap; // -b host:port (required)
+    const char *topic;     // -t topic
+    const char *label;     // -l label of the target in the RESULT line (laminar, null, kafka)
+    int partitions;        // -p partitions of the topic (created if missing)
+    int64_t records;       // -n records to produce / expect (0: no count limit)
+    double duration_s;     // -d seconds to produce for (0: no time limit)
+    int size_bytes;        // -s record value size
+    const char *acks;      // -a 1, all or -1, 0
+    int64_t rate_per_s;    // -r records per second (bench_e2e)
+    double warmup_s;       // -w seconds of samples discarded at the start (bench_e2e)
+    double timeout_s;      // -T hard bound on the whole run; exceeding it is a failure
+    bool no_create;        // --no-create: do not try CreateTopics, rely on auto-creation
+    int verbose;           // -v
     int conf_count;
     const char *conf[BENCH_CONF_MAX][2]; // -X key=value passed to librdkafka
 };

@@ -14,7 +14,8 @@
 
 #define CONSUME_BATCH 1024
 
-int main(int argc, char **argv) {
+int main(int argc, char **argv)
+{
     struct bench_opts o = {.partitions = 16, .size_bytes = 1024, .timeout_s = 120};
     bench_opts_parse(&o, argc, argv, "consume",
                      "Reads -t TOPIC from the beginning (-t is required here); -n is the record\n"
@@ -24,11 +25,16 @@ int main(int argc, char **argv) {
 
     // The legacy (simple) consumer API: partitions are started explicitly, nothing group-related
     // is sent. Fetch settings follow librdkafka's defaults except a larger local queue.
-    const char *kv[] = {"enable.partition.eof", "true",
-                        "queued.max.messages.kbytes", "262144",
-                        "fetch.max.bytes", "52428800",
-                        "fetch.message.max.bytes", "1048576",
-                        "enable.auto.commit", "false",
+    const char *kv[] = {"enable.partition.eof",
+                        "true",
+                        "queued.max.messages.kbytes",
+                        "262144",
+                        "fetch.max.bytes",
+                        "52428800",
+                        "fetch.message.max.bytes",
+                        "1048576",
+                        "enable.auto.commit",
+                        "false",
                         NULL};
     rd_kafka_conf_t *conf = bench_conf_new(&o, kv);
     char err[512];
@@ -93,8 +99,8 @@ int main(int argc, char **argv) {
             break;
         // All partitions at their end yet fewer records than expected: nothing more will come.
         if (ended == partitions && o.records > 0 && records < o.records) {
-            fprintf(stderr, "consume: every partition ended after %" PRId64 " of %" PRId64
-                            " records\n",
+            fprintf(stderr,
+                    "consume: every partition ended after %" PRId64 " of %" PRId64 " records\n",
                     records, o.records);
             status = 1;
             break;

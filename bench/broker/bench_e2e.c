@@ -28,8 +28,8 @@ struct e2e_state {
     rd_kafka_t *producer;
     rd_kafka_topic_t *rkt;
     int partitions;
-    int64_t start_ns;    // producer start
-    int64_t measure_ns;  // samples with a stamp before this are warm-up
+    int64_t start_ns;   // producer start
+    int64_t measure_ns; // samples with a stamp before this are warm-up
     _Atomic int64_t sent;
     _Atomic bool producer_done;
     _Atomic int64_t delivery_errors;
@@ -39,13 +39,15 @@ struct e2e_state {
     size_t acks_count, acks_cap;
 };
 
-static uint64_t e2e_get_u64(const char *p) {
+static uint64_t e2e_get_u64(const char *p)
+{
     uint64_t v;
     memcpy(&v, p, sizeof(v));
     return v;
 }
 
-static void e2e_on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque) {
+static void e2e_on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
+{
     (void)rk;
     struct e2e_state *st = opaque;
     if (m->err) {
@@ -67,13 +69,14 @@ static void e2e_on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *o
     st->acks_ns[st->acks_count++] = bench_now_ns() - sent_ns;
 }
 
-static void e2e_put_u64(char *p, uint64_t v) {
+static void e2e_put_u64(char *p, uint64_t v)
+{
     memcpy(p, &v, sizeof(v)); // host order: the same process reads it back
 }
 
-
 // Producer thread: sends whatever is due by the schedule (rate x elapsed), then sleeps 1 ms.
-static void *e2e_produce(void *arg) {
+static void *e2e_produce(void *arg)
+{
     struct e2e_state *st = arg;
     const struct bench_opts *o = st->o;
     char *value = malloc((size_t)o->size_bytes);
@@ -123,13 +126,15 @@ static void *e2e_produce(void *arg) {
     return NULL;
 }
 
-static int e2e_cmp_i64(const void *a, const void *b) {
+static int e2e_cmp_i64(const void *a, const void *b)
+{
     int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
     return (x > y) - (x < y);
 }
 
 // Nearest-rank percentile of sorted samples, in milliseconds.
-static double e2e_pct_ms(const int64_t *s, size_t n, double q) {
+static double e2e_pct_ms(const int64_t *s, size_t n, double q)
+{
     if (n == 0)
         return 0;
     size_t rank = (size_t)ceil(q * (double)n);
@@ -138,7 +143,8 @@ static double e2e_pct_ms(const int64_t *s, size_t n, double q) {
     return (double)s[rank - 1] / 1e6;
 }
 
-int main(int argc, char **argv) {
+int main(int argc, char **argv)
+{
     struct bench_opts o = {.partitions = 16,
                            .size_bytes = 1024,
                            .acks = "1",
@@ -161,13 +167,20 @@ int main(int argc, char **argv) {
     // requests in flight per connection, the Java producer's default (librdkafka's is 10^6): with
     // a backlog, batches then grow instead of tiny requests queueing up at the broker, which a
     // broker serving one request per connection at a time (Kafka) suffers from most.
-    const char *pkv[] = {"acks", o.acks,
-                         "linger.ms", "1",
-                         "max.in.flight", "5",
-                         "batch.size", "1048576",
-                         "compression.type", "none",
-                         "enable.idempotence", "false",
-                         "message.timeout.ms", timeout_ms,
+    const char *pkv[] = {"acks",
+                         o.acks,
+                         "linger.ms",
+                         "1",
+                         "max.in.flight",
+                         "5",
+                         "batch.size",
+                         "1048576",
+                         "compression.type",
+                         "none",
+                         "enable.idempotence",
+                         "false",
+                         "message.timeout.ms",
+                         timeout_ms,
                          NULL};
     rd_kafka_conf_t *pconf = bench_conf_new(&o, pkv);
     rd_kafka_conf_set_dr_msg_cb(pconf, e2e_on_delivery);
@@ -184,10 +197,14 @@ int main(int argc, char **argv) {
         bench_die("topic: %s", rd_kafka_err2str(rd_kafka_last_error()));
 
     // The consumer waits for records with a short fetch wait, as a latency-minded consumer would.
-    const char *ckv[] = {"enable.partition.eof", "true",
-                         "fetch.wait.max.ms", "100",
-                         "fetch.error.backoff.ms", "10",
-                         "enable.auto.commit", "false",
+    const char *ckv[] = {"enable.partition.eof",
+                         "true",
+                         "fetch.wait.max.ms",
+                         "100",
+                         "fetch.error.backoff.ms",
+                         "10",
+                         "enable.auto.commit",
+                         "false",
                          NULL};
     rd_kafka_t *consumer =
         rd_kafka_new(RD_KAFKA_CONSUMER, bench_conf_new(&o, ckv), err, sizeof(err));
@@ -254,8 +271,7 @@ int main(int argc, char **argv) {
                     ready_count++;
                 }
             } else if (m->err) {
-                fprintf(stderr, "e2e consume [%d]: %s\n", m->partition,
-                        rd_kafka_message_errstr(m));
+                fprintf(stderr, "e2e consume [%d]: %s\n", m->partition, rd_kafka_message_errstr(m));
                 status = 1;
             } else if (m->len >= 24 && e2e_get_u64(m->payload) == E2E_MAGIC) {
                 int64_t sent_ns = (int64_t)e2e_get_u64((const char *)m->payload + 8);
@@ -316,12 +332,12 @@ int main(int argc, char **argv) {
            " ack_p50_ms=%.3f ack_p99_ms=%.3f duplicates=%" PRId64 " ok=%d\n",
            o.label, o.acks, st.partitions, o.size_bytes, o.rate_per_s, achieved, count, p50, p99,
            p999, max, ack50, ack99, duplicates, status == 0);
-    printf("e2e     %-8s %" PRId64 " rec/s x %d B, acks=%s: p50 %.2f ms, p99 %.2f ms, p999 %.2f ms, "
+    printf("e2e     %-8s %" PRId64
+           " rec/s x %d B, acks=%s: p50 %.2f ms, p99 %.2f ms, p999 %.2f ms, "
            "max %.2f ms over %zu samples (produce ack p50 %.2f ms, p99 %.2f ms; %" PRId64
            " duplicates)%s%s\n",
            o.label, o.rate_per_s, o.size_bytes, o.acks, p50, p99, p999, max, count, ack50, ack99,
-           duplicates,
-           achieved < 0.95 * (double)o.rate_per_s ? " (rate not reached)" : "",
+           duplicates, achieved < 0.95 * (double)o.rate_per_s ? " (rate not reached)" : "",
            status ? " (FAILED)" : "");
     fflush(stdout);
 

@@ -18,7 +18,8 @@ struct produce_state {
 };
 
 // Delivery report: counts successes and keeps the first error to report it.
-static void produce_on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque) {
+static void produce_on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
+{
     (void)rk;
     struct produce_state *st = opaque;
     if (m->err) {
@@ -29,7 +30,8 @@ static void produce_on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, voi
     }
 }
 
-int main(int argc, char **argv) {
+int main(int argc, char **argv)
+{
     struct bench_opts o = {.partitions = 16, .size_bytes = 1024, .acks = "1", .timeout_s = 120};
     bench_opts_parse(&o, argc, argv, "produce",
                      "Defaults: -n 200000 unless -d is given, acks=1.\n");
@@ -41,15 +43,24 @@ int main(int argc, char **argv) {
     snprintf(timeout_ms, sizeof(timeout_ms), "%d", (int)(o.timeout_s * 1000));
     // Throughput settings close to what OpenMessaging Benchmark uses for Kafka: large batches,
     // a short linger, no compression, no idempotence (the plain produce path).
-    const char *kv[] = {"acks", o.acks,
-                        "linger.ms", "5",
-                        "batch.num.messages", "10000",
-                        "batch.size", "1048576",
-                        "queue.buffering.max.messages", "200000",
-                        "queue.buffering.max.kbytes", "1048576",
-                        "compression.type", "none",
-                        "enable.idempotence", "false",
-                        "message.timeout.ms", timeout_ms,
+    const char *kv[] = {"acks",
+                        o.acks,
+                        "linger.ms",
+                        "5",
+                        "batch.num.messages",
+                        "10000",
+                        "batch.size",
+                        "1048576",
+                        "queue.buffering.max.messages",
+                        "200000",
+                        "queue.buffering.max.kbytes",
+                        "1048576",
+                        "compression.type",
+                        "none",
+                        "enable.idempotence",
+                        "false",
+                        "message.timeout.ms",
+                        timeout_ms,
                         NULL};
     rd_kafka_conf_t *conf = bench_conf_new(&o, kv);
     rd_kafka_conf_set_dr_msg_cb(conf, produce_on_delivery);
@@ -114,8 +125,9 @@ int main(int argc, char **argv) {
 
     int status = 0;
     if (timed_out || fe == RD_KAFKA_RESP_ERR__TIMED_OUT) {
-        fprintf(stderr, "produce: run exceeded its %.0f s bound (%" PRId64 " of %" PRId64
-                        " records delivered)\n",
+        fprintf(stderr,
+                "produce: run exceeded its %.0f s bound (%" PRId64 " of %" PRId64
+                " records delivered)\n",
                 o.timeout_s, st.delivered, sent);
         status = 1;
     }
@@ -135,8 +147,7 @@ int main(int argc, char **argv) {
     double rec_s = secs > 0 ? (double)st.delivered / secs : 0;
     printf("RESULT bench=produce label=%s acks=%s partitions=%d size=%d records=%" PRId64
            " secs=%.3f mb_s=%.1f rec_s=%.0f ok=%d\n",
-           o.label, o.acks, partitions, o.size_bytes, st.delivered, secs, mb_s, rec_s,
-           status == 0);
+           o.label, o.acks, partitions, o.size_bytes, st.delivered, secs, mb_s, rec_s, status == 0);
     printf("produce %-8s acks=%-3s %" PRId64 " x %d B to %d partitions in %.2f s: %.1f MB/s, "
            "%.0f records/s%s\n",
            o.label, o.acks, st.delivered, o.size_bytes, partitions, secs, mb_s, rec_s,

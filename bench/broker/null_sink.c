@@ -37,11 +37,11 @@
 #include <unistd.h>
 
 #define NS_FRAME_BYTES_MAX (64u << 20) // larger than any producer request we expect
-#define NS_TOPICS_MAX 1024
-#define NS_TOPIC_NAME_MAX 249 // Kafka's limit on topic names
-#define NS_PARTITIONS_MAX 1024
+#define NS_TOPICS_MAX      1024
+#define NS_TOPIC_NAME_MAX  249 // Kafka's limit on topic names
+#define NS_PARTITIONS_MAX  1024
 #define NS_CONNECTIONS_MAX 256
-#define NS_NODE_ID 1
+#define NS_NODE_ID         1
 
 // Kafka API keys and error codes used here (Kafka protocol guide).
 enum {
@@ -64,13 +64,11 @@ struct ns_api {
     int16_t key, min, max, first_flexible;
 };
 static const struct ns_api ns_apis[] = {
-    {NS_API_PRODUCE, 3, 9, 9},
-    {NS_API_FETCH, 4, 4, 12}, // feature detection only, see the top comment
-    {NS_API_METADATA, 0, 9, 9},
-    {NS_API_API_VERSIONS, 0, 3, 3},
-    {NS_API_INIT_PRODUCER_ID, 0, 1, 2},
+    // Fetch: feature detection only, see the top comment.
+    {NS_API_PRODUCE, 3, 9, 9},      {NS_API_FETCH, 4, 4, 12},           {NS_API_METADATA, 0, 9, 9},
+    {NS_API_API_VERSIONS, 0, 3, 3}, {NS_API_INIT_PRODUCER_ID, 0, 1, 2},
 };
-#define NS_APIS_COUNT (sizeof(ns_apis) / sizeof(ns_apis[0]))
+#define NS_APIS_COUNT     (sizeof(ns_apis) / sizeof(ns_apis[0]))
 #define NS_APIS_COUNT_MAX 8
 _Static_assert(NS_APIS_COUNT <= NS_APIS_COUNT_MAX, "grow NS_APIS_COUNT_MAX");
 
@@ -102,7 +100,8 @@ struct ns_rd {
     bool bad; // set on the first out-of-bounds or malformed read; later reads return 0
 };
 
-static bool ns_rd_need(struct ns_rd *r, size_t n) {
+static bool ns_rd_need(struct ns_rd *r, size_t n)
+{
     if (r->bad || (size_t)(r->end - r->p) < n) {
         r->bad = true;
         return false;
@@ -110,7 +109,8 @@ static bool ns_rd_need(struct ns_rd *r, size_t n) {
     return true;
 }
 
-static int16_t ns_rd_i16(struct ns_rd *r) {
+static int16_t ns_rd_i16(struct ns_rd *r)
+{
     if (!ns_rd_need(r, 2))
         return 0;
     int16_t v = (int16_t)((r->p[0] << 8) | r->p[1]);
@@ -118,16 +118,18 @@ static int16_t ns_rd_i16(struct ns_rd *r) {
     return v;
 }
 
-static int32_t ns_rd_i32(struct ns_rd *r) {
+static int32_t ns_rd_i32(struct ns_rd *r)
+{
     if (!ns_rd_need(r, 4))
         return 0;
-    uint32_t v = ((uint32_t)r->p[0] << 24) | ((uint32_t)r->p[1] << 16) | ((uint32_t)r->p[2] << 8) |
-                 r->p[3];
+    uint32_t v =
+        ((uint32_t)r->p[0] << 24) | ((uint32_t)r->p[1] << 16) | ((uint32_t)r->p[2] << 8) | r->p[3];
     r->p += 4;
     return (int32_t)v;
 }
 
-static uint32_t ns_rd_uvarint(struct ns_rd *r) {
+static uint32_t ns_rd_uvarint(struct ns_rd *r)
+{
     uint32_t v = 0;
     for (int shift = 0; shift <= 28; shift += 7) {
         if (!ns_rd_need(r, 1))
@@ -141,14 +143,16 @@ static uint32_t ns_rd_uvarint(struct ns_rd *r) {
     return 0;
 }
 
-static void ns_rd_skip(struct ns_rd *r, size_t n) {
+static void ns_rd_skip(struct ns_rd *r, size_t n)
+{
     if (ns_rd_need(r, n))
         r->p += n;
 }
 
 // A string or bytes field: classic (i16 / i32 length, -1 = null) or compact (uvarint N+1, 0 =
 // null). Returns the length, -1 for null; *out points into the request.
-static int64_t ns_rd_blob(struct ns_rd *r, bool flexible, bool wide, const uint8_t **out) {
+static int64_t ns_rd_blob(struct ns_rd *r, bool flexible, bool wide, const uint8_t **out)
+{
     int64_t len;
     if (flexible)
         len = (int64_t)ns_rd_uvarint(r) - 1;
@@ -163,7 +167,8 @@ static int64_t ns_rd_blob(struct ns_rd *r, bool flexible, bool wide, const uint8
 }
 
 // Array count: classic i32 (-1 = null) or compact uvarint N+1 (0 = null).
-static int32_t ns_rd_count(struct ns_rd *r, bool flexible) {
+static int32_t ns_rd_count(struct ns_rd *r, bool flexible)
+{
     int64_t n = flexible ? (int64_t)ns_rd_uvarint(r) - 1 : ns_rd_i32(r);
     if (n < -1 || n > (int64_t)(r->end - r->p)) { // every element takes at least a byte
         r->bad = true;
@@ -173,7 +178,8 @@ static int32_t ns_rd_count(struct ns_rd *r, bool flexible) {
 }
 
 // KIP-482 tagged-field section: every tag is skipped (we know none).
-static void ns_rd_tags(struct ns_rd *r) {
+static void ns_rd_tags(struct ns_rd *r)
+{
     uint32_t n = ns_rd_uvarint(r);
     for (uint32_t i = 0; i < n && !r->bad; i++) {
         (void)ns_rd_uvarint(r);
@@ -188,7 +194,8 @@ struct ns_wr {
     size_t len, cap;
 };
 
-static void ns_wr_room(struct ns_wr *w, size_t n) {
+static void ns_wr_room(struct ns_wr *w, size_t n)
+{
     if (w->len + n <= w->cap)
         return;
     size_t cap = w->cap ? w->cap : 4096;
@@ -203,32 +210,38 @@ static void ns_wr_room(struct ns_wr *w, size_t n) {
     w->cap = cap;
 }
 
-static void ns_wr_bytes(struct ns_wr *w, const void *p, size_t n) {
+static void ns_wr_bytes(struct ns_wr *w, const void *p, size_t n)
+{
     ns_wr_room(w, n);
     memcpy(w->buf + w->len, p, n);
     w->len += n;
 }
 
-static void ns_wr_i8(struct ns_wr *w, int8_t v) {
+static void ns_wr_i8(struct ns_wr *w, int8_t v)
+{
     ns_wr_bytes(w, &v, 1);
 }
 
-static void ns_wr_i16(struct ns_wr *w, int16_t v) {
+static void ns_wr_i16(struct ns_wr *w, int16_t v)
+{
     uint16_t be = htons((uint16_t)v);
     ns_wr_bytes(w, &be, 2);
 }
 
-static void ns_wr_i32(struct ns_wr *w, int32_t v) {
+static void ns_wr_i32(struct ns_wr *w, int32_t v)
+{
     uint32_t be = htonl((uint32_t)v);
     ns_wr_bytes(w, &be, 4);
 }
 
-static void ns_wr_i64(struct ns_wr *w, int64_t v) {
+static void ns_wr_i64(struct ns_wr *w, int64_t v)
+{
     ns_wr_i32(w, (int32_t)((uint64_t)v >> 32));
     ns_wr_i32(w, (int32_t)(uint32_t)v);
 }
 
-static void ns_wr_uvarint(struct ns_wr *w, uint32_t v) {
+static void ns_wr_uvarint(struct ns_wr *w, uint32_t v)
+{
     while (v >= 0x80) {
         ns_wr_i8(w, (int8_t)((v & 0x7f) | 0x80));
         v >>= 7;
@@ -237,7 +250,8 @@ static void ns_wr_uvarint(struct ns_wr *w, uint32_t v) {
 }
 
 // Nullable string (s == NULL writes null), classic or compact.
-static void ns_wr_str(struct ns_wr *w, bool flexible, const char *s, size_t len) {
+static void ns_wr_str(struct ns_wr *w, bool flexible, const char *s, size_t len)
+{
     if (flexible)
         ns_wr_uvarint(w, s ? (uint32_t)len + 1 : 0);
     else
@@ -246,14 +260,16 @@ static void ns_wr_str(struct ns_wr *w, bool flexible, const char *s, size_t len)
         ns_wr_bytes(w, s, len);
 }
 
-static void ns_wr_count(struct ns_wr *w, bool flexible, int32_t n) {
+static void ns_wr_count(struct ns_wr *w, bool flexible, int32_t n)
+{
     if (flexible)
         ns_wr_uvarint(w, (uint32_t)(n + 1));
     else
         ns_wr_i32(w, n);
 }
 
-static void ns_wr_no_tags(struct ns_wr *w, bool flexible) {
+static void ns_wr_no_tags(struct ns_wr *w, bool flexible)
+{
     if (flexible)
         ns_wr_uvarint(w, 0);
 }
@@ -261,7 +277,8 @@ static void ns_wr_no_tags(struct ns_wr *w, bool flexible) {
 // ---- topics ---------------------------------------------------------------------------------
 
 // Finds or "creates" a topic; NULL when the name is invalid or the table is full.
-static struct ns_topic *ns_topic_get(const uint8_t *name, int64_t len) {
+static struct ns_topic *ns_topic_get(const uint8_t *name, int64_t len)
+{
     if (len <= 0 || len > NS_TOPIC_NAME_MAX)
         return NULL;
     int count = atomic_load(&ns.topics_count);
@@ -297,7 +314,8 @@ static struct ns_topic *ns_topic_get(const uint8_t *name, int64_t len) {
 
 // ApiVersions v0-3. A version above ours gets UNSUPPORTED_VERSION with a v0 body (KIP-511); the
 // response header is always v0.
-static void ns_api_versions(int16_t version, struct ns_wr *w) {
+static void ns_api_versions(int16_t version, struct ns_wr *w)
+{
     bool flexible = version >= 3;
     if (version > 3) {
         flexible = false;
@@ -319,7 +337,8 @@ static void ns_api_versions(int16_t version, struct ns_wr *w) {
 }
 
 static void ns_metadata_topic(struct ns_wr *w, int16_t version, bool flexible, const uint8_t *name,
-                              int64_t name_len, struct ns_topic *t) {
+                              int64_t name_len, struct ns_topic *t)
+{
     ns_wr_i16(w, t ? NS_ERR_NONE : NS_ERR_INVALID_TOPIC);
     ns_wr_str(w, flexible, (const char *)name, (size_t)name_len);
     if (version >= 1)
@@ -331,7 +350,7 @@ static void ns_metadata_topic(struct ns_wr *w, int16_t version, bool flexible, c
         ns_wr_i32(w, p);
         ns_wr_i32(w, NS_NODE_ID); // leader
         if (version >= 7)
-            ns_wr_i32(w, 0); // leader_epoch
+            ns_wr_i32(w, 0);         // leader_epoch
         ns_wr_count(w, flexible, 1); // replicas
         ns_wr_i32(w, NS_NODE_ID);
         ns_wr_count(w, flexible, 1); // isr
@@ -346,7 +365,8 @@ static void ns_metadata_topic(struct ns_wr *w, int16_t version, bool flexible, c
 }
 
 // Metadata v0-9: this node is the only broker, the controller and every partition's leader.
-static int ns_metadata(struct ns_rd *r, int16_t version, const char *host, struct ns_wr *w) {
+static int ns_metadata(struct ns_rd *r, int16_t version, const char *host, struct ns_wr *w)
+{
     bool flexible = version >= 9;
     int32_t n = ns_rd_count(r, flexible);
     // v0: an empty array means all topics; v1+: null means all, empty means none.
@@ -366,7 +386,7 @@ static int ns_metadata(struct ns_rd *r, int16_t version, const char *host, struc
         return -1;
 
     if (version >= 3)
-        ns_wr_i32(w, 0); // throttle_time_ms
+        ns_wr_i32(w, 0);         // throttle_time_ms
     ns_wr_count(w, flexible, 1); // brokers
     ns_wr_i32(w, NS_NODE_ID);
     ns_wr_str(w, flexible, host, strlen(host));
@@ -404,7 +424,8 @@ static int ns_metadata(struct ns_rd *r, int16_t version, const char *host, struc
 // Walks the v2 record batches of one partition's records field (layout in PROTOCOL-NOTES.md):
 // returns the record count, or -1 when a batch header is malformed. No CRC check: the ceiling
 // does no work a client would not notice.
-static int64_t ns_count_records(const uint8_t *p, int64_t len) {
+static int64_t ns_count_records(const uint8_t *p, int64_t len)
+{
     int64_t records = 0;
     while (len > 0) {
         if (len < 61)
@@ -425,7 +446,8 @@ static int64_t ns_count_records(const uint8_t *p, int64_t len) {
 }
 
 // Produce v3-9. Sets *respond to false for acks=0, which gets no response at all.
-static int ns_produce(struct ns_rd *r, int16_t version, struct ns_wr *w, bool *respond) {
+static int ns_produce(struct ns_rd *r, int16_t version, struct ns_wr *w, bool *respond)
+{
     bool flexible = version >= 9;
     const uint8_t *s;
     (void)ns_rd_blob(r, flexible, false, &s); // transactional_id
@@ -474,7 +496,7 @@ static int ns_produce(struct ns_rd *r, int16_t version, struct ns_wr *w, bool *r
             if (version >= 5)
                 ns_wr_i64(w, 0); // log_start_offset
             if (version >= 8) {
-                ns_wr_count(w, flexible, 0); // record_errors
+                ns_wr_count(w, flexible, 0);     // record_errors
                 ns_wr_str(w, flexible, NULL, 0); // error_message
             }
             ns_wr_no_tags(w, flexible);
@@ -489,7 +511,8 @@ static int ns_produce(struct ns_rd *r, int16_t version, struct ns_wr *w, bool *r
 }
 
 // InitProducerId v0-1: a fresh producer id, epoch 0.
-static int ns_init_producer_id(struct ns_rd *r, struct ns_wr *w) {
+static int ns_init_producer_id(struct ns_rd *r, struct ns_wr *w)
+{
     const uint8_t *s;
     (void)ns_rd_blob(r, false, false, &s); // transactional_id
     (void)ns_rd_i32(r);                    // transaction_timeout_ms
@@ -504,7 +527,8 @@ static int ns_init_producer_id(struct ns_rd *r, struct ns_wr *w) {
 
 // ---- connections ----------------------------------------------------------------------------
 
-static int ns_write_all(int fd, const uint8_t *p, size_t n) {
+static int ns_write_all(int fd, const uint8_t *p, size_t n)
+{
     while (n > 0) {
         ssize_t k = send(fd, p, n, MSG_NOSIGNAL);
         if (k < 0 && errno == EINTR)
@@ -517,7 +541,8 @@ static int ns_write_all(int fd, const uint8_t *p, size_t n) {
     return 0;
 }
 
-static const struct ns_api *ns_api_find(int16_t key) {
+static const struct ns_api *ns_api_find(int16_t key)
+{
     for (size_t i = 0; i < NS_APIS_COUNT; i++)
         if (ns_apis[i].key == key)
             return &ns_apis[i];
@@ -525,7 +550,8 @@ static const struct ns_api *ns_api_find(int16_t key) {
 }
 
 // Serves one request frame (without its length prefix). Returns -1 to close the connection.
-static int ns_serve_frame(const uint8_t *frame, size_t len, const char *host, struct ns_wr *w) {
+static int ns_serve_frame(const uint8_t *frame, size_t len, const char *host, struct ns_wr *w)
+{
     struct ns_rd r = {frame, frame + len, false};
     int16_t key = ns_rd_i16(&r);
     int16_t version = ns_rd_i16(&r);
@@ -588,7 +614,8 @@ struct ns_conn {
     int fd;
 };
 
-static void *ns_conn_main(void *arg) {
+static void *ns_conn_main(void *arg)
+{
     struct ns_conn *c = arg;
     int fd = c->fd;
     free(c);
@@ -660,12 +687,14 @@ static void *ns_conn_main(void *arg) {
     return NULL;
 }
 
-static void ns_on_signal(int sig) {
+static void ns_on_signal(int sig)
+{
     (void)sig;
     ns.stop = 1;
 }
 
-static int ns_parse_listen(const char *s, struct sockaddr_in *sa) {
+static int ns_parse_listen(const char *s, struct sockaddr_in *sa)
+{
     char host[64];
     const char *colon = strrchr(s, ':');
     if (!colon || (size_t)(colon - s) >= sizeof(host))
@@ -687,7 +716,8 @@ static int ns_parse_listen(const char *s, struct sockaddr_in *sa) {
     return 0;
 }
 
-int main(int argc, char **argv) {
+int main(int argc, char **argv)
+{
     const char *listen_at = "127.0.0.1:0";
     ns.partitions = 16;
     static const struct option opts[] = {{"listen", required_argument, NULL, 'l'},
@@ -781,9 +811,8 @@ int main(int argc, char **argv) {
         }
         pthread_attr_destroy(&attr);
     }
-    printf("null_sink: %" PRId64 " produce requests, %" PRId64 " records, %" PRId64
-           " record bytes\n",
-           atomic_load(&ns.produce_requests), atomic_load(&ns.records),
-           atomic_load(&ns.record_bytes));
+    printf(
+        "null_sink: %" PRId64 " produce requests, %" PRId64 " records, %" PRId64 " record bytes\n",
+        atomic_load(&ns.produce_requests), atomic_load(&ns.records), atomic_load(&ns.record_bytes));
     return 0;
 }

@@ -12,9 +12,9 @@
 #include "common/lm_assert.h"
 #include "protocol/kafka_api.h"
 
-#define RECORD_BYTES 1024
+#define RECORD_BYTES       1024
 #define TOTAL_RECORD_BYTES (1024 * 1024)
-#define VERSION 9
+#define VERSION            9
 
 static double now_s(void)
 {

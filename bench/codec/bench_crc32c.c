@@ -132,8 +132,8 @@ static uint8_t *make_records(size_t *size)
         memset(value + n, ' ', sizeof(value) - (size_t)n);
         char key[16];
         int kl = snprintf(key, sizeof(key), "k%d", i % 64);
-        if (kafka_batch_builder_append(&b, 1700000000000LL + i, key, kl, value, sizeof(value),
-                                       NULL, 0) != 0)
+        if (kafka_batch_builder_append(&b, 1700000000000LL + i, key, kl, value, sizeof(value), NULL,
+                                       0) != 0)
             exit(1);
     }
     uint8_t *copy = malloc(b.size);
@@ -190,8 +190,8 @@ static void part_codecs(double secs)
         if (memcmp(dst, src, n) != 0)
             exit(1);
         printf("%8s %10zu %8.2f %12.0f %12.0f %9.3fx %9.3fx\n",
-               kafka_codec_name((enum kafka_codec)c), clen, (double)n / (double)clen,
-               c_bps / 1e6, d_bps / 1e6, c_bps / memcpy_bps, d_bps / memcpy_bps);
+               kafka_codec_name((enum kafka_codec)c), clen, (double)n / (double)clen, c_bps / 1e6,
+               d_bps / 1e6, c_bps / memcpy_bps, d_bps / memcpy_bps);
         free(cz);
     }
     free(dst);

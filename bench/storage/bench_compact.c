@@ -203,8 +203,7 @@ int main(int argc, char **argv)
     t0 = now_s();
     while (busy) {
         double s0 = now_s();
-        rc = storage_log_compact_step(log, &cc, storage_log_end_offset(log), 4u << 20, &busy,
-                                      &st);
+        rc = storage_log_compact_step(log, &cc, storage_log_end_offset(log), 4u << 20, &busy, &st);
         double s = now_s() - s0;
         if (rc != 0)
             die("compact step", rc);

@@ -66,8 +66,8 @@ static void interleave_racks(const struct placement_node **by_rack, uint32_t n,
 }
 
 int16_t placement_assign(const struct placement_node *nodes, uint32_t node_count,
-                         int32_t first_partition, int32_t partitions, int16_t rf,
-                         uint32_t start, uint32_t shift, int32_t *out)
+                         int32_t first_partition, int32_t partitions, int16_t rf, uint32_t start,
+                         uint32_t shift, int32_t *out)
 {
     if (partitions <= 0 || first_partition < 0)
         return KAFKA_INVALID_PARTITIONS;

@@ -33,8 +33,8 @@ struct placement_node {
  * more than PLACEMENT_NODES_MAX nodes). */
 enum { PLACEMENT_NODES_MAX = 4096 };
 int16_t placement_assign(const struct placement_node *nodes, uint32_t node_count,
-                         int32_t first_partition, int32_t partitions, int16_t rf,
-                         uint32_t start, uint32_t shift, int32_t *out);
+                         int32_t first_partition, int32_t partitions, int16_t rf, uint32_t start,
+                         uint32_t shift, int32_t *out);
 
 /* Checks an explicit assignment (CreateTopics' assignments, CreatePartitions' new ones):
  * partitions x rf node ids, each row without duplicates, every id among nodes. Returns 0 or

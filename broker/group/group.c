@@ -16,7 +16,7 @@
 #include "protocol/kafka_errors.h"
 #include "common/lm_grow.h"
 
-#define NO_DEADLINE INT64_MAX
+#define NO_DEADLINE      INT64_MAX
 #define TIMER_PASSES_MAX 8 /* bound on timer cascades within one tick */
 
 /* ---- owned strings and bytes ---- */
@@ -154,20 +154,20 @@ struct group {
     struct kafka_str protocol_name; /* null: none */
     struct kafka_str leader;        /* null: none */
     int32_t n_members, cap_members;
-    struct member **members;        /* join order */
+    struct member **members; /* join order */
     int32_t n_pending, cap_pending;
     struct pending_member *pending;
     int64_t join_deadline_ms;
-    bool join_initial;              /* InitialDelayedJoin (KIP-134) rather than DelayedJoin */
+    bool join_initial; /* InitialDelayedJoin (KIP-134) rather than DelayedJoin */
     int32_t initial_remaining_ms;
     bool new_member_added;
     int64_t sync_deadline_ms;
-    bool topics_known;              /* subscribed topics parsed (Kafka subscribedTopics) */
+    bool topics_known; /* subscribed topics parsed (Kafka subscribedTopics) */
     int32_t n_topics;
     struct kafka_str *topics;
     int32_t n_offsets, cap_offsets;
-    struct offset_entry *offsets;   /* sorted by (topic, partition) */
-    bool has_metadata;              /* loaded: a group metadata record was seen */
+    struct offset_entry *offsets; /* sorted by (topic, partition) */
+    bool has_metadata;            /* loaded: a group metadata record was seen */
 };
 
 struct lm_group_coord {
@@ -273,8 +273,7 @@ static void push_record(struct lm_group_coord *c, int32_t partition, const struc
         size_t vn = ov ? lm_gr_offset_value_size(ov) : lm_gr_group_value_size(gv);
         uint8_t *vb = oalloc(c, vn);
         kafka_writer_init(&w, vb, vn);
-        LM_ASSERT((ov ? lm_gr_offset_value_encode(&w, ov) : lm_gr_group_value_encode(&w, gv)) ==
-                  0);
+        LM_ASSERT((ov ? lm_gr_offset_value_encode(&w, ov) : lm_gr_group_value_encode(&w, gv)) == 0);
         LM_ASSERT(w.pos == vn);
         r->value = (struct kafka_bytes){vb, (int32_t)vn};
     }
@@ -458,7 +457,8 @@ static void pending_remove_at(struct group *g, int32_t i)
 {
     LM_ASSERT(i >= 0 && i < g->n_pending);
     sfree(&g->pending[i].id);
-    memmove(&g->pending[i], &g->pending[i + 1], (size_t)(g->n_pending - i - 1) * sizeof(*g->pending));
+    memmove(&g->pending[i], &g->pending[i + 1],
+            (size_t)(g->n_pending - i - 1) * sizeof(*g->pending));
     g->n_pending--;
 }
 
@@ -569,7 +569,8 @@ static void member_set_protocols(struct member *m, int32_t n, const struct lm_gr
     m->n_protocols = n;
     for (int32_t i = 0; i < n; i++) {
         m->protocols[i].name = sdup(p[i].name);
-        struct kafka_bytes md = p[i].metadata.len < 0 ? (struct kafka_bytes){NULL, 0} : p[i].metadata;
+        struct kafka_bytes md =
+            p[i].metadata.len < 0 ? (struct kafka_bytes){NULL, 0} : p[i].metadata;
         m->protocols[i].metadata = bdup(md);
     }
 }
@@ -580,7 +581,8 @@ static bool member_matches(const struct member *m, int32_t n, const struct lm_gr
     if (m->n_protocols != n)
         return false;
     for (int32_t i = 0; i < n; i++) {
-        int32_t l1 = m->protocols[i].metadata.len, l2 = p[i].metadata.len < 0 ? 0 : p[i].metadata.len;
+        int32_t l1 = m->protocols[i].metadata.len,
+                l2 = p[i].metadata.len < 0 ? 0 : p[i].metadata.len;
         if (!str_eq(m->protocols[i].name, p[i].name) || l1 != l2 ||
             (l1 > 0 && memcmp(m->protocols[i].metadata.ptr, p[i].metadata.ptr, (size_t)l1) != 0))
             return false;
@@ -597,7 +599,8 @@ static void member_remove_raw(struct group *g, struct member *m)
     while (i < g->n_members && g->members[i] != m)
         i++;
     LM_ASSERT(i < g->n_members);
-    memmove(&g->members[i], &g->members[i + 1], (size_t)(g->n_members - i - 1) * sizeof(*g->members));
+    memmove(&g->members[i], &g->members[i + 1],
+            (size_t)(g->n_members - i - 1) * sizeof(*g->members));
     g->n_members--;
     if (is_leader(g, m->id)) {
         sfree(&g->leader);
@@ -657,7 +660,8 @@ static void sync_reply(struct lm_group_coord *c, struct group *g, uint64_t token
     if (err == KAFKA_NONE && g) {
         r->u.sync.protocol_type = ostr(c, g->protocol_type);
         r->u.sync.protocol_name = ostr(c, g->protocol_name);
-        r->u.sync.assignment = obytes(c, assignment.len < 0 ? (struct kafka_bytes){NULL, 0} : assignment);
+        r->u.sync.assignment =
+            obytes(c, assignment.len < 0 ? (struct kafka_bytes){NULL, 0} : assignment);
     } else {
         r->u.sync.protocol_type = KAFKA_STR_NULL;
         r->u.sync.protocol_name = KAFKA_STR_NULL;
@@ -702,7 +706,8 @@ static void emit_group_record(struct lm_group_coord *c, struct group *g)
     struct lm_gr_member *ms = g->n_members ? xcalloc((size_t)g->n_members, sizeof(*ms)) : NULL;
     for (int32_t i = 0; i < g->n_members; i++) {
         const struct member *m = g->members[i];
-        const struct mproto *p = g->protocol_name.len >= 0 ? member_protocol(m, g->protocol_name) : NULL;
+        const struct mproto *p =
+            g->protocol_name.len >= 0 ? member_protocol(m, g->protocol_name) : NULL;
         ms[i] = (struct lm_gr_member){
             .member_id = m->id,
             .instance_id = m->instance_id,
@@ -729,7 +734,9 @@ static void emit_group_tombstone(struct lm_group_coord *c, struct group *g)
 static void emit_offset_record(struct lm_group_coord *c, struct group *g,
                                const struct offset_entry *e, bool tombstone)
 {
-    struct lm_gr_key k = {.version = LM_GR_KEY_OFFSET_V1, .group = g->id, .topic = e->topic,
+    struct lm_gr_key k = {.version = LM_GR_KEY_OFFSET_V1,
+                          .group = g->id,
+                          .topic = e->topic,
                           .partition = e->partition};
     if (tombstone) {
         push_record(c, g->partition, &k, NULL, NULL);
@@ -801,7 +808,8 @@ static void offset_remove_at(struct group *g, int32_t i)
 {
     LM_ASSERT(i >= 0 && i < g->n_offsets);
     offset_entry_free(&g->offsets[i]);
-    memmove(&g->offsets[i], &g->offsets[i + 1], (size_t)(g->n_offsets - i - 1) * sizeof(*g->offsets));
+    memmove(&g->offsets[i], &g->offsets[i + 1],
+            (size_t)(g->n_offsets - i - 1) * sizeof(*g->offsets));
     g->n_offsets--;
 }
 
@@ -818,8 +826,7 @@ static void collect_topic(void *ctx, struct kafka_str topic)
 }
 
 int lm_group_consumer_subscription_topics(struct kafka_bytes metadata,
-                                          void (*fn)(void *ctx, struct kafka_str topic),
-                                          void *ctx)
+                                          void (*fn)(void *ctx, struct kafka_str topic), void *ctx)
 {
     /* ConsumerProtocolSubscription (Kafka consumer protocol, never flexible): version i16,
      * topics [string], user_data bytes?, then v1+ owned partitions, v2+ generation, v3+ rack.
@@ -1078,7 +1085,8 @@ static void group_timers(struct lm_group_coord *c, struct group *g, int64_t now_
                 int32_t d = c->cfg.initial_rebalance_delay_ms;
                 int32_t step = d < g->initial_remaining_ms ? d : g->initial_remaining_ms;
                 g->new_member_added = false;
-                g->initial_remaining_ms = g->initial_remaining_ms - d > 0 ? g->initial_remaining_ms - d : 0;
+                g->initial_remaining_ms =
+                    g->initial_remaining_ms - d > 0 ? g->initial_remaining_ms - d : 0;
                 g->join_deadline_ms = now_ms + step;
             } else {
                 complete_join(c, g, now_ms);
@@ -1145,8 +1153,8 @@ static uint64_t rng_next(struct lm_group_coord *c)
 static struct kafka_str new_member_id(struct lm_group_coord *c, struct kafka_str prefix)
 {
     uint64_t a = rng_next(c), b = rng_next(c);
-    a = (a & ~0xF000ULL) | 0x4000ULL;                 /* version 4 */
-    b = (b & ~(3ULL << 62)) | (2ULL << 62);           /* RFC 4122 variant */
+    a = (a & ~0xF000ULL) | 0x4000ULL;       /* version 4 */
+    b = (b & ~(3ULL << 62)) | (2ULL << 62); /* RFC 4122 variant */
     char uuid[37];
     snprintf(uuid, sizeof(uuid), "%08x-%04x-%04x-%04x-%012llx", (unsigned)(a >> 32),
              (unsigned)((a >> 16) & 0xFFFF), (unsigned)(a & 0xFFFF), (unsigned)(b >> 48),
@@ -1194,8 +1202,7 @@ static void park_join(struct lm_group_coord *c, struct member *m, uint64_t token
 
 /* Kafka GroupMetadata.updateMember */
 static void update_member(struct lm_group_coord *c, struct member *m,
-                          const struct lm_group_join_req *req, int32_t rebalance_ms,
-                          uint64_t token)
+                          const struct lm_group_join_req *req, int32_t rebalance_ms, uint64_t token)
 {
     member_set_protocols(m, req->n_protocols, req->protocols);
     m->rebalance_ms = rebalance_ms;
@@ -1553,8 +1560,7 @@ int lm_group_leave(struct lm_group_coord *c, int64_t now_ms, uint64_t token,
     r->u.leave.error_code = err;
     if (err != KAFKA_NONE)
         return 0;
-    struct lm_group_leave_member_resp *mr =
-        oalloc(c, (size_t)req->n_members * sizeof(*mr));
+    struct lm_group_leave_member_resp *mr = oalloc(c, (size_t)req->n_members * sizeof(*mr));
     for (int32_t i = 0; i < req->n_members; i++) {
         const struct lm_group_leave_member *lm = &req->members[i];
         mr[i].member_id = ostr(c, lm->member_id.len < 0 ? cstr("") : lm->member_id);
@@ -1674,11 +1680,13 @@ int lm_group_commit(struct lm_group_coord *c, int64_t now_ms, uint64_t token,
 /* ---- OffsetFetch ---- */
 
 static struct lm_group_fetch_part fetch_part(struct lm_group_coord *c, const struct group *g,
-                                             struct kafka_str topic, int32_t partition,
-                                             int16_t err)
+                                             struct kafka_str topic, int32_t partition, int16_t err)
 {
-    struct lm_group_fetch_part fp = {.partition = partition, .offset = -1, .leader_epoch = -1,
-                                     .metadata = cstr(""), .error_code = err};
+    struct lm_group_fetch_part fp = {.partition = partition,
+                                     .offset = -1,
+                                     .leader_epoch = -1,
+                                     .metadata = cstr(""),
+                                     .error_code = err};
     if (err != KAFKA_NONE || !g || g->state == LM_GROUP_DEAD)
         return fp;
     int32_t i = offset_search(g, topic, partition);
@@ -1748,8 +1756,8 @@ int lm_group_fetch(struct lm_group_coord *c, int64_t now_ms, uint64_t token,
 
 /* ---- DescribeGroups / ListGroups ---- */
 
-int lm_group_describe(struct lm_group_coord *c, int64_t now_ms, uint64_t token,
-                      int32_t n_groups, const struct kafka_str *group_ids)
+int lm_group_describe(struct lm_group_coord *c, int64_t now_ms, uint64_t token, int32_t n_groups,
+                      const struct kafka_str *group_ids)
 {
     LM_ASSERT(c != NULL && n_groups >= 0 && (n_groups == 0 || group_ids != NULL));
     struct lm_group_describe_group *ds = oalloc(c, (size_t)n_groups * sizeof(*ds));

@@ -47,16 +47,16 @@ enum lm_group_state {
 };
 
 struct lm_group_config {
-    int32_t session_timeout_min_ms;     /* group.min.session.timeout.ms (6000) */
-    int32_t session_timeout_max_ms;     /* group.max.session.timeout.ms (1800000) */
-    int32_t initial_rebalance_delay_ms; /* group.initial.rebalance.delay.ms (3000) */
-    int32_t max_size;                   /* group.max.size (INT32_MAX) */
-    int32_t new_member_join_timeout_ms; /* Kafka's NewMemberJoinTimeoutMs (300000) */
-    int64_t offsets_retention_ms;       /* offsets.retention.minutes (7 days) */
+    int32_t session_timeout_min_ms;              /* group.min.session.timeout.ms (6000) */
+    int32_t session_timeout_max_ms;              /* group.max.session.timeout.ms (1800000) */
+    int32_t initial_rebalance_delay_ms;          /* group.initial.rebalance.delay.ms (3000) */
+    int32_t max_size;                            /* group.max.size (INT32_MAX) */
+    int32_t new_member_join_timeout_ms;          /* Kafka's NewMemberJoinTimeoutMs (300000) */
+    int64_t offsets_retention_ms;                /* offsets.retention.minutes (7 days) */
     int64_t offsets_retention_check_interval_ms; /* (600000) */
-    int32_t offset_metadata_max_bytes;  /* offset.metadata.max.bytes (4096) */
-    int32_t offsets_topic_partitions;   /* offsets.topic.num.partitions (50) */
-    uint64_t rand_seed;                 /* member id generation */
+    int32_t offset_metadata_max_bytes;           /* offset.metadata.max.bytes (4096) */
+    int32_t offsets_topic_partitions;            /* offsets.topic.num.partitions (50) */
+    uint64_t rand_seed;                          /* member id generation */
 };
 
 /* ---- requests (all strings borrowed) ---- */
@@ -71,11 +71,11 @@ struct lm_group_join_req {
     struct kafka_str member_id;         /* "" on the first join */
     struct kafka_str group_instance_id; /* null for dynamic members (v5+) */
     struct kafka_str protocol_type;
-    struct kafka_str client_id;         /* request header client id */
-    struct kafka_str client_host;       /* "/127.0.0.1" style, as Kafka shows it */
+    struct kafka_str client_id;   /* request header client id */
+    struct kafka_str client_host; /* "/127.0.0.1" style, as Kafka shows it */
     int32_t session_timeout_ms;
-    int32_t rebalance_timeout_ms;       /* v0: pass -1 (= session timeout) */
-    bool require_known_member_id;       /* true for JoinGroup v4+ (KIP-394) */
+    int32_t rebalance_timeout_ms; /* v0: pass -1 (= session timeout) */
+    bool require_known_member_id; /* true for JoinGroup v4+ (KIP-394) */
     int32_t n_protocols;
     const struct lm_group_protocol *protocols;
 };
@@ -117,8 +117,8 @@ struct lm_group_leave_req {
 struct lm_group_commit_part {
     int32_t partition;
     int64_t offset;
-    int32_t leader_epoch;       /* -1 when absent */
-    struct kafka_str metadata;  /* null is stored as "" (Kafka does the same) */
+    int32_t leader_epoch;      /* -1 when absent */
+    struct kafka_str metadata; /* null is stored as "" (Kafka does the same) */
 };
 
 struct lm_group_commit_topic {
@@ -129,10 +129,10 @@ struct lm_group_commit_topic {
 
 struct lm_group_commit_req {
     struct kafka_str group_id;
-    int32_t generation_id;              /* -1: simple (non-group) commit */
-    struct kafka_str member_id;         /* "" for simple commits */
+    int32_t generation_id;      /* -1: simple (non-group) commit */
+    struct kafka_str member_id; /* "" for simple commits */
     struct kafka_str group_instance_id;
-    int64_t retention_ms;               /* v2-4 retention_time_ms; -1 = broker default */
+    int64_t retention_ms; /* v2-4 retention_time_ms; -1 = broker default */
     int32_t n_topics;
     const struct lm_group_commit_topic *topics;
 };
@@ -145,21 +145,21 @@ struct lm_group_fetch_topic {
 
 struct lm_group_fetch_group {
     struct kafka_str group_id;
-    int32_t n_topics;                   /* -1: every partition the group has an offset for */
+    int32_t n_topics; /* -1: every partition the group has an offset for */
     const struct lm_group_fetch_topic *topics;
 };
 
 struct lm_group_fetch_req {
-    int32_t n_groups;                   /* v0-7: one group */
+    int32_t n_groups; /* v0-7: one group */
     const struct lm_group_fetch_group *groups;
-    bool require_stable;                /* KIP-447; no pending transactional offsets here */
+    bool require_stable; /* KIP-447; no pending transactional offsets here */
 };
 
 struct lm_group_list_req {
-    int32_t n_states;                   /* 0: any state (v4+ states filter) */
-    const struct kafka_str *states;     /* "Stable", ... compared case-insensitively */
-    int32_t n_types;                    /* 0: any type (v5+ types filter) */
-    const struct kafka_str *types;      /* "classic", ... compared case-insensitively */
+    int32_t n_states;               /* 0: any state (v4+ states filter) */
+    const struct kafka_str *states; /* "Stable", ... compared case-insensitively */
+    int32_t n_types;                /* 0: any type (v5+ types filter) */
+    const struct kafka_str *types;  /* "classic", ... compared case-insensitively */
 };
 
 struct lm_group_offset_delete_req {
@@ -173,26 +173,26 @@ struct lm_group_offset_delete_req {
 struct lm_group_join_member {
     struct kafka_str member_id;
     struct kafka_str group_instance_id;
-    struct kafka_bytes metadata;        /* the member's metadata for the chosen protocol */
+    struct kafka_bytes metadata; /* the member's metadata for the chosen protocol */
 };
 
 struct lm_group_join_resp {
     int16_t error_code;
-    int32_t generation_id;              /* -1 on error */
-    struct kafka_str protocol_type;     /* null on error */
-    struct kafka_str protocol_name;     /* null on error (v7+ nullable; earlier send "") */
-    struct kafka_str leader;            /* "" on error */
-    struct kafka_str member_id;         /* the caller's member id (new one: KIP-394) */
-    bool skip_assignment;               /* always false: no broker-side assignors here */
-    int32_t n_members;                  /* the leader only */
+    int32_t generation_id;          /* -1 on error */
+    struct kafka_str protocol_type; /* null on error */
+    struct kafka_str protocol_name; /* null on error (v7+ nullable; earlier send "") */
+    struct kafka_str leader;        /* "" on error */
+    struct kafka_str member_id;     /* the caller's member id (new one: KIP-394) */
+    bool skip_assignment;           /* always false: no broker-side assignors here */
+    int32_t n_members;              /* the leader only */
     struct lm_group_join_member *members;
 };
 
 struct lm_group_sync_resp {
     int16_t error_code;
-    struct kafka_str protocol_type;     /* null on error */
-    struct kafka_str protocol_name;     /* null on error */
-    struct kafka_bytes assignment;      /* empty on error */
+    struct kafka_str protocol_type; /* null on error */
+    struct kafka_str protocol_name; /* null on error */
+    struct kafka_bytes assignment;  /* empty on error */
 };
 
 struct lm_group_heartbeat_resp {
@@ -224,14 +224,14 @@ struct lm_group_topic_errors {
 };
 
 struct lm_group_commit_resp {
-    int32_t n_topics;                   /* same shape and order as the request */
+    int32_t n_topics; /* same shape and order as the request */
     struct lm_group_topic_errors *topics;
 };
 
 struct lm_group_fetch_part {
     int32_t partition;
-    int64_t offset;                     /* -1: no committed offset */
-    int32_t leader_epoch;               /* -1 when unknown */
+    int64_t offset;       /* -1: no committed offset */
+    int32_t leader_epoch; /* -1 when unknown */
     struct kafka_str metadata;
     int16_t error_code;
 };
@@ -244,7 +244,7 @@ struct lm_group_fetch_topic_resp {
 
 struct lm_group_fetch_group_resp {
     struct kafka_str group_id;
-    int16_t error_code;                 /* v0-7: the top-level error (v2+) */
+    int16_t error_code; /* v0-7: the top-level error (v2+) */
     int32_t n_topics;
     struct lm_group_fetch_topic_resp *topics;
 };
@@ -259,17 +259,17 @@ struct lm_group_describe_member {
     struct kafka_str group_instance_id;
     struct kafka_str client_id;
     struct kafka_str client_host;
-    struct kafka_bytes metadata;        /* empty unless Stable */
-    struct kafka_bytes assignment;      /* empty unless Stable */
+    struct kafka_bytes metadata;   /* empty unless Stable */
+    struct kafka_bytes assignment; /* empty unless Stable */
 };
 
 struct lm_group_describe_group {
     int16_t error_code;
-    bool found;             /* false: Kafka < 4 answers NONE + "Dead"; v6+ GROUP_ID_NOT_FOUND */
+    bool found; /* false: Kafka < 4 answers NONE + "Dead"; v6+ GROUP_ID_NOT_FOUND */
     struct kafka_str group_id;
-    struct kafka_str state;             /* "Empty", "PreparingRebalance", ... "Dead" */
-    struct kafka_str protocol_type;     /* "" when none */
-    struct kafka_str protocol_data;     /* the protocol name when Stable, else "" */
+    struct kafka_str state;         /* "Empty", "PreparingRebalance", ... "Dead" */
+    struct kafka_str protocol_type; /* "" when none */
+    struct kafka_str protocol_data; /* the protocol name when Stable, else "" */
     int32_t n_members;
     struct lm_group_describe_member *members;
 };
@@ -283,7 +283,7 @@ struct lm_group_list_entry {
     struct kafka_str group_id;
     struct kafka_str protocol_type;
     struct kafka_str state;
-    struct kafka_str type;              /* "classic" */
+    struct kafka_str type; /* "classic" */
 };
 
 struct lm_group_list_resp {
@@ -357,7 +357,7 @@ struct lm_group_info {
     enum lm_group_state state;
     int32_t generation_id;
     int32_t n_members;
-    int32_t n_pending_members;          /* KIP-394 ids handed out, not yet joined */
+    int32_t n_pending_members; /* KIP-394 ids handed out, not yet joined */
     int32_t n_awaiting_join;
     int32_t n_awaiting_sync;
     int32_t n_offsets;
@@ -395,8 +395,8 @@ int lm_group_commit(struct lm_group_coord *c, int64_t now_ms, uint64_t token,
                     const struct lm_group_commit_req *req);
 int lm_group_fetch(struct lm_group_coord *c, int64_t now_ms, uint64_t token,
                    const struct lm_group_fetch_req *req);
-int lm_group_describe(struct lm_group_coord *c, int64_t now_ms, uint64_t token,
-                      int32_t n_groups, const struct kafka_str *group_ids);
+int lm_group_describe(struct lm_group_coord *c, int64_t now_ms, uint64_t token, int32_t n_groups,
+                      const struct kafka_str *group_ids);
 int lm_group_list(struct lm_group_coord *c, int64_t now_ms, uint64_t token,
                   const struct lm_group_list_req *req);
 int lm_group_delete(struct lm_group_coord *c, int64_t now_ms, uint64_t token, int32_t n_groups,
@@ -442,7 +442,6 @@ const char *lm_group_state_name(enum lm_group_state s);
  * (ConsumerProtocolSubscription, every version: i16 version, array of i16 strings, ...).
  * Calls fn for each topic (borrowed). LM_E_TRUNCATED/LM_E_INVALID on bad bytes. */
 int lm_group_consumer_subscription_topics(struct kafka_bytes metadata,
-                                          void (*fn)(void *ctx, struct kafka_str topic),
-                                          void *ctx);
+                                          void (*fn)(void *ctx, struct kafka_str topic), void *ctx);
 
 #endif

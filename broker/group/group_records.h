@@ -30,22 +30,22 @@
 
 #define LM_GR_KEY_OFFSET_V0 0
 #define LM_GR_KEY_OFFSET_V1 1
-#define LM_GR_KEY_GROUP 2
+#define LM_GR_KEY_GROUP     2
 
 struct lm_gr_key {
-    int16_t version;          /* 0/1: offset commit key; 2: group metadata key */
+    int16_t version; /* 0/1: offset commit key; 2: group metadata key */
     struct kafka_str group;
-    struct kafka_str topic;   /* offset keys only */
-    int32_t partition;        /* offset keys only */
+    struct kafka_str topic; /* offset keys only */
+    int32_t partition;      /* offset keys only */
 };
 
 struct lm_gr_offset_value {
     int16_t version;
     int64_t offset;
-    int32_t leader_epoch;     /* -1 when absent (v0-v2) */
+    int32_t leader_epoch; /* -1 when absent (v0-v2) */
     struct kafka_str metadata;
     int64_t commit_ts_ms;
-    int64_t expire_ts_ms;     /* -1 when absent (all but v1) */
+    int64_t expire_ts_ms; /* -1 when absent (all but v1) */
 };
 
 struct lm_gr_member {
@@ -63,9 +63,9 @@ struct lm_gr_group_value {
     int16_t version;
     struct kafka_str protocol_type;
     int32_t generation;
-    struct kafka_str protocol;    /* nullable */
-    struct kafka_str leader;      /* nullable */
-    int64_t state_ts_ms;          /* -1 when absent (v0-v1) */
+    struct kafka_str protocol; /* nullable */
+    struct kafka_str leader;   /* nullable */
+    int64_t state_ts_ms;       /* -1 when absent (v0-v1) */
     int32_t n_members;
     struct lm_gr_member *members;
 };

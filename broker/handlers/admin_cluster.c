@@ -13,7 +13,7 @@ enum { ENDPOINT_BROKERS = 1, ENDPOINT_CONTROLLERS = 2 };
 /* AclOperation codes a CLUSTER resource supports (KIP-430): with no authorizer every one is
  * allowed. CREATE 5, ALTER 7, DESCRIBE 8, CLUSTER_ACTION 9, DESCRIBE_CONFIGS 10,
  * ALTER_CONFIGS 11, IDEMPOTENT_WRITE 12. */
-#define CLUSTER_OPERATIONS                                                                     \
+#define CLUSTER_OPERATIONS                                                                         \
     ((1 << 5) | (1 << 7) | (1 << 8) | (1 << 9) | (1 << 10) | (1 << 11) | (1 << 12))
 
 int admin_describe_cluster(const struct admin_env *env, int16_t version,
@@ -42,15 +42,14 @@ int admin_describe_cluster(const struct admin_env *env, int16_t version,
             return admin_fmt(a, &rs->error_message,
                              "The request was sent to an endpoint of type BROKER, but we "
                              "wanted an endpoint of type CONTROLLER");
-        return admin_fmt(a, &rs->error_message, "Unsupported endpoint type %d",
-                         rq->endpoint_type);
+        return admin_fmt(a, &rs->error_message, "Unsupported endpoint type %d", rq->endpoint_type);
     }
     rs->brokers = kafka_arena_alloc_array(a, 1, sizeof(*rs->brokers), 8);
     if (rs->brokers == NULL)
         return LM_E_NOMEM;
     /* The endpoint of the listener the request came in on, exactly as Metadata reports it
      * (data_metadata.c), so a client sees one address for this node whichever API it asked. */
-    const struct broker_listener *l = env->advertised != NULL ? env->advertised
+    const struct broker_listener *l = env->advertised != NULL     ? env->advertised
                                       : cfg->advertised_count > 0 ? &cfg->advertised[0]
                                                                   : &cfg->listeners[0];
     const char *host = l->host[0] != '\0' ? l->host : "localhost";

@@ -20,7 +20,7 @@
 #include "common/lm_err.h"
 #include "protocol/kafka_errors.h"
 
-#define SET_ERR(a, code_field, msg_field, code, ...)                                           \
+#define SET_ERR(a, code_field, msg_field, code, ...)                                               \
     ((code_field) = (code), admin_fmt((a), &(msg_field), __VA_ARGS__))
 
 /* Broker keys laminar reads itself (broker/config.c) besides the topic defaults, with Kafka's
@@ -49,8 +49,9 @@ static const struct broker_key broker_keys[] = {
     {"log.roll.hours", LM_CONFIG_INT, "168", "Hours after which a segment is rolled."},
     {"log.roll.jitter.hours", LM_CONFIG_INT, "0", "Random jitter subtracted from log.roll.hours."},
     {"node.id", LM_CONFIG_INT, "-1", "The id of this node."},
-    {"num.partitions", LM_CONFIG_INT, "1", "Partitions of topics created with -1 or "
-                                          "automatically."},
+    {"num.partitions", LM_CONFIG_INT, "1",
+     "Partitions of topics created with -1 or "
+     "automatically."},
     {"queued.max.request.bytes", LM_CONFIG_LONG, "-1",
      "Bytes of queued requests per shard before reading stops (-1: laminar's default)."},
     {"socket.request.max.bytes", LM_CONFIG_INT, "104857600", "Largest request accepted."},
@@ -116,8 +117,8 @@ static bool key_wanted(const struct kafka_describe_configs_request_describe_conf
 /* Parses a broker resource name: our node id, or "" (the cluster-wide default). Anything else
  * is Kafka's INVALID_REQUEST. Returns 0 or LM_E_NOMEM; *ok tells whether it is ours. */
 static int broker_name_check(const struct admin_env *env, struct kafka_str name,
-                             struct kafka_arena *a, int16_t *code, struct kafka_str *msg,
-                             bool *ok, bool *is_default)
+                             struct kafka_arena *a, int16_t *code, struct kafka_str *msg, bool *ok,
+                             bool *is_default)
 {
     char *s = NULL;
     int rc = admin_cstr(a, name, &s);
@@ -225,8 +226,7 @@ static int dc_topic_synonyms(const struct lm_topic_config_def *def,
         const char *v = topic[i].value;
         if (def->type == LM_CONFIG_LIST && list_display(a, topic[i].value, &v) != 0)
             return LM_E_NOMEM;
-        s[n++] = (dc_synonym){admin_kstr(def->name), admin_kstr(v),
-                              LM_CONFIG_SOURCE_DYNAMIC_TOPIC};
+        s[n++] = (dc_synonym){admin_kstr(def->name), admin_kstr(v), LM_CONFIG_SOURCE_DYNAMIC_TOPIC};
     }
     /* Broker keys that feed this config, in admin_topic_config_value's order: the synonym,
      * then the unit keys; each set one is listed with its own (unconverted) value. */
@@ -326,8 +326,8 @@ static int dc_broker(const struct admin_env *env, int16_t version, bool synonyms
                      struct kafka_describe_configs_response_describe_configs_result *res)
 {
     bool ok = false, is_default = false;
-    int rc = broker_name_check(env, r->resource_name, a, &res->error_code, &res->error_message,
-                               &ok, &is_default);
+    int rc = broker_name_check(env, r->resource_name, a, &res->error_code, &res->error_message, &ok,
+                               &is_default);
     if (rc != 0 || !ok)
         return rc;
     res->configs_count = 0;
@@ -359,8 +359,7 @@ static int dc_broker(const struct admin_env *env, int16_t version, bool synonyms
                 s[k++] = (dc_synonym){admin_kstr(items[i].name), admin_kstr(raw),
                                       LM_CONFIG_SOURCE_STATIC_BROKER};
             if (items[i].default_value)
-                s[k++] = (dc_synonym){admin_kstr(items[i].name),
-                                      admin_kstr(items[i].default_value),
+                s[k++] = (dc_synonym){admin_kstr(items[i].name), admin_kstr(items[i].default_value),
                                       LM_CONFIG_SOURCE_DEFAULT};
             e->synonyms = s;
             e->synonyms_count = k;
@@ -400,8 +399,8 @@ int admin_describe_configs(const struct admin_env *env, int16_t version,
             rc = dc_topic(env, version, rq->include_synonyms, rq->include_documentation, r, brk,
                           brk_count, a, res);
         else if (r->resource_type == ADMIN_RESOURCE_BROKER)
-            rc = dc_broker(env, version, rq->include_synonyms, rq->include_documentation, r, a,
-                           res);
+            rc =
+                dc_broker(env, version, rq->include_synonyms, rq->include_documentation, r, a, res);
         else if (r->resource_type == ADMIN_RESOURCE_BROKER_LOGGER)
             rc = admin_logger_describe(env, version, r, a, res);
         else
@@ -417,19 +416,19 @@ int admin_describe_configs(const struct admin_env *env, int16_t version,
 
 /* Marks resources named twice (same type and name) in a request: Kafka refuses each of them.
  * The key of a resource is its type byte followed by its name. */
-#define RESOURCE_DUPLICATES(a, arr, count, dup_out)                                            \
-    ({                                                                                         \
-        int rc_ = 0;                                                                           \
-        struct kafka_str *keys_ =                                                              \
-            kafka_arena_alloc_array((a), (size_t)((count) > 0 ? (count) : 1), sizeof(*keys_), 8); \
-        if (keys_ == NULL)                                                                     \
-            rc_ = LM_E_NOMEM;                                                                  \
-        for (int32_t i_ = 0; rc_ == 0 && i_ < (count); i_++)                                   \
-            rc_ = admin_fmt((a), &keys_[i_], "%c%.*s", (char)(arr)[i_].resource_type,          \
-                            (int)(arr)[i_].resource_name.len, (arr)[i_].resource_name.ptr);    \
-        if (rc_ == 0)                                                                          \
-            rc_ = admin_mark_duplicates((a), keys_, (count), (dup_out));                       \
-        rc_;                                                                                   \
+#define RESOURCE_DUPLICATES(a, arr, count, dup_out)                                                \
+    ({                                                                                             \
+        int rc_ = 0;                                                                               \
+        struct kafka_str *keys_ =                                                                  \
+            kafka_arena_alloc_array((a), (size_t)((count) > 0 ? (count) : 1), sizeof(*keys_), 8);  \
+        if (keys_ == NULL)                                                                         \
+            rc_ = LM_E_NOMEM;                                                                      \
+        for (int32_t i_ = 0; rc_ == 0 && i_ < (count); i_++)                                       \
+            rc_ = admin_fmt((a), &keys_[i_], "%c%.*s", (char)(arr)[i_].resource_type,              \
+                            (int)(arr)[i_].resource_name.len, (arr)[i_].resource_name.ptr);        \
+        if (rc_ == 0)                                                                              \
+            rc_ = admin_mark_duplicates((a), keys_, (count), (dup_out));                           \
+        rc_;                                                                                       \
     })
 
 /* A topic's override set being edited: entries in the arena. */
@@ -540,16 +539,14 @@ static int invalid_value(struct kafka_arena *a, int16_t *code, struct kafka_str 
 {
     const struct lm_topic_config_def *def = lm_topic_config_find(name);
     if (def == NULL)
-        return SET_ERR(a, *code, *msg, KAFKA_INVALID_CONFIG, "Unknown topic config name: %s",
-                       name);
+        return SET_ERR(a, *code, *msg, KAFKA_INVALID_CONFIG, "Unknown topic config name: %s", name);
     /* list_fault is quadratic in the items: only for values the store could hold. */
     const char *fault = def->type == LM_CONFIG_LIST && def->valid_values && value != NULL &&
                                 strlen(value) <= LM_META_CONFIG_VALUE_MAX
                             ? list_fault(value)
                             : NULL;
     if (fault != NULL)
-        return SET_ERR(a, *code, *msg, KAFKA_INVALID_CONFIG, "Configuration '%s' %s.", name,
-                       fault);
+        return SET_ERR(a, *code, *msg, KAFKA_INVALID_CONFIG, "Configuration '%s' %s.", name, fault);
     if (def->valid_values)
         return SET_ERR(a, *code, *msg, KAFKA_INVALID_CONFIG,
                        "Invalid value %s for configuration %s: must be one of %s", value, name,
@@ -560,8 +557,8 @@ static int invalid_value(struct kafka_arena *a, int16_t *code, struct kafka_str 
 
 /* Commits the new override set of a topic (unless validate_only). */
 static int override_commit(const struct admin_env *env, const char *topic,
-                           const struct override_set *s, bool validate_only,
-                           struct kafka_arena *a, int16_t *code, struct kafka_str *msg)
+                           const struct override_set *s, bool validate_only, struct kafka_arena *a,
+                           int16_t *code, struct kafka_str *msg)
 {
     for (size_t i = 0; i < s->count; i++) {
         if (lm_topic_config_validate(s->e[i].name, s->e[i].value) != 0 ||
@@ -626,8 +623,7 @@ static int ac_topic(const struct admin_env *env, bool validate_only, const ac_re
                            "Null value not supported for : %s", name);
         override_put(&s, name, value);
     }
-    return override_commit(env, topic, &s, validate_only, a, &res->error_code,
-                           &res->error_message);
+    return override_commit(env, topic, &s, validate_only, a, &res->error_code, &res->error_message);
 }
 
 /* Broker resources: nothing dynamic can be set. */
@@ -698,8 +694,10 @@ int admin_alter_configs(const struct admin_env *env, int16_t version,
     for (int32_t i = 0; i < n; i++) {
         const ac_resource *r = &rq->resources[i];
         ac_result *res = &rs->responses[i];
-        *res = (ac_result){.error_code = KAFKA_NONE, .error_message = KAFKA_STR_NULL,
-                           .resource_type = r->resource_type, .resource_name = r->resource_name};
+        *res = (ac_result){.error_code = KAFKA_NONE,
+                           .error_message = KAFKA_STR_NULL,
+                           .resource_type = r->resource_type,
+                           .resource_name = r->resource_name};
         int rc = 0;
         if (dup[i]) {
             rc = SET_ERR(a, res->error_code, res->error_message, KAFKA_INVALID_REQUEST,
@@ -709,8 +707,7 @@ int admin_alter_configs(const struct admin_env *env, int16_t version,
         } else if (r->resource_type == ADMIN_RESOURCE_BROKER) {
             const char *keys = "";
             rc = joined_names(a, r->configs_count > 0 ? &r->configs[0].name : NULL, NULL,
-                              sizeof(r->configs[0]), 0, r->configs_count > 0 ? r->configs_count
-                                                                               : 0,
+                              sizeof(r->configs[0]), 0, r->configs_count > 0 ? r->configs_count : 0,
                               &keys);
             if (rc == 0)
                 rc = alter_broker(env, r->resource_name, keys, a, &res->error_code,
@@ -728,8 +725,7 @@ int admin_alter_configs(const struct admin_env *env, int16_t version,
 /* ---------------------------------------------------------------- IncrementalAlterConfigs */
 
 typedef struct kafka_incremental_alter_configs_request_alter_configs_resource iac_resource;
-typedef struct kafka_incremental_alter_configs_response_alter_configs_resource_response
-    iac_result;
+typedef struct kafka_incremental_alter_configs_response_alter_configs_resource_response iac_result;
 
 /* Splits a list value at commas and drops empty items, as Kafka's controller does
  * (ConfigurationControlManager.getParts): items are not trimmed. Items point into a copy in
@@ -830,8 +826,8 @@ static int iac_topic(const struct admin_env *env, bool validate_only, const iac_
         return SET_ERR(a, res->error_code, res->error_message, KAFKA_UNKNOWN_TOPIC_OR_PARTITION,
                        "The topic '%s' does not exist.", topic ? topic : "");
     bool *dup = NULL;
-    rc = admin_mark_duplicate_names(a, n > 0 ? &r->configs[0].name : NULL,
-                                    sizeof(r->configs[0]), n, &dup);
+    rc = admin_mark_duplicate_names(a, n > 0 ? &r->configs[0].name : NULL, sizeof(r->configs[0]), n,
+                                    &dup);
     if (rc != 0)
         return rc;
     for (int32_t i = 0; i < n; i++) {
@@ -871,14 +867,12 @@ static int iac_topic(const struct admin_env *env, bool validate_only, const iac_
                            op == ADMIN_OP_APPEND ? "APPEND" : "SUBTRACT", name);
         const char *base = override_get(&s, name);
         char *edited = NULL;
-        rc = list_edit(a, base ? base : def->default_value, value, op == ADMIN_OP_APPEND,
-                       &edited);
+        rc = list_edit(a, base ? base : def->default_value, value, op == ADMIN_OP_APPEND, &edited);
         if (rc != 0)
             return rc;
         override_put(&s, name, edited);
     }
-    return override_commit(env, topic, &s, validate_only, a, &res->error_code,
-                           &res->error_message);
+    return override_commit(env, topic, &s, validate_only, a, &res->error_code, &res->error_message);
 }
 
 int admin_incremental_alter_configs(const struct admin_env *env, int16_t version,
@@ -899,8 +893,10 @@ int admin_incremental_alter_configs(const struct admin_env *env, int16_t version
     for (int32_t i = 0; i < n; i++) {
         const iac_resource *r = &rq->resources[i];
         iac_result *res = &rs->responses[i];
-        *res = (iac_result){.error_code = KAFKA_NONE, .error_message = KAFKA_STR_NULL,
-                            .resource_type = r->resource_type, .resource_name = r->resource_name};
+        *res = (iac_result){.error_code = KAFKA_NONE,
+                            .error_message = KAFKA_STR_NULL,
+                            .resource_type = r->resource_type,
+                            .resource_name = r->resource_name};
         int rc = 0;
         if (dup[i]) {
             rc = SET_ERR(a, res->error_code, res->error_message, KAFKA_INVALID_REQUEST,
@@ -911,8 +907,8 @@ int admin_incremental_alter_configs(const struct admin_env *env, int16_t version
             const char *keys = "";
             int32_t c = r->configs_count > 0 ? r->configs_count : 0;
             rc = joined_names(a, c > 0 ? &r->configs[0].name : NULL,
-                              c > 0 ? &r->configs[0].config_operation : NULL,
-                              sizeof(r->configs[0]), sizeof(r->configs[0]), c, &keys);
+                              c > 0 ? &r->configs[0].config_operation : NULL, sizeof(r->configs[0]),
+                              sizeof(r->configs[0]), c, &keys);
             if (rc == 0)
                 rc = alter_broker(env, r->resource_name, keys, a, &res->error_code,
                                   &res->error_message);

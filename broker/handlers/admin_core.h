@@ -29,32 +29,32 @@
 /* The group coordinator's internal topic (broker/handlers/group_internal.h). */
 #define ADMIN_OFFSETS_TOPIC "__consumer_offsets"
 
-#define ADMIN_CREATE_TOPICS_MIN 2
-#define ADMIN_CREATE_TOPICS_MAX 7
-#define ADMIN_DELETE_TOPICS_MIN 1
-#define ADMIN_DELETE_TOPICS_MAX 6
-#define ADMIN_CREATE_PARTITIONS_MIN 0
-#define ADMIN_CREATE_PARTITIONS_MAX 3
-#define ADMIN_DESCRIBE_CONFIGS_MIN 0
-#define ADMIN_DESCRIBE_CONFIGS_MAX 4
-#define ADMIN_ALTER_CONFIGS_MIN 0
-#define ADMIN_ALTER_CONFIGS_MAX 2
+#define ADMIN_CREATE_TOPICS_MIN             2
+#define ADMIN_CREATE_TOPICS_MAX             7
+#define ADMIN_DELETE_TOPICS_MIN             1
+#define ADMIN_DELETE_TOPICS_MAX             6
+#define ADMIN_CREATE_PARTITIONS_MIN         0
+#define ADMIN_CREATE_PARTITIONS_MAX         3
+#define ADMIN_DESCRIBE_CONFIGS_MIN          0
+#define ADMIN_DESCRIBE_CONFIGS_MAX          4
+#define ADMIN_ALTER_CONFIGS_MIN             0
+#define ADMIN_ALTER_CONFIGS_MAX             2
 #define ADMIN_INCREMENTAL_ALTER_CONFIGS_MIN 0
 #define ADMIN_INCREMENTAL_ALTER_CONFIGS_MAX 1
-#define ADMIN_DESCRIBE_CLUSTER_MIN 0
-#define ADMIN_DESCRIBE_CLUSTER_MAX 2
+#define ADMIN_DESCRIBE_CLUSTER_MIN          0
+#define ADMIN_DESCRIBE_CLUSTER_MAX          2
 /* The ACL APIs at Kafka 4.x's ranges (v0 of each was removed by KIP-896). */
 #define ADMIN_DESCRIBE_ACLS_MIN 1
 #define ADMIN_DESCRIBE_ACLS_MAX 3
-#define ADMIN_CREATE_ACLS_MIN 1
-#define ADMIN_CREATE_ACLS_MAX 3
-#define ADMIN_DELETE_ACLS_MIN 1
-#define ADMIN_DELETE_ACLS_MAX 3
+#define ADMIN_CREATE_ACLS_MIN   1
+#define ADMIN_CREATE_ACLS_MAX   3
+#define ADMIN_DELETE_ACLS_MIN   1
+#define ADMIN_DELETE_ACLS_MAX   3
 /* Kafka 4.x's ranges (DescribeLogDirs v0 was removed by KIP-896). */
-#define ADMIN_DESCRIBE_LOG_DIRS_MIN 1
-#define ADMIN_DESCRIBE_LOG_DIRS_MAX 4
-#define ADMIN_UPDATE_FEATURES_MIN 0
-#define ADMIN_UPDATE_FEATURES_MAX 2
+#define ADMIN_DESCRIBE_LOG_DIRS_MIN         1
+#define ADMIN_DESCRIBE_LOG_DIRS_MAX         4
+#define ADMIN_UPDATE_FEATURES_MIN           0
+#define ADMIN_UPDATE_FEATURES_MAX           2
 #define ADMIN_DESCRIBE_TOPIC_PARTITIONS_MIN 0
 #define ADMIN_DESCRIBE_TOPIC_PARTITIONS_MAX 0
 /* Kafka's max.request.partition.size.limit default: the most partitions DescribeTopicPartitions
@@ -188,19 +188,19 @@ int admin_mark_duplicates(struct kafka_arena *a, const struct kafka_str *keys, i
 /* admin_mark_duplicate_names is admin_mark_duplicates over one kafka_str member of n request
  * entries: first points at the member in entry 0 (NULL when n is 0), stride is the size of an
  * entry. Returns 0 or LM_E_NOMEM. */
-int admin_mark_duplicate_names(struct kafka_arena *a, const struct kafka_str *first,
-                               size_t stride, int32_t n, bool **dup);
+int admin_mark_duplicate_names(struct kafka_arena *a, const struct kafka_str *first, size_t stride,
+                               int32_t n, bool **dup);
 
 /* ADMIN_RESULTS starts a response of n (>= 0) results in member ARR of rs: no throttle, the
  * array in the arena (one element at least) and ARR##_count. 0 or LM_E_NOMEM. */
-#define ADMIN_RESULTS(a, rs, ARR, n)                                                           \
-    ({                                                                                         \
-        (rs)->throttle_time_ms = 0;                                                            \
-        (rs)->ARR = kafka_arena_alloc_array((a), (size_t)((n) > 0 ? (n) : 1),                  \
-                                            sizeof(*(rs)->ARR), 8);                            \
-        if ((rs)->ARR != NULL)                                                                 \
-            (rs)->ARR##_count = (n);                                                           \
-        (rs)->ARR != NULL ? 0 : LM_E_NOMEM;                                                    \
+#define ADMIN_RESULTS(a, rs, ARR, n)                                                               \
+    ({                                                                                             \
+        (rs)->throttle_time_ms = 0;                                                                \
+        (rs)->ARR =                                                                                \
+            kafka_arena_alloc_array((a), (size_t)((n) > 0 ? (n) : 1), sizeof(*(rs)->ARR), 8);      \
+        if ((rs)->ARR != NULL)                                                                     \
+            (rs)->ARR##_count = (n);                                                               \
+        (rs)->ARR != NULL ? 0 : LM_E_NOMEM;                                                        \
     })
 
 /* The broker's settings that stand for topic defaults (each topic config's broker synonym and

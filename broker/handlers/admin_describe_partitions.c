@@ -26,7 +26,7 @@ typedef struct kafka_describe_topic_partitions_response_describe_topic_partition
 /* AclOperation codes a TOPIC resource supports (KIP-430), all allowed without an authorizer:
  * READ 3, WRITE 4, CREATE 5, DELETE 6, ALTER 7, DESCRIBE 8, DESCRIBE_CONFIGS 10,
  * ALTER_CONFIGS 11. Kafka computes them for every topic of this API (no include flag). */
-#define TOPIC_OPERATIONS                                                                       \
+#define TOPIC_OPERATIONS                                                                           \
     ((1 << 3) | (1 << 4) | (1 << 5) | (1 << 6) | (1 << 7) | (1 << 8) | (1 << 10) | (1 << 11))
 
 static bool topic_internal(const char *name)
@@ -50,8 +50,8 @@ static int want_cmp(const void *x, const void *y)
 
 /* The topics asked for, sorted by name, without duplicates; existence from the snapshot. */
 static int collect(const struct admin_env *env,
-                   const struct kafka_describe_topic_partitions_request *rq,
-                   struct kafka_arena *a, struct dtp_want **out, size_t *count)
+                   const struct kafka_describe_topic_partitions_request *rq, struct kafka_arena *a,
+                   struct dtp_want **out, size_t *count)
 {
     struct lm_meta_snapshot *snap = lm_meta_store_snapshot(env->meta);
     const struct lm_meta_state *st = &snap->state;
@@ -89,8 +89,7 @@ static int collect(const struct admin_env *env,
 
 /* Kafka's answer to a request it refuses as a whole: every requested topic with the error. */
 static int refuse_all(const struct kafka_describe_topic_partitions_request *rq,
-                      struct kafka_describe_topic_partitions_response *rs,
-                      struct kafka_arena *a)
+                      struct kafka_describe_topic_partitions_response *rs, struct kafka_arena *a)
 {
     int32_t n = rq->topics_count > 0 ? rq->topics_count : 0;
     if (ADMIN_RESULTS(a, rs, topics, n) != 0)
@@ -103,11 +102,11 @@ static int refuse_all(const struct kafka_describe_topic_partitions_request *rq,
     return 0;
 }
 
-static int fill_partitions(const struct admin_env *env, dtp_topic *o, int32_t from,
-                           int32_t count, struct kafka_arena *a)
+static int fill_partitions(const struct admin_env *env, dtp_topic *o, int32_t from, int32_t count,
+                           struct kafka_arena *a)
 {
-    o->partitions = kafka_arena_alloc_array(a, (size_t)(count > 0 ? count : 1),
-                                            sizeof(*o->partitions), 8);
+    o->partitions =
+        kafka_arena_alloc_array(a, (size_t)(count > 0 ? count : 1), sizeof(*o->partitions), 8);
     int32_t *nodes = kafka_arena_alloc_array(a, 1, sizeof(int32_t), 4);
     if (o->partitions == NULL || nodes == NULL)
         return LM_E_NOMEM;
@@ -173,9 +172,8 @@ int admin_describe_topic_partitions(const struct admin_env *env, int16_t version
     for (size_t i = 0; i < n; i++) {
         if (cursor_topic != NULL && strcmp(w[i].name, cursor_topic) < 0)
             continue;
-        int32_t from = cursor_topic != NULL && strcmp(w[i].name, cursor_topic) == 0
-                           ? cursor_part
-                           : 0;
+        int32_t from =
+            cursor_topic != NULL && strcmp(w[i].name, cursor_topic) == 0 ? cursor_part : 0;
         if (left == 0) {
             /* The page is full: the next one starts with this topic. */
             rs->next_cursor_null = false;

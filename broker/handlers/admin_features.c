@@ -148,8 +148,7 @@ int admin_update_features(const struct admin_env *env, int16_t version,
     if (rc != 0)
         return rc;
     for (int32_t i = 0; i < n; i++) {
-        const struct kafka_update_features_request_feature_update_key *u =
-            &rq->feature_updates[i];
+        const struct kafka_update_features_request_feature_update_key *u = &rq->feature_updates[i];
         struct kafka_update_features_response_updatable_feature_result *res = &rs->results[i];
         res->feature = u->feature;
         if (dup[i]) {
@@ -157,8 +156,8 @@ int admin_update_features(const struct admin_env *env, int16_t version,
             rc = admin_fmt(a, &res->error_message, "Feature %.*s was specified more than once.",
                            u->feature.len > 0 ? u->feature.len : 0, u->feature.ptr);
         } else {
-            rc = update_one(u, version, env->cfg->node_id, a, &res->error_code,
-                            &res->error_message);
+            rc =
+                update_one(u, version, env->cfg->node_id, a, &res->error_code, &res->error_message);
         }
         if (rc != 0)
             return rc;

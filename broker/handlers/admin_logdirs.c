@@ -129,8 +129,8 @@ static int describe_topic(const char *log_dir, const struct lm_meta_topic *t, bo
     if (t->partition_count <= 0)
         return 0;
     bool *wanted = kafka_arena_alloc_array(a, (size_t)t->partition_count, sizeof(bool), 1);
-    o->partitions = kafka_arena_alloc_array(a, (size_t)t->partition_count,
-                                            sizeof(*o->partitions), 8);
+    o->partitions =
+        kafka_arena_alloc_array(a, (size_t)t->partition_count, sizeof(*o->partitions), 8);
     if (wanted == NULL || o->partitions == NULL)
         return LM_E_NOMEM;
     memset(wanted, all, (size_t)t->partition_count * sizeof(bool));
@@ -164,9 +164,9 @@ static int describe_topic(const char *log_dir, const struct lm_meta_topic *t, bo
 }
 
 /* Fills one log dir's result; partitions only when with_partitions (the first dir). */
-static int describe_dir(const struct admin_env *env, const char *configured,
-                        bool with_partitions, const struct kafka_describe_log_dirs_request *rq,
-                        struct kafka_arena *a, ld_result *res)
+static int describe_dir(const struct admin_env *env, const char *configured, bool with_partitions,
+                        const struct kafka_describe_log_dirs_request *rq, struct kafka_arena *a,
+                        ld_result *res)
 {
     *res = (ld_result){.error_code = KAFKA_NONE, .total_bytes = -1, .usable_bytes = -1};
     char abs[PATH_MAX];

@@ -17,7 +17,7 @@
 #include "common/lm_err.h"
 #include "protocol/kafka_errors.h"
 
-#define ROOT_LOGGER "root"
+#define ROOT_LOGGER  "root"
 #define VALID_LEVELS "DEBUG, ERROR, FATAL, INFO, TRACE, WARN" /* Kafka's LogLevelConfig */
 /* ConfigSource.DYNAMIC_BROKER_LOGGER_CONFIG on the wire (KIP-412). */
 #define SOURCE_DYNAMIC_BROKER_LOGGER 6
@@ -77,8 +77,8 @@ int admin_logger_describe(const struct admin_env *env, int16_t version,
 {
     (void)version;
     bool ok = false;
-    int rc = logger_resource_check(env, r->resource_name, a, &res->error_code,
-                                   &res->error_message, &ok);
+    int rc =
+        logger_resource_check(env, r->resource_name, a, &res->error_code, &res->error_message, &ok);
     if (rc != 0 || !ok)
         return rc;
     bool wanted = r->configuration_keys_count < 0;

@@ -12,14 +12,14 @@
 #include "common/lm_assert.h"
 #include "common/lm_err.h"
 
-typedef int (*admin_core_fn)(const struct admin_env *env, int16_t version, const void *rq,
-                             void *rs, struct kafka_arena *a);
+typedef int (*admin_core_fn)(const struct admin_env *env, int16_t version, const void *rq, void *rs,
+                             struct kafka_arena *a);
 
 /* Kafka closes the connection on a request it cannot parse; so do we. */
 static void admin_fail(struct broker_req *req, const char *what, int rc)
 {
     BLOG_WARN_LIMITED("admin: api %d v%d: %s (%s); closing the connection", req->api_key,
-              req->api_version, what, lm_strerror(rc));
+                      req->api_version, what, lm_strerror(rc));
     broker_req_close_after(req);
     broker_req_respond_none(req);
 }
@@ -88,15 +88,15 @@ static void admin_serve(struct broker_req *req, int16_t min_version, int16_t max
     broker_req_respond(req, buf, size);
 }
 
-#define ADMIN_HANDLER(api, MIN, MAX)                                                           \
-    static int api##_core(const struct admin_env *env, int16_t version, const void *rq,        \
-                          void *rs, struct kafka_arena *a)                                     \
-    {                                                                                          \
-        return admin_##api(env, version, rq, rs, a);                                           \
-    }                                                                                          \
-    static void api##_handle(struct broker_req *req)                                           \
-    {                                                                                          \
-        admin_serve(req, MIN, MAX, api##_core);                                                \
+#define ADMIN_HANDLER(api, MIN, MAX)                                                               \
+    static int api##_core(const struct admin_env *env, int16_t version, const void *rq, void *rs,  \
+                          struct kafka_arena *a)                                                   \
+    {                                                                                              \
+        return admin_##api(env, version, rq, rs, a);                                               \
+    }                                                                                              \
+    static void api##_handle(struct broker_req *req)                                               \
+    {                                                                                              \
+        admin_serve(req, MIN, MAX, api##_core);                                                    \
     }
 
 ADMIN_HANDLER(create_topics, ADMIN_CREATE_TOPICS_MIN, ADMIN_CREATE_TOPICS_MAX)

@@ -12,7 +12,7 @@
 #include "protocol/kafka_errors.h"
 
 /* Sets an error code and a formatted message; returns 0 or LM_E_NOMEM. */
-#define SET_ERR(a, code_field, msg_field, code, ...)                                           \
+#define SET_ERR(a, code_field, msg_field, code, ...)                                               \
     ((code_field) = (code), admin_fmt((a), &(msg_field), __VA_ARGS__))
 
 static bool uuid_zero(const struct kafka_uuid *u)
@@ -51,8 +51,8 @@ static int commit_error(struct kafka_arena *a, int rc, const char *topic, int16_
 {
     switch (rc) {
     case LM_E_EXISTS:
-        return SET_ERR(a, *code, *msg, KAFKA_TOPIC_ALREADY_EXISTS,
-                       "Topic '%s' already exists.", topic);
+        return SET_ERR(a, *code, *msg, KAFKA_TOPIC_ALREADY_EXISTS, "Topic '%s' already exists.",
+                       topic);
     case LM_E_NOT_FOUND:
         return SET_ERR(a, *code, *msg, KAFKA_UNKNOWN_TOPIC_OR_PARTITION,
                        "Topic '%s' does not exist.", topic);
@@ -118,8 +118,8 @@ static int create_result_configs(const struct create_plan *p, const struct lm_co
         return LM_E_NOMEM;
     for (size_t i = 0; i < ndefs; i++) {
         struct admin_topic_value tv;
-        int rc = admin_topic_config_value(&defs[i], p->configs, p->config_count, brk, brk_count,
-                                          a, &tv);
+        int rc =
+            admin_topic_config_value(&defs[i], p->configs, p->config_count, brk, brk_count, a, &tv);
         if (rc != 0)
             return rc;
         res->configs[i] = (struct kafka_create_topics_response_creatable_topic_configs){
@@ -214,8 +214,7 @@ static int create_check_layout(const struct admin_env *env,
                        t->num_partitions);
     if (np > LM_META_PARTITIONS_MAX)
         return SET_ERR(a, res->error_code, res->error_message, KAFKA_INVALID_PARTITIONS,
-                       "%d partitions is more than the limit of %d.", np,
-                       LM_META_PARTITIONS_MAX);
+                       "%d partitions is more than the limit of %d.", np, LM_META_PARTITIONS_MAX);
     if (rf <= 0)
         return SET_ERR(a, res->error_code, res->error_message, KAFKA_INVALID_REPLICATION_FACTOR,
                        "Replication factor must be larger than 0, or -1 to use the default "
@@ -323,8 +322,8 @@ static int create_one(const struct admin_env *env, int16_t version, bool validat
     rc = create_check_configs(t, &p, a, res, &failed);
     if (rc != 0 || failed)
         return rc;
-    rc = partition_limit_error(env, p.name, p.partitions, a, &res->error_code,
-                               &res->error_message, &failed);
+    rc = partition_limit_error(env, p.name, p.partitions, a, &res->error_code, &res->error_message,
+                               &failed);
     if (rc != 0 || failed)
         return rc;
 
@@ -342,8 +341,8 @@ static int create_one(const struct admin_env *env, int16_t version, bool validat
         if (rc != 0)
             return commit_error(a, rc, p.name, &res->error_code, &res->error_message);
         memcpy(res->topic_id.b, r.topic_id, 16);
-        BLOG_INFO("admin: created topic %s with %d partition(s), %zu config override(s)",
-                  p.name, p.partitions, p.config_count);
+        BLOG_INFO("admin: created topic %s with %d partition(s), %zu config override(s)", p.name,
+                  p.partitions, p.config_count);
     }
     res->num_partitions = p.partitions;
     res->replication_factor = p.replication;
@@ -367,8 +366,8 @@ int admin_create_topics(const struct admin_env *env, int16_t version,
     if (rc != 0)
         return rc;
     bool *dup = NULL;
-    rc = admin_mark_duplicate_names(a, n > 0 ? &rq->topics[0].name : NULL,
-                                    sizeof(rq->topics[0]), n, &dup);
+    rc = admin_mark_duplicate_names(a, n > 0 ? &rq->topics[0].name : NULL, sizeof(rq->topics[0]), n,
+                                    &dup);
     if (rc != 0)
         return rc;
     for (int32_t i = 0; i < n; i++) {
@@ -382,8 +381,8 @@ int admin_create_topics(const struct admin_env *env, int16_t version,
             .configs = NULL,
             .configs_count = -1,
         };
-        rc = create_one(env, version, rq->validate_only, &rq->topics[i], dup[i], brk,
-                        brk_count, a, res);
+        rc = create_one(env, version, rq->validate_only, &rq->topics[i], dup[i], brk, brk_count, a,
+                        res);
         if (rc != 0)
             return rc;
     }
@@ -429,8 +428,8 @@ int admin_delete_topics(const struct admin_env *env, int16_t version,
         return LM_E_NOMEM;
     bool enabled = delete_topics_enabled(env->cfg);
     /* Duplicates: names among the entries given by name, ids among those given by id only. */
-    struct kafka_str *keys = kafka_arena_alloc_array(a, (size_t)(n > 0 ? n : 1) * 2,
-                                                     sizeof(*keys), 8);
+    struct kafka_str *keys =
+        kafka_arena_alloc_array(a, (size_t)(n > 0 ? n : 1) * 2, sizeof(*keys), 8);
     if (keys == NULL)
         return LM_E_NOMEM;
     for (int32_t i = 0; i < n; i++) {
@@ -459,7 +458,9 @@ int admin_delete_topics(const struct admin_env *env, int16_t version,
         if (by_state)
             id = rq->topics[i].topic_id;
         *res = (struct kafka_delete_topics_response_deletable_topic_result){
-            .name = name, .topic_id = id, .error_code = KAFKA_NONE,
+            .name = name,
+            .topic_id = id,
+            .error_code = KAFKA_NONE,
             .error_message = KAFKA_STR_NULL};
         bool has_name = name.len >= 0, has_id = !uuid_zero(&id);
         int rc = 0;
@@ -553,8 +554,7 @@ static int partitions_one(const struct admin_env *env, bool validate_only,
     if (t->assignments_count >= 0) {
         int32_t added = t->count - current;
         if (t->assignments_count != added)
-            return SET_ERR(a, res->error_code, res->error_message,
-                           KAFKA_INVALID_REPLICA_ASSIGNMENT,
+            return SET_ERR(a, res->error_code, res->error_message, KAFKA_INVALID_REPLICA_ASSIGNMENT,
                            "Attempted to add %d additional partition(s), but %d assignment(s) "
                            "were specified.",
                            added, t->assignments_count);
@@ -607,11 +607,9 @@ int admin_create_partitions(const struct admin_env *env, int16_t version,
     if (drc != 0)
         return drc;
     for (int32_t i = 0; i < n; i++) {
-        rs->results[i] = (cp_result){.name = rq->topics[i].name,
-                                     .error_code = KAFKA_NONE,
-                                     .error_message = KAFKA_STR_NULL};
-        int rc = partitions_one(env, rq->validate_only, &rq->topics[i], dup[i], a,
-                                &rs->results[i]);
+        rs->results[i] = (cp_result){
+            .name = rq->topics[i].name, .error_code = KAFKA_NONE, .error_message = KAFKA_STR_NULL};
+        int rc = partitions_one(env, rq->validate_only, &rq->topics[i], dup[i], a, &rs->results[i]);
         if (rc != 0)
             return rc;
     }

@@ -99,12 +99,12 @@ int admin_mark_duplicates(struct kafka_arena *a, const struct kafka_str *keys, i
     return 0;
 }
 
-int admin_mark_duplicate_names(struct kafka_arena *a, const struct kafka_str *first,
-                               size_t stride, int32_t n, bool **dup)
+int admin_mark_duplicate_names(struct kafka_arena *a, const struct kafka_str *first, size_t stride,
+                               int32_t n, bool **dup)
 {
     LM_ASSERT(n >= 0 && (n == 0 || first != NULL));
-    struct kafka_str *names = kafka_arena_alloc_array(a, (size_t)(n > 0 ? n : 1),
-                                                      sizeof(*names), 8);
+    struct kafka_str *names =
+        kafka_arena_alloc_array(a, (size_t)(n > 0 ? n : 1), sizeof(*names), 8);
     if (names == NULL)
         return LM_E_NOMEM;
     for (int32_t i = 0; i < n; i++)
@@ -158,8 +158,7 @@ int admin_broker_topic_entries(const struct broker_config *cfg, struct kafka_are
     return 0;
 }
 
-static const char *entry_value(const struct lm_config_entry *list, size_t count,
-                               const char *name)
+static const char *entry_value(const struct lm_config_entry *list, size_t count, const char *name)
 {
     for (size_t i = 0; i < count; i++) {
         if (strcmp(list[i].name, name) == 0)
@@ -182,8 +181,8 @@ int admin_topic_config_value(const struct lm_topic_config_def *def,
     if (def->broker_synonym != NULL) {
         v = entry_value(broker, broker_count, def->broker_synonym);
         if (v != NULL) {
-            *out = (struct admin_topic_value){v, LM_CONFIG_SOURCE_STATIC_BROKER,
-                                              def->broker_synonym};
+            *out =
+                (struct admin_topic_value){v, LM_CONFIG_SOURCE_STATIC_BROKER, def->broker_synonym};
             return 0;
         }
     }

@@ -43,7 +43,7 @@ struct fout {
     uint32_t slice_count;
     uint8_t *data; /* or: a small read copied (malloc'd on the owner shard) */
     size_t len;
-    bool wake_now;    /* watch: the log grew since the pass */
+    bool wake_now; /* watch: the log grew since the pass */
 };
 
 struct hfetch {
@@ -341,8 +341,7 @@ static size_t put_len(uint8_t *p, bool compact, uint64_t len)
     return n;
 }
 
-static bool respond_zero_copy(struct hfetch *fc, const uint8_t *buf, size_t len,
-                              uint32_t ndata)
+static bool respond_zero_copy(struct hfetch *fc, const uint8_t *buf, size_t len, uint32_t ndata)
 {
     struct broker_req *req = fc->req;
     bool compact = req->flexible;
@@ -368,8 +367,8 @@ static bool respond_zero_copy(struct hfetch *fc, const uint8_t *buf, size_t len,
         size_t cut = (size_t)(m - buf) - expect_len;
         parts[n++] = (struct broker_resp_part){.mem = buf + at, .fd = -1, .len = cut - at};
         uint8_t *pfx = prefixes + 8 * (size_t)k;
-        parts[n++] = (struct broker_resp_part){.mem = pfx, .fd = -1,
-                                               .len = put_len(pfx, compact, o->len)};
+        parts[n++] =
+            (struct broker_resp_part){.mem = pfx, .fd = -1, .len = put_len(pfx, compact, o->len)};
         for (uint32_t j = 0; j < o->slice_count; j++)
             parts[n++] = (struct broker_resp_part){.fd = o->slices[j].fd,
                                                    .offset = o->slices[j].position,
@@ -406,8 +405,8 @@ static void respond(struct hfetch *fc)
             pd->high_watermark = o->high_watermark;
             pd->last_stable_offset = o->high_watermark;
             pd->log_start_offset = o->log_start_offset;
-            pd->records = (struct kafka_bytes){o->data ? o->data : (const uint8_t *)"",
-                                               (int32_t)o->len};
+            pd->records =
+                (struct kafka_bytes){o->data ? o->data : (const uint8_t *)"", (int32_t)o->len};
             if (o->slice_count > 0 && (w->error != KAFKA_NONE || markers == NULL)) {
                 free_out(o);
                 pd->records = (struct kafka_bytes){(const uint8_t *)"", 0};
@@ -566,8 +565,7 @@ void data_fetch(struct broker_req *req)
     int32_t nt = fc->rq.topics_count > 0 ? fc->rq.topics_count : 0;
     size_t n = 0;
     for (int32_t i = 0; i < nt; i++)
-        n += fc->rq.topics[i].partitions_count > 0 ? (size_t)fc->rq.topics[i].partitions_count
-                                                   : 0;
+        n += fc->rq.topics[i].partitions_count > 0 ? (size_t)fc->rq.topics[i].partitions_count : 0;
     fc->resp.responses = h_alloc(req, (size_t)nt, sizeof(*fc->resp.responses));
     fc->items = h_alloc(req, n, sizeof(*fc->items));
     fc->outs = h_alloc(req, n, sizeof(*fc->outs));

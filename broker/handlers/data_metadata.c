@@ -81,8 +81,8 @@ void data_metadata(struct broker_req *req)
     resp.brokers[0].host = (struct kafka_str){host, (int32_t)strlen(host)};
     resp.brokers[0].port = l->port;
     resp.brokers[0].rack = KAFKA_STR_NULL;
-    resp.cluster_id = (struct kafka_str){hs->node->cluster_id,
-                                         (int32_t)strlen(hs->node->cluster_id)};
+    resp.cluster_id =
+        (struct kafka_str){hs->node->cluster_id, (int32_t)strlen(hs->node->cluster_id)};
     resp.controller_id = cfg->node_id;
     resp.cluster_authorized_operations = AUTHORIZED_OPS_UNSET;
 

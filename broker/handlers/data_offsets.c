@@ -13,11 +13,11 @@
 /* ListOffsets special timestamps (Kafka's ListOffsetsRequest): latest, earliest, max timestamp
  * (KIP-734), earliest local (KIP-405), latest tiered (KIP-1005), earliest pending upload
  * (KIP-1023). */
-#define TS_LATEST (-1)
-#define TS_EARLIEST (-2)
-#define TS_MAX_TIMESTAMP (-3)
-#define TS_EARLIEST_LOCAL (-4)
-#define TS_LATEST_TIERED (-5)
+#define TS_LATEST                  (-1)
+#define TS_EARLIEST                (-2)
+#define TS_MAX_TIMESTAMP           (-3)
+#define TS_EARLIEST_LOCAL          (-4)
+#define TS_LATEST_TIERED           (-5)
 #define TS_EARLIEST_PENDING_UPLOAD (-6)
 
 /* ListOffsetsRequest.CONSUMER_REPLICA_ID: only consumers are bounded by the high watermark (or
@@ -96,7 +96,7 @@ static void route(struct hshard *hs, struct hwork *w, struct kafka_str topic, in
         for (int32_t i = 0; i < nt; i++)                                                           \
             n += c->rq.topics[i].partitions_count > 0 ? (size_t)c->rq.topics[i].partitions_count   \
                                                       : 0;                                         \
-        c->resp.topics = h_alloc(req, (size_t)nt, sizeof(*c->resp.topics));                       \
+        c->resp.topics = h_alloc(req, (size_t)nt, sizeof(*c->resp.topics));                        \
         struct hwork *items = h_alloc(req, n, sizeof(*items));                                     \
         if (c->resp.topics == NULL || items == NULL)                                               \
             return false;                                                                          \
@@ -107,7 +107,7 @@ static void route(struct hshard *hs, struct hwork *w, struct kafka_str topic, in
             __typeof__(c->resp.topics[0]) *to = &c->resp.topics[i];                                \
             int32_t np = ti->partitions_count > 0 ? ti->partitions_count : 0;                      \
             to->NAME = ti->NAME;                                                                   \
-            to->partitions = h_alloc(req, (size_t)np, sizeof(*to->partitions));                   \
+            to->partitions = h_alloc(req, (size_t)np, sizeof(*to->partitions));                    \
             if (to->partitions == NULL)                                                            \
                 return false;                                                                      \
             to->partitions_count = np;                                                             \

@@ -32,9 +32,9 @@ struct pout {
     int64_t base_offset;
     int64_t log_append_time_ms;
     int64_t log_start_offset;
-    const char *message; /* static text for error_message (v8+), or NULL */
+    const char *message;      /* static text for error_message (v8+), or NULL */
     struct rec_errs rec_errs; /* the records that made the batch fail (record_errors, v8+) */
-    struct hsync_wait sync; /* acks=-1: waiting for the partition's flush */
+    struct hsync_wait sync;   /* acks=-1: waiting for the partition's flush */
     struct hwork *w;
 };
 
@@ -46,8 +46,7 @@ struct pctx {
 
 /* Validates one batch with the shard's scratch for decompression, growing it when a batch
  * decompresses to more than it holds (bounded by HANDLERS_DECOMPRESS_BYTES_MAX). */
-static int validate(struct hshard *hs, const uint8_t *buf, size_t len,
-                    struct kafka_batch_header *h)
+static int validate(struct hshard *hs, const uint8_t *buf, size_t len, struct kafka_batch_header *h)
 {
     for (;;) {
         if (hs->scratch == NULL) {
@@ -77,8 +76,8 @@ void data_produce_scratch_trim(struct hshard *hs, uint64_t now_ms)
         now_ms < hs->scratch_used_ms + HANDLERS_SCRATCH_IDLE_MS)
         return;
     hs->scratch_releases++;
-    BLOG_INFO("shard %u: released the %zu KiB decompression scratch (idle; %llu released)",
-              hs->id, hs->scratch_cap >> 10, (unsigned long long)hs->scratch_releases);
+    BLOG_INFO("shard %u: released the %zu KiB decompression scratch (idle; %llu released)", hs->id,
+              hs->scratch_cap >> 10, (unsigned long long)hs->scratch_releases);
     free(hs->scratch);
     hs->scratch = NULL; /* allocated again at HANDLERS_SCRATCH_KEEP_BYTES on use */
     hs->scratch_cap = 0;
@@ -109,8 +108,8 @@ static int find_bad_records(struct hshard *hs, const uint8_t *buf, size_t len,
     for (int32_t i = 0; (rc = kafka_record_iter_next(&it, &rec)) == 1; i++) {
         /* Java's long addition wraps; so does this (a signed overflow would be undefined). */
         int64_t ts = (int64_t)((uint64_t)h->base_timestamp + (uint64_t)rec.timestamp_delta);
-        bool bad = rule->null_key ? rec.key_len < 0
-                                  : ((ts >= 0 && ts < rule->ts_lo) || ts > rule->ts_hi);
+        bool bad =
+            rule->null_key ? rec.key_len < 0 : ((ts >= 0 && ts < rule->ts_lo) || ts > rule->ts_hi);
         if (bad) {
             e->index[e->count++] = i;
             if (e->count == PRODUCE_RECORD_ERRORS_MAX)
@@ -124,8 +123,8 @@ static int find_bad_records(struct hshard *hs, const uint8_t *buf, size_t len,
 /* Rewrites one batch with codec `to` (topic compression.type differs from the producer's):
  * decompress the records, compress them again, new header (codec bits, length, CRC). The
  * result is appended to *out (malloc'd, grown). Returns 0 or an LM_E_*. */
-static int recompress(struct hshard *hs, const uint8_t *batch, size_t total,
-                      enum kafka_codec to, uint8_t **out, size_t *out_len, size_t *out_cap)
+static int recompress(struct hshard *hs, const uint8_t *batch, size_t total, enum kafka_codec to,
+                      uint8_t **out, size_t *out_len, size_t *out_cap)
 {
     struct kafka_batch_reader r;
     int rc = kafka_batch_reader_open_buf(&r, batch, total, hs->scratch, hs->scratch_cap);
@@ -162,8 +161,8 @@ static int recompress(struct hshard *hs, const uint8_t *batch, size_t total,
     uint16_t attr = (uint16_t)((b[21] << 8) | b[22]);
     attr = (uint16_t)((attr & ~KAFKA_BATCH_ATTR_CODEC_MASK) | (uint16_t)to);
     b[21] = (uint8_t)(attr >> 8), b[22] = (uint8_t)attr;
-    uint32_t crc = crc32c_update(0, b + KAFKA_BATCH_OFF_ATTRIBUTES,
-                                 need - KAFKA_BATCH_OFF_ATTRIBUTES);
+    uint32_t crc =
+        crc32c_update(0, b + KAFKA_BATCH_OFF_ATTRIBUTES, need - KAFKA_BATCH_OFF_ATTRIBUTES);
     b[17] = (uint8_t)(crc >> 24), b[18] = (uint8_t)(crc >> 16), b[19] = (uint8_t)(crc >> 8);
     b[20] = (uint8_t)crc;
     *out_len += need;
@@ -246,8 +245,7 @@ static void produce_appended(struct hshard *hs, struct hpart *p, struct hsync_wa
 
 /* A retried batch answered from the producer state with acks=-1 waits until the log is
  * committed up to `sw->offset` (its first copy may still be waiting). */
-static void produce_dup_committed(struct hshard *hs, struct hpart *p, struct hsync_wait *sw,
-                                  int rc)
+static void produce_dup_committed(struct hshard *hs, struct hpart *p, struct hsync_wait *sw, int rc)
 {
     produce_committed(hs, p, sw, rc);
 }
@@ -349,8 +347,8 @@ static void produce_op(struct hshard *hs, struct hpart *p, struct hwork *w, stru
                             (enum kafka_codec)t->settings.compression, &owned, &olen, &ocap);
             if (rc != 0) {
                 free(owned);
-                w->error = rc == LM_E_TOO_LARGE ? KAFKA_MESSAGE_TOO_LARGE
-                                                : KAFKA_UNKNOWN_SERVER_ERROR;
+                w->error =
+                    rc == LM_E_TOO_LARGE ? KAFKA_MESSAGE_TOO_LARGE : KAFKA_UNKNOWN_SERVER_ERROR;
                 o->message = "recompression to the topic's compression.type failed";
                 return;
             }

@@ -212,9 +212,8 @@ static void join_group(struct broker_req *req)
     in->member_id = rq->member_id;
     in->group_instance_id = v >= 5 ? rq->group_instance_id : KAFKA_STR_NULL;
     in->protocol_type = rq->protocol_type;
-    in->client_id = req->client_id != NULL
-                        ? (struct kafka_str){req->client_id, req->client_id_len}
-                        : (struct kafka_str){"", 0};
+    in->client_id = req->client_id != NULL ? (struct kafka_str){req->client_id, req->client_id_len}
+                                           : (struct kafka_str){"", 0};
     in->client_host = client_host(req);
     in->session_timeout_ms = rq->session_timeout_ms;
     in->rebalance_timeout_ms = v >= 1 ? rq->rebalance_timeout_ms : -1;
@@ -444,8 +443,8 @@ static void fill_leave(struct greq *g, const struct lm_group_resp *r, int16_t er
 /* Which response topic/partition each coordinator topic/partition answers. */
 struct commit_aux {
     int32_t n_topics;
-    int32_t *topic_of;      /* [coordinator topic] -> response topic */
-    int32_t **part_of;      /* [coordinator topic][partition] -> response partition */
+    int32_t *topic_of; /* [coordinator topic] -> response topic */
+    int32_t **part_of; /* [coordinator topic][partition] -> response partition */
 };
 
 static void offset_commit(struct broker_req *req)
@@ -638,8 +637,7 @@ nomem:
     h_close(req, "arena exhausted");
 }
 
-static void fill_fetch(struct greq *g, struct gop *op, const struct lm_group_resp *r,
-                       int16_t err)
+static void fill_fetch(struct greq *g, struct gop *op, const struct lm_group_resp *r, int16_t err)
 {
     struct kafka_offset_fetch_response *o = g->resp;
     const struct lm_group_fetch_group_resp *gr =
@@ -720,8 +718,7 @@ static void describe_groups(struct broker_req *req)
     for (int32_t i = 0; i < n; i++) {
         resp->groups[i].group_id = rq->groups[i];
         resp->groups[i].authorized_operations = AUTHORIZED_OPS_UNSET;
-        gop_set(g, (size_t)i, GOP_DESCRIBE, group_owner_of(hs, rq->groups[i]), &rq->groups[i],
-                1);
+        gop_set(g, (size_t)i, GOP_DESCRIBE, group_owner_of(hs, rq->groups[i]), &rq->groups[i], 1);
     }
     group_ops_start(g);
 }
@@ -859,8 +856,7 @@ static void delete_groups(struct broker_req *req)
     group_ops_start(g);
 }
 
-static void fill_delete(struct greq *g, struct gop *op, const struct lm_group_resp *r,
-                        int16_t err)
+static void fill_delete(struct greq *g, struct gop *op, const struct lm_group_resp *r, int16_t err)
 {
     struct kafka_delete_groups_response *o = g->resp;
     struct kafka_delete_groups_response_deletable_group_result *d = &o->results[op->index];

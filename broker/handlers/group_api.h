@@ -29,22 +29,22 @@ struct greq;
 struct gop {
     struct broker_xcall x;
     struct greq *g;
-    uint32_t owner;  /* shard that runs the call */
-    uint8_t kind;    /* enum gop_kind */
-    const void *in;  /* the lm_group_*_req (or kafka_str array for describe/delete) */
-    int32_t n;       /* group count for describe/delete */
-    size_t index;    /* which element of the response this call fills */
+    uint32_t owner; /* shard that runs the call */
+    uint8_t kind;   /* enum gop_kind */
+    const void *in; /* the lm_group_*_req (or kafka_str array for describe/delete) */
+    int32_t n;      /* group count for describe/delete */
+    size_t index;   /* which element of the response this call fills */
 };
 
 struct greq {
     struct broker_req *req;
     int16_t version;
-    void *resp;      /* the kafka_<api>_response being filled */
-    void *aux;       /* API-specific */
+    void *resp; /* the kafka_<api>_response being filled */
+    void *aux;  /* API-specific */
     struct gop *ops;
     size_t n_ops;
     size_t next;
-    bool nomem;      /* an arena copy failed: the connection is closed at finish */
+    bool nomem; /* an arena copy failed: the connection is closed at finish */
 };
 
 /* Runs op's lm_group_* call (on the owner shard) with op as the token. */

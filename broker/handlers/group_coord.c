@@ -43,7 +43,7 @@ struct gdefer {
     struct gdefer *next;
     uint32_t pending; /* waits not completed, + 1 while being set up */
     int rc;
-    int32_t bad;      /* partition whose flush failed */
+    int32_t bad; /* partition whose flush failed */
     size_t n_ops, n_waits;
     struct gop **ops;
     struct hsync_wait *waits;
@@ -172,16 +172,16 @@ static void load_partition(struct gshard *gs, int32_t p)
     int rc = lm_group_coord_load_begin(gs->coord, p);
     LM_ASSERT(rc == 0);
     if (hp == NULL || hp->log == NULL) {
-        BLOG_ERROR("%s-%d: log not open; its groups answer NOT_COORDINATOR",
-                   GROUP_OFFSETS_TOPIC, p);
+        BLOG_ERROR("%s-%d: log not open; its groups answer NOT_COORDINATOR", GROUP_OFFSETS_TOPIC,
+                   p);
         lm_group_coord_unload(gs->coord, p);
         return;
     }
     struct load_ctx l = {gs->coord, p, 0, 0};
     rc = group_log_scan(hp->log, 0, load_batch, &l);
     if (rc != 0) {
-        BLOG_ERROR("%s-%d: loading: %s; its groups answer NOT_COORDINATOR", GROUP_OFFSETS_TOPIC,
-                   p, lm_strerror(rc));
+        BLOG_ERROR("%s-%d: loading: %s; its groups answer NOT_COORDINATOR", GROUP_OFFSETS_TOPIC, p,
+                   lm_strerror(rc));
         lm_group_coord_unload(gs->coord, p);
         return;
     }
@@ -190,8 +190,8 @@ static void load_partition(struct gshard *gs, int32_t p)
     /* Records that do not decode or would break the coordinator's invariants are untrusted
      * input: skipped (Kafka's loader skips what it cannot read), one line per partition. */
     if (l.n_bad > 0)
-        BLOG_WARN("%s-%d: loaded %lld records, skipped %lld bad records", GROUP_OFFSETS_TOPIC,
-                  p, (long long)l.n_records, (long long)l.n_bad);
+        BLOG_WARN("%s-%d: loaded %lld records, skipped %lld bad records", GROUP_OFFSETS_TOPIC, p,
+                  (long long)l.n_records, (long long)l.n_bad);
     else if (l.n_records > 0)
         BLOG_INFO("%s-%d: loaded %lld records", GROUP_OFFSETS_TOPIC, p, (long long)l.n_records);
 }
@@ -307,8 +307,8 @@ static void timer_arm(struct gshard *gs)
     int64_t delay = dl <= now ? 0 : dl - now > GROUP_TICK_MAX_MS ? GROUP_TICK_MAX_MS : dl - now;
     if (gs->timer_armed)
         broker_timer_cancel(gs->hs->shard, &gs->timer);
-    gs->timer_armed = broker_timer_start(gs->hs->shard, &gs->timer, (uint64_t)delay,
-                                         timer_fire, gs) == 0;
+    gs->timer_armed =
+        broker_timer_start(gs->hs->shard, &gs->timer, (uint64_t)delay, timer_fire, gs) == 0;
     if (!gs->timer_armed)
         BLOG_ERROR("shard %u: cannot arm the group timer", gs->hs->id);
 }
@@ -468,8 +468,8 @@ int group_shard_start(struct hshard *hs)
     hs->group = gs;
     int32_t n = cfg.offsets_topic_partitions, owned = 0;
     for (int32_t p = 0; p < n; p++) {
-        uint32_t owner = broker_partition_shard(GROUP_OFFSETS_TOPIC, GROUP_OFFSETS_TOPIC_LEN, p,
-                                                hs->count);
+        uint32_t owner =
+            broker_partition_shard(GROUP_OFFSETS_TOPIC, GROUP_OFFSETS_TOPIC_LEN, p, hs->count);
         if (owner == hs->id) {
             load_partition(gs, p);
             owned++;
@@ -477,8 +477,8 @@ int group_shard_start(struct hshard *hs)
             lm_group_coord_unload(gs->coord, p);
         }
     }
-    BLOG_INFO("shard %u: group coordinator for %d of %d %s partitions, %zu groups loaded",
-              hs->id, owned, n, GROUP_OFFSETS_TOPIC, lm_group_coord_n_groups(gs->coord));
+    BLOG_INFO("shard %u: group coordinator for %d of %d %s partitions, %zu groups loaded", hs->id,
+              owned, n, GROUP_OFFSETS_TOPIC, lm_group_coord_n_groups(gs->coord));
     /* Unloading may have queued nothing (no parked requests yet); arm the first tick. */
     coord_flush(gs);
     return 0;
@@ -509,8 +509,8 @@ void group_shard_drain(struct hshard *hs)
     /* Parked JoinGroup/SyncGroup requests are answered (NOT_COORDINATOR) so the shard can
      * finish its in-flight requests; the clients find the coordinator again after restart. */
     for (int32_t p = 0; p < hs->node->group_cfg.offsets_topic_partitions; p++)
-        if (broker_partition_shard(GROUP_OFFSETS_TOPIC, GROUP_OFFSETS_TOPIC_LEN, p,
-                                   hs->count) == hs->id)
+        if (broker_partition_shard(GROUP_OFFSETS_TOPIC, GROUP_OFFSETS_TOPIC_LEN, p, hs->count) ==
+            hs->id)
             lm_group_coord_unload(gs->coord, p);
     coord_flush(gs);
 }
@@ -573,7 +573,8 @@ static int offsets_topic_ensure(struct lm_meta_store *meta, int32_t want, int32_
     if (*have > 0) {
         if (*have != want)
             BLOG_WARN("%s has %d partitions (offsets.topic.num.partitions=%d): keeping %d, as "
-                      "Kafka does", GROUP_OFFSETS_TOPIC, *have, want, *have);
+                      "Kafka does",
+                      GROUP_OFFSETS_TOPIC, *have, want, *have);
         return 0;
     }
     static const struct lm_config_entry configs[] = {
@@ -605,11 +606,11 @@ int handlers_group_register(struct broker_dispatch *d)
     lm_group_config_default(gcfg);
     int64_t v;
     int rc = 0;
-#define CFG32(key, field)                                                                      \
-    do {                                                                                       \
-        v = gcfg->field;                                                                       \
-        if (rc == 0 && (rc = config_i64(cfg, key, 0, INT32_MAX, &v)) == 0)                     \
-            gcfg->field = (int32_t)v;                                                          \
+#define CFG32(key, field)                                                                          \
+    do {                                                                                           \
+        v = gcfg->field;                                                                           \
+        if (rc == 0 && (rc = config_i64(cfg, key, 0, INT32_MAX, &v)) == 0)                         \
+            gcfg->field = (int32_t)v;                                                              \
     } while (0)
     CFG32("group.min.session.timeout.ms", session_timeout_min_ms);
     CFG32("group.max.session.timeout.ms", session_timeout_max_ms);
@@ -619,12 +620,12 @@ int handlers_group_register(struct broker_dispatch *d)
     CFG32("offsets.topic.num.partitions", offsets_topic_partitions);
 #undef CFG32
     v = gcfg->offsets_retention_ms / 60000;
-    if (rc == 0 && (rc = config_i64(cfg, "offsets.retention.minutes", 1, INT64_MAX / 60000,
-                                    &v)) == 0)
+    if (rc == 0 &&
+        (rc = config_i64(cfg, "offsets.retention.minutes", 1, INT64_MAX / 60000, &v)) == 0)
         gcfg->offsets_retention_ms = v * 60000;
     v = gcfg->offsets_retention_check_interval_ms;
-    if (rc == 0 && (rc = config_i64(cfg, "offsets.retention.check.interval.ms", 1, INT64_MAX,
-                                    &v)) == 0)
+    if (rc == 0 &&
+        (rc = config_i64(cfg, "offsets.retention.check.interval.ms", 1, INT64_MAX, &v)) == 0)
         gcfg->offsets_retention_check_interval_ms = v;
     if (rc != 0)
         return rc;

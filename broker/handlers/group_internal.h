@@ -21,7 +21,7 @@
 #include "broker/handlers/handlers_internal.h"
 #include "protocol/record_batch.h"
 
-#define GROUP_OFFSETS_TOPIC "__consumer_offsets"
+#define GROUP_OFFSETS_TOPIC     "__consumer_offsets"
 #define GROUP_OFFSETS_TOPIC_LEN (sizeof(GROUP_OFFSETS_TOPIC) - 1)
 
 /* Called by handlers.c on each shard: after the shard's first metadata refresh (loads the

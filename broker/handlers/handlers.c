@@ -42,8 +42,8 @@ char *h_strdup(struct broker_req *req, struct kafka_str s)
 
 void h_close(struct broker_req *req, const char *why)
 {
-    BLOG_WARN_LIMITED("api %d v%d (correlation id %d): %s, closing", req->api_key,
-                      req->api_version, req->correlation_id, why);
+    BLOG_WARN_LIMITED("api %d v%d (correlation id %d): %s, closing", req->api_key, req->api_version,
+                      req->correlation_id, why);
     broker_req_close_after(req);
     broker_req_respond_none(req);
 }
@@ -140,7 +140,8 @@ struct top_error {
     size_t offset;
 };
 static const struct top_error top_errors[] = {
-    {KAFKA_ADD_OFFSETS_TO_TXN_KEY, 0, offsetof(struct kafka_add_offsets_to_txn_response, error_code)},
+    {KAFKA_ADD_OFFSETS_TO_TXN_KEY, 0,
+     offsetof(struct kafka_add_offsets_to_txn_response, error_code)},
     {KAFKA_ADD_PARTITIONS_TO_TXN_KEY, 4,
      offsetof(struct kafka_add_partitions_to_txn_response, error_code)},
     {KAFKA_CONSUMER_GROUP_HEARTBEAT_KEY, 0,
@@ -155,12 +156,10 @@ static const struct top_error top_errors[] = {
     {KAFKA_JOIN_GROUP_KEY, 0, offsetof(struct kafka_join_group_response, error_code)},
     {KAFKA_LEAVE_GROUP_KEY, 0, offsetof(struct kafka_leave_group_response, error_code)},
     {KAFKA_LIST_GROUPS_KEY, 0, offsetof(struct kafka_list_groups_response, error_code)},
-    {KAFKA_LIST_TRANSACTIONS_KEY, 0,
-     offsetof(struct kafka_list_transactions_response, error_code)},
+    {KAFKA_LIST_TRANSACTIONS_KEY, 0, offsetof(struct kafka_list_transactions_response, error_code)},
     {KAFKA_OFFSET_DELETE_KEY, 0, offsetof(struct kafka_offset_delete_response, error_code)},
     {KAFKA_OFFSET_FETCH_KEY, 2, offsetof(struct kafka_offset_fetch_response, error_code)},
-    {KAFKA_SASL_AUTHENTICATE_KEY, 0,
-     offsetof(struct kafka_sasl_authenticate_response, error_code)},
+    {KAFKA_SASL_AUTHENTICATE_KEY, 0, offsetof(struct kafka_sasl_authenticate_response, error_code)},
     {KAFKA_SASL_HANDSHAKE_KEY, 0, offsetof(struct kafka_sasl_handshake_response, error_code)},
     {KAFKA_SYNC_GROUP_KEY, 0, offsetof(struct kafka_sync_group_response, error_code)},
 };
@@ -303,7 +302,6 @@ struct handlers_ctx *h_node(const struct broker_req *req)
     return hs_of(req->shard)->node;
 }
 
-
 /* ---- leader epochs ------------------------------------------------------------------------- */
 
 /* Epochs other than HANDLERS_LEADER_EPOCH_FIRST, shared by the node's shards (Metadata and
@@ -350,8 +348,8 @@ static void part_set_epoch(struct hpart *p, int32_t epoch)
     size_t b = epoch_bucket(p->topic_id, p->partition);
     pthread_mutex_lock(&h->epoch_lock);
     struct hepoch **e = &h->epoch_buckets[b];
-    while (*e != NULL && !((*e)->partition == p->partition && memcmp((*e)->id, p->topic_id,
-                                                                     16) == 0))
+    while (*e != NULL &&
+           !((*e)->partition == p->partition && memcmp((*e)->id, p->topic_id, 16) == 0))
         e = &(*e)->next;
     if (*e != NULL && epoch == HANDLERS_LEADER_EPOCH_FIRST) {
         struct hepoch *gone = *e;
@@ -401,8 +399,8 @@ bool h_partition_offline(const struct handlers_ctx *node, const uint8_t topic_id
         return false;
     bool found = false;
     pthread_mutex_lock(&h->offline_lock);
-    for (struct hoffline *o = h->offline_buckets[offline_bucket(topic_id, partition)];
-         o != NULL; o = o->next)
+    for (struct hoffline *o = h->offline_buckets[offline_bucket(topic_id, partition)]; o != NULL;
+         o = o->next)
         if (o->partition == partition && memcmp(o->id, topic_id, 16) == 0) {
             found = true;
             break;
@@ -447,9 +445,9 @@ static void part_set_offline(struct hpart *p, bool offline)
  * HANDLERS_RETRY_MAX_MS while it keeps failing. */
 static void part_schedule_retry(struct hpart *p)
 {
-    p->retry_ms = p->retry_ms == 0 ? HANDLERS_RETRY_MIN_MS
+    p->retry_ms = p->retry_ms == 0                          ? HANDLERS_RETRY_MIN_MS
                   : p->retry_ms * 2 > HANDLERS_RETRY_MAX_MS ? HANDLERS_RETRY_MAX_MS
-                                                           : p->retry_ms * 2;
+                                                            : p->retry_ms * 2;
     p->retry_at_ms = broker_now_ms() + p->retry_ms;
 }
 
@@ -572,8 +570,7 @@ static void rm_dir(const char *dir)
 
 static int part_dir(const struct hpart *p, char *out, size_t cap)
 {
-    return storage_partition_dir(out, cap, p->hs->node->cfg->log_dirs[0], p->topic,
-                                 p->partition);
+    return storage_partition_dir(out, cap, p->hs->node->cfg->log_dirs[0], p->topic, p->partition);
 }
 
 static void hex_id(const uint8_t id[16], char out[33])
@@ -679,7 +676,6 @@ static void lru_touch(struct hpart *p)
     lru_push_head(p);
 }
 
-
 /* Closes the least recently used idle logs while the shard is over its open-log budget.
  * Bounded: looks at a few candidates per call. */
 static void lru_enforce(struct hshard *hs, const struct hpart *keep)
@@ -691,8 +687,7 @@ static void lru_enforce(struct hshard *hs, const struct hpart *keep)
         /* Idle: no fsync in flight and no fetch parked on it (its acks=all and persisted
          * waiters only exist while an fsync runs or is due). */
         if (v == keep || v->sync.busy || v->dead || v->failed || v->reopen_pending ||
-            v->waiters != NULL || v->part == NULL ||
-            h_topic_internal(v->topic, strlen(v->topic))) {
+            v->waiters != NULL || v->part == NULL || h_topic_internal(v->topic, strlen(v->topic))) {
             v = prev;
             continue;
         }
@@ -710,8 +705,8 @@ static void lru_enforce(struct hshard *hs, const struct hpart *keep)
         lru_unlink(v);
         if (hs->idle_closes++ % 10000 == 0)
             BLOG_INFO("shard %u: open-log budget %u reached: idle logs closed (%llu so "
-                      "far), reopened when used", hs->id, hs->open_logs_max,
-                      (unsigned long long)hs->idle_closes);
+                      "far), reopened when used",
+                      hs->id, hs->open_logs_max, (unsigned long long)hs->idle_closes);
         v = prev;
     }
 }
@@ -765,8 +760,8 @@ static void part_open_log(struct hpart *p)
         pid = PART_ID_NONE;
     } else if (pid == PART_ID_UNREADABLE) {
         /* Damaged or unreadable (not another topic's id): keep the data, write it again. */
-        BLOG_WARN_LIMITED("partition %s-%d: partition.metadata unreadable; rewriting it",
-                          p->topic, p->partition);
+        BLOG_WARN_LIMITED("partition %s-%d: partition.metadata unreadable; rewriting it", p->topic,
+                          p->partition);
     }
     /* A one-voter Raft group over the partition's log (broker/partition/README.md). */
     struct partition_config pc;
@@ -797,8 +792,8 @@ static void part_open_log(struct hpart *p)
         /* The first failure is an error; the retries every few seconds are not news. */
         if (p->open_failures++ == 0 &&
             ++p->hs->open_failures_this_tick <= OPEN_FAILURES_LOGGED_PER_TICK)
-            BLOG_ERROR("partition %s-%d: cannot open log in %s: %s; offline, retrying",
-                       p->topic, p->partition, dir, lm_strerror(rc));
+            BLOG_ERROR("partition %s-%d: cannot open log in %s: %s; offline, retrying", p->topic,
+                       p->partition, dir, lm_strerror(rc));
         else
             BLOG_DEBUG("partition %s-%d: reopen %u failed: %s", p->topic, p->partition,
                        p->open_failures, lm_strerror(rc));
@@ -811,8 +806,8 @@ static void part_open_log(struct hpart *p)
         return;
     }
     if (p->offline)
-        BLOG_INFO("partition %s-%d: log open again (after %u failed attempts); online",
-                  p->topic, p->partition, p->open_failures);
+        BLOG_INFO("partition %s-%d: log open again (after %u failed attempts); online", p->topic,
+                  p->partition, p->open_failures);
     part_set_offline(p, false);
     p->open_failures = 0;
     p->retry_ms = 0;
@@ -953,8 +948,8 @@ void hs_part_failed(struct hshard *hs, struct hpart *p, int rc)
     (void)hs;
     if (p->failed || p->log == NULL)
         return;
-    BLOG_ERROR("partition %s-%d: storage failed (%s); offline until its log reopens",
-               p->topic, p->partition, lm_strerror(rc));
+    BLOG_ERROR("partition %s-%d: storage failed (%s); offline until its log reopens", p->topic,
+               p->partition, lm_strerror(rc));
     p->failed = true;
     part_set_offline(p, true);
     p->retry_ms = 0;
@@ -1105,8 +1100,7 @@ static void part_open_or_queue(struct hshard *hs, struct hpart *p)
 /* Removes dir now when the budget allows, else queues the removal. `dead`: the partition's
  * close was deferred (its sync was running), so a topic of the same name may own the
  * directory by now: remove it only while it is still this topic's. */
-static void dir_remove_or_queue(struct hshard *hs, const char *dir, const uint8_t id[16],
-                                bool dead)
+static void dir_remove_or_queue(struct hshard *hs, const char *dir, const uint8_t id[16], bool dead)
 {
     bool exists = false;
     if (step_has_budget(hs) || hs->stopping) {
@@ -1228,8 +1222,8 @@ static void settings_of(const struct handlers_ctx *h, const struct lm_meta_topic
     if (lm_topic_settings_resolve(m->configs, m->config_count, h->broker_topic_configs,
                                   h->broker_topic_config_count, st) != 0) {
         BLOG_WARN("topic %s: invalid config, using defaults", m->name);
-        lm_topic_settings_resolve(NULL, 0, h->broker_topic_configs,
-                                  h->broker_topic_config_count, st);
+        lm_topic_settings_resolve(NULL, 0, h->broker_topic_configs, h->broker_topic_config_count,
+                                  st);
     }
 }
 
@@ -1402,8 +1396,7 @@ static void compact_flush(struct hshard *hs, struct hpart *p,
 {
     if (p->sync.busy || p->compact_flush_waiting)
         return;
-    int64_t want =
-        storage_log_compact_flush_wanted(p->log, cc, storage_log_high_watermark(p->log));
+    int64_t want = storage_log_compact_flush_wanted(p->log, cc, storage_log_high_watermark(p->log));
     if (want < 0)
         return;
     struct hsync_wait *w = calloc(1, sizeof(*w));
@@ -1496,8 +1489,7 @@ static void shard_tick(struct broker_shard *s, struct broker_timer *t)
                 int rc = retention ? partition_tick(p->part, (int64_t)now)
                                    : partition_clock(p->part, (int64_t)now);
                 if (rc != 0)
-                    BLOG_WARN("partition %s-%d: tick: %s", p->topic, p->partition,
-                              lm_strerror(rc));
+                    BLOG_WARN("partition %s-%d: tick: %s", p->topic, p->partition, lm_strerror(rc));
                 hs_part_kick(hs, p);
             }
         }
@@ -1527,8 +1519,9 @@ static int shard_start(struct broker_shard *s, void *ctx)
      * connections, segment rolls, dup'd read fds and the process itself. */
     uint64_t fds = node->cfg->fd_limit ? node->cfg->fd_limit : 1024;
     uint64_t per_shard = fds * 3 / 5 / HANDLERS_LOG_FDS / (hs->count ? hs->count : 1);
-    hs->open_logs_max = per_shard < 64 ? 64 : per_shard > UINT32_MAX ? UINT32_MAX
-                                                                       : (uint32_t)per_shard;
+    hs->open_logs_max = per_shard < 64           ? 64
+                        : per_shard > UINT32_MAX ? UINT32_MAX
+                                                 : (uint32_t)per_shard;
     if (getrandom(hs->zc_nonce, sizeof(hs->zc_nonce), 0) != (ssize_t)sizeof(hs->zc_nonce)) {
         uint64_t t = broker_now_ms() * 0x9e3779b97f4a7c15ull ^ (uintptr_t)hs;
         memcpy(hs->zc_nonce, &t, sizeof(t));
@@ -1699,8 +1692,7 @@ static void sweep_orphans(const struct handlers_ctx *h)
         if (lm_meta_state_find(&snap->state, name) != NULL)
             continue;
         if (snprintf(dir, sizeof(dir), "%s/%s", root, e->d_name) >= (int)sizeof(dir) ||
-            snprintf(marker, sizeof(marker), "%s/partition.metadata", dir) >=
-                (int)sizeof(marker) ||
+            snprintf(marker, sizeof(marker), "%s/partition.metadata", dir) >= (int)sizeof(marker) ||
             access(marker, F_OK) != 0)
             continue;
         BLOG_WARN("removing %s: its topic no longer exists", dir);
@@ -1783,8 +1775,7 @@ static int node_setup(struct broker_dispatch *d, struct handlers_ctx *h)
     }
     int rc = lm_meta_store_open(cfg->log_dirs[0], &h->meta);
     if (rc != 0) {
-        BLOG_ERROR("cannot open the metadata store in %s: %s", cfg->log_dirs[0],
-                   lm_strerror(rc));
+        BLOG_ERROR("cannot open the metadata store in %s: %s", cfg->log_dirs[0], lm_strerror(rc));
         return rc;
     }
     if ((rc = cluster_id_load(h)) != 0 || (rc = broker_topic_configs_load(h)) != 0) {

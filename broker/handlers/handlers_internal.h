@@ -26,7 +26,7 @@
  * for the life of the process, so a scratch grown beyond this is freed by the tick once no
  * batch has needed it for HANDLERS_SCRATCH_IDLE_MS (allocated again at this size on use). */
 #define HANDLERS_SCRATCH_KEEP_BYTES ((size_t)1 << 20)
-#define HANDLERS_SCRATCH_IDLE_MS 1000
+#define HANDLERS_SCRATCH_IDLE_MS    1000
 
 struct hwaiter;
 struct hpart;
@@ -65,23 +65,23 @@ struct hpart {
      * write goes through part. NULL with part. */
     struct storage_log *log;
     struct storage_config scfg;
-    int32_t leader_epoch;    /* partition_leader_epoch(part) at open (Raft term) */
+    int32_t leader_epoch; /* partition_leader_epoch(part) at open (Raft term) */
     bool compact_flush_waiting;
     struct hwaiter *waiters; /* parked fetches of any shard waiting for appends here */
     bool waiters_fired;      /* some of them fired (partition_watch) */
     struct hpart_sync sync;
-    struct hshard *hs;       /* owner shard's state */
-    bool dead;               /* closed while its sync ran: freed when the sync ends */
+    struct hshard *hs; /* owner shard's state */
+    bool dead;         /* closed while its sync ran: freed when the sync ends */
     bool dead_delete_dir;
-    bool reopen_pending;     /* storage settings changed while its sync ran */
+    bool reopen_pending; /* storage settings changed while its sync ran */
     /* Storage failures: a log that failed to open (log NULL) or that storage failed after a
      * write or fsync error is offline (Metadata: no leader, this node an offline replica;
      * Produce/Fetch: KAFKA_STORAGE_ERROR) and is opened again by the tick at retry_at_ms,
      * backing off from HANDLERS_RETRY_MIN_MS to HANDLERS_RETRY_MAX_MS. */
-    bool failed;             /* log open but failed by storage: close and reopen */
-    bool offline;            /* registered as offline (h_partition_offline) */
-    uint32_t retry_ms;       /* current backoff, 0 after a good open */
-    uint32_t open_failures;  /* consecutive failed opens (the first one is logged as error) */
+    bool failed;            /* log open but failed by storage: close and reopen */
+    bool offline;           /* registered as offline (h_partition_offline) */
+    uint32_t retry_ms;      /* current backoff, 0 after a good open */
+    uint32_t open_failures; /* consecutive failed opens (the first one is logged as error) */
     uint64_t retry_at_ms;
     /* Not opened yet: a refresh that brings more partitions than fit in one step's budget
      * (HANDLERS_STEP_BUDGET_MS) queues the rest; the shard's work timer opens them. Offline
@@ -124,9 +124,9 @@ struct hdir_removal {
 struct htopic {
     const struct lm_meta_topic *meta; /* borrowed from the shard's snapshot */
     struct lm_topic_settings settings;
-    int32_t part_cap;      /* length of parts */
-    struct hpart **parts;  /* [partition] -> owned partition or NULL */
-    struct htopic *next;   /* hash chain */
+    int32_t part_cap;     /* length of parts */
+    struct hpart **parts; /* [partition] -> owned partition or NULL */
+    struct htopic *next;  /* hash chain */
     bool seen;
 };
 
@@ -138,10 +138,10 @@ struct pshard;
 /* Per-shard state of the handler layer (broker_shard_user). */
 struct hshard {
     struct broker_shard *shard;
-    struct handlers_ctx *node;  /* the broker node this shard serves */
-    struct gshard *group;       /* group coordinator state (group_coord.c) */
-    struct pshard *producers;   /* idempotent producer state (producer_idem.c) */
-    int64_t group_clock_ms;     /* group_now_ms: the last wall-clock time handed out */
+    struct handlers_ctx *node;        /* the broker node this shard serves */
+    struct gshard *group;             /* group coordinator state (group_coord.c) */
+    struct pshard *producers;         /* idempotent producer state (producer_idem.c) */
+    int64_t group_clock_ms;           /* group_now_ms: the last wall-clock time handed out */
     uint32_t open_failures_this_tick; /* failed opens logged since the last tick */
     uint32_t id, count;
     struct lm_meta_snapshot *snap;
@@ -151,7 +151,7 @@ struct hshard {
     size_t topic_count;
     uint8_t *scratch; /* batch validation (decompression) */
     size_t scratch_cap;
-    uint64_t scratch_used_ms; /* last time a batch needed more than the kept size */
+    uint64_t scratch_used_ms;  /* last time a batch needed more than the kept size */
     uint64_t scratch_releases; /* grown scratches freed by the tick (logged) */
     struct broker_timer tick;
     uint32_t ticks;
@@ -164,7 +164,7 @@ struct hshard {
     uint32_t step_ops;         /* ... and while fewer than HANDLERS_STEP_OPS_MIN were done */
     struct hpart *lru_head, *lru_tail; /* open logs, most recently used first */
     uint32_t open_logs, open_logs_max;
-    uint64_t idle_closes;              /* logs closed for the budget (logged now and then) */
+    uint64_t idle_closes;  /* logs closed for the budget (logged now and then) */
     struct hfetch *parked; /* parked fetches of connections on this shard */
     uint64_t fetch_id_next;
     uint8_t zc_nonce[8]; /* random: Fetch's record markers (data_fetch.c) */
@@ -211,8 +211,8 @@ bool h_decode(struct broker_req *req, void *msg);
  * responds; closes the connection if that fails. */
 void h_respond(struct broker_req *req, const void *msg);
 /* h_respond in two steps: encode into the arena (false: arena exhausted; nothing completed),
- * then broker_req_respond(req, *out, *out_len) or h_close. The request (and its arena) may be freed by
- * broker_req_respond, so nothing of it may be touched afterwards. */
+ * then broker_req_respond(req, *out, *out_len) or h_close. The request (and its arena) may be freed
+ * by broker_req_respond, so nothing of it may be touched afterwards. */
 bool h_encode(struct broker_req *req, const void *msg, const uint8_t **out, size_t *out_len);
 /* Completes req by closing its connection (logged with why). */
 void h_close(struct broker_req *req, const char *why);
@@ -260,7 +260,7 @@ struct hwork {
     uint32_t owner;
     int16_t error;
     const void *in; /* handler-specific, in the request's arena, read-only on the owner */
-    void *out; /* handler-specific, written on the owner */
+    void *out;      /* handler-specific, written on the owner */
 };
 
 struct hfan;
@@ -283,7 +283,7 @@ struct hfan {
     hfan_op op;
     hfan_finish finish;
     void *ctx;
-    bool sequential;        /* one shard at a time, in order (Fetch's byte budget) */
+    bool sequential; /* one shard at a time, in order (Fetch's byte budget) */
     /* private */
     struct hfan_call *calls; /* one per target shard */
     uint32_t call_count;

@@ -30,8 +30,8 @@
 #define PRODUCER_ID_BLOCK 1000
 /* Producers remembered per partition (allocated on first use; the idlest is evicted). */
 #define PRODUCER_MAX_PER_PARTITION 1024
-#define PRODUCER_BUCKETS 256
-#define PRODUCER_SNAPSHOT_NAME "producer.snapshot"
+#define PRODUCER_BUCKETS           256
+#define PRODUCER_SNAPSHOT_NAME     "producer.snapshot"
 
 struct pstate {
     uint8_t topic_id[16];
@@ -46,7 +46,6 @@ struct pshard {
     struct pstate *buckets[PRODUCER_BUCKETS];
     int64_t pid_next, pid_end;
 };
-
 
 static size_t bucket_of(const uint8_t id[16], int32_t partition)
 {
@@ -127,9 +126,9 @@ static int64_t snapshot_load(const struct hpart *p, struct lm_producer_state *s)
     /* A snapshot beyond the log end describes batches the log lost: rebuild from the log. */
     if (rc != 0 || next < start || next > end) {
         BLOG_WARN("partition %s-%d: producer snapshot unusable (%s, offset %lld, log %lld..%lld);"
-                  " rebuilding from the log", p->topic, p->partition,
-                  rc != 0 ? lm_strerror(rc) : "range", (long long)next, (long long)start,
-                  (long long)end);
+                  " rebuilding from the log",
+                  p->topic, p->partition, rc != 0 ? lm_strerror(rc) : "range", (long long)next,
+                  (long long)start, (long long)end);
         lm_producer_state_clear(s);
         return start;
     }
@@ -166,7 +165,8 @@ static struct pstate *pstate_get(struct pshard *ps, const struct hpart *p)
     }
     if (rctx.n_bad > 0)
         BLOG_WARN("partition %s-%d: producer state: skipped %lld batches with bad producer "
-                  "fields", p->topic, p->partition, (long long)rctx.n_bad);
+                  "fields",
+                  p->topic, p->partition, (long long)rctx.n_bad);
     BLOG_INFO("partition %s-%d: producer state loaded (%zu producers, replayed from %lld)",
               p->topic, p->partition, lm_producer_state_count(e->s), (long long)from);
     e->next = ps->buckets[b];
@@ -192,10 +192,9 @@ static int16_t before_append(struct hshard *hs, const char *topic, int32_t parti
     if (e == NULL)
         return KAFKA_KAFKA_STORAGE_ERROR;
     struct lm_producer_check_result res;
-    int32_t last = lm_producer_seq_add(h.base_sequence >= 0 ? h.base_sequence : 0,
-                                       h.last_offset_delta);
-    int rc = lm_producer_check(e->s, h.producer_id, h.producer_epoch, h.base_sequence, last,
-                               &res);
+    int32_t last =
+        lm_producer_seq_add(h.base_sequence >= 0 ? h.base_sequence : 0, h.last_offset_delta);
+    int rc = lm_producer_check(e->s, h.producer_id, h.producer_epoch, h.base_sequence, last, &res);
     if (rc != 0)
         return KAFKA_INVALID_RECORD;
     if (res.verdict == LM_PRODUCER_DUPLICATE) {
@@ -381,8 +380,7 @@ static int alloc_producer_id(struct pshard *ps, int64_t *out)
 {
     if (ps->pid_next >= ps->pid_end) {
         int64_t first = 0;
-        int rc = lm_meta_store_alloc_producer_ids(ps->hs->node->meta, PRODUCER_ID_BLOCK,
-                                                  &first);
+        int rc = lm_meta_store_alloc_producer_ids(ps->hs->node->meta, PRODUCER_ID_BLOCK, &first);
         if (rc != 0)
             return rc;
         ps->pid_next = first;
@@ -411,7 +409,8 @@ static void init_producer_id(struct broker_req *req)
          * fatal error), so a transactional producer fails at once and says why. */
         resp.error_code = KAFKA_UNSUPPORTED_VERSION;
         BLOG_INFO("InitProducerId for transactional id %.*s refused: transactions are not "
-                  "supported yet", (int)rq.transactional_id.len, rq.transactional_id.ptr);
+                  "supported yet",
+                  (int)rq.transactional_id.len, rq.transactional_id.ptr);
         h_respond(req, &resp);
         return;
     }
@@ -509,9 +508,8 @@ static void describe_producers(struct broker_req *req)
     int32_t nt = rq.topics_count > 0 ? rq.topics_count : 0;
     size_t n = 0;
     for (int32_t i = 0; i < nt; i++)
-        n += rq.topics[i].partition_indexes_count > 0
-                 ? (size_t)rq.topics[i].partition_indexes_count
-                 : 0;
+        n += rq.topics[i].partition_indexes_count > 0 ? (size_t)rq.topics[i].partition_indexes_count
+                                                      : 0;
     struct hwork *items = h_alloc(req, n, sizeof(*items));
     c->resp.topics = h_alloc(req, (size_t)nt, sizeof(*c->resp.topics));
     if (items == NULL || c->resp.topics == NULL)
@@ -527,8 +525,7 @@ static void describe_producers(struct broker_req *req)
         if (o->partitions == NULL)
             goto nomem;
         o->partitions_count = np;
-        struct htopic *ht = t->name.len > 0 ? hs_topic(hs, t->name.ptr, (size_t)t->name.len)
-                                            : NULL;
+        struct htopic *ht = t->name.len > 0 ? hs_topic(hs, t->name.ptr, (size_t)t->name.len) : NULL;
         for (int32_t j = 0; j < np; j++, k++) {
             struct hwork *w = &items[k];
             o->partitions[j].partition_index = t->partition_indexes[j];

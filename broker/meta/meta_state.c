@@ -163,8 +163,7 @@ int lm_meta_state_check(const struct lm_meta_state *s, const struct lm_meta_reco
         t = r->topic ? lm_meta_state_find(s, r->topic) : NULL;
         if (t == NULL)
             return LM_E_NOT_FOUND;
-        if (r->partition_count <= t->partition_count ||
-            r->partition_count > LM_META_PARTITIONS_MAX)
+        if (r->partition_count <= t->partition_count || r->partition_count > LM_META_PARTITIONS_MAX)
             return LM_E_INVALID;
         return 0;
     case LM_META_TOPIC_CONFIGS:

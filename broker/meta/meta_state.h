@@ -10,17 +10,17 @@
 
 #include "broker/meta/topic_config.h"
 
-#define LM_TOPIC_NAME_MAX 249 /* Kafka's limit on topic names */
-#define LM_META_PARTITIONS_MAX 100000
-#define LM_META_CONFIGS_MAX 64
+#define LM_TOPIC_NAME_MAX        249 /* Kafka's limit on topic names */
+#define LM_META_PARTITIONS_MAX   100000
+#define LM_META_CONFIGS_MAX      64
 #define LM_META_CONFIG_VALUE_MAX 4096
 
 enum lm_meta_record_type {
-    LM_META_TOPIC_CREATE = 1,     /* topic, topic_id, partition_count, configs */
-    LM_META_TOPIC_DELETE = 2,     /* topic */
-    LM_META_PARTITIONS_SET = 3,   /* topic, partition_count (only grows) */
-    LM_META_TOPIC_CONFIGS = 4,    /* topic, configs: replaces every override of the topic */
-    LM_META_PRODUCER_IDS = 5,     /* producer_id_next: ids below it are handed out */
+    LM_META_TOPIC_CREATE = 1,   /* topic, topic_id, partition_count, configs */
+    LM_META_TOPIC_DELETE = 2,   /* topic */
+    LM_META_PARTITIONS_SET = 3, /* topic, partition_count (only grows) */
+    LM_META_TOPIC_CONFIGS = 4,  /* topic, configs: replaces every override of the topic */
+    LM_META_PRODUCER_IDS = 5,   /* producer_id_next: ids below it are handed out */
 };
 
 /* One change. Strings and arrays are borrowed from the caller. */

@@ -22,13 +22,12 @@ struct lm_meta_store {
     pthread_mutex_t lock; /* serialises commits and snapshot swaps; not on the data path */
     int fd;
     char path[PATH_MAX];
-    struct lm_meta_state state;     /* the writer's copy */
+    struct lm_meta_state state;       /* the writer's copy */
     struct lm_meta_snapshot *current; /* published copy */
-    uint64_t version;               /* atomic mirror of current->state.version */
-    uint64_t bad_records;           /* skipped at replay (lm_meta_store_bad_records) */
-    int64_t partition_limit;        /* atomic; <= 0: none */
+    uint64_t version;                 /* atomic mirror of current->state.version */
+    uint64_t bad_records;             /* skipped at replay (lm_meta_store_bad_records) */
+    int64_t partition_limit;          /* atomic; <= 0: none */
 };
-
 
 static int mkdir_p(const char *dir)
 {
@@ -127,9 +126,11 @@ static int replay(struct lm_meta_store *s)
     if (rc != 0)
         return rc;
     if (s->bad_records > 0)
-        fprintf(stderr, "laminar: metadata log %s: skipped %llu records that do not apply "
-                "(first at %lld: %s)\n", s->path, (unsigned long long)s->bad_records,
-                (long long)first_bad, lm_strerror(first_bad_rc));
+        fprintf(stderr,
+                "laminar: metadata log %s: skipped %llu records that do not apply "
+                "(first at %lld: %s)\n",
+                s->path, (unsigned long long)s->bad_records, (long long)first_bad,
+                lm_strerror(first_bad_rc));
     if (pos != st.st_size) {
         fprintf(stderr, "laminar: metadata log %s: cutting %lld torn bytes at %lld\n", s->path,
                 (long long)(st.st_size - pos), (long long)pos);

@@ -27,8 +27,8 @@ static const struct lm_topic_config_def config_defs[] = {
      "Final compression of the topic's data; producer keeps the producer's codec."},
     {"compression.zstd.level", LM_CONFIG_INT, "3", "compression.zstd.level", NULL, -131072,
      "Compression level for zstd."},
-    {"delete.retention.ms", LM_CONFIG_LONG, "86400000", "log.cleaner.delete.retention.ms", NULL,
-     0, "How long tombstones are kept in compacted topics."},
+    {"delete.retention.ms", LM_CONFIG_LONG, "86400000", "log.cleaner.delete.retention.ms", NULL, 0,
+     "How long tombstones are kept in compacted topics."},
     {"file.delete.delay.ms", LM_CONFIG_LONG, "60000", "log.segment.delete.delay.ms", NULL, 0,
      "Delay before a deleted segment file is removed."},
     {"flush.messages", LM_CONFIG_LONG, I64_MAX_STR, "log.flush.interval.messages", NULL, 1,
@@ -57,8 +57,8 @@ static const struct lm_topic_config_def config_defs[] = {
      "Largest allowed distance of a record timestamp into the past."},
     {"message.timestamp.type", LM_CONFIG_STRING, "CreateTime", "log.message.timestamp.type",
      "CreateTime|LogAppendTime", 0, "Whether record timestamps are the producer's or the log's."},
-    {"min.cleanable.dirty.ratio", LM_CONFIG_DOUBLE, "0.5", "log.cleaner.min.cleanable.ratio",
-     NULL, 0, "Dirty ratio that triggers compaction."},
+    {"min.cleanable.dirty.ratio", LM_CONFIG_DOUBLE, "0.5", "log.cleaner.min.cleanable.ratio", NULL,
+     0, "Dirty ratio that triggers compaction."},
     {"min.compaction.lag.ms", LM_CONFIG_LONG, "0", "log.cleaner.min.compaction.lag.ms", NULL, 0,
      "Shortest time a record stays uncompacted."},
     {"min.insync.replicas", LM_CONFIG_INT, "1", "min.insync.replicas", NULL, 1,
@@ -79,9 +79,8 @@ static const struct lm_topic_config_def config_defs[] = {
      "Random jitter subtracted from segment.ms."},
     {"segment.ms", LM_CONFIG_LONG, "604800000", "log.roll.ms", NULL, 1,
      "Time after which a segment is rolled even if not full."},
-    {"unclean.leader.election.enable", LM_CONFIG_BOOLEAN, "false",
-     "unclean.leader.election.enable", NULL, 0,
-     "Whether an out-of-sync replica may become leader."},
+    {"unclean.leader.election.enable", LM_CONFIG_BOOLEAN, "false", "unclean.leader.election.enable",
+     NULL, 0, "Whether an out-of-sync replica may become leader."},
 };
 
 const struct lm_topic_config_def *lm_topic_config_defs(size_t *count)
@@ -99,8 +98,7 @@ const struct lm_topic_config_def *lm_topic_config_find(const char *name)
 {
     if (name == NULL)
         return NULL;
-    return bsearch(name, config_defs, LM_ARRAY_LEN(config_defs), sizeof(config_defs[0]),
-                   def_cmp);
+    return bsearch(name, config_defs, LM_ARRAY_LEN(config_defs), sizeof(config_defs[0]), def_cmp);
 }
 
 static int parse_i64(const char *s, int64_t *out)
@@ -315,17 +313,17 @@ int lm_topic_settings_resolve(const struct lm_config_entry *topic, size_t topic_
     int64_t n;
     memset(out, 0, sizeof(*out));
 #define RESOLVE(name) resolve_str(name, topic, topic_count, broker, broker_count, buf, sizeof(buf))
-#define RESOLVE_I64(name, field)                                                               \
-    do {                                                                                       \
-        if (parse_i64(RESOLVE(name), &n) != 0)                                                 \
-            return LM_E_INVALID;                                                               \
-        out->field = n;                                                                        \
+#define RESOLVE_I64(name, field)                                                                   \
+    do {                                                                                           \
+        if (parse_i64(RESOLVE(name), &n) != 0)                                                     \
+            return LM_E_INVALID;                                                                   \
+        out->field = n;                                                                            \
     } while (0)
-#define RESOLVE_I32(name, field)                                                               \
-    do {                                                                                       \
-        if (parse_i64(RESOLVE(name), &n) != 0 || n > INT32_MAX || n < INT32_MIN)               \
-            return LM_E_INVALID;                                                               \
-        out->field = (int32_t)n;                                                               \
+#define RESOLVE_I32(name, field)                                                                   \
+    do {                                                                                           \
+        if (parse_i64(RESOLVE(name), &n) != 0 || n > INT32_MAX || n < INT32_MIN)                   \
+            return LM_E_INVALID;                                                                   \
+        out->field = (int32_t)n;                                                                   \
     } while (0)
 
     /* Validated items are "delete" and "compact" only; the empty list sets neither (no

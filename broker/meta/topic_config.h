@@ -33,7 +33,7 @@ enum lm_config_source {
 };
 
 struct lm_topic_config_def {
-    const char *name;           /* topic config name, e.g. "retention.ms" */
+    const char *name; /* topic config name, e.g. "retention.ms" */
     enum lm_config_type type;
     const char *default_value;  /* Kafka's default as a string */
     const char *broker_synonym; /* server.properties key that sets the default, or NULL */

@@ -15,9 +15,9 @@
 #include "protocol/record_batch.h"
 #include "protocol/records.h"
 
-#define PARTITION_DRIVE_ROUNDS_MAX 64 /* a drive call's loop bound; leftovers wait for input */
+#define PARTITION_DRIVE_ROUNDS_MAX   64 /* a drive call's loop bound; leftovers wait for input */
 #define PARTITION_TICKS_PER_CALL_MAX 16
-#define PARTITION_PERSISTS_MAX RAFT_READY_INFLIGHT_MAX
+#define PARTITION_PERSISTS_MAX       RAFT_READY_INFLIGHT_MAX
 
 struct append_waiter {
     int64_t target; /* complete when the high watermark > info.last_offset */
@@ -498,10 +498,10 @@ static bool sync_progress(struct partition *p)
      * Otherwise a lone voter's acks=0/1 appends are visible without an fsync (hw_advance) and
      * stay in the page cache as Kafka leaves them without flush settings; no fsync per append
      * holds the log open. */
-    bool persists_due = p->persist_count > 0 &&
-                        (!p->lone || p->persist_count >= PARTITION_PERSISTS_MAX / 2);
-    bool want = persists_due || p->acks_count > 0 || p->pers_count > 0 ||
-                storage_log_flush_due(p->log);
+    bool persists_due =
+        p->persist_count > 0 && (!p->lone || p->persist_count >= PARTITION_PERSISTS_MAX / 2);
+    bool want =
+        persists_due || p->acks_count > 0 || p->pers_count > 0 || storage_log_flush_due(p->log);
     if (!p->sync_running && want &&
         storage_log_flushed_offset(p->log) < storage_log_end_offset(p->log)) {
         int rc = storage_log_sync_begin(p->log, &p->sy);
@@ -691,8 +691,8 @@ int partition_close(struct partition *p)
 /* ReplicaManager.appendRecords rules by origin: clients may not write internal topics
  * (INVALID_TOPIC_EXCEPTION unless internalTopicsAllowed) nor control batches (LogValidator:
  * only the coordinator writes transaction markers); replication enters through raft. */
-static int check_origin(const struct partition *p, enum partition_origin origin,
-                        const uint8_t *buf, size_t len)
+static int check_origin(const struct partition *p, enum partition_origin origin, const uint8_t *buf,
+                        size_t len)
 {
     if (origin == PARTITION_ORIGIN_REPLICATION)
         return LM_E_INVALID;
@@ -787,13 +787,12 @@ int partition_append(struct partition *p, enum partition_origin origin, uint8_t 
                                          .leader_epoch = (int32_t)term,
                                          .log_start_offset = storage_log_start_offset(p->log)};
     if (acks == -1) {
-        struct append_waiter *w =
-            &p->acks[(p->acks_head + p->acks_count) % p->acks_cap];
+        struct append_waiter *w = &p->acks[(p->acks_head + p->acks_count) % p->acks_cap];
         LM_ASSERT(p->acks_count == 0 ||
                   p->acks[(p->acks_head + p->acks_count - 1) % p->acks_cap].target <
                       res.last_offset + 1);
-        *w = (struct append_waiter){.target = res.last_offset + 1, .fn = done, .user = user,
-                                    .info = info};
+        *w = (struct append_waiter){
+            .target = res.last_offset + 1, .fn = done, .user = user, .info = info};
         p->acks_count++;
     } else {
         done(user, 0, &info);
@@ -821,8 +820,8 @@ int64_t partition_watch(struct partition *p, int64_t hw_min, partition_watch_fn 
     LM_ASSERT(fn != NULL);
     if (p->n_watches == p->watches_cap) {
         uint32_t old = p->watches_cap;
-        if (ring_grow((void **)&p->watches, sizeof(*p->watches), &p->watches_cap, 0,
-                      p->n_watches, p->cfg.watchers_max))
+        if (ring_grow((void **)&p->watches, sizeof(*p->watches), &p->watches_cap, 0, p->n_watches,
+                      p->cfg.watchers_max))
             return LM_E_FULL;
         memset(p->watches + old, 0, (size_t)(p->watches_cap - old) * sizeof(*p->watches));
     }
@@ -851,8 +850,7 @@ void partition_unwatch(struct partition *p, int64_t id)
     }
 }
 
-int partition_wait_persisted(struct partition *p, int64_t offset, partition_watch_fn fn,
-                             void *user)
+int partition_wait_persisted(struct partition *p, int64_t offset, partition_watch_fn fn, void *user)
 {
     LM_ASSERT(fn != NULL);
     if (p->failed)
@@ -947,7 +945,10 @@ void partition_set_first_unstable(struct partition *p, int64_t offset)
     p->first_unstable = offset;
 }
 
-int64_t partition_high_watermark(const struct partition *p) { return p->hw; }
+int64_t partition_high_watermark(const struct partition *p)
+{
+    return p->hw;
+}
 int64_t partition_last_stable_offset(const struct partition *p)
 {
     return p->first_unstable >= 0 && p->first_unstable < p->hw ? p->first_unstable : p->hw;
@@ -964,10 +965,31 @@ int64_t partition_durable_offset(const struct partition *p)
 {
     return storage_log_flushed_offset(p->log);
 }
-bool partition_is_leader(const struct partition *p) { return raft_role(p->raft) == RAFT_LEADER; }
-uint32_t partition_leader(const struct partition *p) { return raft_leader(p->raft); }
-int32_t partition_leader_epoch(const struct partition *p) { return (int32_t)raft_term(p->raft); }
-int partition_failed(const struct partition *p) { return p->failed; }
-struct storage_log *partition_storage(struct partition *p) { return p->log; }
-struct raft_storage_log *partition_raft_log(struct partition *p) { return &p->rlog; }
-struct raft *partition_raft(struct partition *p) { return p->raft; }
+bool partition_is_leader(const struct partition *p)
+{
+    return raft_role(p->raft) == RAFT_LEADER;
+}
+uint32_t partition_leader(const struct partition *p)
+{
+    return raft_leader(p->raft);
+}
+int32_t partition_leader_epoch(const struct partition *p)
+{
+    return (int32_t)raft_term(p->raft);
+}
+int partition_failed(const struct partition *p)
+{
+    return p->failed;
+}
+struct storage_log *partition_storage(struct partition *p)
+{
+    return p->log;
+}
+struct raft_storage_log *partition_raft_log(struct partition *p)
+{
+    return &p->rlog;
+}
+struct raft *partition_raft(struct partition *p)
+{
+    return p->raft;
+}

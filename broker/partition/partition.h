@@ -52,7 +52,7 @@ struct partition_env {
 };
 
 struct partition_config {
-    const char *dir; /* the partition directory (storage_partition_dir) */
+    const char *dir;               /* the partition directory (storage_partition_dir) */
     struct storage_config storage; /* copied; external_sync is forced on */
     uint32_t node_id;
     uint64_t group;          /* raft group id on the wire */
@@ -61,8 +61,8 @@ struct partition_config {
     uint32_t tick_ms;        /* one raft tick */
     uint32_t election_ticks, heartbeat_ticks;
     uint64_t rand_seed;
-    uint32_t waiters_max;    /* acks=all and "persisted >= X" waiters, each */
-    uint32_t watchers_max;   /* fetch watchers */
+    uint32_t waiters_max;     /* acks=all and "persisted >= X" waiters, each */
+    uint32_t watchers_max;    /* fetch watchers */
     size_t resolve_bytes_max; /* batch bytes resolved for one append message */
 };
 

@@ -15,8 +15,7 @@
 #define CONTROL_BATCH_BYTES_MAX 4096
 
 void raft_storage_log_init(struct raft_storage_log *sl, struct storage_log *log,
-                           const struct raft_conf *conf, uint64_t start_term,
-                           size_t data_bytes_max)
+                           const struct raft_conf *conf, uint64_t start_term, size_t data_bytes_max)
 {
     LM_ASSERT(log != NULL && conf != NULL);
     memset(sl, 0, sizeof(*sl));

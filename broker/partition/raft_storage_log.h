@@ -51,8 +51,8 @@ struct raft_storage_log {
     int64_t hide_from;
     raft_storage_fault_fn fault;
     void *fault_ctx;
-    uint64_t reads;       /* header reads (statistics for tests and metrics) */
-    uint64_t data_reads;  /* whole-batch reads */
+    uint64_t reads;      /* header reads (statistics for tests and metrics) */
+    uint64_t data_reads; /* whole-batch reads */
 };
 
 /* Binds sl to log (borrowed; it must outlive sl). conf is copied. */

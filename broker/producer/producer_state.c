@@ -174,7 +174,8 @@ static void entry_append(struct entry *e, int16_t epoch, const struct lm_produce
         e->n_batches = 0;
     }
     if (e->n_batches == LM_PRODUCER_BATCHES_MAX) {
-        memmove(&e->batches[0], &e->batches[1], (LM_PRODUCER_BATCHES_MAX - 1) * sizeof(e->batches[0]));
+        memmove(&e->batches[0], &e->batches[1],
+                (LM_PRODUCER_BATCHES_MAX - 1) * sizeof(e->batches[0]));
         e->n_batches--;
     }
     e->batches[e->n_batches++] = *b;
@@ -288,11 +289,11 @@ int lm_producer_get(const struct lm_producer_state *s, int64_t producer_id, int1
 
 /* ---- snapshot ---- */
 
-#define SNAP_MAGIC 0x4C4D5053u /* "LMPS" */
-#define SNAP_VERSION 1
+#define SNAP_MAGIC        0x4C4D5053u /* "LMPS" */
+#define SNAP_VERSION      1
 #define SNAP_HEADER_BYTES (4 + 2 + 8 + 4)
-#define SNAP_ENTRY_BYTES (8 + 2 + 8 + 4 + 8 + 1)
-#define SNAP_BATCH_BYTES (4 + 4 + 8 + 8 + 8)
+#define SNAP_ENTRY_BYTES  (8 + 2 + 8 + 4 + 8 + 1)
+#define SNAP_BATCH_BYTES  (4 + 4 + 8 + 8 + 8)
 
 size_t lm_producer_snapshot_size(const struct lm_producer_state *s)
 {

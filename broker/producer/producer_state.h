@@ -36,8 +36,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define LM_PRODUCER_BATCHES_MAX 5 /* Kafka ProducerStateEntry.NUM_BATCHES_TO_RETAIN */
-#define LM_PRODUCER_NO_EPOCH (-1)
+#define LM_PRODUCER_BATCHES_MAX           5 /* Kafka ProducerStateEntry.NUM_BATCHES_TO_RETAIN */
+#define LM_PRODUCER_NO_EPOCH              (-1)
 #define LM_PRODUCER_EXPIRATION_MS_DEFAULT 86400000LL
 
 struct lm_producer_batch {
@@ -56,29 +56,29 @@ enum lm_producer_verdict {
 
 struct lm_producer_check_result {
     enum lm_producer_verdict verdict;
-    int16_t error_code;            /* Kafka error for REJECT, else 0 */
-    struct lm_producer_batch dup;  /* the original batch for DUPLICATE */
+    int16_t error_code;           /* Kafka error for REJECT, else 0 */
+    struct lm_producer_batch dup; /* the original batch for DUPLICATE */
 };
 
 /* DescribeProducers (KIP-664) row. */
 struct lm_producer_info {
     int64_t producer_id;
     int16_t epoch;
-    int32_t last_sequence;         /* -1 when no batch cached */
-    int64_t last_timestamp_ms;     /* -1 when no batch cached */
-    int32_t coordinator_epoch;     /* -1: no transaction coordinator yet */
+    int32_t last_sequence;            /* -1 when no batch cached */
+    int64_t last_timestamp_ms;        /* -1 when no batch cached */
+    int32_t coordinator_epoch;        /* -1: no transaction coordinator yet */
     int64_t current_txn_start_offset; /* -1: no open transaction */
 };
 
 /* A batch header as read back from the log, for recovery. */
 struct lm_producer_log_batch {
-    int64_t producer_id;           /* -1: not idempotent, ignored */
+    int64_t producer_id; /* -1: not idempotent, ignored */
     int16_t epoch;
     int32_t base_seq;
     int32_t last_offset_delta;
     int64_t base_offset;
     int64_t max_timestamp_ms;
-    bool is_control;               /* transaction marker: epoch only, no sequences */
+    bool is_control; /* transaction marker: epoch only, no sequences */
 };
 
 struct lm_producer_state;

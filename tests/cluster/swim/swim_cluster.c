@@ -28,15 +28,15 @@
 #include "gossip/swim_clock.h"
 #include "gossip/swim_udp.h"
 
-#define NODES 5
+#define NODES     5
 #define PERIOD_MS 100
-#define SECRET "laminar-cluster-test-secret"
+#define SECRET    "laminar-cluster-test-secret"
 /* The configured bound for a crash to be reported dead by everyone: Lifeguard's longest
  * suspicion (beta * alpha * T = 6 * 4 * 100 ms at n <= 10) stretched by a health multiplier,
  * plus detection and dissemination. */
 #define DEAD_BOUND_MS 8000
 #define FORM_BOUND_MS 10000
-#define TEST_BOUND_S 90
+#define TEST_BOUND_S  90
 
 /* ---- node mode ---------------------------------------------------------------------------- */
 
@@ -252,8 +252,8 @@ static void spawn(int i, bool with_seed)
         die("fork");
     if (pid == 0) {
         dup2(p[1], 1);
-        const char *argv[16] = {self_exe, "node", "--bind", c->addr, "--secret", SECRET,
-                                "--period-ms", period, "--node-id", node_id};
+        const char *argv[16] = {self_exe, "node",        "--bind", c->addr,     "--secret",
+                                SECRET,   "--period-ms", period,   "--node-id", node_id};
         int n = 10;
         if (with_seed) {
             argv[n++] = "--seed";
@@ -394,9 +394,8 @@ static void send_forged(const struct swim_addr *to, const struct swim_addr *abou
     int fd = socket(AF_INET, SOCK_DGRAM, 0);
     if (fd < 0)
         die("forge: socket");
-    struct sockaddr_in sa = {.sin_family = AF_INET,
-                             .sin_port = htons(to->port),
-                             .sin_addr.s_addr = htonl(to->ip)};
+    struct sockaddr_in sa = {
+        .sin_family = AF_INET, .sin_port = htons(to->port), .sin_addr.s_addr = htonl(to->ip)};
     if (sendto(fd, buf, (size_t)len, 0, (struct sockaddr *)&sa, sizeof(sa)) != len)
         die("forge: sendto");
     /* and a malformed one: right version byte, garbage after */

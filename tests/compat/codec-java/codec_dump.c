@@ -23,9 +23,9 @@
 #include "protocol/kafka_rt.h"
 #include "protocol/kafka_sample.h"
 
-#define DUMP_SEEDS 4u
+#define DUMP_SEEDS       4u
 #define DUMP_ARENA_BYTES (4u << 20)
-#define HEADER_KEY (-1)
+#define HEADER_KEY       (-1)
 
 /* One message kind: the generic entry points plus its filler and version range. */
 struct dump_kind {
@@ -90,12 +90,18 @@ static void resp_header_fill(void *m, int16_t v, struct kafka_arena *a, uint32_t
 }
 
 static const struct dump_kind header_kinds[2] = {
-    {HEADER_KEY, "RequestHeader", 0, KAFKA_REQUEST_HEADER_MIN_VERSION,
+    {HEADER_KEY,
+     "RequestHeader",
+     0,
+     KAFKA_REQUEST_HEADER_MIN_VERSION,
      KAFKA_REQUEST_HEADER_MAX_VERSION,
-     {sizeof(struct kafka_request_header), req_header_init, req_header_decode,
-      req_header_encode, req_header_size},
+     {sizeof(struct kafka_request_header), req_header_init, req_header_decode, req_header_encode,
+      req_header_size},
      req_header_fill},
-    {HEADER_KEY, "ResponseHeader", 1, KAFKA_RESPONSE_HEADER_MIN_VERSION,
+    {HEADER_KEY,
+     "ResponseHeader",
+     1,
+     KAFKA_RESPONSE_HEADER_MIN_VERSION,
      KAFKA_RESPONSE_HEADER_MAX_VERSION,
      {sizeof(struct kafka_response_header), resp_header_init, resp_header_decode,
       resp_header_encode, resp_header_size},
@@ -180,8 +186,7 @@ out:
 static int write_line(FILE *f, const struct dump_kind *k, int16_t v, uint32_t seed,
                       const uint8_t *b, size_t n)
 {
-    if (fprintf(f, "%d %s %d %" PRIu32 " ", k->key, k->is_response ? "resp" : "req", v,
-                seed) < 0)
+    if (fprintf(f, "%d %s %d %" PRIu32 " ", k->key, k->is_response ? "resp" : "req", v, seed) < 0)
         return LM_E_IO;
     if (n == 0 && fputc('-', f) == EOF)
         return LM_E_IO;
@@ -200,8 +205,7 @@ static int emit_kind(FILE *f, const struct dump_kind *k, unsigned *count)
             int rc = encode_one(k, v, seed, &b, &n);
             if (rc != 0) {
                 fprintf(stderr, "codec_dump: %s %s v%d seed %" PRIu32 ": own round trip: %s\n",
-                        k->name, k->is_response ? "response" : "request", v, seed,
-                        lm_strerror(rc));
+                        k->name, k->is_response ? "response" : "request", v, seed, lm_strerror(rc));
                 return rc;
             }
             rc = write_line(f, k, v, seed, b, n);
@@ -294,13 +298,13 @@ static int check_one(const struct dump_kind *k, int16_t v, const char *seed, con
     kafka_reader_init(&r, b, n);
     int rc = k->ops.decode(&r, v, m, &a);
     if (rc != 0) {
-        printf("FAIL %s %s v%d seed %s: decode of Java's %zu bytes: %s (at offset %zu)\n",
-               k->name, dir, v, seed, n, lm_strerror(rc), r.pos);
+        printf("FAIL %s %s v%d seed %s: decode of Java's %zu bytes: %s (at offset %zu)\n", k->name,
+               dir, v, seed, n, lm_strerror(rc), r.pos);
         goto out;
     }
     if (r.pos != n) {
-        printf("FAIL %s %s v%d seed %s: decode left %zu of Java's %zu bytes unread\n", k->name,
-               dir, v, seed, n - r.pos, n);
+        printf("FAIL %s %s v%d seed %s: decode left %zu of Java's %zu bytes unread\n", k->name, dir,
+               v, seed, n - r.pos, n);
         goto out;
     }
     size_t n2 = k->ops.size(v, m);
@@ -343,8 +347,7 @@ static int cmd_check(const char *path)
         lineno++;
         char dir[8], seed[16];
         int key, version, used = 0;
-        if (sscanf(line, "%d %7s %d %15s %n", &key, dir, &version, seed, &used) != 4 ||
-            used == 0) {
+        if (sscanf(line, "%d %7s %d %15s %n", &key, dir, &version, seed, &used) != 4 || used == 0) {
             printf("FAIL %s:%u: malformed line\n", path, lineno);
             failed++;
             continue;

@@ -12,17 +12,17 @@
 #include <time.h>
 
 #define PARTITIONS 16
-#define TS_BASE INT64_C(1700000000000)
+#define TS_BASE    INT64_C(1700000000000)
 
 static const char *bootstrap;
 static int delivered_ok, delivered_err;
 static rd_kafka_resp_err_t last_err;
 
-#define FAIL(...)                                                                              \
-    do {                                                                                       \
-        fprintf(stderr, "FAIL: " __VA_ARGS__);                                                 \
-        fprintf(stderr, "\n");                                                                 \
-        exit(1);                                                                               \
+#define FAIL(...)                                                                                  \
+    do {                                                                                           \
+        fprintf(stderr, "FAIL: " __VA_ARGS__);                                                     \
+        fprintf(stderr, "\n");                                                                     \
+        exit(1);                                                                                   \
     } while (0)
 
 static size_t value_of(int64_t i, char *buf, size_t cap)
@@ -79,12 +79,11 @@ static void produce_all(const char *topic, const char *codec, const char *acks, 
         rd_kafka_header_add(h, "codec", -1, codec, -1);
         rd_kafka_resp_err_t e;
         for (;;) {
-            e = rd_kafka_producev(rk, RD_KAFKA_V_TOPIC(topic),
-                                  RD_KAFKA_V_PARTITION((int32_t)(i % PARTITIONS)),
-                                  RD_KAFKA_V_KEY(key, strlen(key)), RD_KAFKA_V_VALUE(val, vlen),
-                                  RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-                                  RD_KAFKA_V_TIMESTAMP(TS_BASE + i), RD_KAFKA_V_HEADERS(h),
-                                  RD_KAFKA_V_END);
+            e = rd_kafka_producev(
+                rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_PARTITION((int32_t)(i % PARTITIONS)),
+                RD_KAFKA_V_KEY(key, strlen(key)), RD_KAFKA_V_VALUE(val, vlen),
+                RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_TIMESTAMP(TS_BASE + i),
+                RD_KAFKA_V_HEADERS(h), RD_KAFKA_V_END);
             if (e != RD_KAFKA_RESP_ERR__QUEUE_FULL)
                 break;
             rd_kafka_poll(rk, 10);
@@ -208,8 +207,8 @@ int main(int argc, char **argv)
         produce_all(topic, codecs[c], "all", n);
         double t1 = now_s();
         consume_check(topic, codecs[c], n, 1);
-        printf("codec %-6s %" PRId64 " records: produce %.2f s, consume+check %.2f s\n",
-               codecs[c], n, t1 - t0, now_s() - t1);
+        printf("codec %-6s %" PRId64 " records: produce %.2f s, consume+check %.2f s\n", codecs[c],
+               n, t1 - t0, now_s() - t1);
         fflush(stdout);
     }
     static const char *acks[] = {"0", "1", "all"};
@@ -226,10 +225,9 @@ int main(int argc, char **argv)
     size_t big = 10u << 20;
     char *v = calloc(1, big);
     delivered_ok = delivered_err = 0;
-    rd_kafka_resp_err_t e =
-        rd_kafka_producev(rk, RD_KAFKA_V_TOPIC("big"), RD_KAFKA_V_PARTITION(0),
-                          RD_KAFKA_V_VALUE(v, big), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-                          RD_KAFKA_V_END);
+    rd_kafka_resp_err_t e = rd_kafka_producev(
+        rk, RD_KAFKA_V_TOPIC("big"), RD_KAFKA_V_PARTITION(0), RD_KAFKA_V_VALUE(v, big),
+        RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
     free(v);
     if (e)
         FAIL("producev big: %s", rd_kafka_err2str(e));

@@ -150,8 +150,8 @@ static void xshard_echo(struct broker_req *req)
 static void blob(struct broker_req *req)
 {
     int32_t size = req->body_len >= 4 ? rd_i32(req->body) : -1;
-    uint8_t *b = size >= 0 && size <= (64 << 20) ? kafka_arena_alloc(&req->arena, (size_t)size, 16)
-                                                 : NULL;
+    uint8_t *b =
+        size >= 0 && size <= (64 << 20) ? kafka_arena_alloc(&req->arena, (size_t)size, 16) : NULL;
     if (b == NULL) {
         broker_req_respond_none(req);
         broker_req_close_after(req);
@@ -188,8 +188,8 @@ static void file_parts(struct broker_req *req)
     size_t half = (size_t)size / 2;
     parts[0] = (struct broker_resp_part){.mem = "head", .fd = -1, .len = 4};
     parts[1] = (struct broker_resp_part){.fd = fd, .offset = 100, .len = half};
-    parts[2] = (struct broker_resp_part){.fd = fd2, .offset = 100 + half,
-                                         .len = (size_t)size - half};
+    parts[2] =
+        (struct broker_resp_part){.fd = fd2, .offset = 100 + half, .len = (size_t)size - half};
     parts[3] = (struct broker_resp_part){.mem = "tail", .fd = -1, .len = 4};
     broker_req_respond_parts(req, parts, 4);
 }
@@ -295,10 +295,10 @@ static void forward(struct broker_req *req)
     for (int32_t i = 0; i < f->count; i++) {
         struct broker_call *c = &f->calls[f->sent];
         wr_i32(f->index_be[f->sent], (uint32_t)f->sent);
-        f->parts[f->sent][0] = (struct broker_resp_part){
-            .mem = b + 21, .fd = -1, .len = req->body_len - 21};
-        f->parts[f->sent][1] = (struct broker_resp_part){
-            .mem = f->index_be[f->sent], .fd = -1, .len = 4};
+        f->parts[f->sent][0] =
+            (struct broker_resp_part){.mem = b + 21, .fd = -1, .len = req->body_len - 21};
+        f->parts[f->sent][1] =
+            (struct broker_resp_part){.mem = f->index_be[f->sent], .fd = -1, .len = 4};
         c->api_key = api_key;
         c->api_version = api_version;
         c->flexible = flexible;
@@ -319,8 +319,8 @@ static void forward(struct broker_req *req)
 
 /* ---- 104 and the UDP echo ---------------------------------------------------------------- */
 
-static void udp_echo(struct broker_shard *s, struct broker_udp *u, const uint8_t *data,
-                     size_t len, const struct sockaddr *from, uint32_t from_len, void *arg)
+static void udp_echo(struct broker_shard *s, struct broker_udp *u, const uint8_t *data, size_t len,
+                     const struct sockaddr *from, uint32_t from_len, void *arg)
 {
     (void)arg;
     uint8_t out[4 + 61440];

@@ -32,8 +32,8 @@ static void fuzz_iterate(const uint8_t *buf, size_t len, int validate_rc,
     int n = 0;
     while ((rc = kafka_record_iter_next(&it, &rec)) == 1) {
         LM_ASSERT(rec.key_len >= -1 && rec.value_len >= -1);
-        LM_ASSERT(rec.key_len < 0 || (rec.key >= r.records &&
-                                      rec.key + rec.key_len <= r.records + r.records_size));
+        LM_ASSERT(rec.key_len < 0 ||
+                  (rec.key >= r.records && rec.key + rec.key_len <= r.records + r.records_size));
         struct kafka_header_iter hi;
         struct kafka_record_header h;
         kafka_record_headers(&rec, &hi);

@@ -25,9 +25,9 @@ static uint8_t *encode_frame(int hv, const struct kafka_request_header *h,
     return buf;
 }
 
-static int decode_frame(const uint8_t *data, size_t size, struct kafka_request_header *h,
-                        void **m, const struct kafka_api_info **api_out, int16_t *ver_out,
-                        int *hv_out, struct kafka_arena *a)
+static int decode_frame(const uint8_t *data, size_t size, struct kafka_request_header *h, void **m,
+                        const struct kafka_api_info **api_out, int16_t *ver_out, int *hv_out,
+                        struct kafka_arena *a)
 {
     if (size < 4)
         return LM_E_TRUNCATED;

@@ -48,9 +48,9 @@
 #include "consensus/raft.h"
 #include "consensus/raft_memlog.h"
 
-#define SLOTS_MAX 8
-#define TICK_US 100
-#define FAULT_TICKS 300
+#define SLOTS_MAX      8
+#define TICK_US        100
+#define FAULT_TICKS    300
 #define LIVENESS_TICKS 400
 
 /* ---------- time spent inside raft (--measure-throughput) ---------- */
@@ -67,20 +67,20 @@ static uint64_t mono_ns(void)
 
 /* RAFT(call) evaluates a call into the raft core, adding its wall time to raft_ns when
  * measuring, so the core's cost is told apart from the simulated shell's. */
-#define RAFT(call)                                                                             \
-    __extension__({                                                                            \
-        uint64_t t0_ = timing ? mono_ns() : 0;                                                 \
-        __typeof__(call) r_ = (call);                                                          \
-        if (timing)                                                                            \
-            raft_ns += mono_ns() - t0_;                                                        \
-        r_;                                                                                    \
+#define RAFT(call)                                                                                 \
+    __extension__({                                                                                \
+        uint64_t t0_ = timing ? mono_ns() : 0;                                                     \
+        __typeof__(call) r_ = (call);                                                              \
+        if (timing)                                                                                \
+            raft_ns += mono_ns() - t0_;                                                            \
+        r_;                                                                                        \
     })
-#define RAFT_VOID(call)                                                                        \
-    do {                                                                                       \
-        uint64_t t0_ = timing ? mono_ns() : 0;                                                 \
-        call;                                                                                  \
-        if (timing)                                                                            \
-            raft_ns += mono_ns() - t0_;                                                        \
+#define RAFT_VOID(call)                                                                            \
+    do {                                                                                           \
+        uint64_t t0_ = timing ? mono_ns() : 0;                                                     \
+        call;                                                                                      \
+        if (timing)                                                                                \
+            raft_ns += mono_ns() - t0_;                                                            \
     } while (0)
 
 /* ---------- deterministic PRNG ---------- */
@@ -93,8 +93,14 @@ static uint64_t rnd(void)
     z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
     return z ^ (z >> 31);
 }
-static uint64_t rnd_below(uint64_t n) { return n ? rnd() % n : 0; }
-static bool chance(double p) { return (double)(rnd() >> 11) / 9007199254740992.0 < p; }
+static uint64_t rnd_below(uint64_t n)
+{
+    return n ? rnd() % n : 0;
+}
+static bool chance(double p)
+{
+    return (double)(rnd() >> 11) / 9007199254740992.0 < p;
+}
 
 static uint64_t mix(uint64_t h, uint64_t v)
 {
@@ -113,8 +119,9 @@ static uint64_t digest_bytes(const uint8_t *p, uint32_t n)
 
 static uint64_t entry_digest(const struct raft_entry *e)
 {
-    return mix(mix(mix(digest_bytes(e->data, e->len), (uint64_t)e->first_index),
-                   (uint64_t)e->last_index), e->term * 8 + e->type);
+    return mix(
+        mix(mix(digest_bytes(e->data, e->len), (uint64_t)e->first_index), (uint64_t)e->last_index),
+        e->term * 8 + e->type);
 }
 
 /* ---------- events ---------- */
@@ -158,7 +165,7 @@ struct node {
 struct truth {
     uint64_t term;
     uint64_t commit_term; /* lowest term of a node seen holding it committed */
-    uint64_t sm; /* state machine digest after applying the batch ending here */
+    uint64_t sm;          /* state machine digest after applying the batch ending here */
     uint64_t data;
     uint8_t set, sm_set, data_set;
 };
@@ -373,8 +380,8 @@ static void net_send(struct node *n, const struct raft_msg *desc)
     if (rc) {
         LM_ASSERT(desc->type == RAFT_MSG_APP);
         S->st.unsent++;
-        vlog("n%u App to n%u (%" PRId64 ", %" PRId64 "] unsent: %s", n->id, desc->to,
-             desc->index, desc->ent_last, lm_errname(rc));
+        vlog("n%u App to n%u (%" PRId64 ", %" PRId64 "] unsent: %s", n->id, desc->to, desc->index,
+             desc->ent_last, lm_errname(rc));
         rc = RAFT(raft_append_unsent(n->r, desc, rc));
         LM_ASSERT(rc == 0);
         return;
@@ -387,9 +394,8 @@ static void net_send(struct node *n, const struct raft_msg *desc)
     if (trace_node && (m->from == trace_node || m->to == trace_node))
         printf("%8" PRIu64 " n%u->n%u %s term %" PRIu64 " index %" PRId64 " logterm %" PRIu64
                " commit %" PRId64 " n %u%s hint %" PRId64 "/%" PRIu64 "\n",
-               S->now, m->from, m->to, raft_msg_type_name(m->type), m->term, m->index,
-               m->log_term, m->commit, m->n_entries, m->reject ? " REJECT" : "", m->hint_index,
-               m->hint_term);
+               S->now, m->from, m->to, raft_msg_type_name(m->type), m->term, m->index, m->log_term,
+               m->commit, m->n_entries, m->reject ? " REJECT" : "", m->hint_index, m->hint_term);
     uint32_t f = m->from, t = m->to;
     if (t == 0 || t > S->n_slots) {
         S->st.msgs_dropped++;
@@ -435,8 +441,8 @@ static struct raft_config node_config(uint32_t id)
                                 .max_apply_entries = 64,
                                 .pre_vote = true,
                                 .check_quorum = true,
-                                .rand_seed = S->seed * 1000003 + id * 7919 +
-                                             S->nodes[id].life * 104729,
+                                .rand_seed =
+                                    S->seed * 1000003 + id * 7919 + S->nodes[id].life * 104729,
                                 .applied = -1};
 }
 
@@ -502,7 +508,9 @@ static int op_cache_entry_at(void *ctx, int64_t index, struct raft_entry *out)
 
 static void cache_ops(struct node *n, struct raft_log_ops *ops)
 {
-    *ops = (struct raft_log_ops){.ctx = n, .start = op_cache_start, .last_index = op_cache_last,
+    *ops = (struct raft_log_ops){.ctx = n,
+                                 .start = op_cache_start,
+                                 .last_index = op_cache_last,
                                  .entry_at = op_cache_entry_at};
 }
 
@@ -510,8 +518,8 @@ static void cache_ops(struct node *n, struct raft_log_ops *ops)
  * the heal, tries again). */
 static bool node_boot(struct node *n)
 {
-    struct raft_log_ops ops = {.ctx = n, .start = op_start, .last_index = op_last,
-                               .entry_at = op_entry_at};
+    struct raft_log_ops ops = {
+        .ctx = n, .start = op_start, .last_index = op_last, .entry_at = op_entry_at};
     struct raft_config cfg = node_config(n->id);
     n->r = raft_new(&cfg, &ops, n->disk.has_hs ? &n->disk.hs : NULL);
     if (!n->r) {
@@ -529,8 +537,8 @@ static bool node_boot(struct node *n)
     n->last_commit = raft_commit(n->r);
     n->truth_upto = n->disk.start.index;
     n->role_seen = RAFT_FOLLOWER;
-    heap_push((struct event){.at = S->now + 1 + rnd_below(TICK_US), .type = EV_TICK,
-                             .node = n->id, .life = n->life});
+    heap_push((struct event){
+        .at = S->now + 1 + rnd_below(TICK_US), .type = EV_TICK, .node = n->id, .life = n->life});
     return true;
 }
 
@@ -598,8 +606,7 @@ static void check_node_reads(struct node *n)
     struct raft *r = n->r;
     int64_t c = raft_commit(r);
     if (c < n->last_commit)
-        violation("commit monotonic: n%u commit %" PRId64 " < %" PRId64, n->id, c,
-                  n->last_commit);
+        violation("commit monotonic: n%u commit %" PRId64 " < %" PRId64, n->id, c, n->last_commit);
     n->last_commit = c;
     /* Offsets up to commit in this node's log are committed: record or compare. */
     for (int64_t i = n->truth_upto + 1; i <= c; i++) {
@@ -608,8 +615,8 @@ static void check_node_reads(struct node *n)
             continue; /* below the log start */
         struct truth *t = truth_at(i);
         if (t->set && t->term != term)
-            violation("committed entry lost: offset %" PRId64 " term %" PRIu64
-                      " became %" PRIu64 " on n%u",
+            violation("committed entry lost: offset %" PRId64 " term %" PRIu64 " became %" PRIu64
+                      " on n%u",
                       i, t->term, term, n->id);
         uint64_t ct = raft_term(r);
         if (!t->set || ct < t->commit_term)
@@ -755,8 +762,8 @@ static void process(struct node *n)
 static void disk_complete(struct node *n)
 {
     if (n->disk_stall_until > S->now) {
-        heap_push((struct event){.at = n->disk_stall_until, .type = EV_DISK, .node = n->id,
-                                 .life = n->life});
+        heap_push((struct event){
+            .at = n->disk_stall_until, .type = EV_DISK, .node = n->id, .life = n->life});
         return;
     }
     struct disk_op *op = n->ops_head;
@@ -983,8 +990,8 @@ static void handle_event(struct event *ev)
         if (rc)
             note_raft_err(n, "tick", rc);
         process(n);
-        heap_push((struct event){.at = S->now + TICK_US, .type = EV_TICK, .node = n->id,
-                                 .life = n->life});
+        heap_push((struct event){
+            .at = S->now + TICK_US, .type = EV_TICK, .node = n->id, .life = n->life});
         return;
     case EV_MSG:
         if (n->up) {
@@ -994,8 +1001,8 @@ static void handle_event(struct event *ev)
             if (rc == LM_E_IO)
                 note_raft_err(n, "step", rc);
             else if (rc)
-                violation("n%u refused %s from n%u: %s", n->id,
-                          raft_msg_type_name(ev->msg->type), ev->msg->from, lm_errname(rc));
+                violation("n%u refused %s from n%u: %s", n->id, raft_msg_type_name(ev->msg->type),
+                          ev->msg->from, lm_errname(rc));
             process(n);
         }
         raft_msg_deinit(ev->msg);
@@ -1010,8 +1017,8 @@ static void handle_event(struct event *ev)
     case EV_FAULT:
         if (S->faults_on) {
             fault_step();
-            heap_push((struct event){.at = S->now + TICK_US * (1 + rnd_below(15)),
-                                     .type = EV_FAULT});
+            heap_push(
+                (struct event){.at = S->now + TICK_US * (1 + rnd_below(15)), .type = EV_FAULT});
         }
         return;
     case EV_CLIENT:
@@ -1136,8 +1143,9 @@ static int run_seed(uint64_t seed, uint32_t voters, bool verbose, struct stats *
         for (uint32_t i = 1; i <= S->n_slots; i++) {
             struct node *n = &S->nodes[i];
             const struct raft_conf *c = raft_conf(n->r);
-            fprintf(stderr, "  n%u %s term %" PRIu64 " leader %u commit %" PRId64
-                    " applied %" PRId64 " last %" PRId64 " start %" PRId64 " voters",
+            fprintf(stderr,
+                    "  n%u %s term %" PRIu64 " leader %u commit %" PRId64 " applied %" PRId64
+                    " last %" PRId64 " start %" PRId64 " voters",
                     i, raft_role_name(raft_role(n->r)), raft_term(n->r), raft_leader(n->r),
                     raft_commit(n->r), n->applied, raft_last_index(n->r), n->disk.start.index);
             for (uint32_t k = 0; k < c->n_voters; k++)
@@ -1149,10 +1157,10 @@ static int run_seed(uint64_t seed, uint32_t voters, bool verbose, struct stats *
             const struct raft_progress *pr;
             for (uint32_t k = 1; k <= S->n_slots; k++)
                 if ((pr = raft_progress(n->r, k)) != NULL)
-                    fprintf(stderr, "    pr n%u match %" PRId64 " next %" PRId64
+                    fprintf(stderr,
+                            "    pr n%u match %" PRId64 " next %" PRId64
                             " state %u probe_sent %d inflight %u\n",
-                            k, pr->match, pr->next, pr->state, pr->probe_sent,
-                            pr->inflight_count);
+                            k, pr->match, pr->next, pr->state, pr->probe_sent, pr->inflight_count);
         }
         violation("liveness: no commit on every member within %d ticks after healing",
                   LIVENESS_TICKS);
@@ -1187,7 +1195,10 @@ static int cmp_u64(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-static bool has_leader(void) { return find_leader() != NULL; }
+static bool has_leader(void)
+{
+    return find_leader() != NULL;
+}
 
 /* Election time after leader loss: crash a stable leader, count ticks to the next leader. */
 static void measure_election(uint32_t runs)
@@ -1210,16 +1221,18 @@ static void measure_election(uint32_t runs)
             sim_free();
         }
         qsort(ticks, n, sizeof(uint64_t), cmp_u64);
-        printf("election after leader loss, %u voters: runs=%u median=%" PRIu64
-               " ticks p99=%" PRIu64 " ticks max=%" PRIu64
-               " (election timeout 10..19 ticks, pre-vote + check-quorum on)\n",
-               voters, n, n ? ticks[n / 2] : 0, n ? ticks[(n * 99) / 100] : 0,
-               n ? ticks[n - 1] : 0);
+        printf(
+            "election after leader loss, %u voters: runs=%u median=%" PRIu64 " ticks p99=%" PRIu64
+            " ticks max=%" PRIu64 " (election timeout 10..19 ticks, pre-vote + check-quorum on)\n",
+            voters, n, n ? ticks[n / 2] : 0, n ? ticks[(n * 99) / 100] : 0, n ? ticks[n - 1] : 0);
         free(ticks);
     }
 }
 
-static bool never(void) { return false; }
+static bool never(void)
+{
+    return false;
+}
 
 /* One closed-loop run (seed 42, no faults); returns wall seconds, and with `timed` the seconds
  * spent inside raft calls in *in_raft. The run is deterministic, so a timed and an untimed run
@@ -1266,8 +1279,8 @@ static void measure_throughput(void)
         uint64_t ent, msgs;
         double secs = throughput_run(voters, false, &unused, &ent, &msgs);
         uint64_t per_node = ent / voters;
-        printf("throughput, %u voters, no faults: committed entries=%" PRIu64
-               " messages=%" PRIu64 " messages/entry=%.2f entries/s (in-process, all nodes "
+        printf("throughput, %u voters, no faults: committed entries=%" PRIu64 " messages=%" PRIu64
+               " messages/entry=%.2f entries/s (in-process, all nodes "
                "simulated on one core)=%.0f%s\n",
                voters, per_node, msgs, per_node ? (double)msgs / (double)per_node : 0.0,
                secs > 0 ? (double)per_node / secs : 0.0, S->failed ? " FAILED" : "");
@@ -1317,8 +1330,9 @@ int main(int argc, char **argv)
         else if (!strcmp(argv[i], "--measure-throughput"))
             m_throughput = true;
         else {
-            fprintf(stderr, "usage: %s [--seeds N] [--start S] [--seed S] [--nodes 3|5|0] "
-                            "[--verbose] [--measure-election N] [--measure-throughput]\n",
+            fprintf(stderr,
+                    "usage: %s [--seeds N] [--start S] [--seed S] [--nodes 3|5|0] "
+                    "[--verbose] [--measure-election N] [--measure-throughput]\n",
                     argv[0]);
             return 2;
         }
@@ -1358,8 +1372,7 @@ int main(int argc, char **argv)
     double secs = (double)(b.tv_sec - a.tv_sec) + (double)(b.tv_nsec - a.tv_nsec) / 1e9;
     printf("sim_raft: seeds %" PRIu64 "..%" PRIu64 " (%s voters): %" PRIu64 " run, %" PRIu64
            " failed in %.1f s\n",
-           start, start + ran - 1, nodes ? (nodes == 3 ? "3" : "5") : "3 and 5", ran, failed,
-           secs);
+           start, start + ran - 1, nodes ? (nodes == 3 ? "3" : "5") : "3 and 5", ran, failed, secs);
     printf("  events=%" PRIu64 " msgs=%" PRIu64 " proposals=%" PRIu64 " applied=%" PRIu64
            " leaders=%" PRIu64 " crashes=%" PRIu64 " partitions=%" PRIu64 " transfers=%" PRIu64
            " conf_changes=%" PRIu64 " log_start_moves=%" PRIu64 " installs=%" PRIu64 "\n",

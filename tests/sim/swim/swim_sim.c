@@ -28,10 +28,10 @@
 #include "gossip/swim.h"
 
 #define NODES_MAX 1000
-#define BASE_IP 0x0a000000u
-#define PORT 9094
-#define T_MS 1000u   /* protocol period */
-#define TICK_MS 50u  /* each member's tick granularity */
+#define BASE_IP   0x0a000000u
+#define PORT      9094
+#define T_MS      1000u /* protocol period */
+#define TICK_MS   50u   /* each member's tick granularity */
 #define VIEW_NONE 0xff
 
 enum ev_kind { EV_TICK = 1, EV_DELIVER = 2 };
@@ -68,9 +68,9 @@ struct sim {
     double loss;
     double dup; /* probability that a datagram is delivered twice (with its own delay) */
     uint32_t delay_min_ms, delay_max_ms;
-    uint32_t slow_ms;       /* mean extra processing delay of a slow member */
+    uint32_t slow_ms; /* mean extra processing delay of a slow member */
     uint32_t sync_periods;
-    bool check_majority;    /* invariant: no live reachable member dead by a majority */
+    bool check_majority; /* invariant: no live reachable member dead by a majority */
     uint64_t now;
     uint64_t ev_ids;
     struct ev *heap;
@@ -94,8 +94,9 @@ static uint32_t sync_periods_next = 30;
 
 static void fail(const char *what)
 {
-    fprintf(stderr, "swim_sim: INVARIANT FAILED: %s (t=%.2f periods, seed=%" PRIu64
-                    ", replay: swim_sim --seed %" PRIu64 ")\n",
+    fprintf(stderr,
+            "swim_sim: INVARIANT FAILED: %s (t=%.2f periods, seed=%" PRIu64
+            ", replay: swim_sim --seed %" PRIu64 ")\n",
             what, (double)S->now / T_MS, S->seed, S->seed);
     exit(1);
 }
@@ -304,8 +305,8 @@ static void node_boot(uint32_t i)
     cfg.members_max = S->n + 8;
     cfg.sync_periods = S->sync_periods;
     cfg.meta.node_id = (int32_t)i + 1;
-    snprintf(cfg.meta.kafka_listener, sizeof(cfg.meta.kafka_listener), "10.0.%u.%u:9092",
-             i >> 8, i & 255);
+    snprintf(cfg.meta.kafka_listener, sizeof(cfg.meta.kafka_listener), "10.0.%u.%u:9092", i >> 8,
+             i & 255);
     snprintf(cfg.meta.rack, sizeof(cfg.meta.rack), "rack-%u", i % 3);
     nd->rng = S->seed * 1000003u + i * 7919u + nd->gen;
     nd->gen++;
@@ -524,7 +525,7 @@ struct steady_result {
     double bytes_per_member_period;
     double fp_per_1000; /* false dead incidents per 1000 member-periods */
     uint64_t fp_incidents;
-    uint64_t fp_healthy; /* about members that are not slow */
+    uint64_t fp_healthy;     /* about members that are not slow */
     double suspect_per_1000; /* false suspicion incidents per 1000 member-periods */
     double member_periods;
 };
@@ -579,8 +580,7 @@ static void scenario_partition(uint32_t n, bool lifeguard, uint64_t seed)
     run_until(S->now + 40 * T_MS);
     /* the other side must no longer believe the member alive (dead, or still suspect where
      * Lifeguard has stretched the timeouts of members that lost half their probes) */
-    if (live_observers_with(n - 1, SWIM_DEAD) + live_observers_with(n - 1, SWIM_SUSPECT) <
-        n / 2)
+    if (live_observers_with(n - 1, SWIM_DEAD) + live_observers_with(n - 1, SWIM_SUSPECT) < n / 2)
         fail("a partition was not detected by the other side");
     for (uint32_t i = 0; i < n; i++)
         S->nodes[i].group = 0;
@@ -619,8 +619,8 @@ static void scenario_invariants(uint32_t n, bool lifeguard, uint64_t seed)
         fail("simultaneous crashes not detected by all live members within the bound");
     if (S->false_events != 0)
         fail("a live member was declared dead at 0% loss");
-    printf("invariants n=%u lifeguard=%d: 3 crashes detected by all, no false dead verdict\n",
-           n, lifeguard);
+    printf("invariants n=%u lifeguard=%d: 3 crashes detected by all, no false dead verdict\n", n,
+           lifeguard);
     sim_free();
 }
 
@@ -644,8 +644,7 @@ int main(int argc, char **argv)
         else if (strcmp(argv[i], "--slow") == 0 && i + 2 < argc) {
             slow_only_n = (uint32_t)atoi(argv[++i]);
             slow_only_periods = (uint32_t)atoi(argv[++i]);
-        }
-        else {
+        } else {
             fprintf(stderr, "usage: %s [--full] [--seed S] [--slow N PERIODS]\n", argv[0]);
             return 2;
         }

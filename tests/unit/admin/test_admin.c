@@ -48,7 +48,9 @@ static int fx_setup(void **state)
     assert_int_equal(lm_meta_store_open(f->dir, &f->meta), 0);
     broker_config_init(&f->cfg);
     f->cfg.node_id = 7;
-    f->env = (struct admin_env){.meta = f->meta, .cfg = &f->cfg, .cluster_id = "clusterIdTest42",
+    f->env = (struct admin_env){.meta = f->meta,
+                                .cfg = &f->cfg,
+                                .cluster_id = "clusterIdTest42",
                                 .leader_epoch = test_leader_epoch};
     kafka_arena_init(&f->a, 64u << 20);
     *state = f;
@@ -92,15 +94,15 @@ static void *wire(struct fx *f, int16_t key, int16_t v, bool request, const void
     return out;
 }
 
-#define DEFINE_CALL(api, KEY)                                                                  \
-    static struct kafka_##api##_response *call_##api(struct fx *f, int16_t v,                  \
-                                                     const struct kafka_##api##_request *rq)   \
-    {                                                                                          \
-        const struct kafka_##api##_request *w = wire(f, KEY, v, true, rq);                     \
-        struct kafka_##api##_response rs;                                                      \
-        kafka_##api##_response_init(&rs);                                                      \
-        assert_int_equal(admin_##api(&f->env, v, w, &rs, &f->a), 0);                          \
-        return wire(f, KEY, v, false, &rs);                                                    \
+#define DEFINE_CALL(api, KEY)                                                                      \
+    static struct kafka_##api##_response *call_##api(struct fx *f, int16_t v,                      \
+                                                     const struct kafka_##api##_request *rq)       \
+    {                                                                                              \
+        const struct kafka_##api##_request *w = wire(f, KEY, v, true, rq);                         \
+        struct kafka_##api##_response rs;                                                          \
+        kafka_##api##_response_init(&rs);                                                          \
+        assert_int_equal(admin_##api(&f->env, v, w, &rs, &f->a), 0);                               \
+        return wire(f, KEY, v, false, &rs);                                                        \
     }
 DEFINE_CALL(create_topics, KAFKA_CREATE_TOPICS_KEY)
 DEFINE_CALL(delete_topics, KAFKA_DELETE_TOPICS_KEY)
@@ -116,12 +118,12 @@ DEFINE_CALL(describe_log_dirs, KAFKA_DESCRIBE_LOG_DIRS_KEY)
 DEFINE_CALL(update_features, KAFKA_UPDATE_FEATURES_KEY)
 DEFINE_CALL(describe_topic_partitions, KAFKA_DESCRIBE_TOPIC_PARTITIONS_KEY)
 
-static struct kafka_str S(const char *s)
-{
+static struct kafka_str S(const char *s) {
     return admin_kstr(s);
 }
 
-static bool str_is(struct kafka_str s, const char *c)
+static bool
+str_is(struct kafka_str s, const char *c)
 {
     return c == NULL ? s.len < 0 : admin_kstr_eq(s, c);
 }
@@ -167,11 +169,14 @@ static size_t override_count(struct fx *f, const char *topic)
 typedef struct kafka_create_topics_request_creatable_topic ct_topic;
 typedef struct kafka_create_topics_request_creatable_topic_config ct_config;
 
-static ct_topic topic_req(struct fx *f, const char *name, int32_t np, int16_t rf, int nconf,
-                          ...)
+static ct_topic topic_req(struct fx *f, const char *name, int32_t np, int16_t rf, int nconf, ...)
 {
-    ct_topic t = {.name = S(name), .num_partitions = np, .replication_factor = rf,
-                  .assignments = NULL, .assignments_count = 0, .configs = NULL,
+    ct_topic t = {.name = S(name),
+                  .num_partitions = np,
+                  .replication_factor = rf,
+                  .assignments = NULL,
+                  .assignments_count = 0,
+                  .configs = NULL,
                   .configs_count = 0};
     if (nconf > 0) {
         t.configs = kafka_arena_alloc_array(&f->a, (size_t)nconf, sizeof(ct_config), 8);
@@ -224,8 +229,8 @@ static void test_create_topics_v7_configs(void **state)
 {
     struct fx *f = *state;
     assert_int_equal(broker_config_set(&f->cfg, "log.retention.hours", "2"), 0);
-    ct_topic t = topic_req(f, "orders", 4, 1, 2, "cleanup.policy", "compact", "retention.bytes",
-                           "1000");
+    ct_topic t =
+        topic_req(f, "orders", 4, 1, 2, "cleanup.policy", "compact", "retention.bytes", "1000");
     struct kafka_create_topics_response *rs = create(f, 7, false, &t, 1);
     const struct kafka_create_topics_response_creatable_topic_result *r = &rs->topics[0];
     assert_int_equal(r->error_code, KAFKA_NONE);
@@ -445,9 +450,11 @@ static void test_delete_topics(void **state)
 
     /* the same id twice, the same name twice, neither name nor id */
     assert_int_equal(create_one(f, 7, "t4", 1, 1), KAFKA_NONE);
-    struct kafka_delete_topics_request_delete_topic_state st2[5] = {
-        {KAFKA_STR_NULL, unknown}, {S("t4"), {{0}}}, {KAFKA_STR_NULL, unknown},
-        {S("t4"), {{0}}}, {KAFKA_STR_NULL, {{0}}}};
+    struct kafka_delete_topics_request_delete_topic_state st2[5] = {{KAFKA_STR_NULL, unknown},
+                                                                    {S("t4"), {{0}}},
+                                                                    {KAFKA_STR_NULL, unknown},
+                                                                    {S("t4"), {{0}}},
+                                                                    {KAFKA_STR_NULL, {{0}}}};
     rq.topics = st2;
     rq.topics_count = 5;
     rs = call_delete_topics(f, 6, &rq);
@@ -481,8 +488,8 @@ static int16_t grow(struct fx *f, int16_t v, const char *topic, int32_t count, b
         for (int32_t i = 0; i < assignments_count; i++)
             as[i] = (asg){b, 1};
     }
-    struct kafka_create_partitions_request_create_partitions_topic t = {
-        S(topic), count, as, assignments_count};
+    struct kafka_create_partitions_request_create_partitions_topic t = {S(topic), count, as,
+                                                                        assignments_count};
     struct kafka_create_partitions_request rq;
     kafka_create_partitions_request_init(&rq);
     rq.topics = &t;
@@ -534,8 +541,8 @@ static void test_partition_limit(void **state)
     assert_int_equal(grow(f, 3, "a", 7, false, -1, 0), KAFKA_POLICY_VIOLATION);
     assert_int_equal(partitions_of(f, "a"), 6);
     /* the commit itself checks (two requests racing past the pre-check) */
-    struct lm_meta_record r = {.type = LM_META_TOPIC_CREATE, .topic = "raced",
-                               .partition_count = 1};
+    struct lm_meta_record r = {
+        .type = LM_META_TOPIC_CREATE, .topic = "raced", .partition_count = 1};
     assert_int_equal(lm_meta_new_topic_id(r.topic_id), 0);
     assert_int_equal(lm_meta_store_commit(f->meta, &r), LM_E_FULL);
     /* no limit means none */
@@ -568,14 +575,13 @@ static void test_offsets_topic_protected(void **state)
 typedef struct kafka_describe_configs_response_describe_configs_resource_result dc_entry;
 
 static struct kafka_describe_configs_response *describe(struct fx *f, int16_t v, int8_t type,
-                                                        const char *name, bool synonyms,
-                                                        bool docs, int nkeys, ...)
+                                                        const char *name, bool synonyms, bool docs,
+                                                        int nkeys, ...)
 {
-    struct kafka_describe_configs_request_describe_configs_resource r = {
-        type, S(name), NULL, -1};
+    struct kafka_describe_configs_request_describe_configs_resource r = {type, S(name), NULL, -1};
     if (nkeys >= 0) {
-        r.configuration_keys = kafka_arena_alloc_array(&f->a, (size_t)nkeys + 1,
-                                                       sizeof(struct kafka_str), 8);
+        r.configuration_keys =
+            kafka_arena_alloc_array(&f->a, (size_t)nkeys + 1, sizeof(struct kafka_str), 8);
         va_list ap;
         va_start(ap, nkeys);
         for (int i = 0; i < nkeys; i++)
@@ -596,8 +602,7 @@ static struct kafka_describe_configs_response *describe(struct fx *f, int16_t v,
     return rs;
 }
 
-static const dc_entry *dc_find(const struct kafka_describe_configs_response *rs,
-                               const char *name)
+static const dc_entry *dc_find(const struct kafka_describe_configs_response *rs, const char *name)
 {
     for (int32_t i = 0; i < rs->results[0].configs_count; i++) {
         if (str_is(rs->results[0].configs[i].name, name))
@@ -647,8 +652,8 @@ static void test_describe_configs_topic(void **state)
     assert_int_equal(e->config_source, LM_CONFIG_SOURCE_DEFAULT);
 
     /* key filter, no synonyms, no docs; v1 has no type or documentation on the wire */
-    rs = describe(f, 1, ADMIN_RESOURCE_TOPIC, "dc", false, false, 2, "retention.ms",
-                  "not.a.config");
+    rs =
+        describe(f, 1, ADMIN_RESOURCE_TOPIC, "dc", false, false, 2, "retention.ms", "not.a.config");
     assert_int_equal(rs->results[0].configs_count, 1);
     e = &rs->results[0].configs[0];
     assert_true(str_is(e->name, "retention.ms"));
@@ -741,9 +746,9 @@ static void test_alter_configs(void **state)
     ct_topic t = topic_req(f, "ac", 1, 1, 2, "retention.ms", "100", "segment.bytes", "2000000");
     assert_int_equal(create(f, 7, false, &t, 1)->topics[0].error_code, KAFKA_NONE);
     /* replaces the whole set */
-    assert_int_equal(alter(f, 2, ADMIN_RESOURCE_TOPIC, "ac", false, 1, "cleanup.policy",
-                           "compact,delete"),
-                     KAFKA_NONE);
+    assert_int_equal(
+        alter(f, 2, ADMIN_RESOURCE_TOPIC, "ac", false, 1, "cleanup.policy", "compact,delete"),
+        KAFKA_NONE);
     assert_int_equal(override_count(f, "ac"), 1);
     assert_string_equal(override_of(f, "ac", "cleanup.policy"), "compact,delete");
     assert_int_equal(alter(f, 0, ADMIN_RESOURCE_TOPIC, "ac", true, 1, "retention.ms", "5"),
@@ -753,9 +758,9 @@ static void test_alter_configs(void **state)
                      KAFKA_INVALID_CONFIG);
     assert_int_equal(alter(f, 1, ADMIN_RESOURCE_TOPIC, "ac", false, 1, "bogus", "1"),
                      KAFKA_INVALID_CONFIG);
-    assert_int_equal(alter(f, 1, ADMIN_RESOURCE_TOPIC, "ac", false, 2, "retention.ms", "1",
-                           "retention.ms", "2"),
-                     KAFKA_INVALID_REQUEST);
+    assert_int_equal(
+        alter(f, 1, ADMIN_RESOURCE_TOPIC, "ac", false, 2, "retention.ms", "1", "retention.ms", "2"),
+        KAFKA_INVALID_REQUEST);
     assert_int_equal(override_count(f, "ac"), 1);
     assert_int_equal(alter(f, 1, ADMIN_RESOURCE_TOPIC, "nope", false, 0),
                      KAFKA_UNKNOWN_TOPIC_OR_PARTITION);
@@ -784,24 +789,22 @@ static int16_t ialter(struct fx *f, int16_t v, int8_t type, const char *name, bo
     cfgent *c = kafka_arena_alloc_array(&f->a, (size_t)n + 1, sizeof(cfgent), 8);
     for (int i = 0; i < n; i++)
         c[i] = (cfgent){S(ops[i].name), ops[i].op, S(ops[i].value)};
-    struct kafka_incremental_alter_configs_request_alter_configs_resource r = {type, S(name), c,
-                                                                                n};
+    struct kafka_incremental_alter_configs_request_alter_configs_resource r = {type, S(name), c, n};
     struct kafka_incremental_alter_configs_request rq;
     kafka_incremental_alter_configs_request_init(&rq);
     rq.resources = &r;
     rq.resources_count = 1;
     rq.validate_only = validate_only;
-    struct kafka_incremental_alter_configs_response *rs =
-        call_incremental_alter_configs(f, v, &rq);
+    struct kafka_incremental_alter_configs_response *rs = call_incremental_alter_configs(f, v, &rq);
     assert_int_equal(rs->responses_count, 1);
     if (rs->responses[0].error_code != KAFKA_NONE)
         assert_true(rs->responses[0].error_message.len > 0);
     return rs->responses[0].error_code;
 }
 
-#define IALTER(f, v, name, vo, ...)                                                            \
-    ialter(f, v, ADMIN_RESOURCE_TOPIC, name, vo,                                               \
-           (int)(sizeof((struct op[]){__VA_ARGS__}) / sizeof(struct op)),                      \
+#define IALTER(f, v, name, vo, ...)                                                                \
+    ialter(f, v, ADMIN_RESOURCE_TOPIC, name, vo,                                                   \
+           (int)(sizeof((struct op[]){__VA_ARGS__}) / sizeof(struct op)),                          \
            (struct op[]){__VA_ARGS__})
 
 static void test_incremental_alter_configs(void **state)
@@ -901,8 +904,7 @@ static void test_incremental_alter_configs(void **state)
     assert_int_equal(IALTER(f, 1, "ic", false, {thr, ADMIN_OP_SET, "1:7,1:7,2:7"}), KAFKA_NONE);
     assert_int_equal(IALTER(f, 1, "ic", false, {thr, ADMIN_OP_SUBTRACT, "1:7"}), KAFKA_NONE);
     assert_string_equal(override_of(f, "ic", thr), "1:7,2:7");
-    assert_int_equal(IALTER(f, 1, "ic", false, {thr, ADMIN_OP_APPEND, "3:7,3:7, 4:7"}),
-                     KAFKA_NONE);
+    assert_int_equal(IALTER(f, 1, "ic", false, {thr, ADMIN_OP_APPEND, "3:7,3:7, 4:7"}), KAFKA_NONE);
     assert_string_equal(override_of(f, "ic", thr), "1:7,2:7,3:7, 4:7");
     /* broker: SET refused, DELETE a no-op */
     struct op set = {"log.retention.ms", ADMIN_OP_SET, "1"};
@@ -1074,10 +1076,10 @@ static void test_broker_logger(void **state)
                             (struct op[]){{"root", ADMIN_OP_APPEND, "INFO"}}),
                      KAFKA_INVALID_REQUEST);
     /* a failing operation applies none of the set */
-    assert_int_equal(ialter(f, 1, ADMIN_RESOURCE_BROKER_LOGGER, "7", false, 2,
-                            (struct op[]){{"root", ADMIN_OP_SET, "ERROR"},
-                                          {"root", ADMIN_OP_SET, "LOUD"}}),
-                     KAFKA_INVALID_CONFIG);
+    assert_int_equal(
+        ialter(f, 1, ADMIN_RESOURCE_BROKER_LOGGER, "7", false, 2,
+               (struct op[]){{"root", ADMIN_OP_SET, "ERROR"}, {"root", ADMIN_OP_SET, "LOUD"}}),
+        KAFKA_INVALID_CONFIG);
     assert_int_equal(broker_log_get_level(), BROKER_LOG_DEBUG);
     assert_int_equal(ialter(f, 1, ADMIN_RESOURCE_BROKER_LOGGER, "8", false, 1,
                             (struct op[]){{"root", ADMIN_OP_SET, "INFO"}}),
@@ -1126,8 +1128,7 @@ static void test_describe_log_dirs(void **state)
         struct kafka_describe_log_dirs_response *rs = call_describe_log_dirs(f, v, &rq);
         assert_int_equal(rs->error_code, KAFKA_NONE);
         assert_int_equal(rs->results_count, 1);
-        const struct kafka_describe_log_dirs_response_describe_log_dirs_result *r =
-            &rs->results[0];
+        const struct kafka_describe_log_dirs_response_describe_log_dirs_result *r = &rs->results[0];
         assert_int_equal(r->error_code, KAFKA_NONE);
         char abs[PATH_MAX];
         assert_non_null(realpath(f->dir, abs));
@@ -1329,8 +1330,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_create_topics_defaults_and_validate_only, fx_setup,
                                         fx_teardown),
         cmocka_unit_test_setup_teardown(test_create_topics_assignments, fx_setup, fx_teardown),
-        cmocka_unit_test_setup_teardown(test_create_topics_many_duplicates, fx_setup,
-                                        fx_teardown),
+        cmocka_unit_test_setup_teardown(test_create_topics_many_duplicates, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_delete_topics, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_create_partitions, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_partition_limit, fx_setup, fx_teardown),

@@ -11,7 +11,7 @@
 #include "protocol/crc32c.h"
 #include "protocol/records.h"
 
-#define BT_BASE_TS 1700000000000LL
+#define BT_BASE_TS     1700000000000LL
 #define BT_MAX_HEADERS 3
 
 struct bt_rec {
@@ -73,9 +73,9 @@ static inline uint8_t *bt_build(enum kafka_codec codec, int n, size_t *size)
     for (int i = 0; i < n; i++) {
         struct bt_rec r;
         bt_rec_make(&r, i);
-        int rc = kafka_batch_builder_append(&b, r.ts, r.key_len < 0 ? NULL : r.key, r.key_len,
-                                            r.value_len < 0 ? NULL : r.value, r.value_len, r.h,
-                                            r.nh);
+        int rc =
+            kafka_batch_builder_append(&b, r.ts, r.key_len < 0 ? NULL : r.key, r.key_len,
+                                       r.value_len < 0 ? NULL : r.value, r.value_len, r.h, r.nh);
         if (rc != 0) {
             fprintf(stderr, "append %d: %s\n", i, lm_errname(rc));
             abort();
@@ -103,8 +103,8 @@ static inline int bt_bytes_eq(const uint8_t *p, int32_t plen, const char *want, 
 /* Recomputes the CRC of a batch in place (after a deliberate edit). */
 static inline void bt_fix_crc(uint8_t *buf, size_t total)
 {
-    uint32_t c = crc32c_update(0, buf + KAFKA_BATCH_OFF_ATTRIBUTES,
-                               total - KAFKA_BATCH_OFF_ATTRIBUTES);
+    uint32_t c =
+        crc32c_update(0, buf + KAFKA_BATCH_OFF_ATTRIBUTES, total - KAFKA_BATCH_OFF_ATTRIBUTES);
     buf[17] = (uint8_t)(c >> 24);
     buf[18] = (uint8_t)(c >> 16);
     buf[19] = (uint8_t)(c >> 8);

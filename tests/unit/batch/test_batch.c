@@ -11,11 +11,10 @@
 #include "protocol/compress.h"
 
 #define MAX_UNCOMPRESSED (4u << 20)
-#define STD_N 60
+#define STD_N            60
 
-static const enum kafka_codec all_codecs[] = {KAFKA_CODEC_NONE, KAFKA_CODEC_GZIP,
-                                              KAFKA_CODEC_SNAPPY, KAFKA_CODEC_LZ4,
-                                              KAFKA_CODEC_ZSTD};
+static const enum kafka_codec all_codecs[] = {
+    KAFKA_CODEC_NONE, KAFKA_CODEC_GZIP, KAFKA_CODEC_SNAPPY, KAFKA_CODEC_LZ4, KAFKA_CODEC_ZSTD};
 #define N_CODECS (sizeof(all_codecs) / sizeof(all_codecs[0]))
 
 /* Iterates the batch and checks it holds exactly standard records 0..n-1. */
@@ -70,8 +69,7 @@ static void test_header_parse(void **state)
     assert_true(kafka_batch_crc_ok(b, &h));
     /* Only 61 bytes are needed to parse, whatever the batch claims. */
     assert_int_equal(kafka_batch_header_parse(b, KAFKA_BATCH_HEADER_SIZE, &h), 0);
-    assert_int_equal(kafka_batch_header_parse(b, KAFKA_BATCH_HEADER_SIZE - 1, &h),
-                     LM_E_TRUNCATED);
+    assert_int_equal(kafka_batch_header_parse(b, KAFKA_BATCH_HEADER_SIZE - 1, &h), LM_E_TRUNCATED);
     assert_int_equal(kafka_batch_header_parse(b, 0, &h), LM_E_TRUNCATED);
     b[KAFKA_BATCH_OFF_MAGIC] = 1;
     assert_int_equal(kafka_batch_header_parse(b, size, &h), LM_E_MAGIC);
@@ -116,11 +114,9 @@ static void test_roundtrip_every_codec(void **state)
         kafka_batch_reader_close(&r);
         if (all_codecs[c] != KAFKA_CODEC_NONE) {
             /* One byte short of the records section is too large; exact fit is fine. */
-            assert_int_equal(
-                kafka_batch_reader_open_buf(&r, b, size, scratch, uncompressed - 1),
-                LM_E_TOO_LARGE);
-            assert_int_equal(kafka_batch_reader_open_buf(&r, b, size, scratch, uncompressed),
-                             0);
+            assert_int_equal(kafka_batch_reader_open_buf(&r, b, size, scratch, uncompressed - 1),
+                             LM_E_TOO_LARGE);
+            assert_int_equal(kafka_batch_reader_open_buf(&r, b, size, scratch, uncompressed), 0);
             kafka_batch_reader_close(&r);
             assert_int_equal(bt_validate_exact(b, size, uncompressed - 1, &h), LM_E_TOO_LARGE);
             assert_int_equal(bt_validate_exact(b, size, uncompressed, &h), 0);
@@ -187,8 +183,7 @@ static void test_extremes_and_gaps(void **state)
     size_t size;
     struct kafka_batch_header h;
     kafka_batch_builder_init(&b, 0, 0);
-    assert_int_equal(kafka_batch_builder_append_at(&b, 0, INT64_MIN, "a", 1, "b", 1, NULL, 0),
-                     0);
+    assert_int_equal(kafka_batch_builder_append_at(&b, 0, INT64_MIN, "a", 1, "b", 1, NULL, 0), 0);
     assert_int_equal(kafka_batch_builder_append_at(&b, 7, INT64_MAX, NULL, -1, NULL, -1, NULL, 0),
                      0);
     assert_int_equal(kafka_batch_builder_append_at(&b, 7, 0, NULL, -1, NULL, -1, NULL, 0),
@@ -228,14 +223,11 @@ static void test_builder_rejects_bad_input(void **state)
     struct kafka_batch_builder b;
     kafka_batch_builder_init(&b, 0, 0);
     struct kafka_record_header nullkey = {NULL, -1, NULL, -1};
-    assert_int_equal(kafka_batch_builder_append(&b, 0, "k", -2, NULL, -1, NULL, 0),
-                     LM_E_INVALID);
-    assert_int_equal(kafka_batch_builder_append(&b, 0, NULL, 3, NULL, -1, NULL, 0),
-                     LM_E_INVALID);
+    assert_int_equal(kafka_batch_builder_append(&b, 0, "k", -2, NULL, -1, NULL, 0), LM_E_INVALID);
+    assert_int_equal(kafka_batch_builder_append(&b, 0, NULL, 3, NULL, -1, NULL, 0), LM_E_INVALID);
     assert_int_equal(kafka_batch_builder_append(&b, 0, NULL, -1, NULL, -1, &nullkey, 1),
                      LM_E_INVALID);
-    assert_int_equal(kafka_batch_builder_append(&b, 0, NULL, -1, NULL, -1, NULL, -1),
-                     LM_E_INVALID);
+    assert_int_equal(kafka_batch_builder_append(&b, 0, NULL, -1, NULL, -1, NULL, -1), LM_E_INVALID);
     assert_int_equal(b.count, 0);
     uint8_t *out = NULL;
     size_t size;
@@ -354,8 +346,7 @@ static void test_length_and_count_disagree(void **state)
             memcpy(big, b, size);
             big[KAFKA_BATCH_OFF_ATTRIBUTES + 1] = (uint8_t)codec;
             bt_fix_crc(big, size);
-            assert_int_equal(bt_validate_exact(big, size, MAX_UNCOMPRESSED, &h),
-                             LM_E_COMPRESSION);
+            assert_int_equal(bt_validate_exact(big, size, MAX_UNCOMPRESSED, &h), LM_E_COMPRESSION);
         }
         free(big);
         free(b);
@@ -459,8 +450,8 @@ static void test_handmade_sections(void **state)
     struct sec body = {.n = 0};
     sec_body(&body, 0, "key", "val");
     int64_t lens[] = {-1, INT32_MIN, 0, (int64_t)body.n + 1, (int64_t)body.n - 1, 1};
-    int want[] = {LM_E_CORRUPT, LM_E_CORRUPT, LM_E_CORRUPT, LM_E_TRUNCATED, LM_E_CORRUPT,
-                  LM_E_CORRUPT};
+    int want[] = {LM_E_CORRUPT,   LM_E_CORRUPT, LM_E_CORRUPT,
+                  LM_E_TRUNCATED, LM_E_CORRUPT, LM_E_CORRUPT};
     for (size_t i = 0; i < sizeof(lens) / sizeof(lens[0]); i++) {
         s.n = 0;
         sec_varlong(&s, lens[i]);
@@ -630,12 +621,11 @@ static void test_corrupted_compressed(void **state)
                 struct kafka_batch_header h;
                 int rc = bt_validate_exact(m, size, MAX_UNCOMPRESSED, &h);
                 static uint8_t scratch[MAX_UNCOMPRESSED];
-                assert_int_equal(
-                    kafka_batch_validate_buf(m, size, scratch, MAX_UNCOMPRESSED, &h), rc);
+                assert_int_equal(kafka_batch_validate_buf(m, size, scratch, MAX_UNCOMPRESSED, &h),
+                                 rc);
                 if (rc < 0) {
                     assert_true(rc == LM_E_COMPRESSION || rc == LM_E_CORRUPT ||
-                                rc == LM_E_TOO_LARGE || rc == LM_E_VARINT ||
-                                rc == LM_E_TRUNCATED);
+                                rc == LM_E_TOO_LARGE || rc == LM_E_VARINT || rc == LM_E_TRUNCATED);
                     rejected++;
                     continue;
                 }

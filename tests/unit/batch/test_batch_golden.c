@@ -102,8 +102,8 @@ static void check_golden(const char *name, enum kafka_codec codec)
         assert_int_equal(kafka_record_iter_next(&it, &rec), 1);
         assert_int_equal(rec.offset_delta, i);
         assert_int_equal(h.base_timestamp + rec.timestamp_delta, GOLDEN_BASE_TS + 1 + i);
-        assert_true(bt_bytes_eq(rec.key, rec.key_len, g->key,
-                                g->key ? (int32_t)strlen(g->key) : -1));
+        assert_true(
+            bt_bytes_eq(rec.key, rec.key_len, g->key, g->key ? (int32_t)strlen(g->key) : -1));
         assert_true(bt_bytes_eq(rec.value, rec.value_len, g->value, g->value_len));
         assert_int_equal(rec.header_count, g->nh);
         struct kafka_header_iter hi;
@@ -111,8 +111,7 @@ static void check_golden(const char *name, enum kafka_codec codec)
         kafka_record_headers(&rec, &hi);
         for (int j = 0; j < g->nh; j++) {
             assert_int_equal(kafka_header_iter_next(&hi, &hd), 1);
-            assert_true(bt_bytes_eq(hd.key, hd.key_len, g->h[j].key,
-                                    (int32_t)strlen(g->h[j].key)));
+            assert_true(bt_bytes_eq(hd.key, hd.key_len, g->h[j].key, (int32_t)strlen(g->h[j].key)));
             assert_true(bt_bytes_eq(hd.value, hd.value_len, g->h[j].value,
                                     g->h[j].value ? (int32_t)strlen(g->h[j].value) : -1));
         }
@@ -178,8 +177,8 @@ static void test_builder_matches_librdkafka(void **state)
             hs[j].value_len = g->h[j].value ? (int32_t)strlen(g->h[j].value) : -1;
         }
         assert_int_equal(kafka_batch_builder_append(&b, GOLDEN_BASE_TS + 1 + i, g->key,
-                                                    g->key ? (int32_t)strlen(g->key) : -1,
-                                                    g->value, g->value_len, hs, g->nh),
+                                                    g->key ? (int32_t)strlen(g->key) : -1, g->value,
+                                                    g->value_len, hs, g->nh),
                          0);
     }
     uint8_t *got;

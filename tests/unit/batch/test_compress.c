@@ -12,8 +12,8 @@
 #include "common/lm_err.h"
 #include "protocol/compress.h"
 
-static const enum kafka_codec codecs[] = {KAFKA_CODEC_NONE, KAFKA_CODEC_GZIP,
-                                          KAFKA_CODEC_SNAPPY, KAFKA_CODEC_LZ4, KAFKA_CODEC_ZSTD};
+static const enum kafka_codec codecs[] = {KAFKA_CODEC_NONE, KAFKA_CODEC_GZIP, KAFKA_CODEC_SNAPPY,
+                                          KAFKA_CODEC_LZ4, KAFKA_CODEC_ZSTD};
 #define N_CODECS (sizeof(codecs) / sizeof(codecs[0]))
 
 /* Half random, half repetitive, so both literal and match paths of every codec run. */
@@ -50,8 +50,7 @@ static void roundtrip(enum kafka_codec codec, size_t n)
     free(out);
     if (n > 0) {
         out = (uint8_t *)0x1;
-        assert_int_equal(kafka_decompress_alloc(codec, c, clen, n - 1, &out, &got),
-                         LM_E_TOO_LARGE);
+        assert_int_equal(kafka_decompress_alloc(codec, c, clen, n - 1, &out, &got), LM_E_TOO_LARGE);
     }
     free(dst);
     free(c);
@@ -61,8 +60,7 @@ static void roundtrip(enum kafka_codec codec, size_t n)
 static void test_roundtrip_sizes(void **state)
 {
     (void)state;
-    static const size_t sizes[] = {0, 1, 7, 100, 4095, 4096, 4097, 32768, 32769, 100000,
-                                   300001};
+    static const size_t sizes[] = {0, 1, 7, 100, 4095, 4096, 4097, 32768, 32769, 100000, 300001};
     for (size_t c = 0; c < N_CODECS; c++)
         for (size_t s = 0; s < sizeof(sizes) / sizeof(sizes[0]); s++)
             roundtrip(codecs[c], sizes[s]);
@@ -158,8 +156,7 @@ static void test_concatenated(void **state)
         assert_int_equal(got, 12000);
         assert_memory_equal(dst, a, 5000);
         assert_memory_equal(dst + 5000, b, 7000);
-        assert_int_equal(kafka_decompress(cc[k], both, la + lb, dst, 11999, &got),
-                         LM_E_TOO_LARGE);
+        assert_int_equal(kafka_decompress(cc[k], both, la + lb, dst, 11999, &got), LM_E_TOO_LARGE);
         /* Garbage after a complete member/frame is an error, not ignored. */
         both[la] ^= 0xFF;
         assert_int_equal(kafka_decompress(cc[k], both, la + lb, dst, 12000, &got),
@@ -184,8 +181,8 @@ static void test_bad_input(void **state)
                          LM_E_COMPRESSION);
         int rc = kafka_decompress(codecs[c], garbage, sizeof(garbage), dst, sizeof(dst), &got);
         /* Raw snappy may read the first bytes as a length larger than dst. */
-        assert_true(rc == LM_E_COMPRESSION || (codecs[c] == KAFKA_CODEC_SNAPPY &&
-                                               rc == LM_E_TOO_LARGE));
+        assert_true(rc == LM_E_COMPRESSION ||
+                    (codecs[c] == KAFKA_CODEC_SNAPPY && rc == LM_E_TOO_LARGE));
         /* Every truncation of a valid stream fails. */
         uint8_t *src = make_data(3000, 5);
         uint8_t *cz;
@@ -211,8 +208,7 @@ static void test_bad_input(void **state)
         free(src);
     }
     uint8_t *out;
-    assert_int_equal(kafka_decompress((enum kafka_codec)6, garbage, 4, dst, 4, &got),
-                     LM_E_INVALID);
+    assert_int_equal(kafka_decompress((enum kafka_codec)6, garbage, 4, dst, 4, &got), LM_E_INVALID);
     assert_int_equal(kafka_compress((enum kafka_codec)5, garbage, 4, &out, &got), LM_E_INVALID);
     assert_string_equal(kafka_codec_name(KAFKA_CODEC_ZSTD), "zstd");
     assert_string_equal(kafka_codec_name((enum kafka_codec)7), "unknown");

@@ -120,8 +120,7 @@ static void bad_values_rejected(void **state)
     broker_config_init(&c);
     assert_int_equal(broker_config_set(&c, "num.partitions", "many"), LM_E_CONFIG);
     assert_int_equal(broker_config_set(&c, "num.partitions", "0"), LM_E_CONFIG);
-    assert_int_equal(broker_config_set(&c, "socket.request.max.bytes", "4294967296"),
-                     LM_E_CONFIG);
+    assert_int_equal(broker_config_set(&c, "socket.request.max.bytes", "4294967296"), LM_E_CONFIG);
     assert_int_equal(broker_config_set(&c, "auto.create.topics.enable", "yes"), LM_E_CONFIG);
     assert_int_equal(broker_config_set(&c, "listeners", "127.0.0.1:9092"), LM_E_CONFIG);
     assert_int_equal(broker_config_set(&c, "listeners", "PLAINTEXT://h:99999"), LM_E_CONFIG);
@@ -157,22 +156,22 @@ static void unsupported_security_refused(void **state)
     assert_int_equal(CHECK("listeners=SSL://127.0.0.1:9092"), LM_E_UNSUPPORTED);
     assert_int_equal(CHECK("listeners=sasl_plaintext://127.0.0.1:9092"), LM_E_UNSUPPORTED);
     assert_int_equal(CHECK("listeners=PLAINTEXT://:9092,SSL://:9093"), LM_E_UNSUPPORTED);
-    assert_int_equal(CHECK("listeners=EXTERNAL://:9092",
-                           "listener.security.protocol.map=EXTERNAL:SASL_SSL"),
-                     LM_E_UNSUPPORTED);
+    assert_int_equal(
+        CHECK("listeners=EXTERNAL://:9092", "listener.security.protocol.map=EXTERNAL:SASL_SSL"),
+        LM_E_UNSUPPORTED);
     assert_int_equal(CHECK("listeners=CONTROLLER://:9093", "controller.listener.names=CONTROLLER",
                            "listener.security.protocol.map=CONTROLLER:SSL"),
                      LM_E_UNSUPPORTED);
     /* The map can remap a protocol's own name, too. */
-    assert_int_equal(CHECK("listeners=PLAINTEXT://:9092",
-                           "listener.security.protocol.map=PLAINTEXT:SSL"),
-                     LM_E_UNSUPPORTED);
+    assert_int_equal(
+        CHECK("listeners=PLAINTEXT://:9092", "listener.security.protocol.map=PLAINTEXT:SSL"),
+        LM_E_UNSUPPORTED);
     assert_int_equal(CHECK("advertised.listeners=SSL://h:9092"), LM_E_UNSUPPORTED);
     /* A listener name with no protocol, and a malformed map, are configuration errors. */
     assert_int_equal(CHECK("listeners=EXTERNAL://:9092"), LM_E_CONFIG);
-    assert_int_equal(CHECK("listeners=EXTERNAL://:9092",
-                           "listener.security.protocol.map=OTHER:PLAINTEXT"),
-                     LM_E_CONFIG);
+    assert_int_equal(
+        CHECK("listeners=EXTERNAL://:9092", "listener.security.protocol.map=OTHER:PLAINTEXT"),
+        LM_E_CONFIG);
     assert_int_equal(CHECK("listener.security.protocol.map=PLAINTEXT:TLS"), LM_E_CONFIG);
     assert_int_equal(CHECK("listener.security.protocol.map=PLAINTEXT"), LM_E_CONFIG);
     /* TLS, SASL, authorizer and quota keys. */
@@ -230,14 +229,14 @@ static void harmless_settings_start(void **state)
                            "listener.security.protocol.map=INTERNAL : SSL , SSL:SSL"),
                      LM_E_UNSUPPORTED);
     /* Empty values and Kafka's defaults ask for nothing. */
-    assert_int_equal(CHECK("ssl.keystore.location=", "sasl.enabled.mechanisms=",
-                           "authorizer.class.name=", "super.users=",
-                           "security.inter.broker.protocol=PLAINTEXT",
-                           "connections.max.reauth.ms=0", "quota.window.num=11",
-                           "quota.window.size.seconds=1", "controller.quota.window.num=11",
-                           "principal.builder.class=org.apache.kafka.common.security."
-                           "authenticator.DefaultKafkaPrincipalBuilder"),
-                     0);
+    assert_int_equal(
+        CHECK("ssl.keystore.location=", "sasl.enabled.mechanisms=", "authorizer.class.name=",
+              "super.users=", "security.inter.broker.protocol=PLAINTEXT",
+              "connections.max.reauth.ms=0", "quota.window.num=11", "quota.window.size.seconds=1",
+              "controller.quota.window.num=11",
+              "principal.builder.class=org.apache.kafka.common.security."
+              "authenticator.DefaultKafkaPrincipalBuilder"),
+        0);
     /* Neighbours that are not security or quota settings. */
     assert_int_equal(CHECK("max.connections=100", "listener.name.plaintext.max.connections=10",
                            "replication.quota.window.num=11", "sslish.key=1",
@@ -262,8 +261,7 @@ static void listener_roles(void **state)
     struct broker_config c;
     /* Kafka 4's combined config/server.properties: the controller listener is advertised for
      * the quorum but is not a broker listener; PLAINTEXT is the inter-broker listener. */
-    FINISH(&c, "process.roles=broker,controller",
-           "listeners=PLAINTEXT://:9092,CONTROLLER://:9093",
+    FINISH(&c, "process.roles=broker,controller", "listeners=PLAINTEXT://:9092,CONTROLLER://:9093",
            "inter.broker.listener.name=PLAINTEXT",
            "advertised.listeners=CONTROLLER://ctl.example:9093,PLAINTEXT://cli.example:9092",
            "controller.listener.names=CONTROLLER",
@@ -377,8 +375,7 @@ static void request_header_fixed_and_tags(void **state)
     /* tags out of order, truncated tag payload */
     const uint8_t bad_order[] = {2, 5, 0, 1, 0};
     off = 0;
-    assert_int_equal(broker_reqhdr_skip_tags(bad_order, sizeof(bad_order), &off),
-                     LM_E_TAG_ORDER);
+    assert_int_equal(broker_reqhdr_skip_tags(bad_order, sizeof(bad_order), &off), LM_E_TAG_ORDER);
     const uint8_t trunc[] = {1, 0, 9, 1};
     off = 0;
     assert_int_equal(broker_reqhdr_skip_tags(trunc, sizeof(trunc), &off), LM_E_TRUNCATED);

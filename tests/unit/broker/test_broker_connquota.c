@@ -47,7 +47,7 @@ static void per_ip_limit_and_overrides(void **state)
     assert_int_equal(take(&q, 0x0a000001, 0, &s[0], &retry), 0);
     assert_int_equal(take(&q, 0x0a000001, 0, &s[1], &retry), 0);
     assert_int_equal(take(&q, 0x0a000001, 0, &s[2], &retry), LM_E_FULL);
-    assert_int_equal(broker_connquota_total(&q), 2); /* the refused one holds nothing */
+    assert_int_equal(broker_connquota_total(&q), 2);             /* the refused one holds nothing */
     assert_int_equal(take(&q, 0x0a000002, 0, &s[2], &retry), 0); /* another address */
     broker_connquota_release(&q, &s[0]);
     assert_int_equal(take(&q, 0x0a000001, 0, &s[0], &retry), 0);

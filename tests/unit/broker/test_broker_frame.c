@@ -124,8 +124,7 @@ static void limit_checked_before_allocating(void **state)
         {0x00, 0x00, 0x00, 0x00}, /* empty frame */
         {0x00, 0x00, 0x04, 0x01}, /* limit + 1 */
     };
-    const int want[] = {LM_E_TOO_LARGE, LM_E_INVALID, LM_E_INVALID, LM_E_INVALID,
-                        LM_E_TOO_LARGE};
+    const int want[] = {LM_E_TOO_LARGE, LM_E_INVALID, LM_E_INVALID, LM_E_INVALID, LM_E_TOO_LARGE};
     for (size_t i = 0; i < 5; i++) {
         broker_frame_reader_init(&fr, 1024, frame_test_alloc, &a);
         size_t used = 0;
@@ -198,9 +197,8 @@ static void grows_with_bytes_received(void **state)
             chunk[k] = (uint8_t)((sent + (size_t)k) * 7);
         assert_int_equal(broker_frame_feed(&fr, chunk, 10, &used, &f), 0);
         sent += 10;
-        assert_true(broker_frame_reader_held(&fr) <= (sent * 2 > BROKER_FRAME_GROW_MIN
-                                                          ? sent * 2
-                                                          : BROKER_FRAME_GROW_MIN));
+        assert_true(broker_frame_reader_held(&fr) <=
+                    (sent * 2 > BROKER_FRAME_GROW_MIN ? sent * 2 : BROKER_FRAME_GROW_MIN));
     }
     int calls_trickle = a.calls;
     assert_true(calls_trickle <= 3);
@@ -229,10 +227,8 @@ static void grows_with_bytes_received(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(merged_frames_in_one_read),
-        cmocka_unit_test(split_byte_by_byte),
-        cmocka_unit_test(limit_checked_before_allocating),
-        cmocka_unit_test(refusal_keeps_state),
+        cmocka_unit_test(merged_frames_in_one_read),       cmocka_unit_test(split_byte_by_byte),
+        cmocka_unit_test(limit_checked_before_allocating), cmocka_unit_test(refusal_keeps_state),
         cmocka_unit_test(grows_with_bytes_received),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

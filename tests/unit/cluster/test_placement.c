@@ -127,9 +127,9 @@ static void random_clusters(void **state)
         }
         for (uint32_t i = 0; i < n; i++) {
             nodes[i].id = ids[i];
-            nodes[i].rack = use_racks ? rack_names[equal_racks ? (int)(i % (uint32_t)racks)
-                                                                : rand() % racks]
-                                      : NULL;
+            nodes[i].rack =
+                use_racks ? rack_names[equal_racks ? (int)(i % (uint32_t)racks) : rand() % racks]
+                          : NULL;
         }
         int distinct_racks = 0;
         if (use_racks) {
@@ -142,9 +142,8 @@ static void random_clusters(void **state)
         int32_t parts = 1 + rand() % 60;
         int16_t rf = (int16_t)(1 + rand() % (int)(n < 4 ? n : 4));
         int32_t out[60 * 4];
-        assert_int_equal(placement_assign(nodes, n, 0, parts, rf, (uint32_t)rand(),
-                                          (uint32_t)rand(), out),
-                         0);
+        assert_int_equal(
+            placement_assign(nodes, n, 0, parts, rf, (uint32_t)rand(), (uint32_t)rand(), out), 0);
         int leaders[12] = {0}, replicas[12] = {0};
         for (int32_t p = 0; p < parts; p++) {
             bool rack_seen[4] = {false};

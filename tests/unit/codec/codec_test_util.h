@@ -10,8 +10,7 @@
 #include "protocol/kafka_sample.h"
 
 /* One side (request or response) of an api. */
-static inline const struct kafka_msg_ops *codec_ops(const struct kafka_api_info *api,
-                                                     int response)
+static inline const struct kafka_msg_ops *codec_ops(const struct kafka_api_info *api, int response)
 {
     return response ? &api->response : &api->request;
 }

@@ -83,8 +83,8 @@ static void check_frame(const char *name, const uint8_t *frame, size_t len)
     assert_non_null(m);
     rc = api->request.decode(&r, ver, m, &a);
     if (rc != 0 || kafka_reader_left(&r) != 0)
-        fail_msg("%s: %s v%d decode rc %s, %zu bytes left", name, api->name, ver,
-                 lm_errname(rc), kafka_reader_left(&r));
+        fail_msg("%s: %s v%d decode rc %s, %zu bytes left", name, api->name, ver, lm_errname(rc),
+                 kafka_reader_left(&r));
     size_t n = kafka_request_header_size((int16_t)hv, &h) + api->request.size(ver, m);
     assert_int_equal(n, len);
     uint8_t *out = malloc(n);

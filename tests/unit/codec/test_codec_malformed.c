@@ -149,8 +149,8 @@ static void test_tag_order_in_messages(void **state)
     uint8_t bad[] = {0, 0, 1, 0, 0, 0, 0, 2, 3, 1, 1, 1, 8, 0, 0, 0, 0, 0, 0, 0, 9};
     assert_int_equal(decode_bytes(18, 1, 3, bad, sizeof(bad), 4096), LM_E_TAG_ORDER);
     /* duplicate tag 1 */
-    uint8_t dup[] = {0, 0, 1, 0, 0, 0, 0, 2, 1, 8, 0, 0, 0, 0, 0, 0, 0, 9,
-                     1, 8, 0, 0, 0, 0, 0, 0, 0, 9};
+    uint8_t dup[] = {0, 0, 1, 0, 0, 0, 0, 2, 1, 8, 0, 0, 0, 0,
+                     0, 0, 0, 9, 1, 8, 0, 0, 0, 0, 0, 0, 0, 9};
     assert_int_equal(decode_bytes(18, 1, 3, dup, sizeof(dup), 4096), LM_E_TAG_ORDER);
     /* unknown tag 7 is skipped */
     uint8_t unknown[] = {0, 0, 1, 0, 0, 0, 0, 1, 7, 3, 0xaa, 0xbb, 0xcc};

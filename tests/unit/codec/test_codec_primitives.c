@@ -16,9 +16,9 @@ static void test_uvarint_boundaries(void **state)
     static const struct {
         uint32_t v;
         size_t n;
-    } cases[] = {{0, 1},         {1, 1},          {127, 1},        {128, 2},
-                 {16383, 2},     {16384, 3},      {2097151, 3},    {2097152, 4},
-                 {268435455, 4}, {268435456, 5},  {UINT32_MAX, 5}, {0x80000000u, 5}};
+    } cases[] = {{0, 1},         {1, 1},         {127, 1},        {128, 2},
+                 {16383, 2},     {16384, 3},     {2097151, 3},    {2097152, 4},
+                 {268435455, 4}, {268435456, 5}, {UINT32_MAX, 5}, {0x80000000u, 5}};
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         uint8_t buf[8];
         struct kafka_writer w;
@@ -173,16 +173,16 @@ static void test_null_handling(void **state)
     int32_t count;
 
     kafka_writer_init(&w, buf, sizeof(buf));
-    assert_int_equal(kafka_write_str(&w, KAFKA_STR_NULL), 0);          /* ff ff */
-    assert_int_equal(kafka_write_compact_str(&w, KAFKA_STR_NULL), 0);  /* 00 */
-    assert_int_equal(kafka_write_bytes(&w, KAFKA_BYTES_NULL), 0);      /* ff ff ff ff */
+    assert_int_equal(kafka_write_str(&w, KAFKA_STR_NULL), 0);             /* ff ff */
+    assert_int_equal(kafka_write_compact_str(&w, KAFKA_STR_NULL), 0);     /* 00 */
+    assert_int_equal(kafka_write_bytes(&w, KAFKA_BYTES_NULL), 0);         /* ff ff ff ff */
     assert_int_equal(kafka_write_compact_bytes(&w, KAFKA_BYTES_NULL), 0); /* 00 */
-    assert_int_equal(kafka_write_array_count(&w, -1), 0);              /* ff ff ff ff */
-    assert_int_equal(kafka_write_compact_array_count(&w, -1), 0);      /* 00 */
-    assert_int_equal(kafka_write_compact_str(&w, KAFKA_STR("")), 0);   /* 01 */
-    assert_int_equal(kafka_write_str(&w, KAFKA_STR("")), 0);           /* 00 00 */
-    const uint8_t want[] = {0xff, 0xff, 0x00, 0xff, 0xff, 0xff, 0xff, 0x00, 0xff,
-                            0xff, 0xff, 0xff, 0x00, 0x01, 0x00, 0x00};
+    assert_int_equal(kafka_write_array_count(&w, -1), 0);                 /* ff ff ff ff */
+    assert_int_equal(kafka_write_compact_array_count(&w, -1), 0);         /* 00 */
+    assert_int_equal(kafka_write_compact_str(&w, KAFKA_STR("")), 0);      /* 01 */
+    assert_int_equal(kafka_write_str(&w, KAFKA_STR("")), 0);              /* 00 00 */
+    const uint8_t want[] = {0xff, 0xff, 0x00, 0xff, 0xff, 0xff, 0xff, 0x00,
+                            0xff, 0xff, 0xff, 0xff, 0x00, 0x01, 0x00, 0x00};
     assert_int_equal(w.pos, sizeof(want));
     assert_memory_equal(buf, want, sizeof(want));
 
@@ -314,8 +314,8 @@ static void test_fixed_ints_big_endian(void **state)
     assert_int_equal(kafka_write_int64(&w, INT64_MIN), 0);
     assert_int_equal(kafka_write_uint16(&w, 0xbeef), 0);
     assert_int_equal(kafka_write_float64(&w, 1.5), 0);
-    const uint8_t want[] = {0xff, 0xfe, 1, 2, 3, 4, 0x80, 0, 0, 0, 0, 0, 0, 0, 0xbe, 0xef,
-                            0x3f, 0xf8, 0, 0, 0, 0, 0, 0};
+    const uint8_t want[] = {0xff, 0xfe, 1,    2,    3,    4,    0x80, 0, 0, 0, 0, 0,
+                            0,    0,    0xbe, 0xef, 0x3f, 0xf8, 0,    0, 0, 0, 0, 0};
     assert_int_equal(w.pos, sizeof(want));
     assert_memory_equal(buf, want, sizeof(want));
     struct kafka_reader r;

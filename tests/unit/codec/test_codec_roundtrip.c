@@ -27,8 +27,7 @@ struct rt_ops {
 static size_t g_messages_checked;
 
 /* Returns the encoded length. */
-static size_t round_trip_one(const char *what, const struct rt_ops *ops, int16_t v,
-                             uint32_t seed)
+static size_t round_trip_one(const char *what, const struct rt_ops *ops, int16_t v, uint32_t seed)
 {
     struct kafka_arena arena;
     kafka_arena_init(&arena, 1u << 20);
@@ -55,8 +54,7 @@ static size_t round_trip_one(const char *what, const struct rt_ops *ops, int16_t
         kafka_writer_init(&w, buf2, n - 1);
         rc = ops->encode(&w, v, m);
         if (rc != LM_E_FULL)
-            fail_msg("%s v%d: encode into %zu bytes gave %d, want LM_E_FULL", what, v, n - 1,
-                     rc);
+            fail_msg("%s v%d: encode into %zu bytes gave %d, want LM_E_FULL", what, v, n - 1, rc);
     }
 
     /* Decode from an exactly-sized copy, so ASan catches any read past the end. */
@@ -113,8 +111,8 @@ static void test_every_api_every_version(void **state)
         assert_true(api->min_version <= api->max_version);
         for (int side = 0; side < 2; side++) {
             const struct kafka_msg_ops *o = codec_ops(api, side);
-            struct rt_ops ops = {o->struct_size, codec_fill(api->key, side), o->decode,
-                                 o->encode,      o->size,                    o->init};
+            struct rt_ops ops = {
+                o->struct_size, codec_fill(api->key, side), o->decode, o->encode, o->size, o->init};
             assert_non_null(ops.fill);
             char what[96];
             snprintf(what, sizeof(what), "%s %s", api->name, side ? "response" : "request");
@@ -141,26 +139,26 @@ static void test_every_api_every_version(void **state)
 }
 
 /* Wrappers with the generic signatures for the two headers. */
-#define HDR_WRAPPERS(h)                                                                        \
-    static void h##_fill_any(void *m, int16_t v, struct kafka_arena *a, uint32_t seed)         \
-    {                                                                                          \
-        kafka_##h##_fill_sample(m, v, a, seed);                                                \
-    }                                                                                          \
-    static int h##_decode_any(struct kafka_reader *r, int16_t v, void *m, struct kafka_arena *a) \
-    {                                                                                          \
-        return kafka_##h##_decode(r, v, m, a);                                                 \
-    }                                                                                          \
-    static int h##_encode_any(struct kafka_writer *w, int16_t v, const void *m)                \
-    {                                                                                          \
-        return kafka_##h##_encode(w, v, m);                                                    \
-    }                                                                                          \
-    static size_t h##_size_any(int16_t v, const void *m)                                       \
-    {                                                                                          \
-        return kafka_##h##_size(v, m);                                                         \
-    }                                                                                          \
-    static void h##_init_any(void *m)                                                          \
-    {                                                                                          \
-        kafka_##h##_init(m);                                                                   \
+#define HDR_WRAPPERS(h)                                                                            \
+    static void h##_fill_any(void *m, int16_t v, struct kafka_arena *a, uint32_t seed)             \
+    {                                                                                              \
+        kafka_##h##_fill_sample(m, v, a, seed);                                                    \
+    }                                                                                              \
+    static int h##_decode_any(struct kafka_reader *r, int16_t v, void *m, struct kafka_arena *a)   \
+    {                                                                                              \
+        return kafka_##h##_decode(r, v, m, a);                                                     \
+    }                                                                                              \
+    static int h##_encode_any(struct kafka_writer *w, int16_t v, const void *m)                    \
+    {                                                                                              \
+        return kafka_##h##_encode(w, v, m);                                                        \
+    }                                                                                              \
+    static size_t h##_size_any(int16_t v, const void *m)                                           \
+    {                                                                                              \
+        return kafka_##h##_size(v, m);                                                             \
+    }                                                                                              \
+    static void h##_init_any(void *m)                                                              \
+    {                                                                                              \
+        kafka_##h##_init(m);                                                                       \
     }
 HDR_WRAPPERS(request_header)
 HDR_WRAPPERS(response_header)
@@ -168,12 +166,12 @@ HDR_WRAPPERS(response_header)
 static void test_headers(void **state)
 {
     (void)state;
-    struct rt_ops req = {sizeof(struct kafka_request_header), request_header_fill_any,
-                         request_header_decode_any,            request_header_encode_any,
-                         request_header_size_any,              request_header_init_any};
-    struct rt_ops resp = {sizeof(struct kafka_response_header), response_header_fill_any,
-                          response_header_decode_any,            response_header_encode_any,
-                          response_header_size_any,              response_header_init_any};
+    struct rt_ops req = {
+        sizeof(struct kafka_request_header), request_header_fill_any, request_header_decode_any,
+        request_header_encode_any,           request_header_size_any, request_header_init_any};
+    struct rt_ops resp = {
+        sizeof(struct kafka_response_header), response_header_fill_any, response_header_decode_any,
+        response_header_encode_any,           response_header_size_any, response_header_init_any};
     for (int16_t v = 0; v <= 2; v++)
         for (uint32_t seed = 0; seed < SEEDS; seed++)
             round_trip_one("RequestHeader", &req, v, seed);
@@ -220,11 +218,11 @@ static void test_api_versions_v3_layout(void **state)
     struct kafka_writer w;
     kafka_writer_init(&w, buf, sizeof(buf));
     assert_int_equal(kafka_api_versions_response_encode(&w, 3, &m), 0);
-    const uint8_t want[] = {0, 0,          /* error_code */
-                            2,             /* compact array: 1 element */
+    const uint8_t want[] = {0, 0,                 /* error_code */
+                            2,                    /* compact array: 1 element */
                             0, 18, 0, 0, 0, 4, 0, /* key, min, max, no tags */
-                            0, 0, 0, 5,    /* throttle */
-                            0};            /* no tagged fields: all at default */
+                            0, 0,  0, 5,          /* throttle */
+                            0};                   /* no tagged fields: all at default */
     assert_int_equal(w.pos, sizeof(want));
     assert_memory_equal(buf, want, sizeof(want));
     m.finalized_features_epoch = 3;

@@ -132,8 +132,9 @@ static void fmt_entries(struct harness *h, const struct raft_entry *es, size_t n
 {
     for (size_t i = 0; i < n; i++) {
         const struct raft_entry *e = &es[i];
-        const char *kind = e->type == RAFT_ENTRY_NOOP ? "noop" :
-                           e->type == RAFT_ENTRY_CONF ? "conf" : "";
+        const char *kind = e->type == RAFT_ENTRY_NOOP   ? "noop"
+                           : e->type == RAFT_ENTRY_CONF ? "conf"
+                                                        : "";
         if (e->first_index == e->last_index)
             trace(h, " %" PRId64 "@%" PRIu64, e->first_index, e->term);
         else
@@ -150,8 +151,7 @@ static void print_msg(struct harness *h, const struct raft_msg *m, const char *s
     trace(h, "  %u->%u %s t%" PRIu64, m->from, m->to, raft_msg_type_name(m->type), m->term);
     switch (m->type) {
     case RAFT_MSG_APP:
-        trace(h, " prev=%" PRId64 "@%" PRIu64 " commit=%" PRId64, m->index, m->log_term,
-              m->commit);
+        trace(h, " prev=%" PRId64 "@%" PRIu64 " commit=%" PRId64, m->index, m->log_term, m->commit);
         if (m->n_entries) {
             trace(h, " [");
             fmt_entries(h, m->entries, m->n_entries);
@@ -198,10 +198,10 @@ static void queue_msg(struct harness *h, struct h_node *n, const struct raft_msg
     int rc = raft_msg_resolve(&h->q[h->n_q].m, m, &ops);
     if (rc) {
         LM_ASSERT(m->type == RAFT_MSG_APP);
-        trace(h, "  %u->%u App prev=%" PRId64 "@%" PRIu64 " upto=%" PRId64 "@%" PRIu64
-                 " UNSENT (%s)\n",
-              m->from, m->to, m->index, m->log_term, m->ent_last, m->ent_last_term,
-              lm_errname(rc));
+        trace(h,
+              "  %u->%u App prev=%" PRId64 "@%" PRIu64 " upto=%" PRId64 "@%" PRIu64
+              " UNSENT (%s)\n",
+              m->from, m->to, m->index, m->log_term, m->ent_last, m->ent_last_term, lm_errname(rc));
         n->unsent++;
         rc = raft_append_unsent(n->r, m, rc);
         LM_ASSERT(rc == 0);
@@ -301,8 +301,8 @@ void h_flush_disk(struct harness *h, uint32_t id)
 {
     struct h_node *n = &h->nodes[id];
     if (n->n_held)
-        trace(h, "n%u disk done: persist %" PRIu64 "..%" PRIu64 "\n", id,
-              n->held[0].persist_id, n->held[n->n_held - 1].persist_id);
+        trace(h, "n%u disk done: persist %" PRIu64 "..%" PRIu64 "\n", id, n->held[0].persist_id,
+              n->held[n->n_held - 1].persist_id);
     for (uint32_t i = 0; i < n->n_held; i++)
         complete(h, n, &n->held[i]);
     free_held(n);
@@ -413,8 +413,9 @@ void h_status(struct harness *h)
             continue;
         }
         const struct raft_conf *c = raft_conf(n->r);
-        trace(h, "n%u %s term=%" PRIu64 " leader=%u commit=%" PRId64 " applied=%" PRId64
-                 " last=%" PRId64 " start=%" PRId64 " voters=(",
+        trace(h,
+              "n%u %s term=%" PRIu64 " leader=%u commit=%" PRId64 " applied=%" PRId64
+              " last=%" PRId64 " start=%" PRId64 " voters=(",
               i, raft_role_name(raft_role(n->r)), raft_term(n->r), raft_leader(n->r),
               raft_commit(n->r), n->applied, raft_last_index(n->r), n->disk.start.index);
         for (uint32_t k = 0; k < c->n_voters; k++)

@@ -41,8 +41,11 @@ static void test_conf_codec(void **state)
 
 static struct raft_entry ent(int64_t first, int64_t last, uint64_t term, const char *data)
 {
-    return (struct raft_entry){.first_index = first, .last_index = last, .term = term,
-                               .len = (uint32_t)strlen(data), .data = (uint8_t *)data};
+    return (struct raft_entry){.first_index = first,
+                               .last_index = last,
+                               .term = term,
+                               .len = (uint32_t)strlen(data),
+                               .data = (uint8_t *)data};
 }
 
 static void test_memlog(void **state)
@@ -90,9 +93,16 @@ static void test_single_node_commit_after_persist(void **state)
     raft_memlog_init(&ml, &c);
     struct raft_log_ops ops;
     raft_memlog_ops(&ml, &ops);
-    struct raft_config cfg = {.id = 1, .group = 1, .election_ticks = 10, .heartbeat_ticks = 1,
-                              .max_inflight = 4, .max_msg_entries = 8, .max_apply_entries = 8,
-                              .pre_vote = true, .check_quorum = true, .rand_seed = 1,
+    struct raft_config cfg = {.id = 1,
+                              .group = 1,
+                              .election_ticks = 10,
+                              .heartbeat_ticks = 1,
+                              .max_inflight = 4,
+                              .max_msg_entries = 8,
+                              .max_apply_entries = 8,
+                              .pre_vote = true,
+                              .check_quorum = true,
+                              .rand_seed = 1,
                               .applied = -1};
     struct raft *r = raft_new(&cfg, &ops, NULL);
     assert_non_null(r);
@@ -160,28 +170,36 @@ static void test_lone_resume(void **state)
     raft_memlog_ops(&cl.ml, &cl.inner);
     /* 40 batches of epoch 3 then 10 of epoch 4, nothing committed yet (hard state commit -1). */
     for (int64_t i = 0; i < 50; i++) {
-        struct raft_entry e = {.first_index = 2 * i, .last_index = 2 * i + 1,
-                               .term = i < 40 ? 3 : 4};
+        struct raft_entry e = {
+            .first_index = 2 * i, .last_index = 2 * i + 1, .term = i < 40 ? 3 : 4};
         assert_int_equal(raft_memlog_write(&cl.ml, &e, 1), 0);
     }
-    struct raft_log_ops ops = {.ctx = &cl, .start = cl_start, .last_index = cl_last,
-                               .entry_at = cl_entry};
-    struct raft_config cfg = {.id = 1, .group = 1, .election_ticks = 10, .heartbeat_ticks = 1,
-                              .max_inflight = 4, .max_msg_entries = 8, .max_apply_entries = 8,
-                              .rand_seed = 1, .applied = -1, .conf_fixed = true,
-                              .no_apply = true, .lone_resume = true};
+    struct raft_log_ops ops = {
+        .ctx = &cl, .start = cl_start, .last_index = cl_last, .entry_at = cl_entry};
+    struct raft_config cfg = {.id = 1,
+                              .group = 1,
+                              .election_ticks = 10,
+                              .heartbeat_ticks = 1,
+                              .max_inflight = 4,
+                              .max_msg_entries = 8,
+                              .max_apply_entries = 8,
+                              .rand_seed = 1,
+                              .applied = -1,
+                              .conf_fixed = true,
+                              .no_apply = true,
+                              .lone_resume = true};
     struct raft_hard_state hs = {.term = 2, .vote = RAFT_NONE, .commit = -1};
     struct raft *r = raft_new(&cfg, &ops, &hs);
     assert_non_null(r);
     assert_true(cl.reads <= 3); /* the last term and the commit check, not 50 batches */
     assert_int_equal(raft_role(r), RAFT_LEADER);
-    assert_int_equal(raft_term(r), 4); /* max(hard state 2, last log term 4) */
+    assert_int_equal(raft_term(r), 4);        /* max(hard state 2, last log term 4) */
     assert_int_equal(raft_last_index(r), 99); /* no NOOP */
-    assert_int_equal(raft_commit(r), 99); /* earlier terms commit: nobody else can lead */
+    assert_int_equal(raft_commit(r), 99);     /* earlier terms commit: nobody else can lead */
     struct raft_ready rd;
     if (raft_has_ready(r)) {
         raft_ready(r, &rd);
-        assert_int_equal(rd.persist_id, 0); /* nothing to write: the term is derived */
+        assert_int_equal(rd.persist_id, 0);  /* nothing to write: the term is derived */
         assert_int_equal(rd.n_committed, 0); /* no_apply */
     }
     int64_t last;
@@ -265,14 +283,14 @@ static void test_commit_only_current_term(void **state)
     h_stabilize(&h); /* its appends are lost */
     /* Two followers acknowledge offset 1 (term 1): with the leader that is 3 of 5. */
     for (uint32_t f = 2; f <= 3; f++) {
-        struct raft_msg ack = {.type = RAFT_MSG_APP_RESP, .group = 1, .from = f, .to = 1,
-                               .term = 2, .index = 1};
+        struct raft_msg ack = {
+            .type = RAFT_MSG_APP_RESP, .group = 1, .from = f, .to = 1, .term = 2, .index = 1};
         assert_int_equal(raft_step(h.nodes[1].r, &ack), 0);
     }
     assert_int_equal(raft_commit(h.nodes[1].r), 0);
     for (uint32_t f = 2; f <= 3; f++) {
-        struct raft_msg ack = {.type = RAFT_MSG_APP_RESP, .group = 1, .from = f, .to = 1,
-                               .term = 2, .index = 2};
+        struct raft_msg ack = {
+            .type = RAFT_MSG_APP_RESP, .group = 1, .from = f, .to = 1, .term = 2, .index = 2};
         assert_int_equal(raft_step(h.nodes[1].r, &ack), 0);
     }
     assert_int_equal(raft_commit(h.nodes[1].r), 2);
@@ -388,11 +406,17 @@ static void test_multi_coalesced_heartbeats(void **state)
             raft_memlog_init(&nodes[i].ml[g], &c);
             struct raft_log_ops ops;
             raft_memlog_ops(&nodes[i].ml[g], &ops);
-            struct raft_config cfg = {.id = i + 1, .group = (uint64_t)g + 100,
-                                      .election_ticks = 10, .heartbeat_ticks = 1,
-                                      .max_inflight = 4, .max_msg_entries = 8,
-                                      .max_apply_entries = 64, .pre_vote = true,
-                                      .check_quorum = true, .rand_seed = 3, .applied = -1};
+            struct raft_config cfg = {.id = i + 1,
+                                      .group = (uint64_t)g + 100,
+                                      .election_ticks = 10,
+                                      .heartbeat_ticks = 1,
+                                      .max_inflight = 4,
+                                      .max_msg_entries = 8,
+                                      .max_apply_entries = 64,
+                                      .pre_vote = true,
+                                      .check_quorum = true,
+                                      .rand_seed = 3,
+                                      .applied = -1};
             nodes[i].r[g] = raft_new(&cfg, &ops, NULL);
             assert_non_null(nodes[i].r[g]);
             assert_int_equal(raft_multi_add(&nodes[i].m, cfg.group, nodes[i].r[g], &ops), 0);
@@ -472,7 +496,7 @@ static void test_read_fail_on_append(void **state)
     (void)state;
     struct harness h;
     lagging_cluster(&h, true, true);
-    h_tick(&h, 1); /* heartbeats */
+    h_tick(&h, 1);     /* heartbeats */
     h_deliver_all(&h); /* n3 answers its heartbeat */
     assert_int_equal(queued(&h, 3, 1, RAFT_MSG_HEARTBEAT_RESP), 1);
     const struct raft_progress *pr = raft_progress(h.nodes[1].r, 3);
@@ -585,7 +609,7 @@ static void test_read_fail_on_commit(void **state)
     assert_int_equal(raft_campaign(h.nodes[1].r), 0);
     h_stabilize(&h);
     assert_int_equal(raft_propose(h.nodes[1].r, "x", 1, 3, NULL), 0); /* offsets 1..3 */
-    h_process(&h, 1); /* durable on n1 at once: it leaves the unstable tail */
+    h_process(&h, 1);  /* durable on n1 at once: it leaves the unstable tail */
     h_deliver_all(&h); /* appends to n2, n3; their responses are queued */
     assert_int_equal(queued(&h, 2, 1, RAFT_MSG_APP_RESP), 1);
     h.nodes[1].fail_reads = true;
@@ -639,9 +663,17 @@ static void test_descriptor_resolve(void **state)
     struct raft_log_ops ops;
     raft_memlog_ops(&ml, &ops);
     /* (0, 7]: three batches, the last ending at 7 in term 2. */
-    struct raft_msg d = {.type = RAFT_MSG_APP, .group = 1, .from = 1, .to = 2, .term = 2,
-                         .index = 0, .log_term = 1, .commit = 5, .ent_last = 7,
-                         .ent_last_term = 2, .n_entries = 3};
+    struct raft_msg d = {.type = RAFT_MSG_APP,
+                         .group = 1,
+                         .from = 1,
+                         .to = 2,
+                         .term = 2,
+                         .index = 0,
+                         .log_term = 1,
+                         .commit = 5,
+                         .ent_last = 7,
+                         .ent_last_term = 2,
+                         .n_entries = 3};
     struct raft_entry out[4];
     assert_int_equal(raft_log_resolve(&ops, &d, out, 4), 0);
     assert_int_equal(out[0].first_index, 1);
@@ -662,9 +694,15 @@ static void test_descriptor_resolve(void **state)
     raft_memlog_init(&ml2, &c2);
     struct raft_log_ops ops2;
     raft_memlog_ops(&ml2, &ops2);
-    struct raft_config cfg = {.id = 2, .group = 1, .election_ticks = 10, .heartbeat_ticks = 1,
-                              .max_inflight = 4, .max_msg_entries = 8, .max_apply_entries = 8,
-                              .rand_seed = 1, .applied = -1};
+    struct raft_config cfg = {.id = 2,
+                              .group = 1,
+                              .election_ticks = 10,
+                              .heartbeat_ticks = 1,
+                              .max_inflight = 4,
+                              .max_msg_entries = 8,
+                              .max_apply_entries = 8,
+                              .rand_seed = 1,
+                              .applied = -1};
     struct raft *r2 = raft_new(&cfg, &ops2, NULL);
     assert_non_null(r2);
     struct raft_msg d0 = d;
@@ -690,12 +728,20 @@ static void test_descriptor_resolve(void **state)
     assert_int_equal(raft_memlog_write(&ml, t, 1), 0);
     assert_int_equal(raft_log_resolve(&ops, &d, out, 4), LM_E_NOT_FOUND);
     /* Compacted past the start of the range; a range above the new start still resolves. */
-    struct raft_msg d2 = {.type = RAFT_MSG_APP, .index = 4, .log_term = 1, .ent_last = 5,
-                          .ent_last_term = 3, .n_entries = 1};
+    struct raft_msg d2 = {.type = RAFT_MSG_APP,
+                          .index = 4,
+                          .log_term = 1,
+                          .ent_last = 5,
+                          .ent_last_term = 3,
+                          .n_entries = 1};
     assert_int_equal(raft_log_resolve(&ops, &d2, out, 4), 0);
     assert_int_equal(raft_memlog_compact(&ml, 4, NULL, 0), 0);
-    struct raft_msg d3 = {.type = RAFT_MSG_APP, .index = 0, .log_term = 1, .ent_last = 5,
-                          .ent_last_term = 3, .n_entries = 2};
+    struct raft_msg d3 = {.type = RAFT_MSG_APP,
+                          .index = 0,
+                          .log_term = 1,
+                          .ent_last = 5,
+                          .ent_last_term = 3,
+                          .n_entries = 2};
     assert_int_equal(raft_log_resolve(&ops, &d3, out, 4), LM_E_OUT_OF_RANGE);
     assert_int_equal(raft_log_resolve(&ops, &d2, out, 4), 0); /* prev = log start */
     raft_memlog_deinit(&ml);

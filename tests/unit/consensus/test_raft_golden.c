@@ -11,8 +11,9 @@
  *
  * Commands: cluster nodes=N voters=V [pre-vote=0] [check-quorum=0] | campaign ID |
  * tick ID N | tick-all N (tick every node, then stabilize; N times) | tick-heartbeat ID |
- * stabilize | deliver | propose ID DATA [COUNT] | transfer ID TO | conf ID add-learner|promote|remove NODE | isolate ID | heal | crash ID |
- * restart ID | compact ID INDEX | hold-disk ID | flush-disk ID | status | log ID */
+ * stabilize | deliver | propose ID DATA [COUNT] | transfer ID TO | conf ID
+ * add-learner|promote|remove NODE | isolate ID | heal | crash ID | restart ID | compact ID INDEX |
+ * hold-disk ID | flush-disk ID | status | log ID */
 #define _GNU_SOURCE
 #include <dirent.h>
 #include <setjmp.h>
@@ -120,9 +121,9 @@ static void run_cmd(struct golden *g, char *line, FILE *out)
         report(out, raft_transfer_leader(h->nodes[id].r, (uint32_t)arg_int(tok, n, 2)));
         h_process(h, (uint32_t)id);
     } else if (!strcmp(c, "conf")) {
-        enum raft_conf_op op = !strcmp(tok[2], "add-learner") ? RAFT_CONF_ADD_LEARNER :
-                               !strcmp(tok[2], "promote")     ? RAFT_CONF_PROMOTE :
-                                                                RAFT_CONF_REMOVE;
+        enum raft_conf_op op = !strcmp(tok[2], "add-learner") ? RAFT_CONF_ADD_LEARNER
+                               : !strcmp(tok[2], "promote")   ? RAFT_CONF_PROMOTE
+                                                              : RAFT_CONF_REMOVE;
         report(out, raft_propose_conf(h->nodes[id].r, op, (uint32_t)arg_int(tok, n, 3)));
         h_process(h, (uint32_t)id);
     } else if (!strcmp(c, "isolate")) {

@@ -13,8 +13,8 @@
 #include "common/lm_err.h"
 #include "gossip/swim.h"
 
-#define NODES_MAX 8
-#define QUEUE_MAX 4096
+#define NODES_MAX  8
+#define QUEUE_MAX  4096
 #define EVENTS_MAX 256
 
 struct pkt {
@@ -144,9 +144,8 @@ static void net_mesh(struct net *net)
             if (i != j) {
                 struct swim_config c;
                 cfg_for(&c, j, false);
-                assert_int_equal(swim_add_member(net->nodes[i].swim, net->now_ms, &c.self, 0,
-                                                 &c.meta),
-                                 0);
+                assert_int_equal(
+                    swim_add_member(net->nodes[i].swim, net->now_ms, &c.self, 0, &c.meta), 0);
             }
 }
 
@@ -309,8 +308,11 @@ static void test_refute_suspicion(void **state)
     net_mesh(net);
     run_ms(net, 500);
     /* node 2 tells node 1 that node 0 is suspect at incarnation 0 */
-    struct swim_update u = {.status = SWIM_SUSPECT, .addr = addr_of(0), .incarnation = 0,
-                            .has_from = true, .from = addr_of(2)};
+    struct swim_update u = {.status = SWIM_SUSPECT,
+                            .addr = addr_of(0),
+                            .incarnation = 0,
+                            .has_from = true,
+                            .from = addr_of(2)};
     struct swim_addr t = addr_of(1);
     assert_int_equal(inject(net, 2, 1, &u, SWIM_MSG_PING, &t, NULL, 0), 0);
     assert_int_equal(status_at(net, 1, 0), SWIM_SUSPECT);
@@ -337,8 +339,8 @@ static void test_metadata_versioned(void **state)
     strcpy(meta.raft_addr, "10.0.0.1:19093");
     strcpy(meta.rack, "r9");
     /* same incarnation, different metadata: ignored (metadata versioned by incarnation) */
-    struct swim_update u = {.status = SWIM_ALIVE, .addr = addr_of(2), .incarnation = 0,
-                            .has_meta = true, .meta = meta};
+    struct swim_update u = {
+        .status = SWIM_ALIVE, .addr = addr_of(2), .incarnation = 0, .has_meta = true, .meta = meta};
     struct swim_addr t = addr_of(0);
     assert_int_equal(inject(net, 1, 0, &u, SWIM_MSG_PING, &t, NULL, 0), 0);
     struct swim_member_info info;
@@ -403,7 +405,7 @@ static void test_indirect_probe(void **state)
     struct pkt *p = &net->queue[(net->q_tail - 1) % QUEUE_MAX];
     assert_int_equal(p->to, 1);
     net->nodes[0].down = true; /* keep the forwarded ack out of node 0's state machine */
-    deliver_all(net);            /* 1 acks to 2, 2 forwards to 0 */
+    deliver_all(net);          /* 1 acks to 2, 2 forwards to 0 */
     assert_int_equal(net->sent, sent + 3);
     net_free(net);
 }

@@ -316,9 +316,9 @@ static void test_encoder_bound(void **state)
         assert_true(added > 10);
         struct swim_update ups[SWIM_UPDATES_MAX];
         size_t n;
-        assert_int_equal(swim_decode(buf, (size_t)len, key, hmac ? KEY_LEN : 0, &m, ups,
-                                     SWIM_UPDATES_MAX, &n),
-                         0);
+        assert_int_equal(
+            swim_decode(buf, (size_t)len, key, hmac ? KEY_LEN : 0, &m, ups, SWIM_UPDATES_MAX, &n),
+            0);
         assert_int_equal((int)n, added);
     }
     uint8_t small[100];
@@ -330,9 +330,12 @@ static void test_encoder_bound(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_round_trip),      cmocka_unit_test(test_golden_header),
-        cmocka_unit_test(test_truncation_every_byte), cmocka_unit_test(test_bit_flips),
-        cmocka_unit_test(test_hmac_key_rules),  cmocka_unit_test(test_bad_fields),
+        cmocka_unit_test(test_round_trip),
+        cmocka_unit_test(test_golden_header),
+        cmocka_unit_test(test_truncation_every_byte),
+        cmocka_unit_test(test_bit_flips),
+        cmocka_unit_test(test_hmac_key_rules),
+        cmocka_unit_test(test_bad_fields),
         cmocka_unit_test(test_encoder_bound),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -16,17 +16,17 @@
 #include "common/lm_err.h"
 #include "protocol/kafka_errors.h"
 
-static struct kafka_str S(const char *s)
-{
+static struct kafka_str S(const char *s) {
     return (struct kafka_str){s, (int32_t)strlen(s)};
 }
 
-static struct kafka_str N(void)
-{
+static struct kafka_str
+N(void) {
     return KAFKA_STR_NULL;
 }
 
-static bool seq(struct kafka_str a, const char *b)
+static bool
+seq(struct kafka_str a, const char *b)
 {
     return a.len >= 0 && kafka_str_eq(a, S(b));
 }
@@ -179,22 +179,23 @@ static size_t sub_bytes(const char *topics, uint8_t *buf)
         count++;
         p += l + (e ? 1 : 0);
     }
-    buf[count_at] = 0, buf[count_at + 1] = 0, buf[count_at + 2] = 0, buf[count_at + 3] = (uint8_t)count;
+    buf[count_at] = 0, buf[count_at + 1] = 0, buf[count_at + 2] = 0,
+    buf[count_at + 3] = (uint8_t)count;
     memset(buf + n, 0xff, 4); /* null user data */
     return n + 4;
 }
 
 struct jo {
     const char *group;
-    const char *member;     /* NULL: "" */
-    const char *instance;   /* NULL: null */
-    const char *ptype;      /* NULL: "consumer" */
-    const char *protocols;  /* NULL: "range" */
-    const char *topics;     /* NULL: "t1" */
-    int32_t session_ms;     /* 0: 10000 */
-    int32_t rebalance_ms;   /* 0: 20000 */
-    bool old_version;       /* true: v0-3 (no MEMBER_ID_REQUIRED round trip) */
-    const char *client;     /* NULL: "cli" */
+    const char *member;    /* NULL: "" */
+    const char *instance;  /* NULL: null */
+    const char *ptype;     /* NULL: "consumer" */
+    const char *protocols; /* NULL: "range" */
+    const char *topics;    /* NULL: "t1" */
+    int32_t session_ms;    /* 0: 10000 */
+    int32_t rebalance_ms;  /* 0: 20000 */
+    bool old_version;      /* true: v0-3 (no MEMBER_ID_REQUIRED round trip) */
+    const char *client;    /* NULL: "cli" */
 };
 
 static void join(uint64_t tok, struct jo o)
@@ -252,10 +253,14 @@ static void sync_req(uint64_t tok, const char *g, int32_t gen, const char *membe
         as[i].member_id = S(ids[i]);
         as[i].assignment = (struct kafka_bytes){(const uint8_t *)asg[i], (int32_t)strlen(asg[i])};
     }
-    struct lm_group_sync_req r = {.group_id = S(g), .generation_id = gen, .member_id = S(member),
+    struct lm_group_sync_req r = {.group_id = S(g),
+                                  .generation_id = gen,
+                                  .member_id = S(member),
                                   .group_instance_id = instance ? S(instance) : N(),
-                                  .protocol_type = N(), .protocol_name = N(),
-                                  .n_assignments = n, .assignments = as};
+                                  .protocol_type = N(),
+                                  .protocol_name = N(),
+                                  .n_assignments = n,
+                                  .assignments = as};
     assert_int_equal(lm_group_sync(F.c, F.now, tok, &r), 0);
 }
 
@@ -278,7 +283,8 @@ static bool sync_asg(uint64_t tok, const char *want)
 static int16_t hb(uint64_t tok, const char *g, int32_t gen, const char *member,
                   const char *instance)
 {
-    struct lm_group_heartbeat_req r = {.group_id = S(g), .generation_id = gen,
+    struct lm_group_heartbeat_req r = {.group_id = S(g),
+                                       .generation_id = gen,
                                        .member_id = S(member),
                                        .group_instance_id = instance ? S(instance) : N()};
     assert_int_equal(lm_group_heartbeat(F.c, F.now, tok, &r), 0);
@@ -696,12 +702,16 @@ static void test_static_membership(void **st)
     assert_int_equal(sync_err(10), KAFKA_FENCED_INSTANCE_ID);
     join(11, (struct jo){.group = "g", .member = a1, .instance = "ia"});
     assert_int_equal(join_err(11), KAFKA_FENCED_INSTANCE_ID);
-    struct lm_group_commit_part cp = {.partition = 0, .offset = 1, .leader_epoch = -1,
-                                      .metadata = S("")};
+    struct lm_group_commit_part cp = {
+        .partition = 0, .offset = 1, .leader_epoch = -1, .metadata = S("")};
     struct lm_group_commit_topic ct = {.name = S("t1"), .n_partitions = 1, .partitions = &cp};
-    struct lm_group_commit_req cr = {.group_id = S("g"), .generation_id = 2, .member_id = S(a1),
-                                     .group_instance_id = S("ia"), .retention_ms = -1,
-                                     .n_topics = 1, .topics = &ct};
+    struct lm_group_commit_req cr = {.group_id = S("g"),
+                                     .generation_id = 2,
+                                     .member_id = S(a1),
+                                     .group_instance_id = S("ia"),
+                                     .retention_ms = -1,
+                                     .n_topics = 1,
+                                     .topics = &ct};
     assert_int_equal(lm_group_commit(F.c, F.now, 12, &cr), 0);
     assert_int_equal(resp(12)->u.commit.topics[0].partitions[0].error_code,
                      KAFKA_FENCED_INSTANCE_ID);
@@ -759,7 +769,7 @@ static void test_static_member_parked_join_fenced(void **st)
     flush();
     join(4, (struct jo){.group = "g", .member = a1, .instance = "ia"});
     join_mid(3, b1);
-    flush(); /* both released, gen 2, CompletingRebalance */
+    flush();                                      /* both released, gen 2, CompletingRebalance */
     sync_req(5, "g", 2, b1, "ib", 0, NULL, NULL); /* follower parks */
     assert_int_equal(n_resps(), 0);
     /* "ia" restarts during CompletingRebalance: Kafka rebalances again */
@@ -805,8 +815,11 @@ static void test_protocol_type_and_selection(void **st)
     assert_true(seq(resp(21)->u.join.protocol_name, "roundrobin"));
     flush();
     /* SyncGroup v5 protocol name check (KIP-559) */
-    struct lm_group_sync_req r = {.group_id = S("g"), .generation_id = 2, .member_id = S(m2),
-                                  .group_instance_id = N(), .protocol_type = S("consumer"),
+    struct lm_group_sync_req r = {.group_id = S("g"),
+                                  .generation_id = 2,
+                                  .member_id = S(m2),
+                                  .group_instance_id = N(),
+                                  .protocol_type = S("consumer"),
                                   .protocol_name = S("range")};
     assert_int_equal(lm_group_sync(F.c, F.now, 40, &r), 0);
     assert_int_equal(sync_err(40), KAFKA_INCONSISTENT_GROUP_PROTOCOL);
@@ -940,8 +953,8 @@ static void test_new_member_join_timeout(void **st)
     /* a static member that never rejoins keeps the rebalance open; the new member parked in
      * its JoinGroup is dropped after NewMemberJoinTimeoutMs (5 min) */
     char a1[128], n1[128];
-    join(1, (struct jo){.group = "g", .instance = "ia", .session_ms = 1800000,
-                        .rebalance_ms = 1000000});
+    join(1, (struct jo){
+                .group = "g", .instance = "ia", .session_ms = 1800000, .rebalance_ms = 1000000});
     join_mid(1, a1);
     flush();
     const char *ids[] = {a1}, *as[] = {"A"};
@@ -1011,15 +1024,19 @@ static void test_leave_batched(void **st)
 
 /* ---- offsets ---- */
 
-static void commit(uint64_t tok, const char *g, int32_t gen, const char *member,
-                   const char *topic, int32_t part, int64_t off, const char *md, int64_t ret)
+static void commit(uint64_t tok, const char *g, int32_t gen, const char *member, const char *topic,
+                   int32_t part, int64_t off, const char *md, int64_t ret)
 {
-    struct lm_group_commit_part cp = {.partition = part, .offset = off, .leader_epoch = 3,
-                                      .metadata = md ? S(md) : N()};
+    struct lm_group_commit_part cp = {
+        .partition = part, .offset = off, .leader_epoch = 3, .metadata = md ? S(md) : N()};
     struct lm_group_commit_topic ct = {.name = S(topic), .n_partitions = 1, .partitions = &cp};
-    struct lm_group_commit_req cr = {.group_id = S(g), .generation_id = gen,
-                                     .member_id = S(member), .group_instance_id = N(),
-                                     .retention_ms = ret, .n_topics = 1, .topics = &ct};
+    struct lm_group_commit_req cr = {.group_id = S(g),
+                                     .generation_id = gen,
+                                     .member_id = S(member),
+                                     .group_instance_id = N(),
+                                     .retention_ms = ret,
+                                     .n_topics = 1,
+                                     .topics = &ct};
     assert_int_equal(lm_group_commit(F.c, F.now, tok, &cr), 0);
 }
 
@@ -1033,7 +1050,7 @@ static int16_t commit_err(uint64_t tok)
 }
 
 static struct lm_group_fetch_part fetch1(uint64_t tok, const char *g, const char *topic,
-                                        int32_t part)
+                                         int32_t part)
 {
     struct lm_group_fetch_topic ft = {.name = S(topic), .n_partitions = 1, .partitions = &part};
     struct lm_group_fetch_group fg = {.group_id = S(g), .n_topics = 1, .topics = &ft};
@@ -1100,7 +1117,7 @@ static void test_offset_commit_checks(void **st)
     assert_int_equal(commit_err(14), KAFKA_REBALANCE_IN_PROGRESS);
     flush();
     assert_int_equal(fetch1(15, "g", "t", 0).offset, 12);
-    assert_int_equal(fetch1(16, "g", "t", 9).offset, -1);   /* never committed */
+    assert_int_equal(fetch1(16, "g", "t", 9).offset, -1);    /* never committed */
     assert_int_equal(fetch1(17, "none", "t", 0).offset, -1); /* unknown group: -1, no error */
     assert_int_equal(fetch1(18, "none", "t", 0).error_code, 0);
     flush();
@@ -1145,8 +1162,9 @@ static void test_describe_and_list(void **st)
     char m1[128];
     one_member_stable("g", m1);
     commit(1, "simple", -1, "", "t", 0, 1, "", -1);
-    join((uint64_t)2, (struct jo){.group = "conn", .ptype = "connect", .protocols = "default",
-                                  .old_version = true});
+    join((uint64_t)2,
+         (struct jo){
+             .group = "conn", .ptype = "connect", .protocols = "default", .old_version = true});
     flush();
     struct kafka_str ids[] = {S("g"), S("conn"), S("missing")};
     assert_int_equal(lm_group_describe(F.c, F.now, 3, 3, ids), 0);
@@ -1348,8 +1366,8 @@ static void reload(void)
         assert_int_equal(lm_group_coord_load_begin(F.c, p), 0);
         for (size_t i = 0; i < F.n_log; i++)
             if (F.log[i].partition == p)
-                assert_int_equal(
-                    lm_group_coord_replay(F.c, p, F.log[i].key, F.log[i].value, &bad), 0);
+                assert_int_equal(lm_group_coord_replay(F.c, p, F.log[i].key, F.log[i].value, &bad),
+                                 0);
         assert_int_equal(lm_group_coord_load_end(F.c, p, F.now), 0);
     }
     assert_int_equal(bad, 0);
@@ -1473,23 +1491,40 @@ static void test_replay_skips_insane_group_values(void **st)
     (void)st;
     int32_t pg = lm_group_partition_of(F.c, S("g"));
     struct lm_gr_key gk = {.version = LM_GR_KEY_GROUP, .group = S("g"), .topic = N()};
-    struct lm_gr_key ok = {.version = LM_GR_KEY_OFFSET_V1, .group = S("g"), .topic = S("t1"),
-                           .partition = 0};
-    struct lm_gr_offset_value ov = {.version = 3, .offset = 42, .leader_epoch = -1,
-                                    .metadata = S(""), .commit_ts_ms = F.now,
+    struct lm_gr_key ok = {
+        .version = LM_GR_KEY_OFFSET_V1, .group = S("g"), .topic = S("t1"), .partition = 0};
+    struct lm_gr_offset_value ov = {.version = 3,
+                                    .offset = 42,
+                                    .leader_epoch = -1,
+                                    .metadata = S(""),
+                                    .commit_ts_ms = F.now,
                                     .expire_ts_ms = -1};
     struct lm_gr_member ms[2] = {
-        {.member_id = S("m1"), .instance_id = N(), .client_id = S("c"), .client_host = S("/h"),
-         .rebalance_timeout_ms = 10000, .session_timeout_ms = 10000,
-         .subscription = {(const uint8_t *)"", 0}, .assignment = {(const uint8_t *)"", 0}},
-        {.member_id = S("m2"), .instance_id = N(), .client_id = S("c"), .client_host = S("/h"),
-         .rebalance_timeout_ms = 10000, .session_timeout_ms = 10000,
-         .subscription = {(const uint8_t *)"", 0}, .assignment = {(const uint8_t *)"", 0}},
+        {.member_id = S("m1"),
+         .instance_id = N(),
+         .client_id = S("c"),
+         .client_host = S("/h"),
+         .rebalance_timeout_ms = 10000,
+         .session_timeout_ms = 10000,
+         .subscription = {(const uint8_t *)"", 0},
+         .assignment = {(const uint8_t *)"", 0}},
+        {.member_id = S("m2"),
+         .instance_id = N(),
+         .client_id = S("c"),
+         .client_host = S("/h"),
+         .rebalance_timeout_ms = 10000,
+         .session_timeout_ms = 10000,
+         .subscription = {(const uint8_t *)"", 0},
+         .assignment = {(const uint8_t *)"", 0}},
     };
-    struct lm_gr_group_value ghost = {.version = 3, .protocol_type = S("consumer"),
-                                      .generation = 1, .protocol = S("range"),
-                                      .leader = S("ghost"), .state_ts_ms = F.now,
-                                      .n_members = 1, .members = ms};
+    struct lm_gr_group_value ghost = {.version = 3,
+                                      .protocol_type = S("consumer"),
+                                      .generation = 1,
+                                      .protocol = S("range"),
+                                      .leader = S("ghost"),
+                                      .state_ts_ms = F.now,
+                                      .n_members = 1,
+                                      .members = ms};
     struct lm_gr_group_value dup = ghost;
     dup.leader = S("m1");
     dup.n_members = 2;

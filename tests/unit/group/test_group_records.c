@@ -13,12 +13,12 @@
 #include "broker/group/group_records.h"
 #include "common/lm_err.h"
 
-static struct kafka_str S(const char *s)
-{
+static struct kafka_str S(const char *s) {
     return (struct kafka_str){s, (int32_t)strlen(s)};
 }
 
-static void test_java_hash_and_partition(void **st)
+static void
+test_java_hash_and_partition(void **st)
 {
     (void)st;
     /* expected values computed with Java's definition over UTF-16 code units */
@@ -27,9 +27,12 @@ static void test_java_hash_and_partition(void **st)
     assert_int_equal(lm_gr_java_string_hash("hello", 5), 99162322);
     assert_int_equal(lm_gr_java_string_hash("my-group", 8), -1906497762);
     assert_int_equal(lm_gr_java_string_hash("polygenelubricants", 18), INT32_MIN);
-    assert_int_equal(lm_gr_java_string_hash("\xc3\xa9", 2), 233);               /* U+00E9 */
-    assert_int_equal(lm_gr_java_string_hash("\xf0\x9f\x98\x80", 4), 1772899);   /* U+1F600 */
-    assert_int_equal(lm_gr_java_string_hash("gr\xc3\xbc\xc3\x9f" "e-\xce\xb3", 10), 426791933);
+    assert_int_equal(lm_gr_java_string_hash("\xc3\xa9", 2), 233);             /* U+00E9 */
+    assert_int_equal(lm_gr_java_string_hash("\xf0\x9f\x98\x80", 4), 1772899); /* U+1F600 */
+    assert_int_equal(lm_gr_java_string_hash("gr\xc3\xbc\xc3\x9f"
+                                            "e-\xce\xb3",
+                                            10),
+                     426791933);
     /* a malformed byte hashes as U+FFFD */
     assert_int_equal(lm_gr_java_string_hash("\xff", 1), 0xFFFD);
     assert_int_equal(lm_gr_java_string_hash("\xc3", 1), 0xFFFD);
@@ -96,12 +99,16 @@ static void test_offset_value_golden(void **st)
     (void)st;
     uint8_t buf[64];
     struct kafka_writer w;
-    struct lm_gr_offset_value v = {.version = 3, .offset = 0x0102, .leader_epoch = 5,
-                                   .metadata = S("md"), .commit_ts_ms = 0x0A0B, .expire_ts_ms = -1};
+    struct lm_gr_offset_value v = {.version = 3,
+                                   .offset = 0x0102,
+                                   .leader_epoch = 5,
+                                   .metadata = S("md"),
+                                   .commit_ts_ms = 0x0A0B,
+                                   .expire_ts_ms = -1};
     kafka_writer_init(&w, buf, sizeof(buf));
     assert_int_equal(lm_gr_offset_value_encode(&w, &v), 0);
-    const uint8_t want3[] = {0, 3, 0, 0, 0, 0, 0, 0, 1, 2, 0, 0, 0, 5, 0, 2, 'm', 'd',
-                             0, 0, 0, 0, 0, 0, 0x0A, 0x0B};
+    const uint8_t want3[] = {0, 3, 0, 0,   0,   0, 0, 0, 1, 2, 0, 0,    0,
+                             5, 0, 2, 'm', 'd', 0, 0, 0, 0, 0, 0, 0x0A, 0x0B};
     assert_int_equal(w.pos, sizeof(want3));
     assert_memory_equal(buf, want3, w.pos);
     struct lm_gr_offset_value d;
@@ -117,8 +124,8 @@ static void test_offset_value_golden(void **st)
     v.expire_ts_ms = 0x0C;
     kafka_writer_init(&w, buf, sizeof(buf));
     assert_int_equal(lm_gr_offset_value_encode(&w, &v), 0);
-    const uint8_t want1[] = {0, 1, 0, 0, 0, 0, 0, 0, 1, 2, 0, 2, 'm', 'd', 0, 0, 0, 0, 0, 0,
-                             0x0A, 0x0B, 0, 0, 0, 0, 0, 0, 0, 0x0C};
+    const uint8_t want1[] = {0, 1, 0, 0, 0, 0,    0,    0, 1, 2, 0, 2, 'm', 'd', 0,
+                             0, 0, 0, 0, 0, 0x0A, 0x0B, 0, 0, 0, 0, 0, 0,   0,   0x0C};
     assert_int_equal(w.pos, sizeof(want1));
     assert_memory_equal(buf, want1, w.pos);
     assert_int_equal(lm_gr_offset_value_decode(buf, w.pos, &d), 0);
@@ -141,8 +148,8 @@ static void test_offset_value_golden(void **st)
     v.version = 4;
     kafka_writer_init(&w, buf, sizeof(buf));
     assert_int_equal(lm_gr_offset_value_encode(&w, &v), 0);
-    const uint8_t want4[] = {0, 4, 0, 0, 0, 0, 0, 0, 1, 2, 0, 0, 0, 5, 3, 'm', 'd',
-                             0, 0, 0, 0, 0, 0, 0x0A, 0x0B, 0};
+    const uint8_t want4[] = {0, 4, 0,   0,   0, 0, 0, 0, 1, 2, 0,    0,    0,
+                             5, 3, 'm', 'd', 0, 0, 0, 0, 0, 0, 0x0A, 0x0B, 0};
     assert_int_equal(w.pos, sizeof(want4));
     assert_memory_equal(buf, want4, w.pos);
     assert_int_equal(lm_gr_offset_value_decode(buf, w.pos, &d), 0);
@@ -167,25 +174,30 @@ static void test_group_value_golden(void **st)
         .subscription = {(const uint8_t *)"\x01\x02", 2},
         .assignment = {(const uint8_t *)"\x03", 1},
     };
-    struct lm_gr_group_value v = {.version = 3, .protocol_type = S("consumer"), .generation = 4,
-                                  .protocol = S("range"), .leader = S("m1"), .state_ts_ms = 0x99,
-                                  .n_members = 1, .members = &m};
+    struct lm_gr_group_value v = {.version = 3,
+                                  .protocol_type = S("consumer"),
+                                  .generation = 4,
+                                  .protocol = S("range"),
+                                  .leader = S("m1"),
+                                  .state_ts_ms = 0x99,
+                                  .n_members = 1,
+                                  .members = &m};
     struct kafka_writer w;
     kafka_writer_init(&w, buf, sizeof(buf));
     assert_int_equal(lm_gr_group_value_encode(&w, &v), 0);
     const uint8_t want[] = {
-        0, 3,                                             /* version */
-        0, 8, 'c', 'o', 'n', 's', 'u', 'm', 'e', 'r',     /* protocol type */
-        0, 0, 0, 4,                                       /* generation */
-        0, 5, 'r', 'a', 'n', 'g', 'e',                    /* protocol */
-        0, 2, 'm', '1',                                   /* leader */
-        0, 0, 0, 0, 0, 0, 0, 0x99,                        /* current state timestamp */
-        0, 0, 0, 1,                                       /* one member */
-        0, 2, 'm', '1', 0, 1, 'i', 0, 1, 'c', 0, 2, '/', 'h',
-        0, 0, 1, 0,                                       /* rebalance timeout */
-        0, 0, 2, 0,                                       /* session timeout */
-        0, 0, 0, 2, 1, 2,                                 /* subscription */
-        0, 0, 0, 1, 3,                                    /* assignment */
+        0, 3,                                          /* version */
+        0, 8, 'c', 'o', 'n', 's', 'u', 'm',  'e', 'r', /* protocol type */
+        0, 0, 0,   4,                                  /* generation */
+        0, 5, 'r', 'a', 'n', 'g', 'e',                 /* protocol */
+        0, 2, 'm', '1',                                /* leader */
+        0, 0, 0,   0,   0,   0,   0,   0x99,           /* current state timestamp */
+        0, 0, 0,   1,                                  /* one member */
+        0, 2, 'm', '1', 0,   1,   'i', 0,    1,   'c',
+        0, 2, '/', 'h', 0,   0,   1,   0, /* rebalance timeout */
+        0, 0, 2,   0,                     /* session timeout */
+        0, 0, 0,   2,   1,   2,           /* subscription */
+        0, 0, 0,   1,   3,                /* assignment */
     };
     assert_int_equal(w.pos, sizeof(want));
     assert_memory_equal(buf, want, w.pos);
@@ -205,13 +217,17 @@ static void test_group_value_golden(void **st)
         assert_int_not_equal(lm_gr_group_value_decode(want, cut, &a, &d), 0);
 
     /* an empty group (Kafka writes this when the last member leaves): null protocol/leader */
-    struct lm_gr_group_value e = {.version = 3, .protocol_type = S("consumer"), .generation = 5,
-                                  .protocol = KAFKA_STR_NULL, .leader = KAFKA_STR_NULL,
+    struct lm_gr_group_value e = {.version = 3,
+                                  .protocol_type = S("consumer"),
+                                  .generation = 5,
+                                  .protocol = KAFKA_STR_NULL,
+                                  .leader = KAFKA_STR_NULL,
                                   .state_ts_ms = 1};
     kafka_writer_init(&w, buf, sizeof(buf));
     assert_int_equal(lm_gr_group_value_encode(&w, &e), 0);
-    const uint8_t want_e[] = {0, 3, 0, 8, 'c', 'o', 'n', 's', 'u', 'm', 'e', 'r', 0, 0, 0, 5,
-                              0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0};
+    const uint8_t want_e[] = {0,   3, 0, 8, 'c', 'o',  'n',  's',  'u',  'm', 'e',
+                              'r', 0, 0, 0, 5,   0xff, 0xff, 0xff, 0xff, 0,   0,
+                              0,   0, 0, 0, 0,   1,    0,    0,    0,    0};
     assert_int_equal(w.pos, sizeof(want_e));
     assert_memory_equal(buf, want_e, w.pos);
     assert_int_equal(lm_gr_group_value_decode(buf, w.pos, &a, &d), 0);
@@ -219,8 +235,9 @@ static void test_group_value_golden(void **st)
     assert_int_equal(d.n_members, 0);
 
     /* older versions: v0 has neither rebalance timeout nor state timestamp nor instance id */
-    const uint8_t v0[] = {0, 0, 0, 1, 'x', 0, 0, 0, 1, 0xff, 0xff, 0xff, 0xff, 0, 0, 0, 1,
-                          0, 1, 'm', 0, 1, 'c', 0, 0, 0, 0, 0x10, 0, 0, 0, 0, 0, 0, 0, 0, 0};
+    const uint8_t v0[] = {0, 0,    0, 1, 'x', 0, 0,   0, 1, 0xff, 0xff, 0xff, 0xff,
+                          0, 0,    0, 1, 0,   1, 'm', 0, 1, 'c',  0,    0,    0,
+                          0, 0x10, 0, 0, 0,   0, 0,   0, 0, 0,    0};
     assert_int_equal(lm_gr_group_value_decode(v0, sizeof(v0), &a, &d), 0);
     assert_int_equal(d.state_ts_ms, -1);
     assert_int_equal(d.members[0].session_timeout_ms, 0x1000);
@@ -251,12 +268,12 @@ static void test_consumer_subscription(void **st)
 {
     (void)st;
     /* ConsumerProtocolSubscription v1: topics, user data (null), owned partitions (empty) */
-    const uint8_t sub[] = {0, 1, 0, 0, 0, 2, 0, 6, 'o', 'r', 'd', 'e', 'r', 's', 0, 3, 'p', 'a',
-                           'y', 0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0};
+    const uint8_t sub[] = {0, 1, 0,   0,   0,   2,    0,    6,    'o',  'r', 'd', 'e', 'r', 's',
+                           0, 3, 'p', 'a', 'y', 0xff, 0xff, 0xff, 0xff, 0,   0,   0,   0};
     int n = 0;
-    assert_int_equal(lm_group_consumer_subscription_topics((struct kafka_bytes){sub, sizeof(sub)},
-                                                           collect, &n),
-                     0);
+    assert_int_equal(
+        lm_group_consumer_subscription_topics((struct kafka_bytes){sub, sizeof(sub)}, collect, &n),
+        0);
     assert_int_equal(n, 2);
     n = 0;
     assert_int_not_equal(

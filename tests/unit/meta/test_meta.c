@@ -94,9 +94,8 @@ static void test_settings_resolution_order(void **state)
     assert_int_equal(s.segment_bytes, 2097152);
     assert_int_equal(s.max_message_bytes, 5000);
 
-    struct lm_config_entry topic[] = {{"retention.ms", "1234"},
-                                      {"cleanup.policy", "compact"},
-                                      {"compression.type", "lz4"}};
+    struct lm_config_entry topic[] = {
+        {"retention.ms", "1234"}, {"cleanup.policy", "compact"}, {"compression.type", "lz4"}};
     assert_int_equal(lm_topic_settings_resolve(topic, 3, broker, 3, &s), 0);
     assert_int_equal(s.retention_ms, 1234);
     assert_true(s.cleanup_compact);
@@ -112,8 +111,7 @@ static void test_settings_resolution_order(void **state)
     assert_int_equal(lm_topic_config_effective("retention.ms", topic, 3, broker, 3, &v, &src), 0);
     assert_string_equal(v, "1234");
     assert_int_equal(src, LM_CONFIG_SOURCE_DYNAMIC_TOPIC);
-    assert_int_equal(lm_topic_config_effective("segment.bytes", topic, 3, broker, 3, &v, &src),
-                     0);
+    assert_int_equal(lm_topic_config_effective("segment.bytes", topic, 3, broker, 3, &v, &src), 0);
     assert_string_equal(v, "2097152");
     assert_int_equal(src, LM_CONFIG_SOURCE_STATIC_BROKER);
     assert_int_equal(lm_topic_config_effective("flush.ms", topic, 3, broker, 3, &v, &src), 0);
@@ -166,8 +164,8 @@ static void test_record_roundtrip_and_truncation(void **state)
 
 static void create(struct lm_meta_store *s, const char *name, int32_t parts, int expect)
 {
-    struct lm_meta_record r = {.type = LM_META_TOPIC_CREATE, .topic = name,
-                               .partition_count = parts};
+    struct lm_meta_record r = {
+        .type = LM_META_TOPIC_CREATE, .topic = name, .partition_count = parts};
     assert_int_equal(lm_meta_new_topic_id(r.topic_id), 0);
     assert_int_equal(lm_meta_store_commit(s, &r), expect);
 }
@@ -183,8 +181,8 @@ static void test_store_persists_and_replays(void **state)
     create(s, "a", 5, LM_E_EXISTS);
     create(s, "bad/name", 1, LM_E_INVALID);
     create(s, "zero", 0, LM_E_INVALID);
-    struct lm_meta_record grow = {.type = LM_META_PARTITIONS_SET, .topic = "a",
-                                  .partition_count = 6};
+    struct lm_meta_record grow = {
+        .type = LM_META_PARTITIONS_SET, .topic = "a", .partition_count = 6};
     assert_int_equal(lm_meta_store_commit(s, &grow), 0);
     grow.partition_count = 2; /* partitions never shrink */
     assert_int_equal(lm_meta_store_commit(s, &grow), LM_E_INVALID);
@@ -192,8 +190,8 @@ static void test_store_persists_and_replays(void **state)
     assert_int_equal(lm_meta_store_commit(s, &del), 0);
     assert_int_equal(lm_meta_store_commit(s, &del), LM_E_NOT_FOUND);
     struct lm_config_entry cfg[] = {{"retention.ms", "1000"}};
-    struct lm_meta_record setc = {.type = LM_META_TOPIC_CONFIGS, .topic = "a", .configs = cfg,
-                                  .config_count = 1};
+    struct lm_meta_record setc = {
+        .type = LM_META_TOPIC_CONFIGS, .topic = "a", .configs = cfg, .config_count = 1};
     assert_int_equal(lm_meta_store_commit(s, &setc), 0);
     struct lm_config_entry badcfg[] = {{"retention.ms", "soon"}};
     setc.configs = badcfg;

@@ -24,7 +24,7 @@
 #include "broker/runtime.h"
 #include "tests/unit/storage/storage_test_util.h"
 
-#define NODES 2
+#define NODES   2
 #define RECORDS 200
 
 struct node {
@@ -225,8 +225,14 @@ static void run(void **state, const char *io)
     node_stop(&f->nodes[1]);
 }
 
-static void test_two_nodes_uring(void **state) { run(state, "uring"); }
-static void test_two_nodes_epoll(void **state) { run(state, "epoll"); }
+static void test_two_nodes_uring(void **state)
+{
+    run(state, "uring");
+}
+static void test_two_nodes_epoll(void **state)
+{
+    run(state, "epoll");
+}
 
 static int fx_setup(void **state)
 {

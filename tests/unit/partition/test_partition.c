@@ -28,15 +28,15 @@
 
 /* ---------- owner doubles: fsync and transport ---------- */
 
-#define NODES 3
+#define NODES     3
 #define QUEUE_MAX 4096
 
 struct fx {
     char root[4096];
     char dirs[NODES + 1][4200];
     struct partition *parts[NODES + 1];
-    bool deferred;            /* fsyncs wait for fx_sync() */
-    bool pending[NODES + 1];  /* an fsync handed out and not completed */
+    bool deferred;           /* fsyncs wait for fx_sync() */
+    bool pending[NODES + 1]; /* an fsync handed out and not completed */
     int fds[NODES + 1][STORAGE_SYNC_FDS_MAX];
     uint32_t n_fds[NODES + 1];
     uint64_t syncs;
@@ -66,8 +66,7 @@ static uint32_t node_of(struct fx *f, struct partition *p)
 
 static uint32_t g_opening;
 
-static void fx_sync_cb(void *ctx, struct partition *p, const int *fds, const bool *full,
-                       uint32_t n)
+static void fx_sync_cb(void *ctx, struct partition *p, const int *fds, const bool *full, uint32_t n)
 {
     (void)full;
     struct fx *f = ctx;
@@ -157,8 +156,7 @@ static int fx_open(struct fx *f, uint32_t id, uint32_t voters)
 {
     struct partition_config cfg;
     fx_config(f, &cfg, id, voters);
-    struct partition_env env = {.ctx = f, .sync = fx_sync_cb,
-                                .send = voters > 1 ? fx_send : NULL};
+    struct partition_env env = {.ctx = f, .sync = fx_sync_cb, .send = voters > 1 ? fx_send : NULL};
     g_opening = id;
     int rc = partition_open(&cfg, &env, f->now_ms, &f->parts[id]);
     g_opening = 0;
@@ -281,10 +279,8 @@ static void test_acks_and_hw(void **state)
     struct acks_log la = {0};
     size_t len2, len3;
     uint8_t *b2 = batch(2, 0, &len2), *b3 = batch(4, 0, &len3);
-    assert_int_equal(partition_append(p, PARTITION_ORIGIN_CLIENT, b2, len2, -1, on_append, &la),
-                     0);
-    assert_int_equal(partition_append(p, PARTITION_ORIGIN_CLIENT, b3, len3, -1, on_append, &la),
-                     0);
+    assert_int_equal(partition_append(p, PARTITION_ORIGIN_CLIENT, b2, len2, -1, on_append, &la), 0);
+    assert_int_equal(partition_append(p, PARTITION_ORIGIN_CLIENT, b3, len3, -1, on_append, &la), 0);
     assert_int_equal(la.n, 0); /* acks=all waits for the commit = the local fsync */
     int64_t seen = -1;
     assert_true(partition_watch(p, 9, on_watch, &seen) > 0);
@@ -341,8 +337,7 @@ static void test_lone_lazy(void **state)
         assert_true(appends < 64);
         size_t len;
         uint8_t *b = batch(2, appends, &len);
-        assert_int_equal(partition_append(p, PARTITION_ORIGIN_CLIENT, b, len, 1, on_append, &l),
-                         0);
+        assert_int_equal(partition_append(p, PARTITION_ORIGIN_CLIENT, b, len, 1, on_append, &l), 0);
         free(b);
         appends++;
         assert_int_equal(partition_high_watermark(p), 2 * appends); /* visible at once */
@@ -357,8 +352,7 @@ static void test_lone_lazy(void **state)
     for (int i = 0; i < 2; i++) {
         size_t len;
         uint8_t *b = batch(2, 100 + i, &len);
-        assert_int_equal(partition_append(p, PARTITION_ORIGIN_CLIENT, b, len, 1, on_append, &l),
-                         0);
+        assert_int_equal(partition_append(p, PARTITION_ORIGIN_CLIENT, b, len, 1, on_append, &l), 0);
         free(b);
     }
     int64_t hw = partition_high_watermark(p);
@@ -414,9 +408,8 @@ static void test_waiters_bounded_and_origin(void **state)
     for (int i = 0; i < 12; i++) {
         size_t len;
         uint8_t *b = batch(1 + i % 4, 0, &len);
-        assert_int_equal(partition_append(p, PARTITION_ORIGIN_CLIENT, b, len, i % 2 ? 1 : -1,
-                                          on_append, &l),
-                         0);
+        assert_int_equal(
+            partition_append(p, PARTITION_ORIGIN_CLIENT, b, len, i % 2 ? 1 : -1, on_append, &l), 0);
         free(b);
         if (i % 3 == 2)
             fx_sync(f, 1);
@@ -452,12 +445,11 @@ static void test_internal_topic(void **state)
     struct acks_log l = {0};
     size_t len;
     uint8_t *b = batch(2, 0, &len);
-    assert_int_equal(partition_append(f->parts[1], PARTITION_ORIGIN_CLIENT, b, len, 1, on_append,
-                                      &l),
-                     LM_E_INVALID);
-    assert_int_equal(partition_append(f->parts[1], PARTITION_ORIGIN_COORDINATOR, b, len, -1,
-                                      on_append, &l),
-                     0);
+    assert_int_equal(
+        partition_append(f->parts[1], PARTITION_ORIGIN_CLIENT, b, len, 1, on_append, &l),
+        LM_E_INVALID);
+    assert_int_equal(
+        partition_append(f->parts[1], PARTITION_ORIGIN_COORDINATOR, b, len, -1, on_append, &l), 0);
     assert_int_equal(l.n, 1); /* immediate fsyncs: committed before append returned */
     free(b);
 }
@@ -487,8 +479,8 @@ static void test_crash_recovery(void **state)
         if (partition_append(p, PARTITION_ORIGIN_CLIENT, b, len, 1, on_append, &l) != 0)
             _exit(4);
         /* The acks=1 batch is visible at once (HW 25) though never fsynced. */
-        if (l.n != 5 || partition_high_watermark(p) != 25 ||
-            raft_commit(partition_raft(p)) != 19 || partition_leader_epoch(p) != 1)
+        if (l.n != 5 || partition_high_watermark(p) != 25 || raft_commit(partition_raft(p)) != 19 ||
+            partition_leader_epoch(p) != 1)
             _exit(5);
         _exit(0);
     }
@@ -558,9 +550,8 @@ static void test_read_errors(void **state)
     for (int i = 0; i < 4; i++) {
         size_t len;
         bs[i] = batch(2, 0, &len);
-        assert_int_equal(partition_append(p, PARTITION_ORIGIN_CLIENT, bs[i], len, -1, on_append,
-                                          &l),
-                         0);
+        assert_int_equal(
+            partition_append(p, PARTITION_ORIGIN_CLIENT, bs[i], len, -1, on_append, &l), 0);
         fx_sync(f, 1);
         f->now_ms += 100;
         assert_int_equal(partition_tick(p, f->now_ms), 0);
@@ -625,9 +616,8 @@ static void test_retention(void **state)
     for (int i = 0; i < 60; i++) {
         size_t len;
         uint8_t *b = batch(4, 0, &len);
-        assert_int_equal(partition_append(p, PARTITION_ORIGIN_CLIENT, b, len, i % 2 ? -1 : 1,
-                                          on_append, &l),
-                         0);
+        assert_int_equal(
+            partition_append(p, PARTITION_ORIGIN_CLIENT, b, len, i % 2 ? -1 : 1, on_append, &l), 0);
         free(b);
         l.n = 0;
     }
@@ -748,8 +738,7 @@ static void test_three_voters(void **state)
     struct acks_log lost = {0};
     for (int i = 0; i < 3; i++) {
         b = batch(4, 0, &len);
-        assert_int_equal(partition_append(l1, PARTITION_ORIGIN_CLIENT, b, len, 1, on_append,
-                                          &lost),
+        assert_int_equal(partition_append(l1, PARTITION_ORIGIN_CLIENT, b, len, 1, on_append, &lost),
                          0);
         free(b);
     }
@@ -777,9 +766,8 @@ static void test_three_voters(void **state)
     struct acks_log l2 = {0};
     for (int i = 0; i < 3; i++) {
         b = batch(2, 0, &len);
-        assert_int_equal(partition_append(f->parts[nl], PARTITION_ORIGIN_CLIENT, b, len, -1,
-                                          on_append, &l2),
-                         0);
+        assert_int_equal(
+            partition_append(f->parts[nl], PARTITION_ORIGIN_CLIENT, b, len, -1, on_append, &l2), 0);
         free(b);
         fx_deliver(f);
     }
@@ -932,9 +920,8 @@ static void sim_one(struct fx *f, uint64_t seed, int steps)
     /* A new term's first batch commits everything before it. */
     size_t len;
     uint8_t *b = batch(1, 0, &len);
-    assert_int_equal(partition_append(f->parts[l], PARTITION_ORIGIN_CLIENT, b, len, -1,
-                                      on_acked, acked),
-                     0);
+    assert_int_equal(
+        partition_append(f->parts[l], PARTITION_ORIGIN_CLIENT, b, len, -1, on_acked, acked), 0);
     free(b);
     for (int t = 0; t < 10; t++) {
         for (uint32_t i = 1; i <= NODES; i++)
@@ -951,9 +938,8 @@ static void sim_one(struct fx *f, uint64_t seed, int steps)
     for (int k = 0; k < acked->n; k++) {
         for (uint32_t i = 1; i <= NODES; i++) {
             struct raft_entry e;
-            assert_int_equal(raft_storage_log_entry(partition_raft_log(f->parts[i]),
-                                                    acked->last[k], &e),
-                             0);
+            assert_int_equal(
+                raft_storage_log_entry(partition_raft_log(f->parts[i]), acked->last[k], &e), 0);
             assert_int_equal(e.last_index, acked->last[k]);
             assert_int_equal(e.term, (uint64_t)acked->epoch[k]);
         }

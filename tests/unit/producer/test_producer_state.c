@@ -234,15 +234,16 @@ static void test_snapshot_roundtrip_and_golden(void **st)
     assert_int_equal(len, lm_producer_snapshot_size(s));
     /* hand-built bytes of the documented format (without the CRC) */
     const uint8_t want[] = {
-        'L', 'M', 'P', 'S', 0, 1,                        /* magic, version */
-        0, 0, 0, 0, 0, 0, 0, 0x12, 0, 0, 0, 1,           /* next offset, count */
-        0, 0, 0, 0, 0, 0, 1, 2, 0, 3,                    /* producer id, epoch */
-        0, 0, 0, 0, 0, 0, 0, 0x30,                       /* last update */
-        0xff, 0xff, 0xff, 0xff,                          /* coordinator epoch -1 */
-        0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,  /* txn start -1 */
-        1,                                               /* one batch */
-        0, 0, 0, 0, 0, 0, 0, 1,                          /* seqs 0..1 */
-        0, 0, 0, 0, 0, 0, 0, 0x10, 0, 0, 0, 0, 0, 0, 0, 0x11, 0, 0, 0, 0, 0, 0, 0, 0x20,
+        'L',  'M',  'P',  'S',  0,    1,                            /* magic, version */
+        0,    0,    0,    0,    0,    0,    0,    0x12, 0, 0, 0, 1, /* next offset, count */
+        0,    0,    0,    0,    0,    0,    1,    2,    0, 3,       /* producer id, epoch */
+        0,    0,    0,    0,    0,    0,    0,    0x30,             /* last update */
+        0xff, 0xff, 0xff, 0xff,                                     /* coordinator epoch -1 */
+        0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,             /* txn start -1 */
+        1,                                                          /* one batch */
+        0,    0,    0,    0,    0,    0,    0,    1,                /* seqs 0..1 */
+        0,    0,    0,    0,    0,    0,    0,    0x10, 0, 0, 0, 0,
+        0,    0,    0,    0x11, 0,    0,    0,    0,    0, 0, 0, 0x20,
     };
     assert_int_equal(len, sizeof(want) + 4);
     assert_memory_equal(buf, want, sizeof(want));
@@ -314,12 +315,10 @@ static void test_replay_from_log(void **st)
     /* live state built by check/record equals the state rebuilt from the batch headers */
     struct lm_producer_state *live = mk(8), *rebuilt = mk(8);
     struct lm_producer_log_batch log[] = {
-        {5, 0, 0, 2, 0, 100, false},
-        {-1, -1, -1, 0, 3, 101, false}, /* not idempotent */
-        {5, 0, 3, 0, 4, 102, false},
-        {6, 1, INT32_MAX - 1, 3, 5, 103, false}, /* wraps */
-        {5, 1, 0, 1, 9, 104, false},             /* epoch bump */
-        {7, 0, 0, 0, 11, 105, true},             /* control batch */
+        {5, 0, 0, 2, 0, 100, false}, {-1, -1, -1, 0, 3, 101, false},          /* not idempotent */
+        {5, 0, 3, 0, 4, 102, false}, {6, 1, INT32_MAX - 1, 3, 5, 103, false}, /* wraps */
+        {5, 1, 0, 1, 9, 104, false},                                          /* epoch bump */
+        {7, 0, 0, 0, 11, 105, true},                                          /* control batch */
     };
     for (size_t i = 0; i < sizeof(log) / sizeof(log[0]); i++) {
         const struct lm_producer_log_batch *b = &log[i];
@@ -368,7 +367,7 @@ static void test_replay_from_log(void **st)
  * the last, else OUT_OF_ORDER; unknown -> accept. Clients send mostly in-order batches, plus
  * retries of recent and old batches, gaps, epoch bumps and stale epochs. */
 
-#define RP 4
+#define RP    4
 #define RHIST 4096
 
 struct model_prod {

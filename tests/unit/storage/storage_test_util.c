@@ -64,8 +64,8 @@ void tu_build_batch(int32_t records, size_t value_bytes, int64_t first_tag, int6
     LM_ASSERT(v != NULL);
     for (int32_t i = 0; i < records; i++) {
         fill_value(v, value_bytes, first_tag + i);
-        LM_ASSERT(kafka_batch_builder_append(&b, ts + i, "k", 1, v, (int32_t)value_bytes, NULL,
-                                             0) == 0);
+        LM_ASSERT(
+            kafka_batch_builder_append(&b, ts + i, "k", 1, v, (int32_t)value_bytes, NULL, 0) == 0);
     }
     free(v);
     LM_ASSERT(kafka_batch_builder_finish(&b, KAFKA_CODEC_NONE, out, len) == 0);

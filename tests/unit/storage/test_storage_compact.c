@@ -25,7 +25,7 @@
 #include "storage/storage.h"
 #include "storage_test_util.h"
 
-#define MAX_SEQ 200000
+#define MAX_SEQ  200000
 #define MAX_KEYS 2048
 
 struct kv {
@@ -135,12 +135,11 @@ static void append(struct fx *f, const struct kv *kvs, int n, enum kafka_codec c
         for (int k = 0; k < 8; k++)
             val[k] = (uint8_t)(seq >> (56 - 8 * k));
         f->seq_ts[seq] = f->clock.now_ms + i;
-        assert_int_equal(kafka_batch_builder_append(&b, f->clock.now_ms + i,
-                                                    kvs[i].key < 0 ? NULL : key,
-                                                    kvs[i].key < 0 ? -1 : kl,
-                                                    kvs[i].tomb ? NULL : val, kvs[i].tomb ? -1 : 8,
-                                                    NULL, 0),
-                         0);
+        assert_int_equal(
+            kafka_batch_builder_append(&b, f->clock.now_ms + i, kvs[i].key < 0 ? NULL : key,
+                                       kvs[i].key < 0 ? -1 : kl, kvs[i].tomb ? NULL : val,
+                                       kvs[i].tomb ? -1 : 8, NULL, 0),
+            0);
     }
     uint8_t *buf;
     size_t len;
@@ -514,8 +513,8 @@ static void test_crash_after_rename(void **state)
 static void test_compressed(void **state)
 {
     struct fx *f = *state;
-    static const enum kafka_codec codecs[] = {KAFKA_CODEC_GZIP, KAFKA_CODEC_SNAPPY,
-                                              KAFKA_CODEC_LZ4, KAFKA_CODEC_ZSTD};
+    static const enum kafka_codec codecs[] = {KAFKA_CODEC_GZIP, KAFKA_CODEC_SNAPPY, KAFKA_CODEC_LZ4,
+                                              KAFKA_CODEC_ZSTD};
     for (size_t c = 0; c < 4; c++) {
         struct kv kvs[10];
         for (int i = 0; i < 120; i++) {
@@ -552,7 +551,7 @@ static void test_bounded_map(void **state)
         prev = storage_log_cleaned_offset(f->log);
         check_model(f, true, -1);
     }
-    assert_true(passes > 3);  /* each pass covered only the prefix its map held */
+    assert_true(passes > 3); /* each pass covered only the prefix its map held */
     assert_true(prev > end / 2);
     /* One batch with more keys than the map holds cannot be cleaned. */
     f->cc.dedupe_buffer_bytes = 24 * 16;
@@ -630,9 +629,9 @@ static void test_steps_interleaved(void **state)
     /* A pass abandoned by a truncation leaves no temporary files. */
     f->cc.min_cleanable_dirty_ratio = 0.0;
     fill(f, 2000, 15, 5, KAFKA_CODEC_NONE);
-    assert_int_equal(storage_log_compact_step(f->log, &f->cc, storage_log_end_offset(f->log), 4096,
-                                              &busy, NULL),
-                     0);
+    assert_int_equal(
+        storage_log_compact_step(f->log, &f->cc, storage_log_end_offset(f->log), 4096, &busy, NULL),
+        0);
     assert_true(busy);
     storage_log_compact_abort(f->log);
     assert_false(storage_log_compacting(f->log));
@@ -762,12 +761,18 @@ int main(void)
 {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
     const struct CMUnitTest tests[] = {
-        T(test_latest_per_key),       T(test_gaps_readable),
+        T(test_latest_per_key),
+        T(test_gaps_readable),
         T(test_tombstone_horizon),
-        T(test_crash_after_cleaned),  T(test_crash_after_swap),
-        T(test_crash_after_rename),   T(test_compressed),
-        T(test_bounded_map),          T(test_null_keys_and_producers),
-        T(test_steps_interleaved),    T(test_pinned_reader),        T(test_waits_for_flush),
+        T(test_crash_after_cleaned),
+        T(test_crash_after_swap),
+        T(test_crash_after_rename),
+        T(test_compressed),
+        T(test_bounded_map),
+        T(test_null_keys_and_producers),
+        T(test_steps_interleaved),
+        T(test_pinned_reader),
+        T(test_waits_for_flush),
         T(test_property),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -237,7 +237,8 @@ static void test_kill_cycles(void **state)
         for (;;) {
             struct timespec t;
             clock_gettime(CLOCK_MONOTONIC, &t);
-            int left = wait_ms - (int)((t.tv_sec - t0.tv_sec) * 1000 + (t.tv_nsec - t0.tv_nsec) / 1000000);
+            int left =
+                wait_ms - (int)((t.tv_sec - t0.tv_sec) * 1000 + (t.tv_nsec - t0.tv_nsec) / 1000000);
             if (left <= 0)
                 break;
             struct pollfd pfd = {fds[0], POLLIN, 0};

@@ -358,9 +358,8 @@ static void test_roll_before_relative_offset_overflow(void **state)
     assert_int_equal(storage_log_segment_count(f->log), 2);
     free(b);
     struct storage_read_result res;
-    assert_int_equal(storage_log_read(f->log, (int64_t)INT32_MAX - 5, 1 << 20, STORAGE_NO_LIMIT,
-                                      &res),
-                     0);
+    assert_int_equal(
+        storage_log_read(f->log, (int64_t)INT32_MAX - 5, 1 << 20, STORAGE_NO_LIMIT, &res), 0);
     assert_int_equal(res.first_offset, 1);
     storage_read_result_release(f->log, &res);
     fx_reopen(f);

@@ -126,8 +126,8 @@ static int model_find(const struct model *m, int64_t offset)
     return m->n;
 }
 
-static void check_read(struct storage_log *log, const struct model *m, int64_t off, uint64_t max_bytes,
-                       int64_t max_offset)
+static void check_read(struct storage_log *log, const struct model *m, int64_t off,
+                       uint64_t max_bytes, int64_t max_offset)
 {
     struct storage_read_result res;
     int rc = storage_log_read(log, off, max_bytes, max_offset, &res);
@@ -287,7 +287,8 @@ static void run_seed(uint64_t seed, int ops)
             uint8_t *b;
             size_t bl;
             int64_t ts = rnd_range(0, 100000);
-            tu_build_batch((int32_t)rnd_range(1, 5), (size_t)rnd_range(8, vmax), m.end, ts, &b, &bl);
+            tu_build_batch((int32_t)rnd_range(1, 5), (size_t)rnd_range(8, vmax), m.end, ts, &b,
+                           &bl);
             if (rnd() % 10 == 0)
                 epoch++;
             kafka_batch_set_base_offset(b, m.end);

@@ -236,8 +236,7 @@ static void test_zero_filled_tail(void **state)
     /* After a power loss some file systems show the new size with zeros in it. */
     assert_int_equal(truncate(path, size + 8192), 0);
     open_log(f);
-    assert_int_equal(storage_log_end_offset(f->log),
-                     f->batch_base[11] + 1 + 11 % 4);
+    assert_int_equal(storage_log_end_offset(f->log), f->batch_base[11] + 1 + 11 % 4);
     assert_int_equal(file_size(path), size);
     assert_non_null(strstr(f->reports.last, "truncated 8192 bytes"));
     check_all(f);

@@ -57,8 +57,8 @@ int main(int argc, char **argv)
         req = calloc(1, api->request.struct_size);
         rc = api->request.decode(&r, ver, req, &a);
         if (rc != 0 || kafka_reader_left(&r) != 0) {
-            fprintf(stderr, "capture_answer: %s v%d decode: %s, %zu bytes left\n", api->name,
-                    ver, lm_errname(rc), kafka_reader_left(&r));
+            fprintf(stderr, "capture_answer: %s v%d decode: %s, %zu bytes left\n", api->name, ver,
+                    lm_errname(rc), kafka_reader_left(&r));
             return 1;
         }
     }
@@ -140,7 +140,8 @@ int main(int argc, char **argv)
             m->responses[i].topic = q->topics[i].topic;
             m->responses[i].topic_id = q->topics[i].topic_id;
             int np = q->topics[i].partitions_count;
-            m->responses[i].partitions = calloc((size_t)np + 1, sizeof(*m->responses[i].partitions));
+            m->responses[i].partitions =
+                calloc((size_t)np + 1, sizeof(*m->responses[i].partitions));
             m->responses[i].partitions_count = np;
             for (int p = 0; p < np; p++) {
                 struct kafka_fetch_response_partition_data *pd = &m->responses[i].partitions[p];
