@@ -94,6 +94,13 @@ int storage_epoch_observe(struct storage_log *log, int32_t epoch, int64_t base_o
 {
     if (log->epoch_count > 0 && epoch <= log->epochs[log->epoch_count - 1].epoch)
         return 0;
+    /* Kafka's LeaderEpochFileCache.assign: entries starting at or after the new epoch's start
+     * are superseded (an epoch whose start was moved up to the log start, and nothing written
+     * in it since, must not answer OffsetForLeaderEpoch next to the new one). */
+    while (log->epoch_count > 0 && log->epochs[log->epoch_count - 1].start_offset >= base_offset) {
+        log->epoch_count--;
+        log->epochs_dirty = true;
+    }
     if (LM_GROW(log->epochs, log->epoch_cap, (size_t)log->epoch_count + 1, 16) != 0)
         return LM_E_NOMEM;
     log->epochs[log->epoch_count++] = (struct epoch_entry){epoch, base_offset};

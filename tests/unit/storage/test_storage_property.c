@@ -71,6 +71,11 @@ static void model_push(struct model *m, const uint8_t *bytes, size_t len, int64_
     b->len = len;
     m->end = b->last + 1;
     if (m->nep == 0 || h.partition_leader_epoch > m->epochs[m->nep - 1].epoch) {
+        /* Kafka's LeaderEpochFileCache.assign drops entries starting at or after the new one
+         * (an epoch that starts where the log start was clamped to, followed by a newer one at
+         * the same offset, leaves only the newer). */
+        while (m->nep > 0 && m->epochs[m->nep - 1].start >= h.base_offset)
+            m->nep--;
         assert_true(m->nep < 256);
         m->epochs[m->nep].epoch = h.partition_leader_epoch;
         m->epochs[m->nep++].start = h.base_offset;
