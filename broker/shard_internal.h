@@ -349,4 +349,39 @@ bool broker_rt_quiesced(struct broker_rt *rt);
 /* Waits until every shard has set up its backend (so ring fds are known). */
 void broker_rt_barrier(struct broker_rt *rt);
 
+/* ---- shared by shard.c, conn.c and shard_services.c (one shard's core, split by concern) ---- */
+
+enum req_state { REQ_PENDING = 0, REQ_DONE, REQ_NONE };
+
+enum {
+    /* bound on work per loop turn, so one busy source cannot starve the others */
+    XCALLS_PER_TURN = 1024,
+    STASH_BYTES_MIN = 4096,
+};
+
+/* Defined in one of the three files, used by another. */
+void mem_kick(struct broker_shard *s);
+void mem_release(struct broker_shard *s, size_t n);
+void mem_unwait(struct broker_conn *c);
+void frame_settle(struct broker_conn *c, size_t held);
+int frame_grow(void *ctx, uint8_t *old, uint32_t old_cap, uint32_t new_cap, uint32_t size,
+               uint8_t **out);
+struct broker_req *req_of_frame(uint8_t *body);
+void frame_free(void *ctx, uint8_t *body);
+void accept_refuse(struct broker_shard *s, int fd);
+void conn_hold(struct broker_conn *c);
+void conn_unhold(struct broker_conn *c);
+void conn_close(struct broker_conn *c, const char *why);
+void req_free(struct broker_req *req);
+void conn_try_resume(struct broker_conn *c);
+void out_release(struct broker_conn *c, struct broker_out_ *o);
+void req_close_files(struct broker_req *req);
+void conn_pump(struct broker_conn *c);
+void xcalls_process(struct broker_shard *s);
+void sync_worker_stop(struct broker_shard *s);
+void fsync_poll(struct broker_shard *s);
+bool fsync_pending(const struct broker_shard *s);
+int timers_run(struct broker_shard *s);
+int idle_start(struct broker_shard *s);
+
 #endif

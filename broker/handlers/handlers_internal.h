@@ -338,4 +338,30 @@ static inline int16_t h_check_epoch(const struct hpart *p, int32_t current_leade
                                                   : KAFKA_UNKNOWN_LEADER_EPOCH;
 }
 
+/* ---- shared by handlers.c, hs_registry.c, hs_parts.c and hs_shard.c (the handler layer's
+ * node and shard state, split by concern) ---- */
+
+#define H_DIR_BYTES (BROKER_PATH_BYTES_MAX + 300)
+/* A file in it. */
+#define H_FILE_BYTES (H_DIR_BYTES + 300)
+
+/* Open failures logged as errors per shard per tick: a large CreateTopics on a full disk
+ * would otherwise log one line per partition at once; the rest are counted and the tick
+ * reports how many. */
+#define OPEN_FAILURES_LOGGED_PER_TICK 8
+
+/* Defined in one of these files, used by another. */
+/* Frees every entry of the node's epoch and offline tables (node teardown). */
+void hs_registry_clear(struct handlers_ctx *h);
+void hs_part_set_epoch(struct hpart *p, int32_t epoch);
+void hs_part_set_offline(struct hpart *p, bool offline);
+void hs_rm_dir(const char *dir);
+void hs_part_retry(struct hshard *hs, struct hpart *p);
+bool hs_step_has_budget(const struct hshard *hs);
+void hs_topic_free(struct hshard *hs, struct htopic *t, bool delete_dirs);
+int hs_shard_start(struct broker_shard *s, void *ctx);
+void hs_shard_drain(struct broker_shard *s, void *ctx);
+void hs_shard_flush(struct broker_shard *s, void *ctx);
+void hs_shard_stop(struct broker_shard *s, void *ctx);
+
 #endif

@@ -1,0 +1,909 @@
+/* A shard's partitions: lookup, storage settings, partition ids, the open-log budget (LRU),
+ * opening, flushing, closing and reopening logs, the budgeted background work (opens,
+ * directory removals) and the reconciliation of the topic table with the metadata store. */
+#include "broker/handlers/handlers.h"
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/random.h>
+#include <unistd.h>
+#include "broker/handlers/group_internal.h"
+#include "broker/handlers/handlers_internal.h"
+#include "common/lm_hash.h"
+#include "broker/log.h"
+#include "broker/producer/producer_state.h"
+#include "common/lm_assert.h"
+#include "common/lm_err.h"
+#include "protocol/kafka_api.h"
+#include "protocol/kafka_messages.h"
+
+/* ---- partitions: lookup, storage settings, directories ----------------------------------- */
+
+/* The next attempt after a failed open: HANDLERS_RETRY_MIN_MS, doubling up to
+ * HANDLERS_RETRY_MAX_MS while it keeps failing. */
+static void part_schedule_retry(struct hpart *p)
+{
+    p->retry_ms = p->retry_ms == 0                          ? HANDLERS_RETRY_MIN_MS
+                  : p->retry_ms * 2 > HANDLERS_RETRY_MAX_MS ? HANDLERS_RETRY_MAX_MS
+                                                            : p->retry_ms * 2;
+    p->retry_at_ms = broker_now_ms() + p->retry_ms;
+}
+
+struct htopic *hs_topic(struct hshard *hs, const char *name, size_t len)
+{
+    if (hs->bucket_count == 0 || name == NULL)
+        return NULL;
+    struct htopic *t = hs->buckets[lm_fnv1a64(name, len) % hs->bucket_count];
+    for (; t != NULL; t = t->next)
+        if (strlen(t->meta->name) == len && memcmp(t->meta->name, name, len) == 0)
+            return t;
+    return NULL;
+}
+
+struct htopic *hs_topic_by_id(struct hshard *hs, const uint8_t id[16])
+{
+    for (size_t b = 0; b < hs->bucket_count; b++)
+        for (struct htopic *t = hs->buckets[b]; t != NULL; t = t->next)
+            if (memcmp(t->meta->id, id, 16) == 0)
+                return t;
+    return NULL;
+}
+
+static bool part_ensure_open(struct hpart *p);
+static void oq_remove(struct hshard *hs, struct hpart *p);
+static void part_open_log(struct hpart *p);
+
+struct hpart *hs_part(struct hshard *hs, const char *topic, size_t len, int32_t partition)
+{
+    struct htopic *t = hs_topic(hs, topic, len);
+    if (t == NULL || partition < 0 || partition >= t->meta->partition_count ||
+        partition >= t->part_cap)
+        return NULL;
+    struct hpart *p = t->parts[partition];
+    if (p != NULL && p->open_pending) {
+        /* A request needs it now: open it ahead of its turn in the work queue. */
+        oq_remove(hs, p);
+        part_open_log(p);
+    } else if (p != NULL && (p->log != NULL || p->idle_closed)) {
+        part_ensure_open(p);
+    }
+    return p;
+}
+
+uint32_t hs_owner(struct hshard *hs, const char *topic, size_t len, int32_t partition)
+{
+    return broker_partition_shard(topic, len, partition, hs->count);
+}
+
+static void storage_report(void *ctx, int level, const char *msg)
+{
+    (void)ctx;
+    if (level > 0)
+        BLOG_WARN("storage: %s", msg);
+    else
+        BLOG_INFO("storage: %s", msg);
+}
+
+/* Kafka's "never" for flush.messages / flush.ms is Long.MAX_VALUE; storage says -1. */
+static int64_t flush_policy(int64_t v)
+{
+    return v <= 0 || v >= INT64_MAX / 2 ? -1 : v;
+}
+
+static void storage_cfg_of(const struct lm_topic_settings *st, struct storage_config *c)
+{
+    storage_config_default(c);
+    c->segment_bytes = st->segment_bytes > 0 ? (uint64_t)st->segment_bytes : c->segment_bytes;
+    c->segment_ms = st->segment_ms > 0 ? st->segment_ms : -1;
+    if (st->index_interval_bytes > 0)
+        c->index_interval_bytes = (uint32_t)st->index_interval_bytes;
+    c->retention_bytes = st->retention_bytes;
+    c->retention_ms = st->retention_ms;
+    if (!st->cleanup_delete) {
+        /* cleanup.policy=compact alone: Kafka deletes no segment by time or size; the cleaner
+         * keeps the latest record per key instead. */
+        c->retention_bytes = -1;
+        c->retention_ms = -1;
+    }
+    c->flush_messages = flush_policy(st->flush_messages);
+    c->flush_ms = flush_policy(st->flush_ms);
+    c->log_append_time = st->timestamp_log_append;
+    c->external_sync = true; /* fsyncs run off the shard thread (hs_sync_wait) */
+    c->report = storage_report;
+}
+
+static bool storage_cfg_same(const struct storage_config *a, const struct storage_config *b)
+{
+    return a->segment_bytes == b->segment_bytes && a->segment_ms == b->segment_ms &&
+           a->index_interval_bytes == b->index_interval_bytes &&
+           a->retention_bytes == b->retention_bytes && a->retention_ms == b->retention_ms &&
+           a->flush_messages == b->flush_messages && a->flush_ms == b->flush_ms &&
+           a->log_append_time == b->log_append_time;
+}
+
+/* A partition directory: log dir + "/" + topic (<= 249) + "-" + partition. */
+
+void hs_rm_dir(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (d == NULL)
+        return;
+    struct dirent *e;
+    char path[H_FILE_BYTES];
+    while ((e = readdir(d)) != NULL) {
+        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+            continue;
+        if (snprintf(path, sizeof(path), "%s/%s", dir, e->d_name) >= (int)sizeof(path))
+            continue;
+        if (unlink(path) != 0)
+            BLOG_WARN("cannot remove %s: %s", path, strerror(errno));
+    }
+    closedir(d);
+    if (rmdir(dir) != 0)
+        BLOG_WARN("cannot remove %s: %s", dir, strerror(errno));
+}
+
+static int part_dir(const struct hpart *p, char *out, size_t cap)
+{
+    return storage_partition_dir(out, cap, p->hs->node->cfg->log_dirs[0], p->topic, p->partition);
+}
+
+static void hex_id(const uint8_t id[16], char out[33])
+{
+    for (int i = 0; i < 16; i++)
+        snprintf(out + 2 * i, 3, "%02x", id[i]);
+}
+
+/* partition.metadata holds the topic id (as Kafka's does), so a directory left by a deleted
+ * topic is never taken for a new topic of the same name, even after a crash. */
+enum part_id { PART_ID_NONE, PART_ID_MATCH, PART_ID_OTHER, PART_ID_UNREADABLE };
+
+static enum part_id part_id_check(const char *dir, const uint8_t id[16])
+{
+    char path[H_FILE_BYTES], want[33], got[64] = {0};
+    if (snprintf(path, sizeof(path), "%s/partition.metadata", dir) >= (int)sizeof(path))
+        return PART_ID_UNREADABLE;
+    hex_id(id, want);
+    FILE *f = fopen(path, "r");
+    if (f == NULL)
+        return errno == ENOENT ? PART_ID_NONE : PART_ID_UNREADABLE;
+    bool parsed = fscanf(f, "version: 0\ntopic_id: %40s", got) == 1 && strlen(got) == 32;
+    fclose(f);
+    if (!parsed)
+        return PART_ID_UNREADABLE;
+    return strcmp(got, want) == 0 ? PART_ID_MATCH : PART_ID_OTHER;
+}
+
+static bool part_id_matches(const char *dir, const uint8_t id[16], bool *exists)
+{
+    enum part_id r = part_id_check(dir, id);
+    *exists = r != PART_ID_NONE;
+    return r == PART_ID_MATCH;
+}
+
+/* Written to a temporary name and renamed: a full disk or a crash leaves either the whole
+ * file or none, never an empty one that would look like another topic's directory. */
+static int part_id_write(const char *dir, const uint8_t id[16])
+{
+    char path[H_FILE_BYTES], tmp[H_FILE_BYTES + 8], hex[33];
+    if (snprintf(path, sizeof(path), "%s/partition.metadata", dir) >= (int)sizeof(path) ||
+        snprintf(tmp, sizeof(tmp), "%s.tmp", path) >= (int)sizeof(tmp))
+        return LM_E_TOO_LARGE;
+    hex_id(id, hex);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0)
+        return LM_E_IO;
+    char buf[80];
+    int n = snprintf(buf, sizeof(buf), "version: 0\ntopic_id: %s\n", hex);
+    bool ok = write(fd, buf, (size_t)n) == n && fdatasync(fd) == 0;
+    close(fd);
+    if (!ok || rename(tmp, path) != 0) {
+        unlink(tmp);
+        return LM_E_IO;
+    }
+    return 0;
+}
+
+
+/* ---- open-log budget (LRU of open partition logs) ----------------------------------------- */
+
+static void lru_unlink(struct hpart *p)
+{
+    struct hshard *hs = p->hs;
+    if (hs == NULL || (p->lru_prev == NULL && hs->lru_head != p))
+        return; /* not on the list */
+    if (p->lru_prev != NULL)
+        p->lru_prev->lru_next = p->lru_next;
+    else
+        hs->lru_head = p->lru_next;
+    if (p->lru_next != NULL)
+        p->lru_next->lru_prev = p->lru_prev;
+    else
+        hs->lru_tail = p->lru_prev;
+    p->lru_prev = p->lru_next = NULL;
+    LM_ASSERT(hs->open_logs > 0);
+    hs->open_logs--;
+}
+
+static void lru_push_head(struct hpart *p)
+{
+    struct hshard *hs = p->hs;
+    p->lru_prev = NULL;
+    p->lru_next = hs->lru_head;
+    if (hs->lru_head != NULL)
+        hs->lru_head->lru_prev = p;
+    else
+        hs->lru_tail = p;
+    hs->lru_head = p;
+    hs->open_logs++;
+}
+
+/* Marks p's log as just used. */
+static void lru_touch(struct hpart *p)
+{
+    if (p->hs == NULL || p->hs->lru_head == p)
+        return;
+    lru_unlink(p);
+    lru_push_head(p);
+}
+
+/* Closes the least recently used idle logs while the shard is over its open-log budget.
+ * Bounded: looks at a few candidates per call. */
+static void lru_enforce(struct hshard *hs, const struct hpart *keep)
+{
+    uint32_t looked = 0;
+    struct hpart *v = hs->lru_tail;
+    while (hs->open_logs > hs->open_logs_max && v != NULL && looked++ < 32) {
+        struct hpart *prev = v->lru_prev;
+        /* Idle: no fsync in flight and no fetch parked on it (its acks=all and persisted
+         * waiters only exist while an fsync runs or is due). */
+        if (v == keep || v->sync.busy || v->dead || v->failed || v->reopen_pending ||
+            v->waiters != NULL || v->part == NULL || h_topic_internal(v->topic, strlen(v->topic))) {
+            v = prev;
+            continue;
+        }
+        /* Closed without a flush (acks=1 appends of a lone voter are not fsynced): the bytes
+         * stay in the page cache and the next open recovers them, as after a crash of the
+         * process. A partition that cannot close so (compaction running, segments pinned)
+         * stays open for now. */
+        if (partition_close_unsynced(v->part) != 0) {
+            v = prev;
+            continue;
+        }
+        v->part = NULL;
+        v->log = NULL;
+        v->idle_closed = true;
+        lru_unlink(v);
+        if (hs->idle_closes++ % 10000 == 0)
+            BLOG_INFO("shard %u: open-log budget %u reached: idle logs closed (%llu so "
+                      "far), reopened when used",
+                      hs->id, hs->open_logs_max, (unsigned long long)hs->idle_closes);
+        v = prev;
+    }
+}
+
+static void part_open_log(struct hpart *p);
+
+/* The log of p, opened again if the budget closed it; false when it cannot be opened (p is
+ * then offline and retried by the tick). */
+static bool part_ensure_open(struct hpart *p)
+{
+    if (p->log != NULL) {
+        lru_touch(p);
+        return true;
+    }
+    if (!p->idle_closed)
+        return false;
+    /* Every append starts its partition's fsync, and a partition stays open while that runs:
+     * one request touching hundreds of idle partitions keeps them all open for a moment.
+     * Past a quarter over the budget, a reopen waits (retriable KAFKA_STORAGE_ERROR) for the
+     * fsyncs to end and free their logs, rather than run the process out of descriptors. */
+    struct hshard *hs = p->hs;
+    if (hs != NULL && hs->open_logs >= hs->open_logs_max + hs->open_logs_max / 4) {
+        lru_enforce(hs, NULL);
+        if (hs->open_logs >= hs->open_logs_max + hs->open_logs_max / 4)
+            return false;
+    }
+    p->idle_closed = false;
+    part_open_log(p);
+    return p->log != NULL;
+}
+
+static void part_env_sync(void *ctx, struct partition *part, const int *fds, const bool *full,
+                          uint32_t n);
+
+static void part_open_log(struct hpart *p)
+{
+    char dir[H_DIR_BYTES];
+    p->failed = false;
+    if (part_dir(p, dir, sizeof(dir)) != 0) {
+        BLOG_ERROR("partition %s-%d: bad directory name", p->topic, p->partition);
+        hs_part_set_offline(p, true);
+        p->retry_ms = HANDLERS_RETRY_MAX_MS;
+        p->retry_at_ms = UINT64_MAX; /* never opens: the name cannot change */
+        return;
+    }
+    enum part_id pid = part_id_check(dir, p->topic_id);
+    if (pid == PART_ID_OTHER) {
+        BLOG_WARN("partition %s-%d: directory belongs to an older topic of that name; removed",
+                  p->topic, p->partition);
+        hs_rm_dir(dir);
+        pid = PART_ID_NONE;
+    } else if (pid == PART_ID_UNREADABLE) {
+        /* Damaged or unreadable (not another topic's id): keep the data, write it again. */
+        BLOG_WARN_LIMITED("partition %s-%d: partition.metadata unreadable; rewriting it", p->topic,
+                          p->partition);
+    }
+    /* A one-voter Raft group over the partition's log (broker/partition/README.md). */
+    struct partition_config pc;
+    partition_config_default(&pc);
+    pc.dir = dir;
+    pc.storage = p->scfg;
+    int32_t node = p->hs->node->cfg->node_id;
+    pc.node_id = node > 0 ? (uint32_t)node : 1;
+    pc.voters.n_voters = 1;
+    pc.voters.voters[0] = pc.node_id;
+    pc.internal_topic = h_topic_internal(p->topic, strlen(p->topic));
+    pc.tick_ms = HANDLERS_TICK_MS;
+    pc.election_ticks = 10;
+    pc.heartbeat_ticks = 1;
+    /* Bounds of acks=all produces and persisted waiters in flight on one partition (grown on
+     * demand): well above what max.in.flight.requests per producer brings. */
+    pc.waiters_max = 1u << 16;
+    pc.watchers_max = 1u << 16;
+    struct partition_env env = {.ctx = p, .sync = part_env_sync, .send = NULL};
+    p->part = NULL;
+    p->log = NULL;
+    int rc = partition_open(&pc, &env, (int64_t)broker_now_ms(), &p->part);
+    if (rc == 0)
+        p->log = partition_storage(p->part);
+    if (rc == 0 && pid != PART_ID_MATCH)
+        rc = part_id_write(dir, p->topic_id);
+    if (rc != 0) {
+        /* The first failure is an error; the retries every few seconds are not news. */
+        if (p->open_failures++ == 0 &&
+            ++p->hs->open_failures_this_tick <= OPEN_FAILURES_LOGGED_PER_TICK)
+            BLOG_ERROR("partition %s-%d: cannot open log in %s: %s; offline, retrying", p->topic,
+                       p->partition, dir, lm_strerror(rc));
+        else
+            BLOG_DEBUG("partition %s-%d: reopen %u failed: %s", p->topic, p->partition,
+                       p->open_failures, lm_strerror(rc));
+        if (p->part != NULL)
+            partition_close(p->part);
+        p->part = NULL;
+        p->log = NULL;
+        hs_part_set_offline(p, true);
+        part_schedule_retry(p);
+        return;
+    }
+    if (p->offline)
+        BLOG_INFO("partition %s-%d: log open again (after %u failed attempts); online", p->topic,
+                  p->partition, p->open_failures);
+    hs_part_set_offline(p, false);
+    p->open_failures = 0;
+    p->retry_ms = 0;
+    if (p->hs != NULL) {
+        lru_push_head(p);
+        lru_enforce(p->hs, p);
+    }
+    /* The raft term (one voter: kept across reopens, partition.h). */
+    p->leader_epoch = partition_leader_epoch(p->part);
+    hs_part_set_epoch(p, p->leader_epoch);
+}
+
+/* ---- asynchronous flush (group commit) ---------------------------------------------------- */
+
+static void part_free(struct hshard *hs, struct hpart *p, bool delete_dir);
+static void oq_remove(struct hshard *hs, struct hpart *p);
+static void dir_remove_or_queue(struct hshard *hs, const char *dir, const uint8_t id[16],
+                                bool dead);
+
+static void part_reopen(struct hshard *hs, struct hpart *p);
+
+/* After any input to p's partition: a failure takes p offline, a moved high watermark wakes
+ * the parked fetches, and a close or reopen deferred while an fsync ran happens now. */
+void hs_part_kick(struct hshard *hs, struct hpart *p)
+{
+    if (p->sync.in_done)
+        return; /* the fsync completion kicks once partition_sync_done has returned */
+    if (p->part != NULL) {
+        int failed = partition_failed(p->part);
+        if (failed)
+            hs_part_failed(hs, p, failed);
+    }
+    hs_wake_fired(hs, p);
+    if (p->sync.busy)
+        return; /* closing or reopening waits for the fsync's end */
+    if (p->dead) {
+        part_free(hs, p, p->dead_delete_dir);
+        return;
+    }
+    if (p->part == NULL)
+        return;
+    if (p->reopen_pending) {
+        p->reopen_pending = false;
+        part_reopen(hs, p);
+    }
+    /* Partitions left open over the budget because their fsync ran close once it ended. */
+    if (hs->open_logs > hs->open_logs_max && !p->sync.busy)
+        lru_enforce(hs, p->sync.in_done ? NULL : p);
+}
+
+static void sync_fsync_done(struct broker_shard *s, struct broker_fsync *f, int rc)
+{
+    (void)s;
+    struct hpart *p = f->arg;
+    struct hpart_sync *ps = &p->sync;
+    LM_ASSERT(ps->busy && ps->pending > 0);
+    if (rc != 0 && ps->rc == 0)
+        ps->rc = rc;
+    if (--ps->pending > 0)
+        return;
+    ps->busy = false;
+    ps->in_done = true; /* partition_sync_done may hand out the next step at once */
+    if (p->part != NULL)
+        partition_sync_done(p->part, ps->rc);
+    ps->in_done = false;
+    hs_part_kick(p->hs, p);
+}
+
+/* partition_env.sync: the partition's group-commit fsyncs, off the shard thread
+ * (broker_shard_fsync: the ring or the sync worker). */
+static void part_env_sync(void *ctx, struct partition *part, const int *fds, const bool *full,
+                          uint32_t n)
+{
+    struct hpart *p = ctx;
+    struct hpart_sync *ps = &p->sync;
+    LM_ASSERT(!ps->busy && n <= STORAGE_SYNC_FDS_MAX);
+    if (n == 0) {
+        partition_sync_done(part, 0);
+        return;
+    }
+    ps->busy = true;
+    ps->rc = 0;
+    ps->pending = n;
+    for (uint32_t i = 0; i < n; i++)
+        broker_shard_fsync(p->hs->shard, &ps->fs[i], fds[i], !full[i], sync_fsync_done, p);
+}
+
+static void sync_wait_fired(void *user, int err, int64_t hw)
+{
+    (void)hw;
+    struct hsync_wait *w = user;
+    struct hpart *p = w->p_;
+    w->done(p->hs, p, w, err);
+}
+
+void hs_sync_wait(struct hshard *hs, struct hpart *p, struct hsync_wait *w)
+{
+    LM_ASSERT(p->hs == hs && w->done != NULL);
+    w->next = NULL;
+    w->p_ = p;
+    if (p->part == NULL) {
+        w->done(hs, p, w, LM_E_STATE);
+        return;
+    }
+    int rc = partition_wait_persisted(p->part, w->offset, sync_wait_fired, w);
+    if (rc != 0)
+        w->done(hs, p, w, rc); /* not queued (partition.h) */
+    hs_part_kick(hs, p);
+}
+
+static void append_fired(void *user, int err, const struct partition_append_info *info)
+{
+    struct hsync_wait *w = user;
+    struct hpart *p = w->p_;
+    if (err == 0)
+        w->offset = info->last_offset + 1;
+    w->done(p->hs, p, w, err);
+}
+
+int hs_append(struct hshard *hs, struct hpart *p, enum partition_origin origin, uint8_t *buf,
+              size_t len, int acks, struct hsync_wait *w)
+{
+    LM_ASSERT(p->hs == hs && w->done != NULL);
+    if (p->part == NULL || p->failed)
+        return LM_E_STATE;
+    w->next = NULL;
+    w->p_ = p;
+    int rc = partition_append(p->part, origin, buf, len, acks, append_fired, w);
+    /* A log storage failed answers LM_E_STATE to every append (storage.h): offline. */
+    if (rc == LM_E_STATE && partition_is_leader(p->part))
+        hs_part_failed(hs, p, rc);
+    hs_part_kick(hs, p);
+    return rc;
+}
+
+void hs_part_failed(struct hshard *hs, struct hpart *p, int rc)
+{
+    (void)hs;
+    if (p->failed || p->log == NULL)
+        return;
+    BLOG_ERROR("partition %s-%d: storage failed (%s); offline until its log reopens", p->topic,
+               p->partition, lm_strerror(rc));
+    p->failed = true;
+    hs_part_set_offline(p, true);
+    p->retry_ms = 0;
+    p->retry_at_ms = 0; /* the next tick reopens it (recovery from the checkpoint) */
+}
+
+/* Closes p's partition (waiters fail with LM_E_CLOSED) and its open-log slot. */
+static void part_close_log(struct hpart *p)
+{
+    if (p->part == NULL)
+        return;
+    LM_ASSERT(!p->sync.busy);
+    lru_unlink(p);
+    int rc = partition_close(p->part);
+    if (rc != 0)
+        BLOG_DEBUG("partition %s-%d: close: %s", p->topic, p->partition, lm_strerror(rc));
+    p->part = NULL;
+    p->log = NULL;
+}
+
+/* Storage settings changed: close and open again (storage reads its config at open). */
+static void part_reopen(struct hshard *hs, struct hpart *p)
+{
+    hs_wake_waiters(hs, p);
+    part_close_log(p);
+    p->idle_closed = false;
+    part_open_log(p);
+}
+
+/* Reopens the log of p after a storage failure (the tick, at p->retry_at_ms). */
+void hs_part_retry(struct hshard *hs, struct hpart *p)
+{
+    LM_ASSERT(!p->sync.busy && !p->dead);
+    hs_wake_waiters(hs, p);
+    part_close_log(p);
+    part_open_log(p);
+    if (p->log == NULL)
+        return;
+    hs_wake_waiters(hs, p);
+    group_partition_reopened(hs, p);
+}
+
+static void part_close(struct hshard *hs, struct hpart *p, bool delete_dir)
+{
+    /* Parked fetches waiting here are woken so they answer (with UNKNOWN_TOPIC...). */
+    hs_wake_waiters(hs, p);
+    if (p->sync.busy) {
+        /* Its fsyncs hold the segment files: close and free when the sync ends. */
+        p->dead = true;
+        p->dead_delete_dir = delete_dir;
+        return;
+    }
+    part_free(hs, p, delete_dir);
+}
+
+static void part_free(struct hshard *hs, struct hpart *p, bool delete_dir)
+{
+    LM_ASSERT(!p->sync.busy);
+    if (p->open_pending)
+        oq_remove(hs, p);
+    hs_wake_waiters(hs, p);
+    part_close_log(p);
+    if (delete_dir) {
+        char dir[H_DIR_BYTES];
+        if (part_dir(p, dir, sizeof(dir)) == 0)
+            dir_remove_or_queue(hs, dir, p->topic_id, p->dead);
+        BLOG_DEBUG("partition %s-%d deleted", p->topic, p->partition);
+    }
+    hs_part_set_offline(p, false);
+    hs_part_set_epoch(p, HANDLERS_LEADER_EPOCH_FIRST);
+    free(p->topic);
+    free(p);
+}
+
+static struct hpart *part_new(const struct htopic *t, int32_t partition)
+{
+    struct hpart *p = calloc(1, sizeof(*p));
+    if (p == NULL)
+        return NULL;
+    p->topic = strdup(t->meta->name);
+    if (p->topic == NULL) {
+        free(p);
+        return NULL;
+    }
+    p->partition = partition;
+    memcpy(p->topic_id, t->meta->id, 16);
+    p->leader_epoch = HANDLERS_LEADER_EPOCH_FIRST;
+    storage_cfg_of(&t->settings, &p->scfg);
+    return p;
+}
+
+/* ---- budgeted background work: opening partitions, removing deleted directories --------- */
+
+static void work_run(struct broker_shard *s, struct broker_timer *t);
+
+static void work_arm(struct hshard *hs)
+{
+    if (hs->stopping || hs->work.heap_index_ != UINT32_MAX)
+        return;
+    if (broker_timer_start(hs->shard, &hs->work, 1, work_run, hs) != 0)
+        BLOG_ERROR("shard %u: cannot arm the partition work timer", hs->id);
+}
+
+/* True while the current step may still do a synchronous open or removal. */
+bool hs_step_has_budget(const struct hshard *hs)
+{
+    return hs->step_ops < HANDLERS_STEP_OPS_MIN || broker_now_ms() < hs->step_deadline_ms;
+}
+
+static void oq_remove(struct hshard *hs, struct hpart *p)
+{
+    LM_ASSERT(p->open_pending && hs->oq_len > 0);
+    if (p->oq_prev != NULL)
+        p->oq_prev->oq_next = p->oq_next;
+    else
+        hs->oq_head = p->oq_next;
+    if (p->oq_next != NULL)
+        p->oq_next->oq_prev = p->oq_prev;
+    else
+        hs->oq_tail = p->oq_prev;
+    p->oq_prev = p->oq_next = NULL;
+    p->open_pending = false;
+    hs->oq_len--;
+}
+
+/* Opens p now when the step's budget allows (or it is an internal topic's, which its
+ * coordinator loads at once), else queues it for the work timer. */
+static void part_open_or_queue(struct hshard *hs, struct hpart *p)
+{
+    if (hs_step_has_budget(hs) || h_topic_internal(p->topic, strlen(p->topic))) {
+        hs->step_ops++;
+        part_open_log(p);
+        return;
+    }
+    p->open_pending = true;
+    hs_part_set_offline(p, true);
+    p->oq_prev = hs->oq_tail;
+    p->oq_next = NULL;
+    if (hs->oq_tail != NULL)
+        hs->oq_tail->oq_next = p;
+    else
+        hs->oq_head = p;
+    hs->oq_tail = p;
+    hs->oq_len++;
+    work_arm(hs);
+}
+
+/* Removes dir now when the budget allows, else queues the removal. `dead`: the partition's
+ * close was deferred (its sync was running), so a topic of the same name may own the
+ * directory by now: remove it only while it is still this topic's. */
+static void dir_remove_or_queue(struct hshard *hs, const char *dir, const uint8_t id[16], bool dead)
+{
+    bool exists = false;
+    if (hs_step_has_budget(hs) || hs->stopping) {
+        hs->step_ops++;
+        if (!dead || part_id_matches(dir, id, &exists) || !exists)
+            hs_rm_dir(dir);
+        return;
+    }
+    size_t len = strlen(dir);
+    struct hdir_removal *r = malloc(sizeof(*r) + len + 1);
+    if (r == NULL) {
+        hs_rm_dir(dir); /* no memory to defer it: do it now */
+        return;
+    }
+    r->next = NULL;
+    memcpy(r->topic_id, id, 16);
+    memcpy(r->dir, dir, len + 1);
+    if (hs->rm_tail != NULL)
+        hs->rm_tail->next = r;
+    else
+        hs->rm_head = r;
+    hs->rm_tail = r;
+    work_arm(hs);
+}
+
+static void work_run(struct broker_shard *s, struct broker_timer *t)
+{
+    (void)s;
+    struct hshard *hs = t->arg;
+    hs->step_deadline_ms = broker_now_ms() + HANDLERS_STEP_BUDGET_MS;
+    hs->step_ops = HANDLERS_STEP_OPS_MIN; /* the timer's steps are bounded by time alone */
+    uint32_t done = 0;
+    /* Removals first: a name deleted and created again gets its old directory out of the way
+     * (an old directory found at open is removed by its topic-id check anyway). */
+    while (hs->rm_head != NULL && (done++ < 8 || hs_step_has_budget(hs))) {
+        struct hdir_removal *r = hs->rm_head;
+        hs->rm_head = r->next;
+        if (hs->rm_head == NULL)
+            hs->rm_tail = NULL;
+        bool exists = false;
+        if (part_id_matches(r->dir, r->topic_id, &exists) || !exists)
+            hs_rm_dir(r->dir);
+        free(r);
+    }
+    while (hs->oq_head != NULL && (done++ < 8 || hs_step_has_budget(hs))) {
+        struct hpart *p = hs->oq_head;
+        oq_remove(hs, p);
+        part_open_log(p);
+        if (p->log != NULL)
+            hs_wake_waiters(hs, p);
+    }
+    hs->step_deadline_ms = 0;
+    if (hs->rm_head != NULL || hs->oq_head != NULL)
+        work_arm(hs);
+    else
+        BLOG_DEBUG("shard %u: partition work queue empty", hs->id);
+}
+
+void hs_topic_free(struct hshard *hs, struct htopic *t, bool delete_dirs)
+{
+    for (int32_t i = 0; i < t->part_cap; i++)
+        if (t->parts[i] != NULL)
+            part_close(hs, t->parts[i], delete_dirs);
+    free(t->parts);
+    free(t);
+}
+
+/* Opens the owned partitions of t below its partition count that are not open yet, and
+ * reopens logs whose storage settings changed. */
+static void topic_sync_parts(struct hshard *hs, struct htopic *t)
+{
+    int32_t n = t->meta->partition_count;
+    if (n > t->part_cap) {
+        struct hpart **np = realloc(t->parts, (size_t)n * sizeof(*np));
+        if (np == NULL) {
+            BLOG_ERROR("topic %s: out of memory growing partitions", t->meta->name);
+            return;
+        }
+        memset(np + t->part_cap, 0, (size_t)(n - t->part_cap) * sizeof(*np));
+        t->parts = np;
+        t->part_cap = n;
+    }
+    size_t name_len = strlen(t->meta->name);
+    for (int32_t i = 0; i < n; i++) {
+        if (hs_owner(hs, t->meta->name, name_len, i) != hs->id)
+            continue;
+        struct hpart *p = t->parts[i];
+        if (p != NULL && (p->open_pending || p->idle_closed)) {
+            storage_cfg_of(&t->settings, &p->scfg); /* read when its turn to open comes */
+            continue;
+        }
+        if (p != NULL) {
+            struct storage_config c;
+            storage_cfg_of(&t->settings, &c);
+            if (storage_cfg_same(&c, &p->scfg) && p->log != NULL)
+                continue;
+            /* Storage reads its config at open: reopen (recovery from the checkpoint). */
+            p->scfg = c;
+            if (p->sync.busy) {
+                p->reopen_pending = true; /* when the sync ends */
+                continue;
+            }
+            part_reopen(hs, p);
+            continue;
+        }
+        t->parts[i] = part_new(t, i);
+        if (t->parts[i] == NULL) {
+            BLOG_ERROR("partition %s-%d: out of memory", t->meta->name, i);
+        } else {
+            t->parts[i]->hs = hs;
+            part_open_or_queue(hs, t->parts[i]);
+        }
+    }
+}
+
+static void settings_of(const struct handlers_ctx *h, const struct lm_meta_topic *m,
+                        struct lm_topic_settings *st)
+{
+    if (lm_topic_settings_resolve(m->configs, m->config_count, h->broker_topic_configs,
+                                  h->broker_topic_config_count, st) != 0) {
+        BLOG_WARN("topic %s: invalid config, using defaults", m->name);
+        lm_topic_settings_resolve(NULL, 0, h->broker_topic_configs, h->broker_topic_config_count,
+                                  st);
+    }
+}
+
+void hs_refresh(struct hshard *hs)
+{
+    struct lm_meta_store *meta = hs->node->meta;
+    uint64_t v = lm_meta_store_version(meta);
+    if (v == hs->version && hs->snap != NULL)
+        return;
+    struct lm_meta_snapshot *snap = lm_meta_store_snapshot(meta);
+    const struct lm_meta_state *st = &snap->state;
+    /* Opens and directory removals beyond one step's budget go to the work timer. */
+    hs->step_deadline_ms = broker_now_ms() + HANDLERS_STEP_BUDGET_MS;
+    hs->step_ops = 0;
+    size_t nb = st->topic_count * 2 + 16;
+    struct htopic **nbk = calloc(nb, sizeof(*nbk));
+    if (nbk == NULL) {
+        lm_meta_snapshot_release(snap);
+        BLOG_ERROR("out of memory refreshing metadata");
+        return;
+    }
+    /* 1: mark the topics that survive (same name and id). */
+    for (size_t b = 0; b < hs->bucket_count; b++)
+        for (struct htopic *t = hs->buckets[b]; t != NULL; t = t->next)
+            t->seen = false;
+    for (size_t i = 0; i < st->topic_count; i++) {
+        const struct lm_meta_topic *m = &st->topics[i];
+        struct htopic *t = hs_topic(hs, m->name, strlen(m->name));
+        if (t != NULL && memcmp(t->meta->id, m->id, 16) == 0)
+            t->seen = true;
+    }
+    /* 2: delete the others first, so a topic deleted and created again under the same name
+     * gets a fresh directory. */
+    for (size_t b = 0; b < hs->bucket_count; b++) {
+        struct htopic **pt = &hs->buckets[b];
+        while (*pt != NULL) {
+            struct htopic *t = *pt;
+            if (t->seen) {
+                pt = &t->next;
+                continue;
+            }
+            *pt = t->next;
+            BLOG_INFO("topic %s (shard %u): deleted", t->meta->name, hs->id);
+            hs_topic_free(hs, t, true);
+        }
+    }
+    /* 3: build the new table, opening the partitions this shard owns. */
+    for (size_t i = 0; i < st->topic_count; i++) {
+        const struct lm_meta_topic *m = &st->topics[i];
+        size_t len = strlen(m->name);
+        struct htopic *t = hs_topic(hs, m->name, len);
+        if (t == NULL) {
+            /* New: not in the old chains, so it goes straight into the new table. */
+            if ((t = calloc(1, sizeof(*t))) == NULL) {
+                BLOG_ERROR("topic %s: out of memory", m->name);
+                continue;
+            }
+            uint64_t h = lm_fnv1a64(m->name, len) % nb;
+            t->next = nbk[h];
+            nbk[h] = t;
+        }
+        t->meta = m;
+        settings_of(hs->node, m, &t->settings);
+        topic_sync_parts(hs, t);
+    }
+    /* Relink every topic into the new buckets (the old chains are read before relinking). */
+    struct htopic *all = NULL;
+    for (size_t b = 0; b < hs->bucket_count; b++) {
+        struct htopic *t = hs->buckets[b];
+        while (t != NULL) {
+            struct htopic *next = t->next;
+            t->next = all;
+            all = t;
+            t = next;
+        }
+    }
+    free(hs->buckets);
+    hs->buckets = nbk;
+    hs->bucket_count = nb;
+    while (all != NULL) {
+        struct htopic *next = all->next;
+        uint64_t h = lm_fnv1a64(all->meta->name, strlen(all->meta->name)) % nb;
+        all->next = nbk[h];
+        nbk[h] = all;
+        all = next;
+    }
+    hs->topic_count = st->topic_count;
+    if (hs->snap != NULL)
+        lm_meta_snapshot_release(hs->snap);
+    hs->snap = snap;
+    hs->version = v;
+}
+
+int hs_create_topic(struct hshard *hs, const char *name, int32_t partitions)
+{
+    struct lm_meta_record r = {0};
+    r.type = LM_META_TOPIC_CREATE;
+    r.topic = name;
+    r.partition_count = partitions;
+    int rc = lm_meta_new_topic_id(r.topic_id);
+    if (rc == 0)
+        rc = lm_meta_store_commit(hs->node->meta, &r);
+    if (rc == 0)
+        BLOG_INFO("topic %s auto-created with %d partitions", name, partitions);
+    hs_refresh(hs);
+    return rc;
+}

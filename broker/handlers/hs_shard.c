@@ -1,0 +1,284 @@
+/* A shard's hooks (start, tick, drain, flush, stop) and its log compaction steps. */
+#include "broker/handlers/handlers.h"
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/random.h>
+#include <unistd.h>
+#include "broker/handlers/group_internal.h"
+#include "broker/handlers/handlers_internal.h"
+#include "common/lm_hash.h"
+#include "broker/log.h"
+#include "broker/producer/producer_state.h"
+#include "common/lm_assert.h"
+#include "common/lm_err.h"
+#include "protocol/kafka_api.h"
+#include "protocol/kafka_messages.h"
+
+/* ---- log compaction (cleanup.policy=compact, storage/compact.c) ---------------------------- */
+
+/* Reading budget of one compaction step per shard tick: a pass over a large partition is spread
+ * over many ticks so the shard never stalls for long (DESIGN.md §2). */
+#define HANDLERS_COMPACT_BUDGET_BYTES (4u << 20)
+/* How often (ticks) a shard without a running pass looks for a partition that is due (Kafka's
+ * log.cleaner.backoff.ms is 15 s; the check here only walks segment lists). */
+#define HANDLERS_COMPACT_CHECK_TICKS 5
+
+static double topic_config_double(const struct handlers_ctx *h, const struct htopic *tp,
+                                  const char *name, double dflt)
+{
+    const char *v = NULL;
+    enum lm_config_source src;
+    if (lm_topic_config_effective(name, tp->meta->configs, tp->meta->config_count,
+                                  h->broker_topic_configs, h->broker_topic_config_count, &v,
+                                  &src) != 0 ||
+        v == NULL)
+        return dflt;
+    char *end;
+    double d = strtod(v, &end);
+    return end == v ? dflt : d;
+}
+
+static void compact_cfg_of(const struct handlers_ctx *h, const struct htopic *tp,
+                           struct storage_compact_config *cc)
+{
+    storage_compact_config_default(cc);
+    cc->min_cleanable_dirty_ratio = topic_config_double(h, tp, "min.cleanable.dirty.ratio", 0.5);
+    double max_lag = topic_config_double(h, tp, "max.compaction.lag.ms", -1);
+    cc->max_compaction_lag_ms = max_lag <= 0 || max_lag >= 9e18 ? -1 : (int64_t)max_lag;
+    cc->min_compaction_lag_ms = tp->settings.min_compaction_lag_ms;
+    cc->delete_retention_ms = tp->settings.delete_retention_ms;
+}
+
+static void compact_step(struct hshard *hs, const struct htopic *tp, struct hpart *p)
+{
+    struct storage_compact_config cc;
+    compact_cfg_of(hs->node, tp, &cc);
+    bool busy;
+    int rc = storage_log_compact_step(p->log, &cc, storage_log_high_watermark(p->log),
+                                      HANDLERS_COMPACT_BUDGET_BYTES, &busy, NULL);
+    /* LM_E_FULL (a batch with more keys than the dedupe buffer) would repeat every check. */
+    if (rc != 0 && rc != LM_E_STATE &&
+        (rc != LM_E_FULL || hs->ticks % HANDLERS_RETENTION_TICKS == 0))
+        BLOG_WARN("partition %s-%d: compaction: %s", p->topic, p->partition, lm_strerror(rc));
+}
+
+static void compact_flush_done(struct hshard *hs, struct hpart *p, struct hsync_wait *w, int rc)
+{
+    (void)hs;
+    (void)rc; /* a failed sync marks the log failed; compaction then stays off */
+    p->compact_flush_waiting = false;
+    free(w);
+}
+
+/* Only flushed records supersede older ones in compaction: when that alone keeps a pass from
+ * being due, start the partition's asynchronous flush (none in flight, no waiters queued, so
+ * the waiter list stays ordered). */
+static void compact_flush(struct hshard *hs, struct hpart *p,
+                          const struct storage_compact_config *cc)
+{
+    if (p->sync.busy || p->compact_flush_waiting)
+        return;
+    int64_t want = storage_log_compact_flush_wanted(p->log, cc, storage_log_high_watermark(p->log));
+    if (want < 0)
+        return;
+    struct hsync_wait *w = calloc(1, sizeof(*w));
+    if (w == NULL)
+        return; /* tried again at the next check */
+    w->offset = want;
+    w->done = compact_flush_done;
+    p->compact_flush_waiting = true;
+    hs_sync_wait(hs, p, w);
+}
+
+/* Steps the shard's running compaction pass or, every few ticks when none runs, starts one on
+ * the first compacted partition that is due (dirty ratio, max.compaction.lag.ms). One pass per
+ * shard at a time: one dedupe buffer of memory, bounded work per tick. */
+static void compact_tick(struct hshard *hs)
+{
+    bool check = hs->ticks % HANDLERS_COMPACT_CHECK_TICKS == 0;
+    struct hpart *due = NULL;
+    const struct htopic *due_topic = NULL;
+    for (size_t b = 0; b < hs->bucket_count; b++) {
+        for (struct htopic *tp = hs->buckets[b]; tp != NULL; tp = tp->next) {
+            for (int32_t i = 0; i < tp->part_cap; i++) {
+                struct hpart *p = tp->parts[i];
+                if (p == NULL || p->log == NULL || p->dead || p->failed)
+                    continue;
+                if (!tp->settings.cleanup_compact) {
+                    if (storage_log_compacting(p->log))
+                        storage_log_compact_abort(p->log); /* policy changed mid-pass */
+                    continue;
+                }
+                if (storage_log_compacting(p->log)) {
+                    compact_step(hs, tp, p);
+                    return;
+                }
+                if (check && due == NULL) {
+                    struct storage_compact_config cc;
+                    compact_cfg_of(hs->node, tp, &cc);
+                    if (storage_log_compact_due(p->log, &cc, storage_log_high_watermark(p->log))) {
+                        due = p;
+                        due_topic = tp;
+                    } else {
+                        compact_flush(hs, p, &cc);
+                    }
+                }
+            }
+        }
+    }
+    if (due != NULL)
+        compact_step(hs, due_topic, due);
+}
+
+/* ---- shard hooks --------------------------------------------------------------------------- */
+
+static void shard_tick(struct broker_shard *s, struct broker_timer *t)
+{
+    struct hshard *hs = t->arg;
+    if (hs->open_failures_this_tick > OPEN_FAILURES_LOGGED_PER_TICK)
+        BLOG_ERROR("shard %u: %u more partitions could not open their logs; offline, retrying",
+                   hs->id, hs->open_failures_this_tick - OPEN_FAILURES_LOGGED_PER_TICK);
+    hs->open_failures_this_tick = 0;
+    hs_refresh(hs);
+    bool retention = ++hs->ticks % HANDLERS_RETENTION_TICKS == 0;
+    uint64_t now = broker_now_ms();
+    /* Reopening offline partitions is bounded per tick like any open (thousands of them may
+     * be failing together, e.g. on a full disk); those left wait for the next tick. */
+    hs->step_deadline_ms = now + HANDLERS_STEP_BUDGET_MS;
+    hs->step_ops = HANDLERS_STEP_OPS_MIN;
+    for (size_t b = 0; b < hs->bucket_count; b++) {
+        for (struct htopic *tp = hs->buckets[b]; tp != NULL; tp = tp->next) {
+            for (int32_t i = 0; i < tp->part_cap; i++) {
+                struct hpart *p = tp->parts[i];
+                if (p == NULL || p->idle_closed)
+                    continue;
+                /* Waiters of fetches that have answered by timeout are dropped (one-shot). */
+                struct hwaiter **w = &p->waiters;
+                while (*w != NULL) {
+                    if ((*w)->deadline_ms + 1000 < now)
+                        hs_waiter_drop(p, w);
+                    else
+                        w = &(*w)->next;
+                }
+                if ((p->log == NULL || p->failed) && !p->dead && !p->sync.busy &&
+                    !p->open_pending && !hs->stopping && now >= p->retry_at_ms &&
+                    hs_step_has_budget(hs))
+                    hs_part_retry(hs, p);
+                if (p->log == NULL || p->failed)
+                    continue;
+                /* flush.ms and retention (log.retention.check.interval.ms, coarser) are the
+                 * partition's; between retention checks only its drive step runs (flush.ms). */
+                int rc = retention ? partition_tick(p->part, (int64_t)now)
+                                   : partition_clock(p->part, (int64_t)now);
+                if (rc != 0)
+                    BLOG_WARN("partition %s-%d: tick: %s", p->topic, p->partition, lm_strerror(rc));
+                hs_part_kick(hs, p);
+            }
+        }
+    }
+    hs->step_deadline_ms = 0;
+    data_produce_scratch_trim(hs, now);
+    if (!hs->stopping)
+        compact_tick(hs);
+    if (!hs->stopping && broker_timer_start(s, t, HANDLERS_TICK_MS, shard_tick, hs) != 0)
+        BLOG_ERROR("shard %u: cannot re-arm the tick timer", hs->id);
+}
+
+int hs_shard_start(struct broker_shard *s, void *ctx)
+{
+    struct handlers_ctx *node = ctx;
+    struct hshard *hs = calloc(1, sizeof(*hs));
+    if (hs == NULL)
+        return LM_E_NOMEM;
+    hs->shard = s;
+    hs->node = node;
+    hs->id = broker_shard_id(s);
+    hs->count = broker_shard_count(s);
+    hs->fetch_id_next = 1;
+    hs->tick.heap_index_ = UINT32_MAX;
+    hs->work.heap_index_ = UINT32_MAX;
+    /* Three fifths of the descriptors for partition logs, shared by the shards; the rest for
+     * connections, segment rolls, dup'd read fds and the process itself. */
+    uint64_t fds = node->cfg->fd_limit ? node->cfg->fd_limit : 1024;
+    uint64_t per_shard = fds * 3 / 5 / HANDLERS_LOG_FDS / (hs->count ? hs->count : 1);
+    hs->open_logs_max = per_shard < 64           ? 64
+                        : per_shard > UINT32_MAX ? UINT32_MAX
+                                                 : (uint32_t)per_shard;
+    if (getrandom(hs->zc_nonce, sizeof(hs->zc_nonce), 0) != (ssize_t)sizeof(hs->zc_nonce)) {
+        uint64_t t = broker_now_ms() * 0x9e3779b97f4a7c15ull ^ (uintptr_t)hs;
+        memcpy(hs->zc_nonce, &t, sizeof(t));
+    }
+    broker_shard_set_user(s, hs);
+    hs_refresh(hs);
+    int rc = group_shard_start(hs); /* loads the owned __consumer_offsets partitions */
+    if (rc != 0)
+        return rc;
+    return broker_timer_start(s, &hs->tick, HANDLERS_TICK_MS, shard_tick, hs);
+}
+
+void hs_shard_drain(struct broker_shard *s, void *ctx)
+{
+    (void)ctx;
+    struct hshard *hs = broker_shard_user(s);
+    if (hs != NULL) {
+        data_fetch_drain(hs);
+        group_shard_drain(hs);
+    }
+}
+
+void hs_shard_flush(struct broker_shard *s, void *ctx)
+{
+    (void)ctx;
+    struct hshard *hs = broker_shard_user(s);
+    if (hs == NULL)
+        return;
+    group_shard_flush(hs); /* producer-state snapshots, before the logs' final flush */
+    for (size_t b = 0; b < hs->bucket_count; b++)
+        for (struct htopic *t = hs->buckets[b]; t != NULL; t = t->next)
+            for (int32_t i = 0; i < t->part_cap; i++)
+                if (t->parts[i] != NULL && t->parts[i]->log != NULL) {
+                    int rc = storage_log_flush(t->parts[i]->log, true);
+                    if (rc != 0)
+                        BLOG_WARN("partition %s-%d: final flush: %s", t->parts[i]->topic,
+                                  t->parts[i]->partition, lm_strerror(rc));
+                }
+}
+
+void hs_shard_stop(struct broker_shard *s, void *ctx)
+{
+    (void)ctx;
+    struct hshard *hs = broker_shard_user(s);
+    if (hs == NULL)
+        return;
+    hs->stopping = true;
+    broker_timer_cancel(s, &hs->tick);
+    if (hs->work.heap_index_ != UINT32_MAX)
+        broker_timer_cancel(s, &hs->work);
+    while (hs->rm_head != NULL) { /* left for the next start's orphan sweep */
+        struct hdir_removal *r = hs->rm_head;
+        hs->rm_head = r->next;
+        free(r);
+    }
+    hs->rm_tail = NULL;
+    group_shard_stop(hs);
+    for (size_t b = 0; b < hs->bucket_count; b++) {
+        struct htopic *t = hs->buckets[b];
+        while (t != NULL) {
+            struct htopic *next = t->next;
+            hs_topic_free(hs, t, false);
+            t = next;
+        }
+    }
+    free(hs->buckets);
+    if (hs->snap != NULL)
+        lm_meta_snapshot_release(hs->snap);
+    free(hs->scratch);
+    broker_shard_set_user(s, NULL);
+    free(hs);
+}

@@ -1,0 +1,439 @@
+/* What a shard offers its handlers besides connections: cross-shard calls through the
+ * mailboxes, fsyncs off the shard thread (the backend's op, or a sync worker) and timers. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <pthread.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/eventfd.h>
+#include <time.h>
+#include <unistd.h>
+#include "broker/log.h"
+#include "broker/reqhdr.h"
+#include "broker/shard_internal.h"
+#include "common/lm_assert.h"
+#include "common/lm_err.h"
+#include "common/lm_hash.h"
+#include "common/lm_grow.h"
+
+/* ---- cross-shard calls ------------------------------------------------------------------- */
+
+static void xlist_push(struct broker_xcall_list *l, struct broker_xcall *c)
+{
+    c->next_ = NULL;
+    if (l->tail)
+        l->tail->next_ = c;
+    else
+        l->head = c;
+    l->tail = c;
+}
+
+static struct broker_xcall *xlist_pop(struct broker_xcall_list *l)
+{
+    struct broker_xcall *c = l->head;
+    if (c != NULL) {
+        l->head = c->next_;
+        if (l->head == NULL)
+            l->tail = NULL;
+        c->next_ = NULL;
+    }
+    return c;
+}
+
+/* Sends c from s to shard `to` through their mailbox, or queues it behind earlier overflow so
+ * order per pair is kept. */
+static void xcall_send(struct broker_shard *s, uint32_t to, struct broker_xcall *c)
+{
+    LM_ASSERT(to < s->nshards);
+    if (to == s->id) {
+        xlist_push(&s->local, c);
+        s->work_pending = true;
+        return;
+    }
+    struct broker_xcall_list *ov = &s->overflow[to];
+    if (ov->head == NULL && broker_mailbox_push(broker_rt_mailbox(s->rt, s->id, to), c) == 0) {
+        s->wake_pending[to] = true;
+        return;
+    }
+    xlist_push(ov, c);
+    s->work_pending = true;
+}
+
+void broker_shard_call(struct broker_shard *self, uint32_t target, struct broker_xcall *c)
+{
+    LM_ASSERT(c->run != NULL && c->done != NULL);
+    LM_ASSERT(target < self->nshards);
+    c->origin_ = self->id;
+    c->target_ = target;
+    c->returning_ = false;
+    broker_rt_xcalls_add(self->rt, 1);
+    xcall_send(self, target, c);
+}
+
+void broker_xcall_return(struct broker_shard *target, struct broker_xcall *c)
+{
+    LM_ASSERT(!c->returning_ && c->target_ == target->id);
+    c->returning_ = true;
+    xcall_send(target, c->origin_, c);
+}
+
+static void xcall_deliver(struct broker_shard *s, struct broker_xcall *c)
+{
+    if (c->returning_) {
+        LM_ASSERT(c->origin_ == s->id);
+        c->done(s, c); /* may free c */
+        broker_rt_xcalls_add(s->rt, -1);
+    } else {
+        LM_ASSERT(c->target_ == s->id);
+        c->run(s, c);
+    }
+}
+
+void xcalls_process(struct broker_shard *s)
+{
+    s->work_pending = false;
+    /* flush overflow into mailboxes that have room again */
+    for (uint32_t to = 0; to < s->nshards; to++) {
+        struct broker_xcall_list *ov = &s->overflow[to];
+        while (ov->head != NULL) {
+            if (broker_mailbox_push(broker_rt_mailbox(s->rt, s->id, to), ov->head) != 0) {
+                s->work_pending = true;
+                break;
+            }
+            xlist_pop(ov);
+            s->wake_pending[to] = true;
+        }
+    }
+    for (uint32_t from = 0; from < s->nshards; from++) {
+        if (from == s->id)
+            continue;
+        struct broker_mailbox *mb = broker_rt_mailbox(s->rt, from, s->id);
+        for (int i = 0; i < XCALLS_PER_TURN; i++) {
+            struct broker_xcall *c = broker_mailbox_pop(mb);
+            if (c == NULL)
+                break;
+            xcall_deliver(s, c);
+            if (i == XCALLS_PER_TURN - 1)
+                s->work_pending = true;
+        }
+    }
+    /* calls to self queued before this turn; new ones wait for the next turn */
+    struct broker_xcall_list local = s->local;
+    s->local.head = s->local.tail = NULL;
+    struct broker_xcall *c;
+    while ((c = xlist_pop(&local)) != NULL)
+        xcall_deliver(s, c);
+    for (uint32_t to = 0; to < s->nshards; to++) {
+        if (s->wake_pending[to]) {
+            s->wake_pending[to] = false;
+            s->io->wake(s, broker_rt_shard(s->rt, to));
+        }
+    }
+}
+
+void broker_core_on_wake(struct broker_shard *s)
+{
+    s->work_pending = true;
+}
+
+/* ---- asynchronous fsync ------------------------------------------------------------------ */
+
+/* The sync worker of a shard without an io_uring fsync (epoll backend): one thread fed by a
+ * bounded SPSC queue; it sleeps on its own eventfd and wakes the shard through the shard's
+ * eventfd. The queues hold at most BROKER_FSYNC_INFLIGHT_MAX entries, the number of slots, so
+ * a push never finds them full. The only system calls the shard makes for it are the eventfd
+ * writes. */
+struct broker_sync_worker {
+    pthread_t thread;
+    struct broker_mailbox requests; /* fsyncs to run: shard -> worker */
+    struct broker_mailbox done;     /* worker -> shard */
+    int wake_fd;
+    int shard_event_fd;
+    _Atomic bool stop;
+};
+
+static void *sync_worker_main(void *arg)
+{
+    struct broker_sync_worker *w = arg;
+    for (;;) {
+        bool any = false;
+        struct broker_fsync *f;
+        while ((f = broker_mailbox_pop(&w->requests)) != NULL) {
+            int r = f->datasync ? fdatasync(f->fd) : fsync(f->fd);
+            f->res_ = r == 0 ? 0 : -errno;
+            int rc = broker_mailbox_push(&w->done, f);
+            LM_ASSERT(rc == 0); /* bounded by the shard's slots */
+            any = true;
+        }
+        if (any) {
+            uint64_t one = 1;
+            ssize_t n = write(w->shard_event_fd, &one, sizeof(one));
+            LM_ASSERT(n == sizeof(one) || errno == EAGAIN);
+        }
+        if (atomic_load(&w->stop) && broker_mailbox_count(&w->requests) == 0)
+            return NULL;
+        uint64_t v;
+        ssize_t n = read(w->wake_fd, &v, sizeof(v)); /* blocks: this thread exists to wait */
+        (void)n;
+    }
+}
+
+static int sync_worker_start(struct broker_shard *s)
+{
+    struct broker_sync_worker *w = calloc(1, sizeof(*w));
+    if (w == NULL)
+        return LM_E_NOMEM;
+    w->wake_fd = eventfd(0, EFD_CLOEXEC);
+    w->shard_event_fd = s->event_fd;
+    if (w->wake_fd < 0 || broker_mailbox_init(&w->requests, BROKER_FSYNC_INFLIGHT_MAX) != 0 ||
+        broker_mailbox_init(&w->done, BROKER_FSYNC_INFLIGHT_MAX) != 0) {
+        if (w->wake_fd >= 0)
+            close(w->wake_fd);
+        broker_mailbox_deinit(&w->requests);
+        broker_mailbox_deinit(&w->done);
+        free(w);
+        return LM_E_NOMEM;
+    }
+    if (pthread_create(&w->thread, NULL, sync_worker_main, w) != 0) {
+        close(w->wake_fd);
+        broker_mailbox_deinit(&w->requests);
+        broker_mailbox_deinit(&w->done);
+        free(w);
+        return LM_E_IO;
+    }
+    s->sync_worker = w;
+    BLOG_INFO("sync worker thread started (fsyncs leave the shard thread)");
+    return 0;
+}
+
+void sync_worker_stop(struct broker_shard *s)
+{
+    struct broker_sync_worker *w = s->sync_worker;
+    if (w == NULL)
+        return;
+    atomic_store(&w->stop, true);
+    uint64_t one = 1;
+    ssize_t n = write(w->wake_fd, &one, sizeof(one));
+    LM_ASSERT(n == sizeof(one) || errno == EAGAIN);
+    pthread_join(w->thread, NULL);
+    close(w->wake_fd);
+    broker_mailbox_deinit(&w->requests);
+    broker_mailbox_deinit(&w->done);
+    free(w);
+    s->sync_worker = NULL;
+}
+
+static void fsync_issue(struct broker_shard *s, struct broker_fsync *f)
+{
+    LM_ASSERT(s->fsync_free_count > 0);
+    uint32_t slot = s->fsync_free[--s->fsync_free_count];
+    LM_ASSERT(s->fsync_slots[slot] == NULL);
+    s->fsync_slots[slot] = f;
+    f->slot_ = slot;
+    s->fsyncs_inflight++;
+    if (s->io->fsync != NULL) {
+        int rc = s->io->fsync(s, f);
+        LM_ASSERT(rc == 0);
+        return;
+    }
+    if (s->sync_worker == NULL && sync_worker_start(s) != 0) {
+        /* No thread to spare: the shard syncs itself rather than lose durability. */
+        BLOG_WARN("cannot start the sync worker; fsync on the shard thread");
+        int r = f->datasync ? fdatasync(f->fd) : fsync(f->fd);
+        broker_core_on_fsync(s, slot, r == 0 ? 0 : -errno);
+        return;
+    }
+    int rc = broker_mailbox_push(&s->sync_worker->requests, f);
+    LM_ASSERT(rc == 0); /* at most BROKER_FSYNC_INFLIGHT_MAX slots */
+    uint64_t one = 1;
+    ssize_t n = write(s->sync_worker->wake_fd, &one, sizeof(one));
+    LM_ASSERT(n == sizeof(one) || errno == EAGAIN);
+}
+
+void broker_shard_fsync(struct broker_shard *s, struct broker_fsync *f, int fd, bool datasync,
+                        void (*done)(struct broker_shard *, struct broker_fsync *, int), void *arg)
+{
+    LM_ASSERT(fd >= 0 && done != NULL);
+    f->done = done;
+    f->arg = arg;
+    f->fd = fd;
+    f->datasync = datasync;
+    f->res_ = 0;
+    f->next_ = NULL;
+    if (s->fsync_free_count == 0 || s->fsync_wait_head != NULL) {
+        if (s->fsync_wait_tail != NULL)
+            s->fsync_wait_tail->next_ = f;
+        else
+            s->fsync_wait_head = f;
+        s->fsync_wait_tail = f;
+        return;
+    }
+    fsync_issue(s, f);
+}
+
+static void fsync_finish(struct broker_shard *s, uint32_t slot, int res);
+
+/* Test hook, LAMINAR_TEST_FSYNC_GATE=path: while that file exists, finished fsyncs are held
+ * back (checked every 20 ms), so a test can see that acks=all answers wait for their fsync and
+ * that the shard keeps serving meanwhile. Off (one NULL test) unless the variable is set. */
+static void fsync_gate_check(struct broker_shard *s, struct broker_timer *t)
+{
+    (void)t;
+    if (access(s->fsync_gate, F_OK) == 0) {
+        if (broker_timer_start(s, &s->fsync_gate_timer, 20, fsync_gate_check, NULL) != 0)
+            BLOG_ERROR("fsync gate: cannot arm timer");
+        return;
+    }
+    struct broker_fsync *f = s->fsync_held;
+    s->fsync_held = NULL;
+    while (f != NULL) {
+        struct broker_fsync *next = f->next_;
+        f->next_ = NULL;
+        fsync_finish(s, f->slot_, f->res_);
+        f = next;
+    }
+}
+
+void broker_core_on_fsync(struct broker_shard *s, uint32_t slot, int res)
+{
+    LM_ASSERT(slot < BROKER_FSYNC_INFLIGHT_MAX && s->fsync_slots[slot] != NULL);
+    if (s->fsync_gate != NULL && (s->fsync_held != NULL || access(s->fsync_gate, F_OK) == 0)) {
+        struct broker_fsync *f = s->fsync_slots[slot], **pp = &s->fsync_held;
+        while (*pp != NULL)
+            pp = &(*pp)->next_;
+        f->res_ = res;
+        f->next_ = NULL;
+        *pp = f;
+        if (s->fsync_gate_timer.heap_index_ == UINT32_MAX &&
+            broker_timer_start(s, &s->fsync_gate_timer, 20, fsync_gate_check, NULL) != 0)
+            BLOG_ERROR("fsync gate: cannot arm timer");
+        return;
+    }
+    fsync_finish(s, slot, res);
+}
+
+static void fsync_finish(struct broker_shard *s, uint32_t slot, int res)
+{
+    LM_ASSERT(slot < BROKER_FSYNC_INFLIGHT_MAX && s->fsync_slots[slot] != NULL);
+    struct broker_fsync *f = s->fsync_slots[slot];
+    s->fsync_slots[slot] = NULL;
+    s->fsync_free[s->fsync_free_count++] = slot;
+    LM_ASSERT(s->fsyncs_inflight > 0);
+    s->fsyncs_inflight--;
+    if (res != 0)
+        BLOG_ERROR("fsync of fd %d: %s", f->fd, strerror(-res));
+    /* Queued calls take the freed slot before done() may queue more (FIFO). */
+    while (s->fsync_wait_head != NULL && s->fsync_free_count > 0) {
+        struct broker_fsync *w = s->fsync_wait_head;
+        s->fsync_wait_head = w->next_;
+        if (s->fsync_wait_head == NULL)
+            s->fsync_wait_tail = NULL;
+        w->next_ = NULL;
+        fsync_issue(s, w);
+    }
+    f->done(s, f, res == 0 ? 0 : LM_E_IO);
+}
+
+/* Completions from the sync worker (polled every loop turn: one atomic load when idle). */
+void fsync_poll(struct broker_shard *s)
+{
+    if (s->sync_worker == NULL)
+        return;
+    struct broker_fsync *f;
+    for (int i = 0; i < BROKER_FSYNC_INFLIGHT_MAX; i++) {
+        if ((f = broker_mailbox_pop(&s->sync_worker->done)) == NULL)
+            break;
+        broker_core_on_fsync(s, f->slot_, f->res_);
+    }
+}
+
+bool fsync_pending(const struct broker_shard *s)
+{
+    return s->fsyncs_inflight > 0 || s->fsync_wait_head != NULL;
+}
+
+/* ---- timers ------------------------------------------------------------------------------ */
+
+static void heap_swap(struct broker_shard *s, uint32_t a, uint32_t b)
+{
+    struct broker_timer *t = s->timers[a];
+    s->timers[a] = s->timers[b];
+    s->timers[b] = t;
+    s->timers[a]->heap_index_ = a;
+    s->timers[b]->heap_index_ = b;
+}
+
+static void heap_up(struct broker_shard *s, uint32_t i)
+{
+    while (i > 0) {
+        uint32_t p = (i - 1) / 2;
+        if (s->timers[p]->deadline_ms_ <= s->timers[i]->deadline_ms_)
+            break;
+        heap_swap(s, i, p);
+        i = p;
+    }
+}
+
+static void heap_down(struct broker_shard *s, uint32_t i)
+{
+    for (;;) {
+        uint32_t l = 2 * i + 1, r = l + 1, m = i;
+        if (l < s->timers_count && s->timers[l]->deadline_ms_ < s->timers[m]->deadline_ms_)
+            m = l;
+        if (r < s->timers_count && s->timers[r]->deadline_ms_ < s->timers[m]->deadline_ms_)
+            m = r;
+        if (m == i)
+            return;
+        heap_swap(s, i, m);
+        i = m;
+    }
+}
+
+int broker_timer_start(struct broker_shard *s, struct broker_timer *t, uint64_t delay_ms,
+                       void (*fn)(struct broker_shard *, struct broker_timer *), void *arg)
+{
+    LM_ASSERT(fn != NULL);
+    if (LM_GROW(s->timers, s->timers_cap, (size_t)s->timers_count + 1, 64) != 0)
+        return LM_E_NOMEM;
+    t->fn = fn;
+    t->arg = arg;
+    t->deadline_ms_ = broker_now_ms() + delay_ms;
+    t->heap_index_ = s->timers_count;
+    s->timers[s->timers_count++] = t;
+    heap_up(s, t->heap_index_);
+    return 0;
+}
+
+void broker_timer_cancel(struct broker_shard *s, struct broker_timer *t)
+{
+    uint32_t i = t->heap_index_;
+    if (i == UINT32_MAX || i >= s->timers_count || s->timers[i] != t)
+        return;
+    t->heap_index_ = UINT32_MAX;
+    s->timers_count--;
+    if (i == s->timers_count)
+        return;
+    s->timers[i] = s->timers[s->timers_count];
+    s->timers[i]->heap_index_ = i;
+    heap_down(s, i);
+    heap_up(s, i);
+}
+
+/* Fires due timers; returns ms until the next one, or -1 when none. */
+int timers_run(struct broker_shard *s)
+{
+    uint64_t now = broker_now_ms();
+    while (s->timers_count > 0 && s->timers[0]->deadline_ms_ <= now) {
+        struct broker_timer *t = s->timers[0];
+        broker_timer_cancel(s, t);
+        t->fn(s, t);
+    }
+    if (s->timers_count == 0)
+        return -1;
+    uint64_t d = s->timers[0]->deadline_ms_ - now;
+    return d > 60000 ? 60000 : (int)d;
+}
