@@ -63,6 +63,8 @@ static const struct key_spec g_keys[] = {
     {"laminar.shard.connections.max", K_U32, OFF(shard_connections_max), 1, 1 << 22},
     {"laminar.shutdown.timeout.ms", K_I64, OFF(shutdown_timeout_ms), 0, INT32_MAX},
     {"laminar.bpf.enable", K_BOOL, OFF(bpf_enable), 0, 1},
+    {"laminar.metrics.enable", K_BOOL, OFF(metrics_enable), 0, 1},
+    {"laminar.http.listener", K_RAW, 0, 0, 0},
     {"laminar.log.level", K_SPECIAL, 0, 0, 0},
     /* Read by name by the handler layer (topic defaults, Kafka's names). */
     {"log.cleanup.policy", K_RAW, 0, 0, 0},
@@ -129,6 +131,7 @@ void broker_config_init(struct broker_config *cfg)
     cfg->shard_connections_max = 65536;
     cfg->shutdown_timeout_ms = 10000;
     cfg->bpf_enable = true;
+    cfg->metrics_enable = true;
     cfg->log_level = BROKER_LOG_INFO;
     snprintf(cfg->log_dirs[0], sizeof(cfg->log_dirs[0]), "%s", "/tmp/kraft-combined-logs");
     cfg->log_dirs_count = 1;

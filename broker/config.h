@@ -74,6 +74,7 @@ struct broker_config {
     uint32_t shard_connections_max;   /* laminar.shard.connections.max */
     int64_t shutdown_timeout_ms;      /* laminar.shutdown.timeout.ms */
     bool bpf_enable;                  /* laminar.bpf.enable */
+    bool metrics_enable;              /* laminar.metrics.enable: count on the data path */
     int log_level;                    /* laminar.log.level: enum broker_log_level */
     /* RLIMIT_NOFILE's soft limit after broker_serve_main raised it to the hard limit: the
      * process' whole descriptor budget (connections, segment files, pipes). 0 until then. */

@@ -111,6 +111,8 @@ static void conn_create(struct broker_shard *s, uint32_t listener, int fd,
     c->quota = *slot;
     LM_ASSERT(listener < s->listen_count);
     c->listener = (uint8_t)listener;
+    if (s->metrics_on)
+        broker_metric_add(&s->metrics->conns_created[listener], 1);
     c->apis = s->listen_apis[listener];
     int one = 1;
     if (setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) != 0)
@@ -291,6 +293,8 @@ void conn_close(struct broker_conn *c, const char *why)
     else
         BLOG_DEBUG("conn %u (%s) closing: %s", c->slot, c->peer, why);
     c->closing = true;
+    if (c->out == NULL && s->metrics_on)
+        broker_metric_add(&s->metrics->conns_closed[c->listener], 1);
     conn_hold(c);
     if (c->out != NULL)
         broker_peer_on_close_(c, LM_E_CLOSED, 0); /* fails its calls (but the one being sent) */
@@ -492,6 +496,13 @@ static void on_frame(struct broker_conn *c, struct broker_frame *f)
     req->body = f->body + off;
     req->body_len = f->size_bytes - off;
     req->state_ = REQ_PENDING;
+    if (s->metrics_on) {
+        req->start_us_ = broker_now_us();
+        int v = h.api_version < 0                          ? 0
+                : h.api_version >= BROKER_METRICS_VERSIONS ? BROKER_METRICS_VERSIONS - 1
+                                                           : h.api_version;
+        broker_metric_add(&s->metrics->requests[h.api_key][v], 1);
+    }
     kafka_arena_init(&req->arena, (size_t)s->cfg->socket_request_max_bytes * 2 + (64u << 20));
     e->fn(req);
 }
@@ -518,6 +529,8 @@ static size_t conn_feed(struct broker_conn *c, const uint8_t *p, size_t n)
             conn_close(c, "bad frame length");
         }
     }
+    if (c->out == NULL && c->shard->metrics_on)
+        broker_metric_add(&c->shard->metrics->net_bytes_in, used);
     return used;
 }
 
@@ -657,6 +670,15 @@ static void conn_pop_head(struct broker_conn *c)
 {
     struct broker_req *req = broker_respq_pop(&c->rq);
     bool close_after = req->close_after_;
+    struct broker_shard *s = c->shard;
+    if (s->metrics_on && req->start_us_ != 0) {
+        uint64_t us = broker_now_us() - req->start_us_;
+        int b = 0;
+        while (b < BROKER_METRICS_LAT_BUCKETS - 1 && us > (uint64_t)100 << b)
+            b++;
+        broker_metric_add(&s->metrics->time_buckets[req->api_key][b], 1);
+        broker_metric_add(&s->metrics->time_us_sum[req->api_key], us);
+    }
     bool was_full = broker_respq_inflight(&c->rq) + 1 >= c->shard->cfg->connection_inflight_max;
     LM_ASSERT(c->reqs_live > 1); /* the caller holds c */
     req_free(req);
@@ -859,9 +881,14 @@ void broker_core_on_sent(struct broker_shard *s, struct broker_conn *c, int res)
         return;
     }
     int rc = 0;
+    if (s->metrics_on)
+        broker_metric_add(&s->metrics->net_bytes_out, (uint64_t)res);
     bool done = send_advance(c, (size_t)res);
-    while (!done && (rc = send_some(s, c)) >= 0)
+    while (!done && (rc = send_some(s, c)) >= 0) {
+        if (s->metrics_on)
+            broker_metric_add(&s->metrics->net_bytes_out, (uint64_t)rc);
         done = send_advance(c, (size_t)rc);
+    }
     if (!done) {
         if (rc != LM_E_AGAIN)
             send_failed(c, o, EPIPE);

@@ -9,6 +9,7 @@
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -18,6 +19,7 @@
 #include <unistd.h>
 
 #include "broker/log.h"
+#include "broker/metrics.h"
 #include "broker/shard_internal.h"
 #include "common/lm_assert.h"
 #include "common/lm_err.h"
@@ -28,6 +30,7 @@
 enum { MAILBOX_SLOTS = 1024, LISTEN_BACKLOG = 4096 };
 
 struct broker_rt {
+    struct broker_http *http; /* /metrics, or NULL */
     const struct broker_config *cfg;
     const struct broker_dispatch *dispatch;
     const struct broker_io_ops *io;
@@ -343,6 +346,67 @@ static int check_listener_tables(const struct broker_config *cfg, const struct b
     return 0;
 }
 
+/* One scrape: every shard's counters summed, then the node's gauges. */
+static void rt_render(void *ctx, struct broker_metrics_out *o)
+{
+    struct broker_rt *rt = ctx;
+    const struct broker_shard_metrics *m[BROKER_SHARDS_MAX];
+    for (uint32_t i = 0; i < rt->nshards; i++)
+        m[i] = rt->shards[i].metrics;
+    broker_metrics_render(o, m, rt->nshards, rt->cfg);
+    if (rt->dispatch->metrics_gauges != NULL)
+        rt->dispatch->metrics_gauges(rt->dispatch->ctx, o);
+}
+
+#define HTTP_DEFAULT_PORT 9644
+
+/* laminar.http.listener=HOST:PORT serves /metrics ("" turns it off). Unset: the first
+ * listener's host on port 9644, and a port already taken there is only a warning (several
+ * brokers on one machine); set explicitly, a failure to listen stops the start. */
+static int http_start(struct broker_rt *rt)
+{
+    const char *v = broker_config_get(rt->cfg, "laminar.http.listener");
+    bool explicit_ = v != NULL;
+    char host[256];
+    unsigned port = HTTP_DEFAULT_PORT;
+    if (v == NULL) {
+        snprintf(host, sizeof(host), "%s", rt->cfg->listeners[0].host);
+    } else if (v[0] == 0) {
+        return 0;
+    } else {
+        const char *colon = strrchr(v, ':');
+        char *end = NULL;
+        unsigned long p = colon != NULL ? strtoul(colon + 1, &end, 10) : 0;
+        if (colon == NULL || end == colon + 1 || *end != 0 || p > 65535 ||
+            (size_t)(colon - v) >= sizeof(host)) {
+            BLOG_ERROR("laminar.http.listener=%s: expected HOST:PORT (or empty to turn it off)", v);
+            return LM_E_CONFIG;
+        }
+        memcpy(host, v, (size_t)(colon - v));
+        host[colon - v] = 0;
+        if (host[0] == '[' && host[strlen(host) - 1] == ']') {
+            memmove(host, host + 1, strlen(host));
+            host[strlen(host) - 1] = 0;
+        }
+        port = (unsigned)p;
+    }
+    uint16_t bound = 0;
+    int rc = broker_http_start(host, (uint16_t)port, rt_render, rt, &rt->http, &bound);
+    if (rc != 0) {
+        if (!explicit_) {
+            BLOG_WARN("metrics: cannot listen on %s:%u (%s); /metrics is off (set "
+                      "laminar.http.listener)",
+                      host[0] ? host : "0.0.0.0", port, strerror(errno));
+            return 0;
+        }
+        BLOG_ERROR("laminar.http.listener: cannot listen on %s:%u: %s", host[0] ? host : "0.0.0.0",
+                   port, strerror(errno));
+        return rc;
+    }
+    BLOG_INFO("metrics: http://%s:%u/metrics", host[0] ? host : "0.0.0.0", bound);
+    return 0;
+}
+
 /* SIGTERM and SIGINT: blocked in every runtime thread, taken by broker_runtime_run's sigwait. */
 static void stop_signals(sigset_t *sigs)
 {
@@ -444,6 +508,10 @@ int broker_runtime_start(const struct broker_config *cfg, const struct broker_di
         broker_runtime_stop(rt);
         return LM_E_STATE;
     }
+    if (http_start(rt) != 0) {
+        broker_runtime_stop(rt);
+        return LM_E_CONFIG;
+    }
     BLOG_INFO("started: node.id=%d, log.dirs=%s", cfg->node_id, cfg->log_dirs[0]);
     *out = rt;
     return 0;
@@ -456,6 +524,8 @@ bool broker_runtime_stopping(const struct broker_rt *rt)
 
 int broker_runtime_stop(struct broker_rt *rt)
 {
+    broker_http_stop(rt->http); /* it reads the shards and the node: stopped first */
+    rt->http = NULL;
     uint32_t n = rt->nshards;
     int rc = 0;
     atomic_store_explicit(&rt->stopping, true, memory_order_release);

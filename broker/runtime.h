@@ -21,6 +21,7 @@ enum { BROKER_API_KEYS_MAX = 128 };
 
 struct broker_shard;
 struct broker_conn;
+struct broker_metrics_out;
 
 /* One piece of a response body: bytes in memory, or a slice of a file the runtime sends without
  * copying it through user space (DESIGN.md §2; epoll: sendfile(2); io_uring: IORING_OP_SPLICE
@@ -70,6 +71,7 @@ struct broker_req {
     struct broker_out_ out_;
     uint8_t state_;
     bool close_after_;
+    uint64_t start_us_; /* arrival (broker_now_us), for the request time histogram */
 };
 
 typedef void (*broker_handler_fn)(struct broker_req *req);
@@ -110,6 +112,9 @@ struct broker_dispatch {
     /* Frees ctx; called by the dispatch's owner once the runtime has returned (or never
      * started). May be NULL. */
     void (*teardown)(void *ctx);
+    /* Adds the node's gauges to a metrics scrape (called on the HTTP thread: read only what
+     * is safe to read from another thread). May be NULL. */
+    void (*metrics_gauges)(void *ctx, struct broker_metrics_out *o);
 };
 
 /* Registers fn for api_key (0 <= key < BROKER_API_KEYS_MAX). flexible_version_min comes from
@@ -311,8 +316,9 @@ int broker_udp_send(struct broker_udp *u, const void *data, size_t len, const st
 /* Stops receiving and closes u; recv() is not called any more. u is freed by the runtime. */
 void broker_udp_close(struct broker_udp *u);
 
-/* Monotonic milliseconds. */
+/* Monotonic milliseconds, and microseconds. */
 uint64_t broker_now_ms(void);
+uint64_t broker_now_us(void);
 
 /* Stable owner shard of a partition: FNV-1a 64 of the topic name and the big-endian partition,
  * modulo nshards. Independent of process and platform, so it survives restarts. */

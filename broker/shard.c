@@ -75,6 +75,20 @@ static const struct broker_api_entry *listener_apis(const struct broker_dispatch
 
 /* ---- small services ---------------------------------------------------------------------- */
 
+uint64_t broker_now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+void broker_shard_counter_add(struct broker_shard *s, enum broker_counter c, uint64_t n)
+{
+    LM_ASSERT(c < BROKER_C_COUNT);
+    if (s->metrics_on)
+        broker_metric_add(&s->metrics->counters[c], n);
+}
+
 uint64_t broker_now_ms(void)
 {
     struct timespec ts;
@@ -337,7 +351,9 @@ int broker_shard_init(struct broker_shard *s, struct broker_rt *rt, uint32_t id,
     s->conns = calloc(s->conns_max, sizeof(*s->conns));
     s->gens = calloc(s->conns_max, sizeof(*s->gens));
     s->free_slots = calloc(s->conns_max, sizeof(*s->free_slots));
-    if (s->conns == NULL || s->gens == NULL || s->free_slots == NULL) {
+    s->metrics = calloc(1, sizeof(*s->metrics));
+    s->metrics_on = cfg->metrics_enable;
+    if (s->conns == NULL || s->gens == NULL || s->free_slots == NULL || s->metrics == NULL) {
         broker_shard_deinit(s);
         return LM_E_NOMEM;
     }
@@ -367,6 +383,8 @@ void broker_shard_deinit(struct broker_shard *s)
     free(s->gens);
     free(s->free_slots);
     free(s->timers);
+    free(s->metrics);
+    s->metrics = NULL;
     s->conns = NULL;
     s->gens = NULL;
     s->free_slots = NULL;

@@ -12,6 +12,7 @@
 #include "broker/mailbox.h"
 #include "broker/respq.h"
 #include "broker/runtime.h"
+#include "broker/metrics.h"
 
 struct broker_shard;
 struct broker_conn;
@@ -179,6 +180,8 @@ struct broker_xcall_list {
 };
 
 struct broker_shard {
+    struct broker_shard_metrics *metrics; /* written by this shard only (broker/metrics.h) */
+    bool metrics_on;                      /* laminar.metrics.enable */
     uint32_t id;
     uint32_t nshards;
     struct broker_rt *rt;

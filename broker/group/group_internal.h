@@ -123,30 +123,30 @@ struct member *gr_static_member_find(const struct group *g, struct kafka_str ins
 int32_t gr_pending_find(const struct group *g, struct kafka_str id);
 void gr_pending_remove_at(struct group *g, int32_t i);
 bool gr_static_member_fenced(const struct group *g, struct kafka_str instance_id,
-                                 struct kafka_str member_id);
+                             struct kafka_str member_id);
 bool gr_is_leader(const struct group *g, struct kafka_str member_id);
 int32_t gr_n_awaiting_join(const struct group *g);
 int32_t gr_rebalance_timeout_ms(const struct group *g);
 const struct mproto *gr_member_protocol(const struct member *m, struct kafka_str name);
 bool gr_supports_protocols(const struct group *g, struct kafka_str type, int32_t n,
-                               const struct lm_group_protocol *protos);
+                           const struct lm_group_protocol *protos);
 struct kafka_str gr_select_protocol(const struct group *g);
 void gr_member_set_protocols(struct member *m, int32_t n, const struct lm_group_protocol *p);
 bool gr_member_matches(const struct member *m, int32_t n, const struct lm_group_protocol *p);
 void gr_member_remove_raw(struct group *g, struct member *m);
 void gr_join_error(struct lm_group_coord *c, uint64_t token, int16_t err,
-                       struct kafka_str member_id);
+                   struct kafka_str member_id);
 void gr_join_success(struct lm_group_coord *c, struct group *g, uint64_t token,
-                         const struct member *m, struct kafka_str leader, bool with_members);
+                     const struct member *m, struct kafka_str leader, bool with_members);
 void gr_sync_reply(struct lm_group_coord *c, struct group *g, uint64_t token, int16_t err,
-                       struct kafka_bytes assignment);
+                   struct kafka_bytes assignment);
 void gr_fail_parked_join(struct lm_group_coord *c, struct member *m, int16_t err,
-                             struct kafka_str member_id);
+                         struct kafka_str member_id);
 void gr_fail_parked_sync(struct lm_group_coord *c, struct member *m, int16_t err);
 void gr_emit_group_record(struct lm_group_coord *c, struct group *g);
 void gr_emit_group_tombstone(struct lm_group_coord *c, struct group *g);
-void gr_emit_offset_record(struct lm_group_coord *c, struct group *g,
-                               const struct offset_entry *e, bool tombstone);
+void gr_emit_offset_record(struct lm_group_coord *c, struct group *g, const struct offset_entry *e,
+                           bool tombstone);
 int32_t gr_offset_search(const struct group *g, struct kafka_str topic, int32_t partition);
 struct offset_entry *gr_offset_put(struct group *g, struct kafka_str topic, int32_t partition);
 void gr_offset_remove_at(struct group *g, int32_t i);
@@ -155,9 +155,8 @@ bool gr_subscribed_to(const struct group *g, struct kafka_str topic);
 bool gr_elect_joined_leader(struct group *g);
 void gr_group_timers(struct lm_group_coord *c, struct group *g, int64_t now_ms);
 int16_t gr_group_status(const struct lm_group_coord *c, struct kafka_str group_id,
-                            bool nonempty_id);
+                        bool nonempty_id);
 struct kafka_str gr_new_member_id(struct lm_group_coord *c, struct kafka_str prefix);
 void gr_expire_offsets(struct lm_group_coord *c, struct group *g, int64_t now_ms);
-
 
 #endif

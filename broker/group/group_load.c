@@ -108,7 +108,8 @@ static void load_group_value(struct group *g, const struct lm_gr_group_value *v)
             struct lm_group_protocol p = {.name = v->protocol, .metadata = r->subscription};
             gr_member_set_protocols(m, 1, &p);
         }
-        m->assignment = gr_bdup(r->assignment.len < 0 ? (struct kafka_bytes){NULL, 0} : r->assignment);
+        m->assignment =
+            gr_bdup(r->assignment.len < 0 ? (struct kafka_bytes){NULL, 0} : r->assignment);
         m->hb_deadline_ms = NO_DEADLINE;
         g->members[g->n_members++] = m;
     }

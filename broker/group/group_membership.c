@@ -522,7 +522,8 @@ int lm_group_sync(struct lm_group_coord *c, int64_t now_ms, uint64_t token,
             err = KAFKA_UNKNOWN_MEMBER_ID;
         else if (req->generation_id != g->generation)
             err = KAFKA_ILLEGAL_GENERATION;
-        else if ((req->protocol_type.len >= 0 && !gr_str_eq(req->protocol_type, g->protocol_type)) ||
+        else if ((req->protocol_type.len >= 0 &&
+                  !gr_str_eq(req->protocol_type, g->protocol_type)) ||
                  (req->protocol_name.len >= 0 && !gr_str_eq(req->protocol_name, g->protocol_name)))
             err = KAFKA_INCONSISTENT_GROUP_PROTOCOL; /* KIP-559 */
         else if (g->state == LM_GROUP_EMPTY)

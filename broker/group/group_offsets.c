@@ -255,7 +255,8 @@ int lm_group_list(struct lm_group_coord *c, int64_t now_ms, uint64_t token,
             if (g->state == LM_GROUP_DEAD || c->loading[g->partition] || !list_match(g, req))
                 continue;
             es[k].group_id = gr_ostr(c, g->id);
-            es[k].protocol_type = gr_ostr(c, g->protocol_type.len < 0 ? gr_cstr("") : g->protocol_type);
+            es[k].protocol_type =
+                gr_ostr(c, g->protocol_type.len < 0 ? gr_cstr("") : g->protocol_type);
             es[k].state = gr_cstr(lm_group_state_name(g->state));
             es[k].type = gr_cstr("classic");
             k++;

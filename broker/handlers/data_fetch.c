@@ -21,6 +21,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "broker/metrics.h"
 #include "broker/handlers/handlers_internal.h"
 #include "broker/log.h"
 #include "common/lm_assert.h"
@@ -402,6 +403,10 @@ static void respond(struct hfetch *fc)
             const struct hwork *w = &fc->items[k];
             struct fout *o = &fc->outs[k];
             pd->error_code = w->error;
+            if (w->error != KAFKA_NONE)
+                broker_shard_counter_add(req->shard, BROKER_C_FETCH_FAILED, 1);
+            else
+                broker_shard_counter_add(req->shard, BROKER_C_BYTES_OUT, o->len);
             pd->high_watermark = o->high_watermark;
             pd->last_stable_offset = o->high_watermark;
             pd->log_start_offset = o->log_start_offset;

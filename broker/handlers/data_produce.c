@@ -10,6 +10,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "broker/metrics.h"
 #include "broker/handlers/handlers_internal.h"
 #include "broker/log.h"
 #include "common/lm_assert.h"
@@ -405,13 +406,17 @@ static void produce_op(struct hshard *hs, struct hpart *p, struct hwork *w, stru
     rc = kafka_batch_header_parse(buf, len, &first);
     LM_ASSERT(rc == 0);
     int64_t max_ts = first.max_timestamp;
+    uint64_t nrecords = (uint64_t)first.records_count;
     for (size_t pos = kafka_batch_total_size(&first); pos < len;
          pos += kafka_batch_total_size(&h)) {
         rc = kafka_batch_header_parse(buf + pos, len - pos, &h);
         LM_ASSERT(rc == 0);
         if (h.max_timestamp > max_ts)
             max_ts = h.max_timestamp;
+        nrecords += (uint64_t)h.records_count;
     }
+    broker_shard_counter_add(hs->shard, BROKER_C_MESSAGES_IN, nrecords);
+    broker_shard_counter_add(hs->shard, BROKER_C_BYTES_IN, len);
     if (ph->after_append != NULL)
         ph->after_append(hs, p->topic, p->partition, buf, len, first.base_offset);
     free(owned);
@@ -437,6 +442,8 @@ static void produce_finish(struct hfan *f)
             const struct hwork *w = &f->items[k];
             const struct pout *o = w->out;
             pr->error_code = w->error;
+            if (w->error != KAFKA_NONE)
+                broker_shard_counter_add(req->shard, BROKER_C_PRODUCE_FAILED, 1);
             pr->base_offset = o->base_offset;
             pr->log_append_time_ms = o->log_append_time_ms;
             pr->log_start_offset = o->log_start_offset;

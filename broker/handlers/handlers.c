@@ -17,6 +17,7 @@
 #include "broker/handlers/handlers_internal.h"
 #include "common/lm_hash.h"
 #include "broker/log.h"
+#include "broker/metrics.h"
 #include "broker/producer/producer_state.h"
 #include "common/lm_assert.h"
 #include "common/lm_err.h"
@@ -462,6 +463,38 @@ static void node_free(void *ctx)
     free(h);
 }
 
+/* The node's gauges for a /metrics scrape (on the HTTP thread): the metadata snapshot and
+ * the offline count are safe to read from any thread. Names as Kafka's JMX beans. */
+static void node_gauges(void *ctx, struct broker_metrics_out *o)
+{
+    struct handlers_ctx *h = ctx;
+    struct lm_meta_snapshot *snap = lm_meta_store_snapshot(h->meta);
+    uint64_t partitions = 0;
+    for (size_t i = 0; i < snap->state.topic_count; i++)
+        partitions += (uint64_t)snap->state.topics[i].partition_count;
+    size_t topics = snap->state.topic_count;
+    lm_meta_snapshot_release(snap);
+    uint64_t offline = __atomic_load_n(&h->offline_count, __ATOMIC_ACQUIRE);
+    broker_metrics_printf(
+        o,
+        "# HELP kafka_controller_kafkacontroller_globaltopiccount Topics.\n"
+        "# TYPE kafka_controller_kafkacontroller_globaltopiccount gauge\n"
+        "kafka_controller_kafkacontroller_globaltopiccount %zu\n"
+        "# HELP kafka_server_replicamanager_partitioncount Partitions with a replica here.\n"
+        "# TYPE kafka_server_replicamanager_partitioncount gauge\n"
+        "kafka_server_replicamanager_partitioncount %llu\n"
+        "# HELP kafka_server_replicamanager_leadercount Partitions led here.\n"
+        "# TYPE kafka_server_replicamanager_leadercount gauge\n"
+        "kafka_server_replicamanager_leadercount %llu\n"
+        "# HELP kafka_controller_kafkacontroller_offlinepartitionscount Partitions without a "
+        "live leader (their log failed).\n"
+        "# TYPE kafka_controller_kafkacontroller_offlinepartitionscount gauge\n"
+        "kafka_controller_kafkacontroller_offlinepartitionscount %llu\n",
+        topics, (unsigned long long)partitions,
+        (unsigned long long)(partitions >= offline ? partitions - offline : 0),
+        (unsigned long long)offline);
+}
+
 static int node_setup(struct broker_dispatch *d, struct handlers_ctx *h)
 {
     struct broker_config *cfg = h->cfg;
@@ -487,6 +520,7 @@ static int node_setup(struct broker_dispatch *d, struct handlers_ctx *h)
     d->shard_drain = hs_shard_drain;
     d->shard_flush = hs_shard_flush;
     d->shard_stop = hs_shard_stop;
+    d->metrics_gauges = node_gauges;
     if ((rc = handlers_serve(d, KAFKA_API_VERSIONS_KEY, 0, 4, api_versions)) != 0 ||
         (rc = handlers_data_register(d)) != 0 || (rc = handlers_admin_register(d)) != 0 ||
         (rc = handlers_group_register(d)) != 0) {

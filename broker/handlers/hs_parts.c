@@ -209,7 +209,6 @@ static int part_id_write(const char *dir, const uint8_t id[16])
     return 0;
 }
 
-
 /* ---- open-log budget (LRU of open partition logs) ----------------------------------------- */
 
 static void lru_unlink(struct hpart *p)

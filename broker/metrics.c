@@ -1,0 +1,425 @@
+/* Broker metrics: the Prometheus exposition and its HTTP endpoint (see metrics.h). */
+#define _GNU_SOURCE
+#include "broker/metrics.h"
+
+#include <arpa/inet.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#include "broker/log.h"
+#include "common/lm_assert.h"
+#include "common/lm_err.h"
+#include "protocol/kafka_api.h"
+
+#define HTTP_REQUEST_BYTES_MAX 8192
+#define HTTP_IO_TIMEOUT_MS     5000
+
+void broker_metrics_printf(struct broker_metrics_out *o, const char *fmt, ...)
+{
+    if (o->failed)
+        return;
+    for (;;) {
+        va_list ap;
+        va_start(ap, fmt);
+        size_t room = o->cap - o->len;
+        int n = vsnprintf(o->buf != NULL ? o->buf + o->len : NULL, room, fmt, ap);
+        va_end(ap);
+        if (n < 0) {
+            o->failed = true;
+            return;
+        }
+        if ((size_t)n < room) {
+            o->len += (size_t)n;
+            return;
+        }
+        size_t ncap = o->cap ? o->cap * 2 : 16384;
+        while (ncap - o->len <= (size_t)n)
+            ncap *= 2;
+        char *b = realloc(o->buf, ncap);
+        if (b == NULL) {
+            o->failed = true;
+            return;
+        }
+        o->buf = b;
+        o->cap = ncap;
+    }
+}
+
+static uint64_t ld(const uint64_t *p)
+{
+    return __atomic_load_n(p, __ATOMIC_RELAXED);
+}
+
+/* Kafka's request names (RequestMetrics' request tag) from the generated API table. */
+static const char *api_name(int16_t key)
+{
+    const struct kafka_api_info *api = kafka_api_lookup(key);
+    return api != NULL ? api->name : NULL;
+}
+
+static double bucket_le_seconds(int i)
+{
+    return 0.0001 * (double)(1u << i);
+}
+
+static void render_requests(struct broker_metrics_out *o,
+                            const struct broker_shard_metrics *const *m, uint32_t n)
+{
+    broker_metrics_printf(o, "# HELP kafka_network_requests_total Requests received, by API and "
+                             "version (kafka.network RequestMetrics RequestsPerSec).\n"
+                             "# TYPE kafka_network_requests_total counter\n");
+    for (int k = 0; k < BROKER_API_KEYS_MAX; k++) {
+        const char *name = api_name((int16_t)k);
+        for (int v = 0; v < BROKER_METRICS_VERSIONS; v++) {
+            uint64_t sum = 0;
+            for (uint32_t s = 0; s < n; s++)
+                sum += ld(&m[s]->requests[k][v]);
+            if (sum == 0)
+                continue;
+            if (name != NULL)
+                broker_metrics_printf(
+                    o, "kafka_network_requests_total{request=\"%s\",version=\"%s%d\"} %llu\n", name,
+                    v == BROKER_METRICS_VERSIONS - 1 ? ">=" : "", v, (unsigned long long)sum);
+            else
+                broker_metrics_printf(
+                    o, "kafka_network_requests_total{request=\"%d\",version=\"%d\"} %llu\n", k, v,
+                    (unsigned long long)sum);
+        }
+    }
+    broker_metrics_printf(o,
+                          "# HELP kafka_network_request_total_time_seconds Time from a request's "
+                          "arrival to its response leaving (kafka.network RequestMetrics "
+                          "TotalTimeMs).\n"
+                          "# TYPE kafka_network_request_total_time_seconds histogram\n");
+    for (int k = 0; k < BROKER_API_KEYS_MAX; k++) {
+        uint64_t b[BROKER_METRICS_LAT_BUCKETS] = {0}, count = 0, us = 0;
+        for (uint32_t s = 0; s < n; s++) {
+            for (int i = 0; i < BROKER_METRICS_LAT_BUCKETS; i++)
+                b[i] += ld(&m[s]->time_buckets[k][i]);
+            us += ld(&m[s]->time_us_sum[k]);
+        }
+        for (int i = 0; i < BROKER_METRICS_LAT_BUCKETS; i++)
+            count += b[i];
+        if (count == 0)
+            continue;
+        const char *name = api_name((int16_t)k);
+        char label[64];
+        if (name != NULL)
+            snprintf(label, sizeof(label), "request=\"%s\"", name);
+        else
+            snprintf(label, sizeof(label), "request=\"%d\"", k);
+        uint64_t cum = 0;
+        for (int i = 0; i < BROKER_METRICS_LAT_BUCKETS; i++) {
+            cum += b[i];
+            if (i == BROKER_METRICS_LAT_BUCKETS - 1)
+                broker_metrics_printf(
+                    o, "kafka_network_request_total_time_seconds_bucket{%s,le=\"+Inf\"} %llu\n",
+                    label, (unsigned long long)cum);
+            else
+                broker_metrics_printf(
+                    o, "kafka_network_request_total_time_seconds_bucket{%s,le=\"%g\"} %llu\n",
+                    label, bucket_le_seconds(i), (unsigned long long)cum);
+        }
+        broker_metrics_printf(o, "kafka_network_request_total_time_seconds_sum{%s} %.6f\n", label,
+                              (double)us / 1e6);
+        broker_metrics_printf(o, "kafka_network_request_total_time_seconds_count{%s} %llu\n", label,
+                              (unsigned long long)count);
+    }
+}
+
+static void render_counter(struct broker_metrics_out *o,
+                           const struct broker_shard_metrics *const *m, uint32_t n,
+                           enum broker_counter c, const char *name, const char *help)
+{
+    uint64_t sum = 0;
+    for (uint32_t s = 0; s < n; s++)
+        sum += ld(&m[s]->counters[c]);
+    broker_metrics_printf(o, "# HELP %s %s\n# TYPE %s counter\n%s %llu\n", name, help, name, name,
+                          (unsigned long long)sum);
+}
+
+static void render_process(struct broker_metrics_out *o)
+{
+    long pages = 0, rss = 0;
+    FILE *f = fopen("/proc/self/statm", "r");
+    if (f != NULL) {
+        if (fscanf(f, "%ld %ld", &pages, &rss) != 2)
+            rss = 0;
+        fclose(f);
+    }
+    long fds = 0;
+    DIR *d = opendir("/proc/self/fd");
+    if (d != NULL) {
+        for (struct dirent *e; (e = readdir(d)) != NULL;)
+            fds += e->d_name[0] != '.';
+        closedir(d);
+        fds--; /* the directory's own descriptor */
+    }
+    broker_metrics_printf(o,
+                          "# HELP process_resident_memory_bytes Resident memory.\n"
+                          "# TYPE process_resident_memory_bytes gauge\n"
+                          "process_resident_memory_bytes %lld\n"
+                          "# HELP process_open_fds Open file descriptors.\n"
+                          "# TYPE process_open_fds gauge\nprocess_open_fds %ld\n",
+                          (long long)rss * sysconf(_SC_PAGESIZE), fds);
+}
+
+void broker_metrics_render(struct broker_metrics_out *o,
+                           const struct broker_shard_metrics *const *m, uint32_t n,
+                           const struct broker_config *cfg)
+{
+    render_requests(o, m, n);
+    broker_metrics_printf(o, "# HELP kafka_server_socket_server_connections Open client "
+                             "connections per listener.\n"
+                             "# TYPE kafka_server_socket_server_connections gauge\n");
+    for (uint32_t l = 0; l < cfg->listeners_count; l++) {
+        uint64_t created = 0, closed = 0;
+        for (uint32_t s = 0; s < n; s++) {
+            created += ld(&m[s]->conns_created[l]);
+            closed += ld(&m[s]->conns_closed[l]);
+        }
+        broker_metrics_printf(o, "kafka_server_socket_server_connections{listener=\"%s\"} %llu\n",
+                              cfg->listeners[l].name,
+                              (unsigned long long)(created >= closed ? created - closed : 0));
+    }
+    broker_metrics_printf(o,
+                          "# HELP kafka_server_socket_server_connection_creation_total "
+                          "Connections accepted per listener.\n"
+                          "# TYPE kafka_server_socket_server_connection_creation_total counter\n");
+    for (uint32_t l = 0; l < cfg->listeners_count; l++) {
+        uint64_t created = 0;
+        for (uint32_t s = 0; s < n; s++)
+            created += ld(&m[s]->conns_created[l]);
+        broker_metrics_printf(
+            o, "kafka_server_socket_server_connection_creation_total{listener=\"%s\"} %llu\n",
+            cfg->listeners[l].name, (unsigned long long)created);
+    }
+    uint64_t in = 0, out = 0;
+    for (uint32_t s = 0; s < n; s++) {
+        in += ld(&m[s]->net_bytes_in);
+        out += ld(&m[s]->net_bytes_out);
+    }
+    broker_metrics_printf(o,
+                          "# HELP laminar_network_received_bytes_total Bytes read from client "
+                          "connections.\n# TYPE laminar_network_received_bytes_total counter\n"
+                          "laminar_network_received_bytes_total %llu\n"
+                          "# HELP laminar_network_sent_bytes_total Bytes written to client "
+                          "connections.\n# TYPE laminar_network_sent_bytes_total counter\n"
+                          "laminar_network_sent_bytes_total %llu\n",
+                          (unsigned long long)in, (unsigned long long)out);
+    render_counter(o, m, n, BROKER_C_MESSAGES_IN,
+                   "kafka_server_brokertopicmetrics_messages_in_total",
+                   "Records appended by Produce (BrokerTopicMetrics MessagesInPerSec).");
+    render_counter(o, m, n, BROKER_C_BYTES_IN, "kafka_server_brokertopicmetrics_bytes_in_total",
+                   "Record batch bytes appended by Produce (BrokerTopicMetrics BytesInPerSec).");
+    render_counter(o, m, n, BROKER_C_BYTES_OUT, "kafka_server_brokertopicmetrics_bytes_out_total",
+                   "Record bytes returned by Fetch (BrokerTopicMetrics BytesOutPerSec).");
+    render_counter(o, m, n, BROKER_C_PRODUCE_FAILED,
+                   "kafka_server_brokertopicmetrics_failed_produce_requests_total",
+                   "Partitions of Produce answered with an error (FailedProduceRequestsPerSec).");
+    render_counter(o, m, n, BROKER_C_FETCH_FAILED,
+                   "kafka_server_brokertopicmetrics_failed_fetch_requests_total",
+                   "Partitions of Fetch answered with an error (FailedFetchRequestsPerSec).");
+    render_process(o);
+}
+
+/* ---- HTTP ----------------------------------------------------------------------------------- */
+
+struct broker_http {
+    int fd;
+    int wake[2]; /* a pipe: stop writes one byte */
+    pthread_t thread;
+    broker_http_render_fn render;
+    void *ctx;
+};
+
+static int write_all(int fd, const char *p, size_t n)
+{
+    while (n > 0) {
+        ssize_t w = send(fd, p, n, MSG_NOSIGNAL);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return -1;
+        p += w;
+        n -= (size_t)w;
+    }
+    return 0;
+}
+
+static void respond(int fd, const char *status, const char *type, const char *body, size_t len)
+{
+    char head[256];
+    int n = snprintf(head, sizeof(head),
+                     "HTTP/1.1 %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
+                     "Connection: close\r\n\r\n",
+                     status, type, len);
+    if (write_all(fd, head, (size_t)n) == 0 && len > 0)
+        (void)write_all(fd, body, len);
+}
+
+/* Reads the request head (up to the blank line) within the size and time bounds; returns its
+ * length, or -1. */
+static ssize_t read_head(int fd, char *buf, size_t cap)
+{
+    size_t have = 0;
+    while (have + 1 < cap) {
+        ssize_t r = recv(fd, buf + have, cap - 1 - have, 0);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            return -1;
+        have += (size_t)r;
+        buf[have] = 0;
+        if (strstr(buf, "\r\n\r\n") != NULL || strstr(buf, "\n\n") != NULL)
+            return (ssize_t)have;
+    }
+    return -1;
+}
+
+static void serve_one(struct broker_http *h, int fd)
+{
+    struct timeval tv = {HTTP_IO_TIMEOUT_MS / 1000, (HTTP_IO_TIMEOUT_MS % 1000) * 1000};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+    char req[HTTP_REQUEST_BYTES_MAX];
+    ssize_t n = read_head(fd, req, sizeof(req));
+    if (n < 0) {
+        static const char msg[] = "bad request\n";
+        respond(fd, "400 Bad Request", "text/plain", msg, sizeof(msg) - 1);
+        return;
+    }
+    char method[8] = {0}, path[256] = {0};
+    if (sscanf(req, "%7s %255s", method, path) != 2) {
+        static const char msg[] = "bad request\n";
+        respond(fd, "400 Bad Request", "text/plain", msg, sizeof(msg) - 1);
+        return;
+    }
+    char *q = strchr(path, '?');
+    if (q != NULL)
+        *q = 0;
+    if (strcmp(path, "/metrics") != 0) {
+        static const char msg[] = "not found: laminar serves /metrics\n";
+        respond(fd, "404 Not Found", "text/plain", msg, sizeof(msg) - 1);
+        return;
+    }
+    if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0) {
+        static const char msg[] = "method not allowed\n";
+        respond(fd, "405 Method Not Allowed", "text/plain", msg, sizeof(msg) - 1);
+        return;
+    }
+    struct broker_metrics_out o = {0};
+    h->render(h->ctx, &o);
+    if (o.failed) {
+        static const char msg[] = "out of memory\n";
+        respond(fd, "500 Internal Server Error", "text/plain", msg, sizeof(msg) - 1);
+    } else {
+        respond(fd, "200 OK", "text/plain; version=0.0.4; charset=utf-8",
+                strcmp(method, "HEAD") == 0 ? "" : o.buf, strcmp(method, "HEAD") == 0 ? 0 : o.len);
+    }
+    free(o.buf);
+}
+
+static void *http_thread(void *arg)
+{
+    struct broker_http *h = arg;
+    for (;;) {
+        struct pollfd p[2] = {{h->fd, POLLIN, 0}, {h->wake[0], POLLIN, 0}};
+        int r = poll(p, 2, -1);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0 || (p[1].revents & POLLIN))
+            break;
+        if (!(p[0].revents & POLLIN))
+            continue;
+        int fd = accept4(h->fd, NULL, NULL, SOCK_CLOEXEC);
+        if (fd < 0) {
+            if (errno == EMFILE || errno == ENFILE)
+                usleep(100000); /* out of descriptors: do not spin */
+            continue;
+        }
+        serve_one(h, fd);
+        close(fd);
+    }
+    return NULL;
+}
+
+int broker_http_start(const char *host, uint16_t port, broker_http_render_fn render, void *ctx,
+                      struct broker_http **out, uint16_t *bound_port)
+{
+    *out = NULL;
+    struct addrinfo hints = {.ai_family = AF_UNSPEC,
+                             .ai_socktype = SOCK_STREAM,
+                             .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
+    struct addrinfo *res = NULL;
+    char ps[8];
+    snprintf(ps, sizeof(ps), "%u", port);
+    if (getaddrinfo(host[0] != 0 ? host : NULL, ps, &hints, &res) != 0 || res == NULL)
+        return LM_E_CONFIG;
+    int fd = socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int one = 1;
+    int rc = 0;
+    if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
+        bind(fd, res->ai_addr, res->ai_addrlen) != 0 || listen(fd, 16) != 0)
+        rc = LM_E_IO;
+    freeaddrinfo(res);
+    if (rc != 0) {
+        int e = errno;
+        if (fd >= 0)
+            close(fd);
+        errno = e;
+        return rc;
+    }
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof(ss);
+    if (bound_port != NULL && getsockname(fd, (struct sockaddr *)&ss, &sl) == 0)
+        *bound_port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
+                                                     : ((struct sockaddr_in *)&ss)->sin_port);
+    struct broker_http *h = calloc(1, sizeof(*h));
+    if (h == NULL) {
+        close(fd);
+        return LM_E_NOMEM;
+    }
+    h->fd = fd;
+    h->render = render;
+    h->ctx = ctx;
+    if (pipe2(h->wake, O_CLOEXEC) != 0) {
+        close(fd);
+        free(h);
+        return LM_E_IO;
+    }
+    if (pthread_create(&h->thread, NULL, http_thread, h) != 0) {
+        close(h->wake[0]);
+        close(h->wake[1]);
+        close(fd);
+        free(h);
+        return LM_E_IO;
+    }
+    *out = h;
+    return 0;
+}
+
+void broker_http_stop(struct broker_http *h)
+{
+    if (h == NULL)
+        return;
+    char b = 1;
+    ssize_t w = write(h->wake[1], &b, 1);
+    (void)w;
+    pthread_join(h->thread, NULL);
+    close(h->wake[0]);
+    close(h->wake[1]);
+    close(h->fd);
+    free(h);
+}

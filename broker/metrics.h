@@ -1,0 +1,75 @@
+/* Broker metrics (Prometheus text format at /metrics on laminar.http.listener).
+ *
+ * Each shard owns a struct broker_shard_metrics that only its thread writes (relaxed atomic
+ * stores, no read-modify-write across threads); a scrape reads every shard's with relaxed loads
+ * and sums them, so the data path pays one load and one store per counter. The handler layer
+ * adds node-wide gauges through broker_dispatch.metrics_gauges. Names follow Kafka's JMX
+ * metrics where one exists (broker/README.md has the table). */
+#ifndef LAMINAR_BROKER_METRICS_H
+#define LAMINAR_BROKER_METRICS_H
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "broker/config.h"
+#include "broker/runtime.h"
+
+#define BROKER_METRICS_VERSIONS    24 /* request versions 0..22 counted apart, 23 = larger */
+#define BROKER_METRICS_LAT_BUCKETS 16 /* request time: <= 0.1 ms * 2^i, the last is +Inf */
+
+/* Counters the handlers add to (broker_shard_counter_add). */
+enum broker_counter {
+    BROKER_C_MESSAGES_IN = 0, /* records appended by Produce (Kafka MessagesInPerSec) */
+    BROKER_C_BYTES_IN,        /* record batch bytes appended by Produce (BytesInPerSec) */
+    BROKER_C_BYTES_OUT,       /* record bytes sent by Fetch (BytesOutPerSec) */
+    BROKER_C_PRODUCE_FAILED,  /* partitions of Produce answered with an error */
+    BROKER_C_FETCH_FAILED,    /* partitions of Fetch answered with an error */
+    BROKER_C_COUNT
+};
+
+struct broker_shard_metrics {
+    uint64_t requests[BROKER_API_KEYS_MAX][BROKER_METRICS_VERSIONS];
+    uint64_t time_buckets[BROKER_API_KEYS_MAX][BROKER_METRICS_LAT_BUCKETS];
+    uint64_t time_us_sum[BROKER_API_KEYS_MAX];
+    uint64_t conns_created[BROKER_LISTENERS_MAX];
+    uint64_t conns_closed[BROKER_LISTENERS_MAX];
+    uint64_t net_bytes_in, net_bytes_out;
+    uint64_t counters[BROKER_C_COUNT];
+};
+
+/* Adds n to a counter only the calling thread writes. */
+static inline void broker_metric_add(uint64_t *c, uint64_t n)
+{
+    __atomic_store_n(c, __atomic_load_n(c, __ATOMIC_RELAXED) + n, __ATOMIC_RELAXED);
+}
+
+/* The handlers' counters of the calling shard (no-op when laminar.metrics.enable=false). */
+void broker_shard_counter_add(struct broker_shard *s, enum broker_counter c, uint64_t n);
+
+/* A scrape's output: a growable text buffer. */
+struct broker_metrics_out {
+    char *buf;
+    size_t len, cap;
+    bool failed; /* out of memory: the scrape answers 500 */
+};
+void broker_metrics_printf(struct broker_metrics_out *o, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/* Renders the exposition of n shards' metrics (and the process' RSS and open files) into o. */
+void broker_metrics_render(struct broker_metrics_out *o,
+                           const struct broker_shard_metrics *const *m, uint32_t n,
+                           const struct broker_config *cfg);
+
+/* The HTTP endpoint: a thread serving GET /metrics (and 404 elsewhere) one connection at a
+ * time with bounded reads and timeouts. render is called per scrape on that thread. */
+struct broker_http;
+typedef void (*broker_http_render_fn)(void *ctx, struct broker_metrics_out *o);
+/* Starts listening on host:port (port 0: any; *bound_port gets the port). Returns 0 or an
+ * LM_E_* (LM_E_IO with errno kept for EADDRINUSE). */
+int broker_http_start(const char *host, uint16_t port, broker_http_render_fn render, void *ctx,
+                      struct broker_http **out, uint16_t *bound_port);
+void broker_http_stop(struct broker_http *h);
+
+#endif
