@@ -646,6 +646,18 @@ int partition_open(const struct partition_config *cfg, const struct partition_en
     return 0;
 }
 
+/* Frees what the partition owns besides its storage log (closed by the caller). */
+static void partition_free(struct partition *p)
+{
+    raft_free(p->raft);
+    raft_storage_log_deinit(&p->rlog);
+    free(p->acks);
+    free(p->persisted);
+    free(p->watches);
+    free(p->dir);
+    free(p);
+}
+
 int partition_close_unsynced(struct partition *p)
 {
     LM_ASSERT(p != NULL);
@@ -655,13 +667,7 @@ int partition_close_unsynced(struct partition *p)
     if (rc)
         return rc;
     p->log = NULL;
-    raft_free(p->raft);
-    raft_storage_log_deinit(&p->rlog);
-    free(p->acks);
-    free(p->persisted);
-    free(p->watches);
-    free(p->dir);
-    free(p);
+    partition_free(p);
     return 0;
 }
 
@@ -671,18 +677,12 @@ int partition_close(struct partition *p)
         return 0;
     LM_ASSERT(!p->sync_running || p->failed || !p->log);
     fail_waiters(p, LM_E_CLOSED, true);
-    raft_free(p->raft);
-    raft_storage_log_deinit(&p->rlog);
     int rc = 0;
     if (p->log) {
         storage_log_set_high_watermark(p->log, p->hw);
         rc = storage_log_close(p->log);
     }
-    free(p->acks);
-    free(p->persisted);
-    free(p->watches);
-    free(p->dir);
-    free(p);
+    partition_free(p);
     return rc;
 }
 
