@@ -1,5 +1,6 @@
 #include "broker/meta/meta_state.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -28,9 +29,12 @@ void lm_meta_configs_free(struct lm_config_entry *configs, size_t count)
 
 void lm_meta_state_deinit(struct lm_meta_state *s)
 {
-    for (size_t i = 0; i < s->topic_count; i++)
+    for (size_t i = 0; i < s->topic_count; i++) {
         lm_meta_configs_free(s->topics[i].configs, s->topics[i].config_count);
+        free(s->topics[i].replicas);
+    }
     free(s->topics);
+    free(s->brokers);
     memset(s, 0, sizeof(*s));
 }
 
@@ -55,31 +59,55 @@ static int configs_dup(const struct lm_config_entry *src, size_t count,
     return 0;
 }
 
+static int brokers_copy(struct lm_meta_state *dst, const struct lm_meta_state *src)
+{
+    if (src->broker_count == 0)
+        return 0;
+    dst->brokers = malloc(src->broker_count * sizeof(*dst->brokers));
+    if (dst->brokers == NULL) {
+        lm_meta_state_deinit(dst);
+        return LM_E_NOMEM;
+    }
+    memcpy(dst->brokers, src->brokers, src->broker_count * sizeof(*dst->brokers));
+    dst->broker_count = dst->broker_cap = src->broker_count;
+    return 0;
+}
+
 int lm_meta_state_copy(struct lm_meta_state *dst, const struct lm_meta_state *src)
 {
     lm_meta_state_init(dst);
     dst->producer_id_next = src->producer_id_next;
     dst->version = src->version;
     if (src->topic_count == 0)
-        return 0;
+        return brokers_copy(dst, src);
     dst->topics = calloc(src->topic_count, sizeof(*dst->topics));
     if (dst->topics == NULL)
         return LM_E_NOMEM;
     dst->topic_cap = src->topic_count;
     for (size_t i = 0; i < src->topic_count; i++) {
-        dst->topics[i] = src->topics[i];
+        const struct lm_meta_topic *st = &src->topics[i];
+        dst->topics[i] = *st;
         dst->topics[i].configs = NULL;
         dst->topics[i].config_count = 0;
+        dst->topics[i].replicas = NULL;
         dst->topic_count = i + 1;
-        int rc = configs_dup(src->topics[i].configs, src->topics[i].config_count,
-                             &dst->topics[i].configs);
+        int rc = configs_dup(st->configs, st->config_count, &dst->topics[i].configs);
         if (rc != 0) {
             lm_meta_state_deinit(dst);
             return rc;
         }
-        dst->topics[i].config_count = src->topics[i].config_count;
+        dst->topics[i].config_count = st->config_count;
+        if (st->replicas != NULL) {
+            size_t n = (size_t)st->partition_count * (size_t)st->replication_factor;
+            dst->topics[i].replicas = malloc(n * sizeof(int32_t));
+            if (dst->topics[i].replicas == NULL) {
+                lm_meta_state_deinit(dst);
+                return LM_E_NOMEM;
+            }
+            memcpy(dst->topics[i].replicas, st->replicas, n * sizeof(int32_t));
+        }
     }
-    return 0;
+    return brokers_copy(dst, src);
 }
 
 int lm_meta_topic_name_valid(const char *name)
@@ -116,6 +144,50 @@ const struct lm_meta_topic *lm_meta_state_find_id(const struct lm_meta_state *s,
             return &s->topics[i];
     }
     return NULL;
+}
+
+const struct lm_meta_broker *lm_meta_state_broker(const struct lm_meta_state *s, int32_t id)
+{
+    for (size_t i = 0; i < s->broker_count; i++) {
+        if (s->brokers[i].id == id)
+            return &s->brokers[i];
+    }
+    return NULL;
+}
+
+const int32_t *lm_meta_topic_replicas(const struct lm_meta_topic *t, int32_t p, int16_t *n)
+{
+    *n = 0;
+    if (t->replicas == NULL || p < 0 || p >= t->partition_count)
+        return NULL;
+    *n = t->replication_factor;
+    return &t->replicas[(size_t)p * (size_t)t->replication_factor];
+}
+
+/* An assignment of `partitions` partitions: rf within bounds, ids >= 0, no id twice in a row. */
+static int replicas_check(const int32_t *replicas, int16_t rf, int32_t partitions)
+{
+    if (replicas == NULL)
+        return rf == 0 ? 0 : LM_E_INVALID;
+    if (rf < 1 || rf > LM_META_REPLICATION_MAX || partitions < 1)
+        return LM_E_INVALID;
+    for (int32_t p = 0; p < partitions; p++) {
+        const int32_t *row = &replicas[(size_t)p * (size_t)rf];
+        for (int16_t j = 0; j < rf; j++) {
+            if (row[j] < 0)
+                return LM_E_INVALID;
+            for (int16_t k = 0; k < j; k++) {
+                if (row[k] == row[j])
+                    return LM_E_INVALID;
+            }
+        }
+    }
+    return 0;
+}
+
+static bool text_fits(const char *v, size_t max)
+{
+    return v != NULL && strlen(v) <= max;
 }
 
 static bool id_is_zero(const uint8_t id[16])
@@ -156,6 +228,8 @@ int lm_meta_state_check(const struct lm_meta_state *s, const struct lm_meta_reco
             return LM_E_INVALID;
         if (lm_meta_state_find(s, r->topic) || lm_meta_state_find_id(s, r->topic_id))
             return LM_E_EXISTS;
+        if (replicas_check(r->replicas, r->replication_factor, r->partition_count) != 0)
+            return LM_E_INVALID;
         return configs_check(r->configs, r->config_count);
     case LM_META_TOPIC_DELETE:
         return (r->topic && lm_meta_state_find(s, r->topic)) ? 0 : LM_E_NOT_FOUND;
@@ -165,7 +239,14 @@ int lm_meta_state_check(const struct lm_meta_state *s, const struct lm_meta_reco
             return LM_E_NOT_FOUND;
         if (r->partition_count <= t->partition_count || r->partition_count > LM_META_PARTITIONS_MAX)
             return LM_E_INVALID;
-        return 0;
+        /* an assigned topic grows with an assignment of the same factor, and only then */
+        if ((t->replicas != NULL) != (r->replicas != NULL) ||
+            (r->replicas != NULL && r->replication_factor != t->replication_factor))
+            return LM_E_INVALID;
+        if (r->replicas != NULL && r->replicas_partitions != r->partition_count - t->partition_count)
+            return LM_E_INVALID;
+        return replicas_check(r->replicas, r->replication_factor,
+                              r->partition_count - t->partition_count);
     case LM_META_TOPIC_CONFIGS:
         t = r->topic ? lm_meta_state_find(s, r->topic) : NULL;
         if (t == NULL)
@@ -173,6 +254,21 @@ int lm_meta_state_check(const struct lm_meta_state *s, const struct lm_meta_reco
         return configs_check(r->configs, r->config_count);
     case LM_META_PRODUCER_IDS:
         return r->producer_id_next > s->producer_id_next ? 0 : LM_E_INVALID;
+    case LM_META_BROKER_REGISTER:
+        if (r->broker_id < 0 || !text_fits(r->rack, LM_META_RACK_MAX) ||
+            !text_fits(r->endpoints, LM_META_ENDPOINTS_MAX))
+            return LM_E_INVALID;
+        if (lm_meta_state_broker(s, r->broker_id) == NULL &&
+            s->broker_count >= LM_META_BROKERS_MAX)
+            return LM_E_FULL;
+        return 0;
+    case LM_META_BROKER_FENCE: {
+        const struct lm_meta_broker *b = lm_meta_state_broker(s, r->broker_id);
+        if (b == NULL)
+            return LM_E_NOT_FOUND;
+        /* a fence decided about an earlier process of the node no longer applies */
+        return b->incarnation == r->incarnation ? 0 : LM_E_STATE;
+    }
     }
     return LM_E_INVALID;
 }
@@ -183,7 +279,8 @@ int lm_meta_state_apply(struct lm_meta_state *s, const struct lm_meta_record *r)
     if (rc != 0)
         return rc;
     struct lm_meta_topic *t = NULL;
-    if (r->type != LM_META_TOPIC_CREATE && r->type != LM_META_PRODUCER_IDS)
+    if (r->type == LM_META_TOPIC_DELETE || r->type == LM_META_PARTITIONS_SET ||
+        r->type == LM_META_TOPIC_CONFIGS)
         t = (struct lm_meta_topic *)lm_meta_state_find(s, r->topic);
 
     switch (r->type) {
@@ -196,6 +293,16 @@ int lm_meta_state_apply(struct lm_meta_state *s, const struct lm_meta_record *r)
         if (rc != 0)
             return rc;
         nt->config_count = r->config_count;
+        if (r->replicas != NULL) {
+            size_t n = (size_t)r->partition_count * (size_t)r->replication_factor;
+            nt->replicas = malloc(n * sizeof(int32_t));
+            if (nt->replicas == NULL) {
+                lm_meta_configs_free(nt->configs, nt->config_count);
+                return LM_E_NOMEM;
+            }
+            memcpy(nt->replicas, r->replicas, n * sizeof(int32_t));
+            nt->replication_factor = r->replication_factor;
+        }
         strcpy(nt->name, r->topic); /* length checked by lm_meta_topic_name_valid */
         memcpy(nt->id, r->topic_id, 16);
         nt->partition_count = r->partition_count;
@@ -206,12 +313,23 @@ int lm_meta_state_apply(struct lm_meta_state *s, const struct lm_meta_record *r)
         LM_ASSERT(t != NULL);
         size_t idx = (size_t)(t - s->topics);
         lm_meta_configs_free(t->configs, t->config_count);
+        free(t->replicas);
         s->topics[idx] = s->topics[s->topic_count - 1];
         s->topic_count--;
         break;
     }
     case LM_META_PARTITIONS_SET:
         LM_ASSERT(t != NULL && r->partition_count > t->partition_count);
+        if (r->replicas != NULL) {
+            size_t rf = (size_t)t->replication_factor;
+            size_t old = (size_t)t->partition_count * rf;
+            size_t add = (size_t)(r->partition_count - t->partition_count) * rf;
+            int32_t *nr = realloc(t->replicas, (old + add) * sizeof(int32_t));
+            if (nr == NULL)
+                return LM_E_NOMEM;
+            memcpy(nr + old, r->replicas, add * sizeof(int32_t));
+            t->replicas = nr;
+        }
         t->partition_count = r->partition_count;
         break;
     case LM_META_TOPIC_CONFIGS: {
@@ -227,6 +345,30 @@ int lm_meta_state_apply(struct lm_meta_state *s, const struct lm_meta_record *r)
     }
     case LM_META_PRODUCER_IDS:
         s->producer_id_next = r->producer_id_next;
+        break;
+    case LM_META_BROKER_REGISTER: {
+        struct lm_meta_broker *b = (struct lm_meta_broker *)lm_meta_state_broker(s, r->broker_id);
+        if (b == NULL) {
+            if (LM_GROW(s->brokers, s->broker_cap, s->broker_count + 1, 8) != 0)
+                return LM_E_NOMEM;
+            size_t at = s->broker_count;
+            while (at > 0 && s->brokers[at - 1].id > r->broker_id) {
+                s->brokers[at] = s->brokers[at - 1];
+                at--;
+            }
+            b = &s->brokers[at];
+            s->broker_count++;
+        }
+        memset(b, 0, sizeof(*b));
+        b->id = r->broker_id;
+        b->incarnation = r->incarnation;
+        b->fenced = false;
+        snprintf(b->rack, sizeof(b->rack), "%s", r->rack);
+        snprintf(b->endpoints, sizeof(b->endpoints), "%s", r->endpoints);
+        break;
+    }
+    case LM_META_BROKER_FENCE:
+        ((struct lm_meta_broker *)lm_meta_state_broker(s, r->broker_id))->fenced = r->fenced;
         break;
     }
     s->version++;
@@ -248,12 +390,21 @@ static size_t configs_size(const struct lm_meta_record *r)
     return n;
 }
 
+/* The assignment trailer of TOPIC_CREATE / PARTITIONS_SET: absent on a single node (records
+ * written before clusters decode unchanged), else u16 rf, u32 partitions, then the ids. */
+static size_t replicas_size(const struct lm_meta_record *r, int32_t partitions)
+{
+    if (r->replicas == NULL)
+        return 0;
+    return 2 + 4 + (size_t)partitions * (size_t)r->replication_factor * 4;
+}
+
 size_t lm_meta_record_size(const struct lm_meta_record *r)
 {
     size_t n = 2;
     switch (r->type) {
     case LM_META_TOPIC_CREATE:
-        n += str_size(r->topic) + 16 + 4 + configs_size(r);
+        n += str_size(r->topic) + 16 + 4 + configs_size(r) + replicas_size(r, r->partition_count);
         break;
     case LM_META_TOPIC_CONFIGS:
         n += str_size(r->topic) + configs_size(r);
@@ -262,10 +413,16 @@ size_t lm_meta_record_size(const struct lm_meta_record *r)
         n += str_size(r->topic);
         break;
     case LM_META_PARTITIONS_SET:
-        n += str_size(r->topic) + 4;
+        n += str_size(r->topic) + 4 + replicas_size(r, r->replicas_partitions);
         break;
     case LM_META_PRODUCER_IDS:
         n += 8;
+        break;
+    case LM_META_BROKER_REGISTER:
+        n += 4 + 8 + str_size(r->rack) + str_size(r->endpoints);
+        break;
+    case LM_META_BROKER_FENCE:
+        n += 4 + 8 + 1;
         break;
     }
     return n;
@@ -294,12 +451,74 @@ static void put_str(struct cursor *c, const char *s)
     c->pos += n + 1;
 }
 
+static int get_be(struct cursor *c, int bytes, uint64_t *out);
+
+static void put_replicas(struct cursor *c, const struct lm_meta_record *r, int32_t partitions)
+{
+    if (r->replicas == NULL)
+        return;
+    put_be(c, (uint16_t)r->replication_factor, 2);
+    put_be(c, (uint32_t)partitions, 4);
+    size_t n = (size_t)partitions * (size_t)r->replication_factor;
+    for (size_t i = 0; i < n; i++)
+        put_be(c, (uint32_t)r->replicas[i], 4);
+}
+
+/* Reads the assignment trailer when bytes are left; *rows_out = its partition count. */
+static int get_replicas(struct cursor *c, struct lm_meta_record *out, int32_t *rows_out)
+{
+    uint64_t v;
+    int rc;
+    *rows_out = 0;
+    if (c->pos == c->len)
+        return 0;
+    if ((rc = get_be(c, 2, &v)) != 0)
+        return rc;
+    if (v < 1 || v > LM_META_REPLICATION_MAX)
+        return LM_E_CORRUPT;
+    int16_t rf = (int16_t)v;
+    if ((rc = get_be(c, 4, &v)) != 0)
+        return rc;
+    if (v < 1 || v > LM_META_PARTITIONS_MAX)
+        return LM_E_CORRUPT;
+    size_t n = (size_t)v * (size_t)rf;
+    if (n * 4 > c->len - c->pos)
+        return LM_E_TRUNCATED;
+    int32_t *ids = malloc(n * sizeof(int32_t));
+    if (ids == NULL)
+        return LM_E_NOMEM;
+    for (size_t i = 0; i < n; i++) {
+        uint64_t id;
+        (void)get_be(c, 4, &id);
+        ids[i] = (int32_t)(uint32_t)id;
+    }
+    *rows_out = (int32_t)v;
+    out->replicas = ids;
+    out->replication_factor = rf;
+    return 0;
+}
+
+void lm_meta_record_free(struct lm_meta_record *r)
+{
+    lm_meta_configs_free((struct lm_config_entry *)r->configs, r->config_count);
+    free((void *)r->replicas);
+    r->configs = NULL;
+    r->config_count = 0;
+    r->replicas = NULL;
+}
+
 int lm_meta_record_encode(const struct lm_meta_record *r, uint8_t *buf, size_t cap)
 {
+    if ((r->type == LM_META_BROKER_REGISTER && (r->rack == NULL || r->endpoints == NULL)) ||
+        (r->replicas != NULL && r->replication_factor < 1))
+        return LM_E_INVALID;
     size_t need = lm_meta_record_size(r);
     if (need > cap || need > INT32_MAX)
         return LM_E_TOO_LARGE;
     if (r->topic && strlen(r->topic) > UINT16_MAX)
+        return LM_E_TOO_LARGE;
+    if ((r->rack && strlen(r->rack) > UINT16_MAX) ||
+        (r->endpoints && strlen(r->endpoints) > UINT16_MAX))
         return LM_E_TOO_LARGE;
     for (size_t i = 0; i < r->config_count; i++) {
         if (strlen(r->configs[i].name) > UINT16_MAX || strlen(r->configs[i].value) > UINT16_MAX)
@@ -324,6 +543,8 @@ int lm_meta_record_encode(const struct lm_meta_record *r, uint8_t *buf, size_t c
             put_str(&c, r->configs[i].name);
             put_str(&c, r->configs[i].value);
         }
+        if (r->type == LM_META_TOPIC_CREATE)
+            put_replicas(&c, r, r->partition_count);
         break;
     case LM_META_TOPIC_DELETE:
         put_str(&c, r->topic);
@@ -331,9 +552,21 @@ int lm_meta_record_encode(const struct lm_meta_record *r, uint8_t *buf, size_t c
     case LM_META_PARTITIONS_SET:
         put_str(&c, r->topic);
         put_be(&c, (uint32_t)r->partition_count, 4);
+        put_replicas(&c, r, r->replicas_partitions);
         break;
     case LM_META_PRODUCER_IDS:
         put_be(&c, (uint64_t)r->producer_id_next, 8);
+        break;
+    case LM_META_BROKER_REGISTER:
+        put_be(&c, (uint32_t)r->broker_id, 4);
+        put_be(&c, r->incarnation, 8);
+        put_str(&c, r->rack);
+        put_str(&c, r->endpoints);
+        break;
+    case LM_META_BROKER_FENCE:
+        put_be(&c, (uint32_t)r->broker_id, 4);
+        put_be(&c, r->incarnation, 8);
+        put_u8(&c, r->fenced ? 1 : 0);
         break;
     }
     LM_ASSERT(c.pos == need);
@@ -420,6 +653,15 @@ int lm_meta_record_decode(const uint8_t *buf, size_t len, struct lm_meta_record 
         out->configs = cfg;
         out->config_count = n;
         *configs_out = cfg;
+        if (out->type == LM_META_TOPIC_CREATE) {
+            int32_t rows;
+            if ((rc = get_replicas(&c, out, &rows)) != 0 ||
+                (out->replicas != NULL && rows != out->partition_count)) {
+                lm_meta_record_free(out);
+                *configs_out = NULL;
+                return rc != 0 ? rc : LM_E_CORRUPT;
+            }
+        }
         break;
     }
     case LM_META_TOPIC_DELETE:
@@ -432,17 +674,38 @@ int lm_meta_record_decode(const uint8_t *buf, size_t len, struct lm_meta_record 
         if ((rc = get_be(&c, 4, &v)) != 0)
             return rc;
         out->partition_count = (int32_t)(uint32_t)v;
+        if ((rc = get_replicas(&c, out, &out->replicas_partitions)) != 0)
+            return rc;
         break;
     case LM_META_PRODUCER_IDS:
         if ((rc = get_be(&c, 8, &v)) != 0)
             return rc;
         out->producer_id_next = (int64_t)v;
         break;
+    case LM_META_BROKER_REGISTER:
+    case LM_META_BROKER_FENCE:
+        if ((rc = get_be(&c, 4, &v)) != 0)
+            return rc;
+        out->broker_id = (int32_t)(uint32_t)v;
+        if ((rc = get_be(&c, 8, &v)) != 0)
+            return rc;
+        out->incarnation = v;
+        if (out->type == LM_META_BROKER_REGISTER) {
+            if ((rc = get_str(&c, &out->rack)) != 0 || (rc = get_str(&c, &out->endpoints)) != 0)
+                return rc;
+        } else {
+            if ((rc = get_be(&c, 1, &v)) != 0)
+                return rc;
+            if (v > 1)
+                return LM_E_CORRUPT;
+            out->fenced = v == 1;
+        }
+        break;
     default:
         return LM_E_CORRUPT;
     }
     if (c.pos != len) {
-        lm_meta_configs_free(*configs_out, out->config_count);
+        lm_meta_record_free(out);
         *configs_out = NULL;
         return LM_E_CORRUPT;
     }

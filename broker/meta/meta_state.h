@@ -21,7 +21,15 @@ enum lm_meta_record_type {
     LM_META_PARTITIONS_SET = 3, /* topic, partition_count (only grows) */
     LM_META_TOPIC_CONFIGS = 4,  /* topic, configs: replaces every override of the topic */
     LM_META_PRODUCER_IDS = 5,   /* producer_id_next: ids below it are handed out */
+    /* Cluster (the controller's log): a node's registration and its liveness. */
+    LM_META_BROKER_REGISTER = 6, /* broker_id, incarnation, rack, endpoints (unfenced) */
+    LM_META_BROKER_FENCE = 7,    /* broker_id, incarnation, fenced */
 };
+
+#define LM_META_BROKERS_MAX        1024
+#define LM_META_RACK_MAX           64
+#define LM_META_ENDPOINTS_MAX      512
+#define LM_META_REPLICATION_MAX    16
 
 /* One change. Strings and arrays are borrowed from the caller. */
 struct lm_meta_record {
@@ -32,6 +40,28 @@ struct lm_meta_record {
     const struct lm_config_entry *configs;
     size_t config_count;
     int64_t producer_id_next;
+    /* TOPIC_CREATE (every partition) and PARTITIONS_SET (the new ones): the replica
+     * assignment in a cluster, replicas[i * replication_factor + j] = replica j of partition
+     * (first new partition + i), replica 0 the preferred leader. NULL on a single node (every
+     * partition is the local node's). */
+    const int32_t *replicas;
+    int16_t replication_factor;
+    int32_t replicas_partitions; /* PARTITIONS_SET: rows in replicas (new partitions) */
+    /* BROKER_REGISTER, BROKER_FENCE */
+    int32_t broker_id;
+    uint64_t incarnation; /* a new value per process start */
+    const char *rack;      /* REGISTER: "" for none */
+    const char *endpoints; /* REGISTER: advertised listeners, "NAME://host:port,..." */
+    bool fenced;           /* FENCE */
+};
+
+/* A registered node: its advertised listeners and whether it is fenced (not alive). */
+struct lm_meta_broker {
+    int32_t id;
+    uint64_t incarnation;
+    bool fenced;
+    char rack[LM_META_RACK_MAX + 1];
+    char endpoints[LM_META_ENDPOINTS_MAX + 1];
 };
 
 struct lm_meta_topic {
@@ -40,6 +70,8 @@ struct lm_meta_topic {
     int32_t partition_count;
     struct lm_config_entry *configs; /* owned */
     size_t config_count;
+    int32_t *replicas; /* owned; partition_count * replication_factor, or NULL (single node) */
+    int16_t replication_factor;
 };
 
 struct lm_meta_state {
@@ -47,6 +79,9 @@ struct lm_meta_state {
     size_t topic_count;
     size_t topic_cap;
     int64_t producer_id_next;
+    struct lm_meta_broker *brokers; /* owned, sorted by id */
+    size_t broker_count;
+    size_t broker_cap;
     uint64_t version; /* bumped by every applied record */
 };
 
@@ -76,6 +111,10 @@ int64_t lm_meta_state_partitions_added(const struct lm_meta_state *s,
 const struct lm_meta_topic *lm_meta_state_find(const struct lm_meta_state *s, const char *name);
 const struct lm_meta_topic *lm_meta_state_find_id(const struct lm_meta_state *s,
                                                   const uint8_t id[16]);
+const struct lm_meta_broker *lm_meta_state_broker(const struct lm_meta_state *s, int32_t id);
+/* The replicas of partition p of t (count in *n), or NULL when t has no assignment (single
+ * node) or p is out of range. */
+const int32_t *lm_meta_topic_replicas(const struct lm_meta_topic *t, int32_t p, int16_t *n);
 
 /* Record encoding (for the local log and, later, the controller log). */
 /* lm_meta_record_size returns the encoded size of r. */
@@ -83,9 +122,12 @@ size_t lm_meta_record_size(const struct lm_meta_record *r);
 /* lm_meta_record_encode writes r into buf (cap bytes); returns bytes written or LM_E_TOO_LARGE. */
 int lm_meta_record_encode(const struct lm_meta_record *r, uint8_t *buf, size_t cap);
 /* lm_meta_record_decode parses buf; strings point into buf, configs are allocated into
- * *configs_out (caller frees with lm_meta_configs_free). Returns 0 or LM_E_*. */
+ * *configs_out and replicas into out->replicas (the caller frees both with
+ * lm_meta_record_free). Returns 0 or LM_E_*. */
 int lm_meta_record_decode(const uint8_t *buf, size_t len, struct lm_meta_record *out,
                           struct lm_config_entry **configs_out);
+/* Frees what lm_meta_record_decode allocated into r. */
+void lm_meta_record_free(struct lm_meta_record *r);
 void lm_meta_configs_free(struct lm_config_entry *configs, size_t count);
 
 #endif

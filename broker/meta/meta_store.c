@@ -105,7 +105,7 @@ static int replay(struct lm_meta_store *s)
         rc = lm_meta_record_decode(buf, len, &r, &cfg);
         if (rc == 0) {
             rc = lm_meta_state_apply(&s->state, &r);
-            lm_meta_configs_free(cfg, r.config_count);
+            lm_meta_record_free(&r);
         }
         if (rc == LM_E_NOMEM)
             break;
