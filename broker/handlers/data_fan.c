@@ -55,6 +55,13 @@ static void run_items(struct hshard *hs, struct hfan_call *c)
         w->call_ = c;
         struct hpart *p = hs_part(hs, w->topic, w->topic_len, w->partition);
         f->op(hs, p, w, f);
+        if (p == NULL && w->error == KAFKA_UNKNOWN_TOPIC_OR_PARTITION && hs_cluster(hs->node)) {
+            /* a partition of another node: the client refreshes its metadata and goes there */
+            struct htopic *t = hs_topic(hs, w->topic, w->topic_len);
+            if (t != NULL && w->partition >= 0 && w->partition < t->meta->partition_count &&
+                !hs_local_replica(hs->node, t->meta, w->partition))
+                w->error = KAFKA_NOT_LEADER_OR_FOLLOWER;
+        }
     }
     LM_ASSERT(c->holds > 0);
     if (--c->holds == 0)

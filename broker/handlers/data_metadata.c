@@ -4,12 +4,59 @@
  * metadata snapshot, no cross-shard call: a single node leads every partition. */
 #include <string.h>
 
+#include "broker/cluster/controller.h"
 #include "broker/handlers/handlers_internal.h"
 #include "broker/log.h"
 #include "common/lm_assert.h"
 #include "protocol/kafka_metadata.h"
 
 #define AUTHORIZED_OPS_UNSET INT32_MIN /* Kafka's "not requested" */
+
+/* A cluster: each partition's replicas from its assignment, led by its first replica while
+ * that node is live (registered and not fenced), else no leader (LEADER_NOT_AVAILABLE) and
+ * the replica offline, as Kafka's MetadataCache shows a partition whose leader died. The
+ * leader epoch of another node's partition is not known here: -1 (clients then skip the
+ * KIP-320 epoch checks rather than fence themselves on a stale value). */
+static bool fill_partitions_cluster(struct broker_req *req, const struct lm_meta_state *st,
+                                    struct kafka_metadata_response_metadata_response_topic *o,
+                                    const struct htopic *t)
+{
+    const struct handlers_ctx *h = h_node(req);
+    int32_t self = h->cfg->node_id;
+    for (int32_t i = 0; i < o->partitions_count; i++) {
+        struct kafka_metadata_response_metadata_response_partition *p = &o->partitions[i];
+        int16_t n = 0;
+        const int32_t *r = lm_meta_topic_replicas(t->meta, i, &n);
+        int32_t *nodes = h_alloc(req, n > 0 ? (size_t)n : 1, sizeof(int32_t));
+        if (nodes == NULL)
+            return false;
+        if (r != NULL)
+            memcpy(nodes, r, (size_t)n * sizeof(int32_t));
+        else {
+            nodes[0] = self;
+            n = 1;
+        }
+        int32_t leader = hs_partition_leader(st, t->meta, i, self);
+        p->error_code = KAFKA_NONE;
+        p->partition_index = i;
+        p->leader_id = leader;
+        p->leader_epoch = leader == self ? h_partition_epoch(h, t->meta->id, i) : -1;
+        p->replica_nodes = nodes;
+        p->replica_nodes_count = n;
+        p->isr_nodes = nodes;
+        p->isr_nodes_count = leader >= 0 ? 1 : 0;
+        p->offline_replicas = NULL;
+        p->offline_replicas_count = 0;
+        if (leader < 0 || (leader == self && h_partition_offline(h, t->meta->id, i))) {
+            p->error_code = KAFKA_LEADER_NOT_AVAILABLE;
+            p->leader_id = -1;
+            p->isr_nodes_count = 0;
+            p->offline_replicas = nodes;
+            p->offline_replicas_count = 1;
+        }
+    }
+    return true;
+}
 
 static bool fill_topic(struct broker_req *req,
                        struct kafka_metadata_response_metadata_response_topic *o,
@@ -33,6 +80,8 @@ static bool fill_topic(struct broker_req *req,
         return false;
     nodes[0] = node;
     o->partitions_count = n;
+    if (hs_cluster(h))
+        return fill_partitions_cluster(req, &hs_of(req->shard)->snap->state, o, t);
     for (int32_t i = 0; i < n; i++) {
         struct kafka_metadata_response_metadata_response_partition *p = &o->partitions[i];
         p->error_code = KAFKA_NONE;
@@ -56,6 +105,60 @@ static bool fill_topic(struct broker_req *req,
             p->offline_replicas_count = 1;
         }
     }
+    return true;
+}
+
+/* Every live node with its endpoint for the request's listener; the controller id is the
+ * controller group's leader (as KRaft, clients never talk to it: admin changes sent to any
+ * node are forwarded), or a live node while no leader is known. */
+static bool fill_brokers_cluster(struct broker_req *req, struct hshard *hs,
+                                 struct kafka_metadata_response *resp)
+{
+    const struct lm_meta_state *st = &hs->snap->state;
+    const struct broker_config *cfg = hs->node->cfg;
+    const char *lname = cfg->listeners[req->listener].name;
+    resp->brokers = h_alloc(req, st->broker_count + 1, sizeof(*resp->brokers));
+    if (resp->brokers == NULL)
+        return false;
+    int32_t n = 0;
+    bool self_listed = false;
+    for (size_t i = 0; i < st->broker_count; i++) {
+        const struct lm_meta_broker *b = &st->brokers[i];
+        if (b->fenced)
+            continue;
+        char host[256];
+        uint16_t port;
+        if (!hs_broker_endpoint(b, lname, host, sizeof(host), &port))
+            continue;
+        struct kafka_str hstr = {host, (int32_t)strlen(host)};
+        resp->brokers[n].node_id = b->id;
+        resp->brokers[n].host = (struct kafka_str){h_strdup(req, hstr), hstr.len};
+        resp->brokers[n].port = port;
+        resp->brokers[n].rack = KAFKA_STR_NULL;
+        if (b->rack[0] != 0) {
+            struct kafka_str r = {b->rack, (int32_t)strlen(b->rack)};
+            resp->brokers[n].rack = (struct kafka_str){h_strdup(req, r), r.len};
+        }
+        if (resp->brokers[n].host.ptr == NULL)
+            return false;
+        self_listed |= b->id == cfg->node_id;
+        n++;
+    }
+    if (!self_listed) {
+        /* not registered yet: clients still need the node they talk to */
+        resp->brokers[n] = resp->brokers[0];
+        const struct broker_listener *l = broker_req_advertised(req);
+        const char *host = l->host[0] != 0 ? l->host : "localhost";
+        resp->brokers[n].node_id = cfg->node_id;
+        resp->brokers[n].host = (struct kafka_str){host, (int32_t)strlen(host)};
+        resp->brokers[n].port = l->port;
+        resp->brokers[n].rack = KAFKA_STR_NULL;
+        n++;
+    }
+    resp->brokers_count = n;
+    int32_t leader = controller_leader(hs->node->ctl);
+    const struct lm_meta_broker *lb = leader >= 0 ? lm_meta_state_broker(st, leader) : NULL;
+    resp->controller_id = lb != NULL && !lb->fenced ? leader : cfg->node_id;
     return true;
 }
 
@@ -85,6 +188,8 @@ void data_metadata(struct broker_req *req)
         (struct kafka_str){hs->node->cluster_id, (int32_t)strlen(hs->node->cluster_id)};
     resp.controller_id = cfg->node_id;
     resp.cluster_authorized_operations = AUTHORIZED_OPS_UNSET;
+    if (hs_cluster(hs->node) && !fill_brokers_cluster(req, hs, &resp))
+        goto nomem;
 
     /* v0: an empty list means every topic; v1+: null means every topic. */
     bool all = rq.topics_count < 0 || (v == 0 && rq.topics_count == 0);
@@ -145,6 +250,10 @@ void data_metadata(struct broker_req *req)
                  * answered auto-create failures (Errors.forException). */
                 BLOG_WARN("auto-create of %s refused: max.broker.partitions reached", name);
                 o->error_code = KAFKA_POLICY_VIOLATION;
+                continue;
+            }
+            if (rc == LM_E_AGAIN) {
+                o->error_code = KAFKA_LEADER_NOT_AVAILABLE; /* being created (cluster) */
                 continue;
             }
             if (rc != 0 && rc != LM_E_EXISTS) {

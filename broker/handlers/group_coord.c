@@ -566,6 +566,12 @@ static int config_i64(struct broker_config *cfg, const char *key, int64_t min, i
  * outlive retention.ms (storage has no compaction yet, so the log only grows). */
 static int offsets_topic_ensure(struct lm_meta_store *meta, int32_t want, int32_t *have)
 {
+    if (lm_meta_store_cluster_node(meta) >= 0) {
+        /* a cluster: the controller's log says (group coordination across nodes is not
+         * served yet; FindCoordinator answers COORDINATOR_NOT_AVAILABLE) */
+        *have = want;
+        return 0;
+    }
     struct lm_meta_snapshot *snap = lm_meta_store_snapshot(meta);
     const struct lm_meta_topic *t = lm_meta_state_find(&snap->state, GROUP_OFFSETS_TOPIC);
     *have = t != NULL ? t->partition_count : 0;

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "broker/handlers/group_internal.h"
+#include "broker/cluster/controller.h"
 #include "broker/handlers/handlers_internal.h"
 #include "common/lm_hash.h"
 #include "broker/log.h"
@@ -305,8 +306,55 @@ struct handlers_ctx *h_node(const struct broker_req *req)
 
 /* ---- setup ---------------------------------------------------------------------------------- */
 
+/* A cluster's id must be the same on every node: cluster.id when set, else derived from
+ * controller.quorum.voters (the same string on every node of one cluster). */
+static void cluster_id_encode(const uint8_t id[16], char out[23])
+{
+    /* Kafka's cluster ids are a uuid in base64url without padding (22 characters). */
+    static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    uint32_t acc = 0;
+    int bits = 0, o = 0;
+    for (int i = 0; i < 16; i++) {
+        acc = (acc << 8) | id[i];
+        bits += 8;
+        while (bits >= 6) {
+            out[o++] = b64[(acc >> (bits - 6)) & 63];
+            bits -= 6;
+        }
+    }
+    out[o++] = b64[(acc << (6 - bits)) & 63];
+    out[o] = 0;
+    LM_ASSERT(o == 22);
+}
+
+static int cluster_id_of_cluster(struct handlers_ctx *h)
+{
+    const char *set = broker_config_get(h->cfg, "cluster.id");
+    if (set != NULL && strlen(set) == 22) {
+        snprintf(h->cluster_id, sizeof(h->cluster_id), "%s", set);
+        return 0;
+    }
+    const char *v = broker_config_get(h->cfg, "controller.quorum.voters");
+    uint8_t id[16];
+    uint64_t a = lm_fnv1a64("laminar-cluster:", 16), b = 0x84222325cbf29ce4ull;
+    for (const char *p = v; *p; p++) {
+        if (*p == ' ')
+            continue;
+        a = (a ^ (uint8_t)*p) * 0x100000001b3ull;
+        b = (b ^ (uint8_t)*p) * 0x100000001b3ull + 0x9e3779b97f4a7c15ull;
+    }
+    for (int i = 0; i < 8; i++) {
+        id[i] = (uint8_t)(a >> (8 * i));
+        id[8 + i] = (uint8_t)(b >> (8 * i));
+    }
+    cluster_id_encode(id, h->cluster_id);
+    return 0;
+}
+
 static int cluster_id_load(struct handlers_ctx *h)
 {
+    if (h->ctl != NULL)
+        return cluster_id_of_cluster(h);
     char path[BROKER_PATH_BYTES_MAX + 64];
     snprintf(path, sizeof(path), "%s/__laminar_metadata/cluster.id", h->cfg->log_dirs[0]);
     FILE *f = fopen(path, "r");
@@ -321,21 +369,7 @@ static int cluster_id_load(struct handlers_ctx *h)
     int rc = lm_meta_new_topic_id(id); /* 16 random bytes */
     if (rc != 0)
         return rc;
-    /* Kafka's cluster ids are a uuid in base64url without padding (22 characters). */
-    static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    uint32_t acc = 0;
-    int bits = 0, o = 0;
-    for (int i = 0; i < 16; i++) {
-        acc = (acc << 8) | id[i];
-        bits += 8;
-        while (bits >= 6) {
-            h->cluster_id[o++] = b64[(acc >> (bits - 6)) & 63];
-            bits -= 6;
-        }
-    }
-    h->cluster_id[o++] = b64[(acc << (6 - bits)) & 63];
-    h->cluster_id[o] = 0;
-    LM_ASSERT(o == 22);
+    cluster_id_encode(id, h->cluster_id);
     char tmp[BROKER_PATH_BYTES_MAX + 80];
     snprintf(tmp, sizeof(tmp), "%s.tmp", path);
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
@@ -454,6 +488,7 @@ static void node_free(void *ctx)
     struct handlers_ctx *h = ctx;
     if (h == NULL)
         return;
+    controller_destroy(h->ctl);
     if (h->meta != NULL)
         lm_meta_store_close(h->meta);
     free(h->broker_topic_configs);
@@ -495,6 +530,11 @@ static void node_gauges(void *ctx, struct broker_metrics_out *o)
         (unsigned long long)offline);
 }
 
+static void h_controller(struct broker_req *req)
+{
+    controller_handle(h_node(req)->ctl, req);
+}
+
 static int node_setup(struct broker_dispatch *d, struct handlers_ctx *h)
 {
     struct broker_config *cfg = h->cfg;
@@ -507,11 +547,34 @@ static int node_setup(struct broker_dispatch *d, struct handlers_ctx *h)
         BLOG_ERROR("cannot open the metadata store in %s: %s", cfg->log_dirs[0], lm_strerror(rc));
         return rc;
     }
+    if (controller_configured(cfg)) {
+        if ((rc = controller_create(cfg, h->meta, &h->ctl)) != 0)
+            return rc;
+        for (uint32_t i = 0; i < cfg->controller_listener_names_count; i++) {
+            /* the controller listeners serve laminar's internal API alone */
+            struct broker_api_table *t =
+                broker_dispatch_listener_table(d, cfg->controller_listener_names[i]);
+            if (t == NULL ||
+                (rc = broker_api_table_register(t, CONTROLLER_API_KEY, h_controller, -1)) != 0) {
+                BLOG_ERROR("setup: cannot serve controller listener %s",
+                           cfg->controller_listener_names[i]);
+                return rc != 0 ? rc : LM_E_CONFIG;
+            }
+        }
+        if (cfg->controller_listener_names_count == 0) {
+            BLOG_ERROR("config: controller.quorum.voters is set but controller.listener.names "
+                       "is not (node-to-node traffic has no listener)");
+            return LM_E_CONFIG;
+        }
+    }
     if ((rc = cluster_id_load(h)) != 0 || (rc = broker_topic_configs_load(h)) != 0) {
         BLOG_ERROR("setup: %s", lm_strerror(rc));
         return rc;
     }
-    sweep_orphans(h);
+    /* In a cluster the image fills from the controller's log after start: nothing is known
+     * to be an orphan yet. */
+    if (h->ctl == NULL)
+        sweep_orphans(h);
     struct lm_meta_snapshot *snap = lm_meta_store_snapshot(h->meta);
     BLOG_INFO("cluster id %s, node id %d, %zu topics", h->cluster_id, cfg->node_id,
               snap->state.topic_count);

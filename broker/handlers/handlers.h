@@ -42,9 +42,15 @@ struct hoffline;
  * by broker_handlers_setup (dispatch->ctx), freed by dispatch->teardown; several nodes can
  * live in one process. Read-only after setup, except the metadata store (internally
  * synchronised; not on the data path) and the two partition tables below (their own locks). */
+struct controller;
+
 struct handlers_ctx {
     struct broker_config *cfg;
     struct lm_meta_store *meta;
+    /* The controller group (broker/cluster/controller.h) when controller.quorum.voters is
+     * set: the metadata comes from its log and every partition has an assigned node. NULL on
+     * a single node. */
+    struct controller *ctl;
     char cluster_id[32]; /* base64url of 16 random bytes, persisted next to the metadata */
     /* The versions we serve per API key: what ApiVersions advertises. A key with max < 0 is
      * not served. Filled by handlers_serve(). */

@@ -171,6 +171,25 @@ struct hshard {
     bool stopping;
 };
 
+/* ---- hs_cluster.c: the handler layer in a cluster ---- */
+bool hs_cluster(const struct handlers_ctx *h);
+/* True when partition p of t has a replica on this node (always on a single node). */
+bool hs_local_replica(const struct handlers_ctx *h, const struct lm_meta_topic *t, int32_t p);
+/* The node leading partition p of t (its first replica while that node is not fenced), -1
+ * when it is fenced; self for a partition without an assignment. */
+int32_t hs_partition_leader(const struct lm_meta_state *st, const struct lm_meta_topic *t,
+                            int32_t p, int32_t self);
+/* A new assignment of partitions first..first+partitions-1 over the live registered nodes
+ * (placement.h; malloc'd into *out). LM_E_AGAIN when no node is registered yet, LM_E_FULL
+ * when rf exceeds the live nodes. */
+int hs_assign(const struct lm_meta_state *st, int32_t first, int32_t partitions, int16_t rf,
+              int32_t **out);
+/* Host and port of b's endpoint for listener (or its first). */
+bool hs_broker_endpoint(const struct lm_meta_broker *b, const char *listener, char *host,
+                        size_t host_cap, uint16_t *port);
+/* Sends r to the controller without waiting for the outcome. */
+int hs_submit_detached(struct hshard *hs, const struct lm_meta_record *r);
+
 /* ---- handlers.c ---- */
 
 /* The handler-layer state of shard s. */

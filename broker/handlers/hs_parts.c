@@ -760,7 +760,8 @@ static void topic_sync_parts(struct hshard *hs, struct htopic *t)
     }
     size_t name_len = strlen(t->meta->name);
     for (int32_t i = 0; i < n; i++) {
-        if (hs_owner(hs, t->meta->name, name_len, i) != hs->id)
+        if (hs_owner(hs, t->meta->name, name_len, i) != hs->id ||
+            !hs_local_replica(hs->node, t->meta, i))
             continue;
         struct hpart *p = t->parts[i];
         if (p != NULL && (p->open_pending || p->idle_closed)) {
@@ -899,6 +900,29 @@ int hs_create_topic(struct hshard *hs, const char *name, int32_t partitions)
     r.topic = name;
     r.partition_count = partitions;
     int rc = lm_meta_new_topic_id(r.topic_id);
+    if (rc == 0 && hs_cluster(hs->node)) {
+        /* The controller creates it; as Kafka's auto-creation, the client hears
+         * LEADER_NOT_AVAILABLE until the topic is there, and asks again. */
+        struct lm_meta_snapshot *snap = lm_meta_store_snapshot(hs->node->meta);
+        int32_t *ids = NULL;
+        int16_t rf = hs->node->cfg->default_replication_factor > 0
+                         ? (int16_t)hs->node->cfg->default_replication_factor
+                         : 1;
+        rc = hs_assign(&snap->state, 0, partitions, rf, &ids);
+        lm_meta_snapshot_release(snap);
+        if (rc == 0) {
+            r.replicas = ids;
+            r.replication_factor = rf;
+            rc = hs_submit_detached(hs, &r);
+            free(ids);
+        }
+        if (rc == 0 || rc == LM_E_AGAIN) {
+            BLOG_INFO("topic %s: auto-creation with %d partitions sent to the controller", name,
+                      partitions);
+            return LM_E_AGAIN;
+        }
+        return rc;
+    }
     if (rc == 0)
         rc = lm_meta_store_commit(hs->node->meta, &r);
     if (rc == 0)

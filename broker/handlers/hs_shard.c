@@ -11,6 +11,7 @@
 #include <sys/random.h>
 #include <unistd.h>
 #include "broker/handlers/group_internal.h"
+#include "broker/cluster/controller.h"
 #include "broker/handlers/handlers_internal.h"
 #include "common/lm_hash.h"
 #include "broker/log.h"
@@ -215,8 +216,12 @@ int hs_shard_start(struct broker_shard *s, void *ctx)
         memcpy(hs->zc_nonce, &t, sizeof(t));
     }
     broker_shard_set_user(s, hs);
+    int rc;
+    if (node->ctl != NULL && hs->id == CONTROLLER_SHARD &&
+        (rc = controller_shard_start(node->ctl, s)) != 0)
+        return rc; /* opens the metadata log and replays it into the image */
     hs_refresh(hs);
-    int rc = group_shard_start(hs); /* loads the owned __consumer_offsets partitions */
+    rc = group_shard_start(hs); /* loads the owned __consumer_offsets partitions */
     if (rc != 0)
         return rc;
     return broker_timer_start(s, &hs->tick, HANDLERS_TICK_MS, shard_tick, hs);
@@ -229,6 +234,8 @@ void hs_shard_drain(struct broker_shard *s, void *ctx)
     if (hs != NULL) {
         data_fetch_drain(hs);
         group_shard_drain(hs);
+        if (hs->node->ctl != NULL && hs->id == CONTROLLER_SHARD)
+            controller_shard_drain(hs->node->ctl);
     }
 }
 
@@ -266,6 +273,8 @@ void hs_shard_stop(struct broker_shard *s, void *ctx)
         free(r);
     }
     hs->rm_tail = NULL;
+    if (hs->node->ctl != NULL && hs->id == CONTROLLER_SHARD)
+        controller_shard_stop(hs->node->ctl);
     group_shard_stop(hs);
     for (size_t b = 0; b < hs->bucket_count; b++) {
         struct htopic *t = hs->buckets[b];

@@ -243,7 +243,8 @@ int lm_meta_state_check(const struct lm_meta_state *s, const struct lm_meta_reco
         if ((t->replicas != NULL) != (r->replicas != NULL) ||
             (r->replicas != NULL && r->replication_factor != t->replication_factor))
             return LM_E_INVALID;
-        if (r->replicas != NULL && r->replicas_partitions != r->partition_count - t->partition_count)
+        if (r->replicas != NULL &&
+            r->replicas_partitions != r->partition_count - t->partition_count)
             return LM_E_INVALID;
         return replicas_check(r->replicas, r->replication_factor,
                               r->partition_count - t->partition_count);
@@ -258,8 +259,7 @@ int lm_meta_state_check(const struct lm_meta_state *s, const struct lm_meta_reco
         if (r->broker_id < 0 || !text_fits(r->rack, LM_META_RACK_MAX) ||
             !text_fits(r->endpoints, LM_META_ENDPOINTS_MAX))
             return LM_E_INVALID;
-        if (lm_meta_state_broker(s, r->broker_id) == NULL &&
-            s->broker_count >= LM_META_BROKERS_MAX)
+        if (lm_meta_state_broker(s, r->broker_id) == NULL && s->broker_count >= LM_META_BROKERS_MAX)
             return LM_E_FULL;
         return 0;
     case LM_META_BROKER_FENCE: {

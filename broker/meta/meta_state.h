@@ -26,10 +26,10 @@ enum lm_meta_record_type {
     LM_META_BROKER_FENCE = 7,    /* broker_id, incarnation, fenced */
 };
 
-#define LM_META_BROKERS_MAX        1024
-#define LM_META_RACK_MAX           64
-#define LM_META_ENDPOINTS_MAX      512
-#define LM_META_REPLICATION_MAX    16
+#define LM_META_BROKERS_MAX     1024
+#define LM_META_RACK_MAX        64
+#define LM_META_ENDPOINTS_MAX   512
+#define LM_META_REPLICATION_MAX 16
 
 /* One change. Strings and arrays are borrowed from the caller. */
 struct lm_meta_record {
@@ -49,7 +49,7 @@ struct lm_meta_record {
     int32_t replicas_partitions; /* PARTITIONS_SET: rows in replicas (new partitions) */
     /* BROKER_REGISTER, BROKER_FENCE */
     int32_t broker_id;
-    uint64_t incarnation; /* a new value per process start */
+    uint64_t incarnation;  /* a new value per process start */
     const char *rack;      /* REGISTER: "" for none */
     const char *endpoints; /* REGISTER: advertised listeners, "NAME://host:port,..." */
     bool fenced;           /* FENCE */

@@ -27,6 +27,11 @@ struct lm_meta_store {
     uint64_t version;                 /* atomic mirror of current->state.version */
     uint64_t bad_records;             /* skipped at replay (lm_meta_store_bad_records) */
     int64_t partition_limit;          /* atomic; <= 0: none */
+    /* Cluster mode (lm_meta_store_set_cluster): the published state is `image`, built from
+     * the controller's committed log by lm_meta_store_apply; `state` and the file keep only
+     * this node's producer-id blocks. -1 on a single node. */
+    int32_t cluster_node;
+    struct lm_meta_state image;
 };
 
 static int mkdir_p(const char *dir)
@@ -54,7 +59,7 @@ static int publish(struct lm_meta_store *s)
     struct lm_meta_snapshot *snap = calloc(1, sizeof(*snap));
     if (snap == NULL)
         return LM_E_NOMEM;
-    int rc = lm_meta_state_copy(&snap->state, &s->state);
+    int rc = lm_meta_state_copy(&snap->state, s->cluster_node >= 0 ? &s->image : &s->state);
     if (rc != 0) {
         free(snap);
         return rc;
@@ -148,6 +153,8 @@ int lm_meta_store_open(const char *dir, struct lm_meta_store **out)
         return LM_E_NOMEM;
     pthread_mutex_init(&s->lock, NULL);
     lm_meta_state_init(&s->state);
+    lm_meta_state_init(&s->image);
+    s->cluster_node = -1;
     s->fd = -1;
     char sub[PATH_MAX];
     int rc = LM_E_INVALID;
@@ -179,6 +186,7 @@ void lm_meta_store_close(struct lm_meta_store *s)
     if (s->current)
         lm_meta_snapshot_release(s->current);
     lm_meta_state_deinit(&s->state);
+    lm_meta_state_deinit(&s->image);
     pthread_mutex_destroy(&s->lock);
     free(s);
 }
@@ -233,7 +241,7 @@ static int commit_locked(struct lm_meta_store *s, const struct lm_meta_record *r
 int lm_meta_store_commit(struct lm_meta_store *s, const struct lm_meta_record *r)
 {
     pthread_mutex_lock(&s->lock);
-    int rc = commit_locked(s, r);
+    int rc = s->cluster_node >= 0 ? LM_E_STATE : commit_locked(s, r);
     pthread_mutex_unlock(&s->lock);
     return rc;
 }
@@ -280,12 +288,61 @@ int lm_meta_store_alloc_producer_ids(struct lm_meta_store *s, int64_t count, int
         return LM_E_INVALID;
     pthread_mutex_lock(&s->lock);
     int64_t start = s->state.producer_id_next;
+    int rc = 0;
+    if (s->cluster_node >= 0 && start + count > LM_META_NODE_PRODUCER_IDS)
+        rc = LM_E_FULL;
     struct lm_meta_record r = {.type = LM_META_PRODUCER_IDS, .producer_id_next = start + count};
-    int rc = commit_locked(s, &r);
+    if (rc == 0) {
+        /* cluster mode: the block is this node's alone (its id in the high bits), persisted
+         * in the local file; the published state is the controller's and is not touched */
+        rc = s->cluster_node >= 0 ? append_record(s, &r) : commit_locked(s, &r);
+    }
+    if (rc == 0 && s->cluster_node >= 0)
+        rc = lm_meta_state_apply(&s->state, &r);
     pthread_mutex_unlock(&s->lock);
     if (rc == 0)
-        *first = start;
+        *first = s->cluster_node >= 0
+                     ? ((int64_t)s->cluster_node << LM_META_NODE_PRODUCER_BITS) + start
+                     : start;
     return rc;
+}
+
+int lm_meta_store_set_cluster(struct lm_meta_store *s, int32_t node_id)
+{
+    if (node_id < 0 || node_id >= (1 << 22))
+        return LM_E_INVALID;
+    pthread_mutex_lock(&s->lock);
+    s->cluster_node = node_id;
+    lm_meta_state_deinit(&s->image);
+    lm_meta_state_init(&s->image);
+    /* versions only grow: shards compare them to tell a stale snapshot */
+    s->image.version = s->state.version + 1;
+    int rc = publish(s);
+    pthread_mutex_unlock(&s->lock);
+    return rc;
+}
+
+int lm_meta_store_apply(struct lm_meta_store *s, const struct lm_meta_record *r)
+{
+    pthread_mutex_lock(&s->lock);
+    int rc = s->cluster_node >= 0 ? lm_meta_state_apply(&s->image, r) : LM_E_STATE;
+    if (rc == 0)
+        rc = publish(s);
+    pthread_mutex_unlock(&s->lock);
+    return rc;
+}
+
+int lm_meta_store_check(struct lm_meta_store *s, const struct lm_meta_record *r)
+{
+    pthread_mutex_lock(&s->lock);
+    int rc = lm_meta_state_check(s->cluster_node >= 0 ? &s->image : &s->state, r);
+    pthread_mutex_unlock(&s->lock);
+    return rc;
+}
+
+int32_t lm_meta_store_cluster_node(const struct lm_meta_store *s)
+{
+    return s->cluster_node;
 }
 
 uint64_t lm_meta_store_bad_records(const struct lm_meta_store *s)

@@ -56,4 +56,23 @@ int lm_meta_new_topic_id(uint8_t id[16]);
  * *first; persisted before returning, so ids are never handed out twice, even after a crash. */
 int lm_meta_store_alloc_producer_ids(struct lm_meta_store *store, int64_t count, int64_t *first);
 
+/* ---- cluster mode ----
+ * lm_meta_store_set_cluster switches the store to a cluster node's: the published state is
+ * the image of the controller's committed log, built by lm_meta_store_apply in log order
+ * (nothing is written locally: the log is the controller's); lm_meta_store_commit refuses
+ * with LM_E_STATE (changes go through the controller); producer-id blocks stay local, with
+ * the node id in bits 40 and up so that nodes never hand out the same id. Call before any
+ * reader starts. Returns 0, LM_E_INVALID (node id beyond 2^22) or LM_E_NOMEM. */
+#define LM_META_NODE_PRODUCER_BITS 40
+#define LM_META_NODE_PRODUCER_IDS  ((int64_t)1 << LM_META_NODE_PRODUCER_BITS)
+int lm_meta_store_set_cluster(struct lm_meta_store *store, int32_t node_id);
+/* Applies one committed record of the controller's log and publishes the new state. Returns 0
+ * or the lm_meta_state_apply refusal (the record changes nothing; every node refuses it the
+ * same way), LM_E_STATE on a single node, LM_E_NOMEM. */
+int lm_meta_store_apply(struct lm_meta_store *store, const struct lm_meta_record *r);
+/* lm_meta_state_check against the published state. */
+int lm_meta_store_check(struct lm_meta_store *store, const struct lm_meta_record *r);
+/* The node id given to lm_meta_store_set_cluster, or -1 on a single node. */
+int32_t lm_meta_store_cluster_node(const struct lm_meta_store *store);
+
 #endif

@@ -328,7 +328,6 @@ static void test_store_skips_records_that_do_not_apply(void **state)
     free(dir);
 }
 
-
 /* Cluster records: registrations, fences, assignments; encoded and applied. */
 static void roundtrip(const struct lm_meta_record *r, struct lm_meta_state *s, int expect)
 {

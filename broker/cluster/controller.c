@@ -1,0 +1,1083 @@
+/* The controller group and the node's metadata image (controller.h). Runs on shard 0. */
+#include "broker/cluster/controller.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+
+#include "broker/log.h"
+#include "broker/partition/partition.h"
+#include "common/lm_assert.h"
+#include "common/lm_endian.h"
+#include "common/lm_err.h"
+#include "consensus/raft_wire.h"
+#include "protocol/record_batch.h"
+#include "protocol/records.h"
+
+/* Internal request kinds (the first body byte). */
+enum {
+    KIND_RAFT = 1,      /* raft_wire message -> partition_step; answer: empty */
+    KIND_SUBMIT = 2,    /* a metadata record for the leader; answer: status, rc, offset */
+    KIND_HEARTBEAT = 3, /* i32 node, u64 incarnation; answer: empty */
+};
+enum { SUBMIT_APPLIED = 0, SUBMIT_NOT_LEADER = 1 };
+
+#define CTL_TICK_MS            50
+#define CTL_ELECTION_TICKS     20 /* 1-2 s, as controller.quorum.election.timeout.ms */
+#define CTL_HEARTBEAT_TICKS    2
+#define CTL_BROKER_HB_MS       1000
+#define CTL_SESSION_MS_DEFAULT 9000 /* broker.session.timeout.ms */
+#define CTL_SUBMIT_TIMEOUT_MS  15000
+#define CTL_RETRY_MS           100
+#define CTL_READ_BYTES         (1u << 20)
+#define CTL_PEER_BACKOFF_MIN   100
+#define CTL_PEER_BACKOFF_MAX   2000
+
+/* states of a submission */
+enum { SUB_PENDING = 0, SUB_PROPOSED, SUB_FORWARDED, SUB_AWAIT_APPLY };
+
+struct peer_slot {
+    int32_t id;
+    char host[256];
+    uint16_t port;
+    struct broker_peer *peer;
+    uint64_t retry_at_ms;
+    uint32_t backoff_ms;
+};
+
+struct live {
+    int32_t id;
+    uint64_t last_seen_ms;
+    bool fence_inflight;
+};
+
+struct controller {
+    const struct broker_config *cfg;
+    struct lm_meta_store *store;
+    int32_t node_id;
+    struct controller_voter voters[CONTROLLER_VOTERS_MAX];
+    uint32_t n_voters;
+    struct peer_slot peers[CONTROLLER_VOTERS_MAX];
+    uint32_t n_peers;
+    char dir[PATH_MAX];
+    uint64_t incarnation;
+    char endpoints[LM_META_ENDPOINTS_MAX + 1];
+    char rack[LM_META_RACK_MAX + 1];
+    uint32_t session_ms;
+
+    struct broker_shard *shard;
+    struct partition *part;
+    struct broker_fsync fs[STORAGE_SYNC_FDS_MAX];
+    uint32_t sync_pending;
+    int sync_rc;
+    bool sync_in_done;
+    struct broker_timer tick;
+    bool tick_armed;
+    int64_t applied_next;
+    int32_t leader; /* atomic: node id or -1 */
+    bool was_leader;
+    bool stopping;
+
+    struct controller_submit *subs; /* every submission this node holds, any state */
+
+    /* own registration and heartbeat */
+    struct controller_submit reg;
+    uint8_t reg_buf[LM_META_ENDPOINTS_MAX + LM_META_RACK_MAX + 64];
+    bool reg_busy;
+    uint64_t reg_retry_at_ms;
+    uint64_t hb_next_ms;
+
+    /* leader: liveness of registered brokers */
+    struct live *live;
+    size_t live_count, live_cap;
+};
+
+/* A call on a peer with its request bytes. */
+struct ctl_call {
+    struct broker_call call;
+    struct broker_resp_part part;
+    struct controller *c;
+    struct controller_submit *sub; /* KIND_SUBMIT */
+    size_t len;
+    uint8_t buf[];
+};
+
+static uint32_t rid(int32_t node)
+{
+    return (uint32_t)node + 1u; /* raft ids start at 1; Kafka node ids at 0 */
+}
+static int32_t nid(uint32_t raft_id)
+{
+    return raft_id == RAFT_NONE ? -1 : (int32_t)(raft_id - 1u);
+}
+
+/* ------------------------------------------------------------------ configuration */
+
+int controller_parse_voters(const char *v, struct controller_voter *out, size_t cap, char *err,
+                            size_t err_len)
+{
+    if (v == NULL)
+        return 0;
+    size_t n = 0;
+    const char *p = v;
+    while (*p == ' ')
+        p++;
+    if (*p == 0)
+        return 0;
+    while (*p) {
+        const char *end = strchr(p, ',');
+        size_t len = end ? (size_t)(end - p) : strlen(p);
+        char item[300];
+        if (len == 0 || len >= sizeof(item)) {
+            snprintf(err, err_len, "controller.quorum.voters: bad entry in '%s'", v);
+            return LM_E_CONFIG;
+        }
+        memcpy(item, p, len);
+        item[len] = 0;
+        char *at = strchr(item, '@');
+        char *colon = strrchr(item, ':');
+        char *idend = NULL;
+        long id = at ? strtol(item, &idend, 10) : -1;
+        char *portend = NULL;
+        long port = colon ? strtol(colon + 1, &portend, 10) : -1;
+        if (at == NULL || colon == NULL || colon < at || idend != at || id < 0 || id >= (1 << 22) ||
+            portend == NULL || *portend != 0 || port <= 0 || port > 65535 || colon - at - 1 <= 0 ||
+            (size_t)(colon - at - 1) >= sizeof(out[0].host)) {
+            snprintf(err, err_len,
+                     "controller.quorum.voters: '%s' is not id@host:port (as Kafka's KRaft)", item);
+            return LM_E_CONFIG;
+        }
+        if (n >= cap) {
+            snprintf(err, err_len, "controller.quorum.voters: more than %zu voters", cap);
+            return LM_E_CONFIG;
+        }
+        for (size_t i = 0; i < n; i++) {
+            if (out[i].id == (int32_t)id) {
+                snprintf(err, err_len, "controller.quorum.voters: node %ld named twice", id);
+                return LM_E_CONFIG;
+            }
+        }
+        out[n].id = (int32_t)id;
+        size_t hl = (size_t)(colon - at - 1);
+        char *h = at + 1;
+        if (hl >= 2 && h[0] == '[' && h[hl - 1] == ']') { /* [v6] */
+            h++;
+            hl -= 2;
+        }
+        memcpy(out[n].host, h, hl);
+        out[n].host[hl] = 0;
+        out[n].port = (uint16_t)port;
+        n++;
+        p = end ? end + 1 : p + len;
+    }
+    return (int)n;
+}
+
+bool controller_configured(const struct broker_config *cfg)
+{
+    const char *v = broker_config_get(cfg, "controller.quorum.voters");
+    if (v == NULL)
+        return false;
+    while (*v == ' ')
+        v++;
+    return *v != 0;
+}
+
+static void endpoints_of(const struct broker_config *cfg, char *out, size_t cap)
+{
+    size_t used = 0;
+    out[0] = 0;
+    const struct broker_listener *ls = cfg->advertised_count > 0 ? cfg->advertised : cfg->listeners;
+    uint32_t n = cfg->advertised_count > 0 ? cfg->advertised_count : cfg->listeners_count;
+    for (uint32_t i = 0; i < n; i++) {
+        if (broker_config_is_controller_listener(cfg, ls[i].name))
+            continue;
+        int w = snprintf(out + used, cap - used, "%s%s://%s:%u", used ? "," : "", ls[i].name,
+                         ls[i].host, ls[i].port);
+        if (w < 0 || (size_t)w >= cap - used)
+            break;
+        used += (size_t)w;
+    }
+}
+
+int controller_create(const struct broker_config *cfg, struct lm_meta_store *store,
+                      struct controller **out)
+{
+    char err[256];
+    struct controller *c = calloc(1, sizeof(*c));
+    if (c == NULL)
+        return LM_E_NOMEM;
+    c->cfg = cfg;
+    c->store = store;
+    c->node_id = cfg->node_id;
+    c->leader = -1;
+    c->applied_next = 0;
+    int n = controller_parse_voters(broker_config_get(cfg, "controller.quorum.voters"), c->voters,
+                                    CONTROLLER_VOTERS_MAX, err, sizeof(err));
+    if (n <= 0) {
+        BLOG_ERROR("config: %s", n == 0 ? "controller.quorum.voters is empty" : err);
+        free(c);
+        return LM_E_CONFIG;
+    }
+    c->n_voters = (uint32_t)n;
+    bool voter = false;
+    for (uint32_t i = 0; i < c->n_voters; i++) {
+        if (c->voters[i].id == c->node_id) {
+            voter = true;
+            continue;
+        }
+        struct peer_slot *ps = &c->peers[c->n_peers++];
+        ps->id = c->voters[i].id;
+        snprintf(ps->host, sizeof(ps->host), "%s", c->voters[i].host);
+        ps->port = c->voters[i].port;
+        ps->backoff_ms = CTL_PEER_BACKOFF_MIN;
+    }
+    if (!voter) {
+        BLOG_ERROR("config: node.id=%d is not in controller.quorum.voters; nodes with "
+                   "process.roles=broker alone (observers of the controller) are not supported "
+                   "yet: list every node as a voter (1, 3 or 5 of them)",
+                   c->node_id);
+        free(c);
+        return LM_E_CONFIG;
+    }
+    if (snprintf(c->dir, sizeof(c->dir), "%s/__cluster_metadata-0", cfg->log_dirs[0]) >=
+        (int)sizeof(c->dir)) {
+        free(c);
+        return LM_E_CONFIG;
+    }
+    if (getrandom(&c->incarnation, sizeof(c->incarnation), 0) != sizeof(c->incarnation)) {
+        free(c);
+        return LM_E_IO;
+    }
+    const char *rack = broker_config_get(cfg, "broker.rack");
+    snprintf(c->rack, sizeof(c->rack), "%s", rack ? rack : "");
+    const char *st = broker_config_get(cfg, "broker.session.timeout.ms");
+    long sv = st ? strtol(st, NULL, 10) : 0;
+    c->session_ms = sv > 0 && sv < 3600000 ? (uint32_t)sv : CTL_SESSION_MS_DEFAULT;
+    int rc = lm_meta_store_set_cluster(store, c->node_id);
+    if (rc != 0) {
+        free(c);
+        return rc;
+    }
+    BLOG_INFO("cluster: node %d, controller voters %u, incarnation %016llx", c->node_id,
+              c->n_voters, (unsigned long long)c->incarnation);
+    *out = c;
+    return 0;
+}
+
+void controller_destroy(struct controller *c)
+{
+    if (c == NULL)
+        return;
+    LM_ASSERT(c->part == NULL);
+    free(c->live);
+    free(c);
+}
+
+int32_t controller_leader(const struct controller *c)
+{
+    return __atomic_load_n(&c->leader, __ATOMIC_ACQUIRE);
+}
+
+int32_t controller_node_id(const struct controller *c)
+{
+    return c->node_id;
+}
+
+/* ------------------------------------------------------------------ peers */
+
+static struct peer_slot *peer_slot(struct controller *c, int32_t id)
+{
+    for (uint32_t i = 0; i < c->n_peers; i++)
+        if (c->peers[i].id == id)
+            return &c->peers[i];
+    return NULL;
+}
+
+/* The open peer to node id, reopened after a failure with backoff; NULL for now. */
+static struct broker_peer *peer_get(struct controller *c, int32_t id)
+{
+    struct peer_slot *ps = peer_slot(c, id);
+    if (ps == NULL || c->stopping)
+        return NULL;
+    if (ps->peer != NULL && broker_peer_error(ps->peer) == 0)
+        return ps->peer;
+    uint64_t now = broker_now_ms();
+    if (ps->peer != NULL) {
+        broker_peer_close(ps->peer);
+        ps->peer = NULL;
+        ps->retry_at_ms = now + ps->backoff_ms;
+        ps->backoff_ms =
+            ps->backoff_ms * 2 > CTL_PEER_BACKOFF_MAX ? CTL_PEER_BACKOFF_MAX : ps->backoff_ms * 2;
+    }
+    if (now < ps->retry_at_ms)
+        return NULL;
+    struct broker_peer_opts o = {
+        .connect_timeout_ms = 2000,
+        .request_timeout_ms = CTL_SUBMIT_TIMEOUT_MS,
+        .inflight_max = 512,
+        .client_id = "laminar-controller",
+    };
+    if (broker_peer_open(c->shard, ps->host, ps->port, &o, &ps->peer) != 0) {
+        ps->peer = NULL;
+        ps->retry_at_ms = now + ps->backoff_ms;
+        return NULL;
+    }
+    return ps->peer;
+}
+
+static struct ctl_call *call_new(struct controller *c, uint8_t kind, size_t payload)
+{
+    struct ctl_call *k = malloc(sizeof(*k) + 1 + payload);
+    if (k == NULL)
+        return NULL;
+    memset(k, 0, sizeof(*k));
+    k->c = c;
+    k->len = 1 + payload;
+    k->buf[0] = kind;
+    k->part.mem = k->buf;
+    k->part.fd = -1;
+    k->part.len = k->len;
+    k->call.api_key = CONTROLLER_API_KEY;
+    k->call.api_version = 0;
+    k->call.flexible = false;
+    k->call.parts = &k->part;
+    k->call.nparts = 1;
+    k->call.arg = k;
+    return k;
+}
+
+static void call_free_done(struct broker_shard *s, struct broker_call *call, int rc)
+{
+    (void)s;
+    (void)rc;
+    free(call->arg);
+}
+
+/* Sends k to node id (k freed whatever happens). Returns 0 or an LM_E_*. */
+static int call_send(struct controller *c, int32_t id, struct ctl_call *k)
+{
+    struct broker_peer *p = peer_get(c, id);
+    int rc = p ? broker_peer_send(p, &k->call) : LM_E_AGAIN;
+    if (rc != 0)
+        free(k);
+    return rc;
+}
+
+/* ------------------------------------------------------------------ partition shell */
+
+static void after_input(struct controller *c);
+
+static void fsync_done(struct broker_shard *s, struct broker_fsync *f, int rc)
+{
+    (void)s;
+    struct controller *c = f->arg;
+    if (rc != 0 && c->sync_rc == 0)
+        c->sync_rc = rc;
+    LM_ASSERT(c->sync_pending > 0);
+    if (--c->sync_pending > 0)
+        return;
+    c->sync_in_done = true;
+    partition_sync_done(c->part, c->sync_rc);
+    c->sync_in_done = false;
+    after_input(c);
+}
+
+static void env_sync(void *ctx, struct partition *p, const int *fds, const bool *full, uint32_t n)
+{
+    struct controller *c = ctx;
+    LM_ASSERT(c->sync_pending == 0 && n <= STORAGE_SYNC_FDS_MAX);
+    if (n == 0) {
+        partition_sync_done(p, 0);
+        return;
+    }
+    c->sync_rc = 0;
+    c->sync_pending = n;
+    for (uint32_t i = 0; i < n; i++)
+        broker_shard_fsync(c->shard, &c->fs[i], fds[i], !full[i], fsync_done, c);
+}
+
+static void env_send(void *ctx, struct partition *p, const struct raft_msg *m)
+{
+    (void)p;
+    struct controller *c = ctx;
+    int32_t to = nid(m->to);
+    size_t n = raft_wire_size(m);
+    struct ctl_call *k = call_new(c, KIND_RAFT, n);
+    if (k == NULL)
+        return; /* lost, as on a network: raft sends again */
+    int w = raft_wire_encode(m, k->buf + 1, n);
+    if (w < 0) {
+        free(k);
+        return;
+    }
+    k->call.done = call_free_done;
+    (void)call_send(c, to, k);
+}
+
+/* ------------------------------------------------------------------ submissions */
+
+static void sub_unlink(struct controller *c, struct controller_submit *sub)
+{
+    for (struct controller_submit **pp = &c->subs; *pp; pp = &(*pp)->next_) {
+        if (*pp == sub) {
+            *pp = sub->next_;
+            sub->next_ = NULL;
+            return;
+        }
+    }
+}
+
+/* Completes sub on shard 0: its xcall goes home (done runs on the submitting shard). */
+static bool is_remote(const struct controller_submit *sub);
+static void remote_sub_done(struct controller *c, struct controller_submit *sub);
+
+static void sub_finish(struct controller *c, struct controller_submit *sub, int rc)
+{
+    sub_unlink(c, sub);
+    sub->rc = rc;
+    if (is_remote(sub))
+        remote_sub_done(c, sub);
+    else
+        broker_xcall_return(c->shard, &sub->x_);
+}
+
+static void append_done(void *user, int err, const struct partition_append_info *info)
+{
+    struct controller_submit *sub = user;
+    if (sub->state_ != SUB_PROPOSED)
+        return;
+    if (err != 0 && sub->c_->stopping) {
+        sub_finish(sub->c_, sub, LM_E_CLOSED);
+        return;
+    }
+    if (err != 0) {
+        /* leadership lost before commit: try again through whoever leads now */
+        sub->state_ = SUB_PENDING;
+        sub->retry_at_ms_ = broker_now_ms() + CTL_RETRY_MS;
+        return;
+    }
+    sub->offset = info->last_offset;
+    sub->rc = 0;
+    sub->state_ = SUB_AWAIT_APPLY;
+}
+
+static int propose(struct controller *c, struct controller_submit *sub)
+{
+    struct kafka_batch_builder b;
+    kafka_batch_builder_init(&b, 0, (int64_t)broker_now_ms());
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    int rc = kafka_batch_builder_append(&b, (int64_t)broker_now_ms(), NULL, -1, sub->rec,
+                                        (int32_t)sub->len, NULL, 0);
+    if (rc == 0)
+        rc = kafka_batch_builder_finish(&b, KAFKA_CODEC_NONE, &buf, &len);
+    kafka_batch_builder_deinit(&b);
+    if (rc != 0)
+        return rc;
+    sub->state_ = SUB_PROPOSED;
+    rc = partition_append(c->part, PARTITION_ORIGIN_COORDINATOR, buf, len, -1, append_done, sub);
+    free(buf);
+    if (rc != 0 && sub->state_ == SUB_PROPOSED)
+        sub->state_ = SUB_PENDING;
+    return rc;
+}
+
+static void forward_done(struct broker_shard *s, struct broker_call *call, int rc)
+{
+    (void)s;
+    struct ctl_call *k = call->arg;
+    struct controller_submit *sub = k->sub;
+    if (sub != NULL) {
+        struct controller *c = k->c;
+        sub->call_ = NULL;
+        if (rc == 0 && call->resp_len >= 13 && call->resp[0] == SUBMIT_APPLIED) {
+            sub->rc = (int32_t)lm_get_be32(call->resp + 1);
+            sub->offset = (int64_t)lm_get_be64(call->resp + 5);
+            sub->state_ = SUB_AWAIT_APPLY; /* read-your-writes: done once applied here too */
+        } else {
+            sub->state_ = SUB_PENDING;
+            sub->retry_at_ms_ = broker_now_ms() + CTL_RETRY_MS;
+        }
+        after_input(c);
+    }
+    free(k);
+}
+
+static void forward(struct controller *c, struct controller_submit *sub, int32_t leader)
+{
+    struct ctl_call *k = call_new(c, KIND_SUBMIT, sub->len);
+    if (k == NULL) {
+        sub->retry_at_ms_ = broker_now_ms() + CTL_RETRY_MS;
+        return;
+    }
+    memcpy(k->buf + 1, sub->rec, sub->len);
+    k->sub = sub;
+    k->call.done = forward_done;
+    sub->state_ = SUB_FORWARDED;
+    sub->call_ = k;
+    if (call_send(c, leader, k) != 0) {
+        sub->call_ = NULL;
+        sub->state_ = SUB_PENDING;
+        sub->retry_at_ms_ = broker_now_ms() + CTL_RETRY_MS;
+    }
+}
+
+/* Moves every pending submission on: proposed here, forwarded, or timed out. */
+static void subs_kick(struct controller *c)
+{
+    uint64_t now = broker_now_ms();
+    int32_t leader = controller_leader(c);
+    struct controller_submit *sub = c->subs, *next;
+    for (; sub != NULL; sub = next) {
+        next = sub->next_;
+        if (sub->state_ == SUB_AWAIT_APPLY) {
+            if (c->applied_next > sub->offset)
+                sub_finish(c, sub, sub->rc);
+            continue;
+        }
+        if (sub->state_ != SUB_PENDING)
+            continue;
+        if (now >= sub->deadline_ms_ || c->stopping) {
+            sub_finish(c, sub, c->stopping ? LM_E_CLOSED : LM_E_TIMEOUT);
+            continue;
+        }
+        if (now < sub->retry_at_ms_)
+            continue;
+        if (leader == c->node_id && partition_is_leader(c->part)) {
+            int rc = propose(c, sub);
+            if (rc != 0 && rc != LM_E_STATE && rc != LM_E_AGAIN && rc != LM_E_FULL)
+                sub_finish(c, sub, rc);
+            else if (rc != 0)
+                sub->retry_at_ms_ = now + CTL_RETRY_MS;
+        } else if (is_remote(sub)) {
+            /* a node forwarded it to us as the leader and we are not (any more): it asks
+             * again where the leader is now */
+            sub_finish(c, sub, LM_E_STATE);
+        } else if (leader >= 0 && leader != c->node_id) {
+            forward(c, sub, leader);
+        }
+    }
+}
+
+static void sub_add(struct controller *c, struct controller_submit *sub)
+{
+    uint64_t now = broker_now_ms();
+    sub->c_ = c;
+    sub->state_ = SUB_PENDING;
+    sub->rc = 0;
+    sub->offset = -1;
+    sub->call_ = NULL;
+    sub->deadline_ms_ = now + (sub->timeout_ms ? sub->timeout_ms : CTL_SUBMIT_TIMEOUT_MS);
+    sub->retry_at_ms_ = 0;
+    sub->next_ = c->subs;
+    c->subs = sub;
+}
+
+static void submit_run(struct broker_shard *target, struct broker_xcall *x)
+{
+    (void)target;
+    struct controller_submit *sub = x->arg;
+    struct controller *c = sub->c_;
+    if (c->part == NULL || c->stopping) {
+        sub->rc = LM_E_CLOSED;
+        broker_xcall_return(c->shard, x);
+        return;
+    }
+    sub_add(c, sub);
+    subs_kick(c);
+}
+
+static void submit_done(struct broker_shard *origin, struct broker_xcall *x)
+{
+    struct controller_submit *sub = x->arg;
+    sub->done(origin, sub);
+}
+
+void controller_submit(struct controller *c, struct broker_shard *s, struct controller_submit *sub)
+{
+    memset(&sub->x_, 0, sizeof(sub->x_));
+    sub->c_ = c;
+    sub->next_ = NULL;
+    sub->x_.run = submit_run;
+    sub->x_.done = submit_done;
+    sub->x_.arg = sub;
+    broker_shard_call(s, CONTROLLER_SHARD, &sub->x_);
+}
+
+/* ------------------------------------------------------------------ applying the log */
+
+static void apply_batch(struct controller *c, const uint8_t *buf, size_t len, int64_t base)
+{
+    struct kafka_batch_reader r;
+    int rc = kafka_batch_reader_open(&r, buf, len, LM_META_RECORD_BYTES_MAX * 4);
+    if (rc != 0) {
+        BLOG_ERROR("controller: batch at offset %lld unreadable (%s); skipped", (long long)base,
+                   lm_strerror(rc));
+        return;
+    }
+    if (r.header.attributes & 0x20) { /* control batch (LeaderChange) */
+        kafka_batch_reader_close(&r);
+        return;
+    }
+    struct kafka_record_iter it;
+    kafka_batch_reader_iter(&r, &it);
+    struct kafka_record rec;
+    while ((rc = kafka_record_iter_next(&it, &rec)) == 1) {
+        int64_t off = base + rec.offset_delta;
+        struct lm_meta_record m;
+        struct lm_config_entry *cfg = NULL;
+        int arc = rec.value_len > 0
+                      ? lm_meta_record_decode(rec.value, (size_t)rec.value_len, &m, &cfg)
+                      : LM_E_CORRUPT;
+        if (arc == 0) {
+            arc = lm_meta_store_apply(c->store, &m);
+            if (arc == 0 && m.type == LM_META_BROKER_REGISTER)
+                BLOG_INFO("controller: node %d registered (%s)", m.broker_id, m.endpoints);
+            else if (arc == 0 && m.type == LM_META_BROKER_FENCE)
+                BLOG_INFO("controller: node %d %s", m.broker_id,
+                          m.fenced ? "fenced (not heard from)" : "unfenced");
+            lm_meta_record_free(&m);
+        }
+        /* the verdict for the submissions that proposed this record (a forwarded one
+         * already has the leader's, which every node reaches the same way) */
+        for (struct controller_submit *s = c->subs; s != NULL; s = s->next_) {
+            if (s->state_ == SUB_AWAIT_APPLY && s->offset == off)
+                s->rc = arc;
+        }
+    }
+    kafka_batch_reader_close(&r);
+}
+
+static void apply_committed(struct controller *c)
+{
+    int64_t hw = partition_high_watermark(c->part);
+    while (c->applied_next < hw) {
+        struct storage_read_result res;
+        int rc = partition_read(c->part, c->applied_next, CTL_READ_BYTES, true, &res);
+        if (rc != 0 || res.bytes == 0 || res.first_offset < 0) {
+            if (rc == LM_E_OUT_OF_RANGE && c->applied_next < partition_log_start_offset(c->part)) {
+                c->applied_next = partition_log_start_offset(c->part);
+                continue;
+            }
+            if (rc == 0)
+                partition_read_release(c->part, &res);
+            return;
+        }
+        uint8_t *buf = malloc(res.bytes);
+        rc = buf ? storage_read_result_copy(&res, buf, res.bytes) : LM_E_NOMEM;
+        partition_read_release(c->part, &res);
+        if (rc != 0) {
+            free(buf);
+            BLOG_WARN_LIMITED("controller: reading the metadata log at %lld: %s",
+                              (long long)c->applied_next, lm_strerror(rc));
+            return;
+        }
+        size_t pos = 0;
+        while (pos + KAFKA_BATCH_HEADER_SIZE <= res.bytes) {
+            struct kafka_batch_header h;
+            if (kafka_batch_header_parse(buf + pos, res.bytes - pos, &h) != 0)
+                break;
+            size_t total = (size_t)h.batch_length + 12;
+            if (pos + total > res.bytes)
+                break;
+            int64_t last = h.base_offset + h.last_offset_delta;
+            if (last >= c->applied_next && h.base_offset < hw)
+                apply_batch(c, buf + pos, total, h.base_offset);
+            if (last + 1 > c->applied_next)
+                c->applied_next = last + 1;
+            pos += total;
+            if (c->applied_next >= hw)
+                break;
+        }
+        free(buf);
+        if (pos == 0)
+            return; /* nothing parsed: wait for the next input */
+    }
+}
+
+/* ------------------------------------------------------------------ liveness */
+
+static struct live *live_of(struct controller *c, int32_t id, uint64_t now)
+{
+    for (size_t i = 0; i < c->live_count; i++)
+        if (c->live[i].id == id)
+            return &c->live[i];
+    if (c->live_count == c->live_cap) {
+        size_t cap = c->live_cap ? c->live_cap * 2 : 8;
+        struct live *n = realloc(c->live, cap * sizeof(*n));
+        if (n == NULL)
+            return NULL;
+        c->live = n;
+        c->live_cap = cap;
+    }
+    struct live *l = &c->live[c->live_count++];
+    l->id = id;
+    l->last_seen_ms = now; /* a grace period from the first look */
+    l->fence_inflight = false;
+    return l;
+}
+
+struct fence_sub {
+    struct controller_submit sub;
+    struct controller *c;
+    int32_t id;
+    uint8_t buf[64];
+};
+
+static void fence_done(struct broker_shard *s, struct controller_submit *sub)
+{
+    (void)s;
+    struct fence_sub *f = sub->arg;
+    for (size_t i = 0; i < f->c->live_count; i++)
+        if (f->c->live[i].id == f->id)
+            f->c->live[i].fence_inflight = false;
+    free(f);
+}
+
+static void liveness_check(struct controller *c, uint64_t now)
+{
+    struct lm_meta_snapshot *snap = lm_meta_store_snapshot(c->store);
+    for (size_t i = 0; i < snap->state.broker_count; i++) {
+        const struct lm_meta_broker *b = &snap->state.brokers[i];
+        struct live *l = live_of(c, b->id, now);
+        if (l == NULL || l->fence_inflight)
+            continue;
+        if (b->id == c->node_id)
+            l->last_seen_ms = now;
+        bool alive = now - l->last_seen_ms <= c->session_ms;
+        if (alive != b->fenced)
+            continue; /* the image agrees */
+        struct fence_sub *f = calloc(1, sizeof(*f));
+        if (f == NULL)
+            break;
+        struct lm_meta_record r = {.type = LM_META_BROKER_FENCE,
+                                   .broker_id = b->id,
+                                   .incarnation = b->incarnation,
+                                   .fenced = !alive};
+        int n = lm_meta_record_encode(&r, f->buf, sizeof(f->buf));
+        LM_ASSERT(n > 0);
+        f->c = c;
+        f->id = b->id;
+        f->sub.rec = f->buf;
+        f->sub.len = (size_t)n;
+        f->sub.timeout_ms = 5000;
+        f->sub.done = fence_done;
+        f->sub.arg = f;
+        l->fence_inflight = true;
+        controller_submit(c, c->shard, &f->sub);
+    }
+    lm_meta_snapshot_release(snap);
+}
+
+static void heard_from(struct controller *c, int32_t id, uint64_t incarnation)
+{
+    (void)incarnation;
+    struct live *l = live_of(c, id, broker_now_ms());
+    if (l != NULL)
+        l->last_seen_ms = broker_now_ms();
+}
+
+/* ------------------------------------------------------------------ registration */
+
+static void reg_done(struct broker_shard *s, struct controller_submit *sub)
+{
+    (void)s;
+    struct controller *c = sub->arg;
+    c->reg_busy = false;
+    if (sub->rc != 0) {
+        BLOG_WARN_LIMITED("controller: registration of node %d not taken yet (%s); retrying",
+                          c->node_id, lm_strerror(sub->rc));
+        c->reg_retry_at_ms = broker_now_ms() + 500;
+    }
+}
+
+static void registration_check(struct controller *c, uint64_t now)
+{
+    if (c->reg_busy || now < c->reg_retry_at_ms || c->stopping)
+        return;
+    if (!(c->cfg->process_roles & BROKER_ROLE_BROKER) && c->cfg->process_roles != 0)
+        return; /* a controller-only node serves no clients: nothing to register */
+    struct lm_meta_snapshot *snap = lm_meta_store_snapshot(c->store);
+    const struct lm_meta_broker *b = lm_meta_state_broker(&snap->state, c->node_id);
+    bool current = b != NULL && b->incarnation == c->incarnation;
+    lm_meta_snapshot_release(snap);
+    if (current)
+        return;
+    struct lm_meta_record r = {.type = LM_META_BROKER_REGISTER,
+                               .broker_id = c->node_id,
+                               .incarnation = c->incarnation,
+                               .rack = c->rack,
+                               .endpoints = c->endpoints};
+    int n = lm_meta_record_encode(&r, c->reg_buf, sizeof(c->reg_buf));
+    if (n <= 0)
+        return;
+    memset(&c->reg, 0, sizeof(c->reg));
+    c->reg.rec = c->reg_buf;
+    c->reg.len = (size_t)n;
+    c->reg.done = reg_done;
+    c->reg.arg = c;
+    c->reg_busy = true;
+    controller_submit(c, c->shard, &c->reg);
+}
+
+static void heartbeat(struct controller *c, uint64_t now)
+{
+    if (now < c->hb_next_ms)
+        return;
+    c->hb_next_ms = now + CTL_BROKER_HB_MS;
+    int32_t leader = controller_leader(c);
+    if (leader < 0)
+        return;
+    if (leader == c->node_id) {
+        heard_from(c, c->node_id, c->incarnation);
+        return;
+    }
+    struct ctl_call *k = call_new(c, KIND_HEARTBEAT, 12);
+    if (k == NULL)
+        return;
+    lm_put_be32(k->buf + 1, (uint32_t)c->node_id);
+    lm_put_be64(k->buf + 5, c->incarnation);
+    k->call.done = call_free_done;
+    (void)call_send(c, leader, k);
+}
+
+/* ------------------------------------------------------------------ driving */
+
+static void after_input(struct controller *c)
+{
+    if (c->part == NULL)
+        return;
+    apply_committed(c);
+    int32_t leader = partition_is_leader(c->part) ? c->node_id : nid(partition_leader(c->part));
+    int32_t old = controller_leader(c);
+    if (leader != old) {
+        __atomic_store_n(&c->leader, leader, __ATOMIC_RELEASE);
+        BLOG_INFO("controller: leader is %s%d (term %d)", leader < 0 ? "unknown " : "node ", leader,
+                  partition_leader_epoch(c->part));
+    }
+    bool is_leader = leader == c->node_id;
+    if (is_leader && !c->was_leader) {
+        /* a new leader gives every broker a full session before fencing it */
+        uint64_t now = broker_now_ms();
+        for (size_t i = 0; i < c->live_count; i++) {
+            c->live[i].last_seen_ms = now;
+            c->live[i].fence_inflight = false;
+        }
+    }
+    c->was_leader = is_leader;
+    subs_kick(c);
+}
+
+static void on_tick(struct broker_shard *s, struct broker_timer *t)
+{
+    (void)s;
+    struct controller *c = t->arg;
+    c->tick_armed = false;
+    if (c->part == NULL || c->stopping)
+        return;
+    uint64_t now = broker_now_ms();
+    int rc = partition_tick(c->part, (int64_t)now);
+    if (rc != 0)
+        BLOG_WARN_LIMITED("controller: tick: %s", lm_strerror(rc));
+    after_input(c);
+    registration_check(c, now);
+    heartbeat(c, now);
+    if (controller_leader(c) == c->node_id)
+        liveness_check(c, now);
+    if (broker_timer_start(c->shard, &c->tick, CTL_TICK_MS, on_tick, c) == 0)
+        c->tick_armed = true;
+}
+
+int controller_shard_start(struct controller *c, struct broker_shard *s)
+{
+    c->shard = s;
+    endpoints_of(c->cfg, c->endpoints, sizeof(c->endpoints)); /* advertised: derived by now */
+    if (mkdir(c->dir, 0755) != 0 && errno != EEXIST) {
+        BLOG_ERROR("controller: cannot create %s: %s", c->dir, strerror(errno));
+        return LM_E_IO;
+    }
+    struct partition_config pc;
+    partition_config_default(&pc);
+    pc.dir = c->dir;
+    pc.node_id = rid(c->node_id);
+    pc.group = 0;
+    for (uint32_t i = 0; i < c->n_voters; i++)
+        pc.voters.voters[pc.voters.n_voters++] = rid(c->voters[i].id);
+    pc.internal_topic = true;
+    pc.tick_ms = CTL_TICK_MS;
+    pc.election_ticks = CTL_ELECTION_TICKS;
+    pc.heartbeat_ticks = CTL_HEARTBEAT_TICKS;
+    if (getrandom(&pc.rand_seed, sizeof(pc.rand_seed), 0) != sizeof(pc.rand_seed))
+        pc.rand_seed = c->incarnation;
+    struct partition_env env = {.ctx = c, .sync = env_sync, .send = env_send};
+    int rc = partition_open(&pc, &env, (int64_t)broker_now_ms(), &c->part);
+    if (rc != 0) {
+        BLOG_ERROR("controller: cannot open the metadata log in %s: %s", c->dir, lm_strerror(rc));
+        c->part = NULL;
+        return rc;
+    }
+    after_input(c); /* replays the committed log into the image */
+    BLOG_INFO("controller: metadata log open (%lld committed records applied)",
+              (long long)c->applied_next);
+    rc = broker_timer_start(s, &c->tick, CTL_TICK_MS, on_tick, c);
+    if (rc == 0)
+        c->tick_armed = true;
+    return rc;
+}
+
+void controller_shard_drain(struct controller *c)
+{
+    c->stopping = true;
+    struct controller_submit *sub = c->subs, *next;
+    for (; sub != NULL; sub = next) {
+        next = sub->next_;
+        if (sub->state_ == SUB_PROPOSED)
+            continue; /* completes with its append (commit, or the close's LM_E_CLOSED) */
+        if (sub->state_ == SUB_FORWARDED && sub->call_ != NULL)
+            ((struct ctl_call *)sub->call_)->sub = NULL;
+        sub_finish(c, sub, LM_E_CLOSED);
+    }
+}
+
+void controller_shard_stop(struct controller *c)
+{
+    if (c->shard == NULL)
+        return;
+    c->stopping = true;
+    if (c->tick_armed)
+        broker_timer_cancel(c->shard, &c->tick);
+    c->tick_armed = false;
+    for (uint32_t i = 0; i < c->n_peers; i++) {
+        if (c->peers[i].peer != NULL)
+            broker_peer_close(c->peers[i].peer);
+        c->peers[i].peer = NULL;
+    }
+    if (c->part != NULL) {
+        int rc = partition_close(c->part);
+        if (rc != 0)
+            BLOG_WARN("controller: closing the metadata log: %s", lm_strerror(rc));
+        c->part = NULL;
+    }
+}
+
+/* ------------------------------------------------------------------ internal requests */
+
+struct remote_op {
+    struct broker_xcall x;
+    struct broker_req *req;
+    struct controller *c;
+    struct controller_submit sub;
+    uint8_t resp[16];
+    size_t resp_len;
+};
+
+static bool is_remote(const struct controller_submit *sub)
+{
+    return sub->x_.run == NULL; /* remote ones complete through their remote_op */
+}
+
+static void remote_run(struct broker_shard *target, struct broker_xcall *x)
+{
+    (void)target;
+    struct remote_op *op = x->arg;
+    struct controller *c = op->c;
+    const uint8_t *body = op->req->body;
+    size_t len = op->req->body_len;
+    op->resp_len = 0;
+    if (c->part == NULL || c->stopping) {
+        broker_xcall_return(c->shard, x);
+        return;
+    }
+    switch (body[0]) {
+    case KIND_RAFT: {
+        struct raft_msg m;
+        size_t used = 0;
+        int rc = raft_wire_decode(body + 1, len - 1, &m, &used);
+        if (rc == 0 && m.group == 0 && m.to == rid(c->node_id)) {
+            rc = partition_step(c->part, &m);
+            if (rc != 0 && rc != LM_E_STATE)
+                BLOG_WARN_LIMITED("controller: raft step: %s", lm_strerror(rc));
+        } else if (rc != 0) {
+            BLOG_WARN_LIMITED("controller: undecodable raft message (%s)", lm_strerror(rc));
+        }
+        if (rc == 0 || used > 0)
+            raft_msg_deinit(&m);
+        after_input(c);
+        break;
+    }
+    case KIND_HEARTBEAT:
+        if (len >= 13)
+            heard_from(c, (int32_t)lm_get_be32(body + 1), lm_get_be64(body + 5));
+        break;
+    case KIND_SUBMIT:
+        if (controller_leader(c) != c->node_id || len < 2) {
+            op->resp[0] = SUBMIT_NOT_LEADER;
+            op->resp_len = 13;
+            break;
+        }
+        memset(&op->sub, 0, sizeof(op->sub));
+        op->sub.rec = body + 1;
+        op->sub.len = len - 1;
+        sub_add(c, &op->sub);
+        subs_kick(c);
+        return; /* answered by remote_sub_done */
+    default:
+        break;
+    }
+    broker_xcall_return(c->shard, x);
+}
+
+static void remote_sub_done(struct controller *c, struct controller_submit *sub)
+{
+    struct remote_op *op = (struct remote_op *)((char *)sub - offsetof(struct remote_op, sub));
+    if (sub->rc == LM_E_STATE && sub->offset < 0) {
+        op->resp[0] = SUBMIT_NOT_LEADER;
+    } else {
+        op->resp[0] = SUBMIT_APPLIED;
+        lm_put_be32(op->resp + 1, (uint32_t)sub->rc);
+        lm_put_be64(op->resp + 5, (uint64_t)sub->offset);
+    }
+    op->resp_len = 13;
+    broker_xcall_return(c->shard, &op->x);
+}
+
+static void remote_done(struct broker_shard *origin, struct broker_xcall *x)
+{
+    (void)origin;
+    struct remote_op *op = x->arg;
+    uint8_t *body = kafka_arena_alloc(&op->req->arena, op->resp_len ? op->resp_len : 1, 1);
+    if (body == NULL) {
+        broker_req_close_after(op->req);
+        broker_req_respond_none(op->req);
+        return;
+    }
+    memcpy(body, op->resp, op->resp_len);
+    broker_req_respond(op->req, body, op->resp_len ? op->resp_len : 1);
+}
+
+void controller_handle(struct controller *c, struct broker_req *req)
+{
+    if (c == NULL || req->api_version != 0 || req->body_len < 1 ||
+        req->body_len > (size_t)RAFT_WIRE_BYTES_MAX + 1) {
+        broker_req_close_after(req);
+        broker_req_respond_none(req);
+        return;
+    }
+    struct remote_op *op = kafka_arena_alloc(&req->arena, sizeof(*op), 16);
+    if (op == NULL) {
+        broker_req_close_after(req);
+        broker_req_respond_none(req);
+        return;
+    }
+    op->req = req;
+    op->c = c;
+    op->x.run = remote_run;
+    op->x.done = remote_done;
+    op->x.arg = op;
+    broker_shard_call(req->shard, CONTROLLER_SHARD, &op->x);
+}

@@ -1,0 +1,99 @@
+/* The controller: cluster metadata as one Raft group (group 0) over the nodes named by
+ * controller.quorum.voters (DESIGN.md §4), and every node's image of it.
+ *
+ * The group's log is a partition log (broker/partition/: the same Raft, storage and group
+ * commit as any partition) in <first log dir>/__cluster_metadata-0. Each batch holds one
+ * metadata record (broker/meta/meta_state.h); the committed log, applied in order by every
+ * node to its lm_meta_store (lm_meta_store_apply), is the cluster's metadata. The controller
+ * lives on shard 0 of each node:
+ *
+ * - Raft messages travel as internal requests (API key CONTROLLER_API_KEY, Kafka framing) over
+ *   the voters' CONTROLLER listeners; a received one is handed to shard 0.
+ * - controller_submit (any shard) proposes a record: at once on the leader, else forwarded to
+ *   the leader (KIP-590's role); done once the record is committed and applied on this node,
+ *   with the apply's verdict (a record that does not apply changes nothing anywhere).
+ * - Every node registers (BROKER_REGISTER: its advertised listeners, rack, a fresh
+ *   incarnation per start) and sends a heartbeat to the leader each second; the leader fences
+ *   a node not heard for broker.session.timeout.ms and unfences it when it is heard again
+ *   (KRaft's broker heartbeats), so Metadata lists live nodes only.
+ *
+ * Not yet: snapshots (the log is replayed from its start at open), process.roles=broker
+ * nodes (observers), SWIM liveness, authentication of internal requests. */
+#ifndef LAMINAR_BROKER_CLUSTER_CONTROLLER_H
+#define LAMINAR_BROKER_CLUSTER_CONTROLLER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "broker/config.h"
+#include "broker/meta/meta_store.h"
+#include "broker/runtime.h"
+
+/* laminar's internal API (never a Kafka key: Kafka's stay well below it), served on the
+ * controller listeners only. */
+#define CONTROLLER_API_KEY    127
+#define CONTROLLER_VOTERS_MAX 5
+#define CONTROLLER_SHARD      0u
+
+struct controller;
+
+struct controller_voter {
+    int32_t id;
+    char host[256];
+    uint16_t port;
+};
+
+/* Parses controller.quorum.voters ("1@h1:9093,2@h2:9093,..."). Returns the count (0 when the
+ * key is unset or empty: a single node), or LM_E_CONFIG with a message in err. */
+int controller_parse_voters(const char *v, struct controller_voter *out, size_t cap, char *err,
+                            size_t err_len);
+
+/* Creates the node's controller (before the runtime starts; nothing runs until
+ * controller_shard_start on shard 0). Switches store to cluster mode. Returns 0, LM_E_CONFIG
+ * (a message is logged) or LM_E_NOMEM. */
+int controller_create(const struct broker_config *cfg, struct lm_meta_store *store,
+                      struct controller **out);
+void controller_destroy(struct controller *c);
+/* True when cfg asks for a cluster (controller.quorum.voters set). */
+bool controller_configured(const struct broker_config *cfg);
+
+/* Shard 0's hooks. */
+int controller_shard_start(struct controller *c, struct broker_shard *s);
+/* Shutdown begins: submissions not yet proposed fail with LM_E_CLOSED. */
+void controller_shard_drain(struct controller *c);
+void controller_shard_stop(struct controller *c);
+
+/* Serves an internal request (the handler layer registers CONTROLLER_API_KEY on the
+ * controller listeners' tables and calls this with the node's controller). */
+void controller_handle(struct controller *c, struct broker_req *req);
+
+/* The current leader of the controller group as this node knows it, or -1. Any thread. */
+int32_t controller_leader(const struct controller *c);
+int32_t controller_node_id(const struct controller *c);
+
+/* A record for the controller. The caller owns the struct and rec until done runs on the
+ * calling shard. rc: 0 (committed and applied here), the apply's refusal (LM_E_EXISTS,
+ * LM_E_NOT_FOUND, LM_E_INVALID, LM_E_FULL, LM_E_STATE), LM_E_TIMEOUT (no leader took it within
+ * timeout_ms) or LM_E_CLOSED (shutting down). offset: where it was committed. */
+struct controller_submit {
+    const uint8_t *rec;
+    size_t len;
+    uint32_t timeout_ms; /* 0: 15000 */
+    void (*done)(struct broker_shard *s, struct controller_submit *sub);
+    void *arg;
+    int rc;
+    int64_t offset;
+    /* private */
+    struct broker_xcall x_;
+    struct controller *c_;
+    struct controller_submit *next_;
+    uint64_t deadline_ms_;
+    uint64_t retry_at_ms_;
+    int state_;
+    uint32_t leader_;
+    void *call_;
+};
+void controller_submit(struct controller *c, struct broker_shard *s, struct controller_submit *sub);
+
+#endif
