@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "broker/handlers/admin_core.h"
+#include "broker/handlers/handlers_internal.h"
 #include "common/lm_assert.h"
 #include "common/lm_err.h"
 #include "protocol/kafka_errors.h"
@@ -15,6 +16,49 @@ enum { ENDPOINT_BROKERS = 1, ENDPOINT_CONTROLLERS = 2 };
  * ALTER_CONFIGS 11, IDEMPOTENT_WRITE 12. */
 #define CLUSTER_OPERATIONS                                                                         \
     ((1 << 5) | (1 << 7) | (1 << 8) | (1 << 9) | (1 << 10) | (1 << 11) | (1 << 12))
+
+/* A cluster: every registered node (fenced ones marked, as KIP-700's is_fenced), each with
+ * its endpoint for the listener the request came in on. */
+static int describe_cluster_nodes(const struct admin_env *env,
+                                  struct kafka_describe_cluster_response *rs, struct kafka_arena *a)
+{
+    struct lm_meta_snapshot *snap = lm_meta_store_snapshot(env->meta);
+    const struct lm_meta_state *st = &snap->state;
+    int rc = 0;
+    rs->brokers = kafka_arena_alloc_array(a, st->broker_count ? st->broker_count : 1,
+                                          sizeof(*rs->brokers), 8);
+    if (rs->brokers == NULL)
+        rc = LM_E_NOMEM;
+    int32_t n = 0;
+    for (size_t i = 0; rc == 0 && i < st->broker_count; i++) {
+        const struct lm_meta_broker *b = &st->brokers[i];
+        char host[256];
+        uint16_t port;
+        if (!hs_broker_endpoint(b, env->advertised ? env->advertised->name : NULL, host,
+                                sizeof(host), &port))
+            continue;
+        char *h = kafka_arena_alloc(a, strlen(host) + 1, 1);
+        char *r = kafka_arena_alloc(a, strlen(b->rack) + 1, 1);
+        if (h == NULL || r == NULL) {
+            rc = LM_E_NOMEM;
+            break;
+        }
+        strcpy(h, host);
+        strcpy(r, b->rack);
+        rs->brokers[n++] = (struct kafka_describe_cluster_response_describe_cluster_broker){
+            .broker_id = b->id,
+            .host = admin_kstr(h),
+            .port = port,
+            .rack = b->rack[0] ? admin_kstr(r) : KAFKA_STR_NULL,
+            .is_fenced = b->fenced,
+        };
+    }
+    rs->brokers_count = n;
+    if (env->controller_id >= 0)
+        rs->controller_id = env->controller_id;
+    lm_meta_snapshot_release(snap);
+    return rc;
+}
 
 int admin_describe_cluster(const struct admin_env *env, int16_t version,
                            const struct kafka_describe_cluster_request *rq,
@@ -44,6 +88,8 @@ int admin_describe_cluster(const struct admin_env *env, int16_t version,
                              "wanted an endpoint of type CONTROLLER");
         return admin_fmt(a, &rs->error_message, "Unsupported endpoint type %d", rq->endpoint_type);
     }
+    if (env->defer != NULL)
+        return describe_cluster_nodes(env, rs, a);
     rs->brokers = kafka_arena_alloc_array(a, 1, sizeof(*rs->brokers), 8);
     if (rs->brokers == NULL)
         return LM_E_NOMEM;

@@ -569,7 +569,7 @@ static int override_commit(const struct admin_env *env, const char *topic,
         return 0;
     struct lm_meta_record r = {
         .type = LM_META_TOPIC_CONFIGS, .topic = topic, .configs = s->e, .config_count = s->count};
-    int rc = lm_meta_store_commit(env->meta, &r);
+    int rc = admin_commit(env, &r, ADMIN_COMMIT_CONFIGS, a, code, msg);
     if (rc == LM_E_NOT_FOUND)
         return SET_ERR(a, *code, *msg, KAFKA_UNKNOWN_TOPIC_OR_PARTITION,
                        "The topic '%s' does not exist.", topic);

@@ -87,7 +87,44 @@ struct admin_env {
     /* The endpoint of the listener the request came in on (what DescribeCluster lists for this
      * node); NULL means the first advertised listener. */
     const struct broker_listener *advertised;
+    /* A cluster: changes are queued here by admin_commit and sent to the controller once the
+     * core has run; their outcomes are written into the response before it is encoded. NULL
+     * on a single node (admin_commit commits at once). */
+    struct admin_defer *defer;
+    /* A cluster: the controller leader's id (DescribeCluster), else -1. */
+    int32_t controller_id;
 };
+
+/* What a queued change's refusal means to the client (its Kafka error). */
+enum admin_commit_kind {
+    ADMIN_COMMIT_TOPIC = 0,  /* CreateTopics, DeleteTopics */
+    ADMIN_COMMIT_CONFIGS,    /* AlterConfigs, IncrementalAlterConfigs */
+    ADMIN_COMMIT_PARTITIONS, /* CreatePartitions */
+};
+
+struct admin_defer_item {
+    struct admin_defer_item *next;
+    uint8_t *rec; /* the encoded record, in the arena */
+    size_t len;
+    enum admin_commit_kind kind;
+    const char *topic;
+    int16_t *code; /* where the outcome goes */
+    struct kafka_str *msg;
+    void *sub; /* the controller submission (admin_register.c) */
+};
+
+struct admin_defer {
+    struct admin_defer_item *head, *tail;
+    uint32_t count;
+};
+
+/* Commits r: at once on a single node (returns lm_meta_store_commit's result), or queued
+ * for the controller in a cluster (returns 0; a refusal later sets *code and *msg). A
+ * TOPIC_CREATE or PARTITIONS_SET without replicas gets an assignment over the live nodes
+ * (LM_E_AGAIN when none is registered). */
+int admin_commit(const struct admin_env *env, const struct lm_meta_record *r,
+                 enum admin_commit_kind kind, struct kafka_arena *a, int16_t *code,
+                 struct kafka_str *msg);
 
 /* The cores: fill rs (initialised by the caller with kafka_<api>_response_init) for request rq
  * of the given version. Return 0, or LM_E_NOMEM when the arena is exhausted (the response is

@@ -3,8 +3,11 @@
  * the request's arena and send it. Everything completes synchronously on the calling shard:
  * a metadata commit is one append + fdatasync of the metadata log, which is acceptable for
  * admin requests (not on the data path). */
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
+#include "broker/cluster/controller.h"
 #include "broker/handlers/admin_core.h"
 #include "broker/handlers/handlers.h"
 #include "broker/handlers/handlers_internal.h"
@@ -28,6 +31,149 @@ static int32_t admin_partition_epoch(const void *node, const uint8_t topic_id[16
                                      int32_t partition)
 {
     return h_partition_epoch(node, topic_id, partition);
+}
+
+int admin_commit(const struct admin_env *env, const struct lm_meta_record *r,
+                 enum admin_commit_kind kind, struct kafka_arena *a, int16_t *code,
+                 struct kafka_str *msg)
+{
+    if (env->defer == NULL)
+        return lm_meta_store_commit(env->meta, r);
+    struct lm_meta_record rr = *r;
+    int32_t *ids = NULL;
+    int rc = 0;
+    if ((r->type == LM_META_TOPIC_CREATE || r->type == LM_META_PARTITIONS_SET) &&
+        r->replicas == NULL) {
+        struct lm_meta_snapshot *snap = lm_meta_store_snapshot(env->meta);
+        int32_t first = 0, n = r->partition_count;
+        if (r->type == LM_META_PARTITIONS_SET) {
+            const struct lm_meta_topic *t = lm_meta_state_find(&snap->state, r->topic);
+            first = t != NULL ? t->partition_count : 0;
+            n = r->partition_count - first;
+            rc = t == NULL ? LM_E_NOT_FOUND : n <= 0 ? LM_E_INVALID : 0;
+        }
+        if (rc == 0)
+            rc = hs_assign(&snap->state, first, n, 1, &ids);
+        lm_meta_snapshot_release(snap);
+        rr.replicas = ids;
+        rr.replication_factor = 1;
+        rr.replicas_partitions = n;
+    }
+    struct admin_defer_item *it = NULL;
+    if (rc == 0) {
+        size_t len = lm_meta_record_size(&rr);
+        it = kafka_arena_alloc(a, sizeof(*it), 16);
+        uint8_t *buf = len <= LM_META_RECORD_BYTES_MAX ? kafka_arena_alloc(a, len, 8) : NULL;
+        rc = it == NULL || buf == NULL ? LM_E_NOMEM : lm_meta_record_encode(&rr, buf, len);
+        if (rc > 0) {
+            *it = (struct admin_defer_item){.rec = buf,
+                                            .len = (size_t)rc,
+                                            .kind = kind,
+                                            .topic = r->topic,
+                                            .code = code,
+                                            .msg = msg};
+            rc = 0;
+        }
+    }
+    free(ids);
+    if (rc != 0)
+        return rc;
+    struct admin_defer *d = env->defer;
+    if (d->tail != NULL)
+        d->tail->next = it;
+    else
+        d->head = it;
+    d->tail = it;
+    d->count++;
+    return 0;
+}
+
+/* The Kafka error for a change the controller refused or did not take. */
+static void defer_outcome(struct kafka_arena *a, const struct admin_defer_item *it, int rc)
+{
+    const char *t = it->topic ? it->topic : "?";
+    int16_t code;
+    const char *what;
+    switch (rc) {
+    case LM_E_EXISTS:
+        code = KAFKA_TOPIC_ALREADY_EXISTS;
+        what = "already exists";
+        break;
+    case LM_E_NOT_FOUND:
+        code = KAFKA_UNKNOWN_TOPIC_OR_PARTITION;
+        what = "does not exist";
+        break;
+    case LM_E_INVALID:
+        code = it->kind == ADMIN_COMMIT_CONFIGS      ? KAFKA_INVALID_CONFIG
+               : it->kind == ADMIN_COMMIT_PARTITIONS ? KAFKA_INVALID_PARTITIONS
+                                                     : KAFKA_INVALID_REQUEST;
+        what = "was refused by the controller as invalid";
+        break;
+    case LM_E_FULL:
+        code = KAFKA_POLICY_VIOLATION;
+        what = "would exceed a limit";
+        break;
+    case LM_E_TIMEOUT:
+        code = KAFKA_REQUEST_TIMED_OUT;
+        what = "was not committed by the controller in time (no controller leader?)";
+        break;
+    default:
+        code = KAFKA_NOT_CONTROLLER;
+        what = "could not reach the controller";
+        break;
+    }
+    *it->code = code;
+    char *m = kafka_arena_alloc(a, 320, 1);
+    if (m != NULL) {
+        int n = snprintf(m, 320, "Topic '%s': the change %s (%s).", t, what, lm_strerror(rc));
+        *it->msg = (struct kafka_str){m, n < 0 ? 0 : n >= 320 ? 319 : n};
+    }
+}
+
+struct admin_pending {
+    struct broker_req *req;
+    const struct kafka_api_info *api;
+    void *rs;
+    uint32_t left;
+};
+
+static void admin_respond(struct broker_req *req, const struct kafka_api_info *api, void *rs);
+
+static void admin_sub_done(struct broker_shard *s, struct controller_submit *sub)
+{
+    (void)s;
+    struct admin_defer_item *it = sub->arg;
+    struct admin_pending *pd = (struct admin_pending *)it->sub;
+    if (sub->rc != 0) {
+        defer_outcome(&pd->req->arena, it, sub->rc);
+        BLOG_INFO("admin: controller refused a change to topic %s: %s", it->topic ? it->topic : "?",
+                  lm_strerror(sub->rc));
+    }
+    if (--pd->left == 0)
+        admin_respond(pd->req, pd->api, pd->rs);
+}
+
+/* Sends the queued changes to the controller; the response leaves when all have answered. */
+static int admin_submit_deferred(struct broker_req *req, const struct kafka_api_info *api, void *rs,
+                                 struct admin_defer *d)
+{
+    struct admin_pending *pd = kafka_arena_alloc(&req->arena, sizeof(*pd), 16);
+    struct controller_submit *subs =
+        kafka_arena_alloc_array(&req->arena, d->count, sizeof(*subs), 16);
+    if (pd == NULL || subs == NULL)
+        return LM_E_NOMEM;
+    *pd = (struct admin_pending){.req = req, .api = api, .rs = rs, .left = d->count};
+    uint32_t i = 0;
+    for (struct admin_defer_item *it = d->head; it != NULL; it = it->next, i++) {
+        it->sub = pd;
+        subs[i] = (struct controller_submit){
+            .rec = it->rec, .len = it->len, .done = admin_sub_done, .arg = it};
+    }
+    i = 0;
+    struct controller *ctl = h_node(req)->ctl;
+    for (struct admin_defer_item *it = d->head; it != NULL; it = it->next, i++)
+        controller_submit(ctl, req->shard, &subs[i]);
+    return 0;
 }
 
 /* The decoded request, the response structs and strings, and the encoded response all live in
@@ -59,6 +205,7 @@ static void admin_serve(struct broker_req *req, int16_t min_version, int16_t max
         admin_fail(req, "malformed request", rc);
         return;
     }
+    struct admin_defer defer = {0};
     struct admin_env env = {
         .meta = node->meta,
         .cfg = node->cfg,
@@ -66,6 +213,8 @@ static void admin_serve(struct broker_req *req, int16_t min_version, int16_t max
         .leader_epoch = admin_partition_epoch,
         .epoch_ctx = node,
         .advertised = broker_req_advertised(req),
+        .defer = node->ctl != NULL ? &defer : NULL,
+        .controller_id = node->ctl != NULL ? controller_leader(node->ctl) : -1,
     };
     rc = core(&env, req->api_version, rq, rs, ka);
     if (rc != 0) {
@@ -75,6 +224,19 @@ static void admin_serve(struct broker_req *req, int16_t min_version, int16_t max
                    rc);
         return;
     }
+    if (defer.count > 0) {
+        rc = admin_submit_deferred(req, api, rs, &defer);
+        if (rc != 0)
+            admin_fail(req, "out of memory queueing changes", rc);
+        return;
+    }
+    admin_respond(req, api, rs);
+}
+
+static void admin_respond(struct broker_req *req, const struct kafka_api_info *api, void *rs)
+{
+    struct kafka_arena *ka = &req->arena;
+    int rc;
     size_t size = api->response.size(req->api_version, rs);
     uint8_t *buf = kafka_arena_alloc(ka, size > 0 ? size : 1, 16);
     if (buf == NULL) {

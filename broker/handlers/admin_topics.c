@@ -103,7 +103,28 @@ struct create_plan {
     int16_t replication;
     struct lm_config_entry *configs;
     size_t config_count;
+    int32_t *assign; /* a cluster's manual assignment (partitions x replication), or NULL */
 };
+
+/* A cluster's registered, unfenced node (manual assignments may name only those). */
+static bool cluster_node_live(const struct admin_env *env, int32_t id)
+{
+    struct lm_meta_snapshot *snap = lm_meta_store_snapshot(env->meta);
+    const struct lm_meta_broker *b = lm_meta_state_broker(&snap->state, id);
+    bool live = b != NULL && !b->fenced;
+    lm_meta_snapshot_release(snap);
+    return live;
+}
+
+static int32_t cluster_live_count(const struct admin_env *env)
+{
+    struct lm_meta_snapshot *snap = lm_meta_store_snapshot(env->meta);
+    int32_t n = 0;
+    for (size_t i = 0; i < snap->state.broker_count; i++)
+        n += !snap->state.brokers[i].fenced;
+    lm_meta_snapshot_release(snap);
+    return n;
+}
 
 /* The configs a created topic reports in CreateTopics v5+ (KIP-525): every topic config with
  * its effective value and source, as DescribeConfigs would show it. */
@@ -158,6 +179,11 @@ static int create_check_layout(const struct admin_env *env,
         if (seen == NULL)
             return LM_E_NOMEM;
         int32_t replicas = -1;
+        if (env->defer != NULL) {
+            p->assign = kafka_arena_alloc_array(a, (size_t)n, sizeof(int32_t), 4);
+            if (p->assign == NULL)
+                return LM_E_NOMEM;
+        }
         for (int32_t i = 0; i < n; i++) {
             const struct kafka_create_topics_request_creatable_replica_assignment *as =
                 &t->assignments[i];
@@ -173,7 +199,23 @@ static int create_check_layout(const struct admin_env *env,
                                KAFKA_INVALID_REPLICA_ASSIGNMENT,
                                "The manual partition assignment of partition %d is empty.",
                                as->partition_index);
-            for (int32_t k = 0; k < as->broker_ids_count; k++) {
+            for (int32_t k = 0; env->defer != NULL && k < as->broker_ids_count; k++) {
+                if (!cluster_node_live(env, as->broker_ids[k]))
+                    return SET_ERR(a, res->error_code, res->error_message,
+                                   KAFKA_INVALID_REPLICA_ASSIGNMENT,
+                                   "The manual partition assignment includes broker %d, but no "
+                                   "such broker is registered and alive.",
+                                   as->broker_ids[k]);
+                if (k > 0)
+                    return SET_ERR(a, res->error_code, res->error_message,
+                                   KAFKA_INVALID_REPLICATION_FACTOR,
+                                   "The manual assignment of partition %d has %d replicas: "
+                                   "laminar does not replicate partitions yet (replication "
+                                   "factor 1 only).",
+                                   as->partition_index, as->broker_ids_count);
+                p->assign[as->partition_index] = as->broker_ids[0];
+            }
+            for (int32_t k = 0; env->defer == NULL && k < as->broker_ids_count; k++) {
                 if (as->broker_ids[k] != node)
                     return SET_ERR(a, res->error_code, res->error_message,
                                    KAFKA_INVALID_REPLICA_ASSIGNMENT,
@@ -219,6 +261,17 @@ static int create_check_layout(const struct admin_env *env,
         return SET_ERR(a, res->error_code, res->error_message, KAFKA_INVALID_REPLICATION_FACTOR,
                        "Replication factor must be larger than 0, or -1 to use the default "
                        "value.");
+    if (env->defer != NULL && rf > cluster_live_count(env))
+        return SET_ERR(a, res->error_code, res->error_message, KAFKA_INVALID_REPLICATION_FACTOR,
+                       "Unable to replicate the partition %d time(s): The target replication "
+                       "factor of %d cannot be reached because only %d broker(s) are "
+                       "registered.",
+                       rf, rf, cluster_live_count(env));
+    if (env->defer != NULL && rf > 1)
+        return SET_ERR(a, res->error_code, res->error_message, KAFKA_INVALID_REPLICATION_FACTOR,
+                       "Replication factor %d: laminar does not replicate partitions yet "
+                       "(replication factor 1 only).",
+                       rf);
     if (rf > 1)
         return SET_ERR(a, res->error_code, res->error_message, KAFKA_INVALID_REPLICATION_FACTOR,
                        "Unable to replicate the partition %d time(s): The target replication "
@@ -335,9 +388,12 @@ static int create_one(const struct admin_env *env, int16_t version, bool validat
             .configs = p.configs,
             .config_count = p.config_count,
         };
+        r.replicas = p.assign;
+        r.replication_factor = p.assign != NULL ? p.replication : 0;
         rc = lm_meta_new_topic_id(r.topic_id);
         if (rc == 0)
-            rc = lm_meta_store_commit(env->meta, &r);
+            rc =
+                admin_commit(env, &r, ADMIN_COMMIT_TOPIC, a, &res->error_code, &res->error_message);
         if (rc != 0)
             return commit_error(a, rc, p.name, &res->error_code, &res->error_message);
         memcpy(res->topic_id.b, r.topic_id, 16);
@@ -406,7 +462,7 @@ static int delete_one(const struct admin_env *env, const char *name, struct kafk
         return SET_ERR(a, res->error_code, res->error_message, KAFKA_INVALID_REQUEST,
                        "Internal topic %s cannot be deleted.", name);
     struct lm_meta_record r = {.type = LM_META_TOPIC_DELETE, .topic = name};
-    int rc = lm_meta_store_commit(env->meta, &r);
+    int rc = admin_commit(env, &r, ADMIN_COMMIT_TOPIC, a, &res->error_code, &res->error_message);
     if (rc != 0)
         return commit_error(a, rc, name, &res->error_code, &res->error_message);
     BLOG_INFO("admin: deleted topic %s", name);
@@ -562,7 +618,15 @@ static int partitions_one(const struct admin_env *env, bool validate_only,
             const struct kafka_create_partitions_request_create_partitions_assignment *as =
                 &t->assignments[i];
             /* Every partition of a single-node topic has exactly one replica: this node. */
-            if (as->broker_ids_count != 1 || as->broker_ids[0] != env->cfg->node_id)
+            if (env->defer != NULL &&
+                (as->broker_ids_count != 1 || !cluster_node_live(env, as->broker_ids[0])))
+                return SET_ERR(a, res->error_code, res->error_message,
+                               KAFKA_INVALID_REPLICA_ASSIGNMENT,
+                               "The assignment of new partition %d must name one registered, "
+                               "live broker (replication factor 1).",
+                               current + i);
+            if (env->defer == NULL &&
+                (as->broker_ids_count != 1 || as->broker_ids[0] != env->cfg->node_id))
                 return SET_ERR(a, res->error_code, res->error_message,
                                KAFKA_INVALID_REPLICA_ASSIGNMENT,
                                "The assignment of new partition %d must name exactly the one "
@@ -580,7 +644,17 @@ static int partitions_one(const struct admin_env *env, bool validate_only,
         return 0;
     struct lm_meta_record r = {
         .type = LM_META_PARTITIONS_SET, .topic = name, .partition_count = t->count};
-    rc = lm_meta_store_commit(env->meta, &r);
+    if (env->defer != NULL && t->assignments_count > 0) {
+        int32_t *ids = kafka_arena_alloc_array(a, (size_t)t->assignments_count, sizeof(int32_t), 4);
+        if (ids == NULL)
+            return LM_E_NOMEM;
+        for (int32_t i = 0; i < t->assignments_count; i++)
+            ids[i] = t->assignments[i].broker_ids[0];
+        r.replicas = ids;
+        r.replication_factor = 1;
+        r.replicas_partitions = t->assignments_count;
+    }
+    rc = admin_commit(env, &r, ADMIN_COMMIT_PARTITIONS, a, &res->error_code, &res->error_message);
     if (rc == LM_E_INVALID)
         return SET_ERR(a, res->error_code, res->error_message, KAFKA_INVALID_PARTITIONS,
                        "The partition count of topic %s changed concurrently; %d is not an "
