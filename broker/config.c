@@ -87,6 +87,11 @@ static const struct key_spec g_keys[] = {
     {"controller.listener.names", K_RAW, 0, 0, 0},
     {"inter.broker.listener.name", K_RAW, 0, 0, 0},
     {"process.roles", K_RAW, 0, 0, 0},
+    /* The cluster (broker/cluster/controller.c). */
+    {"controller.quorum.voters", K_RAW, 0, 0, 0},
+    {"broker.session.timeout.ms", K_RAW, 0, 0, 0},
+    {"broker.rack", K_RAW, 0, 0, 0},
+    {"cluster.id", K_RAW, 0, 0, 0},
 };
 #undef OFF
 

@@ -7,9 +7,12 @@
  *   DescribeGroups 0-6, ListGroups 0-5, DeleteGroups 0-2, OffsetDelete 0.
  * Version mapping follows the wiring notes of broker/group/group.h. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "broker/handlers/group_api.h"
+#include "broker/handlers/group_internal.h"
+#include "broker/group/group_records.h"
 #include "broker/log.h"
 #include "broker/shard_internal.h" /* the connection's peer address (JoinGroup client host) */
 #include "common/lm_assert.h"
@@ -135,6 +138,60 @@ int group_api_call(struct lm_group_coord *c, struct gop *op, int64_t now_ms)
 
 /* ---- FindCoordinator (0-6) ------------------------------------------------------------------ */
 
+/* A cluster: the group's coordinator is the node leading its __consumer_offsets partition
+ * (Kafka's GroupCoordinator placement). The topic is created through the controller on the
+ * first lookup, as Kafka does; meanwhile, and while the leader is fenced,
+ * COORDINATOR_NOT_AVAILABLE (clients retry). */
+struct coord_answer {
+    int32_t node;
+    struct kafka_str host;
+    int32_t port;
+    int16_t err;
+};
+
+static struct coord_answer cluster_coordinator(struct broker_req *req, struct kafka_str key)
+{
+    struct hshard *hs = hs_of(req->shard);
+    struct coord_answer a = {-1, {"", 0}, -1, KAFKA_COORDINATOR_NOT_AVAILABLE};
+    hs_refresh(hs);
+    const struct lm_meta_state *st = &hs->snap->state;
+    const struct lm_meta_topic *t = lm_meta_state_find(st, GROUP_OFFSETS_TOPIC);
+    if (t == NULL) {
+        struct lm_meta_record r;
+        int32_t *ids = NULL;
+        int rc = group_offsets_topic_record(hs->node, &r);
+        if (rc == 0)
+            rc = hs_assign(st, 0, r.partition_count, 1, &ids);
+        if (rc == 0) {
+            r.replicas = ids;
+            r.replication_factor = 1;
+            rc = hs_submit_detached(hs, &r);
+        }
+        free(ids);
+        if (rc != 0 && rc != LM_E_AGAIN)
+            BLOG_WARN_LIMITED("cannot create %s: %s", GROUP_OFFSETS_TOPIC, lm_strerror(rc));
+        return a;
+    }
+    if (key.len < 0)
+        key = (struct kafka_str){"", 0};
+    int32_t p = lm_gr_partition_for(key, hs->node->group_cfg.offsets_topic_partitions);
+    int32_t leader = hs_partition_leader(st, t, p, hs->node->cfg->node_id);
+    const struct lm_meta_broker *b = leader >= 0 ? lm_meta_state_broker(st, leader) : NULL;
+    char host[256];
+    uint16_t port;
+    const char *lname = hs->node->cfg->listeners[req->listener].name;
+    if (b == NULL || !hs_broker_endpoint(b, lname, host, sizeof(host), &port))
+        return a;
+    struct kafka_str hk = {host, (int32_t)strlen(host)};
+    a.host = (struct kafka_str){h_strdup(req, hk), hk.len};
+    if (a.host.ptr == NULL)
+        return a;
+    a.node = leader;
+    a.port = port;
+    a.err = KAFKA_NONE;
+    return a;
+}
+
 static void find_coordinator(struct broker_req *req)
 {
     struct kafka_find_coordinator_request rq;
@@ -151,6 +208,17 @@ static void find_coordinator(struct broker_req *req)
     struct kafka_find_coordinator_response resp;
     kafka_find_coordinator_response_init(&resp);
     resp.throttle_time_ms = 0;
+    bool cluster = hs_cluster(h_node(req)) && type == 0;
+    if (req->api_version < 4 && cluster) {
+        struct coord_answer ca = cluster_coordinator(req, rq.key);
+        resp.error_code = ca.err;
+        resp.error_message = ca.err ? cstr("The coordinator is not available.") : KAFKA_STR_NULL;
+        resp.node_id = ca.node;
+        resp.host = ca.host;
+        resp.port = ca.port;
+        h_respond(req, &resp);
+        return;
+    }
     if (req->api_version < 4) {
         resp.error_code = err;
         resp.error_message = err ? cstr("unsupported coordinator key type") : KAFKA_STR_NULL;
@@ -170,6 +238,15 @@ static void find_coordinator(struct broker_req *req)
     for (int32_t i = 0; i < n; i++) {
         struct kafka_find_coordinator_response_coordinator *o = &resp.coordinators[i];
         o->key = rq.coordinator_keys[i];
+        if (cluster) {
+            struct coord_answer ca = cluster_coordinator(req, o->key);
+            o->node_id = ca.node;
+            o->host = ca.host;
+            o->port = ca.port;
+            o->error_code = ca.err;
+            o->error_message = ca.err ? cstr("The coordinator is not available.") : KAFKA_STR_NULL;
+            continue;
+        }
         o->node_id = err ? -1 : cfg->node_id;
         o->host = err ? cstr("") : host;
         o->port = err ? -1 : l->port;

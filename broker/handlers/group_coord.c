@@ -33,6 +33,9 @@ struct gshard {
     bool stopping;
     int64_t last_expire_ms;
     struct gdefer *defer_head, *defer_tail; /* readies waiting for their flushes, in order */
+    /* A cluster: which of this shard's __consumer_offsets partitions are loaded (those whose
+     * replica is this node's; group_cluster_sync follows the assignment). */
+    bool *cluster_loaded;
 };
 
 /* The responses of one ready, held until the records it appended are durable (persist before
@@ -443,6 +446,8 @@ void group_ops_start(struct greq *g)
 
 /* ---- shard lifecycle ----------------------------------------------------------------------- */
 
+void group_cluster_sync(struct hshard *hs);
+
 int group_shard_start(struct hshard *hs)
 {
     struct gshard *gs = calloc(1, sizeof(*gs));
@@ -467,6 +472,17 @@ int group_shard_start(struct hshard *hs)
     }
     hs->group = gs;
     int32_t n = cfg.offsets_topic_partitions, owned = 0;
+    if (hs_cluster(hs->node)) {
+        /* loaded as the controller's assignment makes them this node's (group_cluster_sync) */
+        gs->cluster_loaded = calloc((size_t)n, sizeof(bool));
+        if (gs->cluster_loaded == NULL)
+            return LM_E_NOMEM;
+        for (int32_t p = 0; p < n; p++)
+            lm_group_coord_unload(gs->coord, p);
+        group_cluster_sync(hs);
+        coord_flush(gs);
+        return 0;
+    }
     for (int32_t p = 0; p < n; p++) {
         uint32_t owner =
             broker_partition_shard(GROUP_OFFSETS_TOPIC, GROUP_OFFSETS_TOPIC_LEN, p, hs->count);
@@ -482,6 +498,52 @@ int group_shard_start(struct hshard *hs)
     /* Unloading may have queued nothing (no parked requests yet); arm the first tick. */
     coord_flush(gs);
     return 0;
+}
+
+void group_cluster_sync(struct hshard *hs)
+{
+    struct gshard *gs = hs->group;
+    if (gs == NULL || gs->stopping || gs->cluster_loaded == NULL || hs->snap == NULL)
+        return;
+    const struct lm_meta_topic *t = lm_meta_state_find(&hs->snap->state, GROUP_OFFSETS_TOPIC);
+    int32_t n = hs->node->group_cfg.offsets_topic_partitions;
+    bool changed = false;
+    for (int32_t p = 0; p < n; p++) {
+        if (broker_partition_shard(GROUP_OFFSETS_TOPIC, GROUP_OFFSETS_TOPIC_LEN, p, hs->count) !=
+            hs->id)
+            continue;
+        bool local = t != NULL && p < t->partition_count && hs_local_replica(hs->node, t, p);
+        if (local && !gs->cluster_loaded[p]) {
+            struct hpart *hp = hs_part(hs, GROUP_OFFSETS_TOPIC, GROUP_OFFSETS_TOPIC_LEN, p);
+            if (hp == NULL || hp->log == NULL)
+                continue; /* not open yet: the next tick */
+            load_partition(gs, p);
+            gs->cluster_loaded[p] = true;
+            changed = true;
+        } else if (!local && gs->cluster_loaded[p]) {
+            lm_group_coord_unload(gs->coord, p);
+            gs->cluster_loaded[p] = false;
+            changed = true;
+        }
+    }
+    if (changed)
+        coord_flush(gs);
+}
+
+int group_offsets_topic_record(const struct handlers_ctx *node, struct lm_meta_record *r)
+{
+    static const struct lm_config_entry configs[] = {
+        {(char *)"cleanup.policy", (char *)"compact"},
+        {(char *)"retention.ms", (char *)"-1"},
+        {(char *)"retention.bytes", (char *)"-1"},
+    };
+    memset(r, 0, sizeof(*r));
+    r->type = LM_META_TOPIC_CREATE;
+    r->topic = GROUP_OFFSETS_TOPIC;
+    r->partition_count = node->group_cfg.offsets_topic_partitions;
+    r->configs = configs;
+    r->config_count = sizeof(configs) / sizeof(configs[0]);
+    return lm_meta_new_topic_id(r->topic_id);
 }
 
 void group_partition_reopened(struct hshard *hs, const struct hpart *hp)
@@ -537,6 +599,7 @@ void group_shard_stop(struct hshard *hs)
     lm_group_coord_free(gs->coord);
     producer_shard_stop(gs->ps);
     hs->group = NULL;
+    free(gs->cluster_loaded);
     free(gs);
 }
 

@@ -35,6 +35,11 @@ void group_shard_stop(struct hshard *hs);
  * failure: its producer state is rebuilt from the log on next use (recovery may have cut what
  * memory still holds), and a __consumer_offsets partition's groups are loaded again. */
 void group_partition_reopened(struct hshard *hs, const struct hpart *p);
+/* A cluster: loads the shard's __consumer_offsets partitions whose replica became this
+ * node's and unloads the others (called by the shard tick). */
+void group_cluster_sync(struct hshard *hs);
+/* The creation record of __consumer_offsets (compact, no retention), without assignment. */
+int group_offsets_topic_record(const struct handlers_ctx *node, struct lm_meta_record *r);
 
 /* ---- producer_*.c ---- */
 

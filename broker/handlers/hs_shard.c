@@ -185,6 +185,8 @@ static void shard_tick(struct broker_shard *s, struct broker_timer *t)
     }
     hs->step_deadline_ms = 0;
     data_produce_scratch_trim(hs, now);
+    if (hs_cluster(hs->node))
+        group_cluster_sync(hs);
     if (!hs->stopping)
         compact_tick(hs);
     if (!hs->stopping && broker_timer_start(s, t, HANDLERS_TICK_MS, shard_tick, hs) != 0)
