@@ -1,0 +1,263 @@
+"""A laminar cluster of N processes on 127.0.0.1..N (issue 12): it forms, clients see one
+cluster through any node, topics spread over every node, groups work across nodes, a dead
+node's partitions go offline while the rest serve, a dead controller leader is replaced,
+restarted nodes rejoin with their data. Prints FIGURE lines (formation, fail-over, CreateTopics
+latency, memory per node).
+
+    test_cluster.py --nodes 3 --io uring
+"""
+
+import argparse
+import os
+import sys
+import time
+from collections import Counter
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "compat", "harness"))
+from laminar_harness import Broker, free_port  # noqa: E402
+
+from confluent_kafka import Consumer, Producer, TopicPartition  # noqa: E402
+from confluent_kafka.admin import AdminClient, NewTopic  # noqa: E402
+
+
+def fail(msg, nodes=()):
+    print("FAIL:", msg)
+    for n in nodes:
+        print("---- node %d log (tail) ----" % n.node_id)
+        print("\n".join(n.log_text().splitlines()[-40:]))
+    sys.exit(1)
+
+
+class Node(Broker):
+    """One combined-mode node (broker + controller voter) as a KRaft user configures it."""
+
+    def __init__(self, node_id, voters, port, cport, io):
+        host = "127.0.0.%d" % node_id
+        cfg = {
+            "process.roles": "broker,controller",
+            "node.id": node_id,
+            "controller.listener.names": "CONTROLLER",
+            "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            "controller.quorum.voters": voters,
+            "laminar.http.listener": "",
+            "broker.session.timeout.ms": 3000,
+        }
+        super().__init__(io=io, host=host, port=port, config=cfg)
+        self.node_id = node_id
+        self.cport = cport
+
+    def args(self):
+        a = super().args()
+        i = a.index("--listeners")
+        a[i + 1] = "PLAINTEXT://%s:%d,CONTROLLER://%s:%d" % (self.host, self.port, self.host,
+                                                             self.cport)
+        a += ["--config", "advertised.listeners=PLAINTEXT://%s:%d" % (self.host, self.port)]
+        return a
+
+
+def admin(node):
+    return AdminClient({"bootstrap.servers": node.bootstrap})
+
+
+def cluster_view(node, timeout=5):
+    """(set of broker ids, controller id) as Metadata through node shows them."""
+    md = admin(node).list_topics(timeout=timeout)
+    return set(md.brokers), md.controller_id
+
+
+def wait_for(what, pred, timeout, nodes):
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        try:
+            last = pred()
+            if last:
+                return last
+        except Exception as e:  # a node not answering yet
+            last = e
+        time.sleep(0.1)
+    fail("%s (last: %r)" % (what, last), nodes)
+
+
+def create(node, name, partitions):
+    t0 = time.monotonic()
+    a = admin(node)  # kept alive until the results are in
+    fs = a.create_topics([NewTopic(name, partitions, 1)], request_timeout=30)
+    for _, f in fs.items():
+        f.result()
+    return time.monotonic() - t0
+
+
+def leaders(node, topic):
+    md = admin(node).list_topics(topic=topic, timeout=10)
+    return {p.id: p.leader for p in md.topics[topic].partitions.values()}
+
+
+def produce(node, topic, records, partition=None):
+    """Produces records (values) with acks=all and idempotence; returns {value: partition}."""
+    acked = {}
+    errors = []
+
+    def cb(err, msg):
+        if err is not None:
+            errors.append(err)
+        else:
+            acked[msg.value().decode()] = msg.partition()
+
+    p = Producer({"bootstrap.servers": node.bootstrap, "acks": "all",
+                  "enable.idempotence": True, "linger.ms": 5})
+    for v in records:
+        if partition is None:
+            p.produce(topic, value=v, key=v, on_delivery=cb)
+        else:
+            p.produce(topic, value=v, partition=partition, on_delivery=cb)
+        p.poll(0)
+    left = p.flush(60)
+    if left or errors:
+        raise RuntimeError("produce: %d left, errors %s" % (left, errors[:3]))
+    return acked
+
+
+def consume_group(node, topic, group, expect, timeout=60):
+    c = Consumer({"bootstrap.servers": node.bootstrap, "group.id": group,
+                  "auto.offset.reset": "earliest", "enable.auto.commit": False})
+    c.subscribe([topic])
+    got = {}
+    deadline = time.monotonic() + timeout
+    while len(got) < expect and time.monotonic() < deadline:
+        m = c.poll(0.5)
+        if m is None or m.error():
+            continue
+        got[m.value().decode()] = (m.partition(), m.offset())
+    c.commit(asynchronous=False)
+    committed = c.committed(
+        [TopicPartition(topic, p) for p in {pp for pp, _ in got.values()}], timeout=10)
+    c.close()
+    return got, committed
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--io", default="uring")
+    ap.add_argument("--nodes", type=int, default=3)
+    args = ap.parse_args()
+    n = args.nodes
+    port, cport = free_port(), free_port()
+    voters = ",".join("%d@127.0.0.%d:%d" % (i, i, cport) for i in range(1, n + 1))
+    nodes = [Node(i, voters, port, cport, args.io) for i in range(1, n + 1)]
+    try:
+        run(nodes, n)
+    finally:
+        for x in nodes:
+            x.cleanup()
+
+
+def run(nodes, n):
+    t0 = time.monotonic()
+    for x in nodes:
+        x.start()
+
+    ids = {x.node_id for x in nodes}
+    # 1. The cluster forms: every node shows every node and one controller.
+    for x in nodes:
+        wait_for("node %d sees %d brokers" % (x.node_id, n),
+                 lambda x=x: cluster_view(x)[0] == ids and cluster_view(x)[1] in ids, 30, nodes)
+    formed = time.monotonic() - t0
+    print("FIGURE cluster of %d nodes formed (start to every node listing all) in %.2f s"
+          % (n, formed))
+    a0 = admin(nodes[0])
+    if hasattr(a0, "describe_cluster"):  # confluent-kafka >= 2.0
+        d = a0.describe_cluster(request_timeout=10).result()
+        if {b.id for b in d.nodes} != ids or d.controller.id not in ids:
+            fail("DescribeCluster: %s controller %s" % (d.nodes, d.controller), nodes)
+
+    # 2. A 48-partition topic created through another node spreads over all of them.
+    create(nodes[1 % n], "spread", 48)
+    lead = leaders(nodes[0], "spread")
+    per = Counter(lead.values())
+    if set(per) != ids or max(per.values()) - min(per.values()) > 1:
+        fail("48 partitions not spread evenly: %s" % per, nodes)
+    for x in nodes:
+        got = leaders(x, "spread")
+        if got != lead:
+            fail("node %d disagrees on leaders" % x.node_id, nodes)
+    lat1 = [create(nodes[i % n], "one-%d" % i, 1) for i in range(5)]
+    lat1000 = create(nodes[-1], "thousand", 1000)
+    print("FIGURE CreateTopics (forwarded to the controller when needed): 1 partition median "
+          "%.1f ms; 1,000 partitions %.1f ms" % (sorted(lat1)[2] * 1000, lat1000 * 1000))
+
+    # 3. Produce through node 1, consume with a group through the last node.
+    values = ["r%05d" % i for i in range(6000)]
+    acked = produce(nodes[0], "spread", values)
+    if len(acked) != len(values):
+        fail("acked %d of %d" % (len(acked), len(values)), nodes)
+    got, committed = consume_group(nodes[-1], "spread", "g1", len(values))
+    if set(got) != set(values):
+        fail("group consumed %d of %d" % (len(got), len(values)), nodes)
+    if sum(tp.offset for tp in committed) != len(values):
+        fail("committed offsets sum %d" % sum(tp.offset for tp in committed), nodes)
+    rss = [x.rss_kib() for x in nodes]
+    print("FIGURE memory per node (RSS, ASan build when run by make test): %s MiB"
+          % ", ".join("%.1f" % (r / 1024) for r in rss))
+
+    # 4. A node that is not the controller leader dies: its partitions lose their leader, the
+    # others keep serving.
+    _, ctl = cluster_view(nodes[0])
+    victim = next(x for x in reversed(nodes) if x.node_id != ctl)
+    victim.kill9()
+    others = [x for x in nodes if x is not victim]
+    wait_for("node %d fenced" % victim.node_id,
+             lambda: victim.node_id not in cluster_view(others[0])[0], 20, others)
+    lead = leaders(others[0], "spread")
+    offline = [p for p, l in lead.items() if l == -1]
+    if len(offline) != per[victim.node_id]:
+        fail("offline partitions %d, expected %d" % (len(offline), per[victim.node_id]), others)
+    live_p = next(p for p, l in lead.items() if l != -1)
+    more = produce(others[0], "spread", ["alive%03d" % i for i in range(100)], partition=live_p)
+    if len(more) != 100:
+        fail("produce to a live partition with a node down", others)
+    # it comes back with its data
+    victim.start()
+    wait_for("node %d back" % victim.node_id,
+             lambda: victim.node_id in cluster_view(others[0])[0], 20, nodes)
+    wait_for("partitions of node %d led again" % victim.node_id,
+             lambda: -1 not in leaders(others[0], "spread").values(), 20, nodes)
+
+    # 5. The controller leader dies: another is elected and admin requests keep working.
+    _, ctl = cluster_view(nodes[0])
+    leader = next(x for x in nodes if x.node_id == ctl)
+    rest = [x for x in nodes if x is not leader]
+    t_kill = time.monotonic()
+    leader.kill9()
+
+    def new_leader():
+        _, c = cluster_view(rest[0])
+        if c == ctl or c not in ids:
+            return False
+        create(rest[0], "after-failover-%d" % int(time.monotonic() * 1000), 3)
+        return c
+
+    newc = wait_for("a new controller leader", new_leader, 30, rest)
+    print("FIGURE controller fail-over (kill -9 of the leader to a CreateTopics answered by "
+          "the new one, node %d -> %d): %.2f s (election timeout 1-2 s)"
+          % (ctl, newc, time.monotonic() - t_kill))
+    leader.start()
+    wait_for("every node back", lambda: cluster_view(rest[0])[0] == ids, 30, nodes)
+    wait_for("every partition led", lambda: -1 not in leaders(nodes[0], "spread").values(), 30,
+             nodes)
+
+    # 6. Nothing acknowledged was lost: a fresh group reads every record.
+    expect = set(values) | set(more)
+    got, _ = consume_group(nodes[n // 2], "spread", "g-final", len(expect))
+    if set(got) != expect:
+        fail("after the failures a group read %d of %d acknowledged records"
+             % (len(set(got) & expect), len(expect)), nodes)
+    for x in nodes:
+        if "ERROR" in x.log_text() or "AddressSanitizer" in x.log_text():
+            fail("node %d logged an error" % x.node_id, [x])
+    print("ok: %d-node cluster: formed, spread, groups, node loss and return, controller "
+          "fail-over, %d acknowledged records all read back" % (n, len(expect)))
+
+
+if __name__ == "__main__":
+    main()
