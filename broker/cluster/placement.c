@@ -1,5 +1,7 @@
 #include "broker/cluster/placement.h"
 
+#include "common/lm_err.h"
+
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
@@ -164,5 +166,41 @@ int16_t placement_check_explicit(const struct placement_node *nodes, uint32_t no
                     return KAFKA_INVALID_REPLICA_ASSIGNMENT;
         }
     }
+    return 0;
+}
+
+int placement_assign_live(const struct lm_meta_state *st, int32_t first, int32_t partitions,
+                          int16_t rf, uint32_t start, uint32_t shift, int32_t **out)
+{
+    *out = NULL;
+    struct placement_node *nodes = malloc((st->broker_count + 1) * sizeof(*nodes));
+    if (nodes == NULL)
+        return LM_E_NOMEM;
+    uint32_t n = 0;
+    for (size_t i = 0; i < st->broker_count && n < PLACEMENT_NODES_MAX; i++) {
+        if (st->brokers[i].fenced)
+            continue;
+        nodes[n].id = st->brokers[i].id;
+        nodes[n].rack = st->brokers[i].rack;
+        n++;
+    }
+    int rc = 0;
+    int32_t *ids = NULL;
+    if (n == 0)
+        rc = LM_E_AGAIN; /* no live node registered yet */
+    else if ((ids = malloc((size_t)partitions * (size_t)(rf > 0 ? rf : 1) * sizeof(int32_t))) ==
+             NULL)
+        rc = LM_E_NOMEM;
+    if (rc == 0) {
+        int16_t err = placement_assign(nodes, n, first, partitions, rf, start, shift, ids);
+        if (err != 0)
+            rc = err == KAFKA_INVALID_REPLICATION_FACTOR ? LM_E_FULL : LM_E_INVALID;
+    }
+    free(nodes);
+    if (rc != 0) {
+        free(ids);
+        return rc;
+    }
+    *out = ids;
     return 0;
 }

@@ -19,6 +19,8 @@
 
 #include <stdint.h>
 
+#include "broker/meta/meta_state.h"
+
 struct placement_node {
     int32_t id;
     const char *rack; /* NULL or "": no rack */
@@ -42,5 +44,11 @@ int16_t placement_assign(const struct placement_node *nodes, uint32_t node_count
  * rf <= 0. */
 int16_t placement_check_explicit(const struct placement_node *nodes, uint32_t node_count,
                                  const int32_t *replicas, int32_t partitions, int16_t rf);
+
+/* placement_assign over the registered, unfenced nodes of st (their racks included): *out
+ * malloc'd, partitions x rf. Returns 0, LM_E_AGAIN (no live node), LM_E_FULL (rf above the
+ * live nodes), LM_E_INVALID or LM_E_NOMEM. */
+int placement_assign_live(const struct lm_meta_state *st, int32_t first, int32_t partitions,
+                          int16_t rf, uint32_t start, uint32_t shift, int32_t **out);
 
 #endif

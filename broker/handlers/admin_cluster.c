@@ -34,8 +34,8 @@ static int describe_cluster_nodes(const struct admin_env *env,
         const struct lm_meta_broker *b = &st->brokers[i];
         char host[256];
         uint16_t port;
-        if (!hs_broker_endpoint(b, env->advertised ? env->advertised->name : NULL, host,
-                                sizeof(host), &port))
+        if (!lm_meta_broker_endpoint(b, env->advertised ? env->advertised->name : NULL, host,
+                                     sizeof(host), &port))
             continue;
         char *h = kafka_arena_alloc(a, strlen(host) + 1, 1);
         char *r = kafka_arena_alloc(a, strlen(b->rack) + 1, 1);

@@ -33,61 +33,6 @@ static int32_t admin_partition_epoch(const void *node, const uint8_t topic_id[16
     return h_partition_epoch(node, topic_id, partition);
 }
 
-int admin_commit(const struct admin_env *env, const struct lm_meta_record *r,
-                 enum admin_commit_kind kind, struct kafka_arena *a, int16_t *code,
-                 struct kafka_str *msg)
-{
-    if (env->defer == NULL)
-        return lm_meta_store_commit(env->meta, r);
-    struct lm_meta_record rr = *r;
-    int32_t *ids = NULL;
-    int rc = 0;
-    if ((r->type == LM_META_TOPIC_CREATE || r->type == LM_META_PARTITIONS_SET) &&
-        r->replicas == NULL) {
-        struct lm_meta_snapshot *snap = lm_meta_store_snapshot(env->meta);
-        int32_t first = 0, n = r->partition_count;
-        if (r->type == LM_META_PARTITIONS_SET) {
-            const struct lm_meta_topic *t = lm_meta_state_find(&snap->state, r->topic);
-            first = t != NULL ? t->partition_count : 0;
-            n = r->partition_count - first;
-            rc = t == NULL ? LM_E_NOT_FOUND : n <= 0 ? LM_E_INVALID : 0;
-        }
-        if (rc == 0)
-            rc = hs_assign(&snap->state, first, n, 1, &ids);
-        lm_meta_snapshot_release(snap);
-        rr.replicas = ids;
-        rr.replication_factor = 1;
-        rr.replicas_partitions = n;
-    }
-    struct admin_defer_item *it = NULL;
-    if (rc == 0) {
-        size_t len = lm_meta_record_size(&rr);
-        it = kafka_arena_alloc(a, sizeof(*it), 16);
-        uint8_t *buf = len <= LM_META_RECORD_BYTES_MAX ? kafka_arena_alloc(a, len, 8) : NULL;
-        rc = it == NULL || buf == NULL ? LM_E_NOMEM : lm_meta_record_encode(&rr, buf, len);
-        if (rc > 0) {
-            *it = (struct admin_defer_item){.rec = buf,
-                                            .len = (size_t)rc,
-                                            .kind = kind,
-                                            .topic = r->topic,
-                                            .code = code,
-                                            .msg = msg};
-            rc = 0;
-        }
-    }
-    free(ids);
-    if (rc != 0)
-        return rc;
-    struct admin_defer *d = env->defer;
-    if (d->tail != NULL)
-        d->tail->next = it;
-    else
-        d->head = it;
-    d->tail = it;
-    d->count++;
-    return 0;
-}
-
 /* The Kafka error for a change the controller refused or did not take. */
 static void defer_outcome(struct kafka_arena *a, const struct admin_defer_item *it, int rc)
 {

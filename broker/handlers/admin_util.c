@@ -7,6 +7,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <sys/random.h>
+
+#include "broker/cluster/placement.h"
 #include "broker/handlers/admin_core.h"
 #include "common/lm_assert.h"
 #include "common/lm_err.h"
@@ -212,5 +215,63 @@ int admin_topic_config_value(const struct lm_topic_config_def *def,
         return 0;
     }
     *out = (struct admin_topic_value){def->default_value, LM_CONFIG_SOURCE_DEFAULT, NULL};
+    return 0;
+}
+
+int admin_commit(const struct admin_env *env, const struct lm_meta_record *r,
+                 enum admin_commit_kind kind, struct kafka_arena *a, int16_t *code,
+                 struct kafka_str *msg)
+{
+    if (env->defer == NULL)
+        return lm_meta_store_commit(env->meta, r);
+    struct lm_meta_record rr = *r;
+    int32_t *ids = NULL;
+    int rc = 0;
+    if ((r->type == LM_META_TOPIC_CREATE || r->type == LM_META_PARTITIONS_SET) &&
+        r->replicas == NULL) {
+        struct lm_meta_snapshot *snap = lm_meta_store_snapshot(env->meta);
+        int32_t first = 0, n = r->partition_count;
+        if (r->type == LM_META_PARTITIONS_SET) {
+            const struct lm_meta_topic *t = lm_meta_state_find(&snap->state, r->topic);
+            first = t != NULL ? t->partition_count : 0;
+            n = r->partition_count - first;
+            rc = t == NULL ? LM_E_NOT_FOUND : n <= 0 ? LM_E_INVALID : 0;
+        }
+        uint32_t rnd[2] = {0, 0};
+        if (rc == 0 && getrandom(rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd))
+            rnd[0] = (uint32_t)(uintptr_t)&rnd;
+        if (rc == 0)
+            rc = placement_assign_live(&snap->state, first, n, 1, rnd[0], rnd[1], &ids);
+        lm_meta_snapshot_release(snap);
+        rr.replicas = ids;
+        rr.replication_factor = 1;
+        rr.replicas_partitions = n;
+    }
+    struct admin_defer_item *it = NULL;
+    if (rc == 0) {
+        size_t len = lm_meta_record_size(&rr);
+        it = kafka_arena_alloc(a, sizeof(*it), 16);
+        uint8_t *buf = len <= LM_META_RECORD_BYTES_MAX ? kafka_arena_alloc(a, len, 8) : NULL;
+        rc = it == NULL || buf == NULL ? LM_E_NOMEM : lm_meta_record_encode(&rr, buf, len);
+        if (rc > 0) {
+            *it = (struct admin_defer_item){.rec = buf,
+                                            .len = (size_t)rc,
+                                            .kind = kind,
+                                            .topic = r->topic,
+                                            .code = code,
+                                            .msg = msg};
+            rc = 0;
+        }
+    }
+    free(ids);
+    if (rc != 0)
+        return rc;
+    struct admin_defer *d = env->defer;
+    if (d->tail != NULL)
+        d->tail->next = it;
+    else
+        d->head = it;
+    d->tail = it;
+    d->count++;
     return 0;
 }

@@ -128,7 +128,7 @@ static bool fill_brokers_cluster(struct broker_req *req, struct hshard *hs,
             continue;
         char host[256];
         uint16_t port;
-        if (!hs_broker_endpoint(b, lname, host, sizeof(host), &port))
+        if (!lm_meta_broker_endpoint(b, lname, host, sizeof(host), &port))
             continue;
         struct kafka_str hstr = {host, (int32_t)strlen(host)};
         resp->brokers[n].node_id = b->id;

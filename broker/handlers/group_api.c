@@ -180,7 +180,7 @@ static struct coord_answer cluster_coordinator(struct broker_req *req, struct ka
     char host[256];
     uint16_t port;
     const char *lname = hs->node->cfg->listeners[req->listener].name;
-    if (b == NULL || !hs_broker_endpoint(b, lname, host, sizeof(host), &port))
+    if (b == NULL || !lm_meta_broker_endpoint(b, lname, host, sizeof(host), &port))
         return a;
     struct kafka_str hk = {host, (int32_t)strlen(host)};
     a.host = (struct kafka_str){h_strdup(req, hk), hk.len};

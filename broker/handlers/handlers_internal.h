@@ -184,9 +184,6 @@ int32_t hs_partition_leader(const struct lm_meta_state *st, const struct lm_meta
  * when rf exceeds the live nodes. */
 int hs_assign(const struct lm_meta_state *st, int32_t first, int32_t partitions, int16_t rf,
               int32_t **out);
-/* Host and port of b's endpoint for listener (or its first). */
-bool hs_broker_endpoint(const struct lm_meta_broker *b, const char *listener, char *host,
-                        size_t host_cap, uint16_t *port);
 /* Sends r to the controller without waiting for the outcome. */
 int hs_submit_detached(struct hshard *hs, const struct lm_meta_record *r);
 

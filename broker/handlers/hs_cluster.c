@@ -45,68 +45,10 @@ int32_t hs_partition_leader(const struct lm_meta_state *st, const struct lm_meta
 int hs_assign(const struct lm_meta_state *st, int32_t first, int32_t partitions, int16_t rf,
               int32_t **out)
 {
-    *out = NULL;
-    struct placement_node nodes[LM_META_BROKERS_MAX];
-    uint32_t n = 0;
-    for (size_t i = 0; i < st->broker_count && n < LM_META_BROKERS_MAX; i++) {
-        if (st->brokers[i].fenced)
-            continue;
-        nodes[n].id = st->brokers[i].id;
-        nodes[n].rack = st->brokers[i].rack;
-        n++;
-    }
-    if (n == 0)
-        return LM_E_AGAIN; /* no live node registered yet */
-    int32_t *ids = malloc((size_t)partitions * (size_t)rf * sizeof(int32_t));
-    if (ids == NULL)
-        return LM_E_NOMEM;
     uint32_t rnd[2] = {0, 0};
     if (getrandom(rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd))
         rnd[0] = (uint32_t)broker_now_ms();
-    int16_t err = placement_assign(nodes, n, first, partitions, rf, rnd[0], rnd[1], ids);
-    if (err != 0) {
-        free(ids);
-        return err == KAFKA_INVALID_REPLICATION_FACTOR ? LM_E_FULL : LM_E_INVALID;
-    }
-    *out = ids;
-    return 0;
-}
-
-bool hs_broker_endpoint(const struct lm_meta_broker *b, const char *listener, char *host,
-                        size_t host_cap, uint16_t *port)
-{
-    /* endpoints: NAME://host:port,... ; the listener of the same name, else the first */
-    const char *best = NULL;
-    for (const char *p = b->endpoints; p && *p;) {
-        const char *sep = strstr(p, "://");
-        if (sep == NULL)
-            break;
-        if (best == NULL)
-            best = p;
-        if (listener != NULL && (size_t)(sep - p) == strlen(listener) &&
-            strncasecmp(p, listener, (size_t)(sep - p)) == 0) {
-            best = p;
-            break;
-        }
-        p = strchr(p, ',');
-        if (p)
-            p++;
-    }
-    if (best == NULL)
-        return false;
-    const char *h = strstr(best, "://") + 3;
-    const char *end = strchr(h, ',');
-    size_t len = end ? (size_t)(end - h) : strlen(h);
-    const char *colon = NULL;
-    for (size_t i = 0; i < len; i++)
-        if (h[i] == ':')
-            colon = h + i;
-    if (colon == NULL || (size_t)(colon - h) >= host_cap)
-        return false;
-    memcpy(host, h, (size_t)(colon - h));
-    host[colon - h] = 0;
-    *port = (uint16_t)strtoul(colon + 1, NULL, 10);
-    return true;
+    return placement_assign_live(st, first, partitions, rf, rnd[0], rnd[1], out);
 }
 
 /* ---- a change submitted without waiting for it (auto-creation) ---- */

@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "common/lm_assert.h"
 #include "common/lm_err.h"
@@ -188,6 +189,43 @@ static int replicas_check(const int32_t *replicas, int16_t rf, int32_t partition
 static bool text_fits(const char *v, size_t max)
 {
     return v != NULL && strlen(v) <= max;
+}
+
+bool lm_meta_broker_endpoint(const struct lm_meta_broker *b, const char *listener, char *host,
+                             size_t host_cap, uint16_t *port)
+{
+    /* endpoints: NAME://host:port,... ; the listener of the same name, else the first */
+    const char *best = NULL;
+    for (const char *p = b->endpoints; p && *p;) {
+        const char *sep = strstr(p, "://");
+        if (sep == NULL)
+            break;
+        if (best == NULL)
+            best = p;
+        if (listener != NULL && (size_t)(sep - p) == strlen(listener) &&
+            strncasecmp(p, listener, (size_t)(sep - p)) == 0) {
+            best = p;
+            break;
+        }
+        p = strchr(p, ',');
+        if (p)
+            p++;
+    }
+    if (best == NULL)
+        return false;
+    const char *h = strstr(best, "://") + 3;
+    const char *end = strchr(h, ',');
+    size_t len = end ? (size_t)(end - h) : strlen(h);
+    const char *colon = NULL;
+    for (size_t i = 0; i < len; i++)
+        if (h[i] == ':')
+            colon = h + i;
+    if (colon == NULL || (size_t)(colon - h) >= host_cap)
+        return false;
+    memcpy(host, h, (size_t)(colon - h));
+    host[colon - h] = 0;
+    *port = (uint16_t)strtoul(colon + 1, NULL, 10);
+    return true;
 }
 
 static bool id_is_zero(const uint8_t id[16])

@@ -5,6 +5,7 @@
 #ifndef LAMINAR_BROKER_META_META_STATE_H
 #define LAMINAR_BROKER_META_META_STATE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -112,6 +113,10 @@ const struct lm_meta_topic *lm_meta_state_find(const struct lm_meta_state *s, co
 const struct lm_meta_topic *lm_meta_state_find_id(const struct lm_meta_state *s,
                                                   const uint8_t id[16]);
 const struct lm_meta_broker *lm_meta_state_broker(const struct lm_meta_state *s, int32_t id);
+/* Host and port of b's endpoint for listener (case-insensitive), else its first; false when
+ * its endpoints do not parse. */
+bool lm_meta_broker_endpoint(const struct lm_meta_broker *b, const char *listener, char *host,
+                             size_t host_cap, uint16_t *port);
 /* The replicas of partition p of t (count in *n), or NULL when t has no assignment (single
  * node) or p is out of range. */
 const int32_t *lm_meta_topic_replicas(const struct lm_meta_topic *t, int32_t p, int16_t *n);
