@@ -102,6 +102,48 @@ static int refuse_all(const struct kafka_describe_topic_partitions_request *rq,
     return 0;
 }
 
+/* A cluster: replicas from the assignment, led by the first while its node is live (else no
+ * leader, the replica offline), as Metadata answers (data_metadata.c). */
+static int fill_partitions_cluster(const struct admin_env *env, dtp_topic *o, int32_t from,
+                                   int32_t count, struct kafka_arena *a)
+{
+    struct lm_meta_snapshot *snap = lm_meta_store_snapshot(env->meta);
+    const struct lm_meta_state *st = &snap->state;
+    const struct lm_meta_topic *t = lm_meta_state_find_id(st, o->topic_id.b);
+    int rc = 0;
+    for (int32_t i = 0; i < count && rc == 0; i++) {
+        int16_t n = 0;
+        const int32_t *r = t != NULL ? lm_meta_topic_replicas(t, from + i, &n) : NULL;
+        int32_t *nodes = kafka_arena_alloc_array(a, n > 0 ? (size_t)n : 1, sizeof(int32_t), 4);
+        if (nodes == NULL) {
+            rc = LM_E_NOMEM;
+            break;
+        }
+        if (r == NULL) {
+            nodes[0] = env->cfg->node_id;
+            n = 1;
+        } else {
+            memcpy(nodes, r, (size_t)n * sizeof(int32_t));
+        }
+        const struct lm_meta_broker *b = lm_meta_state_broker(st, nodes[0]);
+        bool live = r == NULL || (b != NULL && !b->fenced);
+        dtp_partition *p = &o->partitions[i];
+        p->error_code = live ? KAFKA_NONE : KAFKA_LEADER_NOT_AVAILABLE;
+        p->leader_id = live ? nodes[0] : -1;
+        p->leader_epoch = nodes[0] == env->cfg->node_id
+                              ? env->leader_epoch(env->epoch_ctx, o->topic_id.b, from + i)
+                              : -1;
+        p->replica_nodes = nodes;
+        p->replica_nodes_count = n;
+        p->isr_nodes = nodes;
+        p->isr_nodes_count = live ? 1 : 0;
+        p->offline_replicas = live ? NULL : nodes;
+        p->offline_replicas_count = live ? 0 : 1;
+    }
+    lm_meta_snapshot_release(snap);
+    return rc;
+}
+
 static int fill_partitions(const struct admin_env *env, dtp_topic *o, int32_t from, int32_t count,
                            struct kafka_arena *a)
 {
@@ -129,7 +171,7 @@ static int fill_partitions(const struct admin_env *env, dtp_topic *o, int32_t fr
             .offline_replicas_count = 0,
         };
     o->partitions_count = count;
-    return 0;
+    return env->defer != NULL ? fill_partitions_cluster(env, o, from, count, a) : 0;
 }
 
 int admin_describe_topic_partitions(const struct admin_env *env, int16_t version,

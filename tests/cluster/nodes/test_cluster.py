@@ -9,12 +9,16 @@ latency, memory per node).
 
 import argparse
 import os
+import subprocess
 import sys
 import time
 from collections import Counter
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "compat", "harness"))
 from laminar_harness import Broker, free_port  # noqa: E402
+from compat_util import java_cmd  # noqa: E402
+
+COMPAT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "compat")
 
 from confluent_kafka import Consumer, Producer, TopicPartition  # noqa: E402
 from confluent_kafka.admin import AdminClient, NewTopic  # noqa: E402
@@ -140,19 +144,70 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--io", default="uring")
     ap.add_argument("--nodes", type=int, default=3)
+    ap.add_argument("--clients", action="store_true",
+                    help="also Kafka's TopicCommand, the Java client and franz-go")
     args = ap.parse_args()
     n = args.nodes
     port, cport = free_port(), free_port()
     voters = ",".join("%d@127.0.0.%d:%d" % (i, i, cport) for i in range(1, n + 1))
     nodes = [Node(i, voters, port, cport, args.io) for i in range(1, n + 1)]
     try:
-        run(nodes, n)
+        run(nodes, n, args.clients)
     finally:
         for x in nodes:
             x.cleanup()
 
 
-def run(nodes, n):
+def run_cmd(cmd, what, timeout, nodes):
+    p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=timeout)
+    out = p.stdout.decode("utf-8", "replace")
+    if p.returncode != 0:
+        print(out[-4000:])
+        fail("%s exited %d" % (what, p.returncode), nodes)
+    return out
+
+
+def other_clients(nodes, n):
+    """Kafka's TopicCommand creates a 48-partition topic through one node; the Java client
+    produces through another (idempotent, acks=all) and Kafka's console consumer reads it back
+    with a group through a third; franz-go runs its idempotent-producer and group checks."""
+    lib = os.path.join(COMPAT, "java", "lib")
+    if not os.path.exists(os.path.join(lib, ".complete")):
+        fail("tests/compat/java/prepare has not run", nodes)
+    cp = os.path.join(lib, "*")
+    run_cmd(java_cmd(cp, "org.apache.kafka.tools.TopicCommand", "--bootstrap-server",
+                     nodes[-1].bootstrap, "--create", "--topic", "tools48", "--partitions", "48",
+                     "--replication-factor", "1"), "kafka-topics --create", 120, nodes)
+    desc = run_cmd(java_cmd(cp, "org.apache.kafka.tools.TopicCommand", "--bootstrap-server",
+                            nodes[0].bootstrap, "--describe", "--topic", "tools48"),
+                   "kafka-topics --describe", 120, nodes)
+    led = Counter(int(line.split("Leader:")[1].split()[0])
+                  for line in desc.splitlines() if "Leader:" in line)
+    if sum(led.values()) != 48 or set(led) != {x.node_id for x in nodes}:
+        print(desc)
+        fail("kafka-topics --describe: leaders %s" % led, nodes)
+    run_cmd(java_cmd(cp, "org.apache.kafka.tools.ProducerPerformance", "--topic", "tools48",
+                     "--num-records", "20000", "--record-size", "100", "--throughput", "-1",
+                     "--producer-props", "bootstrap.servers=" + nodes[0].bootstrap, "acks=all"),
+            "ProducerPerformance", 180, nodes)
+    out = run_cmd(java_cmd(cp, "org.apache.kafka.tools.consumer.ConsoleConsumer",
+                           "--bootstrap-server", nodes[1 % n].bootstrap, "--topic", "tools48",
+                           "--group", "java-group", "--from-beginning", "--max-messages",
+                           "20000", "--timeout-ms", "60000"), "ConsoleConsumer", 180, nodes)
+    lines = [line for line in out.splitlines() if len(line) == 100]
+    if len(lines) != 20000:
+        fail("ConsoleConsumer read %d of 20000 records" % len(lines), nodes)
+    print("ok: kafka-topics created 48 partitions led by %s; Java producer 20,000 acks=all, "
+          "console consumer (group) read all 20,000" % dict(sorted(led.items())))
+    franz = os.path.join(COMPAT, "franz", "franz_check")
+    if not os.access(franz, os.X_OK):
+        fail("tests/compat/franz/prepare has not run", nodes)
+    out = run_cmd([franz, nodes[n // 2].bootstrap], "franz_check", 180, nodes)
+    print("ok: franz-go through node %d: %s" % (nodes[n // 2].node_id,
+                                                out.strip().splitlines()[-1][:200]))
+
+
+def run(nodes, n, clients):
     t0 = time.monotonic()
     for x in nodes:
         x.start()
@@ -165,6 +220,12 @@ def run(nodes, n):
     formed = time.monotonic() - t0
     print("FIGURE cluster of %d nodes formed (start to every node listing all) in %.2f s"
           % (n, formed))
+    kc = run_cmd(["kcat", "-b", nodes[-1].bootstrap, "-L"], "kcat -L", 30, nodes)
+    listed = {int(line.split()[1]) for line in kc.splitlines()
+              if line.strip().startswith("broker ") and " at " in line}
+    if listed != ids or "(controller)" not in kc:
+        print(kc)
+        fail("kcat -L lists %s" % sorted(listed), nodes)
     a0 = admin(nodes[0])
     if hasattr(a0, "describe_cluster"):  # confluent-kafka >= 2.0
         d = a0.describe_cluster(request_timeout=10).result()
@@ -196,6 +257,8 @@ def run(nodes, n):
         fail("group consumed %d of %d" % (len(got), len(values)), nodes)
     if sum(tp.offset for tp in committed) != len(values):
         fail("committed offsets sum %d" % sum(tp.offset for tp in committed), nodes)
+    if clients:
+        other_clients(nodes, n)
     rss = [x.rss_kib() for x in nodes]
     print("FIGURE memory per node (RSS, ASan build when run by make test): %s MiB"
           % ", ".join("%.1f" % (r / 1024) for r in rss))
