@@ -1,237 +1,320 @@
+/* Raft message wire codec: see raft_wire.h for the format. One validity check (msg_valid)
+ * serves both directions: the encoder refuses what it fails (LM_E_INVALID) and the decoder
+ * refuses bytes whose message fails it (LM_E_CORRUPT), so every encoding decodes and every
+ * decoded message encodes back to its bytes. Sizes are checked against the bytes left before
+ * anything is allocated (DESIGN.md §7: frames are length-checked before allocation). */
 #include "consensus/raft_wire.h"
 
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/lm_assert.h"
 #include "common/lm_endian.h"
 #include "common/lm_err.h"
 
-/* version, type, reject, force, group, from, to, term, index, log_term, commit, hint_index,
- * hint_term, ent_last, ent_last_term, n_entries */
-#define HEAD_BYTES (1 + 1 + 1 + 1 + 8 + 4 + 4 + 8 + 8 + 8 + 8 + 8 + 8 + 8 + 8 + 4)
-#define ENTRY_HEAD (8 + 8 + 8 + 1 + 4) /* first, last, term, type, len */
-/* index, term, n_voters, voters, n_learners, learners, payload_len */
-#define START_BYTES (8 + 8 + 4 + 4 * RAFT_NODES_MAX + 4 + 4 * RAFT_NODES_MAX + 4)
+#define LOG_START_FIXED_SIZE 28 /* index, term, n_voters, n_learners, payload_len */
+
+/* Semantic checks shared by encode and decode (structure and sizes are checked apart). */
+static bool msg_valid(const struct raft_msg *m)
+{
+    if (m->type == 0 || m->type >= RAFT_MSG_TYPE_MAX || m->n_entries > RAFT_WIRE_ENTRIES_MAX)
+        return false;
+    if (m->type != RAFT_MSG_APP && m->n_entries != 0)
+        return false; /* raft only ever puts entries in an APP */
+    if (m->n_entries > 0) {
+        if (!m->entries)
+            return false; /* a descriptor: the shell resolves it before sending (raft.h) */
+        int64_t prev = m->index;
+        for (uint32_t i = 0; i < m->n_entries; i++) {
+            const struct raft_entry *e = &m->entries[i];
+            /* prev == INT64_MAX: nothing can follow it (and prev + 1 would overflow). */
+            if (prev == INT64_MAX || e->first_index != prev + 1 || e->first_index > e->last_index)
+                return false;
+            if (e->type > RAFT_ENTRY_CONF || (e->len > 0 && !e->data))
+                return false;
+            prev = e->last_index;
+        }
+        const struct raft_entry *last = &m->entries[m->n_entries - 1];
+        if (last->last_index != m->ent_last || last->term != m->ent_last_term)
+            return false;
+    }
+    if (m->type == RAFT_MSG_LOG_START) {
+        const struct raft_log_start *s = &m->start;
+        if (s->conf.n_voters > RAFT_NODES_MAX || s->conf.n_learners > RAFT_NODES_MAX)
+            return false;
+        if (s->payload_len > 0 && !s->payload)
+            return false;
+    }
+    return true;
+}
+
+/* a + b, or SIZE_MAX when that overflows (raft_wire_size then exceeds every limit). */
+static size_t size_add(size_t a, size_t b)
+{
+    return a > SIZE_MAX - b ? SIZE_MAX : a + b;
+}
 
 size_t raft_wire_size(const struct raft_msg *m)
 {
-    size_t n = HEAD_BYTES;
-    if (m->type == RAFT_MSG_APP && m->entries != NULL)
-        for (uint32_t i = 0; i < m->n_entries; i++)
-            n += ENTRY_HEAD + m->entries[i].len;
-    if (m->type == RAFT_MSG_LOG_START)
-        n += START_BYTES + m->start.payload_len;
+    size_t n = RAFT_WIRE_HEADER_SIZE;
+    for (uint32_t i = 0; m->entries && i < m->n_entries; i++)
+        n = size_add(n, RAFT_WIRE_ENTRY_SIZE + (size_t)m->entries[i].len);
+    if (m->type == RAFT_MSG_LOG_START) {
+        const struct raft_log_start *s = &m->start;
+        n = size_add(n, LOG_START_FIXED_SIZE + (size_t)s->payload_len +
+                            4 * ((size_t)s->conf.n_voters + s->conf.n_learners));
+    }
     return n;
 }
 
-struct wcur {
+/* Writer over a buffer whose size was checked beforehand: overrunning it is a bug. */
+struct wr {
     uint8_t *p;
+    size_t off, cap;
 };
-static void w8(struct wcur *c, uint8_t v)
+
+static void wr_u8(struct wr *w, uint8_t v)
 {
-    *c->p++ = v;
+    LM_ASSERT(w->cap - w->off >= 1);
+    w->p[w->off++] = v;
 }
-static void w32(struct wcur *c, uint32_t v)
+
+static void wr_u32(struct wr *w, uint32_t v)
 {
-    lm_put_be32(c->p, v);
-    c->p += 4;
+    LM_ASSERT(w->cap - w->off >= 4);
+    lm_put_be32(w->p + w->off, v);
+    w->off += 4;
 }
-static void w64(struct wcur *c, uint64_t v)
+
+static void wr_u64(struct wr *w, uint64_t v)
 {
-    lm_put_be64(c->p, v);
-    c->p += 8;
+    LM_ASSERT(w->cap - w->off >= 8);
+    lm_put_be64(w->p + w->off, v);
+    w->off += 8;
+}
+
+static void wr_bytes(struct wr *w, const uint8_t *src, size_t n)
+{
+    LM_ASSERT(w->cap - w->off >= n);
+    if (n)
+        memcpy(w->p + w->off, src, n);
+    w->off += n;
 }
 
 int raft_wire_encode(const struct raft_msg *m, uint8_t *buf, size_t cap)
 {
-    if (m->type < RAFT_MSG_APP || m->type >= RAFT_MSG_TYPE_MAX)
-        return LM_E_INVALID;
-    bool app = m->type == RAFT_MSG_APP;
-    if (app && m->n_entries > 0 && m->entries == NULL)
-        return LM_E_INVALID; /* a descriptor: resolve it first */
-    if (app && m->n_entries > RAFT_WIRE_ENTRIES_MAX)
+    if (m->n_entries > RAFT_WIRE_ENTRIES_MAX)
         return LM_E_TOO_LARGE;
-    if (m->start.conf.n_voters > RAFT_NODES_MAX || m->start.conf.n_learners > RAFT_NODES_MAX)
+    if (!msg_valid(m))
         return LM_E_INVALID;
-    size_t need = raft_wire_size(m);
-    if (need > cap || need > RAFT_WIRE_BYTES_MAX)
+    size_t size = raft_wire_size(m);
+    if (size > RAFT_WIRE_BYTES_MAX || size > cap)
         return LM_E_TOO_LARGE;
-    struct wcur c = {buf};
-    w8(&c, RAFT_WIRE_VERSION);
-    w8(&c, m->type);
-    w8(&c, m->reject ? 1 : 0);
-    w8(&c, m->force ? 1 : 0);
-    w64(&c, m->group);
-    w32(&c, m->from);
-    w32(&c, m->to);
-    w64(&c, m->term);
-    w64(&c, (uint64_t)m->index);
-    w64(&c, m->log_term);
-    w64(&c, (uint64_t)m->commit);
-    w64(&c, (uint64_t)m->hint_index);
-    w64(&c, m->hint_term);
-    w64(&c, (uint64_t)m->ent_last);
-    w64(&c, m->ent_last_term);
-    w32(&c, app ? m->n_entries : 0);
-    for (uint32_t i = 0; app && i < m->n_entries; i++) {
+    struct wr w = {.p = buf, .off = 0, .cap = size};
+    wr_u8(&w, RAFT_WIRE_VERSION);
+    wr_u8(&w, m->type);
+    wr_u8(&w, m->reject ? 1 : 0);
+    wr_u8(&w, m->force ? 1 : 0);
+    wr_u64(&w, m->group);
+    wr_u32(&w, m->from);
+    wr_u32(&w, m->to);
+    wr_u64(&w, m->term);
+    wr_u64(&w, (uint64_t)m->index);
+    wr_u64(&w, m->log_term);
+    wr_u64(&w, (uint64_t)m->commit);
+    wr_u64(&w, (uint64_t)m->hint_index);
+    wr_u64(&w, m->hint_term);
+    wr_u64(&w, (uint64_t)m->ent_last);
+    wr_u64(&w, m->ent_last_term);
+    wr_u32(&w, m->n_entries);
+    LM_ASSERT(w.off == RAFT_WIRE_HEADER_SIZE);
+    for (uint32_t i = 0; i < m->n_entries; i++) {
         const struct raft_entry *e = &m->entries[i];
-        w64(&c, (uint64_t)e->first_index);
-        w64(&c, (uint64_t)e->last_index);
-        w64(&c, e->term);
-        w8(&c, e->type);
-        w32(&c, e->len);
-        if (e->len) {
-            memcpy(c.p, e->data, e->len);
-            c.p += e->len;
-        }
+        wr_u64(&w, (uint64_t)e->first_index);
+        wr_u64(&w, (uint64_t)e->last_index);
+        wr_u64(&w, e->term);
+        wr_u8(&w, e->type);
+        wr_u32(&w, e->len);
+        wr_bytes(&w, e->data, e->len);
     }
     if (m->type == RAFT_MSG_LOG_START) {
         const struct raft_log_start *s = &m->start;
-        w64(&c, (uint64_t)s->index);
-        w64(&c, s->term);
-        w32(&c, s->conf.n_voters);
-        for (uint32_t i = 0; i < RAFT_NODES_MAX; i++)
-            w32(&c, i < s->conf.n_voters ? s->conf.voters[i] : 0);
-        w32(&c, s->conf.n_learners);
-        for (uint32_t i = 0; i < RAFT_NODES_MAX; i++)
-            w32(&c, i < s->conf.n_learners ? s->conf.learners[i] : 0);
-        w32(&c, s->payload_len);
-        if (s->payload_len) {
-            memcpy(c.p, s->payload, s->payload_len);
-            c.p += s->payload_len;
-        }
+        wr_u64(&w, (uint64_t)s->index);
+        wr_u64(&w, s->term);
+        int n = raft_conf_encode(&s->conf, w.p + w.off, w.cap - w.off);
+        LM_ASSERT(n == (int)(8 + 4 * (s->conf.n_voters + s->conf.n_learners)));
+        w.off += (size_t)n;
+        wr_u32(&w, s->payload_len);
+        wr_bytes(&w, s->payload, s->payload_len);
     }
-    return (int)(c.p - buf);
+    LM_ASSERT(w.off == size);
+    return (int)size;
 }
 
-struct rcur {
+/* Reader with a sticky failure: a read past the end yields zeros and sets bad, so a run of
+ * fields is read first and bad checked once before any value is trusted. */
+struct rd {
     const uint8_t *p;
-    size_t left;
+    size_t off, len;
+    bool bad;
 };
-static bool r_has(const struct rcur *c, size_t n)
+
+static size_t rd_left(const struct rd *r)
 {
-    return c->left >= n;
+    return r->len - r->off;
 }
-static uint8_t r8(struct rcur *c)
+
+static const uint8_t *rd_take(struct rd *r, size_t n)
 {
-    c->left--;
-    return *c->p++;
+    if (r->bad || rd_left(r) < n) {
+        r->bad = true;
+        return NULL;
+    }
+    const uint8_t *p = r->p + r->off;
+    r->off += n;
+    return p;
 }
-static uint32_t r32(struct rcur *c)
+
+static uint8_t rd_u8(struct rd *r)
 {
-    uint32_t v = lm_get_be32(c->p);
-    c->p += 4;
-    c->left -= 4;
-    return v;
+    const uint8_t *p = rd_take(r, 1);
+    return p ? p[0] : 0;
 }
-static uint64_t r64(struct rcur *c)
+
+static uint32_t rd_u32(struct rd *r)
 {
-    uint64_t v = lm_get_be64(c->p);
-    c->p += 8;
-    c->left -= 8;
-    return v;
+    const uint8_t *p = rd_take(r, 4);
+    return p ? lm_get_be32(p) : 0;
+}
+
+static uint64_t rd_u64(struct rd *r)
+{
+    const uint8_t *p = rd_take(r, 8);
+    return p ? lm_get_be64(p) : 0;
+}
+
+/* rd_copy allocates a copy of the next n bytes (NULL for n == 0, as raft_msg_copy does).
+ * Returns 0, LM_E_CORRUPT when fewer than n bytes are left, or LM_E_NOMEM. */
+static int rd_copy(struct rd *r, size_t n, uint8_t **out)
+{
+    *out = NULL;
+    const uint8_t *src = rd_take(r, n);
+    if (!src)
+        return LM_E_CORRUPT;
+    if (n == 0)
+        return 0;
+    *out = malloc(n);
+    if (!*out)
+        return LM_E_NOMEM;
+    memcpy(*out, src, n);
+    return 0;
+}
+
+/* Flag bytes must be exactly 0 or 1 so that re-encoding gives the same bytes. */
+static bool rd_flag(struct rd *r, bool *out)
+{
+    uint8_t v = rd_u8(r);
+    *out = v == 1;
+    return v <= 1;
+}
+
+static int decode_entries(struct rd *r, struct raft_msg *out, uint32_t n)
+{
+    /* Every entry takes at least its fixed part: bounds the array by the bytes left. */
+    if (n > RAFT_WIRE_ENTRIES_MAX || (size_t)n * RAFT_WIRE_ENTRY_SIZE > rd_left(r))
+        return LM_E_CORRUPT;
+    out->entries = calloc(n, sizeof(*out->entries));
+    if (!out->entries)
+        return LM_E_NOMEM;
+    /* out->n_entries counts the entries filled, so raft_msg_deinit frees exactly those. */
+    for (uint32_t i = 0; i < n; i++, out->n_entries++) {
+        struct raft_entry *e = &out->entries[i];
+        e->first_index = (int64_t)rd_u64(r);
+        e->last_index = (int64_t)rd_u64(r);
+        e->term = rd_u64(r);
+        e->type = rd_u8(r);
+        e->len = rd_u32(r);
+        if (r->bad)
+            return LM_E_CORRUPT;
+        LM_TRY(rd_copy(r, e->len, &e->data));
+    }
+    LM_ASSERT(out->n_entries == n);
+    return 0;
+}
+
+static int decode_log_start(struct rd *r, struct raft_log_start *s)
+{
+    s->index = (int64_t)rd_u64(r);
+    s->term = rd_u64(r);
+    const uint8_t *counts = rd_take(r, 8);
+    if (!counts)
+        return LM_E_CORRUPT;
+    uint32_t nv = lm_get_be32(counts), nl = lm_get_be32(counts + 4);
+    if (nv > RAFT_NODES_MAX || nl > RAFT_NODES_MAX)
+        return LM_E_CORRUPT;
+    size_t conf_len = 8 + 4 * ((size_t)nv + nl);
+    if (!rd_take(r, conf_len - 8))
+        return LM_E_CORRUPT;
+    if (raft_conf_decode(counts, conf_len, &s->conf) != 0)
+        return LM_E_CORRUPT;
+    uint32_t payload_len = rd_u32(r);
+    if (r->bad)
+        return LM_E_CORRUPT;
+    LM_TRY(rd_copy(r, payload_len, &s->payload));
+    s->payload_len = payload_len;
+    return 0;
+}
+
+static int decode(struct rd *r, struct raft_msg *out)
+{
+    bool flags_ok = true;
+    if (rd_u8(r) != RAFT_WIRE_VERSION)
+        return LM_E_CORRUPT;
+    out->type = rd_u8(r);
+    flags_ok &= rd_flag(r, &out->reject);
+    flags_ok &= rd_flag(r, &out->force);
+    out->group = rd_u64(r);
+    out->from = rd_u32(r);
+    out->to = rd_u32(r);
+    out->term = rd_u64(r);
+    out->index = (int64_t)rd_u64(r);
+    out->log_term = rd_u64(r);
+    out->commit = (int64_t)rd_u64(r);
+    out->hint_index = (int64_t)rd_u64(r);
+    out->hint_term = rd_u64(r);
+    out->ent_last = (int64_t)rd_u64(r);
+    out->ent_last_term = rd_u64(r);
+    uint32_t n = rd_u32(r);
+    if (r->bad || !flags_ok || out->type == 0 || out->type >= RAFT_MSG_TYPE_MAX)
+        return LM_E_CORRUPT;
+    LM_ASSERT(r->off == RAFT_WIRE_HEADER_SIZE);
+    if (n > 0) {
+        if (out->type != RAFT_MSG_APP)
+            return LM_E_CORRUPT;
+        LM_TRY(decode_entries(r, out, n));
+    }
+    if (out->type == RAFT_MSG_LOG_START)
+        LM_TRY(decode_log_start(r, &out->start));
+    return msg_valid(out) ? 0 : LM_E_CORRUPT;
 }
 
 int raft_wire_decode(const uint8_t *buf, size_t len, struct raft_msg *out, size_t *used)
 {
+    /* A message never exceeds RAFT_WIRE_BYTES_MAX: one that would needs bytes past the clamp
+     * and fails as truncated, before its large parts are allocated. */
+    struct rd r = {
+        .p = buf, .off = 0, .len = len < RAFT_WIRE_BYTES_MAX ? len : RAFT_WIRE_BYTES_MAX};
     memset(out, 0, sizeof(*out));
     *used = 0;
-    struct rcur c = {buf, len > RAFT_WIRE_BYTES_MAX ? RAFT_WIRE_BYTES_MAX : len};
-    if (!r_has(&c, HEAD_BYTES) || r8(&c) != RAFT_WIRE_VERSION)
-        return LM_E_CORRUPT;
-    struct raft_msg m;
-    memset(&m, 0, sizeof(m));
-    m.type = r8(&c);
-    uint8_t reject = r8(&c), force = r8(&c);
-    if (m.type < RAFT_MSG_APP || m.type >= RAFT_MSG_TYPE_MAX || reject > 1 || force > 1)
-        return LM_E_CORRUPT;
-    m.reject = reject == 1;
-    m.force = force == 1;
-    m.group = r64(&c);
-    m.from = r32(&c);
-    m.to = r32(&c);
-    m.term = r64(&c);
-    m.index = (int64_t)r64(&c);
-    m.log_term = r64(&c);
-    m.commit = (int64_t)r64(&c);
-    m.hint_index = (int64_t)r64(&c);
-    m.hint_term = r64(&c);
-    m.ent_last = (int64_t)r64(&c);
-    m.ent_last_term = r64(&c);
-    uint32_t n = r32(&c);
-    if (n > RAFT_WIRE_ENTRIES_MAX || (n > 0 && m.type != RAFT_MSG_APP) ||
-        (uint64_t)n * ENTRY_HEAD > c.left)
-        return LM_E_CORRUPT;
-    int rc = LM_E_CORRUPT;
-    if (n > 0) {
-        m.entries = calloc(n, sizeof(*m.entries));
-        if (m.entries == NULL)
-            return LM_E_NOMEM;
+    int rc = decode(&r, out);
+    if (rc) {
+        raft_msg_deinit(out);
+        memset(out, 0, sizeof(*out));
+        return rc;
     }
-    for (uint32_t i = 0; i < n; i++) {
-        struct raft_entry *e = &m.entries[i];
-        if (!r_has(&c, ENTRY_HEAD))
-            goto fail;
-        e->first_index = (int64_t)r64(&c);
-        e->last_index = (int64_t)r64(&c);
-        e->term = r64(&c);
-        e->type = r8(&c);
-        e->len = r32(&c);
-        m.n_entries = i + 1; /* owned from here: raft_msg_deinit frees it */
-        if (e->first_index < 0 || e->last_index < e->first_index || e->type > RAFT_ENTRY_CONF ||
-            (i > 0 && e->first_index != m.entries[i - 1].last_index + 1) || !r_has(&c, e->len))
-            goto fail;
-        if (e->len > 0) {
-            e->data = malloc(e->len);
-            if (e->data == NULL) {
-                rc = LM_E_NOMEM;
-                goto fail;
-            }
-            memcpy(e->data, c.p, e->len);
-            c.p += e->len;
-            c.left -= e->len;
-        }
-    }
-    if (m.type == RAFT_MSG_APP) {
-        /* the entries are (index, ent_last], the last of them at ent_last_term */
-        if (n == 0 ? m.ent_last != m.index
-                   : (m.entries[0].first_index != m.index + 1 ||
-                      m.entries[n - 1].last_index != m.ent_last ||
-                      m.entries[n - 1].term != m.ent_last_term))
-            goto fail;
-    }
-    if (m.type == RAFT_MSG_LOG_START) {
-        if (!r_has(&c, START_BYTES))
-            goto fail;
-        struct raft_log_start *s = &m.start;
-        s->index = (int64_t)r64(&c);
-        s->term = r64(&c);
-        s->conf.n_voters = r32(&c);
-        for (uint32_t i = 0; i < RAFT_NODES_MAX; i++)
-            s->conf.voters[i] = r32(&c);
-        s->conf.n_learners = r32(&c);
-        for (uint32_t i = 0; i < RAFT_NODES_MAX; i++)
-            s->conf.learners[i] = r32(&c);
-        uint32_t pl = r32(&c);
-        if (s->conf.n_voters > RAFT_NODES_MAX || s->conf.n_learners > RAFT_NODES_MAX ||
-            !r_has(&c, pl))
-            goto fail;
-        if (pl > 0) {
-            s->payload = malloc(pl);
-            if (s->payload == NULL) {
-                rc = LM_E_NOMEM;
-                goto fail;
-            }
-            memcpy(s->payload, c.p, pl);
-            c.p += pl;
-            c.left -= pl;
-        }
-        s->payload_len = pl;
-    }
-    *out = m;
-    *used = (size_t)(c.p - buf);
+    LM_ASSERT(!r.bad && r.off <= r.len);
+    LM_ASSERT((size_t)r.off == raft_wire_size(out));
+    *used = r.off;
     return 0;
-fail:
-    raft_msg_deinit(&m);
-    return rc;
 }
