@@ -23,7 +23,12 @@ enum {
     KIND_RAFT = 1,      /* raft_wire message -> partition_step; answer: empty */
     KIND_SUBMIT = 2,    /* a metadata record for the leader; answer: status, rc, offset */
     KIND_HEARTBEAT = 3, /* i32 node, u64 incarnation; answer: empty */
+    KIND_FETCH = 4,     /* i64 from: an observer reads the committed log; answer below */
 };
+/* FETCH answer: u8 status (0 ok, 1 no log here), i32 leader (-1 unknown), i64 high watermark,
+ * then whole committed batches from `from` (at most CTL_FETCH_BYTES). */
+#define CTL_FETCH_HEAD  13
+#define CTL_FETCH_BYTES (256u << 10)
 enum { SUBMIT_APPLIED = 0, SUBMIT_NOT_LEADER = 1 };
 
 #define CTL_TICK_MS            50
@@ -78,6 +83,12 @@ struct controller {
     struct broker_timer tick;
     bool tick_armed;
     int64_t applied_next;
+    /* An observer (process.roles=broker, not a voter): no log of its own; it reads the
+     * committed log from the voters (KIND_FETCH) and learns the leader from their answers. */
+    bool observer;
+    bool fetch_busy;
+    uint32_t fetch_rr; /* next voter to ask while no leader is known */
+    uint64_t fetch_at_ms;
     int32_t leader; /* atomic: node id or -1 */
     bool was_leader;
     bool stopping;
@@ -236,14 +247,14 @@ int controller_create(const struct broker_config *cfg, struct lm_meta_store *sto
         ps->port = c->voters[i].port;
         ps->backoff_ms = CTL_PEER_BACKOFF_MIN;
     }
-    if (!voter) {
-        BLOG_ERROR("config: node.id=%d is not in controller.quorum.voters; nodes with "
-                   "process.roles=broker alone (observers of the controller) are not supported "
-                   "yet: list every node as a voter (1, 3 or 5 of them)",
+    if (!voter && (cfg->process_roles & BROKER_ROLE_CONTROLLER)) {
+        BLOG_ERROR("config: node.id=%d has process.roles=controller but is not in "
+                   "controller.quorum.voters",
                    c->node_id);
         free(c);
         return LM_E_CONFIG;
     }
+    c->observer = !voter; /* a broker-only node (KRaft's observer) */
     if (snprintf(c->dir, sizeof(c->dir), "%s/__cluster_metadata-0", cfg->log_dirs[0]) >=
         (int)sizeof(c->dir)) {
         free(c);
@@ -548,7 +559,7 @@ static void subs_kick(struct controller *c)
         }
         if (now < sub->retry_at_ms_)
             continue;
-        if (leader == c->node_id && partition_is_leader(c->part)) {
+        if (leader == c->node_id && c->part != NULL && partition_is_leader(c->part)) {
             int rc = propose(c, sub);
             if (rc != 0 && rc != LM_E_STATE && rc != LM_E_AGAIN && rc != LM_E_FULL)
                 sub_finish(c, sub, rc);
@@ -583,7 +594,7 @@ static void submit_run(struct broker_shard *target, struct broker_xcall *x)
     (void)target;
     struct controller_submit *sub = x->arg;
     struct controller *c = sub->c_;
-    if (c->part == NULL || c->stopping) {
+    if ((c->part == NULL && !c->observer) || c->stopping) {
         sub->rc = LM_E_CLOSED;
         broker_xcall_return(c->shard, x);
         return;
@@ -653,8 +664,34 @@ static void apply_batch(struct controller *c, const uint8_t *buf, size_t len, in
     kafka_batch_reader_close(&r);
 }
 
+/* Applies the whole batches in buf[0..len) that are below hw and not applied yet. Returns the
+ * bytes parsed. */
+static size_t apply_bytes(struct controller *c, const uint8_t *buf, size_t len, int64_t hw)
+{
+    size_t pos = 0;
+    while (pos + KAFKA_BATCH_HEADER_SIZE <= len && c->applied_next < hw) {
+        struct kafka_batch_header h;
+        if (kafka_batch_header_parse(buf + pos, len - pos, &h) != 0)
+            break;
+        size_t total = (size_t)h.batch_length + 12;
+        if (h.batch_length < 0 || pos + total > len)
+            break;
+        int64_t last = h.base_offset + h.last_offset_delta;
+        if (last >= hw)
+            break; /* not committed (never handed out by a fetch; kept for safety) */
+        if (last >= c->applied_next)
+            apply_batch(c, buf + pos, total, h.base_offset);
+        if (last + 1 > c->applied_next)
+            c->applied_next = last + 1;
+        pos += total;
+    }
+    return pos;
+}
+
 static void apply_committed(struct controller *c)
 {
+    if (c->part == NULL)
+        return; /* an observer applies what its fetches bring */
     int64_t hw = partition_high_watermark(c->part);
     while (c->applied_next < hw) {
         struct storage_read_result res;
@@ -677,23 +714,7 @@ static void apply_committed(struct controller *c)
                               (long long)c->applied_next, lm_strerror(rc));
             return;
         }
-        size_t pos = 0;
-        while (pos + KAFKA_BATCH_HEADER_SIZE <= res.bytes) {
-            struct kafka_batch_header h;
-            if (kafka_batch_header_parse(buf + pos, res.bytes - pos, &h) != 0)
-                break;
-            size_t total = (size_t)h.batch_length + 12;
-            if (pos + total > res.bytes)
-                break;
-            int64_t last = h.base_offset + h.last_offset_delta;
-            if (last >= c->applied_next && h.base_offset < hw)
-                apply_batch(c, buf + pos, total, h.base_offset);
-            if (last + 1 > c->applied_next)
-                c->applied_next = last + 1;
-            pos += total;
-            if (c->applied_next >= hw)
-                break;
-        }
+        size_t pos = apply_bytes(c, buf, res.bytes, hw);
         free(buf);
         if (pos == 0)
             return; /* nothing parsed: wait for the next input */
@@ -846,21 +867,107 @@ static void heartbeat(struct controller *c, uint64_t now)
     (void)call_send(c, leader, k);
 }
 
+static void leader_set(struct controller *c, int32_t leader, int32_t term);
+
+/* ------------------------------------------------------------------ observers */
+
+static void fetch_done(struct broker_shard *s, struct broker_call *call, int rc)
+{
+    (void)s;
+    struct ctl_call *k = call->arg;
+    struct controller *c = k->c;
+    c->fetch_busy = false;
+    c->fetch_at_ms = broker_now_ms() + CTL_TICK_MS;
+    if (rc == 0 && call->resp_len >= CTL_FETCH_HEAD && call->resp[0] == 0 && !c->stopping) {
+        int32_t leader = (int32_t)lm_get_be32(call->resp + 1);
+        int64_t hw = (int64_t)lm_get_be64(call->resp + 5);
+        if (leader >= 0)
+            leader_set(c, leader, -1);
+        size_t n = call->resp_len - CTL_FETCH_HEAD;
+        size_t used = apply_bytes(c, call->resp + CTL_FETCH_HEAD, n, hw);
+        if (used > 0 && c->applied_next < hw)
+            c->fetch_at_ms = 0; /* more to read: at once */
+        after_input(c);
+    } else if (!c->stopping) {
+        leader_set(c, -1, -1); /* ask another voter next */
+        c->fetch_rr++;
+    }
+    free(k);
+}
+
+static void observer_fetch(struct controller *c, uint64_t now)
+{
+    if (c->fetch_busy || now < c->fetch_at_ms || c->stopping)
+        return;
+    int32_t to = controller_leader(c);
+    if (to < 0)
+        to = c->voters[c->fetch_rr % c->n_voters].id;
+    struct ctl_call *k = call_new(c, KIND_FETCH, 8);
+    if (k == NULL)
+        return;
+    lm_put_be64(k->buf + 1, (uint64_t)c->applied_next);
+    k->call.done = fetch_done;
+    c->fetch_busy = true;
+    if (call_send(c, to, k) != 0) {
+        c->fetch_busy = false;
+        c->fetch_rr++;
+        c->fetch_at_ms = now + 200;
+    }
+}
+
+/* A voter's answer to an observer's fetch (on shard 0, into the request's arena). */
+static void serve_fetch(struct controller *c, struct broker_req *req, const uint8_t *body,
+                        size_t len, uint8_t **resp, size_t *resp_len)
+{
+    static const uint8_t none[CTL_FETCH_HEAD] = {1};
+    *resp = (uint8_t *)none;
+    *resp_len = CTL_FETCH_HEAD;
+    if (c->part == NULL || len < 9)
+        return;
+    int64_t from = (int64_t)lm_get_be64(body + 1);
+    int64_t hw = partition_high_watermark(c->part);
+    uint8_t *out = kafka_arena_alloc(&req->arena, CTL_FETCH_HEAD + CTL_FETCH_BYTES, 8);
+    if (out == NULL)
+        return;
+    size_t n = 0;
+    if (from >= 0 && from < hw) {
+        struct storage_read_result res;
+        if (partition_read(c->part, from, CTL_FETCH_BYTES, true, &res) == 0) {
+            if (res.bytes <= CTL_FETCH_BYTES &&
+                storage_read_result_copy(&res, out + CTL_FETCH_HEAD, CTL_FETCH_BYTES) == 0)
+                n = res.bytes;
+            partition_read_release(c->part, &res);
+        }
+    }
+    out[0] = 0;
+    lm_put_be32(out + 1, (uint32_t)controller_leader(c));
+    lm_put_be64(out + 5, (uint64_t)hw);
+    *resp = out;
+    *resp_len = CTL_FETCH_HEAD + n;
+}
+
 /* ------------------------------------------------------------------ driving */
+
+static void leader_set(struct controller *c, int32_t leader, int32_t term)
+{
+    if (leader == controller_leader(c))
+        return;
+    __atomic_store_n(&c->leader, leader, __ATOMIC_RELEASE);
+    BLOG_INFO("controller: leader is %s%d (term %d)", leader < 0 ? "unknown " : "node ", leader,
+              term);
+}
 
 static void after_input(struct controller *c)
 {
-    if (c->part == NULL)
+    if (c->shard == NULL || (c->part == NULL && !c->observer))
         return;
     apply_committed(c);
-    int32_t leader = partition_is_leader(c->part) ? c->node_id : nid(partition_leader(c->part));
-    int32_t old = controller_leader(c);
-    if (leader != old) {
-        __atomic_store_n(&c->leader, leader, __ATOMIC_RELEASE);
-        BLOG_INFO("controller: leader is %s%d (term %d)", leader < 0 ? "unknown " : "node ", leader,
-                  partition_leader_epoch(c->part));
-    }
-    bool is_leader = leader == c->node_id;
+    if (c->part != NULL)
+        leader_set(c,
+                   partition_is_leader(c->part) ? c->node_id : nid(partition_leader(c->part)),
+                   partition_leader_epoch(c->part));
+    int32_t leader = controller_leader(c);
+    bool is_leader = leader == c->node_id && c->part != NULL;
     if (is_leader && !c->was_leader) {
         /* a new leader gives every broker a full session before fencing it */
         uint64_t now = broker_now_ms();
@@ -878,13 +985,15 @@ static void on_tick(struct broker_shard *s, struct broker_timer *t)
     (void)s;
     struct controller *c = t->arg;
     c->tick_armed = false;
-    if (c->part == NULL || c->stopping)
+    if ((c->part == NULL && !c->observer) || c->stopping)
         return;
     uint64_t now = broker_now_ms();
-    int rc = partition_tick(c->part, (int64_t)now);
+    int rc = c->part != NULL ? partition_tick(c->part, (int64_t)now) : 0;
     if (rc != 0)
         BLOG_WARN_LIMITED("controller: tick: %s", lm_strerror(rc));
     after_input(c);
+    if (c->observer)
+        observer_fetch(c, now);
     registration_check(c, now);
     heartbeat(c, now);
     if (controller_leader(c) == c->node_id)
@@ -897,6 +1006,14 @@ int controller_shard_start(struct controller *c, struct broker_shard *s)
 {
     c->shard = s;
     endpoints_of(c->cfg, c->endpoints, sizeof(c->endpoints)); /* advertised: derived by now */
+    if (c->observer) {
+        BLOG_INFO("controller: node %d observes the metadata log of %u voter(s)", c->node_id,
+                  c->n_voters);
+        int orc = broker_timer_start(s, &c->tick, CTL_TICK_MS, on_tick, c);
+        if (orc == 0)
+            c->tick_armed = true;
+        return orc;
+    }
     if (mkdir(c->dir, 0755) != 0 && errno != EEXIST) {
         BLOG_ERROR("controller: cannot create %s: %s", c->dir, strerror(errno));
         return LM_E_IO;
@@ -979,6 +1096,7 @@ struct remote_op {
     struct controller_submit sub;
     uint8_t resp[16];
     size_t resp_len;
+    const uint8_t *resp_ptr; /* a larger answer (FETCH), else resp */
 };
 
 static bool is_remote(const struct controller_submit *sub)
@@ -994,6 +1112,7 @@ static void remote_run(struct broker_shard *target, struct broker_xcall *x)
     const uint8_t *body = op->req->body;
     size_t len = op->req->body_len;
     op->resp_len = 0;
+    op->resp_ptr = NULL;
     if (c->part == NULL || c->stopping) {
         broker_xcall_return(c->shard, x);
         return;
@@ -1013,6 +1132,12 @@ static void remote_run(struct broker_shard *target, struct broker_xcall *x)
         if (rc == 0 || used > 0)
             raft_msg_deinit(&m);
         after_input(c);
+        break;
+    }
+    case KIND_FETCH: {
+        uint8_t *out;
+        serve_fetch(c, op->req, body, len, &out, &op->resp_len);
+        op->resp_ptr = out;
         break;
     }
     case KIND_HEARTBEAT:
@@ -1055,6 +1180,10 @@ static void remote_done(struct broker_shard *origin, struct broker_xcall *x)
 {
     (void)origin;
     struct remote_op *op = x->arg;
+    if (op->resp_ptr != NULL) {
+        broker_req_respond(op->req, op->resp_ptr, op->resp_len);
+        return;
+    }
     uint8_t *body = kafka_arena_alloc(&op->req->arena, op->resp_len ? op->resp_len : 1, 1);
     if (body == NULL) {
         broker_req_close_after(op->req);

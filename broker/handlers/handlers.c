@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <sys/random.h>
 #include <unistd.h>
@@ -551,6 +552,12 @@ static int node_setup(struct broker_dispatch *d, struct handlers_ctx *h)
         if ((rc = controller_create(cfg, h->meta, &h->ctl)) != 0)
             return rc;
         for (uint32_t i = 0; i < cfg->controller_listener_names_count; i++) {
+            bool listening = false; /* a broker-only node has none of them */
+            for (uint32_t l = 0; l < cfg->listeners_count; l++)
+                listening |= strcasecmp(cfg->listeners[l].name,
+                                        cfg->controller_listener_names[i]) == 0;
+            if (!listening)
+                continue;
             /* the controller listeners serve laminar's internal API alone */
             struct broker_api_table *t =
                 broker_dispatch_listener_table(d, cfg->controller_listener_names[i]);

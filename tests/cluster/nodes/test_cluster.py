@@ -35,10 +35,11 @@ def fail(msg, nodes=()):
 class Node(Broker):
     """One combined-mode node (broker + controller voter) as a KRaft user configures it."""
 
-    def __init__(self, node_id, voters, port, cport, io):
+    def __init__(self, node_id, voters, port, cport, io, observer=False):
         host = "127.0.0.%d" % node_id
+        self.observer = observer  # process.roles=broker: reads the metadata log from voters
         cfg = {
-            "process.roles": "broker,controller",
+            "process.roles": "broker" if observer else "broker,controller",
             "node.id": node_id,
             "controller.listener.names": "CONTROLLER",
             "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
@@ -53,8 +54,9 @@ class Node(Broker):
     def args(self):
         a = super().args()
         i = a.index("--listeners")
-        a[i + 1] = "PLAINTEXT://%s:%d,CONTROLLER://%s:%d" % (self.host, self.port, self.host,
-                                                             self.cport)
+        a[i + 1] = "PLAINTEXT://%s:%d" % (self.host, self.port)
+        if not self.observer:
+            a[i + 1] += ",CONTROLLER://%s:%d" % (self.host, self.cport)
         a += ["--config", "advertised.listeners=PLAINTEXT://%s:%d" % (self.host, self.port)]
         return a
 
@@ -144,13 +146,16 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--io", default="uring")
     ap.add_argument("--nodes", type=int, default=3)
+    ap.add_argument("--observers", type=int, default=0,
+                    help="the last N nodes are process.roles=broker (not voters)")
     ap.add_argument("--clients", action="store_true",
                     help="also Kafka's TopicCommand, the Java client and franz-go")
     args = ap.parse_args()
     n = args.nodes
     port, cport = free_port(), free_port()
-    voters = ",".join("%d@127.0.0.%d:%d" % (i, i, cport) for i in range(1, n + 1))
-    nodes = [Node(i, voters, port, cport, args.io) for i in range(1, n + 1)]
+    nv = n - args.observers
+    voters = ",".join("%d@127.0.0.%d:%d" % (i, i, cport) for i in range(1, nv + 1))
+    nodes = [Node(i, voters, port, cport, args.io, observer=i > nv) for i in range(1, n + 1)]
     try:
         run(nodes, n, args.clients)
     finally:
@@ -266,7 +271,7 @@ def run(nodes, n, clients):
     # 4. A node that is not the controller leader dies: its partitions lose their leader, the
     # others keep serving.
     _, ctl = cluster_view(nodes[0])
-    victim = next(x for x in reversed(nodes) if x.node_id != ctl)
+    victim = next(x for x in reversed(nodes) if x.node_id != ctl)  # an observer if any
     victim.kill9()
     others = [x for x in nodes if x is not victim]
     wait_for("node %d fenced" % victim.node_id,
