@@ -2,6 +2,7 @@
 # scripts/build-image, which first makes laminar-base:bookworm with debootstrap (no image
 # registry needed) and then runs `docker build -t laminar:dev .` against this file.
 FROM laminar-base:bookworm
+LABEL org.laminar.image=laminar
 
 # The RelWithDebInfo binary from `make build`; scripts/build-image passes another build dir.
 ARG LAMINAR_BIN=build/broker/laminar
