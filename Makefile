@@ -6,7 +6,7 @@ LISTEN     ?= 127.0.0.1:9092
 DATA       ?= ./data
 BENCH_ARGS ?=
 
-.PHONY: all deps build run test test-build test-fuzz bench clean
+.PHONY: all deps build run cluster cluster-stop test test-build test-fuzz bench clean
 
 all: build
 
@@ -21,6 +21,15 @@ build: deps
 run: build
 	@mkdir -p $(DATA)
 	scripts/run-broker $(BUILD) $(LISTEN) $(DATA)
+
+# A local cluster of $(NODES) nodes on 127.0.0.1..N:9092 (KRaft combined mode), in the background;
+# each node's config, log and pid in $(DATA)/node-N. Prints the bootstrap list.
+NODES ?= 3
+cluster: build
+	@scripts/run-cluster --nodes $(NODES) --data $(DATA) --build $(BUILD) start
+
+cluster-stop:
+	@scripts/run-cluster --data $(DATA) stop
 
 # Every test, under AddressSanitizer and UndefinedBehaviorSanitizer.
 test-build: deps
