@@ -526,7 +526,7 @@ static int get_replicas(struct cursor *c, struct lm_meta_record *out, int32_t *r
     if (ids == NULL)
         return LM_E_NOMEM;
     for (size_t i = 0; i < n; i++) {
-        uint64_t id;
+        uint64_t id = 0;
         (void)get_be(c, 4, &id);
         ids[i] = (int32_t)(uint32_t)id;
     }
