@@ -9,6 +9,10 @@
 #include <sys/random.h>
 #include <sys/stat.h>
 
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+
 #include "broker/log.h"
 #include "broker/partition/partition.h"
 #include "common/lm_assert.h"
@@ -28,6 +32,8 @@ enum {
 /* FETCH answer: u8 status (0 ok, 1 no log here), i32 leader (-1 unknown), i64 high watermark,
  * then whole committed batches from `from` (at most CTL_FETCH_BYTES). */
 #define CTL_FETCH_HEAD  13
+#define CTL_MAC_BYTES   32 /* HMAC-SHA256 after each request body when a secret is set */
+#define CTL_SECRET_MAX  256
 #define CTL_FETCH_BYTES (256u << 10)
 enum { SUBMIT_APPLIED = 0, SUBMIT_NOT_LEADER = 1 };
 
@@ -73,6 +79,8 @@ struct controller {
     char endpoints[LM_META_ENDPOINTS_MAX + 1];
     char rack[LM_META_RACK_MAX + 1];
     uint32_t session_ms;
+    char secret[CTL_SECRET_MAX + 1]; /* laminar.cluster.secret; empty: requests unauthenticated */
+    size_t secret_len;
 
     struct broker_shard *shard;
     struct partition *part;
@@ -266,6 +274,16 @@ int controller_create(const struct broker_config *cfg, struct lm_meta_store *sto
     }
     const char *rack = broker_config_get(cfg, "broker.rack");
     snprintf(c->rack, sizeof(c->rack), "%s", rack ? rack : "");
+    const char *secret = broker_config_get(cfg, "laminar.cluster.secret");
+    if (secret != NULL && strlen(secret) > CTL_SECRET_MAX) {
+        BLOG_ERROR("config: laminar.cluster.secret is longer than %d bytes", CTL_SECRET_MAX);
+        free(c);
+        return LM_E_CONFIG;
+    }
+    if (secret != NULL) {
+        snprintf(c->secret, sizeof(c->secret), "%s", secret);
+        c->secret_len = strlen(c->secret);
+    }
     const char *st = broker_config_get(cfg, "broker.session.timeout.ms");
     long sv = st ? strtol(st, NULL, 10) : 0;
     c->session_ms = sv > 0 && sv < 3600000 ? (uint32_t)sv : CTL_SESSION_MS_DEFAULT;
@@ -343,7 +361,7 @@ static struct broker_peer *peer_get(struct controller *c, int32_t id)
 
 static struct ctl_call *call_new(struct controller *c, uint8_t kind, size_t payload)
 {
-    struct ctl_call *k = malloc(sizeof(*k) + 1 + payload);
+    struct ctl_call *k = malloc(sizeof(*k) + 1 + payload + CTL_MAC_BYTES);
     if (k == NULL)
         return NULL;
     memset(k, 0, sizeof(*k));
@@ -370,8 +388,24 @@ static void call_free_done(struct broker_shard *s, struct broker_call *call, int
 }
 
 /* Sends k to node id (k freed whatever happens). Returns 0 or an LM_E_*. */
+/* HMAC-SHA256 of a request body under laminar.cluster.secret. */
+static bool mac_of(const struct controller *c, const uint8_t *buf, size_t len, uint8_t *out)
+{
+    unsigned int n = 0;
+    return HMAC(EVP_sha256(), c->secret, (int)c->secret_len, buf, len, out, &n) != NULL &&
+           n == CTL_MAC_BYTES;
+}
+
 static int call_send(struct controller *c, int32_t id, struct ctl_call *k)
 {
+    if (c->secret_len > 0) {
+        /* the secret's MAC after the body: a node without it is refused (controller_handle) */
+        if (!mac_of(c, k->buf, k->len, k->buf + k->len)) {
+            free(k);
+            return LM_E_INVALID;
+        }
+        k->part.len = k->len + CTL_MAC_BYTES;
+    }
     struct broker_peer *p = peer_get(c, id);
     int rc = p ? broker_peer_send(p, &k->call) : LM_E_AGAIN;
     if (rc != 0)
@@ -795,12 +829,15 @@ static void liveness_check(struct controller *c, uint64_t now)
     lm_meta_snapshot_release(snap);
 }
 
-static void heard_from(struct controller *c, int32_t id, uint64_t incarnation)
+/* A heartbeat; leaving: the node is shutting down (SIGTERM) and is fenced at once, so its
+ * partitions show no leader now rather than after a session timeout. */
+static void heard_from(struct controller *c, int32_t id, uint64_t incarnation, bool leaving)
 {
     (void)incarnation;
-    struct live *l = live_of(c, id, broker_now_ms());
+    uint64_t now = broker_now_ms();
+    struct live *l = live_of(c, id, now);
     if (l != NULL)
-        l->last_seen_ms = broker_now_ms();
+        l->last_seen_ms = leaving ? (now > c->session_ms ? now - c->session_ms - 1 : 0) : now;
 }
 
 /* ------------------------------------------------------------------ registration */
@@ -846,6 +883,8 @@ static void registration_check(struct controller *c, uint64_t now)
     controller_submit(c, c->shard, &c->reg);
 }
 
+static void send_heartbeat(struct controller *c, int32_t leader, bool leaving);
+
 static void heartbeat(struct controller *c, uint64_t now)
 {
     if (now < c->hb_next_ms)
@@ -855,14 +894,20 @@ static void heartbeat(struct controller *c, uint64_t now)
     if (leader < 0)
         return;
     if (leader == c->node_id) {
-        heard_from(c, c->node_id, c->incarnation);
+        heard_from(c, c->node_id, c->incarnation, false);
         return;
     }
-    struct ctl_call *k = call_new(c, KIND_HEARTBEAT, 12);
+    send_heartbeat(c, leader, false);
+}
+
+static void send_heartbeat(struct controller *c, int32_t leader, bool leaving)
+{
+    struct ctl_call *k = call_new(c, KIND_HEARTBEAT, 13);
     if (k == NULL)
         return;
     lm_put_be32(k->buf + 1, (uint32_t)c->node_id);
     lm_put_be64(k->buf + 5, c->incarnation);
+    k->buf[13] = leaving ? 1 : 0;
     k->call.done = call_free_done;
     (void)call_send(c, leader, k);
 }
@@ -963,8 +1008,7 @@ static void after_input(struct controller *c)
         return;
     apply_committed(c);
     if (c->part != NULL)
-        leader_set(c,
-                   partition_is_leader(c->part) ? c->node_id : nid(partition_leader(c->part)),
+        leader_set(c, partition_is_leader(c->part) ? c->node_id : nid(partition_leader(c->part)),
                    partition_leader_epoch(c->part));
     int32_t leader = controller_leader(c);
     bool is_leader = leader == c->node_id && c->part != NULL;
@@ -1054,6 +1098,9 @@ int controller_shard_start(struct controller *c, struct broker_shard *s)
 
 void controller_shard_drain(struct controller *c)
 {
+    int32_t leader = controller_leader(c);
+    if (leader >= 0 && leader != c->node_id && !c->stopping)
+        send_heartbeat(c, leader, true); /* a graceful leave: fenced at once */
     c->stopping = true;
     struct controller_submit *sub = c->subs, *next;
     for (; sub != NULL; sub = next) {
@@ -1142,7 +1189,8 @@ static void remote_run(struct broker_shard *target, struct broker_xcall *x)
     }
     case KIND_HEARTBEAT:
         if (len >= 13)
-            heard_from(c, (int32_t)lm_get_be32(body + 1), lm_get_be64(body + 5));
+            heard_from(c, (int32_t)lm_get_be32(body + 1), lm_get_be64(body + 5),
+                       len >= 14 && body[13] == 1);
         break;
     case KIND_SUBMIT:
         if (controller_leader(c) != c->node_id || len < 2) {
@@ -1196,6 +1244,21 @@ static void remote_done(struct broker_shard *origin, struct broker_xcall *x)
 
 void controller_handle(struct controller *c, struct broker_req *req)
 {
+    if (c != NULL && c->secret_len > 0) {
+        uint8_t mac[CTL_MAC_BYTES];
+        bool ok = req->body_len > CTL_MAC_BYTES &&
+                  mac_of(c, req->body, req->body_len - CTL_MAC_BYTES, mac) &&
+                  CRYPTO_memcmp(mac, req->body + req->body_len - CTL_MAC_BYTES, CTL_MAC_BYTES) == 0;
+        if (!ok) {
+            BLOG_WARN_LIMITED("controller: an internal request without a valid "
+                              "laminar.cluster.secret MAC from %s; closing the connection",
+                              req->client_id ? "a peer" : "an unnamed peer");
+            broker_req_close_after(req);
+            broker_req_respond_none(req);
+            return;
+        }
+        req->body_len -= CTL_MAC_BYTES; /* the handlers below see the body alone */
+    }
     if (c == NULL || req->api_version != 0 || req->body_len < 1 ||
         req->body_len > (size_t)RAFT_WIRE_BYTES_MAX + 1) {
         broker_req_close_after(req);

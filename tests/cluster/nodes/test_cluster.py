@@ -35,7 +35,7 @@ def fail(msg, nodes=()):
 class Node(Broker):
     """One combined-mode node (broker + controller voter) as a KRaft user configures it."""
 
-    def __init__(self, node_id, voters, port, cport, io, observer=False):
+    def __init__(self, node_id, voters, port, cport, io, observer=False, secret=None):
         host = "127.0.0.%d" % node_id
         self.observer = observer  # process.roles=broker: reads the metadata log from voters
         cfg = {
@@ -47,6 +47,8 @@ class Node(Broker):
             "laminar.http.listener": "",
             "broker.session.timeout.ms": 3000,
         }
+        if secret is not None:
+            cfg["laminar.cluster.secret"] = secret
         super().__init__(io=io, host=host, port=port, config=cfg)
         self.node_id = node_id
         self.cport = cport
@@ -148,6 +150,7 @@ def main():
     ap.add_argument("--nodes", type=int, default=3)
     ap.add_argument("--observers", type=int, default=0,
                     help="the last N nodes are process.roles=broker (not voters)")
+    ap.add_argument("--secret", default=None, help="laminar.cluster.secret of every node")
     ap.add_argument("--clients", action="store_true",
                     help="also Kafka's TopicCommand, the Java client and franz-go")
     args = ap.parse_args()
@@ -155,9 +158,12 @@ def main():
     port, cport = free_port(), free_port()
     nv = n - args.observers
     voters = ",".join("%d@127.0.0.%d:%d" % (i, i, cport) for i in range(1, nv + 1))
-    nodes = [Node(i, voters, port, cport, args.io, observer=i > nv) for i in range(1, n + 1)]
+    nodes = [Node(i, voters, port, cport, args.io, observer=i > nv, secret=args.secret)
+             for i in range(1, n + 1)]
     try:
         run(nodes, n, args.clients)
+        if args.secret is not None:
+            wrong_secret(nodes, voters, port, cport, args.io)
     finally:
         for x in nodes:
             x.cleanup()
@@ -210,6 +216,23 @@ def other_clients(nodes, n):
     out = run_cmd([franz, nodes[n // 2].bootstrap], "franz_check", 180, nodes)
     print("ok: franz-go through node %d: %s" % (nodes[n // 2].node_id,
                                                 out.strip().splitlines()[-1][:200]))
+
+
+def wrong_secret(nodes, voters, port, cport, io):
+    """A node with another laminar.cluster.secret is refused: it never registers, and the
+    voters log why."""
+    intruder = Node(len(nodes) + 1, voters, port, cport, io, observer=True, secret="wrong")
+    try:
+        intruder.start()
+        time.sleep(3)
+        ids, _ = cluster_view(nodes[0])
+        if intruder.node_id in ids:
+            fail("a node with the wrong cluster secret joined", nodes + [intruder])
+        if not any("laminar.cluster.secret" in x.log_text() for x in nodes):
+            fail("no voter logged the refused requests", nodes)
+        print("ok: a node with the wrong laminar.cluster.secret is refused")
+    finally:
+        intruder.cleanup()
 
 
 def run(nodes, n, clients):
@@ -314,7 +337,23 @@ def run(nodes, n, clients):
     wait_for("every partition led", lambda: -1 not in leaders(nodes[0], "spread").values(), 30,
              nodes)
 
-    # 6. Nothing acknowledged was lost: a fresh group reads every record.
+    # 6. A node stopped with SIGTERM leaves at once (fenced before its session times out).
+    last = nodes[-1]
+    if last.node_id != cluster_view(nodes[0])[1]:
+        t_stop = time.monotonic()
+        last.stop()
+        wait_for("node %d fenced after SIGTERM" % last.node_id,
+                 lambda: last.node_id not in cluster_view(nodes[0])[0], 20, nodes)
+        took = time.monotonic() - t_stop
+        print("FIGURE graceful leave (SIGTERM to the node's absence from Metadata): %.2f s "
+              "(broker.session.timeout.ms=3000)" % took)
+        if took > 2.5:
+            fail("node %d left after %.2f s: not at once" % (last.node_id, took), nodes)
+        last.start()
+        wait_for("node %d back" % last.node_id,
+                 lambda: last.node_id in cluster_view(nodes[0])[0], 20, nodes)
+
+    # 7. Nothing acknowledged was lost: a fresh group reads every record.
     expect = set(values) | set(more)
     got, _ = consume_group(nodes[n // 2], "spread", "g-final", len(expect))
     if set(got) != expect:
