@@ -93,6 +93,7 @@ static const struct key_spec g_keys[] = {
     {"broker.rack", K_RAW, 0, 0, 0},
     {"cluster.id", K_RAW, 0, 0, 0},
     {"laminar.cluster.secret", K_RAW, 0, 0, 0},
+    {"laminar.gossip.listener", K_RAW, 0, 0, 0},
 };
 #undef OFF
 

@@ -13,6 +13,7 @@
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 
+#include "broker/cluster/membership.h"
 #include "broker/log.h"
 #include "broker/partition/partition.h"
 #include "common/lm_assert.h"
@@ -90,6 +91,7 @@ struct controller {
     bool sync_in_done;
     struct broker_timer tick;
     bool tick_armed;
+    struct membership *gossip; /* SWIM on shard 0 (membership.h) */
     int64_t applied_next;
     /* An observer (process.roles=broker, not a voter): no log of its own; it reads the
      * committed log from the voters (KIND_FETCH) and learns the leader from their answers. */
@@ -656,6 +658,8 @@ void controller_submit(struct controller *c, struct broker_shard *s, struct cont
 
 /* ------------------------------------------------------------------ applying the log */
 
+static struct live *live_of(struct controller *c, int32_t id, uint64_t now);
+
 static void apply_batch(struct controller *c, const uint8_t *buf, size_t len, int64_t base)
 {
     struct kafka_batch_reader r;
@@ -681,11 +685,16 @@ static void apply_batch(struct controller *c, const uint8_t *buf, size_t len, in
                       : LM_E_CORRUPT;
         if (arc == 0) {
             arc = lm_meta_store_apply(c->store, &m);
-            if (arc == 0 && m.type == LM_META_BROKER_REGISTER)
+            if (arc == 0 && m.type == LM_META_BROKER_REGISTER) {
                 BLOG_INFO("controller: node %d registered (%s)", m.broker_id, m.endpoints);
-            else if (arc == 0 && m.type == LM_META_BROKER_FENCE)
+                /* a fresh session: the registration is as good as a heartbeat */
+                struct live *l = live_of(c, m.broker_id, broker_now_ms());
+                if (l != NULL)
+                    l->last_seen_ms = broker_now_ms();
+            } else if (arc == 0 && m.type == LM_META_BROKER_FENCE)
                 BLOG_INFO("controller: node %d %s", m.broker_id,
-                          m.fenced ? "fenced (not heard from)" : "unfenced");
+                          m.fenced ? "fenced (heartbeats stopped, SWIM found it dead, or it left)"
+                                   : "unfenced");
             lm_meta_record_free(&m);
         }
         /* the verdict for the submissions that proposed this record (a forwarded one
@@ -804,7 +813,8 @@ static void liveness_check(struct controller *c, uint64_t now)
             continue;
         if (b->id == c->node_id)
             l->last_seen_ms = now;
-        bool alive = now - l->last_seen_ms <= c->session_ms;
+        bool alive = now - l->last_seen_ms <= c->session_ms &&
+                     (b->id == c->node_id || !membership_node_down(c->gossip, b->id));
         if (alive != b->fenced)
             continue; /* the image agrees */
         struct fence_sub *f = calloc(1, sizeof(*f));
@@ -1036,6 +1046,7 @@ static void on_tick(struct broker_shard *s, struct broker_timer *t)
     if (rc != 0)
         BLOG_WARN_LIMITED("controller: tick: %s", lm_strerror(rc));
     after_input(c);
+    membership_tick(c->gossip, now);
     if (c->observer)
         observer_fetch(c, now);
     registration_check(c, now);
@@ -1046,10 +1057,55 @@ static void on_tick(struct broker_shard *s, struct broker_timer *t)
         c->tick_armed = true;
 }
 
+/* laminar.gossip.listener, else this node's controller listener, else its first listener. */
+static int gossip_start(struct controller *c)
+{
+    struct membership_config mc = {.node_id = c->node_id, .rack = c->rack};
+    const struct broker_config *cfg = c->cfg;
+    const struct broker_listener *ctl = NULL;
+    for (uint32_t i = 0; i < cfg->listeners_count && ctl == NULL; i++)
+        if (broker_config_is_controller_listener(cfg, cfg->listeners[i].name))
+            ctl = &cfg->listeners[i];
+    const char *g = broker_config_get(cfg, "laminar.gossip.listener");
+    if (g != NULL && g[0] != 0) {
+        const char *colon = strrchr(g, ':');
+        long port = colon ? strtol(colon + 1, NULL, 10) : 0;
+        if (colon == NULL || port <= 0 || port > 65535 || (size_t)(colon - g) >= sizeof(mc.host)) {
+            BLOG_ERROR("config: laminar.gossip.listener=%s: expected HOST:PORT", g);
+            return LM_E_CONFIG;
+        }
+        memcpy(mc.host, g, (size_t)(colon - g));
+        mc.host[colon - g] = 0;
+        mc.port = (uint16_t)port;
+    } else {
+        const struct broker_listener *l = ctl != NULL ? ctl : &cfg->listeners[0];
+        snprintf(mc.host, sizeof(mc.host), "%s", l->host);
+        mc.port = l->port;
+    }
+    char kafka[LM_META_ENDPOINTS_MAX + 1], raft[300] = "";
+    snprintf(kafka, sizeof(kafka), "%s", c->endpoints);
+    char *comma = strchr(kafka, ',');
+    if (comma != NULL)
+        *comma = 0;
+    if (ctl != NULL)
+        snprintf(raft, sizeof(raft), "%s:%u", ctl->host, ctl->port);
+    mc.kafka_endpoint = kafka;
+    mc.raft_addr = raft;
+    mc.secret = c->secret;
+    for (uint32_t i = 0; i < c->n_voters && mc.n_seeds < 8; i++) {
+        snprintf(mc.seeds[mc.n_seeds].host, sizeof(mc.seeds[0].host), "%s", c->voters[i].host);
+        mc.seeds[mc.n_seeds++].port = c->voters[i].port;
+    }
+    return membership_start(c->shard, &mc, &c->gossip);
+}
+
 int controller_shard_start(struct controller *c, struct broker_shard *s)
 {
     c->shard = s;
     endpoints_of(c->cfg, c->endpoints, sizeof(c->endpoints)); /* advertised: derived by now */
+    int grc = gossip_start(c);
+    if (grc != 0)
+        return grc;
     if (c->observer) {
         BLOG_INFO("controller: node %d observes the metadata log of %u voter(s)", c->node_id,
                   c->n_voters);
@@ -1085,6 +1141,8 @@ int controller_shard_start(struct controller *c, struct broker_shard *s)
     if (rc != 0) {
         BLOG_ERROR("controller: cannot open the metadata log in %s: %s", c->dir, lm_strerror(rc));
         c->part = NULL;
+        membership_stop(c->gossip);
+        c->gossip = NULL;
         return rc;
     }
     after_input(c); /* replays the committed log into the image */
@@ -1101,6 +1159,8 @@ void controller_shard_drain(struct controller *c)
     int32_t leader = controller_leader(c);
     if (leader >= 0 && leader != c->node_id && !c->stopping)
         send_heartbeat(c, leader, true); /* a graceful leave: fenced at once */
+    if (!c->stopping)
+        membership_leave(c->gossip);
     c->stopping = true;
     struct controller_submit *sub = c->subs, *next;
     for (; sub != NULL; sub = next) {
@@ -1121,6 +1181,8 @@ void controller_shard_stop(struct controller *c)
     if (c->tick_armed)
         broker_timer_cancel(c->shard, &c->tick);
     c->tick_armed = false;
+    membership_stop(c->gossip);
+    c->gossip = NULL;
     for (uint32_t i = 0; i < c->n_peers; i++) {
         if (c->peers[i].peer != NULL)
             broker_peer_close(c->peers[i].peer);
