@@ -94,6 +94,7 @@ static const struct key_spec g_keys[] = {
     {"cluster.id", K_RAW, 0, 0, 0},
     {"laminar.cluster.secret", K_RAW, 0, 0, 0},
     {"laminar.gossip.listener", K_RAW, 0, 0, 0},
+    {"laminar.metadata.snapshot.records", K_RAW, 0, 0, 0},
 };
 #undef OFF
 

@@ -14,6 +14,7 @@
 #include <openssl/hmac.h>
 
 #include "broker/cluster/membership.h"
+#include "broker/cluster/meta_snapshot.h"
 #include "broker/log.h"
 #include "broker/partition/partition.h"
 #include "common/lm_assert.h"
@@ -29,8 +30,12 @@ enum {
     KIND_SUBMIT = 2,    /* a metadata record for the leader; answer: status, rc, offset */
     KIND_HEARTBEAT = 3, /* i32 node, u64 incarnation; answer: empty */
     KIND_FETCH = 4,     /* i64 from: an observer reads the committed log; answer below */
+    KIND_SNAPSHOT = 5,  /* the newest snapshot: u8 0 then its bytes, or u8 1 (none) */
 };
-/* FETCH answer: u8 status (0 ok, 1 no log here), i32 leader (-1 unknown), i64 high watermark,
+#define CTL_SNAPSHOT_RECORDS_DEFAULT 20000 /* laminar.metadata.snapshot.records */
+#define CTL_SEGMENT_BYTES            (8u << 20)
+/* FETCH answer: u8 status (0 ok, 1 no log here, 2 `from` is below the log start: load a
+ * snapshot first), i32 leader (-1 unknown), i64 high watermark,
  * then whole committed batches from `from` (at most CTL_FETCH_BYTES). */
 #define CTL_FETCH_HEAD  13
 #define CTL_MAC_BYTES   32 /* HMAC-SHA256 after each request body when a secret is set */
@@ -96,6 +101,13 @@ struct controller {
     /* An observer (process.roles=broker, not a voter): no log of its own; it reads the
      * committed log from the voters (KIND_FETCH) and learns the leader from their answers. */
     bool observer;
+    /* Snapshots (meta_snapshot.h): the last offset the newest one covers (-1 none), how many
+     * applied records start the next, and whether the image must be rebuilt from another
+     * node's (the log we would read starts past what we applied). */
+    int64_t snap_last;
+    uint32_t snapshot_records;
+    bool need_snapshot;
+    bool snap_fetch_busy;
     bool fetch_busy;
     uint32_t fetch_rr; /* next voter to ask while no leader is known */
     uint64_t fetch_at_ms;
@@ -286,6 +298,10 @@ int controller_create(const struct broker_config *cfg, struct lm_meta_store *sto
         snprintf(c->secret, sizeof(c->secret), "%s", secret);
         c->secret_len = strlen(c->secret);
     }
+    const char *sr = broker_config_get(cfg, "laminar.metadata.snapshot.records");
+    long srv = sr ? strtol(sr, NULL, 10) : 0;
+    c->snapshot_records = srv > 0 && srv < INT32_MAX ? (uint32_t)srv : CTL_SNAPSHOT_RECORDS_DEFAULT;
+    c->snap_last = -1;
     const char *st = broker_config_get(cfg, "broker.session.timeout.ms");
     long sv = st ? strtol(st, NULL, 10) : 0;
     c->session_ms = sv > 0 && sv < 3600000 ? (uint32_t)sv : CTL_SESSION_MS_DEFAULT;
@@ -741,8 +757,10 @@ static void apply_committed(struct controller *c)
         int rc = partition_read(c->part, c->applied_next, CTL_READ_BYTES, true, &res);
         if (rc != 0 || res.bytes == 0 || res.first_offset < 0) {
             if (rc == LM_E_OUT_OF_RANGE && c->applied_next < partition_log_start_offset(c->part)) {
-                c->applied_next = partition_log_start_offset(c->part);
-                continue;
+                /* the log was trimmed past what we applied (a leader's log start): the image
+                 * comes from another node's snapshot first */
+                c->need_snapshot = true;
+                return;
             }
             if (rc == 0)
                 partition_read_release(c->part, &res);
@@ -943,11 +961,127 @@ static void fetch_done(struct broker_shard *s, struct broker_call *call, int rc)
         if (used > 0 && c->applied_next < hw)
             c->fetch_at_ms = 0; /* more to read: at once */
         after_input(c);
+    } else if (rc == 0 && call->resp_len >= 1 && call->resp[0] == 2) {
+        c->need_snapshot = true; /* trimmed past us: a snapshot first */
     } else if (!c->stopping) {
         leader_set(c, -1, -1); /* ask another voter next */
         c->fetch_rr++;
     }
     free(k);
+}
+
+/* ---- snapshots ---- */
+
+static void snapshot_done(struct broker_shard *s, struct broker_call *call, int rc)
+{
+    (void)s;
+    struct ctl_call *k = call->arg;
+    struct controller *c = k->c;
+    c->snap_fetch_busy = false;
+    if (rc == 0 && call->resp_len > 1 && call->resp[0] == 0 && !c->stopping) {
+        int64_t last = -1;
+        int lrc = meta_snapshot_load(c->store, call->resp + 1, call->resp_len - 1, &last);
+        int64_t start = c->part != NULL ? partition_log_start_offset(c->part) : 0;
+        if (lrc != 0) {
+            BLOG_WARN_LIMITED("controller: a received snapshot does not load: %s",
+                              lm_strerror(lrc));
+        } else {
+            BLOG_INFO("controller: image rebuilt from a snapshot up to offset %lld",
+                      (long long)last);
+            c->applied_next = last + 1;
+            c->need_snapshot = c->part != NULL && c->applied_next < start;
+            after_input(c);
+        }
+    } else {
+        c->fetch_rr++;
+    }
+    free(k);
+}
+
+static void snapshot_fetch(struct controller *c)
+{
+    if (!c->need_snapshot || c->snap_fetch_busy || c->stopping)
+        return;
+    int32_t to = controller_leader(c);
+    if (to < 0 || to == c->node_id)
+        to = c->voters[c->fetch_rr % c->n_voters].id;
+    if (to == c->node_id) {
+        c->fetch_rr++;
+        return;
+    }
+    struct ctl_call *k = call_new(c, KIND_SNAPSHOT, 0);
+    if (k == NULL)
+        return;
+    k->call.done = snapshot_done;
+    c->snap_fetch_busy = true;
+    if (call_send(c, to, k) != 0) {
+        c->snap_fetch_busy = false;
+        c->fetch_rr++;
+    }
+}
+
+static void serve_snapshot(struct controller *c, struct broker_req *req, uint8_t **resp,
+                           size_t *resp_len)
+{
+    static const uint8_t none[1] = {1};
+    *resp = (uint8_t *)none;
+    *resp_len = 1;
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    if (meta_snapshot_read_latest(c->dir, &buf, &len) != 0)
+        return;
+    uint8_t *out = kafka_arena_alloc(&req->arena, len + 1, 8);
+    if (out != NULL) {
+        out[0] = 0;
+        memcpy(out + 1, buf, len);
+        *resp = out;
+        *resp_len = len + 1;
+    }
+    free(buf);
+}
+
+/* Every snapshot_records applied records: the image as a snapshot file, then the log trimmed
+ * up to it (a leader keeps what its voters have not matched yet, so they need no snapshot
+ * unless they were away; observers and those read one over FETCH/SNAPSHOT). */
+static void snapshot_maybe(struct controller *c)
+{
+    int64_t last = c->applied_next - 1;
+    if (c->need_snapshot || last - c->snap_last < (int64_t)c->snapshot_records)
+        return;
+    struct lm_meta_snapshot *snap = lm_meta_store_snapshot(c->store);
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    int rc = meta_snapshot_encode(&snap->state, last, &buf, &len);
+    lm_meta_snapshot_release(snap);
+    if (rc == 0)
+        rc = meta_snapshot_write(c->dir, last, buf, len);
+    free(buf);
+    if (rc != 0) {
+        BLOG_WARN_LIMITED("controller: writing a metadata snapshot: %s", lm_strerror(rc));
+        c->snap_last = last; /* next try after as many records again */
+        return;
+    }
+    c->snap_last = last;
+    if (c->part == NULL)
+        return;
+    int64_t trim = last + 1;
+    if (partition_is_leader(c->part)) {
+        struct raft *r = partition_raft(c->part);
+        for (uint32_t i = 0; i < c->n_voters; i++) {
+            if (c->voters[i].id == c->node_id)
+                continue;
+            const struct raft_progress *pr = raft_progress(r, rid(c->voters[i].id));
+            if (pr != NULL && pr->match + 1 < trim)
+                trim = pr->match + 1;
+        }
+    }
+    if (trim > partition_log_start_offset(c->part)) {
+        rc = partition_advance_start(c->part, trim);
+        if (rc != 0)
+            BLOG_WARN_LIMITED("controller: trimming the metadata log: %s", lm_strerror(rc));
+    }
+    BLOG_INFO("controller: snapshot up to offset %lld (%zu bytes); log starts at %lld",
+              (long long)last, len, (long long)partition_log_start_offset(c->part));
 }
 
 static void observer_fetch(struct controller *c, uint64_t now)
@@ -981,6 +1115,11 @@ static void serve_fetch(struct controller *c, struct broker_req *req, const uint
         return;
     int64_t from = (int64_t)lm_get_be64(body + 1);
     int64_t hw = partition_high_watermark(c->part);
+    if (from < partition_log_start_offset(c->part)) {
+        static const uint8_t below[CTL_FETCH_HEAD] = {2};
+        *resp = (uint8_t *)below;
+        return;
+    }
     uint8_t *out = kafka_arena_alloc(&req->arena, CTL_FETCH_HEAD + CTL_FETCH_BYTES, 8);
     if (out == NULL)
         return;
@@ -1047,8 +1186,10 @@ static void on_tick(struct broker_shard *s, struct broker_timer *t)
         BLOG_WARN_LIMITED("controller: tick: %s", lm_strerror(rc));
     after_input(c);
     membership_tick(c->gossip, now);
-    if (c->observer)
+    snapshot_fetch(c);
+    if (c->observer && !c->need_snapshot)
         observer_fetch(c, now);
+    snapshot_maybe(c);
     registration_check(c, now);
     heartbeat(c, now);
     if (controller_leader(c) == c->node_id)
@@ -1106,6 +1247,29 @@ int controller_shard_start(struct controller *c, struct broker_shard *s)
     int grc = gossip_start(c);
     if (grc != 0)
         return grc;
+    uint8_t *sbuf = NULL;
+    size_t slen = 0;
+    if (mkdir(c->dir, 0755) != 0 && errno != EEXIST) {
+        BLOG_ERROR("controller: cannot create %s: %s", c->dir, strerror(errno));
+        return LM_E_IO;
+    }
+    grc = meta_snapshot_read_latest(c->dir, &sbuf, &slen);
+    if (grc == 0) {
+        int64_t last = -1;
+        grc = meta_snapshot_load(c->store, sbuf, slen, &last);
+        free(sbuf);
+        if (grc != 0) {
+            BLOG_ERROR("controller: the newest metadata snapshot in %s does not load: %s", c->dir,
+                       lm_strerror(grc));
+            return grc;
+        }
+        c->applied_next = last + 1;
+        c->snap_last = last;
+        BLOG_INFO("controller: image loaded from the snapshot up to offset %lld", (long long)last);
+    } else if (grc != LM_E_NOT_FOUND) {
+        BLOG_ERROR("controller: reading metadata snapshots in %s: %s", c->dir, lm_strerror(grc));
+        return grc;
+    }
     if (c->observer) {
         BLOG_INFO("controller: node %d observes the metadata log of %u voter(s)", c->node_id,
                   c->n_voters);
@@ -1131,6 +1295,7 @@ int controller_shard_start(struct controller *c, struct broker_shard *s)
     pc.storage.retention_ms = -1;
     pc.storage.retention_bytes = -1;
     pc.storage.segment_ms = -1;
+    pc.storage.segment_bytes = CTL_SEGMENT_BYTES; /* so a trim after a snapshot frees space */
     pc.tick_ms = CTL_TICK_MS;
     pc.election_ticks = CTL_ELECTION_TICKS;
     pc.heartbeat_ticks = CTL_HEARTBEAT_TICKS;
@@ -1241,6 +1406,12 @@ static void remote_run(struct broker_shard *target, struct broker_xcall *x)
         if (rc == 0 || used > 0)
             raft_msg_deinit(&m);
         after_input(c);
+        break;
+    }
+    case KIND_SNAPSHOT: {
+        uint8_t *out;
+        serve_snapshot(c, op->req, &out, &op->resp_len);
+        op->resp_ptr = out;
         break;
     }
     case KIND_FETCH: {

@@ -332,6 +332,21 @@ int lm_meta_store_apply(struct lm_meta_store *s, const struct lm_meta_record *r)
     return rc;
 }
 
+int lm_meta_store_reset_image(struct lm_meta_store *s)
+{
+    pthread_mutex_lock(&s->lock);
+    int rc = LM_E_STATE;
+    if (s->cluster_node >= 0) {
+        uint64_t v = s->image.version;
+        lm_meta_state_deinit(&s->image);
+        lm_meta_state_init(&s->image);
+        s->image.version = v + 1;
+        rc = publish(s);
+    }
+    pthread_mutex_unlock(&s->lock);
+    return rc;
+}
+
 int lm_meta_store_check(struct lm_meta_store *s, const struct lm_meta_record *r)
 {
     pthread_mutex_lock(&s->lock);

@@ -70,6 +70,9 @@ int lm_meta_store_set_cluster(struct lm_meta_store *store, int32_t node_id);
  * or the lm_meta_state_apply refusal (the record changes nothing; every node refuses it the
  * same way), LM_E_STATE on a single node, LM_E_NOMEM. */
 int lm_meta_store_apply(struct lm_meta_store *store, const struct lm_meta_record *r);
+/* Empties the cluster image (a snapshot is loaded next) and publishes it with a higher
+ * version. LM_E_STATE on a single node. */
+int lm_meta_store_reset_image(struct lm_meta_store *store);
 /* lm_meta_state_check against the published state. */
 int lm_meta_store_check(struct lm_meta_store *store, const struct lm_meta_record *r);
 /* The node id given to lm_meta_store_set_cluster, or -1 on a single node. */

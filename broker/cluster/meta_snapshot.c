@@ -1,0 +1,244 @@
+/* Metadata image snapshots (meta_snapshot.h). */
+#include "broker/cluster/meta_snapshot.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "common/lm_endian.h"
+#include "common/lm_err.h"
+#include "protocol/crc32c.h"
+
+#define MAGIC      "LMSNAP01"
+#define MAGIC_LEN  8
+#define HEAD_BYTES (MAGIC_LEN + 8 + 4)
+
+struct out {
+    uint8_t *buf;
+    size_t len, cap;
+    uint32_t count;
+    int rc;
+};
+
+static void put_record(struct out *o, const struct lm_meta_record *r)
+{
+    if (o->rc != 0)
+        return;
+    size_t n = lm_meta_record_size(r);
+    if (o->len + 8 + n > o->cap) {
+        size_t cap = o->cap * 2 > o->len + 8 + n ? o->cap * 2 : o->len + 8 + n + 4096;
+        if (cap > META_SNAPSHOT_BYTES_MAX) {
+            o->rc = LM_E_TOO_LARGE;
+            return;
+        }
+        uint8_t *nb = realloc(o->buf, cap);
+        if (nb == NULL) {
+            o->rc = LM_E_NOMEM;
+            return;
+        }
+        o->buf = nb;
+        o->cap = cap;
+    }
+    int w = lm_meta_record_encode(r, o->buf + o->len + 8, n);
+    if (w < 0) {
+        o->rc = w;
+        return;
+    }
+    lm_put_be32(o->buf + o->len, (uint32_t)w);
+    lm_put_be32(o->buf + o->len + 4, crc32c_update(0, o->buf + o->len + 8, (size_t)w));
+    o->len += 8 + (size_t)w;
+    o->count++;
+}
+
+int meta_snapshot_encode(const struct lm_meta_state *st, int64_t last, uint8_t **out, size_t *len)
+{
+    struct out o = {.cap = 4096};
+    o.buf = malloc(o.cap);
+    if (o.buf == NULL)
+        return LM_E_NOMEM;
+    o.len = HEAD_BYTES;
+    for (size_t i = 0; i < st->broker_count; i++) {
+        const struct lm_meta_broker *b = &st->brokers[i];
+        struct lm_meta_record r = {.type = LM_META_BROKER_REGISTER,
+                                   .broker_id = b->id,
+                                   .incarnation = b->incarnation,
+                                   .rack = b->rack,
+                                   .endpoints = b->endpoints};
+        put_record(&o, &r);
+        if (b->fenced) {
+            struct lm_meta_record f = {.type = LM_META_BROKER_FENCE,
+                                       .broker_id = b->id,
+                                       .incarnation = b->incarnation,
+                                       .fenced = true};
+            put_record(&o, &f);
+        }
+    }
+    for (size_t i = 0; i < st->topic_count; i++) {
+        const struct lm_meta_topic *t = &st->topics[i];
+        struct lm_meta_record r = {.type = LM_META_TOPIC_CREATE,
+                                   .topic = t->name,
+                                   .partition_count = t->partition_count,
+                                   .configs = t->configs,
+                                   .config_count = t->config_count,
+                                   .replicas = t->replicas,
+                                   .replication_factor = t->replicas ? t->replication_factor : 0};
+        memcpy(r.topic_id, t->id, 16);
+        put_record(&o, &r);
+    }
+    if (o.rc != 0) {
+        free(o.buf);
+        return o.rc;
+    }
+    memcpy(o.buf, MAGIC, MAGIC_LEN);
+    lm_put_be64(o.buf + MAGIC_LEN, (uint64_t)last);
+    lm_put_be32(o.buf + MAGIC_LEN + 8, o.count);
+    *out = o.buf;
+    *len = o.len;
+    return 0;
+}
+
+/* Walks the records; with store NULL only checks them. */
+static int walk(struct lm_meta_store *store, const uint8_t *buf, size_t len, uint32_t count)
+{
+    size_t pos = HEAD_BYTES;
+    for (uint32_t i = 0; i < count; i++) {
+        if (len - pos < 8)
+            return LM_E_CORRUPT;
+        uint32_t n = lm_get_be32(buf + pos);
+        if (n > len - pos - 8 || crc32c_update(0, buf + pos + 8, n) != lm_get_be32(buf + pos + 4))
+            return LM_E_CORRUPT;
+        if (store != NULL) {
+            struct lm_meta_record r;
+            struct lm_config_entry *cfg = NULL;
+            int rc = lm_meta_record_decode(buf + pos + 8, n, &r, &cfg);
+            if (rc == 0) {
+                rc = lm_meta_store_apply(store, &r);
+                lm_meta_record_free(&r);
+            }
+            if (rc != 0)
+                return rc;
+        }
+        pos += 8 + n;
+    }
+    return pos == len ? 0 : LM_E_CORRUPT;
+}
+
+int meta_snapshot_load(struct lm_meta_store *store, const uint8_t *buf, size_t len, int64_t *last)
+{
+    if (len < HEAD_BYTES || memcmp(buf, MAGIC, MAGIC_LEN) != 0)
+        return LM_E_CORRUPT;
+    uint32_t count = lm_get_be32(buf + MAGIC_LEN + 8);
+    int rc = walk(NULL, buf, len, count);
+    if (rc != 0)
+        return rc;
+    rc = lm_meta_store_reset_image(store);
+    if (rc == 0)
+        rc = walk(store, buf, len, count);
+    if (rc == 0)
+        *last = (int64_t)lm_get_be64(buf + MAGIC_LEN);
+    return rc;
+}
+
+static bool snapshot_name(const char *name, int64_t *last)
+{
+    if (strncmp(name, "snapshot-", 9) != 0 || strlen(name) != 9 + 20)
+        return false;
+    if (strspn(name + 9, "0123456789") != 20)
+        return false;
+    *last = strtoll(name + 9, NULL, 10);
+    return true;
+}
+
+int meta_snapshot_write(const char *dir, int64_t last, const uint8_t *buf, size_t len)
+{
+    char tmp[PATH_MAX], path[PATH_MAX];
+    if (snprintf(tmp, sizeof(tmp), "%s/snapshot.tmp", dir) >= (int)sizeof(tmp) ||
+        snprintf(path, sizeof(path), "%s/snapshot-%020lld", dir, (long long)last) >=
+            (int)sizeof(path))
+        return LM_E_INVALID;
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0)
+        return LM_E_IO;
+    size_t off = 0;
+    while (off < len) {
+        ssize_t w = write(fd, buf + off, len - off);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            break;
+        off += (size_t)w;
+    }
+    bool ok = off == len && fdatasync(fd) == 0;
+    close(fd);
+    if (!ok || rename(tmp, path) != 0) {
+        unlink(tmp);
+        return LM_E_IO;
+    }
+    int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd >= 0) {
+        ok = fsync(dfd) == 0;
+        close(dfd);
+    }
+    if (dfd < 0 || !ok)
+        return LM_E_IO;
+    DIR *d = opendir(dir);
+    if (d != NULL) {
+        struct dirent *e;
+        while ((e = readdir(d)) != NULL) {
+            int64_t other;
+            char old[PATH_MAX];
+            if (snapshot_name(e->d_name, &other) && other < last &&
+                snprintf(old, sizeof(old), "%s/%s", dir, e->d_name) < (int)sizeof(old))
+                unlink(old);
+        }
+        closedir(d);
+    }
+    return 0;
+}
+
+int meta_snapshot_read_latest(const char *dir, uint8_t **buf, size_t *len)
+{
+    DIR *d = opendir(dir);
+    if (d == NULL)
+        return errno == ENOENT ? LM_E_NOT_FOUND : LM_E_IO;
+    int64_t best = -1;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        int64_t last;
+        if (snapshot_name(e->d_name, &last) && last > best)
+            best = last;
+    }
+    closedir(d);
+    if (best < 0)
+        return LM_E_NOT_FOUND;
+    char path[PATH_MAX];
+    if (snprintf(path, sizeof(path), "%s/snapshot-%020lld", dir, (long long)best) >=
+        (int)sizeof(path))
+        return LM_E_INVALID;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return LM_E_IO;
+    struct stat sb;
+    int rc = 0;
+    uint8_t *b = NULL;
+    if (fstat(fd, &sb) != 0 || sb.st_size <= 0 || (size_t)sb.st_size > META_SNAPSHOT_BYTES_MAX)
+        rc = LM_E_CORRUPT;
+    else if ((b = malloc((size_t)sb.st_size)) == NULL)
+        rc = LM_E_NOMEM;
+    else if (pread(fd, b, (size_t)sb.st_size, 0) != sb.st_size)
+        rc = LM_E_IO;
+    close(fd);
+    if (rc != 0) {
+        free(b);
+        return rc;
+    }
+    *buf = b;
+    *len = (size_t)sb.st_size;
+    return 0;
+}
