@@ -554,8 +554,8 @@ static int node_setup(struct broker_dispatch *d, struct handlers_ctx *h)
         for (uint32_t i = 0; i < cfg->controller_listener_names_count; i++) {
             bool listening = false; /* a broker-only node has none of them */
             for (uint32_t l = 0; l < cfg->listeners_count; l++)
-                listening |= strcasecmp(cfg->listeners[l].name,
-                                        cfg->controller_listener_names[i]) == 0;
+                listening |=
+                    strcasecmp(cfg->listeners[l].name, cfg->controller_listener_names[i]) == 0;
             if (!listening)
                 continue;
             /* the controller listeners serve laminar's internal API alone */
