@@ -509,7 +509,32 @@ static void node_gauges(void *ctx, struct broker_metrics_out *o)
     for (size_t i = 0; i < snap->state.topic_count; i++)
         partitions += (uint64_t)snap->state.topics[i].partition_count;
     size_t topics = snap->state.topic_count;
+    size_t fenced = 0;
+    for (size_t i = 0; i < snap->state.broker_count; i++)
+        fenced += snap->state.brokers[i].fenced;
+    size_t brokers = snap->state.broker_count;
     lm_meta_snapshot_release(snap);
+    if (h->ctl != NULL) {
+        int32_t leader = controller_leader(h->ctl);
+        broker_metrics_printf(
+            o,
+            "# HELP kafka_controller_kafkacontroller_activecontrollercount 1 on the controller "
+            "group's leader.\n"
+            "# TYPE kafka_controller_kafkacontroller_activecontrollercount gauge\n"
+            "kafka_controller_kafkacontroller_activecontrollercount %d\n"
+            "# HELP laminar_controller_leader_id The controller group's leader as this node "
+            "knows it (-1: none).\n"
+            "# TYPE laminar_controller_leader_id gauge\n"
+            "laminar_controller_leader_id %d\n"
+            "# HELP kafka_controller_kafkacontroller_activebrokercount Registered nodes not "
+            "fenced.\n"
+            "# TYPE kafka_controller_kafkacontroller_activebrokercount gauge\n"
+            "kafka_controller_kafkacontroller_activebrokercount %zu\n"
+            "# HELP kafka_controller_kafkacontroller_fencedbrokercount Registered nodes fenced.\n"
+            "# TYPE kafka_controller_kafkacontroller_fencedbrokercount gauge\n"
+            "kafka_controller_kafkacontroller_fencedbrokercount %zu\n",
+            leader == h->cfg->node_id ? 1 : 0, leader, brokers - fenced, fenced);
+    }
     uint64_t offline = __atomic_load_n(&h->offline_count, __ATOMIC_ACQUIRE);
     broker_metrics_printf(
         o,
