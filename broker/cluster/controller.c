@@ -789,6 +789,8 @@ static struct live *live_of(struct controller *c, int32_t id, uint64_t now)
     for (size_t i = 0; i < c->live_count; i++)
         if (c->live[i].id == id)
             return &c->live[i];
+    if (c->live_count >= LM_META_BROKERS_MAX)
+        return NULL; /* bounded: at most as many as can register */
     if (c->live_count == c->live_cap) {
         size_t cap = c->live_cap ? c->live_cap * 2 : 8;
         struct live *n = realloc(c->live, cap * sizeof(*n));
@@ -1425,9 +1427,24 @@ static void remote_run(struct broker_shard *target, struct broker_xcall *x)
             heard_from(c, (int32_t)lm_get_be32(body + 1), lm_get_be64(body + 5),
                        len >= 14 && body[13] == 1);
         break;
-    case KIND_SUBMIT:
+    case KIND_SUBMIT: {
         if (controller_leader(c) != c->node_id || len < 2) {
             op->resp[0] = SUBMIT_NOT_LEADER;
+            op->resp_len = 13;
+            break;
+        }
+        /* a record that does not decode (or is too large) never enters the log */
+        struct lm_meta_record m;
+        struct lm_config_entry *cfg = NULL;
+        int drc = len - 1 > LM_META_RECORD_BYTES_MAX
+                      ? LM_E_TOO_LARGE
+                      : lm_meta_record_decode(body + 1, len - 1, &m, &cfg);
+        if (drc == 0)
+            lm_meta_record_free(&m);
+        if (drc != 0) {
+            op->resp[0] = SUBMIT_APPLIED;
+            lm_put_be32(op->resp + 1, (uint32_t)LM_E_INVALID);
+            lm_put_be64(op->resp + 5, (uint64_t)(int64_t)-1);
             op->resp_len = 13;
             break;
         }
@@ -1437,6 +1454,7 @@ static void remote_run(struct broker_shard *target, struct broker_xcall *x)
         sub_add(c, &op->sub);
         subs_kick(c);
         return; /* answered by remote_sub_done */
+    }
     default:
         break;
     }
