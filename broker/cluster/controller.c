@@ -31,6 +31,8 @@ enum {
     KIND_HEARTBEAT = 3, /* i32 node, u64 incarnation; answer: empty */
     KIND_FETCH = 4,     /* i64 from: an observer reads the committed log; answer below */
     KIND_SNAPSHOT = 5,  /* the newest snapshot: u8 0 then its bytes, or u8 1 (none) */
+    /* 6, CONTROLLER_KIND_PARTITION_RAFT: a replicated partition's raft message, served by the
+     * handler layer on the receiving shard (controller_set_partition_handler) */
 };
 #define CTL_SNAPSHOT_RECORDS_DEFAULT 20000 /* laminar.metadata.snapshot.records */
 #define CTL_SEGMENT_BYTES            (8u << 20)
@@ -87,6 +89,8 @@ struct controller {
     uint32_t session_ms;
     char secret[CTL_SECRET_MAX + 1]; /* laminar.cluster.secret; empty: requests unauthenticated */
     size_t secret_len;
+    controller_partition_fn partition_fn; /* KIND 6, on the receiving shard */
+    void *partition_ctx;
 
     struct broker_shard *shard;
     struct partition *part;
@@ -235,6 +239,18 @@ static void endpoints_of(const struct broker_config *cfg, char *out, size_t cap)
             break;
         used += (size_t)w;
     }
+    /* then the node's controller listener, its internal address (replication goes there);
+     * clients never pick it: they ask for their own listener's name */
+    for (uint32_t i = 0; i < cfg->listeners_count; i++) {
+        const struct broker_listener *l = &cfg->listeners[i];
+        if (!broker_config_is_controller_listener(cfg, l->name))
+            continue;
+        int w = snprintf(out + used, cap - used, "%s%s://%s:%u", used ? "," : "", l->name, l->host,
+                         l->port);
+        if (w > 0 && (size_t)w < cap - used)
+            used += (size_t)w;
+        break;
+    }
 }
 
 int controller_create(const struct broker_config *cfg, struct lm_meta_store *store,
@@ -325,6 +341,8 @@ void controller_destroy(struct controller *c)
     free(c);
 }
 
+static bool mac_of(const struct controller *c, const uint8_t *buf, size_t len, uint8_t *out);
+
 int32_t controller_leader(const struct controller *c)
 {
     return __atomic_load_n(&c->leader, __ATOMIC_ACQUIRE);
@@ -333,6 +351,22 @@ int32_t controller_leader(const struct controller *c)
 int32_t controller_node_id(const struct controller *c)
 {
     return c->node_id;
+}
+
+void controller_set_partition_handler(struct controller *c, controller_partition_fn fn, void *ctx)
+{
+    c->partition_fn = fn;
+    c->partition_ctx = ctx;
+}
+
+size_t controller_mac_bytes(const struct controller *c)
+{
+    return c->secret_len > 0 ? CTL_MAC_BYTES : 0;
+}
+
+bool controller_sign(const struct controller *c, uint8_t *buf, size_t len)
+{
+    return c->secret_len == 0 || mac_of(c, buf, len, buf + len);
 }
 
 /* ------------------------------------------------------------------ peers */
@@ -1509,6 +1543,16 @@ void controller_handle(struct controller *c, struct broker_req *req)
             return;
         }
         req->body_len -= CTL_MAC_BYTES; /* the handlers below see the body alone */
+    }
+    if (c != NULL && req->api_version == 0 && req->body_len >= 1 &&
+        req->body[0] == CONTROLLER_KIND_PARTITION_RAFT) {
+        if (c->partition_fn != NULL) {
+            c->partition_fn(c->partition_ctx, req, req->body + 1, req->body_len - 1);
+            return;
+        }
+        broker_req_close_after(req);
+        broker_req_respond_none(req);
+        return;
     }
     if (c == NULL || req->api_version != 0 || req->body_len < 1 ||
         req->body_len > (size_t)RAFT_WIRE_BYTES_MAX + 1) {

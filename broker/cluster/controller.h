@@ -64,6 +64,18 @@ int controller_shard_start(struct controller *c, struct broker_shard *s);
 void controller_shard_drain(struct controller *c);
 void controller_shard_stop(struct controller *c);
 
+/* Internal requests of kind CONTROLLER_KIND_PARTITION_RAFT (the first body byte) are a
+ * replicated partition's raft traffic: after the cluster secret's check they go to fn on the
+ * receiving shard with the body after that byte (fn answers req). */
+#define CONTROLLER_KIND_PARTITION_RAFT 6
+typedef void (*controller_partition_fn)(void *ctx, struct broker_req *req, const uint8_t *body,
+                                        size_t len);
+void controller_set_partition_handler(struct controller *c, controller_partition_fn fn, void *ctx);
+/* Bytes of the MAC after an internal request body (0 without a cluster secret), and writing
+ * it after buf[0..len) (false when it cannot be computed). */
+size_t controller_mac_bytes(const struct controller *c);
+bool controller_sign(const struct controller *c, uint8_t *buf, size_t len);
+
 /* Serves an internal request (the handler layer registers CONTROLLER_API_KEY on the
  * controller listeners' tables and calls this with the node's controller). */
 void controller_handle(struct controller *c, struct broker_req *req);

@@ -90,6 +90,16 @@ int meta_snapshot_encode(const struct lm_meta_state *st, int64_t last, uint8_t *
                                    .replication_factor = t->replicas ? t->replication_factor : 0};
         memcpy(r.topic_id, t->id, 16);
         put_record(&o, &r);
+        for (int32_t p = 0; t->leaders != NULL && p < t->partition_count; p++) {
+            if (t->leaders[p] < 0)
+                continue;
+            struct lm_meta_record l = {.type = LM_META_PARTITION_LEADER,
+                                       .topic = t->name,
+                                       .partition_count = p,
+                                       .broker_id = t->leaders[p],
+                                       .leader_epoch = t->leader_epochs[p]};
+            put_record(&o, &l);
+        }
     }
     if (o.rc != 0) {
         free(o.buf);

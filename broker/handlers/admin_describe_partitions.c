@@ -125,18 +125,22 @@ static int fill_partitions_cluster(const struct admin_env *env, dtp_topic *o, in
         } else {
             memcpy(nodes, r, (size_t)n * sizeof(int32_t));
         }
-        const struct lm_meta_broker *b = lm_meta_state_broker(st, nodes[0]);
+        int32_t lead = nodes[0], lepoch = -1;
+        if (n > 1 && t != NULL)
+            lead = lm_meta_topic_leader(t, from + i, &lepoch);
+        const struct lm_meta_broker *b = lead >= 0 ? lm_meta_state_broker(st, lead) : NULL;
         bool live = r == NULL || (b != NULL && !b->fenced);
         dtp_partition *p = &o->partitions[i];
         p->error_code = live ? KAFKA_NONE : KAFKA_LEADER_NOT_AVAILABLE;
-        p->leader_id = live ? nodes[0] : -1;
-        p->leader_epoch = nodes[0] == env->cfg->node_id
+        p->leader_id = live ? lead : -1;
+        p->leader_epoch = n > 1 ? lepoch
+                          : lead == env->cfg->node_id
                               ? env->leader_epoch(env->epoch_ctx, o->topic_id.b, from + i)
                               : -1;
         p->replica_nodes = nodes;
         p->replica_nodes_count = n;
         p->isr_nodes = nodes;
-        p->isr_nodes_count = live ? 1 : 0;
+        p->isr_nodes_count = live ? n : 0;
         p->offline_replicas = live ? NULL : nodes;
         p->offline_replicas_count = live ? 0 : 1;
     }

@@ -180,7 +180,12 @@ static int create_check_layout(const struct admin_env *env,
             return LM_E_NOMEM;
         int32_t replicas = -1;
         if (env->defer != NULL) {
-            p->assign = kafka_arena_alloc_array(a, (size_t)n, sizeof(int32_t), 4);
+            int32_t width = t->assignments[0].broker_ids_count;
+            if (width < 1 || width > LM_META_REPLICATION_MAX)
+                return SET_ERR(
+                    a, res->error_code, res->error_message, KAFKA_INVALID_REPLICATION_FACTOR,
+                    "Replication factor %d is outside 1..%d.", width, LM_META_REPLICATION_MAX);
+            p->assign = kafka_arena_alloc_array(a, (size_t)n * (size_t)width, sizeof(int32_t), 4);
             if (p->assign == NULL)
                 return LM_E_NOMEM;
         }
@@ -206,14 +211,17 @@ static int create_check_layout(const struct admin_env *env,
                                    "The manual partition assignment includes broker %d, but no "
                                    "such broker is registered and alive.",
                                    as->broker_ids[k]);
-                if (k > 0)
-                    return SET_ERR(a, res->error_code, res->error_message,
-                                   KAFKA_INVALID_REPLICATION_FACTOR,
-                                   "The manual assignment of partition %d has %d replicas: "
-                                   "laminar does not replicate partitions yet (replication "
-                                   "factor 1 only).",
-                                   as->partition_index, as->broker_ids_count);
-                p->assign[as->partition_index] = as->broker_ids[0];
+                for (int32_t j = 0; j < k; j++)
+                    if (as->broker_ids[j] == as->broker_ids[k])
+                        return SET_ERR(a, res->error_code, res->error_message,
+                                       KAFKA_INVALID_REPLICA_ASSIGNMENT,
+                                       "The manual partition assignment of partition %d names "
+                                       "broker %d more than once.",
+                                       as->partition_index, as->broker_ids[k]);
+                if (as->broker_ids_count != t->assignments[0].broker_ids_count)
+                    break; /* reported below: every row has the same count */
+                p->assign[(size_t)as->partition_index * (size_t)as->broker_ids_count + (size_t)k] =
+                    as->broker_ids[k];
             }
             for (int32_t k = 0; env->defer == NULL && k < as->broker_ids_count; k++) {
                 if (as->broker_ids[k] != node)
@@ -236,7 +244,7 @@ static int create_check_layout(const struct admin_env *env,
                                "number of replicas.");
             replicas = as->broker_ids_count;
         }
-        LM_ASSERT(replicas == 1);
+        LM_ASSERT(env->defer != NULL || replicas == 1);
         p->partitions = n;
         p->replication = (int16_t)replicas;
         *failed = false;
@@ -267,12 +275,7 @@ static int create_check_layout(const struct admin_env *env,
                        "factor of %d cannot be reached because only %d broker(s) are "
                        "registered.",
                        rf, rf, cluster_live_count(env));
-    if (env->defer != NULL && rf > 1)
-        return SET_ERR(a, res->error_code, res->error_message, KAFKA_INVALID_REPLICATION_FACTOR,
-                       "Replication factor %d: laminar does not replicate partitions yet "
-                       "(replication factor 1 only).",
-                       rf);
-    if (rf > 1)
+    if (rf > 1 && env->defer == NULL)
         return SET_ERR(a, res->error_code, res->error_message, KAFKA_INVALID_REPLICATION_FACTOR,
                        "Unable to replicate the partition %d time(s): The target replication "
                        "factor of %d cannot be reached because only 1 broker(s) are "
@@ -389,7 +392,8 @@ static int create_one(const struct admin_env *env, int16_t version, bool validat
             .config_count = p.config_count,
         };
         r.replicas = p.assign;
-        r.replication_factor = p.assign != NULL ? p.replication : 0;
+        /* a cluster's assignment gets this factor (admin_commit places it when not manual) */
+        r.replication_factor = env->defer != NULL ? p.replication : 0;
         rc = lm_meta_new_topic_id(r.topic_id);
         if (rc == 0)
             rc =

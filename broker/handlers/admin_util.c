@@ -240,11 +240,16 @@ int admin_commit(const struct admin_env *env, const struct lm_meta_record *r,
         uint32_t rnd[2] = {0, 0};
         if (rc == 0 && getrandom(rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd))
             rnd[0] = (uint32_t)(uintptr_t)&rnd;
+        int16_t rf = r->replication_factor > 0 ? r->replication_factor : 1;
+        if (r->type == LM_META_PARTITIONS_SET) {
+            const struct lm_meta_topic *t = lm_meta_state_find(&snap->state, r->topic);
+            rf = t != NULL && t->replicas != NULL ? t->replication_factor : 1;
+        }
         if (rc == 0)
-            rc = placement_assign_live(&snap->state, first, n, 1, rnd[0], rnd[1], &ids);
+            rc = placement_assign_live(&snap->state, first, n, rf, rnd[0], rnd[1], &ids);
         lm_meta_snapshot_release(snap);
         rr.replicas = ids;
-        rr.replication_factor = 1;
+        rr.replication_factor = rf;
         rr.replicas_partitions = n;
     }
     struct admin_defer_item *it = NULL;

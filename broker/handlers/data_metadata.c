@@ -37,14 +37,28 @@ static bool fill_partitions_cluster(struct broker_req *req, const struct lm_meta
             n = 1;
         }
         int32_t leader = hs_partition_leader(st, t->meta, i, self);
+        int32_t announced_epoch = -1;
+        (void)lm_meta_topic_leader(t->meta, i, &announced_epoch);
         p->error_code = KAFKA_NONE;
         p->partition_index = i;
         p->leader_id = leader;
-        p->leader_epoch = leader == self ? h_partition_epoch(h, t->meta->id, i) : -1;
+        p->leader_epoch = n > 1            ? announced_epoch
+                          : leader == self ? h_partition_epoch(h, t->meta->id, i)
+                                           : -1;
         p->replica_nodes = nodes;
         p->replica_nodes_count = n;
-        p->isr_nodes = nodes;
-        p->isr_nodes_count = leader >= 0 ? 1 : 0;
+        /* ISR: the replicas on live nodes (not yet the leader's view of who is caught up) */
+        int32_t *isr = h_alloc(req, (size_t)n, sizeof(int32_t));
+        if (isr == NULL)
+            return false;
+        int32_t k = 0;
+        for (int16_t j = 0; j < n && leader >= 0; j++) {
+            const struct lm_meta_broker *b = lm_meta_state_broker(st, nodes[j]);
+            if (nodes[j] == self || (b != NULL && !b->fenced))
+                isr[k++] = nodes[j];
+        }
+        p->isr_nodes = isr;
+        p->isr_nodes_count = k;
         p->offline_replicas = NULL;
         p->offline_replicas_count = 0;
         if (leader < 0 || (leader == self && h_partition_offline(h, t->meta->id, i))) {

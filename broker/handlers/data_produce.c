@@ -263,6 +263,11 @@ static void produce_op(struct hshard *hs, struct hpart *p, struct hwork *w, stru
         w->error = KAFKA_UNKNOWN_TOPIC_OR_PARTITION;
         return;
     }
+    if (p->replicated && p->part != NULL && !partition_is_leader(p->part)) {
+        /* a replica here, led elsewhere: the client refreshes its metadata */
+        w->error = KAFKA_NOT_LEADER_OR_FOLLOWER;
+        return;
+    }
     if (p->log == NULL || p->failed) {
         /* Offline (storage failed; the tick reopens it): retriable for the producer. */
         w->error = KAFKA_KAFKA_STORAGE_ERROR;

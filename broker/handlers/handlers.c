@@ -576,6 +576,7 @@ static int node_setup(struct broker_dispatch *d, struct handlers_ctx *h)
     if (controller_configured(cfg)) {
         if ((rc = controller_create(cfg, h->meta, &h->ctl)) != 0)
             return rc;
+        controller_set_partition_handler(h->ctl, hs_raft_recv, h);
         for (uint32_t i = 0; i < cfg->controller_listener_names_count; i++) {
             bool listening = false; /* a broker-only node has none of them */
             for (uint32_t l = 0; l < cfg->listeners_count; l++)

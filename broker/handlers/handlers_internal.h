@@ -93,6 +93,15 @@ struct hpart {
      * request needs them. Every open log is on the shard's LRU list. */
     bool idle_closed;
     struct hpart *lru_prev, *lru_next;
+    /* A cluster partition with other replicas: its Raft group spans their nodes (raft ids =
+     * node id + 1), messages through hs_cluster.c; the leader it last announced to the
+     * controller (PARTITION_LEADER) and when it may announce again. */
+    bool replicated;
+    int16_t rf; /* replicas of a replicated partition, else 0 */
+    int32_t replicas[LM_META_REPLICATION_MAX];
+    int32_t announced_epoch;
+    uint64_t announce_at_ms;
+    bool announce_confirmed; /* the image shows this node leading at announced_epoch */
 };
 
 /* Files an open partition log holds (active segment's .log/.index/.timeindex, directory,
@@ -134,6 +143,7 @@ struct hfetch;
 
 struct gshard;
 struct pshard;
+struct hpeer;
 
 /* Per-shard state of the handler layer (broker_shard_user). */
 struct hshard {
@@ -166,6 +176,8 @@ struct hshard {
     uint32_t open_logs, open_logs_max;
     uint64_t idle_closes;  /* logs closed for the budget (logged now and then) */
     struct hfetch *parked; /* parked fetches of connections on this shard */
+    struct hpeer *peers;   /* replication: one connection per other node (hs_cluster.c) */
+    size_t n_peers;
     uint64_t fetch_id_next;
     uint8_t zc_nonce[8]; /* random: Fetch's record markers (data_fetch.c) */
     bool stopping;
@@ -186,6 +198,14 @@ int hs_assign(const struct lm_meta_state *st, int32_t first, int32_t partitions,
               int32_t **out);
 /* Sends r to the controller without waiting for the outcome. */
 int hs_submit_detached(struct hshard *hs, const struct lm_meta_record *r);
+/* Replicated partitions: the raft group id of a partition, its env.send, the receive side
+ * (controller_set_partition_handler), leadership changes seen after an input (announced to
+ * the controller; epoch and producer state follow), and the shard's peers' teardown. */
+uint64_t hs_raft_group(const uint8_t topic_id[16], int32_t partition);
+void hs_raft_send(void *ctx, struct partition *part, const struct raft_msg *m);
+void hs_raft_recv(void *ctx, struct broker_req *req, const uint8_t *body, size_t len);
+void hs_leader_check(struct hshard *hs, struct hpart *p, uint64_t now_ms);
+void hs_peers_close(struct hshard *hs);
 
 /* ---- handlers.c ---- */
 

@@ -7,7 +7,10 @@
 
 #include "broker/cluster/controller.h"
 #include "broker/cluster/placement.h"
+#include "broker/handlers/group_internal.h"
 #include "broker/handlers/handlers_internal.h"
+#include "common/lm_hash.h"
+#include "consensus/raft_wire.h"
 #include "broker/log.h"
 #include "common/lm_assert.h"
 #include "common/lm_err.h"
@@ -38,8 +41,15 @@ int32_t hs_partition_leader(const struct lm_meta_state *st, const struct lm_meta
     const int32_t *r = lm_meta_topic_replicas(t, p, &n);
     if (r == NULL)
         return self;
-    const struct lm_meta_broker *b = lm_meta_state_broker(st, r[0]);
-    return b != NULL && !b->fenced ? r[0] : -1;
+    int32_t leader = r[0];
+    if (n > 1) { /* replicated: whom its Raft group elected, as announced */
+        int32_t epoch;
+        leader = lm_meta_topic_leader(t, p, &epoch);
+        if (leader < 0)
+            return -1;
+    }
+    const struct lm_meta_broker *b = lm_meta_state_broker(st, leader);
+    return b != NULL && !b->fenced ? leader : -1;
 }
 
 int hs_assign(const struct lm_meta_state *st, int32_t first, int32_t partitions, int16_t rf,
@@ -86,4 +96,258 @@ int hs_submit_detached(struct hshard *hs, const struct lm_meta_record *r)
     d->sub.arg = d;
     controller_submit(hs->node->ctl, hs->shard, &d->sub);
     return 0;
+}
+
+/* ---- replicated partitions: raft traffic between the replicas' nodes ---- */
+
+struct hpeer {
+    int32_t node;
+    struct broker_peer *peer;
+    uint64_t retry_at_ms;
+    uint32_t backoff_ms;
+};
+
+/* A raft message on its way: the internal request bytes and the call. */
+struct hraft_call {
+    struct broker_call call;
+    struct broker_resp_part part;
+    size_t len;
+    uint8_t buf[];
+};
+
+uint64_t hs_raft_group(const uint8_t topic_id[16], int32_t partition)
+{
+    uint64_t h = lm_fnv1a64(topic_id, 16);
+    uint8_t p[4] = {(uint8_t)(partition >> 24), (uint8_t)(partition >> 16),
+                    (uint8_t)(partition >> 8), (uint8_t)partition};
+    h = lm_fnv1a64_update(h, p, sizeof(p));
+    return h == 0 ? 1 : h; /* group 0 is the controller's */
+}
+
+/* The node's internal address: its endpoint on our controller listener's name. */
+static bool internal_addr(struct hshard *hs, int32_t node, char *host, size_t cap, uint16_t *port)
+{
+    const struct broker_config *cfg = hs->node->cfg;
+    if (hs->snap == NULL || cfg->controller_listener_names_count == 0)
+        return false;
+    const struct lm_meta_broker *b = lm_meta_state_broker(&hs->snap->state, node);
+    const char *name = cfg->controller_listener_names[0];
+    if (b == NULL || strstr(b->endpoints, name) == NULL)
+        return false;
+    return lm_meta_broker_endpoint(b, name, host, cap, port);
+}
+
+static struct broker_peer *peer_of(struct hshard *hs, int32_t node)
+{
+    struct hpeer *pe = NULL;
+    for (size_t i = 0; i < hs->n_peers; i++)
+        if (hs->peers[i].node == node)
+            pe = &hs->peers[i];
+    if (pe == NULL) {
+        struct hpeer *np = realloc(hs->peers, (hs->n_peers + 1) * sizeof(*np));
+        if (np == NULL)
+            return NULL;
+        hs->peers = np;
+        pe = &hs->peers[hs->n_peers++];
+        *pe = (struct hpeer){.node = node, .backoff_ms = 100};
+    }
+    if (pe->peer != NULL && broker_peer_error(pe->peer) == 0)
+        return pe->peer;
+    uint64_t now = broker_now_ms();
+    if (pe->peer != NULL) {
+        broker_peer_close(pe->peer);
+        pe->peer = NULL;
+        pe->retry_at_ms = now + pe->backoff_ms;
+        pe->backoff_ms = pe->backoff_ms * 2 > 2000 ? 2000 : pe->backoff_ms * 2;
+    }
+    char host[256];
+    uint16_t port;
+    if (now < pe->retry_at_ms || hs->stopping ||
+        !internal_addr(hs, node, host, sizeof(host), &port))
+        return NULL;
+    struct broker_peer_opts o = {.connect_timeout_ms = 2000,
+                                 .request_timeout_ms = 10000,
+                                 .inflight_max = 1024,
+                                 .client_id = "laminar-replica"};
+    if (broker_peer_open(hs->shard, host, port, &o, &pe->peer) != 0) {
+        pe->peer = NULL;
+        pe->retry_at_ms = now + pe->backoff_ms;
+        return NULL;
+    }
+    pe->backoff_ms = 100;
+    return pe->peer;
+}
+
+void hs_peers_close(struct hshard *hs)
+{
+    for (size_t i = 0; i < hs->n_peers; i++)
+        if (hs->peers[i].peer != NULL)
+            broker_peer_close(hs->peers[i].peer);
+    free(hs->peers);
+    hs->peers = NULL;
+    hs->n_peers = 0;
+}
+
+static void raft_call_done(struct broker_shard *s, struct broker_call *call, int rc)
+{
+    (void)s;
+    (void)rc; /* a lost message is raft's to resend */
+    free(call->arg);
+}
+
+void hs_raft_send(void *ctx, struct partition *part, const struct raft_msg *m)
+{
+    (void)part;
+    struct hpart *p = ctx;
+    struct hshard *hs = p->hs;
+    if (hs == NULL || m->to == RAFT_NONE)
+        return;
+    int32_t node = (int32_t)(m->to - 1u);
+    size_t tl = strlen(p->topic);
+    size_t n = raft_wire_size(m);
+    size_t mac = controller_mac_bytes(hs->node->ctl);
+    size_t len = 1 + 2 + tl + 4 + n;
+    struct hraft_call *k = malloc(sizeof(*k) + len + mac);
+    if (k == NULL)
+        return;
+    memset(k, 0, sizeof(*k));
+    uint8_t *b = k->buf;
+    b[0] = CONTROLLER_KIND_PARTITION_RAFT;
+    b[1] = (uint8_t)(tl >> 8);
+    b[2] = (uint8_t)tl;
+    memcpy(b + 3, p->topic, tl);
+    int32_t pi = p->partition;
+    uint8_t *q = b + 3 + tl;
+    q[0] = (uint8_t)(pi >> 24);
+    q[1] = (uint8_t)(pi >> 16);
+    q[2] = (uint8_t)(pi >> 8);
+    q[3] = (uint8_t)pi;
+    if (raft_wire_encode(m, q + 4, n) < 0 || !controller_sign(hs->node->ctl, b, len)) {
+        free(k);
+        return;
+    }
+    k->len = len + mac;
+    k->part = (struct broker_resp_part){.mem = k->buf, .fd = -1, .len = k->len};
+    k->call = (struct broker_call){.api_key = CONTROLLER_API_KEY,
+                                   .api_version = 0,
+                                   .parts = &k->part,
+                                   .nparts = 1,
+                                   .done = raft_call_done,
+                                   .arg = k};
+    struct broker_peer *peer = peer_of(hs, node);
+    if (peer == NULL || broker_peer_send(peer, &k->call) != 0)
+        free(k); /* lost: raft sends again */
+}
+
+/* A received message on its way to the partition's owner shard. */
+struct hraft_in {
+    struct broker_xcall x;
+    struct broker_req *req;
+    const uint8_t *body;
+    size_t len;
+};
+
+static void raft_in_run(struct broker_shard *target, struct broker_xcall *x)
+{
+    struct hraft_in *in = x->arg;
+    struct hshard *hs = hs_of(target);
+    const uint8_t *b = in->body;
+    size_t tl = ((size_t)b[0] << 8) | b[1];
+    const char *topic = (const char *)b + 2;
+    const uint8_t *q = b + 2 + tl;
+    int32_t partition =
+        (int32_t)(((uint32_t)q[0] << 24) | ((uint32_t)q[1] << 16) | ((uint32_t)q[2] << 8) | q[3]);
+    hs_refresh(hs);
+    struct hpart *p = hs_part(hs, topic, tl, partition);
+    struct raft_msg m;
+    size_t used = 0;
+    if (p != NULL && p->part != NULL && p->replicated &&
+        raft_wire_decode(q + 4, in->len - (2 + tl + 4), &m, &used) == 0) {
+        if (m.group == hs_raft_group(p->topic_id, partition))
+            (void)partition_step(p->part, &m); /* errors: as a lost message */
+        raft_msg_deinit(&m);
+        hs_leader_check(hs, p, broker_now_ms());
+        hs_part_kick(hs, p);
+    }
+    broker_xcall_return(target, x);
+}
+
+static void raft_in_done(struct broker_shard *origin, struct broker_xcall *x)
+{
+    (void)origin;
+    struct hraft_in *in = x->arg;
+    static const uint8_t ack[1] = {0};
+    broker_req_respond(in->req, ack, sizeof(ack));
+}
+
+void hs_raft_recv(void *ctx, struct broker_req *req, const uint8_t *body, size_t len)
+{
+    (void)ctx;
+    struct hshard *hs = hs_of(req->shard);
+    size_t tl = len >= 2 ? ((size_t)body[0] << 8) | body[1] : 0;
+    if (len < 2 || tl == 0 || tl > LM_TOPIC_NAME_MAX || len < 2 + tl + 4 + 1) {
+        broker_req_close_after(req);
+        broker_req_respond_none(req);
+        return;
+    }
+    struct hraft_in *in = kafka_arena_alloc(&req->arena, sizeof(*in), 16);
+    if (in == NULL) {
+        broker_req_close_after(req);
+        broker_req_respond_none(req);
+        return;
+    }
+    const uint8_t *q = body + 2 + tl;
+    int32_t partition =
+        (int32_t)(((uint32_t)q[0] << 24) | ((uint32_t)q[1] << 16) | ((uint32_t)q[2] << 8) | q[3]);
+    *in = (struct hraft_in){.req = req, .body = body, .len = len};
+    in->x.run = raft_in_run;
+    in->x.done = raft_in_done;
+    in->x.arg = in;
+    uint32_t owner = partition >= 0 ? hs_owner(hs, (const char *)body + 2, tl, partition) : hs->id;
+    broker_shard_call(hs->shard, owner, &in->x);
+}
+
+/* After an input to a replicated partition: a new term updates the epoch Fetch and
+ * ListOffsets fence on; becoming leader rebuilds producer state from the log and announces
+ * the leadership to the controller (again every second until the image shows it). */
+void hs_leader_check(struct hshard *hs, struct hpart *p, uint64_t now_ms)
+{
+    if (!p->replicated || p->part == NULL || hs->snap == NULL)
+        return;
+    int32_t epoch = partition_leader_epoch(p->part);
+    if (epoch != p->leader_epoch) {
+        p->leader_epoch = epoch;
+        hs_part_set_epoch(p, epoch);
+    }
+    if (!partition_is_leader(p->part)) {
+        p->announce_confirmed = false;
+        return;
+    }
+    if (p->announced_epoch == epoch && p->announce_confirmed)
+        return; /* the image shows it: nothing to look up */
+    if (p->announced_epoch != epoch) {
+        p->announced_epoch = epoch;
+        p->announce_at_ms = 0;
+        group_partition_reopened(hs, p); /* producer state (and a coordinator's groups) */
+        BLOG_INFO("partition %s-%d: leader at epoch %d", p->topic, p->partition, epoch);
+    }
+    const struct lm_meta_topic *t = lm_meta_state_find(&hs->snap->state, p->topic);
+    int32_t known_epoch = -1;
+    int32_t known = t != NULL ? lm_meta_topic_leader(t, p->partition, &known_epoch) : -1;
+    if (t != NULL && known == hs->node->cfg->node_id && known_epoch == epoch) {
+        p->announce_confirmed = true;
+        return;
+    }
+    if (t == NULL || now_ms < p->announce_at_ms)
+        return;
+    p->announce_at_ms = now_ms + 1000;
+    struct lm_meta_record r = {.type = LM_META_PARTITION_LEADER,
+                               .topic = p->topic,
+                               .partition_count = p->partition,
+                               .broker_id = hs->node->cfg->node_id,
+                               .leader_epoch = epoch};
+    int rc = hs_submit_detached(hs, &r);
+    if (rc != 0)
+        BLOG_WARN_LIMITED("partition %s-%d: announcing leadership: %s", p->topic, p->partition,
+                          lm_strerror(rc));
 }

@@ -351,11 +351,30 @@ static void part_open_log(struct hpart *p)
     pc.tick_ms = HANDLERS_TICK_MS;
     pc.election_ticks = 10;
     pc.heartbeat_ticks = 1;
+    struct partition_env env = {.ctx = p, .sync = part_env_sync, .send = NULL};
+    /* A cluster partition with other replicas: one Raft group over their nodes. */
+    p->replicated = false;
+    int16_t rf = p->rf;
+    const int32_t *reps = p->replicas;
+    if (rf > 1 && rf <= RAFT_NODES_MAX && p->hs != NULL && hs_cluster(p->hs->node)) {
+        p->replicated = true;
+        p->announced_epoch = -1;
+        p->announce_confirmed = false;
+        pc.node_id = (uint32_t)node + 1u; /* raft ids: node id + 1 */
+        pc.voters.n_voters = 0;
+        for (int16_t i = 0; i < rf; i++)
+            pc.voters.voters[pc.voters.n_voters++] = (uint32_t)reps[i] + 1u;
+        pc.group = hs_raft_group(p->topic_id, p->partition);
+        uint64_t seed = 0;
+        if (getrandom(&seed, sizeof(seed), 0) != (ssize_t)sizeof(seed))
+            seed = broker_now_ms() ^ pc.group;
+        pc.rand_seed = seed;
+        env.send = hs_raft_send;
+    }
     /* Bounds of acks=all produces and persisted waiters in flight on one partition (grown on
      * demand): well above what max.in.flight.requests per producer brings. */
     pc.waiters_max = 1u << 16;
     pc.watchers_max = 1u << 16;
-    struct partition_env env = {.ctx = p, .sync = part_env_sync, .send = NULL};
     p->part = NULL;
     p->log = NULL;
     int rc = partition_open(&pc, &env, (int64_t)broker_now_ms(), &p->part);
@@ -613,6 +632,13 @@ static struct hpart *part_new(const struct htopic *t, int32_t partition)
     memcpy(p->topic_id, t->meta->id, 16);
     p->leader_epoch = HANDLERS_LEADER_EPOCH_FIRST;
     storage_cfg_of(&t->settings, &p->scfg);
+    /* its replica set, fixed for its life (no reassignment yet) */
+    int16_t rf = 0;
+    const int32_t *reps = lm_meta_topic_replicas(t->meta, partition, &rf);
+    if (reps != NULL && rf > 1 && rf <= LM_META_REPLICATION_MAX) {
+        p->rf = rf;
+        memcpy(p->replicas, reps, (size_t)rf * sizeof(int32_t));
+    }
     return p;
 }
 

@@ -179,6 +179,8 @@ static void shard_tick(struct broker_shard *s, struct broker_timer *t)
                                    : partition_clock(p->part, (int64_t)now);
                 if (rc != 0)
                     BLOG_WARN("partition %s-%d: tick: %s", p->topic, p->partition, lm_strerror(rc));
+                if (p->replicated && !p->dead)
+                    hs_leader_check(hs, p, now); /* before the kick, which may free p */
                 hs_part_kick(hs, p);
             }
         }
@@ -277,6 +279,7 @@ void hs_shard_stop(struct broker_shard *s, void *ctx)
     hs->rm_tail = NULL;
     if (hs->node->ctl != NULL && hs->id == CONTROLLER_SHARD)
         controller_shard_stop(hs->node->ctl);
+    hs_peers_close(hs);
     group_shard_stop(hs);
     for (size_t b = 0; b < hs->bucket_count; b++) {
         struct htopic *t = hs->buckets[b];

@@ -33,6 +33,8 @@ void lm_meta_state_deinit(struct lm_meta_state *s)
     for (size_t i = 0; i < s->topic_count; i++) {
         lm_meta_configs_free(s->topics[i].configs, s->topics[i].config_count);
         free(s->topics[i].replicas);
+        free(s->topics[i].leaders);
+        free(s->topics[i].leader_epochs);
     }
     free(s->topics);
     free(s->brokers);
@@ -91,6 +93,8 @@ int lm_meta_state_copy(struct lm_meta_state *dst, const struct lm_meta_state *sr
         dst->topics[i].configs = NULL;
         dst->topics[i].config_count = 0;
         dst->topics[i].replicas = NULL;
+        dst->topics[i].leaders = NULL;
+        dst->topics[i].leader_epochs = NULL;
         dst->topic_count = i + 1;
         int rc = configs_dup(st->configs, st->config_count, &dst->topics[i].configs);
         if (rc != 0) {
@@ -106,6 +110,17 @@ int lm_meta_state_copy(struct lm_meta_state *dst, const struct lm_meta_state *sr
                 return LM_E_NOMEM;
             }
             memcpy(dst->topics[i].replicas, st->replicas, n * sizeof(int32_t));
+        }
+        if (st->leaders != NULL) {
+            size_t n = (size_t)st->partition_count * sizeof(int32_t);
+            dst->topics[i].leaders = malloc(n);
+            dst->topics[i].leader_epochs = malloc(n);
+            if (dst->topics[i].leaders == NULL || dst->topics[i].leader_epochs == NULL) {
+                lm_meta_state_deinit(dst);
+                return LM_E_NOMEM;
+            }
+            memcpy(dst->topics[i].leaders, st->leaders, n);
+            memcpy(dst->topics[i].leader_epochs, st->leader_epochs, n);
         }
     }
     return brokers_copy(dst, src);
@@ -163,6 +178,15 @@ const int32_t *lm_meta_topic_replicas(const struct lm_meta_topic *t, int32_t p, 
         return NULL;
     *n = t->replication_factor;
     return &t->replicas[(size_t)p * (size_t)t->replication_factor];
+}
+
+int32_t lm_meta_topic_leader(const struct lm_meta_topic *t, int32_t p, int32_t *epoch)
+{
+    *epoch = -1;
+    if (t->leaders == NULL || p < 0 || p >= t->partition_count)
+        return -1;
+    *epoch = t->leader_epochs[p];
+    return t->leaders[p];
 }
 
 /* An assignment of `partitions` partitions: rf within bounds, ids >= 0, no id twice in a row. */
@@ -300,6 +324,18 @@ int lm_meta_state_check(const struct lm_meta_state *s, const struct lm_meta_reco
         if (lm_meta_state_broker(s, r->broker_id) == NULL && s->broker_count >= LM_META_BROKERS_MAX)
             return LM_E_FULL;
         return 0;
+    case LM_META_PARTITION_LEADER: {
+        t = r->topic ? lm_meta_state_find(s, r->topic) : NULL;
+        if (t == NULL)
+            return LM_E_NOT_FOUND;
+        if (r->partition_count < 0 || r->partition_count >= t->partition_count ||
+            r->broker_id < 0 || r->leader_epoch < 0)
+            return LM_E_INVALID;
+        /* an election older than the one known changes nothing */
+        if (t->leader_epochs != NULL && t->leader_epochs[r->partition_count] >= r->leader_epoch)
+            return LM_E_STATE;
+        return 0;
+    }
     case LM_META_BROKER_FENCE: {
         const struct lm_meta_broker *b = lm_meta_state_broker(s, r->broker_id);
         if (b == NULL)
@@ -318,7 +354,7 @@ int lm_meta_state_apply(struct lm_meta_state *s, const struct lm_meta_record *r)
         return rc;
     struct lm_meta_topic *t = NULL;
     if (r->type == LM_META_TOPIC_DELETE || r->type == LM_META_PARTITIONS_SET ||
-        r->type == LM_META_TOPIC_CONFIGS)
+        r->type == LM_META_TOPIC_CONFIGS || r->type == LM_META_PARTITION_LEADER)
         t = (struct lm_meta_topic *)lm_meta_state_find(s, r->topic);
 
     switch (r->type) {
@@ -352,6 +388,8 @@ int lm_meta_state_apply(struct lm_meta_state *s, const struct lm_meta_record *r)
         size_t idx = (size_t)(t - s->topics);
         lm_meta_configs_free(t->configs, t->config_count);
         free(t->replicas);
+        free(t->leaders);
+        free(t->leader_epochs);
         s->topics[idx] = s->topics[s->topic_count - 1];
         s->topic_count--;
         break;
@@ -367,6 +405,19 @@ int lm_meta_state_apply(struct lm_meta_state *s, const struct lm_meta_record *r)
                 return LM_E_NOMEM;
             memcpy(nr + old, r->replicas, add * sizeof(int32_t));
             t->replicas = nr;
+        }
+        if (t->leaders != NULL) {
+            size_t n = (size_t)r->partition_count * sizeof(int32_t);
+            int32_t *nl = realloc(t->leaders, n);
+            if (nl != NULL)
+                t->leaders = nl;
+            int32_t *ne = nl != NULL ? realloc(t->leader_epochs, n) : NULL;
+            if (ne != NULL)
+                t->leader_epochs = ne;
+            if (nl == NULL || ne == NULL)
+                return LM_E_NOMEM; /* the count is unchanged: both arrays still fit it */
+            for (int32_t i = t->partition_count; i < r->partition_count; i++)
+                t->leaders[i] = t->leader_epochs[i] = -1;
         }
         t->partition_count = r->partition_count;
         break;
@@ -407,6 +458,23 @@ int lm_meta_state_apply(struct lm_meta_state *s, const struct lm_meta_record *r)
     }
     case LM_META_BROKER_FENCE:
         ((struct lm_meta_broker *)lm_meta_state_broker(s, r->broker_id))->fenced = r->fenced;
+        break;
+    case LM_META_PARTITION_LEADER:
+        if (t->leaders == NULL) {
+            size_t n = (size_t)t->partition_count;
+            t->leaders = malloc(n * sizeof(int32_t));
+            t->leader_epochs = malloc(n * sizeof(int32_t));
+            if (t->leaders == NULL || t->leader_epochs == NULL) {
+                free(t->leaders);
+                free(t->leader_epochs);
+                t->leaders = t->leader_epochs = NULL;
+                return LM_E_NOMEM;
+            }
+            for (size_t i = 0; i < n; i++)
+                t->leaders[i] = t->leader_epochs[i] = -1;
+        }
+        t->leaders[r->partition_count] = r->broker_id;
+        t->leader_epochs[r->partition_count] = r->leader_epoch;
         break;
     }
     s->version++;
@@ -461,6 +529,9 @@ size_t lm_meta_record_size(const struct lm_meta_record *r)
         break;
     case LM_META_BROKER_FENCE:
         n += 4 + 8 + 1;
+        break;
+    case LM_META_PARTITION_LEADER:
+        n += str_size(r->topic) + 4 + 4 + 4;
         break;
     }
     return n;
@@ -548,6 +619,7 @@ void lm_meta_record_free(struct lm_meta_record *r)
 int lm_meta_record_encode(const struct lm_meta_record *r, uint8_t *buf, size_t cap)
 {
     if ((r->type == LM_META_BROKER_REGISTER && (r->rack == NULL || r->endpoints == NULL)) ||
+        (r->type == LM_META_PARTITION_LEADER && r->topic == NULL) ||
         (r->replicas != NULL && r->replication_factor < 1))
         return LM_E_INVALID;
     size_t need = lm_meta_record_size(r);
@@ -605,6 +677,12 @@ int lm_meta_record_encode(const struct lm_meta_record *r, uint8_t *buf, size_t c
         put_be(&c, (uint32_t)r->broker_id, 4);
         put_be(&c, r->incarnation, 8);
         put_u8(&c, r->fenced ? 1 : 0);
+        break;
+    case LM_META_PARTITION_LEADER:
+        put_str(&c, r->topic);
+        put_be(&c, (uint32_t)r->partition_count, 4);
+        put_be(&c, (uint32_t)r->broker_id, 4);
+        put_be(&c, (uint32_t)r->leader_epoch, 4);
         break;
     }
     LM_ASSERT(c.pos == need);
@@ -719,6 +797,17 @@ int lm_meta_record_decode(const uint8_t *buf, size_t len, struct lm_meta_record 
         if ((rc = get_be(&c, 8, &v)) != 0)
             return rc;
         out->producer_id_next = (int64_t)v;
+        break;
+    case LM_META_PARTITION_LEADER:
+        if ((rc = get_str(&c, &out->topic)) != 0 || (rc = get_be(&c, 4, &v)) != 0)
+            return rc;
+        out->partition_count = (int32_t)(uint32_t)v;
+        if ((rc = get_be(&c, 4, &v)) != 0)
+            return rc;
+        out->broker_id = (int32_t)(uint32_t)v;
+        if ((rc = get_be(&c, 4, &v)) != 0)
+            return rc;
+        out->leader_epoch = (int32_t)(uint32_t)v;
         break;
     case LM_META_BROKER_REGISTER:
     case LM_META_BROKER_FENCE:

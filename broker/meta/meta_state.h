@@ -25,6 +25,9 @@ enum lm_meta_record_type {
     /* Cluster (the controller's log): a node's registration and its liveness. */
     LM_META_BROKER_REGISTER = 6, /* broker_id, incarnation, rack, endpoints (unfenced) */
     LM_META_BROKER_FENCE = 7,    /* broker_id, incarnation, fenced */
+    /* A replicated partition's Raft group elected a leader (KRaft's PartitionChangeRecord
+     * role): topic, partition (partition_count), broker_id = the leader, leader_epoch. */
+    LM_META_PARTITION_LEADER = 8,
 };
 
 #define LM_META_BROKERS_MAX     1024
@@ -54,6 +57,7 @@ struct lm_meta_record {
     const char *rack;      /* REGISTER: "" for none */
     const char *endpoints; /* REGISTER: advertised listeners, "NAME://host:port,..." */
     bool fenced;           /* FENCE */
+    int32_t leader_epoch;  /* PARTITION_LEADER */
 };
 
 /* A registered node: its advertised listeners and whether it is fenced (not alive). */
@@ -73,6 +77,10 @@ struct lm_meta_topic {
     size_t config_count;
     int32_t *replicas; /* owned; partition_count * replication_factor, or NULL (single node) */
     int16_t replication_factor;
+    /* Per partition, the leader its Raft group elected and that term (PARTITION_LEADER), -1
+     * while none is known; NULL until the first such record (owned). */
+    int32_t *leaders;
+    int32_t *leader_epochs;
 };
 
 struct lm_meta_state {
@@ -120,6 +128,8 @@ bool lm_meta_broker_endpoint(const struct lm_meta_broker *b, const char *listene
 /* The replicas of partition p of t (count in *n), or NULL when t has no assignment (single
  * node) or p is out of range. */
 const int32_t *lm_meta_topic_replicas(const struct lm_meta_topic *t, int32_t p, int16_t *n);
+/* The elected leader of partition p and its epoch (PARTITION_LEADER), or -1 and -1. */
+int32_t lm_meta_topic_leader(const struct lm_meta_topic *t, int32_t p, int32_t *epoch);
 
 /* Record encoding (for the local log and, later, the controller log). */
 /* lm_meta_record_size returns the encoded size of r. */

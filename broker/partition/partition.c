@@ -907,6 +907,15 @@ int partition_clock(struct partition *p, int64_t now_ms)
         return p->failed;
     if (now_ms > p->now_ms)
         p->now_ms = now_ms;
+    /* A group with other voters needs its raft ticks (heartbeats, elections) at tick_ms
+     * whatever the retention cadence of partition_tick. */
+    for (int n = 0; !p->lone && p->now_ms >= p->tick_due_ms && n < PARTITION_TICKS_PER_CALL_MAX;
+         n++) {
+        p->tick_due_ms += p->cfg.tick_ms;
+        (void)raft_tick(p->raft);
+    }
+    if (!p->lone && p->now_ms >= p->tick_due_ms)
+        p->tick_due_ms = p->now_ms + p->cfg.tick_ms;
     return partition_drive(p);
 }
 

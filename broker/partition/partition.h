@@ -124,8 +124,8 @@ int partition_wait_persisted(struct partition *p, int64_t offset, partition_watc
 
 /* Advances time: raft ticks, retention, flush.ms. */
 int partition_tick(struct partition *p, int64_t now_ms);
-/* Advances time for the flush policy only (flush.ms) and drives: the
- * owner's frequent tick between retention checks. */
+/* Advances time for the flush policy (flush.ms) and, for a group with other voters, raft's
+ * ticks, and drives: the owner's frequent tick between retention checks. */
 int partition_clock(struct partition *p, int64_t now_ms);
 /* A raft message received for this partition (borrowed). */
 int partition_step(struct partition *p, const struct raft_msg *m);
