@@ -228,7 +228,11 @@ static void produce_committed(struct hshard *hs, struct hpart *p, struct hsync_w
         w->error = rc == LM_E_STATE ? KAFKA_NOT_LEADER_OR_FOLLOWER : KAFKA_KAFKA_STORAGE_ERROR;
         o->message = rc == LM_E_STATE ? "leadership changed before commit" : "flush failed";
         o->base_offset = -1;
-        BLOG_ERROR("partition %s-%d: commit: %s", p->topic, p->partition, lm_strerror(rc));
+        if (rc == LM_E_STATE) /* a replicated partition changed leader: the client retries */
+            BLOG_INFO_LIMITED("partition %s-%d: leadership lost before a batch was committed",
+                              p->topic, p->partition);
+        else
+            BLOG_ERROR("partition %s-%d: commit: %s", p->topic, p->partition, lm_strerror(rc));
     } else if (p->log != NULL) {
         o->log_start_offset = storage_log_start_offset(p->log);
     }

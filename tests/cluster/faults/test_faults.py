@@ -168,10 +168,12 @@ def main():
     ap.add_argument("--nodes", type=int, default=3)
     ap.add_argument("--seconds", type=float, default=40)
     ap.add_argument("--seed", type=int, default=None)
+    ap.add_argument("--rf", type=int, default=1,
+                    help="replication factor of the loaded topics (3: a Raft group each)")
     args = ap.parse_args()
     seed = args.seed if args.seed is not None else random.randrange(1 << 30)
-    print("fault campaign: seed %d, %d nodes, %.0f s (replay: --seed %d)"
-          % (seed, args.nodes, args.seconds, seed))
+    print("fault campaign: seed %d, %d nodes, rf %d, %.0f s (replay: --seed %d)"
+          % (seed, args.nodes, args.rf, args.seconds, seed))
     rng = random.Random(seed)
     port, cport = free_port(), free_port()
     voters = ",".join("%d@127.0.0.%d:%d" % (i, i, cport) for i in range(1, args.nodes + 1))
@@ -183,8 +185,10 @@ def main():
         wait_for("cluster formed", lambda: cluster_view(nodes[0])[0] == ids, 30, nodes)
         topics = ["load-a", "load-b"]
         a = admin(nodes[0])
-        for _, f in a.create_topics([NewTopic(t, 6, 1) for t in topics]).items():
+        for _, f in a.create_topics([NewTopic(t, 6, args.rf) for t in topics]).items():
             f.result()
+        wait_for("leaders elected",
+                 lambda: all(-1 not in leaders(nodes[0], t).values() for t in topics), 30, nodes)
         load = Load(nodes, topics)
         load.start(producers=2)
         log = []
