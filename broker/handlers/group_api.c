@@ -160,11 +160,20 @@ static struct coord_answer cluster_coordinator(struct broker_req *req, struct ka
         struct lm_meta_record r;
         int32_t *ids = NULL;
         int rc = group_offsets_topic_record(hs->node, &r);
+        /* offsets.topic.replication.factor (Kafka's default 3), capped by the live nodes */
+        const char *rfv = broker_config_get(hs->node->cfg, "offsets.topic.replication.factor");
+        long want = rfv != NULL ? strtol(rfv, NULL, 10) : 3;
+        long live = 0;
+        for (size_t i = 0; i < st->broker_count; i++)
+            live += !st->brokers[i].fenced;
+        int16_t rf = (int16_t)(want < 1 ? 1 : want > live ? (live > 0 ? live : 1) : want);
+        if (rf > LM_META_REPLICATION_MAX)
+            rf = LM_META_REPLICATION_MAX;
         if (rc == 0)
-            rc = hs_assign(st, 0, r.partition_count, 1, &ids);
+            rc = hs_assign(st, 0, r.partition_count, rf, &ids);
         if (rc == 0) {
             r.replicas = ids;
-            r.replication_factor = 1;
+            r.replication_factor = rf;
             rc = hs_submit_detached(hs, &r);
         }
         free(ids);

@@ -513,8 +513,14 @@ void group_cluster_sync(struct hshard *hs)
             hs->id)
             continue;
         bool local = t != NULL && p < t->partition_count && hs_local_replica(hs->node, t, p);
+        struct hpart *hp =
+            local ? hs_part(hs, GROUP_OFFSETS_TOPIC, GROUP_OFFSETS_TOPIC_LEN, p) : NULL;
+        /* a replicated offsets partition: the coordinator is its Raft leader (Kafka's
+         * coordinator follows partition leadership): load on becoming leader, unload on
+         * losing it */
+        if (hp != NULL && hp->replicated)
+            local = hp->part != NULL && partition_is_leader(hp->part);
         if (local && !gs->cluster_loaded[p]) {
-            struct hpart *hp = hs_part(hs, GROUP_OFFSETS_TOPIC, GROUP_OFFSETS_TOPIC_LEN, p);
             if (hp == NULL || hp->log == NULL)
                 continue; /* not open yet: the next tick */
             load_partition(gs, p);
@@ -553,6 +559,8 @@ void group_partition_reopened(struct hshard *hs, const struct hpart *hp)
         return;
     producer_partition_reset(gs->ps, hp->topic_id, hp->partition);
     int32_t p = hp->partition;
+    if (gs->cluster_loaded != NULL)
+        return; /* a cluster: group_cluster_sync follows assignment and leadership */
     if (strcmp(hp->topic, GROUP_OFFSETS_TOPIC) != 0 || gs->coord == NULL || p < 0 ||
         p >= hs->node->group_cfg.offsets_topic_partitions ||
         broker_partition_shard(GROUP_OFFSETS_TOPIC, GROUP_OFFSETS_TOPIC_LEN, p, hs->count) !=

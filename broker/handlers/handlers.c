@@ -577,6 +577,11 @@ static int node_setup(struct broker_dispatch *d, struct handlers_ctx *h)
         if ((rc = controller_create(cfg, h->meta, &h->ctl)) != 0)
             return rc;
         controller_set_partition_handler(h->ctl, hs_raft_recv, h);
+        /* and on the client listeners: a broker-only node has no controller listener and
+         * replicates over its own (Kafka's inter-broker listener); not advertised in
+         * ApiVersions; laminar.cluster.secret guards it */
+        if ((rc = broker_dispatch_register(d, CONTROLLER_API_KEY, h_controller, -1)) != 0)
+            return rc;
         for (uint32_t i = 0; i < cfg->controller_listener_names_count; i++) {
             bool listening = false; /* a broker-only node has none of them */
             for (uint32_t l = 0; l < cfg->listeners_count; l++)

@@ -131,10 +131,10 @@ static bool internal_addr(struct hshard *hs, int32_t node, char *host, size_t ca
     if (hs->snap == NULL || cfg->controller_listener_names_count == 0)
         return false;
     const struct lm_meta_broker *b = lm_meta_state_broker(&hs->snap->state, node);
-    const char *name = cfg->controller_listener_names[0];
-    if (b == NULL || strstr(b->endpoints, name) == NULL)
+    if (b == NULL)
         return false;
-    return lm_meta_broker_endpoint(b, name, host, cap, port);
+    /* a node without a controller listener (broker-only) takes it on its first listener */
+    return lm_meta_broker_endpoint(b, cfg->controller_listener_names[0], host, cap, port);
 }
 
 static struct broker_peer *peer_of(struct hshard *hs, int32_t node)

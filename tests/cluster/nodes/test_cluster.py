@@ -170,6 +170,7 @@ def main():
         run(nodes, n, args.clients)
         if args.secret is not None:
             wrong_secret(nodes, voters, port, cport, args.io)
+        coordinator_failover(nodes)
         if args.snapshot_records is not None:
             snapshots(nodes)
     finally:
@@ -252,6 +253,67 @@ def snapshots(nodes):
                  lambda x=x: leaders(x, "spread") == lead, 10, nodes)
     print("ok: snapshots written and logs trimmed; %d node(s) rebuilt their image from "
           "another's snapshot; all %d restarted from their own" % (rebuilt, len(nodes)))
+
+
+def java_hash(s):
+    h = 0
+    for ch in s:
+        h = (31 * h + ord(ch)) & 0xFFFFFFFF
+    return h
+
+
+def coordinator_failover(nodes):
+    """Replicated __consumer_offsets (offsets.topic.replication.factor 3, Kafka's default):
+    a group commits, the node leading its offsets partition (its coordinator) is killed, and
+    the group resumes on the new coordinator from the offsets it committed."""
+    a = admin(nodes[0])
+    for _, f in a.create_topics([NewTopic("gf", 6, 3)], request_timeout=30).items():
+        f.result()
+    wait_for("gf leaders", lambda: -1 not in leaders(nodes[0], "gf").values(), 30, nodes)
+    values = ["g%05d" % i for i in range(3000)]
+    produce(nodes[0], "gf", values)
+    c = Consumer({"bootstrap.servers": nodes[0].bootstrap, "group.id": "gfail",
+                  "auto.offset.reset": "earliest", "enable.auto.commit": False})
+    c.subscribe(["gf"])
+    first = set()
+    deadline = time.monotonic() + 60
+    while len(first) < 1000 and time.monotonic() < deadline:
+        m = c.poll(0.5)
+        if m is not None and not m.error():
+            first.add(m.value().decode())
+    c.commit(asynchronous=False)
+    parts = [TopicPartition("gf", p) for p in range(6)]
+    before = {tp.partition: tp.offset for tp in c.committed(parts, timeout=10)}
+    c.close()
+    md = admin(nodes[0]).list_topics(topic="__consumer_offsets", timeout=10)
+    offsets = md.topics["__consumer_offsets"].partitions
+    p = (java_hash("gfail") & 0x7FFFFFFF) % len(offsets)
+    if len(offsets[p].replicas) < 3:
+        fail("__consumer_offsets has %d replicas, not 3" % len(offsets[p].replicas), nodes)
+    coord = next(x for x in nodes if x.node_id == offsets[p].leader)
+    rest = [x for x in nodes if x is not coord]
+    coord.kill9()
+    c = Consumer({"bootstrap.servers": rest[0].bootstrap, "group.id": "gfail",
+                  "auto.offset.reset": "earliest", "enable.auto.commit": False})
+    after = wait_for("the group's committed offsets on the new coordinator",
+                     lambda: {tp.partition: tp.offset
+                              for tp in c.committed(parts, timeout=5)} == before, 60, rest)
+    c.subscribe(["gf"])
+    rest_read = set()
+    deadline = time.monotonic() + 60
+    while len(first | rest_read) < len(values) and time.monotonic() < deadline:
+        m = c.poll(0.5)
+        if m is not None and not m.error():
+            rest_read.add(m.value().decode())
+    c.close()
+    if first | rest_read != set(values):
+        fail("after the coordinator's loss the group read %d of %d"
+             % (len(first | rest_read), len(values)), rest)
+    coord.start()
+    print("ok: coordinator (node %d, leader of __consumer_offsets-%d, 3 replicas) killed: the "
+          "group's committed offsets (%d) survived and it read the rest"
+          % (coord.node_id, p, sum(v for v in before.values() if v > 0)))
+    return after
 
 
 def wrong_secret(nodes, voters, port, cport, io):
