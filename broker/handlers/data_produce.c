@@ -282,6 +282,21 @@ static void produce_op(struct hshard *hs, struct hpart *p, struct hwork *w, stru
     const struct htopic *t = hs_topic(hs, w->topic, w->topic_len);
     LM_ASSERT(t != NULL);
     o->log_start_offset = storage_log_start_offset(p->log);
+    if (p->replicated && c->acks == -1 && hs->snap != NULL) {
+        /* min.insync.replicas under Raft: a majority must commit anyway; below the setting
+         * (counting the replicas on live nodes, as Metadata's ISR) acks=all is refused at
+         * once instead of waiting for a commit that cannot come, as Kafka does */
+        int32_t live = 0;
+        for (int16_t i = 0; i < p->rf; i++) {
+            const struct lm_meta_broker *b = lm_meta_state_broker(&hs->snap->state, p->replicas[i]);
+            live += p->replicas[i] == hs->node->cfg->node_id || (b != NULL && !b->fenced);
+        }
+        if (live < t->settings.min_insync_replicas) {
+            w->error = KAFKA_NOT_ENOUGH_REPLICAS;
+            o->message = "fewer replicas on live nodes than min.insync.replicas";
+            return;
+        }
+    }
     if (records->len <= 0) {
         w->error = KAFKA_CORRUPT_MESSAGE;
         o->message = "no record batch";

@@ -20,7 +20,7 @@ from compat_util import java_cmd  # noqa: E402
 
 COMPAT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "compat")
 
-from confluent_kafka import Consumer, Producer, TopicPartition  # noqa: E402
+from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition  # noqa: E402
 from confluent_kafka.admin import AdminClient, NewTopic  # noqa: E402
 
 
@@ -267,7 +267,9 @@ def coordinator_failover(nodes):
     a group commits, the node leading its offsets partition (its coordinator) is killed, and
     the group resumes on the new coordinator from the offsets it committed."""
     a = admin(nodes[0])
-    for _, f in a.create_topics([NewTopic("gf", 6, 3)], request_timeout=30).items():
+    for _, f in a.create_topics([NewTopic("gf", 6, 3),
+                                 NewTopic("misr", 1, 3, config={"min.insync.replicas": "3"})],
+                                request_timeout=30).items():
         f.result()
     wait_for("gf leaders", lambda: -1 not in leaders(nodes[0], "gf").values(), 30, nodes)
     values = ["g%05d" % i for i in range(3000)]
@@ -293,6 +295,16 @@ def coordinator_failover(nodes):
     coord = next(x for x in nodes if x.node_id == offsets[p].leader)
     rest = [x for x in nodes if x is not coord]
     coord.kill9()
+    # min.insync.replicas=3 with a replica's node down: acks=all is refused at once
+    wait_for("node %d fenced" % coord.node_id,
+             lambda: coord.node_id not in cluster_view(rest[0])[0], 20, rest)
+    errs = []
+    pr = Producer({"bootstrap.servers": rest[0].bootstrap, "acks": "all", "retries": 0,
+                   "message.timeout.ms": 10000})
+    pr.produce("misr", value=b"x", on_delivery=lambda e, m: errs.append(e))
+    pr.flush(15)
+    if not errs or errs[0] is None or errs[0].code() != KafkaError.NOT_ENOUGH_REPLICAS:
+        fail("acks=all below min.insync.replicas answered %s" % errs, rest)
     c = Consumer({"bootstrap.servers": rest[0].bootstrap, "group.id": "gfail",
                   "auto.offset.reset": "earliest", "enable.auto.commit": False})
     after = wait_for("the group's committed offsets on the new coordinator",
@@ -311,7 +323,8 @@ def coordinator_failover(nodes):
              % (len(first | rest_read), len(values)), rest)
     coord.start()
     print("ok: coordinator (node %d, leader of __consumer_offsets-%d, 3 replicas) killed: the "
-          "group's committed offsets (%d) survived and it read the rest"
+          "group's committed offsets (%d) survived and it read the rest; acks=all below "
+          "min.insync.replicas: NOT_ENOUGH_REPLICAS"
           % (coord.node_id, p, sum(v for v in before.values() if v > 0)))
     return after
 
