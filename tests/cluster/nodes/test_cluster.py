@@ -235,16 +235,29 @@ def snapshots(nodes):
     if not any("controller: snapshot up to offset" in t for t in logs):
         fail("no node wrote a metadata snapshot", nodes)
     rebuilt = sum("image rebuilt from a snapshot" in t for t in logs)
+    topics = set(admin(nodes[0]).list_topics(timeout=10).topics)  # before: the reference
+    ids = {x.node_id for x in nodes}
+    for x in nodes:  # every node knows them all before the restart
+        wait_for("node %d with every topic" % x.node_id,
+                 lambda x=x: set(admin(x).list_topics(timeout=10).topics) == topics, 30, nodes)
     for x in nodes:  # each restarts from its own snapshot and log
         x.stop()
     for x in nodes:
         x.start()
-    ids = {x.node_id for x in nodes}
-    topics = set(admin(nodes[0]).list_topics(timeout=10).topics)
     for x in nodes:
-        wait_for("node %d back with every topic after a restart" % x.node_id,
-                 lambda x=x: cluster_view(x)[0] == ids and
-                 set(admin(x).list_topics(timeout=10).topics) == topics, 30, nodes)
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                view = cluster_view(x)[0]
+                have = set(admin(x).list_topics(timeout=10).topics)
+            except Exception as e:  # not answering yet
+                view, have = set(), {repr(e)}
+            if view == ids and have == topics:
+                break
+            if time.monotonic() > deadline:
+                fail("node %d after a restart: brokers %s, topics differing %s"
+                     % (x.node_id, sorted(view), sorted(have ^ topics)), nodes)
+            time.sleep(0.2)
         if "image loaded from the snapshot" not in x.log_text():
             fail("node %d did not load its snapshot at restart" % x.node_id, [x])
     lead = leaders(nodes[0], "spread")
@@ -267,9 +280,7 @@ def coordinator_failover(nodes):
     a group commits, the node leading its offsets partition (its coordinator) is killed, and
     the group resumes on the new coordinator from the offsets it committed."""
     a = admin(nodes[0])
-    for _, f in a.create_topics([NewTopic("gf", 6, 3),
-                                 NewTopic("misr", 1, 3, config={"min.insync.replicas": "3"})],
-                                request_timeout=30).items():
+    for _, f in a.create_topics([NewTopic("gf", 6, 3)], request_timeout=30).items():
         f.result()
     wait_for("gf leaders", lambda: -1 not in leaders(nodes[0], "gf").values(), 30, nodes)
     values = ["g%05d" % i for i in range(3000)]
@@ -294,6 +305,12 @@ def coordinator_failover(nodes):
         fail("__consumer_offsets has %d replicas, not 3" % len(offsets[p].replicas), nodes)
     coord = next(x for x in nodes if x.node_id == offsets[p].leader)
     rest = [x for x in nodes if x is not coord]
+    # a topic with a replica on the node about to die, min.insync.replicas = its 3 replicas
+    misr = NewTopic("misr", 1, replica_assignment=[[coord.node_id] + [x.node_id for x in rest[:2]]],
+                    config={"min.insync.replicas": "3"})
+    for _, f in a.create_topics([misr], request_timeout=30).items():
+        f.result()
+    wait_for("misr led", lambda: -1 not in leaders(nodes[0], "misr").values(), 30, nodes)
     coord.kill9()
     # min.insync.replicas=3 with a replica's node down: acks=all is refused at once
     wait_for("node %d fenced" % coord.node_id,
