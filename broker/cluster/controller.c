@@ -1326,8 +1326,8 @@ int controller_shard_start(struct controller *c, struct broker_shard *s)
     for (uint32_t i = 0; i < c->n_voters; i++)
         pc.voters.voters[pc.voters.n_voters++] = rid(c->voters[i].id);
     pc.internal_topic = true;
-    /* Every record since the start is the metadata (no snapshots yet): nothing is ever
-     * deleted by time or size, and segments roll by size only. */
+    /* The log is trimmed only behind a snapshot (snapshot_maybe), never by time or size:
+     * every record after the newest snapshot is part of the metadata. */
     pc.storage.retention_ms = -1;
     pc.storage.retention_bytes = -1;
     pc.storage.segment_ms = -1;

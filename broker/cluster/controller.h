@@ -15,10 +15,12 @@
  * - Every node registers (BROKER_REGISTER: its advertised listeners, rack, a fresh
  *   incarnation per start) and sends a heartbeat to the leader each second; the leader fences
  *   a node not heard for broker.session.timeout.ms and unfences it when it is heard again
- *   (KRaft's broker heartbeats), so Metadata lists live nodes only.
- *
- * Not yet: snapshots (the log is replayed from its start at open), process.roles=broker
- * nodes (observers), SWIM liveness, authentication of internal requests. */
+ *   (KRaft's broker heartbeats), or that SWIM (membership.h) declares dead, so Metadata lists
+ *   live nodes only.
+ * - Every laminar.metadata.snapshot.records applied records a node snapshots its image
+ *   (meta_snapshot.h) and trims its log; a node behind a trimmed log loads another's snapshot.
+ * - A process.roles=broker node is an observer: it reads the committed log from the voters.
+ * - With laminar.cluster.secret every internal request carries an HMAC-SHA256 of its body. */
 #ifndef LAMINAR_BROKER_CLUSTER_CONTROLLER_H
 #define LAMINAR_BROKER_CLUSTER_CONTROLLER_H
 

@@ -47,7 +47,8 @@ static bool fill_partitions_cluster(struct broker_req *req, const struct lm_meta
                                            : -1;
         p->replica_nodes = nodes;
         p->replica_nodes_count = n;
-        /* ISR: the replicas on live nodes (not yet the leader's view of who is caught up) */
+        /* ISR: the replicas on live (unfenced) nodes; Metadata is answered on any node, which
+         * does not see the leader's view of who is caught up */
         int32_t *isr = h_alloc(req, (size_t)n, sizeof(int32_t));
         if (isr == NULL)
             return false;

@@ -632,7 +632,7 @@ static struct hpart *part_new(const struct htopic *t, int32_t partition)
     memcpy(p->topic_id, t->meta->id, 16);
     p->leader_epoch = HANDLERS_LEADER_EPOCH_FIRST;
     storage_cfg_of(&t->settings, &p->scfg);
-    /* its replica set, fixed for its life (no reassignment yet) */
+    /* its replica set: nothing reassigns replicas, so it is fixed for the partition's life */
     int16_t rf = 0;
     const int32_t *reps = lm_meta_topic_replicas(t->meta, partition, &rf);
     if (reps != NULL && rf > 1 && rf <= LM_META_REPLICATION_MAX) {

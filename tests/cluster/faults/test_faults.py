@@ -1,6 +1,5 @@
-"""A fault campaign against a real laminar cluster (issue 14, the part that exists with
-replication factor 1): N nodes on 127.0.0.x; idempotent acks=all producers and topic creations
-run while a seeded schedule kills (kill -9) and restarts nodes, pauses them (SIGSTOP/SIGCONT)
+"""A fault campaign against a real laminar cluster: N nodes on 127.0.0.x; idempotent acks=all
+producers and topic creations run while a seeded schedule kills (kill -9) and restarts nodes, pauses them (SIGSTOP/SIGCONT)
 and stops them gracefully, the controller leader included. Afterwards the checkers:
 
 - every record acknowledged is read back at its acknowledged partition and offset, with its

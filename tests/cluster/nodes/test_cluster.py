@@ -1,4 +1,4 @@
-"""A laminar cluster of N processes on 127.0.0.1..N (issue 12): it forms, clients see one
+"""A laminar cluster of N processes on 127.0.0.1..N: it forms, clients see one
 cluster through any node, topics spread over every node, groups work across nodes, a dead
 node's partitions go offline while the rest serve, a dead controller leader is replaced,
 restarted nodes rejoin with their data. Prints FIGURE lines (formation, fail-over, CreateTopics
