@@ -1527,6 +1527,14 @@ static void remote_done(struct broker_shard *origin, struct broker_xcall *x)
     broker_req_respond(op->req, body, op->resp_len ? op->resp_len : 1);
 }
 
+/* An internal request that cannot be served: the connection closes (as Kafka closes one it
+ * cannot parse). */
+static void refuse(struct broker_req *req)
+{
+    broker_req_close_after(req);
+    broker_req_respond_none(req);
+}
+
 void controller_handle(struct controller *c, struct broker_req *req)
 {
     if (c != NULL && c->secret_len > 0) {
@@ -1538,8 +1546,7 @@ void controller_handle(struct controller *c, struct broker_req *req)
             BLOG_WARN_LIMITED("controller: an internal request without a valid "
                               "laminar.cluster.secret MAC from %s; closing the connection",
                               req->client_id ? "a peer" : "an unnamed peer");
-            broker_req_close_after(req);
-            broker_req_respond_none(req);
+            refuse(req);
             return;
         }
         req->body_len -= CTL_MAC_BYTES; /* the handlers below see the body alone */
@@ -1550,20 +1557,17 @@ void controller_handle(struct controller *c, struct broker_req *req)
             c->partition_fn(c->partition_ctx, req, req->body + 1, req->body_len - 1);
             return;
         }
-        broker_req_close_after(req);
-        broker_req_respond_none(req);
+        refuse(req);
         return;
     }
     if (c == NULL || req->api_version != 0 || req->body_len < 1 ||
         req->body_len > (size_t)RAFT_WIRE_BYTES_MAX + 1) {
-        broker_req_close_after(req);
-        broker_req_respond_none(req);
+        refuse(req);
         return;
     }
     struct remote_op *op = kafka_arena_alloc(&req->arena, sizeof(*op), 16);
     if (op == NULL) {
-        broker_req_close_after(req);
-        broker_req_respond_none(req);
+        refuse(req);
         return;
     }
     op->req = req;

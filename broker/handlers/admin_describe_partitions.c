@@ -125,11 +125,12 @@ static int fill_partitions_cluster(const struct admin_env *env, dtp_topic *o, in
         } else {
             memcpy(nodes, r, (size_t)n * sizeof(int32_t));
         }
-        int32_t lead = nodes[0], lepoch = -1;
-        if (n > 1 && t != NULL)
-            lead = lm_meta_topic_leader(t, from + i, &lepoch);
-        const struct lm_meta_broker *b = lead >= 0 ? lm_meta_state_broker(st, lead) : NULL;
-        bool live = r == NULL || (b != NULL && !b->fenced);
+        int32_t lepoch = -1;
+        if (n > 1)
+            (void)lm_meta_topic_leader(t, from + i, &lepoch);
+        int32_t lead =
+            t != NULL ? lm_meta_state_partition_leader(st, t, from + i, nodes[0]) : nodes[0];
+        bool live = lead >= 0;
         dtp_partition *p = &o->partitions[i];
         p->error_code = live ? KAFKA_NONE : KAFKA_LEADER_NOT_AVAILABLE;
         p->leader_id = live ? lead : -1;

@@ -36,7 +36,7 @@ static bool fill_partitions_cluster(struct broker_req *req, const struct lm_meta
             nodes[0] = self;
             n = 1;
         }
-        int32_t leader = hs_partition_leader(st, t->meta, i, self);
+        int32_t leader = lm_meta_state_partition_leader(st, t->meta, i, self);
         int32_t announced_epoch = -1;
         (void)lm_meta_topic_leader(t->meta, i, &announced_epoch);
         p->error_code = KAFKA_NONE;

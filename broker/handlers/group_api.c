@@ -184,7 +184,7 @@ static struct coord_answer cluster_coordinator(struct broker_req *req, struct ka
     if (key.len < 0)
         key = (struct kafka_str){"", 0};
     int32_t p = lm_gr_partition_for(key, hs->node->group_cfg.offsets_topic_partitions);
-    int32_t leader = hs_partition_leader(st, t, p, hs->node->cfg->node_id);
+    int32_t leader = lm_meta_state_partition_leader(st, t, p, hs->node->cfg->node_id);
     const struct lm_meta_broker *b = leader >= 0 ? lm_meta_state_broker(st, leader) : NULL;
     char host[256];
     uint16_t port;

@@ -187,10 +187,6 @@ struct hshard {
 bool hs_cluster(const struct handlers_ctx *h);
 /* True when partition p of t has a replica on this node (always on a single node). */
 bool hs_local_replica(const struct handlers_ctx *h, const struct lm_meta_topic *t, int32_t p);
-/* The node leading partition p of t (its first replica while that node is not fenced), -1
- * when it is fenced; self for a partition without an assignment. */
-int32_t hs_partition_leader(const struct lm_meta_state *st, const struct lm_meta_topic *t,
-                            int32_t p, int32_t self);
 /* A new assignment of partitions first..first+partitions-1 over the live registered nodes
  * (placement.h; malloc'd into *out). LM_E_AGAIN when no node is registered yet, LM_E_FULL
  * when rf exceeds the live nodes. */

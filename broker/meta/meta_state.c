@@ -189,6 +189,24 @@ int32_t lm_meta_topic_leader(const struct lm_meta_topic *t, int32_t p, int32_t *
     return t->leaders[p];
 }
 
+int32_t lm_meta_state_partition_leader(const struct lm_meta_state *st,
+                                       const struct lm_meta_topic *t, int32_t p, int32_t self)
+{
+    int16_t n;
+    const int32_t *r = lm_meta_topic_replicas(t, p, &n);
+    if (r == NULL)
+        return self;
+    int32_t leader = r[0];
+    if (n > 1) { /* replicated: whom its Raft group elected, as announced */
+        int32_t epoch;
+        leader = lm_meta_topic_leader(t, p, &epoch);
+        if (leader < 0)
+            return -1;
+    }
+    const struct lm_meta_broker *b = lm_meta_state_broker(st, leader);
+    return b != NULL && !b->fenced ? leader : -1;
+}
+
 /* An assignment of `partitions` partitions: rf within bounds, ids >= 0, no id twice in a row. */
 static int replicas_check(const int32_t *replicas, int16_t rf, int32_t partitions)
 {

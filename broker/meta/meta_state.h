@@ -128,6 +128,11 @@ bool lm_meta_broker_endpoint(const struct lm_meta_broker *b, const char *listene
 /* The replicas of partition p of t (count in *n), or NULL when t has no assignment (single
  * node) or p is out of range. */
 const int32_t *lm_meta_topic_replicas(const struct lm_meta_topic *t, int32_t p, int16_t *n);
+/* The node leading partition p of t: its only replica, or for a replicated partition the
+ * leader its Raft group announced (PARTITION_LEADER); -1 when that node is fenced or none is
+ * known; self for a partition without an assignment (a single node). */
+int32_t lm_meta_state_partition_leader(const struct lm_meta_state *st,
+                                       const struct lm_meta_topic *t, int32_t p, int32_t self);
 /* The elected leader of partition p and its epoch (PARTITION_LEADER), or -1 and -1. */
 int32_t lm_meta_topic_leader(const struct lm_meta_topic *t, int32_t p, int32_t *epoch);
 
