@@ -73,6 +73,10 @@ struct broker_config {
     uint32_t connection_inflight_max; /* laminar.connection.inflight.max */
     uint32_t shard_connections_max;   /* laminar.shard.connections.max */
     int64_t shutdown_timeout_ms;      /* laminar.shutdown.timeout.ms */
+    /* controlled.shutdown.enable: on SIGTERM a cluster node first hands its leaderships to
+     * other replicas, for at most laminar.controlled.shutdown.timeout.ms */
+    bool controlled_shutdown_enable;
+    int64_t controlled_shutdown_timeout_ms;
     bool bpf_enable;                  /* laminar.bpf.enable */
     bool metrics_enable;              /* laminar.metrics.enable: count on the data path */
     int log_level;                    /* laminar.log.level: enum broker_log_level */

@@ -14,6 +14,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/eventfd.h>
+#include <time.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -545,6 +546,34 @@ int broker_runtime_stop(struct broker_rt *rt)
     return rc;
 }
 
+/* Controlled shutdown's first step: the handlers move their leaderships while every shard
+ * still serves (clients, and the peers that must hear from this node for a transfer to
+ * complete). Ends when the handlers say so, at the deadline, or at a second signal. */
+static void runtime_handoff(struct broker_rt *rt, const struct broker_config *cfg,
+                            const struct broker_dispatch *d, const sigset_t *sigs)
+{
+    if (!cfg->controlled_shutdown_enable || d->handoff_begin == NULL || d->handoff_done == NULL)
+        return;
+    uint64_t start = broker_now_ms();
+    uint64_t deadline = start + (uint64_t)cfg->controlled_shutdown_timeout_ms;
+    d->handoff_begin(d->ctx);
+    bool done;
+    while (!(done = d->handoff_done(d->ctx)) && !broker_runtime_stopping(rt) &&
+           broker_now_ms() < deadline) {
+        struct timespec ts = {.tv_sec = 0, .tv_nsec = 20 * 1000 * 1000};
+        if (sigtimedwait(sigs, NULL, &ts) > 0) {
+            BLOG_INFO("controlled shutdown: second signal, stopping at once");
+            return;
+        }
+    }
+    if (done)
+        BLOG_INFO("controlled shutdown: leaderships moved in %llu ms",
+                  (unsigned long long)(broker_now_ms() - start));
+    else
+        BLOG_WARN("controlled shutdown: leaderships still here after %llu ms; stopping",
+                  (unsigned long long)(broker_now_ms() - start));
+}
+
 int broker_runtime_run(const struct broker_config *cfg, const struct broker_dispatch *d)
 {
     struct broker_rt *rt = NULL;
@@ -560,5 +589,7 @@ int broker_runtime_run(const struct broker_config *cfg, const struct broker_disp
         BLOG_INFO("received %s, shutting down", sig == SIGTERM ? "SIGTERM" : "SIGINT");
         break;
     }
+    if (!broker_runtime_stopping(rt))
+        runtime_handoff(rt, cfg, d, &sigs);
     return broker_runtime_stop(rt);
 }

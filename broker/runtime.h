@@ -105,6 +105,13 @@ struct broker_dispatch {
     /* Called on SIGTERM/SIGINT when the shard stops reading requests; handlers should
      * complete parked requests (long-polls) soon. May be NULL. */
     void (*shard_drain)(struct broker_shard *s, void *ctx);
+    /* Controlled shutdown: on SIGTERM/SIGINT, before any shard drains, handoff_begin is called
+     * once on the signal thread; the shards go on serving everything while the handlers move
+     * their work (leaderships) to other nodes, and the runtime waits until handoff_done (polled
+     * from the signal thread) says it is over, for at most
+     * laminar.controlled.shutdown.timeout.ms, or a second signal. Both may be NULL. */
+    void (*handoff_begin)(void *ctx);
+    bool (*handoff_done)(void *ctx);
     /* Called once every in-flight request of the shard has completed: flush logs here. */
     void (*shard_flush)(struct broker_shard *s, void *ctx);
     /* Called last on the shard's thread; free per-shard state. May be NULL. */

@@ -46,6 +46,7 @@ enum {
 enum { SUBMIT_APPLIED = 0, SUBMIT_NOT_LEADER = 1 };
 
 #define CTL_TICK_MS            50
+#define CTL_HANDOFF_RETRY_MS   1000
 #define CTL_ELECTION_TICKS     20 /* 1-2 s, as controller.quorum.election.timeout.ms */
 #define CTL_HEARTBEAT_TICKS    2
 #define CTL_BROKER_HB_MS       1000
@@ -115,9 +116,13 @@ struct controller {
     bool fetch_busy;
     uint32_t fetch_rr; /* next voter to ask while no leader is known */
     uint64_t fetch_at_ms;
+    uint64_t handoff_at_ms; /* controlled shutdown: next leadership transfer attempt */
     int32_t leader; /* atomic: node id or -1 */
     bool was_leader;
     bool stopping;
+    /* This process' registration is in the image: everything committed before it has been
+     * applied (Kafka's initial catch-up). Atomic: read by every shard. */
+    bool caught_up;
 
     struct controller_submit *subs; /* every submission this node holds, any state */
 
@@ -1187,11 +1192,35 @@ static void leader_set(struct controller *c, int32_t leader, int32_t term)
               term);
 }
 
+/* Kafka's broker serves clients once it has replayed the metadata log past its own
+ * registration; before that its image may lack topics and nodes others already know. */
+static void caught_up_check(struct controller *c)
+{
+    if (__atomic_load_n(&c->caught_up, __ATOMIC_RELAXED))
+        return;
+    struct lm_meta_snapshot *snap = lm_meta_store_snapshot(c->store);
+    const struct lm_meta_broker *b = lm_meta_state_broker(&snap->state, c->node_id);
+    bool up = b != NULL && b->incarnation == c->incarnation && !b->fenced;
+    lm_meta_snapshot_release(snap);
+    if (!up)
+        return;
+    __atomic_store_n(&c->caught_up, true, __ATOMIC_RELEASE);
+    BLOG_INFO("controller: caught up with the metadata log (%lld records applied): serving "
+              "clients",
+              (long long)c->applied_next);
+}
+
+bool controller_caught_up(const struct controller *c)
+{
+    return __atomic_load_n(&c->caught_up, __ATOMIC_ACQUIRE);
+}
+
 static void after_input(struct controller *c)
 {
     if (c->shard == NULL || (c->part == NULL && !c->observer))
         return;
     apply_committed(c);
+    caught_up_check(c);
     if (c->part != NULL)
         leader_set(c, partition_is_leader(c->part) ? c->node_id : nid(partition_leader(c->part)),
                    partition_leader_epoch(c->part));
@@ -1353,6 +1382,26 @@ int controller_shard_start(struct controller *c, struct broker_shard *s)
     if (rc == 0)
         c->tick_armed = true;
     return rc;
+}
+
+bool controller_handoff(struct controller *c)
+{
+    if (c->part == NULL || c->observer || !partition_is_leader(c->part))
+        return false;
+    uint64_t now = broker_now_ms();
+    if (now < c->handoff_at_ms)
+        return true;
+    /* a transfer is abandoned after an election timeout: try again (maybe another voter) */
+    c->handoff_at_ms = now + CTL_HANDOFF_RETRY_MS;
+    uint32_t to = partition_handoff_target(c->part, NULL, NULL);
+    if (to == RAFT_NONE)
+        return true;
+    int rc = partition_transfer_leader(c->part, to);
+    if (rc != 0)
+        BLOG_WARN("controller: leadership transfer to node %d: %s", (int)to - 1, lm_strerror(rc));
+    else
+        BLOG_INFO("controller: handing leadership to node %d", (int)to - 1);
+    return true;
 }
 
 void controller_shard_drain(struct controller *c)

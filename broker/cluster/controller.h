@@ -82,6 +82,15 @@ bool controller_sign(const struct controller *c, uint8_t *buf, size_t len);
  * controller listeners' tables and calls this with the node's controller). */
 void controller_handle(struct controller *c, struct broker_req *req);
 
+/* Controlled shutdown, on the controller's shard: while this node leads the controller
+ * group, hands the leadership to the most caught-up voter (again each second until it has
+ * moved). Returns whether this node still leads. */
+bool controller_handoff(struct controller *c);
+
+/* Whether this node has applied the metadata log past its own registration (then its image
+ * is as complete as the cluster's was when it joined). Any thread. */
+bool controller_caught_up(const struct controller *c);
+
 /* The current leader of the controller group as this node knows it, or -1. Any thread. */
 int32_t controller_leader(const struct controller *c);
 int32_t controller_node_id(const struct controller *c);

@@ -91,13 +91,14 @@ int meta_snapshot_encode(const struct lm_meta_state *st, int64_t last, uint8_t *
         memcpy(r.topic_id, t->id, 16);
         put_record(&o, &r);
         for (int32_t p = 0; t->leaders != NULL && p < t->partition_count; p++) {
-            if (t->leaders[p] < 0)
+            if (t->leaders[p].leader < 0)
                 continue;
             struct lm_meta_record l = {.type = LM_META_PARTITION_LEADER,
                                        .topic = t->name,
                                        .partition_count = p,
-                                       .broker_id = t->leaders[p],
-                                       .leader_epoch = t->leader_epochs[p]};
+                                       .broker_id = t->leaders[p].leader,
+                                       .leader_epoch = t->leaders[p].epoch,
+                                       .isr_out = t->leaders[p].isr_out};
             put_record(&o, &l);
         }
     }

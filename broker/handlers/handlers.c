@@ -266,6 +266,16 @@ static void handlers_dispatch(struct broker_req *req)
     hs_refresh(hs);
     int16_t key = req->api_key;
     LM_ASSERT(key >= 0 && key < BROKER_API_KEYS_MAX);
+    if (h->ctl != NULL && key != KAFKA_API_VERSIONS_KEY && !controller_caught_up(h->ctl)) {
+        /* a node that has not replayed the metadata log yet would answer from a partial
+         * image (topics unknown, nodes missing): clients reconnect, to it or another node */
+        BLOG_INFO_LIMITED("api %d: closing the connection: the metadata log is not caught up "
+                          "yet",
+                          key);
+        broker_req_close_after(req);
+        broker_req_respond_none(req);
+        return;
+    }
     if (h->fns[key] == NULL || req->api_version < h->served[key].min_version ||
         req->api_version > h->served[key].max_version) {
         handlers_respond_unsupported(req);
@@ -619,6 +629,8 @@ static int node_setup(struct broker_dispatch *d, struct handlers_ctx *h)
     lm_meta_snapshot_release(snap);
     d->shard_start = hs_shard_start;
     d->shard_drain = hs_shard_drain;
+    d->handoff_begin = hs_handoff_begin;
+    d->handoff_done = hs_handoff_done;
     d->shard_flush = hs_shard_flush;
     d->shard_stop = hs_shard_stop;
     d->metrics_gauges = node_gauges;

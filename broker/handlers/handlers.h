@@ -77,6 +77,12 @@ struct handlers_ctx {
     pthread_mutex_t offline_lock;
     struct hoffline *offline_buckets[HANDLERS_PART_BUCKETS];
     uint32_t offline_count; /* atomic */
+    /* Controlled shutdown (hs_cluster.c), all atomic: set on SIGTERM; the leaderships the
+     * shards still hold; how many shards have counted theirs; the shards running. */
+    bool handoff;
+    int32_t handoff_led;
+    uint32_t handoff_shards;
+    uint32_t shard_count;
 };
 
 /* handlers_serve registers fn for api_key and records [min_version, max_version] as served

@@ -102,6 +102,7 @@ struct hpart {
     int32_t announced_epoch;
     uint64_t announce_at_ms;
     bool announce_confirmed; /* the image shows this node leading at announced_epoch */
+    uint64_t handoff_at_ms;  /* controlled shutdown: next leadership transfer attempt */
 };
 
 /* Files an open partition log holds (active segment's .log/.index/.timeindex, directory,
@@ -181,6 +182,8 @@ struct hshard {
     uint64_t fetch_id_next;
     uint8_t zc_nonce[8]; /* random: Fetch's record markers (data_fetch.c) */
     bool stopping;
+    bool handoff_reported; /* controlled shutdown: counted in node->handoff_shards */
+    uint32_t handoff_held; /* leaderships last added to node->handoff_led */
 };
 
 /* ---- hs_cluster.c: the handler layer in a cluster ---- */
@@ -202,6 +205,14 @@ void hs_raft_send(void *ctx, struct partition *part, const struct raft_msg *m);
 void hs_raft_recv(void *ctx, struct broker_req *req, const uint8_t *body, size_t len);
 void hs_leader_check(struct hshard *hs, struct hpart *p, uint64_t now_ms);
 void hs_peers_close(struct hshard *hs);
+/* Controlled shutdown: the dispatch's handoff hooks (begin sets node->handoff; done: every
+ * shard has counted its leaderships and none is left) and the shard tick's step while
+ * node->handoff is set (hands each leadership this shard holds, the controller's included,
+ * to the most caught-up live replica, again every HS_HANDOFF_RETRY_MS until it moved). */
+#define HS_HANDOFF_RETRY_MS 2000
+void hs_handoff_begin(void *ctx);
+bool hs_handoff_done(void *ctx);
+void hs_handoff_step(struct hshard *hs, uint64_t now_ms);
 
 /* ---- handlers.c ---- */
 

@@ -333,3 +333,66 @@ void hs_leader_check(struct hshard *hs, struct hpart *p, uint64_t now_ms)
         BLOG_WARN_LIMITED("partition %s-%d: announcing leadership: %s", p->topic, p->partition,
                           lm_strerror(rc));
 }
+
+/* ---- controlled shutdown: leaderships move before the node stops ---- */
+
+static bool node_usable(void *ctx, uint32_t raft_id)
+{
+    struct hshard *hs = ctx;
+    const struct lm_meta_broker *b = lm_meta_state_broker(&hs->snap->state, (int32_t)raft_id - 1);
+    return b != NULL && !b->fenced;
+}
+
+void hs_handoff_step(struct hshard *hs, uint64_t now_ms)
+{
+    uint32_t held = 0;
+    for (size_t b = 0; b < hs->bucket_count && hs->snap != NULL; b++)
+        for (struct htopic *t = hs->buckets[b]; t != NULL; t = t->next)
+            for (int32_t i = 0; i < t->part_cap; i++) {
+                struct hpart *p = t->parts[i];
+                if (p == NULL || !p->replicated || p->part == NULL || p->failed ||
+                    !partition_is_leader(p->part))
+                    continue;
+                held++;
+                if (now_ms < p->handoff_at_ms)
+                    continue;
+                /* a transfer is abandoned after an election timeout: then try again */
+                p->handoff_at_ms = now_ms + HS_HANDOFF_RETRY_MS;
+                uint32_t to = partition_handoff_target(p->part, node_usable, hs);
+                if (to == RAFT_NONE)
+                    continue;
+                int rc = partition_transfer_leader(p->part, to);
+                if (rc != 0)
+                    BLOG_WARN("partition %s-%d: leadership transfer to node %d: %s", p->topic,
+                              p->partition, (int)to - 1, lm_strerror(rc));
+            }
+    if (hs->node->ctl != NULL && hs->id == CONTROLLER_SHARD && controller_handoff(hs->node->ctl))
+        held++;
+    /* the change first, then (once) the shard's count: handoff_done never sees this shard
+     * counted without its leaderships */
+    int32_t delta = (int32_t)held - (int32_t)hs->handoff_held;
+    hs->handoff_held = held;
+    if (delta != 0)
+        __atomic_add_fetch(&hs->node->handoff_led, delta, __ATOMIC_ACQ_REL);
+    if (!hs->handoff_reported) {
+        hs->handoff_reported = true;
+        __atomic_add_fetch(&hs->node->handoff_shards, 1, __ATOMIC_ACQ_REL);
+    }
+}
+
+void hs_handoff_begin(void *ctx)
+{
+    struct handlers_ctx *node = ctx;
+    if (node->ctl != NULL)
+        __atomic_store_n(&node->handoff, true, __ATOMIC_RELEASE);
+}
+
+bool hs_handoff_done(void *ctx)
+{
+    struct handlers_ctx *node = ctx;
+    if (node->ctl == NULL)
+        return true;
+    return __atomic_load_n(&node->handoff_shards, __ATOMIC_ACQUIRE) >=
+               __atomic_load_n(&node->shard_count, __ATOMIC_ACQUIRE) &&
+           __atomic_load_n(&node->handoff_led, __ATOMIC_ACQUIRE) == 0;
+}

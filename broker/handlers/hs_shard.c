@@ -186,6 +186,8 @@ static void shard_tick(struct broker_shard *s, struct broker_timer *t)
         }
     }
     hs->step_deadline_ms = 0;
+    if (__atomic_load_n(&hs->node->handoff, __ATOMIC_ACQUIRE))
+        hs_handoff_step(hs, now);
     data_produce_scratch_trim(hs, now);
     if (hs_cluster(hs->node))
         group_cluster_sync(hs);
@@ -220,6 +222,7 @@ int hs_shard_start(struct broker_shard *s, void *ctx)
         memcpy(hs->zc_nonce, &t, sizeof(t));
     }
     broker_shard_set_user(s, hs);
+    __atomic_store_n(&node->shard_count, hs->count, __ATOMIC_RELEASE);
     int rc;
     if (node->ctl != NULL && hs->id == CONTROLLER_SHARD &&
         (rc = controller_shard_start(node->ctl, s)) != 0)

@@ -34,7 +34,6 @@ void lm_meta_state_deinit(struct lm_meta_state *s)
         lm_meta_configs_free(s->topics[i].configs, s->topics[i].config_count);
         free(s->topics[i].replicas);
         free(s->topics[i].leaders);
-        free(s->topics[i].leader_epochs);
     }
     free(s->topics);
     free(s->brokers);
@@ -94,7 +93,6 @@ int lm_meta_state_copy(struct lm_meta_state *dst, const struct lm_meta_state *sr
         dst->topics[i].config_count = 0;
         dst->topics[i].replicas = NULL;
         dst->topics[i].leaders = NULL;
-        dst->topics[i].leader_epochs = NULL;
         dst->topic_count = i + 1;
         int rc = configs_dup(st->configs, st->config_count, &dst->topics[i].configs);
         if (rc != 0) {
@@ -112,15 +110,13 @@ int lm_meta_state_copy(struct lm_meta_state *dst, const struct lm_meta_state *sr
             memcpy(dst->topics[i].replicas, st->replicas, n * sizeof(int32_t));
         }
         if (st->leaders != NULL) {
-            size_t n = (size_t)st->partition_count * sizeof(int32_t);
+            size_t n = (size_t)st->partition_count * sizeof(*st->leaders);
             dst->topics[i].leaders = malloc(n);
-            dst->topics[i].leader_epochs = malloc(n);
-            if (dst->topics[i].leaders == NULL || dst->topics[i].leader_epochs == NULL) {
+            if (dst->topics[i].leaders == NULL) {
                 lm_meta_state_deinit(dst);
                 return LM_E_NOMEM;
             }
             memcpy(dst->topics[i].leaders, st->leaders, n);
-            memcpy(dst->topics[i].leader_epochs, st->leader_epochs, n);
         }
     }
     return brokers_copy(dst, src);
@@ -185,8 +181,15 @@ int32_t lm_meta_topic_leader(const struct lm_meta_topic *t, int32_t p, int32_t *
     *epoch = -1;
     if (t->leaders == NULL || p < 0 || p >= t->partition_count)
         return -1;
-    *epoch = t->leader_epochs[p];
-    return t->leaders[p];
+    *epoch = t->leaders[p].epoch;
+    return t->leaders[p].leader;
+}
+
+uint16_t lm_meta_topic_isr_out(const struct lm_meta_topic *t, int32_t p)
+{
+    if (t->leaders == NULL || p < 0 || p >= t->partition_count)
+        return 0;
+    return t->leaders[p].isr_out;
 }
 
 int32_t lm_meta_state_partition_leader(const struct lm_meta_state *st,
@@ -349,9 +352,15 @@ int lm_meta_state_check(const struct lm_meta_state *s, const struct lm_meta_reco
         if (r->partition_count < 0 || r->partition_count >= t->partition_count ||
             r->broker_id < 0 || r->leader_epoch < 0)
             return LM_E_INVALID;
-        /* an election older than the one known changes nothing */
-        if (t->leader_epochs != NULL && t->leader_epochs[r->partition_count] >= r->leader_epoch)
-            return LM_E_STATE;
+        /* an election older than the one known changes nothing; at the known epoch only its
+         * leader changes the ISR */
+        if (t->leaders != NULL) {
+            const struct lm_meta_leader *l = &t->leaders[r->partition_count];
+            if (l->epoch > r->leader_epoch ||
+                (l->epoch == r->leader_epoch &&
+                 (l->leader != r->broker_id || l->isr_out == r->isr_out)))
+                return LM_E_STATE;
+        }
         return 0;
     }
     case LM_META_BROKER_FENCE: {
@@ -407,7 +416,6 @@ int lm_meta_state_apply(struct lm_meta_state *s, const struct lm_meta_record *r)
         lm_meta_configs_free(t->configs, t->config_count);
         free(t->replicas);
         free(t->leaders);
-        free(t->leader_epochs);
         s->topics[idx] = s->topics[s->topic_count - 1];
         s->topic_count--;
         break;
@@ -425,17 +433,13 @@ int lm_meta_state_apply(struct lm_meta_state *s, const struct lm_meta_record *r)
             t->replicas = nr;
         }
         if (t->leaders != NULL) {
-            size_t n = (size_t)r->partition_count * sizeof(int32_t);
-            int32_t *nl = realloc(t->leaders, n);
-            if (nl != NULL)
-                t->leaders = nl;
-            int32_t *ne = nl != NULL ? realloc(t->leader_epochs, n) : NULL;
-            if (ne != NULL)
-                t->leader_epochs = ne;
-            if (nl == NULL || ne == NULL)
-                return LM_E_NOMEM; /* the count is unchanged: both arrays still fit it */
+            struct lm_meta_leader *nl =
+                realloc(t->leaders, (size_t)r->partition_count * sizeof(*nl));
+            if (nl == NULL)
+                return LM_E_NOMEM; /* the count is unchanged: the array still fits it */
+            t->leaders = nl;
             for (int32_t i = t->partition_count; i < r->partition_count; i++)
-                t->leaders[i] = t->leader_epochs[i] = -1;
+                t->leaders[i] = (struct lm_meta_leader){.leader = -1, .epoch = -1};
         }
         t->partition_count = r->partition_count;
         break;
@@ -480,19 +484,14 @@ int lm_meta_state_apply(struct lm_meta_state *s, const struct lm_meta_record *r)
     case LM_META_PARTITION_LEADER:
         if (t->leaders == NULL) {
             size_t n = (size_t)t->partition_count;
-            t->leaders = malloc(n * sizeof(int32_t));
-            t->leader_epochs = malloc(n * sizeof(int32_t));
-            if (t->leaders == NULL || t->leader_epochs == NULL) {
-                free(t->leaders);
-                free(t->leader_epochs);
-                t->leaders = t->leader_epochs = NULL;
+            t->leaders = malloc(n * sizeof(*t->leaders));
+            if (t->leaders == NULL)
                 return LM_E_NOMEM;
-            }
             for (size_t i = 0; i < n; i++)
-                t->leaders[i] = t->leader_epochs[i] = -1;
+                t->leaders[i] = (struct lm_meta_leader){.leader = -1, .epoch = -1};
         }
-        t->leaders[r->partition_count] = r->broker_id;
-        t->leader_epochs[r->partition_count] = r->leader_epoch;
+        t->leaders[r->partition_count] = (struct lm_meta_leader){
+            .leader = r->broker_id, .epoch = r->leader_epoch, .isr_out = r->isr_out};
         break;
     }
     s->version++;
@@ -549,7 +548,7 @@ size_t lm_meta_record_size(const struct lm_meta_record *r)
         n += 4 + 8 + 1;
         break;
     case LM_META_PARTITION_LEADER:
-        n += str_size(r->topic) + 4 + 4 + 4;
+        n += str_size(r->topic) + 4 + 4 + 4 + 2;
         break;
     }
     return n;
@@ -701,6 +700,7 @@ int lm_meta_record_encode(const struct lm_meta_record *r, uint8_t *buf, size_t c
         put_be(&c, (uint32_t)r->partition_count, 4);
         put_be(&c, (uint32_t)r->broker_id, 4);
         put_be(&c, (uint32_t)r->leader_epoch, 4);
+        put_be(&c, r->isr_out, 2);
         break;
     }
     LM_ASSERT(c.pos == need);
@@ -826,6 +826,12 @@ int lm_meta_record_decode(const uint8_t *buf, size_t len, struct lm_meta_record 
         if ((rc = get_be(&c, 4, &v)) != 0)
             return rc;
         out->leader_epoch = (int32_t)(uint32_t)v;
+        out->isr_out = 0;
+        if (c.pos < c.len) { /* the ISR trailer */
+            if ((rc = get_be(&c, 2, &v)) != 0)
+                return rc;
+            out->isr_out = (uint16_t)v;
+        }
         break;
     case LM_META_BROKER_REGISTER:
     case LM_META_BROKER_FENCE:

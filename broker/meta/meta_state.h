@@ -25,8 +25,9 @@ enum lm_meta_record_type {
     /* Cluster (the controller's log): a node's registration and its liveness. */
     LM_META_BROKER_REGISTER = 6, /* broker_id, incarnation, rack, endpoints (unfenced) */
     LM_META_BROKER_FENCE = 7,    /* broker_id, incarnation, fenced */
-    /* A replicated partition's Raft group elected a leader (KRaft's PartitionChangeRecord
-     * role): topic, partition (partition_count), broker_id = the leader, leader_epoch. */
+    /* A replicated partition's Raft group elected a leader, or its leader's view of the ISR
+     * changed (KRaft's PartitionChangeRecord role): topic, partition (partition_count),
+     * broker_id = the leader, leader_epoch, isr_out. */
     LM_META_PARTITION_LEADER = 8,
 };
 
@@ -58,6 +59,9 @@ struct lm_meta_record {
     const char *endpoints; /* REGISTER: advertised listeners, "NAME://host:port,..." */
     bool fenced;           /* FENCE */
     int32_t leader_epoch;  /* PARTITION_LEADER */
+    /* PARTITION_LEADER: bit j = replica j out of sync (an encoding trailer; records written
+     * before it decode as 0). The same leader and epoch with another mask changes the ISR. */
+    uint16_t isr_out;
 };
 
 /* A registered node: its advertised listeners and whether it is fenced (not alive). */
@@ -69,6 +73,15 @@ struct lm_meta_broker {
     char endpoints[LM_META_ENDPOINTS_MAX + 1];
 };
 
+/* A replicated partition's leader (-1 while none is known), its epoch (Raft term) and which
+ * replicas it does not count in sync (bit j: replica j of the assignment has not caught up
+ * within replica.lag.time.max.ms, as the leader sees it). */
+struct lm_meta_leader {
+    int32_t leader;
+    int32_t epoch;
+    uint16_t isr_out;
+};
+
 struct lm_meta_topic {
     char name[LM_TOPIC_NAME_MAX + 1];
     uint8_t id[16];
@@ -77,10 +90,9 @@ struct lm_meta_topic {
     size_t config_count;
     int32_t *replicas; /* owned; partition_count * replication_factor, or NULL (single node) */
     int16_t replication_factor;
-    /* Per partition, the leader its Raft group elected and that term (PARTITION_LEADER), -1
-     * while none is known; NULL until the first such record (owned). */
-    int32_t *leaders;
-    int32_t *leader_epochs;
+    /* Per partition, what its Raft group's leader last announced (PARTITION_LEADER); NULL
+     * until the first such record (owned). */
+    struct lm_meta_leader *leaders;
 };
 
 struct lm_meta_state {
@@ -135,6 +147,9 @@ int32_t lm_meta_state_partition_leader(const struct lm_meta_state *st,
                                        const struct lm_meta_topic *t, int32_t p, int32_t self);
 /* The elected leader of partition p and its epoch (PARTITION_LEADER), or -1 and -1. */
 int32_t lm_meta_topic_leader(const struct lm_meta_topic *t, int32_t p, int32_t *epoch);
+/* The replicas of partition p its leader counts out of sync (lm_meta_leader.isr_out; 0 when
+ * none was announced). */
+uint16_t lm_meta_topic_isr_out(const struct lm_meta_topic *t, int32_t p);
 
 /* Record encoding (for the local log and, later, the controller log). */
 /* lm_meta_record_size returns the encoded size of r. */

@@ -937,6 +937,36 @@ int partition_campaign(struct partition *p)
     return drc ? drc : rc;
 }
 
+int partition_transfer_leader(struct partition *p, uint32_t to)
+{
+    if (p->failed)
+        return p->failed;
+    int rc = raft_transfer_leader(p->raft, to);
+    int drc = partition_drive(p);
+    return drc ? drc : rc;
+}
+
+uint32_t partition_handoff_target(const struct partition *p,
+                                  bool (*usable)(void *ctx, uint32_t id), void *ctx)
+{
+    if (p->failed || raft_role(p->raft) != RAFT_LEADER)
+        return RAFT_NONE;
+    const struct raft_conf *conf = raft_conf(p->raft);
+    uint32_t self = raft_id(p->raft), best = RAFT_NONE;
+    int64_t best_match = -1;
+    for (uint32_t i = 0; i < conf->n_voters; i++) {
+        uint32_t id = conf->voters[i];
+        const struct raft_progress *pr = raft_progress(p->raft, id);
+        if (id == self || pr == NULL || !pr->recent_active || (usable && !usable(ctx, id)))
+            continue;
+        if (pr->match > best_match) {
+            best = id;
+            best_match = pr->match;
+        }
+    }
+    return best;
+}
+
 int partition_advance_start(struct partition *p, int64_t offset)
 {
     if (p->failed)

@@ -131,6 +131,14 @@ int partition_clock(struct partition *p, int64_t now_ms);
 int partition_step(struct partition *p, const struct raft_msg *m);
 /* Starts an election now (tests, controlled failover). */
 int partition_campaign(struct partition *p);
+/* Hands leadership to voter `to` (raft_transfer_leader: TimeoutNow once it has caught up; the
+ * transfer is abandoned after an election timeout). LM_E_STATE when not the leader. */
+int partition_transfer_leader(struct partition *p, uint32_t to);
+/* The voter a leader should hand over to: of the other voters heard from within the last
+ * election timeout that usable (may be NULL) accepts, the one with the longest matched log.
+ * RAFT_NONE when not the leader or none qualifies. */
+uint32_t partition_handoff_target(const struct partition *p,
+                                  bool (*usable)(void *ctx, uint32_t id), void *ctx);
 /* The fsync handed to env->sync finished with rc. */
 void partition_sync_done(struct partition *p, int rc);
 /* Runs the drive step until nothing is left to do (called by every input above). */

@@ -100,8 +100,13 @@ def create(node, name, partitions):
 
 
 def leaders(node, topic):
+    """{partition: leader} as node's Metadata shows topic; a topic the node does not know (or
+    reports with an error) is {-1: -1}, so "-1 not in leaders(...).values()" means led."""
     md = admin(node).list_topics(topic=topic, timeout=10)
-    return {p.id: p.leader for p in md.topics[topic].partitions.values()}
+    t = md.topics.get(topic)
+    if t is None or t.error is not None or not t.partitions:
+        return {-1: -1}
+    return {p.id: p.leader for p in t.partitions.values()}
 
 
 def produce(node, topic, records, partition=None):
@@ -464,11 +469,26 @@ def run(nodes, n, clients):
     wait_for("every partition led", lambda: -1 not in leaders(nodes[0], "spread").values(), 30,
              nodes)
 
-    # 6. A node stopped with SIGTERM leaves at once (fenced before its session times out).
+    # 6. A node stopped with SIGTERM first hands the leaderships it holds to other replicas
+    # (controlled shutdown), then leaves at once (fenced before its session times out).
     last = nodes[-1]
     if last.node_id != cluster_view(nodes[0])[1]:
+        a = admin(nodes[0])
+        for _, f in a.create_topics([NewTopic("handoff", 6, 3)], request_timeout=30).items():
+            try:
+                f.result()
+            except Exception as e:  # noqa: BLE001
+                fail("creating an RF=3 topic: %s" % e, nodes)
+        wait_for("every handoff partition led",
+                 lambda: -1 not in leaders(nodes[0], "handoff").values(), 30, nodes)
+        held = [p for p, l in leaders(nodes[0], "handoff").items() if l == last.node_id]
         t_stop = time.monotonic()
         last.stop()
+        if "controlled shutdown: leaderships moved" not in last.log_text():
+            fail("node %d stopped without handing over its leaderships" % last.node_id, nodes)
+        wait_for("partitions %s of node %d led elsewhere" % (held, last.node_id),
+                 lambda: all(leaders(nodes[0], "handoff")[p] not in (-1, last.node_id)
+                             for p in held), 10, nodes)
         wait_for("node %d fenced after SIGTERM" % last.node_id,
                  lambda: last.node_id not in cluster_view(nodes[0])[0], 20, nodes)
         took = time.monotonic() - t_stop
