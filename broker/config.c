@@ -62,6 +62,7 @@ static const struct key_spec g_keys[] = {
     {"laminar.connection.inflight.max", K_U32, OFF(connection_inflight_max), 1, 65536},
     {"laminar.shard.connections.max", K_U32, OFF(shard_connections_max), 1, 1 << 22},
     {"laminar.shutdown.timeout.ms", K_I64, OFF(shutdown_timeout_ms), 0, INT32_MAX},
+    {"replica.lag.time.max.ms", K_I64, OFF(replica_lag_time_max_ms), 0, INT32_MAX},
     {"controlled.shutdown.enable", K_BOOL, OFF(controlled_shutdown_enable), 0, 1},
     {"laminar.controlled.shutdown.timeout.ms", K_I64, OFF(controlled_shutdown_timeout_ms), 0,
      INT32_MAX},
@@ -142,6 +143,7 @@ void broker_config_init(struct broker_config *cfg)
     cfg->shard_connections_max = 65536;
     cfg->shutdown_timeout_ms = 10000;
     cfg->controlled_shutdown_enable = true;
+    cfg->replica_lag_time_max_ms = 30000;
     cfg->controlled_shutdown_timeout_ms = 5000;
     cfg->bpf_enable = true;
     cfg->metrics_enable = true;

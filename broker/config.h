@@ -76,6 +76,8 @@ struct broker_config {
     /* controlled.shutdown.enable: on SIGTERM a cluster node first hands its leaderships to
      * other replicas, for at most laminar.controlled.shutdown.timeout.ms */
     bool controlled_shutdown_enable;
+    /* replica.lag.time.max.ms: a follower not caught up for longer leaves the ISR */
+    int64_t replica_lag_time_max_ms;
     int64_t controlled_shutdown_timeout_ms;
     bool bpf_enable;                  /* laminar.bpf.enable */
     bool metrics_enable;              /* laminar.metrics.enable: count on the data path */

@@ -1629,6 +1629,11 @@ int raft_propose_conf(struct raft *r, enum raft_conf_op op, uint32_t node)
     return 0;
 }
 
+bool raft_transferring(const struct raft *r)
+{
+    return r->role == RAFT_LEADER && r->transferee != RAFT_NONE;
+}
+
 int raft_transfer_leader(struct raft *r, uint32_t to)
 {
     if (r->role != RAFT_LEADER)

@@ -308,6 +308,9 @@ int raft_log_term(const struct raft *r, int64_t index, uint64_t *term);
 const struct raft_conf *raft_conf(const struct raft *r);
 /* raft_conf_at is the configuration in force at offset index (for a new log start). */
 int raft_conf_at(const struct raft *r, int64_t index, struct raft_conf *out);
+/* raft_transferring: a leader handing its leadership over (raft_transfer_leader), which
+ * refuses proposals (LM_E_AGAIN) until the transfer completes or is abandoned. */
+bool raft_transferring(const struct raft *r);
 /* raft_progress returns the leader's progress for a peer, or NULL. */
 const struct raft_progress *raft_progress(const struct raft *r, uint32_t id);
 

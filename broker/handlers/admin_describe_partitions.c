@@ -102,8 +102,8 @@ static int refuse_all(const struct kafka_describe_topic_partitions_request *rq,
     return 0;
 }
 
-/* A cluster: replicas from the assignment, led by the first while its node is live (else no
- * leader, the replica offline), as Metadata answers (data_metadata.c). */
+/* A cluster: replicas from the assignment, leader, epoch, ISR and offline replicas as
+ * Metadata answers them (data_metadata.c). */
 static int fill_partitions_cluster(const struct admin_env *env, dtp_topic *o, int32_t from,
                                    int32_t count, struct kafka_arena *a)
 {
@@ -140,10 +140,21 @@ static int fill_partitions_cluster(const struct admin_env *env, dtp_topic *o, in
                               : -1;
         p->replica_nodes = nodes;
         p->replica_nodes_count = n;
-        p->isr_nodes = nodes;
-        p->isr_nodes_count = live ? n : 0;
-        p->offline_replicas = live ? NULL : nodes;
-        p->offline_replicas_count = live ? 0 : 1;
+        int32_t *isr = kafka_arena_alloc_array(a, (size_t)n, sizeof(int32_t), 4);
+        int32_t *off = kafka_arena_alloc_array(a, (size_t)n, sizeof(int32_t), 4);
+        if (isr == NULL || off == NULL) {
+            rc = LM_E_NOMEM;
+            break;
+        }
+        p->isr_nodes = isr;
+        p->offline_replicas = off;
+        if (t != NULL)
+            lm_meta_state_partition_isr(st, t, from + i, env->cfg->node_id, isr,
+                                        &p->isr_nodes_count, off, &p->offline_replicas_count);
+        else
+            p->isr_nodes_count = p->offline_replicas_count = 0;
+        if (!live)
+            p->isr_nodes_count = 0;
     }
     lm_meta_snapshot_release(snap);
     return rc;

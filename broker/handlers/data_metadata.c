@@ -12,11 +12,13 @@
 
 #define AUTHORIZED_OPS_UNSET INT32_MIN /* Kafka's "not requested" */
 
-/* A cluster: each partition's replicas from its assignment, led by its first replica while
- * that node is live (registered and not fenced), else no leader (LEADER_NOT_AVAILABLE) and
- * the replica offline, as Kafka's MetadataCache shows a partition whose leader died. The
- * leader epoch of another node's partition is not known here: -1 (clients then skip the
- * KIP-320 epoch checks rather than fence themselves on a stale value). */
+/* A cluster: each partition's replicas from its assignment, led by its only replica or the
+ * leader its Raft group announced while that node is live (registered and not fenced), else
+ * no leader (LEADER_NOT_AVAILABLE), as Kafka's MetadataCache shows a partition whose leader
+ * died; the ISR the leader announced and the replicas on fenced nodes offline. A replicated
+ * partition's epoch is the announced one; an unreplicated partition of another node: -1
+ * (clients then skip the KIP-320 epoch checks rather than fence themselves on a stale
+ * value). */
 static bool fill_partitions_cluster(struct broker_req *req, const struct lm_meta_state *st,
                                     struct kafka_metadata_response_metadata_response_topic *o,
                                     const struct htopic *t)
@@ -47,27 +49,23 @@ static bool fill_partitions_cluster(struct broker_req *req, const struct lm_meta
                                            : -1;
         p->replica_nodes = nodes;
         p->replica_nodes_count = n;
-        /* ISR: the replicas on live (unfenced) nodes; Metadata is answered on any node, which
-         * does not see the leader's view of who is caught up */
+        /* ISR as the leader announced it, offline replicas on fenced nodes */
         int32_t *isr = h_alloc(req, (size_t)n, sizeof(int32_t));
-        if (isr == NULL)
+        int32_t *off = h_alloc(req, (size_t)n, sizeof(int32_t));
+        if (isr == NULL || off == NULL)
             return false;
-        int32_t k = 0;
-        for (int16_t j = 0; j < n && leader >= 0; j++) {
-            const struct lm_meta_broker *b = lm_meta_state_broker(st, nodes[j]);
-            if (nodes[j] == self || (b != NULL && !b->fenced))
-                isr[k++] = nodes[j];
-        }
+        lm_meta_state_partition_isr(st, t->meta, i, self, isr, &p->isr_nodes_count, off,
+                                    &p->offline_replicas_count);
         p->isr_nodes = isr;
-        p->isr_nodes_count = k;
-        p->offline_replicas = NULL;
-        p->offline_replicas_count = 0;
+        p->offline_replicas = off;
         if (leader < 0 || (leader == self && h_partition_offline(h, t->meta->id, i))) {
             p->error_code = KAFKA_LEADER_NOT_AVAILABLE;
             p->leader_id = -1;
             p->isr_nodes_count = 0;
-            p->offline_replicas = nodes;
-            p->offline_replicas_count = 1;
+            if (leader == self && p->offline_replicas_count == 0) {
+                off[0] = self; /* its log failed here */
+                p->offline_replicas_count = 1;
+            }
         }
     }
     return true;

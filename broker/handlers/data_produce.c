@@ -267,8 +267,9 @@ static void produce_op(struct hshard *hs, struct hpart *p, struct hwork *w, stru
         w->error = KAFKA_UNKNOWN_TOPIC_OR_PARTITION;
         return;
     }
-    if (p->replicated && p->part != NULL && !partition_is_leader(p->part)) {
-        /* a replica here, led elsewhere: the client refreshes its metadata */
+    if (p->replicated && p->part != NULL &&
+        (!partition_is_leader(p->part) || partition_transferring(p->part))) {
+        /* a replica here, led elsewhere (or about to be): the client refreshes its metadata */
         w->error = KAFKA_NOT_LEADER_OR_FOLLOWER;
         return;
     }
@@ -283,17 +284,13 @@ static void produce_op(struct hshard *hs, struct hpart *p, struct hwork *w, stru
     LM_ASSERT(t != NULL);
     o->log_start_offset = storage_log_start_offset(p->log);
     if (p->replicated && c->acks == -1 && hs->snap != NULL) {
-        /* min.insync.replicas under Raft: a majority must commit anyway; below the setting
-         * (counting the replicas on live nodes, as Metadata's ISR) acks=all is refused at
-         * once instead of waiting for a commit that cannot come, as Kafka does */
-        int32_t live = 0;
-        for (int16_t i = 0; i < p->rf; i++) {
-            const struct lm_meta_broker *b = lm_meta_state_broker(&hs->snap->state, p->replicas[i]);
-            live += p->replicas[i] == hs->node->cfg->node_id || (b != NULL && !b->fenced);
-        }
-        if (live < t->settings.min_insync_replicas) {
+        /* min.insync.replicas under Raft: a majority must commit anyway; with fewer replicas
+         * in sync than the setting (the ISR as this leader sees it) acks=all is refused at
+         * once, as Kafka does (DESIGN.md) */
+        int32_t in_sync = hs_isr_count(hs, p);
+        if (in_sync < t->settings.min_insync_replicas) {
             w->error = KAFKA_NOT_ENOUGH_REPLICAS;
-            o->message = "fewer replicas on live nodes than min.insync.replicas";
+            o->message = "fewer replicas in sync than min.insync.replicas";
             return;
         }
     }

@@ -102,7 +102,20 @@ struct hpart {
     int32_t announced_epoch;
     uint64_t announce_at_ms;
     bool announce_confirmed; /* the image shows this node leading at announced_epoch */
+    uint16_t announced_out;  /* ... with this ISR (lm_meta_leader.isr_out) */
     uint64_t handoff_at_ms;  /* controlled shutdown: next leadership transfer attempt */
+    struct hisr *isr;        /* the leader's view of its followers (hs_cluster.c), or NULL */
+};
+
+/* Kafka's ISR as a replicated partition's leader sees it: when each replica (index in
+ * hpart.replicas) last caught up with the log end it had at an earlier look, as Kafka's
+ * lastCaughtUpTimeMs; out of sync when that is older than replica.lag.time.max.ms or its node
+ * is fenced. */
+struct hisr {
+    int64_t prev_last; /* the leader's last offset at the previous look */
+    uint64_t prev_ms;  /* ... and its time */
+    uint64_t caught_ms[LM_META_REPLICATION_MAX];
+    uint16_t out; /* bit j: replica j out of sync */
 };
 
 /* Files an open partition log holds (active segment's .log/.index/.timeindex, directory,
@@ -204,6 +217,9 @@ uint64_t hs_raft_group(const uint8_t topic_id[16], int32_t partition);
 void hs_raft_send(void *ctx, struct partition *part, const struct raft_msg *m);
 void hs_raft_recv(void *ctx, struct broker_req *req, const uint8_t *body, size_t len);
 void hs_leader_check(struct hshard *hs, struct hpart *p, uint64_t now_ms);
+/* How many replicas of p are in sync as its leader sees them (all when p is not a replicated
+ * partition led here). */
+int32_t hs_isr_count(const struct hshard *hs, const struct hpart *p);
 void hs_peers_close(struct hshard *hs);
 /* Controlled shutdown: the dispatch's handoff hooks (begin sets node->handoff; done: every
  * shard has counted its leaderships and none is left) and the shard tick's step while

@@ -289,9 +289,77 @@ void hs_raft_recv(void *ctx, struct broker_req *req, const uint8_t *body, size_t
     broker_shard_call(hs->shard, owner, &in->x);
 }
 
+/* ---- the leader's view of its followers (ISR) ---- */
+
+static void isr_reset(struct hpart *p, uint64_t now_ms)
+{
+    /* a new leader gives every follower a full lag period, as Kafka's does */
+    struct hisr *s = p->isr;
+    s->prev_last = partition_log_end_offset(p->part) - 1;
+    s->prev_ms = now_ms;
+    for (int16_t j = 0; j < p->rf; j++)
+        s->caught_ms[j] = now_ms;
+    s->out = 0;
+}
+
+/* Replicas on nodes not registered or fenced (bit j: replicas[j]), from the shard's image. */
+static uint16_t isr_fenced(const struct hshard *hs, const struct hpart *p)
+{
+    uint16_t out = 0;
+    for (int16_t j = 0; j < p->rf; j++) {
+        const struct lm_meta_broker *b = lm_meta_state_broker(&hs->snap->state, p->replicas[j]);
+        if (p->replicas[j] != hs->node->cfg->node_id && (b == NULL || b->fenced))
+            out |= (uint16_t)(1u << j);
+    }
+    return out;
+}
+
+/* Looks again (the lag at most every half tick, the fenced nodes each time): a follower whose
+ * matched log reaches the leader's end now is caught up now; one that reaches where the end
+ * was at the previous look was caught up then. */
+static uint16_t isr_update(struct hshard *hs, struct hpart *p, uint64_t now_ms)
+{
+    struct hisr *s = p->isr;
+    const struct handlers_ctx *h = hs->node;
+    if (now_ms >= s->prev_ms + HANDLERS_TICK_MS / 2) {
+        int64_t last = partition_log_end_offset(p->part) - 1;
+        struct raft *r = partition_raft(p->part);
+        for (int16_t j = 0; j < p->rf; j++) {
+            const struct raft_progress *pr =
+                p->replicas[j] == h->cfg->node_id
+                    ? NULL
+                    : raft_progress(r, (uint32_t)p->replicas[j] + 1u);
+            if (pr != NULL && pr->match >= last)
+                s->caught_ms[j] = now_ms;
+            else if (pr != NULL && pr->match >= s->prev_last && s->prev_ms > s->caught_ms[j])
+                s->caught_ms[j] = s->prev_ms;
+        }
+        s->prev_last = last;
+        s->prev_ms = now_ms;
+    }
+    uint16_t out = isr_fenced(hs, p);
+    for (int16_t j = 0; j < p->rf; j++)
+        if (p->replicas[j] != h->cfg->node_id &&
+            now_ms - s->caught_ms[j] > (uint64_t)h->cfg->replica_lag_time_max_ms)
+            out |= (uint16_t)(1u << j);
+    s->out = out;
+    return out;
+}
+
+int32_t hs_isr_count(const struct hshard *hs, const struct hpart *p)
+{
+    uint16_t all = (uint16_t)((1u << (p->rf > 0 ? p->rf : 1)) - 1u);
+    if (!p->replicated || p->part == NULL || !partition_is_leader(p->part))
+        return __builtin_popcount(all);
+    /* the lag as of the last look, the fenced nodes as the image shows them now */
+    uint16_t out = (p->isr != NULL ? p->isr->out : 0) | isr_fenced(hs, p);
+    return __builtin_popcount(all & (uint16_t)~out);
+}
+
 /* After an input to a replicated partition: a new term updates the epoch Fetch and
  * ListOffsets fence on; becoming leader rebuilds producer state from the log and announces
- * the leadership to the controller (again every second until the image shows it). */
+ * the leadership to the controller, with the ISR as this leader sees it (again every second
+ * until the image shows both). */
 void hs_leader_check(struct hshard *hs, struct hpart *p, uint64_t now_ms)
 {
     if (!p->replicated || p->part == NULL || hs->snap == NULL)
@@ -305,21 +373,33 @@ void hs_leader_check(struct hshard *hs, struct hpart *p, uint64_t now_ms)
         p->announce_confirmed = false;
         return;
     }
-    if (p->announced_epoch == epoch && p->announce_confirmed)
-        return; /* the image shows it: nothing to look up */
+    if (p->isr == NULL) {
+        p->isr = calloc(1, sizeof(*p->isr));
+        if (p->isr == NULL)
+            return; /* announced at a later check */
+        isr_reset(p, now_ms);
+    }
     if (p->announced_epoch != epoch) {
         p->announced_epoch = epoch;
         p->announce_at_ms = 0;
+        p->announce_confirmed = false;
+        isr_reset(p, now_ms);
         group_partition_reopened(hs, p); /* producer state (and a coordinator's groups) */
         BLOG_INFO("partition %s-%d: leader at epoch %d", p->topic, p->partition, epoch);
     }
+    uint16_t out = isr_update(hs, p, now_ms);
+    if (p->announce_confirmed && p->announced_out == out)
+        return; /* the image shows it: nothing to look up */
     const struct lm_meta_topic *t = lm_meta_state_find(&hs->snap->state, p->topic);
     int32_t known_epoch = -1;
     int32_t known = t != NULL ? lm_meta_topic_leader(t, p->partition, &known_epoch) : -1;
-    if (t != NULL && known == hs->node->cfg->node_id && known_epoch == epoch) {
+    if (t != NULL && known == hs->node->cfg->node_id && known_epoch == epoch &&
+        lm_meta_topic_isr_out(t, p->partition) == out) {
         p->announce_confirmed = true;
+        p->announced_out = out;
         return;
     }
+    p->announce_confirmed = false;
     if (t == NULL || now_ms < p->announce_at_ms)
         return;
     p->announce_at_ms = now_ms + 1000;
@@ -327,7 +407,8 @@ void hs_leader_check(struct hshard *hs, struct hpart *p, uint64_t now_ms)
                                .topic = p->topic,
                                .partition_count = p->partition,
                                .broker_id = hs->node->cfg->node_id,
-                               .leader_epoch = epoch};
+                               .leader_epoch = epoch,
+                               .isr_out = out};
     int rc = hs_submit_detached(hs, &r);
     if (rc != 0)
         BLOG_WARN_LIMITED("partition %s-%d: announcing leadership: %s", p->topic, p->partition,

@@ -614,6 +614,7 @@ static void part_free(struct hshard *hs, struct hpart *p, bool delete_dir)
     }
     hs_part_set_offline(p, false);
     hs_part_set_epoch(p, HANDLERS_LEADER_EPOCH_FIRST);
+    free(p->isr);
     free(p->topic);
     free(p);
 }

@@ -210,6 +210,28 @@ int32_t lm_meta_state_partition_leader(const struct lm_meta_state *st,
     return b != NULL && !b->fenced ? leader : -1;
 }
 
+void lm_meta_state_partition_isr(const struct lm_meta_state *st, const struct lm_meta_topic *t,
+                                 int32_t p, int32_t self, int32_t *isr, int32_t *n_isr,
+                                 int32_t *offline, int32_t *n_offline)
+{
+    int16_t n;
+    const int32_t *r = lm_meta_topic_replicas(t, p, &n);
+    *n_isr = *n_offline = 0;
+    if (r == NULL) {
+        isr[(*n_isr)++] = self;
+        return;
+    }
+    bool led = lm_meta_state_partition_leader(st, t, p, self) >= 0;
+    uint16_t out = n > 1 ? lm_meta_topic_isr_out(t, p) : 0;
+    for (int16_t j = 0; j < n; j++) {
+        const struct lm_meta_broker *b = lm_meta_state_broker(st, r[j]);
+        if (b == NULL || b->fenced)
+            offline[(*n_offline)++] = r[j];
+        else if (led && !(out & (1u << j)))
+            isr[(*n_isr)++] = r[j];
+    }
+}
+
 /* An assignment of `partitions` partitions: rf within bounds, ids >= 0, no id twice in a row. */
 static int replicas_check(const int32_t *replicas, int16_t rf, int32_t partitions)
 {

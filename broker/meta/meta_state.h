@@ -145,6 +145,13 @@ const int32_t *lm_meta_topic_replicas(const struct lm_meta_topic *t, int32_t p, 
  * known; self for a partition without an assignment (a single node). */
 int32_t lm_meta_state_partition_leader(const struct lm_meta_state *st,
                                        const struct lm_meta_topic *t, int32_t p, int32_t self);
+/* Partition p's ISR and offline replicas as the image shows them: offline, the replicas on
+ * nodes not registered or fenced; ISR, the others its leader counts in sync (none while it
+ * has no live leader); for a partition without an assignment (single node) the ISR is self.
+ * isr and offline have room for every replica. */
+void lm_meta_state_partition_isr(const struct lm_meta_state *st, const struct lm_meta_topic *t,
+                                 int32_t p, int32_t self, int32_t *isr, int32_t *n_isr,
+                                 int32_t *offline, int32_t *n_offline);
 /* The elected leader of partition p and its epoch (PARTITION_LEADER), or -1 and -1. */
 int32_t lm_meta_topic_leader(const struct lm_meta_topic *t, int32_t p, int32_t *epoch);
 /* The replicas of partition p its leader counts out of sync (lm_meta_leader.isr_out; 0 when

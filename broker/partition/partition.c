@@ -732,7 +732,9 @@ int partition_append(struct partition *p, enum partition_origin origin, uint8_t 
     int rc = check_origin(p, origin, buf, len);
     if (rc)
         return rc;
-    if (raft_role(p->raft) != RAFT_LEADER)
+    /* a leader handing over refuses proposals: checked before storage is written, as a
+     * batch in storage that raft refused could only be reconciled by a restart */
+    if (raft_role(p->raft) != RAFT_LEADER || raft_transferring(p->raft))
         return LM_E_STATE;
     if (acks == -1 && p->acks_count == p->acks_cap) {
         if (ring_grow((void **)&p->acks, sizeof(*p->acks), &p->acks_cap, p->acks_head,
@@ -1007,6 +1009,11 @@ int64_t partition_durable_offset(const struct partition *p)
 bool partition_is_leader(const struct partition *p)
 {
     return raft_role(p->raft) == RAFT_LEADER;
+}
+
+bool partition_transferring(const struct partition *p)
+{
+    return raft_transferring(p->raft);
 }
 uint32_t partition_leader(const struct partition *p)
 {

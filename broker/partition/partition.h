@@ -100,9 +100,10 @@ int partition_close_unsynced(struct partition *p);
 
 /* Appends batches (buf rewritten in place: offsets, partitionLeaderEpoch = the raft term) as
  * the leader. acks: 0 or 1 complete before returning, -1 once committed. Returns 0 (done is
- * called, maybe later) or, without calling done: LM_E_STATE (not the leader), LM_E_INVALID
- * (internal topic or control batch from a client, REPLICATION origin), LM_E_FULL (too many
- * acks=all waiters), LM_E_AGAIN (leadership transfer), LM_E_IO, or a batch check error. */
+ * called, maybe later) or, without calling done: LM_E_STATE (not the leader, or handing its
+ * leadership over), LM_E_INVALID (internal topic or control batch from a client, REPLICATION
+ * origin), LM_E_FULL (too many acks=all waiters), LM_E_AGAIN (a new leader's first entry not
+ * written yet), LM_E_IO, or a batch check error. */
 int partition_append(struct partition *p, enum partition_origin origin, uint8_t *buf, size_t len,
                      int acks, partition_append_fn done, void *user);
 /* Reads like storage_log_read, up to the high watermark when committed_only (consumers) or the
@@ -157,6 +158,8 @@ int64_t partition_log_end_offset(const struct partition *p);
 int64_t partition_log_start_offset(const struct partition *p);
 int64_t partition_durable_offset(const struct partition *p);
 bool partition_is_leader(const struct partition *p);
+/* A leader handing its leadership over (partition_transfer_leader): appends are refused. */
+bool partition_transferring(const struct partition *p);
 uint32_t partition_leader(const struct partition *p);
 int32_t partition_leader_epoch(const struct partition *p);
 /* The first storage or drive error that made the partition fail (KAFKA_STORAGE_ERROR), or 0. */

@@ -9,8 +9,10 @@ latency, memory per node).
 
 import argparse
 import os
+import signal
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
 
@@ -47,6 +49,9 @@ class Node(Broker):
             "controller.quorum.voters": voters,
             "laminar.http.listener": "",
             "broker.session.timeout.ms": 3000,
+            # a follower behind for longer leaves the ISR (isr_follows_lag pauses one for less
+            # than the session timeout: out of the ISR, not fenced)
+            "replica.lag.time.max.ms": 500,
         }
         if secret is not None:
             cfg["laminar.cluster.secret"] = secret
@@ -175,6 +180,7 @@ def main():
         run(nodes, n, args.clients)
         if args.secret is not None:
             wrong_secret(nodes, voters, port, cport, args.io)
+        isr_follows_lag(nodes)
         coordinator_failover(nodes)
         if args.snapshot_records is not None:
             snapshots(nodes)
@@ -280,6 +286,67 @@ def java_hash(s):
     return h
 
 
+def isr_follows_lag(nodes):
+    """The ISR is the leader's view of who keeps up: a follower paused (SIGSTOP) under load
+    leaves the ISR after replica.lag.time.max.ms (500 ms) while still registered (its session
+    is 3 s), and comes back once it has caught up after SIGCONT."""
+    a = admin(nodes[0])
+    for _, f in a.create_topics([NewTopic("isr", 1, 3)], request_timeout=30).items():
+        f.result()
+    wait_for("isr led", lambda: -1 not in leaders(nodes[0], "isr").values(), 30, nodes)
+
+    def part():
+        return admin(nodes[0]).list_topics(topic="isr", timeout=10).topics["isr"].partitions[0]
+
+    p0 = part()
+    _, ctl = cluster_view(nodes[0])
+    # a follower that is not the controller leader (pausing that one would move the controller)
+    fid = next((r for r in p0.replicas if r != p0.leader and r != ctl),
+               next(r for r in p0.replicas if r != p0.leader))
+    if sorted(p0.isrs) != sorted(p0.replicas):
+        fail("isr: a fresh partition's ISR %s is not its replicas %s" % (p0.isrs, p0.replicas),
+             nodes)
+    follower = next(x for x in nodes if x.node_id == fid)
+    others = [x for x in nodes if x is not follower]
+    stop = threading.Event()
+
+    def load():
+        pr = Producer({"bootstrap.servers": ",".join(x.bootstrap for x in others), "acks": "1",
+                       "linger.ms": 5})
+        i = 0
+        while not stop.is_set():
+            try:
+                pr.produce("isr", value=b"v%d" % i)
+                i += 1
+            except BufferError:
+                pass
+            pr.poll(0.001)
+        pr.flush(10)
+
+    th = threading.Thread(target=load)
+    th.start()
+    try:
+        time.sleep(0.3)
+        os.kill(follower.pid, signal.SIGSTOP)
+        seen = None
+        deadline = time.monotonic() + 2.8  # before its session (3 s) ends
+        while time.monotonic() < deadline and seen is None:
+            p = part()
+            brokers, _ = cluster_view(others[0])
+            if fid not in p.isrs and fid in brokers:
+                seen = (p.isrs, time.monotonic())
+            time.sleep(0.05)
+        os.kill(follower.pid, signal.SIGCONT)
+        if seen is None:
+            fail("isr: node %d paused for 2.8 s stayed in the ISR of isr-0 (or was fenced "
+                 "first)" % fid, nodes)
+        print("isr: node %d paused: ISR %s while it was still registered" % (fid, seen[0]))
+        wait_for("node %d back in the ISR" % fid, lambda: fid in part().isrs, 30, nodes)
+    finally:
+        stop.set()
+        th.join()
+
+
 def coordinator_failover(nodes):
     """Replicated __consumer_offsets (offsets.topic.replication.factor 3, Kafka's default):
     a group commits, the node leading its offsets partition (its coordinator) is killed, and
@@ -377,7 +444,8 @@ def run(nodes, n, clients):
     # 1. The cluster forms: every node shows every node and one controller.
     for x in nodes:
         wait_for("node %d sees %d brokers" % (x.node_id, n),
-                 lambda x=x: cluster_view(x)[0] == ids and cluster_view(x)[1] in ids, 30, nodes)
+                 lambda x=x: cluster_view(x, 1)[0] == ids and cluster_view(x, 1)[1] in ids, 30,
+                 nodes)
     formed = time.monotonic() - t0
     print("FIGURE cluster of %d nodes formed (start to every node listing all) in %.2f s"
           % (n, formed))
@@ -472,33 +540,33 @@ def run(nodes, n, clients):
     # 6. A node stopped with SIGTERM first hands the leaderships it holds to other replicas
     # (controlled shutdown), then leaves at once (fenced before its session times out).
     last = nodes[-1]
-    if last.node_id != cluster_view(nodes[0])[1]:
-        a = admin(nodes[0])
-        for _, f in a.create_topics([NewTopic("handoff", 6, 3)], request_timeout=30).items():
-            try:
-                f.result()
-            except Exception as e:  # noqa: BLE001
-                fail("creating an RF=3 topic: %s" % e, nodes)
-        wait_for("every handoff partition led",
-                 lambda: -1 not in leaders(nodes[0], "handoff").values(), 30, nodes)
-        held = [p for p, l in leaders(nodes[0], "handoff").items() if l == last.node_id]
-        t_stop = time.monotonic()
-        last.stop()
-        if "controlled shutdown: leaderships moved" not in last.log_text():
-            fail("node %d stopped without handing over its leaderships" % last.node_id, nodes)
-        wait_for("partitions %s of node %d led elsewhere" % (held, last.node_id),
-                 lambda: all(leaders(nodes[0], "handoff")[p] not in (-1, last.node_id)
-                             for p in held), 10, nodes)
-        wait_for("node %d fenced after SIGTERM" % last.node_id,
-                 lambda: last.node_id not in cluster_view(nodes[0])[0], 20, nodes)
-        took = time.monotonic() - t_stop
-        print("FIGURE graceful leave (SIGTERM to the node's absence from Metadata): %.2f s "
-              "(broker.session.timeout.ms=3000)" % took)
-        if took > 2.5:
-            fail("node %d left after %.2f s: not at once" % (last.node_id, took), nodes)
-        last.start()
-        wait_for("node %d back" % last.node_id,
-                 lambda: last.node_id in cluster_view(nodes[0])[0], 20, nodes)
+    # (the controller leader too: it hands that leadership over as well)
+    a = admin(nodes[0])
+    for _, f in a.create_topics([NewTopic("handoff", 6, 3)], request_timeout=30).items():
+        try:
+            f.result()
+        except Exception as e:  # noqa: BLE001
+            fail("creating an RF=3 topic: %s" % e, nodes)
+    wait_for("every handoff partition led",
+             lambda: -1 not in leaders(nodes[0], "handoff").values(), 30, nodes)
+    held = [p for p, l in leaders(nodes[0], "handoff").items() if l == last.node_id]
+    t_stop = time.monotonic()
+    last.stop()
+    if "controlled shutdown: leaderships moved" not in last.log_text():
+        fail("node %d stopped without handing over its leaderships" % last.node_id, nodes)
+    wait_for("partitions %s of node %d led elsewhere" % (held, last.node_id),
+             lambda: all(leaders(nodes[0], "handoff")[p] not in (-1, last.node_id)
+                         for p in held), 10, nodes)
+    wait_for("node %d fenced after SIGTERM" % last.node_id,
+             lambda: last.node_id not in cluster_view(nodes[0])[0], 20, nodes)
+    took = time.monotonic() - t_stop
+    print("FIGURE graceful leave (SIGTERM to the node's absence from Metadata): %.2f s "
+          "(broker.session.timeout.ms=3000)" % took)
+    if took > 2.5:
+        fail("node %d left after %.2f s: not at once" % (last.node_id, took), nodes)
+    last.start()
+    wait_for("node %d back" % last.node_id,
+             lambda: last.node_id in cluster_view(nodes[0])[0], 20, nodes)
 
     # 7. Nothing acknowledged was lost: a fresh group reads every record.
     expect = set(values) | set(more)

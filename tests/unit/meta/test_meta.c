@@ -410,11 +410,69 @@ static void test_cluster_records(void **state)
     memset(t.topic_id, 6, 16);
     roundtrip(&t, &s, LM_E_INVALID);
 
+    /* leader and ISR (PARTITION_LEADER): a newer epoch, then only that leader changes the
+     * ISR at its epoch; older epochs and other nodes change nothing */
+    struct lm_meta_record lead = {.type = LM_META_PARTITION_LEADER,
+                                  .topic = "spread",
+                                  .partition_count = 1,
+                                  .broker_id = 3,
+                                  .leader_epoch = 4};
+    roundtrip(&lead, &s, 0);
+    tp = lm_meta_state_find(&s, "spread");
+    int32_t ep;
+    assert_int_equal(lm_meta_topic_leader(tp, 1, &ep), 3);
+    assert_int_equal(ep, 4);
+    assert_int_equal(lm_meta_topic_isr_out(tp, 1), 0);
+    int32_t isr[2], off[2], n_isr, n_off;
+    lm_meta_state_partition_isr(&s, tp, 1, 1, isr, &n_isr, off, &n_off);
+    assert_int_equal(n_isr, 2);
+    assert_int_equal(n_off, 0);
+    roundtrip(&lead, &s, LM_E_STATE); /* the same again: no change */
+    lead.isr_out = 2;                 /* replica 1 (node 1) fell behind */
+    roundtrip(&lead, &s, 0);
+    tp = lm_meta_state_find(&s, "spread");
+    assert_int_equal(lm_meta_topic_isr_out(tp, 1), 2);
+    lm_meta_state_partition_isr(&s, tp, 1, 1, isr, &n_isr, off, &n_off);
+    assert_int_equal(n_isr, 1);
+    assert_int_equal(isr[0], 3);
+    lead.broker_id = 1; /* not the leader of epoch 4 */
+    lead.isr_out = 0;
+    roundtrip(&lead, &s, LM_E_STATE);
+    lead.leader_epoch = 3; /* an older election */
+    roundtrip(&lead, &s, LM_E_STATE);
+    lead.leader_epoch = 5; /* a new leader starts with every replica in sync */
+    roundtrip(&lead, &s, 0);
+    tp = lm_meta_state_find(&s, "spread");
+    assert_int_equal(lm_meta_topic_leader(tp, 1, &ep), 1);
+    assert_int_equal(lm_meta_topic_isr_out(tp, 1), 0);
+    /* a fenced replica is offline, not in the ISR */
+    fence.broker_id = 3;
+    fence.incarnation = 78;
+    roundtrip(&fence, &s, 0);
+    lm_meta_state_partition_isr(&s, tp, 1, 1, isr, &n_isr, off, &n_off);
+    assert_int_equal(n_isr, 1);
+    assert_int_equal(isr[0], 1);
+    assert_int_equal(n_off, 1);
+    assert_int_equal(off[0], 3);
+    /* a record written before the ISR trailer existed decodes with every replica in sync */
+    uint8_t buf[256];
+    lead.isr_out = 0;
+    int len = lm_meta_record_encode(&lead, buf, sizeof(buf));
+    assert_true(len > 2);
+    struct lm_meta_record d;
+    struct lm_config_entry *dc;
+    assert_int_equal(lm_meta_record_decode(buf, (size_t)len - 2, &d, &dc), 0);
+    assert_int_equal(d.leader_epoch, 5);
+    assert_int_equal(d.isr_out, 0);
+    lm_meta_record_free(&d);
+    assert_int_equal(lm_meta_record_decode(buf, (size_t)len - 3, &d, &dc), LM_E_TRUNCATED);
+
     struct lm_meta_state c;
     assert_int_equal(lm_meta_state_copy(&c, &s), 0);
     assert_int_equal(c.broker_count, 2);
     row = lm_meta_topic_replicas(lm_meta_state_find(&c, "spread"), 2, &n);
     assert_int_equal(row[0], 1);
+    assert_int_equal(lm_meta_topic_leader(lm_meta_state_find(&c, "spread"), 1, &ep), 1);
     lm_meta_state_deinit(&c);
     lm_meta_state_deinit(&s);
 }
