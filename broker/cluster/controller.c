@@ -46,7 +46,7 @@ enum {
 enum { SUBMIT_APPLIED = 0, SUBMIT_NOT_LEADER = 1 };
 
 #define CTL_TICK_MS            50
-#define CTL_HANDOFF_RETRY_MS   1000
+#define CTL_HANDOFF_RETRY_MS   200
 #define CTL_ELECTION_TICKS     20 /* 1-2 s, as controller.quorum.election.timeout.ms */
 #define CTL_HEARTBEAT_TICKS    2
 #define CTL_BROKER_HB_MS       1000
@@ -1389,9 +1389,10 @@ bool controller_handoff(struct controller *c)
     if (c->part == NULL || c->observer || !partition_is_leader(c->part))
         return false;
     uint64_t now = broker_now_ms();
-    if (now < c->handoff_at_ms)
+    /* a transfer stands until it completes or raft abandons it (an election timeout); then
+     * another attempt */
+    if (now < c->handoff_at_ms || partition_transferring(c->part))
         return true;
-    /* a transfer is abandoned after an election timeout: try again (maybe another voter) */
     c->handoff_at_ms = now + CTL_HANDOFF_RETRY_MS;
     uint32_t to = partition_handoff_target(c->part, NULL, NULL);
     if (to == RAFT_NONE)

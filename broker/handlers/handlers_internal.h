@@ -104,6 +104,7 @@ struct hpart {
     bool announce_confirmed; /* the image shows this node leading at announced_epoch */
     uint16_t announced_out;  /* ... with this ISR (lm_meta_leader.isr_out) */
     uint64_t handoff_at_ms;  /* controlled shutdown: next leadership transfer attempt */
+    uint32_t handoff_to;     /* ... and the raft id the last one went to */
     struct hisr *isr;        /* the leader's view of its followers (hs_cluster.c), or NULL */
 };
 
@@ -224,8 +225,9 @@ void hs_peers_close(struct hshard *hs);
 /* Controlled shutdown: the dispatch's handoff hooks (begin sets node->handoff; done: every
  * shard has counted its leaderships and none is left) and the shard tick's step while
  * node->handoff is set (hands each leadership this shard holds, the controller's included,
- * to the most caught-up live replica, again every HS_HANDOFF_RETRY_MS until it moved). */
-#define HS_HANDOFF_RETRY_MS 2000
+ * to the most caught-up live replica; once raft abandons a transfer that did not complete,
+ * at most every HS_HANDOFF_RETRY_MS, to another replica when there is one). */
+#define HS_HANDOFF_RETRY_MS 500
 void hs_handoff_begin(void *ctx);
 bool hs_handoff_done(void *ctx);
 void hs_handoff_step(struct hshard *hs, uint64_t now_ms);

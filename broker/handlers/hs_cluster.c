@@ -417,11 +417,17 @@ void hs_leader_check(struct hshard *hs, struct hpart *p, uint64_t now_ms)
 
 /* ---- controlled shutdown: leaderships move before the node stops ---- */
 
+struct handoff_pick {
+    struct hshard *hs;
+    uint32_t avoid; /* the target of the attempt that did not complete, or RAFT_NONE */
+};
+
 static bool node_usable(void *ctx, uint32_t raft_id)
 {
-    struct hshard *hs = ctx;
-    const struct lm_meta_broker *b = lm_meta_state_broker(&hs->snap->state, (int32_t)raft_id - 1);
-    return b != NULL && !b->fenced;
+    const struct handoff_pick *k = ctx;
+    const struct lm_meta_broker *b =
+        lm_meta_state_broker(&k->hs->snap->state, (int32_t)raft_id - 1);
+    return b != NULL && !b->fenced && raft_id != k->avoid;
 }
 
 void hs_handoff_step(struct hshard *hs, uint64_t now_ms)
@@ -435,13 +441,25 @@ void hs_handoff_step(struct hshard *hs, uint64_t now_ms)
                     !partition_is_leader(p->part))
                     continue;
                 held++;
-                if (now_ms < p->handoff_at_ms)
+                /* a transfer stands until it completes or raft abandons it (an election
+                 * timeout); then another attempt, to another replica when there is one */
+                if (now_ms < p->handoff_at_ms || partition_transferring(p->part))
                     continue;
-                /* a transfer is abandoned after an election timeout: then try again */
                 p->handoff_at_ms = now_ms + HS_HANDOFF_RETRY_MS;
-                uint32_t to = partition_handoff_target(p->part, node_usable, hs);
+                struct handoff_pick k = {.hs = hs, .avoid = p->handoff_to};
+                uint32_t to = partition_handoff_target(p->part, node_usable, &k);
+                if (to == RAFT_NONE) {
+                    k.avoid = RAFT_NONE;
+                    to = partition_handoff_target(p->part, node_usable, &k);
+                }
                 if (to == RAFT_NONE)
                     continue;
+                if (p->handoff_to != RAFT_NONE)
+                    BLOG_INFO_LIMITED("partition %s-%d: leadership transfer to node %d did not "
+                                      "complete; now to node %d",
+                                      p->topic, p->partition, (int)p->handoff_to - 1,
+                                      (int)to - 1);
+                p->handoff_to = to;
                 int rc = partition_transfer_leader(p->part, to);
                 if (rc != 0)
                     BLOG_WARN("partition %s-%d: leadership transfer to node %d: %s", p->topic,
