@@ -63,6 +63,11 @@ static const struct key_spec g_keys[] = {
     {"laminar.shard.connections.max", K_U32, OFF(shard_connections_max), 1, 1 << 22},
     {"laminar.shutdown.timeout.ms", K_I64, OFF(shutdown_timeout_ms), 0, INT32_MAX},
     {"replica.lag.time.max.ms", K_I64, OFF(replica_lag_time_max_ms), 0, INT32_MAX},
+    {"auto.leader.rebalance.enable", K_BOOL, OFF(auto_leader_rebalance_enable), 0, 1},
+    {"leader.imbalance.check.interval.seconds", K_I64, OFF(leader_imbalance_check_interval_s), 1,
+     INT32_MAX},
+    {"leader.imbalance.per.broker.percentage", K_I32, OFF(leader_imbalance_per_broker_pct), 0,
+     100},
     {"controlled.shutdown.enable", K_BOOL, OFF(controlled_shutdown_enable), 0, 1},
     {"laminar.controlled.shutdown.timeout.ms", K_I64, OFF(controlled_shutdown_timeout_ms), 0,
      INT32_MAX},
@@ -144,6 +149,9 @@ void broker_config_init(struct broker_config *cfg)
     cfg->shutdown_timeout_ms = 10000;
     cfg->controlled_shutdown_enable = true;
     cfg->replica_lag_time_max_ms = 30000;
+    cfg->auto_leader_rebalance_enable = true;
+    cfg->leader_imbalance_check_interval_s = 300;
+    cfg->leader_imbalance_per_broker_pct = 10;
     cfg->controlled_shutdown_timeout_ms = 5000;
     cfg->bpf_enable = true;
     cfg->metrics_enable = true;

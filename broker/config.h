@@ -78,6 +78,11 @@ struct broker_config {
     bool controlled_shutdown_enable;
     /* replica.lag.time.max.ms: a follower not caught up for longer leaves the ISR */
     int64_t replica_lag_time_max_ms;
+    /* auto.leader.rebalance.enable, leader.imbalance.check.interval.seconds and
+     * leader.imbalance.per.broker.percentage (hs_elect.c) */
+    bool auto_leader_rebalance_enable;
+    int64_t leader_imbalance_check_interval_s;
+    int32_t leader_imbalance_per_broker_pct;
     int64_t controlled_shutdown_timeout_ms;
     bool bpf_enable;                  /* laminar.bpf.enable */
     bool metrics_enable;              /* laminar.metrics.enable: count on the data path */

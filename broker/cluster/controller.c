@@ -31,8 +31,8 @@ enum {
     KIND_HEARTBEAT = 3, /* i32 node, u64 incarnation; answer: empty */
     KIND_FETCH = 4,     /* i64 from: an observer reads the committed log; answer below */
     KIND_SNAPSHOT = 5,  /* the newest snapshot: u8 0 then its bytes, or u8 1 (none) */
-    /* 6, CONTROLLER_KIND_PARTITION_RAFT: a replicated partition's raft message, served by the
-     * handler layer on the receiving shard (controller_set_partition_handler) */
+    /* 6 and 7, CONTROLLER_KIND_PARTITION_RAFT and _ELECT: about a replicated partition, served
+     * by the handler layer on the receiving shard (controller_set_partition_handler) */
 };
 #define CTL_SNAPSHOT_RECORDS_DEFAULT 20000 /* laminar.metadata.snapshot.records */
 #define CTL_SEGMENT_BYTES            (8u << 20)
@@ -1602,9 +1602,10 @@ void controller_handle(struct controller *c, struct broker_req *req)
         req->body_len -= CTL_MAC_BYTES; /* the handlers below see the body alone */
     }
     if (c != NULL && req->api_version == 0 && req->body_len >= 1 &&
-        req->body[0] == CONTROLLER_KIND_PARTITION_RAFT) {
+        (req->body[0] == CONTROLLER_KIND_PARTITION_RAFT ||
+         req->body[0] == CONTROLLER_KIND_PARTITION_ELECT)) {
         if (c->partition_fn != NULL) {
-            c->partition_fn(c->partition_ctx, req, req->body + 1, req->body_len - 1);
+            c->partition_fn(c->partition_ctx, req, req->body, req->body_len);
             return;
         }
         refuse(req);

@@ -66,10 +66,12 @@ int controller_shard_start(struct controller *c, struct broker_shard *s);
 void controller_shard_drain(struct controller *c);
 void controller_shard_stop(struct controller *c);
 
-/* Internal requests of kind CONTROLLER_KIND_PARTITION_RAFT (the first body byte) are a
- * replicated partition's raft traffic: after the cluster secret's check they go to fn on the
- * receiving shard with the body after that byte (fn answers req). */
-#define CONTROLLER_KIND_PARTITION_RAFT 6
+/* Internal requests about one replicated partition (the first body byte): its raft traffic
+ * (PARTITION_RAFT) and a request to its leader to hand leadership to a replica
+ * (PARTITION_ELECT, ElectLeaders). After the cluster secret's check they go to fn on the
+ * receiving shard with the whole body, that byte included (fn answers req). */
+#define CONTROLLER_KIND_PARTITION_RAFT  6
+#define CONTROLLER_KIND_PARTITION_ELECT 7
 typedef void (*controller_partition_fn)(void *ctx, struct broker_req *req, const uint8_t *body,
                                         size_t len);
 void controller_set_partition_handler(struct controller *c, controller_partition_fn fn, void *ctx);

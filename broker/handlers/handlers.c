@@ -586,7 +586,7 @@ static int node_setup(struct broker_dispatch *d, struct handlers_ctx *h)
     if (controller_configured(cfg)) {
         if ((rc = controller_create(cfg, h->meta, &h->ctl)) != 0)
             return rc;
-        controller_set_partition_handler(h->ctl, hs_raft_recv, h);
+        controller_set_partition_handler(h->ctl, hs_partition_recv, h);
         /* and on the client listeners: a broker-only node has no controller listener and
          * replicates over its own (Kafka's inter-broker listener); not advertised in
          * ApiVersions; laminar.cluster.secret guards it */
@@ -636,7 +636,8 @@ static int node_setup(struct broker_dispatch *d, struct handlers_ctx *h)
     d->metrics_gauges = node_gauges;
     if ((rc = handlers_serve(d, KAFKA_API_VERSIONS_KEY, 0, 4, api_versions)) != 0 ||
         (rc = handlers_data_register(d)) != 0 || (rc = handlers_admin_register(d)) != 0 ||
-        (rc = handlers_group_register(d)) != 0) {
+        (rc = handlers_group_register(d)) != 0 ||
+        (rc = handlers_serve(d, KAFKA_ELECT_LEADERS_KEY, 0, 2, hs_elect_leaders)) != 0) {
         BLOG_ERROR("registering handlers: %s", lm_strerror(rc));
         return rc;
     }

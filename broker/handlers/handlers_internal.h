@@ -18,6 +18,7 @@
 
 /* Period of the shard tick: metadata reconciliation, flush.ms, waiter pruning. */
 #define HANDLERS_TICK_MS 200
+#define HANDLERS_HANDOFF_TICK_MS 20
 /* Retention is enforced every this many ticks (log.retention.check.interval.ms, coarser). */
 #define HANDLERS_RETENTION_TICKS 150
 /* Upper bound of a decompressed batch when validating (scratch per shard grows up to this). */
@@ -196,7 +197,8 @@ struct hshard {
     uint64_t fetch_id_next;
     uint8_t zc_nonce[8]; /* random: Fetch's record markers (data_fetch.c) */
     bool stopping;
-    bool handoff_reported; /* controlled shutdown: counted in node->handoff_shards */
+    uint64_t rebalance_at_ms; /* next automatic preferred-leader check (hs_elect.c) */
+    bool handoff_reported;    /* controlled shutdown: counted in node->handoff_shards */
     uint32_t handoff_held; /* leaderships last added to node->handoff_led */
 };
 
@@ -216,7 +218,13 @@ int hs_submit_detached(struct hshard *hs, const struct lm_meta_record *r);
  * the controller; epoch and producer state follow), and the shard's peers' teardown. */
 uint64_t hs_raft_group(const uint8_t topic_id[16], int32_t partition);
 void hs_raft_send(void *ctx, struct partition *part, const struct raft_msg *m);
-void hs_raft_recv(void *ctx, struct broker_req *req, const uint8_t *body, size_t len);
+void hs_partition_recv(void *ctx, struct broker_req *req, const uint8_t *body, size_t len);
+/* Asks node `leader` to hand topic-partition's leadership to node target (ElectLeaders). done
+ * gets the answer: rc 0 and a 2-byte Kafka error code in call->resp. *call_out is the call to
+ * free in done. Returns 0, or an error without calling done. */
+int hs_elect_send(struct hshard *hs, int32_t leader, const char *topic, int32_t partition,
+                  int32_t target, void (*done)(struct broker_shard *, struct broker_call *, int),
+                  void *arg, void **call_out);
 void hs_leader_check(struct hshard *hs, struct hpart *p, uint64_t now_ms);
 /* How many replicas of p are in sync as its leader sees them (all when p is not a replicated
  * partition led here). */
@@ -231,6 +239,13 @@ void hs_peers_close(struct hshard *hs);
 void hs_handoff_begin(void *ctx);
 bool hs_handoff_done(void *ctx);
 void hs_handoff_step(struct hshard *hs, uint64_t now_ms);
+
+/* ---- hs_elect.c: ElectLeaders and auto.leader.rebalance.enable ---- */
+void hs_elect_leaders(struct broker_req *req);
+/* On the shard tick: every leader.imbalance.check.interval.seconds, hands the partitions this
+ * shard leads back to their preferred replica where that node's imbalance is above
+ * leader.imbalance.per.broker.percentage. */
+void hs_rebalance_check(struct hshard *hs, uint64_t now_ms);
 
 /* ---- handlers.c ---- */
 

@@ -9,8 +9,10 @@
 #include "broker/cluster/placement.h"
 #include "broker/handlers/group_internal.h"
 #include "broker/handlers/handlers_internal.h"
+#include "common/lm_endian.h"
 #include "common/lm_hash.h"
 #include "consensus/raft_wire.h"
+#include "protocol/kafka_errors.h"
 #include "broker/log.h"
 #include "common/lm_assert.h"
 #include "common/lm_err.h"
@@ -89,7 +91,7 @@ struct hpeer {
     uint32_t backoff_ms;
 };
 
-/* A raft message on its way: the internal request bytes and the call. */
+/* An internal request about a partition on its way: its bytes and the call. */
 struct hraft_call {
     struct broker_call call;
     struct broker_resp_part part;
@@ -177,6 +179,51 @@ static void raft_call_done(struct broker_shard *s, struct broker_call *call, int
     free(call->arg);
 }
 
+/* An internal request about one partition: kind, u16 topic length, topic, i32 partition, then
+ * payload_len bytes the caller writes at *payload, then the MAC. NULL when out of memory. */
+static struct hraft_call *pcall_new(struct hshard *hs, uint8_t kind, const char *topic,
+                                    int32_t partition, size_t payload_len, uint8_t **payload)
+{
+    size_t tl = strlen(topic);
+    size_t mac = controller_mac_bytes(hs->node->ctl);
+    size_t len = 1 + 2 + tl + 4 + payload_len;
+    struct hraft_call *k = malloc(sizeof(*k) + len + mac);
+    if (k == NULL)
+        return NULL;
+    memset(k, 0, sizeof(*k));
+    uint8_t *b = k->buf;
+    b[0] = kind;
+    b[1] = (uint8_t)(tl >> 8);
+    b[2] = (uint8_t)tl;
+    memcpy(b + 3, topic, tl);
+    uint8_t *q = b + 3 + tl;
+    lm_put_be32(q, (uint32_t)partition);
+    *payload = q + 4;
+    k->len = len; /* the MAC comes after, at send */
+    return k;
+}
+
+/* Signs and sends k to node; done(arg) runs with the outcome. Returns 0, or an error without
+ * calling done (k is then the caller's to free). */
+static int pcall_send(struct hshard *hs, int32_t node, struct hraft_call *k,
+                      void (*done)(struct broker_shard *, struct broker_call *, int), void *arg)
+{
+    if (!controller_sign(hs->node->ctl, k->buf, k->len))
+        return LM_E_STATE;
+    k->len += controller_mac_bytes(hs->node->ctl);
+    k->part = (struct broker_resp_part){.mem = k->buf, .fd = -1, .len = k->len};
+    k->call = (struct broker_call){.api_key = CONTROLLER_API_KEY,
+                                   .api_version = 0,
+                                   .parts = &k->part,
+                                   .nparts = 1,
+                                   .done = done,
+                                   .arg = arg};
+    struct broker_peer *peer = peer_of(hs, node);
+    if (peer == NULL)
+        return LM_E_CLOSED;
+    return broker_peer_send(peer, &k->call);
+}
+
 void hs_raft_send(void *ctx, struct partition *part, const struct raft_msg *m)
 {
     (void)part;
@@ -184,50 +231,71 @@ void hs_raft_send(void *ctx, struct partition *part, const struct raft_msg *m)
     struct hshard *hs = p->hs;
     if (hs == NULL || m->to == RAFT_NONE)
         return;
-    int32_t node = (int32_t)(m->to - 1u);
-    size_t tl = strlen(p->topic);
     size_t n = raft_wire_size(m);
-    size_t mac = controller_mac_bytes(hs->node->ctl);
-    size_t len = 1 + 2 + tl + 4 + n;
-    struct hraft_call *k = malloc(sizeof(*k) + len + mac);
+    uint8_t *q;
+    struct hraft_call *k =
+        pcall_new(hs, CONTROLLER_KIND_PARTITION_RAFT, p->topic, p->partition, n, &q);
     if (k == NULL)
         return;
-    memset(k, 0, sizeof(*k));
-    uint8_t *b = k->buf;
-    b[0] = CONTROLLER_KIND_PARTITION_RAFT;
-    b[1] = (uint8_t)(tl >> 8);
-    b[2] = (uint8_t)tl;
-    memcpy(b + 3, p->topic, tl);
-    int32_t pi = p->partition;
-    uint8_t *q = b + 3 + tl;
-    q[0] = (uint8_t)(pi >> 24);
-    q[1] = (uint8_t)(pi >> 16);
-    q[2] = (uint8_t)(pi >> 8);
-    q[3] = (uint8_t)pi;
-    if (raft_wire_encode(m, q + 4, n) < 0 || !controller_sign(hs->node->ctl, b, len)) {
-        free(k);
-        return;
-    }
-    k->len = len + mac;
-    k->part = (struct broker_resp_part){.mem = k->buf, .fd = -1, .len = k->len};
-    k->call = (struct broker_call){.api_key = CONTROLLER_API_KEY,
-                                   .api_version = 0,
-                                   .parts = &k->part,
-                                   .nparts = 1,
-                                   .done = raft_call_done,
-                                   .arg = k};
-    struct broker_peer *peer = peer_of(hs, node);
-    if (peer == NULL || broker_peer_send(peer, &k->call) != 0)
+    if (raft_wire_encode(m, q, n) < 0 ||
+        pcall_send(hs, (int32_t)(m->to - 1u), k, raft_call_done, k) != 0)
         free(k); /* lost: raft sends again */
+}
+
+int hs_elect_send(struct hshard *hs, int32_t leader, const char *topic, int32_t partition,
+                  int32_t target, void (*done)(struct broker_shard *, struct broker_call *, int),
+                  void *arg, void **call_out)
+{
+    uint8_t *q;
+    struct hraft_call *k =
+        pcall_new(hs, CONTROLLER_KIND_PARTITION_ELECT, topic, partition, 4, &q);
+    if (k == NULL)
+        return LM_E_NOMEM;
+    lm_put_be32(q, (uint32_t)target);
+    int rc = pcall_send(hs, leader, k, done, arg);
+    if (rc != 0) {
+        free(k);
+        return rc;
+    }
+    *call_out = k;
+    return 0;
 }
 
 /* A received message on its way to the partition's owner shard. */
 struct hraft_in {
     struct broker_xcall x;
     struct broker_req *req;
-    const uint8_t *body;
+    uint8_t kind;
+    const uint8_t *body; /* after the kind byte */
     size_t len;
+    int16_t err; /* ELECT: the answer */
 };
+
+/* PARTITION_ELECT on the partition's owner shard: hand p's leadership to node target. */
+static int16_t elect_run(struct hshard *hs, struct hpart *p, int32_t target)
+{
+    if (p == NULL || !p->replicated || p->part == NULL || p->failed)
+        return KAFKA_NOT_LEADER_OR_FOLLOWER;
+    if (!partition_is_leader(p->part))
+        return KAFKA_NOT_LEADER_OR_FOLLOWER;
+    if (target == hs->node->cfg->node_id)
+        return KAFKA_ELECTION_NOT_NEEDED;
+    const struct raft_progress *pr = raft_progress(partition_raft(p->part), (uint32_t)target + 1u);
+    if (target < 0 || pr == NULL || !pr->recent_active)
+        return KAFKA_PREFERRED_LEADER_NOT_AVAILABLE;
+    if (partition_transferring(p->part))
+        return KAFKA_NONE; /* one is under way already */
+    int rc = partition_transfer_leader(p->part, (uint32_t)target + 1u);
+    if (rc != 0) {
+        BLOG_WARN_LIMITED("partition %s-%d: leadership transfer to node %d: %s", p->topic,
+                          p->partition, target, lm_strerror(rc));
+        return rc == LM_E_STATE ? KAFKA_NOT_LEADER_OR_FOLLOWER
+                                : KAFKA_PREFERRED_LEADER_NOT_AVAILABLE;
+    }
+    BLOG_INFO("partition %s-%d: handing leadership to node %d (preferred leader election)",
+              p->topic, p->partition, target);
+    return KAFKA_NONE;
+}
 
 static void raft_in_run(struct broker_shard *target, struct broker_xcall *x)
 {
@@ -237,10 +305,14 @@ static void raft_in_run(struct broker_shard *target, struct broker_xcall *x)
     size_t tl = ((size_t)b[0] << 8) | b[1];
     const char *topic = (const char *)b + 2;
     const uint8_t *q = b + 2 + tl;
-    int32_t partition =
-        (int32_t)(((uint32_t)q[0] << 24) | ((uint32_t)q[1] << 16) | ((uint32_t)q[2] << 8) | q[3]);
+    int32_t partition = (int32_t)lm_get_be32(q);
     hs_refresh(hs);
     struct hpart *p = hs_part(hs, topic, tl, partition);
+    if (in->kind == CONTROLLER_KIND_PARTITION_ELECT) {
+        in->err = elect_run(hs, p, (int32_t)lm_get_be32(q + 4));
+        broker_xcall_return(target, x);
+        return;
+    }
     struct raft_msg m;
     size_t used = 0;
     if (p != NULL && p->part != NULL && p->replicated &&
@@ -258,30 +330,34 @@ static void raft_in_done(struct broker_shard *origin, struct broker_xcall *x)
 {
     (void)origin;
     struct hraft_in *in = x->arg;
+    if (in->kind == CONTROLLER_KIND_PARTITION_ELECT) {
+        uint8_t e[2] = {(uint8_t)((uint16_t)in->err >> 8), (uint8_t)in->err};
+        broker_req_respond(in->req, e, sizeof(e));
+        return;
+    }
     static const uint8_t ack[1] = {0};
     broker_req_respond(in->req, ack, sizeof(ack));
 }
 
-void hs_raft_recv(void *ctx, struct broker_req *req, const uint8_t *body, size_t len)
+void hs_partition_recv(void *ctx, struct broker_req *req, const uint8_t *body, size_t len)
 {
     (void)ctx;
     struct hshard *hs = hs_of(req->shard);
+    uint8_t kind = len >= 1 ? body[0] : 0;
+    body++, len = len >= 1 ? len - 1 : 0;
     size_t tl = len >= 2 ? ((size_t)body[0] << 8) | body[1] : 0;
-    if (len < 2 || tl == 0 || tl > LM_TOPIC_NAME_MAX || len < 2 + tl + 4 + 1) {
+    size_t min_payload = kind == CONTROLLER_KIND_PARTITION_ELECT ? 4 : 1;
+    struct hraft_in *in = NULL;
+    if (len >= 2 && tl > 0 && tl <= LM_TOPIC_NAME_MAX && len >= 2 + tl + 4 + min_payload &&
+        (kind != CONTROLLER_KIND_PARTITION_ELECT || len == 2 + tl + 4 + 4))
+        in = kafka_arena_alloc(&req->arena, sizeof(*in), 16);
+    if (in == NULL) { /* malformed, or out of memory */
         broker_req_close_after(req);
         broker_req_respond_none(req);
         return;
     }
-    struct hraft_in *in = kafka_arena_alloc(&req->arena, sizeof(*in), 16);
-    if (in == NULL) {
-        broker_req_close_after(req);
-        broker_req_respond_none(req);
-        return;
-    }
-    const uint8_t *q = body + 2 + tl;
-    int32_t partition =
-        (int32_t)(((uint32_t)q[0] << 24) | ((uint32_t)q[1] << 16) | ((uint32_t)q[2] << 8) | q[3]);
-    *in = (struct hraft_in){.req = req, .body = body, .len = len};
+    int32_t partition = (int32_t)lm_get_be32(body + 2 + tl);
+    *in = (struct hraft_in){.req = req, .kind = kind, .body = body, .len = len};
     in->x.run = raft_in_run;
     in->x.done = raft_in_done;
     in->x.arg = in;

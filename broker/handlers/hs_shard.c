@@ -188,12 +188,18 @@ static void shard_tick(struct broker_shard *s, struct broker_timer *t)
     hs->step_deadline_ms = 0;
     if (__atomic_load_n(&hs->node->handoff, __ATOMIC_ACQUIRE))
         hs_handoff_step(hs, now);
+    else if (hs_cluster(hs->node))
+        hs_rebalance_check(hs, now);
     data_produce_scratch_trim(hs, now);
     if (hs_cluster(hs->node))
         group_cluster_sync(hs);
     if (!hs->stopping)
         compact_tick(hs);
-    if (!hs->stopping && broker_timer_start(s, t, HANDLERS_TICK_MS, shard_tick, hs) != 0)
+    /* while the node hands its leaderships over (SIGTERM), the tick runs every
+     * HANDLERS_HANDOFF_TICK_MS: it sees each transfer complete and starts the next sooner */
+    uint64_t next = __atomic_load_n(&hs->node->handoff, __ATOMIC_ACQUIRE) ? HANDLERS_HANDOFF_TICK_MS
+                                                                       : HANDLERS_TICK_MS;
+    if (!hs->stopping && broker_timer_start(s, t, next, shard_tick, hs) != 0)
         BLOG_ERROR("shard %u: cannot re-arm the tick timer", hs->id);
 }
 

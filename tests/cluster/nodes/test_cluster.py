@@ -9,6 +9,7 @@ latency, memory per node).
 
 import argparse
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -38,7 +39,7 @@ class Node(Broker):
     """One combined-mode node (broker + controller voter) as a KRaft user configures it."""
 
     def __init__(self, node_id, voters, port, cport, io, observer=False, secret=None,
-                 snapshot_records=None):
+                 snapshot_records=None, rebalance_interval=None):
         host = "127.0.0.%d" % node_id
         self.observer = observer  # process.roles=broker: reads the metadata log from voters
         cfg = {
@@ -57,6 +58,8 @@ class Node(Broker):
             cfg["laminar.cluster.secret"] = secret
         if snapshot_records is not None:
             cfg["laminar.metadata.snapshot.records"] = snapshot_records
+        if rebalance_interval is not None:
+            cfg["leader.imbalance.check.interval.seconds"] = rebalance_interval
         super().__init__(io=io, host=host, port=port, config=cfg)
         self.node_id = node_id
         self.cport = cport
@@ -166,6 +169,9 @@ def main():
     ap.add_argument("--secret", default=None, help="laminar.cluster.secret of every node")
     ap.add_argument("--snapshot-records", type=int, default=None,
                     help="laminar.metadata.snapshot.records (small: snapshots and trims happen)")
+    ap.add_argument("--rebalance-interval", type=int, default=None,
+                    help="leader.imbalance.check.interval.seconds: the automatic preferred "
+                         "leader rebalance is checked (without --clients)")
     ap.add_argument("--clients", action="store_true",
                     help="also Kafka's TopicCommand, the Java client and franz-go")
     args = ap.parse_args()
@@ -174,13 +180,18 @@ def main():
     nv = n - args.observers
     voters = ",".join("%d@127.0.0.%d:%d" % (i, i, cport) for i in range(1, nv + 1))
     nodes = [Node(i, voters, port, cport, args.io, observer=i > nv, secret=args.secret,
-                  snapshot_records=args.snapshot_records)
+                  snapshot_records=args.snapshot_records,
+                  rebalance_interval=args.rebalance_interval)
              for i in range(1, n + 1)]
     try:
         run(nodes, n, args.clients)
         if args.secret is not None:
             wrong_secret(nodes, voters, port, cport, args.io)
         isr_follows_lag(nodes)
+        if args.clients:
+            preferred_leaders(nodes, os.path.join(COMPAT, "java", "lib", "*"), None)
+        elif args.rebalance_interval:
+            preferred_leaders(nodes, None, args.rebalance_interval)
         coordinator_failover(nodes)
         if args.snapshot_records is not None:
             snapshots(nodes)
@@ -345,6 +356,58 @@ def isr_follows_lag(nodes):
     finally:
         stop.set()
         th.join()
+
+
+def preferred_leaders(nodes, tool, rebalance):
+    """Preferred leaders (each partition's first replica): a node killed and restarted comes
+    back leading nothing, then the partitions it prefers to lead return to it, through Kafka's
+    kafka-leader-election tool (ElectLeaders) when tool is set, through the automatic rebalance
+    (auto.leader.rebalance.enable, leader.imbalance.check.interval.seconds=rebalance) when
+    rebalance is set."""
+    a = admin(nodes[0])
+    for _, f in a.create_topics([NewTopic("pref", 12, 3)], request_timeout=30).items():
+        f.result()
+    wait_for("pref led", lambda: -1 not in leaders(nodes[0], "pref").values(), 30, nodes)
+
+    def parts():
+        t = admin(nodes[0]).list_topics(topic="pref", timeout=10).topics["pref"]
+        return sorted(t.partitions.values(), key=lambda p: p.id)
+
+    _, ctl = cluster_view(nodes[0])
+    voters = [x for x in nodes if not x.observer]
+    victim = next(x for x in reversed(voters) if x.node_id != ctl)
+    prefers = [p.id for p in parts() if p.replicas[0] == victim.node_id]
+    victim.kill9()
+    rest = [x for x in nodes if x is not victim]
+    wait_for("node %d fenced" % victim.node_id,
+             lambda: victim.node_id not in cluster_view(rest[0])[0], 20, rest)
+    wait_for("pref led without node %d" % victim.node_id,
+             lambda: -1 not in leaders(rest[0], "pref").values(), 30, rest)
+    victim.start()
+    wait_for("node %d back in every ISR" % victim.node_id,
+             lambda: all(victim.node_id in p.isrs for p in parts()), 60, nodes)
+    away = [p.id for p in parts() if p.leader != p.replicas[0]]
+    if tool is not None and prefers and not away:  # (the rebalance may have moved them already)
+        fail("pref: partitions %s preferring node %d kept it as leader across its death"
+             % (prefers, victim.node_id), nodes)
+    t0 = time.monotonic()
+    if tool is not None:
+        out = run_cmd(java_cmd(tool, "org.apache.kafka.tools.LeaderElectionCommand",
+                               "--bootstrap-server", nodes[-1].bootstrap, "--election-type",
+                               "PREFERRED", "--all-topic-partitions"),
+                      "kafka-leader-election", 120, nodes)
+        if away and "Successfully completed leader election" not in out:
+            print(out[-3000:])
+            fail("kafka-leader-election did not report an election", nodes)
+        how = "kafka-leader-election"
+    else:
+        how = "the automatic rebalance (every %d s)" % rebalance
+    wait_for("every pref partition led by its preferred replica",
+             lambda: all(p.leader == p.replicas[0] for p in parts()), 10 + (rebalance or 0) * 3,
+             nodes)
+    print("FIGURE preferred leaders: %d of 12 partitions led elsewhere after node %d's restart, "
+          "all back to their preferred replica %.2f s after %s"
+          % (len(away), victim.node_id, time.monotonic() - t0, how))
 
 
 def coordinator_failover(nodes):
@@ -560,10 +623,15 @@ def run(nodes, n, clients):
     wait_for("node %d fenced after SIGTERM" % last.node_id,
              lambda: last.node_id not in cluster_view(nodes[0])[0], 20, nodes)
     took = time.monotonic() - t_stop
-    print("FIGURE graceful leave (SIGTERM to the node's absence from Metadata): %.2f s "
-          "(broker.session.timeout.ms=3000)" % took)
-    if took > 2.5:
-        fail("node %d left after %.2f s: not at once" % (last.node_id, took), nodes)
+    m = re.search(r"leaderships moved in (\d+) ms", last.log_text())
+    handoff = int(m.group(1)) / 1000 if m else 0.0
+    print("FIGURE graceful leave (SIGTERM to the node's absence from Metadata): %.2f s, of which "
+          "%.2f s handing over its leaderships (broker.session.timeout.ms=3000)"
+          % (took, handoff))
+    # after the handoff its leaving heartbeat fences it at once, not its session's end
+    if took - handoff > 2.5:
+        fail("node %d left %.2f s after its handoff: not at once" % (last.node_id,
+                                                                     took - handoff), nodes)
     last.start()
     wait_for("node %d back" % last.node_id,
              lambda: last.node_id in cluster_view(nodes[0])[0], 20, nodes)

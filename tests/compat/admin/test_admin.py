@@ -606,6 +606,35 @@ def describe_topic_partitions(f, names, limit, cursor):
     return topics, nxt
 
 
+def elect_leaders(f, v, election_type, topics):
+    """ElectLeaders v1 (classic) or v2 (flexible): (top error, {(topic, partition): error})."""
+    flex = v >= 2
+    enc_s, enc_a = (cstr, carr) if flex else (nstr, arr)
+    tag = b"\x00" if flex else b""
+    if topics is None:
+        tp = b"\x00" if flex else i32(-1)
+    else:
+        tp = enc_a([enc_s(t) + enc_a([i32(q) for q in ps]) + tag for t, ps in topics])
+    r = f.call(43, v, i8(election_type) + tp + i32(5000) + tag, flex)
+    r.i32()
+    top = r.i16()
+    out = {}
+    for _ in range((r.uvar() - 1) if flex else r.i32()):
+        t = r.cstr() if flex else r.str()
+        for _ in range((r.uvar() - 1) if flex else r.i32()):
+            q, err = r.i32(), r.i16()
+            r.cstr() if flex else r.str()
+            if flex:
+                r.uvar()
+            out[(t, q)] = err
+        if flex:
+            r.uvar()
+    if flex:
+        r.uvar()
+    check(r.done(), "ElectLeaders v%d: whole body read" % v)
+    return top, out
+
+
 def segment_bytes(d):
     return sum(os.path.getsize(os.path.join(d, n)) for n in os.listdir(d)
                if n.endswith(".log") and n[:-4].isdigit())
@@ -687,6 +716,19 @@ def ops_checks_raw(b):
             r.uvar()
         check(top == 0 and res == [("metadata.version", 0), ("transaction.version", 95)],
               "UpdateFeatures v1: same level ok, a change INVALID_UPDATE_VERSION", (top, res))
+        # ElectLeaders on a single node: every partition is led by its only (preferred)
+        # replica; an unknown topic is UNKNOWN_TOPIC_OR_PARTITION; a null list elects nothing.
+        for v in (1, 2):
+            top, res = elect_leaders(f, v, 0, [("ops-raw", [0, 2]), ("nope", [0])])
+            check(top == 0 and res == {("ops-raw", 0): 84, ("ops-raw", 2): 84, ("nope", 0): 3},
+                  "ElectLeaders v%d: ELECTION_NOT_NEEDED, UNKNOWN_TOPIC_OR_PARTITION" % v, res)
+            top, res = elect_leaders(f, v, 0, None)
+            check(top == 0 and res == {}, "ElectLeaders v%d (all partitions): none needed" % v,
+                  res)
+        top, res = elect_leaders(f, 1, 1, [("ops-raw", [1])])
+        check(res == {("ops-raw", 1): 84}, "ElectLeaders UNCLEAN with a leader: not needed", res)
+        top, res = elect_leaders(f, 1, 7, [("ops-raw", [1])])
+        check(res == {("ops-raw", 1): 42}, "ElectLeaders: unknown election type", res)
     finally:
         f.close()
 

@@ -169,7 +169,12 @@ class Broker:
             return ""
 
     def cleanup(self):
+        """Stops the broker and removes its directory (kept, and named, when the environment
+        sets LAMINAR_KEEP_DATA=1: for looking into a failure)."""
         self.stop()
+        if os.environ.get("LAMINAR_KEEP_DATA") == "1":
+            print("kept %s" % self.tmp)
+            return
         shutil.rmtree(self.tmp, ignore_errors=True)
 
     def __enter__(self):
