@@ -31,7 +31,7 @@ enum {
     KIND_HEARTBEAT = 3, /* i32 node, u64 incarnation; answer: empty */
     KIND_FETCH = 4,     /* i64 from: an observer reads the committed log; answer below */
     KIND_SNAPSHOT = 5,  /* the newest snapshot: u8 0 then its bytes, or u8 1 (none) */
-    /* 6 and 7, CONTROLLER_KIND_PARTITION_RAFT and _ELECT: about a replicated partition, served
+    /* 6-8, CONTROLLER_KIND_PARTITION_RAFT, _ELECT and _LOG_START: about a replicated partition, served
      * by the handler layer on the receiving shard (controller_set_partition_handler) */
 };
 #define CTL_SNAPSHOT_RECORDS_DEFAULT 20000 /* laminar.metadata.snapshot.records */
@@ -1603,7 +1603,8 @@ void controller_handle(struct controller *c, struct broker_req *req)
     }
     if (c != NULL && req->api_version == 0 && req->body_len >= 1 &&
         (req->body[0] == CONTROLLER_KIND_PARTITION_RAFT ||
-         req->body[0] == CONTROLLER_KIND_PARTITION_ELECT)) {
+         req->body[0] == CONTROLLER_KIND_PARTITION_ELECT ||
+         req->body[0] == CONTROLLER_KIND_PARTITION_LOG_START)) {
         if (c->partition_fn != NULL) {
             c->partition_fn(c->partition_ctx, req, req->body, req->body_len);
             return;

@@ -72,6 +72,8 @@ void controller_shard_stop(struct controller *c);
  * receiving shard with the whole body, that byte included (fn answers req). */
 #define CONTROLLER_KIND_PARTITION_RAFT  6
 #define CONTROLLER_KIND_PARTITION_ELECT 7
+/* ... and from its leader to a follower: the log start offset DeleteRecords set (i64). */
+#define CONTROLLER_KIND_PARTITION_LOG_START 8
 typedef void (*controller_partition_fn)(void *ctx, struct broker_req *req, const uint8_t *body,
                                         size_t len);
 void controller_set_partition_handler(struct controller *c, controller_partition_fn fn, void *ctx);

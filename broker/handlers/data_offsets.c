@@ -141,6 +141,11 @@ static void route(struct hshard *hs, struct hwork *w, struct kafka_str topic, in
 /* Partition p without a log to read: unknown here, or its log failed to open. */
 static bool no_log(const struct hpart *p, struct hwork *w)
 {
+    if (p != NULL && p->replicated && p->part != NULL && !partition_is_leader(p->part)) {
+        /* a follower's replica: these requests are the leader's to answer, as in Kafka */
+        w->error = KAFKA_NOT_LEADER_OR_FOLLOWER;
+        return true;
+    }
     if (p != NULL && p->log != NULL)
         return false;
     w->error = p == NULL ? KAFKA_UNKNOWN_TOPIC_OR_PARTITION : KAFKA_KAFKA_STORAGE_ERROR;
@@ -388,6 +393,10 @@ static void dr_op(struct hshard *hs, struct hpart *p, struct hwork *w, struct hf
             w->error = h_storage_error(rc);
             BLOG_WARN("partition %s-%d: delete records: %s", p->topic, p->partition,
                       lm_strerror(rc));
+        } else if (p->replicated) { /* and the followers' (hs_log_start_sync) */
+            p->start_sync = target;
+            p->start_acked = 0;
+            p->start_sync_at_ms = 0;
         }
     }
     o->low_watermark = storage_log_start_offset(p->log);

@@ -107,6 +107,12 @@ struct hpart {
     uint64_t handoff_at_ms;  /* controlled shutdown: next leadership transfer attempt */
     uint32_t handoff_to;     /* ... and the raft id the last one went to */
     struct hisr *isr;        /* the leader's view of its followers (hs_cluster.c), or NULL */
+    /* A leader's log start offset on its way to the followers (DeleteRecords: Kafka's
+     * followers learn it from fetch responses), the replicas that have it (bit j) and when
+     * to send again. */
+    int64_t start_sync;
+    uint16_t start_acked;
+    uint64_t start_sync_at_ms;
 };
 
 /* Kafka's ISR as a replicated partition's leader sees it: when each replica (index in
@@ -226,6 +232,13 @@ int hs_elect_send(struct hshard *hs, int32_t leader, const char *topic, int32_t 
                   int32_t target, void (*done)(struct broker_shard *, struct broker_call *, int),
                   void *arg, void **call_out);
 void hs_leader_check(struct hshard *hs, struct hpart *p, uint64_t now_ms);
+/* A leader sends its log start offset (p->start_sync) to the replicas that have not
+ * acknowledged it (called from hs_leader_check; DeleteRecords sets it). */
+void hs_log_start_sync(struct hshard *hs, struct hpart *p, uint64_t now_ms);
+/* Whether replica node has acknowledged the leader's log start (true when there is none to
+ * send): leadership goes only to such a replica (ElectLeaders, handoff, rebalance), so a log
+ * start set by DeleteRecords never moves back. */
+bool hs_has_log_start(const struct hshard *hs, const struct hpart *p, int32_t node);
 /* How many replicas of p are in sync as its leader sees them (all when p is not a replicated
  * partition led here). */
 int32_t hs_isr_count(const struct hshard *hs, const struct hpart *p);

@@ -242,6 +242,96 @@ void hs_raft_send(void *ctx, struct partition *part, const struct raft_msg *m)
         free(k); /* lost: raft sends again */
 }
 
+/* ---- DeleteRecords' log start, from a leader to its followers ---- */
+
+/* A log start on its way to one follower: who, to mark it acknowledged on the answer. */
+struct start_call {
+    struct hraft_call *k;
+    struct hshard *hs;
+    int32_t partition;
+    int16_t replica; /* index in hpart.replicas */
+    int64_t offset;
+    char topic[];
+};
+
+static void start_call_done(struct broker_shard *s, struct broker_call *call, int rc)
+{
+    (void)s;
+    struct start_call *sc = call->arg;
+    struct hpart *p = hs_part(sc->hs, sc->topic, strlen(sc->topic), sc->partition);
+    if (p != NULL && rc == 0 && call->resp_len == 2 && call->resp[0] == 0 && call->resp[1] == 0 &&
+        p->start_sync == sc->offset)
+        p->start_acked |= (uint16_t)(1u << sc->replica);
+    free(sc->k);
+    free(sc);
+}
+
+bool hs_has_log_start(const struct hshard *hs, const struct hpart *p, int32_t node)
+{
+    if (p->start_sync <= 0 || node == hs->node->cfg->node_id)
+        return true;
+    for (int16_t j = 0; j < p->rf; j++)
+        if (p->replicas[j] == node)
+            return (p->start_acked & (1u << j)) != 0;
+    return false;
+}
+
+void hs_log_start_sync(struct hshard *hs, struct hpart *p, uint64_t now_ms)
+{
+    uint16_t all = (uint16_t)((1u << p->rf) - 1u);
+    if (p->start_sync <= 0 || (p->start_acked & all) == all || now_ms < p->start_sync_at_ms)
+        return;
+    p->start_sync_at_ms = now_ms + 500; /* again for those that have not answered */
+    for (int16_t j = 0; j < p->rf; j++) {
+        if (p->start_acked & (1u << j))
+            continue;
+        if (p->replicas[j] == hs->node->cfg->node_id) {
+            p->start_acked |= (uint16_t)(1u << j);
+            continue;
+        }
+        size_t tl = strlen(p->topic);
+        struct start_call *sc = malloc(sizeof(*sc) + tl + 1);
+        uint8_t *q;
+        struct hraft_call *k =
+            sc != NULL ? pcall_new(hs, CONTROLLER_KIND_PARTITION_LOG_START, p->topic,
+                                   p->partition, 8, &q)
+                       : NULL;
+        if (k == NULL) {
+            free(sc);
+            return;
+        }
+        lm_put_be64(q, (uint64_t)p->start_sync);
+        *sc = (struct start_call){
+            .k = k, .hs = hs, .partition = p->partition, .replica = j, .offset = p->start_sync};
+        memcpy(sc->topic, p->topic, tl + 1);
+        if (pcall_send(hs, p->replicas[j], k, start_call_done, sc) != 0) {
+            free(k);
+            free(sc);
+        }
+    }
+}
+
+/* PARTITION_LOG_START on a follower's owner shard: its log start follows the leader's, up to
+ * what it has committed (the leader sends again until it is all there). */
+static int16_t log_start_run(struct hpart *p, int64_t offset)
+{
+    if (p == NULL || !p->replicated || p->part == NULL || p->failed)
+        return KAFKA_NOT_LEADER_OR_FOLLOWER;
+    int64_t target = offset;
+    if (target > partition_high_watermark(p->part))
+        target = partition_high_watermark(p->part);
+    if (target > partition_log_start_offset(p->part)) {
+        int rc = partition_advance_start(p->part, target);
+        if (rc != 0) {
+            BLOG_WARN_LIMITED("partition %s-%d: log start %lld from the leader: %s", p->topic,
+                              p->partition, (long long)target, lm_strerror(rc));
+            return KAFKA_KAFKA_STORAGE_ERROR;
+        }
+    }
+    return partition_log_start_offset(p->part) >= offset ? KAFKA_NONE
+                                                         : KAFKA_OFFSET_NOT_AVAILABLE;
+}
+
 int hs_elect_send(struct hshard *hs, int32_t leader, const char *topic, int32_t partition,
                   int32_t target, void (*done)(struct broker_shard *, struct broker_call *, int),
                   void *arg, void **call_out)
@@ -281,7 +371,7 @@ static int16_t elect_run(struct hshard *hs, struct hpart *p, int32_t target)
     if (target == hs->node->cfg->node_id)
         return KAFKA_ELECTION_NOT_NEEDED;
     const struct raft_progress *pr = raft_progress(partition_raft(p->part), (uint32_t)target + 1u);
-    if (target < 0 || pr == NULL || !pr->recent_active)
+    if (target < 0 || pr == NULL || !pr->recent_active || !hs_has_log_start(hs, p, target))
         return KAFKA_PREFERRED_LEADER_NOT_AVAILABLE;
     if (partition_transferring(p->part))
         return KAFKA_NONE; /* one is under way already */
@@ -313,6 +403,13 @@ static void raft_in_run(struct broker_shard *target, struct broker_xcall *x)
         broker_xcall_return(target, x);
         return;
     }
+    if (in->kind == CONTROLLER_KIND_PARTITION_LOG_START) {
+        in->err = log_start_run(p, (int64_t)lm_get_be64(q + 4));
+        if (p != NULL)
+            hs_part_kick(hs, p);
+        broker_xcall_return(target, x);
+        return;
+    }
     struct raft_msg m;
     size_t used = 0;
     if (p != NULL && p->part != NULL && p->replicated &&
@@ -330,9 +427,17 @@ static void raft_in_done(struct broker_shard *origin, struct broker_xcall *x)
 {
     (void)origin;
     struct hraft_in *in = x->arg;
-    if (in->kind == CONTROLLER_KIND_PARTITION_ELECT) {
-        uint8_t e[2] = {(uint8_t)((uint16_t)in->err >> 8), (uint8_t)in->err};
-        broker_req_respond(in->req, e, sizeof(e));
+    if (in->kind != CONTROLLER_KIND_PARTITION_RAFT) {
+        /* the body is sent from memory the request owns (respond does not copy) */
+        uint8_t *e = kafka_arena_alloc(&in->req->arena, 2, 1);
+        if (e == NULL) {
+            broker_req_close_after(in->req);
+            broker_req_respond_none(in->req);
+            return;
+        }
+        e[0] = (uint8_t)((uint16_t)in->err >> 8);
+        e[1] = (uint8_t)in->err;
+        broker_req_respond(in->req, e, 2);
         return;
     }
     static const uint8_t ack[1] = {0};
@@ -346,10 +451,13 @@ void hs_partition_recv(void *ctx, struct broker_req *req, const uint8_t *body, s
     uint8_t kind = len >= 1 ? body[0] : 0;
     body++, len = len >= 1 ? len - 1 : 0;
     size_t tl = len >= 2 ? ((size_t)body[0] << 8) | body[1] : 0;
-    size_t min_payload = kind == CONTROLLER_KIND_PARTITION_ELECT ? 4 : 1;
+    /* the payload after topic and partition: a raft message, or exactly an i32 or an i64 */
+    size_t payload = kind == CONTROLLER_KIND_PARTITION_ELECT       ? 4
+                     : kind == CONTROLLER_KIND_PARTITION_LOG_START ? 8
+                                                                   : 0;
     struct hraft_in *in = NULL;
-    if (len >= 2 && tl > 0 && tl <= LM_TOPIC_NAME_MAX && len >= 2 + tl + 4 + min_payload &&
-        (kind != CONTROLLER_KIND_PARTITION_ELECT || len == 2 + tl + 4 + 4))
+    if (len >= 2 && tl > 0 && tl <= LM_TOPIC_NAME_MAX && len >= 2 + tl + 4 + 1 &&
+        (payload == 0 || len == 2 + tl + 4 + payload))
         in = kafka_arena_alloc(&req->arena, sizeof(*in), 16);
     if (in == NULL) { /* malformed, or out of memory */
         broker_req_close_after(req);
@@ -460,10 +568,15 @@ void hs_leader_check(struct hshard *hs, struct hpart *p, uint64_t now_ms)
         p->announce_at_ms = 0;
         p->announce_confirmed = false;
         isr_reset(p, now_ms);
+        /* its own log start (DeleteRecords it applied as a follower) goes to the others */
+        p->start_sync = partition_log_start_offset(p->part);
+        p->start_acked = 0;
+        p->start_sync_at_ms = 0;
         group_partition_reopened(hs, p); /* producer state (and a coordinator's groups) */
         BLOG_INFO("partition %s-%d: leader at epoch %d", p->topic, p->partition, epoch);
     }
     uint16_t out = isr_update(hs, p, now_ms);
+    hs_log_start_sync(hs, p, now_ms);
     if (p->announce_confirmed && p->announced_out == out)
         return; /* the image shows it: nothing to look up */
     const struct lm_meta_topic *t = lm_meta_state_find(&hs->snap->state, p->topic);
@@ -495,6 +608,7 @@ void hs_leader_check(struct hshard *hs, struct hpart *p, uint64_t now_ms)
 
 struct handoff_pick {
     struct hshard *hs;
+    struct hpart *p;
     uint32_t avoid; /* the target of the attempt that did not complete, or RAFT_NONE */
 };
 
@@ -503,7 +617,8 @@ static bool node_usable(void *ctx, uint32_t raft_id)
     const struct handoff_pick *k = ctx;
     const struct lm_meta_broker *b =
         lm_meta_state_broker(&k->hs->snap->state, (int32_t)raft_id - 1);
-    return b != NULL && !b->fenced && raft_id != k->avoid;
+    return b != NULL && !b->fenced && raft_id != k->avoid &&
+           hs_has_log_start(k->hs, k->p, (int32_t)raft_id - 1);
 }
 
 void hs_handoff_step(struct hshard *hs, uint64_t now_ms)
@@ -522,7 +637,7 @@ void hs_handoff_step(struct hshard *hs, uint64_t now_ms)
                 if (now_ms < p->handoff_at_ms || partition_transferring(p->part))
                     continue;
                 p->handoff_at_ms = now_ms + HS_HANDOFF_RETRY_MS;
-                struct handoff_pick k = {.hs = hs, .avoid = p->handoff_to};
+                struct handoff_pick k = {.hs = hs, .p = p, .avoid = p->handoff_to};
                 uint32_t to = partition_handoff_target(p->part, node_usable, &k);
                 if (to == RAFT_NONE) {
                     k.avoid = RAFT_NONE;

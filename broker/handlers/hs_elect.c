@@ -367,7 +367,8 @@ void hs_rebalance_check(struct hshard *hs, uint64_t now_ms)
                 const struct raft_progress *pr =
                     raft_progress(partition_raft(p->part), (uint32_t)p->replicas[0] + 1u);
                 if (pr == NULL || !pr->recent_active ||
-                    pr->match < partition_log_end_offset(p->part) - 1)
+                    pr->match < partition_log_end_offset(p->part) - 1 ||
+                    !hs_has_log_start(hs, p, p->replicas[0]))
                     continue; /* not caught up: the next check */
                 if (partition_transfer_leader(p->part, (uint32_t)p->replicas[0] + 1u) == 0)
                     moved++;

@@ -203,7 +203,8 @@ static uint64_t epoch_at(const struct storage_log *log, int64_t x)
 
 static void start_term_refresh(struct partition *p)
 {
-    int64_t start = storage_log_start_offset(p->log);
+    /* raft's log start: a batch boundary at or below the log start offset */
+    int64_t start = raft_storage_log_start_refresh(&p->rlog);
     p->rlog.start_term = start > 0 ? epoch_at(p->log, start - 1) : 0;
 }
 

@@ -24,6 +24,7 @@ void raft_storage_log_init(struct raft_storage_log *sl, struct storage_log *log,
     sl->start_term = start_term;
     sl->data_bytes_max = data_bytes_max;
     sl->hide_from = -1;
+    sl->start_base = sl->start_base_for = -1;
 }
 
 void raft_storage_log_release(struct raft_storage_log *sl)
@@ -42,11 +43,41 @@ void raft_storage_log_deinit(struct raft_storage_log *sl)
     sl->log = NULL;
 }
 
+static int pread_full(int fd, uint8_t *buf, size_t len, uint64_t pos);
+
+/* Raft's first offset: the log start offset, or the start of the batch holding it. */
+static int64_t raft_first(const struct raft_storage_log *sl)
+{
+    int64_t ls = storage_log_start_offset(sl->log);
+    return sl->start_base_for == ls && sl->start_base >= 0 && sl->start_base < ls ? sl->start_base
+                                                                                  : ls;
+}
+
+int64_t raft_storage_log_start_refresh(struct raft_storage_log *sl)
+{
+    int64_t ls = storage_log_start_offset(sl->log);
+    sl->start_base = sl->start_base_for = ls;
+    if (ls <= 0 || ls >= storage_log_end_offset(sl->log))
+        return ls;
+    struct storage_read_result res;
+    if (storage_log_read(sl->log, ls, 1, STORAGE_NO_LIMIT, &res) != 0)
+        return ls;
+    uint8_t hdr[KAFKA_BATCH_HEADER_SIZE];
+    struct kafka_batch_header h;
+    if (res.slice_count > 0 && res.slices[0].length >= KAFKA_BATCH_HEADER_SIZE &&
+        pread_full(res.slices[0].fd, hdr, sizeof(hdr), res.slices[0].position) == 0 &&
+        kafka_batch_header_parse(hdr, sizeof(hdr), &h) == 0 && h.base_offset >= 0 &&
+        h.base_offset <= ls && kafka_batch_last_offset(&h) >= ls)
+        sl->start_base = h.base_offset;
+    storage_read_result_release(sl->log, &res);
+    return sl->start_base;
+}
+
 static void ops_start(void *ctx, struct raft_log_start *out)
 {
     struct raft_storage_log *sl = ctx;
     memset(out, 0, sizeof(*out));
-    out->index = storage_log_start_offset(sl->log) - 1;
+    out->index = raft_first(sl) - 1;
     out->term = out->index < 0 ? 0 : sl->start_term;
     out->conf = sl->conf;
 }
@@ -95,7 +126,7 @@ int raft_storage_log_entry(struct raft_storage_log *sl, int64_t index, struct ra
 {
     LM_ASSERT(sl->log != NULL);
     memset(out, 0, sizeof(*out));
-    if (index < storage_log_start_offset(sl->log) || index >= storage_log_end_offset(sl->log))
+    if (index < raft_first(sl) || index >= storage_log_end_offset(sl->log))
         return LM_E_OUT_OF_RANGE;
     if (sl->fault) {
         int frc = sl->fault(sl->fault_ctx, index);
@@ -104,7 +135,9 @@ int raft_storage_log_entry(struct raft_storage_log *sl, int64_t index, struct ra
     }
     /* max_bytes 1: "at least one whole batch" (KIP-74) gives exactly the batch holding index. */
     struct storage_read_result res;
-    int rc = storage_log_read(sl->log, index, 1, STORAGE_NO_LIMIT, &res);
+    /* below the log start offset (in the batch holding it) storage reads from the start */
+    int64_t ls = storage_log_start_offset(sl->log);
+    int rc = storage_log_read(sl->log, index < ls ? ls : index, 1, STORAGE_NO_LIMIT, &res);
     if (rc)
         return rc;
     sl->reads++;

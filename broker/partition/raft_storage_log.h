@@ -38,7 +38,12 @@ typedef int (*raft_storage_fault_fn)(void *ctx, int64_t index);
 struct raft_storage_log {
     struct storage_log *log; /* borrowed */
     struct raft_conf conf;   /* voter set at the log start */
-    uint64_t start_term;     /* epoch of the batch ending at log start - 1 */
+    uint64_t start_term;     /* epoch of the batch ending at raft's log start (below) */
+    /* Raft's log start is a batch boundary, Kafka's log start offset (DeleteRecords) need not
+     * be: when the batch holding the log start offset start_base_for begins below it, at
+     * start_base, raft's log start is start_base - 1 and entries from start_base are read
+     * (raft_storage_log_start_refresh; -1: not looked up). */
+    int64_t start_base, start_base_for;
     bool data_mode;          /* entry_at also reads the batch bytes */
     size_t data_bytes_max;
     size_t data_bytes;
@@ -61,6 +66,10 @@ void raft_storage_log_init(struct raft_storage_log *sl, struct storage_log *log,
                            size_t data_bytes_max);
 /* Frees the data buffers. */
 void raft_storage_log_deinit(struct raft_storage_log *sl);
+/* Looks up the first offset of the batch holding the log's start offset (after the log start
+ * moved or the log opened) and returns it: raft's log start is the offset before it. Returns
+ * the log start offset itself when that begins a batch or cannot be read. */
+int64_t raft_storage_log_start_refresh(struct raft_storage_log *sl);
 /* Fills ops to read through sl. */
 void raft_storage_log_ops(struct raft_storage_log *sl, struct raft_log_ops *ops);
 /* Releases the data buffers handed out since the last release (their pointers die). */

@@ -20,6 +20,7 @@ from collections import Counter
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "compat", "harness"))
 from laminar_harness import Broker, free_port  # noqa: E402
 from compat_util import java_cmd  # noqa: E402
+import kafka_wire  # noqa: E402
 
 COMPAT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "compat")
 
@@ -188,6 +189,7 @@ def main():
         if args.secret is not None:
             wrong_secret(nodes, voters, port, cport, args.io)
         isr_follows_lag(nodes)
+        follower_catches_up_from_log_start(nodes)
         if args.clients:
             preferred_leaders(nodes, os.path.join(COMPAT, "java", "lib", "*"), None)
         elif args.rebalance_interval:
@@ -306,8 +308,10 @@ def isr_follows_lag(nodes):
         f.result()
     wait_for("isr led", lambda: -1 not in leaders(nodes[0], "isr").values(), 30, nodes)
 
+    via = [nodes[0]]  # asked for Metadata: a node that is not paused
+
     def part():
-        return admin(nodes[0]).list_topics(topic="isr", timeout=10).topics["isr"].partitions[0]
+        return admin(via[0]).list_topics(topic="isr", timeout=10).topics["isr"].partitions[0]
 
     p0 = part()
     _, ctl = cluster_view(nodes[0])
@@ -319,6 +323,7 @@ def isr_follows_lag(nodes):
              nodes)
     follower = next(x for x in nodes if x.node_id == fid)
     others = [x for x in nodes if x is not follower]
+    via[0] = others[0]
     stop = threading.Event()
 
     def load():
@@ -408,6 +413,103 @@ def preferred_leaders(nodes, tool, rebalance):
     print("FIGURE preferred leaders: %d of 12 partitions led elsewhere after node %d's restart, "
           "all back to their preferred replica %.2f s after %s"
           % (len(away), victim.node_id, time.monotonic() - t0, how))
+
+
+def wire_call(node, key, version, body):
+    """One request in Kafka's classic (non-flexible) framing to node; the response Reader."""
+    c = kafka_wire.Conn(node.host, node.port, "test-cluster")
+    try:
+        return c.call(key, version, body)
+    finally:
+        c.close()
+
+
+def follower_catches_up_from_log_start(nodes):
+    """A follower that was down while its leader moved the log start past everything it has
+    (DeleteRecords) catches up from the new log start (Raft's log-start install: its old log
+    is dropped), then leads: every record after the log start is there at its offset."""
+    _, ctl = cluster_view(nodes[0])
+    voters = [x for x in nodes if not x.observer]
+    f = next(x for x in reversed(voters) if x.node_id != ctl)
+    others = [x for x in nodes if x is not f]
+    rest = [x.node_id for x in others[:2]]
+    a = admin(others[0])
+    nt = NewTopic("ls", 1, replica_assignment=[[f.node_id] + rest])
+    for _, fu in a.create_topics([nt], request_timeout=30).items():
+        fu.result()
+    wait_for("ls led", lambda: -1 not in leaders(others[0], "ls").values(), 30, nodes)
+    produce(others[0], "ls", ["a%05d" % i for i in range(500)], partition=0)
+    f.kill9()
+    wait_for("node %d fenced" % f.node_id,
+             lambda: f.node_id not in cluster_view(others[0])[0], 20, others)
+    wait_for("ls led without node %d" % f.node_id,
+             lambda: -1 not in leaders(others[0], "ls").values(), 30, others)
+    at = {}  # acknowledged offset -> value
+    pr = Producer({"bootstrap.servers": others[0].bootstrap, "acks": "all",
+                   "enable.idempotence": True, "linger.ms": 5})
+    for i in range(1500):
+        pr.produce("ls", value=b"b%05d" % i, partition=0,
+                   on_delivery=lambda e, m: e is None and at.__setitem__(m.offset(),
+                                                                          m.value().decode()))
+    pr.flush(60)
+    if len(at) != 1500:
+        fail("ls: %d of 1500 acknowledged with a replica down" % len(at), others)
+    lead = next(x for x in others if x.node_id == leaders(others[0], "ls")[0])
+    body = (kafka_wire.arr([kafka_wire.sstr("ls") + kafka_wire.arr(
+        [kafka_wire.s32(0) + kafka_wire.s64(1200)])]) + kafka_wire.s32(10000))
+    r = wire_call(lead, 21, 0, body)  # DeleteRecords v0
+    r.i32()
+    r.i32()
+    r.str()
+    r.i32()
+    part, low, err = r.i32(), r.i64(), r.i16()
+    if err != 0 or low != 1200:
+        fail("DeleteRecords to 1200 on the leader: error %d, low watermark %d" % (err, low),
+             others)
+    f.start()
+    wait_for("node %d back in the ISR of ls" % f.node_id,
+             lambda: f.node_id in admin(others[0]).list_topics(topic="ls", timeout=10)
+             .topics["ls"].partitions[0].isrs, 60, nodes)
+    # the returned follower is the preferred replica: elect it (ElectLeaders v1); until it has
+    # the leader's log start it is not eligible (PREFERRED_LEADER_NOT_AVAILABLE, retried)
+    def elect():
+        body = kafka_wire.s8(0) + kafka_wire.arr([kafka_wire.sstr("ls") + kafka_wire.arr(
+            [kafka_wire.s32(0)])]) + kafka_wire.s32(20000)
+        r = wire_call(others[0], 43, 1, body)
+        r.i32()
+        top = r.i16()
+        r.i32()
+        r.str()
+        r.i32()
+        r.i32()
+        err = r.i16()
+        if top != 0 or err not in (0, 80):
+            fail("ElectLeaders for ls-0: %d/%d" % (top, err), nodes)
+        return err == 0
+
+    wait_for("ElectLeaders makes node %d lead ls-0" % f.node_id, elect, 30, nodes)
+    if leaders(f, "ls")[0] != f.node_id:
+        fail("ls-0 not led by node %d after ElectLeaders answered" % f.node_id, nodes)
+    c = Consumer({"bootstrap.servers": f.bootstrap, "group.id": "ls-read",
+                  "auto.offset.reset": "earliest", "enable.auto.commit": False})
+    c.assign([TopicPartition("ls", 0, 1200)])
+    got = {}
+    deadline = time.monotonic() + 60
+    while len(got) < len([o for o in at if o >= 1200]) and time.monotonic() < deadline:
+        m = c.poll(0.5)
+        if m is not None and not m.error():
+            got[m.offset()] = m.value().decode()
+    lo, _ = c.get_watermark_offsets(TopicPartition("ls", 0), timeout=10)
+    c.close()
+    want = {o: v for o, v in at.items() if o >= 1200}
+    if got != want or lo != 1200:
+        diff = sorted(o for o in set(got) | set(want) if got.get(o) != want.get(o))
+        fail("ls-0 on the caught-up follower: %d records (want %d), first %s, log start %d; "
+             "first differences %s"
+             % (len(got), len(want), min(got) if got else None, lo,
+                [(o, got.get(o), want.get(o)) for o in diff[:5]]), nodes)
+    print("ok: a follower down across DeleteRecords caught up from the log start (1200) and, "
+          "elected, serves its %d acknowledged records from there, log start 1200" % len(want))
 
 
 def coordinator_failover(nodes):

@@ -801,6 +801,82 @@ static void test_three_voters(void **state)
     free(c);
 }
 
+/* DeleteRecords may put the log start offset inside a batch; raft's log start is then the
+ * boundary below it. A follower cut off meanwhile catches up from there (the leader's log no
+ * longer holds what it needs: log-start install), and every voter agrees on the batches. */
+static void test_log_start_mid_batch(void **state)
+{
+    struct fx *f = *state;
+    for (uint32_t i = 1; i <= NODES; i++)
+        assert_int_equal(fx_open(f, i, NODES), 0);
+    assert_int_equal(partition_campaign(f->parts[1]), 0);
+    fx_deliver(f);
+    struct partition *l1 = f->parts[1];
+    assert_true(partition_is_leader(l1));
+    struct acks_log l = {0};
+    size_t len;
+    for (int i = 0; i < 4; i++) { /* batches of 5 records */
+        uint8_t *b = batch(5, 0, &len);
+        assert_int_equal(partition_append(l1, PARTITION_ORIGIN_CLIENT, b, len, -1, on_append, &l),
+                         0);
+        free(b);
+        fx_deliver(f);
+    }
+    f->cut[3] = true;
+    for (int i = 0; i < 4; i++) {
+        uint8_t *b = batch(5, 0, &len);
+        assert_int_equal(partition_append(l1, PARTITION_ORIGIN_CLIENT, b, len, -1, on_append, &l),
+                         0);
+        free(b);
+        fx_deliver(f);
+    }
+    assert_int_equal(l.n, 8);
+    fx_tick_all(f, 2);
+    int64_t hw = partition_high_watermark(l1);
+    int64_t mid = hw - 7; /* inside the second batch from the end */
+    assert_int_equal(partition_advance_start(l1, mid), 0);
+    assert_int_equal(partition_log_start_offset(l1), mid);
+    /* node 3 needs entries below raft's new log start (the batch boundary under mid): it is
+     * sent the log start, drops its log and follows from that boundary */
+    f->cut[3] = false;
+    for (int t = 0; t < 10; t++)
+        fx_tick_all(f, 1);
+    for (uint32_t i = 1; i <= NODES; i++) {
+        assert_int_equal(partition_failed(f->parts[i]), 0);
+        assert_int_equal(partition_high_watermark(f->parts[i]), hw);
+        assert_int_equal(partition_log_end_offset(f->parts[i]), hw);
+    }
+    assert_true(partition_log_start_offset(f->parts[3]) <= mid);
+    assert_true(partition_log_start_offset(f->parts[3]) > mid - 5);
+    /* a new leader after the move (node 2, the log start below mid in its log) serves on */
+    f->cut[1] = true;
+    uint32_t nl = 0;
+    for (int t = 0; t < 60 && !nl; t++) {
+        fx_tick_all(f, 1);
+        nl = leader_of(f);
+    }
+    assert_true(nl == 2 || nl == 3);
+    struct acks_log l2 = {0};
+    uint8_t *b = batch(3, 0, &len);
+    assert_int_equal(
+        partition_append(f->parts[nl], PARTITION_ORIGIN_CLIENT, b, len, -1, on_append, &l2), 0);
+    free(b);
+    fx_deliver(f);
+    assert_int_equal(l2.n, 1);
+    assert_int_equal(l2.errs[0], 0);
+    /* node 1 returns and follows from its mid-batch log start */
+    f->cut[1] = false;
+    for (int t = 0; t < 10; t++)
+        fx_tick_all(f, 1);
+    int64_t leo = partition_log_end_offset(f->parts[nl]);
+    assert_true(leo >= hw + 3); /* its own leader-change batch, then the 3 records */
+    for (uint32_t i = 1; i <= NODES; i++) {
+        assert_int_equal(partition_failed(f->parts[i]), 0);
+        assert_int_equal(partition_log_end_offset(f->parts[i]), leo);
+        assert_int_equal(partition_high_watermark(f->parts[i]), leo);
+    }
+}
+
 /* Random cuts, message loss, log read failures and late fsyncs on three partitions; after
  * every step the committed prefixes agree and no high watermark moves back; at the end every
  * acks=all append that was acknowledged is in every log with its epoch. The seed is printed. */
@@ -976,6 +1052,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_crash_recovery, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_read_errors, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_retention, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_log_start_mid_batch, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_three_voters, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_three_voters_random, fx_setup, fx_teardown),
     };
