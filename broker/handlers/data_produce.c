@@ -384,6 +384,20 @@ static void produce_op(struct hshard *hs, struct hpart *p, struct hwork *w, stru
     if (ph->before_append != NULL) {
         int64_t dup = -1;
         int16_t e = ph->before_append(hs, p->topic, p->partition, buf, len, &dup);
+        if (e == KAFKA_NONE && dup >= 0 && c->acks == -1 && p->replicated && p->part != NULL) {
+            /* A retried batch of a replicated partition is acknowledged once committed (a
+             * new leader may hold its first copy in its uncommitted tail): until then the
+             * producer retries, with the same sequence (retriable, as Kafka's "written but
+             * not to enough replicas yet"). */
+            struct kafka_batch_header dh;
+            if (kafka_batch_header_parse(buf, len, &dh) == 0 &&
+                dup + dh.last_offset_delta >= partition_high_watermark(p->part)) {
+                free(owned);
+                w->error = KAFKA_NOT_ENOUGH_REPLICAS_AFTER_APPEND;
+                o->message = "a retried batch that is not committed yet";
+                return;
+            }
+        }
         if (e != KAFKA_NONE || dup >= 0) {
             w->error = e;
             o->base_offset = e == KAFKA_NONE ? dup : -1;

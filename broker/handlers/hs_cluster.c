@@ -555,6 +555,12 @@ void hs_leader_check(struct hshard *hs, struct hpart *p, uint64_t now_ms)
     }
     if (!partition_is_leader(p->part)) {
         p->announce_confirmed = false;
+        if (p->isr != NULL) { /* it led until now: what only a leader keeps goes */
+            free(p->isr);
+            p->isr = NULL;
+            p->announced_epoch = -1;
+            producer_partition_reset(hs->producers, p->topic_id, p->partition);
+        }
         return;
     }
     if (p->isr == NULL) {

@@ -100,10 +100,16 @@ static int snapshot_path(const struct hpart *p, char *out, size_t cap)
     return n > 0 && (size_t)n < cap ? 0 : LM_E_TOO_LARGE;
 }
 
-/* Reads the snapshot into s; returns the offset to replay from (log start if none). */
+/* Reads the snapshot into s; returns the offset to replay from (log start if none). A
+ * replicated partition has none: its state is rebuilt from the whole log each time this node
+ * becomes its leader (a snapshot written at some log end can be wrong after Raft truncated
+ * and refilled the log below it, as a follower's log is), and is dropped when it stops
+ * leading. */
 static int64_t snapshot_load(const struct hpart *p, struct lm_producer_state *s)
 {
     int64_t start = storage_log_start_offset(p->log), end = storage_log_end_offset(p->log);
+    if (p->replicated)
+        return start;
     char path[BROKER_PATH_BYTES_MAX + 340];
     if (snapshot_path(p, path, sizeof(path)) != 0)
         return start;
@@ -307,7 +313,7 @@ void producer_shard_flush(struct pshard *ps)
     for (size_t b = 0; b < PRODUCER_BUCKETS; b++)
         for (struct pstate *e = ps->buckets[b]; e != NULL; e = e->next) {
             const struct hpart *p = part_by_id(ps->hs, e->topic_id, e->partition);
-            if (e->dirty && p != NULL && p->log != NULL)
+            if (e->dirty && p != NULL && p->log != NULL && !p->replicated)
                 snapshot_write(p, e);
         }
 }
