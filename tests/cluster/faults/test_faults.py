@@ -43,6 +43,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "nodes"))
 sys.path.insert(0, os.path.join(HERE, "..", "..", "compat", "harness"))
 from laminar_harness import free_port  # noqa: E402
+from kafka_wire import Conn, arr, s8, s32, s64, sstr  # noqa: E402
 from test_cluster import Node, admin, cluster_view, fail, leaders, wait_for  # noqa: E402
 import netlab  # noqa: E402
 
@@ -218,15 +219,41 @@ class Watermarks:
         c.close()
 
     def leader_views(self, topic, p):
-        """{node: the leader it names} for the evidence of a regression."""
+        """{node: (the leader it names, its own ListOffsets answer)}: the evidence of a
+        regression."""
         views = {}
         for x in self.nodes:
             try:
                 md = admin(x).list_topics(topic=topic, timeout=2)
-                views[x.node_id] = md.topics[topic].partitions[p].leader
+                lead = md.topics[topic].partitions[p].leader
             except Exception:
-                views[x.node_id] = "?"
+                lead = "?"
+            views[x.node_id] = (lead, list_offsets_latest(x, topic, p))
         return views
+
+
+def list_offsets_latest(node, topic, p):
+    """One node's own answer to ListOffsets v4 (latest, read_uncommitted) for topic-p, as
+    "error E offset O epoch L" or why there is none."""
+    try:
+        c = Conn(node.host, node.port, "hw-evidence", timeout=2)
+    except OSError as e:
+        return "unreachable (%s)" % e.__class__.__name__
+    try:
+        body = s32(-1) + s8(0) + arr([sstr(topic) + arr([s32(p) + s32(-1) + s64(-1)])])
+        r = c.call(2, 4, body)
+        r.i32()  # throttle
+        for _ in range(r.i32()):
+            r.str()
+            for _ in range(r.i32()):
+                r.i32()
+                err, _, off, epoch = r.i16(), r.i64(), r.i64(), r.i32()
+                return "error %d offset %d epoch %d" % (err, off, epoch)
+        return "no partition in the answer"
+    except Exception as e:
+        return "no answer (%s)" % e.__class__.__name__
+    finally:
+        c.close()
 
 
 NET_FAULTS = ["kill", "kill-controller", "pause", "stop", "isolate", "isolate-controller",
@@ -370,7 +397,7 @@ def every_node_back(nodes, timeout):
 
 def leaders_agree(nodes, topics, timeout):
     """Waits until every node names a leader for every partition of topics, the same on all
-    nodes; fails naming the partitions where they differ."""
+    nodes: (partitions, None), or after timeout (0, the partitions where they differ)."""
     deadline = time.monotonic() + timeout
     diff = None
     while True:
@@ -388,11 +415,9 @@ def leaders_agree(nodes, topics, timeout):
             diff = {"%s-%d" % k: {j: v.get(k) for j, v in views.items()} for k in sorted(keys)
                     if len({v.get(k) for v in views.values()}) > 1 or first.get(k, -1) < 0}
             if not diff:
-                return len(keys)
+                return len(keys), None
         if time.monotonic() > deadline:
-            fail("nodes disagree on leaders (or name none) %ds after the heal: %s"
-                 % (timeout, dict(list(diff.items())[:8]) if isinstance(diff, dict) else diff),
-                 nodes)
+            return 0, dict(list(diff.items())[:8]) if isinstance(diff, dict) else diff
         time.sleep(0.5)
 
 
@@ -521,47 +546,68 @@ def run(args, rng, nodes, lab):
              time.monotonic() - t_faults))
     if len(load.acked) == 0:
         fail("nothing was acknowledged", nodes)
-    # checkers
+    # checkers: each one runs; every problem found is named at the end
+    problems = []
     wait_for("every partition led",
              lambda: all(-1 not in leaders(nodes[0], t).values() for t in topics), 60, nodes)
     if args.net:
-        agreed = leaders_agree(nodes, topics + load.created, 30)
-        print("ok: after the heal all %d nodes name the same leader for all %d partitions"
-              % (len(nodes), agreed))
+        agreed, diff = leaders_agree(nodes, topics + load.created, 30)
+        if diff:
+            problems.append("nodes disagree on leaders (or name none) 30 s after the heal: %s"
+                            % diff)
+        else:
+            print("ok: after the heal all %d nodes name the same leader for all %d partitions"
+                  % (len(nodes), agreed))
     seen, unfinished = read_all(nodes[-1], topics)
     if unfinished:
         fail("could not read to the end of %s" % sorted(unfinished), nodes)
     lost = [v for v in load.acked if v not in seen]
-    moved = [v for v, at in load.acked.items() if v in seen and at not in seen[v]]
+    # an acknowledgement without an offset: the produce response's base_offset was -1
+    blind = [v for v, at in load.acked.items() if at[2] is None and v in seen]
+    moved = [v for v, at in load.acked.items()
+             if v in seen and at[2] is not None and at not in seen[v]]
     dups = [v for v, at in seen.items() if len(at) > 1]
     if lost or moved or dups:
-        fail("%d acknowledged records lost (e.g. %s), %d not at their acknowledged offset "
-             "(e.g. %s), %d read twice (e.g. %s)"
-             % (len(lost), lost[:3], len(moved), [(v, load.acked[v], seen[v])
-                                                  for v in moved[:3]],
-                len(dups), [(v, seen[v]) for v in dups[:3]]), nodes)
+        problems.append("%d acknowledged records lost (e.g. %s), %d not at their acknowledged "
+                        "offset (e.g. %s), %d read twice (e.g. %s)"
+                        % (len(lost), lost[:3], len(moved),
+                           [(v, load.acked[v], seen[v]) for v in moved[:3]],
+                           len(dups), [(v, seen[v]) for v in dups[:3]]))
+    if blind:
+        problems.append("%d records acknowledged without an offset (base_offset -1 in a "
+                        "successful produce response), each read once, e.g. %s"
+                        % (len(blind), [(v, load.acked[v][:2], seen[v]) for v in blind[:3]]))
     for x in nodes:
         have = set(admin(x).list_topics(timeout=10).topics)
         missing = [t for t in load.created if t not in have]
         if missing:
-            fail("node %d lacks acknowledged topics %s" % (x.node_id, missing[:5]), nodes)
+            problems.append("node %d lacks acknowledged topics %s" % (x.node_id, missing[:5]))
     ref = {t: leaders(nodes[0], t) for t in load.created[:20]}
     for x in nodes[1:]:
         for t, lead in ref.items():
-            wait_for("node %d agreeing on %s" % (x.node_id, t),
-                     lambda x=x, t=t, lead=lead: leaders(x, t) == lead, 10, nodes)
+            deadline = time.monotonic() + 10
+            while leaders(x, t) != lead and time.monotonic() < deadline:
+                time.sleep(0.1)
+            if leaders(x, t) != lead:
+                problems.append("node %d names leaders %s for %s, node %d %s"
+                                % (x.node_id, leaders(x, t), t, nodes[0].node_id, lead))
     if marks.back:
-        fail("the high watermark went back %d times (of %d samples), e.g. %s"
-             % (len(marks.back), marks.samples,
-                ["%s-%d: %d after %d at %.1f s, leaders %s" % (t, p, hi, before, when, views)
-                 for when, t, p, hi, before, views in marks.back[:5]]), nodes)
-    print("ok: %d high-watermark samples, none lower than one before" % marks.samples)
+        problems.append("the high watermark went back %d times (of %d samples), e.g. %s"
+                        % (len(marks.back), marks.samples,
+                           ["%s-%d: %d after %d at %.1f s, leaders %s"
+                            % (t, p, hi, before, when, views)
+                            for when, t, p, hi, before, views in marks.back[:5]]))
+    else:
+        print("ok: %d high-watermark samples, none lower than one before" % marks.samples)
     for x in nodes:
         text = x.log_text()
         if " ERROR " in text or "AddressSanitizer" in text or "runtime error" in text:
             bad = [ln for ln in text.splitlines()
                    if " ERROR " in ln or "Sanitizer" in ln or "runtime error" in ln]
-            fail("node %d logged: %s" % (x.node_id, bad[:5]), [x])
+            problems.append("node %d logged: %s" % (x.node_id, bad[:5]))
+    if problems:
+        fail("seed %d: %d problem(s):\n  - %s" % (args.seed, len(problems),
+                                                    "\n  - ".join(problems)), nodes)
     print("ok: %d faults; %d acknowledged records all at their offsets, none twice; "
           "%d acknowledged topics on every node, leaders agreed"
           % (len([ln for ln in log if "healed" not in ln]), len(load.acked), len(load.created)))
