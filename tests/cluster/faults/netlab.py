@@ -29,16 +29,19 @@ one-way cut is one rule on one side. Degradations use tc netem on both ends of t
 statistic match, duplication to the TEE target (a copy to the same next hop), and delay, jitter
 and reordering to an NFQUEUE that nfq_delay.py holds packets in; `lab.link_mode` says which.
 
-Everything is named with the prefix lmf<pid>; `cleanup_stale()` deletes what earlier runs whose
-process is gone left behind (a kill -9 of the test).
+Everything is named with the prefix lmf<pid> (test_faults.py's data directory too);
+`cleanup_stale()` deletes what earlier runs whose process is gone left behind (a kill -9 of the
+test), processes inside their namespaces included.
 """
 
+import glob
 import ipaddress
 import os
 import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -98,7 +101,8 @@ def unavailable():
 
 
 def cleanup_stale():
-    """Deletes namespaces and root-namespace links named lmf<pid>... whose test is gone."""
+    """Deletes namespaces, root-namespace links and temporary directories named lmf<pid>...
+    whose test is gone."""
     pat = re.compile(r"^%s(\d+)" % PREFIX)
     _, out = _run(["ip", "netns", "list"], check=False, quiet=True)
     for line in out.splitlines():
@@ -118,6 +122,11 @@ def cleanup_stale():
         if m and int(m.group(1)) != os.getpid() and not _pid_is_ours(int(m.group(1))):
             print("netlab: removing stale link %s" % name)
             _run(["ip", "link", "del", name], check=False)
+    for path in glob.glob(os.path.join(tempfile.gettempdir(), PREFIX + "*-*")):
+        m = pat.match(os.path.basename(path))
+        if m and int(m.group(1)) != os.getpid() and not _pid_is_ours(int(m.group(1))):
+            print("netlab: removing stale data directory %s" % path)
+            shutil.rmtree(path, ignore_errors=True)
 
 
 def _kill_in_netns(ns):

@@ -38,6 +38,7 @@ import random
 import shutil
 import signal
 import sys
+import tempfile
 import threading
 import time
 
@@ -479,6 +480,10 @@ def main():
     rng = random.Random(seed)
     # a SIGTERM (ctest's timeout, a user) still runs the clean-up below
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    # the nodes' data directories under one directory of this run's own (lmf<pid>-...), removed
+    # at the end, and by a later run's clean-up if this process dies first
+    data_root = tempfile.mkdtemp(prefix="%s%d-" % (netlab.PREFIX, os.getpid()))
+    tempfile.tempdir = data_root
     lab, nodes = None, []
     try:
         if args.net:
@@ -507,6 +512,8 @@ def main():
             x.cleanup()
         if lab is not None:
             lab.down()
+        tempfile.tempdir = None
+        shutil.rmtree(data_root, ignore_errors=True)
 
 
 def run(args, rng, nodes, lab):
