@@ -37,6 +37,7 @@ import os
 import random
 import shutil
 import signal
+import struct
 import sys
 import tempfile
 import threading
@@ -257,6 +258,60 @@ def list_offsets_latest(node, topic, p):
         return "no answer (%s)" % e.__class__.__name__
     finally:
         c.close()
+
+
+def batch_at(node, topic, p, offset):
+    """The header of the record batch holding topic-p's offset in node's log (Fetch v4, read as
+    a replica would not: a consumer's fetch, so up to the high watermark): base offset, last
+    offset, partition leader epoch (the Raft term that wrote it), producer id, epoch and first
+    sequence. The evidence of a duplicate or of an acknowledgement without an offset."""
+    try:
+        c = Conn(node.host, node.port, "batch-evidence", timeout=5)
+    except OSError as e:
+        return "unreachable (%s)" % e.__class__.__name__
+    try:
+        body = (s32(-1) + s32(0) + s32(1) + s32(1 << 20) + s8(0)
+                + arr([sstr(topic) + arr([s32(p) + s64(offset) + s32(1 << 20)])]))
+        r = c.call(1, 4, body)
+        r.i32()  # throttle
+        for _ in range(r.i32()):
+            r.str()
+            for _ in range(r.i32()):
+                r.i32()
+                err = r.i16()
+                r.i64(), r.i64()  # high watermark, last stable offset
+                n = r.i32()
+                for _ in range(max(n, 0)):
+                    r.i64(), r.i64()
+                records = r.bytes() or b""
+                if err != 0:
+                    return "error %d" % err
+                pos = 0
+                while pos + 61 <= len(records):
+                    base, length, epoch = struct.unpack_from(">qii", records, pos)
+                    last_delta = struct.unpack_from(">i", records, pos + 23)[0]
+                    pid, pepoch, seq = struct.unpack_from(">qhi", records, pos + 43)
+                    if base <= offset <= base + last_delta:
+                        return ("offsets %d..%d epoch %d producer %d/%d sequence %d"
+                                % (base, base + last_delta, epoch, pid, pepoch, seq))
+                    pos += 12 + length
+                return "not in the answer"
+        return "no partition in the answer"
+    except Exception as e:
+        return "no answer (%s)" % e.__class__.__name__
+    finally:
+        c.close()
+
+
+def batch_from_leader(nodes, topic, p, offset):
+    """batch_at() from the first node that answers without an error (the leader)."""
+    answers = []
+    for x in nodes:
+        a = batch_at(x, topic, p, offset)
+        if a.startswith("offsets"):
+            return "node %d: %s" % (x.node_id, a)
+        answers.append("node %d: %s" % (x.node_id, a))
+    return "; ".join(answers)
 
 
 NET_FAULTS = ["kill", "kill-controller", "pause", "stop", "isolate", "isolate-controller",
@@ -586,10 +641,16 @@ def run(args, rng, nodes, lab):
                         % (len(lost), lost[:3], len(moved),
                            [(v, load.acked[v], seen[v]) for v in moved[:3]],
                            len(dups), [(v, seen[v]) for v in dups[:3]]))
+    if dups:
+        v = dups[0]
+        problems.append("the batches holding the first duplicate %s: %s"
+                        % (v, [batch_from_leader(nodes, *at) for at in seen[v]]))
     if blind:
         problems.append("%d records acknowledged without an offset (base_offset -1 in a "
                         "successful produce response), each read once, e.g. %s"
                         % (len(blind), [(v, load.acked[v][:2], seen[v]) for v in blind[:3]]))
+        problems.append("the batch holding %s (acknowledged without an offset): %s"
+                        % (blind[0], batch_from_leader(nodes, *seen[blind[0]][0])))
     for x in nodes:
         have = set(admin(x).list_topics(timeout=10).topics)
         missing = [t for t in load.created if t not in have]
