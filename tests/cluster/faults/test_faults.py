@@ -16,7 +16,9 @@ Afterwards the checkers:
 
 - every record acknowledged is read back at its acknowledged partition and offset, with its
   value (nothing acknowledged lost, no offset holding another record);
-- no value is read twice (the idempotent producer's retries did not duplicate);
+- no value is read twice (the idempotent producer's retries did not duplicate), and no
+  idempotent producer stopped on a fatal error (librdkafka gives up on a sequence the broker
+  refused as out of order);
 - every topic whose creation was acknowledged exists, on every node, with the same leaders;
 - no node logged an ERROR or a sanitizer report;
 - with --net also: after the last heal every node is back, sees every node, and all nodes name
@@ -51,7 +53,7 @@ from kafka_wire import Conn, arr, s8, s32, s64, sstr  # noqa: E402
 from test_cluster import Node, admin, cluster_view, fail, leaders, wait_for  # noqa: E402
 import netlab  # noqa: E402
 
-from confluent_kafka import Consumer, Producer, TopicPartition  # noqa: E402
+from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition  # noqa: E402
 from confluent_kafka.admin import NewTopic  # noqa: E402
 
 
@@ -65,15 +67,22 @@ class Load:
         self.created = []  # topics whose CreateTopics was acknowledged
         self.failed_creates = 0
         self.delivery_errors = 0  # not acknowledged: may or may not be in the log
+        self.fatal = []  # a producer's fatal error (librdkafka's idempotence gave up): why
         self.lock = threading.Lock()
         self.stop = threading.Event()
         self.threads = []
 
     def producer(self, idx, bootstrap):
         bs = ",".join(x.bootstrap for x in bootstrap)
+
+        def on_error(err):
+            if err.fatal():
+                with self.lock:
+                    self.fatal.append("producer %d: %s" % (idx, err.str()))
+
         p = Producer({"bootstrap.servers": bs, "acks": "all", "enable.idempotence": True,
                       "linger.ms": 2, "message.timeout.ms": 20000,
-                      "topic.metadata.refresh.interval.ms": 1000})
+                      "topic.metadata.refresh.interval.ms": 1000, "error_cb": on_error})
 
         def cb(err, msg):
             with self.lock:
@@ -91,6 +100,11 @@ class Load:
                 i += 1
             except BufferError:
                 p.poll(0.05)
+            except KafkaException as e:  # fatal: this producer cannot go on
+                with self.lock:
+                    if not any(f.startswith("producer %d:" % idx) for f in self.fatal):
+                        self.fatal.append("producer %d: %s" % (idx, e))
+                break
             p.poll(0)
             if i % 50 == 0:
                 time.sleep(0.01)  # a few thousand records per second: faults, not load
@@ -651,6 +665,9 @@ def run(args, rng, nodes, lab):
                         % (len(blind), [(v, load.acked[v][:2], seen[v]) for v in blind[:3]]))
         problems.append("the batch holding %s (acknowledged without an offset): %s"
                         % (blind[0], batch_from_leader(nodes, *seen[blind[0]][0])))
+    if load.fatal:
+        problems.append("%d idempotent producer(s) stopped by a fatal error: %s"
+                        % (len(load.fatal), load.fatal))
     for x in nodes:
         have = set(admin(x).list_topics(timeout=10).topics)
         missing = [t for t in load.created if t not in have]
