@@ -87,12 +87,12 @@ def unavailable():
                        quiet=True)
         if rc != 0:
             return "iptables does not work in a network namespace: %s" % out.strip()
-        rc, out = _run(["ip", "-n", probe, "link", "add", "name", "va", "type", "veth", "peer", "name",
-                        "vb"], check=False, quiet=True)
+        rc, out = _run(["ip", "-n", probe, "link", "add", "name", "va", "type", "veth", "peer",
+                        "name", "vb"], check=False, quiet=True)
         if rc != 0:
             return "cannot create a veth pair: %s" % out.strip()
-        rc, out = _run(["ip", "-n", probe, "link", "add", "name", "sw0", "type", "bridge"], check=False,
-                       quiet=True)
+        rc, out = _run(["ip", "-n", probe, "link", "add", "name", "sw0", "type", "bridge"],
+                       check=False, quiet=True)
         if rc != 0:
             return "cannot create a bridge: %s" % out.strip()
         return None
@@ -211,8 +211,9 @@ class NetLab:
         self._ns_add(self.brns)
         b = ["ip", "-n", self.brns]
         _run(b + ["link", "add", "name", "sw0", "type", "bridge"])
-        # no STP delay and no multicast snooping surprises: forward at once
-        _run(b + ["link", "set", "dev", "sw0", "type", "bridge", "forward_delay", "0", "stp_state", "0"])
+        # no spanning tree and no forward delay: the ports forward at once
+        _run(b + ["link", "set", "dev", "sw0", "type", "bridge", "forward_delay", "0",
+                  "stp_state", "0"])
         _run(b + ["link", "set", "dev", "sw0", "up"])
         # the client end: created in the root namespace, its peer moved into the bridge's
         _run(["ip", "link", "add", "name", self.client_if, "type", "veth", "peer", "name",
@@ -275,7 +276,8 @@ class NetLab:
                 proc.wait()
         self.nfq.clear()
         for ns in reversed(self.created):
-            _kill_in_netns(ns) if ns != self.brns else None
+            if ns != self.brns:
+                _kill_in_netns(ns)  # a node the test could not stop
             _run(["ip", "netns", "del", ns], check=False)
         self.created = []
         _run(["ip", "link", "del", self.client_if], check=False, quiet=True)
