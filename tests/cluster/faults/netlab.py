@@ -121,7 +121,7 @@ def cleanup_stale():
         m = pat.match(name)
         if m and int(m.group(1)) != os.getpid() and not _pid_is_ours(int(m.group(1))):
             print("netlab: removing stale link %s" % name)
-            _run(["ip", "link", "del", name], check=False)
+            _run(["ip", "link", "del", name], check=False, quiet=True)  # maybe gone with its peer
     for path in glob.glob(os.path.join(tempfile.gettempdir(), PREFIX + "*-*")):
         m = pat.match(os.path.basename(path))
         if m and int(m.group(1)) != os.getpid() and not _pid_is_ours(int(m.group(1))):
