@@ -53,7 +53,8 @@ from kafka_wire import Conn, arr, s8, s32, s64, sstr  # noqa: E402
 from test_cluster import Node, admin, cluster_view, fail, leaders, wait_for  # noqa: E402
 import netlab  # noqa: E402
 
-from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition  # noqa: E402
+from confluent_kafka import (Consumer, KafkaError, KafkaException, Producer,  # noqa: E402
+                             TopicPartition)
 from confluent_kafka.admin import NewTopic  # noqa: E402
 
 
@@ -76,7 +77,7 @@ class Load:
         bs = ",".join(x.bootstrap for x in bootstrap)
 
         def on_error(err):
-            if err.fatal():
+            if err.fatal() or err.code() == KafkaError._FATAL:
                 with self.lock:
                     self.fatal.append("producer %d: %s" % (idx, err.str()))
 
