@@ -102,7 +102,10 @@ class Load:
             except BufferError:
                 p.poll(0.05)
             except KafkaException as e:  # fatal: this producer cannot go on
-                p.poll(0.5)  # serves error_cb, which has librdkafka's reason
+                try:
+                    p.poll(0.5)  # serves error_cb, which has librdkafka's reason
+                except KafkaException as why:  # or raises it
+                    e = why
                 with self.lock:
                     if not any(f.startswith("producer %d:" % idx) for f in self.fatal):
                         self.fatal.append("producer %d: %s" % (idx, e))
