@@ -113,7 +113,10 @@ class Load:
             p.poll(0)
             if i % 50 == 0:
                 time.sleep(0.01)  # a few thousand records per second: faults, not load
-        p.flush(30)
+        try:
+            p.flush(30)
+        except KafkaException:
+            pass  # a fatal producer: its reason is recorded above
 
     def creator(self):
         n = 0
