@@ -648,6 +648,10 @@ def run(args, rng, nodes, lab):
         else:
             print("ok: after the heal all %d nodes name the same leader for all %d partitions"
                   % (len(nodes), agreed))
+    # a node restarted at the end of the schedule may still be catching up its metadata
+    wait_for("node %d listing the loaded topics" % nodes[-1].node_id,
+             lambda: set(topics) <= set(admin(nodes[-1]).list_topics(timeout=5).topics), 30,
+             nodes)
     seen, unfinished = read_all(nodes[-1], topics)
     if unfinished:
         fail("could not read to the end of %s" % sorted(unfinished), nodes)
