@@ -1,24 +1,47 @@
-"""A fault campaign against a real laminar cluster: N nodes on 127.0.0.x; idempotent acks=all
-producers and topic creations run while a seeded schedule kills (kill -9) and restarts nodes, pauses them (SIGSTOP/SIGCONT)
-and stops them gracefully, the controller leader included. Afterwards the checkers:
+"""A fault campaign against a real laminar cluster: N nodes on 127.0.0.x, or (--net) each in a
+network namespace of its own; idempotent acks=all producers and topic creations run while a
+seeded schedule kills (kill -9) and restarts nodes, pauses them (SIGSTOP/SIGCONT) and stops them
+gracefully, the controller leader included. With --net the schedule also breaks the network
+between the nodes (netlab.py builds it; every fault is healed after a seeded duration):
+
+- isolate: one node cut from every peer (sometimes from the clients too);
+- isolate-controller: the controller leader cut from every peer, clients still reach it;
+- split: the cluster split in two, the smaller side a minority (1/2 of 3, 2/3 of 5);
+- one-way-out / one-way-in: what one node sends to its peers, or receives from them, dropped;
+- bridge: two halves that cannot see each other and one node that sees both;
+- leader-cut: a replicated partition's leader cut from its followers, not from clients;
+- link: delay, jitter, loss, duplication and reordering on one node's link or on every link.
+
+Afterwards the checkers:
 
 - every record acknowledged is read back at its acknowledged partition and offset, with its
   value (nothing acknowledged lost, no offset holding another record);
-- no value is read twice (the idempotent producer's retries did not duplicate);
+- no value is read twice (the idempotent producer's retries did not duplicate), and no
+  idempotent producer stopped on a fatal error (librdkafka gives up on a sequence the broker
+  refused as out of order);
 - every topic whose creation was acknowledged exists, on every node, with the same leaders;
-- no node logged an ERROR or a sanitizer report.
+- no node logged an ERROR or a sanitizer report;
+- with --net also: after the last heal every node is back, sees every node, and all nodes name
+  the same leader for every partition of every topic checked; the high watermark a client reads
+  per partition (ListOffsets, sampled all along the run) never goes back (--watermarks checks
+  that without --net too).
 
-    test_faults.py [--nodes 3] [--seconds 40] [--seed S] [--io uring]
+    test_faults.py [--nodes 3] [--seconds 40] [--seed S] [--io uring] [--rf 1] [--net]
+                   [--watermarks] [--keep-logs DIR]
 
 The seed is printed; the same seed replays the same schedule (timings of the processes
-themselves are not deterministic).
+themselves are not deterministic). With --net, a machine where network namespaces or iptables
+cannot be used (not root, tools missing) prints "SKIPPED: <why>" and exits 0.
 """
 
 import argparse
 import os
 import random
+import shutil
 import signal
+import struct
 import sys
+import tempfile
 import threading
 import time
 
@@ -26,9 +49,12 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "nodes"))
 sys.path.insert(0, os.path.join(HERE, "..", "..", "compat", "harness"))
 from laminar_harness import free_port  # noqa: E402
+from kafka_wire import Conn, arr, s8, s32, s64, sstr  # noqa: E402
 from test_cluster import Node, admin, cluster_view, fail, leaders, wait_for  # noqa: E402
+import netlab  # noqa: E402
 
-from confluent_kafka import Consumer, Producer, TopicPartition  # noqa: E402
+from confluent_kafka import (Consumer, KafkaError, KafkaException, Producer,  # noqa: E402
+                             TopicPartition)
 from confluent_kafka.admin import NewTopic  # noqa: E402
 
 
@@ -41,21 +67,31 @@ class Load:
         self.acked = {}  # value -> (topic, partition, offset)
         self.created = []  # topics whose CreateTopics was acknowledged
         self.failed_creates = 0
+        self.delivery_errors = 0  # not acknowledged: may or may not be in the log
+        self.fatal = []  # a producer's fatal error (librdkafka's idempotence gave up): why
         self.lock = threading.Lock()
         self.stop = threading.Event()
         self.threads = []
 
-    def producer(self, idx):
-        bs = ",".join(x.bootstrap for x in self.nodes)
+    def producer(self, idx, bootstrap):
+        bs = ",".join(x.bootstrap for x in bootstrap)
+
+        def on_error(err):
+            if err.fatal() or err.code() == KafkaError._FATAL:
+                with self.lock:
+                    self.fatal.append("producer %d: %s" % (idx, err.str()))
+
         p = Producer({"bootstrap.servers": bs, "acks": "all", "enable.idempotence": True,
                       "linger.ms": 2, "message.timeout.ms": 20000,
-                      "topic.metadata.refresh.interval.ms": 1000})
+                      "topic.metadata.refresh.interval.ms": 1000, "error_cb": on_error})
 
         def cb(err, msg):
-            if err is None:
-                with self.lock:
+            with self.lock:
+                if err is None:
                     self.acked[msg.value().decode()] = (msg.topic(), msg.partition(),
                                                         msg.offset())
+                else:
+                    self.delivery_errors += 1
 
         i = 0
         while not self.stop.is_set():
@@ -65,10 +101,22 @@ class Load:
                 i += 1
             except BufferError:
                 p.poll(0.05)
+            except KafkaException as e:  # fatal: this producer cannot go on
+                try:
+                    p.poll(0.5)  # serves error_cb, which has librdkafka's reason
+                except KafkaException as why:  # or raises it
+                    e = why
+                with self.lock:
+                    if not any(f.startswith("producer %d:" % idx) for f in self.fatal):
+                        self.fatal.append("producer %d: %s" % (idx, e))
+                break
             p.poll(0)
             if i % 50 == 0:
                 time.sleep(0.01)  # a few thousand records per second: faults, not load
-        p.flush(30)
+        try:
+            p.flush(30)
+        except KafkaException:
+            pass  # a fatal producer: its reason is recorded above
 
     def creator(self):
         n = 0
@@ -86,9 +134,15 @@ class Load:
                 self.failed_creates += 1  # not acknowledged: it may or may not exist
             time.sleep(0.3)
 
-    def start(self, producers):
+    def start(self, producers, lone=None):
+        """producers bootstrapped from every node; with lone, one more that knows only that
+        node (in a partition it may be the minority's only door)."""
         for i in range(producers):
-            self.threads.append(threading.Thread(target=self.producer, args=(i,), daemon=True))
+            self.threads.append(threading.Thread(target=self.producer, args=(i, self.nodes),
+                                                 daemon=True))
+        if lone is not None:
+            self.threads.append(threading.Thread(target=self.producer,
+                                                 args=(producers, [lone]), daemon=True))
         self.threads.append(threading.Thread(target=self.creator, daemon=True))
         for t in self.threads:
             t.start()
@@ -134,6 +188,319 @@ def campaign(nodes, rng, seconds, log):
             target.start()
 
 
+NET_PORT, NET_CPORT = 9092, 9093  # each node has a namespace, so fixed ports do not collide
+
+
+class NetNode(Node):
+    """A node listening and advertising on its namespace's address, started inside it."""
+
+    def __init__(self, node_id, voters, io, lab):
+        super().__init__(node_id, voters, NET_PORT, NET_CPORT, io)
+        self.lab = lab
+        self.host = lab.addr(node_id)  # Node.args() builds listeners from self.host
+
+    def args(self):
+        return self.lab.popen_argv(self.node_id, super().args())
+
+
+class Watermarks:
+    """Samples every partition's high watermark as a client reads it (ListOffsets latest,
+    through librdkafka's query_watermark_offsets) until stopped; records every sample lower than
+    one read before for the same partition."""
+
+    def __init__(self, nodes, topics, partitions, t0):
+        self.nodes = nodes
+        self.tps = [(t, p) for t in topics for p in range(partitions)]
+        self.t0 = t0
+        self.high = {}  # (topic, partition) -> highest watermark read so far
+        self.back = []  # (seconds into the run, topic, partition, read, highest before, views)
+        self.samples = 0
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self.run, daemon=True)
+
+    def run(self):
+        c = Consumer({"bootstrap.servers": ",".join(x.bootstrap for x in self.nodes),
+                      "group.id": "hw-sampler", "enable.auto.commit": False,
+                      "topic.metadata.refresh.interval.ms": 1000})
+        while not self.stop.is_set():
+            for t, p in self.tps:
+                try:
+                    _, hi = c.get_watermark_offsets(TopicPartition(t, p), timeout=2,
+                                                    cached=False)
+                except Exception:  # no leader reachable now: nothing observed
+                    continue
+                if hi is None or hi < 0:
+                    continue
+                self.samples += 1
+                before = self.high.get((t, p), -1)
+                if hi < before:
+                    when = time.monotonic() - self.t0
+                    views = self.leader_views(t, p) if len(self.back) < 5 else None
+                    self.back.append((when, t, p, hi, before, views))
+                    print("  watermark of %s-%d went back: %d after %d (%.1f s; leaders seen by "
+                          "each node: %s)" % (t, p, hi, before, when, views), flush=True)
+                else:
+                    self.high[(t, p)] = hi
+            self.stop.wait(0.2)
+        c.close()
+
+    def leader_views(self, topic, p):
+        """{node: (the leader it names, its own ListOffsets answer)}: the evidence of a
+        regression."""
+        views = {}
+        for x in self.nodes:
+            try:
+                md = admin(x).list_topics(topic=topic, timeout=2)
+                lead = md.topics[topic].partitions[p].leader
+            except Exception:
+                lead = "?"
+            views[x.node_id] = (lead, list_offsets_latest(x, topic, p))
+        return views
+
+
+def list_offsets_latest(node, topic, p):
+    """One node's own answer to ListOffsets v4 (latest, read_uncommitted) for topic-p, as
+    "error E offset O epoch L" or why there is none."""
+    try:
+        c = Conn(node.host, node.port, "hw-evidence", timeout=2)
+    except OSError as e:
+        return "unreachable (%s)" % e.__class__.__name__
+    try:
+        body = s32(-1) + s8(0) + arr([sstr(topic) + arr([s32(p) + s32(-1) + s64(-1)])])
+        r = c.call(2, 4, body)
+        r.i32()  # throttle
+        for _ in range(r.i32()):
+            r.str()
+            for _ in range(r.i32()):
+                r.i32()
+                err, _, off, epoch = r.i16(), r.i64(), r.i64(), r.i32()
+                return "error %d offset %d epoch %d" % (err, off, epoch)
+        return "no partition in the answer"
+    except Exception as e:
+        return "no answer (%s)" % e.__class__.__name__
+    finally:
+        c.close()
+
+
+def batch_at(node, topic, p, offset):
+    """The header of the record batch holding topic-p's offset in node's log (Fetch v4, read as
+    a replica would not: a consumer's fetch, so up to the high watermark): base offset, last
+    offset, partition leader epoch (the Raft term that wrote it), producer id, epoch and first
+    sequence. The evidence of a duplicate or of an acknowledgement without an offset."""
+    try:
+        c = Conn(node.host, node.port, "batch-evidence", timeout=5)
+    except OSError as e:
+        return "unreachable (%s)" % e.__class__.__name__
+    try:
+        body = (s32(-1) + s32(0) + s32(1) + s32(1 << 20) + s8(0)
+                + arr([sstr(topic) + arr([s32(p) + s64(offset) + s32(1 << 20)])]))
+        r = c.call(1, 4, body)
+        r.i32()  # throttle
+        for _ in range(r.i32()):
+            r.str()
+            for _ in range(r.i32()):
+                r.i32()
+                err = r.i16()
+                r.i64(), r.i64()  # high watermark, last stable offset
+                n = r.i32()
+                for _ in range(max(n, 0)):
+                    r.i64(), r.i64()
+                records = r.bytes() or b""
+                if err != 0:
+                    return "error %d" % err
+                pos = 0
+                while pos + 61 <= len(records):
+                    base, length, epoch = struct.unpack_from(">qii", records, pos)
+                    last_delta = struct.unpack_from(">i", records, pos + 23)[0]
+                    pid, pepoch, seq = struct.unpack_from(">qhi", records, pos + 43)
+                    if base <= offset <= base + last_delta:
+                        return ("offsets %d..%d epoch %d producer %d/%d sequence %d"
+                                % (base, base + last_delta, epoch, pid, pepoch, seq))
+                    pos += 12 + length
+                return "not in the answer"
+        return "no partition in the answer"
+    except Exception as e:
+        return "no answer (%s)" % e.__class__.__name__
+    finally:
+        c.close()
+
+
+def batch_from_leader(nodes, topic, p, offset):
+    """batch_at() from the first node that answers without an error (the leader)."""
+    answers = []
+    for x in nodes:
+        a = batch_at(x, topic, p, offset)
+        if a.startswith("offsets"):
+            return "node %d: %s" % (x.node_id, a)
+        answers.append("node %d: %s" % (x.node_id, a))
+    return "; ".join(answers)
+
+
+NET_FAULTS = ["kill", "kill-controller", "pause", "stop", "isolate", "isolate-controller",
+              "split", "one-way-out", "one-way-in", "bridge", "leader-cut", "link"]
+
+
+def controller_of(live):
+    """The controller leader's id as the first answering node names it, else -1."""
+    for x in live:
+        try:
+            _, ctl = cluster_view(x, timeout=2)
+            if ctl is not None and ctl >= 0:
+                return ctl
+        except Exception:
+            continue
+    return -1
+
+
+def net_campaign(nodes, lab, rng, seconds, topics, log):
+    """Process and network faults, one at a time, until `seconds` have passed. Every step draws
+    the same random numbers whatever the cluster's state, so a seed replays its schedule; each
+    network fault is healed after its drawn duration. Leaves every node running, no fault on."""
+    t_end = time.monotonic() + seconds
+    t0 = time.monotonic()
+    ids = [x.node_id for x in nodes]
+    by_id = {x.node_id: x for x in nodes}
+    n = len(nodes)
+
+    def note(text):
+        line = "%5.1fs %s" % (time.monotonic() - t0, text)
+        log.append(line)
+        print("  fault:", line, flush=True)
+
+    while time.monotonic() < t_end:
+        gap = rng.uniform(1.0, 3.0)
+        kind = rng.choice(NET_FAULTS)
+        pick = rng.random()  # which node, for a fault that needs one
+        dur = rng.uniform(1.0, 8.0)  # until it is healed (restart and pause: shorter)
+        flag = rng.random()  # isolate: the clients too; link: every node's link
+        order = ids[:]
+        rng.shuffle(order)  # the sides of a split or a bridge
+        delay = rng.randint(5, 80)
+        jitter = int(rng.random() * delay)
+        loss, dup, reorder = rng.choice([0, 0.5, 2, 5]), rng.choice([0, 1, 5]), \
+            rng.choice([0, 10, 25])
+        where = (rng.choice(topics), rng.randrange(6))  # leader-cut: which partition's leader
+        time.sleep(gap)
+        live = [x for x in nodes if x.alive()]
+        target = live[int(pick * len(live))]
+        ctl = controller_of(live) if kind in ("kill-controller", "isolate-controller") else -1
+        if kind.endswith("-controller"):
+            if ctl in by_id and by_id[ctl].alive():
+                target = by_id[ctl]
+            else:
+                note("(no controller leader known: node %d instead)" % target.node_id)
+        tid = target.node_id
+        others = [j for j in ids if j != tid]
+        if kind in ("kill", "kill-controller"):
+            note("kill -9 node %d%s, restart after %.1f s"
+                 % (tid, " (controller)" if tid == ctl else "", dur * 0.375))
+            target.kill9()
+            time.sleep(dur * 0.375)
+            target.start()
+            continue
+        if kind == "pause":
+            note("SIGSTOP node %d for %.1f s" % (tid, dur * 0.5))
+            os.kill(target.pid, signal.SIGSTOP)
+            time.sleep(dur * 0.5)
+            os.kill(target.pid, signal.SIGCONT)
+            continue
+        if kind == "stop":
+            note("SIGTERM node %d, start after %.1f s" % (tid, dur * 0.25))
+            target.stop()
+            time.sleep(dur * 0.25)
+            target.start()
+            continue
+        if kind == "isolate":
+            clients = flag < 0.4
+            note("isolate node %d from its peers%s for %.1f s"
+                 % (tid, " and the clients" if clients else "", dur))
+            lab.cut(tid, others, "both", clients=clients)
+        elif kind == "isolate-controller":
+            note("isolate node %d%s from its peers (clients reach it) for %.1f s"
+                 % (tid, " (controller)" if tid == ctl else "", dur))
+            lab.cut(tid, others, "both")
+        elif kind == "split":
+            k = (n - 1) // 2
+            note("split %s | %s for %.1f s" % (sorted(order[:k]), sorted(order[k:]), dur))
+            lab.separate(order[:k], order[k:])
+        elif kind == "one-way-out":
+            note("node %d's packets to its peers dropped (it still receives) for %.1f s"
+                 % (tid, dur))
+            lab.cut(tid, others, "out")
+        elif kind == "one-way-in":
+            note("packets from its peers to node %d dropped (it still sends) for %.1f s"
+                 % (tid, dur))
+            lab.cut(tid, others, "in")
+        elif kind == "bridge":
+            h = (n - 1) // 2
+            a, b, hub = order[:h], order[h:2 * h], order[2 * h:]
+            note("bridge: %s and %s cannot see each other, %s sees both, for %.1f s"
+                 % (sorted(a), sorted(b), sorted(hub), dur))
+            lab.separate(a, b)
+        elif kind == "leader-cut":
+            t, p = where
+            try:
+                md = admin(live[0]).list_topics(topic=t, timeout=5)
+                part = md.topics[t].partitions[p]
+                leader, replicas = part.leader, list(part.replicas)
+            except Exception:
+                leader, replicas = -1, []
+            followers = [j for j in replicas if j != leader]
+            if leader in by_id and followers:
+                note("leader-cut: node %d (leader of %s-%d) cut from its followers %s, clients "
+                     "reach it, for %.1f s" % (leader, t, p, followers, dur))
+                lab.cut(leader, followers, "both")
+            else:
+                note("leader-cut: %s-%d has no leader with followers now: isolate node %d for "
+                     "%.1f s" % (t, p, tid, dur))
+                lab.cut(tid, others, "both")
+        else:  # link
+            victims = ids if flag < 0.3 else [tid]
+            note("link of %s: delay %d ms, jitter %d ms, loss %.1f%%, duplicate %d%%, reorder "
+                 "%d%% for %.1f s" % ("every node" if len(victims) == n else "node %d" % tid,
+                                     delay, jitter, loss, dup, reorder, dur))
+            for j in victims:
+                lab.degrade(j, delay_ms=delay, jitter_ms=jitter, loss_pct=loss, dup_pct=dup,
+                            reorder_pct=reorder)
+        time.sleep(dur)
+        lab.heal()
+        note("healed")
+
+
+def every_node_back(nodes, timeout):
+    """Waits until every node runs and each one lists every node as a live broker."""
+    ids = {x.node_id for x in nodes}
+    for x in nodes:
+        wait_for("node %d listing every node" % x.node_id,
+                 lambda x=x: x.alive() and cluster_view(x)[0] == ids, timeout, nodes)
+
+
+def leaders_agree(nodes, topics, timeout):
+    """Waits until every node names a leader for every partition of topics, the same on all
+    nodes: (partitions, None), or after timeout (0, the partitions where they differ)."""
+    deadline = time.monotonic() + timeout
+    diff = None
+    while True:
+        views = {}
+        try:
+            for x in nodes:
+                md = admin(x).list_topics(timeout=10)
+                views[x.node_id] = {(t, p.id): p.leader for t in topics
+                                    for p in md.topics[t].partitions.values()}
+        except Exception as e:  # a node not answering, or a topic it does not list
+            diff = repr(e)
+        else:
+            first = next(iter(views.values()))
+            keys = set().union(*(set(v) for v in views.values()))
+            diff = {"%s-%d" % k: {j: v.get(k) for j, v in views.items()} for k in sorted(keys)
+                    if len({v.get(k) for v in views.values()}) > 1 or first.get(k, -1) < 0}
+            if not diff:
+                return len(keys), None
+        if time.monotonic() > deadline:
+            return 0, dict(list(diff.items())[:8]) if isinstance(diff, dict) else diff
+        time.sleep(0.5)
+
+
 def read_all(node, topics):
     """Every record of topics, read directly by partition: value -> [(topic, partition, off)]."""
     c = Consumer({"bootstrap.servers": node.bootstrap, "group.id": "checker-%d" % time.time(),
@@ -169,71 +536,45 @@ def main():
     ap.add_argument("--seed", type=int, default=None)
     ap.add_argument("--rf", type=int, default=1,
                     help="replication factor of the loaded topics (3: a Raft group each)")
+    ap.add_argument("--net", action="store_true",
+                    help="each node in a network namespace; network faults join the schedule")
+    ap.add_argument("--watermarks", action="store_true",
+                    help="sample and check high watermarks without --net too (--net always does)")
+    ap.add_argument("--keep-logs", default=None, metavar="DIR",
+                    help="copy every node's log to DIR/node-N.log at the end (evidence)")
     args = ap.parse_args()
+    if args.net:
+        why = netlab.unavailable()
+        if why is not None:
+            print("SKIPPED: network fault campaign: %s" % why)
+            return
+        netlab.cleanup_stale()
     seed = args.seed if args.seed is not None else random.randrange(1 << 30)
-    print("fault campaign: seed %d, %d nodes, rf %d, %.0f s (replay: --seed %d)"
-          % (seed, args.nodes, args.rf, args.seconds, seed))
+    print("fault campaign: seed %d, %d nodes, rf %d, %.0f s%s (replay: --seed %d)"
+          % (seed, args.nodes, args.rf, args.seconds, ", network faults" if args.net else "",
+             seed), flush=True)
+    args.seed = seed
     rng = random.Random(seed)
-    port, cport = free_port(), free_port()
-    voters = ",".join("%d@127.0.0.%d:%d" % (i, i, cport) for i in range(1, args.nodes + 1))
-    nodes = [Node(i, voters, port, cport, args.io) for i in range(1, args.nodes + 1)]
+    # a SIGTERM (ctest's timeout, a user) still runs the clean-up below
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    # the nodes' data directories under one directory of this run's own (lmf<pid>-...), removed
+    # at the end, and by a later run's clean-up if this process dies first
+    data_root = tempfile.mkdtemp(prefix="%s%d-" % (netlab.PREFIX, os.getpid()))
+    tempfile.tempdir = data_root
+    lab, nodes = None, []
     try:
-        for x in nodes:
-            x.start()
-        ids = {x.node_id for x in nodes}
-        wait_for("cluster formed", lambda: cluster_view(nodes[0])[0] == ids, 30, nodes)
-        topics = ["load-a", "load-b"]
-        a = admin(nodes[0])
-        for _, f in a.create_topics([NewTopic(t, 6, args.rf) for t in topics]).items():
-            f.result()
-        wait_for("leaders elected",
-                 lambda: all(-1 not in leaders(nodes[0], t).values() for t in topics), 30, nodes)
-        load = Load(nodes, topics)
-        load.start(producers=2)
-        log = []
-        campaign(nodes, rng, args.seconds, log)
-        for line in log:
-            print("  fault:", line)
-        wait_for("every node back", lambda: cluster_view(nodes[0])[0] == ids, 60, nodes)
-        load.finish()
-        print("load: %d records acknowledged, %d topics created (%d creations not "
-              "acknowledged)" % (len(load.acked), len(load.created), load.failed_creates))
-        if len(load.acked) == 0:
-            fail("nothing was acknowledged", nodes)
-        # checkers
-        wait_for("every partition led",
-                 lambda: all(-1 not in leaders(nodes[0], t).values() for t in topics), 60, nodes)
-        seen, unfinished = read_all(nodes[-1], topics)
-        if unfinished:
-            fail("could not read to the end of %s" % sorted(unfinished), nodes)
-        lost = [v for v in load.acked if v not in seen]
-        moved = [v for v, at in load.acked.items() if v in seen and at not in seen[v]]
-        dups = [v for v, at in seen.items() if len(at) > 1]
-        if lost or moved or dups:
-            fail("%d acknowledged records lost (e.g. %s), %d not at their acknowledged offset "
-                 "(e.g. %s), %d read twice (e.g. %s)"
-                 % (len(lost), lost[:3], len(moved), [(v, load.acked[v], seen[v])
-                                                      for v in moved[:3]],
-                    len(dups), [(v, seen[v]) for v in dups[:3]]), nodes)
-        for x in nodes:
-            have = set(admin(x).list_topics(timeout=10).topics)
-            missing = [t for t in load.created if t not in have]
-            if missing:
-                fail("node %d lacks acknowledged topics %s" % (x.node_id, missing[:5]), nodes)
-        ref = {t: leaders(nodes[0], t) for t in load.created[:20]}
-        for x in nodes[1:]:
-            for t, lead in ref.items():
-                wait_for("node %d agreeing on %s" % (x.node_id, t),
-                         lambda x=x, t=t, lead=lead: leaders(x, t) == lead, 10, nodes)
-        for x in nodes:
-            text = x.log_text()
-            if " ERROR " in text or "AddressSanitizer" in text or "runtime error" in text:
-                bad = [l for l in text.splitlines()
-                       if " ERROR " in l or "Sanitizer" in l or "runtime error" in l]
-                fail("node %d logged: %s" % (x.node_id, bad[:5]), [x])
-        print("ok: %d faults; %d acknowledged records all at their offsets, none twice; "
-              "%d acknowledged topics on every node, leaders agreed"
-              % (len(log), len(load.acked), len(load.created)))
+        if args.net:
+            lab = netlab.NetLab(args.nodes)
+            lab.up()
+            voters = ",".join("%d@%s:%d" % (i, lab.addr(i), NET_CPORT)
+                              for i in range(1, args.nodes + 1))
+            nodes = [NetNode(i, voters, args.io, lab) for i in range(1, args.nodes + 1)]
+        else:
+            port, cport = free_port(), free_port()
+            voters = ",".join("%d@127.0.0.%d:%d" % (i, i, cport)
+                              for i in range(1, args.nodes + 1))
+            nodes = [Node(i, voters, port, cport, args.io) for i in range(1, args.nodes + 1)]
+        run(args, rng, nodes, lab)
     finally:
         for x in nodes:
             if x.alive():
@@ -241,7 +582,138 @@ def main():
                     os.kill(x.pid, signal.SIGCONT)
                 except OSError:
                     pass
+            x.stop()
+            if args.keep_logs and os.path.exists(x.log_path):
+                os.makedirs(args.keep_logs, exist_ok=True)
+                shutil.copy(x.log_path, os.path.join(args.keep_logs, "node-%d.log" % x.node_id))
             x.cleanup()
+        if lab is not None:
+            lab.down()
+        tempfile.tempdir = None
+        shutil.rmtree(data_root, ignore_errors=True)
+
+
+def run(args, rng, nodes, lab):
+    for x in nodes:
+        x.start()
+    ids = {x.node_id for x in nodes}
+    wait_for("cluster formed", lambda: cluster_view(nodes[0])[0] == ids, 30, nodes)
+    topics = ["load-a", "load-b"]
+    a = admin(nodes[0])
+    for _, f in a.create_topics([NewTopic(t, 6, args.rf) for t in topics]).items():
+        f.result()
+    wait_for("leaders elected",
+             lambda: all(-1 not in leaders(nodes[0], t).values() for t in topics), 30, nodes)
+    load = Load(nodes, topics)
+    marks = Watermarks(nodes, topics, 6, time.monotonic())
+    if args.net or args.watermarks:
+        marks.thread.start()
+    load.start(producers=2, lone=nodes[-1] if args.net else None)
+    log = []
+    t_faults = time.monotonic()
+    try:
+        if args.net:
+            net_campaign(nodes, lab, rng, args.seconds, topics, log)
+        else:
+            campaign(nodes, rng, args.seconds, log)
+    finally:
+        if lab is not None:
+            lab.heal()
+    print("fault timeline (seed %d):" % args.seed)
+    for line in log:
+        print("  fault:", line)
+    if args.net:
+        every_node_back(nodes, 60)
+    else:
+        wait_for("every node back", lambda: cluster_view(nodes[0])[0] == ids, 60, nodes)
+    load.finish()
+    marks.stop.set()
+    if marks.thread.is_alive():
+        marks.thread.join(30)
+    print("load: %d records acknowledged, %d delivery errors (not acknowledged), %d topics "
+          "created (%d creations not acknowledged) in %.0f s of faults"
+          % (len(load.acked), load.delivery_errors, len(load.created), load.failed_creates,
+             time.monotonic() - t_faults))
+    if len(load.acked) == 0:
+        fail("nothing was acknowledged", nodes)
+    # checkers: each one runs; every problem found is named at the end
+    problems = []
+    wait_for("every partition led",
+             lambda: all(-1 not in leaders(nodes[0], t).values() for t in topics), 60, nodes)
+    if args.net:
+        agreed, diff = leaders_agree(nodes, topics + load.created, 30)
+        if diff:
+            problems.append("nodes disagree on leaders (or name none) 30 s after the heal: %s"
+                            % diff)
+        else:
+            print("ok: after the heal all %d nodes name the same leader for all %d partitions"
+                  % (len(nodes), agreed))
+    # a node restarted at the end of the schedule may still be catching up its metadata
+    wait_for("node %d listing the loaded topics" % nodes[-1].node_id,
+             lambda: set(topics) <= set(admin(nodes[-1]).list_topics(timeout=5).topics), 30,
+             nodes)
+    seen, unfinished = read_all(nodes[-1], topics)
+    if unfinished:
+        fail("could not read to the end of %s" % sorted(unfinished), nodes)
+    lost = [v for v in load.acked if v not in seen]
+    # an acknowledgement without an offset: the produce response's base_offset was -1
+    blind = [v for v, at in load.acked.items() if at[2] is None and v in seen]
+    moved = [v for v, at in load.acked.items()
+             if v in seen and at[2] is not None and at not in seen[v]]
+    dups = [v for v, at in seen.items() if len(at) > 1]
+    if lost or moved or dups:
+        problems.append("%d acknowledged records lost (e.g. %s), %d not at their acknowledged "
+                        "offset (e.g. %s), %d read twice (e.g. %s)"
+                        % (len(lost), lost[:3], len(moved),
+                           [(v, load.acked[v], seen[v]) for v in moved[:3]],
+                           len(dups), [(v, seen[v]) for v in dups[:3]]))
+    if dups:
+        v = dups[0]
+        problems.append("the batches holding the first duplicate %s: %s"
+                        % (v, [batch_from_leader(nodes, *at) for at in seen[v]]))
+    if blind:
+        problems.append("%d records acknowledged without an offset (base_offset -1 in a "
+                        "successful produce response), each read once, e.g. %s"
+                        % (len(blind), [(v, load.acked[v][:2], seen[v]) for v in blind[:3]]))
+        problems.append("the batch holding %s (acknowledged without an offset): %s"
+                        % (blind[0], batch_from_leader(nodes, *seen[blind[0]][0])))
+    if load.fatal:
+        problems.append("%d idempotent producer(s) stopped by a fatal error: %s"
+                        % (len(load.fatal), load.fatal))
+    for x in nodes:
+        have = set(admin(x).list_topics(timeout=10).topics)
+        missing = [t for t in load.created if t not in have]
+        if missing:
+            problems.append("node %d lacks acknowledged topics %s" % (x.node_id, missing[:5]))
+    ref = {t: leaders(nodes[0], t) for t in load.created[:20]}
+    for x in nodes[1:]:
+        for t, lead in ref.items():
+            deadline = time.monotonic() + 10
+            while leaders(x, t) != lead and time.monotonic() < deadline:
+                time.sleep(0.1)
+            if leaders(x, t) != lead:
+                problems.append("node %d names leaders %s for %s, node %d %s"
+                                % (x.node_id, leaders(x, t), t, nodes[0].node_id, lead))
+    if marks.back:
+        problems.append("the high watermark went back %d times (of %d samples), e.g. %s"
+                        % (len(marks.back), marks.samples,
+                           ["%s-%d: %d after %d at %.1f s, leaders %s"
+                            % (t, p, hi, before, when, views)
+                            for when, t, p, hi, before, views in marks.back[:5]]))
+    elif marks.samples:
+        print("ok: %d high-watermark samples, none lower than one before" % marks.samples)
+    for x in nodes:
+        text = x.log_text()
+        if " ERROR " in text or "AddressSanitizer" in text or "runtime error" in text:
+            bad = [ln for ln in text.splitlines()
+                   if " ERROR " in ln or "Sanitizer" in ln or "runtime error" in ln]
+            problems.append("node %d logged: %s" % (x.node_id, bad[:5]))
+    if problems:
+        fail("seed %d: %d problem(s):\n  - %s" % (args.seed, len(problems),
+                                                    "\n  - ".join(problems)), nodes)
+    print("ok: %d faults; %d acknowledged records all at their offsets, none twice; "
+          "%d acknowledged topics on every node, leaders agreed"
+          % (len([ln for ln in log if "healed" not in ln]), len(load.acked), len(load.created)))
 
 
 if __name__ == "__main__":
