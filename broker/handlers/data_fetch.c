@@ -229,6 +229,10 @@ static void fetch_op(struct hshard *hs, struct hpart *p, struct hwork *w, struct
     }
     if ((w->error = h_check_epoch(p, in->current_leader_epoch)) != KAFKA_NONE)
         return;
+    if (p->replicated && p->part != NULL && !partition_is_leader(p->part)) {
+        w->error = KAFKA_NOT_LEADER_OR_FOLLOWER; /* consumers fetch from the leader */
+        return;
+    }
     int64_t start = storage_log_start_offset(p->log);
     int64_t leo = storage_log_end_offset(p->log);
     /* The partition's high watermark (raft commit + 1). Without transactions the last
@@ -238,7 +242,11 @@ static void fetch_op(struct hshard *hs, struct hpart *p, struct hwork *w, struct
     o->log_start_offset = start;
     o->leo_seen = leo;
     if (in->fetch_offset < start || in->fetch_offset > leo) {
-        w->error = KAFKA_OFFSET_OUT_OF_RANGE;
+        /* Past the end of a replicated partition's log: a leader deposed without knowing it
+         * yet (paused, cut off) sees offsets its successor gave out. Out of range would send
+         * the consumer back to its reset policy; this sends it to the new leader. */
+        w->error = p->replicated && in->fetch_offset > leo ? KAFKA_NOT_LEADER_OR_FOLLOWER
+                                                           : KAFKA_OFFSET_OUT_OF_RANGE;
         return;
     }
     if (in->partition_max_bytes <= 0 || (fc->bytes > 0 && fc->budget <= 0))

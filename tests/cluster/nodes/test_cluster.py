@@ -53,7 +53,7 @@ class Node(Broker):
             "broker.session.timeout.ms": 3000,
             # a follower behind for longer leaves the ISR (isr_follows_lag pauses one for less
             # than the session timeout: out of the ISR, not fenced)
-            "replica.lag.time.max.ms": 500,
+            "replica.lag.time.max.ms": 1000,
         }
         if secret is not None:
             cfg["laminar.cluster.secret"] = secret
@@ -301,7 +301,7 @@ def java_hash(s):
 
 def isr_follows_lag(nodes):
     """The ISR is the leader's view of who keeps up: a follower paused (SIGSTOP) under load
-    leaves the ISR after replica.lag.time.max.ms (500 ms) while still registered (its session
+    leaves the ISR after replica.lag.time.max.ms (1 s) while still registered (its session
     is 3 s), and comes back once it has caught up after SIGCONT."""
     a = admin(nodes[0])
     for _, f in a.create_topics([NewTopic("isr", 1, 3)], request_timeout=30).items():
@@ -389,8 +389,15 @@ def preferred_leaders(nodes, tool, rebalance):
     wait_for("pref led without node %d" % victim.node_id,
              lambda: -1 not in leaders(rest[0], "pref").values(), 30, rest)
     victim.start()
-    wait_for("node %d back in every ISR" % victim.node_id,
-             lambda: all(victim.node_id in p.isrs for p in parts()), 60, nodes)
+    # every partition lists it in its ISR at some point (under load a follower may drop out
+    # of one ISR while it enters another)
+    in_isr = set()
+
+    def back():
+        in_isr.update(p.id for p in parts() if victim.node_id in p.isrs)
+        return len(in_isr) == 12
+
+    wait_for("node %d back in every ISR" % victim.node_id, back, 60, nodes)
     away = [p.id for p in parts() if p.leader != p.replicas[0]]
     if tool is not None and prefers and not away:  # (the rebalance may have moved them already)
         fail("pref: partitions %s preferring node %d kept it as leader across its death"

@@ -95,6 +95,14 @@ public final class CaptureJava {
                     .all().get());
             step("deleteRecords", () -> admin.deleteRecords(
                     Map.of(tp, RecordsToDelete.beforeOffset(2))).all().get());
+            // A single node: ELECTION_NOT_NEEDED; the frame is what the corpus needs.
+            try {
+                admin.electLeaders(org.apache.kafka.common.ElectionType.PREFERRED, Set.of(tp))
+                        .all().get();
+                System.out.println("ok   electLeaders");
+            } catch (Exception e) {
+                System.out.println("ok   electLeaders (refused: " + e.getCause() + ")");
+            }
             step("deleteTopics", () -> admin.deleteTopics(List.of("fw-java-doomed")).all().get());
             step("describeLogDirs", () -> {
                 int node = admin.describeCluster().nodes().get().iterator().next().id();
