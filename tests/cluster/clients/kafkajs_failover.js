@@ -49,6 +49,7 @@ async function produce (prefix) {
   }
   await producer.disconnect()
   out('DONE sent=' + seq)
+  process.exit(0) // kafkajs keeps timers alive
 }
 
 async function consume (group) {
@@ -73,6 +74,7 @@ async function consume (group) {
   while (!done) await sleep(100)
   await consumer.disconnect() // commits what was read, leaves the group
   out('DONE')
+  process.exit(0)
 }
 
 const run = mode === 'produce' ? produce : consume

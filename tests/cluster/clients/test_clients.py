@@ -737,7 +737,7 @@ class Run:
             fails.append("the idempotent producer's records are in the log more than once: "
                          "%d, e.g. %s" % (len(twice), twice[:5]))
         if unknown:
-            fails.append("records nobody sent: %s" % unknown[:5])
+            fails.append("records nobody sent in the log: %s" % unknown[:5])
         # send order per partition: acknowledged offsets increase with the sequence number
         for p in range(PARTITIONS):
             mine = sorted((int(v.rsplit("-", 1)[1]), off) for v, (pp, off, _) in ev.acks.items()
@@ -753,7 +753,8 @@ class Run:
         wrong = [(v, p, off, by_pos.get((p, off))) for _, v, p, off, _ in reads
                  if by_pos.get((p, off)) != v]
         if wrong:
-            fails.append("%d group reads differ from the log at their offset, e.g. %s "
+            fails.append("%d group reads are not the record the log holds at their offset "
+                         "(None: no record there, e.g. a control batch), e.g. %s "
                          "(value, partition, offset, log's value)" % (len(wrong), wrong[:5]))
         read_values = {r[1] for r in reads}
         unread = [v for v in ev.acks if v not in read_values]
@@ -839,6 +840,8 @@ class Run:
                 except OSError:
                     pass
         for x in getattr(self, "nodes", []):
+            if self.keep:  # the evidence outlives the cluster
+                shutil.copy(x.log_path, os.path.join(self.workdir, "node-%d.log" % x.node_id))
             x.cleanup()
         if not self.keep:
             shutil.rmtree(self.workdir, ignore_errors=True)
