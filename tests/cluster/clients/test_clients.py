@@ -78,6 +78,7 @@ class Events:
     """Everything the client processes printed, with the time each line arrived here."""
 
     def __init__(self):
+        self.t0 = time.monotonic()
         self.lock = threading.Lock()
         self.acks = {}  # value -> (partition, offset, t)
         self.ack_dups = []  # value acknowledged twice (a client bug)
@@ -121,7 +122,7 @@ class ClientProc:
     """One client process: stdout lines go to Events (and a file), stderr to a file."""
 
     def __init__(self, name, cmd, events, workdir, env=None, cwd=None, stop_signal=None,
-                 on_line=None, says_done=True):
+                 on_line=None, says_done=True, t0=None):
         self.name = name
         self.events = events
         self.stop_signal = stop_signal  # None: close stdin to ask it to finish
@@ -129,6 +130,7 @@ class ClientProc:
         self.err_path = os.path.join(workdir, name + ".err")
         self.lines_done = False
         self.on_line = on_line
+        self.t0 = time.monotonic() if t0 is None else t0  # .out lines carry the run's time
         self.says_done = says_done  # prints DONE when it finishes (kcat does not)
         self._err = open(self.err_path, "wb")
         self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
@@ -140,7 +142,8 @@ class ClientProc:
         with open(self.out_path, "w") as log:
             for raw in self.proc.stdout:
                 line = raw.decode("utf-8", "replace").rstrip("\n")
-                log.write(line + "\n")
+                log.write("%8.3f %s\n" % (time.monotonic() - self.t0, line))
+                log.flush()
                 if self.on_line:
                     self.on_line(line)
                 else:
@@ -171,6 +174,10 @@ class ClientProc:
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
+
+    def exited(self):
+        """None while running, else the exit status."""
+        return self.proc.poll()
 
     def tail(self, n=15):
         text = []
@@ -268,6 +275,9 @@ class KcatProducer:
                                     % (p, len(self.sent[p]), self.reported[p]))
         return "; ".join(problems) or None
 
+    def exited(self):
+        return next((pr.poll() for pr in self.procs.values() if pr.poll() is not None), None)
+
     def kill(self):
         self.stop.set()
         for proc in self.procs.values():
@@ -298,11 +308,11 @@ class Family:
     def producer(self, bootstrap, topic, prefix, events, workdir):
         return ClientProc("%s-producer" % self.name,
                           self.cmd("produce", bootstrap, topic, prefix), events, workdir,
-                          env=self.env())
+                          env=self.env(), t0=events.t0)
 
     def consumer(self, instance, bootstrap, topic, group, events, workdir):
         return ClientProc(instance, self.cmd("consume", bootstrap, topic, group), events,
-                          workdir, env=self.env())
+                          workdir, env=self.env(), t0=events.t0)
 
     def env(self):
         return None
@@ -340,7 +350,7 @@ class Kcat(Family):
                "-X", "heartbeat.interval.ms=500",
                "-X", "topic.metadata.refresh.interval.ms=1000", topic]
         return ClientProc(instance, cmd, events, workdir, stop_signal=signal.SIGTERM,
-                          says_done=False)
+                          says_done=False, t0=events.t0)
 
 
 class Java(Family):
@@ -459,6 +469,7 @@ class Run:
         self.group = "fo-group-" + family.name
         self.faults = []  # (label, node id, t, outage to the first new ack)
         self.procs = []
+        self.finished = []  # client processes asked to finish
         self.failures = []
 
     def log(self, msg):
@@ -476,6 +487,7 @@ class Run:
         deadline = time.monotonic() + timeout
         last = None
         while time.monotonic() < deadline:
+            self.clients_running()
             try:
                 last = pred()
                 if last:
@@ -485,15 +497,17 @@ class Run:
             time.sleep(0.2)
         raise Failed("%s (last: %r)" % (what, last))
 
-    def leader_of(self, topic, partition):
+    def leader_node(self, partition):
+        """The node leading the topic's partition as some live node's Metadata shows it, or
+        None while it has no leader."""
         for x in self.live():
             try:
-                lead = leaders(x, topic).get(partition, -1)
-                if lead != -1:
-                    return lead
-            except Exception:
+                lead = leaders(x, self.topic).get(partition, -1)
+            except Exception:  # this node not answering: ask another
                 continue
-        return -1
+            if lead != -1:
+                return self.node(lead)
+        return None
 
     def coordinator(self):
         md = admin(self.live()[0]).list_topics(topic="__consumer_offsets", timeout=10)
@@ -521,6 +535,7 @@ class Run:
         need = 20
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
+            self.clients_running()
             a, r = self.events.counts(instance, partition)
             if a >= since[0] + need and r >= since[1] + need:
                 return
@@ -530,6 +545,13 @@ class Run:
                      "%sin %d s" % (label, a - since[0], r - since[1],
                                     "" if partition is None else "of partition %d " % partition,
                                     timeout))
+
+    def clients_running(self):
+        """Raises Failed if a client process exited before it was asked to finish."""
+        for pr in self.procs:
+            if pr not in self.finished and pr.exited() is not None:
+                raise Failed("%s exited with status %s before it was asked to finish:\n%s"
+                             % (pr.name, pr.exited(), pr.tail(5)))
 
     def committed_high(self):
         """The highest committed offset of each partition sampled so far."""
@@ -593,11 +615,11 @@ class Run:
                                     request_timeout=30).items():
             f.result()
         self.wait("the topic's partitions led",
-                  lambda: -1 not in leaders(self.nodes[0], self.topic).values(), 30)
+                  lambda: -1 not in leaders(self.nodes[0], self.topic).values(), 60)
         self.bootstrap = ",".join(x.bootstrap for x in self.nodes)
 
     def run(self):
-        self.t0 = time.monotonic()
+        self.t0 = self.events.t0 = time.monotonic()
         self.family.prepare(self.workdir)
         self.start_cluster()
         self.log("cluster up; topic %s (%d partitions, replication factor 3)"
@@ -617,8 +639,7 @@ class Run:
         for label, action in (("kill -9", self.kill9), ("SIGSTOP %.0f s" % self.pause_s,
                                                         self.pause),
                               ("SIGTERM", self.sigterm)):
-            target = self.node(self.wait("partition 0 led",
-                                         lambda: self.leader_of(self.topic, 0) + 1, 30) - 1)
+            target = self.wait("partition 0 led", lambda: self.leader_node(0), 30)
             self.fault(label + " of partition 0's leader", target, action, partition=0)
         coord, cp, replicas = self.wait("the group's coordinator", lambda: (
             self.coordinator() if self.coordinator()[0] != -1 else None), 30)
@@ -628,12 +649,16 @@ class Run:
                    self.node(coord), self.kill9)
 
         # The consumer leaves; a new one in the same group resumes from the committed offsets.
+        self.finished.append(self.consumer)
         problem = self.consumer.finish(60)
         if problem:
             self.failures.append(problem)
-        self.c1_closed = time.monotonic()
-        t, t_end, committed = self.wait("the committed offsets after the first consumer closed",
-                                        lambda: self.sampler.fetch(), 30)
+        def fetch_all():
+            offs = self.sampler.fetch()[2]
+            return offs if len(offs) == PARTITIONS else None
+
+        committed = self.wait("the committed offsets after the first consumer closed",
+                              fetch_all, 30)
         self.committed_at_restart = committed
         self.log("first consumer closed; committed offsets %s" % dict(sorted(committed.items())))
         self.consumer2 = self.family.consumer("%s-consumer2" % self.family.name,
@@ -641,6 +666,7 @@ class Run:
                                               self.workdir)
         self.procs.append(self.consumer2)
         time.sleep(2)
+        self.finished.append(self.producer)
         problem = self.producer.finish(150)
         if problem:
             self.failures.append(problem)
@@ -648,6 +674,7 @@ class Run:
         self.log_ends = self.ends()
         self.wait("the second consumer reading to the end of every partition",
                   self.caught_up, 90)
+        self.finished.append(self.consumer2)
         problem = self.consumer2.finish(60)
         if problem:
             self.failures.append(problem)
@@ -840,7 +867,7 @@ class Run:
                 except OSError:
                     pass
         for x in getattr(self, "nodes", []):
-            if self.keep:  # the evidence outlives the cluster
+            if self.keep and os.path.exists(x.log_path):  # the evidence outlives the cluster
                 shutil.copy(x.log_path, os.path.join(self.workdir, "node-%d.log" % x.node_id))
             x.cleanup()
         if not self.keep:
