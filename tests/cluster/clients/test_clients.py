@@ -458,8 +458,9 @@ class Sampler:
 class Run:
     """One family's run against its own 3-node cluster."""
 
-    def __init__(self, family, io, pause_s, keep):
+    def __init__(self, family, io, pause_s, keep, seed_loss=False):
         self.family = family
+        self.seed_loss = seed_loss  # the checkers' self-test: hide one acknowledged record
         self.io = io
         self.pause_s = pause_s
         self.keep = keep
@@ -729,6 +730,25 @@ class Run:
 
     # -- the checkers ------------------------------------------------------------------------
     def check(self):
+        """Runs every checker; what fails goes to self.failures."""
+        log, by_pos = self.check_log()
+        reads, commits = self.check_reads(by_pos)
+        self.check_commits(reads, commits, by_pos)
+        self.check_nodes()
+        ev = self.events
+        for label, node_id, t, gap in self.faults:
+            self.log("fault at %.1fs: %s (node %d), first acknowledgement after %.1f s"
+                     % (t, label, node_id, gap))
+        read_values = {r[1] for r in reads}
+        self.log("%d acknowledged, %d in the log, %d read by the group (%d re-read), "
+                 "%d commits acknowledged, %d commit failures, %d offset samples (%d failed)"
+                 % (len(ev.acks), sum(len(x) for x in log.values()), len(read_values),
+                    len(reads) - len(read_values), len(commits), len(ev.commit_fails),
+                    len(self.sampler.samples), self.sampler.errors))
+
+    def check_log(self):
+        """The producer's acknowledgements against the log: nothing lost, moved, duplicated
+        (idempotent producers) or out of send order. Returns the log and {(p, off): value}."""
         ev = self.events
         fails = self.failures
         if ev.nacks:
@@ -749,6 +769,10 @@ class Run:
                 prev = off
                 at.setdefault(v, []).append((p, off))
                 by_pos[(p, off)] = v
+        if self.seed_loss and ev.acks:  # as if the log had lost one acknowledged record
+            v = sorted(ev.acks)[len(ev.acks) // 2]
+            for pos in at.pop(v, []):
+                del by_pos[pos]
         lost = [v for v in ev.acks if v not in at]
         moved = [(v, ev.acks[v][:2], at[v]) for v in ev.acks
                  if v in at and ev.acks[v][:2] not in at[v]]
@@ -773,7 +797,13 @@ class Run:
             if bad:
                 fails.append("partition %d not in send order: (seq, offset) %s"
                              % (p, bad[:3]))
-        # the group's reads
+        return log, by_pos
+
+    def check_reads(self, by_pos):
+        """The group's reads against the log: each is the record at its offset, and together
+        they cover every acknowledged record. Returns (reads, commits) as reported."""
+        ev = self.events
+        fails = self.failures
         with ev.lock:
             reads = list(ev.reads)
             commits = list(ev.commits)
@@ -788,7 +818,13 @@ class Run:
         if unread:
             fails.append("%d acknowledged records never read by the group, e.g. %s"
                          % (len(unread), [(v, ev.acks[v][:2]) for v in sorted(unread)[:5]]))
-        rereads = len(reads) - len(read_values)
+        return reads, commits
+
+    def check_commits(self, reads, commits, by_pos):
+        """Committed offsets never go back: not in the samples, not below a commit a client
+        saw acknowledged (in the samples or in where a consumer re-reads from), and the
+        consumer started after the fail-overs resumes exactly where the group committed."""
+        fails = self.failures
         # a consumer never goes back below a commit it saw acknowledged
         acked_commit = {}
         last_read = {}
@@ -842,19 +878,14 @@ class Run:
             fails.append("the consumer started after the fail-overs did not resume at the "
                          "committed offsets: %s (partition, committed, first read, records "
                          "skipped)" % resumed)
+
+    def check_nodes(self):
+        """No node logged an ERROR or a sanitizer report."""
         for x in self.nodes:
-            text = x.log_text()
-            bad = [line for line in text.splitlines()
+            bad = [line for line in x.log_text().splitlines()
                    if " ERROR " in line or "Sanitizer" in line or "runtime error" in line]
             if bad:
-                fails.append("node %d logged: %s" % (x.node_id, bad[:5]))
-        for label, node_id, t, gap in self.faults:
-            self.log("fault at %.1fs: %s (node %d), first acknowledgement after %.1f s"
-                     % (t, label, node_id, gap))
-        self.log("%d acknowledged, %d in the log, %d read by the group (%d re-read), "
-                 "%d commits acknowledged, %d commit failures, %d offset samples (%d failed)"
-                 % (len(ev.acks), sum(len(x) for x in log.values()), len(read_values), rereads,
-                    len(commits), len(ev.commit_fails), len(samples), self.sampler.errors))
+                self.failures.append("node %d logged: %s" % (x.node_id, bad[:5]))
 
     def cleanup(self):
         for pr in self.procs:
@@ -890,6 +921,9 @@ def main():
     ap.add_argument("--pause-s", type=float, default=6.0,
                     help="SIGSTOP length (longer than the 2-4 s partition election timeout)")
     ap.add_argument("--keep", action="store_true", help="keep the clients' output files")
+    ap.add_argument("--self-test", action="store_true",
+                    help="hide one acknowledged record from the checkers: passes only if they "
+                         "report it lost")
     args = ap.parse_args()
     status = 0
     for name in args.family.split(","):
@@ -899,7 +933,7 @@ def main():
             print("%s %s: %s" % ("FAIL" if fatal else "SKIP", name, why), flush=True)
             status |= 1 if fatal else 0
             continue
-        run = Run(fam, args.io, args.pause_s, args.keep)
+        run = Run(fam, args.io, args.pause_s, args.keep, seed_loss=args.self_test)
         t0 = time.monotonic()
         try:
             run.run()
@@ -907,7 +941,13 @@ def main():
             run.failures.append(str(e))
         except Exception as e:  # noqa: BLE001 (a broken run is a failure with its evidence)
             run.failures.append("%s: %s" % (type(e).__name__, e))
-        if run.failures:
+        if args.self_test:
+            caught = any("acknowledged records not in the log" in f for f in run.failures)
+            print("%s %s self-test: the checkers %s the hidden record (%s)"
+                  % ("PASS" if caught else "FAIL", name, "caught" if caught else "missed",
+                     "; ".join(run.failures)[:600]), flush=True)
+            status |= 0 if caught else 1
+        elif run.failures:
             run.keep = True
             for f in run.failures:
                 print("FAIL %s: %s" % (name, f))
