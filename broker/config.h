@@ -84,9 +84,9 @@ struct broker_config {
     int64_t leader_imbalance_check_interval_s;
     int32_t leader_imbalance_per_broker_pct;
     int64_t controlled_shutdown_timeout_ms;
-    bool bpf_enable;                  /* laminar.bpf.enable */
-    bool metrics_enable;              /* laminar.metrics.enable: count on the data path */
-    int log_level;                    /* laminar.log.level: enum broker_log_level */
+    bool bpf_enable;     /* laminar.bpf.enable */
+    bool metrics_enable; /* laminar.metrics.enable: count on the data path */
+    int log_level;       /* laminar.log.level: enum broker_log_level */
     /* RLIMIT_NOFILE's soft limit after broker_serve_main raised it to the hard limit: the
      * process' whole descriptor budget (connections, segment files, pipes). 0 until then. */
     uint64_t fd_limit;

@@ -31,8 +31,8 @@ enum {
     KIND_HEARTBEAT = 3, /* i32 node, u64 incarnation; answer: empty */
     KIND_FETCH = 4,     /* i64 from: an observer reads the committed log; answer below */
     KIND_SNAPSHOT = 5,  /* the newest snapshot: u8 0 then its bytes, or u8 1 (none) */
-    /* 6-8, CONTROLLER_KIND_PARTITION_RAFT, _ELECT and _LOG_START: about a replicated partition, served
-     * by the handler layer on the receiving shard (controller_set_partition_handler) */
+    /* 6-8, CONTROLLER_KIND_PARTITION_RAFT, _ELECT and _LOG_START: about a replicated partition,
+     * served by the handler layer on the receiving shard (controller_set_partition_handler) */
 };
 #define CTL_SNAPSHOT_RECORDS_DEFAULT 20000 /* laminar.metadata.snapshot.records */
 #define CTL_SEGMENT_BYTES            (8u << 20)
@@ -117,7 +117,7 @@ struct controller {
     uint32_t fetch_rr; /* next voter to ask while no leader is known */
     uint64_t fetch_at_ms;
     uint64_t handoff_at_ms; /* controlled shutdown: next leadership transfer attempt */
-    int32_t leader; /* atomic: node id or -1 */
+    int32_t leader;         /* atomic: node id or -1 */
     bool was_leader;
     bool stopping;
     /* This process' registration is in the image: everything committed before it has been

@@ -17,7 +17,7 @@
 #include "storage/storage.h"
 
 /* Period of the shard tick: metadata reconciliation, flush.ms, waiter pruning. */
-#define HANDLERS_TICK_MS 200
+#define HANDLERS_TICK_MS         200
 #define HANDLERS_HANDOFF_TICK_MS 20
 /* Retention is enforced every this many ticks (log.retention.check.interval.ms, coarser). */
 #define HANDLERS_RETENTION_TICKS 150
@@ -205,7 +205,7 @@ struct hshard {
     bool stopping;
     uint64_t rebalance_at_ms; /* next automatic preferred-leader check (hs_elect.c) */
     bool handoff_reported;    /* controlled shutdown: counted in node->handoff_shards */
-    uint32_t handoff_held; /* leaderships last added to node->handoff_led */
+    uint32_t handoff_held;    /* leaderships last added to node->handoff_led */
 };
 
 /* ---- hs_cluster.c: the handler layer in a cluster ---- */

@@ -292,10 +292,9 @@ void hs_log_start_sync(struct hshard *hs, struct hpart *p, uint64_t now_ms)
         size_t tl = strlen(p->topic);
         struct start_call *sc = malloc(sizeof(*sc) + tl + 1);
         uint8_t *q;
-        struct hraft_call *k =
-            sc != NULL ? pcall_new(hs, CONTROLLER_KIND_PARTITION_LOG_START, p->topic,
-                                   p->partition, 8, &q)
-                       : NULL;
+        struct hraft_call *k = sc != NULL ? pcall_new(hs, CONTROLLER_KIND_PARTITION_LOG_START,
+                                                      p->topic, p->partition, 8, &q)
+                                          : NULL;
         if (k == NULL) {
             free(sc);
             return;
@@ -328,8 +327,7 @@ static int16_t log_start_run(struct hpart *p, int64_t offset)
             return KAFKA_KAFKA_STORAGE_ERROR;
         }
     }
-    return partition_log_start_offset(p->part) >= offset ? KAFKA_NONE
-                                                         : KAFKA_OFFSET_NOT_AVAILABLE;
+    return partition_log_start_offset(p->part) >= offset ? KAFKA_NONE : KAFKA_OFFSET_NOT_AVAILABLE;
 }
 
 int hs_elect_send(struct hshard *hs, int32_t leader, const char *topic, int32_t partition,
@@ -337,8 +335,7 @@ int hs_elect_send(struct hshard *hs, int32_t leader, const char *topic, int32_t 
                   void *arg, void **call_out)
 {
     uint8_t *q;
-    struct hraft_call *k =
-        pcall_new(hs, CONTROLLER_KIND_PARTITION_ELECT, topic, partition, 4, &q);
+    struct hraft_call *k = pcall_new(hs, CONTROLLER_KIND_PARTITION_ELECT, topic, partition, 4, &q);
     if (k == NULL)
         return LM_E_NOMEM;
     lm_put_be32(q, (uint32_t)target);
@@ -509,10 +506,9 @@ static uint16_t isr_update(struct hshard *hs, struct hpart *p, uint64_t now_ms)
         int64_t last = partition_log_end_offset(p->part) - 1;
         struct raft *r = partition_raft(p->part);
         for (int16_t j = 0; j < p->rf; j++) {
-            const struct raft_progress *pr =
-                p->replicas[j] == h->cfg->node_id
-                    ? NULL
-                    : raft_progress(r, (uint32_t)p->replicas[j] + 1u);
+            const struct raft_progress *pr = p->replicas[j] == h->cfg->node_id
+                                                 ? NULL
+                                                 : raft_progress(r, (uint32_t)p->replicas[j] + 1u);
             if (pr != NULL && pr->match >= last)
                 s->caught_ms[j] = now_ms;
             else if (pr != NULL && pr->match >= s->prev_last && s->prev_ms > s->caught_ms[j])
@@ -654,8 +650,7 @@ void hs_handoff_step(struct hshard *hs, uint64_t now_ms)
                 if (p->handoff_to != RAFT_NONE)
                     BLOG_INFO_LIMITED("partition %s-%d: leadership transfer to node %d did not "
                                       "complete; now to node %d",
-                                      p->topic, p->partition, (int)p->handoff_to - 1,
-                                      (int)to - 1);
+                                      p->topic, p->partition, (int)p->handoff_to - 1, (int)to - 1);
                 p->handoff_to = to;
                 int rc = partition_transfer_leader(p->part, to);
                 if (rc != 0)

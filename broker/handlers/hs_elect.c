@@ -37,7 +37,7 @@ struct elect_part {
     int32_t partition;
     int32_t preferred;
     elect_result *out;
-    void *call; /* the PARTITION_ELECT in flight (freed by its done) */
+    void *call;   /* the PARTITION_ELECT in flight (freed by its done) */
     bool waiting; /* transfer started: until the image shows the preferred replica leading */
 };
 
@@ -265,12 +265,11 @@ static bool collect_listed(struct elect_req *e, const struct kafka_elect_leaders
         if (name == NULL)
             return false;
         int32_t k = tp->partitions_count > 0 ? tp->partitions_count : 0;
-        out[t] = (elect_topic){.topic = tp->topic,
-                               .partition_result = &res[at],
-                               .partition_result_count = k};
+        out[t] = (elect_topic){
+            .topic = tp->topic, .partition_result = &res[at], .partition_result_count = k};
         for (int32_t i = 0; i < k; i++, at++)
-            e->parts[at] = (struct elect_part){
-                .topic = name, .partition = tp->partitions[i], .out = &res[at]};
+            e->parts[at] =
+                (struct elect_part){.topic = name, .partition = tp->partitions[i], .out = &res[at]};
     }
     e->n = at;
     return true;
@@ -299,7 +298,7 @@ void hs_elect_leaders(struct broker_req *req)
         return;
     }
     int64_t wait = rq->timeout_ms > 0 && rq->timeout_ms < ELECT_WAIT_MAX_MS ? rq->timeout_ms
-                                                                             : ELECT_WAIT_MAX_MS;
+                                                                            : ELECT_WAIT_MAX_MS;
     e->deadline_ms = broker_now_ms() + (uint64_t)wait;
     for (size_t i = 0; i < e->n; i++) {
         struct elect_part *p = &e->parts[i];
@@ -353,8 +352,8 @@ void hs_rebalance_check(struct hshard *hs, uint64_t now_ms)
         for (struct htopic *t = hs->buckets[b]; t != NULL; t = t->next)
             for (int32_t i = 0; i < t->part_cap; i++) {
                 struct hpart *p = t->parts[i];
-                if (p == NULL || !p->replicated || p->part == NULL || p->failed ||
-                    p->rf < 2 || p->replicas[0] == self || !partition_is_leader(p->part) ||
+                if (p == NULL || !p->replicated || p->part == NULL || p->failed || p->rf < 2 ||
+                    p->replicas[0] == self || !partition_is_leader(p->part) ||
                     partition_transferring(p->part))
                     continue;
                 size_t k = 0;

@@ -198,7 +198,7 @@ static void shard_tick(struct broker_shard *s, struct broker_timer *t)
     /* while the node hands its leaderships over (SIGTERM), the tick runs every
      * HANDLERS_HANDOFF_TICK_MS: it sees each transfer complete and starts the next sooner */
     uint64_t next = __atomic_load_n(&hs->node->handoff, __ATOMIC_ACQUIRE) ? HANDLERS_HANDOFF_TICK_MS
-                                                                       : HANDLERS_TICK_MS;
+                                                                          : HANDLERS_TICK_MS;
     if (!hs->stopping && broker_timer_start(s, t, next, shard_tick, hs) != 0)
         BLOG_ERROR("shard %u: cannot re-arm the tick timer", hs->id);
 }

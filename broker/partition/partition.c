@@ -949,8 +949,8 @@ int partition_transfer_leader(struct partition *p, uint32_t to)
     return drc ? drc : rc;
 }
 
-uint32_t partition_handoff_target(const struct partition *p,
-                                  bool (*usable)(void *ctx, uint32_t id), void *ctx)
+uint32_t partition_handoff_target(const struct partition *p, bool (*usable)(void *ctx, uint32_t id),
+                                  void *ctx)
 {
     if (p->failed || raft_role(p->raft) != RAFT_LEADER)
         return RAFT_NONE;

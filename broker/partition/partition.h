@@ -138,8 +138,8 @@ int partition_transfer_leader(struct partition *p, uint32_t to);
 /* The voter a leader should hand over to: of the other voters heard from within the last
  * election timeout that usable (may be NULL) accepts, the one with the longest matched log.
  * RAFT_NONE when not the leader or none qualifies. */
-uint32_t partition_handoff_target(const struct partition *p,
-                                  bool (*usable)(void *ctx, uint32_t id), void *ctx);
+uint32_t partition_handoff_target(const struct partition *p, bool (*usable)(void *ctx, uint32_t id),
+                                  void *ctx);
 /* The fsync handed to env->sync finished with rc. */
 void partition_sync_done(struct partition *p, int rc);
 /* Runs the drive step until nothing is left to do (called by every input above). */

@@ -44,7 +44,7 @@ struct raft_storage_log {
      * start_base, raft's log start is start_base - 1 and entries from start_base are read
      * (raft_storage_log_start_refresh; -1: not looked up). */
     int64_t start_base, start_base_for;
-    bool data_mode;          /* entry_at also reads the batch bytes */
+    bool data_mode; /* entry_at also reads the batch bytes */
     size_t data_bytes_max;
     size_t data_bytes;
     uint32_t n_bufs;
