@@ -104,6 +104,7 @@ struct hpart {
     uint64_t announce_at_ms;
     bool announce_confirmed; /* the image shows this node leading at announced_epoch */
     uint16_t announced_out;  /* ... with this ISR (lm_meta_leader.isr_out) */
+    int32_t submitted_out;   /* the ISR last sent to the controller (-1: none this epoch) */
     uint64_t handoff_at_ms;  /* controlled shutdown: next leadership transfer attempt */
     uint32_t handoff_to;     /* ... and the raft id the last one went to */
     struct hisr *isr;        /* the leader's view of its followers (hs_cluster.c), or NULL */

@@ -568,6 +568,7 @@ void hs_leader_check(struct hshard *hs, struct hpart *p, uint64_t now_ms)
     if (p->announced_epoch != epoch) {
         p->announced_epoch = epoch;
         p->announce_at_ms = 0;
+        p->submitted_out = -1;
         p->announce_confirmed = false;
         isr_reset(p, now_ms);
         /* its own log start (DeleteRecords it applied as a follower) goes to the others */
@@ -591,9 +592,11 @@ void hs_leader_check(struct hshard *hs, struct hpart *p, uint64_t now_ms)
         return;
     }
     p->announce_confirmed = false;
-    if (t == NULL || now_ms < p->announce_at_ms)
+    /* a new value goes at once; the same one again every second until the image shows it */
+    if (t == NULL || (now_ms < p->announce_at_ms && p->submitted_out == (int32_t)out))
         return;
     p->announce_at_ms = now_ms + 1000;
+    p->submitted_out = (int32_t)out;
     struct lm_meta_record r = {.type = LM_META_PARTITION_LEADER,
                                .topic = p->topic,
                                .partition_count = p->partition,
