@@ -62,6 +62,11 @@ static void conn_maybe_free(struct broker_conn *c)
         free(c);
         return;
     }
+    if (c->auth.state != NULL) {
+        LM_ASSERT(s->dispatch->auth_free != NULL);
+        s->dispatch->auth_free(c->auth.state);
+        c->auth.state = NULL;
+    }
     LM_ASSERT(s->conns_open > 0);
     s->conns_open--;
     broker_connquota_release(s->quota, &c->quota);
@@ -114,6 +119,8 @@ static void conn_create(struct broker_shard *s, uint32_t listener, int fd,
     if (s->metrics_on)
         broker_metric_add(&s->metrics->conns_created[listener], 1);
     c->apis = s->listen_apis[listener];
+    c->auth.sasl = s->cfg->listener_sasl[listener];
+    snprintf(c->auth.principal, sizeof(c->auth.principal), "User:ANONYMOUS");
     int one = 1;
     if (setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) != 0)
         BLOG_WARN_LIMITED("accept: TCP_NODELAY: %s", strerror(errno));
@@ -462,6 +469,20 @@ static void on_frame(struct broker_conn *c, struct broker_frame *f)
         req_free(req);
         return;
     }
+    if (c->auth.sasl && h.api_key != 17 && h.api_key != 18 && h.api_key != 36 &&
+        (!c->auth.authenticated ||
+         (c->auth.expiry_ms != 0 && broker_now_ms() >= c->auth.expiry_ms))) {
+        /* Kafka's SaslServerAuthenticator: before authentication (and once a session has
+         * expired, KIP-368) only ApiVersions, SaslHandshake and SaslAuthenticate are served;
+         * anything else is an IllegalSaslStateException that closes the connection. */
+        BLOG_WARN_LIMITED("conn %u (%s): api key %d before SASL authentication%s, closing",
+                          c->slot, c->peer, h.api_key,
+                          c->auth.authenticated ? " (session expired)" : "");
+        req->state_ = REQ_NONE;
+        conn_close(c, "request before SASL authentication");
+        req_free(req);
+        return;
+    }
     const struct broker_api_entry *e = NULL;
     if (h.api_key >= 0 && h.api_key < BROKER_API_KEYS_MAX && c->apis[h.api_key].fn)
         e = &c->apis[h.api_key];
@@ -651,6 +672,12 @@ void broker_req_respond_none(struct broker_req *req)
 void broker_req_close_after(struct broker_req *req)
 {
     req->close_after_ = true;
+}
+
+struct broker_conn_auth *broker_req_auth(struct broker_req *req)
+{
+    LM_ASSERT(req->conn != NULL && req->conn->out == NULL);
+    return &req->conn->auth;
 }
 
 bool broker_req_conn_closing(const struct broker_req *req)

@@ -17,6 +17,7 @@
 #include "broker/handlers/group_internal.h"
 #include "broker/cluster/controller.h"
 #include "broker/handlers/handlers_internal.h"
+#include "broker/handlers/sasl_api.h"
 #include "common/lm_hash.h"
 #include "broker/log.h"
 #include "broker/metrics.h"
@@ -490,6 +491,7 @@ static void node_free(void *ctx)
     if (h == NULL)
         return;
     controller_destroy(h->ctl);
+    handlers_sasl_free(h->sasl);
     if (h->meta != NULL)
         lm_meta_store_close(h->meta);
     free(h->broker_topic_configs);
@@ -624,7 +626,7 @@ static int node_setup(struct broker_dispatch *d, struct handlers_ctx *h)
     d->metrics_gauges = node_gauges;
     if ((rc = handlers_serve(d, KAFKA_API_VERSIONS_KEY, 0, 4, api_versions)) != 0 ||
         (rc = handlers_data_register(d)) != 0 || (rc = handlers_admin_register(d)) != 0 ||
-        (rc = handlers_group_register(d)) != 0) {
+        (rc = handlers_group_register(d)) != 0 || (rc = handlers_sasl_setup(d, h)) != 0) {
         BLOG_ERROR("registering handlers: %s", lm_strerror(rc));
         return rc;
     }

@@ -77,6 +77,8 @@ struct handlers_ctx {
     pthread_mutex_t offline_lock;
     struct hoffline *offline_buckets[HANDLERS_PART_BUCKETS];
     uint32_t offline_count; /* atomic */
+    /* SASL listeners' mechanisms and PLAIN users (sasl_api.c); read-only after setup */
+    struct sasl_node *sasl;
 };
 
 /* handlers_serve registers fn for api_key and records [min_version, max_version] as served

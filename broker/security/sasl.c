@@ -644,7 +644,11 @@ static int scram_final(struct sasl_scram_server *s, const char *t, size_t len, u
         return fail(msg, msg_cap, "Authentication failed: Invalid channel binding");
     if (!attr_next(&p, proof_at, &a) || a.name != 'r')
         return fail(msg, msg_cap, "%s", bad);
-    if (a.len != s->nonce_len || memcmp(a.value, s->nonce, a.len) != 0)
+    /* Kafka's ScramSaslServer accepts a nonce that ends with the server-first nonce
+     * (endsWith), and librdkafka relies on it: it sends its client nonce again in front of
+     * the whole server nonce. The proof covers the nonce as sent either way. */
+    if (a.len < s->nonce_len ||
+        memcmp(a.value + (a.len - s->nonce_len), s->nonce, s->nonce_len) != 0)
         return fail(msg, msg_cap, "Authentication failed: Invalid server nonce: does not start "
                                   "with client nonce");
     size_t klen = sasl_scram_key_len(s->mech);
