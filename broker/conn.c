@@ -459,6 +459,27 @@ static void on_frame(struct broker_conn *c, struct broker_frame *f)
     req->conn = c;
     c->reqs_live++;
     frame_settle(c, req->mem_bytes_);
+    req->sasl_raw = false;
+    if (c->auth.raw_tokens && s->dispatch->auth_raw != NULL) {
+        /* SaslHandshake v0: a bare token, answered by a bare frame (KIP-43) */
+        int rrc = broker_respq_reserve(&c->rq, &req->seq_);
+        LM_ASSERT(rrc == 0);
+        req->api_key = 17;
+        req->api_version = 0;
+        req->correlation_id = 0;
+        req->client_id = NULL;
+        req->client_id_len = -1;
+        req->flexible = false;
+        req->sasl_raw = true;
+        req->listener = c->listener;
+        req->body = f->body;
+        req->body_len = f->size_bytes;
+        req->state_ = REQ_PENDING;
+        req->start_us_ = 0;
+        kafka_arena_init(&req->arena, (size_t)s->cfg->socket_request_max_bytes * 2 + (64u << 20));
+        s->dispatch->auth_raw(req);
+        return;
+    }
     struct broker_reqhdr h;
     int rc = broker_reqhdr_parse_fixed(f->body, f->size_bytes, &h);
     if (rc != 0) {
@@ -630,12 +651,12 @@ static void req_complete(struct broker_req *req, enum req_state st)
 static void resp_prefix(struct broker_req *req, size_t body_len)
 {
     bool hdr_v1 = req->flexible && req->api_key != 18;
-    size_t hdr = 4 + (hdr_v1 ? 1 : 0);
+    size_t hdr = req->sasl_raw ? 0 : 4 + (hdr_v1 ? 1 : 0);
     LM_ASSERT(body_len <= (size_t)INT32_MAX - hdr);
     wr_i32(req->out_.prefix, (uint32_t)(hdr + body_len));
     wr_i32(req->out_.prefix + 4, (uint32_t)req->correlation_id);
     req->out_.prefix[8] = 0;
-    req->out_.prefix_len = (uint8_t)(4 + hdr);
+    req->out_.prefix_len = (uint8_t)(4 + hdr); /* a bare SASL token: the length alone */
 }
 
 void broker_req_respond(struct broker_req *req, const void *body, size_t len)

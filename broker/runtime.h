@@ -54,6 +54,10 @@ enum { BROKER_PRINCIPAL_BYTES = 272 };
 struct broker_conn_auth {
     bool sasl;          /* set by the runtime: the listener's protocol is SASL_PLAINTEXT */
     bool authenticated; /* a SASL exchange succeeded on this connection */
+    /* SaslHandshake v0 (KIP-43): the next frames are bare SASL tokens, without a request
+     * header, answered by bare frames; the runtime hands them to broker_dispatch.auth_raw
+     * as requests with sasl_raw set, until the handler layer clears this */
+    bool raw_tokens;
     uint64_t expiry_ms; /* broker_now_ms() when the session ends (KIP-368); 0: never */
     /* "User:<name>" once authenticated (Kafka's KafkaPrincipal), "User:ANONYMOUS" on a
      * PLAINTEXT listener; for the authorizer */
@@ -72,6 +76,9 @@ struct broker_req {
     const uint8_t *body;
     size_t body_len;
     bool flexible; /* request header v2 / compact encodings (KIP-482) */
+    /* A bare SASL token (broker_conn_auth.raw_tokens): body is the whole frame, api_key 17,
+     * and the response is sent as a bare frame (length, body), without a response header. */
+    bool sasl_raw;
     /* The listener the connection came in on: an index into broker_config.listeners. */
     uint8_t listener;
     /* Freed with the request, after its response has been sent (the codec's bounded arena,
@@ -128,6 +135,8 @@ struct broker_dispatch {
     /* Frees ctx; called by the dispatch's owner once the runtime has returned (or never
      * started). May be NULL. */
     void (*teardown)(void *ctx);
+    /* Serves a bare SASL token frame (broker_conn_auth.raw_tokens). May be NULL. */
+    void (*auth_raw)(struct broker_req *req);
     /* Frees broker_conn_auth.state when its connection is freed. May be NULL. */
     void (*auth_free)(void *state);
     /* Adds the node's gauges to a metrics scrape (called on the HTTP thread: read only what

@@ -575,6 +575,7 @@ static int node_setup(struct broker_dispatch *d, struct handlers_ctx *h)
         BLOG_ERROR("cannot open the metadata store in %s: %s", cfg->log_dirs[0], lm_strerror(rc));
         return rc;
     }
+    h->meta_fresh = lm_meta_store_version(h->meta) == 0;
     if (controller_configured(cfg)) {
         if ((rc = controller_create(cfg, h->meta, &h->ctl)) != 0)
             return rc;

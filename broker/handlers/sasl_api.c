@@ -9,7 +9,7 @@
  *   listener.name.<l>.plain.sasl.jaas.config          PlainLoginModule with user_<name>="pw"
  *   listener.name.<l>.scram-sha-256|512.sasl.jaas.config  ScramLoginModule (options unused)
  *   connections.max.reauth.ms             the session lifetime (0: sessions never expire)
- *   laminar.scram.credentials             SCRAM users written before the first start */
+ *   laminar.scram.credentials             SCRAM users written at the first start */
 #include <openssl/crypto.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -181,8 +181,8 @@ static int listener_setup(struct broker_config *cfg, const char *name, struct sa
  * entries separated by ';':
  *   SCRAM-SHA-256=[name=alice,password=alice-secret];SCRAM-SHA-512=[name=bob,password=b,
  *   iterations=8192]
- * (values may be double-quoted). A credential is written to the metadata at start when the
- * user has none for that mechanism; one changed later with AlterUserScramCredentials stays. */
+ * (values may be double-quoted). Written to the metadata at the first start only (an empty
+ * metadata log), as `format` does once; later changes go through kafka-configs. */
 
 static bool field_next(const char **pp, const char *end, char *k, size_t kcap, char *v,
                        size_t vcap)
@@ -308,6 +308,12 @@ static int scram_preset(struct handlers_ctx *h)
                   "create SCRAM users with kafka-configs (AlterUserScramCredentials)");
         return 0;
     }
+    if (!h->meta_fresh) {
+        BLOG_INFO("laminar.scram.credentials: not applied, the metadata already exists (it "
+                  "applies at the first start, as kafka-storage format --add-scram; change "
+                  "users with kafka-configs)");
+        return 0;
+    }
     const char *p = v;
     while (*p != '\0') {
         while (*p == ';' || *p == ' ')
@@ -380,15 +386,6 @@ static void sasl_handshake(struct broker_req *req)
         h_close(req, "out of memory for the SASL state");
         return;
     }
-    if (req->api_version == 0) {
-        /* v0 sends the tokens as raw frames without a request header (KIP-43); laminar serves
-         * only the framed exchange of v1 + SaslAuthenticate (KIP-152, Kafka 1.0+ clients). */
-        BLOG_WARN_LIMITED("conn on listener %u: SaslHandshake v0 (unframed SASL tokens) is not "
-                          "supported; the client must use SaslHandshake v1",
-                          (unsigned)req->listener);
-        handshake_respond(req, KAFKA_UNSUPPORTED_VERSION, l, true);
-        return;
-    }
     if (sc->phase == SASL_PHASE_HANDSHAKE) {
         handshake_respond(req, KAFKA_ILLEGAL_SASL_STATE, l, true);
         return;
@@ -412,6 +409,8 @@ static void sasl_handshake(struct broker_req *req)
     }
     sc->mech = m;
     sc->phase = SASL_PHASE_HANDSHAKE;
+    /* v0: the tokens that follow are bare frames (KIP-43); v1: SaslAuthenticate (KIP-152) */
+    a->raw_tokens = req->api_version == 0;
     handshake_respond(req, KAFKA_NONE, l, false);
 }
 
@@ -462,12 +461,64 @@ static void auth_respond(struct broker_req *req, int16_t code, const char *msg,
     h_respond(req, &rs);
 }
 
-static void auth_fail(struct broker_req *req, struct sasl_conn *sc, const char *msg)
+enum exchange_outcome { EXCHANGE_MORE, EXCHANGE_DONE, EXCHANGE_FAILED };
+
+/* One client token of the exchange in progress: the answer in out, and on success the
+ * connection authenticated (KIP-368: a re-authentication keeps its principal). */
+static enum exchange_outcome exchange(struct broker_req *req, struct sasl_conn *sc,
+                                      const uint8_t *tok, size_t tok_len, uint8_t *out,
+                                      size_t out_cap, size_t *out_len, char *msg, size_t msg_cap)
+{
+    struct sasl_node *n = sasl_of(req);
+    const struct sasl_listener *l = &n->listeners[req->listener];
+    struct broker_conn_auth *a = broker_req_auth(req);
+    char user[SASL_USER_BYTES_MAX] = "";
+    *out_len = 0;
+    if (sc->mech == SASL_MECH_PLAIN) {
+        if (sasl_plain_authenticate(&l->plain, tok, tok_len, user, msg, msg_cap) != 0)
+            return EXCHANGE_FAILED;
+    } else {
+        LM_ASSERT(sc->scram != NULL);
+        struct hshard *hs = hs_of(req->shard);
+        struct scram_lookup_ctx lc = {.st = &hs->snap->state};
+        int rc = sasl_scram_server_step(sc->scram, tok, tok_len, scram_lookup, &lc, NULL, out,
+                                        out_cap, out_len, msg, msg_cap);
+        if (rc != 0) {
+            OPENSSL_cleanse(sc->scram, sizeof(*sc->scram));
+            if (msg[0] == '\0')
+                snprintf(msg, msg_cap, "Authentication failed");
+            return EXCHANGE_FAILED;
+        }
+        if (sc->scram->step != SASL_SCRAM_DONE)
+            return EXCHANGE_MORE;
+        snprintf(user, sizeof(user), "%s", sc->scram->user);
+        OPENSSL_cleanse(sc->scram, sizeof(*sc->scram));
+    }
+    char principal[BROKER_PRINCIPAL_BYTES];
+    snprintf(principal, sizeof(principal), "User:%s", user);
+    if (a->authenticated && strcmp(principal, a->principal) != 0) {
+        /* KIP-368: re-authentication must not change the principal */
+        snprintf(msg, msg_cap, "Cannot change principals during re-authentication from %.40s: "
+                               "%.40s",
+                 a->principal, principal);
+        return EXCHANGE_FAILED;
+    }
+    bool was = a->authenticated;
+    memcpy(a->principal, principal, sizeof(principal));
+    a->authenticated = true;
+    a->raw_tokens = false;
+    a->expiry_ms = n->reauth_ms > 0 ? broker_now_ms() + (uint64_t)n->reauth_ms : 0;
+    sc->phase = SASL_PHASE_DONE;
+    sc->session_mech = sc->mech;
+    BLOG_DEBUG("SASL %s: %s %s on listener %u", sasl_mech_name(sc->mech), principal,
+               was ? "re-authenticated" : "authenticated", (unsigned)req->listener);
+    return EXCHANGE_DONE;
+}
+
+static void auth_failed_log(struct broker_req *req, const struct sasl_conn *sc, const char *msg)
 {
     BLOG_INFO("SASL %s authentication failed on listener %u: %s", sasl_mech_name(sc->mech),
               (unsigned)req->listener, msg);
-    sc->phase = SASL_PHASE_INITIAL;
-    auth_respond(req, KAFKA_SASL_AUTHENTICATION_FAILED, msg, NULL, 0, 0, true);
 }
 
 static void sasl_authenticate(struct broker_req *req)
@@ -484,10 +535,10 @@ static void sasl_authenticate(struct broker_req *req)
         h_close(req, "out of memory for the SASL state");
         return;
     }
-    if (sc == NULL || sc->phase != SASL_PHASE_HANDSHAKE) {
+    if (sc == NULL || sc->phase != SASL_PHASE_HANDSHAKE || a->raw_tokens) {
         /* after authentication Kafka's KafkaApis answers; before a handshake the
          * authenticator throws IllegalSaslStateException and closes */
-        bool before = sc != NULL && sc->phase == SASL_PHASE_INITIAL;
+        bool before = sc != NULL && sc->phase != SASL_PHASE_DONE;
         auth_respond(req, KAFKA_ILLEGAL_SASL_STATE,
                      before ? "Unexpected SaslAuthenticate request before SaslHandshake"
                             : "SaslAuthenticate request received after successful "
@@ -496,55 +547,51 @@ static void sasl_authenticate(struct broker_req *req)
         return;
     }
     char msg[SASL_MESSAGE_BYTES_MAX] = "";
-    char user[SASL_USER_BYTES_MAX] = "";
-    const uint8_t *tok = rq.auth_bytes.ptr;
-    size_t tok_len = rq.auth_bytes.len > 0 ? (size_t)rq.auth_bytes.len : 0;
     uint8_t out[512];
     size_t out_len = 0;
-    if (sc->mech == SASL_MECH_PLAIN) {
-        if (sasl_plain_authenticate(&l->plain, tok, tok_len, user, msg, sizeof(msg)) != 0) {
-            auth_fail(req, sc, msg);
-            return;
-        }
-    } else {
-        LM_ASSERT(sc->scram != NULL);
-        struct hshard *hs = hs_of(req->shard);
-        struct scram_lookup_ctx lc = {.st = &hs->snap->state};
-        int rc = sasl_scram_server_step(sc->scram, tok, tok_len, scram_lookup, &lc, NULL, out,
-                                        sizeof(out), &out_len, msg, sizeof(msg));
-        if (rc != 0) {
-            OPENSSL_cleanse(sc->scram, sizeof(*sc->scram));
-            auth_fail(req, sc, msg[0] ? msg : "Authentication failed");
-            return;
-        }
-        if (sc->scram->step != SASL_SCRAM_DONE) {
-            auth_respond(req, KAFKA_NONE, NULL, out, out_len, 0, false);
-            return;
-        }
-        snprintf(user, sizeof(user), "%s", sc->scram->user);
-        OPENSSL_cleanse(sc->scram, sizeof(*sc->scram));
-    }
-    char principal[BROKER_PRINCIPAL_BYTES];
-    snprintf(principal, sizeof(principal), "User:%s", user);
-    if (a->authenticated && strcmp(principal, a->principal) != 0) {
-        /* KIP-368: re-authentication must not change the principal */
-        char m[SASL_MESSAGE_BYTES_MAX];
-        snprintf(m, sizeof(m), "Cannot change principals during re-authentication from %.40s: "
-                               "%.40s",
-                 a->principal, principal);
-        auth_fail(req, sc, m);
+    size_t tok_len = rq.auth_bytes.len > 0 ? (size_t)rq.auth_bytes.len : 0;
+    switch (exchange(req, sc, rq.auth_bytes.ptr, tok_len, out, sizeof(out), &out_len, msg,
+                     sizeof(msg))) {
+    case EXCHANGE_MORE:
+        auth_respond(req, KAFKA_NONE, NULL, out, out_len, 0, false);
+        return;
+    case EXCHANGE_DONE:
+        auth_respond(req, KAFKA_NONE, NULL, out, out_len, n->reauth_ms > 0 ? n->reauth_ms : 0,
+                     false);
+        return;
+    case EXCHANGE_FAILED:
+        auth_failed_log(req, sc, msg);
+        sc->phase = SASL_PHASE_INITIAL;
+        auth_respond(req, KAFKA_SASL_AUTHENTICATION_FAILED, msg, NULL, 0, 0, true);
         return;
     }
-    bool was = a->authenticated;
-    memcpy(a->principal, principal, sizeof(principal));
-    a->authenticated = true;
-    a->expiry_ms = n->reauth_ms > 0 ? broker_now_ms() + (uint64_t)n->reauth_ms : 0;
-    sc->phase = SASL_PHASE_DONE;
-    sc->session_mech = sc->mech;
-    BLOG_DEBUG("SASL %s: %s %s on listener %u", sasl_mech_name(sc->mech), principal,
-               was ? "re-authenticated" : "authenticated", (unsigned)req->listener);
-    auth_respond(req, KAFKA_NONE, NULL, out, out_len, n->reauth_ms > 0 ? n->reauth_ms : 0,
-                 false);
+}
+
+/* A bare token after SaslHandshake v0 (KIP-43): the answer is a bare frame; a failure closes
+ * the connection without one, as Kafka does for clients that cannot read an error. */
+static void sasl_raw_token(struct broker_req *req)
+{
+    struct broker_conn_auth *a = broker_req_auth(req);
+    struct sasl_conn *sc = a->state;
+    LM_ASSERT(req->sasl_raw && sc != NULL && sc->phase == SASL_PHASE_HANDSHAKE);
+    char msg[SASL_MESSAGE_BYTES_MAX] = "";
+    uint8_t out[512];
+    size_t out_len = 0;
+    enum exchange_outcome o = exchange(req, sc, req->body, req->body_len, out, sizeof(out),
+                                       &out_len, msg, sizeof(msg));
+    if (o == EXCHANGE_FAILED) {
+        auth_failed_log(req, sc, msg);
+        a->raw_tokens = false;
+        h_close(req, "SASL authentication failed (SaslHandshake v0)");
+        return;
+    }
+    uint8_t *b = h_alloc(req, out_len, 1);
+    if (b == NULL) {
+        h_close(req, "out of memory");
+        return;
+    }
+    memcpy(b, out, out_len);
+    broker_req_respond(req, b, out_len);
 }
 
 int handlers_sasl_setup(struct broker_dispatch *d, struct handlers_ctx *h)
@@ -571,5 +618,6 @@ int handlers_sasl_setup(struct broker_dispatch *d, struct handlers_ctx *h)
     if (rc == 0)
         rc = handlers_serve(d, SASL_API_AUTHENTICATE, 0, 2, sasl_authenticate);
     d->auth_free = sasl_conn_free;
+    d->auth_raw = sasl_raw_token;
     return rc;
 }
