@@ -597,8 +597,12 @@ static const struct refused_key *refused_find_any(const char *key)
     const char *rest = strchr(key + sizeof(prefix) - 1, '.');
     if (rest == NULL)
         return NULL;
+    static const struct refused_key listener_reauth = {"connections.max.reauth.ms", "0",
+                                                       "per-listener SASL re-authentication"};
     if (strcmp(rest + 1, "sasl.enabled.mechanisms") == 0)
         return NULL;
+    if (strcmp(rest + 1, "connections.max.reauth.ms") == 0)
+        return &listener_reauth;
     /* listener.name.<l>.<mechanism>.sasl.jaas.config */
     const char *mech_end = strchr(rest + 1, '.');
     if (mech_end != NULL && strcmp(mech_end, ".sasl.jaas.config") == 0)
@@ -712,7 +716,7 @@ static int check_listener(const struct broker_config *cfg, const char *which,
         return LM_E_CONFIG;
     }
     *sasl = proto_len == 14 && strncasecmp(proto, "SASL_PLAINTEXT", 14) == 0;
-    if (*sasl && broker_config_is_controller_listener(cfg, l->name)) {
+    if (*sasl && controllers != NULL && csv_find(controllers, l->name, &it)) {
         BLOG_ERROR("config: %s: controller listener %s://%s:%u: security protocol "
                    "SASL_PLAINTEXT is not supported there (node-to-node traffic is PLAINTEXT, "
                    "guarded by laminar.cluster.secret)",
@@ -971,15 +975,14 @@ int broker_config_check_supported(struct broker_config *cfg)
     }
     const char *map = broker_config_get(cfg, "listener.security.protocol.map");
     int rc = map != NULL ? check_protocol_map(map) : 0;
-    /* the controller listener names are needed by check_listener */
-    if (rc == 0)
-        rc = check_listener_roles(cfg);
     for (uint32_t i = 0; rc == 0 && i < cfg->listeners_count; i++)
         rc = check_listener(cfg, "listeners", &cfg->listeners[i], &cfg->listener_sasl[i]);
     for (uint32_t i = 0; rc == 0 && i < cfg->advertised_count; i++) {
         bool sasl = false;
         rc = check_listener(cfg, "advertised.listeners", &cfg->advertised[i], &sasl);
     }
+    if (rc == 0)
+        rc = check_listener_roles(cfg);
     return rc;
 }
 

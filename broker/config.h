@@ -109,9 +109,9 @@ int broker_config_finish(struct broker_config *cfg);
  * configured: a listener whose security protocol (listener.security.protocol.map, or Kafka's
  * default map) is not PLAINTEXT or SASL_PLAINTEXT (a controller listener: PLAINTEXT only), and
  * TLS, authorizer, client quota and SASL keys other than the mechanism and JAAS settings with a
- * non-empty value other than Kafka's default. Fills listener_sasl. Logs one error line naming the key. Returns 0,
- * LM_E_UNSUPPORTED, or LM_E_CONFIG for a malformed map or a listener without a protocol.
- * broker_config_finish runs it too. */
+ * non-empty value other than Kafka's default. Fills listener_sasl. Logs one error line naming the
+ * key. Returns 0, LM_E_UNSUPPORTED, or LM_E_CONFIG for a malformed map or a listener without a
+ * protocol. broker_config_finish runs it too. */
 int broker_config_check_supported(struct broker_config *cfg);
 /* Returns the raw text last set for key, or NULL. Borrowed from cfg. */
 const char *broker_config_get(const struct broker_config *cfg, const char *key);

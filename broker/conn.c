@@ -496,9 +496,8 @@ static void on_frame(struct broker_conn *c, struct broker_frame *f)
         /* Kafka's SaslServerAuthenticator: before authentication (and once a session has
          * expired, KIP-368) only ApiVersions, SaslHandshake and SaslAuthenticate are served;
          * anything else is an IllegalSaslStateException that closes the connection. */
-        BLOG_WARN_LIMITED("conn %u (%s): api key %d before SASL authentication%s, closing",
-                          c->slot, c->peer, h.api_key,
-                          c->auth.authenticated ? " (session expired)" : "");
+        BLOG_WARN_LIMITED("conn %u (%s): api key %d before SASL authentication%s, closing", c->slot,
+                          c->peer, h.api_key, c->auth.authenticated ? " (session expired)" : "");
         req->state_ = REQ_NONE;
         conn_close(c, "request before SASL authentication");
         req_free(req);

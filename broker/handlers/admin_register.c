@@ -72,9 +72,9 @@ static void defer_outcome(struct kafka_arena *a, const struct admin_defer_item *
     *it->code = code;
     char *m = kafka_arena_alloc(a, 320, 1);
     if (m != NULL) {
-        int n = snprintf(m, 320, "%s '%s': the change %s (%s).",
-                         it->kind == ADMIN_COMMIT_SCRAM ? "User" : "Topic", t, what,
-                         lm_strerror(rc));
+        int n =
+            snprintf(m, 320, "%s '%s': the change %s (%s).",
+                     it->kind == ADMIN_COMMIT_SCRAM ? "User" : "Topic", t, what, lm_strerror(rc));
         *it->msg = (struct kafka_str){m, n < 0 ? 0 : n >= 320 ? 319 : n};
     }
 }

@@ -44,8 +44,9 @@ int admin_describe_user_scram_credentials(
     struct kafka_describe_user_scram_credentials_response *rs, struct kafka_arena *a)
 {
     (void)version;
-    typedef struct kafka_describe_user_scram_credentials_response_describe_user_scram_credentials_result
-        result_t;
+    typedef struct
+        kafka_describe_user_scram_credentials_response_describe_user_scram_credentials_result
+            result_t;
     typedef struct kafka_describe_user_scram_credentials_response_credential_info info_t;
     struct lm_meta_snapshot *snap = lm_meta_store_snapshot(env->meta);
     const struct lm_meta_state *st = &snap->state;
@@ -193,7 +194,8 @@ int admin_alter_user_scram_credentials(const struct admin_env *env, int16_t vers
         if (o->user.len <= 0)
             user_error(a, &r->error_code, &r->error_message, KAFKA_UNACCEPTABLE_CREDENTIAL,
                        "Username must not be empty");
-        else if (o->user.len > LM_META_SCRAM_USER_MAX || memchr(o->user.ptr, 0, (size_t)o->user.len))
+        else if (o->user.len > LM_META_SCRAM_USER_MAX ||
+                 memchr(o->user.ptr, 0, (size_t)o->user.len))
             user_error(a, &r->error_code, &r->error_message, KAFKA_UNACCEPTABLE_CREDENTIAL,
                        "Username is too long or holds a NUL byte");
         else if (kl == 0)
@@ -244,8 +246,8 @@ int admin_alter_user_scram_credentials(const struct admin_env *env, int16_t vers
         struct sasl_scram_cred cred;
         if (o->upsert) {
             if (sasl_scram_cred_from_salted((enum sasl_mech)o->mechanism, o->salted.ptr,
-                                            (size_t)o->salted.len, o->salt.ptr,
-                                            (size_t)o->salt.len, o->iterations, &cred) != 0) {
+                                            (size_t)o->salted.len, o->salt.ptr, (size_t)o->salt.len,
+                                            o->iterations, &cred) != 0) {
                 user_error(a, &r->error_code, &r->error_message, KAFKA_UNACCEPTABLE_CREDENTIAL,
                            "The credential could not be derived");
                 continue;
@@ -256,8 +258,7 @@ int admin_alter_user_scram_credentials(const struct admin_env *env, int16_t vers
             rec.scram_stored_key = cred.stored_key;
             rec.scram_server_key = cred.server_key;
         }
-        int crc = admin_commit(env, &rec, ADMIN_COMMIT_SCRAM, a, &r->error_code,
-                               &r->error_message);
+        int crc = admin_commit(env, &rec, ADMIN_COMMIT_SCRAM, a, &r->error_code, &r->error_message);
         if (crc == LM_E_NOMEM)
             rc = crc;
         else if (crc == LM_E_NOT_FOUND)

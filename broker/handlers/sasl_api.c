@@ -51,7 +51,7 @@ enum sasl_phase {
 struct sasl_conn {
     enum sasl_phase phase;
     enum sasl_mech mech;
-    enum sasl_mech session_mech; /* the mechanism of the current session (re-auth keeps it) */
+    enum sasl_mech session_mech;     /* the mechanism of the current session (re-auth keeps it) */
     struct sasl_scram_server *scram; /* during a SCRAM exchange */
 };
 
@@ -171,8 +171,7 @@ static int listener_setup(struct broker_config *cfg, const char *name, struct sa
         }
     }
     l->sasl = true;
-    BLOG_INFO("listener %s: SASL_PLAINTEXT with %s (%zu PLAIN users)", name, list,
-              l->plain.count);
+    BLOG_INFO("listener %s: SASL_PLAINTEXT with %s (%zu PLAIN users)", name, list, l->plain.count);
     return 0;
 }
 
@@ -184,8 +183,7 @@ static int listener_setup(struct broker_config *cfg, const char *name, struct sa
  * (values may be double-quoted). Written to the metadata at the first start only (an empty
  * metadata log), as `format` does once; later changes go through kafka-configs. */
 
-static bool field_next(const char **pp, const char *end, char *k, size_t kcap, char *v,
-                       size_t vcap)
+static bool field_next(const char **pp, const char *end, char *k, size_t kcap, char *v, size_t vcap)
 {
     const char *p = *pp;
     while (p < end && (*p == ',' || *p == ' '))
@@ -225,7 +223,8 @@ static int scram_preset_one(struct handlers_ctx *h, const char *mech_name, size_
         return LM_E_CONFIG;
     }
     char name[LM_META_SCRAM_USER_MAX + 1] = "", password[SASL_PASSWORD_BYTES_MAX + 1] = "",
-         salt64[256] = "", salted64[256] = "", k[32], v[SASL_PASSWORD_BYTES_MAX + 1];
+                                       salt64[256] = "", salted64[256] = "", k[32],
+                                       v[SASL_PASSWORD_BYTES_MAX + 1];
     int32_t iterations = SASL_SCRAM_ITERATIONS_MIN;
     const char *p = body, *end = body + body_len;
     while (field_next(&p, end, k, sizeof(k), v, sizeof(v))) {
@@ -353,8 +352,8 @@ static struct sasl_conn *conn_state(struct broker_conn_auth *a)
     return a->state;
 }
 
-static void handshake_respond(struct broker_req *req, int16_t code,
-                              const struct sasl_listener *l, bool close)
+static void handshake_respond(struct broker_req *req, int16_t code, const struct sasl_listener *l,
+                              bool close)
 {
     struct kafka_sasl_handshake_response rs;
     kafka_sasl_handshake_response_init(&rs);
@@ -390,12 +389,11 @@ static void sasl_handshake(struct broker_req *req)
         handshake_respond(req, KAFKA_ILLEGAL_SASL_STATE, l, true);
         return;
     }
-    enum sasl_mech m =
-        rq.mechanism.len > 0 ? sasl_mech_parse(rq.mechanism.ptr, (size_t)rq.mechanism.len)
-                             : SASL_MECH_NONE;
+    enum sasl_mech m = rq.mechanism.len > 0
+                           ? sasl_mech_parse(rq.mechanism.ptr, (size_t)rq.mechanism.len)
+                           : SASL_MECH_NONE;
     bool reauth = sc->phase == SASL_PHASE_DONE;
-    if (m == SASL_MECH_NONE || (l->mechs & (1u << m)) == 0 ||
-        (reauth && m != sc->session_mech)) {
+    if (m == SASL_MECH_NONE || (l->mechs & (1u << m)) == 0 || (reauth && m != sc->session_mech)) {
         /* Kafka: UnsupportedSaslMechanismException, the response, then the connection closes */
         handshake_respond(req, KAFKA_UNSUPPORTED_SASL_MECHANISM, l, true);
         return;
@@ -498,8 +496,9 @@ static enum exchange_outcome exchange(struct broker_req *req, struct sasl_conn *
     snprintf(principal, sizeof(principal), "User:%s", user);
     if (a->authenticated && strcmp(principal, a->principal) != 0) {
         /* KIP-368: re-authentication must not change the principal */
-        snprintf(msg, msg_cap, "Cannot change principals during re-authentication from %.40s: "
-                               "%.40s",
+        snprintf(msg, msg_cap,
+                 "Cannot change principals during re-authentication from %.40s: "
+                 "%.40s",
                  a->principal, principal);
         return EXCHANGE_FAILED;
     }
@@ -577,8 +576,8 @@ static void sasl_raw_token(struct broker_req *req)
     char msg[SASL_MESSAGE_BYTES_MAX] = "";
     uint8_t out[512];
     size_t out_len = 0;
-    enum exchange_outcome o = exchange(req, sc, req->body, req->body_len, out, sizeof(out),
-                                       &out_len, msg, sizeof(msg));
+    enum exchange_outcome o =
+        exchange(req, sc, req->body, req->body_len, out, sizeof(out), &out_len, msg, sizeof(msg));
     if (o == EXCHANGE_FAILED) {
         auth_failed_log(req, sc, msg);
         a->raw_tokens = false;

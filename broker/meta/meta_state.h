@@ -34,12 +34,12 @@ enum lm_meta_record_type {
     LM_META_SCRAM_DELETE = 10, /* user, scram_mechanism */
 };
 
-#define LM_META_SCRAM_USER_MAX   255 /* bytes of a user name */
-#define LM_META_SCRAM_SALT_MAX   128
-#define LM_META_SCRAM_KEY_MAX    64 /* SHA-512 */
-#define LM_META_SCRAM_USERS_MAX  100000
-#define LM_META_SCRAM_ITERS_MIN  4096  /* Kafka's ScramMechanism minimum */
-#define LM_META_SCRAM_ITERS_MAX  16384 /* Kafka's ScramControlManager maximum */
+#define LM_META_SCRAM_USER_MAX  255 /* bytes of a user name */
+#define LM_META_SCRAM_SALT_MAX  128
+#define LM_META_SCRAM_KEY_MAX   64 /* SHA-512 */
+#define LM_META_SCRAM_USERS_MAX 100000
+#define LM_META_SCRAM_ITERS_MIN 4096  /* Kafka's ScramMechanism minimum */
+#define LM_META_SCRAM_ITERS_MAX 16384 /* Kafka's ScramControlManager maximum */
 
 /* A SCRAM credential (RFC 5802 §3's stored values). mechanism: Kafka's ScramMechanism type, 1
  * SCRAM-SHA-256 (32-byte keys), 2 SCRAM-SHA-512 (64-byte keys). */

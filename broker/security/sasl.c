@@ -15,8 +15,7 @@
 #include "common/lm_assert.h"
 #include "common/lm_err.h"
 
-static int fail(char *msg, size_t cap, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
+static int fail(char *msg, size_t cap, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 static int fail(char *msg, size_t cap, const char *fmt, ...)
 {
     if (msg != NULL && cap > 0) {
@@ -66,7 +65,7 @@ size_t sasl_scram_key_len(enum sasl_mech m)
 
 static const EVP_MD *scram_md(enum sasl_mech m)
 {
-    return m == SASL_MECH_SCRAM_SHA_256 ? EVP_sha256()
+    return m == SASL_MECH_SCRAM_SHA_256   ? EVP_sha256()
            : m == SASL_MECH_SCRAM_SHA_512 ? EVP_sha512()
                                           : NULL;
 }
@@ -78,8 +77,7 @@ bool sasl_ct_equal(const void *a, const void *b, size_t n)
 
 /* ---- base64 ------------------------------------------------------------------------------- */
 
-static const char b64_chars[] =
-    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+static const char b64_chars[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
 size_t sasl_b64_encode(const uint8_t *in, size_t n, char *out)
 {
@@ -127,8 +125,8 @@ int sasl_b64_decode(const char *in, size_t n, uint8_t *out, size_t out_cap)
             if (pad > 0 || (v[k] = b64_val(in[i + k])) < 0)
                 return -1;
         }
-        uint32_t w = (uint32_t)v[0] << 18 | (uint32_t)v[1] << 12 | (uint32_t)v[2] << 6 |
-                     (uint32_t)v[3];
+        uint32_t w =
+            (uint32_t)v[0] << 18 | (uint32_t)v[1] << 12 | (uint32_t)v[2] << 6 | (uint32_t)v[3];
         int bytes = 3 - pad;
         if (o + (size_t)bytes > out_cap)
             return -1;
@@ -343,8 +341,9 @@ int sasl_jaas_parse(const char *text, struct sasl_jaas *out, char *err, size_t e
     if (rc == 0) {
         p = skip_ws(p + 1);
         if (*p != '\0') /* Kafka: "JAAS config property contains 2 login modules" */
-            rc = fail(err, err_cap, "JAAS config property contains more than one login module, "
-                                    "should be 1 module");
+            rc = fail(err, err_cap,
+                      "JAAS config property contains more than one login module, "
+                      "should be 1 module");
     }
     if (rc != 0)
         sasl_jaas_free(out);
@@ -356,8 +355,9 @@ int sasl_jaas_plain_users(const struct sasl_jaas *j, struct sasl_plain_users *ou
 {
     memset(out, 0, sizeof(*out));
     if (strcmp(j->module, "org.apache.kafka.common.security.plain.PlainLoginModule") != 0)
-        return fail(err, err_cap, "login module %s does not serve PLAIN (expected "
-                                  "org.apache.kafka.common.security.plain.PlainLoginModule)",
+        return fail(err, err_cap,
+                    "login module %s does not serve PLAIN (expected "
+                    "org.apache.kafka.common.security.plain.PlainLoginModule)",
                     j->module);
     size_t n = 0;
     for (size_t i = 0; i < j->option_count; i++)
@@ -456,8 +456,8 @@ int sasl_scram_cred_from_password(enum sasl_mech mech, const char *password, int
     int rc = sasl_scram_salted_password(mech, password, strlen(password), salt, sizeof(salt),
                                         iterations, salted);
     if (rc == 0)
-        rc = sasl_scram_cred_from_salted(mech, salted, sasl_scram_key_len(mech), salt,
-                                         sizeof(salt), iterations, cred);
+        rc = sasl_scram_cred_from_salted(mech, salted, sasl_scram_key_len(mech), salt, sizeof(salt),
+                                         iterations, cred);
     OPENSSL_cleanse(salted, sizeof(salted));
     return rc;
 }
@@ -609,8 +609,8 @@ static int scram_first(struct sasl_scram_server *s, const char *t, size_t len,
     s->nonce[s->nonce_len] = '\0';
     char salt64[((SASL_SCRAM_SALT_BYTES_MAX + 2) / 3) * 4 + 1];
     sasl_b64_encode(s->cred.salt, s->cred.salt_len, salt64);
-    int n = snprintf((char *)out, out_cap, "r=%s,s=%s,i=%d", s->nonce, salt64,
-                     (int)s->cred.iterations);
+    int n =
+        snprintf((char *)out, out_cap, "r=%s,s=%s,i=%d", s->nonce, salt64, (int)s->cred.iterations);
     size_t bare_len = (size_t)(end - bare);
     if (n < 0 || (size_t)n >= out_cap || bare_len + 1 + (size_t)n > sizeof(s->auth_start))
         return fail(msg, msg_cap, "%s", bad);
@@ -649,14 +649,15 @@ static int scram_final(struct sasl_scram_server *s, const char *t, size_t len, u
      * the whole server nonce. The proof covers the nonce as sent either way. */
     if (a.len < s->nonce_len ||
         memcmp(a.value + (a.len - s->nonce_len), s->nonce, s->nonce_len) != 0)
-        return fail(msg, msg_cap, "Authentication failed: Invalid server nonce: does not start "
-                                  "with client nonce");
+        return fail(msg, msg_cap,
+                    "Authentication failed: Invalid server nonce: does not start "
+                    "with client nonce");
     size_t klen = sasl_scram_key_len(s->mech);
     uint8_t proof[SASL_SCRAM_KEY_BYTES_MAX + 3];
     const char *pv = proof_at + 3;
     size_t pvn = (size_t)(end - pv);
-    int pn = pvn <= 4 * ((sizeof(proof) + 2) / 3) ? sasl_b64_decode(pv, pvn, proof, sizeof(proof))
-                                                  : -1;
+    int pn =
+        pvn <= 4 * ((sizeof(proof) + 2) / 3) ? sasl_b64_decode(pv, pvn, proof, sizeof(proof)) : -1;
     if (pn < 0 || (size_t)pn != klen)
         return fail(msg, msg_cap, "%s", bad);
     /* AuthMessage = client-first-message-bare "," server-first-message ","
@@ -693,9 +694,8 @@ static int scram_final(struct sasl_scram_server *s, const char *t, size_t len, u
 }
 
 int sasl_scram_server_step(struct sasl_scram_server *s, const uint8_t *tok, size_t len,
-                           sasl_scram_lookup_fn lookup, void *lookup_ctx,
-                           const char *server_nonce, uint8_t *out, size_t out_cap,
-                           size_t *out_len, char *msg, size_t msg_cap)
+                           sasl_scram_lookup_fn lookup, void *lookup_ctx, const char *server_nonce,
+                           uint8_t *out, size_t out_cap, size_t *out_len, char *msg, size_t msg_cap)
 {
     LM_ASSERT(sasl_mech_is_scram(s->mech) && out != NULL && out_len != NULL);
     *out_len = 0;

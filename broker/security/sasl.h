@@ -153,9 +153,9 @@ void sasl_scram_server_init(struct sasl_scram_server *s, enum sasl_mech mech);
  * with the client's message (any malformed or wrong token, unknown user, bad proof,
  * tokenauth), or LM_E_STATE when called after the exchange ended. */
 int sasl_scram_server_step(struct sasl_scram_server *s, const uint8_t *tok, size_t len,
-                           sasl_scram_lookup_fn lookup, void *lookup_ctx,
-                           const char *server_nonce, uint8_t *out, size_t out_cap,
-                           size_t *out_len, char *msg, size_t msg_cap);
+                           sasl_scram_lookup_fn lookup, void *lookup_ctx, const char *server_nonce,
+                           uint8_t *out, size_t out_cap, size_t *out_len, char *msg,
+                           size_t msg_cap);
 
 /* Base64 (RFC 4648, padded). encode returns the length written (out needs 4*ceil(n/3)+1);
  * decode returns the length or -1 for bad input or when it exceeds out_cap. */

@@ -40,9 +40,8 @@ static void add_cred(struct creds *cs, const char *user, enum sasl_mech mech, co
     uint8_t salt[128], salted[64];
     int sn = sasl_b64_decode(salt64, strlen(salt64), salt, sizeof(salt));
     assert_true(sn > 0);
-    assert_int_equal(sasl_scram_salted_password(mech, pw, strlen(pw), salt, (size_t)sn, iters,
-                                                salted),
-                     0);
+    assert_int_equal(
+        sasl_scram_salted_password(mech, pw, strlen(pw), salt, (size_t)sn, iters, salted), 0);
     assert_int_equal(sasl_scram_cred_from_salted(mech, salted, sasl_scram_key_len(mech), salt,
                                                  (size_t)sn, iters, &cs->c[cs->n]),
                      0);
@@ -140,7 +139,8 @@ static void test_scram_sha512_round_trip(void **state)
     char out[1025], msg[SASL_MESSAGE_BYTES_MAX], fin[1024];
     assert_int_equal(step(&s, &cs, "n,a=al=2Ci=3Dce,n=al=2Ci=3Dce,r=abcdef", NULL, out, msg), 0);
     assert_int_equal(strncmp(out, "r=abcdef", 8), 0);
-    client_final(SASL_MECH_SCRAM_SHA_512, "n,a=al=2Ci=3Dce,", "alice-secret", "n=al=2Ci=3Dce,r=abcdef", out, fin);
+    client_final(SASL_MECH_SCRAM_SHA_512, "n,a=al=2Ci=3Dce,", "alice-secret",
+                 "n=al=2Ci=3Dce,r=abcdef", out, fin);
     assert_int_equal(step(&s, &cs, fin, NULL, out, msg), 0);
     assert_string_equal(s.user, "al,i=ce");
     assert_int_equal(strncmp(out, "v=", 2), 0);
@@ -194,8 +194,8 @@ static void test_scram_hostile(void **state)
     sasl_scram_server_init(&s, SASL_MECH_SCRAM_SHA_256);
     size_t n = 0;
     static const uint8_t nul[] = {'n', ',', ',', 'n', '=', 'u', 0, 'r', '=', 'a'};
-    assert_int_equal(sasl_scram_server_step(&s, nul, sizeof(nul), lookup, &cs, NULL,
-                                            (uint8_t *)out, sizeof(out), &n, msg, sizeof(msg)),
+    assert_int_equal(sasl_scram_server_step(&s, nul, sizeof(nul), lookup, &cs, NULL, (uint8_t *)out,
+                                            sizeof(out), &n, msg, sizeof(msg)),
                      LM_E_INVALID);
     uint8_t *big = malloc(SASL_TOKEN_BYTES_MAX + 1);
     memset(big, 'a', SASL_TOKEN_BYTES_MAX + 1);
@@ -223,8 +223,8 @@ static void test_scram_hostile(void **state)
     }
 }
 
-static int plain(const struct sasl_plain_users *u, const char *a, const char *user,
-                 const char *pw, char *name, char *msg)
+static int plain(const struct sasl_plain_users *u, const char *a, const char *user, const char *pw,
+                 char *name, char *msg)
 {
     uint8_t tok[512];
     size_t n = 0;
@@ -245,10 +245,11 @@ static void test_plain_and_jaas(void **state)
     struct sasl_jaas j;
     char err[200];
     assert_int_equal(
-        sasl_jaas_parse("org.apache.kafka.common.security.plain.PlainLoginModule required "
-                        "username=\"admin\"\n  password=\"admin-secret\" user_admin=\"admin-secret\" "
-                        "user_alice=\"al\\\"ice\" user_bob=bob-pw;",
-                        &j, err, sizeof(err)),
+        sasl_jaas_parse(
+            "org.apache.kafka.common.security.plain.PlainLoginModule required "
+            "username=\"admin\"\n  password=\"admin-secret\" user_admin=\"admin-secret\" "
+            "user_alice=\"al\\\"ice\" user_bob=bob-pw;",
+            &j, err, sizeof(err)),
         0);
     assert_string_equal(j.flag, "required");
     assert_int_equal(j.option_count, 5);
@@ -268,12 +269,12 @@ static void test_plain_and_jaas(void **state)
     assert_int_equal(plain(&u, "", "", "x", name, msg), LM_E_INVALID);
     assert_int_equal(plain(&u, "", "alice", "", name, msg), LM_E_INVALID);
     /* two or four parts */
-    assert_int_equal(sasl_plain_authenticate(&u, (const uint8_t *)"\0alice", 6, name, msg,
-                                             sizeof(msg)),
-                     LM_E_INVALID);
-    assert_int_equal(sasl_plain_authenticate(&u, (const uint8_t *)"\0a\0b\0c", 7, name, msg,
-                                             sizeof(msg)),
-                     LM_E_INVALID);
+    assert_int_equal(
+        sasl_plain_authenticate(&u, (const uint8_t *)"\0alice", 6, name, msg, sizeof(msg)),
+        LM_E_INVALID);
+    assert_int_equal(
+        sasl_plain_authenticate(&u, (const uint8_t *)"\0a\0b\0c", 7, name, msg, sizeof(msg)),
+        LM_E_INVALID);
     assert_int_equal(sasl_plain_authenticate(&u, (const uint8_t *)"", 0, name, msg, sizeof(msg)),
                      LM_E_INVALID);
     sasl_plain_users_free(&u);
@@ -328,10 +329,8 @@ static void test_mech_names_and_b64(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_rfc7677_vector),
-        cmocka_unit_test(test_scram_sha512_round_trip),
-        cmocka_unit_test(test_scram_hostile),
-        cmocka_unit_test(test_plain_and_jaas),
+        cmocka_unit_test(test_rfc7677_vector),     cmocka_unit_test(test_scram_sha512_round_trip),
+        cmocka_unit_test(test_scram_hostile),      cmocka_unit_test(test_plain_and_jaas),
         cmocka_unit_test(test_mech_names_and_b64),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
