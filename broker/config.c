@@ -952,6 +952,53 @@ static int check_listener_roles(struct broker_config *cfg)
     return 0;
 }
 
+/* A SASL_PLAINTEXT listener needs mechanisms laminar serves and, for PLAIN, its users: checked
+ * here, before anything touches the log dirs (the JAAS text itself is parsed by the handler
+ * layer, broker/handlers/sasl_api.c). Kafka's key names, its ListenerName prefix lower-cased. */
+static int check_sasl_listener(const struct broker_config *cfg, const struct broker_listener *l)
+{
+    char key[BROKER_LISTENER_NAME_BYTES + 64], lower[BROKER_LISTENER_NAME_BYTES];
+    size_t n = strnlen(l->name, sizeof(lower) - 1);
+    for (size_t i = 0; i < n; i++)
+        lower[i] = (char)(l->name[i] >= 'A' && l->name[i] <= 'Z' ? l->name[i] + 32 : l->name[i]);
+    lower[n] = '\0';
+    snprintf(key, sizeof(key), "listener.name.%s.sasl.enabled.mechanisms", lower);
+    const char *list = broker_config_get(cfg, key);
+    if (list == NULL)
+        list = broker_config_get(cfg, "sasl.enabled.mechanisms");
+    if (list == NULL || list[0] == '\0') {
+        BLOG_ERROR("config: listener %s://%s:%u: security protocol SASL_PLAINTEXT needs "
+                   "sasl.enabled.mechanisms (Kafka's default GSSAPI is not supported; laminar "
+                   "serves PLAIN, SCRAM-SHA-256 and SCRAM-SHA-512)",
+                   l->name, l->host, l->port);
+        return LM_E_CONFIG;
+    }
+    static const char *const served[] = {"PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"};
+    const char *pos = list, *p;
+    bool plain = false;
+    while (list_next(&pos, &p, &n)) {
+        p = trim_span(p, &n);
+        bool ok = false;
+        for (size_t i = 0; i < LM_ARRAY_LEN(served) && !ok; i++)
+            ok = strlen(served[i]) == n && strncmp(served[i], p, n) == 0;
+        if (!ok) {
+            BLOG_ERROR("config: listener %s: SASL mechanism %.*s is not supported (laminar "
+                       "serves PLAIN, SCRAM-SHA-256 and SCRAM-SHA-512)",
+                       l->name, (int)n, p);
+            return LM_E_UNSUPPORTED;
+        }
+        plain |= n == 5;
+    }
+    snprintf(key, sizeof(key), "listener.name.%s.plain.sasl.jaas.config", lower);
+    if (plain && broker_config_get(cfg, key) == NULL) {
+        BLOG_ERROR("config: listener %s enables PLAIN but %s is not set (a PlainLoginModule "
+                   "with user_<name>=\"<password>\" options; a static JAAS file is not read)",
+                   l->name, key);
+        return LM_E_CONFIG;
+    }
+    return 0;
+}
+
 int broker_config_check_supported(struct broker_config *cfg)
 {
     /* The list is newest first: report the key given first, as a reader of the file would. */
@@ -981,6 +1028,9 @@ int broker_config_check_supported(struct broker_config *cfg)
         bool sasl = false;
         rc = check_listener(cfg, "advertised.listeners", &cfg->advertised[i], &sasl);
     }
+    for (uint32_t i = 0; rc == 0 && i < cfg->listeners_count; i++)
+        if (cfg->listener_sasl[i])
+            rc = check_sasl_listener(cfg, &cfg->listeners[i]);
     if (rc == 0)
         rc = check_listener_roles(cfg);
     return rc;

@@ -627,10 +627,12 @@ static int node_setup(struct broker_dispatch *d, struct handlers_ctx *h)
     d->metrics_gauges = node_gauges;
     if ((rc = handlers_serve(d, KAFKA_API_VERSIONS_KEY, 0, 4, api_versions)) != 0 ||
         (rc = handlers_data_register(d)) != 0 || (rc = handlers_admin_register(d)) != 0 ||
-        (rc = handlers_group_register(d)) != 0 || (rc = handlers_sasl_setup(d, h)) != 0) {
+        (rc = handlers_group_register(d)) != 0) {
         BLOG_ERROR("registering handlers: %s", lm_strerror(rc));
         return rc;
     }
+    if ((rc = handlers_sasl_setup(d, h)) != 0)
+        return rc; /* logged */
     register_unserved(d);
     /* Set after registration: the coordinator's own __consumer_offsets is always created. */
     return partition_limit_load(h);

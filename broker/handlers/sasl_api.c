@@ -478,6 +478,7 @@ static enum exchange_outcome exchange(struct broker_req *req, struct sasl_conn *
     } else {
         LM_ASSERT(sc->scram != NULL);
         struct hshard *hs = hs_of(req->shard);
+        hs_refresh(hs); /* a bare v0 token does not pass through the dispatcher */
         struct scram_lookup_ctx lc = {.st = &hs->snap->state};
         int rc = sasl_scram_server_step(sc->scram, tok, tok_len, scram_lookup, &lc, NULL, out,
                                         out_cap, out_len, msg, msg_cap);
@@ -490,7 +491,10 @@ static enum exchange_outcome exchange(struct broker_req *req, struct sasl_conn *
         if (sc->scram->step != SASL_SCRAM_DONE)
             return EXCHANGE_MORE;
         snprintf(user, sizeof(user), "%s", sc->scram->user);
+        /* done: give the exchange's ~9 KiB back (a re-authentication allocates it again) */
         OPENSSL_cleanse(sc->scram, sizeof(*sc->scram));
+        free(sc->scram);
+        sc->scram = NULL;
     }
     char principal[BROKER_PRINCIPAL_BYTES];
     snprintf(principal, sizeof(principal), "User:%s", user);

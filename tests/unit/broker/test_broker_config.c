@@ -155,7 +155,22 @@ static void unsupported_security_refused(void **state)
     assert_int_equal(CHECK("listeners=SASL_SSL://127.0.0.1:9092"), LM_E_UNSUPPORTED);
     assert_int_equal(CHECK("listeners=SSL://127.0.0.1:9092"), LM_E_UNSUPPORTED);
     /* SASL_PLAINTEXT is served, except on a controller listener */
-    assert_int_equal(CHECK("listeners=sasl_plaintext://127.0.0.1:9092"), 0);
+    assert_int_equal(
+        CHECK("listeners=sasl_plaintext://127.0.0.1:9092", "sasl.enabled.mechanisms=SCRAM-SHA-512"),
+        0);
+    /* ... with a mechanism laminar serves, and PLAIN's users */
+    assert_int_equal(CHECK("listeners=sasl_plaintext://127.0.0.1:9092"), LM_E_CONFIG);
+    assert_int_equal(CHECK("listeners=sasl_plaintext://127.0.0.1:9092",
+                           "sasl.enabled.mechanisms=SCRAM-SHA-512,GSSAPI"),
+                     LM_E_UNSUPPORTED);
+    assert_int_equal(
+        CHECK("listeners=sasl_plaintext://127.0.0.1:9092", "sasl.enabled.mechanisms=PLAIN"),
+        LM_E_CONFIG);
+    assert_int_equal(CHECK("listeners=sasl_plaintext://127.0.0.1:9092",
+                           "sasl.enabled.mechanisms=GSSAPI",
+                           "listener.name.sasl_plaintext.sasl.enabled.mechanisms= PLAIN ",
+                           "listener.name.sasl_plaintext.plain.sasl.jaas.config=x"),
+                     0);
     assert_int_equal(CHECK("listeners=CONTROLLER://:9093", "controller.listener.names=CONTROLLER",
                            "listener.security.protocol.map=CONTROLLER:SASL_PLAINTEXT"),
                      LM_E_UNSUPPORTED);
