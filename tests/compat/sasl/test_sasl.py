@@ -1,11 +1,12 @@
 """SASL_PLAINTEXT against laminar (KIP-43, KIP-152, KIP-368, KIP-554), configured with Kafka's
 own keys: kcat and confluent-kafka (librdkafka) with SCRAM-SHA-512, SCRAM-SHA-256 and PLAIN,
-kafka-python with PLAIN; a wrong password, an unknown user and a mechanism the listener does
-not enable each fail as the client's authentication error and write nothing; the wire rules
-(only ApiVersions and the SASL APIs before authentication, error codes 33/34/58, v0's bare
-tokens, the
-session lifetime and an expired session); SCRAM users written before the first start
-(laminar.scram.credentials) and changed with AlterUserScramCredentials survive a restart.
+kafka-python with PLAIN (SaslHandshake v0's bare tokens), kafkajs with PLAIN and SCRAM-SHA-512;
+a wrong password, an unknown user and a mechanism the listener does not enable each fail as the
+client's authentication error and write nothing; the wire rules (only ApiVersions and the SASL
+APIs before authentication, error codes 33/34/58, v0's bare tokens, the session lifetime,
+re-authentication and an expired session); SCRAM users written at the first start
+(laminar.scram.credentials) and changed with AlterUserScramCredentials survive a restart and a
+kill -9.
 
     /usr/bin/python3 test_sasl.py --io uring|epoll [--java]
 
@@ -358,6 +359,18 @@ def check_restart(b):
     print("ok: SCRAM credentials survive restart and kill -9 (created, deleted)")
 
 
+def check_kafkajs(b):
+    js = os.path.join(HERE, "..", "kafkajs")
+    if not os.path.isdir(os.path.join(js, "node_modules", "kafkajs")):
+        raise AssertionError("tests/compat/kafkajs/node_modules missing: run "
+                             "tests/compat/kafkajs/prepare")
+    p = subprocess.run(["node", os.path.join(js, "kafkajs_sasl.js"), b.bootstrap],
+                       capture_output=True, timeout=120, cwd=js)
+    out = p.stdout.decode(errors="replace") + p.stderr.decode(errors="replace")
+    print(out.strip())
+    check(p.returncode == 0, "kafkajs_sasl.js failed")
+
+
 def check_java(b):
     java = os.path.join(HERE, "..", "java")
     cp = os.path.join(java, "lib", "*") + ":" + os.path.join(java, "classes")
@@ -376,6 +389,7 @@ def scenario(b, java):
     check_kcat(b)
     check_librdkafka(b)
     check_kafka_python(b)
+    check_kafkajs(b)
     if java:
         check_java(b)
     check_restart(b)
