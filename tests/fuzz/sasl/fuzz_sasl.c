@@ -32,8 +32,8 @@ static void init_creds(void)
     int n = sasl_b64_decode("W22ZaJ0SNY7soEsUEjb6gQ==", 24, salt, sizeof(salt));
     enum sasl_mech m[2] = {SASL_MECH_SCRAM_SHA_256, SASL_MECH_SCRAM_SHA_512};
     for (int i = 0; i < 2; i++) {
-        if (n <= 0 || sasl_scram_salted_password(m[i], "pencil", 6, salt, (size_t)n, 4096,
-                                                 salted) != 0 ||
+        if (n <= 0 ||
+            sasl_scram_salted_password(m[i], "pencil", 6, salt, (size_t)n, 4096, salted) != 0 ||
             sasl_scram_cred_from_salted(m[i], salted, sasl_scram_key_len(m[i]), salt, (size_t)n,
                                         4096, &g_cred[i]) != 0)
             abort();
@@ -87,9 +87,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     uint8_t out[1024];
     size_t out_len = 0;
     msg[0] = '\0';
-    int rc = sasl_scram_server_step(&s, p, first_len, lookup, NULL,
-                                    "%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0", out, sizeof(out), &out_len,
-                                    msg, sizeof(msg));
+    int rc =
+        sasl_scram_server_step(&s, p, first_len, lookup, NULL, "%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0",
+                               out, sizeof(out), &out_len, msg, sizeof(msg));
     if (rc != 0) {
         if (msg[0] == '\0' || s.step != SASL_SCRAM_DONE)
             abort();
@@ -98,8 +98,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (nl == NULL)
         return 0;
     msg[0] = '\0';
-    rc = sasl_scram_server_step(&s, nl + 1, n - first_len - 1, lookup, NULL, NULL, out,
-                                sizeof(out), &out_len, msg, sizeof(msg));
+    rc = sasl_scram_server_step(&s, nl + 1, n - first_len - 1, lookup, NULL, NULL, out, sizeof(out),
+                                &out_len, msg, sizeof(msg));
     if (rc != 0 && msg[0] == '\0')
         abort();
     if (rc == 0 && (out_len < 2 || memcmp(out, "v=", 2) != 0 || strcmp(s.user, "user") != 0))
