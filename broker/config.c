@@ -53,6 +53,7 @@ static const struct key_spec g_keys[] = {
     {"message.max.bytes", K_I32, OFF(message_max_bytes), 0, INT32_MAX},
     {"connections.max.idle.ms", K_I64, OFF(connections_max_idle_ms), -1, INT64_MAX},
     {"connections.max.reauth.ms", K_I64, OFF(connections_max_reauth_ms), 0, INT64_MAX},
+    {"sasl.server.max.receive.size", K_I32, OFF(sasl_server_max_receive_bytes), 1, INT32_MAX},
     {"max.connections", K_I32, OFF(max_connections), 0, INT32_MAX},
     {"max.connections.per.ip", K_I32, OFF(max_connections_per_ip), 0, INT32_MAX},
     {"max.connections.per.ip.overrides", K_SPECIAL, 0, 0, 0},
@@ -130,6 +131,7 @@ void broker_config_init(struct broker_config *cfg)
     cfg->socket_request_max_bytes = 104857600;
     cfg->message_max_bytes = 1048588;
     cfg->connections_max_idle_ms = 600000;
+    cfg->sasl_server_max_receive_bytes = 524288;
     cfg->max_connections = INT32_MAX;
     cfg->max_connections_per_ip = INT32_MAX;
     cfg->max_connection_creation_rate = INT32_MAX;
@@ -569,6 +571,7 @@ static const struct refused_key g_refused[] = {
 static bool sasl_key_served(const char *key)
 {
     return strcmp(key, "sasl.enabled.mechanisms") == 0 ||
+           strcmp(key, "sasl.server.max.receive.size") == 0 ||
            strcmp(key, "sasl.mechanism.inter.broker.protocol") == 0 ||
            strcmp(key, "sasl.mechanism.controller.protocol") == 0;
 }

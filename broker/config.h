@@ -60,6 +60,9 @@ struct broker_config {
     /* connections.max.reauth.ms (KIP-368): a SASL session's lifetime, after which the client
      * re-authenticates on the same connection; 0 (Kafka's default): sessions never expire */
     int64_t connections_max_reauth_ms;
+    /* sasl.server.max.receive.size: the largest frame a SASL listener reads before the
+     * connection has authenticated (Kafka's default 524288) */
+    int32_t sasl_server_max_receive_bytes;
     /* Per listener (same index as listeners): its security protocol is SASL_PLAINTEXT (else
      * PLAINTEXT). Filled by broker_config_check_supported. */
     bool listener_sasl[BROKER_LISTENERS_MAX];

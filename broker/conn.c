@@ -133,6 +133,10 @@ static void conn_create(struct broker_shard *s, uint32_t listener, int fd,
     }
     s->conns_open++;
     broker_frame_reader_init(&c->fr, s->cfg->socket_request_max_bytes, frame_grow, c);
+    /* Kafka's sasl.server.max.receive.size: an unauthenticated client cannot make the broker
+     * hold a large frame; raised to socket.request.max.bytes once authenticated (on_frame) */
+    if (c->auth.sasl && s->cfg->sasl_server_max_receive_bytes < c->fr.size_bytes_max)
+        c->fr.size_bytes_max = s->cfg->sasl_server_max_receive_bytes;
     BLOG_DEBUG("conn %u open from %s fd=%d", c->slot, c->peer, fd);
     int rc = s->io->conn_open(s, c);
     if (rc != 0) {
@@ -478,6 +482,8 @@ static void on_frame(struct broker_conn *c, struct broker_frame *f)
         req->start_us_ = 0;
         kafka_arena_init(&req->arena, (size_t)s->cfg->socket_request_max_bytes * 2 + (64u << 20));
         s->dispatch->auth_raw(req);
+        if (c->auth.authenticated)
+            c->fr.size_bytes_max = s->cfg->socket_request_max_bytes;
         return;
     }
     struct broker_reqhdr h;
@@ -546,6 +552,9 @@ static void on_frame(struct broker_conn *c, struct broker_frame *f)
     }
     kafka_arena_init(&req->arena, (size_t)s->cfg->socket_request_max_bytes * 2 + (64u << 20));
     e->fn(req);
+    /* c outlives the call (the caller holds it); req may be gone */
+    if (c->auth.sasl && c->auth.authenticated)
+        c->fr.size_bytes_max = s->cfg->socket_request_max_bytes;
 }
 
 /* Feeds bytes into the frame reader; returns bytes consumed. Stops early when the connection

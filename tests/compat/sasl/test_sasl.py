@@ -233,6 +233,10 @@ def check_wire(b):
     c.send(3, 1, s32(-1))
     check(c.response(none_on_close=True) is None, "Metadata before SASL was answered")
     c.close()
+    # before authentication a frame above sasl.server.max.receive.size (512 KiB) closes
+    c = Conn(host, port, "wire")
+    c.s.sendall(s32(600000) + b"\x00" * 1024)
+    check(closed(c), "a 600000-byte frame before authentication was accepted")
     # ApiVersions is served before authentication and lists 17, 36, 50, 51
     c = Conn(host, port, "wire")
     r = c.call(18, 0, b"")
@@ -286,6 +290,12 @@ def check_wire(b):
     check(err == 0 and life == REAUTH_MS, "PLAIN ok: %d %r lifetime %d" % (err, msg, life))
     r = c.call(3, 1, s32(-1))
     check(r is not None, "Metadata after authentication")
+    # once authenticated, frames up to socket.request.max.bytes: a 620 KB Metadata v4 (2600
+    # unknown topics, no auto-creation) is read and answered
+    names = [sstr("nosuch-%04d-" % i + "x" * 228) for i in range(2600)]
+    body = s32(len(names)) + b"".join(names) + s8(0)
+    r = c.call(3, 4, body)
+    check(r is not None and len(body) > 600000, "a 620 KB request after authentication")
     err, msg, _, _ = authenticate(c, plain, version=1)
     check(err == 34, "SaslAuthenticate after success: %d" % err)
     # re-authentication on the same connection keeps it open; a changed principal does not
