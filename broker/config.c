@@ -547,7 +547,9 @@ struct refused_key {
 
 static const struct refused_key g_refused[] = {
     {"ssl.", NULL, "TLS"},
-    {"sasl.", NULL, "SASL authentication"},
+    {"sasl.", NULL,
+     "this SASL setting (laminar reads sasl.enabled.mechanisms and "
+     "listener.name.<l>.<mechanism>.sasl.jaas.config)"},
     {"security.providers", NULL, "TLS/SASL security providers"},
     {"security.inter.broker.protocol", "PLAINTEXT", "TLS between brokers"},
     {"principal.builder.class",
@@ -593,7 +595,10 @@ static const struct refused_key *refused_find(const char *key)
  * ones also as `listener.name.<listener>.<mechanism>.sasl.<key>`. */
 static const struct refused_key *refused_find_any(const char *key)
 {
-    static const struct refused_key listener_sasl = {"sasl.", NULL, "SASL authentication"};
+    static const struct refused_key listener_sasl = {
+        "sasl.", NULL,
+        "this SASL setting (laminar reads sasl.enabled.mechanisms and "
+        "listener.name.<l>.<mechanism>.sasl.jaas.config)"};
     static const char prefix[] = "listener.name.";
     if (strncmp(key, prefix, sizeof(prefix) - 1) != 0)
         return refused_find(key);
