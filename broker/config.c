@@ -52,6 +52,8 @@ static const struct key_spec g_keys[] = {
     {"socket.request.max.bytes", K_I32, OFF(socket_request_max_bytes), 1, INT32_MAX},
     {"message.max.bytes", K_I32, OFF(message_max_bytes), 0, INT32_MAX},
     {"connections.max.idle.ms", K_I64, OFF(connections_max_idle_ms), -1, INT64_MAX},
+    {"connections.max.reauth.ms", K_I64, OFF(connections_max_reauth_ms), 0, INT64_MAX},
+    {"sasl.server.max.receive.size", K_I32, OFF(sasl_server_max_receive_bytes), 1, INT32_MAX},
     {"max.connections", K_I32, OFF(max_connections), 0, INT32_MAX},
     {"max.connections.per.ip", K_I32, OFF(max_connections_per_ip), 0, INT32_MAX},
     {"max.connections.per.ip.overrides", K_SPECIAL, 0, 0, 0},
@@ -137,6 +139,7 @@ void broker_config_init(struct broker_config *cfg)
     cfg->socket_request_max_bytes = 104857600;
     cfg->message_max_bytes = 1048588;
     cfg->connections_max_idle_ms = 600000;
+    cfg->sasl_server_max_receive_bytes = 524288;
     cfg->max_connections = INT32_MAX;
     cfg->max_connections_per_ip = INT32_MAX;
     cfg->max_connection_creation_rate = INT32_MAX;
@@ -558,10 +561,11 @@ struct refused_key {
 
 static const struct refused_key g_refused[] = {
     {"ssl.", NULL, "TLS"},
-    {"sasl.", NULL, "SASL authentication"},
+    {"sasl.", NULL,
+     "this SASL setting (laminar reads sasl.enabled.mechanisms and "
+     "listener.name.<l>.<mechanism>.sasl.jaas.config)"},
     {"security.providers", NULL, "TLS/SASL security providers"},
-    {"security.inter.broker.protocol", "PLAINTEXT", "TLS/SASL between brokers"},
-    {"connections.max.reauth.ms", "0", "SASL re-authentication"},
+    {"security.inter.broker.protocol", "PLAINTEXT", "TLS between brokers"},
     {"principal.builder.class",
      "org.apache.kafka.common.security.authenticator.DefaultKafkaPrincipalBuilder",
      "authentication"},
@@ -577,8 +581,21 @@ static const struct refused_key g_refused[] = {
     {"controller.quota.window.size.seconds", "1", "controller mutation quotas"},
 };
 
+/* The SASL keys laminar reads (broker/handlers/sasl_api.c): the mechanisms and, per listener,
+ * the JAAS config of each. The inter-broker and controller mechanisms are accepted: laminar's
+ * node-to-node traffic goes over the controller listener (PLAINTEXT, laminar.cluster.secret). */
+static bool sasl_key_served(const char *key)
+{
+    return strcmp(key, "sasl.enabled.mechanisms") == 0 ||
+           strcmp(key, "sasl.server.max.receive.size") == 0 ||
+           strcmp(key, "sasl.mechanism.inter.broker.protocol") == 0 ||
+           strcmp(key, "sasl.mechanism.controller.protocol") == 0;
+}
+
 static const struct refused_key *refused_find(const char *key)
 {
+    if (sasl_key_served(key))
+        return NULL;
     for (size_t i = 0; i < LM_ARRAY_LEN(g_refused); i++) {
         const char *k = g_refused[i].key;
         size_t n = strlen(k);
@@ -592,15 +609,28 @@ static const struct refused_key *refused_find(const char *key)
  * ones also as `listener.name.<listener>.<mechanism>.sasl.<key>`. */
 static const struct refused_key *refused_find_any(const char *key)
 {
-    static const struct refused_key listener_sasl = {"sasl.", NULL, "SASL authentication"};
+    static const struct refused_key listener_sasl = {
+        "sasl.", NULL,
+        "this SASL setting (laminar reads sasl.enabled.mechanisms and "
+        "listener.name.<l>.<mechanism>.sasl.jaas.config)"};
     static const char prefix[] = "listener.name.";
     if (strncmp(key, prefix, sizeof(prefix) - 1) != 0)
         return refused_find(key);
     const char *rest = strchr(key + sizeof(prefix) - 1, '.');
     if (rest == NULL)
         return NULL;
+    static const struct refused_key listener_reauth = {"connections.max.reauth.ms", "0",
+                                                       "per-listener SASL re-authentication"};
+    if (strcmp(rest + 1, "sasl.enabled.mechanisms") == 0)
+        return NULL;
+    if (strcmp(rest + 1, "connections.max.reauth.ms") == 0)
+        return &listener_reauth;
+    /* listener.name.<l>.<mechanism>.sasl.jaas.config */
+    const char *mech_end = strchr(rest + 1, '.');
+    if (mech_end != NULL && strcmp(mech_end, ".sasl.jaas.config") == 0)
+        return NULL;
     const struct refused_key *r = refused_find(rest + 1);
-    if (r == NULL && strstr(rest, ".sasl.") != NULL)
+    if ((r == NULL || sasl_key_served(rest + 1)) && strstr(rest, "sasl.") != NULL)
         r = &listener_sasl;
     return r;
 }
@@ -682,7 +712,7 @@ static int check_protocol_map(const char *map)
 /* Kafka's rule (KafkaConfig.effectiveListenerSecurityProtocolMap): the map when set, else the
  * protocol names themselves, with controller.listener.names defaulting to PLAINTEXT. */
 static int check_listener(const struct broker_config *cfg, const char *which,
-                          const struct broker_listener *l)
+                          const struct broker_listener *l, bool *sasl)
 {
     const char *map = broker_config_get(cfg, "listener.security.protocol.map");
     const char *controllers = broker_config_get(cfg, "controller.listener.names");
@@ -707,9 +737,17 @@ static int check_listener(const struct broker_config *cfg, const char *which,
                    which, l->name, l->name);
         return LM_E_CONFIG;
     }
-    if (proto_len != 9 || strncasecmp(proto, "PLAINTEXT", 9) != 0) {
+    *sasl = proto_len == 14 && strncasecmp(proto, "SASL_PLAINTEXT", 14) == 0;
+    if (*sasl && controllers != NULL && csv_find(controllers, l->name, &it)) {
+        BLOG_ERROR("config: %s: controller listener %s://%s:%u: security protocol "
+                   "SASL_PLAINTEXT is not supported there (node-to-node traffic is PLAINTEXT, "
+                   "guarded by laminar.cluster.secret)",
+                   which, l->name, l->host, l->port);
+        return LM_E_UNSUPPORTED;
+    }
+    if (!*sasl && (proto_len != 9 || strncasecmp(proto, "PLAINTEXT", 9) != 0)) {
         BLOG_ERROR("config: %s: listener %s://%s:%u: security protocol %.*s is not supported "
-                   "yet (laminar serves PLAINTEXT only)",
+                   "yet (laminar serves PLAINTEXT and SASL_PLAINTEXT; TLS is not implemented)",
                    which, l->name, l->host, l->port, (int)proto_len, proto);
         return LM_E_UNSUPPORTED;
     }
@@ -813,8 +851,8 @@ static int check_listener_roles(struct broker_config *cfg)
         return LM_E_CONFIG;
     }
     /* Without inter.broker.listener.name the listener is named after the protocol (Kafka's
-     * ListenerName.forSecurityProtocol); laminar accepts PLAINTEXT only. */
-    const char *ib_name = explicit_ibl ? ibl : "PLAINTEXT";
+     * ListenerName.forSecurityProtocol); laminar accepts PLAINTEXT and SASL_PLAINTEXT. */
+    const char *ib_name = explicit_ibl ? ibl : ibp != NULL && ibp[0] != '\0' ? ibp : "PLAINTEXT";
     char ib[BROKER_LISTENER_NAME_BYTES];
     size_t ib_len = strlen(ib_name);
     if (!name_copy(ib, trim_span(ib_name, &ib_len), ib_len)) {
@@ -936,6 +974,53 @@ static int check_listener_roles(struct broker_config *cfg)
     return 0;
 }
 
+/* A SASL_PLAINTEXT listener needs mechanisms laminar serves and, for PLAIN, its users: checked
+ * here, before anything touches the log dirs (the JAAS text itself is parsed by the handler
+ * layer, broker/handlers/sasl_api.c). Kafka's key names, its ListenerName prefix lower-cased. */
+static int check_sasl_listener(const struct broker_config *cfg, const struct broker_listener *l)
+{
+    char key[BROKER_LISTENER_NAME_BYTES + 64], lower[BROKER_LISTENER_NAME_BYTES];
+    size_t n = strnlen(l->name, sizeof(lower) - 1);
+    for (size_t i = 0; i < n; i++)
+        lower[i] = (char)(l->name[i] >= 'A' && l->name[i] <= 'Z' ? l->name[i] + 32 : l->name[i]);
+    lower[n] = '\0';
+    snprintf(key, sizeof(key), "listener.name.%s.sasl.enabled.mechanisms", lower);
+    const char *list = broker_config_get(cfg, key);
+    if (list == NULL)
+        list = broker_config_get(cfg, "sasl.enabled.mechanisms");
+    if (list == NULL || list[0] == '\0') {
+        BLOG_ERROR("config: listener %s://%s:%u: security protocol SASL_PLAINTEXT needs "
+                   "sasl.enabled.mechanisms (Kafka's default GSSAPI is not supported; laminar "
+                   "serves PLAIN, SCRAM-SHA-256 and SCRAM-SHA-512)",
+                   l->name, l->host, l->port);
+        return LM_E_CONFIG;
+    }
+    static const char *const served[] = {"PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"};
+    const char *pos = list, *p;
+    bool plain = false;
+    while (list_next(&pos, &p, &n)) {
+        p = trim_span(p, &n);
+        bool ok = false;
+        for (size_t i = 0; i < LM_ARRAY_LEN(served) && !ok; i++)
+            ok = strlen(served[i]) == n && strncmp(served[i], p, n) == 0;
+        if (!ok) {
+            BLOG_ERROR("config: listener %s: SASL mechanism %.*s is not supported (laminar "
+                       "serves PLAIN, SCRAM-SHA-256 and SCRAM-SHA-512)",
+                       l->name, (int)n, p);
+            return LM_E_UNSUPPORTED;
+        }
+        plain |= n == 5;
+    }
+    snprintf(key, sizeof(key), "listener.name.%s.plain.sasl.jaas.config", lower);
+    if (plain && broker_config_get(cfg, key) == NULL) {
+        BLOG_ERROR("config: listener %s enables PLAIN but %s is not set (a PlainLoginModule "
+                   "with user_<name>=\"<password>\" options; a static JAAS file is not read)",
+                   l->name, key);
+        return LM_E_CONFIG;
+    }
+    return 0;
+}
+
 int broker_config_check_supported(struct broker_config *cfg)
 {
     /* The list is newest first: report the key given first, as a reader of the file would. */
@@ -945,6 +1030,9 @@ int broker_config_check_supported(struct broker_config *cfg)
         const struct refused_key *r = refused_find_any(e->key);
         if (r == NULL || e->value[0] == '\0' ||
             (r->harmless != NULL && strcasecmp(e->value, r->harmless) == 0))
+            continue;
+        if (strcmp(e->key, "security.inter.broker.protocol") == 0 &&
+            strcasecmp(e->value, "SASL_PLAINTEXT") == 0)
             continue;
         bad = e;
         why = r;
@@ -957,9 +1045,14 @@ int broker_config_check_supported(struct broker_config *cfg)
     const char *map = broker_config_get(cfg, "listener.security.protocol.map");
     int rc = map != NULL ? check_protocol_map(map) : 0;
     for (uint32_t i = 0; rc == 0 && i < cfg->listeners_count; i++)
-        rc = check_listener(cfg, "listeners", &cfg->listeners[i]);
-    for (uint32_t i = 0; rc == 0 && i < cfg->advertised_count; i++)
-        rc = check_listener(cfg, "advertised.listeners", &cfg->advertised[i]);
+        rc = check_listener(cfg, "listeners", &cfg->listeners[i], &cfg->listener_sasl[i]);
+    for (uint32_t i = 0; rc == 0 && i < cfg->advertised_count; i++) {
+        bool sasl = false;
+        rc = check_listener(cfg, "advertised.listeners", &cfg->advertised[i], &sasl);
+    }
+    for (uint32_t i = 0; rc == 0 && i < cfg->listeners_count; i++)
+        if (cfg->listener_sasl[i])
+            rc = check_sasl_listener(cfg, &cfg->listeners[i]);
     if (rc == 0)
         rc = check_listener_roles(cfg);
     return rc;

@@ -57,6 +57,15 @@ struct broker_config {
     /* connections.max.idle.ms: close a connection with nothing in flight and no bytes either way
      * for this long (Kafka's default 600000); -1 disables the check */
     int64_t connections_max_idle_ms;
+    /* connections.max.reauth.ms (KIP-368): a SASL session's lifetime, after which the client
+     * re-authenticates on the same connection; 0 (Kafka's default): sessions never expire */
+    int64_t connections_max_reauth_ms;
+    /* sasl.server.max.receive.size: the largest frame a SASL listener reads before the
+     * connection has authenticated (Kafka's default 524288) */
+    int32_t sasl_server_max_receive_bytes;
+    /* Per listener (same index as listeners): its security protocol is SASL_PLAINTEXT (else
+     * PLAINTEXT). Filled by broker_config_check_supported. */
+    bool listener_sasl[BROKER_LISTENERS_MAX];
     /* Connection quotas (Kafka's ConnectionQuotas; broker/connquota.h): Int.MaxValue = none */
     int32_t max_connections;              /* max.connections, broker-wide */
     int32_t max_connections_per_ip;       /* max.connections.per.ip */
@@ -112,10 +121,11 @@ int broker_config_set_kv(struct broker_config *cfg, const char *kv);
 int broker_config_finish(struct broker_config *cfg);
 /* Refuses settings laminar cannot honour yet, so it never serves with less protection than
  * configured: a listener whose security protocol (listener.security.protocol.map, or Kafka's
- * default map) is not PLAINTEXT, and TLS, SASL, authorizer and client quota keys with a
- * non-empty value other than Kafka's default. Logs one error line naming the key. Returns 0,
- * LM_E_UNSUPPORTED, or LM_E_CONFIG for a malformed map or a listener without a protocol.
- * broker_config_finish runs it too. */
+ * default map) is not PLAINTEXT or SASL_PLAINTEXT (a controller listener: PLAINTEXT only), and
+ * TLS, authorizer, client quota and SASL keys other than the mechanism and JAAS settings with a
+ * non-empty value other than Kafka's default. Fills listener_sasl. Logs one error line naming the
+ * key. Returns 0, LM_E_UNSUPPORTED, or LM_E_CONFIG for a malformed map or a listener without a
+ * protocol. broker_config_finish runs it too. */
 int broker_config_check_supported(struct broker_config *cfg);
 /* Returns the raw text last set for key, or NULL. Borrowed from cfg. */
 const char *broker_config_get(const struct broker_config *cfg, const char *key);

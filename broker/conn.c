@@ -62,6 +62,11 @@ static void conn_maybe_free(struct broker_conn *c)
         free(c);
         return;
     }
+    if (c->auth.state != NULL) {
+        LM_ASSERT(s->dispatch->auth_free != NULL);
+        s->dispatch->auth_free(c->auth.state);
+        c->auth.state = NULL;
+    }
     LM_ASSERT(s->conns_open > 0);
     s->conns_open--;
     broker_connquota_release(s->quota, &c->quota);
@@ -114,6 +119,8 @@ static void conn_create(struct broker_shard *s, uint32_t listener, int fd,
     if (s->metrics_on)
         broker_metric_add(&s->metrics->conns_created[listener], 1);
     c->apis = s->listen_apis[listener];
+    c->auth.sasl = s->cfg->listener_sasl[listener];
+    snprintf(c->auth.principal, sizeof(c->auth.principal), "User:ANONYMOUS");
     int one = 1;
     if (setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) != 0)
         BLOG_WARN_LIMITED("accept: TCP_NODELAY: %s", strerror(errno));
@@ -126,6 +133,10 @@ static void conn_create(struct broker_shard *s, uint32_t listener, int fd,
     }
     s->conns_open++;
     broker_frame_reader_init(&c->fr, s->cfg->socket_request_max_bytes, frame_grow, c);
+    /* Kafka's sasl.server.max.receive.size: an unauthenticated client cannot make the broker
+     * hold a large frame; raised to socket.request.max.bytes once authenticated (on_frame) */
+    if (c->auth.sasl && s->cfg->sasl_server_max_receive_bytes < c->fr.size_bytes_max)
+        c->fr.size_bytes_max = s->cfg->sasl_server_max_receive_bytes;
     BLOG_DEBUG("conn %u open from %s fd=%d", c->slot, c->peer, fd);
     int rc = s->io->conn_open(s, c);
     if (rc != 0) {
@@ -452,6 +463,29 @@ static void on_frame(struct broker_conn *c, struct broker_frame *f)
     req->conn = c;
     c->reqs_live++;
     frame_settle(c, req->mem_bytes_);
+    req->sasl_raw = false;
+    if (c->auth.raw_tokens && s->dispatch->auth_raw != NULL) {
+        /* SaslHandshake v0: a bare token, answered by a bare frame (KIP-43) */
+        int rrc = broker_respq_reserve(&c->rq, &req->seq_);
+        LM_ASSERT(rrc == 0);
+        req->api_key = 17;
+        req->api_version = 0;
+        req->correlation_id = 0;
+        req->client_id = NULL;
+        req->client_id_len = -1;
+        req->flexible = false;
+        req->sasl_raw = true;
+        req->listener = c->listener;
+        req->body = f->body;
+        req->body_len = f->size_bytes;
+        req->state_ = REQ_PENDING;
+        req->start_us_ = 0;
+        kafka_arena_init(&req->arena, (size_t)s->cfg->socket_request_max_bytes * 2 + (64u << 20));
+        s->dispatch->auth_raw(req);
+        if (c->auth.authenticated)
+            c->fr.size_bytes_max = s->cfg->socket_request_max_bytes;
+        return;
+    }
     struct broker_reqhdr h;
     int rc = broker_reqhdr_parse_fixed(f->body, f->size_bytes, &h);
     if (rc != 0) {
@@ -459,6 +493,19 @@ static void on_frame(struct broker_conn *c, struct broker_frame *f)
                           lm_strerror(rc));
         req->state_ = REQ_NONE;
         conn_close(c, "bad request header");
+        req_free(req);
+        return;
+    }
+    if (c->auth.sasl && h.api_key != 17 && h.api_key != 18 && h.api_key != 36 &&
+        (!c->auth.authenticated ||
+         (c->auth.expiry_ms != 0 && broker_now_ms() >= c->auth.expiry_ms))) {
+        /* Kafka's SaslServerAuthenticator: before authentication (and once a session has
+         * expired, KIP-368) only ApiVersions, SaslHandshake and SaslAuthenticate are served;
+         * anything else is an IllegalSaslStateException that closes the connection. */
+        BLOG_WARN_LIMITED("conn %u (%s): api key %d before SASL authentication%s, closing", c->slot,
+                          c->peer, h.api_key, c->auth.authenticated ? " (session expired)" : "");
+        req->state_ = REQ_NONE;
+        conn_close(c, "request before SASL authentication");
         req_free(req);
         return;
     }
@@ -505,6 +552,9 @@ static void on_frame(struct broker_conn *c, struct broker_frame *f)
     }
     kafka_arena_init(&req->arena, (size_t)s->cfg->socket_request_max_bytes * 2 + (64u << 20));
     e->fn(req);
+    /* c outlives the call (the caller holds it); req may be gone */
+    if (c->auth.sasl && c->auth.authenticated)
+        c->fr.size_bytes_max = s->cfg->socket_request_max_bytes;
 }
 
 /* Feeds bytes into the frame reader; returns bytes consumed. Stops early when the connection
@@ -609,12 +659,12 @@ static void req_complete(struct broker_req *req, enum req_state st)
 static void resp_prefix(struct broker_req *req, size_t body_len)
 {
     bool hdr_v1 = req->flexible && req->api_key != 18;
-    size_t hdr = 4 + (hdr_v1 ? 1 : 0);
+    size_t hdr = req->sasl_raw ? 0 : 4 + (hdr_v1 ? 1 : 0);
     LM_ASSERT(body_len <= (size_t)INT32_MAX - hdr);
     wr_i32(req->out_.prefix, (uint32_t)(hdr + body_len));
     wr_i32(req->out_.prefix + 4, (uint32_t)req->correlation_id);
     req->out_.prefix[8] = 0;
-    req->out_.prefix_len = (uint8_t)(4 + hdr);
+    req->out_.prefix_len = (uint8_t)(4 + hdr); /* a bare SASL token: the length alone */
 }
 
 void broker_req_respond(struct broker_req *req, const void *body, size_t len)
@@ -651,6 +701,12 @@ void broker_req_respond_none(struct broker_req *req)
 void broker_req_close_after(struct broker_req *req)
 {
     req->close_after_ = true;
+}
+
+struct broker_conn_auth *broker_req_auth(struct broker_req *req)
+{
+    LM_ASSERT(req->conn != NULL && req->conn->out == NULL);
+    return &req->conn->auth;
 }
 
 bool broker_req_conn_closing(const struct broker_req *req)

@@ -45,6 +45,26 @@ struct broker_out_ {
     uint8_t prefix[BROKER_OUT_PREFIX_MAX];
 };
 
+/* A connection's authentication (SASL: KIP-43, KIP-152; re-authentication: KIP-368). On a
+ * listener whose security protocol is SASL_PLAINTEXT the runtime serves only ApiVersions (18),
+ * SaslHandshake (17) and SaslAuthenticate (36) until the handler layer sets authenticated, and
+ * again once expiry_ms has passed; any other request closes the connection, as Kafka's
+ * SaslServerAuthenticator does. The handler layer owns every field but `sasl`. */
+enum { BROKER_PRINCIPAL_BYTES = 272 };
+struct broker_conn_auth {
+    bool sasl;          /* set by the runtime: the listener's protocol is SASL_PLAINTEXT */
+    bool authenticated; /* a SASL exchange succeeded on this connection */
+    /* SaslHandshake v0 (KIP-43): the next frames are bare SASL tokens, without a request
+     * header, answered by bare frames; the runtime hands them to broker_dispatch.auth_raw
+     * as requests with sasl_raw set, until the handler layer clears this */
+    bool raw_tokens;
+    uint64_t expiry_ms; /* broker_now_ms() when the session ends (KIP-368); 0: never */
+    /* "User:<name>" once authenticated (Kafka's KafkaPrincipal), "User:ANONYMOUS" on a
+     * PLAINTEXT listener; for the authorizer */
+    char principal[BROKER_PRINCIPAL_BYTES];
+    void *state; /* the exchange in progress; freed by broker_dispatch.auth_free */
+};
+
 struct broker_req {
     /* Request header (v1/v2). client_id borrows from the frame; NULL when null. */
     int16_t api_key;
@@ -56,6 +76,9 @@ struct broker_req {
     const uint8_t *body;
     size_t body_len;
     bool flexible; /* request header v2 / compact encodings (KIP-482) */
+    /* A bare SASL token (broker_conn_auth.raw_tokens): body is the whole frame, api_key 17,
+     * and the response is sent as a bare frame (length, body), without a response header. */
+    bool sasl_raw;
     /* The listener the connection came in on: an index into broker_config.listeners. */
     uint8_t listener;
     /* Freed with the request, after its response has been sent (the codec's bounded arena,
@@ -119,6 +142,10 @@ struct broker_dispatch {
     /* Frees ctx; called by the dispatch's owner once the runtime has returned (or never
      * started). May be NULL. */
     void (*teardown)(void *ctx);
+    /* Serves a bare SASL token frame (broker_conn_auth.raw_tokens). May be NULL. */
+    void (*auth_raw)(struct broker_req *req);
+    /* Frees broker_conn_auth.state when its connection is freed. May be NULL. */
+    void (*auth_free)(void *state);
     /* Adds the node's gauges to a metrics scrape (called on the HTTP thread: read only what
      * is safe to read from another thread). May be NULL. */
     void (*metrics_gauges)(void *ctx, struct broker_metrics_out *o);
@@ -156,6 +183,9 @@ void broker_req_respond_parts(struct broker_req *req, struct broker_resp_part *p
 void broker_req_respond_none(struct broker_req *req);
 /* Asks the runtime to close the connection once this request's response (if any) has left. */
 void broker_req_close_after(struct broker_req *req);
+/* The authentication state of req's connection (never NULL; the handler layer's to change,
+ * on the connection's shard only). */
+struct broker_conn_auth *broker_req_auth(struct broker_req *req);
 /* True when the connection of req is closing (the response will be dropped). */
 bool broker_req_conn_closing(const struct broker_req *req);
 

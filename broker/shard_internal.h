@@ -64,6 +64,7 @@ struct broker_conn {
     /* the listener it came in on (index into cfg->listeners) and that listener's table */
     uint8_t listener;
     const struct broker_api_entry *apis;
+    struct broker_conn_auth auth; /* client connections: SASL state (runtime.h) */
     /* an outbound connection (peer.c): its owner's handle; NULL for a client connection */
     struct broker_peer *out;
     struct broker_connquota_slot quota; /* what the connection holds of the process's quotas */

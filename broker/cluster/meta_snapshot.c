@@ -102,6 +102,18 @@ int meta_snapshot_encode(const struct lm_meta_state *st, int64_t last, uint8_t *
             put_record(&o, &l);
         }
     }
+    for (size_t i = 0; i < st->scram_count; i++) {
+        const struct lm_meta_scram *c = &st->scram[i];
+        struct lm_meta_record r = {.type = LM_META_SCRAM_SET,
+                                   .user = c->user,
+                                   .scram_mechanism = c->mechanism,
+                                   .scram_iterations = c->iterations,
+                                   .scram_salt = c->salt,
+                                   .scram_salt_len = c->salt_len,
+                                   .scram_stored_key = c->stored_key,
+                                   .scram_server_key = c->server_key};
+        put_record(&o, &r);
+    }
     if (o.rc != 0) {
         free(o.buf);
         return o.rc;

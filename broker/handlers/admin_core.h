@@ -41,6 +41,10 @@
 #define ADMIN_ALTER_CONFIGS_MAX             2
 #define ADMIN_INCREMENTAL_ALTER_CONFIGS_MIN 0
 #define ADMIN_INCREMENTAL_ALTER_CONFIGS_MAX 1
+#define ADMIN_DESCRIBE_USER_SCRAM_MIN       0
+#define ADMIN_DESCRIBE_USER_SCRAM_MAX       0
+#define ADMIN_ALTER_USER_SCRAM_MIN          0
+#define ADMIN_ALTER_USER_SCRAM_MAX          0
 #define ADMIN_DESCRIBE_CLUSTER_MIN          0
 #define ADMIN_DESCRIBE_CLUSTER_MAX          2
 /* The ACL APIs at Kafka 4.x's ranges (v0 of each was removed by KIP-896). */
@@ -100,6 +104,7 @@ enum admin_commit_kind {
     ADMIN_COMMIT_TOPIC = 0,  /* CreateTopics, DeleteTopics */
     ADMIN_COMMIT_CONFIGS,    /* AlterConfigs, IncrementalAlterConfigs */
     ADMIN_COMMIT_PARTITIONS, /* CreatePartitions */
+    ADMIN_COMMIT_SCRAM,      /* AlterUserScramCredentials (topic is the user) */
 };
 
 struct admin_defer_item {
@@ -151,6 +156,17 @@ int admin_incremental_alter_configs(const struct admin_env *env, int16_t version
 int admin_describe_cluster(const struct admin_env *env, int16_t version,
                            const struct kafka_describe_cluster_request *rq,
                            struct kafka_describe_cluster_response *rs, struct kafka_arena *a);
+
+/* SCRAM credentials (admin_scram.c, KIP-554). Return LM_E_INVALID for a request with more
+ * than 4096 operations or users (the connection is closed). */
+int admin_describe_user_scram_credentials(
+    const struct admin_env *env, int16_t version,
+    const struct kafka_describe_user_scram_credentials_request *rq,
+    struct kafka_describe_user_scram_credentials_response *rs, struct kafka_arena *a);
+int admin_alter_user_scram_credentials(const struct admin_env *env, int16_t version,
+                                       const struct kafka_alter_user_scram_credentials_request *rq,
+                                       struct kafka_alter_user_scram_credentials_response *rs,
+                                       struct kafka_arena *a);
 
 /* The ACL APIs without an authorizer (admin_acls.c): SECURITY_DISABLED as Kafka answers them.
  * Return LM_E_INVALID for a request Kafka cannot parse (an UNKNOWN enum code), which closes

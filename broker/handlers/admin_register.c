@@ -45,11 +45,13 @@ static void defer_outcome(struct kafka_arena *a, const struct admin_defer_item *
         what = "already exists";
         break;
     case LM_E_NOT_FOUND:
-        code = KAFKA_UNKNOWN_TOPIC_OR_PARTITION;
+        code = it->kind == ADMIN_COMMIT_SCRAM ? KAFKA_RESOURCE_NOT_FOUND
+                                              : KAFKA_UNKNOWN_TOPIC_OR_PARTITION;
         what = "does not exist";
         break;
     case LM_E_INVALID:
-        code = it->kind == ADMIN_COMMIT_CONFIGS      ? KAFKA_INVALID_CONFIG
+        code = it->kind == ADMIN_COMMIT_SCRAM        ? KAFKA_UNACCEPTABLE_CREDENTIAL
+               : it->kind == ADMIN_COMMIT_CONFIGS    ? KAFKA_INVALID_CONFIG
                : it->kind == ADMIN_COMMIT_PARTITIONS ? KAFKA_INVALID_PARTITIONS
                                                      : KAFKA_INVALID_REQUEST;
         what = "was refused by the controller as invalid";
@@ -70,7 +72,9 @@ static void defer_outcome(struct kafka_arena *a, const struct admin_defer_item *
     *it->code = code;
     char *m = kafka_arena_alloc(a, 320, 1);
     if (m != NULL) {
-        int n = snprintf(m, 320, "Topic '%s': the change %s (%s).", t, what, lm_strerror(rc));
+        int n =
+            snprintf(m, 320, "%s '%s': the change %s (%s).",
+                     it->kind == ADMIN_COMMIT_SCRAM ? "User" : "Topic", t, what, lm_strerror(rc));
         *it->msg = (struct kafka_str){m, n < 0 ? 0 : n >= 320 ? 319 : n};
     }
 }
@@ -214,6 +218,9 @@ ADMIN_HANDLER(alter_configs, ADMIN_ALTER_CONFIGS_MIN, ADMIN_ALTER_CONFIGS_MAX)
 ADMIN_HANDLER(incremental_alter_configs, ADMIN_INCREMENTAL_ALTER_CONFIGS_MIN,
               ADMIN_INCREMENTAL_ALTER_CONFIGS_MAX)
 ADMIN_HANDLER(describe_cluster, ADMIN_DESCRIBE_CLUSTER_MIN, ADMIN_DESCRIBE_CLUSTER_MAX)
+ADMIN_HANDLER(describe_user_scram_credentials, ADMIN_DESCRIBE_USER_SCRAM_MIN,
+              ADMIN_DESCRIBE_USER_SCRAM_MAX)
+ADMIN_HANDLER(alter_user_scram_credentials, ADMIN_ALTER_USER_SCRAM_MIN, ADMIN_ALTER_USER_SCRAM_MAX)
 ADMIN_HANDLER(describe_acls, ADMIN_DESCRIBE_ACLS_MIN, ADMIN_DESCRIBE_ACLS_MAX)
 ADMIN_HANDLER(create_acls, ADMIN_CREATE_ACLS_MIN, ADMIN_CREATE_ACLS_MAX)
 ADMIN_HANDLER(delete_acls, ADMIN_DELETE_ACLS_MIN, ADMIN_DELETE_ACLS_MAX)
@@ -256,6 +263,10 @@ int handlers_admin_register(struct broker_dispatch *d)
          ADMIN_INCREMENTAL_ALTER_CONFIGS_MAX, incremental_alter_configs_handle},
         {KAFKA_DESCRIBE_CLUSTER_KEY, ADMIN_DESCRIBE_CLUSTER_MIN, ADMIN_DESCRIBE_CLUSTER_MAX,
          describe_cluster_handle},
+        {KAFKA_DESCRIBE_USER_SCRAM_CREDENTIALS_KEY, ADMIN_DESCRIBE_USER_SCRAM_MIN,
+         ADMIN_DESCRIBE_USER_SCRAM_MAX, describe_user_scram_credentials_handle},
+        {KAFKA_ALTER_USER_SCRAM_CREDENTIALS_KEY, ADMIN_ALTER_USER_SCRAM_MIN,
+         ADMIN_ALTER_USER_SCRAM_MAX, alter_user_scram_credentials_handle},
         {KAFKA_DESCRIBE_ACLS_KEY, ADMIN_DESCRIBE_ACLS_MIN, ADMIN_DESCRIBE_ACLS_MAX,
          describe_acls_handle},
         {KAFKA_CREATE_ACLS_KEY, ADMIN_CREATE_ACLS_MIN, ADMIN_CREATE_ACLS_MAX, create_acls_handle},

@@ -262,7 +262,7 @@ int admin_commit(const struct admin_env *env, const struct lm_meta_record *r,
             *it = (struct admin_defer_item){.rec = buf,
                                             .len = (size_t)rc,
                                             .kind = kind,
-                                            .topic = r->topic,
+                                            .topic = r->topic != NULL ? r->topic : r->user,
                                             .code = code,
                                             .msg = msg};
             rc = 0;

@@ -17,6 +17,7 @@
 #include "broker/handlers/group_internal.h"
 #include "broker/cluster/controller.h"
 #include "broker/handlers/handlers_internal.h"
+#include "broker/handlers/sasl_api.h"
 #include "common/lm_hash.h"
 #include "broker/log.h"
 #include "broker/metrics.h"
@@ -500,6 +501,7 @@ static void node_free(void *ctx)
     if (h == NULL)
         return;
     controller_destroy(h->ctl);
+    handlers_sasl_free(h->sasl);
     if (h->meta != NULL)
         lm_meta_store_close(h->meta);
     free(h->broker_topic_configs);
@@ -583,6 +585,7 @@ static int node_setup(struct broker_dispatch *d, struct handlers_ctx *h)
         BLOG_ERROR("cannot open the metadata store in %s: %s", cfg->log_dirs[0], lm_strerror(rc));
         return rc;
     }
+    h->meta_fresh = lm_meta_store_version(h->meta) == 0;
     if (controller_configured(cfg)) {
         if ((rc = controller_create(cfg, h->meta, &h->ctl)) != 0)
             return rc;
@@ -641,6 +644,8 @@ static int node_setup(struct broker_dispatch *d, struct handlers_ctx *h)
         BLOG_ERROR("registering handlers: %s", lm_strerror(rc));
         return rc;
     }
+    if ((rc = handlers_sasl_setup(d, h)) != 0)
+        return rc; /* logged */
     register_unserved(d);
     /* Set after registration: the coordinator's own __consumer_offsets is always created. */
     return partition_limit_load(h);

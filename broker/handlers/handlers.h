@@ -83,6 +83,11 @@ struct handlers_ctx {
     int32_t handoff_led;
     uint32_t handoff_shards;
     uint32_t shard_count;
+    /* SASL listeners' mechanisms and PLAIN users (sasl_api.c); read-only after setup */
+    struct sasl_node *sasl;
+    /* The metadata log was empty when this process opened it (a first start: where
+     * laminar.scram.credentials applies, as kafka-storage format --add-scram does) */
+    bool meta_fresh;
 };
 
 /* handlers_serve registers fn for api_key and records [min_version, max_version] as served

@@ -37,6 +37,7 @@ void lm_meta_state_deinit(struct lm_meta_state *s)
     }
     free(s->topics);
     free(s->brokers);
+    free(s->scram);
     memset(s, 0, sizeof(*s));
 }
 
@@ -63,6 +64,15 @@ static int configs_dup(const struct lm_config_entry *src, size_t count,
 
 static int brokers_copy(struct lm_meta_state *dst, const struct lm_meta_state *src)
 {
+    if (src->scram_count > 0) {
+        dst->scram = malloc(src->scram_count * sizeof(*dst->scram));
+        if (dst->scram == NULL) {
+            lm_meta_state_deinit(dst);
+            return LM_E_NOMEM;
+        }
+        memcpy(dst->scram, src->scram, src->scram_count * sizeof(*dst->scram));
+        dst->scram_count = dst->scram_cap = src->scram_count;
+    }
     if (src->broker_count == 0)
         return 0;
     dst->brokers = malloc(src->broker_count * sizeof(*dst->brokers));
@@ -322,6 +332,36 @@ static int configs_check(const struct lm_config_entry *c, size_t n)
     return 0;
 }
 
+size_t lm_meta_scram_key_len(int8_t mechanism)
+{
+    return mechanism == 1 ? 32 : mechanism == 2 ? 64 : 0;
+}
+
+const struct lm_meta_scram *lm_meta_state_scram(const struct lm_meta_state *s, const char *user,
+                                                int8_t mechanism)
+{
+    for (size_t i = 0; i < s->scram_count; i++)
+        if (s->scram[i].mechanism == mechanism && strcmp(s->scram[i].user, user) == 0)
+            return &s->scram[i];
+    return NULL;
+}
+
+static int scram_check(const struct lm_meta_state *s, const struct lm_meta_record *r)
+{
+    if (r->user == NULL || r->user[0] == '\0' || strlen(r->user) > LM_META_SCRAM_USER_MAX ||
+        lm_meta_scram_key_len(r->scram_mechanism) == 0)
+        return LM_E_INVALID;
+    const struct lm_meta_scram *have = lm_meta_state_scram(s, r->user, r->scram_mechanism);
+    if (r->type == LM_META_SCRAM_DELETE)
+        return have != NULL ? 0 : LM_E_NOT_FOUND;
+    if (r->scram_iterations < LM_META_SCRAM_ITERS_MIN ||
+        r->scram_iterations > LM_META_SCRAM_ITERS_MAX || r->scram_salt == NULL ||
+        r->scram_salt_len == 0 || r->scram_salt_len > LM_META_SCRAM_SALT_MAX ||
+        r->scram_stored_key == NULL || r->scram_server_key == NULL)
+        return LM_E_INVALID;
+    return have == NULL && s->scram_count >= LM_META_SCRAM_USERS_MAX ? LM_E_FULL : 0;
+}
+
 int lm_meta_state_check(const struct lm_meta_state *s, const struct lm_meta_record *r)
 {
     const struct lm_meta_topic *t = NULL;
@@ -392,6 +432,9 @@ int lm_meta_state_check(const struct lm_meta_state *s, const struct lm_meta_reco
         /* a fence decided about an earlier process of the node no longer applies */
         return b->incarnation == r->incarnation ? 0 : LM_E_STATE;
     }
+    case LM_META_SCRAM_SET:
+    case LM_META_SCRAM_DELETE:
+        return scram_check(s, r);
     }
     return LM_E_INVALID;
 }
@@ -515,6 +558,31 @@ int lm_meta_state_apply(struct lm_meta_state *s, const struct lm_meta_record *r)
         t->leaders[r->partition_count] = (struct lm_meta_leader){
             .leader = r->broker_id, .epoch = r->leader_epoch, .isr_out = r->isr_out};
         break;
+    case LM_META_SCRAM_SET: {
+        struct lm_meta_scram *c =
+            (struct lm_meta_scram *)lm_meta_state_scram(s, r->user, r->scram_mechanism);
+        if (c == NULL) {
+            if (LM_GROW(s->scram, s->scram_cap, s->scram_count + 1, 8) != 0)
+                return LM_E_NOMEM;
+            c = &s->scram[s->scram_count++];
+        }
+        size_t kl = lm_meta_scram_key_len(r->scram_mechanism);
+        memset(c, 0, sizeof(*c));
+        snprintf(c->user, sizeof(c->user), "%s", r->user);
+        c->mechanism = r->scram_mechanism;
+        c->iterations = r->scram_iterations;
+        c->salt_len = r->scram_salt_len;
+        memcpy(c->salt, r->scram_salt, r->scram_salt_len);
+        memcpy(c->stored_key, r->scram_stored_key, kl);
+        memcpy(c->server_key, r->scram_server_key, kl);
+        break;
+    }
+    case LM_META_SCRAM_DELETE: {
+        const struct lm_meta_scram *c = lm_meta_state_scram(s, r->user, r->scram_mechanism);
+        size_t i = (size_t)(c - s->scram);
+        s->scram[i] = s->scram[--s->scram_count];
+        break;
+    }
     }
     s->version++;
     return 0;
@@ -571,6 +639,13 @@ size_t lm_meta_record_size(const struct lm_meta_record *r)
         break;
     case LM_META_PARTITION_LEADER:
         n += str_size(r->topic) + 4 + 4 + 4 + 2;
+        break;
+    case LM_META_SCRAM_SET:
+        n += str_size(r->user) + 1 + 4 + 1 + r->scram_salt_len +
+             2 * lm_meta_scram_key_len(r->scram_mechanism);
+        break;
+    case LM_META_SCRAM_DELETE:
+        n += str_size(r->user) + 1;
         break;
     }
     return n;
@@ -659,12 +734,17 @@ int lm_meta_record_encode(const struct lm_meta_record *r, uint8_t *buf, size_t c
 {
     if ((r->type == LM_META_BROKER_REGISTER && (r->rack == NULL || r->endpoints == NULL)) ||
         (r->type == LM_META_PARTITION_LEADER && r->topic == NULL) ||
+        ((r->type == LM_META_SCRAM_SET || r->type == LM_META_SCRAM_DELETE) &&
+         (r->user == NULL || lm_meta_scram_key_len(r->scram_mechanism) == 0)) ||
+        (r->type == LM_META_SCRAM_SET &&
+         (r->scram_salt_len > LM_META_SCRAM_SALT_MAX || r->scram_salt == NULL ||
+          r->scram_stored_key == NULL || r->scram_server_key == NULL)) ||
         (r->replicas != NULL && r->replication_factor < 1))
         return LM_E_INVALID;
     size_t need = lm_meta_record_size(r);
     if (need > cap || need > INT32_MAX)
         return LM_E_TOO_LARGE;
-    if (r->topic && strlen(r->topic) > UINT16_MAX)
+    if ((r->topic && strlen(r->topic) > UINT16_MAX) || (r->user && strlen(r->user) > UINT16_MAX))
         return LM_E_TOO_LARGE;
     if ((r->rack && strlen(r->rack) > UINT16_MAX) ||
         (r->endpoints && strlen(r->endpoints) > UINT16_MAX))
@@ -723,6 +803,22 @@ int lm_meta_record_encode(const struct lm_meta_record *r, uint8_t *buf, size_t c
         put_be(&c, (uint32_t)r->broker_id, 4);
         put_be(&c, (uint32_t)r->leader_epoch, 4);
         put_be(&c, r->isr_out, 2);
+        break;
+    case LM_META_SCRAM_SET:
+    case LM_META_SCRAM_DELETE:
+        put_str(&c, r->user);
+        put_u8(&c, (uint8_t)r->scram_mechanism);
+        if (r->type == LM_META_SCRAM_SET) {
+            size_t kl = lm_meta_scram_key_len(r->scram_mechanism);
+            put_be(&c, (uint32_t)r->scram_iterations, 4);
+            put_u8(&c, (uint8_t)r->scram_salt_len);
+            memcpy(buf + c.pos, r->scram_salt, r->scram_salt_len);
+            c.pos += r->scram_salt_len;
+            memcpy(buf + c.pos, r->scram_stored_key, kl);
+            c.pos += kl;
+            memcpy(buf + c.pos, r->scram_server_key, kl);
+            c.pos += kl;
+        }
         break;
     }
     LM_ASSERT(c.pos == need);
@@ -874,6 +970,34 @@ int lm_meta_record_decode(const uint8_t *buf, size_t len, struct lm_meta_record 
             out->fenced = v == 1;
         }
         break;
+    case LM_META_SCRAM_SET:
+    case LM_META_SCRAM_DELETE: {
+        if ((rc = get_str(&c, &out->user)) != 0 || (rc = get_be(&c, 1, &v)) != 0)
+            return rc;
+        out->scram_mechanism = (int8_t)v;
+        size_t kl = lm_meta_scram_key_len(out->scram_mechanism);
+        if (kl == 0)
+            return LM_E_CORRUPT;
+        if (out->type == LM_META_SCRAM_DELETE)
+            break;
+        if ((rc = get_be(&c, 4, &v)) != 0)
+            return rc;
+        out->scram_iterations = (int32_t)(uint32_t)v;
+        if ((rc = get_be(&c, 1, &v)) != 0)
+            return rc;
+        if (v == 0 || v > LM_META_SCRAM_SALT_MAX)
+            return LM_E_CORRUPT;
+        out->scram_salt_len = (uint32_t)v;
+        if (len - c.pos < v + 2 * kl)
+            return LM_E_TRUNCATED;
+        out->scram_salt = buf + c.pos;
+        c.pos += v;
+        out->scram_stored_key = buf + c.pos;
+        c.pos += kl;
+        out->scram_server_key = buf + c.pos;
+        c.pos += kl;
+        break;
+    }
     default:
         return LM_E_CORRUPT;
     }

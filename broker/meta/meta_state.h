@@ -29,6 +29,29 @@ enum lm_meta_record_type {
      * changed (KRaft's PartitionChangeRecord role): topic, partition (partition_count),
      * broker_id = the leader, leader_epoch, isr_out. */
     LM_META_PARTITION_LEADER = 8,
+    /* SCRAM credentials (KIP-554, KRaft's UserScramCredentialRecord): user, scram_mechanism,
+     * scram_iterations, scram_salt, scram_stored_key, scram_server_key (insert or replace) */
+    LM_META_SCRAM_SET = 9,
+    LM_META_SCRAM_DELETE = 10, /* user, scram_mechanism */
+};
+
+#define LM_META_SCRAM_USER_MAX  255 /* bytes of a user name */
+#define LM_META_SCRAM_SALT_MAX  128
+#define LM_META_SCRAM_KEY_MAX   64 /* SHA-512 */
+#define LM_META_SCRAM_USERS_MAX 100000
+#define LM_META_SCRAM_ITERS_MIN 4096  /* Kafka's ScramMechanism minimum */
+#define LM_META_SCRAM_ITERS_MAX 16384 /* Kafka's ScramControlManager maximum */
+
+/* A SCRAM credential (RFC 5802 §3's stored values). mechanism: Kafka's ScramMechanism type, 1
+ * SCRAM-SHA-256 (32-byte keys), 2 SCRAM-SHA-512 (64-byte keys). */
+struct lm_meta_scram {
+    char user[LM_META_SCRAM_USER_MAX + 1];
+    int8_t mechanism;
+    int32_t iterations;
+    uint32_t salt_len;
+    uint8_t salt[LM_META_SCRAM_SALT_MAX];
+    uint8_t stored_key[LM_META_SCRAM_KEY_MAX];
+    uint8_t server_key[LM_META_SCRAM_KEY_MAX];
 };
 
 #define LM_META_BROKERS_MAX     1024
@@ -62,6 +85,14 @@ struct lm_meta_record {
     /* PARTITION_LEADER: bit j = replica j out of sync (an encoding trailer; records written
      * before it decode as 0). The same leader and epoch with another mask changes the ISR. */
     uint16_t isr_out;
+    /* SCRAM_SET, SCRAM_DELETE */
+    const char *user;
+    int8_t scram_mechanism;
+    int32_t scram_iterations;
+    const uint8_t *scram_salt;
+    uint32_t scram_salt_len;
+    const uint8_t *scram_stored_key; /* lm_meta_scram_key_len(scram_mechanism) bytes */
+    const uint8_t *scram_server_key;
 };
 
 /* A registered node: its advertised listeners and whether it is fenced (not alive). */
@@ -103,8 +134,17 @@ struct lm_meta_state {
     struct lm_meta_broker *brokers; /* owned, sorted by id */
     size_t broker_count;
     size_t broker_cap;
+    struct lm_meta_scram *scram; /* owned, unsorted */
+    size_t scram_count;
+    size_t scram_cap;
     uint64_t version; /* bumped by every applied record */
 };
+
+/* The key length of a SCRAM mechanism (32 or 64), 0 for an unknown one. */
+size_t lm_meta_scram_key_len(int8_t mechanism);
+/* The credential of user for mechanism, or NULL. */
+const struct lm_meta_scram *lm_meta_state_scram(const struct lm_meta_state *s, const char *user,
+                                                int8_t mechanism);
 
 void lm_meta_state_init(struct lm_meta_state *s);
 void lm_meta_state_deinit(struct lm_meta_state *s);

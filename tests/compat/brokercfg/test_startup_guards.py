@@ -1,7 +1,9 @@
 """Start-up guards of `laminar serve`:
 
-- settings laminar cannot honour (a listener whose security protocol is not PLAINTEXT, directly
-  or through listener.security.protocol.map; TLS, SASL, authorizer and quota keys) stop the
+- settings laminar cannot honour (a listener whose security protocol is not PLAINTEXT or
+  SASL_PLAINTEXT, directly or through listener.security.protocol.map; a SASL listener without a
+  mechanism laminar serves or without PLAIN's users; TLS, other SASL, authorizer and quota keys;
+  a controller listener that is not PLAINTEXT) stop the
   start: exit status non-zero, exactly one ERROR line naming the key, the log dir untouched;
 - the settings of Kafka's shipped config/server.properties, config/kraft/*.properties and
   config/controller.properties still start and serve;
@@ -97,7 +99,16 @@ REFUSED = [
     # (extra args, text the one error line must contain)
     (["--listeners", "SASL_SSL://127.0.0.1:{p}"], "security protocol SASL_SSL"),
     (["--listeners", "SSL://127.0.0.1:{p}"], "security protocol SSL"),
-    (["--listeners", "SASL_PLAINTEXT://127.0.0.1:{p}"], "security protocol SASL_PLAINTEXT"),
+    (["--listeners", "SASL_PLAINTEXT://127.0.0.1:{p}"],
+     "security protocol SASL_PLAINTEXT needs sasl.enabled.mechanisms"),
+    (["--listeners", "SASL_PLAINTEXT://127.0.0.1:{p}", "--config",
+      "sasl.enabled.mechanisms=GSSAPI"], "SASL mechanism GSSAPI is not supported"),
+    (["--listeners", "SASL_PLAINTEXT://127.0.0.1:{p}", "--config",
+      "sasl.enabled.mechanisms=PLAIN"], "listener.name.sasl_plaintext.plain.sasl.jaas.config"),
+    (["--listeners", "PLAINTEXT://127.0.0.1:{p},CONTROLLER://127.0.0.1:{q}",
+      "--config", "controller.listener.names=CONTROLLER",
+      "--config", "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:SASL_PLAINTEXT"],
+     "controller listener CONTROLLER://127.0.0.1:{q}: security protocol SASL_PLAINTEXT"),
     (["--listeners", "PLAINTEXT://127.0.0.1:{p},SSL://127.0.0.1:{q}"], "security protocol SSL"),
     (["--listeners", "EXTERNAL://127.0.0.1:{p}",
       "--config", "listener.security.protocol.map=EXTERNAL:SASL_SSL"],
@@ -111,9 +122,9 @@ REFUSED = [
     (["--listeners", "INTERNAL://127.0.0.1:{p}"], "listener INTERNAL has no security protocol"),
     (["--config", "ssl.keystore.location=/etc/kafka/server.jks"], "ssl.keystore.location"),
     (["--config", "ssl.client.auth=required"], "ssl.client.auth"),
-    (["--config", "sasl.enabled.mechanisms=PLAIN"], "sasl.enabled.mechanisms"),
-    (["--config", "listener.name.plaintext.plain.sasl.jaas.config=x"],
-     "listener.name.plaintext.plain.sasl.jaas.config"),
+    (["--config", "sasl.kerberos.service.name=kafka"], "sasl.kerberos.service.name"),
+    (["--config", "listener.name.plaintext.sasl.jaas.config=x"],
+     "listener.name.plaintext.sasl.jaas.config"),
     (["--config", "listener.name.plaintext.ssl.keystore.location=/k"],
      "listener.name.plaintext.ssl.keystore.location"),
     (["--config", "security.inter.broker.protocol=SASL_SSL"], "security.inter.broker.protocol"),
@@ -139,7 +150,8 @@ def refused_settings(io, tmp):
         want = expect.format(p=p, q=q)
         check(rc not in (0, None), "refused %s: exit status non-zero" % want, rc)
         check(len(errs) == 1 and want in errs[0] and
-              ("not supported yet" in errs[0] or "no security protocol" in errs[0]),
+              ("not supported" in errs[0] or "no security protocol" in errs[0] or
+               "needs sasl.enabled.mechanisms" in errs[0] or "is not set" in errs[0]),
               "refused %s: one error line naming it" % want, errs or out[-2000:])
         check(not os.path.exists(data), "refused %s: log dir untouched" % want)
 

@@ -154,7 +154,26 @@ static void unsupported_security_refused(void **state)
     /* Listeners whose protocol is not PLAINTEXT, by name or through the map. */
     assert_int_equal(CHECK("listeners=SASL_SSL://127.0.0.1:9092"), LM_E_UNSUPPORTED);
     assert_int_equal(CHECK("listeners=SSL://127.0.0.1:9092"), LM_E_UNSUPPORTED);
-    assert_int_equal(CHECK("listeners=sasl_plaintext://127.0.0.1:9092"), LM_E_UNSUPPORTED);
+    /* SASL_PLAINTEXT is served, except on a controller listener */
+    assert_int_equal(
+        CHECK("listeners=sasl_plaintext://127.0.0.1:9092", "sasl.enabled.mechanisms=SCRAM-SHA-512"),
+        0);
+    /* ... with a mechanism laminar serves, and PLAIN's users */
+    assert_int_equal(CHECK("listeners=sasl_plaintext://127.0.0.1:9092"), LM_E_CONFIG);
+    assert_int_equal(CHECK("listeners=sasl_plaintext://127.0.0.1:9092",
+                           "sasl.enabled.mechanisms=SCRAM-SHA-512,GSSAPI"),
+                     LM_E_UNSUPPORTED);
+    assert_int_equal(
+        CHECK("listeners=sasl_plaintext://127.0.0.1:9092", "sasl.enabled.mechanisms=PLAIN"),
+        LM_E_CONFIG);
+    assert_int_equal(CHECK("listeners=sasl_plaintext://127.0.0.1:9092",
+                           "sasl.enabled.mechanisms=GSSAPI",
+                           "listener.name.sasl_plaintext.sasl.enabled.mechanisms= PLAIN ",
+                           "listener.name.sasl_plaintext.plain.sasl.jaas.config=x"),
+                     0);
+    assert_int_equal(CHECK("listeners=CONTROLLER://:9093", "controller.listener.names=CONTROLLER",
+                           "listener.security.protocol.map=CONTROLLER:SASL_PLAINTEXT"),
+                     LM_E_UNSUPPORTED);
     assert_int_equal(CHECK("listeners=PLAINTEXT://:9092,SSL://:9093"), LM_E_UNSUPPORTED);
     assert_int_equal(
         CHECK("listeners=EXTERNAL://:9092", "listener.security.protocol.map=EXTERNAL:SASL_SSL"),
@@ -178,15 +197,15 @@ static void unsupported_security_refused(void **state)
     static const char *const refused[] = {
         "ssl.keystore.location=/etc/k.jks",
         "ssl.client.auth=required",
-        "sasl.enabled.mechanisms=PLAIN",
-        "sasl.mechanism.inter.broker.protocol=PLAIN",
-        "listener.name.sasl_ssl.plain.sasl.jaas.config=x",
+        "sasl.kerberos.service.name=kafka",
+        "sasl.jaas.config=x",
+        "sasl.server.callback.handler.class=com.example.Handler",
+        "listener.name.sasl_ssl.sasl.jaas.config=x",
+        "listener.name.external.plain.sasl.server.callback.handler.class=x",
         "listener.name.external.ssl.keystore.location=/k",
-        "listener.name.external.sasl.enabled.mechanisms=SCRAM-SHA-256",
         "listener.name.external.connections.max.reauth.ms=60000",
         "security.inter.broker.protocol=SSL",
         "principal.builder.class=com.example.Builder",
-        "connections.max.reauth.ms=3600000",
         "delegation.token.secret.key=s3cret",
         "authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer",
         "super.users=User:admin",
@@ -205,6 +224,16 @@ static void unsupported_security_refused(void **state)
 static void harmless_settings_start(void **state)
 {
     (void)state;
+    /* The SASL keys laminar reads (broker/handlers/sasl_api.c checks their values) */
+    assert_int_equal(CHECK("sasl.enabled.mechanisms=PLAIN", "connections.max.reauth.ms=3600000",
+                           "sasl.mechanism.inter.broker.protocol=PLAIN",
+                           "sasl.mechanism.controller.protocol=PLAIN",
+                           "security.inter.broker.protocol=SASL_PLAINTEXT",
+                           "listeners=SASL_PLAINTEXT://:9092",
+                           "listener.name.sasl_plaintext.plain.sasl.jaas.config=x",
+                           "listener.name.sasl_plaintext.scram-sha-512.sasl.jaas.config=x",
+                           "listener.name.external.sasl.enabled.mechanisms=SCRAM-SHA-256"),
+                     0);
     assert_int_equal(CHECK("listeners=PLAINTEXT://:9092"), 0);
     /* Kafka 4's config/server.properties (combined mode, CONTROLLER mapped by the user). */
     assert_int_equal(CHECK("process.roles=broker,controller", "node.id=1",

@@ -342,6 +342,75 @@ static void roundtrip(const struct lm_meta_record *r, struct lm_meta_state *s, i
     lm_meta_record_free(&d);
 }
 
+/* SCRAM credentials (KIP-554 records): upsert, replace, delete, copy, bounds, truncation. */
+static void test_scram_records(void **state)
+{
+    (void)state;
+    struct lm_meta_state s;
+    lm_meta_state_init(&s);
+    uint8_t salt[16], k1[64], k2[64];
+    memset(salt, 1, sizeof(salt));
+    memset(k1, 2, sizeof(k1));
+    memset(k2, 3, sizeof(k2));
+    struct lm_meta_record set = {.type = LM_META_SCRAM_SET,
+                                 .user = "alice",
+                                 .scram_mechanism = 2,
+                                 .scram_iterations = 4096,
+                                 .scram_salt = salt,
+                                 .scram_salt_len = sizeof(salt),
+                                 .scram_stored_key = k1,
+                                 .scram_server_key = k2};
+    roundtrip(&set, &s, 0);
+    const struct lm_meta_scram *c = lm_meta_state_scram(&s, "alice", 2);
+    assert_non_null(c);
+    assert_int_equal(c->iterations, 4096);
+    assert_int_equal(c->salt_len, 16);
+    assert_memory_equal(c->stored_key, k1, 64);
+    assert_memory_equal(c->server_key, k2, 64);
+    assert_null(lm_meta_state_scram(&s, "alice", 1));
+    /* replace in place, and a SHA-256 one beside it */
+    set.scram_iterations = 8192;
+    roundtrip(&set, &s, 0);
+    assert_int_equal(s.scram_count, 1);
+    assert_int_equal(lm_meta_state_scram(&s, "alice", 2)->iterations, 8192);
+    set.scram_mechanism = 1;
+    roundtrip(&set, &s, 0);
+    assert_int_equal(s.scram_count, 2);
+    /* copies are independent */
+    struct lm_meta_state copy;
+    assert_int_equal(lm_meta_state_copy(&copy, &s), 0);
+    assert_int_equal(copy.scram_count, 2);
+    /* refused: too few iterations, unknown mechanism, empty user, deleting what is not there */
+    set.scram_iterations = 100;
+    assert_int_equal(lm_meta_state_apply(&s, &set), LM_E_INVALID);
+    set.scram_iterations = 4096;
+    set.scram_mechanism = 3;
+    assert_int_equal(lm_meta_state_check(&s, &set), LM_E_INVALID);
+    set.scram_mechanism = 1;
+    set.user = "";
+    assert_int_equal(lm_meta_state_check(&s, &set), LM_E_INVALID);
+    struct lm_meta_record del = {.type = LM_META_SCRAM_DELETE, .user = "bob", .scram_mechanism = 1};
+    assert_int_equal(lm_meta_state_apply(&s, &del), LM_E_NOT_FOUND);
+    del.user = "alice";
+    roundtrip(&del, &s, 0);
+    assert_null(lm_meta_state_scram(&s, "alice", 1));
+    assert_non_null(lm_meta_state_scram(&s, "alice", 2));
+    assert_non_null(lm_meta_state_scram(&copy, "alice", 1));
+    lm_meta_state_deinit(&copy);
+    /* every truncation of an encoded SET is an error */
+    set.user = "alice";
+    uint8_t buf[512];
+    int n = lm_meta_record_encode(&set, buf, sizeof(buf));
+    assert_int_equal(n, (int)lm_meta_record_size(&set));
+    struct lm_meta_record d;
+    struct lm_config_entry *dc;
+    for (int cut = 0; cut < n; cut++)
+        assert_int_not_equal(lm_meta_record_decode(buf, (size_t)cut, &d, &dc), 0);
+    buf[2 + 2 + 5 + 1] = 9; /* the mechanism byte after the user string */
+    assert_int_equal(lm_meta_record_decode(buf, (size_t)n, &d, &dc), LM_E_CORRUPT);
+    lm_meta_state_deinit(&s);
+}
+
 static void test_cluster_records(void **state)
 {
     (void)state;
@@ -481,6 +550,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_cluster_records),
+        cmocka_unit_test(test_scram_records),
         cmocka_unit_test(test_config_table_sorted_and_valid),
         cmocka_unit_test(test_config_validate),
         cmocka_unit_test(test_settings_resolution_order),
