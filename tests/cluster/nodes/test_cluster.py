@@ -419,8 +419,8 @@ def preferred_leaders(nodes, tool, rebalance):
     else:
         how = "the automatic rebalance (every %d s)" % rebalance
     wait_for("every pref partition led by its preferred replica",
-             lambda: all(p.leader == p.replicas[0] for p in parts()), 10 + (rebalance or 0) * 3,
-             nodes)
+             lambda: all(p.leader == p.replicas[0] for p in parts()),
+             10 if tool is not None else 60, nodes)
     print("FIGURE preferred leaders: %d of 12 partitions led elsewhere after node %d's restart, "
           "all back to their preferred replica %.2f s after %s"
           % (len(away), victim.node_id, time.monotonic() - t0, how))
