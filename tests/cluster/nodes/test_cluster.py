@@ -262,7 +262,9 @@ def snapshots(nodes):
     if not any("controller: snapshot up to offset" in t for t in logs):
         fail("no node wrote a metadata snapshot", nodes)
     rebuilt = sum("image rebuilt from a snapshot" in t for t in logs)
-    topics = set(admin(nodes[0]).list_topics(timeout=10).topics)  # before: the reference
+    # before: the reference (node 1 may have just restarted: it answers once caught up)
+    topics = wait_for("node %d answering Metadata" % nodes[0].node_id,
+                      lambda: set(admin(nodes[0]).list_topics(timeout=5).topics), 60, nodes)
     ids = {x.node_id for x in nodes}
     for x in nodes:  # every node knows them all before the restart
         wait_for("node %d with every topic" % x.node_id,

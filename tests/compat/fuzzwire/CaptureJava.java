@@ -95,6 +95,14 @@ public final class CaptureJava {
                     .all().get());
             step("deleteRecords", () -> admin.deleteRecords(
                     Map.of(tp, RecordsToDelete.beforeOffset(2))).all().get());
+            step("alterUserScramCredentials", () -> admin.alterUserScramCredentials(List.of(
+                    new org.apache.kafka.clients.admin.UserScramCredentialUpsertion("fw-user",
+                            new org.apache.kafka.clients.admin.ScramCredentialInfo(
+                                    org.apache.kafka.clients.admin.ScramMechanism.SCRAM_SHA_256,
+                                    4096),
+                            "fw-password"))).all().get());
+            step("describeUserScramCredentials", () -> admin.describeUserScramCredentials()
+                    .all().get());
             // A single node: ELECTION_NOT_NEEDED; the frame is what the corpus needs.
             try {
                 admin.electLeaders(org.apache.kafka.common.ElectionType.PREFERRED, Set.of(tp))

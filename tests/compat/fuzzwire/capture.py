@@ -239,6 +239,30 @@ def drive_java(bs):
         shutil.rmtree(out, ignore_errors=True)
 
 
+def drive_sasl(bs):
+    """The SASL exchange's requests, hand-built: the capture broker's listener is PLAINTEXT, so
+    no client sends them there (the broker answers or closes; the frames are what counts).
+    SaslHandshake v0/v1 (mechanism PLAIN) and SaslAuthenticate v0/v1 (classic) and v2
+    (flexible) with a PLAIN token."""
+    sys.path.insert(0, os.path.join(HERE, "..", "harness"))
+    import kafka_wire as kw
+    host, port = bs.split(":")
+    token = b"\x00fw-user\x00fw-password"
+    sends = [(17, 0, kw.sstr("PLAIN"), False), (17, 1, kw.sstr("PLAIN"), False),
+             (36, 0, kw.sbytes(token), False), (36, 1, kw.sbytes(token), False),
+             (36, 2, kw.uvar(len(token) + 1) + token + b"\x00", True)]
+    for key, version, body, flexible in sends:
+        c = kw.Conn(host, int(port), "fw-sasl", timeout=5)
+        try:
+            c.send(key, version, body, flexible)
+            try:
+                c.response(flexible, none_on_close=True)
+            except (OSError, EOFError, AssertionError):
+                pass
+        finally:
+            c.close()
+
+
 def select_frames(raw, per_version):
     """Keeps up to per_version distinct frames per (client, api, version), the first ones seen
     (a client's first frames of an API are its typical ones; for Produce, per codec of the
@@ -280,7 +304,7 @@ def main():
     b = Broker(io=args.io, shards=2, config={"num.partitions": "1"},
                extra_args=["--advertised-listeners", "PLAINTEXT://127.0.0.1:%d" % proxy_port])
     drivers = [("kcat", drive_kcat), ("confluent-kafka", drive_confluent),
-               ("kafka-python", drive_kafka_python), ("java", drive_java)]
+               ("kafka-python", drive_kafka_python), ("java", drive_java), ("sasl", drive_sasl)]
     failed = []
     try:
         b.start()
