@@ -229,7 +229,12 @@ static int persist_run(struct gshard *gs, const struct lm_group_record *recs, si
     rc = hs_append(gs->hs, hp, PARTITION_ORIGIN_COORDINATOR, buf, len, -1, w);
     free(buf);
     if (rc != 0) {
-        BLOG_ERROR("%s-%d: append: %s", GROUP_OFFSETS_TOPIC, p, lm_strerror(rc));
+        /* LM_E_STATE: a replicated offsets partition no longer led here, or handing its
+         * leadership over: the members find the new coordinator (NOT_COORDINATOR) */
+        if (rc == LM_E_STATE && hp->replicated)
+            BLOG_INFO_LIMITED("%s-%d: append refused: leadership moving", GROUP_OFFSETS_TOPIC, p);
+        else
+            BLOG_ERROR("%s-%d: append: %s", GROUP_OFFSETS_TOPIC, p, lm_strerror(rc));
         return rc;
     }
     return 0;
