@@ -530,8 +530,9 @@ int hs_append(struct hshard *hs, struct hpart *p, enum partition_origin origin, 
     w->next = NULL;
     w->p_ = p;
     int rc = partition_append(p->part, origin, buf, len, acks, append_fired, w);
-    /* A log storage failed answers LM_E_STATE to every append (storage.h): offline. */
-    if (rc == LM_E_STATE && partition_is_leader(p->part))
+    /* A log storage failed answers LM_E_STATE to every append (storage.h): offline. A leader
+     * handing its leadership over refuses appends with LM_E_STATE too: that is not a failure. */
+    if (rc == LM_E_STATE && partition_is_leader(p->part) && !partition_transferring(p->part))
         hs_part_failed(hs, p, rc);
     hs_part_kick(hs, p);
     return rc;
