@@ -747,7 +747,7 @@ static int check_listener(const struct broker_config *cfg, const char *which,
     }
     if (!*sasl && (proto_len != 9 || strncasecmp(proto, "PLAINTEXT", 9) != 0)) {
         BLOG_ERROR("config: %s: listener %s://%s:%u: security protocol %.*s is not supported "
-                   "yet (laminar serves PLAINTEXT and SASL_PLAINTEXT; TLS is not implemented)",
+                   "(laminar serves PLAINTEXT and SASL_PLAINTEXT; TLS is not implemented)",
                    which, l->name, l->host, l->port, (int)proto_len, proto);
         return LM_E_UNSUPPORTED;
     }

@@ -188,6 +188,29 @@ static void elect_one(struct hshard *hs, struct elect_req *e, struct elect_part 
     e->calls++;
 }
 
+/* A replicated partition whose first replica (its preferred leader) does not lead it. */
+static bool off_preferred(const struct lm_meta_state *st, const struct lm_meta_topic *mt, int32_t p,
+                          int32_t self)
+{
+    int16_t rn = 0;
+    const int32_t *r = lm_meta_topic_replicas(mt, p, &rn);
+    return r != NULL && rn > 1 && lm_meta_state_partition_leader(st, mt, p, self) != r[0];
+}
+
+/* The response's topic and partition arrays and e->parts, for n partitions over topics. */
+static elect_result *alloc_results(struct elect_req *e, size_t topics, size_t n)
+{
+    struct broker_req *req = e->req;
+    e->parts = h_alloc(req, n ? n : 1, sizeof(*e->parts));
+    elect_topic *out = h_alloc(req, topics ? topics : 1, sizeof(*out));
+    elect_result *res = h_alloc(req, n ? n : 1, sizeof(*res));
+    if (e->parts == NULL || out == NULL || res == NULL)
+        return NULL;
+    e->resp->replica_election_results = out;
+    e->resp->replica_election_results_count = (int32_t)topics;
+    return res;
+}
+
 /* The partitions of a null topic list: every replicated partition whose preferred replica
  * does not lead. Fills e->parts and the response's topics. */
 static bool collect_all(struct hshard *hs, struct elect_req *e)
@@ -199,29 +222,21 @@ static bool collect_all(struct hshard *hs, struct elect_req *e)
     for (size_t t = 0; t < st->topic_count; t++) {
         const struct lm_meta_topic *mt = &st->topics[t];
         size_t k = 0;
-        for (int32_t i = 0; i < mt->partition_count; i++) {
-            int16_t rn = 0;
-            const int32_t *r = lm_meta_topic_replicas(mt, i, &rn);
-            k += r != NULL && rn > 1 && lm_meta_state_partition_leader(st, mt, i, self) != r[0];
-        }
+        for (int32_t i = 0; i < mt->partition_count; i++)
+            k += off_preferred(st, mt, i, self);
         n += k;
         topics += k > 0;
     }
-    e->parts = h_alloc(req, n ? n : 1, sizeof(*e->parts));
-    elect_topic *out = h_alloc(req, topics ? topics : 1, sizeof(*out));
-    elect_result *res = h_alloc(req, n ? n : 1, sizeof(*res));
-    if (e->parts == NULL || out == NULL || res == NULL)
+    elect_result *res = alloc_results(e, topics, n);
+    if (res == NULL)
         return false;
-    e->resp->replica_election_results = out;
-    e->resp->replica_election_results_count = (int32_t)topics;
+    elect_topic *out = e->resp->replica_election_results;
     size_t at = 0, ti = 0;
     for (size_t t = 0; t < st->topic_count; t++) {
         const struct lm_meta_topic *mt = &st->topics[t];
         size_t first = at;
         for (int32_t i = 0; i < mt->partition_count; i++) {
-            int16_t rn = 0;
-            const int32_t *r = lm_meta_topic_replicas(mt, i, &rn);
-            if (r == NULL || rn < 2 || lm_meta_state_partition_leader(st, mt, i, self) == r[0])
+            if (!off_preferred(st, mt, i, self))
                 continue;
             struct kafka_str name = {mt->name, (int32_t)strlen(mt->name)};
             const char *copy = first == at ? h_strdup(req, name) : e->parts[first].topic;
@@ -250,13 +265,10 @@ static bool collect_listed(struct elect_req *e, const struct kafka_elect_leaders
                  ? (size_t)rq->topic_partitions[t].partitions_count
                  : 0;
     size_t topics = (size_t)rq->topic_partitions_count;
-    e->parts = h_alloc(req, n ? n : 1, sizeof(*e->parts));
-    elect_topic *out = h_alloc(req, topics ? topics : 1, sizeof(*out));
-    elect_result *res = h_alloc(req, n ? n : 1, sizeof(*res));
-    if (e->parts == NULL || out == NULL || res == NULL)
+    elect_result *res = alloc_results(e, topics, n);
+    if (res == NULL)
         return false;
-    e->resp->replica_election_results = out;
-    e->resp->replica_election_results_count = (int32_t)topics;
+    elect_topic *out = e->resp->replica_election_results;
     size_t at = 0;
     for (size_t t = 0; t < topics; t++) {
         const struct kafka_elect_leaders_request_elect_leaders_topic_partitions *tp =
@@ -342,7 +354,7 @@ void hs_rebalance_check(struct hshard *hs, uint64_t now_ms)
             for (size_t k = 0; k < nb; k++)
                 if (st->brokers[k].id == r[0]) {
                     preferred[k]++;
-                    elsewhere[k] += lm_meta_state_partition_leader(st, mt, i, self) != r[0];
+                    elsewhere[k] += off_preferred(st, mt, i, self);
                     break;
                 }
         }
