@@ -190,7 +190,8 @@ int controller_parse_voters(const char *v, struct controller_voter *out, size_t 
             portend == NULL || *portend != 0 || port <= 0 || port > 65535 || colon - at - 1 <= 0 ||
             (size_t)(colon - at - 1) >= sizeof(out[0].host)) {
             snprintf(err, err_len,
-                     "controller.quorum.voters: '%s' is not id@host:port (as Kafka's KRaft)", item);
+                     "controller.quorum.voters: '%.120s' is not id@host:port (as Kafka's KRaft)",
+                     item);
             return LM_E_CONFIG;
         }
         if (n >= cap) {

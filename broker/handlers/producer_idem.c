@@ -208,8 +208,15 @@ static int16_t before_append(struct hshard *hs, const char *topic, int32_t parti
         *dup_offset = res.dup.first_offset;
         return KAFKA_NONE;
     }
-    if (res.verdict == LM_PRODUCER_REJECT)
+    if (res.verdict == LM_PRODUCER_REJECT) {
+        /* A refusal makes the client bump its epoch or give up: worth a line each time. */
+        BLOG_INFO_LIMITED("partition %s-%d: producer %lld epoch %d seq %d..%d refused (%s): "
+                          "known epoch %d, last seq %d",
+                          topic, partition, (long long)h.producer_id, h.producer_epoch,
+                          h.base_sequence, last, kafka_error_name(res.error_code), res.known_epoch,
+                          res.known_last_seq);
         return res.error_code;
+    }
     /* More batches of the same producer in one request must continue the sequence. */
     for (size_t pos = kafka_batch_total_size(&h); pos < len;) {
         struct kafka_batch_header n;

@@ -97,6 +97,8 @@ int lm_producer_check(const struct lm_producer_state *s, int64_t producer_id, in
 {
     LM_ASSERT(s != NULL && out != NULL);
     memset(out, 0, sizeof(*out));
+    out->known_epoch = -1;
+    out->known_last_seq = -1;
     if (producer_id < 0 || epoch < 0 || first_seq < 0 || last_seq < 0)
         return LM_E_INVALID;
     int64_t i = find(s, producer_id);
@@ -105,6 +107,9 @@ int lm_producer_check(const struct lm_producer_state *s, int64_t producer_id, in
         return 0;
     }
     const struct entry *e = &s->entries[i];
+    out->known_epoch = e->epoch;
+    if (e->n_batches > 0)
+        out->known_last_seq = e->batches[e->n_batches - 1].last_seq;
     if (epoch < e->epoch) {
         out->verdict = LM_PRODUCER_REJECT;
         out->error_code = KAFKA_INVALID_PRODUCER_EPOCH;

@@ -58,6 +58,10 @@ struct lm_producer_check_result {
     enum lm_producer_verdict verdict;
     int16_t error_code;           /* Kafka error for REJECT, else 0 */
     struct lm_producer_batch dup; /* the original batch for DUPLICATE */
+    /* what the state knew of the producer (for the refusal's log line): its epoch and the
+     * last sequence of its newest batch; -1 when the producer or its batches are unknown */
+    int16_t known_epoch;
+    int32_t known_last_seq;
 };
 
 /* DescribeProducers (KIP-664) row. */

@@ -35,6 +35,7 @@ cannot be used (not root, tools missing) prints "SKIPPED: <why>" and exits 0.
 """
 
 import argparse
+import logging
 import os
 import random
 import shutil
@@ -73,6 +74,20 @@ class Load:
         self.stop = threading.Event()
         self.threads = []
 
+    @staticmethod
+    def producer_log(idx):
+        return os.path.join(tempfile.gettempdir(), "producer-%d.log" % idx)
+
+    def producer_evidence(self, idx, limit=60):
+        """The lines of producer idx's librdkafka log that say why its epoch moved."""
+        keys = ("ERRSEQ", "UNKPID", "BUMP", "DRAIN", "FATAL", "PID", "timed out", "fatal")
+        try:
+            with open(self.producer_log(idx), errors="replace") as f:
+                lines = [ln.rstrip() for ln in f if any(k in ln for k in keys)]
+        except OSError:
+            return []
+        return lines[-limit:]
+
     def producer(self, idx, bootstrap):
         bs = ",".join(x.bootstrap for x in bootstrap)
 
@@ -81,9 +96,18 @@ class Load:
                 with self.lock:
                     self.fatal.append("producer %d: %s" % (idx, err.str()))
 
+        # librdkafka's idempotence log (PID acquisitions, epoch bumps and the broker answers
+        # that caused them) goes to a file of its own: the evidence when a check fails
+        log = logging.getLogger("producer-%d" % idx)
+        log.propagate = False
+        log.setLevel(logging.DEBUG)
+        fh = logging.FileHandler(self.producer_log(idx))
+        fh.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
+        log.addHandler(fh)
         p = Producer({"bootstrap.servers": bs, "acks": "all", "enable.idempotence": True,
                       "linger.ms": 2, "message.timeout.ms": 20000,
-                      "topic.metadata.refresh.interval.ms": 1000, "error_cb": on_error})
+                      "topic.metadata.refresh.interval.ms": 1000, "error_cb": on_error,
+                      "debug": "eos"}, logger=log)
 
         def cb(err, msg):
             with self.lock:
@@ -587,6 +611,11 @@ def main():
                 os.makedirs(args.keep_logs, exist_ok=True)
                 shutil.copy(x.log_path, os.path.join(args.keep_logs, "node-%d.log" % x.node_id))
             x.cleanup()
+        if args.keep_logs:
+            for name in os.listdir(data_root):
+                if name.startswith("producer-") and name.endswith(".log"):
+                    os.makedirs(args.keep_logs, exist_ok=True)
+                    shutil.copy(os.path.join(data_root, name), args.keep_logs)
         if lab is not None:
             lab.down()
         tempfile.tempdir = None
@@ -671,6 +700,10 @@ def run(args, rng, nodes, lab):
         v = dups[0]
         problems.append("the batches holding the first duplicate %s: %s"
                         % (v, [batch_from_leader(nodes, *at) for at in seen[v]]))
+        idx = int(v[1:].split("-")[0])
+        print("---- producer %d: librdkafka's idempotence log (epoch moves) ----" % idx)
+        for ln in load.producer_evidence(idx):
+            print(ln)
     if blind:
         # librdkafka's idempotent producer reports a message whose request failed as
         # "possibly persisted" (a timeout, NOT_ENOUGH_REPLICAS_AFTER_APPEND) as delivered,
