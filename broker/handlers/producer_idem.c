@@ -182,6 +182,26 @@ static struct pstate *pstate_get(struct pshard *ps, const struct hpart *p)
 
 /* ---- Produce hooks --------------------------------------------------------------------------- */
 
+/* A refused batch that starts after what the state knows of its producer: a later epoch not
+ * starting at 0, or a gap after the producer's last known sequence (not a replay of an older
+ * batch, nor an older epoch). */
+static bool seq_ahead(const struct kafka_batch_header *h, const struct lm_producer_check_result *r)
+{
+    if (r->error_code != KAFKA_OUT_OF_ORDER_SEQUENCE_NUMBER || r->known_epoch < 0)
+        return false;
+    if (h->producer_epoch > r->known_epoch)
+        return h->base_sequence != 0;
+    if (h->producer_epoch < r->known_epoch)
+        return false;
+    if (r->known_last_seq < 0)
+        return h->base_sequence != 0;
+    /* sequences wrap at INT32_MAX: "after" is within half the space past the last one */
+    uint32_t dist = (uint32_t)h->base_sequence - (uint32_t)r->known_last_seq;
+    if (h->base_sequence < r->known_last_seq)
+        dist = (uint32_t)(h->base_sequence + (INT32_MAX - r->known_last_seq)) + 1u;
+    return dist > 1u && dist < (1u << 30);
+}
+
 static int16_t before_append(struct hshard *hs, const char *topic, int32_t partition,
                              const uint8_t *batches, size_t len, int64_t *dup_offset)
 {
@@ -207,6 +227,22 @@ static int16_t before_append(struct hshard *hs, const char *topic, int32_t parti
         /* Already in the log: success with the original offset, nothing appended. */
         *dup_offset = res.dup.first_offset;
         return KAFKA_NONE;
+    }
+    if (res.verdict == LM_PRODUCER_REJECT && p->replicated && seq_ahead(&h, &res)) {
+        /* A batch ahead of what this leader's log holds of its producer. A leader that no
+         * longer leads (cut off, its successor not heard of yet) sees exactly this when the
+         * producer went on with the new leader: OUT_OF_ORDER_SEQUENCE_NUMBER would make the
+         * client give up (librdkafka: a fatal error when the batch is the next it expects)
+         * or bump its epoch for nothing. NOT_LEADER_OR_FOLLOWER sends it to refresh its
+         * metadata and retry in order; where this node does lead, the batches before the
+         * gap come first on the retry (a client retries in sequence order), and a gap that
+         * stays ends in the client's delivery timeout and its epoch bump. */
+        BLOG_INFO_LIMITED("partition %s-%d: producer %lld epoch %d seq %d..%d is ahead of this "
+                          "leader's log (known epoch %d, last seq %d): answered "
+                          "NOT_LEADER_OR_FOLLOWER",
+                          topic, partition, (long long)h.producer_id, h.producer_epoch,
+                          h.base_sequence, last, res.known_epoch, res.known_last_seq);
+        return KAFKA_NOT_LEADER_OR_FOLLOWER;
     }
     if (res.verdict == LM_PRODUCER_REJECT) {
         /* A refusal makes the client bump its epoch or give up: worth a line each time. */

@@ -21,6 +21,8 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "compat",
 from laminar_harness import Broker, free_port  # noqa: E402
 from compat_util import java_cmd  # noqa: E402
 import kafka_wire  # noqa: E402
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "compat", "groups"))
+import kraw  # noqa: E402
 
 COMPAT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "compat")
 
@@ -192,6 +194,7 @@ def main():
         if args.secret is not None:
             wrong_secret(nodes, voters, port, cport, args.io)
         isr_follows_lag(nodes)
+        sequence_ahead(nodes)
         follower_catches_up_from_log_start(nodes)
         if args.clients:
             preferred_leaders(nodes, os.path.join(COMPAT, "java", "lib", "*"), None)
@@ -371,6 +374,41 @@ def isr_follows_lag(nodes):
     finally:
         stop.set()
         th.join()
+
+
+def sequence_ahead(nodes):
+    """An idempotent batch whose sequence is ahead of what a replicated partition's leader
+    holds of its producer (what a leader that was cut off sees once the producer went on with
+    its successor) is answered NOT_LEADER_OR_FOLLOWER, so the client refreshes its metadata
+    and retries in order; a client takes OUT_OF_ORDER_SEQUENCE_NUMBER there as fatal. A
+    partition with one replica still answers OUT_OF_ORDER_SEQUENCE_NUMBER; on both a batch in
+    sequence after the refusal is appended."""
+    a = admin(nodes[0])
+    fs = a.create_topics([NewTopic("seq3", 1, 3), NewTopic("seq1", 1, 1)], request_timeout=30)
+    for _, f in fs.items():
+        f.result()
+    for topic, want in (("seq3", 6), ("seq1", 45)):
+        wait_for("%s led" % topic, lambda: -1 not in leaders(nodes[0], topic).values(), 30,
+                 nodes)
+        lead = next(x for x in nodes if x.node_id == leaders(nodes[0], topic)[0])
+        conn = kraw.Conn(lead.host, lead.port)
+        try:
+            err, pid, epoch = conn.init_producer_id()
+            if err != 0:
+                fail("%s: InitProducerId gave %d" % (topic, err), nodes)
+            first = conn.produce(topic, 0, kraw.idempotent_batch(pid, epoch, 0, [b"s0", b"s1"]))
+            gap = conn.produce(topic, 0, kraw.idempotent_batch(pid, epoch, 7, [b"gap"]))
+            after = conn.produce(topic, 0, kraw.idempotent_batch(pid, epoch, 2, [b"s2"]))
+            bump = conn.produce(topic, 0, kraw.idempotent_batch(pid, epoch + 1, 4, [b"e1"]))
+        finally:
+            conn.close()
+        # (a replicated partition's log starts with its first leader's control batch)
+        if first[0] != 0 or gap[0] != want or after != (0, first[1] + 2) or bump[0] != want:
+            fail("%s: first %r, a sequence gap %r, the next in sequence %r, a new epoch not "
+                 "starting at 0 %r (expected error %d for both refusals)"
+                 % (topic, first, gap, after, bump, want), nodes)
+    print("ok: a sequence ahead of the leader's log: NOT_LEADER_OR_FOLLOWER with three "
+          "replicas, OUT_OF_ORDER_SEQUENCE_NUMBER with one")
 
 
 def preferred_leaders(nodes, tool, rebalance):
