@@ -87,8 +87,8 @@ struct broker_config {
     bool controlled_shutdown_enable;
     /* replica.lag.time.max.ms: a follower not caught up for longer leaves the ISR */
     int64_t replica_lag_time_max_ms;
-    /* auto.leader.rebalance.enable, leader.imbalance.check.interval.seconds and
-     * leader.imbalance.per.broker.percentage (hs_elect.c) */
+    /* auto.leader.rebalance.enable, leader.imbalance.check.interval.seconds (hs_elect.c);
+     * leader.imbalance.per.broker.percentage is parsed for Kafka 3 configs and unused */
     bool auto_leader_rebalance_enable;
     int64_t leader_imbalance_check_interval_s;
     int32_t leader_imbalance_per_broker_pct;

@@ -256,9 +256,8 @@ void hs_handoff_step(struct hshard *hs, uint64_t now_ms);
 
 /* ---- hs_elect.c: ElectLeaders and auto.leader.rebalance.enable ---- */
 void hs_elect_leaders(struct broker_req *req);
-/* On the shard tick: every leader.imbalance.check.interval.seconds, hands the partitions this
- * shard leads back to their preferred replica where that node's imbalance is above
- * leader.imbalance.per.broker.percentage. */
+/* On the shard tick: every leader.imbalance.check.interval.seconds, hands each partition this
+ * shard leads back to its preferred replica once that replica is in sync (KRaft's rule). */
 void hs_rebalance_check(struct hshard *hs, uint64_t now_ms);
 
 /* ---- handlers.c ---- */

@@ -411,8 +411,24 @@ static void raft_in_run(struct broker_shard *target, struct broker_xcall *x)
     size_t used = 0;
     if (p != NULL && p->part != NULL && p->replicated &&
         raft_wire_decode(q + 4, in->len - (2 + tl + 4), &m, &used) == 0) {
-        if (m.group == hs_raft_group(p->topic_id, partition))
-            (void)partition_step(p->part, &m); /* errors: as a lost message */
+        if (m.group == hs_raft_group(p->topic_id, partition) && m.type == RAFT_MSG_TIMEOUT_NOW &&
+            __atomic_load_n(&hs->node->handoff, __ATOMIC_ACQUIRE)) {
+            /* this node is handing its leaderships away (controlled shutdown): it takes none
+             * (a rebalance or ElectLeaders elsewhere may still name it preferred) */
+            BLOG_INFO("partition %s-%d: node %u hands its leadership over, declined: this "
+                      "node is shutting down",
+                      p->topic, p->partition, m.from - 1u);
+        } else if (m.group == hs_raft_group(p->topic_id, partition)) {
+            if (m.type == RAFT_MSG_TIMEOUT_NOW)
+                BLOG_INFO("partition %s-%d: node %u hands its leadership over: campaigning "
+                          "(as %s)",
+                          p->topic, p->partition, m.from - 1u,
+                          raft_role_name(raft_role(partition_raft(p->part))));
+            int src = partition_step(p->part, &m); /* errors: as a lost message */
+            if (m.type == RAFT_MSG_TIMEOUT_NOW && src != 0)
+                BLOG_INFO("partition %s-%d: campaign after a handover: %s", p->topic, p->partition,
+                          lm_strerror(src));
+        }
         raft_msg_deinit(&m);
         hs_leader_check(hs, p, broker_now_ms());
         hs_part_kick(hs, p);
@@ -509,9 +525,14 @@ static uint16_t isr_update(struct hshard *hs, struct hpart *p, uint64_t now_ms)
             const struct raft_progress *pr = p->replicas[j] == h->cfg->node_id
                                                  ? NULL
                                                  : raft_progress(r, (uint32_t)p->replicas[j] + 1u);
-            if (pr != NULL && pr->match >= last)
+            /* only a follower heard from in this election period counts: an idle
+             * partition's end does not move, and a follower that went silent must not stay
+             * "caught up" by having matched it once */
+            if (pr == NULL || !pr->recent_active)
+                continue;
+            if (pr->match >= last)
                 s->caught_ms[j] = now_ms;
-            else if (pr != NULL && pr->match >= s->prev_last && s->prev_ms > s->caught_ms[j])
+            else if (pr->match >= s->prev_last && s->prev_ms > s->caught_ms[j])
                 s->caught_ms[j] = s->prev_ms;
         }
         s->prev_last = last;

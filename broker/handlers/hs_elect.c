@@ -28,6 +28,8 @@
 
 #define ELECT_POLL_MS     50
 #define ELECT_WAIT_MAX_MS 30000
+/* leadership transfers one shard starts per rebalance check (KRaft: 1000 elections a pass) */
+#define REBALANCE_PER_CHECK 1000
 
 typedef struct kafka_elect_leaders_response_elect_leaders_replica_election_result elect_topic;
 typedef struct kafka_elect_leaders_response_elect_leaders_partition_result elect_result;
@@ -334,57 +336,40 @@ void hs_rebalance_check(struct hshard *hs, uint64_t now_ms)
     hs->rebalance_at_ms = now_ms + (uint64_t)cfg->leader_imbalance_check_interval_s * 1000u;
     const struct lm_meta_state *st = &hs->snap->state;
     int32_t self = cfg->node_id;
-    /* Kafka's rule: a node's imbalance is the share of the partitions it prefers to lead that
-     * another node leads; above leader.imbalance.per.broker.percentage, its partitions go
-     * back to it. Counted over the image, per registered node. */
-    size_t nb = st->broker_count;
-    if (nb == 0)
-        return;
-    uint32_t *preferred = calloc(nb * 2, sizeof(uint32_t));
-    if (preferred == NULL)
-        return;
-    uint32_t *elsewhere = preferred + nb;
-    for (size_t t = 0; t < st->topic_count; t++) {
-        const struct lm_meta_topic *mt = &st->topics[t];
-        for (int32_t i = 0; i < mt->partition_count; i++) {
-            int16_t rn = 0;
-            const int32_t *r = lm_meta_topic_replicas(mt, i, &rn);
-            if (r == NULL || rn < 2)
-                continue;
-            for (size_t k = 0; k < nb; k++)
-                if (st->brokers[k].id == r[0]) {
-                    preferred[k]++;
-                    elsewhere[k] += off_preferred(st, mt, i, self);
-                    break;
-                }
-        }
-    }
+    /* KRaft's rule (the controller's imbalanced-partition set): every partition led off its
+     * preferred replica goes back to it once that replica is registered, unfenced, in the
+     * ISR and caught up; at most REBALANCE_PER_CHECK per check, the rest at the next one.
+     * leader.imbalance.per.broker.percentage, ZooKeeper mode's threshold, is accepted and
+     * has no effect (Kafka 4 removed it). Each leader moves its own partitions. */
     uint32_t moved = 0;
-    for (size_t b = 0; b < hs->bucket_count; b++)
+    for (size_t b = 0; b < hs->bucket_count && moved < REBALANCE_PER_CHECK; b++)
         for (struct htopic *t = hs->buckets[b]; t != NULL; t = t->next)
-            for (int32_t i = 0; i < t->part_cap; i++) {
+            for (int32_t i = 0; i < t->part_cap && moved < REBALANCE_PER_CHECK; i++) {
                 struct hpart *p = t->parts[i];
                 if (p == NULL || !p->replicated || p->part == NULL || p->failed || p->rf < 2 ||
                     p->replicas[0] == self || !partition_is_leader(p->part) ||
                     partition_transferring(p->part))
                     continue;
-                size_t k = 0;
-                while (k < nb && st->brokers[k].id != p->replicas[0])
-                    k++;
-                if (k == nb || st->brokers[k].fenced || preferred[k] == 0 ||
-                    (uint64_t)elsewhere[k] * 100 <=
-                        (uint64_t)preferred[k] * (uint64_t)cfg->leader_imbalance_per_broker_pct)
+                const struct lm_meta_broker *pb = lm_meta_state_broker(st, p->replicas[0]);
+                const struct lm_meta_topic *mt = lm_meta_state_find(st, p->topic);
+                if (pb == NULL || pb->fenced || mt == NULL ||
+                    (lm_meta_topic_isr_out(mt, p->partition) & 1u)) {
                     continue;
+                }
                 const struct raft_progress *pr =
                     raft_progress(partition_raft(p->part), (uint32_t)p->replicas[0] + 1u);
                 if (pr == NULL || !pr->recent_active ||
                     pr->match < partition_log_end_offset(p->part) - 1 ||
-                    !hs_has_log_start(hs, p, p->replicas[0]))
+                    !hs_has_log_start(hs, p, p->replicas[0])) {
                     continue; /* not caught up: the next check */
-                if (partition_transfer_leader(p->part, (uint32_t)p->replicas[0] + 1u) == 0)
+                }
+                if (partition_transfer_leader(p->part, (uint32_t)p->replicas[0] + 1u) == 0) {
+                    BLOG_INFO("partition %s-%d: handing leadership to node %d (auto leader "
+                              "rebalance)",
+                              p->topic, p->partition, p->replicas[0]);
                     moved++;
+                }
             }
-    free(preferred);
     if (moved > 0)
         BLOG_INFO("auto leader rebalance: handing %u partition(s) back to their preferred "
                   "replicas",

@@ -172,6 +172,59 @@ static int qs_write(const struct partition *p, uint64_t term, uint32_t vote)
 
 /* ---------- log start term ---------- */
 
+/* "raft-start" holds "index term": raft's log start (the offset before its first entry) and the
+ * term of that entry, written (temporary file, fdatasync, rename) before the log start moves.
+ * The leader-epoch cache cannot always say it afterwards: once nothing of the epoch is left
+ * (a log trimmed to its end, as the metadata log is after a snapshot) its entry goes at the
+ * next open, and a raft log that reports term 0 for its last entry would vote for any
+ * candidate, one missing committed entries included. */
+static int rs_path(const struct partition *p, char *out, size_t cap, const char *suffix)
+{
+    int n = snprintf(out, cap, "%s/raft-start%s", p->dir, suffix);
+    return n < 0 || (size_t)n >= cap ? LM_E_TOO_LARGE : 0;
+}
+
+static bool rs_read(const struct partition *p, int64_t *index, uint64_t *term)
+{
+    char path[PATH_MAX];
+    if (rs_path(p, path, sizeof(path), "") != 0)
+        return false;
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return false;
+    int64_t i;
+    uint64_t t;
+    bool ok = fscanf(f, "%" SCNd64 " %" SCNu64, &i, &t) == 2 && i >= 0;
+    fclose(f);
+    if (ok) {
+        *index = i;
+        *term = t;
+    }
+    return ok;
+}
+
+static int rs_write(const struct partition *p, int64_t index, uint64_t term)
+{
+    char tmp[PATH_MAX], path[PATH_MAX];
+    int rc = rs_path(p, tmp, sizeof(tmp), ".tmp");
+    if (rc == 0)
+        rc = rs_path(p, path, sizeof(path), "");
+    if (rc)
+        return rc;
+    char line[64];
+    int n = snprintf(line, sizeof(line), "%" PRId64 " %" PRIu64 "\n", index, term);
+    LM_ASSERT(n > 0 && (size_t)n < sizeof(line));
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0)
+        return LM_E_IO;
+    rc = write(fd, line, (size_t)n) == n && fdatasync(fd) == 0 ? 0 : LM_E_IO;
+    if (close(fd) != 0)
+        rc = LM_E_IO;
+    if (rc == 0 && rename(tmp, path) != 0)
+        rc = LM_E_IO;
+    return rc;
+}
+
 /* The epoch of the batch at offset x, from the leader-epoch cache (Kafka's
  * LeaderEpochFileCache): the largest epoch whose start offset is <= x. Raft needs it for the
  * batch ending at the log start - 1 (the prev of an append there). When retention removed that
@@ -205,7 +258,12 @@ static void start_term_refresh(struct partition *p)
 {
     /* raft's log start: a batch boundary at or below the log start offset */
     int64_t start = raft_storage_log_start_refresh(&p->rlog);
-    p->rlog.start_term = start > 0 ? epoch_at(p->log, start - 1) : 0;
+    int64_t at = -1;
+    uint64_t term = 0;
+    if (start > 0 && rs_read(p, &at, &term) && at == start - 1)
+        p->rlog.start_term = term; /* recorded when the start moved there */
+    else
+        p->rlog.start_term = start > 0 ? epoch_at(p->log, start - 1) : 0;
 }
 
 /* ---------- high watermark and waiters ---------- */
@@ -424,7 +482,9 @@ static bool handle_ready(struct partition *p)
             }
         }
         if (rc == 0 && rd.start_changed) {
-            rc = storage_log_reset(p->log, rd.start.index + 1);
+            rc = rs_write(p, rd.start.index, rd.start.term);
+            if (rc == 0)
+                rc = storage_log_reset(p->log, rd.start.index + 1);
             p->rlog.start_term = rd.start.term;
             p->rlog.conf = rd.start.conf;
             persists_clamp(p);
@@ -976,7 +1036,16 @@ int partition_advance_start(struct partition *p, int64_t offset)
         return p->failed;
     if (offset > p->hw)
         return LM_E_OUT_OF_RANGE;
-    int rc = storage_log_advance_start(p->log, offset);
+    if (offset <= storage_log_start_offset(p->log))
+        return 0;
+    /* raft's new start and its term, recorded while the epoch cache still covers it */
+    int64_t base = raft_storage_log_batch_base(&p->rlog, offset);
+    int rc = base > storage_log_start_offset(p->log)
+                 ? rs_write(p, base - 1, epoch_at(p->log, base - 1))
+                 : 0; /* raft's start stays where it is */
+    if (rc != 0)
+        return rc;
+    rc = storage_log_advance_start(p->log, offset);
     if (rc == 0)
         start_term_refresh(p);
     return rc;

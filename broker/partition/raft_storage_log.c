@@ -53,23 +53,31 @@ static int64_t raft_first(const struct raft_storage_log *sl)
                                                                                   : ls;
 }
 
-int64_t raft_storage_log_start_refresh(struct raft_storage_log *sl)
+int64_t raft_storage_log_batch_base(const struct raft_storage_log *sl, int64_t offset)
 {
-    int64_t ls = storage_log_start_offset(sl->log);
-    sl->start_base = sl->start_base_for = ls;
-    if (ls <= 0 || ls >= storage_log_end_offset(sl->log))
-        return ls;
+    if (offset <= 0 || offset >= storage_log_end_offset(sl->log) ||
+        offset < storage_log_start_offset(sl->log))
+        return offset;
     struct storage_read_result res;
-    if (storage_log_read(sl->log, ls, 1, STORAGE_NO_LIMIT, &res) != 0)
-        return ls;
+    if (storage_log_read(sl->log, offset, 1, STORAGE_NO_LIMIT, &res) != 0)
+        return offset;
+    int64_t base = offset;
     uint8_t hdr[KAFKA_BATCH_HEADER_SIZE];
     struct kafka_batch_header h;
     if (res.slice_count > 0 && res.slices[0].length >= KAFKA_BATCH_HEADER_SIZE &&
         pread_full(res.slices[0].fd, hdr, sizeof(hdr), res.slices[0].position) == 0 &&
         kafka_batch_header_parse(hdr, sizeof(hdr), &h) == 0 && h.base_offset >= 0 &&
-        h.base_offset <= ls && kafka_batch_last_offset(&h) >= ls)
-        sl->start_base = h.base_offset;
+        h.base_offset <= offset && kafka_batch_last_offset(&h) >= offset)
+        base = h.base_offset;
     storage_read_result_release(sl->log, &res);
+    return base;
+}
+
+int64_t raft_storage_log_start_refresh(struct raft_storage_log *sl)
+{
+    int64_t ls = storage_log_start_offset(sl->log);
+    sl->start_base_for = ls;
+    sl->start_base = raft_storage_log_batch_base(sl, ls);
     return sl->start_base;
 }
 

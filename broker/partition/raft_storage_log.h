@@ -70,6 +70,9 @@ void raft_storage_log_deinit(struct raft_storage_log *sl);
  * moved or the log opened) and returns it: raft's log start is the offset before it. Returns
  * the log start offset itself when that begins a batch or cannot be read. */
 int64_t raft_storage_log_start_refresh(struct raft_storage_log *sl);
+/* The base offset of the batch holding offset (offset itself at or past the log end, below the
+ * log start, or when the batch cannot be read). */
+int64_t raft_storage_log_batch_base(const struct raft_storage_log *sl, int64_t offset);
 /* Fills ops to read through sl. */
 void raft_storage_log_ops(struct raft_storage_log *sl, struct raft_log_ops *ops);
 /* Releases the data buffers handed out since the last release (their pointers die). */

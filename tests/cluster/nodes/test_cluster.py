@@ -13,6 +13,7 @@ import re
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections import Counter
@@ -148,9 +149,27 @@ def produce(node, topic, records, partition=None):
     return acked
 
 
+def rdkafka_debug(conf, name):
+    """LAMINAR_TEST_RDKAFKA_DEBUG=<contexts> writes librdkafka's debug log of this client to
+    <tmp>/rdkafka-<name>.log (evidence when a client stalls)."""
+    ctx = os.environ.get("LAMINAR_TEST_RDKAFKA_DEBUG")
+    if not ctx:
+        return {}
+    import logging
+    log = logging.getLogger("rdkafka-" + name)
+    log.propagate = False
+    log.setLevel(logging.DEBUG)
+    fh = logging.FileHandler(os.path.join(tempfile.gettempdir(), "rdkafka-%s.log" % name))
+    fh.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
+    log.addHandler(fh)
+    conf["debug"] = ctx
+    return {"logger": log}
+
+
 def consume_group(node, topic, group, expect, timeout=60):
-    c = Consumer({"bootstrap.servers": node.bootstrap, "group.id": group,
-                  "auto.offset.reset": "earliest", "enable.auto.commit": False})
+    conf = {"bootstrap.servers": node.bootstrap, "group.id": group,
+            "auto.offset.reset": "earliest", "enable.auto.commit": False}
+    c = Consumer(conf, **rdkafka_debug(conf, "%s-%s" % (group, os.getpid())))
     c.subscribe([topic])
     got = {}
     deadline = time.monotonic() + timeout

@@ -804,6 +804,77 @@ static void test_three_voters(void **state)
 /* DeleteRecords may put the log start offset inside a batch; raft's log start is then the
  * boundary below it. A follower cut off meanwhile catches up from there (the leader's log no
  * longer holds what it needs: log-start install), and every voter agrees on the batches. */
+/* A log trimmed to its end (the metadata log after a snapshot) keeps the term of its last
+ * entry across a reopen: raft's vote compares (last term, last index), and a node answering
+ * term 0 there would vote for a candidate missing committed entries. After all three reopen,
+ * a node that lagged (node 3, cut before the last batches) cannot be elected by the others. */
+static void test_trimmed_log_keeps_its_term(void **state)
+{
+    struct fx *f = *state;
+    for (uint32_t i = 1; i <= NODES; i++)
+        assert_int_equal(fx_open(f, i, NODES), 0);
+    assert_int_equal(partition_campaign(f->parts[1]), 0);
+    fx_deliver(f);
+    struct partition *l1 = f->parts[1];
+    assert_true(partition_is_leader(l1));
+    int32_t term = partition_leader_epoch(l1);
+    assert_true(term > 0);
+    struct acks_log l = {0};
+    size_t len;
+    for (int i = 0; i < 3; i++) {
+        uint8_t *b = batch(4, 0, &len);
+        assert_int_equal(partition_append(l1, PARTITION_ORIGIN_CLIENT, b, len, -1, on_append, &l),
+                         0);
+        free(b);
+        fx_deliver(f);
+    }
+    f->cut[3] = true;
+    for (int i = 0; i < 3; i++) {
+        uint8_t *b = batch(4, 0, &len);
+        assert_int_equal(partition_append(l1, PARTITION_ORIGIN_CLIENT, b, len, -1, on_append, &l),
+                         0);
+        free(b);
+        fx_deliver(f);
+    }
+    fx_tick_all(f, 2);
+    int64_t hw = partition_high_watermark(l1);
+    int64_t lagging = partition_log_end_offset(f->parts[3]);
+    assert_true(lagging < hw);
+    /* nodes 1 and 2 trim everything they hold (committed), node 3 what it holds */
+    for (uint32_t i = 1; i <= 2; i++)
+        assert_int_equal(partition_advance_start(f->parts[i], hw), 0);
+    assert_int_equal(partition_advance_start(f->parts[3], partition_high_watermark(f->parts[3])),
+                     0);
+    for (uint32_t i = 1; i <= NODES; i++) {
+        assert_int_equal(partition_close(f->parts[i]), 0);
+        f->parts[i] = NULL;
+    }
+    for (uint32_t i = 1; i <= NODES; i++)
+        assert_int_equal(fx_open(f, i, NODES), 0);
+    for (uint32_t i = 1; i <= 2; i++) {
+        uint64_t t = 0;
+        assert_int_equal(raft_log_term(partition_raft(f->parts[i]), hw - 1, &t), 0);
+        assert_int_equal(t, (uint64_t)term);
+    }
+    /* node 3 campaigns first: nodes 1 and 2 hold entries it lacks and refuse it */
+    f->cut[3] = false;
+    assert_int_equal(partition_campaign(f->parts[3]), 0);
+    fx_deliver(f);
+    assert_false(partition_is_leader(f->parts[3]));
+    uint32_t nl = 0;
+    for (int t = 0; t < 60 && !nl; t++) {
+        fx_tick_all(f, 1);
+        nl = leader_of(f);
+    }
+    assert_true(nl == 1 || nl == 2);
+    for (int t = 0; t < 10; t++)
+        fx_tick_all(f, 1);
+    for (uint32_t i = 1; i <= NODES; i++) {
+        assert_int_equal(partition_failed(f->parts[i]), 0);
+        assert_true(partition_high_watermark(f->parts[i]) >= hw);
+    }
+}
+
 static void test_log_start_mid_batch(void **state)
 {
     struct fx *f = *state;
@@ -1053,6 +1124,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_read_errors, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_retention, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_log_start_mid_batch, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_trimmed_log_keeps_its_term, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_three_voters, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_three_voters_random, fx_setup, fx_teardown),
     };
