@@ -1020,7 +1020,18 @@ static void snapshot_done(struct broker_shard *s, struct broker_call *call, int 
     struct ctl_call *k = call->arg;
     struct controller *c = k->c;
     c->snap_fetch_busy = false;
-    if (rc == 0 && call->resp_len > 1 && call->resp[0] == 0 && !c->stopping) {
+    int64_t covers = -1;
+    if (rc == 0 && call->resp_len > 1 && call->resp[0] == 0 && !c->stopping &&
+        meta_snapshot_last(call->resp + 1, call->resp_len - 1, &covers) == 0 &&
+        covers + 1 < c->applied_next) {
+        /* A voter whose latest snapshot is older than what this node applied (not the one
+         * that trimmed past it): loading it would take the image back in time, and topics
+         * created since would vanish until replayed, their partitions' data with them. */
+        BLOG_INFO("controller: a snapshot up to offset %lld is older than the applied log "
+                  "(%lld): asking another voter",
+                  (long long)covers, (long long)c->applied_next);
+        c->fetch_rr++;
+    } else if (rc == 0 && call->resp_len > 1 && call->resp[0] == 0 && !c->stopping) {
         int64_t last = -1;
         int lrc = meta_snapshot_load(c->store, call->resp + 1, call->resp_len - 1, &last);
         int64_t start = c->part != NULL ? partition_log_start_offset(c->part) : 0;

@@ -152,6 +152,14 @@ static int walk(struct lm_meta_store *store, const uint8_t *buf, size_t len, uin
     return pos == len ? 0 : LM_E_CORRUPT;
 }
 
+int meta_snapshot_last(const uint8_t *buf, size_t len, int64_t *last)
+{
+    if (len < HEAD_BYTES || memcmp(buf, MAGIC, MAGIC_LEN) != 0)
+        return LM_E_CORRUPT;
+    *last = (int64_t)lm_get_be64(buf + MAGIC_LEN);
+    return 0;
+}
+
 int meta_snapshot_load(struct lm_meta_store *store, const uint8_t *buf, size_t len, int64_t *last)
 {
     if (len < HEAD_BYTES || memcmp(buf, MAGIC, MAGIC_LEN) != 0)
@@ -160,9 +168,15 @@ int meta_snapshot_load(struct lm_meta_store *store, const uint8_t *buf, size_t l
     int rc = walk(NULL, buf, len, count);
     if (rc != 0)
         return rc;
-    rc = lm_meta_store_reset_image(store);
+    /* the shards see the old image until the new one is whole */
+    rc = lm_meta_store_hold(store, true);
+    if (rc == 0)
+        rc = lm_meta_store_reset_image(store);
     if (rc == 0)
         rc = walk(store, buf, len, count);
+    int hrc = lm_meta_store_hold(store, false);
+    if (rc == 0)
+        rc = hrc;
     if (rc == 0)
         *last = (int64_t)lm_get_be64(buf + MAGIC_LEN);
     return rc;

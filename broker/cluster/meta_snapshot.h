@@ -20,6 +20,9 @@ int meta_snapshot_encode(const struct lm_meta_state *st, int64_t last, uint8_t *
 /* Checks buf whole (magic, lengths, CRCs, count), then resets store's image and applies the
  * records. Returns 0 with *last, LM_E_CORRUPT (nothing changed), or an apply error. */
 int meta_snapshot_load(struct lm_meta_store *store, const uint8_t *buf, size_t len, int64_t *last);
+/* The last offset a snapshot covers, read from its head without loading it. Returns 0 or
+ * LM_E_CORRUPT. */
+int meta_snapshot_last(const uint8_t *buf, size_t len, int64_t *last);
 /* Writes buf as dir's newest snapshot and removes the older ones. 0 or LM_E_IO. */
 int meta_snapshot_write(const char *dir, int64_t last, const uint8_t *buf, size_t len);
 /* The newest snapshot file of dir: 0 with *buf (malloc'd) and *len, LM_E_NOT_FOUND, LM_E_IO. */

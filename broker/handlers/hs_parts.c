@@ -802,6 +802,8 @@ static void topic_sync_parts(struct hshard *hs, struct htopic *t)
             if (storage_cfg_same(&c, &p->scfg) && p->log != NULL)
                 continue;
             /* Storage reads its config at open: reopen (recovery from the checkpoint). */
+            BLOG_INFO("partition %s-%d: storage settings changed: reopening its log", t->meta->name,
+                      i);
             p->scfg = c;
             if (p->sync.busy) {
                 p->reopen_pending = true; /* when the sync ends */

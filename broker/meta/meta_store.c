@@ -31,6 +31,9 @@ struct lm_meta_store {
      * the controller's committed log by lm_meta_store_apply; `state` and the file keep only
      * this node's producer-id blocks. -1 on a single node. */
     int32_t cluster_node;
+    /* lm_meta_store_hold: applies and resets change the image without publishing it, so the
+     * shards never see an image that is being rebuilt (a snapshot's load) */
+    bool held;
     struct lm_meta_state image;
 };
 
@@ -326,7 +329,7 @@ int lm_meta_store_apply(struct lm_meta_store *s, const struct lm_meta_record *r)
 {
     pthread_mutex_lock(&s->lock);
     int rc = s->cluster_node >= 0 ? lm_meta_state_apply(&s->image, r) : LM_E_STATE;
-    if (rc == 0)
+    if (rc == 0 && !s->held)
         rc = publish(s);
     pthread_mutex_unlock(&s->lock);
     return rc;
@@ -341,8 +344,20 @@ int lm_meta_store_reset_image(struct lm_meta_store *s)
         lm_meta_state_deinit(&s->image);
         lm_meta_state_init(&s->image);
         s->image.version = v + 1;
-        rc = publish(s);
+        rc = s->held ? 0 : publish(s);
     }
+    pthread_mutex_unlock(&s->lock);
+    return rc;
+}
+
+int lm_meta_store_hold(struct lm_meta_store *s, bool hold)
+{
+    pthread_mutex_lock(&s->lock);
+    int rc = 0;
+    bool was = s->held;
+    s->held = hold;
+    if (was && !hold && s->cluster_node >= 0)
+        rc = publish(s);
     pthread_mutex_unlock(&s->lock);
     return rc;
 }

@@ -411,6 +411,49 @@ static void test_scram_records(void **state)
     lm_meta_state_deinit(&s);
 }
 
+/* A rebuild of the cluster image (reset, then every record again) runs held: readers keep
+ * seeing the old image, never the empty or partial one, and the whole new one appears at once. */
+static void test_image_rebuild_is_atomic(void **state)
+{
+    (void)state;
+    char *dir = make_tmpdir();
+    struct lm_meta_store *s;
+    assert_int_equal(lm_meta_store_open(dir, &s), 0);
+    assert_int_equal(lm_meta_store_set_cluster(s, 1), 0);
+    int32_t rep[] = {1, 1};
+    struct lm_meta_record t = {.type = LM_META_TOPIC_CREATE,
+                               .topic = "kept",
+                               .partition_count = 2,
+                               .replicas = rep,
+                               .replication_factor = 1};
+    memset(t.topic_id, 7, 16);
+    assert_int_equal(lm_meta_store_apply(s, &t), 0);
+    uint64_t v0 = lm_meta_store_version(s);
+    assert_int_equal(lm_meta_store_hold(s, true), 0);
+    assert_int_equal(lm_meta_store_reset_image(s), 0);
+    struct lm_meta_snapshot *mid = lm_meta_store_snapshot(s);
+    assert_non_null(lm_meta_state_find(&mid->state, "kept")); /* not the empty image */
+    lm_meta_snapshot_release(mid);
+    assert_int_equal(lm_meta_store_version(s), v0);
+    struct lm_meta_record t2 = t;
+    t2.topic = "later";
+    memset(t2.topic_id, 8, 16);
+    assert_int_equal(lm_meta_store_apply(s, &t2), 0);
+    mid = lm_meta_store_snapshot(s);
+    assert_null(lm_meta_state_find(&mid->state, "later")); /* not a partial one either */
+    lm_meta_snapshot_release(mid);
+    assert_int_equal(lm_meta_store_apply(s, &t), 0);
+    assert_int_equal(lm_meta_store_hold(s, false), 0);
+    struct lm_meta_snapshot *after = lm_meta_store_snapshot(s);
+    assert_true(lm_meta_store_version(s) > v0);
+    assert_non_null(lm_meta_state_find(&after->state, "kept"));
+    assert_non_null(lm_meta_state_find(&after->state, "later"));
+    lm_meta_snapshot_release(after);
+    lm_meta_store_close(s);
+    rm_rf(dir);
+    free(dir);
+}
+
 static void test_cluster_records(void **state)
 {
     (void)state;
@@ -550,6 +593,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_cluster_records),
+        cmocka_unit_test(test_image_rebuild_is_atomic),
         cmocka_unit_test(test_scram_records),
         cmocka_unit_test(test_config_table_sorted_and_valid),
         cmocka_unit_test(test_config_validate),
