@@ -886,24 +886,44 @@ static void heal(void *arg)
     sim_net_heal();
 }
 
+static uint32_t node_down_count(void)
+{
+    uint32_t down = 0;
+    for (uint32_t n = 0; n < NODES; n++)
+        down += !sim_node_up(n);
+    return down;
+}
+
+/* Crashes node arg (its unsynced writes kept, dropped, torn or zeroed, as the seed says) and
+ * restarts it 0.5-4.5 s later. */
+static void crash_node(void *arg)
+{
+    uint32_t n = (uint32_t)(uintptr_t)arg;
+    if (!S.faults_on || !sim_node_up(n) || node_down_count() > 0)
+        return;
+    enum sim_crash_disk disk = (enum sim_crash_disk)sim_rand_below(4);
+    BLOG_INFO("sim: crash node %u (disk mode %d)", n + 1, disk);
+    sim_node_crash(n, disk);
+    S.crashes++;
+    sim_schedule(500000 + sim_rand_below(4 * US), restart_node, (void *)(uintptr_t)n);
+}
+
 /* One fault, chosen by the seed, every 1-3 s while faults are on. */
 static void fault_step(void *arg)
 {
     (void)arg;
     if (!S.faults_on || S.failed)
         return;
-    uint32_t down = 0;
-    for (uint32_t n = 0; n < NODES; n++)
-        down += !sim_node_up(n);
     uint64_t k = sim_rand_below(100);
-    if (k < 40 && down == 0) {
+    if (k < 40 && node_down_count() == 0) {
         int32_t n = (int32_t)sim_rand_below(NODES);
         if (sim_rand_below(2) == 0 && controller_leader_node() >= 0)
             n = controller_leader_node(); /* the controller leader, half of the time */
-        BLOG_INFO("sim: crash node %d", n + 1);
-        sim_node_crash((uint32_t)n);
-        S.crashes++;
-        sim_schedule(500000 + sim_rand_below(4 * US), restart_node, (void *)(uintptr_t)n);
+        /* now, or right after its next write to a file (so that write is not synced yet) */
+        if (sim_rand_below(2) == 0)
+            crash_node((void *)(uintptr_t)n);
+        else
+            sim_on_next_write((uint32_t)n, crash_node, (void *)(uintptr_t)n);
     } else if (k < 80) {
         uint32_t a = (uint32_t)sim_rand_below(NODES), b = (a + 1 + (uint32_t)sim_rand_below(2)) % NODES;
         uint64_t how = sim_rand_below(3);
@@ -1068,7 +1088,8 @@ static struct run_result run_seed(uint64_t seed, bool trace)
     sim_run_until(sim_now_us(), NULL, NULL);
     for (uint32_t n = 0; n < NODES; n++)
         if (sim_node_up(n))
-            sim_node_crash(n);
+            sim_node_crash(n, SIM_DISK_KEEP);
+    uint64_t lost = sim_disk_lost_writes(), writes = sim_disk_writes();
     sim_world_deinit();
     if (res.ok || getenv("SIM_CLUSTER_KEEP") == NULL)
         rm_tree(S.dir);
@@ -1076,10 +1097,10 @@ static struct run_result run_seed(uint64_t seed, bool trace)
         fprintf(stderr,
                 "sim_cluster: seed %" PRIu64 " %s: %.1f s virtual, %" PRIu64 " events, hash %016" PRIx64
                 ", formed %.2f s, topic %.2f s, %u records (%u acked), %u retries, %u resets, %u "
-                "crashes, %u restarts, %u partitions\n",
+                "crashes (%" PRIu64 " of %" PRIu64 " writes lost unsynced), %u restarts, %u partitions\n",
                 seed, res.ok ? "ok" : "FAILED", res.virtual_s, res.events, res.hash,
                 (double)(S.formed_us - S.t0_us) / 1e6, (double)(S.topic_us - S.t0_us) / 1e6,
-                S.nrecs, S.acks, S.retries, S.resets, S.crashes, S.restarts, S.partitions);
+                S.nrecs, S.acks, S.retries, S.resets, S.crashes, lost, writes, S.restarts, S.partitions);
     free(S.recs);
     for (int p = 0; p < SIM_PARTITIONS; p++)
         free(S.at[p]);

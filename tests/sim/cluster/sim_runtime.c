@@ -4,6 +4,11 @@
 #include "tests/sim/cluster/sim_runtime.h"
 
 #include <arpa/inet.h>
+#include <dlfcn.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <sys/stat.h>
+#include <sys/uio.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <stdio.h>
@@ -133,6 +138,17 @@ struct sim_req_ext {
     uint8_t frame[];
 };
 
+/* A write not made durable yet: what undoes it (the bytes it overwrote, the size before). */
+struct sim_wr {
+    struct sim_wr *next;
+    dev_t dev;
+    ino_t ino;
+    uint64_t off, len, old_size;
+    uint8_t *old; /* old_len bytes the write overwrote */
+    size_t old_len;
+    char path[PATH_MAX];
+};
+
 struct sim_world {
     bool active;
     uint64_t now_us;
@@ -151,6 +167,13 @@ struct sim_world {
     struct broker_udp *udps;
     struct broker_req *graveyard; /* requests freed once the current event has returned */
     int32_t cur_node;
+    struct sim_wr *unsynced[SIM_NODES_MAX]; /* newest first */
+    uint64_t disk_lost_writes;
+    uint64_t disk_writes; /* writes remembered until their sync */
+    struct {
+        void (*fn)(void *arg);
+        void *arg;
+    } on_write[SIM_NODES_MAX];
 };
 
 static struct sim_world W;
@@ -1164,6 +1187,225 @@ static void on_datagram(struct sim_ev *e)
     }
 }
 
+
+/* ---- the simulated disk ------------------------------------------------------------------------
+ * Files are real (reads are plain preads). Every pwrite/pwritev a node makes to a regular file is
+ * remembered with what it overwrote until an fsync/fdatasync of that file; a crash then keeps,
+ * drops, tears or zeroes the writes not synced (sim_node_crash's mode). From the crash on, the
+ * dead node's writes and syncs (its memory being freed) do not reach the disk. */
+
+typedef ssize_t (*pwritev_fn)(int, const struct iovec *, int, off_t);
+typedef ssize_t (*pwrite_fn)(int, const void *, size_t, off_t);
+typedef ssize_t (*write_fn)(int, const void *, size_t);
+typedef int (*sync_fn)(int);
+typedef int (*ftruncate_fn)(int, off_t);
+
+static void *real_fn(const char *name)
+{
+    void *f = dlsym(RTLD_NEXT, name);
+    LM_ASSERT(f != NULL);
+    return f;
+}
+
+/* The node whose process makes this call, when it is a node that just crashed. */
+static bool write_voided(void)
+{
+    return W.active && W.cur_node >= 0 && W.nodes[W.cur_node].quiescing;
+}
+
+static void remember_write(int fd, uint64_t off, uint64_t len)
+{
+    if (!W.active || W.cur_node < 0 || len == 0)
+        return;
+    struct stat st;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode))
+        return;
+    struct sim_wr *w = calloc(1, sizeof(*w));
+    LM_ASSERT(w != NULL);
+    char link[64];
+    snprintf(link, sizeof(link), "/proc/self/fd/%d", fd);
+    ssize_t n = readlink(link, w->path, sizeof(w->path) - 1);
+    if (n <= 0) {
+        free(w);
+        return;
+    }
+    w->path[n] = 0;
+    w->dev = st.st_dev;
+    w->ino = st.st_ino;
+    w->off = off;
+    w->len = len;
+    w->old_size = (uint64_t)st.st_size;
+    if (off < w->old_size) {
+        w->old_len = (size_t)(w->old_size - off < len ? w->old_size - off : len);
+        w->old = malloc(w->old_len);
+        LM_ASSERT(w->old != NULL);
+        ssize_t r = pread(fd, w->old, w->old_len, (off_t)off);
+        if (r < 0)
+            r = 0;
+        w->old_len = (size_t)r;
+    }
+    w->next = W.unsynced[W.cur_node];
+    W.unsynced[W.cur_node] = w;
+    W.disk_writes++;
+    if (W.on_write[W.cur_node].fn != NULL) {
+        sim_schedule(0, W.on_write[W.cur_node].fn, W.on_write[W.cur_node].arg);
+        W.on_write[W.cur_node].fn = NULL;
+    }
+}
+
+static void forget_synced(int fd)
+{
+    if (!W.active)
+        return;
+    struct stat st;
+    if (fstat(fd, &st) != 0)
+        return;
+    for (uint32_t i = 0; i < SIM_NODES_MAX; i++)
+        for (struct sim_wr **pp = &W.unsynced[i]; *pp != NULL;) {
+            struct sim_wr *w = *pp;
+            if (w->dev == st.st_dev && w->ino == st.st_ino) {
+                *pp = w->next;
+                free(w->old);
+                free(w);
+            } else {
+                pp = &w->next;
+            }
+        }
+}
+
+ssize_t pwritev(int fd, const struct iovec *iov, int iovcnt, off_t offset)
+{
+    static pwritev_fn real;
+    if (real == NULL)
+        real = (pwritev_fn)real_fn("pwritev");
+    size_t len = 0;
+    for (int i = 0; i < iovcnt; i++)
+        len += iov[i].iov_len;
+    if (write_voided())
+        return (ssize_t)len;
+    remember_write(fd, (uint64_t)offset, len);
+    return real(fd, iov, iovcnt, offset);
+}
+
+ssize_t pwrite(int fd, const void *buf, size_t len, off_t offset)
+{
+    static pwrite_fn real;
+    if (real == NULL)
+        real = (pwrite_fn)real_fn("pwrite");
+    if (write_voided())
+        return (ssize_t)len;
+    remember_write(fd, (uint64_t)offset, len);
+    return real(fd, buf, len, offset);
+}
+
+ssize_t write(int fd, const void *buf, size_t len)
+{
+    static write_fn real;
+    if (real == NULL)
+        real = (write_fn)real_fn("write");
+    if (fd > 2 && write_voided())
+        return (ssize_t)len;
+    return real(fd, buf, len);
+}
+
+int fdatasync(int fd)
+{
+    static sync_fn real;
+    if (real == NULL)
+        real = (sync_fn)real_fn("fdatasync");
+    if (write_voided())
+        return 0;
+    forget_synced(fd);
+    return real(fd);
+}
+
+int fsync(int fd)
+{
+    static sync_fn real;
+    if (real == NULL)
+        real = (sync_fn)real_fn("fsync");
+    if (write_voided())
+        return 0;
+    forget_synced(fd);
+    return real(fd);
+}
+
+int ftruncate(int fd, off_t len)
+{
+    static ftruncate_fn real;
+    if (real == NULL)
+        real = (ftruncate_fn)real_fn("ftruncate");
+    if (write_voided())
+        return 0;
+    return real(fd, len);
+}
+
+/* Applies a crash to node i's writes not synced: the newest first, undone (drop), undone past a
+ * random point with the write there cut short (tear), or overwritten with zeros (zero). */
+static void disk_crash(uint32_t i, enum sim_crash_disk mode)
+{
+    static pwrite_fn real_pwrite;
+    static ftruncate_fn real_ftruncate;
+    if (real_pwrite == NULL) {
+        real_pwrite = (pwrite_fn)real_fn("pwrite");
+        real_ftruncate = (ftruncate_fn)real_fn("ftruncate");
+    }
+    uint32_t count = 0;
+    for (struct sim_wr *w = W.unsynced[i]; w != NULL; w = w->next)
+        count++;
+    /* tear: the newest `undo` writes are undone, the oldest of them only past a random byte */
+    uint32_t undo = mode == SIM_DISK_TEAR && count > 0 ? (uint32_t)sim_rand_below(count) + 1 : count;
+    uint32_t k = 0;
+    while (W.unsynced[i] != NULL) {
+        struct sim_wr *w = W.unsynced[i];
+        W.unsynced[i] = w->next;
+        k++;
+        if (mode != SIM_DISK_KEEP && k <= undo) {
+            int fd = open(w->path, O_WRONLY | O_CLOEXEC);
+            struct stat st;
+            if (fd >= 0 && fstat(fd, &st) == 0 && st.st_dev == w->dev && st.st_ino == w->ino) {
+                W.disk_lost_writes++;
+                if (mode == SIM_DISK_ZERO) {
+                    uint8_t *z = calloc(1, w->len);
+                    LM_ASSERT(z != NULL);
+                    (void)!real_pwrite(fd, z, w->len, (off_t)w->off);
+                    free(z);
+                } else if (mode == SIM_DISK_TEAR && k == undo && w->len > 1) {
+                    /* the last write undone keeps a prefix: a torn write */
+                    uint64_t keep = sim_rand_below(w->len);
+                    if (w->off + keep >= w->old_size && (uint64_t)st.st_size > w->off + keep)
+                        (void)!real_ftruncate(fd, (off_t)(w->off + keep));
+                } else {
+                    if (w->old_len > 0)
+                        (void)!real_pwrite(fd, w->old, w->old_len, (off_t)w->off);
+                    if (w->off + w->len > w->old_size && (uint64_t)st.st_size > w->old_size)
+                        (void)!real_ftruncate(fd, (off_t)w->old_size);
+                }
+            }
+            if (fd >= 0)
+                close(fd);
+        }
+        free(w->old);
+        free(w);
+    }
+}
+
+uint64_t sim_disk_lost_writes(void)
+{
+    return W.disk_lost_writes;
+}
+
+void sim_on_next_write(uint32_t i, void (*fn)(void *arg), void *arg)
+{
+    W.on_write[i].fn = fn;
+    W.on_write[i].arg = arg;
+}
+
+uint64_t sim_disk_writes(void)
+{
+    return W.disk_writes;
+}
+
 /* ---- running events ------------------------------------------------------------------------- */
 
 static void enter_node(int32_t node)
@@ -1447,7 +1689,7 @@ int sim_node_start(uint32_t i)
     rc = n->d.shard_start(n->shard, n->d.ctx);
     enter_node(-1);
     if (rc != 0) {
-        sim_node_crash(i);
+        sim_node_crash(i, SIM_DISK_KEEP);
         return rc;
     }
     return 0;
@@ -1461,7 +1703,25 @@ static bool node_local_event(const struct sim_ev *e, uint32_t node)
            e->kind == EV_CALL_FAIL;
 }
 
-void sim_node_crash(uint32_t i)
+/* Runs node i's local events (cross-shard calls and returns, fsyncs, failed calls) until none
+ * is left: what the node's own work completes while it goes away. */
+static void node_quiesce(uint32_t i)
+{
+    for (uint32_t step = 0; step < SIM_QUIESCE_STEPS; step++) {
+        struct sim_ev *next = NULL;
+        for (uint32_t k = 0; k < W.hn; k++)
+            if (node_local_event(W.heap[k], i) && (next == NULL || ev_less(W.heap[k], next)))
+                next = W.heap[k];
+        if (next == NULL)
+            break;
+        heap_remove(next);
+        run_event(next);
+        graveyard_free();
+        enter_node((int32_t)i);
+    }
+}
+
+void sim_node_crash(uint32_t i, enum sim_crash_disk disk)
 {
     struct sim_node *n = &W.nodes[i];
     LM_ASSERT(n->shard != NULL);
@@ -1469,6 +1729,7 @@ void sim_node_crash(uint32_t i)
     n->up = false;
     n->quiescing = true;
     n->shard->draining = true;
+    disk_crash(i, disk);
     for (struct broker_peer *p = W.peers; p != NULL; p = p->next_all) {
         if (p->dst_node == (int32_t)i && p->connected && p->dst_gen == n->gen)
             peer_fail(p, LM_E_IO, ECONNRESET, net_delay_us());
@@ -1484,20 +1745,11 @@ void sim_node_crash(uint32_t i)
     enter_node((int32_t)i);
     if (n->d.shard_drain != NULL)
         n->d.shard_drain(n->shard, n->d.ctx);
-    for (uint32_t step = 0; step < SIM_QUIESCE_STEPS; step++) {
-        struct sim_ev *next = NULL;
-        for (uint32_t k = 0; k < W.hn; k++)
-            if (node_local_event(W.heap[k], i) && (next == NULL || ev_less(W.heap[k], next)))
-                next = W.heap[k];
-        if (next == NULL)
-            break;
-        heap_remove(next);
-        run_event(next);
-        graveyard_free();
-        enter_node((int32_t)i);
-    }
+    node_quiesce(i);
     if (n->d.shard_stop != NULL)
         n->d.shard_stop(n->shard, n->d.ctx);
+    /* what the stop completed (a proposal failed by closing its log returns to its origin) */
+    node_quiesce(i);
     if (n->d.teardown != NULL)
         n->d.teardown(n->d.ctx);
     graveyard_free();
@@ -1568,6 +1820,13 @@ void sim_world_deinit(void)
         W.udps = u->next;
         free(u);
     }
+    for (uint32_t i = 0; i < SIM_NODES_MAX; i++)
+        while (W.unsynced[i] != NULL) {
+            struct sim_wr *w = W.unsynced[i];
+            W.unsynced[i] = w->next;
+            free(w->old);
+            free(w);
+        }
     W.active = false;
     broker_log_set_shard(-1);
 }

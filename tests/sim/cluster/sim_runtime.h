@@ -10,8 +10,10 @@
  *   seeded delay. Connections keep TCP's order; a cut link makes the frames crossing it
  *   vanish and their connection time out; a crashed node resets its connections. Datagrams
  *   (SWIM) may be lost, duplicated and reordered.
- * - Disk: real files under the node's data dir; fsyncs complete after a seeded delay. A crash
- *   loses the node's memory (the process dies, its files stay as written, like kill -9).
+ * - Disk: real files under the node's data dir; fsyncs complete after a seeded delay. Writes
+ *   (pwrite, pwritev: storage_io_posix's path) not followed by an fsync of their file are
+ *   remembered, so a crash can keep them (a killed process), drop them (power loss), tear the
+ *   last of them or zero them; from the crash on, the node's writes do not reach the disk.
  * Every event adds to a trace hash: the same seed gives the same hash. */
 #ifndef LAMINAR_TESTS_SIM_CLUSTER_SIM_RUNTIME_H
 #define LAMINAR_TESTS_SIM_CLUSTER_SIM_RUNTIME_H
@@ -56,8 +58,18 @@ void sim_node_add(uint32_t i, struct broker_config *cfg,
                   int (*setup)(struct broker_dispatch *d, struct broker_config *cfg));
 /* Starts node i from its data dir (setup, shard_start). Returns 0 or an LM_E_*. */
 int sim_node_start(uint32_t i);
-/* Crashes node i: its connections reset, its memory is freed; its files stay. */
-void sim_node_crash(uint32_t i);
+/* What a crash does to the writes of the node not synced yet. */
+enum sim_crash_disk { SIM_DISK_KEEP, SIM_DISK_DROP, SIM_DISK_TEAR, SIM_DISK_ZERO };
+/* Crashes node i: its connections reset, its unsynced writes meet `disk`, its memory is
+ * freed. */
+void sim_node_crash(uint32_t i, enum sim_crash_disk disk);
+/* Writes a crash has undone, torn or zeroed so far. */
+uint64_t sim_disk_lost_writes(void);
+/* Schedules fn(arg) right after node i's next write to a file (a crash then finds it unsynced);
+ * NULL disarms. */
+void sim_on_next_write(uint32_t i, void (*fn)(void *arg), void *arg);
+/* Writes remembered (made to regular files by nodes) so far. */
+uint64_t sim_disk_writes(void);
 bool sim_node_up(uint32_t i);
 /* The node's shard while up (NULL when down). */
 struct broker_shard *sim_node_shard(uint32_t i);
