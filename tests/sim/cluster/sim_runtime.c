@@ -1478,6 +1478,10 @@ static void run_event(struct sim_ev *e)
             peer_fail(p, LM_E_TIMEOUT, ETIMEDOUT, (uint64_t)t * 1000u);
             break;
         }
+        if (W.net.reset_per_100k > 0 && sim_rand_below(100000) < W.net.reset_per_100k) {
+            peer_fail(p, LM_E_IO, ECONNRESET, net_delay_us());
+            break;
+        }
         enter_node(p->dst_node);
         sim_trace_add(e->data, e->len);
         on_request(p, e->data, e->len);
@@ -1488,6 +1492,10 @@ static void run_event(struct sim_ev *e)
         if (W.cut[p->dst_node][p->src_ep]) {
             uint32_t t = p->opts.request_timeout_ms ? p->opts.request_timeout_ms : 30000;
             peer_fail(p, LM_E_TIMEOUT, ETIMEDOUT, (uint64_t)t * 1000u);
+            break;
+        }
+        if (W.net.reset_per_100k > 0 && sim_rand_below(100000) < W.net.reset_per_100k) {
+            peer_fail(p, LM_E_IO, ECONNRESET, 0);
             break;
         }
         enter_node(p->shard != NULL ? (int32_t)p->src_ep : -1);

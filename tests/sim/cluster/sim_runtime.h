@@ -8,7 +8,8 @@
  *   this library), come from the world: one virtual clock for every node, one PRNG.
  * - Network: every request frame, response frame and datagram is an event delivered after a
  *   seeded delay. Connections keep TCP's order; a cut link makes the frames crossing it
- *   vanish and their connection time out; a crashed node resets its connections. Datagrams
+ *   vanish and their connection time out; a crashed node resets its connections, and a few
+ *   frames (reset_per_100k) reset theirs on arrival, as a lost segment would. Datagrams
  *   (SWIM) may be lost, duplicated and reordered.
  * - Disk: real files under the node's data dir; fsyncs complete after a seeded delay. Writes
  *   (pwrite, pwritev: storage_io_posix's path) not followed by an fsync of their file are
@@ -34,6 +35,7 @@ struct sim_net_params {
     uint32_t slow_max_us;
     uint32_t udp_loss_pct;
     uint32_t udp_dup_pct;
+    uint32_t reset_per_100k; /* frames (per 100000) whose connection is reset on arrival */
 };
 
 /* Sets up the world: the clock at a fixed start, the PRNG from seed, no nodes. */
