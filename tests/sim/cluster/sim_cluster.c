@@ -65,9 +65,9 @@
 #define PRODUCERS      2
 #define US             1000000ull
 /* Phases of a run, in virtual time from the start. */
-#define FORM_LIMIT_US   (30 * US)  /* the cluster must have formed by then */
-#define FAULTS_US       (25 * US)  /* faults and production after the topic exists */
-#define SETTLE_LIMIT_US (90 * US)  /* after the faults: the reader must reach every ack */
+#define FORM_LIMIT_US   (30 * US) /* the cluster must have formed by then */
+#define FAULTS_US       (25 * US) /* faults and production after the topic exists */
+#define SETTLE_LIMIT_US (90 * US) /* after the faults: the reader must reach every ack */
 #define OFFSETS_MAX     200000
 
 /* The seeds ctest runs (SIM_CLUSTER_CTEST_SEEDS of them from 1). */
@@ -146,7 +146,7 @@ struct scenario {
     char dir[256];
     bool faults_on;
     bool producing;
-    bool closing; /* teardown: clients send nothing more */
+    bool closing;  /* teardown: clients send nothing more */
     bool selftest; /* the checkers' own test: one acknowledgement is misreported */
     uint32_t crashes, restarts, partitions, acks, retries, resets;
     int64_t max_acked[SIM_PARTITIONS];
@@ -460,8 +460,7 @@ static void on_create(struct client *cl, struct scall *c, int rc, struct kafka_a
     kafka_create_topics_response_init(&m);
     struct kafka_reader r;
     kafka_reader_init(&r, resp, len);
-    if (rc == 0 && kafka_create_topics_response_decode(&r, 7, &m, a) == 0 &&
-        m.topics_count == 1 &&
+    if (rc == 0 && kafka_create_topics_response_decode(&r, 7, &m, a) == 0 && m.topics_count == 1 &&
         (m.topics[0].error_code == 0 || m.topics[0].error_code == KAFKA_TOPIC_ALREADY_EXISTS)) {
         cl->admin_state = 2;
         client_later(cl, 0);
@@ -530,8 +529,8 @@ static void on_init_pid(struct client *cl, struct scall *c, int rc, struct kafka
     kafka_init_producer_id_response_init(&m);
     struct kafka_reader r;
     kafka_reader_init(&r, resp, len);
-    if (rc == 0 && kafka_init_producer_id_response_decode(&r, 4, &m, a) == 0 &&
-        m.error_code == 0 && m.producer_id >= 0) {
+    if (rc == 0 && kafka_init_producer_id_response_decode(&r, 4, &m, a) == 0 && m.error_code == 0 &&
+        m.producer_id >= 0) {
         cl->pid = m.producer_id;
         cl->pepoch = m.producer_epoch;
         memset(cl->next_seq, 0, sizeof(cl->next_seq));
@@ -639,8 +638,8 @@ static void producer_step(struct client *cl)
     kafka_batch_builder_deinit(&bb);
     struct kafka_produce_request m;
     kafka_produce_request_init(&m);
-    struct kafka_produce_request_partition_produce_data pd = {
-        .index = cl->pend_part, .records = {batch, (int32_t)blen}};
+    struct kafka_produce_request_partition_produce_data pd = {.index = cl->pend_part,
+                                                              .records = {batch, (int32_t)blen}};
     struct kafka_produce_request_topic_produce_data td = {
         .name = KAFKA_STR(TOPIC), .partition_data = &pd, .partition_data_count = 1};
     m.transactional_id = KAFKA_STR_NULL;
@@ -686,7 +685,8 @@ static void read_records(struct client *cl, int32_t p, const uint8_t *buf, size_
                 if (o < cl->pos[p])
                     continue; /* a batch that starts before the position */
                 if (o >= hw) {
-                    fail("partition %d: read offset %" PRId64 " at or past the high watermark %" PRId64,
+                    fail("partition %d: read offset %" PRId64
+                         " at or past the high watermark %" PRId64,
                          p, o, hw);
                     break;
                 }
@@ -936,7 +936,8 @@ static void fault_step(void *arg)
         else
             sim_on_next_write((uint32_t)n, crash_node, (void *)(uintptr_t)n);
     } else if (k < 80) {
-        uint32_t a = (uint32_t)sim_rand_below(NODES), b = (a + 1 + (uint32_t)sim_rand_below(2)) % NODES;
+        uint32_t a = (uint32_t)sim_rand_below(NODES),
+                 b = (a + 1 + (uint32_t)sim_rand_below(2)) % NODES;
         uint64_t how = sim_rand_below(3);
         if (how == 0) { /* a isolated from every node */
             for (uint32_t o = 0; o < NODES; o++)
@@ -1081,8 +1082,9 @@ static struct run_result run_seed(uint64_t seed, bool trace, bool selftest)
         fail("producers still had a batch unacknowledged %llu s after the faults stopped",
              (unsigned long long)(SETTLE_LIMIT_US / US));
     if (!S.failed && !reader_caught_up())
-        fail("the reader did not reach every acknowledged offset (liveness) %llu s after the faults",
-             (unsigned long long)(SETTLE_LIMIT_US / US));
+        fail(
+            "the reader did not reach every acknowledged offset (liveness) %llu s after the faults",
+            (unsigned long long)(SETTLE_LIMIT_US / US));
     for (uint32_t r = 0; r < S.nrecs && !S.failed; r++)
         if (S.recs[r].acked_offset >= 0 && S.recs[r].read_offset != S.recs[r].acked_offset)
             fail("record %u acknowledged at %d/%" PRId64 " never read there", r,
@@ -1107,13 +1109,15 @@ static struct run_result run_seed(uint64_t seed, bool trace, bool selftest)
     if (res.ok || getenv("SIM_CLUSTER_KEEP") == NULL)
         rm_tree(S.dir);
     if (getenv("SIM_CLUSTER_VERBOSE") != NULL || trace)
-        fprintf(stderr,
-                "sim_cluster: seed %" PRIu64 " %s: %.1f s virtual, %" PRIu64 " events, hash %016" PRIx64
-                ", formed %.2f s, topic %.2f s, %u records (%u acked), %u retries, %u resets, %u "
-                "crashes (%" PRIu64 " of %" PRIu64 " writes lost unsynced), %u restarts, %u partitions\n",
-                seed, res.ok ? "ok" : "FAILED", res.virtual_s, res.events, res.hash,
-                (double)(S.formed_us - S.t0_us) / 1e6, (double)(S.topic_us - S.t0_us) / 1e6,
-                S.nrecs, S.acks, S.retries, S.resets, S.crashes, lost, writes, S.restarts, S.partitions);
+        fprintf(
+            stderr,
+            "sim_cluster: seed %" PRIu64 " %s: %.1f s virtual, %" PRIu64 " events, hash %016" PRIx64
+            ", formed %.2f s, topic %.2f s, %u records (%u acked), %u retries, %u resets, %u "
+            "crashes (%" PRIu64 " of %" PRIu64
+            " writes lost unsynced), %u restarts, %u partitions\n",
+            seed, res.ok ? "ok" : "FAILED", res.virtual_s, res.events, res.hash,
+            (double)(S.formed_us - S.t0_us) / 1e6, (double)(S.topic_us - S.t0_us) / 1e6, S.nrecs,
+            S.acks, S.retries, S.resets, S.crashes, lost, writes, S.restarts, S.partitions);
     free(S.recs);
     for (int p = 0; p < SIM_PARTITIONS; p++)
         free(S.at[p]);

@@ -27,10 +27,10 @@
 #include "common/lm_err.h"
 
 /* The clocks start at fixed points so every run sees the same times. */
-#define SIM_MONO_START_US   1000000000ull   /* 1000 s after an arbitrary boot */
-#define SIM_REALTIME_BASE_S 1767225600ull   /* 2026-01-01T00:00:00Z */
-#define SIM_EVENTS_MAX      (1u << 22)       /* a run that queues more has gone wrong */
-#define SIM_QUIESCE_STEPS   100000u          /* node-local events run while a node crashes */
+#define SIM_MONO_START_US   1000000000ull /* 1000 s after an arbitrary boot */
+#define SIM_REALTIME_BASE_S 1767225600ull /* 2026-01-01T00:00:00Z */
+#define SIM_EVENTS_MAX      (1u << 22)    /* a run that queues more has gone wrong */
+#define SIM_QUIESCE_STEPS   100000u       /* node-local events run while a node crashes */
 
 enum sim_ev_kind {
     EV_FN,
@@ -46,9 +46,8 @@ enum sim_ev_kind {
     EV_UDP,
 };
 
-static const char *const ev_names[] = {"fn",      "xcall",      "xdone",  "fsync",
-                                       "connect", "req",        "resp",   "callfail",
-                                       "timeout", "connfail",   "udp"};
+static const char *const ev_names[] = {"fn",   "xcall",    "xdone",   "fsync",    "connect", "req",
+                                       "resp", "callfail", "timeout", "connfail", "udp"};
 
 struct sim_ev {
     uint64_t at_us;
@@ -82,15 +81,15 @@ struct broker_shard {
  * server side (the requests the server node holds, answered in order). */
 struct broker_peer {
     uint32_t id;
-    uint32_t src_ep;   /* node index or client endpoint */
-    uint64_t src_gen;  /* the owner node's life (0 for clients) */
+    uint32_t src_ep;  /* node index or client endpoint */
+    uint64_t src_gen; /* the owner node's life (0 for clients) */
     struct broker_shard *shard;
-    int32_t dst_node;  /* -1 when the address matched no node */
-    uint64_t dst_gen;  /* the server's life it connected to */
+    int32_t dst_node; /* -1 when the address matched no node */
+    uint64_t dst_gen; /* the server's life it connected to */
     uint8_t listener;
     struct broker_peer_opts opts;
     char client_id[33];
-    int err;           /* LM_E_* once failed */
+    int err; /* LM_E_* once failed */
     int sys_errno;
     bool connected;
     bool owner_closed;
@@ -848,8 +847,8 @@ static void on_request(struct broker_peer *p, uint8_t *frame, size_t len)
     req->api_key = h.api_key;
     req->api_version = h.api_version;
     req->correlation_id = h.correlation_id;
-    req->client_id = h.client_id != NULL ? (const char *)x->frame + (h.client_id - (const char *)frame)
-                                         : NULL;
+    req->client_id =
+        h.client_id != NULL ? (const char *)x->frame + (h.client_id - (const char *)frame) : NULL;
     req->client_id_len = h.client_id_len;
     req->body = x->frame + off;
     req->body_len = len - off;
@@ -953,7 +952,8 @@ static void th_down(struct broker_shard *s, uint32_t i)
 int broker_timer_start(struct broker_shard *s, struct broker_timer *t, uint64_t delay_ms,
                        void (*fn)(struct broker_shard *, struct broker_timer *), void *arg)
 {
-    LM_ASSERT(t->heap_index_ == UINT32_MAX || t->heap_index_ >= s->tn || s->th[t->heap_index_] != t);
+    LM_ASSERT(t->heap_index_ == UINT32_MAX || t->heap_index_ >= s->tn ||
+              s->th[t->heap_index_] != t);
     if (s->tn == s->tcap) {
         uint32_t cap = s->tcap ? s->tcap * 2 : 64;
         struct broker_timer **th = realloc(s->th, cap * sizeof(*th));
@@ -1082,8 +1082,7 @@ int broker_api_table_register(struct broker_api_table *t, int16_t api_key, broke
     return 0;
 }
 
-struct broker_api_table *broker_dispatch_listener_table(struct broker_dispatch *d,
-                                                        const char *name)
+struct broker_api_table *broker_dispatch_listener_table(struct broker_dispatch *d, const char *name)
 {
     size_t n = strlen(name);
     if (n == 0 || n >= sizeof(d->listener_tables[0].name))
@@ -1101,7 +1100,8 @@ struct broker_api_table *broker_dispatch_listener_table(struct broker_dispatch *
     return &lt->table;
 }
 
-/* ---- UDP -------------------------------------------------------------------------------------- */
+/* ---- UDP --------------------------------------------------------------------------------------
+ */
 
 int broker_udp_open(struct broker_shard *s, const char *host, uint16_t port,
                     broker_udp_recv_fn recv, void *arg, struct broker_udp **out)
@@ -1186,7 +1186,6 @@ static void on_datagram(struct sim_ev *e)
         return;
     }
 }
-
 
 /* ---- the simulated disk ------------------------------------------------------------------------
  * Files are real (reads are plain preads). Every pwrite/pwritev a node makes to a regular file is
@@ -1354,7 +1353,8 @@ static void disk_crash(uint32_t i, enum sim_crash_disk mode)
     for (struct sim_wr *w = W.unsynced[i]; w != NULL; w = w->next)
         count++;
     /* tear: the newest `undo` writes are undone, the oldest of them only past a random byte */
-    uint32_t undo = mode == SIM_DISK_TEAR && count > 0 ? (uint32_t)sim_rand_below(count) + 1 : count;
+    uint32_t undo =
+        mode == SIM_DISK_TEAR && count > 0 ? (uint32_t)sim_rand_below(count) + 1 : count;
     uint32_t k = 0;
     while (W.unsynced[i] != NULL) {
         struct sim_wr *w = W.unsynced[i];
@@ -1417,8 +1417,8 @@ static void enter_node(int32_t node)
 static void run_event(struct sim_ev *e)
 {
     struct broker_peer *p = e->peer;
-    if (e->node >= 0 && (W.nodes[e->node].gen != e->gen || (!W.nodes[e->node].up &&
-                                                            !W.nodes[e->node].quiescing)))
+    if (e->node >= 0 &&
+        (W.nodes[e->node].gen != e->gen || (!W.nodes[e->node].up && !W.nodes[e->node].quiescing)))
         goto out; /* the node this event was for has crashed since */
     switch (e->kind) {
     case EV_FN:

@@ -31,7 +31,7 @@ enum { SIM_NODES_MAX = 5, SIM_ENDPOINTS_MAX = 8 };
 struct sim_net_params {
     uint32_t delay_min_us;
     uint32_t delay_max_us;
-    uint32_t slow_pct;    /* share of frames delayed up to slow_max_us instead */
+    uint32_t slow_pct; /* share of frames delayed up to slow_max_us instead */
     uint32_t slow_max_us;
     uint32_t udp_loss_pct;
     uint32_t udp_dup_pct;
