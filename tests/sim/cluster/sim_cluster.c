@@ -22,7 +22,9 @@
  *   - the high watermark a client sees never goes back; no record is read at or past it
  *   - at most one leader per partition and leader epoch, from the nodes' own state
  * At the end the network heals, every node runs, and the reader must reach every acknowledged
- * offset (liveness), then every node is crashed so its memory is freed (ASan: no leaks).
+ * offset (liveness); a fresh verifier then reads every partition again from offset 0 and must
+ * find every acknowledged record at its offset; then every node is crashed so its memory is
+ * freed (ASan: no leaks).
  *
  *   sim_cluster [--seeds a..b]        seeds a to b (ctest: the fixed set; default 1..4)
  *   SIM_CLUSTER_SEEDS=a..b            seeds a to b (overrides --seeds: the long mode)
@@ -96,6 +98,7 @@ struct rec {
     int32_t partition;
     int64_t acked_offset; /* -1 until acknowledged */
     int64_t read_offset;  /* -1 until read */
+    bool reread;          /* read again by the verifier */
 };
 
 struct client {
@@ -123,6 +126,11 @@ struct client {
     /* reader */
     int64_t pos[SIM_PARTITIONS];
     int64_t hw_seen[SIM_PARTITIONS];
+    /* per partition: the last (pid, seq) this reader read, for per-producer order */
+    struct {
+        int64_t pid;
+        int64_t seq;
+    } last[SIM_PARTITIONS][PRODUCERS * 8];
 };
 
 struct scenario {
@@ -131,16 +139,12 @@ struct scenario {
     char why[512];
     uint64_t t0_us;
     uint64_t formed_us, topic_us;
-    struct client admin, prod[PRODUCERS], reader;
+    /* the verifier reads everything again from offset 0 once the faults are over */
+    struct client admin, prod[PRODUCERS], reader, verifier;
     struct rec *recs;
     uint32_t nrecs, caprecs;
     /* per partition and offset: the record read there, +1 (0: none) */
     uint32_t *at[SIM_PARTITIONS];
-    /* per partition: the last (pid, seq) read, for per-producer order */
-    struct {
-        int64_t pid;
-        int64_t seq;
-    } last[SIM_PARTITIONS][PRODUCERS * 8];
     /* leader per (partition, epoch) as the nodes report it */
     int32_t leader_of[SIM_PARTITIONS][4096];
     char dir[256];
@@ -208,7 +212,8 @@ static void check_ack(uint32_t r, int64_t offset)
 }
 
 /* A record read at (partition, offset) with the value's record index, producer id, seq. */
-static void check_read(int32_t p, int64_t offset, uint32_t r, int64_t pid, int64_t seq)
+static void check_read(struct client *cl, int32_t p, int64_t offset, uint32_t r, int64_t pid,
+                       int64_t seq)
 {
     if (r >= S.nrecs || S.recs[r].partition != p) {
         fail("partition %d offset %" PRId64 ": a record nobody wrote there (%u)", p, offset, r);
@@ -228,22 +233,24 @@ static void check_read(int32_t p, int64_t offset, uint32_t r, int64_t pid, int64
         fail("partition %d: record %u duplicated at offsets %" PRId64 " and %" PRId64, p, r,
              x->read_offset, offset);
     x->read_offset = offset;
+    if (cl == &S.verifier)
+        x->reread = true;
     if (x->acked_offset >= 0 && x->acked_offset != offset)
         fail("partition %d: record %u acknowledged at %" PRId64 " but read at %" PRId64, p, r,
              x->acked_offset, offset);
     /* per producer id order (the reader reads each partition in offset order) */
-    for (size_t i = 0; i < sizeof(S.last[p]) / sizeof(S.last[p][0]); i++) {
-        if (S.last[p][i].pid == pid) {
-            if (seq <= S.last[p][i].seq)
+    for (size_t i = 0; i < sizeof(cl->last[p]) / sizeof(cl->last[p][0]); i++) {
+        if (cl->last[p][i].pid == pid) {
+            if (seq <= cl->last[p][i].seq)
                 fail("partition %d offset %" PRId64 ": producer %" PRId64 " sequence %" PRId64
                      " after %" PRId64,
-                     p, offset, pid, seq, S.last[p][i].seq);
-            S.last[p][i].seq = seq;
+                     p, offset, pid, seq, cl->last[p][i].seq);
+            cl->last[p][i].seq = seq;
             return;
         }
-        if (S.last[p][i].pid == 0) {
-            S.last[p][i].pid = pid;
-            S.last[p][i].seq = seq;
+        if (cl->last[p][i].pid == 0) {
+            cl->last[p][i].pid = pid;
+            cl->last[p][i].seq = seq;
             return;
         }
     }
@@ -696,7 +703,7 @@ static void read_records(struct client *cl, int32_t p, const uint8_t *buf, size_
                     fail("partition %d offset %" PRId64 ": a value nobody wrote", p, o);
                     break;
                 }
-                check_read(p, o, r, pid, seq);
+                check_read(cl, p, o, r, pid, seq);
                 cl->pos[p] = o + 1;
             }
             if (rc < 0)
@@ -996,10 +1003,10 @@ struct run_result {
     double virtual_s;
 };
 
-static bool reader_caught_up(void)
+static bool reader_caught_up(const struct client *cl)
 {
     for (int p = 0; p < SIM_PARTITIONS; p++)
-        if (S.reader.pos[p] <= S.max_acked[p])
+        if (cl->pos[p] <= S.max_acked[p])
             return false;
     return true;
 }
@@ -1052,6 +1059,7 @@ static struct run_result run_seed(uint64_t seed, bool trace, bool selftest)
     for (int i = 0; i < PRODUCERS; i++)
         client_init(&S.prod[i], CL_PRODUCER, SIM_NODES_MAX + 1 + (uint32_t)i, i);
     client_init(&S.reader, CL_READER, SIM_NODES_MAX + 1 + PRODUCERS, 0);
+    client_init(&S.verifier, CL_READER, SIM_NODES_MAX + 2 + PRODUCERS, 1);
     client_later(&S.admin, 100000);
 
     /* formation and topic creation */
@@ -1076,19 +1084,31 @@ static struct run_result run_seed(uint64_t seed, bool trace, bool selftest)
         if (!sim_node_up(n))
             restart_node((void *)(uintptr_t)n);
     uint64_t settle_end = sim_now_us() + SETTLE_LIMIT_US;
-    while (!S.failed && sim_now_us() < settle_end && !(producers_idle() && reader_caught_up()))
+    while (!S.failed && sim_now_us() < settle_end &&
+           !(producers_idle() && reader_caught_up(&S.reader)))
         sim_run_until(sim_now_us() + 100000, after_event, NULL);
     if (!S.failed && !producers_idle())
         fail("producers still had a batch unacknowledged %llu s after the faults stopped",
              (unsigned long long)(SETTLE_LIMIT_US / US));
-    if (!S.failed && !reader_caught_up())
+    if (!S.failed && !reader_caught_up(&S.reader))
         fail(
             "the reader did not reach every acknowledged offset (liveness) %llu s after the faults",
             (unsigned long long)(SETTLE_LIMIT_US / US));
+    /* "forever after": a fresh reader reads every partition again from offset 0 */
+    if (!S.failed) {
+        client_later(&S.verifier, 0);
+        uint64_t end = sim_now_us() + SETTLE_LIMIT_US;
+        while (!S.failed && sim_now_us() < end && !reader_caught_up(&S.verifier))
+            sim_run_until(sim_now_us() + 100000, after_event, NULL);
+        if (!S.failed && !reader_caught_up(&S.verifier))
+            fail("the verifier did not reach every acknowledged offset");
+    }
     for (uint32_t r = 0; r < S.nrecs && !S.failed; r++)
-        if (S.recs[r].acked_offset >= 0 && S.recs[r].read_offset != S.recs[r].acked_offset)
-            fail("record %u acknowledged at %d/%" PRId64 " never read there", r,
-                 S.recs[r].partition, S.recs[r].acked_offset);
+        if (S.recs[r].acked_offset >= 0 &&
+            (S.recs[r].read_offset != S.recs[r].acked_offset || !S.recs[r].reread))
+            fail("record %u acknowledged at %d/%" PRId64 " not read there %s", r,
+                 S.recs[r].partition, S.recs[r].acked_offset,
+                 S.recs[r].reread ? "by the reader" : "again by the verifier");
     struct run_result res = {.ok = !S.failed,
                              .hash = sim_trace_hash(),
                              .events = sim_events_run(),
@@ -1100,6 +1120,7 @@ static struct run_result run_seed(uint64_t seed, bool trace, bool selftest)
     for (int i = 0; i < PRODUCERS; i++)
         client_close(&S.prod[i]);
     client_close(&S.reader);
+    client_close(&S.verifier);
     sim_run_until(sim_now_us(), NULL, NULL);
     for (uint32_t n = 0; n < NODES; n++)
         if (sim_node_up(n))
