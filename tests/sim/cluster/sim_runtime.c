@@ -101,6 +101,10 @@ struct broker_peer {
     uint32_t count;
     int32_t next_corr;
     uint64_t last_c2s_us, last_s2c_us; /* TCP order: a frame never overtakes an earlier one */
+    /* TCP retransmission across a cut link: the frame waiting for it arrives at held_*_us,
+     * later frames after it; the retransmission timeout doubles while the link stays cut */
+    uint64_t held_c2s_us, held_s2c_us;
+    uint32_t rto_c2s_ms, rto_s2c_ms;
     struct broker_req *rq_head, *rq_tail;
     uint32_t srv_reqs; /* requests of this connection the server still holds */
     uint32_t refs;     /* events that name it */
@@ -1406,6 +1410,35 @@ uint64_t sim_disk_writes(void)
     return W.disk_writes;
 }
 
+/* A frame that meets a cut link is retransmitted, as TCP does, after a timeout doubling from
+ * 200 ms to 6.4 s, and the frames behind it on the connection wait for it; the caller's request
+ * timeout ends the connection if the link stays cut. Returns true when e was put off. */
+static bool tcp_hold(struct sim_ev *e, struct broker_peer *p, bool c2s, bool cut)
+{
+    uint64_t *held = c2s ? &p->held_c2s_us : &p->held_s2c_us;
+    uint32_t *rto = c2s ? &p->rto_c2s_ms : &p->rto_s2c_ms;
+    uint64_t *last = c2s ? &p->last_c2s_us : &p->last_s2c_us;
+    uint64_t at;
+    if (cut) {
+        *rto = *rto == 0 ? 200 : *rto >= 6400 ? 6400 : *rto * 2;
+        at = W.now_us + (uint64_t)*rto * 1000u;
+        *held = at;
+    } else if (W.now_us < *held) {
+        at = *held + 1; /* behind the retransmitted frame */
+    } else {
+        *rto = 0;
+        return false;
+    }
+    if (*last < at)
+        *last = at;
+    struct sim_ev *r = ev_new(e->kind, at, -1);
+    ev_set_peer(r, p);
+    r->data = e->data;
+    r->len = e->len;
+    e->data = NULL;
+    return true;
+}
+
 /* ---- running events ------------------------------------------------------------------------- */
 
 static void enter_node(int32_t node)
@@ -1473,11 +1506,8 @@ static void run_event(struct sim_ev *e)
             peer_fail(p, LM_E_IO, ECONNRESET, net_delay_us());
             break;
         }
-        if (W.cut[p->src_ep][p->dst_node]) { /* lost in a partition: the call times out */
-            uint32_t t = p->opts.request_timeout_ms ? p->opts.request_timeout_ms : 30000;
-            peer_fail(p, LM_E_TIMEOUT, ETIMEDOUT, (uint64_t)t * 1000u);
+        if (tcp_hold(e, p, true, W.cut[p->src_ep][p->dst_node]))
             break;
-        }
         if (W.net.reset_per_100k > 0 && sim_rand_below(100000) < W.net.reset_per_100k) {
             peer_fail(p, LM_E_IO, ECONNRESET, net_delay_us());
             break;
@@ -1489,11 +1519,8 @@ static void run_event(struct sim_ev *e)
     case EV_S2C:
         if (p->err != 0 || !endpoint_alive(p->src_ep, p->src_gen))
             break;
-        if (W.cut[p->dst_node][p->src_ep]) {
-            uint32_t t = p->opts.request_timeout_ms ? p->opts.request_timeout_ms : 30000;
-            peer_fail(p, LM_E_TIMEOUT, ETIMEDOUT, (uint64_t)t * 1000u);
+        if (tcp_hold(e, p, false, W.cut[p->dst_node][p->src_ep]))
             break;
-        }
         if (W.net.reset_per_100k > 0 && sim_rand_below(100000) < W.net.reset_per_100k) {
             peer_fail(p, LM_E_IO, ECONNRESET, 0);
             break;

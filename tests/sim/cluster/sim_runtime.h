@@ -7,8 +7,9 @@
  * - Time: broker_now_ms/us, and clock_gettime/getrandom for the whole process (interposed by
  *   this library), come from the world: one virtual clock for every node, one PRNG.
  * - Network: every request frame, response frame and datagram is an event delivered after a
- *   seeded delay. Connections keep TCP's order; a cut link makes the frames crossing it
- *   vanish and their connection time out; a crashed node resets its connections, and a few
+ *   seeded delay. Connections keep TCP's order; a frame meeting a cut link is retransmitted
+ *   (200 ms doubling to 6.4 s, the frames behind it waiting) until the link heals or the
+ *   call's request timeout ends the connection; a crashed node resets its connections, and a few
  *   frames (reset_per_100k) reset theirs on arrival, as a lost segment would. Datagrams
  *   (SWIM) may be lost, duplicated and reordered.
  * - Disk: real files under the node's data dir; fsyncs complete after a seeded delay. Writes
