@@ -720,8 +720,9 @@ static void conn_flush(struct broker_peer *p)
             x->resp = NULL;
         }
         req_retire(req);
-        if (close_after && !p->srv_broken)
-            peer_fail(p, LM_E_CLOSED, 0, p->last_s2c_us + 1 - W.now_us);
+        if (close_after && !p->srv_broken) /* after the responses already on their way */
+            peer_fail(p, LM_E_CLOSED, 0,
+                      p->last_s2c_us >= W.now_us ? p->last_s2c_us + 1 - W.now_us : 0);
     }
 }
 
