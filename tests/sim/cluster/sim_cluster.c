@@ -10,7 +10,7 @@
  *             numbers per partition, the same batch resent after retriable errors (following
  *             Metadata); a fatal sequence error starts a new producer id
  *   reader    Fetch from each partition's leader from offset 0, with the highest leader epoch
- *             it has seen, consuming everything
+ *             it has seen, consuming everything; now and then ListOffsets latest
  * Faults chosen by the seed: node crashes and restarts (the controller leader included),
  * partitions (one node isolated, one direction cut, a bridge node) and heals.
  *
@@ -19,7 +19,8 @@
  *   - no offset holds two different records (across leaders and epochs)
  *   - no record of the idempotent producers appears twice
  *   - per producer id and partition, sequence numbers increase with offsets
- *   - the high watermark a client sees never goes back; no record is read at or past it
+ *   - the high watermark a client sees (Fetch, ListOffsets latest) never goes back; no record
+ *     is read at or past it
  *   - at most one leader per partition and leader epoch, from the nodes' own state
  * At the end the network heals, every node runs, and the reader must reach every acknowledged
  * offset (liveness); a fresh verifier then reads every partition again from offset 0 and must
@@ -73,6 +74,7 @@
 #include "protocol/kafka_errors.h"
 #include "protocol/kafka_fetch.h"
 #include "protocol/kafka_init_producer_id.h"
+#include "protocol/kafka_list_offsets.h"
 #include "protocol/kafka_metadata.h"
 #include "protocol/kafka_produce.h"
 #include "protocol/record_batch.h"
@@ -761,6 +763,63 @@ static void read_records(struct client *cl, int32_t p, const uint8_t *buf, size_
     }
 }
 
+/* The end of partition p as a client sees it (Fetch's high watermark, ListOffsets' latest
+ * offset) must never go back. */
+static void observe_hw(struct client *cl, int32_t p, int64_t hw, int32_t node, const char *api)
+{
+    if (hw < cl->hw_seen[p] && S.hw_count_only) {
+        S.hw_regressions++;
+    } else if (hw < cl->hw_seen[p] && !S.failed) {
+        fail("partition %d: the high watermark went back from %" PRId64 " to %" PRId64
+             " (%s, node %d, epoch %d)",
+             p, cl->hw_seen[p], hw, api, node + 1, cl->epoch[p]);
+        dump_partition(p);
+    }
+    if (hw > cl->hw_seen[p])
+        cl->hw_seen[p] = hw;
+}
+
+static void on_list_offsets(struct client *cl, struct scall *c, int rc, struct kafka_arena *a,
+                            const uint8_t *resp, size_t len)
+{
+    struct kafka_list_offsets_response m;
+    kafka_list_offsets_response_init(&m);
+    struct kafka_reader r;
+    kafka_reader_init(&r, resp, len);
+    if (rc != 0 || kafka_list_offsets_response_decode(&r, 7, &m, a) != 0 || m.topics_count != 1 ||
+        m.topics[0].partitions_count != 1 || m.topics[0].partitions[0].error_code != 0) {
+        cl->meta_fresh = false; /* OFFSET_NOT_AVAILABLE, NOT_LEADER...: retried */
+        client_later(cl, 50000);
+        return;
+    }
+    const struct kafka_list_offsets_response_partition *pp = &m.topics[0].partitions[0];
+    if (pp->partition_index < 0 || pp->partition_index >= SIM_PARTITIONS) {
+        fail("ListOffsets answered for partition %d", pp->partition_index);
+        return;
+    }
+    observe_hw(cl, pp->partition_index, pp->offset, c->node, "ListOffsets");
+    client_later(cl, 0);
+}
+
+/* ListOffsets latest (timestamp -1) for partition p: the high watermark (read_uncommitted). */
+static void send_list_offsets(struct client *cl, int32_t p)
+{
+    struct kafka_list_offsets_request m;
+    kafka_list_offsets_request_init(&m);
+    struct kafka_list_offsets_request_partition lp = {
+        .partition_index = p, .current_leader_epoch = cl->epoch[p], .timestamp = -1};
+    struct kafka_list_offsets_request_topic lt = {
+        .name = KAFKA_STR(TOPIC), .partitions = &lp, .partitions_count = 1};
+    m.replica_id = -1;
+    m.isolation_level = 0;
+    m.topics = &lt;
+    m.topics_count = 1;
+    uint8_t *b;
+    size_t n;
+    ENCODE(list_offsets_request, 7, &m, &b, &n);
+    client_send(cl, cl->leader[p], KAFKA_LIST_OFFSETS_KEY, 7, true, b, n, on_list_offsets);
+}
+
 static void on_fetch(struct client *cl, struct scall *c, int rc, struct kafka_arena *a,
                      const uint8_t *resp, size_t len)
 {
@@ -786,15 +845,7 @@ static void on_fetch(struct client *cl, struct scall *c, int rc, struct kafka_ar
         client_later(cl, 50000);
         return;
     }
-    if (pd->high_watermark < cl->hw_seen[p] && S.hw_count_only) {
-        S.hw_regressions++;
-    } else if (pd->high_watermark < cl->hw_seen[p] && !S.failed) {
-        fail("partition %d: the high watermark went back from %" PRId64 " to %" PRId64
-             " (node %d, epoch %d)",
-             p, cl->hw_seen[p], pd->high_watermark, c->node + 1, cl->epoch[p]);
-        dump_partition(p);
-    }
-    cl->hw_seen[p] = pd->high_watermark;
+    observe_hw(cl, p, pd->high_watermark, c->node, "Fetch");
     if (pd->records.len > 0)
         read_records(cl, p, pd->records.ptr, (size_t)pd->records.len, pd->high_watermark);
     client_later(cl, 0);
@@ -807,6 +858,10 @@ static void reader_step(struct client *cl)
         return;
     }
     int32_t p = cl->rr++ % SIM_PARTITIONS;
+    if (cl->rr % 8 == 0) { /* now and then the end offset by ListOffsets instead */
+        send_list_offsets(cl, p);
+        return;
+    }
     struct kafka_fetch_request m;
     kafka_fetch_request_init(&m);
     struct kafka_fetch_request_fetch_partition fp;
