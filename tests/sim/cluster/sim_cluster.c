@@ -35,6 +35,10 @@
  *   sim_cluster --selftest            one acknowledgement misreported: the checkers must fail
  *   SIM_CLUSTER_HW=count              a high watermark going back is counted, not a failure
  *   SIM_CLUSTER_VERBOSE=1             one line of figures per seed
+ *   SIM_CLUSTER_LOG=info|debug        the brokers' log level (default error); the log's shard
+ *                                     tag is the node index (node id - 1), "main" the scenario
+ *   SIM_CLUSTER_KEEP=1                a failed seed keeps its data dirs (/dev/shm or /tmp,
+ *                                     laminar-test-simcluster-<pid>-<seed>)
  *
  * Seeds that fail (of 1..3000: 24, all on "the high watermark a client sees never goes back"),
  * listed in KNOWN_FAILING_SEEDS below so the fixed ctest set skips them:
