@@ -233,6 +233,12 @@ static void fetch_op(struct hshard *hs, struct hpart *p, struct hwork *w, struct
         w->error = KAFKA_NOT_LEADER_OR_FOLLOWER; /* consumers fetch from the leader */
         return;
     }
+    if (p->replicated && p->part != NULL && !partition_hw_known(p->part)) {
+        /* a new leader before its first commit: its high watermark could be below the one
+         * the previous leader answered with; the consumer retries after a metadata refresh */
+        w->error = KAFKA_NOT_LEADER_OR_FOLLOWER;
+        return;
+    }
     int64_t start = storage_log_start_offset(p->log);
     int64_t leo = storage_log_end_offset(p->log);
     /* The partition's high watermark (raft commit + 1). Without transactions the last

@@ -177,6 +177,11 @@ static void list_offsets_op(struct hshard *hs, struct hpart *p, struct hwork *w,
         return;
     if ((w->error = h_check_epoch(p, in->current_leader_epoch)) != KAFKA_NONE)
         return;
+    if (p->replicated && p->part != NULL && !partition_hw_known(p->part)) {
+        /* Kafka's answer while a new leader's high watermark is below its epoch's start */
+        w->error = KAFKA_OFFSET_NOT_AVAILABLE;
+        return;
+    }
     int64_t start = storage_log_start_offset(p->log);
     /* Kafka's Partition.fetchOffsetForTimestamp: consumers are bounded by the high watermark
      * (read_uncommitted) or the last stable offset (read_committed; the high watermark while

@@ -53,6 +53,7 @@ struct partition {
     bool lone; /* one voter, itself: leader from open, no raft ticks needed */
 
     int64_t hw; /* the high watermark: only hw_advance writes it */
+    uint64_t hw_known_term; /* a term in which this leader committed an entry of its own */
     /* A lone leader's end of acks=0/1 appends: visible to consumers before the fsync (Kafka's
      * semantics for a replica set of one: the page cache is the durability of acks=1). */
     int64_t visible_end;
@@ -1079,6 +1080,21 @@ int64_t partition_durable_offset(const struct partition *p)
 bool partition_is_leader(const struct partition *p)
 {
     return raft_role(p->raft) == RAFT_LEADER;
+}
+
+bool partition_hw_known(struct partition *p)
+{
+    if (raft_role(p->raft) != RAFT_LEADER)
+        return false;
+    uint64_t term = raft_term(p->raft);
+    if (p->hw_known_term == term)
+        return true;
+    int64_t commit = raft_commit(p->raft);
+    uint64_t t = 0;
+    if (commit < 0 || raft_log_term(p->raft, commit, &t) != 0 || t != term)
+        return false;
+    p->hw_known_term = term;
+    return true;
 }
 
 bool partition_transferring(const struct partition *p)

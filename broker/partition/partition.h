@@ -158,6 +158,11 @@ int64_t partition_log_end_offset(const struct partition *p);
 int64_t partition_log_start_offset(const struct partition *p);
 int64_t partition_durable_offset(const struct partition *p);
 bool partition_is_leader(const struct partition *p);
+/* A leader knows the high watermark once it has committed an entry of its own term (Raft
+ * §5.4.2, the leader's no-op): before that its commit index is what it had as a follower,
+ * or what its checkpoint said after a restart, possibly far below what the previous leader
+ * exposed. False on a follower. */
+bool partition_hw_known(struct partition *p);
 /* A leader handing its leadership over (partition_transfer_leader): appends are refused. */
 bool partition_transferring(const struct partition *p);
 uint32_t partition_leader(const struct partition *p);
