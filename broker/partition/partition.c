@@ -52,7 +52,7 @@ struct partition {
     uint32_t qs_vote;
     bool lone; /* one voter, itself: leader from open, no raft ticks needed */
 
-    int64_t hw; /* the high watermark: only hw_advance writes it */
+    int64_t hw;             /* the high watermark: only hw_advance writes it */
     uint64_t hw_known_term; /* a term in which this leader committed an entry of its own */
     /* A lone leader's end of acks=0/1 appends: visible to consumers before the fsync (Kafka's
      * semantics for a replica set of one: the page cache is the durability of acks=1). */
