@@ -108,6 +108,53 @@ int storage_epoch_observe(struct storage_log *log, int32_t epoch, int64_t base_o
     return 0;
 }
 
+bool storage_epoch_matches(const struct storage_log *log, int32_t epoch, int64_t base_offset)
+{
+    LM_ASSERT(log->epoch_count > 0);
+    uint32_t lo = 0, hi = log->epoch_count;
+    while (lo < hi) {
+        uint32_t mid = lo + (hi - lo) / 2;
+        if (log->epochs[mid].start_offset <= base_offset)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    if (lo == 0)
+        return epoch >= 0 && epoch <= log->epochs[0].epoch;
+    LM_ASSERT(log->epochs[lo - 1].start_offset <= base_offset);
+    return epoch == log->epochs[lo - 1].epoch;
+}
+
+/* Makes the epochs of the batches in buf[0..len) known before they are written: each larger
+ * epoch starts an entry (the leader's at the log end, a follower's at its batch's base offset)
+ * and the leader-epoch file is rewritten and synced once for them. A batch on disk thus always
+ * has its epoch in the file, which is what lets recovery reject a batch whose epoch field (the
+ * one header field outside the CRC and not checked by offset continuity) was damaged, instead
+ * of adopting an epoch no leader had (Kafka's LeaderEpochFileCache.assign, which flushed the
+ * checkpoint before the append went on, KIP-101). Once per new epoch. */
+static int epochs_assign_ahead(struct storage_log *log, const uint8_t *buf, size_t len, bool leader,
+                               int32_t epoch, int64_t leo)
+{
+    int rc = 0;
+    if (leader) {
+        rc = storage_epoch_observe(log, epoch, leo);
+    } else {
+        size_t pos = 0;
+        while (pos < len && rc == 0) {
+            struct kafka_batch_header h;
+            rc = kafka_batch_header_parse(buf + pos, len - pos, &h);
+            LM_ASSERT(rc == 0); /* checked by the caller */
+            rc = storage_epoch_observe(log, h.partition_leader_epoch, h.base_offset);
+            pos += kafka_batch_total_size(&h);
+        }
+    }
+    if (rc == 0 && log->epochs_dirty)
+        rc = epochs_write(log);
+    if (rc != 0)
+        log->failed = true; /* the file may or may not name the new epoch */
+    return rc;
+}
+
 /* Removes epochs that start at or after end (Kafka LeaderEpochFileCache.truncateFromEnd). */
 static void epochs_truncate_end(struct storage_log *log, int64_t end)
 {
@@ -783,12 +830,14 @@ int storage_log_open(const char *dir, const struct storage_config *cfg, struct s
     int rc = checkpoint_load(log, &rp, &ls, &hw, &ck_found);
     if (rc == 0)
         rc = epochs_load(log, &ep_found);
+    log->epochs_check = rc == 0 && ep_found && log->epoch_count > 0;
     if (rc == 0)
         rc = compact_checkpoint_load(log);
     if (rc == 0 && !ck_found)
         rp = ls = hw = 0;
     if (rc == 0)
         rc = load_segments(log, rp, ep_found);
+    log->epochs_check = false;
     if (rc == 0 && log->seg_count == 0)
         rc = create_segment(log, ls);
     if (rc != 0) {
@@ -873,9 +922,9 @@ static int write_run(struct storage_log *log, struct segment *seg, const uint8_t
         struct kafka_batch_header h;
         rc = kafka_batch_header_parse(buf + pos, len - pos, &h);
         LM_ASSERT(rc == 0); /* checked before writing */
+        /* Its epoch entered the leader-epoch cache and file before the write. */
+        LM_ASSERT(h.partition_leader_epoch <= storage_log_latest_epoch(log));
         rc = seg_note_batch(log, seg, &h, at + pos);
-        if (rc == 0)
-            rc = storage_epoch_observe(log, h.partition_leader_epoch, h.base_offset);
         if (rc != 0)
             return rc;
         pos += kafka_batch_total_size(&h);
@@ -953,10 +1002,13 @@ static int append(struct storage_log *log, uint8_t *buf, size_t len, bool leader
         will_flush = will_flush || now - first >= log->cfg.flush_ms;
     }
 
+    int rc = epochs_assign_ahead(log, buf, len, leader, epoch, leo0);
+    if (rc != 0)
+        return rc;
+
     /* Pass 2: stamp offsets and epochs, roll where needed, write runs of whole batches. */
     struct segment *seg = active(log);
     size_t run = 0;
-    int rc = 0;
     next = leo0;
     pos = 0;
     bool rolled = false;
@@ -1007,6 +1059,8 @@ static int append(struct storage_log *log, uint8_t *buf, size_t len, bool leader
             if (trc != 0)
                 log->failed = true;
         }
+        /* An epoch assigned ahead for batches that were not written is forgotten. */
+        epochs_truncate_end(log, log_end(log));
         return rc;
     }
     if (!res->flushed) {

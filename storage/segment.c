@@ -615,9 +615,18 @@ static int seg_scan_recover(struct storage_log *log, struct segment *seg, uint64
             why = "leader epoch goes backwards";
             break;
         }
+        /* The epoch is outside the CRC: with the leader-epoch file at hand (written before any
+         * batch of a new epoch) the batch must carry the epoch it names for this offset; a
+         * damaged one would otherwise become the log's latest epoch. Without the file the
+         * epochs are learnt from the batches. */
+        if (log->epochs_check &&
+            !storage_epoch_matches(log, h.partition_leader_epoch, h.base_offset)) {
+            why = "leader epoch not the one in the leader-epoch checkpoint";
+            break;
+        }
         prev_epoch = h.partition_leader_epoch;
         rc = seg_note_batch(log, seg, &h, pos);
-        if (rc == 0)
+        if (rc == 0 && !log->epochs_check)
             rc = storage_epoch_observe(log, h.partition_leader_epoch, h.base_offset);
         if (rc != 0)
             break;

@@ -21,7 +21,11 @@
  * checkpoint is due). The flush policy (flush_messages, flush_ms) is applied on append and by
  * storage_log_tick(). Recovery on open trusts everything below the checkpointed recovery point
  * (after checking its indexes) and scans beyond it batch by batch (length, magic, CRC-32C,
- * offsets), truncating at the first bad or partial batch and rebuilding the indexes it scanned.
+ * offsets, leader epoch), truncating at the first bad or partial batch and rebuilding the indexes
+ * it scanned. partitionLeaderEpoch lies outside the CRC, so the leader-epoch file is its check:
+ * an append that starts a new epoch rewrites and syncs that file before writing the batch (once
+ * per epoch), and a scanned batch must carry the epoch the file gives for its offset. Without
+ * the file (missing or damaged) the epochs are rebuilt from the batches.
  *
  * Threads: a log is owned by one thread (the shard that owns the partition); nothing here locks.
  * Bounds: at most max_open_segments segments have open fds and loaded indexes (an LRU; the active
@@ -115,14 +119,16 @@ struct storage_append_result {
 /* Appends the v2 batches in buf[0..len) as leader: checks each batch (header, length, CRC-32C,
  * magic), then assigns consecutive offsets from the log end offset, stamps
  * partitionLeaderEpoch = leader_epoch (the Raft term) and, under log_append_time, the append
- * time, rewriting the header in buf in place. leader_epoch must not be below the latest epoch.
+ * time, rewriting the header in buf in place. leader_epoch must not be below the latest epoch;
+ * a larger one is written to the leader-epoch file (synced) before the batches.
  * All or nothing: on error nothing is written. Returns 0 or LM_E_TRUNCATED, LM_E_MAGIC, LM_E_CRC,
  * LM_E_CORRUPT, LM_E_TOO_LARGE (batch over segment_bytes), LM_E_INVALID (epoch), LM_E_IO. */
 int storage_log_append_leader(struct storage_log *log, uint8_t *buf, size_t len,
                               int32_t leader_epoch, struct storage_append_result *res);
 /* Appends batches that already carry offsets and epochs (a follower, Raft log replication):
  * the first must start at the log end offset and each must continue the previous one; epochs
- * must not decrease. buf is not modified. Returns as above, and LM_E_SEQUENCE on a gap. */
+ * must not decrease; new ones reach the leader-epoch file first, as above. buf is not modified.
+ * Returns as above, and LM_E_SEQUENCE on a gap. */
 int storage_log_append_follower(struct storage_log *log, const uint8_t *buf, size_t len,
                                 struct storage_append_result *res);
 
@@ -206,9 +212,10 @@ int storage_log_tick(struct storage_log *log);
  * end_offset; (2) when the checkpoint is due: the index files, after their pending entries are
  * written; (3) the checkpoint slot, after it is written. Between steps the log stays usable
  * (appends, reads, another sync must wait: at most one per log). Inside these calls only
- * pwrite()s to the page cache happen (index entries, checkpoint slot), plus, when the leader
- * epoch changed since the last checkpoint, the rewrite of the small leader-epoch file
- * (write + fdatasync + rename: once per epoch). A failed step marks the log failed. */
+ * pwrite()s to the page cache happen (index entries, checkpoint slot), plus, when the leader-
+ * epoch cache changed since the file was last written, the rewrite of that small file (write +
+ * fdatasync + rename; a new epoch rewrites it on append already). A failed step marks the log
+ * failed. */
 #define STORAGE_SYNC_FDS_MAX 16
 struct storage_sync {
     int fds[STORAGE_SYNC_FDS_MAX];   /* to make durable in this step; valid until the next call */

@@ -99,6 +99,10 @@ struct storage_log {
     struct epoch_entry *epochs;
     uint32_t epoch_count, epoch_cap;
     bool epochs_dirty;
+    /* While open recovers: the leader-epoch file was loaded and names the epoch of every batch
+     * (append writes it before the first batch of a new epoch), so a scanned batch must carry
+     * the epoch it gives for its offset instead of teaching the cache a new one. */
+    bool epochs_check;
 
     uint8_t *scan_buf; /* STORAGE_SCAN_BUF_BYTES, header walks */
     uint64_t scan_buf_pos;
@@ -112,6 +116,10 @@ void storage_report(struct storage_log *log, int level, const char *fmt, ...)
 int64_t storage_now_ms(struct storage_log *log);
 /* Observes a batch's epoch at base_offset: a larger epoch starts a new leader-epoch entry. */
 int storage_epoch_observe(struct storage_log *log, int32_t epoch, int64_t base_offset);
+/* Whether a batch at base_offset may carry epoch according to the leader-epoch cache: the epoch
+ * of the last entry starting at or before it; below the first entry (the log start was moved
+ * into the middle of its batch) at most the first entry's epoch. */
+bool storage_epoch_matches(const struct storage_log *log, int32_t epoch, int64_t base_offset);
 
 /* segment.c */
 void seg_path(const struct storage_log *log, int64_t base, const char *ext, char *out, size_t cap);

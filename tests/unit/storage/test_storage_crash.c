@@ -120,6 +120,33 @@ static int64_t checkpoint_recovery_point(const char *dir)
     return rp;
 }
 
+/* The damage done in this cycle, for failure messages ("" when none): its kind, where, and which
+ * byte of which batch it hit (bytes 12..15 hold partitionLeaderEpoch, outside the CRC). */
+static char last_damage[PATH_MAX + 256];
+
+static void describe_damage(int fd, const char *name, int kind, uint64_t pos, uint64_t at,
+                            uint64_t size)
+{
+    snprintf(last_damage, sizeof(last_damage), "kind %d in %s at %llu", kind, name,
+             (unsigned long long)at);
+    uint8_t hdr[KAFKA_BATCH_HEADER_SIZE];
+    while (pos + sizeof(hdr) <= size) {
+        assert_int_equal(pread(fd, hdr, sizeof(hdr), (off_t)pos), (ssize_t)sizeof(hdr));
+        struct kafka_batch_header h;
+        if (kafka_batch_header_parse(hdr, sizeof(hdr), &h) != 0)
+            return;
+        if (pos + kafka_batch_total_size(&h) > at) {
+            size_t n = strlen(last_damage);
+            snprintf(last_damage + n, sizeof(last_damage) - n,
+                     ", byte %llu of the batch at %llu (base offset %lld, epoch %d)",
+                     (unsigned long long)(at - pos), (unsigned long long)pos,
+                     (long long)h.base_offset, (int)h.partition_leader_epoch);
+            return;
+        }
+        pos += kafka_batch_total_size(&h);
+    }
+}
+
 /* Walks the last segment file to the end of the batch holding offset acked - 1 and damages the
  * bytes after it, as a power cut may do to unsynced data. Returns the kind of damage (0 none). */
 static int damage_unacked_tail(const char *dir, int64_t acked)
@@ -157,6 +184,7 @@ static int damage_unacked_tail(const char *dir, int64_t acked)
     }
     uint64_t at = pos + rnd() % (size - pos);
     int kind = 1 + (int)(rnd() % 3);
+    describe_damage(fd, name, kind, pos, at, size);
     if (kind == 1) {
         assert_int_equal(ftruncate(fd, (off_t)at), 0);
     } else if (kind == 2) {
@@ -260,6 +288,7 @@ static void test_kill_cycles(void **state)
             for (ssize_t i = 0; i < n / (ssize_t)sizeof(int64_t); i++)
                 acked = v[i] > acked ? v[i] : acked;
         close(fds[0]);
+        last_damage[0] = '\0';
         if (rnd() % 3 == 0) {
             int64_t rp = checkpoint_recovery_point(dir);
             damaged += damage_unacked_tail(dir, rp > acked ? rp : acked) != 0;
@@ -278,6 +307,13 @@ static void test_kill_cycles(void **state)
                      (long long)acked, (long long)storage_log_end_offset(log),
                      (unsigned long long)seed);
         verify_log(log, acked);
+        /* No child appended above epoch cycle / 10: a larger one can only come from a damaged
+         * batch, and the next child (same or larger epoch) could not append. */
+        if (storage_log_latest_epoch(log) > cycle / 10)
+            fail_msg("cycle %d: latest epoch %d after recovery, no child wrote above %d (damage: "
+                     "%s; last report: %s; seed %llu)",
+                     cycle, (int)storage_log_latest_epoch(log), cycle / 10, last_damage, rep.last,
+                     (unsigned long long)seed);
         /* Recovery made everything it kept durable (open flushes and checkpoints). */
         acked = storage_log_end_offset(log);
         assert_int_equal(storage_log_flushed_offset(log), acked);

@@ -172,15 +172,32 @@ static void check_all(struct fx *f)
     free(all);
 }
 
-static void flip_byte(const char *path, uint64_t at)
+static void flip_bits(const char *path, uint64_t at, uint8_t mask)
 {
     int fd = open(path, O_RDWR);
     assert_true(fd >= 0);
     uint8_t b;
     assert_int_equal(pread(fd, &b, 1, (off_t)at), 1);
-    b ^= 0x10;
+    b ^= mask;
     assert_int_equal(pwrite(fd, &b, 1, (off_t)at), 1);
     close(fd);
+}
+
+static void flip_byte(const char *path, uint64_t at)
+{
+    flip_bits(path, at, 0x10);
+}
+
+/* partitionLeaderEpoch: bytes 12..15 of a v2 batch, big-endian, outside the CRC. */
+#define EPOCH_AT 12
+
+static void assert_epoch_end(struct fx *f, int32_t epoch, int32_t want_epoch, int64_t want_end)
+{
+    int32_t oe;
+    int64_t end;
+    storage_log_epoch_end_offset(f->log, epoch, &oe, &end);
+    assert_int_equal(oe, want_epoch);
+    assert_int_equal(end, want_end);
 }
 
 static void test_flipped_byte_in_last_segment(void **state)
@@ -222,6 +239,114 @@ static void test_flipped_base_offset_is_caught(void **state)
     assert_int_equal(storage_log_end_offset(f->log), f->batch_base[6]);
     assert_non_null(strstr(f->reports.last, "offsets do not continue"));
     check_all(f);
+}
+
+/* The leader epoch lies outside the CRC, so a flipped bit there leaves a batch that passes every
+ * other check. Here it is the last batch of the tail beyond the recovery point: no later batch
+ * contradicts it, and before the leader-epoch file was written ahead of the batches recovery
+ * took its epoch (2 + 2^20) into the cache, after which no leader at epoch 3 could append. */
+static void test_flipped_epoch_in_last_batch(void **state)
+{
+    struct fx *f = *state;
+    open_log(f);
+    append_batches(f, 5); /* epoch 0, covered by the checkpoint */
+    close_log(f);
+    unclean_append(f, 20); /* batches 5..24: epochs 0, 1 (10..19), 2 (20..24) */
+    char path[PATH_MAX * 2];
+    seg_file(f, 0, ".log", path);
+    flip_bits(path, f->batch_pos[24] + EPOCH_AT + 1, 0x10);
+    open_log(f);
+    assert_int_equal(storage_log_end_offset(f->log), f->batch_base[24]);
+    assert_int_equal(file_size(path), (off_t)f->batch_pos[24]);
+    assert_non_null(strstr(f->reports.last, "leader epoch"));
+    assert_int_equal(storage_log_latest_epoch(f->log), 2);
+    assert_epoch_end(f, 0, 0, f->batch_base[10]);
+    assert_epoch_end(f, 1, 1, f->batch_base[20]);
+    assert_epoch_end(f, 2, 2, f->batch_base[24]);
+    assert_epoch_end(f, 2 + (1 << 20), -1, -1);
+    check_all(f);
+    /* The next leader appends at its epoch, and the log reopens cleanly. */
+    uint8_t *b;
+    size_t len;
+    tu_build_batch(2, 150, storage_log_end_offset(f->log), 99000, &b, &len);
+    struct storage_append_result r;
+    assert_int_equal(storage_log_append_leader(f->log, b, len, 3, &r), 0);
+    free(b);
+    close_log(f);
+    open_log(f);
+    assert_int_equal(f->reports.warnings, 0);
+    assert_int_equal(storage_log_latest_epoch(f->log), 3);
+    assert_epoch_end(f, 2, 2, f->batch_base[24]);
+    check_all(f);
+}
+
+/* A raised epoch in the middle of the tail: the batch itself goes, not only the later ones whose
+ * epoch then looks like it went backwards. */
+static void test_flipped_epoch_mid_tail(void **state)
+{
+    struct fx *f = *state;
+    open_log(f);
+    close_log(f);
+    unclean_append(f, 25); /* epochs 0 (0..9), 1 (10..19), 2 (20..24) */
+    char path[PATH_MAX * 2];
+    seg_file(f, 0, ".log", path);
+    flip_bits(path, f->batch_pos[22] + EPOCH_AT, 0x01); /* 2 + 2^24 */
+    open_log(f);
+    assert_int_equal(storage_log_end_offset(f->log), f->batch_base[22]);
+    assert_int_equal(storage_log_latest_epoch(f->log), 2);
+    assert_epoch_end(f, 1, 1, f->batch_base[20]);
+    assert_epoch_end(f, 2, 2, f->batch_base[22]);
+    check_all(f);
+}
+
+/* A lowered epoch on the first batch past the recovery point: nothing before it in the scan
+ * shows it went backwards, and taking it would move the start of epoch 1 to the next batch. */
+static void test_lowered_epoch_first_scanned(void **state)
+{
+    struct fx *f = *state;
+    open_log(f);
+    append_batches(f, 10); /* epoch 0, covered by the checkpoint */
+    close_log(f);
+    unclean_append(f, 10); /* batches 10..19: epoch 1 */
+    char path[PATH_MAX * 2];
+    seg_file(f, 0, ".log", path);
+    flip_bits(path, f->batch_pos[10] + EPOCH_AT + 3, 0x01); /* 1 -> 0 */
+    open_log(f);
+    assert_int_equal(storage_log_end_offset(f->log), f->batch_base[10]);
+    assert_int_equal(storage_log_latest_epoch(f->log), 0);
+    assert_epoch_end(f, 0, 0, f->batch_base[10]);
+    assert_epoch_end(f, 1, -1, -1);
+    check_all(f);
+}
+
+/* The leader-epoch file names an epoch before its first batch is written; when a power cut takes
+ * that batch, recovery forgets the epoch with it. */
+static void test_epoch_of_lost_tail_forgotten(void **state)
+{
+    struct fx *f = *state;
+    open_log(f);
+    close_log(f);
+    unclean_append(f, 25); /* epochs 0 (0..9), 1 (10..19), 2 (20..24) */
+    char path[PATH_MAX * 2];
+    snprintf(path, sizeof(path), "%s/leader-epoch-checkpoint", f->dir);
+    FILE *ef = fopen(path, "r");
+    assert_non_null(ef);
+    int version, count;
+    assert_int_equal(fscanf(ef, "%d %d", &version, &count), 2);
+    assert_int_equal(count, 3); /* written by the appends, not by a checkpoint */
+    fclose(ef);
+    seg_file(f, 0, ".log", path);
+    assert_int_equal(truncate(path, (off_t)f->batch_pos[20] + 30), 0);
+    open_log(f);
+    assert_int_equal(storage_log_end_offset(f->log), f->batch_base[20]);
+    assert_int_equal(storage_log_latest_epoch(f->log), 1);
+    assert_epoch_end(f, 1, 1, f->batch_base[20]);
+    assert_epoch_end(f, 2, -1, -1);
+    check_all(f);
+    close_log(f);
+    open_log(f);
+    assert_int_equal(f->reports.warnings, 0);
+    assert_int_equal(storage_log_latest_epoch(f->log), 1);
 }
 
 static void test_zero_filled_tail(void **state)
@@ -456,6 +581,10 @@ int main(void)
     const struct CMUnitTest tests[] = {
         T(test_flipped_byte_in_last_segment),
         T(test_flipped_base_offset_is_caught),
+        T(test_flipped_epoch_in_last_batch),
+        T(test_flipped_epoch_mid_tail),
+        T(test_lowered_epoch_first_scanned),
+        T(test_epoch_of_lost_tail_forgotten),
         T(test_zero_filled_tail),
         T(test_torn_last_batch),
         T(test_truncated_index_rebuilt),
