@@ -171,7 +171,7 @@ static int listener_setup(struct broker_config *cfg, const char *name, struct sa
         }
     }
     l->sasl = true;
-    BLOG_INFO("listener %s: SASL_PLAINTEXT with %s (%zu PLAIN users)", name, list, l->plain.count);
+    BLOG_INFO("listener %s: SASL with %s (%zu PLAIN users)", name, list, l->plain.count);
     return 0;
 }
 
