@@ -1076,8 +1076,7 @@ static int check_tls_listener(struct broker_config *cfg, uint32_t i)
         BLOG_ERROR("config: listener %s://%s:%u: %s", cfg->listeners[i].name,
                    cfg->listeners[i].host, cfg->listeners[i].port, err);
     else if (rc != 0)
-        BLOG_ERROR("config: listener %s: TLS context: %s", cfg->listeners[i].name,
-                   lm_strerror(rc));
+        BLOG_ERROR("config: listener %s: TLS context: %s", cfg->listeners[i].name, lm_strerror(rc));
     broker_tls_ctx_free(ctx);
     return rc;
 }

@@ -166,8 +166,8 @@ static char *java_regex_to_ere(const char *re)
                 out[o++] = re[++i];
             continue;
         }
-        if (ch == '?' && o > 0 && (out[o - 1] == '*' || out[o - 1] == '+' || out[o - 1] == '?' ||
-                                   out[o - 1] == '}'))
+        if (ch == '?' && o > 0 &&
+            (out[o - 1] == '*' || out[o - 1] == '+' || out[o - 1] == '?' || out[o - 1] == '}'))
             continue; /* reluctant -> greedy */
         out[o++] = ch;
     }
@@ -268,8 +268,8 @@ int broker_tls_rules_parse(const char *text, struct broker_tls_rules **out, char
 }
 
 /* Expands the replacement ($1..$9 are groups; \x is x), as Java's Matcher.replaceAll. */
-static int rule_expand(const struct tls_rule *rule, const char *dn, const regmatch_t *m,
-                       char *out, size_t out_len)
+static int rule_expand(const struct tls_rule *rule, const char *dn, const regmatch_t *m, char *out,
+                       size_t out_len)
 {
     size_t o = 0;
     for (const char *q = rule->replacement; *q != '\0'; q++) {
@@ -466,7 +466,8 @@ static const char *key(const struct broker_tls_settings *st, enum broker_tls_key
     return st->key[k][0] != '\0' ? st->key[k] : g_key_names[k];
 }
 
-static int fail(char *err, size_t err_len, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int fail(char *err, size_t err_len, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 static int fail(char *err, size_t err_len, const char *fmt, ...)
 {
     va_list ap;
@@ -522,13 +523,14 @@ static int load_keystore(SSL_CTX *ssl, const struct broker_tls_settings *st, cha
                     "%s must not be set for a PEM keystore (use %s for an encrypted key)",
                     key(st, BROKER_TLS_KEYSTORE_PASSWORD), key(st, BROKER_TLS_KEY_PASSWORD));
     const char *loc = val(st, BROKER_TLS_KEYSTORE_LOCATION);
-    const char *ikey = val(st, BROKER_TLS_KEYSTORE_KEY), *ichain = val(st, BROKER_TLS_KEYSTORE_CHAIN);
+    const char *ikey = val(st, BROKER_TLS_KEYSTORE_KEY),
+               *ichain = val(st, BROKER_TLS_KEYSTORE_CHAIN);
     if (loc == NULL && (ikey == NULL || ichain == NULL))
         return fail(err, err_len,
-                    "listener %s: an SSL listener needs %s (a PEM file with the private key and "
-                    "the certificate chain) or %s and %s",
-                    st->listener, key(st, BROKER_TLS_KEYSTORE_LOCATION),
-                    key(st, BROKER_TLS_KEYSTORE_KEY), key(st, BROKER_TLS_KEYSTORE_CHAIN));
+                    "a TLS listener needs %s (a PEM file with the private key and the "
+                    "certificate chain) or %s and %s",
+                    key(st, BROKER_TLS_KEYSTORE_LOCATION), key(st, BROKER_TLS_KEYSTORE_KEY),
+                    key(st, BROKER_TLS_KEYSTORE_CHAIN));
     if (loc != NULL && (ikey != NULL || ichain != NULL))
         return fail(err, err_len, "%s and %s are both set; set one",
                     key(st, BROKER_TLS_KEYSTORE_LOCATION),
@@ -778,8 +780,8 @@ out:
     return rc;
 }
 
-int broker_tls_ctx_new(const struct broker_tls_settings *st, struct broker_tls_ctx **out,
-                       char *err, size_t err_len)
+int broker_tls_ctx_new(const struct broker_tls_settings *st, struct broker_tls_ctx **out, char *err,
+                       size_t err_len)
 {
     *out = NULL;
     pthread_once(&g_bio_once, bio_method_init);
@@ -815,8 +817,7 @@ int broker_tls_ctx_new(const struct broker_tls_settings *st, struct broker_tls_c
     if (rc == 0)
         rc = load_truststore(ctx->ssl, st, &trust, err, err_len);
     if (rc == 0 && ctx->client_auth != BROKER_TLS_CLIENT_AUTH_NONE && !trust)
-        rc = fail(err, err_len,
-                  "%s=%s needs a truststore (%s or %s) to verify client certificates",
+        rc = fail(err, err_len, "%s=%s needs a truststore (%s or %s) to verify client certificates",
                   key(st, BROKER_TLS_CLIENT_AUTH), ca, key(st, BROKER_TLS_TRUSTSTORE_LOCATION),
                   key(st, BROKER_TLS_TRUSTSTORE_CERTS));
     if (rc == 0)

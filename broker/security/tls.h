@@ -19,22 +19,22 @@
 
 /* The ssl.* keys laminar reads, per listener (listener.name.<l>.ssl.* overrides ssl.*). */
 enum broker_tls_key {
-    BROKER_TLS_KEYSTORE_TYPE,        /* ssl.keystore.type: PEM */
-    BROKER_TLS_KEYSTORE_LOCATION,    /* a PEM file holding the key and the certificate chain */
-    BROKER_TLS_KEYSTORE_KEY,         /* inline PEM private key */
-    BROKER_TLS_KEYSTORE_CHAIN,       /* ssl.keystore.certificate.chain: inline PEM chain */
-    BROKER_TLS_KEY_PASSWORD,         /* ssl.key.password: of an encrypted private key */
-    BROKER_TLS_TRUSTSTORE_TYPE,      /* ssl.truststore.type: PEM */
-    BROKER_TLS_TRUSTSTORE_LOCATION,  /* a PEM file of CA certificates */
-    BROKER_TLS_TRUSTSTORE_CERTS,     /* ssl.truststore.certificates: inline PEM */
-    BROKER_TLS_CLIENT_AUTH,          /* none | requested | required */
-    BROKER_TLS_ENABLED_PROTOCOLS,    /* TLSv1.2,TLSv1.3 */
-    BROKER_TLS_CIPHER_SUITES,        /* IANA/JSSE names or OpenSSL names, comma separated */
-    BROKER_TLS_PRINCIPAL_RULES,      /* ssl.principal.mapping.rules */
-    BROKER_TLS_PROTOCOL,             /* ssl.protocol: TLS, TLSv1.2 or TLSv1.3 */
-    BROKER_TLS_KEYSTORE_PASSWORD,    /* ssl.keystore.password: PEM stores have none (refused) */
-    BROKER_TLS_TRUSTSTORE_PASSWORD,  /* ssl.truststore.password: idem */
-    BROKER_TLS_ENDPOINT_ALGORITHM,   /* ssl.endpoint.identification.algorithm: client side */
+    BROKER_TLS_KEYSTORE_TYPE,       /* ssl.keystore.type: PEM */
+    BROKER_TLS_KEYSTORE_LOCATION,   /* a PEM file holding the key and the certificate chain */
+    BROKER_TLS_KEYSTORE_KEY,        /* inline PEM private key */
+    BROKER_TLS_KEYSTORE_CHAIN,      /* ssl.keystore.certificate.chain: inline PEM chain */
+    BROKER_TLS_KEY_PASSWORD,        /* ssl.key.password: of an encrypted private key */
+    BROKER_TLS_TRUSTSTORE_TYPE,     /* ssl.truststore.type: PEM */
+    BROKER_TLS_TRUSTSTORE_LOCATION, /* a PEM file of CA certificates */
+    BROKER_TLS_TRUSTSTORE_CERTS,    /* ssl.truststore.certificates: inline PEM */
+    BROKER_TLS_CLIENT_AUTH,         /* none | requested | required */
+    BROKER_TLS_ENABLED_PROTOCOLS,   /* TLSv1.2,TLSv1.3 */
+    BROKER_TLS_CIPHER_SUITES,       /* IANA/JSSE names or OpenSSL names, comma separated */
+    BROKER_TLS_PRINCIPAL_RULES,     /* ssl.principal.mapping.rules */
+    BROKER_TLS_PROTOCOL,            /* ssl.protocol: TLS, TLSv1.2 or TLSv1.3 */
+    BROKER_TLS_KEYSTORE_PASSWORD,   /* ssl.keystore.password: PEM stores have none (refused) */
+    BROKER_TLS_TRUSTSTORE_PASSWORD, /* ssl.truststore.password: idem */
+    BROKER_TLS_ENDPOINT_ALGORITHM,  /* ssl.endpoint.identification.algorithm: client side */
     BROKER_TLS_KEYS_COUNT,
 };
 
@@ -79,8 +79,8 @@ struct broker_tls_ctx;
 /* Builds a listener's context from st: loads and checks the key against its certificate, the
  * truststore, protocols, ciphers, client authentication and the mapping rules. Returns 0 and
  * *out, or LM_E_CONFIG with a message naming the key in err. */
-int broker_tls_ctx_new(const struct broker_tls_settings *st, struct broker_tls_ctx **out,
-                       char *err, size_t err_len);
+int broker_tls_ctx_new(const struct broker_tls_settings *st, struct broker_tls_ctx **out, char *err,
+                       size_t err_len);
 void broker_tls_ctx_free(struct broker_tls_ctx *ctx);
 enum broker_tls_client_auth broker_tls_ctx_client_auth(const struct broker_tls_ctx *ctx);
 
