@@ -110,25 +110,42 @@ static char *rule_field(const char **pos)
     return out;
 }
 
-/* Java's regex syntax to POSIX ERE for what mapping rules use: the reluctant quantifiers
- * (`*?`, `+?`, `??`) become greedy (the whole DN must match, so they only differ in which
- * split they pick when a separator repeats) and the \d \s \w classes are spelled out. The
- * result is wrapped in ^( )$: Kafka's Matcher.matches() needs the whole DN. */
-static char *java_regex_to_ere(const char *re)
+/* Java's regex syntax to POSIX ERE for what mapping rules use: the reluctant and possessive
+ * modifiers (`*?`, `+?`, `*+`, ...) are dropped (the whole DN must match, so they only differ
+ * in which split they pick when a separator repeats) and the \d \s \w classes are spelled out.
+ * Counted repetition ({n,m}), a quantifier on a quantifier and back-references are refused
+ * (NULL with *why): glibc's compiler can take memory or time exponential in them, and an
+ * operator's rule gains nothing from them. The result is wrapped in ^( )$: Kafka's
+ * Matcher.matches() needs the whole DN. */
+enum { RULE_PATTERN_BYTES_MAX = 512 };
+static char *java_regex_to_ere(const char *re, const char **why)
 {
     size_t n = strlen(re);
+    *why = NULL;
+    if (n > RULE_PATTERN_BYTES_MAX) {
+        *why = "pattern longer than 512 bytes";
+        return NULL;
+    }
     char *out = malloc(n * 12 + 8);
     if (out == NULL)
         return NULL;
     size_t o = 0;
     bool in_class = false;
+    int quantified = 0; /* 1: the last item was quantified, 2: and a modifier followed */
+    int depth = 0;      /* open groups */
     out[o++] = '^';
     out[o++] = '(';
     for (size_t i = 0; i < n; i++) {
         char ch = re[i];
         if (ch == '\\' && i + 1 < n) {
             const char *cls = NULL;
-            switch (re[i + 1]) {
+            char next = re[i + 1];
+            if (!in_class && next >= '1' && next <= '9') {
+                *why = "back-references are not supported";
+                free(out);
+                return NULL;
+            }
+            switch (next) {
             case 'd':
                 cls = in_class ? "0-9" : "[0-9]";
                 break;
@@ -146,9 +163,10 @@ static char *java_regex_to_ere(const char *re)
                 o += strlen(cls);
             } else {
                 out[o++] = '\\';
-                out[o++] = re[i + 1];
+                out[o++] = next;
             }
             i++;
+            quantified = 0;
             continue;
         }
         if (in_class) {
@@ -156,6 +174,33 @@ static char *java_regex_to_ere(const char *re)
                 in_class = false;
             out[o++] = ch;
             continue;
+        }
+        if (ch == '{') {
+            *why = "counted repetition {n,m} is not supported";
+            free(out);
+            return NULL;
+        }
+        if (ch == '*' || ch == '+' || ch == '?') {
+            if (quantified == 1 && ch != '*') {
+                quantified = 2; /* reluctant or possessive -> greedy */
+                continue;
+            }
+            if (quantified != 0 || o == 2 || out[o - 1] == '(' || out[o - 1] == '|') {
+                *why = "a quantifier with nothing to repeat";
+                free(out);
+                return NULL;
+            }
+            quantified = 1;
+            out[o++] = ch;
+            continue;
+        }
+        quantified = 0;
+        if (ch == '(')
+            depth++;
+        if (ch == ')' && depth-- == 0) {
+            *why = "unbalanced ')'"; /* it would close our ^( ) wrapper */
+            free(out);
+            return NULL;
         }
         if (ch == '[') {
             in_class = true;
@@ -166,9 +211,6 @@ static char *java_regex_to_ere(const char *re)
                 out[o++] = re[++i];
             continue;
         }
-        if (ch == '?' && o > 0 &&
-            (out[o - 1] == '*' || out[o - 1] == '+' || out[o - 1] == '?' || out[o - 1] == '}'))
-            continue; /* reluctant -> greedy */
         out[o++] = ch;
     }
     out[o++] = ')';
@@ -231,11 +273,13 @@ int broker_tls_rules_parse(const char *text, struct broker_tls_rules **out, char
             }
             if (*p == 'L' || *p == 'U')
                 rule->kase = *p++;
-            char *ere = java_regex_to_ere(pattern);
+            const char *why = NULL;
+            char *ere = java_regex_to_ere(pattern, &why);
             int rc = ere != NULL ? regcomp(&rule->re, ere, REG_EXTENDED) : REG_ESPACE;
             free(ere);
             if (rc != 0) {
-                snprintf(err, err_len, "invalid pattern '%.60s' in rule '%.60s'", pattern, start);
+                snprintf(err, err_len, "invalid pattern '%.60s' in rule '%.60s'%s%s", pattern,
+                         start, why != NULL ? ": " : "", why != NULL ? why : "");
                 free(pattern);
                 free(repl);
                 broker_tls_rules_free(r);
@@ -315,9 +359,9 @@ int broker_tls_rules_apply(const struct broker_tls_rules *r, const char *dn, cha
             return 0;
         }
         regmatch_t m[10];
-        if (regexec(&rule->re, dn, 10, m, 0) != 0)
-            continue;
-        LM_ASSERT(m[0].rm_so == 0 && (size_t)m[0].rm_eo == strlen(dn));
+        if (regexec(&rule->re, dn, 10, m, 0) != 0 || m[0].rm_so != 0 ||
+            (size_t)m[0].rm_eo != strlen(dn))
+            continue; /* Matcher.matches(): the whole DN or nothing */
         return rule_expand(rule, dn, m, out, out_len);
     }
     return LM_E_NOT_FOUND;

@@ -102,6 +102,10 @@ static void rules_invalid(void **state)
         "DEFAULT,garbage",           /* idem, second */
         "RULE:^CN=([a-/x/",          /* a pattern that does not compile */
         "DEFAULTS",                  /* not DEFAULT */
+        "RULE:^CN=a{2,}$/x/",        /* counted repetition: refused (regcomp blow-up) */
+        "RULE:^CN=(a)\\1$/x/",       /* a back-reference: refused (exponential matching) */
+        "RULE:^CN=a*+*$/x/",         /* a quantifier on a quantifier */
+        "RULE:^a)|(b$/x/",           /* a ')' closing more than it opened */
         "RULE:^CN=(.*)$/$1/L extra", /* Kafka ignores text after the flags: accepted below */
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
@@ -109,7 +113,7 @@ static void rules_invalid(void **state)
         char err[160] = "";
         int rc = broker_tls_rules_parse(bad[i], &r, err, sizeof(err));
         print_message("'%s': %d %s\n", bad[i], rc, err);
-        if (i == 6) {
+        if (strstr(bad[i], "extra") != NULL) {
             assert_int_equal(rc, 0);
             map_ok(r, "CN=Ab", "ab");
             broker_tls_rules_free(r);
