@@ -925,7 +925,11 @@ static int bio_write(BIO *b, const char *data, int len)
     size_t n = (size_t)len;
     if (tc->out_cap - tc->out_len < n) {
         size_t live = tc->out_len - tc->out_off;
-        size_t cap = tc->out_cap ? tc->out_cap : BROKER_TLS_CHUNK_BYTES + 4096;
+        /* small first (handshake flights, short responses); a chunk's four records fit the
+         * second size without a copy */
+        size_t cap = live + n <= 4096 ? 4096 : BROKER_TLS_CHUNK_BYTES + 4096;
+        if (cap < tc->out_cap)
+            cap = tc->out_cap;
         while (cap < live + n)
             cap *= 2;
         if (cap <= tc->out_cap && tc->out != tc->held) {
