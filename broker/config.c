@@ -987,7 +987,8 @@ static int check_listener_roles(struct broker_config *cfg)
 /* A SASL_PLAINTEXT listener needs mechanisms laminar serves and, for PLAIN, its users: checked
  * here, before anything touches the log dirs (the JAAS text itself is parsed by the handler
  * layer, broker/handlers/sasl_api.c). Kafka's key names, its ListenerName prefix lower-cased. */
-static int check_sasl_listener(const struct broker_config *cfg, const struct broker_listener *l)
+static int check_sasl_listener(const struct broker_config *cfg, const struct broker_listener *l,
+                               bool tls)
 {
     char key[BROKER_LISTENER_NAME_BYTES + 64], lower[BROKER_LISTENER_NAME_BYTES];
     size_t n = strnlen(l->name, sizeof(lower) - 1);
@@ -999,10 +1000,10 @@ static int check_sasl_listener(const struct broker_config *cfg, const struct bro
     if (list == NULL)
         list = broker_config_get(cfg, "sasl.enabled.mechanisms");
     if (list == NULL || list[0] == '\0') {
-        BLOG_ERROR("config: listener %s://%s:%u: a SASL security protocol needs "
+        BLOG_ERROR("config: listener %s://%s:%u: security protocol %s needs "
                    "sasl.enabled.mechanisms (Kafka's default GSSAPI is not supported; laminar "
                    "serves PLAIN, SCRAM-SHA-256 and SCRAM-SHA-512)",
-                   l->name, l->host, l->port);
+                   l->name, l->host, l->port, tls ? "SASL_SSL" : "SASL_PLAINTEXT");
         return LM_E_CONFIG;
     }
     static const char *const served[] = {"PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"};
@@ -1113,7 +1114,7 @@ int broker_config_check_supported(struct broker_config *cfg)
     }
     for (uint32_t i = 0; rc == 0 && i < cfg->listeners_count; i++)
         if (cfg->listener_sasl[i])
-            rc = check_sasl_listener(cfg, &cfg->listeners[i]);
+            rc = check_sasl_listener(cfg, &cfg->listeners[i], cfg->listener_tls[i]);
     for (uint32_t i = 0; rc == 0 && i < cfg->listeners_count; i++)
         if (cfg->listener_tls[i])
             rc = check_tls_listener(cfg, i);
