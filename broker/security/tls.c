@@ -5,7 +5,6 @@
 
 #include <ctype.h>
 #include <errno.h>
-#include <pthread.h>
 #include <regex.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -371,19 +370,21 @@ int broker_tls_rules_apply(const struct broker_tls_rules *r, const char *dn, cha
 
 struct broker_tls_ctx {
     SSL_CTX *ssl;
+    /* the connections' BIOs (in-memory, tls.h): one method table per context, so a node
+     * keeps no process-wide state */
+    BIO_METHOD *bio_method;
     enum broker_tls_client_auth client_auth;
     struct broker_tls_rules *rules;
 };
 
-static BIO_METHOD *g_bio_method;
-static pthread_once_t g_bio_once = PTHREAD_ONCE_INIT;
-static void bio_method_init(void);
+static BIO_METHOD *bio_method_new(void);
 
 void broker_tls_ctx_free(struct broker_tls_ctx *ctx)
 {
     if (ctx == NULL)
         return;
     SSL_CTX_free(ctx->ssl);
+    BIO_meth_free(ctx->bio_method);
     broker_tls_rules_free(ctx->rules);
     free(ctx);
 }
@@ -828,16 +829,14 @@ int broker_tls_ctx_new(const struct broker_tls_settings *st, struct broker_tls_c
                        size_t err_len)
 {
     *out = NULL;
-    pthread_once(&g_bio_once, bio_method_init);
-    if (g_bio_method == NULL)
-        return LM_E_NOMEM;
     struct broker_tls_ctx *ctx = calloc(1, sizeof(*ctx));
     if (ctx == NULL)
         return LM_E_NOMEM;
     ERR_clear_error();
     ctx->ssl = SSL_CTX_new(TLS_server_method());
-    if (ctx->ssl == NULL) {
-        free(ctx);
+    ctx->bio_method = bio_method_new();
+    if (ctx->ssl == NULL || ctx->bio_method == NULL) {
+        broker_tls_ctx_free(ctx);
         return LM_E_NOMEM;
     }
     int rc = 0;
@@ -1001,29 +1000,29 @@ static int bio_destroy(BIO *b)
     return 1;
 }
 
-static void bio_method_init(void)
+static BIO_METHOD *bio_method_new(void)
 {
     BIO_METHOD *m = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "laminar-conn");
     if (m == NULL)
-        return;
+        return NULL;
     if (BIO_meth_set_write(m, bio_write) != 1 || BIO_meth_set_read(m, bio_read) != 1 ||
         BIO_meth_set_ctrl(m, bio_ctrl) != 1 || BIO_meth_set_create(m, bio_create) != 1 ||
         BIO_meth_set_destroy(m, bio_destroy) != 1) {
         BIO_meth_free(m);
-        return;
+        return NULL;
     }
-    g_bio_method = m;
+    return m;
 }
 
 struct broker_tls_conn *broker_tls_conn_new(struct broker_tls_ctx *ctx)
 {
-    LM_ASSERT(ctx != NULL && g_bio_method != NULL);
+    LM_ASSERT(ctx != NULL && ctx->bio_method != NULL);
     struct broker_tls_conn *tc = calloc(1, sizeof(*tc));
     if (tc == NULL)
         return NULL;
     tc->ctx = ctx;
     tc->ssl = SSL_new(ctx->ssl);
-    BIO *r = BIO_new(g_bio_method), *w = BIO_new(g_bio_method);
+    BIO *r = BIO_new(ctx->bio_method), *w = BIO_new(ctx->bio_method);
     if (tc->ssl == NULL || r == NULL || w == NULL) {
         BIO_free(r);
         BIO_free(w);
