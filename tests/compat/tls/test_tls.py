@@ -16,11 +16,12 @@ Checks: kcat (-X security.protocol=ssl) and confluent-kafka produce and consume 
 (records up to 300 KB, a consumer group); SASL_SSL with SCRAM-SHA-256 and PLAIN, a wrong
 password refused; MTLS with the client certificate works and the broker logs the mapped
 principal User:alice@payments, without one the client is refused; a client trusting the other
-CA fails its handshake; plaintext Kafka requests, random bytes and a stalled handshake at the
-SSL listener are closed (logged at INFO) while other clients keep being served; 200 idle TLS connections cost
-the broker a bounded amount of memory each; the Java client
-with security.protocol=SSL and ssl.truststore.type=PEM (--java); a missing keystore file and a
-key that does not match its certificate each stop the start-up with a message naming the key.
+CA fails its handshake; plaintext Kafka requests, random bytes, a stalled handshake and
+consumers killed mid-fetch at the SSL listener are closed (logged at INFO) while other clients
+keep being served; 200 idle TLS connections cost the broker a bounded amount of memory each; the
+Java client with security.protocol=SSL and ssl.truststore.type=PEM, and with a PEM keystore on
+MTLS (--java); a missing keystore file, a key that does not match its certificate and a bad
+ssl.client.auth each stop the start-up with a message naming the key.
 
     /usr/bin/python3 test_tls.py --io uring|epoll [--java]
 """
@@ -310,7 +311,11 @@ def check_java(b):
     if not os.path.exists(os.path.join(java, "classes", "TlsSuite.class")):
         raise AssertionError("tests/compat/java/classes/TlsSuite.class missing: run "
                              "tests/compat/java/prepare")
-    p = subprocess.run(java_cmd(cp, "TlsSuite", b.bootstrap, b.ca, b.wrong_ca),
+    store = os.path.join(b.tmp, "client-store.pem")
+    with open(store, "w") as f:
+        f.write(open(b.client_key).read() + open(b.client_cert).read())
+    p = subprocess.run(java_cmd(cp, "TlsSuite", b.bootstrap, b.ca, b.wrong_ca,
+                                "%s:%d" % (b.host, b.mtls_port), store),
                        capture_output=True, timeout=240)
     out = p.stdout.decode(errors="replace") + p.stderr.decode(errors="replace")
     print("\n".join(l for l in out.splitlines() if l.startswith(("ok:", "TlsSuite"))))

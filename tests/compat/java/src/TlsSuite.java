@@ -13,8 +13,11 @@ import org.apache.kafka.common.serialization.*;
  * TLS against laminar with the Java client: security.protocol=SSL with a PEM truststore
  * (ssl.truststore.type=PEM, hostname verification on: the broker's certificate names
  * IP:127.0.0.1); the idempotent producer writes 200 records and a consumer reads them back in
- * order; the same client trusting another CA fails with SslAuthenticationException.
- * Usage: TlsSuite BOOTSTRAP CA_PEM WRONG_CA_PEM. Exit 0 only when everything held.
+ * order; the same client trusting another CA fails with SslAuthenticationException; on a listener
+ * with ssl.client.auth=required, a client with a PEM keystore (ssl.keystore.type=PEM: key and
+ * certificate in one file) writes and reads, and one without a keystore is refused.
+ * Usage: TlsSuite BOOTSTRAP CA_PEM WRONG_CA_PEM MTLS_BOOTSTRAP CLIENT_STORE_PEM.
+ * Exit 0 only when everything held.
  */
 public class TlsSuite {
     static Properties ssl(String bootstrap, String ca) {
@@ -77,6 +80,27 @@ public class TlsSuite {
                     "a client trusting another CA: " + e.getCause().getClass().getSimpleName());
         } catch (KafkaException e) {
             check(false, "unexpected " + e);
+        }
+        Properties mp = ssl(args[3], args[1]);
+        mp.put("ssl.keystore.type", "PEM");
+        mp.put("ssl.keystore.location", args[4]);
+        mp.put("acks", "all");
+        try (Producer<String, String> pr =
+                     new KafkaProducer<>(mp, new StringSerializer(), new StringSerializer())) {
+            for (int i = 0; i < 10; i++)
+                pr.send(new ProducerRecord<>("tls-java-mtls", 0, "k" + i, "m" + i)).get();
+        }
+        check(true, "a client with a PEM keystore wrote 10 records on the ssl.client.auth=required "
+                + "listener");
+        Properties nocert = ssl(args[3], args[1]);
+        nocert.put("default.api.timeout.ms", "10000");
+        nocert.put("request.timeout.ms", "5000");
+        try (Admin admin = Admin.create(nocert)) {
+            admin.listTopics().names().get();
+            check(false, "a client without a certificate must be refused");
+        } catch (ExecutionException e) {
+            check(e.getCause() instanceof SslAuthenticationException,
+                    "a client without a certificate: " + e.getCause().getClass().getSimpleName());
         }
         System.out.println("TlsSuite passed");
     }
