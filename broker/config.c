@@ -11,6 +11,7 @@
 #include <strings.h>
 
 #include "broker/log.h"
+#include "broker/security/tls.h"
 #include "common/lm_assert.h"
 #include "common/lm_err.h"
 
@@ -560,7 +561,10 @@ struct refused_key {
 };
 
 static const struct refused_key g_refused[] = {
-    {"ssl.", NULL, "TLS"},
+    {"ssl.", NULL,
+     "this TLS setting (laminar reads the PEM keystore and truststore settings, "
+     "ssl.client.auth, ssl.enabled.protocols, ssl.cipher.suites, ssl.protocol and "
+     "ssl.principal.mapping.rules)"},
     {"sasl.", NULL,
      "this SASL setting (laminar reads sasl.enabled.mechanisms and "
      "listener.name.<l>.<mechanism>.sasl.jaas.config)"},
@@ -592,9 +596,18 @@ static bool sasl_key_served(const char *key)
            strcmp(key, "sasl.mechanism.controller.protocol") == 0;
 }
 
+/* The ssl.* keys laminar reads (broker/security/tls.h). */
+static bool tls_key_served(const char *key)
+{
+    for (int k = 0; k < BROKER_TLS_KEYS_COUNT; k++)
+        if (strcmp(key, broker_tls_key_name((enum broker_tls_key)k)) == 0)
+            return true;
+    return false;
+}
+
 static const struct refused_key *refused_find(const char *key)
 {
-    if (sasl_key_served(key))
+    if (sasl_key_served(key) || tls_key_served(key))
         return NULL;
     for (size_t i = 0; i < LM_ARRAY_LEN(g_refused); i++) {
         const char *k = g_refused[i].key;
@@ -712,7 +725,7 @@ static int check_protocol_map(const char *map)
 /* Kafka's rule (KafkaConfig.effectiveListenerSecurityProtocolMap): the map when set, else the
  * protocol names themselves, with controller.listener.names defaulting to PLAINTEXT. */
 static int check_listener(const struct broker_config *cfg, const char *which,
-                          const struct broker_listener *l, bool *sasl)
+                          const struct broker_listener *l, bool *sasl, bool *tls)
 {
     const char *map = broker_config_get(cfg, "listener.security.protocol.map");
     const char *controllers = broker_config_get(cfg, "controller.listener.names");
@@ -737,17 +750,14 @@ static int check_listener(const struct broker_config *cfg, const char *which,
                    which, l->name, l->name);
         return LM_E_CONFIG;
     }
-    *sasl = proto_len == 14 && strncasecmp(proto, "SASL_PLAINTEXT", 14) == 0;
-    if (*sasl && controllers != NULL && csv_find(controllers, l->name, &it)) {
-        BLOG_ERROR("config: %s: controller listener %s://%s:%u: security protocol "
-                   "SASL_PLAINTEXT is not supported there (node-to-node traffic is PLAINTEXT, "
-                   "guarded by laminar.cluster.secret)",
-                   which, l->name, l->host, l->port);
-        return LM_E_UNSUPPORTED;
-    }
-    if (!*sasl && (proto_len != 9 || strncasecmp(proto, "PLAINTEXT", 9) != 0)) {
-        BLOG_ERROR("config: %s: listener %s://%s:%u: security protocol %.*s is not supported "
-                   "(laminar serves PLAINTEXT and SASL_PLAINTEXT; TLS is not implemented)",
+    LM_ASSERT(is_security_protocol(proto, proto_len));
+    *sasl = proto_len >= 5 && strncasecmp(proto, "SASL_", 5) == 0;
+    *tls = (proto_len == 3 && strncasecmp(proto, "SSL", 3) == 0) ||
+           (proto_len == 8 && strncasecmp(proto, "SASL_SSL", 8) == 0);
+    if ((*sasl || *tls) && controllers != NULL && csv_find(controllers, l->name, &it)) {
+        BLOG_ERROR("config: %s: controller listener %s://%s:%u: security protocol %.*s is not "
+                   "supported there (node-to-node traffic is PLAINTEXT, guarded by "
+                   "laminar.cluster.secret)",
                    which, l->name, l->host, l->port, (int)proto_len, proto);
         return LM_E_UNSUPPORTED;
     }
@@ -977,7 +987,8 @@ static int check_listener_roles(struct broker_config *cfg)
 /* A SASL_PLAINTEXT listener needs mechanisms laminar serves and, for PLAIN, its users: checked
  * here, before anything touches the log dirs (the JAAS text itself is parsed by the handler
  * layer, broker/handlers/sasl_api.c). Kafka's key names, its ListenerName prefix lower-cased. */
-static int check_sasl_listener(const struct broker_config *cfg, const struct broker_listener *l)
+static int check_sasl_listener(const struct broker_config *cfg, const struct broker_listener *l,
+                               bool tls)
 {
     char key[BROKER_LISTENER_NAME_BYTES + 64], lower[BROKER_LISTENER_NAME_BYTES];
     size_t n = strnlen(l->name, sizeof(lower) - 1);
@@ -989,10 +1000,10 @@ static int check_sasl_listener(const struct broker_config *cfg, const struct bro
     if (list == NULL)
         list = broker_config_get(cfg, "sasl.enabled.mechanisms");
     if (list == NULL || list[0] == '\0') {
-        BLOG_ERROR("config: listener %s://%s:%u: security protocol SASL_PLAINTEXT needs "
+        BLOG_ERROR("config: listener %s://%s:%u: security protocol %s needs "
                    "sasl.enabled.mechanisms (Kafka's default GSSAPI is not supported; laminar "
                    "serves PLAIN, SCRAM-SHA-256 and SCRAM-SHA-512)",
-                   l->name, l->host, l->port);
+                   l->name, l->host, l->port, tls ? "SASL_SSL" : "SASL_PLAINTEXT");
         return LM_E_CONFIG;
     }
     static const char *const served[] = {"PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"};
@@ -1021,6 +1032,56 @@ static int check_sasl_listener(const struct broker_config *cfg, const struct bro
     return 0;
 }
 
+/* Listener name lower-cased: Kafka's ListenerName.configPrefix. */
+static void listener_lower(const char *name, char out[BROKER_LISTENER_NAME_BYTES])
+{
+    size_t n = strnlen(name, BROKER_LISTENER_NAME_BYTES - 1);
+    for (size_t i = 0; i < n; i++)
+        out[i] = (char)(name[i] >= 'A' && name[i] <= 'Z' ? name[i] + 32 : name[i]);
+    out[n] = '\0';
+}
+
+void broker_config_tls_settings(const struct broker_config *cfg, uint32_t listener,
+                                struct broker_tls_settings *out)
+{
+    LM_ASSERT(listener < cfg->listeners_count);
+    memset(out, 0, sizeof(*out));
+    const char *name = cfg->listeners[listener].name;
+    snprintf(out->listener, sizeof(out->listener), "%s", name);
+    char lower[BROKER_LISTENER_NAME_BYTES];
+    listener_lower(name, lower);
+    for (int k = 0; k < BROKER_TLS_KEYS_COUNT; k++) {
+        const char *base = broker_tls_key_name((enum broker_tls_key)k);
+        snprintf(out->key[k], sizeof(out->key[k]), "listener.name.%s.%s", lower, base);
+        out->value[k] = broker_config_get(cfg, out->key[k]);
+        if (out->value[k] == NULL) {
+            snprintf(out->key[k], sizeof(out->key[k]), "%s", base);
+            out->value[k] = broker_config_get(cfg, base);
+        }
+    }
+}
+
+/* An SSL / SASL_SSL listener's settings make a context (files read, the key matches its
+ * certificate, values known); the runtime builds it again when it starts. */
+static int check_tls_listener(struct broker_config *cfg, uint32_t i)
+{
+    struct broker_tls_settings st;
+    broker_config_tls_settings(cfg, i, &st);
+    for (int k = 0; k < BROKER_TLS_KEYS_COUNT; k++)
+        if (st.value[k] != NULL)
+            broker_config_mark_used(cfg, st.key[k]);
+    char err[512];
+    struct broker_tls_ctx *ctx = NULL;
+    int rc = broker_tls_ctx_new(&st, &ctx, err, sizeof(err));
+    if (rc == LM_E_CONFIG)
+        BLOG_ERROR("config: listener %s://%s:%u: %s", cfg->listeners[i].name,
+                   cfg->listeners[i].host, cfg->listeners[i].port, err);
+    else if (rc != 0)
+        BLOG_ERROR("config: listener %s: TLS context: %s", cfg->listeners[i].name, lm_strerror(rc));
+    broker_tls_ctx_free(ctx);
+    return rc;
+}
+
 int broker_config_check_supported(struct broker_config *cfg)
 {
     /* The list is newest first: report the key given first, as a reader of the file would. */
@@ -1045,14 +1106,18 @@ int broker_config_check_supported(struct broker_config *cfg)
     const char *map = broker_config_get(cfg, "listener.security.protocol.map");
     int rc = map != NULL ? check_protocol_map(map) : 0;
     for (uint32_t i = 0; rc == 0 && i < cfg->listeners_count; i++)
-        rc = check_listener(cfg, "listeners", &cfg->listeners[i], &cfg->listener_sasl[i]);
+        rc = check_listener(cfg, "listeners", &cfg->listeners[i], &cfg->listener_sasl[i],
+                            &cfg->listener_tls[i]);
     for (uint32_t i = 0; rc == 0 && i < cfg->advertised_count; i++) {
-        bool sasl = false;
-        rc = check_listener(cfg, "advertised.listeners", &cfg->advertised[i], &sasl);
+        bool sasl = false, tls = false;
+        rc = check_listener(cfg, "advertised.listeners", &cfg->advertised[i], &sasl, &tls);
     }
     for (uint32_t i = 0; rc == 0 && i < cfg->listeners_count; i++)
         if (cfg->listener_sasl[i])
-            rc = check_sasl_listener(cfg, &cfg->listeners[i]);
+            rc = check_sasl_listener(cfg, &cfg->listeners[i], cfg->listener_tls[i]);
+    for (uint32_t i = 0; rc == 0 && i < cfg->listeners_count; i++)
+        if (cfg->listener_tls[i])
+            rc = check_tls_listener(cfg, i);
     if (rc == 0)
         rc = check_listener_roles(cfg);
     return rc;

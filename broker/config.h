@@ -63,9 +63,11 @@ struct broker_config {
     /* sasl.server.max.receive.size: the largest frame a SASL listener reads before the
      * connection has authenticated (Kafka's default 524288) */
     int32_t sasl_server_max_receive_bytes;
-    /* Per listener (same index as listeners): its security protocol is SASL_PLAINTEXT (else
-     * PLAINTEXT). Filled by broker_config_check_supported. */
+    /* Per listener (same index as listeners): its security protocol authenticates with SASL
+     * (SASL_PLAINTEXT, SASL_SSL) and runs over TLS (SSL, SASL_SSL). Filled by
+     * broker_config_check_supported. */
     bool listener_sasl[BROKER_LISTENERS_MAX];
+    bool listener_tls[BROKER_LISTENERS_MAX];
     /* Connection quotas (Kafka's ConnectionQuotas; broker/connquota.h): Int.MaxValue = none */
     int32_t max_connections;              /* max.connections, broker-wide */
     int32_t max_connections_per_ip;       /* max.connections.per.ip */
@@ -119,13 +121,14 @@ int broker_config_set_kv(struct broker_config *cfg, const char *kv);
 /* Derives dependent values (retention precedence, advertised listeners), validates, and warns
  * once per key nothing reads. Returns 0 or LM_E_CONFIG. */
 int broker_config_finish(struct broker_config *cfg);
-/* Refuses settings laminar cannot honour yet, so it never serves with less protection than
- * configured: a listener whose security protocol (listener.security.protocol.map, or Kafka's
- * default map) is not PLAINTEXT or SASL_PLAINTEXT (a controller listener: PLAINTEXT only), and
- * TLS, authorizer, client quota and SASL keys other than the mechanism and JAAS settings with a
- * non-empty value other than Kafka's default. Fills listener_sasl. Logs one error line naming the
- * key. Returns 0, LM_E_UNSUPPORTED, or LM_E_CONFIG for a malformed map or a listener without a
- * protocol. broker_config_finish runs it too. */
+/* Refuses settings laminar cannot honour, so it never serves with less protection than
+ * configured: a controller listener whose security protocol is not PLAINTEXT, authorizer and
+ * client quota keys, ssl.* keys laminar does not read and SASL keys other than the mechanism and
+ * JAAS settings, with a non-empty value other than Kafka's default. Checks the TLS settings of
+ * every SSL / SASL_SSL listener by building its context (files readable, key matching its
+ * certificate). Fills listener_sasl and listener_tls. Logs one error line naming the key.
+ * Returns 0, LM_E_UNSUPPORTED, or LM_E_CONFIG for a malformed map, a listener without a
+ * protocol or bad TLS settings. broker_config_finish runs it too. */
 int broker_config_check_supported(struct broker_config *cfg);
 /* Returns the raw text last set for key, or NULL. Borrowed from cfg. */
 const char *broker_config_get(const struct broker_config *cfg, const char *key);
@@ -141,6 +144,12 @@ bool broker_config_is_controller_listener(const struct broker_config *cfg, const
  * Never NULL. Borrowed from cfg. */
 const struct broker_listener *broker_config_advertised_for(const struct broker_config *cfg,
                                                            const char *name);
+/* The TLS settings of listener index `listener` (broker/security/tls.h): each ssl.* key laminar
+ * reads from listener.name.<name lower-cased>.ssl.*, else from ssl.* (Kafka's ListenerName
+ * prefix). Values are borrowed from cfg. */
+struct broker_tls_settings;
+void broker_config_tls_settings(const struct broker_config *cfg, uint32_t listener,
+                                struct broker_tls_settings *out);
 /* Parses a comma-separated listener list "NAME://host:port,..." into out (max entries).
  * Returns the count or LM_E_CONFIG. */
 int broker_config_parse_listeners(const char *text, struct broker_listener *out, uint32_t max);

@@ -11,6 +11,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/eventfd.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 #include "broker/log.h"
@@ -22,6 +23,8 @@
 #include "common/lm_grow.h"
 
 /* ---- connections ------------------------------------------------------------------------- */
+
+static void tls_close(struct broker_conn *c);
 
 struct broker_conn *broker_core_conn(struct broker_shard *s, uint32_t slot, uint32_t gen)
 {
@@ -62,6 +65,8 @@ static void conn_maybe_free(struct broker_conn *c)
         free(c);
         return;
     }
+    broker_tls_conn_free(c->tls);
+    c->tls = NULL;
     if (c->auth.state != NULL) {
         LM_ASSERT(s->dispatch->auth_free != NULL);
         s->dispatch->auth_free(c->auth.state);
@@ -121,6 +126,23 @@ static void conn_create(struct broker_shard *s, uint32_t listener, int fd,
     c->apis = s->listen_apis[listener];
     c->auth.sasl = s->cfg->listener_sasl[listener];
     snprintf(c->auth.principal, sizeof(c->auth.principal), "User:ANONYMOUS");
+    if (s->listen_tls[listener] != NULL) {
+        if (s->tls_plain == NULL)
+            s->tls_plain = malloc(BROKER_TLS_RECORD_BYTES);
+        if (s->tls_gather == NULL)
+            s->tls_gather = malloc(BROKER_TLS_RECORD_BYTES);
+        if (s->tls_plain != NULL && s->tls_gather != NULL)
+            c->tls = broker_tls_conn_new(s->listen_tls[listener]);
+        if (c->tls == NULL) {
+            BLOG_ERROR_LIMITED("accept: out of memory for TLS, closing new connection");
+            s->conns_open++;
+            c->closing = true;
+            c->io_closed = true;
+            close(fd);
+            conn_maybe_free(c);
+            return;
+        }
+    }
     int one = 1;
     if (setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) != 0)
         BLOG_WARN_LIMITED("accept: TCP_NODELAY: %s", strerror(errno));
@@ -306,6 +328,8 @@ void conn_close(struct broker_conn *c, const char *why)
     c->closing = true;
     if (c->out == NULL && s->metrics_on)
         broker_metric_add(&s->metrics->conns_closed[c->listener], 1);
+    if (c->tls != NULL)
+        tls_close(c);
     conn_hold(c);
     if (c->out != NULL)
         broker_peer_on_close_(c, LM_E_CLOSED, 0); /* fails its calls (but the one being sent) */
@@ -584,15 +608,11 @@ static size_t conn_feed(struct broker_conn *c, const uint8_t *p, size_t n)
     return used;
 }
 
-void broker_core_on_data(struct broker_shard *s, struct broker_conn *c, const uint8_t *p, size_t n)
+static void tls_on_data(struct broker_conn *c, const uint8_t *p, size_t n);
+
+/* Plaintext bytes of c (from the socket, or decrypted by its TLS engine). */
+static void conn_on_plain(struct broker_conn *c, const uint8_t *p, size_t n)
 {
-    (void)s;
-    LM_ASSERT(n > 0);
-    c->idle_ticks = 0;
-    /* at shutdown clients are not read any more; outbound connections are, since requests
-     * still in flight may wait for their responses */
-    if (c->closing || (s->draining && c->out == NULL))
-        return;
     if (c->paused || c->stash_off < c->stash_len) {
         stash_append(c, p, n);
         return;
@@ -602,6 +622,20 @@ void broker_core_on_data(struct broker_shard *s, struct broker_conn *c, const ui
     if (used < n && !c->closing)
         stash_append(c, p + used, n - used);
     conn_unhold(c);
+}
+
+void broker_core_on_data(struct broker_shard *s, struct broker_conn *c, const uint8_t *p, size_t n)
+{
+    LM_ASSERT(n > 0);
+    c->idle_ticks = 0;
+    /* at shutdown clients are not read any more; outbound connections are, since requests
+     * still in flight may wait for their responses */
+    if (c->closing || (s->draining && c->out == NULL))
+        return;
+    if (c->tls != NULL)
+        tls_on_data(c, p, n);
+    else
+        conn_on_plain(c, p, n);
 }
 
 void conn_try_resume(struct broker_conn *c)
@@ -882,9 +916,15 @@ static struct broker_out_ *next_out(struct broker_conn *c)
     }
 }
 
+static void tls_pump(struct broker_conn *c);
+
 void conn_pump(struct broker_conn *c)
 {
     struct broker_shard *s = c->shard;
+    if (c->tls != NULL) {
+        tls_pump(c);
+        return;
+    }
     while (!c->closing && c->sending == NULL && !c->connecting) {
         struct broker_out_ *o = next_out(c);
         if (o == NULL)
@@ -917,8 +957,14 @@ void broker_core_conn_pump(struct broker_conn *c)
     conn_unhold(c);
 }
 
+static void tls_on_sent(struct broker_conn *c, int res);
+
 void broker_core_on_sent(struct broker_shard *s, struct broker_conn *c, int res)
 {
+    if (c->tls != NULL) {
+        tls_on_sent(c, res);
+        return;
+    }
     LM_ASSERT(c->sending != NULL);
     c->idle_ticks = 0;
     if (c->closing) {
@@ -1013,4 +1059,212 @@ int idle_start(struct broker_shard *s)
     s->idle_period_ms = (uint32_t)period;
     s->idle_ticks_max = ticks > UINT32_MAX ? UINT32_MAX : (uint32_t)ticks;
     return broker_timer_start(s, &s->idle_timer, s->idle_period_ms, idle_sweep, NULL);
+}
+
+/* ---- TLS (SSL and SASL_SSL listeners) ------------------------------------------------------
+ *
+ * The engine (broker/security/tls.h) sits between the socket and the framing, on the shard's
+ * own thread with either backend: received ciphertext goes in through broker_core_on_data and
+ * comes out as plaintext into the same framing, stash and backpressure as a plaintext
+ * connection; responses are encrypted a chunk at a time (memory parts copied, file slices read
+ * with pread: the zero-copy path cannot carry TLS records) and the chunk's ciphertext is sent
+ * from the engine's buffer before the next chunk is encrypted, so a connection holds at most
+ * one chunk of ciphertext. A response is done (and freed) once it is all encrypted. */
+
+/* After the handshake: the principal of an SSL listener's client (its certificate's mapped
+ * subject, or ANONYMOUS); a SASL_SSL listener's comes from the SASL exchange. False when no
+ * mapping rule applies: Kafka fails the authentication, so the connection closes. */
+static bool tls_established(struct broker_conn *c)
+{
+    if (c->tls_principal_set)
+        return true;
+    c->tls_principal_set = true;
+    char desc[96], err[320];
+    broker_tls_conn_describe(c->tls, desc, sizeof(desc));
+    if (c->auth.sasl) {
+        BLOG_DEBUG("conn %u (%s): TLS established (%s)", c->slot, c->peer, desc);
+        return true;
+    }
+    int rc = broker_tls_conn_principal(c->tls, c->auth.principal, sizeof(c->auth.principal), err,
+                                       sizeof(err));
+    if (rc != 0) {
+        BLOG_INFO_LIMITED("conn %u (%s): TLS client authentication failed: %s", c->slot, c->peer,
+                          err);
+        conn_close(c, "TLS principal mapping failed");
+        return false;
+    }
+    BLOG_INFO_LIMITED("conn %u (%s): TLS established (%s), principal %s", c->slot, c->peer, desc,
+                      c->auth.principal);
+    return true;
+}
+
+static bool tls_plain(void *arg, const uint8_t *p, size_t n)
+{
+    struct broker_conn *c = arg;
+    if (!tls_established(c))
+        return false;
+    conn_on_plain(c, p, n);
+    return !c->closing;
+}
+
+static void tls_on_data(struct broker_conn *c, const uint8_t *p, size_t n)
+{
+    struct broker_shard *s = c->shard;
+    LM_ASSERT(c->tls != NULL && c->out == NULL);
+    char err[256];
+    conn_hold(c);
+    int rc = broker_tls_conn_input(c->tls, p, n, s->tls_plain, BROKER_TLS_RECORD_BYTES, tls_plain,
+                                   c, err, sizeof(err));
+    if (!c->closing) {
+        if (rc == LM_E_INVALID) {
+            BLOG_INFO_LIMITED("conn %u (%s): TLS %s failed: %s", c->slot, c->peer,
+                              broker_tls_conn_established(c->tls) ? "record" : "handshake", err);
+            conn_close(c, "TLS failure"); /* sends the alert the engine queued, if it can */
+        } else if (rc == LM_E_CLOSED) {
+            broker_core_on_peer_fin(s, c); /* close_notify: requests received are served */
+        } else if (broker_tls_conn_established(c->tls) && !tls_established(c)) {
+            /* closed */
+        } else {
+            tls_pump(c); /* handshake messages, and responses the data completed */
+        }
+    }
+    conn_unhold(c);
+}
+
+/* Encrypts the next chunk of the message being sent; true when all of it is encrypted. */
+static int tls_encrypt_chunk(struct broker_conn *c, bool *done)
+{
+    struct broker_shard *s = c->shard;
+    const struct broker_out_ *o = c->sending;
+    size_t budget = BROKER_TLS_CHUNK_BYTES;
+    *done = false;
+    while (budget > 0 && !*done) {
+        size_t g = 0;
+        while (g < BROKER_TLS_RECORD_BYTES && !*done) {
+            const void *mem;
+            int fd = -1;
+            uint64_t off = 0;
+            size_t len = part_len(o, c->part, &mem, &fd, &off);
+            LM_ASSERT(c->part_off < len); /* send_advance skips finished parts */
+            size_t take = len - c->part_off;
+            if (take > BROKER_TLS_RECORD_BYTES - g)
+                take = BROKER_TLS_RECORD_BYTES - g;
+            if (mem != NULL) {
+                memcpy(s->tls_gather + g, (const uint8_t *)mem + c->part_off, take);
+            } else {
+                ssize_t r = pread(fd, s->tls_gather + g, take, (off_t)(off + c->part_off));
+                if (r < 0 && errno == EINTR)
+                    continue;
+                if (r <= 0) {
+                    BLOG_ERROR("conn %u: file part ends early (fd %d at %llu): %s", c->slot, fd,
+                               (unsigned long long)(off + c->part_off),
+                               r < 0 ? strerror(errno) : "end of file");
+                    return LM_E_IO;
+                }
+                take = (size_t)r;
+            }
+            g += take;
+            *done = send_advance(c, take);
+        }
+        int rc = broker_tls_conn_write(c->tls, s->tls_gather, g);
+        if (rc != 0)
+            return rc;
+        budget = budget > g ? budget - g : 0;
+    }
+    return 0;
+}
+
+static void tls_pump(struct broker_conn *c)
+{
+    struct broker_shard *s = c->shard;
+    LM_ASSERT(c->out == NULL);
+    while (!c->closing && !c->tls_send_busy) {
+        size_t len = 0;
+        const uint8_t *p = broker_tls_conn_pending(c->tls, &len);
+        if (p != NULL) {
+            c->iov[0].iov_base = (void *)(uintptr_t)p;
+            c->iov[0].iov_len = len;
+            c->iovcnt = 1;
+            int rc = s->io->send(s, c);
+            if (rc == LM_E_AGAIN) {
+                c->tls_send_busy = true; /* broker_core_on_sent continues */
+                return;
+            }
+            if (rc < 0) {
+                c->sending = NULL; /* still queued: conn_close frees it */
+                conn_close(c, "send failed");
+                return;
+            }
+            broker_tls_conn_consumed(c->tls, (size_t)rc);
+            if (s->metrics_on)
+                broker_metric_add(&s->metrics->net_bytes_out, (uint64_t)rc);
+            continue;
+        }
+        if (!broker_tls_conn_established(c->tls))
+            return; /* the handshake waits for the client */
+        if (c->sending == NULL) {
+            struct broker_out_ *o = next_out(c);
+            if (o == NULL) {
+                broker_tls_conn_trim(c->tls); /* idle: hold no ciphertext buffer */
+                return;
+            }
+            c->sending = o;
+            c->part = 0;
+            c->part_off = 0;
+            if (send_advance(c, 0))
+                LM_UNREACHABLE(); /* the prefix is never empty */
+        }
+        bool done = false;
+        int rc = tls_encrypt_chunk(c, &done);
+        if (rc != 0) {
+            c->sending = NULL;
+            conn_close(c, rc == LM_E_IO ? "send failed" : "TLS encryption failed");
+            return;
+        }
+        if (done) {
+            struct broker_out_ *o = c->sending;
+            c->sending = NULL;
+            out_sent(c, o); /* its ciphertext is in the engine: the response can go */
+        }
+    }
+}
+
+static void tls_on_sent(struct broker_conn *c, int res)
+{
+    struct broker_shard *s = c->shard;
+    LM_ASSERT(c->tls_send_busy);
+    c->tls_send_busy = false;
+    c->idle_ticks = 0;
+    if (c->closing)
+        return; /* conn_close already dropped every response */
+    conn_hold(c);
+    if (res < 0) {
+        BLOG_DEBUG("conn %u (%s): send: %s", c->slot, c->peer, strerror(-res));
+        c->sending = NULL;
+        conn_close(c, "send failed");
+    } else {
+        broker_tls_conn_consumed(c->tls, (size_t)res);
+        if (s->metrics_on)
+            broker_metric_add(&s->metrics->net_bytes_out, (uint64_t)res);
+        tls_pump(c);
+    }
+    conn_unhold(c);
+}
+
+/* conn_close of a TLS connection: no response memory is in the backend's hands (only the
+ * engine's ciphertext, freed with the connection), so the one being encrypted is dropped with
+ * the rest; close_notify (or the alert of a failed handshake) is sent if the socket takes it
+ * now (best effort: a non-blocking send, nothing waits for it). */
+static void tls_close(struct broker_conn *c)
+{
+    c->sending = NULL;
+    if (c->tls_send_busy || c->fd < 0)
+        return;
+    broker_tls_conn_close_notify(c->tls);
+    size_t len = 0;
+    const uint8_t *p = broker_tls_conn_pending(c->tls, &len);
+    if (p != NULL) {
+        ssize_t n = send(c->fd, p, len, MSG_DONTWAIT | MSG_NOSIGNAL);
+        broker_tls_conn_consumed(c->tls, n > 0 ? (size_t)n : 0);
+    }
 }

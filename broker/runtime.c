@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "broker/log.h"
+#include "broker/security/tls.h"
 #include "broker/metrics.h"
 #include "broker/shard_internal.h"
 #include "common/lm_assert.h"
@@ -49,6 +50,9 @@ struct broker_rt {
     struct broker_connquota quota;
     bool quota_ready;
     int cpus[BROKER_SHARDS_MAX];
+    /* TLS contexts of the SSL / SASL_SSL listeners (NULL for the others), shared read-only by
+     * the shards (an SSL_CTX is safe to use from several threads once set up) */
+    struct broker_tls_ctx *tls[BROKER_LISTENERS_MAX];
 #ifdef LAMINAR_HAVE_BPF
     struct lm_bpf *bpf[BROKER_LISTENERS_MAX];
 #endif
@@ -321,6 +325,8 @@ static void rt_free(struct broker_rt *rt)
     }
     if (rt->quota_ready)
         broker_connquota_deinit(&rt->quota);
+    for (uint32_t l = 0; l < BROKER_LISTENERS_MAX; l++)
+        broker_tls_ctx_free(rt->tls[l]);
     if (rt->mailboxes != NULL)
         for (uint32_t i = 0; i < rt->nshards * rt->nshards; i++)
             broker_mailbox_deinit(&rt->mailboxes[i]);
@@ -439,6 +445,20 @@ int broker_runtime_start(const struct broker_config *cfg, const struct broker_di
         return LM_E_NOMEM;
     }
     rt->quota_ready = true;
+    for (uint32_t l = 0; l < cfg->listeners_count; l++) {
+        if (!cfg->listener_tls[l])
+            continue;
+        struct broker_tls_settings st;
+        char err[512];
+        broker_config_tls_settings(cfg, l, &st);
+        int trc = broker_tls_ctx_new(&st, &rt->tls[l], err, sizeof(err));
+        if (trc != 0) {
+            BLOG_ERROR("listener %s: %s", cfg->listeners[l].name,
+                       trc == LM_E_CONFIG ? err : lm_strerror(trc));
+            rt_free(rt);
+            return trc;
+        }
+    }
     uint32_t n = cfg->shards;
     choose_cpus(rt, &n);
     rt->nshards = n;
@@ -472,6 +492,7 @@ int broker_runtime_start(const struct broker_config *cfg, const struct broker_di
                 rc = fd;
                 break;
             }
+            s->listen_tls[s->listen_count] = rt->tls[l];
             s->listen_fds[s->listen_count++] = fd;
         }
         if (rc != 0)
@@ -484,9 +505,11 @@ int broker_runtime_start(const struct broker_config *cfg, const struct broker_di
     }
     attach_bpf(rt);
     for (uint32_t l = 0; l < cfg->listeners_count; l++)
-        BLOG_INFO("listening on %s://%s:%u with %u shard(s), %s backend", cfg->listeners[l].name,
+        BLOG_INFO("listening on %s://%s:%u with %u shard(s), %s backend%s%s",
+                  cfg->listeners[l].name,
                   cfg->listeners[l].host[0] ? cfg->listeners[l].host : "0.0.0.0",
-                  cfg->listeners[l].port, n, rt->io->name);
+                  cfg->listeners[l].port, n, rt->io->name, cfg->listener_tls[l] ? ", TLS" : "",
+                  cfg->listener_sasl[l] ? ", SASL" : "");
     /* Signals go to the thread in broker_runtime_run's sigwait; shards never see them (they
      * inherit the mask). */
     sigset_t sigs;

@@ -383,6 +383,9 @@ void broker_shard_deinit(struct broker_shard *s)
     free(s->gens);
     free(s->free_slots);
     free(s->timers);
+    free(s->tls_plain);
+    free(s->tls_gather);
+    s->tls_plain = s->tls_gather = NULL;
     free(s->metrics);
     s->metrics = NULL;
     s->conns = NULL;

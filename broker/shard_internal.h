@@ -13,6 +13,7 @@
 #include "broker/respq.h"
 #include "broker/runtime.h"
 #include "broker/metrics.h"
+#include "broker/security/tls.h"
 
 struct broker_shard;
 struct broker_conn;
@@ -65,6 +66,12 @@ struct broker_conn {
     uint8_t listener;
     const struct broker_api_entry *apis;
     struct broker_conn_auth auth; /* client connections: SASL state (runtime.h) */
+    /* SSL / SASL_SSL listeners: the TLS engine between the socket and the framing (conn.c);
+     * NULL on plaintext connections. While tls_send_busy the backend is sending ciphertext
+     * from the engine's buffer (never from a response's memory). */
+    struct broker_tls_conn *tls;
+    bool tls_send_busy;
+    bool tls_principal_set; /* the handshake's principal is in auth.principal */
     /* an outbound connection (peer.c): its owner's handle; NULL for a client connection */
     struct broker_peer *out;
     struct broker_connquota_slot quota; /* what the connection holds of the process's quotas */
@@ -194,6 +201,7 @@ struct broker_shard {
     /* listening sockets of this shard, one per listener, and each listener's table */
     int listen_fds[BROKER_LISTENERS_MAX];
     const struct broker_api_entry *listen_apis[BROKER_LISTENERS_MAX];
+    struct broker_tls_ctx *listen_tls[BROKER_LISTENERS_MAX]; /* NULL: plaintext listener */
     uint32_t listen_count;
     bool listening;
     /* connections */
@@ -267,6 +275,11 @@ struct broker_shard {
     /* scratch for epoll reads */
     uint8_t *scratch;
     size_t scratch_len;
+    /* TLS connections: decrypted records land in tls_plain, plaintext to encrypt (response
+     * parts, file slices read with pread) is gathered in tls_gather; both
+     * BROKER_TLS_RECORD_BYTES, made with the shard's first TLS connection */
+    uint8_t *tls_plain;
+    uint8_t *tls_gather;
 };
 
 /* Core callbacks used by the backends. */

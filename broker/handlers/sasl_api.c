@@ -4,7 +4,8 @@
  * runtime (conn.c) refuses every other request on a SASL listener until the exchange succeeds.
  *
  * Configuration, as Kafka reads it (an existing server.properties works unchanged):
- *   listener.security.protocol.map        NAME:SASL_PLAINTEXT marks a SASL listener
+ *   listener.security.protocol.map        NAME:SASL_PLAINTEXT or NAME:SASL_SSL marks a SASL
+ *                                         listener
  *   listener.name.<l>.sasl.enabled.mechanisms, else sasl.enabled.mechanisms (Kafka: GSSAPI)
  *   listener.name.<l>.plain.sasl.jaas.config          PlainLoginModule with user_<name>="pw"
  *   listener.name.<l>.scram-sha-256|512.sasl.jaas.config  ScramLoginModule (options unused)
@@ -100,7 +101,7 @@ static int listener_setup(struct broker_config *cfg, const char *name, struct sa
         from = "sasl.enabled.mechanisms";
     }
     if (list == NULL) {
-        BLOG_ERROR("config: listener %s is SASL_PLAINTEXT but sasl.enabled.mechanisms is not set "
+        BLOG_ERROR("config: listener %s is a SASL listener but sasl.enabled.mechanisms is not set "
                    "(Kafka's default GSSAPI is not supported; laminar serves PLAIN, "
                    "SCRAM-SHA-256 and SCRAM-SHA-512)",
                    name);
@@ -171,7 +172,7 @@ static int listener_setup(struct broker_config *cfg, const char *name, struct sa
         }
     }
     l->sasl = true;
-    BLOG_INFO("listener %s: SASL_PLAINTEXT with %s (%zu PLAIN users)", name, list, l->plain.count);
+    BLOG_INFO("listener %s: SASL with %s (%zu PLAIN users)", name, list, l->plain.count);
     return 0;
 }
 

@@ -1,9 +1,9 @@
 """Start-up guards of `laminar serve`:
 
-- settings laminar cannot honour (a listener whose security protocol is not PLAINTEXT or
-  SASL_PLAINTEXT, directly or through listener.security.protocol.map; a SASL listener without a
-  mechanism laminar serves or without PLAIN's users; TLS, other SASL, authorizer and quota keys;
-  a controller listener that is not PLAINTEXT) stop the
+- settings laminar cannot honour (an SSL / SASL_SSL listener, directly or through
+  listener.security.protocol.map, without a keystore; a SASL listener without a mechanism
+  laminar serves or without PLAIN's users; TLS keys laminar does not read, other SASL,
+  authorizer and quota keys; a controller listener that is not PLAINTEXT) stop the
   start: exit status non-zero, exactly one ERROR line naming the key, the log dir untouched;
 - the settings of Kafka's shipped config/server.properties, config/kraft/*.properties and
   config/controller.properties still start and serve;
@@ -97,8 +97,14 @@ def recv_exact(s, n):
 
 REFUSED = [
     # (extra args, text the one error line must contain)
-    (["--listeners", "SASL_SSL://127.0.0.1:{p}"], "security protocol SASL_SSL"),
-    (["--listeners", "SSL://127.0.0.1:{p}"], "security protocol SSL"),
+    (["--listeners", "SASL_SSL://127.0.0.1:{p}"],
+     "security protocol SASL_SSL needs sasl.enabled.mechanisms"),
+    (["--listeners", "SASL_SSL://127.0.0.1:{p}", "--config", "sasl.enabled.mechanisms=PLAIN",
+      "--config", "listener.name.sasl_ssl.plain.sasl.jaas.config=x"],
+     "SASL_SSL://127.0.0.1:{p}: a TLS listener needs ssl.keystore.location"),
+    (["--listeners", "SSL://127.0.0.1:{p}"], "SSL://127.0.0.1:{p}: a TLS listener needs"),
+    (["--listeners", "SSL://127.0.0.1:{p}", "--config", "ssl.keystore.location=/nonexistent.pem"],
+     "ssl.keystore.location: cannot read '/nonexistent.pem'"),
     (["--listeners", "SASL_PLAINTEXT://127.0.0.1:{p}"],
      "security protocol SASL_PLAINTEXT needs sasl.enabled.mechanisms"),
     (["--listeners", "SASL_PLAINTEXT://127.0.0.1:{p}", "--config",
@@ -109,24 +115,26 @@ REFUSED = [
       "--config", "controller.listener.names=CONTROLLER",
       "--config", "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:SASL_PLAINTEXT"],
      "controller listener CONTROLLER://127.0.0.1:{q}: security protocol SASL_PLAINTEXT"),
-    (["--listeners", "PLAINTEXT://127.0.0.1:{p},SSL://127.0.0.1:{q}"], "security protocol SSL"),
+    (["--listeners", "PLAINTEXT://127.0.0.1:{p},SSL://127.0.0.1:{q}"],
+     "SSL://127.0.0.1:{q}: a TLS listener needs"),
     (["--listeners", "EXTERNAL://127.0.0.1:{p}",
       "--config", "listener.security.protocol.map=EXTERNAL:SASL_SSL"],
-     "EXTERNAL://127.0.0.1:{p}: security protocol SASL_SSL"),
+     "EXTERNAL://127.0.0.1:{p}: security protocol SASL_SSL needs"),
     (["--listeners", "PLAINTEXT://127.0.0.1:{p},CONTROLLER://127.0.0.1:{q}",
       "--config", "controller.listener.names=CONTROLLER",
       "--config", "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:SSL"],
      "CONTROLLER://127.0.0.1:{q}: security protocol SSL"),
     (["--listeners", "PLAINTEXT://127.0.0.1:{p}",
-      "--advertised-listeners", "SASL_SSL://127.0.0.1:{p}"], "security protocol SASL_SSL"),
+      "--advertised-listeners", "SASL_SSL://127.0.0.1:{p}"], "SASL_SSL is not in listeners"),
     (["--listeners", "INTERNAL://127.0.0.1:{p}"], "listener INTERNAL has no security protocol"),
-    (["--config", "ssl.keystore.location=/etc/kafka/server.jks"], "ssl.keystore.location"),
-    (["--config", "ssl.client.auth=required"], "ssl.client.auth"),
+    (["--config", "ssl.keymanager.algorithm=PKIX"], "ssl.keymanager.algorithm"),
+    (["--config", "ssl.secure.random.implementation=SHA1PRNG"],
+     "ssl.secure.random.implementation"),
     (["--config", "sasl.kerberos.service.name=kafka"], "sasl.kerberos.service.name"),
     (["--config", "listener.name.plaintext.sasl.jaas.config=x"],
      "listener.name.plaintext.sasl.jaas.config"),
-    (["--config", "listener.name.plaintext.ssl.keystore.location=/k"],
-     "listener.name.plaintext.ssl.keystore.location"),
+    (["--config", "listener.name.plaintext.ssl.engine.factory.class=x"],
+     "listener.name.plaintext.ssl.engine.factory.class"),
     (["--config", "security.inter.broker.protocol=SASL_SSL"], "security.inter.broker.protocol"),
     (["--config", "authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer"],
      "authorizer.class.name"),
@@ -151,7 +159,9 @@ def refused_settings(io, tmp):
         check(rc not in (0, None), "refused %s: exit status non-zero" % want, rc)
         check(len(errs) == 1 and want in errs[0] and
               ("not supported" in errs[0] or "no security protocol" in errs[0] or
-               "needs sasl.enabled.mechanisms" in errs[0] or "is not set" in errs[0]),
+               "needs sasl.enabled.mechanisms" in errs[0] or "is not set" in errs[0] or
+               "a TLS listener needs" in errs[0] or "cannot read" in errs[0] or
+               "is not in listeners" in errs[0]),
               "refused %s: one error line naming it" % want, errs or out[-2000:])
         check(not os.path.exists(data), "refused %s: log dir untouched" % want)
 

@@ -151,9 +151,12 @@ static int check_with(const char *const *kvs)
 static void unsupported_security_refused(void **state)
 {
     (void)state;
-    /* Listeners whose protocol is not PLAINTEXT, by name or through the map. */
-    assert_int_equal(CHECK("listeners=SASL_SSL://127.0.0.1:9092"), LM_E_UNSUPPORTED);
-    assert_int_equal(CHECK("listeners=SSL://127.0.0.1:9092"), LM_E_UNSUPPORTED);
+    /* TLS listeners, by name or through the map, need a keystore (broker/security/tls.h;
+     * tests/unit/security/test_tls.c covers the settings themselves). */
+    assert_int_equal(CHECK("listeners=SASL_SSL://127.0.0.1:9092"), LM_E_CONFIG);
+    assert_int_equal(CHECK("listeners=SSL://127.0.0.1:9092"), LM_E_CONFIG);
+    assert_int_equal(CHECK("listeners=SSL://127.0.0.1:9092", "ssl.keystore.location=/nonexistent"),
+                     LM_E_CONFIG);
     /* SASL_PLAINTEXT is served, except on a controller listener */
     assert_int_equal(
         CHECK("listeners=sasl_plaintext://127.0.0.1:9092", "sasl.enabled.mechanisms=SCRAM-SHA-512"),
@@ -174,18 +177,18 @@ static void unsupported_security_refused(void **state)
     assert_int_equal(CHECK("listeners=CONTROLLER://:9093", "controller.listener.names=CONTROLLER",
                            "listener.security.protocol.map=CONTROLLER:SASL_PLAINTEXT"),
                      LM_E_UNSUPPORTED);
-    assert_int_equal(CHECK("listeners=PLAINTEXT://:9092,SSL://:9093"), LM_E_UNSUPPORTED);
+    assert_int_equal(CHECK("listeners=PLAINTEXT://:9092,SSL://:9093"), LM_E_CONFIG);
     assert_int_equal(
         CHECK("listeners=EXTERNAL://:9092", "listener.security.protocol.map=EXTERNAL:SASL_SSL"),
-        LM_E_UNSUPPORTED);
+        LM_E_CONFIG);
     assert_int_equal(CHECK("listeners=CONTROLLER://:9093", "controller.listener.names=CONTROLLER",
                            "listener.security.protocol.map=CONTROLLER:SSL"),
                      LM_E_UNSUPPORTED);
     /* The map can remap a protocol's own name, too. */
     assert_int_equal(
         CHECK("listeners=PLAINTEXT://:9092", "listener.security.protocol.map=PLAINTEXT:SSL"),
-        LM_E_UNSUPPORTED);
-    assert_int_equal(CHECK("advertised.listeners=SSL://h:9092"), LM_E_UNSUPPORTED);
+        LM_E_CONFIG);
+    assert_int_equal(CHECK("advertised.listeners=SSL://h:9092"), LM_E_CONFIG); /* not listened */
     /* A listener name with no protocol, and a malformed map, are configuration errors. */
     assert_int_equal(CHECK("listeners=EXTERNAL://:9092"), LM_E_CONFIG);
     assert_int_equal(
@@ -195,14 +198,14 @@ static void unsupported_security_refused(void **state)
     assert_int_equal(CHECK("listener.security.protocol.map=PLAINTEXT"), LM_E_CONFIG);
     /* TLS, SASL, authorizer and quota keys. */
     static const char *const refused[] = {
-        "ssl.keystore.location=/etc/k.jks",
-        "ssl.client.auth=required",
+        "ssl.keymanager.algorithm=SunX509",
+        "ssl.engine.factory.class=com.example.Factory",
         "sasl.kerberos.service.name=kafka",
         "sasl.jaas.config=x",
         "sasl.server.callback.handler.class=com.example.Handler",
         "listener.name.sasl_ssl.sasl.jaas.config=x",
         "listener.name.external.plain.sasl.server.callback.handler.class=x",
-        "listener.name.external.ssl.keystore.location=/k",
+        "listener.name.external.ssl.secure.random.implementation=SHA1PRNG",
         "listener.name.external.connections.max.reauth.ms=60000",
         "security.inter.broker.protocol=SSL",
         "principal.builder.class=com.example.Builder",
@@ -256,7 +259,11 @@ static void harmless_settings_start(void **state)
                      0);
     assert_int_equal(CHECK("listeners=internal://:9092",
                            "listener.security.protocol.map=INTERNAL : SSL , SSL:SSL"),
-                     LM_E_UNSUPPORTED);
+                     LM_E_CONFIG);
+    /* ssl.* keys laminar reads are accepted without a TLS listener, as Kafka does. */
+    assert_int_equal(CHECK("ssl.keystore.location=/etc/k.pem", "ssl.client.auth=required",
+                           "listener.name.external.ssl.keystore.location=/k"),
+                     0);
     /* Empty values and Kafka's defaults ask for nothing. */
     assert_int_equal(
         CHECK("ssl.keystore.location=", "sasl.enabled.mechanisms=", "authorizer.class.name=",
