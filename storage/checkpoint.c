@@ -246,9 +246,16 @@ int epochs_write(struct storage_log *log)
         ok = fprintf(f, "%" PRId32 " %" PRId64 "\n", log->epochs[i].epoch,
                      log->epochs[i].start_offset) > 0;
     ok = ok && fflush(f) == 0 && fdatasync(fd) == 0;
-    if (fclose(f) != 0)
+    int err = ok ? 0 : errno;
+    if (fclose(f) != 0 && ok) {
         ok = 0;
-    if (!ok || rename(tmp, path) != 0)
+        err = errno;
+    }
+    if (!ok) {
+        unlink(tmp);
+        return err == ENOSPC || err == EDQUOT ? LM_E_FULL : LM_E_IO;
+    }
+    if (rename(tmp, path) != 0)
         return LM_E_IO;
     if (fsync(log->dir_fd) != 0)
         return LM_E_IO;

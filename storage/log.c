@@ -132,10 +132,13 @@ bool storage_epoch_matches(const struct storage_log *log, int32_t epoch, int64_t
  * one header field outside the CRC and not checked by offset continuity) was damaged, instead
  * of adopting an epoch no leader had (Kafka's LeaderEpochFileCache.assign, which flushed the
  * checkpoint before the append went on, KIP-101). Once per new epoch. */
+static void epochs_truncate_end(struct storage_log *log, int64_t end);
+
 static int epochs_assign_ahead(struct storage_log *log, const uint8_t *buf, size_t len, bool leader,
                                int32_t epoch, int64_t leo)
 {
     int rc = 0;
+    uint32_t had = log->epoch_count;
     if (leader) {
         rc = storage_epoch_observe(log, epoch, leo);
     } else {
@@ -150,8 +153,13 @@ static int epochs_assign_ahead(struct storage_log *log, const uint8_t *buf, size
     }
     if (rc == 0 && log->epochs_dirty)
         rc = epochs_write(log);
-    if (rc != 0)
-        log->failed = true; /* the file may or may not name the new epoch */
+    if (rc != 0 && log->epoch_count > had) {
+        /* Nothing of the append is written: its new epochs go (the file may still name them,
+         * harmless: recovery drops entries past the log end) and are written again with the
+         * next append that brings them; a full disk stays a retriable refusal. */
+        epochs_truncate_end(log, log->epochs[had].start_offset);
+        log->epochs_dirty = true;
+    }
     return rc;
 }
 
