@@ -169,12 +169,13 @@ int meta_snapshot_load(struct lm_meta_store *store, const uint8_t *buf, size_t l
     if (rc != 0)
         return rc;
     /* the shards see the old image until the new one is whole */
-    rc = lm_meta_store_hold(store, true);
-    if (rc == 0)
-        rc = lm_meta_store_reset_image(store);
+    rc = lm_meta_store_hold(store, true, true);
+    if (rc != 0)
+        return rc;
+    rc = lm_meta_store_reset_image(store);
     if (rc == 0)
         rc = walk(store, buf, len, count);
-    int hrc = lm_meta_store_hold(store, false);
+    int hrc = lm_meta_store_hold(store, false, rc == 0);
     if (rc == 0)
         rc = hrc;
     if (rc == 0)

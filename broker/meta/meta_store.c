@@ -34,6 +34,7 @@ struct lm_meta_store {
     /* lm_meta_store_hold: applies and resets change the image without publishing it, so the
      * shards never see an image that is being rebuilt (a snapshot's load) */
     bool held;
+    struct lm_meta_state saved; /* the image when the hold began: put back by a failed rebuild */
     struct lm_meta_state image;
 };
 
@@ -157,6 +158,7 @@ int lm_meta_store_open(const char *dir, struct lm_meta_store **out)
     pthread_mutex_init(&s->lock, NULL);
     lm_meta_state_init(&s->state);
     lm_meta_state_init(&s->image);
+    lm_meta_state_init(&s->saved);
     s->cluster_node = -1;
     s->fd = -1;
     char sub[PATH_MAX];
@@ -190,6 +192,7 @@ void lm_meta_store_close(struct lm_meta_store *s)
         lm_meta_snapshot_release(s->current);
     lm_meta_state_deinit(&s->state);
     lm_meta_state_deinit(&s->image);
+    lm_meta_state_deinit(&s->saved);
     pthread_mutex_destroy(&s->lock);
     free(s);
 }
@@ -350,14 +353,33 @@ int lm_meta_store_reset_image(struct lm_meta_store *s)
     return rc;
 }
 
-int lm_meta_store_hold(struct lm_meta_store *s, bool hold)
+int lm_meta_store_hold(struct lm_meta_store *s, bool hold, bool keep)
 {
     pthread_mutex_lock(&s->lock);
     int rc = 0;
-    bool was = s->held;
-    s->held = hold;
-    if (was && !hold && s->cluster_node >= 0)
-        rc = publish(s);
+    if (hold && !s->held) {
+        lm_meta_state_deinit(&s->saved);
+        lm_meta_state_init(&s->saved);
+        rc = s->cluster_node >= 0 ? lm_meta_state_copy(&s->saved, &s->image) : 0;
+        s->held = rc == 0;
+    } else if (!hold && s->held) {
+        s->held = false;
+        if (keep) {
+            if (s->cluster_node >= 0)
+                rc = publish(s);
+        } else {
+            /* the published image is still the saved one: the image goes back to it, with a
+             * version past everything the rebuild used */
+            uint64_t v = s->image.version;
+            lm_meta_state_deinit(&s->image);
+            s->image = s->saved;
+            s->image.version = v + 1;
+            lm_meta_state_init(&s->saved);
+            rc = publish(s);
+        }
+        lm_meta_state_deinit(&s->saved);
+        lm_meta_state_init(&s->saved);
+    }
     pthread_mutex_unlock(&s->lock);
     return rc;
 }

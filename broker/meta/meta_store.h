@@ -74,10 +74,11 @@ int lm_meta_store_apply(struct lm_meta_store *store, const struct lm_meta_record
  * version. LM_E_STATE on a single node. */
 int lm_meta_store_reset_image(struct lm_meta_store *store);
 /* With hold set, lm_meta_store_apply and lm_meta_store_reset_image change the image without
- * publishing it; clearing hold publishes the result once. A rebuild from a snapshot (reset,
- * then every record) runs held: a shard that looked in between would take the topics not yet
+ * publishing it; clearing hold publishes the result once (keep) or puts back the image the hold
+ * began with (!keep: a rebuild that failed half way). A rebuild from a snapshot (reset, then
+ * every record) runs held: a shard that looked in between would take the topics not yet
  * replayed for deleted, and remove their partitions' data. Returns 0 or LM_E_NOMEM. */
-int lm_meta_store_hold(struct lm_meta_store *store, bool hold);
+int lm_meta_store_hold(struct lm_meta_store *store, bool hold, bool keep);
 /* lm_meta_state_check against the published state. */
 int lm_meta_store_check(struct lm_meta_store *store, const struct lm_meta_record *r);
 /* The node id given to lm_meta_store_set_cluster, or -1 on a single node. */

@@ -429,7 +429,7 @@ static void test_image_rebuild_is_atomic(void **state)
     memset(t.topic_id, 7, 16);
     assert_int_equal(lm_meta_store_apply(s, &t), 0);
     uint64_t v0 = lm_meta_store_version(s);
-    assert_int_equal(lm_meta_store_hold(s, true), 0);
+    assert_int_equal(lm_meta_store_hold(s, true, true), 0);
     assert_int_equal(lm_meta_store_reset_image(s), 0);
     struct lm_meta_snapshot *mid = lm_meta_store_snapshot(s);
     assert_non_null(lm_meta_state_find(&mid->state, "kept")); /* not the empty image */
@@ -443,12 +443,23 @@ static void test_image_rebuild_is_atomic(void **state)
     assert_null(lm_meta_state_find(&mid->state, "later")); /* not a partial one either */
     lm_meta_snapshot_release(mid);
     assert_int_equal(lm_meta_store_apply(s, &t), 0);
-    assert_int_equal(lm_meta_store_hold(s, false), 0);
+    assert_int_equal(lm_meta_store_hold(s, false, true), 0);
     struct lm_meta_snapshot *after = lm_meta_store_snapshot(s);
     assert_true(lm_meta_store_version(s) > v0);
     assert_non_null(lm_meta_state_find(&after->state, "kept"));
     assert_non_null(lm_meta_state_find(&after->state, "later"));
     lm_meta_snapshot_release(after);
+    /* a rebuild that fails half way puts the image it began with back */
+    uint64_t v1 = lm_meta_store_version(s);
+    assert_int_equal(lm_meta_store_hold(s, true, true), 0);
+    assert_int_equal(lm_meta_store_reset_image(s), 0);
+    assert_int_equal(lm_meta_store_apply(s, &t), 0);
+    assert_int_equal(lm_meta_store_hold(s, false, false), 0);
+    after = lm_meta_store_snapshot(s);
+    assert_true(lm_meta_store_version(s) > v1);
+    assert_non_null(lm_meta_state_find(&after->state, "later"));
+    lm_meta_snapshot_release(after);
+    assert_int_equal(lm_meta_store_apply(s, &t2), LM_E_EXISTS); /* the writer's image too */
     lm_meta_store_close(s);
     rm_rf(dir);
     free(dir);
