@@ -64,6 +64,12 @@ from confluent_kafka.admin import NewTopic  # noqa: E402
 
 PARTITIONS = 3
 PY = "/usr/bin/python3"
+# After a SIGTERM the leader hands its leaderships over before it stops (controlled shutdown,
+# as Kafka's): the consumer must read records the new leader wrote within this many seconds
+# of the signal. The stop, a second down and the restart take about 3 s of it, the consumer's
+# move to the new leader (a Fetch answered NOT_LEADER_OR_FOLLOWER, a metadata refresh) about
+# 1 s; a consumer stuck on the partition (once seen for 45 s with kcat) fails here.
+HANDOVER_READ_S = 10
 
 
 class Failed(Exception):
@@ -206,7 +212,10 @@ class KcatProducer:
         self.reported = {p: 0 for p in range(PARTITIONS)}
         self.procs = {}
         for p in range(PARTITIONS):
-            cmd = ["kcat", "-P", "-b", bootstrap, "-t", topic, "-p", str(p), "-K", ":",
+            # -E: kcat exits on any client error by default, "all broker connections are
+            # down" included, which librdkafka reports while the one node this process talks
+            # to is restarting and its connections to the others are idle-closed
+            cmd = ["kcat", "-P", "-E", "-b", bootstrap, "-t", topic, "-p", str(p), "-K", ":",
                    "-v", "-v", "-X", "acks=all", "-X", "enable.idempotence=true",
                    "-X", "linger.ms=5", "-X", "message.timeout.ms=120000",
                    "-X", "topic.metadata.refresh.interval.ms=1000"]
@@ -343,12 +352,15 @@ class Kcat(Family):
 
     def consumer(self, instance, bootstrap, topic, group, events, workdir):
         # The balanced consumer (-G) with librdkafka's auto-commit every 200 ms; SIGTERM
-        # closes it (a final commit, LeaveGroup).
-        cmd = ["kcat", "-b", bootstrap, "-G", group, "-u", "-q", "-f", "READ %s %p %o\\n",
+        # closes it (a final commit, LeaveGroup). -E as for the producer.
+        cmd = ["kcat", "-E", "-b", bootstrap, "-G", group, "-u", "-q", "-f", "READ %s %p %o\\n",
                "-X", "auto.offset.reset=earliest", "-X", "enable.auto.commit=true",
                "-X", "auto.commit.interval.ms=200", "-X", "session.timeout.ms=10000",
                "-X", "heartbeat.interval.ms=500",
-               "-X", "topic.metadata.refresh.interval.ms=1000", topic]
+               "-X", "topic.metadata.refresh.interval.ms=1000"]
+        if os.environ.get("LAMINAR_CLIENT_DEBUG"):  # librdkafka's debug log, to the .err file
+            cmd += ["-d", os.environ["LAMINAR_CLIENT_DEBUG"]]
+        cmd.append(topic)
         return ClientProc(instance, cmd, events, workdir, stop_signal=signal.SIGTERM,
                           says_done=False, t0=events.t0)
 
@@ -468,7 +480,7 @@ class Run:
         self.workdir = tempfile.mkdtemp(prefix="laminar-clients-%s-" % family.name)
         self.topic = "fo-" + family.name
         self.group = "fo-group-" + family.name
-        self.faults = []  # (label, node id, t, outage to the first new ack)
+        self.faults = []  # (label, node id, t, outage to the first new ack, to its read)
         self.procs = []
         self.finished = []  # client processes asked to finish
         self.failures = []
@@ -563,16 +575,43 @@ class Run:
         return high
 
     # -- the faults ------------------------------------------------------------------------
-    def fault(self, label, target, action, partition=None):
+    def acked_end(self, partition):
+        """The highest offset of partition acknowledged so far (-1: none)."""
+        with self.events.lock:
+            return max((a[1] for a in self.events.acks.values() if a[0] == partition),
+                       default=-1)
+
+    def first_read_beyond(self, partition, offset, since):
+        """When the first consumer first read a record of partition beyond offset after since,
+        or None."""
+        with self.events.lock:
+            got = [r[4] for r in self.events.reads if r[0] == self.consumer.name and
+                   r[2] == partition and r[3] > offset and r[4] > since]
+        return min(got) if got else None
+
+    def fault(self, label, target, action, partition=None, read_within=None):
         """Applies action to target, waits for the cluster to be whole again and for the
         clients (on partition, if given) to progress; with no partition (the coordinator's
-        loss) a commit beyond every offset committed before must be visible too."""
+        loss) a commit beyond every offset committed before must be visible too.
+
+        Once the action is over (the node stopped or paused at least a second, then back), the
+        records of partition beyond the last one acknowledged then are the new leader's: with
+        read_within, the consumer must read one (after the action) within that many seconds of
+        the fault."""
         since = self.events.counts(self.consumer.name, partition)
         before = self.committed_high()
         t = time.monotonic()
         self.log("%s node %d" % (label, target.node_id))
         action(target)
+        t_back = time.monotonic()
+        old_end = None if partition is None else self.acked_end(partition)
         self.wait("the cluster healthy again after %s" % label, self.healthy, 60)
+        if read_within is not None:
+            self.wait("the consumer reading partition %d from its new leader within %d s of %s "
+                      "(an offset beyond %d, the last acknowledged when the old leader had "
+                      "stopped)" % (partition, read_within, label, old_end),
+                      lambda: self.first_read_beyond(partition, old_end, t_back),
+                      max(0.5, t + read_within - time.monotonic()))
         self.progress(label, self.consumer.name, since, partition)
         if partition is None:
             self.wait("a commit beyond %s after %s" % (before, label),
@@ -582,10 +621,13 @@ class Run:
             after = sorted(a[2] for a in self.events.acks.values()
                            if a[2] > t and partition in (None, a[0]))
         gap = after[0] - t if after else float("nan")
-        self.faults.append((label, target.node_id, t - self.t0, gap))
+        fresh = None if partition is None else self.first_read_beyond(partition, old_end, t_back)
+        read_gap = fresh - t if fresh is not None else float("nan")
+        self.faults.append((label, target.node_id, t - self.t0, gap, read_gap))
         self.log("%s: clients progressing again (first acknowledgement%s %.1f s after the "
-                 "fault)" % (label, "" if partition is None else " on partition %d" % partition,
-                             gap))
+                 "fault, first read of a record the new leader wrote %.1f s)"
+                 % (label, "" if partition is None else " on partition %d" % partition, gap,
+                    read_gap))
 
     def kill9(self, x):
         x.kill9()
@@ -641,7 +683,8 @@ class Run:
                                                         self.pause),
                               ("SIGTERM", self.sigterm)):
             target = self.wait("partition 0 led", lambda: self.leader_node(0), 30)
-            self.fault(label + " of partition 0's leader", target, action, partition=0)
+            self.fault(label + " of partition 0's leader", target, action, partition=0,
+                       read_within=HANDOVER_READ_S if action == self.sigterm else None)
         coord, cp, replicas = self.wait("the group's coordinator", lambda: (
             self.coordinator() if self.coordinator()[0] != -1 else None), 30)
         if replicas < 3:
@@ -736,9 +779,10 @@ class Run:
         self.check_commits(reads, commits, by_pos)
         self.check_nodes()
         ev = self.events
-        for label, node_id, t, gap in self.faults:
-            self.log("fault at %.1fs: %s (node %d), first acknowledgement after %.1f s"
-                     % (t, label, node_id, gap))
+        for label, node_id, t, gap, read_gap in self.faults:
+            self.log("fault at %.1fs: %s (node %d), first acknowledgement after %.1f s, "
+                     "first read of a record the new leader wrote after %.1f s"
+                     % (t, label, node_id, gap, read_gap))
         read_values = {r[1] for r in reads}
         self.log("%d acknowledged, %d in the log, %d read by the group (%d re-read), "
                  "%d commits acknowledged, %d commit failures, %d offset samples (%d failed)"
