@@ -36,6 +36,7 @@ struct gshard {
     /* A cluster: which of this shard's __consumer_offsets partitions are loaded (those whose
      * replica is this node's; group_cluster_sync follows the assignment). */
     bool *cluster_loaded;
+    int32_t *cluster_epoch; /* the leader epoch a replicated partition's groups were loaded at */
 };
 
 /* The responses of one ready, held until the records it appended are durable (persist before
@@ -480,7 +481,8 @@ int group_shard_start(struct hshard *hs)
     if (hs_cluster(hs->node)) {
         /* loaded as the controller's assignment makes them this node's (group_cluster_sync) */
         gs->cluster_loaded = calloc((size_t)n, sizeof(bool));
-        if (gs->cluster_loaded == NULL)
+        gs->cluster_epoch = calloc((size_t)n, sizeof(int32_t));
+        if (gs->cluster_loaded == NULL || gs->cluster_epoch == NULL)
             return LM_E_NOMEM;
         for (int32_t p = 0; p < n; p++)
             lm_group_coord_unload(gs->coord, p);
@@ -523,13 +525,26 @@ void group_cluster_sync(struct hshard *hs)
         /* a replicated offsets partition: the coordinator is its Raft leader (Kafka's
          * coordinator follows partition leadership): load on becoming leader, unload on
          * losing it */
-        if (hp != NULL && hp->replicated)
-            local = hp->part != NULL && partition_is_leader(hp->part);
+        /* ... once it has committed an entry of its term: its log then holds every commit
+         * acknowledged by an earlier leader, and no uncommitted one of theirs; loaded again
+         * when the epoch changed between two looks (lost and won back: another leader may
+         * have taken commits meanwhile) */
+        int32_t epoch = 0;
+        if (hp != NULL && hp->replicated) {
+            local = hp->part != NULL && partition_hw_known(hp->part);
+            epoch = local ? partition_leader_epoch(hp->part) : 0;
+            if (local && gs->cluster_loaded[p] && gs->cluster_epoch[p] != epoch) {
+                lm_group_coord_unload(gs->coord, p);
+                gs->cluster_loaded[p] = false;
+                changed = true;
+            }
+        }
         if (local && !gs->cluster_loaded[p]) {
             if (hp == NULL || hp->log == NULL)
                 continue; /* not open yet: the next tick */
             load_partition(gs, p);
             gs->cluster_loaded[p] = true;
+            gs->cluster_epoch[p] = epoch;
             changed = true;
         } else if (!local && gs->cluster_loaded[p]) {
             lm_group_coord_unload(gs->coord, p);
@@ -613,6 +628,7 @@ void group_shard_stop(struct hshard *hs)
     producer_shard_stop(gs->ps);
     hs->group = NULL;
     free(gs->cluster_loaded);
+    free(gs->cluster_epoch);
     free(gs);
 }
 
