@@ -229,13 +229,10 @@ static void fetch_op(struct hshard *hs, struct hpart *p, struct hwork *w, struct
     }
     if ((w->error = h_check_epoch(p, in->current_leader_epoch)) != KAFKA_NONE)
         return;
-    if (p->replicated && p->part != NULL && !partition_is_leader(p->part)) {
-        w->error = KAFKA_NOT_LEADER_OR_FOLLOWER; /* consumers fetch from the leader */
-        return;
-    }
     if (p->replicated && p->part != NULL && !partition_hw_known(p->part)) {
-        /* a new leader before its first commit: its high watermark could be below the one
-         * the previous leader answered with; the consumer retries after a metadata refresh */
+        /* consumers fetch from the leader, and from a new one only after its first commit:
+         * before that its high watermark could be below the one the previous leader answered
+         * with; the consumer retries after a metadata refresh */
         w->error = KAFKA_NOT_LEADER_OR_FOLLOWER;
         return;
     }

@@ -411,21 +411,23 @@ static void raft_in_run(struct broker_shard *target, struct broker_xcall *x)
     size_t used = 0;
     if (p != NULL && p->part != NULL && p->replicated &&
         raft_wire_decode(q + 4, in->len - (2 + tl + 4), &m, &used) == 0) {
-        if (m.group == hs_raft_group(p->topic_id, partition) && m.type == RAFT_MSG_TIMEOUT_NOW &&
-            __atomic_load_n(&hs->node->handoff, __ATOMIC_ACQUIRE)) {
+        bool handover = m.type == RAFT_MSG_TIMEOUT_NOW;
+        if (m.group != hs_raft_group(p->topic_id, partition)) {
+            /* another incarnation of the topic: dropped */
+        } else if (handover && __atomic_load_n(&hs->node->handoff, __ATOMIC_ACQUIRE)) {
             /* this node is handing its leaderships away (controlled shutdown): it takes none
              * (a rebalance or ElectLeaders elsewhere may still name it preferred) */
             BLOG_INFO("partition %s-%d: node %u hands its leadership over, declined: this "
                       "node is shutting down",
                       p->topic, p->partition, m.from - 1u);
-        } else if (m.group == hs_raft_group(p->topic_id, partition)) {
-            if (m.type == RAFT_MSG_TIMEOUT_NOW)
+        } else {
+            if (handover)
                 BLOG_INFO("partition %s-%d: node %u hands its leadership over: campaigning "
                           "(as %s)",
                           p->topic, p->partition, m.from - 1u,
                           raft_role_name(raft_role(partition_raft(p->part))));
             int src = partition_step(p->part, &m); /* errors: as a lost message */
-            if (m.type == RAFT_MSG_TIMEOUT_NOW && src != 0)
+            if (handover && src != 0)
                 BLOG_INFO("partition %s-%d: campaign after a handover: %s", p->topic, p->partition,
                           lm_strerror(src));
         }

@@ -118,10 +118,37 @@ static int ring_grow(void **ring, size_t elem, uint32_t *cap, uint32_t head, uin
 
 /* ---------- hard state: Kafka KRaft's quorum-state file, here "term vote" ---------- */
 
+/* A small state file of the partition directory: <dir>/<name><suffix>. */
+static int state_path(const struct partition *p, const char *name, const char *suffix, char *out,
+                      size_t cap)
+{
+    int n = snprintf(out, cap, "%s/%s%s", p->dir, name, suffix);
+    return n < 0 || (size_t)n >= cap ? LM_E_TOO_LARGE : 0;
+}
+
+/* Replaces state file name with line[0..n) durably: a temporary file, fdatasync, rename. */
+static int state_write(const struct partition *p, const char *name, const char *line, int n)
+{
+    char tmp[PATH_MAX], path[PATH_MAX];
+    int rc = state_path(p, name, ".tmp", tmp, sizeof(tmp));
+    if (rc == 0)
+        rc = state_path(p, name, "", path, sizeof(path));
+    if (rc)
+        return rc;
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0)
+        return LM_E_IO;
+    rc = write(fd, line, (size_t)n) == n && fdatasync(fd) == 0 ? 0 : LM_E_IO;
+    if (close(fd) != 0)
+        rc = LM_E_IO;
+    if (rc == 0 && rename(tmp, path) != 0)
+        rc = LM_E_IO;
+    return rc;
+}
+
 static int qs_path(const struct partition *p, char *out, size_t cap, const char *suffix)
 {
-    int n = snprintf(out, cap, "%s/quorum-state%s", p->dir, suffix);
-    return n < 0 || (size_t)n >= cap ? LM_E_TOO_LARGE : 0;
+    return state_path(p, "quorum-state", suffix, out, cap);
 }
 
 static int qs_read(const struct partition *p, uint64_t *term, uint32_t *vote)
@@ -151,24 +178,10 @@ static int qs_read(const struct partition *p, uint64_t *term, uint32_t *vote)
  * raft_persisted, which comes after this). */
 static int qs_write(const struct partition *p, uint64_t term, uint32_t vote)
 {
-    char tmp[PATH_MAX], path[PATH_MAX];
-    int rc = qs_path(p, tmp, sizeof(tmp), ".tmp");
-    if (rc == 0)
-        rc = qs_path(p, path, sizeof(path), "");
-    if (rc)
-        return rc;
     char line[64];
     int n = snprintf(line, sizeof(line), "%" PRIu64 " %" PRIu32 "\n", term, vote);
     LM_ASSERT(n > 0 && (size_t)n < sizeof(line));
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0)
-        return LM_E_IO;
-    rc = write(fd, line, (size_t)n) == n && fdatasync(fd) == 0 ? 0 : LM_E_IO;
-    if (close(fd) != 0)
-        rc = LM_E_IO;
-    if (rc == 0 && rename(tmp, path) != 0)
-        rc = LM_E_IO;
-    return rc;
+    return state_write(p, "quorum-state", line, n);
 }
 
 /* ---------- log start term ---------- */
@@ -179,16 +192,11 @@ static int qs_write(const struct partition *p, uint64_t term, uint32_t vote)
  * (a log trimmed to its end, as the metadata log is after a snapshot) its entry goes at the
  * next open, and a raft log that reports term 0 for its last entry would vote for any
  * candidate, one missing committed entries included. */
-static int rs_path(const struct partition *p, char *out, size_t cap, const char *suffix)
-{
-    int n = snprintf(out, cap, "%s/raft-start%s", p->dir, suffix);
-    return n < 0 || (size_t)n >= cap ? LM_E_TOO_LARGE : 0;
-}
 
 static bool rs_read(const struct partition *p, int64_t *index, uint64_t *term)
 {
     char path[PATH_MAX];
-    if (rs_path(p, path, sizeof(path), "") != 0)
+    if (state_path(p, "raft-start", "", path, sizeof(path)) != 0)
         return false;
     FILE *f = fopen(path, "r");
     if (!f)
@@ -206,24 +214,10 @@ static bool rs_read(const struct partition *p, int64_t *index, uint64_t *term)
 
 static int rs_write(const struct partition *p, int64_t index, uint64_t term)
 {
-    char tmp[PATH_MAX], path[PATH_MAX];
-    int rc = rs_path(p, tmp, sizeof(tmp), ".tmp");
-    if (rc == 0)
-        rc = rs_path(p, path, sizeof(path), "");
-    if (rc)
-        return rc;
     char line[64];
     int n = snprintf(line, sizeof(line), "%" PRId64 " %" PRIu64 "\n", index, term);
     LM_ASSERT(n > 0 && (size_t)n < sizeof(line));
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0)
-        return LM_E_IO;
-    rc = write(fd, line, (size_t)n) == n && fdatasync(fd) == 0 ? 0 : LM_E_IO;
-    if (close(fd) != 0)
-        rc = LM_E_IO;
-    if (rc == 0 && rename(tmp, path) != 0)
-        rc = LM_E_IO;
-    return rc;
+    return state_write(p, "raft-start", line, n);
 }
 
 /* The epoch of the batch at offset x, from the leader-epoch cache (Kafka's
