@@ -47,7 +47,8 @@ struct gdefer {
     struct gdefer *next;
     uint32_t pending; /* waits not completed, + 1 while being set up */
     int rc;
-    int32_t bad; /* partition whose flush failed */
+    int32_t bad;         /* partition whose flush failed */
+    bool behind_failure; /* queued behind a ready whose flush failed */
     size_t n_ops, n_waits;
     struct gop **ops;
     struct hsync_wait *waits;
@@ -268,7 +269,25 @@ static int persist(struct gshard *gs, const struct lm_group_ready *rd, int32_t *
 
 static void load_partition(struct gshard *gs, int32_t p);
 
-/* Answers the readies at the head whose flushes are done, in order. */
+/* Memory is ahead of the log after a failed append to partition p: reload its groups from
+ * the log. In a cluster the partition is unloaded and group_cluster_sync loads it again at the
+ * shard's next tick if this node still leads it (the failure is most often leadership lost). */
+static void reload_after_failure(struct gshard *gs, int32_t p)
+{
+    if (p < 0 || gs->stopping || gs->coord == NULL)
+        return;
+    lm_group_coord_unload(gs->coord, p);
+    if (gs->cluster_loaded != NULL)
+        gs->cluster_loaded[p] = false;
+    else
+        load_partition(gs, p);
+}
+
+/* Answers the readies at the head whose flushes are done, in order. A ready behind a failed
+ * one fails with it: it was computed from memory that held the failed ready's changes (an
+ * OffsetFetch could show a commit that is then lost), so only a ready whose every predecessor
+ * was committed answers from what it saw, as Kafka's coordinators answer reads from committed
+ * state only. */
 static void defer_release(struct gshard *gs)
 {
     struct gdefer *d;
@@ -276,17 +295,17 @@ static void defer_release(struct gshard *gs)
         gs->defer_head = d->next;
         if (gs->defer_head == NULL)
             gs->defer_tail = NULL;
+        if (d->rc != 0)
+            for (struct gdefer *later = d->next; later != NULL; later = later->next)
+                later->behind_failure = true;
         for (size_t i = 0; i < d->n_ops; i++) {
             /* A failed group-metadata flush is COORDINATOR_NOT_AVAILABLE, as a failed append. */
-            if (d->rc != 0)
+            if (d->rc != 0 || d->behind_failure)
                 group_api_fill(d->ops[i], NULL, KAFKA_COORDINATOR_NOT_AVAILABLE);
             broker_xcall_return(gs->hs->shard, &d->ops[i]->x);
         }
-        if (d->rc != 0 && !gs->stopping && gs->coord != NULL) {
-            /* Memory is ahead of the log: reload the partition from what is durable. */
-            lm_group_coord_unload(gs->coord, d->bad);
-            load_partition(gs, d->bad);
-        }
+        if (d->rc != 0)
+            reload_after_failure(gs, d->bad);
         free(d);
     }
 }
@@ -357,11 +376,8 @@ static void coord_flush(struct gshard *gs)
                 broker_xcall_return(gs->hs->shard, &op->x);
         }
         lm_group_coord_advance(gs->coord);
-        if (rc != 0 && bad >= 0) {
-            /* Memory is ahead of the log: reload the partition from what is durable. */
-            lm_group_coord_unload(gs->coord, bad);
-            load_partition(gs, bad);
-        }
+        if (rc != 0)
+            reload_after_failure(gs, bad);
         if (d == NULL)
             continue;
         /* Appends made before a failed one still complete into d (pending counts them). */
