@@ -76,13 +76,17 @@ uint32_t group_owner_of(struct hshard *hs, struct kafka_str group_id)
 
 /* ---- reading a partition log ---------------------------------------------------------------- */
 
-int group_log_scan(struct storage_log *log, int64_t from, group_batch_fn fn, void *ctx)
+int group_log_scan_range(struct storage_log *log, int64_t from, int64_t to, uint64_t max_bytes,
+                         group_batch_fn fn, void *ctx, int64_t *next)
 {
     int64_t off = from > storage_log_start_offset(log) ? from : storage_log_start_offset(log);
+    int64_t end = storage_log_end_offset(log) < to ? storage_log_end_offset(log) : to;
     uint8_t *buf = NULL;
     size_t cap = 0;
+    uint64_t scanned = 0;
     int rc = 0;
-    for (uint32_t turns = 0; off < storage_log_end_offset(log); turns++) {
+    bool stop = false;
+    for (uint32_t turns = 0; off < end && !stop && scanned < max_bytes; turns++) {
         LM_ASSERT(turns < UINT32_MAX);
         struct storage_read_result res;
         rc = storage_log_read(log, off, (uint64_t)1 << 20, STORAGE_NO_LIMIT, &res);
@@ -118,17 +122,30 @@ int group_log_scan(struct storage_log *log, int64_t from, group_batch_fn fn, voi
                 rc = LM_E_TRUNCATED;
                 break;
             }
-            if (kafka_batch_last_offset(&h) >= off) /* the first batch may start before off */
+            int64_t last = kafka_batch_last_offset(&h);
+            if (last >= end) { /* a batch that ends at or past `to` is not scanned */
+                stop = true;
+                break;
+            }
+            if (last >= off) /* the first batch may start before off */
                 rc = fn(ctx, buf + pos, total, &h);
-            off = kafka_batch_last_offset(&h) + 1;
+            off = last + 1;
             pos += total;
+            scanned += total;
         }
         if (rc != 0)
             break;
-        LM_ASSERT(off > before);
+        LM_ASSERT(off > before || stop);
     }
     free(buf);
+    if (next != NULL)
+        *next = off;
     return rc;
+}
+
+int group_log_scan(struct storage_log *log, int64_t from, group_batch_fn fn, void *ctx)
+{
+    return group_log_scan_range(log, from, INT64_MAX, UINT64_MAX, fn, ctx, NULL);
 }
 
 /* ---- loading ------------------------------------------------------------------------------- */
