@@ -178,7 +178,7 @@ static int64_t snapshot_load(const struct hpart *p, struct lm_producer_state *s)
 #define CKPT_VERSION             1
 #define CKPT_HEADER_BYTES        (4 + 2 + 16 + 8 + 4 + 4)
 #define CKPT_FILE_BYTES_MAX      ((size_t)64 << 20)
-#define CKPT_STEP_BYTES          ((uint64_t)8 << 20) /* log replayed per shard tick */
+#define CKPT_STEP_BYTES          ((uint64_t)32 << 20) /* log replayed per shard tick */
 
 struct ckpt_header {
     uint8_t topic_id[16];
