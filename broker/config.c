@@ -1002,11 +1002,11 @@ static int check_sasl_listener(const struct broker_config *cfg, const struct bro
     if (list == NULL || list[0] == '\0') {
         BLOG_ERROR("config: listener %s://%s:%u: security protocol %s needs "
                    "sasl.enabled.mechanisms (Kafka's default GSSAPI is not supported; laminar "
-                   "serves PLAIN, SCRAM-SHA-256 and SCRAM-SHA-512)",
+                   "serves PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 and OAUTHBEARER)",
                    l->name, l->host, l->port, tls ? "SASL_SSL" : "SASL_PLAINTEXT");
         return LM_E_CONFIG;
     }
-    static const char *const served[] = {"PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"};
+    static const char *const served[] = {"PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER"};
     const char *pos = list, *p;
     bool plain = false;
     while (list_next(&pos, &p, &n)) {
@@ -1016,7 +1016,7 @@ static int check_sasl_listener(const struct broker_config *cfg, const struct bro
             ok = strlen(served[i]) == n && strncmp(served[i], p, n) == 0;
         if (!ok) {
             BLOG_ERROR("config: listener %s: SASL mechanism %.*s is not supported (laminar "
-                       "serves PLAIN, SCRAM-SHA-256 and SCRAM-SHA-512)",
+                       "serves PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 and OAUTHBEARER)",
                        l->name, (int)n, p);
             return LM_E_UNSUPPORTED;
         }

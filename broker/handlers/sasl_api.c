@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <strings.h>
 
 #include "broker/handlers/handlers.h"
@@ -22,6 +23,7 @@
 #include "broker/handlers/sasl_api.h"
 #include "broker/log.h"
 #include "broker/meta/meta_store.h"
+#include "broker/security/oauth.h"
 #include "broker/security/sasl.h"
 #include "common/lm_assert.h"
 #include "common/lm_err.h"
@@ -34,7 +36,8 @@ struct sasl_listener {
     bool sasl;
     uint32_t mechs; /* 1 << enum sasl_mech */
     struct sasl_plain_users plain;
-    struct kafka_str names[3]; /* the enabled mechanisms, for SaslHandshake */
+    struct oauth_unsecured_config oauth; /* OAUTHBEARER: the unsecuredValidator* options */
+    struct kafka_str names[4];           /* the enabled mechanisms, for SaslHandshake */
     int32_t names_count;
 };
 
@@ -54,6 +57,11 @@ struct sasl_conn {
     enum sasl_mech mech;
     enum sasl_mech session_mech;     /* the mechanism of the current session (re-auth keeps it) */
     struct sasl_scram_server *scram; /* during a SCRAM exchange */
+    /* OAUTHBEARER: a token was refused with an error challenge; the client's next token must
+     * be a lone kvsep (RFC 7628 §3.2.3), answered with the failure */
+    bool oauth_error_sent;
+    char oauth_why[OAUTH_ERROR_BYTES_MAX];
+    int64_t token_expires_ms; /* OAUTHBEARER: the authenticated token's "exp" */
 };
 
 static void sasl_conn_free(void *state)
@@ -103,7 +111,7 @@ static int listener_setup(struct broker_config *cfg, const char *name, struct sa
     if (list == NULL) {
         BLOG_ERROR("config: listener %s is a SASL listener but sasl.enabled.mechanisms is not set "
                    "(Kafka's default GSSAPI is not supported; laminar serves PLAIN, "
-                   "SCRAM-SHA-256 and SCRAM-SHA-512)",
+                   "SCRAM-SHA-256, SCRAM-SHA-512 and OAUTHBEARER)",
                    name);
         return LM_E_CONFIG;
     }
@@ -117,13 +125,13 @@ static int listener_setup(struct broker_config *cfg, const char *name, struct sa
         enum sasl_mech m = sasl_mech_parse(p, n);
         if (m == SASL_MECH_NONE) {
             BLOG_ERROR("config: %s: SASL mechanism %.*s is not supported (laminar serves PLAIN, "
-                       "SCRAM-SHA-256 and SCRAM-SHA-512)",
+                       "SCRAM-SHA-256, SCRAM-SHA-512 and OAUTHBEARER)",
                        from, (int)n, p);
             return LM_E_UNSUPPORTED;
         }
         if ((l->mechs & (1u << m)) == 0) {
             l->mechs |= 1u << m;
-            LM_ASSERT(l->names_count < 3);
+            LM_ASSERT(l->names_count < (int32_t)LM_ARRAY_LEN(l->names));
             l->names[l->names_count++] =
                 (struct kafka_str){sasl_mech_name(m), (int32_t)strlen(sasl_mech_name(m))};
         }
@@ -133,8 +141,23 @@ static int listener_setup(struct broker_config *cfg, const char *name, struct sa
         BLOG_ERROR("config: %s: listener %s needs at least one SASL mechanism", from, name);
         return LM_E_CONFIG;
     }
+    oauth_unsecured_config_default(&l->oauth);
+    if (l->mechs & (1u << SASL_MECH_OAUTHBEARER)) {
+        /* Kafka's default server callback handler for OAUTHBEARER is the unsecured-JWS
+         * validator; a configured one (a JWKS validator, a custom class) is not served */
+        const char *cb = listener_key(cfg, name, "oauthbearer.sasl.server.callback.handler.class",
+                                      key, sizeof(key));
+        if (cb != NULL && cb[0] != '\0' &&
+            strcmp(cb, "org.apache.kafka.common.security.oauthbearer.internals.unsecured."
+                       "OAuthBearerUnsecuredValidatorCallbackHandler") != 0) {
+            BLOG_ERROR("config: %s=%s: laminar validates OAUTHBEARER tokens as Kafka's default "
+                       "OAuthBearerUnsecuredValidatorCallbackHandler only",
+                       key, cb);
+            return LM_E_CONFIG;
+        }
+    }
     static const enum sasl_mech all[] = {SASL_MECH_PLAIN, SASL_MECH_SCRAM_SHA_256,
-                                         SASL_MECH_SCRAM_SHA_512};
+                                         SASL_MECH_SCRAM_SHA_512, SASL_MECH_OAUTHBEARER};
     for (size_t i = 0; i < LM_ARRAY_LEN(all); i++) {
         if ((l->mechs & (1u << all[i])) == 0)
             continue;
@@ -158,10 +181,20 @@ static int listener_setup(struct broker_config *cfg, const char *name, struct sa
         }
         struct sasl_jaas j;
         int rc = sasl_jaas_parse(jaas, &j, err, sizeof(err));
-        if (rc == 0 && all[i] == SASL_MECH_PLAIN)
+        if (rc == 0 && all[i] == SASL_MECH_PLAIN) {
             rc = sasl_jaas_plain_users(&j, &l->plain, err, sizeof(err));
-        else if (rc == 0 &&
-                 strcmp(j.module, "org.apache.kafka.common.security.scram.ScramLoginModule") != 0) {
+        } else if (rc == 0 && all[i] == SASL_MECH_OAUTHBEARER) {
+            if (strcmp(j.module, "org.apache.kafka.common.security.oauthbearer."
+                                 "OAuthBearerLoginModule") != 0) {
+                snprintf(err, sizeof(err), "login module %s does not serve OAUTHBEARER", j.module);
+                rc = LM_E_INVALID;
+            }
+            for (size_t o = 0; rc == 0 && o < j.option_count; o++)
+                rc = oauth_unsecured_config_set(&l->oauth, j.options[o].key, j.options[o].value,
+                                                err, sizeof(err));
+        } else if (rc == 0 &&
+                   strcmp(j.module, "org.apache.kafka.common.security.scram.ScramLoginModule") !=
+                       0) {
             snprintf(err, sizeof(err), "login module %s does not serve SCRAM", j.module);
             rc = LM_E_INVALID;
         }
@@ -407,6 +440,7 @@ static void sasl_handshake(struct broker_req *req)
         sasl_scram_server_init(sc->scram, m);
     }
     sc->mech = m;
+    sc->oauth_error_sent = false;
     sc->phase = SASL_PHASE_HANDSHAKE;
     /* v0: the tokens that follow are bare frames (KIP-43); v1: SaslAuthenticate (KIP-152) */
     a->raw_tokens = req->api_version == 0;
@@ -462,6 +496,29 @@ static void auth_respond(struct broker_req *req, int16_t code, const char *msg,
 
 enum exchange_outcome { EXCHANGE_MORE, EXCHANGE_DONE, EXCHANGE_FAILED };
 
+/* Milliseconds since the epoch (token times are wall-clock times). */
+static int64_t wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* KIP-368: a session lasts connections.max.reauth.ms, and an OAUTHBEARER session no longer
+ * than its token (0: re-authentication off, no limit). */
+static int64_t session_lifetime_ms(const struct sasl_node *n, const struct sasl_conn *sc)
+{
+    if (n->reauth_ms <= 0)
+        return 0;
+    int64_t life = n->reauth_ms;
+    if (sc->mech == SASL_MECH_OAUTHBEARER) {
+        int64_t left = sc->token_expires_ms - (int64_t)wall_ms();
+        if (left < life)
+            life = left > 1 ? left : 1;
+    }
+    return life;
+}
+
 /* One client token of the exchange in progress: the answer in out, and on success the
  * connection authenticated (KIP-368: a re-authentication keeps its principal). */
 static enum exchange_outcome exchange(struct broker_req *req, struct sasl_conn *sc,
@@ -476,6 +533,43 @@ static enum exchange_outcome exchange(struct broker_req *req, struct sasl_conn *
     if (sc->mech == SASL_MECH_PLAIN) {
         if (sasl_plain_authenticate(&l->plain, tok, tok_len, user, msg, msg_cap) != 0)
             return EXCHANGE_FAILED;
+    } else if (sc->mech == SASL_MECH_OAUTHBEARER) {
+        if (sc->oauth_error_sent) {
+            /* the client's answer to our error challenge: a lone kvsep ends the exchange */
+            sc->oauth_error_sent = false;
+            snprintf(msg, msg_cap, "%.150s", sc->oauth_why);
+            return EXCHANGE_FAILED;
+        }
+        struct oauth_client_first cf;
+        if (oauth_client_first_parse(tok, tok_len, &cf, msg, msg_cap) != 0)
+            return EXCHANGE_FAILED;
+        struct oauth_token t;
+        char why[SASL_MESSAGE_BYTES_MAX], challenge[OAUTH_ERROR_BYTES_MAX];
+        int64_t now = (int64_t)wall_ms();
+        if (oauth_unsecured_validate(&l->oauth, cf.token, cf.token_len, now, &t, why, sizeof(why),
+                                     challenge, sizeof(challenge)) != 0) {
+            /* Kafka's OAuthBearerSaslServer answers a refused token with the JSON error as a
+             * challenge and fails the exchange on the client's next message */
+            size_t cl = strlen(challenge);
+            LM_ASSERT(cl <= out_cap);
+            memcpy(out, challenge, cl);
+            *out_len = cl;
+            snprintf(sc->oauth_why, sizeof(sc->oauth_why), "%s", challenge);
+            sc->oauth_error_sent = true;
+            BLOG_INFO("SASL OAUTHBEARER token refused on listener %u: %s", (unsigned)req->listener,
+                      why);
+            return EXCHANGE_MORE;
+        }
+        if (cf.authzid != NULL && (cf.authzid_len != strlen(t.principal) ||
+                                   memcmp(cf.authzid, t.principal, cf.authzid_len) != 0)) {
+            snprintf(msg, msg_cap,
+                     "Authentication failed: Client requested an authorization id (%.*s) that "
+                     "is different from the token's principal name (%.40s)",
+                     (int)(cf.authzid_len < 40 ? cf.authzid_len : 40), cf.authzid, t.principal);
+            return EXCHANGE_FAILED;
+        }
+        snprintf(user, sizeof(user), "%s", t.principal);
+        sc->token_expires_ms = t.expires_ms;
     } else {
         LM_ASSERT(sc->scram != NULL);
         struct hshard *hs = hs_of(req->shard);
@@ -511,7 +605,7 @@ static enum exchange_outcome exchange(struct broker_req *req, struct sasl_conn *
     memcpy(a->principal, principal, sizeof(principal));
     a->authenticated = true;
     a->raw_tokens = false;
-    a->expiry_ms = n->reauth_ms > 0 ? broker_now_ms() + (uint64_t)n->reauth_ms : 0;
+    a->expiry_ms = n->reauth_ms > 0 ? broker_now_ms() + (uint64_t)session_lifetime_ms(n, sc) : 0;
     sc->phase = SASL_PHASE_DONE;
     sc->session_mech = sc->mech;
     BLOG_DEBUG("SASL %s: %s %s on listener %u", sasl_mech_name(sc->mech), principal,
@@ -560,8 +654,7 @@ static void sasl_authenticate(struct broker_req *req)
         auth_respond(req, KAFKA_NONE, NULL, out, out_len, 0, false);
         return;
     case EXCHANGE_DONE:
-        auth_respond(req, KAFKA_NONE, NULL, out, out_len, n->reauth_ms > 0 ? n->reauth_ms : 0,
-                     false);
+        auth_respond(req, KAFKA_NONE, NULL, out, out_len, session_lifetime_ms(n, sc), false);
         return;
     case EXCHANGE_FAILED:
         auth_failed_log(req, sc, msg);

@@ -36,6 +36,8 @@ const char *sasl_mech_name(enum sasl_mech m)
         return "SCRAM-SHA-256";
     case SASL_MECH_SCRAM_SHA_512:
         return "SCRAM-SHA-512";
+    case SASL_MECH_OAUTHBEARER:
+        return "OAUTHBEARER";
     default:
         return "UNKNOWN";
     }
@@ -44,7 +46,7 @@ const char *sasl_mech_name(enum sasl_mech m)
 enum sasl_mech sasl_mech_parse(const char *name, size_t len)
 {
     static const enum sasl_mech all[] = {SASL_MECH_PLAIN, SASL_MECH_SCRAM_SHA_256,
-                                         SASL_MECH_SCRAM_SHA_512};
+                                         SASL_MECH_SCRAM_SHA_512, SASL_MECH_OAUTHBEARER};
     for (size_t i = 0; i < LM_ARRAY_LEN(all); i++) {
         const char *n = sasl_mech_name(all[i]);
         if (strlen(n) == len && memcmp(n, name, len) == 0)

@@ -18,6 +18,7 @@ enum sasl_mech {
     SASL_MECH_SCRAM_SHA_256 = 1,
     SASL_MECH_SCRAM_SHA_512 = 2,
     SASL_MECH_PLAIN = 3,
+    SASL_MECH_OAUTHBEARER = 4, /* RFC 7628 (oauth.h) */
 };
 
 enum {
@@ -33,7 +34,8 @@ enum {
     SASL_PLAIN_USERS_MAX = 1024,
 };
 
-/* Kafka's name of m ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"), or "UNKNOWN". */
+/* Kafka's name of m ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER"), or
+ * "UNKNOWN". */
 const char *sasl_mech_name(enum sasl_mech m);
 /* The mechanism named by name[0..len) (case-sensitive, as Kafka), or SASL_MECH_NONE. */
 enum sasl_mech sasl_mech_parse(const char *name, size_t len);

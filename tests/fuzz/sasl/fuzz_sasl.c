@@ -2,13 +2,16 @@
  * parser, the rest is client input. 0: a PLAIN token; 1: a JAAS config; 2/3: a SCRAM-SHA-256 /
  * SCRAM-SHA-512 exchange whose client-first and client-final messages are separated by '\n',
  * against user "user" (password "pencil", RFC 7677's salt) with the server nonce fixed, so
- * RFC 7677's exchange is a seed and mutations reach the proof check. Oracles: no crash, no
+ * RFC 7677's exchange is a seed and mutations reach the proof check; 4: an OAUTHBEARER client
+ * first message and its unsecured JWS (oauth.h); 5: JSON member lookup and base64url. Oracles:
+ * no crash, no
  * sanitizer report, a failure always carries a message, and the exchange never succeeds with a
  * proof other than the one the password gives (checked by recomputing the server signature). */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "broker/security/oauth.h"
 #include "broker/security/sasl.h"
 #include "common/lm_err.h"
 
@@ -46,7 +49,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (size < 1)
         return 0;
     init_creds();
-    uint8_t kind = data[0] % 4;
+    uint8_t kind = data[0] % 6;
     const uint8_t *p = data + 1;
     size_t n = size - 1;
     char msg[SASL_MESSAGE_BYTES_MAX];
@@ -77,6 +80,48 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             sasl_jaas_free(&j);
         }
         free(text);
+        return 0;
+    }
+    if (kind == 4) {
+        /* OAUTHBEARER: a client first message and the token in it, at a fixed time */
+        struct oauth_client_first cf;
+        msg[0] = '\0';
+        if (oauth_client_first_parse(p, n, &cf, msg, sizeof(msg)) != 0) {
+            if (msg[0] == '\0')
+                abort();
+            return 0;
+        }
+        if (cf.token == NULL || cf.token_len == 0)
+            abort();
+        struct oauth_unsecured_config c;
+        oauth_unsecured_config_default(&c);
+        char err[160];
+        if (oauth_unsecured_config_set(&c, "unsecuredValidatorRequiredScope", "a b", err,
+                                       sizeof(err)) != 0)
+            abort();
+        struct oauth_token t;
+        char why[200], challenge[OAUTH_ERROR_BYTES_MAX];
+        int rc = oauth_unsecured_validate(&c, cf.token, cf.token_len, 1700000000000, &t, why,
+                                          sizeof(why), challenge, sizeof(challenge));
+        if (rc == 0 && (t.principal[0] == '\0' || t.expires_ms < 1700000000000))
+            abort();
+        if (rc != 0 && challenge[0] != '{')
+            abort();
+        return 0;
+    }
+    if (kind == 5) {
+        /* JSON: a member of a top-level object, decoded when a string */
+        struct oauth_json_value v;
+        if (oauth_json_member((const char *)p, n, "sub", &v) == 1) {
+            if (v.start < (const char *)p || v.start + v.len > (const char *)p + n)
+                abort();
+            char out[256];
+            (void)oauth_json_string(&v, out, sizeof(out));
+        }
+        uint8_t dec[512];
+        int dl = oauth_b64url_decode((const char *)p, n, dec, sizeof(dec));
+        if (dl > (int)sizeof(dec))
+            abort();
         return 0;
     }
     enum sasl_mech mech = kind == 2 ? SASL_MECH_SCRAM_SHA_256 : SASL_MECH_SCRAM_SHA_512;

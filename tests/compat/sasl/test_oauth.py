@@ -1,0 +1,155 @@
+"""SASL/OAUTHBEARER (RFC 7628, KIP-255) against laminar, configured as Kafka's default: an
+OAuthBearerLoginModule with unsecuredValidator* options, tokens checked as unsecured JWS
+(OAuthBearerUnsecuredValidatorCallbackHandler). kcat (librdkafka's unsecured-JWT login) produces
+and consumes as the token's principal; a token without the required scope is refused with
+Kafka's insufficient_scope challenge; on the wire: an expired token, a token with a signature
+algorithm, a bad client first message and an authorization id that is not the principal are
+refused (the JSON error challenge, then SASL_AUTHENTICATION_FAILED once the client sends its
+lone kvsep), and a session lasts no longer than its token (KIP-368).
+
+    /usr/bin/python3 test_oauth.py --io uring|epoll
+"""
+import argparse
+import base64
+import json
+import os
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "harness"))
+sys.path.insert(0, HERE)
+from compat_util import check, run_scenario  # noqa: E402
+from kafka_wire import Conn  # noqa: E402
+from test_sasl import SaslBroker, authenticate, closed, handshake, PLAIN_JAAS  # noqa: E402
+
+SASL_AUTHENTICATION_FAILED = 58
+REAUTH_MS = 60000
+
+
+def config():
+    return {
+        "num.partitions": "1",
+        "sasl.enabled.mechanisms": "OAUTHBEARER,PLAIN",
+        "listener.name.sasl_plaintext.plain.sasl.jaas.config": PLAIN_JAAS,
+        "listener.name.sasl_plaintext.oauthbearer.sasl.jaas.config":
+            "org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule required "
+            "unsecuredValidatorRequiredScope=\"kafka\" "
+            "unsecuredValidatorAllowableClockSkewMs=\"1000\";",
+        "connections.max.reauth.ms": str(REAUTH_MS),
+    }
+
+
+def b64(obj):
+    return base64.urlsafe_b64encode(json.dumps(obj).encode()).rstrip(b"=")
+
+
+def jws(claims, header=None):
+    return b64(header or {"alg": "none"}) + b"." + b64(claims) + b"."
+
+
+def first(token, authzid=None):
+    gs2 = b"n," + (b"a=" + authzid.encode() if authzid else b"") + b","
+    return gs2 + b"\x01auth=Bearer " + token + b"\x01\x01"
+
+
+def kcat(b, config, *args, stdin=None):
+    cmd = ["kcat", "-b", b.bootstrap, "-X", "security.protocol=SASL_PLAINTEXT",
+           "-X", "sasl.mechanism=OAUTHBEARER", "-X", "enable.sasl.oauthbearer.unsecure.jwt=true",
+           "-X", "sasl.oauthbearer.config=" + config, "-X", "socket.timeout.ms=8000",
+           "-m", "8"] + list(args)
+    p = subprocess.run(cmd, input=stdin, capture_output=True, timeout=40)
+    return p.returncode, p.stdout.decode(), p.stderr.decode(errors="replace")
+
+
+def check_kcat(b):
+    ok_conf = "principal=alice scope=kafka,other lifeSeconds=600"
+    lines = ["oauth-%d" % i for i in range(20)]
+    rc, _, err = kcat(b, ok_conf, "-P", "-t", "oauth", stdin=("\n".join(lines) + "\n").encode())
+    check(rc == 0, "kcat OAUTHBEARER produce: %s" % err[-400:])
+    rc, out, err = kcat(b, ok_conf, "-C", "-t", "oauth", "-e", "-q", "-f", "%s\\n")
+    check(rc == 0 and out.split() == lines, "kcat OAUTHBEARER read back: %s %s" % (out, err))
+    print("ok: kcat OAUTHBEARER as alice produced and consumed 20 records")
+    rc, _, err = kcat(b, "principal=mallory scope=other lifeSeconds=600", "-P", "-t", "oauth",
+                      stdin=b"must-not-exist\n")
+    check(rc != 0, "kcat without the required scope wrote")
+    check("insufficient_scope" in err or "Authentication failed" in err,
+          "kcat without scope: %s" % err[-400:])
+    rc, out, _ = kcat(b, ok_conf, "-C", "-t", "oauth", "-e", "-q", "-f", "%s\\n")
+    check("must-not-exist" not in out, "a refused client wrote")
+    print("ok: kcat without the required scope refused")
+
+
+def refused(b, token_first, what, challenge_status=None):
+    """Sends one client first message; a refused token gets the JSON challenge (error 0), the
+    lone kvsep then SASL_AUTHENTICATION_FAILED and the close; a bad message fails at once."""
+    c = Conn(b.host, b.port, "oauth-wire")
+    err, _ = handshake(c, "OAUTHBEARER")
+    check(err == 0, "%s: handshake %d" % (what, err))
+    err, msg, tok, _ = authenticate(c, token_first)
+    if challenge_status is not None:
+        check(err == 0, "%s: first answer error %d %r" % (what, err, msg))
+        check(json.loads(tok.decode())["status"] == challenge_status,
+              "%s: challenge %r" % (what, tok))
+        err, msg, _, _ = authenticate(c, b"\x01")
+    check(err == SASL_AUTHENTICATION_FAILED, "%s: error %d (%r)" % (what, err, msg))
+    check(closed(c), "%s: connection left open" % what)
+    print("ok: %s refused (%s)" % (what, msg))
+
+
+def check_wire(b):
+    now = time.time()
+    good = {"sub": "carol", "iat": now, "exp": now + 600, "scope": ["kafka"]}
+    # accepted, and the session ends with the token (KIP-368), well before the reauth time
+    c = Conn(b.host, b.port, "oauth-wire")
+    check(handshake(c, "OAUTHBEARER")[0] == 0, "handshake")
+    short = dict(good, exp=now + 5)
+    err, msg, tok, life = authenticate(c, first(jws(short)))
+    check(err == 0 and tok == b"", "good token refused: %d %r %r" % (err, msg, tok))
+    check(0 < life <= 5000, "session lifetime %d ms for a token that ends in 5 s" % life)
+    c.send(3, 1, b"\xff\xff\xff\xff")  # Metadata v1, all topics: served once authenticated
+    check(c.response(none_on_close=True) is not None, "Metadata after OAUTHBEARER")
+    c.close()
+    c = Conn(b.host, b.port, "oauth-wire")
+    handshake(c, "OAUTHBEARER")
+    err, _, _, life = authenticate(c, first(jws(good), authzid="carol"))
+    check(err == 0 and REAUTH_MS - 5000 < life <= REAUTH_MS,
+          "authzid equal to the principal: %d, lifetime %d" % (err, life))
+    c.close()
+    refused(b, first(jws(dict(good, exp=now - 60))), "expired token", "invalid_token")
+    refused(b, first(jws(dict(good, iat=now + 600, exp=now + 1200))), "token issued later",
+            "invalid_token")
+    refused(b, first(jws({k: v for k, v in good.items() if k != "exp"})), "token without exp",
+            "invalid_token")
+    refused(b, first(jws({k: v for k, v in good.items() if k != "sub"})), "token without sub",
+            "invalid_token")
+    refused(b, first(jws(good, header={"alg": "HS256"})), "signed token (alg HS256)",
+            "invalid_token")
+    refused(b, first(jws(dict(good, scope="other things"))), "token without scope kafka",
+            "insufficient_scope")
+    refused(b, first(b"not-a-jws"), "not a JWS", "invalid_token")
+    refused(b, first(jws(good), authzid="dave"), "authorization id not the principal")
+    refused(b, b"n,,\x01auth=Basic abc\x01\x01", "Basic scheme")
+    refused(b, b"n,,\x01\x01", "no auth")
+    refused(b, b"garbage", "not a GS2 message")
+
+
+def scenario(b):
+    check_wire(b)
+    check_kcat(b)
+    check(b.alive(), "broker died")
+    check(b.stop() == 0, "broker exit status")
+    check("runtime error" not in b.log_text(), "sanitizer runtime error in the log")
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--io", default="uring")
+    args = ap.parse_args()
+    b = SaslBroker(args.io, config=config())
+    return run_scenario(b, "oauthbearer (%s)" % args.io, lambda: scenario(b))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
