@@ -331,6 +331,13 @@ static void defer_synced(struct hshard *hs, struct hpart *p, struct hsync_wait *
 {
     (void)hs;
     struct gdefer *d = w->arg;
+    if (d->gs == NULL) {
+        /* orphaned by group_shard_stop: the partition's close completes its waits */
+        LM_ASSERT(d->pending > 0);
+        if (--d->pending == 0)
+            free(d);
+        return;
+    }
     if (rc != 0 && d->rc == 0) {
         d->rc = rc;
         d->bad = p->partition;
@@ -652,11 +659,18 @@ void group_shard_stop(struct hshard *hs)
     gs->stopping = true;
     if (gs->timer_armed)
         broker_timer_cancel(hs->shard, &gs->timer);
-    while (gs->defer_head != NULL) { /* none once in-flight requests have drained */
+    /* Readies still waiting for their appends (a commit's replication, when the shard stops
+     * before it completed) are orphaned: their answers are dropped with the connections, and
+     * the partitions' close, after this, completes their waits, the last one freeing them. */
+    while (gs->defer_head != NULL) {
         struct gdefer *d = gs->defer_head;
         gs->defer_head = d->next;
-        free(d);
+        if (d->pending > 0)
+            d->gs = NULL;
+        else
+            free(d);
     }
+    gs->defer_tail = NULL;
     lm_group_coord_free(gs->coord);
     producer_shard_stop(gs->ps);
     hs->group = NULL;

@@ -35,8 +35,8 @@ static bool trimmed_copy(const char *value, char *out, size_t cap)
     return true;
 }
 
-int oauth_unsecured_config_set(struct oauth_unsecured_config *c, const char *key,
-                               const char *value, char *err, size_t err_cap)
+int oauth_unsecured_config_set(struct oauth_unsecured_config *c, const char *key, const char *value,
+                               char *err, size_t err_cap)
 {
     char v[OAUTH_SCOPES_MAX * OAUTH_SCOPE_BYTES_MAX];
     if (!trimmed_copy(value, v, sizeof(v))) {
@@ -128,8 +128,8 @@ int oauth_client_first_parse(const uint8_t *m, size_t len, struct oauth_client_f
         while (p < len && m[p] != ',') {
             /* saslname: 0x01..0x7F but '=' and ',', or =2C / =3D */
             if (m[p] == '=') {
-                if (p + 2 >= len || !((m[p + 1] == '2' && m[p + 2] == 'C') ||
-                                      (m[p + 1] == '3' && m[p + 2] == 'D')))
+                if (p + 2 >= len ||
+                    !((m[p + 1] == '2' && m[p + 2] == 'C') || (m[p + 1] == '3' && m[p + 2] == 'D')))
                     return bad_first(msg, msg_cap, "bad authorization id");
                 p += 3;
                 continue;
@@ -600,8 +600,8 @@ static int invalid(char *why, size_t why_cap, char *challenge, size_t challenge_
 }
 
 int oauth_unsecured_validate(const struct oauth_unsecured_config *c, const char *token,
-                             size_t token_len, int64_t now_ms, struct oauth_token *out,
-                             char *why, size_t why_cap, char *challenge, size_t challenge_cap)
+                             size_t token_len, int64_t now_ms, struct oauth_token *out, char *why,
+                             size_t why_cap, char *challenge, size_t challenge_cap)
 {
     memset(out, 0, sizeof(*out));
     char msg[160];
@@ -631,8 +631,8 @@ int oauth_unsecured_validate(const struct oauth_unsecured_config *c, const char 
         snprintf(msg, sizeof(msg), "Required claim missing: %s", c->principal_claim);
         return invalid(why, why_cap, challenge, challenge_cap, msg);
     }
-    if (v.type != OAUTH_JSON_STRING || oauth_json_string(&v, out->principal,
-                                                         sizeof(out->principal)) <= 0) {
+    if (v.type != OAUTH_JSON_STRING ||
+        oauth_json_string(&v, out->principal, sizeof(out->principal)) <= 0) {
         snprintf(msg, sizeof(msg), "The %s claim is not a non-empty string", c->principal_claim);
         return invalid(why, why_cap, challenge, challenge_cap, msg);
     }

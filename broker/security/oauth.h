@@ -35,8 +35,8 @@ void oauth_unsecured_config_default(struct oauth_unsecured_config *c);
 /* Sets one option (key without the module's prefix handling: the JAAS option name as Kafka
  * spells it). Unknown keys are ignored, as Kafka's handler ignores them. Returns 0 or
  * LM_E_INVALID (why in err). */
-int oauth_unsecured_config_set(struct oauth_unsecured_config *c, const char *key,
-                               const char *value, char *err, size_t err_cap);
+int oauth_unsecured_config_set(struct oauth_unsecured_config *c, const char *key, const char *value,
+                               char *err, size_t err_cap);
 
 /* The parts of a client's initial response: pointers into the message. */
 struct oauth_client_first {
@@ -62,16 +62,23 @@ struct oauth_token {
  * reason in why (for the log) and the JSON error challenge Kafka sends in challenge
  * ({"status":"invalid_token"}, or "insufficient_scope" with the required scope). */
 int oauth_unsecured_validate(const struct oauth_unsecured_config *c, const char *token,
-                             size_t token_len, int64_t now_ms, struct oauth_token *out,
-                             char *why, size_t why_cap, char *challenge, size_t challenge_cap);
+                             size_t token_len, int64_t now_ms, struct oauth_token *out, char *why,
+                             size_t why_cap, char *challenge, size_t challenge_cap);
 
 /* base64url (RFC 4648 §5) without padding, as JWS uses; padding is accepted. Returns the
  * decoded length, or -1 for bad input or output over out_cap. */
 int oauth_b64url_decode(const char *in, size_t n, uint8_t *out, size_t out_cap);
 
 /* A JSON value found by oauth_json_member: where it starts and ends in the text. */
-enum oauth_json_type { OAUTH_JSON_NONE = 0, OAUTH_JSON_STRING, OAUTH_JSON_NUMBER,
-                       OAUTH_JSON_ARRAY, OAUTH_JSON_OBJECT, OAUTH_JSON_BOOL, OAUTH_JSON_NULL };
+enum oauth_json_type {
+    OAUTH_JSON_NONE = 0,
+    OAUTH_JSON_STRING,
+    OAUTH_JSON_NUMBER,
+    OAUTH_JSON_ARRAY,
+    OAUTH_JSON_OBJECT,
+    OAUTH_JSON_BOOL,
+    OAUTH_JSON_NULL
+};
 struct oauth_json_value {
     enum oauth_json_type type;
     const char *start; /* the value's text, quotes and brackets included */

@@ -34,17 +34,17 @@ static void test_client_first(void **state)
     assert_int_equal(cf.authzid_len, 8);
     assert_int_equal(cf.token_len, 5);
     static const char *const bad[] = {
-        "n,,\001\001",                              /* no auth */
-        "y,,\001auth=Bearer t\001\001",             /* channel binding flag */
-        "n,,\001auth=Basic t\001\001",              /* scheme */
-        "n,,\001auth=Bearer t\001",                 /* no closing separator */
-        "n,,\001auth=Bearer t\001\001x",            /* data after it */
-        "n,,\001auth=Bearer t!\001\001",            /* token character */
+        "n,,\001\001",                                   /* no auth */
+        "y,,\001auth=Bearer t\001\001",                  /* channel binding flag */
+        "n,,\001auth=Basic t\001\001",                   /* scheme */
+        "n,,\001auth=Bearer t\001",                      /* no closing separator */
+        "n,,\001auth=Bearer t\001\001x",                 /* data after it */
+        "n,,\001auth=Bearer t!\001\001",                 /* token character */
         "n,,\001auth=Bearer t\001auth=Bearer u\001\001", /* auth twice */
-        "n,a=,\001auth=Bearer t\001\001",           /* empty authzid */
-        "n,a=b=2X,\001auth=Bearer t\001\001",       /* bad escape */
-        "n,,\0011x=y\001auth=Bearer t\001\001",     /* key not alphabetic */
-        "n,,\001k=\001auth=Bearer t\001\001",       /* empty value */
+        "n,a=,\001auth=Bearer t\001\001",                /* empty authzid */
+        "n,a=b=2X,\001auth=Bearer t\001\001",            /* bad escape */
+        "n,,\0011x=y\001auth=Bearer t\001\001",          /* key not alphabetic */
+        "n,,\001k=\001auth=Bearer t\001\001",            /* empty value */
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
         assert_int_equal(first(bad[i], strlen(bad[i]), &cf), LM_E_INVALID);
@@ -53,8 +53,9 @@ static void test_client_first(void **state)
 static void test_json(void **state)
 {
     (void)state;
-    static const char j[] = " { \"a\" : [1, {\"b\": null}, \"x\"], \"sub\":\"caf\\u00e9 \\ud83d\\ude00\\n\","
-                            "\"n\": -1.5e3, \"t\": true, \"sub2\": {}, \"dup\": 1, \"dup\": \"last\" } ";
+    static const char j[] =
+        " { \"a\" : [1, {\"b\": null}, \"x\"], \"sub\":\"caf\\u00e9 \\ud83d\\ude00\\n\","
+        "\"n\": -1.5e3, \"t\": true, \"sub2\": {}, \"dup\": 1, \"dup\": \"last\" } ";
     struct oauth_json_value v;
     char out[64];
     assert_int_equal(oauth_json_member(j, sizeof(j) - 1, "sub", &v), 1);
@@ -69,9 +70,17 @@ static void test_json(void **state)
     assert_int_equal(v.type, OAUTH_JSON_STRING); /* the last of repeated members */
     assert_int_equal(oauth_json_member(j, sizeof(j) - 1, "missing", &v), 0);
     assert_int_equal(oauth_json_string(&v, out, 4), -1); /* not a string */
-    static const char *const bad[] = {"", "[]", "{", "{\"a\"}", "{\"a\":}", "{\"a\":1,}",
-                                      "{\"a\":1} x", "{\"a\":\"\\q\"}", "{\"a\":01x}",
-                                      "{\"a\":\"\x01\"}", "{\"a\":tru}"};
+    static const char *const bad[] = {"",
+                                      "[]",
+                                      "{",
+                                      "{\"a\"}",
+                                      "{\"a\":}",
+                                      "{\"a\":1,}",
+                                      "{\"a\":1} x",
+                                      "{\"a\":\"\\q\"}",
+                                      "{\"a\":01x}",
+                                      "{\"a\":\"\x01\"}",
+                                      "{\"a\":tru}"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
         assert_int_equal(oauth_json_member(bad[i], strlen(bad[i]), "a", &v), LM_E_INVALID);
     /* nesting is bounded */
@@ -127,8 +136,8 @@ static size_t b64url(const char *s, char *out)
     return o;
 }
 
-static int validate(const struct oauth_unsecured_config *c, const char *header,
-                    const char *claims, struct oauth_token *t, char *challenge)
+static int validate(const struct oauth_unsecured_config *c, const char *header, const char *claims,
+                    struct oauth_token *t, char *challenge)
 {
     char tok[1024];
     size_t n = b64url(header, tok);
@@ -165,12 +174,11 @@ static void test_unsecured(void **state)
         validate(&c, none, "{\"sub\":\"a\",\"iat\":1699999000,\"exp\":1699998000}", &t, ch),
         LM_E_INVALID);
     assert_int_equal(validate(&c, none, "{\"sub\":5,\"exp\":1700000600}", &t, ch), LM_E_INVALID);
-    assert_int_equal(validate(&c, none, "{\"sub\":\"\",\"exp\":1700000600}", &t, ch),
-                     LM_E_INVALID);
+    assert_int_equal(validate(&c, none, "{\"sub\":\"\",\"exp\":1700000600}", &t, ch), LM_E_INVALID);
     assert_int_equal(validate(&c, none, "{\"sub\":\"a\",\"exp\":\"soon\"}", &t, ch), LM_E_INVALID);
-    assert_int_equal(validate(&c, "{\"alg\":\"HS256\"}", "{\"sub\":\"a\",\"exp\":1700000600}", &t,
-                              ch),
-                     LM_E_INVALID);
+    assert_int_equal(
+        validate(&c, "{\"alg\":\"HS256\"}", "{\"sub\":\"a\",\"exp\":1700000600}", &t, ch),
+        LM_E_INVALID);
     /* clock skew lets a just-expired token and a just-issued one through */
     char err[160];
     assert_int_equal(oauth_unsecured_config_set(&c, "unsecuredValidatorAllowableClockSkewMs",
@@ -179,8 +187,8 @@ static void test_unsecured(void **state)
     assert_int_equal(validate(&c, none, "{\"sub\":\"a\",\"exp\":1699999999}", &t, ch), 0);
     assert_int_equal(
         validate(&c, none, "{\"sub\":\"a\",\"iat\":1700000001,\"exp\":1700000600}", &t, ch), 0);
-    assert_int_equal(oauth_unsecured_config_set(&c, "unsecuredValidatorAllowableClockSkewMs",
-                                                "-1", err, sizeof(err)),
+    assert_int_equal(oauth_unsecured_config_set(&c, "unsecuredValidatorAllowableClockSkewMs", "-1",
+                                                err, sizeof(err)),
                      LM_E_INVALID);
     /* principal claim and required scope, as a string or an array */
     assert_int_equal(oauth_unsecured_config_set(&c, "unsecuredValidatorPrincipalClaimName",
@@ -202,12 +210,13 @@ static void test_unsecured(void **state)
                               &t, ch),
                      0);
     assert_int_equal(validate(&c, none,
-                              "{\"client_id\":\"svc\",\"exp\":1700000600,\"scope\":\"kafka\"}",
-                              &t, ch),
+                              "{\"client_id\":\"svc\",\"exp\":1700000600,\"scope\":\"kafka\"}", &t,
+                              ch),
                      LM_E_INVALID);
     assert_string_equal(ch, "{\"status\":\"insufficient_scope\", \"scope\":\"[kafka, write]\"}");
-    assert_int_equal(validate(&c, none, "{\"sub\":\"svc\",\"exp\":1700000600,\"scope\":\"kafka "
-                                        "write\"}",
+    assert_int_equal(validate(&c, none,
+                              "{\"sub\":\"svc\",\"exp\":1700000600,\"scope\":\"kafka "
+                              "write\"}",
                               &t, ch),
                      LM_E_INVALID); /* the principal claim is client_id now */
     /* not a JWS: a signature, one part, bad base64url */
