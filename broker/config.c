@@ -76,6 +76,10 @@ static const struct key_spec g_keys[] = {
     {"laminar.bpf.enable", K_BOOL, OFF(bpf_enable), 0, 1},
     {"laminar.metrics.enable", K_BOOL, OFF(metrics_enable), 0, 1},
     {"laminar.http.listener", K_RAW, 0, 0, 0},
+    /* the ACL authorizer (broker/security/authorizer.h, parsed by the handler layer) */
+    {"authorizer.class.name", K_RAW, 0, 0, 0},
+    {"super.users", K_RAW, 0, 0, 0},
+    {"allow.everyone.if.no.acl.found", K_RAW, 0, 0, 0},
     {"laminar.log.level", K_SPECIAL, 0, 0, 0},
     /* Read by name by the handler layer (topic defaults, Kafka's names). */
     {"log.cleanup.policy", K_RAW, 0, 0, 0},
@@ -575,8 +579,6 @@ static const struct refused_key g_refused[] = {
      "authentication"},
     {"delegation.token.secret.key", NULL, "delegation tokens"},
     {"delegation.token.master.key", NULL, "delegation tokens"},
-    {"authorizer.class.name", NULL, "ACL authorization"},
-    {"super.users", NULL, "ACL authorization"},
     {"client.quota.callback.class", NULL, "client quotas"},
     {"quota.window.num", "11", "client quotas"},
     {"quota.window.size.seconds", "1", "client quotas"},
