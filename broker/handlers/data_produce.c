@@ -528,6 +528,9 @@ void data_produce(struct broker_req *req)
         common = KAFKA_UNSUPPORTED_VERSION;
     else if (c->acks != 0 && c->acks != 1 && c->acks != -1)
         common = KAFKA_INVALID_REQUIRED_ACKS;
+    else if (c->rq.transactional_id.len >= 0 &&
+             !h_allowed_k(req, AUTHZ_OP_WRITE, AUTHZ_RES_TRANSACTIONAL_ID, c->rq.transactional_id))
+        common = KAFKA_TRANSACTIONAL_ID_AUTHORIZATION_FAILED; /* KafkaApis.handleProduceRequest */
     if (common != KAFKA_NONE && c->acks == 0)
         c->acks = 1; /* an error must be seen */
     kafka_produce_response_init(&c->resp);
@@ -560,6 +563,9 @@ void data_produce(struct broker_req *req)
             return;
         }
         tr->partition_responses_count = np;
+        /* WRITE on the topic (KafkaApis: an idempotent producer needs nothing more in 4.x) */
+        bool denied = common == KAFKA_NONE &&
+                      !h_allowed_k(req, AUTHZ_OP_WRITE, AUTHZ_RES_TOPIC, td->name);
         for (int32_t j = 0; j < np; j++, k++) {
             struct kafka_produce_response_partition_produce_response *pr =
                 &tr->partition_responses[j];
@@ -581,6 +587,11 @@ void data_produce(struct broker_req *req)
             if (common != KAFKA_NONE) {
                 w->error = common;
                 w->owner = HWORK_DONE; /* answered here, no shard runs it */
+                continue;
+            }
+            if (denied) {
+                w->error = KAFKA_TOPIC_AUTHORIZATION_FAILED;
+                w->owner = HWORK_DONE;
                 continue;
             }
             if (h_topic_internal(w->topic, w->topic_len)) {

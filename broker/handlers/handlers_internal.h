@@ -279,6 +279,8 @@ bool h_allowed_k(struct broker_req *req, int8_t op, int8_t type, struct kafka_st
 bool h_allowed_cluster(struct broker_req *req, int8_t op);
 /* Kafka's authorizeByResourceType: op on at least one resource of type. */
 bool h_allowed_any(struct broker_req *req, int8_t op, int8_t type);
+/* Kafka's authorized-operations bit field of resource (type, name) for req's principal. */
+int32_t h_authorized_ops(struct broker_req *req, int8_t type, const char *name);
 /* Brings the shard's topic table and partition logs up to the metadata store's version. */
 void hs_refresh(struct hshard *hs);
 /* Topic by name (not NUL-terminated) or by id, or NULL. */

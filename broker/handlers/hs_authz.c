@@ -82,3 +82,15 @@ bool h_allowed_any(struct broker_req *req, int8_t op, int8_t type)
     const struct lm_meta_state *st = &hs->snap->state;
     return authz_allowed_any(&node->authz, st->acls, st->acl_count, &who, op, type);
 }
+
+int32_t h_authorized_ops(struct broker_req *req, int8_t type, const char *name)
+{
+    const struct handlers_ctx *node = h_node(req);
+    char host[AUTHZ_HOST_MAX + 1];
+    peer_host(req, host, sizeof(host));
+    struct authz_subject who = {.principal = broker_req_auth(req)->principal, .host = host};
+    struct hshard *hs = hs_of(req->shard);
+    LM_ASSERT(hs->snap != NULL);
+    const struct lm_meta_state *st = &hs->snap->state;
+    return authz_authorized_ops(&node->authz, st->acls, st->acl_count, &who, type, name);
+}

@@ -284,6 +284,45 @@ bool authz_allowed_any(const struct authz_config *cfg, const struct authz_acl *a
     return false;
 }
 
+int32_t authz_authorized_ops(const struct authz_config *cfg, const struct authz_acl *acls,
+                             size_t n, const struct authz_subject *who, int8_t resource_type,
+                             const char *name)
+{
+    /* AclEntry.supportedOperations */
+    static const int8_t topic[] = {AUTHZ_OP_READ,   AUTHZ_OP_WRITE,    AUTHZ_OP_CREATE,
+                                   AUTHZ_OP_DELETE, AUTHZ_OP_ALTER,    AUTHZ_OP_DESCRIBE,
+                                   AUTHZ_OP_DESCRIBE_CONFIGS, AUTHZ_OP_ALTER_CONFIGS};
+    static const int8_t group[] = {AUTHZ_OP_READ, AUTHZ_OP_DESCRIBE, AUTHZ_OP_DELETE};
+    static const int8_t cluster[] = {AUTHZ_OP_CREATE,           AUTHZ_OP_CLUSTER_ACTION,
+                                     AUTHZ_OP_DESCRIBE_CONFIGS, AUTHZ_OP_ALTER_CONFIGS,
+                                     AUTHZ_OP_IDEMPOTENT_WRITE, AUTHZ_OP_ALTER,
+                                     AUTHZ_OP_DESCRIBE};
+    static const int8_t txn[] = {AUTHZ_OP_DESCRIBE, AUTHZ_OP_WRITE};
+    const int8_t *ops = NULL;
+    size_t count = 0;
+    switch (resource_type) {
+    case AUTHZ_RES_TOPIC:
+        ops = topic, count = sizeof(topic);
+        break;
+    case AUTHZ_RES_GROUP:
+        ops = group, count = sizeof(group);
+        break;
+    case AUTHZ_RES_CLUSTER:
+        ops = cluster, count = sizeof(cluster);
+        break;
+    case AUTHZ_RES_TRANSACTIONAL_ID:
+        ops = txn, count = sizeof(txn);
+        break;
+    default:
+        return 0;
+    }
+    int32_t bits = 0;
+    for (size_t i = 0; i < count; i++)
+        if (authz_allowed(cfg, acls, n, who, ops[i], resource_type, name))
+            bits |= (int32_t)1 << ops[i];
+    return bits;
+}
+
 bool authz_filter_matches(const struct authz_filter *f, const struct authz_acl *acl)
 {
     LM_ASSERT(f != NULL && acl != NULL);

@@ -146,6 +146,12 @@ bool authz_allowed(const struct authz_config *cfg, const struct authz_acl *acls,
 bool authz_allowed_any(const struct authz_config *cfg, const struct authz_acl *acls, size_t n,
                        const struct authz_subject *who, int8_t operation, int8_t resource_type);
 
+/* Kafka's authorized-operations bit field (KIP-430: bit `code` set per operation allowed) over
+ * the operations the resource type supports (AclEntry.supportedOperations). */
+int32_t authz_authorized_ops(const struct authz_config *cfg, const struct authz_acl *acls,
+                             size_t n, const struct authz_subject *who, int8_t resource_type,
+                             const char *name);
+
 /* Whether filter matches acl (AclBindingFilter.matches). */
 bool authz_filter_matches(const struct authz_filter *f, const struct authz_acl *acl);
 
