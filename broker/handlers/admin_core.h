@@ -110,6 +110,9 @@ struct admin_env {
 bool admin_allowed(const struct admin_env *env, int8_t op, int8_t type, struct kafka_str name);
 /* Whether the authorizer is on for this request. */
 bool admin_authz_on(const struct admin_env *env);
+/* Kafka's authorized-operations bit field of resource (type, name) (every supported operation
+ * with the authorizer off). */
+int32_t admin_authorized_ops(const struct admin_env *env, int8_t type, const char *name);
 
 /* What a queued change's refusal means to the client (its Kafka error). */
 enum admin_commit_kind {

@@ -301,3 +301,13 @@ bool admin_allowed(const struct admin_env *env, int8_t op, int8_t type, struct k
     lm_meta_snapshot_release(snap);
     return ok;
 }
+
+int32_t admin_authorized_ops(const struct admin_env *env, int8_t type, const char *name)
+{
+    static const struct authz_config off = {.enabled = false};
+    struct lm_meta_snapshot *snap = lm_meta_store_snapshot(env->meta);
+    int32_t ops = authz_authorized_ops(admin_authz_on(env) ? env->authz : &off, snap->state.acls,
+                                       snap->state.acl_count, &env->who, type, name);
+    lm_meta_snapshot_release(snap);
+    return ops;
+}

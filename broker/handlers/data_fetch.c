@@ -629,9 +629,9 @@ void data_fetch(struct broker_req *req)
                 }
             }
         }
-        bool denied = follower ? !follower_ok
-                               : !unknown_id && !h_allowed_k(req, AUTHZ_OP_READ, AUTHZ_RES_TOPIC,
-                                                             name);
+        bool denied = follower
+                          ? !follower_ok
+                          : !unknown_id && !h_allowed_k(req, AUTHZ_OP_READ, AUTHZ_RES_TOPIC, name);
         for (int32_t j = 0; j < np; j++, k++) {
             const struct kafka_fetch_request_fetch_partition *pi = &ti->partitions[j];
             struct kafka_fetch_response_partition_data *pd = &tr->partitions[j];

@@ -94,7 +94,7 @@ static void route(struct broker_req *req, struct hshard *hs, struct hwork *w, in
  * FAN_ITEMS defines `static bool fn(req, c, &items, &n)`: allocates c->resp.topics[].partitions[]
  * (each answered by DEFAULTS(o) until an op runs) and one routed item per partition, each
  * topic authorized for ACL operation OP; false when the arena is exhausted. */
-#define FAN_ITEMS(fn, ctx_t, NAME, PART, DEFAULTS, OP)                                                 \
+#define FAN_ITEMS(fn, ctx_t, NAME, PART, DEFAULTS, OP)                                             \
     static bool fn(struct broker_req *req, struct ctx_t *c, struct hwork **items_out,              \
                    size_t *n_out)                                                                  \
     {                                                                                              \
@@ -124,7 +124,7 @@ static void route(struct broker_req *req, struct hshard *hs, struct hwork *w, in
                 DEFAULTS(&to->partitions[j]);                                                      \
                 items[k].in = &ti->partitions[j];                                                  \
                 items[k].out = &to->partitions[j];                                                 \
-                route(req, hs, &items[k], OP, ti->NAME, ti->partitions[j].PART);                            \
+                route(req, hs, &items[k], OP, ti->NAME, ti->partitions[j].PART);                   \
             }                                                                                      \
         }                                                                                          \
         *items_out = items;                                                                        \

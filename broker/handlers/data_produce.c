@@ -564,8 +564,8 @@ void data_produce(struct broker_req *req)
         }
         tr->partition_responses_count = np;
         /* WRITE on the topic (KafkaApis: an idempotent producer needs nothing more in 4.x) */
-        bool denied = common == KAFKA_NONE &&
-                      !h_allowed_k(req, AUTHZ_OP_WRITE, AUTHZ_RES_TOPIC, td->name);
+        bool denied =
+            common == KAFKA_NONE && !h_allowed_k(req, AUTHZ_OP_WRITE, AUTHZ_RES_TOPIC, td->name);
         for (int32_t j = 0; j < np; j++, k++) {
             struct kafka_produce_response_partition_produce_response *pr =
                 &tr->partition_responses[j];

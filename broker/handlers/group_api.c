@@ -912,8 +912,7 @@ static void describe_groups(struct broker_req *req)
         resp->groups[i].authorized_operations = AUTHORIZED_OPS_UNSET;
         gop_set(g, (size_t)i, GOP_DESCRIBE, group_owner_of(hs, rq->groups[i]), &rq->groups[i], 1);
         gop_authorize(g, (size_t)i, AUTHZ_OP_DESCRIBE, rq->groups[i]);
-        if (req->api_version >= 3 && rq->include_authorized_operations &&
-            g->ops[i].deny == 0) {
+        if (req->api_version >= 3 && rq->include_authorized_operations && g->ops[i].deny == 0) {
             char *id = h_strdup(req, rq->groups[i]);
             if (id == NULL) {
                 h_close(req, "arena exhausted");

@@ -152,7 +152,8 @@ struct authz_verdict {
 
 static bool principal_matches(const struct authz_acl *acl, const char *principal)
 {
-    return strcmp(acl->principal, principal) == 0 || strcmp(acl->principal, AUTHZ_USER_WILDCARD) == 0;
+    return strcmp(acl->principal, principal) == 0 ||
+           strcmp(acl->principal, AUTHZ_USER_WILDCARD) == 0;
 }
 
 static bool host_matches(const struct authz_acl *acl, const char *host)
@@ -284,14 +285,14 @@ bool authz_allowed_any(const struct authz_config *cfg, const struct authz_acl *a
     return false;
 }
 
-int32_t authz_authorized_ops(const struct authz_config *cfg, const struct authz_acl *acls,
-                             size_t n, const struct authz_subject *who, int8_t resource_type,
+int32_t authz_authorized_ops(const struct authz_config *cfg, const struct authz_acl *acls, size_t n,
+                             const struct authz_subject *who, int8_t resource_type,
                              const char *name)
 {
     /* AclEntry.supportedOperations */
-    static const int8_t topic[] = {AUTHZ_OP_READ,   AUTHZ_OP_WRITE,    AUTHZ_OP_CREATE,
-                                   AUTHZ_OP_DELETE, AUTHZ_OP_ALTER,    AUTHZ_OP_DESCRIBE,
-                                   AUTHZ_OP_DESCRIBE_CONFIGS, AUTHZ_OP_ALTER_CONFIGS};
+    static const int8_t topic[] = {
+        AUTHZ_OP_READ,  AUTHZ_OP_WRITE,    AUTHZ_OP_CREATE,           AUTHZ_OP_DELETE,
+        AUTHZ_OP_ALTER, AUTHZ_OP_DESCRIBE, AUTHZ_OP_DESCRIBE_CONFIGS, AUTHZ_OP_ALTER_CONFIGS};
     static const int8_t group[] = {AUTHZ_OP_READ, AUTHZ_OP_DESCRIBE, AUTHZ_OP_DELETE};
     static const int8_t cluster[] = {AUTHZ_OP_CREATE,           AUTHZ_OP_CLUSTER_ACTION,
                                      AUTHZ_OP_DESCRIBE_CONFIGS, AUTHZ_OP_ALTER_CONFIGS,
@@ -385,9 +386,21 @@ const char *authz_binding_invalid(int8_t resource_type, int8_t pattern_type, con
 const char *authz_op_name(int8_t operation)
 {
     static const char *const names[] = {
-        "Unknown", "Any",          "All",             "Read",           "Write",
-        "Create",  "Delete",       "Alter",           "Describe",       "ClusterAction",
-        "DescribeConfigs", "AlterConfigs", "IdempotentWrite", "CreateTokens", "DescribeTokens",
+        "Unknown",
+        "Any",
+        "All",
+        "Read",
+        "Write",
+        "Create",
+        "Delete",
+        "Alter",
+        "Describe",
+        "ClusterAction",
+        "DescribeConfigs",
+        "AlterConfigs",
+        "IdempotentWrite",
+        "CreateTokens",
+        "DescribeTokens",
     };
     if (operation < 0 || operation > AUTHZ_OP_MAX)
         return names[0];

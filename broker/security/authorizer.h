@@ -73,12 +73,12 @@ enum authz_perm {
 /* Bounds of one binding (memory is bounded: a longer name is refused at creation). Kafka's
  * topic names stop at 249 bytes; group and transactional ids longer than 255 cannot carry ACLs
  * here. A host is an IP address in text form (IPv6 fits in 45 bytes) or "*". */
-#define AUTHZ_NAME_MAX       255
-#define AUTHZ_PRINCIPAL_MAX  255
-#define AUTHZ_HOST_MAX       63
-#define AUTHZ_WILDCARD       "*"
-#define AUTHZ_USER_WILDCARD  "User:*"
-#define AUTHZ_CLUSTER_NAME   "kafka-cluster"
+#define AUTHZ_NAME_MAX        255
+#define AUTHZ_PRINCIPAL_MAX   255
+#define AUTHZ_HOST_MAX        63
+#define AUTHZ_WILDCARD        "*"
+#define AUTHZ_USER_WILDCARD   "User:*"
+#define AUTHZ_CLUSTER_NAME    "kafka-cluster"
 #define AUTHZ_SUPER_USERS_MAX 64
 
 /* One ACL binding (Kafka's AclBinding with the id of its AccessControlEntryRecord). */
@@ -148,8 +148,8 @@ bool authz_allowed_any(const struct authz_config *cfg, const struct authz_acl *a
 
 /* Kafka's authorized-operations bit field (KIP-430: bit `code` set per operation allowed) over
  * the operations the resource type supports (AclEntry.supportedOperations). */
-int32_t authz_authorized_ops(const struct authz_config *cfg, const struct authz_acl *acls,
-                             size_t n, const struct authz_subject *who, int8_t resource_type,
+int32_t authz_authorized_ops(const struct authz_config *cfg, const struct authz_acl *acls, size_t n,
+                             const struct authz_subject *who, int8_t resource_type,
                              const char *name);
 
 /* Whether filter matches acl (AclBindingFilter.matches). */
