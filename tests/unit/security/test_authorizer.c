@@ -78,7 +78,8 @@ static struct authz_config on(void)
 {
     struct authz_config c;
     const char *why = NULL;
-    assert_int_equal(authz_config_parse(&c, "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+    assert_int_equal(authz_config_parse(&c,
+                                        "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
                                         "User:admin", NULL, &why),
                      0);
     return c;
@@ -114,8 +115,7 @@ static void test_disabled_super_and_no_acl(void **state)
     assert_false(can(&c, BOB, LH, AUTHZ_OP_READ, AUTHZ_RES_TOPIC, "t"));
     assert_true(can(&c, ALICE, LH, AUTHZ_OP_READ, AUTHZ_RES_TOPIC, "t"));
     /* a super user passes a DENY too */
-    add(AUTHZ_RES_TOPIC, AUTHZ_PAT_LITERAL, "t", "User:admin", "*", AUTHZ_OP_ALL,
-        AUTHZ_PERM_DENY);
+    add(AUTHZ_RES_TOPIC, AUTHZ_PAT_LITERAL, "t", "User:admin", "*", AUTHZ_OP_ALL, AUTHZ_PERM_DENY);
     assert_true(can(&c, "User:admin", LH, AUTHZ_OP_READ, AUTHZ_RES_TOPIC, "t"));
 }
 
@@ -123,8 +123,7 @@ static void test_literal_ops_and_implication(void **state)
 {
     (void)state;
     struct authz_config c = on();
-    add(AUTHZ_RES_TOPIC, AUTHZ_PAT_LITERAL, "orders", ALICE, "*", AUTHZ_OP_READ,
-        AUTHZ_PERM_ALLOW);
+    add(AUTHZ_RES_TOPIC, AUTHZ_PAT_LITERAL, "orders", ALICE, "*", AUTHZ_OP_READ, AUTHZ_PERM_ALLOW);
     assert_true(can(&c, ALICE, LH, AUTHZ_OP_READ, AUTHZ_RES_TOPIC, "orders"));
     assert_false(can(&c, ALICE, LH, AUTHZ_OP_WRITE, AUTHZ_RES_TOPIC, "orders"));
     assert_false(can(&c, BOB, LH, AUTHZ_OP_READ, AUTHZ_RES_TOPIC, "orders"));
@@ -198,8 +197,7 @@ static void test_hosts(void **state)
         AUTHZ_PERM_ALLOW);
     assert_true(can(&c, ALICE, "10.0.0.1", AUTHZ_OP_READ, AUTHZ_RES_TOPIC, "h"));
     assert_false(can(&c, ALICE, LH, AUTHZ_OP_READ, AUTHZ_RES_TOPIC, "h"));
-    add(AUTHZ_RES_TOPIC, AUTHZ_PAT_LITERAL, "h", ALICE, "10.0.0.1", AUTHZ_OP_READ,
-        AUTHZ_PERM_DENY);
+    add(AUTHZ_RES_TOPIC, AUTHZ_PAT_LITERAL, "h", ALICE, "10.0.0.1", AUTHZ_OP_READ, AUTHZ_PERM_DENY);
     assert_false(can(&c, ALICE, "10.0.0.1", AUTHZ_OP_READ, AUTHZ_RES_TOPIC, "h"));
     add(AUTHZ_RES_TOPIC, AUTHZ_PAT_LITERAL, "h", BOB, "*", AUTHZ_OP_READ, AUTHZ_PERM_ALLOW);
     assert_true(can(&c, BOB, "192.0.2.7", AUTHZ_OP_READ, AUTHZ_RES_TOPIC, "h"));
@@ -255,22 +253,22 @@ static void test_by_resource_type(void **state)
     (void)state;
     struct authz_config c = on();
     struct authz_subject alice = {.principal = ALICE, .host = LH};
-    assert_false(authz_allowed_any(&c, g_st.acls, g_st.acl_count, &alice, AUTHZ_OP_WRITE,
-                                   AUTHZ_RES_TOPIC));
+    assert_false(
+        authz_allowed_any(&c, g_st.acls, g_st.acl_count, &alice, AUTHZ_OP_WRITE, AUTHZ_RES_TOPIC));
     add(AUTHZ_RES_TOPIC, AUTHZ_PAT_LITERAL, "w", ALICE, "*", AUTHZ_OP_WRITE, AUTHZ_PERM_ALLOW);
-    assert_true(authz_allowed_any(&c, g_st.acls, g_st.acl_count, &alice, AUTHZ_OP_WRITE,
-                                  AUTHZ_RES_TOPIC));
+    assert_true(
+        authz_allowed_any(&c, g_st.acls, g_st.acl_count, &alice, AUTHZ_OP_WRITE, AUTHZ_RES_TOPIC));
     /* the same literal denied: nothing left */
     add(AUTHZ_RES_TOPIC, AUTHZ_PAT_LITERAL, "w", ALICE, "*", AUTHZ_OP_WRITE, AUTHZ_PERM_DENY);
-    assert_false(authz_allowed_any(&c, g_st.acls, g_st.acl_count, &alice, AUTHZ_OP_WRITE,
-                                   AUTHZ_RES_TOPIC));
+    assert_false(
+        authz_allowed_any(&c, g_st.acls, g_st.acl_count, &alice, AUTHZ_OP_WRITE, AUTHZ_RES_TOPIC));
     add(AUTHZ_RES_TOPIC, AUTHZ_PAT_PREFIXED, "ok-", ALICE, "*", AUTHZ_OP_ALL, AUTHZ_PERM_ALLOW);
-    assert_true(authz_allowed_any(&c, g_st.acls, g_st.acl_count, &alice, AUTHZ_OP_WRITE,
-                                  AUTHZ_RES_TOPIC));
+    assert_true(
+        authz_allowed_any(&c, g_st.acls, g_st.acl_count, &alice, AUTHZ_OP_WRITE, AUTHZ_RES_TOPIC));
     /* a DENY prefix dominating the ALLOW prefix */
     add(AUTHZ_RES_TOPIC, AUTHZ_PAT_PREFIXED, "ok", ALICE, "*", AUTHZ_OP_WRITE, AUTHZ_PERM_DENY);
-    assert_false(authz_allowed_any(&c, g_st.acls, g_st.acl_count, &alice, AUTHZ_OP_WRITE,
-                                   AUTHZ_RES_TOPIC));
+    assert_false(
+        authz_allowed_any(&c, g_st.acls, g_st.acl_count, &alice, AUTHZ_OP_WRITE, AUTHZ_RES_TOPIC));
     /* a wildcard DENY denies whatever else */
     struct authz_subject bob = {.principal = BOB, .host = LH};
     add(AUTHZ_RES_TOPIC, AUTHZ_PAT_PREFIXED, "b", BOB, "*", AUTHZ_OP_WRITE, AUTHZ_PERM_ALLOW);
@@ -280,8 +278,8 @@ static void test_by_resource_type(void **state)
     assert_false(
         authz_allowed_any(&c, g_st.acls, g_st.acl_count, &bob, AUTHZ_OP_WRITE, AUTHZ_RES_TOPIC));
     struct authz_subject admin = {.principal = "User:admin", .host = LH};
-    assert_true(authz_allowed_any(&c, g_st.acls, g_st.acl_count, &admin, AUTHZ_OP_WRITE,
-                                  AUTHZ_RES_TOPIC));
+    assert_true(
+        authz_allowed_any(&c, g_st.acls, g_st.acl_count, &admin, AUTHZ_OP_WRITE, AUTHZ_RES_TOPIC));
 }
 
 static void test_authorized_ops(void **state)
@@ -290,11 +288,13 @@ static void test_authorized_ops(void **state)
     struct authz_config c = on();
     struct authz_subject alice = {.principal = ALICE, .host = LH};
     add(AUTHZ_RES_TOPIC, AUTHZ_PAT_LITERAL, "t", ALICE, "*", AUTHZ_OP_READ, AUTHZ_PERM_ALLOW);
-    int32_t bits = authz_authorized_ops(&c, g_st.acls, g_st.acl_count, &alice, AUTHZ_RES_TOPIC, "t");
+    int32_t bits =
+        authz_authorized_ops(&c, g_st.acls, g_st.acl_count, &alice, AUTHZ_RES_TOPIC, "t");
     assert_int_equal(bits, (1 << AUTHZ_OP_READ) | (1 << AUTHZ_OP_DESCRIBE));
     struct authz_config off = {.enabled = false};
     bits = authz_authorized_ops(&off, g_st.acls, g_st.acl_count, &alice, AUTHZ_RES_GROUP, "g");
-    assert_int_equal(bits, (1 << AUTHZ_OP_READ) | (1 << AUTHZ_OP_DESCRIBE) | (1 << AUTHZ_OP_DELETE));
+    assert_int_equal(bits,
+                     (1 << AUTHZ_OP_READ) | (1 << AUTHZ_OP_DESCRIBE) | (1 << AUTHZ_OP_DELETE));
 }
 
 static void test_validation_and_config(void **state)
@@ -314,8 +314,8 @@ static void test_validation_and_config(void **state)
                                           AUTHZ_OP_READ, AUTHZ_PERM_ALLOW));
     assert_non_null(authz_binding_invalid(AUTHZ_RES_TOPIC, AUTHZ_PAT_LITERAL, "t", "alice", "*",
                                           AUTHZ_OP_READ, AUTHZ_PERM_ALLOW));
-    assert_non_null(authz_binding_invalid(AUTHZ_RES_CLUSTER, AUTHZ_PAT_LITERAL, "other", ALICE,
-                                          "*", AUTHZ_OP_ALTER, AUTHZ_PERM_ALLOW));
+    assert_non_null(authz_binding_invalid(AUTHZ_RES_CLUSTER, AUTHZ_PAT_LITERAL, "other", ALICE, "*",
+                                          AUTHZ_OP_ALTER, AUTHZ_PERM_ALLOW));
     assert_null(authz_binding_invalid(AUTHZ_RES_CLUSTER, AUTHZ_PAT_LITERAL, "kafka-cluster", ALICE,
                                       "*", AUTHZ_OP_ALTER, AUTHZ_PERM_ALLOW));
     char longname[AUTHZ_NAME_MAX + 2];
@@ -341,8 +341,8 @@ static void test_validation_and_config(void **state)
 static void test_records_and_bound(void **state)
 {
     (void)state;
-    struct lm_meta_record r =
-        acl_rec(AUTHZ_RES_TOPIC, AUTHZ_PAT_LITERAL, "x", ALICE, "*", AUTHZ_OP_READ, AUTHZ_PERM_ALLOW);
+    struct lm_meta_record r = acl_rec(AUTHZ_RES_TOPIC, AUTHZ_PAT_LITERAL, "x", ALICE, "*",
+                                      AUTHZ_OP_READ, AUTHZ_PERM_ALLOW);
     assert_int_equal(lm_meta_state_apply(&g_st, &r), 0);
     /* the same binding under another id is the same ACL */
     struct lm_meta_record again = r;
@@ -370,8 +370,8 @@ static void test_records_and_bound(void **state)
     assert_int_equal(g_st.acl_count, 0);
     assert_int_equal(lm_meta_state_apply(&g_st, &d), LM_E_NOT_FOUND);
     /* a truncated record does not decode */
-    struct lm_meta_record cr =
-        acl_rec(AUTHZ_RES_TOPIC, AUTHZ_PAT_LITERAL, "z", ALICE, "*", AUTHZ_OP_READ, AUTHZ_PERM_ALLOW);
+    struct lm_meta_record cr = acl_rec(AUTHZ_RES_TOPIC, AUTHZ_PAT_LITERAL, "z", ALICE, "*",
+                                       AUTHZ_OP_READ, AUTHZ_PERM_ALLOW);
     uint8_t big[256];
     n = lm_meta_record_encode(&cr, big, sizeof(big));
     assert_true(n > 0);
@@ -395,8 +395,8 @@ static void test_records_and_bound(void **state)
     assert_int_equal(copy.acl_count, LM_META_ACLS_MAX);
     struct authz_config c = on();
     struct authz_subject alice = {.principal = ALICE, .host = LH};
-    assert_true(authz_allowed(&c, copy.acls, copy.acl_count, &alice, AUTHZ_OP_READ,
-                              AUTHZ_RES_TOPIC, "t004321"));
+    assert_true(authz_allowed(&c, copy.acls, copy.acl_count, &alice, AUTHZ_OP_READ, AUTHZ_RES_TOPIC,
+                              "t004321"));
     assert_false(authz_allowed(&c, copy.acls, copy.acl_count, &alice, AUTHZ_OP_READ,
                                AUTHZ_RES_TOPIC, "t0043210"));
     lm_meta_state_deinit(&copy);
