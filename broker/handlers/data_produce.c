@@ -502,6 +502,14 @@ static void produce_finish(struct hfan *f)
     }
     LM_ASSERT(k == f->count);
     if (c->acks == 0) {
+        /* KafkaApis closes the connection of an acks=0 producer whose request failed, the
+         * only way it learns; done here for a denied topic, so a producer without WRITE does
+         * not keep sending into the void */
+        for (size_t i = 0; i < f->count; i++)
+            if (f->items[i].error == KAFKA_TOPIC_AUTHORIZATION_FAILED) {
+                broker_req_close_after(req);
+                break;
+            }
         broker_req_respond_none(req);
         return;
     }
