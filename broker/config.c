@@ -11,6 +11,7 @@
 #include <strings.h>
 
 #include "broker/log.h"
+#include "broker/security/authorizer.h"
 #include "broker/security/tls.h"
 #include "common/lm_assert.h"
 #include "common/lm_err.h"
@@ -1103,6 +1104,17 @@ int broker_config_check_supported(struct broker_config *cfg)
     if (bad != NULL) {
         BLOG_ERROR("config: %s is not supported yet (%s is not implemented); remove it to start",
                    bad->key, why->feature);
+        return LM_E_UNSUPPORTED;
+    }
+    /* The ACL authorizer's keys (broker/security/authorizer.h): another authorizer class or a
+     * malformed super.users stops the start before anything is written. */
+    struct authz_config authz;
+    const char *authz_why = NULL;
+    if (authz_config_parse(&authz, broker_config_get(cfg, "authorizer.class.name"),
+                           broker_config_get(cfg, "super.users"),
+                           broker_config_get(cfg, "allow.everyone.if.no.acl.found"),
+                           &authz_why) != 0) {
+        BLOG_ERROR("config: %s: this setting is not supported; fix it to start", authz_why);
         return LM_E_UNSUPPORTED;
     }
     const char *map = broker_config_get(cfg, "listener.security.protocol.map");
