@@ -260,8 +260,7 @@ void data_metadata(struct broker_req *req)
         if (in->name.len < 0)
             aname = (struct kafka_str){t->meta->name, (int32_t)strlen(t->meta->name)};
         if (!h_allowed_k(req, AUTHZ_OP_DESCRIBE, AUTHZ_RES_TOPIC, aname) ||
-            (t == NULL && may_create &&
-             !h_allowed_cluster(req, AUTHZ_OP_CREATE) &&
+            (t == NULL && may_create && !h_allowed_cluster(req, AUTHZ_OP_CREATE) &&
              !h_allowed_k(req, AUTHZ_OP_CREATE, AUTHZ_RES_TOPIC, in->name))) {
             o->error_code = KAFKA_TOPIC_AUTHORIZATION_FAILED;
             continue;

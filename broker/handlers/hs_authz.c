@@ -35,13 +35,23 @@ bool h_authz_on(struct broker_req *req)
     return h_node(req)->authz.enabled;
 }
 
+/* Who sent req (host in *host) and the shard's image whose bindings decide. */
+static const struct lm_meta_state *subject_of(struct broker_req *req, struct authz_subject *who,
+                                              char host[AUTHZ_HOST_MAX + 1])
+{
+    peer_host(req, host, AUTHZ_HOST_MAX + 1);
+    *who = (struct authz_subject){.principal = broker_req_auth(req)->principal, .host = host};
+    struct hshard *hs = hs_of(req->shard);
+    LM_ASSERT(hs->snap != NULL);
+    return &hs->snap->state;
+}
+
 bool h_allowed(struct broker_req *req, int8_t op, int8_t type, const char *name, size_t len)
 {
     const struct handlers_ctx *node = h_node(req);
     if (!node->authz.enabled)
         return true;
-    const char *principal = broker_req_auth(req)->principal;
-    if (authz_is_super(&node->authz, principal))
+    if (authz_is_super(&node->authz, broker_req_auth(req)->principal))
         return true;
     char buf[1024];
     if (len >= sizeof(buf))
@@ -49,11 +59,8 @@ bool h_allowed(struct broker_req *req, int8_t op, int8_t type, const char *name,
     memcpy(buf, name, len);
     buf[len] = '\0';
     char host[AUTHZ_HOST_MAX + 1];
-    peer_host(req, host, sizeof(host));
-    struct authz_subject who = {.principal = principal, .host = host};
-    struct hshard *hs = hs_of(req->shard);
-    LM_ASSERT(hs->snap != NULL);
-    const struct lm_meta_state *st = &hs->snap->state;
+    struct authz_subject who;
+    const struct lm_meta_state *st = subject_of(req, &who, host);
     return authz_allowed(&node->authz, st->acls, st->acl_count, &who, op, type, buf);
 }
 
@@ -75,22 +82,15 @@ bool h_allowed_any(struct broker_req *req, int8_t op, int8_t type)
     if (!node->authz.enabled)
         return true;
     char host[AUTHZ_HOST_MAX + 1];
-    peer_host(req, host, sizeof(host));
-    struct authz_subject who = {.principal = broker_req_auth(req)->principal, .host = host};
-    struct hshard *hs = hs_of(req->shard);
-    LM_ASSERT(hs->snap != NULL);
-    const struct lm_meta_state *st = &hs->snap->state;
+    struct authz_subject who;
+    const struct lm_meta_state *st = subject_of(req, &who, host);
     return authz_allowed_any(&node->authz, st->acls, st->acl_count, &who, op, type);
 }
 
 int32_t h_authorized_ops(struct broker_req *req, int8_t type, const char *name)
 {
-    const struct handlers_ctx *node = h_node(req);
     char host[AUTHZ_HOST_MAX + 1];
-    peer_host(req, host, sizeof(host));
-    struct authz_subject who = {.principal = broker_req_auth(req)->principal, .host = host};
-    struct hshard *hs = hs_of(req->shard);
-    LM_ASSERT(hs->snap != NULL);
-    const struct lm_meta_state *st = &hs->snap->state;
-    return authz_authorized_ops(&node->authz, st->acls, st->acl_count, &who, type, name);
+    struct authz_subject who;
+    const struct lm_meta_state *st = subject_of(req, &who, host);
+    return authz_authorized_ops(&h_node(req)->authz, st->acls, st->acl_count, &who, type, name);
 }

@@ -237,6 +237,16 @@ static bool prefix_denied(const char *const *deny_prefixes, size_t n, const char
     return false;
 }
 
+/* Whether acl of the resource type counts for who and operation in authorizeByResourceType
+ * (the operation itself or ALL; no implication). */
+static bool by_type_applies(const struct authz_acl *a, const struct authz_subject *who,
+                            int8_t operation, int8_t permission)
+{
+    return a->permission == permission && principal_matches(a, who->principal) &&
+           host_matches(a, who->host) &&
+           (a->operation == operation || a->operation == AUTHZ_OP_ALL);
+}
+
 bool authz_allowed_any(const struct authz_config *cfg, const struct authz_acl *acls, size_t n,
                        const struct authz_subject *who, int8_t operation, int8_t resource_type)
 {
@@ -254,9 +264,7 @@ bool authz_allowed_any(const struct authz_config *cfg, const struct authz_acl *a
     bool overflow = false;
     for (size_t i = lo; i < hi; i++) {
         const struct authz_acl *a = &acls[i];
-        if (a->permission != AUTHZ_PERM_DENY || !principal_matches(a, who->principal) ||
-            !host_matches(a, who->host) ||
-            (a->operation != operation && a->operation != AUTHZ_OP_ALL))
+        if (!by_type_applies(a, who, operation, AUTHZ_PERM_DENY))
             continue;
         if (a->pattern_type == AUTHZ_PAT_LITERAL && strcmp(a->name, AUTHZ_WILDCARD) == 0)
             return false;
@@ -271,9 +279,7 @@ bool authz_allowed_any(const struct authz_config *cfg, const struct authz_acl *a
         return false;
     for (size_t i = lo; i < hi; i++) {
         const struct authz_acl *a = &acls[i];
-        if (a->permission != AUTHZ_PERM_ALLOW || !principal_matches(a, who->principal) ||
-            !host_matches(a, who->host) ||
-            (a->operation != operation && a->operation != AUTHZ_OP_ALL))
+        if (!by_type_applies(a, who, operation, AUTHZ_PERM_ALLOW))
             continue;
         if (a->pattern_type == AUTHZ_PAT_LITERAL && strcmp(a->name, AUTHZ_WILDCARD) == 0)
             return true;
