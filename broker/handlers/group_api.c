@@ -666,6 +666,8 @@ static void offset_commit(struct broker_req *req)
         return;
     g->aux = aux;
     gop_set(g, 0, GOP_COMMIT, group_owner_of(hs, rq->group_id), in, 1);
+    if (!group_ok) /* the coordinator never sees it */
+        g->ops[0].deny = KAFKA_GROUP_AUTHORIZATION_FAILED;
     group_ops_start(g);
     return;
 nomem:

@@ -156,6 +156,39 @@ def topics_seen(b, user):
     return sorted(t for t in md.topics if not t.startswith("__"))
 
 
+def admin_error(fut):
+    """The Kafka error code an admin future fails with (0 on success)."""
+    from confluent_kafka import KafkaException
+    try:
+        fut.result(30)
+        return 0
+    except KafkaException as e:
+        return e.args[0].code()
+
+
+def admin_checks(b):
+    """Admin APIs as alice (no CREATE, DELETE or config ACLs) and the group list."""
+    from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
+    a = AdminClient(client_conf(b, "alice"))
+    code = admin_error(a.create_topics([NewTopic("alice-new", 1, 1)])["alice-new"])
+    check(code == TOPIC_AUTHZ, "alice CreateTopics: %r" % code)
+    code = admin_error(a.delete_topics(["orders"])["orders"])
+    check(code == TOPIC_AUTHZ, "alice DeleteTopics: %r" % code)
+    res = ConfigResource("topic", "secret")
+    code = admin_error(a.describe_configs([res])[res])
+    check(code == TOPIC_AUTHZ, "alice DescribeConfigs of secret: %r" % code)
+    print("ok: alice's CreateTopics, DeleteTopics, DescribeConfigs denied "
+          "(TOPIC_AUTHORIZATION_FAILED)")
+    # ListGroups: without DESCRIBE on the cluster only the groups one may describe
+    groups = [g.id for g in AdminClient(client_conf(b, "admin")).list_groups(timeout=15)]
+    check("bob-group" in groups, "admin lists groups %r" % groups)
+    groups = [g.id for g in AdminClient(client_conf(b, "bob")).list_groups(timeout=15)]
+    check(groups == ["bob-group"], "bob lists groups %r" % groups)
+    groups = [g.id for g in a.list_groups(timeout=15)]
+    check(groups == [], "alice lists groups %r" % groups)
+    print("ok: ListGroups shows bob his group and alice none")
+
+
 def scenario(b, tmp):
     acls = Acls(b, tmp)
     create_topics(b, ["orders", "pre-a", "pre-b", "secret"])
@@ -208,6 +241,7 @@ def scenario(b, tmp):
     check(topics_seen(b, "admin") == ["orders", "pre-a", "pre-b", "secret"],
           "admin (super user) sees every topic")
     print("ok: Metadata hides what alice and bob may not describe")
+    admin_checks(b)
     _, out = acls.run("--list")
     for want in ("pre-", "PREFIXED", "DENY", "bob-group"):
         check(want in out, "kafka-acls --list lacks %s" % want)
