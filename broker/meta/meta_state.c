@@ -63,34 +63,31 @@ static int configs_dup(const struct lm_config_entry *src, size_t count,
     return 0;
 }
 
+/* A malloc'd copy of n elements of size bytes at src into *dst (NULL for none). */
+static int flat_copy(void **dst, const void *src, size_t n, size_t size)
+{
+    *dst = NULL;
+    if (n == 0)
+        return 0;
+    *dst = malloc(n * size);
+    if (*dst == NULL)
+        return LM_E_NOMEM;
+    memcpy(*dst, src, n * size);
+    return 0;
+}
+
+/* The flat arrays of the image: nodes, SCRAM credentials, ACL bindings. */
 static int brokers_copy(struct lm_meta_state *dst, const struct lm_meta_state *src)
 {
-    if (src->acl_count > 0) {
-        dst->acls = malloc(src->acl_count * sizeof(*dst->acls));
-        if (dst->acls == NULL) {
-            lm_meta_state_deinit(dst);
-            return LM_E_NOMEM;
-        }
-        memcpy(dst->acls, src->acls, src->acl_count * sizeof(*dst->acls));
-        dst->acl_count = dst->acl_cap = src->acl_count;
-    }
-    if (src->scram_count > 0) {
-        dst->scram = malloc(src->scram_count * sizeof(*dst->scram));
-        if (dst->scram == NULL) {
-            lm_meta_state_deinit(dst);
-            return LM_E_NOMEM;
-        }
-        memcpy(dst->scram, src->scram, src->scram_count * sizeof(*dst->scram));
-        dst->scram_count = dst->scram_cap = src->scram_count;
-    }
-    if (src->broker_count == 0)
-        return 0;
-    dst->brokers = malloc(src->broker_count * sizeof(*dst->brokers));
-    if (dst->brokers == NULL) {
+    if (flat_copy((void **)&dst->acls, src->acls, src->acl_count, sizeof(*src->acls)) != 0 ||
+        flat_copy((void **)&dst->scram, src->scram, src->scram_count, sizeof(*src->scram)) != 0 ||
+        flat_copy((void **)&dst->brokers, src->brokers, src->broker_count, sizeof(*src->brokers)) !=
+            0) {
         lm_meta_state_deinit(dst);
         return LM_E_NOMEM;
     }
-    memcpy(dst->brokers, src->brokers, src->broker_count * sizeof(*dst->brokers));
+    dst->acl_count = dst->acl_cap = src->acl_count;
+    dst->scram_count = dst->scram_cap = src->scram_count;
     dst->broker_count = dst->broker_cap = src->broker_count;
     return 0;
 }
