@@ -11,6 +11,7 @@
 #include <strings.h>
 
 #include "broker/log.h"
+#include "broker/security/authorizer.h"
 #include "broker/security/tls.h"
 #include "common/lm_assert.h"
 #include "common/lm_err.h"
@@ -76,6 +77,10 @@ static const struct key_spec g_keys[] = {
     {"laminar.bpf.enable", K_BOOL, OFF(bpf_enable), 0, 1},
     {"laminar.metrics.enable", K_BOOL, OFF(metrics_enable), 0, 1},
     {"laminar.http.listener", K_RAW, 0, 0, 0},
+    /* the ACL authorizer (broker/security/authorizer.h, parsed by the handler layer) */
+    {"authorizer.class.name", K_RAW, 0, 0, 0},
+    {"super.users", K_RAW, 0, 0, 0},
+    {"allow.everyone.if.no.acl.found", K_RAW, 0, 0, 0},
     {"laminar.log.level", K_SPECIAL, 0, 0, 0},
     /* Read by name by the handler layer (topic defaults, Kafka's names). */
     {"log.cleanup.policy", K_RAW, 0, 0, 0},
@@ -575,8 +580,6 @@ static const struct refused_key g_refused[] = {
      "authentication"},
     {"delegation.token.secret.key", NULL, "delegation tokens"},
     {"delegation.token.master.key", NULL, "delegation tokens"},
-    {"authorizer.class.name", NULL, "ACL authorization"},
-    {"super.users", NULL, "ACL authorization"},
     {"client.quota.callback.class", NULL, "client quotas"},
     {"quota.window.num", "11", "client quotas"},
     {"quota.window.size.seconds", "1", "client quotas"},
@@ -1101,6 +1104,17 @@ int broker_config_check_supported(struct broker_config *cfg)
     if (bad != NULL) {
         BLOG_ERROR("config: %s is not supported yet (%s is not implemented); remove it to start",
                    bad->key, why->feature);
+        return LM_E_UNSUPPORTED;
+    }
+    /* The ACL authorizer's keys (broker/security/authorizer.h): another authorizer class or a
+     * malformed super.users stops the start before anything is written. */
+    struct authz_config authz;
+    const char *authz_why = NULL;
+    if (authz_config_parse(&authz, broker_config_get(cfg, "authorizer.class.name"),
+                           broker_config_get(cfg, "super.users"),
+                           broker_config_get(cfg, "allow.everyone.if.no.acl.found"),
+                           &authz_why) != 0) {
+        BLOG_ERROR("config: %s: this setting is not supported; fix it to start", authz_why);
         return LM_E_UNSUPPORTED;
     }
     const char *map = broker_config_get(cfg, "listener.security.protocol.map");

@@ -122,13 +122,14 @@ int broker_config_set_kv(struct broker_config *cfg, const char *kv);
  * once per key nothing reads. Returns 0 or LM_E_CONFIG. */
 int broker_config_finish(struct broker_config *cfg);
 /* Refuses settings laminar cannot honour, so it never serves with less protection than
- * configured: a controller listener whose security protocol is not PLAINTEXT, authorizer and
- * client quota keys, ssl.* keys laminar does not read and SASL keys other than the mechanism and
- * JAAS settings, with a non-empty value other than Kafka's default. Checks the TLS settings of
- * every SSL / SASL_SSL listener by building its context (files readable, key matching its
- * certificate). Fills listener_sasl and listener_tls. Logs one error line naming the key.
- * Returns 0, LM_E_UNSUPPORTED, or LM_E_CONFIG for a malformed map, a listener without a
- * protocol or bad TLS settings. broker_config_finish runs it too. */
+ * configured: a controller listener whose security protocol is not PLAINTEXT, an
+ * authorizer.class.name other than the ACL authorizer (checked by the handler layer), client quota
+ * keys, ssl.* keys laminar does not read and SASL keys other than the mechanism and JAAS settings,
+ * with a non-empty value other than Kafka's default. Checks the TLS settings of every SSL /
+ * SASL_SSL listener by building its context (files readable, key matching its certificate). Fills
+ * listener_sasl and listener_tls. Logs one error line naming the key. Returns 0, LM_E_UNSUPPORTED,
+ * or LM_E_CONFIG for a malformed map, a listener without a protocol or bad TLS settings.
+ * broker_config_finish runs it too. */
 int broker_config_check_supported(struct broker_config *cfg);
 /* Returns the raw text last set for key, or NULL. Borrowed from cfg. */
 const char *broker_config_get(const struct broker_config *cfg, const char *key);

@@ -114,6 +114,19 @@ int meta_snapshot_encode(const struct lm_meta_state *st, int64_t last, uint8_t *
                                    .scram_server_key = c->server_key};
         put_record(&o, &r);
     }
+    for (size_t i = 0; i < st->acl_count; i++) {
+        const struct authz_acl *acl = &st->acls[i];
+        struct lm_meta_record r = {.type = LM_META_ACL_CREATE,
+                                   .acl_resource_type = acl->resource_type,
+                                   .acl_pattern_type = acl->pattern_type,
+                                   .acl_operation = acl->operation,
+                                   .acl_permission = acl->permission,
+                                   .acl_name = acl->name,
+                                   .acl_principal = acl->principal,
+                                   .acl_host = acl->host};
+        memcpy(r.acl_id, acl->id, 16);
+        put_record(&o, &r);
+    }
     if (o.rc != 0) {
         free(o.buf);
         return o.rc;

@@ -73,8 +73,16 @@ int admin_describe_cluster(const struct admin_env *env, int16_t version,
     rs->endpoint_type = version >= 1 ? rq->endpoint_type : ENDPOINT_BROKERS;
     rs->cluster_id = admin_kstr(env->cluster_id);
     rs->controller_id = cfg->node_id;
-    rs->cluster_authorized_operations =
-        rq->include_cluster_authorized_operations ? CLUSTER_OPERATIONS : INT32_MIN;
+    /* KafkaApis.handleDescribeClusterRequest: the operations allowed on the cluster when the
+     * principal may DESCRIBE it, else none */
+    rs->cluster_authorized_operations = INT32_MIN;
+    if (rq->include_cluster_authorized_operations)
+        rs->cluster_authorized_operations =
+            !admin_authz_on(env) ? CLUSTER_OPERATIONS
+            : admin_allowed(env, AUTHZ_OP_DESCRIBE, AUTHZ_RES_CLUSTER,
+                            admin_kstr(AUTHZ_CLUSTER_NAME))
+                ? admin_authorized_ops(env, AUTHZ_RES_CLUSTER, AUTHZ_CLUSTER_NAME)
+                : 0;
     rs->brokers = NULL;
     rs->brokers_count = 0;
     if (version >= 1 && rq->endpoint_type != ENDPOINT_BROKERS) {

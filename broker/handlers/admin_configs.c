@@ -369,6 +369,28 @@ static int dc_broker(const struct admin_env *env, int16_t version, bool synonyms
     return 0;
 }
 
+/* KafkaApis / ConfigAdminManager authorization of one config resource: op (DESCRIBE_CONFIGS
+ * or ALTER_CONFIGS) on the topic, or on the cluster for a broker or broker logger. Sets the
+ * error and returns true when denied (rc gets admin_fmt's result). */
+static bool config_denied(const struct admin_env *env, int8_t type, struct kafka_str name,
+                          int8_t op, struct kafka_arena *a, int16_t *code, struct kafka_str *msg,
+                          int *rc)
+{
+    if (type == ADMIN_RESOURCE_TOPIC) {
+        if (admin_allowed(env, op, AUTHZ_RES_TOPIC, name))
+            return false;
+        *code = KAFKA_TOPIC_AUTHORIZATION_FAILED;
+    } else if (type == ADMIN_RESOURCE_BROKER || type == ADMIN_RESOURCE_BROKER_LOGGER) {
+        if (admin_allowed(env, op, AUTHZ_RES_CLUSTER, admin_kstr(AUTHZ_CLUSTER_NAME)))
+            return false;
+        *code = KAFKA_CLUSTER_AUTHORIZATION_FAILED;
+    } else {
+        return false;
+    }
+    *rc = admin_fmt(a, msg, "Authorization failed.");
+    return true;
+}
+
 int admin_describe_configs(const struct admin_env *env, int16_t version,
                            const struct kafka_describe_configs_request *rq,
                            struct kafka_describe_configs_response *rs, struct kafka_arena *a)
@@ -395,7 +417,12 @@ int admin_describe_configs(const struct admin_env *env, int16_t version,
             .configs = NULL,
             .configs_count = 0,
         };
-        if (r->resource_type == ADMIN_RESOURCE_TOPIC)
+        bool denied =
+            config_denied(env, r->resource_type, r->resource_name, AUTHZ_OP_DESCRIBE_CONFIGS, a,
+                          &res->error_code, &res->error_message, &rc);
+        if (denied) {
+            /* answered TOPIC_ or CLUSTER_AUTHORIZATION_FAILED */
+        } else if (r->resource_type == ADMIN_RESOURCE_TOPIC)
             rc = dc_topic(env, version, rq->include_synonyms, rq->include_documentation, r, brk,
                           brk_count, a, res);
         else if (r->resource_type == ADMIN_RESOURCE_BROKER)
@@ -702,6 +729,8 @@ int admin_alter_configs(const struct admin_env *env, int16_t version,
         if (dup[i]) {
             rc = SET_ERR(a, res->error_code, res->error_message, KAFKA_INVALID_REQUEST,
                          "Duplicate resource in request.");
+        } else if (config_denied(env, r->resource_type, r->resource_name, AUTHZ_OP_ALTER_CONFIGS, a,
+                                 &res->error_code, &res->error_message, &rc)) {
         } else if (r->resource_type == ADMIN_RESOURCE_TOPIC) {
             rc = ac_topic(env, rq->validate_only, r, a, res);
         } else if (r->resource_type == ADMIN_RESOURCE_BROKER) {
@@ -901,6 +930,8 @@ int admin_incremental_alter_configs(const struct admin_env *env, int16_t version
         if (dup[i]) {
             rc = SET_ERR(a, res->error_code, res->error_message, KAFKA_INVALID_REQUEST,
                          "Duplicate resource in request.");
+        } else if (config_denied(env, r->resource_type, r->resource_name, AUTHZ_OP_ALTER_CONFIGS, a,
+                                 &res->error_code, &res->error_message, &rc)) {
         } else if (r->resource_type == ADMIN_RESOURCE_TOPIC) {
             rc = iac_topic(env, rq->validate_only, r, a, res);
         } else if (r->resource_type == ADMIN_RESOURCE_BROKER) {

@@ -22,6 +22,7 @@
 
 #include "broker/config.h"
 #include "broker/meta/meta_store.h"
+#include "broker/security/authorizer.h"
 #include "protocol/kafka_api.h"
 #include "protocol/kafka_rt.h"
 
@@ -97,7 +98,21 @@ struct admin_env {
     struct admin_defer *defer;
     /* A cluster: the controller leader's id (DescribeCluster), else -1. */
     int32_t controller_id;
+    /* The authorizer's settings (NULL or disabled: everything is allowed and the ACL APIs
+     * answer SECURITY_DISABLED) and who sent the request. */
+    const struct authz_config *authz;
+    struct authz_subject who;
 };
+
+/* Whether the request's principal may perform op on resource (type, name) as the current
+ * metadata image's ACLs say (admin_util.c). A name longer than 1023 bytes is refused unless
+ * the authorizer is off or the principal is a super user. */
+bool admin_allowed(const struct admin_env *env, int8_t op, int8_t type, struct kafka_str name);
+/* Whether the authorizer is on for this request. */
+bool admin_authz_on(const struct admin_env *env);
+/* Kafka's authorized-operations bit field of resource (type, name) (every supported operation
+ * with the authorizer off). */
+int32_t admin_authorized_ops(const struct admin_env *env, int8_t type, const char *name);
 
 /* What a queued change's refusal means to the client (its Kafka error). */
 enum admin_commit_kind {
@@ -105,6 +120,7 @@ enum admin_commit_kind {
     ADMIN_COMMIT_CONFIGS,    /* AlterConfigs, IncrementalAlterConfigs */
     ADMIN_COMMIT_PARTITIONS, /* CreatePartitions */
     ADMIN_COMMIT_SCRAM,      /* AlterUserScramCredentials (topic is the user) */
+    ADMIN_COMMIT_ACL,        /* CreateAcls, DeleteAcls */
 };
 
 struct admin_defer_item {
@@ -168,7 +184,8 @@ int admin_alter_user_scram_credentials(const struct admin_env *env, int16_t vers
                                        struct kafka_alter_user_scram_credentials_response *rs,
                                        struct kafka_arena *a);
 
-/* The ACL APIs without an authorizer (admin_acls.c): SECURITY_DISABLED as Kafka answers them.
+/* The ACL APIs (admin_acls.c, KIP-140, KIP-290): bindings stored as LM_META_ACL_CREATE /
+ * _DELETE records; SECURITY_DISABLED when the authorizer is off, as Kafka answers them.
  * Return LM_E_INVALID for a request Kafka cannot parse (an UNKNOWN enum code), which closes
  * the connection. */
 int admin_describe_acls(const struct admin_env *env, int16_t version,

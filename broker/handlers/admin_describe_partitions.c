@@ -239,13 +239,26 @@ int admin_describe_topic_partitions(const struct admin_env *env, int16_t version
             rs->next_cursor.partition_index = from;
             break;
         }
+        /* KafkaApis.handleDescribeTopicPartitionsRequest: DESCRIBE on each topic; listing
+         * every topic leaves the others out, a named one is TOPIC_AUTHORIZATION_FAILED */
+        bool allowed =
+            admin_allowed(env, AUTHZ_OP_DESCRIBE, AUTHZ_RES_TOPIC, admin_kstr(w[i].name));
+        if (!allowed && rq->topics_count <= 0)
+            continue;
         dtp_topic *o = &rs->topics[rs->topics_count++];
         *o = (dtp_topic){
             .error_code = KAFKA_NONE,
             .name = admin_kstr(w[i].name),
             .is_internal = topic_internal(w[i].name),
-            .topic_authorized_operations = TOPIC_OPERATIONS,
+            .topic_authorized_operations =
+                admin_authz_on(env) ? admin_authorized_ops(env, AUTHZ_RES_TOPIC, w[i].name)
+                                    : TOPIC_OPERATIONS,
         };
+        if (!allowed) {
+            o->error_code = KAFKA_TOPIC_AUTHORIZATION_FAILED;
+            o->topic_authorized_operations = INT32_MIN;
+            continue;
+        }
         if (!w[i].exists) {
             o->error_code = KAFKA_UNKNOWN_TOPIC_OR_PARTITION;
             o->topic_authorized_operations = INT32_MIN;

@@ -147,11 +147,17 @@ int admin_update_features(const struct admin_env *env, int16_t version,
                                         sizeof(rq->feature_updates[0]), n, &dup);
     if (rc != 0)
         return rc;
+    /* ControllerApis.handleUpdateFeatures: ALTER on the cluster */
+    bool denied =
+        !admin_allowed(env, AUTHZ_OP_ALTER, AUTHZ_RES_CLUSTER, admin_kstr(AUTHZ_CLUSTER_NAME));
     for (int32_t i = 0; i < n; i++) {
         const struct kafka_update_features_request_feature_update_key *u = &rq->feature_updates[i];
         struct kafka_update_features_response_updatable_feature_result *res = &rs->results[i];
         res->feature = u->feature;
-        if (dup[i]) {
+        if (denied) {
+            res->error_code = KAFKA_CLUSTER_AUTHORIZATION_FAILED;
+            res->error_message = KAFKA_STR_NULL;
+        } else if (dup[i]) {
             res->error_code = KAFKA_INVALID_REQUEST;
             rc = admin_fmt(a, &res->error_message, "Feature %.*s was specified more than once.",
                            u->feature.len > 0 ? u->feature.len : 0, u->feature.ptr);

@@ -226,6 +226,12 @@ int admin_describe_log_dirs(const struct admin_env *env, int16_t version,
     if (ADMIN_RESULTS(a, rs, results, n) != 0)
         return LM_E_NOMEM;
     rs->error_code = KAFKA_NONE;
+    if (!admin_allowed(env, AUTHZ_OP_DESCRIBE, AUTHZ_RES_CLUSTER, admin_kstr(AUTHZ_CLUSTER_NAME))) {
+        /* KafkaApis.handleDescribeLogDirsRequest: DESCRIBE on the cluster */
+        rs->error_code = KAFKA_CLUSTER_AUTHORIZATION_FAILED;
+        rs->results_count = 0;
+        return 0;
+    }
     for (int32_t i = 0; i < n; i++) {
         int rc = describe_dir(env, env->cfg->log_dirs[i], i == 0, rq, a, &rs->results[i]);
         if (rc != 0)

@@ -38,6 +38,8 @@ static void defer_outcome(struct kafka_arena *a, const struct admin_defer_item *
 {
     const char *t = it->topic ? it->topic : "?";
     int16_t code;
+    if (it->kind == ADMIN_COMMIT_ACL && (rc == LM_E_EXISTS || rc == LM_E_NOT_FOUND))
+        return; /* the same binding was added, or this one removed, by another request */
     const char *what;
     switch (rc) {
     case LM_E_EXISTS:
@@ -51,6 +53,7 @@ static void defer_outcome(struct kafka_arena *a, const struct admin_defer_item *
         break;
     case LM_E_INVALID:
         code = it->kind == ADMIN_COMMIT_SCRAM        ? KAFKA_UNACCEPTABLE_CREDENTIAL
+               : it->kind == ADMIN_COMMIT_ACL        ? KAFKA_INVALID_REQUEST
                : it->kind == ADMIN_COMMIT_CONFIGS    ? KAFKA_INVALID_CONFIG
                : it->kind == ADMIN_COMMIT_PARTITIONS ? KAFKA_INVALID_PARTITIONS
                                                      : KAFKA_INVALID_REQUEST;
@@ -72,9 +75,11 @@ static void defer_outcome(struct kafka_arena *a, const struct admin_defer_item *
     *it->code = code;
     char *m = kafka_arena_alloc(a, 320, 1);
     if (m != NULL) {
-        int n =
-            snprintf(m, 320, "%s '%s': the change %s (%s).",
-                     it->kind == ADMIN_COMMIT_SCRAM ? "User" : "Topic", t, what, lm_strerror(rc));
+        int n = snprintf(m, 320, "%s '%s': the change %s (%s).",
+                         it->kind == ADMIN_COMMIT_SCRAM ? "User"
+                         : it->kind == ADMIN_COMMIT_ACL ? "ACL binding"
+                                                        : "Topic",
+                         t, what, lm_strerror(rc));
         *it->msg = (struct kafka_str){m, n < 0 ? 0 : n >= 320 ? 319 : n};
     }
 }
@@ -165,6 +170,7 @@ static void admin_serve(struct broker_req *req, int16_t min_version, int16_t max
         .defer = node->ctl != NULL ? &defer : NULL,
         .controller_id = node->ctl != NULL ? controller_leader(node->ctl) : -1,
     };
+    h_subject(req, &env.authz, &env.who);
     rc = core(&env, req->api_version, rq, rs, ka);
     if (rc != 0) {
         admin_fail(req,

@@ -48,6 +48,14 @@ int admin_describe_user_scram_credentials(
         kafka_describe_user_scram_credentials_response_describe_user_scram_credentials_result
             result_t;
     typedef struct kafka_describe_user_scram_credentials_response_credential_info info_t;
+    if (!admin_allowed(env, AUTHZ_OP_DESCRIBE, AUTHZ_RES_CLUSTER, admin_kstr(AUTHZ_CLUSTER_NAME))) {
+        /* KafkaApis.handleDescribeUserScramCredentialsRequest: DESCRIBE on the cluster */
+        rs->error_code = KAFKA_CLUSTER_AUTHORIZATION_FAILED;
+        rs->error_message = KAFKA_STR_NULL;
+        rs->results = NULL;
+        rs->results_count = 0;
+        return 0;
+    }
     struct lm_meta_snapshot *snap = lm_meta_store_snapshot(env->meta);
     const struct lm_meta_state *st = &snap->state;
     int rc = 0;
@@ -185,6 +193,14 @@ int admin_alter_user_scram_credentials(const struct admin_env *env, int16_t vers
         if (k == nres)
             res[nres++] = (result_t){.user = ops[i].user, .error_message = KAFKA_STR_NULL};
         op_user[i] = k;
+    }
+    if (!admin_allowed(env, AUTHZ_OP_ALTER, AUTHZ_RES_CLUSTER, admin_kstr(AUTHZ_CLUSTER_NAME))) {
+        /* KafkaApis.handleAlterUserScramCredentialsRequest: ALTER on the cluster */
+        for (size_t i = 0; i < nres; i++)
+            res[i].error_code = KAFKA_CLUSTER_AUTHORIZATION_FAILED;
+        rs->results = res;
+        rs->results_count = (int32_t)nres;
+        return 0;
     }
     struct lm_meta_snapshot *snap = lm_meta_store_snapshot(env->meta);
     for (size_t i = 0; i < n; i++) {

@@ -430,6 +430,8 @@ int admin_create_topics(const struct admin_env *env, int16_t version,
                                     &dup);
     if (rc != 0)
         return rc;
+    bool create_cluster =
+        admin_allowed(env, AUTHZ_OP_CREATE, AUTHZ_RES_CLUSTER, admin_kstr(AUTHZ_CLUSTER_NAME));
     for (int32_t i = 0; i < n; i++) {
         struct kafka_create_topics_response_creatable_topic_result *res = &rs->topics[i];
         *res = (struct kafka_create_topics_response_creatable_topic_result){
@@ -441,6 +443,15 @@ int admin_create_topics(const struct admin_env *env, int16_t version,
             .configs = NULL,
             .configs_count = -1,
         };
+        /* ControllerApis.createTopics: CREATE on the cluster or on the topic */
+        if (!dup[i] && !create_cluster &&
+            !admin_allowed(env, AUTHZ_OP_CREATE, AUTHZ_RES_TOPIC, rq->topics[i].name)) {
+            rc = SET_ERR(a, res->error_code, res->error_message, KAFKA_TOPIC_AUTHORIZATION_FAILED,
+                         "Authorization failed.");
+            if (rc != 0)
+                return rc;
+            continue;
+        }
         rc = create_one(env, version, rq->validate_only, &rq->topics[i], dup[i], brk, brk_count, a,
                         res);
         if (rc != 0)
@@ -537,6 +548,10 @@ int admin_delete_topics(const struct admin_env *env, int16_t version,
         } else if (dup) {
             rc = SET_ERR(a, res->error_code, res->error_message, KAFKA_INVALID_REQUEST,
                          has_name ? "Duplicate topic name." : "Duplicate topic id.");
+        } else if (has_name && !admin_allowed(env, AUTHZ_OP_DELETE, AUTHZ_RES_TOPIC, name)) {
+            /* ControllerApis.deleteTopics: DELETE on the topic, checked before existence */
+            rc = SET_ERR(a, res->error_code, res->error_message, KAFKA_TOPIC_AUTHORIZATION_FAILED,
+                         "Authorization failed.");
         } else {
             /* Resolve the topic in the newest state, then delete it by name. */
             struct lm_meta_snapshot *snap = lm_meta_store_snapshot(env->meta);
@@ -561,6 +576,9 @@ int admin_delete_topics(const struct admin_env *env, int16_t version,
             } else if (t == NULL) {
                 rc = SET_ERR(a, res->error_code, res->error_message, KAFKA_UNKNOWN_TOPIC_ID,
                              "This server does not know this topic id.");
+            } else if (!admin_allowed(env, AUTHZ_OP_DELETE, AUTHZ_RES_TOPIC, admin_kstr(cname))) {
+                rc = SET_ERR(a, res->error_code, res->error_message,
+                             KAFKA_TOPIC_AUTHORIZATION_FAILED, "Authorization failed.");
             } else {
                 res->name = admin_kstr(cname);
                 rc = delete_one(env, cname, a, res);
@@ -583,6 +601,10 @@ static int partitions_one(const struct admin_env *env, bool validate_only,
     if (dup)
         return SET_ERR(a, res->error_code, res->error_message, KAFKA_INVALID_REQUEST,
                        "Duplicate topic name.");
+    /* ControllerApis.createPartitions: ALTER on the topic, checked before existence */
+    if (!admin_allowed(env, AUTHZ_OP_ALTER, AUTHZ_RES_TOPIC, t->name))
+        return SET_ERR(a, res->error_code, res->error_message, KAFKA_TOPIC_AUTHORIZATION_FAILED,
+                       "Authorization failed.");
     char *name = NULL;
     int rc = admin_cstr(a, t->name, &name);
     if (rc != 0)

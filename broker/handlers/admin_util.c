@@ -280,3 +280,34 @@ int admin_commit(const struct admin_env *env, const struct lm_meta_record *r,
     d->count++;
     return 0;
 }
+
+bool admin_authz_on(const struct admin_env *env)
+{
+    return env->authz != NULL && env->authz->enabled;
+}
+
+bool admin_allowed(const struct admin_env *env, int8_t op, int8_t type, struct kafka_str name)
+{
+    if (!admin_authz_on(env) || authz_is_super(env->authz, env->who.principal))
+        return true;
+    char buf[1024];
+    if (name.len < 0 || (size_t)name.len >= sizeof(buf))
+        return false;
+    memcpy(buf, name.ptr, (size_t)name.len);
+    buf[name.len] = '\0';
+    struct lm_meta_snapshot *snap = lm_meta_store_snapshot(env->meta);
+    bool ok = authz_allowed(env->authz, snap->state.acls, snap->state.acl_count, &env->who, op,
+                            type, buf);
+    lm_meta_snapshot_release(snap);
+    return ok;
+}
+
+int32_t admin_authorized_ops(const struct admin_env *env, int8_t type, const char *name)
+{
+    static const struct authz_config off = {.enabled = false};
+    struct lm_meta_snapshot *snap = lm_meta_store_snapshot(env->meta);
+    int32_t ops = authz_authorized_ops(admin_authz_on(env) ? env->authz : &off, snap->state.acls,
+                                       snap->state.acl_count, &env->who, type, name);
+    lm_meta_snapshot_release(snap);
+    return ops;
+}

@@ -596,6 +596,11 @@ void data_fetch(struct broker_req *req)
     fc->resp.responses_count = nt;
     fc->count = n;
     size_t k = 0;
+    /* KafkaApis.handleFetchRequest: a follower (replica id >= 0) needs CLUSTER_ACTION on the
+     * cluster, a consumer READ on each topic; both fail as TOPIC_AUTHORIZATION_FAILED */
+    int32_t replica = v >= 15 ? fc->rq.replica_state.replica_id : fc->rq.replica_id;
+    bool follower = replica >= 0;
+    bool follower_ok = !follower || h_allowed_cluster(req, AUTHZ_OP_CLUSTER_ACTION);
     for (int32_t i = 0; i < nt; i++) {
         const struct kafka_fetch_request_fetch_topic *ti = &fc->rq.topics[i];
         struct kafka_fetch_response_fetchable_topic_response *tr = &fc->resp.responses[i];
@@ -627,6 +632,9 @@ void data_fetch(struct broker_req *req)
                 }
             }
         }
+        bool denied = follower
+                          ? !follower_ok
+                          : !unknown_id && !h_allowed_k(req, AUTHZ_OP_READ, AUTHZ_RES_TOPIC, name);
         for (int32_t j = 0; j < np; j++, k++) {
             const struct kafka_fetch_request_fetch_partition *pi = &ti->partitions[j];
             struct kafka_fetch_response_partition_data *pd = &tr->partitions[j];
@@ -654,6 +662,11 @@ void data_fetch(struct broker_req *req)
             w->topic_len = name.len > 0 ? (size_t)name.len : 0;
             if (unknown_id) {
                 w->error = KAFKA_UNKNOWN_TOPIC_ID;
+                w->owner = HWORK_DONE;
+                continue;
+            }
+            if (denied) {
+                w->error = KAFKA_TOPIC_AUTHORIZATION_FAILED;
                 w->owner = HWORK_DONE;
                 continue;
             }

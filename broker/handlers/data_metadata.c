@@ -73,7 +73,7 @@ static bool fill_partitions_cluster(struct broker_req *req, const struct lm_meta
 
 static bool fill_topic(struct broker_req *req,
                        struct kafka_metadata_response_metadata_response_topic *o,
-                       const struct htopic *t)
+                       const struct htopic *t, bool want_ops)
 {
     const struct handlers_ctx *h = h_node(req);
     int32_t node = h->cfg->node_id;
@@ -85,7 +85,8 @@ static bool fill_topic(struct broker_req *req,
         return false;
     memcpy(o->topic_id.b, t->meta->id, 16);
     o->is_internal = h_topic_internal(t->meta->name, strlen(t->meta->name));
-    o->topic_authorized_operations = AUTHORIZED_OPS_UNSET;
+    o->topic_authorized_operations =
+        want_ops ? h_authorized_ops(req, AUTHZ_RES_TOPIC, t->meta->name) : AUTHORIZED_OPS_UNSET;
     int32_t n = t->meta->partition_count;
     o->partitions = h_alloc(req, (size_t)n, sizeof(*o->partitions));
     int32_t *nodes = h_alloc(req, 1, sizeof(int32_t));
@@ -201,6 +202,10 @@ void data_metadata(struct broker_req *req)
         (struct kafka_str){hs->node->cluster_id, (int32_t)strlen(hs->node->cluster_id)};
     resp.controller_id = cfg->node_id;
     resp.cluster_authorized_operations = AUTHORIZED_OPS_UNSET;
+    if (v >= 8 && v <= 10 && rq.include_cluster_authorized_operations)
+        resp.cluster_authorized_operations =
+            h_authorized_ops(req, AUTHZ_RES_CLUSTER, AUTHZ_CLUSTER_NAME);
+    bool want_ops = v >= 8 && rq.include_topic_authorized_operations;
     if (hs_cluster(hs->node) && !fill_brokers_cluster(req, hs, &resp))
         goto nomem;
 
@@ -215,7 +220,11 @@ void data_metadata(struct broker_req *req)
         for (size_t b = 0; b < hs->bucket_count; b++)
             for (struct htopic *t = hs->buckets[b]; t != NULL; t = t->next) {
                 LM_ASSERT((size_t)i < n);
-                if (!fill_topic(req, &resp.topics[i++], t))
+                /* KafkaApis: topics the principal may not DESCRIBE are left out */
+                if (!h_allowed(req, AUTHZ_OP_DESCRIBE, AUTHZ_RES_TOPIC, t->meta->name,
+                               strlen(t->meta->name)))
+                    continue;
+                if (!fill_topic(req, &resp.topics[i++], t, want_ops))
                     goto nomem;
             }
         resp.topics_count = i;
@@ -243,6 +252,18 @@ void data_metadata(struct broker_req *req)
             }
         } else {
             t = hs_topic(hs, in->name.ptr, (size_t)in->name.len);
+        }
+        /* KafkaApis: a topic named but not describable is TOPIC_AUTHORIZATION_FAILED, asked
+         * by id its name stays hidden (null); a missing one the request would auto-create
+         * needs CREATE on the cluster or the topic */
+        struct kafka_str aname = in->name;
+        if (in->name.len < 0)
+            aname = (struct kafka_str){t->meta->name, (int32_t)strlen(t->meta->name)};
+        if (!h_allowed_k(req, AUTHZ_OP_DESCRIBE, AUTHZ_RES_TOPIC, aname) ||
+            (t == NULL && may_create && !h_allowed_cluster(req, AUTHZ_OP_CREATE) &&
+             !h_allowed_k(req, AUTHZ_OP_CREATE, AUTHZ_RES_TOPIC, in->name))) {
+            o->error_code = KAFKA_TOPIC_AUTHORIZATION_FAILED;
+            continue;
         }
         if (t == NULL) {
             char *name = h_strdup(req, in->name);
@@ -281,7 +302,7 @@ void data_metadata(struct broker_req *req)
                 continue;
             }
         }
-        if (!fill_topic(req, o, t))
+        if (!fill_topic(req, o, t, want_ops))
             goto nomem;
     }
     h_respond(req, &resp);

@@ -63,12 +63,20 @@ static void close_nomem(struct broker_req *req)
     broker_req_respond_none(req);
 }
 
-/* Fills w's routing from the shard's view: unknown topic/partition answered here. */
-static void route(struct hshard *hs, struct hwork *w, struct kafka_str topic, int32_t partition)
+/* Fills w's routing from the shard's view: a topic the principal may not perform op on
+ * (TOPIC_AUTHORIZATION_FAILED, checked first as KafkaApis does) and an unknown topic/partition
+ * are answered here. */
+static void route(struct broker_req *req, struct hshard *hs, struct hwork *w, int8_t op,
+                  struct kafka_str topic, int32_t partition)
 {
     w->topic = topic.ptr;
     w->topic_len = topic.len > 0 ? (size_t)topic.len : 0;
     w->partition = partition;
+    if (!h_allowed_k(req, op, AUTHZ_RES_TOPIC, topic)) {
+        w->error = KAFKA_TOPIC_AUTHORIZATION_FAILED;
+        w->owner = HWORK_DONE;
+        return;
+    }
     struct htopic *t = topic.len > 0 ? hs_topic(hs, topic.ptr, (size_t)topic.len) : NULL;
     if (t == NULL || partition < 0 || partition >= t->meta->partition_count) {
         w->error = KAFKA_UNKNOWN_TOPIC_OR_PARTITION;
@@ -84,9 +92,9 @@ static void route(struct hshard *hs, struct hwork *w, struct kafka_str topic, in
  * once here.
  *
  * FAN_ITEMS defines `static bool fn(req, c, &items, &n)`: allocates c->resp.topics[].partitions[]
- * (each answered by DEFAULTS(o) until an op runs) and one routed item per partition; false when
- * the arena is exhausted. */
-#define FAN_ITEMS(fn, ctx_t, NAME, PART, DEFAULTS)                                                 \
+ * (each answered by DEFAULTS(o) until an op runs) and one routed item per partition, each
+ * topic authorized for ACL operation OP; false when the arena is exhausted. */
+#define FAN_ITEMS(fn, ctx_t, NAME, PART, DEFAULTS, OP)                                             \
     static bool fn(struct broker_req *req, struct ctx_t *c, struct hwork **items_out,              \
                    size_t *n_out)                                                                  \
     {                                                                                              \
@@ -116,7 +124,7 @@ static void route(struct hshard *hs, struct hwork *w, struct kafka_str topic, in
                 DEFAULTS(&to->partitions[j]);                                                      \
                 items[k].in = &ti->partitions[j];                                                  \
                 items[k].out = &to->partitions[j];                                                 \
-                route(hs, &items[k], ti->NAME, ti->partitions[j].PART);                            \
+                route(req, hs, &items[k], OP, ti->NAME, ti->partitions[j].PART);                   \
             }                                                                                      \
         }                                                                                          \
         *items_out = items;                                                                        \
@@ -251,7 +259,8 @@ static void list_offsets_defaults(struct kafka_list_offsets_response_partition *
     o->leader_epoch = -1;
 }
 
-FAN_ITEMS(list_offsets_items, lo_ctx, name, partition_index, list_offsets_defaults)
+FAN_ITEMS(list_offsets_items, lo_ctx, name, partition_index, list_offsets_defaults,
+          AUTHZ_OP_DESCRIBE)
 
 static int lo_item_cmp(const void *x, const void *y)
 {
@@ -347,7 +356,7 @@ static void ole_defaults(struct kafka_offset_for_leader_epoch_response_epoch_end
     o->end_offset = -1;
 }
 
-FAN_ITEMS(ole_items, ole_ctx, topic, partition, ole_defaults)
+FAN_ITEMS(ole_items, ole_ctx, topic, partition, ole_defaults, AUTHZ_OP_DESCRIBE)
 
 void data_offset_for_leader_epoch(struct broker_req *req)
 {
@@ -418,7 +427,7 @@ static void dr_defaults(struct kafka_delete_records_response_delete_records_part
     o->low_watermark = -1;
 }
 
-FAN_ITEMS(dr_items, dr_ctx, name, partition_index, dr_defaults)
+FAN_ITEMS(dr_items, dr_ctx, name, partition_index, dr_defaults, AUTHZ_OP_DELETE)
 
 void data_delete_records(struct broker_req *req)
 {

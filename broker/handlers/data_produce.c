@@ -502,6 +502,14 @@ static void produce_finish(struct hfan *f)
     }
     LM_ASSERT(k == f->count);
     if (c->acks == 0) {
+        /* KafkaApis closes the connection of an acks=0 producer whose request failed, the
+         * only way it learns; done here for a denied topic, so a producer without WRITE does
+         * not keep sending into the void */
+        for (size_t i = 0; i < f->count; i++)
+            if (f->items[i].error == KAFKA_TOPIC_AUTHORIZATION_FAILED) {
+                broker_req_close_after(req);
+                break;
+            }
         broker_req_respond_none(req);
         return;
     }
@@ -528,6 +536,9 @@ void data_produce(struct broker_req *req)
         common = KAFKA_UNSUPPORTED_VERSION;
     else if (c->acks != 0 && c->acks != 1 && c->acks != -1)
         common = KAFKA_INVALID_REQUIRED_ACKS;
+    else if (c->rq.transactional_id.len >= 0 &&
+             !h_allowed_k(req, AUTHZ_OP_WRITE, AUTHZ_RES_TRANSACTIONAL_ID, c->rq.transactional_id))
+        common = KAFKA_TRANSACTIONAL_ID_AUTHORIZATION_FAILED; /* KafkaApis.handleProduceRequest */
     if (common != KAFKA_NONE && c->acks == 0)
         c->acks = 1; /* an error must be seen */
     kafka_produce_response_init(&c->resp);
@@ -560,6 +571,9 @@ void data_produce(struct broker_req *req)
             return;
         }
         tr->partition_responses_count = np;
+        /* WRITE on the topic (KafkaApis: an idempotent producer needs nothing more in 4.x) */
+        bool denied =
+            common == KAFKA_NONE && !h_allowed_k(req, AUTHZ_OP_WRITE, AUTHZ_RES_TOPIC, td->name);
         for (int32_t j = 0; j < np; j++, k++) {
             struct kafka_produce_response_partition_produce_response *pr =
                 &tr->partition_responses[j];
@@ -581,6 +595,11 @@ void data_produce(struct broker_req *req)
             if (common != KAFKA_NONE) {
                 w->error = common;
                 w->owner = HWORK_DONE; /* answered here, no shard runs it */
+                continue;
+            }
+            if (denied) {
+                w->error = KAFKA_TOPIC_AUTHORIZATION_FAILED;
+                w->owner = HWORK_DONE;
                 continue;
             }
             if (h_topic_internal(w->topic, w->topic_len)) {

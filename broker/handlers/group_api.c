@@ -95,10 +95,22 @@ static void gop_set(struct greq *g, size_t i, uint8_t kind, uint32_t owner, cons
     op->in = in;
     op->n = n;
     op->index = i;
+    op->deny = 0;
+}
+
+/* Answers op i with err (GROUP_AUTHORIZATION_FAILED) unless the principal may perform op on
+ * group id (KafkaApis checks before the coordinator sees the call). */
+static void gop_authorize(struct greq *g, size_t i, int8_t acl_op, struct kafka_str id)
+{
+    LM_ASSERT(i < g->n_ops);
+    if (!h_allowed_k(g->req, acl_op, AUTHZ_RES_GROUP, id))
+        g->ops[i].deny = KAFKA_GROUP_AUTHORIZATION_FAILED;
 }
 
 void group_api_finish(struct greq *g)
 {
+    if (!g->nomem && g->post != NULL)
+        g->post(g);
     if (g->nomem) {
         h_close(g->req, "arena exhausted copying a group response");
         return;
@@ -201,6 +213,16 @@ static struct coord_answer cluster_coordinator(struct broker_req *req, struct ka
     return a;
 }
 
+/* KafkaApis.handleFindCoordinatorRequest: DESCRIBE on the group or the transactional id. */
+static int16_t coordinator_denied(struct broker_req *req, int8_t type, struct kafka_str key)
+{
+    if (type == 0 && !h_allowed_k(req, AUTHZ_OP_DESCRIBE, AUTHZ_RES_GROUP, key))
+        return KAFKA_GROUP_AUTHORIZATION_FAILED;
+    if (type == 1 && !h_allowed_k(req, AUTHZ_OP_DESCRIBE, AUTHZ_RES_TRANSACTIONAL_ID, key))
+        return KAFKA_TRANSACTIONAL_ID_AUTHORIZATION_FAILED;
+    return KAFKA_NONE;
+}
+
 static void find_coordinator(struct broker_req *req)
 {
     struct kafka_find_coordinator_request rq;
@@ -218,6 +240,18 @@ static void find_coordinator(struct broker_req *req)
     kafka_find_coordinator_response_init(&resp);
     resp.throttle_time_ms = 0;
     bool cluster = hs_cluster(h_node(req)) && type == 0;
+    int16_t denied = req->api_version < 4 && err == KAFKA_NONE
+                         ? coordinator_denied(req, type, rq.key)
+                         : KAFKA_NONE;
+    if (denied != KAFKA_NONE) {
+        resp.error_code = denied;
+        resp.error_message = KAFKA_STR_NULL;
+        resp.node_id = -1;
+        resp.host = cstr("");
+        resp.port = -1;
+        h_respond(req, &resp);
+        return;
+    }
     if (req->api_version < 4 && cluster) {
         struct coord_answer ca = cluster_coordinator(req, rq.key);
         resp.error_code = ca.err;
@@ -247,6 +281,15 @@ static void find_coordinator(struct broker_req *req)
     for (int32_t i = 0; i < n; i++) {
         struct kafka_find_coordinator_response_coordinator *o = &resp.coordinators[i];
         o->key = rq.coordinator_keys[i];
+        int16_t deny = err == KAFKA_NONE ? coordinator_denied(req, type, o->key) : KAFKA_NONE;
+        if (deny != KAFKA_NONE) {
+            o->node_id = -1;
+            o->host = cstr("");
+            o->port = -1;
+            o->error_code = deny;
+            o->error_message = KAFKA_STR_NULL;
+            continue;
+        }
         if (cluster) {
             struct coord_answer ca = cluster_coordinator(req, o->key);
             o->node_id = ca.node;
@@ -321,6 +364,7 @@ static void join_group(struct broker_req *req)
         return;
     g->aux = rq;
     gop_set(g, 0, GOP_JOIN, group_owner_of(hs_of(req->shard), rq->group_id), in, 1);
+    gop_authorize(g, 0, AUTHZ_OP_READ, rq->group_id);
     group_ops_start(g);
 }
 
@@ -396,6 +440,7 @@ static void sync_group(struct broker_req *req)
     if (g == NULL)
         return;
     gop_set(g, 0, GOP_SYNC, group_owner_of(hs_of(req->shard), rq->group_id), in, 1);
+    gop_authorize(g, 0, AUTHZ_OP_READ, rq->group_id);
     group_ops_start(g);
 }
 
@@ -440,6 +485,7 @@ static void heartbeat(struct broker_req *req)
     if (g == NULL)
         return;
     gop_set(g, 0, GOP_HEARTBEAT, group_owner_of(hs_of(req->shard), rq->group_id), in, 1);
+    gop_authorize(g, 0, AUTHZ_OP_READ, rq->group_id);
     group_ops_start(g);
 }
 
@@ -495,6 +541,7 @@ static void leave_group(struct broker_req *req)
         return;
     g->aux = in;
     gop_set(g, 0, GOP_LEAVE, group_owner_of(hs_of(req->shard), rq->group_id), in, 1);
+    gop_authorize(g, 0, AUTHZ_OP_READ, rq->group_id);
     group_ops_start(g);
 }
 
@@ -557,6 +604,9 @@ static void offset_commit(struct broker_req *req)
         goto nomem;
     resp->topics_count = nt;
     int32_t lnt = 0;
+    /* KafkaApis.handleOffsetCommitRequest: READ on the group, else every partition
+     * GROUP_AUTHORIZATION_FAILED; then READ on each topic */
+    bool group_ok = h_allowed_k(req, AUTHZ_OP_READ, AUTHZ_RES_GROUP, rq->group_id);
     for (int32_t i = 0; i < nt; i++) {
         const struct kafka_offset_commit_request_topic *t = &rq->topics[i];
         struct kafka_offset_commit_response_topic *o = &resp->topics[i];
@@ -571,10 +621,18 @@ static void offset_commit(struct broker_req *req)
         /* Kafka checks the topic exists before the coordinator sees the commit. */
         const struct htopic *ht =
             t->name.len > 0 ? hs_topic(hs, t->name.ptr, (size_t)t->name.len) : NULL;
+        int16_t denied = !group_ok ? KAFKA_GROUP_AUTHORIZATION_FAILED
+                         : !h_allowed_k(req, AUTHZ_OP_READ, AUTHZ_RES_TOPIC, t->name)
+                             ? KAFKA_TOPIC_AUTHORIZATION_FAILED
+                             : KAFKA_NONE;
         int32_t lnp = 0;
         for (int32_t j = 0; j < np; j++) {
             const struct kafka_offset_commit_request_partition *p = &t->partitions[j];
             o->partitions[j].partition_index = p->partition_index;
+            if (denied != KAFKA_NONE) {
+                o->partitions[j].error_code = denied;
+                continue;
+            }
             if (ht == NULL || p->partition_index < 0 ||
                 p->partition_index >= ht->meta->partition_count) {
                 o->partitions[j].error_code = KAFKA_UNKNOWN_TOPIC_OR_PARTITION;
@@ -608,6 +666,8 @@ static void offset_commit(struct broker_req *req)
         return;
     g->aux = aux;
     gop_set(g, 0, GOP_COMMIT, group_owner_of(hs, rq->group_id), in, 1);
+    if (!group_ok) /* the coordinator never sees it */
+        g->ops[0].deny = KAFKA_GROUP_AUTHORIZATION_FAILED;
     group_ops_start(g);
     return;
 nomem:
@@ -650,6 +710,48 @@ static bool fetch_group_in(struct broker_req *req, struct lm_group_fetch_req *in
     return true;
 }
 
+/* OffsetFetch's topics as KafkaApis filters them (DESCRIBE on each topic): asked for every
+ * topic, the ones not describable are left out; named, they are answered
+ * TOPIC_AUTHORIZATION_FAILED per partition. */
+#define FETCH_FILTER(TOPICS, COUNT, ALL)                                                           \
+    do {                                                                                           \
+        int32_t keep_ = 0;                                                                         \
+        for (int32_t i_ = 0; i_ < (COUNT); i_++) {                                                 \
+            __typeof__((TOPICS)[0]) *t_ = &(TOPICS)[i_];                                           \
+            if (h_allowed_k(g->req, AUTHZ_OP_DESCRIBE, AUTHZ_RES_TOPIC, t_->name)) {               \
+                (TOPICS)[keep_++] = *t_;                                                           \
+                continue;                                                                          \
+            }                                                                                      \
+            if (ALL)                                                                               \
+                continue;                                                                          \
+            for (int32_t j_ = 0; j_ < t_->partitions_count; j_++) {                                \
+                t_->partitions[j_].committed_offset = -1;                                          \
+                t_->partitions[j_].committed_leader_epoch = -1;                                    \
+                t_->partitions[j_].metadata = KAFKA_STR_NULL;                                      \
+                t_->partitions[j_].error_code = KAFKA_TOPIC_AUTHORIZATION_FAILED;                  \
+            }                                                                                      \
+            (TOPICS)[keep_++] = *t_;                                                               \
+        }                                                                                          \
+        (COUNT) = keep_;                                                                           \
+    } while (0)
+
+static void fetch_post(struct greq *g)
+{
+    if (!h_authz_on(g->req))
+        return;
+    struct kafka_offset_fetch_response *o = g->resp;
+    const struct kafka_offset_fetch_request *rq = g->aux;
+    if (g->version < 8) {
+        if (o->topics != NULL)
+            FETCH_FILTER(o->topics, o->topics_count, rq->topics_count < 0);
+        return;
+    }
+    for (int32_t k = 0; k < o->groups_count; k++)
+        if (o->groups[k].topics != NULL)
+            FETCH_FILTER(o->groups[k].topics, o->groups[k].topics_count,
+                         rq->groups[k].topics_count < 0);
+}
+
 static void offset_fetch(struct broker_req *req)
 {
     int16_t v = req->api_version;
@@ -686,6 +788,9 @@ static void offset_fetch(struct broker_req *req)
         if (g == NULL)
             return;
         gop_set(g, 0, GOP_FETCH, group_owner_of(hs, rq->group_id), in, 1);
+        gop_authorize(g, 0, AUTHZ_OP_DESCRIBE, rq->group_id);
+        g->aux = rq;
+        g->post = fetch_post;
         group_ops_start(g);
         return;
     }
@@ -716,7 +821,10 @@ static void offset_fetch(struct broker_req *req)
             goto nomem;
         resp->groups[i].group_id = rg->group_id;
         gop_set(g, (size_t)i, GOP_FETCH, group_owner_of(hs, rg->group_id), in, 1);
+        gop_authorize(g, (size_t)i, AUTHZ_OP_DESCRIBE, rg->group_id);
     }
+    g->aux = rq;
+    g->post = fetch_post;
     group_ops_start(g);
     return;
 nomem:
@@ -805,6 +913,15 @@ static void describe_groups(struct broker_req *req)
         resp->groups[i].group_id = rq->groups[i];
         resp->groups[i].authorized_operations = AUTHORIZED_OPS_UNSET;
         gop_set(g, (size_t)i, GOP_DESCRIBE, group_owner_of(hs, rq->groups[i]), &rq->groups[i], 1);
+        gop_authorize(g, (size_t)i, AUTHZ_OP_DESCRIBE, rq->groups[i]);
+        if (req->api_version >= 3 && rq->include_authorized_operations && g->ops[i].deny == 0) {
+            char *id = h_strdup(req, rq->groups[i]);
+            if (id == NULL) {
+                h_close(req, "arena exhausted");
+                return;
+            }
+            resp->groups[i].authorized_operations = h_authorized_ops(req, AUTHZ_RES_GROUP, id);
+        }
     }
     group_ops_start(g);
 }
@@ -849,6 +966,20 @@ static void fill_describe(struct greq *g, struct gop *op, const struct lm_group_
 
 /* ---- ListGroups (0-5): every shard's coordinator -------------------------------------------- */
 
+/* KafkaApis.handleListGroupsRequest: DESCRIBE on the cluster lists every group, else only the
+ * groups the principal may DESCRIBE. */
+static void list_post(struct greq *g)
+{
+    struct kafka_list_groups_response *o = g->resp;
+    if (!h_authz_on(g->req) || h_allowed_cluster(g->req, AUTHZ_OP_DESCRIBE))
+        return;
+    int32_t keep = 0;
+    for (int32_t i = 0; i < o->groups_count; i++)
+        if (h_allowed_k(g->req, AUTHZ_OP_DESCRIBE, AUTHZ_RES_GROUP, o->groups[i].group_id))
+            o->groups[keep++] = o->groups[i];
+    o->groups_count = keep;
+}
+
 static void list_groups(struct broker_req *req)
 {
     int16_t v = req->api_version;
@@ -876,6 +1007,7 @@ static void list_groups(struct broker_req *req)
         return;
     for (uint32_t i = 0; i < hs->count; i++)
         gop_set(g, i, GOP_LIST, i, in, 1);
+    g->post = list_post;
     group_ops_start(g);
 }
 
@@ -938,6 +1070,7 @@ static void delete_groups(struct broker_req *req)
         resp->results[i].group_id = rq->groups_names[i];
         gop_set(g, (size_t)i, GOP_DELETE, group_owner_of(hs, rq->groups_names[i]),
                 &rq->groups_names[i], 1);
+        gop_authorize(g, (size_t)i, AUTHZ_OP_DELETE, rq->groups_names[i]);
     }
     group_ops_start(g);
 }
@@ -954,6 +1087,44 @@ static void fill_delete(struct greq *g, struct gop *op, const struct lm_group_re
 
 /* ---- OffsetDelete (0) ----------------------------------------------------------------------- */
 
+/* KafkaApis.handleOffsetDeleteRequest: READ on each topic, else its partitions are
+ * TOPIC_AUTHORIZATION_FAILED. The coordinator never sees those topics; they are appended to
+ * its answer here, on the request's shard. */
+static void offset_delete_post(struct greq *g)
+{
+    struct kafka_offset_delete_response *o = g->resp;
+    const struct kafka_offset_delete_request *rq = g->aux;
+    if (!h_authz_on(g->req) || o->error_code != KAFKA_NONE)
+        return;
+    int32_t nt = rq->topics_count > 0 ? rq->topics_count : 0, denied = 0;
+    for (int32_t i = 0; i < nt; i++)
+        denied += !h_allowed_k(g->req, AUTHZ_OP_READ, AUTHZ_RES_TOPIC, rq->topics[i].name);
+    if (denied == 0)
+        return;
+    __typeof__(o->topics) all = galloc(g, (size_t)(o->topics_count + denied), sizeof(*all));
+    if (all == NULL)
+        return;
+    if (o->topics_count > 0)
+        memcpy(all, o->topics, (size_t)o->topics_count * sizeof(*all));
+    int32_t k = o->topics_count;
+    for (int32_t i = 0; i < nt; i++) {
+        const struct kafka_offset_delete_request_topic *t = &rq->topics[i];
+        if (h_allowed_k(g->req, AUTHZ_OP_READ, AUTHZ_RES_TOPIC, t->name))
+            continue;
+        int32_t np = t->partitions_count > 0 ? t->partitions_count : 0;
+        all[k].name = t->name;
+        all[k].partitions = galloc(g, (size_t)np, sizeof(*all[k].partitions));
+        all[k].partitions_count = all[k].partitions != NULL ? np : 0;
+        for (int32_t j = 0; j < all[k].partitions_count; j++) {
+            all[k].partitions[j].partition_index = t->partitions[j].partition_index;
+            all[k].partitions[j].error_code = KAFKA_TOPIC_AUTHORIZATION_FAILED;
+        }
+        k++;
+    }
+    o->topics = all;
+    o->topics_count = k;
+}
+
 static void offset_delete(struct broker_req *req)
 {
     struct kafka_offset_delete_request *rq = h_alloc(req, 1, sizeof(*rq));
@@ -969,24 +1140,31 @@ static void offset_delete(struct broker_req *req)
     struct lm_group_fetch_topic *lt = h_alloc(req, (size_t)nt, sizeof(*lt));
     if (lt == NULL)
         goto nomem;
+    int32_t lnt = 0;
     for (int32_t i = 0; i < nt; i++) {
+        if (!h_allowed_k(req, AUTHZ_OP_READ, AUTHZ_RES_TOPIC, rq->topics[i].name))
+            continue; /* answered by offset_delete_post */
         int32_t np = rq->topics[i].partitions_count > 0 ? rq->topics[i].partitions_count : 0;
         int32_t *ps = h_alloc(req, (size_t)np, sizeof(*ps));
         if (ps == NULL)
             goto nomem;
         for (int32_t j = 0; j < np; j++)
             ps[j] = rq->topics[i].partitions[j].partition_index;
-        lt[i].name = rq->topics[i].name;
-        lt[i].n_partitions = np;
-        lt[i].partitions = ps;
+        lt[lnt].name = rq->topics[i].name;
+        lt[lnt].n_partitions = np;
+        lt[lnt].partitions = ps;
+        lnt++;
     }
     in->group_id = rq->group_id;
-    in->n_topics = nt;
+    in->n_topics = lnt;
     in->topics = lt;
     struct greq *g = greq_new(req, resp, 1);
     if (g == NULL)
         return;
     gop_set(g, 0, GOP_OFFSET_DELETE, group_owner_of(hs_of(req->shard), rq->group_id), in, 1);
+    gop_authorize(g, 0, AUTHZ_OP_DELETE, rq->group_id);
+    g->aux = rq;
+    g->post = offset_delete_post;
     group_ops_start(g);
     return;
 nomem:

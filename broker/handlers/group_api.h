@@ -34,6 +34,9 @@ struct gop {
     const void *in; /* the lm_group_*_req (or kafka_str array for describe/delete) */
     int32_t n;      /* group count for describe/delete */
     size_t index;   /* which element of the response this call fills */
+    /* An authorization error answered on the request's shard instead of running the call
+     * (group_api_fill with no result); 0 runs it. */
+    int16_t deny;
 };
 
 struct greq {
@@ -45,6 +48,10 @@ struct greq {
     size_t n_ops;
     size_t next;
     bool nomem; /* an arena copy failed: the connection is closed at finish */
+    /* Runs on the request's shard once every call has answered, before the response is
+     * encoded: drops or marks what the principal may not see (the calls run on other shards,
+     * which must not read this shard's metadata image). NULL: nothing. */
+    void (*post)(struct greq *g);
 };
 
 /* Runs op's lm_group_* call (on the owner shard) with op as the token. */

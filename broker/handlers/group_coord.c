@@ -471,6 +471,10 @@ static void op_done(struct broker_shard *origin, struct broker_xcall *x)
 
 static void op_issue(struct greq *g)
 {
+    while (g->next < g->n_ops && g->ops[g->next].deny != 0) {
+        group_api_fill(&g->ops[g->next], NULL, g->ops[g->next].deny);
+        g->next++;
+    }
     if (g->next >= g->n_ops) {
         group_api_finish(g);
         return;

@@ -586,6 +586,16 @@ static int node_setup(struct broker_dispatch *d, struct handlers_ctx *h)
         return rc;
     }
     h->meta_fresh = lm_meta_store_version(h->meta) == 0;
+    const char *why = NULL;
+    if (authz_config_parse(&h->authz, broker_config_get(cfg, "authorizer.class.name"),
+                           broker_config_get(cfg, "super.users"),
+                           broker_config_get(cfg, "allow.everyone.if.no.acl.found"), &why) != 0) {
+        BLOG_ERROR("config: %s", why);
+        return LM_E_UNSUPPORTED;
+    }
+    if (h->authz.enabled)
+        BLOG_INFO("ACL authorizer on: %u super users, allow.everyone.if.no.acl.found=%s",
+                  h->authz.super_count, h->authz.allow_if_no_acl ? "true" : "false");
     if (controller_configured(cfg)) {
         if ((rc = controller_create(cfg, h->meta, &h->ctl)) != 0)
             return rc;

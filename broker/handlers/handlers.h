@@ -89,6 +89,9 @@ struct handlers_ctx {
     /* The metadata log was empty when this process opened it (a first start: where
      * laminar.scram.credentials applies, as kafka-storage format --add-scram does) */
     bool meta_fresh;
+    /* The ACL authorizer's settings (authorizer.class.name, super.users,
+     * allow.everyone.if.no.acl.found); read-only after setup */
+    struct authz_config authz;
 };
 
 /* handlers_serve registers fn for api_key and records [min_version, max_version] as served

@@ -12,6 +12,7 @@
 #include "broker/meta/meta_store.h"
 #include "broker/meta/topic_config.h"
 #include "broker/partition/partition.h"
+#include "broker/security/authorizer.h"
 #include "protocol/kafka_api.h"
 #include "protocol/kafka_errors.h"
 #include "storage/storage.h"
@@ -271,6 +272,22 @@ void hs_rebalance_check(struct hshard *hs, uint64_t now_ms);
 
 /* The handler-layer state of shard s. */
 struct hshard *hs_of(struct broker_shard *s);
+
+/* ---- authorization (hs_authz.c, broker/security/authorizer.h) ---- */
+/* The node's authorizer settings and who sent req (host in req's arena). */
+void h_subject(struct broker_req *req, const struct authz_config **cfg, struct authz_subject *who);
+/* Whether the authorizer is on (authorizer.class.name). */
+bool h_authz_on(struct broker_req *req);
+/* Whether req's principal may perform op on resource (type, name[0..len)), as the shard's
+ * metadata image says; always true with the authorizer off. */
+bool h_allowed(struct broker_req *req, int8_t op, int8_t type, const char *name, size_t len);
+bool h_allowed_k(struct broker_req *req, int8_t op, int8_t type, struct kafka_str name);
+/* op on the cluster resource ("kafka-cluster"). */
+bool h_allowed_cluster(struct broker_req *req, int8_t op);
+/* Kafka's authorizeByResourceType: op on at least one resource of type. */
+bool h_allowed_any(struct broker_req *req, int8_t op, int8_t type);
+/* Kafka's authorized-operations bit field of resource (type, name) for req's principal. */
+int32_t h_authorized_ops(struct broker_req *req, int8_t type, const char *name);
 /* Brings the shard's topic table and partition logs up to the metadata store's version. */
 void hs_refresh(struct hshard *hs);
 /* Topic by name (not NUL-terminated) or by id, or NULL. */

@@ -302,6 +302,41 @@ void hs_elect_leaders(struct broker_req *req)
     if (!h_decode(req, rq))
         return;
     kafka_elect_leaders_response_init(resp);
+    if (!h_allowed_cluster(req, AUTHZ_OP_ALTER)) {
+        /* KafkaApis.handleElectLeaders: ALTER on the cluster, else every listed partition
+         * (and the top level from v1) CLUSTER_AUTHORIZATION_FAILED */
+        int32_t nt = rq->topic_partitions_count > 0 ? rq->topic_partitions_count : 0;
+        resp->error_code = KAFKA_CLUSTER_AUTHORIZATION_FAILED;
+        resp->replica_election_results =
+            h_alloc(req, (size_t)nt, sizeof(*resp->replica_election_results));
+        if (resp->replica_election_results == NULL) {
+            h_close(req, "arena exhausted");
+            return;
+        }
+        resp->replica_election_results_count = nt;
+        for (int32_t i = 0; i < nt; i++) {
+            const struct kafka_elect_leaders_request_elect_leaders_topic_partitions *t =
+                &rq->topic_partitions[i];
+            struct kafka_elect_leaders_response_elect_leaders_replica_election_result *o =
+                &resp->replica_election_results[i];
+            int32_t np = t->partitions_count > 0 ? t->partitions_count : 0;
+            o->topic = t->topic;
+            o->partition_result = h_alloc(req, (size_t)np, sizeof(*o->partition_result));
+            if (o->partition_result == NULL) {
+                h_close(req, "arena exhausted");
+                return;
+            }
+            o->partition_result_count = np;
+            for (int32_t j = 0; j < np; j++)
+                o->partition_result[j] =
+                    (struct kafka_elect_leaders_response_elect_leaders_partition_result){
+                        .partition_id = t->partitions[j],
+                        .error_code = KAFKA_CLUSTER_AUTHORIZATION_FAILED,
+                        .error_message = KAFKA_STR_NULL};
+        }
+        h_respond(req, resp);
+        return;
+    }
     *e = (struct elect_req){.req = req, .resp = resp};
     e->timer.heap_index_ = UINT32_MAX;
     struct hshard *hs = hs_of(req->shard);

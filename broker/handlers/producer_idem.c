@@ -794,6 +794,20 @@ static void init_producer_id(struct broker_req *req)
     resp.throttle_time_ms = 0;
     resp.producer_id = -1;
     resp.producer_epoch = -1;
+    /* KafkaApis.handleInitProducerIdRequest: WRITE on the transactional id, or for an
+     * idempotent producer IDEMPOTENT_WRITE on the cluster or WRITE on any topic */
+    if (rq.transactional_id.len >= 0 &&
+        !h_allowed_k(req, AUTHZ_OP_WRITE, AUTHZ_RES_TRANSACTIONAL_ID, rq.transactional_id)) {
+        resp.error_code = KAFKA_TRANSACTIONAL_ID_AUTHORIZATION_FAILED;
+        h_respond(req, &resp);
+        return;
+    }
+    if (rq.transactional_id.len < 0 && !h_allowed_cluster(req, AUTHZ_OP_IDEMPOTENT_WRITE) &&
+        !h_allowed_any(req, AUTHZ_OP_WRITE, AUTHZ_RES_TOPIC)) {
+        resp.error_code = KAFKA_CLUSTER_AUTHORIZATION_FAILED;
+        h_respond(req, &resp);
+        return;
+    }
     if (rq.transactional_id.len >= 0) {
         /* Transactions are not served yet. Kafka has no "transactions disabled" code; any
          * retriable one (COORDINATOR_NOT_AVAILABLE) makes clients wait for max.block.ms.
@@ -919,6 +933,8 @@ static void describe_producers(struct broker_req *req)
             goto nomem;
         o->partitions_count = np;
         struct htopic *ht = t->name.len > 0 ? hs_topic(hs, t->name.ptr, (size_t)t->name.len) : NULL;
+        /* KafkaApis.handleDescribeProducersRequest: READ on the topic */
+        bool denied = !h_allowed_k(req, AUTHZ_OP_READ, AUTHZ_RES_TOPIC, t->name);
         for (int32_t j = 0; j < np; j++, k++) {
             struct hwork *w = &items[k];
             o->partitions[j].partition_index = t->partition_indexes[j];
@@ -927,6 +943,11 @@ static void describe_producers(struct broker_req *req)
             w->topic_len = t->name.len > 0 ? (size_t)t->name.len : 0;
             w->partition = t->partition_indexes[j];
             w->out = &o->partitions[j];
+            if (denied) {
+                w->error = KAFKA_TOPIC_AUTHORIZATION_FAILED;
+                w->owner = HWORK_DONE;
+                continue;
+            }
             if (ht == NULL || w->partition < 0 || w->partition >= ht->meta->partition_count) {
                 w->error = KAFKA_UNKNOWN_TOPIC_OR_PARTITION;
                 w->owner = HWORK_DONE;

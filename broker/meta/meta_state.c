@@ -38,6 +38,7 @@ void lm_meta_state_deinit(struct lm_meta_state *s)
     free(s->topics);
     free(s->brokers);
     free(s->scram);
+    free(s->acls);
     memset(s, 0, sizeof(*s));
 }
 
@@ -62,25 +63,31 @@ static int configs_dup(const struct lm_config_entry *src, size_t count,
     return 0;
 }
 
+/* A malloc'd copy of n elements of size bytes at src into *dst (NULL for none). */
+static int flat_copy(void **dst, const void *src, size_t n, size_t size)
+{
+    *dst = NULL;
+    if (n == 0)
+        return 0;
+    *dst = malloc(n * size);
+    if (*dst == NULL)
+        return LM_E_NOMEM;
+    memcpy(*dst, src, n * size);
+    return 0;
+}
+
+/* The flat arrays of the image: nodes, SCRAM credentials, ACL bindings. */
 static int brokers_copy(struct lm_meta_state *dst, const struct lm_meta_state *src)
 {
-    if (src->scram_count > 0) {
-        dst->scram = malloc(src->scram_count * sizeof(*dst->scram));
-        if (dst->scram == NULL) {
-            lm_meta_state_deinit(dst);
-            return LM_E_NOMEM;
-        }
-        memcpy(dst->scram, src->scram, src->scram_count * sizeof(*dst->scram));
-        dst->scram_count = dst->scram_cap = src->scram_count;
-    }
-    if (src->broker_count == 0)
-        return 0;
-    dst->brokers = malloc(src->broker_count * sizeof(*dst->brokers));
-    if (dst->brokers == NULL) {
+    if (flat_copy((void **)&dst->acls, src->acls, src->acl_count, sizeof(*src->acls)) != 0 ||
+        flat_copy((void **)&dst->scram, src->scram, src->scram_count, sizeof(*src->scram)) != 0 ||
+        flat_copy((void **)&dst->brokers, src->brokers, src->broker_count, sizeof(*src->brokers)) !=
+            0) {
         lm_meta_state_deinit(dst);
         return LM_E_NOMEM;
     }
-    memcpy(dst->brokers, src->brokers, src->broker_count * sizeof(*dst->brokers));
+    dst->acl_count = dst->acl_cap = src->acl_count;
+    dst->scram_count = dst->scram_cap = src->scram_count;
     dst->broker_count = dst->broker_cap = src->broker_count;
     return 0;
 }
@@ -346,6 +353,74 @@ const struct lm_meta_scram *lm_meta_state_scram(const struct lm_meta_state *s, c
     return NULL;
 }
 
+/* The binding r carries, as the image stores it. */
+static void acl_from_record(const struct lm_meta_record *r, struct authz_acl *out)
+{
+    memset(out, 0, sizeof(*out));
+    memcpy(out->id, r->acl_id, 16);
+    out->resource_type = r->acl_resource_type;
+    out->pattern_type = r->acl_pattern_type;
+    out->operation = r->acl_operation;
+    out->permission = r->acl_permission;
+    snprintf(out->name, sizeof(out->name), "%s", r->acl_name);
+    snprintf(out->principal, sizeof(out->principal), "%s", r->acl_principal);
+    snprintf(out->host, sizeof(out->host), "%s", r->acl_host);
+}
+
+const struct authz_acl *lm_meta_state_acl(const struct lm_meta_state *s, const uint8_t id[16])
+{
+    for (size_t i = 0; i < s->acl_count; i++)
+        if (memcmp(s->acls[i].id, id, 16) == 0)
+            return &s->acls[i];
+    return NULL;
+}
+
+/* The index where acl belongs in the sorted array (the first not below it). */
+static size_t acl_slot(const struct lm_meta_state *s, const struct authz_acl *acl)
+{
+    size_t lo = 0, hi = s->acl_count;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (authz_acl_cmp(&s->acls[mid], acl) < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+const struct authz_acl *lm_meta_state_acl_same(const struct lm_meta_state *s,
+                                               const struct lm_meta_record *r)
+{
+    if (r->acl_name == NULL || r->acl_principal == NULL || r->acl_host == NULL)
+        return NULL;
+    struct authz_acl want;
+    acl_from_record(r, &want);
+    size_t i = acl_slot(s, &want);
+    return i < s->acl_count && authz_acl_cmp(&s->acls[i], &want) == 0 ? &s->acls[i] : NULL;
+}
+
+static bool id_zero(const uint8_t id[16])
+{
+    static const uint8_t zero[16];
+    return memcmp(id, zero, 16) == 0;
+}
+
+static int acl_check(const struct lm_meta_state *s, const struct lm_meta_record *r)
+{
+    if (id_zero(r->acl_id))
+        return LM_E_INVALID;
+    if (r->type == LM_META_ACL_DELETE)
+        return lm_meta_state_acl(s, r->acl_id) != NULL ? 0 : LM_E_NOT_FOUND;
+    if (authz_binding_invalid(r->acl_resource_type, r->acl_pattern_type, r->acl_name,
+                              r->acl_principal, r->acl_host, r->acl_operation,
+                              r->acl_permission) != NULL)
+        return LM_E_INVALID;
+    if (lm_meta_state_acl(s, r->acl_id) != NULL || lm_meta_state_acl_same(s, r) != NULL)
+        return LM_E_EXISTS;
+    return s->acl_count >= LM_META_ACLS_MAX ? LM_E_FULL : 0;
+}
+
 static int scram_check(const struct lm_meta_state *s, const struct lm_meta_record *r)
 {
     if (r->user == NULL || r->user[0] == '\0' || strlen(r->user) > LM_META_SCRAM_USER_MAX ||
@@ -435,6 +510,9 @@ int lm_meta_state_check(const struct lm_meta_state *s, const struct lm_meta_reco
     case LM_META_SCRAM_SET:
     case LM_META_SCRAM_DELETE:
         return scram_check(s, r);
+    case LM_META_ACL_CREATE:
+    case LM_META_ACL_DELETE:
+        return acl_check(s, r);
     }
     return LM_E_INVALID;
 }
@@ -583,6 +661,24 @@ int lm_meta_state_apply(struct lm_meta_state *s, const struct lm_meta_record *r)
         s->scram[i] = s->scram[--s->scram_count];
         break;
     }
+    case LM_META_ACL_CREATE: {
+        struct authz_acl acl;
+        acl_from_record(r, &acl);
+        if (LM_GROW(s->acls, s->acl_cap, s->acl_count + 1, 16) != 0)
+            return LM_E_NOMEM;
+        size_t i = acl_slot(s, &acl);
+        memmove(&s->acls[i + 1], &s->acls[i], (s->acl_count - i) * sizeof(*s->acls));
+        s->acls[i] = acl;
+        s->acl_count++;
+        break;
+    }
+    case LM_META_ACL_DELETE: {
+        size_t i = (size_t)(lm_meta_state_acl(s, r->acl_id) - s->acls);
+        LM_ASSERT(i < s->acl_count);
+        memmove(&s->acls[i], &s->acls[i + 1], (s->acl_count - i - 1) * sizeof(*s->acls));
+        s->acl_count--;
+        break;
+    }
     }
     s->version++;
     return 0;
@@ -646,6 +742,12 @@ size_t lm_meta_record_size(const struct lm_meta_record *r)
         break;
     case LM_META_SCRAM_DELETE:
         n += str_size(r->user) + 1;
+        break;
+    case LM_META_ACL_CREATE:
+        n += 16 + 4 + str_size(r->acl_name) + str_size(r->acl_principal) + str_size(r->acl_host);
+        break;
+    case LM_META_ACL_DELETE:
+        n += 16;
         break;
     }
     return n;
@@ -739,8 +841,14 @@ int lm_meta_record_encode(const struct lm_meta_record *r, uint8_t *buf, size_t c
         (r->type == LM_META_SCRAM_SET &&
          (r->scram_salt_len > LM_META_SCRAM_SALT_MAX || r->scram_salt == NULL ||
           r->scram_stored_key == NULL || r->scram_server_key == NULL)) ||
+        (r->type == LM_META_ACL_CREATE &&
+         (r->acl_name == NULL || r->acl_principal == NULL || r->acl_host == NULL)) ||
         (r->replicas != NULL && r->replication_factor < 1))
         return LM_E_INVALID;
+    if (r->type == LM_META_ACL_CREATE &&
+        (strlen(r->acl_name) > UINT16_MAX || strlen(r->acl_principal) > UINT16_MAX ||
+         strlen(r->acl_host) > UINT16_MAX))
+        return LM_E_TOO_LARGE;
     size_t need = lm_meta_record_size(r);
     if (need > cap || need > INT32_MAX)
         return LM_E_TOO_LARGE;
@@ -819,6 +927,20 @@ int lm_meta_record_encode(const struct lm_meta_record *r, uint8_t *buf, size_t c
             memcpy(buf + c.pos, r->scram_server_key, kl);
             c.pos += kl;
         }
+        break;
+    case LM_META_ACL_CREATE:
+    case LM_META_ACL_DELETE:
+        memcpy(buf + c.pos, r->acl_id, 16);
+        c.pos += 16;
+        if (r->type == LM_META_ACL_DELETE)
+            break;
+        put_u8(&c, (uint8_t)r->acl_resource_type);
+        put_u8(&c, (uint8_t)r->acl_pattern_type);
+        put_u8(&c, (uint8_t)r->acl_operation);
+        put_u8(&c, (uint8_t)r->acl_permission);
+        put_str(&c, r->acl_name);
+        put_str(&c, r->acl_principal);
+        put_str(&c, r->acl_host);
         break;
     }
     LM_ASSERT(c.pos == need);
@@ -998,6 +1120,24 @@ int lm_meta_record_decode(const uint8_t *buf, size_t len, struct lm_meta_record 
         c.pos += kl;
         break;
     }
+    case LM_META_ACL_CREATE:
+    case LM_META_ACL_DELETE:
+        if (len - c.pos < 16)
+            return LM_E_TRUNCATED;
+        memcpy(out->acl_id, buf + c.pos, 16);
+        c.pos += 16;
+        if (out->type == LM_META_ACL_DELETE)
+            break;
+        if (len - c.pos < 4)
+            return LM_E_TRUNCATED;
+        out->acl_resource_type = (int8_t)buf[c.pos++];
+        out->acl_pattern_type = (int8_t)buf[c.pos++];
+        out->acl_operation = (int8_t)buf[c.pos++];
+        out->acl_permission = (int8_t)buf[c.pos++];
+        if ((rc = get_str(&c, &out->acl_name)) != 0 ||
+            (rc = get_str(&c, &out->acl_principal)) != 0 || (rc = get_str(&c, &out->acl_host)) != 0)
+            return rc;
+        break;
     default:
         return LM_E_CORRUPT;
     }

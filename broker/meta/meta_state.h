@@ -10,6 +10,7 @@
 #include <stdint.h>
 
 #include "broker/meta/topic_config.h"
+#include "broker/security/authorizer.h"
 
 #define LM_TOPIC_NAME_MAX        249 /* Kafka's limit on topic names */
 #define LM_META_PARTITIONS_MAX   100000
@@ -33,7 +34,15 @@ enum lm_meta_record_type {
      * scram_iterations, scram_salt, scram_stored_key, scram_server_key (insert or replace) */
     LM_META_SCRAM_SET = 9,
     LM_META_SCRAM_DELETE = 10, /* user, scram_mechanism */
+    /* ACL bindings (KIP-801, KRaft's AccessControlEntryRecord / RemoveAccessControlEntryRecord):
+     * acl_id and the binding (acl_*) to add; acl_id alone to remove. */
+    LM_META_ACL_CREATE = 11,
+    LM_META_ACL_DELETE = 12,
 };
+
+/* The most ACL bindings the image holds (bounded memory; CreateAcls past it fails with
+ * POLICY_VIOLATION). */
+#define LM_META_ACLS_MAX 10000
 
 #define LM_META_SCRAM_USER_MAX  255 /* bytes of a user name */
 #define LM_META_SCRAM_SALT_MAX  128
@@ -93,6 +102,10 @@ struct lm_meta_record {
     uint32_t scram_salt_len;
     const uint8_t *scram_stored_key; /* lm_meta_scram_key_len(scram_mechanism) bytes */
     const uint8_t *scram_server_key;
+    /* ACL_CREATE (all), ACL_DELETE (acl_id) */
+    uint8_t acl_id[16];
+    int8_t acl_resource_type, acl_pattern_type, acl_operation, acl_permission;
+    const char *acl_name, *acl_principal, *acl_host;
 };
 
 /* A registered node: its advertised listeners and whether it is fenced (not alive). */
@@ -137,6 +150,10 @@ struct lm_meta_state {
     struct lm_meta_scram *scram; /* owned, unsorted */
     size_t scram_count;
     size_t scram_cap;
+    /* ACL bindings, sorted by authz_acl_cmp (the authorizer's index), owned */
+    struct authz_acl *acls;
+    size_t acl_count;
+    size_t acl_cap;
     uint64_t version; /* bumped by every applied record */
 };
 
@@ -145,6 +162,12 @@ size_t lm_meta_scram_key_len(int8_t mechanism);
 /* The credential of user for mechanism, or NULL. */
 const struct lm_meta_scram *lm_meta_state_scram(const struct lm_meta_state *s, const char *user,
                                                 int8_t mechanism);
+
+/* The binding with id, or NULL (linear: removals are rare admin work). */
+const struct authz_acl *lm_meta_state_acl(const struct lm_meta_state *s, const uint8_t id[16]);
+/* The binding equal to the one r carries (authz_acl_cmp), or NULL. */
+const struct authz_acl *lm_meta_state_acl_same(const struct lm_meta_state *s,
+                                               const struct lm_meta_record *r);
 
 void lm_meta_state_init(struct lm_meta_state *s);
 void lm_meta_state_deinit(struct lm_meta_state *s);

@@ -2,8 +2,8 @@
 
 - settings laminar cannot honour (an SSL / SASL_SSL listener, directly or through
   listener.security.protocol.map, without a keystore; a SASL listener without a mechanism
-  laminar serves or without PLAIN's users; TLS keys laminar does not read, other SASL,
-  authorizer and quota keys; a controller listener that is not PLAINTEXT) stop the
+  laminar serves or without PLAIN's users; TLS keys laminar does not read, other SASL and
+  quota keys, an authorizer other than Kafka's ACL authorizer, a malformed super.users; a controller listener that is not PLAINTEXT) stop the
   start: exit status non-zero, exactly one ERROR line naming the key, the log dir untouched;
 - the settings of Kafka's shipped config/server.properties, config/kraft/*.properties and
   config/controller.properties still start and serve;
@@ -136,9 +136,9 @@ REFUSED = [
     (["--config", "listener.name.plaintext.ssl.engine.factory.class=x"],
      "listener.name.plaintext.ssl.engine.factory.class"),
     (["--config", "security.inter.broker.protocol=SASL_SSL"], "security.inter.broker.protocol"),
-    (["--config", "authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer"],
-     "authorizer.class.name"),
-    (["--config", "super.users=User:admin"], "super.users"),
+    (["--config", "authorizer.class.name=com.example.MyAuthorizer"], "authorizer.class.name"),
+    (["--config", "super.users=admin"], "super.users"),
+    (["--config", "allow.everyone.if.no.acl.found=maybe"], "allow.everyone.if.no.acl.found"),
     (["--config", "client.quota.callback.class=com.example.Quotas"], "client.quota.callback.class"),
     (["--config", "quota.window.size.seconds=5"], "quota.window.size.seconds"),
     (["--config", "controller.quota.window.num=3"], "controller.quota.window.num"),

@@ -1034,6 +1034,118 @@ static void test_acls_security_disabled(void **state)
     }
 }
 
+/* ---- ACLs with the authorizer on ---- */
+
+static struct kafka_describe_acls_response *describe_all(struct fx *f, int16_t v)
+{
+    struct kafka_describe_acls_request d;
+    kafka_describe_acls_request_init(&d);
+    d.resource_type_filter = AUTHZ_RES_ANY;
+    d.pattern_type_filter = AUTHZ_PAT_ANY;
+    d.operation = AUTHZ_OP_ANY;
+    d.permission_type = AUTHZ_PERM_ANY;
+    return call_describe_acls(f, v, &d);
+}
+
+static void test_acls_stored(void **state)
+{
+    struct fx *f = *state;
+    struct authz_config cfg;
+    const char *why = NULL;
+    assert_int_equal(authz_config_parse(&cfg,
+                                        "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+                                        "User:admin", NULL, &why),
+                     0);
+    f->env.authz = &cfg;
+    f->env.who = (struct authz_subject){.principal = "User:admin", .host = "127.0.0.1"};
+    int16_t v = ADMIN_CREATE_ACLS_MAX;
+    /* three good bindings (two on one resource), the same one again, and Kafka's refusals */
+    struct kafka_create_acls_request_acl_creation cr[7] = {
+        {AUTHZ_RES_TOPIC, S("t"), AUTHZ_PAT_LITERAL, S("User:a"), S("*"), AUTHZ_OP_READ,
+         AUTHZ_PERM_ALLOW},
+        {AUTHZ_RES_TOPIC, S("t"), AUTHZ_PAT_LITERAL, S("User:b"), S("*"), AUTHZ_OP_WRITE,
+         AUTHZ_PERM_DENY},
+        {AUTHZ_RES_GROUP, S("g-"), AUTHZ_PAT_PREFIXED, S("User:a"), S("*"), AUTHZ_OP_READ,
+         AUTHZ_PERM_ALLOW},
+        {AUTHZ_RES_TOPIC, S("t"), AUTHZ_PAT_LITERAL, S("User:a"), S("*"), AUTHZ_OP_READ,
+         AUTHZ_PERM_ALLOW},
+        {AUTHZ_RES_CLUSTER, S("other"), AUTHZ_PAT_LITERAL, S("User:a"), S("*"), AUTHZ_OP_ALTER,
+         AUTHZ_PERM_ALLOW},
+        {AUTHZ_RES_TOPIC, S("t"), AUTHZ_PAT_MATCH, S("User:a"), S("*"), AUTHZ_OP_READ,
+         AUTHZ_PERM_ALLOW},
+        {AUTHZ_RES_TOPIC, S("t"), AUTHZ_PAT_LITERAL, S("nocolon"), S("*"), AUTHZ_OP_READ,
+         AUTHZ_PERM_ALLOW},
+    };
+    struct kafka_create_acls_request c;
+    kafka_create_acls_request_init(&c);
+    c.creations = cr;
+    c.creations_count = 7;
+    struct kafka_create_acls_response *crs = call_create_acls(f, v, &c);
+    assert_int_equal(crs->results_count, 7);
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(crs->results[i].error_code, KAFKA_NONE);
+    for (int i = 4; i < 7; i++)
+        assert_int_equal(crs->results[i].error_code, KAFKA_INVALID_REQUEST);
+    assert_true(str_is(crs->results[4].error_message,
+                       "The only valid name for the CLUSTER resource is kafka-cluster"));
+    /* described grouped by resource: (TOPIC, t, LITERAL) with two, (GROUP, g-, PREFIXED) */
+    struct kafka_describe_acls_response *drs = describe_all(f, ADMIN_DESCRIBE_ACLS_MAX);
+    assert_int_equal(drs->error_code, KAFKA_NONE);
+    assert_int_equal(drs->resources_count, 2);
+    int topic = drs->resources[0].resource_type == AUTHZ_RES_TOPIC ? 0 : 1;
+    assert_true(str_is(drs->resources[topic].resource_name, "t"));
+    assert_int_equal(drs->resources[topic].acls_count, 2);
+    assert_int_equal(drs->resources[1 - topic].pattern_type, AUTHZ_PAT_PREFIXED);
+    /* a MATCH filter for group "g-1" finds the prefix */
+    struct kafka_describe_acls_request d;
+    kafka_describe_acls_request_init(&d);
+    d.resource_type_filter = AUTHZ_RES_GROUP;
+    d.resource_name_filter = S("g-1");
+    d.pattern_type_filter = AUTHZ_PAT_MATCH;
+    d.operation = AUTHZ_OP_ANY;
+    d.permission_type = AUTHZ_PERM_ANY;
+    drs = call_describe_acls(f, ADMIN_DESCRIBE_ACLS_MAX, &d);
+    assert_int_equal(drs->resources_count, 1);
+    /* a principal that is not a super user and has no ACL on the cluster */
+    f->env.who.principal = "User:a";
+    drs = describe_all(f, ADMIN_DESCRIBE_ACLS_MAX);
+    assert_int_equal(drs->error_code, KAFKA_CLUSTER_AUTHORIZATION_FAILED);
+    c.creations_count = 1;
+    crs = call_create_acls(f, v, &c);
+    assert_int_equal(crs->results[0].error_code, KAFKA_CLUSTER_AUTHORIZATION_FAILED);
+    f->env.who.principal = "User:admin";
+    /* delete: two filters matching one binding each list it, it goes once */
+    struct kafka_delete_acls_request_delete_acls_filter fl[2] = {
+        {AUTHZ_RES_TOPIC, S("t"), AUTHZ_PAT_ANY, S("User:b"), KAFKA_STR_NULL, AUTHZ_OP_ANY,
+         AUTHZ_PERM_ANY},
+        {AUTHZ_RES_ANY, KAFKA_STR_NULL, AUTHZ_PAT_ANY, KAFKA_STR_NULL, KAFKA_STR_NULL,
+         AUTHZ_OP_WRITE, AUTHZ_PERM_DENY},
+    };
+    struct kafka_delete_acls_request del;
+    kafka_delete_acls_request_init(&del);
+    del.filters = fl;
+    del.filters_count = 2;
+    struct kafka_delete_acls_response *xrs = call_delete_acls(f, ADMIN_DELETE_ACLS_MAX, &del);
+    assert_int_equal(xrs->filter_results_count, 2);
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(xrs->filter_results[i].error_code, KAFKA_NONE);
+        assert_int_equal(xrs->filter_results[i].matching_acls_count, 1);
+        assert_int_equal(xrs->filter_results[i].matching_acls[0].error_code, KAFKA_NONE);
+        assert_true(str_is(xrs->filter_results[i].matching_acls[0].principal, "User:b"));
+    }
+    drs = describe_all(f, ADMIN_DESCRIBE_ACLS_MAX);
+    assert_int_equal(drs->resources_count, 2);
+    assert_int_equal(drs->resources[topic].acls_count, 1);
+    /* the store keeps them: reopened, the same two bindings */
+    lm_meta_store_close(f->meta);
+    assert_int_equal(lm_meta_store_open(f->dir, &f->meta), 0);
+    f->env.meta = f->meta;
+    struct lm_meta_snapshot *snap = lm_meta_store_snapshot(f->meta);
+    assert_int_equal(snap->state.acl_count, 2);
+    lm_meta_snapshot_release(snap);
+    f->env.authz = NULL;
+}
+
 /* ---- BROKER_LOGGER ---- */
 
 static void test_broker_logger(void **state)
@@ -1342,6 +1454,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_survives_reopen, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_describe_cluster, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_acls_security_disabled, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_acls_stored, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_broker_logger, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_describe_log_dirs, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_features, fx_setup, fx_teardown),

@@ -196,7 +196,7 @@ static void unsupported_security_refused(void **state)
         LM_E_CONFIG);
     assert_int_equal(CHECK("listener.security.protocol.map=PLAINTEXT:TLS"), LM_E_CONFIG);
     assert_int_equal(CHECK("listener.security.protocol.map=PLAINTEXT"), LM_E_CONFIG);
-    /* TLS, SASL, authorizer and quota keys. */
+    /* TLS, SASL and quota keys (the authorizer's are served: broker/security/authorizer.h). */
     static const char *const refused[] = {
         "ssl.keymanager.algorithm=SunX509",
         "ssl.engine.factory.class=com.example.Factory",
@@ -210,8 +210,6 @@ static void unsupported_security_refused(void **state)
         "security.inter.broker.protocol=SSL",
         "principal.builder.class=com.example.Builder",
         "delegation.token.secret.key=s3cret",
-        "authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer",
-        "super.users=User:admin",
         "client.quota.callback.class=com.example.Quota",
         "quota.window.num=20",
         "quota.window.size.seconds=2",
