@@ -593,6 +593,13 @@ static const struct refused_key g_refused[] = {
  * node-to-node traffic goes over the controller listener (PLAINTEXT, laminar.cluster.secret). */
 static bool sasl_key_served(const char *key)
 {
+    static const char *const oauth[] = {
+        "sasl.oauthbearer.jwks.endpoint.url", "sasl.oauthbearer.expected.audience",
+        "sasl.oauthbearer.expected.issuer",   "sasl.oauthbearer.sub.claim.name",
+        "sasl.oauthbearer.scope.claim.name",  "sasl.oauthbearer.clock.skew.seconds"};
+    for (size_t i = 0; i < LM_ARRAY_LEN(oauth); i++)
+        if (strcmp(key, oauth[i]) == 0)
+            return true; /* OAUTHBEARER's secured validator (sasl_api.c) */
     return strcmp(key, "sasl.enabled.mechanisms") == 0 ||
            strcmp(key, "sasl.server.max.receive.size") == 0 ||
            strcmp(key, "sasl.mechanism.inter.broker.protocol") == 0 ||
@@ -644,6 +651,12 @@ static const struct refused_key *refused_find_any(const char *key)
     /* listener.name.<l>.<mechanism>.sasl.jaas.config */
     const char *mech_end = strchr(rest + 1, '.');
     if (mech_end != NULL && strcmp(mech_end, ".sasl.jaas.config") == 0)
+        return NULL;
+    /* listener.name.<l>.oauthbearer.sasl.server.callback.handler.class and the secured
+     * validator's sasl.oauthbearer.* keys under the mechanism prefix (sasl_api.c) */
+    if (mech_end != NULL && strncmp(rest + 1, "oauthbearer.", 12) == 0 &&
+        (strcmp(mech_end, ".sasl.server.callback.handler.class") == 0 ||
+         (strncmp(mech_end + 1, "sasl.oauthbearer.", 17) == 0 && sasl_key_served(mech_end + 1))))
         return NULL;
     const struct refused_key *r = refused_find(rest + 1);
     if ((r == NULL || sasl_key_served(rest + 1)) && strstr(rest, "sasl.") != NULL)

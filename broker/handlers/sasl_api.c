@@ -37,7 +37,12 @@ struct sasl_listener {
     uint32_t mechs; /* 1 << enum sasl_mech */
     struct sasl_plain_users plain;
     struct oauth_unsecured_config oauth; /* OAUTHBEARER: the unsecuredValidator* options */
-    struct kafka_str names[4];           /* the enabled mechanisms, for SaslHandshake */
+    /* OAUTHBEARER with Kafka's OAuthBearerValidatorCallbackHandler: signed tokens checked
+     * against the keys of sasl.oauthbearer.jwks.endpoint.url (a file) */
+    bool oauth_secured;
+    struct oauth_jwks *jwks;
+    struct oauth_secured_config sec;
+    struct kafka_str names[4]; /* the enabled mechanisms, for SaslHandshake */
     int32_t names_count;
 };
 
@@ -80,8 +85,10 @@ void handlers_sasl_free(struct sasl_node *n)
 {
     if (n == NULL)
         return;
-    for (size_t i = 0; i < BROKER_LISTENERS_MAX; i++)
+    for (size_t i = 0; i < BROKER_LISTENERS_MAX; i++) {
         sasl_plain_users_free(&n->listeners[i].plain);
+        oauth_jwks_free(n->listeners[i].jwks);
+    }
     free(n);
 }
 
@@ -97,6 +104,95 @@ static const char *listener_key(struct broker_config *cfg, const char *listener,
     if (v != NULL)
         broker_config_mark_used(cfg, key);
     return v;
+}
+
+/* listener.name.<l>.oauthbearer.<key>, else <key> (Kafka passes both to the callback
+ * handler). */
+static const char *oauth_key(struct broker_config *cfg, const char *listener, const char *key)
+{
+    char full[256], rest[200];
+    snprintf(rest, sizeof(rest), "oauthbearer.%s", key);
+    const char *v = listener_key(cfg, listener, rest, full, sizeof(full));
+    if (v == NULL && (v = broker_config_get(cfg, key)) != NULL)
+        broker_config_mark_used(cfg, key);
+    return v;
+}
+
+/* The secured validator's settings (KIP-768): the JWKS file and the expected claims. */
+static int oauth_secured_setup(struct broker_config *cfg, const char *name, struct sasl_listener *l)
+{
+    oauth_secured_config_default(&l->sec);
+    const char *url = oauth_key(cfg, name, "sasl.oauthbearer.jwks.endpoint.url");
+    if (url == NULL || strncmp(url, "file:", 5) != 0) {
+        BLOG_ERROR("config: listener %s: OAuthBearerValidatorCallbackHandler needs "
+                   "sasl.oauthbearer.jwks.endpoint.url as a file: URL (laminar fetches no "
+                   "HTTP endpoint)%s%s",
+                   name, url != NULL ? "; got " : "", url != NULL ? url : "");
+        return LM_E_CONFIG;
+    }
+    const char *path = url + 5;
+    if (strncmp(path, "//", 2) == 0)
+        path += 2; /* file:///p and file:/p */
+    FILE *f = fopen(path, "rb");
+    char *text = NULL;
+    long size = -1;
+    if (f != NULL && fseek(f, 0, SEEK_END) == 0 && (size = ftell(f)) > 0 && size <= (1 << 20) &&
+        fseek(f, 0, SEEK_SET) == 0 && (text = malloc((size_t)size)) != NULL &&
+        fread(text, 1, (size_t)size, f) != (size_t)size) {
+        free(text);
+        text = NULL;
+    }
+    if (f != NULL)
+        fclose(f);
+    char err[200] = "cannot read the file (at most 1 MiB)";
+    int rc = text != NULL ? oauth_jwks_parse(text, (size_t)size, &l->jwks, err, sizeof(err))
+                          : LM_E_INVALID;
+    free(text);
+    if (rc != 0) {
+        BLOG_ERROR("config: listener %s: JWKS %s: %s", name, path, err);
+        return LM_E_CONFIG;
+    }
+    l->sec.keys = l->jwks;
+    const char *v = oauth_key(cfg, name, "sasl.oauthbearer.sub.claim.name");
+    if (v != NULL && v[0] != '\0')
+        snprintf(l->sec.sub_claim, sizeof(l->sec.sub_claim), "%s", v);
+    if ((v = oauth_key(cfg, name, "sasl.oauthbearer.clock.skew.seconds")) != NULL) {
+        char *end = NULL;
+        long long sec = strtoll(v, &end, 10);
+        if (end == v || *end != '\0' || sec < 0 || sec > 86400) {
+            BLOG_ERROR("config: sasl.oauthbearer.clock.skew.seconds=%s: expected 0..86400", v);
+            return LM_E_CONFIG;
+        }
+        l->sec.clock_skew_ms = sec * 1000;
+    }
+    if ((v = oauth_key(cfg, name, "sasl.oauthbearer.expected.issuer")) != NULL)
+        snprintf(l->sec.issuer, sizeof(l->sec.issuer), "%s", v);
+    if ((v = oauth_key(cfg, name, "sasl.oauthbearer.expected.audience")) != NULL) {
+        for (const char *p = v; *p != '\0';) {
+            while (*p == ' ' || *p == ',')
+                p++;
+            size_t n = strcspn(p, ",");
+            size_t skip = n;
+            while (n > 0 && p[n - 1] == ' ')
+                n--;
+            if (n == 0)
+                break;
+            if (l->sec.n_audience == OAUTH_AUDIENCES_MAX || n >= OAUTH_AUDIENCE_BYTES_MAX) {
+                BLOG_ERROR("config: sasl.oauthbearer.expected.audience: at most %d audiences of "
+                           "%d bytes",
+                           OAUTH_AUDIENCES_MAX, OAUTH_AUDIENCE_BYTES_MAX - 1);
+                return LM_E_CONFIG;
+            }
+            memcpy(l->sec.audience[l->sec.n_audience], p, n);
+            l->sec.audience[l->sec.n_audience++][n] = '\0';
+            p += skip;
+        }
+    }
+    (void)oauth_key(cfg, name, "sasl.oauthbearer.scope.claim.name"); /* no scope is required */
+    l->oauth_secured = true;
+    BLOG_INFO("listener %s: OAUTHBEARER tokens verified with %zu JWKS keys from %s", name,
+              oauth_jwks_count(l->jwks), path);
+    return 0;
 }
 
 static int listener_setup(struct broker_config *cfg, const char *name, struct sasl_listener *l)
@@ -147,11 +243,19 @@ static int listener_setup(struct broker_config *cfg, const char *name, struct sa
          * validator; a configured one (a JWKS validator, a custom class) is not served */
         const char *cb = listener_key(cfg, name, "oauthbearer.sasl.server.callback.handler.class",
                                       key, sizeof(key));
-        if (cb != NULL && cb[0] != '\0' &&
-            strcmp(cb, "org.apache.kafka.common.security.oauthbearer.internals.unsecured."
-                       "OAuthBearerUnsecuredValidatorCallbackHandler") != 0) {
-            BLOG_ERROR("config: %s=%s: laminar validates OAUTHBEARER tokens as Kafka's default "
-                       "OAuthBearerUnsecuredValidatorCallbackHandler only",
+        if (cb != NULL && (strcmp(cb, "org.apache.kafka.common.security.oauthbearer."
+                                      "OAuthBearerValidatorCallbackHandler") == 0 ||
+                           strcmp(cb, "org.apache.kafka.common.security.oauthbearer.secured."
+                                      "OAuthBearerValidatorCallbackHandler") == 0)) {
+            int orc = oauth_secured_setup(cfg, name, l);
+            if (orc != 0)
+                return orc;
+        } else if (cb != NULL && cb[0] != '\0' &&
+                   strcmp(cb, "org.apache.kafka.common.security.oauthbearer.internals.unsecured."
+                              "OAuthBearerUnsecuredValidatorCallbackHandler") != 0) {
+            BLOG_ERROR("config: %s=%s: laminar validates OAUTHBEARER tokens with Kafka's "
+                       "OAuthBearerUnsecuredValidatorCallbackHandler (the default) or "
+                       "OAuthBearerValidatorCallbackHandler (JWKS from a file)",
                        key, cb);
             return LM_E_CONFIG;
         }
@@ -546,8 +650,12 @@ static enum exchange_outcome exchange(struct broker_req *req, struct sasl_conn *
         struct oauth_token t;
         char why[SASL_MESSAGE_BYTES_MAX], challenge[OAUTH_ERROR_BYTES_MAX];
         int64_t now = (int64_t)wall_ms();
-        if (oauth_unsecured_validate(&l->oauth, cf.token, cf.token_len, now, &t, why, sizeof(why),
-                                     challenge, sizeof(challenge)) != 0) {
+        int vrc = l->oauth_secured
+                      ? oauth_secured_validate(&l->sec, cf.token, cf.token_len, now, &t, why,
+                                               sizeof(why), challenge, sizeof(challenge))
+                      : oauth_unsecured_validate(&l->oauth, cf.token, cf.token_len, now, &t, why,
+                                                 sizeof(why), challenge, sizeof(challenge));
+        if (vrc != 0) {
             /* Kafka's OAuthBearerSaslServer answers a refused token with the JSON error as a
              * challenge and fails the exchange on the client's next message */
             size_t cl = strlen(challenge);

@@ -538,7 +538,29 @@ int oauth_json_member(const char *json, size_t len, const char *key, struct oaut
 
 /* ---- the unsecured JWS ---------------------------------------------------------------------- */
 
-static bool json_number(const struct oauth_json_value *v, double *out)
+int oauth_json_array_next(const struct oauth_json_value *arr, size_t *pos,
+                          struct oauth_json_value *elem)
+{
+    if (arr->type != OAUTH_JSON_ARRAY || arr->len < 2)
+        return LM_E_INVALID;
+    struct jscan s = {arr->start + 1 + *pos, arr->start + arr->len - 1};
+    skip_ws(&s);
+    if (s.p < s.end && *s.p == ',' && *pos > 0) {
+        s.p++;
+        skip_ws(&s);
+    }
+    if (s.p >= s.end)
+        return 0;
+    const char *vs = s.p;
+    enum oauth_json_type t;
+    if (scan_value(&s, 1, &t) != 0)
+        return LM_E_INVALID;
+    *elem = (struct oauth_json_value){t, vs, (size_t)(s.p - vs)};
+    *pos = (size_t)(s.p - (arr->start + 1));
+    return 1;
+}
+
+bool oauth_json_number(const struct oauth_json_value *v, double *out)
 {
     char buf[64];
     if (v->type != OAUTH_JSON_NUMBER || v->len >= sizeof(buf))
@@ -640,7 +662,7 @@ int oauth_unsecured_validate(const struct oauth_unsecured_config *c, const char 
     bool have_iat = false;
     rc = oauth_json_member(claims, (size_t)cl, "iat", &v);
     if (rc == 1) {
-        if (!json_number(&v, &iat))
+        if (!oauth_json_number(&v, &iat))
             return invalid(why, why_cap, challenge, challenge_cap, "iat is not a number");
         have_iat = true;
         if (1000.0 * iat > (double)(now_ms + c->clock_skew_ms))
@@ -651,7 +673,7 @@ int oauth_unsecured_validate(const struct oauth_unsecured_config *c, const char 
     rc = oauth_json_member(claims, (size_t)cl, "exp", &v);
     if (rc != 1)
         return invalid(why, why_cap, challenge, challenge_cap, "Required claim missing: exp");
-    if (!json_number(&v, &exp))
+    if (!oauth_json_number(&v, &exp))
         return invalid(why, why_cap, challenge, challenge_cap, "exp is not a number");
     if ((double)(now_ms - c->clock_skew_ms) >= 1000.0 * exp)
         return invalid(why, why_cap, challenge, challenge_cap,

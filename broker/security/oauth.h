@@ -65,6 +65,41 @@ int oauth_unsecured_validate(const struct oauth_unsecured_config *c, const char 
                              size_t token_len, int64_t now_ms, struct oauth_token *out, char *why,
                              size_t why_cap, char *challenge, size_t challenge_cap);
 
+/* ---- signed tokens (KIP-768: Kafka's OAuthBearerValidatorCallbackHandler) ------------------ */
+
+enum { OAUTH_AUDIENCES_MAX = 8, OAUTH_AUDIENCE_BYTES_MAX = 256, OAUTH_JWKS_KEYS_MAX = 64 };
+
+/* The verification keys of a JWKS document (RFC 7517): RSA and EC (P-256, P-384, P-521) public
+ * keys with their kid. Opaque; owned by the caller (oauth_jwks_free). */
+struct oauth_jwks;
+/* Parses a JWKS document ({"keys":[...]}); keys of other types or curves, and keys whose use is
+ * not "sig", are skipped as a JWS verifier skips them. Returns 0, LM_E_INVALID (why in err:
+ * not JSON, no usable key, more than OAUTH_JWKS_KEYS_MAX) or LM_E_NOMEM. */
+int oauth_jwks_parse(const char *json, size_t len, struct oauth_jwks **out, char *err,
+                     size_t err_cap);
+void oauth_jwks_free(struct oauth_jwks *k);
+size_t oauth_jwks_count(const struct oauth_jwks *k);
+
+/* sasl.oauthbearer.* settings of the secured validator. */
+struct oauth_secured_config {
+    char sub_claim[OAUTH_CLAIM_NAME_BYTES_MAX]; /* sasl.oauthbearer.sub.claim.name (sub) */
+    int64_t clock_skew_ms;                      /* sasl.oauthbearer.clock.skew.seconds (30) */
+    uint32_t n_audience;                        /* sasl.oauthbearer.expected.audience */
+    char audience[OAUTH_AUDIENCES_MAX][OAUTH_AUDIENCE_BYTES_MAX];
+    char issuer[OAUTH_AUDIENCE_BYTES_MAX]; /* sasl.oauthbearer.expected.issuer ("" none) */
+    const struct oauth_jwks *keys;         /* borrowed */
+};
+void oauth_secured_config_default(struct oauth_secured_config *c);
+
+/* Validates a signed JWS (RS256/384/512, PS256/384/512, ES256/384/512; "none" and HMAC are
+ * refused) against the keys (the kid's key, or each key of the algorithm's type when the
+ * header has no kid) and the claims as Kafka's secured validator (jose4j): exp and iat
+ * required, with the clock skew; the audience (one of aud's values) and issuer when
+ * configured; the sub claim a non-empty string. Results as oauth_unsecured_validate. */
+int oauth_secured_validate(const struct oauth_secured_config *c, const char *token,
+                           size_t token_len, int64_t now_ms, struct oauth_token *out, char *why,
+                           size_t why_cap, char *challenge, size_t challenge_cap);
+
 /* base64url (RFC 4648 §5) without padding, as JWS uses; padding is accepted. Returns the
  * decoded length, or -1 for bad input or output over out_cap. */
 int oauth_b64url_decode(const char *in, size_t n, uint8_t *out, size_t out_cap);
@@ -88,6 +123,12 @@ struct oauth_json_value {
  * the object has no such member, LM_E_INVALID when json is not one well-formed object (depth
  * at most 32). */
 int oauth_json_member(const char *json, size_t len, const char *key, struct oauth_json_value *out);
+/* The next element of a JSON array value from *pos (start at 0): returns 1 with the element,
+ * 0 at the end, LM_E_INVALID for a malformed array. */
+int oauth_json_array_next(const struct oauth_json_value *arr, size_t *pos,
+                          struct oauth_json_value *elem);
+/* A JSON number value as a double; false when v is not a number. */
+bool oauth_json_number(const struct oauth_json_value *v, double *out);
 /* Decodes a JSON string value (escapes, \u with surrogate pairs, into UTF-8) into out,
  * NUL-terminated. Returns the length or -1 (not a string, bad escape, over out_cap - 1). */
 int oauth_json_string(const struct oauth_json_value *v, char *out, size_t out_cap);

@@ -5,7 +5,11 @@ and consumes as the token's principal; a token without the required scope is ref
 Kafka's insufficient_scope challenge; on the wire: an expired token, a token with a signature
 algorithm, a bad client first message and an authorization id that is not the principal are
 refused (the JSON error challenge, then SASL_AUTHENTICATION_FAILED once the client sends its
-lone kvsep), and a session lasts no longer than its token (KIP-368).
+lone kvsep), and a session lasts no longer than its token (KIP-368). Then Kafka's
+OAuthBearerValidatorCallbackHandler with a JWKS file (KIP-768): RS256, PS256 and ES256 tokens
+with and without kid are accepted; forged claims, another key, an unknown kid, alg none, a wrong
+audience or issuer, an expired token, no iat and a future nbf are refused; confluent-kafka's
+oauth_cb produces and consumes with a signed token.
 
     /usr/bin/python3 test_oauth.py --io uring|epoll
 """
@@ -13,8 +17,10 @@ import argparse
 import base64
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -143,12 +149,151 @@ def scenario(b):
     check("runtime error" not in b.log_text(), "sanitizer runtime error in the log")
 
 
+# ---- signed tokens: OAuthBearerValidatorCallbackHandler with a JWKS file (KIP-768) ----------
+
+ISSUER = "https://issuer.test"
+AUDIENCE = "kafka-broker"
+
+
+class Signer:
+    """An RSA and an EC P-256 key, the JWKS of their public halves, and tokens they sign."""
+
+    def __init__(self):
+        from cryptography.hazmat.primitives.asymmetric import ec, rsa
+        self.rsa = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        self.ec = ec.generate_private_key(ec.SECP256R1())
+        self.other = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+    @staticmethod
+    def _b64int(n, size=None):
+        raw = n.to_bytes(size or (n.bit_length() + 7) // 8, "big")
+        return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+    def jwks(self):
+        rn = self.rsa.public_key().public_numbers()
+        en = self.ec.public_key().public_numbers()
+        return {"keys": [
+            {"kty": "oct", "k": "c2VjcmV0", "kid": "hmac"},  # skipped: not a public key
+            {"kty": "RSA", "kid": "r1", "use": "sig", "n": self._b64int(rn.n),
+             "e": self._b64int(rn.e)},
+            {"kty": "EC", "kid": "e1", "crv": "P-256", "x": self._b64int(en.x, 32),
+             "y": self._b64int(en.y, 32)}]}
+
+    def token(self, claims, alg="RS256", kid=None, key=None):
+        from cryptography.hazmat.primitives import hashes
+        from cryptography.hazmat.primitives.asymmetric import ec, padding, utils
+        header = {"alg": alg, "typ": "JWT"}
+        if kid:
+            header["kid"] = kid
+        signing_input = b64(header) + b"." + b64(claims)
+        if alg == "RS256":
+            sig = (key or self.rsa).sign(signing_input, padding.PKCS1v15(), hashes.SHA256())
+        elif alg == "PS256":
+            sig = (key or self.rsa).sign(signing_input, padding.PSS(
+                mgf=padding.MGF1(hashes.SHA256()), salt_length=32), hashes.SHA256())
+        else:
+            der = self.ec.sign(signing_input, ec.ECDSA(hashes.SHA256()))
+            r, s = utils.decode_dss_signature(der)
+            sig = r.to_bytes(32, "big") + s.to_bytes(32, "big")
+        return signing_input + b"." + base64.urlsafe_b64encode(sig).rstrip(b"=")
+
+
+def jwks_config(path):
+    c = config()
+    c["listener.name.sasl_plaintext.oauthbearer.sasl.server.callback.handler.class"] = \
+        "org.apache.kafka.common.security.oauthbearer.OAuthBearerValidatorCallbackHandler"
+    c["sasl.oauthbearer.jwks.endpoint.url"] = "file://" + path
+    c["sasl.oauthbearer.expected.audience"] = "other-service, " + AUDIENCE
+    c["sasl.oauthbearer.expected.issuer"] = ISSUER
+    c["sasl.oauthbearer.clock.skew.seconds"] = "5"
+    return c
+
+
+def accepted(b, token_first, what, principal):
+    c = Conn(b.host, b.port, "oauth-jwks")
+    check(handshake(c, "OAUTHBEARER")[0] == 0, "%s: handshake" % what)
+    err, msg, tok, _ = authenticate(c, token_first)
+    check(err == 0 and tok == b"", "%s refused: %d %r %r" % (what, err, msg, tok))
+    c.close()
+    print("ok: %s accepted (principal %s)" % (what, principal))
+
+
+def jwks_scenario(b, signer):
+    now = time.time()
+    good = {"sub": "svc-a", "iat": now, "exp": now + 600, "iss": ISSUER,
+            "aud": [AUDIENCE, "x"]}
+    accepted(b, first(signer.token(good, kid="r1")), "RS256 token with kid", "svc-a")
+    accepted(b, first(signer.token(dict(good, aud=AUDIENCE))), "RS256 token without kid",
+             "svc-a")
+    accepted(b, first(signer.token(good, alg="PS256", kid="r1")), "PS256 token", "svc-a")
+    accepted(b, first(signer.token(good, alg="ES256", kid="e1")), "ES256 token", "svc-a")
+    accepted(b, first(signer.token(dict(good, exp=now - 2))), "token expired within the skew",
+             "svc-a")
+    tok = signer.token(good, kid="r1")
+    head, body, sig = tok.split(b".")
+    forged = head + b"." + b64(dict(good, sub="admin")) + b"." + sig
+    refused(b, first(forged), "claims changed under the signature", "invalid_token")
+    refused(b, first(signer.token(good, kid="r1", key=signer.other)), "signed by another key",
+            "invalid_token")
+    refused(b, first(signer.token(good, kid="nope")), "unknown kid", "invalid_token")
+    refused(b, first(signer.token(good, alg="ES256", kid="r1")), "kid of another key type",
+            "invalid_token")
+    refused(b, first(jws(good)), "unsigned token (alg none)", "invalid_token")
+    refused(b, first(signer.token(dict(good, aud="someone-else"))), "wrong audience",
+            "invalid_token")
+    refused(b, first(signer.token(dict(good, iss="https://evil.test"))), "wrong issuer",
+            "invalid_token")
+    refused(b, first(signer.token(dict(good, exp=now - 60))), "expired token", "invalid_token")
+    refused(b, first(signer.token({k: v for k, v in good.items() if k != "iat"})),
+            "token without iat", "invalid_token")
+    refused(b, first(signer.token(dict(good, nbf=now + 600))), "token not valid yet (nbf)",
+            "invalid_token")
+    # a real client: confluent-kafka's oauth_cb hands librdkafka the signed token
+    from confluent_kafka import Consumer, Producer
+
+    def oauth_cb(_config):
+        t = time.time()
+        return signer.token({"sub": "svc-b", "iat": t, "exp": t + 300, "iss": ISSUER,
+                             "aud": AUDIENCE}, kid="e1", alg="ES256").decode(), t + 300
+
+    conf = {"bootstrap.servers": b.bootstrap, "security.protocol": "SASL_PLAINTEXT",
+            "sasl.mechanisms": "OAUTHBEARER", "oauth_cb": oauth_cb}
+    p = Producer(dict(conf))
+    for i in range(10):
+        p.produce("jwks", ("signed-%d" % i).encode())
+    check(p.flush(30) == 0, "confluent-kafka with a signed token: not all delivered")
+    c = Consumer(dict(conf, **{"group.id": "jwks", "auto.offset.reset": "earliest"}))
+    c.subscribe(["jwks"])
+    got, deadline = [], time.monotonic() + 30
+    while len(got) < 10 and time.monotonic() < deadline:
+        m = c.poll(0.5)
+        if m is not None and m.error() is None:
+            got.append(m.value().decode())
+    c.close()
+    check(got == ["signed-%d" % i for i in range(10)], "read back %r" % got)
+    print("ok: confluent-kafka (oauth_cb, ES256) produced and consumed 10 records")
+    check(b.alive(), "broker died")
+    check(b.stop() == 0, "broker exit status")
+    check("runtime error" not in b.log_text(), "sanitizer runtime error in the log")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--io", default="uring")
     args = ap.parse_args()
     b = SaslBroker(args.io, config=config())
-    return run_scenario(b, "oauthbearer (%s)" % args.io, lambda: scenario(b))
+    rc = run_scenario(b, "oauthbearer (%s)" % args.io, lambda: scenario(b))
+    signer = Signer()
+    d = tempfile.mkdtemp(prefix="laminar-test-jwks-")
+    try:
+        path = os.path.join(d, "jwks.json")
+        with open(path, "w") as f:
+            json.dump(signer.jwks(), f)
+        j = SaslBroker(args.io, config=jwks_config(path))
+        return rc | run_scenario(j, "oauthbearer with a JWKS (%s)" % args.io,
+                                 lambda: jwks_scenario(j, signer))
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
 
 
 if __name__ == "__main__":

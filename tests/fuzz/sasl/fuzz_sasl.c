@@ -3,7 +3,8 @@
  * SCRAM-SHA-512 exchange whose client-first and client-final messages are separated by '\n',
  * against user "user" (password "pencil", RFC 7677's salt) with the server nonce fixed, so
  * RFC 7677's exchange is a seed and mutations reach the proof check; 4: an OAUTHBEARER client
- * first message and its unsecured JWS (oauth.h); 5: JSON member lookup and base64url. Oracles:
+ * first message and its unsecured JWS (oauth.h); 5: JSON member lookup, a JWKS document and
+ * base64url. Oracles:
  * no crash, no
  * sanitizer report, a failure always carries a message, and the exchange never succeeds with a
  * proof other than the one the password gives (checked by recomputing the server signature). */
@@ -117,6 +118,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 abort();
             char out[256];
             (void)oauth_json_string(&v, out, sizeof(out));
+        }
+        struct oauth_jwks *keys = NULL;
+        char jerr[200];
+        if (oauth_jwks_parse((const char *)p, n, &keys, jerr, sizeof(jerr)) == 0) {
+            if (oauth_jwks_count(keys) == 0)
+                abort();
+            oauth_jwks_free(keys);
         }
         uint8_t dec[512];
         int dl = oauth_b64url_decode((const char *)p, n, dec, sizeof(dec));
