@@ -965,35 +965,39 @@ nomem:
     h_close(req, "arena exhausted");
 }
 
+/* A positive integer setting into *out (left 0 when the key is not set). */
+static int positive_config(struct broker_config *cfg, const char *key, long long *out)
+{
+    *out = 0;
+    const char *v = broker_config_get(cfg, key);
+    if (v == NULL)
+        return 0;
+    broker_config_mark_used(cfg, key);
+    char *end = NULL;
+    long long n = strtoll(v, &end, 10);
+    if (end == v || *end != 0 || n < 1) {
+        BLOG_ERROR("%s=%s: expected a positive integer", key, v);
+        return LM_E_CONFIG;
+    }
+    *out = n;
+    return 0;
+}
+
 int producer_register(struct broker_dispatch *d)
 {
     struct handlers_ctx *node = d->ctx;
     struct broker_config *cfg = node->cfg;
-    const char *v = broker_config_get(cfg, "producer.id.expiration.ms");
-    if (v != NULL) {
-        broker_config_mark_used(cfg, "producer.id.expiration.ms");
-        char *end = NULL;
-        long long n = strtoll(v, &end, 10);
-        if (end == v || *end != 0 || n < 1) {
-            BLOG_ERROR("producer.id.expiration.ms=%s: expected a positive integer", v);
-            return LM_E_CONFIG;
-        }
+    long long n = 0;
+    int rc = positive_config(cfg, "producer.id.expiration.ms", &n);
+    if (rc == 0 && n > 0)
         node->producer_expiration_ms = n;
-    }
-    v = broker_config_get(cfg, "laminar.producer.checkpoint.bytes");
-    if (v != NULL) {
-        broker_config_mark_used(cfg, "laminar.producer.checkpoint.bytes");
-        char *end = NULL;
-        long long n = strtoll(v, &end, 10);
-        if (end == v || *end != 0 || n < 1) {
-            BLOG_ERROR("laminar.producer.checkpoint.bytes=%s: expected a positive integer", v);
-            return LM_E_CONFIG;
-        }
+    if (rc == 0 && (rc = positive_config(cfg, "laminar.producer.checkpoint.bytes", &n)) == 0 &&
+        n > 0)
         node->producer_checkpoint_bytes = (uint64_t)n;
-    }
+    if (rc != 0)
+        return rc;
     node->producer.before_append = before_append;
     node->producer.after_append = after_append;
-    int rc;
     if ((rc = handlers_serve(d, KAFKA_INIT_PRODUCER_ID_KEY, 0, 5, init_producer_id)) != 0 ||
         (rc = handlers_serve(d, KAFKA_DESCRIBE_PRODUCERS_KEY, 0, 0, describe_producers)) != 0)
         return rc;

@@ -1,6 +1,7 @@
 /* SASL/OAUTHBEARER: the client's initial response and Kafka's unsecured-JWS validation
  * (oauth.h). */
 #include "broker/security/oauth.h"
+#include "broker/security/sasl.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -205,17 +206,7 @@ int oauth_client_first_parse(const uint8_t *m, size_t len, struct oauth_client_f
 
 static int b64url_val(char c)
 {
-    if (c >= 'A' && c <= 'Z')
-        return c - 'A';
-    if (c >= 'a' && c <= 'z')
-        return c - 'a' + 26;
-    if (c >= '0' && c <= '9')
-        return c - '0' + 52;
-    if (c == '-')
-        return 62;
-    if (c == '_')
-        return 63;
-    return -1;
+    return sasl_b64_digit(c, '-', '_');
 }
 
 int oauth_b64url_decode(const char *in, size_t n, uint8_t *out, size_t out_cap)
@@ -613,8 +604,8 @@ static bool scope_has(const struct oauth_json_value *scope, const char *item)
     return false;
 }
 
-static int invalid(char *why, size_t why_cap, char *challenge, size_t challenge_cap,
-                   const char *reason)
+int oauth_refuse(char *why, size_t why_cap, char *challenge, size_t challenge_cap,
+                 const char *reason)
 {
     snprintf(why, why_cap, "%s", reason);
     snprintf(challenge, challenge_cap, "{\"status\":\"invalid_token\"}");
@@ -628,60 +619,61 @@ int oauth_unsecured_validate(const struct oauth_unsecured_config *c, const char 
     memset(out, 0, sizeof(*out));
     char msg[160];
     if (token_len > OAUTH_TOKEN_BYTES_MAX)
-        return invalid(why, why_cap, challenge, challenge_cap, "token too long");
+        return oauth_refuse(why, why_cap, challenge, challenge_cap, "token too long");
     /* header "." payload "." (an unsecured JWS has an empty signature) */
     const char *d1 = memchr(token, '.', token_len);
     const char *d2 = d1 != NULL ? memchr(d1 + 1, '.', token_len - (size_t)(d1 + 1 - token)) : NULL;
     if (d1 == NULL || d2 == NULL || d2 + 1 != token + token_len)
-        return invalid(why, why_cap, challenge, challenge_cap,
-                       "not an unsecured JWS (header.payload. with an empty signature)");
+        return oauth_refuse(why, why_cap, challenge, challenge_cap,
+                            "not an unsecured JWS (header.payload. with an empty signature)");
     char header[1024], claims[OAUTH_TOKEN_BYTES_MAX];
     int hl = oauth_b64url_decode(token, (size_t)(d1 - token), (uint8_t *)header, sizeof(header));
     int cl = oauth_b64url_decode(d1 + 1, (size_t)(d2 - d1 - 1), (uint8_t *)claims, sizeof(claims));
     if (hl <= 0 || cl <= 0)
-        return invalid(why, why_cap, challenge, challenge_cap, "bad base64url in the token");
+        return oauth_refuse(why, why_cap, challenge, challenge_cap, "bad base64url in the token");
     struct oauth_json_value alg, v;
     char s[OAUTH_PRINCIPAL_BYTES_MAX];
     if (oauth_json_member(header, (size_t)hl, "alg", &alg) != 1 ||
         oauth_json_string(&alg, s, sizeof(s)) < 0 || strcmp(s, "none") != 0)
-        return invalid(why, why_cap, challenge, challenge_cap,
-                       "the JOSE header's alg is not \"none\"");
+        return oauth_refuse(why, why_cap, challenge, challenge_cap,
+                            "the JOSE header's alg is not \"none\"");
     int rc = oauth_json_member(claims, (size_t)cl, c->principal_claim, &v);
     if (rc < 0)
-        return invalid(why, why_cap, challenge, challenge_cap, "the claims are not a JSON object");
+        return oauth_refuse(why, why_cap, challenge, challenge_cap,
+                            "the claims are not a JSON object");
     if (rc == 0) {
         snprintf(msg, sizeof(msg), "Required claim missing: %s", c->principal_claim);
-        return invalid(why, why_cap, challenge, challenge_cap, msg);
+        return oauth_refuse(why, why_cap, challenge, challenge_cap, msg);
     }
     if (v.type != OAUTH_JSON_STRING ||
         oauth_json_string(&v, out->principal, sizeof(out->principal)) <= 0) {
         snprintf(msg, sizeof(msg), "The %s claim is not a non-empty string", c->principal_claim);
-        return invalid(why, why_cap, challenge, challenge_cap, msg);
+        return oauth_refuse(why, why_cap, challenge, challenge_cap, msg);
     }
     double iat = 0, exp = 0;
     bool have_iat = false;
     rc = oauth_json_member(claims, (size_t)cl, "iat", &v);
     if (rc == 1) {
         if (!oauth_json_number(&v, &iat))
-            return invalid(why, why_cap, challenge, challenge_cap, "iat is not a number");
+            return oauth_refuse(why, why_cap, challenge, challenge_cap, "iat is not a number");
         have_iat = true;
         if (1000.0 * iat > (double)(now_ms + c->clock_skew_ms))
-            return invalid(why, why_cap, challenge, challenge_cap,
-                           "The Issued At value was after the current time plus allowable "
-                           "clock skew");
+            return oauth_refuse(why, why_cap, challenge, challenge_cap,
+                                "The Issued At value was after the current time plus allowable "
+                                "clock skew");
     }
     rc = oauth_json_member(claims, (size_t)cl, "exp", &v);
     if (rc != 1)
-        return invalid(why, why_cap, challenge, challenge_cap, "Required claim missing: exp");
+        return oauth_refuse(why, why_cap, challenge, challenge_cap, "Required claim missing: exp");
     if (!oauth_json_number(&v, &exp))
-        return invalid(why, why_cap, challenge, challenge_cap, "exp is not a number");
+        return oauth_refuse(why, why_cap, challenge, challenge_cap, "exp is not a number");
     if ((double)(now_ms - c->clock_skew_ms) >= 1000.0 * exp)
-        return invalid(why, why_cap, challenge, challenge_cap,
-                       "The current time minus allowable clock skew was on or after the "
-                       "Expiration Time");
+        return oauth_refuse(why, why_cap, challenge, challenge_cap,
+                            "The current time minus allowable clock skew was on or after the "
+                            "Expiration Time");
     if (have_iat && exp <= iat)
-        return invalid(why, why_cap, challenge, challenge_cap,
-                       "The Expiration Time was not after the Issued At time");
+        return oauth_refuse(why, why_cap, challenge, challenge_cap,
+                            "The Expiration Time was not after the Issued At time");
     if (c->n_required > 0) {
         struct oauth_json_value scope = {0};
         rc = oauth_json_member(claims, (size_t)cl, c->scope_claim, &scope);

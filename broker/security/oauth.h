@@ -100,6 +100,11 @@ int oauth_secured_validate(const struct oauth_secured_config *c, const char *tok
                            size_t token_len, int64_t now_ms, struct oauth_token *out, char *why,
                            size_t why_cap, char *challenge, size_t challenge_cap);
 
+/* A refused token: reason into why and Kafka's {"status":"invalid_token"} challenge; returns
+ * LM_E_INVALID. */
+int oauth_refuse(char *why, size_t why_cap, char *challenge, size_t challenge_cap,
+                 const char *reason);
+
 /* base64url (RFC 4648 §5) without padding, as JWS uses; padding is accepted. Returns the
  * decoded length, or -1 for bad input or output over out_cap. */
 int oauth_b64url_decode(const char *in, size_t n, uint8_t *out, size_t out_cap);

@@ -53,8 +53,7 @@ static bool member_string(const struct oauth_json_value *obj, const char *key, c
 }
 
 /* A base64url member decoded into out (cap bytes); its length or -1. */
-static int member_b64(const struct oauth_json_value *obj, const char *key, uint8_t *out,
-                      size_t cap)
+static int member_b64(const struct oauth_json_value *obj, const char *key, uint8_t *out, size_t cap)
 {
     char text[1400];
     if (!member_string(obj, key, text, sizeof(text)))
@@ -252,14 +251,6 @@ static bool verify_with(const struct oauth_key *k, const struct alg *a, const ui
     return ok;
 }
 
-static int invalid(char *why, size_t why_cap, char *challenge, size_t challenge_cap,
-                   const char *reason)
-{
-    snprintf(why, why_cap, "%s", reason);
-    snprintf(challenge, challenge_cap, "{\"status\":\"invalid_token\"}");
-    return LM_E_INVALID;
-}
-
 /* Whether the aud claim (a string or a list of strings) names one of the expected audiences. */
 static bool audience_ok(const struct oauth_secured_config *c, const struct oauth_json_value *aud)
 {
@@ -287,32 +278,32 @@ int oauth_secured_validate(const struct oauth_secured_config *c, const char *tok
     memset(out, 0, sizeof(*out));
     LM_ASSERT(c->keys != NULL);
     if (token_len > OAUTH_TOKEN_BYTES_MAX)
-        return invalid(why, why_cap, challenge, challenge_cap, "token too long");
+        return oauth_refuse(why, why_cap, challenge, challenge_cap, "token too long");
     const char *d1 = memchr(token, '.', token_len);
     const char *d2 = d1 != NULL ? memchr(d1 + 1, '.', token_len - (size_t)(d1 + 1 - token)) : NULL;
     if (d1 == NULL || d2 == NULL || d2 + 1 >= token + token_len ||
         memchr(d2 + 1, '.', token_len - (size_t)(d2 + 1 - token)) != NULL)
-        return invalid(why, why_cap, challenge, challenge_cap,
-                       "not a signed JWS (header.payload.signature)");
+        return oauth_refuse(why, why_cap, challenge, challenge_cap,
+                            "not a signed JWS (header.payload.signature)");
     char header[1024], claims[OAUTH_TOKEN_BYTES_MAX];
     uint8_t sig[1024];
     int hl = oauth_b64url_decode(token, (size_t)(d1 - token), (uint8_t *)header, sizeof(header));
     int cl = oauth_b64url_decode(d1 + 1, (size_t)(d2 - d1 - 1), (uint8_t *)claims, sizeof(claims));
     int sl = oauth_b64url_decode(d2 + 1, token_len - (size_t)(d2 + 1 - token), sig, sizeof(sig));
     if (hl <= 0 || cl <= 0 || sl <= 0)
-        return invalid(why, why_cap, challenge, challenge_cap, "bad base64url in the token");
+        return oauth_refuse(why, why_cap, challenge, challenge_cap, "bad base64url in the token");
     struct oauth_json_value v;
     char alg_name[16], kid[128];
     if (oauth_json_member(header, (size_t)hl, "alg", &v) != 1 ||
         oauth_json_string(&v, alg_name, sizeof(alg_name)) < 0)
-        return invalid(why, why_cap, challenge, challenge_cap, "the JOSE header has no alg");
+        return oauth_refuse(why, why_cap, challenge, challenge_cap, "the JOSE header has no alg");
     const struct alg *a = NULL;
     for (size_t i = 0; i < sizeof(ALGS) / sizeof(ALGS[0]); i++)
         if (strcmp(ALGS[i].name, alg_name) == 0)
             a = &ALGS[i];
     if (a == NULL)
-        return invalid(why, why_cap, challenge, challenge_cap,
-                       "the signature algorithm is not RS/PS/ES 256/384/512");
+        return oauth_refuse(why, why_cap, challenge, challenge_cap,
+                            "the signature algorithm is not RS/PS/ES 256/384/512");
     bool has_kid = oauth_json_member(header, (size_t)hl, "kid", &v) == 1 &&
                    oauth_json_string(&v, kid, sizeof(kid)) >= 0;
     bool verified = false, key_found = false;
@@ -321,40 +312,40 @@ int oauth_secured_validate(const struct oauth_secured_config *c, const char *tok
         if (has_kid && (!k->has_kid || strcmp(k->kid, kid) != 0))
             continue;
         key_found |= k->type == a->type;
-        verified = verify_with(k, a, (const uint8_t *)token, (size_t)(d2 - token), sig,
-                               (size_t)sl);
+        verified = verify_with(k, a, (const uint8_t *)token, (size_t)(d2 - token), sig, (size_t)sl);
     }
     if (!verified)
-        return invalid(why, why_cap, challenge, challenge_cap,
-                       key_found ? "the signature does not verify"
-                                 : "no JWKS key for the token's kid and algorithm");
+        return oauth_refuse(why, why_cap, challenge, challenge_cap,
+                            key_found ? "the signature does not verify"
+                                      : "no JWKS key for the token's kid and algorithm");
     /* the claims (jose4j's JwtConsumer as Kafka's ValidatorAccessTokenValidator builds it) */
     double exp = 0, iat = 0, nbf = 0;
     if (oauth_json_member(claims, (size_t)cl, "exp", &v) != 1 || !oauth_json_number(&v, &exp))
-        return invalid(why, why_cap, challenge, challenge_cap, "no exp claim (a number)");
+        return oauth_refuse(why, why_cap, challenge, challenge_cap, "no exp claim (a number)");
     if (oauth_json_member(claims, (size_t)cl, "iat", &v) != 1 || !oauth_json_number(&v, &iat))
-        return invalid(why, why_cap, challenge, challenge_cap, "no iat claim (a number)");
+        return oauth_refuse(why, why_cap, challenge, challenge_cap, "no iat claim (a number)");
     if ((double)(now_ms - c->clock_skew_ms) >= 1000.0 * exp)
-        return invalid(why, why_cap, challenge, challenge_cap, "the token has expired");
+        return oauth_refuse(why, why_cap, challenge, challenge_cap, "the token has expired");
     if (oauth_json_member(claims, (size_t)cl, "nbf", &v) == 1 &&
         (!oauth_json_number(&v, &nbf) || (double)(now_ms + c->clock_skew_ms) < 1000.0 * nbf))
-        return invalid(why, why_cap, challenge, challenge_cap, "the token is not valid yet (nbf)");
+        return oauth_refuse(why, why_cap, challenge, challenge_cap,
+                            "the token is not valid yet (nbf)");
     if (c->n_audience > 0 &&
         (oauth_json_member(claims, (size_t)cl, "aud", &v) != 1 || !audience_ok(c, &v)))
-        return invalid(why, why_cap, challenge, challenge_cap,
-                       "the token's audience (aud) is not an expected one");
+        return oauth_refuse(why, why_cap, challenge, challenge_cap,
+                            "the token's audience (aud) is not an expected one");
     if (c->issuer[0] != '\0') {
         char iss[OAUTH_AUDIENCE_BYTES_MAX];
         if (oauth_json_member(claims, (size_t)cl, "iss", &v) != 1 ||
             oauth_json_string(&v, iss, sizeof(iss)) < 0 || strcmp(iss, c->issuer) != 0)
-            return invalid(why, why_cap, challenge, challenge_cap,
-                           "the token's issuer (iss) is not the expected one");
+            return oauth_refuse(why, why_cap, challenge, challenge_cap,
+                                "the token's issuer (iss) is not the expected one");
     }
     if (oauth_json_member(claims, (size_t)cl, c->sub_claim, &v) != 1 ||
         oauth_json_string(&v, out->principal, sizeof(out->principal)) <= 0) {
         char msg[128];
         snprintf(msg, sizeof(msg), "the %s claim is not a non-empty string", c->sub_claim);
-        return invalid(why, why_cap, challenge, challenge_cap, msg);
+        return oauth_refuse(why, why_cap, challenge, challenge_cap, msg);
     }
     out->expires_ms = exp * 1000.0 > (double)INT64_MAX ? INT64_MAX : (int64_t)(exp * 1000.0);
     why[0] = '\0';

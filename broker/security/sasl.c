@@ -99,7 +99,7 @@ size_t sasl_b64_encode(const uint8_t *in, size_t n, char *out)
     return o;
 }
 
-static int b64_val(char c)
+int sasl_b64_digit(char c, char c62, char c63)
 {
     if (c >= 'A' && c <= 'Z')
         return c - 'A';
@@ -107,7 +107,12 @@ static int b64_val(char c)
         return c - 'a' + 26;
     if (c >= '0' && c <= '9')
         return c - '0' + 52;
-    return c == '+' ? 62 : c == '/' ? 63 : -1;
+    return c == c62 ? 62 : c == c63 ? 63 : -1;
+}
+
+static int b64_val(char c)
+{
+    return sasl_b64_digit(c, '+', '/');
 }
 
 int sasl_b64_decode(const char *in, size_t n, uint8_t *out, size_t out_cap)

@@ -164,6 +164,10 @@ int sasl_scram_server_step(struct sasl_scram_server *s, const uint8_t *tok, size
 size_t sasl_b64_encode(const uint8_t *in, size_t n, char *out);
 int sasl_b64_decode(const char *in, size_t n, uint8_t *out, size_t out_cap);
 
+/* The value of one base64 digit, with c62 and c63 as the alphabet's last two ('+' '/', or '-'
+ * '_' for base64url); -1 for any other character. */
+int sasl_b64_digit(char c, char c62, char c63);
+
 /* Constant-time equality of two byte strings of the same length. */
 bool sasl_ct_equal(const void *a, const void *b, size_t n);
 
