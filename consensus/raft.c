@@ -1120,6 +1120,12 @@ static void handle_append_resp(struct raft *r, const struct raft_msg *m)
             send_append(r, pr, true);
         return;
     }
+    if (m->index > view_last(r)) {
+        /* A match past this leader's log: the follower answers for another log (an older
+         * incarnation of the group left on its disk, a corrupt message). Taking it would
+         * count entries nobody has towards the commit and send from past the log's end. */
+        return;
+    }
     bool updated = false;
     if (pr->match < m->index) {
         pr->match = m->index;

@@ -297,6 +297,38 @@ static void test_commit_only_current_term(void **state)
     h_deinit(&h);
 }
 
+/* A follower answering for another log (an older incarnation of the group left on its disk)
+ * acknowledges offsets past the leader's log: the answer is ignored, never counted towards the
+ * commit nor used to send from past the log's end (send_append's invariant). */
+static void test_ack_past_log_end_ignored(void **state)
+{
+    (void)state;
+    struct harness h;
+    h_init(&h, 3, 3, false, false, NULL);
+    assert_int_equal(raft_campaign(h.nodes[1].r), 0);
+    h_stabilize(&h);
+    assert_int_equal(h_leader(&h), 1);
+    int64_t last = raft_last_index(h.nodes[1].r), commit = raft_commit(h.nodes[1].r);
+    uint64_t term = raft_term(h.nodes[1].r);
+    for (uint32_t f = 2; f <= 3; f++) {
+        struct raft_msg ack = {.type = RAFT_MSG_APP_RESP,
+                               .group = 1,
+                               .from = f,
+                               .to = 1,
+                               .term = term,
+                               .index = last + 40};
+        assert_int_equal(raft_step(h.nodes[1].r, &ack), 0);
+        const struct raft_progress *pr = raft_progress(h.nodes[1].r, f);
+        assert_true(pr->match <= last && pr->next <= last + 1);
+    }
+    assert_int_equal(raft_commit(h.nodes[1].r), commit);
+    /* the group goes on: a proposal commits with the real acknowledgements */
+    assert_int_equal(raft_propose(h.nodes[1].r, "x", 1, 1, NULL), 0);
+    h_stabilize(&h);
+    assert_int_equal(raft_commit(h.nodes[1].r), last + 1);
+    h_deinit(&h);
+}
+
 /* Pipelining with a per-follower window: at most max_inflight appends outstanding. */
 static void test_flow_control(void **state)
 {
@@ -850,6 +882,7 @@ int main(void)
         cmocka_unit_test(test_lone_resume),
         cmocka_unit_test(test_vote_persist_before_send),
         cmocka_unit_test(test_commit_only_current_term),
+        cmocka_unit_test(test_ack_past_log_end_ignored),
         cmocka_unit_test(test_flow_control),
         cmocka_unit_test(test_learner_promotion),
         cmocka_unit_test(test_multi_coalesced_heartbeats),
