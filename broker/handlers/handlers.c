@@ -548,6 +548,32 @@ static void node_gauges(void *ctx, struct broker_metrics_out *o)
             leader == h->cfg->node_id ? 1 : 0, leader, brokers - fenced, fenced);
     }
     uint64_t offline = __atomic_load_n(&h->offline_count, __ATOMIC_ACQUIRE);
+    uint64_t replicas = 0, leaders = 0, under_replicated = 0, under_min_isr = 0;
+    uint32_t shards = __atomic_load_n(&h->shard_count, __ATOMIC_ACQUIRE);
+    for (uint32_t i = 0; i < shards && i < HANDLERS_GAUGE_SHARDS; i++) {
+        const struct handlers_shard_gauges *g = &h->shard_gauges[i];
+        replicas += __atomic_load_n(&g->replicas, __ATOMIC_RELAXED);
+        leaders += __atomic_load_n(&g->leaders, __ATOMIC_RELAXED);
+        under_replicated += __atomic_load_n(&g->under_replicated, __ATOMIC_RELAXED);
+        under_min_isr += __atomic_load_n(&g->under_min_isr, __ATOMIC_RELAXED);
+    }
+    if (h->ctl == NULL) {
+        /* one node: every partition is here and led here unless offline (at once, not as of
+         * the shards' last tick) */
+        replicas = partitions;
+        leaders = partitions >= offline ? partitions - offline : 0;
+    }
+    broker_metrics_printf(
+        o,
+        "# HELP kafka_server_replicamanager_underreplicatedpartitions Partitions led here with "
+        "fewer replicas in sync than assigned.\n"
+        "# TYPE kafka_server_replicamanager_underreplicatedpartitions gauge\n"
+        "kafka_server_replicamanager_underreplicatedpartitions %llu\n"
+        "# HELP kafka_server_replicamanager_underminisrpartitioncount Partitions led here with "
+        "fewer replicas in sync than min.insync.replicas.\n"
+        "# TYPE kafka_server_replicamanager_underminisrpartitioncount gauge\n"
+        "kafka_server_replicamanager_underminisrpartitioncount %llu\n",
+        (unsigned long long)under_replicated, (unsigned long long)under_min_isr);
     broker_metrics_printf(
         o,
         "# HELP kafka_controller_kafkacontroller_globaltopiccount Topics.\n"
@@ -563,8 +589,7 @@ static void node_gauges(void *ctx, struct broker_metrics_out *o)
         "live leader (their log failed).\n"
         "# TYPE kafka_controller_kafkacontroller_offlinepartitionscount gauge\n"
         "kafka_controller_kafkacontroller_offlinepartitionscount %llu\n",
-        topics, (unsigned long long)partitions,
-        (unsigned long long)(partitions >= offline ? partitions - offline : 0),
+        topics, (unsigned long long)replicas, (unsigned long long)leaders,
         (unsigned long long)offline);
 }
 

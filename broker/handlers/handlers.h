@@ -44,6 +44,8 @@ struct hoffline;
  * synchronised; not on the data path) and the two partition tables below (their own locks). */
 struct controller;
 
+#define HANDLERS_GAUGE_SHARDS 128 /* broker/shard_internal.h BROKER_SHARDS_MAX */
+
 struct handlers_ctx {
     struct broker_config *cfg;
     struct lm_meta_store *meta;
@@ -92,6 +94,13 @@ struct handlers_ctx {
     /* The ACL authorizer's settings (authorizer.class.name, super.users,
      * allow.everyone.if.no.acl.found); read-only after setup */
     struct authz_config authz;
+    /* Each shard's partition counts for /metrics, stored (atomic) at the end of its tick and
+     * summed by the scrape: replicas here, those led here, led here with fewer replicas in
+     * sync than assigned (Kafka's UnderReplicatedPartitions) and with fewer than
+     * min.insync.replicas (UnderMinIsrPartitionCount). */
+    struct handlers_shard_gauges {
+        uint32_t replicas, leaders, under_replicated, under_min_isr;
+    } shard_gauges[HANDLERS_GAUGE_SHARDS];
 };
 
 /* handlers_serve registers fn for api_key and records [min_version, max_version] as served

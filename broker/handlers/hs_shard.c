@@ -139,6 +139,34 @@ static void compact_tick(struct hshard *hs)
 
 /* ---- shard hooks --------------------------------------------------------------------------- */
 
+/* One partition's part of the shard's gauges (handlers_ctx.shard_gauges). */
+static void gauges_count(struct hshard *hs, const struct htopic *t, struct hpart *p,
+                         struct handlers_shard_gauges *g)
+{
+    g->replicas++;
+    if (!p->replicated) {
+        g->leaders += p->failed || (p->log == NULL && !p->idle_closed) ? 0 : 1;
+        return;
+    }
+    if (p->part == NULL || p->failed || !partition_is_leader(p->part))
+        return;
+    g->leaders++;
+    int32_t in_sync = hs_isr_count(hs, p);
+    g->under_replicated += in_sync < p->rf;
+    g->under_min_isr += in_sync < t->settings.min_insync_replicas;
+}
+
+static void gauges_store(struct hshard *hs, const struct handlers_shard_gauges *g)
+{
+    if (hs->id >= HANDLERS_GAUGE_SHARDS)
+        return;
+    struct handlers_shard_gauges *d = &hs->node->shard_gauges[hs->id];
+    __atomic_store_n(&d->replicas, g->replicas, __ATOMIC_RELAXED);
+    __atomic_store_n(&d->leaders, g->leaders, __ATOMIC_RELAXED);
+    __atomic_store_n(&d->under_replicated, g->under_replicated, __ATOMIC_RELAXED);
+    __atomic_store_n(&d->under_min_isr, g->under_min_isr, __ATOMIC_RELAXED);
+}
+
 static void shard_tick(struct broker_shard *s, struct broker_timer *t)
 {
     struct hshard *hs = t->arg;
@@ -153,10 +181,13 @@ static void shard_tick(struct broker_shard *s, struct broker_timer *t)
      * be failing together, e.g. on a full disk); those left wait for the next tick. */
     hs->step_deadline_ms = now + HANDLERS_STEP_BUDGET_MS;
     hs->step_ops = HANDLERS_STEP_OPS_MIN;
+    struct handlers_shard_gauges g = {0};
     for (size_t b = 0; b < hs->bucket_count; b++) {
         for (struct htopic *tp = hs->buckets[b]; tp != NULL; tp = tp->next) {
             for (int32_t i = 0; i < tp->part_cap; i++) {
                 struct hpart *p = tp->parts[i];
+                if (p != NULL)
+                    gauges_count(hs, tp, p, &g);
                 if (p == NULL || p->idle_closed)
                     continue;
                 /* Waiters of fetches that have answered by timeout are dropped (one-shot). */
@@ -188,6 +219,7 @@ static void shard_tick(struct broker_shard *s, struct broker_timer *t)
         }
     }
     hs->step_deadline_ms = 0;
+    gauges_store(hs, &g);
     if (__atomic_load_n(&hs->node->handoff, __ATOMIC_ACQUIRE))
         hs_handoff_step(hs, now);
     else if (hs_cluster(hs->node))

@@ -16,6 +16,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.request
 from collections import Counter
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "compat", "harness"))
@@ -43,7 +44,7 @@ class Node(Broker):
     """One combined-mode node (broker + controller voter) as a KRaft user configures it."""
 
     def __init__(self, node_id, voters, port, cport, io, observer=False, secret=None,
-                 snapshot_records=None, rebalance_interval=None):
+                 snapshot_records=None, rebalance_interval=None, http_port=None):
         host = "127.0.0.%d" % node_id
         self.observer = observer  # process.roles=broker: reads the metadata log from voters
         cfg = {
@@ -52,7 +53,8 @@ class Node(Broker):
             "controller.listener.names": "CONTROLLER",
             "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
             "controller.quorum.voters": voters,
-            "laminar.http.listener": "",
+            # /metrics on 127.0.0.N:http_port when asked for (isr_follows_lag reads it)
+            "laminar.http.listener": "" if http_port is None else "%s:%d" % (host, http_port),
             "broker.session.timeout.ms": 3000,
             # a follower behind for longer leaves the ISR (isr_follows_lag pauses one for less
             # than the session timeout: out of the ISR, not fenced)
@@ -74,6 +76,7 @@ class Node(Broker):
         super().__init__(io=io, host=host, port=port, config=cfg)
         self.node_id = node_id
         self.cport = cport
+        self.http_port = http_port
 
     def args(self):
         a = super().args()
@@ -205,12 +208,12 @@ def main():
                     help="also Kafka's TopicCommand, the Java client and franz-go")
     args = ap.parse_args()
     n = args.nodes
-    port, cport = free_port(), free_port()
+    port, cport, http_port = free_port(), free_port(), free_port()
     nv = n - args.observers
     voters = ",".join("%d@127.0.0.%d:%d" % (i, i, cport) for i in range(1, nv + 1))
     nodes = [Node(i, voters, port, cport, args.io, observer=i > nv, secret=args.secret,
                   snapshot_records=args.snapshot_records,
-                  rebalance_interval=args.rebalance_interval)
+                  rebalance_interval=args.rebalance_interval, http_port=http_port)
              for i in range(1, n + 1)]
     try:
         run(nodes, n, args.clients)
@@ -335,6 +338,19 @@ def java_hash(s):
     return h
 
 
+def metric(node, name):
+    """The value of an unlabelled gauge in node's /metrics (None when it cannot be read)."""
+    try:
+        with urllib.request.urlopen("http://%s:%d/metrics" % (node.host, node.http_port),
+                                    timeout=5) as r:
+            for line in r.read().decode().splitlines():
+                if line.startswith(name + " "):
+                    return float(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
 def isr_follows_lag(nodes):
     """The ISR is the leader's view of who keeps up: a follower paused (SIGSTOP) under load
     leaves the ISR after replica.lag.time.max.ms (1 s) while still registered (its session
@@ -387,13 +403,33 @@ def isr_follows_lag(nodes):
             brokers, _ = cluster_view(others[0])
             if fid not in p.isrs and fid in brokers:
                 seen = (p.isrs, time.monotonic())
+                leader = next(x for x in nodes if x.node_id == p.leader)
+                if leader.http_port is not None:
+                    under = metric(leader, "kafka_server_replicamanager_underreplicatedpartitions")
+                    seen = seen + (under,)
             time.sleep(0.05)
         os.kill(follower.pid, signal.SIGCONT)
         if seen is None:
             fail("isr: node %d paused for 2.8 s stayed in the ISR of isr-0 (or was fenced "
                  "first)" % fid, nodes)
         print("isr: node %d paused: ISR %s while it was still registered" % (fid, seen[0]))
+        if len(seen) > 2 and not (seen[2] or 0) >= 1:
+            fail("isr: the leader's /metrics showed %r under-replicated partitions while node "
+                 "%d was out of the ISR" % (seen[2], fid), nodes)
         wait_for("node %d back in the ISR" % fid, lambda: fid in part().isrs, 30, nodes)
+        if nodes[0].http_port is not None:
+            gauge = "kafka_server_replicamanager_underreplicatedpartitions"
+            wait_for("no partition under-replicated on any node",
+                     lambda: all(metric(x, gauge) == 0 for x in nodes), 30, nodes)
+            led = sum(metric(x, "kafka_server_replicamanager_leadercount") or 0 for x in nodes)
+            total = sum(len(t.partitions) for t in
+                        admin(nodes[0]).list_topics(timeout=10).topics.values())
+            if led != total:
+                fail("metrics: the nodes' leader counts add up to %d, the cluster has %d "
+                     "partitions" % (led, total), nodes)
+            print("metrics: under-replicated %r on the leader while node %d was out of the "
+                  "ISR, 0 everywhere after; leader counts add up to %d partitions"
+                  % (seen[2], fid, total))
     finally:
         stop.set()
         th.join()
