@@ -27,11 +27,13 @@ bool hs_local_replica(const struct handlers_ctx *h, const struct lm_meta_topic *
     if (h->ctl == NULL)
         return true;
     int16_t n;
-    const int32_t *r = lm_meta_topic_replicas(t, p, &n);
-    if (r == NULL)
+    if (lm_meta_topic_replicas(t, p, &n) == NULL)
         return true; /* no assignment: the local node's */
+    /* a replica a reassignment is still adding holds nothing yet */
+    int32_t cur[LM_META_REPLICATION_MAX];
+    n = lm_meta_topic_current_replicas(t, p, cur);
     for (int16_t i = 0; i < n; i++)
-        if (r[i] == h->cfg->node_id)
+        if (cur[i] == h->cfg->node_id)
             return true;
     return false;
 }
@@ -559,6 +561,23 @@ int32_t hs_isr_count(const struct hshard *hs, const struct hpart *p)
     return __builtin_popcount(all & (uint16_t)~out);
 }
 
+/* The leader's out-of-sync bits (positions in p->replicas) as positions in the image's
+ * replicas of the partition, which a reassignment in progress orders target first. */
+static uint16_t isr_to_image(const struct hpart *p, const struct lm_meta_topic *t, uint16_t out)
+{
+    int16_t n;
+    const int32_t *r = lm_meta_topic_replicas(t, p->partition, &n);
+    uint16_t img = 0;
+    for (int16_t j = 0; j < p->rf && r != NULL; j++) {
+        if (!(out & (1u << j)))
+            continue;
+        for (int16_t k = 0; k < n; k++)
+            if (r[k] == p->replicas[j])
+                img |= (uint16_t)(1u << k);
+    }
+    return img;
+}
+
 /* After an input to a replicated partition: a new term updates the epoch Fetch and
  * ListOffsets fence on; becoming leader rebuilds producer state from the log and announces
  * the leadership to the controller, with the ISR as this leader sees it (again every second
@@ -608,8 +627,9 @@ void hs_leader_check(struct hshard *hs, struct hpart *p, uint64_t now_ms)
     const struct lm_meta_topic *t = lm_meta_state_find(&hs->snap->state, p->topic);
     int32_t known_epoch = -1;
     int32_t known = t != NULL ? lm_meta_topic_leader(t, p->partition, &known_epoch) : -1;
+    uint16_t img_out = t != NULL ? isr_to_image(p, t, out) : out;
     if (t != NULL && known == hs->node->cfg->node_id && known_epoch == epoch &&
-        lm_meta_topic_isr_out(t, p->partition) == out) {
+        lm_meta_topic_isr_out(t, p->partition) == img_out) {
         p->announce_confirmed = true;
         p->announced_out = out;
         return;
@@ -625,7 +645,7 @@ void hs_leader_check(struct hshard *hs, struct hpart *p, uint64_t now_ms)
                                .partition_count = p->partition,
                                .broker_id = hs->node->cfg->node_id,
                                .leader_epoch = epoch,
-                               .isr_out = out};
+                               .isr_out = img_out};
     int rc = hs_submit_detached(hs, &r);
     if (rc != 0)
         BLOG_WARN_LIMITED("partition %s-%d: announcing leadership: %s", p->topic, p->partition,

@@ -634,10 +634,12 @@ static struct hpart *part_new(const struct htopic *t, int32_t partition)
     memcpy(p->topic_id, t->meta->id, 16);
     p->leader_epoch = HANDLERS_LEADER_EPOCH_FIRST;
     storage_cfg_of(&t->settings, &p->scfg);
-    /* its replica set: nothing reassigns replicas, so it is fixed for the partition's life */
-    int16_t rf = 0;
-    const int32_t *reps = lm_meta_topic_replicas(t->meta, partition, &rf);
-    if (reps != NULL && rf > 1 && rf <= LM_META_REPLICATION_MAX) {
+    /* its replica set: the replicas holding its data (a reassignment's adding replicas are
+     * not among them); a reassignment that only reorders them moves the preferred leader
+     * (topic_sync_parts) */
+    int32_t reps[LM_META_REPLICATION_MAX];
+    int16_t rf = lm_meta_topic_current_replicas(t->meta, partition, reps);
+    if (rf > 1) {
         p->rf = rf;
         memcpy(p->replicas, reps, (size_t)rf * sizeof(int32_t));
     }
@@ -771,6 +773,24 @@ void hs_topic_free(struct hshard *hs, struct htopic *t, bool delete_dirs)
     free(t);
 }
 
+/* A reassignment that kept p's replicas and changed their order (KIP-455 with the same set)
+ * moves its preferred leader: p->replicas takes the image's order. */
+static void part_replicas_order(struct hpart *p, const struct lm_meta_topic *m)
+{
+    int32_t reps[LM_META_REPLICATION_MAX];
+    int16_t n = lm_meta_topic_current_replicas(m, p->partition, reps);
+    if (p->rf <= 1 || n != p->rf || memcmp(reps, p->replicas, (size_t)n * sizeof(int32_t)) == 0)
+        return;
+    for (int16_t i = 0; i < n; i++) {
+        bool have = false;
+        for (int16_t j = 0; j < n && !have; j++)
+            have = p->replicas[j] == reps[i];
+        if (!have)
+            return; /* another set: the partition's Raft group decides its members */
+    }
+    memcpy(p->replicas, reps, (size_t)n * sizeof(int32_t));
+}
+
 /* Opens the owned partitions of t below its partition count that are not open yet, and
  * reopens logs whose storage settings changed. */
 static void topic_sync_parts(struct hshard *hs, struct htopic *t)
@@ -796,6 +816,8 @@ static void topic_sync_parts(struct hshard *hs, struct htopic *t)
             storage_cfg_of(&t->settings, &p->scfg); /* read when its turn to open comes */
             continue;
         }
+        if (p != NULL)
+            part_replicas_order(p, t->meta);
         if (p != NULL) {
             struct storage_config c;
             storage_cfg_of(&t->settings, &c);
