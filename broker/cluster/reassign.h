@@ -15,13 +15,13 @@
 #include "consensus/raft.h"
 
 enum reassign_op {
-    REASSIGN_DONE = 0,     /* the configuration is the target: tell the controller */
-    REASSIGN_WAIT,         /* a learner is catching up: nothing to do yet */
-    REASSIGN_ADD_LEARNER,  /* raft_propose_conf(ADD_LEARNER, node + 1) */
-    REASSIGN_PROMOTE,      /* raft_propose_conf(PROMOTE, node + 1) */
-    REASSIGN_REMOVE,       /* raft_propose_conf(REMOVE, node + 1) */
-    REASSIGN_TRANSFER,     /* raft_transfer_leader(node + 1): the leader itself is leaving */
-    REASSIGN_INVALID,      /* an empty or oversized target, or no target voter to lead */
+    REASSIGN_DONE = 0,    /* the configuration is the target: tell the controller */
+    REASSIGN_WAIT,        /* a learner is catching up: nothing to do yet */
+    REASSIGN_ADD_LEARNER, /* raft_propose_conf(ADD_LEARNER, node + 1) */
+    REASSIGN_PROMOTE,     /* raft_propose_conf(PROMOTE, node + 1) */
+    REASSIGN_REMOVE,      /* raft_propose_conf(REMOVE, node + 1) */
+    REASSIGN_TRANSFER,    /* raft_transfer_leader(node + 1): the leader itself is leaving */
+    REASSIGN_INVALID,     /* an empty or oversized target, or no target voter to lead */
 };
 
 struct reassign_step {
