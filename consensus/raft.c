@@ -1629,6 +1629,16 @@ int raft_propose_conf(struct raft *r, enum raft_conf_op op, uint32_t node)
     return 0;
 }
 
+void raft_conf_unfix(struct raft *r)
+{
+    r->cfg.conf_fixed = false;
+}
+
+bool raft_conf_pending(const struct raft *r)
+{
+    return r->role == RAFT_LEADER && r->pending_conf_index > r->commit;
+}
+
 bool raft_transferring(const struct raft *r)
 {
     return r->role == RAFT_LEADER && r->transferee != RAFT_NONE;

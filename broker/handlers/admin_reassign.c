@@ -37,10 +37,9 @@ static int reassign_one(const struct admin_env *env, const struct lm_meta_state 
     bool moving = lm_meta_topic_reassigning(t, rp->partition_index);
     if (rp->replicas_count < 0) { /* cancel */
         if (!moving)
-            return SET_ERR(a, res->error_code, res->error_message,
-                           KAFKA_NO_REASSIGNMENT_IN_PROGRESS,
-                           "No ongoing reassignment for partition %s-%d.", name,
-                           rp->partition_index);
+            return SET_ERR(
+                a, res->error_code, res->error_message, KAFKA_NO_REASSIGNMENT_IN_PROGRESS,
+                "No ongoing reassignment for partition %s-%d.", name, rp->partition_index);
         memset(out, 0, sizeof(*out));
         out->partition = rp->partition_index;
         out->n = n_cur;
@@ -65,11 +64,10 @@ static int reassign_one(const struct admin_env *env, const struct lm_meta_state 
                                "The manual partition assignment includes the broker %d more than "
                                "once.",
                                id);
-        bool known = t->replicas != NULL ? lm_meta_state_broker(st, id) != NULL
-                                         : id == env->cfg->node_id;
+        bool known =
+            t->replicas != NULL ? lm_meta_state_broker(st, id) != NULL : id == env->cfg->node_id;
         if (!known)
-            return SET_ERR(a, res->error_code, res->error_message,
-                           KAFKA_INVALID_REPLICA_ASSIGNMENT,
+            return SET_ERR(a, res->error_code, res->error_message, KAFKA_INVALID_REPLICA_ASSIGNMENT,
                            "The manual partition assignment includes broker %d, but no such "
                            "broker is registered.",
                            id);
@@ -139,8 +137,8 @@ int admin_alter_partition_reassignments(
                                 .error_message = KAFKA_STR_NULL};
             struct lm_meta_moved m = {0};
             bool skip = true;
-            rc = reassign_one(env, &snap->state, t, name != NULL ? name : "", rp, allow_rf, a,
-                              res, &m, &skip);
+            rc = reassign_one(env, &snap->state, t, name != NULL ? name : "", rp, allow_rf, a, res,
+                              &m, &skip);
             if (rc != 0 || skip || res->error_code != KAFKA_NONE)
                 continue;
             /* the lists live in the arena until the record is encoded (admin_commit) */
@@ -169,8 +167,8 @@ int admin_alter_partition_reassignments(
                              rp->partition_index, lm_strerror(rc));
             } else if (rc != 0 && rc != LM_E_NOMEM) {
                 rc = SET_ERR(a, res->error_code, res->error_message, KAFKA_UNKNOWN_SERVER_ERROR,
-                             "The reassignment of partition %s-%d could not be stored (%s).",
-                             name, rp->partition_index, lm_strerror(rc));
+                             "The reassignment of partition %s-%d could not be stored (%s).", name,
+                             rp->partition_index, lm_strerror(rc));
             } else if (rc == 0) {
                 BLOG_INFO("admin: partition %s-%d: %s (%d adding, %d removing)", name,
                           rp->partition_index,
@@ -184,8 +182,7 @@ int admin_alter_partition_reassignments(
     return rc;
 }
 
-typedef struct kafka_list_partition_reassignments_response_ongoing_partition_reassignment
-    lpr_part;
+typedef struct kafka_list_partition_reassignments_response_ongoing_partition_reassignment lpr_part;
 typedef struct kafka_list_partition_reassignments_response_ongoing_topic_reassignment lpr_topic;
 
 static int32_t *ids_copy(struct kafka_arena *a, const int32_t *ids, int16_t n)

@@ -130,6 +130,13 @@ int partition_tick(struct partition *p, int64_t now_ms);
 int partition_clock(struct partition *p, int64_t now_ms);
 /* A raft message received for this partition (borrowed). */
 int partition_step(struct partition *p, const struct raft_msg *m);
+/* A leader's single-server configuration change (raft_propose_conf; a reassignment, KIP-455).
+ * The first one writes "raft-conf": from then on opens rebuild the configuration from the
+ * log. LM_E_STATE for a lone voter's group or a follower, LM_E_AGAIN while the previous change
+ * is uncommitted or a learner has not caught up (see raft_propose_conf). */
+int partition_propose_conf(struct partition *p, enum raft_conf_op op, uint32_t node);
+/* A leader's configuration change is not committed yet. */
+bool partition_conf_pending(const struct partition *p);
 /* Starts an election now (tests, controlled failover). */
 int partition_campaign(struct partition *p);
 /* Hands leadership to voter `to` (raft_transfer_leader: TimeoutNow once it has caught up; the
