@@ -114,6 +114,10 @@ struct hpart {
     int64_t start_sync;
     uint16_t start_acked;
     uint64_t start_sync_at_ms;
+    /* A leader driving a reassignment (hs_reassign.c): when it may tell the controller again
+     * that its group reached the target, and the step it logged last. */
+    uint64_t reassign_done_at_ms;
+    int32_t reassign_logged;
 };
 
 /* Kafka's ISR as a replicated partition's leader sees it: when each replica (index in
@@ -233,6 +237,15 @@ int hs_elect_send(struct hshard *hs, int32_t leader, const char *topic, int32_t 
                   int32_t target, void (*done)(struct broker_shard *, struct broker_call *, int),
                   void *arg, void **call_out);
 void hs_leader_check(struct hshard *hs, struct hpart *p, uint64_t now_ms);
+/* The leader's new follower bookkeeping after its replica set changed (a reassignment). */
+void hs_isr_reset(struct hpart *p, uint64_t now_ms);
+/* A reassignment (KIP-455) as p's leader drives it (hs_reassign.c), after every input and tick:
+ * the next single-server change of its Raft group towards the image's target (the replicas
+ * minus those being removed), one at a time; once the configuration is the target and
+ * committed, the completion goes to the controller (PARTITION_REASSIGN, reassign_done) until
+ * the image shows it. A cancel's target is the original replicas: learners go, removed
+ * replicas come back. */
+void hs_reassign_step(struct hshard *hs, struct hpart *p, uint64_t now_ms);
 /* A leader sends its log start offset (p->start_sync) to the replicas that have not
  * acknowledged it (called from hs_leader_check; DeleteRecords sets it). */
 void hs_log_start_sync(struct hshard *hs, struct hpart *p, uint64_t now_ms);

@@ -27,14 +27,16 @@ bool hs_local_replica(const struct handlers_ctx *h, const struct lm_meta_topic *
     if (h->ctl == NULL)
         return true;
     int16_t n;
-    if (lm_meta_topic_replicas(t, p, &n) == NULL)
+    const int32_t *r = lm_meta_topic_replicas(t, p, &n);
+    if (r == NULL)
         return true; /* no assignment: the local node's */
-    /* a replica a reassignment is still adding holds nothing yet */
+    /* a replica a reassignment adds to a replicated partition joins its Raft group (as a
+     * learner, hs_reassign.c); a single replica's partition has no group to join */
     int32_t cur[LM_META_REPLICATION_MAX];
-    n = lm_meta_topic_current_replicas(t, p, cur);
+    int16_t nc = lm_meta_topic_current_replicas(t, p, cur);
     for (int16_t i = 0; i < n; i++)
-        if (cur[i] == h->cfg->node_id)
-            return true;
+        if (r[i] == h->cfg->node_id)
+            return nc > 1 || (nc == 1 && cur[0] == r[i]);
     return false;
 }
 
@@ -492,6 +494,14 @@ void hs_partition_recv(void *ctx, struct broker_req *req, const uint8_t *body, s
 
 /* ---- the leader's view of its followers (ISR) ---- */
 
+static void isr_reset(struct hpart *p, uint64_t now_ms);
+
+void hs_isr_reset(struct hpart *p, uint64_t now_ms)
+{
+    if (p->isr != NULL && p->part != NULL)
+        isr_reset(p, now_ms);
+}
+
 static void isr_reset(struct hpart *p, uint64_t now_ms)
 {
     /* a new leader gives every follower a full lag period, as Kafka's does */
@@ -622,6 +632,7 @@ void hs_leader_check(struct hshard *hs, struct hpart *p, uint64_t now_ms)
     }
     uint16_t out = isr_update(hs, p, now_ms);
     hs_log_start_sync(hs, p, now_ms);
+    hs_reassign_step(hs, p, now_ms);
     if (p->announce_confirmed && p->announced_out == out)
         return; /* the image shows it: nothing to look up */
     const struct lm_meta_topic *t = lm_meta_state_find(&hs->snap->state, p->topic);

@@ -773,22 +773,30 @@ void hs_topic_free(struct hshard *hs, struct htopic *t, bool delete_dirs)
     free(t);
 }
 
-/* A reassignment that kept p's replicas and changed their order (KIP-455 with the same set)
- * moves its preferred leader: p->replicas takes the image's order. */
-static void part_replicas_order(struct hpart *p, const struct lm_meta_topic *m)
+/* p's replica set follows the image (the replicas holding its data): a reassignment that
+ * reordered them moves its preferred leader, one that finished changed them (the leader's
+ * follower bookkeeping starts again). */
+static void part_replicas_follow(struct hpart *p, const struct lm_meta_topic *m)
 {
     int32_t reps[LM_META_REPLICATION_MAX];
     int16_t n = lm_meta_topic_current_replicas(m, p->partition, reps);
-    if (p->rf <= 1 || n != p->rf || memcmp(reps, p->replicas, (size_t)n * sizeof(int32_t)) == 0)
+    if (!p->replicated || n < 1 ||
+        (n == p->rf && memcmp(reps, p->replicas, (size_t)n * sizeof(int32_t)) == 0))
         return;
-    for (int16_t i = 0; i < n; i++) {
+    bool same_set = n == p->rf;
+    for (int16_t i = 0; i < n && same_set; i++) {
         bool have = false;
         for (int16_t j = 0; j < n && !have; j++)
             have = p->replicas[j] == reps[i];
-        if (!have)
-            return; /* another set: the partition's Raft group decides its members */
+        same_set = have;
     }
     memcpy(p->replicas, reps, (size_t)n * sizeof(int32_t));
+    p->rf = n;
+    if (!same_set) {
+        BLOG_INFO("partition %s-%d: replica set changed (%d replicas)", p->topic, p->partition, n);
+        p->start_acked = 0; /* positions changed: the log start goes out again */
+    }
+    hs_isr_reset(p, broker_now_ms());
 }
 
 /* Opens the owned partitions of t below its partition count that are not open yet, and
@@ -808,16 +816,27 @@ static void topic_sync_parts(struct hshard *hs, struct htopic *t)
     }
     size_t name_len = strlen(t->meta->name);
     for (int32_t i = 0; i < n; i++) {
-        if (hs_owner(hs, t->meta->name, name_len, i) != hs->id ||
-            !hs_local_replica(hs->node, t->meta, i))
+        if (hs_owner(hs, t->meta->name, name_len, i) != hs->id)
             continue;
+        if (!hs_local_replica(hs->node, t->meta, i)) {
+            if (t->parts[i] != NULL && i < t->part_cap) {
+                /* a reassignment moved it off this node (its Raft group removed this
+                 * replica before the controller finished the move), or a cancel took back
+                 * a replica that was being added: its data goes */
+                BLOG_INFO("partition %s-%d: no longer a replica here; closing and deleting it",
+                          t->meta->name, i);
+                part_close(hs, t->parts[i], true);
+                t->parts[i] = NULL;
+            }
+            continue;
+        }
         struct hpart *p = t->parts[i];
         if (p != NULL && (p->open_pending || p->idle_closed)) {
             storage_cfg_of(&t->settings, &p->scfg); /* read when its turn to open comes */
             continue;
         }
         if (p != NULL)
-            part_replicas_order(p, t->meta);
+            part_replicas_follow(p, t->meta);
         if (p != NULL) {
             struct storage_config c;
             storage_cfg_of(&t->settings, &c);

@@ -486,6 +486,24 @@ static int reassign_check(const struct lm_meta_state *s, const struct lm_meta_re
         if (!ids_have(r->replicas, r->replication_factor, r->removing[i]) ||
             ids_have(r->removing, i, r->removing[i]))
             return LM_E_INVALID;
+    if (r->reassign_done) {
+        /* the move the leader finished must be the one in progress: its target, in order */
+        const struct lm_meta_moved *m = lm_meta_topic_moved(t, r->partition_count);
+        if (r->n_adding > 0 || r->n_removing > 0)
+            return LM_E_INVALID;
+        if (m == NULL || (m->n_adding == 0 && m->n_removing == 0))
+            return LM_E_STATE;
+        int16_t k = 0;
+        for (int16_t i = 0; i < m->n; i++) {
+            if (ids_have(m->removing, m->n_removing, m->replicas[i]))
+                continue;
+            if (k >= r->replication_factor || r->replicas[k] != m->replicas[i])
+                return LM_E_STATE;
+            k++;
+        }
+        if (k != r->replication_factor)
+            return LM_E_STATE;
+    }
     return 0;
 }
 
@@ -837,7 +855,8 @@ size_t lm_meta_record_size(const struct lm_meta_record *r)
         break;
     case LM_META_PARTITION_REASSIGN:
         n += str_size(r->topic) + 4 + 3 * 2 +
-             4 * (size_t)(r->replication_factor + r->n_adding + r->n_removing);
+             4 * (size_t)(r->replication_factor + r->n_adding + r->n_removing) +
+             (r->reassign_done ? 1 : 0);
         break;
     }
     return n;
@@ -1030,6 +1049,8 @@ int lm_meta_record_encode(const struct lm_meta_record *r, uint8_t *buf, size_t c
             for (int16_t i = 0; i < counts[l]; i++)
                 put_be(&c, (uint32_t)lists[l][i], 4);
         }
+        if (r->reassign_done)
+            put_u8(&c, 1);
         break;
     }
     }
@@ -1238,6 +1259,13 @@ int lm_meta_record_decode(const uint8_t *buf, size_t len, struct lm_meta_record 
         out->n_adding = counts[1];
         out->removing = ids + 2 * LM_META_REPLICATION_MAX;
         out->n_removing = counts[2];
+        if (c.pos < c.len) { /* the leader's completion trailer */
+            if ((rc = get_be(&c, 1, &v)) != 0 || v != 1) {
+                lm_meta_record_free(out);
+                return rc != 0 ? rc : LM_E_CORRUPT;
+            }
+            out->reassign_done = true;
+        }
         break;
     }
     default:

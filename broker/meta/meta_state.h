@@ -103,6 +103,11 @@ struct lm_meta_record {
     int16_t n_adding;
     const int32_t *removing;
     int16_t n_removing;
+    /* PARTITION_REASSIGN from the partition's leader (Kafka's AlterPartition role): its Raft
+     * group's configuration is the target, replicas; applies only while that reassignment is
+     * still in progress (a cancel or a new target since refuses it, LM_E_STATE). An encoding
+     * trailer: records without it decode as false. */
+    bool reassign_done;
 };
 
 /* A registered node: its advertised listeners and whether it is fenced (not alive). */
