@@ -38,8 +38,8 @@ static const char *op_name(enum reassign_op op)
 }
 
 /* Tells the controller the group's configuration is the target (reassign_done). */
-static void reassign_complete(struct hshard *hs, struct hpart *p, const int32_t *target,
-                              int16_t n, uint64_t now_ms)
+static void reassign_complete(struct hshard *hs, struct hpart *p, const int32_t *target, int16_t n,
+                              uint64_t now_ms)
 {
     if (now_ms < p->reassign_done_at_ms)
         return;

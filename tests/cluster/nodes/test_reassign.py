@@ -231,7 +231,8 @@ def run(nodes, cp):
          "--replica-assignment", "1:2:3,2:3:1,3:1:2", nodes=nodes, what="kafka-topics --create")
     wait_for("moves led", lambda: -1 not in leaders(nodes[1], TOPIC).values(), 60, nodes)
     acked = Acked(nodes[1])
-    acked.send("a", 3000, [0, 1, 2], size=200)
+    # enough data that node 4's catch-up takes a while (a restart in the middle of it)
+    acked.send("a", 12000, [0, 1, 2], size=1000)
 
     # --generate: a proposal over 1,2,4 (the tool's own placement; not executed)
     moves = json_file({"version": 1, "topics": [{"topic": TOPIC}]})
@@ -310,10 +311,24 @@ def run(nodes, cp):
     if "Successfully started partition reassignment" not in out:
         print(out[-2000:])
         fail("--execute (move) did not start", nodes)
-    wait_for("node 4 opened a moved partition",
-             lambda: any(os.path.isdir(os.path.join(nodes[3].data_dir, "%s-%d" % (TOPIC, p)))
-                         for p in target), 30, nodes)
+    # node 4 is killed while it holds part of a moved partition (stopped first, so what it
+    # holds at the kill is what is measured)
+    def part_bytes(node, p):
+        d = os.path.join(node.data_dir, "%s-%d" % (TOPIC, p))
+        return sum(os.path.getsize(os.path.join(d, f)) for f in os.listdir(d)
+                   if f.endswith(".log")) if os.path.isdir(d) else 0
+
+    deadline = time.monotonic() + 30
+    while not any(part_bytes(nodes[3], p) > 0 for p in target):
+        if time.monotonic() > deadline:
+            fail("node 4 received nothing of the moved partitions", nodes)
+        time.sleep(0.005)
+    os.kill(nodes[3].pid, signal.SIGSTOP)
+    mid = {p: (part_bytes(nodes[3], p), part_bytes(nodes[0], p)) for p in target}
     nodes[3].kill9()
+    if not any(0 < have < want for have, want in mid.values()):
+        fail("node 4 was not in the middle of a catch-up when killed: %s" % mid, nodes)
+    print("node 4 killed mid catch-up (bytes held / leader's, per partition): %s" % mid)
     time.sleep(1)
     nodes[3].start(timeout_s=60)
     verify_until(cp, move, sorted(target), nodes, 120)
