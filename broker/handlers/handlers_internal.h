@@ -98,7 +98,10 @@ struct hpart {
      * node id + 1), messages through hs_cluster.c; the leader it last announced to the
      * controller (PARTITION_LEADER) and when it may announce again. */
     bool replicated;
-    int16_t rf; /* replicas of a replicated partition, else 0 */
+    /* A partition of one replica that a reassignment grows (or whose log holds a Raft
+     * configuration from one): a Raft group with peers all the same (raft ids node + 1). */
+    bool grow;
+    int16_t rf; /* replicas of a cluster partition (1 for one replica), else 0 */
     int32_t replicas[LM_META_REPLICATION_MAX];
     int32_t announced_epoch;
     uint64_t announce_at_ms;

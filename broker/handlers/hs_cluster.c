@@ -30,13 +30,11 @@ bool hs_local_replica(const struct handlers_ctx *h, const struct lm_meta_topic *
     const int32_t *r = lm_meta_topic_replicas(t, p, &n);
     if (r == NULL)
         return true; /* no assignment: the local node's */
-    /* a replica a reassignment adds to a replicated partition joins its Raft group (as a
-     * learner, hs_reassign.c); a single replica's partition has no group to join */
-    int32_t cur[LM_META_REPLICATION_MAX];
-    int16_t nc = lm_meta_topic_current_replicas(t, p, cur);
+    /* a replica a reassignment adds joins the partition's Raft group (as a learner,
+     * hs_reassign.c) */
     for (int16_t i = 0; i < n; i++)
         if (r[i] == h->cfg->node_id)
-            return nc > 1 || (nc == 1 && cur[0] == r[i]);
+            return true;
     return false;
 }
 

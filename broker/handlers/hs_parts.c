@@ -356,8 +356,16 @@ static void part_open_log(struct hpart *p)
     p->replicated = false;
     int16_t rf = p->rf;
     const int32_t *reps = p->replicas;
-    if (rf > 1 && rf <= RAFT_NODES_MAX && p->hs != NULL && hs_cluster(p->hs->node)) {
+    /* one replica: a Raft group with peers while a reassignment grows it, or once its log
+     * holds a configuration (raft-conf: broker/partition/README.md) */
+    char marker[H_DIR_BYTES + 16];
+    bool grow =
+        rf == 1 &&
+        (p->grow || (snprintf(marker, sizeof(marker), "%s/raft-conf", dir) < (int)sizeof(marker) &&
+                     access(marker, F_OK) == 0));
+    if ((rf > 1 || grow) && rf <= RAFT_NODES_MAX && p->hs != NULL && hs_cluster(p->hs->node)) {
         p->replicated = true;
+        pc.may_grow = grow;
         p->announced_epoch = -1;
         p->announce_confirmed = false;
         pc.node_id = (uint32_t)node + 1u; /* raft ids: node id + 1 */
@@ -639,9 +647,10 @@ static struct hpart *part_new(const struct htopic *t, int32_t partition)
      * (topic_sync_parts) */
     int32_t reps[LM_META_REPLICATION_MAX];
     int16_t rf = lm_meta_topic_current_replicas(t->meta, partition, reps);
-    if (rf > 1) {
+    if (rf >= 1) {
         p->rf = rf;
         memcpy(p->replicas, reps, (size_t)rf * sizeof(int32_t));
+        p->grow = rf == 1 && lm_meta_topic_reassigning(t->meta, partition);
     }
     return p;
 }
@@ -833,6 +842,20 @@ static void topic_sync_parts(struct hshard *hs, struct htopic *t)
         struct hpart *p = t->parts[i];
         if (p != NULL && (p->open_pending || p->idle_closed)) {
             storage_cfg_of(&t->settings, &p->scfg); /* read when its turn to open comes */
+            continue;
+        }
+        if (p != NULL && !p->replicated && p->rf == 1 && !p->grow &&
+            lm_meta_topic_reassigning(t->meta, i)) {
+            /* a reassignment grows a partition of one replica: its log reopens as a Raft
+             * group that can take peers (hs_reassign.c adds them) */
+            BLOG_INFO("partition %s-%d: reassigned from one replica: reopening it as a Raft "
+                      "group",
+                      t->meta->name, i);
+            p->grow = true;
+            if (p->sync.busy)
+                p->reopen_pending = true;
+            else if (p->log != NULL)
+                part_reopen(hs, p);
             continue;
         }
         if (p != NULL)

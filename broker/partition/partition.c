@@ -692,8 +692,8 @@ int partition_open(const struct partition_config *cfg, const struct partition_en
     /* A node outside the voters (a replica a reassignment adds) is a learner once the leader's
      * configuration says so; before that it only receives what the leader sends. With a
      * configuration history in the log the voters given are the log start's. */
-    if (!p->conf_log && !raft_conf_is_voter(&cfg->voters, cfg->node_id) &&
-        cfg->voters.n_voters == 1) {
+    bool fixed = !p->conf_log && !cfg->may_grow;
+    if (fixed && !raft_conf_is_voter(&cfg->voters, cfg->node_id) && cfg->voters.n_voters == 1) {
         partition_close(p);
         return LM_E_CONFIG; /* a lone group this node is not the voter of */
     }
@@ -723,7 +723,7 @@ int partition_open(const struct partition_config *cfg, const struct partition_en
                                  .applied = p->hw - 1,
                                  .conf_fixed = !p->conf_log,
                                  .no_apply = true,
-                                 .lone_resume = !p->conf_log};
+                                 .lone_resume = fixed};
     p->raft = raft_new(&rc_cfg, &p->ops, &hs);
     if (!p->raft) {
         partition_close(p);
@@ -737,7 +737,7 @@ int partition_open(const struct partition_config *cfg, const struct partition_en
     if (storage_log_high_watermark(p->log) != p->hw)
         storage_log_set_high_watermark(p->log, p->hw);
     LM_ASSERT(p->hw <= storage_log_end_offset(p->log));
-    p->lone = !p->conf_log && cfg->voters.n_voters == 1 && cfg->voters.n_learners == 0;
+    p->lone = fixed && cfg->voters.n_voters == 1 && cfg->voters.n_learners == 0;
     if (p->lone) {
         /* The hard state a lone voter resumes with (term max(file, last log epoch, 1), vote
          * self) is what every later open derives from the same file and a log whose epochs
@@ -749,6 +749,18 @@ int partition_open(const struct partition_config *cfg, const struct partition_en
          * so reopening (the broker's idle-log budget) keeps the leader epoch. */
         LM_ASSERT(raft_role(p->raft) == RAFT_LEADER);
         rc = partition_drive(p);
+        if (rc) {
+            partition_close(p);
+            return rc;
+        }
+    }
+    /* The only voter of a group that may grow elects itself now rather than after an
+     * election timeout. */
+    const struct raft_conf *now_conf = raft_conf(p->raft);
+    if (!p->lone && now_conf->n_voters == 1 && now_conf->voters[0] == cfg->node_id) {
+        rc = raft_campaign(p->raft);
+        if (rc == 0)
+            rc = partition_drive(p);
         if (rc) {
             partition_close(p);
             return rc;

@@ -57,8 +57,12 @@ struct partition_config {
     uint32_t node_id;
     uint64_t group;          /* raft group id on the wire */
     struct raft_conf voters; /* the replica set (voters) */
-    bool internal_topic;     /* __consumer_offsets, __transaction_state: coordinator only */
-    uint32_t tick_ms;        /* one raft tick */
+    /* The group may gain members (a reassignment of a partition of one replica): a lone voter
+     * does not resume leadership as such (it elects itself at open, and its configuration can
+     * change); a node outside the voters may open. */
+    bool may_grow;
+    bool internal_topic; /* __consumer_offsets, __transaction_state: coordinator only */
+    uint32_t tick_ms;    /* one raft tick */
     uint32_t election_ticks, heartbeat_ticks;
     uint64_t rand_seed;
     uint32_t waiters_max;     /* acks=all and "persisted >= X" waiters, each */

@@ -15,6 +15,8 @@ fourth, broker-only node), driven by Kafka's own tools, under an idempotent acks
   middle of its catch-up; once complete node 3 is killed (-9) and every acknowledged record is
   read back once at its offset, from the new leaders and again after kafka-leader-election has
   put node 4 in front where it is the preferred replica;
+- a partition of one replica grows to three (RF 1 -> 3) under writes, node 4 is elected its
+  leader and serves every acknowledged record;
 - kafka-topics --alter --partitions with --replica-assignment adds a partition on 4,1,2.
 
     test_reassign.py --io uring
@@ -54,16 +56,16 @@ def json_file(obj):
     return path
 
 
-def plan(moves):
+def plan(moves, topic=TOPIC):
     return {"version": 1, "partitions": [
-        {"topic": TOPIC, "partition": p, "replicas": r, "log_dirs": ["any"] * len(r)}
+        {"topic": topic, "partition": p, "replicas": r, "log_dirs": ["any"] * len(r)}
         for p, r in moves]}
 
 
-def describe(node):
-    """{partition: (replicas, isr, leader)} as Metadata through node shows TOPIC."""
-    md = admin(node).list_topics(topic=TOPIC, timeout=10)
-    t = md.topics[TOPIC]
+def describe(node, topic=TOPIC):
+    """{partition: (replicas, isr, leader)} as Metadata through node shows topic."""
+    md = admin(node).list_topics(topic=topic, timeout=10)
+    t = md.topics[topic]
     if t.error is not None:
         raise RuntimeError("metadata: %s" % t.error)
     return {p.id: (list(p.replicas), list(p.isrs), p.leader) for p in t.partitions.values()}
@@ -72,10 +74,11 @@ def describe(node):
 class Acked:
     """Idempotent acks=all producers that record every acknowledged (partition, offset)."""
 
-    def __init__(self, node):
+    def __init__(self, node, topic=TOPIC):
         self.at = {}
         self.errors = []
         self.node = node
+        self.topic = topic
         self.stop = threading.Event()
         self.thread = None
 
@@ -98,7 +101,7 @@ class Acked:
         p = self._producer()
         pad = b"x" * size
         for i in range(n):
-            p.produce(TOPIC, value=b"%s-%06d" % (tag.encode(), i) + pad,
+            p.produce(self.topic, value=b"%s-%06d" % (tag.encode(), i) + pad,
                       partition=partitions[i % len(partitions)], on_delivery=self._cb)
             p.poll(0)
         left = p.flush(120)
@@ -112,7 +115,7 @@ class Acked:
             i = 0
             while not self.stop.is_set():
                 for _ in range(50):
-                    p.produce(TOPIC, value=b"%s-%06d" % (tag.encode(), i),
+                    p.produce(self.topic, value=b"%s-%06d" % (tag.encode(), i),
                               partition=partitions[i % len(partitions)], on_delivery=self._cb)
                     i += 1
                 p.poll(0.02)
@@ -129,12 +132,12 @@ class Acked:
                  % (getattr(self, "left", "?"), self.errors[:3]), nodes)
 
 
-def read_back(node, acked, nodes):
+def read_back(node, acked, nodes, topic=TOPIC):
     """Every acknowledged record once, at its offset."""
     c = Consumer({"bootstrap.servers": node.bootstrap, "group.id": "reassign-check",
                   "enable.auto.commit": False, "auto.offset.reset": "earliest"})
     parts = sorted({p for p, _ in acked})
-    c.assign([TopicPartition(TOPIC, p, 0) for p in parts])
+    c.assign([TopicPartition(topic, p, 0) for p in parts])
     got = {}
     deadline = time.monotonic() + 60
     while len(got) < len(acked) and time.monotonic() < deadline:
@@ -204,7 +207,7 @@ def main():
             x.cleanup()
 
 
-def verify_until(cp, plan_file, parts, nodes, timeout):
+def verify_until(cp, plan_file, parts, nodes, timeout, topic=TOPIC):
     """--verify until every partition of the plan is reported completed; the last output."""
     deadline = time.monotonic() + timeout
     out = ""
@@ -212,7 +215,7 @@ def verify_until(cp, plan_file, parts, nodes, timeout):
         rc, out = run_cmd_rc(java_cmd(cp, REASSIGN, "--bootstrap-server", nodes[0].bootstrap,
                                       "--verify", "--preserve-throttles",
                                       "--reassignment-json-file", plan_file), 120)
-        if rc == 0 and all("Reassignment of partition %s-%d is completed" % (TOPIC, p) in out
+        if rc == 0 and all("Reassignment of partition %s-%d is completed" % (topic, p) in out
                            for p in parts):
             return out
         time.sleep(1)
@@ -300,6 +303,31 @@ def run(nodes, cp):
     if rc != 0 or "No partition reassignments found" not in out:
         print(out[-2000:])
         fail("--list after the cancel still shows a reassignment (rc %d)" % rc, nodes)
+
+    # RF 1 -> 3 (the tool allows a replica count change unless told otherwise)
+    tool(cp, TOPICS, "--bootstrap-server", boot, "--create", "--topic", "grow",
+         "--replica-assignment", "2", nodes=nodes, what="kafka-topics --create grow")
+    wait_for("grow led", lambda: -1 not in leaders(nodes[1], "grow").values(), 60, nodes)
+    grown = Acked(nodes[0], "grow")
+    grown.send("g", 2000, [0], size=100)
+    grow_plan = json_file(plan([(0, [4, 2, 1])], "grow"))
+    tool(cp, REASSIGN, "--bootstrap-server", boot, "--execute", "--reassignment-json-file",
+         grow_plan, nodes=nodes, what="kafka-reassign-partitions --execute (RF 1 -> 3)")
+    grown.send("h", 500, [0])  # while it grows
+    verify_until(cp, grow_plan, [0], nodes, 60, "grow")
+    wait_for("grow-0 on 4,2,1 with a full ISR",
+             lambda: describe(nodes[0], "grow")[0][0] == [4, 2, 1] and
+             sorted(describe(nodes[0], "grow")[0][1]) == [1, 2, 4], 60, nodes)
+    for attempt in range(10):
+        rc, out = run_cmd_rc(java_cmd(cp, ELECT, "--bootstrap-server", boot, "--election-type",
+                                      "PREFERRED", "--topic", "grow", "--partition", "0"), 120)
+        if leaders(nodes[0], "grow")[0] == 4:
+            break
+        time.sleep(2)
+    if leaders(nodes[0], "grow")[0] != 4:
+        print(out[-2000:])
+        fail("grow-0 not led by node 4 after kafka-leader-election", nodes)
+    read_back(nodes[3], grown.at, nodes, "grow")
 
     # every partition off node 3 onto node 4, under load; node 4 restarted mid catch-up
     acked.start("b", [0, 1, 2])
