@@ -65,7 +65,9 @@ void hs_reassign_step(struct hshard *hs, struct hpart *p, uint64_t now_ms)
         !partition_is_leader(p->part) || !partition_hw_known(p->part) ||
         partition_transferring(p->part))
         return;
-    const struct lm_meta_topic *t = lm_meta_state_find(&hs->snap->state, p->topic);
+    /* the shard's topic table (a hash lookup: this runs after every input of every leader) */
+    const struct htopic *ht = hs_topic(hs, p->topic, strlen(p->topic));
+    const struct lm_meta_topic *t = ht != NULL ? ht->meta : NULL;
     if (t == NULL || memcmp(t->id, p->topic_id, 16) != 0)
         return;
     int16_t n;

@@ -11,8 +11,9 @@ fourth, broker-only node), driven by Kafka's own tools, under an idempotent acks
   cancelling nothing);
 - every partition moves off node 3 onto node 4 (--execute, then --verify until completed): the
   leader adds node 4 as a Raft learner, which catches up, is promoted, and node 3 is removed
-  (the leader hands over first where it is node 3); node 4 is killed (-9) and restarted in the
-  middle of its catch-up; once complete node 3 is killed (-9) and every acknowledged record is
+  (the leader hands over first where it is node 3); node 4 is killed (-9) in the middle of its
+  catch-up, node 1 (a leader and controller voter) is killed and restarted while node 4 is
+  down, then node 4 restarts; once complete node 3 is killed (-9) and every acknowledged record is
   read back once at its offset, from the new leaders and again after kafka-leader-election has
   put node 4 in front where it is the preferred replica;
 - a partition of one replica grows to three (RF 1 -> 3) under writes, node 4 is elected its
@@ -357,7 +358,11 @@ def run(nodes, cp):
     if not any(0 < have < want for have, want in mid.values()):
         fail("node 4 was not in the middle of a catch-up when killed: %s" % mid, nodes)
     print("node 4 killed mid catch-up (bytes held / leader's, per partition): %s" % mid)
+    # while node 4 is down no move can finish: node 1 (a partition leader and a controller
+    # voter) is killed and restarted in the middle of them too
+    nodes[0].kill9()
     time.sleep(1)
+    nodes[0].start(timeout_s=60)
     nodes[3].start(timeout_s=60)
     verify_until(cp, move, sorted(target), nodes, 120)
     move_s = time.monotonic() - t_move
