@@ -16,8 +16,9 @@ fourth, broker-only node), driven by Kafka's own tools, under an idempotent acks
   down, then node 4 restarts; once complete node 3 is killed (-9) and every acknowledged record is
   read back once at its offset, from the new leaders and again after kafka-leader-election has
   put node 4 in front where it is the preferred replica;
-- a partition of one replica grows to three (RF 1 -> 3) under writes, node 4 is elected its
-  leader and serves every acknowledged record;
+- a partition of one replica whose log start DeleteRecords moved grows to three (RF 1 -> 3)
+  under writes (the new replicas catch up from the leader's log start), node 4 is elected its
+  leader and serves every acknowledged record past the log start;
 - kafka-topics --alter --partitions with --replica-assignment adds a partition on 4,1,2.
 
     test_reassign.py --io uring
@@ -34,7 +35,8 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from test_cluster import (COMPAT, Node, admin, fail, leaders, run_cmd, run_cmd_rc,  # noqa: E402
-                          wait_for)
+                          wait_for, wire_call)
+import kafka_wire  # noqa: E402
 from compat_util import java_cmd  # noqa: E402
 from laminar_harness import free_port  # noqa: E402
 
@@ -134,11 +136,11 @@ class Acked:
 
 
 def read_back(node, acked, nodes, topic=TOPIC):
-    """Every acknowledged record once, at its offset."""
+    """Every acknowledged record once, at its offset (from the lowest acknowledged one)."""
     c = Consumer({"bootstrap.servers": node.bootstrap, "group.id": "reassign-check",
                   "enable.auto.commit": False, "auto.offset.reset": "earliest"})
     parts = sorted({p for p, _ in acked})
-    c.assign([TopicPartition(topic, p, 0) for p in parts])
+    c.assign([TopicPartition(topic, p, min(o for q, o in acked if q == p)) for p in parts])
     got = {}
     deadline = time.monotonic() + 60
     while len(got) < len(acked) and time.monotonic() < deadline:
@@ -311,6 +313,18 @@ def run(nodes, cp):
     wait_for("grow led", lambda: -1 not in leaders(nodes[1], "grow").values(), 60, nodes)
     grown = Acked(nodes[0], "grow")
     grown.send("g", 2000, [0], size=100)
+    # DeleteRecords below 1200 first: the new replicas catch up from the leader's log start
+    body = (kafka_wire.arr([kafka_wire.sstr("grow") + kafka_wire.arr(
+        [kafka_wire.s32(0) + kafka_wire.s64(1200)])]) + kafka_wire.s32(10000))
+    r = wire_call(nodes[1], 21, 0, body)  # DeleteRecords v0, to the leader (node 2)
+    r.i32()
+    r.i32()
+    r.str()
+    r.i32()
+    _, low, err = r.i32(), r.i64(), r.i16()
+    if err != 0 or low != 1200:
+        fail("DeleteRecords on grow-0 to 1200: error %d, low watermark %d" % (err, low), nodes)
+    grown.at = {k: v for k, v in grown.at.items() if k[1] >= 1200}
     grow_plan = json_file(plan([(0, [4, 2, 1])], "grow"))
     tool(cp, REASSIGN, "--bootstrap-server", boot, "--execute", "--reassignment-json-file",
          grow_plan, nodes=nodes, what="kafka-reassign-partitions --execute (RF 1 -> 3)")
