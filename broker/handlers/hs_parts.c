@@ -840,18 +840,19 @@ static void topic_sync_parts(struct hshard *hs, struct htopic *t)
             continue;
         }
         struct hpart *p = t->parts[i];
+        bool grows = p != NULL && !p->grow && p->rf == 1 && lm_meta_topic_reassigning(t->meta, i);
+        if (grows) /* its next open makes it a Raft group that can take peers */
+            p->grow = true;
         if (p != NULL && (p->open_pending || p->idle_closed)) {
             storage_cfg_of(&t->settings, &p->scfg); /* read when its turn to open comes */
             continue;
         }
-        if (p != NULL && !p->replicated && p->rf == 1 && !p->grow &&
-            lm_meta_topic_reassigning(t->meta, i)) {
+        if (grows && !p->replicated) {
             /* a reassignment grows a partition of one replica: its log reopens as a Raft
-             * group that can take peers (hs_reassign.c adds them) */
+             * group (hs_reassign.c adds the peers) */
             BLOG_INFO("partition %s-%d: reassigned from one replica: reopening it as a Raft "
                       "group",
                       t->meta->name, i);
-            p->grow = true;
             if (p->sync.busy)
                 p->reopen_pending = true;
             else if (p->log != NULL)
