@@ -1491,6 +1491,20 @@ static void test_reassignments(void **state)
     lm_meta_snapshot_release(snap);
 }
 
+/* A single node: its partitions have no assignment; the only target is the node itself
+ * (nothing moves), anything else names a broker that is not registered. */
+static void test_reassignments_single_node(void **state)
+{
+    struct fx *f = *state;
+    assert_int_equal(create_one(f, 7, "solo", 1, 1), KAFKA_NONE);
+    int32_t self[] = {7}, other[] = {7, 8};
+    assert_int_equal(reassign(f, 1, "solo", 0, self, 1, true), KAFKA_NONE);
+    assert_int_equal(reassign(f, 1, "solo", 0, other, 2, true), KAFKA_INVALID_REPLICA_ASSIGNMENT);
+    assert_int_equal(reassign(f, 1, "solo", 0, NULL, -1, true), KAFKA_NO_REASSIGNMENT_IN_PROGRESS);
+    assert_int_equal(reassign(f, 1, "solo", 1, self, 1, true), KAFKA_UNKNOWN_TOPIC_OR_PARTITION);
+    assert_int_equal(list_all(f)->topics_count, 0);
+}
+
 /* CreatePartitions of a replicated topic with a manual assignment (Kafka's checks: the
  * topic's replica count, no empty list, no node twice, registered nodes). */
 static void test_create_partitions_replicated(void **state)
@@ -1548,6 +1562,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_features, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_describe_topic_partitions, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_reassignments, fx_setup_cluster, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_reassignments_single_node, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_create_partitions_replicated, fx_setup_cluster,
                                         fx_teardown),
     };
