@@ -1631,7 +1631,9 @@ int raft_propose_conf(struct raft *r, enum raft_conf_op op, uint32_t node)
 
 void raft_conf_unfix(struct raft *r)
 {
+    /* lone_resume requires a fixed configuration: a group that changes is elected as usual */
     r->cfg.conf_fixed = false;
+    r->cfg.lone_resume = false;
 }
 
 bool raft_conf_pending(const struct raft *r)

@@ -275,7 +275,8 @@ enum raft_conf_op { RAFT_CONF_ADD_LEARNER = 1, RAFT_CONF_PROMOTE, RAFT_CONF_REMO
  * and a PROMOTE of a learner that has not caught up to the commit index. */
 int raft_propose_conf(struct raft *r, enum raft_conf_op op, uint32_t node);
 /* raft_conf_unfix lets a node opened with conf_fixed change its configuration from now on
- * (raft_propose_conf): its history is empty, the log start's configuration is in force. */
+ * (raft_propose_conf): its history is empty, the log start's configuration is in force. It
+ * drops lone_resume too (which requires a fixed configuration). */
 void raft_conf_unfix(struct raft *r);
 /* raft_conf_pending: a leader's last configuration change is not committed yet (another one is
  * refused until it is). */
