@@ -165,7 +165,8 @@ int admin_describe_cluster(const struct admin_env *env, int16_t version,
 /* Reassignments (admin_reassign.c, KIP-455). Alter: per partition, Kafka's checks (unknown
  * topic or partition, an empty, duplicate or unregistered target, a replica count change when
  * v1 forbids it, a cancel with nothing in progress) and one PARTITION_REASSIGN record for the
- * controller; a target the image already shows changes nothing. On a single node the only
+ * controller; a target the image already shows changes nothing, another target while a move
+ * runs is REASSIGNMENT_IN_PROGRESS (cancel first). On a single node the only
  * target is the node itself and nothing moves. List: the partitions with adding or removing
  * replicas in the image, all of them or those named. */
 int admin_alter_partition_reassignments(

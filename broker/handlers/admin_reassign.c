@@ -92,6 +92,15 @@ static int reassign_one(const struct admin_env *env, const struct lm_meta_state 
     int16_t was_removing = was != NULL ? was->n_removing : 0;
     *skip = n_img == out->n && was_adding == out->n_adding && was_removing == out->n_removing &&
             memcmp(img, out->replicas, (size_t)out->n * sizeof(int32_t)) == 0;
+    /* Another target while a move runs would drop replicas its Raft group may already count
+     * as voters: the move is cancelled first (Kafka changes the target in place). */
+    if (moving && !*skip) {
+        *skip = true;
+        return SET_ERR(a, res->error_code, res->error_message, KAFKA_REASSIGNMENT_IN_PROGRESS,
+                       "Partition %s-%d has a reassignment in progress to another target; "
+                       "cancel it first.",
+                       name, rp->partition_index);
+    }
     return 0;
 }
 

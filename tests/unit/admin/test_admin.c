@@ -1447,8 +1447,11 @@ static void test_reassignments(void **state)
     assert_int_equal(op->adding_replicas[0], 4);
     assert_int_equal(op->removing_replicas_count, 1);
     assert_int_equal(op->removing_replicas[0], 3);
-    /* the same request again changes nothing */
+    /* the same request again changes nothing; another target waits for a cancel */
     assert_int_equal(reassign(f, 1, "r", 0, to4, 3, true), KAFKA_NONE);
+    assert_int_equal(apply_deferred(f), 0);
+    int32_t other[] = {4, 2, 1};
+    assert_int_equal(reassign(f, 1, "r", 0, other, 3, true), KAFKA_REASSIGNMENT_IN_PROGRESS);
     assert_int_equal(apply_deferred(f), 0);
     /* listing by name: partition 1 has none, 0 has one; unknown names list nothing */
     struct kafka_list_partition_reassignments_request_list_partition_reassignments_topics lt[2];
