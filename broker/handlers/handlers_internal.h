@@ -121,6 +121,9 @@ struct hpart {
      * that its group reached the target, and the step it logged last. */
     uint64_t reassign_done_at_ms;
     int32_t reassign_logged;
+    /* The image no longer lists this replica but its Raft group still counts it as a voter
+     * (a cancel after it was promoted): it stays until the group removed it or this time. */
+    uint64_t leave_at_ms;
 };
 
 /* Kafka's ISR as a replicated partition's leader sees it: when each replica (index in
@@ -158,6 +161,9 @@ struct hdir_removal {
  * until restart; a single node would lose the partition for good, so it retries). */
 #define HANDLERS_RETRY_MIN_MS 1000
 #define HANDLERS_RETRY_MAX_MS 5000
+/* How long a replica the image dropped stays while its Raft group still counts it as a voter
+ * (hs_parts.c part_may_leave): several election timeouts, for the leader to remove it. */
+#define HANDLERS_LEAVE_GRACE_MS 10000
 
 /* A topic of the current metadata snapshot (every topic, owned partitions or not). */
 struct htopic {
@@ -183,6 +189,7 @@ struct hshard {
     struct pshard *producers;         /* idempotent producer state (producer_idem.c) */
     int64_t group_clock_ms;           /* group_now_ms: the last wall-clock time handed out */
     uint32_t open_failures_this_tick; /* failed opens logged since the last tick */
+    uint32_t leaving; /* partitions the image dropped that wait for their group (hs_parts.c) */
     uint32_t id, count;
     struct lm_meta_snapshot *snap;
     uint64_t version;
@@ -282,6 +289,8 @@ void hs_rebalance_check(struct hshard *hs, uint64_t now_ms);
 struct hshard *hs_of(struct broker_shard *s);
 /* Brings the shard's topic table and partition logs up to the metadata store's version. */
 void hs_refresh(struct hshard *hs);
+/* The shard tick's look at the partitions waiting to leave (hpart.leave_at_ms). */
+void hs_leaving_check(struct hshard *hs);
 /* Topic by name (not NUL-terminated) or by id, or NULL. */
 struct htopic *hs_topic(struct hshard *hs, const char *name, size_t len);
 struct htopic *hs_topic_by_id(struct hshard *hs, const uint8_t id[16]);

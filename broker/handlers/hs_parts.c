@@ -611,6 +611,8 @@ static void part_close(struct hshard *hs, struct hpart *p, bool delete_dir)
 static void part_free(struct hshard *hs, struct hpart *p, bool delete_dir)
 {
     LM_ASSERT(!p->sync.busy);
+    if (p->leave_at_ms != 0 && hs != NULL)
+        hs->leaving--;
     if (p->open_pending)
         oq_remove(hs, p);
     hs_wake_waiters(hs, p);
@@ -808,6 +810,39 @@ static void part_replicas_follow(struct hpart *p, const struct lm_meta_topic *m)
     hs_isr_reset(p, broker_now_ms());
 }
 
+/* Whether p, which the image no longer lists here, may close and delete its data now: not
+ * while its Raft group (as this replica knows it) still counts it as a voter, which a cancel
+ * after its promotion leaves until the leader removes it, for at most HANDLERS_LEAVE_GRACE_MS
+ * (a removed replica may never hear of its removal). */
+static void topic_sync_parts(struct hshard *hs, struct htopic *t);
+
+static bool part_may_leave(struct hshard *hs, struct hpart *p)
+{
+    uint64_t now = broker_now_ms();
+    bool voter = p->replicated && p->part != NULL && !p->dead &&
+                 raft_conf_is_voter(raft_conf(partition_raft(p->part)),
+                                    (uint32_t)hs->node->cfg->node_id + 1u);
+    if (!voter || (p->leave_at_ms != 0 && now >= p->leave_at_ms))
+        return true;
+    if (p->leave_at_ms == 0) {
+        p->leave_at_ms = now + HANDLERS_LEAVE_GRACE_MS;
+        hs->leaving++;
+        BLOG_INFO("partition %s-%d: no longer a replica here, still a voter of its group: "
+                  "leaving once removed from it",
+                  p->topic, p->partition);
+    }
+    return false;
+}
+
+void hs_leaving_check(struct hshard *hs)
+{
+    if (hs->leaving == 0)
+        return;
+    for (size_t b = 0; b < hs->bucket_count; b++)
+        for (struct htopic *t = hs->buckets[b]; t != NULL; t = t->next)
+            topic_sync_parts(hs, t);
+}
+
 /* Opens the owned partitions of t below its partition count that are not open yet, and
  * reopens logs whose storage settings changed. */
 static void topic_sync_parts(struct hshard *hs, struct htopic *t)
@@ -828,7 +863,7 @@ static void topic_sync_parts(struct hshard *hs, struct htopic *t)
         if (hs_owner(hs, t->meta->name, name_len, i) != hs->id)
             continue;
         if (!hs_local_replica(hs->node, t->meta, i)) {
-            if (t->parts[i] != NULL && i < t->part_cap) {
+            if (t->parts[i] != NULL && i < t->part_cap && part_may_leave(hs, t->parts[i])) {
                 /* a reassignment moved it off this node (its Raft group removed this
                  * replica before the controller finished the move), or a cancel took back
                  * a replica that was being added: its data goes */
@@ -840,6 +875,10 @@ static void topic_sync_parts(struct hshard *hs, struct htopic *t)
             continue;
         }
         struct hpart *p = t->parts[i];
+        if (p != NULL && p->leave_at_ms != 0) { /* listed again */
+            p->leave_at_ms = 0;
+            hs->leaving--;
+        }
         bool grows = p != NULL && !p->grow && p->rf == 1 && lm_meta_topic_reassigning(t->meta, i);
         if (grows) /* its next open makes it a Raft group that can take peers */
             p->grow = true;
