@@ -718,7 +718,9 @@ int partition_open(const struct partition_config *cfg, const struct partition_en
                                  .max_msg_entries = 64,
                                  .max_apply_entries = 256,
                                  .pre_vote = true,
-                                 .check_quorum = cfg->voters.n_voters > 1,
+                                 /* a group that may change: a leader cut off from the
+                                  * voters it gains steps down (thesis §6.2) */
+                                 .check_quorum = cfg->voters.n_voters > 1 || !fixed,
                                  .rand_seed = cfg->rand_seed,
                                  .applied = p->hw - 1,
                                  .conf_fixed = !p->conf_log,
