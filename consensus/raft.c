@@ -1635,6 +1635,18 @@ int raft_propose_conf(struct raft *r, enum raft_conf_op op, uint32_t node)
     return 0;
 }
 
+void raft_conf_unfix(struct raft *r)
+{
+    /* lone_resume requires a fixed configuration: a group that changes is elected as usual */
+    r->cfg.conf_fixed = false;
+    r->cfg.lone_resume = false;
+}
+
+bool raft_conf_pending(const struct raft *r)
+{
+    return r->role == RAFT_LEADER && r->pending_conf_index > r->commit;
+}
+
 bool raft_transferring(const struct raft *r)
 {
     return r->role == RAFT_LEADER && r->transferee != RAFT_NONE;

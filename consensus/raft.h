@@ -274,6 +274,13 @@ enum raft_conf_op { RAFT_CONF_ADD_LEARNER = 1, RAFT_CONF_PROMOTE, RAFT_CONF_REMO
  * LM_E_AGAIN while a change is uncommitted or the leader has no committed entry of its term yet,
  * and a PROMOTE of a learner that has not caught up to the commit index. */
 int raft_propose_conf(struct raft *r, enum raft_conf_op op, uint32_t node);
+/* raft_conf_unfix lets a node opened with conf_fixed change its configuration from now on
+ * (raft_propose_conf): its history is empty, the log start's configuration is in force. It
+ * drops lone_resume too (which requires a fixed configuration). */
+void raft_conf_unfix(struct raft *r);
+/* raft_conf_pending: a leader's last configuration change is not committed yet (another one is
+ * refused until it is). */
+bool raft_conf_pending(const struct raft *r);
 /* raft_transfer_leader hands leadership to voter `to` (TimeoutNow once it is caught up). A log
  * read error means the transfer stands and its catch-up append goes out at the next tick. */
 int raft_transfer_leader(struct raft *r, uint32_t to);

@@ -90,6 +90,21 @@ int meta_snapshot_encode(const struct lm_meta_state *st, int64_t last, uint8_t *
                                    .replication_factor = t->replicas ? t->replication_factor : 0};
         memcpy(r.topic_id, t->id, 16);
         put_record(&o, &r);
+        /* reassigned partitions before their leaders: a leader's out-of-sync bits are
+         * positions in the replicas these set */
+        for (size_t k = 0; k < t->moved_count; k++) {
+            const struct lm_meta_moved *m = &t->moved[k];
+            struct lm_meta_record mv = {.type = LM_META_PARTITION_REASSIGN,
+                                        .topic = t->name,
+                                        .partition_count = m->partition,
+                                        .replicas = m->replicas,
+                                        .replication_factor = m->n,
+                                        .adding = m->adding,
+                                        .n_adding = m->n_adding,
+                                        .removing = m->removing,
+                                        .n_removing = m->n_removing};
+            put_record(&o, &mv);
+        }
         for (int32_t p = 0; t->leaders != NULL && p < t->partition_count; p++) {
             if (t->leaders[p].leader < 0)
                 continue;

@@ -1,6 +1,7 @@
 /* Snapshots of the cluster metadata image, so the controller's log can be trimmed: the image at
  * an offset, written as the records that rebuild it (meta_state.h encoding): every broker's
- * registration (and fence), every topic's creation with its configs and full assignment.
+ * registration (and fence), every topic's creation with its configs and full assignment, the
+ * partitions reassigned since (replicas, adding, removing) and the partitions' leaders.
  *
  * Layout: "LMSNAP01", i64 last offset covered, u32 record count, then per record u32 length,
  * u32 CRC-32C, the record. A file is written whole (temporary name, fdatasync, rename, directory

@@ -1,4 +1,4 @@
-/* Admin request handlers: CreateTopics, DeleteTopics, CreatePartitions,
+/* Admin request handlers: CreateTopics, DeleteTopics, CreatePartitions, the reassignment APIs,
  * DescribeConfigs, AlterConfigs, IncrementalAlterConfigs, DescribeCluster, the ACL APIs,
  * DescribeLogDirs, DescribeTopicPartitions and the feature APIs.
  * Private to broker/handlers/admin_*.c and their unit tests.
@@ -62,6 +62,10 @@
 #define ADMIN_UPDATE_FEATURES_MAX           2
 #define ADMIN_DESCRIBE_TOPIC_PARTITIONS_MIN 0
 #define ADMIN_DESCRIBE_TOPIC_PARTITIONS_MAX 0
+#define ADMIN_ALTER_REASSIGNMENTS_MIN       0
+#define ADMIN_ALTER_REASSIGNMENTS_MAX       1
+#define ADMIN_LIST_REASSIGNMENTS_MIN        0
+#define ADMIN_LIST_REASSIGNMENTS_MAX        0
 /* Kafka's max.request.partition.size.limit default: the most partitions DescribeTopicPartitions
  * returns in one response whatever the client asks (KIP-966). */
 #define ADMIN_DESCRIBE_PARTITIONS_LIMIT 2000
@@ -121,6 +125,7 @@ enum admin_commit_kind {
     ADMIN_COMMIT_PARTITIONS, /* CreatePartitions */
     ADMIN_COMMIT_SCRAM,      /* AlterUserScramCredentials (topic is the user) */
     ADMIN_COMMIT_ACL,        /* CreateAcls, DeleteAcls */
+    ADMIN_COMMIT_REASSIGN,   /* AlterPartitionReassignments */
 };
 
 struct admin_defer_item {
@@ -172,6 +177,22 @@ int admin_incremental_alter_configs(const struct admin_env *env, int16_t version
 int admin_describe_cluster(const struct admin_env *env, int16_t version,
                            const struct kafka_describe_cluster_request *rq,
                            struct kafka_describe_cluster_response *rs, struct kafka_arena *a);
+
+/* Reassignments (admin_reassign.c, KIP-455). Alter: per partition, Kafka's checks (unknown
+ * topic or partition, an empty, duplicate or unregistered target, a replica count change when
+ * v1 forbids it, a cancel with nothing in progress) and one PARTITION_REASSIGN record for the
+ * controller; a target the image already shows changes nothing, another target while a move
+ * runs is REASSIGNMENT_IN_PROGRESS (cancel first). On a single node the only
+ * target is the node itself and nothing moves. List: the partitions with adding or removing
+ * replicas in the image, all of them or those named. */
+int admin_alter_partition_reassignments(
+    const struct admin_env *env, int16_t version,
+    const struct kafka_alter_partition_reassignments_request *rq,
+    struct kafka_alter_partition_reassignments_response *rs, struct kafka_arena *a);
+int admin_list_partition_reassignments(const struct admin_env *env, int16_t version,
+                                       const struct kafka_list_partition_reassignments_request *rq,
+                                       struct kafka_list_partition_reassignments_response *rs,
+                                       struct kafka_arena *a);
 
 /* SCRAM credentials (admin_scram.c, KIP-554). Return LM_E_INVALID for a request with more
  * than 4096 operations or users (the connection is closed). */

@@ -56,6 +56,7 @@ static void defer_outcome(struct kafka_arena *a, const struct admin_defer_item *
                : it->kind == ADMIN_COMMIT_ACL        ? KAFKA_INVALID_REQUEST
                : it->kind == ADMIN_COMMIT_CONFIGS    ? KAFKA_INVALID_CONFIG
                : it->kind == ADMIN_COMMIT_PARTITIONS ? KAFKA_INVALID_PARTITIONS
+               : it->kind == ADMIN_COMMIT_REASSIGN   ? KAFKA_INVALID_REPLICA_ASSIGNMENT
                                                      : KAFKA_INVALID_REQUEST;
         what = "was refused by the controller as invalid";
         break;
@@ -234,6 +235,10 @@ ADMIN_HANDLER(describe_log_dirs, ADMIN_DESCRIBE_LOG_DIRS_MIN, ADMIN_DESCRIBE_LOG
 ADMIN_HANDLER(update_features, ADMIN_UPDATE_FEATURES_MIN, ADMIN_UPDATE_FEATURES_MAX)
 ADMIN_HANDLER(describe_topic_partitions, ADMIN_DESCRIBE_TOPIC_PARTITIONS_MIN,
               ADMIN_DESCRIBE_TOPIC_PARTITIONS_MAX)
+ADMIN_HANDLER(alter_partition_reassignments, ADMIN_ALTER_REASSIGNMENTS_MIN,
+              ADMIN_ALTER_REASSIGNMENTS_MAX)
+ADMIN_HANDLER(list_partition_reassignments, ADMIN_LIST_REASSIGNMENTS_MIN,
+              ADMIN_LIST_REASSIGNMENTS_MAX)
 
 int handlers_admin_features_fill(struct broker_req *req, struct kafka_api_versions_response *rs)
 {
@@ -283,6 +288,10 @@ int handlers_admin_register(struct broker_dispatch *d)
          update_features_handle},
         {KAFKA_DESCRIBE_TOPIC_PARTITIONS_KEY, ADMIN_DESCRIBE_TOPIC_PARTITIONS_MIN,
          ADMIN_DESCRIBE_TOPIC_PARTITIONS_MAX, describe_topic_partitions_handle},
+        {KAFKA_ALTER_PARTITION_REASSIGNMENTS_KEY, ADMIN_ALTER_REASSIGNMENTS_MIN,
+         ADMIN_ALTER_REASSIGNMENTS_MAX, alter_partition_reassignments_handle},
+        {KAFKA_LIST_PARTITION_REASSIGNMENTS_KEY, ADMIN_LIST_REASSIGNMENTS_MIN,
+         ADMIN_LIST_REASSIGNMENTS_MAX, list_partition_reassignments_handle},
     };
     for (size_t i = 0; i < LM_ARRAY_LEN(apis); i++) {
         int rc = handlers_serve(d, apis[i].key, apis[i].min, apis[i].max, apis[i].fn);

@@ -594,6 +594,49 @@ int admin_delete_topics(const struct admin_env *env, int16_t version,
 
 typedef struct kafka_create_partitions_response_create_partitions_topic_result cp_result;
 
+/* Kafka's checks of a new partition's manual assignment (ReplicationControlManager's
+ * validateManualPartitionAssignment): not empty, the topic's replica count, no node twice,
+ * every node registered (and here alive, as CreateTopics asks). On a single node the one
+ * replica is this node. */
+static int
+new_partition_check(const struct admin_env *env, int16_t rf, int32_t partition,
+                    const struct kafka_create_partitions_request_create_partitions_assignment *as,
+                    struct kafka_arena *a, cp_result *res)
+{
+    if (env->defer == NULL) {
+        if (as->broker_ids_count != 1 || as->broker_ids[0] != env->cfg->node_id)
+            return SET_ERR(a, res->error_code, res->error_message, KAFKA_INVALID_REPLICA_ASSIGNMENT,
+                           "The assignment of new partition %d must name exactly the one "
+                           "broker of this cluster (%d), as the topic has replication factor 1.",
+                           partition, env->cfg->node_id);
+        return 0;
+    }
+    if (as->broker_ids_count <= 0)
+        return SET_ERR(a, res->error_code, res->error_message, KAFKA_INVALID_REPLICA_ASSIGNMENT,
+                       "The manual partition assignment includes an empty replica list.");
+    if (as->broker_ids_count != rf)
+        return SET_ERR(a, res->error_code, res->error_message, KAFKA_INVALID_REPLICA_ASSIGNMENT,
+                       "The manual partition assignment includes a partition with %d "
+                       "replica(s), but this is not consistent with previous partitions, which "
+                       "have %d replica(s).",
+                       as->broker_ids_count, rf);
+    for (int32_t k = 0; k < as->broker_ids_count; k++) {
+        for (int32_t j = 0; j < k; j++)
+            if (as->broker_ids[j] == as->broker_ids[k])
+                return SET_ERR(a, res->error_code, res->error_message,
+                               KAFKA_INVALID_REPLICA_ASSIGNMENT,
+                               "The manual partition assignment includes the broker %d more "
+                               "than once.",
+                               as->broker_ids[k]);
+        if (!cluster_node_live(env, as->broker_ids[k]))
+            return SET_ERR(a, res->error_code, res->error_message, KAFKA_INVALID_REPLICA_ASSIGNMENT,
+                           "The manual partition assignment includes broker %d, but no such "
+                           "broker is registered and alive.",
+                           as->broker_ids[k]);
+    }
+    return 0;
+}
+
 static int partitions_one(const struct admin_env *env, bool validate_only,
                           const struct kafka_create_partitions_request_create_partitions_topic *t,
                           bool dup, struct kafka_arena *a, cp_result *res)
@@ -612,6 +655,8 @@ static int partitions_one(const struct admin_env *env, bool validate_only,
     struct lm_meta_snapshot *snap = lm_meta_store_snapshot(env->meta);
     const struct lm_meta_topic *topic = lm_meta_state_find(&snap->state, name);
     int32_t current = topic ? topic->partition_count : -1;
+    /* the replicas every new partition has: the topic's factor (1 on a single node) */
+    int16_t rf = topic && topic->replicas ? topic->replication_factor : 1;
     lm_meta_snapshot_release(snap);
     if (current < 0)
         return SET_ERR(a, res->error_code, res->error_message, KAFKA_UNKNOWN_TOPIC_OR_PARTITION,
@@ -641,24 +686,9 @@ static int partitions_one(const struct admin_env *env, bool validate_only,
                            "were specified.",
                            added, t->assignments_count);
         for (int32_t i = 0; i < t->assignments_count; i++) {
-            const struct kafka_create_partitions_request_create_partitions_assignment *as =
-                &t->assignments[i];
-            /* Every partition of a single-node topic has exactly one replica: this node. */
-            if (env->defer != NULL &&
-                (as->broker_ids_count != 1 || !cluster_node_live(env, as->broker_ids[0])))
-                return SET_ERR(a, res->error_code, res->error_message,
-                               KAFKA_INVALID_REPLICA_ASSIGNMENT,
-                               "The assignment of new partition %d must name one registered, "
-                               "live broker (replication factor 1).",
-                               current + i);
-            if (env->defer == NULL &&
-                (as->broker_ids_count != 1 || as->broker_ids[0] != env->cfg->node_id))
-                return SET_ERR(a, res->error_code, res->error_message,
-                               KAFKA_INVALID_REPLICA_ASSIGNMENT,
-                               "The assignment of new partition %d must name exactly the one "
-                               "broker of this cluster (%d), as the topic has replication "
-                               "factor 1.",
-                               current + i, env->cfg->node_id);
+            rc = new_partition_check(env, rf, current + i, &t->assignments[i], a, res);
+            if (rc != 0 || res->error_code != KAFKA_NONE)
+                return rc;
         }
     }
     bool failed = false;
@@ -671,13 +701,15 @@ static int partitions_one(const struct admin_env *env, bool validate_only,
     struct lm_meta_record r = {
         .type = LM_META_PARTITIONS_SET, .topic = name, .partition_count = t->count};
     if (env->defer != NULL && t->assignments_count > 0) {
-        int32_t *ids = kafka_arena_alloc_array(a, (size_t)t->assignments_count, sizeof(int32_t), 4);
+        size_t n = (size_t)t->assignments_count * (size_t)rf;
+        int32_t *ids = kafka_arena_alloc_array(a, n, sizeof(int32_t), 4);
         if (ids == NULL)
             return LM_E_NOMEM;
         for (int32_t i = 0; i < t->assignments_count; i++)
-            ids[i] = t->assignments[i].broker_ids[0];
+            memcpy(&ids[(size_t)i * (size_t)rf], t->assignments[i].broker_ids,
+                   (size_t)rf * sizeof(int32_t));
         r.replicas = ids;
-        r.replication_factor = 1;
+        r.replication_factor = rf;
         r.replicas_partitions = t->assignments_count;
     }
     rc = admin_commit(env, &r, ADMIN_COMMIT_PARTITIONS, a, &res->error_code, &res->error_message);

@@ -101,7 +101,10 @@ struct hpart {
      * node id + 1), messages through hs_cluster.c; the leader it last announced to the
      * controller (PARTITION_LEADER) and when it may announce again. */
     bool replicated;
-    int16_t rf; /* replicas of a replicated partition, else 0 */
+    /* A partition of one replica that a reassignment grows (or whose log holds a Raft
+     * configuration from one): a Raft group with peers all the same (raft ids node + 1). */
+    bool grow;
+    int16_t rf; /* replicas of a cluster partition (1 for one replica), else 0 */
     int32_t replicas[LM_META_REPLICATION_MAX];
     int32_t announced_epoch;
     uint64_t announce_at_ms;
@@ -122,6 +125,13 @@ struct hpart {
     bool pck_known;
     int64_t pck_next;
     uint64_t pck_size;
+    /* A leader driving a reassignment (hs_reassign.c): when it may tell the controller again
+     * that its group reached the target, and the step it logged last. */
+    uint64_t reassign_done_at_ms;
+    int32_t reassign_logged;
+    /* The image no longer lists this replica but its Raft group still counts it as a voter
+     * (a cancel after it was promoted): it stays until the group removed it or this time. */
+    uint64_t leave_at_ms;
 };
 
 /* Kafka's ISR as a replicated partition's leader sees it: when each replica (index in
@@ -159,6 +169,9 @@ struct hdir_removal {
  * until restart; a single node would lose the partition for good, so it retries). */
 #define HANDLERS_RETRY_MIN_MS 1000
 #define HANDLERS_RETRY_MAX_MS 5000
+/* How long a replica the image dropped stays while its Raft group still counts it as a voter
+ * (hs_parts.c part_may_leave): several election timeouts, for the leader to remove it. */
+#define HANDLERS_LEAVE_GRACE_MS 10000
 
 /* A topic of the current metadata snapshot (every topic, owned partitions or not). */
 struct htopic {
@@ -184,6 +197,7 @@ struct hshard {
     struct pshard *producers;         /* idempotent producer state (producer_idem.c) */
     int64_t group_clock_ms;           /* group_now_ms: the last wall-clock time handed out */
     uint32_t open_failures_this_tick; /* failed opens logged since the last tick */
+    uint32_t leaving; /* partitions the image dropped that wait for their group (hs_parts.c) */
     uint32_t id, count;
     struct lm_meta_snapshot *snap;
     uint64_t version;
@@ -241,6 +255,15 @@ int hs_elect_send(struct hshard *hs, int32_t leader, const char *topic, int32_t 
                   int32_t target, void (*done)(struct broker_shard *, struct broker_call *, int),
                   void *arg, void **call_out);
 void hs_leader_check(struct hshard *hs, struct hpart *p, uint64_t now_ms);
+/* The leader's new follower bookkeeping after its replica set changed (a reassignment). */
+void hs_isr_reset(struct hpart *p, uint64_t now_ms);
+/* A reassignment (KIP-455) as p's leader drives it (hs_reassign.c), after every input and tick:
+ * the next single-server change of its Raft group towards the image's target (the replicas
+ * minus those being removed), one at a time; once the configuration is the target and
+ * committed, the completion goes to the controller (PARTITION_REASSIGN, reassign_done) until
+ * the image shows it. A cancel's target is the original replicas: learners go, removed
+ * replicas come back. */
+void hs_reassign_step(struct hshard *hs, struct hpart *p, uint64_t now_ms);
 /* A leader sends its log start offset (p->start_sync) to the replicas that have not
  * acknowledged it (called from hs_leader_check; DeleteRecords sets it). */
 void hs_log_start_sync(struct hshard *hs, struct hpart *p, uint64_t now_ms);
@@ -290,6 +313,8 @@ bool h_allowed_any(struct broker_req *req, int8_t op, int8_t type);
 int32_t h_authorized_ops(struct broker_req *req, int8_t type, const char *name);
 /* Brings the shard's topic table and partition logs up to the metadata store's version. */
 void hs_refresh(struct hshard *hs);
+/* The shard tick's look at the partitions waiting to leave (hpart.leave_at_ms). */
+void hs_leaving_check(struct hshard *hs);
 /* Topic by name (not NUL-terminated) or by id, or NULL. */
 struct htopic *hs_topic(struct hshard *hs, const char *name, size_t len);
 struct htopic *hs_topic_by_id(struct hshard *hs, const uint8_t id[16]);

@@ -30,6 +30,8 @@ bool hs_local_replica(const struct handlers_ctx *h, const struct lm_meta_topic *
     const int32_t *r = lm_meta_topic_replicas(t, p, &n);
     if (r == NULL)
         return true; /* no assignment: the local node's */
+    /* a replica a reassignment adds joins the partition's Raft group (as a learner,
+     * hs_reassign.c) */
     for (int16_t i = 0; i < n; i++)
         if (r[i] == h->cfg->node_id)
             return true;
@@ -491,6 +493,14 @@ void hs_partition_recv(void *ctx, struct broker_req *req, const uint8_t *body, s
 
 /* ---- the leader's view of its followers (ISR) ---- */
 
+static void isr_reset(struct hpart *p, uint64_t now_ms);
+
+void hs_isr_reset(struct hpart *p, uint64_t now_ms)
+{
+    if (p->isr != NULL && p->part != NULL)
+        isr_reset(p, now_ms);
+}
+
 static void isr_reset(struct hpart *p, uint64_t now_ms)
 {
     /* a new leader gives every follower a full lag period, as Kafka's does */
@@ -560,6 +570,23 @@ int32_t hs_isr_count(const struct hshard *hs, const struct hpart *p)
     return __builtin_popcount(all & (uint16_t)~out);
 }
 
+/* The leader's out-of-sync bits (positions in p->replicas) as positions in the image's
+ * replicas of the partition, which a reassignment in progress orders target first. */
+static uint16_t isr_to_image(const struct hpart *p, const struct lm_meta_topic *t, uint16_t out)
+{
+    int16_t n;
+    const int32_t *r = lm_meta_topic_replicas(t, p->partition, &n);
+    uint16_t img = 0;
+    for (int16_t j = 0; j < p->rf && r != NULL; j++) {
+        if (!(out & (1u << j)))
+            continue;
+        for (int16_t k = 0; k < n; k++)
+            if (r[k] == p->replicas[j])
+                img |= (uint16_t)(1u << k);
+    }
+    return img;
+}
+
 /* After an input to a replicated partition: a new term updates the epoch Fetch and
  * ListOffsets fence on; becoming leader rebuilds producer state from the log and announces
  * the leadership to the controller, with the ISR as this leader sees it (again every second
@@ -604,13 +631,15 @@ void hs_leader_check(struct hshard *hs, struct hpart *p, uint64_t now_ms)
     }
     uint16_t out = isr_update(hs, p, now_ms);
     hs_log_start_sync(hs, p, now_ms);
+    hs_reassign_step(hs, p, now_ms);
     if (p->announce_confirmed && p->announced_out == out)
         return; /* the image shows it: nothing to look up */
     const struct lm_meta_topic *t = lm_meta_state_find(&hs->snap->state, p->topic);
     int32_t known_epoch = -1;
     int32_t known = t != NULL ? lm_meta_topic_leader(t, p->partition, &known_epoch) : -1;
+    uint16_t img_out = t != NULL ? isr_to_image(p, t, out) : out;
     if (t != NULL && known == hs->node->cfg->node_id && known_epoch == epoch &&
-        lm_meta_topic_isr_out(t, p->partition) == out) {
+        lm_meta_topic_isr_out(t, p->partition) == img_out) {
         p->announce_confirmed = true;
         p->announced_out = out;
         return;
@@ -626,7 +655,7 @@ void hs_leader_check(struct hshard *hs, struct hpart *p, uint64_t now_ms)
                                .partition_count = p->partition,
                                .broker_id = hs->node->cfg->node_id,
                                .leader_epoch = epoch,
-                               .isr_out = out};
+                               .isr_out = img_out};
     int rc = hs_submit_detached(hs, &r);
     if (rc != 0)
         BLOG_WARN_LIMITED("partition %s-%d: announcing leadership: %s", p->topic, p->partition,

@@ -169,6 +169,11 @@ static void elect_one(struct hshard *hs, struct elect_req *e, struct elect_part 
         set_err(req, p->out, KAFKA_ELECTION_NOT_NEEDED, NULL);
         return;
     }
+    if (lm_meta_topic_reassigning(mt, p->partition)) {
+        set_err(req, p->out, KAFKA_PREFERRED_LEADER_NOT_AVAILABLE,
+                "a reassignment of the partition is in progress");
+        return;
+    }
     p->preferred = r[0];
     const struct lm_meta_broker *b = lm_meta_state_broker(st, r[0]);
     if (b == NULL || b->fenced || (lm_meta_topic_isr_out(mt, p->partition) & 1u)) {
@@ -196,7 +201,8 @@ static bool off_preferred(const struct lm_meta_state *st, const struct lm_meta_t
 {
     int16_t rn = 0;
     const int32_t *r = lm_meta_topic_replicas(mt, p, &rn);
-    return r != NULL && rn > 1 && lm_meta_state_partition_leader(st, mt, p, self) != r[0];
+    return r != NULL && rn > 1 && !lm_meta_topic_reassigning(mt, p) &&
+           lm_meta_state_partition_leader(st, mt, p, self) != r[0];
 }
 
 /* The response's topic and partition arrays and e->parts, for n partitions over topics. */

@@ -356,8 +356,16 @@ static void part_open_log(struct hpart *p)
     p->replicated = false;
     int16_t rf = p->rf;
     const int32_t *reps = p->replicas;
-    if (rf > 1 && rf <= RAFT_NODES_MAX && p->hs != NULL && hs_cluster(p->hs->node)) {
+    /* one replica: a Raft group with peers while a reassignment grows it, or once its log
+     * holds a configuration (raft-conf: broker/partition/README.md) */
+    char marker[H_DIR_BYTES + 16];
+    bool grow =
+        rf == 1 &&
+        (p->grow || (snprintf(marker, sizeof(marker), "%s/raft-conf", dir) < (int)sizeof(marker) &&
+                     access(marker, F_OK) == 0));
+    if ((rf > 1 || grow) && rf <= RAFT_NODES_MAX && p->hs != NULL && hs_cluster(p->hs->node)) {
         p->replicated = true;
+        pc.may_grow = grow;
         p->announced_epoch = -1;
         p->announce_confirmed = false;
         pc.node_id = (uint32_t)node + 1u; /* raft ids: node id + 1 */
@@ -603,6 +611,8 @@ static void part_close(struct hshard *hs, struct hpart *p, bool delete_dir)
 static void part_free(struct hshard *hs, struct hpart *p, bool delete_dir)
 {
     LM_ASSERT(!p->sync.busy);
+    if (p->leave_at_ms != 0 && hs != NULL)
+        hs->leaving--;
     if (p->open_pending)
         oq_remove(hs, p);
     hs_wake_waiters(hs, p);
@@ -634,12 +644,15 @@ static struct hpart *part_new(const struct htopic *t, int32_t partition)
     memcpy(p->topic_id, t->meta->id, 16);
     p->leader_epoch = HANDLERS_LEADER_EPOCH_FIRST;
     storage_cfg_of(&t->settings, &p->scfg);
-    /* its replica set: nothing reassigns replicas, so it is fixed for the partition's life */
-    int16_t rf = 0;
-    const int32_t *reps = lm_meta_topic_replicas(t->meta, partition, &rf);
-    if (reps != NULL && rf > 1 && rf <= LM_META_REPLICATION_MAX) {
+    /* its replica set: the replicas holding its data (a reassignment's adding replicas are
+     * not among them); a reassignment that only reorders them moves the preferred leader
+     * (topic_sync_parts) */
+    int32_t reps[LM_META_REPLICATION_MAX];
+    int16_t rf = lm_meta_topic_current_replicas(t->meta, partition, reps);
+    if (rf >= 1) {
         p->rf = rf;
         memcpy(p->replicas, reps, (size_t)rf * sizeof(int32_t));
+        p->grow = rf == 1 && lm_meta_topic_reassigning(t->meta, partition);
     }
     return p;
 }
@@ -771,6 +784,65 @@ void hs_topic_free(struct hshard *hs, struct htopic *t, bool delete_dirs)
     free(t);
 }
 
+/* p's replica set follows the image (the replicas holding its data): a reassignment that
+ * reordered them moves its preferred leader, one that finished changed them (the leader's
+ * follower bookkeeping starts again). */
+static void part_replicas_follow(struct hpart *p, const struct lm_meta_topic *m)
+{
+    int32_t reps[LM_META_REPLICATION_MAX];
+    int16_t n = lm_meta_topic_current_replicas(m, p->partition, reps);
+    if (!p->replicated || n < 1 ||
+        (n == p->rf && memcmp(reps, p->replicas, (size_t)n * sizeof(int32_t)) == 0))
+        return;
+    bool same_set = n == p->rf;
+    for (int16_t i = 0; i < n && same_set; i++) {
+        bool have = false;
+        for (int16_t j = 0; j < n && !have; j++)
+            have = p->replicas[j] == reps[i];
+        same_set = have;
+    }
+    memcpy(p->replicas, reps, (size_t)n * sizeof(int32_t));
+    p->rf = n;
+    if (!same_set) {
+        BLOG_INFO("partition %s-%d: replica set changed (%d replicas)", p->topic, p->partition, n);
+        p->start_acked = 0; /* positions changed: the log start goes out again */
+    }
+    hs_isr_reset(p, broker_now_ms());
+}
+
+/* Whether p, which the image no longer lists here, may close and delete its data now: not
+ * while its Raft group (as this replica knows it) still counts it as a voter, which a cancel
+ * after its promotion leaves until the leader removes it, for at most HANDLERS_LEAVE_GRACE_MS
+ * (a removed replica may never hear of its removal). */
+static void topic_sync_parts(struct hshard *hs, struct htopic *t);
+
+static bool part_may_leave(struct hshard *hs, struct hpart *p)
+{
+    uint64_t now = broker_now_ms();
+    bool voter = p->replicated && p->part != NULL && !p->dead &&
+                 raft_conf_is_voter(raft_conf(partition_raft(p->part)),
+                                    (uint32_t)hs->node->cfg->node_id + 1u);
+    if (!voter || (p->leave_at_ms != 0 && now >= p->leave_at_ms))
+        return true;
+    if (p->leave_at_ms == 0) {
+        p->leave_at_ms = now + HANDLERS_LEAVE_GRACE_MS;
+        hs->leaving++;
+        BLOG_INFO("partition %s-%d: no longer a replica here, still a voter of its group: "
+                  "leaving once removed from it",
+                  p->topic, p->partition);
+    }
+    return false;
+}
+
+void hs_leaving_check(struct hshard *hs)
+{
+    if (hs->leaving == 0)
+        return;
+    for (size_t b = 0; b < hs->bucket_count; b++)
+        for (struct htopic *t = hs->buckets[b]; t != NULL; t = t->next)
+            topic_sync_parts(hs, t);
+}
+
 /* Opens the owned partitions of t below its partition count that are not open yet, and
  * reopens logs whose storage settings changed. */
 static void topic_sync_parts(struct hshard *hs, struct htopic *t)
@@ -788,14 +860,46 @@ static void topic_sync_parts(struct hshard *hs, struct htopic *t)
     }
     size_t name_len = strlen(t->meta->name);
     for (int32_t i = 0; i < n; i++) {
-        if (hs_owner(hs, t->meta->name, name_len, i) != hs->id ||
-            !hs_local_replica(hs->node, t->meta, i))
+        if (hs_owner(hs, t->meta->name, name_len, i) != hs->id)
             continue;
+        if (!hs_local_replica(hs->node, t->meta, i)) {
+            if (t->parts[i] != NULL && i < t->part_cap && part_may_leave(hs, t->parts[i])) {
+                /* a reassignment moved it off this node (its Raft group removed this
+                 * replica before the controller finished the move), or a cancel took back
+                 * a replica that was being added: its data goes */
+                BLOG_INFO("partition %s-%d: no longer a replica here; closing and deleting it",
+                          t->meta->name, i);
+                part_close(hs, t->parts[i], true);
+                t->parts[i] = NULL;
+            }
+            continue;
+        }
         struct hpart *p = t->parts[i];
+        if (p != NULL && p->leave_at_ms != 0) { /* listed again */
+            p->leave_at_ms = 0;
+            hs->leaving--;
+        }
+        bool grows = p != NULL && !p->grow && p->rf == 1 && lm_meta_topic_reassigning(t->meta, i);
+        if (grows) /* its next open makes it a Raft group that can take peers */
+            p->grow = true;
         if (p != NULL && (p->open_pending || p->idle_closed)) {
             storage_cfg_of(&t->settings, &p->scfg); /* read when its turn to open comes */
             continue;
         }
+        if (grows && !p->replicated) {
+            /* a reassignment grows a partition of one replica: its log reopens as a Raft
+             * group (hs_reassign.c adds the peers) */
+            BLOG_INFO("partition %s-%d: reassigned from one replica: reopening it as a Raft "
+                      "group",
+                      t->meta->name, i);
+            if (p->sync.busy)
+                p->reopen_pending = true;
+            else if (p->log != NULL)
+                part_reopen(hs, p);
+            continue;
+        }
+        if (p != NULL)
+            part_replicas_follow(p, t->meta);
         if (p != NULL) {
             struct storage_config c;
             storage_cfg_of(&t->settings, &c);

@@ -175,6 +175,7 @@ static void shard_tick(struct broker_shard *s, struct broker_timer *t)
                    hs->id, hs->open_failures_this_tick - OPEN_FAILURES_LOGGED_PER_TICK);
     hs->open_failures_this_tick = 0;
     hs_refresh(hs);
+    hs_leaving_check(hs);
     bool retention = ++hs->ticks % HANDLERS_RETENTION_TICKS == 0;
     uint64_t now = broker_now_ms();
     /* Reopening offline partitions is bounded per tick like any open (thousands of them may

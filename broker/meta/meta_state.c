@@ -34,6 +34,7 @@ void lm_meta_state_deinit(struct lm_meta_state *s)
         lm_meta_configs_free(s->topics[i].configs, s->topics[i].config_count);
         free(s->topics[i].replicas);
         free(s->topics[i].leaders);
+        free(s->topics[i].moved);
     }
     free(s->topics);
     free(s->brokers);
@@ -110,6 +111,8 @@ int lm_meta_state_copy(struct lm_meta_state *dst, const struct lm_meta_state *sr
         dst->topics[i].config_count = 0;
         dst->topics[i].replicas = NULL;
         dst->topics[i].leaders = NULL;
+        dst->topics[i].moved = NULL;
+        dst->topics[i].moved_count = dst->topics[i].moved_cap = 0;
         dst->topic_count = i + 1;
         int rc = configs_dup(st->configs, st->config_count, &dst->topics[i].configs);
         if (rc != 0) {
@@ -134,6 +137,15 @@ int lm_meta_state_copy(struct lm_meta_state *dst, const struct lm_meta_state *sr
                 return LM_E_NOMEM;
             }
             memcpy(dst->topics[i].leaders, st->leaders, n);
+        }
+        if (st->moved_count > 0) {
+            dst->topics[i].moved = malloc(st->moved_count * sizeof(*st->moved));
+            if (dst->topics[i].moved == NULL) {
+                lm_meta_state_deinit(dst);
+                return LM_E_NOMEM;
+            }
+            memcpy(dst->topics[i].moved, st->moved, st->moved_count * sizeof(*st->moved));
+            dst->topics[i].moved_count = dst->topics[i].moved_cap = st->moved_count;
         }
     }
     return brokers_copy(dst, src);
@@ -184,13 +196,102 @@ const struct lm_meta_broker *lm_meta_state_broker(const struct lm_meta_state *s,
     return NULL;
 }
 
+/* Index of partition p in t->moved, or where it would go (binary search). */
+static size_t moved_at(const struct lm_meta_topic *t, int32_t p, bool *found)
+{
+    size_t lo = 0, hi = t->moved_count;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (t->moved[mid].partition < p)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    *found = lo < t->moved_count && t->moved[lo].partition == p;
+    return lo;
+}
+
+const struct lm_meta_moved *lm_meta_topic_moved(const struct lm_meta_topic *t, int32_t p)
+{
+    bool found;
+    size_t i = moved_at(t, p, &found);
+    return found ? &t->moved[i] : NULL;
+}
+
+bool lm_meta_topic_reassigning(const struct lm_meta_topic *t, int32_t p)
+{
+    const struct lm_meta_moved *m = lm_meta_topic_moved(t, p);
+    return m != NULL && (m->n_adding > 0 || m->n_removing > 0);
+}
+
 const int32_t *lm_meta_topic_replicas(const struct lm_meta_topic *t, int32_t p, int16_t *n)
 {
     *n = 0;
     if (t->replicas == NULL || p < 0 || p >= t->partition_count)
         return NULL;
+    const struct lm_meta_moved *m = lm_meta_topic_moved(t, p);
+    if (m != NULL) {
+        *n = m->n;
+        return m->replicas;
+    }
     *n = t->replication_factor;
     return &t->replicas[(size_t)p * (size_t)t->replication_factor];
+}
+
+static bool ids_have(const int32_t *ids, int16_t n, int32_t id)
+{
+    for (int16_t i = 0; i < n; i++)
+        if (ids[i] == id)
+            return true;
+    return false;
+}
+
+int16_t lm_meta_topic_current_replicas(const struct lm_meta_topic *t, int32_t p,
+                                       int32_t out[LM_META_REPLICATION_MAX])
+{
+    int16_t n;
+    const int32_t *r = lm_meta_topic_replicas(t, p, &n);
+    const struct lm_meta_moved *m = r != NULL ? lm_meta_topic_moved(t, p) : NULL;
+    int16_t k = 0;
+    for (int16_t i = 0; i < n; i++)
+        if (m == NULL || !ids_have(m->adding, m->n_adding, r[i]))
+            out[k++] = r[i];
+    return k;
+}
+
+/* A replica list: 1..LM_META_REPLICATION_MAX ids >= 0, none twice. */
+static bool ids_valid(const int32_t *ids, int16_t n)
+{
+    if (ids == NULL || n < 1 || n > LM_META_REPLICATION_MAX)
+        return false;
+    for (int16_t i = 0; i < n; i++)
+        if (ids[i] < 0 || ids_have(ids, i, ids[i]))
+            return false;
+    return true;
+}
+
+int lm_meta_reassign_plan(const int32_t *current, int16_t n_current, const int32_t *target,
+                          int16_t n_target, struct lm_meta_moved *out)
+{
+    if (!ids_valid(current, n_current) || !ids_valid(target, n_target))
+        return LM_E_INVALID;
+    int32_t partition = out->partition;
+    memset(out, 0, sizeof(*out));
+    out->partition = partition;
+    for (int16_t i = 0; i < n_target; i++) {
+        out->replicas[out->n++] = target[i];
+        if (!ids_have(current, n_current, target[i]))
+            out->adding[out->n_adding++] = target[i];
+    }
+    for (int16_t i = 0; i < n_current; i++) {
+        if (ids_have(target, n_target, current[i]))
+            continue;
+        if (out->n >= LM_META_REPLICATION_MAX)
+            return LM_E_INVALID;
+        out->replicas[out->n++] = current[i];
+        out->removing[out->n_removing++] = current[i];
+    }
+    return 0;
 }
 
 int32_t lm_meta_topic_leader(const struct lm_meta_topic *t, int32_t p, int32_t *epoch)
@@ -212,11 +313,11 @@ uint16_t lm_meta_topic_isr_out(const struct lm_meta_topic *t, int32_t p)
 int32_t lm_meta_state_partition_leader(const struct lm_meta_state *st,
                                        const struct lm_meta_topic *t, int32_t p, int32_t self)
 {
-    int16_t n;
-    const int32_t *r = lm_meta_topic_replicas(t, p, &n);
-    if (r == NULL)
+    int32_t cur[LM_META_REPLICATION_MAX];
+    int16_t n = lm_meta_topic_current_replicas(t, p, cur);
+    if (n == 0)
         return self;
-    int32_t leader = r[0];
+    int32_t leader = cur[0];
     if (n > 1) { /* replicated: whom its Raft group elected, as announced */
         int32_t epoch;
         leader = lm_meta_topic_leader(t, p, &epoch);
@@ -240,11 +341,13 @@ void lm_meta_state_partition_isr(const struct lm_meta_state *st, const struct lm
     }
     bool led = lm_meta_state_partition_leader(st, t, p, self) >= 0;
     uint16_t out = n > 1 ? lm_meta_topic_isr_out(t, p) : 0;
+    const struct lm_meta_moved *m = lm_meta_topic_moved(t, p);
     for (int16_t j = 0; j < n; j++) {
         const struct lm_meta_broker *b = lm_meta_state_broker(st, r[j]);
         if (b == NULL || b->fenced)
             offline[(*n_offline)++] = r[j];
-        else if (led && !(out & (1u << j)))
+        else if (led && !(out & (1u << j)) &&
+                 (m == NULL || !ids_have(m->adding, m->n_adding, r[j])))
             isr[(*n_isr)++] = r[j];
     }
 }
@@ -437,6 +540,100 @@ static int scram_check(const struct lm_meta_state *s, const struct lm_meta_recor
     return have == NULL && s->scram_count >= LM_META_SCRAM_USERS_MAX ? LM_E_FULL : 0;
 }
 
+/* PARTITION_REASSIGN: an assigned topic's partition, a valid replica list, adding and
+ * removing disjoint subsets of it, at least one replica left once removing is gone. */
+static int reassign_check(const struct lm_meta_state *s, const struct lm_meta_record *r)
+{
+    const struct lm_meta_topic *t = r->topic ? lm_meta_state_find(s, r->topic) : NULL;
+    if (t == NULL || r->partition_count < 0 || r->partition_count >= t->partition_count)
+        return LM_E_NOT_FOUND;
+    if (t->replicas == NULL || !ids_valid(r->replicas, r->replication_factor) || r->n_adding < 0 ||
+        r->n_removing < 0 || r->n_adding + r->n_removing > r->replication_factor ||
+        r->n_removing >= r->replication_factor || (r->n_adding > 0 && r->adding == NULL) ||
+        (r->n_removing > 0 && r->removing == NULL))
+        return LM_E_INVALID;
+    for (int16_t i = 0; i < r->n_adding; i++)
+        if (!ids_have(r->replicas, r->replication_factor, r->adding[i]) ||
+            ids_have(r->adding, i, r->adding[i]) ||
+            ids_have(r->removing, r->n_removing, r->adding[i]))
+            return LM_E_INVALID;
+    for (int16_t i = 0; i < r->n_removing; i++)
+        if (!ids_have(r->replicas, r->replication_factor, r->removing[i]) ||
+            ids_have(r->removing, i, r->removing[i]))
+            return LM_E_INVALID;
+    if (r->reassign_done) {
+        /* the move the leader finished must be the one in progress: its target, in order */
+        const struct lm_meta_moved *m = lm_meta_topic_moved(t, r->partition_count);
+        if (r->n_adding > 0 || r->n_removing > 0)
+            return LM_E_INVALID;
+        if (m == NULL || (m->n_adding == 0 && m->n_removing == 0))
+            return LM_E_STATE;
+        int16_t k = 0;
+        for (int16_t i = 0; i < m->n; i++) {
+            if (ids_have(m->removing, m->n_removing, m->replicas[i]))
+                continue;
+            if (k >= r->replication_factor || r->replicas[k] != m->replicas[i])
+                return LM_E_STATE;
+            k++;
+        }
+        if (k != r->replication_factor)
+            return LM_E_STATE;
+    }
+    return 0;
+}
+
+/* Applies a checked PARTITION_REASSIGN to t. The leader's out-of-sync bits follow their
+ * replicas to their new positions. */
+static int reassign_apply(struct lm_meta_topic *t, const struct lm_meta_record *r)
+{
+    int32_t p = r->partition_count;
+    int16_t old_n;
+    const int32_t *old_r = lm_meta_topic_replicas(t, p, &old_n);
+    int32_t old[LM_META_REPLICATION_MAX];
+    LM_ASSERT(old_r != NULL && old_n <= LM_META_REPLICATION_MAX);
+    memcpy(old, old_r, (size_t)old_n * sizeof(int32_t));
+    const int32_t *row = &t->replicas[(size_t)p * (size_t)t->replication_factor];
+    bool on_row = r->n_adding == 0 && r->n_removing == 0 &&
+                  r->replication_factor == t->replication_factor &&
+                  memcmp(row, r->replicas, (size_t)r->replication_factor * sizeof(int32_t)) == 0;
+    bool found;
+    size_t at = moved_at(t, p, &found);
+    if (on_row && found) {
+        memmove(&t->moved[at], &t->moved[at + 1], (t->moved_count - at - 1) * sizeof(*t->moved));
+        t->moved_count--;
+    } else if (!on_row) {
+        if (!found) {
+            if (LM_GROW(t->moved, t->moved_cap, t->moved_count + 1, 4) != 0)
+                return LM_E_NOMEM;
+            memmove(&t->moved[at + 1], &t->moved[at], (t->moved_count - at) * sizeof(*t->moved));
+            t->moved_count++;
+        }
+        struct lm_meta_moved *m = &t->moved[at];
+        memset(m, 0, sizeof(*m));
+        m->partition = p;
+        m->n = r->replication_factor;
+        m->n_adding = r->n_adding;
+        m->n_removing = r->n_removing;
+        memcpy(m->replicas, r->replicas, (size_t)m->n * sizeof(int32_t));
+        if (m->n_adding > 0)
+            memcpy(m->adding, r->adding, (size_t)m->n_adding * sizeof(int32_t));
+        if (m->n_removing > 0)
+            memcpy(m->removing, r->removing, (size_t)m->n_removing * sizeof(int32_t));
+    }
+    if (t->leaders != NULL) {
+        uint16_t was = t->leaders[p].isr_out, now = 0;
+        for (int16_t j = 0; j < old_n; j++) {
+            if (!(was & (1u << j)))
+                continue;
+            for (int16_t k = 0; k < r->replication_factor; k++)
+                if (r->replicas[k] == old[j])
+                    now |= (uint16_t)(1u << k);
+        }
+        t->leaders[p].isr_out = now;
+    }
+    return 0;
+}
+
 int lm_meta_state_check(const struct lm_meta_state *s, const struct lm_meta_record *r)
 {
     const struct lm_meta_topic *t = NULL;
@@ -513,6 +710,8 @@ int lm_meta_state_check(const struct lm_meta_state *s, const struct lm_meta_reco
     case LM_META_ACL_CREATE:
     case LM_META_ACL_DELETE:
         return acl_check(s, r);
+    case LM_META_PARTITION_REASSIGN:
+        return reassign_check(s, r);
     }
     return LM_E_INVALID;
 }
@@ -524,7 +723,8 @@ int lm_meta_state_apply(struct lm_meta_state *s, const struct lm_meta_record *r)
         return rc;
     struct lm_meta_topic *t = NULL;
     if (r->type == LM_META_TOPIC_DELETE || r->type == LM_META_PARTITIONS_SET ||
-        r->type == LM_META_TOPIC_CONFIGS || r->type == LM_META_PARTITION_LEADER)
+        r->type == LM_META_TOPIC_CONFIGS || r->type == LM_META_PARTITION_LEADER ||
+        r->type == LM_META_PARTITION_REASSIGN)
         t = (struct lm_meta_topic *)lm_meta_state_find(s, r->topic);
 
     switch (r->type) {
@@ -559,6 +759,7 @@ int lm_meta_state_apply(struct lm_meta_state *s, const struct lm_meta_record *r)
         lm_meta_configs_free(t->configs, t->config_count);
         free(t->replicas);
         free(t->leaders);
+        free(t->moved);
         s->topics[idx] = s->topics[s->topic_count - 1];
         s->topic_count--;
         break;
@@ -679,6 +880,11 @@ int lm_meta_state_apply(struct lm_meta_state *s, const struct lm_meta_record *r)
         s->acl_count--;
         break;
     }
+    case LM_META_PARTITION_REASSIGN:
+        rc = reassign_apply(t, r);
+        if (rc != 0)
+            return rc;
+        break;
     }
     s->version++;
     return 0;
@@ -748,6 +954,11 @@ size_t lm_meta_record_size(const struct lm_meta_record *r)
         break;
     case LM_META_ACL_DELETE:
         n += 16;
+        break;
+    case LM_META_PARTITION_REASSIGN:
+        n += str_size(r->topic) + 4 + 3 * 2 +
+             4 * (size_t)(r->replication_factor + r->n_adding + r->n_removing) +
+             (r->reassign_done ? 1 : 0);
         break;
     }
     return n;
@@ -830,6 +1041,8 @@ void lm_meta_record_free(struct lm_meta_record *r)
     r->configs = NULL;
     r->config_count = 0;
     r->replicas = NULL;
+    r->adding = r->removing = NULL;
+    r->n_adding = r->n_removing = 0;
 }
 
 int lm_meta_record_encode(const struct lm_meta_record *r, uint8_t *buf, size_t cap)
@@ -843,7 +1056,13 @@ int lm_meta_record_encode(const struct lm_meta_record *r, uint8_t *buf, size_t c
           r->scram_stored_key == NULL || r->scram_server_key == NULL)) ||
         (r->type == LM_META_ACL_CREATE &&
          (r->acl_name == NULL || r->acl_principal == NULL || r->acl_host == NULL)) ||
-        (r->replicas != NULL && r->replication_factor < 1))
+        (r->replicas != NULL && r->replication_factor < 1) ||
+        (r->type == LM_META_PARTITION_REASSIGN &&
+         (r->topic == NULL || r->replicas == NULL ||
+          r->replication_factor > LM_META_REPLICATION_MAX || r->n_adding < 0 ||
+          r->n_adding > LM_META_REPLICATION_MAX || r->n_removing < 0 ||
+          r->n_removing > LM_META_REPLICATION_MAX || (r->n_adding > 0 && r->adding == NULL) ||
+          (r->n_removing > 0 && r->removing == NULL))))
         return LM_E_INVALID;
     if (r->type == LM_META_ACL_CREATE &&
         (strlen(r->acl_name) > UINT16_MAX || strlen(r->acl_principal) > UINT16_MAX ||
@@ -942,6 +1161,20 @@ int lm_meta_record_encode(const struct lm_meta_record *r, uint8_t *buf, size_t c
         put_str(&c, r->acl_principal);
         put_str(&c, r->acl_host);
         break;
+    case LM_META_PARTITION_REASSIGN: {
+        put_str(&c, r->topic);
+        put_be(&c, (uint32_t)r->partition_count, 4);
+        const int32_t *lists[3] = {r->replicas, r->adding, r->removing};
+        int16_t counts[3] = {r->replication_factor, r->n_adding, r->n_removing};
+        for (int l = 0; l < 3; l++) {
+            put_be(&c, (uint16_t)counts[l], 2);
+            for (int16_t i = 0; i < counts[l]; i++)
+                put_be(&c, (uint32_t)lists[l][i], 4);
+        }
+        if (r->reassign_done)
+            put_u8(&c, 1);
+        break;
+    }
     }
     LM_ASSERT(c.pos == need);
     return (int)need;
@@ -1138,6 +1371,43 @@ int lm_meta_record_decode(const uint8_t *buf, size_t len, struct lm_meta_record 
             (rc = get_str(&c, &out->acl_principal)) != 0 || (rc = get_str(&c, &out->acl_host)) != 0)
             return rc;
         break;
+    case LM_META_PARTITION_REASSIGN: {
+        if ((rc = get_str(&c, &out->topic)) != 0 || (rc = get_be(&c, 4, &v)) != 0)
+            return rc;
+        out->partition_count = (int32_t)(uint32_t)v;
+        int32_t *ids = malloc(3 * LM_META_REPLICATION_MAX * sizeof(int32_t));
+        if (ids == NULL)
+            return LM_E_NOMEM;
+        out->replicas = ids; /* one allocation for the three lists: lm_meta_record_free */
+        int16_t counts[3];
+        for (int l = 0; l < 3; l++) {
+            if ((rc = get_be(&c, 2, &v)) != 0 || v > LM_META_REPLICATION_MAX) {
+                lm_meta_record_free(out);
+                return rc != 0 ? rc : LM_E_CORRUPT;
+            }
+            counts[l] = (int16_t)v;
+            for (int16_t i = 0; i < counts[l]; i++) {
+                if ((rc = get_be(&c, 4, &v)) != 0) {
+                    lm_meta_record_free(out);
+                    return rc;
+                }
+                ids[l * LM_META_REPLICATION_MAX + i] = (int32_t)(uint32_t)v;
+            }
+        }
+        out->replication_factor = counts[0];
+        out->adding = ids + LM_META_REPLICATION_MAX;
+        out->n_adding = counts[1];
+        out->removing = ids + 2 * LM_META_REPLICATION_MAX;
+        out->n_removing = counts[2];
+        if (c.pos < c.len) { /* the leader's completion trailer */
+            if ((rc = get_be(&c, 1, &v)) != 0 || v != 1) {
+                lm_meta_record_free(out);
+                return rc != 0 ? rc : LM_E_CORRUPT;
+            }
+            out->reassign_done = true;
+        }
+        break;
+    }
     default:
         return LM_E_CORRUPT;
     }

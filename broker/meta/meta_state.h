@@ -38,6 +38,11 @@ enum lm_meta_record_type {
      * acl_id and the binding (acl_*) to add; acl_id alone to remove. */
     LM_META_ACL_CREATE = 11,
     LM_META_ACL_DELETE = 12,
+    /* A replicated partition's replica set changes (KIP-455; KRaft's PartitionChangeRecord
+     * replicas, addingReplicas, removingReplicas): topic, partition (partition_count),
+     * replicas (replication_factor of them) = its replicas from now on, adding and removing
+     * = the nodes a reassignment in progress adds and removes (both empty: none is). */
+    LM_META_PARTITION_REASSIGN = 13,
 };
 
 /* The most ACL bindings the image holds (bounded memory; CreateAcls past it fails with
@@ -106,6 +111,16 @@ struct lm_meta_record {
     uint8_t acl_id[16];
     int8_t acl_resource_type, acl_pattern_type, acl_operation, acl_permission;
     const char *acl_name, *acl_principal, *acl_host;
+    /* PARTITION_REASSIGN: subsets of replicas, disjoint */
+    const int32_t *adding;
+    int16_t n_adding;
+    const int32_t *removing;
+    int16_t n_removing;
+    /* PARTITION_REASSIGN from the partition's leader (Kafka's AlterPartition role): its Raft
+     * group's configuration is the target, replicas; applies only while that reassignment is
+     * still in progress (a cancel or a new target since refuses it, LM_E_STATE). An encoding
+     * trailer: records without it decode as false. */
+    bool reassign_done;
 };
 
 /* A registered node: its advertised listeners and whether it is fenced (not alive). */
@@ -126,6 +141,18 @@ struct lm_meta_leader {
     uint16_t isr_out;
 };
 
+/* A partition whose replicas are not its row of the topic's assignment: reassigned, or being
+ * reassigned (adding / removing not empty). During a reassignment replicas is the target
+ * followed by the original replicas that are not in it, as Kafka's PartitionReassignmentReplicas
+ * orders them: the target is replicas minus removing, the original replicas minus adding. */
+struct lm_meta_moved {
+    int32_t partition;
+    int16_t n, n_adding, n_removing;
+    int32_t replicas[LM_META_REPLICATION_MAX];
+    int32_t adding[LM_META_REPLICATION_MAX];
+    int32_t removing[LM_META_REPLICATION_MAX];
+};
+
 struct lm_meta_topic {
     char name[LM_TOPIC_NAME_MAX + 1];
     uint8_t id[16];
@@ -137,6 +164,11 @@ struct lm_meta_topic {
     /* Per partition, what its Raft group's leader last announced (PARTITION_LEADER); NULL
      * until the first such record (owned). */
     struct lm_meta_leader *leaders;
+    /* The partitions PARTITION_REASSIGN moved off their row of replicas, sorted by partition
+     * (owned; empty for most topics). */
+    struct lm_meta_moved *moved;
+    size_t moved_count;
+    size_t moved_cap;
 };
 
 struct lm_meta_state {
@@ -203,15 +235,33 @@ bool lm_meta_broker_endpoint(const struct lm_meta_broker *b, const char *listene
 /* The replicas of partition p of t (count in *n), or NULL when t has no assignment (single
  * node) or p is out of range. */
 const int32_t *lm_meta_topic_replicas(const struct lm_meta_topic *t, int32_t p, int16_t *n);
-/* The node leading partition p of t: its only replica, or for a replicated partition the
- * leader its Raft group announced (PARTITION_LEADER); -1 when that node is fenced or none is
+/* The reassignment state of partition p of t, or NULL when its replicas are its row of the
+ * topic's assignment. */
+const struct lm_meta_moved *lm_meta_topic_moved(const struct lm_meta_topic *t, int32_t p);
+/* True while partition p of t has a reassignment in progress (adding or removing replicas). */
+bool lm_meta_topic_reassigning(const struct lm_meta_topic *t, int32_t p);
+/* The replicas of partition p of t that hold its data now: its replicas minus those a
+ * reassignment is still adding (in order). Returns their count (0: no assignment). */
+int16_t lm_meta_topic_current_replicas(const struct lm_meta_topic *t, int32_t p,
+                                       int32_t out[LM_META_REPLICATION_MAX]);
+/* Kafka's PartitionReassignmentReplicas: the state a reassignment of a partition whose replicas
+ * hold its data is `current` (n_current) to `target` (n_target) starts in: replicas = target
+ * then the current ones not in it, adding = target minus current, removing = current minus
+ * target. When nothing is added or removed the move is done at once: replicas = target.
+ * out->partition is left to the caller. LM_E_INVALID when a list is empty, too long, or names
+ * a node twice, or the union does not fit LM_META_REPLICATION_MAX. */
+int lm_meta_reassign_plan(const int32_t *current, int16_t n_current, const int32_t *target,
+                          int16_t n_target, struct lm_meta_moved *out);
+
+/* The node leading partition p of t: its only current replica, or for a replicated partition
+ * the leader its Raft group announced (PARTITION_LEADER); -1 when that node is fenced or none is
  * known; self for a partition without an assignment (a single node). */
 int32_t lm_meta_state_partition_leader(const struct lm_meta_state *st,
                                        const struct lm_meta_topic *t, int32_t p, int32_t self);
 /* Partition p's ISR and offline replicas as the image shows them: offline, the replicas on
  * nodes not registered or fenced; ISR, the others its leader counts in sync (none while it
- * has no live leader); for a partition without an assignment (single node) the ISR is self.
- * isr and offline have room for every replica. */
+ * has no live leader), never a replica a reassignment is still adding; for a partition without an
+ * assignment (single node) the ISR is self. isr and offline have room for every replica. */
 void lm_meta_state_partition_isr(const struct lm_meta_state *st, const struct lm_meta_topic *t,
                                  int32_t p, int32_t self, int32_t *isr, int32_t *n_isr,
                                  int32_t *offline, int32_t *n_offline);

@@ -51,6 +51,9 @@ struct partition {
     uint64_t qs_term; /* what quorum-state holds (written only when these change) */
     uint32_t qs_vote;
     bool lone; /* one voter, itself: leader from open, no raft ticks needed */
+    /* The log may hold configuration changes ("raft-conf" exists): raft rebuilds its
+     * configuration history from the log at open instead of taking the voters as fixed. */
+    bool conf_log;
 
     int64_t hw;             /* the high watermark: only hw_advance writes it */
     uint64_t hw_known_term; /* a term in which this leader committed an entry of its own */
@@ -226,6 +229,16 @@ static int rs_write(const struct partition *p, int64_t index, uint64_t term)
     return state_write(p, "raft-start", line, n);
 }
 
+/* "raft-conf" marks a log that has held a configuration change (a reassignment, KIP-455):
+ * written durably before the first CONF entry is, so an open that finds none may take the
+ * voters as fixed (O(1): no entry read), and one that finds it reads every entry header to
+ * rebuild the configuration. */
+static bool conf_marker_exists(const struct partition *p)
+{
+    char path[PATH_MAX];
+    return state_path(p, "raft-conf", "", path, sizeof(path)) == 0 && access(path, F_OK) == 0;
+}
+
 /* The epoch of the batch at offset x, from the leader-epoch cache (Kafka's
  * LeaderEpochFileCache): the largest epoch whose start offset is <= x. Raft needs it for the
  * batch ending at the log start - 1 (the prev of an append there). When retention removed that
@@ -397,6 +410,40 @@ static int write_noop(struct partition *p, const struct raft_entry *e)
     return rc;
 }
 
+/* The VotersRecord control batch (KIP-853) that stores raft's CONF entry: the record's value is
+ * the configuration as raft encoded it (raft_storage_log hands it back as the entry's data). */
+static int write_conf(struct partition *p, const struct raft_entry *e)
+{
+    if (e->len == 0 || e->len > RAFT_STORAGE_CONF_BYTES_MAX || e->first_index != e->last_index)
+        return LM_E_INVALID;
+    if (!p->conf_log) {
+        int rc = state_write(p, "raft-conf", "1\n", 2);
+        if (rc)
+            return rc;
+        p->conf_log = true;
+    }
+    /* Every replica builds the batch from the entry (raft hands it the configuration, not
+     * the leader's bytes): timestamp 0, so the replicas' logs stay byte-identical. */
+    struct kafka_batch_builder b;
+    kafka_batch_builder_init(&b, e->first_index, 0);
+    b.attributes = KAFKA_BATCH_ATTR_CONTROL;
+    uint8_t key[4] = {0, 0, 0, RAFT_STORAGE_CONTROL_VOTERS};
+    int rc = kafka_batch_builder_append(&b, 0, key, 4, e->data, e->len, NULL, 0);
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    if (rc == 0)
+        rc = kafka_batch_builder_finish(&b, KAFKA_CODEC_NONE, &buf, &len);
+    kafka_batch_builder_deinit(&b);
+    if (rc)
+        return rc;
+    struct storage_append_result res;
+    rc = storage_log_append_leader(p->log, buf, len, (int32_t)e->term, &res);
+    free(buf);
+    if (rc == 0 && (res.base_offset != e->first_index || res.last_offset != e->last_index))
+        rc = LM_E_CORRUPT;
+    return rc;
+}
+
 static int write_entries(struct partition *p, const struct raft_entry *es, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
@@ -420,7 +467,9 @@ static int write_entries(struct partition *p, const struct raft_entry *es, size_
         if (storage_log_end_offset(p->log) != e->first_index)
             return LM_E_SEQUENCE;
         int rc;
-        if (e->len == 0 && e->type == RAFT_ENTRY_NOOP) {
+        if (e->type == RAFT_ENTRY_CONF) {
+            rc = write_conf(p, e);
+        } else if (e->len == 0 && e->type == RAFT_ENTRY_NOOP) {
             rc = write_noop(p, e);
         } else if (e->len > 0) {
             /* Origin REPLICATION: the leader's batch, offsets and epoch as they are. */
@@ -429,8 +478,7 @@ static int write_entries(struct partition *p, const struct raft_entry *es, size_
             if (rc == 0 && (res.base_offset != e->first_index || res.last_offset != e->last_index))
                 rc = LM_E_CORRUPT;
         } else {
-            /* An entry with no bytes that is not in storage: only raft_propose_conf makes those
-             * and this module does not call it (the voter set is fixed per open). */
+            /* An entry with no bytes that is not in storage: nothing makes those. */
             rc = LM_E_UNSUPPORTED;
         }
         if (rc)
@@ -618,8 +666,7 @@ int partition_open(const struct partition_config *cfg, const struct partition_en
                    int64_t now_ms, struct partition **out)
 {
     if (!cfg->dir || !env || !env->sync || cfg->node_id == RAFT_NONE || cfg->tick_ms == 0 ||
-        cfg->waiters_max == 0 || cfg->watchers_max == 0 || cfg->voters.n_voters == 0 ||
-        !raft_conf_is_voter(&cfg->voters, cfg->node_id))
+        cfg->waiters_max == 0 || cfg->watchers_max == 0 || cfg->voters.n_voters == 0)
         return LM_E_CONFIG;
     struct partition *p = calloc(1, sizeof(*p));
     if (!p)
@@ -647,6 +694,15 @@ int partition_open(const struct partition_config *cfg, const struct partition_en
         partition_close(p);
         return rc;
     }
+    p->conf_log = conf_marker_exists(p);
+    /* A node outside the voters (a replica a reassignment adds) is a learner once the leader's
+     * configuration says so; before that it only receives what the leader sends. With a
+     * configuration history in the log the voters given are the log start's. */
+    bool fixed = !p->conf_log && !cfg->may_grow;
+    if (fixed && !raft_conf_is_voter(&cfg->voters, cfg->node_id) && cfg->voters.n_voters == 1) {
+        partition_close(p);
+        return LM_E_CONFIG; /* a lone group this node is not the voter of */
+    }
     /* The latest leader epoch in the log is a term this node saw, even if quorum-state lags. */
     p->qs_term = term;
     p->qs_vote = vote;
@@ -668,12 +724,14 @@ int partition_open(const struct partition_config *cfg, const struct partition_en
                                  .max_msg_entries = 64,
                                  .max_apply_entries = 256,
                                  .pre_vote = true,
-                                 .check_quorum = cfg->voters.n_voters > 1,
+                                 /* a group that may change: a leader cut off from the
+                                  * voters it gains steps down (thesis §6.2) */
+                                 .check_quorum = cfg->voters.n_voters > 1 || !fixed,
                                  .rand_seed = cfg->rand_seed,
                                  .applied = p->hw - 1,
-                                 .conf_fixed = true,
+                                 .conf_fixed = !p->conf_log,
                                  .no_apply = true,
-                                 .lone_resume = true};
+                                 .lone_resume = fixed};
     p->raft = raft_new(&rc_cfg, &p->ops, &hs);
     if (!p->raft) {
         partition_close(p);
@@ -687,7 +745,7 @@ int partition_open(const struct partition_config *cfg, const struct partition_en
     if (storage_log_high_watermark(p->log) != p->hw)
         storage_log_set_high_watermark(p->log, p->hw);
     LM_ASSERT(p->hw <= storage_log_end_offset(p->log));
-    p->lone = cfg->voters.n_voters == 1 && cfg->voters.n_learners == 0;
+    p->lone = fixed && cfg->voters.n_voters == 1 && cfg->voters.n_learners == 0;
     if (p->lone) {
         /* The hard state a lone voter resumes with (term max(file, last log epoch, 1), vote
          * self) is what every later open derives from the same file and a log whose epochs
@@ -699,6 +757,18 @@ int partition_open(const struct partition_config *cfg, const struct partition_en
          * so reopening (the broker's idle-log budget) keeps the leader epoch. */
         LM_ASSERT(raft_role(p->raft) == RAFT_LEADER);
         rc = partition_drive(p);
+        if (rc) {
+            partition_close(p);
+            return rc;
+        }
+    }
+    /* The only voter of a group that may grow elects itself now rather than after an
+     * election timeout. */
+    const struct raft_conf *now_conf = raft_conf(p->raft);
+    if (!p->lone && now_conf->n_voters == 1 && now_conf->voters[0] == cfg->node_id) {
+        rc = raft_campaign(p->raft);
+        if (rc == 0)
+            rc = partition_drive(p);
         if (rc) {
             partition_close(p);
             return rc;
@@ -1023,6 +1093,24 @@ int partition_step(struct partition *p, const struct raft_msg *m)
     int rc = raft_step(p->raft, m);
     int drc = partition_drive(p);
     return drc ? drc : rc;
+}
+
+int partition_propose_conf(struct partition *p, enum raft_conf_op op, uint32_t node)
+{
+    if (p->failed)
+        return p->failed;
+    if (p->lone)
+        return LM_E_STATE; /* no messages go out of a lone voter's group */
+    raft_conf_unfix(p->raft);
+    int rc = raft_propose_conf(p->raft, op, node);
+    if (rc == 0)
+        rc = partition_drive(p);
+    return rc;
+}
+
+bool partition_conf_pending(const struct partition *p)
+{
+    return raft_conf_pending(p->raft);
 }
 
 int partition_campaign(struct partition *p)

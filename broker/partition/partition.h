@@ -57,8 +57,12 @@ struct partition_config {
     uint32_t node_id;
     uint64_t group;          /* raft group id on the wire */
     struct raft_conf voters; /* the replica set (voters) */
-    bool internal_topic;     /* __consumer_offsets, __transaction_state: coordinator only */
-    uint32_t tick_ms;        /* one raft tick */
+    /* The group may gain members (a reassignment of a partition of one replica): a lone voter
+     * does not resume leadership as such (it elects itself at open, and its configuration can
+     * change); a node outside the voters may open. */
+    bool may_grow;
+    bool internal_topic; /* __consumer_offsets, __transaction_state: coordinator only */
+    uint32_t tick_ms;    /* one raft tick */
     uint32_t election_ticks, heartbeat_ticks;
     uint64_t rand_seed;
     uint32_t waiters_max;     /* acks=all and "persisted >= X" waiters, each */
@@ -130,6 +134,13 @@ int partition_tick(struct partition *p, int64_t now_ms);
 int partition_clock(struct partition *p, int64_t now_ms);
 /* A raft message received for this partition (borrowed). */
 int partition_step(struct partition *p, const struct raft_msg *m);
+/* A leader's single-server configuration change (raft_propose_conf; a reassignment, KIP-455).
+ * The first one writes "raft-conf": from then on opens rebuild the configuration from the
+ * log. LM_E_STATE for a lone voter's group or a follower, LM_E_AGAIN while the previous change
+ * is uncommitted or a learner has not caught up (see raft_propose_conf). */
+int partition_propose_conf(struct partition *p, enum raft_conf_op op, uint32_t node);
+/* A leader's configuration change is not committed yet. */
+bool partition_conf_pending(const struct partition *p);
 /* Starts an election now (tests, controlled failover). */
 int partition_campaign(struct partition *p);
 /* Hands leadership to voter `to` (raft_transfer_leader: TimeoutNow once it has caught up; the

@@ -115,8 +115,10 @@ static int pread_full(int fd, uint8_t *buf, size_t len, uint64_t pos)
 }
 
 /* The type of a control batch from its first record key; NORMAL for anything else (transaction
- * markers are data to raft). */
-static uint8_t control_type(const uint8_t *batch, size_t len, const struct kafka_batch_header *h)
+ * markers are data to raft). A VotersRecord's value (the encoded configuration) goes to
+ * *conf / *conf_len. */
+static uint8_t control_type(const uint8_t *batch, size_t len, const struct kafka_batch_header *h,
+                            const uint8_t **conf, uint32_t *conf_len)
 {
     if (len <= KAFKA_BATCH_HEADER_SIZE || kafka_batch_codec(h) != KAFKA_CODEC_NONE)
         return RAFT_ENTRY_NORMAL;
@@ -127,6 +129,12 @@ static uint8_t control_type(const uint8_t *batch, size_t len, const struct kafka
     if (kafka_record_iter_next(&it, &rec) != 1 || rec.key_len < 4)
         return RAFT_ENTRY_NORMAL;
     int16_t type = (int16_t)((rec.key[2] << 8) | rec.key[3]);
+    if (type == RAFT_STORAGE_CONTROL_VOTERS && rec.value != NULL && rec.value_len > 0 &&
+        (size_t)rec.value_len <= RAFT_STORAGE_CONF_BYTES_MAX) {
+        *conf = rec.value;
+        *conf_len = (uint32_t)rec.value_len;
+        return RAFT_ENTRY_CONF;
+    }
     return type == RAFT_STORAGE_CONTROL_LEADER_CHANGE ? RAFT_ENTRY_NOOP : RAFT_ENTRY_NORMAL;
 }
 
@@ -199,9 +207,17 @@ int raft_storage_log_entry(struct raft_storage_log *sl, int64_t index, struct ra
         free(buf);
         goto out;
     }
+    const uint8_t *conf = NULL;
+    uint32_t conf_len = 0;
     if (control)
-        out->type = control_type(buf, total, &h);
+        out->type = control_type(buf, total, &h, &conf, &conf_len);
     if (!sl->data_mode) {
+        /* a configuration entry carries its configuration, which raft decodes at once */
+        if (out->type == RAFT_ENTRY_CONF) {
+            memcpy(sl->conf_buf, conf, conf_len);
+            out->data = sl->conf_buf;
+            out->len = conf_len;
+        }
         free(buf);
         goto out;
     }
@@ -210,6 +226,10 @@ int raft_storage_log_entry(struct raft_storage_log *sl, int64_t index, struct ra
     sl->data_bytes += total;
     out->data = buf;
     out->len = (uint32_t)total;
+    if (out->type == RAFT_ENTRY_CONF) { /* raft's CONF entries are the configuration itself */
+        out->data = (uint8_t *)conf;
+        out->len = conf_len;
+    }
 out:
     storage_read_result_release(sl->log, &res);
     if (rc)

@@ -3,7 +3,8 @@
  * An entry is one record batch: [baseOffset, baseOffset + lastOffsetDelta], term =
  * partitionLeaderEpoch from the batch header. Nothing is written twice and nothing is mirrored
  * in memory: an entry lookup is the storage offset-index lookup plus a 61-byte header read (and
- * the whole batch for control batches, whose first record key says LeaderChange = NOOP). Batch
+ * the whole batch for control batches, whose first record key says LeaderChange = NOOP or
+ * Voters = CONF, a CONF entry's data being the record's value). Batch
  * bytes are read only in "data" mode, which the owner turns on around raft_msg_resolve (the only
  * caller that needs them: an append going to a follower); elsewhere raft needs boundaries and
  * terms only (commit advancement, prev terms, applying, which for a partition applies nothing),
@@ -31,6 +32,10 @@
 
 /* KIP-595's LeaderChange control record type: our NOOP entries are these batches. */
 #define RAFT_STORAGE_CONTROL_LEADER_CHANGE 2
+/* KIP-853's VotersRecord control record type: our CONF entries are these batches, the record's
+ * value the configuration as raft_conf_encode writes it (raft's entry data). */
+#define RAFT_STORAGE_CONTROL_VOTERS 6
+#define RAFT_STORAGE_CONF_BYTES_MAX (8 + 8 * RAFT_NODES_MAX)
 
 /* A test hook: return non-zero to make the read of the batch holding `index` fail with it. */
 typedef int (*raft_storage_fault_fn)(void *ctx, int64_t index);
@@ -56,6 +61,7 @@ struct raft_storage_log {
     int64_t hide_from;
     raft_storage_fault_fn fault;
     void *fault_ctx;
+    uint8_t conf_buf[RAFT_STORAGE_CONF_BYTES_MAX]; /* a CONF entry's data outside data mode */
     uint64_t reads;      /* header reads (statistics for tests and metrics) */
     uint64_t data_reads; /* whole-batch reads */
 };

@@ -28,6 +28,7 @@ struct fx {
     struct broker_config cfg;
     struct admin_env env;
     struct kafka_arena a;
+    struct admin_defer defer; /* the cluster fixture's queued changes */
 };
 
 /* Leader epochs as the broker's owners register them: partition 2 of any topic at 12, the
@@ -117,6 +118,8 @@ DEFINE_CALL(delete_acls, KAFKA_DELETE_ACLS_KEY)
 DEFINE_CALL(describe_log_dirs, KAFKA_DESCRIBE_LOG_DIRS_KEY)
 DEFINE_CALL(update_features, KAFKA_UPDATE_FEATURES_KEY)
 DEFINE_CALL(describe_topic_partitions, KAFKA_DESCRIBE_TOPIC_PARTITIONS_KEY)
+DEFINE_CALL(alter_partition_reassignments, KAFKA_ALTER_PARTITION_REASSIGNMENTS_KEY)
+DEFINE_CALL(list_partition_reassignments, KAFKA_LIST_PARTITION_REASSIGNMENTS_KEY)
 
 static struct kafka_str S(const char *s) {
     return admin_kstr(s);
@@ -1434,6 +1437,221 @@ static void test_describe_topic_partitions(void **state)
     assert_int_equal(rs->topics[0].error_code, KAFKA_INVALID_REQUEST);
 }
 
+/* ---- a cluster node: changes are queued for the controller (env.defer) ---- */
+
+/* Nodes 1-4 registered, topic "r" with 2 partitions on {1,2,3} and {2,3,1}. */
+static int fx_setup_cluster(void **state)
+{
+    fx_setup(state);
+    struct fx *f = *state;
+    assert_int_equal(lm_meta_store_set_cluster(f->meta, 7), 0);
+    for (int32_t id = 1; id <= 4; id++) {
+        struct lm_meta_record r = {.type = LM_META_BROKER_REGISTER,
+                                   .broker_id = id,
+                                   .incarnation = 1,
+                                   .rack = "",
+                                   .endpoints = "PLAINTEXT://127.0.0.1:9092"};
+        assert_int_equal(lm_meta_store_apply(f->meta, &r), 0);
+    }
+    int32_t rep[] = {1, 2, 3, 2, 3, 1};
+    struct lm_meta_record t = {.type = LM_META_TOPIC_CREATE,
+                               .topic = "r",
+                               .partition_count = 2,
+                               .replicas = rep,
+                               .replication_factor = 3};
+    memset(t.topic_id, 3, 16);
+    assert_int_equal(lm_meta_store_apply(f->meta, &t), 0);
+    f->env.defer = &f->defer;
+    return 0;
+}
+
+/* Applies the queued records as the controller would, in order; returns how many there were. */
+static uint32_t apply_deferred(struct fx *f)
+{
+    uint32_t n = 0;
+    for (struct admin_defer_item *it = f->defer.head; it != NULL; it = it->next, n++) {
+        struct lm_meta_record r;
+        struct lm_config_entry *c;
+        assert_int_equal(lm_meta_record_decode(it->rec, it->len, &r, &c), 0);
+        assert_int_equal(lm_meta_store_apply(f->meta, &r), 0);
+        lm_meta_record_free(&r);
+    }
+    f->defer = (struct admin_defer){0};
+    return n;
+}
+
+typedef struct kafka_alter_partition_reassignments_request_reassignable_partition ra_part;
+
+/* One AlterPartitionReassignments of one partition of topic (replicas n < 0: cancel). */
+static int16_t reassign(struct fx *f, int16_t v, const char *topic, int32_t partition,
+                        const int32_t *replicas, int32_t n, bool allow_rf)
+{
+    ra_part p = {.partition_index = partition, .replicas = NULL, .replicas_count = -1};
+    if (n >= 0) {
+        p.replicas = kafka_arena_alloc_array(&f->a, n > 0 ? (size_t)n : 1, sizeof(int32_t), 4);
+        if (n > 0)
+            memcpy(p.replicas, replicas, (size_t)n * sizeof(int32_t));
+        p.replicas_count = n;
+    }
+    struct kafka_alter_partition_reassignments_request_reassignable_topic t = {
+        .name = S(topic), .partitions = &p, .partitions_count = 1};
+    struct kafka_alter_partition_reassignments_request rq;
+    kafka_alter_partition_reassignments_request_init(&rq);
+    rq.allow_replication_factor_change = allow_rf;
+    rq.topics = &t;
+    rq.topics_count = 1;
+    struct kafka_alter_partition_reassignments_response *rs =
+        call_alter_partition_reassignments(f, v, &rq);
+    assert_int_equal(rs->error_code, KAFKA_NONE);
+    assert_int_equal(rs->responses_count, 1);
+    assert_true(str_is(rs->responses[0].name, topic));
+    assert_int_equal(rs->responses[0].partitions_count, 1);
+    assert_int_equal(rs->responses[0].partitions[0].partition_index, partition);
+    if (rs->responses[0].partitions[0].error_code != KAFKA_NONE)
+        assert_true(rs->responses[0].partitions[0].error_message.len > 0);
+    return rs->responses[0].partitions[0].error_code;
+}
+
+static struct kafka_list_partition_reassignments_response *list_all(struct fx *f)
+{
+    struct kafka_list_partition_reassignments_request rq;
+    kafka_list_partition_reassignments_request_init(&rq);
+    assert_int_equal(rq.topics_count, -1); /* null: every reassignment */
+    return call_list_partition_reassignments(f, 0, &rq);
+}
+
+/* KIP-455 in Kafka's terms: errors per partition, one record per accepted partition, the
+ * listing from the image (replicas = target then the leaving ones), cancel back to the
+ * original replicas. */
+static void test_reassignments(void **state)
+{
+    struct fx *f = *state;
+    int32_t to4[] = {1, 2, 4}, empty[] = {0}, unknown[] = {2, 9}, dup[] = {2, 2, 3};
+    int32_t two[] = {1, 2};
+    assert_int_equal(reassign(f, 1, "r", 1, empty, 0, true), KAFKA_INVALID_REPLICA_ASSIGNMENT);
+    assert_int_equal(reassign(f, 1, "r", 1, unknown, 2, true), KAFKA_INVALID_REPLICA_ASSIGNMENT);
+    assert_int_equal(reassign(f, 1, "r", 1, dup, 3, true), KAFKA_INVALID_REPLICA_ASSIGNMENT);
+    assert_int_equal(reassign(f, 1, "r", 2, to4, 3, true), KAFKA_UNKNOWN_TOPIC_OR_PARTITION);
+    assert_int_equal(reassign(f, 1, "nope", 0, to4, 3, true), KAFKA_UNKNOWN_TOPIC_OR_PARTITION);
+    assert_int_equal(reassign(f, 1, "r", 1, two, 2, false), KAFKA_INVALID_REPLICATION_FACTOR);
+    assert_int_equal(reassign(f, 1, "r", 1, NULL, -1, true), KAFKA_NO_REASSIGNMENT_IN_PROGRESS);
+    /* the current replicas as the target: nothing to do, nothing sent */
+    int32_t same[] = {1, 2, 3};
+    assert_int_equal(reassign(f, 0, "r", 0, same, 3, true), KAFKA_NONE);
+    assert_int_equal(apply_deferred(f), 0);
+    assert_int_equal(list_all(f)->topics_count, 0);
+
+    /* replace node 3 by node 4 in partition 0 (v0: replica count changes allowed) */
+    assert_int_equal(reassign(f, 0, "r", 0, to4, 3, false), KAFKA_NONE);
+    assert_int_equal(apply_deferred(f), 1);
+    struct kafka_list_partition_reassignments_response *ls = list_all(f);
+    assert_int_equal(ls->error_code, KAFKA_NONE);
+    assert_int_equal(ls->topics_count, 1);
+    assert_true(str_is(ls->topics[0].name, "r"));
+    assert_int_equal(ls->topics[0].partitions_count, 1);
+    const struct kafka_list_partition_reassignments_response_ongoing_partition_reassignment *op =
+        &ls->topics[0].partitions[0];
+    assert_int_equal(op->partition_index, 0);
+    int32_t want[] = {1, 2, 4, 3};
+    assert_int_equal(op->replicas_count, 4);
+    assert_memory_equal(op->replicas, want, sizeof(want));
+    assert_int_equal(op->adding_replicas_count, 1);
+    assert_int_equal(op->adding_replicas[0], 4);
+    assert_int_equal(op->removing_replicas_count, 1);
+    assert_int_equal(op->removing_replicas[0], 3);
+    /* the same request again changes nothing; another target waits for a cancel */
+    assert_int_equal(reassign(f, 1, "r", 0, to4, 3, true), KAFKA_NONE);
+    assert_int_equal(apply_deferred(f), 0);
+    int32_t other[] = {4, 2, 1};
+    assert_int_equal(reassign(f, 1, "r", 0, other, 3, true), KAFKA_REASSIGNMENT_IN_PROGRESS);
+    assert_int_equal(apply_deferred(f), 0);
+    /* listing by name: partition 1 has none, 0 has one; unknown names list nothing */
+    struct kafka_list_partition_reassignments_request_list_partition_reassignments_topics lt[2];
+    int32_t parts[] = {1, 0, 0};
+    lt[0] =
+        (typeof(lt[0])){.name = S("r"), .partition_indexes = parts, .partition_indexes_count = 3};
+    int32_t p0[] = {0};
+    lt[1] =
+        (typeof(lt[1])){.name = S("nope"), .partition_indexes = p0, .partition_indexes_count = 1};
+    struct kafka_list_partition_reassignments_request lrq;
+    kafka_list_partition_reassignments_request_init(&lrq);
+    lrq.topics = lt;
+    lrq.topics_count = 2;
+    ls = call_list_partition_reassignments(f, 0, &lrq);
+    assert_int_equal(ls->topics_count, 1);
+    assert_int_equal(ls->topics[0].partitions_count, 1);
+    assert_int_equal(ls->topics[0].partitions[0].partition_index, 0);
+
+    /* cancel: back to the original replicas, nothing listed */
+    assert_int_equal(reassign(f, 1, "r", 0, NULL, -1, true), KAFKA_NONE);
+    assert_int_equal(apply_deferred(f), 1);
+    assert_int_equal(list_all(f)->topics_count, 0);
+    struct lm_meta_snapshot *snap = lm_meta_store_snapshot(f->meta);
+    const struct lm_meta_topic *t = lm_meta_state_find(&snap->state, "r");
+    int16_t n;
+    const int32_t *r = lm_meta_topic_replicas(t, 0, &n);
+    assert_int_equal(n, 3);
+    assert_int_equal(r[2], 3);
+    assert_false(lm_meta_topic_reassigning(t, 0));
+    lm_meta_snapshot_release(snap);
+
+    /* a reorder of the same nodes is done at once: nothing in progress */
+    int32_t reorder[] = {3, 1, 2};
+    assert_int_equal(reassign(f, 1, "r", 1, reorder, 3, false), KAFKA_NONE);
+    assert_int_equal(apply_deferred(f), 1);
+    assert_int_equal(list_all(f)->topics_count, 0);
+    snap = lm_meta_store_snapshot(f->meta);
+    r = lm_meta_topic_replicas(lm_meta_state_find(&snap->state, "r"), 1, &n);
+    assert_memory_equal(r, reorder, sizeof(reorder));
+    lm_meta_snapshot_release(snap);
+}
+
+/* A single node: its partitions have no assignment; the only target is the node itself
+ * (nothing moves), anything else names a broker that is not registered. */
+static void test_reassignments_single_node(void **state)
+{
+    struct fx *f = *state;
+    assert_int_equal(create_one(f, 7, "solo", 1, 1), KAFKA_NONE);
+    int32_t self[] = {7}, other[] = {7, 8};
+    assert_int_equal(reassign(f, 1, "solo", 0, self, 1, true), KAFKA_NONE);
+    assert_int_equal(reassign(f, 1, "solo", 0, other, 2, true), KAFKA_INVALID_REPLICA_ASSIGNMENT);
+    assert_int_equal(reassign(f, 1, "solo", 0, NULL, -1, true), KAFKA_NO_REASSIGNMENT_IN_PROGRESS);
+    assert_int_equal(reassign(f, 1, "solo", 1, self, 1, true), KAFKA_UNKNOWN_TOPIC_OR_PARTITION);
+    assert_int_equal(list_all(f)->topics_count, 0);
+}
+
+/* CreatePartitions of a replicated topic with a manual assignment (Kafka's checks: the
+ * topic's replica count, no empty list, no node twice, registered nodes). */
+static void test_create_partitions_replicated(void **state)
+{
+    struct fx *f = *state;
+    typedef struct kafka_create_partitions_request_create_partitions_assignment asg;
+    int32_t good[] = {4, 1, 2}, short_[] = {4, 1}, twice[] = {4, 4, 1}, gone[] = {4, 1, 9};
+    const int32_t *rows[] = {short_, twice, gone, good};
+    int32_t lens[] = {2, 3, 3, 3};
+    int16_t want[] = {KAFKA_INVALID_REPLICA_ASSIGNMENT, KAFKA_INVALID_REPLICA_ASSIGNMENT,
+                      KAFKA_INVALID_REPLICA_ASSIGNMENT, KAFKA_NONE};
+    for (int i = 0; i < 4; i++) {
+        asg as = {(int32_t *)rows[i], lens[i]};
+        struct kafka_create_partitions_request_create_partitions_topic t = {S("r"), 3, &as, 1};
+        struct kafka_create_partitions_request rq;
+        kafka_create_partitions_request_init(&rq);
+        rq.topics = &t;
+        rq.topics_count = 1;
+        struct kafka_create_partitions_response *rs = call_create_partitions(f, 3, &rq);
+        assert_int_equal(rs->results[0].error_code, want[i]);
+    }
+    assert_int_equal(apply_deferred(f), 1);
+    struct lm_meta_snapshot *snap = lm_meta_store_snapshot(f->meta);
+    const struct lm_meta_topic *t = lm_meta_state_find(&snap->state, "r");
+    assert_int_equal(t->partition_count, 3);
+    int16_t n;
+    const int32_t *r = lm_meta_topic_replicas(t, 2, &n);
+    assert_int_equal(n, 3);
+    assert_memory_equal(r, good, sizeof(good));
+    lm_meta_snapshot_release(snap);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1459,6 +1677,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_describe_log_dirs, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_features, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_describe_topic_partitions, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_reassignments, fx_setup_cluster, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_reassignments_single_node, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_create_partitions_replicated, fx_setup_cluster,
+                                        fx_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -801,6 +801,84 @@ static void test_three_voters(void **state)
     free(c);
 }
 
+/* A reassignment's single-server changes over the partition log (KIP-455 over Raft): voters
+ * {1,2}; node 3 opens outside the group, is added as a learner and catches up from the
+ * leader's log, is promoted, and node 2 is removed. The configuration entries are VotersRecord
+ * control batches in the log: every node, reopened with the old voters as its log start's,
+ * rebuilds {1,3} from it, and {1,3} commits with node 2 gone. */
+static void test_conf_change(void **state)
+{
+    struct fx *f = *state;
+    assert_int_equal(fx_open(f, 1, 2), 0);
+    assert_int_equal(fx_open(f, 2, 2), 0);
+    assert_int_equal(partition_campaign(f->parts[1]), 0);
+    fx_deliver(f);
+    assert_int_equal(leader_of(f), 1);
+    struct acks_log l = {0};
+    size_t len;
+    for (int i = 0; i < 4; i++) {
+        uint8_t *b = batch(3, 0, &len);
+        assert_int_equal(
+            partition_append(f->parts[1], PARTITION_ORIGIN_CLIENT, b, len, -1, on_append, &l), 0);
+        free(b);
+        fx_deliver(f);
+    }
+    assert_int_equal(l.n, 4);
+    /* a follower cannot change the group; node 3 is not a member yet */
+    assert_int_equal(partition_propose_conf(f->parts[2], RAFT_CONF_ADD_LEARNER, 3), LM_E_STATE);
+    assert_int_equal(fx_open(f, 3, 2), 0);
+    assert_false(raft_conf_is_voter(raft_conf(partition_raft(f->parts[3])), 3));
+    assert_int_equal(partition_propose_conf(f->parts[1], RAFT_CONF_ADD_LEARNER, 3), 0);
+    assert_true(partition_conf_pending(f->parts[1]));
+    /* one change at a time */
+    assert_int_equal(partition_propose_conf(f->parts[1], RAFT_CONF_REMOVE, 2), LM_E_AGAIN);
+    fx_tick_all(f, 5);
+    assert_false(partition_conf_pending(f->parts[1]));
+    assert_true(raft_conf_is_learner(raft_conf(partition_raft(f->parts[3])), 3));
+    assert_int_equal(partition_log_end_offset(f->parts[3]), partition_log_end_offset(f->parts[1]));
+    assert_int_equal(partition_propose_conf(f->parts[1], RAFT_CONF_PROMOTE, 3), 0);
+    fx_tick_all(f, 3);
+    assert_true(raft_conf_is_voter(raft_conf(partition_raft(f->parts[2])), 3));
+    assert_int_equal(partition_propose_conf(f->parts[1], RAFT_CONF_REMOVE, 2), 0);
+    fx_tick_all(f, 3);
+    assert_false(partition_conf_pending(f->parts[1]));
+    const struct raft_conf *c = raft_conf(partition_raft(f->parts[3]));
+    assert_int_equal(c->n_voters, 2);
+    assert_true(raft_conf_is_voter(c, 1) && raft_conf_is_voter(c, 3));
+    assert_false(raft_conf_is_voter(c, 2));
+    check_identical(f);
+    /* the configuration entries are control batches in the log: each reopen rebuilds {1,3}
+     * from the voters {1,2} it is given for the log start */
+    for (uint32_t i = 1; i <= 3; i += 2) {
+        fx_sync(f, i);
+        assert_int_equal(partition_close(f->parts[i]), 0);
+        f->parts[i] = NULL;
+        assert_int_equal(fx_open(f, i, 2), 0);
+        c = raft_conf(partition_raft(f->parts[i]));
+        assert_true(raft_conf_is_voter(c, 1) && raft_conf_is_voter(c, 3));
+        assert_false(raft_conf_is_voter(c, 2));
+    }
+    /* node 2, out of the group, is no longer needed for a commit */
+    fx_sync(f, 2);
+    assert_int_equal(partition_close(f->parts[2]), 0);
+    f->parts[2] = NULL;
+    uint32_t nl = 0;
+    for (int t = 0; t < 60 && !nl; t++) {
+        fx_tick_all(f, 1);
+        nl = leader_of(f);
+    }
+    assert_true(nl == 1 || nl == 3);
+    struct acks_log l2 = {0};
+    uint8_t *b = batch(2, 0, &len);
+    assert_int_equal(
+        partition_append(f->parts[nl], PARTITION_ORIGIN_CLIENT, b, len, -1, on_append, &l2), 0);
+    free(b);
+    fx_tick_all(f, 2);
+    assert_int_equal(l2.n, 1);
+    assert_int_equal(l2.errs[0], 0);
+    assert_int_equal(partition_high_watermark(f->parts[1]), partition_high_watermark(f->parts[3]));
+}
+
 /* DeleteRecords may put the log start offset inside a batch; raft's log start is then the
  * boundary below it. A follower cut off meanwhile catches up from there (the leader's log no
  * longer holds what it needs: log-start install), and every voter agrees on the batches. */
@@ -1166,6 +1244,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_log_start_mid_batch, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_trimmed_log_keeps_its_term, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_three_voters, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_conf_change, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_three_voters_random, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_read_lease, fx_setup, fx_teardown),
     };
