@@ -20,7 +20,10 @@
  *             UNKNOWN_MEMBER_ID: JoinGroup again. Now and then one restarts as a new member.
  *   auditor   OffsetFetch of every partition of the group every 0.2-0.5 s
  * Faults chosen by the seed: node crashes and restarts (the controller leader included),
- * partitions (one node isolated, one direction cut, a bridge node) and heals.
+ * partitions (one node isolated, one direction cut, a bridge node) and heals, group member
+ * restarts, controlled shutdowns (SIGTERM's path: the node hands its partition and controller
+ * leaderships over, polled as broker_runtime_run does until done or
+ * laminar.controlled.shutdown.timeout.ms, then stops cleanly with its writes kept, and restarts).
  *
  * Checked after every event and at the end (a failure prints the seed):
  *   - a record acknowledged with acks=all is read at its acknowledged offset
@@ -239,6 +242,10 @@ struct scenario {
     uint32_t hw_regressions;
     uint32_t crashes, restarts, partitions, acks, retries, resets;
     uint32_t generations, rebalances, member_restarts, commits_acked, offset_fetches;
+    /* controlled shutdowns: the node handing its leaderships over, until when */
+    bool stopping[NODES];
+    uint64_t stop_deadline_us[NODES];
+    uint32_t stops, handoffs_done;
     int64_t max_acked[SIM_PARTITIONS];
 };
 
@@ -1672,9 +1679,46 @@ static void crash_node(void *arg)
         return;
     enum sim_crash_disk disk = (enum sim_crash_disk)sim_rand_below(4);
     BLOG_INFO("sim: crash node %u (disk mode %d)", n + 1, disk);
+    S.stopping[n] = false;
     sim_node_crash(n, disk);
     S.crashes++;
     sim_schedule(500000 + sim_rand_below(4 * US), restart_node, (void *)(uintptr_t)n);
+}
+
+/* Controlled shutdown, step 2: polled every 20 ms while node arg hands its leaderships over;
+ * once they are gone (or at laminar.controlled.shutdown.timeout.ms) the node stops cleanly and
+ * restarts 0.5-4.5 s later (at once when the faults are over). A crash meanwhile ends it. */
+static void controlled_stop_poll(void *arg)
+{
+    uint32_t n = (uint32_t)(uintptr_t)arg;
+    if (!S.stopping[n] || !sim_node_up(n))
+        return;
+    bool done = sim_node_handoff_done(n);
+    if (!done && S.faults_on && sim_now_us() < S.stop_deadline_us[n]) {
+        sim_schedule(20000, controlled_stop_poll, arg);
+        return;
+    }
+    S.stopping[n] = false;
+    S.handoffs_done += done;
+    BLOG_INFO("sim: node %u stops (leaderships %s)", n + 1, done ? "moved" : "not all moved");
+    sim_node_stop(n);
+    S.stops++;
+    if (S.faults_on)
+        sim_schedule(500000 + sim_rand_below(4 * US), restart_node, (void *)(uintptr_t)n);
+    else
+        restart_node(arg);
+}
+
+/* Controlled shutdown, step 1 (SIGTERM): node n starts handing its leaderships over. */
+static void controlled_stop(uint32_t n)
+{
+    if (!sim_node_up(n) || S.stopping[n] || !sim_node_handoff_begin(n))
+        return;
+    BLOG_INFO("sim: node %u asked to stop (controlled shutdown)", n + 1);
+    S.stopping[n] = true;
+    S.stop_deadline_us[n] =
+        sim_now_us() + (uint64_t)sim_node_config(n)->controlled_shutdown_timeout_ms * 1000u;
+    sim_schedule(20000, controlled_stop_poll, (void *)(uintptr_t)n);
 }
 
 /* One fault, chosen by the seed, every 1-3 s while faults are on. */
@@ -1700,6 +1744,11 @@ static void fault_step(void *arg)
             sim_on_next_write((uint32_t)n, crash_node, (void *)(uintptr_t)n);
     } else if (k >= 80 && k < 86) {
         member_crash(&S.members[sim_rand_below(MEMBERS)]);
+    } else if (k >= 86 && k < 94 && down == 0) {
+        int32_t n = (int32_t)sim_rand_below(NODES);
+        if (sim_rand_below(2) == 0 && controller_leader_node() >= 0)
+            n = controller_leader_node();
+        controlled_stop((uint32_t)n);
     } else if (k < 80) {
         uint32_t a = (uint32_t)sim_rand_below(NODES),
                  b = (a + 1 + (uint32_t)sim_rand_below(2)) % NODES;
@@ -1933,17 +1982,19 @@ static struct run_result run_seed(uint64_t seed, bool trace, enum selftest_kind 
     if (res.ok || getenv("SIM_CLUSTER_KEEP") == NULL)
         rm_tree(S.dir);
     if (getenv("SIM_CLUSTER_VERBOSE") != NULL || trace)
-        fprintf(
-            stderr,
-            "sim_cluster: seed %" PRIu64 " %s: %.1f s virtual, %" PRIu64 " events, hash %016" PRIx64
-            ", formed %.2f s, topic %.2f s, %u records (%u acked), %u retries, %u resets, %u "
-            "crashes (%" PRIu64 " of %" PRIu64
-            " writes lost unsynced), %u restarts, %u partitions; group: %u generations, %u "
-            "rejoins, %u member restarts, %u commits acked, %u offsets fetched\n",
-            seed, res.ok ? "ok" : "FAILED", res.virtual_s, res.events, res.hash,
-            (double)(S.formed_us - S.t0_us) / 1e6, (double)(S.topic_us - S.t0_us) / 1e6, S.nrecs,
-            S.acks, S.retries, S.resets, S.crashes, lost, writes, S.restarts, S.partitions,
-            S.generations, S.rebalances, S.member_restarts, S.commits_acked, S.offset_fetches);
+        fprintf(stderr,
+                "sim_cluster: seed %" PRIu64 " %s: %.1f s virtual, %" PRIu64
+                " events, hash %016" PRIx64
+                ", formed %.2f s, topic %.2f s, %u records (%u acked), %u retries, %u resets, %u "
+                "crashes (%" PRIu64 " of %" PRIu64
+                " writes lost unsynced), %u restarts, %u partitions; group: %u generations, %u "
+                "rejoins, %u member restarts, %u commits acked, %u offsets fetched; %u controlled "
+                "stops (%u handed everything over)\n",
+                seed, res.ok ? "ok" : "FAILED", res.virtual_s, res.events, res.hash,
+                (double)(S.formed_us - S.t0_us) / 1e6, (double)(S.topic_us - S.t0_us) / 1e6,
+                S.nrecs, S.acks, S.retries, S.resets, S.crashes, lost, writes, S.restarts,
+                S.partitions, S.generations, S.rebalances, S.member_restarts, S.commits_acked,
+                S.offset_fetches, S.stops, S.handoffs_done);
     free(S.recs);
     free(S.commits);
     for (int p = 0; p < SIM_PARTITIONS; p++)

@@ -123,6 +123,7 @@ struct broker_udp {
 
 struct sim_node {
     bool added, up, quiescing;
+    bool stopping; /* a clean stop: the node's own writes while it stops reach the disk */
     uint64_t gen;
     struct broker_config *cfg;
     int (*setup)(struct broker_dispatch *d, struct broker_config *cfg);
@@ -1214,7 +1215,8 @@ static void *real_fn(const char *name)
 /* The node whose process makes this call, when it is a node that just crashed. */
 static bool write_voided(void)
 {
-    return W.active && W.cur_node >= 0 && W.nodes[W.cur_node].quiescing;
+    return W.active && W.cur_node >= 0 && W.nodes[W.cur_node].quiescing &&
+           !W.nodes[W.cur_node].stopping;
 }
 
 static void remember_write(int fd, uint64_t off, uint64_t len)
@@ -1757,10 +1759,14 @@ static void node_quiesce(uint32_t i)
     }
 }
 
-void sim_node_crash(uint32_t i, enum sim_crash_disk disk)
+/* Takes node i down: a crash (its unsynced writes meet `disk`, nothing it writes from now on
+ * reaches the disk) or a clean stop (it flushes and its writes reach the disk, as a process
+ * that exits leaves them in the page cache). */
+static void node_down(uint32_t i, enum sim_crash_disk disk, bool clean)
 {
     struct sim_node *n = &W.nodes[i];
     LM_ASSERT(n->shard != NULL);
+    n->stopping = clean;
     /* The process is gone for the network at once: every connection to or from it resets. */
     n->up = false;
     n->quiescing = true;
@@ -1782,6 +1788,10 @@ void sim_node_crash(uint32_t i, enum sim_crash_disk disk)
     if (n->d.shard_drain != NULL)
         n->d.shard_drain(n->shard, n->d.ctx);
     node_quiesce(i);
+    if (clean && n->d.shard_flush != NULL) {
+        n->d.shard_flush(n->shard, n->d.ctx);
+        node_quiesce(i);
+    }
     if (n->d.shard_stop != NULL)
         n->d.shard_stop(n->shard, n->d.ctx);
     /* what the stop completed (a proposal failed by closing its log returns to its origin) */
@@ -1805,8 +1815,43 @@ void sim_node_crash(uint32_t i, enum sim_crash_disk disk)
     }
     node_free_shard(n);
     n->quiescing = false;
-    n->gen++; /* events scheduled for this life are dropped */
+    n->stopping = false;
+    if (clean)
+        disk_crash(i, SIM_DISK_KEEP); /* the machine stays up: what was written stays */
+    n->gen++;                         /* events scheduled for this life are dropped */
     enter_node(-1);
+}
+
+void sim_node_crash(uint32_t i, enum sim_crash_disk disk)
+{
+    node_down(i, disk, false);
+}
+
+void sim_node_stop(uint32_t i)
+{
+    node_down(i, SIM_DISK_KEEP, true);
+}
+
+bool sim_node_handoff_begin(uint32_t i)
+{
+    struct sim_node *n = &W.nodes[i];
+    LM_ASSERT(n->up);
+    if (n->d.handoff_begin == NULL || n->d.handoff_done == NULL)
+        return false;
+    enter_node((int32_t)i);
+    n->d.handoff_begin(n->d.ctx);
+    enter_node(-1);
+    return true;
+}
+
+bool sim_node_handoff_done(uint32_t i)
+{
+    struct sim_node *n = &W.nodes[i];
+    LM_ASSERT(n->up);
+    enter_node((int32_t)i);
+    bool done = n->d.handoff_done(n->d.ctx);
+    enter_node(-1);
+    return done;
 }
 
 void sim_world_init(uint64_t seed, const struct sim_net_params *net)

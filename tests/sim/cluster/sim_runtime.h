@@ -66,6 +66,13 @@ enum sim_crash_disk { SIM_DISK_KEEP, SIM_DISK_DROP, SIM_DISK_TEAR, SIM_DISK_ZERO
 /* Crashes node i: its connections reset, its unsynced writes meet `disk`, its memory is
  * freed. */
 void sim_node_crash(uint32_t i, enum sim_crash_disk disk);
+/* Controlled shutdown, the SIGTERM path of broker_runtime_run: handoff_begin asks node i's
+ * handlers to move its leaderships away (false when they cannot), handoff_done says whether they
+ * have, and sim_node_stop stops the node cleanly (drain, flush, stop: what it writes reaches the
+ * disk, which keeps it). */
+bool sim_node_handoff_begin(uint32_t i);
+bool sim_node_handoff_done(uint32_t i);
+void sim_node_stop(uint32_t i);
 /* Writes a crash has undone, torn or zeroed so far. */
 uint64_t sim_disk_lost_writes(void);
 /* Schedules fn(arg) right after node i's next write to a file (a crash then finds it unsynced);
