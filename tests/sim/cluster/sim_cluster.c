@@ -23,7 +23,10 @@
  * partitions (one node isolated, one direction cut, a bridge node) and heals, group member
  * restarts, controlled shutdowns (SIGTERM's path: the node hands its partition and controller
  * leaderships over, polled as broker_runtime_run does until done or
- * laminar.controlled.shutdown.timeout.ms, then stops cleanly with its writes kept, and restarts).
+ * laminar.controlled.shutdown.timeout.ms, then stops cleanly with its writes kept, and restarts),
+ * disk faults of one node for 0.5-4 s (writes failing with EIO, fsyncs failing with EIO and the
+ * writes they covered never durable, the disk full: ENOSPC until space is freed); a node whose
+ * disk failed is restarted when the faults are over.
  *
  * Checked after every event and at the end (a failure prints the seed):
  *   - a record acknowledged with acks=all is read at its acknowledged offset
@@ -246,6 +249,8 @@ struct scenario {
     bool stopping[NODES];
     uint64_t stop_deadline_us[NODES];
     uint32_t stops, handoffs_done;
+    uint32_t disk_faults;
+    bool disk_faulted[NODES]; /* restarted when the faults are over */
     int64_t max_acked[SIM_PARTITIONS];
 };
 
@@ -1721,6 +1726,20 @@ static void controlled_stop(uint32_t n)
     sim_schedule(20000, controlled_stop_poll, (void *)(uintptr_t)n);
 }
 
+/* A disk fault on node n for 0.5-4 s: writes failing with EIO, fsyncs failing with EIO, or
+ * the disk full (ENOSPC) until space is freed. */
+static void disk_fault(uint32_t n)
+{
+    if (!sim_node_up(n))
+        return;
+    enum sim_disk_fault kind = (enum sim_disk_fault)(1 + sim_rand_below(3));
+    uint64_t len = 500000 + sim_rand_below(3500000);
+    BLOG_INFO("sim: node %u disk fault %d for %.1f s", n + 1, (int)kind, (double)len / 1e6);
+    sim_disk_fault(n, kind, sim_now_us() + len);
+    S.disk_faults++;
+    S.disk_faulted[n] = true;
+}
+
 /* One fault, chosen by the seed, every 1-3 s while faults are on. */
 static void fault_step(void *arg)
 {
@@ -1749,6 +1768,8 @@ static void fault_step(void *arg)
         if (sim_rand_below(2) == 0 && controller_leader_node() >= 0)
             n = controller_leader_node();
         controlled_stop((uint32_t)n);
+    } else if (k >= 94) {
+        disk_fault((uint32_t)sim_rand_below(NODES));
     } else if (k < 80) {
         uint32_t a = (uint32_t)sim_rand_below(NODES),
                  b = (a + 1 + (uint32_t)sim_rand_below(2)) % NODES;
@@ -1920,6 +1941,15 @@ static struct run_result run_seed(uint64_t seed, bool trace, enum selftest_kind 
     S.faults_on = false;
     S.producing = false;
     sim_net_heal();
+    /* a node whose disk failed is restarted, as Kafka needs for a failed log directory (a
+     * metadata log that met an I/O error does not recover without one here) */
+    for (uint32_t n = 0; n < NODES; n++) {
+        sim_disk_fault(n, SIM_DISK_OK, 0);
+        if (S.disk_faulted[n] && sim_node_up(n) && !S.stopping[n]) {
+            sim_node_stop(n);
+            S.stops++;
+        }
+    }
     for (uint32_t n = 0; n < NODES && !S.failed; n++)
         if (!sim_node_up(n))
             restart_node((void *)(uintptr_t)n);
@@ -1977,7 +2007,7 @@ static struct run_result run_seed(uint64_t seed, bool trace, enum selftest_kind 
     for (uint32_t n = 0; n < NODES; n++)
         if (sim_node_up(n))
             sim_node_crash(n, SIM_DISK_KEEP);
-    uint64_t lost = sim_disk_lost_writes(), writes = sim_disk_writes();
+    uint64_t lost = sim_disk_lost_writes(), writes = sim_disk_writes(), dfails = sim_disk_faults();
     sim_world_deinit();
     if (res.ok || getenv("SIM_CLUSTER_KEEP") == NULL)
         rm_tree(S.dir);
@@ -1989,12 +2019,12 @@ static struct run_result run_seed(uint64_t seed, bool trace, enum selftest_kind 
                 "crashes (%" PRIu64 " of %" PRIu64
                 " writes lost unsynced), %u restarts, %u partitions; group: %u generations, %u "
                 "rejoins, %u member restarts, %u commits acked, %u offsets fetched; %u controlled "
-                "stops (%u handed everything over)\n",
+                "stops (%u handed everything over); %u disk faults (%" PRIu64 " calls failed)\n",
                 seed, res.ok ? "ok" : "FAILED", res.virtual_s, res.events, res.hash,
                 (double)(S.formed_us - S.t0_us) / 1e6, (double)(S.topic_us - S.t0_us) / 1e6,
                 S.nrecs, S.acks, S.retries, S.resets, S.crashes, lost, writes, S.restarts,
                 S.partitions, S.generations, S.rebalances, S.member_restarts, S.commits_acked,
-                S.offset_fetches, S.stops, S.handoffs_done);
+                S.offset_fetches, S.stops, S.handoffs_done, S.disk_faults, dfails);
     free(S.recs);
     free(S.commits);
     for (int p = 0; p < SIM_PARTITIONS; p++)

@@ -150,6 +150,7 @@ struct sim_wr {
     uint64_t off, len, old_size;
     uint8_t *old; /* old_len bytes the write overwrote */
     size_t old_len;
+    bool doomed; /* an fsync of its file failed: no later fsync makes it durable */
     char path[PATH_MAX];
 };
 
@@ -178,6 +179,11 @@ struct sim_world {
         void (*fn)(void *arg);
         void *arg;
     } on_write[SIM_NODES_MAX];
+    struct {
+        enum sim_disk_fault kind;
+        uint64_t until_us;
+    } dfault[SIM_NODES_MAX];
+    uint64_t disk_faults; /* writes and syncs failed by a disk fault */
 };
 
 static struct sim_world W;
@@ -1259,6 +1265,42 @@ static void remember_write(int fd, uint64_t off, uint64_t len)
     }
 }
 
+/* The errno a disk fault of the calling node gives a write (sync false) or an fsync (sync
+ * true) to fd, or 0. Only regular files fail. */
+static int disk_fault(int fd, bool sync)
+{
+    if (!W.active || W.cur_node < 0)
+        return 0;
+    enum sim_disk_fault k = W.dfault[W.cur_node].kind;
+    if (k == SIM_DISK_OK || W.now_us >= W.dfault[W.cur_node].until_us)
+        return 0;
+    int err = 0;
+    if (sync && k == SIM_DISK_EIO_FSYNC)
+        err = EIO;
+    else if (!sync && k == SIM_DISK_EIO_WRITE)
+        err = EIO;
+    else if (!sync && k == SIM_DISK_FULL)
+        err = ENOSPC;
+    struct stat st;
+    if (err == 0 || fstat(fd, &st) != 0 || !S_ISREG(st.st_mode))
+        return 0;
+    W.disk_faults++;
+    return err;
+}
+
+/* An fsync of fd failed: the kernel has marked its dirty pages clean (Linux after a writeback
+ * error), so the writes not synced yet are never made durable by a later fsync; a crash that
+ * loses unsynced writes loses them. */
+static void doom_unsynced(int fd)
+{
+    struct stat st;
+    if (fstat(fd, &st) != 0)
+        return;
+    for (struct sim_wr *w = W.unsynced[W.cur_node]; w != NULL; w = w->next)
+        if (w->dev == st.st_dev && w->ino == st.st_ino)
+            w->doomed = true;
+}
+
 static void forget_synced(int fd)
 {
     if (!W.active)
@@ -1269,7 +1311,7 @@ static void forget_synced(int fd)
     for (uint32_t i = 0; i < SIM_NODES_MAX; i++)
         for (struct sim_wr **pp = &W.unsynced[i]; *pp != NULL;) {
             struct sim_wr *w = *pp;
-            if (w->dev == st.st_dev && w->ino == st.st_ino) {
+            if (w->dev == st.st_dev && w->ino == st.st_ino && !w->doomed) {
                 *pp = w->next;
                 free(w->old);
                 free(w);
@@ -1289,6 +1331,11 @@ ssize_t pwritev(int fd, const struct iovec *iov, int iovcnt, off_t offset)
         len += iov[i].iov_len;
     if (write_voided())
         return (ssize_t)len;
+    int err = disk_fault(fd, false);
+    if (err != 0) {
+        errno = err;
+        return -1;
+    }
     remember_write(fd, (uint64_t)offset, len);
     return real(fd, iov, iovcnt, offset);
 }
@@ -1300,6 +1347,11 @@ ssize_t pwrite(int fd, const void *buf, size_t len, off_t offset)
         real = (pwrite_fn)real_fn("pwrite");
     if (write_voided())
         return (ssize_t)len;
+    int err = disk_fault(fd, false);
+    if (err != 0) {
+        errno = err;
+        return -1;
+    }
     remember_write(fd, (uint64_t)offset, len);
     return real(fd, buf, len, offset);
 }
@@ -1311,6 +1363,11 @@ ssize_t write(int fd, const void *buf, size_t len)
         real = (write_fn)real_fn("write");
     if (fd > 2 && write_voided())
         return (ssize_t)len;
+    int err = fd > 2 ? disk_fault(fd, false) : 0;
+    if (err != 0) {
+        errno = err;
+        return -1;
+    }
     return real(fd, buf, len);
 }
 
@@ -1321,6 +1378,12 @@ int fdatasync(int fd)
         real = (sync_fn)real_fn("fdatasync");
     if (write_voided())
         return 0;
+    int err = disk_fault(fd, true);
+    if (err != 0) {
+        doom_unsynced(fd);
+        errno = err;
+        return -1;
+    }
     forget_synced(fd);
     return real(fd);
 }
@@ -1332,6 +1395,12 @@ int fsync(int fd)
         real = (sync_fn)real_fn("fsync");
     if (write_voided())
         return 0;
+    int err = disk_fault(fd, true);
+    if (err != 0) {
+        doom_unsynced(fd);
+        errno = err;
+        return -1;
+    }
     forget_synced(fd);
     return real(fd);
 }
@@ -1395,6 +1464,18 @@ static void disk_crash(uint32_t i, enum sim_crash_disk mode)
         free(w->old);
         free(w);
     }
+}
+
+void sim_disk_fault(uint32_t i, enum sim_disk_fault kind, uint64_t until_us)
+{
+    LM_ASSERT(i < SIM_NODES_MAX);
+    W.dfault[i].kind = kind;
+    W.dfault[i].until_us = until_us;
+}
+
+uint64_t sim_disk_faults(void)
+{
+    return W.disk_faults;
 }
 
 uint64_t sim_disk_lost_writes(void)
@@ -1767,6 +1848,7 @@ static void node_down(uint32_t i, enum sim_crash_disk disk, bool clean)
     struct sim_node *n = &W.nodes[i];
     LM_ASSERT(n->shard != NULL);
     n->stopping = clean;
+    W.dfault[i].kind = SIM_DISK_OK; /* a disk fault ends with the process that met it */
     /* The process is gone for the network at once: every connection to or from it resets. */
     n->up = false;
     n->quiescing = true;
