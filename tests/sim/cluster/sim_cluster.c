@@ -19,6 +19,10 @@
  *             lost connection: FindCoordinator again; REBALANCE_IN_PROGRESS, ILLEGAL_GENERATION,
  *             UNKNOWN_MEMBER_ID: JoinGroup again. Now and then one restarts as a new member.
  *   auditor   OffsetFetch of every partition of the group every 0.2-0.5 s
+ *   churn     topic "extra" (2 partitions, replication factor 3) again and again: CreateTopics,
+ *             Metadata until its new topic id has leaders, 8 batches acks=all by name, Fetch v13
+ *             by the topic id past every acknowledged offset, DeleteTopics v6 by the topic id,
+ *             Metadata until NODES answers in a row do not show it; then the next incarnation
  * Faults chosen by the seed: node crashes and restarts (the controller leader included),
  * partitions (one node isolated, one direction cut, a bridge node) and heals, group member
  * restarts, controlled shutdowns (SIGTERM's path: the node hands its partition and controller
@@ -43,6 +47,9 @@
  *     still have been applied)
  *   - a group member never reads at or past the high watermark, and its reads agree with every
  *     other client's (one record per offset)
+ *   - a recreated topic never serves an earlier incarnation's records under its new topic id,
+ *     serves each acknowledged batch at its offset, never gets an earlier incarnation's topic
+ *     id, and exists when CreateTopics answered TOPIC_ALREADY_EXISTS for it
  * At the end the network heals, every node runs, and the reader must reach every acknowledged
  * offset and the group's committed offsets must pass it (liveness); a fresh verifier then reads
  * every partition again from offset 0 and must find every acknowledged record at its offset; then
@@ -97,6 +104,7 @@
 #include "common/lm_assert.h"
 #include "common/lm_err.h"
 #include "protocol/kafka_create_topics.h"
+#include "protocol/kafka_delete_topics.h"
 #include "protocol/kafka_errors.h"
 #include "protocol/kafka_fetch.h"
 #include "protocol/kafka_find_coordinator.h"
@@ -120,7 +128,13 @@
 #define GROUP          "simg"
 #define MEMBERS        2 /* members of GROUP consuming TOPIC */
 #define ASSIGN_MAX     8 /* members a leader assigns to (restarted ones linger a session) */
-#define US             1000000ull
+/* The churn client's topic, created, produced to, read and deleted again and again. */
+#define CHURN_TOPIC       "extra"
+#define CHURN_PARTITIONS  2
+#define CHURN_BATCHES     8   /* batches acknowledged per incarnation */
+#define CHURN_OFFSETS_MAX 256 /* offsets checked per incarnation and partition */
+#define CHURN_MAX         256 /* incarnations whose topic ids are remembered */
+#define US                1000000ull
 /* Phases of a run, in virtual time from the start. */
 #define FORM_LIMIT_US   (30 * US) /* the cluster must have formed by then */
 #define FAULTS_US       (25 * US) /* faults and production after the topic exists */
@@ -133,7 +147,8 @@
 #define SIM_CLUSTER_CTEST_SEEDS 4
 #endif
 
-enum client_kind { CL_ADMIN, CL_PRODUCER, CL_READER, CL_MEMBER, CL_AUDITOR };
+enum client_kind { CL_ADMIN, CL_PRODUCER, CL_READER, CL_MEMBER, CL_AUDITOR, CL_CHURN };
+enum churn_state { CH_CREATE, CH_META, CH_PRODUCE, CH_VERIFY, CH_DELETE, CH_GONE };
 /* A group member's state: JoinGroup, SyncGroup, OffsetFetch of its partitions, then fetching,
  * heartbeats and commits. */
 enum member_state { MS_JOIN, MS_SYNC, MS_OFFSETS, MS_RUN };
@@ -206,6 +221,16 @@ struct client {
     uint64_t next_hb_us, next_commit_us, member_down_until_us;
     uint32_t audits; /* the auditor's OffsetFetch answers */
     int64_t audit_seen[SIM_PARTITIONS];
+    /* churn: this incarnation (its number, topic id, leaders, batches acknowledged and where,
+     * read positions) and the topic ids of every incarnation so far */
+    enum churn_state ch_state;
+    uint32_t ch_inc, ch_acked, ch_gone_seen, ch_meta_tries;
+    struct kafka_uuid ch_id;
+    int32_t ch_leader[CHURN_PARTITIONS], ch_epoch[CHURN_PARTITIONS];
+    uint32_t ch_at[CHURN_PARTITIONS][CHURN_OFFSETS_MAX]; /* batch acknowledged there, +1 */
+    int64_t ch_max_acked[CHURN_PARTITIONS], ch_pos[CHURN_PARTITIONS];
+    struct kafka_uuid ch_ids[CHURN_MAX];
+    uint32_t ch_ids_count;
 };
 
 /* An OffsetCommit of one partition's offset: sent, and acknowledged (UINT64_MAX: not, or not
@@ -223,7 +248,7 @@ struct scenario {
     uint64_t t0_us;
     uint64_t formed_us, topic_us;
     /* the verifier reads everything again from offset 0 once the faults are over */
-    struct client admin, prod[PRODUCERS], reader, verifier, members[MEMBERS], auditor;
+    struct client admin, prod[PRODUCERS], reader, verifier, members[MEMBERS], auditor, churn;
     struct commit_op *commits;
     uint32_t ncommits, capcommits;
     struct rec *recs;
@@ -250,6 +275,7 @@ struct scenario {
     uint64_t stop_deadline_us[NODES];
     uint32_t stops, handoffs_done;
     uint32_t disk_faults;
+    uint32_t churn_cycles, churn_acks;
     bool disk_faulted[NODES]; /* restarted when the faults are over */
     int64_t max_acked[SIM_PARTITIONS];
 };
@@ -563,6 +589,7 @@ static void on_metadata(struct client *cl, struct scall *c, int rc, struct kafka
         for (int i = 0; i < MEMBERS; i++)
             client_later(&S.members[i], 0);
         client_later(&S.auditor, 0);
+        client_later(&S.churn, 0);
         return;
     }
     client_later(cl, all ? 0 : 100000);
@@ -1551,6 +1578,436 @@ static void member_crash(void *arg)
     client_later(cl, cl->member_down_until_us - sim_now_us());
 }
 
+/* ---- topic churn: an extra topic created, produced to, read by id, deleted, created again -- */
+
+static bool uuid_zero(const struct kafka_uuid *u)
+{
+    for (int i = 0; i < 16; i++)
+        if (u->b[i] != 0)
+            return false;
+    return true;
+}
+
+/* Remembers a topic id the churn client was given; one given to two incarnations fails. */
+static void churn_saw_id(struct client *cl, const struct kafka_uuid *id)
+{
+    for (uint32_t i = 0; i < cl->ch_ids_count; i++)
+        if (memcmp(&cl->ch_ids[i], id, sizeof(*id)) == 0) {
+            if (i + 1 != cl->ch_ids_count)
+                fail("topic %s incarnation %u has the topic id of incarnation %u", CHURN_TOPIC,
+                     cl->ch_inc, i);
+            return;
+        }
+    if (cl->ch_ids_count < CHURN_MAX)
+        cl->ch_ids[cl->ch_ids_count++] = *id;
+}
+
+static void on_churn_create(struct client *cl, struct scall *c, int rc, struct kafka_arena *a,
+                            const uint8_t *resp, size_t len)
+{
+    (void)c;
+    struct kafka_create_topics_response m;
+    kafka_create_topics_response_init(&m);
+    struct kafka_reader r;
+    kafka_reader_init(&r, resp, len);
+    if (rc == 0 && kafka_create_topics_response_decode(&r, 7, &m, a) == 0 && m.topics_count == 1 &&
+        (m.topics[0].error_code == 0 || m.topics[0].error_code == KAFKA_TOPIC_ALREADY_EXISTS)) {
+        /* ALREADY_EXISTS: this incarnation's own creation whose answer was lost (the last one
+         * was seen gone before) */
+        if (m.topics[0].error_code == 0 && !uuid_zero(&m.topics[0].topic_id)) {
+            cl->ch_id = m.topics[0].topic_id;
+            churn_saw_id(cl, &cl->ch_id);
+        }
+        cl->ch_state = CH_META;
+        client_later(cl, 0);
+        return;
+    }
+    client_later(cl, 200000);
+}
+
+static void churn_send_create(struct client *cl)
+{
+    struct kafka_create_topics_request m;
+    kafka_create_topics_request_init(&m);
+    struct kafka_create_topics_request_creatable_topic t;
+    memset(&t, 0, sizeof(t));
+    t.name = KAFKA_STR(CHURN_TOPIC);
+    t.num_partitions = CHURN_PARTITIONS;
+    t.replication_factor = 3;
+    m.topics = &t;
+    m.topics_count = 1;
+    m.timeout_ms = 5000;
+    uint8_t *b;
+    size_t n;
+    ENCODE(create_topics_request, 7, &m, &b, &n);
+    client_send(cl, random_node(), KAFKA_CREATE_TOPICS_KEY, 7, true, b, n, on_churn_create);
+}
+
+/* Metadata of the churn topic: in CH_META it must show this incarnation with a leader for
+ * every partition; in CH_GONE it must not show the topic. */
+static void on_churn_metadata(struct client *cl, struct scall *c, int rc, struct kafka_arena *a,
+                              const uint8_t *resp, size_t len)
+{
+    (void)c;
+    struct kafka_metadata_response m;
+    kafka_metadata_response_init(&m);
+    struct kafka_reader r;
+    kafka_reader_init(&r, resp, len);
+    if (rc != 0 || kafka_metadata_response_decode(&r, 12, &m, a) != 0) {
+        client_later(cl, 100000);
+        return;
+    }
+    const struct kafka_metadata_response_metadata_response_topic *tp = NULL;
+    for (int32_t t = 0; t < m.topics_count; t++)
+        if (m.topics[t].name.len == (int32_t)strlen(CHURN_TOPIC) &&
+            memcmp(m.topics[t].name.ptr, CHURN_TOPIC, strlen(CHURN_TOPIC)) == 0 &&
+            m.topics[t].error_code == 0)
+            tp = &m.topics[t];
+    if (cl->ch_state == CH_GONE) {
+        if (tp != NULL) {
+            /* still there: its deletion answered UNKNOWN_TOPIC_ID by a node that did not know
+             * it yet, or not applied everywhere yet; asked again after a while */
+            cl->ch_gone_seen = 0;
+            if (++cl->ch_meta_tries > 50) {
+                cl->ch_meta_tries = 0;
+                cl->ch_state = CH_DELETE;
+            }
+            client_later(cl, 100000);
+            return;
+        }
+        cl->ch_gone_seen++;
+        if (cl->ch_gone_seen < NODES) { /* gone at every node asked, NODES answers in a row */
+            client_later(cl, 0);
+            return;
+        }
+        cl->ch_inc++;
+        S.churn_cycles++;
+        memset(&cl->ch_id, 0, sizeof(cl->ch_id));
+        cl->ch_state = CH_CREATE;
+        client_later(cl, 0);
+        return;
+    }
+    if (tp == NULL || tp->partitions_count != CHURN_PARTITIONS || uuid_zero(&tp->topic_id)) {
+        /* its creation answered ALREADY_EXISTS (the last incarnation was seen gone, so it was
+         * its own creation whose answer was lost) and for 5 s no node shows the topic */
+        if (uuid_zero(&cl->ch_id) && ++cl->ch_meta_tries > 50) {
+            fail("topic %s incarnation %u: CreateTopics answered TOPIC_ALREADY_EXISTS, but no "
+                 "node shows the topic",
+                 CHURN_TOPIC, cl->ch_inc);
+            return;
+        }
+        client_later(cl, 100000);
+        return;
+    }
+    if (uuid_zero(&cl->ch_id)) { /* its creation answered ALREADY_EXISTS: a new id only */
+        for (uint32_t i = 0; i < cl->ch_ids_count; i++)
+            if (memcmp(&cl->ch_ids[i], &tp->topic_id, sizeof(tp->topic_id)) == 0) {
+                /* an earlier incarnation still there (its deletion answered UNKNOWN_TOPIC_ID
+                 * by a node that did not know it yet): deleted again, past this number */
+                if (++cl->ch_meta_tries > 50) {
+                    cl->ch_id = tp->topic_id;
+                    cl->ch_state = CH_DELETE;
+                }
+                client_later(cl, 100000);
+                return;
+            }
+        cl->ch_id = tp->topic_id;
+        churn_saw_id(cl, &cl->ch_id);
+    }
+    if (memcmp(&tp->topic_id, &cl->ch_id, sizeof(cl->ch_id)) != 0) {
+        client_later(cl, 100000); /* a node that has not seen this incarnation yet */
+        return;
+    }
+    for (int32_t i = 0; i < tp->partitions_count; i++) {
+        const struct kafka_metadata_response_metadata_response_partition *pp = &tp->partitions[i];
+        if (pp->error_code != 0 || pp->leader_id <= 0 || pp->leader_id > NODES ||
+            pp->partition_index < 0 || pp->partition_index >= CHURN_PARTITIONS) {
+            client_later(cl, 100000);
+            return;
+        }
+        cl->ch_leader[pp->partition_index] = pp->leader_id - 1;
+        cl->ch_epoch[pp->partition_index] = pp->leader_epoch;
+    }
+    cl->ch_state = cl->ch_acked < CHURN_BATCHES ? CH_PRODUCE : CH_VERIFY;
+    client_later(cl, 0);
+}
+
+static void churn_send_metadata(struct client *cl)
+{
+    struct kafka_metadata_request m;
+    kafka_metadata_request_init(&m);
+    struct kafka_metadata_request_metadata_request_topic t;
+    memset(&t, 0, sizeof(t));
+    t.name = KAFKA_STR(CHURN_TOPIC);
+    m.topics = &t;
+    m.topics_count = 1;
+    m.allow_auto_topic_creation = false;
+    uint8_t *b;
+    size_t n;
+    ENCODE(metadata_request, 12, &m, &b, &n);
+    client_send(cl, random_node(), KAFKA_METADATA_KEY, 12, true, b, n, on_churn_metadata);
+}
+
+static void on_churn_produce(struct client *cl, struct scall *c, int rc, struct kafka_arena *a,
+                             const uint8_t *resp, size_t len)
+{
+    (void)c;
+    struct kafka_produce_response m;
+    kafka_produce_response_init(&m);
+    struct kafka_reader r;
+    kafka_reader_init(&r, resp, len);
+    int16_t err = KAFKA_NETWORK_EXCEPTION;
+    int64_t base = -1;
+    if (rc == 0 && kafka_produce_response_decode(&r, 9, &m, a) == 0 && m.responses_count == 1 &&
+        m.responses[0].partition_responses_count == 1) {
+        err = m.responses[0].partition_responses[0].error_code;
+        base = m.responses[0].partition_responses[0].base_offset;
+    }
+    if (err == 0 && base >= 0 && base < CHURN_OFFSETS_MAX) {
+        int32_t p = cl->ch_acked % CHURN_PARTITIONS;
+        cl->ch_at[p][base] = cl->ch_acked + 1;
+        if (base > cl->ch_max_acked[p])
+            cl->ch_max_acked[p] = base;
+        cl->ch_acked++;
+        S.churn_acks++;
+        if (cl->ch_acked == CHURN_BATCHES)
+            cl->ch_state = CH_VERIFY;
+        client_later(cl, sim_rand_below(50000));
+        return;
+    }
+    if (err == 0)
+        fail("topic %s: acknowledged offset %" PRId64 " out of the checker's range", CHURN_TOPIC,
+             base);
+    /* the same batch again (not idempotent: a copy may land twice, which is not checked here) */
+    cl->ch_state = CH_META;
+    client_later(cl, 100000);
+}
+
+/* Batch k of incarnation i holds one record "x<i>.<k>", to partition k mod CHURN_PARTITIONS. */
+static void churn_send_produce(struct client *cl)
+{
+    int32_t p = cl->ch_acked % CHURN_PARTITIONS;
+    char v[32];
+    int vn = snprintf(v, sizeof(v), "x%u.%u", cl->ch_inc, cl->ch_acked);
+    struct kafka_batch_builder bb;
+    kafka_batch_builder_init(&bb, 0, (int64_t)(sim_now_us() / 1000u));
+    LM_ASSERT(kafka_batch_builder_append(&bb, bb.base_timestamp, NULL, -1, v, vn, NULL, 0) == 0);
+    uint8_t *batch;
+    size_t blen;
+    LM_ASSERT(kafka_batch_builder_finish(&bb, KAFKA_CODEC_NONE, &batch, &blen) == 0);
+    kafka_batch_builder_deinit(&bb);
+    struct kafka_produce_request m;
+    kafka_produce_request_init(&m);
+    struct kafka_produce_request_partition_produce_data pd = {.index = p,
+                                                              .records = {batch, (int32_t)blen}};
+    struct kafka_produce_request_topic_produce_data td = {
+        .name = KAFKA_STR(CHURN_TOPIC), .partition_data = &pd, .partition_data_count = 1};
+    m.transactional_id = KAFKA_STR_NULL;
+    m.acks = -1;
+    m.timeout_ms = 5000;
+    m.topic_data = &td;
+    m.topic_data_count = 1;
+    uint8_t *b;
+    size_t n;
+    ENCODE(produce_request, 9, &m, &b, &n);
+    free(batch);
+    client_send(cl, cl->ch_leader[p], KAFKA_PRODUCE_KEY, 9, true, b, n, on_churn_produce);
+}
+
+/* Records read from the churn topic by its id: every one must be of this incarnation, and an
+ * acknowledged one at its offset. */
+static void churn_read(struct client *cl, int32_t p, const uint8_t *buf, size_t len, int64_t hw)
+{
+    size_t off = 0;
+    while (off + KAFKA_BATCH_LOG_OVERHEAD <= len && !S.failed) {
+        struct kafka_batch_reader br;
+        memset(&br, 0, sizeof(br));
+        if (kafka_batch_reader_open(&br, buf + off, len - off, 1u << 20) != 0)
+            break;
+        size_t total = kafka_batch_total_size(&br.header);
+        struct kafka_record_iter it;
+        kafka_batch_reader_iter(&br, &it);
+        struct kafka_record rec;
+        while ((br.header.attributes & KAFKA_BATCH_ATTR_CONTROL) == 0 &&
+               kafka_record_iter_next(&it, &rec) == 1) {
+            int64_t o = br.header.base_offset + rec.offset_delta;
+            if (o < cl->ch_pos[p] || o >= hw)
+                continue;
+            char v[32];
+            unsigned inc = 0, k = 0;
+            if (rec.value_len <= 0 || rec.value_len >= (int32_t)sizeof(v)) {
+                fail("topic %s partition %d offset %" PRId64 ": a value nobody wrote", CHURN_TOPIC,
+                     p, o);
+                break;
+            }
+            memcpy(v, rec.value, (size_t)rec.value_len);
+            v[rec.value_len] = 0;
+            if (sscanf(v, "x%u.%u", &inc, &k) != 2) {
+                fail("topic %s partition %d offset %" PRId64 ": a value nobody wrote", CHURN_TOPIC,
+                     p, o);
+                break;
+            }
+            if (inc != cl->ch_inc) {
+                fail("topic %s incarnation %u partition %d offset %" PRId64
+                     ": a record of incarnation %u served under the new topic id",
+                     CHURN_TOPIC, cl->ch_inc, p, o, inc);
+                break;
+            }
+            if (o < CHURN_OFFSETS_MAX && cl->ch_at[p][o] != 0 && cl->ch_at[p][o] - 1 != k)
+                fail("topic %s incarnation %u partition %d offset %" PRId64
+                     ": batch %u acknowledged there, batch %u read",
+                     CHURN_TOPIC, cl->ch_inc, p, o, cl->ch_at[p][o] - 1, k);
+            cl->ch_pos[p] = o + 1;
+        }
+        kafka_batch_reader_close(&br);
+        off += total;
+    }
+}
+
+static void on_churn_fetch(struct client *cl, struct scall *c, int rc, struct kafka_arena *a,
+                           const uint8_t *resp, size_t len)
+{
+    (void)c;
+    struct kafka_fetch_response m;
+    kafka_fetch_response_init(&m);
+    struct kafka_reader r;
+    kafka_reader_init(&r, resp, len);
+    if (rc != 0 || kafka_fetch_response_decode(&r, 13, &m, a) != 0 || m.error_code != 0 ||
+        m.responses_count != 1 || m.responses[0].partitions_count != 1 ||
+        m.responses[0].partitions[0].error_code != 0) {
+        cl->ch_state = CH_META;
+        client_later(cl, 100000);
+        return;
+    }
+    if (memcmp(&m.responses[0].topic_id, &cl->ch_id, sizeof(cl->ch_id)) != 0) {
+        fail("topic %s: Fetch by topic id answered for another topic id", CHURN_TOPIC);
+        return;
+    }
+    const struct kafka_fetch_response_partition_data *pd = &m.responses[0].partitions[0];
+    int32_t p = pd->partition_index;
+    if (p < 0 || p >= CHURN_PARTITIONS) {
+        fail("topic %s: fetch answered for partition %d", CHURN_TOPIC, p);
+        return;
+    }
+    if (pd->records.len > 0)
+        churn_read(cl, p, pd->records.ptr, (size_t)pd->records.len, pd->high_watermark);
+    client_later(cl, 0);
+}
+
+static void churn_send_fetch(struct client *cl, int32_t p)
+{
+    struct kafka_fetch_request m;
+    kafka_fetch_request_init(&m);
+    struct kafka_fetch_request_fetch_partition fp;
+    memset(&fp, 0, sizeof(fp));
+    fp.partition = p;
+    fp.current_leader_epoch = cl->ch_epoch[p];
+    fp.fetch_offset = cl->ch_pos[p];
+    fp.last_fetched_epoch = -1;
+    fp.log_start_offset = -1;
+    fp.partition_max_bytes = 1 << 20;
+    struct kafka_fetch_request_fetch_topic ft;
+    memset(&ft, 0, sizeof(ft));
+    ft.topic_id = cl->ch_id;
+    ft.partitions = &fp;
+    ft.partitions_count = 1;
+    m.replica_id = -1;
+    m.max_wait_ms = 100;
+    m.min_bytes = 1;
+    m.max_bytes = 1 << 20;
+    m.session_id = 0;
+    m.session_epoch = -1;
+    m.topics = &ft;
+    m.topics_count = 1;
+    m.rack_id = KAFKA_STR("");
+    m.cluster_id = KAFKA_STR_NULL;
+    uint8_t *b;
+    size_t n;
+    ENCODE(fetch_request, 13, &m, &b, &n);
+    client_send(cl, cl->ch_leader[p], KAFKA_FETCH_KEY, 13, true, b, n, on_churn_fetch);
+}
+
+static void on_churn_delete(struct client *cl, struct scall *c, int rc, struct kafka_arena *a,
+                            const uint8_t *resp, size_t len)
+{
+    (void)c;
+    struct kafka_delete_topics_response m;
+    kafka_delete_topics_response_init(&m);
+    struct kafka_reader r;
+    kafka_reader_init(&r, resp, len);
+    if (rc == 0 && kafka_delete_topics_response_decode(&r, 6, &m, a) == 0 &&
+        m.responses_count == 1 &&
+        (m.responses[0].error_code == 0 || m.responses[0].error_code == KAFKA_UNKNOWN_TOPIC_ID ||
+         m.responses[0].error_code == KAFKA_UNKNOWN_TOPIC_OR_PARTITION)) {
+        cl->ch_state = CH_GONE;
+        cl->ch_gone_seen = 0;
+        cl->ch_meta_tries = 0;
+        client_later(cl, 0);
+        return;
+    }
+    client_later(cl, 200000);
+}
+
+/* DeleteTopics v6 by the incarnation's topic id. */
+static void churn_send_delete(struct client *cl)
+{
+    struct kafka_delete_topics_request_delete_topic_state t = {.name = KAFKA_STR_NULL,
+                                                               .topic_id = cl->ch_id};
+    struct kafka_delete_topics_request m;
+    kafka_delete_topics_request_init(&m);
+    m.topics = &t;
+    m.topics_count = 1;
+    m.timeout_ms = 5000;
+    uint8_t *b;
+    size_t n;
+    ENCODE(delete_topics_request, 6, &m, &b, &n);
+    client_send(cl, random_node(), KAFKA_DELETE_TOPICS_KEY, 6, true, b, n, on_churn_delete);
+}
+
+/* CH_CREATE -> CH_META -> CH_PRODUCE (CHURN_BATCHES acknowledged) -> CH_VERIFY (read by topic id
+ * past every acknowledged offset) -> CH_DELETE -> CH_GONE -> the next incarnation; after the
+ * faults it stops once an incarnation is verified or gone. */
+static void churn_step(struct client *cl)
+{
+    switch (cl->ch_state) {
+    case CH_CREATE:
+        if (!S.producing) {
+            cl->stopped = true;
+            return;
+        }
+        cl->ch_acked = 0;
+        cl->ch_meta_tries = 0;
+        memset(cl->ch_pos, 0, sizeof(cl->ch_pos));
+        memset(cl->ch_at, 0, sizeof(cl->ch_at));
+        for (int32_t p = 0; p < CHURN_PARTITIONS; p++)
+            cl->ch_max_acked[p] = -1;
+        churn_send_create(cl);
+        return;
+    case CH_META:
+    case CH_GONE:
+        churn_send_metadata(cl);
+        return;
+    case CH_PRODUCE:
+        churn_send_produce(cl);
+        return;
+    case CH_VERIFY:
+        for (int32_t p = 0; p < CHURN_PARTITIONS; p++)
+            if (cl->ch_pos[p] <= cl->ch_max_acked[p]) {
+                churn_send_fetch(cl, p);
+                return;
+            }
+        if (!S.producing) {
+            cl->stopped = true;
+            return;
+        }
+        cl->ch_state = CH_DELETE;
+        /* fall through */
+    case CH_DELETE:
+        churn_send_delete(cl);
+        return;
+    }
+}
+
 static void client_step(void *arg)
 {
     struct client *cl = arg;
@@ -1569,6 +2026,9 @@ static void client_step(void *arg)
     case CL_MEMBER:
     case CL_AUDITOR:
         member_step(cl);
+        break;
+    case CL_CHURN:
+        churn_step(cl);
         break;
     }
 }
@@ -1872,7 +2332,7 @@ static bool producers_idle(void)
     for (int i = 0; i < PRODUCERS; i++)
         if (!S.prod[i].stopped)
             return false;
-    return true;
+    return S.churn.stopped;
 }
 
 static struct run_result run_seed(uint64_t seed, bool trace, enum selftest_kind selftest)
@@ -1921,6 +2381,7 @@ static struct run_result run_seed(uint64_t seed, bool trace, enum selftest_kind 
     for (int i = 0; i < MEMBERS; i++)
         client_init(&S.members[i], CL_MEMBER, SIM_NODES_MAX + 3 + PRODUCERS + (uint32_t)i, i);
     client_init(&S.auditor, CL_AUDITOR, SIM_NODES_MAX + 3 + PRODUCERS + MEMBERS, 0);
+    client_init(&S.churn, CL_CHURN, SIM_NODES_MAX + 0, 0); /* the admin's endpoint */
     client_later(&S.admin, 100000);
 
     /* formation and topic creation */
@@ -1958,7 +2419,9 @@ static struct run_result run_seed(uint64_t seed, bool trace, enum selftest_kind 
            !(producers_idle() && reader_caught_up(&S.reader)))
         sim_run_until(sim_now_us() + 100000, after_event, NULL);
     if (!S.failed && !producers_idle())
-        fail("producers still had a batch unacknowledged %llu s after the faults stopped",
+        fail("producers still had a batch unacknowledged (or topic %s's incarnation %u not read "
+             "back: state %d) %llu s after the faults stopped",
+             CHURN_TOPIC, S.churn.ch_inc, (int)S.churn.ch_state,
              (unsigned long long)(SETTLE_LIMIT_US / US));
     if (!S.failed && !reader_caught_up(&S.reader))
         fail(
@@ -2003,6 +2466,7 @@ static struct run_result run_seed(uint64_t seed, bool trace, enum selftest_kind 
     for (int i = 0; i < MEMBERS; i++)
         client_close(&S.members[i]);
     client_close(&S.auditor);
+    client_close(&S.churn);
     sim_run_until(sim_now_us(), NULL, NULL);
     for (uint32_t n = 0; n < NODES; n++)
         if (sim_node_up(n))
@@ -2019,12 +2483,14 @@ static struct run_result run_seed(uint64_t seed, bool trace, enum selftest_kind 
                 "crashes (%" PRIu64 " of %" PRIu64
                 " writes lost unsynced), %u restarts, %u partitions; group: %u generations, %u "
                 "rejoins, %u member restarts, %u commits acked, %u offsets fetched; %u controlled "
-                "stops (%u handed everything over); %u disk faults (%" PRIu64 " calls failed)\n",
+                "stops (%u handed everything over); %u disk faults (%" PRIu64 " calls failed); "
+                "topic %s: %u incarnations deleted, %u batches acked\n",
                 seed, res.ok ? "ok" : "FAILED", res.virtual_s, res.events, res.hash,
                 (double)(S.formed_us - S.t0_us) / 1e6, (double)(S.topic_us - S.t0_us) / 1e6,
                 S.nrecs, S.acks, S.retries, S.resets, S.crashes, lost, writes, S.restarts,
                 S.partitions, S.generations, S.rebalances, S.member_restarts, S.commits_acked,
-                S.offset_fetches, S.stops, S.handoffs_done, S.disk_faults, dfails);
+                S.offset_fetches, S.stops, S.handoffs_done, S.disk_faults, dfails, CHURN_TOPIC,
+                S.churn_cycles, S.churn_acks);
     free(S.recs);
     free(S.commits);
     for (int p = 0; p < SIM_PARTITIONS; p++)
