@@ -705,9 +705,11 @@ static void req_retire(struct broker_req *req)
     peer_maybe_free(p);
 }
 
-/* Sends the completed responses at the head of p's queue, in request order. */
+/* Sends the completed responses at the head of p's queue, in request order. p is held while
+ * it runs: retiring its last request may otherwise free it. */
 static void conn_flush(struct broker_peer *p)
 {
+    p->refs++;
     while (p->rq_head != NULL && p->rq_head->state_ == REQ_DONE) {
         struct broker_req *req = p->rq_head;
         p->rq_head = req->next_;
@@ -731,6 +733,8 @@ static void conn_flush(struct broker_peer *p)
             peer_fail(p, LM_E_CLOSED, 0,
                       p->last_s2c_us >= W.now_us ? p->last_s2c_us + 1 - W.now_us : 0);
     }
+    p->refs--;
+    peer_maybe_free(p);
 }
 
 static void req_complete(struct broker_req *req, uint8_t *resp, size_t len, bool has_resp)
