@@ -229,10 +229,13 @@ static void fetch_op(struct hshard *hs, struct hpart *p, struct hwork *w, struct
     }
     if ((w->error = h_check_epoch(p, in->current_leader_epoch)) != KAFKA_NONE)
         return;
-    if (p->replicated && p->part != NULL && !partition_hw_known(p->part)) {
+    if (p->replicated && p->part != NULL &&
+        (!partition_hw_known(p->part) ||
+         !partition_lease_valid(p->part, (int64_t)broker_now_ms()))) {
         /* consumers fetch from the leader, and from a new one only after its first commit:
          * before that its high watermark could be below the one the previous leader answered
-         * with; the consumer retries after a metadata refresh */
+         * with; nor from one without its lease (cut off: a successor may have gone further);
+         * the consumer retries after a metadata refresh */
         w->error = KAFKA_NOT_LEADER_OR_FOLLOWER;
         return;
     }

@@ -177,8 +177,12 @@ static void list_offsets_op(struct hshard *hs, struct hpart *p, struct hwork *w,
         return;
     if ((w->error = h_check_epoch(p, in->current_leader_epoch)) != KAFKA_NONE)
         return;
-    if (p->replicated && p->part != NULL && !partition_hw_known(p->part)) {
-        /* Kafka's answer while a new leader's high watermark is below its epoch's start */
+    if (p->replicated && p->part != NULL &&
+        (!partition_hw_known(p->part) ||
+         !partition_lease_valid(p->part, (int64_t)broker_now_ms()))) {
+        /* Kafka's answer while a new leader's high watermark is below its epoch's start; a
+         * leader without its lease (cut off from its followers) may have been succeeded by one
+         * that exposed a higher high watermark */
         w->error = KAFKA_OFFSET_NOT_AVAILABLE;
         return;
     }

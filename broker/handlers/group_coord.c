@@ -47,7 +47,8 @@ struct gdefer {
     struct gdefer *next;
     uint32_t pending; /* waits not completed, + 1 while being set up */
     int rc;
-    int32_t bad; /* partition whose flush failed */
+    int32_t bad;         /* partition whose flush failed */
+    bool behind_failure; /* queued behind a ready whose flush failed */
     size_t n_ops, n_waits;
     struct gop **ops;
     struct hsync_wait *waits;
@@ -75,13 +76,17 @@ uint32_t group_owner_of(struct hshard *hs, struct kafka_str group_id)
 
 /* ---- reading a partition log ---------------------------------------------------------------- */
 
-int group_log_scan(struct storage_log *log, int64_t from, group_batch_fn fn, void *ctx)
+int group_log_scan_range(struct storage_log *log, int64_t from, int64_t to, uint64_t max_bytes,
+                         group_batch_fn fn, void *ctx, int64_t *next)
 {
     int64_t off = from > storage_log_start_offset(log) ? from : storage_log_start_offset(log);
+    int64_t end = storage_log_end_offset(log) < to ? storage_log_end_offset(log) : to;
     uint8_t *buf = NULL;
     size_t cap = 0;
+    uint64_t scanned = 0;
     int rc = 0;
-    for (uint32_t turns = 0; off < storage_log_end_offset(log); turns++) {
+    bool stop = false;
+    for (uint32_t turns = 0; off < end && !stop && scanned < max_bytes; turns++) {
         LM_ASSERT(turns < UINT32_MAX);
         struct storage_read_result res;
         rc = storage_log_read(log, off, (uint64_t)1 << 20, STORAGE_NO_LIMIT, &res);
@@ -117,17 +122,30 @@ int group_log_scan(struct storage_log *log, int64_t from, group_batch_fn fn, voi
                 rc = LM_E_TRUNCATED;
                 break;
             }
-            if (kafka_batch_last_offset(&h) >= off) /* the first batch may start before off */
+            int64_t last = kafka_batch_last_offset(&h);
+            if (last >= end) { /* a batch that ends at or past `to` is not scanned */
+                stop = true;
+                break;
+            }
+            if (last >= off) /* the first batch may start before off */
                 rc = fn(ctx, buf + pos, total, &h);
-            off = kafka_batch_last_offset(&h) + 1;
+            off = last + 1;
             pos += total;
+            scanned += total;
         }
         if (rc != 0)
             break;
-        LM_ASSERT(off > before);
+        LM_ASSERT(off > before || stop);
     }
     free(buf);
+    if (next != NULL)
+        *next = off;
     return rc;
+}
+
+int group_log_scan(struct storage_log *log, int64_t from, group_batch_fn fn, void *ctx)
+{
+    return group_log_scan_range(log, from, INT64_MAX, UINT64_MAX, fn, ctx, NULL);
 }
 
 /* ---- loading ------------------------------------------------------------------------------- */
@@ -268,7 +286,25 @@ static int persist(struct gshard *gs, const struct lm_group_ready *rd, int32_t *
 
 static void load_partition(struct gshard *gs, int32_t p);
 
-/* Answers the readies at the head whose flushes are done, in order. */
+/* Memory is ahead of the log after a failed append to partition p: reload its groups from
+ * the log. In a cluster the partition is unloaded and group_cluster_sync loads it again at the
+ * shard's next tick if this node still leads it (the failure is most often leadership lost). */
+static void reload_after_failure(struct gshard *gs, int32_t p)
+{
+    if (p < 0 || gs->stopping || gs->coord == NULL)
+        return;
+    lm_group_coord_unload(gs->coord, p);
+    if (gs->cluster_loaded != NULL)
+        gs->cluster_loaded[p] = false;
+    else
+        load_partition(gs, p);
+}
+
+/* Answers the readies at the head whose flushes are done, in order. A ready behind a failed
+ * one fails with it: it was computed from memory that held the failed ready's changes (an
+ * OffsetFetch could show a commit that is then lost), so only a ready whose every predecessor
+ * was committed answers from what it saw, as Kafka's coordinators answer reads from committed
+ * state only. */
 static void defer_release(struct gshard *gs)
 {
     struct gdefer *d;
@@ -276,17 +312,17 @@ static void defer_release(struct gshard *gs)
         gs->defer_head = d->next;
         if (gs->defer_head == NULL)
             gs->defer_tail = NULL;
+        if (d->rc != 0)
+            for (struct gdefer *later = d->next; later != NULL; later = later->next)
+                later->behind_failure = true;
         for (size_t i = 0; i < d->n_ops; i++) {
             /* A failed group-metadata flush is COORDINATOR_NOT_AVAILABLE, as a failed append. */
-            if (d->rc != 0)
+            if (d->rc != 0 || d->behind_failure)
                 group_api_fill(d->ops[i], NULL, KAFKA_COORDINATOR_NOT_AVAILABLE);
             broker_xcall_return(gs->hs->shard, &d->ops[i]->x);
         }
-        if (d->rc != 0 && !gs->stopping && gs->coord != NULL) {
-            /* Memory is ahead of the log: reload the partition from what is durable. */
-            lm_group_coord_unload(gs->coord, d->bad);
-            load_partition(gs, d->bad);
-        }
+        if (d->rc != 0)
+            reload_after_failure(gs, d->bad);
         free(d);
     }
 }
@@ -357,11 +393,8 @@ static void coord_flush(struct gshard *gs)
                 broker_xcall_return(gs->hs->shard, &op->x);
         }
         lm_group_coord_advance(gs->coord);
-        if (rc != 0 && bad >= 0) {
-            /* Memory is ahead of the log: reload the partition from what is durable. */
-            lm_group_coord_unload(gs->coord, bad);
-            load_partition(gs, bad);
-        }
+        if (rc != 0)
+            reload_after_failure(gs, bad);
         if (d == NULL)
             continue;
         /* Appends made before a failed one still complete into d (pending counts them). */

@@ -57,6 +57,10 @@ int64_t producer_expire_period_ms(const struct hshard *hs);
 void producer_shard_expire(struct pshard *ps, int64_t now_ms);
 /* Drops the producer state of one partition (rebuilt from snapshot + log on next use). */
 void producer_partition_reset(struct pshard *ps, const uint8_t topic_id[16], int32_t partition);
+/* The shard tick's visit of partition p (log open): advances the shard's producer-state
+ * checkpoint of the committed, durable log (producer_idem.c) when p grew enough since its last
+ * one, a bounded step per call. */
+void producer_partition_tick(struct pshard *ps, struct hpart *p);
 /* Registers InitProducerId and DescribeProducers and the Produce hooks. */
 int producer_register(struct broker_dispatch *d);
 
@@ -65,6 +69,11 @@ int producer_register(struct broker_dispatch *d);
 typedef int (*group_batch_fn)(void *ctx, const uint8_t *batch, size_t len,
                               const struct kafka_batch_header *h);
 int group_log_scan(struct storage_log *log, int64_t from, group_batch_fn fn, void *ctx);
+/* group_log_scan over the batches that end before `to`, stopping once about max_bytes were
+ * scanned (whole 1 MiB reads); *next (may be NULL) gets the offset after the last batch
+ * scanned, where a later call goes on. */
+int group_log_scan_range(struct storage_log *log, int64_t from, int64_t to, uint64_t max_bytes,
+                         group_batch_fn fn, void *ctx, int64_t *next);
 
 /* The wall clock in ms, never going backwards within the process (persisted timestamps:
  * commit times, producer last-update times). */

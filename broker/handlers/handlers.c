@@ -663,6 +663,7 @@ int broker_handlers_setup(struct broker_dispatch *d, struct broker_config *cfg)
         return LM_E_NOMEM;
     h->cfg = cfg;
     h->producer_expiration_ms = LM_PRODUCER_EXPIRATION_MS_DEFAULT;
+    h->producer_checkpoint_bytes = HANDLERS_PRODUCER_CHECKPOINT_BYTES;
     pthread_mutex_init(&h->epoch_lock, NULL);
     pthread_mutex_init(&h->offline_lock, NULL);
     for (int k = 0; k < BROKER_API_KEYS_MAX; k++)

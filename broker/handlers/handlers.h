@@ -68,6 +68,7 @@ struct handlers_ctx {
     /* The group coordinator's settings (group_coord.c) and producer.id.expiration.ms. */
     struct lm_group_config group_cfg;
     int64_t producer_expiration_ms;
+    uint64_t producer_checkpoint_bytes; /* laminar.producer.checkpoint.bytes */
     /* Leader epochs other than the first, and offline partitions, for every shard (Metadata is
      * answered on the request's shard, the partition lives on its owner): chained hashes,
      * each under its lock, looked at only while their count is not 0. */

@@ -17,8 +17,10 @@
 #include "storage/storage.h"
 
 /* Period of the shard tick: metadata reconciliation, flush.ms, waiter pruning. */
-#define HANDLERS_TICK_MS         200
-#define HANDLERS_HANDOFF_TICK_MS 20
+#define HANDLERS_TICK_MS 200
+/* Log growth between two producer-state checkpoints (laminar.producer.checkpoint.bytes). */
+#define HANDLERS_PRODUCER_CHECKPOINT_BYTES ((uint64_t)64 << 20)
+#define HANDLERS_HANDOFF_TICK_MS           20
 /* Retention is enforced every this many ticks (log.retention.check.interval.ms, coarser). */
 #define HANDLERS_RETENTION_TICKS 150
 /* Upper bound of a decompressed batch when validating (scratch per shard grows up to this). */
@@ -114,6 +116,11 @@ struct hpart {
     int64_t start_sync;
     uint16_t start_acked;
     uint64_t start_sync_at_ms;
+    /* producer_idem.c: the offset its producer-state checkpoint covers up to (-1: none) and
+     * the log size then; read from the file at the first tick that sees the log open. */
+    bool pck_known;
+    int64_t pck_next;
+    uint64_t pck_size;
 };
 
 /* Kafka's ISR as a replicated partition's leader sees it: when each replica (index in

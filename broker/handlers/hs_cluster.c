@@ -426,6 +426,7 @@ static void raft_in_run(struct broker_shard *target, struct broker_xcall *x)
                           "(as %s)",
                           p->topic, p->partition, m.from - 1u,
                           raft_role_name(raft_role(partition_raft(p->part))));
+            partition_set_clock(p->part, (int64_t)broker_now_ms());
             int src = partition_step(p->part, &m); /* errors: as a lost message */
             if (handover && src != 0)
                 BLOG_INFO("partition %s-%d: campaign after a handover: %s", p->topic, p->partition,

@@ -181,6 +181,8 @@ static void shard_tick(struct broker_shard *s, struct broker_timer *t)
                     BLOG_WARN("partition %s-%d: tick: %s", p->topic, p->partition, lm_strerror(rc));
                 if (p->replicated && !p->dead)
                     hs_leader_check(hs, p, now); /* before the kick, which may free p */
+                if (hs_step_has_budget(hs))
+                    producer_partition_tick(hs->producers, p);
                 hs_part_kick(hs, p);
             }
         }

@@ -3,10 +3,12 @@
  * append and lm_producer_record after it, on the shard owning the partition.
  *
  * Producer state of a partition lives on its owner shard, created on first use: the
- * snapshot file `producer.snapshot` in the partition directory (written at clean shutdown)
- * and then the batch headers of the log from the snapshot's offset on (Kafka's
- * ProducerStateManager recovery); after a kill -9 the old snapshot (or none) plus the log
- * rebuild the same state, so a retried batch is still recognised as a duplicate.
+ * snapshot file `producer.snapshot` in the partition directory (written at clean shutdown,
+ * single-voter partitions only) or the background checkpoint `producer.checkpoint` (below),
+ * whichever covers more, and then the batch headers of the log from its offset on (Kafka's
+ * ProducerStateManager recovery); after a kill -9 the checkpoint or old snapshot (or none)
+ * plus the log rebuild the same state, so a retried batch is still recognised as a
+ * duplicate.
  *
  * Producer ids come from the metadata store in blocks of PRODUCER_ID_BLOCK per shard
  * (lm_meta_store_alloc_producer_ids persists the counter first: ids are never reused after a
@@ -25,6 +27,7 @@
 #include "broker/log.h"
 #include "broker/producer/producer_state.h"
 #include "common/lm_assert.h"
+#include "protocol/crc32c.h"
 #include "protocol/kafka_messages.h"
 
 #define PRODUCER_ID_BLOCK 1000
@@ -41,10 +44,21 @@ struct pstate {
     struct pstate *next;
 };
 
+/* The shard's one checkpoint in the making (s NULL: none): the state of the log replayed
+ * up to next, on its way to target. */
+struct ckpt_job {
+    struct lm_producer_state *s;
+    uint8_t topic_id[16];
+    int32_t partition;
+    int64_t next, target;
+    int32_t epoch; /* of the batch ending at next - 1, -1 when none was seen */
+};
+
 struct pshard {
     struct hshard *hs;
     struct pstate *buckets[PRODUCER_BUCKETS];
     int64_t pid_next, pid_end;
+    struct ckpt_job job;
 };
 
 static size_t bucket_of(const uint8_t id[16], int32_t partition)
@@ -89,21 +103,26 @@ static int replay_batch(void *ctx, const uint8_t *batch, size_t len,
     return 0;
 }
 
-static int snapshot_path(const struct hpart *p, char *out, size_t cap)
+static int part_file_path(const struct hpart *p, const char *name, char *out, size_t cap)
 {
     char dir[BROKER_PATH_BYTES_MAX + 300];
     int rc = storage_partition_dir(dir, sizeof(dir), p->hs->node->cfg->log_dirs[0], p->topic,
                                    p->partition);
     if (rc != 0)
         return rc;
-    int n = snprintf(out, cap, "%s/%s", dir, PRODUCER_SNAPSHOT_NAME);
+    int n = snprintf(out, cap, "%s/%s", dir, name);
     return n > 0 && (size_t)n < cap ? 0 : LM_E_TOO_LARGE;
 }
 
+static int snapshot_path(const struct hpart *p, char *out, size_t cap)
+{
+    return part_file_path(p, PRODUCER_SNAPSHOT_NAME, out, cap);
+}
+
 /* Reads the snapshot into s; returns the offset to replay from (log start if none). A
- * replicated partition has none: its state is rebuilt from the whole log each time this node
- * becomes its leader (a snapshot written at some log end can be wrong after Raft truncated
- * and refilled the log below it, as a follower's log is), and is dropped when it stops
+ * replicated partition has none (a snapshot written at some log end can be wrong after Raft
+ * truncated and refilled the log below it, as a follower's log is): its state comes from the
+ * checkpoint and the log each time this node becomes its leader, and is dropped when it stops
  * leading. */
 static int64_t snapshot_load(const struct hpart *p, struct lm_producer_state *s)
 {
@@ -141,6 +160,323 @@ static int64_t snapshot_load(const struct hpart *p, struct lm_producer_state *s)
     return next;
 }
 
+/* ---- checkpoints: the producer state of the committed, durable log -------------------------- */
+
+/* Every replica of a partition, leader or follower, single voter or not, writes
+ * `producer.checkpoint` in the background (producer_partition_tick): the producer state of the
+ * log below an offset that was committed and durable here when it was written, so no Raft
+ * truncation can take that prefix back. A node that becomes leader, or opens the log after a
+ * crash, loads it and replays only the log after it instead of the whole log. The file: magic,
+ * version, topic id, the offset it covers up to (next), the leader epoch of the batch ending
+ * at next - 1 (-1: none), the CRC-32C of these, then the state as lm_producer_snapshot_encode
+ * writes it (with its own CRC). It is written without an fsync (a torn or lost file fails its
+ * checks and the log is replayed from the start). Loading checks the topic id and, where the
+ * log still holds offset next - 1, that a batch of that epoch ends there: by Raft's log
+ * matching the prefix is then the one the checkpoint saw. */
+#define PRODUCER_CHECKPOINT_NAME "producer.checkpoint"
+#define CKPT_MAGIC               0x4C4D5043u /* "LMPC" */
+#define CKPT_VERSION             1
+#define CKPT_HEADER_BYTES        (4 + 2 + 16 + 8 + 4 + 4)
+#define CKPT_FILE_BYTES_MAX      ((size_t)64 << 20)
+#define CKPT_STEP_BYTES          ((uint64_t)8 << 20) /* log replayed per shard tick */
+
+struct ckpt_header {
+    uint8_t topic_id[16];
+    int64_t next;
+    int32_t epoch;
+};
+
+static void put_be(uint8_t *out, uint64_t v, int bytes)
+{
+    for (int i = bytes - 1; i >= 0; i--, v >>= 8)
+        out[i] = (uint8_t)v;
+}
+
+static uint64_t get_be(const uint8_t *in, int bytes)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < bytes; i++)
+        v = v << 8 | in[i];
+    return v;
+}
+
+static void ckpt_header_encode(const struct ckpt_header *h, uint8_t out[CKPT_HEADER_BYTES])
+{
+    put_be(out, CKPT_MAGIC, 4);
+    put_be(out + 4, CKPT_VERSION, 2);
+    memcpy(out + 6, h->topic_id, 16);
+    put_be(out + 22, (uint64_t)h->next, 8);
+    put_be(out + 30, (uint32_t)h->epoch, 4);
+    put_be(out + 34, crc32c_update(0, out, 34), 4);
+}
+
+static int ckpt_header_decode(const uint8_t *in, size_t len, struct ckpt_header *h)
+{
+    if (len < CKPT_HEADER_BYTES || get_be(in, 4) != CKPT_MAGIC)
+        return LM_E_CORRUPT;
+    if (get_be(in + 4, 2) != CKPT_VERSION)
+        return LM_E_UNSUPPORTED;
+    if (get_be(in + 34, 4) != crc32c_update(0, in, 34))
+        return LM_E_CRC;
+    memcpy(h->topic_id, in + 6, 16);
+    h->next = (int64_t)get_be(in + 22, 8);
+    h->epoch = (int32_t)(uint32_t)get_be(in + 30, 4);
+    return h->next >= 0 ? 0 : LM_E_CORRUPT;
+}
+
+/* Reads a whole small file (at most max bytes) into *out (malloc'd). */
+static int file_read_all(const char *path, size_t max, uint8_t **out, size_t *len)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return errno == ENOENT ? LM_E_NOT_FOUND : LM_E_IO;
+    off_t size = lseek(fd, 0, SEEK_END);
+    uint8_t *buf = NULL;
+    int rc = size < 0 ? LM_E_IO : (size_t)size > max ? LM_E_TOO_LARGE : 0;
+    if (rc == 0 && (buf = malloc(size > 0 ? (size_t)size : 1)) == NULL)
+        rc = LM_E_NOMEM;
+    for (size_t got = 0; rc == 0 && got < (size_t)size;) {
+        ssize_t n = pread(fd, buf + got, (size_t)size - got, (off_t)got);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            rc = LM_E_IO;
+        else
+            got += (size_t)n;
+    }
+    close(fd);
+    if (rc != 0) {
+        free(buf);
+        return rc;
+    }
+    *out = buf;
+    *len = (size_t)size;
+    return 0;
+}
+
+struct first_batch {
+    bool found;
+    struct kafka_batch_header h;
+};
+
+static int first_batch_fn(void *ctx, const uint8_t *batch, size_t len,
+                          const struct kafka_batch_header *h)
+{
+    (void)batch;
+    (void)len;
+    struct first_batch *f = ctx;
+    f->found = true;
+    f->h = *h;
+    return 1; /* one is enough */
+}
+
+/* Whether p's log is the history the checkpoint saw below h->next. */
+static bool ckpt_prefix_matches(const struct hpart *p, const struct ckpt_header *h)
+{
+    if (memcmp(h->topic_id, p->topic_id, 16) != 0)
+        return false;
+    int64_t start = storage_log_start_offset(p->log), end = storage_log_end_offset(p->log);
+    if (h->next > end)
+        return false;
+    if (h->next <= start)
+        return true; /* only committed batches go below the log start */
+    struct first_batch f = {0};
+    int rc = group_log_scan_range(p->log, h->next - 1, h->next, 1, first_batch_fn, &f, NULL);
+    return (rc == 0 || rc == 1) && f.found && kafka_batch_last_offset(&f.h) == h->next - 1 &&
+           f.h.partition_leader_epoch == h->epoch;
+}
+
+/* Loads p's checkpoint into s when it fits p's log and covers more than `better_than`.
+ * Returns the offset to replay from (>= the log start), or -1 with s untouched. */
+static int64_t ckpt_load(const struct hpart *p, struct lm_producer_state *s, int64_t better_than,
+                         int32_t *epoch_out)
+{
+    char path[BROKER_PATH_BYTES_MAX + 340];
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    if (part_file_path(p, PRODUCER_CHECKPOINT_NAME, path, sizeof(path)) != 0 ||
+        file_read_all(path, CKPT_FILE_BYTES_MAX, &buf, &len) != 0)
+        return -1;
+    struct ckpt_header h;
+    int64_t start = storage_log_start_offset(p->log), from = -1, snext = -1;
+    int rc = ckpt_header_decode(buf, len, &h);
+    if (rc == 0 && (h.next > start ? h.next : start) > better_than && ckpt_prefix_matches(p, &h)) {
+        rc = lm_producer_snapshot_decode(s, buf + CKPT_HEADER_BYTES, len - CKPT_HEADER_BYTES,
+                                         &snext);
+        if (rc == 0 && snext == h.next) {
+            from = h.next > start ? h.next : start;
+            if (epoch_out != NULL)
+                *epoch_out = h.epoch;
+        } else {
+            lm_producer_state_clear(s);
+            BLOG_WARN("partition %s-%d: producer checkpoint unusable (%s); not used", p->topic,
+                      p->partition, rc != 0 ? lm_strerror(rc) : "offset");
+        }
+    }
+    free(buf);
+    return from;
+}
+
+/* Reads only the checkpoint's header: the offset it covers up to, or -1. */
+static int64_t ckpt_peek(const struct hpart *p)
+{
+    char path[BROKER_PATH_BYTES_MAX + 340];
+    if (part_file_path(p, PRODUCER_CHECKPOINT_NAME, path, sizeof(path)) != 0)
+        return -1;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    uint8_t buf[CKPT_HEADER_BYTES];
+    ssize_t n = pread(fd, buf, sizeof(buf), 0);
+    close(fd);
+    struct ckpt_header h;
+    if (n != (ssize_t)sizeof(buf) || ckpt_header_decode(buf, sizeof(buf), &h) != 0 ||
+        memcmp(h.topic_id, p->topic_id, 16) != 0)
+        return -1;
+    return h.next;
+}
+
+static int ckpt_write(const struct hpart *p, const struct ckpt_job *j)
+{
+    char path[BROKER_PATH_BYTES_MAX + 340], tmp[BROKER_PATH_BYTES_MAX + 350];
+    int rc = part_file_path(p, PRODUCER_CHECKPOINT_NAME, path, sizeof(path));
+    if (rc != 0)
+        return rc;
+    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+    size_t body = lm_producer_snapshot_size(j->s), n = 0;
+    uint8_t *buf = malloc(CKPT_HEADER_BYTES + body);
+    if (buf == NULL)
+        return LM_E_NOMEM;
+    struct ckpt_header h = {.next = j->next, .epoch = j->epoch};
+    memcpy(h.topic_id, j->topic_id, 16);
+    ckpt_header_encode(&h, buf);
+    rc = lm_producer_snapshot_encode(j->s, j->next, buf + CKPT_HEADER_BYTES, body, &n);
+    if (rc == 0) {
+        int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+        size_t total = CKPT_HEADER_BYTES + n;
+        bool ok = fd >= 0 && write(fd, buf, total) == (ssize_t)total;
+        if (fd >= 0)
+            close(fd);
+        if (!ok || rename(tmp, path) != 0) {
+            rc = LM_E_IO;
+            unlink(tmp);
+        }
+    }
+    free(buf);
+    return rc;
+}
+
+static void ckpt_job_end(struct pshard *ps)
+{
+    lm_producer_state_free(ps->job.s);
+    memset(&ps->job, 0, sizeof(ps->job));
+}
+
+struct ckpt_replay {
+    struct replay_ctx r;
+    bool scanned;
+    int32_t epoch;
+};
+
+static int ckpt_replay_batch(void *ctx, const uint8_t *batch, size_t len,
+                             const struct kafka_batch_header *h)
+{
+    struct ckpt_replay *c = ctx;
+    c->scanned = true;
+    c->epoch = h->partition_leader_epoch;
+    return replay_batch(&c->r, batch, len, h);
+}
+
+/* Starts the shard's checkpoint job on p: from p's checkpoint (or its log start) up to what is
+ * committed and durable now. */
+static void ckpt_start(struct pshard *ps, struct hpart *p, uint64_t size)
+{
+    p->pck_size = size; /* tried at this size: the next try waits for more growth */
+    int64_t target = partition_high_watermark(p->part);
+    int64_t durable = partition_durable_offset(p->part);
+    if (durable < target)
+        target = durable;
+    if (target <= p->pck_next)
+        return;
+    struct ckpt_job *j = &ps->job;
+    if (lm_producer_state_new(PRODUCER_MAX_PER_PARTITION, ps->hs->node->producer_expiration_ms,
+                              &j->s) != 0) {
+        j->s = NULL;
+        return;
+    }
+    j->epoch = -1;
+    int64_t from = ckpt_load(p, j->s, INT64_MIN, &j->epoch);
+    if (from < 0) {
+        from = storage_log_start_offset(p->log);
+        j->epoch = -1;
+    }
+    if (from >= target) {
+        ckpt_job_end(ps);
+        return;
+    }
+    memcpy(j->topic_id, p->topic_id, 16);
+    j->partition = p->partition;
+    j->next = from;
+    j->target = target;
+}
+
+/* One bounded step of the job on p; writes the checkpoint once the job reached its target. */
+static void ckpt_step(struct pshard *ps, struct hpart *p)
+{
+    struct ckpt_job *j = &ps->job;
+    if (j->target > storage_log_end_offset(p->log)) {
+        ckpt_job_end(ps); /* the log is no longer the one the job began on */
+        return;
+    }
+    struct ckpt_replay c = {.r = {j->s, 0, group_now_ms(ps->hs)}, .epoch = -1};
+    int64_t next = j->next;
+    int rc = group_log_scan_range(p->log, j->next, j->target, CKPT_STEP_BYTES, ckpt_replay_batch,
+                                  &c, &next);
+    if (rc != 0) {
+        BLOG_WARN("partition %s-%d: producer checkpoint: %s", p->topic, p->partition,
+                  lm_strerror(rc));
+        ckpt_job_end(ps);
+        return;
+    }
+    if (c.scanned)
+        j->epoch = c.epoch;
+    bool progressed = next > j->next;
+    j->next = next;
+    if (next < j->target && progressed)
+        return; /* the next tick goes on */
+    if (j->next > p->pck_next && (rc = ckpt_write(p, j)) == 0) {
+        p->pck_next = j->next;
+        BLOG_DEBUG("partition %s-%d: producer checkpoint at %lld", p->topic, p->partition,
+                   (long long)j->next);
+    } else if (rc != 0) {
+        BLOG_WARN_LIMITED("partition %s-%d: producer checkpoint not written: %s", p->topic,
+                          p->partition, lm_strerror(rc));
+    }
+    ckpt_job_end(ps);
+}
+
+void producer_partition_tick(struct pshard *ps, struct hpart *p)
+{
+    if (ps == NULL || p->log == NULL || p->part == NULL || p->failed || p->dead)
+        return;
+    if (!p->pck_known) {
+        p->pck_known = true;
+        p->pck_next = ckpt_peek(p);
+        p->pck_size = p->pck_next >= 0 ? storage_log_size_bytes(p->log) : 0;
+    }
+    struct ckpt_job *j = &ps->job;
+    if (j->s != NULL) {
+        if (j->partition == p->partition && memcmp(j->topic_id, p->topic_id, 16) == 0)
+            ckpt_step(ps, p);
+        return;
+    }
+    uint64_t size = storage_log_size_bytes(p->log);
+    if (size < p->pck_size)
+        p->pck_size = size; /* retention or compaction made it smaller */
+    if (size - p->pck_size >= ps->hs->node->producer_checkpoint_bytes)
+        ckpt_start(ps, p, size);
+}
+
 static struct pstate *pstate_get(struct pshard *ps, const struct hpart *p)
 {
     size_t b = bucket_of(p->topic_id, p->partition);
@@ -160,6 +496,10 @@ static struct pstate *pstate_get(struct pshard *ps, const struct hpart *p)
     memcpy(e->topic_id, p->topic_id, 16);
     e->partition = p->partition;
     int64_t from = snapshot_load(p, e->s);
+    bool snapshot_used = from > storage_log_start_offset(p->log);
+    int64_t ck = ckpt_load(p, e->s, snapshot_used ? from : INT64_MIN, NULL);
+    if (ck >= 0)
+        from = ck;
     struct replay_ctx rctx = {e->s, 0, group_now_ms(ps->hs)};
     int rc = group_log_scan(p->log, from, replay_batch, &rctx);
     if (rc != 0) {
@@ -375,6 +715,9 @@ void producer_shard_expire(struct pshard *ps, int64_t now_ms)
         struct pstate **pe = &ps->buckets[b];
         while (*pe != NULL) {
             struct pstate *e = *pe;
+            if (ps->job.s != NULL &&
+                part_by_id(ps->hs, ps->job.topic_id, ps->job.partition) == NULL)
+                ckpt_job_end(ps); /* its partition left this shard */
             /* A partition gone from this shard (topic deleted) drops its state. */
             if (part_by_id(ps->hs, e->topic_id, e->partition) == NULL) {
                 *pe = e->next;
@@ -418,6 +761,7 @@ void producer_shard_stop(struct pshard *ps)
             e = next;
         }
     }
+    ckpt_job_end(ps);
     if (ps->hs->producers == ps)
         ps->hs->producers = NULL;
     free(ps);
@@ -614,6 +958,17 @@ int producer_register(struct broker_dispatch *d)
             return LM_E_CONFIG;
         }
         node->producer_expiration_ms = n;
+    }
+    v = broker_config_get(cfg, "laminar.producer.checkpoint.bytes");
+    if (v != NULL) {
+        broker_config_mark_used(cfg, "laminar.producer.checkpoint.bytes");
+        char *end = NULL;
+        long long n = strtoll(v, &end, 10);
+        if (end == v || *end != 0 || n < 1) {
+            BLOG_ERROR("laminar.producer.checkpoint.bytes=%s: expected a positive integer", v);
+            return LM_E_CONFIG;
+        }
+        node->producer_checkpoint_bytes = (uint64_t)n;
     }
     node->producer.before_append = before_append;
     node->producer.after_append = after_append;

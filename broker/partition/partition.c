@@ -78,6 +78,12 @@ struct partition {
     struct watch *watches; /* unordered, id 0 = free */
     uint32_t n_watches, watches_cap;
     int64_t next_watch_id;
+
+    /* A leader's lease (partition_lease_valid): when each voter last answered it in its term
+     * (heard_term), by now_ms at the receipt, never later than the real time. */
+    uint64_t heard_term;
+    uint32_t heard_id[RAFT_NODES_MAX];
+    int64_t heard_ms[RAFT_NODES_MAX];
 };
 
 void partition_config_default(struct partition_config *cfg)
@@ -977,10 +983,43 @@ int partition_clock(struct partition *p, int64_t now_ms)
     return partition_drive(p);
 }
 
+void partition_set_clock(struct partition *p, int64_t now_ms)
+{
+    if (now_ms > p->now_ms)
+        p->now_ms = now_ms;
+}
+
+/* Notes that voter `from` answered this leader in its term (any message in the leader's own
+ * term comes from a voter that follows it). */
+static void lease_heard(struct partition *p, uint32_t from)
+{
+    uint64_t term = raft_term(p->raft);
+    if (p->heard_term != term) {
+        p->heard_term = term;
+        memset(p->heard_id, 0, sizeof(p->heard_id));
+    }
+    uint32_t free_slot = RAFT_NODES_MAX;
+    for (uint32_t i = 0; i < RAFT_NODES_MAX; i++) {
+        if (p->heard_id[i] == from) {
+            p->heard_ms[i] = p->now_ms;
+            return;
+        }
+        if (p->heard_id[i] == RAFT_NONE && free_slot == RAFT_NODES_MAX)
+            free_slot = i;
+    }
+    if (free_slot < RAFT_NODES_MAX) {
+        p->heard_id[free_slot] = from;
+        p->heard_ms[free_slot] = p->now_ms;
+    }
+}
+
 int partition_step(struct partition *p, const struct raft_msg *m)
 {
     if (p->failed)
         return p->failed;
+    if (raft_role(p->raft) == RAFT_LEADER && m->term == raft_term(p->raft) &&
+        m->from != p->cfg.node_id && m->from != RAFT_NONE)
+        lease_heard(p, m->from);
     int rc = raft_step(p->raft, m);
     int drc = partition_drive(p);
     return drc ? drc : rc;
@@ -1089,6 +1128,35 @@ bool partition_hw_known(struct partition *p)
         return false;
     p->hw_known_term = term;
     return true;
+}
+
+bool partition_lease_valid(struct partition *p, int64_t now_ms)
+{
+    if (raft_role(p->raft) != RAFT_LEADER || raft_transferring(p->raft))
+        return false;
+    if (p->lone)
+        return true;
+    if (p->heard_term != raft_term(p->raft))
+        return false;
+    /* Followers grant no vote and start no election within (election_ticks - 1) ticks of
+     * hearing from this leader (raft's check-quorum lease, also right after a restart); half
+     * of that leaves the other half for the answer's way back and late ticks. */
+    int64_t lease_ms = (int64_t)(p->cfg.election_ticks - 1) * p->cfg.tick_ms / 2;
+    const struct raft_conf *c = raft_conf(p->raft);
+    uint32_t live = 0;
+    for (uint32_t v = 0; v < c->n_voters; v++) {
+        if (c->voters[v] == p->cfg.node_id) {
+            live++;
+            continue;
+        }
+        for (uint32_t i = 0; i < RAFT_NODES_MAX; i++)
+            if (p->heard_id[i] == c->voters[v]) {
+                if (now_ms - p->heard_ms[i] < lease_ms)
+                    live++;
+                break;
+            }
+    }
+    return live > c->n_voters / 2;
 }
 
 bool partition_transferring(const struct partition *p)

@@ -163,6 +163,17 @@ bool partition_is_leader(const struct partition *p);
  * or what its checkpoint said after a restart, possibly far below what the previous leader
  * exposed. False on a follower. */
 bool partition_hw_known(struct partition *p);
+/* A leader's read lease (Raft thesis §6.4.1): a majority of the voters answered it within
+ * the last half of (election_ticks - 1) ticks before now_ms, and it is not handing its
+ * leadership over. None of those voters votes for another leader or campaigns within an
+ * election timeout of hearing from it (check-quorum), so while the lease holds no other leader
+ * can have exposed a higher high watermark: its high watermark is the partition's. (A voter
+ * that restarts within the lease forgets it heard from this leader; a restart takes longer
+ * than the lease.) False on a follower. */
+bool partition_lease_valid(struct partition *p, int64_t now_ms);
+/* Sets the time the next inputs are recorded at (the lease's answers): the shell calls it
+ * with the current time before partition_step; ticks still come from partition_clock. */
+void partition_set_clock(struct partition *p, int64_t now_ms);
 /* A leader handing its leadership over (partition_transfer_leader): appends are refused. */
 bool partition_transferring(const struct partition *p);
 uint32_t partition_leader(const struct partition *p);

@@ -57,6 +57,10 @@ class Node(Broker):
             # a follower behind for longer leaves the ISR (isr_follows_lag pauses one for less
             # than the session timeout: out of the ISR, not fenced)
             "replica.lag.time.max.ms": 1000,
+            # producer-state checkpoints every 256 KiB of log (64 MiB by default): a new
+            # leader's producer state comes from a checkpoint and a short replay, as on a
+            # long-lived cluster, and the campaigns' duplicate checks cover that path
+            "laminar.producer.checkpoint.bytes": 262144,
         }
         if secret is not None:
             cfg["laminar.cluster.secret"] = secret

@@ -67,7 +67,93 @@ def main():
         except BaseException:
             print("---- broker log (tail) ----\n" + "\n".join(b.log_text().splitlines()[-40:]))
             raise
+    with Broker(io=args.io, shards=1,
+                config={"laminar.producer.checkpoint.bytes": CHECKPOINT_BYTES}) as b:
+        try:
+            checkpoint(b)
+        except BaseException:
+            print("---- broker log (tail) ----\n" + "\n".join(b.log_text().splitlines()[-40:]))
+            raise
     print("idempotence (%s): ok in %.1f s" % (args.io, time.monotonic() - t0))
+
+
+CHECKPOINT_BYTES = 4096
+CKPT_TOPIC = "idem-ckpt"
+
+
+def checkpoint(b):
+    """The background producer-state checkpoint (laminar.producer.checkpoint.bytes): once the
+    log grew past it the checkpoint file appears; after a kill -9 the state is loaded from it
+    and only the log after it is replayed, and duplicates of batches on both sides of it are
+    still recognised with their offsets. A checkpoint whose prefix the log no longer matches
+    (rewritten epoch) is not used: the whole log is replayed."""
+    admin = AdminClient({"bootstrap.servers": b.bootstrap})
+    admin.create_topics([NewTopic(CKPT_TOPIC, num_partitions=1, replication_factor=1)])[
+        CKPT_TOPIC].result(30)
+    conn = kraw.Conn(b.host, b.port)
+    err, pid, _ = conn.init_producer_id()
+    check(err == 0, "InitProducerId")
+    batches, seq, off = [], 0, 0
+    pad = b"p" * 200
+    for i in range(40):  # about 10 KiB of batches: past the checkpoint interval twice
+        bt = kraw.idempotent_batch(pid, 0, seq, [b"r%d" % i + pad, b"s%d" % i + pad])
+        check(conn.produce(CKPT_TOPIC, 0, bt) == (0, off), "append %d" % i)
+        batches.append((bt, off))
+        seq, off = seq + 2, off + 2
+    path = os.path.join(b.data_dir, CKPT_TOPIC + "-0", "producer.checkpoint")
+    deadline = time.monotonic() + 20
+    while not os.path.exists(path):
+        check(time.monotonic() < deadline, "no producer checkpoint written")
+        time.sleep(0.1)
+    # two more batches the checkpoint may not hold
+    for i in range(40, 42):
+        bt = kraw.idempotent_batch(pid, 0, seq, [b"r%d" % i])
+        check(conn.produce(CKPT_TOPIC, 0, bt) == (0, off), "append %d" % i)
+        batches.append((bt, off))
+        seq, off = seq + 1, off + 1
+    conn.close()
+
+    restart_wait(b, kill=True)
+    conn = kraw.Conn(b.host, b.port)
+    # the five newest batches are remembered: some come from the checkpoint, some from the log
+    for bt, o in batches[-5:]:
+        check(conn.produce(CKPT_TOPIC, 0, bt) == (0, o), "duplicate at %d after kill -9" % o)
+    loads = [ln for ln in b.log_text().splitlines()
+             if CKPT_TOPIC + "-0: producer state loaded" in ln]
+    check(loads, "no producer state load logged")
+    replayed = int(loads[-1].rsplit("replayed from ", 1)[1].rstrip(")"))
+    check(0 < replayed <= off, "state not taken from the checkpoint: %r" % loads[-1])
+    nxt = kraw.idempotent_batch(pid, 0, seq, [b"next"])
+    check(conn.produce(CKPT_TOPIC, 0, nxt) == (0, off), "next after kill -9")
+    gap = kraw.idempotent_batch(pid, 0, seq + 5, [b"gap"])
+    err, _ = conn.produce(CKPT_TOPIC, 0, gap)
+    check(err == OUT_OF_ORDER_SEQUENCE_NUMBER, "gap after restart gave %d" % err)
+    conn.close()
+
+    # A checkpoint that claims another epoch for the batch before its offset is not used.
+    b.kill9()
+    with open(path, "r+b") as f:
+        head = bytearray(f.read(38))
+        head[30:34] = (12345).to_bytes(4, "big")
+        crc = kraw.crc32c(bytes(head[:34]))
+        head[34:38] = crc.to_bytes(4, "big")
+        f.seek(0)
+        f.write(head)
+    n = b.log_text().count(" started:")
+    b.restart()
+    deadline = time.monotonic() + 60
+    while b.log_text().count(" started:") <= n:
+        check(b.alive() and time.monotonic() < deadline, "broker did not restart")
+        time.sleep(0.05)
+    conn = kraw.Conn(b.host, b.port)
+    check(conn.produce(CKPT_TOPIC, 0, nxt) == (0, off), "duplicate after a foreign checkpoint")
+    loads = [ln for ln in b.log_text().splitlines()
+             if CKPT_TOPIC + "-0: producer state loaded" in ln]
+    check(loads[-1].endswith("replayed from 0)"), "foreign checkpoint used: %r" % loads[-1])
+    conn.close()
+    check(b.stop() == 0, "broker exit status")
+    log = b.log_text()
+    check("ERROR" not in log and "AddressSanitizer" not in log, "errors in the log")
 
 
 def expiry(b):

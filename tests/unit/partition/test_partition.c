@@ -1101,6 +1101,46 @@ static void sim_one(struct fx *f, uint64_t seed, int steps)
     }
 }
 
+/* The read lease: a leader holds it while a majority answered within half an election
+ * timeout; cut off from both followers it loses it once that time passes (while it still
+ * believes it leads: check-quorum has not fired yet), and gets it back when they answer again.
+ * A follower never has it, nor a leader handing its leadership over. */
+static void test_read_lease(void **state)
+{
+    struct fx *f = *state;
+    for (uint32_t i = 1; i <= NODES; i++)
+        assert_int_equal(fx_open(f, i, NODES), 0);
+    assert_int_equal(partition_campaign(f->parts[1]), 0);
+    fx_deliver(f);
+    struct partition *l1 = f->parts[1];
+    assert_true(partition_is_leader(l1));
+    fx_tick_all(f, 2); /* heartbeats answered */
+    assert_true(partition_lease_valid(l1, f->now_ms));
+    assert_false(partition_lease_valid(f->parts[2], f->now_ms));
+    /* (election_ticks - 1) * tick_ms / 2 = 450 ms with the defaults */
+    assert_true(partition_lease_valid(l1, f->now_ms + 400));
+    assert_false(partition_lease_valid(l1, f->now_ms + 500));
+    /* one follower is enough with three voters */
+    f->cut[3] = true;
+    fx_tick_all(f, 5);
+    assert_true(partition_lease_valid(l1, f->now_ms));
+    f->cut[2] = true;
+    fx_tick_all(f, 5); /* 500 ms without an answer, less than an election timeout */
+    assert_true(partition_is_leader(l1));
+    assert_false(partition_lease_valid(l1, f->now_ms));
+    f->cut[2] = f->cut[3] = false;
+    fx_tick_all(f, 1);
+    assert_true(partition_is_leader(l1));
+    assert_true(partition_lease_valid(l1, f->now_ms));
+    assert_int_equal(partition_transfer_leader(l1, 2), 0);
+    assert_false(partition_lease_valid(l1, f->now_ms));
+    fx_deliver(f);
+    fx_tick_all(f, 2);
+    assert_true(partition_is_leader(f->parts[2]));
+    assert_true(partition_lease_valid(f->parts[2], f->now_ms));
+    assert_false(partition_lease_valid(l1, f->now_ms));
+}
+
 static void test_three_voters_random(void **state)
 {
     struct fx *f = *state;
@@ -1127,6 +1167,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_trimmed_log_keeps_its_term, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_three_voters, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_three_voters_random, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_read_lease, fx_setup, fx_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
