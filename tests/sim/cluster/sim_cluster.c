@@ -61,7 +61,7 @@
  *   SIM_CLUSTER_SEED=s                one seed, with a trace of every event on stderr
  *   sim_cluster --determinism s       runs seed s twice and compares the trace hashes
  *   sim_cluster --selftest            one acknowledgement misreported, then (another run) the
- *                                     auditor's committed offsets seen one lower once 20
+ *                                     auditor's committed offsets seen one lower once 3
  *                                     commits were acknowledged: the checkers must fail both
  *   SIM_CLUSTER_HW=count              a high watermark going back is counted, not a failure
  *   SIM_CLUSTER_VERBOSE=1             one line of figures per seed
@@ -73,7 +73,8 @@
  * A range runs each seed in a child process: a broker that crashes is one failed seed.
  *
  * Seeds that fail on a broker finding go in KNOWN_FAILING_SEEDS below (0 ends the list, seeds
- * start at 1) so the fixed ctest set skips them; those of 1..300 are listed, by finding:
+ * start at 1) so the fixed ctest set skips them; those of 1..300 (in a release or an ASan
+ * build) are listed, by finding:
  *   - a node stopped while an offset commit waits for its flush or replication (a crash here:
  *     the handler layer's stop path) uses freed memory: group_shard_stop frees the
  *     coordinator's deferred answers while their waits are still queued on the
@@ -83,8 +84,14 @@
  *     NOT_LEADER_OR_FOLLOWER for 90 s (a node dropped the new topic's partitions while its
  *     metadata names it leader), or a deletion by name deletes the new incarnation:
  *     KNOWN_RECREATE_STUCK
- *   - raft's send_append asserts pr->next <= last + 1 on a partition of a recreated topic (an
- *     older incarnation's directory was removed on that node just before): KNOWN_RAFT_NEXT
+ *   - acknowledged records lost after an fsync failed with EIO: the node reopened the log and
+ *     trusted the bytes written before the failure, which Linux no longer writes back (their
+ *     pages were marked clean); a crash that loses unsynced writes then loses them, and the
+ *     high watermark goes back: KNOWN_FSYNC_EIO
+ * Found in 1..2000 but not in 1..300: raft's send_append asserts pr->next <= last + 1 (or its
+ * check at raft.c:947) on a partition of a recreated topic (348, 1563); storage's free_log asserts
+ * a segment still pinned (1367). The lists are of this code: a change to the brokers or to the
+ * scenario draws other runs from the same seeds.
  * Earlier, 24 seeds of 1..3000 found a
  * high watermark going back after a leader change (a restarted node elected with its checkpoint's
  * HW, 0; a follower elected with the HW it had as a follower), until a new leader answered
@@ -151,11 +158,12 @@
 
 /* The seeds ctest runs (SIM_CLUSTER_CTEST_SEEDS of them from 1). */
 #define KNOWN_STOP_UAF                                                                             \
-    45, 56, 62, 66, 67, 79, 104, 112, 117, 118, 119, 121, 129, 151, 153, 166, 176, 183, 185, 203,  \
-        207, 215, 230, 255, 265, 271, 281, 287, 288, 298
-#define KNOWN_RECREATE_STUCK 19, 20, 22, 48, 65, 170, 205, 239, 253, 273, 275, 277
-#define KNOWN_RAFT_NEXT      233
-#define KNOWN_FAILING_SEEDS  KNOWN_STOP_UAF, KNOWN_RECREATE_STUCK, KNOWN_RAFT_NEXT, 0
+    16, 20, 22, 25, 26, 34, 42, 53, 59, 60, 65, 67, 72, 86, 90, 92, 93, 102, 105, 113, 119, 120,   \
+        121, 134, 138, 145, 156, 162, 166, 168, 172, 181, 182, 183, 187, 194, 195, 199, 206, 208,  \
+        224, 230, 232, 252, 258, 262, 264, 265, 268, 276, 287, 291, 295, 298
+#define KNOWN_RECREATE_STUCK 12, 14, 32, 38, 51, 152, 155, 176, 257, 296, 297
+#define KNOWN_FSYNC_EIO      77
+#define KNOWN_FAILING_SEEDS  KNOWN_STOP_UAF, KNOWN_RECREATE_STUCK, KNOWN_FSYNC_EIO, 0
 #ifndef SIM_CLUSTER_CTEST_SEEDS
 #define SIM_CLUSTER_CTEST_SEEDS 4
 #endif
@@ -1450,7 +1458,7 @@ static void on_offset_fetch(struct client *cl, struct scall *c, int rc, struct k
         if (got[p] == -2)
             continue;
         S.offset_fetches++;
-        if (S.selftest == SELFTEST_GROUP && cl->kind == CL_AUDITOR && S.commits_acked >= 20 &&
+        if (S.selftest == SELFTEST_GROUP && cl->kind == CL_AUDITOR && S.commits_acked >= 3 &&
             got[p] > 0)
             got[p]--; /* as a coordinator that lost the last commit would answer */
         check_offset_fetch(p, got[p], c->sent_us);
