@@ -556,6 +556,15 @@ static void client_send(struct client *cl, int32_t node, int16_t key, int16_t ve
             rc = LM_E_INVALID;                                                                     \
     }
 
+/* Encodes msg (a request of `kind` at version v) and sends it to node (a flexible version). */
+#define SEND(cl, node, kind, key, v, msg, on)                                                      \
+    do {                                                                                           \
+        uint8_t *sb_;                                                                              \
+        size_t sn_;                                                                                \
+        ENCODE(kind, (v), (msg), &sb_, &sn_);                                                      \
+        client_send((cl), (node), (key), (v), true, sb_, sn_, (on));                               \
+    } while (0)
+
 static int32_t random_node(void)
 {
     return (int32_t)sim_rand_below(NODES);
@@ -629,25 +638,46 @@ static void on_metadata(struct client *cl, struct scall *c, int rc, struct kafka
     client_later(cl, all ? 0 : 100000);
 }
 
-static void send_metadata(struct client *cl, bool all_topics)
+/* Metadata of topic (every topic when NULL) from a random node. */
+static void metadata_of(struct client *cl, const char *topic, scall_fn on)
 {
     struct kafka_metadata_request m;
     kafka_metadata_request_init(&m);
     struct kafka_metadata_request_metadata_request_topic t;
     memset(&t, 0, sizeof(t));
-    t.name = KAFKA_STR(TOPIC);
-    if (all_topics) {
-        m.topics = NULL;
-        m.topics_count = -1;
-    } else {
+    if (topic != NULL) {
+        t.name = (struct kafka_str){topic, (int32_t)strlen(topic)};
         m.topics = &t;
         m.topics_count = 1;
+    } else {
+        m.topics = NULL;
+        m.topics_count = -1;
     }
     m.allow_auto_topic_creation = false;
-    uint8_t *b;
-    size_t n;
-    ENCODE(metadata_request, 12, &m, &b, &n);
-    client_send(cl, random_node(), KAFKA_METADATA_KEY, 12, true, b, n, on_metadata);
+    SEND(cl, random_node(), metadata_request, KAFKA_METADATA_KEY, 12, &m, on);
+}
+
+static void send_metadata(struct client *cl, bool all_topics)
+{
+    metadata_of(cl, all_topics ? NULL : TOPIC, on_metadata);
+}
+
+/* CreateTopics of topic with partitions partitions, replication factor 3, at a random node. */
+static void create_topic(struct client *cl, const char *topic, int32_t partitions, scall_fn on)
+{
+    struct kafka_create_topics_request m;
+    kafka_create_topics_request_init(&m);
+    struct kafka_create_topics_request_creatable_topic t;
+    memset(&t, 0, sizeof(t));
+    t.name = (struct kafka_str){topic, (int32_t)strlen(topic)};
+    t.num_partitions = partitions;
+    t.replication_factor = 3;
+    t.assignments_count = 0;
+    t.configs_count = 0;
+    m.topics = &t;
+    m.topics_count = 1;
+    m.timeout_ms = 5000;
+    SEND(cl, random_node(), create_topics_request, KAFKA_CREATE_TOPICS_KEY, 7, &m, on);
 }
 
 /* ---- admin ---------------------------------------------------------------------------------- */
@@ -674,22 +704,7 @@ static void admin_step(struct client *cl)
     if (cl->admin_state == 0) {
         send_metadata(cl, true);
     } else if (cl->admin_state == 1) {
-        struct kafka_create_topics_request m;
-        kafka_create_topics_request_init(&m);
-        struct kafka_create_topics_request_creatable_topic t;
-        memset(&t, 0, sizeof(t));
-        t.name = KAFKA_STR(TOPIC);
-        t.num_partitions = SIM_PARTITIONS;
-        t.replication_factor = 3;
-        t.assignments_count = 0;
-        t.configs_count = 0;
-        m.topics = &t;
-        m.topics_count = 1;
-        m.timeout_ms = 5000;
-        uint8_t *b;
-        size_t n;
-        ENCODE(create_topics_request, 7, &m, &b, &n);
-        client_send(cl, random_node(), KAFKA_CREATE_TOPICS_KEY, 7, true, b, n, on_create);
+        create_topic(cl, TOPIC, SIM_PARTITIONS, on_create);
     } else if (cl->admin_state == 2) {
         send_metadata(cl, false);
     }
@@ -786,6 +801,29 @@ static void on_produce(struct client *cl, struct scall *c, int rc, struct kafka_
     client_later(cl, 100000);
 }
 
+/* Finishes bb (freed) and sends it to partition p of topic at node: Produce v9, acks=all. */
+static void produce_batch(struct client *cl, int32_t node, const char *topic, int32_t p,
+                          struct kafka_batch_builder *bb, scall_fn on)
+{
+    uint8_t *batch;
+    size_t blen;
+    LM_ASSERT(kafka_batch_builder_finish(bb, KAFKA_CODEC_NONE, &batch, &blen) == 0);
+    kafka_batch_builder_deinit(bb);
+    struct kafka_produce_request m;
+    kafka_produce_request_init(&m);
+    struct kafka_produce_request_partition_produce_data pd = {.index = p,
+                                                              .records = {batch, (int32_t)blen}};
+    struct kafka_produce_request_topic_produce_data td = {
+        .name = {topic, (int32_t)strlen(topic)}, .partition_data = &pd, .partition_data_count = 1};
+    m.transactional_id = KAFKA_STR_NULL;
+    m.acks = -1;
+    m.timeout_ms = 5000;
+    m.topic_data = &td;
+    m.topic_data_count = 1;
+    SEND(cl, node, produce_request, KAFKA_PRODUCE_KEY, 9, &m, on);
+    free(batch); /* after the encoding, which copies it */
+}
+
 static void producer_step(struct client *cl)
 {
     if (!cl->meta_fresh) {
@@ -799,10 +837,8 @@ static void producer_step(struct client *cl)
         m.transaction_timeout_ms = 60000;
         m.producer_id = -1;
         m.producer_epoch = -1;
-        uint8_t *b;
-        size_t n;
-        ENCODE(init_producer_id_request, 4, &m, &b, &n);
-        client_send(cl, random_node(), KAFKA_INIT_PRODUCER_ID_KEY, 4, true, b, n, on_init_pid);
+        SEND(cl, random_node(), init_producer_id_request, KAFKA_INIT_PRODUCER_ID_KEY, 4, &m,
+             on_init_pid);
         return;
     }
     if (!cl->pending) {
@@ -832,26 +868,7 @@ static void producer_step(struct client *cl)
         LM_ASSERT(kafka_batch_builder_append(&bb, bb.base_timestamp, NULL, -1, v, vn, NULL, 0) ==
                   0);
     }
-    uint8_t *batch;
-    size_t blen;
-    LM_ASSERT(kafka_batch_builder_finish(&bb, KAFKA_CODEC_NONE, &batch, &blen) == 0);
-    kafka_batch_builder_deinit(&bb);
-    struct kafka_produce_request m;
-    kafka_produce_request_init(&m);
-    struct kafka_produce_request_partition_produce_data pd = {.index = cl->pend_part,
-                                                              .records = {batch, (int32_t)blen}};
-    struct kafka_produce_request_topic_produce_data td = {
-        .name = KAFKA_STR(TOPIC), .partition_data = &pd, .partition_data_count = 1};
-    m.transactional_id = KAFKA_STR_NULL;
-    m.acks = -1;
-    m.timeout_ms = 5000;
-    m.topic_data = &td;
-    m.topic_data_count = 1;
-    uint8_t *b;
-    size_t n;
-    ENCODE(produce_request, 9, &m, &b, &n);
-    free(batch);
-    client_send(cl, cl->leader[cl->pend_part], KAFKA_PRODUCE_KEY, 9, true, b, n, on_produce);
+    produce_batch(cl, cl->leader[cl->pend_part], TOPIC, cl->pend_part, &bb, on_produce);
 }
 
 /* ---- reader --------------------------------------------------------------------------------- */
@@ -961,10 +978,7 @@ static void send_list_offsets(struct client *cl, int32_t p)
     m.isolation_level = 0;
     m.topics = &lt;
     m.topics_count = 1;
-    uint8_t *b;
-    size_t n;
-    ENCODE(list_offsets_request, 7, &m, &b, &n);
-    client_send(cl, cl->leader[p], KAFKA_LIST_OFFSETS_KEY, 7, true, b, n, on_list_offsets);
+    SEND(cl, cl->leader[p], list_offsets_request, KAFKA_LIST_OFFSETS_KEY, 7, &m, on_list_offsets);
 }
 
 static void on_fetch(struct client *cl, struct scall *c, int rc, struct kafka_arena *a,
@@ -1021,21 +1035,28 @@ static void reader_step(struct client *cl)
 }
 
 /* Fetch of partition p from the client's position, at its leader. */
-static void send_fetch(struct client *cl, int32_t p)
+/* Fetch of one partition from offset at node: of TOPIC by name (Fetch v12, id NULL) or of the
+ * topic with that id (v13). */
+static void fetch_one(struct client *cl, int32_t node, const struct kafka_uuid *id, int32_t p,
+                      int32_t epoch, int64_t offset, scall_fn on)
 {
+    int16_t v = id != NULL ? 13 : 12;
     struct kafka_fetch_request m;
     kafka_fetch_request_init(&m);
     struct kafka_fetch_request_fetch_partition fp;
     memset(&fp, 0, sizeof(fp));
     fp.partition = p;
-    fp.current_leader_epoch = cl->epoch[p];
-    fp.fetch_offset = cl->pos[p];
+    fp.current_leader_epoch = epoch;
+    fp.fetch_offset = offset;
     fp.last_fetched_epoch = -1;
     fp.log_start_offset = -1;
     fp.partition_max_bytes = 1 << 20;
     struct kafka_fetch_request_fetch_topic ft;
     memset(&ft, 0, sizeof(ft));
-    ft.topic = KAFKA_STR(TOPIC);
+    if (id != NULL)
+        ft.topic_id = *id;
+    else
+        ft.topic = KAFKA_STR(TOPIC);
     ft.partitions = &fp;
     ft.partitions_count = 1;
     m.replica_id = -1;
@@ -1050,10 +1071,12 @@ static void send_fetch(struct client *cl, int32_t p)
     m.forgotten_topics_data_count = 0;
     m.rack_id = KAFKA_STR("");
     m.cluster_id = KAFKA_STR_NULL;
-    uint8_t *b;
-    size_t n;
-    ENCODE(fetch_request, 12, &m, &b, &n);
-    client_send(cl, cl->leader[p], KAFKA_FETCH_KEY, 12, true, b, n, on_fetch);
+    SEND(cl, node, fetch_request, KAFKA_FETCH_KEY, v, &m, on);
+}
+
+static void send_fetch(struct client *cl, int32_t p)
+{
+    fetch_one(cl, cl->leader[p], NULL, p, cl->epoch[p], cl->pos[p], on_fetch);
 }
 
 /* ---- consumer group members and the offsets auditor ----------------------------------------- */
@@ -1183,10 +1206,8 @@ static void send_find_coordinator(struct client *cl)
     kafka_find_coordinator_request_init(&m);
     m.key = KAFKA_STR(GROUP);
     m.key_type = 0;
-    uint8_t *b;
-    size_t n;
-    ENCODE(find_coordinator_request, 3, &m, &b, &n);
-    client_send(cl, random_node(), KAFKA_FIND_COORDINATOR_KEY, 3, true, b, n, on_find_coordinator);
+    SEND(cl, random_node(), find_coordinator_request, KAFKA_FIND_COORDINATOR_KEY, 3, &m,
+         on_find_coordinator);
 }
 
 /* The leader's assignment: members in member id order, partition p to member p mod count. */
@@ -1244,10 +1265,7 @@ static void send_sync_group(struct client *cl, const struct kafka_join_group_res
         }
         m.assignments_count = nm;
     }
-    uint8_t *b;
-    size_t n;
-    ENCODE(sync_group_request, 4, &m, &b, &n);
-    client_send(cl, cl->coord, KAFKA_SYNC_GROUP_KEY, 4, true, b, n, on_sync_group);
+    SEND(cl, cl->coord, sync_group_request, KAFKA_SYNC_GROUP_KEY, 4, &m, on_sync_group);
 }
 
 static void on_join_group(struct client *cl, struct scall *c, int rc, struct kafka_arena *a,
@@ -1293,10 +1311,7 @@ static void send_join_group(struct client *cl)
     m.protocol_type = KAFKA_STR("consumer");
     m.protocols = &proto;
     m.protocols_count = 1;
-    uint8_t *b;
-    size_t n;
-    ENCODE(join_group_request, 6, &m, &b, &n);
-    client_send(cl, cl->coord, KAFKA_JOIN_GROUP_KEY, 6, true, b, n, on_join_group);
+    SEND(cl, cl->coord, join_group_request, KAFKA_JOIN_GROUP_KEY, 6, &m, on_join_group);
 }
 
 static void on_heartbeat(struct client *cl, struct scall *c, int rc, struct kafka_arena *a,
@@ -1320,10 +1335,7 @@ static void send_heartbeat(struct client *cl)
     m.generation_id = cl->generation;
     m.member_id = member_str(cl);
     m.group_instance_id = KAFKA_STR_NULL;
-    uint8_t *b;
-    size_t n;
-    ENCODE(heartbeat_request, 4, &m, &b, &n);
-    client_send(cl, cl->coord, KAFKA_HEARTBEAT_KEY, 4, true, b, n, on_heartbeat);
+    SEND(cl, cl->coord, heartbeat_request, KAFKA_HEARTBEAT_KEY, 4, &m, on_heartbeat);
 }
 
 /* ---- committed group offsets: the history the checker judges OffsetFetch answers by ---- */
@@ -1418,10 +1430,7 @@ static void send_offset_commit(struct client *cl)
     m.group_instance_id = KAFKA_STR_NULL;
     m.topics = &t;
     m.topics_count = 1;
-    uint8_t *b;
-    size_t len;
-    ENCODE(offset_commit_request, 8, &m, &b, &len);
-    client_send(cl, cl->coord, KAFKA_OFFSET_COMMIT_KEY, 8, true, b, len, on_offset_commit);
+    SEND(cl, cl->coord, offset_commit_request, KAFKA_OFFSET_COMMIT_KEY, 8, &m, on_offset_commit);
     if (cl->last_call != NULL) {
         cl->last_call->op_first = first;
         cl->last_call->op_count = (uint32_t)n;
@@ -1501,10 +1510,7 @@ static void send_offset_fetch(struct client *cl)
     m.topics = &t;
     m.topics_count = 1;
     m.require_stable = false;
-    uint8_t *b;
-    size_t len;
-    ENCODE(offset_fetch_request, 7, &m, &b, &len);
-    client_send(cl, cl->coord, KAFKA_OFFSET_FETCH_KEY, 7, true, b, len, on_offset_fetch);
+    SEND(cl, cl->coord, offset_fetch_request, KAFKA_OFFSET_FETCH_KEY, 7, &m, on_offset_fetch);
 }
 
 static void send_fetch(struct client *cl, int32_t p);
@@ -1628,20 +1634,7 @@ static void on_churn_create(struct client *cl, struct scall *c, int rc, struct k
 
 static void churn_send_create(struct client *cl)
 {
-    struct kafka_create_topics_request m;
-    kafka_create_topics_request_init(&m);
-    struct kafka_create_topics_request_creatable_topic t;
-    memset(&t, 0, sizeof(t));
-    t.name = KAFKA_STR(CHURN_TOPIC);
-    t.num_partitions = CHURN_PARTITIONS;
-    t.replication_factor = 3;
-    m.topics = &t;
-    m.topics_count = 1;
-    m.timeout_ms = 5000;
-    uint8_t *b;
-    size_t n;
-    ENCODE(create_topics_request, 7, &m, &b, &n);
-    client_send(cl, random_node(), KAFKA_CREATE_TOPICS_KEY, 7, true, b, n, on_churn_create);
+    create_topic(cl, CHURN_TOPIC, CHURN_PARTITIONS, on_churn_create);
 }
 
 /* Metadata of the churn topic: in CH_META it must show this incarnation with a leader for
@@ -1732,18 +1725,7 @@ static void on_churn_metadata(struct client *cl, struct scall *c, int rc, struct
 
 static void churn_send_metadata(struct client *cl)
 {
-    struct kafka_metadata_request m;
-    kafka_metadata_request_init(&m);
-    struct kafka_metadata_request_metadata_request_topic t;
-    memset(&t, 0, sizeof(t));
-    t.name = KAFKA_STR(CHURN_TOPIC);
-    m.topics = &t;
-    m.topics_count = 1;
-    m.allow_auto_topic_creation = false;
-    uint8_t *b;
-    size_t n;
-    ENCODE(metadata_request, 12, &m, &b, &n);
-    client_send(cl, random_node(), KAFKA_METADATA_KEY, 12, true, b, n, on_churn_metadata);
+    metadata_of(cl, CHURN_TOPIC, on_churn_metadata);
 }
 
 static void on_churn_produce(struct client *cl, struct scall *c, int rc, struct kafka_arena *a,
@@ -1786,26 +1768,7 @@ static void churn_send_produce(struct client *cl)
     struct kafka_batch_builder bb;
     kafka_batch_builder_init(&bb, 0, (int64_t)(sim_now_us() / 1000u));
     LM_ASSERT(kafka_batch_builder_append(&bb, bb.base_timestamp, NULL, -1, v, vn, NULL, 0) == 0);
-    uint8_t *batch;
-    size_t blen;
-    LM_ASSERT(kafka_batch_builder_finish(&bb, KAFKA_CODEC_NONE, &batch, &blen) == 0);
-    kafka_batch_builder_deinit(&bb);
-    struct kafka_produce_request m;
-    kafka_produce_request_init(&m);
-    struct kafka_produce_request_partition_produce_data pd = {.index = p,
-                                                              .records = {batch, (int32_t)blen}};
-    struct kafka_produce_request_topic_produce_data td = {
-        .name = KAFKA_STR(CHURN_TOPIC), .partition_data = &pd, .partition_data_count = 1};
-    m.transactional_id = KAFKA_STR_NULL;
-    m.acks = -1;
-    m.timeout_ms = 5000;
-    m.topic_data = &td;
-    m.topic_data_count = 1;
-    uint8_t *b;
-    size_t n;
-    ENCODE(produce_request, 9, &m, &b, &n);
-    free(batch);
-    client_send(cl, cl->ch_leader[p], KAFKA_PRODUCE_KEY, 9, true, b, n, on_churn_produce);
+    produce_batch(cl, cl->ch_leader[p], CHURN_TOPIC, p, &bb, on_churn_produce);
 }
 
 /* Records read from the churn topic by its id: every one must be of this incarnation, and an
@@ -1886,35 +1849,7 @@ static void on_churn_fetch(struct client *cl, struct scall *c, int rc, struct ka
 
 static void churn_send_fetch(struct client *cl, int32_t p)
 {
-    struct kafka_fetch_request m;
-    kafka_fetch_request_init(&m);
-    struct kafka_fetch_request_fetch_partition fp;
-    memset(&fp, 0, sizeof(fp));
-    fp.partition = p;
-    fp.current_leader_epoch = cl->ch_epoch[p];
-    fp.fetch_offset = cl->ch_pos[p];
-    fp.last_fetched_epoch = -1;
-    fp.log_start_offset = -1;
-    fp.partition_max_bytes = 1 << 20;
-    struct kafka_fetch_request_fetch_topic ft;
-    memset(&ft, 0, sizeof(ft));
-    ft.topic_id = cl->ch_id;
-    ft.partitions = &fp;
-    ft.partitions_count = 1;
-    m.replica_id = -1;
-    m.max_wait_ms = 100;
-    m.min_bytes = 1;
-    m.max_bytes = 1 << 20;
-    m.session_id = 0;
-    m.session_epoch = -1;
-    m.topics = &ft;
-    m.topics_count = 1;
-    m.rack_id = KAFKA_STR("");
-    m.cluster_id = KAFKA_STR_NULL;
-    uint8_t *b;
-    size_t n;
-    ENCODE(fetch_request, 13, &m, &b, &n);
-    client_send(cl, cl->ch_leader[p], KAFKA_FETCH_KEY, 13, true, b, n, on_churn_fetch);
+    fetch_one(cl, cl->ch_leader[p], &cl->ch_id, p, cl->ch_epoch[p], cl->ch_pos[p], on_churn_fetch);
 }
 
 static void on_churn_delete(struct client *cl, struct scall *c, int rc, struct kafka_arena *a,
@@ -1944,10 +1879,7 @@ static void churn_send_delete(struct client *cl)
     m.topics = &t;
     m.topics_count = 1;
     m.timeout_ms = 5000;
-    uint8_t *b;
-    size_t n;
-    ENCODE(delete_topics_request, 6, &m, &b, &n);
-    client_send(cl, random_node(), KAFKA_DELETE_TOPICS_KEY, 6, true, b, n, on_churn_delete);
+    SEND(cl, random_node(), delete_topics_request, KAFKA_DELETE_TOPICS_KEY, 6, &m, on_churn_delete);
 }
 
 /* CH_CREATE -> CH_META -> CH_PRODUCE (CHURN_BATCHES acknowledged) -> CH_VERIFY (read by topic id
