@@ -354,10 +354,13 @@ static int create_one(const struct admin_env *env, int16_t version, bool validat
                        p.name, LM_TOPIC_NAME_MAX);
 
     /* Existence before layout and configs (Kafka's controller order), against the newest
-     * state: earlier topics of this request included. */
+     * state: earlier topics of this request included. In a cluster this node's image may lag
+     * the controller's (a deletion it has not applied yet): there the controller's check when
+     * the record commits answers TOPIC_ALREADY_EXISTS, never this image (Kafka's brokers
+     * forward CreateTopics to the controller). */
     struct lm_meta_snapshot *snap = lm_meta_store_snapshot(env->meta);
     const char *collides = NULL;
-    bool exists = lm_meta_state_find(&snap->state, p.name) != NULL;
+    bool exists = env->defer == NULL && lm_meta_state_find(&snap->state, p.name) != NULL;
     if (!exists)
         collides = topic_collision(&snap->state, p.name);
     char other[LM_TOPIC_NAME_MAX + 1] = "";

@@ -123,6 +123,7 @@ struct broker_udp {
 
 struct sim_node {
     bool added, up, quiescing;
+    bool stopping; /* a clean stop: the node's own writes while it stops reach the disk */
     uint64_t gen;
     struct broker_config *cfg;
     int (*setup)(struct broker_dispatch *d, struct broker_config *cfg);
@@ -149,6 +150,7 @@ struct sim_wr {
     uint64_t off, len, old_size;
     uint8_t *old; /* old_len bytes the write overwrote */
     size_t old_len;
+    bool doomed; /* an fsync of its file failed: no later fsync makes it durable */
     char path[PATH_MAX];
 };
 
@@ -177,6 +179,11 @@ struct sim_world {
         void (*fn)(void *arg);
         void *arg;
     } on_write[SIM_NODES_MAX];
+    struct {
+        enum sim_disk_fault kind;
+        uint64_t until_us;
+    } dfault[SIM_NODES_MAX];
+    uint64_t disk_faults; /* writes and syncs failed by a disk fault */
 };
 
 static struct sim_world W;
@@ -698,9 +705,11 @@ static void req_retire(struct broker_req *req)
     peer_maybe_free(p);
 }
 
-/* Sends the completed responses at the head of p's queue, in request order. */
+/* Sends the completed responses at the head of p's queue, in request order. p is held while
+ * it runs: retiring its last request may otherwise free it. */
 static void conn_flush(struct broker_peer *p)
 {
+    p->refs++;
     while (p->rq_head != NULL && p->rq_head->state_ == REQ_DONE) {
         struct broker_req *req = p->rq_head;
         p->rq_head = req->next_;
@@ -724,6 +733,8 @@ static void conn_flush(struct broker_peer *p)
             peer_fail(p, LM_E_CLOSED, 0,
                       p->last_s2c_us >= W.now_us ? p->last_s2c_us + 1 - W.now_us : 0);
     }
+    p->refs--;
+    peer_maybe_free(p);
 }
 
 static void req_complete(struct broker_req *req, uint8_t *resp, size_t len, bool has_resp)
@@ -1214,7 +1225,8 @@ static void *real_fn(const char *name)
 /* The node whose process makes this call, when it is a node that just crashed. */
 static bool write_voided(void)
 {
-    return W.active && W.cur_node >= 0 && W.nodes[W.cur_node].quiescing;
+    return W.active && W.cur_node >= 0 && W.nodes[W.cur_node].quiescing &&
+           !W.nodes[W.cur_node].stopping;
 }
 
 static void remember_write(int fd, uint64_t off, uint64_t len)
@@ -1257,6 +1269,42 @@ static void remember_write(int fd, uint64_t off, uint64_t len)
     }
 }
 
+/* The errno a disk fault of the calling node gives a write (sync false) or an fsync (sync
+ * true) to fd, or 0. Only regular files fail. */
+static int disk_fault(int fd, bool sync)
+{
+    if (!W.active || W.cur_node < 0)
+        return 0;
+    enum sim_disk_fault k = W.dfault[W.cur_node].kind;
+    if (k == SIM_DISK_OK || W.now_us >= W.dfault[W.cur_node].until_us)
+        return 0;
+    int err = 0;
+    if (sync && k == SIM_DISK_EIO_FSYNC)
+        err = EIO;
+    else if (!sync && k == SIM_DISK_EIO_WRITE)
+        err = EIO;
+    else if (!sync && k == SIM_DISK_FULL)
+        err = ENOSPC;
+    struct stat st;
+    if (err == 0 || fstat(fd, &st) != 0 || !S_ISREG(st.st_mode))
+        return 0;
+    W.disk_faults++;
+    return err;
+}
+
+/* An fsync of fd failed: the kernel has marked its dirty pages clean (Linux after a writeback
+ * error), so the writes not synced yet are never made durable by a later fsync; a crash that
+ * loses unsynced writes loses them. */
+static void doom_unsynced(int fd)
+{
+    struct stat st;
+    if (fstat(fd, &st) != 0)
+        return;
+    for (struct sim_wr *w = W.unsynced[W.cur_node]; w != NULL; w = w->next)
+        if (w->dev == st.st_dev && w->ino == st.st_ino)
+            w->doomed = true;
+}
+
 static void forget_synced(int fd)
 {
     if (!W.active)
@@ -1267,7 +1315,7 @@ static void forget_synced(int fd)
     for (uint32_t i = 0; i < SIM_NODES_MAX; i++)
         for (struct sim_wr **pp = &W.unsynced[i]; *pp != NULL;) {
             struct sim_wr *w = *pp;
-            if (w->dev == st.st_dev && w->ino == st.st_ino) {
+            if (w->dev == st.st_dev && w->ino == st.st_ino && !w->doomed) {
                 *pp = w->next;
                 free(w->old);
                 free(w);
@@ -1287,6 +1335,11 @@ ssize_t pwritev(int fd, const struct iovec *iov, int iovcnt, off_t offset)
         len += iov[i].iov_len;
     if (write_voided())
         return (ssize_t)len;
+    int err = disk_fault(fd, false);
+    if (err != 0) {
+        errno = err;
+        return -1;
+    }
     remember_write(fd, (uint64_t)offset, len);
     return real(fd, iov, iovcnt, offset);
 }
@@ -1298,6 +1351,11 @@ ssize_t pwrite(int fd, const void *buf, size_t len, off_t offset)
         real = (pwrite_fn)real_fn("pwrite");
     if (write_voided())
         return (ssize_t)len;
+    int err = disk_fault(fd, false);
+    if (err != 0) {
+        errno = err;
+        return -1;
+    }
     remember_write(fd, (uint64_t)offset, len);
     return real(fd, buf, len, offset);
 }
@@ -1309,6 +1367,11 @@ ssize_t write(int fd, const void *buf, size_t len)
         real = (write_fn)real_fn("write");
     if (fd > 2 && write_voided())
         return (ssize_t)len;
+    int err = fd > 2 ? disk_fault(fd, false) : 0;
+    if (err != 0) {
+        errno = err;
+        return -1;
+    }
     return real(fd, buf, len);
 }
 
@@ -1319,6 +1382,12 @@ int fdatasync(int fd)
         real = (sync_fn)real_fn("fdatasync");
     if (write_voided())
         return 0;
+    int err = disk_fault(fd, true);
+    if (err != 0) {
+        doom_unsynced(fd);
+        errno = err;
+        return -1;
+    }
     forget_synced(fd);
     return real(fd);
 }
@@ -1330,6 +1399,12 @@ int fsync(int fd)
         real = (sync_fn)real_fn("fsync");
     if (write_voided())
         return 0;
+    int err = disk_fault(fd, true);
+    if (err != 0) {
+        doom_unsynced(fd);
+        errno = err;
+        return -1;
+    }
     forget_synced(fd);
     return real(fd);
 }
@@ -1393,6 +1468,18 @@ static void disk_crash(uint32_t i, enum sim_crash_disk mode)
         free(w->old);
         free(w);
     }
+}
+
+void sim_disk_fault(uint32_t i, enum sim_disk_fault kind, uint64_t until_us)
+{
+    LM_ASSERT(i < SIM_NODES_MAX);
+    W.dfault[i].kind = kind;
+    W.dfault[i].until_us = until_us;
+}
+
+uint64_t sim_disk_faults(void)
+{
+    return W.disk_faults;
 }
 
 uint64_t sim_disk_lost_writes(void)
@@ -1757,10 +1844,15 @@ static void node_quiesce(uint32_t i)
     }
 }
 
-void sim_node_crash(uint32_t i, enum sim_crash_disk disk)
+/* Takes node i down: a crash (its unsynced writes meet `disk`, nothing it writes from now on
+ * reaches the disk) or a clean stop (it flushes and its writes reach the disk, as a process
+ * that exits leaves them in the page cache). */
+static void node_down(uint32_t i, enum sim_crash_disk disk, bool clean)
 {
     struct sim_node *n = &W.nodes[i];
     LM_ASSERT(n->shard != NULL);
+    n->stopping = clean;
+    W.dfault[i].kind = SIM_DISK_OK; /* a disk fault ends with the process that met it */
     /* The process is gone for the network at once: every connection to or from it resets. */
     n->up = false;
     n->quiescing = true;
@@ -1782,6 +1874,10 @@ void sim_node_crash(uint32_t i, enum sim_crash_disk disk)
     if (n->d.shard_drain != NULL)
         n->d.shard_drain(n->shard, n->d.ctx);
     node_quiesce(i);
+    if (clean && n->d.shard_flush != NULL) {
+        n->d.shard_flush(n->shard, n->d.ctx);
+        node_quiesce(i);
+    }
     if (n->d.shard_stop != NULL)
         n->d.shard_stop(n->shard, n->d.ctx);
     /* what the stop completed (a proposal failed by closing its log returns to its origin) */
@@ -1805,8 +1901,43 @@ void sim_node_crash(uint32_t i, enum sim_crash_disk disk)
     }
     node_free_shard(n);
     n->quiescing = false;
-    n->gen++; /* events scheduled for this life are dropped */
+    n->stopping = false;
+    if (clean)
+        disk_crash(i, SIM_DISK_KEEP); /* the machine stays up: what was written stays */
+    n->gen++;                         /* events scheduled for this life are dropped */
     enter_node(-1);
+}
+
+void sim_node_crash(uint32_t i, enum sim_crash_disk disk)
+{
+    node_down(i, disk, false);
+}
+
+void sim_node_stop(uint32_t i)
+{
+    node_down(i, SIM_DISK_KEEP, true);
+}
+
+bool sim_node_handoff_begin(uint32_t i)
+{
+    struct sim_node *n = &W.nodes[i];
+    LM_ASSERT(n->up);
+    if (n->d.handoff_begin == NULL || n->d.handoff_done == NULL)
+        return false;
+    enter_node((int32_t)i);
+    n->d.handoff_begin(n->d.ctx);
+    enter_node(-1);
+    return true;
+}
+
+bool sim_node_handoff_done(uint32_t i)
+{
+    struct sim_node *n = &W.nodes[i];
+    LM_ASSERT(n->up);
+    enter_node((int32_t)i);
+    bool done = n->d.handoff_done(n->d.ctx);
+    enter_node(-1);
+    return done;
 }
 
 void sim_world_init(uint64_t seed, const struct sim_net_params *net)

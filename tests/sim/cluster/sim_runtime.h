@@ -16,6 +16,7 @@
  *   (pwrite, pwritev: storage_io_posix's path) not followed by an fsync of their file are
  *   remembered, so a crash can keep them (a killed process), drop them (power loss), tear the
  *   last of them or zero them; from the crash on, the node's writes do not reach the disk.
+ *   Disk faults fail a node's writes (EIO, ENOSPC) or fsyncs (EIO) for a while.
  * Every event adds to a trace hash: the same seed gives the same hash. */
 #ifndef LAMINAR_TESTS_SIM_CLUSTER_SIM_RUNTIME_H
 #define LAMINAR_TESTS_SIM_CLUSTER_SIM_RUNTIME_H
@@ -66,6 +67,21 @@ enum sim_crash_disk { SIM_DISK_KEEP, SIM_DISK_DROP, SIM_DISK_TEAR, SIM_DISK_ZERO
 /* Crashes node i: its connections reset, its unsynced writes meet `disk`, its memory is
  * freed. */
 void sim_node_crash(uint32_t i, enum sim_crash_disk disk);
+/* Controlled shutdown, the SIGTERM path of broker_runtime_run: handoff_begin asks node i's
+ * handlers to move its leaderships away (false when they cannot), handoff_done says whether they
+ * have, and sim_node_stop stops the node cleanly (drain, flush, stop: what it writes reaches the
+ * disk, which keeps it). */
+bool sim_node_handoff_begin(uint32_t i);
+bool sim_node_handoff_done(uint32_t i);
+void sim_node_stop(uint32_t i);
+/* Disk faults: until until_us, node i's writes to regular files (pwrite, pwritev, write) fail
+ * with EIO (SIM_DISK_EIO_WRITE) or ENOSPC (SIM_DISK_FULL, the disk full until space is freed),
+ * or its fsyncs fail with EIO (SIM_DISK_EIO_FSYNC: the writes not synced then are never made
+ * durable by a later fsync, as Linux marks the pages clean after a writeback error). */
+enum sim_disk_fault { SIM_DISK_OK, SIM_DISK_EIO_WRITE, SIM_DISK_EIO_FSYNC, SIM_DISK_FULL };
+void sim_disk_fault(uint32_t i, enum sim_disk_fault kind, uint64_t until_us);
+/* Writes and fsyncs failed by disk faults so far. */
+uint64_t sim_disk_faults(void);
 /* Writes a crash has undone, torn or zeroed so far. */
 uint64_t sim_disk_lost_writes(void);
 /* Schedules fn(arg) right after node i's next write to a file (a crash then finds it unsynced);
