@@ -471,7 +471,11 @@ static bool delete_topics_enabled(const struct broker_config *cfg)
     return v == NULL || strcmp(v, "false") != 0;
 }
 
-static int delete_one(const struct admin_env *env, const char *name, struct kafka_arena *a,
+/* Deletes topic name; by_id: the request named its id, and the record carries it so that the
+ * controller deletes that incarnation only (this node's image may lag: the name may already
+ * belong to a topic created since), answering UNKNOWN_TOPIC_ID otherwise. */
+static int delete_one(const struct admin_env *env, const char *name, const uint8_t *by_id,
+                      struct kafka_arena *a,
                       struct kafka_delete_topics_response_deletable_topic_result *res)
 {
     /* The group coordinator's log: deleting it would lose every committed offset and break
@@ -480,7 +484,12 @@ static int delete_one(const struct admin_env *env, const char *name, struct kafk
         return SET_ERR(a, res->error_code, res->error_message, KAFKA_INVALID_REQUEST,
                        "Internal topic %s cannot be deleted.", name);
     struct lm_meta_record r = {.type = LM_META_TOPIC_DELETE, .topic = name};
+    if (by_id != NULL)
+        memcpy(r.topic_id, by_id, 16);
     int rc = admin_commit(env, &r, ADMIN_COMMIT_TOPIC, a, &res->error_code, &res->error_message);
+    if (rc == LM_E_NOT_FOUND && by_id != NULL)
+        return SET_ERR(a, res->error_code, res->error_message, KAFKA_UNKNOWN_TOPIC_ID,
+                       "This server does not know this topic id.");
     if (rc != 0)
         return commit_error(a, rc, name, &res->error_code, &res->error_message);
     BLOG_INFO("admin: deleted topic %s", name);
@@ -584,7 +593,7 @@ int admin_delete_topics(const struct admin_env *env, int16_t version,
                              KAFKA_TOPIC_AUTHORIZATION_FAILED, "Authorization failed.");
             } else {
                 res->name = admin_kstr(cname);
-                rc = delete_one(env, cname, a, res);
+                rc = delete_one(env, cname, has_id ? id.b : NULL, a, res);
             }
         }
         if (rc != 0)

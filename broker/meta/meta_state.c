@@ -424,6 +424,14 @@ static bool id_is_zero(const uint8_t id[16])
     return true;
 }
 
+static bool uuid_set(const uint8_t id[16])
+{
+    for (int i = 0; i < 16; i++)
+        if (id[i] != 0)
+            return true;
+    return false;
+}
+
 static int configs_check(const struct lm_config_entry *c, size_t n)
 {
     if (n > LM_META_CONFIGS_MAX)
@@ -648,8 +656,16 @@ int lm_meta_state_check(const struct lm_meta_state *s, const struct lm_meta_reco
         if (replicas_check(r->replicas, r->replication_factor, r->partition_count) != 0)
             return LM_E_INVALID;
         return configs_check(r->configs, r->config_count);
-    case LM_META_TOPIC_DELETE:
-        return (r->topic && lm_meta_state_find(s, r->topic)) ? 0 : LM_E_NOT_FOUND;
+    case LM_META_TOPIC_DELETE: {
+        /* a deletion that names its incarnation (by id: Kafka's RemoveTopicRecord) deletes only
+         * that one, never a topic of the same name created since */
+        static const uint8_t zero[16];
+        t = r->topic ? lm_meta_state_find(s, r->topic) : NULL;
+        if (t == NULL ||
+            (memcmp(r->topic_id, zero, 16) != 0 && memcmp(r->topic_id, t->id, 16) != 0))
+            return LM_E_NOT_FOUND;
+        return 0;
+    }
     case LM_META_PARTITIONS_SET:
         t = r->topic ? lm_meta_state_find(s, r->topic) : NULL;
         if (t == NULL)
@@ -925,7 +941,7 @@ size_t lm_meta_record_size(const struct lm_meta_record *r)
         n += str_size(r->topic) + configs_size(r);
         break;
     case LM_META_TOPIC_DELETE:
-        n += str_size(r->topic);
+        n += str_size(r->topic) + (uuid_set(r->topic_id) ? 16 : 0);
         break;
     case LM_META_PARTITIONS_SET:
         n += str_size(r->topic) + 4 + replicas_size(r, r->replicas_partitions);
@@ -1104,6 +1120,10 @@ int lm_meta_record_encode(const struct lm_meta_record *r, uint8_t *buf, size_t c
         break;
     case LM_META_TOPIC_DELETE:
         put_str(&c, r->topic);
+        if (uuid_set(r->topic_id)) { /* a trailer: records without it delete by name */
+            memcpy(buf + c.pos, r->topic_id, 16);
+            c.pos += 16;
+        }
         break;
     case LM_META_PARTITIONS_SET:
         put_str(&c, r->topic);
@@ -1274,6 +1294,12 @@ int lm_meta_record_decode(const uint8_t *buf, size_t len, struct lm_meta_record 
     case LM_META_TOPIC_DELETE:
         if ((rc = get_str(&c, &out->topic)) != 0)
             return rc;
+        if (c.pos < c.len) { /* the incarnation trailer */
+            if (c.len - c.pos < 16)
+                return LM_E_TRUNCATED;
+            memcpy(out->topic_id, buf + c.pos, 16);
+            c.pos += 16;
+        }
         break;
     case LM_META_PARTITIONS_SET:
         if ((rc = get_str(&c, &out->topic)) != 0)

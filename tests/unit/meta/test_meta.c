@@ -163,6 +163,46 @@ static void test_record_roundtrip_and_truncation(void **state)
     assert_int_equal(lm_meta_record_encode(&r, buf, 10), LM_E_TOO_LARGE);
 }
 
+/* A deletion naming its incarnation (DeleteTopics by id: the id rides in the record) deletes
+ * that incarnation only: after the name was deleted and created again it is refused, so a node
+ * whose image lagged cannot delete the new topic; one by name alone deletes whatever has the
+ * name. The id survives encode/decode, and a record without it decodes as before. */
+static void test_delete_names_its_incarnation(void **state)
+{
+    (void)state;
+    struct lm_meta_state st;
+    lm_meta_state_init(&st);
+    struct lm_meta_record c = {.type = LM_META_TOPIC_CREATE, .topic = "t", .partition_count = 1};
+    memset(c.topic_id, 1, 16);
+    assert_int_equal(lm_meta_state_apply(&st, &c), 0);
+    struct lm_meta_record del = {.type = LM_META_TOPIC_DELETE, .topic = "t"};
+    memset(del.topic_id, 1, 16);
+    assert_int_equal(lm_meta_state_apply(&st, &del), 0);
+    memset(c.topic_id, 2, 16); /* the name again, a new incarnation */
+    assert_int_equal(lm_meta_state_apply(&st, &c), 0);
+    assert_int_equal(lm_meta_state_apply(&st, &del), LM_E_NOT_FOUND); /* the old id */
+    assert_non_null(lm_meta_state_find(&st, "t"));
+    uint8_t buf[128];
+    int n = lm_meta_record_encode(&del, buf, sizeof(buf));
+    assert_int_equal(n, (int)lm_meta_record_size(&del));
+    struct lm_meta_record d;
+    struct lm_config_entry *dc;
+    assert_int_equal(lm_meta_record_decode(buf, (size_t)n, &d, &dc), 0);
+    assert_memory_equal(d.topic_id, del.topic_id, 16);
+    assert_int_equal(lm_meta_state_apply(&st, &d), LM_E_NOT_FOUND);
+    lm_meta_record_free(&d);
+    for (int cut = 1; cut < n; cut++)
+        if (cut != n - 16) /* without the whole trailer: a deletion by name */
+            assert_int_not_equal(lm_meta_record_decode(buf, (size_t)cut, &d, &dc), 0);
+    struct lm_meta_record by_name = {.type = LM_META_TOPIC_DELETE, .topic = "t"};
+    n = lm_meta_record_encode(&by_name, buf, sizeof(buf));
+    assert_int_equal(lm_meta_record_decode(buf, (size_t)n, &d, &dc), 0);
+    assert_int_equal(lm_meta_state_apply(&st, &d), 0);
+    lm_meta_record_free(&d);
+    assert_null(lm_meta_state_find(&st, "t"));
+    lm_meta_state_deinit(&st);
+}
+
 static void create(struct lm_meta_store *s, const char *name, int32_t parts, int expect)
 {
     struct lm_meta_record r = {
@@ -604,6 +644,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_cluster_records),
+        cmocka_unit_test(test_delete_names_its_incarnation),
         cmocka_unit_test(test_image_rebuild_is_atomic),
         cmocka_unit_test(test_scram_records),
         cmocka_unit_test(test_config_table_sorted_and_valid),
