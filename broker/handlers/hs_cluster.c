@@ -656,6 +656,7 @@ void hs_leader_check(struct hshard *hs, struct hpart *p, uint64_t now_ms)
                                .broker_id = hs->node->cfg->node_id,
                                .leader_epoch = epoch,
                                .isr_out = img_out};
+    memcpy(r.topic_id, p->topic_id, 16); /* refused once the name is another topic's */
     int rc = hs_submit_detached(hs, &r);
     if (rc != 0)
         BLOG_WARN_LIMITED("partition %s-%d: announcing leadership: %s", p->topic, p->partition,

@@ -702,6 +702,10 @@ int lm_meta_state_check(const struct lm_meta_state *s, const struct lm_meta_reco
         if (r->partition_count < 0 || r->partition_count >= t->partition_count ||
             r->broker_id < 0 || r->leader_epoch < 0)
             return LM_E_INVALID;
+        /* an announcement for another incarnation of the name (a leader of the deleted topic
+         * announcing late) would give the new topic its epoch and leader */
+        if (uuid_set(r->topic_id) && memcmp(r->topic_id, t->id, 16) != 0)
+            return LM_E_STATE;
         /* an election older than the one known changes nothing; at the known epoch only its
          * leader changes the ISR */
         if (t->leaders != NULL) {
@@ -956,7 +960,7 @@ size_t lm_meta_record_size(const struct lm_meta_record *r)
         n += 4 + 8 + 1;
         break;
     case LM_META_PARTITION_LEADER:
-        n += str_size(r->topic) + 4 + 4 + 4 + 2;
+        n += str_size(r->topic) + 4 + 4 + 4 + 2 + (uuid_set(r->topic_id) ? 16 : 0);
         break;
     case LM_META_SCRAM_SET:
         n += str_size(r->user) + 1 + 4 + 1 + r->scram_salt_len +
@@ -1150,6 +1154,10 @@ int lm_meta_record_encode(const struct lm_meta_record *r, uint8_t *buf, size_t c
         put_be(&c, (uint32_t)r->broker_id, 4);
         put_be(&c, (uint32_t)r->leader_epoch, 4);
         put_be(&c, r->isr_out, 2);
+        if (uuid_set(r->topic_id)) { /* the incarnation trailer */
+            memcpy(buf + c.pos, r->topic_id, 16);
+            c.pos += 16;
+        }
         break;
     case LM_META_SCRAM_SET:
     case LM_META_SCRAM_DELETE:
@@ -1330,6 +1338,12 @@ int lm_meta_record_decode(const uint8_t *buf, size_t len, struct lm_meta_record 
             if ((rc = get_be(&c, 2, &v)) != 0)
                 return rc;
             out->isr_out = (uint16_t)v;
+        }
+        if (c.pos < c.len) { /* the incarnation trailer */
+            if (c.len - c.pos < 16)
+                return LM_E_TRUNCATED;
+            memcpy(out->topic_id, buf + c.pos, 16);
+            c.pos += 16;
         }
         break;
     case LM_META_BROKER_REGISTER:

@@ -166,7 +166,8 @@ static void test_record_roundtrip_and_truncation(void **state)
 /* A deletion naming its incarnation (DeleteTopics by id: the id rides in the record) deletes
  * that incarnation only: after the name was deleted and created again it is refused, so a node
  * whose image lagged cannot delete the new topic; one by name alone deletes whatever has the
- * name. The id survives encode/decode, and a record without it decodes as before. */
+ * name. The id survives encode/decode, and a record without it decodes as before. Leadership
+ * announcements name their incarnation too. */
 static void test_delete_names_its_incarnation(void **state)
 {
     (void)state;
@@ -200,6 +201,29 @@ static void test_delete_names_its_incarnation(void **state)
     assert_int_equal(lm_meta_state_apply(&st, &d), 0);
     lm_meta_record_free(&d);
     assert_null(lm_meta_state_find(&st, "t"));
+    /* a leader of a deleted incarnation announcing late changes nothing of the new topic: its
+     * epoch would stay above every announcement of the real leader */
+    memset(c.topic_id, 3, 16);
+    assert_int_equal(lm_meta_state_apply(&st, &c), 0);
+    struct lm_meta_record lead = {.type = LM_META_PARTITION_LEADER,
+                                  .topic = "t",
+                                  .partition_count = 0,
+                                  .broker_id = 2,
+                                  .leader_epoch = 7};
+    memset(lead.topic_id, 2, 16); /* the deleted incarnation */
+    assert_int_equal(lm_meta_state_apply(&st, &lead), LM_E_STATE);
+    n = lm_meta_record_encode(&lead, buf, sizeof(buf));
+    assert_int_equal(n, (int)lm_meta_record_size(&lead));
+    assert_int_equal(lm_meta_record_decode(buf, (size_t)n, &d, &dc), 0);
+    assert_memory_equal(d.topic_id, lead.topic_id, 16);
+    assert_int_equal(lm_meta_state_apply(&st, &d), LM_E_STATE);
+    lm_meta_record_free(&d);
+    memset(lead.topic_id, 3, 16);
+    lead.leader_epoch = 1;
+    assert_int_equal(lm_meta_state_apply(&st, &lead), 0);
+    const struct lm_meta_topic *t = lm_meta_state_find(&st, "t");
+    assert_non_null(t->leaders);
+    assert_int_equal(t->leaders[0].epoch, 1);
     lm_meta_state_deinit(&st);
 }
 
