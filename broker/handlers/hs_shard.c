@@ -187,10 +187,12 @@ static void shard_tick(struct broker_shard *s, struct broker_timer *t)
         for (struct htopic *tp = hs->buckets[b]; tp != NULL; tp = tp->next) {
             for (int32_t i = 0; i < tp->part_cap; i++) {
                 struct hpart *p = tp->parts[i];
-                if (p != NULL)
-                    gauges_count(hs, tp, p, &g);
-                if (p == NULL || p->idle_closed)
+                if (p == NULL)
                     continue;
+                if (p->idle_closed) {
+                    gauges_count(hs, tp, p, &g);
+                    continue;
+                }
                 /* Waiters of fetches that have answered by timeout are dropped (one-shot). */
                 struct hwaiter **w = &p->waiters;
                 while (*w != NULL) {
@@ -203,8 +205,10 @@ static void shard_tick(struct broker_shard *s, struct broker_timer *t)
                     !p->open_pending && !hs->stopping && now >= p->retry_at_ms &&
                     hs_step_has_budget(hs))
                     hs_part_retry(hs, p);
-                if (p->log == NULL || p->failed)
+                if (p->log == NULL || p->failed) {
+                    gauges_count(hs, tp, p, &g);
                     continue;
+                }
                 /* flush.ms and retention (log.retention.check.interval.ms, coarser) are the
                  * partition's; between retention checks only its drive step runs (flush.ms). */
                 int rc = retention ? partition_tick(p->part, (int64_t)now)
@@ -213,6 +217,7 @@ static void shard_tick(struct broker_shard *s, struct broker_timer *t)
                     BLOG_WARN("partition %s-%d: tick: %s", p->topic, p->partition, lm_strerror(rc));
                 if (p->replicated && !p->dead)
                     hs_leader_check(hs, p, now); /* before the kick, which may free p */
+                gauges_count(hs, tp, p, &g);     /* the ISR as this look left it */
                 if (hs_step_has_budget(hs))
                     producer_partition_tick(hs->producers, p);
                 hs_part_kick(hs, p);

@@ -405,7 +405,12 @@ def isr_follows_lag(nodes):
                 seen = (p.isrs, time.monotonic())
                 leader = next(x for x in nodes if x.node_id == p.leader)
                 if leader.http_port is not None:
-                    under = metric(leader, "kafka_server_replicamanager_underreplicatedpartitions")
+                    # the gauge is the leader's shards' as of their last tick (200 ms)
+                    gauge = "kafka_server_replicamanager_underreplicatedpartitions"
+                    under, until = None, time.monotonic() + 0.6
+                    while time.monotonic() < until and not (under or 0) >= 1:
+                        under = metric(leader, gauge)
+                        time.sleep(0.05)
                     seen = seen + (under,)
             time.sleep(0.05)
         os.kill(follower.pid, signal.SIGCONT)
