@@ -153,6 +153,15 @@ static int state_write(const struct partition *p, const char *name, const char *
         rc = LM_E_IO;
     if (rc == 0 && rename(tmp, path) != 0)
         rc = LM_E_IO;
+    if (rc == 0) {
+        /* the rename is durable only once the directory is: a vote that a crash could
+         * forget would let this node vote twice in one term */
+        int dfd = open(p->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (dfd < 0 || fsync(dfd) != 0)
+            rc = LM_E_IO;
+        if (dfd >= 0)
+            close(dfd);
+    }
     return rc;
 }
 
