@@ -1086,6 +1086,18 @@ static bool maybe_commit(struct raft *r)
     return true;
 }
 
+/* Whether idx ends an entry of this leader's log: an index it sent as a message's last (the
+ * inflight window, no read) or, else, by the log (a read unless idx is its end). A read error
+ * answers false: the acknowledgement is dropped, as a lost message. */
+static bool ack_on_boundary(struct raft *r, const struct raft_progress *pr, int64_t idx)
+{
+    for (uint32_t i = 0; i < pr->inflight_count; i++)
+        if (pr->inflight[(pr->inflight_head + i) % r->cfg.max_inflight] == idx)
+            return true;
+    int64_t fb = -1;
+    return floor_boundary(r, idx, &fb) == 0 && fb == idx;
+}
+
 static void handle_append_resp(struct raft *r, const struct raft_msg *m)
 {
     struct raft_progress *pr = pr_find(r, m->from);
@@ -1120,10 +1132,11 @@ static void handle_append_resp(struct raft *r, const struct raft_msg *m)
             send_append(r, pr, true);
         return;
     }
-    if (m->index > view_last(r)) {
-        /* A match past this leader's log: the follower answers for another log (an older
-         * incarnation of the group left on its disk, a corrupt message). Taking it would
-         * count entries nobody has towards the commit and send from past the log's end. */
+    if (m->index > view_last(r) || (m->index > pr->match && !ack_on_boundary(r, pr, m->index))) {
+        /* A match past this leader's log or inside one of its batches: the follower answers
+         * for another log (an older incarnation of the group left on its disk, a corrupt
+         * message). Taking it would count entries nobody has towards the commit and send
+         * from past the log's end or from the middle of a batch. */
         return;
     }
     bool updated = false;

@@ -298,8 +298,9 @@ static void test_commit_only_current_term(void **state)
 }
 
 /* A follower answering for another log (an older incarnation of the group left on its disk)
- * acknowledges offsets past the leader's log: the answer is ignored, never counted towards the
- * commit nor used to send from past the log's end (send_append's invariant). */
+ * acknowledges offsets past the leader's log, or inside one of its batches: the answer is
+ * ignored, never counted towards the commit nor used to send from past the log's end or the
+ * middle of a batch (send_append's invariants). */
 static void test_ack_past_log_end_ignored(void **state)
 {
     (void)state;
@@ -326,6 +327,29 @@ static void test_ack_past_log_end_ignored(void **state)
     assert_int_equal(raft_propose(h.nodes[1].r, "x", 1, 1, NULL), 0);
     h_stabilize(&h);
     assert_int_equal(raft_commit(h.nodes[1].r), last + 1);
+    /* an acknowledgement inside a batch (offsets last+2..last+6) is not taken either */
+    h_isolate(&h, 1);
+    int64_t batch_last = -1;
+    assert_int_equal(raft_propose(h.nodes[1].r, "y", 1, 5, &batch_last), 0);
+    assert_int_equal(batch_last, last + 6);
+    h_process(&h, 1);
+    for (uint32_t f = 2; f <= 3; f++) {
+        struct raft_msg ack = {.type = RAFT_MSG_APP_RESP,
+                               .group = 1,
+                               .from = f,
+                               .to = 1,
+                               .term = term,
+                               .index = last + 4};
+        assert_int_equal(raft_step(h.nodes[1].r, &ack), 0);
+        assert_true(raft_progress(h.nodes[1].r, f)->match <= last + 1);
+    }
+    assert_int_equal(raft_commit(h.nodes[1].r), last + 1);
+    h_heal(&h);
+    for (int t = 0; t < 5 && raft_commit(h.nodes[1].r) < last + 6; t++) {
+        h_tick(&h, 1); /* heartbeats: the followers' answers bring the batch again */
+        h_stabilize(&h);
+    }
+    assert_int_equal(raft_commit(h.nodes[1].r), last + 6);
     h_deinit(&h);
 }
 
