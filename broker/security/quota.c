@@ -91,10 +91,14 @@ int lm_quota_resolve(const struct lm_quota_entry *entries, size_t n, int k, cons
     LM_ASSERT(user != NULL && client != NULL);
     /* KIP-55's order: (user part, client part) of each level */
     static const uint8_t levels[8][2] = {
-        {LM_QUOTA_PART_NAMED, LM_QUOTA_PART_NAMED},     {LM_QUOTA_PART_NAMED, LM_QUOTA_PART_DEFAULT},
-        {LM_QUOTA_PART_NAMED, LM_QUOTA_PART_NONE},      {LM_QUOTA_PART_DEFAULT, LM_QUOTA_PART_NAMED},
-        {LM_QUOTA_PART_DEFAULT, LM_QUOTA_PART_DEFAULT}, {LM_QUOTA_PART_DEFAULT, LM_QUOTA_PART_NONE},
-        {LM_QUOTA_PART_NONE, LM_QUOTA_PART_NAMED},      {LM_QUOTA_PART_NONE, LM_QUOTA_PART_DEFAULT},
+        {LM_QUOTA_PART_NAMED, LM_QUOTA_PART_NAMED},
+        {LM_QUOTA_PART_NAMED, LM_QUOTA_PART_DEFAULT},
+        {LM_QUOTA_PART_NAMED, LM_QUOTA_PART_NONE},
+        {LM_QUOTA_PART_DEFAULT, LM_QUOTA_PART_NAMED},
+        {LM_QUOTA_PART_DEFAULT, LM_QUOTA_PART_DEFAULT},
+        {LM_QUOTA_PART_DEFAULT, LM_QUOTA_PART_NONE},
+        {LM_QUOTA_PART_NONE, LM_QUOTA_PART_NAMED},
+        {LM_QUOTA_PART_NONE, LM_QUOTA_PART_DEFAULT},
     };
     int best = 0;
     for (size_t i = 0; i < n; i++) {

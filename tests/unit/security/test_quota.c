@@ -39,10 +39,10 @@ static void test_precedence(void **state)
     const int P = LM_QUOTA_PRODUCER_BYTE_RATE;
     /* one entry per level, value = 10 * level; removing the best each round exposes the next */
     struct lm_quota_entry all[8] = {
-        entry(N, "", D, "", P, 80),          entry(N, "", Y, "app", P, 70),
-        entry(D, "", N, "", P, 60),          entry(D, "", D, "", P, 50),
-        entry(D, "", Y, "app", P, 40),       entry(Y, "alice", N, "", P, 30),
-        entry(Y, "alice", D, "", P, 20),     entry(Y, "alice", Y, "app", P, 10),
+        entry(N, "", D, "", P, 80),      entry(N, "", Y, "app", P, 70),
+        entry(D, "", N, "", P, 60),      entry(D, "", D, "", P, 50),
+        entry(D, "", Y, "app", P, 40),   entry(Y, "alice", N, "", P, 30),
+        entry(Y, "alice", D, "", P, 20), entry(Y, "alice", Y, "app", P, 10),
     };
     const char *want_user[9] = {"", "alice", "alice", "alice", "alice", "alice", "alice", "", ""};
     const char *want_client[9] = {"", "app", "app", "", "app", "app", "", "app", "app"};
@@ -71,8 +71,7 @@ static void test_precedence(void **state)
     assert_string_equal(tc, "");
     /* a key nobody set is unlimited */
     assert_int_equal(
-        lm_quota_resolve(all, 8, LM_QUOTA_CONSUMER_BYTE_RATE, "alice", "app", &limit, &tu, &tc),
-        0);
+        lm_quota_resolve(all, 8, LM_QUOTA_CONSUMER_BYTE_RATE, "alice", "app", &limit, &tu, &tc), 0);
     /* an entry order does not matter: the best level wins wherever it sits */
     struct lm_quota_entry rev[8];
     for (int i = 0; i < 8; i++)
@@ -126,9 +125,8 @@ static void test_table(void **state)
     int64_t th = lm_quota_table_record(&t, P, "alice", "", 10000, 150000, 1);
     assert_int_equal(th, 9999);
     /* the consumer sensor of the same names is another sensor */
-    assert_int_equal(lm_quota_table_record(&t, LM_QUOTA_CONSUMER_BYTE_RATE, "alice", "", 10000,
-                                           1000, 2),
-                     0);
+    assert_int_equal(
+        lm_quota_table_record(&t, LM_QUOTA_CONSUMER_BYTE_RATE, "alice", "", 10000, 1000, 2), 0);
     assert_non_null(lm_quota_table_find(&t, P, "alice", "", 3));
     assert_int_equal(t.evictions, 0);
     /* a third sensor in a table of two reuses the least recently used (alice's producer) */
@@ -138,9 +136,8 @@ static void test_table(void **state)
     assert_non_null(lm_quota_table_find(&t, P, "bob", "", 5));
     /* an hour idle: the sensor is gone and its slot free (no eviction counted) */
     assert_null(lm_quota_table_find(&t, P, "bob", "", 4 + LM_QUOTA_SENSOR_IDLE_MS));
-    assert_int_equal(lm_quota_table_record(&t, P, "carol", "c1", 10000, 1,
-                                           4 + LM_QUOTA_SENSOR_IDLE_MS),
-                     0);
+    assert_int_equal(
+        lm_quota_table_record(&t, P, "carol", "c1", 10000, 1, 4 + LM_QUOTA_SENSOR_IDLE_MS), 0);
     assert_int_equal(t.evictions, 1);
     /* names past the limit are cut, and still find their sensor */
     char longname[400];
@@ -254,8 +251,8 @@ static void test_records(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_precedence),       cmocka_unit_test(test_rate_and_throttle),
-        cmocka_unit_test(test_table),            cmocka_unit_test(test_keys_and_values),
+        cmocka_unit_test(test_precedence), cmocka_unit_test(test_rate_and_throttle),
+        cmocka_unit_test(test_table),      cmocka_unit_test(test_keys_and_values),
         cmocka_unit_test(test_records),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
