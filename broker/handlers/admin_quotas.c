@@ -140,8 +140,8 @@ int admin_describe_client_quotas(const struct admin_env *env, int16_t version,
     }
     struct lm_meta_snapshot *snap = lm_meta_store_snapshot(env->meta);
     const struct lm_meta_state *st = &snap->state;
-    entry_t *out = kafka_arena_alloc_array(a, st->quota_count ? st->quota_count : 1, sizeof(*out),
-                                           16);
+    entry_t *out =
+        kafka_arena_alloc_array(a, st->quota_count ? st->quota_count : 1, sizeof(*out), 16);
     int rc = out == NULL ? LM_E_NOMEM : 0;
     size_t n = 0;
     /* an IP filter matches nothing here: the image holds no IP entities */
@@ -171,8 +171,8 @@ int admin_describe_client_quotas(const struct admin_env *env, int16_t version,
                                    .entity_name = part_name(a, e->client_part, e->client)};
         for (int k = 0; k < LM_QUOTA_KEY_COUNT; k++)
             if (q->set & (1u << k))
-                vals[nv++] = (value_t){.key = admin_kstr(lm_quota_key_name(k)),
-                                       .value = q->value[k]};
+                vals[nv++] =
+                    (value_t){.key = admin_kstr(lm_quota_key_name(k)), .value = q->value[k]};
         LM_ASSERT(ne > 0 && nv > 0);
         out[n++] = (entry_t){.entity = ent, .entity_count = ne, .values = vals, .values_count = nv};
     }
@@ -310,7 +310,8 @@ int admin_alter_client_quotas(const struct admin_env *env, int16_t version,
             bad = alter_ops(en, &ops, &arg);
         if (bad != NULL) {
             r->error_code = KAFKA_INVALID_REQUEST;
-            r->error_message = quota_msg(a, bad, arg.len > 0 ? arg.ptr : "", arg.len > 0 ? arg.len : 0);
+            r->error_message =
+                quota_msg(a, bad, arg.len > 0 ? arg.ptr : "", arg.len > 0 ? arg.len : 0);
             continue;
         }
         if (rq->validate_only)
@@ -342,8 +343,8 @@ int admin_alter_client_quotas(const struct admin_env *env, int16_t version,
             rec.quota_key = (int8_t)k;
             rec.quota_value = ops.remove[k] ? 0 : ops.value[k];
             rec.quota_remove = ops.remove[k];
-            int crc = admin_commit(env, &rec, ADMIN_COMMIT_QUOTA, a, &r->error_code,
-                                   &r->error_message);
+            int crc =
+                admin_commit(env, &rec, ADMIN_COMMIT_QUOTA, a, &r->error_code, &r->error_message);
             if (crc == LM_E_NOMEM) {
                 rc = crc;
             } else if (crc == LM_E_FULL) {

@@ -17,7 +17,9 @@
  *     oldest sample began, at least (samples - 1) whole windows.
  *   - Throttle time as Kafka's QuotaUtils.throttleTime: a rate above the quota asks the client
  *     to wait (rate - quota) / quota * window, which is how long the measured window must grow
- *     for the rate to fall to the quota; capped here at samples * window_ms.
+ *     for the rate to fall to the quota. Kafka bounds only request-time throttles
+ *     (ClientRequestQuotaManager); byte-rate throttles are not bounded, so here only by the
+ *     int32 throttle_time_ms field.
  *
  * The sensors live in a bounded table (lm_quota_table): least recently used ones are reused
  * when it is full, and a sensor unused for an hour (Kafka's inactive sensor expiry) counts as
@@ -135,6 +137,8 @@ void lm_quota_table_deinit(struct lm_quota_table *t);
  * recently used one. */
 int64_t lm_quota_table_record(struct lm_quota_table *t, int k, const char *tag_user,
                               const char *tag_client, double limit, double v, int64_t now_ms);
+/* The most lm_quota_table_record returns (throttle_time_ms is an int32 on the wire). */
+#define LM_QUOTA_THROTTLE_MAX_MS INT32_MAX
 /* The sensor of (k, tag_user, tag_client), or NULL (for tests and metrics). */
 const struct lm_quota_sensor *lm_quota_table_find(const struct lm_quota_table *t, int k,
                                                   const char *tag_user, const char *tag_client,

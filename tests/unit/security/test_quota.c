@@ -139,6 +139,9 @@ static void test_table(void **state)
     assert_int_equal(
         lm_quota_table_record(&t, P, "carol", "c1", 10000, 1, 4 + LM_QUOTA_SENSOR_IDLE_MS), 0);
     assert_int_equal(t.evictions, 1);
+    /* a byte-rate throttle is not bounded by the window (QuotaUtils.throttleTime): 1 MB at
+     * once against 10 KB/s is 100 KB/s over 10 s, a wait of 9 windows of 10 s */
+    assert_int_equal(lm_quota_table_record(&t, P, "dave", "", 10000, 1000000, 10), 90000);
     /* names past the limit are cut, and still find their sensor */
     char longname[400];
     memset(longname, 'x', sizeof(longname) - 1);
