@@ -77,8 +77,8 @@ static int64_t quota_add(struct broker_req *req, int k, double v)
     who_of(req, &w);
     double limit = 0;
     const char *tu, *tc;
-    if (lm_quota_resolve(hs->snap->state.quotas, hs->snap->state.quota_count, k, w.user,
-                         w.client, &limit, &tu, &tc) == 0)
+    if (lm_quota_resolve(hs->snap->state.quotas, hs->snap->state.quota_count, k, w.user, w.client,
+                         &limit, &tu, &tc) == 0)
         return 0;
     struct lm_quota_table *t = table_of(hs);
     if (t == NULL)
