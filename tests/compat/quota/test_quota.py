@@ -8,7 +8,9 @@
     run, with no quota, goes at least 5x faster and is never throttled;
   - a consumer with client id "slow" likewise stays within 1.5x of its consumer_byte_rate, a
     "fast" one is much faster;
-  - after a restart the quotas are still described and still enforced.
+  - after a restart the quotas are still described and still enforced;
+  - a quota on (user ANONYMOUS, client id "slow") overrides the one on client id "slow"
+    (KIP-55's precedence; ANONYMOUS is the principal of a PLAINTEXT connection).
 
 Kafka's sampled rate lets a new sensor take (quota.window.num - 1) windows' worth at once and
 then holds it to at most num / (num - 1) times its quota; the broker here measures over 5
@@ -161,6 +163,16 @@ def scenario(b):
     check(len(slow_thr) > 0 and slow <= 1.5 * QUOTA * (3.0 + WINDOWS - 1) / 3.0,
           "after the restart 'slow' ran at %.0f B/s with %d throttles" % (slow, len(slow_thr)))
     print("ok: quotas survived the restart and are enforced")
+    # KIP-55 precedence: /users/<u>/clients/<c> beats /clients/<c>; the user of a PLAINTEXT
+    # connection is ANONYMOUS
+    configs(b, "--alter", "--entity-type", "users", "--entity-name", "ANONYMOUS",
+            "--entity-type", "clients", "--entity-name", "slow", "--add-config",
+            "producer_byte_rate=500000000")
+    time.sleep(0.5)  # the shards take the new image on their next tick
+    _, thr = produce_for(b, "slow", "qt-slow", 3.0)
+    check(not [t for t in thr if t > 0],
+          "/users/ANONYMOUS/clients/slow did not override /clients/slow")
+    print("ok: a (user, client id) quota overrides the client id's")
     log = b.log_text()
     check("runtime error" not in log and "AddressSanitizer" not in log,
           "the broker log has a sanitizer report")
