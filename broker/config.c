@@ -60,6 +60,8 @@ static const struct key_spec g_keys[] = {
     {"max.connections.per.ip", K_I32, OFF(max_connections_per_ip), 0, INT32_MAX},
     {"max.connections.per.ip.overrides", K_SPECIAL, 0, 0, 0},
     {"max.connection.creation.rate", K_I32, OFF(max_connection_creation_rate), 0, INT32_MAX},
+    {"quota.window.num", K_I32, OFF(quota_window_num), 1, 64},
+    {"quota.window.size.seconds", K_I32, OFF(quota_window_size_seconds), 1, 3600},
     {"queued.max.request.bytes", K_I64, OFF(shard_memory_bytes_max), -1, INT64_MAX},
     {"laminar.shards", K_U32, OFF(shards), 0, 1024},
     {"laminar.io", K_SPECIAL, 0, 0, 0},
@@ -149,6 +151,8 @@ void broker_config_init(struct broker_config *cfg)
     cfg->max_connections = INT32_MAX;
     cfg->max_connections_per_ip = INT32_MAX;
     cfg->max_connection_creation_rate = INT32_MAX;
+    cfg->quota_window_num = 11;
+    cfg->quota_window_size_seconds = 1;
     cfg->shards = 0;
     cfg->io_mode = BROKER_IO_AUTO;
     cfg->shard_memory_bytes_max = -1;
@@ -581,8 +585,6 @@ static const struct refused_key g_refused[] = {
     {"delegation.token.secret.key", NULL, "delegation tokens"},
     {"delegation.token.master.key", NULL, "delegation tokens"},
     {"client.quota.callback.class", NULL, "client quotas"},
-    {"quota.window.num", "11", "client quotas"},
-    {"quota.window.size.seconds", "1", "client quotas"},
     {"quota.", NULL, "client quotas"},
     {"controller.quota.window.num", "11", "controller mutation quotas"},
     {"controller.quota.window.size.seconds", "1", "controller mutation quotas"},
@@ -617,7 +619,8 @@ static bool tls_key_served(const char *key)
 
 static const struct refused_key *refused_find(const char *key)
 {
-    if (sasl_key_served(key) || tls_key_served(key))
+    if (sasl_key_served(key) || tls_key_served(key) || strcmp(key, "quota.window.num") == 0 ||
+        strcmp(key, "quota.window.size.seconds") == 0)
         return NULL;
     for (size_t i = 0; i < LM_ARRAY_LEN(g_refused); i++) {
         const char *k = g_refused[i].key;

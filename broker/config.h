@@ -77,6 +77,10 @@ struct broker_config {
         int32_t count;
     } ip_overrides[BROKER_IP_OVERRIDES_MAX]; /* max.connections.per.ip.overrides host:count,... */
     uint32_t ip_overrides_count;
+    /* Client quotas (broker/security/quota.h): the rate is measured over quota.window.num
+     * samples of quota.window.size.seconds (Kafka's defaults 11 and 1) */
+    int32_t quota_window_num;
+    int32_t quota_window_size_seconds;
     /* runtime (laminar.*) */
     uint32_t shards;                  /* 0 = one per available CPU */
     enum broker_io_mode io_mode;      /* laminar.io */

@@ -48,6 +48,7 @@ static void conn_maybe_free(struct broker_conn *c)
         return;
     LM_ASSERT(c->sending == NULL);
     LM_ASSERT(s->conns[c->slot] == c);
+    LM_ASSERT(c->mute_timer.heap_index_ == UINT32_MAX); /* cancelled by conn_close */
     mem_unwait(c);
     broker_respq_deinit(&c->rq);
     if (c->stash != NULL) {
@@ -89,6 +90,7 @@ struct broker_conn *broker_core_conn_new(struct broker_shard *s, int fd)
     c->fd = fd;
     c->pipe_r = c->pipe_w = -1;
     c->apis = s->dispatch->apis;
+    c->mute_timer.heap_index_ = UINT32_MAX;
     c->slot = s->free_slots[--s->free_count];
     c->gen = s->gens[c->slot];
     LM_ASSERT(s->conns[c->slot] == NULL);
@@ -326,6 +328,8 @@ void conn_close(struct broker_conn *c, const char *why)
     else
         BLOG_DEBUG("conn %u (%s) closing: %s", c->slot, c->peer, why);
     c->closing = true;
+    broker_timer_cancel(s, &c->mute_timer);
+    c->muted = false;
     if (c->out == NULL && s->metrics_on)
         broker_metric_add(&s->metrics->conns_closed[c->listener], 1);
     if (c->tls != NULL)
@@ -642,6 +646,10 @@ void conn_try_resume(struct broker_conn *c)
 {
     if (c->closing || (c->shard->draining && c->out == NULL))
         return;
+    if (c->muted) {
+        LM_ASSERT(c->paused);
+        return; /* the mute timer resumes it */
+    }
     c->paused = false;
     /* Bytes that waited (for memory or the in-flight bound) go first; the frame reader asks
      * for memory again as they are fed. */
@@ -660,6 +668,39 @@ void conn_try_resume(struct broker_conn *c)
         return;
     }
     c->shard->io->recv_resume(c->shard, c);
+}
+
+/* The mute of c is over: read again unless something else still holds it paused (shard
+ * memory; a full in-flight bound pauses again as frames are fed). */
+static void mute_fire(struct broker_shard *s, struct broker_timer *t)
+{
+    (void)s;
+    struct broker_conn *c = t->arg;
+    LM_ASSERT(c != NULL && c->muted);
+    c->muted = false;
+    if (!c->closing && c->paused && !c->waiting_mem)
+        conn_try_resume(c);
+}
+
+void broker_req_throttle(struct broker_req *req, uint32_t delay_ms)
+{
+    struct broker_conn *c = req->conn;
+    LM_ASSERT(c != NULL);
+    if (delay_ms == 0 || c->closing || c->out != NULL)
+        return;
+    uint64_t until = broker_now_ms() + delay_ms;
+    if (c->muted && until <= c->muted_until_ms)
+        return;
+    broker_timer_cancel(c->shard, &c->mute_timer);
+    if (broker_timer_start(c->shard, &c->mute_timer, delay_ms, mute_fire, c) != 0) {
+        /* without a timer a mute could never end: the client still sees throttle_time_ms */
+        BLOG_WARN_LIMITED("conn %u (%s): cannot arm the quota mute timer", c->slot, c->peer);
+        c->muted = false;
+        return;
+    }
+    c->muted = true;
+    c->muted_until_ms = until;
+    conn_pause(c);
 }
 
 /* ---- responses --------------------------------------------------------------------------- */

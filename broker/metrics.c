@@ -231,6 +231,10 @@ void broker_metrics_render(struct broker_metrics_out *o,
     render_counter(o, m, n, BROKER_C_FETCH_FAILED,
                    "kafka_server_brokertopicmetrics_failed_fetch_requests_total",
                    "Partitions of Fetch answered with an error (FailedFetchRequestsPerSec).");
+    render_counter(o, m, n, BROKER_C_PRODUCE_THROTTLED, "laminar_quota_produce_throttled_total",
+                   "Produce responses throttled by a producer_byte_rate client quota.");
+    render_counter(o, m, n, BROKER_C_FETCH_THROTTLED, "laminar_quota_fetch_throttled_total",
+                   "Fetch responses throttled (sent empty) by a consumer_byte_rate client quota.");
     render_process(o);
 }
 

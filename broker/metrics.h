@@ -21,11 +21,13 @@
 
 /* Counters the handlers add to (broker_shard_counter_add). */
 enum broker_counter {
-    BROKER_C_MESSAGES_IN = 0, /* records appended by Produce (Kafka MessagesInPerSec) */
-    BROKER_C_BYTES_IN,        /* record batch bytes appended by Produce (BytesInPerSec) */
-    BROKER_C_BYTES_OUT,       /* record bytes sent by Fetch (BytesOutPerSec) */
-    BROKER_C_PRODUCE_FAILED,  /* partitions of Produce answered with an error */
-    BROKER_C_FETCH_FAILED,    /* partitions of Fetch answered with an error */
+    BROKER_C_MESSAGES_IN = 0,   /* records appended by Produce (Kafka MessagesInPerSec) */
+    BROKER_C_BYTES_IN,          /* record batch bytes appended by Produce (BytesInPerSec) */
+    BROKER_C_BYTES_OUT,         /* record bytes sent by Fetch (BytesOutPerSec) */
+    BROKER_C_PRODUCE_FAILED,    /* partitions of Produce answered with an error */
+    BROKER_C_FETCH_FAILED,      /* partitions of Fetch answered with an error */
+    BROKER_C_PRODUCE_THROTTLED, /* Produce responses throttled by a client quota */
+    BROKER_C_FETCH_THROTTLED,   /* Fetch responses throttled by a client quota (sent empty) */
     BROKER_C_COUNT
 };
 

@@ -219,6 +219,11 @@ void broker_shard_call(struct broker_shard *self, uint32_t target, struct broker
 /* Called by run() on the target shard when its work is done; routes c back to its origin. */
 void broker_xcall_return(struct broker_shard *target, struct broker_xcall *c);
 
+/* Mutes the connection of req for delay_ms (Kafka's channel throttling for quotas, KIP-219):
+ * no further request is read from it until then, while responses already due still go out. A
+ * later call keeps the later deadline. Nothing on an outbound or closing connection. */
+void broker_req_throttle(struct broker_req *req, uint32_t delay_ms);
+
 /* One-shot timer on the shard's clock (CLOCK_MONOTONIC, ms). The struct is owned by the
  * caller and must stay valid until it fires or is cancelled. */
 struct broker_timer {

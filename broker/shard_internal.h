@@ -84,6 +84,10 @@ struct broker_conn {
     bool closing;       /* no more reading or sending; freed when I/O and requests are done */
     bool paused;        /* reading stopped (in-flight bound or shard memory) */
     bool waiting_mem;   /* on the shard's memory wait list */
+    /* muted by a quota (broker_req_throttle): reading stays paused until mute_timer fires */
+    bool muted;
+    uint64_t muted_until_ms;
+    struct broker_timer mute_timer;
     /* the peer sent FIN while reading was paused; what it sent before is all in the stash,
      * served on resume, and the connection closes once the stash is consumed */
     bool peer_fin;

@@ -142,6 +142,21 @@ int meta_snapshot_encode(const struct lm_meta_state *st, int64_t last, uint8_t *
         memcpy(r.acl_id, acl->id, 16);
         put_record(&o, &r);
     }
+    for (size_t i = 0; i < st->quota_count; i++) {
+        const struct lm_quota_entry *q = &st->quotas[i];
+        for (int k = 0; k < LM_QUOTA_KEY_COUNT; k++) {
+            if ((q->set & (1u << k)) == 0)
+                continue;
+            struct lm_meta_record r = {.type = LM_META_QUOTA,
+                                       .quota_user_part = q->entity.user_part,
+                                       .quota_user = q->entity.user,
+                                       .quota_client_part = q->entity.client_part,
+                                       .quota_client = q->entity.client,
+                                       .quota_key = (int8_t)k,
+                                       .quota_value = q->value[k]};
+            put_record(&o, &r);
+        }
+    }
     if (o.rc != 0) {
         free(o.buf);
         return o.rc;

@@ -46,6 +46,10 @@
 #define ADMIN_DESCRIBE_USER_SCRAM_MAX       0
 #define ADMIN_ALTER_USER_SCRAM_MIN          0
 #define ADMIN_ALTER_USER_SCRAM_MAX          0
+#define ADMIN_DESCRIBE_CLIENT_QUOTAS_MIN    0
+#define ADMIN_DESCRIBE_CLIENT_QUOTAS_MAX    1
+#define ADMIN_ALTER_CLIENT_QUOTAS_MIN       0
+#define ADMIN_ALTER_CLIENT_QUOTAS_MAX       1
 #define ADMIN_DESCRIBE_CLUSTER_MIN          0
 #define ADMIN_DESCRIBE_CLUSTER_MAX          2
 /* The ACL APIs at Kafka 4.x's ranges (v0 of each was removed by KIP-896). */
@@ -126,6 +130,7 @@ enum admin_commit_kind {
     ADMIN_COMMIT_SCRAM,      /* AlterUserScramCredentials (topic is the user) */
     ADMIN_COMMIT_ACL,        /* CreateAcls, DeleteAcls */
     ADMIN_COMMIT_REASSIGN,   /* AlterPartitionReassignments */
+    ADMIN_COMMIT_QUOTA,      /* AlterClientQuotas */
 };
 
 struct admin_defer_item {
@@ -204,6 +209,17 @@ int admin_alter_user_scram_credentials(const struct admin_env *env, int16_t vers
                                        const struct kafka_alter_user_scram_credentials_request *rq,
                                        struct kafka_alter_user_scram_credentials_response *rs,
                                        struct kafka_arena *a);
+
+/* Client quotas (admin_quotas.c, KIP-546): LM_META_QUOTA records. Return LM_E_INVALID for a
+ * request with more than 4096 entries or components, or 64 entity parts or ops in an entry
+ * (the connection is closed). */
+int admin_describe_client_quotas(const struct admin_env *env, int16_t version,
+                                 const struct kafka_describe_client_quotas_request *rq,
+                                 struct kafka_describe_client_quotas_response *rs,
+                                 struct kafka_arena *a);
+int admin_alter_client_quotas(const struct admin_env *env, int16_t version,
+                              const struct kafka_alter_client_quotas_request *rq,
+                              struct kafka_alter_client_quotas_response *rs, struct kafka_arena *a);
 
 /* The ACL APIs (admin_acls.c, KIP-140, KIP-290): bindings stored as LM_META_ACL_CREATE /
  * _DELETE records; SECURITY_DISABLED when the authorizer is off, as Kafka answers them.

@@ -54,6 +54,7 @@ static void defer_outcome(struct kafka_arena *a, const struct admin_defer_item *
     case LM_E_INVALID:
         code = it->kind == ADMIN_COMMIT_SCRAM        ? KAFKA_UNACCEPTABLE_CREDENTIAL
                : it->kind == ADMIN_COMMIT_ACL        ? KAFKA_INVALID_REQUEST
+               : it->kind == ADMIN_COMMIT_QUOTA      ? KAFKA_INVALID_REQUEST
                : it->kind == ADMIN_COMMIT_CONFIGS    ? KAFKA_INVALID_CONFIG
                : it->kind == ADMIN_COMMIT_PARTITIONS ? KAFKA_INVALID_PARTITIONS
                : it->kind == ADMIN_COMMIT_REASSIGN   ? KAFKA_INVALID_REPLICA_ASSIGNMENT
@@ -77,9 +78,10 @@ static void defer_outcome(struct kafka_arena *a, const struct admin_defer_item *
     char *m = kafka_arena_alloc(a, 320, 1);
     if (m != NULL) {
         int n = snprintf(m, 320, "%s '%s': the change %s (%s).",
-                         it->kind == ADMIN_COMMIT_SCRAM ? "User"
-                         : it->kind == ADMIN_COMMIT_ACL ? "ACL binding"
-                                                        : "Topic",
+                         it->kind == ADMIN_COMMIT_SCRAM   ? "User"
+                         : it->kind == ADMIN_COMMIT_ACL   ? "ACL binding"
+                         : it->kind == ADMIN_COMMIT_QUOTA ? "Client quota of"
+                                                          : "Topic",
                          t, what, lm_strerror(rc));
         *it->msg = (struct kafka_str){m, n < 0 ? 0 : n >= 320 ? 319 : n};
     }
@@ -228,6 +230,9 @@ ADMIN_HANDLER(describe_cluster, ADMIN_DESCRIBE_CLUSTER_MIN, ADMIN_DESCRIBE_CLUST
 ADMIN_HANDLER(describe_user_scram_credentials, ADMIN_DESCRIBE_USER_SCRAM_MIN,
               ADMIN_DESCRIBE_USER_SCRAM_MAX)
 ADMIN_HANDLER(alter_user_scram_credentials, ADMIN_ALTER_USER_SCRAM_MIN, ADMIN_ALTER_USER_SCRAM_MAX)
+ADMIN_HANDLER(describe_client_quotas, ADMIN_DESCRIBE_CLIENT_QUOTAS_MIN,
+              ADMIN_DESCRIBE_CLIENT_QUOTAS_MAX)
+ADMIN_HANDLER(alter_client_quotas, ADMIN_ALTER_CLIENT_QUOTAS_MIN, ADMIN_ALTER_CLIENT_QUOTAS_MAX)
 ADMIN_HANDLER(describe_acls, ADMIN_DESCRIBE_ACLS_MIN, ADMIN_DESCRIBE_ACLS_MAX)
 ADMIN_HANDLER(create_acls, ADMIN_CREATE_ACLS_MIN, ADMIN_CREATE_ACLS_MAX)
 ADMIN_HANDLER(delete_acls, ADMIN_DELETE_ACLS_MIN, ADMIN_DELETE_ACLS_MAX)
@@ -278,6 +283,10 @@ int handlers_admin_register(struct broker_dispatch *d)
          ADMIN_DESCRIBE_USER_SCRAM_MAX, describe_user_scram_credentials_handle},
         {KAFKA_ALTER_USER_SCRAM_CREDENTIALS_KEY, ADMIN_ALTER_USER_SCRAM_MIN,
          ADMIN_ALTER_USER_SCRAM_MAX, alter_user_scram_credentials_handle},
+        {KAFKA_DESCRIBE_CLIENT_QUOTAS_KEY, ADMIN_DESCRIBE_CLIENT_QUOTAS_MIN,
+         ADMIN_DESCRIBE_CLIENT_QUOTAS_MAX, describe_client_quotas_handle},
+        {KAFKA_ALTER_CLIENT_QUOTAS_KEY, ADMIN_ALTER_CLIENT_QUOTAS_MIN,
+         ADMIN_ALTER_CLIENT_QUOTAS_MAX, alter_client_quotas_handle},
         {KAFKA_DESCRIBE_ACLS_KEY, ADMIN_DESCRIBE_ACLS_MIN, ADMIN_DESCRIBE_ACLS_MAX,
          describe_acls_handle},
         {KAFKA_CREATE_ACLS_KEY, ADMIN_CREATE_ACLS_MIN, ADMIN_CREATE_ACLS_MAX, create_acls_handle},

@@ -65,6 +65,7 @@ struct hfetch {
     bool final;
     bool woken;
     bool parked_listed;
+    bool quota_consumer; /* a consumer under a consumer_byte_rate quota */
     uint64_t deadline_ms;
     struct hfetch *next;
 };
@@ -402,11 +403,40 @@ static bool respond_zero_copy(struct hfetch *fc, const uint8_t *buf, size_t len,
     return true;
 }
 
+/* KafkaApis.handleFetchRequest for a consumer under a quota: the response's bytes count
+ * against its consumer byte rate; over the quota they are taken back and the response goes out
+ * empty (FetchContext.getThrottledResponse) with the throttle time, and the connection reads
+ * nothing more until it has passed (KIP-219). Counted are the record bytes of the response.
+ * Returns whether the response was throttled. */
+static bool fetch_quota(struct hfetch *fc)
+{
+    struct broker_req *req = fc->req;
+    double bytes = 0;
+    size_t k = 0;
+    for (int32_t i = 0; i < fc->resp.responses_count; i++)
+        for (int32_t j = 0; j < fc->resp.responses[i].partitions_count; j++, k++)
+            if (fc->items[k].error == KAFKA_NONE)
+                bytes += (double)fc->outs[k].len;
+    LM_ASSERT(k == fc->count);
+    int32_t throttle_ms = h_quota_record(req, LM_QUOTA_CONSUMER_BYTE_RATE, bytes);
+    if (throttle_ms == 0)
+        return false;
+    h_quota_unrecord(req, LM_QUOTA_CONSUMER_BYTE_RATE, bytes);
+    broker_shard_counter_add(req->shard, BROKER_C_FETCH_THROTTLED, 1);
+    free_data(fc);
+    fc->resp.responses_count = 0;
+    fc->resp.throttle_time_ms = throttle_ms;
+    broker_req_throttle(req, (uint32_t)throttle_ms);
+    return true;
+}
+
 static void respond(struct hfetch *fc)
 {
     struct broker_req *req = fc->req;
     parked_remove(fc);
     broker_timer_cancel(req->shard, &fc->timer);
+    /* throttled: the response has no topics (and no data) */
+    bool throttled = fc->quota_consumer && fetch_quota(fc);
     size_t k = 0;
     uint32_t ndata = 0;
     uint8_t *markers = h_alloc(req, fc->count, ZC_MARKER_BYTES);
@@ -437,7 +467,7 @@ static void respond(struct hfetch *fc)
             }
         }
     }
-    LM_ASSERT(k == fc->count);
+    LM_ASSERT(k == (throttled ? 0 : fc->count));
     const uint8_t *buf;
     size_t len;
     bool ok = h_encode(req, &fc->resp, &buf, &len);
@@ -600,6 +630,19 @@ void data_fetch(struct broker_req *req)
      * cluster, a consumer READ on each topic; both fail as TOPIC_AUTHORIZATION_FAILED */
     int32_t replica = v >= 15 ? fc->rq.replica_state.replica_id : fc->rq.replica_id;
     bool follower = replica >= 0;
+    /* a consumer under a quota fetches at most what the quota allows over the measured window
+     * (ClientQuotaManager.getMaxValueInQuotaWindow: quota * (samples - 1) * window), or it could
+     * never be answered within its quota */
+    double limit = 0;
+    if (!follower && h_quota_limit(req, LM_QUOTA_CONSUMER_BYTE_RATE, &limit)) {
+        const struct broker_config *cfg = h_node(req)->cfg;
+        double cap =
+            limit * (double)(cfg->quota_window_num - 1) * (double)cfg->quota_window_size_seconds;
+        int32_t cap_bytes = cap < 1 ? 1 : cap > (double)INT32_MAX ? INT32_MAX : (int32_t)cap;
+        if (fc->rq.max_bytes <= 0 || fc->rq.max_bytes > cap_bytes)
+            fc->rq.max_bytes = cap_bytes;
+        fc->quota_consumer = true;
+    }
     bool follower_ok = !follower || h_allowed_cluster(req, AUTHZ_OP_CLUSTER_ACTION);
     for (int32_t i = 0; i < nt; i++) {
         const struct kafka_fetch_request_fetch_topic *ti = &fc->rq.topics[i];

@@ -41,6 +41,7 @@ struct pout {
 
 struct pctx {
     int16_t acks;
+    int32_t throttle_ms; /* the producer byte-rate quota's throttle time */
     struct kafka_produce_request rq;
     struct kafka_produce_response resp;
 };
@@ -501,6 +502,7 @@ static void produce_finish(struct hfan *f)
         }
     }
     LM_ASSERT(k == f->count);
+    c->resp.throttle_time_ms = c->throttle_ms;
     if (c->acks == 0) {
         /* KafkaApis closes the connection of an acks=0 producer whose request failed, the
          * only way it learns; done here for a denied topic, so a producer without WRITE does
@@ -530,6 +532,17 @@ void data_produce(struct broker_req *req)
         return;
     struct hshard *hs = hs_of(req->shard);
     c->acks = c->rq.acks;
+    /* KafkaApis.handleProduceRequest: the request's size counts against the producer byte
+     * rate of its (user, client id), errors or not; over the quota the response carries the
+     * throttle time and the connection reads nothing more until it has passed (KIP-219), an
+     * acks=0 producer, which gets no response, included. Kafka reads one request of a
+     * connection at a time; here requests are pipelined, so the bytes are counted and the
+     * connection muted as the request arrives, before the requests behind it are read. */
+    c->throttle_ms = h_quota_record(req, LM_QUOTA_PRODUCER_BYTE_RATE, (double)req->body_len);
+    if (c->throttle_ms > 0) {
+        broker_shard_counter_add(req->shard, BROKER_C_PRODUCE_THROTTLED, 1);
+        broker_req_throttle(req, (uint32_t)c->throttle_ms);
+    }
     /* Kafka 4 answers v0-2 (message formats v0/v1) UNSUPPORTED_VERSION (KIP-896). */
     int16_t common = KAFKA_NONE;
     if (req->api_version < 3)

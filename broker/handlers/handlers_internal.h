@@ -13,6 +13,7 @@
 #include "broker/meta/topic_config.h"
 #include "broker/partition/partition.h"
 #include "broker/security/authorizer.h"
+#include "broker/security/quota.h"
 #include "protocol/kafka_api.h"
 #include "protocol/kafka_errors.h"
 #include "storage/storage.h"
@@ -228,9 +229,10 @@ struct hshard {
     uint64_t fetch_id_next;
     uint8_t zc_nonce[8]; /* random: Fetch's record markers (data_fetch.c) */
     bool stopping;
-    uint64_t rebalance_at_ms; /* next automatic preferred-leader check (hs_elect.c) */
-    bool handoff_reported;    /* controlled shutdown: counted in node->handoff_shards */
-    uint32_t handoff_held;    /* leaderships last added to node->handoff_led */
+    uint64_t rebalance_at_ms;    /* next automatic preferred-leader check (hs_elect.c) */
+    bool handoff_reported;       /* controlled shutdown: counted in node->handoff_shards */
+    uint32_t handoff_held;       /* leaderships last added to node->handoff_led */
+    struct lm_quota_table quota; /* client quota sensors (hs_quota.c); empty until first use */
 };
 
 /* ---- hs_cluster.c: the handler layer in a cluster ---- */
@@ -376,6 +378,17 @@ bool h_partition_offline(const struct handlers_ctx *node, const uint8_t topic_id
                          int32_t partition);
 /* The node serving req. */
 struct handlers_ctx *h_node(const struct broker_req *req);
+
+/* ---- hs_quota.c: client byte-rate quotas (KIP-13, KIP-55) ---- */
+/* Whether a quota of key k governs req's (user, client id), its value in *limit. */
+bool h_quota_limit(struct broker_req *req, int k, double *limit);
+/* Records bytes of key k for req's (user, client id) and returns the throttle time in ms that
+ * Kafka's ClientQuotaManager would give (0 within the quota or without one). */
+int32_t h_quota_record(struct broker_req *req, int k, double bytes);
+/* Takes back bytes recorded (Kafka's unrecordQuotaSensor: a throttled Fetch returns nothing). */
+void h_quota_unrecord(struct broker_req *req, int k, double bytes);
+/* Frees the shard's sensors. */
+void hs_quota_free(struct hshard *hs);
 /* Called on the owner shard when storage reports the log of p failed (an append answered
  * LM_E_STATE, a flush failed): p goes offline and the tick reopens it. */
 void hs_part_failed(struct hshard *hs, struct hpart *p, int rc);

@@ -342,6 +342,7 @@ void hs_shard_stop(struct broker_shard *s, void *ctx)
     if (hs->snap != NULL)
         lm_meta_snapshot_release(hs->snap);
     free(hs->scratch);
+    hs_quota_free(hs);
     broker_shard_set_user(s, NULL);
     free(hs);
 }

@@ -40,6 +40,7 @@ void lm_meta_state_deinit(struct lm_meta_state *s)
     free(s->brokers);
     free(s->scram);
     free(s->acls);
+    free(s->quotas);
     memset(s, 0, sizeof(*s));
 }
 
@@ -77,10 +78,12 @@ static int flat_copy(void **dst, const void *src, size_t n, size_t size)
     return 0;
 }
 
-/* The flat arrays of the image: nodes, SCRAM credentials, ACL bindings. */
+/* The flat arrays of the image: nodes, SCRAM credentials, ACL bindings, client quotas. */
 static int brokers_copy(struct lm_meta_state *dst, const struct lm_meta_state *src)
 {
     if (flat_copy((void **)&dst->acls, src->acls, src->acl_count, sizeof(*src->acls)) != 0 ||
+        flat_copy((void **)&dst->quotas, src->quotas, src->quota_count, sizeof(*src->quotas)) !=
+            0 ||
         flat_copy((void **)&dst->scram, src->scram, src->scram_count, sizeof(*src->scram)) != 0 ||
         flat_copy((void **)&dst->brokers, src->brokers, src->broker_count, sizeof(*src->brokers)) !=
             0) {
@@ -88,6 +91,7 @@ static int brokers_copy(struct lm_meta_state *dst, const struct lm_meta_state *s
         return LM_E_NOMEM;
     }
     dst->acl_count = dst->acl_cap = src->acl_count;
+    dst->quota_count = dst->quota_cap = src->quota_count;
     dst->scram_count = dst->scram_cap = src->scram_count;
     dst->broker_count = dst->broker_cap = src->broker_count;
     return 0;
@@ -642,6 +646,76 @@ static int reassign_apply(struct lm_meta_topic *t, const struct lm_meta_record *
     return 0;
 }
 
+bool lm_meta_quota_entity(const struct lm_meta_record *r, struct lm_quota_entity *e)
+{
+    memset(e, 0, sizeof(*e));
+    e->user_part = r->quota_user_part;
+    e->client_part = r->quota_client_part;
+    if (r->quota_user_part == LM_QUOTA_PART_NAMED) {
+        if (r->quota_user == NULL || strlen(r->quota_user) > LM_QUOTA_NAME_MAX)
+            return false;
+        strcpy(e->user, r->quota_user);
+    }
+    if (r->quota_client_part == LM_QUOTA_PART_NAMED) {
+        if (r->quota_client == NULL || strlen(r->quota_client) > LM_QUOTA_NAME_MAX)
+            return false;
+        strcpy(e->client, r->quota_client);
+    }
+    return true;
+}
+
+const struct lm_quota_entry *lm_meta_state_quota(const struct lm_meta_state *s,
+                                                 const struct lm_meta_record *r)
+{
+    struct lm_quota_entity e;
+    if (!lm_meta_quota_entity(r, &e))
+        return NULL;
+    for (size_t i = 0; i < s->quota_count; i++)
+        if (lm_quota_entity_eq(&s->quotas[i].entity, &e))
+            return &s->quotas[i];
+    return NULL;
+}
+
+static int quota_check(const struct lm_meta_state *s, const struct lm_meta_record *r)
+{
+    struct lm_quota_entity e;
+    if (!lm_meta_quota_entity(r, &e) || !lm_quota_entity_valid(&e) || r->quota_key < 0 ||
+        r->quota_key >= LM_QUOTA_KEY_COUNT)
+        return LM_E_INVALID;
+    if (r->quota_remove)
+        return 0; /* removing a key the entity does not hold changes nothing */
+    if (lm_quota_value_invalid(r->quota_key, r->quota_value) != NULL)
+        return LM_E_INVALID;
+    return lm_meta_state_quota(s, r) == NULL && s->quota_count >= LM_META_QUOTAS_MAX ? LM_E_FULL
+                                                                                     : 0;
+}
+
+static int quota_apply(struct lm_meta_state *s, const struct lm_meta_record *r)
+{
+    struct lm_quota_entry *q = (struct lm_quota_entry *)lm_meta_state_quota(s, r);
+    uint8_t bit = (uint8_t)(1u << r->quota_key);
+    if (r->quota_remove) {
+        if (q == NULL)
+            return 0;
+        q->set &= (uint8_t)~bit;
+        q->value[r->quota_key] = 0;
+        if (q->set == 0)
+            *q = s->quotas[--s->quota_count];
+        return 0;
+    }
+    if (q == NULL) {
+        if (LM_GROW(s->quotas, s->quota_cap, s->quota_count + 1, 8) != 0)
+            return LM_E_NOMEM;
+        q = &s->quotas[s->quota_count++];
+        memset(q, 0, sizeof(*q));
+        bool ok = lm_meta_quota_entity(r, &q->entity);
+        LM_ASSERT(ok); /* quota_check passed */
+    }
+    q->set |= bit;
+    q->value[r->quota_key] = r->quota_value;
+    return 0;
+}
+
 int lm_meta_state_check(const struct lm_meta_state *s, const struct lm_meta_record *r)
 {
     const struct lm_meta_topic *t = NULL;
@@ -732,6 +806,8 @@ int lm_meta_state_check(const struct lm_meta_state *s, const struct lm_meta_reco
         return acl_check(s, r);
     case LM_META_PARTITION_REASSIGN:
         return reassign_check(s, r);
+    case LM_META_QUOTA:
+        return quota_check(s, r);
     }
     return LM_E_INVALID;
 }
@@ -905,6 +981,11 @@ int lm_meta_state_apply(struct lm_meta_state *s, const struct lm_meta_record *r)
         if (rc != 0)
             return rc;
         break;
+    case LM_META_QUOTA:
+        rc = quota_apply(s, r);
+        if (rc != 0)
+            return rc;
+        break;
     }
     s->version++;
     return 0;
@@ -932,6 +1013,12 @@ static size_t replicas_size(const struct lm_meta_record *r, int32_t partitions)
     if (r->replicas == NULL)
         return 0;
     return 2 + 4 + (size_t)partitions * (size_t)r->replication_factor * 4;
+}
+
+/* The name a quota entity part is encoded with ("" unless named). */
+static const char *quota_name(uint8_t part, const char *name)
+{
+    return part == LM_QUOTA_PART_NAMED && name != NULL ? name : "";
 }
 
 size_t lm_meta_record_size(const struct lm_meta_record *r)
@@ -979,6 +1066,10 @@ size_t lm_meta_record_size(const struct lm_meta_record *r)
         n += str_size(r->topic) + 4 + 3 * 2 +
              4 * (size_t)(r->replication_factor + r->n_adding + r->n_removing) +
              (r->reassign_done ? 1 : 0);
+        break;
+    case LM_META_QUOTA:
+        n += 1 + str_size(quota_name(r->quota_user_part, r->quota_user)) + 1 +
+             str_size(quota_name(r->quota_client_part, r->quota_client)) + 1 + 8 + 1;
         break;
     }
     return n;
@@ -1082,8 +1173,14 @@ int lm_meta_record_encode(const struct lm_meta_record *r, uint8_t *buf, size_t c
           r->replication_factor > LM_META_REPLICATION_MAX || r->n_adding < 0 ||
           r->n_adding > LM_META_REPLICATION_MAX || r->n_removing < 0 ||
           r->n_removing > LM_META_REPLICATION_MAX || (r->n_adding > 0 && r->adding == NULL) ||
-          (r->n_removing > 0 && r->removing == NULL))))
+          (r->n_removing > 0 && r->removing == NULL))) ||
+        (r->type == LM_META_QUOTA && (r->quota_user_part > LM_QUOTA_PART_DEFAULT ||
+                                      r->quota_client_part > LM_QUOTA_PART_DEFAULT)))
         return LM_E_INVALID;
+    if (r->type == LM_META_QUOTA &&
+        (strlen(quota_name(r->quota_user_part, r->quota_user)) > UINT16_MAX ||
+         strlen(quota_name(r->quota_client_part, r->quota_client)) > UINT16_MAX))
+        return LM_E_TOO_LARGE;
     if (r->type == LM_META_ACL_CREATE &&
         (strlen(r->acl_name) > UINT16_MAX || strlen(r->acl_principal) > UINT16_MAX ||
          strlen(r->acl_host) > UINT16_MAX))
@@ -1201,6 +1298,18 @@ int lm_meta_record_encode(const struct lm_meta_record *r, uint8_t *buf, size_t c
         }
         if (r->reassign_done)
             put_u8(&c, 1);
+        break;
+    }
+    case LM_META_QUOTA: {
+        put_u8(&c, r->quota_user_part);
+        put_str(&c, quota_name(r->quota_user_part, r->quota_user));
+        put_u8(&c, r->quota_client_part);
+        put_str(&c, quota_name(r->quota_client_part, r->quota_client));
+        put_u8(&c, (uint8_t)r->quota_key);
+        uint64_t bits;
+        memcpy(&bits, &r->quota_value, 8);
+        put_be(&c, bits, 8);
+        put_u8(&c, r->quota_remove ? 1 : 0);
         break;
     }
     }
@@ -1446,6 +1555,27 @@ int lm_meta_record_decode(const uint8_t *buf, size_t len, struct lm_meta_record 
             }
             out->reassign_done = true;
         }
+        break;
+    }
+    case LM_META_QUOTA: {
+        if ((rc = get_be(&c, 1, &v)) != 0)
+            return rc;
+        out->quota_user_part = (uint8_t)v;
+        if ((rc = get_str(&c, &out->quota_user)) != 0 || (rc = get_be(&c, 1, &v)) != 0)
+            return rc;
+        out->quota_client_part = (uint8_t)v;
+        if ((rc = get_str(&c, &out->quota_client)) != 0 || (rc = get_be(&c, 1, &v)) != 0)
+            return rc;
+        out->quota_key = (int8_t)v;
+        if ((rc = get_be(&c, 8, &v)) != 0)
+            return rc;
+        memcpy(&out->quota_value, &v, 8);
+        if ((rc = get_be(&c, 1, &v)) != 0)
+            return rc;
+        if (v > 1 || out->quota_user_part > LM_QUOTA_PART_DEFAULT ||
+            out->quota_client_part > LM_QUOTA_PART_DEFAULT)
+            return LM_E_CORRUPT;
+        out->quota_remove = v == 1;
         break;
     }
     default:

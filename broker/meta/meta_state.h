@@ -11,6 +11,7 @@
 
 #include "broker/meta/topic_config.h"
 #include "broker/security/authorizer.h"
+#include "broker/security/quota.h"
 
 #define LM_TOPIC_NAME_MAX        249 /* Kafka's limit on topic names */
 #define LM_META_PARTITIONS_MAX   100000
@@ -43,7 +44,15 @@ enum lm_meta_record_type {
      * replicas (replication_factor of them) = its replicas from now on, adding and removing
      * = the nodes a reassignment in progress adds and removes (both empty: none is). */
     LM_META_PARTITION_REASSIGN = 13,
+    /* A client quota (KIP-546, KRaft's ClientQuotaRecord): the entity (quota_user_part /
+     * quota_user, quota_client_part / quota_client), quota_key, and quota_value to set it or
+     * quota_remove to drop it. An entity left without keys leaves the image. */
+    LM_META_QUOTA = 14,
 };
+
+/* The most quota entities the image holds (AlterClientQuotas past it fails with
+ * POLICY_VIOLATION). */
+#define LM_META_QUOTAS_MAX 10000
 
 /* The most ACL bindings the image holds (bounded memory; CreateAcls past it fails with
  * POLICY_VIOLATION). */
@@ -121,6 +130,12 @@ struct lm_meta_record {
      * still in progress (a cancel or a new target since refuses it, LM_E_STATE). An encoding
      * trailer: records without it decode as false. */
     bool reassign_done;
+    /* QUOTA: the parts are enum lm_quota_part; a name only with LM_QUOTA_PART_NAMED */
+    uint8_t quota_user_part, quota_client_part;
+    const char *quota_user, *quota_client;
+    int8_t quota_key; /* enum lm_quota_key */
+    double quota_value;
+    bool quota_remove;
 };
 
 /* A registered node: its advertised listeners and whether it is fenced (not alive). */
@@ -186,6 +201,10 @@ struct lm_meta_state {
     struct authz_acl *acls;
     size_t acl_count;
     size_t acl_cap;
+    /* client quotas, one entry per entity with at least one key set, unsorted, owned */
+    struct lm_quota_entry *quotas;
+    size_t quota_count;
+    size_t quota_cap;
     uint64_t version; /* bumped by every applied record */
 };
 
@@ -200,6 +219,12 @@ const struct authz_acl *lm_meta_state_acl(const struct lm_meta_state *s, const u
 /* The binding equal to the one r carries (authz_acl_cmp), or NULL. */
 const struct authz_acl *lm_meta_state_acl_same(const struct lm_meta_state *s,
                                                const struct lm_meta_record *r);
+
+/* The quota entry of the entity r names (LM_META_QUOTA), or NULL. */
+const struct lm_quota_entry *lm_meta_state_quota(const struct lm_meta_state *s,
+                                                 const struct lm_meta_record *r);
+/* The entity of a LM_META_QUOTA record, copied into e; false when a name does not fit. */
+bool lm_meta_quota_entity(const struct lm_meta_record *r, struct lm_quota_entity *e);
 
 void lm_meta_state_init(struct lm_meta_state *s);
 void lm_meta_state_deinit(struct lm_meta_state *s);

@@ -140,7 +140,7 @@ REFUSED = [
     (["--config", "super.users=admin"], "super.users"),
     (["--config", "allow.everyone.if.no.acl.found=maybe"], "allow.everyone.if.no.acl.found"),
     (["--config", "client.quota.callback.class=com.example.Quotas"], "client.quota.callback.class"),
-    (["--config", "quota.window.size.seconds=5"], "quota.window.size.seconds"),
+    (["--config", "quota.consumer.default=5"], "quota.consumer.default"),
     (["--config", "controller.quota.window.num=3"], "controller.quota.window.num"),
 ]
 

@@ -805,6 +805,13 @@ void broker_req_close_after(struct broker_req *req)
     req->close_after_ = true;
 }
 
+/* The simulated clients run under no client quota, so no connection is ever muted. */
+void broker_req_throttle(struct broker_req *req, uint32_t delay_ms)
+{
+    (void)req;
+    (void)delay_ms;
+}
+
 struct broker_conn_auth *broker_req_auth(struct broker_req *req)
 {
     return &req_peer(req)->auth;

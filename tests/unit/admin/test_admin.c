@@ -14,6 +14,7 @@
 
 #include <cmocka.h>
 
+#include "broker/cluster/meta_snapshot.h"
 #include "broker/config.h"
 #include "broker/handlers/admin_core.h"
 #include "broker/log.h"
@@ -120,6 +121,8 @@ DEFINE_CALL(update_features, KAFKA_UPDATE_FEATURES_KEY)
 DEFINE_CALL(describe_topic_partitions, KAFKA_DESCRIBE_TOPIC_PARTITIONS_KEY)
 DEFINE_CALL(alter_partition_reassignments, KAFKA_ALTER_PARTITION_REASSIGNMENTS_KEY)
 DEFINE_CALL(list_partition_reassignments, KAFKA_LIST_PARTITION_REASSIGNMENTS_KEY)
+DEFINE_CALL(describe_client_quotas, KAFKA_DESCRIBE_CLIENT_QUOTAS_KEY)
+DEFINE_CALL(alter_client_quotas, KAFKA_ALTER_CLIENT_QUOTAS_KEY)
 
 static struct kafka_str S(const char *s) {
     return admin_kstr(s);
@@ -1652,6 +1655,209 @@ static void test_create_partitions_replicated(void **state)
     lm_meta_snapshot_release(snap);
 }
 
+/* ---- client quotas (KIP-546) ---- */
+
+typedef struct kafka_alter_client_quotas_request_entry_data quota_entry_t;
+typedef struct kafka_alter_client_quotas_request_entity_data quota_entity_t;
+typedef struct kafka_alter_client_quotas_request_op_data quota_op_t;
+typedef struct kafka_describe_client_quotas_request_component_data quota_comp_t;
+
+/* One AlterClientQuotas entry: up to two entity parts ("type" / name, NULL = default) and
+ * one op (remove when remove). */
+static quota_entry_t q_entry(struct fx *f, const char *t1, const char *n1, const char *t2,
+                             const char *n2, const char *key, double v, bool remove)
+{
+    quota_entity_t *e = kafka_arena_alloc_array(&f->a, 2, sizeof(*e), 16);
+    quota_op_t *op = kafka_arena_alloc_array(&f->a, 1, sizeof(*op), 16);
+    assert_non_null(e);
+    assert_non_null(op);
+    int32_t ne = 0;
+    if (t1 != NULL)
+        e[ne++] = (quota_entity_t){.entity_type = S(t1), .entity_name = admin_kstr(n1)};
+    if (t2 != NULL)
+        e[ne++] = (quota_entity_t){.entity_type = S(t2), .entity_name = admin_kstr(n2)};
+    op[0] = (quota_op_t){.key = S(key), .value = v, .remove = remove};
+    return (quota_entry_t){.entity = e, .entity_count = ne, .ops = op, .ops_count = 1};
+}
+
+static struct kafka_alter_client_quotas_response *q_alter(struct fx *f, quota_entry_t *e, int32_t n,
+                                                          bool validate_only)
+{
+    struct kafka_alter_client_quotas_request rq;
+    kafka_alter_client_quotas_request_init(&rq);
+    rq.entries = e;
+    rq.entries_count = n;
+    rq.validate_only = validate_only;
+    struct kafka_alter_client_quotas_response *rs = call_alter_client_quotas(f, 1, &rq);
+    assert_int_equal(rs->entries_count, n);
+    return rs;
+}
+
+static struct kafka_describe_client_quotas_response *q_describe(struct fx *f, quota_comp_t *c,
+                                                                int32_t n, bool strict)
+{
+    struct kafka_describe_client_quotas_request rq;
+    kafka_describe_client_quotas_request_init(&rq);
+    rq.components = c;
+    rq.components_count = n;
+    rq.strict = strict;
+    return call_describe_client_quotas(f, 1, &rq);
+}
+
+/* The value of key in the described entity with these parts, or -1 when not listed. */
+static double q_value(const struct kafka_describe_client_quotas_response *rs, const char *user,
+                      bool has_user, const char *client, bool has_client, const char *key)
+{
+    for (int32_t i = 0; i < rs->entries_count; i++) {
+        const struct kafka_describe_client_quotas_response_entry_data *e = &rs->entries[i];
+        bool u = false, c = false, match = true;
+        for (int32_t k = 0; k < e->entity_count; k++) {
+            if (str_is(e->entity[k].entity_type, "user")) {
+                u = true;
+                match = match && str_is(e->entity[k].entity_name, user);
+            } else if (str_is(e->entity[k].entity_type, "client-id")) {
+                c = true;
+                match = match && str_is(e->entity[k].entity_name, client);
+            }
+        }
+        if (!match || u != has_user || c != has_client)
+            continue;
+        for (int32_t k = 0; k < e->values_count; k++)
+            if (str_is(e->values[k].key, key))
+                return e->values[k].value;
+        return -1;
+    }
+    return -1;
+}
+
+static void test_client_quotas(void **state)
+{
+    struct fx *f = *state;
+    quota_entry_t good[3] = {
+        q_entry(f, "user", "alice", "client-id", NULL, "producer_byte_rate", 1048576, false),
+        q_entry(f, "client-id", "app", NULL, NULL, "consumer_byte_rate", 2048, false),
+        q_entry(f, "client-id", "app", NULL, NULL, "request_percentage", 12.5, false),
+    };
+    struct kafka_alter_client_quotas_response *rs = q_alter(f, good, 3, false);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(rs->entries[i].error_code, KAFKA_NONE);
+    assert_true(str_is(rs->entries[0].entity[1].entity_name, NULL)); /* echoed: the default */
+    /* Kafka's validation: each refused with INVALID_REQUEST, nothing stored */
+    quota_entry_t bad[9] = {
+        q_entry(f, "bogus", "x", NULL, NULL, "producer_byte_rate", 1, false),
+        q_entry(f, "user", "", NULL, NULL, "producer_byte_rate", 1, false),
+        q_entry(f, "client-id", "x", NULL, NULL, "nope", 1, false),
+        q_entry(f, "client-id", "x", NULL, NULL, "producer_byte_rate", 1.5, false),
+        q_entry(f, "client-id", "x", NULL, NULL, "consumer_byte_rate", -1, false),
+        q_entry(f, NULL, NULL, NULL, NULL, "producer_byte_rate", 1, false),
+        q_entry(f, "user", "a", "user", "b", "producer_byte_rate", 1, false),
+        q_entry(f, "ip", "10.0.0.1", NULL, NULL, "producer_byte_rate", 1, false),
+        q_entry(f, "client-id", "x", NULL, NULL, "controller_mutation_rate", -0.5, false),
+    };
+    rs = q_alter(f, bad, 9, false);
+    for (int i = 0; i < 9; i++) {
+        print_message("bad entry %d\n", i);
+        assert_int_equal(rs->entries[i].error_code, KAFKA_INVALID_REQUEST);
+        assert_true(rs->entries[i].error_message.len > 0);
+    }
+    /* validate_only checks and changes nothing */
+    quota_entry_t vo = q_entry(f, "client-id", "z", NULL, NULL, "producer_byte_rate", 5, false);
+    rs = q_alter(f, &vo, 1, true);
+    assert_int_equal(rs->entries[0].error_code, KAFKA_NONE);
+
+    /* describe everything: two entities, none of the refused or validate-only ones */
+    struct kafka_describe_client_quotas_response *d = q_describe(f, NULL, 0, false);
+    assert_int_equal(d->error_code, KAFKA_NONE);
+    assert_int_equal(d->entries_count, 2);
+    assert_true(q_value(d, "alice", true, NULL, true, "producer_byte_rate") == 1048576);
+    assert_true(q_value(d, NULL, false, "app", true, "consumer_byte_rate") == 2048);
+    assert_true(q_value(d, NULL, false, "app", true, "request_percentage") == 12.5);
+    /* filters: exact user (not strict: the client part may be anything) */
+    quota_comp_t c1 = {.entity_type = S("user"), .match_type = 0, .match = S("alice")};
+    d = q_describe(f, &c1, 1, false);
+    assert_int_equal(d->entries_count, 1);
+    /* strict: alice's entity also has a client part, which the filter does not name */
+    d = q_describe(f, &c1, 1, true);
+    assert_int_equal(d->entries_count, 0);
+    /* the default client id */
+    quota_comp_t c2 = {.entity_type = S("client-id"), .match_type = 1, .match = KAFKA_STR_NULL};
+    d = q_describe(f, &c2, 1, false);
+    assert_int_equal(d->entries_count, 1);
+    assert_true(q_value(d, "alice", true, NULL, true, "producer_byte_rate") == 1048576);
+    /* any client id, strict: only the client-only entity */
+    quota_comp_t c3 = {.entity_type = S("client-id"), .match_type = 2, .match = KAFKA_STR_NULL};
+    d = q_describe(f, &c3, 1, true);
+    assert_int_equal(d->entries_count, 1);
+    assert_true(q_value(d, NULL, false, "app", true, "consumer_byte_rate") == 2048);
+    /* bad filters */
+    quota_comp_t dup[2] = {c1, c1};
+    d = q_describe(f, dup, 2, false);
+    assert_int_equal(d->error_code, KAFKA_INVALID_REQUEST);
+    quota_comp_t odd = {.entity_type = S("group"), .match_type = 2};
+    d = q_describe(f, &odd, 1, false);
+    assert_int_equal(d->error_code, KAFKA_INVALID_REQUEST);
+
+    /* removing keys: the entity goes once it holds none */
+    quota_entry_t rm = q_entry(f, "client-id", "app", NULL, NULL, "consumer_byte_rate", 0, true);
+    rs = q_alter(f, &rm, 1, false);
+    assert_int_equal(rs->entries[0].error_code, KAFKA_NONE);
+    d = q_describe(f, NULL, 0, false);
+    assert_true(q_value(d, NULL, false, "app", true, "consumer_byte_rate") == -1);
+    assert_true(q_value(d, NULL, false, "app", true, "request_percentage") == 12.5);
+    rm = q_entry(f, "client-id", "app", NULL, NULL, "request_percentage", 0, true);
+    rs = q_alter(f, &rm, 1, false);
+    assert_int_equal(rs->entries[0].error_code, KAFKA_NONE);
+    d = q_describe(f, NULL, 0, false);
+    assert_int_equal(d->entries_count, 1);
+
+    /* the quotas are in controller snapshots: encode the image, load it into another store */
+    struct lm_meta_snapshot *snap = lm_meta_store_snapshot(f->meta);
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    assert_int_equal(meta_snapshot_encode(&snap->state, 42, &buf, &len), 0);
+    lm_meta_snapshot_release(snap);
+    char dir2[64];
+    snprintf(dir2, sizeof(dir2), "/tmp/lm-admin-XXXXXX");
+    assert_non_null(mkdtemp(dir2));
+    struct lm_meta_store *other = NULL;
+    assert_int_equal(lm_meta_store_open(dir2, &other), 0);
+    assert_int_equal(lm_meta_store_set_cluster(other, 1), 0); /* a controller's image */
+    int64_t last = 0;
+    assert_int_equal(meta_snapshot_load(other, buf, len, &last), 0);
+    free(buf);
+    struct lm_meta_snapshot *os = lm_meta_store_snapshot(other);
+    assert_int_equal(os->state.quota_count, 1);
+    assert_int_equal(os->state.quotas[0].entity.user_part, LM_QUOTA_PART_NAMED);
+    assert_string_equal(os->state.quotas[0].entity.user, "alice");
+    assert_int_equal(os->state.quotas[0].entity.client_part, LM_QUOTA_PART_DEFAULT);
+    assert_true(os->state.quotas[0].value[LM_QUOTA_PRODUCER_BYTE_RATE] == 1048576);
+    lm_meta_snapshot_release(os);
+    lm_meta_store_close(other);
+    char cmd[128];
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir2);
+    assert_int_equal(system(cmd), 0);
+}
+
+/* Without ALTER_CONFIGS / DESCRIBE_CONFIGS on the cluster: CLUSTER_AUTHORIZATION_FAILED. */
+static void test_client_quotas_denied(void **state)
+{
+    struct fx *f = *state;
+    static struct authz_config az; /* large (super users): not on the stack */
+    memset(&az, 0, sizeof(az));
+    az.enabled = true;
+    f->env.authz = &az;
+    f->env.who = (struct authz_subject){.principal = "User:mallory", .host = "127.0.0.1"};
+    quota_entry_t e = q_entry(f, "client-id", "app", NULL, NULL, "producer_byte_rate", 5, false);
+    struct kafka_alter_client_quotas_response *rs = q_alter(f, &e, 1, false);
+    assert_int_equal(rs->entries[0].error_code, KAFKA_CLUSTER_AUTHORIZATION_FAILED);
+    struct kafka_describe_client_quotas_response *d = q_describe(f, NULL, 0, false);
+    assert_int_equal(d->error_code, KAFKA_CLUSTER_AUTHORIZATION_FAILED);
+    f->env.authz = NULL;
+    d = q_describe(f, NULL, 0, false);
+    assert_int_equal(d->error_code, KAFKA_NONE);
+    assert_int_equal(d->entries_count, 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1681,6 +1887,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_reassignments_single_node, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_create_partitions_replicated, fx_setup_cluster,
                                         fx_teardown),
+        cmocka_unit_test_setup_teardown(test_client_quotas, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_client_quotas_denied, fx_setup, fx_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -211,8 +211,6 @@ static void unsupported_security_refused(void **state)
         "principal.builder.class=com.example.Builder",
         "delegation.token.secret.key=s3cret",
         "client.quota.callback.class=com.example.Quota",
-        "quota.window.num=20",
-        "quota.window.size.seconds=2",
         "quota.producer.default=1048576",
         "controller.quota.window.num=5",
     };
@@ -268,6 +266,8 @@ static void harmless_settings_start(void **state)
               "super.users=", "security.inter.broker.protocol=PLAINTEXT",
               "connections.max.reauth.ms=0", "quota.window.num=11", "quota.window.size.seconds=1",
               "controller.quota.window.num=11",
+              /* served: the client quota's sampled window (broker/security/quota.h) */
+              "quota.window.num=20", "quota.window.size.seconds=2",
               "principal.builder.class=org.apache.kafka.common.security."
               "authenticator.DefaultKafkaPrincipalBuilder"),
         0);

@@ -1,0 +1,105 @@
+/* Client byte-rate quotas on the data path (KIP-13, KIP-55): who a request counts against (the
+ * connection's principal without its "User:" prefix, Kafka's KafkaPrincipal name, and the
+ * request header's client id), the quota the metadata image sets for them
+ * (lm_quota_resolve over the shard's snapshot), and the shard's sensors (lm_quota_table).
+ * Each shard measures the connections it serves on its own: a client with connections on
+ * several shards gets the quota on each. */
+#include <string.h>
+
+#include "broker/handlers/handlers_internal.h"
+#include "broker/log.h"
+#include "common/lm_assert.h"
+
+/* Sensors per shard: bounded, the least recently used reused past it. */
+#define HQUOTA_SENSORS_MAX 4096
+
+struct hquota_who {
+    char user[LM_QUOTA_NAME_MAX + 1];
+    char client[LM_QUOTA_NAME_MAX + 1];
+};
+
+static void who_of(struct broker_req *req, struct hquota_who *w)
+{
+    const char *p = broker_req_auth(req)->principal;
+    static const char prefix[] = "User:";
+    if (strncmp(p, prefix, sizeof(prefix) - 1) == 0)
+        p += sizeof(prefix) - 1;
+    size_t n = strnlen(p, LM_QUOTA_NAME_MAX);
+    memcpy(w->user, p, n);
+    w->user[n] = '\0';
+    n = req->client_id != NULL && req->client_id_len > 0 ? (size_t)req->client_id_len : 0;
+    if (n > LM_QUOTA_NAME_MAX)
+        n = LM_QUOTA_NAME_MAX;
+    if (n > 0)
+        memcpy(w->client, req->client_id, n);
+    w->client[n] = '\0';
+}
+
+/* The shard's sensors, made on first use; NULL without memory (then nothing is throttled). */
+static struct lm_quota_table *table_of(struct hshard *hs)
+{
+    if (hs->quota.sensors != NULL)
+        return &hs->quota;
+    const struct broker_config *cfg = hs->node->cfg;
+    struct lm_quota_window w = {.samples = (uint32_t)cfg->quota_window_num,
+                                .window_ms = (uint32_t)cfg->quota_window_size_seconds * 1000u};
+    int rc = lm_quota_table_init(&hs->quota, HQUOTA_SENSORS_MAX, w);
+    if (rc != 0) {
+        BLOG_WARN_LIMITED("quota: no sensors on this shard (%s); quotas are not enforced",
+                          lm_strerror(rc));
+        return NULL;
+    }
+    return &hs->quota;
+}
+
+bool h_quota_limit(struct broker_req *req, int k, double *limit)
+{
+    LM_ASSERT(k >= 0 && k < LM_QUOTA_KEY_COUNT);
+    struct hshard *hs = hs_of(req->shard);
+    if (hs->snap == NULL || hs->snap->state.quota_count == 0)
+        return false;
+    struct hquota_who w;
+    who_of(req, &w);
+    const char *tu, *tc;
+    return lm_quota_resolve(hs->snap->state.quotas, hs->snap->state.quota_count, k, w.user,
+                            w.client, limit, &tu, &tc) > 0;
+}
+
+/* Records v (may be negative: taking bytes back) for req's sensor of key k; the throttle
+ * time, 0 without a quota. */
+static int64_t quota_add(struct broker_req *req, int k, double v)
+{
+    LM_ASSERT(k >= 0 && k < LM_QUOTA_KEY_COUNT);
+    struct hshard *hs = hs_of(req->shard);
+    if (hs->snap == NULL || hs->snap->state.quota_count == 0)
+        return 0;
+    struct hquota_who w;
+    who_of(req, &w);
+    double limit = 0;
+    const char *tu, *tc;
+    if (lm_quota_resolve(hs->snap->state.quotas, hs->snap->state.quota_count, k, w.user, w.client,
+                         &limit, &tu, &tc) == 0)
+        return 0;
+    struct lm_quota_table *t = table_of(hs);
+    if (t == NULL)
+        return 0;
+    return lm_quota_table_record(t, k, tu, tc, limit, v, (int64_t)broker_now_ms());
+}
+
+int32_t h_quota_record(struct broker_req *req, int k, double bytes)
+{
+    int64_t ms = quota_add(req, k, bytes);
+    LM_ASSERT(ms >= 0 && ms <= INT32_MAX);
+    return (int32_t)ms;
+}
+
+void h_quota_unrecord(struct broker_req *req, int k, double bytes)
+{
+    (void)quota_add(req, k, -bytes); /* a throttle time for bytes taken back means nothing */
+}
+
+void hs_quota_free(struct hshard *hs)
+{
+    if (hs->quota.sensors != NULL)
+        lm_quota_table_deinit(&hs->quota);
+}
