@@ -395,16 +395,16 @@ static void persists_clamp(struct partition *p)
     }
 }
 
-/* The LeaderChange control batch (KIP-595) that stores raft's NOOP entry. */
-static int write_noop(struct partition *p, const struct raft_entry *e)
+/* Writes raft entry e as a control batch of one record (key {0, type}, value) at its offset,
+ * stamped ts. */
+static int write_control(struct partition *p, const struct raft_entry *e, uint8_t type,
+                         const void *value, uint32_t value_len, int64_t ts)
 {
     struct kafka_batch_builder b;
-    kafka_batch_builder_init(&b, e->first_index, p->now_ms);
+    kafka_batch_builder_init(&b, e->first_index, ts);
     b.attributes = KAFKA_BATCH_ATTR_CONTROL;
-    uint8_t key[4] = {0, 0, 0, RAFT_STORAGE_CONTROL_LEADER_CHANGE};
-    /* LeaderChangeMessage v0 would carry the voters; the epoch is in the header already. */
-    uint8_t value[6] = {0};
-    int rc = kafka_batch_builder_append(&b, p->now_ms, key, 4, value, 6, NULL, 0);
+    uint8_t key[4] = {0, 0, 0, type};
+    int rc = kafka_batch_builder_append(&b, ts, key, 4, value, (int32_t)value_len, NULL, 0);
     uint8_t *buf = NULL;
     size_t len = 0;
     if (rc == 0)
@@ -415,9 +415,17 @@ static int write_noop(struct partition *p, const struct raft_entry *e)
     struct storage_append_result res;
     rc = storage_log_append_leader(p->log, buf, len, (int32_t)e->term, &res);
     free(buf);
-    if (rc == 0)
-        LM_ASSERT(res.base_offset == e->first_index && res.last_offset == e->last_index);
+    if (rc == 0 && (res.base_offset != e->first_index || res.last_offset != e->last_index))
+        rc = LM_E_CORRUPT;
     return rc;
+}
+
+/* The LeaderChange control batch (KIP-595) that stores raft's NOOP entry. LeaderChangeMessage
+ * v0 would carry the voters; the epoch is in the header already. */
+static int write_noop(struct partition *p, const struct raft_entry *e)
+{
+    static const uint8_t value[6] = {0};
+    return write_control(p, e, RAFT_STORAGE_CONTROL_LEADER_CHANGE, value, sizeof(value), p->now_ms);
 }
 
 /* The VotersRecord control batch (KIP-853) that stores raft's CONF entry: the record's value is
@@ -434,24 +442,7 @@ static int write_conf(struct partition *p, const struct raft_entry *e)
     }
     /* Every replica builds the batch from the entry (raft hands it the configuration, not
      * the leader's bytes): timestamp 0, so the replicas' logs stay byte-identical. */
-    struct kafka_batch_builder b;
-    kafka_batch_builder_init(&b, e->first_index, 0);
-    b.attributes = KAFKA_BATCH_ATTR_CONTROL;
-    uint8_t key[4] = {0, 0, 0, RAFT_STORAGE_CONTROL_VOTERS};
-    int rc = kafka_batch_builder_append(&b, 0, key, 4, e->data, e->len, NULL, 0);
-    uint8_t *buf = NULL;
-    size_t len = 0;
-    if (rc == 0)
-        rc = kafka_batch_builder_finish(&b, KAFKA_CODEC_NONE, &buf, &len);
-    kafka_batch_builder_deinit(&b);
-    if (rc)
-        return rc;
-    struct storage_append_result res;
-    rc = storage_log_append_leader(p->log, buf, len, (int32_t)e->term, &res);
-    free(buf);
-    if (rc == 0 && (res.base_offset != e->first_index || res.last_offset != e->last_index))
-        rc = LM_E_CORRUPT;
-    return rc;
+    return write_control(p, e, RAFT_STORAGE_CONTROL_VOTERS, e->data, e->len, 0);
 }
 
 static int write_entries(struct partition *p, const struct raft_entry *es, size_t n)
