@@ -26,6 +26,7 @@ import org.apache.kafka.common.serialization.ByteArraySerializer;
 /**
  * The Java client's requests for fuzzwire's capture (capture.py runs it against the recording
  * proxy): the Admin calls the Python clients lack (DescribeCluster, DescribeProducers,
+ * partition reassignments, client quotas,
  * DeleteRecords, OffsetDelete, IncrementalAlterConfigs, ListOffsets), an idempotent producer per
  * codec and a group consumer that seeks with a leader epoch (OffsetForLeaderEpoch, KIP-320).
  * Each step that fails is reported and the next one runs: the capture checks API coverage.
@@ -129,6 +130,28 @@ public final class CaptureJava {
             step("describeTopics (DescribeTopicPartitions)", () -> admin.describeTopics(
                     List.of(topic), new org.apache.kafka.clients.admin.DescribeTopicsOptions()
                             .partitionSizeLimitPerResponse(1)).allTopicNames().get());
+            step("listPartitionReassignments",
+                    () -> admin.listPartitionReassignments().reassignments().get());
+            // A single node answers the move with an error: the frame is what the corpus needs.
+            try {
+                int node = admin.describeCluster().nodes().get().iterator().next().id();
+                admin.alterPartitionReassignments(Map.of(tp, java.util.Optional.of(
+                        new org.apache.kafka.clients.admin.NewPartitionReassignment(
+                                List.of(node))))).all().get();
+                System.out.println("ok   alterPartitionReassignments");
+            } catch (Exception e) {
+                System.out.println("ok   alterPartitionReassignments refused: " + e.getCause());
+            }
+            org.apache.kafka.common.quota.ClientQuotaEntity qe =
+                    new org.apache.kafka.common.quota.ClientQuotaEntity(
+                            Map.of(org.apache.kafka.common.quota.ClientQuotaEntity.CLIENT_ID,
+                                    "fw-client"));
+            step("alterClientQuotas", () -> admin.alterClientQuotas(List.of(
+                    new org.apache.kafka.common.quota.ClientQuotaAlteration(qe, List.of(
+                            new org.apache.kafka.common.quota.ClientQuotaAlteration.Op(
+                                    "producer_byte_rate", 1048576.0))))).all().get());
+            step("describeClientQuotas", () -> admin.describeClientQuotas(
+                    org.apache.kafka.common.quota.ClientQuotaFilter.all()).entities().get());
         }
         System.out.println("java capture: " + failures + " failed steps");
         System.exit(0);
