@@ -126,8 +126,6 @@ struct hpart {
     bool pck_known;
     int64_t pck_next;
     uint64_t pck_size;
-    /* The durable end of a log that failed (hs_part_retry), where its reopen cuts it; -1. */
-    int64_t trust_end;
     /* A leader driving a reassignment (hs_reassign.c): when it may tell the controller again
      * that its group reached the target, and the step it logged last. */
     uint64_t reassign_done_at_ms;

@@ -383,7 +383,6 @@ static void part_open_log(struct hpart *p)
      * demand): well above what max.in.flight.requests per producer brings. */
     pc.waiters_max = 1u << 16;
     pc.watchers_max = 1u << 16;
-    pc.trust_end = p->trust_end;
     p->part = NULL;
     p->log = NULL;
     int rc = partition_open(&pc, &env, (int64_t)broker_now_ms(), &p->part);
@@ -411,11 +410,6 @@ static void part_open_log(struct hpart *p)
     if (p->offline)
         BLOG_INFO("partition %s-%d: log open again (after %u failed attempts); online", p->topic,
                   p->partition, p->open_failures);
-    if (p->trust_end >= 0)
-        BLOG_WARN("partition %s-%d: reopened after a storage failure at its durable end %lld "
-                  "(what was written after it is not trusted)",
-                  p->topic, p->partition, (long long)p->trust_end);
-    p->trust_end = -1;
     hs_part_set_offline(p, false);
     p->open_failures = 0;
     p->retry_ms = 0;
@@ -593,10 +587,6 @@ void hs_part_retry(struct hshard *hs, struct hpart *p)
 {
     LM_ASSERT(!p->sync.busy && !p->dead);
     hs_wake_waiters(hs, p);
-    /* A log failed by storage (a write or fsync error): only what was durable before is
-     * trusted when it opens again, whatever the close's own flush reports. */
-    if (p->failed && p->log != NULL && p->trust_end < 0)
-        p->trust_end = storage_log_flushed_offset(p->log);
     part_close_log(p);
     part_open_log(p);
     if (p->log == NULL)
@@ -653,7 +643,6 @@ static struct hpart *part_new(const struct htopic *t, int32_t partition)
     p->partition = partition;
     memcpy(p->topic_id, t->meta->id, 16);
     p->leader_epoch = HANDLERS_LEADER_EPOCH_FIRST;
-    p->trust_end = -1;
     storage_cfg_of(&t->settings, &p->scfg);
     /* its replica set: the replicas holding its data (a reassignment's adding replicas are
      * not among them); a reassignment that only reorders them moves the preferred leader

@@ -98,7 +98,6 @@ void partition_config_default(struct partition_config *cfg)
     cfg->election_ticks = 10;
     cfg->heartbeat_ticks = 1;
     cfg->rand_seed = 1;
-    cfg->trust_end = -1;
     cfg->waiters_max = 1024;
     cfg->watchers_max = 1024;
     cfg->resolve_bytes_max = 8u << 20;
@@ -687,13 +686,6 @@ int partition_open(const struct partition_config *cfg, const struct partition_en
     p->cfg.storage.external_sync = true;
     if (rc == 0)
         rc = storage_log_open(p->dir, &p->cfg.storage, &p->log);
-    if (rc == 0 && cfg->trust_end >= 0 && storage_log_end_offset(p->log) > cfg->trust_end) {
-        /* before raft or the high watermark see any of it: nothing past trust_end was ever
-         * acknowledged as durable by this replica */
-        rc = storage_log_truncate_to(p->log, cfg->trust_end);
-        if (rc == 0 && storage_log_high_watermark(p->log) > storage_log_end_offset(p->log))
-            storage_log_set_high_watermark(p->log, storage_log_end_offset(p->log));
-    }
     uint64_t term = 0;
     uint32_t vote = RAFT_NONE;
     if (rc == 0)

@@ -68,10 +68,6 @@ struct partition_config {
     uint32_t waiters_max;     /* acks=all and "persisted >= X" waiters, each */
     uint32_t watchers_max;    /* fetch watchers */
     size_t resolve_bytes_max; /* batch bytes resolved for one append message */
-    /* >= 0: the log is cut to this end at open (its durable end before a failed fsync: the
-     * bytes after it may be cached copies Linux will never write back, and a later fsync
-     * that succeeds does not make them durable). -1: the log as recovery finds it. */
-    int64_t trust_end;
 };
 
 /* Fills defaults: 100 ms ticks, election 10 / heartbeat 1 ticks, 1024 waiters, 1024 watchers,

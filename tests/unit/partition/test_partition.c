@@ -317,59 +317,6 @@ static void test_acks_and_hw(void **state)
     free(b3);
 }
 
-/* A failed fsync: the log is opened again at its durable end (partition_config.trust_end),
- * even though the close's own flush succeeded and recovery finds the later batches intact in
- * the page cache (Linux may never write them back). Without trust_end they come back. */
-static void test_reopen_at_durable_end(void **state)
-{
-    struct fx *f = *state;
-    f->deferred = true;
-    assert_int_equal(fx_open(f, 1, 1), 0);
-    struct partition *p = f->parts[1];
-    fx_sync(f, 1);
-    struct acks_log l = {0};
-    size_t len;
-    uint8_t *b = batch(3, 0, &len);
-    assert_int_equal(partition_append(p, PARTITION_ORIGIN_CLIENT, b, len, -1, on_append, &l), 0);
-    free(b);
-    fx_sync(f, 1); /* offsets 0..2 durable */
-    assert_int_equal(l.n, 1);
-    int64_t durable = partition_durable_offset(p);
-    assert_int_equal(durable, 3);
-    b = batch(4, 0, &len);
-    assert_int_equal(partition_append(p, PARTITION_ORIGIN_CLIENT, b, len, -1, on_append, &l), 0);
-    free(b);
-    assert_true(f->pending[1]); /* the fsync of 3..6 is out */
-    f->pending[1] = false;
-    partition_sync_done(p, LM_E_IO); /* and fails */
-    assert_int_not_equal(partition_failed(p), 0);
-    assert_int_equal(l.n, 2);
-    assert_int_not_equal(l.errs[1], 0); /* never acknowledged */
-    f->deferred = false;
-    (void)partition_close(p); /* its final flush succeeds: the batch looks durable now */
-    f->parts[1] = NULL;
-    struct partition_config cfg;
-    fx_config(f, &cfg, 1, 1);
-    struct partition_env env = {.ctx = f, .sync = fx_sync_cb, .send = NULL};
-    assert_int_equal(partition_open(&cfg, &env, f->now_ms, &f->parts[1]), 0);
-    assert_int_equal(partition_log_end_offset(f->parts[1]), 7); /* what recovery alone finds */
-    assert_int_equal(partition_close(f->parts[1]), 0);
-    f->parts[1] = NULL;
-    cfg.trust_end = durable;
-    assert_int_equal(partition_open(&cfg, &env, f->now_ms, &f->parts[1]), 0);
-    assert_int_equal(partition_log_end_offset(f->parts[1]), durable);
-    assert_true(partition_high_watermark(f->parts[1]) <= durable);
-    /* the partition goes on from there */
-    b = batch(2, 0, &len);
-    struct acks_log l2 = {0};
-    assert_int_equal(
-        partition_append(f->parts[1], PARTITION_ORIGIN_CLIENT, b, len, -1, on_append, &l2), 0);
-    free(b);
-    assert_int_equal(l2.n, 1);
-    assert_int_equal(l2.errs[0], 0);
-    assert_int_equal(l2.last[0], durable + 1);
-}
-
 /* A lone voter: no quorum-state write at open (the hard state is derived), no fsync per acks=1
  * append until half a ring of readies is not durable, and an idle close without a flush that
  * the next open recovers from the page cache with the same epoch and high watermark. */
@@ -1300,7 +1247,6 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_conf_change, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_three_voters_random, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_read_lease, fx_setup, fx_teardown),
-        cmocka_unit_test_setup_teardown(test_reopen_at_durable_end, fx_setup, fx_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
