@@ -126,6 +126,7 @@ struct hpart {
     bool pck_known;
     int64_t pck_next;
     uint64_t pck_size;
+    int64_t pck_end_seen; /* the log end at its last look (0 before: a look happens) */
     /* A leader driving a reassignment (hs_reassign.c): when it may tell the controller again
      * that its group reached the target, and the step it logged last. */
     uint64_t reassign_done_at_ms;

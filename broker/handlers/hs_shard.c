@@ -151,7 +151,11 @@ static void gauges_count(struct hshard *hs, const struct htopic *t, struct hpart
     if (p->part == NULL || p->failed || !partition_is_leader(p->part))
         return;
     g->leaders++;
-    int32_t in_sync = hs_isr_count(hs, p);
+    /* hs_leader_check's look of this tick left the out-of-sync replicas, the fenced ones
+     * included, in isr->out (no second look at the image) */
+    uint16_t all = (uint16_t)((1u << (p->rf > 0 ? p->rf : 1)) - 1u);
+    int32_t in_sync =
+        p->isr != NULL ? __builtin_popcount(all & (uint16_t)~p->isr->out) : hs_isr_count(hs, p);
     g->under_replicated += in_sync < p->rf;
     g->under_min_isr += in_sync < t->settings.min_insync_replicas;
 }

@@ -470,6 +470,11 @@ void producer_partition_tick(struct pshard *ps, struct hpart *p)
             ckpt_step(ps, p);
         return;
     }
+    /* a log whose end did not move since the last look did not grow: no segment walk */
+    int64_t end = storage_log_end_offset(p->log);
+    if (end == p->pck_end_seen)
+        return;
+    p->pck_end_seen = end;
     uint64_t size = storage_log_size_bytes(p->log);
     if (size < p->pck_size)
         p->pck_size = size; /* retention or compaction made it smaller */

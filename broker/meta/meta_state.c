@@ -428,14 +428,6 @@ static bool id_is_zero(const uint8_t id[16])
     return true;
 }
 
-static bool uuid_set(const uint8_t id[16])
-{
-    for (int i = 0; i < 16; i++)
-        if (id[i] != 0)
-            return true;
-    return false;
-}
-
 static int configs_check(const struct lm_config_entry *c, size_t n)
 {
     if (n > LM_META_CONFIGS_MAX)
@@ -515,15 +507,9 @@ const struct authz_acl *lm_meta_state_acl_same(const struct lm_meta_state *s,
     return i < s->acl_count && authz_acl_cmp(&s->acls[i], &want) == 0 ? &s->acls[i] : NULL;
 }
 
-static bool id_zero(const uint8_t id[16])
-{
-    static const uint8_t zero[16];
-    return memcmp(id, zero, 16) == 0;
-}
-
 static int acl_check(const struct lm_meta_state *s, const struct lm_meta_record *r)
 {
-    if (id_zero(r->acl_id))
+    if (id_is_zero(r->acl_id))
         return LM_E_INVALID;
     if (r->type == LM_META_ACL_DELETE)
         return lm_meta_state_acl(s, r->acl_id) != NULL ? 0 : LM_E_NOT_FOUND;
@@ -733,10 +719,8 @@ int lm_meta_state_check(const struct lm_meta_state *s, const struct lm_meta_reco
     case LM_META_TOPIC_DELETE: {
         /* a deletion that names its incarnation (by id: Kafka's RemoveTopicRecord) deletes only
          * that one, never a topic of the same name created since */
-        static const uint8_t zero[16];
         t = r->topic ? lm_meta_state_find(s, r->topic) : NULL;
-        if (t == NULL ||
-            (memcmp(r->topic_id, zero, 16) != 0 && memcmp(r->topic_id, t->id, 16) != 0))
+        if (t == NULL || (!id_is_zero(r->topic_id) && memcmp(r->topic_id, t->id, 16) != 0))
             return LM_E_NOT_FOUND;
         return 0;
     }
@@ -778,7 +762,7 @@ int lm_meta_state_check(const struct lm_meta_state *s, const struct lm_meta_reco
             return LM_E_INVALID;
         /* an announcement for another incarnation of the name (a leader of the deleted topic
          * announcing late) would give the new topic its epoch and leader */
-        if (uuid_set(r->topic_id) && memcmp(r->topic_id, t->id, 16) != 0)
+        if (!id_is_zero(r->topic_id) && memcmp(r->topic_id, t->id, 16) != 0)
             return LM_E_STATE;
         /* an election older than the one known changes nothing; at the known epoch only its
          * leader changes the ISR */
@@ -1032,7 +1016,7 @@ size_t lm_meta_record_size(const struct lm_meta_record *r)
         n += str_size(r->topic) + configs_size(r);
         break;
     case LM_META_TOPIC_DELETE:
-        n += str_size(r->topic) + (uuid_set(r->topic_id) ? 16 : 0);
+        n += str_size(r->topic) + (!id_is_zero(r->topic_id) ? 16 : 0);
         break;
     case LM_META_PARTITIONS_SET:
         n += str_size(r->topic) + 4 + replicas_size(r, r->replicas_partitions);
@@ -1047,7 +1031,7 @@ size_t lm_meta_record_size(const struct lm_meta_record *r)
         n += 4 + 8 + 1;
         break;
     case LM_META_PARTITION_LEADER:
-        n += str_size(r->topic) + 4 + 4 + 4 + 2 + (uuid_set(r->topic_id) ? 16 : 0);
+        n += str_size(r->topic) + 4 + 4 + 4 + 2 + (!id_is_zero(r->topic_id) ? 16 : 0);
         break;
     case LM_META_SCRAM_SET:
         n += str_size(r->user) + 1 + 4 + 1 + r->scram_salt_len +
@@ -1221,7 +1205,7 @@ int lm_meta_record_encode(const struct lm_meta_record *r, uint8_t *buf, size_t c
         break;
     case LM_META_TOPIC_DELETE:
         put_str(&c, r->topic);
-        if (uuid_set(r->topic_id)) { /* a trailer: records without it delete by name */
+        if (!id_is_zero(r->topic_id)) { /* a trailer: records without it delete by name */
             memcpy(buf + c.pos, r->topic_id, 16);
             c.pos += 16;
         }
@@ -1251,7 +1235,7 @@ int lm_meta_record_encode(const struct lm_meta_record *r, uint8_t *buf, size_t c
         put_be(&c, (uint32_t)r->broker_id, 4);
         put_be(&c, (uint32_t)r->leader_epoch, 4);
         put_be(&c, r->isr_out, 2);
-        if (uuid_set(r->topic_id)) { /* the incarnation trailer */
+        if (!id_is_zero(r->topic_id)) { /* the incarnation trailer */
             memcpy(buf + c.pos, r->topic_id, 16);
             c.pos += 16;
         }
