@@ -549,6 +549,7 @@ static void node_gauges(void *ctx, struct broker_metrics_out *o)
     }
     uint64_t offline = __atomic_load_n(&h->offline_count, __ATOMIC_ACQUIRE);
     uint64_t replicas = 0, leaders = 0, under_replicated = 0, under_min_isr = 0;
+    uint64_t fsessions = 0, fsess_parts = 0, fsess_evictions = 0;
     uint32_t shards = __atomic_load_n(&h->shard_count, __ATOMIC_ACQUIRE);
     for (uint32_t i = 0; i < shards && i < HANDLERS_GAUGE_SHARDS; i++) {
         const struct handlers_shard_gauges *g = &h->shard_gauges[i];
@@ -556,6 +557,9 @@ static void node_gauges(void *ctx, struct broker_metrics_out *o)
         leaders += __atomic_load_n(&g->leaders, __ATOMIC_RELAXED);
         under_replicated += __atomic_load_n(&g->under_replicated, __ATOMIC_RELAXED);
         under_min_isr += __atomic_load_n(&g->under_min_isr, __ATOMIC_RELAXED);
+        fsessions += __atomic_load_n(&g->fetch_sessions, __ATOMIC_RELAXED);
+        fsess_parts += __atomic_load_n(&g->fetch_session_partitions, __ATOMIC_RELAXED);
+        fsess_evictions += __atomic_load_n(&g->fetch_session_evictions, __ATOMIC_RELAXED);
     }
     if (h->ctl == NULL) {
         /* one node: every partition is here and led here unless offline (at once, not as of
@@ -574,6 +578,22 @@ static void node_gauges(void *ctx, struct broker_metrics_out *o)
         "# TYPE kafka_server_replicamanager_underminisrpartitioncount gauge\n"
         "kafka_server_replicamanager_underminisrpartitioncount %llu\n",
         (unsigned long long)under_replicated, (unsigned long long)under_min_isr);
+    broker_metrics_printf(
+        o,
+        "# HELP kafka_server_fetchsessioncache_numincrementalfetchsessions Incremental fetch "
+        "sessions cached.\n"
+        "# TYPE kafka_server_fetchsessioncache_numincrementalfetchsessions gauge\n"
+        "kafka_server_fetchsessioncache_numincrementalfetchsessions %llu\n"
+        "# HELP kafka_server_fetchsessioncache_numincrementalfetchpartitionscached Partitions "
+        "the incremental fetch sessions cache.\n"
+        "# TYPE kafka_server_fetchsessioncache_numincrementalfetchpartitionscached gauge\n"
+        "kafka_server_fetchsessioncache_numincrementalfetchpartitionscached %llu\n"
+        "# HELP kafka_server_fetchsessioncache_incrementalfetchsessionevictions_total Sessions "
+        "evicted to make room for new ones.\n"
+        "# TYPE kafka_server_fetchsessioncache_incrementalfetchsessionevictions_total counter\n"
+        "kafka_server_fetchsessioncache_incrementalfetchsessionevictions_total %llu\n",
+        (unsigned long long)fsessions, (unsigned long long)fsess_parts,
+        (unsigned long long)fsess_evictions);
     broker_metrics_printf(
         o,
         "# HELP kafka_controller_kafkacontroller_globaltopiccount Topics.\n"

@@ -97,9 +97,12 @@ struct handlers_ctx {
     /* Each shard's partition counts for /metrics, stored (atomic) at the end of its tick and
      * summed by the scrape: replicas here, those led here, led here with fewer replicas in
      * sync than assigned (Kafka's UnderReplicatedPartitions) and with fewer than
-     * min.insync.replicas (UnderMinIsrPartitionCount). */
+     * min.insync.replicas (UnderMinIsrPartitionCount); its incremental fetch sessions, the
+     * partitions they cache and the evictions so far (FetchSessionCache). */
     struct handlers_shard_gauges {
         uint32_t replicas, leaders, under_replicated, under_min_isr;
+        uint32_t fetch_sessions;
+        uint64_t fetch_session_partitions, fetch_session_evictions;
     } shard_gauges[HANDLERS_GAUGE_SHARDS];
 };
 

@@ -9,6 +9,7 @@
 #include <stdint.h>
 
 #include "broker/handlers/handlers.h"
+#include "broker/fetch/fetch_session.h"
 #include "broker/meta/meta_store.h"
 #include "broker/meta/topic_config.h"
 #include "broker/partition/partition.h"
@@ -221,9 +222,10 @@ struct hshard {
     uint32_t step_ops;         /* ... and while fewer than HANDLERS_STEP_OPS_MIN were done */
     struct hpart *lru_head, *lru_tail; /* open logs, most recently used first */
     uint32_t open_logs, open_logs_max;
-    uint64_t idle_closes;  /* logs closed for the budget (logged now and then) */
-    struct hfetch *parked; /* parked fetches of connections on this shard */
-    struct hpeer *peers;   /* replication: one connection per other node (hs_cluster.c) */
+    uint64_t idle_closes;     /* logs closed for the budget (logged now and then) */
+    struct hfetch *parked;    /* parked fetches of connections on this shard */
+    struct fsess_cache fsess; /* incremental fetch sessions of this shard's connections */
+    struct hpeer *peers;      /* replication: one connection per other node (hs_cluster.c) */
     size_t n_peers;
     uint64_t fetch_id_next;
     uint8_t zc_nonce[8]; /* random: Fetch's record markers (data_fetch.c) */

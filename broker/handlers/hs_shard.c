@@ -169,6 +169,9 @@ static void gauges_store(struct hshard *hs, const struct handlers_shard_gauges *
     __atomic_store_n(&d->leaders, g->leaders, __ATOMIC_RELAXED);
     __atomic_store_n(&d->under_replicated, g->under_replicated, __ATOMIC_RELAXED);
     __atomic_store_n(&d->under_min_isr, g->under_min_isr, __ATOMIC_RELAXED);
+    __atomic_store_n(&d->fetch_sessions, hs->fsess.count, __ATOMIC_RELAXED);
+    __atomic_store_n(&d->fetch_session_partitions, hs->fsess.parts_total, __ATOMIC_RELAXED);
+    __atomic_store_n(&d->fetch_session_evictions, hs->fsess.evictions, __ATOMIC_RELAXED);
 }
 
 static void shard_tick(struct broker_shard *s, struct broker_timer *t)
@@ -247,6 +250,22 @@ static void shard_tick(struct broker_shard *s, struct broker_timer *t)
         BLOG_ERROR("shard %u: cannot re-arm the tick timer", hs->id);
 }
 
+/* The shard's share of the node's fetch session slots and cached partitions. */
+static int fetch_sessions_init(struct hshard *hs)
+{
+    const struct broker_config *cfg = hs->node->cfg;
+    uint32_t shards = hs->count ? hs->count : 1;
+    uint32_t slots = cfg->fetch_session_slots > 0
+                         ? (uint32_t)(((uint64_t)cfg->fetch_session_slots + shards - 1) / shards)
+                         : 0;
+    uint64_t parts = ((uint64_t)cfg->fetch_session_partitions_max + shards - 1) / shards;
+    uint64_t seed = 0;
+    if (getrandom(&seed, sizeof(seed), 0) != (ssize_t)sizeof(seed))
+        seed = broker_now_ms() ^ ((uint64_t)hs->id << 32);
+    return fsess_cache_init(&hs->fsess, slots, (uint64_t)cfg->fetch_session_eviction_ms, parts,
+                            hs->id, shards, seed);
+}
+
 int hs_shard_start(struct broker_shard *s, void *ctx)
 {
     struct handlers_ctx *node = ctx;
@@ -273,7 +292,9 @@ int hs_shard_start(struct broker_shard *s, void *ctx)
     }
     broker_shard_set_user(s, hs);
     __atomic_store_n(&node->shard_count, hs->count, __ATOMIC_RELEASE);
-    int rc;
+    int rc = fetch_sessions_init(hs);
+    if (rc != 0)
+        return rc;
     if (node->ctl != NULL && hs->id == CONTROLLER_SHARD &&
         (rc = controller_shard_start(node->ctl, s)) != 0)
         return rc; /* opens the metadata log and replays it into the image */
@@ -347,6 +368,7 @@ void hs_shard_stop(struct broker_shard *s, void *ctx)
         lm_meta_snapshot_release(hs->snap);
     free(hs->scratch);
     hs_quota_free(hs);
+    fsess_cache_free(&hs->fsess);
     broker_shard_set_user(s, NULL);
     free(hs);
 }
