@@ -128,9 +128,9 @@ static bool try_evict(struct fsess_cache *c, uint64_t now_ms, bool privileged, u
                 lru = s;
             bool old = now_ms - s->created_ms > c->eviction_ms;
             bool evictable = privileged ? (!s->privileged || old) : old;
-            if (evictable && (cheapest == NULL || key_cmp(s->privileged, s->n, s->id,
-                                                          cheapest->privileged, cheapest->n,
-                                                          cheapest->id) < 0))
+            if (evictable &&
+                (cheapest == NULL || key_cmp(s->privileged, s->n, s->id, cheapest->privileged,
+                                             cheapest->n, cheapest->id) < 0))
                 cheapest = s;
         }
     if (lru != NULL && now_ms - lru->used_ms > c->eviction_ms) {
@@ -304,7 +304,8 @@ bool fsess_forget(struct fsess_cache *c, struct fsess *s, const struct fsess_key
     if (at < 0)
         return false;
     free(s->parts[at].topic);
-    memmove(&s->parts[at], &s->parts[at + 1], (size_t)(s->n - (uint32_t)at - 1) * sizeof(*s->parts));
+    memmove(&s->parts[at], &s->parts[at + 1],
+            (size_t)(s->n - (uint32_t)at - 1) * sizeof(*s->parts));
     s->n--;
     c->parts_total--;
     index_fill(s);

@@ -311,10 +311,17 @@ int admin_mark_duplicate_names(struct kafka_arena *a, const struct kafka_str *fi
     })
 
 /* The broker's settings that stand for topic defaults (each topic config's broker synonym and
- * the unit keys log.retention.minutes|hours, log.roll.hours, log.roll.jitter.hours), as set in
- * server.properties or on the command line; unset keys are absent. Arrays in the arena. */
-int admin_broker_topic_entries(const struct broker_config *cfg, struct kafka_arena *a,
-                               struct lm_config_entry **out, size_t *count);
+ * the unit keys log.retention.minutes|hours, log.roll.hours, log.roll.jitter.hours) in
+ * precedence order: this node's dynamic configs, the cluster-wide dynamic defaults, then
+ * server.properties and the command line, each with its source; unset keys are absent (a key
+ * may appear in several layers: the first wins). Arrays in the arena. */
+struct admin_broker_entries {
+    struct lm_config_entry *e;
+    enum lm_config_source *source;
+    size_t count;
+};
+int admin_broker_topic_entries(const struct admin_env *env, struct kafka_arena *a,
+                               struct admin_broker_entries *out);
 
 /* One topic config as DescribeConfigs shows it: the effective value and where it comes from,
  * topic override > broker key (incl. unit keys, Kafka's ms > minutes > hours precedence) >
@@ -327,7 +334,7 @@ struct admin_topic_value {
 };
 int admin_topic_config_value(const struct lm_topic_config_def *def,
                              const struct lm_config_entry *topic, size_t topic_count,
-                             const struct lm_config_entry *broker, size_t broker_count,
-                             struct kafka_arena *a, struct admin_topic_value *out);
+                             const struct admin_broker_entries *brk, struct kafka_arena *a,
+                             struct admin_topic_value *out);
 
 #endif

@@ -128,8 +128,8 @@ static int32_t cluster_live_count(const struct admin_env *env)
 
 /* The configs a created topic reports in CreateTopics v5+ (KIP-525): every topic config with
  * its effective value and source, as DescribeConfigs would show it. */
-static int create_result_configs(const struct create_plan *p, const struct lm_config_entry *brk,
-                                 size_t brk_count, struct kafka_arena *a,
+static int create_result_configs(const struct create_plan *p,
+                                 const struct admin_broker_entries *brk, struct kafka_arena *a,
                                  struct kafka_create_topics_response_creatable_topic_result *res)
 {
     size_t ndefs = 0;
@@ -139,8 +139,7 @@ static int create_result_configs(const struct create_plan *p, const struct lm_co
         return LM_E_NOMEM;
     for (size_t i = 0; i < ndefs; i++) {
         struct admin_topic_value tv;
-        int rc =
-            admin_topic_config_value(&defs[i], p->configs, p->config_count, brk, brk_count, a, &tv);
+        int rc = admin_topic_config_value(&defs[i], p->configs, p->config_count, brk, a, &tv);
         if (rc != 0)
             return rc;
         res->configs[i] = (struct kafka_create_topics_response_creatable_topic_configs){
@@ -336,7 +335,7 @@ static int create_check_configs(const struct kafka_create_topics_request_creatab
 
 static int create_one(const struct admin_env *env, int16_t version, bool validate_only,
                       const struct kafka_create_topics_request_creatable_topic *t, bool dup,
-                      const struct lm_config_entry *brk, size_t brk_count, struct kafka_arena *a,
+                      const struct admin_broker_entries *brk, struct kafka_arena *a,
                       struct kafka_create_topics_response_creatable_topic_result *res)
 {
     struct create_plan p = {0};
@@ -410,7 +409,7 @@ static int create_one(const struct admin_env *env, int16_t version, bool validat
     res->num_partitions = p.partitions;
     res->replication_factor = p.replication;
     if (version >= 5)
-        return create_result_configs(&p, brk, brk_count, a, res);
+        return create_result_configs(&p, brk, a, res);
     return 0;
 }
 
@@ -423,9 +422,8 @@ int admin_create_topics(const struct admin_env *env, int16_t version,
     int32_t n = rq->topics_count < 0 ? 0 : rq->topics_count;
     if (ADMIN_RESULTS(a, rs, topics, n) != 0)
         return LM_E_NOMEM;
-    struct lm_config_entry *brk = NULL;
-    size_t brk_count = 0;
-    int rc = admin_broker_topic_entries(env->cfg, a, &brk, &brk_count);
+    struct admin_broker_entries brk;
+    int rc = admin_broker_topic_entries(env, a, &brk);
     if (rc != 0)
         return rc;
     bool *dup = NULL;
@@ -455,8 +453,7 @@ int admin_create_topics(const struct admin_env *env, int16_t version,
                 return rc;
             continue;
         }
-        rc = create_one(env, version, rq->validate_only, &rq->topics[i], dup[i], brk, brk_count, a,
-                        res);
+        rc = create_one(env, version, rq->validate_only, &rq->topics[i], dup[i], &brk, a, res);
         if (rc != 0)
             return rc;
     }

@@ -225,7 +225,13 @@ struct hshard {
     uint64_t idle_closes;     /* logs closed for the budget (logged now and then) */
     struct hfetch *parked;    /* parked fetches of connections on this shard */
     struct fsess_cache fsess; /* incremental fetch sessions of this shard's connections */
-    struct hpeer *peers;      /* replication: one connection per other node (hs_cluster.c) */
+    /* Topic defaults of the current snapshot in precedence order: this node's dynamic broker
+     * configs, the cluster-wide dynamic defaults, then server.properties
+     * (node->broker_topic_configs); the strings are borrowed from snap and the node. NULL
+     * (allocation failed): server.properties alone. */
+    struct lm_config_entry *topic_defaults;
+    size_t topic_default_count;
+    struct hpeer *peers; /* replication: one connection per other node (hs_cluster.c) */
     size_t n_peers;
     uint64_t fetch_id_next;
     uint8_t zc_nonce[8]; /* random: Fetch's record markers (data_fetch.c) */
@@ -235,6 +241,9 @@ struct hshard {
     uint32_t handoff_held;       /* leaderships last added to node->handoff_led */
     struct lm_quota_table quota; /* client quota sensors (hs_quota.c); empty until first use */
 };
+
+/* The broker-level topic defaults hs resolves topic settings with (hshard.topic_defaults). */
+const struct lm_config_entry *hs_topic_defaults(const struct hshard *hs, size_t *count);
 
 /* ---- hs_cluster.c: the handler layer in a cluster ---- */
 bool hs_cluster(const struct handlers_ctx *h);

@@ -926,14 +926,50 @@ static void topic_sync_parts(struct hshard *hs, struct htopic *t)
     }
 }
 
-static void settings_of(const struct handlers_ctx *h, const struct lm_meta_topic *m,
+const struct lm_config_entry *hs_topic_defaults(const struct hshard *hs, size_t *count)
+{
+    if (hs->topic_defaults == NULL) {
+        *count = hs->node->broker_topic_config_count;
+        return hs->node->broker_topic_configs;
+    }
+    *count = hs->topic_default_count;
+    return hs->topic_defaults;
+}
+
+/* hshard.topic_defaults for image st (which the shard holds from now on). */
+static void topic_defaults_build(struct hshard *hs, const struct lm_meta_state *st)
+{
+    const struct handlers_ctx *h = hs->node;
+    const struct lm_meta_broker_configs *layer[2] = {
+        lm_meta_state_broker_configs(st, h->cfg->node_id),
+        lm_meta_state_broker_configs(st, LM_META_BROKER_DEFAULT)};
+    size_t n = h->broker_topic_config_count;
+    for (int l = 0; l < 2; l++)
+        n += layer[l] != NULL ? layer[l]->count : 0;
+    free(hs->topic_defaults);
+    hs->topic_defaults = malloc((n ? n : 1) * sizeof(*hs->topic_defaults));
+    hs->topic_default_count = 0;
+    if (hs->topic_defaults == NULL) {
+        BLOG_ERROR("out of memory building the dynamic topic defaults; server.properties only");
+        return;
+    }
+    size_t k = 0;
+    for (int l = 0; l < 2; l++)
+        for (size_t i = 0; layer[l] != NULL && i < layer[l]->count; i++)
+            hs->topic_defaults[k++] = layer[l]->configs[i];
+    for (size_t i = 0; i < h->broker_topic_config_count; i++)
+        hs->topic_defaults[k++] = h->broker_topic_configs[i];
+    hs->topic_default_count = k;
+}
+
+static void settings_of(const struct hshard *hs, const struct lm_meta_topic *m,
                         struct lm_topic_settings *st)
 {
-    if (lm_topic_settings_resolve(m->configs, m->config_count, h->broker_topic_configs,
-                                  h->broker_topic_config_count, st) != 0) {
+    size_t nd = 0;
+    const struct lm_config_entry *d = hs_topic_defaults(hs, &nd);
+    if (lm_topic_settings_resolve(m->configs, m->config_count, d, nd, st) != 0) {
         BLOG_WARN("topic %s: invalid config, using defaults", m->name);
-        lm_topic_settings_resolve(NULL, 0, h->broker_topic_configs, h->broker_topic_config_count,
-                                  st);
+        lm_topic_settings_resolve(NULL, 0, d, nd, st);
     }
 }
 
@@ -955,6 +991,7 @@ void hs_refresh(struct hshard *hs)
         BLOG_ERROR("out of memory refreshing metadata");
         return;
     }
+    topic_defaults_build(hs, st);
     /* 1: mark the topics that survive (same name and id). */
     for (size_t b = 0; b < hs->bucket_count; b++)
         for (struct htopic *t = hs->buckets[b]; t != NULL; t = t->next)
@@ -996,7 +1033,7 @@ void hs_refresh(struct hshard *hs)
             nbk[h] = t;
         }
         t->meta = m;
-        settings_of(hs->node, m, &t->settings);
+        settings_of(hs, m, &t->settings);
         topic_sync_parts(hs, t);
     }
     /* Relink every topic into the new buckets (the old chains are read before relinking). */

@@ -30,13 +30,14 @@
  * log.cleaner.backoff.ms is 15 s; the check here only walks segment lists). */
 #define HANDLERS_COMPACT_CHECK_TICKS 5
 
-static double topic_config_double(const struct handlers_ctx *h, const struct htopic *tp,
+static double topic_config_double(const struct hshard *hs, const struct htopic *tp,
                                   const char *name, double dflt)
 {
     const char *v = NULL;
     enum lm_config_source src;
-    if (lm_topic_config_effective(name, tp->meta->configs, tp->meta->config_count,
-                                  h->broker_topic_configs, h->broker_topic_config_count, &v,
+    size_t nd = 0;
+    const struct lm_config_entry *defaults = hs_topic_defaults(hs, &nd);
+    if (lm_topic_config_effective(name, tp->meta->configs, tp->meta->config_count, defaults, nd, &v,
                                   &src) != 0 ||
         v == NULL)
         return dflt;
@@ -45,12 +46,12 @@ static double topic_config_double(const struct handlers_ctx *h, const struct hto
     return end == v ? dflt : d;
 }
 
-static void compact_cfg_of(const struct handlers_ctx *h, const struct htopic *tp,
+static void compact_cfg_of(const struct hshard *hs, const struct htopic *tp,
                            struct storage_compact_config *cc)
 {
     storage_compact_config_default(cc);
-    cc->min_cleanable_dirty_ratio = topic_config_double(h, tp, "min.cleanable.dirty.ratio", 0.5);
-    double max_lag = topic_config_double(h, tp, "max.compaction.lag.ms", -1);
+    cc->min_cleanable_dirty_ratio = topic_config_double(hs, tp, "min.cleanable.dirty.ratio", 0.5);
+    double max_lag = topic_config_double(hs, tp, "max.compaction.lag.ms", -1);
     cc->max_compaction_lag_ms = max_lag <= 0 || max_lag >= 9e18 ? -1 : (int64_t)max_lag;
     cc->min_compaction_lag_ms = tp->settings.min_compaction_lag_ms;
     cc->delete_retention_ms = tp->settings.delete_retention_ms;
@@ -59,7 +60,7 @@ static void compact_cfg_of(const struct handlers_ctx *h, const struct htopic *tp
 static void compact_step(struct hshard *hs, const struct htopic *tp, struct hpart *p)
 {
     struct storage_compact_config cc;
-    compact_cfg_of(hs->node, tp, &cc);
+    compact_cfg_of(hs, tp, &cc);
     bool busy;
     int rc = storage_log_compact_step(p->log, &cc, storage_log_high_watermark(p->log),
                                       HANDLERS_COMPACT_BUDGET_BYTES, &busy, NULL);
@@ -122,7 +123,7 @@ static void compact_tick(struct hshard *hs)
                 }
                 if (check && due == NULL) {
                     struct storage_compact_config cc;
-                    compact_cfg_of(hs->node, tp, &cc);
+                    compact_cfg_of(hs, tp, &cc);
                     if (storage_log_compact_due(p->log, &cc, storage_log_high_watermark(p->log))) {
                         due = p;
                         due_topic = tp;
@@ -369,6 +370,7 @@ void hs_shard_stop(struct broker_shard *s, void *ctx)
     free(hs->scratch);
     hs_quota_free(hs);
     fsess_cache_free(&hs->fsess);
+    free(hs->topic_defaults);
     broker_shard_set_user(s, NULL);
     free(hs);
 }

@@ -30,8 +30,8 @@ static void check_index(const struct fsess *s)
 {
     for (uint32_t i = 0; i < s->n; i++) {
         const struct fsess_part *p = &s->parts[i];
-        struct fsess_key k = {.topic = p->topic, .topic_len = p->topic_len,
-                              .partition = p->partition};
+        struct fsess_key k = {
+            .topic = p->topic, .topic_len = p->topic_len, .partition = p->partition};
         memcpy(k.topic_id, p->topic_id, 16);
         assert_int_equal(fsess_lookup(s, &k), i);
     }
@@ -218,8 +218,10 @@ static void budgets(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(put_update_forget_rotate), cmocka_unit_test(ids_and_epochs),
-        cmocka_unit_test(must_respond),             cmocka_unit_test(eviction_order),
+        cmocka_unit_test(put_update_forget_rotate),
+        cmocka_unit_test(ids_and_epochs),
+        cmocka_unit_test(must_respond),
+        cmocka_unit_test(eviction_order),
         cmocka_unit_test(budgets),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
