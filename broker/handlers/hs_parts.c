@@ -17,6 +17,7 @@
 #include "common/lm_hash.h"
 #include "broker/log.h"
 #include "broker/producer/producer_state.h"
+#include "broker/cluster/controller.h"
 #include "common/lm_assert.h"
 #include "common/lm_err.h"
 #include "protocol/kafka_api.h"
@@ -328,6 +329,22 @@ static void part_open_log(struct hpart *p)
         return;
     }
     enum part_id pid = part_id_check(dir, p->topic_id);
+    if (pid == PART_ID_OTHER && p->hs->node->ctl != NULL &&
+        !controller_caught_up(p->hs->node->ctl)) {
+        /* Another incarnation's directory, while this node's image may still be behind (after
+         * a restart it fills from the controller's log, whose unsynced tail a crash may have
+         * cut): the directory can belong to a NEWER incarnation this image does not know yet,
+         * with acknowledged records and Raft votes in it. It is kept, and the partition stays
+         * offline, until the image has caught up past this start's registration: then every
+         * incarnation created before the directory is in it, and a mismatch means deleted. */
+        if (p->open_failures++ == 0)
+            BLOG_INFO("partition %s-%d: directory of another incarnation; kept until the "
+                      "metadata has caught up",
+                      p->topic, p->partition);
+        hs_part_set_offline(p, true);
+        part_schedule_retry(p);
+        return;
+    }
     if (pid == PART_ID_OTHER) {
         BLOG_WARN("partition %s-%d: directory belongs to an older topic of that name; removed",
                   p->topic, p->partition);
@@ -426,8 +443,7 @@ static void part_open_log(struct hpart *p)
 
 static void part_free(struct hshard *hs, struct hpart *p, bool delete_dir);
 static void oq_remove(struct hshard *hs, struct hpart *p);
-static void dir_remove_or_queue(struct hshard *hs, const char *dir, const uint8_t id[16],
-                                bool dead);
+static void dir_remove_or_queue(struct hshard *hs, const char *dir, const uint8_t id[16]);
 
 static void part_reopen(struct hshard *hs, struct hpart *p);
 
@@ -620,7 +636,7 @@ static void part_free(struct hshard *hs, struct hpart *p, bool delete_dir)
     if (delete_dir) {
         char dir[H_DIR_BYTES];
         if (part_dir(p, dir, sizeof(dir)) == 0)
-            dir_remove_or_queue(hs, dir, p->topic_id, p->dead);
+            dir_remove_or_queue(hs, dir, p->topic_id);
         BLOG_DEBUG("partition %s-%d deleted", p->topic, p->partition);
     }
     hs_part_set_offline(p, false);
@@ -713,16 +729,20 @@ static void part_open_or_queue(struct hshard *hs, struct hpart *p)
     work_arm(hs);
 }
 
-/* Removes dir now when the budget allows, else queues the removal. `dead`: the partition's
- * close was deferred (its sync was running), so a topic of the same name may own the
- * directory by now: remove it only while it is still this topic's. */
-static void dir_remove_or_queue(struct hshard *hs, const char *dir, const uint8_t id[16], bool dead)
+/* Removes dir now when the budget allows, else queues the removal; either way only while it
+ * is still this topic's (or holds no topic id yet): another incarnation of the name may own it
+ * by now (the close was deferred while a sync ran), or may have owned it all along (a
+ * partition never opened because its directory was a newer incarnation than a restarted
+ * node's image knew, see part_open_log). */
+static void dir_remove_or_queue(struct hshard *hs, const char *dir, const uint8_t id[16])
 {
     bool exists = false;
     if (hs_step_has_budget(hs) || hs->stopping) {
         hs->step_ops++;
-        if (!dead || part_id_matches(dir, id, &exists) || !exists)
+        if (part_id_matches(dir, id, &exists) || !exists)
             hs_rm_dir(dir);
+        else
+            BLOG_INFO("%s: kept, another incarnation of the topic owns it", dir);
         return;
     }
     size_t len = strlen(dir);
