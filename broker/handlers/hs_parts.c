@@ -598,12 +598,41 @@ static void part_reopen(struct hshard *hs, struct hpart *p)
     part_open_log(p);
 }
 
+/* After a storage failure the page cache may hold writes that never reached the disk: an
+ * fsync that failed leaves them clean (Linux after a writeback error), so no later fsync
+ * writes them, yet reads still see them. They are evicted before the log reopens, so its
+ * recovery reads what the disk holds and not records this node never made durable (nor
+ * acknowledged, nor counted towards a commit): trusting them would let them vanish in a
+ * later crash after the node had acknowledged what follows them. */
+static void part_drop_cache(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (d == NULL)
+        return;
+    struct dirent *e;
+    char path[H_FILE_BYTES];
+    while ((e = readdir(d)) != NULL) {
+        if (e->d_name[0] == '.' ||
+            snprintf(path, sizeof(path), "%s/%s", dir, e->d_name) >= (int)sizeof(path))
+            continue;
+        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+            continue;
+        (void)posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
+        close(fd);
+    }
+    closedir(d);
+}
+
 /* Reopens the log of p after a storage failure (the tick, at p->retry_at_ms). */
 void hs_part_retry(struct hshard *hs, struct hpart *p)
 {
     LM_ASSERT(!p->sync.busy && !p->dead);
     hs_wake_waiters(hs, p);
     part_close_log(p);
+    char dir[H_DIR_BYTES];
+    if (part_dir(p, dir, sizeof(dir)) == 0)
+        part_drop_cache(dir);
     part_open_log(p);
     if (p->log == NULL)
         return;

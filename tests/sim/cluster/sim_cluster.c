@@ -139,9 +139,13 @@
 #define SIM_PARTITIONS 3
 #define TOPIC          "sim"
 #define PRODUCERS      2
-#define GROUP          "simg"
-#define MEMBERS        2 /* members of GROUP consuming TOPIC */
-#define ASSIGN_MAX     8 /* members a leader assigns to (restarted ones linger a session) */
+/* A producer gives a batch up after this long without an acknowledgement (a real client's
+ * delivery timeout, shorter here than librdkafka's 300 s and the Java client's 120 s so that a
+ * run ends): the batch fails and the producer starts over with a new producer id. */
+#define PRODUCER_DELIVERY_TIMEOUT_US (30ull * 1000 * 1000)
+#define GROUP                        "simg"
+#define MEMBERS                      2 /* members of GROUP consuming TOPIC */
+#define ASSIGN_MAX                   8 /* members a leader assigns to (restarted ones linger a session) */
 /* The churn client's topic, created, produced to, read and deleted again and again. */
 #define CHURN_TOPIC       "extra"
 #define CHURN_PARTITIONS  2
@@ -220,6 +224,7 @@ struct client {
     int32_t pend_part, pend_seq, pend_count;
     uint32_t pend_first_rec; /* index in S.recs of its first record */
     uint32_t pend_tries;
+    uint64_t pend_since_us; /* when the batch was first sent (its delivery timeout) */
     /* reader */
     int64_t pos[SIM_PARTITIONS];
     int64_t hw_seen[SIM_PARTITIONS];
@@ -779,6 +784,20 @@ static void on_produce(struct client *cl, struct scall *c, int rc, struct kafka_
         client_later(cl, sim_rand_below(20000));
         return;
     }
+    if ((rc != 0 || retriable(err)) &&
+        sim_now_us() - cl->pend_since_us > PRODUCER_DELIVERY_TIMEOUT_US) {
+        /* A real client's delivery timeout (librdkafka message.timeout.ms, the Java client's
+         * delivery.timeout.ms): the batch fails, it may or may not be in the log, and the
+         * producer starts over with a new producer id, as they bump their epoch. A leader
+         * answers NOT_LEADER_OR_FOLLOWER for a batch past a gap in its producer's sequence
+         * (producer_idem.c), counting on this to end a gap that stays. */
+        S.resets++;
+        BLOG_INFO("sim: producer %d: delivery timeout (error %d), new producer id", cl->idx, err);
+        cl->pending = false;
+        cl->pid = -1;
+        client_later(cl, 100000);
+        return;
+    }
     if (rc != 0 || retriable(err)) {
         /* the same batch again, with the same sequence numbers, after Metadata */
         S.retries++;
@@ -848,6 +867,7 @@ static void producer_step(struct client *cl)
         cl->pend_count = 1 + (int32_t)sim_rand_below(4);
         cl->pend_first_rec = S.nrecs;
         cl->pend_tries = 0;
+        cl->pend_since_us = sim_now_us();
         for (int32_t i = 0; i < cl->pend_count; i++)
             rec_new(p);
     }
@@ -2336,10 +2356,16 @@ static struct run_result run_seed(uint64_t seed, bool trace, enum selftest_kind 
              "back: state %d) %llu s after the faults stopped",
              CHURN_TOPIC, S.churn.ch_inc, (int)S.churn.ch_state,
              (unsigned long long)(SETTLE_LIMIT_US / US));
-    if (!S.failed && !reader_caught_up(&S.reader))
+    if (!S.failed && !reader_caught_up(&S.reader)) {
         fail(
             "the reader did not reach every acknowledged offset (liveness) %llu s after the faults",
             (unsigned long long)(SETTLE_LIMIT_US / US));
+        for (int p = 0; p < SIM_PARTITIONS; p++)
+            fprintf(stderr,
+                    "  partition %d: last acknowledged %" PRId64 ", reader at %" PRId64
+                    ", high watermark seen %" PRId64 "\n",
+                    p, S.max_acked[p], S.reader.pos[p], S.reader.hw_seen[p]);
+    }
     while (!S.failed && sim_now_us() < settle_end && !group_caught_up())
         sim_run_until(sim_now_us() + 100000, after_event, NULL);
     if (!S.failed && !group_caught_up()) {
