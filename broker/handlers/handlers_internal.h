@@ -85,6 +85,7 @@ struct hpart {
      * Produce/Fetch: KAFKA_STORAGE_ERROR) and is opened again by the tick at retry_at_ms,
      * backing off from HANDLERS_RETRY_MIN_MS to HANDLERS_RETRY_MAX_MS. */
     bool failed;            /* log open but failed by storage: close and reopen */
+    bool cache_suspect;     /* failed since its last open: the page cache is evicted first */
     bool offline;           /* registered as offline (h_partition_offline) */
     uint32_t retry_ms;      /* current backoff, 0 after a good open */
     uint32_t open_failures; /* consecutive failed opens (the first one is logged as error) */

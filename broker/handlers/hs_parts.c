@@ -317,6 +317,32 @@ static bool part_ensure_open(struct hpart *p)
 static void part_env_sync(void *ctx, struct partition *part, const int *fds, const bool *full,
                           uint32_t n);
 
+/* After a storage failure the page cache may hold writes that never reached the disk: an
+ * fsync that failed leaves them clean (Linux after a writeback error), so no later fsync
+ * writes them, yet reads still see them. They are evicted before the log reopens, so its
+ * recovery reads what the disk holds and not records this node never made durable (nor
+ * acknowledged, nor counted towards a commit): trusting them would let them vanish in a
+ * later crash after the node had acknowledged what follows them. */
+static void part_drop_cache(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (d == NULL)
+        return;
+    struct dirent *e;
+    char path[H_FILE_BYTES];
+    while ((e = readdir(d)) != NULL) {
+        if (e->d_name[0] == '.' ||
+            snprintf(path, sizeof(path), "%s/%s", dir, e->d_name) >= (int)sizeof(path))
+            continue;
+        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+            continue;
+        (void)posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
+        close(fd);
+    }
+    closedir(d);
+}
+
 static void part_open_log(struct hpart *p)
 {
     char dir[H_DIR_BYTES];
@@ -327,6 +353,10 @@ static void part_open_log(struct hpart *p)
         p->retry_ms = HANDLERS_RETRY_MAX_MS;
         p->retry_at_ms = UINT64_MAX; /* never opens: the name cannot change */
         return;
+    }
+    if (p->cache_suspect) {
+        part_drop_cache(dir);
+        p->cache_suspect = false;
     }
     enum part_id pid = part_id_check(dir, p->topic_id);
     if (pid == PART_ID_OTHER && p->hs->node->ctl != NULL &&
@@ -570,6 +600,7 @@ void hs_part_failed(struct hshard *hs, struct hpart *p, int rc)
     BLOG_ERROR("partition %s-%d: storage failed (%s); offline until its log reopens", p->topic,
                p->partition, lm_strerror(rc));
     p->failed = true;
+    p->cache_suspect = true;
     hs_part_set_offline(p, true);
     p->retry_ms = 0;
     p->retry_at_ms = 0; /* the next tick reopens it (recovery from the checkpoint) */
@@ -598,41 +629,12 @@ static void part_reopen(struct hshard *hs, struct hpart *p)
     part_open_log(p);
 }
 
-/* After a storage failure the page cache may hold writes that never reached the disk: an
- * fsync that failed leaves them clean (Linux after a writeback error), so no later fsync
- * writes them, yet reads still see them. They are evicted before the log reopens, so its
- * recovery reads what the disk holds and not records this node never made durable (nor
- * acknowledged, nor counted towards a commit): trusting them would let them vanish in a
- * later crash after the node had acknowledged what follows them. */
-static void part_drop_cache(const char *dir)
-{
-    DIR *d = opendir(dir);
-    if (d == NULL)
-        return;
-    struct dirent *e;
-    char path[H_FILE_BYTES];
-    while ((e = readdir(d)) != NULL) {
-        if (e->d_name[0] == '.' ||
-            snprintf(path, sizeof(path), "%s/%s", dir, e->d_name) >= (int)sizeof(path))
-            continue;
-        int fd = open(path, O_RDONLY | O_CLOEXEC);
-        if (fd < 0)
-            continue;
-        (void)posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
-        close(fd);
-    }
-    closedir(d);
-}
-
 /* Reopens the log of p after a storage failure (the tick, at p->retry_at_ms). */
 void hs_part_retry(struct hshard *hs, struct hpart *p)
 {
     LM_ASSERT(!p->sync.busy && !p->dead);
     hs_wake_waiters(hs, p);
     part_close_log(p);
-    char dir[H_DIR_BYTES];
-    if (part_dir(p, dir, sizeof(dir)) == 0)
-        part_drop_cache(dir);
     part_open_log(p);
     if (p->log == NULL)
         return;
