@@ -278,6 +278,12 @@ struct scenario {
     uint32_t *at[SIM_PARTITIONS];
     /* leader per (partition, epoch) as the nodes report it */
     int32_t leader_of[SIM_PARTITIONS][4096];
+    /* the same for each incarnation of the churn topic (by topic id), epochs below 64 */
+    struct {
+        uint8_t id[16];
+        int32_t leader_of[CHURN_PARTITIONS][64];
+    } churn_leaders[CHURN_MAX];
+    uint32_t churn_leader_count;
     char dir[256];
     bool faults_on;
     bool producing;
@@ -404,6 +410,42 @@ static void check_read(struct client *cl, int32_t p, int64_t offset, uint32_t r,
     }
 }
 
+/* The leaders seen of the churn topic's incarnation `id`, or NULL past CHURN_MAX of them. */
+static int32_t (*churn_leaders_of(const uint8_t id[16]))[64]
+{
+    for (uint32_t i = 0; i < S.churn_leader_count; i++)
+        if (memcmp(S.churn_leaders[i].id, id, 16) == 0)
+            return S.churn_leaders[i].leader_of;
+    if (S.churn_leader_count == CHURN_MAX)
+        return NULL;
+    uint32_t i = S.churn_leader_count++;
+    memcpy(S.churn_leaders[i].id, id, 16);
+    return S.churn_leaders[i].leader_of;
+}
+
+/* ... and of every incarnation of the churn topic (a node that forgot its vote, e.g. a
+ * replica directory removed behind Raft's back, lets a second leader in the same epoch). */
+static void check_churn_leaders(uint32_t n, struct hshard *hs)
+{
+    struct htopic *tp = hs_topic(hs, CHURN_TOPIC, strlen(CHURN_TOPIC));
+    if (tp == NULL)
+        return;
+    for (int32_t p = 0; p < CHURN_PARTITIONS && p < tp->part_cap; p++) {
+        struct hpart *hp = tp->parts[p];
+        if (hp == NULL || hp->part == NULL || !partition_is_leader(hp->part))
+            continue;
+        int32_t e = partition_leader_epoch(hp->part);
+        int32_t(*lead)[64] = churn_leaders_of(hp->topic_id);
+        if (lead == NULL || e < 0 || e >= 64)
+            continue;
+        int32_t id = (int32_t)n + 1;
+        if (lead[p][e] != 0 && lead[p][e] != id)
+            fail("topic %s partition %d epoch %d: nodes %d and %d both lead", CHURN_TOPIC, p, e,
+                 lead[p][e], id);
+        lead[p][e] = id;
+    }
+}
+
 /* At most one leader per partition and epoch, from each node's partitions. */
 static void check_leaders(void)
 {
@@ -414,6 +456,7 @@ static void check_leaders(void)
         struct hshard *hs = broker_shard_user(s);
         if (hs == NULL)
             continue;
+        check_churn_leaders(n, hs);
         struct htopic *tp = hs_topic(hs, TOPIC, strlen(TOPIC));
         if (tp == NULL)
             continue;
