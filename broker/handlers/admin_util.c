@@ -12,6 +12,7 @@
 #include "broker/cluster/placement.h"
 #include "broker/handlers/admin_core.h"
 #include "common/lm_assert.h"
+#include "protocol/kafka_errors.h"
 #include "common/lm_err.h"
 
 struct kafka_str admin_kstr(const char *s)
@@ -338,4 +339,25 @@ int32_t admin_authorized_ops(const struct admin_env *env, int8_t type, const cha
                                        snap->state.acl_count, &env->who, type, name);
     lm_meta_snapshot_release(snap);
     return ops;
+}
+
+int admin_mutations_check(const struct admin_env *env, bool strict, struct kafka_arena *a,
+                          int16_t *code, struct kafka_str *msg, bool *refused)
+{
+    *refused = strict && env->mutations != NULL && env->mutations->exceeded(env->mutations->ctx);
+    if (!*refused)
+        return 0;
+    *code = KAFKA_THROTTLING_QUOTA_EXCEEDED;
+    return admin_fmt(a, msg, "The throttling quota has been exceeded.");
+}
+
+void admin_mutations_record(const struct admin_env *env, int32_t partitions)
+{
+    if (env->mutations != NULL && partitions > 0)
+        env->mutations->record(env->mutations->ctx, (double)partitions);
+}
+
+int32_t admin_mutations_throttle_ms(const struct admin_env *env)
+{
+    return env->mutations != NULL ? env->mutations->throttle_ms(env->mutations->ctx) : 0;
 }

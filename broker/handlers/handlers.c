@@ -508,6 +508,9 @@ static void node_free(void *ctx)
     hs_registry_clear(h);
     pthread_mutex_destroy(&h->epoch_lock);
     pthread_mutex_destroy(&h->offline_lock);
+    if (h->mutation_quota.sensors != NULL)
+        lm_quota_table_deinit(&h->mutation_quota);
+    pthread_mutex_destroy(&h->mutation_lock);
     free(h);
 }
 
@@ -721,6 +724,7 @@ int broker_handlers_setup(struct broker_dispatch *d, struct broker_config *cfg)
     h->producer_checkpoint_bytes = HANDLERS_PRODUCER_CHECKPOINT_BYTES;
     pthread_mutex_init(&h->epoch_lock, NULL);
     pthread_mutex_init(&h->offline_lock, NULL);
+    pthread_mutex_init(&h->mutation_lock, NULL);
     for (int k = 0; k < BROKER_API_KEYS_MAX; k++)
         h->served[k].min_version = h->served[k].max_version = -1;
     d->ctx = h;

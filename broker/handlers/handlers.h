@@ -80,6 +80,11 @@ struct handlers_ctx {
     pthread_mutex_t offline_lock;
     struct hoffline *offline_buckets[HANDLERS_PART_BUCKETS];
     uint32_t offline_count; /* atomic */
+    /* controller_mutation_rate sensors (hs_quota.c): one table for the node, as Kafka counts
+     * mutations where its controller is, under its lock (topic changes are rare); made on
+     * first use */
+    pthread_mutex_t mutation_lock;
+    struct lm_quota_table mutation_quota;
     /* Controlled shutdown (hs_cluster.c), all atomic: set on SIGTERM; the leaderships the
      * shards still hold; how many shards have counted theirs; the shards running. */
     bool handoff;

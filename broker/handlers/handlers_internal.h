@@ -398,6 +398,8 @@ bool h_quota_limit(struct broker_req *req, int k, double *limit);
 int32_t h_quota_record(struct broker_req *req, int k, double bytes);
 /* Takes back bytes recorded (Kafka's unrecordQuotaSensor: a throttled Fetch returns nothing). */
 void h_quota_unrecord(struct broker_req *req, int k, double bytes);
+/* Whether req's sensor of key k is over its quota already (nothing recorded). */
+bool h_quota_exceeded(struct broker_req *req, int k);
 /* Frees the shard's sensors. */
 void hs_quota_free(struct hshard *hs);
 /* Called on the owner shard when storage reports the log of p failed (an append answered
