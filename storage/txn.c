@@ -36,13 +36,14 @@
 #include "protocol/records.h"
 #include "storage/storage_internal.h"
 
-#define TXN_INDEX_EXT        ".txnindex"
-#define TXN_ENTRY_BYTES      34
+#define TXN_INDEX_EXT         ".txnindex"
+#define TXN_ENTRY_BYTES       34
 #define TXN_CONTROL_BYTES_MAX 4096 /* a marker batch is ~80 bytes */
-#define TXN_OPEN_MAX         (1u << 20)
-#define TXN_ABORTED_MAX      (1u << 24)
+#define TXN_OPEN_MAX          (1u << 20)
+#define TXN_ABORTED_MAX       (1u << 24)
 
-/* ---- the table of transactions ---------------------------------------------------------------- */
+/* ---- the table of transactions ----------------------------------------------------------------
+ */
 
 static struct txn_open *txn_find_open(struct storage_log *log, int64_t producer_id)
 {
@@ -98,12 +99,13 @@ static int txn_add_open(struct storage_log *log, int64_t producer_id, int64_t fi
             return rc;
         log->txn_cap = (uint32_t)cap;
     }
-    log->txns[log->txn_count++] =
-        (struct txn_open){.producer_id = producer_id, .first_offset = first_offset, .end_offset = -1};
+    log->txns[log->txn_count++] = (struct txn_open){
+        .producer_id = producer_id, .first_offset = first_offset, .end_offset = -1};
     return 0;
 }
 
-/* ---- .txnindex files -------------------------------------------------------------------------- */
+/* ---- .txnindex files --------------------------------------------------------------------------
+ */
 
 static void entry_encode(const struct storage_aborted_txn *e, uint8_t out[TXN_ENTRY_BYTES])
 {
@@ -229,7 +231,8 @@ int txn_segment_load(struct storage_log *log, struct segment *seg)
 int txn_segment_cut(struct storage_log *log, struct segment *seg)
 {
     uint32_t n = seg->aborted_len;
-    while (seg->aborted_len > 0 && seg->aborted[seg->aborted_len - 1].last_offset >= seg->next_offset)
+    while (seg->aborted_len > 0 &&
+           seg->aborted[seg->aborted_len - 1].last_offset >= seg->next_offset)
         seg->aborted_len--;
     return seg->aborted_len == n ? 0 : txn_file_trim(log, seg);
 }
@@ -252,23 +255,8 @@ void txn_segment_free(struct segment *seg)
     seg->aborted_len = seg->aborted_cap = 0;
 }
 
-/* ---- batches ---------------------------------------------------------------------------------- */
-
-/* The marker type of a control batch (0 abort, 1 commit), or -1 when it is another control
- * record (Raft's LeaderChange and VotersRecord) or unreadable. */
-static int marker_type(const uint8_t *batch, size_t len, const struct kafka_batch_header *h)
-{
-    if (len <= KAFKA_BATCH_HEADER_SIZE || kafka_batch_codec(h) != KAFKA_CODEC_NONE)
-        return -1;
-    struct kafka_record_iter it;
-    struct kafka_record rec;
-    kafka_record_iter_init(&it, batch + KAFKA_BATCH_HEADER_SIZE, len - KAFKA_BATCH_HEADER_SIZE,
-                           h->records_count);
-    if (kafka_record_iter_next(&it, &rec) != 1 || rec.key == NULL || rec.key_len < 4)
-        return -1;
-    int type = (rec.key[2] << 8) | rec.key[3];
-    return rec.key[0] == 0 && rec.key[1] == 0 && (type == 0 || type == 1) ? type : -1;
-}
+/* ---- batches ----------------------------------------------------------------------------------
+ */
 
 /* Applies one batch at offset h->base_offset in seg; index_missing_only: an abort adds its
  * entry only when the segment has none at or after the marker (a recovery walk). */
@@ -280,8 +268,9 @@ static int note(struct storage_log *log, struct segment *seg, const uint8_t *bat
     struct txn_open *t = txn_find_open(log, h->producer_id);
     if (!(h->attributes & KAFKA_BATCH_ATTR_CONTROL))
         return t != NULL ? 0 : txn_add_open(log, h->producer_id, h->base_offset);
-    int type = marker_type(batch, len, h);
-    if (type < 0)
+    int16_t type;
+    int32_t coordinator_epoch;
+    if (kafka_txn_marker_parse(batch, len, h, &type, &coordinator_epoch) != 0)
         return 0;
     int64_t marker = h->base_offset;
     /* Kafka's appendEndTxnMarker: a marker without data of its producer here still completes
@@ -289,7 +278,7 @@ static int note(struct storage_log *log, struct segment *seg, const uint8_t *bat
     int64_t first = t != NULL ? t->first_offset : marker;
     if (t != NULL)
         t->end_offset = marker;
-    if (type == 1)
+    if (type == KAFKA_CONTROL_COMMIT)
         return 0;
     int64_t lso = marker + 1;
     for (uint32_t i = 0; i < log->txn_count; i++) {
@@ -364,7 +353,8 @@ int txn_after_truncate(struct storage_log *log, int64_t offset)
     return txn_rebuild(log, from);
 }
 
-/* ---- reads ------------------------------------------------------------------------------------ */
+/* ---- reads ------------------------------------------------------------------------------------
+ */
 
 int storage_log_aborted_txns(struct storage_log *log, int64_t from, int64_t upper,
                              struct storage_aborted_txn *out, uint32_t cap, uint32_t *n)
@@ -395,7 +385,8 @@ int storage_log_aborted_txns(struct storage_log *log, int64_t from, int64_t uppe
     return 0;
 }
 
-/* ---- compaction ------------------------------------------------------------------------------- */
+/* ---- compaction -------------------------------------------------------------------------------
+ */
 
 int txn_segment_adopt(struct segment *into, struct segment *from)
 {
@@ -427,8 +418,8 @@ int txn_segment_rewrite(struct storage_log *log, struct segment *seg)
         uint8_t buf[TXN_ENTRY_BYTES];
         entry_encode(&seg->aborted[k], buf);
         struct iovec iov = {buf, sizeof(buf)};
-        rc = log->io->pwritev_all(log->io->ctx, seg->txn_fd, &iov, 1,
-                                  (uint64_t)k * TXN_ENTRY_BYTES);
+        rc =
+            log->io->pwritev_all(log->io->ctx, seg->txn_fd, &iov, 1, (uint64_t)k * TXN_ENTRY_BYTES);
     }
     if (rc == 0)
         rc = txn_file_trim(log, seg);
