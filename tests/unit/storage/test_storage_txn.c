@@ -158,7 +158,7 @@ static void test_survives_close_and_crash(void **state)
     check_filled(f);
     assert_int_equal(storage_log_first_unstable_offset(f->log), 9);
     /* more after the checkpoint, then a crash (no flush, no checkpoint) */
-    append_data(f, 10, 1, true); /* 11 */
+    append_data(f, 10, 1, true);              /* 11 */
     append_marker(f, 9, KAFKA_CONTROL_ABORT); /* 12 */
     append_data(f, 11, 1, true);              /* 13 open */
     assert_int_equal(storage_log_close_unsynced(f->log), 0);
@@ -175,9 +175,9 @@ static void test_survives_close_and_crash(void **state)
 static void test_lost_index_tail_rewritten(void **state)
 {
     struct fx *f = *state;
-    append_data(f, 9, 2, true); /* 0-1 */
+    append_data(f, 9, 2, true);                           /* 0-1 */
     assert_int_equal(storage_log_flush(f->log, true), 0); /* the checkpoint: pid 9 open at 0 */
-    append_marker(f, 9, KAFKA_CONTROL_ABORT);              /* 2 */
+    append_marker(f, 9, KAFKA_CONTROL_ABORT);             /* 2 */
     assert_int_equal(storage_log_close_unsynced(f->log), 0);
     f->log = NULL;
     /* the crash lost the index entry but not the marker */
@@ -232,8 +232,8 @@ static void test_deleted_with_segment(void **state)
     assert_int_equal(storage_log_advance_start(f->log, storage_log_end_offset(f->log) - 1), 0);
     assert_int_equal(txnindex_size(f, 0), -1);
     struct storage_aborted_txn a[8];
-    assert_int_equal(aborted(f, storage_log_start_offset(f->log), storage_log_end_offset(f->log), a),
-                     0);
+    assert_int_equal(
+        aborted(f, storage_log_start_offset(f->log), storage_log_end_offset(f->log), a), 0);
 }
 
 int main(void)
