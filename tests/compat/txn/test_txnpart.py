@@ -162,6 +162,73 @@ def list_latest(conn, isolation):
     return err, off
 
 
+def java_hash(s):
+    h = 0
+    for ch in s:
+        h = (31 * h + ord(ch)) & 0xFFFFFFFF
+    return h - (1 << 32) if h & 0x80000000 else h
+
+
+def offsets_partition(group, n=50):
+    h = java_hash(group)
+    return 0 if h == -(1 << 31) else abs(h) % n
+
+
+def txn_offset_commit(conn, group, pid, epoch, offsets):
+    """TxnOffsetCommit v0 of {partition: offset} of TOPIC -> {partition: error}."""
+    body = s16str("txid") + s16str(group) + struct.pack(">qh", pid, epoch)
+    body += struct.pack(">i", 1) + s16str(TOPIC) + struct.pack(">i", len(offsets))
+    for p, off in sorted(offsets.items()):
+        body += struct.pack(">iqh", p, off, -1)
+    r = R(conn.call(28, 0, body, False))
+    r.take(">i")
+    out = {}
+    for _ in range(r.take(">i")):
+        r.str()
+        for _ in range(r.take(">i")):
+            idx, err = r.take(">ih")
+            out[idx] = err
+    return out
+
+
+def offset_fetch(conn, group, partitions, require_stable):
+    """OffsetFetch v7 (flexible) of TOPIC -> {partition: (offset, error)}."""
+    def cstr(x):
+        x = x.encode()
+        return kraw.uvarint(len(x) + 1) + x
+    body = cstr(group) + kraw.uvarint(2) + cstr(TOPIC) + kraw.uvarint(len(partitions) + 1)
+    body += b"".join(struct.pack(">i", p) for p in partitions) + b"\x00"
+    body += struct.pack(">b", 1 if require_stable else 0) + b"\x00"
+    r = conn.call(9, 7, body, True)
+    pos = 4
+
+    def uv():
+        nonlocal pos
+        shift = v = 0
+        while True:
+            x = r[pos]
+            pos += 1
+            v |= (x & 0x7F) << shift
+            shift += 7
+            if not x & 0x80:
+                return v
+    out = {}
+    for _ in range(uv() - 1):
+        n = uv() - 1  # the topic name
+        pos += n
+        for _ in range(uv() - 1):
+            idx, off, _le = struct.unpack_from(">iqi", r, pos)
+            pos += 16
+            n = uv() - 1
+            pos += max(n, 0)
+            err = struct.unpack_from(">h", r, pos)[0]
+            pos += 2
+            pos += 1  # tags
+            out[idx] = (off, err)
+        pos += 1
+    return out
+
+
 def consume(b, isolation, want_min, timeout=30):
     c = ck.Consumer({"bootstrap.servers": b.bootstrap, "group.id": "txn-" + isolation,
                      "enable.auto.commit": False, "isolation.level": isolation})
@@ -267,9 +334,67 @@ def scenario(b):
     conn.close()
     got = consume(b, "read_committed", 4)
     check(sorted(got) == [b"b3", b"b4", b"plain2", b"plain9"], "after restarts: %r" % got)
+    group_offsets(b)
     check(b.stop() == 0, "broker exit status")
     log = b.log_text()
     check("ERROR" not in log and "AddressSanitizer" not in log, "errors in the log")
+
+
+UNSTABLE_OFFSET_COMMIT = 88
+
+
+def group_offsets(b):
+    """TxnOffsetCommit writes pending offsets; OffsetFetch with require_stable answers
+    UNSTABLE_OFFSET_COMMIT, without it the old offset; a commit marker on the group's
+    __consumer_offsets partition makes them visible, an abort drops them; both survive a
+    kill -9 (the group load replays transactional batches and markers)."""
+    group = "txg"
+    part = offsets_partition(group)
+    conn = kraw.Conn(b.host, b.port)
+    err, pid, _ = conn.init_producer_id()
+    check(err == 0, "InitProducerId")
+    check(txn_offset_commit(conn, group, pid, 0, {0: 5}) == {0: 0}, "TxnOffsetCommit")
+    got = offset_fetch(conn, group, [0], True)
+    check(got == {0: (-1, UNSTABLE_OFFSET_COMMIT)}, "require_stable while pending: %r" % got)
+    got = offset_fetch(conn, group, [0], False)
+    check(got == {0: (-1, 0)}, "pending offset visible: %r" % got)
+    check(marker(conn, pid, 0, True, 1, topic="__consumer_offsets", partition=part) == 0,
+          "commit marker on __consumer_offsets-%d" % part)
+    got = offset_fetch(conn, group, [0], True)
+    check(got == {0: (5, 0)}, "committed offset after the marker: %r" % got)
+    # an aborted one leaves 5; one left open is pending across a kill -9
+    err, pid2, _ = conn.init_producer_id()
+    check(txn_offset_commit(conn, group, pid2, 0, {0: 9}) == {0: 0}, "TxnOffsetCommit 2")
+    check(marker(conn, pid2, 0, False, 1, topic="__consumer_offsets", partition=part) == 0,
+          "abort marker")
+    check(offset_fetch(conn, group, [0], True) == {0: (5, 0)}, "abort dropped the offset")
+    err, pid3, _ = conn.init_producer_id()
+    check(txn_offset_commit(conn, group, pid3, 0, {0: 12}) == {0: 0}, "TxnOffsetCommit 3")
+    conn.close()
+    restart_wait(b, kill=True)
+    conn = kraw.Conn(b.host, b.port)
+    deadline = time.monotonic() + 20
+    while True:
+        got = offset_fetch(conn, group, [0], True)
+        if got[0][1] != 14 or time.monotonic() > deadline:  # COORDINATOR_LOAD_IN_PROGRESS
+            break
+        time.sleep(0.2)
+    check(got == {0: (-1, UNSTABLE_OFFSET_COMMIT)}, "pending after kill -9: %r" % got)
+    check(offset_fetch(conn, group, [0], False) == {0: (5, 0)}, "committed after kill -9")
+    check(marker(conn, pid3, 0, True, 1, topic="__consumer_offsets", partition=part) == 0,
+          "commit marker 3")
+    check(offset_fetch(conn, group, [0], True) == {0: (12, 0)}, "offset 12 committed")
+    conn.close()
+    restart_wait(b, kill=True)
+    conn = kraw.Conn(b.host, b.port)
+    deadline = time.monotonic() + 20
+    while True:
+        got = offset_fetch(conn, group, [0], True)
+        if got[0][1] != 14 or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    check(got == {0: (12, 0)}, "committed by the marker after kill -9: %r" % got)
+    conn.close()
 
 
 def main():
