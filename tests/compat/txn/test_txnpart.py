@@ -96,11 +96,11 @@ def marker(conn, pid, epoch, commit, cepoch, topic=TOPIC, partition=0):
         (pid, topic, partition)]
 
 
-def fetch(conn, offset, isolation):
+def fetch(conn, offset, isolation, topic=TOPIC):
     """Fetch v4 of partition 0. Returns (error, hw, lso, aborted [(pid, first)] or None,
     [(offset, value, is_control)] of the records returned)."""
     body = struct.pack(">iiiib", -1, 0, 1, 1 << 20, isolation)
-    body += struct.pack(">i", 1) + s16str(TOPIC)
+    body += struct.pack(">i", 1) + s16str(topic)
     body += struct.pack(">i", 1) + struct.pack(">iqi", 0, offset, 1 << 20)
     r = R(conn.call(1, 4, body, False))
     r.take(">i")
@@ -149,9 +149,9 @@ def uvarint_z(b, p):
             return (v >> 1) ^ -(v & 1), p
 
 
-def list_latest(conn, isolation):
+def list_latest(conn, isolation, topic=TOPIC):
     """ListOffsets v2 latest of partition 0 -> (error, offset)."""
-    body = struct.pack(">ib", -1, isolation) + struct.pack(">i", 1) + s16str(TOPIC)
+    body = struct.pack(">ib", -1, isolation) + struct.pack(">i", 1) + s16str(topic)
     body += struct.pack(">i", 1) + struct.pack(">iq", 0, -1)
     r = R(conn.call(2, 2, body, False))
     r.take(">i")
