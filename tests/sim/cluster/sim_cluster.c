@@ -1738,8 +1738,10 @@ static void on_churn_metadata(struct client *cl, struct scall *c, int rc, struct
     }
     if (tp == NULL || tp->partitions_count != CHURN_PARTITIONS || uuid_zero(&tp->topic_id)) {
         /* its creation answered ALREADY_EXISTS (the last incarnation was seen gone, so it was
-         * its own creation whose answer was lost) and for 5 s no node shows the topic */
-        if (uuid_zero(&cl->ch_id) && ++cl->ch_meta_tries > 50) {
+         * its own creation whose answer was lost) and for 30 s after the faults no node shows
+         * the topic (during them the controller may have no quorum for long: nodes that are
+         * not caught up do not answer Metadata) */
+        if (uuid_zero(&cl->ch_id) && !S.faults_on && ++cl->ch_meta_tries > 300) {
             fail("topic %s incarnation %u: CreateTopics answered TOPIC_ALREADY_EXISTS, but no "
                  "node shows the topic",
                  CHURN_TOPIC, cl->ch_inc);
