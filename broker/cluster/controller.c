@@ -791,7 +791,15 @@ static void apply_committed(struct controller *c)
 {
     if (c->part == NULL)
         return; /* an observer applies what its fetches bring */
+    /* Only what is committed AND durable here: a record applied before this node's copy of
+     * it is on disk can vanish in a crash, and the image would then go back in time after the
+     * restart, undoing what the node already did for it (a deleted topic's replicas recreated
+     * empty, with the Raft votes their deleted directories held forgotten: a second leader in
+     * an epoch; whole-cluster simulation seed 1960). */
     int64_t hw = partition_high_watermark(c->part);
+    int64_t durable = partition_durable_offset(c->part);
+    if (durable < hw)
+        hw = durable;
     while (c->applied_next < hw) {
         struct storage_read_result res;
         int rc = partition_read(c->part, c->applied_next, CTL_READ_BYTES, true, &res);

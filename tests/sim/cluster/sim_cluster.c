@@ -440,8 +440,10 @@ static void check_churn_leaders(uint32_t n, struct hshard *hs)
             continue;
         int32_t id = (int32_t)n + 1;
         if (lead[p][e] != 0 && lead[p][e] != id)
-            fail("topic %s partition %d epoch %d: nodes %d and %d both lead", CHURN_TOPIC, p, e,
-                 lead[p][e], id);
+            fail("topic %s (id %02x%02x%02x%02x...) partition %d epoch %d: nodes %d and %d both "
+                 "lead",
+                 CHURN_TOPIC, hp->topic_id[0], hp->topic_id[1], hp->topic_id[2], hp->topic_id[3], p,
+                 e, lead[p][e], id);
         lead[p][e] = id;
     }
 }
