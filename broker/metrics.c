@@ -15,8 +15,11 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/time.h>
+#include <time.h>
 #include <unistd.h>
 
+#include "broker/console/console.h"
+#include "broker/console/http_req.h"
 #include "broker/log.h"
 #include "common/lm_assert.h"
 #include "common/lm_err.h"
@@ -246,6 +249,7 @@ struct broker_http {
     pthread_t thread;
     broker_http_render_fn render;
     void *ctx;
+    const struct console *console; /* NULL: /metrics alone */
 };
 
 static int write_all(int fd, const char *p, size_t n)
@@ -262,77 +266,141 @@ static int write_all(int fd, const char *p, size_t n)
     return 0;
 }
 
-static void respond(int fd, const char *status, const char *type, const char *body, size_t len)
+static void respond(int fd, const char *status, const char *type, const char *extra,
+                    const char *body, size_t len)
 {
-    char head[256];
+    char head[512];
     int n = snprintf(head, sizeof(head),
                      "HTTP/1.1 %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
+                     "Cache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\n%s"
                      "Connection: close\r\n\r\n",
-                     status, type, len);
+                     status, type, len, extra);
     if (write_all(fd, head, (size_t)n) == 0 && len > 0)
         (void)write_all(fd, body, len);
 }
 
-/* Reads the request head (up to the blank line) within the size and time bounds; returns its
- * length, or -1. */
-static ssize_t read_head(int fd, char *buf, size_t cap)
+/* Reads the request head (up to the blank line) within the size bound and one deadline for the
+ * whole head (a client trickling bytes cannot hold the thread longer); returns its length, or
+ * -1 when the head does not fit (*too_long) or the client is too slow or gone. */
+static ssize_t read_head(int fd, char *buf, size_t cap, bool *too_long)
 {
     size_t have = 0;
+    *too_long = false;
+    struct timespec t0;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
     while (have + 1 < cap) {
-        ssize_t r = recv(fd, buf + have, cap - 1 - have, 0);
+        struct timespec now;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        long spent = (now.tv_sec - t0.tv_sec) * 1000 + (now.tv_nsec - t0.tv_nsec) / 1000000;
+        if (spent >= HTTP_IO_TIMEOUT_MS)
+            return -1;
+        struct pollfd p = {fd, POLLIN, 0};
+        int r = poll(&p, 1, (int)(HTTP_IO_TIMEOUT_MS - spent));
         if (r < 0 && errno == EINTR)
             continue;
         if (r <= 0)
             return -1;
-        have += (size_t)r;
+        ssize_t n = recv(fd, buf + have, cap - 1 - have, 0);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return -1;
+        have += (size_t)n;
         buf[have] = 0;
         if (strstr(buf, "\r\n\r\n") != NULL || strstr(buf, "\n\n") != NULL)
             return (ssize_t)have;
     }
+    *too_long = true;
     return -1;
+}
+
+static void respond_text(int fd, int status, const char *msg)
+{
+    char line[64];
+    snprintf(line, sizeof(line), "%d %s", status,
+             status == 400   ? "Bad Request"
+             : status == 404 ? "Not Found"
+             : status == 405 ? "Method Not Allowed"
+             : status == 414 ? "URI Too Long"
+             : status == 431 ? "Request Header Fields Too Large"
+                             : "Error");
+    respond(fd, line, "text/plain", "", msg, strlen(msg));
+}
+
+static const char *status_text(int status)
+{
+    switch (status) {
+    case 200:
+        return "200 OK";
+    case 400:
+        return "400 Bad Request";
+    case 401:
+        return "401 Unauthorized";
+    case 403:
+        return "403 Forbidden";
+    case 404:
+        return "404 Not Found";
+    case 416:
+        return "416 Range Not Satisfiable";
+    case 502:
+        return "502 Bad Gateway";
+    case 503:
+        return "503 Service Unavailable";
+    default:
+        return "500 Internal Server Error";
+    }
 }
 
 static void serve_one(struct broker_http *h, int fd)
 {
     struct timeval tv = {HTTP_IO_TIMEOUT_MS / 1000, (HTTP_IO_TIMEOUT_MS % 1000) * 1000};
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
     setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-    char req[HTTP_REQUEST_BYTES_MAX];
-    ssize_t n = read_head(fd, req, sizeof(req));
+    char head[HTTP_REQUEST_BYTES_MAX];
+    bool too_long = false;
+    ssize_t n = read_head(fd, head, sizeof(head), &too_long);
     if (n < 0) {
-        static const char msg[] = "bad request\n";
-        respond(fd, "400 Bad Request", "text/plain", msg, sizeof(msg) - 1);
+        if (too_long)
+            respond_text(fd, 431, "request head too large\n");
+        return; /* silent or gone: close */
+    }
+    struct http_request req;
+    enum http_parse_err pe = http_parse_request(head, (size_t)n, &req);
+    if (pe != HTTP_OK) {
+        respond_text(fd, (int)pe, "bad request\n");
         return;
     }
-    char method[8] = {0}, path[256] = {0};
-    if (sscanf(req, "%7s %255s", method, path) != 2) {
-        static const char msg[] = "bad request\n";
-        respond(fd, "400 Bad Request", "text/plain", msg, sizeof(msg) - 1);
+    bool is_head = strcmp(req.method, "HEAD") == 0;
+    if (strcmp(req.method, "GET") != 0 && !is_head) {
+        respond_text(fd, 405, "method not allowed\n");
         return;
     }
-    char *q = strchr(path, '?');
-    if (q != NULL)
-        *q = 0;
-    if (strcmp(path, "/metrics") != 0) {
-        static const char msg[] = "not found: laminar serves /metrics\n";
-        respond(fd, "404 Not Found", "text/plain", msg, sizeof(msg) - 1);
+    if (strcmp(req.path, "/metrics") == 0) {
+        struct broker_metrics_out o = {0};
+        h->render(h->ctx, &o);
+        if (o.failed)
+            respond_text(fd, 500, "out of memory\n");
+        else
+            respond(fd, "200 OK", "text/plain; version=0.0.4; charset=utf-8", "",
+                    is_head ? "" : o.buf, is_head ? 0 : o.len);
+        free(o.buf);
         return;
     }
-    if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0) {
-        static const char msg[] = "method not allowed\n";
-        respond(fd, "405 Method Not Allowed", "text/plain", msg, sizeof(msg) - 1);
+    if (h->console == NULL) {
+        respond_text(fd, 404, "not found: laminar serves /metrics\n");
         return;
     }
-    struct broker_metrics_out o = {0};
-    h->render(h->ctx, &o);
-    if (o.failed) {
-        static const char msg[] = "out of memory\n";
-        respond(fd, "500 Internal Server Error", "text/plain", msg, sizeof(msg) - 1);
+    struct console_response r;
+    console_serve(h->console, &req, &r);
+    if (r.body.failed) {
+        respond_text(fd, 500, "out of memory\n");
     } else {
-        respond(fd, "200 OK", "text/plain; version=0.0.4; charset=utf-8",
-                strcmp(method, "HEAD") == 0 ? "" : o.buf, strcmp(method, "HEAD") == 0 ? 0 : o.len);
+        const char *extra = r.status == 401 ? "WWW-Authenticate: Basic realm=\"laminar\", "
+                                              "charset=\"UTF-8\"\r\n"
+                                            : "";
+        respond(fd, status_text(r.status), r.type != NULL ? r.type : "text/plain", extra,
+                is_head ? "" : r.body.buf, is_head ? 0 : r.body.len);
     }
-    free(o.buf);
+    free(r.body.buf);
 }
 
 static void *http_thread(void *arg)
@@ -360,7 +428,7 @@ static void *http_thread(void *arg)
 }
 
 int broker_http_start(const char *host, uint16_t port, broker_http_render_fn render, void *ctx,
-                      struct broker_http **out, uint16_t *bound_port)
+                      const struct console *console, struct broker_http **out, uint16_t *bound_port)
 {
     *out = NULL;
     struct addrinfo hints = {.ai_family = AF_UNSPEC,
@@ -375,7 +443,7 @@ int broker_http_start(const char *host, uint16_t port, broker_http_render_fn ren
     int one = 1;
     int rc = 0;
     if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
-        bind(fd, res->ai_addr, res->ai_addrlen) != 0 || listen(fd, 16) != 0)
+        bind(fd, res->ai_addr, res->ai_addrlen) != 0 || listen(fd, 64) != 0)
         rc = LM_E_IO;
     freeaddrinfo(res);
     if (rc != 0) {
@@ -398,6 +466,7 @@ int broker_http_start(const char *host, uint16_t port, broker_http_render_fn ren
     h->fd = fd;
     h->render = render;
     h->ctx = ctx;
+    h->console = console;
     if (pipe2(h->wake, O_CLOEXEC) != 0) {
         close(fd);
         free(h);

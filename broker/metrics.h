@@ -64,14 +64,17 @@ void broker_metrics_render(struct broker_metrics_out *o,
                            const struct broker_shard_metrics *const *m, uint32_t n,
                            const struct broker_config *cfg);
 
-/* The HTTP endpoint: a thread serving GET /metrics (and 404 elsewhere) one connection at a
- * time with bounded reads and timeouts. render is called per scrape on that thread. */
+/* The HTTP endpoint: a thread serving GET /metrics, and the web console (console.h) at / and
+ * /api/ when console is not NULL, one connection at a time with a bounded request head read
+ * under one deadline. render is called per scrape on that thread. */
 struct broker_http;
+struct console;
 typedef void (*broker_http_render_fn)(void *ctx, struct broker_metrics_out *o);
 /* Starts listening on host:port (port 0: any; *bound_port gets the port). Returns 0 or an
  * LM_E_* (LM_E_IO with errno kept for EADDRINUSE). */
 int broker_http_start(const char *host, uint16_t port, broker_http_render_fn render, void *ctx,
-                      struct broker_http **out, uint16_t *bound_port);
+                      const struct console *console, struct broker_http **out,
+                      uint16_t *bound_port);
 void broker_http_stop(struct broker_http *h);
 
 #endif

@@ -19,6 +19,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "broker/console/console.h"
 #include "broker/log.h"
 #include "broker/security/tls.h"
 #include "broker/metrics.h"
@@ -32,7 +33,8 @@
 enum { MAILBOX_SLOTS = 1024, LISTEN_BACKLOG = 4096 };
 
 struct broker_rt {
-    struct broker_http *http; /* /metrics, or NULL */
+    struct broker_http *http; /* /metrics and the console, or NULL */
+    struct console console;   /* read-only once the HTTP thread runs */
     const struct broker_config *cfg;
     const struct broker_dispatch *dispatch;
     const struct broker_io_ops *io;
@@ -363,6 +365,8 @@ static void rt_render(void *ctx, struct broker_metrics_out *o)
     broker_metrics_render(o, m, rt->nshards, rt->cfg);
     if (rt->dispatch->metrics_gauges != NULL)
         rt->dispatch->metrics_gauges(rt->dispatch->ctx, o);
+    if (rt->cfg->metrics_enable)
+        console_lag_metrics(&rt->console, o);
 }
 
 #define HTTP_DEFAULT_PORT 9644
@@ -398,7 +402,9 @@ static int http_start(struct broker_rt *rt)
         port = (unsigned)p;
     }
     uint16_t bound = 0;
-    int rc = broker_http_start(host, (uint16_t)port, rt_render, rt, &rt->http, &bound);
+    console_setup(&rt->console, rt->cfg);
+    int rc =
+        broker_http_start(host, (uint16_t)port, rt_render, rt, &rt->console, &rt->http, &bound);
     if (rc != 0) {
         if (!explicit_) {
             BLOG_WARN("metrics: cannot listen on %s:%u (%s); /metrics is off (set "
@@ -411,6 +417,14 @@ static int http_start(struct broker_rt *rt)
         return rc;
     }
     BLOG_INFO("metrics: http://%s:%u/metrics", host[0] ? host : "0.0.0.0", bound);
+    if (rt->console.auth == CONSOLE_OFF)
+        BLOG_WARN("console: off: %s", rt->console.why_off);
+    else
+        BLOG_INFO("console: http://%s:%u/ (%s, via %s:%u)", host[0] ? host : "0.0.0.0", bound,
+                  rt->console.auth == CONSOLE_ANONYMOUS ? "no authentication"
+                  : rt->console.auth == CONSOLE_PLAIN   ? "HTTP Basic checked by SASL PLAIN"
+                                                        : "HTTP Basic checked by SASL SCRAM",
+                  rt->console.host, rt->console.port);
     return 0;
 }
 
