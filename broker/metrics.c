@@ -64,6 +64,34 @@ static uint64_t ld(const uint64_t *p)
     return __atomic_load_n(p, __ATOMIC_RELAXED);
 }
 
+void broker_metrics_topic_add(struct broker_shard_metrics *m, const char *topic, size_t len,
+                              enum broker_counter c, uint64_t n)
+{
+    LM_ASSERT((int)c < BROKER_TOPIC_COUNTERS);
+    if (len == 0 || len >= BROKER_TOPIC_NAME_BYTES) {
+        broker_metric_add(&m->topic_other[c], n);
+        return;
+    }
+    uint32_t h = 2166136261u; /* FNV-1a */
+    for (size_t i = 0; i < len; i++)
+        h = (h ^ (uint8_t)topic[i]) * 16777619u;
+    for (uint32_t k = 0; k < BROKER_TOPIC_SLOTS; k++) {
+        struct broker_topic_slot *t = &m->topics[(h + k) & (BROKER_TOPIC_SLOTS - 1)];
+        if (!t->ready) {
+            /* this shard alone writes the table: claim the slot, then publish its name */
+            memcpy(t->name, topic, len);
+            t->name[len] = 0;
+            t->len = (uint8_t)len;
+            __atomic_store_n(&t->ready, 1, __ATOMIC_RELEASE);
+        } else if (t->len != len || memcmp(t->name, topic, len) != 0) {
+            continue;
+        }
+        broker_metric_add(&t->c[c], n);
+        return;
+    }
+    broker_metric_add(&m->topic_other[c], n);
+}
+
 /* Kafka's request names (RequestMetrics' request tag) from the generated API table. */
 static const char *api_name(int16_t key)
 {
@@ -100,45 +128,95 @@ static void render_requests(struct broker_metrics_out *o,
                     (unsigned long long)sum);
         }
     }
-    broker_metrics_printf(o,
-                          "# HELP kafka_network_request_total_time_seconds Time from a request's "
-                          "arrival to its response leaving (kafka.network RequestMetrics "
-                          "TotalTimeMs).\n"
-                          "# TYPE kafka_network_request_total_time_seconds histogram\n");
-    for (int k = 0; k < BROKER_API_KEYS_MAX; k++) {
-        uint64_t b[BROKER_METRICS_LAT_BUCKETS] = {0}, count = 0, us = 0;
-        for (uint32_t s = 0; s < n; s++) {
+    static const char *const kinds[BROKER_LAT_KINDS][2] = {
+        {"total", "Time from a request's arrival to its response leaving (TotalTimeMs)."},
+        {"local", "Time its handler ran on the shard until it returned or answered "
+                  "(LocalTimeMs)."},
+        {"remote", "Time from the handler's return to the answer: replication, long-polls, "
+                   "other shards or nodes (RemoteTimeMs)."},
+        {"send", "Time from the answer until its last byte left, behind earlier responses of "
+                 "the connection included (ResponseQueueTimeMs + ResponseSendTimeMs)."},
+    };
+    for (int kind = 0; kind < BROKER_LAT_KINDS; kind++) {
+        broker_metrics_printf(o,
+                              "# HELP kafka_network_request_%s_time_seconds %s\n"
+                              "# TYPE kafka_network_request_%s_time_seconds histogram\n",
+                              kinds[kind][0], kinds[kind][1], kinds[kind][0]);
+        for (int k = 0; k < BROKER_API_KEYS_MAX; k++) {
+            uint64_t b[BROKER_METRICS_LAT_BUCKETS] = {0}, count = 0, us = 0;
+            for (uint32_t s = 0; s < n; s++) {
+                const struct broker_latency *l = &m[s]->lat[kind][k];
+                for (int i = 0; i < BROKER_METRICS_LAT_BUCKETS; i++)
+                    b[i] += ld(&l->buckets[i]);
+                us += ld(&l->us_sum);
+            }
             for (int i = 0; i < BROKER_METRICS_LAT_BUCKETS; i++)
-                b[i] += ld(&m[s]->time_buckets[k][i]);
-            us += ld(&m[s]->time_us_sum[k]);
-        }
-        for (int i = 0; i < BROKER_METRICS_LAT_BUCKETS; i++)
-            count += b[i];
-        if (count == 0)
-            continue;
-        const char *name = api_name((int16_t)k);
-        char label[64];
-        if (name != NULL)
-            snprintf(label, sizeof(label), "request=\"%s\"", name);
-        else
-            snprintf(label, sizeof(label), "request=\"%d\"", k);
-        uint64_t cum = 0;
-        for (int i = 0; i < BROKER_METRICS_LAT_BUCKETS; i++) {
-            cum += b[i];
-            if (i == BROKER_METRICS_LAT_BUCKETS - 1)
-                broker_metrics_printf(
-                    o, "kafka_network_request_total_time_seconds_bucket{%s,le=\"+Inf\"} %llu\n",
-                    label, (unsigned long long)cum);
+                count += b[i];
+            if (count == 0)
+                continue;
+            const char *name = api_name((int16_t)k);
+            char label[64];
+            if (name != NULL)
+                snprintf(label, sizeof(label), "request=\"%s\"", name);
             else
-                broker_metrics_printf(
-                    o, "kafka_network_request_total_time_seconds_bucket{%s,le=\"%g\"} %llu\n",
-                    label, bucket_le_seconds(i), (unsigned long long)cum);
+                snprintf(label, sizeof(label), "request=\"%d\"", k);
+            uint64_t cum = 0;
+            for (int i = 0; i < BROKER_METRICS_LAT_BUCKETS; i++) {
+                cum += b[i];
+                if (i == BROKER_METRICS_LAT_BUCKETS - 1)
+                    broker_metrics_printf(
+                        o, "kafka_network_request_%s_time_seconds_bucket{%s,le=\"+Inf\"} %llu\n",
+                        kinds[kind][0], label, (unsigned long long)cum);
+                else
+                    broker_metrics_printf(
+                        o, "kafka_network_request_%s_time_seconds_bucket{%s,le=\"%g\"} %llu\n",
+                        kinds[kind][0], label, bucket_le_seconds(i), (unsigned long long)cum);
+            }
+            broker_metrics_printf(o, "kafka_network_request_%s_time_seconds_sum{%s} %.6f\n",
+                                  kinds[kind][0], label, (double)us / 1e6);
+            broker_metrics_printf(o, "kafka_network_request_%s_time_seconds_count{%s} %llu\n",
+                                  kinds[kind][0], label, (unsigned long long)count);
         }
-        broker_metrics_printf(o, "kafka_network_request_total_time_seconds_sum{%s} %.6f\n", label,
-                              (double)us / 1e6);
-        broker_metrics_printf(o, "kafka_network_request_total_time_seconds_count{%s} %llu\n", label,
-                              (unsigned long long)count);
     }
+}
+
+/* One BrokerTopicMetrics family by topic: the shards' tables merged by name, the topics past a
+ * table's capacity under topic="(other)" (parentheses cannot be in a topic name). */
+static void render_topic_counter(struct broker_metrics_out *o,
+                                 const struct broker_shard_metrics *const *m, uint32_t n,
+                                 enum broker_counter c, const char *name, const char *help)
+{
+    broker_metrics_printf(o, "# HELP %s %s\n# TYPE %s counter\n", name, help, name);
+    uint64_t other = 0;
+    for (uint32_t s = 0; s < n; s++) {
+        other += ld(&m[s]->topic_other[c]);
+        for (uint32_t i = 0; i < BROKER_TOPIC_SLOTS; i++) {
+            const struct broker_topic_slot *t = &m[s]->topics[i];
+            if (!__atomic_load_n(&t->ready, __ATOMIC_ACQUIRE))
+                continue;
+            /* written once, by the first shard (in index order) that has this topic */
+            bool seen = false;
+            for (uint32_t s2 = 0; s2 < s && !seen; s2++)
+                for (uint32_t i2 = 0; i2 < BROKER_TOPIC_SLOTS && !seen; i2++) {
+                    const struct broker_topic_slot *t2 = &m[s2]->topics[i2];
+                    seen = __atomic_load_n(&t2->ready, __ATOMIC_ACQUIRE) && t2->len == t->len &&
+                           memcmp(t2->name, t->name, t->len) == 0;
+                }
+            if (seen)
+                continue;
+            uint64_t sum = 0;
+            for (uint32_t s2 = s; s2 < n; s2++)
+                for (uint32_t i2 = 0; i2 < BROKER_TOPIC_SLOTS; i2++) {
+                    const struct broker_topic_slot *t2 = &m[s2]->topics[i2];
+                    if (__atomic_load_n(&t2->ready, __ATOMIC_ACQUIRE) && t2->len == t->len &&
+                        memcmp(t2->name, t->name, t->len) == 0)
+                        sum += ld(&t2->c[c]);
+                }
+            broker_metrics_printf(o, "%s{topic=\"%.*s\"} %llu\n", name, (int)t->len, t->name,
+                                  (unsigned long long)sum);
+        }
+    }
+    broker_metrics_printf(o, "%s{topic=\"(other)\"} %llu\n", name, (unsigned long long)other);
 }
 
 static void render_counter(struct broker_metrics_out *o,
@@ -180,9 +258,24 @@ static void render_process(struct broker_metrics_out *o)
 
 void broker_metrics_render(struct broker_metrics_out *o,
                            const struct broker_shard_metrics *const *m, uint32_t n,
-                           const struct broker_config *cfg)
+                           const struct broker_config *cfg, const uint32_t *mailbox_depth)
 {
     render_requests(o, m, n);
+    broker_metrics_printf(o, "# HELP laminar_shard_idle_seconds_total Time each shard's loop "
+                             "waited for events (1 - its rate is the shard's busy fraction; "
+                             "Kafka: NetworkProcessorAvgIdlePercent).\n"
+                             "# TYPE laminar_shard_idle_seconds_total counter\n");
+    for (uint32_t s = 0; s < n; s++)
+        broker_metrics_printf(o, "laminar_shard_idle_seconds_total{shard=\"%u\"} %.6f\n", s,
+                              (double)ld(&m[s]->idle_us) / 1e6);
+    if (mailbox_depth != NULL) {
+        broker_metrics_printf(o, "# HELP laminar_shard_mailbox_depth Cross-shard messages "
+                                 "queued towards each shard.\n"
+                                 "# TYPE laminar_shard_mailbox_depth gauge\n");
+        for (uint32_t s = 0; s < n; s++)
+            broker_metrics_printf(o, "laminar_shard_mailbox_depth{shard=\"%u\"} %u\n", s,
+                                  mailbox_depth[s]);
+    }
     broker_metrics_printf(o, "# HELP kafka_server_socket_server_connections Open client "
                              "connections per listener.\n"
                              "# TYPE kafka_server_socket_server_connections gauge\n");
@@ -221,19 +314,23 @@ void broker_metrics_render(struct broker_metrics_out *o,
                           "connections.\n# TYPE laminar_network_sent_bytes_total counter\n"
                           "laminar_network_sent_bytes_total %llu\n",
                           (unsigned long long)in, (unsigned long long)out);
-    render_counter(o, m, n, BROKER_C_MESSAGES_IN,
-                   "kafka_server_brokertopicmetrics_messages_in_total",
-                   "Records appended by Produce (BrokerTopicMetrics MessagesInPerSec).");
-    render_counter(o, m, n, BROKER_C_BYTES_IN, "kafka_server_brokertopicmetrics_bytes_in_total",
-                   "Record batch bytes appended by Produce (BrokerTopicMetrics BytesInPerSec).");
-    render_counter(o, m, n, BROKER_C_BYTES_OUT, "kafka_server_brokertopicmetrics_bytes_out_total",
-                   "Record bytes returned by Fetch (BrokerTopicMetrics BytesOutPerSec).");
-    render_counter(o, m, n, BROKER_C_PRODUCE_FAILED,
-                   "kafka_server_brokertopicmetrics_failed_produce_requests_total",
-                   "Partitions of Produce answered with an error (FailedProduceRequestsPerSec).");
-    render_counter(o, m, n, BROKER_C_FETCH_FAILED,
-                   "kafka_server_brokertopicmetrics_failed_fetch_requests_total",
-                   "Partitions of Fetch answered with an error (FailedFetchRequestsPerSec).");
+    render_topic_counter(o, m, n, BROKER_C_MESSAGES_IN,
+                         "kafka_server_brokertopicmetrics_messages_in_total",
+                         "Records appended by Produce (BrokerTopicMetrics MessagesInPerSec).");
+    render_topic_counter(o, m, n, BROKER_C_BYTES_IN,
+                         "kafka_server_brokertopicmetrics_bytes_in_total",
+                         "Record batch bytes appended by Produce (BrokerTopicMetrics "
+                         "BytesInPerSec).");
+    render_topic_counter(o, m, n, BROKER_C_BYTES_OUT,
+                         "kafka_server_brokertopicmetrics_bytes_out_total",
+                         "Record bytes returned by Fetch (BrokerTopicMetrics BytesOutPerSec).");
+    render_topic_counter(o, m, n, BROKER_C_PRODUCE_FAILED,
+                         "kafka_server_brokertopicmetrics_failed_produce_requests_total",
+                         "Partitions of Produce answered with an error "
+                         "(FailedProduceRequestsPerSec).");
+    render_topic_counter(o, m, n, BROKER_C_FETCH_FAILED,
+                         "kafka_server_brokertopicmetrics_failed_fetch_requests_total",
+                         "Partitions of Fetch answered with an error (FailedFetchRequestsPerSec).");
     render_counter(o, m, n, BROKER_C_PRODUCE_THROTTLED, "laminar_quota_produce_throttled_total",
                    "Produce responses throttled by a producer_byte_rate client quota.");
     render_counter(o, m, n, BROKER_C_FETCH_THROTTLED, "laminar_quota_fetch_throttled_total",
@@ -307,7 +404,7 @@ static ssize_t read_head(int fd, char *buf, size_t cap, bool *too_long)
             return -1;
         have += (size_t)n;
         buf[have] = 0;
-        if (strstr(buf, "\r\n\r\n") != NULL || strstr(buf, "\n\n") != NULL)
+        if (memmem(buf, have, "\r\n\r\n", 4) != NULL || memmem(buf, have, "\n\n", 2) != NULL)
             return (ssize_t)have;
     }
     *too_long = true;

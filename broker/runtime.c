@@ -360,9 +360,13 @@ static void rt_render(void *ctx, struct broker_metrics_out *o)
 {
     struct broker_rt *rt = ctx;
     const struct broker_shard_metrics *m[BROKER_SHARDS_MAX];
-    for (uint32_t i = 0; i < rt->nshards; i++)
+    uint32_t depth[BROKER_SHARDS_MAX] = {0};
+    for (uint32_t i = 0; i < rt->nshards; i++) {
         m[i] = rt->shards[i].metrics;
-    broker_metrics_render(o, m, rt->nshards, rt->cfg);
+        for (uint32_t from = 0; from < rt->nshards; from++)
+            depth[i] += broker_mailbox_count(&rt->mailboxes[from * rt->nshards + i]);
+    }
+    broker_metrics_render(o, m, rt->nshards, rt->cfg, depth);
     if (rt->dispatch->metrics_gauges != NULL)
         rt->dispatch->metrics_gauges(rt->dispatch->ctx, o);
     if (rt->cfg->metrics_enable)

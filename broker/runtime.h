@@ -94,7 +94,9 @@ struct broker_req {
     struct broker_out_ out_;
     uint8_t state_;
     bool close_after_;
-    uint64_t start_us_; /* arrival (broker_now_us), for the request time histogram */
+    uint64_t start_us_;     /* arrival (broker_now_us), for the request time histogram */
+    uint64_t local_end_us_; /* the handler returned without completing it (remote time begins) */
+    uint64_t done_us_;      /* completed (the response waits for its turn and is sent) */
 };
 
 typedef void (*broker_handler_fn)(struct broker_req *req);

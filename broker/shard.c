@@ -82,6 +82,13 @@ uint64_t broker_now_us(void)
     return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
 }
 
+void broker_shard_topic_add(struct broker_shard *s, const char *topic, size_t len,
+                            enum broker_counter c, uint64_t n)
+{
+    if (s->metrics_on)
+        broker_metrics_topic_add(s->metrics, topic, len, c, n);
+}
+
 void broker_shard_counter_add(struct broker_shard *s, enum broker_counter c, uint64_t n)
 {
     LM_ASSERT(c < BROKER_C_COUNT);
@@ -437,7 +444,12 @@ static int shard_turn(struct broker_shard *s, int cap_ms)
         t = 0;
     if (t < 0 || t > cap_ms)
         t = cap_ms;
-    return s->io->wait(s, t);
+    if (!s->metrics_on)
+        return s->io->wait(s, t);
+    uint64_t t0 = broker_now_us();
+    int rc = s->io->wait(s, t);
+    broker_metric_add(&s->metrics->idle_us, broker_now_us() - t0);
+    return rc;
 }
 
 int broker_shard_run(struct broker_shard *s)

@@ -194,6 +194,7 @@ struct broker_xcall_list {
 struct broker_shard {
     struct broker_shard_metrics *metrics; /* written by this shard only (broker/metrics.h) */
     bool metrics_on;                      /* laminar.metrics.enable */
+    struct broker_req *dispatching;       /* the request whose handler runs now (local time) */
     uint32_t id;
     uint32_t nshards;
     struct broker_rt *rt;

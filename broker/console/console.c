@@ -21,8 +21,8 @@
 #endif
 
 enum {
-    CONSOLE_ARENA_BYTES = 32 << 20,     /* one call's requests and responses */
-    CONSOLE_BODY_BYTES_MAX = 48 << 20,  /* one call's JSON */
+    CONSOLE_ARENA_BYTES = 32 << 20,    /* one call's requests and responses */
+    CONSOLE_BODY_BYTES_MAX = 48 << 20, /* one call's JSON */
     CONSOLE_RECORDS_BYTES_DEFAULT = 256 << 10,
     CONSOLE_RECORDS_BYTES_MAX = 4 << 20, /* Fetch max_bytes of one record browser call */
     CONSOLE_RECORDS_MAX = 500,
@@ -171,8 +171,7 @@ md_topic(const struct kafka_metadata_response *md, const char *name)
     return NULL;
 }
 
-static int metadata(struct call *k, const char *topic, bool all,
-                    struct kafka_metadata_response *md)
+static int metadata(struct call *k, const char *topic, bool all, struct kafka_metadata_response *md)
 {
     struct kafka_metadata_request rq;
     kafka_metadata_request_init(&rq);
@@ -404,10 +403,14 @@ static void topic_configs(struct call *k, const char *topic)
         lm_json_null(j);
         return;
     }
-    static const char *const sources[] = {"UNKNOWN", "DYNAMIC_TOPIC_CONFIG",
-                                          "DYNAMIC_BROKER_CONFIG", "DYNAMIC_DEFAULT_BROKER_CONFIG",
-                                          "STATIC_BROKER_CONFIG", "DEFAULT_CONFIG",
-                                          "DYNAMIC_BROKER_LOGGER_CONFIG", "CLIENT_METRICS_CONFIG",
+    static const char *const sources[] = {"UNKNOWN",
+                                          "DYNAMIC_TOPIC_CONFIG",
+                                          "DYNAMIC_BROKER_CONFIG",
+                                          "DYNAMIC_DEFAULT_BROKER_CONFIG",
+                                          "STATIC_BROKER_CONFIG",
+                                          "DEFAULT_CONFIG",
+                                          "DYNAMIC_BROKER_LOGGER_CONFIG",
+                                          "CLIENT_METRICS_CONFIG",
                                           "GROUP_CONFIG"};
     lm_json_arr_begin(j);
     for (int32_t i = 0; i < rs.results[0].configs_count; i++) {
@@ -423,7 +426,7 @@ static void topic_configs(struct call *k, const char *topic)
             lm_json_strn(j, c->value.ptr, c->value.len);
         lm_json_key(j, "source");
         lm_json_str(j, c->config_source >= 0 && c->config_source < 9 ? sources[c->config_source]
-                                                                      : "UNKNOWN");
+                                                                     : "UNKNOWN");
         lm_json_key(j, "sensitive");
         lm_json_bool(j, c->is_sensitive);
         lm_json_obj_end(j);
@@ -559,8 +562,7 @@ static void j_assignment(struct lm_json *j, struct kafka_bytes b)
         int32_t np;
         if (kafka_read_str(&probe, &name) != 0 || name.len < 0 ||
             kafka_read_int32(&probe, &np) != 0 || np < 0 ||
-            (size_t)np > kafka_reader_left(&probe) / 4 || kafka_read_skip(&probe, 4 * (size_t)np))
-        {
+            (size_t)np > kafka_reader_left(&probe) / 4 || kafka_read_skip(&probe, 4 * (size_t)np)) {
             lm_json_null(j);
             return;
         }
@@ -694,9 +696,8 @@ static void api_group(struct call *k, const char *group, struct console_response
                 if (op->committed_offset < 0)
                     continue;
                 int64_t end = ends != NULL ? ends[t][op->partition_index] : -1;
-                int64_t lag = end >= 0 ? (end > op->committed_offset
-                                              ? end - op->committed_offset : 0)
-                                       : -1;
+                int64_t lag =
+                    end >= 0 ? (end > op->committed_offset ? end - op->committed_offset : 0) : -1;
                 if (lag > 0)
                     total += lag;
                 lm_json_obj_begin(j);
@@ -836,11 +837,10 @@ static void api_records(struct call *k, const char *query, struct console_respon
             error_body(r, 404, "unknown topic or partition");
             return;
         }
-        int64_t *offs = kafka_arena_alloc_array(&k->a, (size_t)mt->partitions_count,
-                                                sizeof(int64_t), 8);
-        if (offs == NULL ||
-            list_offsets(k, q.topic, mt->partitions_count,
-                         q.by_timestamp ? q.timestamp : from, 0, offs) != 0) {
+        int64_t *offs =
+            kafka_arena_alloc_array(&k->a, (size_t)mt->partitions_count, sizeof(int64_t), 8);
+        if (offs == NULL || list_offsets(k, q.topic, mt->partitions_count,
+                                         q.by_timestamp ? q.timestamp : from, 0, offs) != 0) {
             error_body(r, 502, "ListOffsets failed");
             return;
         }
@@ -1117,12 +1117,11 @@ void console_lag_metrics(const struct console *c, struct broker_metrics_out *o)
                     prom_label(o, gid.ptr, gid.len);
                     broker_metrics_printf(o, "\",topic=\"");
                     prom_label(o, of.topics[t].name.ptr, of.topics[t].name.len);
-                    broker_metrics_printf(
-                        o, "\",partition=\"%d\"} %lld\n", op->partition_index,
-                        (long long)(m == 0 ? op->committed_offset
-                                           : (end > op->committed_offset
-                                                  ? end - op->committed_offset
-                                                  : 0)));
+                    broker_metrics_printf(o, "\",partition=\"%d\"} %lld\n", op->partition_index,
+                                          (long long)(m == 0 ? op->committed_offset
+                                                             : (end > op->committed_offset
+                                                                    ? end - op->committed_offset
+                                                                    : 0)));
                 }
             }
         kafka_arena_reset(&k.a); /* each group's answers are written: bound the arena per group */

@@ -17,8 +17,8 @@ enum {
 
 struct http_request {
     char method[HTTP_METHOD_BYTES];
-    char path[HTTP_PATH_BYTES];   /* percent-decoded; never contains NUL bytes */
-    char query[HTTP_QUERY_BYTES]; /* raw, without the '?' */
+    char path[HTTP_PATH_BYTES];          /* percent-decoded; never contains NUL bytes */
+    char query[HTTP_QUERY_BYTES];        /* raw, without the '?' */
     char authorization[HTTP_AUTH_BYTES]; /* the Authorization header's value, or "" */
 };
 

@@ -197,8 +197,7 @@ void lm_json_null(struct lm_json *j)
 
 void lm_json_base64(struct lm_json *j, const uint8_t *p, int64_t len)
 {
-    static const char digits[] =
-        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    static const char digits[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     if (p == NULL || len < 0) {
         lm_json_null(j);
         return;

@@ -30,9 +30,8 @@ int kclient_open(struct kclient *c, const char *host, uint16_t port, int timeout
     c->fd = -1;
     c->timeout_ms = timeout_ms;
     c->next_correlation_id = 1;
-    struct addrinfo hints = {.ai_family = AF_UNSPEC,
-                             .ai_socktype = SOCK_STREAM,
-                             .ai_flags = AI_NUMERICSERV};
+    struct addrinfo hints = {
+        .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV};
     struct addrinfo *res = NULL;
     char ps[8];
     snprintf(ps, sizeof(ps), "%u", port);
@@ -147,20 +146,20 @@ fail:
     return rc;
 }
 
-#define KCLIENT_DEFINE(name, KEY)                                                                 \
+#define KCLIENT_DEFINE(name, KEY)                                                                  \
     KCLIENT_DECLARE(name)                                                                          \
     {                                                                                              \
-        size_t n = kafka_##name##_request_size(v, req);                                           \
-        uint8_t *buf = kafka_arena_alloc(a, n + 1, 8);                                            \
+        size_t n = kafka_##name##_request_size(v, req);                                            \
+        uint8_t *buf = kafka_arena_alloc(a, n + 1, 8);                                             \
         if (buf == NULL)                                                                           \
             return LM_E_NOMEM;                                                                     \
         struct kafka_writer w;                                                                     \
         kafka_writer_init(&w, buf, n + 1);                                                         \
-        int rc = kafka_##name##_request_encode(&w, v, req);                                       \
+        int rc = kafka_##name##_request_encode(&w, v, req);                                        \
         if (rc != 0)                                                                               \
             return rc;                                                                             \
         struct kafka_reader r;                                                                     \
-        if ((rc = kclient_roundtrip(c, KEY, v, buf, w.pos, a, &r)) != 0)                          \
+        if ((rc = kclient_roundtrip(c, KEY, v, buf, w.pos, a, &r)) != 0)                           \
             return rc;                                                                             \
         kafka_##name##_response_init(resp);                                                        \
         return kafka_##name##_response_decode(&r, v, resp, a);                                     \
@@ -324,5 +323,5 @@ int kclient_sasl_scram(struct kclient *c, const char *mechanism, const char *use
     OPENSSL_cleanse(ckey, sizeof(ckey));
     if (fnl < 0 || (size_t)fnl >= sizeof(final))
         return LM_E_TOO_LARGE;
-    return authenticate(c, (const uint8_t *)final, (size_t)fnl, NULL, a);
+    return authenticate(c, (const uint8_t *) final, (size_t)fnl, NULL, a);
 }

@@ -41,8 +41,8 @@ int kclient_sasl_scram(struct kclient *c, const char *mechanism, const char *use
 int kclient_roundtrip(struct kclient *c, int16_t key, int16_t version, const uint8_t *req,
                       size_t req_len, struct kafka_arena *a, struct kafka_reader *body);
 
-#define KCLIENT_DECLARE(name)                                                                     \
-    int kclient_##name(struct kclient *c, int16_t v, const struct kafka_##name##_request *req,   \
+#define KCLIENT_DECLARE(name)                                                                      \
+    int kclient_##name(struct kclient *c, int16_t v, const struct kafka_##name##_request *req,     \
                        struct kafka_##name##_response *resp, struct kafka_arena *a)
 KCLIENT_DECLARE(metadata);
 KCLIENT_DECLARE(list_offsets);
