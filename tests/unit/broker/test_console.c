@@ -125,7 +125,7 @@ static void test_json_base64(void **state)
     static const struct {
         const char *in;
         const char *out;
-    } cases[] = {{"", "\"\""},         {"f", "\"Zg==\""},     {"fo", "\"Zm8=\""},
+    } cases[] = {{"", "\"\""},        {"f", "\"Zg==\""},        {"fo", "\"Zm8=\""},
                  {"foo", "\"Zm9v\""}, {"foob", "\"Zm9vYg==\""}, {"\xff\xfe\x00", "\"//4A\""}};
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         struct broker_metrics_out o = {0};
@@ -257,8 +257,8 @@ static void test_http_basic(void **state)
     assert_false(http_basic_parse("Basic OnB3", u, sizeof(u), p, sizeof(p)));     /* ":pw" */
     assert_false(http_basic_parse("Basic YQBiOmM=", u, sizeof(u), p, sizeof(p))); /* NUL */
     /* a user longer than the buffer */
-    assert_false(http_basic_parse("Basic YWFhYWFhYWFhYWFhYWFhYWFhYWE6cA==", u, sizeof(u), p,
-                                  sizeof(p)));
+    assert_false(
+        http_basic_parse("Basic YWFhYWFhYWFhYWFhYWFhYWFhYWE6cA==", u, sizeof(u), p, sizeof(p)));
     assert_false(http_basic_parse("", u, sizeof(u), p, sizeof(p)));
 }
 
@@ -292,7 +292,8 @@ static void test_topic_table_bounded(void **state)
     const struct broker_shard_metrics *ms[2] = {m, m};
     broker_metrics_render(&o, ms, 2, &cfg, NULL);
     const char *t = text(&o);
-    assert_non_null(strstr(t, "kafka_server_brokertopicmetrics_messages_in_total{topic=\"topic-0\"} 6\n"));
+    assert_non_null(
+        strstr(t, "kafka_server_brokertopicmetrics_messages_in_total{topic=\"topic-0\"} 6\n"));
     assert_non_null(
         strstr(t, "kafka_server_brokertopicmetrics_messages_in_total{topic=\"(other)\"} 60\n"));
     assert_null(strstr(t, "topic=\"topic-0\"} 6\nkafka_server_brokertopicmetrics_messages_in_total"
