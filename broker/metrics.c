@@ -27,6 +27,7 @@
 
 #define HTTP_REQUEST_BYTES_MAX 8192
 #define HTTP_IO_TIMEOUT_MS     5000
+#define HTTP_PENDING_MAX       32
 
 void broker_metrics_printf(struct broker_metrics_out *o, const char *fmt, ...)
 {
@@ -340,7 +341,17 @@ void broker_metrics_render(struct broker_metrics_out *o,
 
 /* ---- HTTP ----------------------------------------------------------------------------------- */
 
+/* A connection whose request head is still arriving. */
+struct http_pending {
+    int fd;
+    size_t have;
+    uint64_t deadline_ms;
+    char head[HTTP_REQUEST_BYTES_MAX];
+};
+
 struct broker_http {
+    struct http_pending pending[HTTP_PENDING_MAX];
+    uint32_t npending;
     int fd;
     int wake[2]; /* a pipe: stop writes one byte */
     pthread_t thread;
@@ -374,41 +385,6 @@ static void respond(int fd, const char *status, const char *type, const char *ex
                      status, type, len, extra);
     if (write_all(fd, head, (size_t)n) == 0 && len > 0)
         (void)write_all(fd, body, len);
-}
-
-/* Reads the request head (up to the blank line) within the size bound and one deadline for the
- * whole head (a client trickling bytes cannot hold the thread longer); returns its length, or
- * -1 when the head does not fit (*too_long) or the client is too slow or gone. */
-static ssize_t read_head(int fd, char *buf, size_t cap, bool *too_long)
-{
-    size_t have = 0;
-    *too_long = false;
-    struct timespec t0;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
-    while (have + 1 < cap) {
-        struct timespec now;
-        clock_gettime(CLOCK_MONOTONIC, &now);
-        long spent = (now.tv_sec - t0.tv_sec) * 1000 + (now.tv_nsec - t0.tv_nsec) / 1000000;
-        if (spent >= HTTP_IO_TIMEOUT_MS)
-            return -1;
-        struct pollfd p = {fd, POLLIN, 0};
-        int r = poll(&p, 1, (int)(HTTP_IO_TIMEOUT_MS - spent));
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r <= 0)
-            return -1;
-        ssize_t n = recv(fd, buf + have, cap - 1 - have, 0);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            return -1;
-        have += (size_t)n;
-        buf[have] = 0;
-        if (memmem(buf, have, "\r\n\r\n", 4) != NULL || memmem(buf, have, "\n\n", 2) != NULL)
-            return (ssize_t)have;
-    }
-    *too_long = true;
-    return -1;
 }
 
 static void respond_text(int fd, int status, const char *msg)
@@ -448,20 +424,11 @@ static const char *status_text(int status)
     }
 }
 
-static void serve_one(struct broker_http *h, int fd)
+/* Answers one complete request head (the socket is blocking, with a send timeout). */
+static void serve_one(struct broker_http *h, int fd, const char *head, size_t n)
 {
-    struct timeval tv = {HTTP_IO_TIMEOUT_MS / 1000, (HTTP_IO_TIMEOUT_MS % 1000) * 1000};
-    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-    char head[HTTP_REQUEST_BYTES_MAX];
-    bool too_long = false;
-    ssize_t n = read_head(fd, head, sizeof(head), &too_long);
-    if (n < 0) {
-        if (too_long)
-            respond_text(fd, 431, "request head too large\n");
-        return; /* silent or gone: close */
-    }
     struct http_request req;
-    enum http_parse_err pe = http_parse_request(head, (size_t)n, &req);
+    enum http_parse_err pe = http_parse_request(head, n, &req);
     if (pe != HTTP_OK) {
         respond_text(fd, (int)pe, "bad request\n");
         return;
@@ -500,27 +467,103 @@ static void serve_one(struct broker_http *h, int fd)
     free(r.body.buf);
 }
 
+static uint64_t mono_ms(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (uint64_t)t.tv_sec * 1000 + (uint64_t)t.tv_nsec / 1000000;
+}
+
+static void pending_drop(struct broker_http *h, uint32_t i)
+{
+    close(h->pending[i].fd);
+    h->pending[i] = h->pending[--h->npending];
+}
+
+/* Reads what pending connection i has sent; answers it once its head is complete (or too long)
+ * and drops it then, or when it closed. */
+static void pending_read(struct broker_http *h, uint32_t i)
+{
+    struct http_pending *p = &h->pending[i];
+    ssize_t r = recv(p->fd, p->head + p->have, sizeof(p->head) - 1 - p->have, 0);
+    if (r < 0 && (errno == EINTR || errno == EAGAIN))
+        return;
+    if (r <= 0) {
+        pending_drop(h, i);
+        return;
+    }
+    p->have += (size_t)r;
+    bool done = memmem(p->head, p->have, "\r\n\r\n", 4) != NULL ||
+                memmem(p->head, p->have, "\n\n", 2) != NULL;
+    if (!done && p->have + 1 < sizeof(p->head))
+        return;
+    int fl = fcntl(p->fd, F_GETFL);
+    if (fl >= 0)
+        (void)fcntl(p->fd, F_SETFL, fl & ~O_NONBLOCK);
+    struct timeval tv = {HTTP_IO_TIMEOUT_MS / 1000, (HTTP_IO_TIMEOUT_MS % 1000) * 1000};
+    setsockopt(p->fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+    if (done)
+        serve_one(h, p->fd, p->head, p->have);
+    else
+        respond_text(p->fd, 431, "request head too large\n");
+    pending_drop(h, i);
+}
+
+/* The HTTP thread: up to HTTP_PENDING_MAX connections read their request heads at once (each
+ * within HTTP_IO_TIMEOUT_MS of its accept; a new connection beyond the bound drops the oldest),
+ * so idle or trickling clients cannot hold the endpoint; complete requests are answered one at
+ * a time. */
 static void *http_thread(void *arg)
 {
     struct broker_http *h = arg;
+    struct pollfd p[2 + HTTP_PENDING_MAX];
     for (;;) {
-        struct pollfd p[2] = {{h->fd, POLLIN, 0}, {h->wake[0], POLLIN, 0}};
-        int r = poll(p, 2, -1);
+        uint64_t now = mono_ms();
+        int timeout = -1;
+        for (uint32_t i = 0; i < h->npending;) {
+            if (h->pending[i].deadline_ms <= now) {
+                pending_drop(h, i); /* silent or too slow: closed without an answer */
+                continue;
+            }
+            int left = (int)(h->pending[i].deadline_ms - now);
+            if (timeout < 0 || left < timeout)
+                timeout = left;
+            i++;
+        }
+        p[0] = (struct pollfd){h->fd, POLLIN, 0};
+        p[1] = (struct pollfd){h->wake[0], POLLIN, 0};
+        uint32_t n = h->npending;
+        for (uint32_t i = 0; i < n; i++)
+            p[2 + i] = (struct pollfd){h->pending[i].fd, POLLIN, 0};
+        int r = poll(p, 2 + n, timeout);
         if (r < 0 && errno == EINTR)
             continue;
         if (r < 0 || (p[1].revents & POLLIN))
             break;
+        /* newest first, so dropping (which moves the last entry into the hole) skips nothing */
+        for (uint32_t i = n; i-- > 0;)
+            if (p[2 + i].revents != 0)
+                pending_read(h, i);
         if (!(p[0].revents & POLLIN))
             continue;
-        int fd = accept4(h->fd, NULL, NULL, SOCK_CLOEXEC);
+        int fd = accept4(h->fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
         if (fd < 0) {
             if (errno == EMFILE || errno == ENFILE)
                 usleep(100000); /* out of descriptors: do not spin */
             continue;
         }
-        serve_one(h, fd);
-        close(fd);
+        if (h->npending == HTTP_PENDING_MAX) {
+            uint32_t oldest = 0;
+            for (uint32_t i = 1; i < h->npending; i++)
+                if (h->pending[i].deadline_ms < h->pending[oldest].deadline_ms)
+                    oldest = i;
+            pending_drop(h, oldest);
+        }
+        h->pending[h->npending++] = (struct http_pending){
+            .fd = fd, .have = 0, .deadline_ms = mono_ms() + HTTP_IO_TIMEOUT_MS};
     }
+    while (h->npending > 0)
+        pending_drop(h, 0);
     return NULL;
 }
 
