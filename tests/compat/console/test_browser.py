@@ -6,7 +6,7 @@ the cluster id and broker count, the topic's partition count, each partition's h
 the group's state and lag, and the record browser's records (text, JSON and hex views). Live
 refresh picks up records produced while the page is open.
 
-Skips (exit 0, with a message) when chromium, chromedriver or selenium is not installed.
+Skips (exit 77, ctest's skip code, with a message) when chromium, chromedriver or selenium is not installed.
 
     /usr/bin/python3 test_browser.py --io uring
 """
@@ -26,7 +26,7 @@ from compat_util import check  # noqa: E402
 
 def skip(why):
     print("compat_console_browser: SKIPPED: %s (run scripts/prepare-compat)" % why)
-    sys.exit(0)
+    sys.exit(77)  # ctest's SKIP_RETURN_CODE
 
 
 try:

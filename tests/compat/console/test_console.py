@@ -187,6 +187,19 @@ def check_metrics(port):
         check(n == total, "%s count %r != total %r" % (kind, n, total))
     check(any(k[0] == "laminar_shard_idle_seconds_total" for k in m), "idle seconds")
     check(any(k[0] == "laminar_shard_mailbox_depth" for k in m), "mailbox depth")
+    # every series the Grafana dashboard queries is one the broker exports
+    dash = json.load(open(os.path.join(os.path.dirname(__file__), "..", "..", "..", "deploy",
+                                       "grafana", "laminar.json")))
+    names = {k[0] for k in m}
+    used = set()
+    for panel in dash["panels"]:
+        for t in panel.get("targets", []):
+            used |= set(re.findall(r"\b((?:kafka|laminar|process)_[a-z0-9_]+)", t["expr"]))
+    check(len(used) > 15, "dashboard names %r" % used)
+    # the controller gauges exist in a cluster only
+    missing = {u for u in used if u not in names} - {
+        "kafka_controller_kafkacontroller_activecontrollercount"}
+    check(not missing, "the dashboard queries series /metrics does not have: %r" % sorted(missing))
 
 
 def raw(port, data, read=True):
