@@ -102,6 +102,7 @@ struct controller {
     struct broker_timer tick;
     bool tick_armed;
     struct membership *gossip; /* SWIM on shard 0 (membership.h) */
+    uint32_t swim_counts[4];   /* members by state as of the last tick, for /metrics */
     int64_t applied_next;
     /* An observer (process.roles=broker, not a voter): no log of its own; it reads the
      * committed log from the voters (KIND_FETCH) and learns the leader from their answers. */
@@ -352,6 +353,12 @@ static bool mac_of(const struct controller *c, const uint8_t *buf, size_t len, u
 int32_t controller_leader(const struct controller *c)
 {
     return __atomic_load_n(&c->leader, __ATOMIC_ACQUIRE);
+}
+
+void controller_swim_counts(const struct controller *c, uint32_t out[4])
+{
+    for (int i = 0; i < 4; i++)
+        out[i] = __atomic_load_n(&c->swim_counts[i], __ATOMIC_RELAXED);
 }
 
 int32_t controller_node_id(const struct controller *c)
@@ -1263,6 +1270,12 @@ static void on_tick(struct broker_shard *s, struct broker_timer *t)
         BLOG_WARN_LIMITED("controller: tick: %s", lm_strerror(rc));
     after_input(c);
     membership_tick(c->gossip, now);
+    if (c->gossip != NULL) {
+        uint32_t counts[4];
+        membership_counts(c->gossip, counts);
+        for (int i = 0; i < 4; i++)
+            __atomic_store_n(&c->swim_counts[i], counts[i], __ATOMIC_RELAXED);
+    }
     snapshot_fetch(c);
     if (c->observer && !c->need_snapshot)
         observer_fetch(c, now);

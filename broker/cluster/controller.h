@@ -97,6 +97,9 @@ bool controller_caught_up(const struct controller *c);
 
 /* The current leader of the controller group as this node knows it, or -1. Any thread. */
 int32_t controller_leader(const struct controller *c);
+/* SWIM members by state (alive, suspect, dead, left) as of the controller's last tick; safe
+ * from any thread (for /metrics). */
+void controller_swim_counts(const struct controller *c, uint32_t out[4]);
 int32_t controller_node_id(const struct controller *c);
 
 /* A record for the controller. The caller owns the struct and rec until done runs on the

@@ -191,6 +191,12 @@ bool membership_node_down(const struct membership *m, int32_t node_id)
     return false;
 }
 
+void membership_counts(const struct membership *m, uint32_t out[4])
+{
+    for (uint8_t st = 0; st < 4; st++)
+        out[st] = m != NULL ? (uint32_t)swim_member_count(m->swim, st) : 0;
+}
+
 size_t membership_alive_count(const struct membership *m)
 {
     return m != NULL ? swim_member_count(m->swim, SWIM_ALIVE) : 0;

@@ -546,9 +546,21 @@ static void node_gauges(void *ctx, struct broker_metrics_out *o)
             "# TYPE kafka_controller_kafkacontroller_fencedbrokercount gauge\n"
             "kafka_controller_kafkacontroller_fencedbrokercount %zu\n",
             leader == h->cfg->node_id ? 1 : 0, leader, brokers - fenced, fenced);
+        uint32_t swim[4];
+        controller_swim_counts(h->ctl, swim);
+        broker_metrics_printf(o,
+                              "# HELP laminar_swim_members SWIM members by state, this node "
+                              "included.\n# TYPE laminar_swim_members gauge\n"
+                              "laminar_swim_members{state=\"alive\"} %u\n"
+                              "laminar_swim_members{state=\"suspect\"} %u\n"
+                              "laminar_swim_members{state=\"dead\"} %u\n"
+                              "laminar_swim_members{state=\"left\"} %u\n",
+                              swim[0], swim[1], swim[2], swim[3]);
     }
     uint64_t offline = __atomic_load_n(&h->offline_count, __ATOMIC_ACQUIRE);
     uint64_t replicas = 0, leaders = 0, under_replicated = 0, under_min_isr = 0;
+    uint64_t segments = 0, log_bytes = 0, lag = 0, lag_max = 0, open_us = 0, opens = 0,
+             compactions = 0;
     uint32_t shards = __atomic_load_n(&h->shard_count, __ATOMIC_ACQUIRE);
     for (uint32_t i = 0; i < shards && i < HANDLERS_GAUGE_SHARDS; i++) {
         const struct handlers_shard_gauges *g = &h->shard_gauges[i];
@@ -556,7 +568,39 @@ static void node_gauges(void *ctx, struct broker_metrics_out *o)
         leaders += __atomic_load_n(&g->leaders, __ATOMIC_RELAXED);
         under_replicated += __atomic_load_n(&g->under_replicated, __ATOMIC_RELAXED);
         under_min_isr += __atomic_load_n(&g->under_min_isr, __ATOMIC_RELAXED);
+        segments += __atomic_load_n(&g->segments, __ATOMIC_RELAXED);
+        log_bytes += __atomic_load_n(&g->log_bytes, __ATOMIC_RELAXED);
+        lag += __atomic_load_n(&g->commit_lag, __ATOMIC_RELAXED);
+        uint64_t m = __atomic_load_n(&g->commit_lag_max, __ATOMIC_RELAXED);
+        lag_max = m > lag_max ? m : lag_max;
+        open_us += __atomic_load_n(&g->open_us, __ATOMIC_RELAXED);
+        opens += __atomic_load_n(&g->opens, __ATOMIC_RELAXED);
+        compactions += __atomic_load_n(&g->compact_steps, __ATOMIC_RELAXED);
     }
+    broker_metrics_printf(
+        o,
+        "# HELP kafka_log_log_numlogsegments Log segments of the open partitions (Log "
+        "NumLogSegments, summed).\n# TYPE kafka_log_log_numlogsegments gauge\n"
+        "kafka_log_log_numlogsegments %llu\n"
+        "# HELP kafka_log_log_size Bytes of the open partitions' logs (Log Size, summed).\n"
+        "# TYPE kafka_log_log_size gauge\nkafka_log_log_size %llu\n"
+        "# HELP laminar_raft_commit_lag_records Records appended but not committed yet (log end "
+        "- high watermark), summed over partitions.\n"
+        "# TYPE laminar_raft_commit_lag_records gauge\nlaminar_raft_commit_lag_records %llu\n"
+        "# HELP laminar_raft_commit_lag_records_max The largest commit lag of one partition.\n"
+        "# TYPE laminar_raft_commit_lag_records_max gauge\n"
+        "laminar_raft_commit_lag_records_max %llu\n"
+        "# HELP laminar_log_open_seconds_total Time spent opening partition logs, recovery "
+        "included (Kafka: LogManager's log loading).\n"
+        "# TYPE laminar_log_open_seconds_total counter\nlaminar_log_open_seconds_total %.6f\n"
+        "# HELP laminar_log_opens_total Partition logs opened.\n"
+        "# TYPE laminar_log_opens_total counter\nlaminar_log_opens_total %llu\n"
+        "# HELP laminar_log_cleaner_steps_total Compaction steps run (each bounded in bytes; "
+        "Kafka: LogCleaner).\n# TYPE laminar_log_cleaner_steps_total counter\n"
+        "laminar_log_cleaner_steps_total %llu\n",
+        (unsigned long long)segments, (unsigned long long)log_bytes, (unsigned long long)lag,
+        (unsigned long long)lag_max, (double)open_us / 1e6, (unsigned long long)opens,
+        (unsigned long long)compactions);
     if (h->ctl == NULL) {
         /* one node: every partition is here and led here unless offline (at once, not as of
          * the shards' last tick) */

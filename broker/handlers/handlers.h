@@ -100,6 +100,10 @@ struct handlers_ctx {
      * min.insync.replicas (UnderMinIsrPartitionCount). */
     struct handlers_shard_gauges {
         uint32_t replicas, leaders, under_replicated, under_min_isr;
+        /* storage of the open logs, and the records appended but not committed (log end -
+         * high watermark: waiting for replication or the group-commit fsync) */
+        uint64_t segments, log_bytes, commit_lag, commit_lag_max;
+        uint64_t open_us, opens, compact_steps; /* running totals of the shard */
     } shard_gauges[HANDLERS_GAUGE_SHARDS];
 };
 

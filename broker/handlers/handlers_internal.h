@@ -199,6 +199,8 @@ struct hshard {
     struct pshard *producers;         /* idempotent producer state (producer_idem.c) */
     int64_t group_clock_ms;           /* group_now_ms: the last wall-clock time handed out */
     uint32_t open_failures_this_tick; /* failed opens logged since the last tick */
+    uint64_t open_us, opens;          /* log opens (recovery included): time and count */
+    uint64_t compact_steps;           /* compaction steps run (bounded by bytes each) */
     uint32_t leaving; /* partitions the image dropped that wait for their group (hs_parts.c) */
     uint32_t id, count;
     struct lm_meta_snapshot *snap;

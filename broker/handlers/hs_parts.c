@@ -385,7 +385,10 @@ static void part_open_log(struct hpart *p)
     pc.watchers_max = 1u << 16;
     p->part = NULL;
     p->log = NULL;
+    uint64_t open_t0 = broker_now_us();
     int rc = partition_open(&pc, &env, (int64_t)broker_now_ms(), &p->part);
+    p->hs->open_us += broker_now_us() - open_t0;
+    p->hs->opens++;
     if (rc == 0)
         p->log = partition_storage(p->part);
     if (rc == 0 && pid != PART_ID_MATCH)

@@ -63,6 +63,7 @@ static void compact_step(struct hshard *hs, const struct htopic *tp, struct hpar
     bool busy;
     int rc = storage_log_compact_step(p->log, &cc, storage_log_high_watermark(p->log),
                                       HANDLERS_COMPACT_BUDGET_BYTES, &busy, NULL);
+    hs->compact_steps++;
     /* LM_E_FULL (a batch with more keys than the dedupe buffer) would repeat every check. */
     if (rc != 0 && rc != LM_E_STATE &&
         (rc != LM_E_FULL || hs->ticks % HANDLERS_RETENTION_TICKS == 0))
@@ -144,6 +145,16 @@ static void gauges_count(struct hshard *hs, const struct htopic *t, struct hpart
                          struct handlers_shard_gauges *g)
 {
     g->replicas++;
+    if (p->log != NULL && !p->failed) {
+        g->segments += storage_log_segment_count(p->log);
+        g->log_bytes += storage_log_size_bytes(p->log);
+        int64_t lag = storage_log_end_offset(p->log) - storage_log_high_watermark(p->log);
+        if (lag > 0) {
+            g->commit_lag += (uint64_t)lag;
+            if ((uint64_t)lag > g->commit_lag_max)
+                g->commit_lag_max = (uint64_t)lag;
+        }
+    }
     if (!p->replicated) {
         g->leaders += p->failed || (p->log == NULL && !p->idle_closed) ? 0 : 1;
         return;
@@ -169,6 +180,13 @@ static void gauges_store(struct hshard *hs, const struct handlers_shard_gauges *
     __atomic_store_n(&d->leaders, g->leaders, __ATOMIC_RELAXED);
     __atomic_store_n(&d->under_replicated, g->under_replicated, __ATOMIC_RELAXED);
     __atomic_store_n(&d->under_min_isr, g->under_min_isr, __ATOMIC_RELAXED);
+    __atomic_store_n(&d->segments, g->segments, __ATOMIC_RELAXED);
+    __atomic_store_n(&d->log_bytes, g->log_bytes, __ATOMIC_RELAXED);
+    __atomic_store_n(&d->commit_lag, g->commit_lag, __ATOMIC_RELAXED);
+    __atomic_store_n(&d->commit_lag_max, g->commit_lag_max, __ATOMIC_RELAXED);
+    __atomic_store_n(&d->open_us, hs->open_us, __ATOMIC_RELAXED);
+    __atomic_store_n(&d->opens, hs->opens, __ATOMIC_RELAXED);
+    __atomic_store_n(&d->compact_steps, hs->compact_steps, __ATOMIC_RELAXED);
 }
 
 static void shard_tick(struct broker_shard *s, struct broker_timer *t)
