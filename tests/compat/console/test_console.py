@@ -15,7 +15,8 @@ partitions 0 / 1 / 2. Then:
   - hostile input: long URLs, bad query strings, unknown names, 200 idle connections: 4xx or a
     close, and the broker still answers;
   - a second broker with a SASL_PLAINTEXT listener and the ACL authorizer: 401 without or with
-    wrong credentials, and each user sees the topics its ACLs allow (Kafka's DESCRIBE / READ).
+    wrong credentials, and each user sees the topics its ACLs allow (Kafka's DESCRIBE / READ);
+  - a third with SCRAM-SHA-512 alone: Basic credentials checked by a SCRAM exchange.
 
     /usr/bin/python3 test_console.py --io uring|epoll
 """
@@ -336,6 +337,28 @@ def check_security(io):
             raise
 
 
+def check_scram(io):
+    """A SASL listener with SCRAM-SHA-512 alone and no authorizer: the console authenticates its
+    Basic users with a SCRAM exchange (and still refuses wrong passwords)."""
+    port = free_port()
+    config = {"laminar.http.listener": "127.0.0.1:%d" % port,
+              "sasl.enabled.mechanisms": "SCRAM-SHA-512",
+              "listener.name.sasl_plaintext.scram-sha-512.sasl.jaas.config":
+                  "org.apache.kafka.common.security.scram.ScramLoginModule required;",
+              "laminar.scram.credentials": "SCRAM-SHA-512=[name=carol,password=carol-pw]"}
+    with SaslBroker(io=io, shards=2, config=config) as b:
+        try:
+            check("HTTP Basic checked by SASL SCRAM" in b.log_text(), "console mode not logged")
+            get(port, "/api/cluster", expect=401)
+            get(port, "/api/cluster", auth=("carol", "wrong"), expect=401)
+            get(port, "/api/cluster", auth=("nobody", "carol-pw"), expect=401)
+            c, _ = get(port, "/api/cluster", auth=("carol", "carol-pw"))
+            check(len(c["brokers"]) == 1, "cluster %r" % c)
+        except Exception:
+            sys.stderr.write(b.log_text()[-4000:])
+            raise
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--io", default="uring")
@@ -358,6 +381,7 @@ def main():
             sys.stderr.write(b.log_text()[-4000:])
             raise
     check_security(args.io)
+    check_scram(args.io)
     print("compat_console: ok in %.1f s" % (time.monotonic() - t0))
 
 
