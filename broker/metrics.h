@@ -81,9 +81,11 @@ struct broker_shard_metrics {
 /* Adds one request time of us microseconds to a histogram of the calling shard. */
 static inline void broker_metric_latency(struct broker_latency *l, uint64_t us)
 {
-    int b = 0;
-    while (b < BROKER_METRICS_LAT_BUCKETS - 1 && us > (uint64_t)100 << b)
-        b++;
+    /* the first bucket b with us <= 100 << b: ceil(log2(ceil(us / 100))) */
+    uint64_t q = (us + 99) / 100;
+    int b = q <= 1 ? 0 : 64 - __builtin_clzll(q - 1);
+    if (b > BROKER_METRICS_LAT_BUCKETS - 1)
+        b = BROKER_METRICS_LAT_BUCKETS - 1;
     __atomic_store_n(&l->buckets[b], __atomic_load_n(&l->buckets[b], __ATOMIC_RELAXED) + 1,
                      __ATOMIC_RELAXED);
     __atomic_store_n(&l->us_sum, __atomic_load_n(&l->us_sum, __ATOMIC_RELAXED) + us,

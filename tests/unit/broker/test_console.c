@@ -302,6 +302,36 @@ static void test_topic_table_bounded(void **state)
     free(m);
 }
 
+/* The histogram bucket of a time: the first b with us <= 100 us << b, the last one open. */
+static void test_latency_buckets(void **state)
+{
+    (void)state;
+    static const struct {
+        uint64_t us;
+        int bucket;
+    } cases[] = {{0, 0},
+                 {1, 0},
+                 {100, 0},
+                 {101, 1},
+                 {200, 1},
+                 {201, 2},
+                 {400, 2},
+                 {401, 3},
+                 {102400, 10},
+                 {102401, 11},
+                 {1638400, 14},
+                 {1638401, 15},
+                 {UINT64_MAX / 2, 15}};
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct broker_latency l;
+        memset(&l, 0, sizeof(l));
+        broker_metric_latency(&l, cases[i].us);
+        for (int b = 0; b < BROKER_METRICS_LAT_BUCKETS; b++)
+            assert_int_equal(l.buckets[b], b == cases[i].bucket ? 1 : 0);
+        assert_int_equal(l.us_sum, cases[i].us);
+    }
+}
+
 static void test_console_setup(void **state)
 {
     (void)state;
@@ -339,7 +369,7 @@ int main(void)
         cmocka_unit_test(test_json_base64),        cmocka_unit_test(test_http_parse_ok),
         cmocka_unit_test(test_http_parse_hostile), cmocka_unit_test(test_http_query),
         cmocka_unit_test(test_http_basic),         cmocka_unit_test(test_topic_table_bounded),
-        cmocka_unit_test(test_console_setup),
+        cmocka_unit_test(test_console_setup),      cmocka_unit_test(test_latency_buckets),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
