@@ -560,7 +560,7 @@ static void node_gauges(void *ctx, struct broker_metrics_out *o)
     uint64_t offline = __atomic_load_n(&h->offline_count, __ATOMIC_ACQUIRE);
     uint64_t replicas = 0, leaders = 0, under_replicated = 0, under_min_isr = 0;
     uint64_t segments = 0, log_bytes = 0, lag = 0, lag_max = 0, open_us = 0, opens = 0,
-             compactions = 0;
+             compactions = 0, flushes = 0, flush_us = 0;
     uint32_t shards = __atomic_load_n(&h->shard_count, __ATOMIC_ACQUIRE);
     for (uint32_t i = 0; i < shards && i < HANDLERS_GAUGE_SHARDS; i++) {
         const struct handlers_shard_gauges *g = &h->shard_gauges[i];
@@ -576,7 +576,19 @@ static void node_gauges(void *ctx, struct broker_metrics_out *o)
         open_us += __atomic_load_n(&g->open_us, __ATOMIC_RELAXED);
         opens += __atomic_load_n(&g->opens, __ATOMIC_RELAXED);
         compactions += __atomic_load_n(&g->compact_steps, __ATOMIC_RELAXED);
+        flushes += __atomic_load_n(&g->flushes, __ATOMIC_RELAXED);
+        flush_us += __atomic_load_n(&g->flush_us, __ATOMIC_RELAXED);
     }
+    broker_metrics_printf(o,
+                          "# HELP kafka_log_logflushstats_flushes_total Group-commit fsyncs of "
+                          "partition logs completed (LogFlushStats LogFlushRateAndTimeMs "
+                          "count).\n# TYPE kafka_log_logflushstats_flushes_total counter\n"
+                          "kafka_log_logflushstats_flushes_total %llu\n"
+                          "# HELP kafka_log_logflushstats_flush_seconds_total Their time, from "
+                          "hand-out to the last fsync's end.\n"
+                          "# TYPE kafka_log_logflushstats_flush_seconds_total counter\n"
+                          "kafka_log_logflushstats_flush_seconds_total %.6f\n",
+                          (unsigned long long)flushes, (double)flush_us / 1e6);
     broker_metrics_printf(
         o,
         "# HELP kafka_log_log_numlogsegments Log segments of the open partitions (Log "

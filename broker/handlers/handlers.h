@@ -103,7 +103,7 @@ struct handlers_ctx {
         /* storage of the open logs, and the records appended but not committed (log end -
          * high watermark: waiting for replication or the group-commit fsync) */
         uint64_t segments, log_bytes, commit_lag, commit_lag_max;
-        uint64_t open_us, opens, compact_steps; /* running totals of the shard */
+        uint64_t open_us, opens, compact_steps, flushes, flush_us; /* running totals */
     } shard_gauges[HANDLERS_GAUGE_SHARDS];
 };
 

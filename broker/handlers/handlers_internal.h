@@ -55,7 +55,8 @@ struct hpart_sync {
     uint32_t pending;
     int rc;
     bool busy;
-    bool in_done; /* inside partition_sync_done */
+    bool in_done;      /* inside partition_sync_done */
+    uint64_t start_us; /* when this group commit's fsyncs were handed out */
 };
 
 /* A partition this shard owns. */
@@ -201,6 +202,7 @@ struct hshard {
     uint32_t open_failures_this_tick; /* failed opens logged since the last tick */
     uint64_t open_us, opens;          /* log opens (recovery included): time and count */
     uint64_t compact_steps;           /* compaction steps run (bounded by bytes each) */
+    uint64_t flushes, flush_us;       /* group-commit fsyncs completed and their time */
     uint32_t leaving; /* partitions the image dropped that wait for their group (hs_parts.c) */
     uint32_t id, count;
     struct lm_meta_snapshot *snap;

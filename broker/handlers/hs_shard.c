@@ -187,6 +187,8 @@ static void gauges_store(struct hshard *hs, const struct handlers_shard_gauges *
     __atomic_store_n(&d->open_us, hs->open_us, __ATOMIC_RELAXED);
     __atomic_store_n(&d->opens, hs->opens, __ATOMIC_RELAXED);
     __atomic_store_n(&d->compact_steps, hs->compact_steps, __ATOMIC_RELAXED);
+    __atomic_store_n(&d->flushes, hs->flushes, __ATOMIC_RELAXED);
+    __atomic_store_n(&d->flush_us, hs->flush_us, __ATOMIC_RELAXED);
 }
 
 static void shard_tick(struct broker_shard *s, struct broker_timer *t)

@@ -432,9 +432,13 @@ def isr_follows_lag(nodes):
             if led != total:
                 fail("metrics: the nodes' leader counts add up to %d, the cluster has %d "
                      "partitions" % (led, total), nodes)
+            # SWIM: every voter sees every node alive once the paused one is back
+            alive = 'laminar_swim_members{state="alive"}'
+            wait_for("every node's SWIM sees %d alive" % len(nodes),
+                     lambda: all(metric(x, alive) == len(nodes) for x in nodes), 30, nodes)
             print("metrics: under-replicated %r on the leader while node %d was out of the "
-                  "ISR, 0 everywhere after; leader counts add up to %d partitions"
-                  % (seen[2], fid, total))
+                  "ISR, 0 everywhere after; leader counts add up to %d partitions; SWIM %d alive"
+                  % (seen[2], fid, total, len(nodes)))
     finally:
         stop.set()
         th.join()

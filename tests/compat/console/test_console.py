@@ -186,6 +186,11 @@ def check_metrics(port):
     for kind in ("local", "remote", "send"):
         n = m.get(("kafka_network_request_%s_time_seconds_count" % kind, '{request="Produce"}'))
         check(n == total, "%s count %r != total %r" % (kind, n, total))
+    check(m[("kafka_log_logflushstats_flushes_total", "")] > 0 and
+          m[("kafka_log_logflushstats_flush_seconds_total", "")] > 0,
+          "acks=all produce flushed nothing")
+    check(m[("kafka_log_log_numlogsegments", "")] >= 3 and
+          m[("kafka_log_log_size", "")] >= 3 * PER_PARTITION * 20, "log segments / size")
     check(any(k[0] == "laminar_shard_idle_seconds_total" for k in m), "idle seconds")
     check(any(k[0] == "laminar_shard_mailbox_depth" for k in m), "mailbox depth")
     # every series the Grafana dashboard queries is one the broker exports
