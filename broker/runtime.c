@@ -407,6 +407,8 @@ static int http_start(struct broker_rt *rt)
     }
     uint16_t bound = 0;
     console_setup(&rt->console, rt->cfg);
+    rt->console.node_states = rt->dispatch->node_states;
+    rt->console.node_states_ctx = rt->dispatch->ctx;
     int rc =
         broker_http_start(host, (uint16_t)port, rt_render, rt, &rt->console, &rt->http, &bound);
     if (rc != 0) {

@@ -151,6 +151,9 @@ struct broker_dispatch {
     /* Adds the node's gauges to a metrics scrape (called on the HTTP thread: read only what
      * is safe to read from another thread). May be NULL. */
     void (*metrics_gauges)(void *ctx, struct broker_metrics_out *o);
+    /* The cluster's members as SWIM sees them (node id, state 0 alive, 1 suspect, 2 dead,
+     * 3 left), at most cap, for the console (called on the HTTP thread). May be NULL. */
+    size_t (*node_states)(void *ctx, int32_t *ids, uint8_t *states, size_t cap);
 };
 
 /* Registers fn for api_key (0 <= key < BROKER_API_KEYS_MAX). flexible_version_min comes from

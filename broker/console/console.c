@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 #include "broker/console/json.h"
 #include "broker/console/kclient.h"
@@ -28,7 +29,16 @@ enum {
     CONSOLE_RECORDS_MAX = 500,
     CONSOLE_UNCOMPRESSED_MAX = 16 << 20,
     CONSOLE_NAME_BYTES = 256,
+    CONSOLE_LAG_TIMEOUT_MS = 2000, /* one read or write of the scrape's loopback calls */
+    CONSOLE_LAG_BUDGET_MS = 3000,  /* the scrape's group lag, all groups */
 };
+
+static uint64_t console_now_ms(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (uint64_t)t.tv_sec * 1000 + (uint64_t)t.tv_nsec / 1000000;
+}
 
 /* ---- setup ---------------------------------------------------------------------------------- */
 
@@ -265,10 +275,25 @@ static void api_cluster(struct call *k, struct console_response *r)
     lm_json_int(j, under);
     lm_json_key(j, "offline_partitions");
     lm_json_int(j, offline);
+    /* SWIM's view in a cluster; Metadata lists the live (unfenced) brokers alone, so members
+     * SWIM holds dead or gone are added after them */
+    enum { STATES_MAX = 64 };
+    int32_t ids[STATES_MAX];
+    uint8_t states[STATES_MAX];
+    size_t nstates = k->c->node_states != NULL
+                         ? k->c->node_states(k->c->node_states_ctx, ids, states, STATES_MAX)
+                         : 0;
+    static const char *const names[] = {"alive", "suspect", "dead", "left"};
+    lm_json_key(j, "swim");
+    lm_json_bool(j, nstates > 0);
     lm_json_key(j, "brokers");
     lm_json_arr_begin(j);
     for (int32_t b = 0; b < md.brokers_count; b++) {
         const struct kafka_metadata_response_metadata_response_broker *mb = &md.brokers[b];
+        const char *state = nstates > 0 ? "unknown" : "alive";
+        for (size_t i = 0; i < nstates; i++)
+            if (ids[i] == mb->node_id)
+                state = states[i] < 4 ? names[states[i]] : "unknown";
         lm_json_obj_begin(j);
         lm_json_key(j, "node_id");
         lm_json_int(j, mb->node_id);
@@ -278,11 +303,35 @@ static void api_cluster(struct call *k, struct console_response *r)
         lm_json_int(j, mb->port);
         lm_json_key(j, "rack");
         lm_json_strn(j, mb->rack.ptr, mb->rack.len);
-        /* Metadata lists the brokers the controller considers alive (unfenced) */
         lm_json_key(j, "state");
-        lm_json_str(j, "alive");
+        lm_json_str(j, state);
+        lm_json_key(j, "registered");
+        lm_json_bool(j, true);
         lm_json_key(j, "controller");
         lm_json_bool(j, mb->node_id == md.controller_id);
+        lm_json_obj_end(j);
+    }
+    for (size_t i = 0; i < nstates; i++) {
+        bool listed = false;
+        for (int32_t b = 0; b < md.brokers_count && !listed; b++)
+            listed = md.brokers[b].node_id == ids[i];
+        if (listed)
+            continue;
+        lm_json_obj_begin(j);
+        lm_json_key(j, "node_id");
+        lm_json_int(j, ids[i]);
+        lm_json_key(j, "host");
+        lm_json_null(j);
+        lm_json_key(j, "port");
+        lm_json_null(j);
+        lm_json_key(j, "rack");
+        lm_json_null(j);
+        lm_json_key(j, "state");
+        lm_json_str(j, states[i] < 4 ? names[states[i]] : "unknown");
+        lm_json_key(j, "registered");
+        lm_json_bool(j, false); /* fenced or gone: not in Metadata */
+        lm_json_key(j, "controller");
+        lm_json_bool(j, false);
         lm_json_obj_end(j);
     }
     lm_json_arr_end(j);
@@ -693,7 +742,7 @@ static void api_group(struct call *k, const char *group, struct console_response
             for (int32_t p = 0; p < of.topics[t].partitions_count; p++) {
                 const struct kafka_offset_fetch_response_partition *op =
                     &of.topics[t].partitions[p];
-                if (op->committed_offset < 0)
+                if (op->committed_offset < 0 || op->partition_index < 0)
                     continue;
                 int64_t end = ends != NULL ? ends[t][op->partition_index] : -1;
                 int64_t lag =
@@ -1080,26 +1129,40 @@ void console_lag_metrics(const struct console *c, struct broker_metrics_out *o)
     struct call k = {.c = c, .o = o};
     kafka_arena_init(&k.a, CONSOLE_ARENA_BYTES);
     struct kafka_list_groups_response lg;
-    if (kclient_open(&k.k, c->host, c->port, c->timeout_ms) != 0 || list_groups(&k, &lg) != 0) {
+    /* a scrape must not wait on a slow node for long: short reads, one budget for all groups */
+    uint64_t deadline = console_now_ms() + CONSOLE_LAG_BUDGET_MS;
+    if (kclient_open(&k.k, c->host, c->port, CONSOLE_LAG_TIMEOUT_MS) != 0 ||
+        list_groups(&k, &lg) != 0) {
         kclient_close(&k.k);
         kafka_arena_deinit(&k.a);
         return;
     }
+    /* the group ids outlive the arena's reset after each group */
+    int32_t ngroups =
+        lg.groups_count < CONSOLE_LAG_GROUPS_MAX ? lg.groups_count : CONSOLE_LAG_GROUPS_MAX;
+    char(*groups)[CONSOLE_NAME_BYTES] =
+        ngroups > 0 ? calloc((size_t)ngroups, CONSOLE_NAME_BYTES) : NULL;
+    int32_t n = 0;
+    for (int32_t g = 0; groups != NULL && g < ngroups; g++) {
+        struct kafka_str gid = lg.groups[g].group_id;
+        if (gid.len <= 0 || (size_t)gid.len >= CONSOLE_NAME_BYTES)
+            continue;
+        memcpy(groups[n], gid.ptr, (size_t)gid.len);
+        groups[n++][gid.len] = 0;
+    }
+    kafka_arena_reset(&k.a);
     broker_metrics_printf(
         o, "# HELP laminar_consumergroup_committed_offset Committed offset per group and "
            "partition.\n# TYPE laminar_consumergroup_committed_offset gauge\n"
            "# HELP laminar_consumergroup_lag Log end offset minus committed offset per group and "
            "partition (kafka-consumer-groups' LAG).\n# TYPE laminar_consumergroup_lag gauge\n");
-    for (int32_t g = 0; g < lg.groups_count && g < CONSOLE_LAG_GROUPS_MAX; g++) {
-        char group[CONSOLE_NAME_BYTES];
-        struct kafka_str gid = lg.groups[g].group_id;
-        if (gid.len <= 0 || (size_t)gid.len >= sizeof(group))
-            continue;
-        memcpy(group, gid.ptr, (size_t)gid.len);
-        group[gid.len] = 0;
+    for (int32_t g = 0; g < n && console_now_ms() < deadline; g++) {
+        const char *group = groups[g];
         struct kafka_offset_fetch_response of;
-        if (group_offsets(&k, group, &of) != 0)
+        if (group_offsets(&k, group, &of) != 0) {
+            kafka_arena_reset(&k.a);
             continue;
+        }
         int64_t **ends = group_ends(&k, &of);
         if (ends == NULL)
             break;
@@ -1107,14 +1170,15 @@ void console_lag_metrics(const struct console *c, struct broker_metrics_out *o)
             for (int32_t p = 0; p < of.topics[t].partitions_count; p++) {
                 const struct kafka_offset_fetch_response_partition *op =
                     &of.topics[t].partitions[p];
-                int64_t end = ends[t][op->partition_index];
-                if (op->committed_offset < 0 || end < 0)
+                if (op->committed_offset < 0 || op->partition_index < 0 ||
+                    ends[t][op->partition_index] < 0)
                     continue;
+                int64_t end = ends[t][op->partition_index];
                 for (int m = 0; m < 2; m++) {
                     broker_metrics_printf(o, "%s{group=\"",
                                           m == 0 ? "laminar_consumergroup_committed_offset"
                                                  : "laminar_consumergroup_lag");
-                    prom_label(o, gid.ptr, gid.len);
+                    prom_label(o, group, (int32_t)strlen(group));
                     broker_metrics_printf(o, "\",topic=\"");
                     prom_label(o, of.topics[t].name.ptr, of.topics[t].name.len);
                     broker_metrics_printf(o, "\",partition=\"%d\"} %lld\n", op->partition_index,
@@ -1126,6 +1190,7 @@ void console_lag_metrics(const struct console *c, struct broker_metrics_out *o)
             }
         kafka_arena_reset(&k.a); /* each group's answers are written: bound the arena per group */
     }
+    free(groups);
     kclient_close(&k.k);
     kafka_arena_deinit(&k.a);
 }

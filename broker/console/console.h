@@ -37,6 +37,9 @@ struct console {
     int32_t node_id;
     int timeout_ms;
     char why_off[160]; /* CONSOLE_OFF: the reason, for the log and the page */
+    /* SWIM's view of the members (broker_dispatch.node_states), or NULL on one node */
+    size_t (*node_states)(void *ctx, int32_t *ids, uint8_t *states, size_t cap);
+    void *node_states_ctx;
 };
 
 /* Picks the listener and authentication from the config (see above). */

@@ -649,6 +649,12 @@ static void node_gauges(void *ctx, struct broker_metrics_out *o)
         (unsigned long long)offline);
 }
 
+static size_t node_states(void *ctx, int32_t *ids, uint8_t *states, size_t cap)
+{
+    struct handlers_ctx *h = ctx;
+    return h->ctl != NULL ? controller_swim_states(h->ctl, ids, states, cap) : 0;
+}
+
 static void h_controller(struct broker_req *req)
 {
     controller_handle(h_node(req)->ctl, req);
@@ -728,6 +734,7 @@ static int node_setup(struct broker_dispatch *d, struct handlers_ctx *h)
     d->shard_flush = hs_shard_flush;
     d->shard_stop = hs_shard_stop;
     d->metrics_gauges = node_gauges;
+    d->node_states = node_states;
     if ((rc = handlers_serve(d, KAFKA_API_VERSIONS_KEY, 0, 4, api_versions)) != 0 ||
         (rc = handlers_data_register(d)) != 0 || (rc = handlers_admin_register(d)) != 0 ||
         (rc = handlers_group_register(d)) != 0 ||

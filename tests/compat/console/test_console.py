@@ -125,6 +125,11 @@ def check_group(port, bootstrap, group):
     c.commit(offsets=[ck.TopicPartition("orders", 0, 100), ck.TopicPartition("orders", 1, 40),
                       ck.TopicPartition("orders", 2, 0)], asynchronous=False)
     lag = {0: 0, 1: 60, 2: 100}
+    # more groups, so the scrape's lag walks several (each with its own answers)
+    for i in range(3):
+        o = ck.Consumer({"bootstrap.servers": bootstrap, "group.id": "g-other-%d" % i})
+        o.commit(offsets=[ck.TopicPartition("orders", 0, 10 + i)], asynchronous=False)
+        o.close()
     g, _ = get(port, "/api/groups")
     check({"group_id": group, "protocol_type": "consumer", "state": "Stable"} in g["groups"],
           "groups %r" % g)
@@ -138,6 +143,9 @@ def check_group(port, bootstrap, group):
               PER_PARTITION and offs[p]["lag"] == want, "offsets %r" % offs[p])
     check(d["lag"] == sum(lag.values()), "total lag %r" % d["lag"])
     m = metrics(port)
+    for i in range(3):
+        key = ("laminar_consumergroup_lag", '{group="g-other-%d",topic="orders",partition="0"}' % i)
+        check(m.get(key) == 90 - i, "lag metric %r = %r" % (key, m.get(key)))
     for p, want in lag.items():
         key = ("laminar_consumergroup_lag",
                '{group="%s",topic="orders",partition="%d"}' % (group, p))
