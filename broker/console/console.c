@@ -1038,6 +1038,16 @@ void console_serve(const struct console *c, const struct http_request *req,
             out->status = 404;
             return;
         }
+        if (c->auth != CONSOLE_ANONYMOUS) {
+            /* the page too asks for credentials (checked by the broker like any call) */
+            struct call k = {.c = c, .o = &out->body};
+            kafka_arena_init(&k.a, 1 << 20);
+            int st = call_open(&k, req, out);
+            kclient_close(&k.k);
+            kafka_arena_deinit(&k.a);
+            if (st != 0)
+                return;
+        }
         out->type = "text/html; charset=utf-8";
         broker_metrics_printf(&out->body, "%.*s", (int)console_page_html_len, console_page_html);
         return;
