@@ -505,10 +505,56 @@ static void node_free(void *ctx)
     if (h->meta != NULL)
         lm_meta_store_close(h->meta);
     free(h->broker_topic_configs);
+    for (int i = 0; i < HANDLERS_GAUGE_SHARDS; i++)
+        free(h->part_gauges[i]);
     hs_registry_clear(h);
     pthread_mutex_destroy(&h->epoch_lock);
     pthread_mutex_destroy(&h->offline_lock);
     free(h);
+}
+
+/* The per-partition series of the shards' tables (handlers_ctx.part_gauges): slots written at
+ * their shard's last two ticks (a partition gone since then stops being shown). */
+static void part_gauges_render(struct handlers_ctx *h, uint32_t shards,
+                               struct broker_metrics_out *o)
+{
+    static const char *const names[3][2] = {
+        {"laminar_partition_leader_epoch", "The partition's Raft term (leader epoch)."},
+        {"laminar_partition_leader", "The partition's leader (node id, -1: none)."},
+        {"laminar_partition_commit_lag_records",
+         "Records appended but not committed (log end - high watermark)."}};
+    uint64_t untracked = 0;
+    for (int m = 0; m < 3; m++) {
+        broker_metrics_printf(o, "# HELP %s %s\n# TYPE %s gauge\n", names[m][0], names[m][1],
+                              names[m][0]);
+        for (uint32_t s = 0; s < shards && s < HANDLERS_GAUGE_SHARDS; s++) {
+            const struct handlers_part_gauges *pg =
+                __atomic_load_n(&h->part_gauges[s], __ATOMIC_ACQUIRE);
+            if (pg == NULL)
+                continue;
+            if (m == 0)
+                untracked += __atomic_load_n(&pg->untracked, __ATOMIC_RELAXED);
+            uint32_t tick = __atomic_load_n(&pg->tick, __ATOMIC_ACQUIRE);
+            uint32_t used = __atomic_load_n(&pg->used, __ATOMIC_ACQUIRE);
+            for (uint32_t i = 0; i < used && i < HANDLERS_PART_GAUGES_MAX; i++) {
+                const struct handlers_part_slot *sl = &pg->slots[i];
+                if (!__atomic_load_n(&sl->ready, __ATOMIC_ACQUIRE) ||
+                    tick - __atomic_load_n(&sl->tick, __ATOMIC_RELAXED) > 1)
+                    continue;
+                long long v = m == 0   ? __atomic_load_n(&sl->leader_epoch, __ATOMIC_RELAXED)
+                              : m == 1 ? __atomic_load_n(&sl->leader, __ATOMIC_RELAXED)
+                                       : __atomic_load_n(&sl->commit_lag, __ATOMIC_RELAXED);
+                broker_metrics_printf(o, "%s{topic=\"%.*s\",partition=\"%d\"} %lld\n", names[m][0],
+                                      (int)sl->topic_len, sl->topic, sl->partition, v);
+            }
+        }
+    }
+    broker_metrics_printf(o,
+                          "# HELP laminar_partition_untracked Partitions past the per-shard "
+                          "table of per-partition series (%d per shard).\n"
+                          "# TYPE laminar_partition_untracked gauge\n"
+                          "laminar_partition_untracked %llu\n",
+                          HANDLERS_PART_GAUGES_MAX, (unsigned long long)untracked);
 }
 
 /* The node's gauges for a /metrics scrape (on the HTTP thread): the metadata snapshot and
@@ -579,6 +625,7 @@ static void node_gauges(void *ctx, struct broker_metrics_out *o)
         flushes += __atomic_load_n(&g->flushes, __ATOMIC_RELAXED);
         flush_us += __atomic_load_n(&g->flush_us, __ATOMIC_RELAXED);
     }
+    part_gauges_render(h, shards, o);
     broker_metrics_printf(o,
                           "# HELP kafka_log_logflushstats_flushes_total Group-commit fsyncs of "
                           "partition logs completed (LogFlushStats LogFlushRateAndTimeMs "

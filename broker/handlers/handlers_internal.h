@@ -72,6 +72,7 @@ struct hpart {
     struct storage_log *log;
     struct storage_config scfg;
     int32_t leader_epoch; /* partition_leader_epoch(part) at open (Raft term) */
+    uint32_t gauge_slot;  /* its slot in the shard's part_gauges + 1; 0: none yet */
     bool compact_flush_waiting;
     struct hwaiter *waiters; /* parked fetches of any shard waiting for appends here */
     bool waiters_fired;      /* some of them fired (partition_watch) */

@@ -199,6 +199,13 @@ def check_metrics(port):
           "acks=all produce flushed nothing")
     check(m[("kafka_log_log_numlogsegments", "")] >= 3 and
           m[("kafka_log_log_size", "")] >= 3 * PER_PARTITION * 20, "log segments / size")
+    for part in range(3):
+        lbl = '{topic="orders",partition="%d"}' % part
+        check(m.get(("laminar_partition_leader", lbl)) == 1 and
+              m.get(("laminar_partition_leader_epoch", lbl), -1) >= 0 and
+              m.get(("laminar_partition_commit_lag_records", lbl)) == 0,
+              "partition series %s: %r" % (lbl, [(k, v) for k, v in m.items() if lbl in k[1]]))
+    check(m.get(("laminar_partition_untracked", "")) == 0, "untracked partitions")
     check(any(k[0] == "laminar_shard_idle_seconds_total" for k in m), "idle seconds")
     check(any(k[0] == "laminar_shard_mailbox_depth" for k in m), "mailbox depth")
     # every series the Grafana dashboard queries is one the broker exports
