@@ -217,9 +217,9 @@ def check_metrics(port):
         for t in panel.get("targets", []):
             used |= set(re.findall(r"\b((?:kafka|laminar|process)_[a-z0-9_]+)", t["expr"]))
     check(len(used) > 15, "dashboard names %r" % used)
-    # the controller gauges exist in a cluster only
+    # the controller and SWIM gauges exist in a cluster only
     missing = {u for u in used if u not in names} - {
-        "kafka_controller_kafkacontroller_activecontrollercount"}
+        "kafka_controller_kafkacontroller_activecontrollercount", "laminar_swim_members"}
     check(not missing, "the dashboard queries series /metrics does not have: %r" % sorted(missing))
 
 
