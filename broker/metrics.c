@@ -269,6 +269,24 @@ void broker_metrics_render(struct broker_metrics_out *o,
     for (uint32_t s = 0; s < n; s++)
         broker_metrics_printf(o, "laminar_shard_idle_seconds_total{shard=\"%u\"} %.6f\n", s,
                               (double)ld(&m[s]->idle_us) / 1e6);
+    static const char *const loop[3][2] = {
+        {"laminar_shard_loop_turns_total", "Turns of each shard's event loop."},
+        {"laminar_shard_ring_submitted_total",
+         "io_uring submissions handed to the kernel (per turn: the ring's submission depth)."},
+        {"laminar_shard_ring_completed_total",
+         "Completions (io_uring CQEs, epoll events) ready when a turn's wait returned (per turn: "
+         "the completion depth)."}};
+    for (int k = 0; k < 3; k++) {
+        broker_metrics_printf(o, "# HELP %s %s\n# TYPE %s counter\n", loop[k][0], loop[k][1],
+                              loop[k][0]);
+        for (uint32_t s = 0; s < n; s++) {
+            const uint64_t *v = k == 0   ? &m[s]->loop_turns
+                                : k == 1 ? &m[s]->loop_submitted
+                                         : &m[s]->loop_completed;
+            broker_metrics_printf(o, "%s{shard=\"%u\"} %llu\n", loop[k][0], s,
+                                  (unsigned long long)ld(v));
+        }
+    }
     if (mailbox_depth != NULL) {
         broker_metrics_printf(o, "# HELP laminar_shard_mailbox_depth Cross-shard messages "
                                  "queued towards each shard.\n"

@@ -73,7 +73,10 @@ struct broker_shard_metrics {
     uint64_t conns_closed[BROKER_LISTENERS_MAX];
     uint64_t net_bytes_in, net_bytes_out;
     uint64_t counters[BROKER_C_COUNT];
-    uint64_t idle_us; /* time the shard's loop waited for events */
+    uint64_t idle_us; /* time the shard's loop blocked waiting for events */
+    /* loop turns, and the submissions (io_uring SQEs) and completions (CQEs, epoll events)
+     * of all turns: their rates give the ring's depth per turn */
+    uint64_t loop_turns, loop_submitted, loop_completed;
     struct broker_topic_slot topics[BROKER_TOPIC_SLOTS];
     uint64_t topic_other[BROKER_TOPIC_COUNTERS];
 };

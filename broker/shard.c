@@ -444,12 +444,7 @@ static int shard_turn(struct broker_shard *s, int cap_ms)
         t = 0;
     if (t < 0 || t > cap_ms)
         t = cap_ms;
-    if (!s->metrics_on)
-        return s->io->wait(s, t);
-    uint64_t t0 = broker_now_us();
-    int rc = s->io->wait(s, t);
-    broker_metric_add(&s->metrics->idle_us, broker_now_us() - t0);
-    return rc;
+    return s->io->wait(s, t);
 }
 
 int broker_shard_run(struct broker_shard *s)

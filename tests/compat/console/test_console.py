@@ -207,6 +207,9 @@ def check_metrics(port):
               "partition series %s: %r" % (lbl, [(k, v) for k, v in m.items() if lbl in k[1]]))
     check(m.get(("laminar_partition_untracked", "")) == 0, "untracked partitions")
     check(any(k[0] == "laminar_shard_idle_seconds_total" for k in m), "idle seconds")
+    turns = sum(v for k, v in m.items() if k[0] == "laminar_shard_loop_turns_total")
+    done = sum(v for k, v in m.items() if k[0] == "laminar_shard_ring_completed_total")
+    check(turns > 0 and done > 0, "loop turns %r, completions %r" % (turns, done))
     check(any(k[0] == "laminar_shard_mailbox_depth" for k in m), "mailbox depth")
     # every series the Grafana dashboard queries is one the broker exports
     dash = json.load(open(os.path.join(os.path.dirname(__file__), "..", "..", "..", "deploy",
