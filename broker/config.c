@@ -62,6 +62,10 @@ static const struct key_spec g_keys[] = {
     {"max.connection.creation.rate", K_I32, OFF(max_connection_creation_rate), 0, INT32_MAX},
     {"quota.window.num", K_I32, OFF(quota_window_num), 1, 64},
     {"quota.window.size.seconds", K_I32, OFF(quota_window_size_seconds), 1, 3600},
+    {"max.incremental.fetch.session.cache.slots", K_I32, OFF(fetch_session_slots), 0, INT32_MAX},
+    {"laminar.fetch.session.eviction.ms", K_I64, OFF(fetch_session_eviction_ms), 0, INT32_MAX},
+    {"laminar.fetch.session.partitions.max", K_I64, OFF(fetch_session_partitions_max), 0,
+     INT32_MAX},
     {"queued.max.request.bytes", K_I64, OFF(shard_memory_bytes_max), -1, INT64_MAX},
     {"laminar.shards", K_U32, OFF(shards), 0, 1024},
     {"laminar.io", K_SPECIAL, 0, 0, 0},
@@ -153,6 +157,9 @@ void broker_config_init(struct broker_config *cfg)
     cfg->max_connection_creation_rate = INT32_MAX;
     cfg->quota_window_num = 11;
     cfg->quota_window_size_seconds = 1;
+    cfg->fetch_session_slots = 1000;
+    cfg->fetch_session_eviction_ms = 120000;
+    cfg->fetch_session_partitions_max = 200000;
     cfg->shards = 0;
     cfg->io_mode = BROKER_IO_AUTO;
     cfg->shard_memory_bytes_max = -1;

@@ -81,6 +81,12 @@ struct broker_config {
      * samples of quota.window.size.seconds (Kafka's defaults 11 and 1) */
     int32_t quota_window_num;
     int32_t quota_window_size_seconds;
+    /* Incremental fetch sessions (KIP-227): max.incremental.fetch.session.cache.slots (0: none
+     * are made), the unused time after which one may be evicted (Kafka's fixed 120 s), and the
+     * partitions all sessions of the node may cache together (memory bound) */
+    int32_t fetch_session_slots;
+    int64_t fetch_session_eviction_ms;
+    int64_t fetch_session_partitions_max;
     /* runtime (laminar.*) */
     uint32_t shards;                  /* 0 = one per available CPU */
     enum broker_io_mode io_mode;      /* laminar.io */

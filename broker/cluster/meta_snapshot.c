@@ -157,6 +157,14 @@ int meta_snapshot_encode(const struct lm_meta_state *st, int64_t last, uint8_t *
             put_record(&o, &r);
         }
     }
+    for (size_t i = 0; i < st->broker_config_count; i++) {
+        const struct lm_meta_broker_configs *b = &st->broker_configs[i];
+        struct lm_meta_record r = {.type = LM_META_BROKER_CONFIGS,
+                                   .broker_id = b->node,
+                                   .configs = b->configs,
+                                   .config_count = b->count};
+        put_record(&o, &r);
+    }
     if (o.rc != 0) {
         free(o.buf);
         return o.rc;

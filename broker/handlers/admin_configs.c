@@ -5,11 +5,16 @@
  * BROKER_LOGGER resources are described and set by admin_loggers.c (KIP-412).
  *
  * Topic configs are the overrides kept in the metadata store; their effective values fall back
- * to the broker's server.properties key and then Kafka's default (admin_topic_config_value).
- * Broker configs are static: laminar has no dynamic broker configs, so they are described with
- * read_only = true, and changing one is refused with INVALID_REQUEST ("Cannot update these
- * configs dynamically"), which is what Kafka answers for a read-only broker config. Deleting a
- * dynamic broker override succeeds as a no-op, since none can exist. */
+ * to the broker's dynamic configs, then its server.properties key, then Kafka's default
+ * (admin_topic_config_value).
+ *
+ * Broker resources (KIP-226): a node id or "" (the cluster-wide default) holds dynamic configs
+ * in the metadata (LM_META_BROKER_CONFIGS). Dynamic are the keys
+ * lm_broker_dynamic_config_validate accepts: every topic default (log.retention.ms,
+ * message.max.bytes, log.cleanup.policy, ...) and the replication throttles; any other key is
+ * refused with INVALID_REQUEST ("Cannot update these configs dynamically"), as Kafka answers
+ * for a read-only broker config. A topic default set dynamically takes effect at each shard's
+ * next metadata refresh. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -55,6 +60,12 @@ static const struct broker_key broker_keys[] = {
     {"queued.max.request.bytes", LM_CONFIG_LONG, "-1",
      "Bytes of queued requests per shard before reading stops (-1: laminar's default)."},
     {"socket.request.max.bytes", LM_CONFIG_INT, "104857600", "Largest request accepted."},
+    {"leader.replication.throttled.rate", LM_CONFIG_LONG, "9223372036854775807",
+     "Replication throttle of leaders in bytes/s (stored and described; not enforced)."},
+    {"follower.replication.throttled.rate", LM_CONFIG_LONG, "9223372036854775807",
+     "Replication throttle of followers in bytes/s (stored and described; not enforced)."},
+    {"replica.alter.log.dirs.io.max.bytes.per.second", LM_CONFIG_LONG, "9223372036854775807",
+     "Throttle of moves between log dirs (stored and described; one log dir per node)."},
 };
 
 /* One describable broker config. */
@@ -213,9 +224,11 @@ static int list_display(struct kafka_arena *a, const char *value, const char **o
  * key(s) set in server.properties, then the default (named by the broker synonym). */
 static int dc_topic_synonyms(const struct lm_topic_config_def *def,
                              const struct lm_config_entry *topic, size_t topic_count,
-                             const struct lm_config_entry *brk, size_t brk_count,
-                             struct kafka_arena *a, dc_entry *e)
+                             const struct admin_broker_entries *b, struct kafka_arena *a,
+                             dc_entry *e)
 {
+    const struct lm_config_entry *brk = b->e;
+    size_t brk_count = b->count;
     dc_synonym *s = kafka_arena_alloc_array(a, 2 + brk_count, sizeof(*s), 8);
     if (s == NULL)
         return LM_E_NOMEM;
@@ -228,30 +241,34 @@ static int dc_topic_synonyms(const struct lm_topic_config_def *def,
             return LM_E_NOMEM;
         s[n++] = (dc_synonym){admin_kstr(def->name), admin_kstr(v), LM_CONFIG_SOURCE_DYNAMIC_TOPIC};
     }
-    /* Broker keys that feed this config, in admin_topic_config_value's order: the synonym,
-     * then the unit keys; each set one is listed with its own (unconverted) value. */
+    /* Broker keys that feed this config, layer by layer (this node's dynamic configs, the
+     * dynamic defaults, server.properties), in each the synonym then the unit keys; each set
+     * one is listed with its own (unconverted) value and source. */
     static const struct {
         const char *topic_name, *broker_key;
     } units[] = {{"retention.ms", "log.retention.minutes"},
                  {"retention.ms", "log.retention.hours"},
                  {"segment.ms", "log.roll.hours"},
                  {"segment.jitter.ms", "log.roll.jitter.hours"}};
-    for (size_t u = 0; u <= LM_ARRAY_LEN(units); u++) {
-        const char *key = NULL;
-        if (u == 0)
-            key = def->broker_synonym;
-        else if (strcmp(units[u - 1].topic_name, def->name) == 0)
-            key = units[u - 1].broker_key;
-        if (key == NULL)
-            continue;
-        for (size_t i = 0; i < brk_count; i++) {
-            if (strcmp(brk[i].name, key) == 0) {
-                LM_ASSERT((size_t)n < 2 + brk_count);
-                s[n++] = (dc_synonym){admin_kstr(key), admin_kstr(brk[i].value),
-                                      LM_CONFIG_SOURCE_STATIC_BROKER};
+    static const enum lm_config_source layers[] = {LM_CONFIG_SOURCE_DYNAMIC_BROKER,
+                                                   LM_CONFIG_SOURCE_DYNAMIC_DEFAULT_BROKER,
+                                                   LM_CONFIG_SOURCE_STATIC_BROKER};
+    for (size_t l = 0; l < LM_ARRAY_LEN(layers); l++)
+        for (size_t u = 0; u <= LM_ARRAY_LEN(units); u++) {
+            const char *key = NULL;
+            if (u == 0)
+                key = def->broker_synonym;
+            else if (strcmp(units[u - 1].topic_name, def->name) == 0)
+                key = units[u - 1].broker_key;
+            if (key == NULL)
+                continue;
+            for (size_t i = 0; i < brk_count; i++) {
+                if (b->source[i] == layers[l] && strcmp(brk[i].name, key) == 0) {
+                    LM_ASSERT((size_t)n < 2 + brk_count);
+                    s[n++] = (dc_synonym){admin_kstr(key), admin_kstr(brk[i].value), layers[l]};
+                }
             }
         }
-    }
     LM_ASSERT((size_t)n < 2 + brk_count);
     s[n++] = (dc_synonym){admin_kstr(def->broker_synonym ? def->broker_synonym : def->name),
                           admin_kstr(def->default_value), LM_CONFIG_SOURCE_DEFAULT};
@@ -262,7 +279,7 @@ static int dc_topic_synonyms(const struct lm_topic_config_def *def,
 
 static int dc_topic(const struct admin_env *env, int16_t version, bool synonyms, bool docs,
                     const struct kafka_describe_configs_request_describe_configs_resource *r,
-                    const struct lm_config_entry *brk, size_t brk_count, struct kafka_arena *a,
+                    const struct admin_broker_entries *brk, struct kafka_arena *a,
                     struct kafka_describe_configs_response_describe_configs_result *res)
 {
     char *name = NULL;
@@ -302,7 +319,7 @@ static int dc_topic(const struct admin_env *env, int16_t version, bool synonyms,
         if (!key_wanted(r, defs[i].name))
             continue;
         struct admin_topic_value tv;
-        rc = admin_topic_config_value(&defs[i], over, over_count, brk, brk_count, a, &tv);
+        rc = admin_topic_config_value(&defs[i], over, over_count, brk, a, &tv);
         if (rc == 0 && defs[i].type == LM_CONFIG_LIST)
             rc = list_display(a, tv.value, &tv.value);
         if (rc != 0)
@@ -311,13 +328,53 @@ static int dc_topic(const struct admin_env *env, int16_t version, bool synonyms,
         dc_entry_fill(e, version, docs, defs[i].name, tv.value, tv.source, false, defs[i].type,
                       defs[i].doc);
         if (synonyms && version >= 1) {
-            rc = dc_topic_synonyms(&defs[i], over, over_count, brk, brk_count, a, e);
+            rc = dc_topic_synonyms(&defs[i], over, over_count, brk, a, e);
             if (rc != 0)
                 return rc;
         }
     }
     res->configs_count = n;
     return 0;
+}
+
+/* A config set being described or edited (a topic's overrides, a broker entity's dynamic
+ * configs): entries in the arena. */
+struct override_set {
+    struct lm_config_entry *e;
+    size_t count, cap;
+};
+
+static const char *override_get(const struct override_set *s, const char *name)
+{
+    for (size_t i = 0; i < s->count; i++) {
+        if (strcmp(s->e[i].name, name) == 0)
+            return s->e[i].value;
+    }
+    return NULL;
+}
+
+/* The dynamic configs of one broker entity, copied into the arena (the response is encoded
+ * after the snapshot is released), with room for `extra` more. */
+static int broker_override_load(const struct admin_env *env, int32_t node, size_t extra,
+                                struct kafka_arena *a, struct override_set *out)
+{
+    struct lm_meta_snapshot *snap = lm_meta_store_snapshot(env->meta);
+    const struct lm_meta_broker_configs *b = lm_meta_state_broker_configs(&snap->state, node);
+    size_t n = b != NULL ? b->count : 0;
+    out->count = 0;
+    out->cap = n + extra + 1;
+    out->e = kafka_arena_alloc_array(a, out->cap, sizeof(*out->e), 8);
+    int rc = out->e != NULL ? 0 : LM_E_NOMEM;
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        struct lm_config_entry *e = &out->e[out->count];
+        rc = admin_cstr(a, admin_kstr(b->configs[i].name), &e->name);
+        if (rc == 0)
+            rc = admin_cstr(a, admin_kstr(b->configs[i].value), &e->value);
+        if (rc == 0)
+            out->count++;
+    }
+    lm_meta_snapshot_release(snap);
+    return rc;
 }
 
 static int dc_broker(const struct admin_env *env, int16_t version, bool synonyms, bool docs,
@@ -331,8 +388,10 @@ static int dc_broker(const struct admin_env *env, int16_t version, bool synonyms
     if (rc != 0 || !ok)
         return rc;
     res->configs_count = 0;
-    if (is_default)
-        return 0; /* the cluster-wide dynamic defaults: laminar has none */
+    struct override_set mine = {0}, dflt = {0};
+    if ((!is_default && (rc = broker_override_load(env, env->cfg->node_id, 0, a, &mine)) != 0) ||
+        (rc = broker_override_load(env, LM_META_BROKER_DEFAULT, 0, a, &dflt)) != 0)
+        return rc;
     struct broker_item *items = NULL;
     size_t count = 0;
     rc = broker_items(a, &items, &count);
@@ -345,23 +404,34 @@ static int dc_broker(const struct admin_env *env, int16_t version, bool synonyms
     for (size_t i = 0; i < count; i++) {
         if (!key_wanted(r, items[i].name))
             continue;
-        const char *raw = broker_config_get(env->cfg, items[i].name);
-        enum lm_config_source src = raw ? LM_CONFIG_SOURCE_STATIC_BROKER : LM_CONFIG_SOURCE_DEFAULT;
+        /* precedence (KIP-226): this node's dynamic config, the dynamic default, the static
+         * config, Kafka's default; the default resource lists its dynamic configs alone */
+        const char *vals[4] = {is_default ? NULL : override_get(&mine, items[i].name),
+                               override_get(&dflt, items[i].name),
+                               is_default ? NULL : broker_config_get(env->cfg, items[i].name),
+                               is_default ? NULL : items[i].default_value};
+        static const enum lm_config_source srcs[4] = {
+            LM_CONFIG_SOURCE_DYNAMIC_BROKER, LM_CONFIG_SOURCE_DYNAMIC_DEFAULT_BROKER,
+            LM_CONFIG_SOURCE_STATIC_BROKER, LM_CONFIG_SOURCE_DEFAULT};
+        int first = 0;
+        while (first < 3 && vals[first] == NULL)
+            first++;
+        if (is_default && vals[1] == NULL)
+            continue;
+        bool dynamic = lm_broker_dynamic_config_validate(items[i].name, NULL) != LM_E_NOT_FOUND;
         dc_entry *e = &res->configs[n++];
-        dc_entry_fill(e, version, docs, items[i].name, raw ? raw : items[i].default_value, src,
-                      true, items[i].type, items[i].doc);
+        dc_entry_fill(e, version, docs, items[i].name, vals[first], srcs[first], !dynamic,
+                      items[i].type, items[i].doc);
         if (synonyms && version >= 1) {
-            dc_synonym *s = kafka_arena_alloc_array(a, 2, sizeof(*s), 8);
-            if (s == NULL)
+            dc_synonym *syn = kafka_arena_alloc_array(a, 4, sizeof(*syn), 8);
+            if (syn == NULL)
                 return LM_E_NOMEM;
             int32_t k = 0;
-            if (raw)
-                s[k++] = (dc_synonym){admin_kstr(items[i].name), admin_kstr(raw),
-                                      LM_CONFIG_SOURCE_STATIC_BROKER};
-            if (items[i].default_value)
-                s[k++] = (dc_synonym){admin_kstr(items[i].name), admin_kstr(items[i].default_value),
-                                      LM_CONFIG_SOURCE_DEFAULT};
-            e->synonyms = s;
+            for (int l = 0; l < 4; l++)
+                if (vals[l] != NULL)
+                    syn[k++] =
+                        (dc_synonym){admin_kstr(items[i].name), admin_kstr(vals[l]), srcs[l]};
+            e->synonyms = syn;
             e->synonyms_count = k;
         }
     }
@@ -400,9 +470,8 @@ int admin_describe_configs(const struct admin_env *env, int16_t version,
     int32_t n = rq->resources_count < 0 ? 0 : rq->resources_count;
     if (ADMIN_RESULTS(a, rs, results, n) != 0)
         return LM_E_NOMEM;
-    struct lm_config_entry *brk = NULL;
-    size_t brk_count = 0;
-    int rc = admin_broker_topic_entries(env->cfg, a, &brk, &brk_count);
+    struct admin_broker_entries brk;
+    int rc = admin_broker_topic_entries(env, a, &brk);
     if (rc != 0)
         return rc;
     for (int32_t i = 0; i < n; i++) {
@@ -423,8 +492,8 @@ int admin_describe_configs(const struct admin_env *env, int16_t version,
         if (denied) {
             /* answered TOPIC_ or CLUSTER_AUTHORIZATION_FAILED */
         } else if (r->resource_type == ADMIN_RESOURCE_TOPIC)
-            rc = dc_topic(env, version, rq->include_synonyms, rq->include_documentation, r, brk,
-                          brk_count, a, res);
+            rc = dc_topic(env, version, rq->include_synonyms, rq->include_documentation, r, &brk, a,
+                          res);
         else if (r->resource_type == ADMIN_RESOURCE_BROKER)
             rc =
                 dc_broker(env, version, rq->include_synonyms, rq->include_documentation, r, a, res);
@@ -457,21 +526,6 @@ int admin_describe_configs(const struct admin_env *env, int16_t version,
             rc_ = admin_mark_duplicates((a), keys_, (count), (dup_out));                           \
         rc_;                                                                                       \
     })
-
-/* A topic's override set being edited: entries in the arena. */
-struct override_set {
-    struct lm_config_entry *e;
-    size_t count, cap;
-};
-
-static const char *override_get(const struct override_set *s, const char *name)
-{
-    for (size_t i = 0; i < s->count; i++) {
-        if (strcmp(s->e[i].name, name) == 0)
-            return s->e[i].value;
-    }
-    return NULL;
-}
 
 static void override_put(struct override_set *s, char *name, char *value)
 {
@@ -518,6 +572,21 @@ static int override_load(const struct admin_env *env, const char *name, size_t e
             s->e[s->count++] = (struct lm_config_entry){k, v};
     }
     lm_meta_snapshot_release(snap);
+    return rc;
+}
+
+/* The overrides of the topic a resource names, with room for `extra` more; *found false (and
+ * UNKNOWN_TOPIC_OR_PARTITION set) when it does not exist. Returns 0 or LM_E_NOMEM. */
+static int topic_overrides(const struct admin_env *env, struct kafka_str name, size_t extra,
+                           struct kafka_arena *a, char **topic, struct override_set *s, bool *found,
+                           int16_t *code, struct kafka_str *msg)
+{
+    int rc = admin_cstr(a, name, topic);
+    if (rc == 0)
+        rc = override_load(env, *topic ? *topic : "", extra, a, s, found);
+    if (rc == 0 && !*found)
+        rc = SET_ERR(a, *code, *msg, KAFKA_UNKNOWN_TOPIC_OR_PARTITION,
+                     "The topic '%s' does not exist.", *topic ? *topic : "");
     return rc;
 }
 
@@ -622,18 +691,13 @@ static int ac_topic(const struct admin_env *env, bool validate_only, const ac_re
                     struct kafka_arena *a, ac_result *res)
 {
     char *topic = NULL;
-    int rc = admin_cstr(a, r->resource_name, &topic);
-    if (rc != 0)
-        return rc;
     int32_t n = r->configs_count < 0 ? 0 : r->configs_count;
     struct override_set s = {0};
     bool found = false;
-    rc = override_load(env, topic ? topic : "", (size_t)n, a, &s, &found);
-    if (rc != 0)
+    int rc = topic_overrides(env, r->resource_name, (size_t)n, a, &topic, &s, &found,
+                             &res->error_code, &res->error_message);
+    if (rc != 0 || !found)
         return rc;
-    if (!found)
-        return SET_ERR(a, res->error_code, res->error_message, KAFKA_UNKNOWN_TOPIC_OR_PARTITION,
-                       "The topic '%s' does not exist.", topic ? topic : "");
     s.count = 0; /* replace, not merge */
     for (int32_t i = 0; i < n; i++) {
         char *name = NULL, *value = NULL;
@@ -653,56 +717,83 @@ static int ac_topic(const struct admin_env *env, bool validate_only, const ac_re
     return override_commit(env, topic, &s, validate_only, a, &res->error_code, &res->error_message);
 }
 
-/* Broker resources: nothing dynamic can be set. */
-static int alter_broker(const struct admin_env *env, struct kafka_str resource_name,
-                        const char *keys, struct kafka_arena *a, int16_t *code,
-                        struct kafka_str *msg)
+/* The broker entity a resource names: this node or the cluster-wide default. Returns 0 or
+ * LM_E_NOMEM; *node is set when *ok. */
+static int broker_entity(const struct admin_env *env, struct kafka_str name, struct kafka_arena *a,
+                         int16_t *code, struct kafka_str *msg, bool *ok, int32_t *node)
 {
-    bool ok = false, is_default = false;
-    int rc = broker_name_check(env, resource_name, a, code, msg, &ok, &is_default);
-    if (rc != 0 || !ok || keys[0] == '\0')
-        return rc;
-    return SET_ERR(a, *code, *msg, KAFKA_INVALID_REQUEST,
-                   "Cannot update these configs dynamically: %s (laminar has no dynamic broker "
-                   "configs; set them in server.properties and restart)",
-                   keys);
+    bool is_default = false;
+    int rc = broker_name_check(env, name, a, code, msg, ok, &is_default);
+    *node = is_default ? LM_META_BROKER_DEFAULT : env->cfg->node_id;
+    return rc;
 }
 
-/* The names of the configs a broker change would set, comma-separated, in the arena. */
-static int joined_names(struct kafka_arena *a, const struct kafka_str *names, const int8_t *ops,
-                        size_t stride_names, size_t stride_ops, int32_t n, const char **out)
+/* Checks and commits the new dynamic config set of a broker entity (unless validate_only). */
+static int broker_commit(const struct admin_env *env, int32_t node, const struct override_set *s,
+                         bool validate_only, struct kafka_arena *a, int16_t *code,
+                         struct kafka_str *msg)
 {
-    size_t len = 1;
-    for (int32_t i = 0; i < n; i++) {
-        const struct kafka_str *nm =
-            (const struct kafka_str *)((const char *)names + (size_t)i * stride_names);
-        len += (size_t)(nm->len > 0 ? nm->len : 0) + 2;
+    for (size_t i = 0; i < s->count; i++) {
+        int v = lm_broker_dynamic_config_validate(s->e[i].name, s->e[i].value);
+        if (v == LM_E_NOT_FOUND)
+            return SET_ERR(a, *code, *msg, KAFKA_INVALID_REQUEST,
+                           "Cannot update these configs dynamically: Set(%s)", s->e[i].name);
+        if (v != 0 || strlen(s->e[i].value) > LM_META_CONFIG_VALUE_MAX)
+            return SET_ERR(a, *code, *msg, KAFKA_INVALID_CONFIG,
+                           "Invalid value %s for configuration %s", s->e[i].value, s->e[i].name);
     }
-    char *buf = kafka_arena_alloc(a, len, 1);
-    if (buf == NULL)
-        return LM_E_NOMEM;
-    size_t pos = 0;
-    for (int32_t i = 0; i < n; i++) {
-        const struct kafka_str *nm =
-            (const struct kafka_str *)((const char *)names + (size_t)i * stride_names);
-        if (ops != NULL) {
-            int8_t op = *(const int8_t *)((const char *)ops + (size_t)i * stride_ops);
-            if (op == ADMIN_OP_DELETE)
-                continue; /* deleting an override that cannot exist is a no-op */
-        }
-        if (pos > 0) {
-            buf[pos++] = ',';
-            buf[pos++] = ' ';
-        }
-        if (nm->len > 0) {
-            memcpy(buf + pos, nm->ptr, (size_t)nm->len);
-            pos += (size_t)nm->len;
-        }
+    if (validate_only)
+        return 0;
+    struct lm_meta_record r = {.type = LM_META_BROKER_CONFIGS,
+                               .broker_id = node,
+                               .configs = s->e,
+                               .config_count = s->count};
+    int rc = admin_commit(env, &r, ADMIN_COMMIT_CONFIGS, a, code, msg);
+    if (rc == LM_E_INVALID || rc == LM_E_FULL)
+        return SET_ERR(a, *code, *msg, KAFKA_INVALID_CONFIG,
+                       "The new dynamic broker configs were rejected as invalid.");
+    if (rc != 0) {
+        BLOG_ERROR("admin: metadata commit of broker configs failed: %s", lm_strerror(rc));
+        return SET_ERR(a, *code, *msg, KAFKA_KAFKA_STORAGE_ERROR,
+                       "Could not write the metadata log: %s", lm_strerror(rc));
     }
-    LM_ASSERT(pos < len);
-    buf[pos] = '\0';
-    *out = buf;
+    if (node == LM_META_BROKER_DEFAULT)
+        BLOG_INFO("admin: %zu cluster-wide dynamic broker config(s) now set", s->count);
+    else
+        BLOG_INFO("admin: %zu dynamic broker config(s) of node %d now set", s->count, node);
     return 0;
+}
+
+/* AlterConfigs on a broker entity: the given set replaces its dynamic configs (KIP-133). */
+static int ac_broker(const struct admin_env *env, bool validate_only, const ac_resource *r,
+                     struct kafka_arena *a, ac_result *res)
+{
+    bool ok = false;
+    int32_t node = 0;
+    int rc =
+        broker_entity(env, r->resource_name, a, &res->error_code, &res->error_message, &ok, &node);
+    if (rc != 0 || !ok)
+        return rc;
+    int32_t n = r->configs_count < 0 ? 0 : r->configs_count;
+    struct override_set s = {0};
+    s.cap = (size_t)n + 1;
+    s.e = kafka_arena_alloc_array(a, s.cap, sizeof(*s.e), 8);
+    if (s.e == NULL)
+        return LM_E_NOMEM;
+    for (int32_t i = 0; i < n; i++) {
+        char *name = NULL, *value = NULL;
+        if (admin_cstr(a, r->configs[i].name, &name) != 0 ||
+            admin_cstr(a, r->configs[i].value, &value) != 0)
+            return LM_E_NOMEM;
+        if (name == NULL || override_get(&s, name) != NULL)
+            return SET_ERR(a, res->error_code, res->error_message, KAFKA_INVALID_REQUEST,
+                           "Error due to duplicate config keys");
+        if (value == NULL)
+            return SET_ERR(a, res->error_code, res->error_message, KAFKA_INVALID_REQUEST,
+                           "Null value not supported for : %s", name);
+        override_put(&s, name, value);
+    }
+    return broker_commit(env, node, &s, validate_only, a, &res->error_code, &res->error_message);
 }
 
 int admin_alter_configs(const struct admin_env *env, int16_t version,
@@ -734,13 +825,7 @@ int admin_alter_configs(const struct admin_env *env, int16_t version,
         } else if (r->resource_type == ADMIN_RESOURCE_TOPIC) {
             rc = ac_topic(env, rq->validate_only, r, a, res);
         } else if (r->resource_type == ADMIN_RESOURCE_BROKER) {
-            const char *keys = "";
-            rc = joined_names(a, r->configs_count > 0 ? &r->configs[0].name : NULL, NULL,
-                              sizeof(r->configs[0]), 0, r->configs_count > 0 ? r->configs_count : 0,
-                              &keys);
-            if (rc == 0)
-                rc = alter_broker(env, r->resource_name, keys, a, &res->error_code,
-                                  &res->error_message);
+            rc = ac_broker(env, rq->validate_only, r, a, res);
         } else {
             rc = SET_ERR(a, res->error_code, res->error_message, KAFKA_INVALID_REQUEST,
                          "Unsupported resource type: %d", r->resource_type);
@@ -838,25 +923,30 @@ static int list_edit(struct kafka_arena *a, const char *base, const char *arg, b
     return 0;
 }
 
-static int iac_topic(const struct admin_env *env, bool validate_only, const iac_resource *r,
+/* The definition behind a dynamic broker key that is a topic default (its type and Kafka's
+ * default), or NULL. */
+static const struct lm_topic_config_def *broker_key_def(const char *name)
+{
+    size_t n = 0;
+    const struct lm_topic_config_def *defs = lm_topic_config_defs(&n);
+    for (size_t i = 0; i < n; i++)
+        if (defs[i].broker_synonym != NULL && strcmp(defs[i].broker_synonym, name) == 0)
+            return &defs[i];
+    return NULL;
+}
+
+/* Applies a resource's KIP-339 operations to s, as Kafka's controller does: every operation
+ * is checked and applied to the copy; nothing is stored unless all pass. For a topic (cfg
+ * NULL) names must be topic configs; for a broker entity the commit checks them, and APPEND /
+ * SUBTRACT start from the entity's value, else the static one (cfg), else Kafka's default.
+ * Returns 0 or LM_E_NOMEM; an error goes to res. */
+static int iac_apply(const iac_resource *r, const struct broker_config *cfg, struct override_set *s,
                      struct kafka_arena *a, iac_result *res)
 {
-    char *topic = NULL;
-    int rc = admin_cstr(a, r->resource_name, &topic);
-    if (rc != 0)
-        return rc;
     int32_t n = r->configs_count < 0 ? 0 : r->configs_count;
-    struct override_set s = {0};
-    bool found = false;
-    rc = override_load(env, topic ? topic : "", (size_t)n, a, &s, &found);
-    if (rc != 0)
-        return rc;
-    if (!found)
-        return SET_ERR(a, res->error_code, res->error_message, KAFKA_UNKNOWN_TOPIC_OR_PARTITION,
-                       "The topic '%s' does not exist.", topic ? topic : "");
     bool *dup = NULL;
-    rc = admin_mark_duplicate_names(a, n > 0 ? &r->configs[0].name : NULL, sizeof(r->configs[0]), n,
-                                    &dup);
+    int rc = admin_mark_duplicate_names(a, n > 0 ? &r->configs[0].name : NULL,
+                                        sizeof(r->configs[0]), n, &dup);
     if (rc != 0)
         return rc;
     for (int32_t i = 0; i < n; i++) {
@@ -864,44 +954,81 @@ static int iac_topic(const struct admin_env *env, bool validate_only, const iac_
             return SET_ERR(a, res->error_code, res->error_message, KAFKA_INVALID_REQUEST,
                            "Error due to duplicate config keys");
     }
-    /* Every operation is checked and applied to a copy; nothing is stored unless all pass. */
     for (int32_t i = 0; i < n; i++) {
         char *name = NULL, *value = NULL;
         if (admin_cstr(a, r->configs[i].name, &name) != 0 ||
             admin_cstr(a, r->configs[i].value, &value) != 0)
             return LM_E_NOMEM;
         int8_t op = r->configs[i].config_operation;
-        const struct lm_topic_config_def *def = lm_topic_config_find(name);
-        if (op < ADMIN_OP_SET || op > ADMIN_OP_SUBTRACT)
+        if (op < ADMIN_OP_SET || op > ADMIN_OP_SUBTRACT || name == NULL)
             return SET_ERR(a, res->error_code, res->error_message, KAFKA_INVALID_REQUEST,
-                           "Unknown config operation %d for %s", op, name);
+                           "Unknown config operation %d for %s", op, name ? name : "");
         if (op == ADMIN_OP_DELETE) {
             /* Kafka's controller validates the resulting set only: deleting a name that is
              * not set (even an unknown one) is a no-op. */
-            override_del(&s, name);
+            override_del(s, name);
             continue;
         }
-        if (def == NULL)
+        const struct lm_topic_config_def *def =
+            cfg == NULL ? lm_topic_config_find(name) : broker_key_def(name);
+        if (def == NULL && cfg == NULL)
             return invalid_value(a, &res->error_code, &res->error_message, name, value);
         if (value == NULL)
             return SET_ERR(a, res->error_code, res->error_message, KAFKA_INVALID_REQUEST,
                            "Null value not supported for : %s", name);
         if (op == ADMIN_OP_SET) {
-            override_put(&s, name, value);
+            override_put(s, name, value);
             continue;
         }
-        if (def->type != LM_CONFIG_LIST)
+        if (def == NULL || def->type != LM_CONFIG_LIST)
             return SET_ERR(a, res->error_code, res->error_message, KAFKA_INVALID_CONFIG,
                            "Can't %s to key %s because its type is not LIST.",
                            op == ADMIN_OP_APPEND ? "APPEND" : "SUBTRACT", name);
-        const char *base = override_get(&s, name);
+        const char *base = override_get(s, name);
+        if (base == NULL && cfg != NULL)
+            base = broker_config_get(cfg, name);
         char *edited = NULL;
         rc = list_edit(a, base ? base : def->default_value, value, op == ADMIN_OP_APPEND, &edited);
         if (rc != 0)
             return rc;
-        override_put(&s, name, edited);
+        override_put(s, name, edited);
     }
+    return 0;
+}
+
+static int iac_topic(const struct admin_env *env, bool validate_only, const iac_resource *r,
+                     struct kafka_arena *a, iac_result *res)
+{
+    char *topic = NULL;
+    int32_t n = r->configs_count < 0 ? 0 : r->configs_count;
+    struct override_set s = {0};
+    bool found = false;
+    int rc = topic_overrides(env, r->resource_name, (size_t)n, a, &topic, &s, &found,
+                             &res->error_code, &res->error_message);
+    if (rc != 0 || !found)
+        return rc;
+    if ((rc = iac_apply(r, NULL, &s, a, res)) != 0 || res->error_code != KAFKA_NONE)
+        return rc;
     return override_commit(env, topic, &s, validate_only, a, &res->error_code, &res->error_message);
+}
+
+/* IncrementalAlterConfigs on a broker entity (KIP-339). */
+static int iac_broker(const struct admin_env *env, bool validate_only, const iac_resource *r,
+                      struct kafka_arena *a, iac_result *res)
+{
+    bool ok = false;
+    int32_t node = 0;
+    int rc =
+        broker_entity(env, r->resource_name, a, &res->error_code, &res->error_message, &ok, &node);
+    if (rc != 0 || !ok)
+        return rc;
+    int32_t n = r->configs_count < 0 ? 0 : r->configs_count;
+    struct override_set s = {0};
+    if ((rc = broker_override_load(env, node, (size_t)n, a, &s)) != 0)
+        return rc;
+    if ((rc = iac_apply(r, env->cfg, &s, a, res)) != 0 || res->error_code != KAFKA_NONE)
+        return rc;
+    return broker_commit(env, node, &s, validate_only, a, &res->error_code, &res->error_message);
 }
 
 int admin_incremental_alter_configs(const struct admin_env *env, int16_t version,
@@ -935,14 +1062,7 @@ int admin_incremental_alter_configs(const struct admin_env *env, int16_t version
         } else if (r->resource_type == ADMIN_RESOURCE_TOPIC) {
             rc = iac_topic(env, rq->validate_only, r, a, res);
         } else if (r->resource_type == ADMIN_RESOURCE_BROKER) {
-            const char *keys = "";
-            int32_t c = r->configs_count > 0 ? r->configs_count : 0;
-            rc = joined_names(a, c > 0 ? &r->configs[0].name : NULL,
-                              c > 0 ? &r->configs[0].config_operation : NULL, sizeof(r->configs[0]),
-                              sizeof(r->configs[0]), c, &keys);
-            if (rc == 0)
-                rc = alter_broker(env, r->resource_name, keys, a, &res->error_code,
-                                  &res->error_message);
+            rc = iac_broker(env, rq->validate_only, r, a, res);
         } else if (r->resource_type == ADMIN_RESOURCE_BROKER_LOGGER) {
             rc = admin_logger_alter(env, rq->validate_only, r, a, &res->error_code,
                                     &res->error_message);

@@ -90,6 +90,18 @@ enum admin_config_op {
 };
 
 /* What the cores read and change. All borrowed. */
+/* The controller mutation quota of a request (KIP-599, controller_mutation_rate): partitions
+ * created, added or deleted count against the principal's and client's rate. */
+struct admin_mutation_quota {
+    /* whether the rate is over the quota already (the strict check before each topic) */
+    bool (*exceeded)(void *ctx);
+    /* records n partition mutations */
+    void (*record)(void *ctx, double n);
+    /* the throttle time the response gets (0 under the quota) */
+    int32_t (*throttle_ms)(void *ctx);
+    void *ctx;
+};
+
 struct admin_env {
     struct lm_meta_store *meta;
     const struct broker_config *cfg;
@@ -110,7 +122,19 @@ struct admin_env {
      * answer SECURITY_DISABLED) and who sent the request. */
     const struct authz_config *authz;
     struct authz_subject who;
+    /* CreateTopics, DeleteTopics and CreatePartitions: the request's mutation quota */
+    const struct admin_mutation_quota *mutations;
 };
+
+/* KIP-599 for one topic of CreateTopics (strict from v6), DeleteTopics (v5) or
+ * CreatePartitions (v3): with a strict version and the rate over the quota already, sets
+ * THROTTLING_QUOTA_EXCEEDED and *refused (the topic is refused); otherwise the caller goes on
+ * and records its partitions with admin_mutations_record once done. Returns 0 or
+ * LM_E_NOMEM. */
+int admin_mutations_check(const struct admin_env *env, bool strict, struct kafka_arena *a,
+                          int16_t *code, struct kafka_str *msg, bool *refused);
+void admin_mutations_record(const struct admin_env *env, int32_t partitions);
+int32_t admin_mutations_throttle_ms(const struct admin_env *env);
 
 /* Whether the request's principal may perform op on resource (type, name) as the current
  * metadata image's ACLs say (admin_util.c). A name longer than 1023 bytes is refused unless
@@ -311,10 +335,17 @@ int admin_mark_duplicate_names(struct kafka_arena *a, const struct kafka_str *fi
     })
 
 /* The broker's settings that stand for topic defaults (each topic config's broker synonym and
- * the unit keys log.retention.minutes|hours, log.roll.hours, log.roll.jitter.hours), as set in
- * server.properties or on the command line; unset keys are absent. Arrays in the arena. */
-int admin_broker_topic_entries(const struct broker_config *cfg, struct kafka_arena *a,
-                               struct lm_config_entry **out, size_t *count);
+ * the unit keys log.retention.minutes|hours, log.roll.hours, log.roll.jitter.hours) in
+ * precedence order: this node's dynamic configs, the cluster-wide dynamic defaults, then
+ * server.properties and the command line, each with its source; unset keys are absent (a key
+ * may appear in several layers: the first wins). Arrays in the arena. */
+struct admin_broker_entries {
+    struct lm_config_entry *e;
+    enum lm_config_source *source;
+    size_t count;
+};
+int admin_broker_topic_entries(const struct admin_env *env, struct kafka_arena *a,
+                               struct admin_broker_entries *out);
 
 /* One topic config as DescribeConfigs shows it: the effective value and where it comes from,
  * topic override > broker key (incl. unit keys, Kafka's ms > minutes > hours precedence) >
@@ -327,7 +358,7 @@ struct admin_topic_value {
 };
 int admin_topic_config_value(const struct lm_topic_config_def *def,
                              const struct lm_config_entry *topic, size_t topic_count,
-                             const struct lm_config_entry *broker, size_t broker_count,
-                             struct kafka_arena *a, struct admin_topic_value *out);
+                             const struct admin_broker_entries *brk, struct kafka_arena *a,
+                             struct admin_topic_value *out);
 
 #endif

@@ -133,6 +133,24 @@ static int admin_submit_deferred(struct broker_req *req, const struct kafka_api_
     return 0;
 }
 
+/* The controller mutation quota (KIP-599) of a CreateTopics, DeleteTopics or CreatePartitions
+ * request: partitions created, added or deleted, counted against the principal's and client's
+ * controller_mutation_rate on the request's shard. */
+static bool mutations_exceeded(void *ctx)
+{
+    return h_quota_exceeded(ctx, LM_QUOTA_CONTROLLER_MUTATION_RATE);
+}
+
+static void mutations_record(void *ctx, double n)
+{
+    (void)h_quota_record(ctx, LM_QUOTA_CONTROLLER_MUTATION_RATE, n); /* its throttle: below */
+}
+
+static int32_t mutations_throttle_ms(void *ctx)
+{
+    return h_quota_record(ctx, LM_QUOTA_CONTROLLER_MUTATION_RATE, 0);
+}
+
 /* The decoded request, the response structs and strings, and the encoded response all live in
  * the request's arena (bounded by the runtime), freed after the response has left. */
 static void admin_serve(struct broker_req *req, int16_t min_version, int16_t max_version,
@@ -174,7 +192,23 @@ static void admin_serve(struct broker_req *req, int16_t min_version, int16_t max
         .controller_id = node->ctl != NULL ? controller_leader(node->ctl) : -1,
     };
     h_subject(req, &env.authz, &env.who);
+    const struct admin_mutation_quota mutations = {.exceeded = mutations_exceeded,
+                                                   .record = mutations_record,
+                                                   .throttle_ms = mutations_throttle_ms,
+                                                   .ctx = req};
+    bool mutates = req->api_key == KAFKA_CREATE_TOPICS_KEY ||
+                   req->api_key == KAFKA_DELETE_TOPICS_KEY ||
+                   req->api_key == KAFKA_CREATE_PARTITIONS_KEY;
+    if (mutates)
+        env.mutations = &mutations;
     rc = core(&env, req->api_version, rq, rs, ka);
+    if (rc == 0 && mutates) {
+        /* over the quota: the connection reads nothing more until the throttle time has
+         * passed (KIP-219), as for the byte rates */
+        int32_t ms = mutations_throttle_ms(req);
+        if (ms > 0)
+            broker_req_throttle(req, (uint32_t)ms);
+    }
     if (rc != 0) {
         admin_fail(req,
                    rc == LM_E_INVALID ? "request Kafka refuses to parse"

@@ -128,8 +128,8 @@ static int32_t cluster_live_count(const struct admin_env *env)
 
 /* The configs a created topic reports in CreateTopics v5+ (KIP-525): every topic config with
  * its effective value and source, as DescribeConfigs would show it. */
-static int create_result_configs(const struct create_plan *p, const struct lm_config_entry *brk,
-                                 size_t brk_count, struct kafka_arena *a,
+static int create_result_configs(const struct create_plan *p,
+                                 const struct admin_broker_entries *brk, struct kafka_arena *a,
                                  struct kafka_create_topics_response_creatable_topic_result *res)
 {
     size_t ndefs = 0;
@@ -139,8 +139,7 @@ static int create_result_configs(const struct create_plan *p, const struct lm_co
         return LM_E_NOMEM;
     for (size_t i = 0; i < ndefs; i++) {
         struct admin_topic_value tv;
-        int rc =
-            admin_topic_config_value(&defs[i], p->configs, p->config_count, brk, brk_count, a, &tv);
+        int rc = admin_topic_config_value(&defs[i], p->configs, p->config_count, brk, a, &tv);
         if (rc != 0)
             return rc;
         res->configs[i] = (struct kafka_create_topics_response_creatable_topic_configs){
@@ -336,7 +335,7 @@ static int create_check_configs(const struct kafka_create_topics_request_creatab
 
 static int create_one(const struct admin_env *env, int16_t version, bool validate_only,
                       const struct kafka_create_topics_request_creatable_topic *t, bool dup,
-                      const struct lm_config_entry *brk, size_t brk_count, struct kafka_arena *a,
+                      const struct admin_broker_entries *brk, struct kafka_arena *a,
                       struct kafka_create_topics_response_creatable_topic_result *res)
 {
     struct create_plan p = {0};
@@ -387,6 +386,11 @@ static int create_one(const struct admin_env *env, int16_t version, bool validat
         return rc;
 
     if (!validate_only) {
+        bool refused = false;
+        rc = admin_mutations_check(env, version >= 6, a, &res->error_code, &res->error_message,
+                                   &refused);
+        if (rc != 0 || refused)
+            return rc;
         struct lm_meta_record r = {
             .type = LM_META_TOPIC_CREATE,
             .topic = p.name,
@@ -404,13 +408,14 @@ static int create_one(const struct admin_env *env, int16_t version, bool validat
         if (rc != 0)
             return commit_error(a, rc, p.name, &res->error_code, &res->error_message);
         memcpy(res->topic_id.b, r.topic_id, 16);
+        admin_mutations_record(env, p.partitions);
         BLOG_INFO("admin: created topic %s with %d partition(s), %zu config override(s)", p.name,
                   p.partitions, p.config_count);
     }
     res->num_partitions = p.partitions;
     res->replication_factor = p.replication;
     if (version >= 5)
-        return create_result_configs(&p, brk, brk_count, a, res);
+        return create_result_configs(&p, brk, a, res);
     return 0;
 }
 
@@ -423,9 +428,8 @@ int admin_create_topics(const struct admin_env *env, int16_t version,
     int32_t n = rq->topics_count < 0 ? 0 : rq->topics_count;
     if (ADMIN_RESULTS(a, rs, topics, n) != 0)
         return LM_E_NOMEM;
-    struct lm_config_entry *brk = NULL;
-    size_t brk_count = 0;
-    int rc = admin_broker_topic_entries(env->cfg, a, &brk, &brk_count);
+    struct admin_broker_entries brk;
+    int rc = admin_broker_topic_entries(env, a, &brk);
     if (rc != 0)
         return rc;
     bool *dup = NULL;
@@ -455,11 +459,11 @@ int admin_create_topics(const struct admin_env *env, int16_t version,
                 return rc;
             continue;
         }
-        rc = create_one(env, version, rq->validate_only, &rq->topics[i], dup[i], brk, brk_count, a,
-                        res);
+        rc = create_one(env, version, rq->validate_only, &rq->topics[i], dup[i], &brk, a, res);
         if (rc != 0)
             return rc;
     }
+    rs->throttle_time_ms = admin_mutations_throttle_ms(env);
     return 0;
 }
 
@@ -475,7 +479,7 @@ static bool delete_topics_enabled(const struct broker_config *cfg)
  * controller deletes that incarnation only (this node's image may lag: the name may already
  * belong to a topic created since), answering UNKNOWN_TOPIC_ID otherwise. */
 static int delete_one(const struct admin_env *env, const char *name, const uint8_t *by_id,
-                      struct kafka_arena *a,
+                      int32_t partitions, bool strict, struct kafka_arena *a,
                       struct kafka_delete_topics_response_deletable_topic_result *res)
 {
     /* The group coordinator's log: deleting it would lose every committed offset and break
@@ -483,15 +487,20 @@ static int delete_one(const struct admin_env *env, const char *name, const uint8
     if (strcmp(name, ADMIN_OFFSETS_TOPIC) == 0)
         return SET_ERR(a, res->error_code, res->error_message, KAFKA_INVALID_REQUEST,
                        "Internal topic %s cannot be deleted.", name);
+    bool refused = false;
+    int rc = admin_mutations_check(env, strict, a, &res->error_code, &res->error_message, &refused);
+    if (rc != 0 || refused)
+        return rc;
     struct lm_meta_record r = {.type = LM_META_TOPIC_DELETE, .topic = name};
     if (by_id != NULL)
         memcpy(r.topic_id, by_id, 16);
-    int rc = admin_commit(env, &r, ADMIN_COMMIT_TOPIC, a, &res->error_code, &res->error_message);
+    rc = admin_commit(env, &r, ADMIN_COMMIT_TOPIC, a, &res->error_code, &res->error_message);
     if (rc == LM_E_NOT_FOUND && by_id != NULL)
         return SET_ERR(a, res->error_code, res->error_message, KAFKA_UNKNOWN_TOPIC_ID,
                        "This server does not know this topic id.");
     if (rc != 0)
         return commit_error(a, rc, name, &res->error_code, &res->error_message);
+    admin_mutations_record(env, partitions);
     BLOG_INFO("admin: deleted topic %s", name);
     return 0;
 }
@@ -569,6 +578,7 @@ int admin_delete_topics(const struct admin_env *env, int16_t version,
             struct lm_meta_snapshot *snap = lm_meta_store_snapshot(env->meta);
             char *cname = NULL;
             const struct lm_meta_topic *t = NULL;
+            int32_t partitions = 0;
             rc = has_name ? admin_cstr(a, name, &cname) : 0;
             if (rc == 0) {
                 t = has_name ? lm_meta_state_find(&snap->state, cname)
@@ -576,6 +586,7 @@ int admin_delete_topics(const struct admin_env *env, int16_t version,
                 if (t != NULL) {
                     rc = admin_cstr(a, admin_kstr(t->name), &cname);
                     memcpy(res->topic_id.b, t->id, 16);
+                    partitions = t->partition_count;
                 }
             }
             lm_meta_snapshot_release(snap);
@@ -593,12 +604,13 @@ int admin_delete_topics(const struct admin_env *env, int16_t version,
                              KAFKA_TOPIC_AUTHORIZATION_FAILED, "Authorization failed.");
             } else {
                 res->name = admin_kstr(cname);
-                rc = delete_one(env, cname, has_id ? id.b : NULL, a, res);
+                rc = delete_one(env, cname, has_id ? id.b : NULL, partitions, version >= 5, a, res);
             }
         }
         if (rc != 0)
             return rc;
     }
+    rs->throttle_time_ms = admin_mutations_throttle_ms(env);
     return 0;
 }
 
@@ -649,7 +661,7 @@ new_partition_check(const struct admin_env *env, int16_t rf, int32_t partition,
     return 0;
 }
 
-static int partitions_one(const struct admin_env *env, bool validate_only,
+static int partitions_one(const struct admin_env *env, bool validate_only, bool strict,
                           const struct kafka_create_partitions_request_create_partitions_topic *t,
                           bool dup, struct kafka_arena *a, cp_result *res)
 {
@@ -710,6 +722,10 @@ static int partitions_one(const struct admin_env *env, bool validate_only,
         return rc;
     if (validate_only)
         return 0;
+    bool refused = false;
+    rc = admin_mutations_check(env, strict, a, &res->error_code, &res->error_message, &refused);
+    if (rc != 0 || refused)
+        return rc;
     struct lm_meta_record r = {
         .type = LM_META_PARTITIONS_SET, .topic = name, .partition_count = t->count};
     if (env->defer != NULL && t->assignments_count > 0) {
@@ -732,6 +748,7 @@ static int partitions_one(const struct admin_env *env, bool validate_only,
                        name, t->count);
     if (rc != 0)
         return commit_error(a, rc, name, &res->error_code, &res->error_message);
+    admin_mutations_record(env, t->count - current);
     BLOG_INFO("admin: topic %s grew from %d to %d partitions", name, current, t->count);
     return 0;
 }
@@ -753,9 +770,11 @@ int admin_create_partitions(const struct admin_env *env, int16_t version,
     for (int32_t i = 0; i < n; i++) {
         rs->results[i] = (cp_result){
             .name = rq->topics[i].name, .error_code = KAFKA_NONE, .error_message = KAFKA_STR_NULL};
-        int rc = partitions_one(env, rq->validate_only, &rq->topics[i], dup[i], a, &rs->results[i]);
+        int rc = partitions_one(env, rq->validate_only, version >= 3, &rq->topics[i], dup[i], a,
+                                &rs->results[i]);
         if (rc != 0)
             return rc;
     }
+    rs->throttle_time_ms = admin_mutations_throttle_ms(env);
     return 0;
 }

@@ -12,6 +12,7 @@
 #include "broker/cluster/placement.h"
 #include "broker/handlers/admin_core.h"
 #include "common/lm_assert.h"
+#include "protocol/kafka_errors.h"
 #include "common/lm_err.h"
 
 struct kafka_str admin_kstr(const char *s)
@@ -128,25 +129,45 @@ static const struct {
     {"segment.jitter.ms", "log.roll.jitter.hours", 3600000},
 };
 
-int admin_broker_topic_entries(const struct broker_config *cfg, struct kafka_arena *a,
-                               struct lm_config_entry **out, size_t *count)
+int admin_broker_topic_entries(const struct admin_env *env, struct kafka_arena *a,
+                               struct admin_broker_entries *out)
 {
     size_t ndefs = 0;
     const struct lm_topic_config_def *defs = lm_topic_config_defs(&ndefs);
+    /* the dynamic layers, copied out of the snapshot (the response is encoded later) */
+    struct lm_meta_snapshot *snap = lm_meta_store_snapshot(env->meta);
+    const struct lm_meta_broker_configs *layer[2] = {
+        lm_meta_state_broker_configs(&snap->state, env->cfg->node_id),
+        lm_meta_state_broker_configs(&snap->state, LM_META_BROKER_DEFAULT)};
+    static const enum lm_config_source layer_source[2] = {LM_CONFIG_SOURCE_DYNAMIC_BROKER,
+                                                          LM_CONFIG_SOURCE_DYNAMIC_DEFAULT_BROKER};
     size_t cap = ndefs + LM_ARRAY_LEN(unit_keys);
+    for (int l = 0; l < 2; l++)
+        cap += layer[l] != NULL ? layer[l]->count : 0;
     struct lm_config_entry *e = kafka_arena_alloc_array(a, cap, sizeof(*e), 8);
-    if (e == NULL)
-        return LM_E_NOMEM;
+    enum lm_config_source *src = kafka_arena_alloc_array(a, cap, sizeof(*src), 8);
+    int rc = e != NULL && src != NULL ? 0 : LM_E_NOMEM;
     size_t n = 0;
+    for (int l = 0; rc == 0 && l < 2; l++)
+        for (size_t i = 0; rc == 0 && layer[l] != NULL && i < layer[l]->count; i++) {
+            rc = admin_cstr(a, admin_kstr(layer[l]->configs[i].name), &e[n].name);
+            if (rc == 0)
+                rc = admin_cstr(a, admin_kstr(layer[l]->configs[i].value), &e[n].value);
+            src[n++] = layer_source[l];
+        }
+    lm_meta_snapshot_release(snap);
+    if (rc != 0)
+        return rc;
+    size_t first_static = n;
     for (size_t i = 0; i < ndefs + LM_ARRAY_LEN(unit_keys); i++) {
         const char *key = i < ndefs ? defs[i].broker_synonym : unit_keys[i - ndefs].broker_key;
         if (key == NULL)
             continue;
-        const char *v = broker_config_get(cfg, key);
+        const char *v = broker_config_get(env->cfg, key);
         if (v == NULL)
             continue;
         bool dup = false;
-        for (size_t j = 0; j < n; j++)
+        for (size_t j = first_static; j < n; j++)
             dup = dup || strcmp(e[j].name, key) == 0;
         if (dup)
             continue;
@@ -154,10 +175,9 @@ int admin_broker_topic_entries(const struct broker_config *cfg, struct kafka_are
         /* The entry type has non-const members; the strings are only read. */
         e[n].name = (char *)key;
         e[n].value = (char *)v;
-        n++;
+        src[n++] = LM_CONFIG_SOURCE_STATIC_BROKER;
     }
-    *out = e;
-    *count = n;
+    *out = (struct admin_broker_entries){e, src, n};
     return 0;
 }
 
@@ -170,11 +190,22 @@ static const char *entry_value(const struct lm_config_entry *list, size_t count,
     return NULL;
 }
 
+/* Where the broker entry holding value v came from (the entries are in precedence order). */
+static enum lm_config_source entry_source(const struct admin_broker_entries *b, const char *v)
+{
+    for (size_t i = 0; i < b->count; i++)
+        if (b->e[i].value == v)
+            return b->source[i];
+    return LM_CONFIG_SOURCE_STATIC_BROKER;
+}
+
 int admin_topic_config_value(const struct lm_topic_config_def *def,
                              const struct lm_config_entry *topic, size_t topic_count,
-                             const struct lm_config_entry *broker, size_t broker_count,
-                             struct kafka_arena *a, struct admin_topic_value *out)
+                             const struct admin_broker_entries *brk, struct kafka_arena *a,
+                             struct admin_topic_value *out)
 {
+    const struct lm_config_entry *broker = brk->e;
+    size_t broker_count = brk->count;
     LM_ASSERT(def != NULL && out != NULL);
     const char *v = entry_value(topic, topic_count, def->name);
     if (v != NULL) {
@@ -184,8 +215,7 @@ int admin_topic_config_value(const struct lm_topic_config_def *def,
     if (def->broker_synonym != NULL) {
         v = entry_value(broker, broker_count, def->broker_synonym);
         if (v != NULL) {
-            *out =
-                (struct admin_topic_value){v, LM_CONFIG_SOURCE_STATIC_BROKER, def->broker_synonym};
+            *out = (struct admin_topic_value){v, entry_source(brk, v), def->broker_synonym};
             return 0;
         }
     }
@@ -210,8 +240,7 @@ int admin_topic_config_value(const struct lm_topic_config_def *def,
         int rc = admin_fmt(a, &s, "%lld", n);
         if (rc != 0)
             return rc;
-        *out = (struct admin_topic_value){s.ptr, LM_CONFIG_SOURCE_STATIC_BROKER,
-                                          unit_keys[i].broker_key};
+        *out = (struct admin_topic_value){s.ptr, entry_source(brk, v), unit_keys[i].broker_key};
         return 0;
     }
     *out = (struct admin_topic_value){def->default_value, LM_CONFIG_SOURCE_DEFAULT, NULL};
@@ -310,4 +339,25 @@ int32_t admin_authorized_ops(const struct admin_env *env, int8_t type, const cha
                                        snap->state.acl_count, &env->who, type, name);
     lm_meta_snapshot_release(snap);
     return ops;
+}
+
+int admin_mutations_check(const struct admin_env *env, bool strict, struct kafka_arena *a,
+                          int16_t *code, struct kafka_str *msg, bool *refused)
+{
+    *refused = strict && env->mutations != NULL && env->mutations->exceeded(env->mutations->ctx);
+    if (!*refused)
+        return 0;
+    *code = KAFKA_THROTTLING_QUOTA_EXCEEDED;
+    return admin_fmt(a, msg, "The throttling quota has been exceeded.");
+}
+
+void admin_mutations_record(const struct admin_env *env, int32_t partitions)
+{
+    if (env->mutations != NULL && partitions > 0)
+        env->mutations->record(env->mutations->ctx, (double)partitions);
+}
+
+int32_t admin_mutations_throttle_ms(const struct admin_env *env)
+{
+    return env->mutations != NULL ? env->mutations->throttle_ms(env->mutations->ctx) : 0;
 }

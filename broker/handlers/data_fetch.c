@@ -1,5 +1,15 @@
-/* Fetch (v4-17). Fetch sessions are declined (session id 0: every request is a full fetch,
- * KIP-227). A pass reads every partition on its owner shard, one shard after the other so that
+/* Fetch (v4-17), with incremental fetch sessions (KIP-227, Kafka's FetchManager.newContext):
+ *   epoch -1: sessionless (a session named is closed);
+ *   epoch 0: a full fetch that creates a session when the shard's cache has room (a session
+ *            named is closed first), answered with its id;
+ *   epoch > 0: incremental on the named session: its partitions are updated from the request
+ *            and forgotten_topics_data, all of them are read, and only those with records or a
+ *            changed high watermark or log start offset, or an error, are answered (those that
+ *            returned records move to the back of the session for the next response's budget).
+ * Sessions live on the shard serving the connection (fetch_session.h); an id from another
+ * shard's range is unknown here (FETCH_SESSION_ID_NOT_FOUND: the client starts a new one).
+ *
+ * A pass reads every partition on its owner shard, one shard after the other so that
  * max_bytes is a budget over the whole response (KIP-74: the first batch of the first
  * non-empty partition is returned even when larger than the limits). Record bytes never pass
  * through user space: the owner shard hands back (dup'd fd, position, length) slices of its
@@ -28,6 +38,7 @@
 #include "protocol/kafka_fetch.h"
 
 enum fetch_state { F_READING, F_WATCHING, F_PARKED };
+enum fetch_context { FC_SESSIONLESS, FC_FULL, FC_INCREMENTAL };
 
 /* A partition's read at least this large goes out as file parts (sendfile/splice); smaller
  * ones are copied into the response. */
@@ -37,6 +48,11 @@ struct fout {
     int64_t high_watermark;
     int64_t log_start_offset;
     int64_t leo_seen; /* log end offset when the pass read the partition, -1 unknown */
+    int64_t last_stable;
+    /* read_committed: the aborted transactions overlapping what was read (malloc'd on the
+     * owner shard, Kafka's collectAbortedTransactions) */
+    struct storage_aborted_txn *aborted;
+    uint32_t aborted_count;
     /* The record bytes: slices of segment files. The fds are dup()s made on the owner shard,
      * so the segments may be closed, rolled or deleted meanwhile (the file stays readable);
      * they go to the runtime with the response, or are closed here (free_data). */
@@ -66,6 +82,9 @@ struct hfetch {
     bool woken;
     bool parked_listed;
     bool quota_consumer; /* a consumer under a consumer_byte_rate quota */
+    bool follower;       /* replica id >= 0: a privileged session */
+    enum fetch_context context;
+    int32_t session_epoch; /* incremental: the session's epoch once this request was taken */
     uint64_t deadline_ms;
     struct hfetch *next;
 };
@@ -208,7 +227,249 @@ void data_fetch_drain(struct hshard *hs)
     }
 }
 
+/* ---- fetch sessions ------------------------------------------------------------------------ */
+
+static struct fsess_key topic_key(bool by_id, const struct kafka_uuid *id, struct kafka_str name,
+                                  int32_t partition)
+{
+    struct fsess_key k = {.partition = partition};
+    if (by_id) {
+        memcpy(k.topic_id, id->b, 16);
+    } else {
+        k.topic = name.ptr;
+        k.topic_len = name.len > 0 ? (size_t)name.len : 0;
+    }
+    return k;
+}
+
+static bool same_topic(const struct fsess *s, const struct fsess_part *a,
+                       const struct fsess_part *b)
+{
+    if (s->by_id)
+        return memcmp(a->topic_id, b->topic_id, 16) == 0;
+    return a->topic_len == b->topic_len && memcmp(a->topic, b->topic, a->topic_len) == 0;
+}
+
+/* The request's topics made from the session's partitions, in the session's order, in the
+ * request's arena (the session may change or go while the fetch is parked). */
+static bool session_request(struct hfetch *fc, const struct fsess *s)
+{
+    struct broker_req *req = fc->req;
+    size_t nt = 0;
+    for (uint32_t i = 0; i < s->n; i++)
+        nt += i == 0 || !same_topic(s, &s->parts[i - 1], &s->parts[i]);
+    struct kafka_fetch_request_fetch_topic *topics = h_alloc(req, nt, sizeof(*topics));
+    struct kafka_fetch_request_fetch_partition *parts = h_alloc(req, s->n, sizeof(*parts));
+    if (topics == NULL || parts == NULL)
+        return false;
+    struct kafka_fetch_request_fetch_topic *t = NULL;
+    for (uint32_t i = 0; i < s->n; i++) {
+        const struct fsess_part *sp = &s->parts[i];
+        if (i == 0 || !same_topic(s, &s->parts[i - 1], sp)) {
+            t = t == NULL ? topics : t + 1;
+            memset(t, 0, sizeof(*t));
+            t->topic = KAFKA_STR_NULL;
+            if (!s->by_id) {
+                struct kafka_str name = {sp->topic, (int32_t)sp->topic_len};
+                t->topic.ptr = h_strdup(req, name);
+                t->topic.len = (int32_t)sp->topic_len;
+                if (t->topic.ptr == NULL)
+                    return false;
+            }
+            memcpy(t->topic_id.b, sp->topic_id, 16);
+            t->partitions = &parts[i];
+        }
+        parts[i] = (struct kafka_fetch_request_fetch_partition){
+            .partition = sp->partition,
+            .current_leader_epoch = sp->current_leader_epoch,
+            .fetch_offset = sp->fetch_offset,
+            .last_fetched_epoch = sp->last_fetched_epoch,
+            .log_start_offset = sp->fetcher_log_start,
+            .partition_max_bytes = sp->max_bytes,
+        };
+        t->partitions_count++;
+    }
+    fc->rq.topics = topics;
+    fc->rq.topics_count = (int32_t)nt;
+    return true;
+}
+
+/* FetchManager.newContext. Returns false when the request was answered (a session error). */
+static bool session_begin(struct hfetch *fc)
+{
+    struct hshard *hs = fc->hs;
+    int32_t id = fc->rq.session_id, epoch = fc->rq.session_epoch;
+    bool by_id = fc->req->api_version >= 13;
+    if (epoch == FSESS_INITIAL_EPOCH || epoch == FSESS_FINAL_EPOCH) {
+        if (id != 0)
+            fsess_remove(&hs->fsess, id); /* a full fetch closes the session it names */
+        fc->context = epoch == FSESS_FINAL_EPOCH ? FC_SESSIONLESS : FC_FULL;
+        return true;
+    }
+    struct fsess *s = fsess_find(&hs->fsess, id);
+    int16_t err = s == NULL           ? KAFKA_FETCH_SESSION_ID_NOT_FOUND
+                  : s->epoch != epoch ? KAFKA_INVALID_FETCH_SESSION_EPOCH
+                  : s->by_id != by_id ? KAFKA_FETCH_SESSION_TOPIC_ID_ERROR
+                                      : KAFKA_NONE;
+    for (int32_t i = 0; err == KAFKA_NONE && i < fc->rq.topics_count; i++) {
+        const struct kafka_fetch_request_fetch_topic *t = &fc->rq.topics[i];
+        for (int32_t j = 0; j < t->partitions_count; j++) {
+            const struct kafka_fetch_request_fetch_partition *pi = &t->partitions[j];
+            struct fsess_key k = topic_key(by_id, &t->topic_id, t->topic, pi->partition);
+            if (fsess_put(&hs->fsess, s, &k, pi->partition_max_bytes, pi->fetch_offset,
+                          pi->log_start_offset, pi->current_leader_epoch,
+                          pi->last_fetched_epoch) < 0) {
+                /* the cache's partition budget is spent: the client starts over with a full
+                 * fetch, which goes on sessionless while there is no room */
+                fsess_remove(&hs->fsess, id);
+                err = KAFKA_FETCH_SESSION_ID_NOT_FOUND;
+                break;
+            }
+        }
+    }
+    for (int32_t i = 0; err == KAFKA_NONE && i < fc->rq.forgotten_topics_data_count; i++) {
+        const struct kafka_fetch_request_forgotten_topic *t = &fc->rq.forgotten_topics_data[i];
+        for (int32_t j = 0; j < t->partitions_count; j++) {
+            struct fsess_key k = topic_key(by_id, &t->topic_id, t->topic, t->partitions[j]);
+            fsess_forget(&hs->fsess, s, &k);
+        }
+    }
+    if (err != KAFKA_NONE) {
+        fc->resp.error_code = err;
+        fc->resp.session_id = 0;
+        fc->resp.responses_count = 0;
+        h_respond(fc->req, &fc->resp);
+        return false;
+    }
+    if (s->n == 0) {
+        /* nothing left to fetch: the session ends, the (empty) request goes on without one */
+        fsess_remove(&hs->fsess, id);
+        fc->context = FC_SESSIONLESS;
+        return true;
+    }
+    s->epoch = fsess_next_epoch(s->epoch);
+    fsess_touch(s, broker_now_ms());
+    fc->context = FC_INCREMENTAL;
+    fc->session_epoch = s->epoch;
+    fc->resp.session_id = id;
+    if (!session_request(fc, s)) {
+        h_close(fc->req, "fetch session does not fit the request arena");
+        return false;
+    }
+    return true;
+}
+
+/* At answer time: whether the incremental session is still the one the request updated (a
+ * later request on it moved its epoch, or it was evicted). Kafka answers such a request with
+ * INVALID_FETCH_SESSION_EPOCH and nothing else. */
+static int16_t session_check(struct hfetch *fc)
+{
+    if (fc->context != FC_INCREMENTAL)
+        return KAFKA_NONE;
+    struct fsess *s = fsess_find(&fc->hs->fsess, fc->resp.session_id);
+    if (s == NULL)
+        return KAFKA_FETCH_SESSION_ID_NOT_FOUND;
+    if (s->epoch != fc->session_epoch || s->n != fc->count)
+        return KAFKA_INVALID_FETCH_SESSION_EPOCH;
+    return KAFKA_NONE;
+}
+
+/* A full fetch makes its session from what it answered (FullFetchContext). */
+static void session_create(struct hfetch *fc)
+{
+    struct hshard *hs = fc->hs;
+    bool by_id = fc->req->api_version >= 13;
+    struct fsess *s = fsess_create(&hs->fsess, broker_now_ms(), fc->follower, by_id,
+                                   fc->count > UINT32_MAX ? UINT32_MAX : (uint32_t)fc->count);
+    if (s == NULL)
+        return;
+    size_t k = 0;
+    for (int32_t i = 0; i < fc->resp.responses_count; i++) {
+        const struct kafka_fetch_request_fetch_topic *t = &fc->rq.topics[i];
+        const struct kafka_fetch_response_fetchable_topic_response *tr = &fc->resp.responses[i];
+        for (int32_t j = 0; j < tr->partitions_count; j++, k++) {
+            const struct kafka_fetch_request_fetch_partition *pi = &t->partitions[j];
+            const struct kafka_fetch_response_partition_data *pd = &tr->partitions[j];
+            struct fsess_key key = topic_key(by_id, &t->topic_id, t->topic, pi->partition);
+            int64_t at =
+                fsess_put(&hs->fsess, s, &key, pi->partition_max_bytes, pi->fetch_offset,
+                          pi->log_start_offset, pi->current_leader_epoch, pi->last_fetched_epoch);
+            if (at < 0) {
+                fsess_remove(&hs->fsess, s->id); /* budget spent: sessionless after all */
+                return;
+            }
+            fsess_must_respond(&s->parts[at], fc->outs[k].len, pd->high_watermark,
+                               pd->log_start_offset, pd->error_code, false, true);
+        }
+    }
+    fc->resp.session_id = s->id;
+}
+
+/* IncrementalFetchContext.updateAndGenerateResponseData: the response keeps the partitions
+ * that must be answered; those that returned records go to the back of the session. */
+static void session_filter(struct hfetch *fc)
+{
+    struct fsess *s = fsess_find(&fc->hs->fsess, fc->resp.session_id);
+    LM_ASSERT(s != NULL && s->n == fc->count); /* session_check passed on this turn */
+    bool *to_back = h_alloc(fc->req, fc->count, sizeof(*to_back));
+    size_t k = 0;
+    int32_t kept_topics = 0;
+    for (int32_t i = 0; i < fc->resp.responses_count; i++) {
+        struct kafka_fetch_response_fetchable_topic_response *tr = &fc->resp.responses[i];
+        int32_t kept = 0;
+        for (int32_t j = 0; j < tr->partitions_count; j++, k++) {
+            const struct kafka_fetch_response_partition_data *pd = &tr->partitions[j];
+            uint64_t bytes = fc->outs[k].len;
+            bool must = fsess_must_respond(&s->parts[k], bytes, pd->high_watermark,
+                                           pd->log_start_offset, pd->error_code, false, true);
+            if (to_back != NULL)
+                to_back[k] = must && bytes > 0;
+            if (must)
+                tr->partitions[kept++] = *pd;
+        }
+        tr->partitions_count = kept;
+        if (kept > 0)
+            fc->resp.responses[kept_topics++] = *tr;
+    }
+    LM_ASSERT(k == fc->count);
+    fc->resp.responses_count = kept_topics;
+    /* without the order change the next response's budget just favours the same partitions */
+    if (to_back != NULL && fsess_rotate(s, to_back) != 0)
+        BLOG_WARN_LIMITED("fetch session %d: out of memory reordering its partitions", s->id);
+}
+
 /* ---- the pass ------------------------------------------------------------------------------ */
+
+/* The aborted transactions a read_committed consumer needs for the batches read: those
+ * overlapping [fetch offset, last offset read + 1) (Kafka UnifiedLog.collectAbortedTransactions).
+ */
+#define FETCH_ABORTED_MAX 4096
+
+static int fetch_aborted(struct hpart *p, int64_t from, const struct storage_read_result *res,
+                         struct fout *o)
+{
+    uint32_t cap = 16;
+    for (;;) {
+        struct storage_aborted_txn *a = malloc(cap * sizeof(*a));
+        if (a == NULL)
+            return LM_E_NOMEM;
+        uint32_t n = 0;
+        int rc = storage_log_aborted_txns(partition_storage(p->part), from, res->last_offset + 1, a,
+                                          cap, &n);
+        if (rc == LM_E_FULL && cap < FETCH_ABORTED_MAX) {
+            free(a);
+            cap *= 4;
+            continue;
+        }
+        if (rc != 0 || n == 0) {
+            free(a);
+            return rc;
+        }
+        o->aborted = a;
+        o->aborted_count = n;
+        return 0;
+    }
+}
 
 static void fetch_op(struct hshard *hs, struct hpart *p, struct hwork *w, struct hfan *f)
 {
@@ -220,6 +481,7 @@ static void fetch_op(struct hshard *hs, struct hpart *p, struct hwork *w, struct
     o->high_watermark = -1;
     o->log_start_offset = -1;
     o->leo_seen = -1;
+    o->last_stable = -1;
     if (p == NULL) {
         w->error = KAFKA_UNKNOWN_TOPIC_OR_PARTITION;
         return;
@@ -242,10 +504,11 @@ static void fetch_op(struct hshard *hs, struct hpart *p, struct hwork *w, struct
     }
     int64_t start = storage_log_start_offset(p->log);
     int64_t leo = storage_log_end_offset(p->log);
-    /* The partition's high watermark (raft commit + 1). Without transactions the last
-     * stable offset is the same for both isolation levels. */
+    /* The partition's high watermark (raft commit + 1) and last stable offset (the earliest
+     * open transaction below it); read_committed reads up to the latter. */
     int64_t hw = partition_high_watermark(p->part);
     o->high_watermark = hw;
+    o->last_stable = partition_last_stable_offset(p->part);
     o->log_start_offset = start;
     o->leo_seen = leo;
     if (in->fetch_offset < start || in->fetch_offset > leo) {
@@ -262,8 +525,15 @@ static void fetch_op(struct hshard *hs, struct hpart *p, struct hwork *w, struct
     if (fc->budget < limit)
         limit = fc->budget > 0 ? fc->budget : 1;
     struct storage_read_result res;
-    int rc = partition_read(p->part, in->fetch_offset, (uint64_t)limit, true, &res);
+    bool committed = fc->rq.isolation_level == 1;
+    int rc = committed ? partition_read_stable(p->part, in->fetch_offset, (uint64_t)limit, &res)
+                       : partition_read(p->part, in->fetch_offset, (uint64_t)limit, true, &res);
     if (rc != 0) {
+        w->error = h_storage_error(rc);
+        return;
+    }
+    if (committed && res.bytes > 0 && (rc = fetch_aborted(p, in->fetch_offset, &res, o)) != 0) {
+        partition_read_release(p->part, &res);
         w->error = h_storage_error(rc);
         return;
     }
@@ -316,6 +586,9 @@ static void free_out(struct fout *o)
     free(o->data);
     o->data = NULL;
     o->len = 0;
+    free(o->aborted);
+    o->aborted = NULL;
+    o->aborted_count = 0;
 }
 
 static void free_data(struct hfetch *fc)
@@ -435,8 +708,15 @@ static void respond(struct hfetch *fc)
     struct broker_req *req = fc->req;
     parked_remove(fc);
     broker_timer_cancel(req->shard, &fc->timer);
-    /* throttled: the response has no topics (and no data) */
-    bool throttled = fc->quota_consumer && fetch_quota(fc);
+    int16_t session_err = session_check(fc);
+    if (session_err != KAFKA_NONE) {
+        free_data(fc);
+        fc->resp.error_code = session_err;
+        fc->resp.session_id = 0;
+        fc->resp.responses_count = 0;
+    }
+    /* throttled: the response has no topics (and no data) and makes no session */
+    bool throttled = session_err != KAFKA_NONE || (fc->quota_consumer && fetch_quota(fc));
     size_t k = 0;
     uint32_t ndata = 0;
     uint8_t *markers = h_alloc(req, fc->count, ZC_MARKER_BYTES);
@@ -452,7 +732,21 @@ static void respond(struct hfetch *fc)
                                                           : BROKER_C_BYTES_OUT,
                                    w->error != KAFKA_NONE ? 1 : o->len);
             pd->high_watermark = o->high_watermark;
-            pd->last_stable_offset = o->high_watermark;
+            pd->last_stable_offset = o->last_stable;
+            if (o->aborted_count > 0 && w->error == KAFKA_NONE) {
+                struct kafka_fetch_response_aborted_transaction *at =
+                    h_alloc(req, o->aborted_count, sizeof(*at));
+                for (uint32_t a = 0; at != NULL && a < o->aborted_count; a++)
+                    at[a] = (struct kafka_fetch_response_aborted_transaction){
+                        .producer_id = o->aborted[a].producer_id,
+                        .first_offset = o->aborted[a].first_offset};
+                if (at != NULL) {
+                    pd->aborted_transactions = at;
+                    pd->aborted_transactions_count = (int32_t)o->aborted_count;
+                } else {
+                    free_out(o); /* never aborted records without their list */
+                }
+            }
             pd->log_start_offset = o->log_start_offset;
             pd->records =
                 (struct kafka_bytes){o->data ? o->data : (const uint8_t *)"", (int32_t)o->len};
@@ -468,6 +762,10 @@ static void respond(struct hfetch *fc)
         }
     }
     LM_ASSERT(k == (throttled ? 0 : fc->count));
+    if (!throttled && fc->context == FC_FULL)
+        session_create(fc);
+    else if (!throttled && fc->context == FC_INCREMENTAL)
+        session_filter(fc);
     const uint8_t *buf;
     size_t len;
     bool ok = h_encode(req, &fc->resp, &buf, &len);
@@ -603,14 +901,10 @@ void data_fetch(struct broker_req *req)
     int16_t v = req->api_version;
     kafka_fetch_response_init(&fc->resp);
     fc->resp.throttle_time_ms = 0;
-    fc->resp.session_id = 0; /* sessions declined: full fetch every time (KIP-227) */
-    if (v >= 7 && fc->rq.session_id != 0) {
-        /* We never hand out a session, so any id the client names is unknown. */
-        fc->resp.error_code = KAFKA_FETCH_SESSION_ID_NOT_FOUND;
-        fc->resp.responses_count = 0;
-        h_respond(req, &fc->resp);
+    fc->resp.session_id = 0;
+    fc->context = FC_SESSIONLESS;
+    if (v >= 7 && !session_begin(fc))
         return;
-    }
     int32_t nt = fc->rq.topics_count > 0 ? fc->rq.topics_count : 0;
     size_t n = 0;
     for (int32_t i = 0; i < nt; i++)
@@ -630,6 +924,7 @@ void data_fetch(struct broker_req *req)
      * cluster, a consumer READ on each topic; both fail as TOPIC_AUTHORIZATION_FAILED */
     int32_t replica = v >= 15 ? fc->rq.replica_state.replica_id : fc->rq.replica_id;
     bool follower = replica >= 0;
+    fc->follower = follower;
     /* a consumer under a quota fetches at most what the quota allows over the measured window
      * (ClientQuotaManager.getMaxValueInQuotaWindow: quota * (samples - 1) * window), or it could
      * never be answered within its quota */
@@ -691,7 +986,8 @@ void data_fetch(struct broker_req *req)
             pd->current_leader.leader_epoch = -1;
             pd->snapshot_id.end_offset = -1;
             pd->snapshot_id.epoch = -1;
-            /* Aborted transactions: none yet; null for read_uncommitted as Kafka sends. */
+            /* Aborted transactions: filled in by respond for read_committed; null for
+             * read_uncommitted as Kafka sends. */
             pd->aborted_transactions = NULL;
             pd->aborted_transactions_count = fc->rq.isolation_level == 1 ? 0 : -1;
             pd->preferred_read_replica = -1;

@@ -510,6 +510,9 @@ static void node_free(void *ctx)
     hs_registry_clear(h);
     pthread_mutex_destroy(&h->epoch_lock);
     pthread_mutex_destroy(&h->offline_lock);
+    if (h->mutation_quota.sensors != NULL)
+        lm_quota_table_deinit(&h->mutation_quota);
+    pthread_mutex_destroy(&h->mutation_lock);
     free(h);
 }
 
@@ -607,6 +610,7 @@ static void node_gauges(void *ctx, struct broker_metrics_out *o)
     uint64_t replicas = 0, leaders = 0, under_replicated = 0, under_min_isr = 0;
     uint64_t segments = 0, log_bytes = 0, lag = 0, lag_max = 0, open_us = 0, opens = 0,
              compactions = 0, flushes = 0, flush_us = 0;
+    uint64_t fsessions = 0, fsess_parts = 0, fsess_evictions = 0;
     uint32_t shards = __atomic_load_n(&h->shard_count, __ATOMIC_ACQUIRE);
     for (uint32_t i = 0; i < shards && i < HANDLERS_GAUGE_SHARDS; i++) {
         const struct handlers_shard_gauges *g = &h->shard_gauges[i];
@@ -624,6 +628,9 @@ static void node_gauges(void *ctx, struct broker_metrics_out *o)
         compactions += __atomic_load_n(&g->compact_steps, __ATOMIC_RELAXED);
         flushes += __atomic_load_n(&g->flushes, __ATOMIC_RELAXED);
         flush_us += __atomic_load_n(&g->flush_us, __ATOMIC_RELAXED);
+        fsessions += __atomic_load_n(&g->fetch_sessions, __ATOMIC_RELAXED);
+        fsess_parts += __atomic_load_n(&g->fetch_session_partitions, __ATOMIC_RELAXED);
+        fsess_evictions += __atomic_load_n(&g->fetch_session_evictions, __ATOMIC_RELAXED);
     }
     part_gauges_render(h, shards, o);
     broker_metrics_printf(o,
@@ -677,6 +684,22 @@ static void node_gauges(void *ctx, struct broker_metrics_out *o)
         "# TYPE kafka_server_replicamanager_underminisrpartitioncount gauge\n"
         "kafka_server_replicamanager_underminisrpartitioncount %llu\n",
         (unsigned long long)under_replicated, (unsigned long long)under_min_isr);
+    broker_metrics_printf(
+        o,
+        "# HELP kafka_server_fetchsessioncache_numincrementalfetchsessions Incremental fetch "
+        "sessions cached.\n"
+        "# TYPE kafka_server_fetchsessioncache_numincrementalfetchsessions gauge\n"
+        "kafka_server_fetchsessioncache_numincrementalfetchsessions %llu\n"
+        "# HELP kafka_server_fetchsessioncache_numincrementalfetchpartitionscached Partitions "
+        "the incremental fetch sessions cache.\n"
+        "# TYPE kafka_server_fetchsessioncache_numincrementalfetchpartitionscached gauge\n"
+        "kafka_server_fetchsessioncache_numincrementalfetchpartitionscached %llu\n"
+        "# HELP kafka_server_fetchsessioncache_incrementalfetchsessionevictions_total Sessions "
+        "evicted to make room for new ones.\n"
+        "# TYPE kafka_server_fetchsessioncache_incrementalfetchsessionevictions_total counter\n"
+        "kafka_server_fetchsessioncache_incrementalfetchsessionevictions_total %llu\n",
+        (unsigned long long)fsessions, (unsigned long long)fsess_parts,
+        (unsigned long long)fsess_evictions);
     broker_metrics_printf(
         o,
         "# HELP kafka_controller_kafkacontroller_globaltopiccount Topics.\n"
@@ -811,6 +834,7 @@ int broker_handlers_setup(struct broker_dispatch *d, struct broker_config *cfg)
     h->producer_checkpoint_bytes = HANDLERS_PRODUCER_CHECKPOINT_BYTES;
     pthread_mutex_init(&h->epoch_lock, NULL);
     pthread_mutex_init(&h->offline_lock, NULL);
+    pthread_mutex_init(&h->mutation_lock, NULL);
     for (int k = 0; k < BROKER_API_KEYS_MAX; k++)
         h->served[k].min_version = h->served[k].max_version = -1;
     d->ctx = h;

@@ -81,6 +81,11 @@ struct handlers_ctx {
     pthread_mutex_t offline_lock;
     struct hoffline *offline_buckets[HANDLERS_PART_BUCKETS];
     uint32_t offline_count; /* atomic */
+    /* controller_mutation_rate sensors (hs_quota.c): one table for the node, as Kafka counts
+     * mutations where its controller is, under its lock (topic changes are rare); made on
+     * first use */
+    pthread_mutex_t mutation_lock;
+    struct lm_quota_table mutation_quota;
     /* Controlled shutdown (hs_cluster.c), all atomic: set on SIGTERM; the leaderships the
      * shards still hold; how many shards have counted theirs; the shards running. */
     bool handoff;
@@ -98,13 +103,16 @@ struct handlers_ctx {
     /* Each shard's partition counts for /metrics, stored (atomic) at the end of its tick and
      * summed by the scrape: replicas here, those led here, led here with fewer replicas in
      * sync than assigned (Kafka's UnderReplicatedPartitions) and with fewer than
-     * min.insync.replicas (UnderMinIsrPartitionCount). */
+     * min.insync.replicas (UnderMinIsrPartitionCount); its incremental fetch sessions, the
+     * partitions they cache and the evictions so far (FetchSessionCache). */
     struct handlers_shard_gauges {
         uint32_t replicas, leaders, under_replicated, under_min_isr;
         /* storage of the open logs, and the records appended but not committed (log end -
          * high watermark: waiting for replication or the group-commit fsync) */
         uint64_t segments, log_bytes, commit_lag, commit_lag_max;
         uint64_t open_us, opens, compact_steps, flushes, flush_us; /* running totals */
+        uint32_t fetch_sessions;
+        uint64_t fetch_session_partitions, fetch_session_evictions;
     } shard_gauges[HANDLERS_GAUGE_SHARDS];
     /* Per-partition gauges of each shard (NULL until the shard starts; freed with the node,
      * after the HTTP thread stopped): a slot per partition the shard has held, claimed at its

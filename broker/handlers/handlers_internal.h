@@ -9,6 +9,7 @@
 #include <stdint.h>
 
 #include "broker/handlers/handlers.h"
+#include "broker/fetch/fetch_session.h"
 #include "broker/meta/meta_store.h"
 #include "broker/meta/topic_config.h"
 #include "broker/partition/partition.h"
@@ -86,6 +87,7 @@ struct hpart {
      * Produce/Fetch: KAFKA_STORAGE_ERROR) and is opened again by the tick at retry_at_ms,
      * backing off from HANDLERS_RETRY_MIN_MS to HANDLERS_RETRY_MAX_MS. */
     bool failed;            /* log open but failed by storage: close and reopen */
+    bool cache_suspect;     /* failed since its last open: the page cache is evicted first */
     bool offline;           /* registered as offline (h_partition_offline) */
     uint32_t retry_ms;      /* current backoff, 0 after a good open */
     uint32_t open_failures; /* consecutive failed opens (the first one is logged as error) */
@@ -226,9 +228,16 @@ struct hshard {
     uint32_t step_ops;         /* ... and while fewer than HANDLERS_STEP_OPS_MIN were done */
     struct hpart *lru_head, *lru_tail; /* open logs, most recently used first */
     uint32_t open_logs, open_logs_max;
-    uint64_t idle_closes;  /* logs closed for the budget (logged now and then) */
-    struct hfetch *parked; /* parked fetches of connections on this shard */
-    struct hpeer *peers;   /* replication: one connection per other node (hs_cluster.c) */
+    uint64_t idle_closes;     /* logs closed for the budget (logged now and then) */
+    struct hfetch *parked;    /* parked fetches of connections on this shard */
+    struct fsess_cache fsess; /* incremental fetch sessions of this shard's connections */
+    /* Topic defaults of the current snapshot in precedence order: this node's dynamic broker
+     * configs, the cluster-wide dynamic defaults, then server.properties
+     * (node->broker_topic_configs); the strings are borrowed from snap and the node. NULL
+     * (allocation failed): server.properties alone. */
+    struct lm_config_entry *topic_defaults;
+    size_t topic_default_count;
+    struct hpeer *peers; /* replication: one connection per other node (hs_cluster.c) */
     size_t n_peers;
     uint64_t fetch_id_next;
     uint8_t zc_nonce[8]; /* random: Fetch's record markers (data_fetch.c) */
@@ -238,6 +247,9 @@ struct hshard {
     uint32_t handoff_held;       /* leaderships last added to node->handoff_led */
     struct lm_quota_table quota; /* client quota sensors (hs_quota.c); empty until first use */
 };
+
+/* The broker-level topic defaults hs resolves topic settings with (hshard.topic_defaults). */
+const struct lm_config_entry *hs_topic_defaults(const struct hshard *hs, size_t *count);
 
 /* ---- hs_cluster.c: the handler layer in a cluster ---- */
 bool hs_cluster(const struct handlers_ctx *h);
@@ -391,6 +403,8 @@ bool h_quota_limit(struct broker_req *req, int k, double *limit);
 int32_t h_quota_record(struct broker_req *req, int k, double bytes);
 /* Takes back bytes recorded (Kafka's unrecordQuotaSensor: a throttled Fetch returns nothing). */
 void h_quota_unrecord(struct broker_req *req, int k, double bytes);
+/* Whether req's sensor of key k is over its quota already (nothing recorded). */
+bool h_quota_exceeded(struct broker_req *req, int k);
 /* Frees the shard's sensors. */
 void hs_quota_free(struct hshard *hs);
 /* Called on the owner shard when storage reports the log of p failed (an append answered

@@ -17,6 +17,7 @@
 #include "common/lm_hash.h"
 #include "broker/log.h"
 #include "broker/producer/producer_state.h"
+#include "broker/cluster/controller.h"
 #include "common/lm_assert.h"
 #include "common/lm_err.h"
 #include "protocol/kafka_api.h"
@@ -316,6 +317,32 @@ static bool part_ensure_open(struct hpart *p)
 static void part_env_sync(void *ctx, struct partition *part, const int *fds, const bool *full,
                           uint32_t n);
 
+/* After a storage failure the page cache may hold writes that never reached the disk: an
+ * fsync that failed leaves them clean (Linux after a writeback error), so no later fsync
+ * writes them, yet reads still see them. They are evicted before the log reopens, so its
+ * recovery reads what the disk holds and not records this node never made durable (nor
+ * acknowledged, nor counted towards a commit): trusting them would let them vanish in a
+ * later crash after the node had acknowledged what follows them. */
+static void part_drop_cache(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (d == NULL)
+        return;
+    struct dirent *e;
+    char path[H_FILE_BYTES];
+    while ((e = readdir(d)) != NULL) {
+        if (e->d_name[0] == '.' ||
+            snprintf(path, sizeof(path), "%s/%s", dir, e->d_name) >= (int)sizeof(path))
+            continue;
+        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+            continue;
+        (void)posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
+        close(fd);
+    }
+    closedir(d);
+}
+
 static void part_open_log(struct hpart *p)
 {
     char dir[H_DIR_BYTES];
@@ -327,7 +354,27 @@ static void part_open_log(struct hpart *p)
         p->retry_at_ms = UINT64_MAX; /* never opens: the name cannot change */
         return;
     }
+    if (p->cache_suspect) {
+        part_drop_cache(dir);
+        p->cache_suspect = false;
+    }
     enum part_id pid = part_id_check(dir, p->topic_id);
+    if (pid == PART_ID_OTHER && p->hs->node->ctl != NULL &&
+        !controller_caught_up(p->hs->node->ctl)) {
+        /* Another incarnation's directory, while this node's image may still be behind (after
+         * a restart it fills from the controller's log, whose unsynced tail a crash may have
+         * cut): the directory can belong to a NEWER incarnation this image does not know yet,
+         * with acknowledged records and Raft votes in it. It is kept, and the partition stays
+         * offline, until the image has caught up past this start's registration: then every
+         * incarnation created before the directory is in it, and a mismatch means deleted. */
+        if (p->open_failures++ == 0)
+            BLOG_INFO("partition %s-%d: directory of another incarnation; kept until the "
+                      "metadata has caught up",
+                      p->topic, p->partition);
+        hs_part_set_offline(p, true);
+        part_schedule_retry(p);
+        return;
+    }
     if (pid == PART_ID_OTHER) {
         BLOG_WARN("partition %s-%d: directory belongs to an older topic of that name; removed",
                   p->topic, p->partition);
@@ -429,8 +476,7 @@ static void part_open_log(struct hpart *p)
 
 static void part_free(struct hshard *hs, struct hpart *p, bool delete_dir);
 static void oq_remove(struct hshard *hs, struct hpart *p);
-static void dir_remove_or_queue(struct hshard *hs, const char *dir, const uint8_t id[16],
-                                bool dead);
+static void dir_remove_or_queue(struct hshard *hs, const char *dir, const uint8_t id[16]);
 
 static void part_reopen(struct hshard *hs, struct hpart *p);
 
@@ -560,6 +606,7 @@ void hs_part_failed(struct hshard *hs, struct hpart *p, int rc)
     BLOG_ERROR("partition %s-%d: storage failed (%s); offline until its log reopens", p->topic,
                p->partition, lm_strerror(rc));
     p->failed = true;
+    p->cache_suspect = true;
     hs_part_set_offline(p, true);
     p->retry_ms = 0;
     p->retry_at_ms = 0; /* the next tick reopens it (recovery from the checkpoint) */
@@ -626,7 +673,7 @@ static void part_free(struct hshard *hs, struct hpart *p, bool delete_dir)
     if (delete_dir) {
         char dir[H_DIR_BYTES];
         if (part_dir(p, dir, sizeof(dir)) == 0)
-            dir_remove_or_queue(hs, dir, p->topic_id, p->dead);
+            dir_remove_or_queue(hs, dir, p->topic_id);
         BLOG_DEBUG("partition %s-%d deleted", p->topic, p->partition);
     }
     hs_part_set_offline(p, false);
@@ -719,16 +766,20 @@ static void part_open_or_queue(struct hshard *hs, struct hpart *p)
     work_arm(hs);
 }
 
-/* Removes dir now when the budget allows, else queues the removal. `dead`: the partition's
- * close was deferred (its sync was running), so a topic of the same name may own the
- * directory by now: remove it only while it is still this topic's. */
-static void dir_remove_or_queue(struct hshard *hs, const char *dir, const uint8_t id[16], bool dead)
+/* Removes dir now when the budget allows, else queues the removal; either way only while it
+ * is still this topic's (or holds no topic id yet): another incarnation of the name may own it
+ * by now (the close was deferred while a sync ran), or may have owned it all along (a
+ * partition never opened because its directory was a newer incarnation than a restarted
+ * node's image knew, see part_open_log). */
+static void dir_remove_or_queue(struct hshard *hs, const char *dir, const uint8_t id[16])
 {
     bool exists = false;
     if (hs_step_has_budget(hs) || hs->stopping) {
         hs->step_ops++;
-        if (!dead || part_id_matches(dir, id, &exists) || !exists)
+        if (part_id_matches(dir, id, &exists) || !exists)
             hs_rm_dir(dir);
+        else
+            BLOG_INFO("%s: kept, another incarnation of the topic owns it", dir);
         return;
     }
     size_t len = strlen(dir);
@@ -932,14 +983,50 @@ static void topic_sync_parts(struct hshard *hs, struct htopic *t)
     }
 }
 
-static void settings_of(const struct handlers_ctx *h, const struct lm_meta_topic *m,
+const struct lm_config_entry *hs_topic_defaults(const struct hshard *hs, size_t *count)
+{
+    if (hs->topic_defaults == NULL) {
+        *count = hs->node->broker_topic_config_count;
+        return hs->node->broker_topic_configs;
+    }
+    *count = hs->topic_default_count;
+    return hs->topic_defaults;
+}
+
+/* hshard.topic_defaults for image st (which the shard holds from now on). */
+static void topic_defaults_build(struct hshard *hs, const struct lm_meta_state *st)
+{
+    const struct handlers_ctx *h = hs->node;
+    const struct lm_meta_broker_configs *layer[2] = {
+        lm_meta_state_broker_configs(st, h->cfg->node_id),
+        lm_meta_state_broker_configs(st, LM_META_BROKER_DEFAULT)};
+    size_t n = h->broker_topic_config_count;
+    for (int l = 0; l < 2; l++)
+        n += layer[l] != NULL ? layer[l]->count : 0;
+    free(hs->topic_defaults);
+    hs->topic_defaults = malloc((n ? n : 1) * sizeof(*hs->topic_defaults));
+    hs->topic_default_count = 0;
+    if (hs->topic_defaults == NULL) {
+        BLOG_ERROR("out of memory building the dynamic topic defaults; server.properties only");
+        return;
+    }
+    size_t k = 0;
+    for (int l = 0; l < 2; l++)
+        for (size_t i = 0; layer[l] != NULL && i < layer[l]->count; i++)
+            hs->topic_defaults[k++] = layer[l]->configs[i];
+    for (size_t i = 0; i < h->broker_topic_config_count; i++)
+        hs->topic_defaults[k++] = h->broker_topic_configs[i];
+    hs->topic_default_count = k;
+}
+
+static void settings_of(const struct hshard *hs, const struct lm_meta_topic *m,
                         struct lm_topic_settings *st)
 {
-    if (lm_topic_settings_resolve(m->configs, m->config_count, h->broker_topic_configs,
-                                  h->broker_topic_config_count, st) != 0) {
+    size_t nd = 0;
+    const struct lm_config_entry *d = hs_topic_defaults(hs, &nd);
+    if (lm_topic_settings_resolve(m->configs, m->config_count, d, nd, st) != 0) {
         BLOG_WARN("topic %s: invalid config, using defaults", m->name);
-        lm_topic_settings_resolve(NULL, 0, h->broker_topic_configs, h->broker_topic_config_count,
-                                  st);
+        lm_topic_settings_resolve(NULL, 0, d, nd, st);
     }
 }
 
@@ -961,6 +1048,7 @@ void hs_refresh(struct hshard *hs)
         BLOG_ERROR("out of memory refreshing metadata");
         return;
     }
+    topic_defaults_build(hs, st);
     /* 1: mark the topics that survive (same name and id). */
     for (size_t b = 0; b < hs->bucket_count; b++)
         for (struct htopic *t = hs->buckets[b]; t != NULL; t = t->next)
@@ -1002,7 +1090,7 @@ void hs_refresh(struct hshard *hs)
             nbk[h] = t;
         }
         t->meta = m;
-        settings_of(hs->node, m, &t->settings);
+        settings_of(hs, m, &t->settings);
         topic_sync_parts(hs, t);
     }
     /* Relink every topic into the new buckets (the old chains are read before relinking). */

@@ -1,9 +1,11 @@
-/* Client byte-rate quotas on the data path (KIP-13, KIP-55): who a request counts against (the
- * connection's principal without its "User:" prefix, Kafka's KafkaPrincipal name, and the
+/* Client quotas (KIP-13, KIP-55; controller_mutation_rate, KIP-599): who a request counts against
+ * (the connection's principal without its "User:" prefix, Kafka's KafkaPrincipal name, and the
  * request header's client id), the quota the metadata image sets for them
  * (lm_quota_resolve over the shard's snapshot), and the shard's sensors (lm_quota_table).
- * Each shard measures the connections it serves on its own: a client with connections on
- * several shards gets the quota on each. */
+ * Each shard measures the byte rates of the connections it serves on its own: a client with
+ * connections on several shards gets the quota on each; controller mutations are counted
+ * once for the node. */
+#include <pthread.h>
 #include <string.h>
 
 #include "broker/handlers/handlers_internal.h"
@@ -35,21 +37,20 @@ static void who_of(struct broker_req *req, struct hquota_who *w)
     w->client[n] = '\0';
 }
 
-/* The shard's sensors, made on first use; NULL without memory (then nothing is throttled). */
-static struct lm_quota_table *table_of(struct hshard *hs)
+/* Sensors t, made on first use; NULL without memory (then nothing is throttled). */
+static struct lm_quota_table *table_ready(struct lm_quota_table *t, const struct broker_config *cfg,
+                                          size_t cap)
 {
-    if (hs->quota.sensors != NULL)
-        return &hs->quota;
-    const struct broker_config *cfg = hs->node->cfg;
+    if (t->sensors != NULL)
+        return t;
     struct lm_quota_window w = {.samples = (uint32_t)cfg->quota_window_num,
                                 .window_ms = (uint32_t)cfg->quota_window_size_seconds * 1000u};
-    int rc = lm_quota_table_init(&hs->quota, HQUOTA_SENSORS_MAX, w);
+    int rc = lm_quota_table_init(t, cap, w);
     if (rc != 0) {
-        BLOG_WARN_LIMITED("quota: no sensors on this shard (%s); quotas are not enforced",
-                          lm_strerror(rc));
+        BLOG_WARN_LIMITED("quota: no sensors (%s); quotas are not enforced", lm_strerror(rc));
         return NULL;
     }
-    return &hs->quota;
+    return t;
 }
 
 bool h_quota_limit(struct broker_req *req, int k, double *limit)
@@ -80,10 +81,20 @@ static int64_t quota_add(struct broker_req *req, int k, double v)
     if (lm_quota_resolve(hs->snap->state.quotas, hs->snap->state.quota_count, k, w.user, w.client,
                          &limit, &tu, &tc) == 0)
         return 0;
-    struct lm_quota_table *t = table_of(hs);
+    int64_t now = (int64_t)broker_now_ms();
+    if (k == LM_QUOTA_CONTROLLER_MUTATION_RATE) {
+        /* the node's table: mutations count wherever the client's connection is */
+        struct handlers_ctx *h = hs->node;
+        pthread_mutex_lock(&h->mutation_lock);
+        struct lm_quota_table *t = table_ready(&h->mutation_quota, h->cfg, HQUOTA_SENSORS_MAX);
+        int64_t ms = t != NULL ? lm_quota_table_record(t, k, tu, tc, limit, v, now) : 0;
+        pthread_mutex_unlock(&h->mutation_lock);
+        return ms;
+    }
+    struct lm_quota_table *t = table_ready(&hs->quota, hs->node->cfg, HQUOTA_SENSORS_MAX);
     if (t == NULL)
         return 0;
-    return lm_quota_table_record(t, k, tu, tc, limit, v, (int64_t)broker_now_ms());
+    return lm_quota_table_record(t, k, tu, tc, limit, v, now);
 }
 
 int32_t h_quota_record(struct broker_req *req, int k, double bytes)
@@ -91,6 +102,11 @@ int32_t h_quota_record(struct broker_req *req, int k, double bytes)
     int64_t ms = quota_add(req, k, bytes);
     LM_ASSERT(ms >= 0 && ms <= INT32_MAX);
     return (int32_t)ms;
+}
+
+bool h_quota_exceeded(struct broker_req *req, int k)
+{
+    return quota_add(req, k, 0) > 0;
 }
 
 void h_quota_unrecord(struct broker_req *req, int k, double bytes)

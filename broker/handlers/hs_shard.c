@@ -30,13 +30,14 @@
  * log.cleaner.backoff.ms is 15 s; the check here only walks segment lists). */
 #define HANDLERS_COMPACT_CHECK_TICKS 5
 
-static double topic_config_double(const struct handlers_ctx *h, const struct htopic *tp,
+static double topic_config_double(const struct hshard *hs, const struct htopic *tp,
                                   const char *name, double dflt)
 {
     const char *v = NULL;
     enum lm_config_source src;
-    if (lm_topic_config_effective(name, tp->meta->configs, tp->meta->config_count,
-                                  h->broker_topic_configs, h->broker_topic_config_count, &v,
+    size_t nd = 0;
+    const struct lm_config_entry *defaults = hs_topic_defaults(hs, &nd);
+    if (lm_topic_config_effective(name, tp->meta->configs, tp->meta->config_count, defaults, nd, &v,
                                   &src) != 0 ||
         v == NULL)
         return dflt;
@@ -45,12 +46,12 @@ static double topic_config_double(const struct handlers_ctx *h, const struct hto
     return end == v ? dflt : d;
 }
 
-static void compact_cfg_of(const struct handlers_ctx *h, const struct htopic *tp,
+static void compact_cfg_of(const struct hshard *hs, const struct htopic *tp,
                            struct storage_compact_config *cc)
 {
     storage_compact_config_default(cc);
-    cc->min_cleanable_dirty_ratio = topic_config_double(h, tp, "min.cleanable.dirty.ratio", 0.5);
-    double max_lag = topic_config_double(h, tp, "max.compaction.lag.ms", -1);
+    cc->min_cleanable_dirty_ratio = topic_config_double(hs, tp, "min.cleanable.dirty.ratio", 0.5);
+    double max_lag = topic_config_double(hs, tp, "max.compaction.lag.ms", -1);
     cc->max_compaction_lag_ms = max_lag <= 0 || max_lag >= 9e18 ? -1 : (int64_t)max_lag;
     cc->min_compaction_lag_ms = tp->settings.min_compaction_lag_ms;
     cc->delete_retention_ms = tp->settings.delete_retention_ms;
@@ -59,7 +60,7 @@ static void compact_cfg_of(const struct handlers_ctx *h, const struct htopic *tp
 static void compact_step(struct hshard *hs, const struct htopic *tp, struct hpart *p)
 {
     struct storage_compact_config cc;
-    compact_cfg_of(hs->node, tp, &cc);
+    compact_cfg_of(hs, tp, &cc);
     bool busy;
     int rc = storage_log_compact_step(p->log, &cc, storage_log_high_watermark(p->log),
                                       HANDLERS_COMPACT_BUDGET_BYTES, &busy, NULL);
@@ -123,7 +124,7 @@ static void compact_tick(struct hshard *hs)
                 }
                 if (check && due == NULL) {
                     struct storage_compact_config cc;
-                    compact_cfg_of(hs->node, tp, &cc);
+                    compact_cfg_of(hs, tp, &cc);
                     if (storage_log_compact_due(p->log, &cc, storage_log_high_watermark(p->log))) {
                         due = p;
                         due_topic = tp;
@@ -236,6 +237,9 @@ static void gauges_store(struct hshard *hs, const struct handlers_shard_gauges *
     if (hs->node->part_gauges[hs->id] != NULL)
         __atomic_store_n(&hs->node->part_gauges[hs->id]->tick, (uint32_t)hs->ticks,
                          __ATOMIC_RELEASE);
+    __atomic_store_n(&d->fetch_sessions, hs->fsess.count, __ATOMIC_RELAXED);
+    __atomic_store_n(&d->fetch_session_partitions, hs->fsess.parts_total, __ATOMIC_RELAXED);
+    __atomic_store_n(&d->fetch_session_evictions, hs->fsess.evictions, __ATOMIC_RELAXED);
 }
 
 static void shard_tick(struct broker_shard *s, struct broker_timer *t)
@@ -314,6 +318,22 @@ static void shard_tick(struct broker_shard *s, struct broker_timer *t)
         BLOG_ERROR("shard %u: cannot re-arm the tick timer", hs->id);
 }
 
+/* The shard's share of the node's fetch session slots and cached partitions. */
+static int fetch_sessions_init(struct hshard *hs)
+{
+    const struct broker_config *cfg = hs->node->cfg;
+    uint32_t shards = hs->count ? hs->count : 1;
+    uint32_t slots = cfg->fetch_session_slots > 0
+                         ? (uint32_t)(((uint64_t)cfg->fetch_session_slots + shards - 1) / shards)
+                         : 0;
+    uint64_t parts = ((uint64_t)cfg->fetch_session_partitions_max + shards - 1) / shards;
+    uint64_t seed = 0;
+    if (getrandom(&seed, sizeof(seed), 0) != (ssize_t)sizeof(seed))
+        seed = broker_now_ms() ^ ((uint64_t)hs->id << 32);
+    return fsess_cache_init(&hs->fsess, slots, (uint64_t)cfg->fetch_session_eviction_ms, parts,
+                            hs->id, shards, seed);
+}
+
 int hs_shard_start(struct broker_shard *s, void *ctx)
 {
     struct handlers_ctx *node = ctx;
@@ -349,7 +369,9 @@ int hs_shard_start(struct broker_shard *s, void *ctx)
     }
     broker_shard_set_user(s, hs);
     __atomic_store_n(&node->shard_count, hs->count, __ATOMIC_RELEASE);
-    int rc;
+    int rc = fetch_sessions_init(hs);
+    if (rc != 0)
+        return rc;
     if (node->ctl != NULL && hs->id == CONTROLLER_SHARD &&
         (rc = controller_shard_start(node->ctl, s)) != 0)
         return rc; /* opens the metadata log and replays it into the image */
@@ -423,6 +445,8 @@ void hs_shard_stop(struct broker_shard *s, void *ctx)
         lm_meta_snapshot_release(hs->snap);
     free(hs->scratch);
     hs_quota_free(hs);
+    fsess_cache_free(&hs->fsess);
+    free(hs->topic_defaults);
     broker_shard_set_user(s, NULL);
     free(hs);
 }

@@ -41,6 +41,9 @@ void lm_meta_state_deinit(struct lm_meta_state *s)
     free(s->scram);
     free(s->acls);
     free(s->quotas);
+    for (size_t i = 0; i < s->broker_config_count; i++)
+        lm_meta_configs_free(s->broker_configs[i].configs, s->broker_configs[i].count);
+    free(s->broker_configs);
     memset(s, 0, sizeof(*s));
 }
 
@@ -94,6 +97,25 @@ static int brokers_copy(struct lm_meta_state *dst, const struct lm_meta_state *s
     dst->quota_count = dst->quota_cap = src->quota_count;
     dst->scram_count = dst->scram_cap = src->scram_count;
     dst->broker_count = dst->broker_cap = src->broker_count;
+    if (src->broker_config_count == 0)
+        return 0;
+    dst->broker_configs = calloc(src->broker_config_count, sizeof(*dst->broker_configs));
+    if (dst->broker_configs == NULL) {
+        lm_meta_state_deinit(dst);
+        return LM_E_NOMEM;
+    }
+    dst->broker_config_cap = src->broker_config_count;
+    for (size_t i = 0; i < src->broker_config_count; i++) {
+        const struct lm_meta_broker_configs *b = &src->broker_configs[i];
+        struct lm_meta_broker_configs *d = &dst->broker_configs[i];
+        d->node = b->node;
+        if (configs_dup(b->configs, b->count, &d->configs) != 0) {
+            lm_meta_state_deinit(dst);
+            return LM_E_NOMEM;
+        }
+        d->count = b->count;
+        dst->broker_config_count = i + 1;
+    }
     return 0;
 }
 
@@ -702,6 +724,65 @@ static int quota_apply(struct lm_meta_state *s, const struct lm_meta_record *r)
     return 0;
 }
 
+const struct lm_meta_broker_configs *lm_meta_state_broker_configs(const struct lm_meta_state *s,
+                                                                  int32_t node)
+{
+    for (size_t i = 0; i < s->broker_config_count; i++)
+        if (s->broker_configs[i].node == node)
+            return &s->broker_configs[i];
+    return NULL;
+}
+
+static int broker_configs_check(const struct lm_meta_state *s, const struct lm_meta_record *r)
+{
+    if (r->broker_id < LM_META_BROKER_DEFAULT || r->config_count > LM_META_CONFIGS_MAX)
+        return LM_E_INVALID;
+    for (size_t i = 0; i < r->config_count; i++) {
+        const struct lm_config_entry *c = &r->configs[i];
+        if (c->name == NULL || c->value == NULL || strlen(c->value) > LM_META_CONFIG_VALUE_MAX ||
+            lm_broker_dynamic_config_validate(c->name, c->value) != 0)
+            return LM_E_INVALID;
+        for (size_t j = 0; j < i; j++)
+            if (strcmp(c->name, r->configs[j].name) == 0)
+                return LM_E_INVALID;
+    }
+    /* the entities: the default and at most one per node */
+    if (r->config_count > 0 && lm_meta_state_broker_configs(s, r->broker_id) == NULL &&
+        s->broker_config_count > LM_META_BROKERS_MAX)
+        return LM_E_FULL;
+    return 0;
+}
+
+static int broker_configs_apply(struct lm_meta_state *s, const struct lm_meta_record *r)
+{
+    struct lm_meta_broker_configs *b =
+        (struct lm_meta_broker_configs *)lm_meta_state_broker_configs(s, r->broker_id);
+    if (r->config_count == 0) {
+        if (b != NULL) {
+            lm_meta_configs_free(b->configs, b->count);
+            *b = s->broker_configs[--s->broker_config_count];
+        }
+        return 0;
+    }
+    struct lm_config_entry *c = NULL;
+    int rc = configs_dup(r->configs, r->config_count, &c);
+    if (rc != 0)
+        return rc;
+    if (b == NULL) {
+        if (LM_GROW(s->broker_configs, s->broker_config_cap, s->broker_config_count + 1, 4) != 0) {
+            lm_meta_configs_free(c, r->config_count);
+            return LM_E_NOMEM;
+        }
+        b = &s->broker_configs[s->broker_config_count++];
+        b->node = r->broker_id;
+    } else {
+        lm_meta_configs_free(b->configs, b->count);
+    }
+    b->configs = c;
+    b->count = r->config_count;
+    return 0;
+}
+
 int lm_meta_state_check(const struct lm_meta_state *s, const struct lm_meta_record *r)
 {
     const struct lm_meta_topic *t = NULL;
@@ -792,6 +873,8 @@ int lm_meta_state_check(const struct lm_meta_state *s, const struct lm_meta_reco
         return reassign_check(s, r);
     case LM_META_QUOTA:
         return quota_check(s, r);
+    case LM_META_BROKER_CONFIGS:
+        return broker_configs_check(s, r);
     }
     return LM_E_INVALID;
 }
@@ -970,6 +1053,11 @@ int lm_meta_state_apply(struct lm_meta_state *s, const struct lm_meta_record *r)
         if (rc != 0)
             return rc;
         break;
+    case LM_META_BROKER_CONFIGS:
+        rc = broker_configs_apply(s, r);
+        if (rc != 0)
+            return rc;
+        break;
     }
     s->version++;
     return 0;
@@ -1014,6 +1102,9 @@ size_t lm_meta_record_size(const struct lm_meta_record *r)
         break;
     case LM_META_TOPIC_CONFIGS:
         n += str_size(r->topic) + configs_size(r);
+        break;
+    case LM_META_BROKER_CONFIGS:
+        n += 4 + configs_size(r);
         break;
     case LM_META_TOPIC_DELETE:
         n += str_size(r->topic) + (!id_is_zero(r->topic_id) ? 16 : 0);
@@ -1083,6 +1174,15 @@ static void put_str(struct cursor *c, const char *s)
 }
 
 static int get_be(struct cursor *c, int bytes, uint64_t *out);
+
+static void put_configs(struct cursor *c, const struct lm_meta_record *r)
+{
+    put_be(c, r->config_count, 2);
+    for (size_t i = 0; i < r->config_count; i++) {
+        put_str(c, r->configs[i].name);
+        put_str(c, r->configs[i].value);
+    }
+}
 
 static void put_replicas(struct cursor *c, const struct lm_meta_record *r, int32_t partitions)
 {
@@ -1195,13 +1295,13 @@ int lm_meta_record_encode(const struct lm_meta_record *r, uint8_t *buf, size_t c
             c.pos += 16;
             put_be(&c, (uint32_t)r->partition_count, 4);
         }
-        put_be(&c, r->config_count, 2);
-        for (size_t i = 0; i < r->config_count; i++) {
-            put_str(&c, r->configs[i].name);
-            put_str(&c, r->configs[i].value);
-        }
+        put_configs(&c, r);
         if (r->type == LM_META_TOPIC_CREATE)
             put_replicas(&c, r, r->partition_count);
+        break;
+    case LM_META_BROKER_CONFIGS:
+        put_be(&c, (uint32_t)r->broker_id, 4);
+        put_configs(&c, r);
         break;
     case LM_META_TOPIC_DELETE:
         put_str(&c, r->topic);
@@ -1327,6 +1427,41 @@ static int get_str(struct cursor *c, const char **out)
     return 0;
 }
 
+/* A config list (u16 count, then name and value strings), malloc'd into out->configs and
+ * *configs_out. */
+static int get_configs(struct cursor *c, struct lm_meta_record *out,
+                       struct lm_config_entry **configs_out)
+{
+    uint64_t v;
+    int rc = get_be(c, 2, &v);
+    if (rc != 0)
+        return rc;
+    /* each entry takes at least 6 bytes: bound the allocation by the bytes left */
+    if (v * 6 > c->len - c->pos)
+        return LM_E_TOO_LARGE;
+    size_t n = (size_t)v;
+    struct lm_config_entry *cfg = n ? calloc(n, sizeof(*cfg)) : NULL;
+    if (n && cfg == NULL)
+        return LM_E_NOMEM;
+    for (size_t i = 0; i < n; i++) {
+        const char *name, *value;
+        if ((rc = get_str(c, &name)) != 0 || (rc = get_str(c, &value)) != 0) {
+            lm_meta_configs_free(cfg, n);
+            return rc;
+        }
+        cfg[i].name = strdup(name);
+        cfg[i].value = strdup(value);
+        if (!cfg[i].name || !cfg[i].value) {
+            lm_meta_configs_free(cfg, n);
+            return LM_E_NOMEM;
+        }
+    }
+    out->configs = cfg;
+    out->config_count = n;
+    *configs_out = cfg;
+    return 0;
+}
+
 int lm_meta_record_decode(const uint8_t *buf, size_t len, struct lm_meta_record *out,
                           struct lm_config_entry **configs_out)
 {
@@ -1356,31 +1491,8 @@ int lm_meta_record_decode(const uint8_t *buf, size_t len, struct lm_meta_record 
                 return rc;
             out->partition_count = (int32_t)(uint32_t)v;
         }
-        if ((rc = get_be(&c, 2, &v)) != 0)
+        if ((rc = get_configs(&c, out, configs_out)) != 0)
             return rc;
-        /* each entry takes at least 6 bytes: bound the allocation by the bytes left */
-        if (v * 6 > len - c.pos)
-            return LM_E_TOO_LARGE;
-        size_t n = (size_t)v;
-        struct lm_config_entry *cfg = n ? calloc(n, sizeof(*cfg)) : NULL;
-        if (n && cfg == NULL)
-            return LM_E_NOMEM;
-        for (size_t i = 0; i < n; i++) {
-            const char *name, *value;
-            if ((rc = get_str(&c, &name)) != 0 || (rc = get_str(&c, &value)) != 0) {
-                lm_meta_configs_free(cfg, n);
-                return rc;
-            }
-            cfg[i].name = strdup(name);
-            cfg[i].value = strdup(value);
-            if (!cfg[i].name || !cfg[i].value) {
-                lm_meta_configs_free(cfg, n);
-                return LM_E_NOMEM;
-            }
-        }
-        out->configs = cfg;
-        out->config_count = n;
-        *configs_out = cfg;
         if (out->type == LM_META_TOPIC_CREATE) {
             int32_t rows;
             if ((rc = get_replicas(&c, out, &rows)) != 0 ||
@@ -1392,6 +1504,13 @@ int lm_meta_record_decode(const uint8_t *buf, size_t len, struct lm_meta_record 
         }
         break;
     }
+    case LM_META_BROKER_CONFIGS:
+        if ((rc = get_be(&c, 4, &v)) != 0)
+            return rc;
+        out->broker_id = (int32_t)(uint32_t)v;
+        if ((rc = get_configs(&c, out, configs_out)) != 0)
+            return rc;
+        break;
     case LM_META_TOPIC_DELETE:
         if ((rc = get_str(&c, &out->topic)) != 0)
             return rc;

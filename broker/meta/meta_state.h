@@ -48,7 +48,15 @@ enum lm_meta_record_type {
      * quota_user, quota_client_part / quota_client), quota_key, and quota_value to set it or
      * quota_remove to drop it. An entity left without keys leaves the image. */
     LM_META_QUOTA = 14,
+    /* Dynamic broker configs (KRaft's ConfigRecord for BROKER resources): broker_id (a node,
+     * or -1 for the cluster-wide default) and configs, which replace every dynamic config of
+     * that entity (none: the entity leaves the image). Keys and values as
+     * lm_broker_dynamic_config_validate accepts them. */
+    LM_META_BROKER_CONFIGS = 15,
 };
+
+/* The node id of the cluster-wide default entity of LM_META_BROKER_CONFIGS. */
+#define LM_META_BROKER_DEFAULT (-1)
 
 /* The most quota entities the image holds (AlterClientQuotas past it fails with
  * POLICY_VIOLATION). */
@@ -138,6 +146,13 @@ struct lm_meta_record {
     bool quota_remove;
 };
 
+/* The dynamic configs of one broker entity (a node, or LM_META_BROKER_DEFAULT). */
+struct lm_meta_broker_configs {
+    int32_t node;
+    struct lm_config_entry *configs; /* owned */
+    size_t count;
+};
+
 /* A registered node: its advertised listeners and whether it is fenced (not alive). */
 struct lm_meta_broker {
     int32_t id;
@@ -205,6 +220,10 @@ struct lm_meta_state {
     struct lm_quota_entry *quotas;
     size_t quota_count;
     size_t quota_cap;
+    /* dynamic broker configs, one entry per entity with at least one set, unsorted, owned */
+    struct lm_meta_broker_configs *broker_configs;
+    size_t broker_config_count;
+    size_t broker_config_cap;
     uint64_t version; /* bumped by every applied record */
 };
 
@@ -220,6 +239,9 @@ const struct authz_acl *lm_meta_state_acl(const struct lm_meta_state *s, const u
 const struct authz_acl *lm_meta_state_acl_same(const struct lm_meta_state *s,
                                                const struct lm_meta_record *r);
 
+/* The dynamic configs of a node (or LM_META_BROKER_DEFAULT), or NULL when it has none. */
+const struct lm_meta_broker_configs *lm_meta_state_broker_configs(const struct lm_meta_state *s,
+                                                                  int32_t node);
 /* The quota entry of the entity r names (LM_META_QUOTA), or NULL. */
 const struct lm_quota_entry *lm_meta_state_quota(const struct lm_meta_state *s,
                                                  const struct lm_meta_record *r);

@@ -221,6 +221,37 @@ int lm_topic_config_validate(const char *name, const char *value)
     return LM_E_INVALID;
 }
 
+int lm_broker_dynamic_config_validate(const char *name, const char *value)
+{
+    static const struct {
+        const char *key;
+        int64_t min;
+    } longs[] = {
+        {"log.retention.minutes", -1},
+        {"log.retention.hours", -1},
+        {"log.roll.hours", 1},
+        {"log.roll.jitter.hours", 0},
+        {"leader.replication.throttled.rate", 0},
+        {"follower.replication.throttled.rate", 0},
+        {"replica.alter.log.dirs.io.max.bytes.per.second", 0},
+    };
+    if (name == NULL)
+        return LM_E_NOT_FOUND;
+    for (size_t i = 0; i < LM_ARRAY_LEN(longs); i++) {
+        if (strcmp(longs[i].key, name) != 0)
+            continue;
+        int64_t v;
+        return value != NULL && parse_i64(value, &v) == 0 && v >= longs[i].min ? 0 : LM_E_INVALID;
+    }
+    size_t n = 0;
+    const struct lm_topic_config_def *defs = lm_topic_config_defs(&n);
+    for (size_t i = 0; i < n; i++) {
+        if (defs[i].broker_synonym != NULL && strcmp(defs[i].broker_synonym, name) == 0)
+            return lm_topic_config_validate(defs[i].name, value);
+    }
+    return LM_E_NOT_FOUND;
+}
+
 static const char *entry_find(const struct lm_config_entry *list, size_t count, const char *name)
 {
     for (size_t i = 0; i < count; i++) {

@@ -79,6 +79,13 @@ const struct lm_topic_config_def *lm_topic_config_find(const char *name);
  * Returns 0, LM_E_NOT_FOUND for an unknown name, or LM_E_INVALID. */
 int lm_topic_config_validate(const char *name, const char *value);
 
+/* Broker configs that may change at run time (the part of Kafka's DynamicBrokerConfig laminar
+ * serves): the broker synonym of every topic config and the keys in other units standing for
+ * one (log.retention.hours, ...), i.e. the defaults of every topic, and the replication
+ * throttles (leader./follower.replication.throttled.rate). Returns 0, LM_E_NOT_FOUND for a
+ * key that is not dynamic, or LM_E_INVALID for a value the key refuses. */
+int lm_broker_dynamic_config_validate(const char *name, const char *value);
+
 /* lm_topic_settings_resolve computes typed settings: each name takes the topic's value if
  * set, else the broker's value for its synonym if set, else Kafka's default. Either list may
  * be empty. Values are assumed valid (checked by lm_topic_config_validate when stored); an

@@ -252,11 +252,16 @@ def run(nodes, cp):
     # a reorder of partition 1's replicas: done at once
     reorder = json_file(plan([(1, [3, 2, 1])]))
     out = tool(cp, REASSIGN, "--bootstrap-server", boot, "--execute", "--reassignment-json-file",
-               reorder, nodes=nodes, what="kafka-reassign-partitions --execute (reorder)")
-    if "Successfully started partition reassignment" not in out:
+               reorder, "--throttle", "50000000", nodes=nodes,
+               what="kafka-reassign-partitions --execute --throttle (reorder)")
+    if ("Successfully started partition reassignment" not in out or
+            "The inter-broker throttle limit was set to 50000000 B/s" not in out):
         print(out[-2000:])
-        fail("--execute (reorder) did not start", nodes)
-    verify_until(cp, reorder, [1], nodes, 30)
+        fail("--execute --throttle (reorder) did not start", nodes)
+    out = verify_until(cp, reorder, [1], nodes, 30)
+    if "Clearing broker-level throttles on brokers" not in out:
+        print(out[-2000:])
+        fail("--verify did not clear the throttles (dynamic broker configs)", nodes)
     wait_for("partition 1 replicas 3,2,1 on every node",
              lambda: all(describe(x)[1][0] == [3, 2, 1] for x in nodes), 30, nodes)
 

@@ -10,7 +10,12 @@
     "fast" one is much faster;
   - after a restart the quotas are still described and still enforced;
   - a quota on (user ANONYMOUS, client id "slow") overrides the one on client id "slow"
-    (KIP-55's precedence; ANONYMOUS is the principal of a PLAINTEXT connection).
+    (KIP-55's precedence; ANONYMOUS is the principal of a PLAINTEXT connection);
+  - controller_mutation_rate (KIP-599) on client id "mut": with hand-built frames, a
+    CreateTopics v7 of 40 partitions passes and puts it over its quota, the next v7
+    CreateTopics, CreatePartitions v3 and DeleteTopics v6 are refused with
+    THROTTLING_QUOTA_EXCEEDED and a throttle time, a CreateTopics v4 (before the strict
+    versions) passes with a throttle time, and client id "free" is not held back.
 
 Kafka's sampled rate lets a new sensor take (quota.window.num - 1) windows' worth at once and
 then holds it to at most num / (num - 1) times its quota; the broker here measures over 5
@@ -30,6 +35,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "harness"))
 from laminar_harness import Broker  # noqa: E402
 from compat_util import check, restart_wait, run_scenario  # noqa: E402
+import kafka_wire  # noqa: E402
+from kafka_wire import arr, carr, cstr, s16, s32, sstr, uvar  # noqa: E402
 
 JAVA = os.path.join(HERE, "..", "java")
 QUOTA = 100000  # bytes per second
@@ -116,6 +123,81 @@ def consume_for(b, client_id, topic, seconds, warmup=0.0):
     return rate, throttles
 
 
+TAGS = b"\x00"
+THROTTLED = 89  # THROTTLING_QUOTA_EXCEEDED
+
+
+def create_topic_raw(b, client_id, name, partitions, version):
+    """One CreateTopics (v4, or v7 flexible) on a new connection: (error, throttle_time_ms)."""
+    c = kafka_wire.Conn(b.host, b.port, client_id, 15)
+    try:
+        if version >= 5:
+            body = (carr([cstr(name) + s32(partitions) + s16(1) + carr([]) + carr([]) + TAGS]) +
+                    s32(10000) + b"\x00" + TAGS)
+            r = c.call(19, version, body, flexible=True)
+            throttle = r.i32()
+            check(r.uvar() == 2 and r.cstr() == name, "CreateTopics v%d shape" % version)
+            r.take("16s")  # topic id
+            return r.i16(), throttle
+        body = arr([sstr(name) + s32(partitions) + s16(1) + arr([]) + arr([])]) + s32(10000)
+        r = c.call(19, version, body + b"\x00")
+        throttle = r.i32()
+        check(r.i32() == 1 and r.str() == name, "CreateTopics v%d shape" % version)
+        return r.i16(), throttle
+    finally:
+        c.close()
+
+
+def create_partitions_raw(b, client_id, name, count):
+    """CreatePartitions v3 (flexible): (error, throttle_time_ms)."""
+    c = kafka_wire.Conn(b.host, b.port, client_id, 15)
+    try:
+        body = carr([cstr(name) + s32(count) + uvar(0) + TAGS]) + s32(10000) + b"\x00" + TAGS
+        r = c.call(37, 3, body, flexible=True)
+        throttle = r.i32()
+        check(r.uvar() == 2 and r.cstr() == name, "CreatePartitions shape")
+        return r.i16(), throttle
+    finally:
+        c.close()
+
+
+def delete_topic_raw(b, client_id, name):
+    """DeleteTopics v6 (flexible, by name): (error, throttle_time_ms)."""
+    c = kafka_wire.Conn(b.host, b.port, client_id, 15)
+    try:
+        body = carr([cstr(name) + b"\x00" * 16 + TAGS]) + s32(10000) + TAGS
+        r = c.call(20, 6, body, flexible=True)
+        throttle = r.i32()
+        check(r.uvar() == 2 and r.cstr() == name, "DeleteTopics shape")
+        r.take("16s")
+        return r.i16(), throttle
+    finally:
+        c.close()
+
+
+def mutation_quota(b):
+    configs(b, "--alter", "--entity-type", "clients", "--entity-name", "mut", "--add-config",
+            "controller_mutation_rate=1")
+    time.sleep(0.5)  # the shards take the new image on their next tick
+    err, thr = create_topic_raw(b, "mut", "mut-a", 40, 7)
+    check(err == 0, "the first CreateTopics under the mutation quota: error %d" % err)
+    err, thr = create_topic_raw(b, "mut", "mut-b", 1, 7)
+    check(err == THROTTLED and thr > 0,
+          "CreateTopics v7 over the quota: error %d throttle %d" % (err, thr))
+    err, thr = create_partitions_raw(b, "mut", "mut-a", 41)
+    check(err == THROTTLED and thr > 0,
+          "CreatePartitions v3 over the quota: error %d throttle %d" % (err, thr))
+    err, thr = delete_topic_raw(b, "mut", "mut-a")
+    check(err == THROTTLED and thr > 0,
+          "DeleteTopics v6 over the quota: error %d throttle %d" % (err, thr))
+    err, thr4 = create_topic_raw(b, "mut", "mut-c", 1, 4)
+    check(err == 0 and thr4 > 0, "CreateTopics v4 (permissive): error %d throttle %d" % (err, thr4))
+    err, thr = create_topic_raw(b, "free", "free-a", 1, 7)
+    check(err == 0 and thr == 0, "client id 'free': error %d throttle %d" % (err, thr))
+    print("ok: controller_mutation_rate refuses strict versions with THROTTLING_QUOTA_EXCEEDED "
+          "(throttle %d ms), lets v4 through throttled, leaves 'free' alone" % thr4)
+
+
 def scenario(b):
     from confluent_kafka.admin import AdminClient, NewTopic
     a = AdminClient({"bootstrap.servers": b.bootstrap})
@@ -155,6 +237,8 @@ def scenario(b):
     check(len(slow_thr) > 0, "librdkafka saw no fetch throttle for 'slow'")
     check(fast >= 5 * QUOTA, "unthrottled consumer only at %.0f B/s" % fast)
     print("ok: consumer_byte_rate holds 'slow' at %.2fx its quota" % (slow / QUOTA))
+
+    mutation_quota(b)
 
     restart_wait(b, kill=False)
     _, out = configs(b, "--describe", "--entity-type", "clients", "--entity-name", "slow")

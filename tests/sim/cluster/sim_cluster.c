@@ -139,9 +139,13 @@
 #define SIM_PARTITIONS 3
 #define TOPIC          "sim"
 #define PRODUCERS      2
-#define GROUP          "simg"
-#define MEMBERS        2 /* members of GROUP consuming TOPIC */
-#define ASSIGN_MAX     8 /* members a leader assigns to (restarted ones linger a session) */
+/* A producer gives a batch up after this long without an acknowledgement (a real client's
+ * delivery timeout, shorter here than librdkafka's 300 s and the Java client's 120 s so that a
+ * run ends): the batch fails and the producer starts over with a new producer id. */
+#define PRODUCER_DELIVERY_TIMEOUT_US (30ull * 1000 * 1000)
+#define GROUP                        "simg"
+#define MEMBERS                      2 /* members of GROUP consuming TOPIC */
+#define ASSIGN_MAX                   8 /* members a leader assigns to (restarted ones linger a session) */
 /* The churn client's topic, created, produced to, read and deleted again and again. */
 #define CHURN_TOPIC       "extra"
 #define CHURN_PARTITIONS  2
@@ -220,6 +224,7 @@ struct client {
     int32_t pend_part, pend_seq, pend_count;
     uint32_t pend_first_rec; /* index in S.recs of its first record */
     uint32_t pend_tries;
+    uint64_t pend_since_us; /* when the batch was first sent (its delivery timeout) */
     /* reader */
     int64_t pos[SIM_PARTITIONS];
     int64_t hw_seen[SIM_PARTITIONS];
@@ -273,6 +278,12 @@ struct scenario {
     uint32_t *at[SIM_PARTITIONS];
     /* leader per (partition, epoch) as the nodes report it */
     int32_t leader_of[SIM_PARTITIONS][4096];
+    /* the same for each incarnation of the churn topic (by topic id), epochs below 64 */
+    struct {
+        uint8_t id[16];
+        int32_t leader_of[CHURN_PARTITIONS][64];
+    } churn_leaders[CHURN_MAX];
+    uint32_t churn_leader_count;
     char dir[256];
     bool faults_on;
     bool producing;
@@ -399,6 +410,42 @@ static void check_read(struct client *cl, int32_t p, int64_t offset, uint32_t r,
     }
 }
 
+/* The leaders seen of the churn topic's incarnation `id`, or NULL past CHURN_MAX of them. */
+static int32_t (*churn_leaders_of(const uint8_t id[16]))[64]
+{
+    for (uint32_t i = 0; i < S.churn_leader_count; i++)
+        if (memcmp(S.churn_leaders[i].id, id, 16) == 0)
+            return S.churn_leaders[i].leader_of;
+    if (S.churn_leader_count == CHURN_MAX)
+        return NULL;
+    uint32_t i = S.churn_leader_count++;
+    memcpy(S.churn_leaders[i].id, id, 16);
+    return S.churn_leaders[i].leader_of;
+}
+
+/* ... and of every incarnation of the churn topic (a node that forgot its vote, e.g. a
+ * replica directory removed behind Raft's back, lets a second leader in the same epoch). */
+static void check_churn_leaders(uint32_t n, struct hshard *hs)
+{
+    struct htopic *tp = hs_topic(hs, CHURN_TOPIC, strlen(CHURN_TOPIC));
+    if (tp == NULL)
+        return;
+    for (int32_t p = 0; p < CHURN_PARTITIONS && p < tp->part_cap; p++) {
+        struct hpart *hp = tp->parts[p];
+        if (hp == NULL || hp->part == NULL || !partition_is_leader(hp->part))
+            continue;
+        int32_t e = partition_leader_epoch(hp->part);
+        int32_t(*lead)[64] = churn_leaders_of(hp->topic_id);
+        if (lead == NULL || e < 0 || e >= 64)
+            continue;
+        int32_t id = (int32_t)n + 1;
+        if (lead[p][e] != 0 && lead[p][e] != id)
+            fail("topic %s partition %d epoch %d: nodes %d and %d both lead", CHURN_TOPIC, p, e,
+                 lead[p][e], id);
+        lead[p][e] = id;
+    }
+}
+
 /* At most one leader per partition and epoch, from each node's partitions. */
 static void check_leaders(void)
 {
@@ -409,6 +456,7 @@ static void check_leaders(void)
         struct hshard *hs = broker_shard_user(s);
         if (hs == NULL)
             continue;
+        check_churn_leaders(n, hs);
         struct htopic *tp = hs_topic(hs, TOPIC, strlen(TOPIC));
         if (tp == NULL)
             continue;
@@ -779,6 +827,20 @@ static void on_produce(struct client *cl, struct scall *c, int rc, struct kafka_
         client_later(cl, sim_rand_below(20000));
         return;
     }
+    if ((rc != 0 || retriable(err)) &&
+        sim_now_us() - cl->pend_since_us > PRODUCER_DELIVERY_TIMEOUT_US) {
+        /* A real client's delivery timeout (librdkafka message.timeout.ms, the Java client's
+         * delivery.timeout.ms): the batch fails, it may or may not be in the log, and the
+         * producer starts over with a new producer id, as they bump their epoch. A leader
+         * answers NOT_LEADER_OR_FOLLOWER for a batch past a gap in its producer's sequence
+         * (producer_idem.c), counting on this to end a gap that stays. */
+        S.resets++;
+        BLOG_INFO("sim: producer %d: delivery timeout (error %d), new producer id", cl->idx, err);
+        cl->pending = false;
+        cl->pid = -1;
+        client_later(cl, 100000);
+        return;
+    }
     if (rc != 0 || retriable(err)) {
         /* the same batch again, with the same sequence numbers, after Metadata */
         S.retries++;
@@ -848,6 +910,7 @@ static void producer_step(struct client *cl)
         cl->pend_count = 1 + (int32_t)sim_rand_below(4);
         cl->pend_first_rec = S.nrecs;
         cl->pend_tries = 0;
+        cl->pend_since_us = sim_now_us();
         for (int32_t i = 0; i < cl->pend_count; i++)
             rec_new(p);
     }
@@ -2336,10 +2399,16 @@ static struct run_result run_seed(uint64_t seed, bool trace, enum selftest_kind 
              "back: state %d) %llu s after the faults stopped",
              CHURN_TOPIC, S.churn.ch_inc, (int)S.churn.ch_state,
              (unsigned long long)(SETTLE_LIMIT_US / US));
-    if (!S.failed && !reader_caught_up(&S.reader))
+    if (!S.failed && !reader_caught_up(&S.reader)) {
         fail(
             "the reader did not reach every acknowledged offset (liveness) %llu s after the faults",
             (unsigned long long)(SETTLE_LIMIT_US / US));
+        for (int p = 0; p < SIM_PARTITIONS; p++)
+            fprintf(stderr,
+                    "  partition %d: last acknowledged %" PRId64 ", reader at %" PRId64
+                    ", high watermark seen %" PRId64 "\n",
+                    p, S.max_acked[p], S.reader.pos[p], S.reader.hw_seen[p]);
+    }
     while (!S.failed && sim_now_us() < settle_end && !group_caught_up())
         sim_run_until(sim_now_us() + 100000, after_event, NULL);
     if (!S.failed && !group_caught_up()) {

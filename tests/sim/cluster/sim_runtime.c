@@ -1438,6 +1438,50 @@ int ftruncate(int fd, off_t len)
 
 /* Applies a crash to node i's writes not synced: the newest first, undone (drop), undone past a
  * random point with the write there cut short (tear), or overwritten with zeros (zero). */
+/* posix_fadvise(DONTNEED) evicts a file's clean pages. A write whose fsync failed is clean but
+ * never reached the disk (Linux after a writeback error), so once evicted a read sees what the
+ * disk holds: the file's doomed writes are undone, newest first, as a crash undoes them. A
+ * newer write of the file that is not doomed stops it (its pages are dirty, not evicted, and
+ * the older undo would cut it). */
+int posix_fadvise(int fd, off_t offset, off_t len, int advice)
+{
+    static pwrite_fn real_pwrite;
+    static ftruncate_fn real_ftruncate;
+    if (real_pwrite == NULL) {
+        real_pwrite = (pwrite_fn)real_fn("pwrite");
+        real_ftruncate = (ftruncate_fn)real_fn("ftruncate");
+    }
+    (void)offset;
+    (void)len;
+    struct stat st;
+    if (!W.active || W.cur_node < 0 || advice != POSIX_FADV_DONTNEED || fstat(fd, &st) != 0)
+        return 0;
+    for (struct sim_wr **pp = &W.unsynced[W.cur_node]; *pp != NULL;) {
+        struct sim_wr *w = *pp;
+        if (w->dev != st.st_dev || w->ino != st.st_ino) {
+            pp = &w->next;
+            continue;
+        }
+        if (!w->doomed)
+            break;
+        int wfd = open(w->path, O_WRONLY | O_CLOEXEC);
+        struct stat wst;
+        if (wfd >= 0 && fstat(wfd, &wst) == 0 && wst.st_dev == w->dev && wst.st_ino == w->ino) {
+            W.disk_lost_writes++;
+            if (w->old_len > 0)
+                (void)!real_pwrite(wfd, w->old, w->old_len, (off_t)w->off);
+            if (w->off + w->len > w->old_size && (uint64_t)wst.st_size > w->old_size)
+                (void)!real_ftruncate(wfd, (off_t)w->old_size);
+        }
+        if (wfd >= 0)
+            close(wfd);
+        *pp = w->next;
+        free(w->old);
+        free(w);
+    }
+    return 0;
+}
+
 static void disk_crash(uint32_t i, enum sim_crash_disk mode)
 {
     static pwrite_fn real_pwrite;

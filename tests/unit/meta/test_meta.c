@@ -475,6 +475,83 @@ static void test_scram_records(void **state)
     lm_meta_state_deinit(&s);
 }
 
+/* Dynamic broker configs (BROKER_CONFIGS records): per node and cluster-wide default, replace,
+ * remove, copy, validation of keys and values, truncation. */
+static void test_broker_config_records(void **state)
+{
+    (void)state;
+    struct lm_meta_state s;
+    lm_meta_state_init(&s);
+    struct lm_config_entry two[] = {{"log.retention.ms", "1000"},
+                                    {"leader.replication.throttled.rate", "5000"}};
+    struct lm_meta_record r = {
+        .type = LM_META_BROKER_CONFIGS, .broker_id = 3, .configs = two, .config_count = 2};
+    roundtrip(&r, &s, 0);
+    struct lm_config_entry one[] = {{"message.max.bytes", "2000"}};
+    struct lm_meta_record d = {.type = LM_META_BROKER_CONFIGS,
+                               .broker_id = LM_META_BROKER_DEFAULT,
+                               .configs = one,
+                               .config_count = 1};
+    roundtrip(&d, &s, 0);
+    const struct lm_meta_broker_configs *b = lm_meta_state_broker_configs(&s, 3);
+    assert_non_null(b);
+    assert_int_equal(b->count, 2);
+    assert_string_equal(b->configs[1].value, "5000");
+    b = lm_meta_state_broker_configs(&s, LM_META_BROKER_DEFAULT);
+    assert_non_null(b);
+    assert_string_equal(b->configs[0].name, "message.max.bytes");
+    assert_null(lm_meta_state_broker_configs(&s, 1));
+    struct lm_meta_state copy;
+    assert_int_equal(lm_meta_state_copy(&copy, &s), 0);
+    /* replace node 3's set with one key, then remove it */
+    r.config_count = 1;
+    roundtrip(&r, &s, 0);
+    assert_int_equal(lm_meta_state_broker_configs(&s, 3)->count, 1);
+    r.config_count = 0;
+    roundtrip(&r, &s, 0);
+    assert_null(lm_meta_state_broker_configs(&s, 3));
+    assert_non_null(lm_meta_state_broker_configs(&s, LM_META_BROKER_DEFAULT));
+    assert_int_equal(lm_meta_state_broker_configs(&copy, 3)->count, 2);
+    lm_meta_state_deinit(&copy);
+    /* refused: a key that is not dynamic, a bad value, a repeated key, node -2 */
+    struct lm_config_entry bad[] = {{"listeners", "PLAINTEXT://:1"}};
+    r.configs = bad;
+    r.config_count = 1;
+    assert_int_equal(lm_meta_state_check(&s, &r), LM_E_INVALID);
+    struct lm_config_entry badv[] = {{"log.retention.hours", "soon"}};
+    r.configs = badv;
+    assert_int_equal(lm_meta_state_check(&s, &r), LM_E_INVALID);
+    struct lm_config_entry rep[] = {{"log.retention.ms", "1"}, {"log.retention.ms", "2"}};
+    r.configs = rep;
+    r.config_count = 2;
+    assert_int_equal(lm_meta_state_check(&s, &r), LM_E_INVALID);
+    r.configs = one;
+    r.config_count = 1;
+    r.broker_id = -2;
+    assert_int_equal(lm_meta_state_check(&s, &r), LM_E_INVALID);
+    assert_int_equal(lm_broker_dynamic_config_validate("log.cleanup.policy", "compact,delete"), 0);
+    assert_int_equal(lm_broker_dynamic_config_validate("node.id", "1"), LM_E_NOT_FOUND);
+    assert_int_equal(lm_broker_dynamic_config_validate("follower.replication.throttled.rate", "-1"),
+                     LM_E_INVALID);
+    /* every truncation of an encoded record is an error */
+    r.broker_id = 7;
+    r.configs = two;
+    r.config_count = 2;
+    uint8_t buf[512];
+    int n = lm_meta_record_encode(&r, buf, sizeof(buf));
+    assert_int_equal(n, (int)lm_meta_record_size(&r));
+    struct lm_meta_record dd;
+    struct lm_config_entry *dc;
+    for (int cut = 0; cut < n; cut++)
+        assert_int_not_equal(lm_meta_record_decode(buf, (size_t)cut, &dd, &dc), 0);
+    assert_int_equal(lm_meta_record_decode(buf, (size_t)n, &dd, &dc), 0);
+    assert_int_equal(dd.broker_id, 7);
+    assert_int_equal(dd.config_count, 2);
+    assert_string_equal(dd.configs[0].name, "log.retention.ms");
+    lm_meta_record_free(&dd);
+    lm_meta_state_deinit(&s);
+}
+
 /* A rebuild of the cluster image (reset, then every record again) runs held: readers keep
  * seeing the old image, never the empty or partial one, and the whole new one appears at once. */
 static void test_image_rebuild_is_atomic(void **state)
@@ -671,6 +748,7 @@ int main(void)
         cmocka_unit_test(test_delete_names_its_incarnation),
         cmocka_unit_test(test_image_rebuild_is_atomic),
         cmocka_unit_test(test_scram_records),
+        cmocka_unit_test(test_broker_config_records),
         cmocka_unit_test(test_config_table_sorted_and_valid),
         cmocka_unit_test(test_config_validate),
         cmocka_unit_test(test_settings_resolution_order),

@@ -270,9 +270,9 @@ public class ToolsSuite {
                 && r.out.contains("num.partitions=") && r.out.contains("log.segment.bytes="),
                 "configs --describe --all on the broker");
         r = configs("--entity-type", "brokers", "--entity-name", node, "--alter", "--add-config",
-                "log.retention.ms=1000");
+                "num.partitions=7");
         check(r.status != 0 && r.out.contains("Cannot update these configs dynamically"),
-                "configs --alter on the broker is refused");
+                "configs --alter of a static broker config is refused");
 
         // 3b. The operability tools: kafka-log-dirs, kafka-configs on brokers and
         //     broker-loggers, kafka-features, kafka-topics --describe paged (OpsChecks).

@@ -1,0 +1,129 @@
+"""Dynamic broker configs (KIP-226) with Kafka's own kafka-configs (ConfigCommand) against
+laminar: a cluster-wide default (--entity-default) and a per-node value (--entity-name) of
+message.max.bytes, which Produce enforces at once (a 5,000-byte record refused under the
+default of 2,000, accepted under the node's 10,000); the topic describes the value with its
+dynamic sources and synonyms; keys that are not dynamic and bad values are refused; the
+replication throttle kafka-reassign-partitions sets is accepted; everything survives kill -9;
+--delete-config restores the static value.
+
+    /usr/bin/python3 test_dynamic_configs.py --io uring|epoll
+"""
+import argparse
+import os
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "harness"))
+from laminar_harness import Broker  # noqa: E402
+from compat_util import check, java_cmd, restart_wait, run_scenario  # noqa: E402
+
+import confluent_kafka as ck  # noqa: E402
+
+NODE = 4
+TOPIC = "dyncfg"
+LIB = os.path.join(HERE, "..", "java", "lib")
+
+
+def configs(b, *args):
+    """kafka-configs against broker b: (exit status, output)."""
+    p = subprocess.run(java_cmd(os.path.join(LIB, "*"), "kafka.admin.ConfigCommand",
+                                "--bootstrap-server", b.bootstrap, *args),
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=120)
+    return p.returncode, p.stdout.decode("utf-8", "replace")
+
+
+def produce(b, size):
+    """Produces one record of `size` bytes: None when acknowledged, else the error's name."""
+    p = ck.Producer({"bootstrap.servers": b.bootstrap, "message.max.bytes": 1 << 20,
+                     "enable.idempotence": False, "retries": 0})
+    out = []
+    p.produce(TOPIC, value=b"x" * size, on_delivery=lambda err, _m: out.append(err))
+    p.flush(30)
+    check(len(out) == 1, "delivery report")
+    return None if out[0] is None else out[0].name()
+
+
+def produce_eventually(b, size, want, timeout=5.0):
+    """Shards apply a dynamic config at their next metadata refresh: retry for a moment."""
+    deadline = time.monotonic() + timeout
+    while True:
+        got = produce(b, size)
+        if got == want or time.monotonic() > deadline:
+            return got
+        time.sleep(0.2)
+
+
+def scenario(b):
+    if not os.path.exists(os.path.join(LIB, ".complete")):
+        raise AssertionError("tests/compat/java/prepare has not run")
+    check(produce(b, 5000) is None, "a 5,000-byte record before any dynamic config")
+
+    rc, out = configs(b, "--entity-type", "brokers", "--entity-default", "--alter",
+                      "--add-config", "message.max.bytes=2000")
+    check(rc == 0 and "Completed updating default config for brokers in the cluster" in out,
+          "set the cluster-wide default:\n" + out)
+    rc, out = configs(b, "--entity-type", "brokers", "--entity-default", "--describe")
+    check(rc == 0 and "message.max.bytes=2000" in out, "describe the default:\n" + out)
+    got = produce_eventually(b, 5000, "MSG_SIZE_TOO_LARGE")
+    check(got == "MSG_SIZE_TOO_LARGE", "5,000 bytes over the dynamic default: %s" % got)
+
+    rc, out = configs(b, "--entity-type", "brokers", "--entity-name", str(NODE), "--alter",
+                      "--add-config", "message.max.bytes=10000,leader.replication.throttled.rate=1000")
+    check(rc == 0 and "Completed updating config for broker %d" % NODE in out,
+          "set the node's value and a throttle:\n" + out)
+    got = produce_eventually(b, 5000, None)
+    check(got is None, "the node's value beats the default: %s" % got)
+    rc, out = configs(b, "--entity-type", "brokers", "--entity-name", str(NODE), "--describe")
+    check(rc == 0 and "message.max.bytes=10000" in out and
+          "leader.replication.throttled.rate=1000" in out and "log.dirs" not in out,
+          "describe the node's dynamic configs:\n" + out)
+    rc, out = configs(b, "--entity-type", "topics", "--entity-name", TOPIC, "--describe", "--all")
+    check(rc == 0 and "max.message.bytes=10000 sensitive=false synonyms={"
+          "DYNAMIC_BROKER_CONFIG:message.max.bytes=10000, "
+          "DYNAMIC_DEFAULT_BROKER_CONFIG:message.max.bytes=2000" in out,
+          "the topic's value, its sources and synonyms:\n" + out)
+
+    rc, out = configs(b, "--entity-type", "brokers", "--entity-name", str(NODE), "--alter",
+                      "--add-config", "num.partitions=7")
+    check(rc != 0 and "Cannot update these configs dynamically" in out,
+          "a key that is not dynamic is refused:\n" + out)
+    rc, out = configs(b, "--entity-type", "brokers", "--entity-default", "--alter",
+                      "--add-config", "log.retention.ms=soon")
+    check(rc != 0 and "Invalid value soon for configuration log.retention.ms" in out,
+          "a bad value is refused:\n" + out)
+    rc, out = configs(b, "--entity-type", "brokers", "--entity-name", str(NODE + 1), "--alter",
+                      "--add-config", "message.max.bytes=1")
+    check(rc != 0, "another node's id is refused here:\n" + out)
+
+    restart_wait(b, kill=True)
+    rc, out = configs(b, "--entity-type", "brokers", "--entity-name", str(NODE), "--describe")
+    check(rc == 0 and "message.max.bytes=10000" in out, "kept through kill -9:\n" + out)
+    check(produce(b, 5000) is None, "the node's value after the restart")
+
+    rc, out = configs(b, "--entity-type", "brokers", "--entity-name", str(NODE), "--alter",
+                      "--delete-config", "message.max.bytes")
+    check(rc == 0, "delete the node's value:\n" + out)
+    got = produce_eventually(b, 5000, "MSG_SIZE_TOO_LARGE")
+    check(got == "MSG_SIZE_TOO_LARGE", "back under the default: %s" % got)
+    rc, out = configs(b, "--entity-type", "brokers", "--entity-default", "--alter",
+                      "--delete-config", "message.max.bytes")
+    check(rc == 0, "delete the default:\n" + out)
+    got = produce_eventually(b, 5000, None)
+    check(got is None, "back to the static value: %s" % got)
+    rc, out = configs(b, "--entity-type", "brokers", "--entity-name", str(NODE), "--describe")
+    check(rc == 0 and "message.max.bytes" not in out and
+          "leader.replication.throttled.rate=1000" in out, "what is left:\n" + out)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--io", default="uring")
+    a = ap.parse_args()
+    b = Broker(io=a.io, config={"node.id": NODE})
+    sys.exit(run_scenario(b, "dynamic broker configs", lambda: scenario(b)))
+
+
+if __name__ == "__main__":
+    main()
