@@ -571,6 +571,9 @@ static void on_frame(struct broker_conn *c, struct broker_frame *f)
     req->body = f->body + off;
     req->body_len = f->size_bytes - off;
     req->state_ = REQ_PENDING;
+    req->local_end_us_ = 0;
+    req->done_us_ = 0;
+    req->start_us_ = 0;
     if (s->metrics_on) {
         req->start_us_ = broker_now_us();
         int v = h.api_version < 0                          ? 0
@@ -579,7 +582,11 @@ static void on_frame(struct broker_conn *c, struct broker_frame *f)
         broker_metric_add(&s->metrics->requests[h.api_key][v], 1);
     }
     kafka_arena_init(&req->arena, (size_t)s->cfg->socket_request_max_bytes * 2 + (64u << 20));
+    s->dispatching = s->metrics_on ? req : NULL;
     e->fn(req);
+    if (s->dispatching != NULL)
+        req->local_end_us_ = broker_now_us(); /* not answered yet (req_times clears it) */
+    s->dispatching = NULL;
     /* c outlives the call (the caller holds it); req may be gone */
     if (c->auth.sasl && c->auth.authenticated)
         c->fr.size_bytes_max = s->cfg->socket_request_max_bytes;
@@ -713,11 +720,30 @@ static void wr_i32(uint8_t *p, uint32_t v)
     p[3] = (uint8_t)v;
 }
 
+/* Local and remote time of a request as it completes (metrics.h, BROKER_LAT_*). */
+static void req_times(struct broker_shard *s, struct broker_req *req)
+{
+    uint64_t now = broker_now_us();
+    req->done_us_ = now;
+    struct broker_latency *lat = s->metrics->lat[BROKER_LAT_LOCAL];
+    if (s->dispatching == req) {
+        s->dispatching = NULL; /* answered from inside its handler */
+        broker_metric_latency(&lat[req->api_key], now - req->start_us_);
+        broker_metric_latency(&s->metrics->lat[BROKER_LAT_REMOTE][req->api_key], 0);
+    } else if (req->local_end_us_ != 0) {
+        broker_metric_latency(&lat[req->api_key], req->local_end_us_ - req->start_us_);
+        broker_metric_latency(&s->metrics->lat[BROKER_LAT_REMOTE][req->api_key],
+                              now - req->local_end_us_);
+    }
+}
+
 static void req_complete(struct broker_req *req, enum req_state st)
 {
     LM_ASSERT(req->state_ == REQ_PENDING);
     req->state_ = (uint8_t)st;
     struct broker_conn *c = req->conn;
+    if (req->start_us_ != 0 && c->shard->metrics_on)
+        req_times(c->shard, req);
     if (c->closing) {
         req_free(req);
         return;
@@ -803,12 +829,12 @@ static void conn_pop_head(struct broker_conn *c)
     bool close_after = req->close_after_;
     struct broker_shard *s = c->shard;
     if (s->metrics_on && req->start_us_ != 0) {
-        uint64_t us = broker_now_us() - req->start_us_;
-        int b = 0;
-        while (b < BROKER_METRICS_LAT_BUCKETS - 1 && us > (uint64_t)100 << b)
-            b++;
-        broker_metric_add(&s->metrics->time_buckets[req->api_key][b], 1);
-        broker_metric_add(&s->metrics->time_us_sum[req->api_key], us);
+        uint64_t now = broker_now_us();
+        broker_metric_latency(&s->metrics->lat[BROKER_LAT_TOTAL][req->api_key],
+                              now - req->start_us_);
+        if (req->done_us_ != 0)
+            broker_metric_latency(&s->metrics->lat[BROKER_LAT_SEND][req->api_key],
+                                  now - req->done_us_);
     }
     bool was_full = broker_respq_inflight(&c->rq) + 1 >= c->shard->cfg->connection_inflight_max;
     LM_ASSERT(c->reqs_live > 1); /* the caller holds c */

@@ -385,7 +385,9 @@ static void on_udp(struct broker_shard *s, uint64_t ud)
 static int ep_wait(struct broker_shard *s, int timeout_ms)
 {
     struct epoll_state *e = st(s);
+    uint64_t t0 = shard_idle_begin(s);
     int n = epoll_wait(e->epfd, e->events, EVENTS_MAX, timeout_ms);
+    shard_idle_end(s, t0, 0, n > 0 ? (uint64_t)n : 0);
     if (n < 0) {
         if (errno == EINTR)
             return 0;

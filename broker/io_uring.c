@@ -858,6 +858,8 @@ static int uring_wait(struct broker_shard *s, int timeout_ms)
     struct uring_state *u = st(s);
     struct io_uring_cqe *cqe = NULL;
     int rc;
+    unsigned submitting = io_uring_sq_ready(&u->ring);
+    uint64_t t0 = shard_idle_begin(s);
     if (timeout_ms == 0) {
         rc = io_uring_submit_and_get_events(&u->ring);
     } else {
@@ -865,6 +867,7 @@ static int uring_wait(struct broker_shard *s, int timeout_ms)
                                        .tv_nsec = (long long)(timeout_ms % 1000) * 1000000};
         rc = io_uring_submit_and_wait_timeout(&u->ring, &cqe, 1, timeout_ms < 0 ? NULL : &ts, NULL);
     }
+    shard_idle_end(s, t0, submitting, io_uring_cq_ready(&u->ring));
     if (rc < 0 && rc != -ETIME && rc != -EINTR && rc != -EBUSY && rc != -EAGAIN) {
         BLOG_ERROR("io_uring wait: %s", strerror(-rc));
         return LM_E_IO;

@@ -15,8 +15,11 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/time.h>
+#include <time.h>
 #include <unistd.h>
 
+#include "broker/console/console.h"
+#include "broker/console/http_req.h"
 #include "broker/log.h"
 #include "common/lm_assert.h"
 #include "common/lm_err.h"
@@ -24,6 +27,7 @@
 
 #define HTTP_REQUEST_BYTES_MAX 8192
 #define HTTP_IO_TIMEOUT_MS     5000
+#define HTTP_PENDING_MAX       32
 
 void broker_metrics_printf(struct broker_metrics_out *o, const char *fmt, ...)
 {
@@ -59,6 +63,34 @@ void broker_metrics_printf(struct broker_metrics_out *o, const char *fmt, ...)
 static uint64_t ld(const uint64_t *p)
 {
     return __atomic_load_n(p, __ATOMIC_RELAXED);
+}
+
+void broker_metrics_topic_add(struct broker_shard_metrics *m, const char *topic, size_t len,
+                              enum broker_counter c, uint64_t n)
+{
+    LM_ASSERT((int)c < BROKER_TOPIC_COUNTERS);
+    if (len == 0 || len >= BROKER_TOPIC_NAME_BYTES) {
+        broker_metric_add(&m->topic_other[c], n);
+        return;
+    }
+    uint32_t h = 2166136261u; /* FNV-1a */
+    for (size_t i = 0; i < len; i++)
+        h = (h ^ (uint8_t)topic[i]) * 16777619u;
+    for (uint32_t k = 0; k < BROKER_TOPIC_SLOTS; k++) {
+        struct broker_topic_slot *t = &m->topics[(h + k) & (BROKER_TOPIC_SLOTS - 1)];
+        if (!t->ready) {
+            /* this shard alone writes the table: claim the slot, then publish its name */
+            memcpy(t->name, topic, len);
+            t->name[len] = 0;
+            t->len = (uint8_t)len;
+            __atomic_store_n(&t->ready, 1, __ATOMIC_RELEASE);
+        } else if (t->len != len || memcmp(t->name, topic, len) != 0) {
+            continue;
+        }
+        broker_metric_add(&t->c[c], n);
+        return;
+    }
+    broker_metric_add(&m->topic_other[c], n);
 }
 
 /* Kafka's request names (RequestMetrics' request tag) from the generated API table. */
@@ -97,45 +129,95 @@ static void render_requests(struct broker_metrics_out *o,
                     (unsigned long long)sum);
         }
     }
-    broker_metrics_printf(o,
-                          "# HELP kafka_network_request_total_time_seconds Time from a request's "
-                          "arrival to its response leaving (kafka.network RequestMetrics "
-                          "TotalTimeMs).\n"
-                          "# TYPE kafka_network_request_total_time_seconds histogram\n");
-    for (int k = 0; k < BROKER_API_KEYS_MAX; k++) {
-        uint64_t b[BROKER_METRICS_LAT_BUCKETS] = {0}, count = 0, us = 0;
-        for (uint32_t s = 0; s < n; s++) {
+    static const char *const kinds[BROKER_LAT_KINDS][2] = {
+        {"total", "Time from a request's arrival to its response leaving (TotalTimeMs)."},
+        {"local", "Time its handler ran on the shard until it returned or answered "
+                  "(LocalTimeMs)."},
+        {"remote", "Time from the handler's return to the answer: replication, long-polls, "
+                   "other shards or nodes (RemoteTimeMs)."},
+        {"send", "Time from the answer until its last byte left, behind earlier responses of "
+                 "the connection included (ResponseQueueTimeMs + ResponseSendTimeMs)."},
+    };
+    for (int kind = 0; kind < BROKER_LAT_KINDS; kind++) {
+        broker_metrics_printf(o,
+                              "# HELP kafka_network_request_%s_time_seconds %s\n"
+                              "# TYPE kafka_network_request_%s_time_seconds histogram\n",
+                              kinds[kind][0], kinds[kind][1], kinds[kind][0]);
+        for (int k = 0; k < BROKER_API_KEYS_MAX; k++) {
+            uint64_t b[BROKER_METRICS_LAT_BUCKETS] = {0}, count = 0, us = 0;
+            for (uint32_t s = 0; s < n; s++) {
+                const struct broker_latency *l = &m[s]->lat[kind][k];
+                for (int i = 0; i < BROKER_METRICS_LAT_BUCKETS; i++)
+                    b[i] += ld(&l->buckets[i]);
+                us += ld(&l->us_sum);
+            }
             for (int i = 0; i < BROKER_METRICS_LAT_BUCKETS; i++)
-                b[i] += ld(&m[s]->time_buckets[k][i]);
-            us += ld(&m[s]->time_us_sum[k]);
-        }
-        for (int i = 0; i < BROKER_METRICS_LAT_BUCKETS; i++)
-            count += b[i];
-        if (count == 0)
-            continue;
-        const char *name = api_name((int16_t)k);
-        char label[64];
-        if (name != NULL)
-            snprintf(label, sizeof(label), "request=\"%s\"", name);
-        else
-            snprintf(label, sizeof(label), "request=\"%d\"", k);
-        uint64_t cum = 0;
-        for (int i = 0; i < BROKER_METRICS_LAT_BUCKETS; i++) {
-            cum += b[i];
-            if (i == BROKER_METRICS_LAT_BUCKETS - 1)
-                broker_metrics_printf(
-                    o, "kafka_network_request_total_time_seconds_bucket{%s,le=\"+Inf\"} %llu\n",
-                    label, (unsigned long long)cum);
+                count += b[i];
+            if (count == 0)
+                continue;
+            const char *name = api_name((int16_t)k);
+            char label[64];
+            if (name != NULL)
+                snprintf(label, sizeof(label), "request=\"%s\"", name);
             else
-                broker_metrics_printf(
-                    o, "kafka_network_request_total_time_seconds_bucket{%s,le=\"%g\"} %llu\n",
-                    label, bucket_le_seconds(i), (unsigned long long)cum);
+                snprintf(label, sizeof(label), "request=\"%d\"", k);
+            uint64_t cum = 0;
+            for (int i = 0; i < BROKER_METRICS_LAT_BUCKETS; i++) {
+                cum += b[i];
+                if (i == BROKER_METRICS_LAT_BUCKETS - 1)
+                    broker_metrics_printf(
+                        o, "kafka_network_request_%s_time_seconds_bucket{%s,le=\"+Inf\"} %llu\n",
+                        kinds[kind][0], label, (unsigned long long)cum);
+                else
+                    broker_metrics_printf(
+                        o, "kafka_network_request_%s_time_seconds_bucket{%s,le=\"%g\"} %llu\n",
+                        kinds[kind][0], label, bucket_le_seconds(i), (unsigned long long)cum);
+            }
+            broker_metrics_printf(o, "kafka_network_request_%s_time_seconds_sum{%s} %.6f\n",
+                                  kinds[kind][0], label, (double)us / 1e6);
+            broker_metrics_printf(o, "kafka_network_request_%s_time_seconds_count{%s} %llu\n",
+                                  kinds[kind][0], label, (unsigned long long)count);
         }
-        broker_metrics_printf(o, "kafka_network_request_total_time_seconds_sum{%s} %.6f\n", label,
-                              (double)us / 1e6);
-        broker_metrics_printf(o, "kafka_network_request_total_time_seconds_count{%s} %llu\n", label,
-                              (unsigned long long)count);
     }
+}
+
+/* One BrokerTopicMetrics family by topic: the shards' tables merged by name, the topics past a
+ * table's capacity under topic="(other)" (parentheses cannot be in a topic name). */
+static void render_topic_counter(struct broker_metrics_out *o,
+                                 const struct broker_shard_metrics *const *m, uint32_t n,
+                                 enum broker_counter c, const char *name, const char *help)
+{
+    broker_metrics_printf(o, "# HELP %s %s\n# TYPE %s counter\n", name, help, name);
+    uint64_t other = 0;
+    for (uint32_t s = 0; s < n; s++) {
+        other += ld(&m[s]->topic_other[c]);
+        for (uint32_t i = 0; i < BROKER_TOPIC_SLOTS; i++) {
+            const struct broker_topic_slot *t = &m[s]->topics[i];
+            if (!__atomic_load_n(&t->ready, __ATOMIC_ACQUIRE))
+                continue;
+            /* written once, by the first shard (in index order) that has this topic */
+            bool seen = false;
+            for (uint32_t s2 = 0; s2 < s && !seen; s2++)
+                for (uint32_t i2 = 0; i2 < BROKER_TOPIC_SLOTS && !seen; i2++) {
+                    const struct broker_topic_slot *t2 = &m[s2]->topics[i2];
+                    seen = __atomic_load_n(&t2->ready, __ATOMIC_ACQUIRE) && t2->len == t->len &&
+                           memcmp(t2->name, t->name, t->len) == 0;
+                }
+            if (seen)
+                continue;
+            uint64_t sum = 0;
+            for (uint32_t s2 = s; s2 < n; s2++)
+                for (uint32_t i2 = 0; i2 < BROKER_TOPIC_SLOTS; i2++) {
+                    const struct broker_topic_slot *t2 = &m[s2]->topics[i2];
+                    if (__atomic_load_n(&t2->ready, __ATOMIC_ACQUIRE) && t2->len == t->len &&
+                        memcmp(t2->name, t->name, t->len) == 0)
+                        sum += ld(&t2->c[c]);
+                }
+            broker_metrics_printf(o, "%s{topic=\"%.*s\"} %llu\n", name, (int)t->len, t->name,
+                                  (unsigned long long)sum);
+        }
+    }
+    broker_metrics_printf(o, "%s{topic=\"(other)\"} %llu\n", name, (unsigned long long)other);
 }
 
 static void render_counter(struct broker_metrics_out *o,
@@ -177,9 +259,42 @@ static void render_process(struct broker_metrics_out *o)
 
 void broker_metrics_render(struct broker_metrics_out *o,
                            const struct broker_shard_metrics *const *m, uint32_t n,
-                           const struct broker_config *cfg)
+                           const struct broker_config *cfg, const uint32_t *mailbox_depth)
 {
     render_requests(o, m, n);
+    broker_metrics_printf(o, "# HELP laminar_shard_idle_seconds_total Time each shard's loop "
+                             "waited for events (1 - its rate is the shard's busy fraction; "
+                             "Kafka: NetworkProcessorAvgIdlePercent).\n"
+                             "# TYPE laminar_shard_idle_seconds_total counter\n");
+    for (uint32_t s = 0; s < n; s++)
+        broker_metrics_printf(o, "laminar_shard_idle_seconds_total{shard=\"%u\"} %.6f\n", s,
+                              (double)ld(&m[s]->idle_us) / 1e6);
+    static const char *const loop[3][2] = {
+        {"laminar_shard_loop_turns_total", "Turns of each shard's event loop."},
+        {"laminar_shard_ring_submitted_total",
+         "io_uring submissions handed to the kernel (per turn: the ring's submission depth)."},
+        {"laminar_shard_ring_completed_total",
+         "Completions (io_uring CQEs, epoll events) ready when a turn's wait returned (per turn: "
+         "the completion depth)."}};
+    for (int k = 0; k < 3; k++) {
+        broker_metrics_printf(o, "# HELP %s %s\n# TYPE %s counter\n", loop[k][0], loop[k][1],
+                              loop[k][0]);
+        for (uint32_t s = 0; s < n; s++) {
+            const uint64_t *v = k == 0   ? &m[s]->loop_turns
+                                : k == 1 ? &m[s]->loop_submitted
+                                         : &m[s]->loop_completed;
+            broker_metrics_printf(o, "%s{shard=\"%u\"} %llu\n", loop[k][0], s,
+                                  (unsigned long long)ld(v));
+        }
+    }
+    if (mailbox_depth != NULL) {
+        broker_metrics_printf(o, "# HELP laminar_shard_mailbox_depth Cross-shard messages "
+                                 "queued towards each shard.\n"
+                                 "# TYPE laminar_shard_mailbox_depth gauge\n");
+        for (uint32_t s = 0; s < n; s++)
+            broker_metrics_printf(o, "laminar_shard_mailbox_depth{shard=\"%u\"} %u\n", s,
+                                  mailbox_depth[s]);
+    }
     broker_metrics_printf(o, "# HELP kafka_server_socket_server_connections Open client "
                              "connections per listener.\n"
                              "# TYPE kafka_server_socket_server_connections gauge\n");
@@ -218,19 +333,23 @@ void broker_metrics_render(struct broker_metrics_out *o,
                           "connections.\n# TYPE laminar_network_sent_bytes_total counter\n"
                           "laminar_network_sent_bytes_total %llu\n",
                           (unsigned long long)in, (unsigned long long)out);
-    render_counter(o, m, n, BROKER_C_MESSAGES_IN,
-                   "kafka_server_brokertopicmetrics_messages_in_total",
-                   "Records appended by Produce (BrokerTopicMetrics MessagesInPerSec).");
-    render_counter(o, m, n, BROKER_C_BYTES_IN, "kafka_server_brokertopicmetrics_bytes_in_total",
-                   "Record batch bytes appended by Produce (BrokerTopicMetrics BytesInPerSec).");
-    render_counter(o, m, n, BROKER_C_BYTES_OUT, "kafka_server_brokertopicmetrics_bytes_out_total",
-                   "Record bytes returned by Fetch (BrokerTopicMetrics BytesOutPerSec).");
-    render_counter(o, m, n, BROKER_C_PRODUCE_FAILED,
-                   "kafka_server_brokertopicmetrics_failed_produce_requests_total",
-                   "Partitions of Produce answered with an error (FailedProduceRequestsPerSec).");
-    render_counter(o, m, n, BROKER_C_FETCH_FAILED,
-                   "kafka_server_brokertopicmetrics_failed_fetch_requests_total",
-                   "Partitions of Fetch answered with an error (FailedFetchRequestsPerSec).");
+    render_topic_counter(o, m, n, BROKER_C_MESSAGES_IN,
+                         "kafka_server_brokertopicmetrics_messages_in_total",
+                         "Records appended by Produce (BrokerTopicMetrics MessagesInPerSec).");
+    render_topic_counter(o, m, n, BROKER_C_BYTES_IN,
+                         "kafka_server_brokertopicmetrics_bytes_in_total",
+                         "Record batch bytes appended by Produce (BrokerTopicMetrics "
+                         "BytesInPerSec).");
+    render_topic_counter(o, m, n, BROKER_C_BYTES_OUT,
+                         "kafka_server_brokertopicmetrics_bytes_out_total",
+                         "Record bytes returned by Fetch (BrokerTopicMetrics BytesOutPerSec).");
+    render_topic_counter(o, m, n, BROKER_C_PRODUCE_FAILED,
+                         "kafka_server_brokertopicmetrics_failed_produce_requests_total",
+                         "Partitions of Produce answered with an error "
+                         "(FailedProduceRequestsPerSec).");
+    render_topic_counter(o, m, n, BROKER_C_FETCH_FAILED,
+                         "kafka_server_brokertopicmetrics_failed_fetch_requests_total",
+                         "Partitions of Fetch answered with an error (FailedFetchRequestsPerSec).");
     render_counter(o, m, n, BROKER_C_PRODUCE_THROTTLED, "laminar_quota_produce_throttled_total",
                    "Produce responses throttled by a producer_byte_rate client quota.");
     render_counter(o, m, n, BROKER_C_FETCH_THROTTLED, "laminar_quota_fetch_throttled_total",
@@ -240,12 +359,23 @@ void broker_metrics_render(struct broker_metrics_out *o,
 
 /* ---- HTTP ----------------------------------------------------------------------------------- */
 
+/* A connection whose request head is still arriving. */
+struct http_pending {
+    int fd;
+    size_t have;
+    uint64_t deadline_ms;
+    char head[HTTP_REQUEST_BYTES_MAX];
+};
+
 struct broker_http {
+    struct http_pending pending[HTTP_PENDING_MAX];
+    uint32_t npending;
     int fd;
     int wake[2]; /* a pipe: stop writes one byte */
     pthread_t thread;
     broker_http_render_fn render;
     void *ctx;
+    const struct console *console; /* NULL: /metrics alone */
 };
 
 static int write_all(int fd, const char *p, size_t n)
@@ -262,105 +392,201 @@ static int write_all(int fd, const char *p, size_t n)
     return 0;
 }
 
-static void respond(int fd, const char *status, const char *type, const char *body, size_t len)
+static void respond(int fd, const char *status, const char *type, const char *extra,
+                    const char *body, size_t len)
 {
-    char head[256];
+    char head[512];
     int n = snprintf(head, sizeof(head),
                      "HTTP/1.1 %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
+                     "Cache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\n%s"
                      "Connection: close\r\n\r\n",
-                     status, type, len);
+                     status, type, len, extra);
     if (write_all(fd, head, (size_t)n) == 0 && len > 0)
         (void)write_all(fd, body, len);
 }
 
-/* Reads the request head (up to the blank line) within the size and time bounds; returns its
- * length, or -1. */
-static ssize_t read_head(int fd, char *buf, size_t cap)
+static void respond_text(int fd, int status, const char *msg)
 {
-    size_t have = 0;
-    while (have + 1 < cap) {
-        ssize_t r = recv(fd, buf + have, cap - 1 - have, 0);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r <= 0)
-            return -1;
-        have += (size_t)r;
-        buf[have] = 0;
-        if (strstr(buf, "\r\n\r\n") != NULL || strstr(buf, "\n\n") != NULL)
-            return (ssize_t)have;
-    }
-    return -1;
+    char line[64];
+    snprintf(line, sizeof(line), "%d %s", status,
+             status == 400   ? "Bad Request"
+             : status == 404 ? "Not Found"
+             : status == 405 ? "Method Not Allowed"
+             : status == 414 ? "URI Too Long"
+             : status == 431 ? "Request Header Fields Too Large"
+                             : "Error");
+    respond(fd, line, "text/plain", "", msg, strlen(msg));
 }
 
-static void serve_one(struct broker_http *h, int fd)
+static const char *status_text(int status)
 {
-    struct timeval tv = {HTTP_IO_TIMEOUT_MS / 1000, (HTTP_IO_TIMEOUT_MS % 1000) * 1000};
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-    char req[HTTP_REQUEST_BYTES_MAX];
-    ssize_t n = read_head(fd, req, sizeof(req));
-    if (n < 0) {
-        static const char msg[] = "bad request\n";
-        respond(fd, "400 Bad Request", "text/plain", msg, sizeof(msg) - 1);
+    switch (status) {
+    case 200:
+        return "200 OK";
+    case 400:
+        return "400 Bad Request";
+    case 401:
+        return "401 Unauthorized";
+    case 403:
+        return "403 Forbidden";
+    case 404:
+        return "404 Not Found";
+    case 416:
+        return "416 Range Not Satisfiable";
+    case 502:
+        return "502 Bad Gateway";
+    case 503:
+        return "503 Service Unavailable";
+    default:
+        return "500 Internal Server Error";
+    }
+}
+
+/* Answers one complete request head (the socket is blocking, with a send timeout). */
+static void serve_one(struct broker_http *h, int fd, const char *head, size_t n)
+{
+    struct http_request req;
+    enum http_parse_err pe = http_parse_request(head, n, &req);
+    if (pe != HTTP_OK) {
+        respond_text(fd, (int)pe, "bad request\n");
         return;
     }
-    char method[8] = {0}, path[256] = {0};
-    if (sscanf(req, "%7s %255s", method, path) != 2) {
-        static const char msg[] = "bad request\n";
-        respond(fd, "400 Bad Request", "text/plain", msg, sizeof(msg) - 1);
+    bool is_head = strcmp(req.method, "HEAD") == 0;
+    if (strcmp(req.method, "GET") != 0 && !is_head) {
+        respond_text(fd, 405, "method not allowed\n");
         return;
     }
-    char *q = strchr(path, '?');
-    if (q != NULL)
-        *q = 0;
-    if (strcmp(path, "/metrics") != 0) {
-        static const char msg[] = "not found: laminar serves /metrics\n";
-        respond(fd, "404 Not Found", "text/plain", msg, sizeof(msg) - 1);
+    if (strcmp(req.path, "/metrics") == 0) {
+        struct broker_metrics_out o = {0};
+        h->render(h->ctx, &o);
+        if (o.failed)
+            respond_text(fd, 500, "out of memory\n");
+        else
+            respond(fd, "200 OK", "text/plain; version=0.0.4; charset=utf-8", "",
+                    is_head ? "" : o.buf, is_head ? 0 : o.len);
+        free(o.buf);
         return;
     }
-    if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0) {
-        static const char msg[] = "method not allowed\n";
-        respond(fd, "405 Method Not Allowed", "text/plain", msg, sizeof(msg) - 1);
+    if (h->console == NULL) {
+        respond_text(fd, 404, "not found: laminar serves /metrics\n");
         return;
     }
-    struct broker_metrics_out o = {0};
-    h->render(h->ctx, &o);
-    if (o.failed) {
-        static const char msg[] = "out of memory\n";
-        respond(fd, "500 Internal Server Error", "text/plain", msg, sizeof(msg) - 1);
+    struct console_response r;
+    console_serve(h->console, &req, &r);
+    if (r.body.failed) {
+        respond_text(fd, 500, "out of memory\n");
     } else {
-        respond(fd, "200 OK", "text/plain; version=0.0.4; charset=utf-8",
-                strcmp(method, "HEAD") == 0 ? "" : o.buf, strcmp(method, "HEAD") == 0 ? 0 : o.len);
+        const char *extra = r.status == 401 ? "WWW-Authenticate: Basic realm=\"laminar\", "
+                                              "charset=\"UTF-8\"\r\n"
+                                            : "";
+        respond(fd, status_text(r.status), r.type != NULL ? r.type : "text/plain", extra,
+                is_head ? "" : r.body.buf, is_head ? 0 : r.body.len);
     }
-    free(o.buf);
+    free(r.body.buf);
 }
 
+static uint64_t mono_ms(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (uint64_t)t.tv_sec * 1000 + (uint64_t)t.tv_nsec / 1000000;
+}
+
+static void pending_drop(struct broker_http *h, uint32_t i)
+{
+    close(h->pending[i].fd);
+    h->pending[i] = h->pending[--h->npending];
+}
+
+/* Reads what pending connection i has sent; answers it once its head is complete (or too long)
+ * and drops it then, or when it closed. */
+static void pending_read(struct broker_http *h, uint32_t i)
+{
+    struct http_pending *p = &h->pending[i];
+    ssize_t r = recv(p->fd, p->head + p->have, sizeof(p->head) - 1 - p->have, 0);
+    if (r < 0 && (errno == EINTR || errno == EAGAIN))
+        return;
+    if (r <= 0) {
+        pending_drop(h, i);
+        return;
+    }
+    p->have += (size_t)r;
+    bool done = memmem(p->head, p->have, "\r\n\r\n", 4) != NULL ||
+                memmem(p->head, p->have, "\n\n", 2) != NULL;
+    if (!done && p->have + 1 < sizeof(p->head))
+        return;
+    int fl = fcntl(p->fd, F_GETFL);
+    if (fl >= 0)
+        (void)fcntl(p->fd, F_SETFL, fl & ~O_NONBLOCK);
+    struct timeval tv = {HTTP_IO_TIMEOUT_MS / 1000, (HTTP_IO_TIMEOUT_MS % 1000) * 1000};
+    setsockopt(p->fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+    if (done)
+        serve_one(h, p->fd, p->head, p->have);
+    else
+        respond_text(p->fd, 431, "request head too large\n");
+    pending_drop(h, i);
+}
+
+/* The HTTP thread: up to HTTP_PENDING_MAX connections read their request heads at once (each
+ * within HTTP_IO_TIMEOUT_MS of its accept; a new connection beyond the bound drops the oldest),
+ * so idle or trickling clients cannot hold the endpoint; complete requests are answered one at
+ * a time. */
 static void *http_thread(void *arg)
 {
     struct broker_http *h = arg;
+    struct pollfd p[2 + HTTP_PENDING_MAX];
     for (;;) {
-        struct pollfd p[2] = {{h->fd, POLLIN, 0}, {h->wake[0], POLLIN, 0}};
-        int r = poll(p, 2, -1);
+        uint64_t now = mono_ms();
+        int timeout = -1;
+        for (uint32_t i = 0; i < h->npending;) {
+            if (h->pending[i].deadline_ms <= now) {
+                pending_drop(h, i); /* silent or too slow: closed without an answer */
+                continue;
+            }
+            int left = (int)(h->pending[i].deadline_ms - now);
+            if (timeout < 0 || left < timeout)
+                timeout = left;
+            i++;
+        }
+        p[0] = (struct pollfd){h->fd, POLLIN, 0};
+        p[1] = (struct pollfd){h->wake[0], POLLIN, 0};
+        uint32_t n = h->npending;
+        for (uint32_t i = 0; i < n; i++)
+            p[2 + i] = (struct pollfd){h->pending[i].fd, POLLIN, 0};
+        int r = poll(p, 2 + n, timeout);
         if (r < 0 && errno == EINTR)
             continue;
         if (r < 0 || (p[1].revents & POLLIN))
             break;
+        /* newest first, so dropping (which moves the last entry into the hole) skips nothing */
+        for (uint32_t i = n; i-- > 0;)
+            if (p[2 + i].revents != 0)
+                pending_read(h, i);
         if (!(p[0].revents & POLLIN))
             continue;
-        int fd = accept4(h->fd, NULL, NULL, SOCK_CLOEXEC);
+        int fd = accept4(h->fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
         if (fd < 0) {
             if (errno == EMFILE || errno == ENFILE)
                 usleep(100000); /* out of descriptors: do not spin */
             continue;
         }
-        serve_one(h, fd);
-        close(fd);
+        if (h->npending == HTTP_PENDING_MAX) {
+            uint32_t oldest = 0;
+            for (uint32_t i = 1; i < h->npending; i++)
+                if (h->pending[i].deadline_ms < h->pending[oldest].deadline_ms)
+                    oldest = i;
+            pending_drop(h, oldest);
+        }
+        h->pending[h->npending++] = (struct http_pending){
+            .fd = fd, .have = 0, .deadline_ms = mono_ms() + HTTP_IO_TIMEOUT_MS};
     }
+    while (h->npending > 0)
+        pending_drop(h, 0);
     return NULL;
 }
 
 int broker_http_start(const char *host, uint16_t port, broker_http_render_fn render, void *ctx,
-                      struct broker_http **out, uint16_t *bound_port)
+                      const struct console *console, struct broker_http **out, uint16_t *bound_port)
 {
     *out = NULL;
     struct addrinfo hints = {.ai_family = AF_UNSPEC,
@@ -375,7 +601,7 @@ int broker_http_start(const char *host, uint16_t port, broker_http_render_fn ren
     int one = 1;
     int rc = 0;
     if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
-        bind(fd, res->ai_addr, res->ai_addrlen) != 0 || listen(fd, 16) != 0)
+        bind(fd, res->ai_addr, res->ai_addrlen) != 0 || listen(fd, 64) != 0)
         rc = LM_E_IO;
     freeaddrinfo(res);
     if (rc != 0) {
@@ -398,6 +624,7 @@ int broker_http_start(const char *host, uint16_t port, broker_http_render_fn ren
     h->fd = fd;
     h->render = render;
     h->ctx = ctx;
+    h->console = console;
     if (pipe2(h->wake, O_CLOEXEC) != 0) {
         close(fd);
         free(h);

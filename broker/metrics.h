@@ -31,15 +31,73 @@ enum broker_counter {
     BROKER_C_COUNT
 };
 
+/* The BrokerTopicMetrics counters kept per topic: the first BROKER_TOPIC_COUNTERS of enum
+ * broker_counter. */
+enum { BROKER_TOPIC_COUNTERS = BROKER_C_FETCH_FAILED + 1 };
+
+/* A request time histogram: buckets of <= 0.1 ms * 2^i and the sum in microseconds. */
+struct broker_latency {
+    uint64_t buckets[BROKER_METRICS_LAT_BUCKETS];
+    uint64_t us_sum;
+};
+
+/* The parts of a request's time (Kafka's RequestMetrics): local = its handler ran on the shard
+ * until it returned or answered; remote = answered later (acks=all replication, a Fetch
+ * long-poll, a call to another shard or node); send = from the answer until its last byte left
+ * (Kafka's ResponseQueueTime + ResponseSendTime: a response waits behind the earlier ones of its
+ * connection). laminar has no request queue: a request's handler runs as its frame completes. */
+enum {
+    BROKER_LAT_TOTAL = 0,
+    BROKER_LAT_LOCAL,
+    BROKER_LAT_REMOTE,
+    BROKER_LAT_SEND,
+    BROKER_LAT_KINDS
+};
+
+/* Per-topic counters of one shard: an open-addressed table filled on first use and never
+ * emptied (a deleted topic keeps its slot until restart); the topics past its capacity are
+ * summed in `other`. Only the owning shard writes; a slot's name is published by a release
+ * store of `ready` before any counter in it moves. */
+enum { BROKER_TOPIC_SLOTS = 128, BROKER_TOPIC_NAME_BYTES = 256 };
+struct broker_topic_slot {
+    uint8_t ready;
+    uint8_t len;
+    char name[BROKER_TOPIC_NAME_BYTES];
+    uint64_t c[BROKER_TOPIC_COUNTERS];
+};
+
 struct broker_shard_metrics {
     uint64_t requests[BROKER_API_KEYS_MAX][BROKER_METRICS_VERSIONS];
-    uint64_t time_buckets[BROKER_API_KEYS_MAX][BROKER_METRICS_LAT_BUCKETS];
-    uint64_t time_us_sum[BROKER_API_KEYS_MAX];
+    struct broker_latency lat[BROKER_LAT_KINDS][BROKER_API_KEYS_MAX];
     uint64_t conns_created[BROKER_LISTENERS_MAX];
     uint64_t conns_closed[BROKER_LISTENERS_MAX];
     uint64_t net_bytes_in, net_bytes_out;
     uint64_t counters[BROKER_C_COUNT];
+    uint64_t idle_us; /* time the shard's loop blocked waiting for events */
+    /* loop turns, and the submissions (io_uring SQEs) and completions (CQEs, epoll events)
+     * of all turns: their rates give the ring's depth per turn */
+    uint64_t loop_turns, loop_submitted, loop_completed;
+    struct broker_topic_slot topics[BROKER_TOPIC_SLOTS];
+    uint64_t topic_other[BROKER_TOPIC_COUNTERS];
 };
+
+/* Adds one request time of us microseconds to a histogram of the calling shard. */
+static inline void broker_metric_latency(struct broker_latency *l, uint64_t us)
+{
+    /* the first bucket b with us <= 100 << b: ceil(log2(ceil(us / 100))) */
+    uint64_t q = (us + 99) / 100;
+    int b = q <= 1 ? 0 : 64 - __builtin_clzll(q - 1);
+    if (b > BROKER_METRICS_LAT_BUCKETS - 1)
+        b = BROKER_METRICS_LAT_BUCKETS - 1;
+    __atomic_store_n(&l->buckets[b], __atomic_load_n(&l->buckets[b], __ATOMIC_RELAXED) + 1,
+                     __ATOMIC_RELAXED);
+    __atomic_store_n(&l->us_sum, __atomic_load_n(&l->us_sum, __ATOMIC_RELAXED) + us,
+                     __ATOMIC_RELAXED);
+}
+
+/* Adds n to a per-topic counter (c < BROKER_TOPIC_COUNTERS) of the calling shard's table. */
+void broker_metrics_topic_add(struct broker_shard_metrics *m, const char *topic, size_t len,
+                              enum broker_counter c, uint64_t n);
 
 /* Adds n to a counter only the calling thread writes. */
 static inline void broker_metric_add(uint64_t *c, uint64_t n)
@@ -49,6 +107,9 @@ static inline void broker_metric_add(uint64_t *c, uint64_t n)
 
 /* The handlers' counters of the calling shard (no-op when laminar.metrics.enable=false). */
 void broker_shard_counter_add(struct broker_shard *s, enum broker_counter c, uint64_t n);
+/* A BrokerTopicMetrics counter (c < BROKER_TOPIC_COUNTERS) of one topic on the calling shard. */
+void broker_shard_topic_add(struct broker_shard *s, const char *topic, size_t len,
+                            enum broker_counter c, uint64_t n);
 
 /* A scrape's output: a growable text buffer. */
 struct broker_metrics_out {
@@ -59,19 +120,23 @@ struct broker_metrics_out {
 void broker_metrics_printf(struct broker_metrics_out *o, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
-/* Renders the exposition of n shards' metrics (and the process' RSS and open files) into o. */
+/* Renders the exposition of n shards' metrics (and the process' RSS and open files) into o.
+ * mailbox_depth[i]: items queued towards shard i (NULL: none known). */
 void broker_metrics_render(struct broker_metrics_out *o,
                            const struct broker_shard_metrics *const *m, uint32_t n,
-                           const struct broker_config *cfg);
+                           const struct broker_config *cfg, const uint32_t *mailbox_depth);
 
-/* The HTTP endpoint: a thread serving GET /metrics (and 404 elsewhere) one connection at a
- * time with bounded reads and timeouts. render is called per scrape on that thread. */
+/* The HTTP endpoint: a thread serving GET /metrics, and the web console (console.h) at / and
+ * /api/ when console is not NULL, one connection at a time with a bounded request head read
+ * under one deadline. render is called per scrape on that thread. */
 struct broker_http;
+struct console;
 typedef void (*broker_http_render_fn)(void *ctx, struct broker_metrics_out *o);
 /* Starts listening on host:port (port 0: any; *bound_port gets the port). Returns 0 or an
  * LM_E_* (LM_E_IO with errno kept for EADDRINUSE). */
 int broker_http_start(const char *host, uint16_t port, broker_http_render_fn render, void *ctx,
-                      struct broker_http **out, uint16_t *bound_port);
+                      const struct console *console, struct broker_http **out,
+                      uint16_t *bound_port);
 void broker_http_stop(struct broker_http *h);
 
 #endif

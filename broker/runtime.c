@@ -19,6 +19,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "broker/console/console.h"
 #include "broker/log.h"
 #include "broker/security/tls.h"
 #include "broker/metrics.h"
@@ -32,7 +33,8 @@
 enum { MAILBOX_SLOTS = 1024, LISTEN_BACKLOG = 4096 };
 
 struct broker_rt {
-    struct broker_http *http; /* /metrics, or NULL */
+    struct broker_http *http; /* /metrics and the console, or NULL */
+    struct console console;   /* read-only once the HTTP thread runs */
     const struct broker_config *cfg;
     const struct broker_dispatch *dispatch;
     const struct broker_io_ops *io;
@@ -358,11 +360,17 @@ static void rt_render(void *ctx, struct broker_metrics_out *o)
 {
     struct broker_rt *rt = ctx;
     const struct broker_shard_metrics *m[BROKER_SHARDS_MAX];
-    for (uint32_t i = 0; i < rt->nshards; i++)
+    uint32_t depth[BROKER_SHARDS_MAX] = {0};
+    for (uint32_t i = 0; i < rt->nshards; i++) {
         m[i] = rt->shards[i].metrics;
-    broker_metrics_render(o, m, rt->nshards, rt->cfg);
+        for (uint32_t from = 0; from < rt->nshards; from++)
+            depth[i] += broker_mailbox_count(&rt->mailboxes[from * rt->nshards + i]);
+    }
+    broker_metrics_render(o, m, rt->nshards, rt->cfg, depth);
     if (rt->dispatch->metrics_gauges != NULL)
         rt->dispatch->metrics_gauges(rt->dispatch->ctx, o);
+    if (rt->cfg->metrics_enable)
+        console_lag_metrics(&rt->console, o);
 }
 
 #define HTTP_DEFAULT_PORT 9644
@@ -398,7 +406,11 @@ static int http_start(struct broker_rt *rt)
         port = (unsigned)p;
     }
     uint16_t bound = 0;
-    int rc = broker_http_start(host, (uint16_t)port, rt_render, rt, &rt->http, &bound);
+    console_setup(&rt->console, rt->cfg);
+    rt->console.node_states = rt->dispatch->node_states;
+    rt->console.node_states_ctx = rt->dispatch->ctx;
+    int rc =
+        broker_http_start(host, (uint16_t)port, rt_render, rt, &rt->console, &rt->http, &bound);
     if (rc != 0) {
         if (!explicit_) {
             BLOG_WARN("metrics: cannot listen on %s:%u (%s); /metrics is off (set "
@@ -411,6 +423,14 @@ static int http_start(struct broker_rt *rt)
         return rc;
     }
     BLOG_INFO("metrics: http://%s:%u/metrics", host[0] ? host : "0.0.0.0", bound);
+    if (rt->console.auth == CONSOLE_OFF)
+        BLOG_WARN("console: off: %s", rt->console.why_off);
+    else
+        BLOG_INFO("console: http://%s:%u/ (%s, via %s:%u)", host[0] ? host : "0.0.0.0", bound,
+                  rt->console.auth == CONSOLE_ANONYMOUS ? "no authentication"
+                  : rt->console.auth == CONSOLE_PLAIN   ? "HTTP Basic checked by SASL PLAIN"
+                                                        : "HTTP Basic checked by SASL SCRAM",
+                  rt->console.host, rt->console.port);
     return 0;
 }
 

@@ -94,7 +94,9 @@ struct broker_req {
     struct broker_out_ out_;
     uint8_t state_;
     bool close_after_;
-    uint64_t start_us_; /* arrival (broker_now_us), for the request time histogram */
+    uint64_t start_us_;     /* arrival (broker_now_us), for the request time histogram */
+    uint64_t local_end_us_; /* the handler returned without completing it (remote time begins) */
+    uint64_t done_us_;      /* completed (the response waits for its turn and is sent) */
 };
 
 typedef void (*broker_handler_fn)(struct broker_req *req);
@@ -149,6 +151,9 @@ struct broker_dispatch {
     /* Adds the node's gauges to a metrics scrape (called on the HTTP thread: read only what
      * is safe to read from another thread). May be NULL. */
     void (*metrics_gauges)(void *ctx, struct broker_metrics_out *o);
+    /* The cluster's members as SWIM sees them (node id, state 0 alive, 1 suspect, 2 dead,
+     * 3 left), at most cap, for the console (called on the HTTP thread). May be NULL. */
+    size_t (*node_states)(void *ctx, int32_t *ids, uint8_t *states, size_t cap);
 };
 
 /* Registers fn for api_key (0 <= key < BROKER_API_KEYS_MAX). flexible_version_min comes from

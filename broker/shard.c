@@ -82,6 +82,13 @@ uint64_t broker_now_us(void)
     return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
 }
 
+void broker_shard_topic_add(struct broker_shard *s, const char *topic, size_t len,
+                            enum broker_counter c, uint64_t n)
+{
+    if (s->metrics_on)
+        broker_metrics_topic_add(s->metrics, topic, len, c, n);
+}
+
 void broker_shard_counter_add(struct broker_shard *s, enum broker_counter c, uint64_t n)
 {
     LM_ASSERT(c < BROKER_C_COUNT);

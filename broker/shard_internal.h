@@ -194,6 +194,7 @@ struct broker_xcall_list {
 struct broker_shard {
     struct broker_shard_metrics *metrics; /* written by this shard only (broker/metrics.h) */
     bool metrics_on;                      /* laminar.metrics.enable */
+    struct broker_req *dispatching;       /* the request whose handler runs now (local time) */
     uint32_t id;
     uint32_t nshards;
     struct broker_rt *rt;
@@ -404,5 +405,24 @@ void fsync_poll(struct broker_shard *s);
 bool fsync_pending(const struct broker_shard *s);
 int timers_run(struct broker_shard *s);
 int idle_start(struct broker_shard *s);
+
+/* The backends' part of the shard-load metrics: the time a wait blocked (idle), and per loop
+ * turn the submissions made and the completions (events) taken. t0 from shard_idle_begin. */
+static inline uint64_t shard_idle_begin(const struct broker_shard *s)
+{
+    return s->metrics_on ? broker_now_us() : 0;
+}
+
+static inline void shard_idle_end(struct broker_shard *s, uint64_t t0, uint64_t submitted,
+                                  uint64_t completed)
+{
+    if (!s->metrics_on)
+        return;
+    struct broker_shard_metrics *m = s->metrics;
+    broker_metric_add(&m->idle_us, broker_now_us() - t0);
+    broker_metric_add(&m->loop_turns, 1);
+    broker_metric_add(&m->loop_submitted, submitted);
+    broker_metric_add(&m->loop_completed, completed);
+}
 
 #endif

@@ -102,6 +102,10 @@ struct controller {
     struct broker_timer tick;
     bool tick_armed;
     struct membership *gossip; /* SWIM on shard 0 (membership.h) */
+    uint32_t swim_counts[4];   /* members by state as of the last tick, for /metrics */
+    /* members as of the last tick, for the console: node id << 8 | state, count first */
+    uint64_t swim_states[CONTROLLER_SWIM_STATES_MAX];
+    uint32_t swim_states_count;
     int64_t applied_next;
     /* An observer (process.roles=broker, not a voter): no log of its own; it reads the
      * committed log from the voters (KIND_FETCH) and learns the leader from their answers. */
@@ -352,6 +356,25 @@ static bool mac_of(const struct controller *c, const uint8_t *buf, size_t len, u
 int32_t controller_leader(const struct controller *c)
 {
     return __atomic_load_n(&c->leader, __ATOMIC_ACQUIRE);
+}
+
+size_t controller_swim_states(const struct controller *c, int32_t *ids, uint8_t *states, size_t cap)
+{
+    size_t n = __atomic_load_n(&c->swim_states_count, __ATOMIC_ACQUIRE);
+    if (n > cap)
+        n = cap;
+    for (size_t i = 0; i < n; i++) {
+        uint64_t v = __atomic_load_n(&c->swim_states[i], __ATOMIC_RELAXED);
+        ids[i] = (int32_t)(uint32_t)(v >> 8);
+        states[i] = (uint8_t)(v & 0xff);
+    }
+    return n;
+}
+
+void controller_swim_counts(const struct controller *c, uint32_t out[4])
+{
+    for (int i = 0; i < 4; i++)
+        out[i] = __atomic_load_n(&c->swim_counts[i], __ATOMIC_RELAXED);
 }
 
 int32_t controller_node_id(const struct controller *c)
@@ -1271,6 +1294,19 @@ static void on_tick(struct broker_shard *s, struct broker_timer *t)
         BLOG_WARN_LIMITED("controller: tick: %s", lm_strerror(rc));
     after_input(c);
     membership_tick(c->gossip, now);
+    if (c->gossip != NULL) {
+        uint32_t counts[4];
+        membership_counts(c->gossip, counts);
+        for (int i = 0; i < 4; i++)
+            __atomic_store_n(&c->swim_counts[i], counts[i], __ATOMIC_RELAXED);
+        int32_t ids[CONTROLLER_SWIM_STATES_MAX];
+        uint8_t st[CONTROLLER_SWIM_STATES_MAX];
+        size_t n = membership_states(c->gossip, ids, st, CONTROLLER_SWIM_STATES_MAX);
+        for (size_t i = 0; i < n; i++)
+            __atomic_store_n(&c->swim_states[i], (uint64_t)(uint32_t)ids[i] << 8 | st[i],
+                             __ATOMIC_RELAXED);
+        __atomic_store_n(&c->swim_states_count, (uint32_t)n, __ATOMIC_RELEASE);
+    }
     snapshot_fetch(c);
     if (c->observer && !c->need_snapshot)
         observer_fetch(c, now);

@@ -97,6 +97,14 @@ bool controller_caught_up(const struct controller *c);
 
 /* The current leader of the controller group as this node knows it, or -1. Any thread. */
 int32_t controller_leader(const struct controller *c);
+/* SWIM members by state (alive, suspect, dead, left) as of the controller's last tick; safe
+ * from any thread (for /metrics). */
+void controller_swim_counts(const struct controller *c, uint32_t out[4]);
+/* The SWIM members (node id, state: 0 alive, 1 suspect, 2 dead, 3 left) as of the controller's
+ * last tick, at most cap; safe from any thread (the console). The result may mix two ticks. */
+enum { CONTROLLER_SWIM_STATES_MAX = 64 };
+size_t controller_swim_states(const struct controller *c, int32_t *ids, uint8_t *states,
+                              size_t cap);
 int32_t controller_node_id(const struct controller *c);
 
 /* A record for the controller. The caller owns the struct and rec until done runs on the

@@ -191,6 +191,26 @@ bool membership_node_down(const struct membership *m, int32_t node_id)
     return false;
 }
 
+void membership_counts(const struct membership *m, uint32_t out[4])
+{
+    for (uint8_t st = 0; st < 4; st++)
+        out[st] = m != NULL ? (uint32_t)swim_member_count(m->swim, st) : 0;
+}
+
+size_t membership_states(const struct membership *m, int32_t *ids, uint8_t *states, size_t cap)
+{
+    size_t n = 0;
+    size_t size = m != NULL ? swim_table_size(m->swim) : 0;
+    for (size_t i = 0; i < size && n < cap; i++) {
+        struct swim_member_info info;
+        if (swim_member_at(m->swim, i, &info) != 0 || info.meta.node_id < 0)
+            continue;
+        ids[n] = info.meta.node_id;
+        states[n++] = info.status;
+    }
+    return n;
+}
+
 size_t membership_alive_count(const struct membership *m)
 {
     return m != NULL ? swim_member_count(m->swim, SWIM_ALIVE) : 0;

@@ -48,5 +48,10 @@ void membership_stop(struct membership *m);
 bool membership_node_down(const struct membership *m, int32_t node_id);
 /* Members SWIM holds alive (self included), for logs and metrics. */
 size_t membership_alive_count(const struct membership *m);
+/* Members by state (alive, suspect, dead, left: SWIM's order) into out[0..4). */
+void membership_counts(const struct membership *m, uint32_t out[4]);
+/* Up to cap members' node ids and states (SWIM's enum swim_status), self included; returns
+ * how many were written. */
+size_t membership_states(const struct membership *m, int32_t *ids, uint8_t *states, size_t cap);
 
 #endif

@@ -727,10 +727,10 @@ static void respond(struct hfetch *fc)
             const struct hwork *w = &fc->items[k];
             struct fout *o = &fc->outs[k];
             pd->error_code = w->error;
-            if (w->error != KAFKA_NONE)
-                broker_shard_counter_add(req->shard, BROKER_C_FETCH_FAILED, 1);
-            else
-                broker_shard_counter_add(req->shard, BROKER_C_BYTES_OUT, o->len);
+            broker_shard_topic_add(req->shard, w->topic, w->topic_len,
+                                   w->error != KAFKA_NONE ? BROKER_C_FETCH_FAILED
+                                                          : BROKER_C_BYTES_OUT,
+                                   w->error != KAFKA_NONE ? 1 : o->len);
             pd->high_watermark = o->high_watermark;
             pd->last_stable_offset = o->last_stable;
             if (o->aborted_count > 0 && w->error == KAFKA_NONE) {

@@ -451,8 +451,8 @@ static void produce_op(struct hshard *hs, struct hpart *p, struct hwork *w, stru
             max_ts = h.max_timestamp;
         nrecords += (uint64_t)h.records_count;
     }
-    broker_shard_counter_add(hs->shard, BROKER_C_MESSAGES_IN, nrecords);
-    broker_shard_counter_add(hs->shard, BROKER_C_BYTES_IN, len);
+    broker_shard_topic_add(hs->shard, w->topic, w->topic_len, BROKER_C_MESSAGES_IN, nrecords);
+    broker_shard_topic_add(hs->shard, w->topic, w->topic_len, BROKER_C_BYTES_IN, len);
     if (ph->after_append != NULL)
         ph->after_append(hs, p->topic, p->partition, buf, len, first.base_offset);
     free(owned);
@@ -479,7 +479,8 @@ static void produce_finish(struct hfan *f)
             const struct pout *o = w->out;
             pr->error_code = w->error;
             if (w->error != KAFKA_NONE)
-                broker_shard_counter_add(req->shard, BROKER_C_PRODUCE_FAILED, 1);
+                broker_shard_topic_add(req->shard, w->topic, w->topic_len, BROKER_C_PRODUCE_FAILED,
+                                       1);
             pr->base_offset = o->base_offset;
             pr->log_append_time_ms = o->log_append_time_ms;
             pr->log_start_offset = o->log_start_offset;

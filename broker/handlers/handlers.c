@@ -505,6 +505,8 @@ static void node_free(void *ctx)
     if (h->meta != NULL)
         lm_meta_store_close(h->meta);
     free(h->broker_topic_configs);
+    for (int i = 0; i < HANDLERS_GAUGE_SHARDS; i++)
+        free(h->part_gauges[i]);
     hs_registry_clear(h);
     pthread_mutex_destroy(&h->epoch_lock);
     pthread_mutex_destroy(&h->offline_lock);
@@ -512,6 +514,50 @@ static void node_free(void *ctx)
         lm_quota_table_deinit(&h->mutation_quota);
     pthread_mutex_destroy(&h->mutation_lock);
     free(h);
+}
+
+/* The per-partition series of the shards' tables (handlers_ctx.part_gauges): slots written at
+ * their shard's last two ticks (a partition gone since then stops being shown). */
+static void part_gauges_render(struct handlers_ctx *h, uint32_t shards,
+                               struct broker_metrics_out *o)
+{
+    static const char *const names[3][2] = {
+        {"laminar_partition_leader_epoch", "The partition's Raft term (leader epoch)."},
+        {"laminar_partition_leader", "The partition's leader (node id, -1: none)."},
+        {"laminar_partition_commit_lag_records",
+         "Records appended but not committed (log end - high watermark)."}};
+    uint64_t untracked = 0;
+    for (int m = 0; m < 3; m++) {
+        broker_metrics_printf(o, "# HELP %s %s\n# TYPE %s gauge\n", names[m][0], names[m][1],
+                              names[m][0]);
+        for (uint32_t s = 0; s < shards && s < HANDLERS_GAUGE_SHARDS; s++) {
+            const struct handlers_part_gauges *pg =
+                __atomic_load_n(&h->part_gauges[s], __ATOMIC_ACQUIRE);
+            if (pg == NULL)
+                continue;
+            if (m == 0)
+                untracked += __atomic_load_n(&pg->untracked, __ATOMIC_RELAXED);
+            uint32_t tick = __atomic_load_n(&pg->tick, __ATOMIC_ACQUIRE);
+            uint32_t used = __atomic_load_n(&pg->used, __ATOMIC_ACQUIRE);
+            for (uint32_t i = 0; i < used && i < HANDLERS_PART_GAUGES_MAX; i++) {
+                const struct handlers_part_slot *sl = &pg->slots[i];
+                if (!__atomic_load_n(&sl->ready, __ATOMIC_ACQUIRE) ||
+                    tick - __atomic_load_n(&sl->tick, __ATOMIC_RELAXED) > 1)
+                    continue;
+                long long v = m == 0   ? __atomic_load_n(&sl->leader_epoch, __ATOMIC_RELAXED)
+                              : m == 1 ? __atomic_load_n(&sl->leader, __ATOMIC_RELAXED)
+                                       : __atomic_load_n(&sl->commit_lag, __ATOMIC_RELAXED);
+                broker_metrics_printf(o, "%s{topic=\"%.*s\",partition=\"%d\"} %lld\n", names[m][0],
+                                      (int)sl->topic_len, sl->topic, sl->partition, v);
+            }
+        }
+    }
+    broker_metrics_printf(o,
+                          "# HELP laminar_partition_untracked Partitions past the per-shard "
+                          "table of per-partition series (%d per shard).\n"
+                          "# TYPE laminar_partition_untracked gauge\n"
+                          "laminar_partition_untracked %llu\n",
+                          HANDLERS_PART_GAUGES_MAX, (unsigned long long)untracked);
 }
 
 /* The node's gauges for a /metrics scrape (on the HTTP thread): the metadata snapshot and
@@ -549,9 +595,21 @@ static void node_gauges(void *ctx, struct broker_metrics_out *o)
             "# TYPE kafka_controller_kafkacontroller_fencedbrokercount gauge\n"
             "kafka_controller_kafkacontroller_fencedbrokercount %zu\n",
             leader == h->cfg->node_id ? 1 : 0, leader, brokers - fenced, fenced);
+        uint32_t swim[4];
+        controller_swim_counts(h->ctl, swim);
+        broker_metrics_printf(o,
+                              "# HELP laminar_swim_members SWIM members by state, this node "
+                              "included.\n# TYPE laminar_swim_members gauge\n"
+                              "laminar_swim_members{state=\"alive\"} %u\n"
+                              "laminar_swim_members{state=\"suspect\"} %u\n"
+                              "laminar_swim_members{state=\"dead\"} %u\n"
+                              "laminar_swim_members{state=\"left\"} %u\n",
+                              swim[0], swim[1], swim[2], swim[3]);
     }
     uint64_t offline = __atomic_load_n(&h->offline_count, __ATOMIC_ACQUIRE);
     uint64_t replicas = 0, leaders = 0, under_replicated = 0, under_min_isr = 0;
+    uint64_t segments = 0, log_bytes = 0, lag = 0, lag_max = 0, open_us = 0, opens = 0,
+             compactions = 0, flushes = 0, flush_us = 0;
     uint64_t fsessions = 0, fsess_parts = 0, fsess_evictions = 0;
     uint32_t shards = __atomic_load_n(&h->shard_count, __ATOMIC_ACQUIRE);
     for (uint32_t i = 0; i < shards && i < HANDLERS_GAUGE_SHARDS; i++) {
@@ -560,10 +618,55 @@ static void node_gauges(void *ctx, struct broker_metrics_out *o)
         leaders += __atomic_load_n(&g->leaders, __ATOMIC_RELAXED);
         under_replicated += __atomic_load_n(&g->under_replicated, __ATOMIC_RELAXED);
         under_min_isr += __atomic_load_n(&g->under_min_isr, __ATOMIC_RELAXED);
+        segments += __atomic_load_n(&g->segments, __ATOMIC_RELAXED);
+        log_bytes += __atomic_load_n(&g->log_bytes, __ATOMIC_RELAXED);
+        lag += __atomic_load_n(&g->commit_lag, __ATOMIC_RELAXED);
+        uint64_t m = __atomic_load_n(&g->commit_lag_max, __ATOMIC_RELAXED);
+        lag_max = m > lag_max ? m : lag_max;
+        open_us += __atomic_load_n(&g->open_us, __ATOMIC_RELAXED);
+        opens += __atomic_load_n(&g->opens, __ATOMIC_RELAXED);
+        compactions += __atomic_load_n(&g->compact_steps, __ATOMIC_RELAXED);
+        flushes += __atomic_load_n(&g->flushes, __ATOMIC_RELAXED);
+        flush_us += __atomic_load_n(&g->flush_us, __ATOMIC_RELAXED);
         fsessions += __atomic_load_n(&g->fetch_sessions, __ATOMIC_RELAXED);
         fsess_parts += __atomic_load_n(&g->fetch_session_partitions, __ATOMIC_RELAXED);
         fsess_evictions += __atomic_load_n(&g->fetch_session_evictions, __ATOMIC_RELAXED);
     }
+    part_gauges_render(h, shards, o);
+    broker_metrics_printf(o,
+                          "# HELP kafka_log_logflushstats_flushes_total Group-commit fsyncs of "
+                          "partition logs completed (LogFlushStats LogFlushRateAndTimeMs "
+                          "count).\n# TYPE kafka_log_logflushstats_flushes_total counter\n"
+                          "kafka_log_logflushstats_flushes_total %llu\n"
+                          "# HELP kafka_log_logflushstats_flush_seconds_total Their time, from "
+                          "hand-out to the last fsync's end.\n"
+                          "# TYPE kafka_log_logflushstats_flush_seconds_total counter\n"
+                          "kafka_log_logflushstats_flush_seconds_total %.6f\n",
+                          (unsigned long long)flushes, (double)flush_us / 1e6);
+    broker_metrics_printf(
+        o,
+        "# HELP kafka_log_log_numlogsegments Log segments of the open partitions (Log "
+        "NumLogSegments, summed).\n# TYPE kafka_log_log_numlogsegments gauge\n"
+        "kafka_log_log_numlogsegments %llu\n"
+        "# HELP kafka_log_log_size Bytes of the open partitions' logs (Log Size, summed).\n"
+        "# TYPE kafka_log_log_size gauge\nkafka_log_log_size %llu\n"
+        "# HELP laminar_raft_commit_lag_records Records appended but not committed yet (log end "
+        "- high watermark), summed over partitions.\n"
+        "# TYPE laminar_raft_commit_lag_records gauge\nlaminar_raft_commit_lag_records %llu\n"
+        "# HELP laminar_raft_commit_lag_records_max The largest commit lag of one partition.\n"
+        "# TYPE laminar_raft_commit_lag_records_max gauge\n"
+        "laminar_raft_commit_lag_records_max %llu\n"
+        "# HELP laminar_log_open_seconds_total Time spent opening partition logs, recovery "
+        "included (Kafka: LogManager's log loading).\n"
+        "# TYPE laminar_log_open_seconds_total counter\nlaminar_log_open_seconds_total %.6f\n"
+        "# HELP laminar_log_opens_total Partition logs opened.\n"
+        "# TYPE laminar_log_opens_total counter\nlaminar_log_opens_total %llu\n"
+        "# HELP laminar_log_cleaner_steps_total Compaction steps run (each bounded in bytes; "
+        "Kafka: LogCleaner).\n# TYPE laminar_log_cleaner_steps_total counter\n"
+        "laminar_log_cleaner_steps_total %llu\n",
+        (unsigned long long)segments, (unsigned long long)log_bytes, (unsigned long long)lag,
+        (unsigned long long)lag_max, (double)open_us / 1e6, (unsigned long long)opens,
+        (unsigned long long)compactions);
     if (h->ctl == NULL) {
         /* one node: every partition is here and led here unless offline (at once, not as of
          * the shards' last tick) */
@@ -614,6 +717,12 @@ static void node_gauges(void *ctx, struct broker_metrics_out *o)
         "kafka_controller_kafkacontroller_offlinepartitionscount %llu\n",
         topics, (unsigned long long)replicas, (unsigned long long)leaders,
         (unsigned long long)offline);
+}
+
+static size_t node_states(void *ctx, int32_t *ids, uint8_t *states, size_t cap)
+{
+    struct handlers_ctx *h = ctx;
+    return h->ctl != NULL ? controller_swim_states(h->ctl, ids, states, cap) : 0;
 }
 
 static void h_controller(struct broker_req *req)
@@ -695,6 +804,7 @@ static int node_setup(struct broker_dispatch *d, struct handlers_ctx *h)
     d->shard_flush = hs_shard_flush;
     d->shard_stop = hs_shard_stop;
     d->metrics_gauges = node_gauges;
+    d->node_states = node_states;
     if ((rc = handlers_serve(d, KAFKA_API_VERSIONS_KEY, 0, 4, api_versions)) != 0 ||
         (rc = handlers_data_register(d)) != 0 || (rc = handlers_admin_register(d)) != 0 ||
         (rc = handlers_group_register(d)) != 0 ||

@@ -44,7 +44,8 @@ struct hoffline;
  * synchronised; not on the data path) and the two partition tables below (their own locks). */
 struct controller;
 
-#define HANDLERS_GAUGE_SHARDS 128 /* broker/shard_internal.h BROKER_SHARDS_MAX */
+#define HANDLERS_GAUGE_SHARDS    128  /* broker/shard_internal.h BROKER_SHARDS_MAX */
+#define HANDLERS_PART_GAUGES_MAX 1024 /* partitions with their own series, per shard */
 
 struct handlers_ctx {
     struct broker_config *cfg;
@@ -106,9 +107,31 @@ struct handlers_ctx {
      * partitions they cache and the evictions so far (FetchSessionCache). */
     struct handlers_shard_gauges {
         uint32_t replicas, leaders, under_replicated, under_min_isr;
+        /* storage of the open logs, and the records appended but not committed (log end -
+         * high watermark: waiting for replication or the group-commit fsync) */
+        uint64_t segments, log_bytes, commit_lag, commit_lag_max;
+        uint64_t open_us, opens, compact_steps, flushes, flush_us; /* running totals */
         uint32_t fetch_sessions;
         uint64_t fetch_session_partitions, fetch_session_evictions;
     } shard_gauges[HANDLERS_GAUGE_SHARDS];
+    /* Per-partition gauges of each shard (NULL until the shard starts; freed with the node,
+     * after the HTTP thread stopped): a slot per partition the shard has held, claimed at its
+     * first tick and written at every tick; a scrape shows the slots written at the shard's
+     * last two ticks. Past the table's size, partitions are counted in `untracked`. */
+    struct handlers_part_gauges {
+        uint32_t tick; /* the shard's tick count, stored after its slots */
+        uint32_t used, untracked;
+        struct handlers_part_slot {
+            uint8_t ready; /* release-stored once topic/partition are written */
+            uint8_t topic_len;
+            char topic[250];
+            int32_t partition;
+            uint32_t tick;        /* the shard tick that last wrote it */
+            int32_t leader_epoch; /* Raft term */
+            int32_t leader;       /* node id, -1 none */
+            int64_t commit_lag;   /* log end - high watermark */
+        } slots[HANDLERS_PART_GAUGES_MAX];
+    } * part_gauges[HANDLERS_GAUGE_SHARDS];
 };
 
 /* handlers_serve registers fn for api_key and records [min_version, max_version] as served

@@ -56,7 +56,8 @@ struct hpart_sync {
     uint32_t pending;
     int rc;
     bool busy;
-    bool in_done; /* inside partition_sync_done */
+    bool in_done;      /* inside partition_sync_done */
+    uint64_t start_us; /* when this group commit's fsyncs were handed out */
 };
 
 /* A partition this shard owns. */
@@ -72,6 +73,7 @@ struct hpart {
     struct storage_log *log;
     struct storage_config scfg;
     int32_t leader_epoch; /* partition_leader_epoch(part) at open (Raft term) */
+    uint32_t gauge_slot;  /* its slot in the shard's part_gauges + 1; 0: none yet */
     bool compact_flush_waiting;
     struct hwaiter *waiters; /* parked fetches of any shard waiting for appends here */
     bool waiters_fired;      /* some of them fired (partition_watch) */
@@ -201,6 +203,9 @@ struct hshard {
     struct pshard *producers;         /* idempotent producer state (producer_idem.c) */
     int64_t group_clock_ms;           /* group_now_ms: the last wall-clock time handed out */
     uint32_t open_failures_this_tick; /* failed opens logged since the last tick */
+    uint64_t open_us, opens;          /* log opens (recovery included): time and count */
+    uint64_t compact_steps;           /* compaction steps run (bounded by bytes each) */
+    uint64_t flushes, flush_us;       /* group-commit fsyncs completed and their time */
     uint32_t leaving; /* partitions the image dropped that wait for their group (hs_parts.c) */
     uint32_t id, count;
     struct lm_meta_snapshot *snap;

@@ -432,7 +432,10 @@ static void part_open_log(struct hpart *p)
     pc.watchers_max = 1u << 16;
     p->part = NULL;
     p->log = NULL;
+    uint64_t open_t0 = broker_now_us();
     int rc = partition_open(&pc, &env, (int64_t)broker_now_ms(), &p->part);
+    p->hs->open_us += broker_now_us() - open_t0;
+    p->hs->opens++;
     if (rc == 0)
         p->log = partition_storage(p->part);
     if (rc == 0 && pid != PART_ID_MATCH)
@@ -516,6 +519,8 @@ static void sync_fsync_done(struct broker_shard *s, struct broker_fsync *f, int 
         ps->rc = rc;
     if (--ps->pending > 0)
         return;
+    p->hs->flushes++;
+    p->hs->flush_us += broker_now_us() - ps->start_us;
     ps->busy = false;
     ps->in_done = true; /* partition_sync_done may hand out the next step at once */
     if (p->part != NULL)
@@ -539,6 +544,7 @@ static void part_env_sync(void *ctx, struct partition *part, const int *fds, con
     ps->busy = true;
     ps->rc = 0;
     ps->pending = n;
+    ps->start_us = broker_now_us();
     for (uint32_t i = 0; i < n; i++)
         broker_shard_fsync(p->hs->shard, &ps->fs[i], fds[i], !full[i], sync_fsync_done, p);
 }

@@ -64,6 +64,7 @@ static void compact_step(struct hshard *hs, const struct htopic *tp, struct hpar
     bool busy;
     int rc = storage_log_compact_step(p->log, &cc, storage_log_high_watermark(p->log),
                                       HANDLERS_COMPACT_BUDGET_BYTES, &busy, NULL);
+    hs->compact_steps++;
     /* LM_E_FULL (a batch with more keys than the dedupe buffer) would repeat every check. */
     if (rc != 0 && rc != LM_E_STATE &&
         (rc != LM_E_FULL || hs->ticks % HANDLERS_RETENTION_TICKS == 0))
@@ -141,10 +142,64 @@ static void compact_tick(struct hshard *hs)
 /* ---- shard hooks --------------------------------------------------------------------------- */
 
 /* One partition's part of the shard's gauges (handlers_ctx.shard_gauges). */
+/* The partition's own series: its slot, claimed at its first tick. */
+static void part_gauges_write(struct hshard *hs, struct hpart *p)
+{
+    struct handlers_part_gauges *pg =
+        hs->id < HANDLERS_GAUGE_SHARDS ? hs->node->part_gauges[hs->id] : NULL;
+    if (pg == NULL)
+        return;
+    if (p->gauge_slot == 0) {
+        /* this shard alone writes the table; the scrape reads it with atomic loads */
+        uint32_t used = __atomic_load_n(&pg->used, __ATOMIC_RELAXED);
+        size_t len = strlen(p->topic);
+        if (used == HANDLERS_PART_GAUGES_MAX || len >= sizeof(pg->slots[0].topic)) {
+            __atomic_store_n(&pg->untracked, __atomic_load_n(&pg->untracked, __ATOMIC_RELAXED) + 1,
+                             __ATOMIC_RELAXED);
+            p->gauge_slot = UINT32_MAX; /* counted once */
+            return;
+        }
+        struct handlers_part_slot *n = &pg->slots[used];
+        memcpy(n->topic, p->topic, len);
+        n->topic_len = (uint8_t)len;
+        n->partition = p->partition;
+        __atomic_store_n(&n->ready, 1, __ATOMIC_RELEASE);
+        p->gauge_slot = used + 1;
+        __atomic_store_n(&pg->used, used + 1, __ATOMIC_RELEASE);
+    }
+    if (p->gauge_slot == UINT32_MAX)
+        return;
+    struct handlers_part_slot *sl = &pg->slots[p->gauge_slot - 1];
+    int32_t epoch = -1, leader = -1;
+    int64_t lag = 0;
+    if (p->part != NULL && !p->failed) {
+        epoch = partition_leader_epoch(p->part);
+        uint32_t raft_leader = p->replicated ? partition_leader(p->part) : 0;
+        leader = p->replicated ? (raft_leader > 0 ? (int32_t)raft_leader - 1 : -1)
+                               : hs->node->cfg->node_id;
+        lag = partition_log_end_offset(p->part) - partition_high_watermark(p->part);
+    }
+    __atomic_store_n(&sl->leader_epoch, epoch, __ATOMIC_RELAXED);
+    __atomic_store_n(&sl->leader, leader, __ATOMIC_RELAXED);
+    __atomic_store_n(&sl->commit_lag, lag > 0 ? lag : 0, __ATOMIC_RELAXED);
+    __atomic_store_n(&sl->tick, (uint32_t)hs->ticks, __ATOMIC_RELAXED);
+}
+
 static void gauges_count(struct hshard *hs, const struct htopic *t, struct hpart *p,
                          struct handlers_shard_gauges *g)
 {
     g->replicas++;
+    part_gauges_write(hs, p);
+    if (p->log != NULL && !p->failed) {
+        g->segments += storage_log_segment_count(p->log);
+        g->log_bytes += storage_log_size_bytes(p->log);
+        int64_t lag = storage_log_end_offset(p->log) - storage_log_high_watermark(p->log);
+        if (lag > 0) {
+            g->commit_lag += (uint64_t)lag;
+            if ((uint64_t)lag > g->commit_lag_max)
+                g->commit_lag_max = (uint64_t)lag;
+        }
+    }
     if (!p->replicated) {
         g->leaders += p->failed || (p->log == NULL && !p->idle_closed) ? 0 : 1;
         return;
@@ -170,6 +225,18 @@ static void gauges_store(struct hshard *hs, const struct handlers_shard_gauges *
     __atomic_store_n(&d->leaders, g->leaders, __ATOMIC_RELAXED);
     __atomic_store_n(&d->under_replicated, g->under_replicated, __ATOMIC_RELAXED);
     __atomic_store_n(&d->under_min_isr, g->under_min_isr, __ATOMIC_RELAXED);
+    __atomic_store_n(&d->segments, g->segments, __ATOMIC_RELAXED);
+    __atomic_store_n(&d->log_bytes, g->log_bytes, __ATOMIC_RELAXED);
+    __atomic_store_n(&d->commit_lag, g->commit_lag, __ATOMIC_RELAXED);
+    __atomic_store_n(&d->commit_lag_max, g->commit_lag_max, __ATOMIC_RELAXED);
+    __atomic_store_n(&d->open_us, hs->open_us, __ATOMIC_RELAXED);
+    __atomic_store_n(&d->opens, hs->opens, __ATOMIC_RELAXED);
+    __atomic_store_n(&d->compact_steps, hs->compact_steps, __ATOMIC_RELAXED);
+    __atomic_store_n(&d->flushes, hs->flushes, __ATOMIC_RELAXED);
+    __atomic_store_n(&d->flush_us, hs->flush_us, __ATOMIC_RELAXED);
+    if (hs->node->part_gauges[hs->id] != NULL)
+        __atomic_store_n(&hs->node->part_gauges[hs->id]->tick, (uint32_t)hs->ticks,
+                         __ATOMIC_RELEASE);
     __atomic_store_n(&d->fetch_sessions, hs->fsess.count, __ATOMIC_RELAXED);
     __atomic_store_n(&d->fetch_session_partitions, hs->fsess.parts_total, __ATOMIC_RELAXED);
     __atomic_store_n(&d->fetch_session_evictions, hs->fsess.evictions, __ATOMIC_RELAXED);
@@ -276,6 +343,15 @@ int hs_shard_start(struct broker_shard *s, void *ctx)
     hs->shard = s;
     hs->node = node;
     hs->id = broker_shard_id(s);
+    if (hs->id < HANDLERS_GAUGE_SHARDS &&
+        __atomic_load_n(&node->part_gauges[hs->id], __ATOMIC_ACQUIRE) == NULL) {
+        struct handlers_part_gauges *pg = calloc(1, sizeof(*pg));
+        if (pg == NULL) {
+            free(hs);
+            return LM_E_NOMEM;
+        }
+        __atomic_store_n(&node->part_gauges[hs->id], pg, __ATOMIC_RELEASE);
+    }
     hs->count = broker_shard_count(s);
     hs->fetch_id_next = 1;
     hs->tick.heap_index_ = UINT32_MAX;

@@ -8,6 +8,7 @@ latency, memory per node).
 """
 
 import argparse
+import json
 import os
 import re
 import signal
@@ -435,9 +436,20 @@ def isr_follows_lag(nodes):
             if led != total:
                 fail("metrics: the nodes' leader counts add up to %d, the cluster has %d "
                      "partitions" % (led, total), nodes)
+            # SWIM: every voter sees every node alive once the paused one is back
+            alive = 'laminar_swim_members{state="alive"}'
+            wait_for("every node's SWIM sees %d alive" % len(nodes),
+                     lambda: all(metric(x, alive) == len(nodes) for x in nodes), 30, nodes)
+            # the console's cluster view: every node registered and alive to SWIM
+            with urllib.request.urlopen("http://%s:%d/api/cluster" %
+                                        (nodes[0].host, nodes[0].http_port), timeout=10) as r:
+                c = json.loads(r.read())
+            got = sorted((x["node_id"], x["state"], x["registered"]) for x in c["brokers"])
+            if not c["swim"] or got != [(x.node_id, "alive", True) for x in nodes]:
+                fail("console: /api/cluster shows %r" % got, nodes)
             print("metrics: under-replicated %r on the leader while node %d was out of the "
-                  "ISR, 0 everywhere after; leader counts add up to %d partitions"
-                  % (seen[2], fid, total))
+                  "ISR, 0 everywhere after; leader counts add up to %d partitions; SWIM %d alive"
+                  % (seen[2], fid, total, len(nodes)))
     finally:
         stop.set()
         th.join()

@@ -1074,6 +1074,16 @@ void broker_shard_counter_add(struct broker_shard *s, enum broker_counter c, uin
     (void)n;
 }
 
+void broker_shard_topic_add(struct broker_shard *s, const char *topic, size_t len,
+                            enum broker_counter c, uint64_t n)
+{
+    (void)s;
+    (void)topic;
+    (void)len;
+    (void)c;
+    (void)n;
+}
+
 uint32_t broker_partition_shard(const char *topic, size_t topic_len, int32_t partition,
                                 uint32_t nshards)
 {
