@@ -1717,11 +1717,19 @@ static void on_churn_metadata(struct client *cl, struct scall *c, int rc, struct
     if (cl->ch_state == CH_GONE) {
         if (tp != NULL) {
             /* still there: its deletion answered UNKNOWN_TOPIC_ID by a node that did not know
-             * it yet, or not applied everywhere yet; asked again after a while */
+             * it yet, or not applied everywhere yet; asked again after a while. Under another
+             * id it is a creation of this name that answered REQUEST_TIMED_OUT and still took
+             * effect after the one that succeeded (Kafka's timeouts are ambiguous too): that
+             * incarnation is deleted then. */
             cl->ch_gone_seen = 0;
             if (++cl->ch_meta_tries > 50) {
                 cl->ch_meta_tries = 0;
                 cl->ch_state = CH_DELETE;
+                if (!uuid_zero(&tp->topic_id) &&
+                    memcmp(&tp->topic_id, &cl->ch_id, sizeof(cl->ch_id)) != 0) {
+                    cl->ch_id = tp->topic_id;
+                    churn_saw_id(cl, &cl->ch_id);
+                }
             }
             client_later(cl, 100000);
             return;
