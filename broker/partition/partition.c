@@ -808,6 +808,16 @@ int partition_close(struct partition *p)
     LM_ASSERT(!p->sync_running || p->failed || !p->log);
     fail_waiters(p, LM_E_CLOSED, true);
     int rc = 0;
+    if (p->log && p->sync_running) {
+        /* Failed while a group commit was between steps (its fsyncs done, the step not taken:
+         * a failed partition is not driven): the step still holds its segments pinned. It ends
+         * here as a failed one, which unpins them and records nothing as durable. */
+        LM_ASSERT(p->sync_completed); /* the owner closes only once its fsyncs have returned */
+        bool done = false;
+        (void)storage_log_sync_step(p->log, &p->sy, LM_E_CLOSED, &done);
+        LM_ASSERT(done);
+        p->sync_running = false;
+    }
     if (p->log) {
         storage_log_set_high_watermark(p->log, p->hw);
         rc = storage_log_close(p->log);
