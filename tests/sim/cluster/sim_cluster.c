@@ -1727,8 +1727,14 @@ static void on_churn_metadata(struct client *cl, struct scall *c, int rc, struct
                 cl->ch_state = CH_DELETE;
                 if (!uuid_zero(&tp->topic_id) &&
                     memcmp(&tp->topic_id, &cl->ch_id, sizeof(cl->ch_id)) != 0) {
+                    /* an earlier incarnation shown by a node that is behind is deleted again
+                     * as it is; an id never seen is that late creation */
+                    bool known = false;
+                    for (uint32_t i = 0; i < cl->ch_ids_count && !known; i++)
+                        known = memcmp(&cl->ch_ids[i], &tp->topic_id, sizeof(tp->topic_id)) == 0;
                     cl->ch_id = tp->topic_id;
-                    churn_saw_id(cl, &cl->ch_id);
+                    if (!known)
+                        churn_saw_id(cl, &cl->ch_id);
                 }
             }
             client_later(cl, 100000);
