@@ -488,3 +488,49 @@ void kafka_control_record_encode(int16_t type, int32_t coordinator_epoch, uint8_
     rec_put16(value, 0); /* value version */
     rec_put32(value + 2, (uint32_t)coordinator_epoch);
 }
+
+int kafka_txn_marker_build(int64_t producer_id, int16_t producer_epoch, int16_t type,
+                           int32_t coordinator_epoch, int64_t timestamp_ms, uint8_t **out,
+                           size_t *out_size)
+{
+    if (producer_id < 0 || producer_epoch < 0 ||
+        (type != KAFKA_CONTROL_ABORT && type != KAFKA_CONTROL_COMMIT))
+        return LM_E_INVALID;
+    struct kafka_batch_builder b;
+    kafka_batch_builder_init(&b, 0, timestamp_ms);
+    b.attributes = KAFKA_BATCH_ATTR_CONTROL | KAFKA_BATCH_ATTR_TRANSACTIONAL;
+    b.producer_id = producer_id;
+    b.producer_epoch = producer_epoch;
+    uint8_t key[4], value[6];
+    kafka_control_record_encode(type, coordinator_epoch, key, value);
+    int rc = kafka_batch_builder_append(&b, timestamp_ms, key, 4, value, 6, NULL, 0);
+    if (rc == 0)
+        rc = kafka_batch_builder_finish(&b, KAFKA_CODEC_NONE, out, out_size);
+    kafka_batch_builder_deinit(&b);
+    return rc;
+}
+
+int kafka_txn_marker_parse(const uint8_t *batch, size_t len, const struct kafka_batch_header *h,
+                           int16_t *type, int32_t *coordinator_epoch)
+{
+    if (!(h->attributes & KAFKA_BATCH_ATTR_CONTROL) || len <= KAFKA_BATCH_HEADER_SIZE ||
+        kafka_batch_codec(h) != KAFKA_CODEC_NONE)
+        return LM_E_INVALID;
+    struct kafka_record_iter it;
+    struct kafka_record rec;
+    kafka_record_iter_init(&it, batch + KAFKA_BATCH_HEADER_SIZE, len - KAFKA_BATCH_HEADER_SIZE,
+                           h->records_count);
+    if (kafka_record_iter_next(&it, &rec) != 1 || rec.key == NULL || rec.key_len < 4)
+        return LM_E_INVALID;
+    int16_t t = (int16_t)((rec.key[2] << 8) | rec.key[3]);
+    if (rec.key[0] != 0 || rec.key[1] != 0 ||
+        (t != KAFKA_CONTROL_ABORT && t != KAFKA_CONTROL_COMMIT))
+        return LM_E_INVALID;
+    *type = t;
+    *coordinator_epoch = -1;
+    if (rec.value != NULL && rec.value_len >= 6)
+        *coordinator_epoch =
+            (int32_t)(((uint32_t)rec.value[2] << 24) | ((uint32_t)rec.value[3] << 16) |
+                      ((uint32_t)rec.value[4] << 8) | rec.value[5]);
+    return 0;
+}

@@ -154,4 +154,17 @@ void kafka_batch_builder_deinit(struct kafka_batch_builder *b);
 void kafka_control_record_encode(int16_t type, int32_t coordinator_epoch, uint8_t key[4],
                                  uint8_t value[6]);
 
+/* kafka_txn_marker_build makes a transaction marker (KIP-98): a control batch (attributes
+ * control | transactional, base offset 0, sequence -1) of the producer id and epoch, holding one
+ * record with key {0, type} and value {0, coordinator_epoch}. *out malloc'd. Returns 0 or
+ * LM_E_INVALID (negative id or epoch, unknown type), LM_E_NOMEM. */
+int kafka_txn_marker_build(int64_t producer_id, int16_t producer_epoch, int16_t type,
+                           int32_t coordinator_epoch, int64_t timestamp_ms, uint8_t **out,
+                           size_t *out_size);
+/* kafka_txn_marker_parse reads a control batch's marker: its type (KAFKA_CONTROL_ABORT or
+ * _COMMIT) and coordinator epoch (-1 when the value is short). LM_E_INVALID for anything else
+ * (another control record such as Raft's LeaderChange, a compressed or unreadable batch). */
+int kafka_txn_marker_parse(const uint8_t *batch, size_t len, const struct kafka_batch_header *h,
+                           int16_t *type, int32_t *coordinator_epoch);
+
 #endif

@@ -3,7 +3,8 @@
  *
  * partition.checkpoint holds two 64-byte slots written alternately, each
  *   0 magic "LMCP"  4 u32 version 1  8 u64 sequence  16 i64 recovery point
- *   24 i64 log start offset  32 i64 high watermark  40 zero  60 u32 CRC-32C of bytes 0..59
+ *   24 i64 log start offset  32 i64 high watermark  40 i64 transaction scan start (txn.c; zero
+ *   in files written before it: a walk from the log start)  48 zero  60 u32 CRC-32C of 0..59
  * so one pwrite + fdatasync updates it and a torn write leaves the other slot intact (the
  * double-buffered superblock pattern) without a rename and directory fsync per flush.
  *
@@ -73,12 +74,17 @@ int checkpoint_load(struct storage_log *log, int64_t *recovery_point, int64_t *l
         int64_t h = (int64_t)lm_get_be64(p + 32);
         if (rp < 0 || ls < 0 || h < 0)
             continue;
+        int64_t scan = (int64_t)lm_get_be64(p + 40);
+        if (scan < 0 || scan > rp)
+            continue;
         if (!*found || seq > best_seq) {
             *found = true;
             best_seq = seq;
             *recovery_point = rp;
             *log_start = ls;
             *hw = h;
+            log->txn_ckpt_rp = rp;
+            log->txn_ckpt_scan = scan;
         }
     }
     log->checkpoint_seq = best_seq;
@@ -99,6 +105,8 @@ static int checkpoint_write_slot(struct storage_log *log, bool sync)
     lm_put_be64(p + 16, (uint64_t)log->recovery_point);
     lm_put_be64(p + 24, (uint64_t)log->log_start_offset);
     lm_put_be64(p + 32, (uint64_t)log->high_watermark);
+    int64_t scan = txn_scan_start(log, log->recovery_point);
+    lm_put_be64(p + 40, (uint64_t)scan);
     lm_put_be32(p + 60, crc32c_update(0, p, 60));
     struct iovec iov = {p, sizeof(p)};
     uint64_t at = (seq & 1) * STORAGE_CHECKPOINT_SLOT_BYTES;
@@ -107,6 +115,9 @@ static int checkpoint_write_slot(struct storage_log *log, bool sync)
     if (rc != 0)
         return rc;
     log->checkpoint_seq = seq;
+    log->txn_ckpt_rp = log->recovery_point;
+    log->txn_ckpt_scan = scan;
+    txn_prune(log, log->recovery_point);
     return 0;
 }
 

@@ -946,6 +946,15 @@ static int finish_group(struct storage_log *log, struct storage_compactor *c)
     while (j < log->seg_count && log->segs[j]->base_offset < c->group_end)
         j++;
     LM_ASSERT(j > i && j < log->seg_count);
+    /* The merged segment keeps the group's aborted-transaction entries (their markers stay). */
+    for (uint32_t k = i; k < j && rc == 0; k++)
+        rc = txn_segment_adopt(w, log->segs[k]);
+    if (rc == 0)
+        rc = txn_segment_rewrite(log, w);
+    if (rc != 0) {
+        log->failed = true;
+        return rc;
+    }
     for (uint32_t k = i; k < j; k++) {
         struct segment *old = log->segs[k];
         old->zombie = true;
@@ -1148,6 +1157,12 @@ int storage_log_swap_segment(struct storage_log *log, int64_t base_offset)
     if (seg == NULL)
         return LM_E_NOMEM;
     seg->compacted = true;
+    /* the .txnindex is not swapped: the entries stay with the base offset */
+    seg->aborted = old->aborted;
+    seg->aborted_len = old->aborted_len;
+    seg->aborted_cap = old->aborted_cap;
+    old->aborted = NULL;
+    old->aborted_len = old->aborted_cap = 0;
     old->zombie = true;
     if (old->pins > 0) {
         old->next_zombie = log->zombies;

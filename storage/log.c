@@ -251,7 +251,7 @@ static int lru_make_room(struct storage_log *log)
     return lru_shrink(log, log->cfg.max_open_segments - 1);
 }
 
-static int seg_use(struct storage_log *log, struct segment *seg)
+int seg_use(struct storage_log *log, struct segment *seg)
 {
     if (seg->log_fd >= 0) {
         seg->lru_tick = ++log->lru_clock;
@@ -387,13 +387,21 @@ int storage_log_flush(struct storage_log *log, bool force_checkpoint)
             fds[n++] = s->index_fd;
             fds[n++] = s->time_fd;
         }
+        if (rc == 0 && s->txn_dirty && s->txn_fd >= 0) {
+            if (n + 1 > SYNC_BATCH_FDS)
+                rc = sync_fds(log, fds, &n);
+            fds[n++] = s->txn_fd;
+        }
     }
     if (rc == 0)
         rc = sync_fds(log, fds, &n);
     if (rc != 0)
         return rc;
-    for (uint32_t i = 0; i < log->seg_count; i++)
+    for (uint32_t i = 0; i < log->seg_count; i++) {
         log->segs[i]->index_dirty = false;
+        if (log->segs[i]->txn_fd >= 0)
+            log->segs[i]->txn_dirty = false;
+    }
     if (log->epochs_dirty) {
         rc = epochs_write(log);
         if (rc != 0)
@@ -526,6 +534,11 @@ int storage_log_sync_step(struct storage_log *log, struct storage_sync *sy, int 
                 sy->fds[sy->fd_count++] = seg->index_fd;
                 sy->fds[sy->fd_count++] = seg->time_fd;
                 seg->index_dirty = false;
+            }
+            if (rc == 0 && seg->txn_dirty && seg->txn_fd >= 0 &&
+                sy->fd_count + 1 <= STORAGE_SYNC_FDS_MAX) {
+                sy->fds[sy->fd_count++] = seg->txn_fd;
+                seg->txn_dirty = false;
             }
         }
         if (rc != 0)
@@ -723,6 +736,7 @@ static void free_log(struct storage_log *log)
         close(log->dir_fd);
     free(log->segs);
     free(log->epochs);
+    free(log->txns);
     free(log->scan_buf);
     free(log);
 }
@@ -758,6 +772,8 @@ static int load_segments(struct storage_log *log, int64_t rp, bool epochs_found)
         bool truncated = false;
         seg->compacted = seg->base_offset < log->gaps_offset;
         rc = seg_load(log, seg, recover_from, &truncated);
+        if (rc == 0)
+            rc = txn_segment_load(log, seg);
         if (rc != 0)
             break;
         if (recover_from != INT64_MAX)
@@ -871,11 +887,18 @@ int storage_log_open(const char *dir, const struct storage_config *cfg, struct s
     log->high_watermark = hw < log->log_start_offset ? log->log_start_offset : hw > leo ? leo : hw;
     log->recovery_point = rp > leo ? leo : rp;
     log->flushed_offset = log->recovery_point;
+    /* The open transactions: walked from the checkpoint's scan start (txn.c). */
+    rc = txn_rebuild(log, ck_found ? log->txn_ckpt_scan : 0);
+    if (rc != 0) {
+        free_log(log);
+        return rc;
+    }
     /* A log closed cleanly (its checkpoint covers its end; nothing was recovered, trimmed or
      * created) has nothing to make durable: opening it costs no write and no fsync, which is
      * what reopening idle logs on demand needs. Anything else is written and synced now. */
     bool unchanged = ck_found && rp == leo && hw == log->high_watermark &&
-                     ls == log->log_start_offset && !log->epochs_dirty && !log->dir_dirty;
+                     txn_scan_start(log, rp) == log->txn_ckpt_scan && ls == log->log_start_offset &&
+                     !log->epochs_dirty && !log->dir_dirty;
     rc = unchanged ? 0 : storage_log_flush(log, true);
     if (rc != 0) {
         free_log(log);
@@ -933,6 +956,8 @@ static int write_run(struct storage_log *log, struct segment *seg, const uint8_t
         /* Its epoch entered the leader-epoch cache and file before the write. */
         LM_ASSERT(h.partition_leader_epoch <= storage_log_latest_epoch(log));
         rc = seg_note_batch(log, seg, &h, at + pos);
+        if (rc == 0)
+            rc = txn_note_batch(log, seg, buf + pos, kafka_batch_total_size(&h), &h);
         if (rc != 0)
             return rc;
         pos += kafka_batch_total_size(&h);
@@ -1104,7 +1129,7 @@ int storage_log_append_follower(struct storage_log *log, const uint8_t *buf, siz
 
 /* ---------------------------------------------------------------- read */
 
-static uint32_t find_segment(const struct storage_log *log, int64_t offset)
+uint32_t find_segment(const struct storage_log *log, int64_t offset)
 {
     uint32_t lo = 0, hi = log->seg_count;
     while (lo < hi) {
@@ -1340,6 +1365,8 @@ int storage_log_reset(struct storage_log *log, int64_t offset)
     }
     log->log_start_offset = log->high_watermark = log->recovery_point = offset;
     log->flushed_offset = offset;
+    log->txn_count = 0;
+    log->txn_ckpt_rp = log->txn_ckpt_scan = offset;
     log->unflushed_messages = 0;
     log->first_unflushed_ms = -1;
     log->epoch_count = 0;
@@ -1368,6 +1395,8 @@ int storage_log_truncate_to(struct storage_log *log, int64_t offset)
         rc = seg_find_position(log, seg, offset, &pos, &h, &found);
         if (rc == 0 && found)
             rc = seg_truncate_at(log, seg, pos);
+        if (rc == 0)
+            rc = txn_segment_cut(log, seg);
         log->sync_gen++;
     }
     if (rc != 0) {
@@ -1382,6 +1411,11 @@ int storage_log_truncate_to(struct storage_log *log, int64_t offset)
         return storage_log_reset(log, log->log_start_offset);
     }
     epochs_truncate_end(log, leo);
+    rc = txn_after_truncate(log, leo);
+    if (rc != 0) {
+        log->failed = true;
+        return rc;
+    }
     if (log->high_watermark > leo)
         log->high_watermark = leo;
     if (log->recovery_point > leo)

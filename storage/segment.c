@@ -40,6 +40,7 @@ struct segment *seg_new(int64_t base_offset, int64_t created_ms)
     seg->max_timestamp_offset = -1;
     seg->created_ms = created_ms;
     seg->log_fd = seg->index_fd = seg->time_fd = -1;
+    seg->txn_fd = -1;
     return seg;
 }
 
@@ -48,6 +49,7 @@ void seg_free(struct segment *seg)
     if (seg == NULL)
         return;
     LM_ASSERT(seg->log_fd < 0 && seg->pins == 0);
+    txn_segment_free(seg);
     free(seg->index);
     free(seg->times);
     free(seg);
@@ -254,6 +256,7 @@ int seg_write_pending_index(struct storage_log *log, struct segment *seg)
 
 int seg_close(struct storage_log *log, struct segment *seg)
 {
+    txn_segment_close(log, seg, !seg->zombie);
     if (seg->log_fd < 0 && seg->index_fd < 0 && seg->time_fd < 0)
         return 0;
     int rc = 0;
@@ -292,7 +295,7 @@ int seg_close(struct storage_log *log, struct segment *seg)
 
 int seg_unlink_files(struct storage_log *log, int64_t base)
 {
-    static const char *const exts[] = {".log", ".index", ".timeindex"};
+    static const char *const exts[] = {".log", ".index", ".timeindex", ".txnindex"};
     int rc = 0;
     for (size_t i = 0; i < LM_ARRAY_LEN(exts); i++) {
         char path[PATH_MAX];

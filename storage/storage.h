@@ -266,6 +266,24 @@ void storage_log_epoch_end_offset(const struct storage_log *log, int32_t epoch, 
  * LM_E_NOT_FOUND, LM_E_STATE (the active segment, or a compaction pass running), LM_E_IO. */
 int storage_log_swap_segment(struct storage_log *log, int64_t base_offset);
 
+/* ---- transactions (storage/txn.c; Kafka's ongoing transactions and .txnindex) ----
+ * <base>.txnindex beside each segment holds Kafka's AbortedTxn entries for the abort markers in
+ * that segment (34 bytes: i16 version 0, i64 producer id, i64 first offset, i64 last offset,
+ * i64 last stable offset); deleted with the segment. */
+struct storage_aborted_txn {
+    int64_t producer_id;
+    int64_t first_offset;       /* the transaction's first offset */
+    int64_t last_offset;        /* its abort marker's offset */
+    int64_t last_stable_offset; /* when the marker was written */
+};
+/* The first offset of the earliest open transaction in the log, or -1 (Kafka's first unstable
+ * offset; the last stable offset is min(it, high watermark)). */
+int64_t storage_log_first_unstable_offset(const struct storage_log *log);
+/* The aborted transactions overlapping [from, upper) (Kafka collectAbortedTransactions), into
+ * out[0..cap); *n gets the count. LM_E_FULL when more than cap. */
+int storage_log_aborted_txns(struct storage_log *log, int64_t from, int64_t upper,
+                             struct storage_aborted_txn *out, uint32_t cap, uint32_t *n);
+
 /* ---- compaction (storage/compact.c; cleanup.policy=compact, Kafka's LogCleaner) ----
  * A pass maps the dirty part of the cleanable prefix (key -> latest offset in a bounded table),
  * then rewrites the sealed segments below the mapped end in groups up to segment_bytes, keeping

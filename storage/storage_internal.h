@@ -57,6 +57,21 @@ struct segment {
     bool index_missing; /* an index file did not exist when the segment was opened */
     bool compacted;     /* below the cleaned offset: offsets increase but may have gaps */
     struct segment *next_zombie;
+
+    /* txn.c: the aborted transactions whose markers lie in this segment (its .txnindex), in
+     * marker order; kept in memory while the segment is in the log */
+    struct storage_aborted_txn *aborted;
+    uint32_t aborted_len, aborted_cap;
+    int txn_fd;     /* the .txnindex file while open for writing, else -1 */
+    bool txn_dirty; /* .txnindex bytes written since its last fdatasync */
+};
+
+/* txn.c: a transaction of the log: open (end_offset -1) or closed by the marker at end_offset
+ * (kept until the recovery point passes the marker, for the checkpoint's scan start). */
+struct txn_open {
+    int64_t producer_id;
+    int64_t first_offset;
+    int64_t end_offset;
 };
 
 struct epoch_entry {
@@ -104,6 +119,11 @@ struct storage_log {
      * the epoch it gives for its offset instead of teaching the cache a new one. */
     bool epochs_check;
 
+    struct txn_open *txns; /* txn.c */
+    uint32_t txn_count, txn_cap;
+    int64_t txn_ckpt_rp;   /* the recovery point of the last checkpoint written or loaded */
+    int64_t txn_ckpt_scan; /* and its transaction scan start */
+
     uint8_t *scan_buf; /* STORAGE_SCAN_BUF_BYTES, header walks */
     uint64_t scan_buf_pos;
     size_t scan_buf_len;
@@ -120,6 +140,38 @@ int storage_epoch_observe(struct storage_log *log, int32_t epoch, int64_t base_o
  * of the last entry starting at or before it; below the first entry (the log start was moved
  * into the middle of its batch) at most the first entry's epoch. */
 bool storage_epoch_matches(const struct storage_log *log, int32_t epoch, int64_t base_offset);
+
+/* Index of the segment holding offset (0 when below the first). */
+uint32_t find_segment(const struct storage_log *log, int64_t offset);
+/* Opens seg's files if closed (the LRU) and marks it used. */
+int seg_use(struct storage_log *log, struct segment *seg);
+
+/* txn.c */
+/* Applies a batch just appended to seg: opens or closes its producer's transaction, indexes an
+ * abort. */
+int txn_note_batch(struct storage_log *log, struct segment *seg, const uint8_t *batch, size_t len,
+                   const struct kafka_batch_header *h);
+/* Rebuilds the transaction table by walking batch headers from `from` (clamped to the log
+ * start) to the log end, adding index entries the segments lack. */
+int txn_rebuild(struct storage_log *log, int64_t from);
+/* After a truncation: rebuilds the table from where the checkpoint allows. */
+int txn_after_truncate(struct storage_log *log, int64_t offset);
+/* The checkpoint's scan start for recovery_point (see txn.c). */
+int64_t txn_scan_start(const struct storage_log *log, int64_t recovery_point);
+/* Forgets closed transactions whose markers lie below recovery_point. */
+void txn_prune(struct storage_log *log, int64_t recovery_point);
+/* Loads seg's .txnindex (after seg_load set its end), dropping entries past the end. */
+int txn_segment_load(struct storage_log *log, struct segment *seg);
+/* Drops seg's entries past its (cut) end. */
+int txn_segment_cut(struct storage_log *log, struct segment *seg);
+/* Closes the .txnindex fd, making it durable first when sync. */
+void txn_segment_close(struct storage_log *log, struct segment *seg, bool sync);
+/* Compaction: appends from's entries to into's (memory only). */
+int txn_segment_adopt(struct segment *into, struct segment *from);
+/* Writes seg's whole .txnindex from memory and syncs it (a compacted segment's). */
+int txn_segment_rewrite(struct storage_log *log, struct segment *seg);
+/* Frees seg's entries (its fd is closed). */
+void txn_segment_free(struct segment *seg);
 
 /* segment.c */
 void seg_path(const struct storage_log *log, int64_t base, const char *ext, char *out, size_t cap);

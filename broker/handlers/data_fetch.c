@@ -37,6 +37,11 @@ struct fout {
     int64_t high_watermark;
     int64_t log_start_offset;
     int64_t leo_seen; /* log end offset when the pass read the partition, -1 unknown */
+    int64_t last_stable;
+    /* read_committed: the aborted transactions overlapping what was read (malloc'd on the
+     * owner shard, Kafka's collectAbortedTransactions) */
+    struct storage_aborted_txn *aborted;
+    uint32_t aborted_count;
     /* The record bytes: slices of segment files. The fds are dup()s made on the owner shard,
      * so the segments may be closed, rolled or deleted meanwhile (the file stays readable);
      * they go to the runtime with the response, or are closed here (free_data). */
@@ -210,6 +215,37 @@ void data_fetch_drain(struct hshard *hs)
 
 /* ---- the pass ------------------------------------------------------------------------------ */
 
+/* The aborted transactions a read_committed consumer needs for the batches read: those
+ * overlapping [fetch offset, last offset read + 1) (Kafka UnifiedLog.collectAbortedTransactions).
+ */
+#define FETCH_ABORTED_MAX 4096
+
+static int fetch_aborted(struct hpart *p, int64_t from, const struct storage_read_result *res,
+                         struct fout *o)
+{
+    uint32_t cap = 16;
+    for (;;) {
+        struct storage_aborted_txn *a = malloc(cap * sizeof(*a));
+        if (a == NULL)
+            return LM_E_NOMEM;
+        uint32_t n = 0;
+        int rc = storage_log_aborted_txns(partition_storage(p->part), from, res->last_offset + 1, a,
+                                          cap, &n);
+        if (rc == LM_E_FULL && cap < FETCH_ABORTED_MAX) {
+            free(a);
+            cap *= 4;
+            continue;
+        }
+        if (rc != 0 || n == 0) {
+            free(a);
+            return rc;
+        }
+        o->aborted = a;
+        o->aborted_count = n;
+        return 0;
+    }
+}
+
 static void fetch_op(struct hshard *hs, struct hpart *p, struct hwork *w, struct hfan *f)
 {
     (void)hs;
@@ -220,6 +256,7 @@ static void fetch_op(struct hshard *hs, struct hpart *p, struct hwork *w, struct
     o->high_watermark = -1;
     o->log_start_offset = -1;
     o->leo_seen = -1;
+    o->last_stable = -1;
     if (p == NULL) {
         w->error = KAFKA_UNKNOWN_TOPIC_OR_PARTITION;
         return;
@@ -242,10 +279,11 @@ static void fetch_op(struct hshard *hs, struct hpart *p, struct hwork *w, struct
     }
     int64_t start = storage_log_start_offset(p->log);
     int64_t leo = storage_log_end_offset(p->log);
-    /* The partition's high watermark (raft commit + 1). Without transactions the last
-     * stable offset is the same for both isolation levels. */
+    /* The partition's high watermark (raft commit + 1) and last stable offset (the earliest
+     * open transaction below it); read_committed reads up to the latter. */
     int64_t hw = partition_high_watermark(p->part);
     o->high_watermark = hw;
+    o->last_stable = partition_last_stable_offset(p->part);
     o->log_start_offset = start;
     o->leo_seen = leo;
     if (in->fetch_offset < start || in->fetch_offset > leo) {
@@ -262,8 +300,15 @@ static void fetch_op(struct hshard *hs, struct hpart *p, struct hwork *w, struct
     if (fc->budget < limit)
         limit = fc->budget > 0 ? fc->budget : 1;
     struct storage_read_result res;
-    int rc = partition_read(p->part, in->fetch_offset, (uint64_t)limit, true, &res);
+    bool committed = fc->rq.isolation_level == 1;
+    int rc = committed ? partition_read_stable(p->part, in->fetch_offset, (uint64_t)limit, &res)
+                       : partition_read(p->part, in->fetch_offset, (uint64_t)limit, true, &res);
     if (rc != 0) {
+        w->error = h_storage_error(rc);
+        return;
+    }
+    if (committed && res.bytes > 0 && (rc = fetch_aborted(p, in->fetch_offset, &res, o)) != 0) {
+        partition_read_release(p->part, &res);
         w->error = h_storage_error(rc);
         return;
     }
@@ -316,6 +361,9 @@ static void free_out(struct fout *o)
     free(o->data);
     o->data = NULL;
     o->len = 0;
+    free(o->aborted);
+    o->aborted = NULL;
+    o->aborted_count = 0;
 }
 
 static void free_data(struct hfetch *fc)
@@ -452,7 +500,21 @@ static void respond(struct hfetch *fc)
             else
                 broker_shard_counter_add(req->shard, BROKER_C_BYTES_OUT, o->len);
             pd->high_watermark = o->high_watermark;
-            pd->last_stable_offset = o->high_watermark;
+            pd->last_stable_offset = o->last_stable;
+            if (o->aborted_count > 0 && w->error == KAFKA_NONE) {
+                struct kafka_fetch_response_aborted_transaction *at =
+                    h_alloc(req, o->aborted_count, sizeof(*at));
+                for (uint32_t a = 0; at != NULL && a < o->aborted_count; a++)
+                    at[a] = (struct kafka_fetch_response_aborted_transaction){
+                        .producer_id = o->aborted[a].producer_id,
+                        .first_offset = o->aborted[a].first_offset};
+                if (at != NULL) {
+                    pd->aborted_transactions = at;
+                    pd->aborted_transactions_count = (int32_t)o->aborted_count;
+                } else {
+                    free_out(o); /* never aborted records without their list */
+                }
+            }
             pd->log_start_offset = o->log_start_offset;
             pd->records =
                 (struct kafka_bytes){o->data ? o->data : (const uint8_t *)"", (int32_t)o->len};
@@ -691,7 +753,8 @@ void data_fetch(struct broker_req *req)
             pd->current_leader.leader_epoch = -1;
             pd->snapshot_id.end_offset = -1;
             pd->snapshot_id.epoch = -1;
-            /* Aborted transactions: none yet; null for read_uncommitted as Kafka sends. */
+            /* Aborted transactions: filled in by respond for read_committed; null for
+             * read_uncommitted as Kafka sends. */
             pd->aborted_transactions = NULL;
             pd->aborted_transactions_count = fc->rq.isolation_level == 1 ? 0 : -1;
             pd->preferred_read_replica = -1;

@@ -196,11 +196,15 @@ static void list_offsets_op(struct hshard *hs, struct hpart *p, struct hwork *w,
     }
     int64_t start = storage_log_start_offset(p->log);
     /* Kafka's Partition.fetchOffsetForTimestamp: consumers are bounded by the high watermark
-     * (read_uncommitted) or the last stable offset (read_committed; the high watermark while
-     * this broker serves no transactions, as Fetch reports it); replicas by the log end. */
+     * (read_uncommitted) or the last stable offset (read_committed: the earliest open
+     * transaction when below the high watermark); replicas by the log end. */
     int64_t last_fetchable = c->rq.replica_id == LO_CONSUMER_REPLICA_ID
                                  ? storage_log_high_watermark(p->log)
                                  : storage_log_end_offset(p->log);
+    int64_t first_unstable = storage_log_first_unstable_offset(p->log);
+    if (c->rq.replica_id == LO_CONSUMER_REPLICA_ID && c->rq.isolation_level == 1 &&
+        first_unstable >= 0 && first_unstable < last_fetchable)
+        last_fetchable = first_unstable;
     int rc = 0;
     switch (in->timestamp) {
     case TS_EARLIEST:

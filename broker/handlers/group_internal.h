@@ -63,6 +63,15 @@ void producer_partition_reset(struct pshard *ps, const uint8_t topic_id[16], int
 void producer_partition_tick(struct pshard *ps, struct hpart *p);
 /* Registers InitProducerId and DescribeProducers and the Produce hooks. */
 int producer_register(struct broker_dispatch *d);
+/* Transaction markers on partition p (owner shard): whether a marker of producer_id at epoch
+ * from coordinator_epoch may be appended (lm_producer_check_marker; KAFKA_STORAGE_ERROR when
+ * the state cannot be loaded), and, once appended, its effect on the producer state. */
+int16_t producer_marker_check(struct hshard *hs, const struct hpart *p, int64_t producer_id,
+                              int16_t epoch, int32_t coordinator_epoch);
+void producer_marker_appended(struct hshard *hs, const struct hpart *p, int64_t producer_id,
+                              int16_t epoch, int32_t coordinator_epoch);
+/* Registers WriteTxnMarkers (txn_markers.c). */
+int txn_markers_register(struct broker_dispatch *d);
 
 /* Calls fn for every batch of log from offset `from` on, in order (whole batches read back
  * with pread; the first may start before from). Returns 0, fn's error or a storage error. */

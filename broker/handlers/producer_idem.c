@@ -29,6 +29,7 @@
 #include "common/lm_assert.h"
 #include "protocol/crc32c.h"
 #include "protocol/kafka_messages.h"
+#include "protocol/records.h"
 
 #define PRODUCER_ID_BLOCK 1000
 /* Producers remembered per partition (allocated on first use; the idlest is evicted). */
@@ -83,8 +84,6 @@ struct replay_ctx {
 static int replay_batch(void *ctx, const uint8_t *batch, size_t len,
                         const struct kafka_batch_header *h)
 {
-    (void)batch;
-    (void)len;
     struct replay_ctx *rc = ctx;
     struct lm_producer_state *s = rc->s;
     if (h->producer_id < 0)
@@ -97,7 +96,15 @@ static int replay_batch(void *ctx, const uint8_t *batch, size_t len,
         .base_offset = h->base_offset,
         .max_timestamp_ms = h->max_timestamp,
         .is_control = (h->attributes & KAFKA_BATCH_ATTR_CONTROL) != 0,
+        .transactional = (h->attributes & KAFKA_BATCH_ATTR_TRANSACTIONAL) != 0,
+        .coordinator_epoch = -1,
     };
+    if (b.is_control) {
+        /* only transaction markers speak for a producer */
+        int16_t type;
+        if (kafka_txn_marker_parse(batch, len, h, &type, &b.coordinator_epoch) != 0)
+            return 0;
+    }
     if (lm_producer_replay(s, &b, rc->now_ms) != 0)
         rc->n_bad++;
     return 0;
@@ -175,7 +182,7 @@ static int64_t snapshot_load(const struct hpart *p, struct lm_producer_state *s)
  * matching the prefix is then the one the checkpoint saw. */
 #define PRODUCER_CHECKPOINT_NAME "producer.checkpoint"
 #define CKPT_MAGIC               0x4C4D5043u /* "LMPC" */
-#define CKPT_VERSION             1
+#define CKPT_VERSION             2           /* 1: before transactions were tracked */
 #define CKPT_HEADER_BYTES        (4 + 2 + 16 + 8 + 4 + 4)
 #define CKPT_FILE_BYTES_MAX      ((size_t)64 << 20)
 #define CKPT_STEP_BYTES          ((uint64_t)32 << 20) /* log replayed per shard tick */
@@ -598,6 +605,11 @@ static int16_t before_append(struct hshard *hs, const char *topic, int32_t parti
                           res.known_last_seq);
         return res.error_code;
     }
+    int16_t txn_error;
+    lm_producer_check_txn(e->s, h.producer_id, (h.attributes & KAFKA_BATCH_ATTR_TRANSACTIONAL) != 0,
+                          &txn_error);
+    if (txn_error != KAFKA_NONE)
+        return txn_error;
     /* More batches of the same producer in one request must continue the sequence. */
     for (size_t pos = kafka_batch_total_size(&h); pos < len;) {
         struct kafka_batch_header n;
@@ -636,6 +648,8 @@ static void after_append(struct hshard *hs, const char *topic, int32_t partition
             .timestamp_ms = h.max_timestamp,
         };
         int rc = lm_producer_record(e->s, h.producer_id, h.producer_epoch, &b, now);
+        if (rc == 0 && (h.attributes & KAFKA_BATCH_ATTR_TRANSACTIONAL))
+            rc = lm_producer_txn_begin(e->s, h.producer_id, off);
         if (rc != 0)
             BLOG_WARN("partition %s-%d: producer %lld: record: %s", topic, partition,
                       (long long)h.producer_id, lm_strerror(rc));
@@ -643,6 +657,30 @@ static void after_append(struct hshard *hs, const char *topic, int32_t partition
         off += (int64_t)h.last_offset_delta + 1;
         pos += kafka_batch_total_size(&h);
     }
+}
+
+/* ---- transaction markers -------------------------------------------------------------------- */
+
+int16_t producer_marker_check(struct hshard *hs, const struct hpart *p, int64_t producer_id,
+                              int16_t epoch, int32_t coordinator_epoch)
+{
+    struct pstate *e = pstate_get(hs->producers, p);
+    if (e == NULL)
+        return KAFKA_KAFKA_STORAGE_ERROR;
+    return lm_producer_check_marker(e->s, producer_id, epoch, coordinator_epoch);
+}
+
+void producer_marker_appended(struct hshard *hs, const struct hpart *p, int64_t producer_id,
+                              int16_t epoch, int32_t coordinator_epoch)
+{
+    struct pstate *e = pstate_get(hs->producers, p);
+    if (e == NULL)
+        return; /* rebuilt from the log, marker included, when next loaded */
+    int rc = lm_producer_marker(e->s, producer_id, epoch, coordinator_epoch, group_now_ms(hs));
+    if (rc != 0)
+        BLOG_WARN("partition %s-%d: producer %lld: marker: %s", p->topic, p->partition,
+                  (long long)producer_id, lm_strerror(rc));
+    e->dirty = true;
 }
 
 /* ---- shard lifecycle ------------------------------------------------------------------------- */
@@ -1003,7 +1041,8 @@ int producer_register(struct broker_dispatch *d)
         return rc;
     node->producer.before_append = before_append;
     node->producer.after_append = after_append;
-    if ((rc = handlers_serve(d, KAFKA_INIT_PRODUCER_ID_KEY, 0, 5, init_producer_id)) != 0 ||
+    if ((rc = txn_markers_register(d)) != 0 ||
+        (rc = handlers_serve(d, KAFKA_INIT_PRODUCER_ID_KEY, 0, 5, init_producer_id)) != 0 ||
         (rc = handlers_serve(d, KAFKA_DESCRIBE_PRODUCERS_KEY, 0, 0, describe_producers)) != 0)
         return rc;
     return 0;

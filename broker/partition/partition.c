@@ -60,7 +60,6 @@ struct partition {
     /* A lone leader's end of acks=0/1 appends: visible to consumers before the fsync (Kafka's
      * semantics for a replica set of one: the page cache is the durability of acks=1). */
     int64_t visible_end;
-    int64_t first_unstable;
     int failed;
 
     /* group commit */
@@ -675,7 +674,6 @@ int partition_open(const struct partition_config *cfg, const struct partition_en
     p->env = *env;
     p->now_ms = now_ms;
     p->tick_due_ms = now_ms + cfg->tick_ms;
-    p->first_unstable = -1;
     p->next_watch_id = 1;
     int rc = strlen(cfg->dir) >= PATH_MAX ? LM_E_TOO_LARGE : 0;
     if (rc == 0) {
@@ -944,6 +942,14 @@ int partition_read(struct partition *p, int64_t offset, uint64_t max_bytes, bool
                             res);
 }
 
+int partition_read_stable(struct partition *p, int64_t offset, uint64_t max_bytes,
+                          struct storage_read_result *res)
+{
+    if (p->failed)
+        return p->failed;
+    return storage_log_read(p->log, offset, max_bytes, partition_last_stable_offset(p), res);
+}
+
 void partition_read_release(struct partition *p, struct storage_read_result *res)
 {
     storage_read_result_release(p->log, res);
@@ -1173,18 +1179,17 @@ int partition_advance_start(struct partition *p, int64_t offset)
     return rc;
 }
 
-void partition_set_first_unstable(struct partition *p, int64_t offset)
-{
-    p->first_unstable = offset;
-}
-
 int64_t partition_high_watermark(const struct partition *p)
 {
     return p->hw;
 }
 int64_t partition_last_stable_offset(const struct partition *p)
 {
-    return p->first_unstable >= 0 && p->first_unstable < p->hw ? p->first_unstable : p->hw;
+    /* Kafka UnifiedLog.lastStableOffset: the first unstable offset (the earliest open
+     * transaction, which every replica's storage tracks from the batches it holds) when below
+     * the high watermark */
+    int64_t first = storage_log_first_unstable_offset(p->log);
+    return first >= 0 && first < p->hw ? first : p->hw;
 }
 int64_t partition_log_end_offset(const struct partition *p)
 {

@@ -114,6 +114,9 @@ int partition_append(struct partition *p, enum partition_origin origin, uint8_t 
  * log end (replicas, tools). Release with partition_read_release. */
 int partition_read(struct partition *p, int64_t offset, uint64_t max_bytes, bool committed_only,
                    struct storage_read_result *res);
+/* Reads as partition_read for a read_committed consumer: up to the last stable offset. */
+int partition_read_stable(struct partition *p, int64_t offset, uint64_t max_bytes,
+                          struct storage_read_result *res);
 void partition_read_release(struct partition *p, struct storage_read_result *res);
 /* Calls fn once the high watermark is >= hw_min (at once if it is). Returns a watch id > 0 or
  * LM_E_FULL. */
@@ -159,11 +162,10 @@ int partition_drive(struct partition *p);
  * committed batches go, as with a raft snapshot) and raft's log start with it. Returns 0 or
  * storage_log_advance_start's error. */
 int partition_advance_start(struct partition *p, int64_t offset);
-/* Producer state: the first offset of an open transaction, or -1 (last stable offset). */
-void partition_set_first_unstable(struct partition *p, int64_t offset);
 
 /* Queries. */
 int64_t partition_high_watermark(const struct partition *p);
+/* min(the log's first unstable offset (storage_log_first_unstable_offset), high watermark) */
 int64_t partition_last_stable_offset(const struct partition *p);
 int64_t partition_log_end_offset(const struct partition *p);
 int64_t partition_log_start_offset(const struct partition *p);

@@ -202,6 +202,73 @@ int lm_producer_record(struct lm_producer_state *s, int64_t producer_id, int16_t
     return 0;
 }
 
+/* Kafka ProducerAppendInfo.appendEndTxnMarker: maybeUpdateProducerEpoch, the transaction
+ * closed, the coordinator epoch kept. */
+static void marker_apply(struct entry *e, int16_t epoch, int32_t coordinator_epoch)
+{
+    if (epoch > e->epoch || e->epoch == LM_PRODUCER_NO_EPOCH) {
+        e->epoch = epoch;
+        e->n_batches = 0;
+    }
+    e->txn_start_offset = -1;
+    if (coordinator_epoch > e->coordinator_epoch)
+        e->coordinator_epoch = coordinator_epoch;
+}
+
+void lm_producer_check_txn(const struct lm_producer_state *s, int64_t producer_id,
+                           bool transactional, int16_t *error)
+{
+    int64_t i = find(s, producer_id);
+    *error = KAFKA_NONE;
+    if (i >= 0 && !transactional && s->entries[i].txn_start_offset >= 0)
+        *error = KAFKA_INVALID_TXN_STATE;
+}
+
+int lm_producer_txn_begin(struct lm_producer_state *s, int64_t producer_id, int64_t first_offset)
+{
+    int64_t i = find(s, producer_id);
+    if (i < 0 || first_offset < 0)
+        return LM_E_NOT_FOUND; /* lm_producer_record comes first */
+    struct entry *e = &s->entries[i];
+    if (e->txn_start_offset < 0)
+        e->txn_start_offset = first_offset;
+    LM_ASSERT(e->txn_start_offset <= first_offset);
+    return 0;
+}
+
+int16_t lm_producer_check_marker(const struct lm_producer_state *s, int64_t producer_id,
+                                 int16_t epoch, int32_t coordinator_epoch)
+{
+    int64_t i = find(s, producer_id);
+    if (i < 0)
+        return KAFKA_NONE;
+    const struct entry *e = &s->entries[i];
+    if (epoch < e->epoch)
+        return KAFKA_INVALID_PRODUCER_EPOCH;
+    if (coordinator_epoch < e->coordinator_epoch)
+        return KAFKA_TRANSACTION_COORDINATOR_FENCED;
+    return KAFKA_NONE;
+}
+
+int lm_producer_marker(struct lm_producer_state *s, int64_t producer_id, int16_t epoch,
+                       int32_t coordinator_epoch, int64_t now_ms)
+{
+    LM_ASSERT(s != NULL);
+    if (producer_id < 0 || epoch < 0)
+        return LM_E_INVALID;
+    struct entry *e = entry_get(s, producer_id);
+    marker_apply(e, epoch, coordinator_epoch);
+    e->last_update_ms = now_ms;
+    LM_ASSERT(e->txn_start_offset == -1);
+    return 0;
+}
+
+int64_t lm_producer_txn_open(const struct lm_producer_state *s, int64_t producer_id)
+{
+    int64_t i = find(s, producer_id);
+    return i < 0 ? -1 : s->entries[i].txn_start_offset;
+}
+
 int lm_producer_replay(struct lm_producer_state *s, const struct lm_producer_log_batch *b,
                        int64_t now_ms)
 {
@@ -213,13 +280,11 @@ int lm_producer_replay(struct lm_producer_state *s, const struct lm_producer_log
     struct entry *e = entry_get(s, b->producer_id);
     e->last_update_ms = now_ms; /* recovered producers get a full expiration period */
     if (b->is_control) {
-        if (b->epoch > e->epoch || e->epoch == LM_PRODUCER_NO_EPOCH) {
-            e->epoch = b->epoch;
-            e->n_batches = 0;
-        }
-        e->txn_start_offset = -1;
+        marker_apply(e, b->epoch, b->coordinator_epoch);
         return 0;
     }
+    if (b->transactional && e->txn_start_offset < 0)
+        e->txn_start_offset = b->base_offset;
     struct lm_producer_batch pb = {
         .first_seq = b->base_seq,
         .last_seq = lm_producer_seq_add(b->base_seq, b->last_offset_delta),
@@ -295,7 +360,7 @@ int lm_producer_get(const struct lm_producer_state *s, int64_t producer_id, int1
 /* ---- snapshot ---- */
 
 #define SNAP_MAGIC        0x4C4D5053u /* "LMPS" */
-#define SNAP_VERSION      1
+#define SNAP_VERSION      2
 #define SNAP_HEADER_BYTES (4 + 2 + 8 + 4)
 #define SNAP_ENTRY_BYTES  (8 + 2 + 8 + 4 + 8 + 1)
 #define SNAP_BATCH_BYTES  (4 + 4 + 8 + 8 + 8)

@@ -82,7 +82,9 @@ struct lm_producer_log_batch {
     int32_t last_offset_delta;
     int64_t base_offset;
     int64_t max_timestamp_ms;
-    bool is_control; /* transaction marker: epoch only, no sequences */
+    bool is_control;           /* transaction marker: epoch only, no sequences */
+    bool transactional;        /* a data batch of a transaction: opens it (attribute 0x10) */
+    int32_t coordinator_epoch; /* a marker's (its value) */
 };
 
 struct lm_producer_state;
@@ -109,6 +111,28 @@ int lm_producer_check(const struct lm_producer_state *s, int64_t producer_id, in
  * succeeded). now_ms is the append's wall-clock time (for expiry). */
 int lm_producer_record(struct lm_producer_state *s, int64_t producer_id, int16_t epoch,
                        const struct lm_producer_batch *b, int64_t now_ms);
+/* Transactions (Kafka ProducerAppendInfo, ProducerStateEntry.currentTxnFirstOffset):
+ * lm_producer_check_txn refuses a non-transactional batch of a producer whose transaction is
+ * open (INVALID_TXN_STATE, appendDataBatch's "Expected transactional write"); 0 otherwise in
+ * *error. lm_producer_txn_begin records the first offset of a transactional batch appended
+ * (after lm_producer_record) unless the producer's transaction is open already. */
+void lm_producer_check_txn(const struct lm_producer_state *s, int64_t producer_id,
+                           bool transactional, int16_t *error);
+int lm_producer_txn_begin(struct lm_producer_state *s, int64_t producer_id, int64_t first_offset);
+/* lm_producer_check_marker decides whether a transaction marker (WriteTxnMarkers) of
+ * producer_id at epoch from coordinator_epoch may be appended (Kafka appendEndTxnMarker's
+ * checkProducerEpoch and checkCoordinatorEpoch): an epoch below the producer's is
+ * INVALID_PRODUCER_EPOCH, a coordinator epoch below the last marker's
+ * TRANSACTION_COORDINATOR_FENCED; an unknown producer is accepted. Returns the Kafka code. */
+int16_t lm_producer_check_marker(const struct lm_producer_state *s, int64_t producer_id,
+                                 int16_t epoch, int32_t coordinator_epoch);
+/* lm_producer_marker applies an appended marker: the transaction ends, the epoch moves up to
+ * the marker's (dropping the cached batches when it changes), the coordinator epoch is kept. */
+int lm_producer_marker(struct lm_producer_state *s, int64_t producer_id, int16_t epoch,
+                       int32_t coordinator_epoch, int64_t now_ms);
+/* lm_producer_txn_open returns the first offset of the producer's open transaction, or -1. */
+int64_t lm_producer_txn_open(const struct lm_producer_state *s, int64_t producer_id);
+
 /* lm_producer_replay applies one batch header read back from the log in offset order
  * (recovery after the last snapshot; Kafka loadProducersFromLog): no validation. */
 int lm_producer_replay(struct lm_producer_state *s, const struct lm_producer_log_batch *b,
@@ -130,8 +154,10 @@ size_t lm_producer_describe(const struct lm_producer_state *s, struct lm_produce
 int lm_producer_get(const struct lm_producer_state *s, int64_t producer_id, int16_t *epoch,
                     struct lm_producer_batch batches[LM_PRODUCER_BATCHES_MAX], int *n_batches);
 
-/* Snapshot file (laminar's own format, all integers big-endian):
- *   magic "LMPS" | u16 version = 1 | i64 next_offset | u32 count |
+/* Snapshot file (laminar's own format, all integers big-endian; version 1 files were written
+ * before transactions were tracked and may lack an open one, so they are refused and the state
+ * is rebuilt from the log):
+ *   magic "LMPS" | u16 version = 2 | i64 next_offset | u32 count |
  *   count x { i64 producer_id | i16 epoch | i64 last_update_ms | i32 coordinator_epoch |
  *             i64 txn_start_offset | u8 n_batches | n_batches x { i32 first_seq |
  *             i32 last_seq | i64 first_offset | i64 last_offset | i64 timestamp_ms } } |

@@ -234,7 +234,7 @@ static void test_snapshot_roundtrip_and_golden(void **st)
     assert_int_equal(len, lm_producer_snapshot_size(s));
     /* hand-built bytes of the documented format (without the CRC) */
     const uint8_t want[] = {
-        'L',  'M',  'P',  'S',  0,    1,                            /* magic, version */
+        'L',  'M',  'P',  'S',  0,    2,                            /* magic, version */
         0,    0,    0,    0,    0,    0,    0,    0x12, 0, 0, 0, 1, /* next offset, count */
         0,    0,    0,    0,    0,    0,    1,    2,    0, 3,       /* producer id, epoch */
         0,    0,    0,    0,    0,    0,    0,    0x30,             /* last update */
@@ -277,6 +277,77 @@ static void test_snapshot_roundtrip_and_golden(void **st)
     lm_producer_state_free(t);
 }
 
+/* Transactions (Kafka ProducerStateEntry.currentTxnFirstOffset, appendEndTxnMarker): the first
+ * offset of the open transaction, its end by a marker, the marker's epoch and coordinator epoch
+ * checks, the same state rebuilt from the log, and a snapshot carrying an open transaction. */
+static void test_transactions(void **st)
+{
+    (void)st;
+    struct lm_producer_state *s = mk(8);
+    rec(s, 5, 0, 0, 2, 10, 100); /* offsets 10..12 */
+    assert_int_equal(lm_producer_txn_begin(s, 5, 10), 0);
+    rec(s, 5, 0, 3, 3, 13, 101);
+    assert_int_equal(lm_producer_txn_begin(s, 5, 13), 0); /* still the first */
+    assert_int_equal(lm_producer_txn_open(s, 5), 10);
+    assert_int_equal(lm_producer_txn_begin(s, 6, 1), LM_E_NOT_FOUND);
+    int16_t err;
+    lm_producer_check_txn(s, 5, false, &err);
+    assert_int_equal(err, KAFKA_INVALID_TXN_STATE);
+    lm_producer_check_txn(s, 5, true, &err);
+    assert_int_equal(err, KAFKA_NONE);
+    lm_producer_check_txn(s, 9, false, &err);
+    assert_int_equal(err, KAFKA_NONE);
+    struct lm_producer_info row;
+    assert_int_equal(lm_producer_describe(s, &row, 1), 1);
+    assert_int_equal(row.current_txn_start_offset, 10);
+
+    /* snapshot round trip keeps the open transaction */
+    uint8_t buf[512];
+    size_t len;
+    int64_t next;
+    assert_int_equal(lm_producer_snapshot_encode(s, 14, buf, sizeof(buf), &len), 0);
+    struct lm_producer_state *t = mk(8);
+    assert_int_equal(lm_producer_snapshot_decode(t, buf, len, &next), 0);
+    assert_int_equal(lm_producer_txn_open(t, 5), 10);
+    /* a version 1 snapshot (no transactions tracked) is refused */
+    buf[5] = 1;
+    uint32_t crc = crc32c_update(0, buf, len - 4);
+    buf[len - 4] = (uint8_t)(crc >> 24), buf[len - 3] = (uint8_t)(crc >> 16);
+    buf[len - 2] = (uint8_t)(crc >> 8), buf[len - 1] = (uint8_t)crc;
+    assert_int_equal(lm_producer_snapshot_decode(t, buf, len, &next), LM_E_UNSUPPORTED);
+
+    /* markers: coordinator epoch 4 closes it; then an older coordinator or epoch is fenced */
+    assert_int_equal(lm_producer_check_marker(s, 5, 0, 4), KAFKA_NONE);
+    assert_int_equal(lm_producer_marker(s, 5, 0, 4, 200), 0);
+    assert_int_equal(lm_producer_txn_open(s, 5), -1);
+    assert_int_equal(lm_producer_check_marker(s, 5, 0, 3), KAFKA_TRANSACTION_COORDINATOR_FENCED);
+    assert_int_equal(lm_producer_check_marker(s, 5, 0, 4), KAFKA_NONE);
+    /* a marker of a bumped epoch (a fenced producer's transaction aborted) moves the epoch up */
+    assert_int_equal(lm_producer_marker(s, 5, 1, 4, 201), 0);
+    assert_int_equal(lm_producer_check_marker(s, 5, 0, 5), KAFKA_INVALID_PRODUCER_EPOCH);
+    assert_int_equal(chk(s, 5, 0, 4, 4).error_code, KAFKA_INVALID_PRODUCER_EPOCH);
+    assert_int_equal(chk(s, 5, 1, 0, 0).verdict, LM_PRODUCER_ACCEPT);
+    assert_int_equal(lm_producer_check_marker(s, 77, 0, 0), KAFKA_NONE); /* unknown producer */
+
+    /* the log replayed gives the same: data opens, the marker closes, a later batch reopens */
+    struct lm_producer_state *r = mk(8);
+    struct lm_producer_log_batch log[] = {
+        {5, 0, 0, 2, 10, 100, false, true, -1},
+        {5, 0, 3, 0, 13, 101, false, true, -1},
+        {5, 0, -1, 0, 14, 102, true, true, 4},
+        {5, 0, 4, 0, 15, 103, false, true, -1},
+    };
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(lm_producer_replay(r, &log[i], 50), 0);
+    assert_int_equal(lm_producer_txn_open(r, 5), -1);
+    assert_int_equal(lm_producer_check_marker(r, 5, 0, 3), KAFKA_TRANSACTION_COORDINATOR_FENCED);
+    assert_int_equal(lm_producer_replay(r, &log[3], 50), 0);
+    assert_int_equal(lm_producer_txn_open(r, 5), 15);
+    lm_producer_state_free(r);
+    lm_producer_state_free(t);
+    lm_producer_state_free(s);
+}
+
 /* A snapshot is untrusted input: with a good CRC but an epoch no producer can have, or a
  * negative producer id, it is refused (the caller rebuilds from the log) and nothing of it is
  * kept. */
@@ -315,10 +386,12 @@ static void test_replay_from_log(void **st)
     /* live state built by check/record equals the state rebuilt from the batch headers */
     struct lm_producer_state *live = mk(8), *rebuilt = mk(8);
     struct lm_producer_log_batch log[] = {
-        {5, 0, 0, 2, 0, 100, false}, {-1, -1, -1, 0, 3, 101, false},          /* not idempotent */
-        {5, 0, 3, 0, 4, 102, false}, {6, 1, INT32_MAX - 1, 3, 5, 103, false}, /* wraps */
-        {5, 1, 0, 1, 9, 104, false},                                          /* epoch bump */
-        {7, 0, 0, 0, 11, 105, true},                                          /* control batch */
+        {5, 0, 0, 2, 0, 100, false, false, -1},
+        {-1, -1, -1, 0, 3, 101, false, false, -1}, /* not idempotent */
+        {5, 0, 3, 0, 4, 102, false, false, -1},
+        {6, 1, INT32_MAX - 1, 3, 5, 103, false, false, -1}, /* wraps */
+        {5, 1, 0, 1, 9, 104, false, false, -1},             /* epoch bump */
+        {7, 0, 0, 0, 11, 105, true, false, -1},             /* control batch */
     };
     for (size_t i = 0; i < sizeof(log) / sizeof(log[0]); i++) {
         const struct lm_producer_log_batch *b = &log[i];
@@ -354,7 +427,7 @@ static void test_replay_from_log(void **st)
     /* after the marker, epoch 0 is known with no batch: seq 0 only */
     assert_int_equal(chk(rebuilt, 7, 0, 3, 3).error_code, KAFKA_OUT_OF_ORDER_SEQUENCE_NUMBER);
     assert_int_equal(chk(rebuilt, 7, 0, 0, 0).verdict, LM_PRODUCER_ACCEPT);
-    struct lm_producer_log_batch bad = {5, -2, 0, 0, 0, 0, false};
+    struct lm_producer_log_batch bad = {5, -2, 0, 0, 0, 0, false, false, -1};
     assert_int_equal(lm_producer_replay(rebuilt, &bad, 0), LM_E_CORRUPT);
     lm_producer_state_free(live);
     lm_producer_state_free(rebuilt);
@@ -518,6 +591,7 @@ int main(void)
         cmocka_unit_test(test_snapshot_roundtrip_and_golden),
         cmocka_unit_test(test_snapshot_refuses_impossible_fields),
         cmocka_unit_test(test_replay_from_log),
+        cmocka_unit_test(test_transactions),
         cmocka_unit_test(test_randomized_against_model),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
