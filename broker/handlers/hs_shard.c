@@ -13,6 +13,7 @@
 #include "broker/handlers/group_internal.h"
 #include "broker/cluster/controller.h"
 #include "broker/handlers/handlers_internal.h"
+#include "broker/handlers/txn_internal.h"
 #include "common/lm_hash.h"
 #include "broker/log.h"
 #include "broker/producer/producer_state.h"
@@ -281,6 +282,9 @@ int hs_shard_start(struct broker_shard *s, void *ctx)
     rc = group_shard_start(hs); /* loads the owned __consumer_offsets partitions */
     if (rc != 0)
         return rc;
+    rc = txn_shard_start(hs); /* loads the owned __transaction_state partitions */
+    if (rc != 0)
+        return rc;
     return broker_timer_start(s, &hs->tick, HANDLERS_TICK_MS, shard_tick, hs);
 }
 
@@ -291,6 +295,7 @@ void hs_shard_drain(struct broker_shard *s, void *ctx)
     if (hs != NULL) {
         data_fetch_drain(hs);
         group_shard_drain(hs);
+        txn_shard_drain(hs);
         if (hs->node->ctl != NULL && hs->id == CONTROLLER_SHARD)
             controller_shard_drain(hs->node->ctl);
     }
@@ -333,6 +338,7 @@ void hs_shard_stop(struct broker_shard *s, void *ctx)
     if (hs->node->ctl != NULL && hs->id == CONTROLLER_SHARD)
         controller_shard_stop(hs->node->ctl);
     hs_peers_close(hs);
+    txn_shard_stop(hs);
     group_shard_stop(hs);
     for (size_t b = 0; b < hs->bucket_count; b++) {
         struct htopic *t = hs->buckets[b];

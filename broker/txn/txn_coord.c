@@ -16,11 +16,11 @@
 #include "common/lm_hash.h"
 #include "protocol/kafka_errors.h"
 
-#define TXN_BUCKETS        4096 /* power of two */
-#define OFFSETS_TOPIC      "__consumer_offsets"
-#define MARK_TO_SEND       0
-#define MARK_IN_FLIGHT     1
-#define MARK_ACKED         2
+#define TXN_BUCKETS    4096 /* power of two */
+#define OFFSETS_TOPIC  "__consumer_offsets"
+#define MARK_TO_SEND   0
+#define MARK_IN_FLIGHT 1
+#define MARK_ACKED     2
 
 enum part_load { PART_NOT_OWNED = 0, PART_LOADING, PART_OWNED };
 
@@ -84,9 +84,9 @@ struct lm_txn_coord {
 
 const char *lm_txn_state_name(int state)
 {
-    static const char *const names[] = {"Empty",          "Ongoing",       "PrepareCommit",
-                                        "PrepareAbort",   "CompleteCommit", "CompleteAbort",
-                                        "Dead",           "PrepareEpochFence"};
+    static const char *const names[] = {"Empty",        "Ongoing",          "PrepareCommit",
+                                        "PrepareAbort", "CompleteCommit",   "CompleteAbort",
+                                        "Dead",         "PrepareEpochFence"};
     if (state < 0 || (size_t)state >= LM_ARRAY_LEN(names))
         return "Unknown";
     return names[state];
@@ -382,9 +382,8 @@ static int push_write(struct lm_txn_coord *c, const struct txn_entry *e, const s
         value = (struct kafka_bytes){buf + klen, (int32_t)vlen};
     }
     *write_id = ++c->next_write_id;
-    c->writes[c->n_writes++] = (struct lm_txn_write){*write_id, e->log_part,
-                                                     (struct kafka_bytes){buf, (int32_t)klen},
-                                                     value};
+    c->writes[c->n_writes++] = (struct lm_txn_write){
+        *write_id, e->log_part, (struct kafka_bytes){buf, (int32_t)klen}, value};
     return 0;
 }
 
@@ -402,14 +401,15 @@ static int push_marker(struct lm_txn_coord *c, struct txn_entry *e, int32_t i)
         memcpy(buf + e->tid_len, tp->topic.ptr, tlen);
     c->marker_bufs[c->n_markers] = buf;
     e->mark_id[i] = ++c->next_marker_id;
-    c->markers[c->n_markers++] = (struct lm_txn_marker){.marker_id = e->mark_id[i],
-                                                        .transactional_id = {buf, e->tid_len},
-                                  .producer_id = e->cur.pid,
-                                  .producer_epoch = e->cur.epoch,
-                                  .commit = e->cur.state == LM_TXN_PREPARE_COMMIT,
-                                  .coordinator_epoch = c->coord_epoch[e->log_part],
-                                  .topic = {buf + e->tid_len, tp->topic.len},
-                                  .partition = tp->partition};
+    c->markers[c->n_markers++] =
+        (struct lm_txn_marker){.marker_id = e->mark_id[i],
+                               .transactional_id = {buf, e->tid_len},
+                               .producer_id = e->cur.pid,
+                               .producer_epoch = e->cur.epoch,
+                               .commit = e->cur.state == LM_TXN_PREPARE_COMMIT,
+                               .coordinator_epoch = c->coord_epoch[e->log_part],
+                               .topic = {buf + e->tid_len, tp->topic.len},
+                               .partition = tp->partition};
     return 0;
 }
 
@@ -578,8 +578,8 @@ void lm_txn_coord_free(struct lm_txn_coord *c)
 
 void lm_txn_coord_ready(struct lm_txn_coord *c, struct lm_txn_ready *out)
 {
-    *out = (struct lm_txn_ready){c->n_writes, c->writes, c->n_markers, c->markers, c->n_resps,
-                                 c->resps};
+    *out = (struct lm_txn_ready){c->n_writes, c->writes,  c->n_markers,
+                                 c->markers,  c->n_resps, c->resps};
 }
 
 void lm_txn_coord_advance(struct lm_txn_coord *c)
@@ -648,8 +648,7 @@ int lm_txn_init_pid(struct lm_txn_coord *c, int64_t now_ms, uint64_t token,
     case LM_TXN_COMPLETE_COMMIT:
     case LM_TXN_COMPLETE_ABORT:
         LM_TRY(begin_transit(e, LM_TXN_EMPTY, now_ms));
-        if (epoch_exhausted(e->cur.epoch) &&
-            (!expected || req->producer_epoch == e->cur.epoch)) {
+        if (epoch_exhausted(e->cur.epoch) && (!expected || req->producer_epoch == e->cur.epoch)) {
             /* prepareProducerIdRotation: a new producer id at epoch 0 */
             int64_t pid;
             if (c->cfg.alloc_pid(c->cfg.alloc_ctx, &pid) != 0)
@@ -721,8 +720,7 @@ static int add_parts(struct lm_txn_coord *c, int64_t now_ms, uint64_t token, uin
     int32_t n_resp = kind == LM_TXN_RESP_ADD ? n : 0;
     struct txn_entry *e;
     int16_t err = txn_check(c, tid, pid, epoch, &e);
-    if (err == 0 && (e->cur.state == LM_TXN_PREPARE_COMMIT ||
-                     e->cur.state == LM_TXN_PREPARE_ABORT))
+    if (err == 0 && (e->cur.state == LM_TXN_PREPARE_COMMIT || e->cur.state == LM_TXN_PREPARE_ABORT))
         err = KAFKA_CONCURRENT_TRANSACTIONS;
     if (err == 0 && n <= 0)
         err = KAFKA_INVALID_REQUEST;
@@ -762,8 +760,7 @@ static int verify_parts(struct lm_txn_coord *c, uint64_t token, const struct lm_
 {
     struct txn_entry *e;
     int16_t err = txn_check(c, req->transactional_id, req->producer_id, req->producer_epoch, &e);
-    if (err == 0 && (e->cur.state == LM_TXN_PREPARE_COMMIT ||
-                     e->cur.state == LM_TXN_PREPARE_ABORT))
+    if (err == 0 && (e->cur.state == LM_TXN_PREPARE_COMMIT || e->cur.state == LM_TXN_PREPARE_ABORT))
         err = KAFKA_CONCURRENT_TRANSACTIONS;
     struct lm_txn_resp r;
     LM_TRY(resp_init(&r, token, LM_TXN_RESP_ADD, req->n_partitions, req->partitions));
@@ -798,9 +795,8 @@ int lm_txn_add_offsets(struct lm_txn_coord *c, int64_t now_ms, uint64_t token,
     if (req->group_id.len < 0)
         return answer_now(c, token, LM_TXN_RESP_ADD_OFFSETS, KAFKA_INVALID_REQUEST, 0, NULL);
     /* the group's __consumer_offsets partition joins the transaction, as in Kafka */
-    struct lm_txn_topic_partition tp = {KAFKA_STR(OFFSETS_TOPIC),
-                                        lm_gr_partition_for(req->group_id,
-                                                            c->cfg.offsets_partitions)};
+    struct lm_txn_topic_partition tp = {
+        KAFKA_STR(OFFSETS_TOPIC), lm_gr_partition_for(req->group_id, c->cfg.offsets_partitions)};
     return add_parts(c, now_ms, token, LM_TXN_RESP_ADD_OFFSETS, req->transactional_id,
                      req->producer_id, req->producer_epoch, 1, &tp);
 }
@@ -825,12 +821,12 @@ int lm_txn_end(struct lm_txn_coord *c, int64_t now_ms, uint64_t token,
         return answer_now(c, token, kind, commit ? KAFKA_INVALID_TXN_STATE : 0, 0, NULL);
     case LM_TXN_PREPARE_COMMIT:
         return answer_now(c, token, kind,
-                          commit ? KAFKA_CONCURRENT_TRANSACTIONS : KAFKA_INVALID_TXN_STATE,
-                          0, NULL);
+                          commit ? KAFKA_CONCURRENT_TRANSACTIONS : KAFKA_INVALID_TXN_STATE, 0,
+                          NULL);
     case LM_TXN_PREPARE_ABORT:
         return answer_now(c, token, kind,
-                          commit ? KAFKA_INVALID_TXN_STATE : KAFKA_CONCURRENT_TRANSACTIONS,
-                          0, NULL);
+                          commit ? KAFKA_INVALID_TXN_STATE : KAFKA_CONCURRENT_TRANSACTIONS, 0,
+                          NULL);
     default:
         return answer_now(c, token, kind, KAFKA_INVALID_TXN_STATE, 0, NULL);
     }

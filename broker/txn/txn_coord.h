@@ -33,13 +33,13 @@
 
 #include "protocol/kafka_rt.h"
 
-#define LM_TXN_PARTITIONS_MAX     1000  /* transaction.state.log.num.partitions upper bound */
-#define LM_TXN_PARTS_PER_TXN_MAX  10000 /* partitions one transaction may span */
-#define LM_TXN_IDS_MAX            100000 /* transactional ids one coordinator keeps */
-#define LM_TXN_NO_PRODUCER_ID     ((int64_t)-1)
-#define LM_TXN_NO_PRODUCER_EPOCH  ((int16_t)-1)
-#define LM_TXN_MARKER_RETRY_MS    100   /* before a marker answered RETRY is sent again */
-#define LM_TXN_MARKER_TIMEOUT_MS  30000 /* before an unanswered marker is sent again */
+#define LM_TXN_PARTITIONS_MAX    1000   /* transaction.state.log.num.partitions upper bound */
+#define LM_TXN_PARTS_PER_TXN_MAX 10000  /* partitions one transaction may span */
+#define LM_TXN_IDS_MAX           100000 /* transactional ids one coordinator keeps */
+#define LM_TXN_NO_PRODUCER_ID    ((int64_t)-1)
+#define LM_TXN_NO_PRODUCER_EPOCH ((int16_t)-1)
+#define LM_TXN_MARKER_RETRY_MS   100   /* before a marker answered RETRY is sent again */
+#define LM_TXN_MARKER_TIMEOUT_MS 30000 /* before an unanswered marker is sent again */
 
 /* Kafka's TransactionState ids, as stored in TransactionLogValue.TransactionStatus. */
 enum lm_txn_state {
@@ -169,9 +169,9 @@ struct lm_txn_ready {
 
 /* How a partition leader answered one marker. */
 enum lm_txn_marker_outcome {
-    LM_TXN_MARKER_ACKED = 0,   /* written */
-    LM_TXN_MARKER_RETRY,       /* NOT_LEADER_OR_FOLLOWER, no connection, ...: send again */
-    LM_TXN_MARKER_DROPPED,     /* the topic was deleted: Kafka forgets the partition */
+    LM_TXN_MARKER_ACKED = 0, /* written */
+    LM_TXN_MARKER_RETRY,     /* NOT_LEADER_OR_FOLLOWER, no connection, ...: send again */
+    LM_TXN_MARKER_DROPPED,   /* the topic was deleted: Kafka forgets the partition */
 };
 
 /* A read-only view of one transactional id (DescribeTransactions); strings are borrowed,

@@ -1,0 +1,80 @@
+/* Private to txn_shard.c and txn_api.c: the transaction coordinator in the broker.
+ *
+ * Placement, as the group coordinator's: one lm_txn_coord (broker/txn/) per shard, holding the
+ * transactional ids of the __transaction_state partitions that shard owns
+ * (broker_partition_shard). Requests are decoded on the connection's shard and carried to the
+ * owner of the id's partition by a cross-shard call (struct top); the answer comes back the
+ * same way once the coordinator produced it, which for a state change is after its record
+ * was committed to __transaction_state (write before answer). Transaction markers go to the
+ * shard owning each partition (struct in txn_shard.c), which appends them as WriteTxnMarkers
+ * does and reports back when they are committed. */
+#ifndef LAMINAR_BROKER_HANDLERS_TXN_INTERNAL_H
+#define LAMINAR_BROKER_HANDLERS_TXN_INTERNAL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "broker/handlers/handlers_internal.h"
+#include "broker/txn/txn_coord.h"
+
+#define TXN_STATE_TOPIC     "__transaction_state"
+#define TXN_STATE_TOPIC_LEN (sizeof(TXN_STATE_TOPIC) - 1)
+
+enum top_kind { TOP_INIT = 1, TOP_ADD, TOP_ADD_OFFSETS, TOP_END, TOP_DESCRIBE, TOP_LIST };
+
+/* One call to the coordinator of one transactional id, in the request's arena. The inputs'
+ * strings point into the decoded request. The owner shard writes the outputs (arrays
+ * allocated by the origin beforehand) and returns the call. */
+struct top {
+    struct broker_xcall x;
+    struct broker_req *req;
+    uint32_t owner;
+    uint8_t kind; /* enum top_kind */
+    union {
+        struct lm_txn_init_req init;
+        struct lm_txn_add_req add;
+        struct lm_txn_add_offsets_req add_offsets;
+        struct lm_txn_end_req end;
+    } in;
+    /* outputs */
+    int16_t error_code;
+    int64_t producer_id;
+    int16_t producer_epoch;
+    int16_t *part_errors; /* ADD: one per in.add.partitions */
+    /* DESCRIBE: a copy of the id's state, strings in the request's arena */
+    bool found;
+    struct lm_txn_info info;
+    /* LIST: filled by txn_api.c's callback on the owner shard */
+    void (*list_fn)(struct top *op, const struct lm_txn_info *info);
+    void *list_ctx;
+    bool nomem;
+    /* runs on the origin shard once the call returned */
+    void (*finish)(struct top *op);
+};
+
+/* Shard lifecycle (hs_shard.c): start loads the owned __transaction_state partitions (single
+ * node), drain answers the waiting calls NOT_COORDINATOR, stop frees. */
+int txn_shard_start(struct hshard *hs);
+void txn_shard_drain(struct hshard *hs);
+void txn_shard_stop(struct hshard *hs);
+
+/* txn_call sends op to its owner shard (op->owner), which runs it on its coordinator. */
+void txn_call(struct top *op);
+/* txn_owner_of returns the shard of the id's __transaction_state partition. */
+uint32_t txn_owner_of(struct hshard *hs, struct kafka_str transactional_id);
+/* txn_served tells whether this node serves transactions (a single node). */
+bool txn_served(const struct handlers_ctx *node);
+
+/* producer_alloc_id hands out a new producer id from the shard's block (producer_idem.c). */
+int producer_alloc_id(struct hshard *hs, int64_t *out);
+
+/* Registers AddPartitionsToTxn, AddOffsetsToTxn, EndTxn, DescribeTransactions and
+ * ListTransactions (txn_api.c); reads the transaction configs and creates
+ * __transaction_state (txn_shard.c: txn_setup). */
+int txn_api_register(struct broker_dispatch *d);
+int txn_setup(struct handlers_ctx *node);
+/* The transactional half of InitProducerId (txn_api.c), called by producer_idem.c. */
+void txn_init_producer_id(struct broker_req *req, struct kafka_str transactional_id,
+                          int32_t timeout_ms, int64_t producer_id, int16_t producer_epoch);
+
+#endif
