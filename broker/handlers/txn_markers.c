@@ -40,6 +40,9 @@ static void marker_committed(struct hshard *hs, struct hpart *p, struct hsync_wa
         w->error = rc == LM_E_STATE ? KAFKA_NOT_LEADER_OR_FOLLOWER : KAFKA_KAFKA_STORAGE_ERROR;
         BLOG_INFO_LIMITED("partition %s-%d: transaction marker not committed: %s", p->topic,
                           p->partition, lm_strerror(rc));
+    } else {
+        /* Kafka GroupCoordinator.onTransactionCompleted, once the marker is committed */
+        group_txn_marker(hs, p, o->marker->producer_id, o->marker->transaction_result);
     }
     hfan_release(hs, w);
 }

@@ -21,19 +21,18 @@
 #include "common/lm_err.h"
 #include "protocol/kafka_errors.h"
 
-static struct kafka_str S(const char *s)
-{
+static struct kafka_str S(const char *s) {
     return (struct kafka_str){s, (int32_t)strlen(s)};
 }
 
 static uint64_t g_seed; /* the property test's seed, printed with a failed check */
 
-#define PCHECK(cond, ...)                                                                         \
+#define PCHECK(cond, ...)                                                                          \
     do {                                                                                           \
         if (!(cond)) {                                                                             \
             fprintf(stderr, "txn property failed (seed %llu): ", (unsigned long long)g_seed);      \
             fprintf(stderr, __VA_ARGS__);                                                          \
-            fprintf(stderr, "\n  replay: LM_TXN_SEED=%llu\n", (unsigned long long)g_seed);        \
+            fprintf(stderr, "\n  replay: LM_TXN_SEED=%llu\n", (unsigned long long)g_seed);         \
             fail();                                                                                \
         }                                                                                          \
     } while (0)
@@ -374,16 +373,16 @@ static void test_records_golden(void **st)
                             .update_ts_ms = 9,
                             .start_ts_ms = 8};
     assert_int_equal(lm_tr_value_encode(&v, buf, sizeof(buf), &n), 0);
-    const uint8_t val[] = {0, 0,                                           /* version 0 */
-                           0, 0, 0, 0, 0, 0, 0, 5,                         /* producer id */
-                           0, 3,                                           /* epoch */
-                           0, 0, 0xea, 0x60,                               /* timeout */
-                           1,                                              /* Ongoing */
-                           0, 0, 0, 2,                                     /* 2 topics */
-                           0, 1, 'a', 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 2,  /* a: 0, 2 */
-                           0, 1, 'b', 0, 0, 0, 1, 0, 0, 0, 1,              /* b: 1 */
-                           0, 0, 0, 0, 0, 0, 0, 9,                         /* update ts */
-                           0, 0, 0, 0, 0, 0, 0, 8};                        /* start ts */
+    const uint8_t val[] = {0, 0,                                              /* version 0 */
+                           0, 0, 0,    0,    0, 0, 0, 5,                      /* producer id */
+                           0, 3,                                              /* epoch */
+                           0, 0, 0xea, 0x60,                                  /* timeout */
+                           1,                                                 /* Ongoing */
+                           0, 0, 0,    2,                                     /* 2 topics */
+                           0, 1, 'a',  0,    0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 2, /* a: 0, 2 */
+                           0, 1, 'b',  0,    0, 0, 1, 0, 0, 0, 1,             /* b: 1 */
+                           0, 0, 0,    0,    0, 0, 0, 9,                      /* update ts */
+                           0, 0, 0,    0,    0, 0, 0, 8};                     /* start ts */
     assert_int_equal(n, sizeof(val));
     assert_memory_equal(buf, val, sizeof(val));
 
@@ -408,11 +407,11 @@ static void test_records_golden(void **st)
     assert_int_equal(d.n_partitions, 0);
 
     /* v1 (flexible) with a previous producer id tag */
-    const uint8_t v1[] = {0, 1, 0, 0, 0, 0, 0, 0, 0, 5, 0, 3, 0, 0, 0xea, 0x60, 2,
-                          2,                               /* 1 topic */
-                          2, 'a', 2, 0, 0, 0, 4, 0,        /* a: 4, no tags */
-                          0, 0, 0, 0, 0, 0, 0, 9, 0, 0, 0, 0, 0, 0, 0, 8,
-                          1, 0, 8, 0, 0, 0, 0, 0, 0, 0, 4}; /* tag 0: previous id 4 */
+    const uint8_t v1[] = {
+        0, 1,   0, 0, 0, 0, 0, 0, 0, 5, 0, 3, 0, 0, 0xea, 0x60, 2, 2, /* 1 topic */
+        2, 'a', 2, 0, 0, 0, 4, 0,                                     /* a: 4, no tags */
+        0, 0,   0, 0, 0, 0, 0, 9, 0, 0, 0, 0, 0, 0, 0,    8,    1, 0,
+        8, 0,   0, 0, 0, 0, 0, 0, 4}; /* tag 0: previous id 4 */
     assert_int_equal(lm_tr_value_decode((struct kafka_bytes){v1, sizeof(v1)}, &a, &d), 0);
     assert_int_equal(d.status, LM_TXN_PREPARE_COMMIT);
     assert_int_equal(d.n_partitions, 1);
@@ -680,7 +679,6 @@ static int id_index(const char *tid)
     return -1;
 }
 
-
 /* check_responses applies the answers that came since the last look to the model. */
 static void check_responses(struct p_world *w)
 {
@@ -725,8 +723,8 @@ static void check_state(struct p_world *w)
         PCHECK(in.state <= LM_TXN_COMPLETE_ABORT, "%s in state %d", id_name(i), in.state);
         /* epochs never go back for a producer id */
         if (w->seen[i] && w->seen_pid[i] == in.producer_id)
-            PCHECK(in.producer_epoch >= w->seen_epoch[i], "%s epoch went back %d -> %d",
-                   id_name(i), w->seen_epoch[i], in.producer_epoch);
+            PCHECK(in.producer_epoch >= w->seen_epoch[i], "%s epoch went back %d -> %d", id_name(i),
+                   w->seen_epoch[i], in.producer_epoch);
         if (in.producer_epoch >= 0) {
             w->seen[i] = true;
             w->seen_pid[i] = in.producer_id;
@@ -742,8 +740,7 @@ static void check_state(struct p_world *w)
         /* terminal states only after every marker of the prepared transaction was answered */
         bool prepared = w->prev_known[i] && (w->prev_state[i] == LM_TXN_PREPARE_COMMIT ||
                                              w->prev_state[i] == LM_TXN_PREPARE_ABORT);
-        if (prepared &&
-            (in.state == LM_TXN_COMPLETE_COMMIT || in.state == LM_TXN_COMPLETE_ABORT)) {
+        if (prepared && (in.state == LM_TXN_COMPLETE_COMMIT || in.state == LM_TXN_COMPLETE_ABORT)) {
             PCHECK((w->prev_state[i] == LM_TXN_PREPARE_COMMIT) ==
                        (in.state == LM_TXN_COMPLETE_COMMIT),
                    "%s prepared one outcome and completed the other", id_name(i));
@@ -818,8 +815,8 @@ static void p_step(struct p_world *w)
         q.kind = LM_TXN_RESP_ADD;
         struct lm_txn_topic_partition tp[2] = {{S(topics[below(w, 3)]), (int32_t)below(w, 3)},
                                                {S(topics[below(w, 3)]), (int32_t)below(w, 3)}};
-        struct lm_txn_add_req r = {S(id_name(id)), pi->pid, pi->epoch, 1 + (int32_t)below(w, 2),
-                                   tp, below(w, 5) == 0};
+        struct lm_txn_add_req r = {S(id_name(id)),           pi->pid, pi->epoch,
+                                   1 + (int32_t)below(w, 2), tp,      below(w, 5) == 0};
         assert_int_equal(lm_txn_add_partitions(f->c, f->now, t, &r), 0);
     } else if (op < 50 && pi->live) {
         q.kind = LM_TXN_RESP_ADD_OFFSETS;
@@ -857,9 +854,8 @@ static void p_step(struct p_world *w)
             struct lm_txn_info in;
             if (lm_txn_coord_describe(f->c, S(id_name(i)), &in) && in.state == LM_TXN_ONGOING)
                 PCHECK(in.pending || in.start_ts_ms + in.timeout_ms >= f->now,
-                       "%s Ongoing past its timeout (start %lld timeout %d now %lld)",
-                       id_name(i), (long long)in.start_ts_ms, in.timeout_ms,
-                       (long long)f->now);
+                       "%s Ongoing past its timeout (start %lld timeout %d now %lld)", id_name(i),
+                       (long long)in.start_ts_ms, in.timeout_ms, (long long)f->now);
         }
     } else {
         /* fail-over of one __transaction_state partition */
@@ -913,7 +909,7 @@ static void run_seed(uint64_t seed)
         struct lm_txn_info in;
         if (lm_txn_coord_describe(w->f.c, S(id_name(i)), &in)) {
             PCHECK(in.state != LM_TXN_ONGOING && in.state != LM_TXN_PREPARE_COMMIT &&
-                           in.state != LM_TXN_PREPARE_ABORT,
+                       in.state != LM_TXN_PREPARE_ABORT,
                    "%s still %s after quiescing", id_name(i), lm_txn_state_name(in.state));
         }
     }
