@@ -107,8 +107,8 @@ void txn_init_producer_id(struct broker_req *req, struct kafka_str transactional
     if (t == NULL)
         return;
     top_init(t, 0, TOP_INIT, transactional_id);
-    t->ops[0].in.init = (struct lm_txn_init_req){transactional_id, timeout_ms, producer_id,
-                                                 producer_epoch};
+    t->ops[0].in.init =
+        (struct lm_txn_init_req){transactional_id, timeout_ms, producer_id, producer_epoch};
     treq_issue(t);
 }
 
@@ -134,9 +134,9 @@ static struct apt_txn apt_txn_at(const struct apt_ctx *c, int16_t v, int32_t i)
     if (v >= 4) {
         const struct kafka_add_partitions_to_txn_request_add_partitions_to_txn_transaction *x =
             &c->rq.transactions[i];
-        return (struct apt_txn){x->transactional_id, x->producer_id, x->producer_epoch,
-                                x->verify_only, x->topics,
-                                x->topics_count > 0 ? x->topics_count : 0};
+        return (struct apt_txn){x->transactional_id, x->producer_id,
+                                x->producer_epoch,   x->verify_only,
+                                x->topics,           x->topics_count > 0 ? x->topics_count : 0};
     }
     return (struct apt_txn){c->rq.v3_and_below_transactional_id,
                             c->rq.v3_and_below_producer_id,
@@ -160,7 +160,8 @@ static bool apt_results(struct treq *t, const struct apt_txn *x, const struct to
     for (int32_t i = 0; i < x->n_topics; i++) {
         int32_t np = x->topics[i].partitions_count > 0 ? x->topics[i].partitions_count : 0;
         res[i].name = x->topics[i].name;
-        res[i].results_by_partition = h_alloc(t->req, (size_t)np, sizeof(*res[i].results_by_partition));
+        res[i].results_by_partition =
+            h_alloc(t->req, (size_t)np, sizeof(*res[i].results_by_partition));
         if (np > 0 && res[i].results_by_partition == NULL)
             return false;
         res[i].results_by_partition_count = np;
@@ -184,7 +185,8 @@ static void apt_post(struct treq *t)
     c->resp.error_code = KAFKA_NONE;
     if (v >= 4) {
         int32_t n = (int32_t)t->n;
-        c->resp.results_by_transaction = h_alloc(t->req, (size_t)n, sizeof(*c->resp.results_by_transaction));
+        c->resp.results_by_transaction =
+            h_alloc(t->req, (size_t)n, sizeof(*c->resp.results_by_transaction));
         if (n > 0 && c->resp.results_by_transaction == NULL)
             goto nomem;
         c->resp.results_by_transaction_count = n;
@@ -494,7 +496,8 @@ static void describe_transactions(struct broker_req *req)
     treq_issue(t);
 }
 
-/* ---- ListTransactions (0-1) ------------------------------------------------------------------- */
+/* ---- ListTransactions (0-1) -------------------------------------------------------------------
+ */
 
 struct lt_ctx {
     struct kafka_list_transactions_request rq;

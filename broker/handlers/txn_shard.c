@@ -31,8 +31,8 @@ struct tshard {
     struct broker_timer timer;
     bool timer_armed;
     bool stopping;
-    struct twait *waits;  /* appends to __transaction_state not committed yet */
-    struct tmark *marks;  /* markers out on other shards (or this one) */
+    struct twait *waits; /* appends to __transaction_state not committed yet */
+    struct tmark *marks; /* markers out on other shards (or this one) */
 };
 
 /* One __transaction_state append waiting for its commit. */
@@ -158,7 +158,8 @@ static void load_partition(struct tshard *ts, int32_t p)
         BLOG_INFO("%s-%d: loaded %lld records", TXN_STATE_TOPIC, p, (long long)l.n_records);
 }
 
-/* ---- writes to __transaction_state ------------------------------------------------------------ */
+/* ---- writes to __transaction_state ------------------------------------------------------------
+ */
 
 static void wait_unlink(struct tshard *ts, struct twait *w)
 {
@@ -293,8 +294,8 @@ static void mark_run(struct broker_shard *target, struct broker_xcall *x)
         broker_xcall_return(target, x);
         return;
     }
-    int16_t e = producer_marker_check(hs, p, m->producer_id, m->producer_epoch,
-                                      m->coordinator_epoch);
+    int16_t e =
+        producer_marker_check(hs, p, m->producer_id, m->producer_epoch, m->coordinator_epoch);
     uint8_t *buf = NULL;
     size_t len = 0;
     int rc = 0;
@@ -335,10 +336,9 @@ static void mark_done(struct broker_shard *origin, struct broker_xcall *x)
         BLOG_INFO_LIMITED("transaction marker for %.*s-%d (producer %lld epoch %d): %s",
                           (int)m->topic_len, m->topic, m->partition, (long long)m->producer_id,
                           m->producer_epoch, kafka_error_name(m->error));
-    int rc = lm_txn_coord_marker_done(ts->coord, group_now_ms(ts->hs), m->marker_id,
-                                      (struct kafka_str){m->tid, m->tid_len},
-                                      (struct kafka_str){m->topic, m->topic_len}, m->partition,
-                                      marker_outcome(m->error));
+    int rc = lm_txn_coord_marker_done(
+        ts->coord, group_now_ms(ts->hs), m->marker_id, (struct kafka_str){m->tid, m->tid_len},
+        (struct kafka_str){m->topic, m->topic_len}, m->partition, marker_outcome(m->error));
     if (rc != 0)
         BLOG_ERROR("transaction coordinator: %s", lm_strerror(rc));
     free(m);
@@ -375,7 +375,8 @@ static int send_marker(struct tshard *ts, const struct lm_txn_marker *mk)
     return 0;
 }
 
-/* ---- the coordinator's outputs ----------------------------------------------------------------- */
+/* ---- the coordinator's outputs -----------------------------------------------------------------
+ */
 
 static void timer_fire(struct broker_shard *s, struct broker_timer *t);
 
@@ -383,7 +384,8 @@ static void timer_arm(struct tshard *ts)
 {
     if (ts->stopping || ts->timer_armed)
         return;
-    ts->timer_armed = broker_timer_start(ts->hs->shard, &ts->timer, TXN_TICK_MS, timer_fire, ts) == 0;
+    ts->timer_armed =
+        broker_timer_start(ts->hs->shard, &ts->timer, TXN_TICK_MS, timer_fire, ts) == 0;
     if (!ts->timer_armed)
         BLOG_ERROR("shard %u: cannot arm the transaction timer", ts->hs->id);
 }
@@ -465,7 +467,8 @@ static void timer_fire(struct broker_shard *s, struct broker_timer *t)
     coord_flush(ts);
 }
 
-/* ---- cross-shard calls ------------------------------------------------------------------------- */
+/* ---- cross-shard calls -------------------------------------------------------------------------
+ */
 
 /* DescribeTransactions/ListTransactions read the coordinator directly (no state change). */
 static struct kafka_str adup(struct top *op, struct kafka_str s)
@@ -595,14 +598,12 @@ int txn_shard_start(struct hshard *hs)
     hs->txn = ts;
     int32_t owned = 0;
     for (int32_t p = 0; p < cfg.state_partitions; p++)
-        if (broker_partition_shard(TXN_STATE_TOPIC, TXN_STATE_TOPIC_LEN, p, hs->count) ==
-            hs->id) {
+        if (broker_partition_shard(TXN_STATE_TOPIC, TXN_STATE_TOPIC_LEN, p, hs->count) == hs->id) {
             load_partition(ts, p);
             owned++;
         }
     BLOG_INFO("shard %u: transaction coordinator for %d of %d %s partitions, %zu ids loaded",
-              hs->id, owned, cfg.state_partitions, TXN_STATE_TOPIC,
-              lm_txn_coord_count(ts->coord));
+              hs->id, owned, cfg.state_partitions, TXN_STATE_TOPIC, lm_txn_coord_count(ts->coord));
     coord_flush(ts);
     return 0;
 }
@@ -636,7 +637,8 @@ void txn_shard_stop(struct hshard *hs)
     free(ts);
 }
 
-/* ---- setup ------------------------------------------------------------------------------------ */
+/* ---- setup ------------------------------------------------------------------------------------
+ */
 
 static int config_i64(struct broker_config *cfg, const char *key, int64_t min, int64_t max,
                       int64_t *out)
@@ -713,15 +715,14 @@ int txn_setup(struct handlers_ctx *node)
                          &c->id_expiration_ms)) != 0 ||
         (rc = config_i64(node->cfg, "transaction.abort.timed.out.transaction.cleanup.interval.ms",
                          1, INT32_MAX, &c->abort_check_interval_ms)) != 0 ||
-        (rc = config_i64(node->cfg, "transaction.remove.expired.transaction.cleanup.interval.ms",
-                         1, INT32_MAX, &c->expiration_check_interval_ms)) != 0)
+        (rc = config_i64(node->cfg, "transaction.remove.expired.transaction.cleanup.interval.ms", 1,
+                         INT32_MAX, &c->expiration_check_interval_ms)) != 0)
         return rc;
     /* replication settings of the topic: a single node keeps one replica */
     int64_t ignored = 0;
     if ((rc = config_i64(node->cfg, "transaction.state.log.replication.factor", 1, INT16_MAX,
                          &ignored)) != 0 ||
-        (rc = config_i64(node->cfg, "transaction.state.log.min.isr", 1, INT16_MAX, &ignored)) !=
-            0)
+        (rc = config_i64(node->cfg, "transaction.state.log.min.isr", 1, INT16_MAX, &ignored)) != 0)
         return rc;
     if (!txn_served(node))
         return 0;
