@@ -175,6 +175,8 @@ static void push_record(struct lm_group_coord *c, int32_t partition, const struc
     }
     struct lm_group_record *r = &c->records[c->n_records++];
     r->partition = partition;
+    r->producer_id = -1;
+    r->producer_epoch = -1;
     size_t kn = lm_gr_key_size(k);
     uint8_t *kb = gr_oalloc(c, kn);
     struct kafka_writer w;
@@ -190,6 +192,27 @@ static void push_record(struct lm_group_coord *c, int32_t partition, const struc
         LM_ASSERT(w.pos == vn);
         r->value = (struct kafka_bytes){vb, (int32_t)vn};
     }
+}
+
+void gr_emit_txn_offset_record(struct lm_group_coord *c, struct group *g,
+                               const struct offset_entry *e, int64_t producer_id,
+                               int16_t producer_epoch)
+{
+    struct lm_gr_key k = {.version = LM_GR_KEY_OFFSET_V1,
+                          .group = g->id,
+                          .topic = e->topic,
+                          .partition = e->partition};
+    struct lm_gr_offset_value v = {
+        .version = 3,
+        .offset = e->offset,
+        .leader_epoch = e->leader_epoch,
+        .metadata = e->metadata,
+        .commit_ts_ms = e->commit_ts_ms,
+        .expire_ts_ms = -1,
+    };
+    push_record(c, g->partition, &k, &v, NULL);
+    c->records[c->n_records - 1].producer_id = producer_id;
+    c->records[c->n_records - 1].producer_epoch = producer_epoch;
 }
 
 bool lm_group_coord_ready(struct lm_group_coord *c, struct lm_group_ready *rd)
@@ -296,7 +319,7 @@ static void topics_clear(struct group *g)
     g->topics_known = false;
 }
 
-static void offset_entry_free(struct offset_entry *e)
+void gr_offset_entry_free(struct offset_entry *e)
 {
     gr_sfree(&e->topic);
     gr_sfree(&e->metadata);
@@ -311,8 +334,9 @@ static void group_free(struct group *g)
         gr_sfree(&g->pending[i].id);
     free(g->pending);
     for (int32_t i = 0; i < g->n_offsets; i++)
-        offset_entry_free(&g->offsets[i]);
+        gr_offset_entry_free(&g->offsets[i]);
     free(g->offsets);
+    gr_txn_free(g);
     topics_clear(g);
     gr_sfree(&g->id);
     gr_sfree(&g->protocol_type);
@@ -721,7 +745,7 @@ struct offset_entry *gr_offset_put(struct group *g, struct kafka_str topic, int3
 void gr_offset_remove_at(struct group *g, int32_t i)
 {
     LM_ASSERT(i >= 0 && i < g->n_offsets);
-    offset_entry_free(&g->offsets[i]);
+    gr_offset_entry_free(&g->offsets[i]);
     memmove(&g->offsets[i], &g->offsets[i + 1],
             (size_t)(g->n_offsets - i - 1) * sizeof(*g->offsets));
     g->n_offsets--;

@@ -152,7 +152,15 @@ struct lm_group_fetch_group {
 struct lm_group_fetch_req {
     int32_t n_groups; /* v0-7: one group */
     const struct lm_group_fetch_group *groups;
-    bool require_stable; /* KIP-447; no pending transactional offsets here */
+    /* KIP-447: a partition with transactional offsets pending is UNSTABLE_OFFSET_COMMIT */
+    bool require_stable;
+};
+
+/* TxnOffsetCommit (KIP-98, KIP-447): commit.retention_ms is unused (-1). */
+struct lm_group_txn_commit_req {
+    struct lm_group_commit_req commit;
+    int64_t producer_id;
+    int16_t producer_epoch;
 };
 
 struct lm_group_list_req {
@@ -338,11 +346,15 @@ struct lm_group_resp {
     } u;
 };
 
-/* One record for __consumer_offsets. value.len == -1: tombstone. */
+/* One record for __consumer_offsets. value.len == -1: tombstone. producer_id >= 0: a
+ * transactional offset commit, appended in a transactional batch of that producer id and epoch
+ * (records of one producer and partition in one batch). */
 struct lm_group_record {
     int32_t partition;
     struct kafka_bytes key;
     struct kafka_bytes value;
+    int64_t producer_id;
+    int16_t producer_epoch;
 };
 
 struct lm_group_ready {
@@ -395,6 +407,17 @@ int lm_group_commit(struct lm_group_coord *c, int64_t now_ms, uint64_t token,
                     const struct lm_group_commit_req *req);
 int lm_group_fetch(struct lm_group_coord *c, int64_t now_ms, uint64_t token,
                    const struct lm_group_fetch_req *req);
+/* TxnOffsetCommit (Kafka GroupCoordinator.handleTxnCommitOffsets): the offsets are written as
+ * the producer's transactional records and kept pending for it, invisible to OffsetFetch,
+ * until lm_group_txn_complete. Answered with a LM_GROUP_RESP_COMMIT response. */
+int lm_group_txn_commit(struct lm_group_coord *c, int64_t now_ms, uint64_t token,
+                        const struct lm_group_txn_commit_req *req);
+/* A transaction marker of producer_id is in __consumer_offsets partition `partition`
+ * (committed, or replayed by a load): a commit makes the producer's pending offsets of the
+ * partition's groups the committed ones, an abort drops them (Kafka
+ * GroupMetadataManager.handleTxnCompletion). No records. */
+int lm_group_txn_complete(struct lm_group_coord *c, int32_t partition, int64_t producer_id,
+                          bool commit);
 int lm_group_describe(struct lm_group_coord *c, int64_t now_ms, uint64_t token, int32_t n_groups,
                       const struct kafka_str *group_ids);
 int lm_group_list(struct lm_group_coord *c, int64_t now_ms, uint64_t token,
@@ -423,6 +446,12 @@ void lm_group_coord_advance(struct lm_group_coord *c);
  * timers at now_ms. A record that does not decode is skipped and counted in *n_bad (may be
  * NULL), as Kafka logs and skips unknown record versions. */
 int lm_group_coord_load_begin(struct lm_group_coord *c, int32_t partition);
+/* lm_group_coord_replay_txn replays a record of a transactional batch of producer_id: an offset
+ * commit pending for that producer until its marker (lm_group_coord_replay_marker). */
+int lm_group_coord_replay_txn(struct lm_group_coord *c, int32_t partition, int64_t producer_id,
+                              struct kafka_bytes key, struct kafka_bytes value, int64_t *n_bad);
+int lm_group_coord_replay_marker(struct lm_group_coord *c, int32_t partition, int64_t producer_id,
+                                 bool commit);
 int lm_group_coord_replay(struct lm_group_coord *c, int32_t partition, struct kafka_bytes key,
                           struct kafka_bytes value, int64_t *n_bad);
 int lm_group_coord_load_end(struct lm_group_coord *c, int32_t partition, int64_t now_ms);

@@ -53,6 +53,12 @@ struct offset_entry {
     int64_t expire_ts_ms; /* -1: none (KIP-211 semantics) */
 };
 
+/* An offset a transaction committed, pending until its producer's marker (group_txn.c). */
+struct txn_offset {
+    int64_t producer_id;
+    struct offset_entry e;
+};
+
 struct group {
     struct group *next; /* hash chain */
     uint32_t hash;
@@ -79,6 +85,9 @@ struct group {
     int32_t n_offsets, cap_offsets;
     struct offset_entry *offsets; /* sorted by (topic, partition) */
     bool has_metadata;            /* loaded: a group metadata record was seen */
+    int32_t n_txn, cap_txn;
+    struct txn_offset *txn; /* pending transactional offsets, at most one per producer and
+                             * (topic, partition) */
 };
 
 struct lm_group_coord {
@@ -150,6 +159,15 @@ void gr_emit_offset_record(struct lm_group_coord *c, struct group *g, const stru
 int32_t gr_offset_search(const struct group *g, struct kafka_str topic, int32_t partition);
 struct offset_entry *gr_offset_put(struct group *g, struct kafka_str topic, int32_t partition);
 void gr_offset_remove_at(struct group *g, int32_t i);
+void gr_offset_entry_free(struct offset_entry *e);
+/* group_txn.c */
+void gr_emit_txn_offset_record(struct lm_group_coord *c, struct group *g,
+                               const struct offset_entry *e, int64_t producer_id,
+                               int16_t producer_epoch);
+void gr_txn_free(struct group *g);
+bool gr_txn_pending(const struct group *g, struct kafka_str topic, int32_t partition);
+/* Decodes an offset commit record's value into e's fields (not topic/partition); false if bad. */
+bool gr_offset_value_load(struct offset_entry *e, struct kafka_bytes value);
 void gr_compute_subscribed_topics(struct group *g);
 bool gr_subscribed_to(const struct group *g, struct kafka_str topic);
 bool gr_elect_joined_leader(struct group *g);

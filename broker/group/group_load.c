@@ -155,8 +155,8 @@ int lm_group_coord_replay(struct lm_group_coord *c, int32_t partition, struct ka
             }
             return 0;
         }
-        struct lm_gr_offset_value v;
-        if (lm_gr_offset_value_decode(value.ptr, (size_t)value.len, &v) != 0) {
+        struct offset_entry tmp = {0};
+        if (!gr_offset_value_load(&tmp, value)) {
             if (n_bad)
                 (*n_bad)++;
             return 0;
@@ -164,11 +164,10 @@ int lm_group_coord_replay(struct lm_group_coord *c, int32_t partition, struct ka
         if (!g)
             g = gr_group_create(c, k.group, -1);
         struct offset_entry *e = gr_offset_put(g, k.topic, k.partition);
-        e->offset = v.offset;
-        e->leader_epoch = v.leader_epoch;
-        gr_sset(&e->metadata, v.metadata);
-        e->commit_ts_ms = v.commit_ts_ms;
-        e->expire_ts_ms = v.expire_ts_ms;
+        gr_sfree(&e->metadata);
+        tmp.topic = e->topic;
+        tmp.partition = e->partition;
+        *e = tmp;
         return 0;
     }
     if (tomb) {
@@ -193,6 +192,20 @@ int lm_group_coord_replay(struct lm_group_coord *c, int32_t partition, struct ka
     return 0;
 }
 
+bool gr_offset_value_load(struct offset_entry *e, struct kafka_bytes value)
+{
+    struct lm_gr_offset_value v;
+    if (value.ptr == NULL || value.len < 0 ||
+        lm_gr_offset_value_decode(value.ptr, (size_t)value.len, &v) != 0)
+        return false;
+    e->offset = v.offset;
+    e->leader_epoch = v.leader_epoch;
+    e->metadata = gr_sdup(v.metadata);
+    e->commit_ts_ms = v.commit_ts_ms;
+    e->expire_ts_ms = v.expire_ts_ms;
+    return true;
+}
+
 int lm_group_coord_load_end(struct lm_group_coord *c, int32_t partition, int64_t now_ms)
 {
     if (partition < 0 || partition >= c->cfg.offsets_topic_partitions || !c->loading[partition])
@@ -203,7 +216,7 @@ int lm_group_coord_load_end(struct lm_group_coord *c, int32_t partition, int64_t
         while (g) {
             struct group *next = g->next;
             if (g->partition == partition) {
-                if (!g->has_metadata && g->n_offsets == 0) {
+                if (!g->has_metadata && g->n_offsets == 0 && g->n_txn == 0) {
                     gr_group_destroy(c, g); /* only tombstones were left of it */
                 } else {
                     gr_compute_subscribed_topics(g);

@@ -95,7 +95,8 @@ int lm_group_commit(struct lm_group_coord *c, int64_t now_ms, uint64_t token,
 /* ---- OffsetFetch ---- */
 
 static struct lm_group_fetch_part fetch_part(struct lm_group_coord *c, const struct group *g,
-                                             struct kafka_str topic, int32_t partition, int16_t err)
+                                             struct kafka_str topic, int32_t partition, int16_t err,
+                                             bool require_stable)
 {
     struct lm_group_fetch_part fp = {.partition = partition,
                                      .offset = -1,
@@ -104,6 +105,11 @@ static struct lm_group_fetch_part fetch_part(struct lm_group_coord *c, const str
                                      .error_code = err};
     if (err != KAFKA_NONE || !g || g->state == LM_GROUP_DEAD)
         return fp;
+    if (require_stable && gr_txn_pending(g, topic, partition)) {
+        /* Kafka handleFetchOffsets: a transaction's offset for it is not settled yet */
+        fp.error_code = KAFKA_UNSTABLE_OFFSET_COMMIT;
+        return fp;
+    }
     int32_t i = gr_offset_search(g, topic, partition);
     if (i >= 0) {
         fp.offset = g->offsets[i].offset;
@@ -118,7 +124,7 @@ int lm_group_fetch(struct lm_group_coord *c, int64_t now_ms, uint64_t token,
 {
     LM_ASSERT(c != NULL && req != NULL);
     LM_ASSERT(req->n_groups >= 0 && (req->n_groups == 0 || req->groups != NULL));
-    (void)now_ms; /* reads only; require_stable has nothing to wait for without transactions */
+    (void)now_ms; /* reads only */
     struct lm_group_fetch_group_resp *gs = gr_oalloc(c, (size_t)req->n_groups * sizeof(*gs));
     for (int32_t gi = 0; gi < req->n_groups; gi++) {
         const struct lm_group_fetch_group *rg = &req->groups[gi];
@@ -136,7 +142,8 @@ int lm_group_fetch(struct lm_group_coord *c, int64_t now_ms, uint64_t token,
                 ot->n_partitions = rt->n_partitions;
                 ot->partitions = gr_oalloc(c, (size_t)rt->n_partitions * sizeof(*ot->partitions));
                 for (int32_t p = 0; p < rt->n_partitions; p++)
-                    ot->partitions[p] = fetch_part(c, g, rt->name, rt->partitions[p], err);
+                    ot->partitions[p] =
+                        fetch_part(c, g, rt->name, rt->partitions[p], err, req->require_stable);
             }
         } else if (err == KAFKA_NONE && g && g->state != LM_GROUP_DEAD && g->n_offsets > 0) {
             /* every offset, grouped by topic: the entries are sorted by (topic, partition) */
@@ -157,7 +164,8 @@ int lm_group_fetch(struct lm_group_coord *c, int64_t now_ms, uint64_t token,
                         gr_oalloc(c, (size_t)n * sizeof(*gs[gi].topics[t].partitions));
                 }
                 struct lm_group_fetch_topic_resp *ot = &gs[gi].topics[t];
-                ot->partitions[ot->n_partitions++] = fetch_part(c, g, e->topic, e->partition, 0);
+                ot->partitions[ot->n_partitions++] =
+                    fetch_part(c, g, e->topic, e->partition, 0, req->require_stable);
             }
             LM_ASSERT(t + 1 == n_topics);
             gs[gi].n_topics = n_topics;
@@ -393,6 +401,6 @@ void gr_expire_offsets(struct lm_group_coord *c, struct group *g, int64_t now_ms
             }
         }
     }
-    if (g->state == LM_GROUP_EMPTY && g->n_offsets == 0 && g->n_pending == 0)
+    if (g->state == LM_GROUP_EMPTY && g->n_offsets == 0 && g->n_pending == 0 && g->n_txn == 0)
         group_delete_with_tombstones(c, g, now_ms);
 }

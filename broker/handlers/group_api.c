@@ -4,7 +4,7 @@
  * home. Served versions (handlers_serve below, all in full):
  *   FindCoordinator 0-6, JoinGroup 0-9, SyncGroup 0-5, Heartbeat 0-4, LeaveGroup 0-5,
  *   OffsetCommit 2-9 (v10 names topics by id only), OffsetFetch 1-9 (v10 likewise),
- *   DescribeGroups 0-6, ListGroups 0-5, DeleteGroups 0-2, OffsetDelete 0.
+ *   DescribeGroups 0-6, ListGroups 0-5, DeleteGroups 0-2, OffsetDelete 0, TxnOffsetCommit 0-4.
  * Version mapping follows the wiring notes of broker/group/group.h. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -142,6 +142,8 @@ int group_api_call(struct lm_group_coord *c, struct gop *op, int64_t now_ms)
         return lm_group_delete(c, now_ms, tok, op->n, op->in);
     case GOP_OFFSET_DELETE:
         return lm_group_offset_delete(c, now_ms, tok, op->in);
+    case GOP_TXN_COMMIT:
+        return lm_group_txn_commit(c, now_ms, tok, op->in);
     default:
         LM_ASSERT(!"unknown group call");
         return LM_E_INVALID;
@@ -674,21 +676,144 @@ nomem:
     h_close(req, "arena exhausted");
 }
 
+/* The error of the coordinator's (topic t, partition j) of a commit. */
+static int16_t commit_error(const struct lm_group_resp *r, int16_t err, int32_t t, int32_t j)
+{
+    const struct lm_group_commit_resp *c = r != NULL ? &r->u.commit : NULL;
+    if (err != 0)
+        return err;
+    if (c != NULL && t < c->n_topics && j < c->topics[t].n_partitions)
+        return c->topics[t].partitions[j].error_code;
+    return KAFKA_UNKNOWN_SERVER_ERROR;
+}
+
 static void fill_commit(struct greq *g, const struct lm_group_resp *r, int16_t err)
 {
     struct kafka_offset_commit_response *o = g->resp;
     const struct commit_aux *aux = g->aux;
-    const struct lm_group_commit_resp *c = r != NULL ? &r->u.commit : NULL;
+    const struct lm_group_commit_req *in = g->ops[0].in;
     for (int32_t t = 0; t < aux->n_topics; t++) {
         struct kafka_offset_commit_response_topic *ot = &o->topics[aux->topic_of[t]];
-        const struct lm_group_commit_topic *lt =
-            &((const struct lm_group_commit_req *)g->ops[0].in)->topics[t];
-        for (int32_t j = 0; j < lt->n_partitions; j++) {
-            int16_t e = err != 0 ? err : KAFKA_UNKNOWN_SERVER_ERROR;
-            if (err == 0 && c != NULL && t < c->n_topics && j < c->topics[t].n_partitions)
-                e = c->topics[t].partitions[j].error_code;
-            ot->partitions[aux->part_of[t][j]].error_code = e;
+        for (int32_t j = 0; j < in->topics[t].n_partitions; j++)
+            ot->partitions[aux->part_of[t][j]].error_code = commit_error(r, err, t, j);
+    }
+}
+
+/* ---- TxnOffsetCommit (0-4) ------------------------------------------------------------------ */
+
+static void txn_offset_commit(struct broker_req *req)
+{
+    int16_t v = req->api_version;
+    struct hshard *hs = hs_of(req->shard);
+    struct kafka_txn_offset_commit_request *rq = h_alloc(req, 1, sizeof(*rq));
+    struct kafka_txn_offset_commit_response *resp = h_alloc(req, 1, sizeof(*resp));
+    struct lm_group_txn_commit_req *in = h_alloc(req, 1, sizeof(*in));
+    struct commit_aux *aux = h_alloc(req, 1, sizeof(*aux));
+    if (rq == NULL || resp == NULL || in == NULL || aux == NULL)
+        goto nomem;
+    kafka_txn_offset_commit_request_init(rq);
+    if (!h_decode(req, rq))
+        return;
+    kafka_txn_offset_commit_response_init(resp);
+    resp->throttle_time_ms = 0;
+    int32_t nt = rq->topics_count > 0 ? rq->topics_count : 0;
+    resp->topics = h_alloc(req, (size_t)nt, sizeof(*resp->topics));
+    struct lm_group_commit_topic *lt = h_alloc(req, (size_t)nt, sizeof(*lt));
+    aux->topic_of = h_alloc(req, (size_t)nt, sizeof(*aux->topic_of));
+    aux->part_of = h_alloc(req, (size_t)nt, sizeof(*aux->part_of));
+    if (resp->topics == NULL || lt == NULL || aux->topic_of == NULL || aux->part_of == NULL)
+        goto nomem;
+    resp->topics_count = nt;
+    /* KafkaApis.handleTxnOffsetCommitRequest: WRITE on the transactional id, READ on the
+     * group, then READ on each topic, which must exist */
+    int16_t common =
+        !h_allowed_k(req, AUTHZ_OP_WRITE, AUTHZ_RES_TRANSACTIONAL_ID, rq->transactional_id)
+            ? KAFKA_TRANSACTIONAL_ID_AUTHORIZATION_FAILED
+        : !h_allowed_k(req, AUTHZ_OP_READ, AUTHZ_RES_GROUP, rq->group_id)
+            ? KAFKA_GROUP_AUTHORIZATION_FAILED
+            : KAFKA_NONE;
+    int32_t lnt = 0;
+    for (int32_t i = 0; i < nt; i++) {
+        const struct kafka_txn_offset_commit_request_txn_offset_commit_request_topic *t =
+            &rq->topics[i];
+        struct kafka_txn_offset_commit_response_txn_offset_commit_response_topic *o =
+            &resp->topics[i];
+        int32_t np = t->partitions_count > 0 ? t->partitions_count : 0;
+        o->name = t->name;
+        o->partitions = h_alloc(req, (size_t)np, sizeof(*o->partitions));
+        struct lm_group_commit_part *lp = h_alloc(req, (size_t)np, sizeof(*lp));
+        int32_t *map = h_alloc(req, (size_t)np, sizeof(*map));
+        if (o->partitions == NULL || lp == NULL || map == NULL)
+            goto nomem;
+        o->partitions_count = np;
+        const struct htopic *ht =
+            t->name.len > 0 ? hs_topic(hs, t->name.ptr, (size_t)t->name.len) : NULL;
+        int16_t denied = common != KAFKA_NONE ? common
+                         : !h_allowed_k(req, AUTHZ_OP_READ, AUTHZ_RES_TOPIC, t->name)
+                             ? KAFKA_TOPIC_AUTHORIZATION_FAILED
+                             : KAFKA_NONE;
+        int32_t lnp = 0;
+        for (int32_t j = 0; j < np; j++) {
+            const struct kafka_txn_offset_commit_request_txn_offset_commit_request_partition *p =
+                &t->partitions[j];
+            o->partitions[j].partition_index = p->partition_index;
+            if (denied != KAFKA_NONE) {
+                o->partitions[j].error_code = denied;
+                continue;
+            }
+            if (ht == NULL || p->partition_index < 0 ||
+                p->partition_index >= ht->meta->partition_count) {
+                o->partitions[j].error_code = KAFKA_UNKNOWN_TOPIC_OR_PARTITION;
+                continue;
+            }
+            lp[lnp].partition = p->partition_index;
+            lp[lnp].offset = p->committed_offset;
+            lp[lnp].leader_epoch = v >= 2 ? p->committed_leader_epoch : -1;
+            lp[lnp].metadata = p->committed_metadata;
+            map[lnp++] = j;
         }
+        if (lnp == 0)
+            continue;
+        lt[lnt] = (struct lm_group_commit_topic){t->name, lnp, lp};
+        aux->topic_of[lnt] = i;
+        aux->part_of[lnt] = map;
+        lnt++;
+    }
+    aux->n_topics = lnt;
+    in->commit = (struct lm_group_commit_req){
+        .group_id = rq->group_id,
+        .generation_id = v >= 3 ? rq->generation_id : -1,
+        .member_id = v >= 3 ? rq->member_id : (struct kafka_str){"", 0},
+        .group_instance_id = v >= 3 ? rq->group_instance_id : KAFKA_STR_NULL,
+        .retention_ms = -1,
+        .n_topics = lnt,
+        .topics = lt,
+    };
+    in->producer_id = rq->producer_id;
+    in->producer_epoch = rq->producer_epoch;
+    struct greq *g = greq_new(req, resp, 1);
+    if (g == NULL)
+        return;
+    g->aux = aux;
+    gop_set(g, 0, GOP_TXN_COMMIT, group_owner_of(hs, rq->group_id), in, 1);
+    if (common != KAFKA_NONE) /* the coordinator never sees it */
+        g->ops[0].deny = common;
+    group_ops_start(g);
+    return;
+nomem:
+    h_close(req, "arena exhausted");
+}
+
+static void fill_txn_commit(struct greq *g, const struct lm_group_resp *r, int16_t err)
+{
+    struct kafka_txn_offset_commit_response *o = g->resp;
+    const struct commit_aux *aux = g->aux;
+    const struct lm_group_txn_commit_req *in = g->ops[0].in;
+    for (int32_t t = 0; t < aux->n_topics; t++) {
+        struct kafka_txn_offset_commit_response_txn_offset_commit_response_topic *ot =
+            &o->topics[aux->topic_of[t]];
+        for (int32_t j = 0; j < in->commit.topics[t].n_partitions; j++)
+            ot->partitions[aux->part_of[t][j]].error_code = commit_error(r, err, t, j);
     }
 }
 
@@ -1233,6 +1358,9 @@ void group_api_fill(struct gop *op, const struct lm_group_resp *r, int16_t err)
     case GOP_OFFSET_DELETE:
         fill_offset_delete(g, r, err);
         break;
+    case GOP_TXN_COMMIT:
+        fill_txn_commit(g, r, err);
+        break;
     default:
         LM_ASSERT(!"unknown group call");
     }
@@ -1251,7 +1379,8 @@ int group_api_register(struct broker_dispatch *d)
         (rc = handlers_serve(d, KAFKA_DESCRIBE_GROUPS_KEY, 0, 6, describe_groups)) != 0 ||
         (rc = handlers_serve(d, KAFKA_LIST_GROUPS_KEY, 0, 5, list_groups)) != 0 ||
         (rc = handlers_serve(d, KAFKA_DELETE_GROUPS_KEY, 0, 2, delete_groups)) != 0 ||
-        (rc = handlers_serve(d, KAFKA_OFFSET_DELETE_KEY, 0, 0, offset_delete)) != 0)
+        (rc = handlers_serve(d, KAFKA_OFFSET_DELETE_KEY, 0, 0, offset_delete)) != 0 ||
+        (rc = handlers_serve(d, KAFKA_TXN_OFFSET_COMMIT_KEY, 0, 4, txn_offset_commit)) != 0)
         return rc;
     return 0;
 }

@@ -22,6 +22,7 @@ enum gop_kind {
     GOP_LIST,
     GOP_DELETE,
     GOP_OFFSET_DELETE,
+    GOP_TXN_COMMIT,
 };
 
 struct greq;

@@ -161,8 +161,16 @@ static int load_batch(void *ctx, const uint8_t *batch, size_t len,
                       const struct kafka_batch_header *h)
 {
     struct load_ctx *l = ctx;
-    if (h->attributes & KAFKA_BATCH_ATTR_CONTROL)
+    bool txn = (h->attributes & KAFKA_BATCH_ATTR_TRANSACTIONAL) && h->producer_id >= 0;
+    if (h->attributes & KAFKA_BATCH_ATTR_CONTROL) {
+        /* a transaction marker settles the producer's pending offsets (Kafka's loader) */
+        int16_t type;
+        int32_t coordinator_epoch;
+        if (txn && kafka_txn_marker_parse(batch, len, h, &type, &coordinator_epoch) == 0)
+            return lm_group_coord_replay_marker(l->coord, l->partition, h->producer_id,
+                                                type == KAFKA_CONTROL_COMMIT);
         return 0;
+    }
     struct kafka_batch_reader r;
     int rc = kafka_batch_reader_open(&r, batch, len, GROUP_LOAD_BATCH_BYTES_MAX);
     if (rc != 0) {
@@ -179,7 +187,9 @@ static int load_batch(void *ctx, const uint8_t *batch, size_t len,
         }
         struct kafka_bytes key = {rec.key, rec.key_len};
         struct kafka_bytes value = {rec.value, rec.value_len};
-        rc = lm_group_coord_replay(l->coord, l->partition, key, value, &l->n_bad);
+        rc = txn ? lm_group_coord_replay_txn(l->coord, l->partition, h->producer_id, key, value,
+                                             &l->n_bad)
+                 : lm_group_coord_replay(l->coord, l->partition, key, value, &l->n_bad);
         if (rc != 0)
             break;
         l->n_records++;
@@ -232,9 +242,17 @@ static int persist_run(struct gshard *gs, const struct lm_group_record *recs, si
     int64_t now = group_now_ms(gs->hs);
     struct kafka_batch_builder b;
     kafka_batch_builder_init(&b, 0, now);
+    if (recs[0].producer_id >= 0) {
+        /* TxnOffsetCommit: the producer's transactional batch (Kafka
+         * GroupMetadataManager.storeOffsets with isTxnOffsetCommit, base sequence 0) */
+        b.attributes = KAFKA_BATCH_ATTR_TRANSACTIONAL;
+        b.producer_id = recs[0].producer_id;
+        b.producer_epoch = recs[0].producer_epoch;
+        b.base_sequence = 0;
+    }
     int rc = 0;
     for (size_t i = 0; i < n && rc == 0; i++) {
-        LM_ASSERT(recs[i].partition == p);
+        LM_ASSERT(recs[i].partition == p && recs[i].producer_id == recs[0].producer_id);
         rc = kafka_batch_builder_append(&b, now, recs[i].key.ptr, recs[i].key.len,
                                         recs[i].value.ptr, recs[i].value.len, NULL, 0);
     }
@@ -266,7 +284,8 @@ static int persist(struct gshard *gs, const struct lm_group_ready *rd, int32_t *
 {
     for (size_t i = 0; i < rd->n_records;) {
         size_t j = i + 1;
-        while (j < rd->n_records && rd->records[j].partition == rd->records[i].partition)
+        while (j < rd->n_records && rd->records[j].partition == rd->records[i].partition &&
+               rd->records[j].producer_id == rd->records[i].producer_id)
             j++;
         struct hsync_wait *w = &d->waits[d->n_waits];
         w->done = defer_synced;
@@ -416,6 +435,19 @@ static void coord_flush(struct gshard *gs)
             defer_release(gs);
     }
     timer_arm(gs);
+}
+
+void group_txn_marker(struct hshard *hs, const struct hpart *p, int64_t producer_id, bool commit)
+{
+    struct gshard *gs = hs->group;
+    if (gs == NULL || gs->coord == NULL || gs->stopping ||
+        strcmp(p->topic, GROUP_OFFSETS_TOPIC) != 0)
+        return;
+    int rc = lm_group_txn_complete(gs->coord, p->partition, producer_id, commit);
+    if (rc != 0)
+        BLOG_WARN("%s-%d: transaction completion: %s", GROUP_OFFSETS_TOPIC, p->partition,
+                  lm_strerror(rc));
+    coord_flush(gs);
 }
 
 static void timer_fire(struct broker_shard *s, struct broker_timer *t)

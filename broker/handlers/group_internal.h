@@ -70,6 +70,9 @@ int16_t producer_marker_check(struct hshard *hs, const struct hpart *p, int64_t 
                               int16_t epoch, int32_t coordinator_epoch);
 void producer_marker_appended(struct hshard *hs, const struct hpart *p, int64_t producer_id,
                               int16_t epoch, int32_t coordinator_epoch);
+/* A transaction marker of producer_id was committed on partition p (owner shard): when p is a
+ * __consumer_offsets partition, its groups' pending transactional offsets are settled. */
+void group_txn_marker(struct hshard *hs, const struct hpart *p, int64_t producer_id, bool commit);
 /* Registers WriteTxnMarkers (txn_markers.c). */
 int txn_markers_register(struct broker_dispatch *d);
 

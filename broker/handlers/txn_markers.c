@@ -40,6 +40,9 @@ static void marker_committed(struct hshard *hs, struct hpart *p, struct hsync_wa
         w->error = rc == LM_E_STATE ? KAFKA_NOT_LEADER_OR_FOLLOWER : KAFKA_KAFKA_STORAGE_ERROR;
         BLOG_INFO_LIMITED("partition %s-%d: transaction marker not committed: %s", p->topic,
                           p->partition, lm_strerror(rc));
+    } else {
+        /* Kafka GroupCoordinator.onTransactionCompleted, once the marker is committed */
+        group_txn_marker(hs, p, o->marker->producer_id, o->marker->transaction_result);
     }
     hfan_release(hs, w);
 }
@@ -62,8 +65,8 @@ static void marker_op(struct hshard *hs, struct hpart *p, struct hwork *w, struc
         w->error = KAFKA_KAFKA_STORAGE_ERROR;
         return;
     }
-    int16_t e = producer_marker_check(hs, p, m->producer_id, m->producer_epoch,
-                                      m->coordinator_epoch);
+    int16_t e =
+        producer_marker_check(hs, p, m->producer_id, m->producer_epoch, m->coordinator_epoch);
     if (e != KAFKA_NONE) {
         BLOG_INFO_LIMITED("partition %s-%d: transaction marker of producer %lld epoch %d "
                           "(coordinator epoch %d) refused: %s",
@@ -90,8 +93,8 @@ static void marker_op(struct hshard *hs, struct hpart *p, struct hwork *w, struc
     if (rc != 0) {
         hfan_release(hs, w);
         w->error = h_storage_error(rc);
-        BLOG_WARN_LIMITED("partition %s-%d: transaction marker append: %s", p->topic,
-                          p->partition, lm_strerror(rc));
+        BLOG_WARN_LIMITED("partition %s-%d: transaction marker append: %s", p->topic, p->partition,
+                          lm_strerror(rc));
         return;
     }
     /* In the log now: later appends see the transaction closed (Kafka updates the producer

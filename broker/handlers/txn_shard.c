@@ -270,10 +270,11 @@ static enum lm_txn_marker_outcome marker_outcome(int16_t err)
 
 static void mark_committed(struct hshard *hs, struct hpart *p, struct hsync_wait *sw, int rc)
 {
-    (void)p;
     struct tmark *m = sw->arg;
     if (rc != 0)
         m->error = rc == LM_E_STATE ? KAFKA_NOT_LEADER_OR_FOLLOWER : KAFKA_KAFKA_STORAGE_ERROR;
+    else /* a __consumer_offsets partition: the group's transactional offsets settle */
+        group_txn_marker(hs, p, m->producer_id, m->commit);
     broker_xcall_return(hs->shard, &m->x);
 }
 

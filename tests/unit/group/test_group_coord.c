@@ -1373,6 +1373,107 @@ static void reload(void)
     assert_int_equal(bad, 0);
 }
 
+/* Reloads from the fake log, whose records all came from transactions of producers 77 and
+ * 78 (in that order); with markers: a commit of 77 and an abort of 78 after them. */
+static void reload_txn(bool markers)
+{
+    lm_group_coord_free(F.c);
+    assert_int_equal(lm_group_coord_new(&F.cfg, &F.c), 0);
+    int64_t bad = 0;
+    int32_t p = lm_group_partition_of(F.c, S("tg"));
+    assert_int_equal(lm_group_coord_load_begin(F.c, p), 0);
+    for (size_t i = 0; i < F.n_log; i++)
+        assert_int_equal(
+            lm_group_coord_replay_txn(F.c, p, i == 0 ? 77 : 78, F.log[i].key, F.log[i].value, &bad),
+            0);
+    if (markers) {
+        assert_int_equal(lm_group_coord_replay_marker(F.c, p, 77, true), 0);
+        assert_int_equal(lm_group_coord_replay_marker(F.c, p, 78, false), 0);
+    }
+    assert_int_equal(lm_group_coord_load_end(F.c, p, F.now), 0);
+    assert_int_equal(bad, 0);
+}
+
+/* TxnOffsetCommit: the offset is written in the producer's transactional records, pending
+ * (OffsetFetch does not show it; require_stable answers UNSTABLE_OFFSET_COMMIT) until the
+ * commit marker; an abort drops it; a load replays the transactional records and markers. */
+static void txn_commit(uint64_t tok, const char *g, int64_t pid, int32_t part, int64_t off)
+{
+    struct lm_group_commit_part cp = {
+        .partition = part, .offset = off, .leader_epoch = 2, .metadata = S("m")};
+    struct lm_group_commit_topic ct = {.name = S("t"), .n_partitions = 1, .partitions = &cp};
+    struct lm_group_txn_commit_req tr = {.commit = {.group_id = S(g),
+                                                    .generation_id = -1,
+                                                    .member_id = S(""),
+                                                    .group_instance_id = N(),
+                                                    .retention_ms = -1,
+                                                    .n_topics = 1,
+                                                    .topics = &ct},
+                                         .producer_id = pid,
+                                         .producer_epoch = 3};
+    assert_int_equal(lm_group_txn_commit(F.c, F.now, tok, &tr), 0);
+}
+
+static int16_t fetch_stable_err(uint64_t tok, const char *g, int32_t part)
+{
+    struct lm_group_fetch_topic ft = {.name = S("t"), .n_partitions = 1, .partitions = &part};
+    struct lm_group_fetch_group fg = {.group_id = S(g), .n_topics = 1, .topics = &ft};
+    struct lm_group_fetch_req fr = {.n_groups = 1, .groups = &fg, .require_stable = true};
+    assert_int_equal(lm_group_fetch(F.c, F.now, tok, &fr), 0);
+    const struct lm_group_resp *r = resp(tok);
+    assert_non_null(r);
+    return r->u.fetch.groups[0].topics[0].partitions[0].error_code;
+}
+
+static void test_txn_offset_commit(void **st)
+{
+    (void)st;
+    int32_t part = lm_group_partition_of(F.c, S("tg"));
+    txn_commit(1, "tg", 77, 0, 100);
+    assert_int_equal(commit_err(1), KAFKA_NONE);
+    struct lm_group_ready rd;
+    lm_group_coord_ready(F.c, &rd);
+    assert_int_equal(rd.n_records, 1);
+    assert_int_equal(rd.records[0].producer_id, 77);
+    assert_int_equal(rd.records[0].producer_epoch, 3);
+    assert_int_equal(rd.records[0].partition, part);
+    flush();
+    txn_commit(2, "tg", 78, 1, 200); /* another producer, another partition */
+    assert_int_equal(commit_err(2), KAFKA_NONE);
+    flush();
+    assert_int_equal(fetch1(3, "tg", "t", 0).offset, -1);
+    flush();
+    assert_int_equal(fetch_stable_err(4, "tg", 0), KAFKA_UNSTABLE_OFFSET_COMMIT);
+    flush();
+    assert_int_equal(fetch_stable_err(5, "tg", 2), KAFKA_NONE); /* nothing pending there */
+    flush();
+    /* a load with both transactions open keeps both pending */
+    reload_txn(false);
+    assert_int_equal(fetch_stable_err(6, "tg", 0), KAFKA_UNSTABLE_OFFSET_COMMIT);
+    flush();
+    assert_int_equal(lm_group_txn_complete(F.c, part, 77, true), 0);
+    assert_int_equal(n_records(), 0); /* the marker is the record */
+    struct lm_group_fetch_part fp = fetch1(7, "tg", "t", 0);
+    assert_int_equal(fp.offset, 100);
+    assert_int_equal(fp.leader_epoch, 2);
+    flush();
+    assert_int_equal(fetch_stable_err(8, "tg", 0), KAFKA_NONE);
+    flush();
+    assert_int_equal(lm_group_txn_complete(F.c, part, 78, false), 0);
+    assert_int_equal(fetch1(9, "tg", "t", 1).offset, -1);
+    flush();
+    assert_int_equal(fetch_stable_err(10, "tg", 1), KAFKA_NONE);
+    flush();
+    /* the same from the log: commit marker for 77, abort for 78 */
+    reload_txn(true);
+    assert_int_equal(fetch1(11, "tg", "t", 0).offset, 100);
+    flush();
+    assert_int_equal(fetch1(12, "tg", "t", 1).offset, -1);
+    flush();
+    assert_int_equal(fetch_stable_err(13, "tg", 1), KAFKA_NONE);
+    flush();
+}
+
 static void test_replay_rebuilds_state(void **st)
 {
     (void)st;
@@ -1616,6 +1717,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_offset_delete, setup, teardown),
         cmocka_unit_test_setup_teardown(test_offset_retention, setup, teardown),
         cmocka_unit_test_setup_teardown(test_offset_retention_stable_subscribed, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_txn_offset_commit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_replay_rebuilds_state, setup, teardown),
         cmocka_unit_test_setup_teardown(test_replay_skips_insane_group_values, setup, teardown),
         cmocka_unit_test_setup_teardown(test_deterministic_member_ids, setup, teardown),
