@@ -10,8 +10,8 @@ producer (librdkafka) and read_committed consumers:
   open one no longer holds the last stable offset);
 - kill -9 right after a commit was acknowledged: the committed records are visible after the
   restart (markers written before the kill, or by the recovery of the PrepareCommit state);
-- send_offsets_to_transaction (consume-transform-produce) when the broker serves
-  TxnOffsetCommit: the group's offset is committed with the transaction.
+- send_offsets_to_transaction (consume-transform-produce): the group's offset is committed
+  with the transaction (AddOffsetsToTxn here, TxnOffsetCommit in the group coordinator).
 
     /usr/bin/python3 test_txn_coord.py --io uring|epoll
 """
@@ -161,33 +161,7 @@ def kill_after_commit(b):
     print("kill -9 after a commit: ok")
 
 
-def serves_txn_offset_commit(b):
-    a = AdminClient({"bootstrap.servers": b.bootstrap})
-    md = a.list_topics(timeout=10)
-    del md
-    import socket
-    import struct
-    s = socket.create_connection((b.host, b.port), 10)
-    body = struct.pack(">hhih", 18, 0, 1, -1)
-    s.sendall(struct.pack(">i", len(body)) + body)
-    n = struct.unpack(">i", s.recv(4))[0]
-    data = b""
-    while len(data) < n:
-        data += s.recv(n - len(data))
-    s.close()
-    count = struct.unpack(">i", data[6:10])[0]
-    for i in range(count):
-        key, lo, hi = struct.unpack(">hhh", data[10 + 6 * i:16 + 6 * i])
-        if key == 28:
-            return True
-    return False
-
-
 def consume_transform_produce(b):
-    if not serves_txn_offset_commit(b):
-        print("consume-transform-produce: not run (TxnOffsetCommit is not served by this "
-              "build)")
-        return
     create(b, "ctp-in", 1)
     create(b, "ctp-out", 1)
     src = ck.Producer({"bootstrap.servers": b.bootstrap})
