@@ -15,6 +15,7 @@
 #include "broker/log.h"
 #include "common/lm_assert.h"
 #include "protocol/kafka_messages.h"
+#include "protocol/record_batch.h"
 
 struct treq {
     struct broker_req *req;
@@ -635,6 +636,106 @@ static void list_transactions(struct broker_req *req)
     op->finish = lt_finish;
     op->list_ctx = t;
     txn_call(op);
+}
+
+/* ---- Produce: KIP-890 part 1 verification -----------------------------------------------------
+ */
+
+struct pv_ctx {
+    struct hwork *items;
+    size_t n;
+    size_t *index; /* op partition i -> items[index[i]] */
+    struct hfan *f;
+};
+
+/* The Produce error for a verification failure (Kafka's ReplicaManager): the coordinator's
+ * retriable answers become NOT_ENOUGH_REPLICAS, which every client retries without a metadata
+ * refresh; a fenced producer gets INVALID_PRODUCER_EPOCH as for its batches. */
+static int16_t produce_error(int16_t e)
+{
+    switch (e) {
+    case KAFKA_COORDINATOR_LOAD_IN_PROGRESS:
+    case KAFKA_COORDINATOR_NOT_AVAILABLE:
+    case KAFKA_NOT_COORDINATOR:
+    case KAFKA_CONCURRENT_TRANSACTIONS:
+        return KAFKA_NOT_ENOUGH_REPLICAS;
+    case KAFKA_PRODUCER_FENCED:
+        return KAFKA_INVALID_PRODUCER_EPOCH;
+    default:
+        return e;
+    }
+}
+
+static void pv_post(struct treq *t)
+{
+    struct pv_ctx *v = t->ctx;
+    struct top *op = &t->ops[0];
+    for (int32_t i = 0; i < op->in.add.n_partitions; i++) {
+        int16_t e = op->part_errors[i];
+        if (e == KAFKA_NONE)
+            continue;
+        struct hwork *w = &v->items[v->index[i]];
+        w->error = produce_error(e);
+        w->owner = HWORK_DONE;
+    }
+    hfan_start(v->f);
+}
+
+bool txn_produce_verify(struct broker_req *req, struct kafka_str transactional_id,
+                        struct hwork *items, size_t n, struct hfan *f)
+{
+    if (transactional_id.len <= 0 || !txn_served(h_node(req)))
+        return false;
+    int64_t pid = -1;
+    int16_t epoch = -1;
+    size_t m = 0;
+    for (size_t i = 0; i < n; i++) {
+        const struct kafka_bytes *rec = items[i].in;
+        struct kafka_batch_header h;
+        if (items[i].owner == HWORK_DONE || rec == NULL || rec->len < 61 ||
+            kafka_batch_header_parse(rec->ptr, (size_t)rec->len, &h) != 0 ||
+            !(h.attributes & KAFKA_BATCH_ATTR_TRANSACTIONAL) || h.producer_id < 0)
+            continue;
+        if (m == 0) {
+            pid = h.producer_id;
+            epoch = h.producer_epoch;
+        }
+        m++;
+    }
+    if (m == 0)
+        return false;
+    struct treq *t = treq_new(req, 1, pv_post);
+    struct pv_ctx *v = h_alloc(req, 1, sizeof(*v));
+    struct lm_txn_topic_partition *parts = h_alloc(req, m, sizeof(*parts));
+    if (t == NULL || v == NULL || parts == NULL)
+        return false; /* the append goes on unverified; the producer state still checks it */
+    v->items = items;
+    v->n = n;
+    v->f = f;
+    v->index = h_alloc(req, m, sizeof(*v->index));
+    top_init(t, 0, TOP_ADD, transactional_id);
+    t->ops[0].part_errors = h_alloc(req, m, sizeof(int16_t));
+    if (v->index == NULL || t->ops[0].part_errors == NULL)
+        return false;
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        const struct kafka_bytes *rec = items[i].in;
+        struct kafka_batch_header h;
+        if (items[i].owner == HWORK_DONE || rec == NULL || rec->len < 61 ||
+            kafka_batch_header_parse(rec->ptr, (size_t)rec->len, &h) != 0 ||
+            !(h.attributes & KAFKA_BATCH_ATTR_TRANSACTIONAL) || h.producer_id < 0)
+            continue;
+        LM_ASSERT(k < m);
+        parts[k] = (struct lm_txn_topic_partition){
+            (struct kafka_str){items[i].topic, (int32_t)items[i].topic_len}, items[i].partition};
+        v->index[k++] = i;
+    }
+    LM_ASSERT(k == m);
+    t->ctx = v;
+    t->ops[0].in.add =
+        (struct lm_txn_add_req){transactional_id, pid, epoch, (int32_t)m, parts, true};
+    treq_issue(t);
+    return true;
 }
 
 int txn_api_register(struct broker_dispatch *d)

@@ -77,4 +77,13 @@ int txn_setup(struct handlers_ctx *node);
 void txn_init_producer_id(struct broker_req *req, struct kafka_str transactional_id,
                           int32_t timeout_ms, int64_t producer_id, int16_t producer_epoch);
 
+/* KIP-890 part 1: the transactional batches of a Produce (items on the request's shard, before
+ * the fan-out) are checked with the coordinator of transactional_id (AddPartitionsToTxn
+ * verify_only): a partition not added to the producer's ongoing transaction is refused
+ * (INVALID_TXN_STATE), so a late or stray batch cannot open a transaction the coordinator
+ * does not know of. Returns true when a check was started: it starts f itself once the answer
+ * is in; false when nothing needs checking (the caller starts f). */
+bool txn_produce_verify(struct broker_req *req, struct kafka_str transactional_id,
+                        struct hwork *items, size_t n, struct hfan *f);
+
 #endif

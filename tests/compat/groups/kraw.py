@@ -107,11 +107,15 @@ class Conn:
         _thr, err, pid, epoch = struct.unpack(">ihqh", r[:16])
         return err, pid, epoch
 
-    def produce(self, topic, partition, batch, acks=-1):
+    def produce(self, topic, partition, batch, acks=-1, transactional_id=None):
         """Produce v9 (flexible). Returns (error code, base offset) of the one partition."""
         t = topic.encode()
         body = bytearray()
-        body += uvarint(0)                          # transactional id: null
+        if transactional_id is None:
+            body += uvarint(0)                      # transactional id: null
+        else:
+            tid = transactional_id.encode()
+            body += uvarint(len(tid) + 1) + tid
         body += struct.pack(">hi", acks, 30000)
         body += uvarint(2)                          # one topic
         body += uvarint(len(t) + 1) + t

@@ -10,6 +10,8 @@ producer (librdkafka) and read_committed consumers:
   open one no longer holds the last stable offset);
 - kill -9 right after a commit was acknowledged: the committed records are visible after the
   restart (markers written before the kill, or by the recovery of the PrepareCommit state);
+- KIP-890 part 1: a transactional Produce for a partition not added to the transaction is
+  refused with INVALID_TXN_STATE and not written (raw frames, kraw.py);
 - send_offsets_to_transaction (consume-transform-produce): the group's offset is committed
   with the transaction (AddOffsetsToTxn here, TxnOffsetCommit in the group coordinator).
 
@@ -17,6 +19,7 @@ producer (librdkafka) and read_committed consumers:
 """
 import argparse
 import os
+import struct
 import sys
 import time
 
@@ -24,6 +27,8 @@ HERE = os.path.dirname(__file__)
 sys.path.insert(0, os.path.join(HERE, "..", "harness"))
 from laminar_harness import Broker  # noqa: E402
 from compat_util import check, restart_wait  # noqa: E402
+sys.path.insert(0, os.path.join(HERE, "..", "groups"))
+import kraw  # noqa: E402
 
 import confluent_kafka as ck  # noqa: E402
 from confluent_kafka.admin import AdminClient, NewTopic  # noqa: E402
@@ -161,6 +166,54 @@ def kill_after_commit(b):
     print("kill -9 after a commit: ok")
 
 
+INVALID_TXN_STATE = 48
+
+
+def raw_txn_batch(producer_id, epoch, base_seq, values):
+    """Record batch v2 like kraw.idempotent_batch, with the transactional attribute (0x10)."""
+    recs = b"".join(kraw.record(i, v) for i, v in enumerate(values))
+    ts = int(time.time() * 1000)
+    after_crc = struct.pack(">hiqqqhii", 0x10, len(values) - 1, ts, ts, producer_id, epoch,
+                            base_seq, len(values)) + recs
+    body = struct.pack(">ibI", -1, 2, kraw.crc32c(after_crc)) + after_crc
+    return struct.pack(">qi", 0, len(body)) + body
+
+
+def s16str(s):
+    b = s.encode()
+    return struct.pack(">h", len(b)) + b
+
+
+def verify_before_write(b):
+    """KIP-890 part 1: a transactional batch for a partition that was not added to the
+    producer's transaction is refused (INVALID_TXN_STATE) and not written; once added it is."""
+    create(b, "vf", 1)
+    conn = kraw.Conn(b.host, b.port)
+    # InitProducerId v1 with a transactional id
+    r = conn.call(22, 1, s16str("tx-verify") + struct.pack(">i", 60000), False)
+    _thr, err, pid, epoch = struct.unpack(">ihqh", r[:16])
+    check(err == 0, "InitProducerId tx-verify: %d" % err)
+    err, _ = conn.produce("vf", 0, raw_txn_batch(pid, epoch, 0, [b"stray"]),
+                          transactional_id="tx-verify")
+    check(err == INVALID_TXN_STATE, "unverified transactional batch answered %d" % err)
+    # AddPartitionsToTxn v1: tid, pid, epoch, [topic, [partition]]
+    body = (s16str("tx-verify") + struct.pack(">qh", pid, epoch) + struct.pack(">i", 1) +
+            s16str("vf") + struct.pack(">ii", 1, 0))
+    r = conn.call(24, 1, body, False)
+    perr = struct.unpack(">h", r[-2:])[0]
+    check(perr == 0, "AddPartitionsToTxn: %d" % perr)
+    err, off = conn.produce("vf", 0, raw_txn_batch(pid, epoch, 0, [b"added"]),
+                            transactional_id="tx-verify")
+    check(err == 0 and off == 0, "verified batch: error %d offset %d" % (err, off))
+    # EndTxn v1 commit
+    r = conn.call(26, 1, s16str("tx-verify") + struct.pack(">qhb", pid, epoch, 1), False)
+    check(struct.unpack(">h", r[4:6])[0] == 0, "EndTxn")
+    conn.close()
+    got = read_all(b, "vf", 1, "read_committed", expect=1)
+    check(got == ["added"], "read_committed saw %s" % got)
+    print("verification before the first write: ok")
+
+
 def consume_transform_produce(b):
     create(b, "ctp-in", 1)
     create(b, "ctp-out", 1)
@@ -207,6 +260,7 @@ def main():
         try:
             commit_abort(b)
             zombie(b)
+            verify_before_write(b)
             kill_open(b)
             kill_after_commit(b)
             consume_transform_produce(b)
