@@ -686,6 +686,8 @@ bool txn_produce_verify(struct broker_req *req, struct kafka_str transactional_i
 {
     if (transactional_id.len <= 0 || !txn_served(h_node(req)))
         return false;
+    if (hs_cluster(h_node(req)) && !txn_coordinator_here(hs_of(req->shard), transactional_id))
+        return false; /* the check runs where the coordinator is; see txn_internal.h */
     int64_t pid = -1;
     int16_t epoch = -1;
     size_t m = 0;

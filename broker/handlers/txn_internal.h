@@ -55,6 +55,11 @@ struct top {
 /* Shard lifecycle (hs_shard.c): start loads the owned __transaction_state partitions (single
  * node), drain answers the waiting calls NOT_COORDINATOR, stop frees. */
 int txn_shard_start(struct hshard *hs);
+/* A cluster: loads the shard's __transaction_state partitions this node came to lead and
+ * unloads the others (called by the shard tick). */
+void txn_cluster_sync(struct hshard *hs);
+/* The creation record of __transaction_state (compact, no retention), without assignment. */
+int txn_state_topic_record(const struct handlers_ctx *node, struct lm_meta_record *r);
 void txn_shard_drain(struct hshard *hs);
 void txn_shard_stop(struct hshard *hs);
 
@@ -62,7 +67,8 @@ void txn_shard_stop(struct hshard *hs);
 void txn_call(struct top *op);
 /* txn_owner_of returns the shard of the id's __transaction_state partition. */
 uint32_t txn_owner_of(struct hshard *hs, struct kafka_str transactional_id);
-/* txn_served tells whether this node serves transactions (a single node). */
+/* txn_served tells whether this node serves transactions (always: a single node, or a
+ * cluster where the coordinator of an id is the leader of its partition). */
 bool txn_served(const struct handlers_ctx *node);
 
 /* producer_alloc_id hands out a new producer id from the shard's block (producer_idem.c). */
@@ -85,5 +91,10 @@ void txn_init_producer_id(struct broker_req *req, struct kafka_str transactional
  * is in; false when nothing needs checking (the caller starts f). */
 bool txn_produce_verify(struct broker_req *req, struct kafka_str transactional_id,
                         struct hwork *items, size_t n, struct hfan *f);
+/* txn_coordinator_here tells whether this node leads the id's __transaction_state partition
+ * in the shard's metadata. In a cluster the Produce check above is made only then: a
+ * partition leader on another node appends without it (the partition's producer state still
+ * refuses a plain batch inside a transaction and an old epoch). */
+bool txn_coordinator_here(struct hshard *hs, struct kafka_str transactional_id);
 
 #endif

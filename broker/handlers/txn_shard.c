@@ -14,6 +14,7 @@
 #include "broker/txn/txn_records.h"
 #include "common/lm_assert.h"
 #include "common/lm_err.h"
+#include "protocol/kafka_messages.h"
 #include "protocol/records.h"
 
 /* How often the coordinator ticks: marker retries (LM_TXN_MARKER_RETRY_MS) and the timeout
@@ -31,8 +32,22 @@ struct tshard {
     struct broker_timer timer;
     bool timer_armed;
     bool stopping;
-    struct twait *waits; /* appends to __transaction_state not committed yet */
-    struct tmark *marks; /* markers out on other shards (or this one) */
+    struct twait *waits;  /* appends to __transaction_state not committed yet */
+    struct tmark *marks;  /* markers out on other shards (or this one), or to other nodes */
+    struct tmark *failed; /* markers whose send failed in a flush: answered RETRY after it */
+    /* A cluster: which owned __transaction_state partitions are loaded (this node leads them)
+     * and at which leader epoch (the coordinator epoch of their markers). */
+    bool *cluster_loaded;
+    int32_t *cluster_epoch;
+    /* Connections to the other nodes for WriteTxnMarkers (Kafka's marker channel). */
+    struct tpeer *peers;
+    size_t n_peers;
+};
+
+struct tpeer {
+    int32_t node;
+    struct broker_peer *peer;
+    uint64_t retry_at_ms;
 };
 
 /* One __transaction_state append waiting for its commit. */
@@ -47,6 +62,10 @@ struct twait {
 struct tmark {
     struct broker_xcall x;
     struct hsync_wait sync;
+    /* remote: one WriteTxnMarkers v1 request to the partition's leader */
+    struct broker_call call;
+    struct broker_resp_part part;
+    uint8_t *req_buf;
     struct tshard *ts; /* NULL once the shard stopped */
     struct tmark *prev, *next;
     uint64_t marker_id;
@@ -66,7 +85,8 @@ static void coord_flush(struct tshard *ts);
 
 bool txn_served(const struct handlers_ctx *node)
 {
-    return !hs_cluster(node);
+    (void)node;
+    return true;
 }
 
 uint32_t txn_owner_of(struct hshard *hs, struct kafka_str tid)
@@ -75,6 +95,22 @@ uint32_t txn_owner_of(struct hshard *hs, struct kafka_str tid)
         tid = (struct kafka_str){"", 0};
     int32_t p = lm_gr_partition_for(tid, hs->node->txn_cfg.state_partitions);
     return broker_partition_shard(TXN_STATE_TOPIC, TXN_STATE_TOPIC_LEN, p, hs->count);
+}
+
+bool txn_coordinator_here(struct hshard *hs, struct kafka_str tid)
+{
+    int32_t self = hs->node->cfg->node_id;
+    if (!hs_cluster(hs->node))
+        return true;
+    if (hs->snap == NULL)
+        return false;
+    const struct lm_meta_topic *t = lm_meta_state_find(&hs->snap->state, TXN_STATE_TOPIC);
+    if (t == NULL)
+        return false;
+    int32_t p = lm_gr_partition_for(tid.len < 0 ? (struct kafka_str){"", 0} : tid,
+                                    hs->node->txn_cfg.state_partitions);
+    return p < t->partition_count &&
+           lm_meta_state_partition_leader(&hs->snap->state, t, p, self) == self;
 }
 
 /* ---- producer ids --------------------------------------------------------------------------- */
@@ -127,7 +163,7 @@ static int load_batch(void *ctx, const uint8_t *batch, size_t len,
     return rc < 0 ? rc : 0;
 }
 
-static void load_partition(struct tshard *ts, int32_t p)
+static void load_partition(struct tshard *ts, int32_t p, int32_t coordinator_epoch)
 {
     struct hpart *hp = hs_part(ts->hs, TXN_STATE_TOPIC, TXN_STATE_TOPIC_LEN, p);
     if (hp == NULL || hp->log == NULL) {
@@ -135,7 +171,7 @@ static void load_partition(struct tshard *ts, int32_t p)
                    TXN_STATE_TOPIC, p);
         return;
     }
-    int rc = lm_txn_coord_load_begin(ts->coord, p, 0);
+    int rc = lm_txn_coord_load_begin(ts->coord, p, coordinator_epoch);
     LM_ASSERT(rc == 0);
     struct load_ctx l = {ts->coord, p, 0, 0};
     rc = group_log_scan(hp->log, 0, load_batch, &l);
@@ -290,8 +326,9 @@ static void mark_run(struct broker_shard *target, struct broker_xcall *x)
         return;
     }
     struct hpart *p = hs_part(hs, m->topic, (size_t)m->topic_len, m->partition);
-    if (p == NULL || p->log == NULL || p->failed || p->part == NULL) {
-        m->error = KAFKA_NOT_LEADER_OR_FOLLOWER; /* not open yet: again */
+    if (p == NULL || p->log == NULL || p->failed || p->part == NULL ||
+        (p->replicated && (!partition_is_leader(p->part) || partition_transferring(p->part)))) {
+        m->error = KAFKA_NOT_LEADER_OR_FOLLOWER; /* not open or not led here: again */
         broker_xcall_return(target, x);
         return;
     }
@@ -346,6 +383,166 @@ static void mark_done(struct broker_shard *origin, struct broker_xcall *x)
     coord_flush(ts);
 }
 
+/* ---- markers to other nodes (WriteTxnMarkers v1) ------------------------------------------------
+ */
+
+/* The node leading the marker's partition in this shard's metadata: self on a single node or
+ * when unknown (the local path then answers NOT_LEADER_OR_FOLLOWER and the marker is retried,
+ * or UNKNOWN_TOPIC_OR_PARTITION for a deleted topic and the partition is dropped). */
+static int32_t marker_leader(struct tshard *ts, const struct tmark *m)
+{
+    struct hshard *hs = ts->hs;
+    int32_t self = hs->node->cfg->node_id;
+    if (!hs_cluster(hs->node) || hs->snap == NULL)
+        return self;
+    char name[256];
+    if ((size_t)m->topic_len >= sizeof(name))
+        return self;
+    memcpy(name, m->topic, (size_t)m->topic_len);
+    name[m->topic_len] = 0;
+    const struct lm_meta_topic *t = lm_meta_state_find(&hs->snap->state, name);
+    if (t == NULL || m->partition < 0 || m->partition >= t->partition_count)
+        return self;
+    int32_t leader = lm_meta_state_partition_leader(&hs->snap->state, t, m->partition, self);
+    return leader >= 0 ? leader : self;
+}
+
+static struct broker_peer *peer_for(struct tshard *ts, int32_t node)
+{
+    struct hshard *hs = ts->hs;
+    struct tpeer *pe = NULL;
+    for (size_t i = 0; i < ts->n_peers; i++)
+        if (ts->peers[i].node == node)
+            pe = &ts->peers[i];
+    if (pe == NULL) {
+        struct tpeer *np = realloc(ts->peers, (ts->n_peers + 1) * sizeof(*np));
+        if (np == NULL)
+            return NULL;
+        ts->peers = np;
+        pe = &ts->peers[ts->n_peers++];
+        *pe = (struct tpeer){.node = node};
+    }
+    if (pe->peer != NULL && broker_peer_error(pe->peer) == 0)
+        return pe->peer;
+    uint64_t now = broker_now_ms();
+    if (pe->peer != NULL) {
+        broker_peer_close(pe->peer);
+        pe->peer = NULL;
+        pe->retry_at_ms = now + 500;
+    }
+    const struct lm_meta_broker *b =
+        hs->snap != NULL ? lm_meta_state_broker(&hs->snap->state, node) : NULL;
+    const struct broker_config *cfg = hs->node->cfg;
+    const char *lname =
+        cfg->inter_broker_listener[0] != 0 ? cfg->inter_broker_listener : cfg->listeners[0].name;
+    char host[256];
+    uint16_t port;
+    if (now < pe->retry_at_ms || ts->stopping || b == NULL ||
+        !lm_meta_broker_endpoint(b, lname, host, sizeof(host), &port))
+        return NULL;
+    struct broker_peer_opts o = {.connect_timeout_ms = 2000,
+                                 .request_timeout_ms = 10000,
+                                 .inflight_max = 1024,
+                                 .client_id = "laminar-txn-markers"};
+    if (broker_peer_open(hs->shard, host, port, &o, &pe->peer) != 0) {
+        pe->peer = NULL;
+        pe->retry_at_ms = now + 500;
+        return NULL;
+    }
+    return pe->peer;
+}
+
+/* The partition's error in a WriteTxnMarkers response, NETWORK_EXCEPTION when unreadable. */
+static int16_t remote_error(const struct tmark *m, const uint8_t *resp, size_t len)
+{
+    struct kafka_arena a;
+    kafka_arena_init(&a, 1u << 20);
+    struct kafka_reader r;
+    kafka_reader_init(&r, resp, len);
+    struct kafka_write_txn_markers_response rs;
+    kafka_write_txn_markers_response_init(&rs);
+    int16_t err = KAFKA_NETWORK_EXCEPTION;
+    if (kafka_write_txn_markers_response_decode(&r, 1, &rs, &a) == 0)
+        for (int32_t i = 0; i < rs.markers_count; i++)
+            for (int32_t t = 0; t < rs.markers[i].topics_count; t++) {
+                const struct kafka_write_txn_markers_response_writable_txn_marker_topic_result *tr =
+                    &rs.markers[i].topics[t];
+                if (tr->name.len != m->topic_len ||
+                    memcmp(tr->name.ptr, m->topic, (size_t)m->topic_len) != 0)
+                    continue;
+                for (int32_t j = 0; j < tr->partitions_count; j++)
+                    if (tr->partitions[j].partition_index == m->partition)
+                        err = tr->partitions[j].error_code;
+            }
+    kafka_arena_deinit(&a);
+    return err;
+}
+
+static void remote_done(struct broker_shard *s, struct broker_call *call, int rc)
+{
+    (void)s;
+    struct tmark *m = call->arg;
+    struct tshard *ts = m->ts;
+    if (ts != NULL) {
+        m->error = rc == 0 ? remote_error(m, call->resp, call->resp_len) : KAFKA_NETWORK_EXCEPTION;
+        /* UNKNOWN_TOPIC_OR_PARTITION from a leader means its metadata lags: retried (Kafka);
+         * only the local check of a topic gone from the metadata drops a partition */
+        if (m->error == KAFKA_UNKNOWN_TOPIC_OR_PARTITION)
+            m->error = KAFKA_NOT_LEADER_OR_FOLLOWER;
+    }
+    free(m->req_buf);
+    m->req_buf = NULL;
+    mark_done(NULL, &m->x);
+}
+
+/* Sends m as a WriteTxnMarkers v1 request to node. Returns 0 (remote_done runs later) or an
+ * LM_E_* (nothing sent). */
+static int remote_send(struct tshard *ts, struct tmark *m, int32_t node)
+{
+    struct broker_peer *peer = peer_for(ts, node);
+    if (peer == NULL)
+        return LM_E_CLOSED;
+    int32_t part = m->partition;
+    struct kafka_write_txn_markers_request_writable_txn_marker_topic topic = {
+        .name = {m->topic, m->topic_len}, .partition_indexes = &part, .partition_indexes_count = 1};
+    struct kafka_write_txn_markers_request_writable_txn_marker mk = {
+        .producer_id = m->producer_id,
+        .producer_epoch = m->producer_epoch,
+        .transaction_result = m->commit,
+        .topics = &topic,
+        .topics_count = 1,
+        .coordinator_epoch = m->coordinator_epoch};
+    struct kafka_write_txn_markers_request rq;
+    kafka_write_txn_markers_request_init(&rq);
+    rq.markers = &mk;
+    rq.markers_count = 1;
+    size_t n = kafka_write_txn_markers_request_size(1, &rq);
+    m->req_buf = malloc(n);
+    if (m->req_buf == NULL)
+        return LM_E_NOMEM;
+    struct kafka_writer w;
+    kafka_writer_init(&w, m->req_buf, n);
+    int rc = kafka_write_txn_markers_request_encode(&w, 1, &rq);
+    LM_ASSERT(rc != 0 || w.pos == n);
+    if (rc == 0) {
+        m->part = (struct broker_resp_part){.mem = m->req_buf, .fd = -1, .len = n};
+        m->call = (struct broker_call){.api_key = KAFKA_WRITE_TXN_MARKERS_KEY,
+                                       .api_version = 1,
+                                       .flexible = true,
+                                       .parts = &m->part,
+                                       .nparts = 1,
+                                       .done = remote_done,
+                                       .arg = m};
+        m->x.arg = m;
+        rc = broker_peer_send(peer, &m->call);
+    }
+    if (rc != 0) {
+        free(m->req_buf);
+        m->req_buf = NULL;
+    }
+    return rc;
+}
+
 static int send_marker(struct tshard *ts, const struct lm_txn_marker *mk)
 {
     size_t tl = (size_t)mk->transactional_id.len, pl = (size_t)mk->topic.len;
@@ -369,6 +566,16 @@ static int send_marker(struct tshard *ts, const struct lm_txn_marker *mk)
     if (ts->marks != NULL)
         ts->marks->prev = m;
     ts->marks = m;
+    int32_t leader = marker_leader(ts, m);
+    if (leader >= 0 && leader != ts->hs->node->cfg->node_id) {
+        if (remote_send(ts, m, leader) != 0) {
+            /* answered RETRY once the flush is over */
+            mark_unlink(ts, m);
+            m->next = ts->failed;
+            ts->failed = m;
+        }
+        return 0;
+    }
     m->x.run = mark_run;
     m->x.done = mark_done;
     m->x.arg = m;
@@ -446,6 +653,16 @@ static void coord_flush(struct tshard *ts)
         }
         lm_txn_coord_advance(ts->coord);
         int64_t now = group_now_ms(ts->hs);
+        while (ts->failed != NULL) {
+            struct tmark *m = ts->failed;
+            ts->failed = m->next;
+            if (lm_txn_coord_marker_done(ts->coord, now, m->marker_id,
+                                         (struct kafka_str){m->tid, m->tid_len},
+                                         (struct kafka_str){m->topic, m->topic_len}, m->partition,
+                                         LM_TXN_MARKER_RETRY) != 0)
+                BLOG_ERROR("transaction coordinator: out of memory");
+            free(m);
+        }
         for (size_t i = 0; i < nfw; i++)
             if (lm_txn_coord_write_done(ts->coord, now, failed_w[i], failed_e[i]) != 0)
                 BLOG_ERROR("transaction coordinator: out of memory");
@@ -597,16 +814,71 @@ int txn_shard_start(struct hshard *hs)
         return rc;
     }
     hs->txn = ts;
+    if (hs_cluster(hs->node)) {
+        /* loaded as this node comes to lead them (txn_cluster_sync, at each shard tick) */
+        ts->cluster_loaded = calloc((size_t)cfg.state_partitions, sizeof(bool));
+        ts->cluster_epoch = calloc((size_t)cfg.state_partitions, sizeof(int32_t));
+        if (ts->cluster_loaded == NULL || ts->cluster_epoch == NULL)
+            return LM_E_NOMEM;
+        txn_cluster_sync(hs);
+        coord_flush(ts);
+        return 0;
+    }
     int32_t owned = 0;
     for (int32_t p = 0; p < cfg.state_partitions; p++)
         if (broker_partition_shard(TXN_STATE_TOPIC, TXN_STATE_TOPIC_LEN, p, hs->count) == hs->id) {
-            load_partition(ts, p);
+            load_partition(ts, p, 0);
             owned++;
         }
     BLOG_INFO("shard %u: transaction coordinator for %d of %d %s partitions, %zu ids loaded",
               hs->id, owned, cfg.state_partitions, TXN_STATE_TOPIC, lm_txn_coord_count(ts->coord));
     coord_flush(ts);
     return 0;
+}
+
+void txn_cluster_sync(struct hshard *hs)
+{
+    struct tshard *ts = hs->txn;
+    if (ts == NULL || ts->stopping || ts->cluster_loaded == NULL || hs->snap == NULL)
+        return;
+    const struct lm_meta_topic *t = lm_meta_state_find(&hs->snap->state, TXN_STATE_TOPIC);
+    int32_t n = hs->node->txn_cfg.state_partitions;
+    bool changed = false;
+    for (int32_t p = 0; p < n; p++) {
+        if (broker_partition_shard(TXN_STATE_TOPIC, TXN_STATE_TOPIC_LEN, p, hs->count) != hs->id)
+            continue;
+        bool local = t != NULL && p < t->partition_count && hs_local_replica(hs->node, t, p);
+        struct hpart *hp = local ? hs_part(hs, TXN_STATE_TOPIC, TXN_STATE_TOPIC_LEN, p) : NULL;
+        /* Kafka's coordinator follows the partition's leadership: loaded once this node leads
+         * it and has committed an entry of its term (its log then holds every commit an
+         * earlier leader acknowledged), unloaded when it no longer does; loaded again when the
+         * epoch changed between two looks (another leader may have written meanwhile). */
+        int32_t epoch = 0;
+        if (hp != NULL && hp->replicated) {
+            local =
+                hp->part != NULL && partition_is_leader(hp->part) && partition_hw_known(hp->part);
+            epoch = local ? partition_leader_epoch(hp->part) : 0;
+            if (local && ts->cluster_loaded[p] && ts->cluster_epoch[p] != epoch) {
+                lm_txn_coord_unload(ts->coord, p);
+                ts->cluster_loaded[p] = false;
+                changed = true;
+            }
+        }
+        if (local && !ts->cluster_loaded[p]) {
+            if (hp == NULL || hp->log == NULL)
+                continue; /* not open yet: the next tick */
+            load_partition(ts, p, epoch);
+            ts->cluster_loaded[p] = lm_txn_coord_owns(ts->coord, p);
+            ts->cluster_epoch[p] = epoch;
+            changed = true;
+        } else if (!local && ts->cluster_loaded[p]) {
+            lm_txn_coord_unload(ts->coord, p);
+            ts->cluster_loaded[p] = false;
+            changed = true;
+        }
+    }
+    if (changed)
+        coord_flush(ts);
 }
 
 void txn_shard_drain(struct hshard *hs)
@@ -633,8 +905,14 @@ void txn_shard_stop(struct hshard *hs)
         w->ts = NULL;
     for (struct tmark *m = ts->marks; m != NULL; m = m->next)
         m->ts = NULL;
+    for (size_t i = 0; i < ts->n_peers; i++)
+        if (ts->peers[i].peer != NULL)
+            broker_peer_close(ts->peers[i].peer);
+    free(ts->peers);
     lm_txn_coord_free(ts->coord);
     hs->txn = NULL;
+    free(ts->cluster_loaded);
+    free(ts->cluster_epoch);
     free(ts);
 }
 
@@ -696,6 +974,22 @@ static int state_topic_ensure(struct lm_meta_store *meta, int32_t want, int32_t 
     return 0;
 }
 
+int txn_state_topic_record(const struct handlers_ctx *node, struct lm_meta_record *r)
+{
+    static const struct lm_config_entry configs[] = {
+        {(char *)"cleanup.policy", (char *)"compact"},
+        {(char *)"retention.ms", (char *)"-1"},
+        {(char *)"retention.bytes", (char *)"-1"},
+    };
+    memset(r, 0, sizeof(*r));
+    r->type = LM_META_TOPIC_CREATE;
+    r->topic = TXN_STATE_TOPIC;
+    r->partition_count = node->txn_cfg.state_partitions;
+    r->configs = configs;
+    r->config_count = sizeof(configs) / sizeof(configs[0]);
+    return lm_meta_new_topic_id(r->topic_id);
+}
+
 int txn_setup(struct handlers_ctx *node)
 {
     struct lm_txn_config *c = &node->txn_cfg;
@@ -725,8 +1019,8 @@ int txn_setup(struct handlers_ctx *node)
                          &ignored)) != 0 ||
         (rc = config_i64(node->cfg, "transaction.state.log.min.isr", 1, INT16_MAX, &ignored)) != 0)
         return rc;
-    if (!txn_served(node))
-        return 0;
+    if (hs_cluster(node))
+        return 0; /* created through the controller on the first FindCoordinator */
     int32_t have = 0;
     if ((rc = state_topic_ensure(node->meta, c->state_partitions, &have)) != 0) {
         BLOG_ERROR("cannot create %s: %s", TXN_STATE_TOPIC, lm_strerror(rc));
