@@ -861,22 +861,10 @@ static void init_producer_id(struct broker_req *req)
         return;
     }
     if (rq.transactional_id.len >= 0) {
-        if (txn_served(h_node(req))) {
-            /* the transaction coordinator of the id (txn_api.c) */
-            txn_init_producer_id(req, rq.transactional_id, rq.transaction_timeout_ms,
-                                 req->api_version >= 3 ? rq.producer_id : -1,
-                                 req->api_version >= 3 ? rq.producer_epoch : -1);
-            return;
-        }
-        /* A cluster: transactions are served by a single node only. Kafka has no
-         * "transactions disabled" code; any retriable one (COORDINATOR_NOT_AVAILABLE) makes
-         * clients wait for max.block.ms. UNSUPPORTED_VERSION is non-retriable in every client
-         * we test, so a transactional producer fails at once and says why. */
-        resp.error_code = KAFKA_UNSUPPORTED_VERSION;
-        BLOG_INFO("InitProducerId for transactional id %.*s refused: transactions are served "
-                  "on a single node only",
-                  (int)rq.transactional_id.len, rq.transactional_id.ptr);
-        h_respond(req, &resp);
+        /* the transaction coordinator of the id (txn_api.c) */
+        txn_init_producer_id(req, rq.transactional_id, rq.transaction_timeout_ms,
+                             req->api_version >= 3 ? rq.producer_id : -1,
+                             req->api_version >= 3 ? rq.producer_epoch : -1);
         return;
     }
     struct pshard *ps = hs_of(req->shard)->producers;

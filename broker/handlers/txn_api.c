@@ -287,11 +287,6 @@ static void add_partitions_to_txn(struct broker_req *req)
             h_close(req, "arena exhausted");
             return;
         }
-        if (!txn_served(h_node(req)) && t->ops[i].kind != 0) {
-            for (int32_t q = 0; q < t->ops[i].in.add.n_partitions; q++)
-                t->ops[i].part_errors[q] = KAFKA_COORDINATOR_NOT_AVAILABLE;
-            t->ops[i].kind = 0;
-        }
     }
     treq_issue(t);
 }
@@ -329,8 +324,6 @@ static void add_offsets_to_txn(struct broker_req *req)
         deny = KAFKA_TRANSACTIONAL_ID_AUTHORIZATION_FAILED;
     else if (!h_allowed_k(req, AUTHZ_OP_READ, AUTHZ_RES_GROUP, rq->group_id))
         deny = KAFKA_GROUP_AUTHORIZATION_FAILED;
-    else if (!txn_served(h_node(req)))
-        deny = KAFKA_COORDINATOR_NOT_AVAILABLE;
     if (deny != KAFKA_NONE) {
         t->ops[0].error_code = deny;
         t->ops[0].kind = 0;
@@ -370,8 +363,6 @@ static void end_txn(struct broker_req *req)
     int16_t deny = KAFKA_NONE;
     if (!h_allowed_k(req, AUTHZ_OP_WRITE, AUTHZ_RES_TRANSACTIONAL_ID, rq->transactional_id))
         deny = KAFKA_TRANSACTIONAL_ID_AUTHORIZATION_FAILED;
-    else if (!txn_served(h_node(req)))
-        deny = KAFKA_COORDINATOR_NOT_AVAILABLE;
     if (deny != KAFKA_NONE) {
         t->ops[0].error_code = deny;
         t->ops[0].kind = 0;
@@ -487,8 +478,6 @@ static void describe_transactions(struct broker_req *req)
         int16_t deny = KAFKA_NONE;
         if (!h_allowed_k(req, AUTHZ_OP_DESCRIBE, AUTHZ_RES_TRANSACTIONAL_ID, tid))
             deny = KAFKA_TRANSACTIONAL_ID_AUTHORIZATION_FAILED;
-        else if (!txn_served(h_node(req)))
-            deny = KAFKA_COORDINATOR_NOT_AVAILABLE;
         if (deny != KAFKA_NONE) {
             t->ops[i].error_code = deny;
             t->ops[i].kind = 0;
@@ -615,7 +604,7 @@ static void list_transactions(struct broker_req *req)
             c->resp.unknown_state_filters[c->resp.unknown_state_filters_count++] =
                 c->rq.state_filters[i];
     }
-    size_t n = txn_served(h_node(req)) ? hs->count : 0;
+    size_t n = hs->count;
     struct treq *t = treq_new(req, n, lt_post);
     if (t == NULL)
         return;
@@ -684,7 +673,7 @@ static void pv_post(struct treq *t)
 bool txn_produce_verify(struct broker_req *req, struct kafka_str transactional_id,
                         struct hwork *items, size_t n, struct hfan *f)
 {
-    if (transactional_id.len <= 0 || !txn_served(h_node(req)))
+    if (transactional_id.len <= 0)
         return false;
     if (hs_cluster(h_node(req)) && !txn_coordinator_here(hs_of(req->shard), transactional_id))
         return false; /* the check runs where the coordinator is; see txn_internal.h */

@@ -67,9 +67,6 @@ void txn_shard_stop(struct hshard *hs);
 void txn_call(struct top *op);
 /* txn_owner_of returns the shard of the id's __transaction_state partition. */
 uint32_t txn_owner_of(struct hshard *hs, struct kafka_str transactional_id);
-/* txn_served tells whether this node serves transactions (always: a single node, or a
- * cluster where the coordinator of an id is the leader of its partition). */
-bool txn_served(const struct handlers_ctx *node);
 
 /* producer_alloc_id hands out a new producer id from the shard's block (producer_idem.c). */
 int producer_alloc_id(struct hshard *hs, int64_t *out);

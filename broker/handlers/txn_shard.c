@@ -83,12 +83,6 @@ struct tmark {
 
 static void coord_flush(struct tshard *ts);
 
-bool txn_served(const struct handlers_ctx *node)
-{
-    (void)node;
-    return true;
-}
-
 uint32_t txn_owner_of(struct hshard *hs, struct kafka_str tid)
 {
     if (tid.len < 0)
@@ -798,8 +792,6 @@ void txn_call(struct top *op)
 
 int txn_shard_start(struct hshard *hs)
 {
-    if (!txn_served(hs->node))
-        return 0;
     struct tshard *ts = calloc(1, sizeof(*ts));
     if (ts == NULL)
         return LM_E_NOMEM;
