@@ -584,7 +584,8 @@ static void timer_fire(struct broker_shard *s, struct broker_timer *t);
 
 static void timer_arm(struct tshard *ts)
 {
-    if (ts->stopping || ts->timer_armed)
+    /* no id kept, nothing to time out, expire or retry: no timer until a request comes */
+    if (ts->stopping || ts->timer_armed || lm_txn_coord_count(ts->coord) == 0)
         return;
     ts->timer_armed =
         broker_timer_start(ts->hs->shard, &ts->timer, TXN_TICK_MS, timer_fire, ts) == 0;
