@@ -18,7 +18,13 @@
  *          later cleaning past that horizon drops it. A rewritten batch keeps its base offset,
  *          last offset delta (so producer sequences and offsets continue, as Kafka's
  *          MemoryRecords.filterTo), leader epoch, producer id/epoch/base sequence and codec,
- *          with a new CRC. An unchanged batch is copied byte for byte. Control batches are kept.
+ *          with a new CRC. An unchanged batch is copied byte for byte.
+ *          Transactions (Kafka's CleanedTransactionMetadata): the prefix ends at the first
+ *          unstable offset; a batch of an aborted transaction (the .txnindex) loses every record
+ *          and maps no key; a marker stays while the group holds data of its transaction, else
+ *          gets a delete horizon and goes once it passed (KIP-534, delete.retention.ms); the
+ *          cleaned segment's .txnindex keeps the aborts whose data the group removed. Other
+ *          control batches are kept.
  *          A batch left without records keeps an empty header only when it may be the last
  *          batch of its producer (Kafka keeps producer state that way), else it goes.
  * Swap, per group (the protocol at the top of storage.h): write and fsync the three .cleaned
@@ -45,6 +51,7 @@
 
 #include "common/lm_assert.h"
 #include "common/lm_err.h"
+#include "common/lm_grow.h"
 #include "protocol/crc32c.h"
 #include "protocol/records.h"
 #include "storage/storage_internal.h"
@@ -111,7 +118,135 @@ struct storage_compactor {
     uint64_t doomed_size[COMPACT_DOOMED_MAX];
     uint32_t doomed_count;
     struct storage_compact_stats st;
+    /* clean phase, per group (Kafka CleanedTransactionMetadata): producers whose aborted
+     * (resp. other transactional) data the group has shown since their last marker */
+    int64_t *obs_aborted, *obs_committed;
+    uint32_t n_obs_aborted, n_obs_committed, cap_obs_aborted, cap_obs_committed;
 };
+
+static int out_batch(struct storage_log *log, struct storage_compactor *c, const uint8_t *b,
+                     size_t len);
+
+/* ---------------------------------------------------------------- transactions */
+
+static int pid_add(int64_t **set, uint32_t *n, uint32_t *cap, int64_t pid)
+{
+    for (uint32_t i = 0; i < *n; i++)
+        if ((*set)[i] == pid)
+            return 0;
+    size_t c = *cap;
+    int rc = lm_grow((void **)set, sizeof(**set), &c, (size_t)*n + 1, 16, 1u << 20);
+    if (rc != 0)
+        return rc;
+    *cap = (uint32_t)c;
+    (*set)[(*n)++] = pid;
+    return 0;
+}
+
+static bool pid_take(int64_t *set, uint32_t *n, int64_t pid)
+{
+    for (uint32_t i = 0; i < *n; i++)
+        if (set[i] == pid) {
+            set[i] = set[--*n];
+            return true;
+        }
+    return false;
+}
+
+/* Kafka CleanedTransactionMetadata.onBatchRead: a transactional data batch of an aborted
+ * transaction goes (*discard); others mark their producer's transaction as seen. */
+static int txn_data_batch(struct storage_log *log, struct storage_compactor *c,
+                          const struct kafka_batch_header *h, bool *discard)
+{
+    *discard = false;
+    if (!(h->attributes & KAFKA_BATCH_ATTR_TRANSACTIONAL) || h->producer_id < 0)
+        return 0;
+    if (txn_batch_aborted(log, h->producer_id, h->base_offset, NULL)) {
+        *discard = true;
+        return pid_add(&c->obs_aborted, &c->n_obs_aborted, &c->cap_obs_aborted, h->producer_id);
+    }
+    return pid_add(&c->obs_committed, &c->n_obs_committed, &c->cap_obs_committed, h->producer_id);
+}
+
+/* Kafka CleanedTransactionMetadata.onControlBatchRead: whether a marker may go once its delete
+ * horizon passed (its transaction has no data left in the group); an abort whose data the
+ * group removed keeps its index entry in the cleaned segment. */
+static int txn_marker_batch(struct storage_log *log, struct storage_compactor *c, const uint8_t *p,
+                            const struct kafka_batch_header *h, bool *discardable)
+{
+    *discardable = false;
+    int16_t type;
+    int32_t coordinator_epoch;
+    if (h->producer_id < 0 ||
+        kafka_txn_marker_parse(p, kafka_batch_total_size(h), h, &type, &coordinator_epoch) != 0)
+        return 0; /* another control record (Raft's): kept */
+    if (type == KAFKA_CONTROL_COMMIT) {
+        *discardable = !pid_take(c->obs_committed, &c->n_obs_committed, h->producer_id);
+        return 0;
+    }
+    if (!pid_take(c->obs_aborted, &c->n_obs_aborted, h->producer_id)) {
+        *discardable = true;
+        return 0;
+    }
+    struct storage_aborted_txn e;
+    if (!txn_batch_aborted(log, h->producer_id, h->base_offset, &e) ||
+        e.last_offset != h->base_offset)
+        e = (struct storage_aborted_txn){h->producer_id, h->base_offset, h->base_offset,
+                                         h->base_offset + 1};
+    return txn_segment_add(c->w, &e);
+}
+
+/* A marker that may go: dropped once its delete horizon passed, else kept with one set
+ * (KIP-534, the first cleaning that finds it discardable). */
+static int txn_marker_out(struct storage_log *log, struct storage_compactor *c, const uint8_t *p,
+                          const struct kafka_batch_header *h)
+{
+    size_t total = kafka_batch_total_size(h);
+    if (h->attributes & KAFKA_BATCH_ATTR_DELETE_HORIZON) {
+        if (c->now_ms >= h->base_timestamp) {
+            c->st.batches_rewritten++;
+            return 0;
+        }
+        return out_batch(log, c, p, total);
+    }
+    struct kafka_batch_reader br;
+    int rc = kafka_batch_reader_open(&br, p, total, COMPACT_MAX_UNCOMPRESSED);
+    if (rc != 0)
+        return rc;
+    struct kafka_batch_builder b;
+    kafka_batch_builder_init(&b, h->base_offset, c->now_ms + c->cc.delete_retention_ms);
+    b.partition_leader_epoch = h->partition_leader_epoch;
+    b.attributes = (int16_t)(h->attributes | KAFKA_BATCH_ATTR_DELETE_HORIZON);
+    b.producer_id = h->producer_id;
+    b.producer_epoch = h->producer_epoch;
+    b.base_sequence = h->base_sequence;
+    struct kafka_record_iter it;
+    struct kafka_record r;
+    kafka_batch_reader_iter(&br, &it);
+    while ((rc = kafka_record_iter_next(&it, &r)) == 1) {
+        rc =
+            kafka_batch_builder_append_at(&b, r.offset_delta, h->base_timestamp + r.timestamp_delta,
+                                          r.key, r.key_len, r.value, r.value_len, NULL, 0);
+        if (rc != 0)
+            break;
+    }
+    kafka_batch_reader_close(&br);
+    uint8_t *nb = NULL;
+    size_t nlen = 0;
+    if (rc == 0)
+        rc = kafka_batch_builder_finish(&b, KAFKA_CODEC_NONE, &nb, &nlen);
+    kafka_batch_builder_deinit(&b);
+    if (rc != 0)
+        return rc;
+    lm_put_be32(nb + KAFKA_BATCH_OFF_LAST_OFFSET_DELTA, (uint32_t)h->last_offset_delta);
+    lm_put_be64(nb + KAFKA_BATCH_OFF_MAX_TIMESTAMP, (uint64_t)h->max_timestamp);
+    lm_put_be32(nb + KAFKA_BATCH_OFF_CRC, crc32c_update(0, nb + KAFKA_BATCH_OFF_ATTRIBUTES,
+                                                        nlen - KAFKA_BATCH_OFF_ATTRIBUTES));
+    c->st.batches_rewritten++;
+    rc = out_batch(log, c, nb, nlen);
+    free(nb);
+    return rc;
+}
 
 /* ---------------------------------------------------------------- config */
 
@@ -420,6 +555,8 @@ static void job_free(struct storage_log *log)
     free(c->map);
     free(c->rd.buf);
     free(c->out);
+    free(c->obs_aborted);
+    free(c->obs_committed);
     free(c);
     log->compactor = NULL;
 }
@@ -443,6 +580,11 @@ static int64_t cleanable_end_if(struct storage_log *log, const struct storage_co
     int64_t lim = clean_up_to;
     if (lim > log->high_watermark)
         lim = log->high_watermark;
+    /* Kafka LogCleanerManager: never past the first unstable offset (an open transaction may
+     * still be aborted) */
+    int64_t unstable = storage_log_first_unstable_offset(log);
+    if (unstable >= 0 && lim > unstable)
+        lim = unstable;
     /* Only durable records may supersede: a crash must not take the newer value of a key after
      * the cleaner dropped its older, durable one (under acks=all the high watermark already
      * waits for the fdatasync; otherwise storage_log_compact_flush_wanted asks for a flush). */
@@ -610,7 +752,10 @@ static int map_step(struct storage_log *log, struct storage_compactor *c, uint64
             return rc;
         size_t total = kafka_batch_total_size(&h);
         int64_t last = kafka_batch_last_offset(&h);
-        if (last >= c->dirty_start && !(h.attributes & KAFKA_BATCH_ATTR_CONTROL)) {
+        /* Kafka buildOffsetMap: an aborted transaction's records supersede nothing */
+        bool aborted = (h.attributes & KAFKA_BATCH_ATTR_TRANSACTIONAL) && h.producer_id >= 0 &&
+                       txn_batch_aborted(log, h.producer_id, h.base_offset, NULL);
+        if (last >= c->dirty_start && !(h.attributes & KAFKA_BATCH_ATTR_CONTROL) && !aborted) {
             if (c->map_count + (uint32_t)h.records_count > c->map_max) {
                 if (c->map_end <= c->dirty_start)
                     return LM_E_FULL;       /* not even one batch fits the dedupe buffer */
@@ -688,6 +833,7 @@ static int next_group(struct storage_log *log, struct storage_compactor *c, int6
     LM_ASSERT(j > i);
     c->group_first = from;
     c->group_end = log->segs[j]->base_offset;
+    c->n_obs_aborted = c->n_obs_committed = 0;
     c->cur_base = from;
     c->cur_pos = 0;
     return open_writer(log, c, first);
@@ -768,18 +914,62 @@ static int headers_of(const struct kafka_record *r, struct kafka_record_header *
     return 0;
 }
 
+/* The empty header of a batch whose records all went (its offsets and producer fields). */
+static int txn_empty_batch(struct storage_log *log, struct storage_compactor *c,
+                           const struct kafka_batch_header *h)
+{
+    struct kafka_batch_builder b;
+    kafka_batch_builder_init(&b, h->base_offset, h->max_timestamp);
+    b.partition_leader_epoch = h->partition_leader_epoch;
+    b.attributes = (int16_t)(h->attributes & ~KAFKA_BATCH_ATTR_CODEC_MASK);
+    b.producer_id = h->producer_id;
+    b.producer_epoch = h->producer_epoch;
+    b.base_sequence = h->base_sequence;
+    uint8_t *nb = NULL;
+    size_t nlen = 0;
+    int rc = kafka_batch_builder_finish(&b, KAFKA_CODEC_NONE, &nb, &nlen);
+    kafka_batch_builder_deinit(&b);
+    if (rc != 0)
+        return rc;
+    lm_put_be32(nb + KAFKA_BATCH_OFF_LAST_OFFSET_DELTA, (uint32_t)h->last_offset_delta);
+    lm_put_be64(nb + KAFKA_BATCH_OFF_MAX_TIMESTAMP, (uint64_t)h->max_timestamp);
+    lm_put_be32(nb + KAFKA_BATCH_OFF_CRC, crc32c_update(0, nb + KAFKA_BATCH_OFF_ATTRIBUTES,
+                                                        nlen - KAFKA_BATCH_OFF_ATTRIBUTES));
+    rc = out_batch(log, c, nb, nlen);
+    free(nb);
+    return rc;
+}
+
 /* Filters one batch into the writer (see the top of the file for the rules). */
 static int clean_batch(struct storage_log *log, struct storage_compactor *c, const uint8_t *p,
                        const struct kafka_batch_header *h)
 {
     size_t total = kafka_batch_total_size(h);
     c->st.records_read += (uint64_t)h->records_count;
-    if (h->base_offset >= c->map_end || (h->attributes & KAFKA_BATCH_ATTR_CONTROL)) {
+    bool discard = false;
+    int rc;
+    if (h->attributes & KAFKA_BATCH_ATTR_CONTROL) {
+        c->st.records_kept += (uint64_t)h->records_count;
+        if ((rc = txn_marker_batch(log, c, p, h, &discard)) != 0)
+            return rc;
+        return discard ? txn_marker_out(log, c, p, h) : out_batch(log, c, p, total);
+    }
+    if ((rc = txn_data_batch(log, c, h, &discard)) != 0)
+        return rc;
+    if (discard) {
+        /* an aborted transaction's batch: every record goes (Kafka discardBatchRecords); an
+         * empty header stays where it may be its producer's last batch */
+        c->st.batches_rewritten++;
+        if (!cprod_maybe_last(c, h->producer_id, h->base_offset))
+            return 0;
+        return txn_empty_batch(log, c, h);
+    }
+    if (h->base_offset >= c->map_end) {
         c->st.records_kept += (uint64_t)h->records_count;
         return out_batch(log, c, p, total);
     }
     struct kafka_batch_reader br;
-    int rc = kafka_batch_reader_open(&br, p, total, COMPACT_MAX_UNCOMPRESSED);
+    rc = kafka_batch_reader_open(&br, p, total, COMPACT_MAX_UNCOMPRESSED);
     if (rc != 0)
         return rc;
     bool horizon_set = (h->attributes & KAFKA_BATCH_ATTR_DELETE_HORIZON) != 0;
@@ -946,11 +1136,9 @@ static int finish_group(struct storage_log *log, struct storage_compactor *c)
     while (j < log->seg_count && log->segs[j]->base_offset < c->group_end)
         j++;
     LM_ASSERT(j > i && j < log->seg_count);
-    /* The merged segment keeps the group's aborted-transaction entries (their markers stay). */
-    for (uint32_t k = i; k < j && rc == 0; k++)
-        rc = txn_segment_adopt(w, log->segs[k]);
-    if (rc == 0)
-        rc = txn_segment_rewrite(log, w);
+    /* The merged segment's .txnindex: the aborts whose data this cleaning removed (Kafka's
+     * cleaned transaction index); the others' markers may go (their data is gone). */
+    rc = txn_segment_rewrite(log, w);
     if (rc != 0) {
         log->failed = true;
         return rc;

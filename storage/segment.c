@@ -201,6 +201,13 @@ int seg_open(struct storage_log *log, struct segment *seg, bool create)
         return LM_E_IO;
     }
     if (create) {
+        /* a .txnindex left by an earlier incarnation of this base (its unlink cut short) would
+         * be read as this segment's at the next open */
+        seg_path(log, seg->base_offset, ".txnindex", path, sizeof(path));
+        if (unlink(path) != 0 && errno != ENOENT) {
+            seg_close(log, seg);
+            return LM_E_IO;
+        }
         log->dir_dirty = true;
         log->dir_changes++;
         return 0;

@@ -8,6 +8,8 @@
  *                                   one entry after every index_interval_bytes of log.
  *   00000000000000000000.timeindex  12-byte entries {i64 BE max timestamp so far,
  *                                   u32 BE relative offset of that timestamp's batch}.
+ *   00000000000000000000.txnindex   Kafka's aborted-transaction index, 34-byte entries (see
+ *                                   "transactions" below); only where an abort marker is.
  *   leader-epoch-checkpoint         Kafka's text format: "0\n<n>\n<epoch> <start offset>\n"...
  *   partition.checkpoint            recovery point, log start offset, high watermark: two
  *                                   64-byte slots with a sequence number and CRC-32C, written

@@ -166,10 +166,14 @@ int txn_segment_load(struct storage_log *log, struct segment *seg);
 int txn_segment_cut(struct storage_log *log, struct segment *seg);
 /* Closes the .txnindex fd, making it durable first when sync. */
 void txn_segment_close(struct storage_log *log, struct segment *seg, bool sync);
-/* Compaction: appends from's entries to into's (memory only). */
-int txn_segment_adopt(struct segment *into, struct segment *from);
 /* Writes seg's whole .txnindex from memory and syncs it (a compacted segment's). */
 int txn_segment_rewrite(struct storage_log *log, struct segment *seg);
+/* Compaction: adds an entry to seg in memory (the cleaned segment's index). */
+int txn_segment_add(struct segment *seg, const struct storage_aborted_txn *e);
+/* Whether the batch of producer_id at offset belongs to an aborted transaction of the log's
+ * index (its entry into *out, may be NULL). */
+bool txn_batch_aborted(const struct storage_log *log, int64_t producer_id, int64_t offset,
+                       struct storage_aborted_txn *out);
 /* Frees seg's entries (its fd is closed). */
 void txn_segment_free(struct segment *seg);
 

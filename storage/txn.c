@@ -266,8 +266,13 @@ static int note(struct storage_log *log, struct segment *seg, const uint8_t *bat
     if (!(h->attributes & KAFKA_BATCH_ATTR_TRANSACTIONAL) || h->producer_id < 0)
         return 0;
     struct txn_open *t = txn_find_open(log, h->producer_id);
-    if (!(h->attributes & KAFKA_BATCH_ATTR_CONTROL))
-        return t != NULL ? 0 : txn_add_open(log, h->producer_id, h->base_offset);
+    if (!(h->attributes & KAFKA_BATCH_ATTR_CONTROL)) {
+        /* below the cleaned offset every transaction had ended (the cleaner stops at the first
+         * unstable offset) and its marker may be gone */
+        if (t != NULL || h->base_offset < log->cleaned_offset)
+            return 0;
+        return txn_add_open(log, h->producer_id, h->base_offset);
+    }
     int16_t type;
     int32_t coordinator_epoch;
     if (kafka_txn_marker_parse(batch, len, h, &type, &coordinator_epoch) != 0)
@@ -388,22 +393,6 @@ int storage_log_aborted_txns(struct storage_log *log, int64_t from, int64_t uppe
 /* ---- compaction -------------------------------------------------------------------------------
  */
 
-int txn_segment_adopt(struct segment *into, struct segment *from)
-{
-    if (from->aborted_len == 0)
-        return 0;
-    size_t cap = into->aborted_cap;
-    int rc = lm_grow((void **)&into->aborted, sizeof(*into->aborted), &cap,
-                     (size_t)into->aborted_len + from->aborted_len, 4, TXN_ABORTED_MAX);
-    if (rc != 0)
-        return rc;
-    into->aborted_cap = (uint32_t)cap;
-    memcpy(into->aborted + into->aborted_len, from->aborted,
-           (size_t)from->aborted_len * sizeof(*from->aborted));
-    into->aborted_len += from->aborted_len;
-    return 0;
-}
-
 int txn_segment_rewrite(struct storage_log *log, struct segment *seg)
 {
     if (seg->aborted_len == 0 && seg->txn_fd < 0) {
@@ -428,4 +417,38 @@ int txn_segment_rewrite(struct storage_log *log, struct segment *seg)
     if (rc == 0)
         seg->txn_dirty = false;
     return rc;
+}
+
+int txn_segment_add(struct segment *seg, const struct storage_aborted_txn *e)
+{
+    size_t cap = seg->aborted_cap;
+    int rc = lm_grow((void **)&seg->aborted, sizeof(*seg->aborted), &cap, seg->aborted_len + 1, 4,
+                     TXN_ABORTED_MAX);
+    if (rc != 0)
+        return rc;
+    seg->aborted_cap = (uint32_t)cap;
+    seg->aborted[seg->aborted_len++] = *e;
+    return 0;
+}
+
+bool txn_batch_aborted(const struct storage_log *log, int64_t producer_id, int64_t offset,
+                       struct storage_aborted_txn *out)
+{
+    /* Entries are in marker order: once one's last stable offset is past `offset`, every
+     * transaction open at `offset` had ended before that marker, so its entry came earlier. */
+    for (uint32_t i = find_segment(log, offset); i < log->seg_count; i++) {
+        const struct segment *seg = log->segs[i];
+        for (uint32_t k = 0; k < seg->aborted_len; k++) {
+            const struct storage_aborted_txn *e = &seg->aborted[k];
+            if (e->producer_id == producer_id && e->first_offset <= offset &&
+                offset <= e->last_offset) {
+                if (out != NULL)
+                    *out = *e;
+                return true;
+            }
+            if (e->last_offset >= offset && e->last_stable_offset > offset)
+                return false;
+        }
+    }
+    return false;
 }

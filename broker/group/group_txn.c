@@ -199,8 +199,8 @@ int lm_group_coord_replay_txn(struct lm_group_coord *c, int32_t partition, int64
     return 0;
 }
 
-int lm_group_coord_replay_marker(struct lm_group_coord *c, int32_t partition,
-                                 int64_t producer_id, bool commit)
+int lm_group_coord_replay_marker(struct lm_group_coord *c, int32_t partition, int64_t producer_id,
+                                 bool commit)
 {
     if (partition < 0 || partition >= c->cfg.offsets_topic_partitions || !c->loading[partition])
         return LM_E_STATE;

@@ -230,9 +230,9 @@ int lm_producer_txn_begin(struct lm_producer_state *s, int64_t producer_id, int6
     if (i < 0 || first_offset < 0)
         return LM_E_NOT_FOUND; /* lm_producer_record comes first */
     struct entry *e = &s->entries[i];
-    if (e->txn_start_offset < 0)
+    /* the earliest batch opens it; a state loaded from a file is not trusted to be earlier */
+    if (e->txn_start_offset < 0 || e->txn_start_offset > first_offset)
         e->txn_start_offset = first_offset;
-    LM_ASSERT(e->txn_start_offset <= first_offset);
     return 0;
 }
 

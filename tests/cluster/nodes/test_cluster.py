@@ -25,6 +25,8 @@ from compat_util import java_cmd  # noqa: E402
 import kafka_wire  # noqa: E402
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "compat", "groups"))
 import kraw  # noqa: E402
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "compat", "txn"))
+import test_txnpart as txn  # noqa: E402
 
 COMPAT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "compat")
 
@@ -227,6 +229,7 @@ def main():
         elif args.rebalance_interval:
             preferred_leaders(nodes, None, args.rebalance_interval)
         coordinator_failover(nodes)
+        replicated_transactions(nodes)
         if args.snapshot_records is not None:
             snapshots(nodes)
     finally:
@@ -649,6 +652,60 @@ def follower_catches_up_from_log_start(nodes):
                 [(o, got.get(o), want.get(o)) for o in diff[:5]]), nodes)
     print("ok: a follower down across DeleteRecords caught up from the log start (1200) and, "
           "elected, serves its %d acknowledged records from there, log start 1200" % len(want))
+
+
+def replicated_transactions(nodes):
+    """Transactions on a partition of three replicas: every replica's log tracks the open
+    transactions and the aborted-transaction index, so after the leader is killed the new one
+    answers the same last stable offset and aborted list to a read_committed Fetch, and takes
+    the next marker."""
+    topic = "txn3"
+    ids = {x.node_id for x in nodes}
+    wait_for("every node registered", lambda: cluster_view(nodes[0])[0] >= ids, 60, nodes)
+    a = admin(nodes[0])
+    for _, f in a.create_topics([NewTopic(topic, 1, 3)], request_timeout=30).items():
+        f.result()
+    wait_for("txn3 led", lambda: -1 not in leaders(nodes[0], topic).values(), 30, nodes)
+    lead = next(x for x in nodes if x.node_id == leaders(nodes[0], topic)[0])
+    conn = kraw.Conn(lead.host, lead.port)
+    err, pa, _ = conn.init_producer_id()
+    err2, pb, _ = conn.init_producer_id()
+    ea, a0 = conn.produce(topic, 0, txn.txn_batch(pa, 0, 0, [b"a0", b"a1"]))
+    eb, b0 = conn.produce(topic, 0, txn.txn_batch(pb, 0, 0, [b"b0"]))
+    abort = txn.marker(conn, pa, 0, False, 1, topic=topic)
+    if (err, err2, ea, eb, abort) != (0, 0, 0, 0, 0):
+        fail("setup: %r" % ((err, err2, ea, eb, abort),), nodes)
+    before = txn.fetch(conn, a0, 1, topic=topic)
+    conn.close()
+    if before[0] != 0 or before[2] != b0 or before[3] != [(pa, a0)]:
+        fail("leader: fetch %r (want LSO %d, aborted %r)" % (before[:4], b0, [(pa, a0)]), nodes)
+    lead.kill9()
+    rest = [x for x in nodes if x is not lead]
+
+    def new_leader_view():
+        led = leaders(rest[0], topic)[0]
+        if led in (-1, lead.node_id):
+            return None
+        n = next(x for x in rest if x.node_id == led)
+        c = kraw.Conn(n.host, n.port)
+        try:
+            r = txn.fetch(c, a0, 1, topic=topic)
+        finally:
+            c.close()
+        return (n, r) if r[0] == 0 else None
+    n, after = wait_for("the new leader's read_committed fetch", new_leader_view, 60, rest)
+    if after[2] != b0 or after[3] != [(pa, a0)]:
+        fail("new leader %d: LSO %d, aborted %r (the old leader said %d, %r)"
+             % (n.node_id, after[2], after[3], b0, [(pa, a0)]), rest)
+    conn = kraw.Conn(n.host, n.port)
+    commit = txn.marker(conn, pb, 0, True, 1, topic=topic)
+    end = txn.fetch(conn, a0, 1, topic=topic)
+    conn.close()
+    if commit != 0 or end[2] != end[1]:
+        fail("commit on the new leader: %d, LSO %d HW %d" % (commit, end[2], end[1]), rest)
+    lead.start()
+    print("ok: transactions on 3 replicas: node %d killed, the new leader %d served LSO %d and "
+          "the aborted list, then the commit" % (lead.node_id, n.node_id, b0))
 
 
 def coordinator_failover(nodes):

@@ -96,11 +96,11 @@ def marker(conn, pid, epoch, commit, cepoch, topic=TOPIC, partition=0):
         (pid, topic, partition)]
 
 
-def fetch(conn, offset, isolation):
+def fetch(conn, offset, isolation, topic=TOPIC):
     """Fetch v4 of partition 0. Returns (error, hw, lso, aborted [(pid, first)] or None,
     [(offset, value, is_control)] of the records returned)."""
     body = struct.pack(">iiiib", -1, 0, 1, 1 << 20, isolation)
-    body += struct.pack(">i", 1) + s16str(TOPIC)
+    body += struct.pack(">i", 1) + s16str(topic)
     body += struct.pack(">i", 1) + struct.pack(">iqi", 0, offset, 1 << 20)
     r = R(conn.call(1, 4, body, False))
     r.take(">i")
@@ -149,9 +149,9 @@ def uvarint_z(b, p):
             return (v >> 1) ^ -(v & 1), p
 
 
-def list_latest(conn, isolation):
+def list_latest(conn, isolation, topic=TOPIC):
     """ListOffsets v2 latest of partition 0 -> (error, offset)."""
-    body = struct.pack(">ib", -1, isolation) + struct.pack(">i", 1) + s16str(TOPIC)
+    body = struct.pack(">ib", -1, isolation) + struct.pack(">i", 1) + s16str(topic)
     body += struct.pack(">i", 1) + struct.pack(">iq", 0, -1)
     r = R(conn.call(2, 2, body, False))
     r.take(">i")
@@ -160,6 +160,44 @@ def list_latest(conn, isolation):
     r.take(">i")
     _idx, err, _ts, off = r.take(">ihqq")
     return err, off
+
+
+def describe_producers(conn, topic=TOPIC):
+    """DescribeProducers v0 (flexible) of partition 0 -> {pid: (epoch, coordinator epoch,
+    current transaction start offset)}."""
+    t = topic.encode()
+    body = kraw.uvarint(2) + kraw.uvarint(len(t) + 1) + t + kraw.uvarint(2)
+    body += struct.pack(">i", 0) + b"\x00" + b"\x00"
+    r = conn.call(61, 0, body, True)
+    pos = 4
+
+    def uv():
+        nonlocal pos
+        shift = v = 0
+        while True:
+            x = r[pos]
+            pos += 1
+            v |= (x & 0x7F) << shift
+            shift += 7
+            if not x & 0x80:
+                return v
+    out = {}
+    for _ in range(uv() - 1):
+        n = uv() - 1
+        pos += n
+        for _ in range(uv() - 1):
+            _idx, err = struct.unpack_from(">ih", r, pos)
+            pos += 6
+            check(err == 0, "DescribeProducers error %d" % err)
+            n = uv() - 1
+            pos += max(n, 0)
+            for _ in range(uv() - 1):
+                pid, epoch, _seq, _ts, cep, start = struct.unpack_from(">qiiqiq", r, pos)
+                pos += 36 + 1
+                out[pid] = (epoch, cep, start)
+            pos += 1
+        pos += 1
+    return out
 
 
 def java_hash(s):
@@ -289,6 +327,9 @@ def scenario(b):
     check(err == INVALID_PRODUCER_EPOCH, "fenced producer's batch gave %d" % err)
     check(marker(conn, pb, 0, True, 5, topic="no-such-topic") == UNKNOWN_TOPIC_OR_PARTITION,
           "unknown topic")
+    got = describe_producers(conn)
+    check(got.get(pb) == (0, -1, 3) and got.get(pa) == (1, 5, -1),
+          "DescribeProducers: %r" % got)
     # commit b: marker at 7 (6 is a's second abort)
     check(marker(conn, pb, 0, True, 5) == 0, "commit marker for b")
     check(list_latest(conn, 1) == (0, 8), "LSO = HW once nothing is open")

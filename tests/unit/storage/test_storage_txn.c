@@ -83,7 +83,7 @@ static int64_t append_marker(struct fx *f, int64_t pid, int16_t type)
 {
     uint8_t *buf;
     size_t len;
-    assert_int_equal(kafka_txn_marker_build(pid, 0, type, 3, 1000, &buf, &len), 0);
+    assert_int_equal(kafka_txn_marker_build(pid, 0, type, 3, f->clock.now_ms, &buf, &len), 0);
     struct storage_append_result res;
     assert_int_equal(storage_log_append_leader(f->log, buf, len, 1, &res), 0);
     free(buf);
@@ -236,6 +236,142 @@ static void test_deleted_with_segment(void **state)
         aborted(f, storage_log_start_offset(f->log), storage_log_end_offset(f->log), a), 0);
 }
 
+/* A keyed batch of one record (key, value), transactional or not, of producer pid. */
+static void append_kv(struct fx *f, int64_t pid, bool txn, const char *key, const char *value)
+{
+    struct kafka_batch_builder b;
+    kafka_batch_builder_init(&b, 0, f->clock.now_ms);
+    b.attributes = txn ? KAFKA_BATCH_ATTR_TRANSACTIONAL : 0;
+    b.producer_id = pid;
+    b.producer_epoch = pid >= 0 ? 0 : -1;
+    b.base_sequence = pid >= 0 ? 0 : -1;
+    assert_int_equal(kafka_batch_builder_append(&b, f->clock.now_ms, key, (int32_t)strlen(key),
+                                                value, (int32_t)strlen(value), NULL, 0),
+                     0);
+    uint8_t *buf;
+    size_t len;
+    assert_int_equal(kafka_batch_builder_finish(&b, KAFKA_CODEC_NONE, &buf, &len), 0);
+    kafka_batch_builder_deinit(&b);
+    struct storage_append_result res;
+    assert_int_equal(storage_log_append_leader(f->log, buf, len, 1, &res), 0);
+    free(buf);
+}
+
+struct seen {
+    char kv[32][16];
+    int n;
+    int markers;
+    int aborts;
+};
+
+static void read_back(struct fx *f, struct seen *out)
+{
+    memset(out, 0, sizeof(*out));
+    uint8_t *all;
+    size_t len;
+    assert_int_equal(tu_read_all(f->log, storage_log_start_offset(f->log), &all, &len), 0);
+    for (size_t pos = 0; pos < len;) {
+        struct kafka_batch_header h;
+        assert_int_equal(kafka_batch_header_parse(all + pos, len - pos, &h), 0);
+        size_t total = kafka_batch_total_size(&h);
+        if (h.attributes & KAFKA_BATCH_ATTR_CONTROL) {
+            int16_t type;
+            int32_t ce;
+            assert_int_equal(kafka_txn_marker_parse(all + pos, total, &h, &type, &ce), 0);
+            out->markers++;
+            out->aborts += type == KAFKA_CONTROL_ABORT;
+        } else {
+            struct kafka_record_iter it;
+            struct kafka_record r;
+            kafka_record_iter_init(&it, all + pos + KAFKA_BATCH_HEADER_SIZE,
+                                   total - KAFKA_BATCH_HEADER_SIZE, h.records_count);
+            while (kafka_record_iter_next(&it, &r) == 1) {
+                assert_true(out->n < 32);
+                snprintf(out->kv[out->n++], 16, "%.*s=%.*s", (int)r.key_len, (const char *)r.key,
+                         (int)r.value_len, (const char *)r.value);
+            }
+        }
+        pos += total;
+    }
+    free(all);
+}
+
+static bool has(const struct seen *s, const char *kv)
+{
+    for (int i = 0; i < s->n; i++)
+        if (strcmp(s->kv[i], kv) == 0)
+            return true;
+    return false;
+}
+
+/* Compaction (Kafka's LogCleaner with transactions): an aborted transaction's records go and
+ * supersede nothing; the abort marker stays while its data was in the cleaned group, then gets
+ * a delete horizon and goes; the cleaner stops at the first unstable offset. */
+static void test_compaction(void **state)
+{
+    struct fx *f = *state;
+    assert_int_equal(storage_log_close(f->log), 0);
+    f->cfg.segment_bytes = 400;
+    assert_int_equal(storage_log_open(f->dir, &f->cfg, &f->log), 0);
+    struct storage_compact_config cc;
+    storage_compact_config_default(&cc);
+    cc.min_cleanable_dirty_ratio = 0.0;
+    cc.delete_retention_ms = 1000;
+    append_kv(f, 7, true, "a", "1");           /* 0 committed */
+    append_kv(f, 8, true, "a", "2");           /* 1 aborted: must not supersede a=1 */
+    append_kv(f, 8, true, "b", "x");           /* 2 aborted */
+    append_marker(f, 8, KAFKA_CONTROL_ABORT);  /* 3 */
+    append_marker(f, 7, KAFKA_CONTROL_COMMIT); /* 4 */
+    append_kv(f, 8, true, "d", "y");           /* 5: 8's next transaction, committed */
+    append_marker(f, 8, KAFKA_CONTROL_COMMIT); /* 6 */
+    append_kv(f, 9, true, "c", "open");        /* 7: an open transaction */
+    for (int i = 0; i < 6; i++)
+        append_kv(f, -1, false, "z", "9");
+    assert_true(storage_log_segment_count(f->log) > 2);
+    storage_log_set_high_watermark(f->log, storage_log_end_offset(f->log));
+    assert_int_equal(storage_log_flush(f->log, true), 0);
+    struct storage_compact_stats st;
+    assert_int_equal(storage_log_compact(f->log, &cc, storage_log_end_offset(f->log), &st), 0);
+    /* not past the open transaction at 7 */
+    assert_true(st.map_end <= 7);
+    struct seen s;
+    read_back(f, &s);
+    assert_true(has(&s, "a=1"));
+    assert_false(has(&s, "a=2"));
+    assert_false(has(&s, "b=x"));
+    assert_true(has(&s, "c=open"));
+    assert_true(has(&s, "d=y"));
+    assert_int_equal(s.markers, 3);
+    assert_int_equal(s.aborts, 1);
+    struct storage_aborted_txn a[8];
+    assert_int_equal(aborted(f, 0, 7, a), 1); /* the removed data's abort keeps its entry */
+    assert_int_equal(a[0].producer_id, 8);
+
+    /* close 9's transaction; later passes find the abort marker without data: a horizon,
+     * then, once it passed, the marker goes */
+    append_marker(f, 9, KAFKA_CONTROL_COMMIT);
+    for (int round = 0; round < 3; round++) {
+        for (int i = 0; i < 6; i++)
+            append_kv(f, -1, false, "z", "9");
+        storage_log_set_high_watermark(f->log, storage_log_end_offset(f->log));
+        assert_int_equal(storage_log_flush(f->log, true), 0);
+        assert_int_equal(storage_log_compact(f->log, &cc, storage_log_end_offset(f->log), &st), 0);
+        f->clock.now_ms += 2000;
+    }
+    read_back(f, &s);
+    assert_true(has(&s, "a=1"));
+    assert_true(has(&s, "c=open"));
+    assert_false(has(&s, "a=2"));
+    assert_true(has(&s, "d=y"));
+    assert_int_equal(s.aborts, 0); /* no data left: its marker went after its horizon */
+    assert_int_equal(aborted(f, 0, storage_log_end_offset(f->log), a), 0);
+    assert_int_equal(storage_log_first_unstable_offset(f->log), -1);
+    /* reopened, the cleaned log rebuilds no open transaction */
+    assert_int_equal(storage_log_close(f->log), 0);
+    assert_int_equal(storage_log_open(f->dir, &f->cfg, &f->log), 0);
+    assert_int_equal(storage_log_first_unstable_offset(f->log), -1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -244,6 +380,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_lost_index_tail_rewritten, setup, teardown),
         cmocka_unit_test_setup_teardown(test_truncate_reopens, setup, teardown),
         cmocka_unit_test_setup_teardown(test_deleted_with_segment, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_compaction, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
