@@ -178,9 +178,8 @@ static struct coord_answer cluster_coordinator(struct broker_req *req, int8_t ty
     const struct lm_meta_topic *t = lm_meta_state_find(st, topic);
     if (t == NULL) {
         struct lm_meta_record r;
+        struct txn_topic_scratch sc;
         int32_t *ids = NULL;
-        int rc =
-            txn ? txn_state_topic_record(hs->node, &r) : group_offsets_topic_record(hs->node, &r);
         /* offsets.topic.replication.factor / transaction.state.log.replication.factor
          * (Kafka's default 3), capped by the live nodes */
         const char *rfv =
@@ -193,6 +192,8 @@ static struct coord_answer cluster_coordinator(struct broker_req *req, int8_t ty
         int16_t rf = (int16_t)(want < 1 ? 1 : want > live ? (live > 0 ? live : 1) : want);
         if (rf > LM_META_REPLICATION_MAX)
             rf = LM_META_REPLICATION_MAX;
+        int rc = txn ? txn_state_topic_record(hs->node, rf, &sc, &r)
+                     : group_offsets_topic_record(hs->node, &r);
         if (rc == 0)
             rc = hs_assign(st, 0, r.partition_count, rf, &ids);
         if (rc == 0) {

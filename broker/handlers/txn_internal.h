@@ -58,8 +58,15 @@ int txn_shard_start(struct hshard *hs);
 /* A cluster: loads the shard's __transaction_state partitions this node came to lead and
  * unloads the others (called by the shard tick). */
 void txn_cluster_sync(struct hshard *hs);
-/* The creation record of __transaction_state (compact, no retention), without assignment. */
-int txn_state_topic_record(const struct handlers_ctx *node, struct lm_meta_record *r);
+/* The creation record of __transaction_state for rf replicas (compact, no retention,
+ * min.insync.replicas = transaction.state.log.min.isr capped at rf), without assignment; its
+ * configs live in *sc, which must outlive r's use. */
+struct txn_topic_scratch {
+    struct lm_config_entry configs[4];
+    char min_isr[12];
+};
+int txn_state_topic_record(const struct handlers_ctx *node, int16_t rf,
+                           struct txn_topic_scratch *sc, struct lm_meta_record *r);
 void txn_shard_drain(struct hshard *hs);
 void txn_shard_stop(struct hshard *hs);
 

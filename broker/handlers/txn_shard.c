@@ -4,6 +4,7 @@
  * transaction markers on the shards owning the partitions (Kafka's
  * TransactionMarkerChannelManager, with the partitions of this node). */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -967,19 +968,27 @@ static int state_topic_ensure(struct lm_meta_store *meta, int32_t want, int32_t 
     return 0;
 }
 
-int txn_state_topic_record(const struct handlers_ctx *node, struct lm_meta_record *r)
+int txn_state_topic_record(const struct handlers_ctx *node, int16_t rf,
+                           struct txn_topic_scratch *sc, struct lm_meta_record *r)
 {
-    static const struct lm_config_entry configs[] = {
-        {(char *)"cleanup.policy", (char *)"compact"},
-        {(char *)"retention.ms", (char *)"-1"},
-        {(char *)"retention.bytes", (char *)"-1"},
-    };
+    /* transaction.state.log.min.isr (Kafka's default 2), at most the replicas it gets */
+    const char *v = broker_config_get(node->cfg, "transaction.state.log.min.isr");
+    long min_isr = v != NULL ? strtol(v, NULL, 10) : 2;
+    if (min_isr < 1)
+        min_isr = 1;
+    if (min_isr > rf)
+        min_isr = rf;
+    snprintf(sc->min_isr, sizeof(sc->min_isr), "%ld", min_isr);
+    sc->configs[0] = (struct lm_config_entry){(char *)"cleanup.policy", (char *)"compact"};
+    sc->configs[1] = (struct lm_config_entry){(char *)"retention.ms", (char *)"-1"};
+    sc->configs[2] = (struct lm_config_entry){(char *)"retention.bytes", (char *)"-1"};
+    sc->configs[3] = (struct lm_config_entry){(char *)"min.insync.replicas", sc->min_isr};
     memset(r, 0, sizeof(*r));
     r->type = LM_META_TOPIC_CREATE;
     r->topic = TXN_STATE_TOPIC;
     r->partition_count = node->txn_cfg.state_partitions;
-    r->configs = configs;
-    r->config_count = sizeof(configs) / sizeof(configs[0]);
+    r->configs = sc->configs;
+    r->config_count = 4;
     return lm_meta_new_topic_id(r->topic_id);
 }
 

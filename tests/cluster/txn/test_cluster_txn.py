@@ -1,5 +1,5 @@
 """Transactions on a 3-node cluster: __transaction_state is created through the controller
-(3 replicas) on the first FindCoordinator of a transactional id, the coordinator is the leader
+(3 replicas, compact, min.insync.replicas 2) on the first FindCoordinator of a transactional id, the coordinator is the leader
 of the id's partition, markers go to partition leaders on other nodes (WriteTxnMarkers). A
 transactional producer commits and aborts; the coordinator's node is killed with a transaction
 committed and one open; the new leader of the id's partition loads it, a new producer instance
@@ -20,7 +20,7 @@ from laminar_harness import free_port  # noqa: E402
 import test_cluster as tc  # noqa: E402
 
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition  # noqa: E402
-from confluent_kafka.admin import NewTopic  # noqa: E402
+from confluent_kafka.admin import ConfigResource, NewTopic  # noqa: E402
 
 TOPIC = "ctx"
 PARTS = 6
@@ -80,6 +80,11 @@ def main():
         if len(ts[part].replicas) != 3:
             tc.fail("__transaction_state-%d has %d replicas" % (part, len(ts[part].replicas)),
                     nodes)
+        res = ConfigResource(ConfigResource.Type.TOPIC, "__transaction_state")
+        cfgs = a.describe_configs([res])[res].result(15)
+        if cfgs["min.insync.replicas"].value != "2" or cfgs["cleanup.policy"].value != "compact":
+            tc.fail("__transaction_state configs: min.insync.replicas %s, cleanup.policy %s"
+                    % (cfgs["min.insync.replicas"].value, cfgs["cleanup.policy"].value), nodes)
         committed = []
         for r in range(6):
             p.begin_transaction()
