@@ -59,7 +59,15 @@ static void treq_issue(struct treq *t)
     op->req = t->req;
     op->finish = op_finish;
     op->list_ctx = t;
-    txn_call(op);
+    if (op->remote_node < 0) {
+        txn_call(op);
+        return;
+    }
+    if (txn_remote_verify(op, op->remote_node) != 0) {
+        for (int32_t i = 0; i < op->in.add.n_partitions; i++)
+            op->part_errors[i] = KAFKA_COORDINATOR_NOT_AVAILABLE; /* the Produce retries */
+        op_finish(op);
+    }
 }
 
 static struct treq *treq_new(struct broker_req *req, size_t n, void (*post)(struct treq *))
@@ -85,6 +93,7 @@ static void top_init(struct treq *t, size_t i, uint8_t kind, struct kafka_str ti
     op->owner = txn_owner_of(hs_of(t->req->shard), tid);
     op->producer_id = -1;
     op->producer_epoch = -1;
+    op->remote_node = -1;
 }
 
 /* ---- InitProducerId (transactional) ---------------------------------------------------------- */
@@ -618,6 +627,7 @@ static void list_transactions(struct broker_req *req)
         memset(op, 0, sizeof(*op));
         op->kind = TOP_LIST;
         op->owner = (uint32_t)i;
+        op->remote_node = -1;
         op->list_fn = lt_visit;
     }
     struct top *op = &t->ops[0];
@@ -675,8 +685,10 @@ bool txn_produce_verify(struct broker_req *req, struct kafka_str transactional_i
 {
     if (transactional_id.len <= 0)
         return false;
-    if (hs_cluster(h_node(req)) && !txn_coordinator_here(hs_of(req->shard), transactional_id))
-        return false; /* the check runs where the coordinator is; see txn_internal.h */
+    struct hshard *hs = hs_of(req->shard);
+    int32_t coord = txn_coordinator_node(hs, transactional_id);
+    if (coord < 0)
+        return false; /* no coordinator known: the partition's producer state checks alone */
     int64_t pid = -1;
     int16_t epoch = -1;
     size_t m = 0;
@@ -725,6 +737,8 @@ bool txn_produce_verify(struct broker_req *req, struct kafka_str transactional_i
     t->ctx = v;
     t->ops[0].in.add =
         (struct lm_txn_add_req){transactional_id, pid, epoch, (int32_t)m, parts, true};
+    if (coord != hs->node->cfg->node_id)
+        t->ops[0].remote_node = coord;
     treq_issue(t);
     return true;
 }

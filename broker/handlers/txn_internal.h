@@ -50,6 +50,8 @@ struct top {
     bool nomem;
     /* runs on the origin shard once the call returned */
     void (*finish)(struct top *op);
+    /* the node to send a verify-only AddPartitionsToTxn to, -1: this node's coordinator */
+    int32_t remote_node;
 };
 
 /* Shard lifecycle (hs_shard.c): start loads the owned __transaction_state partitions (single
@@ -89,16 +91,20 @@ void txn_init_producer_id(struct broker_req *req, struct kafka_str transactional
 
 /* KIP-890 part 1: the transactional batches of a Produce (items on the request's shard, before
  * the fan-out) are checked with the coordinator of transactional_id (AddPartitionsToTxn
- * verify_only): a partition not added to the producer's ongoing transaction is refused
- * (INVALID_TXN_STATE), so a late or stray batch cannot open a transaction the coordinator
- * does not know of. Returns true when a check was started: it starts f itself once the answer
- * is in; false when nothing needs checking (the caller starts f). */
+ * verify_only; over the network when it is on another node): a partition not added to the
+ * producer's ongoing transaction is refused (INVALID_TXN_STATE), so a late or stray batch cannot
+ * open a transaction the coordinator does not know of. Returns true when a check was started: it
+ * starts f itself once the answer is in; false when nothing needs checking (the caller starts f).
+ */
 bool txn_produce_verify(struct broker_req *req, struct kafka_str transactional_id,
                         struct hwork *items, size_t n, struct hfan *f);
-/* txn_coordinator_here tells whether this node leads the id's __transaction_state partition
- * in the shard's metadata. In a cluster the Produce check above is made only then: a
- * partition leader on another node appends without it (the partition's producer state still
- * refuses a plain batch inside a transaction and an old epoch). */
-bool txn_coordinator_here(struct hshard *hs, struct kafka_str transactional_id);
+/* txn_coordinator_node returns the node leading the id's __transaction_state partition in the
+ * shard's metadata (this node on a single node), -1 when unknown. */
+int32_t txn_coordinator_node(struct hshard *hs, struct kafka_str transactional_id);
+/* txn_remote_verify sends op (a verify-only AddPartitionsToTxn) to the coordinator on node as
+ * AddPartitionsToTxn v4 (Kafka's AddPartitionsToTxnManager); op->part_errors are filled and
+ * op->finish runs on this shard when the answer (or a failure: COORDINATOR_NOT_AVAILABLE) is
+ * in. Returns 0, or an LM_E_* with nothing sent. */
+int txn_remote_verify(struct top *op, int32_t node);
 
 #endif

@@ -83,6 +83,8 @@ struct tmark {
 };
 
 static void coord_flush(struct tshard *ts);
+static struct broker_peer *peer_for(struct tshard *ts, int32_t node);
+static void op_fail(struct top *op, int16_t err);
 
 uint32_t txn_owner_of(struct hshard *hs, struct kafka_str tid)
 {
@@ -92,20 +94,127 @@ uint32_t txn_owner_of(struct hshard *hs, struct kafka_str tid)
     return broker_partition_shard(TXN_STATE_TOPIC, TXN_STATE_TOPIC_LEN, p, hs->count);
 }
 
-bool txn_coordinator_here(struct hshard *hs, struct kafka_str tid)
+int32_t txn_coordinator_node(struct hshard *hs, struct kafka_str tid)
 {
     int32_t self = hs->node->cfg->node_id;
     if (!hs_cluster(hs->node))
-        return true;
+        return self;
     if (hs->snap == NULL)
-        return false;
+        return -1;
     const struct lm_meta_topic *t = lm_meta_state_find(&hs->snap->state, TXN_STATE_TOPIC);
     if (t == NULL)
-        return false;
+        return -1;
     int32_t p = lm_gr_partition_for(tid.len < 0 ? (struct kafka_str){"", 0} : tid,
                                     hs->node->txn_cfg.state_partitions);
-    return p < t->partition_count &&
-           lm_meta_state_partition_leader(&hs->snap->state, t, p, self) == self;
+    if (p >= t->partition_count)
+        return -1;
+    return lm_meta_state_partition_leader(&hs->snap->state, t, p, self);
+}
+
+/* ---- the Produce check sent to a coordinator on another node -----------------------------------
+ */
+
+struct tverify {
+    struct broker_call call;
+    struct broker_resp_part part;
+    struct top *op;
+    uint8_t buf[];
+};
+
+/* Fills op's partition errors from an AddPartitionsToTxn v4 response (false: unreadable). */
+static bool verify_errors(struct top *op, const uint8_t *resp, size_t len)
+{
+    struct kafka_arena a;
+    kafka_arena_init(&a, 1u << 20);
+    struct kafka_reader r;
+    kafka_reader_init(&r, resp, len);
+    struct kafka_add_partitions_to_txn_response rs;
+    kafka_add_partitions_to_txn_response_init(&rs);
+    bool ok = kafka_add_partitions_to_txn_response_decode(&r, 4, &rs, &a) == 0;
+    const struct lm_txn_add_req *in = &op->in.add;
+    for (int32_t i = 0; ok && i < in->n_partitions; i++) {
+        int16_t e = rs.error_code != KAFKA_NONE ? rs.error_code : KAFKA_UNKNOWN_SERVER_ERROR;
+        for (int32_t x = 0; rs.error_code == KAFKA_NONE && x < rs.results_by_transaction_count; x++)
+            for (int32_t t = 0; t < rs.results_by_transaction[x].topic_results_count; t++) {
+                const struct kafka_add_partitions_to_txn_add_partitions_to_txn_topic_result *tr =
+                    &rs.results_by_transaction[x].topic_results[t];
+                if (tr->name.len != in->partitions[i].topic.len ||
+                    memcmp(tr->name.ptr, in->partitions[i].topic.ptr, (size_t)tr->name.len) != 0)
+                    continue;
+                for (int32_t j = 0; j < tr->results_by_partition_count; j++)
+                    if (tr->results_by_partition[j].partition_index == in->partitions[i].partition)
+                        e = tr->results_by_partition[j].partition_error_code;
+            }
+        op->part_errors[i] = e;
+    }
+    kafka_arena_deinit(&a);
+    return ok;
+}
+
+static void verify_done(struct broker_shard *s, struct broker_call *call, int rc)
+{
+    (void)s;
+    struct tverify *v = call->arg;
+    struct top *op = v->op;
+    if (rc != 0 || !verify_errors(op, call->resp, call->resp_len))
+        op_fail(op, KAFKA_COORDINATOR_NOT_AVAILABLE); /* the Produce retries */
+    free(v);
+    op->finish(op);
+}
+
+int txn_remote_verify(struct top *op, int32_t node)
+{
+    struct tshard *ts = hs_of(op->req->shard)->txn;
+    LM_ASSERT(op->kind == TOP_ADD && op->in.add.verify_only);
+    struct broker_peer *peer = ts != NULL ? peer_for(ts, node) : NULL;
+    if (peer == NULL)
+        return LM_E_CLOSED;
+    const struct lm_txn_add_req *in = &op->in.add;
+    /* one topic entry per partition: the coordinator reads them as one set */
+    struct kafka_add_partitions_to_txn_add_partitions_to_txn_topic *topics =
+        h_alloc(op->req, (size_t)in->n_partitions, sizeof(*topics));
+    int32_t *ids = h_alloc(op->req, (size_t)in->n_partitions, sizeof(*ids));
+    if (topics == NULL || ids == NULL)
+        return LM_E_NOMEM;
+    for (int32_t i = 0; i < in->n_partitions; i++) {
+        ids[i] = in->partitions[i].partition;
+        topics[i] = (struct kafka_add_partitions_to_txn_add_partitions_to_txn_topic){
+            .name = in->partitions[i].topic, .partitions = &ids[i], .partitions_count = 1};
+    }
+    struct kafka_add_partitions_to_txn_request_add_partitions_to_txn_transaction x = {
+        .transactional_id = in->transactional_id,
+        .producer_id = in->producer_id,
+        .producer_epoch = in->producer_epoch,
+        .verify_only = true,
+        .topics = topics,
+        .topics_count = in->n_partitions};
+    struct kafka_add_partitions_to_txn_request rq;
+    kafka_add_partitions_to_txn_request_init(&rq);
+    rq.transactions = &x;
+    rq.transactions_count = 1;
+    size_t n = kafka_add_partitions_to_txn_request_size(4, &rq);
+    struct tverify *v = calloc(1, sizeof(*v) + n);
+    if (v == NULL)
+        return LM_E_NOMEM;
+    struct kafka_writer w;
+    kafka_writer_init(&w, v->buf, n);
+    int rc = kafka_add_partitions_to_txn_request_encode(&w, 4, &rq);
+    LM_ASSERT(rc != 0 || w.pos == n);
+    if (rc == 0) {
+        v->op = op;
+        v->part = (struct broker_resp_part){.mem = v->buf, .fd = -1, .len = n};
+        v->call = (struct broker_call){.api_key = KAFKA_ADD_PARTITIONS_TO_TXN_KEY,
+                                       .api_version = 4,
+                                       .flexible = true,
+                                       .parts = &v->part,
+                                       .nparts = 1,
+                                       .done = verify_done,
+                                       .arg = v};
+        rc = broker_peer_send(peer, &v->call);
+    }
+    if (rc != 0)
+        free(v);
+    return rc;
 }
 
 /* ---- producer ids --------------------------------------------------------------------------- */

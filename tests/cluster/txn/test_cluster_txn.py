@@ -4,12 +4,15 @@ of the id's partition, markers go to partition leaders on other nodes (WriteTxnM
 transactional producer commits and aborts; the coordinator's node is killed with a transaction
 committed and one open; the new leader of the id's partition loads it, a new producer instance
 with the same id is answered (the open transaction aborted), and a read_committed consumer reads
-exactly the committed records.
+exactly the committed records. Also: a transactional batch for a partition not added to the
+transaction, sent to a partition leader that is not the coordinator, is refused after that
+leader asked the coordinator (KIP-890 part 1, AddPartitionsToTxn v4 verify_only).
 
     test_cluster_txn.py --io uring
 """
 import argparse
 import os
+import struct
 import sys
 import time
 
@@ -18,6 +21,8 @@ sys.path.insert(0, os.path.join(HERE, "..", "nodes"))
 sys.path.insert(0, os.path.join(HERE, "..", "..", "compat", "harness"))
 from laminar_harness import free_port  # noqa: E402
 import test_cluster as tc  # noqa: E402
+sys.path.insert(0, os.path.join(HERE, "..", "..", "compat", "groups"))
+import kraw  # noqa: E402
 
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition  # noqa: E402
 from confluent_kafka.admin import ConfigResource, NewTopic  # noqa: E402
@@ -50,6 +55,71 @@ def read_committed(nodes, expect, timeout_s=60):
             break
     c.close()
     return sorted(out)
+
+
+INVALID_TXN_STATE = 48
+NOT_ENOUGH_REPLICAS = 19
+
+
+def s16str(s):
+    b = s.encode()
+    return struct.pack(">h", len(b)) + b
+
+
+def raw_txn_batch(producer_id, epoch, base_seq, values):
+    recs = b"".join(kraw.record(i, v) for i, v in enumerate(values))
+    ts = int(time.time() * 1000)
+    after_crc = struct.pack(">hiqqqhii", 0x10, len(values) - 1, ts, ts, producer_id, epoch,
+                            base_seq, len(values)) + recs
+    body = struct.pack(">ibI", -1, 2, kraw.crc32c(after_crc)) + after_crc
+    return struct.pack(">qi", 0, len(body)) + body
+
+
+def verify_across_nodes(nodes, a):
+    """KIP-890 part 1 across nodes: a partition leader that is not the id's coordinator asks it
+    (AddPartitionsToTxn v4 verify_only) before the first transactional write."""
+    tid = "ctx-verify"
+    md = a.list_topics(timeout=10)
+    ts = md.topics["__transaction_state"].partitions
+    coord_id = ts[(tc.java_hash(tid) & 0x7FFFFFFF) % len(ts)].leader
+    coord = next(x for x in nodes if x.node_id == coord_id)
+    leaders = tc.leaders(nodes[0], TOPIC)
+    part = next(p for p, l in leaders.items() if l != coord_id)
+    leader = next(x for x in nodes if x.node_id == leaders[part])
+    cc = kraw.Conn(coord.host, coord.port)
+    r = cc.call(22, 1, s16str(tid) + struct.pack(">i", 60000), False)
+    _thr, err, pid, epoch = struct.unpack(">ihqh", r[:16])
+    if err != 0:
+        tc.fail("InitProducerId %s on its coordinator: %d" % (tid, err), nodes)
+    lc = kraw.Conn(leader.host, leader.port)
+
+    def produce(value):
+        deadline = time.monotonic() + 20
+        while True:
+            err, _ = lc.produce(TOPIC, part, raw_txn_batch(pid, epoch, 0, [value]),
+                                transactional_id=tid)
+            if err != NOT_ENOUGH_REPLICAS or time.monotonic() > deadline:
+                return err
+            time.sleep(0.2)
+    err = produce(b"stray")
+    if err != INVALID_TXN_STATE:
+        tc.fail("a transactional batch not added, on node %d (coordinator %d): %d"
+                % (leader.node_id, coord_id, err), nodes)
+    body = (s16str(tid) + struct.pack(">qh", pid, epoch) + struct.pack(">i", 1) +
+            s16str(TOPIC) + struct.pack(">ii", 1, part))
+    r = cc.call(24, 1, body, False)
+    if struct.unpack(">h", r[-2:])[0] != 0:
+        tc.fail("AddPartitionsToTxn %s: %d" % (tid, struct.unpack(">h", r[-2:])[0]), nodes)
+    err = produce(b"verified")
+    if err != 0:
+        tc.fail("the added partition's batch: %d" % err, nodes)
+    r = cc.call(26, 1, s16str(tid) + struct.pack(">qhb", pid, epoch, 0), False)  # abort
+    if struct.unpack(">h", r[4:6])[0] != 0:
+        tc.fail("EndTxn abort %s" % tid, nodes)
+    cc.close()
+    lc.close()
+    print("ok: a batch for a partition not in the transaction refused on node %d, asked of the "
+          "coordinator on node %d" % (leader.node_id, coord_id))
 
 
 def main():
@@ -85,6 +155,7 @@ def main():
         if cfgs["min.insync.replicas"].value != "2" or cfgs["cleanup.policy"].value != "compact":
             tc.fail("__transaction_state configs: min.insync.replicas %s, cleanup.policy %s"
                     % (cfgs["min.insync.replicas"].value, cfgs["cleanup.policy"].value), nodes)
+        verify_across_nodes(nodes, a)
         committed = []
         for r in range(6):
             p.begin_transaction()
