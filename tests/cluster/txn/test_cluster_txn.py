@@ -87,8 +87,15 @@ def verify_across_nodes(nodes, a):
     part = next(p for p, l in leaders.items() if l != coord_id)
     leader = next(x for x in nodes if x.node_id == leaders[part])
     cc = kraw.Conn(coord.host, coord.port)
-    r = cc.call(22, 1, s16str(tid) + struct.pack(">i", 60000), False)
-    _thr, err, pid, epoch = struct.unpack(">ihqh", r[:16])
+    deadline = time.monotonic() + 20
+    while True:
+        # the new leader loads the partition at its next tick: NOT_COORDINATOR (16) or
+        # COORDINATOR_LOAD_IN_PROGRESS (14) until then, which clients retry
+        r = cc.call(22, 1, s16str(tid) + struct.pack(">i", 60000), False)
+        _thr, err, pid, epoch = struct.unpack(">ihqh", r[:16])
+        if err not in (14, 15, 16) or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
     if err != 0:
         tc.fail("InitProducerId %s on its coordinator: %d" % (tid, err), nodes)
     lc = kraw.Conn(leader.host, leader.port)
