@@ -3,7 +3,6 @@
  * its answers leave, the timer, the cross-shard calls, and the marker sender that appends
  * transaction markers on the shards owning the partitions (Kafka's
  * TransactionMarkerChannelManager, with the partitions of this node). */
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1022,61 +1021,6 @@ void txn_shard_stop(struct hshard *hs)
 /* ---- setup ------------------------------------------------------------------------------------
  */
 
-static int config_i64(struct broker_config *cfg, const char *key, int64_t min, int64_t max,
-                      int64_t *out)
-{
-    const char *v = broker_config_get(cfg, key);
-    if (v == NULL)
-        return 0;
-    broker_config_mark_used(cfg, key);
-    char *end = NULL;
-    errno = 0;
-    long long n = strtoll(v, &end, 10);
-    if (errno != 0 || end == v || *end != 0 || n < min || n > max) {
-        BLOG_ERROR("%s=%s: expected an integer in [%lld, %lld]", key, v, (long long)min,
-                   (long long)max);
-        return LM_E_CONFIG;
-    }
-    *out = n;
-    return 0;
-}
-
-/* Creates __transaction_state when missing (single node; Kafka creates it on the first
- * FindCoordinator of a transactional id): compact, no time or size retention. */
-static int state_topic_ensure(struct lm_meta_store *meta, int32_t want, int32_t *have)
-{
-    struct lm_meta_snapshot *snap = lm_meta_store_snapshot(meta);
-    const struct lm_meta_topic *t = lm_meta_state_find(&snap->state, TXN_STATE_TOPIC);
-    *have = t != NULL ? t->partition_count : 0;
-    lm_meta_snapshot_release(snap);
-    if (*have > 0) {
-        if (*have != want)
-            BLOG_WARN("%s has %d partitions (transaction.state.log.num.partitions=%d): keeping "
-                      "%d, as Kafka does",
-                      TXN_STATE_TOPIC, *have, want, *have);
-        return 0;
-    }
-    static const struct lm_config_entry configs[] = {
-        {(char *)"cleanup.policy", (char *)"compact"},
-        {(char *)"retention.ms", (char *)"-1"},
-        {(char *)"retention.bytes", (char *)"-1"},
-    };
-    struct lm_meta_record r = {0};
-    r.type = LM_META_TOPIC_CREATE;
-    r.topic = TXN_STATE_TOPIC;
-    r.partition_count = want;
-    r.configs = configs;
-    r.config_count = sizeof(configs) / sizeof(configs[0]);
-    int rc = lm_meta_new_topic_id(r.topic_id);
-    if (rc == 0)
-        rc = lm_meta_store_commit(meta, &r);
-    if (rc != 0)
-        return rc;
-    BLOG_INFO("created %s with %d partitions", TXN_STATE_TOPIC, want);
-    *have = want;
-    return 0;
-}
-
 int txn_state_topic_record(const struct handlers_ctx *node, int16_t rf,
                            struct txn_topic_scratch *sc, struct lm_meta_record *r)
 {
@@ -1109,31 +1053,31 @@ int txn_setup(struct handlers_ctx *node)
     int64_t v;
     int rc = 0;
     v = c->state_partitions;
-    if ((rc = config_i64(node->cfg, "transaction.state.log.num.partitions", 1,
+    if ((rc = group_config_i64(node->cfg, "transaction.state.log.num.partitions", 1,
                          LM_TXN_PARTITIONS_MAX, &v)) != 0)
         return rc;
     c->state_partitions = (int32_t)v;
     v = c->max_timeout_ms;
-    if ((rc = config_i64(node->cfg, "transaction.max.timeout.ms", 1, INT32_MAX, &v)) != 0)
+    if ((rc = group_config_i64(node->cfg, "transaction.max.timeout.ms", 1, INT32_MAX, &v)) != 0)
         return rc;
     c->max_timeout_ms = (int32_t)v;
-    if ((rc = config_i64(node->cfg, "transactional.id.expiration.ms", 1, INT32_MAX,
+    if ((rc = group_config_i64(node->cfg, "transactional.id.expiration.ms", 1, INT32_MAX,
                          &c->id_expiration_ms)) != 0 ||
-        (rc = config_i64(node->cfg, "transaction.abort.timed.out.transaction.cleanup.interval.ms",
+        (rc = group_config_i64(node->cfg, "transaction.abort.timed.out.transaction.cleanup.interval.ms",
                          1, INT32_MAX, &c->abort_check_interval_ms)) != 0 ||
-        (rc = config_i64(node->cfg, "transaction.remove.expired.transaction.cleanup.interval.ms", 1,
+        (rc = group_config_i64(node->cfg, "transaction.remove.expired.transaction.cleanup.interval.ms", 1,
                          INT32_MAX, &c->expiration_check_interval_ms)) != 0)
         return rc;
-    /* replication settings of the topic: a single node keeps one replica */
+    /* the topic's replication settings: checked here, read when a cluster creates it */
     int64_t ignored = 0;
-    if ((rc = config_i64(node->cfg, "transaction.state.log.replication.factor", 1, INT16_MAX,
+    if ((rc = group_config_i64(node->cfg, "transaction.state.log.replication.factor", 1, INT16_MAX,
                          &ignored)) != 0 ||
-        (rc = config_i64(node->cfg, "transaction.state.log.min.isr", 1, INT16_MAX, &ignored)) != 0)
+        (rc = group_config_i64(node->cfg, "transaction.state.log.min.isr", 1, INT16_MAX, &ignored)) != 0)
         return rc;
-    if (hs_cluster(node))
-        return 0; /* created through the controller on the first FindCoordinator */
     int32_t have = 0;
-    if ((rc = state_topic_ensure(node->meta, c->state_partitions, &have)) != 0) {
+    if ((rc = group_internal_topic_ensure(node->meta, TXN_STATE_TOPIC,
+                                          "transaction.state.log.num.partitions",
+                                          c->state_partitions, &have)) != 0) {
         BLOG_ERROR("cannot create %s: %s", TXN_STATE_TOPIC, lm_strerror(rc));
         return rc;
     }

@@ -61,20 +61,6 @@ INVALID_TXN_STATE = 48
 NOT_ENOUGH_REPLICAS = 19
 
 
-def s16str(s):
-    b = s.encode()
-    return struct.pack(">h", len(b)) + b
-
-
-def raw_txn_batch(producer_id, epoch, base_seq, values):
-    recs = b"".join(kraw.record(i, v) for i, v in enumerate(values))
-    ts = int(time.time() * 1000)
-    after_crc = struct.pack(">hiqqqhii", 0x10, len(values) - 1, ts, ts, producer_id, epoch,
-                            base_seq, len(values)) + recs
-    body = struct.pack(">ibI", -1, 2, kraw.crc32c(after_crc)) + after_crc
-    return struct.pack(">qi", 0, len(body)) + body
-
-
 def verify_across_nodes(nodes, a):
     """KIP-890 part 1 across nodes: a partition leader that is not the id's coordinator asks it
     (AddPartitionsToTxn v4 verify_only) before the first transactional write."""
@@ -91,7 +77,7 @@ def verify_across_nodes(nodes, a):
     while True:
         # the new leader loads the partition at its next tick: NOT_COORDINATOR (16) or
         # COORDINATOR_LOAD_IN_PROGRESS (14) until then, which clients retry
-        r = cc.call(22, 1, s16str(tid) + struct.pack(">i", 60000), False)
+        r = cc.call(22, 1, kraw.s16str(tid) + struct.pack(">i", 60000), False)
         _thr, err, pid, epoch = struct.unpack(">ihqh", r[:16])
         if err not in (14, 15, 16) or time.monotonic() > deadline:
             break
@@ -103,7 +89,7 @@ def verify_across_nodes(nodes, a):
     def produce(value):
         deadline = time.monotonic() + 20
         while True:
-            err, _ = lc.produce(TOPIC, part, raw_txn_batch(pid, epoch, 0, [value]),
+            err, _ = lc.produce(TOPIC, part, kraw.txn_batch(pid, epoch, 0, [value]),
                                 transactional_id=tid)
             if err != NOT_ENOUGH_REPLICAS or time.monotonic() > deadline:
                 return err
@@ -112,15 +98,15 @@ def verify_across_nodes(nodes, a):
     if err != INVALID_TXN_STATE:
         tc.fail("a transactional batch not added, on node %d (coordinator %d): %d"
                 % (leader.node_id, coord_id, err), nodes)
-    body = (s16str(tid) + struct.pack(">qh", pid, epoch) + struct.pack(">i", 1) +
-            s16str(TOPIC) + struct.pack(">ii", 1, part))
+    body = (kraw.s16str(tid) + struct.pack(">qh", pid, epoch) + struct.pack(">i", 1) +
+            kraw.s16str(TOPIC) + struct.pack(">ii", 1, part))
     r = cc.call(24, 1, body, False)
     if struct.unpack(">h", r[-2:])[0] != 0:
         tc.fail("AddPartitionsToTxn %s: %d" % (tid, struct.unpack(">h", r[-2:])[0]), nodes)
     err = produce(b"verified")
     if err != 0:
         tc.fail("the added partition's batch: %d" % err, nodes)
-    r = cc.call(26, 1, s16str(tid) + struct.pack(">qhb", pid, epoch, 0), False)  # abort
+    r = cc.call(26, 1, kraw.s16str(tid) + struct.pack(">qhb", pid, epoch, 0), False)  # abort
     if struct.unpack(">h", r[4:6])[0] != 0:
         tc.fail("EndTxn abort %s" % tid, nodes)
     cc.close()

@@ -169,44 +169,29 @@ def kill_after_commit(b):
 INVALID_TXN_STATE = 48
 
 
-def raw_txn_batch(producer_id, epoch, base_seq, values):
-    """Record batch v2 like kraw.idempotent_batch, with the transactional attribute (0x10)."""
-    recs = b"".join(kraw.record(i, v) for i, v in enumerate(values))
-    ts = int(time.time() * 1000)
-    after_crc = struct.pack(">hiqqqhii", 0x10, len(values) - 1, ts, ts, producer_id, epoch,
-                            base_seq, len(values)) + recs
-    body = struct.pack(">ibI", -1, 2, kraw.crc32c(after_crc)) + after_crc
-    return struct.pack(">qi", 0, len(body)) + body
-
-
-def s16str(s):
-    b = s.encode()
-    return struct.pack(">h", len(b)) + b
-
-
 def verify_before_write(b):
     """KIP-890 part 1: a transactional batch for a partition that was not added to the
     producer's transaction is refused (INVALID_TXN_STATE) and not written; once added it is."""
     create(b, "vf", 1)
     conn = kraw.Conn(b.host, b.port)
     # InitProducerId v1 with a transactional id
-    r = conn.call(22, 1, s16str("tx-verify") + struct.pack(">i", 60000), False)
+    r = conn.call(22, 1, kraw.s16str("tx-verify") + struct.pack(">i", 60000), False)
     _thr, err, pid, epoch = struct.unpack(">ihqh", r[:16])
     check(err == 0, "InitProducerId tx-verify: %d" % err)
-    err, _ = conn.produce("vf", 0, raw_txn_batch(pid, epoch, 0, [b"stray"]),
+    err, _ = conn.produce("vf", 0, kraw.txn_batch(pid, epoch, 0, [b"stray"]),
                           transactional_id="tx-verify")
     check(err == INVALID_TXN_STATE, "unverified transactional batch answered %d" % err)
     # AddPartitionsToTxn v1: tid, pid, epoch, [topic, [partition]]
-    body = (s16str("tx-verify") + struct.pack(">qh", pid, epoch) + struct.pack(">i", 1) +
-            s16str("vf") + struct.pack(">ii", 1, 0))
+    body = (kraw.s16str("tx-verify") + struct.pack(">qh", pid, epoch) + struct.pack(">i", 1) +
+            kraw.s16str("vf") + struct.pack(">ii", 1, 0))
     r = conn.call(24, 1, body, False)
     perr = struct.unpack(">h", r[-2:])[0]
     check(perr == 0, "AddPartitionsToTxn: %d" % perr)
-    err, off = conn.produce("vf", 0, raw_txn_batch(pid, epoch, 0, [b"added"]),
+    err, off = conn.produce("vf", 0, kraw.txn_batch(pid, epoch, 0, [b"added"]),
                             transactional_id="tx-verify")
     check(err == 0 and off == 0, "verified batch: error %d offset %d" % (err, off))
     # EndTxn v1 commit
-    r = conn.call(26, 1, s16str("tx-verify") + struct.pack(">qhb", pid, epoch, 1), False)
+    r = conn.call(26, 1, kraw.s16str("tx-verify") + struct.pack(">qhb", pid, epoch, 1), False)
     check(struct.unpack(">h", r[4:6])[0] == 0, "EndTxn")
     conn.close()
     got = read_all(b, "vf", 1, "read_committed", expect=1)
