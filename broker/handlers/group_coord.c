@@ -789,7 +789,7 @@ int handlers_group_register(struct broker_dispatch *d)
 #define CFG32(key, field)                                                                          \
     do {                                                                                           \
         v = gcfg->field;                                                                           \
-        if (rc == 0 && (rc = group_config_i64(cfg, key, 0, INT32_MAX, &v)) == 0)                         \
+        if (rc == 0 && (rc = group_config_i64(cfg, key, 0, INT32_MAX, &v)) == 0)                   \
             gcfg->field = (int32_t)v;                                                              \
     } while (0)
     CFG32("group.min.session.timeout.ms", session_timeout_min_ms);

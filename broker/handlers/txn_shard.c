@@ -38,6 +38,7 @@ struct tshard {
     /* A cluster: which owned __transaction_state partitions are loaded (this node leads them)
      * and at which leader epoch (the coordinator epoch of their markers). */
     bool *cluster_loaded;
+    bool *cluster_loading; /* led here, waiting for a commit of its term */
     int32_t *cluster_epoch;
     /* Connections to the other nodes for WriteTxnMarkers (Kafka's marker channel). */
     struct tpeer *peers;
@@ -919,8 +920,9 @@ int txn_shard_start(struct hshard *hs)
     if (hs_cluster(hs->node)) {
         /* loaded as this node comes to lead them (txn_cluster_sync, at each shard tick) */
         ts->cluster_loaded = calloc((size_t)cfg.state_partitions, sizeof(bool));
+        ts->cluster_loading = calloc((size_t)cfg.state_partitions, sizeof(bool));
         ts->cluster_epoch = calloc((size_t)cfg.state_partitions, sizeof(int32_t));
-        if (ts->cluster_loaded == NULL || ts->cluster_epoch == NULL)
+        if (ts->cluster_loaded == NULL || ts->cluster_loading == NULL || ts->cluster_epoch == NULL)
             return LM_E_NOMEM;
         txn_cluster_sync(hs);
         coord_flush(ts);
@@ -956,20 +958,33 @@ void txn_cluster_sync(struct hshard *hs)
          * earlier leader acknowledged), unloaded when it no longer does; loaded again when the
          * epoch changed between two looks (another leader may have written meanwhile). */
         int32_t epoch = 0;
+        bool leads = false;
         if (hp != NULL && hp->replicated) {
-            local =
-                hp->part != NULL && partition_is_leader(hp->part) && partition_hw_known(hp->part);
+            leads = hp->part != NULL && partition_is_leader(hp->part);
+            local = leads && partition_hw_known(hp->part);
             epoch = local ? partition_leader_epoch(hp->part) : 0;
             if (local && ts->cluster_loaded[p] && ts->cluster_epoch[p] != epoch) {
                 lm_txn_coord_unload(ts->coord, p);
                 ts->cluster_loaded[p] = false;
                 changed = true;
             }
+            /* led here, no commit in its term yet: its ids answer
+             * COORDINATOR_LOAD_IN_PROGRESS (clients retry here) rather than NOT_COORDINATOR */
+            if (leads && !local && !ts->cluster_loaded[p] && !ts->cluster_loading[p]) {
+                lm_txn_coord_load_begin(ts->coord, p, partition_leader_epoch(hp->part));
+                ts->cluster_loading[p] = true;
+            }
+        }
+        if (!leads && ts->cluster_loading[p]) { /* no longer led here: NOT_COORDINATOR */
+            lm_txn_coord_unload(ts->coord, p);
+            ts->cluster_loading[p] = false;
+            changed = true;
         }
         if (local && !ts->cluster_loaded[p]) {
             if (hp == NULL || hp->log == NULL)
                 continue; /* not open yet: the next tick */
             load_partition(ts, p, epoch);
+            ts->cluster_loading[p] = false;
             ts->cluster_loaded[p] = lm_txn_coord_owns(ts->coord, p);
             ts->cluster_epoch[p] = epoch;
             changed = true;
@@ -1014,6 +1029,7 @@ void txn_shard_stop(struct hshard *hs)
     lm_txn_coord_free(ts->coord);
     hs->txn = NULL;
     free(ts->cluster_loaded);
+    free(ts->cluster_loading);
     free(ts->cluster_epoch);
     free(ts);
 }
@@ -1054,7 +1070,7 @@ int txn_setup(struct handlers_ctx *node)
     int rc = 0;
     v = c->state_partitions;
     if ((rc = group_config_i64(node->cfg, "transaction.state.log.num.partitions", 1,
-                         LM_TXN_PARTITIONS_MAX, &v)) != 0)
+                               LM_TXN_PARTITIONS_MAX, &v)) != 0)
         return rc;
     c->state_partitions = (int32_t)v;
     v = c->max_timeout_ms;
@@ -1062,17 +1078,20 @@ int txn_setup(struct handlers_ctx *node)
         return rc;
     c->max_timeout_ms = (int32_t)v;
     if ((rc = group_config_i64(node->cfg, "transactional.id.expiration.ms", 1, INT32_MAX,
-                         &c->id_expiration_ms)) != 0 ||
-        (rc = group_config_i64(node->cfg, "transaction.abort.timed.out.transaction.cleanup.interval.ms",
-                         1, INT32_MAX, &c->abort_check_interval_ms)) != 0 ||
-        (rc = group_config_i64(node->cfg, "transaction.remove.expired.transaction.cleanup.interval.ms", 1,
-                         INT32_MAX, &c->expiration_check_interval_ms)) != 0)
+                               &c->id_expiration_ms)) != 0 ||
+        (rc = group_config_i64(node->cfg,
+                               "transaction.abort.timed.out.transaction.cleanup.interval.ms", 1,
+                               INT32_MAX, &c->abort_check_interval_ms)) != 0 ||
+        (rc = group_config_i64(node->cfg,
+                               "transaction.remove.expired.transaction.cleanup.interval.ms", 1,
+                               INT32_MAX, &c->expiration_check_interval_ms)) != 0)
         return rc;
     /* the topic's replication settings: checked here, read when a cluster creates it */
     int64_t ignored = 0;
     if ((rc = group_config_i64(node->cfg, "transaction.state.log.replication.factor", 1, INT16_MAX,
-                         &ignored)) != 0 ||
-        (rc = group_config_i64(node->cfg, "transaction.state.log.min.isr", 1, INT16_MAX, &ignored)) != 0)
+                               &ignored)) != 0 ||
+        (rc = group_config_i64(node->cfg, "transaction.state.log.min.isr", 1, INT16_MAX,
+                               &ignored)) != 0)
         return rc;
     int32_t have = 0;
     if ((rc = group_internal_topic_ensure(node->meta, TXN_STATE_TOPIC,

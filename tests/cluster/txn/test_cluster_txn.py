@@ -65,9 +65,12 @@ def verify_across_nodes(nodes, a):
     """KIP-890 part 1 across nodes: a partition leader that is not the id's coordinator asks it
     (AddPartitionsToTxn v4 verify_only) before the first transactional write."""
     tid = "ctx-verify"
-    md = a.list_topics(timeout=10)
-    ts = md.topics["__transaction_state"].partitions
-    coord_id = ts[(tc.java_hash(tid) & 0x7FFFFFFF) % len(ts)].leader
+    def coordinator():
+        ts = a.list_topics(timeout=10).topics["__transaction_state"].partitions
+        leader = ts[(tc.java_hash(tid) & 0x7FFFFFFF) % len(ts)].leader
+        return leader if leader >= 0 else None
+    # its partition may still be electing its first leader
+    coord_id = tc.wait_for("a leader for %s's partition" % tid, coordinator, 30, nodes)
     coord = next(x for x in nodes if x.node_id == coord_id)
     leaders = tc.leaders(nodes[0], TOPIC)
     part = next(p for p, l in leaders.items() if l != coord_id)
