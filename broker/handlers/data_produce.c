@@ -12,6 +12,7 @@
 
 #include "broker/metrics.h"
 #include "broker/handlers/handlers_internal.h"
+#include "broker/handlers/txn_internal.h"
 #include "broker/log.h"
 #include "common/lm_assert.h"
 #include "protocol/compress.h"
@@ -645,5 +646,7 @@ void data_produce(struct broker_req *req)
         broker_req_respond_none(req);
         return;
     }
-    hfan_start(f);
+    /* transactional batches: verified with the coordinator first (KIP-890 part 1) */
+    if (!txn_produce_verify(req, c->rq.transactional_id, items, n, f))
+        hfan_start(f);
 }

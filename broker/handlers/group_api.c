@@ -12,6 +12,7 @@
 
 #include "broker/handlers/group_api.h"
 #include "broker/handlers/group_internal.h"
+#include "broker/handlers/txn_internal.h"
 #include "broker/group/group_records.h"
 #include "broker/log.h"
 #include "broker/shard_internal.h" /* the connection's peer address (JoinGroup client host) */
@@ -163,19 +164,27 @@ struct coord_answer {
     int16_t err;
 };
 
-static struct coord_answer cluster_coordinator(struct broker_req *req, struct kafka_str key)
+static struct coord_answer cluster_coordinator(struct broker_req *req, int8_t type,
+                                               struct kafka_str key)
 {
+    /* a transactional id's coordinator leads its __transaction_state partition (Kafka's
+     * TransactionCoordinator placement), a group's its __consumer_offsets one */
+    bool txn = type == 1;
+    const char *topic = txn ? TXN_STATE_TOPIC : GROUP_OFFSETS_TOPIC;
     struct hshard *hs = hs_of(req->shard);
     struct coord_answer a = {-1, {"", 0}, -1, KAFKA_COORDINATOR_NOT_AVAILABLE};
     hs_refresh(hs);
     const struct lm_meta_state *st = &hs->snap->state;
-    const struct lm_meta_topic *t = lm_meta_state_find(st, GROUP_OFFSETS_TOPIC);
+    const struct lm_meta_topic *t = lm_meta_state_find(st, topic);
     if (t == NULL) {
         struct lm_meta_record r;
+        struct txn_topic_scratch sc;
         int32_t *ids = NULL;
-        int rc = group_offsets_topic_record(hs->node, &r);
-        /* offsets.topic.replication.factor (Kafka's default 3), capped by the live nodes */
-        const char *rfv = broker_config_get(hs->node->cfg, "offsets.topic.replication.factor");
+        /* offsets.topic.replication.factor / transaction.state.log.replication.factor
+         * (Kafka's default 3), capped by the live nodes */
+        const char *rfv =
+            broker_config_get(hs->node->cfg, txn ? "transaction.state.log.replication.factor"
+                                                 : "offsets.topic.replication.factor");
         long want = rfv != NULL ? strtol(rfv, NULL, 10) : 3;
         long live = 0;
         for (size_t i = 0; i < st->broker_count; i++)
@@ -183,6 +192,8 @@ static struct coord_answer cluster_coordinator(struct broker_req *req, struct ka
         int16_t rf = (int16_t)(want < 1 ? 1 : want > live ? (live > 0 ? live : 1) : want);
         if (rf > LM_META_REPLICATION_MAX)
             rf = LM_META_REPLICATION_MAX;
+        int rc = txn ? txn_state_topic_record(hs->node, rf, &sc, &r)
+                     : group_offsets_topic_record(hs->node, &r);
         if (rc == 0)
             rc = hs_assign(st, 0, r.partition_count, rf, &ids);
         if (rc == 0) {
@@ -192,12 +203,15 @@ static struct coord_answer cluster_coordinator(struct broker_req *req, struct ka
         }
         free(ids);
         if (rc != 0 && rc != LM_E_AGAIN)
-            BLOG_WARN_LIMITED("cannot create %s: %s", GROUP_OFFSETS_TOPIC, lm_strerror(rc));
+            BLOG_WARN_LIMITED("cannot create %s: %s", topic, lm_strerror(rc));
         return a;
     }
     if (key.len < 0)
         key = (struct kafka_str){"", 0};
-    int32_t p = lm_gr_partition_for(key, hs->node->group_cfg.offsets_topic_partitions);
+    int32_t p = lm_gr_partition_for(key, txn ? hs->node->txn_cfg.state_partitions
+                                             : hs->node->group_cfg.offsets_topic_partitions);
+    if (p >= t->partition_count)
+        return a;
     int32_t leader = lm_meta_state_partition_leader(st, t, p, hs->node->cfg->node_id);
     const struct lm_meta_broker *b = leader >= 0 ? lm_meta_state_broker(st, leader) : NULL;
     char host[256];
@@ -241,7 +255,7 @@ static void find_coordinator(struct broker_req *req)
     struct kafka_find_coordinator_response resp;
     kafka_find_coordinator_response_init(&resp);
     resp.throttle_time_ms = 0;
-    bool cluster = hs_cluster(h_node(req)) && type == 0;
+    bool cluster = hs_cluster(h_node(req)) && (type == 0 || type == 1);
     int16_t denied = req->api_version < 4 && err == KAFKA_NONE
                          ? coordinator_denied(req, type, rq.key)
                          : KAFKA_NONE;
@@ -255,7 +269,7 @@ static void find_coordinator(struct broker_req *req)
         return;
     }
     if (req->api_version < 4 && cluster) {
-        struct coord_answer ca = cluster_coordinator(req, rq.key);
+        struct coord_answer ca = cluster_coordinator(req, type, rq.key);
         resp.error_code = ca.err;
         resp.error_message = ca.err ? cstr("The coordinator is not available.") : KAFKA_STR_NULL;
         resp.node_id = ca.node;
@@ -293,7 +307,7 @@ static void find_coordinator(struct broker_req *req)
             continue;
         }
         if (cluster) {
-            struct coord_answer ca = cluster_coordinator(req, o->key);
+            struct coord_answer ca = cluster_coordinator(req, type, o->key);
             o->node_id = ca.node;
             o->host = ca.host;
             o->port = ca.port;

@@ -717,8 +717,8 @@ void group_shard_stop(struct hshard *hs)
 
 /* ---- setup ---------------------------------------------------------------------------------- */
 
-static int config_i64(struct broker_config *cfg, const char *key, int64_t min, int64_t max,
-                      int64_t *out)
+int group_config_i64(struct broker_config *cfg, const char *key, int64_t min, int64_t max,
+                     int64_t *out)
 {
     const char *v = broker_config_get(cfg, key);
     if (v == NULL)
@@ -736,26 +736,25 @@ static int config_i64(struct broker_config *cfg, const char *key, int64_t min, i
     return 0;
 }
 
-/* Creates __consumer_offsets when missing (Kafka creates it on the first FindCoordinator; at
- * startup is simpler and deterministic). compact, and no time/size retention: offsets must
- * outlive retention.ms (storage has no compaction yet, so the log only grows). */
-static int offsets_topic_ensure(struct lm_meta_store *meta, int32_t want, int32_t *have)
+/* Creates a coordinator's topic when missing (Kafka creates it on the first FindCoordinator; at
+ * startup is simpler and deterministic). compact, and no time/size retention: offsets and
+ * transaction states must outlive retention.ms. */
+int group_internal_topic_ensure(struct lm_meta_store *meta, const char *topic,
+                                const char *count_key, int32_t want, int32_t *have)
 {
     if (lm_meta_store_cluster_node(meta) >= 0) {
-        /* a cluster: the controller's log says (group coordination across nodes is not
-         * served yet; FindCoordinator answers COORDINATOR_NOT_AVAILABLE) */
+        /* a cluster: created through the controller on the first FindCoordinator */
         *have = want;
         return 0;
     }
     struct lm_meta_snapshot *snap = lm_meta_store_snapshot(meta);
-    const struct lm_meta_topic *t = lm_meta_state_find(&snap->state, GROUP_OFFSETS_TOPIC);
+    const struct lm_meta_topic *t = lm_meta_state_find(&snap->state, topic);
     *have = t != NULL ? t->partition_count : 0;
     lm_meta_snapshot_release(snap);
     if (*have > 0) {
         if (*have != want)
-            BLOG_WARN("%s has %d partitions (offsets.topic.num.partitions=%d): keeping %d, as "
-                      "Kafka does",
-                      GROUP_OFFSETS_TOPIC, *have, want, *have);
+            BLOG_WARN("%s has %d partitions (%s=%d): keeping %d, as Kafka does", topic, *have,
+                      count_key, want, *have);
         return 0;
     }
     static const struct lm_config_entry configs[] = {
@@ -765,7 +764,7 @@ static int offsets_topic_ensure(struct lm_meta_store *meta, int32_t want, int32_
     };
     struct lm_meta_record r = {0};
     r.type = LM_META_TOPIC_CREATE;
-    r.topic = GROUP_OFFSETS_TOPIC;
+    r.topic = topic;
     r.partition_count = want;
     r.configs = configs;
     r.config_count = sizeof(configs) / sizeof(configs[0]);
@@ -774,7 +773,7 @@ static int offsets_topic_ensure(struct lm_meta_store *meta, int32_t want, int32_
         rc = lm_meta_store_commit(meta, &r);
     if (rc != 0)
         return rc;
-    BLOG_INFO("created %s with %d partitions", GROUP_OFFSETS_TOPIC, want);
+    BLOG_INFO("created %s with %d partitions", topic, want);
     *have = want;
     return 0;
 }
@@ -790,7 +789,7 @@ int handlers_group_register(struct broker_dispatch *d)
 #define CFG32(key, field)                                                                          \
     do {                                                                                           \
         v = gcfg->field;                                                                           \
-        if (rc == 0 && (rc = config_i64(cfg, key, 0, INT32_MAX, &v)) == 0)                         \
+        if (rc == 0 && (rc = group_config_i64(cfg, key, 0, INT32_MAX, &v)) == 0)                   \
             gcfg->field = (int32_t)v;                                                              \
     } while (0)
     CFG32("group.min.session.timeout.ms", session_timeout_min_ms);
@@ -802,11 +801,11 @@ int handlers_group_register(struct broker_dispatch *d)
 #undef CFG32
     v = gcfg->offsets_retention_ms / 60000;
     if (rc == 0 &&
-        (rc = config_i64(cfg, "offsets.retention.minutes", 1, INT64_MAX / 60000, &v)) == 0)
+        (rc = group_config_i64(cfg, "offsets.retention.minutes", 1, INT64_MAX / 60000, &v)) == 0)
         gcfg->offsets_retention_ms = v * 60000;
     v = gcfg->offsets_retention_check_interval_ms;
     if (rc == 0 &&
-        (rc = config_i64(cfg, "offsets.retention.check.interval.ms", 1, INT64_MAX, &v)) == 0)
+        (rc = group_config_i64(cfg, "offsets.retention.check.interval.ms", 1, INT64_MAX, &v)) == 0)
         gcfg->offsets_retention_check_interval_ms = v;
     if (rc != 0)
         return rc;
@@ -816,7 +815,9 @@ int handlers_group_register(struct broker_dispatch *d)
         return LM_E_CONFIG;
     }
     int32_t have = 0;
-    if ((rc = offsets_topic_ensure(node->meta, gcfg->offsets_topic_partitions, &have)) != 0) {
+    if ((rc = group_internal_topic_ensure(node->meta, GROUP_OFFSETS_TOPIC,
+                                          "offsets.topic.num.partitions",
+                                          gcfg->offsets_topic_partitions, &have)) != 0) {
         BLOG_ERROR("cannot create %s: %s", GROUP_OFFSETS_TOPIC, lm_strerror(rc));
         return rc;
     }

@@ -1,6 +1,7 @@
 /* Setup, the served-version table, ApiVersions, the dispatcher, per-shard state and the
  * reconciliation of a shard's partition logs with the metadata store (handlers.h). */
 #include "broker/handlers/handlers.h"
+#include "broker/handlers/txn_internal.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -807,7 +808,7 @@ static int node_setup(struct broker_dispatch *d, struct handlers_ctx *h)
     d->node_states = node_states;
     if ((rc = handlers_serve(d, KAFKA_API_VERSIONS_KEY, 0, 4, api_versions)) != 0 ||
         (rc = handlers_data_register(d)) != 0 || (rc = handlers_admin_register(d)) != 0 ||
-        (rc = handlers_group_register(d)) != 0 ||
+        (rc = handlers_group_register(d)) != 0 || (rc = txn_api_register(d)) != 0 ||
         (rc = handlers_serve(d, KAFKA_ELECT_LEADERS_KEY, 0, 2, hs_elect_leaders)) != 0) {
         BLOG_ERROR("registering handlers: %s", lm_strerror(rc));
         return rc;

@@ -194,6 +194,7 @@ struct hfetch;
 struct gshard;
 struct pshard;
 struct hpeer;
+struct tshard;
 
 /* Per-shard state of the handler layer (broker_shard_user). */
 struct hshard {
@@ -201,6 +202,7 @@ struct hshard {
     struct handlers_ctx *node;        /* the broker node this shard serves */
     struct gshard *group;             /* group coordinator state (group_coord.c) */
     struct pshard *producers;         /* idempotent producer state (producer_idem.c) */
+    struct tshard *txn;               /* transaction coordinator state (txn_shard.c) */
     int64_t group_clock_ms;           /* group_now_ms: the last wall-clock time handed out */
     uint32_t open_failures_this_tick; /* failed opens logged since the last tick */
     uint64_t open_us, opens;          /* log opens (recovery included): time and count */

@@ -13,6 +13,7 @@
 #include "broker/handlers/group_internal.h"
 #include "broker/cluster/controller.h"
 #include "broker/handlers/handlers_internal.h"
+#include "broker/handlers/txn_internal.h"
 #include "common/lm_hash.h"
 #include "broker/log.h"
 #include "broker/producer/producer_state.h"
@@ -306,8 +307,10 @@ static void shard_tick(struct broker_shard *s, struct broker_timer *t)
     else if (hs_cluster(hs->node))
         hs_rebalance_check(hs, now);
     data_produce_scratch_trim(hs, now);
-    if (hs_cluster(hs->node))
+    if (hs_cluster(hs->node)) {
         group_cluster_sync(hs);
+        txn_cluster_sync(hs);
+    }
     if (!hs->stopping)
         compact_tick(hs);
     /* while the node hands its leaderships over (SIGTERM), the tick runs every
@@ -379,6 +382,9 @@ int hs_shard_start(struct broker_shard *s, void *ctx)
     rc = group_shard_start(hs); /* loads the owned __consumer_offsets partitions */
     if (rc != 0)
         return rc;
+    rc = txn_shard_start(hs); /* loads the owned __transaction_state partitions */
+    if (rc != 0)
+        return rc;
     return broker_timer_start(s, &hs->tick, HANDLERS_TICK_MS, shard_tick, hs);
 }
 
@@ -389,6 +395,7 @@ void hs_shard_drain(struct broker_shard *s, void *ctx)
     if (hs != NULL) {
         data_fetch_drain(hs);
         group_shard_drain(hs);
+        txn_shard_drain(hs);
         if (hs->node->ctl != NULL && hs->id == CONTROLLER_SHARD)
             controller_shard_drain(hs->node->ctl);
     }
@@ -431,6 +438,7 @@ void hs_shard_stop(struct broker_shard *s, void *ctx)
     if (hs->node->ctl != NULL && hs->id == CONTROLLER_SHARD)
         controller_shard_stop(hs->node->ctl);
     hs_peers_close(hs);
+    txn_shard_stop(hs);
     group_shard_stop(hs);
     for (size_t b = 0; b < hs->bucket_count; b++) {
         struct htopic *t = hs->buckets[b];

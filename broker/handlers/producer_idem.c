@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "broker/handlers/group_internal.h"
+#include "broker/handlers/txn_internal.h"
 #include "broker/log.h"
 #include "broker/producer/producer_state.h"
 #include "common/lm_assert.h"
@@ -812,6 +813,14 @@ void producer_shard_stop(struct pshard *ps)
 
 /* ---- InitProducerId (0-5) -------------------------------------------------------------------- */
 
+static int alloc_producer_id(struct pshard *ps, int64_t *out);
+
+int producer_alloc_id(struct hshard *hs, int64_t *out)
+{
+    LM_ASSERT(hs->producers != NULL);
+    return alloc_producer_id(hs->producers, out);
+}
+
 static int alloc_producer_id(struct pshard *ps, int64_t *out)
 {
     if (ps->pid_next >= ps->pid_end) {
@@ -852,16 +861,10 @@ static void init_producer_id(struct broker_req *req)
         return;
     }
     if (rq.transactional_id.len >= 0) {
-        /* Transactions are not served yet. Kafka has no "transactions disabled" code; any
-         * retriable one (COORDINATOR_NOT_AVAILABLE) makes clients wait for max.block.ms.
-         * UNSUPPORTED_VERSION is non-retriable in every client we test (Java: "Unexpected
-         * error in InitProducerIdResponse; The version of API is not supported", librdkafka:
-         * fatal error), so a transactional producer fails at once and says why. */
-        resp.error_code = KAFKA_UNSUPPORTED_VERSION;
-        BLOG_INFO("InitProducerId for transactional id %.*s refused: transactions are not "
-                  "supported yet",
-                  (int)rq.transactional_id.len, rq.transactional_id.ptr);
-        h_respond(req, &resp);
+        /* the transaction coordinator of the id (txn_api.c) */
+        txn_init_producer_id(req, rq.transactional_id, rq.transaction_timeout_ms,
+                             req->api_version >= 3 ? rq.producer_id : -1,
+                             req->api_version >= 3 ? rq.producer_epoch : -1);
         return;
     }
     struct pshard *ps = hs_of(req->shard)->producers;

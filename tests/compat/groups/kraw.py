@@ -3,6 +3,7 @@ Produce v9 (flexible, KIP-482) with idempotent record batches v2 (CRC-32C comput
 Stdlib only."""
 import socket
 import struct
+import time
 
 
 def _crc32c_table():
@@ -69,6 +70,22 @@ def idempotent_batch(producer_id, epoch, base_seq, values, ts_ms=1_700_000_000_0
     return struct.pack(">qi", 0, len(body)) + body
 
 
+def txn_batch(producer_id, epoch, base_seq, values, ts_ms=None):
+    """A transactional record batch v2 (attributes 0x10) of values."""
+    recs = b"".join(record(i, v) for i, v in enumerate(values))
+    ts = int(time.time() * 1000) if ts_ms is None else ts_ms
+    after_crc = struct.pack(">hiqqqhii", 0x10, len(values) - 1, ts, ts, producer_id, epoch,
+                            base_seq, len(values)) + recs
+    body = struct.pack(">ibI", -1, 2, crc32c(after_crc)) + after_crc
+    return struct.pack(">qi", 0, len(body)) + body
+
+
+def s16str(s):
+    """A classic (i16 length) string."""
+    b = s.encode()
+    return struct.pack(">h", len(b)) + b
+
+
 class Conn:
     def __init__(self, host, port, timeout=10):
         self.s = socket.create_connection((host, port), timeout=timeout)
@@ -107,11 +124,15 @@ class Conn:
         _thr, err, pid, epoch = struct.unpack(">ihqh", r[:16])
         return err, pid, epoch
 
-    def produce(self, topic, partition, batch, acks=-1):
+    def produce(self, topic, partition, batch, acks=-1, transactional_id=None):
         """Produce v9 (flexible). Returns (error code, base offset) of the one partition."""
         t = topic.encode()
         body = bytearray()
-        body += uvarint(0)                          # transactional id: null
+        if transactional_id is None:
+            body += uvarint(0)                      # transactional id: null
+        else:
+            tid = transactional_id.encode()
+            body += uvarint(len(tid) + 1) + tid
         body += struct.pack(">hi", acks, 30000)
         body += uvarint(2)                          # one topic
         body += uvarint(len(t) + 1) + t

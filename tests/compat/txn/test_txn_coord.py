@@ -1,0 +1,259 @@
+"""Transactions end to end through the coordinator, with confluent-kafka's transactional
+producer (librdkafka) and read_committed consumers:
+
+- commits and aborts over two partitions: read_committed sees exactly the committed records,
+  read_uncommitted every record;
+- a zombie: a second producer with the same transactional.id fences the first (its open
+  transaction is aborted, its commit fails as fenced); only the second one's records are seen;
+- kill -9 of the broker with a transaction open: after the restart the coordinator aborts it
+  on timeout, and a later committed transaction on the same partition becomes visible (the
+  open one no longer holds the last stable offset);
+- kill -9 right after a commit was acknowledged: the committed records are visible after the
+  restart (markers written before the kill, or by the recovery of the PrepareCommit state);
+- KIP-890 part 1: a transactional Produce for a partition not added to the transaction is
+  refused with INVALID_TXN_STATE and not written (raw frames, kraw.py);
+- send_offsets_to_transaction (consume-transform-produce): the group's offset is committed
+  with the transaction (AddOffsetsToTxn here, TxnOffsetCommit in the group coordinator).
+
+    /usr/bin/python3 test_txn_coord.py --io uring|epoll
+"""
+import argparse
+import os
+import struct
+import sys
+import time
+
+HERE = os.path.dirname(__file__)
+sys.path.insert(0, os.path.join(HERE, "..", "harness"))
+from laminar_harness import Broker  # noqa: E402
+from compat_util import check, restart_wait  # noqa: E402
+sys.path.insert(0, os.path.join(HERE, "..", "groups"))
+import kraw  # noqa: E402
+
+import confluent_kafka as ck  # noqa: E402
+from confluent_kafka.admin import AdminClient, NewTopic  # noqa: E402
+
+CONF = {
+    # timed-out transactions are looked for every half second (Kafka: 10 s)
+    "transaction.abort.timed.out.transaction.cleanup.interval.ms": 500,
+}
+
+
+def create(b, topic, partitions):
+    a = AdminClient({"bootstrap.servers": b.bootstrap})
+    a.create_topics([NewTopic(topic, partitions, 1)])[topic].result(15)
+
+
+def producer(b, tid, **extra):
+    conf = {"bootstrap.servers": b.bootstrap, "transactional.id": tid,
+            "transaction.timeout.ms": 60000}
+    conf.update(extra)
+    p = ck.Producer(conf)
+    p.init_transactions(30)
+    return p
+
+
+def read_all(b, topic, partitions, isolation, expect=None, timeout_s=20):
+    """Values of topic's partitions from the start; stops once `expect` values arrived and
+    nothing more came for a second, or at timeout_s."""
+    c = ck.Consumer({"bootstrap.servers": b.bootstrap, "group.id": "reader-%s" % isolation,
+                     "isolation.level": isolation, "enable.auto.commit": False})
+    c.assign([ck.TopicPartition(topic, p, ck.OFFSET_BEGINNING) for p in range(partitions)])
+    out = []
+    deadline = time.monotonic() + timeout_s
+    quiet_since = time.monotonic()
+    while time.monotonic() < deadline:
+        m = c.poll(0.2)
+        if m is not None and m.error() is None:
+            out.append(m.value().decode())
+            quiet_since = time.monotonic()
+        elif expect is not None and len(out) >= expect and time.monotonic() - quiet_since > 1.0:
+            break
+    c.close()
+    return sorted(out)
+
+
+def commit_abort(b):
+    create(b, "ca", 2)
+    p = producer(b, "tx-ca")
+    committed, all_values = [], []
+    for round_ in range(4):
+        p.begin_transaction()
+        vals = ["r%d-%d" % (round_, i) for i in range(6)]
+        for i, v in enumerate(vals):
+            p.produce("ca", value=v.encode(), partition=i % 2)
+        all_values += vals
+        if round_ % 2 == 0:
+            p.commit_transaction(30)
+            committed += vals
+        else:
+            p.flush(30)  # sent before the abort (librdkafka purges what is still queued)
+            p.abort_transaction(30)
+    got = read_all(b, "ca", 2, "read_committed", expect=len(committed))
+    check(got == sorted(committed), "read_committed saw %s, expected %s" % (got, sorted(committed)))
+    got = read_all(b, "ca", 2, "read_uncommitted", expect=len(all_values))
+    check(got == sorted(all_values), "read_uncommitted saw %d of %d" % (len(got), len(all_values)))
+    print("commit/abort: ok (%d committed of %d)" % (len(committed), len(all_values)))
+
+
+def zombie(b):
+    create(b, "zz", 1)
+    p1 = producer(b, "tx-zombie")
+    p1.begin_transaction()
+    for i in range(3):
+        p1.produce("zz", value=b"zombie-%d" % i)
+    p1.flush(10)
+    # the new instance fences the old one: its open transaction is aborted
+    p2 = producer(b, "tx-zombie")
+    p2.begin_transaction()
+    for i in range(4):
+        p2.produce("zz", value=b"fresh-%d" % i)
+    p2.commit_transaction(30)
+    fenced = False
+    try:
+        p1.produce("zz", value=b"zombie-late")
+        p1.commit_transaction(10)
+    except ck.KafkaException as e:
+        err = e.args[0]
+        fenced = err.fatal() or err.code() in (ck.KafkaError._FENCED,
+                                               ck.KafkaError.PRODUCER_FENCED,
+                                               ck.KafkaError.INVALID_PRODUCER_EPOCH)
+        print("zombie: commit refused: %s" % err)
+    check(fenced, "the zombie's commit was not refused as fenced")
+    got = read_all(b, "zz", 1, "read_committed", expect=4)
+    check(got == ["fresh-%d" % i for i in range(4)], "read_committed saw %s" % got)
+    print("zombie: ok")
+
+
+def kill_open(b):
+    create(b, "ko", 1)
+    p = producer(b, "tx-open", **{"transaction.timeout.ms": 3000})
+    p.begin_transaction()
+    for i in range(5):
+        p.produce("ko", value=b"open-%d" % i)
+    p.flush(10)
+    restart_wait(b, kill=True)
+    # after the restart the coordinator finds the transaction Ongoing in its log and aborts it
+    # once its 3 s are over; a later transaction of another producer then becomes visible
+    q = producer(b, "tx-after")
+    q.begin_transaction()
+    for i in range(3):
+        q.produce("ko", value=b"after-%d" % i)
+    q.commit_transaction(30)
+    got = read_all(b, "ko", 1, "read_committed", expect=3, timeout_s=30)
+    check(got == ["after-%d" % i for i in range(3)], "read_committed saw %s" % got)
+    print("kill -9 with a transaction open: ok (aborted by timeout after the restart)")
+
+
+def kill_after_commit(b):
+    create(b, "kc", 2)
+    p = producer(b, "tx-commit")
+    p.begin_transaction()
+    vals = ["kc-%d" % i for i in range(8)]
+    for i, v in enumerate(vals):
+        p.produce("kc", value=v.encode(), partition=i % 2)
+    p.commit_transaction(30)
+    restart_wait(b, kill=True)
+    got = read_all(b, "kc", 2, "read_committed", expect=len(vals), timeout_s=30)
+    check(got == sorted(vals), "read_committed saw %s after the restart" % got)
+    # the restarted coordinator knows the id: a new instance gets a higher epoch
+    p2 = producer(b, "tx-commit")
+    p2.begin_transaction()
+    p2.produce("kc", value=b"kc-more", partition=0)
+    p2.commit_transaction(30)
+    got = read_all(b, "kc", 2, "read_committed", expect=len(vals) + 1, timeout_s=30)
+    check(got == sorted(vals + ["kc-more"]), "read_committed saw %s" % got)
+    print("kill -9 after a commit: ok")
+
+
+INVALID_TXN_STATE = 48
+
+
+def verify_before_write(b):
+    """KIP-890 part 1: a transactional batch for a partition that was not added to the
+    producer's transaction is refused (INVALID_TXN_STATE) and not written; once added it is."""
+    create(b, "vf", 1)
+    conn = kraw.Conn(b.host, b.port)
+    # InitProducerId v1 with a transactional id
+    r = conn.call(22, 1, kraw.s16str("tx-verify") + struct.pack(">i", 60000), False)
+    _thr, err, pid, epoch = struct.unpack(">ihqh", r[:16])
+    check(err == 0, "InitProducerId tx-verify: %d" % err)
+    err, _ = conn.produce("vf", 0, kraw.txn_batch(pid, epoch, 0, [b"stray"]),
+                          transactional_id="tx-verify")
+    check(err == INVALID_TXN_STATE, "unverified transactional batch answered %d" % err)
+    # AddPartitionsToTxn v1: tid, pid, epoch, [topic, [partition]]
+    body = (kraw.s16str("tx-verify") + struct.pack(">qh", pid, epoch) + struct.pack(">i", 1) +
+            kraw.s16str("vf") + struct.pack(">ii", 1, 0))
+    r = conn.call(24, 1, body, False)
+    perr = struct.unpack(">h", r[-2:])[0]
+    check(perr == 0, "AddPartitionsToTxn: %d" % perr)
+    err, off = conn.produce("vf", 0, kraw.txn_batch(pid, epoch, 0, [b"added"]),
+                            transactional_id="tx-verify")
+    check(err == 0 and off == 0, "verified batch: error %d offset %d" % (err, off))
+    # EndTxn v1 commit
+    r = conn.call(26, 1, kraw.s16str("tx-verify") + struct.pack(">qhb", pid, epoch, 1), False)
+    check(struct.unpack(">h", r[4:6])[0] == 0, "EndTxn")
+    conn.close()
+    got = read_all(b, "vf", 1, "read_committed", expect=1)
+    check(got == ["added"], "read_committed saw %s" % got)
+    print("verification before the first write: ok")
+
+
+def consume_transform_produce(b):
+    create(b, "ctp-in", 1)
+    create(b, "ctp-out", 1)
+    src = ck.Producer({"bootstrap.servers": b.bootstrap})
+    for i in range(10):
+        src.produce("ctp-in", value=b"in-%d" % i)
+    src.flush(10)
+    c = ck.Consumer({"bootstrap.servers": b.bootstrap, "group.id": "ctp",
+                     "isolation.level": "read_committed", "enable.auto.commit": False,
+                     "auto.offset.reset": "earliest"})
+    c.subscribe(["ctp-in"])
+    p = producer(b, "tx-ctp")
+    seen = 0
+    deadline = time.monotonic() + 30
+    while seen < 10 and time.monotonic() < deadline:
+        msgs = c.consume(10, 1.0)
+        msgs = [m for m in msgs if m.error() is None]
+        if not msgs:
+            continue
+        p.begin_transaction()
+        for m in msgs:
+            p.produce("ctp-out", value=m.value().replace(b"in", b"out"))
+        p.send_offsets_to_transaction(c.position(c.assignment()), c.consumer_group_metadata(),
+                                      30)
+        p.commit_transaction(30)
+        seen += len(msgs)
+    c.close()
+    check(seen == 10, "consumed %d of 10" % seen)
+    got = read_all(b, "ctp-out", 1, "read_committed", expect=10)
+    check(got == sorted("out-%d" % i for i in range(10)), "output %s" % got)
+    c2 = ck.Consumer({"bootstrap.servers": b.bootstrap, "group.id": "ctp"})
+    committed = c2.committed([ck.TopicPartition("ctp-in", 0)], 10)
+    c2.close()
+    check(committed[0].offset == 10, "committed offset %s" % committed[0].offset)
+    print("consume-transform-produce: ok")
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--io", default="uring")
+    args = ap.parse_args()
+    t0 = time.monotonic()
+    with Broker(io=args.io, shards=2, config=CONF) as b:
+        try:
+            commit_abort(b)
+            zombie(b)
+            verify_before_write(b)
+            kill_open(b)
+            kill_after_commit(b)
+            consume_transform_produce(b)
+        except BaseException:
+            print("---- broker log (tail) ----\n" + "\n".join(b.log_text().splitlines()[-60:]))
+            raise
+    print("transactions (%s): ok in %.1f s" % (args.io, time.monotonic() - t0))
+
+
+if __name__ == "__main__":
+    main()
