@@ -912,10 +912,12 @@ static void test_incremental_alter_configs(void **state)
     assert_string_equal(override_of(f, "ic", thr), "1:7,2:7");
     assert_int_equal(IALTER(f, 1, "ic", false, {thr, ADMIN_OP_APPEND, "3:7,3:7, 4:7"}), KAFKA_NONE);
     assert_string_equal(override_of(f, "ic", thr), "1:7,2:7,3:7, 4:7");
-    /* broker: SET refused, DELETE a no-op */
+    /* broker: a dynamic key is set, a static one refused, DELETE of what is unset a no-op */
     struct op set = {"log.retention.ms", ADMIN_OP_SET, "1"};
+    struct op stat = {"num.partitions", ADMIN_OP_SET, "3"};
     struct op del = {"log.retention.ms", ADMIN_OP_DELETE, NULL};
-    assert_int_equal(ialter(f, 1, ADMIN_RESOURCE_BROKER, "7", false, 1, &set),
+    assert_int_equal(ialter(f, 1, ADMIN_RESOURCE_BROKER, "7", false, 1, &set), KAFKA_NONE);
+    assert_int_equal(ialter(f, 1, ADMIN_RESOURCE_BROKER, "7", false, 1, &stat),
                      KAFKA_INVALID_REQUEST);
     assert_int_equal(ialter(f, 1, ADMIN_RESOURCE_BROKER, "", false, 1, &del), KAFKA_NONE);
 }
