@@ -94,7 +94,9 @@ struct hpart {
     uint64_t retry_at_ms;
     /* Not opened yet: a refresh that brings more partitions than fit in one step's budget
      * (HANDLERS_STEP_BUDGET_MS) queues the rest; the shard's work timer opens them. Offline
-     * meanwhile (Metadata: no leader yet; Produce/Fetch: retriable). */
+     * meanwhile (Metadata: no leader yet; Produce/Fetch: retriable). A log whose storage
+     * settings changed waits in the same queue to be reopened, open and serving meanwhile
+     * (open_pending with log != NULL). */
     bool open_pending;
     struct hpart *oq_prev, *oq_next; /* hshard's open queue while open_pending */
     /* Open files are bounded per shard (HANDLERS_LOG_FDS per open log): the least recently

@@ -55,6 +55,50 @@ def produce_eventually(b, size, want, timeout=5.0):
         time.sleep(0.2)
 
 
+def wide_reopen(b):
+    """A storage default changed for the whole node (log.segment.bytes) reaches the logs of
+    every partition: more than one step can reopen, so the rest are queued and reopened in the
+    background while they keep serving. A producer on another topic sees no error meanwhile,
+    and a partition of the wide topic rolls at the new size."""
+    from confluent_kafka.admin import AdminClient, NewTopic
+    admin = AdminClient({"bootstrap.servers": b.bootstrap})
+    admin.create_topics([NewTopic("wide", 2000, 1)])["wide"].result(60)
+    errors = []
+    p = ck.Producer({"bootstrap.servers": b.bootstrap, "message.max.bytes": 1 << 20,
+                     "linger.ms": 0, "message.timeout.ms": 20000})
+    for part in range(0, 2000, 97):  # records in a spread of the wide topic's partitions
+        p.produce("wide", value=b"w", partition=part,
+                  on_delivery=lambda err, _m: errors.append(err) if err else None)
+    p.flush(60)
+    check(not errors, "produce to the wide topic: %s" % errors[:3])
+    rc, out = configs(b, "--entity-type", "brokers", "--entity-default", "--alter",
+                      "--add-config", "log.segment.bytes=1048576")
+    check(rc == 0, "set log.segment.bytes:\n" + out)
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:  # the reopen runs meanwhile
+        p.produce(TOPIC, value=b"during", on_delivery=lambda err, _m: errors.append(err)
+                  if err else None)
+        p.flush(20)
+    check(not errors, "a producer during the reopen: %s" % errors[:3])
+    # 2.4 MB of 8 KB records, one per batch (under the node's message.max.bytes=10000), rolls
+    # 1 MiB segments
+    p = ck.Producer({"bootstrap.servers": b.bootstrap, "batch.num.messages": 1, "linger.ms": 0})
+    for _ in range(300):
+        p.produce("wide", value=b"s" * 8000, partition=1,
+                  on_delivery=lambda err, _m: errors.append(err) if err else None)
+        p.poll(0)
+    p.flush(60)
+    check(not errors, "2.4 MB to wide-1: %s" % errors[:3])
+    d = os.path.join(b.data_dir, "wide-1")
+    segs = [f for f in os.listdir(d) if f.endswith(".log")]
+    check(len(segs) >= 3, "wide-1 rolled at the new segment size: %s" % sorted(segs))
+    check("reopening" in b.log_text(), "the reopen was logged")
+    rc, out = configs(b, "--entity-type", "brokers", "--entity-default", "--alter",
+                      "--delete-config", "log.segment.bytes")
+    check(rc == 0, "delete log.segment.bytes:\n" + out)
+    check(admin.delete_topics(["wide"])["wide"].result(60) is None, "delete wide")
+
+
 def scenario(b):
     if not os.path.exists(os.path.join(LIB, ".complete")):
         raise AssertionError("tests/compat/java/prepare has not run")
@@ -96,6 +140,8 @@ def scenario(b):
     rc, out = configs(b, "--entity-type", "brokers", "--entity-name", str(NODE + 1), "--alter",
                       "--add-config", "message.max.bytes=1")
     check(rc != 0, "another node's id is refused here:\n" + out)
+
+    wide_reopen(b)
 
     restart_wait(b, kill=True)
     rc, out = configs(b, "--entity-type", "brokers", "--entity-name", str(NODE), "--describe")
