@@ -4,7 +4,8 @@ message.max.bytes, which Produce enforces at once (a 5,000-byte record refused u
 default of 2,000, accepted under the node's 10,000); the topic describes the value with its
 dynamic sources and synonyms; keys that are not dynamic and bad values are refused; the
 replication throttle kafka-reassign-partitions sets is accepted; everything survives kill -9;
---delete-config restores the static value.
+--delete-config restores the static value. GROUP config resources (kafka-configs --entity-type
+groups) are set, described, bounded, kept and deleted.
 
     /usr/bin/python3 test_dynamic_configs.py --io uring|epoll
 """
@@ -99,6 +100,36 @@ def wide_reopen(b):
     check(admin.delete_topics(["wide"])["wide"].result(60) is None, "delete wide")
 
 
+def group_configs(b):
+    """GROUP config resources with kafka-configs --entity-type groups: set, describe (the set
+    value as GROUP_CONFIG, the rest at the broker's defaults), bounds and unknown names refused
+    with Kafka's messages, kept through kill -9 (checked by the caller), deleted."""
+    rc, out = configs(b, "--entity-type", "groups", "--entity-name", "g-cfg", "--alter",
+                      "--add-config", "consumer.session.timeout.ms=50000,"
+                      "consumer.heartbeat.interval.ms=6000")
+    check(rc == 0 and "Completed updating config for group g-cfg" in out,
+          "set group configs:\n" + out)
+    rc, out = configs(b, "--entity-type", "groups", "--entity-name", "g-cfg", "--describe",
+                      "--all")
+    check(rc == 0 and "consumer.session.timeout.ms=50000" in out and
+          "consumer.heartbeat.interval.ms=6000" in out and
+          "share.record.lock.duration.ms=30000" in out, "describe the group:\n" + out)
+    for bad, why in (("consumer.session.timeout.ms=1000",
+                      "consumer.session.timeout.ms must be greater than or equal to "
+                      "group.consumer.min.session.timeout.ms"),
+                     ("consumer.heartbeat.interval.ms=60000",
+                      "consumer.heartbeat.interval.ms must be less than or equal to "
+                      "group.consumer.max.heartbeat.interval.ms"),
+                     ("no.such.config=1", "no.such.config")):
+        rc, out = configs(b, "--entity-type", "groups", "--entity-name", "g-cfg", "--alter",
+                          "--add-config", bad)
+        check(rc != 0 and why in out, "%s refused:\n%s" % (bad, out))
+    rc, out = configs(b, "--entity-type", "groups", "--entity-name", "g-cfg", "--describe",
+                      "--all")
+    check(rc == 0 and "consumer.session.timeout.ms=50000" in out,
+          "the refused changes left the group as it was:\n" + out)
+
+
 def scenario(b):
     if not os.path.exists(os.path.join(LIB, ".complete")):
         raise AssertionError("tests/compat/java/prepare has not run")
@@ -142,8 +173,20 @@ def scenario(b):
     check(rc != 0, "another node's id is refused here:\n" + out)
 
     wide_reopen(b)
+    group_configs(b)
 
     restart_wait(b, kill=True)
+    rc, out = configs(b, "--entity-type", "groups", "--entity-name", "g-cfg", "--describe",
+                      "--all")
+    check(rc == 0 and "consumer.session.timeout.ms=50000" in out,
+          "group configs kept through kill -9:\n" + out)
+    rc, out = configs(b, "--entity-type", "groups", "--entity-name", "g-cfg", "--alter",
+                      "--delete-config", "consumer.session.timeout.ms,consumer.heartbeat.interval.ms")
+    check(rc == 0, "delete the group configs:\n" + out)
+    rc, out = configs(b, "--entity-type", "groups", "--entity-name", "g-cfg", "--describe",
+                      "--all")
+    check(rc == 0 and "consumer.session.timeout.ms=45000" in out,
+          "group configs deleted:\n" + out)
     rc, out = configs(b, "--entity-type", "brokers", "--entity-name", str(NODE), "--describe")
     check(rc == 0 and "message.max.bytes=10000" in out, "kept through kill -9:\n" + out)
     check(produce(b, 5000) is None, "the node's value after the restart")
