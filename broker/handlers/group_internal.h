@@ -58,6 +58,8 @@ int group_offsets_topic_record(const struct handlers_ctx *node, struct lm_meta_r
 struct pshard;
 int producer_shard_start(struct hshard *hs, struct pshard **out);
 void producer_shard_flush(struct pshard *ps);
+/* The producers the shard holds state of, over all its partitions. */
+uint64_t producer_shard_count(const struct pshard *ps);
 void producer_shard_stop(struct pshard *ps);
 /* How often the group timer runs producer_shard_expire: 10 s, or half of
  * producer.id.expiration.ms when that is shorter (at least 100 ms). */

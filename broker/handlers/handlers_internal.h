@@ -72,8 +72,10 @@ struct hpart {
      * write goes through part. NULL with part. */
     struct storage_log *log;
     struct storage_config scfg;
-    int32_t leader_epoch; /* partition_leader_epoch(part) at open (Raft term) */
-    uint32_t gauge_slot;  /* its slot in the shard's part_gauges + 1; 0: none yet */
+    int32_t leader_epoch;         /* partition_leader_epoch(part) at open (Raft term) */
+    uint32_t gauge_slot;          /* its slot in the shard's part_gauges + 1; 0: none yet */
+    int32_t gauge_epoch;          /* the leader epoch its gauges last showed */
+    int64_t gauge_epoch_since_ms; /* wall clock when this node first saw that epoch */
     bool compact_flush_waiting;
     struct hwaiter *waiters; /* parked fetches of any shard waiting for appends here */
     bool waiters_fired;      /* some of them fired (partition_watch) */
