@@ -89,6 +89,15 @@ bool h_encode(struct broker_req *req, const void *msg, const uint8_t **out, size
 
 void h_respond(struct broker_req *req, const void *msg)
 {
+    const struct kafka_api_info *api = kafka_api_lookup(req->api_key);
+    if (api != NULL && api->response.throttle_offset >= 0) {
+        int32_t ms = h_request_quota(req);
+        /* the message is the handler's own (const only for the encoder): its throttle time
+         * becomes the larger of the quotas' */
+        int32_t *t = (int32_t *)((uint8_t *)(uintptr_t)msg + api->response.throttle_offset);
+        if (ms > *t)
+            *t = ms;
+    }
     const uint8_t *buf;
     size_t n;
     if (h_encode(req, msg, &buf, &n))

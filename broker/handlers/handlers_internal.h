@@ -407,6 +407,9 @@ bool h_quota_limit(struct broker_req *req, int k, double *limit);
 /* Records bytes of key k for req's (user, client id) and returns the throttle time in ms that
  * Kafka's ClientQuotaManager would give (0 within the quota or without one). */
 int32_t h_quota_record(struct broker_req *req, int k, double bytes);
+/* Records the handler time of req so far against its request_percentage quota (Kafka's
+ * request quota) and, over it, mutes its connection; the throttle time, 0 without a quota. */
+int32_t h_request_quota(struct broker_req *req);
 /* Takes back bytes recorded (Kafka's unrecordQuotaSensor: a throttled Fetch returns nothing). */
 void h_quota_unrecord(struct broker_req *req, int k, double bytes);
 /* Whether req's sensor of key k is over its quota already (nothing recorded). */
