@@ -128,13 +128,13 @@ static void conn_create(struct broker_shard *s, uint32_t listener, int fd,
     c->apis = s->listen_apis[listener];
     c->auth.sasl = s->cfg->listener_sasl[listener];
     snprintf(c->auth.principal, sizeof(c->auth.principal), "User:ANONYMOUS");
-    if (s->listen_tls[listener] != NULL) {
+    if (s->listen_tls[listener]) {
         if (s->tls_plain == NULL)
             s->tls_plain = malloc(BROKER_TLS_RECORD_BYTES);
         if (s->tls_gather == NULL)
             s->tls_gather = malloc(BROKER_TLS_RECORD_BYTES);
         if (s->tls_plain != NULL && s->tls_gather != NULL)
-            c->tls = broker_tls_conn_new(s->listen_tls[listener]);
+            c->tls = broker_rt_tls_conn_new(s->rt, listener);
         if (c->tls == NULL) {
             BLOG_ERROR_LIMITED("accept: out of memory for TLS, closing new connection");
             s->conns_open++;
