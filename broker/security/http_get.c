@@ -174,8 +174,8 @@ static int tls_open(struct chan *c, SSL_CTX **ctx_out, const struct url_parts *u
     return 0;
 }
 
-int lm_http_get(const char *url, const char *ca_file, int timeout_ms, size_t max_bytes,
-                char **body, size_t *len, char *err, size_t err_cap)
+int lm_http_get(const char *url, const char *ca_file, int timeout_ms, size_t max_bytes, char **body,
+                size_t *len, char *err, size_t err_cap)
 {
     *body = NULL;
     *len = 0;

@@ -13,7 +13,7 @@
  * *len bytes without the NUL); LM_E_INVALID for a bad URL, LM_E_IO for a failed connection,
  * TLS handshake, a status other than 200 or a body over max_bytes, LM_E_NOMEM; the reason in
  * err. */
-int lm_http_get(const char *url, const char *ca_file, int timeout_ms, size_t max_bytes,
-                char **body, size_t *len, char *err, size_t err_cap);
+int lm_http_get(const char *url, const char *ca_file, int timeout_ms, size_t max_bytes, char **body,
+                size_t *len, char *err, size_t err_cap);
 
 #endif
