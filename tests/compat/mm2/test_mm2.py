@@ -12,6 +12,8 @@ source, and checks on the target:
   (sync.group.offsets.enabled);
 - MM2's internal topics exist (mm2-offsets/configs/status.source.internal, heartbeats and
   source.checkpoints.internal on the target, mm2-offset-syncs.target.internal on the source);
+- every API and version either broker was asked for (its /metrics request counters) is one it
+  advertises in ApiVersions, and the Connect worker's group and MM2's calls reached them;
 - MM2's log, up to its shutdown, has no UnsupportedVersionException / UNSUPPORTED_VERSION /
   "not supported", no ERROR line and no exception at all; neither broker's log has a request
   answered as unserved or closed as an unknown API.
@@ -24,16 +26,21 @@ Needs tests/compat/java/prepare to have run (lib/ with connect-mirror).
 """
 
 import argparse
+import glob
 import os
+import re
 import signal
+import struct
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "harness"))
-from laminar_harness import Broker  # noqa: E402
+from laminar_harness import ROOT, Broker, free_port  # noqa: E402
+from kafka_wire import Conn  # noqa: E402
 
 JAVA = os.path.join(HERE, "..", "java")
 TOPIC = "mm2-orders"
@@ -220,6 +227,70 @@ def stop_mm2(proc, log):
     log.close()
 
 
+def api_names():
+    """API key -> name, from our schema files (the names /metrics labels requests with)."""
+    names = {}
+    for path in glob.glob(os.path.join(ROOT, "protocol", "schema", "*.schema")):
+        name = key = None
+        with open(path) as f:
+            for line in f:
+                w = line.split("#")[0].split()
+                if line.startswith("api ") and len(w) >= 2:
+                    name = w[1]
+                elif line.startswith("key ") and len(w) >= 2:
+                    key = int(w[1])
+        if name is not None and key is not None:
+            names[key] = name
+    return names
+
+
+def advertised(b):
+    """{api name: (min, max)} from an ApiVersions v0 answer of broker b."""
+    names = api_names()
+    c = Conn(b.host, b.port, "mm2-test")
+    try:
+        r = c.call(18, 0, b"")
+        check(r.i16() == 0, "ApiVersions answered")
+        out = {}
+        for _ in range(r.i32()):
+            k, lo, hi = r.i16(), r.i16(), r.i16()
+            out[names.get(k, str(k))] = (lo, hi)
+        return out
+    finally:
+        c.close()
+
+
+REQ_LINE = re.compile(r'^kafka_network_requests_total\{request="([^"]+)",version="(>=)?(\d+)"\} (\d+)')
+
+
+def requests_seen(metrics_port):
+    """{(api name, version): count} from the broker's /metrics."""
+    with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % metrics_port, timeout=10) as f:
+        text = f.read().decode()
+    seen = {}
+    for line in text.splitlines():
+        m = REQ_LINE.match(line)
+        if m:
+            seen[(m.group(1), int(m.group(3)))] = int(m.group(4))
+    return seen
+
+
+def check_requests(name, b, metrics_port, expect):
+    """Every request broker b counted is of an API and version it advertises; the APIs of
+    expect were called."""
+    served = advertised(b)
+    seen = requests_seen(metrics_port)
+    apis = sorted({a for a, _ in seen})
+    print("%s broker served: %s" % (name, ", ".join(
+        "%s v%s" % (a, "/".join(str(v) for (x, v) in sorted(seen) if x == a)) for a in apis)))
+    outside = [(a, v) for (a, v) in seen if a not in served or
+               not served[a][0] <= v <= served[a][1]]
+    check(seen and not outside, "%s broker: every request was of a served API and version" % name,
+          outside)
+    missing = [a for a in expect if a not in apis]
+    check(not missing, "%s broker: MM2 called %s" % (name, ", ".join(expect)), missing)
+
+
 def mm2_log_problems(text):
     """Lines of MM2's log before its shutdown began that show a broker answer it could not use:
     the strings of MM2_BAD, ERROR lines, and any exception (a failed call logs one)."""
@@ -235,7 +306,7 @@ def broker_log_problems(text):
             if any(s in line.lower() for s in BROKER_UNSERVED)]
 
 
-def scenario(src, dst, workdir):
+def scenario(src, dst, workdir, metrics):
     sent = produce_source(src.bootstrap)
     ends = source_end_offsets(src.bootstrap)
     check(sum(ends.values()) == N, "source end offsets add up to %d" % N, ends)
@@ -293,6 +364,14 @@ def scenario(src, dst, workdir):
         check(proc.poll() is None, "MM2 still running")
     finally:
         stop_mm2(proc, log)
+    # The Connect worker's group, its internal topics and the mirrored writes on the target;
+    # the mirrored reads, the group listing and offsets, configs and ACLs on the source.
+    check_requests("source", src, metrics["source"],
+                   ["Fetch", "ListOffsets", "ListGroups", "OffsetFetch", "DescribeConfigs",
+                    "DescribeAcls", "Produce"])
+    check_requests("target", dst, metrics["target"],
+                   ["JoinGroup", "SyncGroup", "Heartbeat", "CreateTopics", "Produce", "Fetch",
+                    "IncrementalAlterConfigs", "OffsetCommit", "DescribeGroups"])
     print("MM2 ran %.1f s" % (time.monotonic() - t0))
     with open(os.path.join(workdir, "mm2.log"), "rb") as f:
         text = f.read().decode("utf-8", "replace")
@@ -313,12 +392,15 @@ def main():
         return 1
     t0 = time.monotonic()
     workdir = tempfile.mkdtemp(prefix="laminar-test-mm2-")
-    src = Broker(io=args.io, shards=2, extra_args=["--node-id", "1"])
-    dst = Broker(io=args.io, shards=2, extra_args=["--node-id", "2"])
+    metrics = {"source": free_port(), "target": free_port()}
+    src = Broker(io=args.io, shards=2, extra_args=["--node-id", "1"],
+                 config={"laminar.http.listener": "127.0.0.1:%d" % metrics["source"]})
+    dst = Broker(io=args.io, shards=2, extra_args=["--node-id", "2"],
+                 config={"laminar.http.listener": "127.0.0.1:%d" % metrics["target"]})
     try:
         src.start()
         dst.start()
-        scenario(src, dst, workdir)
+        scenario(src, dst, workdir, metrics)
     except Exception as e:  # noqa: BLE001
         import traceback
         traceback.print_exc()
