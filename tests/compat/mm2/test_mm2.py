@@ -20,7 +20,13 @@ source, and checks on the target:
 MirrorSourceConnector 4.1.1 logs "Could not alter configuration of topic X." at WARN, with no
 exception, after every successful config sync as well: that line alone is no failure.
 
-    test_mm2.py --io uring|epoll
+With --eos the source connectors run exactly-once (KIP-618: target.exactly.once.source.support
+= enabled): the records and the worker's offsets go to the target in transactions (the Connect
+worker fences earlier producers with InitProducerId, then AddPartitionsToTxn and EndTxn), read
+back read_committed; the commit markers shift the target's offsets, and the group's translated
+offset is the one past the last mirrored record of each partition.
+
+    test_mm2.py --io uring|epoll [--eos]
 
 Needs tests/compat/java/prepare to have run (lib/ with connect-mirror).
 """
@@ -78,8 +84,11 @@ def wait_for(pred, timeout_s, step=0.5):
     return v
 
 
-def mm2_properties(src, dst):
-    return "\n".join([
+def mm2_properties(src, dst, eos):
+    return "\n".join(([
+        # KIP-618: the source connectors write records and their offsets in transactions.
+        "target.exactly.once.source.support = enabled",
+    ] if eos else []) + [
         "clusters = source, target",
         "source.bootstrap.servers = " + src,
         "target.bootstrap.servers = " + dst,
@@ -157,11 +166,15 @@ def commit_source_group(bootstrap, ends):
 
 
 def consume_target(bootstrap, topic, expect):
+    """The mirrored records (read_committed), by key, and the offset past the last one of each
+    partition (the committed end offset of the source group translates to it)."""
     from confluent_kafka import Consumer, TopicPartition
     c = Consumer({"bootstrap.servers": bootstrap, "group.id": "mm2-verify",
-                  "auto.offset.reset": "earliest", "enable.auto.commit": False})
+                  "auto.offset.reset": "earliest", "enable.auto.commit": False,
+                  "isolation.level": "read_committed"})
     c.assign([TopicPartition(topic, p, 0) for p in range(PARTITIONS)])
     got = {}
+    past_last = {}
     dups = 0
     deadline = time.monotonic() + 60
     while len(got) < expect and time.monotonic() < deadline:
@@ -171,6 +184,7 @@ def consume_target(bootstrap, topic, expect):
         if m.key() in got:
             dups += 1
         got[m.key()] = (m.value(), m.headers() or [])
+        past_last[m.partition()] = max(past_last.get(m.partition(), 0), m.offset() + 1)
     # A little longer: a duplicate would arrive after the last new record.
     t_end = time.monotonic() + 2
     while time.monotonic() < t_end:
@@ -178,7 +192,7 @@ def consume_target(bootstrap, topic, expect):
         if m is not None and m.error() is None:
             dups += 1
     c.close()
-    return got, dups
+    return got, dups, past_last
 
 
 def topic_config(bootstrap, topic):
@@ -203,10 +217,10 @@ def target_committed(bootstrap, topic):
         c.close()
 
 
-def start_mm2(workdir, src, dst):
+def start_mm2(workdir, src, dst, eos):
     props = os.path.join(workdir, "mm2.properties")
     with open(props, "w") as f:
-        f.write(mm2_properties(src, dst))
+        f.write(mm2_properties(src, dst, eos))
     log = open(os.path.join(workdir, "mm2.log"), "wb")
     cmd = ["java", "-Xshare:auto", "-XX:TieredStopAtLevel=1", "-Xmx512m",
            "-Dorg.slf4j.simpleLogger.defaultLogLevel=info",
@@ -306,21 +320,21 @@ def broker_log_problems(text):
             if any(s in line.lower() for s in BROKER_UNSERVED)]
 
 
-def scenario(src, dst, workdir, metrics):
+def scenario(src, dst, workdir, metrics, eos):
     sent = produce_source(src.bootstrap)
     ends = source_end_offsets(src.bootstrap)
     check(sum(ends.values()) == N, "source end offsets add up to %d" % N, ends)
     commit_source_group(src.bootstrap, ends)
 
     t0 = time.monotonic()
-    proc, log = start_mm2(workdir, src.bootstrap, dst.bootstrap)
+    proc, log = start_mm2(workdir, src.bootstrap, dst.bootstrap, eos)
     mirrored = "source." + TOPIC
     try:
         ok = wait_for(lambda: mirrored in list_topics(dst.bootstrap) or proc.poll() is not None,
                       90)
         check(ok and proc.poll() is None, "MM2 created %s on the target (%.1f s)" %
               (mirrored, time.monotonic() - t0))
-        got, dups = consume_target(dst.bootstrap, mirrored, N)
+        got, dups, past_last = consume_target(dst.bootstrap, mirrored, N)
         missing = [k for k in sent if k not in got]
         wrong = [k for k in sent if k in got and (got[k][0] != sent[k][0] or
                  list(got[k][1]) != list(sent[k][1]))]
@@ -341,7 +355,11 @@ def scenario(src, dst, workdir, metrics):
             "max.message.bytes") == MAX_MESSAGE_BYTES, 60, 1.0)
         check(synced, "a config altered on the source later (max.message.bytes) is synced")
 
-        want = {p: ends[p] for p in range(PARTITIONS)}
+        # Without transactions the mirrored offsets equal the source's; with them each commit
+        # marker takes an offset on the target, and the translation follows.
+        want = {p: past_last.get(p) for p in range(PARTITIONS)}
+        if not eos:
+            check(want == ends, "mirrored offsets equal the source's", (want, ends))
         last = {}
 
         def translated():
@@ -371,7 +389,8 @@ def scenario(src, dst, workdir, metrics):
                     "DescribeAcls", "Produce"])
     check_requests("target", dst, metrics["target"],
                    ["JoinGroup", "SyncGroup", "Heartbeat", "CreateTopics", "Produce", "Fetch",
-                    "IncrementalAlterConfigs", "OffsetCommit", "DescribeGroups"])
+                    "IncrementalAlterConfigs", "OffsetCommit", "DescribeGroups"] +
+                   (["InitProducerId", "AddPartitionsToTxn", "EndTxn"] if eos else []))
     print("MM2 ran %.1f s" % (time.monotonic() - t0))
     with open(os.path.join(workdir, "mm2.log"), "rb") as f:
         text = f.read().decode("utf-8", "replace")
@@ -385,6 +404,8 @@ def scenario(src, dst, workdir, metrics):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--io", default="uring")
+    ap.add_argument("--eos", action="store_true",
+                    help="exactly-once source connectors (transactions on the target)")
     args = ap.parse_args()
     if not os.path.exists(os.path.join(JAVA, "lib", ".complete")) or not any(
             n.startswith("connect-mirror-") for n in os.listdir(os.path.join(JAVA, "lib"))):
@@ -400,7 +421,7 @@ def main():
     try:
         src.start()
         dst.start()
-        scenario(src, dst, workdir, metrics)
+        scenario(src, dst, workdir, metrics, args.eos)
     except Exception as e:  # noqa: BLE001
         import traceback
         traceback.print_exc()
@@ -424,9 +445,13 @@ def main():
         print("kept %s (mm2.log)" % workdir)
         print("FAIL: %d check(s): %s" % (len(failures), "; ".join(failures)))
         return 1
-    import shutil
-    shutil.rmtree(workdir, ignore_errors=True)
-    print("mm2 compat (%s): passed in %.1f s" % (args.io, time.monotonic() - t0))
+    if os.environ.get("LAMINAR_KEEP_DATA") == "1":
+        print("kept %s (mm2.log)" % workdir)
+    else:
+        import shutil
+        shutil.rmtree(workdir, ignore_errors=True)
+    print("mm2 compat (%s%s): passed in %.1f s" % (args.io, ", eos" if args.eos else "",
+                                                 time.monotonic() - t0))
     return 0
 
 
