@@ -235,6 +235,13 @@ final class OpsChecks {
         ToolsSuite.check(r.status == 0
                 && r.out.contains("The client-metric 'no-such-sub' doesn't exist"),
                 "configs --describe of a missing client-metrics subscription says so");
+        // A group that neither exists nor has configs (listGroups and
+        // listConfigResources(GROUP) both without it): said so, nothing described.
+        r = configs(bootstrap, "--entity-type", "groups", "--entity-name", "no-such-group",
+                "--describe");
+        ToolsSuite.check(r.status == 0
+                && r.out.contains("The group 'no-such-group' doesn't exist"),
+                "configs --describe of a missing group says so");
     }
 
     /** TopicCommand.main() catches everything execute() throws; call execute() (ToolsSuite). */
