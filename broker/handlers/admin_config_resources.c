@@ -13,9 +13,9 @@
  * - GROUP: groups with dynamic configs; laminar keeps no group configs (DescribeConfigs does
  *   not serve GROUP resources), so none.
  * - CLIENT_METRICS: subscriptions of client telemetry (KIP-714); laminar has none.
- * - BROKER_LOGGER and BROKER: every broker reachable on the request's listener, by node id: in
- *   a cluster the registered nodes not fenced with an endpoint for that listener, on a single
- *   node the node itself.
+ * - BROKER_LOGGER and BROKER: every broker of the request's listener, by node id: in a cluster
+ *   the registered nodes with an endpoint (fenced ones too, as Kafka's metadata cache lists
+ *   them), on a single node the node itself.
  * - TOPIC: every topic of the metadata image, internal ones included. */
 #include <stdio.h>
 #include <string.h>
@@ -47,7 +47,7 @@ static bool type_wanted(const struct kafka_list_config_resources_request *rq, in
     return false;
 }
 
-/* The ids of the brokers the request's listener reaches (see the top), written as decimal
+/* The ids of the brokers of the request's listener (see the top), written as decimal
  * strings into the arena; *n of them. 0 or LM_E_NOMEM. */
 static int broker_ids(const struct admin_env *env, const struct lm_meta_state *st,
                       struct kafka_arena *a, const char ***out, int32_t *n)
@@ -63,8 +63,7 @@ static int broker_ids(const struct admin_env *env, const struct lm_meta_state *s
             const struct lm_meta_broker *b = &st->brokers[i];
             char host[256];
             uint16_t port;
-            if (b->fenced ||
-                !lm_meta_broker_endpoint(b, env->advertised ? env->advertised->name : NULL, host,
+            if (!lm_meta_broker_endpoint(b, env->advertised ? env->advertised->name : NULL, host,
                                          sizeof(host), &port))
                 continue;
             id = b->id;
@@ -116,8 +115,8 @@ int admin_list_config_resources(const struct admin_env *env, int16_t version,
     int rc = 0;
     if (loggers || brokers)
         rc = broker_ids(env, st, a, &ids, &n_ids);
-    size_t cap = (size_t)n_ids * ((size_t)loggers + (size_t)brokers) +
-                 (topics ? st->topic_count : 0);
+    size_t cap =
+        (size_t)n_ids * ((size_t)loggers + (size_t)brokers) + (topics ? st->topic_count : 0);
     lcr_resource *out = NULL;
     if (rc == 0 && cap > 0) {
         out = kafka_arena_alloc_array(a, cap, sizeof(*out), 8);

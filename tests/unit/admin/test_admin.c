@@ -1950,7 +1950,7 @@ static void test_list_config_resources(void **state)
     f->env.authz = NULL;
 }
 
-/* A cluster node lists every registered broker that is not fenced. */
+/* A cluster node lists every registered broker, a fenced one too (Kafka's getBrokerNodes). */
 static void test_list_config_resources_cluster(void **state)
 {
     struct fx *f = *state;
@@ -1960,15 +1960,15 @@ static void test_list_config_resources_cluster(void **state)
     static const int8_t types[] = {ADMIN_RESOURCE_BROKER_LOGGER, ADMIN_RESOURCE_BROKER};
     struct kafka_list_config_resources_response *rs = lcr(f, 1, types, 2);
     assert_int_equal(rs->error_code, KAFKA_NONE);
-    assert_int_equal(rs->config_resources_count, 6);
-    const char *alive[] = {"1", "2", "4"};
-    for (int i = 0; i < 3; i++) {
-        assert_int_equal(lcr_count(rs, alive[i], ADMIN_RESOURCE_BROKER), 1);
-        assert_int_equal(lcr_count(rs, alive[i], ADMIN_RESOURCE_BROKER_LOGGER), 1);
+    assert_int_equal(rs->config_resources_count, 8);
+    const char *ids[] = {"1", "2", "3", "4"};
+    for (int i = 0; i < 4; i++) {
+        assert_int_equal(lcr_count(rs, ids[i], ADMIN_RESOURCE_BROKER), 1);
+        assert_int_equal(lcr_count(rs, ids[i], ADMIN_RESOURCE_BROKER_LOGGER), 1);
     }
-    assert_int_equal(lcr_count(rs, "3", ADMIN_RESOURCE_BROKER), 0);
+    assert_int_equal(lcr_count(rs, "7", ADMIN_RESOURCE_BROKER), 0);
     rs = lcr(f, 1, NULL, 0);
-    assert_int_equal(rs->config_resources_count, 7); /* and the topic "r" */
+    assert_int_equal(rs->config_resources_count, 9); /* and the topic "r" */
     assert_int_equal(lcr_count(rs, "r", ADMIN_RESOURCE_TOPIC), 1);
 }
 
