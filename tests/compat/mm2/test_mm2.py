@@ -36,7 +36,6 @@ import glob
 import os
 import re
 import signal
-import struct
 import subprocess
 import sys
 import tempfile
