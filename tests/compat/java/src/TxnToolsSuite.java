@@ -1,0 +1,255 @@
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.Collections;
+import java.util.List;
+import java.util.Map;
+import java.util.Properties;
+import java.util.concurrent.TimeUnit;
+import org.apache.kafka.clients.admin.Admin;
+import org.apache.kafka.clients.admin.NewTopic;
+import org.apache.kafka.clients.consumer.ConsumerConfig;
+import org.apache.kafka.clients.consumer.ConsumerRecord;
+import org.apache.kafka.clients.consumer.KafkaConsumer;
+import org.apache.kafka.clients.producer.KafkaProducer;
+import org.apache.kafka.clients.producer.ProducerConfig;
+import org.apache.kafka.clients.producer.ProducerRecord;
+import org.apache.kafka.common.TopicPartition;
+import org.apache.kafka.common.serialization.StringDeserializer;
+import org.apache.kafka.common.serialization.StringSerializer;
+import org.apache.kafka.tools.TransactionsCommand;
+
+/**
+ * Kafka's kafka-transactions tool (TransactionsCommand) against laminar's transaction
+ * coordinator and partitions. A child JVM (this class with "open") begins a transaction on
+ * tt-0 and tt-1 with a 10-minute timeout and is SIGKILLed with it open; then:
+ * list and describe show it Ongoing with both partitions, describe-producers shows its open
+ * transaction's start offset, find-hanging does not report it (its coordinator still tracks
+ * it), abort --start-offset aborts it on tt-0 long before the timeout so tt-0's last stable
+ * offset reaches the high watermark while tt-1's stays at the transaction's start; a successor
+ * with the same transactional.id then aborts the rest and commits new records, which a
+ * read_committed consumer sees alone. Exits 0 when every check passed.
+ *
+ *     java -cp lib/*:classes TxnToolsSuite host:port
+ */
+public class TxnToolsSuite {
+    static String bootstrap;
+
+    static void check(boolean cond, String what) {
+        if (!cond)
+            throw new AssertionError(what);
+    }
+
+    static KafkaProducer<String, String> producer(String tid) {
+        Properties p = new Properties();
+        p.put(ProducerConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrap);
+        p.put(ProducerConfig.KEY_SERIALIZER_CLASS_CONFIG, StringSerializer.class.getName());
+        p.put(ProducerConfig.VALUE_SERIALIZER_CLASS_CONFIG, StringSerializer.class.getName());
+        p.put(ProducerConfig.MAX_BLOCK_MS_CONFIG, 30000);
+        if (tid != null) {
+            p.put(ProducerConfig.TRANSACTIONAL_ID_CONFIG, tid);
+            p.put(ProducerConfig.TRANSACTION_TIMEOUT_CONFIG, 600000);
+        }
+        KafkaProducer<String, String> pr = new KafkaProducer<>(p);
+        if (tid != null)
+            pr.initTransactions();
+        return pr;
+    }
+
+    static KafkaConsumer<String, String> consumer(String isolation) {
+        Properties c = new Properties();
+        c.put(ConsumerConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrap);
+        c.put(ConsumerConfig.ISOLATION_LEVEL_CONFIG, isolation);
+        c.put(ConsumerConfig.KEY_DESERIALIZER_CLASS_CONFIG, StringDeserializer.class.getName());
+        c.put(ConsumerConfig.VALUE_DESERIALIZER_CLASS_CONFIG, StringDeserializer.class.getName());
+        return new KafkaConsumer<>(c);
+    }
+
+    /** End offsets of tt-0 and tt-1: the high watermark or, read_committed, the LSO. */
+    static List<Long> ends(String isolation) {
+        try (KafkaConsumer<String, String> c = consumer(isolation)) {
+            List<TopicPartition> tps = List.of(new TopicPartition("tt", 0),
+                                               new TopicPartition("tt", 1));
+            Map<TopicPartition, Long> m = c.endOffsets(tps, Duration.ofSeconds(10));
+            return List.of(m.get(tps.get(0)), m.get(tps.get(1)));
+        }
+    }
+
+    static List<String> readCommitted(int expect) {
+        List<String> out = new ArrayList<>();
+        try (KafkaConsumer<String, String> c = consumer("read_committed")) {
+            List<TopicPartition> tps = List.of(new TopicPartition("tt", 0),
+                                               new TopicPartition("tt", 1));
+            c.assign(tps);
+            c.seekToBeginning(tps);
+            long deadline = System.currentTimeMillis() + 20000;
+            long quiet = System.currentTimeMillis();
+            while (System.currentTimeMillis() < deadline) {
+                int n = 0;
+                for (ConsumerRecord<String, String> r : c.poll(Duration.ofMillis(200))) {
+                    out.add(r.value());
+                    n++;
+                }
+                if (n > 0)
+                    quiet = System.currentTimeMillis();
+                else if (out.size() >= expect && System.currentTimeMillis() - quiet > 1000)
+                    break;
+            }
+        }
+        Collections.sort(out);
+        return out;
+    }
+
+    static ToolResult tool(String... args) {
+        String[] full = new String[args.length + 2];
+        full[0] = "--bootstrap-server";
+        full[1] = bootstrap;
+        System.arraycopy(args, 0, full, 2, args.length);
+        return ToolRunner.run("kafka-transactions ", a -> {
+            try {
+                TransactionsCommand.main(a);
+            } catch (RuntimeException e) {
+                throw e; // ToolRunner's exit trap
+            } catch (Exception e) {
+                throw new RuntimeException(e);
+            }
+        }, full);
+    }
+
+    /** The rows of a tool's table (tab-separated cells) whose cell `column` is `value`. */
+    static List<String[]> rows(ToolResult r, int column, String value) {
+        List<String[]> out = new ArrayList<>();
+        for (String line : r.out.split("\n")) {
+            String[] cells = line.split("\t");
+            for (int i = 0; i < cells.length; i++)
+                cells[i] = cells[i].trim();
+            if (cells.length > column && cells[column].equals(value))
+                out.add(cells);
+        }
+        return out;
+    }
+
+    /** The child: opens a transaction on both partitions, reports, waits to be killed. */
+    static void openTxn() throws Exception {
+        KafkaProducer<String, String> p = producer("tools-killed");
+        p.beginTransaction();
+        for (int i = 0; i < 4; i++)
+            p.send(new ProducerRecord<>("tt", i % 2, null, "killed-" + i)).get();
+        System.out.println("OPEN");
+        System.out.flush();
+        Thread.sleep(600000);
+    }
+
+    public static void main(String[] args) throws Exception {
+        bootstrap = args[0];
+        if (args.length > 1 && args[1].equals("open")) {
+            openTxn();
+            return;
+        }
+        ToolRunner.trapExit(false);
+        Properties ap = new Properties();
+        ap.put("bootstrap.servers", bootstrap);
+        try (Admin admin = Admin.create(ap)) {
+            admin.createTopics(List.of(new NewTopic("tt", 2, (short) 1))).all().get();
+        }
+        // three committed records before the open transaction: it starts at offset 3 on tt-0
+        // (two records and a commit marker) and 2 on tt-1 (one record and a marker)
+        try (KafkaProducer<String, String> p = producer("tools-first")) {
+            p.beginTransaction();
+            for (int i = 0; i < 3; i++)
+                p.send(new ProducerRecord<>("tt", i % 2, null, "first-" + i));
+            p.commitTransaction();
+        }
+        String cp = System.getProperty("java.class.path");
+        Process child = new ProcessBuilder("java", "-Xshare:auto", "-XX:TieredStopAtLevel=1",
+                                           "-Dorg.slf4j.simpleLogger.defaultLogLevel=warn",
+                                           "-cp", cp, "TxnToolsSuite", bootstrap, "open")
+                            .redirectErrorStream(true)
+                            .start();
+        var in = new java.io.BufferedReader(new java.io.InputStreamReader(child.getInputStream()));
+        String line;
+        boolean open = false;
+        while ((line = in.readLine()) != null) {
+            System.out.println("  child: " + line);
+            if (line.equals("OPEN")) {
+                open = true;
+                break;
+            }
+        }
+        check(open, "the child producer did not open its transaction");
+        child.destroyForcibly(); // SIGKILL
+        check(child.waitFor(20, TimeUnit.SECONDS), "child not dead");
+        System.out.println("ok: child producer SIGKILLed with its transaction open");
+
+        check(ends("read_uncommitted").equals(List.of(5L, 4L)), "hw " + ends("read_uncommitted"));
+        check(ends("read_committed").equals(List.of(3L, 2L)), "lso " + ends("read_committed"));
+
+        ToolResult r = tool("list");
+        check(r.status == 0, "list: exit " + r.status);
+        List<String[]> l = rows(r, 0, "tools-killed");
+        check(l.size() == 1 && l.get(0)[3].equals("Ongoing"), "list: tools-killed not Ongoing");
+        String pid = l.get(0)[2];
+        check(rows(r, 0, "tools-first").size() == 1, "list: tools-first missing");
+
+        r = tool("describe", "--transactional-id", "tools-killed");
+        check(r.status == 0, "describe: exit " + r.status);
+        l = rows(r, 1, "tools-killed");
+        check(l.size() == 1, "describe: no row");
+        String[] d = l.get(0);
+        check(d[2].equals(pid) && d[4].equals("Ongoing") && d[5].equals("600000"),
+              "describe: " + String.join("|", d));
+        check(d[8].contains("tt-0") && d[8].contains("tt-1"), "describe partitions: " + d[8]);
+        check(!d[6].equals("None") && Long.parseLong(d[7]) >= 0, "describe start time: " + d[6]);
+
+        r = tool("describe", "--transactional-id", "no-such-id");
+        check(r.status == 1, "describe of an unknown id: exit " + r.status);
+
+        r = tool("describe-producers", "--topic", "tt", "--partition", "0");
+        check(r.status == 0, "describe-producers: exit " + r.status);
+        l = rows(r, 0, pid);
+        check(l.size() == 1 && l.get(0)[5].equals("3"),
+              "describe-producers: the killed producer's start offset");
+        String epoch = l.get(0)[1];
+
+        // the coordinator still tracks the transaction (it would abort it on timeout): Kafka's
+        // tool calls it hanging only when the coordinator does not list the partition
+        r = tool("find-hanging", "--topic", "tt", "--max-transaction-timeout", "0");
+        check(r.status == 0, "find-hanging: exit " + r.status);
+        check(rows(r, 0, "tt").isEmpty(), "find-hanging reported a tracked transaction");
+
+        r = tool("abort", "--topic", "tt", "--partition", "0", "--start-offset", "7");
+        check(r.status == 1, "abort at an offset with no transaction: exit " + r.status);
+        r = tool("abort", "--topic", "tt", "--partition", "0", "--start-offset", "3");
+        check(r.status == 0, "abort: exit " + r.status);
+        // tt-0: the aborted records and the abort marker; tt-1 still open
+        check(ends("read_committed").equals(List.of(6L, 2L)), "lso " + ends("read_committed"));
+        check(ends("read_uncommitted").equals(List.of(6L, 4L)), "hw " + ends("read_uncommitted"));
+        r = tool("describe-producers", "--topic", "tt", "--partition", "0");
+        l = rows(r, 0, pid);
+        check(l.size() == 1 && l.get(0)[5].equals("None"),
+              "describe-producers after abort: transaction still open on tt-0");
+        r = tool("describe-producers", "--topic", "tt", "--partition", "1");
+        l = rows(r, 0, pid);
+        check(l.size() == 1 && l.get(0)[5].equals("2") && l.get(0)[1].equals(epoch),
+              "describe-producers tt-1");
+        System.out.println("ok: kafka-transactions abort (tt-0's LSO advanced)");
+
+        // the successor fences the killed producer and ends what is left of its transaction
+        try (KafkaProducer<String, String> p = producer("tools-killed")) {
+            p.beginTransaction();
+            p.send(new ProducerRecord<>("tt", 0, null, "next-0"));
+            p.send(new ProducerRecord<>("tt", 1, null, "next-1"));
+            p.commitTransaction();
+        }
+        List<Long> hw = ends("read_uncommitted");
+        check(ends("read_committed").equals(hw), "lso " + ends("read_committed") + " hw " + hw);
+        List<String> got = readCommitted(5);
+        check(got.equals(List.of("first-0", "first-1", "first-2", "next-0", "next-1")),
+              "read_committed saw " + got);
+        r = tool("describe", "--transactional-id", "tools-killed");
+        l = rows(r, 1, "tools-killed");
+        check(l.size() == 1 && l.get(0)[4].equals("CompleteCommit")
+                  && Integer.parseInt(l.get(0)[3]) > Integer.parseInt(epoch),
+              "describe after the successor: " + r.out);
+        System.out.println("TxnToolsSuite: all ok");
+    }
+}
