@@ -683,9 +683,9 @@ static void pv_post(struct treq *t)
 bool txn_produce_verify(struct broker_req *req, struct kafka_str transactional_id,
                         struct hwork *items, size_t n, struct hfan *f)
 {
-    if (transactional_id.len <= 0)
-        return false;
     struct hshard *hs = hs_of(req->shard);
+    if (transactional_id.len <= 0 || !hs->node->txn_verify_partitions)
+        return false;
     int32_t coord = txn_coordinator_node(hs, transactional_id);
     if (coord < 0)
         return false; /* no coordinator known: the partition's producer state checks alone */

@@ -27,9 +27,11 @@ import org.apache.kafka.tools.TransactionsCommand;
  * it), abort --start-offset aborts it on tt-0 long before the timeout so tt-0's last stable
  * offset reaches the high watermark while tt-1's stays at the transaction's start; a successor
  * with the same transactional.id then aborts the rest and commits new records, which a
- * read_committed consumer sees alone. Exits 0 when every check passed.
+ * read_committed consumer sees alone. Given the producer id of a hanging transaction the test
+ * script wrote on th-0, find-hanging reports it and abort ends it first. Exits 0 when every
+ * check passed.
  *
- *     java -cp lib/*:classes TxnToolsSuite host:port
+ *     java -cp lib/*:classes TxnToolsSuite host:port [run hangingProducerId]
  */
 public class TxnToolsSuite {
     static String bootstrap;
@@ -66,12 +68,47 @@ public class TxnToolsSuite {
 
     /** End offsets of tt-0 and tt-1: the high watermark or, read_committed, the LSO. */
     static List<Long> ends(String isolation) {
+        return ends("tt", 2, isolation);
+    }
+
+    static List<Long> ends(String topic, int partitions, String isolation) {
         try (KafkaConsumer<String, String> c = consumer(isolation)) {
-            List<TopicPartition> tps = List.of(new TopicPartition("tt", 0),
-                                               new TopicPartition("tt", 1));
+            List<TopicPartition> tps = new ArrayList<>();
+            for (int p = 0; p < partitions; p++)
+                tps.add(new TopicPartition(topic, p));
             Map<TopicPartition, Long> m = c.endOffsets(tps, Duration.ofSeconds(10));
-            return List.of(m.get(tps.get(0)), m.get(tps.get(1)));
+            List<Long> out = new ArrayList<>();
+            for (TopicPartition tp : tps)
+                out.add(m.get(tp));
+            return out;
         }
+    }
+
+    /**
+     * The hanging transaction the test script wrote on th-0 (producer hangPid, two records at
+     * offsets 0-1, never added to a transaction at the coordinator): find-hanging reports it,
+     * abort --start-offset 0 ends it, the LSO reaches the high watermark.
+     */
+    static void hangingTxn(String hangPid) throws Exception {
+        check(ends("th", 1, "read_committed").equals(List.of(0L)), "th lso before abort");
+        ToolResult r = tool("find-hanging", "--topic", "th", "--max-transaction-timeout", "0");
+        check(r.status == 0, "find-hanging th: exit " + r.status);
+        List<String[]> l = rows(r, 0, "th");
+        check(l.size() == 1 && l.get(0)[1].equals("0") && l.get(0)[2].equals(hangPid)
+                  && l.get(0)[5].equals("0"),
+              "find-hanging did not report the hanging transaction");
+        // --broker-id searches every partition the broker holds
+        r = tool("find-hanging", "--broker-id", "1", "--max-transaction-timeout", "0");
+        check(r.status == 0, "find-hanging --broker-id: exit " + r.status);
+        check(rows(r, 0, "th").size() == 1, "find-hanging --broker-id: th-0 not reported");
+        r = tool("abort", "--topic", "th", "--partition", "0", "--start-offset", "0");
+        check(r.status == 0, "abort th-0: exit " + r.status);
+        check(ends("th", 1, "read_committed").equals(List.of(3L))
+                  && ends("th", 1, "read_uncommitted").equals(List.of(3L)),
+              "th after abort: lso " + ends("th", 1, "read_committed"));
+        r = tool("find-hanging", "--topic", "th", "--max-transaction-timeout", "0");
+        check(r.status == 0 && rows(r, 0, "th").isEmpty(), "find-hanging after abort");
+        System.out.println("ok: hanging transaction found and aborted (th-0's LSO advanced)");
     }
 
     static List<String> readCommitted(int expect) {
@@ -145,7 +182,10 @@ public class TxnToolsSuite {
             openTxn();
             return;
         }
+        String hangPid = args.length > 2 ? args[2] : null;
         ToolRunner.trapExit(false);
+        if (hangPid != null)
+            hangingTxn(hangPid);
         Properties ap = new Properties();
         ap.put("bootstrap.servers", bootstrap);
         try (Admin admin = Admin.create(ap)) {
