@@ -3,11 +3,12 @@ a repartition (groupBy word) and a state store (count), the record cache off so 
 record gives one output record.
 
 The test writes (user, word) records to se-in while the application runs, SIGKILLs the
-application mid-run (after some counts were committed, while input keeps arriving), starts it
-again on the same state directory and waits until it caught up. se-out read with
-read_committed must then hold, for every word, exactly the counts 1, 2, ..., n in order, n its
-true number of occurrences: a record processed twice (a duplicate in the changelog's effect) or
-lost would show as a repeated, skipped or wrong count.
+application mid-run (after some counts were committed, while input keeps arriving, with a
+transaction open: records of it in se-out, the repartition topic and the changelog past their
+last stable offsets), starts it again on the same state directory and waits until it caught
+up. se-out read with read_committed must then hold, for every word, exactly the counts 1, 2,
+..., n in order, n its true number of occurrences: a record processed twice (a duplicate in the
+changelog's effect) or lost would show as a repeated, skipped or wrong count.
 
     /usr/bin/python3 test_streams_eos.py --io uring|epoll
 
@@ -101,8 +102,28 @@ class Output:
         self.c.close()
 
 
+def open_txn_offsets(bootstrap):
+    """High watermark minus last stable offset, summed per topic the application writes."""
+    raw = ck.Consumer({"bootstrap.servers": bootstrap, "group.id": "se-hw",
+                       "isolation.level": "read_uncommitted"})
+    rc = ck.Consumer({"bootstrap.servers": bootstrap, "group.id": "se-lso",
+                      "isolation.level": "read_committed"})
+    out = {}
+    for t in ("se-out", "se-app-by-word-repartition", "se-app-word-counts-changelog"):
+        n = 0
+        for p in range(3):
+            tp = ck.TopicPartition(t, p)
+            n += (raw.get_watermark_offsets(tp, timeout=10, cached=False)[1] -
+                  rc.get_watermark_offsets(tp, timeout=10, cached=False)[1])
+        out[t] = n
+    raw.close()
+    rc.close()
+    return out
+
+
 def writer(bootstrap, counts, progress, stop):
-    """Writes N_IN (user, word) records to se-in at a steady pace (about 10 s in all)."""
+    """Writes N_IN (user, word) records to se-in at a steady pace (20 every 50 ms or so), so
+    that the application has a transaction open nearly all the time."""
     p = ck.Producer({"bootstrap.servers": bootstrap, "linger.ms": 5, "acks": "all"})
     for i in range(N_IN):
         if stop.is_set():
@@ -111,9 +132,9 @@ def writer(bootstrap, counts, progress, stop):
         p.produce("se-in", key=b"u%d" % (i % 11), value=w.encode())
         counts[w] += 1
         progress[0] = i + 1
-        if i % 100 == 99:
+        if i % 20 == 19:
             p.flush(30)
-            time.sleep(0.3)
+            time.sleep(0.05)
     p.flush(30)
 
 
@@ -145,12 +166,16 @@ def scenario(b, state_dir):
         wait_for("app1 RUNNING", lambda: "RUNNING" in app.states(), 60, app)
         wt.start()
         # kill once some counts are committed and input is still arriving
-        wait_for("committed output from app1",
-                 lambda: out.poll(0.3) >= 300 and progress[0] < N_IN, 60, app)
+        wait_for("committed output from app1 and a transaction open",
+                 lambda: out.poll(0.3) >= 300 and progress[0] < N_IN and
+                 sum(open_txn_offsets(b.bootstrap).values()) > 0, 60, app)
         before_kill = out.n
         app.kill()
-        print("app1 killed after %d committed outputs, %d inputs written" %
-              (before_kill, progress[0]), flush=True)
+        pending = open_txn_offsets(b.bootstrap)
+        print("app1 killed after %d committed outputs, %d inputs written; offsets past the "
+              "last stable offset (its open transaction): %s" %
+              (before_kill, progress[0], pending), flush=True)
+        check(sum(pending.values()) > 0, "the kill did not land in an open transaction")
         time.sleep(1)
         app2 = App(b.bootstrap, state_dir, "app2")
         wt.join(60)
@@ -174,7 +199,8 @@ def scenario(b, state_dir):
     check(set(out.seq) == set(counts), "words %s vs %s" % (sorted(out.seq), sorted(counts)))
     check(out.n == N_IN, "%d outputs for %d inputs" % (out.n, N_IN))
     # read_uncommitted also sees what the killed instance wrote in its open transaction
-    c = ck.Consumer({"bootstrap.servers": b.bootstrap, "group.id": "se-raw"})
+    c = ck.Consumer({"bootstrap.servers": b.bootstrap, "group.id": "se-raw",
+                     "isolation.level": "read_uncommitted"})
     raw = sum(c.get_watermark_offsets(ck.TopicPartition("se-out", p), timeout=10)[1]
               for p in range(3))
     c.close()
