@@ -227,6 +227,7 @@ def main():
             print("---- broker log (tail) ----\n" + "\n".join(b.log_text().splitlines()[-60:]))
             raise
         check(b.alive(), "broker died")
+        check("runtime error" not in b.log_text(), "sanitizer runtime error in the log")
     print("streams eos (%s): ok in %.1f s" % (args.io, time.monotonic() - t0))
     return 0
 

@@ -267,6 +267,8 @@ def main():
         try:
             killed_producer(b)
             crash_ctp(b)
+            check(b.alive(), "broker died")
+            check("runtime error" not in b.log_text(), "sanitizer runtime error in the log")
         except BaseException:
             print("---- broker log (tail) ----\n" + "\n".join(b.log_text().splitlines()[-60:]))
             raise

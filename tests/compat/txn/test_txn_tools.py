@@ -61,7 +61,7 @@ def main():
         pid = hanging(b)
         cmd = java_cmd(os.path.join(JAVA, "lib", "*") + ":" + os.path.join(JAVA, "classes"),
                        "TxnToolsSuite", b.bootstrap, "run", str(pid))
-        if run_client(b, cmd, "kafka-transactions tool", 150) != 0:
+        if run_client(b, cmd, "kafka-transactions tool", 150, runtime_errors=True) != 0:
             return 1
     print("kafka-transactions tool (%s): ok in %.1f s" % (args.io, time.monotonic() - t0))
     return 0
