@@ -6,6 +6,8 @@
   transaction at once (well before its 60 s timeout): read_committed sees only the
   successor's records, read_uncommitted the killed one's too, and the last stable offset
   is past the aborted records;
+- killed producer, no successor: the coordinator aborts the transaction when its timeout
+  passes; the last stable offset reaches the high watermark;
 - consume-transform-produce with a crash: a child worker consumes an input topic
   (read_committed, group member), and for each batch begins a transaction, produces
   transformed records, sends its consumer offsets to the transaction and commits; every
@@ -108,13 +110,13 @@ def emit(**ev):
     print(json.dumps(ev), flush=True)
 
 
-def child_open_txn(bootstrap):
-    """Writes 10 records over two partitions in a transaction, reports, then waits to be
-    killed with the transaction open."""
-    p = txn_producer(bootstrap, "rk-killed")
+def child_open_txn(bootstrap, tid, topic, timeout_ms):
+    """Writes 10 records over two partitions of topic in a transaction, reports, then waits to
+    be killed with the transaction open."""
+    p = txn_producer(bootstrap, tid, timeout_ms)
     p.begin_transaction()
     for i in range(10):
-        p.produce("rk-kill", value=b"killed-%d" % i, partition=i % 2)
+        p.produce(topic, value=b"killed-%d" % i, partition=i % 2)
     p.flush(30)
     emit(event="open")
     time.sleep(600)
@@ -175,7 +177,7 @@ def child_worker(bootstrap, crash_after):
 
 def killed_producer(b):
     create(b.bootstrap, "rk-kill", 2)
-    child = spawn(b.bootstrap, "open")
+    child = spawn(b.bootstrap, "open", "rk-killed", "rk-kill", 60000)
     try:
         wait_line(child, "open", 60)
         child.send_signal(signal.SIGKILL)
@@ -205,6 +207,36 @@ def killed_producer(b):
     lso = end_offsets(b.bootstrap, "rk-kill", 2, "read_committed")
     check(hw == [10, 10] and lso == hw, "after the successor's commit: hw %s lso %s" % (hw, lso))
     print("killed producer: ok (successor fenced it in %.1f s; lso %s)" % (fence_s, lso))
+
+
+def killed_no_successor(b):
+    """No successor: the coordinator aborts the killed producer's transaction when its 3 s
+    timeout passes, and the last stable offset reaches the high watermark."""
+    create(b.bootstrap, "rk-orphan", 2)
+    child = spawn(b.bootstrap, "open", "rk-orphan", "rk-orphan", 3000)
+    try:
+        wait_line(child, "open", 60)
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+    t0 = time.monotonic()
+    check(end_offsets(b.bootstrap, "rk-orphan", 2, "read_committed") == [0, 0],
+          "lso with the transaction open")
+    while True:
+        lso = end_offsets(b.bootstrap, "rk-orphan", 2, "read_committed")
+        if lso == [6, 6]:  # 5 records and an abort marker each
+            break
+        check(time.monotonic() - t0 < 30, "the timed-out transaction was not aborted: lso %s" % lso)
+        time.sleep(0.2)
+    waited = time.monotonic() - t0
+    check(end_offsets(b.bootstrap, "rk-orphan", 2, "read_uncommitted") == [6, 6], "hw")
+    got = read_all(b.bootstrap, "rk-orphan", 2, "read_committed", expect=0, timeout_s=3)
+    check(got == [], "read_committed saw %s" % got)
+    print("killed producer without a successor: ok (aborted on timeout %.1f s after the kill)"
+          % waited)
 
 
 def crash_ctp(b):
@@ -259,13 +291,16 @@ def main():
     ap.add_argument("rest", nargs="*")
     args = ap.parse_args()
     if args.child == "open":
-        return child_open_txn(args.bootstrap)
+        return child_open_txn(args.bootstrap, args.rest[0], args.rest[1], int(args.rest[2]))
     if args.child == "worker":
         return child_worker(args.bootstrap, int(args.rest[0]))
     t0 = time.monotonic()
-    with Broker(io=args.io, shards=2) as b:
+    # timed-out transactions are looked for every half second (Kafka: 10 s)
+    with Broker(io=args.io, shards=2,
+                config={"transaction.abort.timed.out.transaction.cleanup.interval.ms": 500}) as b:
         try:
             killed_producer(b)
+            killed_no_successor(b)
             crash_ctp(b)
             check(b.alive(), "broker died")
             check("runtime error" not in b.log_text(), "sanitizer runtime error in the log")
