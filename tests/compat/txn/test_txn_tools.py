@@ -1,7 +1,7 @@
 """Kafka's kafka-transactions tool (TransactionsCommand, in TxnToolsSuite.java): list, describe,
-describe-producers, find-hanging and abort, against a transactional producer SIGKILLed with its
-transaction open (aborted by the tool long before its timeout; the last stable offset advances)
-and against a hanging transaction.
+describe-producers, find-hanging, abort and forceTerminateTransaction, against a transactional
+producer SIGKILLed with its transaction open (aborted by the tool long before its timeout; the
+last stable offset advances) and against a hanging transaction.
 
 The hanging transaction is made here with raw frames before the suite runs: the broker runs
 with transaction.partition.verification.enable=false, so a transactional batch of "tools-hanging"

@@ -25,8 +25,9 @@ import org.apache.kafka.tools.TransactionsCommand;
  * list and describe show it Ongoing with both partitions, describe-producers shows its open
  * transaction's start offset, find-hanging does not report it (its coordinator still tracks
  * it), abort --start-offset aborts it on tt-0 long before the timeout so tt-0's last stable
- * offset reaches the high watermark while tt-1's stays at the transaction's start; a successor
- * with the same transactional.id then aborts the rest and commits new records, which a
+ * offset reaches the high watermark while tt-1's stays at the transaction's start;
+ * forceTerminateTransaction then fences the producer, which aborts the rest at the
+ * coordinator; a new producer with the same transactional.id commits new records, which a
  * read_committed consumer sees alone. Given the producer id of a hanging transaction the test
  * script wrote on th-0, find-hanging reports it and abort ends it first. Exits 0 when every
  * check passed.
@@ -273,7 +274,26 @@ public class TxnToolsSuite {
               "describe-producers tt-1");
         System.out.println("ok: kafka-transactions abort (tt-0's LSO advanced)");
 
-        // the successor fences the killed producer and ends what is left of its transaction
+        // forceTerminateTransaction fences the producer (an epoch bump through InitProducerId)
+        // and so aborts what is left of its transaction at the coordinator: tt-1 too
+        r = tool("forceTerminateTransaction", "--transactionalId", "tools-killed");
+        check(r.status == 0, "forceTerminateTransaction: exit " + r.status);
+        long deadline = System.currentTimeMillis() + 20000;
+        while (!ends("read_committed").equals(ends("read_uncommitted"))) {
+            check(System.currentTimeMillis() < deadline,
+                  "after forceTerminateTransaction: lso " + ends("read_committed") + " hw "
+                      + ends("read_uncommitted"));
+            Thread.sleep(100);
+        }
+        r = tool("describe", "--transactional-id", "tools-killed");
+        l = rows(r, 1, "tools-killed");
+        // aborted with a bumped epoch, then the fencing InitProducerId's own bump: Empty
+        check(l.size() == 1 && l.get(0)[4].equals("Empty")
+                  && Integer.parseInt(l.get(0)[3]) == Integer.parseInt(epoch) + 2,
+              "describe after forceTerminateTransaction: " + r.out);
+        System.out.println("ok: kafka-transactions forceTerminateTransaction (tt-1's LSO advanced)");
+
+        // a new instance of the id starts from there
         try (KafkaProducer<String, String> p = producer("tools-killed")) {
             p.beginTransaction();
             p.send(new ProducerRecord<>("tt", 0, null, "next-0"));
@@ -288,7 +308,7 @@ public class TxnToolsSuite {
         r = tool("describe", "--transactional-id", "tools-killed");
         l = rows(r, 1, "tools-killed");
         check(l.size() == 1 && l.get(0)[4].equals("CompleteCommit")
-                  && Integer.parseInt(l.get(0)[3]) > Integer.parseInt(epoch),
+                  && Integer.parseInt(l.get(0)[3]) == Integer.parseInt(epoch) + 3,
               "describe after the successor: " + r.out);
         System.out.println("TxnToolsSuite: all ok");
     }
