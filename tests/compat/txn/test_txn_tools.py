@@ -30,15 +30,28 @@ import kraw  # noqa: E402
 from confluent_kafka.admin import AdminClient, NewTopic  # noqa: E402
 
 
+COORDINATOR_LOAD_IN_PROGRESS, COORDINATOR_NOT_AVAILABLE, NOT_COORDINATOR = 14, 15, 16
+
+
 def hanging(b):
     """A transactional batch on th-0 that the coordinator does not know of."""
     a = AdminClient({"bootstrap.servers": b.bootstrap})
     a.create_topics([NewTopic("th", 1, 1)])["th"].result(15)
     conn = kraw.Conn(b.host, b.port)
-    # InitProducerId v1: transactional id, timeout
-    r = conn.call(22, 1, kraw.s16str("tools-hanging") + struct.pack(">i", 60000), False)
-    _thr, err, pid, epoch = struct.unpack(">ihqh", r[:16])
-    check(err == 0, "InitProducerId tools-hanging: %d" % err)
+    # as a client does: FindCoordinator v1 (key type 1, transaction) until the coordinator is
+    # there, then InitProducerId v1 (transactional id, timeout), retried while it loads
+    deadline = time.monotonic() + 30
+    while True:
+        r = conn.call(10, 1, kraw.s16str("tools-hanging") + b"\x01", False)
+        err = struct.unpack(">h", r[4:6])[0]
+        if err == 0:
+            r = conn.call(22, 1, kraw.s16str("tools-hanging") + struct.pack(">i", 60000), False)
+            _thr, err, pid, epoch = struct.unpack(">ihqh", r[:16])
+            if err == 0:
+                break
+        check(err in (COORDINATOR_LOAD_IN_PROGRESS, COORDINATOR_NOT_AVAILABLE, NOT_COORDINATOR)
+              and time.monotonic() < deadline, "InitProducerId tools-hanging: %d" % err)
+        time.sleep(0.2)
     err, off = conn.produce("th", 0, kraw.txn_batch(pid, epoch, 0, [b"hang-0", b"hang-1"]),
                             transactional_id="tools-hanging")
     check(err == 0 and off == 0, "unverified transactional batch: error %d offset %d" % (err, off))
