@@ -118,6 +118,7 @@ struct handlers_ctx {
         uint64_t open_us, opens, compact_steps, flushes, flush_us; /* running totals */
         uint32_t fetch_sessions;
         uint64_t fetch_session_partitions, fetch_session_evictions;
+        uint64_t producer_ids; /* idempotent producers held over the shard's partitions */
     } shard_gauges[HANDLERS_GAUGE_SHARDS];
     /* Per-partition gauges of each shard (NULL until the shard starts; freed with the node,
      * after the HTTP thread stopped): a slot per partition the shard has held, claimed at its
@@ -131,10 +132,11 @@ struct handlers_ctx {
             uint8_t topic_len;
             char topic[250];
             int32_t partition;
-            uint32_t tick;        /* the shard tick that last wrote it */
-            int32_t leader_epoch; /* Raft term */
-            int32_t leader;       /* node id, -1 none */
-            int64_t commit_lag;   /* log end - high watermark */
+            uint32_t tick;          /* the shard tick that last wrote it */
+            int32_t leader_epoch;   /* Raft term */
+            int32_t leader;         /* node id, -1 none */
+            int64_t commit_lag;     /* log end - high watermark */
+            int64_t epoch_since_ms; /* wall clock when this node first saw leader_epoch */
         } slots[HANDLERS_PART_GAUGES_MAX];
     } * part_gauges[HANDLERS_GAUGE_SHARDS];
 };

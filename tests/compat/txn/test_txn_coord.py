@@ -242,6 +242,22 @@ def consume_transform_produce(b):
     print("consume-transform-produce: ok")
 
 
+def lazy_state_topic(b):
+    """__transaction_state is created at the first FindCoordinator of a transactional id, as
+    Kafka does: a node that never saw a transaction has no such topic (nor its partitions)."""
+    admin = AdminClient({"bootstrap.servers": b.bootstrap})
+    topics = admin.list_topics(timeout=20).topics
+    check("__transaction_state" not in topics, "__transaction_state exists before any "
+          "transaction: %s" % sorted(topics))
+    p = ck.Producer({"bootstrap.servers": b.bootstrap, "transactional.id": "lazy"})
+    p.init_transactions(30)
+    topics = admin.list_topics(timeout=20).topics
+    check("__transaction_state" in topics and len(topics["__transaction_state"].partitions) == 50,
+          "__transaction_state after init_transactions: %s" % sorted(topics))
+    p.flush(5)
+    print("__transaction_state created at the first transactional producer: ok")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--io", default="uring")
@@ -249,6 +265,7 @@ def main():
     t0 = time.monotonic()
     with Broker(io=args.io, shards=2, config=CONF) as b:
         try:
+            lazy_state_topic(b)
             commit_abort(b)
             zombie(b)
             verify_before_write(b)
