@@ -85,6 +85,16 @@ public class TxnToolsSuite {
         }
     }
 
+    /** Waits up to 20 s for tt's last stable offsets and high watermarks to be lso and hw. */
+    static void waitEnds(List<Long> lso, List<Long> hw, String what) throws Exception {
+        long until = System.currentTimeMillis() + 20000;
+        while (!(ends("read_committed").equals(lso) && ends("read_uncommitted").equals(hw))) {
+            check(System.currentTimeMillis() < until, what + ": lso " + ends("read_committed")
+                                                          + " hw " + ends("read_uncommitted"));
+            Thread.sleep(100);
+        }
+    }
+
     /**
      * The hanging transaction the test script wrote on th-0 (producer hangPid, two records at
      * offsets 0-1, never added to a transaction at the coordinator): find-hanging reports it,
@@ -221,8 +231,8 @@ public class TxnToolsSuite {
         check(child.waitFor(20, TimeUnit.SECONDS), "child not dead");
         System.out.println("ok: child producer SIGKILLed with its transaction open");
 
-        check(ends("read_uncommitted").equals(List.of(5L, 4L)), "hw " + ends("read_uncommitted"));
-        check(ends("read_committed").equals(List.of(3L, 2L)), "lso " + ends("read_committed"));
+        // the first transaction's markers may still be on their way (EndTxn does not wait)
+        waitEnds(List.of(3L, 2L), List.of(5L, 4L), "with the transaction open");
 
         ToolResult r = tool("list");
         check(r.status == 0, "list: exit " + r.status);
@@ -300,8 +310,11 @@ public class TxnToolsSuite {
             p.send(new ProducerRecord<>("tt", 1, null, "next-1"));
             p.commitTransaction();
         }
-        List<Long> hw = ends("read_uncommitted");
-        check(ends("read_committed").equals(hw), "lso " + ends("read_committed") + " hw " + hw);
+        // commitTransaction returns once the coordinator has logged PrepareCommit; the markers
+        // follow. Each partition ends with: tt-0 the first transaction (3), the killed
+        // producer's records (2), the tool's abort marker, the coordinator's abort marker,
+        // next-0 and its commit marker; tt-1 likewise without the tool's marker.
+        waitEnds(List.of(9L, 7L), List.of(9L, 7L), "after the commit");
         List<String> got = readCommitted(5);
         check(got.equals(List.of("first-0", "first-1", "first-2", "next-0", "next-1")),
               "read_committed saw " + got);
