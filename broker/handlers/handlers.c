@@ -215,7 +215,8 @@ void handlers_respond_unsupported(struct broker_req *req)
         api->response.init(m);
         int16_t code = KAFKA_UNSUPPORTED_VERSION;
         memcpy((uint8_t *)m + top_errors[i].offset, &code, sizeof(code));
-        BLOG_DEBUG("api %s v%d not served: UNSUPPORTED_VERSION", api->name, req->api_version);
+        BLOG_INFO_LIMITED("api %s v%d not served: UNSUPPORTED_VERSION", api->name,
+                          req->api_version);
         h_respond(req, m);
         return;
     }

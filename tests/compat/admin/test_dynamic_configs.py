@@ -128,6 +128,10 @@ def group_configs(b):
                       "--all")
     check(rc == 0 and "consumer.session.timeout.ms=50000" in out,
           "the refused changes left the group as it was:\n" + out)
+    # without --all the tool lists the groups with configs (ListConfigResources) first
+    rc, out = configs(b, "--entity-type", "groups", "--describe")
+    check(rc == 0 and "g-cfg" in out and "consumer.session.timeout.ms=50000" in out,
+          "describe every group with configs:\n" + out)
 
 
 def scenario(b):
