@@ -72,6 +72,9 @@ struct handlers_ctx {
     /* The group coordinator's settings (group_coord.c) and producer.id.expiration.ms. */
     struct lm_group_config group_cfg;
     struct lm_txn_config txn_cfg; /* the transaction coordinator's (txn_shard.c) */
+    /* transaction.partition.verification.enable (true): a transactional Produce is checked
+     * with the coordinator before its first write to a partition (KIP-890 part 1) */
+    bool txn_verify_partitions;
     int64_t producer_expiration_ms;
     uint64_t producer_checkpoint_bytes; /* laminar.producer.checkpoint.bytes */
     /* Leader epochs other than the first, and offline partitions, for every shard (Metadata is

@@ -1096,6 +1096,17 @@ int txn_setup(struct handlers_ctx *node)
                                "transaction.remove.expired.transaction.cleanup.interval.ms", 1,
                                INT32_MAX, &c->expiration_check_interval_ms)) != 0)
         return rc;
+    node->txn_verify_partitions = true;
+    const char *verify = broker_config_get(node->cfg, "transaction.partition.verification.enable");
+    if (verify != NULL) {
+        broker_config_mark_used(node->cfg, "transaction.partition.verification.enable");
+        if (strcmp(verify, "true") != 0 && strcmp(verify, "false") != 0) {
+            BLOG_ERROR("transaction.partition.verification.enable=%s: expected true or false",
+                       verify);
+            return LM_E_CONFIG;
+        }
+        node->txn_verify_partitions = strcmp(verify, "true") == 0;
+    }
     /* the topic's replication settings: checked here, read when a cluster creates it */
     int64_t ignored = 0;
     if ((rc = group_config_i64(node->cfg, "transaction.state.log.replication.factor", 1, INT16_MAX,
