@@ -18,9 +18,9 @@ struct tpset {
 
 /* A member's reconciliation state (Kafka MemberState). */
 enum mstate {
-    M_STABLE = 0,     /* holds its target (or the target of its epoch) */
-    M_UNREVOKED,      /* told to give up `pending`; keeps its epoch until it did */
-    M_UNRELEASED,     /* at the target epoch, waiting for partitions others still hold */
+    M_STABLE = 0, /* holds its target (or the target of its epoch) */
+    M_UNREVOKED,  /* told to give up `pending`; keeps its epoch until it did */
+    M_UNRELEASED, /* at the target epoch, waiting for partitions others still hold */
 };
 
 struct cmember {
@@ -37,7 +37,7 @@ struct cmember {
     int32_t n_names;
     int32_t epoch, prev_epoch;
     enum mstate state;
-    bool static_left; /* left with epoch -2: keeps its assignment for the session timeout */
+    bool static_left;        /* left with epoch -2: keeps its assignment for the session timeout */
     bool assignment_changed; /* since the last response that carried it */
     int32_t rebalance_timeout_ms;
     int64_t session_deadline_ms;
@@ -124,8 +124,7 @@ static bool tpset_has(const struct tpset *s, const struct lm_cgroup_tp *tp)
 
 static bool tpset_eq(const struct tpset *a, const struct tpset *b)
 {
-    return a->n == b->n &&
-           (a->n == 0 || memcmp(a->v, b->v, (size_t)a->n * sizeof(*a->v)) == 0);
+    return a->n == b->n && (a->n == 0 || memcmp(a->v, b->v, (size_t)a->n * sizeof(*a->v)) == 0);
 }
 
 static int tp_qsort_cmp(const void *a, const void *b)
@@ -280,7 +279,8 @@ static int member_insert(struct cgroup *g, struct cmember *m)
             break;
         at++;
     }
-    memmove(&g->members[at + 1], &g->members[at], (size_t)(g->n_members - at) * sizeof(*g->members));
+    memmove(&g->members[at + 1], &g->members[at],
+            (size_t)(g->n_members - at) * sizeof(*g->members));
     g->members[at] = m;
     g->n_members++;
     return 0;
@@ -330,7 +330,8 @@ static uint64_t subscribed_hash(const struct cgroup *g, const struct lm_cgroup_i
             used = member_subscribes(g->members[m], &t);
         if (!used)
             continue;
-        uint64_t h = fnv(1469598103934665603ull, t.name.ptr, (size_t)(t.name.len > 0 ? t.name.len : 0));
+        uint64_t h =
+            fnv(1469598103934665603ull, t.name.ptr, (size_t)(t.name.len > 0 ? t.name.len : 0));
         h = fnv(h, t.id.b, sizeof(t.id.b));
         h = fnv(h, &t.partitions, sizeof(t.partitions));
         sum += h;
@@ -347,7 +348,7 @@ static const char *group_assignor(const struct lm_cgroup_coord *c, const struct 
         struct kafka_str a = g->members[m]->assignor;
         for (int32_t k = 0; k < c->cfg.n_assignors && a.len >= 0; k++)
             if (kafka_str_eq(a, (struct kafka_str){c->cfg.assignors[k],
-                                                    (int32_t)strlen(c->cfg.assignors[k])}))
+                                                   (int32_t)strlen(c->cfg.assignors[k])}))
                 votes[k]++;
     }
     int32_t best = 0;
@@ -399,10 +400,10 @@ static int compute_target(struct lm_cgroup_coord *c, struct cgroup *g,
         }
         /* tidx grows with i, so mine is sorted */
         am[m] = (struct lm_cgroup_amember){.member_id = mb->id,
-                                            .n_topics = k,
-                                            .topics = mine,
-                                            .n_current = mb->target.n,
-                                            .current = mb->target.v};
+                                           .n_topics = k,
+                                           .topics = mine,
+                                           .n_current = mb->target.n,
+                                           .current = mb->target.v};
     }
     g->assignor = group_assignor(c, g);
     rc = lm_cgroup_assign(g->assignor, n_topics, topics, g->n_members, am);
@@ -451,7 +452,8 @@ static bool owns_any(const struct tpset *owned, const struct tpset *set)
 static void set_state(struct cmember *m, enum mstate st, int64_t now_ms)
 {
     if (st == M_UNREVOKED && m->state != M_UNREVOKED)
-        m->rebalance_deadline_ms = now_ms + (m->rebalance_timeout_ms > 0 ? m->rebalance_timeout_ms : 0);
+        m->rebalance_deadline_ms =
+            now_ms + (m->rebalance_timeout_ms > 0 ? m->rebalance_timeout_ms : 0);
     else if (st != M_UNREVOKED)
         m->rebalance_deadline_ms = INT64_MAX;
     m->state = st;
@@ -497,7 +499,8 @@ static int next_assignment(const struct cgroup *g, struct cmember *m, int32_t ep
     bool changed;
     if (revoke.n > 0 && owns_any(owned, &revoke)) {
         changed = !tpset_eq(&m->assigned, &keep);
-        if ((rc = tpset_copy(&m->assigned, &keep)) != 0 || (rc = tpset_copy(&m->pending, &revoke)) != 0)
+        if ((rc = tpset_copy(&m->assigned, &keep)) != 0 ||
+            (rc = tpset_copy(&m->pending, &revoke)) != 0)
             goto out;
         set_epoch(m, epoch);
         set_state(m, M_UNREVOKED, now_ms);
@@ -538,8 +541,8 @@ static int reconcile(const struct cgroup *g, struct cmember *m, const struct tps
         m->pending.n = 0;
         m->state = M_STABLE;
         m->rebalance_deadline_ms = INT64_MAX;
-        return next_assignment(g, m, m->epoch + 1 < g->target_epoch ? m->epoch + 1 : g->target_epoch,
-                               owned, now_ms);
+        return next_assignment(
+            g, m, m->epoch + 1 < g->target_epoch ? m->epoch + 1 : g->target_epoch, owned, now_ms);
     case M_UNRELEASED:
         return next_assignment(g, m, m->epoch, owned, now_ms);
     }
@@ -611,9 +614,9 @@ static int16_t validate(const struct lm_cgroup_coord *c, const struct lm_cgroup_
     if (r->server_assignor.len >= 0) {
         bool known = false;
         for (int32_t k = 0; k < c->cfg.n_assignors; k++)
-            known |= kafka_str_eq(r->server_assignor,
-                                  (struct kafka_str){c->cfg.assignors[k],
-                                                     (int32_t)strlen(c->cfg.assignors[k])});
+            known |= kafka_str_eq(
+                r->server_assignor,
+                (struct kafka_str){c->cfg.assignors[k], (int32_t)strlen(c->cfg.assignors[k])});
         if (!known) {
             *msg = "ServerAssignor is not supported.";
             return KAFKA_UNSUPPORTED_ASSIGNOR;
@@ -690,8 +693,7 @@ static int update_subscription(struct cmember *m, const struct lm_cgroup_hb_req 
 
 static int new_member_id(struct lm_cgroup_coord *c, struct kafka_str *out)
 {
-    static const char alpha[] =
-        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    static const char alpha[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
     char buf[22];
     for (size_t i = 0; i < sizeof(buf); i++)
         buf[i] = alpha[rng_next(c) & 63];
@@ -805,7 +807,8 @@ int lm_cgroup_heartbeat(struct lm_cgroup_coord *c, int64_t now_ms, int32_t parti
     struct cmember *m = member_find(g, r->member_id, &index);
     bool bump = false;
 
-    if (r->member_epoch == LM_CGROUP_LEAVE_EPOCH || r->member_epoch == LM_CGROUP_STATIC_LEAVE_EPOCH) {
+    if (r->member_epoch == LM_CGROUP_LEAVE_EPOCH ||
+        r->member_epoch == LM_CGROUP_STATIC_LEAVE_EPOCH) {
         if (m == NULL) {
             resp_error(out, KAFKA_UNKNOWN_MEMBER_ID, "Member not found.", r->member_id,
                        r->member_epoch);
@@ -839,8 +842,8 @@ int lm_cgroup_heartbeat(struct lm_cgroup_coord *c, int64_t now_ms, int32_t parti
         if (st != NULL && st != m) {
             if (!st->static_left) {
                 resp_error(out, KAFKA_UNRELEASED_INSTANCE_ID,
-                           "Static member with the same instance id is still active.",
-                           r->member_id, r->member_epoch);
+                           "Static member with the same instance id is still active.", r->member_id,
+                           r->member_epoch);
                 tpset_free(&owned_v);
                 return 0;
             }
@@ -883,8 +886,8 @@ int lm_cgroup_heartbeat(struct lm_cgroup_coord *c, int64_t now_ms, int32_t parti
             joined = true;
         } else {
             if (g->n_members >= c->cfg.max_size || g->n_members >= LM_CGROUP_MEMBERS_MAX) {
-                resp_error(out, KAFKA_GROUP_MAX_SIZE_REACHED, "The group is full.",
-                           r->member_id, r->member_epoch);
+                resp_error(out, KAFKA_GROUP_MAX_SIZE_REACHED, "The group is full.", r->member_id,
+                           r->member_epoch);
                 tpset_free(&owned_v);
                 return 0;
             }
@@ -938,8 +941,8 @@ int lm_cgroup_heartbeat(struct lm_cgroup_coord *c, int64_t now_ms, int32_t parti
     if ((rc = update_subscription(m, r, &sub_changed, &err)) != 0)
         goto nomem;
     if (err != KAFKA_NONE) {
-        resp_error(out, err, "SubscribedTopicRegex is not a valid regular expression.",
-                   m->id, m->epoch);
+        resp_error(out, err, "SubscribedTopicRegex is not a valid regular expression.", m->id,
+                   m->epoch);
         if (joined && bump) {
             int32_t mi = -1;
             member_find(g, m->id, &mi);
@@ -1075,8 +1078,8 @@ int lm_cgroup_delete(struct lm_cgroup_coord *c, struct kafka_str group_id)
 }
 
 int16_t lm_cgroup_check_commit(const struct lm_cgroup_coord *c, struct kafka_str group_id,
-                               struct kafka_str member_id, int32_t member_epoch,
-                               bool transactional, int16_t api_version)
+                               struct kafka_str member_id, int32_t member_epoch, bool transactional,
+                               int16_t api_version)
 {
     const struct cgroup *g = group_find(c, group_id, NULL);
     if (g == NULL)

@@ -31,11 +31,11 @@
 
 #include "protocol/kafka_rt.h"
 
-#define LM_CGROUP_MEMBERS_MAX     4096  /* hard bound of one group's members */
-#define LM_CGROUP_SUBSCRIBED_MAX  10000 /* topics of one subscription */
-#define LM_CGROUP_ASSIGNED_MAX    100000 /* partitions of one group's target assignment */
-#define LM_CGROUP_JOIN_EPOCH      0
-#define LM_CGROUP_LEAVE_EPOCH     (-1)
+#define LM_CGROUP_MEMBERS_MAX        4096   /* hard bound of one group's members */
+#define LM_CGROUP_SUBSCRIBED_MAX     10000  /* topics of one subscription */
+#define LM_CGROUP_ASSIGNED_MAX       100000 /* partitions of one group's target assignment */
+#define LM_CGROUP_JOIN_EPOCH         0
+#define LM_CGROUP_LEAVE_EPOCH        (-1)
 #define LM_CGROUP_STATIC_LEAVE_EPOCH (-2)
 
 struct lm_cgroup_config {
@@ -76,8 +76,8 @@ struct lm_cgroup_owned_topic {
 
 struct lm_cgroup_hb_req {
     struct kafka_str group_id;
-    struct kafka_str member_id; /* v1+: chosen by the client; v0: "" on join */
-    int32_t member_epoch;       /* 0 join, -1 leave, -2 static leave */
+    struct kafka_str member_id;   /* v1+: chosen by the client; v0: "" on join */
+    int32_t member_epoch;         /* 0 join, -1 leave, -2 static leave */
     struct kafka_str instance_id; /* null: dynamic member */
     struct kafka_str rack_id;     /* null when unchanged */
     int32_t rebalance_timeout_ms; /* -1 when unchanged */
@@ -170,8 +170,8 @@ int lm_cgroup_delete(struct lm_cgroup_coord *c, struct kafka_str group_id);
  * with an empty group (commit) or no member id (fetch) passes. api_version < 9 of a commit by
  * a consumer-protocol member is UNSUPPORTED_VERSION. */
 int16_t lm_cgroup_check_commit(const struct lm_cgroup_coord *c, struct kafka_str group_id,
-                               struct kafka_str member_id, int32_t member_epoch,
-                               bool transactional, int16_t api_version);
+                               struct kafka_str member_id, int32_t member_epoch, bool transactional,
+                               int16_t api_version);
 int16_t lm_cgroup_check_fetch(const struct lm_cgroup_coord *c, struct kafka_str group_id,
                               struct kafka_str member_id, int32_t member_epoch);
 

@@ -16,8 +16,7 @@
 #include "common/lm_err.h"
 #include "protocol/kafka_errors.h"
 
-static struct kafka_str S(const char *s)
-{
+static struct kafka_str S(const char *s) {
     return (struct kafka_str){s, (int32_t)strlen(s)};
 }
 
@@ -209,7 +208,8 @@ static void check_disjoint(struct client *cls, int n)
 static void test_range_assignor(void **state)
 {
     (void)state;
-    struct lm_cgroup_atopic topics[2] = {{.id = {{1}}, .partitions = 7}, {.id = {{2}}, .partitions = 2}};
+    struct lm_cgroup_atopic topics[2] = {{.id = {{1}}, .partitions = 7},
+                                         {.id = {{2}}, .partitions = 2}};
     int32_t both[2] = {0, 1}, first[1] = {0};
     struct lm_cgroup_amember m[3] = {
         {.member_id = S("a"), .n_topics = 2, .topics = both},
@@ -242,7 +242,10 @@ static void test_uniform_assignor_balanced_and_sticky(void **state)
     assert_int_equal(one[0].n_target, 6);
     /* a second and third member: 2 each, and a keeps 2 of the 6 it had */
     struct lm_cgroup_amember three[3] = {
-        {.member_id = S("a"), .n_topics = 1, .topics = t0, .n_current = 6,
+        {.member_id = S("a"),
+         .n_topics = 1,
+         .topics = t0,
+         .n_current = 6,
          .current = one[0].target},
         {.member_id = S("b"), .n_topics = 1, .topics = t0},
         {.member_id = S("c"), .n_topics = 1, .topics = t0},
@@ -258,9 +261,15 @@ static void test_uniform_assignor_balanced_and_sticky(void **state)
         assert_int_equal(seen[p], 1);
     /* stickiness: b and c keep theirs when a leaves, and split a's */
     struct lm_cgroup_amember two[2] = {
-        {.member_id = S("b"), .n_topics = 1, .topics = t0, .n_current = 2,
+        {.member_id = S("b"),
+         .n_topics = 1,
+         .topics = t0,
+         .n_current = 2,
          .current = three[1].target},
-        {.member_id = S("c"), .n_topics = 1, .topics = t0, .n_current = 2,
+        {.member_id = S("c"),
+         .n_topics = 1,
+         .topics = t0,
+         .n_current = 2,
          .current = three[2].target},
     };
     assert_int_equal(lm_cgroup_assign("uniform", 1, topics, 2, two), 0);
@@ -285,7 +294,8 @@ static void test_uniform_heterogeneous(void **state)
     (void)state;
     /* a subscribes to t0 (4 partitions) only, b to t0 and t1 (4): b takes all of t1 and a
      * all of t0 is not balanced; 4/4 is */
-    struct lm_cgroup_atopic topics[2] = {{.id = {{1}}, .partitions = 4}, {.id = {{2}}, .partitions = 4}};
+    struct lm_cgroup_atopic topics[2] = {{.id = {{1}}, .partitions = 4},
+                                         {.id = {{2}}, .partitions = 4}};
     int32_t t0[1] = {0}, both[2] = {0, 1};
     struct lm_cgroup_amember m[2] = {
         {.member_id = S("a"), .n_topics = 1, .topics = t0},
