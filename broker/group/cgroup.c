@@ -941,8 +941,9 @@ int lm_cgroup_heartbeat(struct lm_cgroup_coord *c, int64_t now_ms, int32_t parti
     if ((rc = update_subscription(m, r, &sub_changed, &err)) != 0)
         goto nomem;
     if (err != KAFKA_NONE) {
-        resp_error(out, err, "SubscribedTopicRegex is not a valid regular expression.", m->id,
-                   m->epoch);
+        /* the request's member id: a member created by this call is freed below */
+        resp_error(out, err, "SubscribedTopicRegex is not a valid regular expression.",
+                   r->member_id, r->member_epoch);
         if (joined && bump) {
             int32_t mi = -1;
             member_find(g, m->id, &mi);

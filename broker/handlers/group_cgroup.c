@@ -151,8 +151,9 @@ static void fill_heartbeat_error(struct greq *g, int16_t err, const char *msg)
 {
     struct kafka_consumer_group_heartbeat_response *o = g->resp;
     o->error_code = err;
-    o->error_message = msg != NULL ? group_api_sdup(g, (struct kafka_str){msg, (int32_t)strlen(msg)})
-                                   : KAFKA_STR_NULL;
+    o->error_message = msg != NULL
+                           ? group_api_sdup(g, (struct kafka_str){msg, (int32_t)strlen(msg)})
+                           : KAFKA_STR_NULL;
     o->member_id = KAFKA_STR_NULL;
     o->member_epoch = 0;
     o->heartbeat_interval_ms = 0;
@@ -290,7 +291,8 @@ static void fill_describe(struct greq *g, struct gop *op, const struct lm_cgroup
     r->error_code = d->error_code;
     if (d->error_code != KAFKA_NONE) {
         char msg[300];
-        snprintf(msg, sizeof(msg), "Group %.*s not found.", (int)(r->group_id.len > 200 ? 200 : r->group_id.len),
+        snprintf(msg, sizeof(msg), "Group %.*s not found.",
+                 (int)(r->group_id.len > 200 ? 200 : r->group_id.len),
                  r->group_id.ptr != NULL ? r->group_id.ptr : "");
         r->error_message = group_api_sdup(g, (struct kafka_str){msg, (int32_t)strlen(msg)});
         r->group_state = (struct kafka_str){"Dead", 4};
@@ -313,7 +315,8 @@ static void fill_describe(struct greq *g, struct gop *op, const struct lm_cgroup
         w->member_epoch = m->member_epoch;
         w->client_id = group_api_sdup(g, m->client_id);
         w->client_host = group_api_sdup(g, m->client_host);
-        w->subscribed_topic_names = group_api_alloc(g, (size_t)m->n_topic_names, sizeof(struct kafka_str));
+        w->subscribed_topic_names =
+            group_api_alloc(g, (size_t)m->n_topic_names, sizeof(struct kafka_str));
         if (m->n_topic_names > 0 && w->subscribed_topic_names == NULL)
             return;
         for (int32_t k = 0; k < m->n_topic_names; k++)
@@ -330,8 +333,8 @@ static void fill_describe(struct greq *g, struct gop *op, const struct lm_cgroup
 
 /* ---- on the owner shard ---- */
 
-void group_cgroup_run(struct hshard *hs, struct lm_group_coord *classic,
-                      struct lm_cgroup_coord *cg, struct gop *op, int64_t now_ms)
+void group_cgroup_run(struct hshard *hs, struct lm_group_coord *classic, struct lm_cgroup_coord *cg,
+                      struct gop *op, int64_t now_ms)
 {
     struct greq *g = op->g;
     if (op->kind == GOP_CG_HEARTBEAT) {
@@ -523,9 +526,10 @@ int group_cgroup_config(struct broker_config *bcfg, struct lm_cgroup_config *cfg
                  (len >= 13 && memcmp(e - 13, "RangeAssignor", 13) == 0))
             name = "range";
         if (name == NULL || cfg->n_assignors >= 2) {
-            BLOG_ERROR("group.consumer.assignors: unknown assignor, or more than two, \"%.*s\" (served: "
-                       "uniform, range)",
-                       (int)len, s);
+            BLOG_ERROR(
+                "group.consumer.assignors: unknown assignor, or more than two, \"%.*s\" (served: "
+                "uniform, range)",
+                (int)len, s);
             return LM_E_CONFIG;
         }
         cfg->assignors[cfg->n_assignors++] = name;

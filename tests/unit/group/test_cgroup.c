@@ -405,6 +405,7 @@ static void test_errors(void **state)
     q.topic_regex = S("t(");
     assert_int_equal(lm_cgroup_heartbeat(c, 0, 0, &img, &q, &r), 0);
     assert_int_equal(r.error_code, KAFKA_INVALID_REGULAR_EXPRESSION);
+    assert_true(kafka_str_eq(r.member_id, S("n"))); /* readable after the call */
     /* v0 with an empty member id: the coordinator names the member */
     q.topic_regex = KAFKA_STR_NULL;
     q.version = 0;
