@@ -156,8 +156,10 @@ def cg_describe(c, groups):
 
 
 def offset_commit(c, version, group, epoch, member, topic, parts):
+    """topic: a name, or (v10) a 16-byte topic id."""
     ps = [i32(p) + struct.pack(">qi", off, -1) + cns(None) + TAGS for p, off in parts]
-    body = cs(group) + i32(epoch) + cs(member) + cns(None) + carr([cs(topic) + carr(ps) + TAGS])
+    tname = topic if version >= 10 else cs(topic)
+    body = cs(group) + i32(epoch) + cs(member) + cns(None) + carr([tname + carr(ps) + TAGS])
     body += TAGS
     r = R(c.call(8, version, body, True))
     r.take(">i")
@@ -168,18 +170,23 @@ def offset_commit(c, version, group, epoch, member, topic, parts):
         return v
 
     def tp():
-        name = r.s()
+        if version >= 10:
+            r.uuid()
+        else:
+            r.s()
         v = r.arr(part)
         r.tags()
         return v
     return [e for t in r.arr(tp) for _, e in t]
 
 
-def offset_fetch(c, group, member, epoch, topic, parts):
+def offset_fetch(c, group, member, epoch, topic, parts, version=9):
+    """topic: a name, or (v10) a 16-byte topic id."""
+    tname = topic if version >= 10 else cs(topic)
     body = carr([cs(group) + cns(member) + i32(epoch) +
-                 carr([cs(topic) + carr([i32(p) for p in parts]) + TAGS]) + TAGS])
+                 carr([tname + carr([i32(p) for p in parts]) + TAGS]) + TAGS])
     body += b"\x00" + TAGS
-    r = R(c.call(9, 9, body, True))
+    r = R(c.call(9, version, body, True))
     r.take(">i")
 
     def part():
@@ -188,7 +195,10 @@ def offset_fetch(c, group, member, epoch, topic, parts):
         return v
 
     def tp():
-        name = r.s()
+        if version >= 10:
+            r.uuid()
+        else:
+            r.s()
         v = r.arr(part)
         r.tags()
         return v
@@ -340,6 +350,14 @@ def main():
         check(err == 0 and offs[kept[0]] == 5, "OffsetFetch v9 without a member (admin)",
               (err, offs))
 
+        # v10 names topics by id (KIP-848)
+        e = offset_commit(c, 10, "kw-g", 2, "m-1", tid, [(kept[0], 7)])
+        check(e == [0], "OffsetCommit v10 by topic id", e)
+        e = offset_commit(c, 10, "kw-g", 2, "m-1", b"\x07" * 16, [(0, 7)])
+        check(e == [100], "OffsetCommit v10 of an unknown id: UNKNOWN_TOPIC_ID", e)
+        err, offs = offset_fetch(c, "kw-g", "m-1", 2, tid, kept, version=10)
+        check(err == 0 and offs[kept[0]] == 7 and offs[kept[1]] == 5,
+              "OffsetFetch v10 by topic id", (err, offs))
         # the classic APIs on a consumer group
         err, _, _ = join_group(c, "kw-g", "")
         check(err == 23, "JoinGroup of a consumer group: INCONSISTENT_GROUP_PROTOCOL", err)

@@ -30,7 +30,10 @@ import org.apache.kafka.common.serialization.StringSerializer;
  *      assignments and the group's type; listGroups shows the type; kafka-consumer-groups
  *      --list / --describe (--members, --state) work on it;
  *   3. a classic-protocol consumer and a consumer-protocol consumer (server assignor "range")
- *      in two groups on the same broker both read every record.
+ *      in two groups on the same broker both read every record;
+ *   4. a static member (group.instance.id) leaves and comes back under a new member id: same
+ *      partitions, same group epoch; a broker-side regex subscription (SubscriptionPattern)
+ *      picks up a topic created later.
  * Usage: ConsumerProtocolSuite BOOTSTRAP. Exit 0 only when every check passed.
  */
 public class ConsumerProtocolSuite {
@@ -316,6 +319,58 @@ public class ConsumerProtocolSuite {
                 "the consumer-protocol group committed the log end: " + cn);
     }
 
+    static ConsumerGroupDescription describe(Admin admin, String group) throws Exception {
+        return admin.describeConsumerGroups(List.of(group)).all().get().get(group);
+    }
+
+    /** Static membership and a broker-side regex subscription. */
+    static void staticAndRegex(Admin admin) throws Exception {
+        Properties p = consumerProps("k848-static", "consumer", null);
+        p.put(ConsumerConfig.GROUP_INSTANCE_ID_CONFIG, "inst-1");
+        Set<String> seen = ConcurrentHashMap.newKeySet();
+        Member s1 = new Member("s1", p, seen, false);
+        waitFor(() -> s1.owned.size() == PARTS, 30000, "static member owns all");
+        ConsumerGroupDescription before = describe(admin, "k848-static");
+        String firstId = before.members().iterator().next().consumerId();
+        s1.close();
+        ConsumerGroupDescription gone = describe(admin, "k848-static");
+        check(gone.members().size() == 1
+                && gone.members().iterator().next().memberEpoch().orElse(0) == -2,
+                "a closed static member stays with epoch -2: " + gone.members());
+        Member s2 = new Member("s2", p, seen, false);
+        waitFor(() -> s2.owned.size() == PARTS, 30000, "the instance back owns all");
+        ConsumerGroupDescription after = describe(admin, "k848-static");
+        MemberDescription md = after.members().iterator().next();
+        check(after.members().size() == 1 && !md.consumerId().equals(firstId)
+                && after.groupEpoch().equals(before.groupEpoch())
+                && md.groupInstanceId().orElse("").equals("inst-1"),
+                "static member back under a new id, no new group epoch: " + before.groupEpoch()
+                + " -> " + after.groupEpoch() + ", " + firstId + " -> " + md.consumerId());
+        s2.close();
+        check(s1.error == null && s2.error == null, "static members: no errors");
+
+        Properties rp = consumerProps("k848-regex", "consumer", null);
+        KafkaConsumer<String, String> rc = new KafkaConsumer<>(rp);
+        try {
+            rc.subscribe(new SubscriptionPattern("k848(-re[0-9]+)?"));
+            long deadline = System.currentTimeMillis() + 30000;
+            while (rc.assignment().size() < PARTS && System.currentTimeMillis() < deadline)
+                rc.poll(Duration.ofMillis(100));
+            check(rc.assignment().size() == PARTS, "regex subscription: " + rc.assignment());
+            admin.createTopics(List.of(new NewTopic("k848-re1", 2, (short) 1))).all().get();
+            deadline = System.currentTimeMillis() + 30000;
+            while (rc.assignment().size() < PARTS + 2 && System.currentTimeMillis() < deadline)
+                rc.poll(Duration.ofMillis(100));
+            check(rc.assignment().size() == PARTS + 2,
+                    "regex subscription picks up k848-re1: " + rc.assignment());
+            MemberDescription m = describe(admin, "k848-regex").members().iterator().next();
+            check(m.assignment().topicPartitions().size() == PARTS + 2,
+                    "described regex member: " + m);
+        } finally {
+            rc.close();
+        }
+    }
+
     public static void main(String[] args) throws Exception {
         bootstrap = args[0];
         ToolRunner.trapExit(false);
@@ -325,6 +380,7 @@ public class ConsumerProtocolSuite {
             admin.createTopics(List.of(new NewTopic(TOPIC, PARTS, (short) 1))).all().get();
             scale(admin, "k848-scale");
             sideBySide(admin);
+            staticAndRegex(admin);
         }
         System.out.println(failures == 0 ? "ALL OK" : failures + " FAILURES");
         System.exit(failures == 0 ? 0 : 1);
