@@ -1135,6 +1135,23 @@ void lm_cgroup_tick(struct lm_cgroup_coord *c, int64_t now_ms)
     }
 }
 
+size_t lm_cgroup_drop_empty(struct lm_cgroup_coord *c,
+                            bool (*keep)(void *ctx, struct kafka_str group_id), void *ctx)
+{
+    size_t dropped = 0;
+    for (size_t i = 0; i < c->n_groups;) {
+        struct cgroup *g = c->groups[i];
+        if (g->n_members == 0 && !keep(ctx, g->id)) {
+            group_free(g);
+            c->groups[i] = c->groups[--c->n_groups];
+            dropped++;
+            continue;
+        }
+        i++;
+    }
+    return dropped;
+}
+
 int64_t lm_cgroup_next_deadline_ms(const struct lm_cgroup_coord *c)
 {
     int64_t dl = INT64_MAX;

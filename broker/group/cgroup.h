@@ -175,6 +175,11 @@ int16_t lm_cgroup_check_commit(const struct lm_cgroup_coord *c, struct kafka_str
 int16_t lm_cgroup_check_fetch(const struct lm_cgroup_coord *c, struct kafka_str group_id,
                               struct kafka_str member_id, int32_t member_epoch);
 
+/* lm_cgroup_drop_empty removes every group without members for which keep(ctx, id) is false
+ * (the shell keeps those with committed offsets: Kafka deletes an empty consumer group once it
+ * has none). Returns how many were removed. */
+size_t lm_cgroup_drop_empty(struct lm_cgroup_coord *c,
+                            bool (*keep)(void *ctx, struct kafka_str group_id), void *ctx);
 /* lm_cgroup_tick fences members whose session or rebalance timeout passed. */
 void lm_cgroup_tick(struct lm_cgroup_coord *c, int64_t now_ms);
 /* lm_cgroup_next_deadline_ms returns the earliest timer, INT64_MAX when none. */

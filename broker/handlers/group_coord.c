@@ -463,6 +463,14 @@ void group_txn_marker(struct hshard *hs, const struct hpart *p, int64_t producer
     coord_flush(gs);
 }
 
+/* An empty consumer group stays while its offsets-only classic group (its committed offsets)
+ * does. */
+static bool cgroup_keep(void *ctx, struct kafka_str group_id)
+{
+    struct lm_group_info info;
+    return lm_group_coord_info(ctx, group_id, &info) == 0;
+}
+
 static void timer_fire(struct broker_shard *s, struct broker_timer *t)
 {
     (void)s;
@@ -473,6 +481,7 @@ static void timer_fire(struct broker_shard *s, struct broker_timer *t)
     int64_t now = group_now_ms(gs->hs);
     int rc = lm_group_coord_tick(gs->coord, now);
     lm_cgroup_tick(gs->cgroup, now);
+    lm_cgroup_drop_empty(gs->cgroup, cgroup_keep, gs->coord);
     if (rc != 0)
         BLOG_ERROR("shard %u: group tick: %s", gs->hs->id, lm_strerror(rc));
     if (now - gs->last_expire_ms >= producer_expire_period_ms(gs->hs)) {

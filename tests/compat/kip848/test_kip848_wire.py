@@ -404,10 +404,11 @@ def main():
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:
             d = cg_describe(c, ["kw-s"])[0]
-            if d["members"] == []:
+            if not d["members"]:
                 break
             time.sleep(0.3)
-        check(d["members"] == [] and d["state"] == "Empty",
+        # with no committed offsets the empty group goes at once (Kafka: at its next cleanup)
+        check(not d["members"] and (d["state"] == "Empty" or d["error"] == 69),
               "the session timeout removed the silent member", d)
         r = heartbeat(c, "kw-s", "m-s", 1, owned=[], rebalance_ms=-1)
         check(r["error"] == 25, "its next heartbeat: UNKNOWN_MEMBER_ID", r)

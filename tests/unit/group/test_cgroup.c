@@ -432,6 +432,20 @@ static void test_errors(void **state)
     lm_cgroup_coord_free(c);
 }
 
+static bool keep_all(void *ctx, struct kafka_str id)
+{
+    (void)ctx;
+    (void)id;
+    return true;
+}
+
+static bool keep_none(void *ctx, struct kafka_str id)
+{
+    (void)ctx;
+    (void)id;
+    return false;
+}
+
 static void test_leave_static_and_timeouts(void **state)
 {
     (void)state;
@@ -516,6 +530,11 @@ static void test_leave_static_and_timeouts(void **state)
     assert_int_equal(n, 0);
     assert_int_equal(lm_cgroup_delete(c, S("s")), 0);
     assert_false(lm_cgroup_exists(c, S("s"), NULL));
+    /* empty groups go unless the shell keeps them (committed offsets); "g" is empty */
+    assert_int_equal(lm_cgroup_drop_empty(c, keep_all, NULL), 0);
+    assert_true(lm_cgroup_exists(c, S("g"), NULL));
+    assert_int_equal(lm_cgroup_drop_empty(c, keep_none, NULL), 1);
+    assert_false(lm_cgroup_exists(c, S("g"), NULL));
     lm_cgroup_unload(c, 0);
     assert_int_equal(lm_cgroup_n_groups(c), 0);
     lm_cgroup_coord_free(c);
