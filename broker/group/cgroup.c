@@ -792,8 +792,9 @@ int lm_cgroup_heartbeat(struct lm_cgroup_coord *c, int64_t now_ms, int32_t parti
     struct cgroup *g = group_find(c, r->group_id, NULL);
     if (g == NULL) {
         if (r->member_epoch != LM_CGROUP_JOIN_EPOCH) {
-            /* Kafka answers a heartbeat of a group it does not hold with the member unknown,
-             * so the client joins again */
+            /* Kafka answers GROUP_ID_NOT_FOUND here, its groups surviving restarts and
+             * coordinator moves; these are memory-only, so a member whose group went with
+             * its coordinator is told it is unknown, and joins again (epoch 0) */
             resp_error(out, KAFKA_UNKNOWN_MEMBER_ID, "Group not found.", r->member_id,
                        r->member_epoch);
             tpset_free(&owned_v);
