@@ -670,6 +670,13 @@ static int update_subscription(struct cmember *m, const struct lm_cgroup_hb_req 
         if (str_set(&m->regex, r->topic_regex) != 0)
             return LM_E_NOMEM;
         *changed = true;
+        if (r->topic_regex.len > LM_CGROUP_REGEX_MAX) {
+            /* a bound on what regcomp is given (its automaton grows with the pattern) */
+            *err = KAFKA_INVALID_REGULAR_EXPRESSION;
+            free((char *)m->regex.ptr);
+            m->regex = KAFKA_STR_NULL;
+            return 0;
+        }
         if (r->topic_regex.len > 0) {
             /* Kafka matches the whole name (RE2/J matches()); POSIX ERE stands in for RE2 */
             size_t n = (size_t)r->topic_regex.len + 5;

@@ -33,7 +33,8 @@
 
 #define LM_CGROUP_MEMBERS_MAX        4096   /* hard bound of one group's members */
 #define LM_CGROUP_SUBSCRIBED_MAX     10000  /* topics of one subscription */
-#define LM_CGROUP_ASSIGNED_MAX       100000 /* partitions of one group's target assignment */
+#define LM_CGROUP_ASSIGNED_MAX       100000 /* partitions a heartbeat may report owned */
+#define LM_CGROUP_REGEX_MAX          1024   /* bytes of a subscription regex */
 #define LM_CGROUP_JOIN_EPOCH         0
 #define LM_CGROUP_LEAVE_EPOCH        (-1)
 #define LM_CGROUP_STATIC_LEAVE_EPOCH (-2)

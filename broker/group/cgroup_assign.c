@@ -78,6 +78,71 @@ static int emit_targets(int32_t n_topics, const struct lm_cgroup_atopic *topics,
     return 0;
 }
 
+static bool same_topics(const struct lm_cgroup_amember *a, const struct lm_cgroup_amember *b)
+{
+    return a->n_topics == b->n_topics &&
+           (a->n_topics == 0 || memcmp(a->topics, b->topics, (size_t)a->n_topics * 4) == 0);
+}
+
+/* Every member subscribes to the same topics (the common case), in O(partitions + members):
+ * each member gets total / n, the first total % n of them (those keeping one more first) one
+ * more; current partitions stay up to that count, free ones fill the members below it. */
+static int assign_uniform_homogeneous(int32_t n_topics, const struct lm_cgroup_atopic *topics,
+                                      const int64_t *base, int64_t total, int32_t *owner,
+                                      int32_t *count, int32_t n_members,
+                                      const struct lm_cgroup_amember *members)
+{
+    int64_t each = total / n_members, extra = total % n_members;
+    int32_t *next = calloc((size_t)n_members, sizeof(int32_t));
+    bool *plus = calloc((size_t)n_members, sizeof(bool));
+    if (next == NULL || plus == NULL) {
+        free(next);
+        free(plus);
+        return LM_E_NOMEM;
+    }
+    /* keep up to `each` current partitions, then one more while extra slots remain */
+    for (int pass = 0; pass < 2; pass++) {
+        for (int32_t m = 0; m < n_members; m++) {
+            int64_t want = pass == 0 ? each : each + 1;
+            if (pass == 1 && (extra == 0 || count[m] != each))
+                continue;
+            while (count[m] < want && next[m] < members[m].n_current) {
+                const struct lm_cgroup_tp *tp = &members[m].current[next[m]++];
+                int32_t t = topic_index(n_topics, topics, &tp->topic_id);
+                if (t < 0 || tp->partition < 0 || tp->partition >= topics[t].partitions ||
+                    !subscribed(&members[m], t) || owner[base[t] + tp->partition] >= 0)
+                    continue;
+                owner[base[t] + tp->partition] = m;
+                count[m]++;
+            }
+            if (pass == 1 && count[m] == each + 1) {
+                plus[m] = true;
+                extra--;
+            }
+        }
+    }
+    for (int32_t m = 0; m < n_members && extra > 0; m++) {
+        if (!plus[m]) {
+            plus[m] = true;
+            extra--;
+        }
+    }
+    LM_ASSERT(extra == 0);
+    int32_t m = 0;
+    for (int64_t k = 0; k < total; k++) {
+        if (owner[k] >= 0)
+            continue;
+        while (m < n_members && count[m] >= each + (plus[m] ? 1 : 0))
+            m++;
+        LM_ASSERT(m < n_members);
+        owner[k] = m;
+        count[m]++;
+    }
+    free(next);
+    free(plus);
+    return 0;
+}
+
 /* Balanced and sticky: current partitions stay where their member still subscribes, free
  * ones go to the least loaded subscriber, then a partition moves from a member to another
  * subscriber holding at least two fewer until none can (each move lowers the sum of squared
@@ -201,11 +266,23 @@ int lm_cgroup_assign(const char *assignor, int32_t n_topics, const struct lm_cgr
     }
     for (int64_t k = 0; k < total; k++)
         owner[k] = -1;
-    if (uniform)
+    bool homogeneous = n_members > 0;
+    for (int32_t m = 1; m < n_members && homogeneous; m++)
+        homogeneous = same_topics(&members[0], &members[m]);
+    /* the flat partition list covers the topics somebody subscribes to: with one subscription
+     * shared by all, every one of them */
+    for (int32_t t = 0; t < n_topics && homogeneous; t++)
+        homogeneous = subscribed(&members[0], t);
+    int rc = 0;
+    if (uniform && homogeneous)
+        rc = assign_uniform_homogeneous(n_topics, topics, base, total, owner, count, n_members,
+                                        members);
+    else if (uniform)
         assign_uniform(n_topics, topics, base, total, owner, count, n_members, members);
     else
         assign_range(n_topics, topics, base, owner, count, n_members, members);
-    int rc = emit_targets(n_topics, topics, base, owner, count, n_members, members);
+    if (rc == 0)
+        rc = emit_targets(n_topics, topics, base, owner, count, n_members, members);
     if (rc != 0) {
         for (int32_t m = 0; m < n_members; m++) {
             free(members[m].target);

@@ -310,6 +310,131 @@ static void test_uniform_heterogeneous(void **state)
     free(m[1].target);
 }
 
+/* Randomized: every partition of a subscribed topic goes to exactly one subscriber; uniform
+ * with one shared subscription: counts differ by at most one, and each member keeps as many
+ * of its current partitions as its count allows; otherwise no partition could move to a
+ * subscriber holding two fewer; range: per topic, consecutive and balanced. */
+static void test_assignors_randomized(void **state)
+{
+    (void)state;
+    uint64_t x = 88172645463325252ull;
+#define RND(n) ((x ^= x << 13, x ^= x >> 7, x ^= x << 17), (int32_t)(x % (uint64_t)(n)))
+    for (int round = 0; round < 600; round++) {
+        int32_t nt = 1 + RND(4), nm = 1 + RND(8);
+        struct lm_cgroup_atopic topics[4];
+        for (int32_t t = 0; t < nt; t++)
+            topics[t] =
+                (struct lm_cgroup_atopic){.id = {{(uint8_t)(t + 1)}}, .partitions = RND(20)};
+        bool homo = RND(2) == 0;
+        const char *assignor = RND(3) == 0 ? "range" : "uniform";
+        int32_t subs[8][4], nsubs[8];
+        struct lm_cgroup_tp cur[8][80];
+        int32_t ncur[8];
+        struct lm_cgroup_amember m[8];
+        for (int32_t i = 0; i < nm; i++) {
+            nsubs[i] = 0;
+            for (int32_t t = 0; t < nt; t++)
+                if (homo || RND(2) == 0)
+                    subs[i][nsubs[i]++] = t;
+            /* a random current assignment, possibly stale (partitions gone, overlaps) */
+            ncur[i] = RND(10);
+            for (int32_t k = 0; k < ncur[i]; k++)
+                cur[i][k] = (struct lm_cgroup_tp){.topic_id = {{(uint8_t)(1 + RND(nt))}},
+                                                  .partition = RND(22)};
+            m[i] = (struct lm_cgroup_amember){.member_id = S("m"),
+                                              .n_topics = nsubs[i],
+                                              .topics = subs[i],
+                                              .n_current = ncur[i],
+                                              .current = cur[i]};
+        }
+        assert_int_equal(lm_cgroup_assign(assignor, nt, topics, nm, m), 0);
+        int32_t owner[4][20];
+        memset(owner, -1, sizeof(owner));
+        for (int32_t i = 0; i < nm; i++) {
+            for (int32_t k = 0; k < m[i].n_target; k++) {
+                int32_t t = m[i].target[k].topic_id.b[0] - 1, p = m[i].target[k].partition;
+                assert_true(t >= 0 && t < nt && p >= 0 && p < topics[t].partitions);
+                assert_int_equal(owner[t][p], -1);
+                owner[t][p] = i;
+                bool sub = false;
+                for (int32_t j = 0; j < nsubs[i]; j++)
+                    sub |= subs[i][j] == t;
+                assert_true(sub);
+            }
+        }
+        for (int32_t t = 0; t < nt; t++) {
+            bool any = false;
+            for (int32_t i = 0; i < nm; i++)
+                for (int32_t j = 0; j < nsubs[i]; j++)
+                    any |= subs[i][j] == t;
+            for (int32_t p = 0; p < topics[t].partitions; p++)
+                assert_true(any ? owner[t][p] >= 0 : owner[t][p] == -1);
+        }
+        if (strcmp(assignor, "uniform") == 0 && homo) {
+            int32_t lo = INT32_MAX, hi = 0, total = 0;
+            for (int32_t t = 0; t < nt; t++)
+                total += topics[t].partitions;
+            for (int32_t i = 0; i < nm; i++) {
+                lo = m[i].n_target < lo ? m[i].n_target : lo;
+                hi = m[i].n_target > hi ? m[i].n_target : hi;
+                /* sticky: it keeps min(valid current it alone claims first, its count) */
+                int32_t kept = 0;
+                for (int32_t k = 0; k < m[i].n_target; k++)
+                    for (int32_t j = 0; j < ncur[i]; j++)
+                        if (lm_cgroup_tp_cmp(&m[i].target[k], &cur[i][j]) == 0) {
+                            kept++;
+                            break;
+                        }
+                int32_t valid_unique = 0;
+                for (int32_t j = 0; j < ncur[i]; j++) {
+                    int32_t t = cur[i][j].topic_id.b[0] - 1;
+                    bool dup = false, earlier = false;
+                    for (int32_t q = 0; q < j; q++)
+                        dup |= lm_cgroup_tp_cmp(&cur[i][q], &cur[i][j]) == 0;
+                    for (int32_t q = 0; q < i; q++)
+                        for (int32_t r = 0; r < ncur[q]; r++)
+                            earlier |= lm_cgroup_tp_cmp(&cur[q][r], &cur[i][j]) == 0;
+                    valid_unique += !dup && !earlier && cur[i][j].partition < topics[t].partitions;
+                }
+                int32_t quota = total / nm;
+                assert_true(kept >= (valid_unique < quota ? valid_unique : quota));
+            }
+            assert_true(hi - lo <= 1);
+        } else if (strcmp(assignor, "uniform") == 0) {
+            for (int32_t t = 0; t < nt; t++)
+                for (int32_t p = 0; p < topics[t].partitions; p++) {
+                    int32_t o = owner[t][p];
+                    if (o < 0)
+                        continue;
+                    for (int32_t i = 0; i < nm; i++)
+                        for (int32_t j = 0; j < nsubs[i]; j++)
+                            if (subs[i][j] == t)
+                                assert_false(m[i].n_target < m[o].n_target - 1);
+                }
+        } else {
+            for (int32_t t = 0; t < nt; t++) {
+                int32_t nsub = 0;
+                for (int32_t i = 0; i < nm; i++)
+                    for (int32_t j = 0; j < nsubs[i]; j++)
+                        nsub += subs[i][j] == t;
+                for (int32_t p = 1; p < topics[t].partitions; p++)
+                    assert_true(owner[t][p] >= owner[t][p - 1]); /* consecutive ranges */
+                for (int32_t i = 0; i < nm; i++) {
+                    int32_t n = 0;
+                    for (int32_t p = 0; p < topics[t].partitions; p++)
+                        n += owner[t][p] == i;
+                    if (nsub > 0 && n > 0)
+                        assert_true(n == topics[t].partitions / nsub ||
+                                    n == topics[t].partitions / nsub + 1);
+                }
+            }
+        }
+        for (int32_t i = 0; i < nm; i++)
+            free(m[i].target);
+    }
+#undef RND
+}
+
 /* ---- reconciliation ---- */
 
 static void test_revocation_before_assignment(void **state)
@@ -406,6 +531,11 @@ static void test_errors(void **state)
     assert_int_equal(lm_cgroup_heartbeat(c, 0, 0, &img, &q, &r), 0);
     assert_int_equal(r.error_code, KAFKA_INVALID_REGULAR_EXPRESSION);
     assert_true(kafka_str_eq(r.member_id, S("n"))); /* readable after the call */
+    char longre[1100];
+    memset(longre, 'a', sizeof(longre));
+    q.topic_regex = (struct kafka_str){longre, (int32_t)sizeof(longre)};
+    assert_int_equal(lm_cgroup_heartbeat(c, 0, 0, &img, &q, &r), 0);
+    assert_int_equal(r.error_code, KAFKA_INVALID_REGULAR_EXPRESSION);
     /* v0 with an empty member id: the coordinator names the member */
     q.topic_regex = KAFKA_STR_NULL;
     q.version = 0;
@@ -730,6 +860,7 @@ int main(void)
         cmocka_unit_test(test_range_assignor),
         cmocka_unit_test(test_uniform_assignor_balanced_and_sticky),
         cmocka_unit_test(test_uniform_heterogeneous),
+        cmocka_unit_test(test_assignors_randomized),
         cmocka_unit_test(test_revocation_before_assignment),
         cmocka_unit_test(test_errors),
         cmocka_unit_test(test_leave_static_and_timeouts),
