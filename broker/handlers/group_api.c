@@ -3,7 +3,7 @@
  * owner shard, copy the coordinator's response into the Kafka response there, encode back
  * home. Served versions (handlers_serve below, all in full):
  *   FindCoordinator 0-6, JoinGroup 0-9, SyncGroup 0-5, Heartbeat 0-4, LeaveGroup 0-5,
- *   OffsetCommit 2-10, OffsetFetch 1-10 (v10: topics by id, KIP-848),
+ *   OffsetCommit 2-9 (v10 names topics by id only), OffsetFetch 1-9 (v10 likewise),
  *   DescribeGroups 0-6, ListGroups 0-5, DeleteGroups 0-2, OffsetDelete 0, TxnOffsetCommit 0-4.
  * Version mapping follows the wiring notes of broker/group/group.h. */
 #include <stdio.h>
@@ -627,18 +627,6 @@ struct commit_aux {
     int32_t **part_of; /* [coordinator topic][partition] -> response partition */
 };
 
-/* A topic's name copied into the request's arena (the snapshot it comes from may be dropped
- * while the request is on another shard); ptr NULL when the arena is exhausted. */
-static struct kafka_str topic_name_copy(struct broker_req *req, const struct htopic *ht)
-{
-    size_t n = strlen(ht->meta->name);
-    char *p = kafka_arena_alloc(&req->arena, n + 1, 1);
-    if (p == NULL)
-        return (struct kafka_str){NULL, 0};
-    memcpy(p, ht->meta->name, n + 1);
-    return (struct kafka_str){p, (int32_t)n};
-}
-
 static void offset_commit(struct broker_req *req)
 {
     int16_t v = req->api_version;
@@ -671,27 +659,17 @@ static void offset_commit(struct broker_req *req)
         struct kafka_offset_commit_response_topic *o = &resp->topics[i];
         int32_t np = t->partitions_count > 0 ? t->partitions_count : 0;
         o->name = t->name;
-        o->topic_id = t->topic_id;
         o->partitions = h_alloc(req, (size_t)np, sizeof(*o->partitions));
         struct lm_group_commit_part *lp = h_alloc(req, (size_t)np, sizeof(*lp));
         int32_t *map = h_alloc(req, (size_t)np, sizeof(*map));
         if (o->partitions == NULL || lp == NULL || map == NULL)
             goto nomem;
         o->partitions_count = np;
-        /* Kafka checks the topic exists before the coordinator sees the commit; v10 names it
-         * by id (an unknown id is UNKNOWN_TOPIC_ID). */
-        const struct htopic *ht = v >= 10           ? hs_topic_by_id(hs, t->topic_id.b)
-                                  : t->name.len > 0 ? hs_topic(hs, t->name.ptr, (size_t)t->name.len)
-                                                    : NULL;
-        struct kafka_str tname = t->name;
-        if (v >= 10) {
-            tname = (struct kafka_str){"", 0};
-            if (ht != NULL && (tname = topic_name_copy(req, ht)).ptr == NULL)
-                goto nomem;
-        }
-        int16_t denied = !group_ok               ? KAFKA_GROUP_AUTHORIZATION_FAILED
-                         : v >= 10 && ht == NULL ? KAFKA_UNKNOWN_TOPIC_ID
-                         : !h_allowed_k(req, AUTHZ_OP_READ, AUTHZ_RES_TOPIC, tname)
+        /* Kafka checks the topic exists before the coordinator sees the commit. */
+        const struct htopic *ht =
+            t->name.len > 0 ? hs_topic(hs, t->name.ptr, (size_t)t->name.len) : NULL;
+        int16_t denied = !group_ok ? KAFKA_GROUP_AUTHORIZATION_FAILED
+                         : !h_allowed_k(req, AUTHZ_OP_READ, AUTHZ_RES_TOPIC, t->name)
                              ? KAFKA_TOPIC_AUTHORIZATION_FAILED
                              : KAFKA_NONE;
         int32_t lnp = 0;
@@ -715,7 +693,7 @@ static void offset_commit(struct broker_req *req)
         }
         if (lnp == 0)
             continue;
-        lt[lnt].name = tname;
+        lt[lnt].name = t->name;
         lt[lnt].n_partitions = lnp;
         lt[lnt].partitions = lp;
         aux->topic_of[lnt] = i;
@@ -927,46 +905,8 @@ static bool fetch_group_in(struct broker_req *req, struct lm_group_fetch_req *in
         (COUNT) = keep_;                                                                           \
     } while (0)
 
-/* OffsetFetch v10 names topics by id: the ids asked for go back in the same order (an id
- * this node does not know is UNKNOWN_TOPIC_ID); for "every topic" the names map to ids here,
- * and a topic gone meanwhile is left out. */
-static void fetch_ids(struct greq *g)
-{
-    struct kafka_offset_fetch_response *o = g->resp;
-    const struct kafka_offset_fetch_request *rq = g->aux;
-    struct hshard *hs = hs_of(g->req->shard);
-    for (int32_t k = 0; k < o->groups_count; k++) {
-        struct kafka_offset_fetch_response_group *og = &o->groups[k];
-        const struct kafka_offset_fetch_request_group *rg = &rq->groups[k];
-        int32_t keep = 0;
-        for (int32_t i = 0; i < og->topics_count; i++) {
-            struct kafka_offset_fetch_response_group_topic *t = &og->topics[i];
-            if (rg->topics_count >= 0) {
-                if (i >= rg->topics_count)
-                    continue;
-                t->topic_id = rg->topics[i].topic_id;
-                if (hs_topic_by_id(hs, t->topic_id.b) == NULL)
-                    for (int32_t j = 0; j < t->partitions_count; j++) {
-                        t->partitions[j].committed_offset = -1;
-                        t->partitions[j].error_code = KAFKA_UNKNOWN_TOPIC_ID;
-                    }
-            } else {
-                const struct htopic *ht =
-                    t->name.len > 0 ? hs_topic(hs, t->name.ptr, (size_t)t->name.len) : NULL;
-                if (ht == NULL)
-                    continue;
-                memcpy(t->topic_id.b, ht->meta->id, sizeof(t->topic_id.b));
-            }
-            og->topics[keep++] = *t;
-        }
-        og->topics_count = keep;
-    }
-}
-
 static void fetch_post(struct greq *g)
 {
-    if (g->version >= 10)
-        fetch_ids(g);
     if (!h_authz_on(g->req))
         return;
     struct kafka_offset_fetch_response *o = g->resp;
@@ -1042,12 +982,6 @@ static void offset_fetch(struct broker_req *req)
             goto nomem;
         for (int32_t j = 0; j < nt; j++) {
             lt[j].name = rg->topics[j].name;
-            if (v >= 10) { /* by id: an unknown id asks for "" and is marked in fetch_post */
-                const struct htopic *ht = hs_topic_by_id(hs, rg->topics[j].topic_id.b);
-                lt[j].name = (struct kafka_str){"", 0};
-                if (ht != NULL && (lt[j].name = topic_name_copy(req, ht)).ptr == NULL)
-                    goto nomem;
-            }
             lt[j].n_partitions = rg->topics[j].partition_indexes_count > 0
                                      ? rg->topics[j].partition_indexes_count
                                      : 0;
@@ -1551,8 +1485,8 @@ int group_api_register(struct broker_dispatch *d)
         (rc = handlers_serve(d, KAFKA_SYNC_GROUP_KEY, 0, 5, sync_group)) != 0 ||
         (rc = handlers_serve(d, KAFKA_HEARTBEAT_KEY, 0, 4, heartbeat)) != 0 ||
         (rc = handlers_serve(d, KAFKA_LEAVE_GROUP_KEY, 0, 5, leave_group)) != 0 ||
-        (rc = handlers_serve(d, KAFKA_OFFSET_COMMIT_KEY, 2, 10, offset_commit)) != 0 ||
-        (rc = handlers_serve(d, KAFKA_OFFSET_FETCH_KEY, 1, 10, offset_fetch)) != 0 ||
+        (rc = handlers_serve(d, KAFKA_OFFSET_COMMIT_KEY, 2, 9, offset_commit)) != 0 ||
+        (rc = handlers_serve(d, KAFKA_OFFSET_FETCH_KEY, 1, 9, offset_fetch)) != 0 ||
         (rc = handlers_serve(d, KAFKA_DESCRIBE_GROUPS_KEY, 0, 6, describe_groups)) != 0 ||
         (rc = handlers_serve(d, KAFKA_LIST_GROUPS_KEY, 0, 5, list_groups)) != 0 ||
         (rc = handlers_serve(d, KAFKA_DELETE_GROUPS_KEY, 0, 2, delete_groups)) != 0 ||

@@ -294,8 +294,8 @@ static void fill_describe(struct greq *g, struct gop *op, const struct lm_cgroup
         snprintf(msg, sizeof(msg), "Group %.*s not found.",
                  (int)(r->group_id.len > 200 ? 200 : r->group_id.len),
                  r->group_id.ptr != NULL ? r->group_id.ptr : "");
+        /* Kafka 4.1 leaves the state empty here */
         r->error_message = group_api_sdup(g, (struct kafka_str){msg, (int32_t)strlen(msg)});
-        r->group_state = (struct kafka_str){"Dead", 4};
         return;
     }
     r->group_state = (struct kafka_str){d->state, (int32_t)strlen(d->state)};

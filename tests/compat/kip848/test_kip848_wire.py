@@ -5,6 +5,9 @@ filter, DeleteGroups), the reverse (a heartbeat for a classic group with members
 session timeout.
 
     test_kip848_wire.py --io uring|epoll
+    test_kip848_wire.py --bootstrap HOST:PORT --interval MS   (a broker already running, e.g.
+        Apache Kafka 4.1 with group.consumer.heartbeat.interval.ms=MS and a 3 s
+        group.consumer.session.timeout.ms, to check these expectations against it)
 """
 import argparse
 import os
@@ -156,10 +159,8 @@ def cg_describe(c, groups):
 
 
 def offset_commit(c, version, group, epoch, member, topic, parts):
-    """topic: a name, or (v10) a 16-byte topic id."""
     ps = [i32(p) + struct.pack(">qi", off, -1) + cns(None) + TAGS for p, off in parts]
-    tname = topic if version >= 10 else cs(topic)
-    body = cs(group) + i32(epoch) + cs(member) + cns(None) + carr([tname + carr(ps) + TAGS])
+    body = cs(group) + i32(epoch) + cs(member) + cns(None) + carr([cs(topic) + carr(ps) + TAGS])
     body += TAGS
     r = R(c.call(8, version, body, True))
     r.take(">i")
@@ -170,23 +171,18 @@ def offset_commit(c, version, group, epoch, member, topic, parts):
         return v
 
     def tp():
-        if version >= 10:
-            r.uuid()
-        else:
-            r.s()
+        r.s()
         v = r.arr(part)
         r.tags()
         return v
     return [e for t in r.arr(tp) for _, e in t]
 
 
-def offset_fetch(c, group, member, epoch, topic, parts, version=9):
-    """topic: a name, or (v10) a 16-byte topic id."""
-    tname = topic if version >= 10 else cs(topic)
+def offset_fetch(c, group, member, epoch, topic, parts):
     body = carr([cs(group) + cns(member) + i32(epoch) +
-                 carr([tname + carr([i32(p) for p in parts]) + TAGS]) + TAGS])
+                 carr([cs(topic) + carr([i32(p) for p in parts]) + TAGS]) + TAGS])
     body += b"\x00" + TAGS
-    r = R(c.call(9, version, body, True))
+    r = R(c.call(9, 9, body, True))
     r.take(">i")
 
     def part():
@@ -195,10 +191,7 @@ def offset_fetch(c, group, member, epoch, topic, parts, version=9):
         return v
 
     def tp():
-        if version >= 10:
-            r.uuid()
-        else:
-            r.s()
+        r.s()
         v = r.arr(part)
         r.tags()
         return v
@@ -259,25 +252,81 @@ def delete_groups(c, group):
     return r.take(">h")
 
 
+class External:
+    """A broker this script did not start (--bootstrap)."""
+
+    def __init__(self, bootstrap):
+        self.bootstrap = bootstrap
+        self.host, port = bootstrap.rsplit(":", 1)
+        self.port = int(port)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def alive(self):
+        return True
+
+    def stop(self):
+        return 0
+
+    def log_text(self):
+        return ""
+
+
+def find_coordinators(c, groups, timeout_s=30):
+    """FindCoordinator v4 until every group has one (Kafka creates __consumer_offsets on the
+    first lookup); the tests talk to a single node, which must be it."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        body = b"\x00" + carr([cs(g) for g in groups]) + TAGS
+        r = R(c.call(10, 4, body, True))
+        r.take(">i")
+
+        def one():
+            v = (r.s(), r.take(">i"), r.s(), r.take(">i"), r.take(">h"), r.s())
+            r.tags()
+            return v
+        got = r.arr(one)
+        if all(e == 0 for _, _, _, _, e, _ in got) or time.monotonic() > deadline:
+            return got
+        time.sleep(0.3)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--io", default="uring")
+    ap.add_argument("--bootstrap")
+    ap.add_argument("--interval", type=int, default=1500)
     args = ap.parse_args()
     t0 = time.monotonic()
-    config = {"group.consumer.heartbeat.interval.ms": 1500,
+    config = {"group.consumer.heartbeat.interval.ms": args.interval,
               "group.consumer.session.timeout.ms": 3000,
               "group.initial.rebalance.delay.ms": 0}
-    with Broker(io=args.io, shards=2, config=config) as b:
+    with (External(args.bootstrap) if args.bootstrap else
+          Broker(io=args.io, shards=2, config=config)) as b:
+        interval = args.interval
         from confluent_kafka.admin import AdminClient, NewTopic
         a = AdminClient({"bootstrap.servers": b.bootstrap})
         fs = a.create_topics([NewTopic("kw-t", 4, 1)])
         fs["kw-t"].result(30)
         c = Conn(b.host, b.port)
+        got = find_coordinators(c, ["kw-g", "kw-v0", "kw-classic", "kw-s"])
+        check(all(e == 0 for _, _, _, _, e, _ in got), "FindCoordinator of the groups", got)
 
-        # join: the member gets every partition at epoch 1
+        # join: the member gets every partition at epoch 1 (Kafka may answer the first
+        # heartbeat before its metadata image has the new topic: heartbeat until it comes)
         r = heartbeat(c, "kw-g", "m-1", 0, topics=["kw-t"], owned=[])
+        deadline = time.monotonic() + 15
+        while ((r["error"] in (14, 15, 16) or (r["error"] == 0 and not r["assignment"])) and
+               time.monotonic() < deadline):
+            time.sleep(0.2)
+            r = heartbeat(c, "kw-g", "m-1", 0 if r["error"] else r["epoch"], topics=["kw-t"],
+                          owned=[])
         parts = r["assignment"] and sorted(r["assignment"][0][1])
-        check(r["error"] == 0 and r["epoch"] == 1 and r["interval"] == 1500 and
+        check(r["error"] == 0 and r["epoch"] == 1 and r["interval"] == interval and
               r["member"] == "m-1" and parts == [0, 1, 2, 3],
               "heartbeat v1 join: epoch 1, all four partitions", r)
         tid = r["assignment"][0][0]
@@ -327,7 +376,8 @@ def main():
               m["m-1"]["client"] == "kraw" and m["m-1"]["host"] == "/127.0.0.1" and
               m["m-1"]["type"] == 1,
               "ConsumerGroupDescribe: Stable, members and assignments by name", d[0])
-        check(d[1]["error"] == 69 and d[1]["state"] == "Dead",
+        check(d[1]["error"] == 69 and d[1]["state"] == "" and
+              d[1]["message"] == "Group kw-none not found.",
               "ConsumerGroupDescribe of an unknown id: GROUP_ID_NOT_FOUND", d[1])
 
         # OffsetCommit / OffsetFetch with the member epoch
@@ -350,17 +400,14 @@ def main():
         check(err == 0 and offs[kept[0]] == 5, "OffsetFetch v9 without a member (admin)",
               (err, offs))
 
-        # v10 names topics by id (KIP-848)
-        e = offset_commit(c, 10, "kw-g", 2, "m-1", tid, [(kept[0], 7)])
-        check(e == [0], "OffsetCommit v10 by topic id", e)
-        e = offset_commit(c, 10, "kw-g", 2, "m-1", b"\x07" * 16, [(0, 7)])
-        check(e == [100], "OffsetCommit v10 of an unknown id: UNKNOWN_TOPIC_ID", e)
-        err, offs = offset_fetch(c, "kw-g", "m-1", 2, tid, kept, version=10)
-        check(err == 0 and offs[kept[0]] == 7 and offs[kept[1]] == 5,
-              "OffsetFetch v10 by topic id", (err, offs))
         # the classic APIs on a consumer group
         err, _, _ = join_group(c, "kw-g", "")
-        check(err == 23, "JoinGroup of a consumer group: INCONSISTENT_GROUP_PROTOCOL", err)
+        if args.bootstrap:
+            # Kafka 4 lets a classic member into a consumer group (a mixed group, here
+            # MEMBER_ID_REQUIRED first); laminar does not serve mixed groups
+            print("skipped against another broker: JoinGroup of a consumer group (%d)" % err)
+        else:
+            check(err == 23, "JoinGroup of a consumer group: INCONSISTENT_GROUP_PROTOCOL", err)
         g5 = describe_groups(c, 5, "kw-g")
         check(g5["error"] == 0 and g5["state"] == "Dead" and g5["ptype"] == "",
               "DescribeGroups v5 of a consumer group: Dead", g5)
@@ -373,7 +420,8 @@ def main():
         err, gen, _ = join_group(c, "kw-classic", mid)
         check(err == 0 and gen == 1, "classic JoinGroup with its id: generation 1", (err, gen))
         r = heartbeat(c, "kw-classic", "m-c", 0, topics=["kw-t"], owned=[])
-        check(r["error"] == 69 and r["message"] == "Group kw-classic is not a consumer group.",
+        # (Kafka's message tells why it cannot upgrade the classic group)
+        check(r["error"] == 69 and "kw-classic" in (r["message"] or ""),
               "heartbeat for a classic group with members: GROUP_ID_NOT_FOUND", r)
         ls = list_groups(c, ["consumer"])
         check("kw-g" in ls and ls["kw-g"][1:] == ("consumer", "Stable", "consumer") and
