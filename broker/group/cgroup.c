@@ -1065,6 +1065,19 @@ bool lm_cgroup_exists(const struct lm_cgroup_coord *c, struct kafka_str group_id
     return g != NULL;
 }
 
+bool lm_cgroup_subscribed(const struct lm_cgroup_coord *c, struct kafka_str group_id,
+                          struct kafka_str topic)
+{
+    const struct cgroup *g = group_find(c, group_id, NULL);
+    if (g == NULL || topic.len < 0)
+        return false;
+    struct lm_cgroup_topic t = {.name = topic};
+    for (int32_t i = 0; i < g->n_members; i++)
+        if (member_subscribes(g->members[i], &t))
+            return true;
+    return false;
+}
+
 void lm_cgroup_list(const struct lm_cgroup_coord *c,
                     void (*fn)(void *ctx, const struct lm_cgroup_list_entry *e), void *ctx)
 {

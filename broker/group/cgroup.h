@@ -158,6 +158,10 @@ int lm_cgroup_describe(struct lm_cgroup_coord *c, const struct lm_cgroup_image *
 /* lm_cgroup_exists tells whether a consumer group has the id; *n_members gets its members. */
 bool lm_cgroup_exists(const struct lm_cgroup_coord *c, struct kafka_str group_id,
                       int32_t *n_members);
+/* lm_cgroup_subscribed tells whether a member of the group subscribes to topic, by name or
+ * regex (OffsetDelete answers GROUP_SUBSCRIBED_TO_TOPIC for those, as Kafka does). */
+bool lm_cgroup_subscribed(const struct lm_cgroup_coord *c, struct kafka_str group_id,
+                          struct kafka_str topic);
 /* lm_cgroup_list calls fn for every group (borrowed entries). */
 void lm_cgroup_list(const struct lm_cgroup_coord *c,
                     void (*fn)(void *ctx, const struct lm_cgroup_list_entry *e), void *ctx);

@@ -102,6 +102,8 @@ static void gop_set(struct greq *g, size_t i, uint8_t kind, uint32_t owner, cons
     op->cg_member_id = KAFKA_STR_NULL;
     op->cg_member_epoch = -1;
     op->cg_deleted = false;
+    op->cg_subscribed = NULL;
+    op->cg_n_subscribed = 0;
 }
 
 /* Answers op i with err (GROUP_AUTHORIZATION_FAILED) unless the principal may perform op on
@@ -1402,7 +1404,8 @@ nomem:
     h_close(req, "arena exhausted");
 }
 
-static void fill_offset_delete(struct greq *g, const struct lm_group_resp *r, int16_t err)
+static void fill_offset_delete(struct greq *g, struct gop *op, const struct lm_group_resp *r,
+                               int16_t err)
 {
     struct kafka_offset_delete_response *o = g->resp;
     o->throttle_time_ms = 0;
@@ -1414,7 +1417,22 @@ static void fill_offset_delete(struct greq *g, const struct lm_group_resp *r, in
     const struct lm_group_offset_delete_resp *d = &r->u.offset_delete;
     o->error_code = d->error_code;
     int32_t nt = d->n_topics > 0 ? d->n_topics : 0;
-    o->topics = galloc(g, (size_t)nt, sizeof(*o->topics));
+    int32_t ns = d->error_code == KAFKA_NONE ? op->cg_n_subscribed : 0;
+    o->topics = galloc(g, (size_t)(nt + ns), sizeof(*o->topics));
+    o->topics_count = o->topics != NULL ? nt + ns : 0;
+    /* the topics a consumer group's members subscribe to, kept out of the call (Kafka
+     * OffsetMetadataManager.deleteOffsets: GROUP_SUBSCRIBED_TO_TOPIC) */
+    for (int32_t i = nt; i < o->topics_count; i++) {
+        const struct lm_group_fetch_topic *t = &op->cg_subscribed[i - nt];
+        o->topics[i].name = t->name;
+        o->topics[i].partitions =
+            galloc(g, (size_t)t->n_partitions, sizeof(*o->topics[i].partitions));
+        o->topics[i].partitions_count = o->topics[i].partitions != NULL ? t->n_partitions : 0;
+        for (int32_t j = 0; j < o->topics[i].partitions_count; j++) {
+            o->topics[i].partitions[j].partition_index = t->partitions[j];
+            o->topics[i].partitions[j].error_code = KAFKA_GROUP_SUBSCRIBED_TO_TOPIC;
+        }
+    }
     o->topics_count = o->topics != NULL ? nt : 0;
     for (int32_t i = 0; i < o->topics_count; i++) {
         int32_t np = d->topics[i].n_partitions > 0 ? d->topics[i].n_partitions : 0;
@@ -1426,6 +1444,8 @@ static void fill_offset_delete(struct greq *g, const struct lm_group_resp *r, in
             o->topics[i].partitions[j].error_code = d->topics[i].partitions[j].error_code;
         }
     }
+    if (o->topics != NULL)
+        o->topics_count = nt + ns;
 }
 
 /* ---- dispatch of fills ----------------------------------------------------------------------- */
@@ -1462,7 +1482,7 @@ void group_api_fill(struct gop *op, const struct lm_group_resp *r, int16_t err)
         fill_delete(g, op, r, err);
         break;
     case GOP_OFFSET_DELETE:
-        fill_offset_delete(g, r, err);
+        fill_offset_delete(g, op, r, err);
         break;
     case GOP_TXN_COMMIT:
         fill_txn_commit(g, r, err);

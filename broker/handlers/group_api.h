@@ -48,6 +48,10 @@ struct gop {
     struct kafka_str cg_member_id;
     int32_t cg_member_epoch;
     bool cg_deleted;
+    /* OffsetDelete of a consumer group: the request's topics its members subscribe to, taken
+     * out of the call and answered GROUP_SUBSCRIBED_TO_TOPIC (arena) */
+    const struct lm_group_fetch_topic *cg_subscribed;
+    int32_t cg_n_subscribed;
 };
 
 struct greq {

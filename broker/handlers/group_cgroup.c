@@ -477,6 +477,32 @@ bool group_cgroup_precheck(struct lm_group_coord *classic, struct lm_cgroup_coor
         op->cg_deleted = true;
         return false;
     }
+    case GOP_OFFSET_DELETE: {
+        struct lm_group_offset_delete_req *in =
+            (struct lm_group_offset_delete_req *)(uintptr_t)op->in;
+        if (!lm_cgroup_exists(cg, in->group_id, &n_members) || n_members == 0 ||
+            lm_group_coord_status(classic, in->group_id) != KAFKA_NONE)
+            return false;
+        /* topics its members subscribe to are not deleted (Kafka: GROUP_SUBSCRIBED_TO_TOPIC);
+         * the others go on to the classic coordinator. in's array is the request's (arena),
+         * split in place: the kept ones first, the subscribed ones after them. */
+        struct lm_group_fetch_topic *t = (struct lm_group_fetch_topic *)(uintptr_t)in->topics;
+        int32_t keep = 0, n = in->n_topics;
+        struct lm_group_fetch_topic *sub = group_api_alloc(op->g, (size_t)n, sizeof(*sub));
+        if (n > 0 && sub == NULL)
+            return false; /* g->nomem: the connection closes at finish */
+        int32_t ns = 0;
+        for (int32_t i = 0; i < n; i++) {
+            if (lm_cgroup_subscribed(cg, in->group_id, t[i].name))
+                sub[ns++] = t[i];
+            else
+                t[keep++] = t[i];
+        }
+        in->n_topics = keep;
+        op->cg_subscribed = sub;
+        op->cg_n_subscribed = ns;
+        return false;
+    }
     default:
         return false;
     }

@@ -230,6 +230,25 @@ def describe_groups(c, version, group):
     return {"error": err, "message": msg, "id": r.s(), "state": r.s(), "ptype": r.s()}
 
 
+def offset_delete(c, group, topic, parts):
+    """OffsetDelete v0: (top-level error, {partition: error})."""
+    s16 = lambda v: struct.pack(">h", len(v.encode())) + v.encode()
+    body = s16(group) + i32(1) + s16(topic) + i32(len(parts)) + b"".join(i32(p) for p in parts)
+    r = c.call(47, 0, body, False)
+    err, _thr, nt = struct.unpack_from(">hii", r, 0)
+    p, out = 10, {}
+    for _ in range(nt):
+        n = struct.unpack_from(">h", r, p)[0]
+        p += 2 + n
+        np_ = struct.unpack_from(">i", r, p)[0]
+        p += 4
+        for _ in range(np_):
+            q, e = struct.unpack_from(">ih", r, p)
+            p += 6
+            out[q] = e
+    return err, out
+
+
 def list_groups(c, types):
     body = carr([]) + carr([cs(t) for t in types]) + TAGS
     r = R(c.call(16, 5, body, True))
@@ -433,6 +452,10 @@ def main():
         check("kw-g" in ls and "kw-classic" in ls and "kw-v0" in ls,
               "ListGroups v5 without a filter lists both kinds once", ls)
 
+        # OffsetDelete: not for the topics the members subscribe to
+        err, res = offset_delete(c, "kw-g", "kw-t", kept)
+        check(err == 0 and res == {q: 86 for q in kept},
+              "OffsetDelete of a subscribed topic: GROUP_SUBSCRIBED_TO_TOPIC", (err, res))
         # DeleteGroups: refused while members are in, then it goes (offsets with it)
         check(delete_groups(c, "kw-g") == 68, "DeleteGroups with members: NON_EMPTY_GROUP")
         for mem, ep in (("m-1", 2), ("m-2", 2)):
@@ -441,6 +464,9 @@ def main():
         d = cg_describe(c, ["kw-g"])[0]
         check(d["state"] == "Empty" and d["members"] == [] and d["epoch"] == 4,
               "Empty after both left, epoch 4", d)
+        err, res = offset_delete(c, "kw-g", "kw-t", kept[:1])
+        check(err == 0 and res == {kept[0]: 0}, "OffsetDelete once nobody subscribes",
+              (err, res))
         check(delete_groups(c, "kw-g") == 0, "DeleteGroups of the empty consumer group")
         d = cg_describe(c, ["kw-g"])[0]
         err, offs = offset_fetch(c, "kw-g", None, -1, "kw-t", kept)
