@@ -602,10 +602,15 @@ static const struct refused_key g_refused[] = {
  * node-to-node traffic goes over the controller listener (PLAINTEXT, laminar.cluster.secret). */
 static bool sasl_key_served(const char *key)
 {
-    static const char *const oauth[] = {
-        "sasl.oauthbearer.jwks.endpoint.url", "sasl.oauthbearer.expected.audience",
-        "sasl.oauthbearer.expected.issuer",   "sasl.oauthbearer.sub.claim.name",
-        "sasl.oauthbearer.scope.claim.name",  "sasl.oauthbearer.clock.skew.seconds"};
+    static const char *const oauth[] = {"sasl.oauthbearer.jwks.endpoint.url",
+                                        "sasl.oauthbearer.expected.audience",
+                                        "sasl.oauthbearer.expected.issuer",
+                                        "sasl.oauthbearer.sub.claim.name",
+                                        "sasl.oauthbearer.scope.claim.name",
+                                        "sasl.oauthbearer.clock.skew.seconds",
+                                        "sasl.oauthbearer.jwks.endpoint.refresh.ms",
+                                        "sasl.oauthbearer.jwks.endpoint.retry.backoff.ms",
+                                        "sasl.oauthbearer.jwks.endpoint.retry.backoff.max.ms"};
     for (size_t i = 0; i < LM_ARRAY_LEN(oauth); i++)
         if (strcmp(key, oauth[i]) == 0)
             return true; /* OAUTHBEARER's secured validator (sasl_api.c) */

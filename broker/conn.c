@@ -128,13 +128,13 @@ static void conn_create(struct broker_shard *s, uint32_t listener, int fd,
     c->apis = s->listen_apis[listener];
     c->auth.sasl = s->cfg->listener_sasl[listener];
     snprintf(c->auth.principal, sizeof(c->auth.principal), "User:ANONYMOUS");
-    if (s->listen_tls[listener] != NULL) {
+    if (s->listen_tls[listener]) {
         if (s->tls_plain == NULL)
             s->tls_plain = malloc(BROKER_TLS_RECORD_BYTES);
         if (s->tls_gather == NULL)
             s->tls_gather = malloc(BROKER_TLS_RECORD_BYTES);
         if (s->tls_plain != NULL && s->tls_gather != NULL)
-            c->tls = broker_tls_conn_new(s->listen_tls[listener]);
+            c->tls = broker_rt_tls_conn_new(s->rt, listener);
         if (c->tls == NULL) {
             BLOG_ERROR_LIMITED("accept: out of memory for TLS, closing new connection");
             s->conns_open++;
@@ -573,19 +573,19 @@ static void on_frame(struct broker_conn *c, struct broker_frame *f)
     req->state_ = REQ_PENDING;
     req->local_end_us_ = 0;
     req->done_us_ = 0;
-    req->start_us_ = 0;
+    /* its arrival: the request time metrics and the request-time quota (local time) */
+    req->start_us_ = broker_now_us();
     if (s->metrics_on) {
-        req->start_us_ = broker_now_us();
         int v = h.api_version < 0                          ? 0
                 : h.api_version >= BROKER_METRICS_VERSIONS ? BROKER_METRICS_VERSIONS - 1
                                                            : h.api_version;
         broker_metric_add(&s->metrics->requests[h.api_key][v], 1);
     }
     kafka_arena_init(&req->arena, (size_t)s->cfg->socket_request_max_bytes * 2 + (64u << 20));
-    s->dispatching = s->metrics_on ? req : NULL;
+    s->dispatching = req;
     e->fn(req);
     if (s->dispatching != NULL)
-        req->local_end_us_ = broker_now_us(); /* not answered yet (req_times clears it) */
+        req->local_end_us_ = broker_now_us(); /* not answered yet (req_complete clears it) */
     s->dispatching = NULL;
     /* c outlives the call (the caller holds it); req may be gone */
     if (c->auth.sasl && c->auth.authenticated)
@@ -689,6 +689,14 @@ static void mute_fire(struct broker_shard *s, struct broker_timer *t)
         conn_try_resume(c);
 }
 
+uint64_t broker_req_local_us(const struct broker_req *req)
+{
+    if (req->start_us_ == 0)
+        return 0;
+    uint64_t end = req->local_end_us_ != 0 ? req->local_end_us_ : broker_now_us();
+    return end > req->start_us_ ? end - req->start_us_ : 0;
+}
+
 void broker_req_throttle(struct broker_req *req, uint32_t delay_ms)
 {
     struct broker_conn *c = req->conn;
@@ -721,13 +729,12 @@ static void wr_i32(uint8_t *p, uint32_t v)
 }
 
 /* Local and remote time of a request as it completes (metrics.h, BROKER_LAT_*). */
-static void req_times(struct broker_shard *s, struct broker_req *req)
+static void req_times(struct broker_shard *s, struct broker_req *req, bool in_handler)
 {
     uint64_t now = broker_now_us();
     req->done_us_ = now;
     struct broker_latency *lat = s->metrics->lat[BROKER_LAT_LOCAL];
-    if (s->dispatching == req) {
-        s->dispatching = NULL; /* answered from inside its handler */
+    if (in_handler) { /* answered from inside its handler */
         broker_metric_latency(&lat[req->api_key], now - req->start_us_);
         broker_metric_latency(&s->metrics->lat[BROKER_LAT_REMOTE][req->api_key], 0);
     } else if (req->local_end_us_ != 0) {
@@ -742,8 +749,11 @@ static void req_complete(struct broker_req *req, enum req_state st)
     LM_ASSERT(req->state_ == REQ_PENDING);
     req->state_ = (uint8_t)st;
     struct broker_conn *c = req->conn;
+    bool in_handler = c->shard->dispatching == req;
+    if (in_handler)
+        c->shard->dispatching = NULL;
     if (req->start_us_ != 0 && c->shard->metrics_on)
-        req_times(c->shard, req);
+        req_times(c->shard, req, in_handler);
     if (c->closing) {
         req_free(req);
         return;

@@ -354,6 +354,8 @@ void broker_metrics_render(struct broker_metrics_out *o,
                    "Produce responses throttled by a producer_byte_rate client quota.");
     render_counter(o, m, n, BROKER_C_FETCH_THROTTLED, "laminar_quota_fetch_throttled_total",
                    "Fetch responses throttled (sent empty) by a consumer_byte_rate client quota.");
+    render_counter(o, m, n, BROKER_C_REQUEST_THROTTLED, "laminar_quota_request_throttled_total",
+                   "Responses throttled by a request_percentage client quota (request time).");
     render_process(o);
 }
 

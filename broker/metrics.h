@@ -28,6 +28,7 @@ enum broker_counter {
     BROKER_C_FETCH_FAILED,      /* partitions of Fetch answered with an error */
     BROKER_C_PRODUCE_THROTTLED, /* Produce responses throttled by a client quota */
     BROKER_C_FETCH_THROTTLED,   /* Fetch responses throttled by a client quota (sent empty) */
+    BROKER_C_REQUEST_THROTTLED, /* responses throttled by a request_percentage quota */
     BROKER_C_COUNT
 };
 

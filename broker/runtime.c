@@ -17,6 +17,7 @@
 #include <time.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "broker/console/console.h"
@@ -53,8 +54,18 @@ struct broker_rt {
     bool quota_ready;
     int cpus[BROKER_SHARDS_MAX];
     /* TLS contexts of the SSL / SASL_SSL listeners (NULL for the others), shared read-only by
-     * the shards (an SSL_CTX is safe to use from several threads once set up) */
+     * the shards (an SSL_CTX is safe to use from several threads once set up); a reload swaps
+     * one under tls_lock (broker_rt_tls_conn_new takes a connection's reference under it) */
     struct broker_tls_ctx *tls[BROKER_LISTENERS_MAX];
+    pthread_mutex_t tls_lock;
+    /* what each listener's keystore and truststore files looked like when last loaded */
+    struct tls_file_stamp {
+        bool present;
+        dev_t dev;
+        ino_t ino;
+        off_t size;
+        struct timespec mtime, ctime;
+    } tls_stamp[BROKER_LISTENERS_MAX][2];
 #ifdef LAMINAR_HAVE_BPF
     struct lm_bpf *bpf[BROKER_LISTENERS_MAX];
 #endif
@@ -329,6 +340,7 @@ static void rt_free(struct broker_rt *rt)
         broker_connquota_deinit(&rt->quota);
     for (uint32_t l = 0; l < BROKER_LISTENERS_MAX; l++)
         broker_tls_ctx_free(rt->tls[l]);
+    pthread_mutex_destroy(&rt->tls_lock);
     if (rt->mailboxes != NULL)
         for (uint32_t i = 0; i < rt->nshards * rt->nshards; i++)
             broker_mailbox_deinit(&rt->mailboxes[i]);
@@ -435,6 +447,93 @@ static int http_start(struct broker_rt *rt)
 }
 
 /* SIGTERM and SIGINT: blocked in every runtime thread, taken by broker_runtime_run's sigwait. */
+/* ---- TLS certificate reload ----------------------------------------------------------------- */
+
+struct broker_tls_conn *broker_rt_tls_conn_new(struct broker_rt *rt, uint32_t listener)
+{
+    LM_ASSERT(listener < BROKER_LISTENERS_MAX);
+    pthread_mutex_lock(&rt->tls_lock);
+    struct broker_tls_conn *tc =
+        rt->tls[listener] != NULL ? broker_tls_conn_new(rt->tls[listener]) : NULL;
+    pthread_mutex_unlock(&rt->tls_lock);
+    return tc;
+}
+
+static void tls_stamp_take(const char *path, struct tls_file_stamp *st)
+{
+    struct stat sb;
+    memset(st, 0, sizeof(*st));
+    if (path == NULL || path[0] == '\0' || stat(path, &sb) != 0)
+        return;
+    st->present = true;
+    st->dev = sb.st_dev;
+    st->ino = sb.st_ino;
+    st->size = sb.st_size;
+    st->mtime = sb.st_mtim;
+    st->ctime = sb.st_ctim;
+}
+
+static bool tls_stamp_same(const struct tls_file_stamp *a, const struct tls_file_stamp *b)
+{
+    return a->present == b->present && a->dev == b->dev && a->ino == b->ino && a->size == b->size &&
+           a->mtime.tv_sec == b->mtime.tv_sec && a->mtime.tv_nsec == b->mtime.tv_nsec &&
+           a->ctime.tv_sec == b->ctime.tv_sec && a->ctime.tv_nsec == b->ctime.tv_nsec;
+}
+
+/* The listener's keystore and truststore files as they are now. */
+static void tls_stamps_of(const struct broker_config *cfg, uint32_t l, struct tls_file_stamp out[2])
+{
+    struct broker_tls_settings st;
+    broker_config_tls_settings(cfg, l, &st);
+    tls_stamp_take(st.value[BROKER_TLS_KEYSTORE_LOCATION], &out[0]);
+    tls_stamp_take(st.value[BROKER_TLS_TRUSTSTORE_LOCATION], &out[1]);
+}
+
+/* Reloads a TLS listener whose keystore or truststore file changed (replaced or rewritten, as
+ * certificate renewal tools do): new connections get the new certificates, the open ones keep
+ * theirs. A file that does not load (a renewal half written) leaves the old context in
+ * service; the next change is tried again. */
+static void tls_reload_check(struct broker_rt *rt, const struct broker_config *cfg)
+{
+    for (uint32_t l = 0; l < cfg->listeners_count && l < BROKER_LISTENERS_MAX; l++) {
+        if (rt->tls[l] == NULL)
+            continue;
+        struct tls_file_stamp now[2];
+        tls_stamps_of(cfg, l, now);
+        if (tls_stamp_same(&now[0], &rt->tls_stamp[l][0]) &&
+            tls_stamp_same(&now[1], &rt->tls_stamp[l][1]))
+            continue;
+        memcpy(rt->tls_stamp[l], now, sizeof(now));
+        struct broker_tls_settings st;
+        char err[512];
+        broker_config_tls_settings(cfg, l, &st);
+        struct broker_tls_ctx *fresh = NULL;
+        int rc = broker_tls_ctx_new(&st, &fresh, err, sizeof(err));
+        if (rc != 0) {
+            BLOG_ERROR("listener %s: its certificate files changed but do not load (%s); still "
+                       "serving the previous ones",
+                       cfg->listeners[l].name, rc == LM_E_CONFIG ? err : lm_strerror(rc));
+            continue;
+        }
+        pthread_mutex_lock(&rt->tls_lock);
+        struct broker_tls_ctx *old = rt->tls[l];
+        rt->tls[l] = fresh;
+        pthread_mutex_unlock(&rt->tls_lock);
+        broker_tls_ctx_free(old); /* freed once its last connection closes */
+        BLOG_INFO("listener %s: certificates reloaded; new connections use them",
+                  cfg->listeners[l].name);
+    }
+}
+
+/* laminar.ssl.reload.check.ms: how often the TLS listeners' files are looked at (0: never). */
+static uint64_t tls_reload_interval_ms(const struct broker_config *cfg)
+{
+    const char *v = broker_config_get(cfg, "laminar.ssl.reload.check.ms");
+    char *end = NULL;
+    long long n = v != NULL ? strtoll(v, &end, 10) : -1;
+    return v != NULL && end != v && *end == '\0' && n >= 0 ? (uint64_t)n : 10000;
+}
+
 static void stop_signals(sigset_t *sigs)
 {
     sigemptyset(sigs);
@@ -465,9 +564,11 @@ int broker_runtime_start(const struct broker_config *cfg, const struct broker_di
         return LM_E_NOMEM;
     }
     rt->quota_ready = true;
+    pthread_mutex_init(&rt->tls_lock, NULL);
     for (uint32_t l = 0; l < cfg->listeners_count; l++) {
         if (!cfg->listener_tls[l])
             continue;
+        tls_stamps_of(cfg, l, rt->tls_stamp[l]);
         struct broker_tls_settings st;
         char err[512];
         broker_config_tls_settings(cfg, l, &st);
@@ -512,7 +613,7 @@ int broker_runtime_start(const struct broker_config *cfg, const struct broker_di
                 rc = fd;
                 break;
             }
-            s->listen_tls[s->listen_count] = rt->tls[l];
+            s->listen_tls[s->listen_count] = rt->tls[l] != NULL;
             s->listen_fds[s->listen_count++] = fd;
         }
         if (rc != 0)
@@ -625,10 +726,24 @@ int broker_runtime_run(const struct broker_config *cfg, const struct broker_disp
         return rc;
     sigset_t sigs;
     stop_signals(&sigs);
-    int sig = 0;
+    uint64_t reload_ms = tls_reload_interval_ms(cfg);
+    bool any_tls = false;
+    for (uint32_t l = 0; l < cfg->listeners_count; l++)
+        any_tls = any_tls || rt->tls[l] != NULL;
     while (!broker_runtime_stopping(rt)) {
-        if (sigwait(&sigs, &sig) != 0)
+        int sig;
+        if (any_tls && reload_ms > 0) {
+            struct timespec ts = {.tv_sec = (time_t)(reload_ms / 1000),
+                                  .tv_nsec = (long)(reload_ms % 1000) * 1000000L};
+            sig = sigtimedwait(&sigs, NULL, &ts);
+            if (sig < 0) {
+                if (errno == EAGAIN)
+                    tls_reload_check(rt, cfg);
+                continue;
+            }
+        } else if (sigwait(&sigs, &sig) != 0) {
             continue;
+        }
         BLOG_INFO("received %s, shutting down", sig == SIGTERM ? "SIGTERM" : "SIGINT");
         break;
     }

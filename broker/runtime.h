@@ -224,6 +224,10 @@ void broker_shard_call(struct broker_shard *self, uint32_t target, struct broker
 /* Called by run() on the target shard when its work is done; routes c back to its origin. */
 void broker_xcall_return(struct broker_shard *target, struct broker_xcall *c);
 
+/* The time req's handler has run on the shard (Kafka's request thread time): from its
+ * dispatch until the handler returned, or until now while it runs; what a request-time quota
+ * counts. 0 for a bare SASL token. */
+uint64_t broker_req_local_us(const struct broker_req *req);
 /* Mutes the connection of req for delay_ms (Kafka's channel throttling for quotas, KIP-219):
  * no further request is read from it until then, while responses already due still go out. A
  * later call keeps the later deadline. Nothing on an outbound or closing connection. */

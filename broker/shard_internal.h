@@ -206,7 +206,7 @@ struct broker_shard {
     /* listening sockets of this shard, one per listener, and each listener's table */
     int listen_fds[BROKER_LISTENERS_MAX];
     const struct broker_api_entry *listen_apis[BROKER_LISTENERS_MAX];
-    struct broker_tls_ctx *listen_tls[BROKER_LISTENERS_MAX]; /* NULL: plaintext listener */
+    bool listen_tls[BROKER_LISTENERS_MAX]; /* a TLS listener (broker_rt_tls_conn_new) */
     uint32_t listen_count;
     bool listening;
     /* connections */
@@ -350,6 +350,9 @@ void broker_shard_stop(struct broker_shard *s);
 
 /* runtime.c services for shards */
 struct broker_mailbox *broker_rt_mailbox(struct broker_rt *rt, uint32_t from, uint32_t to);
+/* A TLS engine for a new connection on a TLS listener, from the listener's current context
+ * (certificates are reloaded when their files change); NULL without memory. */
+struct broker_tls_conn *broker_rt_tls_conn_new(struct broker_rt *rt, uint32_t listener);
 struct broker_shard *broker_rt_shard(struct broker_rt *rt, uint32_t id);
 bool broker_rt_stopping(struct broker_rt *rt);
 /* An accepted connection of shard closed (or was refused): the BPF selector counted it. */

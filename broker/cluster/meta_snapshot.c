@@ -165,6 +165,14 @@ int meta_snapshot_encode(const struct lm_meta_state *st, int64_t last, uint8_t *
                                    .config_count = b->count};
         put_record(&o, &r);
     }
+    for (size_t i = 0; i < st->group_config_count; i++) {
+        const struct lm_meta_group_configs *g = &st->group_configs[i];
+        struct lm_meta_record r = {.type = LM_META_GROUP_CONFIGS,
+                                   .group = g->group,
+                                   .configs = g->configs,
+                                   .config_count = g->count};
+        put_record(&o, &r);
+    }
     if (o.rc != 0) {
         free(o.buf);
         return o.rc;

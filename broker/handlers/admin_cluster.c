@@ -17,9 +17,11 @@ enum { ENDPOINT_BROKERS = 1, ENDPOINT_CONTROLLERS = 2 };
 #define CLUSTER_OPERATIONS                                                                         \
     ((1 << 5) | (1 << 7) | (1 << 8) | (1 << 9) | (1 << 10) | (1 << 11) | (1 << 12))
 
-/* A cluster: every registered node (fenced ones marked, as KIP-700's is_fenced), each with
- * its endpoint for the listener the request came in on. */
-static int describe_cluster_nodes(const struct admin_env *env,
+/* A cluster: the registered nodes, each with its endpoint for the listener the request came in
+ * on; fenced ones only when the request asks for them (v2 include_fenced_brokers, marked
+ * is_fenced), as Kafka leaves them out otherwise: a tool that then talks to every listed node
+ * (kafka-reassign-partitions clearing its throttles) must not wait for a dead one. */
+static int describe_cluster_nodes(const struct admin_env *env, bool include_fenced,
                                   struct kafka_describe_cluster_response *rs, struct kafka_arena *a)
 {
     struct lm_meta_snapshot *snap = lm_meta_store_snapshot(env->meta);
@@ -34,6 +36,8 @@ static int describe_cluster_nodes(const struct admin_env *env,
         const struct lm_meta_broker *b = &st->brokers[i];
         char host[256];
         uint16_t port;
+        if (b->fenced && !include_fenced)
+            continue;
         if (!lm_meta_broker_endpoint(b, env->advertised ? env->advertised->name : NULL, host,
                                      sizeof(host), &port))
             continue;
@@ -97,7 +101,7 @@ int admin_describe_cluster(const struct admin_env *env, int16_t version,
         return admin_fmt(a, &rs->error_message, "Unsupported endpoint type %d", rq->endpoint_type);
     }
     if (env->defer != NULL)
-        return describe_cluster_nodes(env, rs, a);
+        return describe_cluster_nodes(env, version >= 2 && rq->include_fenced_brokers, rs, a);
     rs->brokers = kafka_arena_alloc_array(a, 1, sizeof(*rs->brokers), 8);
     if (rs->brokers == NULL)
         return LM_E_NOMEM;

@@ -1,5 +1,5 @@
-/* DescribeConfigs (32), AlterConfigs (33) and IncrementalAlterConfigs (44) for topic and
- * broker resources (KIP-133, KIP-226 synonyms and sources, KIP-339 incremental operations,
+/* DescribeConfigs (32), AlterConfigs (33) and IncrementalAlterConfigs (44) for topic, broker
+ * and group resources (KIP-133, KIP-226 synonyms and sources, KIP-339 incremental operations,
  * KIP-569 types and documentation).
  *
  * BROKER_LOGGER resources are described and set by admin_loggers.c (KIP-412).
@@ -14,7 +14,12 @@
  * message.max.bytes, log.cleanup.policy, ...) and the replication throttles; any other key is
  * refused with INVALID_REQUEST ("Cannot update these configs dynamically"), as Kafka answers
  * for a read-only broker config. A topic default set dynamically takes effect at each shard's
- * next metadata refresh. */
+ * next metadata refresh.
+ *
+ * Group resources (Kafka's GroupConfig): a group id holds configs in the metadata
+ * (LM_META_GROUP_CONFIGS), whether or not the group exists; a config not set there has the
+ * broker's group.* default. Values are checked against the broker's bounds
+ * (group.consumer.min.session.timeout.ms, ...) as Kafka's GroupConfig.validate does. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -355,26 +360,196 @@ static const char *override_get(const struct override_set *s, const char *name)
 
 /* The dynamic configs of one broker entity, copied into the arena (the response is encoded
  * after the snapshot is released), with room for `extra` more. */
-static int broker_override_load(const struct admin_env *env, int32_t node, size_t extra,
-                                struct kafka_arena *a, struct override_set *out)
+static int entries_copy(const struct lm_config_entry *src, size_t n, size_t extra,
+                        struct kafka_arena *a, struct override_set *out)
 {
-    struct lm_meta_snapshot *snap = lm_meta_store_snapshot(env->meta);
-    const struct lm_meta_broker_configs *b = lm_meta_state_broker_configs(&snap->state, node);
-    size_t n = b != NULL ? b->count : 0;
     out->count = 0;
     out->cap = n + extra + 1;
     out->e = kafka_arena_alloc_array(a, out->cap, sizeof(*out->e), 8);
     int rc = out->e != NULL ? 0 : LM_E_NOMEM;
     for (size_t i = 0; rc == 0 && i < n; i++) {
         struct lm_config_entry *e = &out->e[out->count];
-        rc = admin_cstr(a, admin_kstr(b->configs[i].name), &e->name);
+        rc = admin_cstr(a, admin_kstr(src[i].name), &e->name);
         if (rc == 0)
-            rc = admin_cstr(a, admin_kstr(b->configs[i].value), &e->value);
+            rc = admin_cstr(a, admin_kstr(src[i].value), &e->value);
         if (rc == 0)
             out->count++;
     }
+    return rc;
+}
+
+static int broker_override_load(const struct admin_env *env, int32_t node, size_t extra,
+                                struct kafka_arena *a, struct override_set *out)
+{
+    struct lm_meta_snapshot *snap = lm_meta_store_snapshot(env->meta);
+    const struct lm_meta_broker_configs *b = lm_meta_state_broker_configs(&snap->state, node);
+    int rc = entries_copy(b != NULL ? b->configs : NULL, b != NULL ? b->count : 0, extra, a, out);
     lm_meta_snapshot_release(snap);
     return rc;
+}
+
+/* The dynamic configs of a group, as broker_override_load. */
+static int group_override_load(const struct admin_env *env, const char *group, size_t extra,
+                               struct kafka_arena *a, struct override_set *out)
+{
+    struct lm_meta_snapshot *snap = lm_meta_store_snapshot(env->meta);
+    const struct lm_meta_group_configs *g = lm_meta_state_group_configs(&snap->state, group);
+    int rc = entries_copy(g != NULL ? g->configs : NULL, g != NULL ? g->count : 0, extra, a, out);
+    lm_meta_snapshot_release(snap);
+    return rc;
+}
+
+/* ---------------------------------------------------------------- GROUP resources */
+
+/* A GROUP resource's name: not empty. Returns 0 or LM_E_NOMEM; the error goes to code/msg. */
+static int group_name_check(struct kafka_str name, struct kafka_arena *a, int16_t *code,
+                            struct kafka_str *msg, char **group)
+{
+    int rc = admin_cstr(a, name, group);
+    if (rc != 0)
+        return rc;
+    if (*group == NULL || (*group)[0] == '\0')
+        return SET_ERR(a, *code, *msg, KAFKA_INVALID_REQUEST, "Group name can't be empty");
+    if (strlen(*group) > LM_META_GROUP_NAME_MAX)
+        return SET_ERR(a, *code, *msg, KAFKA_INVALID_REQUEST, "Group name is longer than %d bytes",
+                       LM_META_GROUP_NAME_MAX);
+    return 0;
+}
+
+/* The broker's value of a group config's default or bound key, else dflt. */
+static int64_t group_broker_i64(const struct admin_env *env, const char *key, int64_t dflt)
+{
+    const char *v = key != NULL ? broker_config_get(env->cfg, key) : NULL;
+    char *end = NULL;
+    long long n = v != NULL ? strtoll(v, &end, 10) : 0;
+    return v != NULL && end != v && *end == '\0' ? (int64_t)n : dflt;
+}
+
+static const char *group_default(const struct admin_env *env, const struct lm_group_config_def *d)
+{
+    const char *v =
+        d->broker_default != NULL ? broker_config_get(env->cfg, d->broker_default) : NULL;
+    return v != NULL ? v : d->default_value;
+}
+
+int admin_group_config_i64(const struct admin_env *env, const char *group, const char *name,
+                           int64_t *out)
+{
+    const struct lm_group_config_def *d = lm_group_config_find(name);
+    if (d == NULL || d->type != LM_CONFIG_INT)
+        return LM_E_NOT_FOUND;
+    *out = group_broker_i64(env, d->broker_default, strtoll(d->default_value, NULL, 10));
+    struct lm_meta_snapshot *snap = lm_meta_store_snapshot(env->meta);
+    const struct lm_meta_group_configs *g = lm_meta_state_group_configs(&snap->state, group);
+    for (size_t i = 0; g != NULL && i < g->count; i++)
+        if (strcmp(g->configs[i].name, name) == 0)
+            *out = strtoll(g->configs[i].value, NULL, 10);
+    lm_meta_snapshot_release(snap);
+    return 0;
+}
+
+static int dc_group(const struct admin_env *env, int16_t version, bool synonyms, bool docs,
+                    const struct kafka_describe_configs_request_describe_configs_resource *r,
+                    struct kafka_arena *a,
+                    struct kafka_describe_configs_response_describe_configs_result *res)
+{
+    char *group = NULL;
+    int rc = group_name_check(r->resource_name, a, &res->error_code, &res->error_message, &group);
+    if (rc != 0 || res->error_code != KAFKA_NONE)
+        return rc;
+    struct override_set mine = {0};
+    if ((rc = group_override_load(env, group, 0, a, &mine)) != 0)
+        return rc;
+    size_t count = 0;
+    const struct lm_group_config_def *defs = lm_group_config_defs(&count);
+    res->configs = kafka_arena_alloc_array(a, count, sizeof(*res->configs), 8);
+    if (res->configs == NULL)
+        return LM_E_NOMEM;
+    int32_t n = 0;
+    for (size_t i = 0; i < count; i++) {
+        if (!key_wanted(r, defs[i].name))
+            continue;
+        const char *set = override_get(&mine, defs[i].name);
+        const char *value = set != NULL ? set : group_default(env, &defs[i]);
+        enum lm_config_source src = set != NULL ? LM_CONFIG_SOURCE_GROUP : LM_CONFIG_SOURCE_DEFAULT;
+        dc_entry *e = &res->configs[n++];
+        dc_entry_fill(e, version, docs, defs[i].name, value, src, false, defs[i].type, defs[i].doc);
+        if (synonyms && version >= 1) {
+            dc_synonym *syn = kafka_arena_alloc_array(a, 1, sizeof(*syn), 8);
+            if (syn == NULL)
+                return LM_E_NOMEM;
+            syn[0] = (dc_synonym){admin_kstr(defs[i].name), admin_kstr(value), (int8_t)src};
+            e->synonyms = syn;
+            e->synonyms_count = 1;
+        }
+    }
+    res->configs_count = n;
+    return 0;
+}
+
+/* The value a group config has in set s, else its default (an int config). */
+static int64_t group_effective_i64(const struct admin_env *env, const struct override_set *s,
+                                   const char *name)
+{
+    const struct lm_group_config_def *d = lm_group_config_find(name);
+    LM_ASSERT(d != NULL && d->type == LM_CONFIG_INT);
+    const char *v = override_get(s, name);
+    return v != NULL ? strtoll(v, NULL, 10) : strtoll(group_default(env, d), NULL, 10);
+}
+
+/* Checks (Kafka's GroupConfig.validate: names, values, the broker's bounds, each session
+ * timeout above its heartbeat interval) and commits a group's new config set. */
+static int group_commit(const struct admin_env *env, const char *group,
+                        const struct override_set *s, bool validate_only, struct kafka_arena *a,
+                        int16_t *code, struct kafka_str *msg)
+{
+    for (size_t i = 0; i < s->count; i++) {
+        const char *name = s->e[i].name, *value = s->e[i].value;
+        const struct lm_group_config_def *d = lm_group_config_find(name);
+        if (d == NULL)
+            return SET_ERR(a, *code, *msg, KAFKA_INVALID_CONFIG, "Unknown group config name: %s",
+                           name);
+        if (lm_group_config_validate(name, value) != 0 || strlen(value) > LM_META_CONFIG_VALUE_MAX)
+            return SET_ERR(a, *code, *msg, KAFKA_INVALID_CONFIG,
+                           "Invalid value %s for configuration %s", value, name);
+        if (d->type != LM_CONFIG_INT)
+            continue;
+        int64_t v = strtoll(value, NULL, 10);
+        if (d->min_key != NULL && v < group_broker_i64(env, d->min_key, d->min_default))
+            return SET_ERR(a, *code, *msg, KAFKA_INVALID_CONFIG,
+                           "%s must be greater than or equal to %s", name, d->min_key);
+        if (d->max_key != NULL && v > group_broker_i64(env, d->max_key, d->max_default))
+            return SET_ERR(a, *code, *msg, KAFKA_INVALID_CONFIG,
+                           "%s must be less than or equal to %s", name, d->max_key);
+    }
+    static const char *const kinds[] = {"consumer", "share", "streams"};
+    for (size_t k = 0; k < LM_ARRAY_LEN(kinds); k++) {
+        char session[48], heartbeat[48];
+        snprintf(session, sizeof(session), "%s.session.timeout.ms", kinds[k]);
+        snprintf(heartbeat, sizeof(heartbeat), "%s.heartbeat.interval.ms", kinds[k]);
+        if ((override_get(s, session) != NULL || override_get(s, heartbeat) != NULL) &&
+            group_effective_i64(env, s, session) <= group_effective_i64(env, s, heartbeat))
+            return SET_ERR(a, *code, *msg, KAFKA_INVALID_CONFIG, "%s must be greater than %s",
+                           session, heartbeat);
+    }
+    if (validate_only)
+        return 0;
+    struct lm_meta_record r = {
+        .type = LM_META_GROUP_CONFIGS, .group = group, .configs = s->e, .config_count = s->count};
+    int rc = admin_commit(env, &r, ADMIN_COMMIT_CONFIGS, a, code, msg);
+    if (rc == LM_E_FULL)
+        return SET_ERR(a, *code, *msg, KAFKA_POLICY_VIOLATION,
+                       "No more than %d groups may have configs", LM_META_GROUP_CONFIGS_MAX);
+    if (rc == LM_E_INVALID)
+        return SET_ERR(a, *code, *msg, KAFKA_INVALID_CONFIG,
+                       "The new group configs were rejected as invalid.");
+    if (rc != 0) {
+        BLOG_ERROR("admin: metadata commit of group configs failed: %s", lm_strerror(rc));
+        return SET_ERR(a, *code, *msg, KAFKA_KAFKA_STORAGE_ERROR,
+                       "Could not write the metadata log: %s", lm_strerror(rc));
+    }
+    BLOG_INFO("admin: %zu config(s) of group %s now set", s->count, group);
+    return 0;
 }
 
 static int dc_broker(const struct admin_env *env, int16_t version, bool synonyms, bool docs,
@@ -454,6 +629,10 @@ static bool config_denied(const struct admin_env *env, int8_t type, struct kafka
         if (admin_allowed(env, op, AUTHZ_RES_CLUSTER, admin_kstr(AUTHZ_CLUSTER_NAME)))
             return false;
         *code = KAFKA_CLUSTER_AUTHORIZATION_FAILED;
+    } else if (type == ADMIN_RESOURCE_GROUP) {
+        if (admin_allowed(env, op, AUTHZ_RES_GROUP, name))
+            return false;
+        *code = KAFKA_GROUP_AUTHORIZATION_FAILED;
     } else {
         return false;
     }
@@ -499,6 +678,8 @@ int admin_describe_configs(const struct admin_env *env, int16_t version,
                 dc_broker(env, version, rq->include_synonyms, rq->include_documentation, r, a, res);
         else if (r->resource_type == ADMIN_RESOURCE_BROKER_LOGGER)
             rc = admin_logger_describe(env, version, r, a, res);
+        else if (r->resource_type == ADMIN_RESOURCE_GROUP)
+            rc = dc_group(env, version, rq->include_synonyms, rq->include_documentation, r, a, res);
         else
             rc = SET_ERR(a, res->error_code, res->error_message, KAFKA_INVALID_REQUEST,
                          "Unsupported resource type: %d", r->resource_type);
@@ -764,6 +945,32 @@ static int broker_commit(const struct admin_env *env, int32_t node, const struct
     return 0;
 }
 
+/* The set an AlterConfigs resource gives (it replaces the entity's configs, KIP-133). */
+static int ac_set(const ac_resource *r, struct kafka_arena *a, ac_result *res,
+                  struct override_set *s)
+{
+    int32_t n = r->configs_count < 0 ? 0 : r->configs_count;
+    s->count = 0;
+    s->cap = (size_t)n + 1;
+    s->e = kafka_arena_alloc_array(a, s->cap, sizeof(*s->e), 8);
+    if (s->e == NULL)
+        return LM_E_NOMEM;
+    for (int32_t i = 0; i < n; i++) {
+        char *name = NULL, *value = NULL;
+        if (admin_cstr(a, r->configs[i].name, &name) != 0 ||
+            admin_cstr(a, r->configs[i].value, &value) != 0)
+            return LM_E_NOMEM;
+        if (name == NULL || override_get(s, name) != NULL)
+            return SET_ERR(a, res->error_code, res->error_message, KAFKA_INVALID_REQUEST,
+                           "Error due to duplicate config keys");
+        if (value == NULL)
+            return SET_ERR(a, res->error_code, res->error_message, KAFKA_INVALID_REQUEST,
+                           "Null value not supported for : %s", name);
+        override_put(s, name, value);
+    }
+    return 0;
+}
+
 /* AlterConfigs on a broker entity: the given set replaces its dynamic configs (KIP-133). */
 static int ac_broker(const struct admin_env *env, bool validate_only, const ac_resource *r,
                      struct kafka_arena *a, ac_result *res)
@@ -774,26 +981,24 @@ static int ac_broker(const struct admin_env *env, bool validate_only, const ac_r
         broker_entity(env, r->resource_name, a, &res->error_code, &res->error_message, &ok, &node);
     if (rc != 0 || !ok)
         return rc;
-    int32_t n = r->configs_count < 0 ? 0 : r->configs_count;
     struct override_set s = {0};
-    s.cap = (size_t)n + 1;
-    s.e = kafka_arena_alloc_array(a, s.cap, sizeof(*s.e), 8);
-    if (s.e == NULL)
-        return LM_E_NOMEM;
-    for (int32_t i = 0; i < n; i++) {
-        char *name = NULL, *value = NULL;
-        if (admin_cstr(a, r->configs[i].name, &name) != 0 ||
-            admin_cstr(a, r->configs[i].value, &value) != 0)
-            return LM_E_NOMEM;
-        if (name == NULL || override_get(&s, name) != NULL)
-            return SET_ERR(a, res->error_code, res->error_message, KAFKA_INVALID_REQUEST,
-                           "Error due to duplicate config keys");
-        if (value == NULL)
-            return SET_ERR(a, res->error_code, res->error_message, KAFKA_INVALID_REQUEST,
-                           "Null value not supported for : %s", name);
-        override_put(&s, name, value);
-    }
+    if ((rc = ac_set(r, a, res, &s)) != 0 || res->error_code != KAFKA_NONE)
+        return rc;
     return broker_commit(env, node, &s, validate_only, a, &res->error_code, &res->error_message);
+}
+
+/* AlterConfigs on a group: the given set replaces its configs. */
+static int ac_group(const struct admin_env *env, bool validate_only, const ac_resource *r,
+                    struct kafka_arena *a, ac_result *res)
+{
+    char *group = NULL;
+    int rc = group_name_check(r->resource_name, a, &res->error_code, &res->error_message, &group);
+    if (rc != 0 || res->error_code != KAFKA_NONE)
+        return rc;
+    struct override_set s = {0};
+    if ((rc = ac_set(r, a, res, &s)) != 0 || res->error_code != KAFKA_NONE)
+        return rc;
+    return group_commit(env, group, &s, validate_only, a, &res->error_code, &res->error_message);
 }
 
 int admin_alter_configs(const struct admin_env *env, int16_t version,
@@ -826,6 +1031,8 @@ int admin_alter_configs(const struct admin_env *env, int16_t version,
             rc = ac_topic(env, rq->validate_only, r, a, res);
         } else if (r->resource_type == ADMIN_RESOURCE_BROKER) {
             rc = ac_broker(env, rq->validate_only, r, a, res);
+        } else if (r->resource_type == ADMIN_RESOURCE_GROUP) {
+            rc = ac_group(env, rq->validate_only, r, a, res);
         } else {
             rc = SET_ERR(a, res->error_code, res->error_message, KAFKA_INVALID_REQUEST,
                          "Unsupported resource type: %d", r->resource_type);
@@ -940,8 +1147,8 @@ static const struct lm_topic_config_def *broker_key_def(const char *name)
  * NULL) names must be topic configs; for a broker entity the commit checks them, and APPEND /
  * SUBTRACT start from the entity's value, else the static one (cfg), else Kafka's default.
  * Returns 0 or LM_E_NOMEM; an error goes to res. */
-static int iac_apply(const iac_resource *r, const struct broker_config *cfg, struct override_set *s,
-                     struct kafka_arena *a, iac_result *res)
+static int iac_apply(const iac_resource *r, bool group, const struct broker_config *cfg,
+                     struct override_set *s, struct kafka_arena *a, iac_result *res)
 {
     int32_t n = r->configs_count < 0 ? 0 : r->configs_count;
     bool *dup = NULL;
@@ -969,9 +1176,11 @@ static int iac_apply(const iac_resource *r, const struct broker_config *cfg, str
             override_del(s, name);
             continue;
         }
-        const struct lm_topic_config_def *def =
-            cfg == NULL ? lm_topic_config_find(name) : broker_key_def(name);
-        if (def == NULL && cfg == NULL)
+        /* a group's names and values are checked at the commit (none is a LIST) */
+        const struct lm_topic_config_def *def = group         ? NULL
+                                                : cfg == NULL ? lm_topic_config_find(name)
+                                                              : broker_key_def(name);
+        if (def == NULL && cfg == NULL && !group)
             return invalid_value(a, &res->error_code, &res->error_message, name, value);
         if (value == NULL)
             return SET_ERR(a, res->error_code, res->error_message, KAFKA_INVALID_REQUEST,
@@ -1007,7 +1216,7 @@ static int iac_topic(const struct admin_env *env, bool validate_only, const iac_
                              &res->error_code, &res->error_message);
     if (rc != 0 || !found)
         return rc;
-    if ((rc = iac_apply(r, NULL, &s, a, res)) != 0 || res->error_code != KAFKA_NONE)
+    if ((rc = iac_apply(r, false, NULL, &s, a, res)) != 0 || res->error_code != KAFKA_NONE)
         return rc;
     return override_commit(env, topic, &s, validate_only, a, &res->error_code, &res->error_message);
 }
@@ -1026,9 +1235,26 @@ static int iac_broker(const struct admin_env *env, bool validate_only, const iac
     struct override_set s = {0};
     if ((rc = broker_override_load(env, node, (size_t)n, a, &s)) != 0)
         return rc;
-    if ((rc = iac_apply(r, env->cfg, &s, a, res)) != 0 || res->error_code != KAFKA_NONE)
+    if ((rc = iac_apply(r, false, env->cfg, &s, a, res)) != 0 || res->error_code != KAFKA_NONE)
         return rc;
     return broker_commit(env, node, &s, validate_only, a, &res->error_code, &res->error_message);
+}
+
+/* IncrementalAlterConfigs on a group (Kafka's GROUP resources). */
+static int iac_group(const struct admin_env *env, bool validate_only, const iac_resource *r,
+                     struct kafka_arena *a, iac_result *res)
+{
+    char *group = NULL;
+    int rc = group_name_check(r->resource_name, a, &res->error_code, &res->error_message, &group);
+    if (rc != 0 || res->error_code != KAFKA_NONE)
+        return rc;
+    int32_t n = r->configs_count < 0 ? 0 : r->configs_count;
+    struct override_set s = {0};
+    if ((rc = group_override_load(env, group, (size_t)n, a, &s)) != 0)
+        return rc;
+    if ((rc = iac_apply(r, true, NULL, &s, a, res)) != 0 || res->error_code != KAFKA_NONE)
+        return rc;
+    return group_commit(env, group, &s, validate_only, a, &res->error_code, &res->error_message);
 }
 
 int admin_incremental_alter_configs(const struct admin_env *env, int16_t version,
@@ -1066,6 +1292,8 @@ int admin_incremental_alter_configs(const struct admin_env *env, int16_t version
         } else if (r->resource_type == ADMIN_RESOURCE_BROKER_LOGGER) {
             rc = admin_logger_alter(env, rq->validate_only, r, a, &res->error_code,
                                     &res->error_message);
+        } else if (r->resource_type == ADMIN_RESOURCE_GROUP) {
+            rc = iac_group(env, rq->validate_only, r, a, res);
         } else {
             rc = SET_ERR(a, res->error_code, res->error_message, KAFKA_INVALID_REQUEST,
                          "Unsupported resource type: %d", r->resource_type);

@@ -70,6 +70,9 @@
 #define ADMIN_ALTER_REASSIGNMENTS_MAX       1
 #define ADMIN_LIST_REASSIGNMENTS_MIN        0
 #define ADMIN_LIST_REASSIGNMENTS_MAX        0
+/* v0 is ListClientMetricsResources (KIP-714), v1 adds the type filter (KIP-1142). */
+#define ADMIN_LIST_CONFIG_RESOURCES_MIN 0
+#define ADMIN_LIST_CONFIG_RESOURCES_MAX 1
 /* Kafka's max.request.partition.size.limit default: the most partitions DescribeTopicPartitions
  * returns in one response whatever the client asks (KIP-966). */
 #define ADMIN_DESCRIBE_PARTITIONS_LIMIT 2000
@@ -79,6 +82,8 @@ enum admin_resource_type {
     ADMIN_RESOURCE_TOPIC = 2,
     ADMIN_RESOURCE_BROKER = 4,
     ADMIN_RESOURCE_BROKER_LOGGER = 8,
+    ADMIN_RESOURCE_CLIENT_METRICS = 16,
+    ADMIN_RESOURCE_GROUP = 32,
 };
 
 /* IncrementalAlterConfigs config_operation (KIP-339). */
@@ -193,6 +198,10 @@ int admin_delete_topics(const struct admin_env *env, int16_t version,
 int admin_create_partitions(const struct admin_env *env, int16_t version,
                             const struct kafka_create_partitions_request *rq,
                             struct kafka_create_partitions_response *rs, struct kafka_arena *a);
+/* The value of an int group config for a group: its dynamic value, else the broker's default
+ * (group.consumer.session.timeout.ms, ...), else Kafka's. LM_E_NOT_FOUND for another name. */
+int admin_group_config_i64(const struct admin_env *env, const char *group, const char *name,
+                           int64_t *out);
 int admin_describe_configs(const struct admin_env *env, int16_t version,
                            const struct kafka_describe_configs_request *rq,
                            struct kafka_describe_configs_response *rs, struct kafka_arena *a);
@@ -272,6 +281,14 @@ int admin_describe_topic_partitions(const struct admin_env *env, int16_t version
                                     const struct kafka_describe_topic_partitions_request *rq,
                                     struct kafka_describe_topic_partitions_response *rs,
                                     struct kafka_arena *a);
+
+/* ListConfigResources (admin_config_resources.c, KIP-714, KIP-1142): the brokers, broker
+ * loggers and topics of the image by type (laminar holds no group or client metrics configs);
+ * a type the version does not support fails the request with UNSUPPORTED_VERSION. */
+int admin_list_config_resources(const struct admin_env *env, int16_t version,
+                                const struct kafka_list_config_resources_request *rq,
+                                struct kafka_list_config_resources_response *rs,
+                                struct kafka_arena *a);
 
 /* Feature flags (admin_features.c, KIP-584). admin_features_fill sets the supported and
  * finalized features of an ApiVersions response of the given version (arrays in the arena;

@@ -79,7 +79,31 @@ static int reassign_one(const struct admin_env *env, const struct lm_meta_state 
     if (t->replicas == NULL)
         return 0; /* the target is this node, which holds it: nothing moves */
     out->partition = rp->partition_index;
-    if (lm_meta_reassign_plan(cur, n_cur, rp->replicas, (int16_t)rp->replicas_count, out) != 0)
+    /* A new target while a move runs replaces it as Kafka's controller does: planned from
+     * every replica the partition has now, the ones being added included (its Raft group may
+     * count them as voters already), so a replica leaves only through the leader's
+     * configuration changes and keeps its data until the move completes. As in Kafka, a cancel
+     * after that goes back to those replicas, not to the ones before the first target. */
+    int16_t n_from = n_cur;
+    const int32_t *from = cur;
+    if (moving) {
+        const struct lm_meta_moved *m = lm_meta_topic_moved(t, rp->partition_index);
+        int16_t k = 0;
+        bool same = m != NULL;
+        for (int16_t i = 0; same && i < m->n; i++) {
+            bool leaving = false;
+            for (int16_t j = 0; j < m->n_removing && !leaving; j++)
+                leaving = m->removing[j] == m->replicas[i];
+            if (leaving)
+                continue;
+            same = k < rp->replicas_count && rp->replicas[k] == m->replicas[i];
+            k++;
+        }
+        if (same && k == rp->replicas_count)
+            return 0; /* the target in progress: nothing changes (*skip) */
+        from = lm_meta_topic_replicas(t, rp->partition_index, &n_from);
+    }
+    if (lm_meta_reassign_plan(from, n_from, rp->replicas, (int16_t)rp->replicas_count, out) != 0)
         return SET_ERR(a, res->error_code, res->error_message, KAFKA_INVALID_REPLICA_ASSIGNMENT,
                        "The target and the current replicas of partition %s-%d together are "
                        "more than %d nodes.",
@@ -92,15 +116,6 @@ static int reassign_one(const struct admin_env *env, const struct lm_meta_state 
     int16_t was_removing = was != NULL ? was->n_removing : 0;
     *skip = n_img == out->n && was_adding == out->n_adding && was_removing == out->n_removing &&
             memcmp(img, out->replicas, (size_t)out->n * sizeof(int32_t)) == 0;
-    /* Another target while a move runs would drop replicas its Raft group may already count
-     * as voters: the move is cancelled first (Kafka changes the target in place). */
-    if (moving && !*skip) {
-        *skip = true;
-        return SET_ERR(a, res->error_code, res->error_message, KAFKA_REASSIGNMENT_IN_PROGRESS,
-                       "Partition %s-%d has a reassignment in progress to another target; "
-                       "cancel it first.",
-                       name, rp->partition_index);
-    }
     return 0;
 }
 

@@ -278,6 +278,8 @@ ADMIN_HANDLER(alter_partition_reassignments, ADMIN_ALTER_REASSIGNMENTS_MIN,
               ADMIN_ALTER_REASSIGNMENTS_MAX)
 ADMIN_HANDLER(list_partition_reassignments, ADMIN_LIST_REASSIGNMENTS_MIN,
               ADMIN_LIST_REASSIGNMENTS_MAX)
+ADMIN_HANDLER(list_config_resources, ADMIN_LIST_CONFIG_RESOURCES_MIN,
+              ADMIN_LIST_CONFIG_RESOURCES_MAX)
 
 int handlers_admin_features_fill(struct broker_req *req, struct kafka_api_versions_response *rs)
 {
@@ -335,6 +337,8 @@ int handlers_admin_register(struct broker_dispatch *d)
          ADMIN_ALTER_REASSIGNMENTS_MAX, alter_partition_reassignments_handle},
         {KAFKA_LIST_PARTITION_REASSIGNMENTS_KEY, ADMIN_LIST_REASSIGNMENTS_MIN,
          ADMIN_LIST_REASSIGNMENTS_MAX, list_partition_reassignments_handle},
+        {KAFKA_LIST_CONFIG_RESOURCES_KEY, ADMIN_LIST_CONFIG_RESOURCES_MIN,
+         ADMIN_LIST_CONFIG_RESOURCES_MAX, list_config_resources_handle},
     };
     for (size_t i = 0; i < LM_ARRAY_LEN(apis); i++) {
         int rc = handlers_serve(d, apis[i].key, apis[i].min, apis[i].max, apis[i].fn);

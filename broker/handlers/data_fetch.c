@@ -766,6 +766,9 @@ static void respond(struct hfetch *fc)
         session_create(fc);
     else if (!throttled && fc->context == FC_INCREMENTAL)
         session_filter(fc);
+    int32_t request_ms = h_request_quota(req); /* its handler time (request_percentage) */
+    if (request_ms > fc->resp.throttle_time_ms)
+        fc->resp.throttle_time_ms = request_ms;
     const uint8_t *buf;
     size_t len;
     bool ok = h_encode(req, &fc->resp, &buf, &len);

@@ -520,6 +520,23 @@ static void produce_finish(struct hfan *f)
     h_respond(req, &c->resp);
 }
 
+/* Whether a partition's records start with a transactional batch (Kafka's
+ * RequestUtils.hasTransactionalRecords looks at the batches the same way). */
+static bool request_has_transactional(const struct kafka_produce_request *rq)
+{
+    for (int32_t i = 0; i < rq->topic_data_count; i++) {
+        const struct kafka_produce_request_topic_produce_data *td = &rq->topic_data[i];
+        for (int32_t j = 0; j < td->partition_data_count; j++) {
+            const struct kafka_bytes *rec = &td->partition_data[j].records;
+            struct kafka_batch_header h;
+            if (rec->len >= 61 && kafka_batch_header_parse(rec->ptr, (size_t)rec->len, &h) == 0 &&
+                (h.attributes & KAFKA_BATCH_ATTR_TRANSACTIONAL))
+                return true;
+        }
+    }
+    return false;
+}
+
 void data_produce(struct broker_req *req)
 {
     struct pctx *c = h_alloc(req, 1, sizeof(*c));
@@ -554,6 +571,11 @@ void data_produce(struct broker_req *req)
     else if (c->rq.transactional_id.len >= 0 &&
              !h_allowed_k(req, AUTHZ_OP_WRITE, AUTHZ_RES_TRANSACTIONAL_ID, c->rq.transactional_id))
         common = KAFKA_TRANSACTIONAL_ID_AUTHORIZATION_FAILED; /* KafkaApis.handleProduceRequest */
+    else if (c->rq.transactional_id.len < 0 && request_has_transactional(&c->rq))
+        /* transactional records need the id they belong to (KafkaApis refuses them without
+         * one as unauthorized): without it no coordinator could verify the partition was
+         * added, and the transaction would hang the partition's last stable offset */
+        common = KAFKA_TRANSACTIONAL_ID_AUTHORIZATION_FAILED;
     if (common != KAFKA_NONE && c->acks == 0)
         c->acks = 1; /* an error must be seen */
     kafka_produce_response_init(&c->resp);

@@ -311,9 +311,23 @@ static void find_coordinator(struct broker_req *req)
         h_respond(req, &resp);
         return;
     }
+    /* A single node: __transaction_state is created at the first lookup of a transactional
+     * id, answered COORDINATOR_NOT_AVAILABLE meanwhile as Kafka does (clients retry; its
+     * partitions are open and loaded by then). */
+    const char *why = "unsupported coordinator key type";
+    if (!cluster && type == 1 && err == KAFKA_NONE) {
+        bool created = false;
+        int rc = txn_state_topic_create(hs_of(req->shard), &created);
+        if (rc != 0)
+            BLOG_WARN_LIMITED("cannot create %s: %s", TXN_STATE_TOPIC, lm_strerror(rc));
+        if (rc != 0 || created) {
+            err = KAFKA_COORDINATOR_NOT_AVAILABLE;
+            why = "The coordinator is not available.";
+        }
+    }
     if (req->api_version < 4) {
         resp.error_code = err;
-        resp.error_message = err ? cstr("unsupported coordinator key type") : KAFKA_STR_NULL;
+        resp.error_message = err ? cstr(why) : KAFKA_STR_NULL;
         resp.node_id = err ? -1 : cfg->node_id;
         resp.host = err ? cstr("") : host;
         resp.port = err ? -1 : l->port;
@@ -352,7 +366,7 @@ static void find_coordinator(struct broker_req *req)
         o->host = err ? cstr("") : host;
         o->port = err ? -1 : l->port;
         o->error_code = err;
-        o->error_message = err ? cstr("unsupported coordinator key type") : KAFKA_STR_NULL;
+        o->error_message = err ? cstr(why) : KAFKA_STR_NULL;
     }
     h_respond(req, &resp);
 }

@@ -780,11 +780,12 @@ int group_config_i64(struct broker_config *cfg, const char *key, int64_t min, in
     return 0;
 }
 
-/* Creates a coordinator's topic when missing (Kafka creates it on the first FindCoordinator; at
- * startup is simpler and deterministic). compact, and no time/size retention: offsets and
- * transaction states must outlive retention.ms. */
+/* Creates a coordinator's topic when missing and `create` (Kafka creates it on the first
+ * FindCoordinator; at startup is simpler and deterministic); *have is its partition count, or
+ * `want` while it does not exist. compact, and no time/size retention: offsets and transaction
+ * states must outlive retention.ms. */
 int group_internal_topic_ensure(struct lm_meta_store *meta, const char *topic,
-                                const char *count_key, int32_t want, int32_t *have)
+                                const char *count_key, int32_t want, bool create, int32_t *have)
 {
     if (lm_meta_store_cluster_node(meta) >= 0) {
         /* a cluster: created through the controller on the first FindCoordinator */
@@ -799,6 +800,10 @@ int group_internal_topic_ensure(struct lm_meta_store *meta, const char *topic,
         if (*have != want)
             BLOG_WARN("%s has %d partitions (%s=%d): keeping %d, as Kafka does", topic, *have,
                       count_key, want, *have);
+        return 0;
+    }
+    if (!create) {
+        *have = want;
         return 0;
     }
     static const struct lm_config_entry configs[] = {
@@ -863,7 +868,7 @@ int handlers_group_register(struct broker_dispatch *d)
     int32_t have = 0;
     if ((rc = group_internal_topic_ensure(node->meta, GROUP_OFFSETS_TOPIC,
                                           "offsets.topic.num.partitions",
-                                          gcfg->offsets_topic_partitions, &have)) != 0) {
+                                          gcfg->offsets_topic_partitions, true, &have)) != 0) {
         BLOG_ERROR("cannot create %s: %s", GROUP_OFFSETS_TOPIC, lm_strerror(rc));
         return rc;
     }

@@ -43,10 +43,11 @@ void group_cluster_sync(struct hshard *hs);
 int group_config_i64(struct broker_config *cfg, const char *key, int64_t min, int64_t max,
                      int64_t *out);
 /* Creates a coordinator's topic (compact, no retention) with want partitions on a single node
- * when missing; *have gets the partitions it has (an existing topic keeps its count; count_key
- * names the config in the warning). A cluster: nothing here, *have = want. */
+ * when missing and `create`; *have gets the partitions it has (an existing topic keeps its
+ * count; count_key names the config in the warning), want while it does not exist. A cluster:
+ * nothing here, *have = want. */
 int group_internal_topic_ensure(struct lm_meta_store *meta, const char *topic,
-                                const char *count_key, int32_t want, int32_t *have);
+                                const char *count_key, int32_t want, bool create, int32_t *have);
 /* The creation record of __consumer_offsets (compact, no retention), without assignment. */
 int group_offsets_topic_record(const struct handlers_ctx *node, struct lm_meta_record *r);
 
@@ -57,6 +58,8 @@ int group_offsets_topic_record(const struct handlers_ctx *node, struct lm_meta_r
 struct pshard;
 int producer_shard_start(struct hshard *hs, struct pshard **out);
 void producer_shard_flush(struct pshard *ps);
+/* The producers the shard holds state of, over all its partitions. */
+uint64_t producer_shard_count(const struct pshard *ps);
 void producer_shard_stop(struct pshard *ps);
 /* How often the group timer runs producer_shard_expire: 10 s, or half of
  * producer.id.expiration.ms when that is shorter (at least 100 ms). */

@@ -89,6 +89,15 @@ bool h_encode(struct broker_req *req, const void *msg, const uint8_t **out, size
 
 void h_respond(struct broker_req *req, const void *msg)
 {
+    const struct kafka_api_info *api = kafka_api_lookup(req->api_key);
+    if (api != NULL && api->response.throttle_offset >= 0) {
+        int32_t ms = h_request_quota(req);
+        /* the message is the handler's own (const only for the encoder): its throttle time
+         * becomes the larger of the quotas' */
+        int32_t *t = (int32_t *)((uint8_t *)(uintptr_t)msg + api->response.throttle_offset);
+        if (ms > *t)
+            *t = ms;
+    }
     const uint8_t *buf;
     size_t n;
     if (h_encode(req, msg, &buf, &n))
@@ -206,7 +215,8 @@ void handlers_respond_unsupported(struct broker_req *req)
         api->response.init(m);
         int16_t code = KAFKA_UNSUPPORTED_VERSION;
         memcpy((uint8_t *)m + top_errors[i].offset, &code, sizeof(code));
-        BLOG_DEBUG("api %s v%d not served: UNSUPPORTED_VERSION", api->name, req->api_version);
+        BLOG_INFO_LIMITED("api %s v%d not served: UNSUPPORTED_VERSION", api->name,
+                          req->api_version);
         h_respond(req, m);
         return;
     }
@@ -522,13 +532,16 @@ static void node_free(void *ctx)
 static void part_gauges_render(struct handlers_ctx *h, uint32_t shards,
                                struct broker_metrics_out *o)
 {
-    static const char *const names[3][2] = {
+    static const char *const names[4][2] = {
         {"laminar_partition_leader_epoch", "The partition's Raft term (leader epoch)."},
         {"laminar_partition_leader", "The partition's leader (node id, -1: none)."},
         {"laminar_partition_commit_lag_records",
-         "Records appended but not committed (log end - high watermark)."}};
+         "Records appended but not committed (log end - high watermark)."},
+        {"laminar_partition_last_election_timestamp_seconds",
+         "Wall-clock time this node first saw the partition's current leader epoch (its last "
+         "election as seen here, or this node's first look at it)."}};
     uint64_t untracked = 0;
-    for (int m = 0; m < 3; m++) {
+    for (int m = 0; m < 4; m++) {
         broker_metrics_printf(o, "# HELP %s %s\n# TYPE %s gauge\n", names[m][0], names[m][1],
                               names[m][0]);
         for (uint32_t s = 0; s < shards && s < HANDLERS_GAUGE_SHARDS; s++) {
@@ -545,6 +558,13 @@ static void part_gauges_render(struct handlers_ctx *h, uint32_t shards,
                 if (!__atomic_load_n(&sl->ready, __ATOMIC_ACQUIRE) ||
                     tick - __atomic_load_n(&sl->tick, __ATOMIC_RELAXED) > 1)
                     continue;
+                if (m == 3) {
+                    broker_metrics_printf(
+                        o, "%s{topic=\"%.*s\",partition=\"%d\"} %.3f\n", names[m][0],
+                        (int)sl->topic_len, sl->topic, sl->partition,
+                        (double)__atomic_load_n(&sl->epoch_since_ms, __ATOMIC_RELAXED) / 1e3);
+                    continue;
+                }
                 long long v = m == 0   ? __atomic_load_n(&sl->leader_epoch, __ATOMIC_RELAXED)
                               : m == 1 ? __atomic_load_n(&sl->leader, __ATOMIC_RELAXED)
                                        : __atomic_load_n(&sl->commit_lag, __ATOMIC_RELAXED);
@@ -611,7 +631,7 @@ static void node_gauges(void *ctx, struct broker_metrics_out *o)
     uint64_t replicas = 0, leaders = 0, under_replicated = 0, under_min_isr = 0;
     uint64_t segments = 0, log_bytes = 0, lag = 0, lag_max = 0, open_us = 0, opens = 0,
              compactions = 0, flushes = 0, flush_us = 0;
-    uint64_t fsessions = 0, fsess_parts = 0, fsess_evictions = 0;
+    uint64_t fsessions = 0, fsess_parts = 0, fsess_evictions = 0, producer_ids = 0;
     uint32_t shards = __atomic_load_n(&h->shard_count, __ATOMIC_ACQUIRE);
     for (uint32_t i = 0; i < shards && i < HANDLERS_GAUGE_SHARDS; i++) {
         const struct handlers_shard_gauges *g = &h->shard_gauges[i];
@@ -632,7 +652,15 @@ static void node_gauges(void *ctx, struct broker_metrics_out *o)
         fsessions += __atomic_load_n(&g->fetch_sessions, __ATOMIC_RELAXED);
         fsess_parts += __atomic_load_n(&g->fetch_session_partitions, __ATOMIC_RELAXED);
         fsess_evictions += __atomic_load_n(&g->fetch_session_evictions, __ATOMIC_RELAXED);
+        producer_ids += __atomic_load_n(&g->producer_ids, __ATOMIC_RELAXED);
     }
+    broker_metrics_printf(o,
+                          "# HELP kafka_server_replicamanager_produceridcount Idempotent and "
+                          "transactional producers whose state the partitions here hold "
+                          "(ReplicaManager ProducerIdCount).\n"
+                          "# TYPE kafka_server_replicamanager_produceridcount gauge\n"
+                          "kafka_server_replicamanager_produceridcount %llu\n",
+                          (unsigned long long)producer_ids);
     part_gauges_render(h, shards, o);
     broker_metrics_printf(o,
                           "# HELP kafka_log_logflushstats_flushes_total Group-commit fsyncs of "

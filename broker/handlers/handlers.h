@@ -74,6 +74,9 @@ struct handlers_ctx {
     struct lm_group_config group_cfg;
     struct lm_cgroup_config cgroup_cfg; /* consumer-protocol groups (KIP-848) */
     struct lm_txn_config txn_cfg;       /* the transaction coordinator's (txn_shard.c) */
+    /* transaction.partition.verification.enable (true): a transactional Produce is checked
+     * with the coordinator before its first write to a partition (KIP-890 part 1) */
+    bool txn_verify_partitions;
     int64_t producer_expiration_ms;
     uint64_t producer_checkpoint_bytes; /* laminar.producer.checkpoint.bytes */
     /* Leader epochs other than the first, and offline partitions, for every shard (Metadata is
@@ -117,6 +120,7 @@ struct handlers_ctx {
         uint64_t open_us, opens, compact_steps, flushes, flush_us; /* running totals */
         uint32_t fetch_sessions;
         uint64_t fetch_session_partitions, fetch_session_evictions;
+        uint64_t producer_ids; /* idempotent producers held over the shard's partitions */
     } shard_gauges[HANDLERS_GAUGE_SHARDS];
     /* Per-partition gauges of each shard (NULL until the shard starts; freed with the node,
      * after the HTTP thread stopped): a slot per partition the shard has held, claimed at its
@@ -130,10 +134,11 @@ struct handlers_ctx {
             uint8_t topic_len;
             char topic[250];
             int32_t partition;
-            uint32_t tick;        /* the shard tick that last wrote it */
-            int32_t leader_epoch; /* Raft term */
-            int32_t leader;       /* node id, -1 none */
-            int64_t commit_lag;   /* log end - high watermark */
+            uint32_t tick;          /* the shard tick that last wrote it */
+            int32_t leader_epoch;   /* Raft term */
+            int32_t leader;         /* node id, -1 none */
+            int64_t commit_lag;     /* log end - high watermark */
+            int64_t epoch_since_ms; /* wall clock when this node first saw leader_epoch */
         } slots[HANDLERS_PART_GAUGES_MAX];
     } * part_gauges[HANDLERS_GAUGE_SHARDS];
 };

@@ -72,8 +72,10 @@ struct hpart {
      * write goes through part. NULL with part. */
     struct storage_log *log;
     struct storage_config scfg;
-    int32_t leader_epoch; /* partition_leader_epoch(part) at open (Raft term) */
-    uint32_t gauge_slot;  /* its slot in the shard's part_gauges + 1; 0: none yet */
+    int32_t leader_epoch;         /* partition_leader_epoch(part) at open (Raft term) */
+    uint32_t gauge_slot;          /* its slot in the shard's part_gauges + 1; 0: none yet */
+    int32_t gauge_epoch;          /* the leader epoch its gauges last showed */
+    int64_t gauge_epoch_since_ms; /* wall clock when this node first saw that epoch */
     bool compact_flush_waiting;
     struct hwaiter *waiters; /* parked fetches of any shard waiting for appends here */
     bool waiters_fired;      /* some of them fired (partition_watch) */
@@ -94,7 +96,9 @@ struct hpart {
     uint64_t retry_at_ms;
     /* Not opened yet: a refresh that brings more partitions than fit in one step's budget
      * (HANDLERS_STEP_BUDGET_MS) queues the rest; the shard's work timer opens them. Offline
-     * meanwhile (Metadata: no leader yet; Produce/Fetch: retriable). */
+     * meanwhile (Metadata: no leader yet; Produce/Fetch: retriable). A log whose storage
+     * settings changed waits in the same queue to be reopened, open and serving meanwhile
+     * (open_pending with log != NULL). */
     bool open_pending;
     struct hpart *oq_prev, *oq_next; /* hshard's open queue while open_pending */
     /* Open files are bounded per shard (HANDLERS_LOG_FDS per open log): the least recently
@@ -403,6 +407,9 @@ bool h_quota_limit(struct broker_req *req, int k, double *limit);
 /* Records bytes of key k for req's (user, client id) and returns the throttle time in ms that
  * Kafka's ClientQuotaManager would give (0 within the quota or without one). */
 int32_t h_quota_record(struct broker_req *req, int k, double bytes);
+/* Records the handler time of req so far against its request_percentage quota (Kafka's
+ * request quota) and, over it, mutes its connection; the throttle time, 0 without a quota. */
+int32_t h_request_quota(struct broker_req *req);
 /* Takes back bytes recorded (Kafka's unrecordQuotaSensor: a throttled Fetch returns nothing). */
 void h_quota_unrecord(struct broker_req *req, int k, double bytes);
 /* Whether req's sensor of key k is over its quota already (nothing recorded). */

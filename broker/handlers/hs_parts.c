@@ -57,6 +57,7 @@ struct htopic *hs_topic_by_id(struct hshard *hs, const uint8_t id[16])
 
 static bool part_ensure_open(struct hpart *p);
 static void oq_remove(struct hshard *hs, struct hpart *p);
+static void oq_push(struct hshard *hs, struct hpart *p);
 static void part_open_log(struct hpart *p);
 
 struct hpart *hs_part(struct hshard *hs, const char *topic, size_t len, int32_t partition)
@@ -66,8 +67,9 @@ struct hpart *hs_part(struct hshard *hs, const char *topic, size_t len, int32_t 
         partition >= t->part_cap)
         return NULL;
     struct hpart *p = t->parts[partition];
-    if (p != NULL && p->open_pending) {
-        /* A request needs it now: open it ahead of its turn in the work queue. */
+    if (p != NULL && p->open_pending && p->log == NULL) {
+        /* A request needs it now: open it ahead of its turn in the work queue (a log queued
+         * to be reopened serves as it is until then). */
         oq_remove(hs, p);
         part_open_log(p);
     } else if (p != NULL && (p->log != NULL || p->idle_closed)) {
@@ -278,6 +280,8 @@ static void lru_enforce(struct hshard *hs, const struct hpart *keep)
         v->part = NULL;
         v->log = NULL;
         v->idle_closed = true;
+        if (v->open_pending) /* queued to reopen: its next open reads the new settings */
+            oq_remove(hs, v);
         lru_unlink(v);
         if (hs->idle_closes++ % 10000 == 0)
             BLOG_INFO("shard %u: open-log budget %u reached: idle logs closed (%llu so "
@@ -753,8 +757,29 @@ static void part_open_or_queue(struct hshard *hs, struct hpart *p)
         part_open_log(p);
         return;
     }
-    p->open_pending = true;
     hs_part_set_offline(p, true);
+    oq_push(hs, p);
+}
+
+/* Reopens p's log (its storage settings changed) now when the step's budget allows, else
+ * queues the reopen and serves from the open log until its turn: a broker-wide change reopens
+ * every partition of the node, which one step must not do at once. */
+static void part_reopen_or_queue(struct hshard *hs, struct hpart *p)
+{
+    LM_ASSERT(p->log != NULL && !p->sync.busy);
+    if (hs_step_has_budget(hs) || h_topic_internal(p->topic, strlen(p->topic))) {
+        hs->step_ops++;
+        part_reopen(hs, p);
+        return;
+    }
+    oq_push(hs, p);
+}
+
+static void oq_push(struct hshard *hs, struct hpart *p)
+{
+    if (p->open_pending)
+        return;
+    p->open_pending = true;
     p->oq_prev = hs->oq_tail;
     p->oq_next = NULL;
     if (hs->oq_tail != NULL)
@@ -821,6 +846,13 @@ static void work_run(struct broker_shard *s, struct broker_timer *t)
     while (hs->oq_head != NULL && (done++ < 8 || hs_step_has_budget(hs))) {
         struct hpart *p = hs->oq_head;
         oq_remove(hs, p);
+        if (p->log != NULL) { /* its storage settings changed */
+            if (p->sync.busy)
+                p->reopen_pending = true;
+            else
+                part_reopen(hs, p);
+            continue;
+        }
         part_open_log(p);
         if (p->log != NULL)
             hs_wake_waiters(hs, p);
@@ -916,6 +948,7 @@ static void topic_sync_parts(struct hshard *hs, struct htopic *t)
         t->part_cap = n;
     }
     size_t name_len = strlen(t->meta->name);
+    uint32_t reopens = 0;
     for (int32_t i = 0; i < n; i++) {
         if (hs_owner(hs, t->meta->name, name_len, i) != hs->id)
             continue;
@@ -960,17 +993,20 @@ static void topic_sync_parts(struct hshard *hs, struct htopic *t)
         if (p != NULL) {
             struct storage_config c;
             storage_cfg_of(&t->settings, &c);
-            if (storage_cfg_same(&c, &p->scfg) && p->log != NULL)
+            if (storage_cfg_same(&c, &p->scfg))
+                continue;
+            p->scfg = c;
+            if (p->log == NULL) /* offline: the tick's next open reads the new settings */
                 continue;
             /* Storage reads its config at open: reopen (recovery from the checkpoint). */
-            BLOG_INFO("partition %s-%d: storage settings changed: reopening its log", t->meta->name,
-                      i);
-            p->scfg = c;
+            BLOG_DEBUG("partition %s-%d: storage settings changed: reopening its log",
+                       t->meta->name, i);
+            reopens++;
             if (p->sync.busy) {
                 p->reopen_pending = true; /* when the sync ends */
                 continue;
             }
-            part_reopen(hs, p);
+            part_reopen_or_queue(hs, p);
             continue;
         }
         t->parts[i] = part_new(t, i);
@@ -981,6 +1017,9 @@ static void topic_sync_parts(struct hshard *hs, struct htopic *t)
             part_open_or_queue(hs, t->parts[i]);
         }
     }
+    if (reopens > 0)
+        BLOG_INFO("topic %s: storage settings changed: reopening %u partition logs of shard %u",
+                  t->meta->name, reopens, hs->id);
 }
 
 const struct lm_config_entry *hs_topic_defaults(const struct hshard *hs, size_t *count)

@@ -8,6 +8,7 @@
 #include <pthread.h>
 #include <string.h>
 
+#include "broker/metrics.h"
 #include "broker/handlers/handlers_internal.h"
 #include "broker/log.h"
 #include "common/lm_assert.h"
@@ -107,6 +108,23 @@ int32_t h_quota_record(struct broker_req *req, int k, double bytes)
 bool h_quota_exceeded(struct broker_req *req, int k)
 {
     return quota_add(req, k, 0) > 0;
+}
+
+int32_t h_request_quota(struct broker_req *req)
+{
+    struct hshard *hs = hs_of(req->shard);
+    if (hs->snap == NULL || hs->snap->state.quota_count == 0 || req->sasl_raw)
+        return 0;
+    /* ClientRequestQuotaManager: a request's thread time as a percentage of one second of one
+     * thread (10 ms records 1.0), so the rate over the window is the percentage of a thread */
+    double pct = (double)broker_req_local_us(req) * 100.0 / 1e6;
+    int64_t ms = quota_add(req, LM_QUOTA_REQUEST_PERCENTAGE, pct);
+    LM_ASSERT(ms >= 0 && ms <= INT32_MAX);
+    if (ms > 0) {
+        broker_shard_counter_add(req->shard, BROKER_C_REQUEST_THROTTLED, 1);
+        broker_req_throttle(req, (uint32_t)ms);
+    }
+    return (int32_t)ms;
 }
 
 void h_quota_unrecord(struct broker_req *req, int k, double bytes)

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <sys/stat.h>
 #include <sys/random.h>
 #include <unistd.h>
@@ -180,6 +181,13 @@ static void part_gauges_write(struct hshard *hs, struct hpart *p)
                                : hs->node->cfg->node_id;
         lag = partition_log_end_offset(p->part) - partition_high_watermark(p->part);
     }
+    if (p->gauge_epoch_since_ms == 0 || epoch != p->gauge_epoch) {
+        struct timespec now;
+        clock_gettime(CLOCK_REALTIME, &now);
+        p->gauge_epoch = epoch;
+        p->gauge_epoch_since_ms = (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000;
+    }
+    __atomic_store_n(&sl->epoch_since_ms, p->gauge_epoch_since_ms, __ATOMIC_RELAXED);
     __atomic_store_n(&sl->leader_epoch, epoch, __ATOMIC_RELAXED);
     __atomic_store_n(&sl->leader, leader, __ATOMIC_RELAXED);
     __atomic_store_n(&sl->commit_lag, lag > 0 ? lag : 0, __ATOMIC_RELAXED);
@@ -235,6 +243,7 @@ static void gauges_store(struct hshard *hs, const struct handlers_shard_gauges *
     __atomic_store_n(&d->compact_steps, hs->compact_steps, __ATOMIC_RELAXED);
     __atomic_store_n(&d->flushes, hs->flushes, __ATOMIC_RELAXED);
     __atomic_store_n(&d->flush_us, hs->flush_us, __ATOMIC_RELAXED);
+    __atomic_store_n(&d->producer_ids, producer_shard_count(hs->producers), __ATOMIC_RELAXED);
     if (hs->node->part_gauges[hs->id] != NULL)
         __atomic_store_n(&hs->node->part_gauges[hs->id]->tick, (uint32_t)hs->ticks,
                          __ATOMIC_RELEASE);
@@ -307,10 +316,9 @@ static void shard_tick(struct broker_shard *s, struct broker_timer *t)
     else if (hs_cluster(hs->node))
         hs_rebalance_check(hs, now);
     data_produce_scratch_trim(hs, now);
-    if (hs_cluster(hs->node)) {
+    if (hs_cluster(hs->node))
         group_cluster_sync(hs);
-        txn_cluster_sync(hs);
-    }
+    txn_cluster_sync(hs);
     if (!hs->stopping)
         compact_tick(hs);
     /* while the node hands its leaderships over (SIGTERM), the tick runs every

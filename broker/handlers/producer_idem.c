@@ -745,6 +745,15 @@ void producer_shard_flush(struct pshard *ps)
         }
 }
 
+uint64_t producer_shard_count(const struct pshard *ps)
+{
+    uint64_t n = 0;
+    for (size_t b = 0; ps != NULL && b < PRODUCER_BUCKETS; b++)
+        for (const struct pstate *e = ps->buckets[b]; e != NULL; e = e->next)
+            n += e->s != NULL ? lm_producer_state_count(e->s) : 0;
+    return n;
+}
+
 int64_t producer_expire_period_ms(const struct hshard *hs)
 {
     int64_t half = hs->node->producer_expiration_ms / 2;

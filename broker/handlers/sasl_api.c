@@ -12,6 +12,8 @@
  *   connections.max.reauth.ms             the session lifetime (0: sessions never expire)
  *   laminar.scram.credentials             SCRAM users written at the first start */
 #include <openssl/crypto.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,6 +25,7 @@
 #include "broker/handlers/sasl_api.h"
 #include "broker/log.h"
 #include "broker/meta/meta_store.h"
+#include "broker/security/http_get.h"
 #include "broker/security/oauth.h"
 #include "broker/security/sasl.h"
 #include "common/lm_assert.h"
@@ -38,17 +41,28 @@ struct sasl_listener {
     struct sasl_plain_users plain;
     struct oauth_unsecured_config oauth; /* OAUTHBEARER: the unsecuredValidator* options */
     /* OAUTHBEARER with Kafka's OAuthBearerValidatorCallbackHandler: signed tokens checked
-     * against the keys of sasl.oauthbearer.jwks.endpoint.url (a file) */
+     * against the keys of sasl.oauthbearer.jwks.endpoint.url (a file, or an http(s) URL
+     * fetched again in the background, sasl_node.jwks_lock guarding jwks and sec.keys) */
     bool oauth_secured;
     struct oauth_jwks *jwks;
     struct oauth_secured_config sec;
-    struct kafka_str names[4]; /* the enabled mechanisms, for SaslHandshake */
+    char jwks_url[1024]; /* http(s) source; "" for a file */
+    char jwks_ca[512];   /* laminar.oauthbearer.jwks.ssl.truststore.location */
+    int64_t jwks_refresh_ms, jwks_backoff_ms, jwks_backoff_max_ms, jwks_backoff_now;
+    uint64_t jwks_next_ms, jwks_last_ms; /* monotonic: the next fetch, the last one */
+    bool jwks_kick;                      /* a token named an unknown kid: fetch sooner */
+    struct kafka_str names[4];           /* the enabled mechanisms, for SaslHandshake */
     int32_t names_count;
 };
 
 struct sasl_node {
     struct sasl_listener listeners[BROKER_LISTENERS_MAX];
     int64_t reauth_ms;
+    /* the background fetches of http(s) JWKS (jwks_refresher) */
+    pthread_mutex_t jwks_lock;
+    pthread_cond_t jwks_cond;
+    pthread_t jwks_thread;
+    bool jwks_thread_on, jwks_stop;
 };
 
 /* One connection's exchange (broker_conn_auth.state). */
@@ -85,6 +99,15 @@ void handlers_sasl_free(struct sasl_node *n)
 {
     if (n == NULL)
         return;
+    if (n->jwks_thread_on) {
+        pthread_mutex_lock(&n->jwks_lock);
+        n->jwks_stop = true;
+        pthread_cond_signal(&n->jwks_cond);
+        pthread_mutex_unlock(&n->jwks_lock);
+        pthread_join(n->jwks_thread, NULL);
+    }
+    pthread_mutex_destroy(&n->jwks_lock);
+    pthread_cond_destroy(&n->jwks_cond);
     for (size_t i = 0; i < BROKER_LISTENERS_MAX; i++) {
         sasl_plain_users_free(&n->listeners[i].plain);
         oauth_jwks_free(n->listeners[i].jwks);
@@ -118,40 +141,177 @@ static const char *oauth_key(struct broker_config *cfg, const char *listener, co
     return v;
 }
 
-/* The secured validator's settings (KIP-768): the JWKS file and the expected claims. */
+static uint64_t mono_ms(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (uint64_t)t.tv_sec * 1000u + (uint64_t)t.tv_nsec / 1000000u;
+}
+
+enum { JWKS_BYTES_MAX = 1 << 20, JWKS_FETCH_TIMEOUT_MS = 10000 };
+
+/* The JWKS of a file: URL, or fetched from an http(s) one. */
+static int jwks_load(const char *url, const char *ca, struct oauth_jwks **out, char *err,
+                     size_t err_cap)
+{
+    char *text = NULL;
+    size_t size = 0;
+    if (strncmp(url, "file:", 5) == 0) {
+        const char *path = url + 5;
+        if (strncmp(path, "//", 2) == 0)
+            path += 2; /* file:///p and file:/p */
+        FILE *f = fopen(path, "rb");
+        long sz = -1;
+        if (f != NULL && fseek(f, 0, SEEK_END) == 0 && (sz = ftell(f)) > 0 &&
+            sz <= JWKS_BYTES_MAX && fseek(f, 0, SEEK_SET) == 0 &&
+            (text = malloc((size_t)sz)) != NULL && fread(text, 1, (size_t)sz, f) != (size_t)sz) {
+            free(text);
+            text = NULL;
+        }
+        if (f != NULL)
+            fclose(f);
+        if (text == NULL) {
+            snprintf(err, err_cap, "cannot read the file (at most 1 MiB)");
+            return LM_E_INVALID;
+        }
+        size = (size_t)sz;
+    } else {
+        int rc =
+            lm_http_get(url, ca, JWKS_FETCH_TIMEOUT_MS, JWKS_BYTES_MAX, &text, &size, err, err_cap);
+        if (rc != 0)
+            return rc;
+    }
+    int rc = oauth_jwks_parse(text, size, out, err, err_cap);
+    free(text);
+    return rc;
+}
+
+/* Fetches the http(s) JWKS of the listeners that have one, each when its refresh is due (every
+ * sasl.oauthbearer.jwks.endpoint.refresh.ms, as Kafka's RefreshingHttpsJwks) or sooner when a
+ * token named a kid the keys lack; a failed fetch keeps the keys and is retried with
+ * sasl.oauthbearer.jwks.endpoint.retry.backoff.ms, doubling up to .retry.backoff.max.ms. */
+static void *jwks_refresher(void *arg)
+{
+    struct sasl_node *n = arg;
+    pthread_mutex_lock(&n->jwks_lock);
+    while (!n->jwks_stop) {
+        uint64_t now = mono_ms(), next = UINT64_MAX;
+        for (size_t i = 0; i < BROKER_LISTENERS_MAX && !n->jwks_stop; i++) {
+            struct sasl_listener *l = &n->listeners[i];
+            if (l->jwks_url[0] == '\0')
+                continue;
+            if (now >= l->jwks_next_ms || l->jwks_kick) {
+                char url[sizeof(l->jwks_url)], ca[sizeof(l->jwks_ca)], err[256] = "";
+                memcpy(url, l->jwks_url, sizeof(url));
+                memcpy(ca, l->jwks_ca, sizeof(ca));
+                l->jwks_kick = false;
+                l->jwks_last_ms = now;
+                pthread_mutex_unlock(&n->jwks_lock);
+                struct oauth_jwks *fresh = NULL;
+                int rc = jwks_load(url, ca, &fresh, err, sizeof(err));
+                pthread_mutex_lock(&n->jwks_lock);
+                now = mono_ms();
+                if (rc == 0) {
+                    struct oauth_jwks *old = l->jwks;
+                    l->jwks = fresh;
+                    l->sec.keys = fresh; /* validators hold jwks_lock */
+                    oauth_jwks_free(old);
+                    l->jwks_next_ms = now + (uint64_t)l->jwks_refresh_ms;
+                    l->jwks_backoff_now = l->jwks_backoff_ms;
+                    BLOG_INFO("OAUTHBEARER: %zu JWKS keys from %s", oauth_jwks_count(fresh), url);
+                } else {
+                    l->jwks_next_ms = now + (uint64_t)l->jwks_backoff_now;
+                    BLOG_WARN("OAUTHBEARER: JWKS from %s: %s; keeping the %zu keys held, "
+                              "retrying in %lld ms",
+                              url, err, oauth_jwks_count(l->jwks), (long long)l->jwks_backoff_now);
+                    l->jwks_backoff_now = l->jwks_backoff_now * 2 > l->jwks_backoff_max_ms
+                                              ? l->jwks_backoff_max_ms
+                                              : l->jwks_backoff_now * 2;
+                }
+            }
+            next = l->jwks_next_ms < next ? l->jwks_next_ms : next;
+        }
+        if (n->jwks_stop)
+            break;
+        uint64_t wait = next == UINT64_MAX ? 60000 : next > now ? next - now : 0;
+        struct timespec until;
+        clock_gettime(CLOCK_MONOTONIC, &until);
+        until.tv_sec += (time_t)(wait / 1000);
+        until.tv_nsec += (long)(wait % 1000) * 1000000L;
+        if (until.tv_nsec >= 1000000000L) {
+            until.tv_sec++;
+            until.tv_nsec -= 1000000000L;
+        }
+        pthread_cond_timedwait(&n->jwks_cond, &n->jwks_lock, &until);
+    }
+    pthread_mutex_unlock(&n->jwks_lock);
+    return NULL;
+}
+
+/* A non-negative integer setting of the secured validator, else dflt. */
+static int oauth_ms(struct broker_config *cfg, const char *name, const char *key, int64_t dflt,
+                    int64_t min, int64_t *out)
+{
+    const char *v = oauth_key(cfg, name, key);
+    *out = dflt;
+    if (v == NULL)
+        return 0;
+    char *end = NULL;
+    long long n = strtoll(v, &end, 10);
+    if (end == v || *end != '\0' || n < min) {
+        BLOG_ERROR("config: %s=%s: expected an integer of at least %lld", key, v, (long long)min);
+        return LM_E_CONFIG;
+    }
+    *out = n;
+    return 0;
+}
+
+/* The secured validator's settings (KIP-768): the JWKS (a file, or an http(s) endpoint fetched
+ * at start and refreshed in the background) and the expected claims. */
 static int oauth_secured_setup(struct broker_config *cfg, const char *name, struct sasl_listener *l)
 {
     oauth_secured_config_default(&l->sec);
     const char *url = oauth_key(cfg, name, "sasl.oauthbearer.jwks.endpoint.url");
-    if (url == NULL || strncmp(url, "file:", 5) != 0) {
+    bool remote =
+        url != NULL && (strncmp(url, "http://", 7) == 0 || strncmp(url, "https://", 8) == 0);
+    if (url == NULL || (strncmp(url, "file:", 5) != 0 && !remote)) {
         BLOG_ERROR("config: listener %s: OAuthBearerValidatorCallbackHandler needs "
-                   "sasl.oauthbearer.jwks.endpoint.url as a file: URL (laminar fetches no "
-                   "HTTP endpoint)%s%s",
+                   "sasl.oauthbearer.jwks.endpoint.url (a file:, http:// or https:// URL)%s%s",
                    name, url != NULL ? "; got " : "", url != NULL ? url : "");
         return LM_E_CONFIG;
     }
-    const char *path = url + 5;
-    if (strncmp(path, "//", 2) == 0)
-        path += 2; /* file:///p and file:/p */
-    FILE *f = fopen(path, "rb");
-    char *text = NULL;
-    long size = -1;
-    if (f != NULL && fseek(f, 0, SEEK_END) == 0 && (size = ftell(f)) > 0 && size <= (1 << 20) &&
-        fseek(f, 0, SEEK_SET) == 0 && (text = malloc((size_t)size)) != NULL &&
-        fread(text, 1, (size_t)size, f) != (size_t)size) {
-        free(text);
-        text = NULL;
-    }
-    if (f != NULL)
-        fclose(f);
-    char err[200] = "cannot read the file (at most 1 MiB)";
-    int rc = text != NULL ? oauth_jwks_parse(text, (size_t)size, &l->jwks, err, sizeof(err))
-                          : LM_E_INVALID;
-    free(text);
-    if (rc != 0) {
-        BLOG_ERROR("config: listener %s: JWKS %s: %s", name, path, err);
+    if (remote && strlen(url) >= sizeof(l->jwks_url)) {
+        BLOG_ERROR("config: sasl.oauthbearer.jwks.endpoint.url: longer than %zu bytes",
+                   sizeof(l->jwks_url) - 1);
         return LM_E_CONFIG;
     }
+    const char *ca = broker_config_get(cfg, "laminar.oauthbearer.jwks.ssl.truststore.location");
+    if (ca != NULL)
+        broker_config_mark_used(cfg, "laminar.oauthbearer.jwks.ssl.truststore.location");
+    if (ca != NULL)
+        snprintf(l->jwks_ca, sizeof(l->jwks_ca), "%s", ca);
+    int mrc = 0;
+    if ((mrc = oauth_ms(cfg, name, "sasl.oauthbearer.jwks.endpoint.refresh.ms", 3600000, 1,
+                        &l->jwks_refresh_ms)) != 0 ||
+        (mrc = oauth_ms(cfg, name, "sasl.oauthbearer.jwks.endpoint.retry.backoff.ms", 100, 1,
+                        &l->jwks_backoff_ms)) != 0 ||
+        (mrc = oauth_ms(cfg, name, "sasl.oauthbearer.jwks.endpoint.retry.backoff.max.ms", 10000, 1,
+                        &l->jwks_backoff_max_ms)) != 0)
+        return mrc;
+    char err[256] = "";
+    /* the first fetch is part of the start, as Kafka's validator initialises its keys */
+    int rc = jwks_load(url, l->jwks_ca, &l->jwks, err, sizeof(err));
+    if (rc != 0) {
+        BLOG_ERROR("config: listener %s: JWKS %s: %s", name, url, err);
+        return LM_E_CONFIG;
+    }
+    if (remote) {
+        snprintf(l->jwks_url, sizeof(l->jwks_url), "%s", url);
+        l->jwks_backoff_now = l->jwks_backoff_ms;
+        l->jwks_last_ms = mono_ms();
+        l->jwks_next_ms = l->jwks_last_ms + (uint64_t)l->jwks_refresh_ms;
+    }
+    const char *path = url;
     l->sec.keys = l->jwks;
     const char *v = oauth_key(cfg, name, "sasl.oauthbearer.sub.claim.name");
     if (v != NULL && v[0] != '\0')
@@ -650,11 +810,26 @@ static enum exchange_outcome exchange(struct broker_req *req, struct sasl_conn *
         struct oauth_token t;
         char why[SASL_MESSAGE_BYTES_MAX], challenge[OAUTH_ERROR_BYTES_MAX];
         int64_t now = (int64_t)wall_ms();
+        bool remote = l->oauth_secured && l->jwks_url[0] != '\0';
+        if (remote) /* the refresher may swap the keys */
+            pthread_mutex_lock(&n->jwks_lock);
         int vrc = l->oauth_secured
                       ? oauth_secured_validate(&l->sec, cf.token, cf.token_len, now, &t, why,
                                                sizeof(why), challenge, sizeof(challenge))
                       : oauth_unsecured_validate(&l->oauth, cf.token, cf.token_len, now, &t, why,
                                                  sizeof(why), challenge, sizeof(challenge));
+        if (remote) {
+            /* a kid the keys lack (the issuer rotated its keys): fetch them again now, not
+             * more often than the retry backoff; this token stays refused (the client's next
+             * authentication finds the new key) */
+            struct sasl_listener *ml = &n->listeners[req->listener];
+            if (vrc != 0 && strstr(why, "no JWKS key") != NULL && !ml->jwks_kick &&
+                mono_ms() >= ml->jwks_last_ms + (uint64_t)ml->jwks_backoff_ms) {
+                ml->jwks_kick = true;
+                pthread_cond_signal(&n->jwks_cond);
+            }
+            pthread_mutex_unlock(&n->jwks_lock);
+        }
         if (vrc != 0) {
             /* Kafka's OAuthBearerSaslServer answers a refused token with the JSON error as a
              * challenge and fails the exchange on the client's next message */
@@ -807,6 +982,12 @@ int handlers_sasl_setup(struct broker_dispatch *d, struct handlers_ctx *h)
         return LM_E_NOMEM;
     h->sasl = n;
     n->reauth_ms = cfg->connections_max_reauth_ms;
+    pthread_mutex_init(&n->jwks_lock, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&n->jwks_cond, &ca);
+    pthread_condattr_destroy(&ca);
     static const char *const used[] = {"sasl.enabled.mechanisms",
                                        "sasl.mechanism.inter.broker.protocol",
                                        "sasl.mechanism.controller.protocol"};
@@ -816,6 +997,20 @@ int handlers_sasl_setup(struct broker_dispatch *d, struct handlers_ctx *h)
     for (uint32_t i = 0; rc == 0 && i < cfg->listeners_count; i++)
         if (cfg->listener_sasl[i])
             rc = listener_setup(cfg, cfg->listeners[i].name, &n->listeners[i]);
+    bool remote = false;
+    for (uint32_t i = 0; rc == 0 && i < cfg->listeners_count; i++)
+        remote = remote || n->listeners[i].jwks_url[0] != '\0';
+    if (rc == 0 && remote) {
+        /* created with every signal blocked: SIGTERM belongs to the runtime's sigwait */
+        sigset_t all, old;
+        sigfillset(&all);
+        pthread_sigmask(SIG_BLOCK, &all, &old);
+        if (pthread_create(&n->jwks_thread, NULL, jwks_refresher, n) != 0)
+            rc = LM_E_NOMEM;
+        else
+            n->jwks_thread_on = true;
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
+    }
     if (rc == 0)
         rc = scram_preset(h);
     if (rc == 0)

@@ -683,12 +683,28 @@ static void pv_post(struct treq *t)
 bool txn_produce_verify(struct broker_req *req, struct kafka_str transactional_id,
                         struct hwork *items, size_t n, struct hfan *f)
 {
-    if (transactional_id.len <= 0)
-        return false;
     struct hshard *hs = hs_of(req->shard);
+    if (transactional_id.len <= 0 || !hs->node->txn_verify_partitions)
+        return false;
     int32_t coord = txn_coordinator_node(hs, transactional_id);
-    if (coord < 0)
-        return false; /* no coordinator known: the partition's producer state checks alone */
+    if (coord < 0) {
+        /* No coordinator known (no __transaction_state yet, or its partition without a
+         * leader): the batches are refused as Kafka's AddPartitionsToTxnManager refuses them
+         * when it finds no coordinator (COORDINATOR_NOT_AVAILABLE, given to the producer as
+         * the retriable NOT_ENOUGH_REPLICAS). Written unchecked, a batch of a producer no
+         * coordinator knows would hold the partition's last stable offset for good. */
+        for (size_t i = 0; i < n; i++) {
+            const struct kafka_bytes *rec = items[i].in;
+            struct kafka_batch_header h;
+            if (items[i].owner == HWORK_DONE || rec == NULL || rec->len < 61 ||
+                kafka_batch_header_parse(rec->ptr, (size_t)rec->len, &h) != 0 ||
+                !(h.attributes & KAFKA_BATCH_ATTR_TRANSACTIONAL))
+                continue;
+            items[i].error = produce_error(KAFKA_COORDINATOR_NOT_AVAILABLE);
+            items[i].owner = HWORK_DONE;
+        }
+        return false;
+    }
     int64_t pid = -1;
     int16_t epoch = -1;
     size_t m = 0;

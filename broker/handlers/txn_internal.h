@@ -57,9 +57,13 @@ struct top {
 /* Shard lifecycle (hs_shard.c): start loads the owned __transaction_state partitions (single
  * node), drain answers the waiting calls NOT_COORDINATOR, stop frees. */
 int txn_shard_start(struct hshard *hs);
-/* A cluster: loads the shard's __transaction_state partitions this node came to lead and
- * unloads the others (called by the shard tick). */
+/* Loads the shard's __transaction_state partitions this node came to lead (a single node:
+ * each once the topic exists and the partition is open) and unloads the others (called by the
+ * shard tick). */
 void txn_cluster_sync(struct hshard *hs);
+/* A single node: creates __transaction_state when missing (the first FindCoordinator of a
+ * transactional id, as Kafka); *created tells whether this call did. */
+int txn_state_topic_create(struct hshard *hs, bool *created);
 /* The creation record of __transaction_state for rf replicas (compact, no retention,
  * min.insync.replicas = transaction.state.log.min.isr capped at rf), without assignment; its
  * configs live in *sc, which must outlive r's use. */

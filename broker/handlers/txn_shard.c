@@ -917,26 +917,36 @@ int txn_shard_start(struct hshard *hs)
         return rc;
     }
     hs->txn = ts;
-    if (hs_cluster(hs->node)) {
-        /* loaded as this node comes to lead them (txn_cluster_sync, at each shard tick) */
-        ts->cluster_loaded = calloc((size_t)cfg.state_partitions, sizeof(bool));
-        ts->cluster_loading = calloc((size_t)cfg.state_partitions, sizeof(bool));
-        ts->cluster_epoch = calloc((size_t)cfg.state_partitions, sizeof(int32_t));
-        if (ts->cluster_loaded == NULL || ts->cluster_loading == NULL || ts->cluster_epoch == NULL)
-            return LM_E_NOMEM;
-        txn_cluster_sync(hs);
-        coord_flush(ts);
-        return 0;
-    }
-    int32_t owned = 0;
-    for (int32_t p = 0; p < cfg.state_partitions; p++)
-        if (broker_partition_shard(TXN_STATE_TOPIC, TXN_STATE_TOPIC_LEN, p, hs->count) == hs->id) {
-            load_partition(ts, p, 0);
-            owned++;
-        }
-    BLOG_INFO("shard %u: transaction coordinator for %d of %d %s partitions, %zu ids loaded",
-              hs->id, owned, cfg.state_partitions, TXN_STATE_TOPIC, lm_txn_coord_count(ts->coord));
+    /* Loaded as this node comes to lead them (a single node: once the topic exists and its
+     * partitions are open), at each shard tick (txn_cluster_sync). */
+    ts->cluster_loaded = calloc((size_t)cfg.state_partitions, sizeof(bool));
+    ts->cluster_loading = calloc((size_t)cfg.state_partitions, sizeof(bool));
+    ts->cluster_epoch = calloc((size_t)cfg.state_partitions, sizeof(int32_t));
+    if (ts->cluster_loaded == NULL || ts->cluster_loading == NULL || ts->cluster_epoch == NULL)
+        return LM_E_NOMEM;
+    txn_cluster_sync(hs);
     coord_flush(ts);
+    return 0;
+}
+
+int txn_state_topic_create(struct hshard *hs, bool *created)
+{
+    *created = false;
+    hs_refresh(hs);
+    if (lm_meta_state_find(&hs->snap->state, TXN_STATE_TOPIC) != NULL)
+        return 0;
+    struct txn_topic_scratch sc;
+    struct lm_meta_record r;
+    int rc = txn_state_topic_record(hs->node, 1, &sc, &r);
+    if (rc == 0)
+        rc = lm_meta_store_commit(hs->node->meta, &r);
+    if (rc == LM_E_EXISTS) /* another shard created it meanwhile */
+        return 0;
+    if (rc != 0)
+        return rc;
+    BLOG_INFO("created %s with %d partitions", TXN_STATE_TOPIC, r.partition_count);
+    *created = true;
+    hs_refresh(hs);
     return 0;
 }
 
@@ -1086,6 +1096,17 @@ int txn_setup(struct handlers_ctx *node)
                                "transaction.remove.expired.transaction.cleanup.interval.ms", 1,
                                INT32_MAX, &c->expiration_check_interval_ms)) != 0)
         return rc;
+    node->txn_verify_partitions = true;
+    const char *verify = broker_config_get(node->cfg, "transaction.partition.verification.enable");
+    if (verify != NULL) {
+        broker_config_mark_used(node->cfg, "transaction.partition.verification.enable");
+        if (strcmp(verify, "true") != 0 && strcmp(verify, "false") != 0) {
+            BLOG_ERROR("transaction.partition.verification.enable=%s: expected true or false",
+                       verify);
+            return LM_E_CONFIG;
+        }
+        node->txn_verify_partitions = strcmp(verify, "true") == 0;
+    }
     /* the topic's replication settings: checked here, read when a cluster creates it */
     int64_t ignored = 0;
     if ((rc = group_config_i64(node->cfg, "transaction.state.log.replication.factor", 1, INT16_MAX,
@@ -1094,9 +1115,11 @@ int txn_setup(struct handlers_ctx *node)
                                &ignored)) != 0)
         return rc;
     int32_t have = 0;
+    /* created at the first FindCoordinator of a transactional id, as Kafka does
+     * (txn_state_topic_create) */
     if ((rc = group_internal_topic_ensure(node->meta, TXN_STATE_TOPIC,
                                           "transaction.state.log.num.partitions",
-                                          c->state_partitions, &have)) != 0) {
+                                          c->state_partitions, false, &have)) != 0) {
         BLOG_ERROR("cannot create %s: %s", TXN_STATE_TOPIC, lm_strerror(rc));
         return rc;
     }

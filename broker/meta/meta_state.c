@@ -44,6 +44,11 @@ void lm_meta_state_deinit(struct lm_meta_state *s)
     for (size_t i = 0; i < s->broker_config_count; i++)
         lm_meta_configs_free(s->broker_configs[i].configs, s->broker_configs[i].count);
     free(s->broker_configs);
+    for (size_t i = 0; i < s->group_config_count; i++) {
+        free(s->group_configs[i].group);
+        lm_meta_configs_free(s->group_configs[i].configs, s->group_configs[i].count);
+    }
+    free(s->group_configs);
     memset(s, 0, sizeof(*s));
 }
 
@@ -82,6 +87,30 @@ static int flat_copy(void **dst, const void *src, size_t n, size_t size)
 }
 
 /* The flat arrays of the image: nodes, SCRAM credentials, ACL bindings, client quotas. */
+/* The group config entries of src into dst (empty). */
+static int group_configs_copy(struct lm_meta_state *dst, const struct lm_meta_state *src)
+{
+    if (src->group_config_count == 0)
+        return 0;
+    dst->group_configs = calloc(src->group_config_count, sizeof(*dst->group_configs));
+    if (dst->group_configs == NULL)
+        return LM_E_NOMEM;
+    dst->group_config_cap = src->group_config_count;
+    for (size_t i = 0; i < src->group_config_count; i++) {
+        const struct lm_meta_group_configs *g = &src->group_configs[i];
+        struct lm_meta_group_configs *d = &dst->group_configs[i];
+        d->group = strdup(g->group);
+        if (d->group == NULL || configs_dup(g->configs, g->count, &d->configs) != 0) {
+            free(d->group);
+            d->group = NULL;
+            return LM_E_NOMEM;
+        }
+        d->count = g->count;
+        dst->group_config_count = i + 1;
+    }
+    return 0;
+}
+
 static int brokers_copy(struct lm_meta_state *dst, const struct lm_meta_state *src)
 {
     if (flat_copy((void **)&dst->acls, src->acls, src->acl_count, sizeof(*src->acls)) != 0 ||
@@ -97,6 +126,10 @@ static int brokers_copy(struct lm_meta_state *dst, const struct lm_meta_state *s
     dst->quota_count = dst->quota_cap = src->quota_count;
     dst->scram_count = dst->scram_cap = src->scram_count;
     dst->broker_count = dst->broker_cap = src->broker_count;
+    if (group_configs_copy(dst, src) != 0) {
+        lm_meta_state_deinit(dst);
+        return LM_E_NOMEM;
+    }
     if (src->broker_config_count == 0)
         return 0;
     dst->broker_configs = calloc(src->broker_config_count, sizeof(*dst->broker_configs));
@@ -783,6 +816,69 @@ static int broker_configs_apply(struct lm_meta_state *s, const struct lm_meta_re
     return 0;
 }
 
+const struct lm_meta_group_configs *lm_meta_state_group_configs(const struct lm_meta_state *s,
+                                                                const char *group)
+{
+    for (size_t i = 0; i < s->group_config_count; i++)
+        if (strcmp(s->group_configs[i].group, group) == 0)
+            return &s->group_configs[i];
+    return NULL;
+}
+
+static int group_configs_check(const struct lm_meta_state *s, const struct lm_meta_record *r)
+{
+    if (r->group == NULL || r->group[0] == '\0' || strlen(r->group) > LM_META_GROUP_NAME_MAX ||
+        r->config_count > LM_META_CONFIGS_MAX)
+        return LM_E_INVALID;
+    for (size_t i = 0; i < r->config_count; i++) {
+        const struct lm_config_entry *c = &r->configs[i];
+        if (c->name == NULL || c->value == NULL || strlen(c->value) > LM_META_CONFIG_VALUE_MAX ||
+            lm_group_config_validate(c->name, c->value) != 0)
+            return LM_E_INVALID;
+        for (size_t j = 0; j < i; j++)
+            if (strcmp(c->name, r->configs[j].name) == 0)
+                return LM_E_INVALID;
+    }
+    if (r->config_count > 0 && lm_meta_state_group_configs(s, r->group) == NULL &&
+        s->group_config_count >= LM_META_GROUP_CONFIGS_MAX)
+        return LM_E_FULL;
+    return 0;
+}
+
+static int group_configs_apply(struct lm_meta_state *s, const struct lm_meta_record *r)
+{
+    struct lm_meta_group_configs *g =
+        (struct lm_meta_group_configs *)lm_meta_state_group_configs(s, r->group);
+    if (r->config_count == 0) {
+        if (g != NULL) {
+            free(g->group);
+            lm_meta_configs_free(g->configs, g->count);
+            *g = s->group_configs[--s->group_config_count];
+        }
+        return 0;
+    }
+    struct lm_config_entry *c = NULL;
+    int rc = configs_dup(r->configs, r->config_count, &c);
+    if (rc != 0)
+        return rc;
+    if (g == NULL) {
+        char *name = strdup(r->group);
+        if (name == NULL ||
+            LM_GROW(s->group_configs, s->group_config_cap, s->group_config_count + 1, 4) != 0) {
+            free(name);
+            lm_meta_configs_free(c, r->config_count);
+            return LM_E_NOMEM;
+        }
+        g = &s->group_configs[s->group_config_count++];
+        g->group = name;
+    } else {
+        lm_meta_configs_free(g->configs, g->count);
+    }
+    g->configs = c;
+    g->count = r->config_count;
+    return 0;
+}
+
 int lm_meta_state_check(const struct lm_meta_state *s, const struct lm_meta_record *r)
 {
     const struct lm_meta_topic *t = NULL;
@@ -875,6 +971,8 @@ int lm_meta_state_check(const struct lm_meta_state *s, const struct lm_meta_reco
         return quota_check(s, r);
     case LM_META_BROKER_CONFIGS:
         return broker_configs_check(s, r);
+    case LM_META_GROUP_CONFIGS:
+        return group_configs_check(s, r);
     }
     return LM_E_INVALID;
 }
@@ -1058,6 +1156,11 @@ int lm_meta_state_apply(struct lm_meta_state *s, const struct lm_meta_record *r)
         if (rc != 0)
             return rc;
         break;
+    case LM_META_GROUP_CONFIGS:
+        rc = group_configs_apply(s, r);
+        if (rc != 0)
+            return rc;
+        break;
     }
     s->version++;
     return 0;
@@ -1105,6 +1208,9 @@ size_t lm_meta_record_size(const struct lm_meta_record *r)
         break;
     case LM_META_BROKER_CONFIGS:
         n += 4 + configs_size(r);
+        break;
+    case LM_META_GROUP_CONFIGS:
+        n += str_size(r->group) + configs_size(r);
         break;
     case LM_META_TOPIC_DELETE:
         n += str_size(r->topic) + (!id_is_zero(r->topic_id) ? 16 : 0);
@@ -1244,6 +1350,7 @@ int lm_meta_record_encode(const struct lm_meta_record *r, uint8_t *buf, size_t c
 {
     if ((r->type == LM_META_BROKER_REGISTER && (r->rack == NULL || r->endpoints == NULL)) ||
         (r->type == LM_META_PARTITION_LEADER && r->topic == NULL) ||
+        (r->type == LM_META_GROUP_CONFIGS && r->group == NULL) ||
         ((r->type == LM_META_SCRAM_SET || r->type == LM_META_SCRAM_DELETE) &&
          (r->user == NULL || lm_meta_scram_key_len(r->scram_mechanism) == 0)) ||
         (r->type == LM_META_SCRAM_SET &&
@@ -1301,6 +1408,10 @@ int lm_meta_record_encode(const struct lm_meta_record *r, uint8_t *buf, size_t c
         break;
     case LM_META_BROKER_CONFIGS:
         put_be(&c, (uint32_t)r->broker_id, 4);
+        put_configs(&c, r);
+        break;
+    case LM_META_GROUP_CONFIGS:
+        put_str(&c, r->group);
         put_configs(&c, r);
         break;
     case LM_META_TOPIC_DELETE:
@@ -1509,6 +1620,10 @@ int lm_meta_record_decode(const uint8_t *buf, size_t len, struct lm_meta_record 
             return rc;
         out->broker_id = (int32_t)(uint32_t)v;
         if ((rc = get_configs(&c, out, configs_out)) != 0)
+            return rc;
+        break;
+    case LM_META_GROUP_CONFIGS:
+        if ((rc = get_str(&c, &out->group)) != 0 || (rc = get_configs(&c, out, configs_out)) != 0)
             return rc;
         break;
     case LM_META_TOPIC_DELETE:

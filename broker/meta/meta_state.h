@@ -53,7 +53,15 @@ enum lm_meta_record_type {
      * that entity (none: the entity leaves the image). Keys and values as
      * lm_broker_dynamic_config_validate accepts them. */
     LM_META_BROKER_CONFIGS = 15,
+    /* Dynamic group configs (KRaft's ConfigRecord for GROUP resources): group and configs,
+     * which replace every config of that group (none: the group leaves the image). Keys and
+     * values as lm_group_config_validate accepts them. */
+    LM_META_GROUP_CONFIGS = 16,
 };
+
+/* The most groups with configs the image holds (IncrementalAlterConfigs past it fails). */
+#define LM_META_GROUP_CONFIGS_MAX 10000
+#define LM_META_GROUP_NAME_MAX    255 /* bytes of a group id with configs */
 
 /* The node id of the cluster-wide default entity of LM_META_BROKER_CONFIGS. */
 #define LM_META_BROKER_DEFAULT (-1)
@@ -116,6 +124,7 @@ struct lm_meta_record {
     /* PARTITION_LEADER: bit j = replica j out of sync (an encoding trailer; records written
      * before it decode as 0). The same leader and epoch with another mask changes the ISR. */
     uint16_t isr_out;
+    const char *group; /* GROUP_CONFIGS */
     /* SCRAM_SET, SCRAM_DELETE */
     const char *user;
     int8_t scram_mechanism;
@@ -149,6 +158,13 @@ struct lm_meta_record {
 /* The dynamic configs of one broker entity (a node, or LM_META_BROKER_DEFAULT). */
 struct lm_meta_broker_configs {
     int32_t node;
+    struct lm_config_entry *configs; /* owned */
+    size_t count;
+};
+
+/* The dynamic configs of one group. */
+struct lm_meta_group_configs {
+    char *group;                     /* owned */
     struct lm_config_entry *configs; /* owned */
     size_t count;
 };
@@ -224,6 +240,10 @@ struct lm_meta_state {
     struct lm_meta_broker_configs *broker_configs;
     size_t broker_config_count;
     size_t broker_config_cap;
+    /* dynamic group configs, one entry per group with at least one set, unsorted, owned */
+    struct lm_meta_group_configs *group_configs;
+    size_t group_config_count;
+    size_t group_config_cap;
     uint64_t version; /* bumped by every applied record */
 };
 
@@ -242,6 +262,9 @@ const struct authz_acl *lm_meta_state_acl_same(const struct lm_meta_state *s,
 /* The dynamic configs of a node (or LM_META_BROKER_DEFAULT), or NULL when it has none. */
 const struct lm_meta_broker_configs *lm_meta_state_broker_configs(const struct lm_meta_state *s,
                                                                   int32_t node);
+/* The dynamic configs of a group, or NULL when it has none. */
+const struct lm_meta_group_configs *lm_meta_state_group_configs(const struct lm_meta_state *s,
+                                                                const char *group);
 /* The quota entry of the entity r names (LM_META_QUOTA), or NULL. */
 const struct lm_quota_entry *lm_meta_state_quota(const struct lm_meta_state *s,
                                                  const struct lm_meta_record *r);

@@ -221,6 +221,83 @@ int lm_topic_config_validate(const char *name, const char *value)
     return LM_E_INVALID;
 }
 
+static const struct lm_group_config_def group_defs[] = {
+    {"consumer.heartbeat.interval.ms", LM_CONFIG_INT, "5000",
+     "group.consumer.heartbeat.interval.ms", 1, "group.consumer.min.heartbeat.interval.ms", 5000,
+     "group.consumer.max.heartbeat.interval.ms", 15000,
+     "The heartbeat interval given to the members of a consumer group."},
+    {"consumer.session.timeout.ms", LM_CONFIG_INT, "45000", "group.consumer.session.timeout.ms", 1,
+     "group.consumer.min.session.timeout.ms", 45000, "group.consumer.max.session.timeout.ms", 60000,
+     "The timeout to detect client failures when using the consumer group protocol."},
+    {"share.auto.offset.reset", LM_CONFIG_STRING, "latest", NULL, 0, NULL, 0, NULL, 0,
+     "The strategy to initialize the share-partition start offset."},
+    {"share.heartbeat.interval.ms", LM_CONFIG_INT, "5000", "group.share.heartbeat.interval.ms", 1,
+     "group.share.min.heartbeat.interval.ms", 5000, "group.share.max.heartbeat.interval.ms", 15000,
+     "The heartbeat interval given to the members of a share group."},
+    {"share.isolation.level", LM_CONFIG_STRING, "read_uncommitted", NULL, 0, NULL, 0, NULL, 0,
+     "Controls how to read records written transactionally."},
+    {"share.record.lock.duration.ms", LM_CONFIG_INT, "30000", "group.share.record.lock.duration.ms",
+     1000, "group.share.min.record.lock.duration.ms", 15000,
+     "group.share.max.record.lock.duration.ms", 60000,
+     "The record acquisition lock duration in milliseconds for share groups."},
+    {"share.session.timeout.ms", LM_CONFIG_INT, "45000", "group.share.session.timeout.ms", 1,
+     "group.share.min.session.timeout.ms", 45000, "group.share.max.session.timeout.ms", 60000,
+     "The timeout to detect client failures when using the share group protocol."},
+    {"streams.heartbeat.interval.ms", LM_CONFIG_INT, "5000", "group.streams.heartbeat.interval.ms",
+     1, "group.streams.min.heartbeat.interval.ms", 5000, "group.streams.max.heartbeat.interval.ms",
+     15000, "The heartbeat interval given to the members."},
+    {"streams.num.standby.replicas", LM_CONFIG_INT, "0", "group.streams.num.standby.replicas", 0,
+     NULL, 0, "group.streams.max.standby.replicas", 2,
+     "The number of standby replicas for each task."},
+    {"streams.session.timeout.ms", LM_CONFIG_INT, "45000", "group.streams.session.timeout.ms", 1,
+     "group.streams.min.session.timeout.ms", 45000, "group.streams.max.session.timeout.ms", 60000,
+     "The timeout to detect client failures when using the streams group protocol."},
+};
+
+const struct lm_group_config_def *lm_group_config_defs(size_t *count)
+{
+    *count = LM_ARRAY_LEN(group_defs);
+    return group_defs;
+}
+
+const struct lm_group_config_def *lm_group_config_find(const char *name)
+{
+    for (size_t i = 0; name != NULL && i < LM_ARRAY_LEN(group_defs); i++)
+        if (strcmp(group_defs[i].name, name) == 0)
+            return &group_defs[i];
+    return NULL;
+}
+
+int lm_group_config_validate(const char *name, const char *value)
+{
+    const struct lm_group_config_def *def = lm_group_config_find(name);
+    if (def == NULL)
+        return LM_E_NOT_FOUND;
+    if (value == NULL)
+        return LM_E_INVALID;
+    if (def->type == LM_CONFIG_INT) {
+        int64_t v;
+        return parse_i64(value, &v) == 0 && v >= def->type_min && v <= INT32_MAX ? 0 : LM_E_INVALID;
+    }
+    if (strcmp(name, "share.isolation.level") == 0)
+        return strcmp(value, "read_committed") == 0 || strcmp(value, "read_uncommitted") == 0
+                   ? 0
+                   : LM_E_INVALID;
+    /* share.auto.offset.reset: latest, earliest or by_duration:<ISO-8601 duration, not
+     * negative> */
+    if (strcmp(value, "latest") == 0 || strcmp(value, "earliest") == 0)
+        return 0;
+    const char *prefix = "by_duration:";
+    size_t pl = strlen(prefix);
+    if (strncmp(value, prefix, pl) != 0 || value[pl] != 'P' || value[pl + 1] == '\0' ||
+        strchr(value + pl, '-') != NULL)
+        return LM_E_INVALID;
+    for (const char *c = value + pl + 1; *c; c++)
+        if (strchr("0123456789.DTHMS", *c) == NULL)
+            return LM_E_INVALID;
+    return 0;
+}
+
 int lm_broker_dynamic_config_validate(const char *name, const char *value)
 {
     static const struct {

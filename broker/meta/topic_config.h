@@ -30,6 +30,9 @@ enum lm_config_source {
     LM_CONFIG_SOURCE_DYNAMIC_DEFAULT_BROKER = 3,
     LM_CONFIG_SOURCE_STATIC_BROKER = 4,
     LM_CONFIG_SOURCE_DEFAULT = 5,
+    LM_CONFIG_SOURCE_DYNAMIC_BROKER_LOGGER = 6,
+    LM_CONFIG_SOURCE_CLIENT_METRICS = 7,
+    LM_CONFIG_SOURCE_GROUP = 8,
 };
 
 struct lm_topic_config_def {
@@ -85,6 +88,27 @@ int lm_topic_config_validate(const char *name, const char *value);
  * throttles (leader./follower.replication.throttled.rate). Returns 0, LM_E_NOT_FOUND for a
  * key that is not dynamic, or LM_E_INVALID for a value the key refuses. */
 int lm_broker_dynamic_config_validate(const char *name, const char *value);
+
+/* A group config (Kafka's GroupConfig, GROUP config resources): its default is the broker key
+ * broker_default when set, else default_value; a value must lie within the broker bounds
+ * min_key / max_key (their defaults when unset; NULL: no such bound), besides type_min. */
+struct lm_group_config_def {
+    const char *name;
+    enum lm_config_type type;
+    const char *default_value;
+    const char *broker_default;
+    int64_t type_min;
+    const char *min_key;
+    int64_t min_default;
+    const char *max_key;
+    int64_t max_default;
+    const char *doc;
+};
+const struct lm_group_config_def *lm_group_config_defs(size_t *count);
+const struct lm_group_config_def *lm_group_config_find(const char *name);
+/* Checks a group config value's type and Kafka's static validator (not the broker bounds).
+ * Returns 0, LM_E_NOT_FOUND for an unknown name, or LM_E_INVALID. */
+int lm_group_config_validate(const char *name, const char *value);
 
 /* lm_topic_settings_resolve computes typed settings: each name takes the topic's value if
  * set, else the broker's value for its synonym if set, else Kafka's default. Either list may

@@ -304,5 +304,9 @@ int64_t lm_quota_table_record(struct lm_quota_table *t, int k, const char *tag_u
     lm_quota_rate_record(&s->rate, &t->w, v, now_ms);
     int64_t elapsed = 0;
     double rate = lm_quota_rate_measure(&s->rate, &t->w, now_ms, &elapsed);
-    return lm_quota_throttle_ms(rate, limit, elapsed, LM_QUOTA_THROTTLE_MAX_MS);
+    /* Kafka bounds a request-time throttle by one quota window (ClientRequestQuotaManager's
+     * maxThrottleTimeMs); byte and mutation rates only by the int32 field */
+    int64_t cap =
+        k == LM_QUOTA_REQUEST_PERCENTAGE ? (int64_t)t->w.window_ms : LM_QUOTA_THROTTLE_MAX_MS;
+    return lm_quota_throttle_ms(rate, limit, elapsed, cap);
 }

@@ -375,13 +375,19 @@ struct broker_tls_ctx {
     BIO_METHOD *bio_method;
     enum broker_tls_client_auth client_auth;
     struct broker_tls_rules *rules;
+    int refs; /* its owner's and one per connection (atomic) */
 };
 
 static BIO_METHOD *bio_method_new(void);
 
+void broker_tls_ctx_ref(struct broker_tls_ctx *ctx)
+{
+    __atomic_add_fetch(&ctx->refs, 1, __ATOMIC_RELAXED);
+}
+
 void broker_tls_ctx_free(struct broker_tls_ctx *ctx)
 {
-    if (ctx == NULL)
+    if (ctx == NULL || __atomic_sub_fetch(&ctx->refs, 1, __ATOMIC_ACQ_REL) != 0)
         return;
     SSL_CTX_free(ctx->ssl);
     BIO_meth_free(ctx->bio_method);
@@ -830,6 +836,8 @@ int broker_tls_ctx_new(const struct broker_tls_settings *st, struct broker_tls_c
 {
     *out = NULL;
     struct broker_tls_ctx *ctx = calloc(1, sizeof(*ctx));
+    if (ctx != NULL)
+        ctx->refs = 1;
     if (ctx == NULL)
         return LM_E_NOMEM;
     ERR_clear_error();
@@ -1035,6 +1043,7 @@ struct broker_tls_conn *broker_tls_conn_new(struct broker_tls_ctx *ctx)
     BIO_set_data(w, tc);
     SSL_set_bio(tc->ssl, r, w); /* the SSL owns both */
     SSL_set_accept_state(tc->ssl);
+    broker_tls_ctx_ref(ctx); /* its BIO method and rules outlive a reload of the listener */
     return tc;
 }
 
@@ -1042,10 +1051,12 @@ void broker_tls_conn_free(struct broker_tls_conn *tc)
 {
     if (tc == NULL)
         return;
+    struct broker_tls_ctx *ctx = tc->ctx;
     SSL_free(tc->ssl);
     free(tc->out);
     free(tc->retired);
     free(tc);
+    broker_tls_ctx_free(ctx);
 }
 
 bool broker_tls_conn_established(const struct broker_tls_conn *tc)

@@ -81,6 +81,10 @@ struct broker_tls_ctx;
  * *out, or LM_E_CONFIG with a message naming the key in err. */
 int broker_tls_ctx_new(const struct broker_tls_settings *st, struct broker_tls_ctx **out, char *err,
                        size_t err_len);
+/* A context is reference counted: its creator holds one reference and every connection made
+ * from it another (broker_tls_conn_new / _free), so a listener can swap in a reloaded
+ * context while connections of the old one live on. _free drops one reference. */
+void broker_tls_ctx_ref(struct broker_tls_ctx *ctx);
 void broker_tls_ctx_free(struct broker_tls_ctx *ctx);
 enum broker_tls_client_auth broker_tls_ctx_client_auth(const struct broker_tls_ctx *ctx);
 

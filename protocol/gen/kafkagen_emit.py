@@ -1013,6 +1013,8 @@ def gen_api(ctxs):
          "    kafka_decode_fn decode;",
          "    kafka_encode_fn encode;",
          "    kafka_size_fn size;",
+         "    /* offsetof the top-level int32 throttle_time_ms, -1 when the message has none */",
+         "    int32_t throttle_offset;",
          "};", "",
          "struct kafka_api_info {",
          "    int16_t key;",
@@ -1055,17 +1057,23 @@ def gen_api(ctxs):
     for ctx in apis:
         s = ctx.s
         ops = []
+        roots = dict((sec, st) for st, sec in ctx.roots)
         for sec in ("request", "response"):
             cn = "%s_%s" % (ctx.prefix, sec)
+            st = roots.get(sec)
+            throttle = st is not None and any(
+                f.name == "throttle_time_ms" and f.type == "int32" and not f.is_array
+                for f in st.fields)
+            off = "(int32_t)offsetof(struct %s, throttle_time_ms)" % cn if throttle else "-1"
             ops.append("{sizeof(struct %s), %s_init_any, %s_decode_any, %s_encode_any, "
-                       "%s_size_any}" % (cn, cn, cn, cn, cn))
+                       "%s_size_any, %s}" % (cn, cn, cn, cn, cn, off))
         c.append('    {%d, "%s", %d, %d, %d,' % (s.key, s.name, s.versions.lo, s.versions.hi,
                                                   s.first_flexible))
         c.append("     %s," % ops[0])
         c.append("     %s}," % ops[1])
     if not apis:
-        c.append("    {-1, NULL, 0, -1, -1, {0, NULL, NULL, NULL, NULL}, "
-                 "{0, NULL, NULL, NULL, NULL}},")
+        c.append("    {-1, NULL, 0, -1, -1, {0, NULL, NULL, NULL, NULL, -1}, "
+                 "{0, NULL, NULL, NULL, NULL, -1}},")
     c.append("};")
     c.append("const size_t kafka_api_count = %d;" % len(apis))
     c += ["",

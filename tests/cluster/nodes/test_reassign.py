@@ -19,7 +19,9 @@ fourth, broker-only node), driven by Kafka's own tools, under an idempotent acks
 - a partition of one replica whose log start DeleteRecords moved grows to three (RF 1 -> 3)
   under writes (the new replicas catch up from the leader's log start), node 4 is elected its
   leader and serves every acknowledged record past the log start;
-- kafka-topics --alter --partitions with --replica-assignment adds a partition on 4,1,2.
+- kafka-topics --alter --partitions with --replica-assignment adds a partition on 4,1,2;
+- with node 3 dead, a partition on 3,1,2 is moved to 4,1,2 and completes; every record
+  acknowledged before and during the move is read back from node 4.
 
     test_reassign.py --io uring
 """
@@ -43,6 +45,7 @@ from laminar_harness import free_port  # noqa: E402
 from confluent_kafka import Consumer, Producer, TopicPartition  # noqa: E402
 
 TOPIC = "moves"
+DEAD = "deadmove"
 REASSIGN = "org.apache.kafka.tools.reassign.ReassignPartitionsCommand"
 ELECT = "org.apache.kafka.tools.LeaderElectionCommand"
 TOPICS = "org.apache.kafka.tools.TopicCommand"
@@ -236,6 +239,12 @@ def run(nodes, cp):
     tool(cp, TOPICS, "--bootstrap-server", boot, "--create", "--topic", TOPIC,
          "--replica-assignment", "1:2:3,2:3:1,3:1:2", nodes=nodes, what="kafka-topics --create")
     wait_for("moves led", lambda: -1 not in leaders(nodes[1], TOPIC).values(), 60, nodes)
+    # a partition on 1,2,3 that moves off node 3 after node 3 died (at the end)
+    tool(cp, TOPICS, "--bootstrap-server", boot, "--create", "--topic", DEAD,
+         "--replica-assignment", "3:1:2", nodes=nodes, what="kafka-topics --create (dead move)")
+    wait_for("%s led" % DEAD, lambda: -1 not in leaders(nodes[1], DEAD).values(), 60, nodes)
+    dead_acked = Acked(nodes[1], topic=DEAD)
+    dead_acked.send("d", 2000, [0], size=100)
     acked = Acked(nodes[1])
     # enough data that node 4's catch-up takes a while (a restart in the middle of it)
     acked.send("a", 12000, [0, 1, 2], size=1000)
@@ -399,6 +408,20 @@ def run(nodes, cp):
     wait_for("every partition led without node 3",
              lambda: all(v in (1, 2, 4) for v in leaders(nodes[0], TOPIC).values()), 60, rest)
     read_back(nodes[1], acked.at, rest)
+    # a move off the dead node 3: node 4 replaces it (the Raft group's new configuration has a
+    # majority of live voters, 1 and 2, in the old one and the new one)
+    dead_plan = json_file(plan([(0, [4, 1, 2])], topic=DEAD))
+    tool(cp, REASSIGN, "--bootstrap-server", rest[0].bootstrap, "--execute",
+         "--reassignment-json-file", dead_plan, nodes=rest,
+         what="kafka-reassign-partitions --execute (off the dead node 3)")
+    dead_acked.send("e", 500, [0])  # while it moves
+    verify_until(cp, dead_plan, [0], rest, 120, topic=DEAD)
+    wait_for("%s-0 on 4,1,2 with node 4 in sync" % DEAD,
+             lambda: describe(rest[0], DEAD)[0][0] == [4, 1, 2] and
+             4 in describe(rest[0], DEAD)[0][1], 60, rest)
+    read_back(rest[2], dead_acked.at, rest, topic=DEAD)
+    print("ok: a partition moved off the dead node 3 onto node 4; its %d acknowledged records "
+          "read back" % len(dead_acked.at))
     # node 4 in front where it is the preferred replica
     for attempt in range(10):
         rc, out = run_cmd_rc(java_cmd(cp, ELECT, "--bootstrap-server", nodes[0].bootstrap,

@@ -6,7 +6,8 @@ committed and one open; the new leader of the id's partition loads it, a new pro
 with the same id is answered (the open transaction aborted), and a read_committed consumer reads
 exactly the committed records. Also: a transactional batch for a partition not added to the
 transaction, sent to a partition leader that is not the coordinator, is refused after that
-leader asked the coordinator (KIP-890 part 1, AddPartitionsToTxn v4 verify_only).
+leader asked the coordinator (KIP-890 part 1, AddPartitionsToTxn v4 verify_only), and one
+sent before any coordinator exists is refused (NOT_ENOUGH_REPLICAS).
 
     test_cluster_txn.py --io uring
 """
@@ -59,6 +60,25 @@ def read_committed(nodes, expect, timeout_s=60):
 
 INVALID_TXN_STATE = 48
 NOT_ENOUGH_REPLICAS = 19
+
+
+def no_coordinator_yet(nodes):
+    """Before any transactional FindCoordinator there is no __transaction_state: a
+    transactional batch (an idempotent producer id with the transactional bit and an id) finds
+    no coordinator to check it and is refused with the retriable NOT_ENOUGH_REPLICAS, as Kafka
+    does, not written where it would hold the partition's last stable offset."""
+    leaders = tc.leaders(nodes[0], TOPIC)
+    leader = next(x for x in nodes if x.node_id == leaders[0])
+    conn = kraw.Conn(leader.host, leader.port)
+    err, pid, epoch = conn.init_producer_id()
+    if err != 0:
+        tc.fail("idempotent InitProducerId: %d" % err, nodes)
+    err, _ = conn.produce(TOPIC, 0, kraw.txn_batch(pid, epoch, 0, [b"unchecked"]),
+                          transactional_id="ctx-early")
+    conn.close()
+    if err != NOT_ENOUGH_REPLICAS:
+        tc.fail("a transactional batch with no coordinator known: %d" % err, nodes)
+    print("ok: a transactional batch with no coordinator known refused (NOT_ENOUGH_REPLICAS)")
 
 
 def verify_across_nodes(nodes, a):
@@ -138,6 +158,7 @@ def main():
             f.result()
         tc.wait_for("ctx leaders", lambda: -1 not in tc.leaders(nodes[0], TOPIC).values(), 30,
                     nodes)
+        no_coordinator_yet(nodes)
         # the first transactional producer creates __transaction_state (3 replicas)
         p = txn_producer(nodes[0], "ctx-tid")
         md = a.list_topics(topic="__transaction_state", timeout=10)

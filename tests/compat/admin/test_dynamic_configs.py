@@ -4,7 +4,8 @@ message.max.bytes, which Produce enforces at once (a 5,000-byte record refused u
 default of 2,000, accepted under the node's 10,000); the topic describes the value with its
 dynamic sources and synonyms; keys that are not dynamic and bad values are refused; the
 replication throttle kafka-reassign-partitions sets is accepted; everything survives kill -9;
---delete-config restores the static value.
+--delete-config restores the static value. GROUP config resources (kafka-configs --entity-type
+groups) are set, described, bounded, kept and deleted.
 
     /usr/bin/python3 test_dynamic_configs.py --io uring|epoll
 """
@@ -55,6 +56,84 @@ def produce_eventually(b, size, want, timeout=5.0):
         time.sleep(0.2)
 
 
+def wide_reopen(b):
+    """A storage default changed for the whole node (log.segment.bytes) reaches the logs of
+    every partition: more than one step can reopen, so the rest are queued and reopened in the
+    background while they keep serving. A producer on another topic sees no error meanwhile,
+    and a partition of the wide topic rolls at the new size."""
+    from confluent_kafka.admin import AdminClient, NewTopic
+    admin = AdminClient({"bootstrap.servers": b.bootstrap})
+    admin.create_topics([NewTopic("wide", 2000, 1)])["wide"].result(60)
+    errors = []
+    p = ck.Producer({"bootstrap.servers": b.bootstrap, "message.max.bytes": 1 << 20,
+                     "linger.ms": 0, "message.timeout.ms": 20000})
+    for part in range(0, 2000, 97):  # records in a spread of the wide topic's partitions
+        p.produce("wide", value=b"w", partition=part,
+                  on_delivery=lambda err, _m: errors.append(err) if err else None)
+    p.flush(60)
+    check(not errors, "produce to the wide topic: %s" % errors[:3])
+    rc, out = configs(b, "--entity-type", "brokers", "--entity-default", "--alter",
+                      "--add-config", "log.segment.bytes=1048576")
+    check(rc == 0, "set log.segment.bytes:\n" + out)
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:  # the reopen runs meanwhile
+        p.produce(TOPIC, value=b"during", on_delivery=lambda err, _m: errors.append(err)
+                  if err else None)
+        p.flush(20)
+    check(not errors, "a producer during the reopen: %s" % errors[:3])
+    # 2.4 MB of 8 KB records, one per batch (under the node's message.max.bytes=10000), rolls
+    # 1 MiB segments
+    p = ck.Producer({"bootstrap.servers": b.bootstrap, "batch.num.messages": 1, "linger.ms": 0})
+    for _ in range(300):
+        p.produce("wide", value=b"s" * 8000, partition=1,
+                  on_delivery=lambda err, _m: errors.append(err) if err else None)
+        p.poll(0)
+    p.flush(60)
+    check(not errors, "2.4 MB to wide-1: %s" % errors[:3])
+    d = os.path.join(b.data_dir, "wide-1")
+    segs = [f for f in os.listdir(d) if f.endswith(".log")]
+    check(len(segs) >= 3, "wide-1 rolled at the new segment size: %s" % sorted(segs))
+    check("reopening" in b.log_text(), "the reopen was logged")
+    rc, out = configs(b, "--entity-type", "brokers", "--entity-default", "--alter",
+                      "--delete-config", "log.segment.bytes")
+    check(rc == 0, "delete log.segment.bytes:\n" + out)
+    check(admin.delete_topics(["wide"])["wide"].result(60) is None, "delete wide")
+
+
+def group_configs(b):
+    """GROUP config resources with kafka-configs --entity-type groups: set, describe (the set
+    value as GROUP_CONFIG, the rest at the broker's defaults), bounds and unknown names refused
+    with Kafka's messages, kept through kill -9 (checked by the caller), deleted."""
+    rc, out = configs(b, "--entity-type", "groups", "--entity-name", "g-cfg", "--alter",
+                      "--add-config", "consumer.session.timeout.ms=50000,"
+                      "consumer.heartbeat.interval.ms=6000")
+    check(rc == 0 and "Completed updating config for group g-cfg" in out,
+          "set group configs:\n" + out)
+    rc, out = configs(b, "--entity-type", "groups", "--entity-name", "g-cfg", "--describe",
+                      "--all")
+    check(rc == 0 and "consumer.session.timeout.ms=50000" in out and
+          "consumer.heartbeat.interval.ms=6000" in out and
+          "share.record.lock.duration.ms=30000" in out, "describe the group:\n" + out)
+    for bad, why in (("consumer.session.timeout.ms=1000",
+                      "consumer.session.timeout.ms must be greater than or equal to "
+                      "group.consumer.min.session.timeout.ms"),
+                     ("consumer.heartbeat.interval.ms=60000",
+                      "consumer.heartbeat.interval.ms must be less than or equal to "
+                      "group.consumer.max.heartbeat.interval.ms"),
+                     ("no.such.config=1", "no.such.config")):
+        rc, out = configs(b, "--entity-type", "groups", "--entity-name", "g-cfg", "--alter",
+                          "--add-config", bad)
+        check(rc != 0 and why in out, "%s refused:\n%s" % (bad, out))
+    rc, out = configs(b, "--entity-type", "groups", "--entity-name", "g-cfg", "--describe",
+                      "--all")
+    check(rc == 0 and "consumer.session.timeout.ms=50000" in out,
+          "the refused changes left the group as it was:\n" + out)
+    # without --all the tool lists the groups with configs (ListConfigResources) first
+    rc, out = configs(b, "--entity-type", "groups", "--describe")
+    check(rc == 0 and "g-cfg" in out and "consumer.session.timeout.ms=50000" in out,
+          "describe every group with configs:\n" + out)
+
+
 def scenario(b):
     if not os.path.exists(os.path.join(LIB, ".complete")):
         raise AssertionError("tests/compat/java/prepare has not run")
@@ -97,7 +176,21 @@ def scenario(b):
                       "--add-config", "message.max.bytes=1")
     check(rc != 0, "another node's id is refused here:\n" + out)
 
+    wide_reopen(b)
+    group_configs(b)
+
     restart_wait(b, kill=True)
+    rc, out = configs(b, "--entity-type", "groups", "--entity-name", "g-cfg", "--describe",
+                      "--all")
+    check(rc == 0 and "consumer.session.timeout.ms=50000" in out,
+          "group configs kept through kill -9:\n" + out)
+    rc, out = configs(b, "--entity-type", "groups", "--entity-name", "g-cfg", "--alter",
+                      "--delete-config", "consumer.session.timeout.ms,consumer.heartbeat.interval.ms")
+    check(rc == 0, "delete the group configs:\n" + out)
+    rc, out = configs(b, "--entity-type", "groups", "--entity-name", "g-cfg", "--describe",
+                      "--all")
+    check(rc == 0 and "consumer.session.timeout.ms=45000" in out,
+          "group configs deleted:\n" + out)
     rc, out = configs(b, "--entity-type", "brokers", "--entity-name", str(NODE), "--describe")
     check(rc == 0 and "message.max.bytes=10000" in out, "kept through kill -9:\n" + out)
     check(produce(b, 5000) is None, "the node's value after the restart")

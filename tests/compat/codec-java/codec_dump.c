@@ -96,7 +96,7 @@ static const struct dump_kind header_kinds[2] = {
      KAFKA_REQUEST_HEADER_MIN_VERSION,
      KAFKA_REQUEST_HEADER_MAX_VERSION,
      {sizeof(struct kafka_request_header), req_header_init, req_header_decode, req_header_encode,
-      req_header_size},
+      req_header_size, -1},
      req_header_fill},
     {HEADER_KEY,
      "ResponseHeader",
@@ -104,7 +104,7 @@ static const struct dump_kind header_kinds[2] = {
      KAFKA_RESPONSE_HEADER_MIN_VERSION,
      KAFKA_RESPONSE_HEADER_MAX_VERSION,
      {sizeof(struct kafka_response_header), resp_header_init, resp_header_decode,
-      resp_header_encode, resp_header_size},
+      resp_header_encode, resp_header_size, -1},
      resp_header_fill},
 };
 

@@ -113,8 +113,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--io", default="uring")
     io = ap.parse_args().io
-    b = LimitedBroker(io=io, shards=2, config={"num.partitions": "1",
-                                               "transaction.state.log.num.partitions": "1"})
+    b = LimitedBroker(io=io, shards=2, config={"num.partitions": "1"})
     return run_scenario(b, "many partitions, few files (%s)" % io, lambda: scenario(b))
 
 

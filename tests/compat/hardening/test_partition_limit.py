@@ -1,8 +1,7 @@
 """max.broker.partitions (KIP-578's name): CreateTopics, CreatePartitions (validate_only too)
 and Metadata auto-creation that would take the node above the limit are refused with
 POLICY_VIOLATION and a message naming the limit; nothing is created; requests below it work.
-The node here has 50 __consumer_offsets partitions, 1 __transaction_state partition
-(transaction.state.log.num.partitions=1) and a limit of 61."""
+The node here has 50 __consumer_offsets partitions and a limit of 60."""
 
 import argparse
 import os
@@ -61,9 +60,9 @@ def scenario(b):
         e = res["huge"]
         check(e is not None and e.code() == KafkaError.POLICY_VIOLATION,
               "100000 partitions (validate_only=%s): %r" % (validate, e))
-        check("max.broker.partitions=61" in e.str(), "message %r" % e.str())
+        check("max.broker.partitions=60" in e.str(), "message %r" % e.str())
     check("huge" not in topic_names(admin), "huge was created")
-    check(outcome(admin.create_topics([NewTopic("a", 8, 1)]))["a"] is None, "a (59 of 61)")
+    check(outcome(admin.create_topics([NewTopic("a", 8, 1)]))["a"] is None, "a (58 of 60)")
     e = outcome(admin.create_topics([NewTopic("b", 3, 1)]))["b"]
     check(e is not None and e.code() == KafkaError.POLICY_VIOLATION, "b: %r" % e)
     for validate in (True, False):
@@ -74,7 +73,7 @@ def scenario(b):
     check(len(admin.list_topics(topic="a", timeout=30).topics["a"].partitions) == 8,
           "a grew")
     check(outcome(admin.create_partitions([NewPartitions("a", 10)]))["a"] is None,
-          "grow a to 10 (61 of 61)")
+          "grow a to 10 (60 of 60)")
     err = metadata_auto_create(b, "auto")
     check(err == POLICY_VIOLATION, "auto-create past the limit: error %d" % err)
     check("auto" not in topic_names(admin), "auto was created")
@@ -88,8 +87,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--io", default="uring")
     io = ap.parse_args().io
-    b = Broker(io=io, shards=2, config={"num.partitions": "1", "max.broker.partitions": "61",
-                                        "transaction.state.log.num.partitions": "1"})
+    b = Broker(io=io, shards=2, config={"num.partitions": "1", "max.broker.partitions": "60"})
     return run_scenario(b, "partition limit (%s)" % io, lambda: scenario(b))
 
 

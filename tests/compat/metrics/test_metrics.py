@@ -74,7 +74,8 @@ def produce_consume(b, topic):
     a = AdminClient({"bootstrap.servers": b.bootstrap})
     for f in a.create_topics([NewTopic(topic, 3, 1)]).values():
         f.result(20)
-    p = ck.Producer({"bootstrap.servers": b.bootstrap, "acks": "all", "linger.ms": 5})
+    p = ck.Producer({"bootstrap.servers": b.bootstrap, "acks": "all", "linger.ms": 5,
+                     "enable.idempotence": True})
     delivered = []
     for i in range(N):
         while True:
@@ -112,6 +113,7 @@ def main():
     try:
         b.start()
         check("metrics: http://127.0.0.1:%d/metrics" % port in b.log_text(), "no metrics line")
+        started = time.time()
         before = values(scrape(port))
         check(total(before, "kafka_server_brokertopicmetrics_messages_in_total") == 0,
               "records counted before any produce")
@@ -133,10 +135,17 @@ def main():
                     r'request="Produce",le="\+Inf"')
         check(inf == timed, "+Inf bucket %s != count %s" % (inf, timed))
         check(total(v, "kafka_network_requests_total", r'request="Fetch"') >= 1, "no Fetch")
-        # the topic, __consumer_offsets and __transaction_state (created at start)
-        check(total(v, "kafka_controller_kafkacontroller_globaltopiccount") == 3, "topics")
-        check(total(v, "kafka_server_replicamanager_partitioncount") == 3 + 50 + 50, "partitions")
+        check(total(v, "kafka_controller_kafkacontroller_globaltopiccount") == 2, "topics")
+        check(total(v, "kafka_server_replicamanager_partitioncount") == 3 + 50, "partitions")
         check(total(v, "kafka_controller_kafkacontroller_offlinepartitionscount") == 0, "offline")
+        # one idempotent producer wrote to 3 partitions: each holds its state
+        check(total(v, "kafka_server_replicamanager_produceridcount") == 3,
+              "producer ids %s" % total(v, "kafka_server_replicamanager_produceridcount"))
+        elected = [x for (n, labels), x in v.items()
+                   if n == "laminar_partition_last_election_timestamp_seconds" and
+                   'topic="metered"' in labels]
+        check(len(elected) == 3 and all(started - 5 <= x <= time.time() + 5 for x in elected),
+              "last election times %s (started %.0f)" % (elected, started))
         open_with = total(v, "kafka_server_socket_server_connections", r'listener="PLAINTEXT"')
         check(open_with >= 1, "no open connection counted while the consumer is open")
         check(total(v, "process_resident_memory_bytes") > 1 << 20, "rss")
@@ -175,7 +184,7 @@ def main():
         check(total(v, "kafka_server_brokertopicmetrics_messages_in_total") == 0,
               "records counted with laminar.metrics.enable=false")
         check(total(v, "kafka_network_requests_total") == 0, "requests counted when off")
-        check(total(v, "kafka_server_replicamanager_partitioncount") == 3 + 50 + 50, "gauges still on")
+        check(total(v, "kafka_server_replicamanager_partitioncount") == 3 + 50, "gauges still on")
         check(b2.stop() == 0, "clean stop failed")
     except Exception:
         sys.stderr.write(b2.log_text()[-4000:])

@@ -15,7 +15,9 @@
     CreateTopics v7 of 40 partitions passes and puts it over its quota, the next v7
     CreateTopics, CreatePartitions v3 and DeleteTopics v6 are refused with
     THROTTLING_QUOTA_EXCEEDED and a throttle time, a CreateTopics v4 (before the strict
-    versions) passes with a throttle time, and client id "free" is not held back.
+    versions) passes with a throttle time, and client id "free" is not held back;
+  - request_percentage=1 on client id "busy": its Metadata requests are answered with throttle
+    times (at most one quota window) and far fewer get through than for client id "idle".
 
 Kafka's sampled rate lets a new sensor take (quota.window.num - 1) windows' worth at once and
 then holds it to at most num / (num - 1) times its quota; the broker here measures over 5
@@ -198,6 +200,40 @@ def mutation_quota(b):
           "(throttle %d ms), lets v4 through throttled, leaves 'free' alone" % thr4)
 
 
+def metadata_flat_out(b, client_id, seconds):
+    """Metadata v4 (all topics) requests one after another on one connection: (requests
+    answered, the throttle times seen)."""
+    c = kafka_wire.Conn(b.host, b.port, client_id, 15)
+    n, throttles, end = 0, [], time.monotonic() + seconds
+    try:
+        while time.monotonic() < end:
+            r = c.call(3, 4, s32(-1) + b"\x01")
+            throttles.append(r.i32())
+            n += 1
+    finally:
+        c.close()
+    return n, throttles
+
+
+def request_quota(b):
+    """request_percentage: handler time of client id "busy" held to 1% of a thread (10 ms a
+    second); over it responses carry a throttle time of at most one quota window (1 s, as
+    Kafka bounds request throttles) and the connection waits it out; "idle" is not held."""
+    configs(b, "--alter", "--entity-type", "clients", "--entity-name", "busy", "--add-config",
+            "request_percentage=1")
+    _, out = configs(b, "--describe", "--entity-type", "clients", "--entity-name", "busy")
+    check("request_percentage=1.0" in out, "describe request_percentage:\n" + out)
+    time.sleep(0.5)  # the shards take the new image on their next tick
+    free_n, free_thr = metadata_flat_out(b, "idle", 3.0)
+    busy_n, busy_thr = metadata_flat_out(b, "busy", 3.0)
+    check(not [t for t in free_thr if t > 0], "client id 'idle' was throttled")
+    over = [t for t in busy_thr if t > 0]
+    check(over and max(over) <= 1000, "'busy' throttles %s" % sorted(set(over))[-5:])
+    check(busy_n * 3 < free_n, "'busy' answered %d requests, 'idle' %d" % (busy_n, free_n))
+    print("ok: request_percentage=1 held 'busy' to %d Metadata requests in 3 s ('idle': %d), "
+          "throttles up to %d ms" % (busy_n, free_n, max(over)))
+
+
 def scenario(b):
     from confluent_kafka.admin import AdminClient, NewTopic
     a = AdminClient({"bootstrap.servers": b.bootstrap})
@@ -239,6 +275,7 @@ def scenario(b):
     print("ok: consumer_byte_rate holds 'slow' at %.2fx its quota" % (slow / QUOTA))
 
     mutation_quota(b)
+    request_quota(b)
 
     restart_wait(b, kill=False)
     _, out = configs(b, "--describe", "--entity-type", "clients", "--entity-name", "slow")

@@ -9,7 +9,9 @@ lone kvsep), and a session lasts no longer than its token (KIP-368). Then Kafka'
 OAuthBearerValidatorCallbackHandler with a JWKS file (KIP-768): RS256, PS256 and ES256 tokens
 with and without kid are accepted; forged claims, another key, an unknown kid, alg none, a wrong
 audience or issuer, an expired token, no iat and a future nbf are refused; confluent-kafka's
-oauth_cb produces and consumes with a signed token.
+oauth_cb produces and consumes with a signed token. Then the JWKS from an https endpoint (a
+test CA): fetched at start, fetched again when a token names an unknown kid (a key rotation),
+the held keys kept while the endpoint fails.
 
     /usr/bin/python3 test_oauth.py --io uring|epoll
 """
@@ -277,6 +279,108 @@ def jwks_scenario(b, signer):
     check("runtime error" not in b.log_text(), "sanitizer runtime error in the log")
 
 
+class JwksServer:
+    """An https JWKS endpoint on loopback (a test CA signs its certificate for 127.0.0.1): it
+    serves `doc` as JSON, or the status in `fail`; `hits` counts the requests."""
+
+    def __init__(self, d):
+        import http.server
+        import ssl
+        import threading
+        for args in (["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key",
+                      "-out", "ca.pem", "-days", "2", "-subj", "/CN=jwks test ca"],
+                     ["req", "-newkey", "rsa:2048", "-nodes", "-keyout", "srv.key", "-out",
+                      "srv.csr", "-subj", "/CN=127.0.0.1"]):
+            subprocess.run(["openssl"] + args, cwd=d, check=True, capture_output=True)
+        with open(os.path.join(d, "san.ext"), "w") as f:
+            f.write("subjectAltName=IP:127.0.0.1\n")
+        subprocess.run(["openssl", "x509", "-req", "-in", "srv.csr", "-CA", "ca.pem", "-CAkey",
+                        "ca.key", "-CAcreateserial", "-out", "srv.pem", "-days", "2",
+                        "-extfile", "san.ext"], cwd=d, check=True, capture_output=True)
+        self.ca = os.path.join(d, "ca.pem")
+        self.doc, self.fail, self.hits = {"keys": []}, None, 0
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                outer.hits += 1
+                if outer.fail:
+                    self.send_response(outer.fail)
+                    self.end_headers()
+                    return
+                body = json.dumps(outer.doc).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *a):
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(os.path.join(d, "srv.pem"), os.path.join(d, "srv.key"))
+        self.httpd.socket = ctx.wrap_socket(self.httpd.socket, server_side=True)
+        self.url = "https://127.0.0.1:%d/jwks.json" % self.httpd.server_address[1]
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def stop(self):
+        self.httpd.shutdown()
+
+
+def eventually_accepted(b, make, what, timeout=10):
+    """A token refused at first (its kid not fetched yet) is accepted once the broker has
+    fetched the keys again, as a client retrying its authentication sees."""
+    deadline = time.monotonic() + timeout
+    while True:
+        c = Conn(b.host, b.port, "oauth-jwks")
+        check(handshake(c, "OAUTHBEARER")[0] == 0, "%s: handshake" % what)
+        err, msg, tok, _ = authenticate(c, first(make()))
+        c.close()
+        if err == 0 and tok == b"":
+            print("ok: %s accepted" % what)
+            return
+        check(time.monotonic() < deadline, "%s still refused after %d s" % (what, timeout))
+        time.sleep(0.3)
+
+
+def jwks_http_scenario(b, signer, srv):
+    """JWKS from an https endpoint: fetched at start, fetched again at once (within the
+    retry backoff) when a token names a kid the keys lack, as after the issuer rotated its
+    keys; a failing endpoint leaves the keys the broker holds."""
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    now = time.time()
+    good = {"sub": "svc-h", "iat": now, "exp": now + 600, "iss": ISSUER, "aud": AUDIENCE}
+    check(srv.hits >= 1, "the JWKS was not fetched at start")
+    accepted(b, first(signer.token(good, kid="r1")), "RS256 token, JWKS over https", "svc-h")
+    rotated = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    rn = rotated.public_key().public_numbers()
+    srv.doc = {"keys": [{"kty": "RSA", "kid": "r2", "use": "sig", "n": signer._b64int(rn.n),
+                         "e": signer._b64int(rn.e)}]}
+    hits = srv.hits
+    eventually_accepted(b, lambda: signer.token(good, kid="r2", key=rotated),
+                        "a token of the rotated key r2")
+    check(srv.hits > hits, "no fetch after the unknown kid")
+    refused(b, first(signer.token(good, kid="r1")), "the retired key r1 after the rotation",
+            "invalid_token")
+    srv.fail = 503
+    hits = srv.hits
+    refused(b, first(signer.token(good, kid="r3")), "an unknown kid while the endpoint fails",
+            "invalid_token")
+    deadline = time.monotonic() + 10
+    while "keeping the 1 keys held" not in b.log_text() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    check(srv.hits > hits and "keeping the 1 keys held" in b.log_text(),
+          "the failed fetch was not reported")
+    accepted(b, first(signer.token(good, kid="r2", key=rotated)),
+             "r2 while the endpoint fails (the held keys)", "svc-h")
+    srv.fail = None
+    check(b.alive(), "broker died")
+    check(b.stop() == 0, "broker exit status")
+    check("runtime error" not in b.log_text(), "sanitizer runtime error in the log")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--io", default="uring")
@@ -290,8 +394,24 @@ def main():
         with open(path, "w") as f:
             json.dump(signer.jwks(), f)
         j = SaslBroker(args.io, config=jwks_config(path))
-        return rc | run_scenario(j, "oauthbearer with a JWKS (%s)" % args.io,
-                                 lambda: jwks_scenario(j, signer))
+        rc |= run_scenario(j, "oauthbearer with a JWKS (%s)" % args.io,
+                           lambda: jwks_scenario(j, signer))
+        srv = JwksServer(d)
+        with open(path, "w") as f:
+            json.dump(signer.jwks(), f)
+        srv.doc = signer.jwks()
+        conf = jwks_config(path)
+        conf.update({"sasl.oauthbearer.jwks.endpoint.url": srv.url,
+                     "laminar.oauthbearer.jwks.ssl.truststore.location": srv.ca,
+                     "sasl.oauthbearer.jwks.endpoint.retry.backoff.ms": "100",
+                     "sasl.oauthbearer.jwks.endpoint.retry.backoff.max.ms": "1000"})
+        h = SaslBroker(args.io, config=conf)
+        try:
+            rc |= run_scenario(h, "oauthbearer with a JWKS over https (%s)" % args.io,
+                               lambda: jwks_http_scenario(h, signer, srv))
+        finally:
+            srv.stop()
+        return rc
     finally:
         shutil.rmtree(d, ignore_errors=True)
 

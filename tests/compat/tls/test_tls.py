@@ -97,6 +97,7 @@ class TlsBroker(Broker):
             "ssl.keystore.type": "PEM",
             "ssl.keystore.location": os.path.join(d, "broker-store.pem"),
             "ssl.enabled.protocols": "TLSv1.2,TLSv1.3",
+            "laminar.ssl.reload.check.ms": "200",
             "listener.name.sasl_ssl.ssl.keystore.location": "",
             "listener.name.sasl_ssl.ssl.keystore.key":
                 open(os.path.join(d, "broker-enc.key")).read(),
@@ -386,12 +387,81 @@ def check_bad_config(b):
         print("ok: start-up refused: %s" % [l for l in out.splitlines() if want in l][0][-140:])
 
 
+def peer_cert(b):
+    """The certificate (DER) a new connection to the SSL listener is shown."""
+    import ssl
+    ctx = ssl.create_default_context(cafile=b.ca)
+    with ctx.wrap_socket(connect_retry(b), server_hostname="localhost") as t:
+        return t.getpeercert(binary_form=True)
+
+
+def tls_api_versions(t):
+    """ApiVersions v0 on an open TLS socket: its correlation id comes back."""
+    t.sendall(api_versions_frame())
+    head = b""
+    while len(head) < 8:
+        chunk = t.recv(8 - len(head))
+        check(chunk, "connection closed before the ApiVersions response")
+        head += chunk
+    size, corr = struct.unpack(">ii", head)
+    left = size - 4
+    while left > 0:
+        chunk = t.recv(min(left, 65536))
+        check(chunk, "connection closed in the ApiVersions response")
+        left -= len(chunk)
+    return corr
+
+
+def check_reload(b):
+    """A renewed keystore file (replaced as certificate tools do) is picked up without a
+    restart: new connections get the new certificate, a connection opened before keeps working;
+    a keystore that does not load is refused with an error and the last good one stays."""
+    import ssl
+    d = b.tmp
+    store = os.path.join(d, "broker-store.pem")
+    before = peer_cert(b)
+    ctx = ssl.create_default_context(cafile=b.ca)
+    old_conn = ctx.wrap_socket(connect_retry(b), server_hostname="localhost")
+    check(tls_api_versions(old_conn) == 7, "ApiVersions before the reload")
+    openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "renewed.key", "-out",
+            "renewed.csr", "-subj", "/O=laminar renewed/CN=localhost", cwd=d)
+    openssl("x509", "-req", "-in", "renewed.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+            "-CAcreateserial", "-out", "renewed.pem", "-days", "2", "-extfile", "san.ext", cwd=d)
+    with open(store + ".tmp", "w") as f:
+        f.write(open(os.path.join(d, "renewed.key")).read())
+        f.write(open(os.path.join(d, "renewed.pem")).read())
+    os.replace(store + ".tmp", store)
+    deadline = time.monotonic() + 10
+    after = before
+    while after == before and time.monotonic() < deadline:
+        time.sleep(0.2)
+        after = peer_cert(b)
+    check(after != before, "the renewed certificate was not served within 10 s")
+    check("certificates reloaded" in b.log_text(), "the reload was not logged")
+    check(tls_api_versions(old_conn) == 7, "the connection opened before the reload broke")
+    old_conn.close()
+    with open(store, "w") as f:  # half written: the key without its certificate
+        f.write(open(os.path.join(d, "renewed.key")).read())
+    deadline = time.monotonic() + 10
+    while "do not load" not in b.log_text() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    check("do not load" in b.log_text(), "a broken keystore was not reported")
+    check(peer_cert(b) == after, "a broken keystore replaced the last good certificate")
+    with open(store + ".tmp", "w") as f:  # the renewed store again, for what follows
+        f.write(open(os.path.join(d, "renewed.key")).read())
+        f.write(open(os.path.join(d, "renewed.pem")).read())
+    os.replace(store + ".tmp", store)
+    print("ok: a renewed keystore is served to new connections without a restart; old "
+          "connections go on; a broken one is refused")
+
+
 def scenario(b, java):
     check_kcat(b)
     check_librdkafka(b)
     check_garbage(b)
     check_tls12(b)
     check_idle_memory(b)
+    check_reload(b)
     if java:
         check_java(b)
     check(b.alive(), "broker died")

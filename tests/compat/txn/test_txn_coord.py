@@ -11,7 +11,8 @@ producer (librdkafka) and read_committed consumers:
 - kill -9 right after a commit was acknowledged: the committed records are visible after the
   restart (markers written before the kill, or by the recovery of the PrepareCommit state);
 - KIP-890 part 1: a transactional Produce for a partition not added to the transaction is
-  refused with INVALID_TXN_STATE and not written (raw frames, kraw.py);
+  refused with INVALID_TXN_STATE and not written, one without a transactional id with
+  TRANSACTIONAL_ID_AUTHORIZATION_FAILED (raw frames, kraw.py);
 - send_offsets_to_transaction (consume-transform-produce): the group's offset is committed
   with the transaction (AddOffsetsToTxn here, TxnOffsetCommit in the group coordinator).
 
@@ -167,6 +168,7 @@ def kill_after_commit(b):
 
 
 INVALID_TXN_STATE = 48
+TRANSACTIONAL_ID_AUTHORIZATION_FAILED = 53
 
 
 def verify_before_write(b):
@@ -181,6 +183,10 @@ def verify_before_write(b):
     err, _ = conn.produce("vf", 0, kraw.txn_batch(pid, epoch, 0, [b"stray"]),
                           transactional_id="tx-verify")
     check(err == INVALID_TXN_STATE, "unverified transactional batch answered %d" % err)
+    # without the transactional id no coordinator can verify it: refused as Kafka does
+    err, _ = conn.produce("vf", 0, kraw.txn_batch(pid, epoch, 0, [b"no-id"]))
+    check(err == TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
+          "transactional batch without an id answered %d" % err)
     # AddPartitionsToTxn v1: tid, pid, epoch, [topic, [partition]]
     body = (kraw.s16str("tx-verify") + struct.pack(">qh", pid, epoch) + struct.pack(">i", 1) +
             kraw.s16str("vf") + struct.pack(">ii", 1, 0))
@@ -236,6 +242,22 @@ def consume_transform_produce(b):
     print("consume-transform-produce: ok")
 
 
+def lazy_state_topic(b):
+    """__transaction_state is created at the first FindCoordinator of a transactional id, as
+    Kafka does: a node that never saw a transaction has no such topic (nor its partitions)."""
+    admin = AdminClient({"bootstrap.servers": b.bootstrap})
+    topics = admin.list_topics(timeout=20).topics
+    check("__transaction_state" not in topics, "__transaction_state exists before any "
+          "transaction: %s" % sorted(topics))
+    p = ck.Producer({"bootstrap.servers": b.bootstrap, "transactional.id": "lazy"})
+    p.init_transactions(30)
+    topics = admin.list_topics(timeout=20).topics
+    check("__transaction_state" in topics and len(topics["__transaction_state"].partitions) == 50,
+          "__transaction_state after init_transactions: %s" % sorted(topics))
+    p.flush(5)
+    print("__transaction_state created at the first transactional producer: ok")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--io", default="uring")
@@ -243,6 +265,7 @@ def main():
     t0 = time.monotonic()
     with Broker(io=args.io, shards=2, config=CONF) as b:
         try:
+            lazy_state_topic(b)
             commit_abort(b)
             zombie(b)
             verify_before_write(b)

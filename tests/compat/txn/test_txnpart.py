@@ -36,6 +36,10 @@ UNKNOWN_TOPIC_OR_PARTITION = 3
 INVALID_PRODUCER_EPOCH = 47
 INVALID_TXN_STATE = 48
 TRANSACTION_COORDINATOR_FENCED = 52
+TRANSACTIONAL_ID_AUTHORIZATION_FAILED = 53
+# The batches here are written without a coordinator (WriteTxnMarkers by hand): they carry this
+# transactional id, and the broker runs with transaction.partition.verification.enable=false.
+TID = "txnpart"
 
 
 def txn_batch(producer_id, epoch, base_seq, values, transactional=True):
@@ -47,6 +51,11 @@ def txn_batch(producer_id, epoch, base_seq, values, transactional=True):
                             base_seq, len(values)) + recs
     body = struct.pack(">ibI", -1, 2, kraw.crc32c(after_crc)) + after_crc
     return struct.pack(">qi", 0, len(body)) + body
+
+
+def txn_produce(conn, batch):
+    """Produce v9 of batch to TOPIC-0 with the transactional id TID: (error, base offset)."""
+    return conn.produce(TOPIC, 0, batch, transactional_id=TID)
 
 
 def s16str(s):
@@ -296,9 +305,13 @@ def scenario(b):
     err, pb, _ = conn.init_producer_id()
     check(err == 0, "InitProducerId b")
 
-    check(conn.produce(TOPIC, 0, txn_batch(pa, 0, 0, [b"a0", b"a1"])) == (0, 0), "a 0-1")
+    # transactional records without the transactional id they belong to are refused (Kafka:
+    # TRANSACTIONAL_ID_AUTHORIZATION_FAILED) and not written
+    err, _ = conn.produce(TOPIC, 0, txn_batch(pa, 0, 0, [b"no-id"]))
+    check(err == TRANSACTIONAL_ID_AUTHORIZATION_FAILED, "transactional batch without id: %d" % err)
+    check(txn_produce(conn, txn_batch(pa, 0, 0, [b"a0", b"a1"])) == (0, 0), "a 0-1")
     check(conn.produce(TOPIC, 0, txn_batch(-1, -1, -1, [b"plain2"], False)) == (0, 2), "plain 2")
-    check(conn.produce(TOPIC, 0, txn_batch(pb, 0, 0, [b"b3", b"b4"])) == (0, 3), "b 3-4")
+    check(txn_produce(conn, txn_batch(pb, 0, 0, [b"b3", b"b4"])) == (0, 3), "b 3-4")
     # a plain batch of a producer inside its transaction (Kafka: INVALID_TXN_STATE)
     err, _ = conn.produce(TOPIC, 0, txn_batch(pa, 0, 2, [b"x"], False))
     check(err == INVALID_TXN_STATE, "plain batch inside a transaction gave %d" % err)
@@ -323,7 +336,7 @@ def scenario(b):
     check(marker(conn, pa, 0, True, 4) == TRANSACTION_COORDINATOR_FENCED, "old coordinator")
     check(marker(conn, pa, 1, False, 5) == 0, "abort at a bumped epoch")
     check(marker(conn, pa, 0, False, 5) == INVALID_PRODUCER_EPOCH, "old producer epoch")
-    err, _ = conn.produce(TOPIC, 0, txn_batch(pa, 0, 2, [b"zombie"]))
+    err, _ = txn_produce(conn, txn_batch(pa, 0, 2, [b"zombie"]))
     check(err == INVALID_PRODUCER_EPOCH, "fenced producer's batch gave %d" % err)
     check(marker(conn, pb, 0, True, 5, topic="no-such-topic") == UNKNOWN_TOPIC_OR_PARTITION,
           "unknown topic")
@@ -351,7 +364,7 @@ def scenario(b):
     # kill -9 with a transaction open (c at 8)
     err, pc, _ = conn.init_producer_id()
     check(err == 0, "InitProducerId c")
-    check(conn.produce(TOPIC, 0, txn_batch(pc, 0, 0, [b"c8"])) == (0, 8), "c 8")
+    check(txn_produce(conn, txn_batch(pc, 0, 0, [b"c8"])) == (0, 8), "c 8")
     check(conn.produce(TOPIC, 0, txn_batch(-1, -1, -1, [b"plain9"], False)) == (0, 9), "plain 9")
     conn.close()
     restart_wait(b, kill=True)
@@ -443,7 +456,8 @@ def main():
     ap.add_argument("--io", default="uring")
     args = ap.parse_args()
     t0 = time.monotonic()
-    with Broker(io=args.io, shards=2) as b:
+    with Broker(io=args.io, shards=2,
+                config={"transaction.partition.verification.enable": "false"}) as b:
         try:
             scenario(b)
         except BaseException:

@@ -120,6 +120,7 @@
 #include "broker/partition/partition.h"
 #include "common/lm_assert.h"
 #include "common/lm_err.h"
+#include "protocol/kafka_alter_partition_reassignments.h"
 #include "protocol/kafka_create_topics.h"
 #include "protocol/kafka_delete_topics.h"
 #include "protocol/kafka_errors.h"
@@ -304,6 +305,7 @@ struct scenario {
     uint32_t stops, handoffs_done;
     uint32_t disk_faults;
     uint32_t churn_cycles, churn_acks;
+    uint32_t moves_sent, moves_started, moves_refused; /* the admin's reassignments */
     bool disk_faulted[NODES]; /* restarted when the faults are over */
     int64_t max_acked[SIM_PARTITIONS];
 };
@@ -651,8 +653,9 @@ static void on_metadata(struct client *cl, struct scall *c, int rc, struct kafka
             int32_t p = pp->partition_index;
             if (p < 0 || p >= SIM_PARTITIONS)
                 continue;
-            if (pp->replica_nodes_count != 3)
-                fail("partition %d has %d replicas, not 3", p, pp->replica_nodes_count);
+            /* the admin's reassignments move partitions between 2 and 3 replicas */
+            if (pp->replica_nodes_count < 2 || pp->replica_nodes_count > NODES)
+                fail("partition %d has %d replicas, not 2 or 3", p, pp->replica_nodes_count);
             if (pp->error_code != 0 || pp->leader_id <= 0 || pp->leader_id > NODES) {
                 all = false;
                 continue;
@@ -679,6 +682,7 @@ static void on_metadata(struct client *cl, struct scall *c, int rc, struct kafka
             client_later(&S.members[i], 0);
         client_later(&S.auditor, 0);
         client_later(&S.churn, 0);
+        client_later(cl, US + sim_rand_below(2 * US)); /* the first reassignment */
         return;
     }
     client_later(cl, all ? 0 : 100000);
@@ -745,6 +749,59 @@ static void on_create(struct client *cl, struct scall *c, int rc, struct kafka_a
     client_later(cl, 200000);
 }
 
+/* ---- reassignments -------------------------------------------------------------------------- */
+
+static void on_reassign(struct client *cl, struct scall *c, int rc, struct kafka_arena *a,
+                        const uint8_t *resp, size_t len)
+{
+    (void)c;
+    DECODE(alter_partition_reassignments_response, 0, m);
+    if (rc == 0 && m.error_code == 0 && m.responses_count == 1 &&
+        m.responses[0].partitions_count == 1) {
+        int16_t e = m.responses[0].partitions[0].error_code;
+        if (e == 0)
+            S.moves_started++;
+        else
+            S.moves_refused++;
+    }
+    client_later(cl, US + sim_rand_below(3 * US));
+}
+
+/* AlterPartitionReassignments of one partition of TOPIC to a random target of 2 or 3 nodes
+ * (v0: the replication factor may change), now and then a cancel; a new target while a move
+ * runs replaces it, as Kafka does. */
+static void send_reassign(struct client *cl)
+{
+    int32_t order[NODES];
+    for (int i = 0; i < NODES; i++)
+        order[i] = i + 1;
+    for (int i = NODES - 1; i > 0; i--) {
+        int j = (int)sim_rand_below((uint64_t)i + 1);
+        int32_t t = order[i];
+        order[i] = order[j];
+        order[j] = t;
+    }
+    struct kafka_alter_partition_reassignments_request m;
+    kafka_alter_partition_reassignments_request_init(&m);
+    struct kafka_alter_partition_reassignments_request_reassignable_partition rp = {
+        .partition_index = (int32_t)sim_rand_below(SIM_PARTITIONS),
+        .replicas = order,
+        .replicas_count = sim_rand_below(10) < 4 ? 2 : NODES};
+    if (sim_rand_below(10) == 0) {
+        rp.replicas = NULL; /* a cancel */
+        rp.replicas_count = -1;
+    }
+    struct kafka_alter_partition_reassignments_request_reassignable_topic t = {
+        .name = {TOPIC, (int32_t)strlen(TOPIC)}, .partitions = &rp, .partitions_count = 1};
+    m.topics = &t;
+    m.topics_count = 1;
+    m.timeout_ms = 5000;
+    S.moves_sent++;
+    BLOG_INFO("sim: reassign %s-%d to %d replicas", TOPIC, rp.partition_index, rp.replicas_count);
+    SEND(cl, random_node(), alter_partition_reassignments_request,
+         KAFKA_ALTER_PARTITION_REASSIGNMENTS_KEY, 0, &m, on_reassign);
+}
+
 static void admin_step(struct client *cl)
 {
     if (cl->admin_state == 0) {
@@ -753,6 +810,8 @@ static void admin_step(struct client *cl)
         create_topic(cl, TOPIC, SIM_PARTITIONS, on_create);
     } else if (cl->admin_state == 2) {
         send_metadata(cl, false);
+    } else if (cl->admin_state == 3 && S.faults_on) {
+        send_reassign(cl);
     }
 }
 
@@ -2485,13 +2544,14 @@ static struct run_result run_seed(uint64_t seed, bool trace, enum selftest_kind 
                 " writes lost unsynced), %u restarts, %u partitions; group: %u generations, %u "
                 "rejoins, %u member restarts, %u commits acked, %u offsets fetched; %u controlled "
                 "stops (%u handed everything over); %u disk faults (%" PRIu64 " calls failed); "
-                "topic %s: %u incarnations deleted, %u batches acked\n",
+                "topic %s: %u incarnations deleted, %u batches acked; reassignments %u sent, "
+                "%u started, %u refused\n",
                 seed, res.ok ? "ok" : "FAILED", res.virtual_s, res.events, res.hash,
                 (double)(S.formed_us - S.t0_us) / 1e6, (double)(S.topic_us - S.t0_us) / 1e6,
                 S.nrecs, S.acks, S.retries, S.resets, S.crashes, lost, writes, S.restarts,
                 S.partitions, S.generations, S.rebalances, S.member_restarts, S.commits_acked,
                 S.offset_fetches, S.stops, S.handoffs_done, S.disk_faults, dfails, CHURN_TOPIC,
-                S.churn_cycles, S.churn_acks);
+                S.churn_cycles, S.churn_acks, S.moves_sent, S.moves_started, S.moves_refused);
     free(S.recs);
     free(S.commits);
     for (int p = 0; p < SIM_PARTITIONS; p++)

@@ -552,6 +552,69 @@ static void test_broker_config_records(void **state)
     lm_meta_state_deinit(&s);
 }
 
+/* Dynamic group configs (GROUP_CONFIGS records): set, replace, remove, copy, validation,
+ * truncation. */
+static void test_group_config_records(void **state)
+{
+    (void)state;
+    struct lm_meta_state s;
+    lm_meta_state_init(&s);
+    struct lm_config_entry two[] = {{"consumer.session.timeout.ms", "50000"},
+                                    {"share.auto.offset.reset", "by_duration:PT1H"}};
+    struct lm_meta_record r = {
+        .type = LM_META_GROUP_CONFIGS, .group = "g1", .configs = two, .config_count = 2};
+    roundtrip(&r, &s, 0);
+    struct lm_meta_record o = r;
+    o.group = "g2";
+    o.config_count = 1;
+    roundtrip(&o, &s, 0);
+    const struct lm_meta_group_configs *g = lm_meta_state_group_configs(&s, "g1");
+    assert_non_null(g);
+    assert_int_equal(g->count, 2);
+    assert_string_equal(g->configs[1].value, "by_duration:PT1H");
+    assert_null(lm_meta_state_group_configs(&s, "g3"));
+    struct lm_meta_state copy;
+    assert_int_equal(lm_meta_state_copy(&copy, &s), 0);
+    r.config_count = 0; /* removes g1 */
+    roundtrip(&r, &s, 0);
+    assert_null(lm_meta_state_group_configs(&s, "g1"));
+    assert_non_null(lm_meta_state_group_configs(&s, "g2"));
+    assert_int_equal(lm_meta_state_group_configs(&copy, "g1")->count, 2);
+    lm_meta_state_deinit(&copy);
+    /* refused: unknown key, bad values, repeated key, empty group */
+    struct lm_config_entry bad[][1] = {{{"session.timeout.ms", "50000"}},
+                                       {{"consumer.session.timeout.ms", "0"}},
+                                       {{"share.isolation.level", "dirty"}},
+                                       {{"share.auto.offset.reset", "by_duration:-PT1H"}},
+                                       {{"streams.num.standby.replicas", "-1"}}};
+    r.config_count = 1;
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        r.configs = bad[i];
+        assert_int_equal(lm_meta_state_check(&s, &r), LM_E_INVALID);
+    }
+    struct lm_config_entry rep[] = {{"consumer.session.timeout.ms", "50000"},
+                                    {"consumer.session.timeout.ms", "50001"}};
+    r.configs = rep;
+    r.config_count = 2;
+    assert_int_equal(lm_meta_state_check(&s, &r), LM_E_INVALID);
+    r.configs = two;
+    r.group = "";
+    assert_int_equal(lm_meta_state_check(&s, &r), LM_E_INVALID);
+    r.group = "g1";
+    uint8_t buf[512];
+    int n = lm_meta_record_encode(&r, buf, sizeof(buf));
+    assert_int_equal(n, (int)lm_meta_record_size(&r));
+    struct lm_meta_record dd;
+    struct lm_config_entry *dc;
+    for (int cut = 0; cut < n; cut++)
+        assert_int_not_equal(lm_meta_record_decode(buf, (size_t)cut, &dd, &dc), 0);
+    assert_int_equal(lm_meta_record_decode(buf, (size_t)n, &dd, &dc), 0);
+    assert_string_equal(dd.group, "g1");
+    assert_int_equal(dd.config_count, 2);
+    lm_meta_record_free(&dd);
+    lm_meta_state_deinit(&s);
+}
+
 /* A rebuild of the cluster image (reset, then every record again) runs held: readers keep
  * seeing the old image, never the empty or partial one, and the whole new one appears at once. */
 static void test_image_rebuild_is_atomic(void **state)
@@ -749,6 +812,7 @@ int main(void)
         cmocka_unit_test(test_image_rebuild_is_atomic),
         cmocka_unit_test(test_scram_records),
         cmocka_unit_test(test_broker_config_records),
+        cmocka_unit_test(test_group_config_records),
         cmocka_unit_test(test_config_table_sorted_and_valid),
         cmocka_unit_test(test_config_validate),
         cmocka_unit_test(test_settings_resolution_order),

@@ -667,6 +667,15 @@ static void engine_client_certificates(void **state)
     broker_tls_conn_free(tc);
     client_deinit(&cl);
     broker_tls_ctx_free(ctx);
+    /* a connection keeps its context: the listener's reference dropped while it is open (a
+     * certificate reload), it still completes its handshake and frees the context with it */
+    ctx = server_ctx("requested", NULL);
+    client_init(&cl, g.ca, NULL, NULL);
+    tc = broker_tls_conn_new(ctx);
+    broker_tls_ctx_free(ctx);
+    assert_int_equal(handshake(&cl, tc, 4096, err, sizeof(err)), 0);
+    broker_tls_conn_free(tc);
+    client_deinit(&cl);
 }
 
 static void engine_garbage(void **state)

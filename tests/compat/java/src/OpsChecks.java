@@ -2,9 +2,13 @@ import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import java.io.File;
 import java.util.ArrayList;
+import java.util.Collection;
+import java.util.HashSet;
 import java.util.List;
 import java.util.Map;
 import java.util.Properties;
+import java.util.Set;
+import java.util.stream.Collectors;
 import java.util.function.Consumer;
 import org.apache.kafka.clients.admin.*;
 import org.apache.kafka.clients.producer.KafkaProducer;
@@ -17,8 +21,9 @@ import org.apache.kafka.common.serialization.ByteArraySerializer;
  * Kafka's operability tools against laminar (called by ToolsSuite): LogDirsCommand
  * (kafka-log-dirs --describe), ConfigCommand on brokers and broker-loggers, FeatureCommand
  * (kafka-features describe / upgrade), TopicCommand --describe paged by
- * DescribeTopicPartitions, and the Admin calls under them (describeLogDirs, describeFeatures,
- * describeConfigs of the broker). Each check compares what the tool prints with what laminar
+ * DescribeTopicPartitions, ConfigCommand on client-metrics (ListConfigResources), and the Admin
+ * calls under them (describeLogDirs, describeFeatures, describeConfigs of the broker,
+ * listConfigResources). Each check compares what the tool prints with what laminar
  * holds: partition sizes with the segment files in the log dir, logger levels with what was
  * set. test_java.py checks in the broker's log that the level set through broker-loggers took
  * effect (DEBUG lines between the two markers printed here).
@@ -184,6 +189,61 @@ final class OpsChecks {
                 "Admin describeFeatures: metadata.version 27 finalized, " + fm);
     }
 
+    static Set<String> names(Collection<ConfigResource> rs, ConfigResource.Type type) {
+        return rs.stream().filter(r -> r.type() == type).map(ConfigResource::name)
+                .collect(Collectors.toSet());
+    }
+
+    /**
+     * ListConfigResources (KIP-1142): every topic (internal ones too) as listTopics shows them,
+     * this node as broker and broker logger, no groups (laminar keeps no group configs) and no
+     * client metrics; a filter keeps only its types. ConfigCommand lists client-metrics through
+     * it and says a named one does not exist.
+     */
+    @SuppressWarnings("deprecation")
+    static void configResources(String bootstrap, String node, Admin admin) throws Exception {
+        Set<String> topics = admin.listTopics(new ListTopicsOptions().listInternal(true)).names()
+                .get();
+        Collection<ConfigResource> all = admin.listConfigResources().all().get();
+        ToolsSuite.check(names(all, ConfigResource.Type.TOPIC).equals(topics)
+                && names(all, ConfigResource.Type.BROKER).equals(Set.of(node))
+                && names(all, ConfigResource.Type.BROKER_LOGGER).equals(Set.of(node))
+                && all.size() == topics.size() + 2 && topics.contains("__consumer_offsets"),
+                "Admin listConfigResources(): " + topics.size() + " topics, broker and broker "
+                        + "logger " + node + ", nothing else: " + all);
+        Collection<ConfigResource> some = admin.listConfigResources(
+                Set.of(ConfigResource.Type.BROKER_LOGGER, ConfigResource.Type.TOPIC),
+                new ListConfigResourcesOptions()).all().get();
+        ToolsSuite.check(some.size() == topics.size() + 1
+                && names(some, ConfigResource.Type.TOPIC).equals(topics)
+                && names(some, ConfigResource.Type.BROKER_LOGGER).equals(Set.of(node)),
+                "Admin listConfigResources(BROKER_LOGGER, TOPIC)");
+        Collection<ConfigResource> none = admin.listConfigResources(
+                Set.of(ConfigResource.Type.GROUP, ConfigResource.Type.CLIENT_METRICS),
+                new ListConfigResourcesOptions()).all().get();
+        ToolsSuite.check(none.isEmpty(), "Admin listConfigResources(GROUP, CLIENT_METRICS): none");
+        Collection<ClientMetricsResourceListing> cm =
+                admin.listClientMetricsResources().all().get();
+        ToolsSuite.check(cm.isEmpty(), "Admin listClientMetricsResources: none");
+
+        ToolResult r = configs(bootstrap, "--entity-type", "client-metrics", "--describe");
+        ToolsSuite.check(r.status == 0 && !r.out.contains("Exception")
+                && !r.out.contains("Dynamic configs for client-metric"),
+                "configs --describe --entity-type client-metrics: none listed");
+        r = configs(bootstrap, "--entity-type", "client-metrics", "--entity-name", "no-such-sub",
+                "--describe");
+        ToolsSuite.check(r.status == 0
+                && r.out.contains("The client-metric 'no-such-sub' doesn't exist"),
+                "configs --describe of a missing client-metrics subscription says so");
+        // A group that neither exists nor has configs (listGroups and
+        // listConfigResources(GROUP) both without it): said so, nothing described.
+        r = configs(bootstrap, "--entity-type", "groups", "--entity-name", "no-such-group",
+                "--describe");
+        ToolsSuite.check(r.status == 0
+                && r.out.contains("The group 'no-such-group' doesn't exist"),
+                "configs --describe of a missing group says so");
+    }
+
     /** TopicCommand.main() catches everything execute() throws; call execute() (ToolsSuite). */
     static void topicsPaged(String bootstrap, String topic, int partitions) throws Exception {
         ToolResult r = ToolsSuite.topics("--describe", "--topic", topic,
@@ -210,6 +270,7 @@ final class OpsChecks {
             brokerConfigs(bootstrap, node, admin);
             brokerLoggers(bootstrap, node, admin);
             features(bootstrap, admin);
+            configResources(bootstrap, node, admin);
             topicsPaged(bootstrap, topic, partitions);
         } catch (Exception e) {
             e.printStackTrace(System.out);
