@@ -842,6 +842,11 @@ int16_t gr_group_status(const struct lm_group_coord *c, struct kafka_str group_i
     return KAFKA_NONE;
 }
 
+int16_t lm_group_coord_status(const struct lm_group_coord *c, struct kafka_str group_id)
+{
+    return gr_group_status(c, group_id, true);
+}
+
 int32_t lm_group_partition_of(const struct lm_group_coord *c, struct kafka_str group_id)
 {
     return lm_gr_partition_for(group_id, c->cfg.offsets_topic_partitions);

@@ -389,6 +389,11 @@ int lm_group_coord_new(const struct lm_group_config *cfg, struct lm_group_coord 
 /* lm_group_coord_free releases everything, including parked requests (never answered). */
 void lm_group_coord_free(struct lm_group_coord *c);
 
+/* lm_group_coord_status tells whether this coordinator serves a group id now: NONE, or
+ * INVALID_GROUP_ID, NOT_COORDINATOR, COORDINATOR_LOAD_IN_PROGRESS (Kafka's checks before a
+ * group call). */
+int16_t lm_group_coord_status(const struct lm_group_coord *c, struct kafka_str group_id);
+
 /* lm_group_partition_of returns the __consumer_offsets partition of a group id. */
 int32_t lm_group_partition_of(const struct lm_group_coord *c, struct kafka_str group_id);
 

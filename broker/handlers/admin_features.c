@@ -3,11 +3,11 @@
  *
  * laminar speaks the protocol of a Kafka 4.1 KRaft node, so it reports metadata.version with
  * Kafka 4.1's range (3.3-IV3 = 7, Kafka 4's minimum, to 4.1-IV1 = 27, its latest production
- * level) finalized at 27. The features that switch client behaviour are reported supported at
- * level 0 only and not finalized, because laminar does not serve what their higher levels need:
- * group.version 1 (KIP-848 ConsumerGroupHeartbeat) and transaction.version 2 (KIP-890 part 2:
- * Produce v12, EndTxn v5). A client seeing them unfinalized keeps the classic protocols, as
- * against a Kafka cluster that never finalized them.
+ * level) finalized at 27. group.version is supported and finalized at 1: the consumer group
+ * protocol of KIP-848 (ConsumerGroupHeartbeat, ConsumerGroupDescribe) is served.
+ * transaction.version is reported supported at level 0 only and not finalized, because laminar
+ * does not serve what level 2 needs (KIP-890 part 2: Produce v12, EndTxn v5); a client seeing it
+ * unfinalized keeps the older protocol, as against a Kafka cluster that never finalized it.
  *
  * The levels are fixed: UpdateFeatures succeeds only for an update to the level a feature
  * already has (no change), and answers anything else INVALID_UPDATE_VERSION, with the messages
@@ -27,7 +27,7 @@ struct feature {
 };
 
 static const struct feature features[] = {
-    {"group.version", 0, 0, 0},
+    {"group.version", 0, 1, 1},
     {"metadata.version", 7, 27, 27},
     {"transaction.version", 0, 0, 0},
 };

@@ -243,7 +243,11 @@ void data_metadata(struct broker_req *req)
         o->name = in->name;
         o->topic_id = in->topic_id;
         struct htopic *t = NULL;
-        if (in->name.len < 0) {
+        /* KafkaApis looks topics up by id when the request carries ids (non-zero), the name
+         * then being null or left at its default "" (the Java client 4's consumer asks for
+         * the ids of a broker-side regex assignment so) */
+        bool by_id = in->name.len < 0 || (in->name.len == 0 && !kafka_uuid_is_zero(&in->topic_id));
+        if (by_id) {
             /* v10+: lookup by topic id (KIP-516). */
             t = kafka_uuid_is_zero(&in->topic_id) ? NULL : hs_topic_by_id(hs, in->topic_id.b);
             if (t == NULL) {
@@ -257,7 +261,7 @@ void data_metadata(struct broker_req *req)
          * by id its name stays hidden (null); a missing one the request would auto-create
          * needs CREATE on the cluster or the topic */
         struct kafka_str aname = in->name;
-        if (in->name.len < 0)
+        if (by_id)
             aname = (struct kafka_str){t->meta->name, (int32_t)strlen(t->meta->name)};
         if (!h_allowed_k(req, AUTHZ_OP_DESCRIBE, AUTHZ_RES_TOPIC, aname) ||
             (t == NULL && may_create && !h_allowed_cluster(req, AUTHZ_OP_CREATE) &&

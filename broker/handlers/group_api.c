@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "broker/handlers/group_api.h"
 #include "broker/handlers/group_internal.h"
@@ -97,6 +98,12 @@ static void gop_set(struct greq *g, size_t i, uint8_t kind, uint32_t owner, cons
     op->n = n;
     op->index = i;
     op->deny = 0;
+    op->cg = NULL;
+    op->cg_member_id = KAFKA_STR_NULL;
+    op->cg_member_epoch = -1;
+    op->cg_deleted = false;
+    op->cg_subscribed = NULL;
+    op->cg_n_subscribed = 0;
 }
 
 /* Answers op i with err (GROUP_AUTHORIZATION_FAILED) unless the principal may perform op on
@@ -106,6 +113,28 @@ static void gop_authorize(struct greq *g, size_t i, int8_t acl_op, struct kafka_
     LM_ASSERT(i < g->n_ops);
     if (!h_allowed_k(g->req, acl_op, AUTHZ_RES_GROUP, id))
         g->ops[i].deny = KAFKA_GROUP_AUTHORIZATION_FAILED;
+}
+
+struct greq *group_api_greq_new(struct broker_req *req, void *resp, size_t n_ops)
+{
+    return greq_new(req, resp, n_ops);
+}
+
+void group_api_gop_set(struct greq *g, size_t i, uint8_t kind, uint32_t owner, const void *in,
+                       int32_t n, int8_t acl_op, struct kafka_str group_id)
+{
+    gop_set(g, i, kind, owner, in, n);
+    gop_authorize(g, i, acl_op, group_id);
+}
+
+struct kafka_str group_api_sdup(struct greq *g, struct kafka_str s)
+{
+    return sdup(g, s);
+}
+
+void *group_api_alloc(struct greq *g, size_t n, size_t size)
+{
+    return galloc(g, n, size);
 }
 
 void group_api_finish(struct greq *g)
@@ -137,8 +166,12 @@ int group_api_call(struct lm_group_coord *c, struct gop *op, int64_t now_ms)
         return lm_group_fetch(c, now_ms, tok, op->in);
     case GOP_DESCRIBE:
         return lm_group_describe(c, now_ms, tok, op->n, op->in);
-    case GOP_LIST:
-        return lm_group_list(c, now_ms, tok, op->in);
+    case GOP_LIST: {
+        /* the classic coordinator lists every group; fill_list merges the consumer groups of
+         * the shard and applies the request's filters to both */
+        struct lm_group_list_req all = {0};
+        return lm_group_list(c, now_ms, tok, &all);
+    }
     case GOP_DELETE:
         return lm_group_delete(c, now_ms, tok, op->n, op->in);
     case GOP_OFFSET_DELETE:
@@ -975,6 +1008,10 @@ static void offset_fetch(struct broker_req *req)
         resp->groups[i].group_id = rg->group_id;
         gop_set(g, (size_t)i, GOP_FETCH, group_owner_of(hs, rg->group_id), in, 1);
         gop_authorize(g, (size_t)i, AUTHZ_OP_DESCRIBE, rg->group_id);
+        if (v >= 9) { /* KIP-848: a consumer group member's fetch names it and its epoch */
+            g->ops[i].cg_member_id = rg->member_id;
+            g->ops[i].cg_member_epoch = rg->member_epoch;
+        }
     }
     g->aux = rq;
     g->post = fetch_post;
@@ -1164,7 +1201,45 @@ static void list_groups(struct broker_req *req)
     group_ops_start(g);
 }
 
-static void fill_list(struct greq *g, const struct lm_group_resp *r, int16_t err)
+/* Whether a listed group passes ListGroups' states (v4+) and types (v5+) filters, compared
+ * case-insensitively as Kafka does. */
+static bool list_match(const struct lm_group_list_req *in, struct kafka_str state,
+                       struct kafka_str type)
+{
+    bool ok = in->n_states == 0;
+    for (int32_t i = 0; i < in->n_states && !ok; i++)
+        ok = in->states[i].len == state.len && state.len >= 0 &&
+             strncasecmp(in->states[i].ptr, state.ptr, (size_t)state.len) == 0;
+    if (!ok)
+        return false;
+    ok = in->n_types == 0;
+    for (int32_t i = 0; i < in->n_types && !ok; i++)
+        ok = in->types[i].len == type.len && type.len >= 0 &&
+             strncasecmp(in->types[i].ptr, type.ptr, (size_t)type.len) == 0;
+    return ok;
+}
+
+struct list_cg_ctx {
+    struct greq *g;
+    const struct lm_group_list_req *in;
+    struct kafka_list_groups_response_listed_group *a;
+    int32_t n, cap;
+};
+
+static void list_cg_one(void *ctx, const struct lm_cgroup_list_entry *e)
+{
+    struct list_cg_ctx *l = ctx;
+    struct kafka_str type = cstr("consumer");
+    if (l->n >= l->cap || !list_match(l->in, cstr(e->state), type))
+        return;
+    struct kafka_list_groups_response_listed_group *d = &l->a[l->n++];
+    d->group_id = sdup_nn(l->g, e->group_id);
+    d->protocol_type = type;
+    d->group_state = cstr(e->state);
+    d->group_type = type;
+}
+
+static void fill_list(struct greq *g, struct gop *op, const struct lm_group_resp *r, int16_t err)
 {
     struct kafka_list_groups_response *o = g->resp;
     if (err != 0 || r == NULL) {
@@ -1172,22 +1247,38 @@ static void fill_list(struct greq *g, const struct lm_group_resp *r, int16_t err
             o->error_code = err != 0 ? err : KAFKA_UNKNOWN_SERVER_ERROR;
         return;
     }
+    const struct lm_group_list_req *in = op->in;
     const struct lm_group_list_resp *l = &r->u.list;
     if (o->error_code == KAFKA_NONE)
         o->error_code = l->error_code;
-    if (l->n_groups <= 0)
+    int32_t n_cg = op->cg != NULL ? (int32_t)lm_cgroup_n_groups(op->cg) : 0;
+    int32_t n_classic = l->n_groups > 0 ? l->n_groups : 0;
+    if (n_classic + n_cg == 0)
         return;
-    int32_t old = o->groups_count, n = old + l->n_groups;
-    struct kafka_list_groups_response_listed_group *a = galloc(g, (size_t)n, sizeof(*a));
+    int32_t old = o->groups_count, cap = old + n_classic + n_cg;
+    struct kafka_list_groups_response_listed_group *a = galloc(g, (size_t)cap, sizeof(*a));
     if (a == NULL)
         return;
     if (old > 0)
         memcpy(a, o->groups, (size_t)old * sizeof(*a));
-    for (int32_t i = 0; i < l->n_groups; i++) {
-        a[old + i].group_id = sdup_nn(g, l->groups[i].group_id);
-        a[old + i].protocol_type = sdup_nn(g, l->groups[i].protocol_type);
-        a[old + i].group_state = sdup_nn(g, l->groups[i].state);
-        a[old + i].group_type = sdup_nn(g, l->groups[i].type);
+    int32_t n = old;
+    for (int32_t i = 0; i < n_classic; i++) {
+        /* a consumer group's offsets live in a classic offsets-only group of the same id:
+         * listed once, as the consumer group */
+        if (op->cg != NULL && lm_cgroup_exists(op->cg, l->groups[i].group_id, NULL))
+            continue;
+        if (!list_match(in, l->groups[i].state, l->groups[i].type))
+            continue;
+        a[n].group_id = sdup_nn(g, l->groups[i].group_id);
+        a[n].protocol_type = sdup_nn(g, l->groups[i].protocol_type);
+        a[n].group_state = sdup_nn(g, l->groups[i].state);
+        a[n].group_type = sdup_nn(g, l->groups[i].type);
+        n++;
+    }
+    if (op->cg != NULL) {
+        struct list_cg_ctx lc = {g, in, a, n, cap};
+        lm_cgroup_list(op->cg, list_cg_one, &lc);
+        n = lc.n;
     }
     o->groups = a;
     o->groups_count = n;
@@ -1236,6 +1327,9 @@ static void fill_delete(struct greq *g, struct gop *op, const struct lm_group_re
         d->error_code = err != 0 ? err : KAFKA_UNKNOWN_SERVER_ERROR;
     else
         d->error_code = r->u.del.results[0].error_code;
+    /* the consumer group was removed on the owner shard; it had no offsets to delete */
+    if (op->cg_deleted && d->error_code == KAFKA_GROUP_ID_NOT_FOUND)
+        d->error_code = KAFKA_NONE;
 }
 
 /* ---- OffsetDelete (0) ----------------------------------------------------------------------- */
@@ -1324,7 +1418,8 @@ nomem:
     h_close(req, "arena exhausted");
 }
 
-static void fill_offset_delete(struct greq *g, const struct lm_group_resp *r, int16_t err)
+static void fill_offset_delete(struct greq *g, struct gop *op, const struct lm_group_resp *r,
+                               int16_t err)
 {
     struct kafka_offset_delete_response *o = g->resp;
     o->throttle_time_ms = 0;
@@ -1336,7 +1431,22 @@ static void fill_offset_delete(struct greq *g, const struct lm_group_resp *r, in
     const struct lm_group_offset_delete_resp *d = &r->u.offset_delete;
     o->error_code = d->error_code;
     int32_t nt = d->n_topics > 0 ? d->n_topics : 0;
-    o->topics = galloc(g, (size_t)nt, sizeof(*o->topics));
+    int32_t ns = d->error_code == KAFKA_NONE ? op->cg_n_subscribed : 0;
+    o->topics = galloc(g, (size_t)(nt + ns), sizeof(*o->topics));
+    o->topics_count = o->topics != NULL ? nt + ns : 0;
+    /* the topics a consumer group's members subscribe to, kept out of the call (Kafka
+     * OffsetMetadataManager.deleteOffsets: GROUP_SUBSCRIBED_TO_TOPIC) */
+    for (int32_t i = nt; i < o->topics_count; i++) {
+        const struct lm_group_fetch_topic *t = &op->cg_subscribed[i - nt];
+        o->topics[i].name = t->name;
+        o->topics[i].partitions =
+            galloc(g, (size_t)t->n_partitions, sizeof(*o->topics[i].partitions));
+        o->topics[i].partitions_count = o->topics[i].partitions != NULL ? t->n_partitions : 0;
+        for (int32_t j = 0; j < o->topics[i].partitions_count; j++) {
+            o->topics[i].partitions[j].partition_index = t->partitions[j];
+            o->topics[i].partitions[j].error_code = KAFKA_GROUP_SUBSCRIBED_TO_TOPIC;
+        }
+    }
     o->topics_count = o->topics != NULL ? nt : 0;
     for (int32_t i = 0; i < o->topics_count; i++) {
         int32_t np = d->topics[i].n_partitions > 0 ? d->topics[i].n_partitions : 0;
@@ -1348,6 +1458,8 @@ static void fill_offset_delete(struct greq *g, const struct lm_group_resp *r, in
             o->topics[i].partitions[j].error_code = d->topics[i].partitions[j].error_code;
         }
     }
+    if (o->topics != NULL)
+        o->topics_count = nt + ns;
 }
 
 /* ---- dispatch of fills ----------------------------------------------------------------------- */
@@ -1378,16 +1490,21 @@ void group_api_fill(struct gop *op, const struct lm_group_resp *r, int16_t err)
         fill_describe(g, op, r, err);
         break;
     case GOP_LIST:
-        fill_list(g, r, err);
+        fill_list(g, op, r, err);
         break;
     case GOP_DELETE:
         fill_delete(g, op, r, err);
         break;
     case GOP_OFFSET_DELETE:
-        fill_offset_delete(g, r, err);
+        fill_offset_delete(g, op, r, err);
         break;
     case GOP_TXN_COMMIT:
         fill_txn_commit(g, r, err);
+        break;
+    case GOP_CG_HEARTBEAT:
+    case GOP_CG_DESCRIBE:
+        LM_ASSERT(r == NULL);
+        group_cgroup_fill_error(op, err != 0 ? err : KAFKA_UNKNOWN_SERVER_ERROR);
         break;
     default:
         LM_ASSERT(!"unknown group call");
@@ -1410,5 +1527,5 @@ int group_api_register(struct broker_dispatch *d)
         (rc = handlers_serve(d, KAFKA_OFFSET_DELETE_KEY, 0, 0, offset_delete)) != 0 ||
         (rc = handlers_serve(d, KAFKA_TXN_OFFSET_COMMIT_KEY, 0, 4, txn_offset_commit)) != 0)
         return rc;
-    return 0;
+    return group_cgroup_register(d);
 }

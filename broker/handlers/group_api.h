@@ -8,6 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "broker/group/cgroup.h"
 #include "broker/group/group.h"
 #include "broker/handlers/group_internal.h"
 
@@ -23,6 +24,8 @@ enum gop_kind {
     GOP_DELETE,
     GOP_OFFSET_DELETE,
     GOP_TXN_COMMIT,
+    GOP_CG_HEARTBEAT, /* ConsumerGroupHeartbeat (group_cgroup.c) */
+    GOP_CG_DESCRIBE,  /* ConsumerGroupDescribe, one group */
 };
 
 struct greq;
@@ -38,6 +41,17 @@ struct gop {
     /* An authorization error answered on the request's shard instead of running the call
      * (group_api_fill with no result); 0 runs it. */
     int16_t deny;
+    /* Consumer-protocol groups: the owner shard's coordinator of them, set before the call
+     * (fill_list reads it); OffsetFetch v9's member id and epoch (null id, -1: none); whether
+     * DeleteGroups removed a consumer group here. */
+    struct lm_cgroup_coord *cg;
+    struct kafka_str cg_member_id;
+    int32_t cg_member_epoch;
+    bool cg_deleted;
+    /* OffsetDelete of a consumer group: the request's topics its members subscribe to, taken
+     * out of the call and answered GROUP_SUBSCRIBED_TO_TOPIC (arena) */
+    const struct lm_group_fetch_topic *cg_subscribed;
+    int32_t cg_n_subscribed;
 };
 
 struct greq {
@@ -55,6 +69,15 @@ struct greq {
     void (*post)(struct greq *g);
 };
 
+/* Helpers of group_api.c for group_cgroup.c: a request of n_ops calls (NULL: the connection
+ * was closed), call i set up and authorized (acl_op on the group), arena copies (a failed one
+ * sets g->nomem). */
+struct greq *group_api_greq_new(struct broker_req *req, void *resp, size_t n_ops);
+void group_api_gop_set(struct greq *g, size_t i, uint8_t kind, uint32_t owner, const void *in,
+                       int32_t n, int8_t acl_op, struct kafka_str group_id);
+struct kafka_str group_api_sdup(struct greq *g, struct kafka_str s);
+void *group_api_alloc(struct greq *g, size_t n, size_t size);
+
 /* Runs op's lm_group_* call (on the owner shard) with op as the token. */
 int group_api_call(struct lm_group_coord *c, struct gop *op, int64_t now_ms);
 /* Copies a coordinator response (r NULL: none) into the Kafka response of op's request, on the
@@ -64,6 +87,23 @@ void group_api_fill(struct gop *op, const struct lm_group_resp *r, int16_t err);
 void group_api_finish(struct greq *g);
 /* Registers the group APIs. */
 int group_api_register(struct broker_dispatch *d);
+
+/* Consumer-protocol groups (group_cgroup.c), on the owner shard. group_cgroup_run runs a
+ * GOP_CG_* call (answered at once); group_cgroup_precheck runs before a classic call on a
+ * group id and answers it (returns true) when the id is a consumer group that the call must
+ * not reach the classic coordinator as is (OffsetCommit/OffsetFetch member checks, JoinGroup,
+ * DescribeGroups, DeleteGroups), possibly rewriting the call (an OffsetCommit becomes a plain
+ * commit once the member checks passed). */
+void group_cgroup_run(struct hshard *hs, struct lm_group_coord *classic, struct lm_cgroup_coord *cg,
+                      struct gop *op, int64_t now_ms);
+bool group_cgroup_precheck(struct lm_group_coord *classic, struct lm_cgroup_coord *cg,
+                           struct gop *op);
+/* Answers a GOP_CG_* call with err (coordinator gone, authorization). */
+void group_cgroup_fill_error(struct gop *op, int16_t err);
+/* Registers ConsumerGroupHeartbeat and ConsumerGroupDescribe. */
+int group_cgroup_register(struct broker_dispatch *d);
+/* Reads the group.consumer.* settings into cfg (LM_E_CONFIG, logged, when one is bad). */
+int group_cgroup_config(struct broker_config *bcfg, struct lm_cgroup_config *cfg);
 
 /* Issues g's calls in order, then group_api_finish (group_coord.c). */
 void group_ops_start(struct greq *g);

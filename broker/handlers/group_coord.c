@@ -27,6 +27,7 @@
 struct gshard {
     struct hshard *hs;
     struct lm_group_coord *coord;
+    struct lm_cgroup_coord *cgroup; /* consumer-protocol groups (KIP-848), memory-only */
     struct pshard *ps;
     struct broker_timer timer;
     bool timer_armed;
@@ -54,6 +55,15 @@ struct gdefer {
     struct hsync_wait *waits;
     int32_t *parts;
 };
+
+/* Drops a __consumer_offsets partition's groups, classic and consumer-protocol (the latter
+ * are memory-only: their members get UNKNOWN_MEMBER_ID and join again). */
+static void coord_unload(struct gshard *gs, int32_t p)
+{
+    lm_group_coord_unload(gs->coord, p);
+    if (gs->cgroup != NULL)
+        lm_cgroup_unload(gs->cgroup, p);
+}
 
 int64_t group_now_ms(struct hshard *hs)
 {
@@ -206,7 +216,7 @@ static void load_partition(struct gshard *gs, int32_t p)
     if (hp == NULL || hp->log == NULL) {
         BLOG_ERROR("%s-%d: log not open; its groups answer NOT_COORDINATOR", GROUP_OFFSETS_TOPIC,
                    p);
-        lm_group_coord_unload(gs->coord, p);
+        coord_unload(gs, p);
         return;
     }
     struct load_ctx l = {gs->coord, p, 0, 0};
@@ -214,7 +224,7 @@ static void load_partition(struct gshard *gs, int32_t p)
     if (rc != 0) {
         BLOG_ERROR("%s-%d: loading: %s; its groups answer NOT_COORDINATOR", GROUP_OFFSETS_TOPIC, p,
                    lm_strerror(rc));
-        lm_group_coord_unload(gs->coord, p);
+        coord_unload(gs, p);
         return;
     }
     rc = lm_group_coord_load_end(gs->coord, p, group_now_ms(gs->hs));
@@ -312,7 +322,7 @@ static void reload_after_failure(struct gshard *gs, int32_t p)
 {
     if (p < 0 || gs->stopping || gs->coord == NULL)
         return;
-    lm_group_coord_unload(gs->coord, p);
+    coord_unload(gs, p);
     if (gs->cluster_loaded != NULL)
         gs->cluster_loaded[p] = false;
     else
@@ -373,6 +383,9 @@ static void timer_arm(struct gshard *gs)
     if (gs->stopping || gs->coord == NULL)
         return;
     int64_t dl = lm_group_coord_next_deadline_ms(gs->coord);
+    int64_t cdl = gs->cgroup != NULL ? lm_cgroup_next_deadline_ms(gs->cgroup) : INT64_MAX;
+    if (cdl < dl)
+        dl = cdl;
     int64_t now = group_now_ms(gs->hs);
     /* INT64_MIN before the first tick means "tick now"; INT64_MAX means no timer. */
     int64_t delay = dl <= now ? 0 : dl - now > GROUP_TICK_MAX_MS ? GROUP_TICK_MAX_MS : dl - now;
@@ -450,6 +463,14 @@ void group_txn_marker(struct hshard *hs, const struct hpart *p, int64_t producer
     coord_flush(gs);
 }
 
+/* An empty consumer group stays while its offsets-only classic group (its committed offsets)
+ * does. */
+static bool cgroup_keep(void *ctx, struct kafka_str group_id)
+{
+    struct lm_group_info info;
+    return lm_group_coord_info(ctx, group_id, &info) == 0;
+}
+
 static void timer_fire(struct broker_shard *s, struct broker_timer *t)
 {
     (void)s;
@@ -459,6 +480,8 @@ static void timer_fire(struct broker_shard *s, struct broker_timer *t)
         return;
     int64_t now = group_now_ms(gs->hs);
     int rc = lm_group_coord_tick(gs->coord, now);
+    lm_cgroup_tick(gs->cgroup, now);
+    lm_cgroup_drop_empty(gs->cgroup, cgroup_keep, gs->coord);
     if (rc != 0)
         BLOG_ERROR("shard %u: group tick: %s", gs->hs->id, lm_strerror(rc));
     if (now - gs->last_expire_ms >= producer_expire_period_ms(gs->hs)) {
@@ -480,7 +503,19 @@ static void op_run(struct broker_shard *target, struct broker_xcall *x)
         broker_xcall_return(target, x);
         return;
     }
-    int rc = group_api_call(gs->coord, op, group_now_ms(gs->hs));
+    int64_t now = group_now_ms(gs->hs);
+    op->cg = gs->cgroup;
+    if (op->kind == GOP_CG_HEARTBEAT || op->kind == GOP_CG_DESCRIBE) {
+        group_cgroup_run(gs->hs, gs->coord, gs->cgroup, op, now);
+        broker_xcall_return(target, x);
+        timer_arm(gs);
+        return;
+    }
+    if (group_cgroup_precheck(gs->coord, gs->cgroup, op)) {
+        broker_xcall_return(target, x);
+        return;
+    }
+    int rc = group_api_call(gs->coord, op, now);
     if (rc != 0) {
         BLOG_WARN("group call failed: %s", lm_strerror(rc));
         group_api_fill(op, NULL, KAFKA_UNKNOWN_SERVER_ERROR);
@@ -547,7 +582,15 @@ int group_shard_start(struct hshard *hs)
         free(gs);
         return rc;
     }
+    struct lm_cgroup_config ccfg = hs->node->cgroup_cfg;
+    ccfg.rand_seed = seed ^ 0x5DEECE66Dull;
+    if ((rc = lm_cgroup_coord_new(&ccfg, &gs->cgroup)) != 0) {
+        lm_group_coord_free(gs->coord);
+        free(gs);
+        return rc;
+    }
     if ((rc = producer_shard_start(hs, &gs->ps)) != 0) {
+        lm_cgroup_coord_free(gs->cgroup);
         lm_group_coord_free(gs->coord);
         free(gs);
         return rc;
@@ -561,7 +604,7 @@ int group_shard_start(struct hshard *hs)
         if (gs->cluster_loaded == NULL || gs->cluster_epoch == NULL)
             return LM_E_NOMEM;
         for (int32_t p = 0; p < n; p++)
-            lm_group_coord_unload(gs->coord, p);
+            coord_unload(gs, p);
         group_cluster_sync(hs);
         coord_flush(gs);
         return 0;
@@ -573,7 +616,7 @@ int group_shard_start(struct hshard *hs)
             load_partition(gs, p);
             owned++;
         } else {
-            lm_group_coord_unload(gs->coord, p);
+            coord_unload(gs, p);
         }
     }
     BLOG_INFO("shard %u: group coordinator for %d of %d %s partitions, %zu groups loaded", hs->id,
@@ -610,7 +653,7 @@ void group_cluster_sync(struct hshard *hs)
             local = hp->part != NULL && partition_hw_known(hp->part);
             epoch = local ? partition_leader_epoch(hp->part) : 0;
             if (local && gs->cluster_loaded[p] && gs->cluster_epoch[p] != epoch) {
-                lm_group_coord_unload(gs->coord, p);
+                coord_unload(gs, p);
                 gs->cluster_loaded[p] = false;
                 changed = true;
             }
@@ -623,7 +666,7 @@ void group_cluster_sync(struct hshard *hs)
             gs->cluster_epoch[p] = epoch;
             changed = true;
         } else if (!local && gs->cluster_loaded[p]) {
-            lm_group_coord_unload(gs->coord, p);
+            coord_unload(gs, p);
             gs->cluster_loaded[p] = false;
             changed = true;
         }
@@ -662,7 +705,7 @@ void group_partition_reopened(struct hshard *hs, const struct hpart *hp)
         broker_partition_shard(GROUP_OFFSETS_TOPIC, GROUP_OFFSETS_TOPIC_LEN, p, hs->count) !=
             hs->id)
         return;
-    lm_group_coord_unload(gs->coord, p);
+    coord_unload(gs, p);
     load_partition(gs, p);
     coord_flush(gs);
 }
@@ -677,7 +720,7 @@ void group_shard_drain(struct hshard *hs)
     for (int32_t p = 0; p < hs->node->group_cfg.offsets_topic_partitions; p++)
         if (broker_partition_shard(GROUP_OFFSETS_TOPIC, GROUP_OFFSETS_TOPIC_LEN, p, hs->count) ==
             hs->id)
-            lm_group_coord_unload(gs->coord, p);
+            coord_unload(gs, p);
     coord_flush(gs);
 }
 
@@ -708,6 +751,7 @@ void group_shard_stop(struct hshard *hs)
     }
     gs->defer_tail = NULL;
     lm_group_coord_free(gs->coord);
+    lm_cgroup_coord_free(gs->cgroup);
     producer_shard_stop(gs->ps);
     hs->group = NULL;
     free(gs->cluster_loaded);
@@ -812,6 +856,8 @@ int handlers_group_register(struct broker_dispatch *d)
     if (rc == 0 &&
         (rc = group_config_i64(cfg, "offsets.retention.check.interval.ms", 1, INT64_MAX, &v)) == 0)
         gcfg->offsets_retention_check_interval_ms = v;
+    if (rc == 0)
+        rc = group_cgroup_config(cfg, &node->cgroup_cfg);
     if (rc != 0)
         return rc;
     if (gcfg->offsets_topic_partitions < 1 ||

@@ -658,11 +658,14 @@ def ops_checks_raw(b):
             check(keys.get(35) == (1, 4) and keys.get(57) == (0, 2) and keys.get(75) == (0, 0),
                   "ApiVersions v%d advertises DescribeLogDirs 1-4, UpdateFeatures 0-2, "
                   "DescribeTopicPartitions 0" % v, (keys.get(35), keys.get(57), keys.get(75)))
+            # group.version 1 (KIP-848 consumer groups) is served and finalized.
             check(sup.get("metadata.version") == (7, 27) and
-                  fin == {"metadata.version": (27, 27)} and epoch >= 0,
+                  sup.get("group.version") == ((0, 1) if v >= 4 else (1, 1)) and
+                  fin == {"metadata.version": (27, 27), "group.version": (1, 1)} and
+                  epoch >= 0,
                   "ApiVersions v%d features" % v, (sup, fin, epoch))
             # Before v4 no range may start at 0 (KAFKA-17011): 0-0 ones are left out.
-            check(("group.version" in sup) == (v >= 4) and
+            check(("transaction.version" in sup) == (v >= 4) and
                   all(lo > 0 for lo, _ in sup.values()) == (v < 4),
                   "ApiVersions v%d: level-0 ranges only from v4" % v, sup)
 

@@ -1323,16 +1323,24 @@ static void test_features(void **state)
         }
     }
     assert_true(mv);
-    assert_int_equal(av.finalized_features_count, 1);
-    assert_true(str_is(av.finalized_features[0].name, "metadata.version"));
-    assert_int_equal(av.finalized_features[0].max_version_level, 27);
+    /* group.version 1: KIP-848 consumer groups are served */
+    assert_int_equal(av.finalized_features_count, 2);
+    assert_true(str_is(av.finalized_features[0].name, "group.version"));
+    assert_int_equal(av.finalized_features[0].max_version_level, 1);
+    assert_true(str_is(av.finalized_features[1].name, "metadata.version"));
+    assert_int_equal(av.finalized_features[1].max_version_level, 27);
     assert_true(av.finalized_features_epoch >= 0);
     assert_int_equal(av.supported_features_count, 3);
-    /* v3: no range may start at 0 (KAFKA-17011), 0-0 ranges are left out */
+    assert_true(str_is(av.supported_features[0].name, "group.version"));
+    assert_int_equal(av.supported_features[0].min_version, 0);
+    assert_int_equal(av.supported_features[0].max_version, 1);
+    /* v3: no range may start at 0 (KAFKA-17011): 0-1 is sent as 1-1, 0-0 is left out */
     kafka_api_versions_response_init(&av);
     assert_int_equal(admin_features_fill(&f->env, 3, &av, &f->a), 0);
-    assert_int_equal(av.supported_features_count, 1);
-    assert_true(str_is(av.supported_features[0].name, "metadata.version"));
+    assert_int_equal(av.supported_features_count, 2);
+    assert_true(str_is(av.supported_features[0].name, "group.version"));
+    assert_int_equal(av.supported_features[0].min_version, 1);
+    assert_true(str_is(av.supported_features[1].name, "metadata.version"));
 
     typedef struct kafka_update_features_request_feature_update_key fu;
     struct kafka_update_features_request rq;

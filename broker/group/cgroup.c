@@ -1,0 +1,1248 @@
+/* Consumer-protocol groups (KIP-848): membership, epochs, target assignment and the
+ * reconciliation of each member towards it (cgroup.h). The rules follow KIP-848 and Kafka's
+ * GroupMetadataManager.consumerGroupHeartbeat / CurrentAssignmentBuilder. */
+#include <regex.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "broker/group/cgroup.h"
+#include "common/lm_assert.h"
+#include "common/lm_err.h"
+#include "protocol/kafka_errors.h"
+
+struct tpset {
+    struct lm_cgroup_tp *v;
+    int32_t n, cap;
+};
+
+/* A member's reconciliation state (Kafka MemberState). */
+enum mstate {
+    M_STABLE = 0, /* holds its target (or the target of its epoch) */
+    M_UNREVOKED,  /* told to give up `pending`; keeps its epoch until it did */
+    M_UNRELEASED, /* at the target epoch, waiting for partitions others still hold */
+};
+
+struct cmember {
+    struct kafka_str id;
+    struct kafka_str instance_id; /* null: dynamic */
+    struct kafka_str rack_id;
+    struct kafka_str client_id;
+    struct kafka_str client_host;
+    struct kafka_str regex; /* null: none */
+    regex_t re;
+    bool has_re;
+    struct kafka_str assignor; /* null: none preferred */
+    struct kafka_str *names;
+    int32_t n_names;
+    int32_t epoch, prev_epoch;
+    enum mstate state;
+    bool static_left;        /* left with epoch -2: keeps its assignment for the session timeout */
+    bool assignment_changed; /* since the last response that carried it */
+    int32_t rebalance_timeout_ms;
+    int64_t session_deadline_ms;
+    int64_t rebalance_deadline_ms; /* INT64_MAX unless revoking */
+    struct tpset assigned, pending, target;
+};
+
+struct cgroup {
+    struct kafka_str id;
+    int32_t partition;
+    int32_t epoch, target_epoch;
+    uint64_t meta_hash;
+    const char *assignor; /* the assignor of the last target */
+    struct cmember **members;
+    int32_t n_members, cap_members;
+};
+
+struct lm_cgroup_coord {
+    struct lm_cgroup_config cfg;
+    struct cgroup **groups;
+    size_t n_groups, cap_groups;
+    uint64_t rng;
+    /* answers of the last call */
+    char *scratch_id;
+    struct lm_cgroup_desc_member *desc_members;
+    int32_t cap_desc;
+};
+
+/* ---- small helpers ---- */
+
+static int str_set(struct kafka_str *dst, struct kafka_str src)
+{
+    if (dst->len >= 0 && src.len >= 0 && kafka_str_eq(*dst, src))
+        return 0;
+    char *p = NULL;
+    if (src.len >= 0) {
+        p = malloc((size_t)src.len + 1);
+        if (p == NULL)
+            return LM_E_NOMEM;
+        if (src.len > 0)
+            memcpy(p, src.ptr, (size_t)src.len);
+        p[src.len] = '\0';
+    }
+    free((char *)dst->ptr);
+    *dst = src.len >= 0 ? (struct kafka_str){p, src.len} : KAFKA_STR_NULL;
+    return 0;
+}
+
+static bool str_is(struct kafka_str a, struct kafka_str b)
+{
+    return a.len >= 0 && b.len >= 0 && kafka_str_eq(a, b);
+}
+
+static int tpset_reserve(struct tpset *s, int32_t n)
+{
+    if (n <= s->cap)
+        return 0;
+    int32_t cap = s->cap < 8 ? 8 : s->cap;
+    while (cap < n)
+        cap *= 2;
+    struct lm_cgroup_tp *v = realloc(s->v, (size_t)cap * sizeof(*v));
+    if (v == NULL)
+        return LM_E_NOMEM;
+    s->v = v;
+    s->cap = cap;
+    return 0;
+}
+
+static bool tpset_has(const struct tpset *s, const struct lm_cgroup_tp *tp)
+{
+    int32_t lo = 0, hi = s->n;
+    while (lo < hi) {
+        int32_t mid = lo + (hi - lo) / 2;
+        int c = lm_cgroup_tp_cmp(&s->v[mid], tp);
+        if (c == 0)
+            return true;
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return false;
+}
+
+static bool tpset_eq(const struct tpset *a, const struct tpset *b)
+{
+    return a->n == b->n && (a->n == 0 || memcmp(a->v, b->v, (size_t)a->n * sizeof(*a->v)) == 0);
+}
+
+static int tp_qsort_cmp(const void *a, const void *b)
+{
+    return lm_cgroup_tp_cmp(a, b);
+}
+
+/* Sorts and drops duplicates. */
+static void tpset_normalize(struct tpset *s)
+{
+    if (s->n < 2)
+        return;
+    qsort(s->v, (size_t)s->n, sizeof(*s->v), tp_qsort_cmp);
+    int32_t w = 1;
+    for (int32_t i = 1; i < s->n; i++)
+        if (lm_cgroup_tp_cmp(&s->v[i], &s->v[w - 1]) != 0)
+            s->v[w++] = s->v[i];
+    s->n = w;
+}
+
+static int tpset_copy(struct tpset *dst, const struct tpset *src)
+{
+    if (tpset_reserve(dst, src->n) != 0)
+        return LM_E_NOMEM;
+    if (src->n > 0)
+        memcpy(dst->v, src->v, (size_t)src->n * sizeof(*src->v));
+    dst->n = src->n;
+    return 0;
+}
+
+static void tpset_free(struct tpset *s)
+{
+    free(s->v);
+    *s = (struct tpset){0};
+}
+
+static uint64_t rng_next(struct lm_cgroup_coord *c)
+{
+    /* splitmix64 */
+    uint64_t z = (c->rng += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+static uint64_t fnv(uint64_t h, const void *p, size_t n)
+{
+    const uint8_t *b = p;
+    for (size_t i = 0; i < n; i++) {
+        h ^= b[i];
+        h *= 1099511628211ull;
+    }
+    return h;
+}
+
+/* ---- members and groups ---- */
+
+static void member_free(struct cmember *m)
+{
+    if (m == NULL)
+        return;
+    free((char *)m->id.ptr);
+    free((char *)m->instance_id.ptr);
+    free((char *)m->rack_id.ptr);
+    free((char *)m->client_id.ptr);
+    free((char *)m->client_host.ptr);
+    free((char *)m->regex.ptr);
+    free((char *)m->assignor.ptr);
+    if (m->has_re)
+        regfree(&m->re);
+    for (int32_t i = 0; i < m->n_names; i++)
+        free((char *)m->names[i].ptr);
+    free(m->names);
+    tpset_free(&m->assigned);
+    tpset_free(&m->pending);
+    tpset_free(&m->target);
+    free(m);
+}
+
+static void group_free(struct cgroup *g)
+{
+    for (int32_t i = 0; i < g->n_members; i++)
+        member_free(g->members[i]);
+    free(g->members);
+    free((char *)g->id.ptr);
+    free(g);
+}
+
+static struct cgroup *group_find(const struct lm_cgroup_coord *c, struct kafka_str id,
+                                 size_t *index)
+{
+    for (size_t i = 0; i < c->n_groups; i++) {
+        if (kafka_str_eq(c->groups[i]->id, id)) {
+            if (index != NULL)
+                *index = i;
+            return c->groups[i];
+        }
+    }
+    return NULL;
+}
+
+static struct cmember *member_find(const struct cgroup *g, struct kafka_str id, int32_t *index)
+{
+    if (id.len < 0)
+        return NULL;
+    for (int32_t i = 0; i < g->n_members; i++) {
+        if (kafka_str_eq(g->members[i]->id, id)) {
+            if (index != NULL)
+                *index = i;
+            return g->members[i];
+        }
+    }
+    return NULL;
+}
+
+static struct cmember *member_by_instance(const struct cgroup *g, struct kafka_str instance)
+{
+    if (instance.len < 0)
+        return NULL;
+    for (int32_t i = 0; i < g->n_members; i++)
+        if (str_is(g->members[i]->instance_id, instance))
+            return g->members[i];
+    return NULL;
+}
+
+static void member_remove(struct cgroup *g, int32_t index)
+{
+    LM_ASSERT(index >= 0 && index < g->n_members);
+    member_free(g->members[index]);
+    memmove(&g->members[index], &g->members[index + 1],
+            (size_t)(g->n_members - index - 1) * sizeof(*g->members));
+    g->n_members--;
+}
+
+/* Members are kept sorted by id (the assignors' member order). */
+static int member_insert(struct cgroup *g, struct cmember *m)
+{
+    if (g->n_members == g->cap_members) {
+        int32_t cap = g->cap_members < 4 ? 4 : g->cap_members * 2;
+        struct cmember **v = realloc(g->members, (size_t)cap * sizeof(*v));
+        if (v == NULL)
+            return LM_E_NOMEM;
+        g->members = v;
+        g->cap_members = cap;
+    }
+    int32_t at = 0;
+    while (at < g->n_members) {
+        struct kafka_str o = g->members[at]->id;
+        int32_t n = o.len < m->id.len ? o.len : m->id.len;
+        int cmp = memcmp(o.ptr, m->id.ptr, (size_t)n);
+        if (cmp > 0 || (cmp == 0 && o.len > m->id.len))
+            break;
+        at++;
+    }
+    memmove(&g->members[at + 1], &g->members[at],
+            (size_t)(g->n_members - at) * sizeof(*g->members));
+    g->members[at] = m;
+    g->n_members++;
+    return 0;
+}
+
+/* Removes a group from the coordinator and frees it. */
+static void group_drop(struct lm_cgroup_coord *c, struct cgroup *g)
+{
+    for (size_t i = 0; i < c->n_groups; i++) {
+        if (c->groups[i] == g) {
+            c->groups[i] = c->groups[--c->n_groups];
+            group_free(g);
+            return;
+        }
+    }
+    LM_UNREACHABLE();
+}
+
+/* ---- subscriptions against the image ---- */
+
+static bool member_subscribes(const struct cmember *m, const struct lm_cgroup_topic *t)
+{
+    for (int32_t i = 0; i < m->n_names; i++)
+        if (kafka_str_eq(m->names[i], t->name))
+            return true;
+    if (m->has_re && !t->internal && t->name.len >= 0) {
+        char buf[256];
+        if ((size_t)t->name.len >= sizeof(buf))
+            return false;
+        memcpy(buf, t->name.ptr, (size_t)t->name.len);
+        buf[t->name.len] = '\0';
+        return regexec(&m->re, buf, 0, NULL, 0) == 0;
+    }
+    return false;
+}
+
+/* The hash of what the group's subscriptions resolve to (names, ids, partition counts): a
+ * change means new partitions, a deleted or re-created topic, or a regex matching a new one. */
+static uint64_t subscribed_hash(const struct cgroup *g, const struct lm_cgroup_image *img)
+{
+    uint64_t sum = 0;
+    for (size_t i = 0; i < img->n_topics; i++) {
+        struct lm_cgroup_topic t;
+        img->topic(img->ctx, i, &t);
+        bool used = false;
+        for (int32_t m = 0; m < g->n_members && !used; m++)
+            used = member_subscribes(g->members[m], &t);
+        if (!used)
+            continue;
+        uint64_t h =
+            fnv(1469598103934665603ull, t.name.ptr, (size_t)(t.name.len > 0 ? t.name.len : 0));
+        h = fnv(h, t.id.b, sizeof(t.id.b));
+        h = fnv(h, &t.partitions, sizeof(t.partitions));
+        sum += h;
+    }
+    return sum;
+}
+
+static const char *group_assignor(const struct lm_cgroup_coord *c, const struct cgroup *g)
+{
+    /* the most preferred assignor among the members, else the default (Kafka
+     * ConsumerGroup.preferredServerAssignor) */
+    int32_t votes[2] = {0, 0};
+    for (int32_t m = 0; m < g->n_members; m++) {
+        struct kafka_str a = g->members[m]->assignor;
+        for (int32_t k = 0; k < c->cfg.n_assignors && a.len >= 0; k++)
+            if (kafka_str_eq(a, (struct kafka_str){c->cfg.assignors[k],
+                                                   (int32_t)strlen(c->cfg.assignors[k])}))
+                votes[k]++;
+    }
+    int32_t best = 0;
+    for (int32_t k = 1; k < c->cfg.n_assignors; k++)
+        if (votes[k] > votes[best])
+            best = k;
+    return c->cfg.assignors[best];
+}
+
+/* Computes every member's target from the assignor and moves the target epoch to the group
+ * epoch. */
+static int compute_target(struct lm_cgroup_coord *c, struct cgroup *g,
+                          const struct lm_cgroup_image *img)
+{
+    int rc = 0;
+    size_t nt = img->n_topics;
+    struct lm_cgroup_atopic *topics = calloc(nt + 1, sizeof(*topics));
+    int32_t *tidx = calloc(nt + 1, sizeof(int32_t));
+    int32_t *member_topics = calloc((size_t)g->n_members * (nt + 1) + 1, sizeof(int32_t));
+    struct lm_cgroup_amember *am = calloc((size_t)g->n_members + 1, sizeof(*am));
+    if (topics == NULL || tidx == NULL || member_topics == NULL || am == NULL) {
+        rc = LM_E_NOMEM;
+        goto out;
+    }
+    int32_t n_topics = 0;
+    for (size_t i = 0; i < nt; i++) {
+        struct lm_cgroup_topic t;
+        img->topic(img->ctx, i, &t);
+        tidx[i] = -1;
+        bool used = false;
+        for (int32_t m = 0; m < g->n_members && !used; m++)
+            used = member_subscribes(g->members[m], &t);
+        if (!used || t.partitions <= 0)
+            continue;
+        tidx[i] = n_topics;
+        topics[n_topics++] = (struct lm_cgroup_atopic){.id = t.id, .partitions = t.partitions};
+    }
+    for (int32_t m = 0; m < g->n_members; m++) {
+        struct cmember *mb = g->members[m];
+        int32_t *mine = member_topics + (size_t)m * (nt + 1);
+        int32_t k = 0;
+        for (size_t i = 0; i < nt; i++) {
+            if (tidx[i] < 0)
+                continue;
+            struct lm_cgroup_topic t;
+            img->topic(img->ctx, i, &t);
+            if (member_subscribes(mb, &t))
+                mine[k++] = tidx[i];
+        }
+        /* tidx grows with i, so mine is sorted */
+        am[m] = (struct lm_cgroup_amember){.member_id = mb->id,
+                                           .n_topics = k,
+                                           .topics = mine,
+                                           .n_current = mb->target.n,
+                                           .current = mb->target.v};
+    }
+    g->assignor = group_assignor(c, g);
+    rc = lm_cgroup_assign(g->assignor, n_topics, topics, g->n_members, am);
+    if (rc != 0)
+        goto out;
+    for (int32_t m = 0; m < g->n_members; m++) {
+        struct cmember *mb = g->members[m];
+        tpset_free(&mb->target);
+        mb->target = (struct tpset){am[m].target, am[m].n_target, am[m].n_target};
+    }
+    g->target_epoch = g->epoch;
+out:
+    free(topics);
+    free(tidx);
+    free(member_topics);
+    free(am);
+    return rc;
+}
+
+/* ---- reconciliation (Kafka CurrentAssignmentBuilder) ---- */
+
+/* Whether tp is held (assigned or pending revocation) by a member other than self. */
+static bool held_by_other(const struct cgroup *g, const struct cmember *self,
+                          const struct lm_cgroup_tp *tp)
+{
+    for (int32_t i = 0; i < g->n_members; i++) {
+        const struct cmember *o = g->members[i];
+        if (o != self && (tpset_has(&o->assigned, tp) || tpset_has(&o->pending, tp)))
+            return true;
+    }
+    return false;
+}
+
+/* Whether the member's reported owned partitions (NULL: not reported, taken as still owning
+ * everything) include any of set. */
+static bool owns_any(const struct tpset *owned, const struct tpset *set)
+{
+    if (owned == NULL)
+        return set->n > 0;
+    for (int32_t i = 0; i < set->n; i++)
+        if (tpset_has(owned, &set->v[i]))
+            return true;
+    return false;
+}
+
+static void set_state(struct cmember *m, enum mstate st, int64_t now_ms)
+{
+    if (st == M_UNREVOKED && m->state != M_UNREVOKED)
+        m->rebalance_deadline_ms =
+            now_ms + (m->rebalance_timeout_ms > 0 ? m->rebalance_timeout_ms : 0);
+    else if (st != M_UNREVOKED)
+        m->rebalance_deadline_ms = INT64_MAX;
+    m->state = st;
+}
+
+static void set_epoch(struct cmember *m, int32_t epoch)
+{
+    if (m->epoch != epoch) {
+        m->prev_epoch = m->epoch;
+        m->epoch = epoch;
+    }
+}
+
+/* Moves the member one step towards its target: partitions to give up first (epoch kept),
+ * then the target's partitions no other member holds (epoch = target epoch). */
+static int next_assignment(const struct cgroup *g, struct cmember *m, int32_t epoch,
+                           const struct tpset *owned, int64_t now_ms)
+{
+    struct tpset keep = {0}, revoke = {0}, add = {0};
+    bool unreleased = false;
+    int rc = 0;
+    if (tpset_reserve(&keep, m->assigned.n + m->target.n) != 0 ||
+        tpset_reserve(&revoke, m->assigned.n + 1) != 0 ||
+        tpset_reserve(&add, m->target.n + 1) != 0) {
+        rc = LM_E_NOMEM;
+        goto out;
+    }
+    for (int32_t i = 0; i < m->assigned.n; i++) {
+        if (tpset_has(&m->target, &m->assigned.v[i]))
+            keep.v[keep.n++] = m->assigned.v[i];
+        else
+            revoke.v[revoke.n++] = m->assigned.v[i];
+    }
+    for (int32_t i = 0; i < m->target.n; i++) {
+        const struct lm_cgroup_tp *tp = &m->target.v[i];
+        if (tpset_has(&m->assigned, tp))
+            continue;
+        if (held_by_other(g, m, tp))
+            unreleased = true;
+        else
+            add.v[add.n++] = *tp;
+    }
+    bool changed;
+    if (revoke.n > 0 && owns_any(owned, &revoke)) {
+        changed = !tpset_eq(&m->assigned, &keep);
+        if ((rc = tpset_copy(&m->assigned, &keep)) != 0 ||
+            (rc = tpset_copy(&m->pending, &revoke)) != 0)
+            goto out;
+        set_epoch(m, epoch);
+        set_state(m, M_UNREVOKED, now_ms);
+    } else {
+        for (int32_t i = 0; i < add.n; i++)
+            keep.v[keep.n++] = add.v[i];
+        tpset_normalize(&keep);
+        changed = !tpset_eq(&m->assigned, &keep);
+        if ((rc = tpset_copy(&m->assigned, &keep)) != 0)
+            goto out;
+        m->pending.n = 0;
+        set_epoch(m, g->target_epoch);
+        set_state(m, unreleased ? M_UNRELEASED : M_STABLE, now_ms);
+    }
+    if (changed)
+        m->assignment_changed = true;
+out:
+    tpset_free(&keep);
+    tpset_free(&revoke);
+    tpset_free(&add);
+    return rc;
+}
+
+static int reconcile(const struct cgroup *g, struct cmember *m, const struct tpset *owned,
+                     int64_t now_ms)
+{
+    switch (m->state) {
+    case M_STABLE:
+        if (m->epoch == g->target_epoch)
+            return 0;
+        return next_assignment(g, m, m->epoch, owned, now_ms);
+    case M_UNREVOKED:
+        if (owned == NULL || owns_any(owned, &m->pending))
+            return 0;
+        /* revoked: the member moves to the next epoch at least (so an ack is seen as
+         * progress) and on towards the target; a further revocation starts a new rebalance
+         * timeout */
+        m->pending.n = 0;
+        m->state = M_STABLE;
+        m->rebalance_deadline_ms = INT64_MAX;
+        return next_assignment(
+            g, m, m->epoch + 1 < g->target_epoch ? m->epoch + 1 : g->target_epoch, owned, now_ms);
+    case M_UNRELEASED:
+        return next_assignment(g, m, m->epoch, owned, now_ms);
+    }
+    LM_UNREACHABLE();
+    return LM_E_INVALID;
+}
+
+/* ---- heartbeat ---- */
+
+static void resp_error(struct lm_cgroup_hb_resp *out, int16_t err, const char *msg,
+                       struct kafka_str member_id, int32_t epoch)
+{
+    *out = (struct lm_cgroup_hb_resp){.error_code = err,
+                                      .error_message = msg,
+                                      .member_id = member_id,
+                                      .member_epoch = epoch,
+                                      .heartbeat_interval_ms = 0};
+}
+
+static int16_t validate(const struct lm_cgroup_coord *c, const struct lm_cgroup_hb_req *r,
+                        const char **msg)
+{
+    if (r->group_id.len <= 0) {
+        *msg = "GroupId can't be empty.";
+        return KAFKA_INVALID_REQUEST;
+    }
+    if (r->instance_id.len == 0) {
+        *msg = "InstanceId can't be empty.";
+        return KAFKA_INVALID_REQUEST;
+    }
+    if (r->rack_id.len == 0) {
+        *msg = "RackId can't be empty.";
+        return KAFKA_INVALID_REQUEST;
+    }
+    if (r->version >= 1 && r->member_id.len <= 0) {
+        *msg = "MemberId can't be empty.";
+        return KAFKA_INVALID_REQUEST;
+    }
+    if (r->version == 0 && r->member_epoch != 0 && r->member_id.len <= 0) {
+        *msg = "MemberId can't be empty.";
+        return KAFKA_INVALID_REQUEST;
+    }
+    if (r->member_epoch == LM_CGROUP_JOIN_EPOCH) {
+        if (r->rebalance_timeout_ms == -1) {
+            *msg = "RebalanceTimeoutMs must be provided in first request.";
+            return KAFKA_INVALID_REQUEST;
+        }
+        if (r->n_owned != 0) {
+            *msg = "TopicPartitions must be empty when (re-)joining.";
+            return KAFKA_INVALID_REQUEST;
+        }
+        if (r->n_topic_names < 0 && r->topic_regex.len < 0) {
+            *msg = "SubscribedTopicNames or SubscribedTopicRegex must be set in first request.";
+            return KAFKA_INVALID_REQUEST;
+        }
+    } else if (r->member_epoch == LM_CGROUP_STATIC_LEAVE_EPOCH) {
+        if (r->instance_id.len < 0) {
+            *msg = "InstanceId can't be null.";
+            return KAFKA_INVALID_REQUEST;
+        }
+    } else if (r->member_epoch < LM_CGROUP_STATIC_LEAVE_EPOCH) {
+        *msg = "MemberEpoch is invalid.";
+        return KAFKA_INVALID_REQUEST;
+    }
+    if (r->n_topic_names > LM_CGROUP_SUBSCRIBED_MAX) {
+        *msg = "Too many subscribed topics.";
+        return KAFKA_INVALID_REQUEST;
+    }
+    if (r->server_assignor.len >= 0) {
+        bool known = false;
+        for (int32_t k = 0; k < c->cfg.n_assignors; k++)
+            known |= kafka_str_eq(
+                r->server_assignor,
+                (struct kafka_str){c->cfg.assignors[k], (int32_t)strlen(c->cfg.assignors[k])});
+        if (!known) {
+            *msg = "ServerAssignor is not supported.";
+            return KAFKA_UNSUPPORTED_ASSIGNOR;
+        }
+    }
+    return KAFKA_NONE;
+}
+
+/* Applies the request's subscription fields; *changed when the subscription differs. */
+static int update_subscription(struct cmember *m, const struct lm_cgroup_hb_req *r, bool *changed,
+                               int16_t *err)
+{
+    if (r->n_topic_names >= 0) {
+        bool same = r->n_topic_names == m->n_names;
+        for (int32_t i = 0; same && i < r->n_topic_names; i++) {
+            bool found = false;
+            for (int32_t k = 0; k < m->n_names && !found; k++)
+                found = kafka_str_eq(m->names[k], r->topic_names[i]);
+            same = found;
+        }
+        if (!same) {
+            struct kafka_str *names = calloc((size_t)r->n_topic_names + 1, sizeof(*names));
+            if (names == NULL)
+                return LM_E_NOMEM;
+            int32_t n = 0;
+            for (int32_t i = 0; i < r->n_topic_names; i++) {
+                names[n] = KAFKA_STR_NULL;
+                if (r->topic_names[i].len < 0)
+                    continue;
+                if (str_set(&names[n], r->topic_names[i]) != 0) {
+                    for (int32_t k = 0; k < n; k++)
+                        free((char *)names[k].ptr);
+                    free(names);
+                    return LM_E_NOMEM;
+                }
+                n++;
+            }
+            for (int32_t i = 0; i < m->n_names; i++)
+                free((char *)m->names[i].ptr);
+            free(m->names);
+            m->names = names;
+            m->n_names = n;
+            *changed = true;
+        }
+    }
+    if (r->topic_regex.len >= 0 && !str_is(m->regex, r->topic_regex)) {
+        if (m->has_re) {
+            regfree(&m->re);
+            m->has_re = false;
+        }
+        if (str_set(&m->regex, r->topic_regex) != 0)
+            return LM_E_NOMEM;
+        *changed = true;
+        if (r->topic_regex.len > LM_CGROUP_REGEX_MAX) {
+            /* a bound on what regcomp is given (its automaton grows with the pattern) */
+            *err = KAFKA_INVALID_REGULAR_EXPRESSION;
+            free((char *)m->regex.ptr);
+            m->regex = KAFKA_STR_NULL;
+            return 0;
+        }
+        if (r->topic_regex.len > 0) {
+            /* Kafka matches the whole name (RE2/J matches()); POSIX ERE stands in for RE2 */
+            size_t n = (size_t)r->topic_regex.len + 5;
+            char *pat = malloc(n);
+            if (pat == NULL)
+                return LM_E_NOMEM;
+            snprintf(pat, n, "^(%.*s)$", (int)r->topic_regex.len, r->topic_regex.ptr);
+            int rc = regcomp(&m->re, pat, REG_EXTENDED | REG_NOSUB);
+            free(pat);
+            if (rc != 0) {
+                *err = KAFKA_INVALID_REGULAR_EXPRESSION;
+                free((char *)m->regex.ptr);
+                m->regex = KAFKA_STR_NULL;
+                return 0;
+            }
+            m->has_re = true;
+        }
+    }
+    return 0;
+}
+
+static int new_member_id(struct lm_cgroup_coord *c, struct kafka_str *out)
+{
+    static const char alpha[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    char buf[22];
+    for (size_t i = 0; i < sizeof(buf); i++)
+        buf[i] = alpha[rng_next(c) & 63];
+    *out = KAFKA_STR_NULL;
+    return str_set(out, (struct kafka_str){buf, (int32_t)sizeof(buf)});
+}
+
+static int group_create(struct lm_cgroup_coord *c, struct kafka_str id, int32_t partition,
+                        struct cgroup **out)
+{
+    if (c->n_groups == c->cap_groups) {
+        size_t cap = c->cap_groups < 8 ? 8 : c->cap_groups * 2;
+        struct cgroup **v = realloc(c->groups, cap * sizeof(*v));
+        if (v == NULL)
+            return LM_E_NOMEM;
+        c->groups = v;
+        c->cap_groups = cap;
+    }
+    struct cgroup *g = calloc(1, sizeof(*g));
+    if (g == NULL)
+        return LM_E_NOMEM;
+    g->id = KAFKA_STR_NULL;
+    if (str_set(&g->id, id) != 0) {
+        free(g);
+        return LM_E_NOMEM;
+    }
+    g->partition = partition;
+    g->assignor = c->cfg.assignors[0];
+    c->groups[c->n_groups++] = g;
+    *out = g;
+    return 0;
+}
+
+static struct cmember *member_new(void)
+{
+    struct cmember *m = calloc(1, sizeof(*m));
+    if (m == NULL)
+        return NULL;
+    m->id = m->instance_id = m->rack_id = m->client_id = m->client_host = KAFKA_STR_NULL;
+    m->regex = m->assignor = KAFKA_STR_NULL;
+    m->rebalance_deadline_ms = INT64_MAX;
+    return m;
+}
+
+/* The owned partitions of a request as a sorted set (NULL when not reported). */
+static int owned_set(const struct lm_cgroup_hb_req *r, struct tpset *s)
+{
+    if (r->n_owned < 0)
+        return 0;
+    int64_t n = 0;
+    for (int32_t i = 0; i < r->n_owned; i++)
+        n += r->owned[i].n_partitions > 0 ? r->owned[i].n_partitions : 0;
+    if (n > LM_CGROUP_ASSIGNED_MAX)
+        return LM_E_TOO_LARGE;
+    if (tpset_reserve(s, (int32_t)n + 1) != 0)
+        return LM_E_NOMEM;
+    for (int32_t i = 0; i < r->n_owned; i++)
+        for (int32_t k = 0; k < r->owned[i].n_partitions; k++)
+            s->v[s->n++] = (struct lm_cgroup_tp){r->owned[i].topic_id, r->owned[i].partitions[k]};
+    tpset_normalize(s);
+    return 0;
+}
+
+static bool tpset_subset(const struct tpset *a, const struct tpset *b)
+{
+    for (int32_t i = 0; i < a->n; i++)
+        if (!tpset_has(b, &a->v[i]))
+            return false;
+    return true;
+}
+
+int lm_cgroup_heartbeat(struct lm_cgroup_coord *c, int64_t now_ms, int32_t partition,
+                        const struct lm_cgroup_image *img, const struct lm_cgroup_hb_req *r,
+                        struct lm_cgroup_hb_resp *out)
+{
+    LM_ASSERT(c != NULL && img != NULL && r != NULL && out != NULL);
+    const char *msg = NULL;
+    int16_t err = validate(c, r, &msg);
+    if (err != KAFKA_NONE) {
+        resp_error(out, err, msg, r->member_id, r->member_epoch);
+        return 0;
+    }
+    struct tpset owned_v = {0};
+    const struct tpset *owned = NULL;
+    int rc = owned_set(r, &owned_v);
+    if (rc == LM_E_TOO_LARGE) {
+        resp_error(out, KAFKA_INVALID_REQUEST, "Too many owned partitions.", r->member_id,
+                   r->member_epoch);
+        return 0;
+    }
+    if (rc != 0)
+        goto nomem;
+    if (r->n_owned >= 0)
+        owned = &owned_v;
+
+    struct cgroup *g = group_find(c, r->group_id, NULL);
+    if (g == NULL) {
+        if (r->member_epoch != LM_CGROUP_JOIN_EPOCH) {
+            /* Kafka answers GROUP_ID_NOT_FOUND here, its groups surviving restarts and
+             * coordinator moves; these are memory-only, so a member whose group went with
+             * its coordinator is told it is unknown, and joins again (epoch 0) */
+            resp_error(out, KAFKA_UNKNOWN_MEMBER_ID, "Group not found.", r->member_id,
+                       r->member_epoch);
+            tpset_free(&owned_v);
+            return 0;
+        }
+        if ((rc = group_create(c, r->group_id, partition, &g)) != 0)
+            goto nomem;
+    }
+    LM_ASSERT(g->epoch >= g->target_epoch);
+    int32_t index = -1;
+    struct cmember *m = member_find(g, r->member_id, &index);
+    bool bump = false;
+
+    if (r->member_epoch == LM_CGROUP_LEAVE_EPOCH ||
+        r->member_epoch == LM_CGROUP_STATIC_LEAVE_EPOCH) {
+        if (m == NULL) {
+            resp_error(out, KAFKA_UNKNOWN_MEMBER_ID, "Member not found.", r->member_id,
+                       r->member_epoch);
+            tpset_free(&owned_v);
+            return 0;
+        }
+        free(c->scratch_id);
+        c->scratch_id = malloc((size_t)m->id.len + 1);
+        if (c->scratch_id == NULL)
+            goto nomem;
+        memcpy(c->scratch_id, m->id.ptr, (size_t)m->id.len);
+        struct kafka_str id = {c->scratch_id, m->id.len};
+        if (r->member_epoch == LM_CGROUP_STATIC_LEAVE_EPOCH && m->instance_id.len >= 0) {
+            /* KIP-848 temporary leave of a static member: the assignment stays for the
+             * session timeout, for the same instance to take back */
+            m->static_left = true;
+            m->session_deadline_ms = now_ms + c->cfg.session_timeout_ms;
+        } else {
+            member_remove(g, index);
+            g->epoch++;
+        }
+        resp_error(out, KAFKA_NONE, NULL, id, r->member_epoch);
+        out->heartbeat_interval_ms = c->cfg.heartbeat_interval_ms;
+        tpset_free(&owned_v);
+        return 0;
+    }
+
+    bool joined = false;
+    if (r->member_epoch == LM_CGROUP_JOIN_EPOCH) {
+        struct cmember *st = member_by_instance(g, r->instance_id);
+        if (st != NULL && st != m) {
+            if (!st->static_left) {
+                resp_error(out, KAFKA_UNRELEASED_INSTANCE_ID,
+                           "Static member with the same instance id is still active.", r->member_id,
+                           r->member_epoch);
+                tpset_free(&owned_v);
+                return 0;
+            }
+            /* the instance comes back under a new member id: it takes over the departed
+             * member's epoch and assignment (no rebalance) */
+            struct kafka_str nid = KAFKA_STR_NULL;
+            if (r->member_id.len > 0) {
+                if (str_set(&nid, r->member_id) != 0)
+                    goto nomem;
+            } else if (new_member_id(c, &nid) != 0) {
+                goto nomem;
+            }
+            int32_t sti = -1;
+            member_find(g, st->id, &sti);
+            LM_ASSERT(sti >= 0);
+            memmove(&g->members[sti], &g->members[sti + 1],
+                    (size_t)(g->n_members - sti - 1) * sizeof(*g->members));
+            g->n_members--;
+            free((char *)st->id.ptr);
+            st->id = nid;
+            st->static_left = false;
+            st->assignment_changed = true;
+            if (member_insert(g, st) != 0) {
+                member_free(st);
+                g->epoch++;
+                goto nomem;
+            }
+            m = st;
+            joined = true;
+        } else if (m != NULL) {
+            /* a member joining again under its id lost its partitions (KIP-848: epoch 0
+             * means it holds none); what others wait for is released now */
+            m->assigned.n = 0;
+            m->pending.n = 0;
+            m->static_left = false;
+            m->state = M_STABLE;
+            m->rebalance_deadline_ms = INT64_MAX;
+            set_epoch(m, 0);
+            m->assignment_changed = true;
+            joined = true;
+        } else {
+            if (g->n_members >= c->cfg.max_size || g->n_members >= LM_CGROUP_MEMBERS_MAX) {
+                resp_error(out, KAFKA_GROUP_MAX_SIZE_REACHED, "The group is full.", r->member_id,
+                           r->member_epoch);
+                tpset_free(&owned_v);
+                return 0;
+            }
+            m = member_new();
+            if (m == NULL)
+                goto nomem;
+            rc = r->member_id.len > 0 ? str_set(&m->id, r->member_id) : new_member_id(c, &m->id);
+            if (rc != 0 || str_set(&m->instance_id, r->instance_id) != 0 ||
+                member_insert(g, m) != 0) {
+                member_free(m);
+                goto nomem;
+            }
+            m->assignment_changed = true;
+            joined = true;
+            bump = true;
+        }
+    } else {
+        if (m == NULL) {
+            resp_error(out, KAFKA_UNKNOWN_MEMBER_ID, "Member not found.", r->member_id,
+                       r->member_epoch);
+            tpset_free(&owned_v);
+            return 0;
+        }
+        int32_t have = m->static_left ? LM_CGROUP_STATIC_LEAVE_EPOCH : m->epoch;
+        bool fenced = r->member_epoch > have;
+        if (r->member_epoch < have) {
+            /* the response that moved the member on may have been lost: its previous epoch
+             * is accepted while what it owns is part of its assignment */
+            fenced = r->member_epoch != m->prev_epoch || owned == NULL ||
+                     !tpset_subset(owned, &m->assigned);
+        }
+        if (fenced) {
+            resp_error(out, KAFKA_FENCED_MEMBER_EPOCH,
+                       "The consumer group member has a greater member epoch than expected.",
+                       r->member_id, r->member_epoch);
+            tpset_free(&owned_v);
+            return 0;
+        }
+    }
+
+    /* member fields */
+    if (r->rebalance_timeout_ms >= 0)
+        m->rebalance_timeout_ms = r->rebalance_timeout_ms;
+    if ((r->rack_id.len >= 0 && str_set(&m->rack_id, r->rack_id) != 0) ||
+        (r->client_id.len >= 0 && str_set(&m->client_id, r->client_id) != 0) ||
+        (r->client_host.len >= 0 && str_set(&m->client_host, r->client_host) != 0) ||
+        (r->server_assignor.len >= 0 && str_set(&m->assignor, r->server_assignor) != 0))
+        goto nomem;
+    bool sub_changed = false;
+    err = KAFKA_NONE;
+    if ((rc = update_subscription(m, r, &sub_changed, &err)) != 0)
+        goto nomem;
+    if (err != KAFKA_NONE) {
+        /* the request's member id: a member created by this call is freed below */
+        resp_error(out, err, "SubscribedTopicRegex is not a valid regular expression.",
+                   r->member_id, r->member_epoch);
+        if (joined && bump) {
+            int32_t mi = -1;
+            member_find(g, m->id, &mi);
+            member_remove(g, mi);
+            if (g->n_members == 0 && g->epoch == 0)
+                group_drop(c, g);
+        }
+        tpset_free(&owned_v);
+        return 0;
+    }
+    m->session_deadline_ms = now_ms + c->cfg.session_timeout_ms;
+
+    uint64_t h = subscribed_hash(g, img);
+    if (bump || sub_changed || h != g->meta_hash) {
+        g->meta_hash = h;
+        g->epoch++;
+    }
+    if (g->epoch > g->target_epoch && (rc = compute_target(c, g, img)) != 0)
+        goto nomem;
+    if ((rc = reconcile(g, m, joined ? &owned_v : owned, now_ms)) != 0)
+        goto nomem;
+
+    bool full = r->rebalance_timeout_ms != -1 &&
+                (r->n_topic_names >= 0 || r->topic_regex.len >= 0) && r->n_owned >= 0;
+    *out = (struct lm_cgroup_hb_resp){.error_code = KAFKA_NONE,
+                                      .member_id = m->id,
+                                      .member_epoch = m->epoch,
+                                      .heartbeat_interval_ms = c->cfg.heartbeat_interval_ms};
+    if (m->assignment_changed || full || joined) {
+        out->has_assignment = true;
+        out->n_assigned = m->assigned.n;
+        out->assigned = m->assigned.v;
+        m->assignment_changed = false;
+    }
+    tpset_free(&owned_v);
+    return 0;
+nomem:
+    tpset_free(&owned_v);
+    resp_error(out, KAFKA_UNKNOWN_SERVER_ERROR, NULL, r->member_id, r->member_epoch);
+    return LM_E_NOMEM;
+}
+
+/* ---- describe, list, checks ---- */
+
+static const char *group_state(const struct cgroup *g)
+{
+    if (g->n_members == 0)
+        return "Empty";
+    if (g->epoch > g->target_epoch)
+        return "Assigning";
+    for (int32_t i = 0; i < g->n_members; i++)
+        if (g->members[i]->epoch != g->target_epoch || g->members[i]->state != M_STABLE)
+            return "Reconciling";
+    return "Stable";
+}
+
+int lm_cgroup_describe(struct lm_cgroup_coord *c, const struct lm_cgroup_image *img,
+                       struct kafka_str group_id, struct lm_cgroup_desc *out)
+{
+    (void)img;
+    struct cgroup *g = group_find(c, group_id, NULL);
+    *out = (struct lm_cgroup_desc){.group_id = group_id, .state = "Dead"};
+    if (g == NULL) {
+        out->error_code = KAFKA_GROUP_ID_NOT_FOUND;
+        return 0;
+    }
+    if (g->n_members > c->cap_desc) {
+        struct lm_cgroup_desc_member *v =
+            realloc(c->desc_members, (size_t)g->n_members * sizeof(*v));
+        if (v == NULL) {
+            out->error_code = KAFKA_UNKNOWN_SERVER_ERROR;
+            return LM_E_NOMEM;
+        }
+        c->desc_members = v;
+        c->cap_desc = g->n_members;
+    }
+    for (int32_t i = 0; i < g->n_members; i++) {
+        const struct cmember *m = g->members[i];
+        c->desc_members[i] = (struct lm_cgroup_desc_member){
+            .member_id = m->id,
+            .instance_id = m->instance_id,
+            .rack_id = m->rack_id,
+            .member_epoch = m->static_left ? LM_CGROUP_STATIC_LEAVE_EPOCH : m->epoch,
+            .client_id = m->client_id.len >= 0 ? m->client_id : (struct kafka_str){"", 0},
+            .client_host = m->client_host.len >= 0 ? m->client_host : (struct kafka_str){"", 0},
+            .n_topic_names = m->n_names,
+            .topic_names = m->names,
+            .topic_regex = m->regex,
+            .n_assigned = m->assigned.n,
+            .assigned = m->assigned.v,
+            .n_target = m->target.n,
+            .target = m->target.v,
+        };
+    }
+    out->group_id = g->id;
+    out->state = group_state(g);
+    out->group_epoch = g->epoch;
+    out->assignment_epoch = g->target_epoch;
+    out->assignor = g->assignor;
+    out->n_members = g->n_members;
+    out->members = c->desc_members;
+    return 0;
+}
+
+bool lm_cgroup_exists(const struct lm_cgroup_coord *c, struct kafka_str group_id,
+                      int32_t *n_members)
+{
+    const struct cgroup *g = group_find(c, group_id, NULL);
+    if (n_members != NULL)
+        *n_members = g != NULL ? g->n_members : 0;
+    return g != NULL;
+}
+
+bool lm_cgroup_subscribed(const struct lm_cgroup_coord *c, struct kafka_str group_id,
+                          struct kafka_str topic)
+{
+    const struct cgroup *g = group_find(c, group_id, NULL);
+    if (g == NULL || topic.len < 0)
+        return false;
+    struct lm_cgroup_topic t = {.name = topic};
+    for (int32_t i = 0; i < g->n_members; i++)
+        if (member_subscribes(g->members[i], &t))
+            return true;
+    return false;
+}
+
+void lm_cgroup_list(const struct lm_cgroup_coord *c,
+                    void (*fn)(void *ctx, const struct lm_cgroup_list_entry *e), void *ctx)
+{
+    for (size_t i = 0; i < c->n_groups; i++) {
+        const struct cgroup *g = c->groups[i];
+        struct lm_cgroup_list_entry e = {g->id, g->partition, group_state(g)};
+        fn(ctx, &e);
+    }
+}
+
+int lm_cgroup_delete(struct lm_cgroup_coord *c, struct kafka_str group_id)
+{
+    struct cgroup *g = group_find(c, group_id, NULL);
+    if (g == NULL)
+        return LM_E_NOT_FOUND;
+    if (g->n_members > 0)
+        return LM_E_EXISTS;
+    group_drop(c, g);
+    return 0;
+}
+
+int16_t lm_cgroup_check_commit(const struct lm_cgroup_coord *c, struct kafka_str group_id,
+                               struct kafka_str member_id, int32_t member_epoch, bool transactional,
+                               int16_t api_version)
+{
+    const struct cgroup *g = group_find(c, group_id, NULL);
+    if (g == NULL)
+        return KAFKA_NONE;
+    /* epoch -1: an admin client or a consumer outside group management, allowed while the
+     * group is empty (Kafka ConsumerGroup.validateOffsetCommit) */
+    if (member_epoch < 0 && g->n_members == 0)
+        return KAFKA_NONE;
+    const struct cmember *m = member_find(g, member_id, NULL);
+    if (m == NULL)
+        return KAFKA_UNKNOWN_MEMBER_ID;
+    if (!transactional && api_version < 9)
+        return KAFKA_UNSUPPORTED_VERSION;
+    int32_t have = m->static_left ? LM_CGROUP_STATIC_LEAVE_EPOCH : m->epoch;
+    return member_epoch == have ? KAFKA_NONE : KAFKA_STALE_MEMBER_EPOCH;
+}
+
+int16_t lm_cgroup_check_fetch(const struct lm_cgroup_coord *c, struct kafka_str group_id,
+                              struct kafka_str member_id, int32_t member_epoch)
+{
+    const struct cgroup *g = group_find(c, group_id, NULL);
+    if (g == NULL || (member_epoch < 0 && member_id.len < 0))
+        return KAFKA_NONE;
+    /* an admin fetch (no member) is served; a member's must match its epoch (Kafka
+     * ConsumerGroup.validateOffsetFetch) */
+    if (member_id.len <= 0 && member_epoch < 0)
+        return KAFKA_NONE;
+    const struct cmember *m = member_find(g, member_id, NULL);
+    if (m == NULL)
+        return KAFKA_UNKNOWN_MEMBER_ID;
+    int32_t have = m->static_left ? LM_CGROUP_STATIC_LEAVE_EPOCH : m->epoch;
+    return member_epoch == have ? KAFKA_NONE : KAFKA_STALE_MEMBER_EPOCH;
+}
+
+/* ---- timers ---- */
+
+void lm_cgroup_tick(struct lm_cgroup_coord *c, int64_t now_ms)
+{
+    for (size_t gi = 0; gi < c->n_groups; gi++) {
+        struct cgroup *g = c->groups[gi];
+        for (int32_t i = 0; i < g->n_members;) {
+            const struct cmember *m = g->members[i];
+            /* session expiry, or a revocation not done within the rebalance timeout: the
+             * member is fenced and its partitions go to the others */
+            if (m->session_deadline_ms <= now_ms || m->rebalance_deadline_ms <= now_ms) {
+                member_remove(g, i);
+                g->epoch++;
+                continue;
+            }
+            i++;
+        }
+    }
+}
+
+size_t lm_cgroup_drop_empty(struct lm_cgroup_coord *c,
+                            bool (*keep)(void *ctx, struct kafka_str group_id), void *ctx)
+{
+    size_t dropped = 0;
+    for (size_t i = 0; i < c->n_groups;) {
+        struct cgroup *g = c->groups[i];
+        if (g->n_members == 0 && !keep(ctx, g->id)) {
+            group_free(g);
+            c->groups[i] = c->groups[--c->n_groups];
+            dropped++;
+            continue;
+        }
+        i++;
+    }
+    return dropped;
+}
+
+int64_t lm_cgroup_next_deadline_ms(const struct lm_cgroup_coord *c)
+{
+    int64_t dl = INT64_MAX;
+    for (size_t gi = 0; gi < c->n_groups; gi++) {
+        const struct cgroup *g = c->groups[gi];
+        for (int32_t i = 0; i < g->n_members; i++) {
+            const struct cmember *m = g->members[i];
+            if (m->session_deadline_ms < dl)
+                dl = m->session_deadline_ms;
+            if (m->rebalance_deadline_ms < dl)
+                dl = m->rebalance_deadline_ms;
+        }
+    }
+    return dl;
+}
+
+void lm_cgroup_unload(struct lm_cgroup_coord *c, int32_t partition)
+{
+    for (size_t i = 0; i < c->n_groups;) {
+        if (c->groups[i]->partition == partition) {
+            group_free(c->groups[i]);
+            c->groups[i] = c->groups[--c->n_groups];
+            continue;
+        }
+        i++;
+    }
+}
+
+size_t lm_cgroup_n_groups(const struct lm_cgroup_coord *c)
+{
+    return c->n_groups;
+}
+
+/* ---- lifecycle ---- */
+
+void lm_cgroup_config_default(struct lm_cgroup_config *cfg)
+{
+    *cfg = (struct lm_cgroup_config){
+        .session_timeout_ms = 45000,
+        .heartbeat_interval_ms = 5000,
+        .max_size = INT32_MAX,
+        .n_assignors = 2,
+        .assignors = {"uniform", "range"},
+        .rand_seed = 1,
+    };
+}
+
+int lm_cgroup_coord_new(const struct lm_cgroup_config *cfg, struct lm_cgroup_coord **out)
+{
+    LM_ASSERT(cfg->n_assignors >= 1 && cfg->n_assignors <= 2);
+    for (int32_t k = 0; k < cfg->n_assignors; k++)
+        if (strcmp(cfg->assignors[k], "uniform") != 0 && strcmp(cfg->assignors[k], "range") != 0)
+            return LM_E_INVALID;
+    struct lm_cgroup_coord *c = calloc(1, sizeof(*c));
+    if (c == NULL)
+        return LM_E_NOMEM;
+    c->cfg = *cfg;
+    c->rng = cfg->rand_seed;
+    *out = c;
+    return 0;
+}
+
+void lm_cgroup_coord_free(struct lm_cgroup_coord *c)
+{
+    if (c == NULL)
+        return;
+    for (size_t i = 0; i < c->n_groups; i++)
+        group_free(c->groups[i]);
+    free(c->groups);
+    free(c->scratch_id);
+    free(c->desc_members);
+    free(c);
+}

@@ -1,0 +1,872 @@
+/* Consumer-protocol groups (KIP-848): the assignors, the reconciliation rules (revocation
+ * before assignment, epochs), errors, static members, timeouts, and randomized runs of
+ * simulated clients checking that no partition is ever held by two members and that a stable
+ * group ends with every subscribed partition assigned. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "broker/group/cgroup.h"
+#include "common/lm_err.h"
+#include "protocol/kafka_errors.h"
+
+static struct kafka_str S(const char *s) {
+    return (struct kafka_str){s, (int32_t)strlen(s)};
+}
+
+/* ---- a topic image ---- */
+
+#define TOPICS_MAX 8
+
+struct image {
+    int n;
+    char names[TOPICS_MAX][16];
+    int32_t parts[TOPICS_MAX];
+    uint8_t tag[TOPICS_MAX];
+};
+
+static void image_topic(void *ctx, size_t i, struct lm_cgroup_topic *out)
+{
+    struct image *im = ctx;
+    memset(out, 0, sizeof(*out));
+    out->name = S(im->names[i]);
+    out->id.b[0] = im->tag[i];
+    out->id.b[15] = (uint8_t)i;
+    out->partitions = im->parts[i];
+}
+
+static struct lm_cgroup_image img_of(struct image *im)
+{
+    return (struct lm_cgroup_image){im, (size_t)im->n, image_topic};
+}
+
+static void image_add(struct image *im, const char *name, int32_t parts)
+{
+    snprintf(im->names[im->n], sizeof(im->names[0]), "%s", name);
+    im->parts[im->n] = parts;
+    im->tag[im->n] = 1;
+    im->n++;
+}
+
+/* ---- a simulated client ---- */
+
+#define OWN_MAX 256
+
+struct client {
+    char id[16];
+    int32_t epoch; /* -1: not in the group */
+    int n_own;
+    struct lm_cgroup_tp own[OWN_MAX];
+    const char *topics[2];
+    int n_topics;
+    int64_t last_hb_ms;
+    /* lazy: a revocation completes only at a later heartbeat (randomly), as a client whose
+     * revocation callback takes time; until then it keeps owning (and reporting) them */
+    bool lazy;
+    uint64_t rng;
+    int64_t revoke_since_ms; /* -1: none pending; forced after 10 s (rebalance timeout 30 s) */
+    int n_asg;
+    struct lm_cgroup_tp asg[OWN_MAX];
+};
+
+static struct lm_cgroup_coord *coord_new(void)
+{
+    struct lm_cgroup_config cfg;
+    lm_cgroup_config_default(&cfg);
+    struct lm_cgroup_coord *c = NULL;
+    assert_int_equal(lm_cgroup_coord_new(&cfg, &c), 0);
+    return c;
+}
+
+static int tp_cmp_q(const void *a, const void *b)
+{
+    return lm_cgroup_tp_cmp(a, b);
+}
+
+/* Heartbeats as the client would: epoch 0 with the subscription when joining, else its
+ * epoch and owned partitions; adopts the assignment of the answer. */
+static int16_t client_hb(struct lm_cgroup_coord *c, struct image *im, int64_t now,
+                         struct client *cl, int32_t epoch_override, struct lm_cgroup_hb_resp *out)
+{
+    struct lm_cgroup_hb_req r;
+    memset(&r, 0, sizeof(r));
+    r.group_id = S("g");
+    r.member_id = S(cl->id);
+    r.member_epoch = epoch_override != INT32_MIN ? epoch_override : cl->epoch < 0 ? 0 : cl->epoch;
+    r.instance_id = KAFKA_STR_NULL;
+    r.rack_id = KAFKA_STR_NULL;
+    r.topic_regex = KAFKA_STR_NULL;
+    r.server_assignor = KAFKA_STR_NULL;
+    r.client_id = S("cl");
+    r.client_host = S("/127.0.0.1");
+    r.version = 1;
+    struct kafka_str names[2];
+    struct lm_cgroup_owned_topic owned[OWN_MAX];
+    int32_t parts[OWN_MAX];
+    r.rebalance_timeout_ms = 30000;
+    r.n_topic_names = cl->n_topics;
+    for (int i = 0; i < cl->n_topics; i++)
+        names[i] = S(cl->topics[i]);
+    r.topic_names = names;
+    if (cl->lazy) {
+        cl->rng = cl->rng * 6364136223846793005ull + 1442695040888963407ull;
+        if (cl->revoke_since_ms >= 0 &&
+            ((cl->rng >> 33) % 2 == 0 || now - cl->revoke_since_ms >= 10000)) {
+            cl->revoke_since_ms = -1;
+            int w = 0;
+            for (int i = 0; i < cl->n_own; i++) {
+                bool keep = false;
+                for (int k = 0; k < cl->n_asg && !keep; k++)
+                    keep = lm_cgroup_tp_cmp(&cl->own[i], &cl->asg[k]) == 0;
+                if (keep)
+                    cl->own[w++] = cl->own[i];
+            }
+            cl->n_own = w;
+        }
+    }
+    int no = 0;
+    if (r.member_epoch != 0) {
+        for (int i = 0; i < cl->n_own; i++) {
+            if (no == 0 || memcmp(owned[no - 1].topic_id.b, cl->own[i].topic_id.b, 16) != 0) {
+                owned[no].topic_id = cl->own[i].topic_id;
+                owned[no].partitions = &parts[i];
+                owned[no].n_partitions = 0;
+                no++;
+            }
+            parts[i] = cl->own[i].partition;
+            owned[no - 1].n_partitions++;
+        }
+    }
+    r.n_owned = no;
+    r.owned = owned;
+    struct lm_cgroup_image img = img_of(im);
+    assert_int_equal(lm_cgroup_heartbeat(c, now, 0, &img, &r, out), 0);
+    cl->last_hb_ms = now;
+    if (getenv("CG_TRACE") != NULL)
+        fprintf(stderr, "  hb %s t=%lld sent epoch %d owned %d -> err %d epoch %d has %d n %d\n",
+                cl->id, (long long)now, r.member_epoch, cl->n_own, out->error_code,
+                out->member_epoch, out->has_assignment, out->n_assigned);
+    if (out->error_code == KAFKA_NONE) {
+        cl->epoch = out->member_epoch;
+        if (out->has_assignment && !cl->lazy) {
+            assert_true(out->n_assigned <= OWN_MAX);
+            cl->n_own = out->n_assigned;
+            if (out->n_assigned > 0)
+                memcpy(cl->own, out->assigned, (size_t)out->n_assigned * sizeof(*cl->own));
+        } else if (out->has_assignment) {
+            /* new partitions are taken at once, revoked ones given up later */
+            assert_true(out->n_assigned <= OWN_MAX);
+            cl->n_asg = out->n_assigned;
+            if (out->n_assigned > 0)
+                memcpy(cl->asg, out->assigned, (size_t)out->n_assigned * sizeof(*cl->asg));
+            for (int k = 0; k < cl->n_asg; k++) {
+                bool have = false;
+                for (int i = 0; i < cl->n_own && !have; i++)
+                    have = lm_cgroup_tp_cmp(&cl->own[i], &cl->asg[k]) == 0;
+                if (!have) {
+                    assert_true(cl->n_own < OWN_MAX);
+                    cl->own[cl->n_own++] = cl->asg[k];
+                }
+            }
+            qsort(cl->own, (size_t)cl->n_own, sizeof(cl->own[0]), tp_cmp_q);
+            if (cl->n_own > cl->n_asg && cl->revoke_since_ms < 0)
+                cl->revoke_since_ms = now;
+        }
+    }
+    return out->error_code;
+}
+
+static void client_init(struct client *cl, const char *id, const char *topic)
+{
+    memset(cl, 0, sizeof(*cl));
+    snprintf(cl->id, sizeof(cl->id), "%s", id);
+    cl->epoch = -1;
+    cl->topics[0] = topic;
+    cl->n_topics = 1;
+}
+
+/* No partition in two clients' owned sets. */
+static void check_disjoint(struct client *cls, int n)
+{
+    for (int a = 0; a < n; a++)
+        for (int b = a + 1; b < n; b++)
+            for (int i = 0; i < cls[a].n_own; i++)
+                for (int k = 0; k < cls[b].n_own; k++)
+                    if (lm_cgroup_tp_cmp(&cls[a].own[i], &cls[b].own[k]) == 0)
+                        fail_msg("partition %d held by %s and %s", cls[a].own[i].partition,
+                                 cls[a].id, cls[b].id);
+}
+
+/* ---- assignors ---- */
+
+static void test_range_assignor(void **state)
+{
+    (void)state;
+    struct lm_cgroup_atopic topics[2] = {{.id = {{1}}, .partitions = 7},
+                                         {.id = {{2}}, .partitions = 2}};
+    int32_t both[2] = {0, 1}, first[1] = {0};
+    struct lm_cgroup_amember m[3] = {
+        {.member_id = S("a"), .n_topics = 2, .topics = both},
+        {.member_id = S("b"), .n_topics = 2, .topics = both},
+        {.member_id = S("c"), .n_topics = 1, .topics = first},
+    };
+    assert_int_equal(lm_cgroup_assign("range", 2, topics, 3, m), 0);
+    /* topic 1: 7 over 3 -> 3,2,2 consecutive; topic 2: 2 over a,b -> 1,1 */
+    assert_int_equal(m[0].n_target, 4);
+    assert_int_equal(m[1].n_target, 3);
+    assert_int_equal(m[2].n_target, 2);
+    assert_int_equal(m[0].target[0].partition, 0);
+    assert_int_equal(m[0].target[2].partition, 2);
+    assert_int_equal(m[0].target[3].topic_id.b[0], 2);
+    assert_int_equal(m[1].target[0].partition, 3);
+    assert_int_equal(m[2].target[0].partition, 5);
+    assert_int_equal(m[2].target[1].partition, 6);
+    for (int i = 0; i < 3; i++)
+        free(m[i].target);
+    assert_int_equal(lm_cgroup_assign("roundrobin", 2, topics, 3, m), LM_E_INVALID);
+}
+
+static void test_uniform_assignor_balanced_and_sticky(void **state)
+{
+    (void)state;
+    struct lm_cgroup_atopic topics[1] = {{.id = {{1}}, .partitions = 6}};
+    int32_t t0[1] = {0};
+    struct lm_cgroup_amember one[1] = {{.member_id = S("a"), .n_topics = 1, .topics = t0}};
+    assert_int_equal(lm_cgroup_assign("uniform", 1, topics, 1, one), 0);
+    assert_int_equal(one[0].n_target, 6);
+    /* a second and third member: 2 each, and a keeps 2 of the 6 it had */
+    struct lm_cgroup_amember three[3] = {
+        {.member_id = S("a"),
+         .n_topics = 1,
+         .topics = t0,
+         .n_current = 6,
+         .current = one[0].target},
+        {.member_id = S("b"), .n_topics = 1, .topics = t0},
+        {.member_id = S("c"), .n_topics = 1, .topics = t0},
+    };
+    assert_int_equal(lm_cgroup_assign("uniform", 1, topics, 3, three), 0);
+    int seen[6] = {0};
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(three[i].n_target, 2);
+        for (int k = 0; k < 2; k++)
+            seen[three[i].target[k].partition]++;
+    }
+    for (int p = 0; p < 6; p++)
+        assert_int_equal(seen[p], 1);
+    /* stickiness: b and c keep theirs when a leaves, and split a's */
+    struct lm_cgroup_amember two[2] = {
+        {.member_id = S("b"),
+         .n_topics = 1,
+         .topics = t0,
+         .n_current = 2,
+         .current = three[1].target},
+        {.member_id = S("c"),
+         .n_topics = 1,
+         .topics = t0,
+         .n_current = 2,
+         .current = three[2].target},
+    };
+    assert_int_equal(lm_cgroup_assign("uniform", 1, topics, 2, two), 0);
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(two[i].n_target, 3);
+        for (int k = 0; k < 2; k++) {
+            bool kept = false;
+            for (int j = 0; j < 3; j++)
+                kept |= two[i].target[j].partition == three[i + 1].target[k].partition;
+            assert_true(kept);
+        }
+    }
+    free(one[0].target);
+    for (int i = 0; i < 3; i++)
+        free(three[i].target);
+    for (int i = 0; i < 2; i++)
+        free(two[i].target);
+}
+
+static void test_uniform_heterogeneous(void **state)
+{
+    (void)state;
+    /* a subscribes to t0 (4 partitions) only, b to t0 and t1 (4): b takes all of t1 and a
+     * all of t0 is not balanced; 4/4 is */
+    struct lm_cgroup_atopic topics[2] = {{.id = {{1}}, .partitions = 4},
+                                         {.id = {{2}}, .partitions = 4}};
+    int32_t t0[1] = {0}, both[2] = {0, 1};
+    struct lm_cgroup_amember m[2] = {
+        {.member_id = S("a"), .n_topics = 1, .topics = t0},
+        {.member_id = S("b"), .n_topics = 2, .topics = both},
+    };
+    assert_int_equal(lm_cgroup_assign("uniform", 2, topics, 2, m), 0);
+    assert_int_equal(m[0].n_target, 4);
+    assert_int_equal(m[1].n_target, 4);
+    for (int k = 0; k < 4; k++)
+        assert_int_equal(m[0].target[k].topic_id.b[0], 1);
+    free(m[0].target);
+    free(m[1].target);
+}
+
+/* Randomized: every partition of a subscribed topic goes to exactly one subscriber; uniform
+ * with one shared subscription: counts differ by at most one, and each member keeps as many
+ * of its current partitions as its count allows; otherwise no partition could move to a
+ * subscriber holding two fewer; range: per topic, consecutive and balanced. */
+static void test_assignors_randomized(void **state)
+{
+    (void)state;
+    uint64_t x = 88172645463325252ull;
+#define RND(n) ((x ^= x << 13, x ^= x >> 7, x ^= x << 17), (int32_t)(x % (uint64_t)(n)))
+    for (int round = 0; round < 600; round++) {
+        int32_t nt = 1 + RND(4), nm = 1 + RND(8);
+        struct lm_cgroup_atopic topics[4];
+        for (int32_t t = 0; t < nt; t++)
+            topics[t] =
+                (struct lm_cgroup_atopic){.id = {{(uint8_t)(t + 1)}}, .partitions = RND(20)};
+        bool homo = RND(2) == 0;
+        const char *assignor = RND(3) == 0 ? "range" : "uniform";
+        int32_t subs[8][4], nsubs[8];
+        struct lm_cgroup_tp cur[8][80];
+        int32_t ncur[8];
+        struct lm_cgroup_amember m[8];
+        for (int32_t i = 0; i < nm; i++) {
+            nsubs[i] = 0;
+            for (int32_t t = 0; t < nt; t++)
+                if (homo || RND(2) == 0)
+                    subs[i][nsubs[i]++] = t;
+            /* a random current assignment, possibly stale (partitions gone, overlaps) */
+            ncur[i] = RND(10);
+            for (int32_t k = 0; k < ncur[i]; k++)
+                cur[i][k] = (struct lm_cgroup_tp){.topic_id = {{(uint8_t)(1 + RND(nt))}},
+                                                  .partition = RND(22)};
+            m[i] = (struct lm_cgroup_amember){.member_id = S("m"),
+                                              .n_topics = nsubs[i],
+                                              .topics = subs[i],
+                                              .n_current = ncur[i],
+                                              .current = cur[i]};
+        }
+        assert_int_equal(lm_cgroup_assign(assignor, nt, topics, nm, m), 0);
+        int32_t owner[4][20];
+        memset(owner, -1, sizeof(owner));
+        for (int32_t i = 0; i < nm; i++) {
+            for (int32_t k = 0; k < m[i].n_target; k++) {
+                int32_t t = m[i].target[k].topic_id.b[0] - 1, p = m[i].target[k].partition;
+                assert_true(t >= 0 && t < nt && p >= 0 && p < topics[t].partitions);
+                assert_int_equal(owner[t][p], -1);
+                owner[t][p] = i;
+                bool sub = false;
+                for (int32_t j = 0; j < nsubs[i]; j++)
+                    sub |= subs[i][j] == t;
+                assert_true(sub);
+            }
+        }
+        for (int32_t t = 0; t < nt; t++) {
+            bool any = false;
+            for (int32_t i = 0; i < nm; i++)
+                for (int32_t j = 0; j < nsubs[i]; j++)
+                    any |= subs[i][j] == t;
+            for (int32_t p = 0; p < topics[t].partitions; p++)
+                assert_true(any ? owner[t][p] >= 0 : owner[t][p] == -1);
+        }
+        if (strcmp(assignor, "uniform") == 0 && homo) {
+            int32_t lo = INT32_MAX, hi = 0, total = 0;
+            for (int32_t t = 0; t < nt; t++)
+                total += topics[t].partitions;
+            for (int32_t i = 0; i < nm; i++) {
+                lo = m[i].n_target < lo ? m[i].n_target : lo;
+                hi = m[i].n_target > hi ? m[i].n_target : hi;
+                /* sticky: it keeps min(valid current it alone claims first, its count) */
+                int32_t kept = 0;
+                for (int32_t k = 0; k < m[i].n_target; k++)
+                    for (int32_t j = 0; j < ncur[i]; j++)
+                        if (lm_cgroup_tp_cmp(&m[i].target[k], &cur[i][j]) == 0) {
+                            kept++;
+                            break;
+                        }
+                int32_t valid_unique = 0;
+                for (int32_t j = 0; j < ncur[i]; j++) {
+                    int32_t t = cur[i][j].topic_id.b[0] - 1;
+                    bool dup = false, earlier = false;
+                    for (int32_t q = 0; q < j; q++)
+                        dup |= lm_cgroup_tp_cmp(&cur[i][q], &cur[i][j]) == 0;
+                    for (int32_t q = 0; q < i; q++)
+                        for (int32_t r = 0; r < ncur[q]; r++)
+                            earlier |= lm_cgroup_tp_cmp(&cur[q][r], &cur[i][j]) == 0;
+                    valid_unique += !dup && !earlier && cur[i][j].partition < topics[t].partitions;
+                }
+                int32_t quota = total / nm;
+                assert_true(kept >= (valid_unique < quota ? valid_unique : quota));
+            }
+            assert_true(hi - lo <= 1);
+        } else if (strcmp(assignor, "uniform") == 0) {
+            for (int32_t t = 0; t < nt; t++)
+                for (int32_t p = 0; p < topics[t].partitions; p++) {
+                    int32_t o = owner[t][p];
+                    if (o < 0)
+                        continue;
+                    for (int32_t i = 0; i < nm; i++)
+                        for (int32_t j = 0; j < nsubs[i]; j++)
+                            if (subs[i][j] == t)
+                                assert_false(m[i].n_target < m[o].n_target - 1);
+                }
+        } else {
+            for (int32_t t = 0; t < nt; t++) {
+                int32_t nsub = 0;
+                for (int32_t i = 0; i < nm; i++)
+                    for (int32_t j = 0; j < nsubs[i]; j++)
+                        nsub += subs[i][j] == t;
+                for (int32_t p = 1; p < topics[t].partitions; p++)
+                    assert_true(owner[t][p] >= owner[t][p - 1]); /* consecutive ranges */
+                for (int32_t i = 0; i < nm; i++) {
+                    int32_t n = 0;
+                    for (int32_t p = 0; p < topics[t].partitions; p++)
+                        n += owner[t][p] == i;
+                    if (nsub > 0 && n > 0)
+                        assert_true(n == topics[t].partitions / nsub ||
+                                    n == topics[t].partitions / nsub + 1);
+                }
+            }
+        }
+        for (int32_t i = 0; i < nm; i++)
+            free(m[i].target);
+    }
+#undef RND
+}
+
+/* ---- reconciliation ---- */
+
+static void test_revocation_before_assignment(void **state)
+{
+    (void)state;
+    struct lm_cgroup_coord *c = coord_new();
+    struct image im = {0};
+    image_add(&im, "t", 6);
+    struct client a, b;
+    client_init(&a, "a", "t");
+    client_init(&b, "b", "t");
+    struct lm_cgroup_hb_resp r;
+    assert_int_equal(client_hb(c, &im, 0, &a, INT32_MIN, &r), KAFKA_NONE);
+    assert_int_equal(a.epoch, 1);
+    assert_int_equal(a.n_own, 6);
+    assert_int_equal(r.heartbeat_interval_ms, 5000);
+    /* b joins: epoch 2; a still holds everything, so b gets nothing yet */
+    assert_int_equal(client_hb(c, &im, 10, &b, INT32_MIN, &r), KAFKA_NONE);
+    assert_int_equal(b.epoch, 2);
+    assert_int_equal(b.n_own, 0);
+    /* a is told to give up 3 and keeps epoch 1 */
+    assert_int_equal(client_hb(c, &im, 20, &a, INT32_MIN, &r), KAFKA_NONE);
+    assert_true(r.has_assignment);
+    assert_int_equal(a.epoch, 1);
+    assert_int_equal(a.n_own, 3);
+    /* b still waits: the 3 are a's until a acknowledges */
+    assert_int_equal(client_hb(c, &im, 30, &b, INT32_MIN, &r), KAFKA_NONE);
+    assert_int_equal(b.n_own, 0);
+    struct lm_cgroup_desc d;
+    struct lm_cgroup_image img = img_of(&im);
+    assert_int_equal(lm_cgroup_describe(c, &img, S("g"), &d), 0);
+    assert_string_equal(d.state, "Reconciling");
+    /* a acknowledges (owned = its 3): epoch 2; then b gets its 3 */
+    assert_int_equal(client_hb(c, &im, 40, &a, INT32_MIN, &r), KAFKA_NONE);
+    assert_int_equal(a.epoch, 2);
+    assert_int_equal(client_hb(c, &im, 50, &b, INT32_MIN, &r), KAFKA_NONE);
+    assert_int_equal(b.n_own, 3);
+    struct client cls[2] = {a, b};
+    check_disjoint(cls, 2);
+    assert_int_equal(lm_cgroup_describe(c, &img, S("g"), &d), 0);
+    assert_string_equal(d.state, "Stable");
+    assert_int_equal(d.group_epoch, 2);
+    assert_int_equal(d.assignment_epoch, 2);
+    assert_int_equal(d.n_members, 2);
+    assert_string_equal(d.assignor, "uniform");
+    /* an unchanged heartbeat carries no assignment */
+    assert_int_equal(client_hb(c, &im, 60, &b, INT32_MIN, &r), KAFKA_NONE);
+    lm_cgroup_coord_free(c);
+}
+
+static void test_errors(void **state)
+{
+    (void)state;
+    struct lm_cgroup_coord *c = coord_new();
+    struct image im = {0};
+    image_add(&im, "t", 2);
+    struct client a, x;
+    client_init(&a, "a", "t");
+    client_init(&x, "x", "t");
+    struct lm_cgroup_hb_resp r;
+    /* a heartbeat of a group not held, or of an unknown member: UNKNOWN_MEMBER_ID */
+    x.epoch = 3;
+    assert_int_equal(client_hb(c, &im, 0, &x, INT32_MIN, &r), KAFKA_UNKNOWN_MEMBER_ID);
+    assert_int_equal(client_hb(c, &im, 0, &a, INT32_MIN, &r), KAFKA_NONE);
+    assert_int_equal(client_hb(c, &im, 0, &x, INT32_MIN, &r), KAFKA_UNKNOWN_MEMBER_ID);
+    /* an epoch ahead of the member's: fenced; an old epoch that is not the previous one too */
+    assert_int_equal(client_hb(c, &im, 1, &a, 7, &r), KAFKA_FENCED_MEMBER_EPOCH);
+    struct lm_cgroup_hb_req q;
+    memset(&q, 0, sizeof(q));
+    q.group_id = S("g");
+    q.member_id = S("");
+    q.member_epoch = 0;
+    q.version = 1;
+    q.instance_id = q.rack_id = q.topic_regex = q.server_assignor = KAFKA_STR_NULL;
+    q.n_topic_names = -1;
+    q.n_owned = 0;
+    struct lm_cgroup_image img = img_of(&im);
+    assert_int_equal(lm_cgroup_heartbeat(c, 0, 0, &img, &q, &r), 0);
+    assert_int_equal(r.error_code, KAFKA_INVALID_REQUEST); /* v1: member id required */
+    q.member_id = S("n");
+    assert_int_equal(lm_cgroup_heartbeat(c, 0, 0, &img, &q, &r), 0);
+    assert_int_equal(r.error_code, KAFKA_INVALID_REQUEST); /* no rebalance timeout */
+    q.rebalance_timeout_ms = 1000;
+    assert_int_equal(lm_cgroup_heartbeat(c, 0, 0, &img, &q, &r), 0);
+    assert_int_equal(r.error_code, KAFKA_INVALID_REQUEST); /* no subscription */
+    struct kafka_str t = S("t");
+    q.topic_names = &t;
+    q.n_topic_names = 1;
+    q.server_assignor = S("sticky");
+    assert_int_equal(lm_cgroup_heartbeat(c, 0, 0, &img, &q, &r), 0);
+    assert_int_equal(r.error_code, KAFKA_UNSUPPORTED_ASSIGNOR);
+    q.server_assignor = KAFKA_STR_NULL;
+    q.topic_regex = S("t(");
+    assert_int_equal(lm_cgroup_heartbeat(c, 0, 0, &img, &q, &r), 0);
+    assert_int_equal(r.error_code, KAFKA_INVALID_REGULAR_EXPRESSION);
+    assert_true(kafka_str_eq(r.member_id, S("n"))); /* readable after the call */
+    char longre[1100];
+    memset(longre, 'a', sizeof(longre));
+    q.topic_regex = (struct kafka_str){longre, (int32_t)sizeof(longre)};
+    assert_int_equal(lm_cgroup_heartbeat(c, 0, 0, &img, &q, &r), 0);
+    assert_int_equal(r.error_code, KAFKA_INVALID_REGULAR_EXPRESSION);
+    /* v0 with an empty member id: the coordinator names the member */
+    q.topic_regex = KAFKA_STR_NULL;
+    q.version = 0;
+    q.member_id = S("");
+    assert_int_equal(lm_cgroup_heartbeat(c, 0, 0, &img, &q, &r), 0);
+    assert_int_equal(r.error_code, KAFKA_NONE);
+    assert_int_equal(r.member_id.len, 22);
+    /* offset commit / fetch checks */
+    assert_int_equal(lm_cgroup_check_commit(c, S("g"), S("a"), a.epoch, false, 9), KAFKA_NONE);
+    assert_int_equal(lm_cgroup_check_commit(c, S("g"), S("a"), a.epoch - 1, false, 9),
+                     KAFKA_STALE_MEMBER_EPOCH);
+    assert_int_equal(lm_cgroup_check_commit(c, S("g"), S("a"), a.epoch, false, 8),
+                     KAFKA_UNSUPPORTED_VERSION);
+    assert_int_equal(lm_cgroup_check_commit(c, S("g"), S("zz"), 1, false, 9),
+                     KAFKA_UNKNOWN_MEMBER_ID);
+    assert_int_equal(lm_cgroup_check_commit(c, S("g"), S(""), -1, false, 9),
+                     KAFKA_UNKNOWN_MEMBER_ID); /* group not empty */
+    assert_int_equal(lm_cgroup_check_commit(c, S("other"), S(""), -1, false, 2), KAFKA_NONE);
+    assert_int_equal(lm_cgroup_check_fetch(c, S("g"), KAFKA_STR_NULL, -1), KAFKA_NONE);
+    assert_int_equal(lm_cgroup_check_fetch(c, S("g"), S("a"), a.epoch + 1),
+                     KAFKA_STALE_MEMBER_EPOCH);
+    assert_int_equal(lm_cgroup_check_fetch(c, S("g"), S("q"), 1), KAFKA_UNKNOWN_MEMBER_ID);
+    assert_int_equal(lm_cgroup_delete(c, S("g")), LM_E_EXISTS);
+    lm_cgroup_coord_free(c);
+}
+
+static bool keep_all(void *ctx, struct kafka_str id)
+{
+    (void)ctx;
+    (void)id;
+    return true;
+}
+
+static bool keep_none(void *ctx, struct kafka_str id)
+{
+    (void)ctx;
+    (void)id;
+    return false;
+}
+
+static void test_leave_static_and_timeouts(void **state)
+{
+    (void)state;
+    struct lm_cgroup_coord *c = coord_new();
+    struct image im = {0};
+    image_add(&im, "t", 4);
+    struct client a, b;
+    client_init(&a, "a", "t");
+    client_init(&b, "b", "t");
+    struct lm_cgroup_hb_resp r;
+    struct lm_cgroup_image img = img_of(&im);
+    assert_int_equal(client_hb(c, &im, 0, &a, INT32_MIN, &r), KAFKA_NONE);
+    assert_int_equal(client_hb(c, &im, 0, &b, INT32_MIN, &r), KAFKA_NONE);
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(client_hb(c, &im, 1, &a, INT32_MIN, &r), KAFKA_NONE);
+        assert_int_equal(client_hb(c, &im, 1, &b, INT32_MIN, &r), KAFKA_NONE);
+    }
+    assert_int_equal(a.n_own, 2);
+    assert_int_equal(b.n_own, 2);
+    /* b leaves: a gets everything on its next heartbeat, at a new epoch */
+    int32_t e = a.epoch;
+    assert_int_equal(client_hb(c, &im, 2, &b, -1, &r), KAFKA_NONE);
+    assert_int_equal(r.member_epoch, -1);
+    assert_int_equal(client_hb(c, &im, 3, &a, INT32_MIN, &r), KAFKA_NONE);
+    assert_int_equal(a.n_own, 4);
+    assert_true(a.epoch > e);
+    /* the session timeout fences a silent member */
+    assert_int_equal(lm_cgroup_next_deadline_ms(c), 3 + 45000);
+    lm_cgroup_tick(c, 3 + 44999);
+    assert_true(lm_cgroup_exists(c, S("g"), NULL));
+    int32_t n = -1;
+    lm_cgroup_tick(c, 3 + 45000);
+    assert_true(lm_cgroup_exists(c, S("g"), &n));
+    assert_int_equal(n, 0);
+    assert_int_equal(client_hb(c, &im, 50000, &a, INT32_MIN, &r), KAFKA_UNKNOWN_MEMBER_ID);
+    struct lm_cgroup_desc d;
+    assert_int_equal(lm_cgroup_describe(c, &img, S("g"), &d), 0);
+    assert_string_equal(d.state, "Empty");
+    assert_int_equal(lm_cgroup_describe(c, &img, S("nope"), &d), 0);
+    assert_int_equal(d.error_code, KAFKA_GROUP_ID_NOT_FOUND);
+
+    /* static members: a temporary leave (-2) keeps the assignment; the instance back under a
+     * new member id takes it over without a new epoch; an active instance id is refused */
+    struct lm_cgroup_hb_req q;
+    memset(&q, 0, sizeof(q));
+    struct kafka_str t = S("t");
+    q.group_id = S("s");
+    q.member_id = S("m1");
+    q.instance_id = S("i1");
+    q.rack_id = q.topic_regex = q.server_assignor = KAFKA_STR_NULL;
+    q.rebalance_timeout_ms = 1000;
+    q.n_topic_names = 1;
+    q.topic_names = &t;
+    q.version = 1;
+    assert_int_equal(lm_cgroup_heartbeat(c, 100000, 0, &img, &q, &r), 0);
+    assert_int_equal(r.error_code, KAFKA_NONE);
+    int32_t se = r.member_epoch;
+    assert_int_equal(r.n_assigned, 4);
+    q.member_id = S("m2");
+    assert_int_equal(lm_cgroup_heartbeat(c, 100000, 0, &img, &q, &r), 0);
+    assert_int_equal(r.error_code, KAFKA_UNRELEASED_INSTANCE_ID);
+    q.member_id = S("m1");
+    q.member_epoch = -2;
+    assert_int_equal(lm_cgroup_heartbeat(c, 100001, 0, &img, &q, &r), 0);
+    assert_int_equal(r.error_code, KAFKA_NONE);
+    assert_int_equal(r.member_epoch, -2);
+    q.member_id = S("m2");
+    q.member_epoch = 0;
+    assert_int_equal(lm_cgroup_heartbeat(c, 100002, 0, &img, &q, &r), 0);
+    assert_int_equal(r.error_code, KAFKA_NONE);
+    assert_int_equal(r.member_epoch, se);
+    assert_int_equal(r.n_assigned, 4);
+    assert_int_equal(lm_cgroup_describe(c, &img, S("s"), &d), 0);
+    assert_int_equal(d.n_members, 1);
+    assert_int_equal(d.group_epoch, se);
+    assert_true(kafka_str_eq(d.members[0].member_id, S("m2")));
+    /* a static member gone for good: the session timeout removes it */
+    q.member_epoch = -2;
+    assert_int_equal(lm_cgroup_heartbeat(c, 100003, 0, &img, &q, &r), 0);
+    lm_cgroup_tick(c, 100003 + 45000);
+    assert_true(lm_cgroup_exists(c, S("s"), &n));
+    assert_int_equal(n, 0);
+    assert_int_equal(lm_cgroup_delete(c, S("s")), 0);
+    assert_false(lm_cgroup_exists(c, S("s"), NULL));
+    /* empty groups go unless the shell keeps them (committed offsets); "g" is empty */
+    assert_int_equal(lm_cgroup_drop_empty(c, keep_all, NULL), 0);
+    assert_true(lm_cgroup_exists(c, S("g"), NULL));
+    assert_int_equal(lm_cgroup_drop_empty(c, keep_none, NULL), 1);
+    assert_false(lm_cgroup_exists(c, S("g"), NULL));
+    lm_cgroup_unload(c, 0);
+    assert_int_equal(lm_cgroup_n_groups(c), 0);
+    lm_cgroup_coord_free(c);
+}
+
+static void test_rebalance_timeout_fences(void **state)
+{
+    (void)state;
+    struct lm_cgroup_coord *c = coord_new();
+    struct image im = {0};
+    image_add(&im, "t", 2);
+    struct client a, b;
+    client_init(&a, "a", "t");
+    client_init(&b, "b", "t");
+    struct lm_cgroup_hb_resp r;
+    assert_int_equal(client_hb(c, &im, 0, &a, INT32_MIN, &r), KAFKA_NONE);
+    assert_int_equal(client_hb(c, &im, 0, &b, INT32_MIN, &r), KAFKA_NONE);
+    /* a is asked to revoke one partition and never acknowledges: fenced after its 30 s
+     * rebalance timeout, and b gets both */
+    struct client before = a;
+    assert_int_equal(client_hb(c, &im, 1000, &a, INT32_MIN, &r), KAFKA_NONE);
+    assert_int_equal(a.n_own, 1);
+    memcpy(a.own, before.own, sizeof(a.own)); /* keeps owning both */
+    a.n_own = 2;
+    assert_int_equal(client_hb(c, &im, 2000, &a, INT32_MIN, &r), KAFKA_NONE);
+    assert_int_equal(lm_cgroup_next_deadline_ms(c), 1000 + 30000);
+    assert_int_equal(client_hb(c, &im, 20000, &b, INT32_MIN, &r), KAFKA_NONE);
+    lm_cgroup_tick(c, 31000);
+    assert_int_equal(client_hb(c, &im, 31001, &a, INT32_MIN, &r), KAFKA_UNKNOWN_MEMBER_ID);
+    assert_int_equal(client_hb(c, &im, 31002, &b, INT32_MIN, &r), KAFKA_NONE);
+    assert_int_equal(b.n_own, 2);
+    lm_cgroup_coord_free(c);
+}
+
+static void test_metadata_change_bumps_epoch(void **state)
+{
+    (void)state;
+    struct lm_cgroup_coord *c = coord_new();
+    struct image im = {0};
+    image_add(&im, "t", 2);
+    struct client a;
+    client_init(&a, "a", "t");
+    struct lm_cgroup_hb_resp r;
+    assert_int_equal(client_hb(c, &im, 0, &a, INT32_MIN, &r), KAFKA_NONE);
+    assert_int_equal(a.n_own, 2);
+    int32_t e = a.epoch;
+    im.parts[0] = 5; /* new partitions */
+    assert_int_equal(client_hb(c, &im, 1, &a, INT32_MIN, &r), KAFKA_NONE);
+    assert_int_equal(a.epoch, e + 1);
+    assert_int_equal(a.n_own, 5);
+    im.n = 0; /* topic deleted */
+    assert_int_equal(client_hb(c, &im, 2, &a, INT32_MIN, &r), KAFKA_NONE);
+    assert_int_equal(a.n_own, 0);
+    assert_int_equal(a.epoch, e + 1); /* revocation first, at the same epoch */
+    assert_int_equal(client_hb(c, &im, 3, &a, INT32_MIN, &r), KAFKA_NONE);
+    assert_int_equal(a.epoch, e + 2);
+    /* a regex subscription picks up a topic created later */
+    image_add(&im, "logs-1", 3);
+    struct client b;
+    client_init(&b, "b", "none");
+    b.n_topics = 0;
+    struct lm_cgroup_hb_req q;
+    memset(&q, 0, sizeof(q));
+    q.group_id = S("re");
+    q.member_id = S("b");
+    q.instance_id = q.rack_id = q.server_assignor = KAFKA_STR_NULL;
+    q.topic_regex = S("logs-[0-9]+");
+    q.rebalance_timeout_ms = 1000;
+    q.n_topic_names = -1;
+    q.version = 1;
+    struct lm_cgroup_image img = img_of(&im);
+    assert_int_equal(lm_cgroup_heartbeat(c, 10, 0, &img, &q, &r), 0);
+    assert_int_equal(r.n_assigned, 3);
+    image_add(&im, "logs-2", 1);
+    image_add(&im, "logs-2x", 1);
+    img = img_of(&im);
+    q.member_epoch = r.member_epoch;
+    q.topic_regex = KAFKA_STR_NULL;
+    q.rebalance_timeout_ms = -1;
+    assert_int_equal(lm_cgroup_heartbeat(c, 11, 0, &img, &q, &r), 0);
+    assert_int_equal(r.error_code, KAFKA_NONE);
+    assert_true(r.has_assignment);
+    assert_int_equal(r.n_assigned, 4);
+    lm_cgroup_coord_free(c);
+}
+
+/* ---- randomized: simulated clients join, leave, crash, heartbeat; topics grow ---- */
+
+#define SIM_CLIENTS 6
+
+static void sim_run(uint64_t seed)
+{
+    struct lm_cgroup_coord *c = coord_new();
+    struct image im = {0};
+    image_add(&im, "t0", 3);
+    image_add(&im, "t1", 5);
+    struct client cls[SIM_CLIENTS];
+    for (int i = 0; i < SIM_CLIENTS; i++) {
+        char id[8];
+        snprintf(id, sizeof(id), "m%d", i);
+        client_init(&cls[i], id, "t0");
+        cls[i].lazy = true;
+        cls[i].revoke_since_ms = -1;
+        cls[i].rng = seed * 31 + (uint64_t)i;
+        if (i % 2 == 1) {
+            cls[i].topics[1] = "t1";
+            cls[i].n_topics = 2;
+        }
+    }
+    uint64_t x = seed * 0x9E3779B97F4A7C15ull + 1;
+    int64_t now = 0;
+    struct lm_cgroup_hb_resp r;
+    for (int step = 0; step < 400; step++) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        int who = (int)(x % SIM_CLIENTS);
+        int what = (int)((x >> 8) % 20);
+        now += (int64_t)((x >> 16) % 2000);
+        struct client *cl = &cls[who];
+        if (getenv("CG_TRACE") != NULL)
+            fprintf(stderr, "seed %llu step %d: %s what %d epoch %d own %d\n",
+                    (unsigned long long)seed, step, cl->id, what, cl->epoch, cl->n_own);
+        if (what == 0 && cl->epoch >= 0) {
+            client_hb(c, &im, now, cl, -1, &r); /* leave */
+            cl->epoch = -1;
+            cl->n_own = 0;
+            cl->n_asg = 0;
+            cl->revoke_since_ms = -1;
+        } else if (what == 1 && im.parts[1] < 12) {
+            im.parts[1]++;
+        } else {
+            int16_t e = client_hb(c, &im, now, cl, INT32_MIN, &r);
+            if (e == KAFKA_UNKNOWN_MEMBER_ID || e == KAFKA_FENCED_MEMBER_EPOCH) {
+                /* the client lost its partitions and joins again */
+                cl->epoch = -1;
+                cl->n_own = 0;
+                cl->n_asg = 0;
+                cl->revoke_since_ms = -1;
+            } else {
+                assert_int_equal(e, KAFKA_NONE);
+            }
+        }
+        /* live clients heartbeat well within their session and rebalance timeouts, so only
+         * explicit leaves remove members */
+        for (int i = 0; i < SIM_CLIENTS; i++) {
+            if (cls[i].epoch >= 0 && now - cls[i].last_hb_ms > 20000) {
+                assert_int_equal(client_hb(c, &im, now, &cls[i], INT32_MIN, &r), KAFKA_NONE);
+                check_disjoint(cls, SIM_CLIENTS);
+            }
+        }
+        lm_cgroup_tick(c, now);
+        check_disjoint(cls, SIM_CLIENTS);
+    }
+    /* stable membership: every member heartbeats until nothing changes; then every
+     * subscribed partition is held by exactly one member, and the group is Stable */
+    for (int round = 0; round < 30; round++) {
+        now += 100;
+        for (int i = 0; i < SIM_CLIENTS; i++) {
+            if (cls[i].epoch < 0 && i % 3 != 0)
+                continue;
+            int16_t e = client_hb(c, &im, now, &cls[i], INT32_MIN, &r);
+            assert_int_equal(e, KAFKA_NONE);
+            check_disjoint(cls, SIM_CLIENTS);
+        }
+    }
+    int held = 0;
+    bool any_t1 = false;
+    for (int i = 0; i < SIM_CLIENTS; i++) {
+        held += cls[i].n_own;
+        any_t1 |= cls[i].epoch >= 0 && cls[i].n_topics == 2;
+    }
+    assert_int_equal(held, im.parts[0] + (any_t1 ? im.parts[1] : 0));
+    struct lm_cgroup_desc d;
+    struct lm_cgroup_image img = img_of(&im);
+    assert_int_equal(lm_cgroup_describe(c, &img, S("g"), &d), 0);
+    assert_string_equal(d.state, "Stable");
+    for (int i = 0; i < d.n_members; i++)
+        assert_int_equal(d.members[i].member_epoch, d.assignment_epoch);
+    lm_cgroup_coord_free(c);
+}
+
+static void test_randomized_no_double_ownership(void **state)
+{
+    (void)state;
+    for (uint64_t seed = 1; seed <= 200; seed++)
+        sim_run(seed);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_range_assignor),
+        cmocka_unit_test(test_uniform_assignor_balanced_and_sticky),
+        cmocka_unit_test(test_uniform_heterogeneous),
+        cmocka_unit_test(test_assignors_randomized),
+        cmocka_unit_test(test_revocation_before_assignment),
+        cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_leave_static_and_timeouts),
+        cmocka_unit_test(test_rebalance_timeout_fences),
+        cmocka_unit_test(test_metadata_change_bumps_epoch),
+        cmocka_unit_test(test_randomized_no_double_ownership),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
