@@ -306,7 +306,7 @@ struct scenario {
     uint32_t disk_faults;
     uint32_t churn_cycles, churn_acks;
     uint32_t moves_sent, moves_started, moves_refused; /* the admin's reassignments */
-    bool disk_faulted[NODES]; /* restarted when the faults are over */
+    bool disk_faulted[NODES];                          /* restarted when the faults are over */
     int64_t max_acked[SIM_PARTITIONS];
 };
 
