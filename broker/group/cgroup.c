@@ -833,13 +833,16 @@ int lm_cgroup_heartbeat(struct lm_cgroup_coord *c, int64_t now_ms, int32_t parti
             /* KIP-848 temporary leave of a static member: the assignment stays for the
              * session timeout, for the same instance to take back */
             m->static_left = true;
-            m->session_deadline_ms = now_ms + c->cfg.session_timeout_ms;
+            m->session_deadline_ms =
+                now_ms +
+                (r->session_timeout_ms > 0 ? r->session_timeout_ms : c->cfg.session_timeout_ms);
         } else {
             member_remove(g, index);
             g->epoch++;
         }
         resp_error(out, KAFKA_NONE, NULL, id, r->member_epoch);
-        out->heartbeat_interval_ms = c->cfg.heartbeat_interval_ms;
+        out->heartbeat_interval_ms =
+            r->heartbeat_interval_ms > 0 ? r->heartbeat_interval_ms : c->cfg.heartbeat_interval_ms;
         tpset_free(&owned_v);
         return 0;
     }
@@ -962,7 +965,8 @@ int lm_cgroup_heartbeat(struct lm_cgroup_coord *c, int64_t now_ms, int32_t parti
         tpset_free(&owned_v);
         return 0;
     }
-    m->session_deadline_ms = now_ms + c->cfg.session_timeout_ms;
+    m->session_deadline_ms =
+        now_ms + (r->session_timeout_ms > 0 ? r->session_timeout_ms : c->cfg.session_timeout_ms);
 
     uint64_t h = subscribed_hash(g, img);
     if (bump || sub_changed || h != g->meta_hash) {
@@ -979,7 +983,9 @@ int lm_cgroup_heartbeat(struct lm_cgroup_coord *c, int64_t now_ms, int32_t parti
     *out = (struct lm_cgroup_hb_resp){.error_code = KAFKA_NONE,
                                       .member_id = m->id,
                                       .member_epoch = m->epoch,
-                                      .heartbeat_interval_ms = c->cfg.heartbeat_interval_ms};
+                                      .heartbeat_interval_ms = r->heartbeat_interval_ms > 0
+                                                                   ? r->heartbeat_interval_ms
+                                                                   : c->cfg.heartbeat_interval_ms};
     if (m->assignment_changed || full || joined) {
         out->has_assignment = true;
         out->n_assigned = m->assigned.n;

@@ -91,6 +91,10 @@ struct lm_cgroup_hb_req {
     struct kafka_str client_id;
     struct kafka_str client_host;
     int16_t version;
+    /* the group's own consumer.session.timeout.ms and consumer.heartbeat.interval.ms (GROUP
+     * config resources), 0: the coordinator's */
+    int32_t session_timeout_ms;
+    int32_t heartbeat_interval_ms;
 };
 
 struct lm_cgroup_hb_resp {

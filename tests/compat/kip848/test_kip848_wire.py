@@ -349,6 +349,31 @@ def main():
               r["member"] == "m-1" and parts == [0, 1, 2, 3],
               "heartbeat v1 join: epoch 1, all four partitions", r)
         tid = r["assignment"][0][0]
+        # a group's own consumer.heartbeat.interval.ms (GROUP config resource, set with
+        # IncrementalAlterConfigs v0) is what its members are told
+        def s16(v):
+            return struct.pack(">h", v)
+
+        def sstr(v):
+            return s16(len(v)) + v.encode()
+        # (the session timeout must stay above it: this broker's default is 3000)
+        body = (i32(1) + struct.pack(">b", 32) + sstr("kw-cfg") + i32(2) +
+                sstr("consumer.heartbeat.interval.ms") + struct.pack(">b", 0) + sstr("6000") +
+                sstr("consumer.session.timeout.ms") + struct.pack(">b", 0) + sstr("50000") +
+                b"\x00")
+        ia = R(c.call(44, 0, body, False))
+        ia.take(">i")
+        check(ia.take(">i") == 1 and ia.take(">h") == 0, "IncrementalAlterConfigs of group kw-cfg")
+        find_coordinators(c, ["kw-cfg"])
+        deadline = time.monotonic() + 15
+        while True:
+            rc = heartbeat(c, "kw-cfg", "m-cfg", 0, topics=["kw-t"], owned=[])
+            if rc["error"] == 0 and rc["interval"] == 6000 or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        check(rc["error"] == 0 and rc["interval"] == 6000,
+              "a member of kw-cfg is told the group's heartbeat interval, 6000", rc)
+        heartbeat(c, "kw-cfg", "m-cfg", -1, rebalance_ms=-1)  # leave
         # an unchanged heartbeat carries no assignment
         r = heartbeat(c, "kw-g", "m-1", 1, topics=None, owned=None, rebalance_ms=-1)
         check(r["error"] == 0 and r["epoch"] == 1 and r["assignment"] is None,
