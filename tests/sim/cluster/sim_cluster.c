@@ -64,6 +64,7 @@
  *                                     auditor's committed offsets seen one lower once 3
  *                                     commits were acknowledged: the checkers must fail both
  *   SIM_CLUSTER_HW=count              a high watermark going back is counted, not a failure
+ *   SIM_CLUSTER_MOVES=0               no reassignments (the runs the seeds drew before them)
  *   SIM_CLUSTER_VERBOSE=1             one line of figures per seed
  *   SIM_CLUSTER_LOG=info|debug        the brokers' log level (default error); the log's shard
  *                                     tag is the node index (node id - 1), "main" the scenario
@@ -306,7 +307,8 @@ struct scenario {
     uint32_t disk_faults;
     uint32_t churn_cycles, churn_acks;
     uint32_t moves_sent, moves_started, moves_refused; /* the admin's reassignments */
-    bool disk_faulted[NODES];                          /* restarted when the faults are over */
+    bool moves_on; /* SIM_CLUSTER_MOVES=0 turns them off (the schedules of before them) */
+    bool disk_faulted[NODES]; /* restarted when the faults are over */
     int64_t max_acked[SIM_PARTITIONS];
 };
 
@@ -682,7 +684,8 @@ static void on_metadata(struct client *cl, struct scall *c, int rc, struct kafka
             client_later(&S.members[i], 0);
         client_later(&S.auditor, 0);
         client_later(&S.churn, 0);
-        client_later(cl, US + sim_rand_below(2 * US)); /* the first reassignment */
+        if (S.moves_on)
+            client_later(cl, US + sim_rand_below(2 * US)); /* the first reassignment */
         return;
     }
     client_later(cl, all ? 0 : 100000);
@@ -2396,6 +2399,8 @@ static struct run_result run_seed(uint64_t seed, bool trace, enum selftest_kind 
     S.selftest = selftest;
     S.hw_count_only =
         getenv("SIM_CLUSTER_HW") != NULL && strcmp(getenv("SIM_CLUSTER_HW"), "count") == 0;
+    S.moves_on =
+        getenv("SIM_CLUSTER_MOVES") == NULL || strcmp(getenv("SIM_CLUSTER_MOVES"), "0") != 0;
     for (int p = 0; p < SIM_PARTITIONS; p++) {
         S.at[p] = calloc(OFFSETS_MAX, sizeof(uint32_t));
         LM_ASSERT(S.at[p] != NULL);
