@@ -244,7 +244,8 @@ int64_t fsess_lookup(const struct fsess *s, const struct fsess_key *k)
         return -1;
     uint32_t at = (uint32_t)key_hash(s->by_id, k) & (s->index_cap - 1);
     while (s->index[at] != FSESS_INDEX_EMPTY) {
-        if (key_eq(s->by_id, &s->parts[s->index[at]], k))
+        const struct fsess_part *p = &s->parts[s->index[at]];
+        if (!p->forgotten && key_eq(s->by_id, p, k))
             return s->index[at];
         at = (at + 1) & (s->index_cap - 1);
     }
@@ -303,13 +304,28 @@ bool fsess_forget(struct fsess_cache *c, struct fsess *s, const struct fsess_key
     int64_t at = fsess_lookup(s, k);
     if (at < 0)
         return false;
-    free(s->parts[at].topic);
-    memmove(&s->parts[at], &s->parts[at + 1],
-            (size_t)(s->n - (uint32_t)at - 1) * sizeof(*s->parts));
-    s->n--;
+    s->parts[at].forgotten = true;
+    s->n_forgotten++;
     c->parts_total--;
-    index_fill(s);
     return true;
+}
+
+void fsess_forget_done(struct fsess *s)
+{
+    if (s->n_forgotten == 0)
+        return;
+    uint32_t keep = 0;
+    for (uint32_t i = 0; i < s->n; i++) {
+        if (s->parts[i].forgotten) {
+            free(s->parts[i].topic);
+            continue;
+        }
+        s->parts[keep++] = s->parts[i];
+    }
+    LM_ASSERT(s->n - keep == s->n_forgotten);
+    s->n = keep;
+    s->n_forgotten = 0;
+    index_fill(s);
 }
 
 bool fsess_must_respond(struct fsess_part *p, uint64_t record_bytes, int64_t high_watermark,

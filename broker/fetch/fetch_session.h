@@ -43,6 +43,7 @@ struct fsess_part {
     /* what the fetcher was last told (-1: nothing, or an error) */
     int64_t high_watermark;
     int64_t local_log_start;
+    bool forgotten; /* removed by fsess_forget, dropped at fsess_forget_done */
 };
 
 struct fsess {
@@ -53,7 +54,8 @@ struct fsess {
     uint64_t created_ms, used_ms;
     struct fsess_part *parts; /* in the order the response lists them */
     uint32_t n, cap;
-    uint32_t *index; /* open addressing over parts, UINT32_MAX empty; index_cap a power of 2 */
+    uint32_t n_forgotten; /* of parts[0..n), awaiting fsess_forget_done */
+    uint32_t *index;      /* open addressing over parts, UINT32_MAX empty; index_cap a power of 2 */
     uint32_t index_cap;
     struct fsess *next; /* hash chain */
 };
@@ -93,8 +95,12 @@ struct fsess *fsess_create(struct fsess_cache *c, uint64_t now_ms, bool privileg
 int64_t fsess_put(struct fsess_cache *c, struct fsess *s, const struct fsess_key *k,
                   int32_t max_bytes, int64_t fetch_offset, int64_t fetcher_log_start,
                   int32_t current_leader_epoch, int32_t last_fetched_epoch);
-/* Removes a partition (forgotten_topics_data); false when s did not hold it. */
+/* Removes a partition (forgotten_topics_data); false when s did not hold it. The removal is
+ * marked (lookups no longer find it) and carried out for all of a request's forgotten
+ * partitions at once by fsess_forget_done, which must come before positions are used again:
+ * a request forgetting k of n partitions costs O(n + k), not O(k * n). */
 bool fsess_forget(struct fsess_cache *c, struct fsess *s, const struct fsess_key *k);
+void fsess_forget_done(struct fsess *s);
 int64_t fsess_lookup(const struct fsess *s, const struct fsess_key *k);
 
 /* Marks s used now (its place in eviction order). */

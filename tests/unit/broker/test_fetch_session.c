@@ -65,6 +65,7 @@ static void put_update_forget_rotate(void **state)
     /* forget keeps the order of the rest */
     assert_true(fsess_forget(&c, s, &k5));
     assert_false(fsess_forget(&c, s, &k5));
+    fsess_forget_done(s);
     assert_int_equal(s->n, 2999);
     assert_int_equal(c.parts_total, 2999);
     assert_int_equal(s->parts[5].partition, 6);
@@ -84,6 +85,48 @@ static void put_update_forget_rotate(void **state)
     assert_int_equal(c.count, 0);
     assert_int_equal(c.parts_total, 0);
     fsess_cache_free(&c);
+}
+
+/* Forgetting several partitions of a request: marked, then dropped together, the rest kept in
+ * order; a partition forgotten and added again in one request is one entry. */
+static void forget_many(void **state)
+{
+    (void)state;
+    struct fsess_cache c;
+    assert_int_equal(fsess_cache_init(&c, 4, 1000, 100000, 0, 1, 7), 0);
+    struct fsess *s = fsess_create(&c, 0, false, false, 100);
+    assert_non_null(s);
+    char name[32];
+    struct fsess_key k[100];
+    for (int32_t i = 0; i < 100; i++) {
+        snprintf(name, sizeof(name), "t%d", i);
+        k[i] = name_key(strdup(name), i);
+        assert_int_equal(fsess_put(&c, s, &k[i], 100, i, -1, -1, -1), i);
+    }
+    for (int32_t i = 0; i < 100; i += 3)
+        assert_true(fsess_forget(&c, s, &k[i]));
+    assert_false(fsess_forget(&c, s, &k[0]));
+    assert_int_equal(fsess_lookup(s, &k[3]), -1);
+    assert_int_equal(c.parts_total, 66);
+    fsess_forget_done(s);
+    assert_int_equal(s->n, 66);
+    for (uint32_t j = 0; j < s->n; j++)
+        assert_true(s->parts[j].partition % 3 != 0 &&
+                    (j == 0 || s->parts[j].partition > s->parts[j - 1].partition));
+    check_index(s);
+    /* forgotten then put again before the removal is carried out: one entry, at the end */
+    assert_true(fsess_forget(&c, s, &k[1]));
+    assert_int_equal(fsess_put(&c, s, &k[1], 5, 55, -1, -1, -1), 66);
+    fsess_forget_done(s);
+    assert_int_equal(s->n, 66);
+    assert_int_equal(s->parts[65].partition, 1);
+    assert_int_equal(s->parts[65].fetch_offset, 55);
+    check_index(s);
+    fsess_remove(&c, s->id);
+    assert_int_equal(c.parts_total, 0);
+    fsess_cache_free(&c);
+    for (int32_t i = 0; i < 100; i++)
+        free((char *)k[i].topic);
 }
 
 static void ids_and_epochs(void **state)
@@ -218,11 +261,9 @@ static void budgets(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(put_update_forget_rotate),
-        cmocka_unit_test(ids_and_epochs),
-        cmocka_unit_test(must_respond),
-        cmocka_unit_test(eviction_order),
-        cmocka_unit_test(budgets),
+        cmocka_unit_test(put_update_forget_rotate), cmocka_unit_test(forget_many),
+        cmocka_unit_test(ids_and_epochs),           cmocka_unit_test(must_respond),
+        cmocka_unit_test(eviction_order),           cmocka_unit_test(budgets),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
