@@ -334,7 +334,8 @@ static bool session_begin(struct hfetch *fc)
             fsess_forget(&hs->fsess, s, &k);
         }
     }
-    fsess_forget_done(s);
+    if (s != NULL)
+        fsess_forget_done(s);
     if (err != KAFKA_NONE) {
         fc->resp.error_code = err;
         fc->resp.session_id = 0;
