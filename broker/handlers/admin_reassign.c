@@ -40,10 +40,21 @@ static int reassign_one(const struct admin_env *env, const struct lm_meta_state 
             return SET_ERR(
                 a, res->error_code, res->error_message, KAFKA_NO_REASSIGNMENT_IN_PROGRESS,
                 "No ongoing reassignment for partition %s-%d.", name, rp->partition_index);
+        /* Back to the replicas before the move. A replica the move was adding may be a voter
+         * of the partition's Raft group already (the group's configuration can have reached
+         * the target before the controller heard it): dropped from the image at once, it
+         * would delete its copy while the group still needs it for a majority. So the cancel
+         * is a move to the original replicas from every replica the partition has: the ones
+         * being added leave as removed replicas, through the leader's configuration changes,
+         * and only then from the image (a move that only removed replicas ends at once). */
+        int16_t n_full;
+        const int32_t *full = lm_meta_topic_replicas(t, rp->partition_index, &n_full);
         memset(out, 0, sizeof(*out));
         out->partition = rp->partition_index;
-        out->n = n_cur;
-        memcpy(out->replicas, cur, (size_t)n_cur * sizeof(int32_t));
+        if (full == NULL || lm_meta_reassign_plan(full, n_full, cur, n_cur, out) != 0) {
+            out->n = n_cur;
+            memcpy(out->replicas, cur, (size_t)n_cur * sizeof(int32_t));
+        }
         *skip = false;
         return 0;
     }
