@@ -47,7 +47,8 @@ class Node(Broker):
     """One combined-mode node (broker + controller voter) as a KRaft user configures it."""
 
     def __init__(self, node_id, voters, port, cport, io, observer=False, secret=None,
-                 snapshot_records=None, rebalance_interval=None, http_port=None):
+                 snapshot_records=None, rebalance_interval=None, http_port=None,
+                 txn_verify=True):
         host = "127.0.0.%d" % node_id
         self.observer = observer  # process.roles=broker: reads the metadata log from voters
         cfg = {
@@ -66,10 +67,11 @@ class Node(Broker):
             # leader's producer state comes from a checkpoint and a short replay, as on a
             # long-lived cluster, and the campaigns' duplicate checks cover that path
             "laminar.producer.checkpoint.bytes": 262144,
-            # replicated_transactions writes hand-built transactional batches with no
-            # coordinator behind them (KIP-890's check is cluster_txn's)
-            "transaction.partition.verification.enable": "false",
         }
+        if not txn_verify:
+            # hand-built transactional batches with no coordinator behind them
+            # (replicated_transactions; KIP-890's check is cluster_txn's)
+            cfg["transaction.partition.verification.enable"] = "false"
         if secret is not None:
             cfg["laminar.cluster.secret"] = secret
         if snapshot_records is not None:
@@ -219,7 +221,8 @@ def main():
     voters = ",".join("%d@127.0.0.%d:%d" % (i, i, cport) for i in range(1, nv + 1))
     nodes = [Node(i, voters, port, cport, args.io, observer=i > nv, secret=args.secret,
                   snapshot_records=args.snapshot_records,
-                  rebalance_interval=args.rebalance_interval, http_port=http_port)
+                  rebalance_interval=args.rebalance_interval, http_port=http_port,
+                  txn_verify=False)
              for i in range(1, n + 1)]
     try:
         run(nodes, n, args.clients)
