@@ -77,7 +77,8 @@
  * A range runs each seed in a child process: a broker that crashes is one failed seed.
  *
  * Seeds that fail on a broker finding go in KNOWN_FAILING_SEEDS below (0 ends the list, seeds
- * start at 1) so the fixed ctest set skips them; none does now (1..3000 pass, release).
+ * start at 1) so the fixed ctest set skips them (the replica moves' open findings, below;
+ * 1..4000 pass, release).
  * Fixed since they were listed (each with the seeds it made fail): the group coordinator's
  * stop path freed deferred answers whose appends were still waiting (54 seeds of 1..300); a
  * leader of a deleted topic announcing its leadership late gave the recreated topic its
@@ -171,7 +172,12 @@
 #define OFFSETS_MAX     200000
 
 /* The seeds ctest runs (SIM_CLUSTER_CTEST_SEEDS of them from 1). */
-#define KNOWN_FAILING_SEEDS 0
+/* Open findings of the admin's replica moves (a sweep of 1..55354: these six failed, the rest
+ * passed): 40442 an acknowledged record replaced at its offset after a replica removed and
+ * added back; 47266 two leaders of a moved partition in one epoch; 54389 a high watermark
+ * going back on a moved partition; 30058 and 34229 acknowledged records never readable again
+ * (liveness); 29956 two leaders in an epoch of the churn topic. */
+#define KNOWN_FAILING_SEEDS 29956, 30058, 34229, 40442, 47266, 54389, 0
 #ifndef SIM_CLUSTER_CTEST_SEEDS
 #define SIM_CLUSTER_CTEST_SEEDS 4
 #endif
