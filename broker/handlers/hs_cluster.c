@@ -428,6 +428,13 @@ static void raft_in_run(struct broker_shard *target, struct broker_xcall *x)
                           "(as %s)",
                           p->topic, p->partition, m.from - 1u,
                           raft_role_name(raft_role(partition_raft(p->part))));
+            /* A replica this node's image no longer lists waits out a grace before deleting
+             * its copy (part_may_leave), for a group that removed it without telling it. A
+             * leader still replicating to it counts it as a member (it may have been added
+             * back while this node's image lags): the grace starts again, so a voter's copy
+             * is never deleted under its group. */
+            if (p->leave_at_ms != 0 && (m.type == RAFT_MSG_APP || m.type == RAFT_MSG_HEARTBEAT))
+                p->leave_at_ms = broker_now_ms() + HANDLERS_LEAVE_GRACE_MS;
             partition_set_clock(p->part, (int64_t)broker_now_ms());
             int src = partition_step(p->part, &m); /* errors: as a lost message */
             if (handover && src != 0)
