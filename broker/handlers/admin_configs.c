@@ -432,22 +432,6 @@ static const char *group_default(const struct admin_env *env, const struct lm_gr
     return v != NULL ? v : d->default_value;
 }
 
-int admin_group_config_i64(const struct admin_env *env, const char *group, const char *name,
-                           int64_t *out)
-{
-    const struct lm_group_config_def *d = lm_group_config_find(name);
-    if (d == NULL || d->type != LM_CONFIG_INT)
-        return LM_E_NOT_FOUND;
-    *out = group_broker_i64(env, d->broker_default, strtoll(d->default_value, NULL, 10));
-    struct lm_meta_snapshot *snap = lm_meta_store_snapshot(env->meta);
-    const struct lm_meta_group_configs *g = lm_meta_state_group_configs(&snap->state, group);
-    for (size_t i = 0; g != NULL && i < g->count; i++)
-        if (strcmp(g->configs[i].name, name) == 0)
-            *out = strtoll(g->configs[i].value, NULL, 10);
-    lm_meta_snapshot_release(snap);
-    return 0;
-}
-
 static int dc_group(const struct admin_env *env, int16_t version, bool synonyms, bool docs,
                     const struct kafka_describe_configs_request_describe_configs_resource *r,
                     struct kafka_arena *a,

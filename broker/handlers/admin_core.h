@@ -198,10 +198,6 @@ int admin_delete_topics(const struct admin_env *env, int16_t version,
 int admin_create_partitions(const struct admin_env *env, int16_t version,
                             const struct kafka_create_partitions_request *rq,
                             struct kafka_create_partitions_response *rs, struct kafka_arena *a);
-/* The value of an int group config for a group: its dynamic value, else the broker's default
- * (group.consumer.session.timeout.ms, ...), else Kafka's. LM_E_NOT_FOUND for another name. */
-int admin_group_config_i64(const struct admin_env *env, const char *group, const char *name,
-                           int64_t *out);
 int admin_describe_configs(const struct admin_env *env, int16_t version,
                            const struct kafka_describe_configs_request *rq,
                            struct kafka_describe_configs_response *rs, struct kafka_arena *a);

@@ -72,25 +72,28 @@ static struct kafka_str topic_name_of(const struct lm_cgroup_image *img, struct 
 
 /* ---- ConsumerGroupHeartbeat ---- */
 
-/* A group's own consumer.* config in ms (GROUP config resources, set with kafka-configs
- * --entity-type groups), 0 when it has none. */
-static int32_t group_config_ms(struct hshard *hs, struct kafka_str group, const char *name)
+/* A group's own consumer.session.timeout.ms and consumer.heartbeat.interval.ms (GROUP config
+ * resources, set with kafka-configs --entity-type groups) into in, 0 for each it has not. */
+static void group_configs_of(struct hshard *hs, struct kafka_str group, struct lm_cgroup_hb_req *in)
 {
+    in->session_timeout_ms = 0;
+    in->heartbeat_interval_ms = 0;
     hs_refresh(hs);
     if (hs->snap == NULL || hs->snap->state.group_config_count == 0 || group.len <= 0 ||
         group.len > LM_META_GROUP_NAME_MAX)
-        return 0;
+        return;
     char g[LM_META_GROUP_NAME_MAX + 1];
     memcpy(g, group.ptr, (size_t)group.len);
     g[group.len] = '\0';
     const struct lm_meta_group_configs *gc = lm_meta_state_group_configs(&hs->snap->state, g);
     for (size_t i = 0; gc != NULL && i < gc->count; i++) {
-        if (strcmp(gc->configs[i].name, name) != 0)
-            continue;
         long long v = strtoll(gc->configs[i].value, NULL, 10);
-        return v > 0 && v <= INT32_MAX ? (int32_t)v : 0;
+        int32_t ms = v > 0 && v <= INT32_MAX ? (int32_t)v : 0;
+        if (strcmp(gc->configs[i].name, "consumer.session.timeout.ms") == 0)
+            in->session_timeout_ms = ms;
+        else if (strcmp(gc->configs[i].name, "consumer.heartbeat.interval.ms") == 0)
+            in->heartbeat_interval_ms = ms;
     }
-    return 0;
 }
 
 struct hb_aux {
@@ -142,8 +145,7 @@ static void consumer_group_heartbeat(struct broker_req *req)
     memcpy(host + 1, peer, pn);
     in->client_host = (struct kafka_str){host, (int32_t)(pn + 1)};
     in->version = req->api_version;
-    in->session_timeout_ms = group_config_ms(hs, rq->group_id, "consumer.session.timeout.ms");
-    in->heartbeat_interval_ms = group_config_ms(hs, rq->group_id, "consumer.heartbeat.interval.ms");
+    group_configs_of(hs, rq->group_id, in);
     int32_t no = rq->topic_partitions_count;
     in->n_owned = no;
     if (no > 0) {
