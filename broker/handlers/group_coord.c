@@ -493,6 +493,26 @@ static void timer_fire(struct broker_shard *s, struct broker_timer *t)
 
 /* ---- cross-shard calls --------------------------------------------------------------------- */
 
+/* A read of committed offsets is served only by a leader of the group's replicated offsets
+ * partition that still holds its read lease, in the epoch its groups were loaded at: a leader
+ * paused or cut off (SIGSTOP, a partition) may have been succeeded by one that took newer
+ * commits, and on waking it would answer with offsets older than ones already read. Commits
+ * need no lease: they go through the partition's quorum. */
+static bool coord_read_allowed(struct gshard *gs, const struct gop *op)
+{
+    if (gs->cluster_loaded == NULL || op->kind != GOP_FETCH)
+        return true;
+    const struct lm_group_fetch_req *in = op->in;
+    if (in == NULL || in->n_groups < 1 || in->groups[0].group_id.len < 0)
+        return true;
+    int32_t p = lm_group_partition_of(gs->coord, in->groups[0].group_id);
+    struct hpart *hp = hs_part(gs->hs, GROUP_OFFSETS_TOPIC, GROUP_OFFSETS_TOPIC_LEN, p);
+    if (hp == NULL || !hp->replicated || hp->part == NULL || !gs->cluster_loaded[p])
+        return true; /* not loaded here: the coordinator itself answers NOT_COORDINATOR */
+    return partition_lease_valid(hp->part, (int64_t)broker_now_ms()) &&
+           partition_leader_epoch(hp->part) == gs->cluster_epoch[p];
+}
+
 static void op_run(struct broker_shard *target, struct broker_xcall *x)
 {
     struct gop *op = x->arg;
@@ -500,6 +520,11 @@ static void op_run(struct broker_shard *target, struct broker_xcall *x)
     LM_ASSERT(gs != NULL && gs->hs->shard == target);
     if (gs->coord == NULL || gs->stopping) {
         group_api_fill(op, NULL, KAFKA_COORDINATOR_NOT_AVAILABLE);
+        broker_xcall_return(target, x);
+        return;
+    }
+    if (!coord_read_allowed(gs, op)) {
+        group_api_fill(op, NULL, KAFKA_NOT_COORDINATOR);
         broker_xcall_return(target, x);
         return;
     }

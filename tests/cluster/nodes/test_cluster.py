@@ -236,6 +236,7 @@ def main():
         elif args.rebalance_interval:
             preferred_leaders(nodes, None, args.rebalance_interval)
         coordinator_failover(nodes)
+        paused_coordinator(nodes)
         replicated_transactions(nodes)
         if args.snapshot_records is not None:
             snapshots(nodes)
@@ -796,6 +797,99 @@ def coordinator_failover(nodes):
           "min.insync.replicas: NOT_ENOUGH_REPLICAS"
           % (coord.node_id, p, sum(v for v in before.values() if v > 0)))
     return after
+
+
+def offset_fetch_v1(conn, group, topic, partition):
+    """OffsetFetch v1 on an open connection: (error_code, committed_offset) of one partition."""
+    body = (kafka_wire.sstr(group) +
+            kafka_wire.arr([kafka_wire.sstr(topic) + kafka_wire.arr([kafka_wire.s32(partition)])]))
+    r = conn.call(9, 1, body)
+    got = {}
+    for _ in range(r.i32()):
+        r.str()
+        for _ in range(r.i32()):
+            part, off = r.i32(), r.i64()
+            r.str()
+            got[part] = (r.i16(), off)
+    return got[partition]
+
+
+def paused_coordinator(nodes):
+    """A coordinator paused (SIGSTOP) while another node takes its offsets partition over and
+    the group commits there: woken, with an OffsetFetch already waiting in its socket, it
+    answers NOT_COORDINATOR or the newer offset, never the one it had (it lost its read lease
+    while paused)."""
+    group, topic = "gpause", "gp"
+    ids = {x.node_id for x in nodes}
+    wait_for("every node registered", lambda: cluster_view(nodes[0], 1)[0] == ids, 30, nodes)
+    a = admin(nodes[0])
+    for _, f in a.create_topics([NewTopic(topic, 1, 3)], request_timeout=30).items():
+        f.result()
+    wait_for("gp led", lambda: -1 not in leaders(nodes[0], topic).values(), 30, nodes)
+    md = admin(nodes[0]).list_topics(topic="__consumer_offsets", timeout=10)
+    n_off = len(md.topics["__consumer_offsets"].partitions)
+    p = (java_hash(group) & 0x7FFFFFFF) % n_off
+
+    def offsets_leader(node):
+        m = admin(node).list_topics(topic="__consumer_offsets", timeout=10)
+        return m.topics["__consumer_offsets"].partitions[p].leader
+
+    coord = next(x for x in nodes if x.node_id == offsets_leader(nodes[0]))
+    rest = [x for x in nodes if x is not coord]
+
+    def commit(node, off):
+        c = Consumer({"bootstrap.servers": node.bootstrap, "group.id": group,
+                      "enable.auto.commit": False})
+        try:
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    c.commit(offsets=[TopicPartition(topic, 0, off)], asynchronous=False)
+                    return
+                except Exception as e:  # the coordinator moving: retried
+                    if time.monotonic() > deadline:
+                        fail("commit of %d: %s" % (off, e), nodes)
+                    time.sleep(0.3)
+        finally:
+            c.close()
+
+    commit(coord, 5)
+    old = kafka_wire.Conn(coord.host, coord.port, "test-cluster")
+    wait_for("node %d answering OffsetFetch with offset 5" % coord.node_id,
+             lambda: offset_fetch_v1(old, group, topic, 0) == (0, 5), 30, nodes)
+    os.kill(coord.pid, signal.SIGSTOP)
+    try:
+        wait_for("__consumer_offsets-%d led elsewhere" % p,
+                 lambda: offsets_leader(rest[0]) not in (coord.node_id, -1), 30, rest)
+        commit(rest[0], 9)
+        old.send(9, 1, kafka_wire.sstr(group) + kafka_wire.arr(
+            [kafka_wire.sstr(topic) + kafka_wire.arr([kafka_wire.s32(0)])]))
+    finally:
+        os.kill(coord.pid, signal.SIGCONT)
+    r = old.response()
+    old.close()
+    r.i32()
+    r.str()
+    r.i32()
+    part, off = r.i32(), r.i64()
+    r.str()
+    err = r.i16()
+    if err == 0 and off != 9:
+        fail("the woken coordinator (node %d) answered offset %d, not 9 (stale)"
+             % (coord.node_id, off), nodes)
+    if err not in (0, 16):  # NOT_COORDINATOR
+        fail("the woken coordinator answered error %d" % err, nodes)
+    # the group goes on from the newer commit through any node
+    c = Consumer({"bootstrap.servers": nodes[0].bootstrap, "group.id": group,
+                  "enable.auto.commit": False})
+    wait_for("committed offset 9 seen through node %d" % nodes[0].node_id,
+             lambda: [tp.offset for tp in c.committed([TopicPartition(topic, 0)], timeout=5)]
+             == [9], 30, nodes)
+    c.close()
+    print("ok: coordinator (node %d) paused while node %d took __consumer_offsets-%d over and "
+          "the group committed there: woken, it answered %s"
+          % (coord.node_id, offsets_leader(rest[0]), p,
+             "NOT_COORDINATOR" if err else "the newer offset"))
 
 
 def wrong_secret(nodes, voters, port, cport, io):
