@@ -173,6 +173,11 @@ int meta_snapshot_encode(const struct lm_meta_state *st, int64_t last, uint8_t *
                                    .config_count = g->count};
         put_record(&o, &r);
     }
+    for (uint32_t i = 0; i < st->retired_count; i++) {
+        struct lm_meta_record r = {.type = LM_META_TOPIC_RETIRED};
+        memcpy(r.topic_id, lm_meta_state_retired_at(st, i), 16);
+        put_record(&o, &r);
+    }
     if (o.rc != 0) {
         free(o.buf);
         return o.rc;

@@ -49,6 +49,7 @@ void lm_meta_state_deinit(struct lm_meta_state *s)
         lm_meta_configs_free(s->group_configs[i].configs, s->group_configs[i].count);
     }
     free(s->group_configs);
+    free(s->retired);
     memset(s, 0, sizeof(*s));
 }
 
@@ -157,6 +158,16 @@ int lm_meta_state_copy(struct lm_meta_state *dst, const struct lm_meta_state *sr
     lm_meta_state_init(dst);
     dst->producer_id_next = src->producer_id_next;
     dst->version = src->version;
+    if (src->retired_count > 0) {
+        /* copied oldest first: the copy's ring starts at 0 */
+        dst->retired = malloc((size_t)src->retired_count * 16);
+        if (dst->retired == NULL)
+            return LM_E_NOMEM;
+        for (uint32_t i = 0; i < src->retired_count; i++)
+            memcpy(dst->retired[i], lm_meta_state_retired_at(src, i), 16);
+        dst->retired_count = dst->retired_cap = src->retired_count;
+        dst->retired_head = 0;
+    }
     if (src->topic_count == 0)
         return brokers_copy(dst, src);
     dst->topics = calloc(src->topic_count, sizeof(*dst->topics));
@@ -879,6 +890,50 @@ static int group_configs_apply(struct lm_meta_state *s, const struct lm_meta_rec
     return 0;
 }
 
+const uint8_t *lm_meta_state_retired_at(const struct lm_meta_state *s, uint32_t i)
+{
+    LM_ASSERT(i < s->retired_count);
+    return s->retired[(s->retired_head + i) % s->retired_cap];
+}
+
+bool lm_meta_state_id_retired(const struct lm_meta_state *s, const uint8_t id[16])
+{
+    for (uint32_t i = 0; i < s->retired_count; i++)
+        if (memcmp(lm_meta_state_retired_at(s, i), id, 16) == 0)
+            return true;
+    return false;
+}
+
+/* Adds id to the retired ring, dropping the oldest when it is full. */
+static int retire_id(struct lm_meta_state *s, const uint8_t id[16])
+{
+    if (lm_meta_state_id_retired(s, id))
+        return 0;
+    if (s->retired_count == LM_META_RETIRED_IDS_MAX) {
+        memcpy(s->retired[s->retired_head], id, 16);
+        s->retired_head = (s->retired_head + 1) % s->retired_cap;
+        return 0;
+    }
+    if (s->retired_count == s->retired_cap) {
+        /* grow, laying the ring out oldest first again */
+        uint32_t cap = s->retired_cap ? s->retired_cap * 2 : 16;
+        if (cap > LM_META_RETIRED_IDS_MAX)
+            cap = LM_META_RETIRED_IDS_MAX;
+        uint8_t(*nr)[16] = malloc((size_t)cap * 16);
+        if (nr == NULL)
+            return LM_E_NOMEM;
+        for (uint32_t i = 0; i < s->retired_count; i++)
+            memcpy(nr[i], lm_meta_state_retired_at(s, i), 16);
+        free(s->retired);
+        s->retired = nr;
+        s->retired_cap = cap;
+        s->retired_head = 0;
+    }
+    memcpy(s->retired[(s->retired_head + s->retired_count) % s->retired_cap], id, 16);
+    s->retired_count++;
+    return 0;
+}
+
 int lm_meta_state_check(const struct lm_meta_state *s, const struct lm_meta_record *r)
 {
     const struct lm_meta_topic *t = NULL;
@@ -888,7 +943,8 @@ int lm_meta_state_check(const struct lm_meta_state *s, const struct lm_meta_reco
             return LM_E_INVALID;
         if (r->partition_count < 1 || r->partition_count > LM_META_PARTITIONS_MAX)
             return LM_E_INVALID;
-        if (lm_meta_state_find(s, r->topic) || lm_meta_state_find_id(s, r->topic_id))
+        if (lm_meta_state_find(s, r->topic) || lm_meta_state_find_id(s, r->topic_id) ||
+            lm_meta_state_id_retired(s, r->topic_id))
             return LM_E_EXISTS;
         if (replicas_check(r->replicas, r->replication_factor, r->partition_count) != 0)
             return LM_E_INVALID;
@@ -973,6 +1029,8 @@ int lm_meta_state_check(const struct lm_meta_state *s, const struct lm_meta_reco
         return broker_configs_check(s, r);
     case LM_META_GROUP_CONFIGS:
         return group_configs_check(s, r);
+    case LM_META_TOPIC_RETIRED:
+        return id_is_zero(r->topic_id) ? LM_E_INVALID : 0;
     }
     return LM_E_INVALID;
 }
@@ -1016,6 +1074,9 @@ int lm_meta_state_apply(struct lm_meta_state *s, const struct lm_meta_record *r)
     }
     case LM_META_TOPIC_DELETE: {
         LM_ASSERT(t != NULL);
+        rc = retire_id(s, t->id);
+        if (rc != 0)
+            return rc;
         size_t idx = (size_t)(t - s->topics);
         lm_meta_configs_free(t->configs, t->config_count);
         free(t->replicas);
@@ -1161,6 +1222,11 @@ int lm_meta_state_apply(struct lm_meta_state *s, const struct lm_meta_record *r)
         if (rc != 0)
             return rc;
         break;
+    case LM_META_TOPIC_RETIRED:
+        rc = retire_id(s, r->topic_id);
+        if (rc != 0)
+            return rc;
+        break;
     }
     s->version++;
     return 0;
@@ -1211,6 +1277,9 @@ size_t lm_meta_record_size(const struct lm_meta_record *r)
         break;
     case LM_META_GROUP_CONFIGS:
         n += str_size(r->group) + configs_size(r);
+        break;
+    case LM_META_TOPIC_RETIRED:
+        n += 16;
         break;
     case LM_META_TOPIC_DELETE:
         n += str_size(r->topic) + (!id_is_zero(r->topic_id) ? 16 : 0);
@@ -1413,6 +1482,10 @@ int lm_meta_record_encode(const struct lm_meta_record *r, uint8_t *buf, size_t c
     case LM_META_GROUP_CONFIGS:
         put_str(&c, r->group);
         put_configs(&c, r);
+        break;
+    case LM_META_TOPIC_RETIRED:
+        memcpy(buf + c.pos, r->topic_id, 16);
+        c.pos += 16;
         break;
     case LM_META_TOPIC_DELETE:
         put_str(&c, r->topic);
@@ -1625,6 +1698,12 @@ int lm_meta_record_decode(const uint8_t *buf, size_t len, struct lm_meta_record 
     case LM_META_GROUP_CONFIGS:
         if ((rc = get_str(&c, &out->group)) != 0 || (rc = get_configs(&c, out, configs_out)) != 0)
             return rc;
+        break;
+    case LM_META_TOPIC_RETIRED:
+        if (c.len - c.pos < 16)
+            return LM_E_TRUNCATED;
+        memcpy(out->topic_id, buf + c.pos, 16);
+        c.pos += 16;
         break;
     case LM_META_TOPIC_DELETE:
         if ((rc = get_str(&c, &out->topic)) != 0)

@@ -57,7 +57,15 @@ enum lm_meta_record_type {
      * which replace every config of that group (none: the group leaves the image). Keys and
      * values as lm_group_config_validate accepts them. */
     LM_META_GROUP_CONFIGS = 16,
+    /* A topic id that may never be created again (topic_id): TOPIC_DELETE retires the id it
+     * removes; snapshots carry the retired ids as these records, oldest first. */
+    LM_META_TOPIC_RETIRED = 17,
 };
+
+/* The most retired topic ids the image remembers (a FIFO: the oldest goes first). A
+ * TOPIC_CREATE of a retired id is refused: a submission retried after its first attempt had
+ * committed (its answer lost with a leader change) must not bring back a topic deleted since. */
+#define LM_META_RETIRED_IDS_MAX 4096
 
 /* The most groups with configs the image holds (IncrementalAlterConfigs past it fails). */
 #define LM_META_GROUP_CONFIGS_MAX 10000
@@ -244,8 +252,19 @@ struct lm_meta_state {
     struct lm_meta_group_configs *group_configs;
     size_t group_config_count;
     size_t group_config_cap;
+    /* retired topic ids (LM_META_TOPIC_RETIRED), a ring of up to LM_META_RETIRED_IDS_MAX:
+     * retired[(retired_head + i) % retired_cap] is the i-th oldest, owned */
+    uint8_t (*retired)[16];
+    uint32_t retired_count;
+    uint32_t retired_head;
+    uint32_t retired_cap;
     uint64_t version; /* bumped by every applied record */
 };
+
+/* Whether id is among the image's retired topic ids. */
+bool lm_meta_state_id_retired(const struct lm_meta_state *s, const uint8_t id[16]);
+/* The i-th oldest retired topic id (i < s->retired_count). */
+const uint8_t *lm_meta_state_retired_at(const struct lm_meta_state *s, uint32_t i);
 
 /* The key length of a SCRAM mechanism (32 or 64), 0 for an unknown one. */
 size_t lm_meta_scram_key_len(int8_t mechanism);

@@ -172,13 +172,9 @@
 #define OFFSETS_MAX     200000
 
 /* The seeds ctest runs (SIM_CLUSTER_CTEST_SEEDS of them from 1). */
-/* Open findings of the admin's replica moves: a sweep of 1..55354 failed six seeds; 40442
- * (an acknowledged record replaced after a replica was removed and added back), 47266 (two
- * leaders of a moved partition in one epoch), 54389 (a high watermark going back) and 34229
- * pass since a replica that a leader still replicates to keeps its copy past the leave grace
- * (hs_cluster.c); these two still fail: 30058 acknowledged records never readable again
- * (liveness), 29956 two leaders in an epoch of the churn topic. */
-#define KNOWN_FAILING_SEEDS 29956, 30058, 0
+/* Open findings of the admin's replica moves: 30058 acknowledged records never readable again
+ * (liveness). */
+#define KNOWN_FAILING_SEEDS 30058, 0
 #ifndef SIM_CLUSTER_CTEST_SEEDS
 #define SIM_CLUSTER_CTEST_SEEDS 4
 #endif

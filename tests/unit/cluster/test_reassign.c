@@ -177,6 +177,12 @@ static void test_record_apply_and_cancel(void **state)
     assert_int_equal(lm_meta_state_copy(&c, &s), 0);
     assert_true(lm_meta_topic_reassigning(lm_meta_state_find(&c, "t"), 0));
     lm_meta_state_deinit(&c);
+    /* ... and the retired topic ids, oldest first */
+    struct lm_meta_record ret = {.type = LM_META_TOPIC_RETIRED};
+    for (uint8_t i = 1; i <= 3; i++) {
+        memset(ret.topic_id, 0x50 + i, 16);
+        assert_int_equal(lm_meta_state_apply(&s, &ret), 0);
+    }
     uint8_t *snap = NULL;
     size_t snap_len = 0;
     assert_int_equal(meta_snapshot_encode(&s, 41, &snap, &snap_len), 0);
@@ -189,6 +195,9 @@ static void test_record_apply_and_cancel(void **state)
     assert_int_equal(meta_snapshot_load(store, snap, snap_len, &last), 0);
     assert_int_equal(last, 41);
     struct lm_meta_snapshot *img = lm_meta_store_snapshot(store);
+    assert_int_equal(img->state.retired_count, 3);
+    for (uint32_t i = 0; i < 3; i++)
+        assert_int_equal(lm_meta_state_retired_at(&img->state, i)[0], 0x51 + i);
     const struct lm_meta_topic *lt = lm_meta_state_find(&img->state, "t");
     const struct lm_meta_moved *lm = lm_meta_topic_moved(lt, 0);
     assert_non_null(lm);

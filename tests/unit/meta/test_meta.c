@@ -227,6 +227,74 @@ static void test_delete_names_its_incarnation(void **state)
     lm_meta_state_deinit(&st);
 }
 
+/* A deleted topic's id is retired: a create of it (a submission retried after its first
+ * attempt had committed and the topic was deleted since) is refused; the ring keeps the newest
+ * LM_META_RETIRED_IDS_MAX ids, in records (snapshots) and copies too. */
+static void test_deleted_id_never_returns(void **state)
+{
+    (void)state;
+    struct lm_meta_state st;
+    lm_meta_state_init(&st);
+    struct lm_meta_record c = {.type = LM_META_TOPIC_CREATE, .topic = "t", .partition_count = 1};
+    memset(c.topic_id, 7, 16);
+    assert_int_equal(lm_meta_state_apply(&st, &c), 0);
+    assert_false(lm_meta_state_id_retired(&st, c.topic_id));
+    struct lm_meta_record del = {.type = LM_META_TOPIC_DELETE, .topic = "t"};
+    memcpy(del.topic_id, c.topic_id, 16);
+    assert_int_equal(lm_meta_state_apply(&st, &del), 0);
+    assert_true(lm_meta_state_id_retired(&st, c.topic_id));
+    assert_int_equal(lm_meta_state_apply(&st, &c), LM_E_EXISTS); /* the same id again */
+    assert_null(lm_meta_state_find(&st, "t"));
+    memset(c.topic_id, 8, 16); /* a new incarnation of the name is fine */
+    assert_int_equal(lm_meta_state_apply(&st, &c), 0);
+
+    /* the record form, round trip and truncation */
+    struct lm_meta_record ret = {.type = LM_META_TOPIC_RETIRED};
+    memset(ret.topic_id, 9, 16);
+    uint8_t buf[64];
+    int n = lm_meta_record_encode(&ret, buf, sizeof(buf));
+    assert_int_equal(n, (int)lm_meta_record_size(&ret));
+    struct lm_meta_record d;
+    struct lm_config_entry *dc;
+    for (int cut = 0; cut < n; cut++)
+        assert_int_not_equal(lm_meta_record_decode(buf, (size_t)cut, &d, &dc), 0);
+    assert_int_equal(lm_meta_record_decode(buf, (size_t)n, &d, &dc), 0);
+    assert_int_equal(d.type, LM_META_TOPIC_RETIRED);
+    assert_memory_equal(d.topic_id, ret.topic_id, 16);
+    assert_int_equal(lm_meta_state_apply(&st, &d), 0);
+    lm_meta_record_free(&d);
+    struct lm_meta_record zero = {.type = LM_META_TOPIC_RETIRED};
+    assert_int_equal(lm_meta_state_apply(&st, &zero), LM_E_INVALID);
+    assert_int_equal(st.retired_count, 2);
+
+    /* bounded: past the bound the oldest is forgotten, the order kept */
+    for (uint32_t i = 0; i < LM_META_RETIRED_IDS_MAX; i++) {
+        memset(ret.topic_id, 0, 16);
+        ret.topic_id[0] = 0xAA;
+        memcpy(ret.topic_id + 1, &i, sizeof(i));
+        assert_int_equal(lm_meta_state_apply(&st, &ret), 0);
+    }
+    assert_int_equal(st.retired_count, LM_META_RETIRED_IDS_MAX);
+    uint8_t first[16];
+    memset(first, 7, 16);
+    assert_false(lm_meta_state_id_retired(&st, first));
+    memset(first, 9, 16);
+    assert_false(lm_meta_state_id_retired(&st, first));
+    const uint8_t *oldest = lm_meta_state_retired_at(&st, 0);
+    uint32_t k;
+    memcpy(&k, oldest + 1, sizeof(k));
+    assert_int_equal(k, 0); /* the two ids before the loop went first */
+    memcpy(&k, lm_meta_state_retired_at(&st, LM_META_RETIRED_IDS_MAX - 1) + 1, sizeof(k));
+    assert_int_equal(k, LM_META_RETIRED_IDS_MAX - 1);
+    struct lm_meta_state cp;
+    assert_int_equal(lm_meta_state_copy(&cp, &st), 0);
+    assert_int_equal(cp.retired_count, st.retired_count);
+    for (uint32_t i = 0; i < st.retired_count; i++)
+        assert_memory_equal(lm_meta_state_retired_at(&cp, i), lm_meta_state_retired_at(&st, i), 16);
+    lm_meta_state_deinit(&cp);
+    lm_meta_state_deinit(&st);
+}
+
 static void create(struct lm_meta_store *s, const char *name, int32_t parts, int expect)
 {
     struct lm_meta_record r = {
@@ -809,6 +877,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_cluster_records),
         cmocka_unit_test(test_delete_names_its_incarnation),
+        cmocka_unit_test(test_deleted_id_never_returns),
         cmocka_unit_test(test_image_rebuild_is_atomic),
         cmocka_unit_test(test_scram_records),
         cmocka_unit_test(test_broker_config_records),
