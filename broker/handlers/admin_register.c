@@ -96,11 +96,35 @@ struct admin_pending {
 
 static void admin_respond(struct broker_req *req, const struct kafka_api_info *api, void *rs);
 
+/* Whether a TOPIC_CREATE refused as existing finds its own topic id in the image (applied
+ * here up to the refusal): an earlier attempt of the same submission, whose answer a leader
+ * change lost, created it, and the request succeeded. */
+static bool admin_created_by_earlier_attempt(struct broker_req *req,
+                                             const struct controller_submit *sub)
+{
+    struct lm_meta_record r;
+    struct lm_config_entry *configs = NULL;
+    if (lm_meta_record_decode(sub->rec, sub->len, &r, &configs) != 0)
+        return false;
+    bool mine = false;
+    if (r.type == LM_META_TOPIC_CREATE && r.topic != NULL) {
+        struct lm_meta_snapshot *snap = lm_meta_store_snapshot(h_node(req)->meta);
+        const struct lm_meta_topic *t = lm_meta_state_find(&snap->state, r.topic);
+        mine = t != NULL && memcmp(t->id, r.topic_id, 16) == 0;
+        lm_meta_snapshot_release(snap);
+    }
+    lm_meta_record_free(&r);
+    return mine;
+}
+
 static void admin_sub_done(struct broker_shard *s, struct controller_submit *sub)
 {
     (void)s;
     struct admin_defer_item *it = sub->arg;
     struct admin_pending *pd = (struct admin_pending *)it->sub;
+    if (sub->rc == LM_E_EXISTS && it->kind == ADMIN_COMMIT_TOPIC &&
+        admin_created_by_earlier_attempt(pd->req, sub))
+        sub->rc = 0;
     if (sub->rc != 0) {
         defer_outcome(&pd->req->arena, it, sub->rc);
         BLOG_INFO("admin: controller refused a change to topic %s: %s", it->topic ? it->topic : "?",
