@@ -70,6 +70,15 @@ void hs_reassign_step(struct hshard *hs, struct hpart *p, uint64_t now_ms)
     const struct lm_meta_topic *t = ht != NULL ? ht->meta : NULL;
     if (t == NULL || memcmp(t->id, p->topic_id, 16) != 0)
         return;
+    /* Only an image that shows this leadership (its announcement committed after the leader
+     * was elected) holds every move committed before: the configurations earlier leaders
+     * made came from images no newer than that. A leader whose image lagged (its metadata log
+     * behind after a disk fault) drove its group back to a move the controller had replaced:
+     * a voter set whose new member never opened its replica, and no leader again. */
+    int32_t known_epoch = -1;
+    if (lm_meta_topic_leader(t, p->partition, &known_epoch) != hs->node->cfg->node_id ||
+        known_epoch != partition_leader_epoch(p->part))
+        return;
     int16_t n;
     const int32_t *r = lm_meta_topic_replicas(t, p->partition, &n);
     if (r == NULL || n < 1)
