@@ -74,6 +74,10 @@ void controller_shard_stop(struct controller *c);
 #define CONTROLLER_KIND_PARTITION_ELECT 7
 /* ... and from its leader to a follower: the log start offset DeleteRecords set (i64). */
 #define CONTROLLER_KIND_PARTITION_LOG_START 8
+/* ... and several partitions' raft messages for one node in one request (heartbeats and their
+ * answers, coalesced per node pair): u16 count, then per message u16 topic length, topic, i32
+ * partition, u32 length, the raft_wire message. */
+#define CONTROLLER_KIND_PARTITION_RAFT_BATCH 9
 typedef void (*controller_partition_fn)(void *ctx, struct broker_req *req, const uint8_t *body,
                                         size_t len);
 void controller_set_partition_handler(struct controller *c, controller_partition_fn fn, void *ctx);

@@ -1028,6 +1028,31 @@ static void fill_fetch(struct greq *g, struct gop *op, const struct lm_group_res
         err == 0 && r != NULL && r->u.fetch.n_groups > 0 ? &r->u.fetch.groups[0] : NULL;
     int16_t gerr = gr != NULL ? gr->error_code : (err ? err : KAFKA_UNKNOWN_SERVER_ERROR);
     int32_t nt = gr != NULL && gr->n_topics > 0 ? gr->n_topics : 0;
+    if (g->version < 2 && gr == NULL) {
+        /* v0-1 have no group-level error: each requested partition carries it (as Kafka
+         * answers); an empty list would read as "nothing committed" */
+        const struct kafka_offset_fetch_request *rq = g->aux;
+        int32_t rt = rq != NULL && rq->topics_count > 0 ? rq->topics_count : 0;
+        o->topics = galloc(g, (size_t)rt, sizeof(*o->topics));
+        o->topics_count = o->topics != NULL ? rt : 0;
+        for (int32_t i = 0; i < o->topics_count; i++) {
+            int32_t np = rq->topics[i].partition_indexes_count > 0
+                             ? rq->topics[i].partition_indexes_count
+                             : 0;
+            o->topics[i].name = rq->topics[i].name;
+            o->topics[i].partitions = galloc(g, (size_t)np, sizeof(*o->topics[i].partitions));
+            o->topics[i].partitions_count = o->topics[i].partitions != NULL ? np : 0;
+            for (int32_t j = 0; j < o->topics[i].partitions_count; j++) {
+                struct kafka_offset_fetch_response_partition *p = &o->topics[i].partitions[j];
+                p->partition_index = rq->topics[i].partition_indexes[j];
+                p->committed_offset = -1;
+                p->committed_leader_epoch = -1;
+                p->metadata = KAFKA_STR_NULL;
+                p->error_code = gerr;
+            }
+        }
+        return;
+    }
     if (g->version < 8) {
         o->error_code = gerr;
         o->topics = galloc(g, (size_t)nt, sizeof(*o->topics));

@@ -245,6 +245,8 @@ struct hshard {
     size_t topic_default_count;
     struct hpeer *peers; /* replication: one connection per other node (hs_cluster.c) */
     size_t n_peers;
+    struct broker_timer raft_batch_timer; /* sends the coalesced heartbeats (hs_cluster.c) */
+    bool raft_batch_armed;
     uint64_t fetch_id_next;
     uint8_t zc_nonce[8]; /* random: Fetch's record markers (data_fetch.c) */
     bool stopping;

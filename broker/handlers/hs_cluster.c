@@ -86,13 +86,6 @@ int hs_submit_detached(struct hshard *hs, const struct lm_meta_record *r)
 
 /* ---- replicated partitions: raft traffic between the replicas' nodes ---- */
 
-struct hpeer {
-    int32_t node;
-    struct broker_peer *peer;
-    uint64_t retry_at_ms;
-    uint32_t backoff_ms;
-};
-
 /* An internal request about a partition on its way: its bytes and the call. */
 struct hraft_call {
     struct broker_call call;
@@ -100,6 +93,22 @@ struct hraft_call {
     size_t len;
     uint8_t buf[];
 };
+
+struct hpeer {
+    int32_t node;
+    struct broker_peer *peer;
+    uint64_t retry_at_ms;
+    uint32_t backoff_ms;
+    /* heartbeats and their answers for this node, coalesced into one PARTITION_RAFT_BATCH
+     * request (kind, u16 count, entries); sent when the shard's turn ends (a 0 ms timer), or
+     * when full */
+    struct hraft_call *batch;
+    uint16_t batch_count;
+};
+
+/* Bounds of one coalesced request: its bytes (the MAC comes on top) and its messages. */
+#define RAFT_BATCH_BYTES_MAX ((size_t)60 << 10)
+#define RAFT_BATCH_COUNT_MAX 4096
 
 uint64_t hs_raft_group(const uint8_t topic_id[16], int32_t partition)
 {
@@ -123,20 +132,26 @@ static bool internal_addr(struct hshard *hs, int32_t node, char *host, size_t ca
     return lm_meta_broker_endpoint(b, cfg->controller_listener_names[0], host, cap, port);
 }
 
-static struct broker_peer *peer_of(struct hshard *hs, int32_t node)
+/* The shard's entry for node, created on first use; NULL when out of memory. */
+static struct hpeer *peer_entry(struct hshard *hs, int32_t node)
 {
-    struct hpeer *pe = NULL;
     for (size_t i = 0; i < hs->n_peers; i++)
         if (hs->peers[i].node == node)
-            pe = &hs->peers[i];
-    if (pe == NULL) {
-        struct hpeer *np = realloc(hs->peers, (hs->n_peers + 1) * sizeof(*np));
-        if (np == NULL)
-            return NULL;
-        hs->peers = np;
-        pe = &hs->peers[hs->n_peers++];
-        *pe = (struct hpeer){.node = node, .backoff_ms = 100};
-    }
+            return &hs->peers[i];
+    struct hpeer *np = realloc(hs->peers, (hs->n_peers + 1) * sizeof(*np));
+    if (np == NULL)
+        return NULL;
+    hs->peers = np;
+    struct hpeer *pe = &hs->peers[hs->n_peers++];
+    *pe = (struct hpeer){.node = node, .backoff_ms = 100};
+    return pe;
+}
+
+static struct broker_peer *peer_of(struct hshard *hs, int32_t node)
+{
+    struct hpeer *pe = peer_entry(hs, node);
+    if (pe == NULL)
+        return NULL;
     if (pe->peer != NULL && broker_peer_error(pe->peer) == 0)
         return pe->peer;
     uint64_t now = broker_now_ms();
@@ -166,9 +181,15 @@ static struct broker_peer *peer_of(struct hshard *hs, int32_t node)
 
 void hs_peers_close(struct hshard *hs)
 {
-    for (size_t i = 0; i < hs->n_peers; i++)
+    if (hs->raft_batch_armed) {
+        broker_timer_cancel(hs->shard, &hs->raft_batch_timer);
+        hs->raft_batch_armed = false;
+    }
+    for (size_t i = 0; i < hs->n_peers; i++) {
+        free(hs->peers[i].batch); /* raft sends again */
         if (hs->peers[i].peer != NULL)
             broker_peer_close(hs->peers[i].peer);
+    }
     free(hs->peers);
     hs->peers = NULL;
     hs->n_peers = 0;
@@ -226,12 +247,84 @@ static int pcall_send(struct hshard *hs, int32_t node, struct hraft_call *k,
     return broker_peer_send(peer, &k->call);
 }
 
+/* Sends pe's coalesced messages (count written into the header first). */
+static void batch_flush(struct hshard *hs, struct hpeer *pe)
+{
+    struct hraft_call *k = pe->batch;
+    if (k == NULL)
+        return;
+    pe->batch = NULL;
+    lm_put_be16(k->buf + 1, pe->batch_count);
+    pe->batch_count = 0;
+    if (pcall_send(hs, pe->node, k, raft_call_done, k) != 0)
+        free(k); /* lost: raft sends again */
+}
+
+static void batch_timer_fire(struct broker_shard *s, struct broker_timer *t)
+{
+    (void)s;
+    struct hshard *hs = t->arg;
+    hs->raft_batch_armed = false;
+    for (size_t i = 0; i < hs->n_peers; i++)
+        batch_flush(hs, &hs->peers[i]);
+}
+
+/* Queues m (a heartbeat or its answer) for its node's next coalesced request. Returns false
+ * when it could not (out of memory, stopping): the caller sends it alone. */
+static bool batch_queue(struct hshard *hs, const struct hpart *p, const struct raft_msg *m)
+{
+    if (hs->stopping)
+        return false;
+    struct hpeer *pe = peer_entry(hs, (int32_t)(m->to - 1u));
+    if (pe == NULL)
+        return false;
+    size_t tl = strlen(p->topic);
+    size_t n = raft_wire_size(m);
+    size_t entry = 2 + tl + 4 + 4 + n;
+    if (entry + 3 > RAFT_BATCH_BYTES_MAX)
+        return false;
+    if (pe->batch != NULL &&
+        (pe->batch->len + entry > RAFT_BATCH_BYTES_MAX || pe->batch_count == RAFT_BATCH_COUNT_MAX))
+        batch_flush(hs, pe);
+    if (pe->batch == NULL) {
+        size_t mac = controller_mac_bytes(hs->node->ctl);
+        struct hraft_call *k = malloc(sizeof(*k) + RAFT_BATCH_BYTES_MAX + mac);
+        if (k == NULL)
+            return false;
+        memset(k, 0, sizeof(*k));
+        k->buf[0] = CONTROLLER_KIND_PARTITION_RAFT_BATCH;
+        k->len = 3; /* kind, u16 count */
+        pe->batch = k;
+        pe->batch_count = 0;
+    }
+    uint8_t *q = pe->batch->buf + pe->batch->len;
+    lm_put_be16(q, (uint16_t)tl);
+    memcpy(q + 2, p->topic, tl);
+    lm_put_be32(q + 2 + tl, (uint32_t)p->partition);
+    lm_put_be32(q + 2 + tl + 4, (uint32_t)n);
+    if (raft_wire_encode(m, q + 2 + tl + 8, n) < 0)
+        return true; /* not encodable alone either: dropped, as a lost message */
+    pe->batch->len += entry;
+    pe->batch_count++;
+    if (!hs->raft_batch_armed &&
+        broker_timer_start(hs->shard, &hs->raft_batch_timer, 0, batch_timer_fire, hs) == 0)
+        hs->raft_batch_armed = true;
+    if (!hs->raft_batch_armed)
+        batch_flush(hs, pe); /* no timer: at once */
+    return true;
+}
+
 void hs_raft_send(void *ctx, struct partition *part, const struct raft_msg *m)
 {
     (void)part;
     struct hpart *p = ctx;
     struct hshard *hs = p->hs;
     if (hs == NULL || m->to == RAFT_NONE)
+        return;
+    /* Idle partitions' heartbeats are most of the traffic between two nodes: they travel
+     * together, one request per node pair and shard turn instead of one per partition. */
+    if ((m->type == RAFT_MSG_HEARTBEAT || m->type == RAFT_MSG_HEARTBEAT_RESP) &&
+        batch_queue(hs, p, m))
         return;
     size_t n = raft_wire_size(m);
     uint8_t *q;
@@ -386,33 +479,14 @@ static int16_t elect_run(struct hshard *hs, struct hpart *p, int32_t target)
     return KAFKA_NONE;
 }
 
-static void raft_in_run(struct broker_shard *target, struct broker_xcall *x)
+/* One raft message for p (NULL: not open here) on its owner shard. */
+static void raft_deliver(struct hshard *hs, struct hpart *p, int32_t partition, const uint8_t *msg,
+                         size_t len)
 {
-    struct hraft_in *in = x->arg;
-    struct hshard *hs = hs_of(target);
-    const uint8_t *b = in->body;
-    size_t tl = ((size_t)b[0] << 8) | b[1];
-    const char *topic = (const char *)b + 2;
-    const uint8_t *q = b + 2 + tl;
-    int32_t partition = (int32_t)lm_get_be32(q);
-    hs_refresh(hs);
-    struct hpart *p = hs_part(hs, topic, tl, partition);
-    if (in->kind == CONTROLLER_KIND_PARTITION_ELECT) {
-        in->err = elect_run(hs, p, (int32_t)lm_get_be32(q + 4));
-        broker_xcall_return(target, x);
-        return;
-    }
-    if (in->kind == CONTROLLER_KIND_PARTITION_LOG_START) {
-        in->err = log_start_run(p, (int64_t)lm_get_be64(q + 4));
-        if (p != NULL)
-            hs_part_kick(hs, p);
-        broker_xcall_return(target, x);
-        return;
-    }
     struct raft_msg m;
     size_t used = 0;
     if (p != NULL && p->part != NULL && p->replicated &&
-        raft_wire_decode(q + 4, in->len - (2 + tl + 4), &m, &used) == 0) {
+        raft_wire_decode(msg, len, &m, &used) == 0) {
         bool handover = m.type == RAFT_MSG_TIMEOUT_NOW;
         if (m.group != hs_raft_group(p->topic_id, partition)) {
             /* another incarnation of the topic: dropped */
@@ -445,6 +519,32 @@ static void raft_in_run(struct broker_shard *target, struct broker_xcall *x)
         hs_leader_check(hs, p, broker_now_ms());
         hs_part_kick(hs, p);
     }
+}
+
+static void raft_in_run(struct broker_shard *target, struct broker_xcall *x)
+{
+    struct hraft_in *in = x->arg;
+    struct hshard *hs = hs_of(target);
+    const uint8_t *b = in->body;
+    size_t tl = ((size_t)b[0] << 8) | b[1];
+    const char *topic = (const char *)b + 2;
+    const uint8_t *q = b + 2 + tl;
+    int32_t partition = (int32_t)lm_get_be32(q);
+    hs_refresh(hs);
+    struct hpart *p = hs_part(hs, topic, tl, partition);
+    if (in->kind == CONTROLLER_KIND_PARTITION_ELECT) {
+        in->err = elect_run(hs, p, (int32_t)lm_get_be32(q + 4));
+        broker_xcall_return(target, x);
+        return;
+    }
+    if (in->kind == CONTROLLER_KIND_PARTITION_LOG_START) {
+        in->err = log_start_run(p, (int64_t)lm_get_be64(q + 4));
+        if (p != NULL)
+            hs_part_kick(hs, p);
+        broker_xcall_return(target, x);
+        return;
+    }
+    raft_deliver(hs, p, partition, q + 4, in->len - (2 + tl + 4));
     broker_xcall_return(target, x);
 }
 
@@ -469,10 +569,125 @@ static void raft_in_done(struct broker_shard *origin, struct broker_xcall *x)
     broker_req_respond(in->req, ack, sizeof(ack));
 }
 
+/* The messages of a coalesced request for one owner shard, copied out of the request. */
+struct hraft_batch_in {
+    struct broker_xcall x;
+    size_t len;
+    uint32_t count;
+    uint8_t entries[];
+};
+
+/* Entry i of a coalesced request at q (checked by batch_check): its bytes. */
+static size_t batch_entry_len(const uint8_t *q)
+{
+    size_t tl = lm_get_be16(q);
+    return 2 + tl + 4 + 4 + lm_get_be32(q + 2 + tl + 4);
+}
+
+static void batch_in_run(struct broker_shard *target, struct broker_xcall *x)
+{
+    struct hraft_batch_in *in = x->arg;
+    struct hshard *hs = hs_of(target);
+    hs_refresh(hs);
+    const uint8_t *q = in->entries;
+    for (uint32_t i = 0; i < in->count; i++) {
+        size_t tl = lm_get_be16(q);
+        int32_t partition = (int32_t)lm_get_be32(q + 2 + tl);
+        uint32_t n = lm_get_be32(q + 2 + tl + 4);
+        struct hpart *p = hs_part(hs, (const char *)q + 2, tl, partition);
+        raft_deliver(hs, p, partition, q + 2 + tl + 8, n);
+        q += 2 + tl + 8 + n;
+    }
+    broker_xcall_return(target, x);
+}
+
+static void batch_in_done(struct broker_shard *origin, struct broker_xcall *x)
+{
+    (void)origin;
+    free(x->arg);
+}
+
+/* Whether the entries of a coalesced request (after kind and count) are well formed. */
+static bool batch_check(const uint8_t *q, size_t len, uint32_t count)
+{
+    size_t pos = 0;
+    for (uint32_t i = 0; i < count; i++) {
+        if (len - pos < 2)
+            return false;
+        size_t tl = lm_get_be16(q + pos);
+        if (tl == 0 || tl > LM_TOPIC_NAME_MAX || len - pos < 2 + tl + 8)
+            return false;
+        uint32_t n = lm_get_be32(q + pos + 2 + tl + 4);
+        if (n == 0 || n > len - pos - (2 + tl + 8))
+            return false;
+        pos += 2 + tl + 8 + n;
+    }
+    return pos == len;
+}
+
+/* PARTITION_RAFT_BATCH: answered at once (raft needs no answer), its messages copied per owner
+ * shard and delivered there in order. */
+static void batch_recv(struct hshard *hs, struct broker_req *req, const uint8_t *body, size_t len)
+{
+    uint32_t count = len >= 2 ? lm_get_be16(body) : 0;
+    if (len < 2 || count == 0 || count > RAFT_BATCH_COUNT_MAX ||
+        !batch_check(body + 2, len - 2, count)) {
+        BLOG_WARN_LIMITED("a malformed raft batch from a peer; closing the connection");
+        broker_req_close_after(req);
+        broker_req_respond_none(req);
+        return;
+    }
+    const uint8_t *entries = body + 2;
+    size_t elen = len - 2;
+    for (uint32_t owner = 0; owner < hs->count; owner++) {
+        size_t bytes = 0;
+        uint32_t n = 0;
+        for (size_t pos = 0; pos < elen;) {
+            const uint8_t *q = entries + pos;
+            size_t el = batch_entry_len(q);
+            size_t tl = lm_get_be16(q);
+            int32_t partition = (int32_t)lm_get_be32(q + 2 + tl);
+            if (partition >= 0 && hs_owner(hs, (const char *)q + 2, tl, partition) == owner) {
+                bytes += el;
+                n++;
+            }
+            pos += el;
+        }
+        if (n == 0)
+            continue;
+        struct hraft_batch_in *in = malloc(sizeof(*in) + bytes);
+        if (in == NULL)
+            continue; /* lost: raft sends again */
+        *in = (struct hraft_batch_in){.len = bytes, .count = n};
+        size_t w = 0;
+        for (size_t pos = 0; pos < elen;) {
+            const uint8_t *q = entries + pos;
+            size_t el = batch_entry_len(q);
+            size_t tl = lm_get_be16(q);
+            int32_t partition = (int32_t)lm_get_be32(q + 2 + tl);
+            if (partition >= 0 && hs_owner(hs, (const char *)q + 2, tl, partition) == owner) {
+                memcpy(in->entries + w, q, el);
+                w += el;
+            }
+            pos += el;
+        }
+        in->x.run = batch_in_run;
+        in->x.done = batch_in_done;
+        in->x.arg = in;
+        broker_shard_call(hs->shard, owner, &in->x);
+    }
+    static const uint8_t ack[1] = {0};
+    broker_req_respond(req, ack, sizeof(ack));
+}
+
 void hs_partition_recv(void *ctx, struct broker_req *req, const uint8_t *body, size_t len)
 {
     (void)ctx;
     struct hshard *hs = hs_of(req->shard);
+    if (len >= 1 && body[0] == CONTROLLER_KIND_PARTITION_RAFT_BATCH) {
+        batch_recv(hs, req, body + 1, len - 1);
+        return;
+    }
     uint8_t kind = len >= 1 ? body[0] : 0;
     body++, len = len >= 1 ? len - 1 : 0;
     size_t tl = len >= 2 ? ((size_t)body[0] << 8) | body[1] : 0;

@@ -1,0 +1,117 @@
+#!/usr/bin/python3
+"""CPU and memory of a 3-node laminar cluster holding many idle replicated partitions, for one
+or more laminar binaries in the same invocation (the first is the reference of the ratios).
+
+    bench/cluster/idle_partitions.py --bin build/broker/laminar [--bin OTHER] \\
+        [--partitions 3000] [--seconds 20] [--repeat 2]
+
+Per binary and repetition: a fresh 3-node cluster (combined mode, 2 shards each, io_uring),
+one topic of N partitions with replication factor 3, every partition led; then, with no
+client traffic, the CPU seconds the three processes use in --seconds (utime + stime from
+/proc), their RSS, and the bytes the loopback carried meanwhile. Idle partitions cost
+heartbeats only: this is what Raft heartbeats per partition cost a node.
+Prints one line per run and a table of medians with ratios against the first binary.
+"""
+
+import argparse
+import os
+import statistics
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "..", "tests", "cluster", "nodes"))
+sys.path.insert(0, os.path.join(HERE, "..", "..", "tests", "compat", "harness"))
+import test_cluster as tc  # noqa: E402
+from laminar_harness import free_port  # noqa: E402
+from confluent_kafka.admin import NewTopic  # noqa: E402
+
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_s(pid):
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS  # utime, stime
+
+
+def rss_mib(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def lo_bytes():
+    with open("/proc/net/dev") as f:
+        for line in f:
+            if line.strip().startswith("lo:"):
+                return int(line.split(":", 1)[1].split()[0])
+    return 0
+
+
+def run_once(binary, partitions, seconds):
+    os.environ["LAMINAR_BIN"] = binary
+    port, cport = free_port(), free_port()
+    voters = ",".join("%d@127.0.0.%d:%d" % (i, i, cport) for i in range(1, 4))
+    nodes = [tc.Node(i, voters, port, cport, "uring") for i in range(1, 4)]
+    try:
+        for x in nodes:
+            x.start()
+        ids = {1, 2, 3}
+        tc.wait_for("cluster formed", lambda: tc.cluster_view(nodes[0], 1)[0] == ids, 60, nodes)
+        a = tc.admin(nodes[0])
+        t0 = time.monotonic()
+        for _, f in a.create_topics([NewTopic("idle", partitions, 3)],
+                                    request_timeout=120).items():
+            f.result()
+        tc.wait_for("every partition led",
+                    lambda: -1 not in tc.leaders(nodes[0], "idle").values(), 300, nodes)
+        led_s = time.monotonic() - t0
+        time.sleep(5)  # elections and ISR announcements settle
+        c0 = sum(cpu_s(x.pid) for x in nodes)
+        b0 = lo_bytes()
+        time.sleep(seconds)
+        cpu = sum(cpu_s(x.pid) for x in nodes) - c0
+        net = lo_bytes() - b0
+        rss = sum(rss_mib(x.pid) for x in nodes)
+        return {"cpu_pct": 100.0 * cpu / seconds / 3, "net_mb_s": net / seconds / 1e6,
+                "rss_mib": rss / 3, "led_s": led_s}
+    finally:
+        for x in nodes:
+            x.cleanup()
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--bin", action="append", required=True)
+    ap.add_argument("--partitions", type=int, default=3000)
+    ap.add_argument("--seconds", type=float, default=20)
+    ap.add_argument("--repeat", type=int, default=2)
+    args = ap.parse_args()
+    print("idle partitions: %d partitions x RF 3 on 3 nodes, %d CPUs, load %.2f"
+          % (args.partitions, os.cpu_count(), os.getloadavg()[0]))
+    res = {b: [] for b in args.bin}
+    for r in range(args.repeat):
+        for b in args.bin:
+            m = run_once(b, args.partitions, args.seconds)
+            res[b].append(m)
+            print("run %d %s: CPU %.1f%% of a core per node, loopback %.2f MB/s, RSS %.0f MiB "
+                  "per node, all led after %.1f s" % (r + 1, b, m["cpu_pct"], m["net_mb_s"],
+                                                       m["rss_mib"], m["led_s"]), flush=True)
+    ref = args.bin[0]
+    print("\n| binary | CPU % per node | loopback MB/s | RSS MiB per node | all led (s) |")
+    print("| --- | --- | --- | --- | --- |")
+    for b in args.bin:
+        med = {k: statistics.median(m[k] for m in res[b]) for k in res[b][0]}
+        refm = {k: statistics.median(m[k] for m in res[ref]) for k in res[ref][0]}
+        cells = []
+        for k in ("cpu_pct", "net_mb_s", "rss_mib", "led_s"):
+            ratio = med[k] / refm[k] if refm[k] else float("nan")
+            cells.append("%.2f (x%.2f)" % (med[k], ratio))
+        print("| %s | %s |" % (b, " | ".join(cells)))
+
+
+if __name__ == "__main__":
+    main()
