@@ -475,8 +475,11 @@ bool group_cgroup_precheck(struct lm_group_coord *classic, struct lm_cgroup_coor
         if (n_members == 0) {
             /* an empty consumer group gives way to the classic group (Kafka converts it) */
             int rc = lm_cgroup_delete(cg, in->group_id);
-            LM_ASSERT(rc == 0);
-            return false;
+            LM_ASSERT(rc == 0 || rc == LM_E_NOMEM);
+            if (rc == 0)
+                return false;
+            err = KAFKA_COORDINATOR_NOT_AVAILABLE;
+            break;
         }
         err = KAFKA_INCONSISTENT_GROUP_PROTOCOL;
         break;
@@ -498,7 +501,11 @@ bool group_cgroup_precheck(struct lm_group_coord *classic, struct lm_cgroup_coor
             break;
         }
         int rc = lm_cgroup_delete(cg, *id);
-        LM_ASSERT(rc == 0);
+        LM_ASSERT(rc == 0 || rc == LM_E_NOMEM);
+        if (rc != 0) {
+            err = KAFKA_COORDINATOR_NOT_AVAILABLE;
+            break;
+        }
         op->cg_deleted = true;
         return false;
     }
