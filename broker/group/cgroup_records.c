@@ -21,8 +21,8 @@ bool lm_cgr_is_type(int16_t type)
 
 static bool key_has_member(int16_t type)
 {
-    return type == LM_CGR_MEMBER || type == LM_CGR_TARGET_MEMBER ||
-           type == LM_CGR_CURRENT_MEMBER || type == LM_CGR_REGEX;
+    return type == LM_CGR_MEMBER || type == LM_CGR_TARGET_MEMBER || type == LM_CGR_CURRENT_MEMBER ||
+           type == LM_CGR_REGEX;
 }
 
 /* ---- keys ---- */
@@ -122,7 +122,8 @@ static int parts_decode(struct kafka_reader *r, struct kafka_arena *arena, struc
         return LM_E_TOO_LARGE;
     struct lm_cgroup_tp *v = NULL;
     if (total > 0) {
-        v = kafka_arena_alloc_array(arena, (size_t)total, sizeof(*v), _Alignof(struct lm_cgroup_tp));
+        v = kafka_arena_alloc_array(arena, (size_t)total, sizeof(*v),
+                                    _Alignof(struct lm_cgroup_tp));
         if (v == NULL)
             return LM_E_NOMEM;
     }
@@ -242,7 +243,8 @@ int lm_cgr_member_value_decode(const uint8_t *buf, size_t len, struct kafka_aren
         return LM_E_TOO_LARGE;
     struct kafka_str *names = NULL;
     if (n > 0) {
-        names = kafka_arena_alloc_array(arena, (size_t)n, sizeof(*names), _Alignof(struct kafka_str));
+        names =
+            kafka_arena_alloc_array(arena, (size_t)n, sizeof(*names), _Alignof(struct kafka_str));
         if (names == NULL)
             return LM_E_NOMEM;
     }

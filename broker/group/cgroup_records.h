@@ -32,15 +32,15 @@
 #include "broker/group/cgroup.h"
 #include "protocol/kafka_rt.h"
 
-#define LM_CGR_GROUP_EPOCH     3
-#define LM_CGR_PARTITION_META  4
-#define LM_CGR_MEMBER          5
-#define LM_CGR_TARGET_EPOCH    6
-#define LM_CGR_TARGET_MEMBER   7
-#define LM_CGR_CURRENT_MEMBER  8
-#define LM_CGR_REGEX           16
-#define LM_CGR_VALUE_VERSION   0
-#define LM_CGR_TOPICS_MAX      100000 /* topics a value may name (subscribed or assigned) */
+#define LM_CGR_GROUP_EPOCH    3
+#define LM_CGR_PARTITION_META 4
+#define LM_CGR_MEMBER         5
+#define LM_CGR_TARGET_EPOCH   6
+#define LM_CGR_TARGET_MEMBER  7
+#define LM_CGR_CURRENT_MEMBER 8
+#define LM_CGR_REGEX          16
+#define LM_CGR_VALUE_VERSION  0
+#define LM_CGR_TOPICS_MAX     100000 /* topics a value may name (subscribed or assigned) */
 
 struct lm_cgr_key {
     int16_t type;
