@@ -1716,10 +1716,28 @@ static void load_regex(struct cmember *m)
     }
 }
 
+struct load_held {
+    struct lm_cgroup_tp tp;
+    int32_t member;
+    int32_t set; /* 0 assigned, 1 pending */
+    int32_t index;
+};
+
+static int load_held_cmp(const void *a, const void *b)
+{
+    const struct load_held *x = a, *y = b;
+    int c = lm_cgroup_tp_cmp(&x->tp, &y->tp);
+    if (c != 0)
+        return c;
+    if (x->member != y->member)
+        return x->member < y->member ? -1 : 1;
+    return x->set < y->set ? -1 : x->set > y->set;
+}
+
 /* Brings a loaded group to the invariants the calls rely on: members with metadata only,
- * target epoch <= group epoch, member epochs <= group epoch, no partition held by two
- * members (the later member in id order loses it). */
-static void load_fix(struct cgroup *g)
+ * target epoch <= group epoch, member epochs <= group epoch, no partition held twice (by two
+ * members, or assigned and pending at once: the later holder in member id order loses it). */
+static int load_fix(struct cgroup *g)
 {
     for (int32_t i = 0; i < g->n_members;) {
         if (!g->members[i]->loaded_meta) {
@@ -1733,29 +1751,50 @@ static void load_fix(struct cgroup *g)
     }
     if (g->target_epoch > g->epoch)
         g->epoch = g->target_epoch;
+    size_t n = 0;
     for (int32_t i = 0; i < g->n_members; i++) {
         struct cmember *m = g->members[i];
         if (m->epoch > g->epoch || m->epoch < 0)
             m->epoch = 0;
         if (m->prev_epoch > m->epoch || m->prev_epoch < 0)
             m->prev_epoch = 0;
+        n += (size_t)m->assigned.n + (size_t)m->pending.n;
+    }
+    /* one sorted pass finds every partition held more than once */
+    struct load_held *h = malloc((n + 1) * sizeof(*h));
+    if (h == NULL)
+        return LM_E_NOMEM;
+    size_t k = 0;
+    for (int32_t i = 0; i < g->n_members; i++) {
+        struct tpset *sets[2] = {&g->members[i]->assigned, &g->members[i]->pending};
+        for (int32_t s = 0; s < 2; s++)
+            for (int32_t j = 0; j < sets[s]->n; j++)
+                h[k++] = (struct load_held){sets[s]->v[j], i, s, j};
+    }
+    LM_ASSERT(k == n);
+    qsort(h, n, sizeof(*h), load_held_cmp);
+    for (size_t j = 1; j < n; j++) {
+        if (lm_cgroup_tp_cmp(&h[j].tp, &h[j - 1].tp) != 0)
+            continue;
+        struct cmember *m = g->members[h[j].member];
+        struct tpset *t = h[j].set == 0 ? &m->assigned : &m->pending;
+        t->v[h[j].index].partition = -1; /* dropped below */
+    }
+    free(h);
+    for (int32_t i = 0; i < g->n_members; i++) {
+        struct cmember *m = g->members[i];
         struct tpset *sets[2] = {&m->assigned, &m->pending};
-        for (int s = 0; s < 2; s++) {
-            struct tpset *t = sets[s];
+        for (int32_t s = 0; s < 2; s++) {
             int32_t w = 0;
-            for (int32_t k = 0; k < t->n; k++) {
-                bool dup = s == 1 && tpset_has(&m->assigned, &t->v[k]);
-                for (int32_t o = 0; o < i && !dup; o++)
-                    dup = tpset_has(&g->members[o]->assigned, &t->v[k]) ||
-                          tpset_has(&g->members[o]->pending, &t->v[k]);
-                if (!dup)
-                    t->v[w++] = t->v[k];
-            }
-            t->n = w;
+            for (int32_t j = 0; j < sets[s]->n; j++)
+                if (sets[s]->v[j].partition >= 0)
+                    sets[s]->v[w++] = sets[s]->v[j];
+            sets[s]->n = w;
         }
         if (m->state == M_UNREVOKED && m->pending.n == 0)
             m->state = M_STABLE;
     }
+    return 0;
 }
 
 int lm_cgroup_load_end(struct lm_cgroup_coord *c, int32_t partition, int64_t now_ms)
@@ -1772,7 +1811,7 @@ int lm_cgroup_load_end(struct lm_cgroup_coord *c, int32_t partition, int64_t now
             c->groups[i] = c->groups[--c->n_groups];
             continue;
         }
-        load_fix(g);
+        LM_TRY(load_fix(g));
         for (int32_t k = 0; k < g->n_members; k++) {
             struct cmember *m = g->members[k];
             load_regex(m);

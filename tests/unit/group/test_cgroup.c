@@ -206,552 +206,6 @@ static void check_disjoint(struct client *cls, int n)
 
 /* ---- assignors ---- */
 
-static void test_range_assignor(void **state)
-{
-    (void)state;
-    struct lm_cgroup_atopic topics[2] = {{.id = {{1}}, .partitions = 7},
-                                         {.id = {{2}}, .partitions = 2}};
-    int32_t both[2] = {0, 1}, first[1] = {0};
-    struct lm_cgroup_amember m[3] = {
-        {.member_id = S("a"), .n_topics = 2, .topics = both},
-        {.member_id = S("b"), .n_topics = 2, .topics = both},
-        {.member_id = S("c"), .n_topics = 1, .topics = first},
-    };
-    assert_int_equal(lm_cgroup_assign("range", 2, topics, 3, m), 0);
-    /* topic 1: 7 over 3 -> 3,2,2 consecutive; topic 2: 2 over a,b -> 1,1 */
-    assert_int_equal(m[0].n_target, 4);
-    assert_int_equal(m[1].n_target, 3);
-    assert_int_equal(m[2].n_target, 2);
-    assert_int_equal(m[0].target[0].partition, 0);
-    assert_int_equal(m[0].target[2].partition, 2);
-    assert_int_equal(m[0].target[3].topic_id.b[0], 2);
-    assert_int_equal(m[1].target[0].partition, 3);
-    assert_int_equal(m[2].target[0].partition, 5);
-    assert_int_equal(m[2].target[1].partition, 6);
-    for (int i = 0; i < 3; i++)
-        free(m[i].target);
-    assert_int_equal(lm_cgroup_assign("roundrobin", 2, topics, 3, m), LM_E_INVALID);
-}
-
-static void test_uniform_assignor_balanced_and_sticky(void **state)
-{
-    (void)state;
-    struct lm_cgroup_atopic topics[1] = {{.id = {{1}}, .partitions = 6}};
-    int32_t t0[1] = {0};
-    struct lm_cgroup_amember one[1] = {{.member_id = S("a"), .n_topics = 1, .topics = t0}};
-    assert_int_equal(lm_cgroup_assign("uniform", 1, topics, 1, one), 0);
-    assert_int_equal(one[0].n_target, 6);
-    /* a second and third member: 2 each, and a keeps 2 of the 6 it had */
-    struct lm_cgroup_amember three[3] = {
-        {.member_id = S("a"),
-         .n_topics = 1,
-         .topics = t0,
-         .n_current = 6,
-         .current = one[0].target},
-        {.member_id = S("b"), .n_topics = 1, .topics = t0},
-        {.member_id = S("c"), .n_topics = 1, .topics = t0},
-    };
-    assert_int_equal(lm_cgroup_assign("uniform", 1, topics, 3, three), 0);
-    int seen[6] = {0};
-    for (int i = 0; i < 3; i++) {
-        assert_int_equal(three[i].n_target, 2);
-        for (int k = 0; k < 2; k++)
-            seen[three[i].target[k].partition]++;
-    }
-    for (int p = 0; p < 6; p++)
-        assert_int_equal(seen[p], 1);
-    /* stickiness: b and c keep theirs when a leaves, and split a's */
-    struct lm_cgroup_amember two[2] = {
-        {.member_id = S("b"),
-         .n_topics = 1,
-         .topics = t0,
-         .n_current = 2,
-         .current = three[1].target},
-        {.member_id = S("c"),
-         .n_topics = 1,
-         .topics = t0,
-         .n_current = 2,
-         .current = three[2].target},
-    };
-    assert_int_equal(lm_cgroup_assign("uniform", 1, topics, 2, two), 0);
-    for (int i = 0; i < 2; i++) {
-        assert_int_equal(two[i].n_target, 3);
-        for (int k = 0; k < 2; k++) {
-            bool kept = false;
-            for (int j = 0; j < 3; j++)
-                kept |= two[i].target[j].partition == three[i + 1].target[k].partition;
-            assert_true(kept);
-        }
-    }
-    free(one[0].target);
-    for (int i = 0; i < 3; i++)
-        free(three[i].target);
-    for (int i = 0; i < 2; i++)
-        free(two[i].target);
-}
-
-static void test_uniform_heterogeneous(void **state)
-{
-    (void)state;
-    /* a subscribes to t0 (4 partitions) only, b to t0 and t1 (4): b takes all of t1 and a
-     * all of t0 is not balanced; 4/4 is */
-    struct lm_cgroup_atopic topics[2] = {{.id = {{1}}, .partitions = 4},
-                                         {.id = {{2}}, .partitions = 4}};
-    int32_t t0[1] = {0}, both[2] = {0, 1};
-    struct lm_cgroup_amember m[2] = {
-        {.member_id = S("a"), .n_topics = 1, .topics = t0},
-        {.member_id = S("b"), .n_topics = 2, .topics = both},
-    };
-    assert_int_equal(lm_cgroup_assign("uniform", 2, topics, 2, m), 0);
-    assert_int_equal(m[0].n_target, 4);
-    assert_int_equal(m[1].n_target, 4);
-    for (int k = 0; k < 4; k++)
-        assert_int_equal(m[0].target[k].topic_id.b[0], 1);
-    free(m[0].target);
-    free(m[1].target);
-}
-
-/* Randomized: every partition of a subscribed topic goes to exactly one subscriber; uniform
- * with one shared subscription: counts differ by at most one, and each member keeps as many
- * of its current partitions as its count allows; otherwise no partition could move to a
- * subscriber holding two fewer; range: per topic, consecutive and balanced. */
-static void test_assignors_randomized(void **state)
-{
-    (void)state;
-    uint64_t x = 88172645463325252ull;
-#define RND(n) ((x ^= x << 13, x ^= x >> 7, x ^= x << 17), (int32_t)(x % (uint64_t)(n)))
-    for (int round = 0; round < 600; round++) {
-        int32_t nt = 1 + RND(4), nm = 1 + RND(8);
-        struct lm_cgroup_atopic topics[4];
-        for (int32_t t = 0; t < nt; t++)
-            topics[t] =
-                (struct lm_cgroup_atopic){.id = {{(uint8_t)(t + 1)}}, .partitions = RND(20)};
-        bool homo = RND(2) == 0;
-        const char *assignor = RND(3) == 0 ? "range" : "uniform";
-        int32_t subs[8][4], nsubs[8];
-        struct lm_cgroup_tp cur[8][80];
-        int32_t ncur[8];
-        struct lm_cgroup_amember m[8];
-        for (int32_t i = 0; i < nm; i++) {
-            nsubs[i] = 0;
-            for (int32_t t = 0; t < nt; t++)
-                if (homo || RND(2) == 0)
-                    subs[i][nsubs[i]++] = t;
-            /* a random current assignment, possibly stale (partitions gone, overlaps) */
-            ncur[i] = RND(10);
-            for (int32_t k = 0; k < ncur[i]; k++)
-                cur[i][k] = (struct lm_cgroup_tp){.topic_id = {{(uint8_t)(1 + RND(nt))}},
-                                                  .partition = RND(22)};
-            m[i] = (struct lm_cgroup_amember){.member_id = S("m"),
-                                              .n_topics = nsubs[i],
-                                              .topics = subs[i],
-                                              .n_current = ncur[i],
-                                              .current = cur[i]};
-        }
-        assert_int_equal(lm_cgroup_assign(assignor, nt, topics, nm, m), 0);
-        int32_t owner[4][20];
-        memset(owner, -1, sizeof(owner));
-        for (int32_t i = 0; i < nm; i++) {
-            for (int32_t k = 0; k < m[i].n_target; k++) {
-                int32_t t = m[i].target[k].topic_id.b[0] - 1, p = m[i].target[k].partition;
-                assert_true(t >= 0 && t < nt && p >= 0 && p < topics[t].partitions);
-                assert_int_equal(owner[t][p], -1);
-                owner[t][p] = i;
-                bool sub = false;
-                for (int32_t j = 0; j < nsubs[i]; j++)
-                    sub |= subs[i][j] == t;
-                assert_true(sub);
-            }
-        }
-        for (int32_t t = 0; t < nt; t++) {
-            bool any = false;
-            for (int32_t i = 0; i < nm; i++)
-                for (int32_t j = 0; j < nsubs[i]; j++)
-                    any |= subs[i][j] == t;
-            for (int32_t p = 0; p < topics[t].partitions; p++)
-                assert_true(any ? owner[t][p] >= 0 : owner[t][p] == -1);
-        }
-        if (strcmp(assignor, "uniform") == 0 && homo) {
-            int32_t lo = INT32_MAX, hi = 0, total = 0;
-            for (int32_t t = 0; t < nt; t++)
-                total += topics[t].partitions;
-            for (int32_t i = 0; i < nm; i++) {
-                lo = m[i].n_target < lo ? m[i].n_target : lo;
-                hi = m[i].n_target > hi ? m[i].n_target : hi;
-                /* sticky: it keeps min(valid current it alone claims first, its count) */
-                int32_t kept = 0;
-                for (int32_t k = 0; k < m[i].n_target; k++)
-                    for (int32_t j = 0; j < ncur[i]; j++)
-                        if (lm_cgroup_tp_cmp(&m[i].target[k], &cur[i][j]) == 0) {
-                            kept++;
-                            break;
-                        }
-                int32_t valid_unique = 0;
-                for (int32_t j = 0; j < ncur[i]; j++) {
-                    int32_t t = cur[i][j].topic_id.b[0] - 1;
-                    bool dup = false, earlier = false;
-                    for (int32_t q = 0; q < j; q++)
-                        dup |= lm_cgroup_tp_cmp(&cur[i][q], &cur[i][j]) == 0;
-                    for (int32_t q = 0; q < i; q++)
-                        for (int32_t r = 0; r < ncur[q]; r++)
-                            earlier |= lm_cgroup_tp_cmp(&cur[q][r], &cur[i][j]) == 0;
-                    valid_unique += !dup && !earlier && cur[i][j].partition < topics[t].partitions;
-                }
-                int32_t quota = total / nm;
-                assert_true(kept >= (valid_unique < quota ? valid_unique : quota));
-            }
-            assert_true(hi - lo <= 1);
-        } else if (strcmp(assignor, "uniform") == 0) {
-            for (int32_t t = 0; t < nt; t++)
-                for (int32_t p = 0; p < topics[t].partitions; p++) {
-                    int32_t o = owner[t][p];
-                    if (o < 0)
-                        continue;
-                    for (int32_t i = 0; i < nm; i++)
-                        for (int32_t j = 0; j < nsubs[i]; j++)
-                            if (subs[i][j] == t)
-                                assert_false(m[i].n_target < m[o].n_target - 1);
-                }
-        } else {
-            for (int32_t t = 0; t < nt; t++) {
-                int32_t nsub = 0;
-                for (int32_t i = 0; i < nm; i++)
-                    for (int32_t j = 0; j < nsubs[i]; j++)
-                        nsub += subs[i][j] == t;
-                for (int32_t p = 1; p < topics[t].partitions; p++)
-                    assert_true(owner[t][p] >= owner[t][p - 1]); /* consecutive ranges */
-                for (int32_t i = 0; i < nm; i++) {
-                    int32_t n = 0;
-                    for (int32_t p = 0; p < topics[t].partitions; p++)
-                        n += owner[t][p] == i;
-                    if (nsub > 0 && n > 0)
-                        assert_true(n == topics[t].partitions / nsub ||
-                                    n == topics[t].partitions / nsub + 1);
-                }
-            }
-        }
-        for (int32_t i = 0; i < nm; i++)
-            free(m[i].target);
-    }
-#undef RND
-}
-
-/* ---- reconciliation ---- */
-
-static void test_revocation_before_assignment(void **state)
-{
-    (void)state;
-    struct lm_cgroup_coord *c = coord_new();
-    struct image im = {0};
-    image_add(&im, "t", 6);
-    struct client a, b;
-    client_init(&a, "a", "t");
-    client_init(&b, "b", "t");
-    struct lm_cgroup_hb_resp r;
-    assert_int_equal(client_hb(c, &im, 0, &a, INT32_MIN, &r), KAFKA_NONE);
-    assert_int_equal(a.epoch, 1);
-    assert_int_equal(a.n_own, 6);
-    assert_int_equal(r.heartbeat_interval_ms, 5000);
-    /* b joins: epoch 2; a still holds everything, so b gets nothing yet */
-    assert_int_equal(client_hb(c, &im, 10, &b, INT32_MIN, &r), KAFKA_NONE);
-    assert_int_equal(b.epoch, 2);
-    assert_int_equal(b.n_own, 0);
-    /* a is told to give up 3 and keeps epoch 1 */
-    assert_int_equal(client_hb(c, &im, 20, &a, INT32_MIN, &r), KAFKA_NONE);
-    assert_true(r.has_assignment);
-    assert_int_equal(a.epoch, 1);
-    assert_int_equal(a.n_own, 3);
-    /* b still waits: the 3 are a's until a acknowledges */
-    assert_int_equal(client_hb(c, &im, 30, &b, INT32_MIN, &r), KAFKA_NONE);
-    assert_int_equal(b.n_own, 0);
-    struct lm_cgroup_desc d;
-    struct lm_cgroup_image img = img_of(&im);
-    assert_int_equal(lm_cgroup_describe(c, &img, S("g"), &d), 0);
-    assert_string_equal(d.state, "Reconciling");
-    /* a acknowledges (owned = its 3): epoch 2; then b gets its 3 */
-    assert_int_equal(client_hb(c, &im, 40, &a, INT32_MIN, &r), KAFKA_NONE);
-    assert_int_equal(a.epoch, 2);
-    assert_int_equal(client_hb(c, &im, 50, &b, INT32_MIN, &r), KAFKA_NONE);
-    assert_int_equal(b.n_own, 3);
-    struct client cls[2] = {a, b};
-    check_disjoint(cls, 2);
-    assert_int_equal(lm_cgroup_describe(c, &img, S("g"), &d), 0);
-    assert_string_equal(d.state, "Stable");
-    assert_int_equal(d.group_epoch, 2);
-    assert_int_equal(d.assignment_epoch, 2);
-    assert_int_equal(d.n_members, 2);
-    assert_string_equal(d.assignor, "uniform");
-    /* an unchanged heartbeat carries no assignment */
-    assert_int_equal(client_hb(c, &im, 60, &b, INT32_MIN, &r), KAFKA_NONE);
-    lm_cgroup_coord_free(c);
-}
-
-static void test_errors(void **state)
-{
-    (void)state;
-    struct lm_cgroup_coord *c = coord_new();
-    struct image im = {0};
-    image_add(&im, "t", 2);
-    struct client a, x;
-    client_init(&a, "a", "t");
-    client_init(&x, "x", "t");
-    struct lm_cgroup_hb_resp r;
-    /* a heartbeat of a group not held, or of an unknown member: UNKNOWN_MEMBER_ID */
-    x.epoch = 3;
-    assert_int_equal(client_hb(c, &im, 0, &x, INT32_MIN, &r), KAFKA_UNKNOWN_MEMBER_ID);
-    assert_int_equal(client_hb(c, &im, 0, &a, INT32_MIN, &r), KAFKA_NONE);
-    assert_int_equal(client_hb(c, &im, 0, &x, INT32_MIN, &r), KAFKA_UNKNOWN_MEMBER_ID);
-    /* an epoch ahead of the member's: fenced; an old epoch that is not the previous one too */
-    assert_int_equal(client_hb(c, &im, 1, &a, 7, &r), KAFKA_FENCED_MEMBER_EPOCH);
-    struct lm_cgroup_hb_req q;
-    memset(&q, 0, sizeof(q));
-    q.group_id = S("g");
-    q.member_id = S("");
-    q.member_epoch = 0;
-    q.version = 1;
-    q.instance_id = q.rack_id = q.topic_regex = q.server_assignor = KAFKA_STR_NULL;
-    q.n_topic_names = -1;
-    q.n_owned = 0;
-    struct lm_cgroup_image img = img_of(&im);
-    assert_int_equal(lm_cgroup_heartbeat(c, 0, 0, &img, &q, &r), 0);
-    assert_int_equal(r.error_code, KAFKA_INVALID_REQUEST); /* v1: member id required */
-    q.member_id = S("n");
-    assert_int_equal(lm_cgroup_heartbeat(c, 0, 0, &img, &q, &r), 0);
-    assert_int_equal(r.error_code, KAFKA_INVALID_REQUEST); /* no rebalance timeout */
-    q.rebalance_timeout_ms = 1000;
-    assert_int_equal(lm_cgroup_heartbeat(c, 0, 0, &img, &q, &r), 0);
-    assert_int_equal(r.error_code, KAFKA_INVALID_REQUEST); /* no subscription */
-    struct kafka_str t = S("t");
-    q.topic_names = &t;
-    q.n_topic_names = 1;
-    q.server_assignor = S("sticky");
-    assert_int_equal(lm_cgroup_heartbeat(c, 0, 0, &img, &q, &r), 0);
-    assert_int_equal(r.error_code, KAFKA_UNSUPPORTED_ASSIGNOR);
-    q.server_assignor = KAFKA_STR_NULL;
-    q.topic_regex = S("t(");
-    assert_int_equal(lm_cgroup_heartbeat(c, 0, 0, &img, &q, &r), 0);
-    assert_int_equal(r.error_code, KAFKA_INVALID_REGULAR_EXPRESSION);
-    assert_true(kafka_str_eq(r.member_id, S("n"))); /* readable after the call */
-    char longre[1100];
-    memset(longre, 'a', sizeof(longre));
-    q.topic_regex = (struct kafka_str){longre, (int32_t)sizeof(longre)};
-    assert_int_equal(lm_cgroup_heartbeat(c, 0, 0, &img, &q, &r), 0);
-    assert_int_equal(r.error_code, KAFKA_INVALID_REGULAR_EXPRESSION);
-    /* v0 with an empty member id: the coordinator names the member */
-    q.topic_regex = KAFKA_STR_NULL;
-    q.version = 0;
-    q.member_id = S("");
-    assert_int_equal(lm_cgroup_heartbeat(c, 0, 0, &img, &q, &r), 0);
-    assert_int_equal(r.error_code, KAFKA_NONE);
-    assert_int_equal(r.member_id.len, 22);
-    /* offset commit / fetch checks */
-    assert_int_equal(lm_cgroup_check_commit(c, S("g"), S("a"), a.epoch, false, 9), KAFKA_NONE);
-    assert_int_equal(lm_cgroup_check_commit(c, S("g"), S("a"), a.epoch - 1, false, 9),
-                     KAFKA_STALE_MEMBER_EPOCH);
-    assert_int_equal(lm_cgroup_check_commit(c, S("g"), S("a"), a.epoch, false, 8),
-                     KAFKA_UNSUPPORTED_VERSION);
-    assert_int_equal(lm_cgroup_check_commit(c, S("g"), S("zz"), 1, false, 9),
-                     KAFKA_UNKNOWN_MEMBER_ID);
-    assert_int_equal(lm_cgroup_check_commit(c, S("g"), S(""), -1, false, 9),
-                     KAFKA_UNKNOWN_MEMBER_ID); /* group not empty */
-    assert_int_equal(lm_cgroup_check_commit(c, S("other"), S(""), -1, false, 2), KAFKA_NONE);
-    assert_int_equal(lm_cgroup_check_fetch(c, S("g"), KAFKA_STR_NULL, -1), KAFKA_NONE);
-    assert_int_equal(lm_cgroup_check_fetch(c, S("g"), S("a"), a.epoch + 1),
-                     KAFKA_STALE_MEMBER_EPOCH);
-    assert_int_equal(lm_cgroup_check_fetch(c, S("g"), S("q"), 1), KAFKA_UNKNOWN_MEMBER_ID);
-    assert_int_equal(lm_cgroup_delete(c, S("g")), LM_E_EXISTS);
-    lm_cgroup_coord_free(c);
-}
-
-static bool keep_all(void *ctx, struct kafka_str id)
-{
-    (void)ctx;
-    (void)id;
-    return true;
-}
-
-static bool keep_none(void *ctx, struct kafka_str id)
-{
-    (void)ctx;
-    (void)id;
-    return false;
-}
-
-static void test_leave_static_and_timeouts(void **state)
-{
-    (void)state;
-    struct lm_cgroup_coord *c = coord_new();
-    struct image im = {0};
-    image_add(&im, "t", 4);
-    struct client a, b;
-    client_init(&a, "a", "t");
-    client_init(&b, "b", "t");
-    struct lm_cgroup_hb_resp r;
-    struct lm_cgroup_image img = img_of(&im);
-    assert_int_equal(client_hb(c, &im, 0, &a, INT32_MIN, &r), KAFKA_NONE);
-    assert_int_equal(client_hb(c, &im, 0, &b, INT32_MIN, &r), KAFKA_NONE);
-    for (int i = 0; i < 3; i++) {
-        assert_int_equal(client_hb(c, &im, 1, &a, INT32_MIN, &r), KAFKA_NONE);
-        assert_int_equal(client_hb(c, &im, 1, &b, INT32_MIN, &r), KAFKA_NONE);
-    }
-    assert_int_equal(a.n_own, 2);
-    assert_int_equal(b.n_own, 2);
-    /* b leaves: a gets everything on its next heartbeat, at a new epoch */
-    int32_t e = a.epoch;
-    assert_int_equal(client_hb(c, &im, 2, &b, -1, &r), KAFKA_NONE);
-    assert_int_equal(r.member_epoch, -1);
-    assert_int_equal(client_hb(c, &im, 3, &a, INT32_MIN, &r), KAFKA_NONE);
-    assert_int_equal(a.n_own, 4);
-    assert_true(a.epoch > e);
-    /* the session timeout fences a silent member */
-    assert_int_equal(lm_cgroup_next_deadline_ms(c), 3 + 45000);
-    lm_cgroup_tick(c, 3 + 44999);
-    assert_true(lm_cgroup_exists(c, S("g"), NULL));
-    int32_t n = -1;
-    lm_cgroup_tick(c, 3 + 45000);
-    assert_true(lm_cgroup_exists(c, S("g"), &n));
-    assert_int_equal(n, 0);
-    assert_int_equal(client_hb(c, &im, 50000, &a, INT32_MIN, &r), KAFKA_UNKNOWN_MEMBER_ID);
-    struct lm_cgroup_desc d;
-    assert_int_equal(lm_cgroup_describe(c, &img, S("g"), &d), 0);
-    assert_string_equal(d.state, "Empty");
-    assert_int_equal(lm_cgroup_describe(c, &img, S("nope"), &d), 0);
-    assert_int_equal(d.error_code, KAFKA_GROUP_ID_NOT_FOUND);
-
-    /* static members: a temporary leave (-2) keeps the assignment; the instance back under a
-     * new member id takes it over without a new epoch; an active instance id is refused */
-    struct lm_cgroup_hb_req q;
-    memset(&q, 0, sizeof(q));
-    struct kafka_str t = S("t");
-    q.group_id = S("s");
-    q.member_id = S("m1");
-    q.instance_id = S("i1");
-    q.rack_id = q.topic_regex = q.server_assignor = KAFKA_STR_NULL;
-    q.rebalance_timeout_ms = 1000;
-    q.n_topic_names = 1;
-    q.topic_names = &t;
-    q.version = 1;
-    assert_int_equal(lm_cgroup_heartbeat(c, 100000, 0, &img, &q, &r), 0);
-    assert_int_equal(r.error_code, KAFKA_NONE);
-    int32_t se = r.member_epoch;
-    assert_int_equal(r.n_assigned, 4);
-    q.member_id = S("m2");
-    assert_int_equal(lm_cgroup_heartbeat(c, 100000, 0, &img, &q, &r), 0);
-    assert_int_equal(r.error_code, KAFKA_UNRELEASED_INSTANCE_ID);
-    q.member_id = S("m1");
-    q.member_epoch = -2;
-    assert_int_equal(lm_cgroup_heartbeat(c, 100001, 0, &img, &q, &r), 0);
-    assert_int_equal(r.error_code, KAFKA_NONE);
-    assert_int_equal(r.member_epoch, -2);
-    q.member_id = S("m2");
-    q.member_epoch = 0;
-    assert_int_equal(lm_cgroup_heartbeat(c, 100002, 0, &img, &q, &r), 0);
-    assert_int_equal(r.error_code, KAFKA_NONE);
-    assert_int_equal(r.member_epoch, se);
-    assert_int_equal(r.n_assigned, 4);
-    assert_int_equal(lm_cgroup_describe(c, &img, S("s"), &d), 0);
-    assert_int_equal(d.n_members, 1);
-    assert_int_equal(d.group_epoch, se);
-    assert_true(kafka_str_eq(d.members[0].member_id, S("m2")));
-    /* a static member gone for good: the session timeout removes it */
-    q.member_epoch = -2;
-    assert_int_equal(lm_cgroup_heartbeat(c, 100003, 0, &img, &q, &r), 0);
-    lm_cgroup_tick(c, 100003 + 45000);
-    assert_true(lm_cgroup_exists(c, S("s"), &n));
-    assert_int_equal(n, 0);
-    assert_int_equal(lm_cgroup_delete(c, S("s")), 0);
-    assert_false(lm_cgroup_exists(c, S("s"), NULL));
-    /* empty groups go unless the shell keeps them (committed offsets); "g" is empty */
-    assert_int_equal(lm_cgroup_drop_empty(c, keep_all, NULL), 0);
-    assert_true(lm_cgroup_exists(c, S("g"), NULL));
-    assert_int_equal(lm_cgroup_drop_empty(c, keep_none, NULL), 1);
-    assert_false(lm_cgroup_exists(c, S("g"), NULL));
-    lm_cgroup_unload(c, 0);
-    assert_int_equal(lm_cgroup_n_groups(c), 0);
-    lm_cgroup_coord_free(c);
-}
-
-static void test_rebalance_timeout_fences(void **state)
-{
-    (void)state;
-    struct lm_cgroup_coord *c = coord_new();
-    struct image im = {0};
-    image_add(&im, "t", 2);
-    struct client a, b;
-    client_init(&a, "a", "t");
-    client_init(&b, "b", "t");
-    struct lm_cgroup_hb_resp r;
-    assert_int_equal(client_hb(c, &im, 0, &a, INT32_MIN, &r), KAFKA_NONE);
-    assert_int_equal(client_hb(c, &im, 0, &b, INT32_MIN, &r), KAFKA_NONE);
-    /* a is asked to revoke one partition and never acknowledges: fenced after its 30 s
-     * rebalance timeout, and b gets both */
-    struct client before = a;
-    assert_int_equal(client_hb(c, &im, 1000, &a, INT32_MIN, &r), KAFKA_NONE);
-    assert_int_equal(a.n_own, 1);
-    memcpy(a.own, before.own, sizeof(a.own)); /* keeps owning both */
-    a.n_own = 2;
-    assert_int_equal(client_hb(c, &im, 2000, &a, INT32_MIN, &r), KAFKA_NONE);
-    assert_int_equal(lm_cgroup_next_deadline_ms(c), 1000 + 30000);
-    assert_int_equal(client_hb(c, &im, 20000, &b, INT32_MIN, &r), KAFKA_NONE);
-    lm_cgroup_tick(c, 31000);
-    assert_int_equal(client_hb(c, &im, 31001, &a, INT32_MIN, &r), KAFKA_UNKNOWN_MEMBER_ID);
-    assert_int_equal(client_hb(c, &im, 31002, &b, INT32_MIN, &r), KAFKA_NONE);
-    assert_int_equal(b.n_own, 2);
-    lm_cgroup_coord_free(c);
-}
-
-static void test_metadata_change_bumps_epoch(void **state)
-{
-    (void)state;
-    struct lm_cgroup_coord *c = coord_new();
-    struct image im = {0};
-    image_add(&im, "t", 2);
-    struct client a;
-    client_init(&a, "a", "t");
-    struct lm_cgroup_hb_resp r;
-    assert_int_equal(client_hb(c, &im, 0, &a, INT32_MIN, &r), KAFKA_NONE);
-    assert_int_equal(a.n_own, 2);
-    int32_t e = a.epoch;
-    im.parts[0] = 5; /* new partitions */
-    assert_int_equal(client_hb(c, &im, 1, &a, INT32_MIN, &r), KAFKA_NONE);
-    assert_int_equal(a.epoch, e + 1);
-    assert_int_equal(a.n_own, 5);
-    im.n = 0; /* topic deleted */
-    assert_int_equal(client_hb(c, &im, 2, &a, INT32_MIN, &r), KAFKA_NONE);
-    assert_int_equal(a.n_own, 0);
-    assert_int_equal(a.epoch, e + 1); /* revocation first, at the same epoch */
-    assert_int_equal(client_hb(c, &im, 3, &a, INT32_MIN, &r), KAFKA_NONE);
-    assert_int_equal(a.epoch, e + 2);
-    /* a regex subscription picks up a topic created later */
-    image_add(&im, "logs-1", 3);
-    struct client b;
-    client_init(&b, "b", "none");
-    b.n_topics = 0;
-    struct lm_cgroup_hb_req q;
-    memset(&q, 0, sizeof(q));
-    q.group_id = S("re");
-    q.member_id = S("b");
-    q.instance_id = q.rack_id = q.server_assignor = KAFKA_STR_NULL;
-    q.topic_regex = S("logs-[0-9]+");
-    q.rebalance_timeout_ms = 1000;
-    q.n_topic_names = -1;
-    q.version = 1;
-    struct lm_cgroup_image img = img_of(&im);
-    assert_int_equal(lm_cgroup_heartbeat(c, 10, 0, &img, &q, &r), 0);
-    assert_int_equal(r.n_assigned, 3);
-    image_add(&im, "logs-2", 1);
-    image_add(&im, "logs-2x", 1);
-    img = img_of(&im);
-    q.member_epoch = r.member_epoch;
-    q.topic_regex = KAFKA_STR_NULL;
-    q.rebalance_timeout_ms = -1;
-    assert_int_equal(lm_cgroup_heartbeat(c, 11, 0, &img, &q, &r), 0);
-    assert_int_equal(r.error_code, KAFKA_NONE);
-    assert_true(r.has_assignment);
-    assert_int_equal(r.n_assigned, 4);
-    lm_cgroup_coord_free(c);
-}
-
 /* ---- records (cgroup_records.h) and their replay ---- */
 
 /* A copy of the records a coordinator emitted, in order: a __consumer_offsets log. */
@@ -1210,6 +664,645 @@ static void test_replay_bad_records(void **state)
     assert_int_equal(bad, 3);
     assert_int_equal(lm_cgroup_load_end(c, 0, 0), 0);
     assert_int_equal(lm_cgroup_n_groups(c), 0);
+    lm_cgroup_coord_free(c);
+
+    /* records that break the invariants (a log written by someone else, or damaged): two
+     * members holding partition 1, b holding 2 as assigned and pending, a member epoch above
+     * the group's; the load keeps each partition with one holder */
+    c = coord_new();
+    uint8_t kb[64], vb[256];
+    struct kafka_writer kw, vw;
+    struct lm_cgroup_tp pa[2] = {{uuid_of(1), 0}, {uuid_of(1), 1}};
+    struct lm_cgroup_tp pb[2] = {{uuid_of(1), 1}, {uuid_of(1), 2}};
+    struct lm_cgroup_tp pp[1] = {{uuid_of(1), 2}};
+    struct kafka_str topic = S("t");
+    for (int i = 0; i < 7; i++) {
+        kafka_writer_init(&kw, kb, sizeof(kb));
+        kafka_writer_init(&vw, vb, sizeof(vb));
+        const char *mid = i % 2 == 0 && i < 6 ? "a" : "b";
+        struct lm_cgr_key k = {LM_CGR_MEMBER, S("g"), S(mid)};
+        struct lm_cgr_member_value mv = {.instance_id = KAFKA_STR_NULL,
+                                         .rack_id = KAFKA_STR_NULL,
+                                         .client_id = S("c"),
+                                         .client_host = S("h"),
+                                         .n_topic_names = 1,
+                                         .topic_names = &topic,
+                                         .topic_regex = KAFKA_STR_NULL,
+                                         .rebalance_timeout_ms = 1000,
+                                         .server_assignor = KAFKA_STR_NULL};
+        struct lm_cgr_current_value cv = {3, 2, 0, {2, mid[0] == 'a' ? pa : pb}, {0, NULL}};
+        if (i == 6) {
+            cv.member_epoch = 9; /* above the group epoch */
+            cv.pending = (struct lm_cgr_parts){1, pp};
+            cv.state = 1;
+        }
+        struct lm_cgr_group_value gv = {3, false, 0};
+        switch (i) {
+        case 0:
+        case 1:
+            assert_int_equal(lm_cgr_member_value_encode(&vw, &mv), 0);
+            break;
+        case 2:
+            k = (struct lm_cgr_key){LM_CGR_GROUP_EPOCH, S("g"), KAFKA_STR_NULL};
+            assert_int_equal(lm_cgr_group_value_encode(&vw, &gv), 0);
+            break;
+        case 3:
+            k = (struct lm_cgr_key){LM_CGR_TARGET_EPOCH, S("g"), KAFKA_STR_NULL};
+            assert_int_equal(lm_cgr_target_epoch_value_encode(&vw, 3), 0);
+            break;
+        default:
+            k.type = LM_CGR_CURRENT_MEMBER;
+            assert_int_equal(lm_cgr_current_value_encode(&vw, &cv), 0);
+            break;
+        }
+        assert_int_equal(lm_cgr_key_encode(&kw, &k), 0);
+        assert_int_equal(lm_cgroup_replay(c, 0, 1, (struct kafka_bytes){kb, (int32_t)kw.pos},
+                                          (struct kafka_bytes){vb, (int32_t)vw.pos}, &bad),
+                         0);
+    }
+    assert_int_equal(bad, 3);
+    assert_int_equal(lm_cgroup_load_end(c, 0, 0), 0);
+    struct image im = {0};
+    image_add(&im, "t", 4);
+    struct lm_cgroup_image img = img_of(&im);
+    struct lm_cgroup_desc d;
+    assert_int_equal(lm_cgroup_describe(c, &img, S("g"), &d), 0);
+    assert_int_equal(d.error_code, KAFKA_NONE);
+    assert_int_equal(d.group_epoch, 3);
+    assert_int_equal(d.n_members, 2);
+    assert_tps_equal(d.members[0].n_assigned, d.members[0].assigned, 2, pa);
+    assert_tps_equal(d.members[1].n_assigned, d.members[1].assigned, 1, pp);
+    assert_int_equal(d.members[1].member_epoch, 0);
+    lm_cgroup_coord_free(c);
+}
+
+static void test_range_assignor(void **state)
+{
+    (void)state;
+    struct lm_cgroup_atopic topics[2] = {{.id = {{1}}, .partitions = 7},
+                                         {.id = {{2}}, .partitions = 2}};
+    int32_t both[2] = {0, 1}, first[1] = {0};
+    struct lm_cgroup_amember m[3] = {
+        {.member_id = S("a"), .n_topics = 2, .topics = both},
+        {.member_id = S("b"), .n_topics = 2, .topics = both},
+        {.member_id = S("c"), .n_topics = 1, .topics = first},
+    };
+    assert_int_equal(lm_cgroup_assign("range", 2, topics, 3, m), 0);
+    /* topic 1: 7 over 3 -> 3,2,2 consecutive; topic 2: 2 over a,b -> 1,1 */
+    assert_int_equal(m[0].n_target, 4);
+    assert_int_equal(m[1].n_target, 3);
+    assert_int_equal(m[2].n_target, 2);
+    assert_int_equal(m[0].target[0].partition, 0);
+    assert_int_equal(m[0].target[2].partition, 2);
+    assert_int_equal(m[0].target[3].topic_id.b[0], 2);
+    assert_int_equal(m[1].target[0].partition, 3);
+    assert_int_equal(m[2].target[0].partition, 5);
+    assert_int_equal(m[2].target[1].partition, 6);
+    for (int i = 0; i < 3; i++)
+        free(m[i].target);
+    assert_int_equal(lm_cgroup_assign("roundrobin", 2, topics, 3, m), LM_E_INVALID);
+}
+
+static void test_uniform_assignor_balanced_and_sticky(void **state)
+{
+    (void)state;
+    struct lm_cgroup_atopic topics[1] = {{.id = {{1}}, .partitions = 6}};
+    int32_t t0[1] = {0};
+    struct lm_cgroup_amember one[1] = {{.member_id = S("a"), .n_topics = 1, .topics = t0}};
+    assert_int_equal(lm_cgroup_assign("uniform", 1, topics, 1, one), 0);
+    assert_int_equal(one[0].n_target, 6);
+    /* a second and third member: 2 each, and a keeps 2 of the 6 it had */
+    struct lm_cgroup_amember three[3] = {
+        {.member_id = S("a"),
+         .n_topics = 1,
+         .topics = t0,
+         .n_current = 6,
+         .current = one[0].target},
+        {.member_id = S("b"), .n_topics = 1, .topics = t0},
+        {.member_id = S("c"), .n_topics = 1, .topics = t0},
+    };
+    assert_int_equal(lm_cgroup_assign("uniform", 1, topics, 3, three), 0);
+    int seen[6] = {0};
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(three[i].n_target, 2);
+        for (int k = 0; k < 2; k++)
+            seen[three[i].target[k].partition]++;
+    }
+    for (int p = 0; p < 6; p++)
+        assert_int_equal(seen[p], 1);
+    /* stickiness: b and c keep theirs when a leaves, and split a's */
+    struct lm_cgroup_amember two[2] = {
+        {.member_id = S("b"),
+         .n_topics = 1,
+         .topics = t0,
+         .n_current = 2,
+         .current = three[1].target},
+        {.member_id = S("c"),
+         .n_topics = 1,
+         .topics = t0,
+         .n_current = 2,
+         .current = three[2].target},
+    };
+    assert_int_equal(lm_cgroup_assign("uniform", 1, topics, 2, two), 0);
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(two[i].n_target, 3);
+        for (int k = 0; k < 2; k++) {
+            bool kept = false;
+            for (int j = 0; j < 3; j++)
+                kept |= two[i].target[j].partition == three[i + 1].target[k].partition;
+            assert_true(kept);
+        }
+    }
+    free(one[0].target);
+    for (int i = 0; i < 3; i++)
+        free(three[i].target);
+    for (int i = 0; i < 2; i++)
+        free(two[i].target);
+}
+
+static void test_uniform_heterogeneous(void **state)
+{
+    (void)state;
+    /* a subscribes to t0 (4 partitions) only, b to t0 and t1 (4): b takes all of t1 and a
+     * all of t0 is not balanced; 4/4 is */
+    struct lm_cgroup_atopic topics[2] = {{.id = {{1}}, .partitions = 4},
+                                         {.id = {{2}}, .partitions = 4}};
+    int32_t t0[1] = {0}, both[2] = {0, 1};
+    struct lm_cgroup_amember m[2] = {
+        {.member_id = S("a"), .n_topics = 1, .topics = t0},
+        {.member_id = S("b"), .n_topics = 2, .topics = both},
+    };
+    assert_int_equal(lm_cgroup_assign("uniform", 2, topics, 2, m), 0);
+    assert_int_equal(m[0].n_target, 4);
+    assert_int_equal(m[1].n_target, 4);
+    for (int k = 0; k < 4; k++)
+        assert_int_equal(m[0].target[k].topic_id.b[0], 1);
+    free(m[0].target);
+    free(m[1].target);
+}
+
+/* Randomized: every partition of a subscribed topic goes to exactly one subscriber; uniform
+ * with one shared subscription: counts differ by at most one, and each member keeps as many
+ * of its current partitions as its count allows; otherwise no partition could move to a
+ * subscriber holding two fewer; range: per topic, consecutive and balanced. */
+static void test_assignors_randomized(void **state)
+{
+    (void)state;
+    uint64_t x = 88172645463325252ull;
+#define RND(n) ((x ^= x << 13, x ^= x >> 7, x ^= x << 17), (int32_t)(x % (uint64_t)(n)))
+    for (int round = 0; round < 600; round++) {
+        int32_t nt = 1 + RND(4), nm = 1 + RND(8);
+        struct lm_cgroup_atopic topics[4];
+        for (int32_t t = 0; t < nt; t++)
+            topics[t] =
+                (struct lm_cgroup_atopic){.id = {{(uint8_t)(t + 1)}}, .partitions = RND(20)};
+        bool homo = RND(2) == 0;
+        const char *assignor = RND(3) == 0 ? "range" : "uniform";
+        int32_t subs[8][4], nsubs[8];
+        struct lm_cgroup_tp cur[8][80];
+        int32_t ncur[8];
+        struct lm_cgroup_amember m[8];
+        for (int32_t i = 0; i < nm; i++) {
+            nsubs[i] = 0;
+            for (int32_t t = 0; t < nt; t++)
+                if (homo || RND(2) == 0)
+                    subs[i][nsubs[i]++] = t;
+            /* a random current assignment, possibly stale (partitions gone, overlaps) */
+            ncur[i] = RND(10);
+            for (int32_t k = 0; k < ncur[i]; k++)
+                cur[i][k] = (struct lm_cgroup_tp){.topic_id = {{(uint8_t)(1 + RND(nt))}},
+                                                  .partition = RND(22)};
+            m[i] = (struct lm_cgroup_amember){.member_id = S("m"),
+                                              .n_topics = nsubs[i],
+                                              .topics = subs[i],
+                                              .n_current = ncur[i],
+                                              .current = cur[i]};
+        }
+        assert_int_equal(lm_cgroup_assign(assignor, nt, topics, nm, m), 0);
+        int32_t owner[4][20];
+        memset(owner, -1, sizeof(owner));
+        for (int32_t i = 0; i < nm; i++) {
+            for (int32_t k = 0; k < m[i].n_target; k++) {
+                int32_t t = m[i].target[k].topic_id.b[0] - 1, p = m[i].target[k].partition;
+                assert_true(t >= 0 && t < nt && p >= 0 && p < topics[t].partitions);
+                assert_int_equal(owner[t][p], -1);
+                owner[t][p] = i;
+                bool sub = false;
+                for (int32_t j = 0; j < nsubs[i]; j++)
+                    sub |= subs[i][j] == t;
+                assert_true(sub);
+            }
+        }
+        for (int32_t t = 0; t < nt; t++) {
+            bool any = false;
+            for (int32_t i = 0; i < nm; i++)
+                for (int32_t j = 0; j < nsubs[i]; j++)
+                    any |= subs[i][j] == t;
+            for (int32_t p = 0; p < topics[t].partitions; p++)
+                assert_true(any ? owner[t][p] >= 0 : owner[t][p] == -1);
+        }
+        if (strcmp(assignor, "uniform") == 0 && homo) {
+            int32_t lo = INT32_MAX, hi = 0, total = 0;
+            for (int32_t t = 0; t < nt; t++)
+                total += topics[t].partitions;
+            for (int32_t i = 0; i < nm; i++) {
+                lo = m[i].n_target < lo ? m[i].n_target : lo;
+                hi = m[i].n_target > hi ? m[i].n_target : hi;
+                /* sticky: it keeps min(valid current it alone claims first, its count) */
+                int32_t kept = 0;
+                for (int32_t k = 0; k < m[i].n_target; k++)
+                    for (int32_t j = 0; j < ncur[i]; j++)
+                        if (lm_cgroup_tp_cmp(&m[i].target[k], &cur[i][j]) == 0) {
+                            kept++;
+                            break;
+                        }
+                int32_t valid_unique = 0;
+                for (int32_t j = 0; j < ncur[i]; j++) {
+                    int32_t t = cur[i][j].topic_id.b[0] - 1;
+                    bool dup = false, earlier = false;
+                    for (int32_t q = 0; q < j; q++)
+                        dup |= lm_cgroup_tp_cmp(&cur[i][q], &cur[i][j]) == 0;
+                    for (int32_t q = 0; q < i; q++)
+                        for (int32_t r = 0; r < ncur[q]; r++)
+                            earlier |= lm_cgroup_tp_cmp(&cur[q][r], &cur[i][j]) == 0;
+                    valid_unique += !dup && !earlier && cur[i][j].partition < topics[t].partitions;
+                }
+                int32_t quota = total / nm;
+                assert_true(kept >= (valid_unique < quota ? valid_unique : quota));
+            }
+            assert_true(hi - lo <= 1);
+        } else if (strcmp(assignor, "uniform") == 0) {
+            for (int32_t t = 0; t < nt; t++)
+                for (int32_t p = 0; p < topics[t].partitions; p++) {
+                    int32_t o = owner[t][p];
+                    if (o < 0)
+                        continue;
+                    for (int32_t i = 0; i < nm; i++)
+                        for (int32_t j = 0; j < nsubs[i]; j++)
+                            if (subs[i][j] == t)
+                                assert_false(m[i].n_target < m[o].n_target - 1);
+                }
+        } else {
+            for (int32_t t = 0; t < nt; t++) {
+                int32_t nsub = 0;
+                for (int32_t i = 0; i < nm; i++)
+                    for (int32_t j = 0; j < nsubs[i]; j++)
+                        nsub += subs[i][j] == t;
+                for (int32_t p = 1; p < topics[t].partitions; p++)
+                    assert_true(owner[t][p] >= owner[t][p - 1]); /* consecutive ranges */
+                for (int32_t i = 0; i < nm; i++) {
+                    int32_t n = 0;
+                    for (int32_t p = 0; p < topics[t].partitions; p++)
+                        n += owner[t][p] == i;
+                    if (nsub > 0 && n > 0)
+                        assert_true(n == topics[t].partitions / nsub ||
+                                    n == topics[t].partitions / nsub + 1);
+                }
+            }
+        }
+        for (int32_t i = 0; i < nm; i++)
+            free(m[i].target);
+    }
+#undef RND
+}
+
+/* ---- reconciliation ---- */
+
+static void test_revocation_before_assignment(void **state)
+{
+    (void)state;
+    struct lm_cgroup_coord *c = coord_new();
+    struct image im = {0};
+    image_add(&im, "t", 6);
+    struct client a, b;
+    client_init(&a, "a", "t");
+    client_init(&b, "b", "t");
+    struct lm_cgroup_hb_resp r;
+    assert_int_equal(client_hb(c, &im, 0, &a, INT32_MIN, &r), KAFKA_NONE);
+    assert_int_equal(a.epoch, 1);
+    assert_int_equal(a.n_own, 6);
+    assert_int_equal(r.heartbeat_interval_ms, 5000);
+    /* b joins: epoch 2; a still holds everything, so b gets nothing yet */
+    assert_int_equal(client_hb(c, &im, 10, &b, INT32_MIN, &r), KAFKA_NONE);
+    assert_int_equal(b.epoch, 2);
+    assert_int_equal(b.n_own, 0);
+    /* a is told to give up 3 and keeps epoch 1 */
+    assert_int_equal(client_hb(c, &im, 20, &a, INT32_MIN, &r), KAFKA_NONE);
+    assert_true(r.has_assignment);
+    assert_int_equal(a.epoch, 1);
+    assert_int_equal(a.n_own, 3);
+    /* b still waits: the 3 are a's until a acknowledges */
+    assert_int_equal(client_hb(c, &im, 30, &b, INT32_MIN, &r), KAFKA_NONE);
+    assert_int_equal(b.n_own, 0);
+    struct lm_cgroup_desc d;
+    struct lm_cgroup_image img = img_of(&im);
+    assert_int_equal(lm_cgroup_describe(c, &img, S("g"), &d), 0);
+    assert_string_equal(d.state, "Reconciling");
+    /* a acknowledges (owned = its 3): epoch 2; then b gets its 3 */
+    assert_int_equal(client_hb(c, &im, 40, &a, INT32_MIN, &r), KAFKA_NONE);
+    assert_int_equal(a.epoch, 2);
+    assert_int_equal(client_hb(c, &im, 50, &b, INT32_MIN, &r), KAFKA_NONE);
+    assert_int_equal(b.n_own, 3);
+    struct client cls[2] = {a, b};
+    check_disjoint(cls, 2);
+    assert_int_equal(lm_cgroup_describe(c, &img, S("g"), &d), 0);
+    assert_string_equal(d.state, "Stable");
+    assert_int_equal(d.group_epoch, 2);
+    assert_int_equal(d.assignment_epoch, 2);
+    assert_int_equal(d.n_members, 2);
+    assert_string_equal(d.assignor, "uniform");
+    /* an unchanged heartbeat carries no assignment */
+    assert_int_equal(client_hb(c, &im, 60, &b, INT32_MIN, &r), KAFKA_NONE);
+    lm_cgroup_coord_free(c);
+}
+
+static void test_errors(void **state)
+{
+    (void)state;
+    struct lm_cgroup_coord *c = coord_new();
+    struct image im = {0};
+    image_add(&im, "t", 2);
+    struct client a, x;
+    client_init(&a, "a", "t");
+    client_init(&x, "x", "t");
+    struct lm_cgroup_hb_resp r;
+    /* a heartbeat of a group not held, or of an unknown member: UNKNOWN_MEMBER_ID */
+    x.epoch = 3;
+    assert_int_equal(client_hb(c, &im, 0, &x, INT32_MIN, &r), KAFKA_UNKNOWN_MEMBER_ID);
+    assert_int_equal(client_hb(c, &im, 0, &a, INT32_MIN, &r), KAFKA_NONE);
+    assert_int_equal(client_hb(c, &im, 0, &x, INT32_MIN, &r), KAFKA_UNKNOWN_MEMBER_ID);
+    /* an epoch ahead of the member's: fenced; an old epoch that is not the previous one too */
+    assert_int_equal(client_hb(c, &im, 1, &a, 7, &r), KAFKA_FENCED_MEMBER_EPOCH);
+    struct lm_cgroup_hb_req q;
+    memset(&q, 0, sizeof(q));
+    q.group_id = S("g");
+    q.member_id = S("");
+    q.member_epoch = 0;
+    q.version = 1;
+    q.instance_id = q.rack_id = q.topic_regex = q.server_assignor = KAFKA_STR_NULL;
+    q.n_topic_names = -1;
+    q.n_owned = 0;
+    struct lm_cgroup_image img = img_of(&im);
+    assert_int_equal(lm_cgroup_heartbeat(c, 0, 0, &img, &q, &r), 0);
+    assert_int_equal(r.error_code, KAFKA_INVALID_REQUEST); /* v1: member id required */
+    q.member_id = S("n");
+    assert_int_equal(lm_cgroup_heartbeat(c, 0, 0, &img, &q, &r), 0);
+    assert_int_equal(r.error_code, KAFKA_INVALID_REQUEST); /* no rebalance timeout */
+    q.rebalance_timeout_ms = 1000;
+    assert_int_equal(lm_cgroup_heartbeat(c, 0, 0, &img, &q, &r), 0);
+    assert_int_equal(r.error_code, KAFKA_INVALID_REQUEST); /* no subscription */
+    struct kafka_str t = S("t");
+    q.topic_names = &t;
+    q.n_topic_names = 1;
+    q.server_assignor = S("sticky");
+    assert_int_equal(lm_cgroup_heartbeat(c, 0, 0, &img, &q, &r), 0);
+    assert_int_equal(r.error_code, KAFKA_UNSUPPORTED_ASSIGNOR);
+    q.server_assignor = KAFKA_STR_NULL;
+    q.topic_regex = S("t(");
+    assert_int_equal(lm_cgroup_heartbeat(c, 0, 0, &img, &q, &r), 0);
+    assert_int_equal(r.error_code, KAFKA_INVALID_REGULAR_EXPRESSION);
+    assert_true(kafka_str_eq(r.member_id, S("n"))); /* readable after the call */
+    char longre[1100];
+    memset(longre, 'a', sizeof(longre));
+    q.topic_regex = (struct kafka_str){longre, (int32_t)sizeof(longre)};
+    assert_int_equal(lm_cgroup_heartbeat(c, 0, 0, &img, &q, &r), 0);
+    assert_int_equal(r.error_code, KAFKA_INVALID_REGULAR_EXPRESSION);
+    /* v0 with an empty member id: the coordinator names the member */
+    q.topic_regex = KAFKA_STR_NULL;
+    q.version = 0;
+    q.member_id = S("");
+    assert_int_equal(lm_cgroup_heartbeat(c, 0, 0, &img, &q, &r), 0);
+    assert_int_equal(r.error_code, KAFKA_NONE);
+    assert_int_equal(r.member_id.len, 22);
+    /* offset commit / fetch checks */
+    assert_int_equal(lm_cgroup_check_commit(c, S("g"), S("a"), a.epoch, false, 9), KAFKA_NONE);
+    assert_int_equal(lm_cgroup_check_commit(c, S("g"), S("a"), a.epoch - 1, false, 9),
+                     KAFKA_STALE_MEMBER_EPOCH);
+    assert_int_equal(lm_cgroup_check_commit(c, S("g"), S("a"), a.epoch, false, 8),
+                     KAFKA_UNSUPPORTED_VERSION);
+    assert_int_equal(lm_cgroup_check_commit(c, S("g"), S("zz"), 1, false, 9),
+                     KAFKA_UNKNOWN_MEMBER_ID);
+    assert_int_equal(lm_cgroup_check_commit(c, S("g"), S(""), -1, false, 9),
+                     KAFKA_UNKNOWN_MEMBER_ID); /* group not empty */
+    assert_int_equal(lm_cgroup_check_commit(c, S("other"), S(""), -1, false, 2), KAFKA_NONE);
+    assert_int_equal(lm_cgroup_check_fetch(c, S("g"), KAFKA_STR_NULL, -1), KAFKA_NONE);
+    assert_int_equal(lm_cgroup_check_fetch(c, S("g"), S("a"), a.epoch + 1),
+                     KAFKA_STALE_MEMBER_EPOCH);
+    assert_int_equal(lm_cgroup_check_fetch(c, S("g"), S("q"), 1), KAFKA_UNKNOWN_MEMBER_ID);
+    assert_int_equal(lm_cgroup_delete(c, S("g")), LM_E_EXISTS);
+    lm_cgroup_coord_free(c);
+}
+
+static bool keep_all(void *ctx, struct kafka_str id)
+{
+    (void)ctx;
+    (void)id;
+    return true;
+}
+
+static bool keep_none(void *ctx, struct kafka_str id)
+{
+    (void)ctx;
+    (void)id;
+    return false;
+}
+
+static void test_leave_static_and_timeouts(void **state)
+{
+    (void)state;
+    struct lm_cgroup_coord *c = coord_new();
+    struct image im = {0};
+    image_add(&im, "t", 4);
+    struct client a, b;
+    client_init(&a, "a", "t");
+    client_init(&b, "b", "t");
+    struct lm_cgroup_hb_resp r;
+    struct lm_cgroup_image img = img_of(&im);
+    assert_int_equal(client_hb(c, &im, 0, &a, INT32_MIN, &r), KAFKA_NONE);
+    assert_int_equal(client_hb(c, &im, 0, &b, INT32_MIN, &r), KAFKA_NONE);
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(client_hb(c, &im, 1, &a, INT32_MIN, &r), KAFKA_NONE);
+        assert_int_equal(client_hb(c, &im, 1, &b, INT32_MIN, &r), KAFKA_NONE);
+    }
+    assert_int_equal(a.n_own, 2);
+    assert_int_equal(b.n_own, 2);
+    /* b leaves: a gets everything on its next heartbeat, at a new epoch */
+    int32_t e = a.epoch;
+    assert_int_equal(client_hb(c, &im, 2, &b, -1, &r), KAFKA_NONE);
+    assert_int_equal(r.member_epoch, -1);
+    assert_int_equal(client_hb(c, &im, 3, &a, INT32_MIN, &r), KAFKA_NONE);
+    assert_int_equal(a.n_own, 4);
+    assert_true(a.epoch > e);
+    /* the session timeout fences a silent member */
+    assert_int_equal(lm_cgroup_next_deadline_ms(c), 3 + 45000);
+    lm_cgroup_tick(c, 3 + 44999);
+    assert_true(lm_cgroup_exists(c, S("g"), NULL));
+    int32_t n = -1;
+    lm_cgroup_tick(c, 3 + 45000);
+    assert_true(lm_cgroup_exists(c, S("g"), &n));
+    assert_int_equal(n, 0);
+    assert_int_equal(client_hb(c, &im, 50000, &a, INT32_MIN, &r), KAFKA_UNKNOWN_MEMBER_ID);
+    struct lm_cgroup_desc d;
+    assert_int_equal(lm_cgroup_describe(c, &img, S("g"), &d), 0);
+    assert_string_equal(d.state, "Empty");
+    assert_int_equal(lm_cgroup_describe(c, &img, S("nope"), &d), 0);
+    assert_int_equal(d.error_code, KAFKA_GROUP_ID_NOT_FOUND);
+
+    /* static members: a temporary leave (-2) keeps the assignment; the instance back under a
+     * new member id takes it over without a new epoch; an active instance id is refused */
+    struct lm_cgroup_hb_req q;
+    memset(&q, 0, sizeof(q));
+    struct kafka_str t = S("t");
+    q.group_id = S("s");
+    q.member_id = S("m1");
+    q.instance_id = S("i1");
+    q.rack_id = q.topic_regex = q.server_assignor = KAFKA_STR_NULL;
+    q.rebalance_timeout_ms = 1000;
+    q.n_topic_names = 1;
+    q.topic_names = &t;
+    q.version = 1;
+    assert_int_equal(lm_cgroup_heartbeat(c, 100000, 0, &img, &q, &r), 0);
+    assert_int_equal(r.error_code, KAFKA_NONE);
+    int32_t se = r.member_epoch;
+    assert_int_equal(r.n_assigned, 4);
+    q.member_id = S("m2");
+    assert_int_equal(lm_cgroup_heartbeat(c, 100000, 0, &img, &q, &r), 0);
+    assert_int_equal(r.error_code, KAFKA_UNRELEASED_INSTANCE_ID);
+    q.member_id = S("m1");
+    q.member_epoch = -2;
+    assert_int_equal(lm_cgroup_heartbeat(c, 100001, 0, &img, &q, &r), 0);
+    assert_int_equal(r.error_code, KAFKA_NONE);
+    assert_int_equal(r.member_epoch, -2);
+    /* the temporary leave is in the records: a coordinator loaded from them keeps the
+     * assignment for the instance, which takes it over there too */
+    struct rlog log = {0};
+    rlog_take(&log, c);
+    struct lm_cgroup_coord *l = rlog_replay(&log, 100001);
+    assert_same_group(c, l, &im, "s");
+    assert_int_equal(lm_cgroup_describe(l, &img, S("s"), &d), 0);
+    assert_int_equal(d.members[0].member_epoch, -2);
+    struct lm_cgroup_hb_resp lr;
+    q.member_id = S("m2");
+    q.member_epoch = 0;
+    assert_int_equal(lm_cgroup_heartbeat(l, 100002, 0, &img, &q, &lr), 0);
+    assert_int_equal(lr.error_code, KAFKA_NONE);
+    assert_int_equal(lr.member_epoch, se);
+    assert_int_equal(lr.n_assigned, 4);
+    lm_cgroup_coord_free(l);
+    q.member_id = S("m2");
+    q.member_epoch = 0;
+    assert_int_equal(lm_cgroup_heartbeat(c, 100002, 0, &img, &q, &r), 0);
+    assert_int_equal(r.error_code, KAFKA_NONE);
+    assert_int_equal(r.member_epoch, se);
+    assert_int_equal(r.n_assigned, 4);
+    assert_int_equal(lm_cgroup_describe(c, &img, S("s"), &d), 0);
+    assert_int_equal(d.n_members, 1);
+    assert_int_equal(d.group_epoch, se);
+    assert_true(kafka_str_eq(d.members[0].member_id, S("m2")));
+    /* m1's records got their tombstones: a load has m2 only */
+    rlog_take(&log, c);
+    l = rlog_replay(&log, 100003);
+    assert_same_group(c, l, &im, "s");
+    assert_int_equal(lm_cgroup_describe(l, &img, S("s"), &d), 0);
+    assert_int_equal(d.n_members, 1);
+    lm_cgroup_coord_free(l);
+    rlog_free(&log);
+    /* a static member gone for good: the session timeout removes it */
+    q.member_epoch = -2;
+    assert_int_equal(lm_cgroup_heartbeat(c, 100003, 0, &img, &q, &r), 0);
+    lm_cgroup_tick(c, 100003 + 45000);
+    assert_true(lm_cgroup_exists(c, S("s"), &n));
+    assert_int_equal(n, 0);
+    assert_int_equal(lm_cgroup_delete(c, S("s")), 0);
+    assert_false(lm_cgroup_exists(c, S("s"), NULL));
+    /* empty groups go unless the shell keeps them (committed offsets); "g" is empty */
+    assert_int_equal(lm_cgroup_drop_empty(c, keep_all, NULL), 0);
+    assert_true(lm_cgroup_exists(c, S("g"), NULL));
+    assert_int_equal(lm_cgroup_drop_empty(c, keep_none, NULL), 1);
+    assert_false(lm_cgroup_exists(c, S("g"), NULL));
+    lm_cgroup_unload(c, 0);
+    assert_int_equal(lm_cgroup_n_groups(c), 0);
+    lm_cgroup_coord_free(c);
+}
+
+static void test_rebalance_timeout_fences(void **state)
+{
+    (void)state;
+    struct lm_cgroup_coord *c = coord_new();
+    struct image im = {0};
+    image_add(&im, "t", 2);
+    struct client a, b;
+    client_init(&a, "a", "t");
+    client_init(&b, "b", "t");
+    struct lm_cgroup_hb_resp r;
+    assert_int_equal(client_hb(c, &im, 0, &a, INT32_MIN, &r), KAFKA_NONE);
+    assert_int_equal(client_hb(c, &im, 0, &b, INT32_MIN, &r), KAFKA_NONE);
+    /* a is asked to revoke one partition and never acknowledges: fenced after its 30 s
+     * rebalance timeout, and b gets both */
+    struct client before = a;
+    assert_int_equal(client_hb(c, &im, 1000, &a, INT32_MIN, &r), KAFKA_NONE);
+    assert_int_equal(a.n_own, 1);
+    memcpy(a.own, before.own, sizeof(a.own)); /* keeps owning both */
+    a.n_own = 2;
+    assert_int_equal(client_hb(c, &im, 2000, &a, INT32_MIN, &r), KAFKA_NONE);
+    assert_int_equal(lm_cgroup_next_deadline_ms(c), 1000 + 30000);
+    assert_int_equal(client_hb(c, &im, 20000, &b, INT32_MIN, &r), KAFKA_NONE);
+    lm_cgroup_tick(c, 31000);
+    assert_int_equal(client_hb(c, &im, 31001, &a, INT32_MIN, &r), KAFKA_UNKNOWN_MEMBER_ID);
+    assert_int_equal(client_hb(c, &im, 31002, &b, INT32_MIN, &r), KAFKA_NONE);
+    assert_int_equal(b.n_own, 2);
+    lm_cgroup_coord_free(c);
+}
+
+static void test_metadata_change_bumps_epoch(void **state)
+{
+    (void)state;
+    struct lm_cgroup_coord *c = coord_new();
+    struct image im = {0};
+    image_add(&im, "t", 2);
+    struct client a;
+    client_init(&a, "a", "t");
+    struct lm_cgroup_hb_resp r;
+    assert_int_equal(client_hb(c, &im, 0, &a, INT32_MIN, &r), KAFKA_NONE);
+    assert_int_equal(a.n_own, 2);
+    int32_t e = a.epoch;
+    im.parts[0] = 5; /* new partitions */
+    assert_int_equal(client_hb(c, &im, 1, &a, INT32_MIN, &r), KAFKA_NONE);
+    assert_int_equal(a.epoch, e + 1);
+    assert_int_equal(a.n_own, 5);
+    im.n = 0; /* topic deleted */
+    assert_int_equal(client_hb(c, &im, 2, &a, INT32_MIN, &r), KAFKA_NONE);
+    assert_int_equal(a.n_own, 0);
+    assert_int_equal(a.epoch, e + 1); /* revocation first, at the same epoch */
+    assert_int_equal(client_hb(c, &im, 3, &a, INT32_MIN, &r), KAFKA_NONE);
+    assert_int_equal(a.epoch, e + 2);
+    /* a regex subscription picks up a topic created later */
+    image_add(&im, "logs-1", 3);
+    struct client b;
+    client_init(&b, "b", "none");
+    b.n_topics = 0;
+    struct lm_cgroup_hb_req q;
+    memset(&q, 0, sizeof(q));
+    q.group_id = S("re");
+    q.member_id = S("b");
+    q.instance_id = q.rack_id = q.server_assignor = KAFKA_STR_NULL;
+    q.topic_regex = S("logs-[0-9]+");
+    q.rebalance_timeout_ms = 1000;
+    q.n_topic_names = -1;
+    q.version = 1;
+    struct lm_cgroup_image img = img_of(&im);
+    assert_int_equal(lm_cgroup_heartbeat(c, 10, 0, &img, &q, &r), 0);
+    assert_int_equal(r.n_assigned, 3);
+    image_add(&im, "logs-2", 1);
+    image_add(&im, "logs-2x", 1);
+    img = img_of(&im);
+    q.member_epoch = r.member_epoch;
+    q.topic_regex = KAFKA_STR_NULL;
+    q.rebalance_timeout_ms = -1;
+    assert_int_equal(lm_cgroup_heartbeat(c, 11, 0, &img, &q, &r), 0);
+    assert_int_equal(r.error_code, KAFKA_NONE);
+    assert_true(r.has_assignment);
+    assert_int_equal(r.n_assigned, 4);
     lm_cgroup_coord_free(c);
 }
 
