@@ -204,8 +204,6 @@ static void check_disjoint(struct client *cls, int n)
                                  cls[a].id, cls[b].id);
 }
 
-/* ---- assignors ---- */
-
 /* ---- records (cgroup_records.h) and their replay ---- */
 
 /* A copy of the records a coordinator emitted, in order: a __consumer_offsets log. */
@@ -735,6 +733,8 @@ static void test_replay_bad_records(void **state)
     assert_int_equal(d.members[1].member_epoch, 0);
     lm_cgroup_coord_free(c);
 }
+
+/* ---- assignors ---- */
 
 static void test_range_assignor(void **state)
 {
