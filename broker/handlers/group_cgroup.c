@@ -6,8 +6,10 @@
  * __consumer_offsets partition, and in a cluster on the node leading that partition; the
  * classic coordinator's status of the id (NOT_COORDINATOR, COORDINATOR_LOAD_IN_PROGRESS)
  * answers for both. Committed offsets of a consumer group are kept by the classic coordinator
- * as those of an offsets-only group of the same id (records in __consumer_offsets as today);
- * the membership state is memory-only.
+ * as those of an offsets-only group of the same id; the membership state (epochs, members,
+ * assignments) is written to __consumer_offsets as Kafka's consumer-group records by the
+ * shell (group_coord.c) before a heartbeat's response leaves, and loaded back with the
+ * partition.
  *
  * Kafka's behaviour for ids used by the other protocol (GroupMetadataManager):
  * - ConsumerGroupHeartbeat of an id held by a classic group with members: GROUP_ID_NOT_FOUND
