@@ -48,7 +48,8 @@ struct cmember {
     /* hashes of the member's records last written (0: none), so a call writes only the
      * records whose value changed */
     uint64_t h_meta, h_target, h_current;
-    bool loaded_meta; /* a load replayed its member metadata record */
+    bool loaded_meta;  /* a load replayed its member metadata record */
+    bool target_dirty; /* a new target was computed: its record to be checked */
 };
 
 struct cgroup {
@@ -62,7 +63,6 @@ struct cgroup {
     /* what the group's records last wrote: -1 none */
     int32_t p_epoch, p_target_epoch;
     uint64_t p_meta_hash;
-    bool sync_all;     /* every member's records to be checked (a new target was computed) */
     bool loaded_epoch; /* a load replayed its group epoch record */
 };
 
@@ -359,11 +359,13 @@ static int member_rec(struct lm_cgroup_coord *c, const struct cgroup *g, struct 
 
 /* Writes what changed of the group since its last records, in Kafka's order of a heartbeat:
  * member metadata, group epoch, target assignment (members, then its epoch), current
- * assignments. Checks every member when a target was computed, else `one` (may be NULL). */
+ * assignments. A call changes the metadata and current assignment of `one` member only (may
+ * be NULL), and the targets of the members a new target assignment changed; emit false (after
+ * a load) notes every value as written. */
 static int group_records(struct lm_cgroup_coord *c, struct cgroup *g, struct cmember *one,
                          bool emit)
 {
-    bool all = g->sync_all || !emit;
+    bool all = !emit;
     for (int32_t i = 0; i < g->n_members; i++)
         if (all || g->members[i] == one)
             LM_TRY(member_rec(c, g, g->members[i], LM_CGR_MEMBER, emit));
@@ -375,9 +377,13 @@ static int group_records(struct lm_cgroup_coord *c, struct cgroup *g, struct cme
         g->p_epoch = g->epoch;
         g->p_meta_hash = g->meta_hash;
     }
-    for (int32_t i = 0; i < g->n_members; i++)
-        if (all || g->members[i] == one)
-            LM_TRY(member_rec(c, g, g->members[i], LM_CGR_TARGET_MEMBER, emit));
+    for (int32_t i = 0; i < g->n_members; i++) {
+        struct cmember *m = g->members[i];
+        if (all || m == one || m->target_dirty) {
+            LM_TRY(member_rec(c, g, m, LM_CGR_TARGET_MEMBER, emit));
+            m->target_dirty = false;
+        }
+    }
     if (g->p_target_epoch != g->target_epoch) {
         size_t len;
         LM_TRY(enc_run(c, enc_target_epoch, g, &len));
@@ -388,7 +394,6 @@ static int group_records(struct lm_cgroup_coord *c, struct cgroup *g, struct cme
     for (int32_t i = 0; i < g->n_members; i++)
         if (all || g->members[i] == one)
             LM_TRY(member_rec(c, g, g->members[i], LM_CGR_CURRENT_MEMBER, emit));
-    g->sync_all = false;
     return 0;
 }
 
@@ -653,11 +658,12 @@ static int compute_target(struct lm_cgroup_coord *c, struct cgroup *g,
         goto out;
     for (int32_t m = 0; m < g->n_members; m++) {
         struct cmember *mb = g->members[m];
+        struct tpset nt = {am[m].target, am[m].n_target, am[m].n_target};
+        mb->target_dirty |= !tpset_eq(&mb->target, &nt);
         tpset_free(&mb->target);
-        mb->target = (struct tpset){am[m].target, am[m].n_target, am[m].n_target};
+        mb->target = nt;
     }
     g->target_epoch = g->epoch;
-    g->sync_all = true;
 out:
     free(topics);
     free(tidx);
