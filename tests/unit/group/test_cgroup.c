@@ -1306,6 +1306,121 @@ static void test_metadata_change_bumps_epoch(void **state)
     lm_cgroup_coord_free(c);
 }
 
+/* Random but well-formed records (any member, epoch, state, partitions, tombstones, in any
+ * order) load into groups the calls serve without breaking an invariant: heartbeats of
+ * random members, ticks and describes after the load never hand a partition to two members. */
+static void test_replay_random_records(void **state)
+{
+    (void)state;
+    static const char *members[] = {"a", "b", "c", "d"};
+    uint64_t x = 99;
+#define RND() (x ^= x << 13, x ^= x >> 7, x ^= x << 17, x)
+    for (int run = 0; run < 300; run++) {
+        struct lm_cgroup_coord *c = coord_new();
+        int64_t bad = 0;
+        int n = (int)(RND() % 40);
+        for (int i = 0; i < n; i++) {
+            uint8_t kb[64], vb[512];
+            struct kafka_writer kw, vw;
+            kafka_writer_init(&kw, kb, sizeof(kb));
+            kafka_writer_init(&vw, vb, sizeof(vb));
+            static const int16_t types[] = {3, 4, 5, 6, 7, 8, 16};
+            int16_t t = types[RND() % 7];
+            const char *m = members[RND() % 4];
+            struct lm_cgr_key k = {t, S("g"), t == 16 ? S("t.*") : S(m)};
+            if (t == 3 || t == 4 || t == 6)
+                k.member = KAFKA_STR_NULL;
+            struct lm_cgroup_tp tp[6];
+            int np = (int)(RND() % 6);
+            for (int j = 0; j < np; j++)
+                tp[j] = (struct lm_cgroup_tp){uuid_of(1), (int32_t)j * 2 + (int32_t)(RND() % 2)};
+            struct lm_cgr_parts parts = {np, tp};
+            struct kafka_str topic = S("t");
+            bool tomb = RND() % 5 == 0 || t == 4 || t == 16;
+            int rc = 0;
+            if (!tomb) {
+                switch (t) {
+                case 3:
+                    rc = lm_cgr_group_value_encode(
+                        &vw, &(struct lm_cgr_group_value){(int32_t)(RND() % 6), RND() % 2 == 0,
+                                                          (int64_t)RND()});
+                    break;
+                case 5: {
+                    struct lm_cgr_member_value mv = {
+                        .instance_id = RND() % 3 == 0 ? S("i") : KAFKA_STR_NULL,
+                        .rack_id = KAFKA_STR_NULL,
+                        .client_id = S("c"),
+                        .client_host = S("h"),
+                        .n_topic_names = RND() % 3 == 0 ? 0 : 1,
+                        .topic_names = &topic,
+                        .topic_regex = RND() % 4 == 0 ? S("t|u") : KAFKA_STR_NULL,
+                        .rebalance_timeout_ms = (int32_t)(RND() % 3) * 1000 - 1000,
+                        .server_assignor = RND() % 2 ? S("range") : KAFKA_STR_NULL};
+                    rc = lm_cgr_member_value_encode(&vw, &mv);
+                    break;
+                }
+                case 6:
+                    rc = lm_cgr_target_epoch_value_encode(&vw, (int32_t)(RND() % 6));
+                    break;
+                case 7:
+                    rc = lm_cgr_target_member_value_encode(&vw, &parts);
+                    break;
+                case 8: {
+                    struct lm_cgroup_tp pend[1] = {{uuid_of(1), (int32_t)(RND() % 12)}};
+                    struct lm_cgr_current_value cv = {(int32_t)(RND() % 8) - 2,
+                                                      (int32_t)(RND() % 8) - 2,
+                                                      (int8_t)(RND() % 4),
+                                                      parts,
+                                                      {(int32_t)(RND() % 2), pend}};
+                    rc = lm_cgr_current_value_encode(&vw, &cv);
+                    break;
+                }
+                }
+            }
+            assert_int_equal(rc, 0);
+            assert_int_equal(lm_cgr_key_encode(&kw, &k), 0);
+            struct kafka_bytes v =
+                tomb ? (struct kafka_bytes){NULL, -1} : (struct kafka_bytes){vb, (int32_t)vw.pos};
+            assert_int_equal(
+                lm_cgroup_replay(c, 0, 1, (struct kafka_bytes){kb, (int32_t)kw.pos}, v, &bad), 0);
+        }
+        assert_int_equal(lm_cgroup_load_end(c, 0, 1000), 0);
+        struct image im = {0};
+        image_add(&im, "t", 12);
+        struct lm_cgroup_image img = img_of(&im);
+        struct lm_cgroup_desc d;
+        int64_t now = 1000;
+        struct client cls[4];
+        for (int i = 0; i < 4; i++) {
+            client_init(&cls[i], members[i], "t");
+            cls[i].epoch = (int32_t)(RND() % 5) - 1;
+        }
+        for (int step = 0; step < 60; step++) {
+            struct client *cl = &cls[RND() % 4];
+            struct lm_cgroup_hb_resp r;
+            now += (int64_t)(RND() % 3000);
+            int16_t e = client_hb(c, &im, now, cl, INT32_MIN, &r);
+            if (e != KAFKA_NONE) {
+                cl->epoch = -1;
+                cl->n_own = 0;
+            }
+            lm_cgroup_tick(c, now);
+            lm_cgroup_records_advance(c);
+            assert_int_equal(lm_cgroup_describe(c, &img, S("g"), &d), 0);
+            /* what the coordinator holds: no partition in two members */
+            for (int32_t a = 0; d.error_code == KAFKA_NONE && a < d.n_members; a++)
+                for (int32_t b = a + 1; b < d.n_members; b++)
+                    for (int32_t i = 0; i < d.members[a].n_assigned; i++)
+                        for (int32_t j = 0; j < d.members[b].n_assigned; j++)
+                            assert_int_not_equal(lm_cgroup_tp_cmp(&d.members[a].assigned[i],
+                                                                  &d.members[b].assigned[j]),
+                                                 0);
+        }
+        lm_cgroup_coord_free(c);
+    }
+#undef RND
+}
+
 /* ---- randomized: simulated clients join, leave, crash, heartbeat; topics grow ---- */
 
 #define SIM_CLIENTS 6
@@ -1451,6 +1566,7 @@ int main(void)
         cmocka_unit_test(test_record_codecs),
         cmocka_unit_test(test_records_of_changes),
         cmocka_unit_test(test_replay_bad_records),
+        cmocka_unit_test(test_replay_random_records),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
