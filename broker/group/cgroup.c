@@ -1803,7 +1803,9 @@ static int load_fix(struct cgroup *g)
     return 0;
 }
 
-int lm_cgroup_load_end(struct lm_cgroup_coord *c, int32_t partition, int64_t now_ms)
+int lm_cgroup_load_end(struct lm_cgroup_coord *c, int32_t partition, int64_t now_ms,
+                       int32_t (*session_timeout_ms)(void *ctx, struct kafka_str group_id),
+                       void *ctx)
 {
     for (size_t i = 0; i < c->n_groups;) {
         struct cgroup *g = c->groups[i];
@@ -1818,12 +1820,15 @@ int lm_cgroup_load_end(struct lm_cgroup_coord *c, int32_t partition, int64_t now
             continue;
         }
         LM_TRY(load_fix(g));
+        int32_t session_ms = session_timeout_ms != NULL ? session_timeout_ms(ctx, g->id) : 0;
+        if (session_ms <= 0)
+            session_ms = c->cfg.session_timeout_ms;
         for (int32_t k = 0; k < g->n_members; k++) {
             struct cmember *m = g->members[k];
             load_regex(m);
             /* session timeouts start again at the load (Kafka's coordinator does the same
              * when it becomes the group's coordinator) */
-            m->session_deadline_ms = now_ms + c->cfg.session_timeout_ms;
+            m->session_deadline_ms = now_ms + session_ms;
             m->rebalance_deadline_ms = INT64_MAX;
             if (m->state == M_UNREVOKED)
                 m->rebalance_deadline_ms =

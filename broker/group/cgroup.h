@@ -220,8 +220,11 @@ void lm_cgroup_records_advance(struct lm_cgroup_coord *c);
 int lm_cgroup_replay(struct lm_cgroup_coord *c, int32_t partition, int32_t n_partitions,
                      struct kafka_bytes key, struct kafka_bytes value, int64_t *n_bad);
 /* lm_cgroup_load_end finishes a partition's load: incomplete groups and members are dropped,
- * the loaded state is made consistent, session timers start at now_ms. */
-int lm_cgroup_load_end(struct lm_cgroup_coord *c, int32_t partition, int64_t now_ms);
+ * the loaded state is made consistent, session timers start at now_ms with the group's own
+ * session timeout (session_timeout_ms(ctx, group id), may be NULL; 0: the coordinator's). */
+int lm_cgroup_load_end(struct lm_cgroup_coord *c, int32_t partition, int64_t now_ms,
+                       int32_t (*session_timeout_ms)(void *ctx, struct kafka_str group_id),
+                       void *ctx);
 /* lm_cgroup_unload drops the groups of a __consumer_offsets partition. */
 void lm_cgroup_unload(struct lm_cgroup_coord *c, int32_t partition);
 /* lm_cgroup_n_groups returns how many groups are held. */

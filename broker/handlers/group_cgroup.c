@@ -74,6 +74,16 @@ static struct kafka_str topic_name_of(const struct lm_cgroup_image *img, struct 
 
 /* ---- ConsumerGroupHeartbeat ---- */
 
+static void group_configs_of(struct hshard *hs, struct kafka_str group,
+                             struct lm_cgroup_hb_req *in);
+
+int32_t group_cgroup_session_timeout_ms(void *ctx, struct kafka_str group_id)
+{
+    struct lm_cgroup_hb_req in;
+    group_configs_of(ctx, group_id, &in);
+    return in.session_timeout_ms;
+}
+
 /* A group's own consumer.session.timeout.ms and consumer.heartbeat.interval.ms (GROUP config
  * resources, set with kafka-configs --entity-type groups) into in, 0 for each it has not. */
 static void group_configs_of(struct hshard *hs, struct kafka_str group, struct lm_cgroup_hb_req *in)

@@ -244,7 +244,9 @@ static void load_partition(struct gshard *gs, int32_t p)
     }
     rc = lm_group_coord_load_end(gs->coord, p, group_now_ms(gs->hs));
     LM_ASSERT(rc == 0);
-    if (gs->cgroup != NULL && (rc = lm_cgroup_load_end(gs->cgroup, p, group_now_ms(gs->hs))) != 0) {
+    if (gs->cgroup != NULL &&
+        (rc = lm_cgroup_load_end(gs->cgroup, p, group_now_ms(gs->hs),
+                                 group_cgroup_session_timeout_ms, gs->hs)) != 0) {
         BLOG_ERROR("%s-%d: loading consumer groups: %s; its groups answer NOT_COORDINATOR",
                    GROUP_OFFSETS_TOPIC, p, lm_strerror(rc));
         coord_unload(gs, p);

@@ -268,9 +268,16 @@ static struct lm_cgroup_coord *rlog_replay(const struct rlog *l, int64_t now)
         assert_int_equal(lm_cgroup_replay(c, 0, 1, k, v, &bad), 0);
     }
     assert_int_equal(bad, 0);
-    assert_int_equal(lm_cgroup_load_end(c, 0, now), 0);
+    assert_int_equal(lm_cgroup_load_end(c, 0, now, NULL, NULL), 0);
     assert_int_equal(lm_cgroup_records(c, &(const struct lm_cgroup_record *){NULL}), 0);
     return c;
+}
+
+/* A group config: "g" has its own session timeout, 20 s. */
+static int32_t session_of(void *ctx, struct kafka_str group)
+{
+    (void)ctx;
+    return kafka_str_eq(group, S("g")) ? 20000 : 0;
 }
 
 static void assert_tps_equal(int32_t na, const struct lm_cgroup_tp *a, int32_t nb,
@@ -595,6 +602,18 @@ static void test_records_of_changes(void **state)
     lm_cgroup_exists(l, S("g"), &nm);
     assert_int_equal(nm, 2);
     lm_cgroup_coord_free(l);
+    /* the group's own session timeout (a GROUP config) is the one a load starts */
+    l = coord_new();
+    for (size_t i = 0; i < log.n; i++)
+        assert_int_equal(
+            lm_cgroup_replay(
+                l, 0, 1, (struct kafka_bytes){log.e[i].key, log.e[i].key_len},
+                (struct kafka_bytes){log.e[i].value, log.e[i].value ? log.e[i].value_len : -1},
+                NULL),
+            0);
+    assert_int_equal(lm_cgroup_load_end(l, 0, 40, session_of, NULL), 0);
+    assert_int_equal(lm_cgroup_next_deadline_ms(l), 40 + 20000);
+    lm_cgroup_coord_free(l);
     /* b leaves: its three tombstones (current, target, metadata), then the new group epoch */
     size_t at = log.n;
     assert_int_equal(client_hb(c, &im, 50, &b, -1, &r), KAFKA_NONE);
@@ -660,7 +679,7 @@ static void test_replay_bad_records(void **state)
     /* "g" (Java hash 103) is in partition 1 of 2, not 0 */
     assert_int_equal(lm_cgroup_replay(c, 0, 2, (struct kafka_bytes){key_member, 8}, none, &bad), 0);
     assert_int_equal(bad, 3);
-    assert_int_equal(lm_cgroup_load_end(c, 0, 0), 0);
+    assert_int_equal(lm_cgroup_load_end(c, 0, 0, NULL, NULL), 0);
     assert_int_equal(lm_cgroup_n_groups(c), 0);
     lm_cgroup_coord_free(c);
 
@@ -719,7 +738,7 @@ static void test_replay_bad_records(void **state)
                          0);
     }
     assert_int_equal(bad, 3);
-    assert_int_equal(lm_cgroup_load_end(c, 0, 0), 0);
+    assert_int_equal(lm_cgroup_load_end(c, 0, 0, NULL, NULL), 0);
     struct image im = {0};
     image_add(&im, "t", 4);
     struct lm_cgroup_image img = img_of(&im);
@@ -1384,7 +1403,7 @@ static void test_replay_random_records(void **state)
             assert_int_equal(
                 lm_cgroup_replay(c, 0, 1, (struct kafka_bytes){kb, (int32_t)kw.pos}, v, &bad), 0);
         }
-        assert_int_equal(lm_cgroup_load_end(c, 0, 1000), 0);
+        assert_int_equal(lm_cgroup_load_end(c, 0, 1000, session_of, NULL), 0);
         struct image im = {0};
         image_add(&im, "t", 12);
         struct lm_cgroup_image img = img_of(&im);
