@@ -826,6 +826,11 @@ static int16_t validate(const struct lm_cgroup_coord *c, const struct lm_cgroup_
         *msg = "RackId can't be empty.";
         return KAFKA_INVALID_REQUEST;
     }
+    if (r->group_id.len > INT16_MAX || r->member_id.len > INT16_MAX) {
+        /* the record keys of __consumer_offsets carry both as i16-length strings */
+        *msg = "GroupId or MemberId is too long.";
+        return KAFKA_INVALID_REQUEST;
+    }
     if (r->version >= 1 && r->member_id.len <= 0) {
         *msg = "MemberId can't be empty.";
         return KAFKA_INVALID_REQUEST;

@@ -1064,6 +1064,18 @@ static void test_errors(void **state)
     struct lm_cgroup_image img = img_of(&im);
     assert_int_equal(lm_cgroup_heartbeat(c, 0, 0, &img, &q, &r), 0);
     assert_int_equal(r.error_code, KAFKA_INVALID_REQUEST); /* v1: member id required */
+    /* ids longer than a record key's i16 string: refused before any state changes */
+    char *longid = malloc(40000);
+    memset(longid, 'x', 40000);
+    q.member_id = (struct kafka_str){longid, 40000};
+    assert_int_equal(lm_cgroup_heartbeat(c, 0, 0, &img, &q, &r), 0);
+    assert_int_equal(r.error_code, KAFKA_INVALID_REQUEST);
+    q.member_id = S("n");
+    q.group_id = (struct kafka_str){longid, 40000};
+    assert_int_equal(lm_cgroup_heartbeat(c, 0, 0, &img, &q, &r), 0);
+    assert_int_equal(r.error_code, KAFKA_INVALID_REQUEST);
+    free(longid);
+    q.group_id = S("g");
     q.member_id = S("n");
     assert_int_equal(lm_cgroup_heartbeat(c, 0, 0, &img, &q, &r), 0);
     assert_int_equal(r.error_code, KAFKA_INVALID_REQUEST); /* no rebalance timeout */
