@@ -233,8 +233,10 @@ static void load_partition(struct gshard *gs, int32_t p)
     }
     if (gs->cgroup != NULL)
         lm_cgroup_unload(gs->cgroup, p);
-    struct load_ctx l = {gs->coord, gs->cgroup, gs->hs->node->group_cfg.offsets_topic_partitions,
-                         p,         0,          0};
+    struct load_ctx l = {.coord = gs->coord,
+                         .cgroup = gs->cgroup,
+                         .n_partitions = gs->hs->node->group_cfg.offsets_topic_partitions,
+                         .partition = p};
     rc = group_log_scan(hp->log, 0, load_batch, &l);
     if (rc != 0) {
         BLOG_ERROR("%s-%d: loading: %s; its groups answer NOT_COORDINATOR", GROUP_OFFSETS_TOPIC, p,
