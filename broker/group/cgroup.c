@@ -7,6 +7,8 @@
 #include <string.h>
 
 #include "broker/group/cgroup.h"
+#include "broker/group/cgroup_records.h"
+#include "broker/group/group_records.h"
 #include "common/lm_assert.h"
 #include "common/lm_err.h"
 #include "protocol/kafka_errors.h"
@@ -43,6 +45,11 @@ struct cmember {
     int64_t session_deadline_ms;
     int64_t rebalance_deadline_ms; /* INT64_MAX unless revoking */
     struct tpset assigned, pending, target;
+    /* hashes of the member's records last written (0: none), so a call writes only the
+     * records whose value changed */
+    uint64_t h_meta, h_target, h_current;
+    bool loaded_meta;  /* a load replayed its member metadata record */
+    bool target_dirty; /* a new target was computed: its record to be checked */
 };
 
 struct cgroup {
@@ -53,6 +60,10 @@ struct cgroup {
     const char *assignor; /* the assignor of the last target */
     struct cmember **members;
     int32_t n_members, cap_members;
+    /* what the group's records last wrote: -1 none */
+    int32_t p_epoch, p_target_epoch;
+    uint64_t p_meta_hash;
+    bool loaded_epoch; /* a load replayed its group epoch record */
 };
 
 struct lm_cgroup_coord {
@@ -64,6 +75,11 @@ struct lm_cgroup_coord {
     char *scratch_id;
     struct lm_cgroup_desc_member *desc_members;
     int32_t cap_desc;
+    /* records emitted since the last lm_cgroup_records_advance */
+    struct lm_cgroup_record *recs;
+    size_t n_recs, cap_recs;
+    uint8_t *enc;
+    size_t enc_cap;
 };
 
 /* ---- small helpers ---- */
@@ -180,6 +196,234 @@ static uint64_t fnv(uint64_t h, const void *p, size_t n)
     return h;
 }
 
+/* ---- records for __consumer_offsets (cgroup_records.h) ---- */
+
+/* Encodes with enc(w, arg) into c->enc, growing it until the value fits; *len gets the size. */
+static int enc_run(struct lm_cgroup_coord *c, int (*enc)(struct kafka_writer *, const void *),
+                   const void *arg, size_t *len)
+{
+    for (;;) {
+        if (c->enc_cap == 0) {
+            c->enc = malloc(256);
+            if (c->enc == NULL)
+                return LM_E_NOMEM;
+            c->enc_cap = 256;
+        }
+        struct kafka_writer w;
+        kafka_writer_init(&w, c->enc, c->enc_cap);
+        int rc = enc(&w, arg);
+        if (rc == 0) {
+            *len = w.pos;
+            return 0;
+        }
+        if (rc != LM_E_FULL)
+            return rc;
+        /* bounded: a value holds at most the members' limits of names and partitions */
+        LM_ASSERT(c->enc_cap < ((size_t)1 << 30));
+        uint8_t *b = realloc(c->enc, c->enc_cap * 2);
+        if (b == NULL)
+            return LM_E_NOMEM;
+        c->enc = b;
+        c->enc_cap *= 2;
+    }
+}
+
+/* Appends one record (value NULL: a tombstone) for the group's partition. */
+static int rec_push(struct lm_cgroup_coord *c, const struct cgroup *g, int16_t type,
+                    struct kafka_str member, const uint8_t *value, size_t value_len)
+{
+    if (c->n_recs == c->cap_recs) {
+        size_t cap = c->cap_recs < 16 ? 16 : c->cap_recs * 2;
+        struct lm_cgroup_record *v = realloc(c->recs, cap * sizeof(*v));
+        if (v == NULL)
+            return LM_E_NOMEM;
+        c->recs = v;
+        c->cap_recs = cap;
+    }
+    struct lm_cgr_key k = {type, g->id, member};
+    size_t klen = 2 + 2 + (size_t)g->id.len + (member.len >= 0 ? 2 + (size_t)member.len : 0);
+    uint8_t *buf = malloc(klen + value_len + 1);
+    if (buf == NULL)
+        return LM_E_NOMEM;
+    struct kafka_writer w;
+    kafka_writer_init(&w, buf, klen);
+    int rc = lm_cgr_key_encode(&w, &k);
+    if (rc != 0 || w.pos != klen) {
+        free(buf);
+        return rc != 0 ? rc : LM_E_INVALID;
+    }
+    if (value != NULL)
+        memcpy(buf + klen, value, value_len);
+    c->recs[c->n_recs++] = (struct lm_cgroup_record){
+        .partition = g->partition,
+        .key = {buf, (int32_t)klen},
+        .value =
+            value != NULL ? (struct kafka_bytes){buf + klen, (int32_t)value_len} : KAFKA_BYTES_NULL,
+    };
+    return 0;
+}
+
+static bool key_is_member(int16_t type)
+{
+    return type == LM_CGR_MEMBER || type == LM_CGR_TARGET_MEMBER || type == LM_CGR_CURRENT_MEMBER;
+}
+
+/* Frees the records from index n on (a call that failed part-way takes its records back). */
+static void recs_truncate(struct lm_cgroup_coord *c, size_t n)
+{
+    LM_ASSERT(n <= c->n_recs);
+    for (size_t i = n; i < c->n_recs; i++)
+        free((void *)(uintptr_t)c->recs[i].key.ptr);
+    c->n_recs = n;
+}
+
+struct member_enc {
+    const struct cmember *m;
+    int16_t type;
+};
+
+static int enc_member(struct kafka_writer *w, const void *arg)
+{
+    const struct member_enc *e = arg;
+    const struct cmember *m = e->m;
+    switch (e->type) {
+    case LM_CGR_MEMBER: {
+        struct lm_cgr_member_value v = {
+            .instance_id = m->instance_id,
+            .rack_id = m->rack_id,
+            .client_id = m->client_id.len >= 0 ? m->client_id : (struct kafka_str){"", 0},
+            .client_host = m->client_host.len >= 0 ? m->client_host : (struct kafka_str){"", 0},
+            .n_topic_names = m->n_names,
+            .topic_names = m->names,
+            .topic_regex = m->regex,
+            .rebalance_timeout_ms = m->rebalance_timeout_ms,
+            .server_assignor = m->assignor,
+        };
+        return lm_cgr_member_value_encode(w, &v);
+    }
+    case LM_CGR_TARGET_MEMBER: {
+        struct lm_cgr_parts p = {m->target.n, m->target.v};
+        return lm_cgr_target_member_value_encode(w, &p);
+    }
+    case LM_CGR_CURRENT_MEMBER: {
+        /* a static member that left temporarily is epoch -2 (Kafka's
+         * LEAVE_GROUP_STATIC_MEMBER_EPOCH); its epoch to come back with is kept as the
+         * previous one */
+        struct lm_cgr_current_value v = {
+            .member_epoch = m->static_left ? LM_CGROUP_STATIC_LEAVE_EPOCH : m->epoch,
+            .prev_member_epoch = m->static_left ? m->epoch : m->prev_epoch,
+            .state = (int8_t)m->state,
+            .assigned = {m->assigned.n, m->assigned.v},
+            .pending = {m->pending.n, m->pending.v},
+        };
+        return lm_cgr_current_value_encode(w, &v);
+    }
+    }
+    LM_UNREACHABLE();
+    return LM_E_INVALID;
+}
+
+static int enc_group_epoch(struct kafka_writer *w, const void *arg)
+{
+    const struct cgroup *g = arg;
+    struct lm_cgr_group_value v = {g->epoch, true, (int64_t)g->meta_hash};
+    return lm_cgr_group_value_encode(w, &v);
+}
+
+static int enc_target_epoch(struct kafka_writer *w, const void *arg)
+{
+    const struct cgroup *g = arg;
+    return lm_cgr_target_epoch_value_encode(w, g->target_epoch);
+}
+
+/* Writes the member's record of one type when its value differs from the last written one
+ * (emit false: only notes the value as written, after a load). */
+static int member_rec(struct lm_cgroup_coord *c, const struct cgroup *g, struct cmember *m,
+                      int16_t type, bool emit)
+{
+    struct member_enc e = {m, type};
+    size_t len;
+    LM_TRY(enc_run(c, enc_member, &e, &len));
+    uint64_t h = fnv(1469598103934665603ull, c->enc, len);
+    h += h == 0;
+    uint64_t *have = type == LM_CGR_MEMBER          ? &m->h_meta
+                     : type == LM_CGR_TARGET_MEMBER ? &m->h_target
+                                                    : &m->h_current;
+    if (*have == h)
+        return 0;
+    if (emit)
+        LM_TRY(rec_push(c, g, type, m->id, c->enc, len));
+    *have = h;
+    return 0;
+}
+
+/* Writes what changed of the group since its last records, in Kafka's order of a heartbeat:
+ * member metadata, group epoch, target assignment (members, then its epoch), current
+ * assignments. A call changes the metadata and current assignment of `one` member only (may
+ * be NULL), and the targets of the members a new target assignment changed; emit false (after
+ * a load) notes every value as written. */
+static int group_records(struct lm_cgroup_coord *c, struct cgroup *g, struct cmember *one,
+                         bool emit)
+{
+    bool all = !emit;
+    for (int32_t i = 0; i < g->n_members; i++)
+        if (all || g->members[i] == one)
+            LM_TRY(member_rec(c, g, g->members[i], LM_CGR_MEMBER, emit));
+    if (g->p_epoch != g->epoch || g->p_meta_hash != g->meta_hash) {
+        size_t len;
+        LM_TRY(enc_run(c, enc_group_epoch, g, &len));
+        if (emit)
+            LM_TRY(rec_push(c, g, LM_CGR_GROUP_EPOCH, KAFKA_STR_NULL, c->enc, len));
+        g->p_epoch = g->epoch;
+        g->p_meta_hash = g->meta_hash;
+    }
+    for (int32_t i = 0; i < g->n_members; i++) {
+        struct cmember *m = g->members[i];
+        if (all || m == one || m->target_dirty) {
+            LM_TRY(member_rec(c, g, m, LM_CGR_TARGET_MEMBER, emit));
+            m->target_dirty = false;
+        }
+    }
+    if (g->p_target_epoch != g->target_epoch) {
+        size_t len;
+        LM_TRY(enc_run(c, enc_target_epoch, g, &len));
+        if (emit)
+            LM_TRY(rec_push(c, g, LM_CGR_TARGET_EPOCH, KAFKA_STR_NULL, c->enc, len));
+        g->p_target_epoch = g->target_epoch;
+    }
+    for (int32_t i = 0; i < g->n_members; i++)
+        if (all || g->members[i] == one)
+            LM_TRY(member_rec(c, g, g->members[i], LM_CGR_CURRENT_MEMBER, emit));
+    return 0;
+}
+
+/* The tombstones of a member that leaves or is fenced (Kafka: current assignment, target
+ * assignment, member metadata). */
+static int member_tombstones(struct lm_cgroup_coord *c, const struct cgroup *g, struct cmember *m)
+{
+    if (m->h_meta == 0 && m->h_target == 0 && m->h_current == 0)
+        return 0;
+    LM_TRY(rec_push(c, g, LM_CGR_CURRENT_MEMBER, m->id, NULL, 0));
+    LM_TRY(rec_push(c, g, LM_CGR_TARGET_MEMBER, m->id, NULL, 0));
+    LM_TRY(rec_push(c, g, LM_CGR_MEMBER, m->id, NULL, 0));
+    m->h_meta = m->h_target = m->h_current = 0;
+    return 0;
+}
+
+/* The tombstones of a deleted group (Kafka ConsumerGroup.createGroupTombstoneRecords). */
+static int group_tombstones(struct lm_cgroup_coord *c, struct cgroup *g)
+{
+    for (int32_t i = 0; i < g->n_members; i++)
+        LM_TRY(member_tombstones(c, g, g->members[i]));
+    if (g->p_epoch < 0 && g->p_target_epoch < 0)
+        return 0;
+    LM_TRY(rec_push(c, g, LM_CGR_TARGET_EPOCH, KAFKA_STR_NULL, NULL, 0));
+    LM_TRY(rec_push(c, g, LM_CGR_PARTITION_META, KAFKA_STR_NULL, NULL, 0));
+    LM_TRY(rec_push(c, g, LM_CGR_GROUP_EPOCH, KAFKA_STR_NULL, NULL, 0));
+    g->p_epoch = g->p_target_epoch = -1;
+    return 0;
+}
+
 /* ---- members and groups ---- */
 
 static void member_free(struct cmember *m)
@@ -250,13 +494,16 @@ static struct cmember *member_by_instance(const struct cgroup *g, struct kafka_s
     return NULL;
 }
 
-static void member_remove(struct cgroup *g, int32_t index)
+/* Removes a member; its records (if written) get their tombstones. */
+static int member_remove(struct lm_cgroup_coord *c, struct cgroup *g, int32_t index)
 {
     LM_ASSERT(index >= 0 && index < g->n_members);
+    int rc = member_tombstones(c, g, g->members[index]);
     member_free(g->members[index]);
     memmove(&g->members[index], &g->members[index + 1],
             (size_t)(g->n_members - index - 1) * sizeof(*g->members));
     g->n_members--;
+    return rc;
 }
 
 /* Members are kept sorted by id (the assignors' member order). */
@@ -411,8 +658,10 @@ static int compute_target(struct lm_cgroup_coord *c, struct cgroup *g,
         goto out;
     for (int32_t m = 0; m < g->n_members; m++) {
         struct cmember *mb = g->members[m];
+        struct tpset nt = {am[m].target, am[m].n_target, am[m].n_target};
+        mb->target_dirty |= !tpset_eq(&mb->target, &nt);
         tpset_free(&mb->target);
-        mb->target = (struct tpset){am[m].target, am[m].n_target, am[m].n_target};
+        mb->target = nt;
     }
     g->target_epoch = g->epoch;
 out:
@@ -577,6 +826,11 @@ static int16_t validate(const struct lm_cgroup_coord *c, const struct lm_cgroup_
         *msg = "RackId can't be empty.";
         return KAFKA_INVALID_REQUEST;
     }
+    if (r->group_id.len > INT16_MAX || r->member_id.len > INT16_MAX) {
+        /* the record keys of __consumer_offsets carry both as i16-length strings */
+        *msg = "GroupId or MemberId is too long.";
+        return KAFKA_INVALID_REQUEST;
+    }
     if (r->version >= 1 && r->member_id.len <= 0) {
         *msg = "MemberId can't be empty.";
         return KAFKA_INVALID_REQUEST;
@@ -729,6 +983,7 @@ static int group_create(struct lm_cgroup_coord *c, struct kafka_str id, int32_t 
     }
     g->partition = partition;
     g->assignor = c->cfg.assignors[0];
+    g->p_epoch = g->p_target_epoch = -1;
     c->groups[c->n_groups++] = g;
     *out = g;
     return 0;
@@ -799,9 +1054,9 @@ int lm_cgroup_heartbeat(struct lm_cgroup_coord *c, int64_t now_ms, int32_t parti
     struct cgroup *g = group_find(c, r->group_id, NULL);
     if (g == NULL) {
         if (r->member_epoch != LM_CGROUP_JOIN_EPOCH) {
-            /* Kafka answers GROUP_ID_NOT_FOUND here, its groups surviving restarts and
-             * coordinator moves; these are memory-only, so a member whose group went with
-             * its coordinator is told it is unknown, and joins again (epoch 0) */
+            /* the group is gone (emptied and dropped, or deleted): the member is told it
+             * is unknown and joins again with epoch 0, which the clients do on
+             * UNKNOWN_MEMBER_ID without failing (GROUP_ID_NOT_FOUND is fatal to them) */
             resp_error(out, KAFKA_UNKNOWN_MEMBER_ID, "Group not found.", r->member_id,
                        r->member_epoch);
             tpset_free(&owned_v);
@@ -836,9 +1091,13 @@ int lm_cgroup_heartbeat(struct lm_cgroup_coord *c, int64_t now_ms, int32_t parti
             m->session_deadline_ms =
                 now_ms +
                 (r->session_timeout_ms > 0 ? r->session_timeout_ms : c->cfg.session_timeout_ms);
+            if (group_records(c, g, m, true) != 0)
+                goto nomem;
         } else {
-            member_remove(g, index);
+            rc = member_remove(c, g, index);
             g->epoch++;
+            if (rc != 0 || group_records(c, g, NULL, true) != 0)
+                goto nomem;
         }
         resp_error(out, KAFKA_NONE, NULL, id, r->member_epoch);
         out->heartbeat_interval_ms =
@@ -870,6 +1129,11 @@ int lm_cgroup_heartbeat(struct lm_cgroup_coord *c, int64_t now_ms, int32_t parti
             int32_t sti = -1;
             member_find(g, st->id, &sti);
             LM_ASSERT(sti >= 0);
+            /* the records move to the new member id: the old id's get their tombstones */
+            if (member_tombstones(c, g, st) != 0) {
+                free((char *)nid.ptr);
+                goto nomem;
+            }
             memmove(&g->members[sti], &g->members[sti + 1],
                     (size_t)(g->n_members - sti - 1) * sizeof(*g->members));
             g->n_members--;
@@ -958,12 +1222,17 @@ int lm_cgroup_heartbeat(struct lm_cgroup_coord *c, int64_t now_ms, int32_t parti
         if (joined && bump) {
             int32_t mi = -1;
             member_find(g, m->id, &mi);
-            member_remove(g, mi);
-            if (g->n_members == 0 && g->epoch == 0)
+            rc = member_remove(c, g, mi);
+            if (rc == 0 && g->n_members == 0 && g->epoch == 0 && g->p_epoch < 0) {
                 group_drop(c, g);
+            } else if (rc == 0) {
+                rc = group_records(c, g, NULL, true);
+            }
+        } else {
+            rc = group_records(c, g, m, true);
         }
         tpset_free(&owned_v);
-        return 0;
+        return rc;
     }
     m->session_deadline_ms =
         now_ms + (r->session_timeout_ms > 0 ? r->session_timeout_ms : c->cfg.session_timeout_ms);
@@ -976,6 +1245,8 @@ int lm_cgroup_heartbeat(struct lm_cgroup_coord *c, int64_t now_ms, int32_t parti
     if (g->epoch > g->target_epoch && (rc = compute_target(c, g, img)) != 0)
         goto nomem;
     if ((rc = reconcile(g, m, joined ? &owned_v : owned, now_ms)) != 0)
+        goto nomem;
+    if ((rc = group_records(c, g, m, true)) != 0)
         goto nomem;
 
     bool full = r->rebalance_timeout_ms != -1 &&
@@ -1101,6 +1372,12 @@ int lm_cgroup_delete(struct lm_cgroup_coord *c, struct kafka_str group_id)
         return LM_E_NOT_FOUND;
     if (g->n_members > 0)
         return LM_E_EXISTS;
+    size_t n = c->n_recs;
+    int rc = group_tombstones(c, g);
+    if (rc != 0) {
+        recs_truncate(c, n);
+        return rc;
+    }
     group_drop(c, g);
     return 0;
 }
@@ -1144,22 +1421,31 @@ int16_t lm_cgroup_check_fetch(const struct lm_cgroup_coord *c, struct kafka_str 
 
 /* ---- timers ---- */
 
-void lm_cgroup_tick(struct lm_cgroup_coord *c, int64_t now_ms)
+int lm_cgroup_tick(struct lm_cgroup_coord *c, int64_t now_ms)
 {
+    int rc = 0;
     for (size_t gi = 0; gi < c->n_groups; gi++) {
         struct cgroup *g = c->groups[gi];
+        bool fenced = false;
         for (int32_t i = 0; i < g->n_members;) {
             const struct cmember *m = g->members[i];
             /* session expiry, or a revocation not done within the rebalance timeout: the
              * member is fenced and its partitions go to the others */
             if (m->session_deadline_ms <= now_ms || m->rebalance_deadline_ms <= now_ms) {
-                member_remove(g, i);
+                int r = member_remove(c, g, i);
+                rc = rc != 0 ? rc : r;
                 g->epoch++;
+                fenced = true;
                 continue;
             }
             i++;
         }
+        if (fenced) {
+            int r = group_records(c, g, NULL, true);
+            rc = rc != 0 ? rc : r;
+        }
     }
+    return rc;
 }
 
 size_t lm_cgroup_drop_empty(struct lm_cgroup_coord *c,
@@ -1169,6 +1455,13 @@ size_t lm_cgroup_drop_empty(struct lm_cgroup_coord *c,
     for (size_t i = 0; i < c->n_groups;) {
         struct cgroup *g = c->groups[i];
         if (g->n_members == 0 && !keep(ctx, g->id)) {
+            size_t n = c->n_recs;
+            if (group_tombstones(c, g) != 0) {
+                /* kept for the next tick: its records stay as they were */
+                recs_truncate(c, n);
+                i++;
+                continue;
+            }
             group_free(g);
             c->groups[i] = c->groups[--c->n_groups];
             dropped++;
@@ -1212,6 +1505,349 @@ size_t lm_cgroup_n_groups(const struct lm_cgroup_coord *c)
     return c->n_groups;
 }
 
+/* ---- loading from __consumer_offsets ---- */
+
+static int replay_member(struct lm_cgroup_coord *c, struct cgroup *g, struct kafka_str id,
+                         struct cmember **out)
+{
+    struct cmember *m = member_find(g, id, NULL);
+    if (m == NULL) {
+        if (g->n_members >= LM_CGROUP_MEMBERS_MAX)
+            return LM_E_TOO_LARGE;
+        m = member_new();
+        if (m == NULL)
+            return LM_E_NOMEM;
+        if (str_set(&m->id, id) != 0 || member_insert(g, m) != 0) {
+            member_free(m);
+            return LM_E_NOMEM;
+        }
+    }
+    (void)c;
+    *out = m;
+    return 0;
+}
+
+static int tpset_from(struct tpset *s, const struct lm_cgr_parts *p)
+{
+    if (tpset_reserve(s, p->n) != 0)
+        return LM_E_NOMEM;
+    if (p->n > 0)
+        memcpy(s->v, p->v, (size_t)p->n * sizeof(*p->v));
+    s->n = p->n;
+    return 0;
+}
+
+static int replay_member_meta(struct cmember *m, const struct lm_cgr_member_value *v)
+{
+    struct kafka_str *names = calloc((size_t)v->n_topic_names + 1, sizeof(*names));
+    if (names == NULL)
+        return LM_E_NOMEM;
+    int32_t n = 0;
+    int rc = 0;
+    for (int32_t i = 0; i < v->n_topic_names && rc == 0; i++) {
+        names[n] = KAFKA_STR_NULL;
+        if ((rc = str_set(&names[n], v->topic_names[i])) == 0)
+            n++;
+    }
+    if (rc != 0 || str_set(&m->instance_id, v->instance_id) != 0 ||
+        str_set(&m->rack_id, v->rack_id) != 0 || str_set(&m->client_id, v->client_id) != 0 ||
+        str_set(&m->client_host, v->client_host) != 0 ||
+        str_set(&m->assignor, v->server_assignor) != 0 || str_set(&m->regex, v->topic_regex) != 0) {
+        for (int32_t k = 0; k < n; k++)
+            free((char *)names[k].ptr);
+        free(names);
+        return LM_E_NOMEM;
+    }
+    for (int32_t i = 0; i < m->n_names; i++)
+        free((char *)m->names[i].ptr);
+    free(m->names);
+    m->names = names;
+    m->n_names = n;
+    m->rebalance_timeout_ms = v->rebalance_timeout_ms;
+    m->loaded_meta = true;
+    return 0;
+}
+
+int lm_cgroup_replay(struct lm_cgroup_coord *c, int32_t partition, int32_t n_partitions,
+                     struct kafka_bytes key, struct kafka_bytes value, int64_t *n_bad)
+{
+    LM_ASSERT(n_partitions > 0 && partition >= 0 && partition < n_partitions);
+    struct lm_cgr_key k;
+    bool tomb = value.len < 0 || value.ptr == NULL;
+    int rc = key.len > 0 ? lm_cgr_key_decode(key.ptr, (size_t)key.len, &k) : LM_E_TRUNCATED;
+    if (rc == 0 && (k.group.len == 0 || lm_gr_partition_for(k.group, n_partitions) != partition))
+        rc = LM_E_CORRUPT; /* a record in the wrong partition: ignore it */
+    if (rc != 0) {
+        if (n_bad != NULL)
+            (*n_bad)++;
+        return 0;
+    }
+    if (k.type == LM_CGR_PARTITION_META || k.type == LM_CGR_REGEX)
+        return 0; /* topic metadata is read from the image; regexes are resolved at each call */
+    struct cgroup *g = group_find(c, k.group, NULL);
+    if (g != NULL && g->partition != partition) {
+        if (n_bad != NULL)
+            (*n_bad)++;
+        return 0;
+    }
+    if (tomb) {
+        if (g == NULL)
+            return 0;
+        int32_t mi = -1;
+        struct cmember *m = key_is_member(k.type) ? member_find(g, k.member, &mi) : NULL;
+        switch (k.type) {
+        case LM_CGR_GROUP_EPOCH:
+            group_drop(c, g);
+            break;
+        case LM_CGR_TARGET_EPOCH:
+            g->target_epoch = 0;
+            break;
+        case LM_CGR_MEMBER:
+            if (m != NULL) {
+                member_free(m);
+                memmove(&g->members[mi], &g->members[mi + 1],
+                        (size_t)(g->n_members - mi - 1) * sizeof(*g->members));
+                g->n_members--;
+            }
+            break;
+        case LM_CGR_TARGET_MEMBER:
+            if (m != NULL)
+                m->target.n = 0;
+            break;
+        case LM_CGR_CURRENT_MEMBER:
+            if (m != NULL) {
+                m->assigned.n = m->pending.n = 0;
+                m->epoch = m->prev_epoch = 0;
+                m->state = M_STABLE;
+            }
+            break;
+        }
+        return 0;
+    }
+    struct kafka_arena a;
+    kafka_arena_init(&a, (size_t)value.len * 8 + 4096);
+    union {
+        struct lm_cgr_group_value gv;
+        struct lm_cgr_member_value mv;
+        int32_t target_epoch;
+        struct lm_cgr_parts target;
+        struct lm_cgr_current_value cur;
+    } v;
+    const uint8_t *vb = value.ptr;
+    size_t vl = (size_t)value.len;
+    switch (k.type) {
+    case LM_CGR_GROUP_EPOCH:
+        rc = lm_cgr_group_value_decode(vb, vl, &v.gv);
+        if (rc == 0 && v.gv.epoch < 0)
+            rc = LM_E_INVALID;
+        break;
+    case LM_CGR_MEMBER:
+        rc = lm_cgr_member_value_decode(vb, vl, &a, &v.mv);
+        if (rc == 0 && ((v.mv.instance_id.len == 0 || v.mv.rack_id.len == 0 ||
+                         (v.mv.topic_regex.len > LM_CGROUP_REGEX_MAX))))
+            rc = LM_E_INVALID;
+        break;
+    case LM_CGR_TARGET_EPOCH:
+        rc = lm_cgr_target_epoch_value_decode(vb, vl, &v.target_epoch);
+        if (rc == 0 && v.target_epoch < 0)
+            rc = LM_E_INVALID;
+        break;
+    case LM_CGR_TARGET_MEMBER:
+        rc = lm_cgr_target_member_value_decode(vb, vl, &a, &v.target);
+        break;
+    case LM_CGR_CURRENT_MEMBER:
+        rc = lm_cgr_current_value_decode(vb, vl, &a, &v.cur);
+        if (rc == 0 && v.cur.member_epoch < LM_CGROUP_STATIC_LEAVE_EPOCH)
+            rc = LM_E_INVALID;
+        break;
+    default:
+        LM_UNREACHABLE();
+    }
+    if (rc == 0 && g == NULL)
+        rc = group_create(c, k.group, partition, &g);
+    struct cmember *m = NULL;
+    if (rc == 0 && key_is_member(k.type))
+        rc = replay_member(c, g, k.member, &m);
+    if (rc == 0) {
+        switch (k.type) {
+        case LM_CGR_GROUP_EPOCH:
+            g->epoch = v.gv.epoch;
+            g->meta_hash = v.gv.has_metadata_hash ? (uint64_t)v.gv.metadata_hash : 0;
+            g->loaded_epoch = true;
+            break;
+        case LM_CGR_MEMBER:
+            rc = replay_member_meta(m, &v.mv);
+            break;
+        case LM_CGR_TARGET_EPOCH:
+            g->target_epoch = v.target_epoch;
+            break;
+        case LM_CGR_TARGET_MEMBER:
+            rc = tpset_from(&m->target, &v.target);
+            break;
+        case LM_CGR_CURRENT_MEMBER:
+            m->static_left = v.cur.member_epoch == LM_CGROUP_STATIC_LEAVE_EPOCH;
+            m->epoch = m->static_left ? v.cur.prev_member_epoch : v.cur.member_epoch;
+            m->prev_epoch = v.cur.prev_member_epoch;
+            m->state = v.cur.state == M_UNREVOKED || v.cur.state == M_UNRELEASED
+                           ? (enum mstate)v.cur.state
+                           : M_STABLE;
+            if ((rc = tpset_from(&m->assigned, &v.cur.assigned)) == 0)
+                rc = tpset_from(&m->pending, &v.cur.pending);
+            break;
+        }
+    }
+    kafka_arena_deinit(&a);
+    if (rc == LM_E_NOMEM)
+        return rc;
+    if (rc != 0 && n_bad != NULL)
+        (*n_bad)++;
+    return 0;
+}
+
+/* Compiles a loaded member's regex as a heartbeat would; one that does not compile is
+ * dropped (the member's next heartbeat gives it again). */
+static void load_regex(struct cmember *m)
+{
+    if (m->has_re) {
+        regfree(&m->re);
+        m->has_re = false;
+    }
+    if (m->regex.len <= 0)
+        return;
+    size_t n = (size_t)m->regex.len + 5;
+    char *pat = malloc(n);
+    if (pat != NULL) {
+        snprintf(pat, n, "^(%.*s)$", (int)m->regex.len, m->regex.ptr);
+        m->has_re = regcomp(&m->re, pat, REG_EXTENDED | REG_NOSUB) == 0;
+        free(pat);
+    }
+    if (!m->has_re) {
+        free((char *)m->regex.ptr);
+        m->regex = KAFKA_STR_NULL;
+    }
+}
+
+struct load_held {
+    struct lm_cgroup_tp tp;
+    int32_t member;
+    int32_t set; /* 0 assigned, 1 pending */
+    int32_t index;
+};
+
+static int load_held_cmp(const void *a, const void *b)
+{
+    const struct load_held *x = a, *y = b;
+    int c = lm_cgroup_tp_cmp(&x->tp, &y->tp);
+    if (c != 0)
+        return c;
+    if (x->member != y->member)
+        return x->member < y->member ? -1 : 1;
+    return x->set < y->set ? -1 : x->set > y->set;
+}
+
+/* Brings a loaded group to the invariants the calls rely on: members with metadata only,
+ * target epoch <= group epoch, member epochs <= group epoch, no partition held twice (by two
+ * members, or assigned and pending at once: the later holder in member id order loses it). */
+static int load_fix(struct cgroup *g)
+{
+    for (int32_t i = 0; i < g->n_members;) {
+        if (!g->members[i]->loaded_meta) {
+            member_free(g->members[i]);
+            memmove(&g->members[i], &g->members[i + 1],
+                    (size_t)(g->n_members - i - 1) * sizeof(*g->members));
+            g->n_members--;
+            continue;
+        }
+        i++;
+    }
+    if (g->target_epoch > g->epoch)
+        g->epoch = g->target_epoch;
+    size_t n = 0;
+    for (int32_t i = 0; i < g->n_members; i++) {
+        struct cmember *m = g->members[i];
+        if (m->epoch > g->epoch || m->epoch < 0)
+            m->epoch = 0;
+        if (m->prev_epoch > m->epoch || m->prev_epoch < 0)
+            m->prev_epoch = 0;
+        n += (size_t)m->assigned.n + (size_t)m->pending.n;
+    }
+    /* one sorted pass finds every partition held more than once */
+    struct load_held *h = malloc((n + 1) * sizeof(*h));
+    if (h == NULL)
+        return LM_E_NOMEM;
+    size_t k = 0;
+    for (int32_t i = 0; i < g->n_members; i++) {
+        struct tpset *sets[2] = {&g->members[i]->assigned, &g->members[i]->pending};
+        for (int32_t s = 0; s < 2; s++)
+            for (int32_t j = 0; j < sets[s]->n; j++)
+                h[k++] = (struct load_held){sets[s]->v[j], i, s, j};
+    }
+    LM_ASSERT(k == n);
+    qsort(h, n, sizeof(*h), load_held_cmp);
+    for (size_t j = 1; j < n; j++) {
+        if (lm_cgroup_tp_cmp(&h[j].tp, &h[j - 1].tp) != 0)
+            continue;
+        struct cmember *m = g->members[h[j].member];
+        struct tpset *t = h[j].set == 0 ? &m->assigned : &m->pending;
+        t->v[h[j].index].partition = -1; /* dropped below */
+    }
+    free(h);
+    for (int32_t i = 0; i < g->n_members; i++) {
+        struct cmember *m = g->members[i];
+        struct tpset *sets[2] = {&m->assigned, &m->pending};
+        for (int32_t s = 0; s < 2; s++) {
+            int32_t w = 0;
+            for (int32_t j = 0; j < sets[s]->n; j++)
+                if (sets[s]->v[j].partition >= 0)
+                    sets[s]->v[w++] = sets[s]->v[j];
+            sets[s]->n = w;
+        }
+        if (m->state == M_UNREVOKED && m->pending.n == 0)
+            m->state = M_STABLE;
+    }
+    return 0;
+}
+
+int lm_cgroup_load_end(struct lm_cgroup_coord *c, int32_t partition, int64_t now_ms,
+                       int32_t (*session_timeout_ms)(void *ctx, struct kafka_str group_id),
+                       void *ctx)
+{
+    for (size_t i = 0; i < c->n_groups;) {
+        struct cgroup *g = c->groups[i];
+        if (g->partition != partition) {
+            i++;
+            continue;
+        }
+        if (!g->loaded_epoch) {
+            /* only member or assignment records were left of it */
+            group_free(g);
+            c->groups[i] = c->groups[--c->n_groups];
+            continue;
+        }
+        LM_TRY(load_fix(g));
+        int32_t session_ms = session_timeout_ms != NULL ? session_timeout_ms(ctx, g->id) : 0;
+        if (session_ms <= 0)
+            session_ms = c->cfg.session_timeout_ms;
+        for (int32_t k = 0; k < g->n_members; k++) {
+            struct cmember *m = g->members[k];
+            load_regex(m);
+            /* session timeouts start again at the load (Kafka's coordinator does the same
+             * when it becomes the group's coordinator) */
+            m->session_deadline_ms = now_ms + session_ms;
+            m->rebalance_deadline_ms = INT64_MAX;
+            if (m->state == M_UNREVOKED)
+                m->rebalance_deadline_ms =
+                    now_ms + (m->rebalance_timeout_ms > 0 ? m->rebalance_timeout_ms : 0);
+            m->assignment_changed = true;
+        }
+        g->assignor = group_assignor(c, g);
+        /* what was loaded counts as written */
+        LM_TRY(group_records(c, g, NULL, false));
+        i++;
+    }
+    return 0;
+}
+
 /* ---- lifecycle ---- */
 
 void lm_cgroup_config_default(struct lm_cgroup_config *cfg)
@@ -1250,5 +1886,19 @@ void lm_cgroup_coord_free(struct lm_cgroup_coord *c)
     free(c->groups);
     free(c->scratch_id);
     free(c->desc_members);
+    recs_truncate(c, 0);
+    free(c->recs);
+    free(c->enc);
     free(c);
+}
+
+size_t lm_cgroup_records(const struct lm_cgroup_coord *c, const struct lm_cgroup_record **out)
+{
+    *out = c->recs;
+    return c->n_recs;
+}
+
+void lm_cgroup_records_advance(struct lm_cgroup_coord *c)
+{
+    recs_truncate(c, 0);
 }

@@ -18,10 +18,17 @@
  *   is handed to a member only when no other member still holds it (assigned or pending
  *   revocation), so no partition is ever held by two members.
  *
- * The state is memory-only: after a restart (or a move of the coordinator) members get
- * UNKNOWN_MEMBER_ID and join again with epoch 0. Committed offsets live in the classic
- * coordinator (group.h); lm_cgroup_check_commit / lm_cgroup_check_fetch give the member
- * checks Kafka applies to OffsetCommit and OffsetFetch of consumer groups. */
+ * Persistence: every call that changes a group emits Kafka's consumer-group records for
+ * __consumer_offsets (cgroup_records.h: group epoch, member metadata, target assignment and
+ * its epoch, current member assignment; tombstones when a member leaves or is fenced and when
+ * the group is deleted), only those whose value changed. lm_cgroup_records hands them out; the
+ * shell appends them (PERSIST BEFORE SEND: the heartbeat's response leaves once they are
+ * committed) and then calls lm_cgroup_records_advance. Loading a partition (unload, then
+ * lm_cgroup_replay of every record in log order, then lm_cgroup_load_end) brings the groups,
+ * members, epochs and assignments back: a member heartbeating with its id and epoch after a
+ * restart or a coordinator move goes on with its assignment. Committed offsets live in the
+ * classic coordinator (group.h); lm_cgroup_check_commit / lm_cgroup_check_fetch give the
+ * member checks Kafka applies to OffsetCommit and OffsetFetch of consumer groups. */
 #ifndef LAMINAR_BROKER_GROUP_CGROUP_H
 #define LAMINAR_BROKER_GROUP_CGROUP_H
 
@@ -142,6 +149,13 @@ struct lm_cgroup_list_entry {
     const char *state;
 };
 
+/* One record for __consumer_offsets partition `partition`; value.len == -1: tombstone. */
+struct lm_cgroup_record {
+    int32_t partition;
+    struct kafka_bytes key;
+    struct kafka_bytes value;
+};
+
 struct lm_cgroup_coord;
 
 /* lm_cgroup_config_default fills Kafka's defaults. */
@@ -169,8 +183,8 @@ bool lm_cgroup_subscribed(const struct lm_cgroup_coord *c, struct kafka_str grou
 /* lm_cgroup_list calls fn for every group (borrowed entries). */
 void lm_cgroup_list(const struct lm_cgroup_coord *c,
                     void (*fn)(void *ctx, const struct lm_cgroup_list_entry *e), void *ctx);
-/* lm_cgroup_delete removes an empty group: 0, LM_E_NOT_FOUND, or LM_E_EXISTS (has members:
- * Kafka's NON_EMPTY_GROUP). */
+/* lm_cgroup_delete removes an empty group, emitting its tombstones: 0, LM_E_NOT_FOUND,
+ * LM_E_EXISTS (has members: Kafka's NON_EMPTY_GROUP) or LM_E_NOMEM (the group stays). */
 int lm_cgroup_delete(struct lm_cgroup_coord *c, struct kafka_str group_id);
 
 /* The member checks of OffsetCommit (Kafka ConsumerGroup.validateOffsetCommit) and
@@ -189,10 +203,28 @@ int16_t lm_cgroup_check_fetch(const struct lm_cgroup_coord *c, struct kafka_str 
  * has none). Returns how many were removed. */
 size_t lm_cgroup_drop_empty(struct lm_cgroup_coord *c,
                             bool (*keep)(void *ctx, struct kafka_str group_id), void *ctx);
-/* lm_cgroup_tick fences members whose session or rebalance timeout passed. */
-void lm_cgroup_tick(struct lm_cgroup_coord *c, int64_t now_ms);
+/* lm_cgroup_tick fences members whose session or rebalance timeout passed. Returns 0 or
+ * LM_E_NOMEM (a record could not be made). */
+int lm_cgroup_tick(struct lm_cgroup_coord *c, int64_t now_ms);
 /* lm_cgroup_next_deadline_ms returns the earliest timer, INT64_MAX when none. */
 int64_t lm_cgroup_next_deadline_ms(const struct lm_cgroup_coord *c);
+/* lm_cgroup_records points *out at the records emitted since the last advance (owned by the
+ * coordinator, in order) and returns how many. */
+size_t lm_cgroup_records(const struct lm_cgroup_coord *c, const struct lm_cgroup_record **out);
+/* lm_cgroup_records_advance frees the records handed out. */
+void lm_cgroup_records_advance(struct lm_cgroup_coord *c);
+/* lm_cgroup_replay applies one record of partition `partition` of n_partitions (value NULL
+ * or len -1: tombstone) during a load; a record that does not decode, or names a group of
+ * another partition, is skipped and counted in *n_bad (may be NULL). Returns 0, or
+ * LM_E_NOMEM. Call lm_cgroup_unload(partition) before the first. */
+int lm_cgroup_replay(struct lm_cgroup_coord *c, int32_t partition, int32_t n_partitions,
+                     struct kafka_bytes key, struct kafka_bytes value, int64_t *n_bad);
+/* lm_cgroup_load_end finishes a partition's load: incomplete groups and members are dropped,
+ * the loaded state is made consistent, session timers start at now_ms with the group's own
+ * session timeout (session_timeout_ms(ctx, group id), may be NULL; 0: the coordinator's). */
+int lm_cgroup_load_end(struct lm_cgroup_coord *c, int32_t partition, int64_t now_ms,
+                       int32_t (*session_timeout_ms)(void *ctx, struct kafka_str group_id),
+                       void *ctx);
 /* lm_cgroup_unload drops the groups of a __consumer_offsets partition. */
 void lm_cgroup_unload(struct lm_cgroup_coord *c, int32_t partition);
 /* lm_cgroup_n_groups returns how many groups are held. */

@@ -98,6 +98,10 @@ void group_cgroup_run(struct hshard *hs, struct lm_group_coord *classic, struct 
                       struct gop *op, int64_t now_ms);
 bool group_cgroup_precheck(struct lm_group_coord *classic, struct lm_cgroup_coord *cg,
                            struct gop *op);
+/* group_cgroup_session_timeout_ms returns a group's own consumer.session.timeout.ms (GROUP
+ * config resource), 0 when it has none; ctx is the shard's struct hshard (the session timers
+ * a load of consumer groups starts). */
+int32_t group_cgroup_session_timeout_ms(void *ctx, struct kafka_str group_id);
 /* Answers a GOP_CG_* call with err (coordinator gone, authorization). */
 void group_cgroup_fill_error(struct gop *op, int16_t err);
 /* Registers ConsumerGroupHeartbeat and ConsumerGroupDescribe. */

@@ -6,8 +6,10 @@
  * __consumer_offsets partition, and in a cluster on the node leading that partition; the
  * classic coordinator's status of the id (NOT_COORDINATOR, COORDINATOR_LOAD_IN_PROGRESS)
  * answers for both. Committed offsets of a consumer group are kept by the classic coordinator
- * as those of an offsets-only group of the same id (records in __consumer_offsets as today);
- * the membership state is memory-only.
+ * as those of an offsets-only group of the same id; the membership state (epochs, members,
+ * assignments) is written to __consumer_offsets as Kafka's consumer-group records by the
+ * shell (group_coord.c) before a heartbeat's response leaves, and loaded back with the
+ * partition.
  *
  * Kafka's behaviour for ids used by the other protocol (GroupMetadataManager):
  * - ConsumerGroupHeartbeat of an id held by a classic group with members: GROUP_ID_NOT_FOUND
@@ -71,6 +73,16 @@ static struct kafka_str topic_name_of(const struct lm_cgroup_image *img, struct 
 }
 
 /* ---- ConsumerGroupHeartbeat ---- */
+
+static void group_configs_of(struct hshard *hs, struct kafka_str group,
+                             struct lm_cgroup_hb_req *in);
+
+int32_t group_cgroup_session_timeout_ms(void *ctx, struct kafka_str group_id)
+{
+    struct lm_cgroup_hb_req in;
+    group_configs_of(ctx, group_id, &in);
+    return in.session_timeout_ms;
+}
 
 /* A group's own consumer.session.timeout.ms and consumer.heartbeat.interval.ms (GROUP config
  * resources, set with kafka-configs --entity-type groups) into in, 0 for each it has not. */
@@ -475,8 +487,11 @@ bool group_cgroup_precheck(struct lm_group_coord *classic, struct lm_cgroup_coor
         if (n_members == 0) {
             /* an empty consumer group gives way to the classic group (Kafka converts it) */
             int rc = lm_cgroup_delete(cg, in->group_id);
-            LM_ASSERT(rc == 0);
-            return false;
+            LM_ASSERT(rc == 0 || rc == LM_E_NOMEM);
+            if (rc == 0)
+                return false;
+            err = KAFKA_COORDINATOR_NOT_AVAILABLE;
+            break;
         }
         err = KAFKA_INCONSISTENT_GROUP_PROTOCOL;
         break;
@@ -498,7 +513,11 @@ bool group_cgroup_precheck(struct lm_group_coord *classic, struct lm_cgroup_coor
             break;
         }
         int rc = lm_cgroup_delete(cg, *id);
-        LM_ASSERT(rc == 0);
+        LM_ASSERT(rc == 0 || rc == LM_E_NOMEM);
+        if (rc != 0) {
+            err = KAFKA_COORDINATOR_NOT_AVAILABLE;
+            break;
+        }
         op->cg_deleted = true;
         return false;
     }

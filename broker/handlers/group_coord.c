@@ -10,6 +10,7 @@
 #include <sys/random.h>
 #include <time.h>
 
+#include "broker/group/cgroup_records.h"
 #include "broker/group/group.h"
 #include "broker/group/group_records.h"
 #include "broker/handlers/group_api.h"
@@ -27,7 +28,7 @@
 struct gshard {
     struct hshard *hs;
     struct lm_group_coord *coord;
-    struct lm_cgroup_coord *cgroup; /* consumer-protocol groups (KIP-848), memory-only */
+    struct lm_cgroup_coord *cgroup; /* consumer-protocol groups (KIP-848) */
     struct pshard *ps;
     struct broker_timer timer;
     bool timer_armed;
@@ -56,8 +57,8 @@ struct gdefer {
     int32_t *parts;
 };
 
-/* Drops a __consumer_offsets partition's groups, classic and consumer-protocol (the latter
- * are memory-only: their members get UNKNOWN_MEMBER_ID and join again). */
+/* Drops a __consumer_offsets partition's groups, classic and consumer-protocol (both come
+ * back from the log when the partition is loaded again). */
 static void coord_unload(struct gshard *gs, int32_t p)
 {
     lm_group_coord_unload(gs->coord, p);
@@ -162,6 +163,8 @@ int group_log_scan(struct storage_log *log, int64_t from, group_batch_fn fn, voi
 
 struct load_ctx {
     struct lm_group_coord *coord;
+    struct lm_cgroup_coord *cgroup;
+    int32_t n_partitions;
     int32_t partition;
     int64_t n_bad;
     int64_t n_records;
@@ -197,6 +200,15 @@ static int load_batch(void *ctx, const uint8_t *batch, size_t len,
         }
         struct kafka_bytes key = {rec.key, rec.key_len};
         struct kafka_bytes value = {rec.value, rec.value_len};
+        /* consumer-protocol group records (their own key types) go to that coordinator */
+        if (l->cgroup != NULL && !txn &&
+            lm_cgr_is_type(lm_cgr_key_type(rec.key, (size_t)rec.key_len))) {
+            rc = lm_cgroup_replay(l->cgroup, l->partition, l->n_partitions, key, value, &l->n_bad);
+            if (rc != 0)
+                break;
+            l->n_records++;
+            continue;
+        }
         rc = txn ? lm_group_coord_replay_txn(l->coord, l->partition, h->producer_id, key, value,
                                              &l->n_bad)
                  : lm_group_coord_replay(l->coord, l->partition, key, value, &l->n_bad);
@@ -219,7 +231,12 @@ static void load_partition(struct gshard *gs, int32_t p)
         coord_unload(gs, p);
         return;
     }
-    struct load_ctx l = {gs->coord, p, 0, 0};
+    if (gs->cgroup != NULL)
+        lm_cgroup_unload(gs->cgroup, p);
+    struct load_ctx l = {.coord = gs->coord,
+                         .cgroup = gs->cgroup,
+                         .n_partitions = gs->hs->node->group_cfg.offsets_topic_partitions,
+                         .partition = p};
     rc = group_log_scan(hp->log, 0, load_batch, &l);
     if (rc != 0) {
         BLOG_ERROR("%s-%d: loading: %s; its groups answer NOT_COORDINATOR", GROUP_OFFSETS_TOPIC, p,
@@ -229,6 +246,14 @@ static void load_partition(struct gshard *gs, int32_t p)
     }
     rc = lm_group_coord_load_end(gs->coord, p, group_now_ms(gs->hs));
     LM_ASSERT(rc == 0);
+    if (gs->cgroup != NULL &&
+        (rc = lm_cgroup_load_end(gs->cgroup, p, group_now_ms(gs->hs),
+                                 group_cgroup_session_timeout_ms, gs->hs)) != 0) {
+        BLOG_ERROR("%s-%d: loading consumer groups: %s; its groups answer NOT_COORDINATOR",
+                   GROUP_OFFSETS_TOPIC, p, lm_strerror(rc));
+        coord_unload(gs, p);
+        return;
+    }
     /* Records that do not decode or would break the coordinator's invariants are untrusted
      * input: skipped (Kafka's loader skips what it cannot read), one line per partition. */
     if (l.n_bad > 0)
@@ -397,10 +422,67 @@ static void timer_arm(struct gshard *gs)
         BLOG_ERROR("shard %u: cannot arm the group timer", gs->hs->id);
 }
 
-/* Hands out everything the coordinator has ready: records first (durably), then the
+/* Appends the records the consumer-group coordinator emitted and queues op's response (NULL:
+ * none) behind them and every earlier ready (persist before send, answers in order). */
+static void cgroup_flush(struct gshard *gs, struct gop *op)
+{
+    const struct lm_cgroup_record *cr;
+    size_t nr = gs->cgroup != NULL ? lm_cgroup_records(gs->cgroup, &cr) : 0;
+    if (nr == 0 && op == NULL)
+        return;
+    struct gdefer *d = calloc(
+        1, sizeof(*d) + sizeof(struct gop *) +
+               nr * (sizeof(struct hsync_wait) + sizeof(int32_t) + sizeof(struct lm_group_record)));
+    int32_t bad = -1;
+    int rc = LM_E_NOMEM;
+    if (d != NULL) {
+        d->gs = gs;
+        d->waits = (struct hsync_wait *)(void *)(d + 1);
+        struct lm_group_record *recs = (struct lm_group_record *)(void *)(d->waits + nr);
+        d->ops = (struct gop **)(void *)(recs + nr);
+        d->parts = (int32_t *)(void *)(d->ops + 1);
+        d->pending = 1;
+        for (size_t i = 0; i < nr; i++)
+            recs[i] = (struct lm_group_record){.partition = cr[i].partition,
+                                               .key = cr[i].key,
+                                               .value = cr[i].value,
+                                               .producer_id = -1};
+        struct lm_group_ready rd = {.n_records = nr, .records = recs};
+        rc = persist(gs, &rd, &bad, d);
+        if (bad < 0 && rc != 0 && nr > 0)
+            bad = recs[0].partition;
+    } else if (nr > 0) {
+        bad = cr[0].partition;
+    }
+    if (gs->cgroup != NULL)
+        lm_cgroup_records_advance(gs->cgroup);
+    if (op != NULL) {
+        /* A failed group-metadata append is COORDINATOR_NOT_AVAILABLE in Kafka. */
+        if (rc != 0 && nr > 0)
+            group_api_fill(op, NULL, KAFKA_COORDINATOR_NOT_AVAILABLE);
+        if (d != NULL)
+            d->ops[d->n_ops++] = op;
+        else
+            broker_xcall_return(gs->hs->shard, &op->x);
+    }
+    if (rc != 0 && nr > 0)
+        reload_after_failure(gs, bad);
+    if (d == NULL)
+        return;
+    if (gs->defer_tail != NULL)
+        gs->defer_tail->next = d;
+    else
+        gs->defer_head = d;
+    gs->defer_tail = d;
+    if (--d->pending == 0)
+        defer_release(gs);
+}
+
+/* Hands out everything the coordinators have ready: records first (durably), then the
  * responses, each back to its origin shard. */
 static void coord_flush(struct gshard *gs)
 {
+    cgroup_flush(gs, NULL);
     struct lm_group_ready rd;
     for (uint32_t turns = 0; lm_group_coord_ready(gs->coord, &rd); turns++) {
         LM_ASSERT(turns < 1000000);
@@ -480,10 +562,11 @@ static void timer_fire(struct broker_shard *s, struct broker_timer *t)
         return;
     int64_t now = group_now_ms(gs->hs);
     int rc = lm_group_coord_tick(gs->coord, now);
-    lm_cgroup_tick(gs->cgroup, now);
-    lm_cgroup_drop_empty(gs->cgroup, cgroup_keep, gs->coord);
     if (rc != 0)
         BLOG_ERROR("shard %u: group tick: %s", gs->hs->id, lm_strerror(rc));
+    if ((rc = lm_cgroup_tick(gs->cgroup, now)) != 0)
+        BLOG_ERROR("shard %u: consumer group tick: %s", gs->hs->id, lm_strerror(rc));
+    lm_cgroup_drop_empty(gs->cgroup, cgroup_keep, gs->coord);
     if (now - gs->last_expire_ms >= producer_expire_period_ms(gs->hs)) {
         gs->last_expire_ms = now;
         producer_shard_expire(gs->ps, now);
@@ -532,7 +615,12 @@ static void op_run(struct broker_shard *target, struct broker_xcall *x)
     op->cg = gs->cgroup;
     if (op->kind == GOP_CG_HEARTBEAT || op->kind == GOP_CG_DESCRIBE) {
         group_cgroup_run(gs->hs, gs->coord, gs->cgroup, op, now);
-        broker_xcall_return(target, x);
+        /* a heartbeat's records are committed before its response leaves (persist before
+         * send), as are those of every ready before it */
+        if (op->kind == GOP_CG_HEARTBEAT)
+            cgroup_flush(gs, op);
+        else
+            broker_xcall_return(target, x);
         timer_arm(gs);
         return;
     }

@@ -3,9 +3,9 @@ group scaling 1 -> 3 -> 1, Admin describe, kafka-consumer-groups, a classic grou
 consumer group) runs against the cluster, its groups coordinated by the nodes leading their
 __consumer_offsets partitions. Then a member of another group commits through its
 coordinator, that node is killed, and the new leader of the group's partition answers: the
-member is unknown there (consumer-group state is memory-only; it joins again with epoch 0 and
-gets every partition back) and the committed offsets survived (they are in the replicated
-__consumer_offsets).
+member goes on there with its member id, epoch and partitions (the group's records are in the
+replicated __consumer_offsets, loaded by the new leader: no UNKNOWN_MEMBER_ID, no rejoin) and
+the committed offsets survived.
 
     test_cluster_kip848.py --io uring
 """
@@ -82,6 +82,7 @@ def main():
                             w.heartbeat(c, GROUP, "kc-m", 0, topics=[TOPIC], owned=[])),
                         30, nodes)
         parts = sorted(r["assignment"][0][1])
+        tid = r["assignment"][0][0]
         if r["epoch"] != 1 or parts != list(range(6)):
             tc.fail("join on the coordinator: %r" % r, nodes)
         e = w.offset_commit(c, 9, GROUP, 1, "kc-m", TOPIC, [(q, 3) for q in parts])
@@ -109,7 +110,7 @@ def main():
                 return None
             cc = kraw.Conn(n.host, n.port)
             try:
-                r = w.heartbeat(cc, GROUP, "kc-m", 1, owned=[], rebalance_ms=-1)
+                r = w.heartbeat(cc, GROUP, "kc-m", 1, owned=[(tid, parts)], rebalance_ms=-1)
             finally:
                 cc.close()
             seen.append((n.node_id, r["error"]))
@@ -126,17 +127,22 @@ def main():
         if found is None:
             tc.fail("the new coordinator answers: %r" % (seen[-5:],), rest)
         n, r = found
-        if r["error"] != 25:
-            tc.fail("the member on the new coordinator: %r (want UNKNOWN_MEMBER_ID)" % r, rest)
+        if (r["error"] != 0 or r["epoch"] != 1 or
+                (r["assignment"] is not None and sorted(r["assignment"][0][1]) != parts)):
+            tc.fail("the member on the new coordinator: %r (want epoch 1, its partitions)" % r,
+                    rest)
         c = kraw.Conn(n.host, n.port)
-        r = w.heartbeat(c, GROUP, "kc-m", 0, topics=[TOPIC], owned=[])
-        if r["error"] != 0 or r["epoch"] != 1 or sorted(r["assignment"][0][1]) != parts:
-            tc.fail("rejoin on the new coordinator: %r" % r, rest)
+        d = w.cg_describe(c, [GROUP])[0]
+        m = {x["id"]: x for x in d["members"]}
+        if (d["error"] != 0 or d["epoch"] != 1 or list(m) != ["kc-m"] or
+                m["kc-m"]["epoch"] != 1 or m["kc-m"]["assignment"] != [(TOPIC, parts)]):
+            tc.fail("ConsumerGroupDescribe on the new coordinator: %r" % d, rest)
         err, offs = w.offset_fetch(c, GROUP, "kc-m", 1, TOPIC, parts)
         if err != 0 or any(offs[q] != 3 for q in parts):
             tc.fail("committed offsets after the failover: %r" % ((err, offs),), rest)
         c.close()
-        print("failover to node %d: member rejoined, offsets kept" % n.node_id)
+        print("failover to node %d: the member kept its id, epoch and partitions; offsets kept"
+              % n.node_id)
         for x in rest:
             status = x.stop()
             log = x.log_text()

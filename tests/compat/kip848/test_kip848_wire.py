@@ -1,8 +1,9 @@
 """KIP-848 consumer groups on the wire, with hand-built frames: ConsumerGroupHeartbeat and
 ConsumerGroupDescribe answers and errors, and how the classic group APIs treat a consumer
 group (OffsetCommit/OffsetFetch member checks, JoinGroup, DescribeGroups, ListGroups type
-filter, DeleteGroups), the reverse (a heartbeat for a classic group with members), and the
-session timeout.
+filter, DeleteGroups), the reverse (a heartbeat for a classic group with members), the
+session timeout, and a restart of the broker (the group and its members come back from
+__consumer_offsets; a deleted group stays deleted).
 
     test_kip848_wire.py --io uring|epoll
     test_kip848_wire.py --bootstrap HOST:PORT --interval MS   (a broker already running, e.g.
@@ -424,6 +425,40 @@ def main():
               d[1]["message"] == "Group kw-none not found.",
               "ConsumerGroupDescribe of an unknown id: GROUP_ID_NOT_FOUND", d[1])
 
+        # the group is in __consumer_offsets: after a restart the members go on with their
+        # ids, epochs and assignments (no UNKNOWN_MEMBER_ID, no rebalance)
+        if args.bootstrap:
+            print("skipped against another broker: the restart")
+        else:
+            c.close()
+            t_restart = time.monotonic()
+            b.restart()
+            c = Conn(b.host, b.port)
+            find_coordinators(c, ["kw-g"])
+            r = heartbeat(c, "kw-g", "m-1", 2, owned=[(tid, kept)], rebalance_ms=-1)
+            got1 = sorted(r["assignment"][0][1]) if r["assignment"] else None
+            check(r["error"] == 0 and r["epoch"] == 2 and got1 in (None, kept),
+                  "after a restart m-1 heartbeats with its id and epoch 2: accepted, same "
+                  "partitions (%.1f s)" % (time.monotonic() - t_restart), r)
+            r2 = heartbeat(c, "kw-g", "m-2", 2, owned=[(tid, got2)], rebalance_ms=-1)
+            g2 = sorted(r2["assignment"][0][1]) if r2["assignment"] else None
+            check(r2["error"] == 0 and r2["epoch"] == 2 and g2 in (None, got2),
+                  "after a restart m-2 heartbeats with its id and epoch 2: accepted", r2)
+            d = cg_describe(c, ["kw-g"])[0]
+            m = {x["id"]: x for x in d["members"]}
+            check(d["error"] == 0 and d["state"] == "Stable" and d["epoch"] == 2 and
+                  d["assignment_epoch"] == 2 and sorted(m) == ["m-1", "m-2"] and
+                  m["m-1"]["assignment"] == [("kw-t", kept)] and
+                  m["m-2"]["assignment"] == [("kw-t", got2)] and
+                  m["m-1"]["topics"] == ["kw-t"] and m["m-1"]["client"] == "kraw" and
+                  m["m-1"]["epoch"] == 2,
+                  "ConsumerGroupDescribe after the restart: the same members, epochs and "
+                  "assignments", d)
+            # kw-cfg's only member left before: emptied without offsets, the group was
+            # dropped with its tombstones and stays gone
+            d = cg_describe(c, ["kw-cfg"])[0]
+            check(d["error"] == 69, "kw-cfg, emptied and dropped before, stays gone", d)
+
         # OffsetCommit / OffsetFetch with the member epoch
         e = offset_commit(c, 9, "kw-g", 2, "m-1", "kw-t", [(p, 5) for p in kept])
         check(e == [0, 0], "OffsetCommit v9 at the member's epoch", e)
@@ -496,6 +531,16 @@ def main():
         d = cg_describe(c, ["kw-g"])[0]
         err, offs = offset_fetch(c, "kw-g", None, -1, "kw-t", kept)
         check(d["error"] == 69 and offs[kept[0]] == -1, "deleted with its offsets", (d, offs))
+        if not args.bootstrap:
+            # the deletion's tombstones keep it deleted across a restart
+            c.close()
+            b.restart()
+            c = Conn(b.host, b.port)
+            find_coordinators(c, ["kw-g"])
+            d = cg_describe(c, ["kw-g"])[0]
+            r = heartbeat(c, "kw-g", "m-1", 4, owned=[], rebalance_ms=-1)
+            check(d["error"] == 69 and r["error"] == 25,
+                  "after a restart the deleted group is still gone", (d, r))
 
         # session timeout (3 s here): a silent member is removed
         r = heartbeat(c, "kw-s", "m-s", 0, topics=["kw-t"], owned=[])

@@ -13,6 +13,7 @@
 #include <cmocka.h>
 
 #include "broker/group/cgroup.h"
+#include "broker/group/cgroup_records.h"
 #include "common/lm_err.h"
 #include "protocol/kafka_errors.h"
 
@@ -201,6 +202,555 @@ static void check_disjoint(struct client *cls, int n)
                     if (lm_cgroup_tp_cmp(&cls[a].own[i], &cls[b].own[k]) == 0)
                         fail_msg("partition %d held by %s and %s", cls[a].own[i].partition,
                                  cls[a].id, cls[b].id);
+}
+
+/* ---- records (cgroup_records.h) and their replay ---- */
+
+/* A copy of the records a coordinator emitted, in order: a __consumer_offsets log. */
+struct rlog_entry {
+    int32_t partition;
+    uint8_t *key;
+    int32_t key_len;
+    uint8_t *value; /* NULL: tombstone */
+    int32_t value_len;
+};
+
+struct rlog {
+    size_t n, cap;
+    struct rlog_entry *e;
+};
+
+static size_t rlog_take(struct rlog *l, struct lm_cgroup_coord *c)
+{
+    const struct lm_cgroup_record *r;
+    size_t n = lm_cgroup_records(c, &r);
+    for (size_t i = 0; i < n; i++) {
+        if (l->n == l->cap) {
+            l->cap = l->cap ? l->cap * 2 : 64;
+            l->e = realloc(l->e, l->cap * sizeof(*l->e));
+            assert_non_null(l->e);
+        }
+        struct rlog_entry *e = &l->e[l->n++];
+        e->partition = r[i].partition;
+        e->key_len = r[i].key.len;
+        e->key = malloc((size_t)r[i].key.len);
+        memcpy(e->key, r[i].key.ptr, (size_t)r[i].key.len);
+        e->value = NULL;
+        e->value_len = r[i].value.len;
+        if (r[i].value.len >= 0) {
+            e->value = malloc((size_t)r[i].value.len + 1);
+            memcpy(e->value, r[i].value.ptr, (size_t)r[i].value.len);
+        }
+    }
+    lm_cgroup_records_advance(c);
+    return n;
+}
+
+static void rlog_free(struct rlog *l)
+{
+    for (size_t i = 0; i < l->n; i++) {
+        free(l->e[i].key);
+        free(l->e[i].value);
+    }
+    free(l->e);
+    memset(l, 0, sizeof(*l));
+}
+
+/* A new coordinator loaded from the log (one __consumer_offsets partition). */
+static struct lm_cgroup_coord *rlog_replay(const struct rlog *l, int64_t now)
+{
+    struct lm_cgroup_coord *c = coord_new();
+    int64_t bad = 0;
+    for (size_t i = 0; i < l->n; i++) {
+        const struct rlog_entry *e = &l->e[i];
+        struct kafka_bytes k = {e->key, e->key_len};
+        struct kafka_bytes v = {e->value, e->value != NULL ? e->value_len : -1};
+        assert_int_equal(lm_cgroup_replay(c, 0, 1, k, v, &bad), 0);
+    }
+    assert_int_equal(bad, 0);
+    assert_int_equal(lm_cgroup_load_end(c, 0, now, NULL, NULL), 0);
+    assert_int_equal(lm_cgroup_records(c, &(const struct lm_cgroup_record *){NULL}), 0);
+    return c;
+}
+
+/* A group config: "g" has its own session timeout, 20 s. */
+static int32_t session_of(void *ctx, struct kafka_str group)
+{
+    (void)ctx;
+    return kafka_str_eq(group, S("g")) ? 20000 : 0;
+}
+
+static void assert_tps_equal(int32_t na, const struct lm_cgroup_tp *a, int32_t nb,
+                             const struct lm_cgroup_tp *b)
+{
+    assert_int_equal(na, nb);
+    for (int32_t i = 0; i < na; i++)
+        assert_int_equal(lm_cgroup_tp_cmp(&a[i], &b[i]), 0);
+}
+
+static bool kstr_same(struct kafka_str a, struct kafka_str b)
+{
+    return a.len == b.len && (a.len <= 0 || memcmp(a.ptr, b.ptr, (size_t)a.len) == 0);
+}
+
+/* The group as ConsumerGroupDescribe shows it is the same in both coordinators. */
+static void assert_same_group(struct lm_cgroup_coord *a, struct lm_cgroup_coord *b,
+                              struct image *im, const char *group)
+{
+    struct lm_cgroup_image img = img_of(im);
+    struct lm_cgroup_desc da, db;
+    assert_int_equal(lm_cgroup_describe(a, &img, S(group), &da), 0);
+    assert_int_equal(lm_cgroup_describe(b, &img, S(group), &db), 0);
+    assert_int_equal(da.error_code, db.error_code);
+    if (da.error_code != KAFKA_NONE)
+        return;
+    assert_string_equal(da.state, db.state);
+    assert_int_equal(da.group_epoch, db.group_epoch);
+    assert_int_equal(da.assignment_epoch, db.assignment_epoch);
+    assert_int_equal(da.n_members, db.n_members);
+    for (int32_t i = 0; i < da.n_members; i++) {
+        const struct lm_cgroup_desc_member *x = &da.members[i], *y = &db.members[i];
+        assert_true(kstr_same(x->member_id, y->member_id));
+        assert_true(kstr_same(x->instance_id, y->instance_id));
+        assert_true(kstr_same(x->client_id, y->client_id));
+        assert_true(kstr_same(x->client_host, y->client_host));
+        assert_true(kstr_same(x->topic_regex, y->topic_regex));
+        assert_int_equal(x->member_epoch, y->member_epoch);
+        assert_int_equal(x->n_topic_names, y->n_topic_names);
+        for (int32_t k = 0; k < x->n_topic_names; k++)
+            assert_true(kstr_same(x->topic_names[k], y->topic_names[k]));
+        assert_tps_equal(x->n_assigned, x->assigned, y->n_assigned, y->assigned);
+        assert_tps_equal(x->n_target, x->target, y->n_target, y->target);
+    }
+}
+
+static struct kafka_uuid uuid_of(uint8_t tag)
+{
+    struct kafka_uuid u;
+    memset(&u, 0, sizeof(u));
+    u.b[0] = tag;
+    u.b[15] = (uint8_t)(tag * 7);
+    return u;
+}
+
+/* Every shorter prefix of a value is refused with an error; nothing is read past the end. */
+static void assert_prefixes_refused(const uint8_t *buf, size_t len,
+                                    int (*dec)(const uint8_t *, size_t))
+{
+    for (size_t n = 0; n < len; n++) {
+        uint8_t *copy = malloc(n + 1); /* exact size: ASan sees any read past it */
+        memcpy(copy, buf, n);
+        assert_true(dec(copy, n) < 0);
+        free(copy);
+    }
+    assert_int_equal(dec(buf, len), 0);
+}
+
+static struct kafka_arena dec_arena;
+
+static int dec_group(const uint8_t *b, size_t n)
+{
+    struct lm_cgr_group_value v;
+    return lm_cgr_group_value_decode(b, n, &v);
+}
+
+static int dec_member(const uint8_t *b, size_t n)
+{
+    struct lm_cgr_member_value v;
+    return lm_cgr_member_value_decode(b, n, &dec_arena, &v);
+}
+
+static int dec_current(const uint8_t *b, size_t n)
+{
+    struct lm_cgr_current_value v;
+    return lm_cgr_current_value_decode(b, n, &dec_arena, &v);
+}
+
+static int dec_target(const uint8_t *b, size_t n)
+{
+    struct lm_cgr_parts v;
+    return lm_cgr_target_member_value_decode(b, n, &dec_arena, &v);
+}
+
+static int dec_key(const uint8_t *b, size_t n)
+{
+    struct lm_cgr_key k;
+    return lm_cgr_key_decode(b, n, &k);
+}
+
+static void test_record_codecs(void **state)
+{
+    (void)state;
+    kafka_arena_init(&dec_arena, 1 << 20);
+    uint8_t buf[512];
+    struct kafka_writer w;
+
+    /* keys: i16 type, then i16-length strings (Kafka's non-flexible key encoding) */
+    kafka_writer_init(&w, buf, sizeof(buf));
+    struct lm_cgr_key k = {LM_CGR_CURRENT_MEMBER, S("g"), S("m1")};
+    assert_int_equal(lm_cgr_key_encode(&w, &k), 0);
+    static const uint8_t key8[] = {0, 8, 0, 1, 'g', 0, 2, 'm', '1'};
+    assert_int_equal(w.pos, sizeof(key8));
+    assert_memory_equal(buf, key8, sizeof(key8));
+    assert_int_equal(lm_cgr_key_type(buf, w.pos), 8);
+    assert_prefixes_refused(buf, w.pos, dec_key);
+    struct lm_cgr_key kd;
+    assert_int_equal(lm_cgr_key_decode(buf, w.pos, &kd), 0);
+    assert_int_equal(kd.type, 8);
+    assert_true(kstr_same(kd.member, S("m1")));
+    kafka_writer_init(&w, buf, sizeof(buf));
+    k = (struct lm_cgr_key){LM_CGR_GROUP_EPOCH, S("grp"), KAFKA_STR_NULL};
+    assert_int_equal(lm_cgr_key_encode(&w, &k), 0);
+    static const uint8_t key3[] = {0, 3, 0, 3, 'g', 'r', 'p'};
+    assert_memory_equal(buf, key3, sizeof(key3));
+    assert_int_equal(w.pos, sizeof(key3));
+    /* the classic offset and group keys are not these */
+    static const uint8_t key2[] = {0, 2, 0, 1, 'g'};
+    assert_int_equal(lm_cgr_key_decode(key2, sizeof(key2), &kd), LM_E_UNSUPPORTED);
+    assert_false(lm_cgr_is_type(lm_cgr_key_type(key2, sizeof(key2))));
+    assert_true(lm_cgr_is_type(LM_CGR_REGEX));
+    k = (struct lm_cgr_key){LM_CGR_MEMBER, S("g"), KAFKA_STR_NULL};
+    assert_int_equal(lm_cgr_key_encode(&w, &k), LM_E_INVALID);
+
+    /* group epoch value: version 0, epoch, tagged MetadataHash */
+    kafka_writer_init(&w, buf, sizeof(buf));
+    struct lm_cgr_group_value gv = {5, false, 0};
+    assert_int_equal(lm_cgr_group_value_encode(&w, &gv), 0);
+    static const uint8_t gv0[] = {0, 0, 0, 0, 0, 5, 0};
+    assert_int_equal(w.pos, sizeof(gv0));
+    assert_memory_equal(buf, gv0, sizeof(gv0));
+    kafka_writer_init(&w, buf, sizeof(buf));
+    gv = (struct lm_cgr_group_value){7, true, 0x0102030405060708ll};
+    assert_int_equal(lm_cgr_group_value_encode(&w, &gv), 0);
+    static const uint8_t gv1[] = {0, 0, 0, 0, 0, 7, 1, 0, 8, 1, 2, 3, 4, 5, 6, 7, 8};
+    assert_int_equal(w.pos, sizeof(gv1));
+    assert_memory_equal(buf, gv1, sizeof(gv1));
+    struct lm_cgr_group_value gd;
+    assert_int_equal(lm_cgr_group_value_decode(buf, w.pos, &gd), 0);
+    assert_int_equal(gd.epoch, 7);
+    assert_true(gd.has_metadata_hash);
+    assert_true(gd.metadata_hash == 0x0102030405060708ll);
+    assert_prefixes_refused(buf, w.pos, dec_group);
+    static const uint8_t gv_v1[] = {0, 1, 0, 0, 0, 5, 0};
+    assert_int_equal(lm_cgr_group_value_decode(gv_v1, sizeof(gv_v1), &gd), LM_E_UNSUPPORTED);
+    /* an unknown tagged field (a later version's) is skipped */
+    static const uint8_t gv_tag[] = {0, 0, 0, 0, 0, 9, 1, 5, 2, 0xAA, 0xBB};
+    assert_int_equal(lm_cgr_group_value_decode(gv_tag, sizeof(gv_tag), &gd), 0);
+    assert_int_equal(gd.epoch, 9);
+    assert_false(gd.has_metadata_hash);
+
+    /* member metadata */
+    struct kafka_str names[2] = {S("t0"), S("topic-1")};
+    struct lm_cgr_member_value mv = {.instance_id = S("inst"),
+                                     .rack_id = KAFKA_STR_NULL,
+                                     .client_id = S("cid"),
+                                     .client_host = S("/1.2.3.4"),
+                                     .n_topic_names = 2,
+                                     .topic_names = names,
+                                     .topic_regex = KAFKA_STR_NULL,
+                                     .rebalance_timeout_ms = 30000,
+                                     .server_assignor = S("range")};
+    kafka_writer_init(&w, buf, sizeof(buf));
+    assert_int_equal(lm_cgr_member_value_encode(&w, &mv), 0);
+    struct lm_cgr_member_value md;
+    assert_int_equal(lm_cgr_member_value_decode(buf, w.pos, &dec_arena, &md), 0);
+    assert_true(kstr_same(md.instance_id, S("inst")));
+    assert_int_equal(md.rack_id.len, -1);
+    assert_true(kstr_same(md.client_host, S("/1.2.3.4")));
+    assert_int_equal(md.n_topic_names, 2);
+    assert_true(kstr_same(md.topic_names[1], S("topic-1")));
+    assert_int_equal(md.topic_regex.len, -1);
+    assert_int_equal(md.rebalance_timeout_ms, 30000);
+    assert_true(kstr_same(md.server_assignor, S("range")));
+    assert_prefixes_refused(buf, w.pos, dec_member);
+    /* a null client id is refused (not nullable in the schema) */
+    buf[2 + 1 + 4 + 1] = 0; /* version, instance "inst", rack null: the client id's length */
+    assert_int_equal(lm_cgr_member_value_decode(buf, w.pos, &dec_arena, &md), LM_E_INVALID);
+
+    /* current assignment: partitions grouped by topic on the wire, sorted when decoded */
+    struct lm_cgroup_tp as[3] = {{uuid_of(1), 0}, {uuid_of(1), 2}, {uuid_of(2), 1}};
+    struct lm_cgroup_tp pe[1] = {{uuid_of(3), 4}};
+    struct lm_cgr_current_value cv = {3, 2, 1, {3, as}, {1, pe}};
+    kafka_writer_init(&w, buf, sizeof(buf));
+    assert_int_equal(lm_cgr_current_value_encode(&w, &cv), 0);
+    /* version, epochs, state, 2 topics: uuid, 2 partitions, tags; uuid, 1, tags; 1 topic ... */
+    assert_int_equal(w.pos, 2 + 4 + 4 + 1 + 1 + (16 + 1 + 8 + 1) + (16 + 1 + 4 + 1) + 1 +
+                                (16 + 1 + 4 + 1) + 1);
+    struct lm_cgr_current_value cd;
+    assert_int_equal(lm_cgr_current_value_decode(buf, w.pos, &dec_arena, &cd), 0);
+    assert_int_equal(cd.member_epoch, 3);
+    assert_int_equal(cd.prev_member_epoch, 2);
+    assert_int_equal(cd.state, 1);
+    assert_tps_equal(cd.assigned.n, cd.assigned.v, 3, as);
+    assert_tps_equal(cd.pending.n, cd.pending.v, 1, pe);
+    assert_prefixes_refused(buf, w.pos, dec_current);
+    /* a list naming a partition twice is refused */
+    struct lm_cgroup_tp dup[2] = {{uuid_of(1), 2}, {uuid_of(1), 2}};
+    struct lm_cgr_parts dp = {2, dup};
+    kafka_writer_init(&w, buf, sizeof(buf));
+    assert_int_equal(lm_cgr_target_member_value_encode(&w, &dp), LM_E_INVALID);
+    /* topics in another order than ours (Kafka writes them in map order) decode sorted */
+    struct lm_cgr_parts tp2 = {1, &as[2]}, tp1 = {2, as};
+    uint8_t t1[64], t2[64];
+    struct kafka_writer w1, w2;
+    kafka_writer_init(&w1, t1, sizeof(t1));
+    kafka_writer_init(&w2, t2, sizeof(t2));
+    assert_int_equal(lm_cgr_target_member_value_encode(&w1, &tp1), 0);
+    assert_int_equal(lm_cgr_target_member_value_encode(&w2, &tp2), 0);
+    /* build [topic 2, topic 1] by hand from the two encodings */
+    size_t n = 0;
+    buf[n++] = 0;
+    buf[n++] = 0;
+    buf[n++] = 3; /* two topics */
+    memcpy(buf + n, t2 + 3, w2.pos - 4);
+    n += w2.pos - 4;
+    memcpy(buf + n, t1 + 3, w1.pos - 4);
+    n += w1.pos - 4;
+    buf[n++] = 0;
+    struct lm_cgr_parts pd;
+    assert_int_equal(lm_cgr_target_member_value_decode(buf, n, &dec_arena, &pd), 0);
+    assert_tps_equal(pd.n, pd.v, 3, as);
+    assert_prefixes_refused(buf, n, dec_target);
+    /* the same topic twice with the same partition: refused */
+    n = 0;
+    buf[n++] = 0;
+    buf[n++] = 0;
+    buf[n++] = 3;
+    memcpy(buf + n, t1 + 3, w1.pos - 4);
+    n += w1.pos - 4;
+    memcpy(buf + n, t1 + 3, w1.pos - 4);
+    n += w1.pos - 4;
+    buf[n++] = 0;
+    assert_int_equal(lm_cgr_target_member_value_decode(buf, n, &dec_arena, &pd), LM_E_INVALID);
+
+    /* garbage: never a crash, never a read past the end */
+    uint64_t x = 12345;
+    for (int round = 0; round < 20000; round++) {
+        size_t len = (size_t)(round % 64);
+        uint8_t *g = malloc(len + 1);
+        for (size_t i = 0; i < len; i++) {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            g[i] = (uint8_t)(i < 2 ? 0 : x);
+        }
+        (void)dec_group(g, len);
+        (void)dec_member(g, len);
+        (void)dec_current(g, len);
+        (void)dec_target(g, len);
+        (void)dec_key(g, len);
+        kafka_arena_reset(&dec_arena);
+        free(g);
+    }
+    kafka_arena_deinit(&dec_arena);
+}
+
+static int16_t rec_type(const struct rlog *l, size_t i)
+{
+    return lm_cgr_key_type(l->e[i].key, (size_t)l->e[i].key_len);
+}
+
+/* The records a join, an unchanged heartbeat, a leave and a deletion write, and a replay of
+ * them giving the same group. */
+static void test_records_of_changes(void **state)
+{
+    (void)state;
+    struct lm_cgroup_coord *c = coord_new();
+    struct image im = {0};
+    image_add(&im, "t", 4);
+    struct client a, b;
+    client_init(&a, "a", "t");
+    client_init(&b, "b", "t");
+    struct lm_cgroup_hb_resp r;
+    struct rlog log = {0};
+    /* a join: member metadata, group epoch, target, target epoch, current assignment */
+    assert_int_equal(client_hb(c, &im, 0, &a, INT32_MIN, &r), KAFKA_NONE);
+    assert_int_equal(rlog_take(&log, c), 5);
+    static const int16_t join[] = {5, 3, 7, 6, 8};
+    for (size_t i = 0; i < 5; i++) {
+        assert_int_equal(rec_type(&log, i), join[i]);
+        assert_non_null(log.e[i].value);
+    }
+    /* nothing changed: nothing written */
+    assert_int_equal(client_hb(c, &im, 10, &a, INT32_MIN, &r), KAFKA_NONE);
+    assert_int_equal(rlog_take(&log, c), 0);
+    /* b joins, a revokes, both reach the target */
+    for (int i = 0; i < 4; i++) {
+        assert_int_equal(client_hb(c, &im, 20 + i, &b, INT32_MIN, &r), KAFKA_NONE);
+        assert_int_equal(client_hb(c, &im, 20 + i, &a, INT32_MIN, &r), KAFKA_NONE);
+        rlog_take(&log, c);
+        struct lm_cgroup_coord *l = rlog_replay(&log, 30);
+        assert_same_group(c, l, &im, "g");
+        lm_cgroup_coord_free(l);
+    }
+    assert_int_equal(a.n_own, 2);
+    assert_int_equal(b.n_own, 2);
+    /* after a load the members go on with their epochs and partitions */
+    struct lm_cgroup_coord *l = rlog_replay(&log, 40);
+    struct client a2 = a, b2 = b;
+    assert_int_equal(client_hb(l, &im, 41, &a2, INT32_MIN, &r), KAFKA_NONE);
+    assert_int_equal(r.member_epoch, a.epoch);
+    assert_tps_equal(a2.n_own, a2.own, a.n_own, a.own);
+    assert_int_equal(client_hb(l, &im, 41, &b2, INT32_MIN, &r), KAFKA_NONE);
+    assert_int_equal(r.member_epoch, b.epoch);
+    assert_tps_equal(b2.n_own, b2.own, b.n_own, b.own);
+    /* session timeouts start again at the load: a member silent since long before it is
+     * fenced only a full session timeout after it */
+    lm_cgroup_tick(l, 40 + 45000 - 1);
+    assert_true(lm_cgroup_exists(l, S("g"), &(int32_t){0}));
+    int32_t nm = 0;
+    lm_cgroup_exists(l, S("g"), &nm);
+    assert_int_equal(nm, 2);
+    lm_cgroup_coord_free(l);
+    /* the group's own session timeout (a GROUP config) is the one a load starts */
+    l = coord_new();
+    for (size_t i = 0; i < log.n; i++)
+        assert_int_equal(
+            lm_cgroup_replay(
+                l, 0, 1, (struct kafka_bytes){log.e[i].key, log.e[i].key_len},
+                (struct kafka_bytes){log.e[i].value, log.e[i].value ? log.e[i].value_len : -1},
+                NULL),
+            0);
+    assert_int_equal(lm_cgroup_load_end(l, 0, 40, session_of, NULL), 0);
+    assert_int_equal(lm_cgroup_next_deadline_ms(l), 40 + 20000);
+    lm_cgroup_coord_free(l);
+    /* b leaves: its three tombstones (current, target, metadata), then the new group epoch */
+    size_t at = log.n;
+    assert_int_equal(client_hb(c, &im, 50, &b, -1, &r), KAFKA_NONE);
+    assert_int_equal(rlog_take(&log, c), 4);
+    static const int16_t leave[] = {8, 7, 5, 3};
+    for (size_t i = 0; i < 4; i++) {
+        assert_int_equal(rec_type(&log, at + i), leave[i]);
+        assert_true((log.e[at + i].value == NULL) == (i < 3));
+    }
+    l = rlog_replay(&log, 60);
+    assert_same_group(c, l, &im, "g");
+    lm_cgroup_coord_free(l);
+    /* a leaves; the empty group is deleted: target epoch, partition metadata and group
+     * epoch tombstones; a replay has no group */
+    assert_int_equal(client_hb(c, &im, 70, &a, -1, &r), KAFKA_NONE);
+    rlog_take(&log, c);
+    at = log.n;
+    assert_int_equal(lm_cgroup_delete(c, S("g")), 0);
+    assert_int_equal(rlog_take(&log, c), 3);
+    static const int16_t del[] = {6, 4, 3};
+    for (size_t i = 0; i < 3; i++) {
+        assert_int_equal(rec_type(&log, at + i), del[i]);
+        assert_null(log.e[at + i].value);
+    }
+    l = rlog_replay(&log, 80);
+    assert_int_equal(lm_cgroup_n_groups(l), 0);
+    lm_cgroup_coord_free(l);
+    /* a session timeout fences with tombstones too */
+    struct client d;
+    client_init(&d, "d", "t");
+    assert_int_equal(client_hb(c, &im, 100, &d, INT32_MIN, &r), KAFKA_NONE);
+    rlog_take(&log, c);
+    assert_int_equal(lm_cgroup_tick(c, 100 + 45000), 0);
+    at = log.n;
+    assert_int_equal(rlog_take(&log, c), 4);
+    assert_int_equal(rec_type(&log, at), 8);
+    assert_null(log.e[at].value);
+    assert_int_equal(rec_type(&log, at + 3), 3);
+    l = rlog_replay(&log, 50000);
+    assert_same_group(c, l, &im, "g");
+    lm_cgroup_coord_free(l);
+    rlog_free(&log);
+    lm_cgroup_coord_free(c);
+}
+
+/* Records that do not decode, or of another partition, are skipped and counted; a load of
+ * member records without their group leaves nothing. */
+static void test_replay_bad_records(void **state)
+{
+    (void)state;
+    struct lm_cgroup_coord *c = coord_new();
+    int64_t bad = 0;
+    static const uint8_t key_short[] = {0, 8, 0};
+    static const uint8_t key_member[] = {0, 5, 0, 1, 'g', 0, 1, 'm'};
+    static const uint8_t junk[] = {0, 0, 0xff, 0xff};
+    struct kafka_bytes none = {NULL, -1};
+    assert_int_equal(lm_cgroup_replay(c, 0, 1, (struct kafka_bytes){key_short, 3}, none, &bad), 0);
+    assert_int_equal(bad, 1);
+    assert_int_equal(lm_cgroup_replay(c, 0, 1, (struct kafka_bytes){key_member, 8},
+                                      (struct kafka_bytes){junk, 4}, &bad),
+                     0);
+    assert_int_equal(bad, 2);
+    /* "g" (Java hash 103) is in partition 1 of 2, not 0 */
+    assert_int_equal(lm_cgroup_replay(c, 0, 2, (struct kafka_bytes){key_member, 8}, none, &bad), 0);
+    assert_int_equal(bad, 3);
+    assert_int_equal(lm_cgroup_load_end(c, 0, 0, NULL, NULL), 0);
+    assert_int_equal(lm_cgroup_n_groups(c), 0);
+    lm_cgroup_coord_free(c);
+
+    /* records that break the invariants (a log written by someone else, or damaged): two
+     * members holding partition 1, b holding 2 as assigned and pending, a member epoch above
+     * the group's; the load keeps each partition with one holder */
+    c = coord_new();
+    uint8_t kb[64], vb[256];
+    struct kafka_writer kw, vw;
+    struct lm_cgroup_tp pa[2] = {{uuid_of(1), 0}, {uuid_of(1), 1}};
+    struct lm_cgroup_tp pb[2] = {{uuid_of(1), 1}, {uuid_of(1), 2}};
+    struct lm_cgroup_tp pp[1] = {{uuid_of(1), 2}};
+    struct kafka_str topic = S("t");
+    for (int i = 0; i < 7; i++) {
+        kafka_writer_init(&kw, kb, sizeof(kb));
+        kafka_writer_init(&vw, vb, sizeof(vb));
+        const char *mid = i % 2 == 0 && i < 6 ? "a" : "b";
+        struct lm_cgr_key k = {LM_CGR_MEMBER, S("g"), S(mid)};
+        struct lm_cgr_member_value mv = {.instance_id = KAFKA_STR_NULL,
+                                         .rack_id = KAFKA_STR_NULL,
+                                         .client_id = S("c"),
+                                         .client_host = S("h"),
+                                         .n_topic_names = 1,
+                                         .topic_names = &topic,
+                                         .topic_regex = KAFKA_STR_NULL,
+                                         .rebalance_timeout_ms = 1000,
+                                         .server_assignor = KAFKA_STR_NULL};
+        struct lm_cgr_current_value cv = {3, 2, 0, {2, mid[0] == 'a' ? pa : pb}, {0, NULL}};
+        if (i == 6) {
+            cv.member_epoch = 9; /* above the group epoch */
+            cv.pending = (struct lm_cgr_parts){1, pp};
+            cv.state = 1;
+        }
+        struct lm_cgr_group_value gv = {3, false, 0};
+        switch (i) {
+        case 0:
+        case 1:
+            assert_int_equal(lm_cgr_member_value_encode(&vw, &mv), 0);
+            break;
+        case 2:
+            k = (struct lm_cgr_key){LM_CGR_GROUP_EPOCH, S("g"), KAFKA_STR_NULL};
+            assert_int_equal(lm_cgr_group_value_encode(&vw, &gv), 0);
+            break;
+        case 3:
+            k = (struct lm_cgr_key){LM_CGR_TARGET_EPOCH, S("g"), KAFKA_STR_NULL};
+            assert_int_equal(lm_cgr_target_epoch_value_encode(&vw, 3), 0);
+            break;
+        default:
+            k.type = LM_CGR_CURRENT_MEMBER;
+            assert_int_equal(lm_cgr_current_value_encode(&vw, &cv), 0);
+            break;
+        }
+        assert_int_equal(lm_cgr_key_encode(&kw, &k), 0);
+        assert_int_equal(lm_cgroup_replay(c, 0, 1, (struct kafka_bytes){kb, (int32_t)kw.pos},
+                                          (struct kafka_bytes){vb, (int32_t)vw.pos}, &bad),
+                         0);
+    }
+    assert_int_equal(bad, 3);
+    assert_int_equal(lm_cgroup_load_end(c, 0, 0, NULL, NULL), 0);
+    struct image im = {0};
+    image_add(&im, "t", 4);
+    struct lm_cgroup_image img = img_of(&im);
+    struct lm_cgroup_desc d;
+    assert_int_equal(lm_cgroup_describe(c, &img, S("g"), &d), 0);
+    assert_int_equal(d.error_code, KAFKA_NONE);
+    assert_int_equal(d.group_epoch, 3);
+    assert_int_equal(d.n_members, 2);
+    assert_tps_equal(d.members[0].n_assigned, d.members[0].assigned, 2, pa);
+    assert_tps_equal(d.members[1].n_assigned, d.members[1].assigned, 1, pp);
+    assert_int_equal(d.members[1].member_epoch, 0);
+    lm_cgroup_coord_free(c);
 }
 
 /* ---- assignors ---- */
@@ -514,6 +1064,18 @@ static void test_errors(void **state)
     struct lm_cgroup_image img = img_of(&im);
     assert_int_equal(lm_cgroup_heartbeat(c, 0, 0, &img, &q, &r), 0);
     assert_int_equal(r.error_code, KAFKA_INVALID_REQUEST); /* v1: member id required */
+    /* ids longer than a record key's i16 string: refused before any state changes */
+    char *longid = malloc(40000);
+    memset(longid, 'x', 40000);
+    q.member_id = (struct kafka_str){longid, 40000};
+    assert_int_equal(lm_cgroup_heartbeat(c, 0, 0, &img, &q, &r), 0);
+    assert_int_equal(r.error_code, KAFKA_INVALID_REQUEST);
+    q.member_id = S("n");
+    q.group_id = (struct kafka_str){longid, 40000};
+    assert_int_equal(lm_cgroup_heartbeat(c, 0, 0, &img, &q, &r), 0);
+    assert_int_equal(r.error_code, KAFKA_INVALID_REQUEST);
+    free(longid);
+    q.group_id = S("g");
     q.member_id = S("n");
     assert_int_equal(lm_cgroup_heartbeat(c, 0, 0, &img, &q, &r), 0);
     assert_int_equal(r.error_code, KAFKA_INVALID_REQUEST); /* no rebalance timeout */
@@ -642,6 +1204,22 @@ static void test_leave_static_and_timeouts(void **state)
     assert_int_equal(lm_cgroup_heartbeat(c, 100001, 0, &img, &q, &r), 0);
     assert_int_equal(r.error_code, KAFKA_NONE);
     assert_int_equal(r.member_epoch, -2);
+    /* the temporary leave is in the records: a coordinator loaded from them keeps the
+     * assignment for the instance, which takes it over there too */
+    struct rlog log = {0};
+    rlog_take(&log, c);
+    struct lm_cgroup_coord *l = rlog_replay(&log, 100001);
+    assert_same_group(c, l, &im, "s");
+    assert_int_equal(lm_cgroup_describe(l, &img, S("s"), &d), 0);
+    assert_int_equal(d.members[0].member_epoch, -2);
+    struct lm_cgroup_hb_resp lr;
+    q.member_id = S("m2");
+    q.member_epoch = 0;
+    assert_int_equal(lm_cgroup_heartbeat(l, 100002, 0, &img, &q, &lr), 0);
+    assert_int_equal(lr.error_code, KAFKA_NONE);
+    assert_int_equal(lr.member_epoch, se);
+    assert_int_equal(lr.n_assigned, 4);
+    lm_cgroup_coord_free(l);
     q.member_id = S("m2");
     q.member_epoch = 0;
     assert_int_equal(lm_cgroup_heartbeat(c, 100002, 0, &img, &q, &r), 0);
@@ -652,6 +1230,14 @@ static void test_leave_static_and_timeouts(void **state)
     assert_int_equal(d.n_members, 1);
     assert_int_equal(d.group_epoch, se);
     assert_true(kafka_str_eq(d.members[0].member_id, S("m2")));
+    /* m1's records got their tombstones: a load has m2 only */
+    rlog_take(&log, c);
+    l = rlog_replay(&log, 100003);
+    assert_same_group(c, l, &im, "s");
+    assert_int_equal(lm_cgroup_describe(l, &img, S("s"), &d), 0);
+    assert_int_equal(d.n_members, 1);
+    lm_cgroup_coord_free(l);
+    rlog_free(&log);
     /* a static member gone for good: the session timeout removes it */
     q.member_epoch = -2;
     assert_int_equal(lm_cgroup_heartbeat(c, 100003, 0, &img, &q, &r), 0);
@@ -751,6 +1337,121 @@ static void test_metadata_change_bumps_epoch(void **state)
     lm_cgroup_coord_free(c);
 }
 
+/* Random but well-formed records (any member, epoch, state, partitions, tombstones, in any
+ * order) load into groups the calls serve without breaking an invariant: heartbeats of
+ * random members, ticks and describes after the load never hand a partition to two members. */
+static void test_replay_random_records(void **state)
+{
+    (void)state;
+    static const char *members[] = {"a", "b", "c", "d"};
+    uint64_t x = 99;
+#define RND() (x ^= x << 13, x ^= x >> 7, x ^= x << 17, x)
+    for (int run = 0; run < 300; run++) {
+        struct lm_cgroup_coord *c = coord_new();
+        int64_t bad = 0;
+        int n = (int)(RND() % 40);
+        for (int i = 0; i < n; i++) {
+            uint8_t kb[64], vb[512];
+            struct kafka_writer kw, vw;
+            kafka_writer_init(&kw, kb, sizeof(kb));
+            kafka_writer_init(&vw, vb, sizeof(vb));
+            static const int16_t types[] = {3, 4, 5, 6, 7, 8, 16};
+            int16_t t = types[RND() % 7];
+            const char *m = members[RND() % 4];
+            struct lm_cgr_key k = {t, S("g"), t == 16 ? S("t.*") : S(m)};
+            if (t == 3 || t == 4 || t == 6)
+                k.member = KAFKA_STR_NULL;
+            struct lm_cgroup_tp tp[6];
+            int np = (int)(RND() % 6);
+            for (int j = 0; j < np; j++)
+                tp[j] = (struct lm_cgroup_tp){uuid_of(1), (int32_t)j * 2 + (int32_t)(RND() % 2)};
+            struct lm_cgr_parts parts = {np, tp};
+            struct kafka_str topic = S("t");
+            bool tomb = RND() % 5 == 0 || t == 4 || t == 16;
+            int rc = 0;
+            if (!tomb) {
+                switch (t) {
+                case 3:
+                    rc = lm_cgr_group_value_encode(
+                        &vw, &(struct lm_cgr_group_value){(int32_t)(RND() % 6), RND() % 2 == 0,
+                                                          (int64_t)RND()});
+                    break;
+                case 5: {
+                    struct lm_cgr_member_value mv = {
+                        .instance_id = RND() % 3 == 0 ? S("i") : KAFKA_STR_NULL,
+                        .rack_id = KAFKA_STR_NULL,
+                        .client_id = S("c"),
+                        .client_host = S("h"),
+                        .n_topic_names = RND() % 3 == 0 ? 0 : 1,
+                        .topic_names = &topic,
+                        .topic_regex = RND() % 4 == 0 ? S("t|u") : KAFKA_STR_NULL,
+                        .rebalance_timeout_ms = (int32_t)(RND() % 3) * 1000 - 1000,
+                        .server_assignor = RND() % 2 ? S("range") : KAFKA_STR_NULL};
+                    rc = lm_cgr_member_value_encode(&vw, &mv);
+                    break;
+                }
+                case 6:
+                    rc = lm_cgr_target_epoch_value_encode(&vw, (int32_t)(RND() % 6));
+                    break;
+                case 7:
+                    rc = lm_cgr_target_member_value_encode(&vw, &parts);
+                    break;
+                case 8: {
+                    struct lm_cgroup_tp pend[1] = {{uuid_of(1), (int32_t)(RND() % 12)}};
+                    struct lm_cgr_current_value cv = {(int32_t)(RND() % 8) - 2,
+                                                      (int32_t)(RND() % 8) - 2,
+                                                      (int8_t)(RND() % 4),
+                                                      parts,
+                                                      {(int32_t)(RND() % 2), pend}};
+                    rc = lm_cgr_current_value_encode(&vw, &cv);
+                    break;
+                }
+                }
+            }
+            assert_int_equal(rc, 0);
+            assert_int_equal(lm_cgr_key_encode(&kw, &k), 0);
+            struct kafka_bytes v =
+                tomb ? (struct kafka_bytes){NULL, -1} : (struct kafka_bytes){vb, (int32_t)vw.pos};
+            assert_int_equal(
+                lm_cgroup_replay(c, 0, 1, (struct kafka_bytes){kb, (int32_t)kw.pos}, v, &bad), 0);
+        }
+        assert_int_equal(lm_cgroup_load_end(c, 0, 1000, session_of, NULL), 0);
+        struct image im = {0};
+        image_add(&im, "t", 12);
+        struct lm_cgroup_image img = img_of(&im);
+        struct lm_cgroup_desc d;
+        int64_t now = 1000;
+        struct client cls[4];
+        for (int i = 0; i < 4; i++) {
+            client_init(&cls[i], members[i], "t");
+            cls[i].epoch = (int32_t)(RND() % 5) - 1;
+        }
+        for (int step = 0; step < 60; step++) {
+            struct client *cl = &cls[RND() % 4];
+            struct lm_cgroup_hb_resp r;
+            now += (int64_t)(RND() % 3000);
+            int16_t e = client_hb(c, &im, now, cl, INT32_MIN, &r);
+            if (e != KAFKA_NONE) {
+                cl->epoch = -1;
+                cl->n_own = 0;
+            }
+            lm_cgroup_tick(c, now);
+            lm_cgroup_records_advance(c);
+            assert_int_equal(lm_cgroup_describe(c, &img, S("g"), &d), 0);
+            /* what the coordinator holds: no partition in two members */
+            for (int32_t a = 0; d.error_code == KAFKA_NONE && a < d.n_members; a++)
+                for (int32_t b = a + 1; b < d.n_members; b++)
+                    for (int32_t i = 0; i < d.members[a].n_assigned; i++)
+                        for (int32_t j = 0; j < d.members[b].n_assigned; j++)
+                            assert_int_not_equal(lm_cgroup_tp_cmp(&d.members[a].assigned[i],
+                                                                  &d.members[b].assigned[j]),
+                                                 0);
+        }
+        lm_cgroup_coord_free(c);
+    }
+#undef RND
+}
+
 /* ---- randomized: simulated clients join, leave, crash, heartbeat; topics grow ---- */
 
 #define SIM_CLIENTS 6
@@ -777,6 +1478,7 @@ static void sim_run(uint64_t seed)
     uint64_t x = seed * 0x9E3779B97F4A7C15ull + 1;
     int64_t now = 0;
     struct lm_cgroup_hb_resp r;
+    struct rlog log = {0};
     for (int step = 0; step < 400; step++) {
         x ^= x << 13;
         x ^= x >> 7;
@@ -818,6 +1520,13 @@ static void sim_run(uint64_t seed)
         }
         lm_cgroup_tick(c, now);
         check_disjoint(cls, SIM_CLIENTS);
+        /* the records written so far load into the same group */
+        rlog_take(&log, c);
+        if (step % 50 == 49) {
+            struct lm_cgroup_coord *l = rlog_replay(&log, now);
+            assert_same_group(c, l, &im, "g");
+            lm_cgroup_coord_free(l);
+        }
     }
     /* stable membership: every member heartbeats until nothing changes; then every
      * subscribed partition is held by exactly one member, and the group is Stable */
@@ -844,6 +1553,24 @@ static void sim_run(uint64_t seed)
     assert_string_equal(d.state, "Stable");
     for (int i = 0; i < d.n_members; i++)
         assert_int_equal(d.members[i].member_epoch, d.assignment_epoch);
+    /* a coordinator loaded from the records answers every member as this one does */
+    rlog_take(&log, c);
+    struct lm_cgroup_coord *l = rlog_replay(&log, now);
+    assert_same_group(c, l, &im, "g");
+    for (int i = 0; i < SIM_CLIENTS; i++) {
+        if (cls[i].epoch < 0)
+            continue;
+        struct client x1 = cls[i], x2 = cls[i];
+        struct lm_cgroup_hb_resp r1, r2;
+        assert_int_equal(client_hb(c, &im, now + 1, &x1, INT32_MIN, &r1), KAFKA_NONE);
+        assert_int_equal(client_hb(l, &im, now + 1, &x2, INT32_MIN, &r2), KAFKA_NONE);
+        assert_int_equal(r1.member_epoch, r2.member_epoch);
+        assert_true(r2.has_assignment);
+        assert_tps_equal(x1.n_own, x1.own, x2.n_own, x2.own);
+    }
+    assert_same_group(c, l, &im, "g");
+    lm_cgroup_coord_free(l);
+    rlog_free(&log);
     lm_cgroup_coord_free(c);
 }
 
@@ -867,6 +1594,10 @@ int main(void)
         cmocka_unit_test(test_rebalance_timeout_fences),
         cmocka_unit_test(test_metadata_change_bumps_epoch),
         cmocka_unit_test(test_randomized_no_double_ownership),
+        cmocka_unit_test(test_record_codecs),
+        cmocka_unit_test(test_records_of_changes),
+        cmocka_unit_test(test_replay_bad_records),
+        cmocka_unit_test(test_replay_random_records),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
