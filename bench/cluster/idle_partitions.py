@@ -67,7 +67,7 @@ def run_once(binary, partitions, seconds):
                                     request_timeout=120).items():
             f.result()
         tc.wait_for("every partition led",
-                    lambda: -1 not in tc.leaders(nodes[0], "idle").values(), 300, nodes)
+                    lambda: -1 not in tc.leaders(nodes[0], "idle").values(), 900, nodes)
         led_s = time.monotonic() - t0
         time.sleep(5)  # elections and ISR announcements settle
         c0 = sum(cpu_s(x.pid) for x in nodes)

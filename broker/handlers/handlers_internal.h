@@ -139,9 +139,11 @@ struct hpart {
      * that its group reached the target, and the step it logged last. */
     uint64_t reassign_done_at_ms;
     int32_t reassign_logged;
-    /* The image no longer lists this replica but its Raft group still counts it as a voter
-     * (a cancel after it was promoted): it stays until the group removed it or this time. */
+    /* The image no longer lists this replica but its Raft group still counts it as a voter or
+     * learner, or a leader appends to it (a cancel after it was promoted, an image behind the
+     * move that adds it back): it stays until the group removed it or this time. */
     uint64_t leave_at_ms;
+    uint64_t leader_contact_ms; /* a leader's last append or heartbeat to this replica */
 };
 
 /* Kafka's ISR as a replicated partition's leader sees it: when each replica (index in
@@ -245,6 +247,7 @@ struct hshard {
     size_t topic_default_count;
     struct hpeer *peers; /* replication: one connection per other node (hs_cluster.c) */
     size_t n_peers;
+    uint32_t detached_inflight;           /* hs_submit_detached calls not answered yet */
     struct broker_timer raft_batch_timer; /* sends the coalesced heartbeats (hs_cluster.c) */
     bool raft_batch_armed;
     uint64_t fetch_id_next;
@@ -270,6 +273,10 @@ int hs_assign(const struct lm_meta_state *st, int32_t first, int32_t partitions,
               int32_t **out);
 /* Sends r to the controller without waiting for the outcome. */
 int hs_submit_detached(struct hshard *hs, const struct lm_meta_record *r);
+/* Bound of a shard's detached submissions in flight; hs_submit_room: below it. Leader
+ * announcements wait for room (auto-creation does not). */
+#define HS_DETACHED_INFLIGHT_MAX 64
+bool hs_submit_room(const struct hshard *hs);
 /* Replicated partitions: the raft group id of a partition, its env.send, the receive side
  * (controller_set_partition_handler), leadership changes seen after an input (announced to
  * the controller; epoch and producer state follow), and the shard's peers' teardown. */

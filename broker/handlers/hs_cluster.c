@@ -51,16 +51,29 @@ int hs_assign(const struct lm_meta_state *st, int32_t first, int32_t partitions,
 
 struct detached {
     struct controller_submit sub;
+    struct hshard *hs;
     uint8_t rec[];
 };
 
 static void detached_done(struct broker_shard *s, struct controller_submit *sub)
 {
     (void)s;
-    if (sub->rc != 0 && sub->rc != LM_E_EXISTS)
+    struct detached *d = sub->arg;
+    LM_ASSERT(d->hs->detached_inflight > 0);
+    d->hs->detached_inflight--;
+    /* already there, or overtaken (a leader announcing an epoch a newer one replaced) */
+    if (sub->rc == LM_E_EXISTS || sub->rc == LM_E_STATE)
+        BLOG_DEBUG("cluster: metadata change not taken by the controller: %s",
+                   lm_strerror(sub->rc));
+    else if (sub->rc != 0)
         BLOG_WARN_LIMITED("cluster: metadata change not taken by the controller: %s",
                           lm_strerror(sub->rc));
-    free(sub->arg);
+    free(d);
+}
+
+bool hs_submit_room(const struct hshard *hs)
+{
+    return hs->detached_inflight < HS_DETACHED_INFLIGHT_MAX;
 }
 
 int hs_submit_detached(struct hshard *hs, const struct lm_meta_record *r)
@@ -80,6 +93,8 @@ int hs_submit_detached(struct hshard *hs, const struct lm_meta_record *r)
     d->sub.len = (size_t)n;
     d->sub.done = detached_done;
     d->sub.arg = d;
+    d->hs = hs;
+    hs->detached_inflight++;
     controller_submit(hs->node->ctl, hs->shard, &d->sub);
     return 0;
 }
@@ -507,8 +522,11 @@ static void raft_deliver(struct hshard *hs, struct hpart *p, int32_t partition, 
              * leader still replicating to it counts it as a member (it may have been added
              * back while this node's image lags): the grace starts again, so a voter's copy
              * is never deleted under its group. */
-            if (p->leave_at_ms != 0 && (m.type == RAFT_MSG_APP || m.type == RAFT_MSG_HEARTBEAT))
-                p->leave_at_ms = broker_now_ms() + HANDLERS_LEAVE_GRACE_MS;
+            if (m.type == RAFT_MSG_APP || m.type == RAFT_MSG_HEARTBEAT) {
+                p->leader_contact_ms = broker_now_ms();
+                if (p->leave_at_ms != 0)
+                    p->leave_at_ms = p->leader_contact_ms + HANDLERS_LEAVE_GRACE_MS;
+            }
             partition_set_clock(p->part, (int64_t)broker_now_ms());
             int src = partition_step(p->part, &m); /* errors: as a lost message */
             if (handover && src != 0)
@@ -867,8 +885,12 @@ void hs_leader_check(struct hshard *hs, struct hpart *p, uint64_t now_ms)
         return;
     }
     p->announce_confirmed = false;
-    /* a new value goes at once; the same one again every second until the image shows it */
-    if (t == NULL || (now_ms < p->announce_at_ms && p->submitted_out == (int32_t)out))
+    /* a new value goes at once; the same one again every second until the image shows it;
+     * with the shard's submissions at their bound it waits for a later look (thousands of
+     * partitions electing at once would otherwise flood the controller with announcements
+     * and their repeats faster than it commits them) */
+    if (t == NULL || (now_ms < p->announce_at_ms && p->submitted_out == (int32_t)out) ||
+        !hs_submit_room(hs))
         return;
     p->announce_at_ms = now_ms + 1000;
     p->submitted_out = (int32_t)out;

@@ -924,15 +924,24 @@ static void topic_sync_parts(struct hshard *hs, struct htopic *t);
 static bool part_may_leave(struct hshard *hs, struct hpart *p)
 {
     uint64_t now = broker_now_ms();
-    bool voter = p->replicated && p->part != NULL && !p->dead &&
-                 raft_conf_is_voter(raft_conf(partition_raft(p->part)),
-                                    (uint32_t)hs->node->cfg->node_id + 1u);
-    if (!voter || (p->leave_at_ms != 0 && now >= p->leave_at_ms))
+    /* A learner counts as much as a voter: it may be promoted at any moment (its leader sees
+     * it caught up), and a voter that dropped its copy would vote with an empty log. So does
+     * a replica a leader appended to within the grace, whatever its own configuration says
+     * (it may be behind the one adding it back). */
+    bool member = false;
+    if (p->replicated && p->part != NULL && !p->dead) {
+        const struct raft_conf *c = raft_conf(partition_raft(p->part));
+        uint32_t self = (uint32_t)hs->node->cfg->node_id + 1u;
+        member =
+            raft_conf_is_voter(c, self) || raft_conf_is_learner(c, self) ||
+            (p->leader_contact_ms != 0 && now < p->leader_contact_ms + HANDLERS_LEAVE_GRACE_MS);
+    }
+    if (!member || (p->leave_at_ms != 0 && now >= p->leave_at_ms))
         return true;
     if (p->leave_at_ms == 0) {
         p->leave_at_ms = now + HANDLERS_LEAVE_GRACE_MS;
         hs->leaving++;
-        BLOG_INFO("partition %s-%d: no longer a replica here, still a voter of its group: "
+        BLOG_INFO("partition %s-%d: no longer a replica here, still a member of its group: "
                   "leaving once removed from it",
                   p->topic, p->partition);
     }
