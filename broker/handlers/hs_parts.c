@@ -487,6 +487,18 @@ static void part_open_log(struct hpart *p)
         lru_push_head(p);
         lru_enforce(p->hs, p);
     }
+    /* A group that never elected anyone (a new partition): its preferred replica campaigns
+     * at once instead of after an election timeout, so a new topic has its leaders in a few
+     * round trips, as Kafka's controller names them at creation. Pre-vote keeps it harmless
+     * where others know better (their logs are longer, or the others are not open yet: the
+     * election timeout then tries again). */
+    if (p->replicated && p->rf > 1 && p->replicas[0] == node &&
+        partition_leader_epoch(p->part) == 0) {
+        int crc = partition_campaign(p->part);
+        if (crc != 0 && crc != LM_E_STATE)
+            BLOG_DEBUG("partition %s-%d: first campaign: %s", p->topic, p->partition,
+                       lm_strerror(crc));
+    }
     /* The raft term (one voter: kept across reopens, partition.h). */
     p->leader_epoch = partition_leader_epoch(p->part);
     hs_part_set_epoch(p, p->leader_epoch);
