@@ -592,8 +592,13 @@ static bool coord_read_allowed(struct gshard *gs, const struct gop *op)
     struct hpart *hp = hs_part(gs->hs, GROUP_OFFSETS_TOPIC, GROUP_OFFSETS_TOPIC_LEN, p);
     if (hp == NULL || !hp->replicated || hp->part == NULL || !gs->cluster_loaded[p])
         return true; /* not loaded here: the coordinator itself answers NOT_COORDINATOR */
-    return partition_lease_valid(hp->part, (int64_t)broker_now_ms()) &&
-           partition_leader_epoch(hp->part) == gs->cluster_epoch[p];
+    bool lease = partition_lease_valid(hp->part, (int64_t)broker_now_ms());
+    if (lease && partition_leader_epoch(hp->part) == gs->cluster_epoch[p])
+        return true;
+    BLOG_INFO_LIMITED("%s-%d: OffsetFetch answered NOT_COORDINATOR: %s", GROUP_OFFSETS_TOPIC, p,
+                      !lease ? "no read lease (followers not heard from lately)"
+                             : "leader epoch changed since its groups were loaded");
+    return false;
 }
 
 static void op_run(struct broker_shard *target, struct broker_xcall *x)

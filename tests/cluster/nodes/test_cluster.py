@@ -834,7 +834,17 @@ def paused_coordinator(nodes):
         m = admin(node).list_topics(topic="__consumer_offsets", timeout=10)
         return m.topics["__consumer_offsets"].partitions[p].leader
 
-    coord = next(x for x in nodes if x.node_id == offsets_leader(nodes[0]))
+    def find_coordinator(node):
+        """The group's coordinator as node answers FindCoordinator v1 (what clients use)."""
+        r = wire_call(node, 10, 1, kafka_wire.sstr(group) + kafka_wire.s8(0))
+        r.i32()
+        err = r.i16()
+        r.str()
+        nid = r.i32()
+        return nid if err == 0 else -1
+
+    wait_for("a coordinator for %s" % group, lambda: find_coordinator(nodes[0]) > 0, 30, nodes)
+    coord = next(x for x in nodes if x.node_id == find_coordinator(nodes[0]))
     rest = [x for x in nodes if x is not coord]
 
     def commit(node, off):
@@ -855,8 +865,17 @@ def paused_coordinator(nodes):
 
     commit(coord, 5)
     old = kafka_wire.Conn(coord.host, coord.port, "test-cluster")
-    wait_for("node %d answering OffsetFetch with offset 5" % coord.node_id,
-             lambda: offset_fetch_v1(old, group, topic, 0) == (0, 5), 30, nodes)
+    seen = set()
+    deadline = time.monotonic() + 30
+    while True:
+        got = offset_fetch_v1(old, group, topic, 0)
+        if got == (0, 5):
+            break
+        seen.add(got)
+        if time.monotonic() > deadline:
+            fail("node %d never answered OffsetFetch with offset 5: (error, offset) %s"
+                 % (coord.node_id, sorted(seen)), nodes)
+        time.sleep(0.1)
     os.kill(coord.pid, signal.SIGSTOP)
     try:
         wait_for("__consumer_offsets-%d led elsewhere" % p,
