@@ -377,9 +377,9 @@ struct broker_tls_ctx {
     BIO_METHOD *bio_method;
     enum broker_tls_client_auth client_auth;
     struct broker_tls_rules *rules;
-    int refs;         /* its owner's and one per connection (atomic) */
-    bool client;      /* connects out (broker_tls_ctx_new_client) */
-    bool check_host;  /* client: the server certificate must name the host connected to */
+    int refs;        /* its owner's and one per connection (atomic) */
+    bool client;     /* connects out (broker_tls_ctx_new_client) */
+    bool check_host; /* client: the server certificate must name the host connected to */
 };
 
 static BIO_METHOD *bio_method_new(void);
@@ -932,7 +932,8 @@ int broker_tls_ctx_new_client(const struct broker_tls_settings *st, struct broke
         return LM_E_NOMEM;
     }
     int rc = 0;
-    const char *ep = val(st, BROKER_TLS_ENDPOINT_ALGORITHM);
+    /* read as given: unset means Kafka's default (https), empty turns the check off */
+    const char *ep = st->value[BROKER_TLS_ENDPOINT_ALGORITHM];
     if (ep == NULL || strcasecmp(ep, "https") == 0)
         ctx->check_host = true;
     else if (ep[0] != '\0')
