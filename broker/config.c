@@ -1125,6 +1125,7 @@ static int check_tls_listener(struct broker_config *cfg, uint32_t i)
  * client context. */
 static int check_peer_tls(struct broker_config *cfg)
 {
+    bool checked_before = cfg->peer_tls; /* serve.c checks twice: warn once */
     cfg->peer_tls = false;
     if (cfg->controller_listener_names_count == 0)
         return 0;
@@ -1140,6 +1141,16 @@ static int check_peer_tls(struct broker_config *cfg)
     for (int k = 0; k < BROKER_TLS_KEYS_COUNT; k++)
         if (st.value[k] != NULL)
             broker_config_mark_used(cfg, st.key[k]);
+    /* with the authorizer on, internal requests need a super user's certificate: without
+     * client authentication every peer is User:ANONYMOUS and the cluster cannot form */
+    const char *authz = broker_config_get(cfg, "authorizer.class.name");
+    const char *ca = st.value[BROKER_TLS_CLIENT_AUTH];
+    if (!checked_before && authz != NULL && authz[0] != '\0' &&
+        (ca == NULL || strcasecmp(ca, "none") == 0))
+        BLOG_WARN("config: controller listener %s is SSL without ssl.client.auth and the "
+                  "authorizer is on: node-to-node requests are refused unless User:ANONYMOUS is "
+                  "in super.users (set %s=required)",
+                  l.name, st.key[BROKER_TLS_CLIENT_AUTH]);
     char err[512];
     struct broker_tls_ctx *ctx = NULL;
     rc = broker_tls_ctx_new_client(&st, &ctx, err, sizeof(err));
