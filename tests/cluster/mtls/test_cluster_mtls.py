@@ -17,7 +17,8 @@ Checks:
   values never pass in clear, while replication data did pass (byte count);
 - kill -9 of a partition leader: a new leader is elected, produce and consume go on, and the
   killed node rejoins over TLS after a restart;
-- a node whose certificate another CA signed never joins, and the voters log why;
+- a node whose certificate another CA signed never joins, and the voters log why; a
+  broker-only node with a right certificate joins and reads the metadata log over TLS;
 - a certificate of the right CA whose principal is not in super.users is refused an internal
   request, the connection closed with a log line saying so.
 
@@ -48,7 +49,7 @@ from confluent_kafka import Consumer  # noqa: E402
 from confluent_kafka.admin import AdminClient, NewTopic  # noqa: E402
 
 SECRET = "mtls-s3cret"
-SUPERS = "User:node-1;User:node-2;User:node-3;User:node-3r;User:node-4"
+SUPERS = "User:node-1;User:node-2;User:node-3;User:node-3r;User:node-4;User:node-6"
 
 
 def openssl(d, *args):
@@ -64,7 +65,7 @@ def make_certs(d):
                 "-out", ca + ".pem", "-days", "2", "-subj", "/CN=laminar mtls " + ca)
     certs = [("node-%d" % i, "127.0.0.%d" % i, "ca") for i in (1, 2, 3)]
     certs += [("node-4", "127.0.0.4", "otherca"), ("intruder", "127.0.0.5", "ca"),
-              ("node-3r", "127.0.0.3", "ca")]
+              ("node-3r", "127.0.0.3", "ca"), ("node-6", "127.0.0.6", "ca")]
     for name, ip, ca in certs:
         with open(os.path.join(d, name + ".ext"), "w") as f:
             f.write("subjectAltName=IP:%s\n" % ip)
@@ -245,8 +246,9 @@ def main():
                       adv_cport=pport if i == 3 else None, plaintext=control)
              for i in (1, 2, 3)]
     rogue = MtlsNode(4, voters, port, cport, args.io, certs, "node-4", observer=True)
+    observer = MtlsNode(6, voters, port, cport, args.io, certs, "node-6", observer=True)
     n1, n2, n3 = nodes
-    everyone = nodes + [rogue]
+    everyone = nodes + [rogue, observer]
     try:
         for x in nodes:
             x.start(timeout_s=60)
@@ -371,6 +373,15 @@ def main():
         print("ok: node 4 (other CA) never joins; voter %d logs: %s"
               % (why[0], line.strip()[-120:]))
         rogue.stop()
+
+        # a broker-only node with a certificate of the right CA: registers, heartbeats and
+        # reads the metadata log from the voters over TLS
+        observer.start(timeout_s=60)
+        tc.wait_for("the observer joins", lambda: 6 in brokers(n1), 30, nodes + [observer])
+        if -1 in tc.leaders(observer, "secure").values():
+            tc.fail("the observer's metadata lacks the topic's leaders", [observer])
+        print("ok: broker-only node 6 (right CA) registered and reads the metadata over TLS")
+        observer.stop()
 
         # the right CA but not a super user
         if not internal_request_as(certs, "intruder", "127.0.0.1", cport):
