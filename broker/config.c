@@ -785,10 +785,10 @@ static int check_listener(const struct broker_config *cfg, const char *which,
     *sasl = proto_len >= 5 && strncasecmp(proto, "SASL_", 5) == 0;
     *tls = (proto_len == 3 && strncasecmp(proto, "SSL", 3) == 0) ||
            (proto_len == 8 && strncasecmp(proto, "SASL_SSL", 8) == 0);
-    if ((*sasl || *tls) && controllers != NULL && csv_find(controllers, l->name, &it)) {
+    if (*sasl && controllers != NULL && csv_find(controllers, l->name, &it)) {
         BLOG_ERROR("config: %s: controller listener %s://%s:%u: security protocol %.*s is not "
-                   "supported there (node-to-node traffic is PLAINTEXT, guarded by "
-                   "laminar.cluster.secret)",
+                   "supported there (node-to-node traffic runs PLAINTEXT or SSL, with client "
+                   "certificates and laminar.cluster.secret)",
                    which, l->name, l->host, l->port, (int)proto_len, proto);
         return LM_E_UNSUPPORTED;
     }
@@ -1076,8 +1076,13 @@ void broker_config_tls_settings(const struct broker_config *cfg, uint32_t listen
                                 struct broker_tls_settings *out)
 {
     LM_ASSERT(listener < cfg->listeners_count);
+    broker_config_tls_settings_named(cfg, cfg->listeners[listener].name, out);
+}
+
+void broker_config_tls_settings_named(const struct broker_config *cfg, const char *name,
+                                      struct broker_tls_settings *out)
+{
     memset(out, 0, sizeof(*out));
-    const char *name = cfg->listeners[listener].name;
     snprintf(out->listener, sizeof(out->listener), "%s", name);
     char lower[BROKER_LISTENER_NAME_BYTES];
     listener_lower(name, lower);
@@ -1109,6 +1114,51 @@ static int check_tls_listener(struct broker_config *cfg, uint32_t i)
                    cfg->listeners[i].host, cfg->listeners[i].port, err);
     else if (rc != 0)
         BLOG_ERROR("config: listener %s: TLS context: %s", cfg->listeners[i].name, lm_strerror(rc));
+    broker_tls_ctx_free(ctx);
+    return rc;
+}
+
+/* Node-to-node connections go to the peers' controller listener (the first of
+ * controller.listener.names, as Kafka's controller channel does): when it is SSL they run TLS
+ * as a client with that listener's settings (keystore = the node's client certificate,
+ * truststore = the CAs its peers' certificates must chain to), checked here by building the
+ * client context. */
+static int check_peer_tls(struct broker_config *cfg)
+{
+    bool checked_before = cfg->peer_tls; /* serve.c checks twice: warn once */
+    cfg->peer_tls = false;
+    if (cfg->controller_listener_names_count == 0)
+        return 0;
+    struct broker_listener l = {0};
+    snprintf(l.name, sizeof(l.name), "%s", cfg->controller_listener_names[0]);
+    bool sasl = false, tls = false;
+    int rc = check_listener(cfg, "controller.listener.names", &l, &sasl, &tls);
+    if (rc != 0 || !tls)
+        return rc;
+    cfg->peer_tls = true;
+    struct broker_tls_settings st;
+    broker_config_tls_settings_named(cfg, l.name, &st);
+    for (int k = 0; k < BROKER_TLS_KEYS_COUNT; k++)
+        if (st.value[k] != NULL)
+            broker_config_mark_used(cfg, st.key[k]);
+    /* with the authorizer on, internal requests need a super user's certificate: without
+     * client authentication every peer is User:ANONYMOUS and the cluster cannot form */
+    const char *authz = broker_config_get(cfg, "authorizer.class.name");
+    const char *ca = st.value[BROKER_TLS_CLIENT_AUTH];
+    if (!checked_before && authz != NULL && authz[0] != '\0' &&
+        (ca == NULL || strcasecmp(ca, "none") == 0))
+        BLOG_WARN("config: controller listener %s is SSL without ssl.client.auth and the "
+                  "authorizer is on: node-to-node requests are refused unless User:ANONYMOUS is "
+                  "in super.users (set %s=required)",
+                  l.name, st.key[BROKER_TLS_CLIENT_AUTH]);
+    char err[512];
+    struct broker_tls_ctx *ctx = NULL;
+    rc = broker_tls_ctx_new_client(&st, &ctx, err, sizeof(err));
+    if (rc == LM_E_CONFIG)
+        BLOG_ERROR("config: controller listener %s (node-to-node connections): %s", l.name, err);
+    else if (rc != 0)
+        BLOG_ERROR("config: controller listener %s: client TLS context: %s", l.name,
+                   lm_strerror(rc));
     broker_tls_ctx_free(ctx);
     return rc;
 }
@@ -1162,6 +1212,8 @@ int broker_config_check_supported(struct broker_config *cfg)
             rc = check_tls_listener(cfg, i);
     if (rc == 0)
         rc = check_listener_roles(cfg);
+    if (rc == 0)
+        rc = check_peer_tls(cfg);
     return rc;
 }
 

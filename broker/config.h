@@ -68,6 +68,10 @@ struct broker_config {
      * broker_config_check_supported. */
     bool listener_sasl[BROKER_LISTENERS_MAX];
     bool listener_tls[BROKER_LISTENERS_MAX];
+    /* The controller listener (the first of controller.listener.names) is SSL: node-to-node
+     * connections (broker_peer) run TLS with that listener's ssl.* settings as a client.
+     * Filled by broker_config_check_supported. */
+    bool peer_tls;
     /* Connection quotas (Kafka's ConnectionQuotas; broker/connquota.h): Int.MaxValue = none */
     int32_t max_connections;              /* max.connections, broker-wide */
     int32_t max_connections_per_ip;       /* max.connections.per.ip */
@@ -132,7 +136,7 @@ int broker_config_set_kv(struct broker_config *cfg, const char *kv);
  * once per key nothing reads. Returns 0 or LM_E_CONFIG. */
 int broker_config_finish(struct broker_config *cfg);
 /* Refuses settings laminar cannot honour, so it never serves with less protection than
- * configured: a controller listener whose security protocol is not PLAINTEXT, an
+ * configured: a controller listener whose security protocol is SASL_*, an
  * authorizer.class.name other than the ACL authorizer (checked by the handler layer), client quota
  * keys, ssl.* keys laminar does not read and SASL keys other than the mechanism and JAAS settings,
  * with a non-empty value other than Kafka's default. Checks the TLS settings of every SSL /
@@ -161,6 +165,10 @@ const struct broker_listener *broker_config_advertised_for(const struct broker_c
 struct broker_tls_settings;
 void broker_config_tls_settings(const struct broker_config *cfg, uint32_t listener,
                                 struct broker_tls_settings *out);
+/* The same for a listener given by name (the controller listener of a node that does not
+ * listen on it still connects to it). */
+void broker_config_tls_settings_named(const struct broker_config *cfg, const char *name,
+                                      struct broker_tls_settings *out);
 /* Parses a comma-separated listener list "NAME://host:port,..." into out (max entries).
  * Returns the count or LM_E_CONFIG. */
 int broker_config_parse_listeners(const char *text, struct broker_listener *out, uint32_t max);

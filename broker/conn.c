@@ -59,6 +59,8 @@ static void conn_maybe_free(struct broker_conn *c)
     s->conns[c->slot] = NULL;
     s->gens[c->slot]++;
     s->free_slots[s->free_count++] = c->slot;
+    broker_tls_conn_free(c->tls);
+    c->tls = NULL;
     if (c->out != NULL) {
         LM_ASSERT(s->peers_open > 0);
         s->peers_open--;
@@ -66,8 +68,6 @@ static void conn_maybe_free(struct broker_conn *c)
         free(c);
         return;
     }
-    broker_tls_conn_free(c->tls);
-    c->tls = NULL;
     if (c->auth.state != NULL) {
         LM_ASSERT(s->dispatch->auth_free != NULL);
         s->dispatch->auth_free(c->auth.state);
@@ -1158,6 +1158,13 @@ static bool tls_established(struct broker_conn *c)
     c->tls_principal_set = true;
     char desc[96], err[320];
     broker_tls_conn_describe(c->tls, desc, sizeof(desc));
+    if (c->out != NULL) {
+        /* a node-to-node connection: the server's certificate was verified in the handshake;
+         * its calls go out from now on (their request timeouts start here) */
+        BLOG_INFO_LIMITED("peer %s: TLS established (%s)", c->peer, desc);
+        broker_peer_on_connected_(c);
+        return true;
+    }
     if (c->auth.sasl) {
         BLOG_DEBUG("conn %u (%s): TLS established (%s)", c->slot, c->peer, desc);
         return true;
@@ -1187,13 +1194,18 @@ static bool tls_plain(void *arg, const uint8_t *p, size_t n)
 static void tls_on_data(struct broker_conn *c, const uint8_t *p, size_t n)
 {
     struct broker_shard *s = c->shard;
-    LM_ASSERT(c->tls != NULL && c->out == NULL);
+    LM_ASSERT(c->tls != NULL);
     char err[256];
     conn_hold(c);
     int rc = broker_tls_conn_input(c->tls, p, n, s->tls_plain, BROKER_TLS_RECORD_BYTES, tls_plain,
                                    c, err, sizeof(err));
     if (!c->closing) {
-        if (rc == LM_E_INVALID) {
+        if (rc == LM_E_INVALID && c->out != NULL) {
+            BLOG_WARN_LIMITED("peer %s: TLS %s failed: %s", c->peer,
+                              broker_tls_conn_established(c->tls) ? "record" : "handshake", err);
+            broker_peer_on_close_(c, LM_E_IO, EPROTO);
+            conn_close(c, "TLS failure");
+        } else if (rc == LM_E_INVALID) {
             BLOG_INFO_LIMITED("conn %u (%s): TLS %s failed: %s", c->slot, c->peer,
                               broker_tls_conn_established(c->tls) ? "record" : "handshake", err);
             conn_close(c, "TLS failure"); /* sends the alert the engine queued, if it can */
@@ -1254,7 +1266,6 @@ static int tls_encrypt_chunk(struct broker_conn *c, bool *done)
 static void tls_pump(struct broker_conn *c)
 {
     struct broker_shard *s = c->shard;
-    LM_ASSERT(c->out == NULL);
     while (!c->closing && !c->tls_send_busy) {
         size_t len = 0;
         const uint8_t *p = broker_tls_conn_pending(c->tls, &len);
@@ -1278,7 +1289,7 @@ static void tls_pump(struct broker_conn *c)
             continue;
         }
         if (!broker_tls_conn_established(c->tls))
-            return; /* the handshake waits for the client */
+            return; /* the handshake waits for the other side */
         if (c->sending == NULL) {
             struct broker_out_ *o = next_out(c);
             if (o == NULL) {
@@ -1344,4 +1355,24 @@ static void tls_close(struct broker_conn *c)
         ssize_t n = send(c->fd, p, len, MSG_DONTWAIT | MSG_NOSIGNAL);
         broker_tls_conn_consumed(c->tls, n > 0 ? (size_t)n : 0);
     }
+}
+
+/* A node-to-node connection over TLS has connected: the handshake starts (the ClientHello is
+ * sent); the peer counts as connected once it completes (tls_established). */
+void broker_core_tls_peer_start(struct broker_conn *c)
+{
+    struct broker_shard *s = c->shard;
+    LM_ASSERT(c->tls != NULL && c->out != NULL);
+    char err[256];
+    conn_hold(c);
+    int rc = broker_tls_conn_input(c->tls, NULL, 0, s->tls_plain, BROKER_TLS_RECORD_BYTES,
+                                   tls_plain, c, err, sizeof(err));
+    if (rc != 0) {
+        BLOG_WARN_LIMITED("peer %s: TLS handshake failed: %s", c->peer, err);
+        broker_peer_on_close_(c, LM_E_IO, EPROTO);
+        conn_close(c, "TLS failure");
+    } else {
+        tls_pump(c);
+    }
+    conn_unhold(c);
 }

@@ -319,6 +319,10 @@ void broker_core_on_connected(struct broker_shard *s, struct broker_conn *c, int
         return;
     }
     BLOG_DEBUG("peer %s: connected (conn %u)", c->peer, c->slot);
+    if (c->tls != NULL) {
+        broker_core_tls_peer_start(c); /* connected once the handshake completes */
+        return;
+    }
     broker_peer_on_connected_(c);
     broker_core_conn_pump(c);
 }
@@ -348,6 +352,20 @@ int broker_peer_open(struct broker_shard *s, const char *host, uint16_t port,
             freeaddrinfo(res);
         return LM_E_INVALID;
     }
+    /* TLS (the controller listeners are SSL): the engine checks the server's certificate
+     * against the host named here */
+    struct broker_tls_conn *tls = NULL;
+    if (o.tls) {
+        if (s->tls_plain == NULL)
+            s->tls_plain = malloc(BROKER_TLS_RECORD_BYTES);
+        if (s->tls_gather == NULL)
+            s->tls_gather = malloc(BROKER_TLS_RECORD_BYTES);
+        if (s->tls_plain == NULL || s->tls_gather == NULL ||
+            (tls = broker_rt_tls_peer_conn_new(s->rt, host)) == NULL) {
+            freeaddrinfo(res);
+            return LM_E_NOMEM;
+        }
+    }
     struct broker_peer *p = calloc(1, sizeof(*p));
     int fd = p != NULL ? socket(res->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0) : -1;
     struct broker_conn *c = fd >= 0 ? broker_core_conn_new(s, fd) : NULL;
@@ -356,8 +374,10 @@ int broker_peer_open(struct broker_shard *s, const char *host, uint16_t port,
         if (fd >= 0)
             close(fd);
         free(p);
+        broker_tls_conn_free(tls);
         return p == NULL || fd >= 0 ? LM_E_NOMEM : LM_E_IO;
     }
+    c->tls = tls;
     memcpy(&p->addr, res->ai_addr, res->ai_addrlen);
     p->addr_len = res->ai_addrlen;
     freeaddrinfo(res);

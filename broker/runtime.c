@@ -66,6 +66,10 @@ struct broker_rt {
         off_t size;
         struct timespec mtime, ctime;
     } tls_stamp[BROKER_LISTENERS_MAX][2];
+    /* node-to-node connections' client context when the controller listener is SSL
+     * (broker_rt_tls_peer_conn_new), reloaded with its files as the listeners' are */
+    struct broker_tls_ctx *tls_peer;
+    struct tls_file_stamp tls_peer_stamp[2];
 #ifdef LAMINAR_HAVE_BPF
     struct lm_bpf *bpf[BROKER_LISTENERS_MAX];
 #endif
@@ -340,6 +344,7 @@ static void rt_free(struct broker_rt *rt)
         broker_connquota_deinit(&rt->quota);
     for (uint32_t l = 0; l < BROKER_LISTENERS_MAX; l++)
         broker_tls_ctx_free(rt->tls[l]);
+    broker_tls_ctx_free(rt->tls_peer);
     pthread_mutex_destroy(&rt->tls_lock);
     if (rt->mailboxes != NULL)
         for (uint32_t i = 0; i < rt->nshards * rt->nshards; i++)
@@ -459,6 +464,15 @@ struct broker_tls_conn *broker_rt_tls_conn_new(struct broker_rt *rt, uint32_t li
     return tc;
 }
 
+struct broker_tls_conn *broker_rt_tls_peer_conn_new(struct broker_rt *rt, const char *host)
+{
+    pthread_mutex_lock(&rt->tls_lock);
+    struct broker_tls_conn *tc =
+        rt->tls_peer != NULL ? broker_tls_conn_new_client(rt->tls_peer, host) : NULL;
+    pthread_mutex_unlock(&rt->tls_lock);
+    return tc;
+}
+
 static void tls_stamp_take(const char *path, struct tls_file_stamp *st)
 {
     struct stat sb;
@@ -487,6 +501,45 @@ static void tls_stamps_of(const struct broker_config *cfg, uint32_t l, struct tl
     broker_config_tls_settings(cfg, l, &st);
     tls_stamp_take(st.value[BROKER_TLS_KEYSTORE_LOCATION], &out[0]);
     tls_stamp_take(st.value[BROKER_TLS_TRUSTSTORE_LOCATION], &out[1]);
+}
+
+/* The same for the peers' client context (the controller listener's settings). */
+static void tls_peer_stamps_of(const struct broker_config *cfg, struct broker_tls_settings *st,
+                               struct tls_file_stamp out[2])
+{
+    broker_config_tls_settings_named(cfg, cfg->controller_listener_names[0], st);
+    tls_stamp_take(st->value[BROKER_TLS_KEYSTORE_LOCATION], &out[0]);
+    tls_stamp_take(st->value[BROKER_TLS_TRUSTSTORE_LOCATION], &out[1]);
+}
+
+/* Reloads the peers' client context when its files changed: connections opened after it
+ * present the new certificate and trust the new CAs. */
+static void tls_peer_reload_check(struct broker_rt *rt, const struct broker_config *cfg)
+{
+    if (rt->tls_peer == NULL)
+        return;
+    struct tls_file_stamp now[2];
+    struct broker_tls_settings st;
+    tls_peer_stamps_of(cfg, &st, now);
+    if (tls_stamp_same(&now[0], &rt->tls_peer_stamp[0]) &&
+        tls_stamp_same(&now[1], &rt->tls_peer_stamp[1]))
+        return;
+    memcpy(rt->tls_peer_stamp, now, sizeof(now));
+    char err[512];
+    struct broker_tls_ctx *fresh = NULL;
+    int rc = broker_tls_ctx_new_client(&st, &fresh, err, sizeof(err));
+    if (rc != 0) {
+        BLOG_ERROR("node-to-node TLS: the certificate files changed but do not load (%s); new "
+                   "peer connections still use the previous ones",
+                   rc == LM_E_CONFIG ? err : lm_strerror(rc));
+        return;
+    }
+    pthread_mutex_lock(&rt->tls_lock);
+    struct broker_tls_ctx *old = rt->tls_peer;
+    rt->tls_peer = fresh;
+    pthread_mutex_unlock(&rt->tls_lock);
+    broker_tls_ctx_free(old);
+    BLOG_INFO("node-to-node TLS: certificates reloaded; new peer connections use them");
 }
 
 /* Reloads a TLS listener whose keystore or truststore file changed (replaced or rewritten, as
@@ -523,6 +576,7 @@ static void tls_reload_check(struct broker_rt *rt, const struct broker_config *c
         BLOG_INFO("listener %s: certificates reloaded; new connections use them",
                   cfg->listeners[l].name);
     }
+    tls_peer_reload_check(rt, cfg);
 }
 
 /* laminar.ssl.reload.check.ms: how often the TLS listeners' files are looked at (0: never). */
@@ -575,6 +629,19 @@ int broker_runtime_start(const struct broker_config *cfg, const struct broker_di
         int trc = broker_tls_ctx_new(&st, &rt->tls[l], err, sizeof(err));
         if (trc != 0) {
             BLOG_ERROR("listener %s: %s", cfg->listeners[l].name,
+                       trc == LM_E_CONFIG ? err : lm_strerror(trc));
+            rt_free(rt);
+            return trc;
+        }
+    }
+    if (cfg->peer_tls) {
+        struct broker_tls_settings st;
+        char err[512];
+        tls_peer_stamps_of(cfg, &st, rt->tls_peer_stamp);
+        int trc = broker_tls_ctx_new_client(&st, &rt->tls_peer, err, sizeof(err));
+        if (trc != 0) {
+            BLOG_ERROR("controller listener %s (node-to-node connections): %s",
+                       cfg->controller_listener_names[0],
                        trc == LM_E_CONFIG ? err : lm_strerror(trc));
             rt_free(rt);
             return trc;
@@ -727,7 +794,7 @@ int broker_runtime_run(const struct broker_config *cfg, const struct broker_disp
     sigset_t sigs;
     stop_signals(&sigs);
     uint64_t reload_ms = tls_reload_interval_ms(cfg);
-    bool any_tls = false;
+    bool any_tls = rt->tls_peer != NULL;
     for (uint32_t l = 0; l < cfg->listeners_count; l++)
         any_tls = any_tls || rt->tls[l] != NULL;
     while (!broker_runtime_stopping(rt)) {

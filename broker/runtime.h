@@ -286,6 +286,9 @@ struct broker_peer_opts {
     int32_t response_max_bytes;  /* larger responses close the connection; 0: the config's
                                   * socket.request.max.bytes */
     const char *client_id;       /* request header client_id, at most 32 bytes; NULL: null */
+    bool tls; /* TLS with the node's peer context (the controller listener's ssl.* settings as a
+               * client: its certificate presented, the server's verified); needs
+               * broker_config.peer_tls */
 };
 
 /* One request on a peer and its outcome. The caller owns it (and the memory of its parts)

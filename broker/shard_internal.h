@@ -336,6 +336,8 @@ void broker_peer_on_frame_(struct broker_conn *c, uint8_t *body, uint32_t size);
 void broker_peer_on_close_(struct broker_conn *c, int err, int sys_errno);
 void broker_peer_on_free_(struct broker_conn *c);
 void broker_peer_on_connected_(struct broker_conn *c);
+/* conn.c: starts the TLS handshake of a node-to-node connection that has just connected. */
+void broker_core_tls_peer_start(struct broker_conn *c);
 
 /* Shard lifecycle, used by runtime.c. */
 int broker_shard_init(struct broker_shard *s, struct broker_rt *rt, uint32_t id, uint32_t n,
@@ -353,6 +355,9 @@ struct broker_mailbox *broker_rt_mailbox(struct broker_rt *rt, uint32_t from, ui
 /* A TLS engine for a new connection on a TLS listener, from the listener's current context
  * (certificates are reloaded when their files change); NULL without memory. */
 struct broker_tls_conn *broker_rt_tls_conn_new(struct broker_rt *rt, uint32_t listener);
+/* A client TLS engine for a node-to-node connection to host (the controller listener is SSL:
+ * the runtime's current peer context), or NULL (out of memory, or no peer context). */
+struct broker_tls_conn *broker_rt_tls_peer_conn_new(struct broker_rt *rt, const char *host);
 struct broker_shard *broker_rt_shard(struct broker_rt *rt, uint32_t id);
 bool broker_rt_stopping(struct broker_rt *rt);
 /* An accepted connection of shard closed (or was refused): the BPF selector counted it. */

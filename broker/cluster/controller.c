@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/random.h>
 #include <sys/stat.h>
 
@@ -250,11 +251,16 @@ static void endpoints_of(const struct broker_config *cfg, char *out, size_t cap)
         used += (size_t)w;
     }
     /* then the node's controller listener, its internal address (replication goes there);
-     * clients never pick it: they ask for their own listener's name */
+     * clients never pick it: they ask for their own listener's name. An advertised.listeners
+     * entry of that name wins over the bound address (as a KRaft controller advertises its
+     * endpoint, KIP-853: a node behind a proxy or NAT). */
     for (uint32_t i = 0; i < cfg->listeners_count; i++) {
         const struct broker_listener *l = &cfg->listeners[i];
         if (!broker_config_is_controller_listener(cfg, l->name))
             continue;
+        for (uint32_t a = 0; a < cfg->advertised_count; a++)
+            if (strcasecmp(cfg->advertised[a].name, l->name) == 0)
+                l = &cfg->advertised[a];
         int w = snprintf(out + used, cap - used, "%s%s://%s:%u", used ? "," : "", l->name, l->host,
                          l->port);
         if (w > 0 && (size_t)w < cap - used)
@@ -431,6 +437,7 @@ static struct broker_peer *peer_get(struct controller *c, int32_t id)
         .request_timeout_ms = CTL_SUBMIT_TIMEOUT_MS,
         .inflight_max = 512,
         .client_id = "laminar-controller",
+        .tls = c->cfg->peer_tls,
     };
     if (broker_peer_open(c->shard, ps->host, ps->port, &o, &ps->peer) != 0) {
         ps->peer = NULL;

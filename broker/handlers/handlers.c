@@ -754,9 +754,35 @@ static size_t node_states(void *ctx, int32_t *ids, uint8_t *states, size_t cap)
     return h->ctl != NULL ? controller_swim_states(h->ctl, ids, states, cap) : 0;
 }
 
+/* Node-to-node requests on an SSL listener with the ACL authorizer on: the sender's principal
+ * (its client certificate's subject through ssl.principal.mapping.rules) must be a super user,
+ * as Kafka's controller demands CLUSTER_ACTION of its peers; another principal (a client
+ * certificate signed by a trusted CA but not a node's, or none) is refused and its connection
+ * closed. laminar.cluster.secret's MAC is checked after this, when set. */
+static bool controller_peer_allowed(struct broker_req *req)
+{
+    const struct handlers_ctx *h = h_node(req);
+    const struct broker_config *cfg = h->cfg;
+    if (!h->authz.enabled || req->listener >= cfg->listeners_count ||
+        !cfg->listener_tls[req->listener] || cfg->listener_sasl[req->listener])
+        return true;
+    const struct authz_config *ac = NULL;
+    struct authz_subject who;
+    h_subject(req, &ac, &who);
+    if (authz_is_super(ac, who.principal))
+        return true;
+    BLOG_WARN_LIMITED("controller: node-to-node request from %s on listener %s refused: principal "
+                      "%s is not in super.users; closing the connection",
+                      who.host, cfg->listeners[req->listener].name, who.principal);
+    broker_req_close_after(req);
+    broker_req_respond_none(req);
+    return false;
+}
+
 static void h_controller(struct broker_req *req)
 {
-    controller_handle(h_node(req)->ctl, req);
+    if (controller_peer_allowed(req))
+        controller_handle(h_node(req)->ctl, req);
 }
 
 static int node_setup(struct broker_dispatch *d, struct handlers_ctx *h)

@@ -184,7 +184,8 @@ static struct broker_peer *peer_of(struct hshard *hs, int32_t node)
     struct broker_peer_opts o = {.connect_timeout_ms = 2000,
                                  .request_timeout_ms = 10000,
                                  .inflight_max = 1024,
-                                 .client_id = "laminar-replica"};
+                                 .client_id = "laminar-replica",
+                                 .tls = hs->node->cfg->peer_tls};
     if (broker_peer_open(hs->shard, host, port, &o, &pe->peer) != 0) {
         pe->peer = NULL;
         pe->retry_at_ms = now + pe->backoff_ms;

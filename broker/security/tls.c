@@ -12,6 +12,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include <arpa/inet.h>
+
 #include <openssl/err.h>
 #include <openssl/pem.h>
 #include <openssl/ssl.h>
@@ -375,7 +377,9 @@ struct broker_tls_ctx {
     BIO_METHOD *bio_method;
     enum broker_tls_client_auth client_auth;
     struct broker_tls_rules *rules;
-    int refs; /* its owner's and one per connection (atomic) */
+    int refs;        /* its owner's and one per connection (atomic) */
+    bool client;     /* connects out (broker_tls_ctx_new_client) */
+    bool check_host; /* client: the server certificate must name the host connected to */
 };
 
 static BIO_METHOD *bio_method_new(void);
@@ -859,7 +863,7 @@ int broker_tls_ctx_new(const struct broker_tls_settings *st, struct broker_tls_c
         rc = fail(err, err_len, "%s=%s: expected none, requested or required",
                   key(st, BROKER_TLS_CLIENT_AUTH), ca);
     const char *ep = val(st, BROKER_TLS_ENDPOINT_ALGORITHM);
-    if (rc == 0 && ep != NULL && strcasecmp(ep, "https") != 0)
+    if (rc == 0 && ep != NULL && ep[0] != '\0' && strcasecmp(ep, "https") != 0)
         rc = fail(err, err_len, "%s=%s: expected https or empty",
                   key(st, BROKER_TLS_ENDPOINT_ALGORITHM), ep);
     if (rc == 0)
@@ -906,6 +910,61 @@ int broker_tls_ctx_new(const struct broker_tls_settings *st, struct broker_tls_c
     return 0;
 }
 
+/* The client side of the same settings, for a node's connections to its peers' SSL controller
+ * listeners: the keystore's certificate is the node's client certificate (a listener with
+ * ssl.client.auth=required demands one), the truststore verifies the server's certificate,
+ * and ssl.endpoint.identification.algorithm=https (Kafka's default) also checks that it names
+ * the host connected to (an IP address against its IP SANs); empty skips that check. */
+int broker_tls_ctx_new_client(const struct broker_tls_settings *st, struct broker_tls_ctx **out,
+                              char *err, size_t err_len)
+{
+    *out = NULL;
+    struct broker_tls_ctx *ctx = calloc(1, sizeof(*ctx));
+    if (ctx == NULL)
+        return LM_E_NOMEM;
+    ctx->refs = 1;
+    ctx->client = true;
+    ERR_clear_error();
+    ctx->ssl = SSL_CTX_new(TLS_client_method());
+    ctx->bio_method = bio_method_new();
+    if (ctx->ssl == NULL || ctx->bio_method == NULL) {
+        broker_tls_ctx_free(ctx);
+        return LM_E_NOMEM;
+    }
+    int rc = 0;
+    /* read as given: unset means Kafka's default (https), empty turns the check off */
+    const char *ep = st->value[BROKER_TLS_ENDPOINT_ALGORITHM];
+    if (ep == NULL || strcasecmp(ep, "https") == 0)
+        ctx->check_host = true;
+    else if (ep[0] != '\0')
+        rc = fail(err, err_len, "%s=%s: expected https or empty",
+                  key(st, BROKER_TLS_ENDPOINT_ALGORITHM), ep);
+    if (rc == 0)
+        rc = load_keystore(ctx->ssl, st, err, err_len);
+    bool trust = false;
+    if (rc == 0)
+        rc = load_truststore(ctx->ssl, st, &trust, err, err_len);
+    if (rc == 0 && !trust)
+        rc = fail(err, err_len,
+                  "connections to the peers' SSL controller listeners need a truststore (%s or "
+                  "%s) to verify their certificates",
+                  key(st, BROKER_TLS_TRUSTSTORE_LOCATION), key(st, BROKER_TLS_TRUSTSTORE_CERTS));
+    if (rc == 0)
+        rc = set_protocols(ctx->ssl, st, err, err_len);
+    if (rc == 0)
+        rc = set_ciphers(ctx->ssl, st, err, err_len);
+    if (rc != 0) {
+        broker_tls_ctx_free(ctx);
+        return rc;
+    }
+    SSL_CTX_set_verify(ctx->ssl, SSL_VERIFY_PEER, NULL);
+    SSL_CTX_set_options(ctx->ssl, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_TICKET);
+    SSL_CTX_set_session_cache_mode(ctx->ssl, SSL_SESS_CACHE_OFF);
+    SSL_CTX_set_mode(ctx->ssl, SSL_MODE_RELEASE_BUFFERS);
+    *out = ctx;
+    return 0;
+}
+
 /* ---- connection engine -------------------------------------------------------------------- */
 
 struct broker_tls_conn {
@@ -922,7 +981,25 @@ struct broker_tls_conn {
     bool established;
     bool failed;
     bool notify_sent;
+    bool client; /* connects out: the handshake starts here */
 };
+
+static struct broker_tls_conn *conn_new(struct broker_tls_ctx *ctx, const char *host);
+
+/* A client connection's expected server: an IP address is checked against the certificate's
+ * IP SANs, a name against its DNS names (and sent as SNI). False when out of memory. */
+static bool client_set_host(SSL *ssl, const char *host, bool check)
+{
+    unsigned char ip[16];
+    bool is_ip = inet_pton(AF_INET, host, ip) == 1 || inet_pton(AF_INET6, host, ip) == 1;
+    if (!is_ip && SSL_set_tlsext_host_name(ssl, host) != 1)
+        return false;
+    if (!check)
+        return true;
+    if (is_ip)
+        return X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), host) == 1;
+    return SSL_set1_host(ssl, host) == 1;
+}
 
 static int bio_write(BIO *b, const char *data, int len)
 {
@@ -1024,6 +1101,18 @@ static BIO_METHOD *bio_method_new(void)
 
 struct broker_tls_conn *broker_tls_conn_new(struct broker_tls_ctx *ctx)
 {
+    LM_ASSERT(ctx != NULL && !ctx->client);
+    return conn_new(ctx, NULL);
+}
+
+struct broker_tls_conn *broker_tls_conn_new_client(struct broker_tls_ctx *ctx, const char *host)
+{
+    LM_ASSERT(ctx != NULL && ctx->client && host != NULL);
+    return conn_new(ctx, host);
+}
+
+static struct broker_tls_conn *conn_new(struct broker_tls_ctx *ctx, const char *host)
+{
     LM_ASSERT(ctx != NULL && ctx->bio_method != NULL);
     struct broker_tls_conn *tc = calloc(1, sizeof(*tc));
     if (tc == NULL)
@@ -1042,7 +1131,18 @@ struct broker_tls_conn *broker_tls_conn_new(struct broker_tls_ctx *ctx)
     BIO_set_data(r, tc);
     BIO_set_data(w, tc);
     SSL_set_bio(tc->ssl, r, w); /* the SSL owns both */
-    SSL_set_accept_state(tc->ssl);
+    if (host == NULL) {
+        SSL_set_accept_state(tc->ssl);
+    } else {
+        tc->client = true;
+        SSL_set_connect_state(tc->ssl);
+        if (!client_set_host(tc->ssl, host, ctx->check_host)) {
+            SSL_free(tc->ssl);
+            free(tc);
+            ERR_clear_error();
+            return NULL;
+        }
+    }
     broker_tls_ctx_ref(ctx); /* its BIO method and rules outlive a reload of the listener */
     return tc;
 }
@@ -1069,7 +1169,8 @@ static void conn_err_text(struct broker_tls_conn *tc, int ssl_err, char *err, si
 {
     long v = SSL_get_verify_result(tc->ssl);
     if (ssl_err == SSL_ERROR_SSL && v != X509_V_OK) {
-        snprintf(err, err_len, "client certificate: %s", X509_verify_cert_error_string(v));
+        snprintf(err, err_len, "%s certificate: %s", tc->client ? "server" : "client",
+                 X509_verify_cert_error_string(v));
         ERR_clear_error();
         return;
     }

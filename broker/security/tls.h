@@ -81,6 +81,12 @@ struct broker_tls_ctx;
  * *out, or LM_E_CONFIG with a message naming the key in err. */
 int broker_tls_ctx_new(const struct broker_tls_settings *st, struct broker_tls_ctx **out, char *err,
                        size_t err_len);
+/* The client side of the same settings (a node's connections to its peers' SSL controller
+ * listeners): the keystore is the client certificate, the truststore (required) verifies the
+ * server, ssl.endpoint.identification.algorithm https (default) or empty says whether the
+ * server's certificate must name the host. Returns 0 and *out, or LM_E_CONFIG with a message. */
+int broker_tls_ctx_new_client(const struct broker_tls_settings *st, struct broker_tls_ctx **out,
+                              char *err, size_t err_len);
 /* A context is reference counted: its creator holds one reference and every connection made
  * from it another (broker_tls_conn_new / _free), so a listener can swap in a reloaded
  * context while connections of the old one live on. _free drops one reference. */
@@ -101,6 +107,10 @@ enum {
 /* A server-side connection of ctx (borrowed: it must outlive the connection). NULL when out of
  * memory. */
 struct broker_tls_conn *broker_tls_conn_new(struct broker_tls_ctx *ctx);
+/* A client connection of a client context to host (an IP address or a name, checked against
+ * the server certificate as the context says). NULL when out of memory. Its handshake starts
+ * with broker_tls_conn_input(n = 0), which leaves the ClientHello pending. */
+struct broker_tls_conn *broker_tls_conn_new_client(struct broker_tls_ctx *ctx, const char *host);
 void broker_tls_conn_free(struct broker_tls_conn *tc);
 
 /* Receives plaintext: return false to stop (the connection is closing). */

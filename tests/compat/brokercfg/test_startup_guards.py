@@ -123,7 +123,7 @@ REFUSED = [
     (["--listeners", "PLAINTEXT://127.0.0.1:{p},CONTROLLER://127.0.0.1:{q}",
       "--config", "controller.listener.names=CONTROLLER",
       "--config", "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:SSL"],
-     "CONTROLLER://127.0.0.1:{q}: security protocol SSL"),
+     "CONTROLLER://127.0.0.1:{q}: a TLS listener needs"),
     (["--listeners", "PLAINTEXT://127.0.0.1:{p}",
       "--advertised-listeners", "SASL_SSL://127.0.0.1:{p}"], "SASL_SSL is not in listeners"),
     (["--listeners", "INTERNAL://127.0.0.1:{p}"], "listener INTERNAL has no security protocol"),

@@ -1,7 +1,9 @@
-/* libFuzzer: a server-side TLS connection (broker/security/tls.h) fed arbitrary bytes, in
- * pieces whose sizes come from the input, with principal mapping rules taken from the input
- * too. Whatever arrives, the engine must take every byte, never hand out plaintext before a
- * handshake, and fail cleanly (LM_E_INVALID) rather than crash or leak. */
+/* libFuzzer: a TLS connection (broker/security/tls.h) fed arbitrary bytes, in pieces whose
+ * sizes come from the input, with principal mapping rules taken from the input too. The first
+ * byte's low bit picks the side: a server connection (a client listener's, or a controller
+ * listener's) or a client one (a node-to-node connection after its ClientHello, reading what a
+ * hostile peer answers). Whatever arrives, the engine must take every byte, never hand out
+ * plaintext before a handshake, and fail cleanly (LM_E_INVALID) rather than crash or leak. */
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -14,7 +16,7 @@
 #include "broker/security/tls.h"
 #include "common/lm_err.h"
 
-static struct broker_tls_ctx *g_ctx;
+static struct broker_tls_ctx *g_ctx, *g_client_ctx;
 static uint8_t g_buf[BROKER_TLS_RECORD_BYTES];
 
 static char *pem(EVP_PKEY *key, X509 *cert)
@@ -55,6 +57,8 @@ static void setup(void)
     char err[256];
     if (broker_tls_ctx_new(&st, &g_ctx, err, sizeof(err)) != 0)
         abort();
+    if (broker_tls_ctx_new_client(&st, &g_client_ctx, err, sizeof(err)) != 0)
+        abort();
     free(k);
     free(c);
     EVP_PKEY_free(key);
@@ -88,9 +92,20 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         (void)broker_tls_rules_apply(r, "CN=fuzz,OU=a\\,b,O=x", out, sizeof(out));
         broker_tls_rules_free(r);
     }
-    struct broker_tls_conn *tc = broker_tls_conn_new(g_ctx);
+    bool client = (data[0] & 1) != 0;
+    struct broker_tls_conn *tc =
+        client ? broker_tls_conn_new_client(g_client_ctx, "127.0.0.1") : broker_tls_conn_new(g_ctx);
     if (tc == NULL)
         abort();
+    if (client) { /* the ClientHello, as broker_peer sends it after connecting */
+        if (broker_tls_conn_input(tc, NULL, 0, g_buf, sizeof(g_buf), never, NULL, err,
+                                  sizeof(err)) != 0)
+            abort();
+        size_t len = 0;
+        if (broker_tls_conn_pending(tc, &len) == NULL)
+            abort();
+        broker_tls_conn_consumed(tc, len);
+    }
     for (size_t off = 1; off < size;) {
         size_t k = size - off < piece ? size - off : piece;
         int rc = broker_tls_conn_input(tc, data + off, k, g_buf, sizeof(g_buf), never, NULL, err,

@@ -721,13 +721,181 @@ static void engine_garbage(void **state)
     broker_tls_ctx_free(ctx);
 }
 
+/* ---- the client engine (node-to-node connections) against the server engine -------------- */
+
+/* A certificate with subjectAltName san ("IP:127.0.0.1"), signed by issuer. */
+static X509 *make_san_cert(EVP_PKEY *key, const char *cn, const char *san, X509 *issuer,
+                           EVP_PKEY *issuer_key)
+{
+    X509 *x = make_cert(key, cn, NULL, issuer, issuer_key);
+    X509V3_CTX v3;
+    X509V3_set_ctx(&v3, issuer, x, NULL, NULL, 0);
+    X509_EXTENSION *e = X509V3_EXT_conf_nid(NULL, &v3, NID_subject_alt_name, san);
+    assert_non_null(e);
+    X509_add_ext(x, e, -1);
+    X509_EXTENSION_free(e);
+    assert_true(X509_sign(x, issuer_key, EVP_sha256()) > 0);
+    return x;
+}
+
+static int client_ctx_try(EVP_PKEY *key, X509 *cert, X509 *trust, const char *endpoint,
+                          struct broker_tls_ctx **out, char *err, size_t err_len)
+{
+    struct broker_tls_settings st;
+    settings_init(&st);
+    char *key_pem = key != NULL ? pem_of(key, NULL, NULL) : NULL;
+    char *chain = cert != NULL ? pem_of(NULL, cert, NULL) : NULL;
+    char *ca = trust != NULL ? pem_of(NULL, trust, NULL) : NULL;
+    st.value[BROKER_TLS_KEYSTORE_KEY] = key_pem;
+    st.value[BROKER_TLS_KEYSTORE_CHAIN] = chain;
+    st.value[BROKER_TLS_TRUSTSTORE_CERTS] = ca;
+    st.value[BROKER_TLS_ENDPOINT_ALGORITHM] = endpoint;
+    err[0] = '\0';
+    int rc = broker_tls_ctx_new_client(&st, out, err, err_len);
+    print_message("client ctx: %d %s\n", rc, err);
+    free(key_pem);
+    free(chain);
+    free(ca);
+    return rc;
+}
+
+/* Moves ciphertext both ways until both ends are established or one fails; the failing side's
+ * message in cerr / serr. */
+static void engines_handshake(struct broker_tls_conn *cli, struct broker_tls_conn *srv, int *crc,
+                              int *src, char *cerr, char *serr, size_t err_len)
+{
+    struct sink sk = {0};
+    *crc = broker_tls_conn_input(cli, NULL, 0, g_buf, sizeof(g_buf), sink_fn, &sk, cerr, err_len);
+    *src = 0;
+    for (int i = 0; i < 20 && *crc == 0 && *src == 0; i++) {
+        size_t len = 0;
+        const uint8_t *p = broker_tls_conn_pending(cli, &len);
+        if (p != NULL) {
+            *src = broker_tls_conn_input(srv, p, len, g_buf, sizeof(g_buf), sink_fn, &sk, serr,
+                                         err_len);
+            broker_tls_conn_consumed(cli, len);
+        }
+        p = broker_tls_conn_pending(srv, &len);
+        if (p != NULL) {
+            uint8_t *copy = malloc(len);
+            assert_non_null(copy);
+            memcpy(copy, p, len);
+            broker_tls_conn_consumed(srv, len);
+            *crc = broker_tls_conn_input(cli, copy, len, g_buf, sizeof(g_buf), sink_fn, &sk, cerr,
+                                         err_len);
+            free(copy);
+        }
+        if (broker_tls_conn_established(cli) && broker_tls_conn_established(srv) &&
+            broker_tls_conn_pending(cli, &len) == NULL)
+            break;
+    }
+    assert_int_equal(sk.len, 0);
+    free(sk.data);
+}
+
+static void engine_peer_client(void **state)
+{
+    (void)state;
+    char err[256], cerr[256], serr[256], principal[300];
+    EVP_PKEY *node_key = EVP_EC_gen("P-256");
+    X509 *node = make_san_cert(node_key, "node-1", "IP:127.0.0.1", g.ca, g.ca_key);
+    X509 *stranger = make_cert(g.other_key, "node-9", NULL, g.other_ca, g.other_key);
+    struct broker_tls_ctx *cctx = NULL;
+    /* a client context needs a truststore; the endpoint algorithm is https or empty */
+    assert_int_equal(client_ctx_try(g.client_key, g.client, NULL, NULL, &cctx, err, sizeof(err)),
+                     LM_E_CONFIG);
+    assert_non_null(strstr(err, "truststore"));
+    assert_int_equal(client_ctx_try(g.client_key, g.client, g.ca, "ldaps", &cctx, err, sizeof(err)),
+                     LM_E_CONFIG);
+    assert_non_null(strstr(err, "ssl.endpoint.identification.algorithm"));
+    /* the server: node-1's certificate (SAN IP:127.0.0.1), client certificates required */
+    struct broker_tls_settings st;
+    settings_init(&st);
+    char *skey = pem_of(node_key, NULL, NULL), *schain = pem_of(NULL, node, NULL);
+    char *sca = pem_of(NULL, g.ca, NULL);
+    st.value[BROKER_TLS_KEYSTORE_KEY] = skey;
+    st.value[BROKER_TLS_KEYSTORE_CHAIN] = schain;
+    st.value[BROKER_TLS_TRUSTSTORE_CERTS] = sca;
+    st.value[BROKER_TLS_CLIENT_AUTH] = "required";
+    struct broker_tls_ctx *sctx = NULL;
+    assert_int_equal(ctx_try(&st, &sctx, NULL), 0);
+    static const struct {
+        const char *host, *endpoint;
+        bool trust_other, key_other, ok_client, ok_server;
+    } cases[] = {
+        {"127.0.0.1", NULL, false, false, true, true},     /* https by default: the IP SAN */
+        {"127.0.0.1", "HTTPS", false, false, true, true},  /* case-insensitive */
+        {"127.0.0.2", NULL, false, false, false, true},    /* not the certificate's IP */
+        {"localhost", "https", false, false, false, true}, /* nor a name it has */
+        {"127.0.0.2", "", false, false, true, true},       /* empty: no host check */
+        {"127.0.0.1", NULL, true, false, false, true},     /* trusting another CA */
+        {"127.0.0.1", NULL, false, true, true, false},     /* presenting another CA's cert */
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        print_message("case %zu: %s %s\n", i, cases[i].host,
+                      cases[i].endpoint ? cases[i].endpoint : "(unset)");
+        assert_int_equal(client_ctx_try(cases[i].key_other ? g.other_key : g.client_key,
+                                        cases[i].key_other ? stranger : g.client,
+                                        cases[i].trust_other ? g.other_ca : g.ca, cases[i].endpoint,
+                                        &cctx, err, sizeof(err)),
+                         0);
+        struct broker_tls_conn *cli = broker_tls_conn_new_client(cctx, cases[i].host);
+        struct broker_tls_conn *srv = broker_tls_conn_new(sctx);
+        assert_non_null(cli);
+        assert_non_null(srv);
+        broker_tls_ctx_free(cctx); /* the connection holds its own reference */
+        int crc = 0, src = 0;
+        cerr[0] = serr[0] = '\0';
+        engines_handshake(cli, srv, &crc, &src, cerr, serr, sizeof(cerr));
+        print_message("  client %d %s / server %d %s\n", crc, cerr, src, serr);
+        if (!cases[i].ok_client) {
+            assert_int_equal(crc, LM_E_INVALID);
+            assert_non_null(strstr(cerr, "server certificate"));
+        } else if (!cases[i].ok_server) {
+            /* TLS 1.3: the server refuses the client's certificate after the client is done */
+            assert_int_equal(src, LM_E_INVALID);
+            assert_non_null(strstr(serr, "client certificate"));
+        } else {
+            assert_int_equal(crc, 0);
+            assert_int_equal(src, 0);
+            assert_true(broker_tls_conn_established(cli) && broker_tls_conn_established(srv));
+            assert_int_equal(
+                broker_tls_conn_principal(srv, principal, sizeof(principal), err, sizeof(err)), 0);
+            assert_string_equal(principal, "User:CN=client,OU=x");
+            /* application data from the client reaches the server */
+            assert_int_equal(broker_tls_conn_write(cli, "internal", 8), 0);
+            size_t len = 0;
+            const uint8_t *p = broker_tls_conn_pending(cli, &len);
+            assert_non_null(p);
+            assert_null(memmem(p, len, "internal", 8)); /* not in clear */
+            struct sink sk = {0};
+            assert_int_equal(broker_tls_conn_input(srv, p, len, g_buf, sizeof(g_buf), sink_fn, &sk,
+                                                   err, sizeof(err)),
+                             0);
+            broker_tls_conn_consumed(cli, len);
+            assert_int_equal(sk.len, 8);
+            assert_memory_equal(sk.data, "internal", 8);
+            free(sk.data);
+        }
+        broker_tls_conn_free(cli);
+        broker_tls_conn_free(srv);
+    }
+    broker_tls_ctx_free(sctx);
+    free(skey);
+    free(schain);
+    free(sca);
+    X509_free(node);
+    X509_free(stranger);
+    EVP_PKEY_free(node_key);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(rules_kafka_cases), cmocka_unit_test(rules_invalid),
         cmocka_unit_test(ctx_settings),      cmocka_unit_test(config_resolution),
         cmocka_unit_test(engine_round_trip), cmocka_unit_test(engine_client_certificates),
-        cmocka_unit_test(engine_garbage),
+        cmocka_unit_test(engine_garbage),    cmocka_unit_test(engine_peer_client),
     };
     return cmocka_run_group_tests(tests, pki_setup, pki_teardown);
 }
