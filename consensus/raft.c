@@ -948,6 +948,7 @@ static bool send_append(struct raft *r, struct raft_progress *pr, bool send_if_e
     uint32_t n = 0;
     int64_t ent_last = prev;
     uint64_t ent_last_term = prev_term;
+    uint64_t msg_bytes = 0;
     for (int64_t i = pr->next; i <= last && n < r->cfg.max_msg_entries; n++) {
         struct raft_entry e;
         rc = view_entry(r, i, &e);
@@ -962,6 +963,10 @@ static bool send_append(struct raft *r, struct raft_progress *pr, bool send_if_e
             break;
         }
         LM_ASSERT(e.first_index == i);
+        uint64_t eb = e.bytes != 0 ? e.bytes : e.len;
+        if (n > 0 && r->cfg.max_msg_bytes != 0 && msg_bytes + eb > r->cfg.max_msg_bytes)
+            break; /* the rest in the next message */
+        msg_bytes += eb;
         ent_last = e.last_index;
         ent_last_term = e.term;
         i = e.last_index + 1;

@@ -99,6 +99,9 @@ struct raft_entry {
     uint8_t type;        /* enum raft_entry_type */
     uint32_t len;
     uint8_t *data;
+    /* the entry's bytes in an append when data is not read (the log's batch size), 0 when
+     * unknown: len counts then */
+    uint32_t bytes;
 };
 
 /* A configuration: voters count for elections and commit; learners only receive the log. */
@@ -190,8 +193,11 @@ struct raft_config {
     uint64_t group;
     uint32_t election_ticks; /* randomized timeout in [election_ticks, 2*election_ticks) */
     uint32_t heartbeat_ticks;
-    uint32_t max_inflight;      /* append messages in flight per follower (flow control) */
-    uint32_t max_msg_entries;   /* entries per append message */
+    uint32_t max_inflight;    /* append messages in flight per follower (flow control) */
+    uint32_t max_msg_entries; /* entries per append message */
+    /* bytes of entries per append message (0: no bound); the first entry goes whatever its
+     * size, so a follower behind by many large batches catches up in bounded messages */
+    uint32_t max_msg_bytes;
     uint32_t max_apply_entries; /* committed entries per ready */
     bool pre_vote;
     bool check_quorum;

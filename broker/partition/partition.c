@@ -720,6 +720,7 @@ int partition_open(const struct partition_config *cfg, const struct partition_en
                                  .heartbeat_ticks = cfg->heartbeat_ticks,
                                  .max_inflight = 8,
                                  .max_msg_entries = 64,
+                                 .max_msg_bytes = (uint32_t)cfg->resolve_bytes_max,
                                  .max_apply_entries = 256,
                                  .pre_vote = true,
                                  /* a group that may change: a leader cut off from the

@@ -178,13 +178,15 @@ int raft_storage_log_entry(struct raft_storage_log *sl, int64_t index, struct ra
     }
     out->first_index = h.base_offset;
     out->last_index = kafka_batch_last_offset(&h);
+    out->bytes = total <= UINT32_MAX ? (uint32_t)total : UINT32_MAX;
     out->term = (uint64_t)h.partition_leader_epoch;
     out->type = RAFT_ENTRY_NORMAL;
     bool control = (h.attributes & KAFKA_BATCH_ATTR_CONTROL) != 0;
     if (!sl->data_mode && !(control && total <= CONTROL_BATCH_BYTES_MAX))
         goto out;
-    if (sl->n_bufs == RAFT_STORAGE_LOG_BUFS_MAX || sl->data_bytes + total > sl->data_bytes_max ||
-        total > UINT32_MAX) {
+    /* the first batch is read whatever its size (raft's messages start with one entry) */
+    if (sl->n_bufs == RAFT_STORAGE_LOG_BUFS_MAX ||
+        (sl->n_bufs > 0 && sl->data_bytes + total > sl->data_bytes_max) || total > UINT32_MAX) {
         rc = LM_E_NOMEM; /* raft retries after the owner released what it resolved */
         goto out;
     }

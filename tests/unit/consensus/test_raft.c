@@ -897,6 +897,52 @@ static void test_append_unsent_probe(void **state)
     h_deinit(&h);
 }
 
+/* An append message carries entries up to max_msg_bytes (the first one whatever its size): a
+ * follower behind by many large batches catches up in bounded messages, never in one that the
+ * shell cannot read (it gave up on such a message, and the same one was built again). */
+static void test_append_bytes_bound(void **state)
+{
+    (void)state;
+    struct harness h;
+    h_init(&h, 3, 3, true, true, NULL);
+    for (uint32_t i = 1; i <= 3; i++) {
+        h.nodes[i].cfg.max_msg_bytes = 250;
+        h_crash(&h, i);
+        h_restart(&h, i);
+    }
+    assert_int_equal(raft_campaign(h.nodes[1].r), 0);
+    h_stabilize(&h);
+    assert_int_equal(h_leader(&h), 1);
+    char big[100], huge[400];
+    memset(big, 'b', sizeof(big));
+    memset(huge, 'h', sizeof(huge));
+    assert_int_equal(raft_propose(h.nodes[1].r, huge, sizeof(huge), 1, NULL), 0);
+    for (int i = 0; i < 20; i++)
+        assert_int_equal(raft_propose(h.nodes[1].r, big, sizeof(big), 1, NULL), 0);
+    struct raft_ready rd;
+    raft_ready(h.nodes[1].r, &rd);
+    uint32_t seen = 0;
+    for (size_t i = 0; i < rd.n_msgs; i++) {
+        if (rd.msgs[i].type != RAFT_MSG_APP || rd.msgs[i].to != 2)
+            continue;
+        /* the 400-byte entry alone, then two of 100 bytes per message */
+        assert_int_equal(rd.msgs[i].n_entries, seen == 0 ? 1 : 2);
+        seen++;
+    }
+    assert_true(seen >= 2);
+    assert_int_equal(raft_persisted(h.nodes[1].r, rd.persist_id), 0);
+    h_stabilize(&h);
+    for (int k = 0; k < 30; k++) {
+        for (uint32_t i = 1; i <= 3; i++)
+            h_tick(&h, i);
+        h_stabilize(&h);
+    }
+    assert_int_equal(raft_last_index(h.nodes[2].r), raft_last_index(h.nodes[1].r));
+    assert_int_equal(raft_last_index(h.nodes[3].r), raft_last_index(h.nodes[1].r));
+    assert_int_equal(raft_commit(h.nodes[1].r), raft_last_index(h.nodes[1].r));
+    h_deinit(&h);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -917,6 +963,7 @@ int main(void)
         cmocka_unit_test(test_descriptor_resolve),
         cmocka_unit_test(test_descriptor_compacted_before_send),
         cmocka_unit_test(test_append_unsent_probe),
+        cmocka_unit_test(test_append_bytes_bound),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
