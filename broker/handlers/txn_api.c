@@ -257,7 +257,11 @@ static bool apt_prepare(struct treq *t, size_t i, const struct apt_txn *x)
             refused |= pe != KAFKA_NONE;
         }
     }
-    op->in.add = (struct lm_txn_add_req){x->tid, x->pid, x->epoch, n, parts, x->verify_only};
+    /* v5+ from a partition leader without verify_only: a Produce v12+ of a transaction
+     * version 2 client reached a partition, which joins the transaction (KIP-890 part 2) */
+    bool implicit = t->req->api_version >= 5 && !x->verify_only;
+    op->in.add =
+        (struct lm_txn_add_req){x->tid, x->pid, x->epoch, n, parts, x->verify_only, implicit};
     if (refused) {
         for (int32_t q = 0; q < n; q++)
             if (op->part_errors[q] == KAFKA_NONE)
@@ -367,8 +371,9 @@ static void end_txn(struct broker_req *req)
     if (t == NULL)
         return;
     top_init(t, 0, TOP_END, rq->transactional_id);
-    t->ops[0].in.end = (struct lm_txn_end_req){rq->transactional_id, rq->producer_id,
-                                               rq->producer_epoch, rq->committed};
+    t->ops[0].in.end =
+        (struct lm_txn_end_req){rq->transactional_id, rq->producer_id, rq->producer_epoch,
+                                rq->committed, req->api_version >= 5};
     int16_t deny = KAFKA_NONE;
     if (!h_allowed_k(req, AUTHZ_OP_WRITE, AUTHZ_RES_TRANSACTIONAL_ID, rq->transactional_id))
         deny = KAFKA_TRANSACTIONAL_ID_AUTHORIZATION_FAILED;
@@ -752,7 +757,7 @@ bool txn_produce_verify(struct broker_req *req, struct kafka_str transactional_i
     LM_ASSERT(k == m);
     t->ctx = v;
     t->ops[0].in.add =
-        (struct lm_txn_add_req){transactional_id, pid, epoch, (int32_t)m, parts, true};
+        (struct lm_txn_add_req){transactional_id, pid, epoch, (int32_t)m, parts, true, false};
     if (coord != hs->node->cfg->node_id)
         t->ops[0].remote_node = coord;
     treq_issue(t);
