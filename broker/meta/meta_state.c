@@ -15,6 +15,14 @@ void lm_meta_state_init(struct lm_meta_state *s)
 {
     memset(s, 0, sizeof(*s));
     s->producer_id_next = 0;
+    s->transaction_version = -1;
+}
+
+int16_t lm_meta_state_transaction_version(const struct lm_meta_state *s)
+{
+    if (s == NULL || s->transaction_version < 0)
+        return LM_META_TRANSACTION_VERSION_DEFAULT;
+    return s->transaction_version;
 }
 
 void lm_meta_configs_free(struct lm_config_entry *configs, size_t count)
@@ -156,6 +164,7 @@ int lm_meta_state_copy(struct lm_meta_state *dst, const struct lm_meta_state *sr
 {
     lm_meta_state_init(dst);
     dst->producer_id_next = src->producer_id_next;
+    dst->transaction_version = src->transaction_version;
     dst->version = src->version;
     if (src->topic_count == 0)
         return brokers_copy(dst, src);
@@ -973,6 +982,12 @@ int lm_meta_state_check(const struct lm_meta_state *s, const struct lm_meta_reco
         return broker_configs_check(s, r);
     case LM_META_GROUP_CONFIGS:
         return group_configs_check(s, r);
+    case LM_META_FEATURE_LEVEL:
+        if (r->feature == NULL || strcmp(r->feature, LM_META_FEATURE_TRANSACTION_VERSION) != 0)
+            return LM_E_INVALID;
+        return r->feature_level >= 0 && r->feature_level <= LM_META_TRANSACTION_VERSION_MAX
+                   ? 0
+                   : LM_E_INVALID;
     }
     return LM_E_INVALID;
 }
@@ -1161,6 +1176,9 @@ int lm_meta_state_apply(struct lm_meta_state *s, const struct lm_meta_record *r)
         if (rc != 0)
             return rc;
         break;
+    case LM_META_FEATURE_LEVEL:
+        s->transaction_version = r->feature_level;
+        break;
     }
     s->version++;
     return 0;
@@ -1211,6 +1229,9 @@ size_t lm_meta_record_size(const struct lm_meta_record *r)
         break;
     case LM_META_GROUP_CONFIGS:
         n += str_size(r->group) + configs_size(r);
+        break;
+    case LM_META_FEATURE_LEVEL:
+        n += str_size(r->feature) + 2;
         break;
     case LM_META_TOPIC_DELETE:
         n += str_size(r->topic) + (!id_is_zero(r->topic_id) ? 16 : 0);
@@ -1351,6 +1372,7 @@ int lm_meta_record_encode(const struct lm_meta_record *r, uint8_t *buf, size_t c
     if ((r->type == LM_META_BROKER_REGISTER && (r->rack == NULL || r->endpoints == NULL)) ||
         (r->type == LM_META_PARTITION_LEADER && r->topic == NULL) ||
         (r->type == LM_META_GROUP_CONFIGS && r->group == NULL) ||
+        (r->type == LM_META_FEATURE_LEVEL && r->feature == NULL) ||
         ((r->type == LM_META_SCRAM_SET || r->type == LM_META_SCRAM_DELETE) &&
          (r->user == NULL || lm_meta_scram_key_len(r->scram_mechanism) == 0)) ||
         (r->type == LM_META_SCRAM_SET &&
@@ -1413,6 +1435,10 @@ int lm_meta_record_encode(const struct lm_meta_record *r, uint8_t *buf, size_t c
     case LM_META_GROUP_CONFIGS:
         put_str(&c, r->group);
         put_configs(&c, r);
+        break;
+    case LM_META_FEATURE_LEVEL:
+        put_str(&c, r->feature);
+        put_be(&c, (uint16_t)r->feature_level, 2);
         break;
     case LM_META_TOPIC_DELETE:
         put_str(&c, r->topic);
@@ -1625,6 +1651,11 @@ int lm_meta_record_decode(const uint8_t *buf, size_t len, struct lm_meta_record 
     case LM_META_GROUP_CONFIGS:
         if ((rc = get_str(&c, &out->group)) != 0 || (rc = get_configs(&c, out, configs_out)) != 0)
             return rc;
+        break;
+    case LM_META_FEATURE_LEVEL:
+        if ((rc = get_str(&c, &out->feature)) != 0 || (rc = get_be(&c, 2, &v)) != 0)
+            return rc;
+        out->feature_level = (int16_t)(uint16_t)v;
         break;
     case LM_META_TOPIC_DELETE:
         if ((rc = get_str(&c, &out->topic)) != 0)

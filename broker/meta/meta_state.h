@@ -57,7 +57,16 @@ enum lm_meta_record_type {
      * which replace every config of that group (none: the group leaves the image). Keys and
      * values as lm_group_config_validate accepts them. */
     LM_META_GROUP_CONFIGS = 16,
+    /* A finalized feature level (KIP-584, KRaft's FeatureLevelRecord): feature, feature_level.
+     * Only transaction.version (0-2) is changeable; UpdateFeatures writes it. */
+    LM_META_FEATURE_LEVEL = 17,
 };
+
+#define LM_META_FEATURE_TRANSACTION_VERSION "transaction.version"
+#define LM_META_TRANSACTION_VERSION_MAX     2
+/* transaction.version of a metadata image that never recorded one: a new cluster's level, as
+ * Kafka 4.1 formats it (the latest production level, 2). */
+#define LM_META_TRANSACTION_VERSION_DEFAULT 2
 
 /* The most groups with configs the image holds (IncrementalAlterConfigs past it fails). */
 #define LM_META_GROUP_CONFIGS_MAX 10000
@@ -153,6 +162,9 @@ struct lm_meta_record {
     int8_t quota_key; /* enum lm_quota_key */
     double quota_value;
     bool quota_remove;
+    /* FEATURE_LEVEL */
+    const char *feature;
+    int16_t feature_level;
 };
 
 /* The dynamic configs of one broker entity (a node, or LM_META_BROKER_DEFAULT). */
@@ -244,8 +256,15 @@ struct lm_meta_state {
     struct lm_meta_group_configs *group_configs;
     size_t group_config_count;
     size_t group_config_cap;
+    /* the finalized transaction.version, -1 while no FEATURE_LEVEL record set it (then
+     * LM_META_TRANSACTION_VERSION_DEFAULT applies) */
+    int16_t transaction_version;
     uint64_t version; /* bumped by every applied record */
 };
+
+/* lm_meta_state_transaction_version returns the finalized transaction.version of an image
+ * (its default when never set; s may be NULL: no image yet). */
+int16_t lm_meta_state_transaction_version(const struct lm_meta_state *s);
 
 /* The key length of a SCRAM mechanism (32 or 64), 0 for an unknown one. */
 size_t lm_meta_scram_key_len(int8_t mechanism);
