@@ -42,6 +42,19 @@ struct txn_md {
     struct lm_txn_topic_partition *parts;
 };
 
+/* An implicit add waiting for the change in flight (its partitions and topics owned). A
+ * partition leader adds the partitions of each Produce before appending it; answering the adds
+ * of one id in their order keeps a producer's batches in order (a later batch never passes an
+ * earlier one refused for a retry), as Kafka gets by handling one request of a connection at a
+ * time. */
+struct parked {
+    uint64_t token;
+    int64_t pid;
+    int16_t epoch;
+    int32_t n;
+    struct lm_txn_topic_partition *parts;
+};
+
 struct txn_entry {
     char *tid; /* owned, tid_len bytes */
     int32_t tid_len;
@@ -61,6 +74,9 @@ struct txn_entry {
     uint8_t *mark;
     int64_t *mark_retry_ms;
     uint64_t *mark_id; /* the id of the latest send */
+    /* implicit adds (tv2) that came while a change was being written, in arrival order */
+    struct parked *park;
+    size_t n_park, cap_park;
 };
 
 struct lm_txn_coord {
@@ -270,6 +286,15 @@ static void resp_free(struct lm_txn_resp *r)
     r->n_parts = 0;
 }
 
+static void parked_free(struct parked *p)
+{
+    for (int32_t i = 0; i < p->n; i++)
+        free((void *)p->parts[i].topic.ptr);
+    free(p->parts);
+    p->parts = NULL;
+    p->n = 0;
+}
+
 static void entry_remove(struct lm_txn_coord *c, struct txn_entry *e)
 {
     size_t b = bucket_of(entry_tid(e));
@@ -285,6 +310,9 @@ static void entry_remove(struct lm_txn_coord *c, struct txn_entry *e)
     c->n_dense--;
     if (e->has_waiter)
         resp_free(&e->waiter);
+    for (size_t i = 0; i < e->n_park; i++)
+        parked_free(&e->park[i]);
+    free(e->park);
     md_deinit(&e->cur);
     md_deinit(&e->next);
     marks_free(e);
@@ -796,12 +824,64 @@ static int verify_parts(struct lm_txn_coord *c, uint64_t token, const struct lm_
     return rc;
 }
 
+/* park_add queues an implicit add behind the change in flight (CONCURRENT_TRANSACTIONS when
+ * the queue is full). */
+static int park_add(struct lm_txn_coord *c, struct txn_entry *e, uint64_t token,
+                    const struct lm_txn_add_req *req)
+{
+    if (e->n_park >= LM_TXN_PARKED_MAX || req->n_partitions <= 0)
+        return answer_now(c, token, LM_TXN_RESP_ADD, KAFKA_CONCURRENT_TRANSACTIONS,
+                          req->n_partitions, req->partitions);
+    LM_TRY(LM_GROW(e->park, e->cap_park, e->n_park + 1, 4));
+    struct parked p = {token, req->producer_id, req->producer_epoch, 0, NULL};
+    p.parts = calloc((size_t)req->n_partitions, sizeof(*p.parts));
+    if (p.parts == NULL)
+        return LM_E_NOMEM;
+    for (int32_t i = 0; i < req->n_partitions; i++) {
+        struct kafka_str t = req->partitions[i].topic;
+        char *copy = malloc(t.len > 0 ? (size_t)t.len : 1);
+        if (copy == NULL) {
+            parked_free(&p);
+            return LM_E_NOMEM;
+        }
+        if (t.len > 0)
+            memcpy(copy, t.ptr, (size_t)t.len);
+        p.parts[i] = (struct lm_txn_topic_partition){{copy, t.len}, req->partitions[i].partition};
+        p.n = i + 1;
+    }
+    e->park[e->n_park++] = p;
+    return 0;
+}
+
+/* drain_parked runs the parked adds of e in order while no change is in flight. */
+static int drain_parked(struct lm_txn_coord *c, struct txn_entry *e, int64_t now_ms)
+{
+    while (!e->pending && e->n_park > 0) {
+        struct parked p = e->park[0];
+        memmove(&e->park[0], &e->park[1], (e->n_park - 1) * sizeof(*e->park));
+        e->n_park--;
+        int rc = add_parts(c, now_ms, p.token, LM_TXN_RESP_ADD, entry_tid(e), p.pid, p.epoch, p.n,
+                           p.parts, true);
+        parked_free(&p);
+        LM_TRY(rc);
+    }
+    return 0;
+}
+
 int lm_txn_add_partitions(struct lm_txn_coord *c, int64_t now_ms, uint64_t token,
                           const struct lm_txn_add_req *req)
 {
     LM_ASSERT(req->n_partitions >= 0);
     if (req->verify_only)
         return verify_parts(c, token, req);
+    if (req->tv2) {
+        struct txn_entry *e =
+            req->transactional_id.len > 0 && owner_error(c, req->transactional_id) == 0
+                ? entry_find(c, req->transactional_id)
+                : NULL;
+        if (e != NULL && (e->pending || e->n_park > 0))
+            return park_add(c, e, token, req);
+    }
     return add_parts(c, now_ms, token, LM_TXN_RESP_ADD, req->transactional_id, req->producer_id,
                      req->producer_epoch, req->n_partitions, req->partitions, req->tv2);
 }
@@ -1033,10 +1113,15 @@ int lm_txn_coord_write_done(struct lm_txn_coord *c, int64_t now_ms, uint64_t wri
     if (error_code != 0) {
         /* memory keeps the last committed state; the request learns why */
         md_clear_parts(&e->next);
-        return answer_waiter(c, e, error_code);
+        LM_TRY(answer_waiter(c, e, error_code));
+        return drain_parked(c, e, now_ms);
     }
     if (e->pending_state == LM_TXN_DEAD) {
         LM_ASSERT(!e->has_waiter);
+        /* adds that came during the tombstone's write find the id gone */
+        for (size_t k = 0; k < e->n_park; k++)
+            LM_TRY(answer_now(c, e->park[k].token, LM_TXN_RESP_ADD,
+                              KAFKA_INVALID_PRODUCER_ID_MAPPING, e->park[k].n, e->park[k].parts));
         entry_remove(c, e);
         return 0;
     }
@@ -1047,9 +1132,10 @@ int lm_txn_coord_write_done(struct lm_txn_coord *c, int64_t now_ms, uint64_t wri
     md_clear_parts(&e->next);
     LM_TRY(answer_waiter(c, e, 0));
     if (e->cur.state == LM_TXN_PREPARE_COMMIT || e->cur.state == LM_TXN_PREPARE_ABORT)
-        return start_markers(c, e, now_ms);
-    marks_free(e);
-    return 0;
+        LM_TRY(start_markers(c, e, now_ms));
+    else
+        marks_free(e);
+    return drain_parked(c, e, now_ms);
 }
 
 int lm_txn_coord_marker_done(struct lm_txn_coord *c, int64_t now_ms, uint64_t marker_id,
@@ -1206,6 +1292,9 @@ int lm_txn_coord_unload(struct lm_txn_coord *c, int32_t partition)
         if (e->log_part != partition)
             continue;
         LM_TRY(answer_waiter(c, e, KAFKA_NOT_COORDINATOR));
+        for (size_t k = 0; k < e->n_park; k++)
+            LM_TRY(answer_now(c, e->park[k].token, LM_TXN_RESP_ADD, KAFKA_NOT_COORDINATOR,
+                              e->park[k].n, e->park[k].parts));
         entry_remove(c, e);
     }
     c->part_load[partition] = PART_NOT_OWNED;

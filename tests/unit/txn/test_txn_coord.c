@@ -703,6 +703,46 @@ static void test_tv2_epoch_bump(void **st)
     assert_int_equal(r->err, 0);
     assert_int_equal(r->epoch, 3);
 
+    /* implicit adds that come while an add is being written wait for it, and are answered in
+     * their order once it is (a later Produce never passes an earlier one) */
+    {
+        struct lm_txn_topic_partition tps[3] = {{S("p"), 0}, {S("p"), 1}, {S("y"), 0}};
+        uint64_t tk[3];
+        for (int i = 0; i < 3; i++) {
+            tk[i] = g_token++;
+            struct lm_txn_add_req ar = {S("v"), pid, 3, 1, &tps[i], false, true};
+            assert_int_equal(lm_txn_add_partitions(f.c, f.now, tk[i], &ar), 0);
+            pump(&f);
+        }
+        assert_int_equal(f.n_pend, 1);
+        assert_null(last_resp(&f, tk[0]));
+        assert_null(last_resp(&f, tk[1]));
+        assert_null(last_resp(&f, tk[2]));
+        complete_write(&f, 0, 0);
+        assert_int_equal(last_resp(&f, tk[0])->err, 0);
+        assert_null(last_resp(&f, tk[1])); /* its own write now */
+        assert_int_equal(f.n_pend, 1);
+        settle_writes(&f);
+        assert_int_equal(last_resp(&f, tk[1])->err, 0);
+        assert_int_equal(last_resp(&f, tk[2])->err, 0); /* y-0 was in already */
+        const struct fx_resp *order[3] = {last_resp(&f, tk[0]), last_resp(&f, tk[1]),
+                                          last_resp(&f, tk[2])};
+        assert_true(order[0] < order[1] && order[1] < order[2]);
+        assert_true(lm_txn_coord_describe(f.c, S("v"), &in));
+        assert_int_equal(in.n_partitions, 3);
+        /* an add parked behind the EndTxn's write is fenced by the bump */
+        uint64_t te = g_token++, ta = g_token++;
+        struct lm_txn_end_req er = {S("v"), pid, 3, true, true};
+        assert_int_equal(lm_txn_end(f.c, f.now, te, &er), 0);
+        struct lm_txn_add_req late = {S("v"), pid, 3, 1, &tps[0], false, true};
+        assert_int_equal(lm_txn_add_partitions(f.c, f.now, ta, &late), 0);
+        pump(&f);
+        assert_null(last_resp(&f, ta));
+        settle(&f);
+        assert_int_equal(last_resp(&f, te)->epoch, 4);
+        assert_int_equal(last_resp(&f, ta)->err, KAFKA_PRODUCER_FENCED);
+    }
+
     /* a transaction version 1 client on the same coordinator keeps its epoch */
     r = init_pid(&f, "one", 30000, -1, -1);
     assert_int_equal(add(&f, "one", r->pid, 0, "x", 0, false)->err, 0);
