@@ -86,6 +86,60 @@ def s16str(s):
     return struct.pack(">h", len(b)) + b
 
 
+def cstr(s):
+    """A compact (flexible) string."""
+    b = s.encode()
+    return uvarint(len(b) + 1) + b
+
+
+def read_uv(r, pos):
+    shift = v = 0
+    while True:
+        c = r[pos]
+        pos += 1
+        v |= (c & 0x7F) << shift
+        shift += 7
+        if not c & 0x80:
+            return v, pos
+
+
+def end_txn_v5(conn, tid, pid, epoch, commit):
+    """EndTxn v5: (error, producer id, producer epoch) of the answer."""
+    body = cstr(tid) + struct.pack(">qhb", pid, epoch, 1 if commit else 0) + b"\x00"
+    r = conn.call(26, 5, body, True)
+    _thr, err, npid, nepoch = struct.unpack(">ihqh", r[:16])
+    return err, npid, nepoch
+
+
+def describe_transaction(conn, tid):
+    """DescribeTransactions v0 of one id: (error, state, epoch, {topic: [partitions]})."""
+    r = conn.call(65, 0, uvarint(2) + cstr(tid) + b"\x00", True)
+    pos = 4
+    n, pos = read_uv(r, pos)
+    assert n - 1 == 1, n
+    err = struct.unpack(">h", r[pos:pos + 2])[0]
+    pos += 2
+    ln, pos = read_uv(r, pos)
+    pos += ln - 1
+    ln, pos = read_uv(r, pos)
+    state = r[pos:pos + ln - 1].decode()
+    pos += ln - 1
+    _tmo, _start, _pid, epoch = struct.unpack(">iqqh", r[pos:pos + 22])
+    pos += 22
+    topics = {}
+    nt, pos = read_uv(r, pos)
+    for _ in range(nt - 1):
+        ln, pos = read_uv(r, pos)
+        name = r[pos:pos + ln - 1].decode()
+        pos += ln - 1
+        npart, pos = read_uv(r, pos)
+        topics[name] = list(struct.unpack(">%di" % (npart - 1), r[pos:pos + 4 * (npart - 1)]))
+        pos += 4 * (npart - 1)
+        _tags, pos = read_uv(r, pos)
+    return err, state, epoch, topics
+
+
+
 class Conn:
     def __init__(self, host, port, timeout=10):
         self.s = socket.create_connection((host, port), timeout=timeout)
@@ -124,8 +178,9 @@ class Conn:
         _thr, err, pid, epoch = struct.unpack(">ihqh", r[:16])
         return err, pid, epoch
 
-    def produce(self, topic, partition, batch, acks=-1, transactional_id=None):
-        """Produce v9 (flexible). Returns (error code, base offset) of the one partition."""
+    def produce(self, topic, partition, batch, acks=-1, transactional_id=None, version=9):
+        """Produce v9 (flexible; version 9-12 share the layout). Returns (error code, base
+        offset) of the one partition."""
         t = topic.encode()
         body = bytearray()
         if transactional_id is None:
@@ -142,7 +197,7 @@ class Conn:
         body += b"\x00"                             # partition tags
         body += b"\x00"                             # topic tags
         body += b"\x00"                             # request tags
-        r = self.call(0, 9, bytes(body), True)
+        r = self.call(0, version, bytes(body), True)
         pos = 0
 
         def uv():
