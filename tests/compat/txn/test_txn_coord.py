@@ -232,7 +232,14 @@ def tv2_wire(b):
     err, npid, nepoch = kraw.end_txn_v5(conn, "tx-tv2", pid, epoch, True)
     check(err == 0 and npid == pid and nepoch == epoch + 1,
           "EndTxn v5: error %d, %d/%d after %d/%d" % (err, npid, nepoch, pid, epoch))
-    err, rpid, repoch = kraw.end_txn_v5(conn, "tx-tv2", pid, epoch, True)
+    # the retry: CONCURRENT_TRANSACTIONS while the markers are out (as Kafka), then the answer
+    # the commit gave
+    deadline = time.monotonic() + 20
+    while True:
+        err, rpid, repoch = kraw.end_txn_v5(conn, "tx-tv2", pid, epoch, True)
+        if err != 51 or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
     check(err == 0 and (rpid, repoch) == (npid, nepoch),
           "EndTxn v5 retry: error %d, %d/%d" % (err, rpid, repoch))
     err, state, depoch, topics = kraw.describe_transaction(conn, "tx-tv2")
