@@ -532,17 +532,23 @@ static int start_markers(struct lm_txn_coord *c, struct txn_entry *e, int64_t no
 
 /* fence_abort aborts e's ongoing transaction with the epoch bumped (Kafka's
  * prepareFenceProducerEpoch then endTransaction(ABORT) from the coordinator itself): the
- * markers carry the new epoch, so the old producer's later writes are refused. */
+ * markers carry the new epoch, so the old producer's later writes are refused. A transaction
+ * version 2 transaction gets the end-of-transaction bump on top of the fencing one
+ * (prepareAbortOrCommit after the fence), so the fenced producer's own EndTxn at its old epoch
+ * is not taken for a retry of this abort: it is PRODUCER_FENCED. Neither bump passes
+ * Short.MaxValue. */
 static int fence_abort(struct lm_txn_coord *c, struct txn_entry *e, int64_t now_ms)
 {
     LM_ASSERT(e->cur.state == LM_TXN_ONGOING && !e->pending);
     LM_TRY(begin_transit(e, LM_TXN_PREPARE_EPOCH_FENCE, now_ms));
     if (e->next.epoch < INT16_MAX)
         e->next.epoch = (int16_t)(e->next.epoch + 1);
-    /* with transaction version 2 the abort is the epoch bump every transaction end makes: the
-     * producer's own EndTxn(abort) at the old epoch is then answered as a retry, with the new
-     * epoch, instead of fenced (TransactionMetadata.prepareAbortOrCommit) */
-    e->next.last_epoch = e->cur.tv2 ? e->cur.epoch : LM_TXN_NO_PRODUCER_EPOCH;
+    e->next.last_epoch = LM_TXN_NO_PRODUCER_EPOCH;
+    if (e->cur.tv2) {
+        e->next.last_epoch = e->next.epoch;
+        if (e->next.epoch < INT16_MAX)
+            e->next.epoch = (int16_t)(e->next.epoch + 1);
+    }
     e->next.state = LM_TXN_PREPARE_ABORT;
     return commit_transit(c, e, false);
 }

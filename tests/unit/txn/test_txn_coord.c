@@ -687,21 +687,24 @@ static void test_tv2_epoch_bump(void **st)
     assert_int_equal(end2(&f, "v", pid, 1, false)->err, 0); /* its retry */
     assert_int_equal(end2(&f, "v", pid, 1, true)->err, KAFKA_INVALID_TXN_STATE);
 
-    /* the timeout abort bumps the epoch; the producer's own abort at its old epoch is then a
-     * retry answered with the new epoch, its commit is refused */
+    /* the timeout abort fences, then bumps as every end does (2 -> 3 -> 4): the producer's
+     * own EndTxn at its old epoch is not a retry of it, whatever the outcome */
     assert_int_equal(add2(&f, "v", pid, 2, "y", 0)->err, 0);
     f.now += 30000 + 10001;
     assert_int_equal(lm_txn_coord_tick(f.c, f.now), 0);
     pump(&f);
     settle_writes(&f);
     assert_int_equal(f.n_mk, 1);
-    assert_int_equal(f.mk[0].epoch, 3);
+    assert_int_equal(f.mk[0].epoch, 4);
     settle(&f);
     assert_int_equal(state_of(&f, "v"), LM_TXN_COMPLETE_ABORT);
-    assert_int_equal(end2(&f, "v", pid, 2, true)->err, KAFKA_INVALID_TXN_STATE);
-    r = end2(&f, "v", pid, 2, false);
+    assert_int_equal(end2(&f, "v", pid, 2, true)->err, KAFKA_PRODUCER_FENCED);
+    assert_int_equal(end2(&f, "v", pid, 2, false)->err, KAFKA_PRODUCER_FENCED);
+    assert_int_equal(add2(&f, "v", pid, 2, "y", 0)->err, KAFKA_PRODUCER_FENCED);
+    /* a new instance (KIP-360 bump from the current epoch) goes on from 5 */
+    r = init_pid(&f, "v", 30000, pid, 4);
     assert_int_equal(r->err, 0);
-    assert_int_equal(r->epoch, 3);
+    assert_int_equal(r->epoch, 5);
 
     /* implicit adds that come while an add is being written wait for it, and are answered in
      * their order once it is (a later Produce never passes an earlier one) */
@@ -710,7 +713,7 @@ static void test_tv2_epoch_bump(void **st)
         uint64_t tk[3];
         for (int i = 0; i < 3; i++) {
             tk[i] = g_token++;
-            struct lm_txn_add_req ar = {S("v"), pid, 3, 1, &tps[i], false, true};
+            struct lm_txn_add_req ar = {S("v"), pid, 5, 1, &tps[i], false, true};
             assert_int_equal(lm_txn_add_partitions(f.c, f.now, tk[i], &ar), 0);
             pump(&f);
         }
@@ -732,14 +735,14 @@ static void test_tv2_epoch_bump(void **st)
         assert_int_equal(in.n_partitions, 3);
         /* an add parked behind the EndTxn's write is fenced by the bump */
         uint64_t te = g_token++, ta = g_token++;
-        struct lm_txn_end_req er = {S("v"), pid, 3, true, true};
+        struct lm_txn_end_req er = {S("v"), pid, 5, true, true};
         assert_int_equal(lm_txn_end(f.c, f.now, te, &er), 0);
-        struct lm_txn_add_req late = {S("v"), pid, 3, 1, &tps[0], false, true};
+        struct lm_txn_add_req late = {S("v"), pid, 5, 1, &tps[0], false, true};
         assert_int_equal(lm_txn_add_partitions(f.c, f.now, ta, &late), 0);
         pump(&f);
         assert_null(last_resp(&f, ta));
         settle(&f);
-        assert_int_equal(last_resp(&f, te)->epoch, 4);
+        assert_int_equal(last_resp(&f, te)->epoch, 6);
         assert_int_equal(last_resp(&f, ta)->err, KAFKA_PRODUCER_FENCED);
     }
 
