@@ -162,6 +162,24 @@ def verify_across_nodes(nodes, a):
           "coordinator on node %d" % (leader.node_id, coord_id))
 
 
+def features_across_nodes(nodes):
+    """transaction.version is 2 on a new cluster; UpdateFeatures (kafka-features) sent to one
+    node goes through the controller into the metadata, and every node's ApiVersions follows,
+    down to 1 and back to 2."""
+    for level, kind in ((2, None), (1, 2), (2, 1)):
+        if kind is not None:
+            x = nodes[level % len(nodes)]
+            top, err = kraw.update_feature(x.host, x.port, "transaction.version", level, kind)
+            if top != 0 or err != 0:
+                tc.fail("UpdateFeatures transaction.version=%d on node %d: %d %d"
+                        % (level, x.node_id, top, err), nodes)
+        for x in nodes:
+            tc.wait_for("node %d finalizes transaction.version %d" % (x.node_id, level),
+                        lambda x=x: kraw.finalized_features(x.host, x.port).get(
+                            "transaction.version") == level, 30, nodes)
+    print("ok: transaction.version 2 -> 1 -> 2 through the controller, seen by every node")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--io", default="uring")
@@ -197,6 +215,7 @@ def main():
             tc.fail("__transaction_state configs: min.insync.replicas %s, cleanup.policy %s"
                     % (cfgs["min.insync.replicas"].value, cfgs["cleanup.policy"].value), nodes)
         verify_across_nodes(nodes, a)
+        features_across_nodes(nodes)
         committed = []
         for r in range(6):
             p.begin_transaction()

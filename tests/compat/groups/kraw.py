@@ -219,3 +219,57 @@ class Conn:
         idx, err, base = struct.unpack(">ihq", r[pos:pos + 14])
         assert idx == partition
         return err, base
+
+
+def finalized_features(host, port):
+    """ApiVersions v3's finalized features {name: level} (raw frames; its response header is
+    v0 whatever the version, KIP-511)."""
+    c = Conn(host, port)
+    cid = b"kraw"
+    msg = (struct.pack(">hhih", 18, 3, 1, len(cid)) + cid + b"\x00" +
+           cstr("raw") + cstr("1") + b"\x00")
+    c.s.sendall(struct.pack(">i", len(msg)) + msg)
+    r = c._recv(struct.unpack(">i", c._recv(4))[0])[4:]
+    c.close()
+    assert struct.unpack(">h", r[:2])[0] == 0, "ApiVersions v3: an error"
+    n, pos = read_uv(r, 2)
+    for _ in range(n - 1):
+        _tags, pos = read_uv(r, pos + 6)
+    pos += 4
+    fin = {}
+    ntags, pos = read_uv(r, pos)
+    for _ in range(ntags):
+        tag, pos = read_uv(r, pos)
+        size, pos = read_uv(r, pos)
+        if tag == 2:
+            q = pos
+            nf, q = read_uv(r, q)
+            for _ in range(nf - 1):
+                ln, q = read_uv(r, q)
+                name = r[q:q + ln - 1].decode()
+                q += ln - 1
+                hi, _lo = struct.unpack(">hh", r[q:q + 4])
+                _tags, q = read_uv(r, q + 4)
+                fin[name] = hi
+        pos += size
+    return fin
+
+
+
+
+def update_feature(host, port, name, level, upgrade_type):
+    """UpdateFeatures v1 of one feature (upgrade_type 1 upgrade, 2 safe downgrade): (top-level
+    error, the feature's error)."""
+    c = Conn(host, port)
+    body = (struct.pack(">i", 60000) + uvarint(2) + cstr(name) +
+            struct.pack(">hb", level, upgrade_type) + b"\x00" + b"\x00" + b"\x00")
+    r = c.call(57, 1, body, True)
+    c.close()
+    top = struct.unpack(">h", r[4:6])[0]
+    ln, pos = read_uv(r, 6)
+    pos += max(ln - 1, 0)
+    n, pos = read_uv(r, pos)
+    assert n - 1 == 1, n
+    ln, pos = read_uv(r, pos)
+    pos += ln - 1
+    return top, struct.unpack(">h", r[pos:pos + 2])[0]

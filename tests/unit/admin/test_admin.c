@@ -1398,7 +1398,26 @@ static void test_features(void **state)
     assert_int_equal(rs->results[0].error_code, KAFKA_NONE);
     snap = lm_meta_store_snapshot(f->meta);
     assert_int_equal(snap->state.transaction_version, 1);
+    /* a metadata snapshot carries the level (a cluster node rebuilt from it finalizes 1) */
+    uint8_t *img = NULL;
+    size_t img_len = 0;
+    assert_int_equal(meta_snapshot_encode(&snap->state, 7, &img, &img_len), 0);
     lm_meta_snapshot_release(snap);
+    char dir[] = "/tmp/lm-features-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    struct lm_meta_store *other = NULL;
+    assert_int_equal(lm_meta_store_open(dir, &other), 0);
+    assert_int_equal(lm_meta_store_set_cluster(other, 1), 0);
+    int64_t last = -1;
+    assert_int_equal(meta_snapshot_load(other, img, img_len, &last), 0);
+    snap = lm_meta_store_snapshot(other);
+    assert_int_equal(lm_meta_state_transaction_version(&snap->state), 1);
+    lm_meta_snapshot_release(snap);
+    lm_meta_store_close(other);
+    free(img);
+    char cmd[128];
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+    assert_int_equal(system(cmd), 0);
     kafka_api_versions_response_init(&av);
     assert_int_equal(admin_features_fill(&f->env, 4, &av, &f->a), 0);
     assert_int_equal(av.finalized_features_count, 3);
