@@ -42,13 +42,18 @@ struct txn_md {
     struct lm_txn_topic_partition *parts;
 };
 
-/* An implicit add waiting for the change in flight (its partitions and topics owned). A
- * partition leader adds the partitions of each Produce before appending it; answering the adds
- * of one id in their order keeps a producer's batches in order (a later batch never passes an
- * earlier one refused for a retry), as Kafka gets by handling one request of a connection at a
- * time. */
+/* An implicit add waiting for the change in flight, or for the markers of the transaction
+ * before it (its partitions and topics owned). A partition leader adds the partitions of each
+ * Produce before appending it; answering the adds of one id in their order keeps a producer's
+ * batches in order (a later batch never passes an earlier one refused for a retry), as Kafka
+ * gets by handling one request of a connection at a time. A transaction version 2 producer
+ * starts its next transaction as soon as EndTxn answers, while the markers are still out:
+ * its first adds wait for the Complete record instead of failing (Kafka's partition leaders
+ * retry CONCURRENT_TRANSACTIONS themselves for these adds). */
 struct parked {
     uint64_t token;
+    int64_t since_ms; /* when it came: answered CONCURRENT_TRANSACTIONS after
+                       * LM_TXN_PARKED_TIMEOUT_MS (the Produce is retried) */
     int64_t pid;
     int16_t epoch;
     int32_t n;
@@ -832,14 +837,14 @@ static int verify_parts(struct lm_txn_coord *c, uint64_t token, const struct lm_
 
 /* park_add queues an implicit add behind the change in flight (CONCURRENT_TRANSACTIONS when
  * the queue is full). */
-static int park_add(struct lm_txn_coord *c, struct txn_entry *e, uint64_t token,
+static int park_add(struct lm_txn_coord *c, struct txn_entry *e, int64_t now_ms, uint64_t token,
                     const struct lm_txn_add_req *req)
 {
     if (e->n_park >= LM_TXN_PARKED_MAX || req->n_partitions <= 0)
         return answer_now(c, token, LM_TXN_RESP_ADD, KAFKA_CONCURRENT_TRANSACTIONS,
                           req->n_partitions, req->partitions);
     LM_TRY(LM_GROW(e->park, e->cap_park, e->n_park + 1, 4));
-    struct parked p = {token, req->producer_id, req->producer_epoch, 0, NULL};
+    struct parked p = {token, now_ms, req->producer_id, req->producer_epoch, 0, NULL};
     p.parts = calloc((size_t)req->n_partitions, sizeof(*p.parts));
     if (p.parts == NULL)
         return LM_E_NOMEM;
@@ -859,10 +864,19 @@ static int park_add(struct lm_txn_coord *c, struct txn_entry *e, uint64_t token,
     return 0;
 }
 
-/* drain_parked runs the parked adds of e in order while no change is in flight. */
+/* must_wait tells whether an implicit add of e waits: a change in flight, adds before it, or
+ * a transaction whose markers are out. */
+static bool must_wait(const struct txn_entry *e)
+{
+    return e->pending || e->n_park > 0 || e->cur.state == LM_TXN_PREPARE_COMMIT ||
+           e->cur.state == LM_TXN_PREPARE_ABORT;
+}
+
+/* drain_parked runs the parked adds of e in order while nothing holds them. */
 static int drain_parked(struct lm_txn_coord *c, struct txn_entry *e, int64_t now_ms)
 {
-    while (!e->pending && e->n_park > 0) {
+    while (!e->pending && e->n_park > 0 && e->cur.state != LM_TXN_PREPARE_COMMIT &&
+           e->cur.state != LM_TXN_PREPARE_ABORT) {
         struct parked p = e->park[0];
         memmove(&e->park[0], &e->park[1], (e->n_park - 1) * sizeof(*e->park));
         e->n_park--;
@@ -885,8 +899,8 @@ int lm_txn_add_partitions(struct lm_txn_coord *c, int64_t now_ms, uint64_t token
             req->transactional_id.len > 0 && owner_error(c, req->transactional_id) == 0
                 ? entry_find(c, req->transactional_id)
                 : NULL;
-        if (e != NULL && (e->pending || e->n_park > 0))
-            return park_add(c, e, token, req);
+        if (e != NULL && must_wait(e))
+            return park_add(c, e, now_ms, token, req);
     }
     return add_parts(c, now_ms, token, LM_TXN_RESP_ADD, req->transactional_id, req->producer_id,
                      req->producer_epoch, req->n_partitions, req->partitions, req->tv2);
@@ -1170,6 +1184,19 @@ int lm_txn_coord_marker_done(struct lm_txn_coord *c, int64_t now_ms, uint64_t ma
 
 /* ---- timeouts, expiration, retries ---- */
 
+/* expire_parked answers every parked add of e CONCURRENT_TRANSACTIONS (in order: the
+ * Produces are retried by their producers). */
+static int expire_parked(struct lm_txn_coord *c, struct txn_entry *e)
+{
+    for (size_t k = 0; k < e->n_park; k++) {
+        LM_TRY(answer_now(c, e->park[k].token, LM_TXN_RESP_ADD, KAFKA_CONCURRENT_TRANSACTIONS,
+                          e->park[k].n, e->park[k].parts));
+        parked_free(&e->park[k]);
+    }
+    e->n_park = 0;
+    return 0;
+}
+
 int lm_txn_coord_tick(struct lm_txn_coord *c, int64_t now_ms)
 {
     bool abort_due = c->last_abort_check_ms == INT64_MIN ||
@@ -1183,6 +1210,8 @@ int lm_txn_coord_tick(struct lm_txn_coord *c, int64_t now_ms)
     /* walk by index: an expired entry is only removed once its tombstone is written */
     for (size_t i = 0; i < c->n_dense; i++) {
         struct txn_entry *e = c->dense[i];
+        if (e->n_park > 0 && e->park[0].since_ms + LM_TXN_PARKED_TIMEOUT_MS <= now_ms)
+            LM_TRY(expire_parked(c, e));
         if (!lm_txn_coord_owns(c, e->log_part) || e->pending)
             continue;
         switch (e->cur.state) {

@@ -50,6 +50,7 @@
 #define LM_TXN_MARKER_RETRY_MS   100   /* before a marker answered RETRY is sent again */
 #define LM_TXN_MARKER_TIMEOUT_MS 30000 /* before an unanswered marker is sent again */
 #define LM_TXN_PARKED_MAX        64    /* implicit adds of one id waiting for its change */
+#define LM_TXN_PARKED_TIMEOUT_MS 5000  /* before a waiting implicit add is answered a retry */
 
 /* Kafka's TransactionState ids, as stored in TransactionLogValue.TransactionStatus. */
 enum lm_txn_state {
@@ -105,8 +106,10 @@ struct lm_txn_add_req {
     bool verify_only; /* AddPartitionsToTxn v4+ from a partition leader (KIP-890 part 1) */
     bool tv2;         /* an implicit add for a transaction version 2 client (KIP-890 part 2):
                        * a Produce v12+ or TxnOffsetCommit v5+ to a partition not added yet.
-                       * One that comes while the id's state is being written waits for it
-                       * (up to LM_TXN_PARKED_MAX), so the adds of an id answer in order */
+                       * One that comes while the id's state is being written, or while the
+                       * markers of its previous transaction are out, waits for it (at most
+                       * LM_TXN_PARKED_MAX, LM_TXN_PARKED_TIMEOUT_MS), so the adds of an id
+                       * answer in order */
 };
 
 struct lm_txn_add_offsets_req {

@@ -744,6 +744,36 @@ static void test_tv2_epoch_bump(void **st)
         settle(&f);
         assert_int_equal(last_resp(&f, te)->epoch, 6);
         assert_int_equal(last_resp(&f, ta)->err, KAFKA_PRODUCER_FENCED);
+
+        /* the next transaction's first add, sent while the markers of the one before are
+         * out, waits for its Complete record; one waiting too long is answered for a retry */
+        assert_int_equal(add2(&f, "v", pid, 6, "p", 0)->err, 0);
+        for (int round = 0; round < 2; round++) {
+            int16_t ep = (int16_t)(6 + round);
+            uint64_t tn = g_token++;
+            struct lm_txn_end_req er2 = {S("v"), pid, ep, true, true};
+            assert_int_equal(lm_txn_end(f.c, f.now, g_token++, &er2), 0);
+            pump(&f);
+            settle_writes(&f);
+            assert_int_equal(f.n_mk, 1);
+            assert_int_equal(state_of(&f, "v"), LM_TXN_PREPARE_COMMIT);
+            struct lm_txn_add_req nx = {S("v"), pid, (int16_t)(ep + 1), 1, &tps[1], false, true};
+            assert_int_equal(lm_txn_add_partitions(f.c, f.now, tn, &nx), 0);
+            pump(&f);
+            assert_null(last_resp(&f, tn));
+            if (round == 0) {
+                settle(&f);
+                assert_int_equal(last_resp(&f, tn)->err, 0);
+                assert_int_equal(state_of(&f, "v"), LM_TXN_ONGOING);
+            } else {
+                f.now += LM_TXN_PARKED_TIMEOUT_MS;
+                assert_int_equal(lm_txn_coord_tick(f.c, f.now), 0);
+                pump(&f);
+                assert_int_equal(last_resp(&f, tn)->err, KAFKA_CONCURRENT_TRANSACTIONS);
+                settle(&f);
+                assert_int_equal(state_of(&f, "v"), LM_TXN_COMPLETE_COMMIT);
+            }
+        }
     }
 
     /* a transaction version 1 client on the same coordinator keeps its epoch */
