@@ -780,7 +780,7 @@ static int add_parts(struct lm_txn_coord *c, int64_t now_ms, uint64_t token, uin
         err = KAFKA_INVALID_REQUEST;
     if (err != 0)
         return answer_now(c, token, kind, err, n_resp, parts);
-    bool all_in = e->cur.state == LM_TXN_ONGOING && e->cur.tv2 == tv2;
+    bool all_in = e->cur.state == LM_TXN_ONGOING;
     for (int32_t i = 0; all_in && i < n; i++)
         all_in = md_find(&e->cur, parts[i].topic, parts[i].partition) >= 0;
     if (all_in)
@@ -796,8 +796,9 @@ static int add_parts(struct lm_txn_coord *c, int64_t now_ms, uint64_t token, uin
     if (e->cur.state != LM_TXN_ONGOING)
         e->next.start_ts_ms = now_ms;
     e->next.state = LM_TXN_ONGOING;
-    /* the transaction version is the client's, learnt from how it adds partitions */
-    e->next.tv2 = tv2;
+    /* the transaction version is the client's, learnt from how it adds partitions (a
+     * transaction that saw an implicit add stays version 2) */
+    e->next.tv2 = e->cur.state == LM_TXN_ONGOING ? (e->cur.tv2 || tv2) : tv2;
     struct lm_txn_resp r;
     LM_TRY(resp_init(&r, token, kind, n_resp, parts));
     int rc = commit_transit(c, e, false);
