@@ -178,6 +178,12 @@ int meta_snapshot_encode(const struct lm_meta_state *st, int64_t last, uint8_t *
         memcpy(r.topic_id, lm_meta_state_retired_at(st, i), 16);
         put_record(&o, &r);
     }
+    if (st->transaction_version >= 0) {
+        struct lm_meta_record r = {.type = LM_META_FEATURE_LEVEL,
+                                   .feature = LM_META_FEATURE_TRANSACTION_VERSION,
+                                   .feature_level = st->transaction_version};
+        put_record(&o, &r);
+    }
     if (o.rc != 0) {
         free(o.buf);
         return o.rc;

@@ -160,6 +160,7 @@ enum admin_commit_kind {
     ADMIN_COMMIT_ACL,        /* CreateAcls, DeleteAcls */
     ADMIN_COMMIT_REASSIGN,   /* AlterPartitionReassignments */
     ADMIN_COMMIT_QUOTA,      /* AlterClientQuotas */
+    ADMIN_COMMIT_FEATURE,    /* UpdateFeatures (topic is the feature) */
 };
 
 struct admin_defer_item {

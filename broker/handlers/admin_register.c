@@ -55,6 +55,7 @@ static void defer_outcome(struct kafka_arena *a, const struct admin_defer_item *
         code = it->kind == ADMIN_COMMIT_SCRAM        ? KAFKA_UNACCEPTABLE_CREDENTIAL
                : it->kind == ADMIN_COMMIT_ACL        ? KAFKA_INVALID_REQUEST
                : it->kind == ADMIN_COMMIT_QUOTA      ? KAFKA_INVALID_REQUEST
+               : it->kind == ADMIN_COMMIT_FEATURE    ? KAFKA_INVALID_UPDATE_VERSION
                : it->kind == ADMIN_COMMIT_CONFIGS    ? KAFKA_INVALID_CONFIG
                : it->kind == ADMIN_COMMIT_PARTITIONS ? KAFKA_INVALID_PARTITIONS
                : it->kind == ADMIN_COMMIT_REASSIGN   ? KAFKA_INVALID_REPLICA_ASSIGNMENT
@@ -78,10 +79,11 @@ static void defer_outcome(struct kafka_arena *a, const struct admin_defer_item *
     char *m = kafka_arena_alloc(a, 320, 1);
     if (m != NULL) {
         int n = snprintf(m, 320, "%s '%s': the change %s (%s).",
-                         it->kind == ADMIN_COMMIT_SCRAM   ? "User"
-                         : it->kind == ADMIN_COMMIT_ACL   ? "ACL binding"
-                         : it->kind == ADMIN_COMMIT_QUOTA ? "Client quota of"
-                                                          : "Topic",
+                         it->kind == ADMIN_COMMIT_SCRAM     ? "User"
+                         : it->kind == ADMIN_COMMIT_ACL     ? "ACL binding"
+                         : it->kind == ADMIN_COMMIT_QUOTA   ? "Client quota of"
+                         : it->kind == ADMIN_COMMIT_FEATURE ? "Feature"
+                                                            : "Topic",
                          t, what, lm_strerror(rc));
         *it->msg = (struct kafka_str){m, n < 0 ? 0 : n >= 320 ? 319 : n};
     }

@@ -291,7 +291,9 @@ int admin_commit(const struct admin_env *env, const struct lm_meta_record *r,
             *it = (struct admin_defer_item){.rec = buf,
                                             .len = (size_t)rc,
                                             .kind = kind,
-                                            .topic = r->topic != NULL ? r->topic : r->user,
+                                            .topic = r->topic != NULL  ? r->topic
+                                                     : r->user != NULL ? r->user
+                                                                       : r->feature,
                                             .code = code,
                                             .msg = msg};
             rc = 0;

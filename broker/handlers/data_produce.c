@@ -1,4 +1,5 @@
-/* Produce (advertised v0-11, served v3-11 as Kafka 4): each partition's batches go to the
+/* Produce (advertised v0-12, served v3-12 as Kafka 4; v12's transactional batches join their
+ * transaction through the leader, KIP-890 part 2): each partition's batches go to the
  * shard that owns the partition, are validated there (DESIGN.md §3: magic 2, lengths, CRC-32C,
  * records, bounded decompression; max.message.bytes), recompressed when the topic's
  * compression.type asks for another codec, and appended (offsets, leader epoch, LogAppendTime
@@ -668,7 +669,8 @@ void data_produce(struct broker_req *req)
         broker_req_respond_none(req);
         return;
     }
-    /* transactional batches: verified with the coordinator first (KIP-890 part 1) */
+    /* transactional batches: verified with the coordinator first (KIP-890 part 1), or from v12
+     * added to their transaction by it (part 2) */
     if (!txn_produce_verify(req, c->rq.transactional_id, items, n, f))
         hfan_start(f);
 }

@@ -760,7 +760,16 @@ static void fill_commit(struct greq *g, const struct lm_group_resp *r, int16_t e
     }
 }
 
-/* ---- TxnOffsetCommit (0-4) ------------------------------------------------------------------ */
+/* ---- TxnOffsetCommit (0-5) ------------------------------------------------------------------ */
+
+/* v5+ (transaction version 2): the offsets partition was added to the transaction, or not. */
+static void txn_offsets_added(void *ctx, int16_t error_code)
+{
+    struct greq *g = ctx;
+    if (error_code != KAFKA_NONE)
+        g->ops[0].deny = error_code; /* the group coordinator never sees it */
+    group_ops_start(g);
+}
 
 static void txn_offset_commit(struct broker_req *req)
 {
@@ -859,6 +868,14 @@ static void txn_offset_commit(struct broker_req *req)
     gop_set(g, 0, GOP_TXN_COMMIT, group_owner_of(hs, rq->group_id), in, 1);
     if (common != KAFKA_NONE) /* the coordinator never sees it */
         g->ops[0].deny = common;
+    /* KIP-890 part 2: a transaction version 2 client sends no AddOffsetsToTxn; the group's
+     * offsets partition joins the transaction before the offsets are written */
+    if (v >= 5 && common == KAFKA_NONE && lnt > 0) {
+        if (txn_offsets_add(req, rq->transactional_id, rq->producer_id, rq->producer_epoch,
+                            rq->group_id, txn_offsets_added, g))
+            return;
+        g->ops[0].deny = KAFKA_COORDINATOR_NOT_AVAILABLE; /* never written outside it */
+    }
     group_ops_start(g);
     return;
 nomem:
@@ -1550,7 +1567,7 @@ int group_api_register(struct broker_dispatch *d)
         (rc = handlers_serve(d, KAFKA_LIST_GROUPS_KEY, 0, 5, list_groups)) != 0 ||
         (rc = handlers_serve(d, KAFKA_DELETE_GROUPS_KEY, 0, 2, delete_groups)) != 0 ||
         (rc = handlers_serve(d, KAFKA_OFFSET_DELETE_KEY, 0, 0, offset_delete)) != 0 ||
-        (rc = handlers_serve(d, KAFKA_TXN_OFFSET_COMMIT_KEY, 0, 4, txn_offset_commit)) != 0)
+        (rc = handlers_serve(d, KAFKA_TXN_OFFSET_COMMIT_KEY, 0, 5, txn_offset_commit)) != 0)
         return rc;
     return group_cgroup_register(d);
 }

@@ -908,7 +908,7 @@ int handlers_data_register(struct broker_dispatch *d)
     int rc;
     /* Produce is advertised from v0 as Kafka 4 does (older librdkafka enables compression only
      * then); v0-2 are answered UNSUPPORTED_VERSION by the handler (PROTOCOL-NOTES). */
-    if ((rc = handlers_serve(d, KAFKA_PRODUCE_KEY, 0, 11, data_produce)) != 0 ||
+    if ((rc = handlers_serve(d, KAFKA_PRODUCE_KEY, 0, 12, data_produce)) != 0 ||
         (rc = handlers_serve(d, KAFKA_FETCH_KEY, 4, 17, data_fetch)) != 0 ||
         (rc = handlers_serve(d, KAFKA_LIST_OFFSETS_KEY, 1, 11, data_list_offsets)) != 0 ||
         (rc = handlers_serve(d, KAFKA_METADATA_KEY, 0, 12, data_metadata)) != 0 ||

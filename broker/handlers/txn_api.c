@@ -2,14 +2,18 @@
  * connection's shard, check ACLs as KafkaApis does, run one call per transactional id on the
  * owner shard (one after another: only one shard at a time touches the request's arena),
  * encode back home. Served: InitProducerId with a transactional id (producer_idem.c hands it
- * here), AddPartitionsToTxn 0-5 (v4+ batched, verify_only), AddOffsetsToTxn 0-4, EndTxn 0-4,
- * DescribeTransactions 0, ListTransactions 0-1.
+ * here), AddPartitionsToTxn 0-5 (v4+ batched, verify_only; v5 without verify_only is a
+ * partition leader's implicit add for a transaction version 2 client), AddOffsetsToTxn 0-4,
+ * EndTxn 0-5 (v5: transaction version 2, KIP-890 part 2), DescribeTransactions 0,
+ * ListTransactions 0-1; the coordinator's side of Produce (v12+ adds its partitions) and of
+ * TxnOffsetCommit (v5+ adds the group's offsets partition).
  * Errors follow KIP-588: before InitProducerId v4, EndTxn/AddPartitionsToTxn/AddOffsetsToTxn
  * v2, a fenced producer gets INVALID_PRODUCER_EPOCH instead of PRODUCER_FENCED. */
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
+#include "broker/group/group_records.h"
 #include "broker/handlers/group_internal.h"
 #include "broker/handlers/txn_internal.h"
 #include "broker/log.h"
@@ -243,7 +247,9 @@ static bool apt_prepare(struct treq *t, size_t i, const struct apt_txn *x)
     for (int32_t k = 0; k < x->n_topics; k++) {
         struct kafka_str name = x->topics[k].name;
         int16_t e = deny_all;
-        if (e == KAFKA_NONE && !x->verify_only &&
+        /* a client's request (v3 and below) needs WRITE on each topic; a broker's (v4+,
+         * already authorized for CLUSTER_ACTION) forwards a Produce it authorized itself */
+        if (e == KAFKA_NONE && t->req->api_version < 4 &&
             !h_allowed_k(req, AUTHZ_OP_WRITE, AUTHZ_RES_TOPIC, name))
             e = KAFKA_TOPIC_AUTHORIZATION_FAILED;
         struct htopic *ht = name.len > 0 ? hs_topic(hs, name.ptr, (size_t)name.len) : NULL;
@@ -257,7 +263,11 @@ static bool apt_prepare(struct treq *t, size_t i, const struct apt_txn *x)
             refused |= pe != KAFKA_NONE;
         }
     }
-    op->in.add = (struct lm_txn_add_req){x->tid, x->pid, x->epoch, n, parts, x->verify_only};
+    /* v5+ from a partition leader without verify_only: a Produce v12+ of a transaction
+     * version 2 client reached a partition, which joins the transaction (KIP-890 part 2) */
+    bool implicit = t->req->api_version >= 5 && !x->verify_only;
+    op->in.add =
+        (struct lm_txn_add_req){x->tid, x->pid, x->epoch, n, parts, x->verify_only, implicit};
     if (refused) {
         for (int32_t q = 0; q < n; q++)
             if (op->part_errors[q] == KAFKA_NONE)
@@ -340,7 +350,7 @@ static void add_offsets_to_txn(struct broker_req *req)
     treq_issue(t);
 }
 
-/* ---- EndTxn (0-4) --------------------------------------------------------------------------- */
+/* ---- EndTxn (0-5) --------------------------------------------------------------------------- */
 
 static void end_post(struct treq *t)
 {
@@ -348,8 +358,10 @@ static void end_post(struct treq *t)
     kafka_end_txn_response_init(&resp);
     resp.throttle_time_ms = 0;
     resp.error_code = fenced_for(t->ops[0].error_code, t->req->api_version, 2);
-    resp.producer_id = -1;
-    resp.producer_epoch = -1;
+    /* v5: the producer id and epoch the producer continues with (KIP-890 part 2) */
+    bool ok = t->ops[0].error_code == KAFKA_NONE && t->req->api_version >= 5;
+    resp.producer_id = ok ? t->ops[0].producer_id : -1;
+    resp.producer_epoch = ok ? t->ops[0].producer_epoch : -1;
     h_respond(t->req, &resp);
 }
 
@@ -367,8 +379,9 @@ static void end_txn(struct broker_req *req)
     if (t == NULL)
         return;
     top_init(t, 0, TOP_END, rq->transactional_id);
-    t->ops[0].in.end = (struct lm_txn_end_req){rq->transactional_id, rq->producer_id,
-                                               rq->producer_epoch, rq->committed};
+    t->ops[0].in.end =
+        (struct lm_txn_end_req){rq->transactional_id, rq->producer_id, rq->producer_epoch,
+                                rq->committed, req->api_version >= 5};
     int16_t deny = KAFKA_NONE;
     if (!h_allowed_k(req, AUTHZ_OP_WRITE, AUTHZ_RES_TRANSACTIONAL_ID, rq->transactional_id))
         deny = KAFKA_TRANSACTIONAL_ID_AUTHORIZATION_FAILED;
@@ -684,7 +697,10 @@ bool txn_produce_verify(struct broker_req *req, struct kafka_str transactional_i
                         struct hwork *items, size_t n, struct hfan *f)
 {
     struct hshard *hs = hs_of(req->shard);
-    if (transactional_id.len <= 0 || !hs->node->txn_verify_partitions)
+    /* Produce v12+ comes from a transaction version 2 client, which does not add partitions
+     * itself: the leader adds them (KIP-890 part 2), whether or not verification is on */
+    bool implicit = req->api_version >= 12;
+    if (transactional_id.len <= 0 || (!implicit && !hs->node->txn_verify_partitions))
         return false;
     int32_t coord = txn_coordinator_node(hs, transactional_id);
     if (coord < 0) {
@@ -751,10 +767,80 @@ bool txn_produce_verify(struct broker_req *req, struct kafka_str transactional_i
     }
     LM_ASSERT(k == m);
     t->ctx = v;
-    t->ops[0].in.add =
-        (struct lm_txn_add_req){transactional_id, pid, epoch, (int32_t)m, parts, true};
+    t->ops[0].in.add = (struct lm_txn_add_req){transactional_id, pid,     epoch, (int32_t)m, parts,
+                                               !implicit,        implicit};
     if (coord != hs->node->cfg->node_id)
         t->ops[0].remote_node = coord;
+    treq_issue(t);
+    return true;
+}
+
+/* ---- TxnOffsetCommit v5+: the offsets partition joins the transaction -------------------------
+ */
+
+struct oa_ctx {
+    void (*done)(void *ctx, int16_t error_code);
+    void *ctx;
+};
+
+/* The TxnOffsetCommit error for a failed add: the transaction coordinator's retriable answers
+ * become COORDINATOR_NOT_AVAILABLE (the client finds the group coordinator again and retries,
+ * as Kafka's group coordinator answers a failed verification); a fenced producer gets
+ * INVALID_PRODUCER_EPOCH. */
+static int16_t offsets_error(int16_t e)
+{
+    switch (e) {
+    case KAFKA_COORDINATOR_LOAD_IN_PROGRESS:
+    case KAFKA_COORDINATOR_NOT_AVAILABLE:
+    case KAFKA_NOT_COORDINATOR:
+    case KAFKA_CONCURRENT_TRANSACTIONS:
+    case KAFKA_UNKNOWN_TOPIC_OR_PARTITION:
+        return KAFKA_COORDINATOR_NOT_AVAILABLE;
+    case KAFKA_PRODUCER_FENCED:
+        return KAFKA_INVALID_PRODUCER_EPOCH;
+    default:
+        return e;
+    }
+}
+
+static void oa_post(struct treq *t)
+{
+    struct oa_ctx *o = t->ctx;
+    struct top *op = &t->ops[0];
+    int16_t e = op->part_errors[0];
+    o->done(o->ctx, offsets_error(e));
+}
+
+bool txn_offsets_add(struct broker_req *req, struct kafka_str transactional_id, int64_t pid,
+                     int16_t epoch, struct kafka_str group_id,
+                     void (*done)(void *ctx, int16_t error_code), void *ctx)
+{
+    struct hshard *hs = hs_of(req->shard);
+    if (transactional_id.len <= 0 || group_id.len < 0)
+        return false;
+    int32_t coord = txn_coordinator_node(hs, transactional_id);
+    struct treq *t = treq_new(req, 1, oa_post);
+    struct oa_ctx *o = h_alloc(req, 1, sizeof(*o));
+    struct lm_txn_topic_partition *tp = h_alloc(req, 1, sizeof(*tp));
+    if (t == NULL || o == NULL || tp == NULL)
+        return false;
+    o->done = done;
+    o->ctx = ctx;
+    t->ctx = o;
+    top_init(t, 0, TOP_ADD, transactional_id);
+    t->ops[0].part_errors = h_alloc(req, 1, sizeof(int16_t));
+    if (t->ops[0].part_errors == NULL)
+        return false;
+    *tp = (struct lm_txn_topic_partition){
+        cstr(GROUP_OFFSETS_TOPIC),
+        lm_gr_partition_for(group_id, hs->node->txn_cfg.offsets_partitions)};
+    t->ops[0].in.add = (struct lm_txn_add_req){transactional_id, pid, epoch, 1, tp, false, true};
+    if (coord < 0) {
+        t->ops[0].part_errors[0] = KAFKA_COORDINATOR_NOT_AVAILABLE;
+        t->ops[0].kind = 0; /* answered without a coordinator */
+    } else if (coord != hs->node->cfg->node_id) {
+        t->ops[0].remote_node = coord;
+    }
     treq_issue(t);
     return true;
 }
@@ -766,7 +852,7 @@ int txn_api_register(struct broker_dispatch *d)
         (rc = handlers_serve(d, KAFKA_ADD_PARTITIONS_TO_TXN_KEY, 0, 5, add_partitions_to_txn)) !=
             0 ||
         (rc = handlers_serve(d, KAFKA_ADD_OFFSETS_TO_TXN_KEY, 0, 4, add_offsets_to_txn)) != 0 ||
-        (rc = handlers_serve(d, KAFKA_END_TXN_KEY, 0, 4, end_txn)) != 0 ||
+        (rc = handlers_serve(d, KAFKA_END_TXN_KEY, 0, 5, end_txn)) != 0 ||
         (rc = handlers_serve(d, KAFKA_DESCRIBE_TRANSACTIONS_KEY, 0, 0, describe_transactions)) !=
             0 ||
         (rc = handlers_serve(d, KAFKA_LIST_TRANSACTIONS_KEY, 0, 1, list_transactions)) != 0)

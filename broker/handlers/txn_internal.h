@@ -102,11 +102,20 @@ void txn_init_producer_id(struct broker_req *req, struct kafka_str transactional
  */
 bool txn_produce_verify(struct broker_req *req, struct kafka_str transactional_id,
                         struct hwork *items, size_t n, struct hfan *f);
+/* KIP-890 part 2: TxnOffsetCommit v5+ of a transaction version 2 client adds the group's
+ * __consumer_offsets partition to the transaction itself (there is no AddOffsetsToTxn): the
+ * coordinator of transactional_id is asked (here or over the network), then done(ctx, error)
+ * runs on the request's shard with 0 or the TxnOffsetCommit error to answer. Returns false
+ * when nothing was started (out of memory, a bad id): the caller answers itself. */
+bool txn_offsets_add(struct broker_req *req, struct kafka_str transactional_id, int64_t pid,
+                     int16_t epoch, struct kafka_str group_id,
+                     void (*done)(void *ctx, int16_t error_code), void *ctx);
 /* txn_coordinator_node returns the node leading the id's __transaction_state partition in the
  * shard's metadata (this node on a single node), -1 when unknown. */
 int32_t txn_coordinator_node(struct hshard *hs, struct kafka_str transactional_id);
-/* txn_remote_verify sends op (a verify-only AddPartitionsToTxn) to the coordinator on node as
- * AddPartitionsToTxn v4 (Kafka's AddPartitionsToTxnManager); op->part_errors are filled and
+/* txn_remote_verify sends op (an AddPartitionsToTxn of a partition leader) to the coordinator
+ * on node as AddPartitionsToTxn v4 with verify_only, or v5 without it for an implicit add of
+ * transaction version 2 (Kafka's AddPartitionsToTxnManager); op->part_errors are filled and
  * op->finish runs on this shard when the answer (or a failure: COORDINATOR_NOT_AVAILABLE) is
  * in. Returns 0, or an LM_E_* with nothing sent. */
 int txn_remote_verify(struct top *op, int32_t node);

@@ -130,7 +130,8 @@ static bool verify_errors(struct top *op, const uint8_t *resp, size_t len)
     kafka_reader_init(&r, resp, len);
     struct kafka_add_partitions_to_txn_response rs;
     kafka_add_partitions_to_txn_response_init(&rs);
-    bool ok = kafka_add_partitions_to_txn_response_decode(&r, 4, &rs, &a) == 0;
+    int16_t version = op->in.add.verify_only ? 4 : 5;
+    bool ok = kafka_add_partitions_to_txn_response_decode(&r, version, &rs, &a) == 0;
     const struct lm_txn_add_req *in = &op->in.add;
     for (int32_t i = 0; ok && i < in->n_partitions; i++) {
         int16_t e = rs.error_code != KAFKA_NONE ? rs.error_code : KAFKA_UNKNOWN_SERVER_ERROR;
@@ -165,7 +166,8 @@ static void verify_done(struct broker_shard *s, struct broker_call *call, int rc
 int txn_remote_verify(struct top *op, int32_t node)
 {
     struct tshard *ts = hs_of(op->req->shard)->txn;
-    LM_ASSERT(op->kind == TOP_ADD && op->in.add.verify_only);
+    LM_ASSERT(op->kind == TOP_ADD && op->in.add.verify_only != op->in.add.tv2);
+    int16_t version = op->in.add.verify_only ? 4 : 5;
     struct broker_peer *peer = ts != NULL ? peer_for(ts, node) : NULL;
     if (peer == NULL)
         return LM_E_CLOSED;
@@ -185,26 +187,26 @@ int txn_remote_verify(struct top *op, int32_t node)
         .transactional_id = in->transactional_id,
         .producer_id = in->producer_id,
         .producer_epoch = in->producer_epoch,
-        .verify_only = true,
+        .verify_only = in->verify_only,
         .topics = topics,
         .topics_count = in->n_partitions};
     struct kafka_add_partitions_to_txn_request rq;
     kafka_add_partitions_to_txn_request_init(&rq);
     rq.transactions = &x;
     rq.transactions_count = 1;
-    size_t n = kafka_add_partitions_to_txn_request_size(4, &rq);
+    size_t n = kafka_add_partitions_to_txn_request_size(version, &rq);
     struct tverify *v = calloc(1, sizeof(*v) + n);
     if (v == NULL)
         return LM_E_NOMEM;
     struct kafka_writer w;
     kafka_writer_init(&w, v->buf, n);
-    int rc = kafka_add_partitions_to_txn_request_encode(&w, 4, &rq);
+    int rc = kafka_add_partitions_to_txn_request_encode(&w, version, &rq);
     LM_ASSERT(rc != 0 || w.pos == n);
     if (rc == 0) {
         v->op = op;
         v->part = (struct broker_resp_part){.mem = v->buf, .fd = -1, .len = n};
         v->call = (struct broker_call){.api_key = KAFKA_ADD_PARTITIONS_TO_TXN_KEY,
-                                       .api_version = 4,
+                                       .api_version = version,
                                        .flexible = true,
                                        .parts = &v->part,
                                        .nparts = 1,

@@ -15,6 +15,14 @@ void lm_meta_state_init(struct lm_meta_state *s)
 {
     memset(s, 0, sizeof(*s));
     s->producer_id_next = 0;
+    s->transaction_version = -1;
+}
+
+int16_t lm_meta_state_transaction_version(const struct lm_meta_state *s)
+{
+    if (s == NULL || s->transaction_version < 0)
+        return LM_META_TRANSACTION_VERSION_DEFAULT;
+    return s->transaction_version;
 }
 
 void lm_meta_configs_free(struct lm_config_entry *configs, size_t count)
@@ -157,6 +165,7 @@ int lm_meta_state_copy(struct lm_meta_state *dst, const struct lm_meta_state *sr
 {
     lm_meta_state_init(dst);
     dst->producer_id_next = src->producer_id_next;
+    dst->transaction_version = src->transaction_version;
     dst->version = src->version;
     if (src->retired_count > 0) {
         /* copied oldest first: the copy's ring starts at 0 */
@@ -1031,6 +1040,12 @@ int lm_meta_state_check(const struct lm_meta_state *s, const struct lm_meta_reco
         return group_configs_check(s, r);
     case LM_META_TOPIC_RETIRED:
         return id_is_zero(r->topic_id) ? LM_E_INVALID : 0;
+    case LM_META_FEATURE_LEVEL:
+        if (r->feature == NULL || strcmp(r->feature, LM_META_FEATURE_TRANSACTION_VERSION) != 0)
+            return LM_E_INVALID;
+        return r->feature_level >= 0 && r->feature_level <= LM_META_TRANSACTION_VERSION_MAX
+                   ? 0
+                   : LM_E_INVALID;
     }
     return LM_E_INVALID;
 }
@@ -1227,6 +1242,9 @@ int lm_meta_state_apply(struct lm_meta_state *s, const struct lm_meta_record *r)
         if (rc != 0)
             return rc;
         break;
+    case LM_META_FEATURE_LEVEL:
+        s->transaction_version = r->feature_level;
+        break;
     }
     s->version++;
     return 0;
@@ -1280,6 +1298,9 @@ size_t lm_meta_record_size(const struct lm_meta_record *r)
         break;
     case LM_META_TOPIC_RETIRED:
         n += 16;
+        break;
+    case LM_META_FEATURE_LEVEL:
+        n += str_size(r->feature) + 2;
         break;
     case LM_META_TOPIC_DELETE:
         n += str_size(r->topic) + (!id_is_zero(r->topic_id) ? 16 : 0);
@@ -1420,6 +1441,7 @@ int lm_meta_record_encode(const struct lm_meta_record *r, uint8_t *buf, size_t c
     if ((r->type == LM_META_BROKER_REGISTER && (r->rack == NULL || r->endpoints == NULL)) ||
         (r->type == LM_META_PARTITION_LEADER && r->topic == NULL) ||
         (r->type == LM_META_GROUP_CONFIGS && r->group == NULL) ||
+        (r->type == LM_META_FEATURE_LEVEL && r->feature == NULL) ||
         ((r->type == LM_META_SCRAM_SET || r->type == LM_META_SCRAM_DELETE) &&
          (r->user == NULL || lm_meta_scram_key_len(r->scram_mechanism) == 0)) ||
         (r->type == LM_META_SCRAM_SET &&
@@ -1486,6 +1508,10 @@ int lm_meta_record_encode(const struct lm_meta_record *r, uint8_t *buf, size_t c
     case LM_META_TOPIC_RETIRED:
         memcpy(buf + c.pos, r->topic_id, 16);
         c.pos += 16;
+        break;
+    case LM_META_FEATURE_LEVEL:
+        put_str(&c, r->feature);
+        put_be(&c, (uint16_t)r->feature_level, 2);
         break;
     case LM_META_TOPIC_DELETE:
         put_str(&c, r->topic);
@@ -1704,6 +1730,11 @@ int lm_meta_record_decode(const uint8_t *buf, size_t len, struct lm_meta_record 
             return LM_E_TRUNCATED;
         memcpy(out->topic_id, buf + c.pos, 16);
         c.pos += 16;
+        break;
+    case LM_META_FEATURE_LEVEL:
+        if ((rc = get_str(&c, &out->feature)) != 0 || (rc = get_be(&c, 2, &v)) != 0)
+            return rc;
+        out->feature_level = (int16_t)(uint16_t)v;
         break;
     case LM_META_TOPIC_DELETE:
         if ((rc = get_str(&c, &out->topic)) != 0)

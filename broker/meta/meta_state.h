@@ -57,15 +57,24 @@ enum lm_meta_record_type {
      * which replace every config of that group (none: the group leaves the image). Keys and
      * values as lm_group_config_validate accepts them. */
     LM_META_GROUP_CONFIGS = 16,
+    /* A finalized feature level (KIP-584, KRaft's FeatureLevelRecord): feature, feature_level.
+     * Only transaction.version (0-2) is changeable; UpdateFeatures writes it. */
+    LM_META_FEATURE_LEVEL = 17,
     /* A topic id that may never be created again (topic_id): TOPIC_DELETE retires the id it
      * removes; snapshots carry the retired ids as these records, oldest first. */
-    LM_META_TOPIC_RETIRED = 17,
+    LM_META_TOPIC_RETIRED = 18,
 };
 
 /* The most retired topic ids the image remembers (a FIFO: the oldest goes first). A
  * TOPIC_CREATE of a retired id is refused: a submission retried after its first attempt had
  * committed (its answer lost with a leader change) must not bring back a topic deleted since. */
 #define LM_META_RETIRED_IDS_MAX 4096
+
+#define LM_META_FEATURE_TRANSACTION_VERSION "transaction.version"
+#define LM_META_TRANSACTION_VERSION_MAX     2
+/* transaction.version of a metadata image that never recorded one: a new cluster's level, as
+ * Kafka 4.1 formats it (the latest production level, 2). */
+#define LM_META_TRANSACTION_VERSION_DEFAULT 2
 
 /* The most groups with configs the image holds (IncrementalAlterConfigs past it fails). */
 #define LM_META_GROUP_CONFIGS_MAX 10000
@@ -161,6 +170,9 @@ struct lm_meta_record {
     int8_t quota_key; /* enum lm_quota_key */
     double quota_value;
     bool quota_remove;
+    /* FEATURE_LEVEL */
+    const char *feature;
+    int16_t feature_level;
 };
 
 /* The dynamic configs of one broker entity (a node, or LM_META_BROKER_DEFAULT). */
@@ -258,6 +270,9 @@ struct lm_meta_state {
     uint32_t retired_count;
     uint32_t retired_head;
     uint32_t retired_cap;
+    /* the finalized transaction.version, -1 while no FEATURE_LEVEL record set it (then
+     * LM_META_TRANSACTION_VERSION_DEFAULT applies) */
+    int16_t transaction_version;
     uint64_t version; /* bumped by every applied record */
 };
 
@@ -265,6 +280,10 @@ struct lm_meta_state {
 bool lm_meta_state_id_retired(const struct lm_meta_state *s, const uint8_t id[16]);
 /* The i-th oldest retired topic id (i < s->retired_count). */
 const uint8_t *lm_meta_state_retired_at(const struct lm_meta_state *s, uint32_t i);
+
+/* lm_meta_state_transaction_version returns the finalized transaction.version of an image
+ * (its default when never set; s may be NULL: no image yet). */
+int16_t lm_meta_state_transaction_version(const struct lm_meta_state *s);
 
 /* The key length of a SCRAM mechanism (32 or 64), 0 for an unknown one. */
 size_t lm_meta_scram_key_len(int8_t mechanism);

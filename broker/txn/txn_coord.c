@@ -29,6 +29,8 @@ enum part_load { PART_NOT_OWNED = 0, PART_LOADING, PART_OWNED };
 struct txn_md {
     int64_t pid;
     int64_t prev_pid; /* the id before the last rotation (KIP-360 retries) */
+    int64_t next_pid; /* tv2, in Prepare*: the id the Complete* record moves to (overflow) */
+    bool tv2;         /* the client uses transaction version 2 (KIP-890 part 2) */
     int16_t epoch;
     int16_t last_epoch;
     int32_t timeout_ms;
@@ -37,6 +39,24 @@ struct txn_md {
     int64_t update_ts_ms;
     int32_t n_parts;
     int32_t cap_parts;
+    struct lm_txn_topic_partition *parts;
+};
+
+/* An implicit add waiting for the change in flight, or for the markers of the transaction
+ * before it (its partitions and topics owned). A partition leader adds the partitions of each
+ * Produce before appending it; answering the adds of one id in their order keeps a producer's
+ * batches in order (a later batch never passes an earlier one refused for a retry), as Kafka
+ * gets by handling one request of a connection at a time. A transaction version 2 producer
+ * starts its next transaction as soon as EndTxn answers, while the markers are still out:
+ * its first adds wait for the Complete record instead of failing (Kafka's partition leaders
+ * retry CONCURRENT_TRANSACTIONS themselves for these adds). */
+struct parked {
+    uint64_t token;
+    int64_t since_ms; /* when it came: answered CONCURRENT_TRANSACTIONS after
+                       * LM_TXN_PARKED_TIMEOUT_MS (the Produce is retried) */
+    int64_t pid;
+    int16_t epoch;
+    int32_t n;
     struct lm_txn_topic_partition *parts;
 };
 
@@ -59,6 +79,9 @@ struct txn_entry {
     uint8_t *mark;
     int64_t *mark_retry_ms;
     uint64_t *mark_id; /* the id of the latest send */
+    /* implicit adds (tv2) that came while a change was being written, in arrival order */
+    struct parked *park;
+    size_t n_park, cap_park;
 };
 
 struct lm_txn_coord {
@@ -236,6 +259,7 @@ static int entry_new(struct lm_txn_coord *c, struct kafka_str tid, struct txn_en
     e->log_part = lm_txn_partition_of(c, tid);
     e->cur.pid = LM_TXN_NO_PRODUCER_ID;
     e->cur.prev_pid = LM_TXN_NO_PRODUCER_ID;
+    e->cur.next_pid = LM_TXN_NO_PRODUCER_ID;
     e->cur.epoch = LM_TXN_NO_PRODUCER_EPOCH;
     e->cur.last_epoch = LM_TXN_NO_PRODUCER_EPOCH;
     e->cur.start_ts_ms = -1;
@@ -267,6 +291,15 @@ static void resp_free(struct lm_txn_resp *r)
     r->n_parts = 0;
 }
 
+static void parked_free(struct parked *p)
+{
+    for (int32_t i = 0; i < p->n; i++)
+        free((void *)p->parts[i].topic.ptr);
+    free(p->parts);
+    p->parts = NULL;
+    p->n = 0;
+}
+
 static void entry_remove(struct lm_txn_coord *c, struct txn_entry *e)
 {
     size_t b = bucket_of(entry_tid(e));
@@ -282,6 +315,9 @@ static void entry_remove(struct lm_txn_coord *c, struct txn_entry *e)
     c->n_dense--;
     if (e->has_waiter)
         resp_free(&e->waiter);
+    for (size_t i = 0; i < e->n_park; i++)
+        parked_free(&e->park[i]);
+    free(e->park);
     md_deinit(&e->cur);
     md_deinit(&e->next);
     marks_free(e);
@@ -357,9 +393,11 @@ static int push_write(struct lm_txn_coord *c, const struct txn_entry *e, const s
     struct lm_tr_value v = {0};
     size_t vlen = 0;
     if (md != NULL) {
-        v = (struct lm_tr_value){.version = 0,
+        v = (struct lm_tr_value){.version = md->tv2 ? 1 : 0,
                                  .producer_id = md->pid,
                                  .previous_producer_id = md->prev_pid,
+                                 .next_producer_id = md->tv2 ? md->next_pid : -1,
+                                 .client_tv = md->tv2 ? 2 : 0,
                                  .producer_epoch = md->epoch,
                                  .timeout_ms = md->timeout_ms,
                                  .status = (int8_t)md->state,
@@ -444,6 +482,13 @@ static int write_complete(struct lm_txn_coord *c, struct txn_entry *e, int64_t n
         e->cur.state == LM_TXN_PREPARE_COMMIT ? LM_TXN_COMPLETE_COMMIT : LM_TXN_COMPLETE_ABORT;
     LM_TRY(begin_transit(e, target, now_ms));
     e->next.state = target;
+    if (e->cur.next_pid != LM_TXN_NO_PRODUCER_ID) {
+        /* tv2 over an exhausted epoch: the producer continues as the new id at epoch 0 */
+        e->next.prev_pid = e->cur.pid;
+        e->next.pid = e->cur.next_pid;
+        e->next.epoch = 0;
+        e->next.next_pid = LM_TXN_NO_PRODUCER_ID;
+    }
     md_clear_parts(&e->next);
     return commit_transit(c, e, false);
 }
@@ -492,7 +537,11 @@ static int start_markers(struct lm_txn_coord *c, struct txn_entry *e, int64_t no
 
 /* fence_abort aborts e's ongoing transaction with the epoch bumped (Kafka's
  * prepareFenceProducerEpoch then endTransaction(ABORT) from the coordinator itself): the
- * markers carry the new epoch, so the old producer's later writes are refused. */
+ * markers carry the new epoch, so the old producer's later writes are refused. A transaction
+ * version 2 transaction gets the end-of-transaction bump on top of the fencing one
+ * (prepareAbortOrCommit after the fence), so the fenced producer's own EndTxn at its old epoch
+ * is not taken for a retry of this abort: it is PRODUCER_FENCED. Neither bump passes
+ * Short.MaxValue. */
 static int fence_abort(struct lm_txn_coord *c, struct txn_entry *e, int64_t now_ms)
 {
     LM_ASSERT(e->cur.state == LM_TXN_ONGOING && !e->pending);
@@ -500,6 +549,11 @@ static int fence_abort(struct lm_txn_coord *c, struct txn_entry *e, int64_t now_
     if (e->next.epoch < INT16_MAX)
         e->next.epoch = (int16_t)(e->next.epoch + 1);
     e->next.last_epoch = LM_TXN_NO_PRODUCER_EPOCH;
+    if (e->cur.tv2) {
+        e->next.last_epoch = e->next.epoch;
+        if (e->next.epoch < INT16_MAX)
+            e->next.epoch = (int16_t)(e->next.epoch + 1);
+    }
     e->next.state = LM_TXN_PREPARE_ABORT;
     return commit_transit(c, e, false);
 }
@@ -715,7 +769,7 @@ static int16_t txn_check(struct lm_txn_coord *c, struct kafka_str tid, int64_t p
 
 static int add_parts(struct lm_txn_coord *c, int64_t now_ms, uint64_t token, uint8_t kind,
                      struct kafka_str tid, int64_t pid, int16_t epoch, int32_t n,
-                     const struct lm_txn_topic_partition *parts)
+                     const struct lm_txn_topic_partition *parts, bool tv2)
 {
     int32_t n_resp = kind == LM_TXN_RESP_ADD ? n : 0;
     struct txn_entry *e;
@@ -742,6 +796,9 @@ static int add_parts(struct lm_txn_coord *c, int64_t now_ms, uint64_t token, uin
     if (e->cur.state != LM_TXN_ONGOING)
         e->next.start_ts_ms = now_ms;
     e->next.state = LM_TXN_ONGOING;
+    /* the transaction version is the client's, learnt from how it adds partitions (a
+     * transaction that saw an implicit add stays version 2) */
+    e->next.tv2 = e->cur.state == LM_TXN_ONGOING ? (e->cur.tv2 || tv2) : tv2;
     struct lm_txn_resp r;
     LM_TRY(resp_init(&r, token, kind, n_resp, parts));
     int rc = commit_transit(c, e, false);
@@ -779,14 +836,75 @@ static int verify_parts(struct lm_txn_coord *c, uint64_t token, const struct lm_
     return rc;
 }
 
+/* park_add queues an implicit add behind the change in flight (CONCURRENT_TRANSACTIONS when
+ * the queue is full). */
+static int park_add(struct lm_txn_coord *c, struct txn_entry *e, int64_t now_ms, uint64_t token,
+                    const struct lm_txn_add_req *req)
+{
+    if (e->n_park >= LM_TXN_PARKED_MAX || req->n_partitions <= 0)
+        return answer_now(c, token, LM_TXN_RESP_ADD, KAFKA_CONCURRENT_TRANSACTIONS,
+                          req->n_partitions, req->partitions);
+    LM_TRY(LM_GROW(e->park, e->cap_park, e->n_park + 1, 4));
+    struct parked p = {token, now_ms, req->producer_id, req->producer_epoch, 0, NULL};
+    p.parts = calloc((size_t)req->n_partitions, sizeof(*p.parts));
+    if (p.parts == NULL)
+        return LM_E_NOMEM;
+    for (int32_t i = 0; i < req->n_partitions; i++) {
+        struct kafka_str t = req->partitions[i].topic;
+        char *copy = malloc(t.len > 0 ? (size_t)t.len : 1);
+        if (copy == NULL) {
+            parked_free(&p);
+            return LM_E_NOMEM;
+        }
+        if (t.len > 0)
+            memcpy(copy, t.ptr, (size_t)t.len);
+        p.parts[i] = (struct lm_txn_topic_partition){{copy, t.len}, req->partitions[i].partition};
+        p.n = i + 1;
+    }
+    e->park[e->n_park++] = p;
+    return 0;
+}
+
+/* must_wait tells whether an implicit add of e waits: a change in flight, adds before it, or
+ * a transaction whose markers are out. */
+static bool must_wait(const struct txn_entry *e)
+{
+    return e->pending || e->n_park > 0 || e->cur.state == LM_TXN_PREPARE_COMMIT ||
+           e->cur.state == LM_TXN_PREPARE_ABORT;
+}
+
+/* drain_parked runs the parked adds of e in order while nothing holds them. */
+static int drain_parked(struct lm_txn_coord *c, struct txn_entry *e, int64_t now_ms)
+{
+    while (!e->pending && e->n_park > 0 && e->cur.state != LM_TXN_PREPARE_COMMIT &&
+           e->cur.state != LM_TXN_PREPARE_ABORT) {
+        struct parked p = e->park[0];
+        memmove(&e->park[0], &e->park[1], (e->n_park - 1) * sizeof(*e->park));
+        e->n_park--;
+        int rc = add_parts(c, now_ms, p.token, LM_TXN_RESP_ADD, entry_tid(e), p.pid, p.epoch, p.n,
+                           p.parts, true);
+        parked_free(&p);
+        LM_TRY(rc);
+    }
+    return 0;
+}
+
 int lm_txn_add_partitions(struct lm_txn_coord *c, int64_t now_ms, uint64_t token,
                           const struct lm_txn_add_req *req)
 {
     LM_ASSERT(req->n_partitions >= 0);
     if (req->verify_only)
         return verify_parts(c, token, req);
+    if (req->tv2) {
+        struct txn_entry *e =
+            req->transactional_id.len > 0 && owner_error(c, req->transactional_id) == 0
+                ? entry_find(c, req->transactional_id)
+                : NULL;
+        if (e != NULL && must_wait(e))
+            return park_add(c, e, now_ms, token, req);
+    }
     return add_parts(c, now_ms, token, LM_TXN_RESP_ADD, req->transactional_id, req->producer_id,
-                     req->producer_epoch, req->n_partitions, req->partitions);
+                     req->producer_epoch, req->n_partitions, req->partitions, req->tv2);
 }
 
 int lm_txn_add_offsets(struct lm_txn_coord *c, int64_t now_ms, uint64_t token,
@@ -798,14 +916,149 @@ int lm_txn_add_offsets(struct lm_txn_coord *c, int64_t now_ms, uint64_t token,
     struct lm_txn_topic_partition tp = {
         KAFKA_STR(OFFSETS_TOPIC), lm_gr_partition_for(req->group_id, c->cfg.offsets_partitions)};
     return add_parts(c, now_ms, token, LM_TXN_RESP_ADD_OFFSETS, req->transactional_id,
-                     req->producer_id, req->producer_epoch, 1, &tp);
+                     req->producer_id, req->producer_epoch, 1, &tp, false);
 }
 
 /* ---- EndTxn ---- */
 
+/* end_answer queues an EndTxn response; tv2 answers carry the id and epoch to use next. */
+static int end_answer(struct lm_txn_coord *c, uint64_t token, int16_t err, int64_t pid,
+                      int16_t epoch)
+{
+    struct lm_txn_resp r;
+    LM_TRY(resp_init(&r, token, LM_TXN_RESP_END, 0, NULL));
+    r.error_code = err;
+    if (err == 0) {
+        r.producer_id = pid;
+        r.producer_epoch = epoch;
+    }
+    int rc = push_resp(c, &r);
+    if (rc != 0)
+        resp_free(&r);
+    return rc;
+}
+
+/* prepare_end writes PrepareCommit/PrepareAbort; tv2 bumps the epoch (and, when it would
+ * overflow, names the next producer id), as TransactionMetadata.prepareAbortOrCommit does.
+ * An abort with no partition added (tv2: from Empty or Complete*) starts its transaction now. */
+static int prepare_end(struct lm_txn_coord *c, struct txn_entry *e, int64_t now_ms, uint64_t token,
+                       bool commit, bool tv2)
+{
+    uint8_t target = commit ? LM_TXN_PREPARE_COMMIT : LM_TXN_PREPARE_ABORT;
+    int64_t next_pid = LM_TXN_NO_PRODUCER_ID;
+    if (tv2 && epoch_exhausted(e->cur.epoch) && c->cfg.alloc_pid(c->cfg.alloc_ctx, &next_pid) != 0)
+        return answer_now(c, token, LM_TXN_RESP_END, KAFKA_COORDINATOR_NOT_AVAILABLE, 0, NULL);
+    LM_TRY(begin_transit(e, target, now_ms));
+    if (e->cur.state != LM_TXN_ONGOING) {
+        LM_ASSERT(tv2 && !commit);
+        md_clear_parts(&e->next);
+        e->next.start_ts_ms = now_ms;
+    }
+    e->next.state = target;
+    if (tv2) {
+        /* an epoch at Short.MaxValue (a timeout abort's bump of Short.MaxValue - 1) cannot
+         * grow: its markers carry it again and the producer moves to the next id */
+        e->next.tv2 = true;
+        e->next.last_epoch = e->cur.epoch;
+        e->next.epoch = e->cur.epoch < INT16_MAX ? (int16_t)(e->cur.epoch + 1) : INT16_MAX;
+        e->next.next_pid = next_pid;
+    }
+    struct lm_txn_resp r;
+    LM_TRY(resp_init(&r, token, LM_TXN_RESP_END, 0, NULL));
+    int rc = commit_transit(c, e, false);
+    if (rc != 0) {
+        resp_free(&r);
+        return rc;
+    }
+    e->has_waiter = true;
+    e->waiter = r;
+    return 0;
+}
+
+/* end_tv2 is EndTxn v5+ (TransactionCoordinator.endTransaction with a client on transaction
+ * version 2): the epoch a request may carry depends on the state, since the previous EndTxn
+ * already bumped it; a retry of the EndTxn that completed the transaction is answered again
+ * with the id and epoch it gave. */
+static int end_tv2(struct lm_txn_coord *c, int64_t now_ms, uint64_t token,
+                   const struct lm_txn_end_req *req)
+{
+    const uint8_t kind = LM_TXN_RESP_END;
+    struct kafka_str tid = req->transactional_id;
+    if (tid.len <= 0)
+        return answer_now(c, token, kind, KAFKA_INVALID_REQUEST, 0, NULL);
+    int16_t err = owner_error(c, tid);
+    if (err != 0)
+        return answer_now(c, token, kind, err, 0, NULL);
+    struct txn_entry *e = entry_find(c, tid);
+    if (e == NULL)
+        return answer_now(c, token, kind, KAFKA_INVALID_PRODUCER_ID_MAPPING, 0, NULL);
+    /* a change in flight first: it may be the rotation the producer asks about */
+    if (e->pending)
+        return answer_now(c, token, kind, KAFKA_CONCURRENT_TRANSACTIONS, 0, NULL);
+    const struct txn_md *md = &e->cur;
+    bool retry_overflow = md->prev_pid == req->producer_id && md->prev_pid != md->pid &&
+                          req->producer_epoch == INT16_MAX - 1 && md->epoch == 0;
+    bool retry_bump = md->pid == req->producer_id && req->producer_epoch >= 0 &&
+                      md->epoch == req->producer_epoch + 1;
+    if (md->pid != req->producer_id && !retry_overflow)
+        return answer_now(c, token, kind, KAFKA_INVALID_PRODUCER_ID_MAPPING, 0, NULL);
+    bool same = md->pid == req->producer_id && md->epoch == req->producer_epoch;
+    bool valid;
+    switch (md->state) {
+    case LM_TXN_PREPARE_COMMIT:
+    case LM_TXN_PREPARE_ABORT:
+        valid = retry_bump;
+        break;
+    case LM_TXN_COMPLETE_COMMIT:
+    case LM_TXN_COMPLETE_ABORT:
+        valid = retry_bump || retry_overflow || same;
+        break;
+    default:
+        valid = same;
+        break;
+    }
+    if (!valid)
+        return answer_now(c, token, kind, KAFKA_PRODUCER_FENCED, 0, NULL);
+    bool retry = retry_bump || retry_overflow;
+    bool commit = req->commit;
+    switch (md->state) {
+    case LM_TXN_ONGOING:
+        return prepare_end(c, e, now_ms, token, commit, true);
+    case LM_TXN_COMPLETE_COMMIT:
+        if (commit)
+            return retry ? end_answer(c, token, 0, md->pid, md->epoch)
+                         : answer_now(c, token, kind, KAFKA_INVALID_TXN_STATE, 0, NULL);
+        if (retry)
+            return answer_now(c, token, kind, KAFKA_INVALID_TXN_STATE, 0, NULL);
+        return prepare_end(c, e, now_ms, token, false, true);
+    case LM_TXN_COMPLETE_ABORT:
+        if (!commit)
+            return retry ? end_answer(c, token, 0, md->pid, md->epoch)
+                         : prepare_end(c, e, now_ms, token, false, true);
+        return answer_now(c, token, kind, KAFKA_INVALID_TXN_STATE, 0, NULL);
+    case LM_TXN_PREPARE_COMMIT:
+        return answer_now(c, token, kind,
+                          commit ? KAFKA_CONCURRENT_TRANSACTIONS : KAFKA_INVALID_TXN_STATE, 0,
+                          NULL);
+    case LM_TXN_PREPARE_ABORT:
+        return answer_now(c, token, kind,
+                          commit ? KAFKA_INVALID_TXN_STATE : KAFKA_CONCURRENT_TRANSACTIONS, 0,
+                          NULL);
+    case LM_TXN_EMPTY:
+        /* tv2 lets a producer abort a transaction it never added a partition to */
+        if (!commit)
+            return prepare_end(c, e, now_ms, token, false, true);
+        return answer_now(c, token, kind, KAFKA_INVALID_TXN_STATE, 0, NULL);
+    default:
+        return answer_now(c, token, kind, KAFKA_INVALID_TXN_STATE, 0, NULL);
+    }
+}
+
 int lm_txn_end(struct lm_txn_coord *c, int64_t now_ms, uint64_t token,
                const struct lm_txn_end_req *req)
 {
+    if (req->tv2)
+        return end_tv2(c, now_ms, token, req);
     const uint8_t kind = LM_TXN_RESP_END;
     struct txn_entry *e;
     int16_t err = txn_check(c, req->transactional_id, req->producer_id, req->producer_epoch, &e);
@@ -830,15 +1083,8 @@ int lm_txn_end(struct lm_txn_coord *c, int64_t now_ms, uint64_t token,
     default:
         return answer_now(c, token, kind, KAFKA_INVALID_TXN_STATE, 0, NULL);
     }
-    uint8_t target = commit ? LM_TXN_PREPARE_COMMIT : LM_TXN_PREPARE_ABORT;
-    LM_TRY(begin_transit(e, target, now_ms));
-    e->next.state = target;
-    struct lm_txn_resp r;
-    LM_TRY(resp_init(&r, token, kind, 0, NULL));
-    LM_TRY(commit_transit(c, e, false));
-    e->has_waiter = true;
-    e->waiter = r;
-    return 0;
+    /* a transaction version 1 client ending a transaction opened by implicit adds */
+    return prepare_end(c, e, now_ms, token, commit, false);
 }
 
 /* ---- write and marker completions ---- */
@@ -865,6 +1111,11 @@ static int answer_waiter(struct lm_txn_coord *c, struct txn_entry *e, int16_t er
     } else if (r.kind == LM_TXN_RESP_INIT && r.error_code == 0) {
         r.producer_id = e->cur.pid;
         r.producer_epoch = e->cur.epoch;
+    } else if (r.kind == LM_TXN_RESP_END && r.error_code == 0) {
+        /* what the Complete* record will hold: the next id at epoch 0 after an overflow */
+        bool rotate = e->cur.next_pid != LM_TXN_NO_PRODUCER_ID;
+        r.producer_id = rotate ? e->cur.next_pid : e->cur.pid;
+        r.producer_epoch = rotate ? 0 : e->cur.epoch;
     }
     int rc = push_resp(c, &r);
     if (rc != 0)
@@ -883,10 +1134,15 @@ int lm_txn_coord_write_done(struct lm_txn_coord *c, int64_t now_ms, uint64_t wri
     if (error_code != 0) {
         /* memory keeps the last committed state; the request learns why */
         md_clear_parts(&e->next);
-        return answer_waiter(c, e, error_code);
+        LM_TRY(answer_waiter(c, e, error_code));
+        return drain_parked(c, e, now_ms);
     }
     if (e->pending_state == LM_TXN_DEAD) {
         LM_ASSERT(!e->has_waiter);
+        /* adds that came during the tombstone's write find the id gone */
+        for (size_t k = 0; k < e->n_park; k++)
+            LM_TRY(answer_now(c, e->park[k].token, LM_TXN_RESP_ADD,
+                              KAFKA_INVALID_PRODUCER_ID_MAPPING, e->park[k].n, e->park[k].parts));
         entry_remove(c, e);
         return 0;
     }
@@ -897,9 +1153,10 @@ int lm_txn_coord_write_done(struct lm_txn_coord *c, int64_t now_ms, uint64_t wri
     md_clear_parts(&e->next);
     LM_TRY(answer_waiter(c, e, 0));
     if (e->cur.state == LM_TXN_PREPARE_COMMIT || e->cur.state == LM_TXN_PREPARE_ABORT)
-        return start_markers(c, e, now_ms);
-    marks_free(e);
-    return 0;
+        LM_TRY(start_markers(c, e, now_ms));
+    else
+        marks_free(e);
+    return drain_parked(c, e, now_ms);
 }
 
 int lm_txn_coord_marker_done(struct lm_txn_coord *c, int64_t now_ms, uint64_t marker_id,
@@ -928,6 +1185,19 @@ int lm_txn_coord_marker_done(struct lm_txn_coord *c, int64_t now_ms, uint64_t ma
 
 /* ---- timeouts, expiration, retries ---- */
 
+/* expire_parked answers every parked add of e CONCURRENT_TRANSACTIONS (in order: the
+ * Produces are retried by their producers). */
+static int expire_parked(struct lm_txn_coord *c, struct txn_entry *e)
+{
+    for (size_t k = 0; k < e->n_park; k++) {
+        LM_TRY(answer_now(c, e->park[k].token, LM_TXN_RESP_ADD, KAFKA_CONCURRENT_TRANSACTIONS,
+                          e->park[k].n, e->park[k].parts));
+        parked_free(&e->park[k]);
+    }
+    e->n_park = 0;
+    return 0;
+}
+
 int lm_txn_coord_tick(struct lm_txn_coord *c, int64_t now_ms)
 {
     bool abort_due = c->last_abort_check_ms == INT64_MIN ||
@@ -941,6 +1211,8 @@ int lm_txn_coord_tick(struct lm_txn_coord *c, int64_t now_ms)
     /* walk by index: an expired entry is only removed once its tombstone is written */
     for (size_t i = 0; i < c->n_dense; i++) {
         struct txn_entry *e = c->dense[i];
+        if (e->n_park > 0 && e->park[0].since_ms + LM_TXN_PARKED_TIMEOUT_MS <= now_ms)
+            LM_TRY(expire_parked(c, e));
         if (!lm_txn_coord_owns(c, e->log_part) || e->pending)
             continue;
         switch (e->cur.state) {
@@ -1016,6 +1288,8 @@ int lm_txn_coord_load_record(struct lm_txn_coord *c, int32_t partition, struct k
         marks_free(e);
         e->cur.pid = v.producer_id;
         e->cur.prev_pid = v.previous_producer_id;
+        e->cur.next_pid = v.next_producer_id;
+        e->cur.tv2 = v.client_tv >= 2;
         e->cur.epoch = v.producer_epoch;
         e->cur.last_epoch = LM_TXN_NO_PRODUCER_EPOCH;
         e->cur.timeout_ms = v.timeout_ms;
@@ -1054,6 +1328,9 @@ int lm_txn_coord_unload(struct lm_txn_coord *c, int32_t partition)
         if (e->log_part != partition)
             continue;
         LM_TRY(answer_waiter(c, e, KAFKA_NOT_COORDINATOR));
+        for (size_t k = 0; k < e->n_park; k++)
+            LM_TRY(answer_now(c, e->park[k].token, LM_TXN_RESP_ADD, KAFKA_NOT_COORDINATOR,
+                              e->park[k].n, e->park[k].parts));
         entry_remove(c, e);
     }
     c->part_load[partition] = PART_NOT_OWNED;
@@ -1074,7 +1351,9 @@ static void fill_info(const struct txn_entry *e, struct lm_txn_info *out)
                                 .update_ts_ms = e->cur.update_ts_ms,
                                 .pending = e->pending,
                                 .n_partitions = e->cur.n_parts,
-                                .partitions = e->cur.parts};
+                                .partitions = e->cur.parts,
+                                .tv2 = e->cur.tv2,
+                                .next_producer_id = e->cur.next_pid};
 }
 
 bool lm_txn_coord_describe(const struct lm_txn_coord *c, struct kafka_str transactional_id,

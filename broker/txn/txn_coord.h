@@ -23,6 +23,15 @@
  * epoch bumped (PrepareEpochFence in memory, PrepareAbort on disk), which fences its producer.
  * An id idle in Empty/Complete* past transactional.id.expiration.ms is deleted (tombstone).
  *
+ * Transaction version 2 (KIP-890 part 2), chosen per request (EndTxn v5+, implicit adds from
+ * Produce v12+ / TxnOffsetCommit v5+): every EndTxn bumps the epoch in its Prepare* record, so
+ * the markers carry the bumped epoch and fence the transaction's late writes; the response
+ * gives the producer its next id and epoch. An epoch that would overflow (Short.MaxValue - 1
+ * before the bump) moves the producer to a new id, kept as the next producer id in the
+ * Prepare* record and made current by the Complete* one. A retried EndTxn (the epoch one below
+ * the bumped one, or the old id at Short.MaxValue - 1 after a rotation) is answered again
+ * instead of fenced. Records of such transactions are TransactionLogValue v1.
+ *
  * Strings in requests are borrowed for the call (kafka_str, len -1 = null). */
 #ifndef LAMINAR_BROKER_TXN_TXN_COORD_H
 #define LAMINAR_BROKER_TXN_TXN_COORD_H
@@ -40,6 +49,8 @@
 #define LM_TXN_NO_PRODUCER_EPOCH ((int16_t)-1)
 #define LM_TXN_MARKER_RETRY_MS   100   /* before a marker answered RETRY is sent again */
 #define LM_TXN_MARKER_TIMEOUT_MS 30000 /* before an unanswered marker is sent again */
+#define LM_TXN_PARKED_MAX        64    /* implicit adds of one id waiting for its change */
+#define LM_TXN_PARKED_TIMEOUT_MS 5000  /* before a waiting implicit add is answered a retry */
 
 /* Kafka's TransactionState ids, as stored in TransactionLogValue.TransactionStatus. */
 enum lm_txn_state {
@@ -93,6 +104,12 @@ struct lm_txn_add_req {
     int32_t n_partitions;
     const struct lm_txn_topic_partition *partitions;
     bool verify_only; /* AddPartitionsToTxn v4+ from a partition leader (KIP-890 part 1) */
+    bool tv2;         /* an implicit add for a transaction version 2 client (KIP-890 part 2):
+                       * a Produce v12+ or TxnOffsetCommit v5+ to a partition not added yet.
+                       * One that comes while the id's state is being written, or while the
+                       * markers of its previous transaction are out, waits for it (at most
+                       * LM_TXN_PARKED_MAX, LM_TXN_PARKED_TIMEOUT_MS), so the adds of an id
+                       * answer in order */
 };
 
 struct lm_txn_add_offsets_req {
@@ -107,6 +124,8 @@ struct lm_txn_end_req {
     int64_t producer_id;
     int16_t producer_epoch;
     bool commit;
+    bool tv2; /* EndTxn v5+ (KIP-890 part 2): the epoch is bumped at the end of every
+               * transaction and the response carries the producer id and epoch to use next */
 };
 
 /* ---- outputs (owned by the coordinator until lm_txn_coord_advance) ---- */
@@ -132,8 +151,8 @@ struct lm_txn_resp {
     uint64_t token;
     uint8_t kind; /* enum lm_txn_resp_kind */
     int16_t error_code;
-    int64_t producer_id;    /* INIT */
-    int16_t producer_epoch; /* INIT */
+    int64_t producer_id;    /* INIT; END with tv2: the id to use next */
+    int16_t producer_epoch; /* INIT; END with tv2: the epoch to use next */
     int32_t n_parts;        /* ADD: as many as the request, in its order */
     struct lm_txn_part_result *parts;
 };
@@ -188,6 +207,8 @@ struct lm_txn_info {
     bool pending; /* a state change is being written */
     int32_t n_partitions;
     const struct lm_txn_topic_partition *partitions;
+    bool tv2;                 /* the transaction's client uses transaction version 2 */
+    int64_t next_producer_id; /* tv2: the id the producer moves to when its epoch overflows */
 };
 
 struct lm_txn_coord;

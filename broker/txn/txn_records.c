@@ -54,45 +54,98 @@ static int32_t run_len(const struct lm_tr_value *v, int32_t i)
     return n;
 }
 
+/* tags_size returns the size of v1's tagged fields (those different from their default). */
+static size_t tags_size(const struct lm_tr_value *v)
+{
+    size_t n = 0, k = 0;
+    if (v->previous_producer_id != -1)
+        n += 2 + 8, k++;
+    if (v->next_producer_id != -1)
+        n += 2 + 8, k++;
+    if (v->client_tv != 0)
+        n += 2 + 2, k++;
+    return kafka_size_uvarint((uint32_t)k) + n;
+}
+
 size_t lm_tr_value_size(const struct lm_tr_value *v)
 {
-    size_t n = 2 + 8 + 2 + 4 + 1 + 4 + 8 + 8;
+    bool flex = v->version >= 1;
+    size_t n = 2 + 8 + 2 + 4 + 1 + 8 + 8;
+    int32_t topics = 0;
     for (int32_t i = 0; i < v->n_partitions;) {
         int32_t k = run_len(v, i);
-        n += kafka_size_str(v->partitions[i].topic) + 4 + 4 * (size_t)k;
+        if (flex)
+            n += kafka_size_compact_str(v->partitions[i].topic) +
+                 kafka_size_uvarint((uint32_t)k + 1) + 4 * (size_t)k + 1;
+        else
+            n += kafka_size_str(v->partitions[i].topic) + 4 + 4 * (size_t)k;
         i += k;
+        topics++;
     }
+    if (flex)
+        n += kafka_size_uvarint(topics > 0 ? (uint32_t)topics + 1 : 0) + tags_size(v);
+    else
+        n += 4;
     return n;
+}
+
+static int write_count(struct kafka_writer *w, bool flex, int32_t n)
+{
+    return flex ? kafka_write_compact_array_count(w, n) : kafka_write_array_count(w, n);
+}
+
+/* write_tag writes one tagged field: tag, size, then the value big-endian. */
+static int write_tag(struct kafka_writer *w, uint32_t tag, int64_t value, size_t width)
+{
+    LM_TRY(kafka_write_uvarint(w, tag));
+    LM_TRY(kafka_write_uvarint(w, (uint32_t)width));
+    return width == 8 ? kafka_write_int64(w, value) : kafka_write_int16(w, (int16_t)value);
 }
 
 int lm_tr_value_encode(const struct lm_tr_value *v, uint8_t *buf, size_t cap, size_t *len)
 {
     LM_ASSERT(v->n_partitions >= 0 && v->n_partitions <= LM_TXN_PARTS_PER_TXN_MAX);
+    LM_ASSERT(v->version == 0 || v->version == 1);
+    bool flex = v->version >= 1;
     struct kafka_writer w;
     kafka_writer_init(&w, buf, cap);
-    LM_TRY(kafka_write_int16(&w, 0));
+    LM_TRY(kafka_write_int16(&w, v->version));
     LM_TRY(kafka_write_int64(&w, v->producer_id));
     LM_TRY(kafka_write_int16(&w, v->producer_epoch));
     LM_TRY(kafka_write_int32(&w, v->timeout_ms));
     LM_TRY(kafka_write_int8(&w, v->status));
     if (v->n_partitions == 0) {
-        LM_TRY(kafka_write_array_count(&w, -1));
+        LM_TRY(write_count(&w, flex, -1));
     } else {
         int32_t topics = 0;
         for (int32_t i = 0; i < v->n_partitions; i += run_len(v, i))
             topics++;
-        LM_TRY(kafka_write_array_count(&w, topics));
+        LM_TRY(write_count(&w, flex, topics));
         for (int32_t i = 0; i < v->n_partitions;) {
             int32_t k = run_len(v, i);
-            LM_TRY(kafka_write_str(&w, v->partitions[i].topic));
-            LM_TRY(kafka_write_array_count(&w, k));
+            LM_TRY(flex ? kafka_write_compact_str(&w, v->partitions[i].topic)
+                        : kafka_write_str(&w, v->partitions[i].topic));
+            LM_TRY(write_count(&w, flex, k));
             for (int32_t j = 0; j < k; j++)
                 LM_TRY(kafka_write_int32(&w, v->partitions[i + j].partition));
+            if (flex)
+                LM_TRY(kafka_write_uvarint(&w, 0)); /* the topic entry's tagged fields */
             i += k;
         }
     }
     LM_TRY(kafka_write_int64(&w, v->update_ts_ms));
     LM_TRY(kafka_write_int64(&w, v->start_ts_ms));
+    if (flex) {
+        uint32_t k =
+            (v->previous_producer_id != -1) + (v->next_producer_id != -1) + (v->client_tv != 0);
+        LM_TRY(kafka_write_uvarint(&w, k));
+        if (v->previous_producer_id != -1)
+            LM_TRY(write_tag(&w, 0, v->previous_producer_id, 8));
+        if (v->next_producer_id != -1)
+            LM_TRY(write_tag(&w, 1, v->next_producer_id, 8));
+        if (v->client_tv != 0)
+            LM_TRY(write_tag(&w, 2, v->client_tv, 2));
+    }
     *len = w.pos;
     LM_ASSERT(*len == lm_tr_value_size(v));
     return 0;
@@ -164,7 +217,8 @@ static int read_partitions(struct kafka_reader *r, bool flex, struct kafka_arena
     return 0;
 }
 
-/* read_value_tags reads v1's tagged fields: 0 previous producer id; others are skipped. */
+/* read_value_tags reads v1's tagged fields: 0 previous producer id, 1 next producer id,
+ * 2 client transaction version; others are skipped. */
 static int read_value_tags(struct kafka_reader *r, struct lm_tr_value *v)
 {
     uint32_t n;
@@ -178,6 +232,10 @@ static int read_value_tags(struct kafka_reader *r, struct lm_tr_value *v)
             return LM_E_CORRUPT;
         if (tag == 0 && kafka_read_int64(&sub, &v->previous_producer_id) != 0)
             return LM_E_CORRUPT;
+        if (tag == 1 && kafka_read_int64(&sub, &v->next_producer_id) != 0)
+            return LM_E_CORRUPT;
+        if (tag == 2 && kafka_read_int16(&sub, &v->client_tv) != 0)
+            return LM_E_CORRUPT;
     }
     return 0;
 }
@@ -186,6 +244,7 @@ int lm_tr_value_decode(struct kafka_bytes value, struct kafka_arena *arena, stru
 {
     memset(v, 0, sizeof(*v));
     v->previous_producer_id = -1;
+    v->next_producer_id = -1;
     if (value.len < 2)
         return LM_E_CORRUPT;
     struct kafka_reader r;

@@ -7,7 +7,9 @@ with the same id is answered (the open transaction aborted), and a read_committe
 exactly the committed records. Also: a transactional batch for a partition not added to the
 transaction, sent to a partition leader that is not the coordinator, is refused after that
 leader asked the coordinator (KIP-890 part 1, AddPartitionsToTxn v4 verify_only), and one
-sent before any coordinator exists is refused (NOT_ENOUGH_REPLICAS).
+sent before any coordinator exists is refused (NOT_ENOUGH_REPLICAS); a Produce v12 there joins
+the transaction instead (KIP-890 part 2, AddPartitionsToTxn v5 to the coordinator) and EndTxn v5
+answers the bumped epoch.
 
     test_cluster_txn.py --io uring
 """
@@ -132,10 +134,50 @@ def verify_across_nodes(nodes, a):
     r = cc.call(26, 1, kraw.s16str(tid) + struct.pack(">qhb", pid, epoch, 0), False)  # abort
     if struct.unpack(">h", r[4:6])[0] != 0:
         tc.fail("EndTxn abort %s" % tid, nodes)
+    # KIP-890 part 2 across nodes: a Produce v12 to a partition not added joins the transaction
+    # through its leader, which asks the coordinator on the other node (AddPartitionsToTxn v5
+    # without verify_only); EndTxn v5 then answers the bumped epoch (aborted: the committed
+    # records this test counts stay the producer's)
+    deadline = time.monotonic() + 20
+    while True:
+        err, _ = lc.produce(TOPIC, part, kraw.txn_batch(pid, epoch, 1, [b"implicit"]),
+                            transactional_id=tid, version=12)
+        if err != NOT_ENOUGH_REPLICAS or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    if err != 0:
+        tc.fail("Produce v12 to a partition not added, on node %d (coordinator %d): %d"
+                % (leader.node_id, coord_id, err), nodes)
+    err, state, _e, topics = kraw.describe_transaction(cc, tid)
+    if err != 0 or state != "Ongoing" or topics != {TOPIC: [part]}:
+        tc.fail("DescribeTransactions %s after the implicit add: %d %s %s"
+                % (tid, err, state, topics), nodes)
+    err, npid, nepoch = kraw.end_txn_v5(cc, tid, pid, epoch, False)
+    if err != 0 or npid != pid or nepoch != epoch + 1:
+        tc.fail("EndTxn v5 abort %s: %d, %d/%d after %d/%d" % (tid, err, npid, nepoch, pid,
+                                                                epoch), nodes)
     cc.close()
     lc.close()
     print("ok: a batch for a partition not in the transaction refused on node %d, asked of the "
           "coordinator on node %d" % (leader.node_id, coord_id))
+
+
+def features_across_nodes(nodes):
+    """transaction.version is 2 on a new cluster; UpdateFeatures (kafka-features) sent to one
+    node goes through the controller into the metadata, and every node's ApiVersions follows,
+    down to 1 and back to 2."""
+    for level, kind in ((2, None), (1, 2), (2, 1)):
+        if kind is not None:
+            x = nodes[level % len(nodes)]
+            top, err = kraw.update_feature(x.host, x.port, "transaction.version", level, kind)
+            if top != 0 or err != 0:
+                tc.fail("UpdateFeatures transaction.version=%d on node %d: %d %d"
+                        % (level, x.node_id, top, err), nodes)
+        for x in nodes:
+            tc.wait_for("node %d finalizes transaction.version %d" % (x.node_id, level),
+                        lambda x=x: kraw.finalized_features(x.host, x.port).get(
+                            "transaction.version") == level, 30, nodes)
+    print("ok: transaction.version 2 -> 1 -> 2 through the controller, seen by every node")
 
 
 def main():
@@ -173,6 +215,7 @@ def main():
             tc.fail("__transaction_state configs: min.insync.replicas %s, cleanup.policy %s"
                     % (cfgs["min.insync.replicas"].value, cfgs["cleanup.policy"].value), nodes)
         verify_across_nodes(nodes, a)
+        features_across_nodes(nodes)
         committed = []
         for r in range(6):
             p.begin_transaction()

@@ -661,11 +661,12 @@ def ops_checks_raw(b):
             # group.version 1 (KIP-848 consumer groups) is served and finalized.
             check(sup.get("metadata.version") == (7, 27) and
                   sup.get("group.version") == ((0, 1) if v >= 4 else (1, 1)) and
-                  fin == {"metadata.version": (27, 27), "group.version": (1, 1)} and
+                  fin == {"metadata.version": (27, 27), "group.version": (1, 1),
+                          "transaction.version": (2, 2)} and
                   epoch >= 0,
                   "ApiVersions v%d features" % v, (sup, fin, epoch))
-            # Before v4 no range may start at 0 (KAFKA-17011): 0-0 ones are left out.
-            check(("transaction.version" in sup) == (v >= 4) and
+            # Before v4 no range may start at 0 (KAFKA-17011): 0-2 is sent as 1-2.
+            check(sup.get("transaction.version") == ((0, 2) if v >= 4 else (1, 2)) and
                   all(lo > 0 for lo, _ in sup.values()) == (v < 4),
                   "ApiVersions v%d: level-0 ranges only from v4" % v, sup)
 
@@ -706,9 +707,10 @@ def ops_checks_raw(b):
         topics, cursor = describe_topic_partitions(f, ["ops-raw"], 10, ("other", 0))
         check([t[0] for t in topics] == [42], "DescribeTopicPartitions: cursor on a topic not "
               "asked for is INVALID_REQUEST", topics)
-        # UpdateFeatures v1: the finalized level again succeeds, anything else does not.
+        # UpdateFeatures v1: the finalized level again succeeds, a level past the supported
+        # range does not.
         upd = (cstr("metadata.version") + i16(27) + i8(1) + b"\x00" +
-               cstr("transaction.version") + i16(2) + i8(1) + b"\x00")
+               cstr("transaction.version") + i16(3) + i8(1) + b"\x00")
         r = f.call(57, 1, i32(60000) + uvar(3) + upd + i8(0) + b"\x00", True)
         r.i32()
         top, msg = r.i16(), r.cstr()

@@ -86,6 +86,60 @@ def s16str(s):
     return struct.pack(">h", len(b)) + b
 
 
+def cstr(s):
+    """A compact (flexible) string."""
+    b = s.encode()
+    return uvarint(len(b) + 1) + b
+
+
+def read_uv(r, pos):
+    shift = v = 0
+    while True:
+        c = r[pos]
+        pos += 1
+        v |= (c & 0x7F) << shift
+        shift += 7
+        if not c & 0x80:
+            return v, pos
+
+
+def end_txn_v5(conn, tid, pid, epoch, commit):
+    """EndTxn v5: (error, producer id, producer epoch) of the answer."""
+    body = cstr(tid) + struct.pack(">qhb", pid, epoch, 1 if commit else 0) + b"\x00"
+    r = conn.call(26, 5, body, True)
+    _thr, err, npid, nepoch = struct.unpack(">ihqh", r[:16])
+    return err, npid, nepoch
+
+
+def describe_transaction(conn, tid):
+    """DescribeTransactions v0 of one id: (error, state, epoch, {topic: [partitions]})."""
+    r = conn.call(65, 0, uvarint(2) + cstr(tid) + b"\x00", True)
+    pos = 4
+    n, pos = read_uv(r, pos)
+    assert n - 1 == 1, n
+    err = struct.unpack(">h", r[pos:pos + 2])[0]
+    pos += 2
+    ln, pos = read_uv(r, pos)
+    pos += ln - 1
+    ln, pos = read_uv(r, pos)
+    state = r[pos:pos + ln - 1].decode()
+    pos += ln - 1
+    _tmo, _start, _pid, epoch = struct.unpack(">iqqh", r[pos:pos + 22])
+    pos += 22
+    topics = {}
+    nt, pos = read_uv(r, pos)
+    for _ in range(nt - 1):
+        ln, pos = read_uv(r, pos)
+        name = r[pos:pos + ln - 1].decode()
+        pos += ln - 1
+        npart, pos = read_uv(r, pos)
+        topics[name] = list(struct.unpack(">%di" % (npart - 1), r[pos:pos + 4 * (npart - 1)]))
+        pos += 4 * (npart - 1)
+        _tags, pos = read_uv(r, pos)
+    return err, state, epoch, topics
+
+
+
 class Conn:
     def __init__(self, host, port, timeout=10):
         self.s = socket.create_connection((host, port), timeout=timeout)
@@ -124,8 +178,9 @@ class Conn:
         _thr, err, pid, epoch = struct.unpack(">ihqh", r[:16])
         return err, pid, epoch
 
-    def produce(self, topic, partition, batch, acks=-1, transactional_id=None):
-        """Produce v9 (flexible). Returns (error code, base offset) of the one partition."""
+    def produce(self, topic, partition, batch, acks=-1, transactional_id=None, version=9):
+        """Produce v9 (flexible; version 9-12 share the layout). Returns (error code, base
+        offset) of the one partition."""
         t = topic.encode()
         body = bytearray()
         if transactional_id is None:
@@ -142,7 +197,7 @@ class Conn:
         body += b"\x00"                             # partition tags
         body += b"\x00"                             # topic tags
         body += b"\x00"                             # request tags
-        r = self.call(0, 9, bytes(body), True)
+        r = self.call(0, version, bytes(body), True)
         pos = 0
 
         def uv():
@@ -164,3 +219,57 @@ class Conn:
         idx, err, base = struct.unpack(">ihq", r[pos:pos + 14])
         assert idx == partition
         return err, base
+
+
+def finalized_features(host, port):
+    """ApiVersions v3's finalized features {name: level} (raw frames; its response header is
+    v0 whatever the version, KIP-511)."""
+    c = Conn(host, port)
+    cid = b"kraw"
+    msg = (struct.pack(">hhih", 18, 3, 1, len(cid)) + cid + b"\x00" +
+           cstr("raw") + cstr("1") + b"\x00")
+    c.s.sendall(struct.pack(">i", len(msg)) + msg)
+    r = c._recv(struct.unpack(">i", c._recv(4))[0])[4:]
+    c.close()
+    assert struct.unpack(">h", r[:2])[0] == 0, "ApiVersions v3: an error"
+    n, pos = read_uv(r, 2)
+    for _ in range(n - 1):
+        _tags, pos = read_uv(r, pos + 6)
+    pos += 4
+    fin = {}
+    ntags, pos = read_uv(r, pos)
+    for _ in range(ntags):
+        tag, pos = read_uv(r, pos)
+        size, pos = read_uv(r, pos)
+        if tag == 2:
+            q = pos
+            nf, q = read_uv(r, q)
+            for _ in range(nf - 1):
+                ln, q = read_uv(r, q)
+                name = r[q:q + ln - 1].decode()
+                q += ln - 1
+                hi, _lo = struct.unpack(">hh", r[q:q + 4])
+                _tags, q = read_uv(r, q + 4)
+                fin[name] = hi
+        pos += size
+    return fin
+
+
+
+
+def update_feature(host, port, name, level, upgrade_type):
+    """UpdateFeatures v1 of one feature (upgrade_type 1 upgrade, 2 safe downgrade): (top-level
+    error, the feature's error)."""
+    c = Conn(host, port)
+    body = (struct.pack(">i", 60000) + uvarint(2) + cstr(name) +
+            struct.pack(">hb", level, upgrade_type) + b"\x00" + b"\x00" + b"\x00")
+    r = c.call(57, 1, body, True)
+    c.close()
+    top = struct.unpack(">h", r[4:6])[0]
+    ln, pos = read_uv(r, 6)
+    pos += max(ln - 1, 0)
+    n, pos = read_uv(r, pos)
+    assert n - 1 == 1, n
+    ln, pos = read_uv(r, pos)
+    pos += ln - 1
+    return top, struct.unpack(">h", r[pos:pos + 2])[0]

@@ -282,7 +282,7 @@ def scenario(b):
     c = Conn(b)
     err, apis = api_versions(c.call(18, 0, b""))
     check(err == 0, "ApiVersions v0 error %d" % err)
-    for k, rng in {0: (0, 11), 1: (4, 17), 2: (1, 11), 3: (0, 12), 18: (0, 4), 21: (0, 2),
+    for k, rng in {0: (0, 12), 1: (4, 17), 2: (1, 11), 3: (0, 12), 18: (0, 4), 21: (0, 2),
                    23: (2, 4)}.items():
         check(apis.get(k) == rng, "api %d advertised %r, want %r" % (k, apis.get(k), rng))
     # KIP-511: a too-new ApiVersions gets error 35 and a v0 body with our ranges.

@@ -13,6 +13,9 @@ producer (librdkafka) and read_committed consumers:
 - KIP-890 part 1: a transactional Produce for a partition not added to the transaction is
   refused with INVALID_TXN_STATE and not written, one without a transactional id with
   TRANSACTIONAL_ID_AUTHORIZATION_FAILED (raw frames, kraw.py);
+- KIP-890 part 2 (raw frames): Produce v12 adds its partition implicitly (DescribeTransactions
+  lists it), EndTxn v5 answers the bumped epoch and its retry the same, the old epoch is
+  refused afterwards;
 - send_offsets_to_transaction (consume-transform-produce): the group's offset is committed
   with the transaction (AddOffsetsToTxn here, TxnOffsetCommit in the group coordinator).
 
@@ -205,6 +208,58 @@ def verify_before_write(b):
     print("verification before the first write: ok")
 
 
+def tv2_wire(b):
+    """KIP-890 part 2 on the wire (raw frames): a Produce v12 to a partition no
+    AddPartitionsToTxn named is accepted and the partition appears in DescribeTransactions;
+    EndTxn v5 answers the bumped epoch, its retry (the epoch below) the same; a Produce with
+    the old epoch after it is refused; read_committed sees the committed record."""
+    create(b, "tv2w", 2)
+    conn = kraw.Conn(b.host, b.port)
+    r = conn.call(22, 1, kraw.s16str("tx-tv2") + struct.pack(">i", 60000), False)
+    _thr, err, pid, epoch = struct.unpack(">ihqh", r[:16])
+    check(err == 0, "InitProducerId tx-tv2: %d" % err)
+    err, off = conn.produce("tv2w", 1, kraw.txn_batch(pid, epoch, 0, [b"implicit"]),
+                            transactional_id="tx-tv2", version=12)
+    check(err == 0 and off == 0, "Produce v12 to an un-added partition: error %d offset %d"
+          % (err, off))
+    err, state, depoch, topics = kraw.describe_transaction(conn, "tx-tv2")
+    check(err == 0 and state == "Ongoing" and topics == {"tv2w": [1]},
+          "DescribeTransactions after the implicit add: %d %s %s" % (err, state, topics))
+    # a Produce v11 (transaction version 1) to another partition is still verified
+    err, _ = conn.produce("tv2w", 0, kraw.txn_batch(pid, epoch, 0, [b"stray"]),
+                          transactional_id="tx-tv2", version=11)
+    check(err == INVALID_TXN_STATE, "Produce v11 to an un-added partition answered %d" % err)
+    err, npid, nepoch = kraw.end_txn_v5(conn, "tx-tv2", pid, epoch, True)
+    check(err == 0 and npid == pid and nepoch == epoch + 1,
+          "EndTxn v5: error %d, %d/%d after %d/%d" % (err, npid, nepoch, pid, epoch))
+    # the retry: CONCURRENT_TRANSACTIONS while the markers are out (as Kafka), then the answer
+    # the commit gave
+    deadline = time.monotonic() + 20
+    while True:
+        err, rpid, repoch = kraw.end_txn_v5(conn, "tx-tv2", pid, epoch, True)
+        if err != 51 or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    check(err == 0 and (rpid, repoch) == (npid, nepoch),
+          "EndTxn v5 retry: error %d, %d/%d" % (err, rpid, repoch))
+    err, state, depoch, topics = kraw.describe_transaction(conn, "tx-tv2")
+    check(depoch == nepoch and state in ("PrepareCommit", "CompleteCommit"),
+          "DescribeTransactions after EndTxn v5: %s epoch %d" % (state, depoch))
+    err, _ = conn.produce("tv2w", 1, kraw.txn_batch(pid, epoch, 1, [b"zombie"]),
+                          transactional_id="tx-tv2", version=12)
+    check(err != 0, "a Produce v12 with the epoch before the bump was accepted")
+    # the next transaction with the new epoch
+    err, off = conn.produce("tv2w", 1, kraw.txn_batch(pid, nepoch, 0, [b"next"]),
+                            transactional_id="tx-tv2", version=12)
+    check(err == 0, "Produce v12 with the bumped epoch: %d" % err)
+    err, _, e2 = kraw.end_txn_v5(conn, "tx-tv2", pid, nepoch, False)
+    check(err == 0 and e2 == nepoch + 1, "EndTxn v5 abort: %d epoch %d" % (err, e2))
+    conn.close()
+    got = read_all(b, "tv2w", 2, "read_committed", expect=1)
+    check(got == ["implicit"], "read_committed saw %s" % got)
+    print("transaction version 2 on the wire: ok")
+
+
 def consume_transform_produce(b):
     create(b, "ctp-in", 1)
     create(b, "ctp-out", 1)
@@ -269,6 +324,7 @@ def main():
             commit_abort(b)
             zombie(b)
             verify_before_write(b)
+            tv2_wire(b)
             kill_open(b)
             kill_after_commit(b)
             consume_transform_produce(b)

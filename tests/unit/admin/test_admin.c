@@ -1323,24 +1323,30 @@ static void test_features(void **state)
         }
     }
     assert_true(mv);
-    /* group.version 1: KIP-848 consumer groups are served */
-    assert_int_equal(av.finalized_features_count, 2);
+    /* group.version 1: KIP-848 consumer groups are served; transaction.version 2 (KIP-890
+     * part 2) on a new cluster */
+    assert_int_equal(av.finalized_features_count, 3);
     assert_true(str_is(av.finalized_features[0].name, "group.version"));
     assert_int_equal(av.finalized_features[0].max_version_level, 1);
     assert_true(str_is(av.finalized_features[1].name, "metadata.version"));
     assert_int_equal(av.finalized_features[1].max_version_level, 27);
+    assert_true(str_is(av.finalized_features[2].name, "transaction.version"));
+    assert_int_equal(av.finalized_features[2].max_version_level, 2);
     assert_true(av.finalized_features_epoch >= 0);
     assert_int_equal(av.supported_features_count, 3);
     assert_true(str_is(av.supported_features[0].name, "group.version"));
     assert_int_equal(av.supported_features[0].min_version, 0);
     assert_int_equal(av.supported_features[0].max_version, 1);
-    /* v3: no range may start at 0 (KAFKA-17011): 0-1 is sent as 1-1, 0-0 is left out */
+    /* v3: no range may start at 0 (KAFKA-17011): 0-1 is sent as 1-1, 0-2 as 1-2 */
     kafka_api_versions_response_init(&av);
     assert_int_equal(admin_features_fill(&f->env, 3, &av, &f->a), 0);
-    assert_int_equal(av.supported_features_count, 2);
+    assert_int_equal(av.supported_features_count, 3);
     assert_true(str_is(av.supported_features[0].name, "group.version"));
     assert_int_equal(av.supported_features[0].min_version, 1);
     assert_true(str_is(av.supported_features[1].name, "metadata.version"));
+    assert_true(str_is(av.supported_features[2].name, "transaction.version"));
+    assert_int_equal(av.supported_features[2].min_version, 1);
+    assert_int_equal(av.supported_features[2].max_version, 2);
 
     typedef struct kafka_update_features_request_feature_update_key fu;
     struct kafka_update_features_request rq;
@@ -1356,7 +1362,7 @@ static void test_features(void **state)
             assert_int_equal(rs->results[0].error_code, KAFKA_NONE);
         }
     }
-    fu bad[2] = {{S("metadata.version"), 20, false, 2}, {S("transaction.version"), 2, false, 1}};
+    fu bad[2] = {{S("metadata.version"), 20, false, 2}, {S("transaction.version"), 3, false, 1}};
     rq.feature_updates = bad;
     rq.feature_updates_count = 2;
     struct kafka_update_features_response *rs = call_update_features(f, 1, &rq);
@@ -1374,6 +1380,61 @@ static void test_features(void **state)
     rq.feature_updates_count = 1;
     rs = call_update_features(f, 1, &rq);
     assert_int_equal(rs->results[0].error_code, KAFKA_INVALID_UPDATE_VERSION);
+    /* transaction.version moves: a downgrade needs its type, validate_only changes nothing,
+     * the level is in the metadata (ApiVersions follows), 0 leaves the finalized list */
+    fu tv[1] = {{S("transaction.version"), 1, false, 1}};
+    rq.feature_updates = tv;
+    rs = call_update_features(f, 1, &rq);
+    assert_int_equal(rs->results[0].error_code, KAFKA_INVALID_UPDATE_VERSION);
+    tv[0].upgrade_type = 2;
+    rq.validate_only = true;
+    rs = call_update_features(f, 1, &rq);
+    assert_int_equal(rs->results[0].error_code, KAFKA_NONE);
+    struct lm_meta_snapshot *snap = lm_meta_store_snapshot(f->meta);
+    assert_int_equal(lm_meta_state_transaction_version(&snap->state), 2);
+    lm_meta_snapshot_release(snap);
+    rq.validate_only = false;
+    rs = call_update_features(f, 1, &rq);
+    assert_int_equal(rs->results[0].error_code, KAFKA_NONE);
+    snap = lm_meta_store_snapshot(f->meta);
+    assert_int_equal(snap->state.transaction_version, 1);
+    /* a metadata snapshot carries the level (a cluster node rebuilt from it finalizes 1) */
+    uint8_t *img = NULL;
+    size_t img_len = 0;
+    assert_int_equal(meta_snapshot_encode(&snap->state, 7, &img, &img_len), 0);
+    lm_meta_snapshot_release(snap);
+    char dir[] = "/tmp/lm-features-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    struct lm_meta_store *other = NULL;
+    assert_int_equal(lm_meta_store_open(dir, &other), 0);
+    assert_int_equal(lm_meta_store_set_cluster(other, 1), 0);
+    int64_t last = -1;
+    assert_int_equal(meta_snapshot_load(other, img, img_len, &last), 0);
+    snap = lm_meta_store_snapshot(other);
+    assert_int_equal(lm_meta_state_transaction_version(&snap->state), 1);
+    lm_meta_snapshot_release(snap);
+    lm_meta_store_close(other);
+    free(img);
+    char cmd[128];
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+    assert_int_equal(system(cmd), 0);
+    kafka_api_versions_response_init(&av);
+    assert_int_equal(admin_features_fill(&f->env, 4, &av, &f->a), 0);
+    assert_int_equal(av.finalized_features_count, 3);
+    assert_int_equal(av.finalized_features[2].max_version_level, 1);
+    tv[0].max_version_level = 0;
+    rs = call_update_features(f, 1, &rq);
+    assert_int_equal(rs->results[0].error_code, KAFKA_NONE);
+    kafka_api_versions_response_init(&av);
+    assert_int_equal(admin_features_fill(&f->env, 4, &av, &f->a), 0);
+    assert_int_equal(av.finalized_features_count, 2);
+    tv[0].max_version_level = 2;
+    tv[0].upgrade_type = 1;
+    rs = call_update_features(f, 2, &rq);
+    assert_int_equal(rs->error_code, KAFKA_NONE);
+    snap = lm_meta_store_snapshot(f->meta);
+    assert_int_equal(lm_meta_state_transaction_version(&snap->state), 2);
+    lm_meta_snapshot_release(snap);
 }
 
 /* ---- DescribeTopicPartitions ---- */

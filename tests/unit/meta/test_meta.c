@@ -545,6 +545,35 @@ static void test_scram_records(void **state)
 
 /* Dynamic broker configs (BROKER_CONFIGS records): per node and cluster-wide default, replace,
  * remove, copy, validation of keys and values, truncation. */
+/* FEATURE_LEVEL records: transaction.version 0-2 only, kept by a copy of the image. */
+static void test_feature_level_records(void **state)
+{
+    (void)state;
+    struct lm_meta_state s;
+    lm_meta_state_init(&s);
+    assert_int_equal(lm_meta_state_transaction_version(&s), LM_META_TRANSACTION_VERSION_DEFAULT);
+    assert_int_equal(lm_meta_state_transaction_version(NULL), 2);
+    struct lm_meta_record r = {.type = LM_META_FEATURE_LEVEL,
+                               .feature = LM_META_FEATURE_TRANSACTION_VERSION,
+                               .feature_level = 1};
+    assert_int_equal(lm_meta_state_check(&s, &r), 0);
+    roundtrip(&r, &s, 0);
+    assert_int_equal(lm_meta_state_transaction_version(&s), 1);
+    struct lm_meta_state copy;
+    assert_int_equal(lm_meta_state_copy(&copy, &s), 0);
+    assert_int_equal(lm_meta_state_transaction_version(&copy), 1);
+    lm_meta_state_deinit(&copy);
+    r.feature_level = 0;
+    roundtrip(&r, &s, 0);
+    assert_int_equal(lm_meta_state_transaction_version(&s), 0);
+    r.feature_level = 3;
+    assert_int_equal(lm_meta_state_check(&s, &r), LM_E_INVALID);
+    r.feature_level = 1;
+    r.feature = "metadata.version";
+    assert_int_equal(lm_meta_state_check(&s, &r), LM_E_INVALID);
+    lm_meta_state_deinit(&s);
+}
+
 static void test_broker_config_records(void **state)
 {
     (void)state;
@@ -880,6 +909,7 @@ int main(void)
         cmocka_unit_test(test_deleted_id_never_returns),
         cmocka_unit_test(test_image_rebuild_is_atomic),
         cmocka_unit_test(test_scram_records),
+        cmocka_unit_test(test_feature_level_records),
         cmocka_unit_test(test_broker_config_records),
         cmocka_unit_test(test_group_config_records),
         cmocka_unit_test(test_config_table_sorted_and_valid),

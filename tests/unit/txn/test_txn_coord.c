@@ -326,7 +326,21 @@ static const struct fx_resp *add(struct fx *f, const char *tid, int64_t pid, int
 {
     uint64_t t = g_token++;
     struct lm_txn_topic_partition tp = {S(topic), part};
-    struct lm_txn_add_req r = {S(tid), pid, epoch, 1, &tp, verify};
+    struct lm_txn_add_req r = {S(tid), pid, epoch, 1, &tp, verify, false};
+    assert_int_equal(lm_txn_add_partitions(f->c, f->now, t, &r), 0);
+    pump(f);
+    settle_writes(f);
+    return last_resp(f, t);
+}
+
+/* add2 is the implicit add of a transaction version 2 client (a Produce v12+ reaching the
+ * partition leader, which asks the coordinator to add the partition). */
+static const struct fx_resp *add2(struct fx *f, const char *tid, int64_t pid, int16_t epoch,
+                                  const char *topic, int32_t part)
+{
+    uint64_t t = g_token++;
+    struct lm_txn_topic_partition tp = {S(topic), part};
+    struct lm_txn_add_req r = {S(tid), pid, epoch, 1, &tp, false, true};
     assert_int_equal(lm_txn_add_partitions(f->c, f->now, t, &r), 0);
     pump(f);
     settle_writes(f);
@@ -337,7 +351,19 @@ static const struct fx_resp *end(struct fx *f, const char *tid, int64_t pid, int
                                  bool commit)
 {
     uint64_t t = g_token++;
-    struct lm_txn_end_req r = {S(tid), pid, epoch, commit};
+    struct lm_txn_end_req r = {S(tid), pid, epoch, commit, false};
+    assert_int_equal(lm_txn_end(f->c, f->now, t, &r), 0);
+    pump(f);
+    settle_writes(f);
+    return last_resp(f, t);
+}
+
+/* end2 is EndTxn v5 (transaction version 2). */
+static const struct fx_resp *end2(struct fx *f, const char *tid, int64_t pid, int16_t epoch,
+                                  bool commit)
+{
+    uint64_t t = g_token++;
+    struct lm_txn_end_req r = {S(tid), pid, epoch, commit, true};
     assert_int_equal(lm_txn_end(f->c, f->now, t, &r), 0);
     pump(f);
     settle_writes(f);
@@ -523,7 +549,7 @@ static void test_init_errors_and_fencing(void **st)
     /* a write that fails answers its error and changes nothing */
     uint64_t t = g_token++;
     struct lm_txn_topic_partition tp = {S("x"), 3};
-    struct lm_txn_add_req ar = {S("t"), pid, 3, 1, &tp, false};
+    struct lm_txn_add_req ar = {S("t"), pid, 3, 1, &tp, false, false};
     assert_int_equal(lm_txn_add_partitions(f.c, f.now, t, &ar), 0);
     pump(&f);
     assert_null(last_resp(&f, t));
@@ -612,6 +638,270 @@ static void test_timeout_expiry_and_recovery(void **st)
     fx_deinit(&f);
 }
 
+/* Transaction version 2 (KIP-890 part 2): implicit adds, the epoch bump on every EndTxn (its
+ * answer and its markers), retries answered instead of fenced, empty aborts, the timeout
+ * abort, the next producer id over an exhausted epoch kept in the log across a fail-over. */
+static void test_tv2_epoch_bump(void **st)
+{
+    (void)st;
+    struct fx f;
+    fx_init(&f, 1);
+    const struct fx_resp *r = init_pid(&f, "v", 30000, -1, -1);
+    int64_t pid = r->pid;
+    assert_int_equal(r->epoch, 0);
+    /* partitions join through their leaders, no AddPartitionsToTxn from the client */
+    assert_int_equal(add2(&f, "v", pid, 0, "x", 0)->err, 0);
+    assert_int_equal(add2(&f, "v", pid, 0, "x", 1)->err, 0);
+    assert_int_equal(add2(&f, "v", pid, 0, "x", 1)->err, 0);
+    struct lm_txn_info in;
+    assert_true(lm_txn_coord_describe(f.c, S("v"), &in));
+    assert_int_equal(in.state, LM_TXN_ONGOING);
+    assert_int_equal(in.n_partitions, 2);
+    assert_true(in.tv2);
+    /* commit: the answer carries the bumped epoch, the markers too */
+    r = end2(&f, "v", pid, 0, true);
+    assert_int_equal(r->err, 0);
+    assert_int_equal(r->pid, pid);
+    assert_int_equal(r->epoch, 1);
+    assert_int_equal(f.n_mk, 2);
+    assert_true(f.mk[0].commit && f.mk[0].epoch == 1 && f.mk[1].epoch == 1);
+    /* a retry while the markers are out is CONCURRENT_TRANSACTIONS, an older epoch fenced */
+    assert_int_equal(end2(&f, "v", pid, 0, true)->err, KAFKA_CONCURRENT_TRANSACTIONS);
+    settle(&f);
+    assert_int_equal(state_of(&f, "v"), LM_TXN_COMPLETE_COMMIT);
+    /* the retry of the finished commit (epoch one below) is answered again, not fenced */
+    r = end2(&f, "v", pid, 0, true);
+    assert_int_equal(r->err, 0);
+    assert_int_equal(r->pid, pid);
+    assert_int_equal(r->epoch, 1);
+    assert_int_equal(end2(&f, "v", pid, 0, false)->err, KAFKA_INVALID_TXN_STATE);
+    /* an epoch further back is a zombie */
+    assert_int_equal(add2(&f, "v", pid, 0, "x", 0)->err, KAFKA_PRODUCER_FENCED);
+    /* a commit with nothing open is refused; an abort with nothing added bumps the epoch */
+    assert_int_equal(end2(&f, "v", pid, 1, true)->err, KAFKA_INVALID_TXN_STATE);
+    r = end2(&f, "v", pid, 1, false);
+    assert_int_equal(r->err, 0);
+    assert_int_equal(r->epoch, 2);
+    settle(&f);
+    assert_int_equal(state_of(&f, "v"), LM_TXN_COMPLETE_ABORT);
+    assert_int_equal(end2(&f, "v", pid, 1, false)->err, 0); /* its retry */
+    assert_int_equal(end2(&f, "v", pid, 1, true)->err, KAFKA_INVALID_TXN_STATE);
+
+    /* the timeout abort fences, then bumps as every end does (2 -> 3 -> 4): the producer's
+     * own EndTxn at its old epoch is not a retry of it, whatever the outcome */
+    assert_int_equal(add2(&f, "v", pid, 2, "y", 0)->err, 0);
+    f.now += 30000 + 10001;
+    assert_int_equal(lm_txn_coord_tick(f.c, f.now), 0);
+    pump(&f);
+    settle_writes(&f);
+    assert_int_equal(f.n_mk, 1);
+    assert_int_equal(f.mk[0].epoch, 4);
+    settle(&f);
+    assert_int_equal(state_of(&f, "v"), LM_TXN_COMPLETE_ABORT);
+    assert_int_equal(end2(&f, "v", pid, 2, true)->err, KAFKA_PRODUCER_FENCED);
+    assert_int_equal(end2(&f, "v", pid, 2, false)->err, KAFKA_PRODUCER_FENCED);
+    assert_int_equal(add2(&f, "v", pid, 2, "y", 0)->err, KAFKA_PRODUCER_FENCED);
+    /* a new instance (KIP-360 bump from the current epoch) goes on from 5 */
+    r = init_pid(&f, "v", 30000, pid, 4);
+    assert_int_equal(r->err, 0);
+    assert_int_equal(r->epoch, 5);
+
+    /* implicit adds that come while an add is being written wait for it, and are answered in
+     * their order once it is (a later Produce never passes an earlier one) */
+    {
+        struct lm_txn_topic_partition tps[3] = {{S("p"), 0}, {S("p"), 1}, {S("y"), 0}};
+        uint64_t tk[3];
+        for (int i = 0; i < 3; i++) {
+            tk[i] = g_token++;
+            struct lm_txn_add_req ar = {S("v"), pid, 5, 1, &tps[i], false, true};
+            assert_int_equal(lm_txn_add_partitions(f.c, f.now, tk[i], &ar), 0);
+            pump(&f);
+        }
+        assert_int_equal(f.n_pend, 1);
+        assert_null(last_resp(&f, tk[0]));
+        assert_null(last_resp(&f, tk[1]));
+        assert_null(last_resp(&f, tk[2]));
+        complete_write(&f, 0, 0);
+        assert_int_equal(last_resp(&f, tk[0])->err, 0);
+        assert_null(last_resp(&f, tk[1])); /* its own write now */
+        assert_int_equal(f.n_pend, 1);
+        settle_writes(&f);
+        assert_int_equal(last_resp(&f, tk[1])->err, 0);
+        assert_int_equal(last_resp(&f, tk[2])->err, 0); /* y-0 was in already */
+        const struct fx_resp *order[3] = {last_resp(&f, tk[0]), last_resp(&f, tk[1]),
+                                          last_resp(&f, tk[2])};
+        assert_true(order[0] < order[1] && order[1] < order[2]);
+        assert_true(lm_txn_coord_describe(f.c, S("v"), &in));
+        assert_int_equal(in.n_partitions, 3);
+        /* an add parked behind the EndTxn's write is fenced by the bump */
+        uint64_t te = g_token++, ta = g_token++;
+        struct lm_txn_end_req er = {S("v"), pid, 5, true, true};
+        assert_int_equal(lm_txn_end(f.c, f.now, te, &er), 0);
+        struct lm_txn_add_req late = {S("v"), pid, 5, 1, &tps[0], false, true};
+        assert_int_equal(lm_txn_add_partitions(f.c, f.now, ta, &late), 0);
+        pump(&f);
+        assert_null(last_resp(&f, ta));
+        settle(&f);
+        assert_int_equal(last_resp(&f, te)->epoch, 6);
+        assert_int_equal(last_resp(&f, ta)->err, KAFKA_PRODUCER_FENCED);
+
+        /* the next transaction's first add, sent while the markers of the one before are
+         * out, waits for its Complete record; one waiting too long is answered for a retry */
+        assert_int_equal(add2(&f, "v", pid, 6, "p", 0)->err, 0);
+        for (int round = 0; round < 2; round++) {
+            int16_t ep = (int16_t)(6 + round);
+            uint64_t tn = g_token++;
+            struct lm_txn_end_req er2 = {S("v"), pid, ep, true, true};
+            assert_int_equal(lm_txn_end(f.c, f.now, g_token++, &er2), 0);
+            pump(&f);
+            settle_writes(&f);
+            assert_int_equal(f.n_mk, 1);
+            assert_int_equal(state_of(&f, "v"), LM_TXN_PREPARE_COMMIT);
+            struct lm_txn_add_req nx = {S("v"), pid, (int16_t)(ep + 1), 1, &tps[1], false, true};
+            assert_int_equal(lm_txn_add_partitions(f.c, f.now, tn, &nx), 0);
+            pump(&f);
+            assert_null(last_resp(&f, tn));
+            if (round == 0) {
+                settle(&f);
+                assert_int_equal(last_resp(&f, tn)->err, 0);
+                assert_int_equal(state_of(&f, "v"), LM_TXN_ONGOING);
+            } else {
+                f.now += LM_TXN_PARKED_TIMEOUT_MS;
+                assert_int_equal(lm_txn_coord_tick(f.c, f.now), 0);
+                pump(&f);
+                assert_int_equal(last_resp(&f, tn)->err, KAFKA_CONCURRENT_TRANSACTIONS);
+                settle(&f);
+                assert_int_equal(state_of(&f, "v"), LM_TXN_COMPLETE_COMMIT);
+            }
+        }
+    }
+
+    /* a transaction version 1 client on the same coordinator keeps its epoch */
+    r = init_pid(&f, "one", 30000, -1, -1);
+    assert_int_equal(add(&f, "one", r->pid, 0, "x", 0, false)->err, 0);
+    assert_int_equal(end(&f, "one", r->pid, 0, true)->err, 0);
+    assert_int_equal(f.mk[0].epoch, 0);
+    settle(&f);
+    assert_true(lm_txn_coord_describe(f.c, S("one"), &in));
+    assert_int_equal(in.producer_epoch, 0);
+    assert_false(in.tv2);
+    fx_deinit(&f);
+}
+
+static void test_tv2_epoch_overflow(void **st)
+{
+    (void)st;
+    /* a v1 value (TransactionLogValue flexible): null partitions as a compact null, then the
+     * tagged fields that differ from their defaults, in tag order */
+    {
+        static const uint8_t golden[] = {
+            0x00, 0x01, 0,    0, 0, 0, 0, 0, 0, 5, 0x00, 0x01, 0x00, 0x00, 0x03, 0xe8, 0x04,
+            0x00, 0,    0,    0, 0, 0, 0, 0, 7, 0, 0,    0,    0,    0,    0,    0,    8,
+            0x02, 0x01, 0x08, 0, 0, 0, 0, 0, 0, 0, 9,    0x02, 0x02, 0x00, 0x02};
+        struct lm_tr_value gv = {.version = 1,
+                                 .producer_id = 5,
+                                 .previous_producer_id = -1,
+                                 .next_producer_id = 9,
+                                 .client_tv = 2,
+                                 .producer_epoch = 1,
+                                 .timeout_ms = 1000,
+                                 .status = LM_TXN_COMPLETE_COMMIT,
+                                 .update_ts_ms = 7,
+                                 .start_ts_ms = 8};
+        uint8_t buf[64];
+        size_t n;
+        assert_int_equal(lm_tr_value_size(&gv), sizeof(golden));
+        assert_int_equal(lm_tr_value_encode(&gv, buf, sizeof(buf), &n), 0);
+        assert_int_equal(n, sizeof(golden));
+        assert_memory_equal(buf, golden, sizeof(golden));
+    }
+    struct fx f;
+    fx_init(&f, 1);
+    /* a log holding an id at epoch 32765, in a tv2 CompleteCommit (a v1 record) */
+    uint8_t k[64], v[128];
+    size_t kl, vl;
+    assert_int_equal(lm_tr_key_encode(S("o"), k, sizeof(k), &kl), 0);
+    struct lm_tr_value val = {.version = 1,
+                              .producer_id = 42,
+                              .previous_producer_id = -1,
+                              .next_producer_id = -1,
+                              .client_tv = 2,
+                              .producer_epoch = 32765,
+                              .timeout_ms = 30000,
+                              .status = LM_TXN_COMPLETE_COMMIT,
+                              .update_ts_ms = f.now,
+                              .start_ts_ms = -1};
+    assert_int_equal(lm_tr_value_encode(&val, v, sizeof(v), &vl), 0);
+    assert_int_equal(lm_txn_coord_load_begin(f.c, 0, 3), 0);
+    assert_int_equal(lm_txn_coord_load_record(f.c, 0, (struct kafka_bytes){k, (int32_t)kl},
+                                              (struct kafka_bytes){v, (int32_t)vl}),
+                     0);
+    assert_int_equal(lm_txn_coord_load_end(f.c, f.now, 0), 0);
+    /* 32765 -> 32766: still the same id */
+    assert_int_equal(add2(&f, "o", 42, 32765, "x", 0)->err, 0);
+    const struct fx_resp *r = end2(&f, "o", 42, 32765, true);
+    assert_int_equal(r->err, 0);
+    assert_int_equal(r->pid, 42);
+    assert_int_equal(r->epoch, 32766);
+    settle(&f);
+    /* 32766 would overflow: the Prepare record names the next id, the markers carry 32767 */
+    assert_int_equal(add2(&f, "o", 42, 32766, "x", 0)->err, 0);
+    uint64_t t = g_token++;
+    struct lm_txn_end_req er = {S("o"), 42, 32766, true, true};
+    assert_int_equal(lm_txn_end(f.c, f.now, t, &er), 0);
+    pump(&f);
+    assert_null(last_resp(&f, t));
+    assert_int_equal(f.n_pend, 1);
+    struct lm_tr_value got;
+    struct kafka_arena arena;
+    kafka_arena_init(&arena, 1u << 16);
+    assert_int_equal(
+        lm_tr_value_decode((struct kafka_bytes){f.pend[0].val, f.pend[0].vlen}, &arena, &got), 0);
+    assert_int_equal(got.version, 1);
+    assert_int_equal(got.status, LM_TXN_PREPARE_COMMIT);
+    assert_int_equal(got.producer_id, 42);
+    assert_int_equal(got.producer_epoch, 32767);
+    assert_int_equal(got.client_tv, 2);
+    int64_t next = got.next_producer_id;
+    assert_true(next >= 0 && next != 42);
+    kafka_arena_deinit(&arena);
+    settle_writes(&f);
+    r = last_resp(&f, t);
+    assert_int_equal(r->err, 0);
+    assert_int_equal(r->pid, next);
+    assert_int_equal(r->epoch, 0);
+    assert_int_equal(f.n_mk, 1);
+    assert_int_equal(f.mk[0].pid, 42);
+    assert_int_equal(f.mk[0].epoch, 32767);
+    /* a fail-over before the markers are answered: the new leader reads the next id back */
+    f.n_mk = 0;
+    reload(&f, 0, 4);
+    struct lm_txn_info in;
+    assert_true(lm_txn_coord_describe(f.c, S("o"), &in));
+    assert_int_equal(in.state, LM_TXN_PREPARE_COMMIT);
+    assert_int_equal(in.next_producer_id, next);
+    assert_int_equal(f.n_mk, 1);
+    settle(&f);
+    assert_true(lm_txn_coord_describe(f.c, S("o"), &in));
+    assert_int_equal(in.state, LM_TXN_COMPLETE_COMMIT);
+    assert_int_equal(in.producer_id, next);
+    assert_int_equal(in.producer_epoch, 0);
+    /* the retry with the old id at 32766 is answered with the new id */
+    r = end2(&f, "o", 42, 32766, true);
+    assert_int_equal(r->err, 0);
+    assert_int_equal(r->pid, next);
+    assert_int_equal(r->epoch, 0);
+    assert_int_equal(end2(&f, "o", 42, 32765, true)->err, KAFKA_INVALID_PRODUCER_ID_MAPPING);
+    /* the new id goes on */
+    assert_int_equal(add2(&f, "o", next, 0, "x", 0)->err, 0);
+    r = end2(&f, "o", next, 0, false);
+    assert_int_equal(r->err, 0);
+    assert_int_equal(r->pid, next);
+    assert_int_equal(r->epoch, 1);
+    settle(&f);
+    fx_deinit(&f);
+}
+
 /* ---- property test ---- */
 
 #define P_IDS   6
@@ -665,6 +955,12 @@ static uint32_t below(struct p_world *w, uint32_t n)
     return (uint32_t)(rnd(w) % n);
 }
 
+/* ids b, d and f are used by transaction version 2 clients (implicit adds, EndTxn v5) */
+static bool p_tv2(int id)
+{
+    return id % 2 == 1;
+}
+
 static const char *id_name(int i)
 {
     static const char *names[P_IDS] = {"a", "b", "c", "d", "e", "f"};
@@ -700,6 +996,20 @@ static void check_responses(struct p_world *w)
                        known ? in.producer_epoch : -1);
                 w->inst[q->id][q->inst] = (struct p_inst){true, r->pid, r->epoch};
             }
+        } else if (q->kind == LM_TXN_RESP_END && p_tv2(q->id)) {
+            if (r->err != 0)
+                continue;
+            /* tv2: the answer is the epoch after the bump (or the next id at 0 after an
+             * overflow), which the coordinator holds now; the request named the epoch below */
+            PCHECK(known && ((in.producer_id == r->pid && in.producer_epoch == r->epoch) ||
+                             (in.next_producer_id == r->pid && r->epoch == 0)),
+                   "EndTxn v5 answered %lld/%d, coordinator has %lld/%d (next %lld)",
+                   (long long)r->pid, r->epoch, known ? (long long)in.producer_id : -1LL,
+                   known ? in.producer_epoch : -1, known ? (long long)in.next_producer_id : -1LL);
+            PCHECK(in.producer_id != q->pid || in.producer_epoch == q->epoch + 1,
+                   "EndTxn v5 of %s succeeded with epoch %d, coordinator at %d", id_name(q->id),
+                   q->epoch, in.producer_epoch);
+            w->inst[q->id][q->inst] = (struct p_inst){true, r->pid, r->epoch};
         } else if (r->err == 0 && (r->n_parts == 0 || r->part_err[0] == 0)) {
             /* a fenced producer never succeeds: success only with the current id and epoch */
             PCHECK(known && in.producer_id == q->pid && in.producer_epoch == q->epoch,
@@ -733,8 +1043,11 @@ static void check_state(struct p_world *w)
         /* an open transaction has partitions and a start; a finished one has none */
         if (in.state == LM_TXN_ONGOING || in.state == LM_TXN_PREPARE_COMMIT ||
             in.state == LM_TXN_PREPARE_ABORT)
-            PCHECK(in.n_partitions > 0 && in.start_ts_ms >= 0, "%s open without partitions",
-                   id_name(i));
+            /* tv2 may abort a transaction that added nothing */
+            PCHECK(
+                (in.n_partitions > 0 || (p_tv2(i) && in.tv2 && in.state == LM_TXN_PREPARE_ABORT)) &&
+                    in.start_ts_ms >= 0,
+                "%s open without partitions", id_name(i));
         else
             PCHECK(in.n_partitions == 0, "%s closed with partitions", id_name(i));
         /* terminal states only after every marker of the prepared transaction was answered */
@@ -815,16 +1128,18 @@ static void p_step(struct p_world *w)
         q.kind = LM_TXN_RESP_ADD;
         struct lm_txn_topic_partition tp[2] = {{S(topics[below(w, 3)]), (int32_t)below(w, 3)},
                                                {S(topics[below(w, 3)]), (int32_t)below(w, 3)}};
+        bool verify = below(w, 5) == 0;
         struct lm_txn_add_req r = {S(id_name(id)),           pi->pid, pi->epoch,
-                                   1 + (int32_t)below(w, 2), tp,      below(w, 5) == 0};
+                                   1 + (int32_t)below(w, 2), tp,      verify,
+                                   p_tv2(id) && !verify};
         assert_int_equal(lm_txn_add_partitions(f->c, f->now, t, &r), 0);
-    } else if (op < 50 && pi->live) {
+    } else if (op < 50 && pi->live && !p_tv2(id)) {
         q.kind = LM_TXN_RESP_ADD_OFFSETS;
         struct lm_txn_add_offsets_req r = {S(id_name(id)), pi->pid, pi->epoch, S("g")};
         assert_int_equal(lm_txn_add_offsets(f->c, f->now, t, &r), 0);
     } else if (op < 62 && pi->live) {
         q.kind = LM_TXN_RESP_END;
-        struct lm_txn_end_req r = {S(id_name(id)), pi->pid, pi->epoch, below(w, 3) != 0};
+        struct lm_txn_end_req r = {S(id_name(id)), pi->pid, pi->epoch, below(w, 3) != 0, p_tv2(id)};
         assert_int_equal(lm_txn_end(f->c, f->now, t, &r), 0);
     } else if (op < 75 && f->n_pend > 0) {
         /* complete a pending write, sometimes failing it */
@@ -939,6 +1254,8 @@ int main(void)
         cmocka_unit_test(test_init_errors_and_fencing),
         cmocka_unit_test(test_epoch_exhaustion_rotates_producer_id),
         cmocka_unit_test(test_timeout_expiry_and_recovery),
+        cmocka_unit_test(test_tv2_epoch_bump),
+        cmocka_unit_test(test_tv2_epoch_overflow),
         cmocka_unit_test(test_property),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

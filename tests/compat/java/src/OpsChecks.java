@@ -175,18 +175,33 @@ final class OpsChecks {
                 + "SupportedMinVersion: 3.3-IV3\tSupportedMaxVersion: 4.1-IV1\t"
                 + "FinalizedVersionLevel: 4.1-IV1"),
                 "features describe: metadata.version 3.3-IV3..4.1-IV1, finalized 4.1-IV1");
+        // transaction.version: 2 on a new cluster; downgrade to 1 and upgrade back (KIP-890)
+        r = tool(org.apache.kafka.tools.FeatureCommand::main, "--bootstrap-server", bootstrap,
+                "upgrade", "--feature", "transaction.version=3");
+        ToolsSuite.check(r.status != 0 && r.out.contains("Invalid update version"),
+                "features upgrade transaction.version=3 is refused");
+        r = tool(org.apache.kafka.tools.FeatureCommand::main, "--bootstrap-server", bootstrap,
+                "downgrade", "--feature", "transaction.version=1");
+        ToolsSuite.check(r.status == 0, "features downgrade transaction.version=1");
+        FinalizedVersionRange tv = admin.describeFeatures().featureMetadata().get()
+                .finalizedFeatures().get("transaction.version");
+        ToolsSuite.check(tv != null && tv.maxVersionLevel() == 1,
+                "after the downgrade transaction.version is " + tv);
         r = tool(org.apache.kafka.tools.FeatureCommand::main, "--bootstrap-server", bootstrap,
                 "upgrade", "--feature", "transaction.version=2");
-        ToolsSuite.check(r.status != 0 && r.out.contains("Invalid update version"),
-                "features upgrade transaction.version=2 is refused");
+        ToolsSuite.check(r.status == 0, "features upgrade transaction.version=2");
         FeatureMetadata fm = admin.describeFeatures().featureMetadata().get();
         FinalizedVersionRange mv = fm.finalizedFeatures().get("metadata.version");
         SupportedVersionRange smv = fm.supportedFeatures().get("metadata.version");
+        FinalizedVersionRange tv2 = fm.finalizedFeatures().get("transaction.version");
+        SupportedVersionRange stv = fm.supportedFeatures().get("transaction.version");
         ToolsSuite.check(mv != null && mv.maxVersionLevel() == 27 && smv != null
                 && smv.minVersion() == 7 && smv.maxVersion() == 27
                 && fm.finalizedFeaturesEpoch().isPresent()
-                && !fm.finalizedFeatures().containsKey("transaction.version"),
-                "Admin describeFeatures: metadata.version 27 finalized, " + fm);
+                && tv2 != null && tv2.maxVersionLevel() == 2 && stv != null
+                && stv.minVersion() == 0 && stv.maxVersion() == 2,
+                "Admin describeFeatures: metadata.version 27, transaction.version 2 finalized, "
+                + fm);
     }
 
     static Set<String> names(Collection<ConfigResource> rs, ConfigResource.Type type) {

@@ -8,9 +8,12 @@ import java.util.Map;
 import java.util.Properties;
 import java.util.TreeSet;
 import org.apache.kafka.clients.admin.Admin;
+import org.apache.kafka.clients.admin.FeatureUpdate;
+import org.apache.kafka.clients.admin.FinalizedVersionRange;
 import org.apache.kafka.clients.admin.NewTopic;
 import org.apache.kafka.clients.admin.TransactionDescription;
 import org.apache.kafka.clients.admin.TransactionListing;
+import org.apache.kafka.clients.admin.UpdateFeaturesOptions;
 import org.apache.kafka.clients.consumer.ConsumerConfig;
 import org.apache.kafka.clients.consumer.ConsumerRecord;
 import org.apache.kafka.clients.consumer.KafkaConsumer;
@@ -29,10 +32,17 @@ import org.apache.kafka.common.serialization.StringSerializer;
  * (ProducerFencedException), consume-transform-produce with sendOffsetsToTransaction, and the
  * Admin client's listTransactions / describeTransactions. Exits 0 when every check passed.
  *
+ * Everything runs twice: first with transaction.version 2 as a new cluster finalizes it
+ * (KIP-890 part 2: the client adds no partitions itself and the coordinator bumps the epoch at
+ * every EndTxn, which describeTransactions shows), then after Admin.updateFeatures (what
+ * kafka-features does) downgraded it to 1, where the epoch stays.
+ *
  *     java -cp lib/*:classes TxnSuite host:port
  */
 public class TxnSuite {
     static String bootstrap;
+    static String sfx = ""; /* topic, id and group suffix of the current pass */
+    static int tv;          /* the transaction.version of the current pass */
 
     static void check(boolean cond, String what) {
         if (!cond)
@@ -92,17 +102,17 @@ public class TxnSuite {
     }
 
     static void commitAbort(Admin admin) throws Exception {
-        admin.createTopics(List.of(new NewTopic("jca", 3, (short) 1))).all().get();
+        admin.createTopics(List.of(new NewTopic("jca" + sfx, 3, (short) 1))).all().get();
         List<String> committed = new ArrayList<>();
         int total = 0;
-        try (KafkaProducer<String, String> p = producer("java-ca")) {
+        try (KafkaProducer<String, String> p = producer("java-ca" + sfx)) {
             for (int round = 0; round < 5; round++) {
                 p.beginTransaction();
                 List<String> vals = new ArrayList<>();
                 for (int i = 0; i < 7; i++) {
                     String v = "r" + round + "-" + i;
                     vals.add(v);
-                    p.send(new ProducerRecord<>("jca", i % 3, null, v));
+                    p.send(new ProducerRecord<>("jca" + sfx, i % 3, null, v));
                 }
                 total += vals.size();
                 if (round % 2 == 0) {
@@ -115,27 +125,36 @@ public class TxnSuite {
             }
         }
         Collections.sort(committed);
-        List<String> got = readAll("jca", 3, "read_committed", committed.size());
+        List<String> got = readAll("jca" + sfx, 3, "read_committed", committed.size());
         check(got.equals(committed), "read_committed saw " + got + ", expected " + committed);
-        List<String> all = readAll("jca", 3, "read_uncommitted", total);
+        List<String> all = readAll("jca" + sfx, 3, "read_uncommitted", total);
         check(all.size() == total, "read_uncommitted saw " + all.size() + " of " + total);
+        /* transaction version 2 bumps the epoch at each of the 5 EndTxn; version 1 never */
+        TransactionDescription d = admin.describeTransactions(List.of("java-ca" + sfx))
+                                       .all()
+                                       .get()
+                                       .get("java-ca" + sfx);
+        int want = tv >= 2 ? 5 : 0;
+        check(d.producerEpoch() == want, "transaction.version " + tv + ": epoch "
+                                             + d.producerEpoch() + " after 5 transactions, want "
+                                             + want);
         System.out.println("ok: commit/abort, " + committed.size() + " committed of " + total);
     }
 
     static void zombie(Admin admin) throws Exception {
-        admin.createTopics(List.of(new NewTopic("jzz", 1, (short) 1))).all().get();
-        KafkaProducer<String, String> old = producer("java-zombie");
+        admin.createTopics(List.of(new NewTopic("jzz" + sfx, 1, (short) 1))).all().get();
+        KafkaProducer<String, String> old = producer("java-zombie" + sfx);
         old.beginTransaction();
-        old.send(new ProducerRecord<>("jzz", "zombie-0")).get();
-        try (KafkaProducer<String, String> fresh = producer("java-zombie")) {
+        old.send(new ProducerRecord<>("jzz" + sfx, "zombie-0")).get();
+        try (KafkaProducer<String, String> fresh = producer("java-zombie" + sfx)) {
             fresh.beginTransaction();
-            fresh.send(new ProducerRecord<>("jzz", "fresh-0"));
-            fresh.send(new ProducerRecord<>("jzz", "fresh-1"));
+            fresh.send(new ProducerRecord<>("jzz" + sfx, "fresh-0"));
+            fresh.send(new ProducerRecord<>("jzz" + sfx, "fresh-1"));
             fresh.commitTransaction();
         }
         boolean fenced = false;
         try {
-            old.send(new ProducerRecord<>("jzz", "zombie-1"));
+            old.send(new ProducerRecord<>("jzz" + sfx, "zombie-1"));
             old.commitTransaction();
         } catch (ProducerFencedException e) {
             fenced = true;
@@ -148,26 +167,26 @@ public class TxnSuite {
             old.close(Duration.ofSeconds(5));
         }
         check(fenced, "the zombie was not fenced");
-        List<String> got = readAll("jzz", 1, "read_committed", 2);
+        List<String> got = readAll("jzz" + sfx, 1, "read_committed", 2);
         check(got.equals(List.of("fresh-0", "fresh-1")), "read_committed saw " + got);
         System.out.println("ok: zombie fenced");
     }
 
     static void consumeTransformProduce(Admin admin) throws Exception {
-        admin.createTopics(List.of(new NewTopic("jin", 2, (short) 1),
-                                   new NewTopic("jout", 2, (short) 1))).all().get();
+        admin.createTopics(List.of(new NewTopic("jin" + sfx, 2, (short) 1),
+                                   new NewTopic("jout" + sfx, 2, (short) 1))).all().get();
         Properties sp = new Properties();
         sp.put(ProducerConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrap);
         sp.put(ProducerConfig.KEY_SERIALIZER_CLASS_CONFIG, StringSerializer.class.getName());
         sp.put(ProducerConfig.VALUE_SERIALIZER_CLASS_CONFIG, StringSerializer.class.getName());
         try (KafkaProducer<String, String> src = new KafkaProducer<>(sp)) {
             for (int i = 0; i < 20; i++)
-                src.send(new ProducerRecord<>("jin", i % 2, null, "in-" + i));
+                src.send(new ProducerRecord<>("jin" + sfx, i % 2, null, "in-" + i));
         }
         int seen = 0;
-        try (KafkaConsumer<String, String> c = consumer("jctp", "read_committed");
-             KafkaProducer<String, String> p = producer("java-ctp")) {
-            c.subscribe(List.of("jin"));
+        try (KafkaConsumer<String, String> c = consumer("jctp" + sfx, "read_committed");
+             KafkaProducer<String, String> p = producer("java-ctp" + sfx)) {
+            c.subscribe(List.of("jin" + sfx));
             long deadline = System.currentTimeMillis() + 60000;
             while (seen < 20 && System.currentTimeMillis() < deadline) {
                 var recs = c.poll(Duration.ofMillis(500));
@@ -176,7 +195,7 @@ public class TxnSuite {
                 p.beginTransaction();
                 Map<TopicPartition, OffsetAndMetadata> offs = new HashMap<>();
                 for (ConsumerRecord<String, String> r : recs) {
-                    p.send(new ProducerRecord<>("jout", r.partition(), null,
+                    p.send(new ProducerRecord<>("jout" + sfx, r.partition(), null,
                                                 r.value().replace("in", "out")));
                     offs.put(new TopicPartition(r.topic(), r.partition()),
                              new OffsetAndMetadata(r.offset() + 1));
@@ -187,14 +206,15 @@ public class TxnSuite {
             }
         }
         check(seen == 20, "consumed " + seen + " of 20");
-        List<String> got = readAll("jout", 2, "read_committed", 20);
+        List<String> got = readAll("jout" + sfx, 2, "read_committed", 20);
         TreeSet<String> want = new TreeSet<>();
         for (int i = 0; i < 20; i++)
             want.add("out-" + i);
         check(got.equals(new ArrayList<>(want)), "output " + got);
-        try (KafkaConsumer<String, String> c = consumer("jctp", "read_committed")) {
+        try (KafkaConsumer<String, String> c = consumer("jctp" + sfx, "read_committed")) {
             var committed = c.committed(
-                java.util.Set.of(new TopicPartition("jin", 0), new TopicPartition("jin", 1)));
+                java.util.Set.of(new TopicPartition("jin" + sfx, 0),
+                                 new TopicPartition("jin" + sfx, 1)));
             long sum = 0;
             for (OffsetAndMetadata o : committed.values())
                 sum += o == null ? 0 : o.offset();
@@ -204,23 +224,43 @@ public class TxnSuite {
     }
 
     static void adminViews(Admin admin) throws Exception {
-        KafkaProducer<String, String> p = producer("java-open");
+        KafkaProducer<String, String> p = producer("java-open" + sfx);
         p.beginTransaction();
-        p.send(new ProducerRecord<>("jzz", "open")).get();
+        p.send(new ProducerRecord<>("jzz" + sfx, "open")).get();
         Collection<TransactionListing> list = admin.listTransactions().all().get();
         boolean listed = false;
         for (TransactionListing l : list)
-            if (l.transactionalId().equals("java-open"))
+            if (l.transactionalId().equals("java-open" + sfx))
                 listed = l.state().toString().equals("Ongoing");
         check(listed, "listTransactions: java-open not Ongoing in " + list);
         TransactionDescription d =
-            admin.describeTransactions(List.of("java-open")).all().get().get("java-open");
+            admin.describeTransactions(List.of("java-open" + sfx))
+                .all()
+                .get()
+                .get("java-open" + sfx);
         check(d.state().toString().equals("Ongoing"), "describe state " + d.state());
-        check(d.topicPartitions().contains(new TopicPartition("jzz", 0)),
+        check(d.topicPartitions().contains(new TopicPartition("jzz" + sfx, 0)),
               "describe partitions " + d.topicPartitions());
         p.abortTransaction();
         p.close();
         System.out.println("ok: listTransactions / describeTransactions");
+    }
+
+    static short finalizedTv(Admin admin) throws Exception {
+        FinalizedVersionRange r = admin.describeFeatures()
+                                      .featureMetadata()
+                                      .get()
+                                      .finalizedFeatures()
+                                      .get("transaction.version");
+        return r == null ? 0 : r.maxVersionLevel();
+    }
+
+    static void pass(Admin admin) throws Exception {
+        System.out.println("-- transaction.version " + tv);
+        commitAbort(admin);
+        zombie(admin);
+        consumeTransformProduce(admin);
+        adminViews(admin);
     }
 
     public static void main(String[] args) throws Exception {
@@ -228,10 +268,20 @@ public class TxnSuite {
         Properties ap = new Properties();
         ap.put("bootstrap.servers", bootstrap);
         try (Admin admin = Admin.create(ap)) {
-            commitAbort(admin);
-            zombie(admin);
-            consumeTransformProduce(admin);
-            adminViews(admin);
+            tv = finalizedTv(admin);
+            check(tv == 2, "a new cluster finalizes transaction.version " + tv + ", want 2");
+            pass(admin);
+            admin
+                .updateFeatures(Map.of("transaction.version",
+                                       new FeatureUpdate((short) 1,
+                                                         FeatureUpdate.UpgradeType.SAFE_DOWNGRADE)),
+                                new UpdateFeaturesOptions())
+                .all()
+                .get();
+            tv = finalizedTv(admin);
+            check(tv == 1, "after the downgrade transaction.version is " + tv);
+            sfx = "-tv1";
+            pass(admin);
         }
         System.out.println("TxnSuite: all ok");
     }

@@ -297,9 +297,10 @@ public class TxnToolsSuite {
         }
         r = tool("describe", "--transactional-id", "tools-killed");
         l = rows(r, 1, "tools-killed");
-        // aborted with a bumped epoch, then the fencing InitProducerId's own bump: Empty
+        // aborted with the epoch bumped twice (the fence, then the end of a transaction
+        // version 2 transaction), then the fencing InitProducerId's own bump: Empty
         check(l.size() == 1 && l.get(0)[4].equals("Empty")
-                  && Integer.parseInt(l.get(0)[3]) == Integer.parseInt(epoch) + 2,
+                  && Integer.parseInt(l.get(0)[3]) == Integer.parseInt(epoch) + 3,
               "describe after forceTerminateTransaction: " + r.out);
         System.out.println("ok: kafka-transactions forceTerminateTransaction (tt-1's LSO advanced)");
 
@@ -320,8 +321,10 @@ public class TxnToolsSuite {
               "read_committed saw " + got);
         r = tool("describe", "--transactional-id", "tools-killed");
         l = rows(r, 1, "tools-killed");
+        // the successor's InitProducerId bump, then its commit's (transaction version 2, as a
+        // new cluster finalizes it: every EndTxn bumps the epoch)
         check(l.size() == 1 && l.get(0)[4].equals("CompleteCommit")
-                  && Integer.parseInt(l.get(0)[3]) == Integer.parseInt(epoch) + 3,
+                  && Integer.parseInt(l.get(0)[3]) == Integer.parseInt(epoch) + 5,
               "describe after the successor: " + r.out);
         System.out.println("TxnToolsSuite: all ok");
     }
