@@ -200,6 +200,7 @@ struct hfetch;
 struct gshard;
 struct pshard;
 struct hpeer;
+struct detached;
 struct tshard;
 
 /* Per-shard state of the handler layer (broker_shard_user). */
@@ -248,6 +249,7 @@ struct hshard {
     struct hpeer *peers; /* replication: one connection per other node (hs_cluster.c) */
     size_t n_peers;
     uint32_t detached_inflight;           /* hs_submit_detached calls not answered yet */
+    struct detached *detached;            /* ... and those calls (hs_cluster.c) */
     struct broker_timer raft_batch_timer; /* sends the coalesced heartbeats (hs_cluster.c) */
     bool raft_batch_armed;
     uint64_t fetch_id_next;
@@ -277,6 +279,9 @@ int hs_submit_detached(struct hshard *hs, const struct lm_meta_record *r);
  * announcements wait for room (auto-creation does not). */
 #define HS_DETACHED_INFLIGHT_MAX 64
 bool hs_submit_room(const struct hshard *hs);
+/* The shard stops: its detached submissions no longer name it (their answers may come after
+ * it is gone). */
+void hs_detached_orphan(struct hshard *hs);
 /* Replicated partitions: the raft group id of a partition, its env.send, the receive side
  * (controller_set_partition_handler), leadership changes seen after an input (announced to
  * the controller; epoch and producer state follow), and the shard's peers' teardown. */

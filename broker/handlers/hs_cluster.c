@@ -51,7 +51,8 @@ int hs_assign(const struct lm_meta_state *st, int32_t first, int32_t partitions,
 
 struct detached {
     struct controller_submit sub;
-    struct hshard *hs;
+    struct hshard *hs; /* NULL once the shard stopped (the answer may come after) */
+    struct detached *prev, *next;
     uint8_t rec[];
 };
 
@@ -59,8 +60,16 @@ static void detached_done(struct broker_shard *s, struct controller_submit *sub)
 {
     (void)s;
     struct detached *d = sub->arg;
-    LM_ASSERT(d->hs->detached_inflight > 0);
-    d->hs->detached_inflight--;
+    if (d->hs != NULL) {
+        LM_ASSERT(d->hs->detached_inflight > 0);
+        d->hs->detached_inflight--;
+        if (d->prev != NULL)
+            d->prev->next = d->next;
+        else
+            d->hs->detached = d->next;
+        if (d->next != NULL)
+            d->next->prev = d->prev;
+    }
     /* already there, or overtaken (a leader announcing an epoch a newer one replaced) */
     if (sub->rc == LM_E_EXISTS || sub->rc == LM_E_STATE)
         BLOG_DEBUG("cluster: metadata change not taken by the controller: %s",
@@ -69,6 +78,17 @@ static void detached_done(struct broker_shard *s, struct controller_submit *sub)
         BLOG_WARN_LIMITED("cluster: metadata change not taken by the controller: %s",
                           lm_strerror(sub->rc));
     free(d);
+}
+
+void hs_detached_orphan(struct hshard *hs)
+{
+    for (struct detached *d = hs->detached, *next; d != NULL; d = next) {
+        next = d->next;
+        d->hs = NULL;
+        d->prev = d->next = NULL;
+    }
+    hs->detached = NULL;
+    hs->detached_inflight = 0;
 }
 
 bool hs_submit_room(const struct hshard *hs)
@@ -94,6 +114,10 @@ int hs_submit_detached(struct hshard *hs, const struct lm_meta_record *r)
     d->sub.done = detached_done;
     d->sub.arg = d;
     d->hs = hs;
+    d->next = hs->detached;
+    if (hs->detached != NULL)
+        hs->detached->prev = d;
+    hs->detached = d;
     hs->detached_inflight++;
     controller_submit(hs->node->ctl, hs->shard, &d->sub);
     return 0;
@@ -197,6 +221,7 @@ static struct broker_peer *peer_of(struct hshard *hs, int32_t node)
 
 void hs_peers_close(struct hshard *hs)
 {
+    hs_detached_orphan(hs);
     if (hs->raft_batch_armed) {
         broker_timer_cancel(hs->shard, &hs->raft_batch_timer);
         hs->raft_batch_armed = false;
