@@ -475,11 +475,13 @@ static bool delete_topics_enabled(const struct broker_config *cfg)
     return v == NULL || strcmp(v, "false") != 0;
 }
 
-/* Deletes topic name; by_id: the request named its id, and the record carries it so that the
- * controller deletes that incarnation only (this node's image may lag: the name may already
- * belong to a topic created since), answering UNKNOWN_TOPIC_ID otherwise. */
-static int delete_one(const struct admin_env *env, const char *name, const uint8_t *by_id,
-                      int32_t partitions, bool strict, struct kafka_arena *a,
+/* Deletes topic name, the incarnation id (the one the request named, or the one this node's
+ * image has under the name): the record carries it so that the controller deletes that
+ * incarnation only, never a topic of that name created since (this node's image may lag, and
+ * a submission retried after its first attempt committed must not delete the next one),
+ * answering UNKNOWN_TOPIC_ID (by_id) or UNKNOWN_TOPIC_OR_PARTITION otherwise. */
+static int delete_one(const struct admin_env *env, const char *name, const uint8_t id[16],
+                      bool by_id, int32_t partitions, bool strict, struct kafka_arena *a,
                       struct kafka_delete_topics_response_deletable_topic_result *res)
 {
     /* The group coordinator's log: deleting it would lose every committed offset and break
@@ -492,12 +494,14 @@ static int delete_one(const struct admin_env *env, const char *name, const uint8
     if (rc != 0 || refused)
         return rc;
     struct lm_meta_record r = {.type = LM_META_TOPIC_DELETE, .topic = name};
-    if (by_id != NULL)
-        memcpy(r.topic_id, by_id, 16);
+    memcpy(r.topic_id, id, 16);
     rc = admin_commit(env, &r, ADMIN_COMMIT_TOPIC, a, &res->error_code, &res->error_message);
-    if (rc == LM_E_NOT_FOUND && by_id != NULL)
+    if (rc == LM_E_NOT_FOUND && by_id)
         return SET_ERR(a, res->error_code, res->error_message, KAFKA_UNKNOWN_TOPIC_ID,
                        "This server does not know this topic id.");
+    if (rc == LM_E_NOT_FOUND)
+        return SET_ERR(a, res->error_code, res->error_message, KAFKA_UNKNOWN_TOPIC_OR_PARTITION,
+                       "This server does not host this topic: %s", name);
     if (rc != 0)
         return commit_error(a, rc, name, &res->error_code, &res->error_message);
     admin_mutations_record(env, partitions);
@@ -604,7 +608,8 @@ int admin_delete_topics(const struct admin_env *env, int16_t version,
                              KAFKA_TOPIC_AUTHORIZATION_FAILED, "Authorization failed.");
             } else {
                 res->name = admin_kstr(cname);
-                rc = delete_one(env, cname, has_id ? id.b : NULL, partitions, version >= 5, a, res);
+                rc = delete_one(env, cname, res->topic_id.b, has_id, partitions, version >= 5, a,
+                                res);
             }
         }
         if (rc != 0)

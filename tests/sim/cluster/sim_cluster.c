@@ -172,8 +172,11 @@
 #define OFFSETS_MAX     200000
 
 /* The seeds ctest runs (SIM_CLUSTER_CTEST_SEEDS of them from 1). */
-/* No open findings: the seeds sweeps found are regressions in sim_cluster_found (CMake). */
-#define KNOWN_FAILING_SEEDS 0
+/* Open finding (a sweep of 25001..60000 on the final code): 27292, CreateTopics of the churn
+ * topic answered TOPIC_ALREADY_EXISTS after a long leaderless controller period, and no node
+ * shows the topic. The seeds sweeps found and that were fixed are regressions in
+ * sim_cluster_found (CMake). */
+#define KNOWN_FAILING_SEEDS 27292, 0
 #ifndef SIM_CLUSTER_CTEST_SEEDS
 #define SIM_CLUSTER_CTEST_SEEDS 4
 #endif
