@@ -381,6 +381,20 @@ static void defer_release(struct gshard *gs)
     }
 }
 
+/* Queues d behind the readies before it; responses leave only after the records are
+ * committed (persist before send): the appends' completions count pending down, and d's own
+ * setup count goes here. */
+static void defer_enqueue(struct gshard *gs, struct gdefer *d)
+{
+    if (gs->defer_tail != NULL)
+        gs->defer_tail->next = d;
+    else
+        gs->defer_head = d;
+    gs->defer_tail = d;
+    if (--d->pending == 0)
+        defer_release(gs);
+}
+
 static void defer_synced(struct hshard *hs, struct hpart *p, struct hsync_wait *w, int rc)
 {
     (void)hs;
@@ -467,15 +481,8 @@ static void cgroup_flush(struct gshard *gs, struct gop *op)
     }
     if (rc != 0 && nr > 0)
         reload_after_failure(gs, bad);
-    if (d == NULL)
-        return;
-    if (gs->defer_tail != NULL)
-        gs->defer_tail->next = d;
-    else
-        gs->defer_head = d;
-    gs->defer_tail = d;
-    if (--d->pending == 0)
-        defer_release(gs);
+    if (d != NULL)
+        defer_enqueue(gs, d);
 }
 
 /* Hands out everything the coordinators have ready: records first (durably), then the
@@ -516,18 +523,9 @@ static void coord_flush(struct gshard *gs)
         lm_group_coord_advance(gs->coord);
         if (rc != 0)
             reload_after_failure(gs, bad);
-        if (d == NULL)
-            continue;
         /* Appends made before a failed one still complete into d (pending counts them). */
-        if (gs->defer_tail != NULL)
-            gs->defer_tail->next = d;
-        else
-            gs->defer_head = d;
-        gs->defer_tail = d;
-        /* Responses leave only after the records are committed (persist before send): the
-         * appends' completions count pending down. */
-        if (--d->pending == 0)
-            defer_release(gs);
+        if (d != NULL)
+            defer_enqueue(gs, d);
     }
     timer_arm(gs);
 }

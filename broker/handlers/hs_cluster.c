@@ -628,6 +628,14 @@ static size_t batch_entry_len(const uint8_t *q)
     return 2 + tl + 4 + 4 + lm_get_be32(q + 2 + tl + 4);
 }
 
+/* Whether the entry at q is for a partition shard owner owns. */
+static bool batch_entry_owned(struct hshard *hs, const uint8_t *q, uint32_t owner)
+{
+    size_t tl = lm_get_be16(q);
+    int32_t partition = (int32_t)lm_get_be32(q + 2 + tl);
+    return partition >= 0 && hs_owner(hs, (const char *)q + 2, tl, partition) == owner;
+}
+
 static void batch_in_run(struct broker_shard *target, struct broker_xcall *x)
 {
     struct hraft_batch_in *in = x->arg;
@@ -689,9 +697,7 @@ static void batch_recv(struct hshard *hs, struct broker_req *req, const uint8_t 
         for (size_t pos = 0; pos < elen;) {
             const uint8_t *q = entries + pos;
             size_t el = batch_entry_len(q);
-            size_t tl = lm_get_be16(q);
-            int32_t partition = (int32_t)lm_get_be32(q + 2 + tl);
-            if (partition >= 0 && hs_owner(hs, (const char *)q + 2, tl, partition) == owner) {
+            if (batch_entry_owned(hs, q, owner)) {
                 bytes += el;
                 n++;
             }
@@ -707,9 +713,7 @@ static void batch_recv(struct hshard *hs, struct broker_req *req, const uint8_t 
         for (size_t pos = 0; pos < elen;) {
             const uint8_t *q = entries + pos;
             size_t el = batch_entry_len(q);
-            size_t tl = lm_get_be16(q);
-            int32_t partition = (int32_t)lm_get_be32(q + 2 + tl);
-            if (partition >= 0 && hs_owner(hs, (const char *)q + 2, tl, partition) == owner) {
+            if (batch_entry_owned(hs, q, owner)) {
                 memcpy(in->entries + w, q, el);
                 w += el;
             }
