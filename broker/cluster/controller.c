@@ -777,6 +777,12 @@ static void apply_batch(struct controller *c, const uint8_t *buf, size_t len, in
                 struct live *l = live_of(c, m.broker_id, broker_now_ms());
                 if (l != NULL)
                     l->last_seen_ms = broker_now_ms();
+            } else if (m.type == LM_META_TOPIC_CREATE || m.type == LM_META_TOPIC_DELETE) {
+                BLOG_DEBUG("controller: offset %lld: topic %s %s (id %02x%02x%02x%02x): %s",
+                           (long long)off, m.topic ? m.topic : "?",
+                           m.type == LM_META_TOPIC_CREATE ? "create" : "delete", m.topic_id[0],
+                           m.topic_id[1], m.topic_id[2], m.topic_id[3],
+                           arc == 0 ? "applied" : lm_strerror(arc));
             } else if (arc == 0 && m.type == LM_META_BROKER_FENCE)
                 BLOG_INFO("controller: node %d %s", m.broker_id,
                           m.fenced ? "fenced (heartbeats stopped, SWIM found it dead, or it left)"

@@ -154,6 +154,7 @@ int32_t admin_authorized_ops(const struct admin_env *env, int8_t type, const cha
 /* What a queued change's refusal means to the client (its Kafka error). */
 enum admin_commit_kind {
     ADMIN_COMMIT_TOPIC = 0,  /* CreateTopics, DeleteTopics */
+    ADMIN_COMMIT_TOPIC_ID,   /* DeleteTopics by a topic id (not found: UNKNOWN_TOPIC_ID) */
     ADMIN_COMMIT_CONFIGS,    /* AlterConfigs, IncrementalAlterConfigs */
     ADMIN_COMMIT_PARTITIONS, /* CreatePartitions */
     ADMIN_COMMIT_SCRAM,      /* AlterUserScramCredentials (topic is the user) */

@@ -47,8 +47,9 @@ static void defer_outcome(struct kafka_arena *a, const struct admin_defer_item *
         what = "already exists";
         break;
     case LM_E_NOT_FOUND:
-        code = it->kind == ADMIN_COMMIT_SCRAM ? KAFKA_RESOURCE_NOT_FOUND
-                                              : KAFKA_UNKNOWN_TOPIC_OR_PARTITION;
+        code = it->kind == ADMIN_COMMIT_SCRAM      ? KAFKA_RESOURCE_NOT_FOUND
+               : it->kind == ADMIN_COMMIT_TOPIC_ID ? KAFKA_UNKNOWN_TOPIC_ID
+                                                   : KAFKA_UNKNOWN_TOPIC_OR_PARTITION;
         what = "does not exist";
         break;
     case LM_E_INVALID:

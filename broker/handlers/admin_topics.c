@@ -495,7 +495,8 @@ static int delete_one(const struct admin_env *env, const char *name, const uint8
         return rc;
     struct lm_meta_record r = {.type = LM_META_TOPIC_DELETE, .topic = name};
     memcpy(r.topic_id, id, 16);
-    rc = admin_commit(env, &r, ADMIN_COMMIT_TOPIC, a, &res->error_code, &res->error_message);
+    rc = admin_commit(env, &r, by_id ? ADMIN_COMMIT_TOPIC_ID : ADMIN_COMMIT_TOPIC, a,
+                      &res->error_code, &res->error_message);
     if (rc == LM_E_NOT_FOUND && by_id)
         return SET_ERR(a, res->error_code, res->error_message, KAFKA_UNKNOWN_TOPIC_ID,
                        "This server does not know this topic id.");
@@ -505,7 +506,8 @@ static int delete_one(const struct admin_env *env, const char *name, const uint8
     if (rc != 0)
         return commit_error(a, rc, name, &res->error_code, &res->error_message);
     admin_mutations_record(env, partitions);
-    BLOG_INFO("admin: deleted topic %s", name);
+    if (name[0] != '\0')
+        BLOG_INFO("admin: deleted topic %s", name);
     return 0;
 }
 
@@ -596,7 +598,16 @@ int admin_delete_topics(const struct admin_env *env, int16_t version,
             lm_meta_snapshot_release(snap);
             if (rc != 0)
                 return rc;
-            if (t == NULL && has_name) {
+            if (t == NULL && env->defer != NULL &&
+                (has_name || !admin_authz_on(env) ||
+                 authz_is_super(env->authz, env->who.principal))) {
+                /* Not in this node's image, which may lag the controller's (a node cut off
+                 * from it answers from the image it last had): the controller's log decides,
+                 * as Kafka's controller does. By id only where the caller may delete any
+                 * topic (the name, needed for its ACLs, is unknown here). */
+                rc = delete_one(env, has_name ? cname : "", res->topic_id.b, has_id, 0,
+                                version >= 5, a, res);
+            } else if (t == NULL && has_name) {
                 rc = SET_ERR(a, res->error_code, res->error_message,
                              KAFKA_UNKNOWN_TOPIC_OR_PARTITION,
                              "This server does not host this topic: %s", cname);

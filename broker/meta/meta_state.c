@@ -943,6 +943,16 @@ static int retire_id(struct lm_meta_state *s, const uint8_t id[16])
     return 0;
 }
 
+/* The topic a TOPIC_DELETE names: by name, or by its id alone when the name is empty (a node
+ * whose image did not know the id yet forwards it so: the controller's log decides). */
+static const struct lm_meta_topic *delete_target(const struct lm_meta_state *s,
+                                                 const struct lm_meta_record *r)
+{
+    if (r->topic != NULL && r->topic[0] != '\0')
+        return lm_meta_state_find(s, r->topic);
+    return id_is_zero(r->topic_id) ? NULL : lm_meta_state_find_id(s, r->topic_id);
+}
+
 int lm_meta_state_check(const struct lm_meta_state *s, const struct lm_meta_record *r)
 {
     const struct lm_meta_topic *t = NULL;
@@ -961,7 +971,7 @@ int lm_meta_state_check(const struct lm_meta_state *s, const struct lm_meta_reco
     case LM_META_TOPIC_DELETE: {
         /* a deletion that names its incarnation (by id: Kafka's RemoveTopicRecord) deletes only
          * that one, never a topic of the same name created since */
-        t = r->topic ? lm_meta_state_find(s, r->topic) : NULL;
+        t = delete_target(s, r);
         if (t == NULL || (!id_is_zero(r->topic_id) && memcmp(r->topic_id, t->id, 16) != 0))
             return LM_E_NOT_FOUND;
         return 0;
@@ -1056,9 +1066,10 @@ int lm_meta_state_apply(struct lm_meta_state *s, const struct lm_meta_record *r)
     if (rc != 0)
         return rc;
     struct lm_meta_topic *t = NULL;
-    if (r->type == LM_META_TOPIC_DELETE || r->type == LM_META_PARTITIONS_SET ||
-        r->type == LM_META_TOPIC_CONFIGS || r->type == LM_META_PARTITION_LEADER ||
-        r->type == LM_META_PARTITION_REASSIGN)
+    if (r->type == LM_META_TOPIC_DELETE)
+        t = (struct lm_meta_topic *)delete_target(s, r);
+    else if (r->type == LM_META_PARTITIONS_SET || r->type == LM_META_TOPIC_CONFIGS ||
+             r->type == LM_META_PARTITION_LEADER || r->type == LM_META_PARTITION_REASSIGN)
         t = (struct lm_meta_topic *)lm_meta_state_find(s, r->topic);
 
     switch (r->type) {

@@ -702,8 +702,11 @@ def replicated_transactions(nodes):
     lead.kill9()
     rest = [x for x in nodes if x is not lead]
 
+    seen = []  # the last observation, for the failure message
+
     def new_leader_view():
         led = leaders(rest[0], topic)[0]
+        seen[:] = ["node %d names leader %d" % (rest[0].node_id, led)]
         if led in (-1, lead.node_id):
             return None
         n = next(x for x in rest if x.node_id == led)
@@ -712,8 +715,15 @@ def replicated_transactions(nodes):
             r = txn.fetch(c, a0, 1, topic=topic)
         finally:
             c.close()
+        seen.append("its fetch %r" % (r[:4],))
         return (n, r) if r[0] == 0 else None
-    n, after = wait_for("the new leader's read_committed fetch", new_leader_view, 60, rest)
+    try:
+        n, after = wait_for("the new leader's read_committed fetch", new_leader_view, 60, [])
+    except SystemExit:
+        for x in rest:
+            print("---- node %d log, lines naming %s ----" % (x.node_id, topic))
+            print("\n".join([ln for ln in x.log_text().splitlines() if topic in ln][-30:]))
+        fail("the new leader's read_committed fetch: %s" % "; ".join(seen), rest)
     if after[2] != b0 or after[3] != [(pa, a0)]:
         fail("new leader %d: LSO %d, aborted %r (the old leader said %d, %r)"
              % (n.node_id, after[2], after[3], b0, [(pa, a0)]), rest)

@@ -227,6 +227,37 @@ static void test_delete_names_its_incarnation(void **state)
     lm_meta_state_deinit(&st);
 }
 
+/* A deletion with an empty name names its topic by id alone (a node whose image did not know
+ * the id forwards it so): it deletes that incarnation, through the record's encoding too, and
+ * an id no topic has is NOT_FOUND. */
+static void test_delete_by_id_alone(void **state)
+{
+    (void)state;
+    struct lm_meta_state st;
+    lm_meta_state_init(&st);
+    struct lm_meta_record c = {.type = LM_META_TOPIC_CREATE, .topic = "t", .partition_count = 1};
+    memset(c.topic_id, 4, 16);
+    assert_int_equal(lm_meta_state_apply(&st, &c), 0);
+    struct lm_meta_record del = {.type = LM_META_TOPIC_DELETE, .topic = ""};
+    memset(del.topic_id, 5, 16); /* no topic has it */
+    assert_int_equal(lm_meta_state_apply(&st, &del), LM_E_NOT_FOUND);
+    struct lm_meta_record none = {.type = LM_META_TOPIC_DELETE, .topic = ""}; /* no id either */
+    assert_int_equal(lm_meta_state_apply(&st, &none), LM_E_NOT_FOUND);
+    assert_non_null(lm_meta_state_find(&st, "t"));
+    memset(del.topic_id, 4, 16);
+    uint8_t buf[64];
+    int n = lm_meta_record_encode(&del, buf, sizeof(buf));
+    assert_int_equal(n, (int)lm_meta_record_size(&del));
+    struct lm_meta_record d;
+    struct lm_config_entry *dc;
+    assert_int_equal(lm_meta_record_decode(buf, (size_t)n, &d, &dc), 0);
+    assert_int_equal(lm_meta_state_apply(&st, &d), 0);
+    lm_meta_record_free(&d);
+    assert_null(lm_meta_state_find(&st, "t"));
+    assert_int_equal(lm_meta_state_apply(&st, &del), LM_E_NOT_FOUND); /* once only */
+    lm_meta_state_deinit(&st);
+}
+
 /* A deleted topic's id is retired: a create of it (a submission retried after its first
  * attempt had committed and the topic was deleted since) is refused; the ring keeps the newest
  * LM_META_RETIRED_IDS_MAX ids, in records (snapshots) and copies too. */
@@ -906,6 +937,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_cluster_records),
         cmocka_unit_test(test_delete_names_its_incarnation),
+        cmocka_unit_test(test_delete_by_id_alone),
         cmocka_unit_test(test_deleted_id_never_returns),
         cmocka_unit_test(test_image_rebuild_is_atomic),
         cmocka_unit_test(test_scram_records),
