@@ -149,6 +149,7 @@ struct ctl_call {
     struct broker_resp_part part;
     struct controller *c;
     struct controller_submit *sub; /* KIND_SUBMIT */
+    int32_t to;                    /* KIND_FETCH, KIND_SNAPSHOT: the voter asked */
     size_t len;
     uint8_t buf[];
 };
@@ -1030,6 +1031,16 @@ static void leader_set(struct controller *c, int32_t leader, int32_t term);
 
 /* ------------------------------------------------------------------ observers */
 
+/* A voter an observer's fetch could not reach: when it is the leader this node believes in,
+ * that belief goes (a dead leader would otherwise be asked forever, the new one never heard
+ * of), and the next fetch asks the next voter, which names the leader in its answer. */
+static void voter_unreachable(struct controller *c, int32_t to)
+{
+    if (to == controller_leader(c))
+        leader_set(c, -1, -1);
+    c->fetch_rr++;
+}
+
 static void fetch_done(struct broker_shard *s, struct broker_call *call, int rc)
 {
     (void)s;
@@ -1050,8 +1061,7 @@ static void fetch_done(struct broker_shard *s, struct broker_call *call, int rc)
     } else if (rc == 0 && call->resp_len >= 1 && call->resp[0] == 2) {
         c->need_snapshot = true; /* trimmed past us: a snapshot first */
     } else if (!c->stopping) {
-        leader_set(c, -1, -1); /* ask another voter next */
-        c->fetch_rr++;
+        voter_unreachable(c, k->to);
     }
     free(k);
 }
@@ -1089,8 +1099,8 @@ static void snapshot_done(struct broker_shard *s, struct broker_call *call, int 
             c->need_snapshot = c->part != NULL && c->applied_next < start;
             after_input(c);
         }
-    } else {
-        c->fetch_rr++;
+    } else if (!c->stopping) {
+        voter_unreachable(c, k->to);
     }
     free(k);
 }
@@ -1110,10 +1120,11 @@ static void snapshot_fetch(struct controller *c)
     if (k == NULL)
         return;
     k->call.done = snapshot_done;
+    k->to = to;
     c->snap_fetch_busy = true;
     if (call_send(c, to, k) != 0) {
         c->snap_fetch_busy = false;
-        c->fetch_rr++;
+        voter_unreachable(c, to);
     }
 }
 
@@ -1193,10 +1204,11 @@ static void observer_fetch(struct controller *c, uint64_t now)
         return;
     lm_put_be64(k->buf + 1, (uint64_t)c->applied_next);
     k->call.done = fetch_done;
+    k->to = to;
     c->fetch_busy = true;
     if (call_send(c, to, k) != 0) {
         c->fetch_busy = false;
-        c->fetch_rr++;
+        voter_unreachable(c, to);
         c->fetch_at_ms = now + 200;
     }
 }
