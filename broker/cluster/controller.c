@@ -1036,6 +1036,7 @@ static void leader_set(struct controller *c, int32_t leader, int32_t term);
  * of), and the next fetch asks the next voter, which names the leader in its answer. */
 static void voter_unreachable(struct controller *c, int32_t to)
 {
+    BLOG_INFO_LIMITED("controller: node %d did not answer a metadata fetch", to);
     if (to == controller_leader(c))
         leader_set(c, -1, -1);
     c->fetch_rr++;
@@ -1057,6 +1058,10 @@ static void fetch_done(struct broker_shard *s, struct broker_call *call, int rc)
         size_t used = apply_bytes(c, call->resp + CTL_FETCH_HEAD, n, hw);
         if (used > 0 && c->applied_next < hw)
             c->fetch_at_ms = 0; /* more to read: at once */
+        if (used == 0 && c->applied_next < hw)
+            BLOG_INFO_LIMITED("controller: a fetch from node %d at offset %lld brought nothing "
+                              "applicable (%zu bytes, its high watermark %lld)",
+                              k->to, (long long)c->applied_next, n, (long long)hw);
         after_input(c);
     } else if (rc == 0 && call->resp_len >= 1 && call->resp[0] == 2) {
         c->need_snapshot = true; /* trimmed past us: a snapshot first */

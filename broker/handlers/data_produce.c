@@ -226,10 +226,18 @@ static void produce_committed(struct hshard *hs, struct hpart *p, struct hsync_w
     struct pout *o = sw->arg;
     struct hwork *w = o->w;
     if (rc != 0) {
-        /* Written but not committed: the client must not count it as acknowledged.
-         * Leadership lost is NOT_LEADER_OR_FOLLOWER (Kafka's DelayedProduce). */
-        w->error = rc == LM_E_STATE ? KAFKA_NOT_LEADER_OR_FOLLOWER : KAFKA_KAFKA_STORAGE_ERROR;
-        o->message = rc == LM_E_STATE ? "leadership changed before commit" : "flush failed";
+        /* Written but not committed: the client must not count it as acknowledged. Leadership
+         * lost leaves the batch in the log, where the next leader may still commit it, so the
+         * answer is one clients read as "possibly persisted" and retry with the same sequence
+         * (the next leader's producer state then knows it). NOT_LEADER_OR_FOLLOWER, which
+         * Kafka's DelayedProduce answers, tells librdkafka "not persisted": after an epoch bump
+         * it sends such records again under new sequences, and a copy that was committed
+         * stays in the log twice (fault campaign, a leader cut off from its followers). */
+        w->error =
+            rc == LM_E_STATE ? KAFKA_NOT_ENOUGH_REPLICAS_AFTER_APPEND : KAFKA_KAFKA_STORAGE_ERROR;
+        o->message = rc == LM_E_STATE ? "leadership changed before commit; the batch may still "
+                                        "be committed by the next leader"
+                                      : "flush failed";
         o->base_offset = -1;
         if (rc == LM_E_STATE) /* a replicated partition changed leader: the client retries */
             BLOG_INFO_LIMITED("partition %s-%d: leadership lost before a batch was committed",

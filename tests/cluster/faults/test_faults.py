@@ -670,7 +670,15 @@ def run(args, rng, nodes, lab):
     if len(load.acked) == 0:
         fail("nothing was acknowledged", nodes)
     # checkers: each one runs; every problem found is named at the end
-    problems = []
+    class Problems(list):
+        """Each problem is printed when found too: a long log cut in the middle (CI keeps its
+        head and tail) still shows it next to the schedule."""
+
+        def append(self, what):
+            print("problem: %s" % what, flush=True)
+            super().append(what)
+
+    problems = Problems()
     wait_for("every partition led",
              lambda: all(-1 not in leaders(nodes[0], t).values() for t in topics), 60, nodes)
     if args.net:

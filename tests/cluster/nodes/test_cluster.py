@@ -567,9 +567,16 @@ def preferred_leaders(nodes, tool, rebalance):
         how = "kafka-leader-election"
     else:
         how = "the automatic rebalance (every %d s)" % rebalance
-    wait_for("every pref partition led by its preferred replica",
-             lambda: all(p.leader == p.replicas[0] for p in parts()),
-             10 if tool is not None else 60, nodes)
+    def off():
+        return ["pref-%d leader %d replicas %s isr %s" % (p.id, p.leader, p.replicas, p.isrs)
+                for p in parts() if p.leader != p.replicas[0]]
+
+    try:
+        wait_for("every pref partition led by its preferred replica", lambda: not off(),
+                 10 if tool is not None else 60, [])
+    except SystemExit:
+        fail("pref partitions not led by their preferred replica (node %d's Metadata): %s"
+             % (nodes[0].node_id, off()), nodes)
     print("FIGURE preferred leaders: %d of 12 partitions led elsewhere after node %d's restart, "
           "all back to their preferred replica %.2f s after %s"
           % (len(away), victim.node_id, time.monotonic() - t0, how))

@@ -213,6 +213,10 @@ struct rec {
     int64_t acked_offset; /* -1 until acknowledged */
     int64_t read_offset;  /* -1 until read */
     bool reread;          /* read again by the verifier */
+    /* every answer to its batch said "not written" (an error librdkafka takes as not
+     * persisted) and its producer gave it up, as librdkafka does after an epoch bump (it
+     * sends such records again under new sequence numbers): it must never be in the log */
+    bool not_persisted;
 };
 
 struct client {
@@ -240,6 +244,7 @@ struct client {
     uint32_t pend_first_rec; /* index in S.recs of its first record */
     uint32_t pend_tries;
     uint64_t pend_since_us; /* when the batch was first sent (its delivery timeout) */
+    bool pend_maybe;        /* an attempt of it may have been written (no "not written" answer) */
     /* reader */
     int64_t pos[SIM_PARTITIONS];
     int64_t hw_seen[SIM_PARTITIONS];
@@ -397,6 +402,10 @@ static void check_read(struct client *cl, int32_t p, int64_t offset, uint32_t r,
              r);
     S.at[p][offset] = r + 1;
     struct rec *x = &S.recs[r];
+    if (x->not_persisted)
+        fail("partition %d offset %" PRId64 ": record %u is in the log, but every answer to its "
+             "batch said it was not written, and its producer gave it up",
+             p, offset, r);
     if (x->read_offset >= 0 && x->read_offset != offset)
         fail("partition %d: record %u duplicated at offsets %" PRId64 " and %" PRId64, p, r,
              x->read_offset, offset);
@@ -840,6 +849,16 @@ static void admin_step(struct client *cl)
 
 /* ---- idempotent producer -------------------------------------------------------------------- */
 
+/* Produce errors librdkafka takes as "not persisted" (rd_kafka_err_action): a broker must
+ * answer them only for a batch it did not write. (KAFKA_STORAGE_ERROR is in librdkafka's list
+ * too; a broker whose flush failed after the write answers it, as Kafka does, and the batch
+ * may survive in the log: not checked here.) */
+static bool not_persisted_error(int16_t e)
+{
+    return e == KAFKA_NOT_LEADER_OR_FOLLOWER || e == KAFKA_LEADER_NOT_AVAILABLE ||
+           e == KAFKA_NOT_ENOUGH_REPLICAS;
+}
+
 static bool retriable(int16_t e)
 {
     switch (e) {
@@ -910,6 +929,20 @@ static void on_produce(struct client *cl, struct scall *c, int rc, struct kafka_
         cl->next_seq[cl->pend_part] = cl->pend_seq + cl->pend_count;
         cl->pending = false;
         client_later(cl, sim_rand_below(20000));
+        return;
+    }
+    if (rc != 0 || !not_persisted_error(err))
+        cl->pend_maybe = true;
+    if (rc == 0 && !cl->pend_maybe && not_persisted_error(err) && sim_rand_below(4) == 0) {
+        /* librdkafka's epoch bump: records every answer called not written go out again
+         * under new sequence numbers; here they are given up, and must never be read */
+        for (int32_t i = 0; i < cl->pend_count; i++)
+            S.recs[cl->pend_first_rec + (uint32_t)i].not_persisted = true;
+        S.resets++;
+        BLOG_DEBUG("sim: producer %d: gives up a batch answered %d (not written)", cl->idx, err);
+        cl->pending = false;
+        cl->pid = -1;
+        client_later(cl, 100000);
         return;
     }
     if ((rc != 0 || retriable(err)) &&
@@ -996,6 +1029,7 @@ static void producer_step(struct client *cl)
         cl->pend_first_rec = S.nrecs;
         cl->pend_tries = 0;
         cl->pend_since_us = sim_now_us();
+        cl->pend_maybe = false;
         for (int32_t i = 0; i < cl->pend_count; i++)
             rec_new(p);
     }
