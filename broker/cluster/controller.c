@@ -119,7 +119,8 @@ struct controller {
     bool need_snapshot;
     bool snap_fetch_busy;
     bool fetch_busy;
-    uint32_t fetch_rr; /* next voter to ask while no leader is known */
+    uint64_t fetch_sent_ms; /* when the fetch or snapshot request in flight left */
+    uint32_t fetch_rr;      /* next voter to ask while no leader is known */
     uint64_t fetch_at_ms;
     uint64_t handoff_at_ms; /* controlled shutdown: next leadership transfer attempt */
     int32_t leader;         /* atomic: node id or -1 */
@@ -1127,6 +1128,7 @@ static void snapshot_fetch(struct controller *c)
     k->call.done = snapshot_done;
     k->to = to;
     c->snap_fetch_busy = true;
+    c->fetch_sent_ms = broker_now_ms();
     if (call_send(c, to, k) != 0) {
         c->snap_fetch_busy = false;
         voter_unreachable(c, to);
@@ -1211,6 +1213,7 @@ static void observer_fetch(struct controller *c, uint64_t now)
     k->call.done = fetch_done;
     k->to = to;
     c->fetch_busy = true;
+    c->fetch_sent_ms = broker_now_ms();
     if (call_send(c, to, k) != 0) {
         c->fetch_busy = false;
         voter_unreachable(c, to);
@@ -1337,6 +1340,10 @@ static void on_tick(struct broker_shard *s, struct broker_timer *t)
                              __ATOMIC_RELAXED);
         __atomic_store_n(&c->swim_states_count, (uint32_t)n, __ATOMIC_RELEASE);
     }
+    if ((c->fetch_busy || c->snap_fetch_busy) && now > c->fetch_sent_ms + 5000)
+        BLOG_INFO_LIMITED("controller: a metadata %s request has waited %llu ms for its answer",
+                          c->snap_fetch_busy ? "snapshot" : "fetch",
+                          (unsigned long long)(now - c->fetch_sent_ms));
     snapshot_fetch(c);
     if (c->observer && !c->need_snapshot)
         observer_fetch(c, now);

@@ -526,11 +526,19 @@ static void raft_deliver(struct hshard *hs, struct hpart *p, int32_t partition, 
 {
     struct raft_msg m;
     size_t used = 0;
-    if (p != NULL && p->part != NULL && p->replicated &&
-        raft_wire_decode(msg, len, &m, &used) == 0) {
+    if (p == NULL || p->part == NULL || !p->replicated) {
+        BLOG_INFO_LIMITED("partition %d of a topic: a raft message for a replica not open on "
+                          "this node (%s); dropped",
+                          partition, p == NULL ? "unknown here" : "closed");
+        return;
+    }
+    if (raft_wire_decode(msg, len, &m, &used) == 0) {
         bool handover = m.type == RAFT_MSG_TIMEOUT_NOW;
         if (m.group != hs_raft_group(p->topic_id, partition)) {
             /* another incarnation of the topic: dropped */
+            BLOG_INFO_LIMITED("partition %s-%d: a raft message from node %u of another "
+                              "incarnation of the topic; dropped",
+                              p->topic, p->partition, m.from - 1u);
         } else if (handover && __atomic_load_n(&hs->node->handoff, __ATOMIC_ACQUIRE)) {
             /* this node is handing its leaderships away (controlled shutdown): it takes none
              * (a rebalance or ElectLeaders elsewhere may still name it preferred) */

@@ -393,16 +393,25 @@ void hs_rebalance_check(struct hshard *hs, uint64_t now_ms)
                     continue;
                 const struct lm_meta_broker *pb = lm_meta_state_broker(st, p->replicas[0]);
                 const struct lm_meta_topic *mt = lm_meta_state_find(st, p->topic);
-                if (pb == NULL || pb->fenced || mt == NULL ||
-                    (lm_meta_topic_isr_out(mt, p->partition) & 1u)) {
-                    continue;
-                }
                 const struct raft_progress *pr =
                     raft_progress(partition_raft(p->part), (uint32_t)p->replicas[0] + 1u);
-                if (pr == NULL || !pr->recent_active ||
-                    pr->match < partition_log_end_offset(p->part) - 1 ||
-                    !hs_has_log_start(hs, p, p->replicas[0])) {
-                    continue; /* not caught up: the next check */
+                const char *why = pb == NULL   ? "unknown"
+                                  : pb->fenced ? "fenced"
+                                  : mt == NULL ? "no topic"
+                                  : (lm_meta_topic_isr_out(mt, p->partition) & 1u)
+                                      ? "out of the ISR"
+                                  : pr == NULL         ? "no progress"
+                                  : !pr->recent_active ? "not active"
+                                  : pr->match < partition_log_end_offset(p->part) - 1 ? "behind"
+                                  : !hs_has_log_start(hs, p, p->replicas[0]) ? "no log start"
+                                                                             : NULL;
+                if (why != NULL) { /* the next check */
+                    BLOG_INFO_LIMITED("partition %s-%d: not handed back to node %d yet (%s; "
+                                      "match %lld, state %d)",
+                                      p->topic, p->partition, p->replicas[0], why,
+                                      pr != NULL ? (long long)pr->match : -2LL,
+                                      pr != NULL ? (int)pr->state : -1);
+                    continue;
                 }
                 if (partition_transfer_leader(p->part, (uint32_t)p->replicas[0] + 1u) == 0) {
                     BLOG_INFO("partition %s-%d: handing leadership to node %d (auto leader "
