@@ -40,10 +40,12 @@ enum {
 /* FETCH answer: u8 status (0 ok, 1 no log here, 2 `from` is below the log start: load a
  * snapshot first), i32 leader (-1 unknown), i64 high watermark,
  * then whole committed batches from `from` (at most CTL_FETCH_BYTES). */
-#define CTL_FETCH_HEAD  13
-#define CTL_MAC_BYTES   32 /* HMAC-SHA256 after each request body when a secret is set */
-#define CTL_SECRET_MAX  256
-#define CTL_FETCH_BYTES (256u << 10)
+#define CTL_FETCH_HEAD       13
+#define CTL_MAC_BYTES        32 /* HMAC-SHA256 after each request body when a secret is set */
+#define CTL_SECRET_MAX       256
+#define CTL_FETCH_BYTES      (256u << 10)
+#define CTL_FETCH_WAIT_MS    2000  /* a fetch unanswered this long is given up */
+#define CTL_SNAPSHOT_WAIT_MS 10000 /* ... a snapshot request (a large image takes longer) */
 enum { SUBMIT_APPLIED = 0, SUBMIT_NOT_LEADER = 1 };
 
 #define CTL_TICK_MS            50
@@ -120,6 +122,8 @@ struct controller {
     bool snap_fetch_busy;
     bool fetch_busy;
     uint64_t fetch_sent_ms; /* when the fetch or snapshot request in flight left */
+    uint32_t fetch_gen;     /* its number: an answer of an abandoned one is ignored */
+    int32_t fetch_to;       /* the voter it went to */
     uint32_t fetch_rr;      /* next voter to ask while no leader is known */
     uint64_t fetch_at_ms;
     uint64_t handoff_at_ms; /* controlled shutdown: next leadership transfer attempt */
@@ -151,6 +155,7 @@ struct ctl_call {
     struct controller *c;
     struct controller_submit *sub; /* KIND_SUBMIT */
     int32_t to;                    /* KIND_FETCH, KIND_SNAPSHOT: the voter asked */
+    uint32_t gen;                  /* KIND_FETCH, KIND_SNAPSHOT: controller.fetch_gen at send */
     size_t len;
     uint8_t buf[];
 };
@@ -1048,6 +1053,10 @@ static void fetch_done(struct broker_shard *s, struct broker_call *call, int rc)
     (void)s;
     struct ctl_call *k = call->arg;
     struct controller *c = k->c;
+    if (k->gen != c->fetch_gen) { /* abandoned (fetch_abandon): another one is under way */
+        free(k);
+        return;
+    }
     c->fetch_busy = false;
     c->fetch_at_ms = broker_now_ms() + CTL_TICK_MS;
     if (rc == 0 && call->resp_len >= CTL_FETCH_HEAD && call->resp[0] == 0 && !c->stopping) {
@@ -1079,6 +1088,10 @@ static void snapshot_done(struct broker_shard *s, struct broker_call *call, int 
     (void)s;
     struct ctl_call *k = call->arg;
     struct controller *c = k->c;
+    if (k->gen != c->fetch_gen) { /* abandoned (fetch_abandon) */
+        free(k);
+        return;
+    }
     c->snap_fetch_busy = false;
     int64_t covers = -1;
     if (rc == 0 && call->resp_len > 1 && call->resp[0] == 0 && !c->stopping &&
@@ -1127,6 +1140,8 @@ static void snapshot_fetch(struct controller *c)
         return;
     k->call.done = snapshot_done;
     k->to = to;
+    k->gen = ++c->fetch_gen;
+    c->fetch_to = to;
     c->snap_fetch_busy = true;
     c->fetch_sent_ms = broker_now_ms();
     if (call_send(c, to, k) != 0) {
@@ -1212,6 +1227,8 @@ static void observer_fetch(struct controller *c, uint64_t now)
     lm_put_be64(k->buf + 1, (uint64_t)c->applied_next);
     k->call.done = fetch_done;
     k->to = to;
+    k->gen = ++c->fetch_gen;
+    c->fetch_to = to;
     c->fetch_busy = true;
     c->fetch_sent_ms = broker_now_ms();
     if (call_send(c, to, k) != 0) {
@@ -1340,10 +1357,21 @@ static void on_tick(struct broker_shard *s, struct broker_timer *t)
                              __ATOMIC_RELAXED);
         __atomic_store_n(&c->swim_states_count, (uint32_t)n, __ATOMIC_RELEASE);
     }
-    if ((c->fetch_busy || c->snap_fetch_busy) && now > c->fetch_sent_ms + 5000)
-        BLOG_INFO_LIMITED("controller: a metadata %s request has waited %llu ms for its answer",
-                          c->snap_fetch_busy ? "snapshot" : "fetch",
+    if ((c->fetch_busy && now > c->fetch_sent_ms + CTL_FETCH_WAIT_MS) ||
+        (c->snap_fetch_busy && now > c->fetch_sent_ms + CTL_SNAPSHOT_WAIT_MS)) {
+        /* A live voter answers a fetch or snapshot request at once; one that does not (a
+         * paused process, a cut-off node: the connection's own timeout is 15 s) is given up
+         * on, and the next request asks another voter, so an observer follows a new leader
+         * well within the broker session timeout instead of being fenced. */
+        BLOG_INFO_LIMITED("controller: node %d did not answer a metadata %s request in %llu ms; "
+                          "asking another voter",
+                          c->fetch_to, c->snap_fetch_busy ? "snapshot" : "fetch",
                           (unsigned long long)(now - c->fetch_sent_ms));
+        c->fetch_gen++;
+        c->fetch_busy = false;
+        c->snap_fetch_busy = false;
+        voter_unreachable(c, c->fetch_to);
+    }
     snapshot_fetch(c);
     if (c->observer && !c->need_snapshot)
         observer_fetch(c, now);

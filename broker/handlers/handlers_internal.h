@@ -311,6 +311,11 @@ void hs_log_start_sync(struct hshard *hs, struct hpart *p, uint64_t now_ms);
  * send): leadership goes only to such a replica (ElectLeaders, handoff, rebalance), so a log
  * start set by DeleteRecords never moves back. */
 bool hs_has_log_start(const struct hshard *hs, const struct hpart *p, int32_t node);
+/* Whether this leader of p has had replica j caught up within replica.lag.time.max.ms (its
+ * own ISR bookkeeping, sampled every half tick: raft's per-election-period "recently active"
+ * flag alone is reset at each election tick, and a check on the same period can always land
+ * just after the reset). */
+bool hs_replica_in_sync(const struct hshard *hs, const struct hpart *p, int16_t j, uint64_t now_ms);
 /* How many replicas of p are in sync as its leader sees them (all when p is not a replicated
  * partition led here). */
 int32_t hs_isr_count(const struct hshard *hs, const struct hpart *p);

@@ -504,7 +504,11 @@ static int16_t elect_run(struct hshard *hs, struct hpart *p, int32_t target)
     if (target == hs->node->cfg->node_id)
         return KAFKA_ELECTION_NOT_NEEDED;
     const struct raft_progress *pr = raft_progress(partition_raft(p->part), (uint32_t)target + 1u);
-    if (target < 0 || pr == NULL || !pr->recent_active || !hs_has_log_start(hs, p, target))
+    int16_t j = 0;
+    while (j < p->rf && p->replicas[j] != target)
+        j++;
+    if (target < 0 || pr == NULL || !hs_replica_in_sync(hs, p, j, broker_now_ms()) ||
+        !hs_has_log_start(hs, p, target))
         return KAFKA_PREFERRED_LEADER_NOT_AVAILABLE;
     if (partition_transferring(p->part))
         return KAFKA_NONE; /* one is under way already */
@@ -836,6 +840,14 @@ static uint16_t isr_update(struct hshard *hs, struct hpart *p, uint64_t now_ms)
             out |= (uint16_t)(1u << j);
     s->out = out;
     return out;
+}
+
+bool hs_replica_in_sync(const struct hshard *hs, const struct hpart *p, int16_t j, uint64_t now_ms)
+{
+    if (p->isr == NULL || j < 0 || j >= p->rf)
+        return false;
+    uint64_t at = p->isr->caught_ms[j];
+    return at != 0 && now_ms <= at + (uint64_t)hs->node->cfg->replica_lag_time_max_ms;
 }
 
 int32_t hs_isr_count(const struct hshard *hs, const struct hpart *p)

@@ -400,8 +400,8 @@ void hs_rebalance_check(struct hshard *hs, uint64_t now_ms)
                                   : mt == NULL ? "no topic"
                                   : (lm_meta_topic_isr_out(mt, p->partition) & 1u)
                                       ? "out of the ISR"
-                                  : pr == NULL         ? "no progress"
-                                  : !pr->recent_active ? "not active"
+                                  : pr == NULL                            ? "no progress"
+                                  : !hs_replica_in_sync(hs, p, 0, now_ms) ? "not in sync"
                                   : pr->match < partition_log_end_offset(p->part) - 1 ? "behind"
                                   : !hs_has_log_start(hs, p, p->replicas[0]) ? "no log start"
                                                                              : NULL;

@@ -691,8 +691,14 @@ def replicated_transactions(nodes):
     a = admin(nodes[0])
     for _, f in a.create_topics([NewTopic(topic, 1, 3)], request_timeout=30).items():
         f.result()
-    wait_for("txn3 led", lambda: -1 not in leaders(nodes[0], topic).values(), 30, nodes)
-    lead = next(x for x in nodes if x.node_id == leaders(nodes[0], topic)[0])
+    # the leader as one Metadata answer names it (a later answer may be between two leaders,
+    # e.g. while the automatic rebalance hands the partition to its preferred replica)
+    def named_leader():
+        led = leaders(nodes[0], topic).get(0, -1)
+        return led if led in ids else None
+
+    led = wait_for("txn3 led", named_leader, 30, nodes)
+    lead = next(x for x in nodes if x.node_id == led)
     conn = kraw.Conn(lead.host, lead.port)
     err, pa, _ = conn.init_producer_id()
     err2, pb, _ = conn.init_producer_id()
