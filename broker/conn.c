@@ -685,8 +685,13 @@ static void mute_fire(struct broker_shard *s, struct broker_timer *t)
     struct broker_conn *c = t->arg;
     LM_ASSERT(c != NULL && c->muted);
     c->muted = false;
-    if (!c->closing && c->paused && !c->waiting_mem)
+    if (!c->closing && c->paused && !c->waiting_mem) {
+        /* an entry point: the frames it feeds may close and free c (a handler's close), so
+         * c is held until they are done, as every other caller of conn_try_resume holds it */
+        conn_hold(c);
         conn_try_resume(c);
+        conn_unhold(c);
+    }
 }
 
 uint64_t broker_req_local_us(const struct broker_req *req)
