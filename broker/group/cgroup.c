@@ -25,6 +25,13 @@ enum mstate {
     M_UNRELEASED, /* at the target epoch, waiting for partitions others still hold */
 };
 
+/* The member epoch at which a partition the member holds was handed to it (KIP-1251's
+ * assignment epoch). */
+struct tp_epoch {
+    struct lm_cgroup_tp tp;
+    int32_t epoch;
+};
+
 struct cmember {
     struct kafka_str id;
     struct kafka_str instance_id; /* null: dynamic */
@@ -45,6 +52,11 @@ struct cmember {
     int64_t session_deadline_ms;
     int64_t rebalance_deadline_ms; /* INT64_MAX unless revoking */
     struct tpset assigned, pending, target;
+    /* the assignment epoch of every partition of assigned and pending, sorted by partition
+     * (held_epochs_sync keeps it in step; not persisted: a load starts them at the member's
+     * epoch) */
+    struct tp_epoch *held_ep;
+    int32_t n_held_ep;
     /* hashes of the member's records last written (0: none), so a call writes only the
      * records whose value changed */
     uint64_t h_meta, h_target, h_current;
@@ -445,6 +457,7 @@ static void member_free(struct cmember *m)
     tpset_free(&m->assigned);
     tpset_free(&m->pending);
     tpset_free(&m->target);
+    free(m->held_ep);
     free(m);
 }
 
@@ -716,6 +729,55 @@ static void set_epoch(struct cmember *m, int32_t epoch)
     }
 }
 
+static int held_epoch_cmp(const void *a, const void *b)
+{
+    return lm_cgroup_tp_cmp(&((const struct tp_epoch *)a)->tp, &((const struct tp_epoch *)b)->tp);
+}
+
+/* The assignment epoch of tp, -1 when the member does not hold it. */
+static int32_t held_epoch(const struct cmember *m, const struct lm_cgroup_tp *tp)
+{
+    struct tp_epoch key = {.tp = *tp};
+    const struct tp_epoch *e = m->n_held_ep > 0 ? bsearch(&key, m->held_ep, (size_t)m->n_held_ep,
+                                                          sizeof(key), held_epoch_cmp)
+                                                : NULL;
+    return e != NULL ? e->epoch : -1;
+}
+
+/* Brings the assignment epochs in step with what the member holds (assigned and pending): a
+ * partition it held before keeps its epoch, a new one gets the member's epoch now. Out of
+ * memory, the member is left with none (its commits are then held to its current epoch, the
+ * strict check). */
+static void held_epochs_sync(struct cmember *m)
+{
+    int32_t n = m->assigned.n + m->pending.n;
+    struct tp_epoch *v = n > 0 ? malloc((size_t)n * sizeof(*v)) : NULL;
+    int32_t k = 0;
+    if (v != NULL) {
+        const struct tpset *sets[2] = {&m->assigned, &m->pending};
+        for (int32_t s = 0; s < 2; s++) {
+            for (int32_t i = 0; i < sets[s]->n; i++) {
+                int32_t e = held_epoch(m, &sets[s]->v[i]);
+                v[k++] = (struct tp_epoch){sets[s]->v[i], e >= 0 ? e : m->epoch};
+            }
+        }
+        qsort(v, (size_t)k, sizeof(*v), held_epoch_cmp);
+    }
+    free(m->held_ep);
+    m->held_ep = v;
+    m->n_held_ep = k;
+}
+
+/* Forgets the assignment epochs: every held partition counts as handed over at the member's
+ * epoch now. */
+static void held_epochs_reset(struct cmember *m)
+{
+    free(m->held_ep);
+    m->held_ep = NULL;
+    m->n_held_ep = 0;
+    held_epochs_sync(m);
+}
+
 /* Moves the member one step towards its target: partitions to give up first (epoch kept),
  * then the target's partitions no other member holds (epoch = target epoch). */
 static int next_assignment(const struct cgroup *g, struct cmember *m, int32_t epoch,
@@ -767,6 +829,7 @@ static int next_assignment(const struct cgroup *g, struct cmember *m, int32_t ep
     if (changed)
         m->assignment_changed = true;
 out:
+    held_epochs_sync(m);
     tpset_free(&keep);
     tpset_free(&revoke);
     tpset_free(&add);
@@ -1141,6 +1204,9 @@ int lm_cgroup_heartbeat(struct lm_cgroup_coord *c, int64_t now_ms, int32_t parti
             st->id = nid;
             st->static_left = false;
             st->assignment_changed = true;
+            /* what the departed instance committed under is not the new member's (Kafka
+             * resets the assignment epochs of a static member that left) */
+            held_epochs_reset(st);
             if (member_insert(g, st) != 0) {
                 member_free(st);
                 g->epoch++;
@@ -1157,6 +1223,7 @@ int lm_cgroup_heartbeat(struct lm_cgroup_coord *c, int64_t now_ms, int32_t parti
             m->state = M_STABLE;
             m->rebalance_deadline_ms = INT64_MAX;
             set_epoch(m, 0);
+            held_epochs_sync(m);
             m->assignment_changed = true;
             joined = true;
         } else {
@@ -1382,24 +1449,62 @@ int lm_cgroup_delete(struct lm_cgroup_coord *c, struct kafka_str group_id)
     return 0;
 }
 
-int16_t lm_cgroup_check_commit(const struct lm_cgroup_coord *c, struct kafka_str group_id,
-                               struct kafka_str member_id, int32_t member_epoch, bool transactional,
-                               int16_t api_version)
+/* The topic id the image has under name, false when none. */
+static bool image_topic_id(const struct lm_cgroup_image *img, struct kafka_str name,
+                           struct kafka_uuid *out)
 {
-    const struct cgroup *g = group_find(c, group_id, NULL);
+    for (size_t i = 0; img != NULL && i < img->n_topics; i++) {
+        struct lm_cgroup_topic t;
+        img->topic(img->ctx, i, &t);
+        if (kafka_str_eq(t.name, name)) {
+            *out = t.id;
+            return true;
+        }
+    }
+    return false;
+}
+
+int16_t lm_cgroup_check_commit(const struct lm_cgroup_coord *c, const struct lm_cgroup_image *img,
+                               const struct lm_cgroup_commit *commit)
+{
+    const struct cgroup *g = group_find(c, commit->group_id, NULL);
     if (g == NULL)
         return KAFKA_NONE;
     /* epoch -1: an admin client or a consumer outside group management, allowed while the
      * group is empty (Kafka ConsumerGroup.validateOffsetCommit) */
-    if (member_epoch < 0 && g->n_members == 0)
+    if (commit->member_epoch < 0 && g->n_members == 0)
         return KAFKA_NONE;
-    const struct cmember *m = member_find(g, member_id, NULL);
+    const struct cmember *m = member_find(g, commit->member_id, NULL);
     if (m == NULL)
         return KAFKA_UNKNOWN_MEMBER_ID;
-    if (!transactional && api_version < 9)
+    if (!commit->transactional && commit->api_version < 9)
         return KAFKA_UNSUPPORTED_VERSION;
-    int32_t have = m->static_left ? LM_CGROUP_STATIC_LEAVE_EPOCH : m->epoch;
-    return member_epoch == have ? KAFKA_NONE : KAFKA_STALE_MEMBER_EPOCH;
+    if (m->static_left)
+        return commit->member_epoch == LM_CGROUP_STATIC_LEAVE_EPOCH ? KAFKA_NONE
+                                                                    : KAFKA_STALE_MEMBER_EPOCH;
+    if (commit->member_epoch == m->epoch)
+        return KAFKA_NONE;
+    if (commit->member_epoch > m->epoch || commit->member_epoch < 0)
+        return KAFKA_STALE_MEMBER_EPOCH;
+    /* KIP-1251: an epoch behind the member's passes for partitions it has held without a
+     * break since that epoch or earlier (assignment epoch <= the request's epoch): the
+     * heartbeat answer that moved it on has not reached it yet, and no other member can have
+     * held them since. Any other partition fails the whole request. */
+    struct kafka_str name = KAFKA_STR_NULL;
+    struct kafka_uuid id = {{0}};
+    bool known = false;
+    for (int32_t i = 0; i < commit->n_partitions; i++) {
+        const struct lm_cgroup_commit_tp *p = &commit->partitions[i];
+        if (name.len < 0 || !kafka_str_eq(name, p->topic)) {
+            name = p->topic;
+            known = image_topic_id(img, name, &id);
+        }
+        struct lm_cgroup_tp tp = {.topic_id = id, .partition = p->partition};
+        int32_t e = known ? held_epoch(m, &tp) : -1;
+        if (e < 0 || e > commit->member_epoch)
+            return KAFKA_STALE_MEMBER_EPOCH;
+    }
+    return KAFKA_NONE;
 }
 
 int16_t lm_cgroup_check_fetch(const struct lm_cgroup_coord *c, struct kafka_str group_id,
@@ -1831,6 +1936,7 @@ int lm_cgroup_load_end(struct lm_cgroup_coord *c, int32_t partition, int64_t now
         for (int32_t k = 0; k < g->n_members; k++) {
             struct cmember *m = g->members[k];
             load_regex(m);
+            held_epochs_reset(m);
             /* session timeouts start again at the load (Kafka's coordinator does the same
              * when it becomes the group's coordinator) */
             m->session_deadline_ms = now_ms + session_ms;

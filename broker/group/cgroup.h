@@ -187,14 +187,34 @@ void lm_cgroup_list(const struct lm_cgroup_coord *c,
  * LM_E_EXISTS (has members: Kafka's NON_EMPTY_GROUP) or LM_E_NOMEM (the group stays). */
 int lm_cgroup_delete(struct lm_cgroup_coord *c, struct kafka_str group_id);
 
+/* One partition of an OffsetCommit, by topic name. */
+struct lm_cgroup_commit_tp {
+    struct kafka_str topic;
+    int32_t partition;
+};
+
+/* What the member checks of an OffsetCommit or TxnOffsetCommit look at. */
+struct lm_cgroup_commit {
+    struct kafka_str group_id;
+    struct kafka_str member_id;
+    int32_t member_epoch;
+    bool transactional;
+    int16_t api_version;
+    int32_t n_partitions;
+    const struct lm_cgroup_commit_tp *partitions;
+};
+
 /* The member checks of OffsetCommit (Kafka ConsumerGroup.validateOffsetCommit) and
  * OffsetFetch (validateOffsetFetch): 0 (Kafka NONE) when the call may go on, else the Kafka
  * error. A group that does not exist passes (offsets of a plain consumer). member_epoch < 0
  * with an empty group (commit) or no member id (fetch) passes. api_version < 9 of a commit by
- * a consumer-protocol member is UNSUPPORTED_VERSION. */
-int16_t lm_cgroup_check_commit(const struct lm_cgroup_coord *c, struct kafka_str group_id,
-                               struct kafka_str member_id, int32_t member_epoch, bool transactional,
-                               int16_t api_version);
+ * a consumer-protocol member is UNSUPPORTED_VERSION. A commit passes with the member's epoch,
+ * or (KIP-1251 assignment epochs) with an older one when every partition in it was handed to
+ * the member at that epoch or before and is still held by it; otherwise STALE_MEMBER_EPOCH
+ * (the caller answers a TxnOffsetCommit ILLEGAL_GENERATION, as Kafka does). The image maps
+ * the commit's topic names to ids. */
+int16_t lm_cgroup_check_commit(const struct lm_cgroup_coord *c, const struct lm_cgroup_image *img,
+                               const struct lm_cgroup_commit *commit);
 int16_t lm_cgroup_check_fetch(const struct lm_cgroup_coord *c, struct kafka_str group_id,
                               struct kafka_str member_id, int32_t member_epoch);
 

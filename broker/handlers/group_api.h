@@ -96,8 +96,8 @@ int group_api_register(struct broker_dispatch *d);
  * commit once the member checks passed). */
 void group_cgroup_run(struct hshard *hs, struct lm_group_coord *classic, struct lm_cgroup_coord *cg,
                       struct gop *op, int64_t now_ms);
-bool group_cgroup_precheck(struct lm_group_coord *classic, struct lm_cgroup_coord *cg,
-                           struct gop *op);
+bool group_cgroup_precheck(struct hshard *hs, struct lm_group_coord *classic,
+                           struct lm_cgroup_coord *cg, struct gop *op);
 /* group_cgroup_session_timeout_ms returns a group's own consumer.session.timeout.ms (GROUP
  * config resource), 0 when it has none; ctx is the shard's struct hshard (the session timers
  * a load of consumer groups starts). */

@@ -443,8 +443,8 @@ static void describe_not_classic(struct gop *op, struct kafka_str id)
     }
 }
 
-bool group_cgroup_precheck(struct lm_group_coord *classic, struct lm_cgroup_coord *cg,
-                           struct gop *op)
+bool group_cgroup_precheck(struct hshard *hs, struct lm_group_coord *classic,
+                           struct lm_cgroup_coord *cg, struct gop *op)
 {
     if (cg == NULL)
         return false;
@@ -460,8 +460,30 @@ bool group_cgroup_precheck(struct lm_group_coord *classic, struct lm_cgroup_coor
         if (!lm_cgroup_exists(cg, in->group_id, NULL) ||
             lm_group_coord_status(classic, in->group_id) != KAFKA_NONE)
             return false;
-        err = lm_cgroup_check_commit(cg, in->group_id, in->member_id, in->generation_id, txn,
-                                     op->g->version);
+        int32_t n_tp = 0;
+        for (int32_t i = 0; i < in->n_topics; i++)
+            n_tp += in->topics[i].n_partitions;
+        struct lm_cgroup_commit_tp *tps = group_api_alloc(op->g, (size_t)n_tp, sizeof(*tps));
+        if (n_tp > 0 && tps == NULL)
+            return false; /* g->nomem: the connection closes at finish */
+        int32_t k = 0;
+        for (int32_t i = 0; i < in->n_topics; i++)
+            for (int32_t j = 0; j < in->topics[i].n_partitions; j++)
+                tps[k++] = (struct lm_cgroup_commit_tp){in->topics[i].name,
+                                                        in->topics[i].partitions[j].partition};
+        struct lm_cgroup_image img = image_of(hs);
+        struct lm_cgroup_commit cm = {.group_id = in->group_id,
+                                      .member_id = in->member_id,
+                                      .member_epoch = in->generation_id,
+                                      .transactional = txn,
+                                      .api_version = op->g->version,
+                                      .n_partitions = n_tp,
+                                      .partitions = tps};
+        err = lm_cgroup_check_commit(cg, &img, &cm);
+        /* STALE_MEMBER_EPOCH is not an error of TxnOffsetCommit: Kafka answers
+         * ILLEGAL_GENERATION there */
+        if (txn && err == KAFKA_STALE_MEMBER_EPOCH)
+            err = KAFKA_ILLEGAL_GENERATION;
         if (err != KAFKA_NONE)
             break;
         /* the member checks passed: the offsets go to the group's offsets-only classic group

@@ -627,7 +627,7 @@ static void op_run(struct broker_shard *target, struct broker_xcall *x)
         timer_arm(gs);
         return;
     }
-    if (group_cgroup_precheck(gs->coord, gs->cgroup, op)) {
+    if (group_cgroup_precheck(gs->hs, gs->coord, gs->cgroup, op)) {
         broker_xcall_return(target, x);
         return;
     }

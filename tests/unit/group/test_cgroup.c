@@ -987,6 +987,25 @@ static void test_assignors_randomized(void **state)
 
 /* ---- reconciliation ---- */
 
+/* lm_cgroup_check_commit of a plain OffsetCommit of partitions parts[0..n) of topic "t". */
+static int16_t check_commit(struct lm_cgroup_coord *c, struct image *im, const char *group,
+                            const char *member, int32_t epoch, int16_t version,
+                            const int32_t *parts, int32_t n)
+{
+    struct lm_cgroup_commit_tp tps[16];
+    assert_true(n <= 16);
+    for (int32_t i = 0; i < n; i++)
+        tps[i] = (struct lm_cgroup_commit_tp){S("t"), parts[i]};
+    struct lm_cgroup_image img = img_of(im);
+    struct lm_cgroup_commit cm = {.group_id = S(group),
+                                  .member_id = S(member),
+                                  .member_epoch = epoch,
+                                  .api_version = version,
+                                  .n_partitions = n,
+                                  .partitions = tps};
+    return lm_cgroup_check_commit(c, &img, &cm);
+}
+
 static void test_revocation_before_assignment(void **state)
 {
     (void)state;
@@ -1032,6 +1051,84 @@ static void test_revocation_before_assignment(void **state)
     assert_string_equal(d.assignor, "uniform");
     /* an unchanged heartbeat carries no assignment */
     assert_int_equal(client_hb(c, &im, 60, &b, INT32_MIN, &r), KAFKA_NONE);
+    lm_cgroup_coord_free(c);
+}
+
+/* KIP-1251 assignment epochs: a commit with an epoch behind the member's passes for the
+ * partitions the member has held since that epoch or earlier (the heartbeat answer that moved
+ * it on may still be on its way), and fails for any other; after a load the epochs start again
+ * at the member's (the strict check). */
+static void test_commit_assignment_epochs(void **state)
+{
+    (void)state;
+    struct lm_cgroup_coord *c = coord_new();
+    struct image im = {0};
+    image_add(&im, "t", 6);
+    struct rlog log = {0};
+    struct client a, b;
+    client_init(&a, "a", "t");
+    client_init(&b, "b", "t");
+    struct lm_cgroup_hb_resp r;
+    assert_int_equal(client_hb(c, &im, 0, &a, INT32_MIN, &r), KAFKA_NONE); /* epoch 1, all 6 */
+    assert_int_equal(client_hb(c, &im, 10, &b, INT32_MIN, &r), KAFKA_NONE);
+    assert_int_equal(client_hb(c, &im, 20, &a, INT32_MIN, &r), KAFKA_NONE); /* gives 3 up */
+    int32_t a_first[3], a_gone[3];
+    int na = 0, ng = 0;
+    for (int32_t p = 0; p < 6; p++) {
+        bool kept = false;
+        for (int i = 0; i < a.n_own; i++)
+            kept = kept || a.own[i].partition == p;
+        if (kept)
+            a_first[na++] = p;
+        else
+            a_gone[ng++] = p;
+    }
+    assert_int_equal(na, 3);
+    assert_int_equal(ng, 3);
+    /* while revoking, a's epoch stays 1: the partitions it gives up are still its own */
+    assert_int_equal(a.epoch, 1);
+    assert_int_equal(check_commit(c, &im, "g", "a", 1, 9, a_gone, 3), KAFKA_NONE);
+    assert_int_equal(client_hb(c, &im, 30, &a, INT32_MIN, &r), KAFKA_NONE); /* acknowledged */
+    assert_int_equal(a.epoch, 2);
+    assert_int_equal(client_hb(c, &im, 40, &b, INT32_MIN, &r), KAFKA_NONE);
+    assert_int_equal(b.epoch, 2);
+    assert_int_equal(b.n_own, 3);
+    /* a at epoch 1 still for the three it kept; not for those b holds now */
+    assert_int_equal(check_commit(c, &im, "g", "a", 1, 9, a_first, 3), KAFKA_NONE);
+    assert_int_equal(check_commit(c, &im, "g", "a", 1, 9, a_gone, 1), KAFKA_STALE_MEMBER_EPOCH);
+    int32_t mixed[2] = {a_first[0], a_gone[0]};
+    assert_int_equal(check_commit(c, &im, "g", "a", 2, 9, mixed, 2), KAFKA_NONE);
+    assert_int_equal(check_commit(c, &im, "g", "a", 1, 9, mixed, 2), KAFKA_STALE_MEMBER_EPOCH);
+    /* b's were handed to it at 2: epoch 1 is refused, as is an epoch ahead of b's */
+    int32_t b_parts[3] = {b.own[0].partition, b.own[1].partition, b.own[2].partition};
+    assert_int_equal(check_commit(c, &im, "g", "b", 1, 9, b_parts, 3), KAFKA_STALE_MEMBER_EPOCH);
+    assert_int_equal(check_commit(c, &im, "g", "b", 3, 9, b_parts, 3), KAFKA_STALE_MEMBER_EPOCH);
+    /* b leaves: a takes all six at epoch 3 with nothing to give up; its commit sent at epoch
+     * 2 (before that answer reached it) passes for what it held at 2 */
+    assert_int_equal(client_hb(c, &im, 50, &b, LM_CGROUP_LEAVE_EPOCH, &r), KAFKA_NONE);
+    assert_int_equal(client_hb(c, &im, 60, &a, INT32_MIN, &r), KAFKA_NONE);
+    assert_int_equal(a.epoch, 3);
+    assert_int_equal(a.n_own, 6);
+    assert_int_equal(check_commit(c, &im, "g", "a", 2, 9, a_first, 3), KAFKA_NONE);
+    assert_int_equal(check_commit(c, &im, "g", "a", 2, 9, b_parts, 1), KAFKA_STALE_MEMBER_EPOCH);
+    assert_int_equal(check_commit(c, &im, "g", "a", 3, 9, b_parts, 3), KAFKA_NONE);
+    /* a topic the image does not have: refused at an old epoch */
+    struct lm_cgroup_commit_tp other = {S("nope"), 0};
+    struct lm_cgroup_image img = img_of(&im);
+    struct lm_cgroup_commit cm = {.group_id = S("g"),
+                                  .member_id = S("a"),
+                                  .member_epoch = 2,
+                                  .api_version = 9,
+                                  .n_partitions = 1,
+                                  .partitions = &other};
+    assert_int_equal(lm_cgroup_check_commit(c, &img, &cm), KAFKA_STALE_MEMBER_EPOCH);
+    /* a coordinator that loads the group from its records starts the epochs at the member's */
+    rlog_take(&log, c);
+    struct lm_cgroup_coord *c2 = rlog_replay(&log, 100);
+    assert_int_equal(check_commit(c2, &im, "g", "a", 3, 9, a_first, 3), KAFKA_NONE);
+    assert_int_equal(check_commit(c2, &im, "g", "a", 2, 9, a_first, 3), KAFKA_STALE_MEMBER_EPOCH);
+    lm_cgroup_coord_free(c2);
+    rlog_free(&log);
     lm_cgroup_coord_free(c);
 }
 
@@ -1106,16 +1203,15 @@ static void test_errors(void **state)
     assert_int_equal(r.error_code, KAFKA_NONE);
     assert_int_equal(r.member_id.len, 22);
     /* offset commit / fetch checks */
-    assert_int_equal(lm_cgroup_check_commit(c, S("g"), S("a"), a.epoch, false, 9), KAFKA_NONE);
-    assert_int_equal(lm_cgroup_check_commit(c, S("g"), S("a"), a.epoch - 1, false, 9),
+    assert_int_equal(check_commit(c, &im, "g", "a", a.epoch, 9, NULL, 0), KAFKA_NONE);
+    assert_int_equal(check_commit(c, &im, "g", "a", a.epoch + 1, 9, NULL, 0),
                      KAFKA_STALE_MEMBER_EPOCH);
-    assert_int_equal(lm_cgroup_check_commit(c, S("g"), S("a"), a.epoch, false, 8),
+    assert_int_equal(check_commit(c, &im, "g", "a", a.epoch, 8, NULL, 0),
                      KAFKA_UNSUPPORTED_VERSION);
-    assert_int_equal(lm_cgroup_check_commit(c, S("g"), S("zz"), 1, false, 9),
-                     KAFKA_UNKNOWN_MEMBER_ID);
-    assert_int_equal(lm_cgroup_check_commit(c, S("g"), S(""), -1, false, 9),
+    assert_int_equal(check_commit(c, &im, "g", "zz", 1, 9, NULL, 0), KAFKA_UNKNOWN_MEMBER_ID);
+    assert_int_equal(check_commit(c, &im, "g", "", -1, 9, NULL, 0),
                      KAFKA_UNKNOWN_MEMBER_ID); /* group not empty */
-    assert_int_equal(lm_cgroup_check_commit(c, S("other"), S(""), -1, false, 2), KAFKA_NONE);
+    assert_int_equal(check_commit(c, &im, "other", "", -1, 2, NULL, 0), KAFKA_NONE);
     assert_int_equal(lm_cgroup_check_fetch(c, S("g"), KAFKA_STR_NULL, -1), KAFKA_NONE);
     assert_int_equal(lm_cgroup_check_fetch(c, S("g"), S("a"), a.epoch + 1),
                      KAFKA_STALE_MEMBER_EPOCH);
@@ -1589,6 +1685,7 @@ int main(void)
         cmocka_unit_test(test_uniform_heterogeneous),
         cmocka_unit_test(test_assignors_randomized),
         cmocka_unit_test(test_revocation_before_assignment),
+        cmocka_unit_test(test_commit_assignment_epochs),
         cmocka_unit_test(test_errors),
         cmocka_unit_test(test_leave_static_and_timeouts),
         cmocka_unit_test(test_rebalance_timeout_fences),
