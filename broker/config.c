@@ -83,6 +83,8 @@ static const struct key_spec g_keys[] = {
     {"laminar.bpf.enable", K_BOOL, OFF(bpf_enable), 0, 1},
     {"laminar.metrics.enable", K_BOOL, OFF(metrics_enable), 0, 1},
     {"laminar.http.listener", K_RAW, 0, 0, 0},
+    /* tests only: a file naming a delay every fsync waits (shard_services.c) */
+    {"laminar.fault.disk.control", K_RAW, 0, 0, 0},
     /* the ACL authorizer (broker/security/authorizer.h, parsed by the handler layer) */
     {"authorizer.class.name", K_RAW, 0, 0, 0},
     {"super.users", K_RAW, 0, 0, 0},

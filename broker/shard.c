@@ -360,6 +360,9 @@ int broker_shard_init(struct broker_shard *s, struct broker_rt *rt, uint32_t id,
     s->free_slots = calloc(s->conns_max, sizeof(*s->free_slots));
     s->metrics = calloc(1, sizeof(*s->metrics));
     s->metrics_on = cfg->metrics_enable;
+    s->fault_disk_control = broker_config_get(cfg, "laminar.fault.disk.control");
+    if (s->fault_disk_control != NULL && s->fault_disk_control[0] == '\0')
+        s->fault_disk_control = NULL;
     if (s->conns == NULL || s->gens == NULL || s->free_slots == NULL || s->metrics == NULL) {
         broker_shard_deinit(s);
         return LM_E_NOMEM;

@@ -252,8 +252,11 @@ struct broker_shard {
     uint32_t fsyncs_inflight;
     struct broker_fsync *fsync_wait_head, *fsync_wait_tail;
     struct broker_sync_worker *sync_worker; /* started on first use when io->fsync is NULL */
-    const char *fsync_gate;                 /* test hook LAMINAR_TEST_FSYNC_GATE, or NULL */
-    struct broker_fsync *fsync_held;        /* finished while the gate file existed */
+    /* laminar.fault.disk.control (tests only; NULL: off): a file naming a delay every fsync
+     * waits first; with it, fsyncs go through the sync worker whatever the backend */
+    const char *fault_disk_control;
+    const char *fsync_gate;          /* test hook LAMINAR_TEST_FSYNC_GATE, or NULL */
+    struct broker_fsync *fsync_held; /* finished while the gate file existed */
     struct broker_timer fsync_gate_timer;
     /* connections.max.idle.ms: a sweep every idle_period_ms closes connections idle for
      * idle_ticks_max sweeps (idle_ticks_max 0: disabled) */

@@ -6,6 +6,7 @@
 #include <netinet/tcp.h>
 #include <pthread.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -149,12 +150,56 @@ void broker_core_on_wake(struct broker_shard *s)
  * writes. */
 struct broker_sync_worker {
     pthread_t thread;
+    /* laminar.fault.disk.control: the file re-read at most every FAULT_READ_MS, and the delay
+     * it named */
+    const char *fault_path;
+    int64_t fault_read_ms;
+    int32_t fault_delay_ms;
     struct broker_mailbox requests; /* fsyncs to run: shard -> worker */
     struct broker_mailbox done;     /* worker -> shard */
     int wake_fd;
     int shard_event_fd;
     _Atomic bool stop;
 };
+
+#define FAULT_READ_MS   100
+#define FAULT_DELAY_MAX 60000
+
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* A slow disk for fault campaigns: every fsync first waits the milliseconds the control file
+ * names (absent, empty or 0: none; at most FAULT_DELAY_MAX). The worker serves one fsync at a
+ * time, so a delay also bounds how many complete per second, as on a slow device. */
+static void fault_disk_wait(struct broker_sync_worker *w)
+{
+    if (w->fault_path == NULL)
+        return;
+    int64_t now = mono_ms();
+    if (now - w->fault_read_ms >= FAULT_READ_MS) {
+        w->fault_read_ms = now;
+        long v = 0;
+        FILE *fp = fopen(w->fault_path, "r");
+        if (fp != NULL) {
+            if (fscanf(fp, "%ld", &v) != 1)
+                v = 0;
+            fclose(fp);
+        }
+        int32_t d = v < 0 ? 0 : v > FAULT_DELAY_MAX ? FAULT_DELAY_MAX : (int32_t)v;
+        if (d != w->fault_delay_ms)
+            BLOG_WARN("fault injection: every fsync delayed by %d ms", (int)d);
+        w->fault_delay_ms = d;
+    }
+    if (w->fault_delay_ms > 0) {
+        struct timespec ts = {w->fault_delay_ms / 1000, (long)(w->fault_delay_ms % 1000) * 1000000};
+        while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+        }
+    }
+}
 
 static void *sync_worker_main(void *arg)
 {
@@ -163,6 +208,7 @@ static void *sync_worker_main(void *arg)
         bool any = false;
         struct broker_fsync *f;
         while ((f = broker_mailbox_pop(&w->requests)) != NULL) {
+            fault_disk_wait(w);
             int r = f->datasync ? fdatasync(f->fd) : fsync(f->fd);
             f->res_ = r == 0 ? 0 : -errno;
             int rc = broker_mailbox_push(&w->done, f);
@@ -189,6 +235,8 @@ static int sync_worker_start(struct broker_shard *s)
         return LM_E_NOMEM;
     w->wake_fd = eventfd(0, EFD_CLOEXEC);
     w->shard_event_fd = s->event_fd;
+    w->fault_path = s->fault_disk_control;
+    w->fault_read_ms = INT64_MIN / 2;
     if (w->wake_fd < 0 || broker_mailbox_init(&w->requests, BROKER_FSYNC_INFLIGHT_MAX) != 0 ||
         broker_mailbox_init(&w->done, BROKER_FSYNC_INFLIGHT_MAX) != 0) {
         if (w->wake_fd >= 0)
@@ -235,7 +283,7 @@ static void fsync_issue(struct broker_shard *s, struct broker_fsync *f)
     s->fsync_slots[slot] = f;
     f->slot_ = slot;
     s->fsyncs_inflight++;
-    if (s->io->fsync != NULL) {
+    if (s->io->fsync != NULL && s->fault_disk_control == NULL) {
         int rc = s->io->fsync(s, f);
         LM_ASSERT(rc == 0);
         return;

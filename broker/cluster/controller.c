@@ -49,6 +49,7 @@ enum {
 enum { SUBMIT_APPLIED = 0, SUBMIT_NOT_LEADER = 1 };
 
 #define CTL_TICK_MS            50
+#define CTL_REOPEN_MS          1000 /* a failed metadata log's reopen attempts */
 #define CTL_HANDOFF_RETRY_MS   200
 #define CTL_ELECTION_TICKS     20 /* 1-2 s, as controller.quorum.election.timeout.ms */
 #define CTL_HEARTBEAT_TICKS    2
@@ -98,6 +99,9 @@ struct controller {
 
     struct broker_shard *shard;
     struct partition *part;
+    bool log_reopen;       /* the metadata log failed and is closed: reopened by the tick */
+    uint64_t reopen_at_ms; /* the next attempt */
+    uint64_t reopened_ms;  /* the last successful reopen */
     struct broker_fsync fs[STORAGE_SYNC_FDS_MAX];
     uint32_t sync_pending;
     int sync_rc;
@@ -511,6 +515,7 @@ static int call_send(struct controller *c, int32_t id, struct ctl_call *k)
 /* ------------------------------------------------------------------ partition shell */
 
 static void after_input(struct controller *c);
+static void metadata_log_recover(struct controller *c, uint64_t now);
 
 static void fsync_done(struct broker_shard *s, struct broker_fsync *f, int rc)
 {
@@ -1336,11 +1341,13 @@ static void on_tick(struct broker_shard *s, struct broker_timer *t)
     (void)s;
     struct controller *c = t->arg;
     c->tick_armed = false;
-    if ((c->part == NULL && !c->observer) || c->stopping)
+    if ((c->part == NULL && !c->observer && !c->log_reopen) || c->stopping)
         return;
     uint64_t now = broker_now_ms();
+    if (!c->observer && (c->log_reopen || partition_failed(c->part) != 0))
+        metadata_log_recover(c, now);
     int rc = c->part != NULL ? partition_tick(c->part, (int64_t)now) : 0;
-    if (rc != 0)
+    if (rc != 0 && partition_failed(c->part) == 0)
         BLOG_WARN_LIMITED("controller: tick: %s", lm_strerror(rc));
     after_input(c);
     membership_tick(c->gossip, now);
@@ -1426,6 +1433,78 @@ static int gossip_start(struct controller *c)
     return membership_start(c->shard, &mc, &c->gossip);
 }
 
+/* Opens the metadata log (a raft voter's partition) in c->dir into c->part: 0 or the error. */
+static int metadata_log_open(struct controller *c)
+{
+    if (mkdir(c->dir, 0755) != 0 && errno != EEXIST) {
+        BLOG_ERROR("controller: cannot create %s: %s", c->dir, strerror(errno));
+        return LM_E_IO;
+    }
+    struct partition_config pc;
+    partition_config_default(&pc);
+    pc.dir = c->dir;
+    pc.node_id = rid(c->node_id);
+    pc.group = 0;
+    for (uint32_t i = 0; i < c->n_voters; i++)
+        pc.voters.voters[pc.voters.n_voters++] = rid(c->voters[i].id);
+    pc.internal_topic = true;
+    /* The log is trimmed only behind a snapshot (snapshot_maybe), never by time or size:
+     * every record after the newest snapshot is part of the metadata. */
+    pc.storage.retention_ms = -1;
+    pc.storage.retention_bytes = -1;
+    pc.storage.segment_ms = -1;
+    pc.storage.segment_bytes = CTL_SEGMENT_BYTES; /* so a trim after a snapshot frees space */
+    pc.tick_ms = CTL_TICK_MS;
+    pc.election_ticks = CTL_ELECTION_TICKS;
+    pc.heartbeat_ticks = CTL_HEARTBEAT_TICKS;
+    if (getrandom(&pc.rand_seed, sizeof(pc.rand_seed), 0) != sizeof(pc.rand_seed))
+        pc.rand_seed = c->incarnation;
+    struct partition_env env = {.ctx = c, .sync = env_sync, .send = env_send};
+    int rc = partition_open(&pc, &env, (int64_t)broker_now_ms(), &c->part);
+    if (rc != 0)
+        c->part = NULL;
+    return rc;
+}
+
+/* The metadata log failed (a full disk, an I/O error): a failed partition stays failed, so it
+ * is closed and opened again from its files, as at a start, once no fsync is in flight, and
+ * again every CTL_REOPEN_MS while the open fails. The image keeps what it applied
+ * (applied_next) and goes on from the recovered log; proposals in flight fail and are
+ * submitted again (append_done). */
+static void metadata_log_recover(struct controller *c, uint64_t now)
+{
+    if (c->part != NULL) {
+        if (c->sync_pending > 0)
+            return;
+        int failed = partition_failed(c->part);
+        BLOG_ERROR_LIMITED("controller: metadata log failed (%s); reopening it",
+                           failed == LM_E_FULL ? "no space left on the device"
+                                               : lm_strerror(failed));
+        struct partition *old = c->part;
+        c->part = NULL; /* the completions of the close see no partition */
+        int rc = partition_close(old);
+        if (rc != 0)
+            BLOG_DEBUG("controller: closing the failed metadata log: %s", lm_strerror(rc));
+        c->log_reopen = true;
+        /* at once the first time; a log that fails again soon after a reopen (the disk still
+         * full) waits CTL_REOPEN_MS */
+        c->reopen_at_ms = now < c->reopened_ms + CTL_REOPEN_MS ? now + CTL_REOPEN_MS : now;
+    }
+    if (now < c->reopen_at_ms)
+        return;
+    int rc = metadata_log_open(c);
+    if (rc != 0) {
+        BLOG_WARN_LIMITED("controller: reopening the metadata log: %s",
+                          rc == LM_E_FULL ? "no space left on the device" : lm_strerror(rc));
+        c->reopen_at_ms = now + CTL_REOPEN_MS;
+        return;
+    }
+    c->log_reopen = false;
+    c->reopened_ms = now;
+    BLOG_INFO_LIMITED("controller: metadata log reopened (%lld records applied before)",
+                      (long long)c->applied_next);
+}
+
 int controller_shard_start(struct controller *c, struct broker_shard *s)
 {
     c->shard = s;
@@ -1464,34 +1543,9 @@ int controller_shard_start(struct controller *c, struct broker_shard *s)
             c->tick_armed = true;
         return orc;
     }
-    if (mkdir(c->dir, 0755) != 0 && errno != EEXIST) {
-        BLOG_ERROR("controller: cannot create %s: %s", c->dir, strerror(errno));
-        return LM_E_IO;
-    }
-    struct partition_config pc;
-    partition_config_default(&pc);
-    pc.dir = c->dir;
-    pc.node_id = rid(c->node_id);
-    pc.group = 0;
-    for (uint32_t i = 0; i < c->n_voters; i++)
-        pc.voters.voters[pc.voters.n_voters++] = rid(c->voters[i].id);
-    pc.internal_topic = true;
-    /* The log is trimmed only behind a snapshot (snapshot_maybe), never by time or size:
-     * every record after the newest snapshot is part of the metadata. */
-    pc.storage.retention_ms = -1;
-    pc.storage.retention_bytes = -1;
-    pc.storage.segment_ms = -1;
-    pc.storage.segment_bytes = CTL_SEGMENT_BYTES; /* so a trim after a snapshot frees space */
-    pc.tick_ms = CTL_TICK_MS;
-    pc.election_ticks = CTL_ELECTION_TICKS;
-    pc.heartbeat_ticks = CTL_HEARTBEAT_TICKS;
-    if (getrandom(&pc.rand_seed, sizeof(pc.rand_seed), 0) != sizeof(pc.rand_seed))
-        pc.rand_seed = c->incarnation;
-    struct partition_env env = {.ctx = c, .sync = env_sync, .send = env_send};
-    int rc = partition_open(&pc, &env, (int64_t)broker_now_ms(), &c->part);
+    int rc = metadata_log_open(c);
     if (rc != 0) {
         BLOG_ERROR("controller: cannot open the metadata log in %s: %s", c->dir, lm_strerror(rc));
-        c->part = NULL;
         membership_stop(c->gossip);
         c->gossip = NULL;
         return rc;
@@ -1605,7 +1659,7 @@ static void remote_run(struct broker_shard *target, struct broker_xcall *x)
         int rc = raft_wire_decode(body + 1, len - 1, &m, &used);
         if (rc == 0 && m.group == 0 && m.to == rid(c->node_id)) {
             rc = partition_step(c->part, &m);
-            if (rc != 0 && rc != LM_E_STATE)
+            if (rc != 0 && rc != LM_E_STATE && partition_failed(c->part) == 0)
                 BLOG_WARN_LIMITED("controller: raft step: %s", lm_strerror(rc));
         } else if (rc != 0) {
             BLOG_WARN_LIMITED("controller: undecodable raft message (%s)", lm_strerror(rc));

@@ -443,7 +443,8 @@ static void produce_op(struct hshard *hs, struct hpart *p, struct hwork *w, stru
         free(owned);
         w->error = h_storage_error(rc);
         o->message = lm_strerror(rc);
-        BLOG_WARN_LIMITED("partition %s-%d: append: %s", p->topic, p->partition, lm_strerror(rc));
+        BLOG_WARN_LIMITED("partition %s-%d: append: %s", p->topic, p->partition,
+                          hs_storage_strerror(rc));
         return;
     }
     /* buf was rewritten in place: the first batch has the base offset; the log append time
