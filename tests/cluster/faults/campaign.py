@@ -9,11 +9,12 @@ LAMINAR_BIN names the broker binary, as for test_faults.py. A run's seed is --se
 index in the order printed, so one row replays with
 `test_faults.py --net --rf 3 --nodes N --kinds K --cycles C --seed S`. Exits 1 when any run
 found a problem (its output is kept under --keep-logs, default a temporary directory named at
-the end)."""
+the end, with the nodes' and producers' logs of each failed run)."""
 
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -47,6 +48,8 @@ def main():
                    "--nodes", str(n), "--io", args.io, "--kinds", kind, "--cycles",
                    str(args.cycles), "--seed", str(seed)]
             log = os.path.join(out_dir, "n%d-%s-seed%d.log" % (n, kind, seed))
+            evidence = os.path.join(out_dir, "n%d-%s-seed%d" % (n, kind, seed))
+            cmd += ["--keep-logs", evidence]  # the nodes' and producers' logs, kept on failure
             t0 = time.monotonic()
             with open(log, "wb") as f:
                 rc = subprocess.call(cmd, stdout=f, stderr=subprocess.STDOUT)
@@ -64,6 +67,8 @@ def main():
             else:
                 verdict = "FAIL"
                 bad += 1
+            if verdict != "FAIL":
+                shutil.rmtree(evidence, ignore_errors=True)
             rows.append((n, kind, seed, summary, verdict, secs, log))
             s = summary or {}
             print("%d nodes %-18s seed %-5d %4s faults %9s acked  lost %s dup %s moved %s "

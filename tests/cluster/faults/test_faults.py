@@ -93,10 +93,12 @@ class Load:
 
     def producer_evidence(self, idx, limit=60):
         """The lines of producer idx's librdkafka log that say why its epoch moved."""
-        keys = ("ERRSEQ", "UNKPID", "BUMP", "DRAIN", "FATAL", "PID", "timed out", "fatal")
+        keys = ("ERRSEQ", "UNKPID", "BUMP", "DRAIN", "FATAL", "NEWPID", "timed out", "fatal",
+                "encountered error")
         try:
             with open(self.producer_log(idx), errors="replace") as f:
-                lines = [ln.rstrip() for ln in f if any(k in ln for k in keys)]
+                lines = [ln.rstrip() for ln in f if any(k in ln for k in keys)
+                         and "wait for outstanding requests" not in ln]
         except OSError:
             return []
         return lines[-limit:]
@@ -364,7 +366,7 @@ def batch_at(node, topic, p, offset):
 
 BATCH_RE = re.compile(r"offsets (\d+)\.\.(\d+) epoch (-?\d+) producer (-?\d+)/(-?\d+) "
                       r"sequence (-?\d+)")
-MSGSET_ERR_RE = re.compile(r"\]: (\S+) \[(\d+)\]: MessageSet with \d+ message\(s\) "
+MSGSET_ERR_RE = re.compile(r"(\S+) \[(\d+)\]: MessageSet with \d+ message\(s\) "
                            r"\(MsgId \d+, BaseSeq (-?\d+)\) encountered error: (.*) "
                            r"\(actions ([^)]*)\)")
 
