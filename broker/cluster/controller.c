@@ -1344,7 +1344,7 @@ static void on_tick(struct broker_shard *s, struct broker_timer *t)
     if ((c->part == NULL && !c->observer && !c->log_reopen) || c->stopping)
         return;
     uint64_t now = broker_now_ms();
-    if (!c->observer && (c->log_reopen || partition_failed(c->part) != 0))
+    if (!c->observer && (c->log_reopen || partition_failed(c->part) == LM_E_FULL))
         metadata_log_recover(c, now);
     int rc = c->part != NULL ? partition_tick(c->part, (int64_t)now) : 0;
     if (rc != 0 && partition_failed(c->part) == 0)
@@ -1466,20 +1466,20 @@ static int metadata_log_open(struct controller *c)
     return rc;
 }
 
-/* The metadata log failed (a full disk, an I/O error): a failed partition stays failed, so it
- * is closed and opened again from its files, as at a start, once no fsync is in flight, and
- * again every CTL_REOPEN_MS while the open fails. The image keeps what it applied
- * (applied_next) and goes on from the recovered log; proposals in flight fail and are
- * submitted again (append_done). */
+/* The metadata log failed on a full disk: a failed partition stays failed, so it is closed and
+ * opened again from its files, as at a start, once no fsync is in flight, and again every
+ * CTL_REOPEN_MS while the open fails. The image keeps what it applied (applied_next) and goes
+ * on from the recovered log; proposals in flight fail and are submitted again (append_done).
+ * A write refused for want of space wrote nothing the log counts as durable; an I/O error
+ * (a failed fsync above all) leaves what the page cache holds in doubt, so that failure stays
+ * until the process restarts and recovers from what the disk has. */
 static void metadata_log_recover(struct controller *c, uint64_t now)
 {
     if (c->part != NULL) {
         if (c->sync_pending > 0)
             return;
-        int failed = partition_failed(c->part);
-        BLOG_ERROR_LIMITED("controller: metadata log failed (%s); reopening it",
-                           failed == LM_E_FULL ? "no space left on the device"
-                                               : lm_strerror(failed));
+        BLOG_ERROR_LIMITED("controller: metadata log failed (no space left on the device); "
+                           "reopening it");
         struct partition *old = c->part;
         c->part = NULL; /* the completions of the close see no partition */
         int rc = partition_close(old);

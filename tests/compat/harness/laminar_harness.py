@@ -33,11 +33,22 @@ def binary_path(env="LAMINAR_BIN"):
     raise RuntimeError("laminar binary not found: set %s or build broker/laminar" % env)
 
 
+_PORTS_GIVEN = set()
+
+
 def free_port(host="127.0.0.1"):
-    """A TCP port on host that was free a moment ago (bind to 0, read it, close)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
+    """A TCP port on host that was free a moment ago (bind to 0, read it, close), never one
+    this process was given before: two calls in a row may otherwise get the same port back
+    from the kernel (nothing binds it in between), and a cluster test then put its Kafka and
+    controller listeners on one port."""
+    for _ in range(100):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind((host, 0))
+            port = s.getsockname()[1]
+        if port not in _PORTS_GIVEN:
+            _PORTS_GIVEN.add(port)
+            return port
+    raise RuntimeError("no fresh free port after 100 tries")
 
 
 def wait_port(host, port, timeout_s, proc=None):
