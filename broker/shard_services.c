@@ -165,13 +165,6 @@ struct broker_sync_worker {
 #define FAULT_READ_MS   100
 #define FAULT_DELAY_MAX 60000
 
-static int64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* A slow disk for fault campaigns: every fsync first waits the milliseconds the control file
  * names (absent, empty or 0: none; at most FAULT_DELAY_MAX). The worker serves one fsync at a
  * time, so a delay also bounds how many complete per second, as on a slow device. */
@@ -179,7 +172,7 @@ static void fault_disk_wait(struct broker_sync_worker *w)
 {
     if (w->fault_path == NULL)
         return;
-    int64_t now = mono_ms();
+    int64_t now = (int64_t)broker_now_ms();
     if (now - w->fault_read_ms >= FAULT_READ_MS) {
         w->fault_read_ms = now;
         long v = 0;

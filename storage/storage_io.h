@@ -23,6 +23,10 @@ struct storage_io {
     int (*pwritev_sync)(void *ctx, int fd, const struct iovec *iov, int iovcnt, uint64_t offset);
 };
 
+/* storage_io_strerror names an error of this write path: LM_E_FULL is ENOSPC ("no space left on
+ * the device"), others as lm_strerror. */
+const char *storage_io_strerror(int rc);
+
 /* storage_io_posix returns the static plain-syscall implementation (pwritev + fdatasync). */
 const struct storage_io *storage_io_posix(void);
 

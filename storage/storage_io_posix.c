@@ -83,3 +83,8 @@ const struct storage_io *storage_io_posix(void)
 {
     return &posix_io;
 }
+
+const char *storage_io_strerror(int rc)
+{
+    return rc == LM_E_FULL ? "no space left on the device" : lm_strerror(rc);
+}

@@ -1494,8 +1494,7 @@ static void metadata_log_recover(struct controller *c, uint64_t now)
         return;
     int rc = metadata_log_open(c);
     if (rc != 0) {
-        BLOG_WARN_LIMITED("controller: reopening the metadata log: %s",
-                          rc == LM_E_FULL ? "no space left on the device" : lm_strerror(rc));
+        BLOG_WARN_LIMITED("controller: reopening the metadata log: %s", storage_io_strerror(rc));
         c->reopen_at_ms = now + CTL_REOPEN_MS;
         return;
     }

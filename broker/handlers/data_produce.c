@@ -444,7 +444,7 @@ static void produce_op(struct hshard *hs, struct hpart *p, struct hwork *w, stru
         w->error = h_storage_error(rc);
         o->message = lm_strerror(rc);
         BLOG_WARN_LIMITED("partition %s-%d: append: %s", p->topic, p->partition,
-                          hs_storage_strerror(rc));
+                          storage_io_strerror(rc));
         return;
     }
     /* buf was rewritten in place: the first batch has the base offset; the log append time

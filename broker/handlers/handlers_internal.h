@@ -420,10 +420,6 @@ bool h_partition_offline(const struct handlers_ctx *node, const uint8_t topic_id
 /* The node serving req. */
 struct handlers_ctx *h_node(const struct broker_req *req);
 
-/* hs_storage_strerror names a storage error on a partition's disk (storage maps ENOSPC to
- * LM_E_FULL: "no space left on the device"; others as lm_strerror). */
-const char *hs_storage_strerror(int rc);
-
 /* ---- hs_quota.c: client byte-rate quotas (KIP-13, KIP-55) ---- */
 /* Whether a quota of key k governs req's (user, client id), its value in *limit. */
 bool h_quota_limit(struct broker_req *req, int k, double *limit);

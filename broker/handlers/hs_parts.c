@@ -23,11 +23,6 @@
 #include "protocol/kafka_api.h"
 #include "protocol/kafka_messages.h"
 
-const char *hs_storage_strerror(int rc)
-{
-    return rc == LM_E_FULL ? "no space left on the device" : lm_strerror(rc);
-}
-
 /* ---- partitions: lookup, storage settings, directories ----------------------------------- */
 
 /* The next attempt after a failed open: HANDLERS_RETRY_MIN_MS, doubling up to
@@ -470,10 +465,10 @@ static void part_open_log(struct hpart *p)
         if (p->open_failures++ == 0 &&
             ++p->hs->open_failures_this_tick <= OPEN_FAILURES_LOGGED_PER_TICK)
             BLOG_ERROR("partition %s-%d: cannot open log in %s: %s; offline, retrying", p->topic,
-                       p->partition, dir, hs_storage_strerror(rc));
+                       p->partition, dir, storage_io_strerror(rc));
         else
             BLOG_DEBUG("partition %s-%d: reopen %u failed: %s", p->topic, p->partition,
-                       p->open_failures, hs_storage_strerror(rc));
+                       p->open_failures, storage_io_strerror(rc));
         if (p->part != NULL)
             partition_close(p->part);
         p->part = NULL;
@@ -641,7 +636,7 @@ void hs_part_failed(struct hshard *hs, struct hpart *p, int rc)
     if (p->failed || p->log == NULL)
         return;
     BLOG_ERROR("partition %s-%d: storage failed (%s); offline until its log reopens", p->topic,
-               p->partition, hs_storage_strerror(rc));
+               p->partition, storage_io_strerror(rc));
     p->failed = true;
     p->cache_suspect = true;
     hs_part_set_offline(p, true);
