@@ -529,6 +529,31 @@ static void node_free(void *ctx)
 
 /* The per-partition series of the shards' tables (handlers_ctx.part_gauges): slots written at
  * their shard's last two ticks (a partition gone since then stops being shown). */
+/* The group-commit fsync times as a Prometheus histogram (cumulative buckets); sum_us is the
+ * total time of kafka_log_logflushstats_flush_seconds_total. */
+static void flush_hist_render(struct broker_metrics_out *o,
+                              const uint64_t hist[HANDLERS_FLUSH_BUCKETS], uint64_t sum_us)
+{
+    static const uint64_t bounds[] = {HANDLERS_FLUSH_BOUNDS_US};
+    broker_metrics_printf(o, "# HELP laminar_log_flush_seconds Group-commit fsync rounds of "
+                             "partition logs by time, from hand-out to the last fsync's end "
+                             "(Kafka: LogFlushRateAndTimeMs).\n"
+                             "# TYPE laminar_log_flush_seconds histogram\n");
+    uint64_t cum = 0;
+    for (uint32_t b = 0; b < HANDLERS_FLUSH_BUCKETS; b++) {
+        cum += hist[b];
+        if (b < HANDLERS_FLUSH_BUCKETS - 1)
+            broker_metrics_printf(o, "laminar_log_flush_seconds_bucket{le=\"%g\"} %llu\n",
+                                  (double)bounds[b] / 1e6, (unsigned long long)cum);
+        else
+            broker_metrics_printf(o, "laminar_log_flush_seconds_bucket{le=\"+Inf\"} %llu\n",
+                                  (unsigned long long)cum);
+    }
+    broker_metrics_printf(
+        o, "laminar_log_flush_seconds_sum %.6f\nlaminar_log_flush_seconds_count %llu\n",
+        (double)sum_us / 1e6, (unsigned long long)cum);
+}
+
 static void part_gauges_render(struct handlers_ctx *h, uint32_t shards,
                                struct broker_metrics_out *o)
 {
@@ -631,6 +656,7 @@ static void node_gauges(void *ctx, struct broker_metrics_out *o)
     uint64_t replicas = 0, leaders = 0, under_replicated = 0, under_min_isr = 0;
     uint64_t segments = 0, log_bytes = 0, lag = 0, lag_max = 0, open_us = 0, opens = 0,
              compactions = 0, flushes = 0, flush_us = 0;
+    uint64_t flush_hist[HANDLERS_FLUSH_BUCKETS] = {0};
     uint64_t fsessions = 0, fsess_parts = 0, fsess_evictions = 0, producer_ids = 0;
     uint32_t shards = __atomic_load_n(&h->shard_count, __ATOMIC_ACQUIRE);
     for (uint32_t i = 0; i < shards && i < HANDLERS_GAUGE_SHARDS; i++) {
@@ -649,6 +675,8 @@ static void node_gauges(void *ctx, struct broker_metrics_out *o)
         compactions += __atomic_load_n(&g->compact_steps, __ATOMIC_RELAXED);
         flushes += __atomic_load_n(&g->flushes, __ATOMIC_RELAXED);
         flush_us += __atomic_load_n(&g->flush_us, __ATOMIC_RELAXED);
+        for (uint32_t b = 0; b < HANDLERS_FLUSH_BUCKETS; b++)
+            flush_hist[b] += __atomic_load_n(&g->flush_hist[b], __ATOMIC_RELAXED);
         fsessions += __atomic_load_n(&g->fetch_sessions, __ATOMIC_RELAXED);
         fsess_parts += __atomic_load_n(&g->fetch_session_partitions, __ATOMIC_RELAXED);
         fsess_evictions += __atomic_load_n(&g->fetch_session_evictions, __ATOMIC_RELAXED);
@@ -672,6 +700,7 @@ static void node_gauges(void *ctx, struct broker_metrics_out *o)
                           "# TYPE kafka_log_logflushstats_flush_seconds_total counter\n"
                           "kafka_log_logflushstats_flush_seconds_total %.6f\n",
                           (unsigned long long)flushes, (double)flush_us / 1e6);
+    flush_hist_render(o, flush_hist, flush_us);
     broker_metrics_printf(
         o,
         "# HELP kafka_log_log_numlogsegments Log segments of the open partitions (Log "

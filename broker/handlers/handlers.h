@@ -46,7 +46,14 @@ struct hoffline;
  * synchronised; not on the data path) and the two partition tables below (their own locks). */
 struct controller;
 
-#define HANDLERS_GAUGE_SHARDS    128  /* broker/shard_internal.h BROKER_SHARDS_MAX */
+#define HANDLERS_GAUGE_SHARDS 128 /* broker/shard_internal.h BROKER_SHARDS_MAX */
+/* The upper bounds of the group-commit fsync time histogram (laminar_log_flush_seconds), in
+ * microseconds; one more bucket counts the rest (+Inf). Fine below a millisecond, where an
+ * fdatasync of a few pages lands. */
+#define HANDLERS_FLUSH_BOUNDS_US                                                                   \
+    50, 100, 150, 200, 300, 400, 500, 750, 1000, 1500, 2000, 3000, 5000, 7500, 10000, 20000,       \
+        50000, 100000, 250000, 1000000
+enum { HANDLERS_FLUSH_BUCKETS = 21 };
 #define HANDLERS_PART_GAUGES_MAX 1024 /* partitions with their own series, per shard */
 
 struct handlers_ctx {
@@ -118,6 +125,7 @@ struct handlers_ctx {
          * high watermark: waiting for replication or the group-commit fsync) */
         uint64_t segments, log_bytes, commit_lag, commit_lag_max;
         uint64_t open_us, opens, compact_steps, flushes, flush_us; /* running totals */
+        uint64_t flush_hist[HANDLERS_FLUSH_BUCKETS]; /* flushes by time (not cumulative) */
         uint32_t fetch_sessions;
         uint64_t fetch_session_partitions, fetch_session_evictions;
         uint64_t producer_ids; /* idempotent producers held over the shard's partitions */

@@ -215,6 +215,7 @@ struct hshard {
     uint64_t open_us, opens;          /* log opens (recovery included): time and count */
     uint64_t compact_steps;           /* compaction steps run (bounded by bytes each) */
     uint64_t flushes, flush_us;       /* group-commit fsyncs completed and their time */
+    uint64_t flush_hist[HANDLERS_FLUSH_BUCKETS]; /* the same by time (HANDLERS_FLUSH_BOUNDS_US) */
     uint32_t leaving; /* partitions the image dropped that wait for their group (hs_parts.c) */
     uint32_t id, count;
     struct lm_meta_snapshot *snap;

@@ -477,7 +477,9 @@ static void part_open_log(struct hpart *p)
         part_schedule_retry(p);
         return;
     }
-    if (p->offline)
+    /* A first open waiting in the open queue, or a reopen after the open-log budget closed
+     * the log, is no news: only a recovery from failed opens is. */
+    if (p->offline && p->open_failures > 0)
         BLOG_INFO("partition %s-%d: log open again (after %u failed attempts); online", p->topic,
                   p->partition, p->open_failures);
     hs_part_set_offline(p, false);
@@ -551,8 +553,16 @@ static void sync_fsync_done(struct broker_shard *s, struct broker_fsync *f, int 
         ps->rc = rc;
     if (--ps->pending > 0)
         return;
+    uint64_t us = broker_now_us() - ps->start_us;
+    static const uint64_t bounds[] = {HANDLERS_FLUSH_BOUNDS_US};
+    _Static_assert(sizeof(bounds) / sizeof(bounds[0]) + 1 == HANDLERS_FLUSH_BUCKETS,
+                   "one bucket per bound and +Inf");
+    uint32_t b = 0;
+    while (b < HANDLERS_FLUSH_BUCKETS - 1 && us > bounds[b])
+        b++;
+    p->hs->flush_hist[b]++;
     p->hs->flushes++;
-    p->hs->flush_us += broker_now_us() - ps->start_us;
+    p->hs->flush_us += us;
     ps->busy = false;
     ps->in_done = true; /* partition_sync_done may hand out the next step at once */
     if (p->part != NULL)

@@ -243,6 +243,8 @@ static void gauges_store(struct hshard *hs, const struct handlers_shard_gauges *
     __atomic_store_n(&d->compact_steps, hs->compact_steps, __ATOMIC_RELAXED);
     __atomic_store_n(&d->flushes, hs->flushes, __ATOMIC_RELAXED);
     __atomic_store_n(&d->flush_us, hs->flush_us, __ATOMIC_RELAXED);
+    for (uint32_t i = 0; i < HANDLERS_FLUSH_BUCKETS; i++)
+        __atomic_store_n(&d->flush_hist[i], hs->flush_hist[i], __ATOMIC_RELAXED);
     __atomic_store_n(&d->producer_ids, producer_shard_count(hs->producers), __ATOMIC_RELAXED);
     if (hs->node->part_gauges[hs->id] != NULL)
         __atomic_store_n(&hs->node->part_gauges[hs->id]->tick, (uint32_t)hs->ticks,

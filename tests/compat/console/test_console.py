@@ -197,6 +197,13 @@ def check_metrics(port):
     check(m[("kafka_log_logflushstats_flushes_total", "")] > 0 and
           m[("kafka_log_logflushstats_flush_seconds_total", "")] > 0,
           "acks=all produce flushed nothing")
+    flush_buckets = [(k[1], v) for k, v in m.items() if k[0] == "laminar_log_flush_seconds_bucket"]
+    check(len(flush_buckets) == 21 and flush_buckets[-1][0] == '{le="+Inf"}',
+          "flush histogram buckets %r" % flush_buckets)
+    counts = [v for _, v in flush_buckets]
+    check(counts == sorted(counts) and counts[-1] ==
+          m[("laminar_log_flush_seconds_count", "")] > 0 and
+          m[("laminar_log_flush_seconds_sum", "")] > 0, "flush histogram %r" % flush_buckets)
     check(m[("kafka_log_log_numlogsegments", "")] >= 3 and
           m[("kafka_log_log_size", "")] >= 3 * PER_PARTITION * 20, "log segments / size")
     for part in range(3):
