@@ -66,9 +66,27 @@ static const char *opt_key(int opt)
     return NULL;
 }
 
+/* The most descriptors the broker asks for: 10,000 replicated partitions hold about five each
+ * (a segment's log and two indexes, the checkpoint, the directory), plus connections. */
+#define FD_LIMIT_WANTED 1048576ull
+
+/* fs.nr_open, the most setrlimit accepts (1048576 when unreadable). */
+static uint64_t fd_nr_open(void)
+{
+    FILE *f = fopen("/proc/sys/fs/nr_open", "r");
+    unsigned long long nr_open = 0;
+    if (f != NULL) {
+        if (fscanf(f, "%llu", &nr_open) != 1)
+            nr_open = 0;
+        fclose(f);
+    }
+    return nr_open > 0 ? nr_open : 1048576ull;
+}
+
 /* Soft RLIMIT_NOFILE up to the hard limit: every connection, segment file and splice pipe is a
- * descriptor (10k idle clients must fit). An unlimited hard limit is capped by fs.nr_open, the
- * most setrlimit accepts. Returns the soft limit in force afterwards. */
+ * descriptor (10k idle clients must fit). A hard limit below FD_LIMIT_WANTED is raised first
+ * where the process may (CAP_SYS_RESOURCE, as root), up to fs.nr_open; an unlimited one is
+ * capped by fs.nr_open too. Returns the soft limit in force afterwards. */
 static uint64_t raise_fd_limit(void)
 {
     struct rlimit rl;
@@ -76,18 +94,17 @@ static uint64_t raise_fd_limit(void)
         BLOG_WARN("getrlimit(RLIMIT_NOFILE): %s", strerror(errno));
         return 1024;
     }
-    rlim_t want = rl.rlim_max;
-    if (want == RLIM_INFINITY) {
-        FILE *f = fopen("/proc/sys/fs/nr_open", "r");
-        unsigned long long nr_open = 0;
-        if (f != NULL) {
-            if (fscanf(f, "%llu", &nr_open) != 1)
-                nr_open = 0;
-            fclose(f);
-        }
-        want = nr_open > 0 ? (rlim_t)nr_open : 1048576;
+    uint64_t nr_open = fd_nr_open();
+    if (rl.rlim_max != RLIM_INFINITY && rl.rlim_max < FD_LIMIT_WANTED) {
+        rlim_t to = FD_LIMIT_WANTED < nr_open ? FD_LIMIT_WANTED : nr_open;
+        struct rlimit up = {.rlim_cur = to, .rlim_max = to};
+        if (to > rl.rlim_max && setrlimit(RLIMIT_NOFILE, &up) == 0)
+            rl = up; /* otherwise unprivileged: the hard limit stands */
     }
-    if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < want) {
+    rlim_t want = rl.rlim_max == RLIM_INFINITY ? (rlim_t)nr_open : rl.rlim_max;
+    if (rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur > want)
+        rl.rlim_cur = want;
+    if (rl.rlim_cur < want) {
         struct rlimit up = {.rlim_cur = want, .rlim_max = rl.rlim_max};
         if (setrlimit(RLIMIT_NOFILE, &up) == 0)
             rl.rlim_cur = want;
@@ -95,9 +112,8 @@ static uint64_t raise_fd_limit(void)
             BLOG_WARN("cannot raise RLIMIT_NOFILE to %llu: %s", (unsigned long long)want,
                       strerror(errno));
     }
-    uint64_t limit = rl.rlim_cur == RLIM_INFINITY ? (uint64_t)want : (uint64_t)rl.rlim_cur;
-    BLOG_INFO("open file limit (RLIMIT_NOFILE): %llu", (unsigned long long)limit);
-    return limit;
+    BLOG_INFO("open file limit (RLIMIT_NOFILE): %llu", (unsigned long long)rl.rlim_cur);
+    return (uint64_t)rl.rlim_cur;
 }
 
 /* mkdir -p: Kafka creates missing log directories (LogManager.createAndValidateLogDirs). */

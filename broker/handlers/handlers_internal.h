@@ -72,6 +72,7 @@ struct hpart {
      * write goes through part. NULL with part. */
     struct storage_log *log;
     struct storage_config scfg;
+    bool write_caching;           /* the topic's write.caching (partition_config) */
     int32_t leader_epoch;         /* partition_leader_epoch(part) at open (Raft term) */
     uint32_t gauge_slot;          /* its slot in the shard's part_gauges + 1; 0: none yet */
     int32_t gauge_epoch;          /* the leader epoch its gauges last showed */

@@ -92,6 +92,9 @@ static void storage_report(void *ctx, int level, const char *msg)
         BLOG_INFO("storage: %s", msg);
 }
 
+/* The flush.ms of a write-caching topic that sets none. */
+#define WRITE_CACHING_FLUSH_MS 100
+
 /* Kafka's "never" for flush.messages / flush.ms is Long.MAX_VALUE; storage says -1. */
 static int64_t flush_policy(int64_t v)
 {
@@ -115,6 +118,11 @@ static void storage_cfg_of(const struct lm_topic_settings *st, struct storage_co
     }
     c->flush_messages = flush_policy(st->flush_messages);
     c->flush_ms = flush_policy(st->flush_ms);
+    /* Write caching acknowledges from memory: without a flush.ms of its own the page cache
+     * reaches the disk every WRITE_CACHING_FLUSH_MS (Redpanda's default for its write
+     * caching), so what a majority acknowledged is on their disks soon after. */
+    if (st->write_caching && c->flush_ms < 0)
+        c->flush_ms = WRITE_CACHING_FLUSH_MS;
     c->log_append_time = st->timestamp_log_append;
     c->external_sync = true; /* fsyncs run off the shard thread (hs_sync_wait) */
     c->report = storage_report;
@@ -410,6 +418,7 @@ static void part_open_log(struct hpart *p)
     partition_config_default(&pc);
     pc.dir = dir;
     pc.storage = p->scfg;
+    pc.write_caching = p->write_caching;
     int32_t node = p->hs->node->cfg->node_id;
     pc.node_id = node > 0 ? (uint32_t)node : 1;
     pc.voters.n_voters = 1;
@@ -739,6 +748,7 @@ static struct hpart *part_new(const struct htopic *t, int32_t partition)
     memcpy(p->topic_id, t->meta->id, 16);
     p->leader_epoch = HANDLERS_LEADER_EPOCH_FIRST;
     storage_cfg_of(&t->settings, &p->scfg);
+    p->write_caching = t->settings.write_caching;
     /* its replica set: the replicas holding its data (a reassignment's adding replicas are
      * not among them); a reassignment that only reorders them moves the preferred leader
      * (topic_sync_parts) */
@@ -1021,6 +1031,7 @@ static void topic_sync_parts(struct hshard *hs, struct htopic *t)
             p->grow = true;
         if (p != NULL && (p->open_pending || p->idle_closed)) {
             storage_cfg_of(&t->settings, &p->scfg); /* read when its turn to open comes */
+            p->write_caching = t->settings.write_caching;
             continue;
         }
         if (grows && !p->replicated) {
@@ -1040,9 +1051,10 @@ static void topic_sync_parts(struct hshard *hs, struct htopic *t)
         if (p != NULL) {
             struct storage_config c;
             storage_cfg_of(&t->settings, &c);
-            if (storage_cfg_same(&c, &p->scfg))
+            if (storage_cfg_same(&c, &p->scfg) && p->write_caching == t->settings.write_caching)
                 continue;
             p->scfg = c;
+            p->write_caching = t->settings.write_caching;
             if (p->log == NULL) /* offline: the tick's next open reads the new settings */
                 continue;
             /* Storage reads its config at open: reopen (recovery from the checkpoint). */

@@ -81,6 +81,9 @@ static const struct lm_topic_config_def config_defs[] = {
      "Time after which a segment is rolled even if not full."},
     {"unclean.leader.election.enable", LM_CONFIG_BOOLEAN, "false", "unclean.leader.election.enable",
      NULL, 0, "Whether an out-of-sync replica may become leader."},
+    {"write.caching", LM_CONFIG_BOOLEAN, "false", "laminar.write.caching.default", NULL, 0,
+     "Acknowledge acks=all once a majority of replicas has the batch in memory instead of on "
+     "disk (Kafka's guarantee; fsync every flush.ms, 100 ms unless set)."},
 };
 
 const struct lm_topic_config_def *lm_topic_config_defs(size_t *count)
@@ -465,6 +468,7 @@ int lm_topic_settings_resolve(const struct lm_config_entry *topic, size_t topic_
     RESOLVE_I32("segment.bytes", segment_bytes);
     RESOLVE_I64("segment.ms", segment_ms);
     RESOLVE_I32("segment.index.bytes", segment_index_bytes);
+    out->write_caching = strcmp(RESOLVE("write.caching"), "true") == 0;
 #undef RESOLVE_I32
 #undef RESOLVE_I64
 #undef RESOLVE

@@ -564,7 +564,10 @@ static bool handle_ready(struct partition *p)
 
 static void report_persisted(struct partition *p)
 {
-    int64_t durable = storage_log_flushed_offset(p->log);
+    /* With write caching, what is written counts as persisted: every other part of a ready
+     * (term and vote, log start) was made durable as it was written (handle_ready). */
+    int64_t durable =
+        p->cfg.write_caching ? storage_log_end_offset(p->log) : storage_log_flushed_offset(p->log);
     uint64_t id = 0;
     while (p->persist_count && p->persists[p->persist_head].need <= durable) {
         id = p->persists[p->persist_head].id;
@@ -609,8 +612,8 @@ static bool sync_progress(struct partition *p)
      * holds the log open. */
     bool persists_due =
         p->persist_count > 0 && (!p->lone || p->persist_count >= PARTITION_PERSISTS_MAX / 2);
-    bool want =
-        persists_due || p->acks_count > 0 || p->pers_count > 0 || storage_log_flush_due(p->log);
+    bool want = persists_due || (p->acks_count > 0 && !p->cfg.write_caching) || p->pers_count > 0 ||
+                storage_log_flush_due(p->log);
     if (!p->sync_running && want &&
         storage_log_flushed_offset(p->log) < storage_log_end_offset(p->log)) {
         int rc = storage_log_sync_begin(p->log, &p->sy);

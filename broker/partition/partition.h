@@ -68,6 +68,13 @@ struct partition_config {
     uint32_t waiters_max;     /* acks=all and "persisted >= X" waiters, each */
     uint32_t watchers_max;    /* fetch watchers */
     size_t resolve_bytes_max; /* batch bytes resolved for one append message */
+    /* Write caching (the topic's write.caching): this replica counts an entry towards the
+     * commit, and acknowledges it to its leader, once it is written to the page cache rather
+     * than once it is fsynced; the fsync follows the storage flush policy (flush.ms).
+     * acks=all then means a majority holds the batch in memory, Kafka's own guarantee: it
+     * survives process crashes, and the loss of a minority of machines, but not a power loss
+     * of a majority before their next flush. Term, vote and log start stay durable first. */
+    bool write_caching;
 };
 
 /* Fills defaults: 100 ms ticks, election 10 / heartbeat 1 ticks, 1024 waiters, 1024 watchers,

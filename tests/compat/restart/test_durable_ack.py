@@ -5,6 +5,9 @@ exists, finished fsyncs are held back by the runtime (broker/shard.c). With the 
     (consumers never see data that is not durable);
   - acks=1 produce and metadata on the same broker (one shard: the same thread) still answer;
 then the gate opens and the acks=all record is acknowledged at offset 0 and becomes visible.
+A topic with write.caching=true answers acks=all from memory instead: with the gate closed its
+record is acknowledged and visible at once, and it survives a kill -9 of the broker (the page
+cache outlives the process) with its high watermark.
 
     /usr/bin/python3 test_durable_ack.py --io uring|epoll
 """
@@ -22,10 +25,17 @@ import confluent_kafka as ck  # noqa: E402
 from confluent_kafka.admin import AdminClient, NewTopic  # noqa: E402
 
 
-def create(b, name):
+def create(b, name, config=None):
     a = AdminClient({"bootstrap.servers": b.bootstrap})
-    for f in a.create_topics([NewTopic(name, 1, 1)]).values():
+    for f in a.create_topics([NewTopic(name, 1, 1, config=config or {})]).values():
         f.result(20)
+
+
+def described(b, topic, name):
+    a = AdminClient({"bootstrap.servers": b.bootstrap})
+    res = ck.admin.ConfigResource(ck.admin.ConfigResource.Type.TOPIC, topic)
+    for f in a.describe_configs([res]).values():
+        return f.result(20)[name].value
 
 
 def high_watermark(b, topic):
@@ -46,6 +56,9 @@ def main():
         b.start()
         create(b, "gated")
         create(b, "free")
+        create(b, "cached", {"write.caching": "true"})
+        check(described(b, "cached", "write.caching") == "true" and
+              described(b, "gated", "write.caching") == "false", "write.caching not described")
         open(gate, "w").close()  # from here on, fsync completions are held back
         reports = []
         pa = ck.Producer({"bootstrap.servers": b.bootstrap, "acks": "all", "linger.ms": 0,
@@ -67,12 +80,37 @@ def main():
         check(p1.flush(10) == 0 and ok == [None], "acks=1 produce blocked behind an fsync")
         check(high_watermark(b, "free") == 1, "acks=1 record not visible")
         check(not reports, "acks=all answered while its fsync is still held")
+        # (another connection: responses on pa's come in request order, behind "gated")
+        pc = ck.Producer({"bootstrap.servers": b.bootstrap, "acks": "all", "linger.ms": 0,
+                          "enable.idempotence": False, "message.timeout.ms": 30000})
+        cached = []
+        pc.produce("cached", value=b"from-memory", partition=0,
+                   on_delivery=lambda err, msg: cached.append((err, msg.offset())))
+        deadline = time.monotonic() + 10.0
+        while not cached and time.monotonic() < deadline:
+            pc.poll(0.1)
+        check(cached == [(None, 0)], "write.caching: acks=all not answered from memory: %r" %
+              cached)
+        check(high_watermark(b, "cached") == 1, "write.caching: record not visible")
+        check(not reports, "acks=all answered while its fsync is still held")
         os.unlink(gate)
         deadline = time.monotonic() + 10.0
         while not reports and time.monotonic() < deadline:
             pa.poll(0.1)
         check(reports == [(None, 0)], "acks=all not acknowledged after the fsync: %r" % reports)
         check(high_watermark(b, "gated") == 1, "high watermark did not follow the fsync")
+        pa.flush(10)
+        pc.flush(10)
+        b.kill9()
+        b.restart()
+        check(high_watermark(b, "cached") == 1, "write.caching: record lost to a process crash")
+        c = ck.Consumer({"bootstrap.servers": b.bootstrap, "group.id": "unused-assign-only",
+                         "enable.auto.commit": False})
+        c.assign([ck.TopicPartition("cached", 0, 0)])
+        m = c.poll(10)
+        c.close()
+        check(m is not None and m.error() is None and m.value() == b"from-memory" and
+              m.offset() == 0, "write.caching: record not read back after the crash")
         check(b.stop() == 0, "clean stop failed")
         print("acks=all held while its fsync was held; shard kept serving (%s)" % io)
     except Exception:

@@ -32,6 +32,7 @@
 #define QUEUE_MAX 4096
 
 struct fx {
+    bool write_caching; /* partitions open with write caching and flush.ms = 100 */
     char root[4096];
     char dirs[NODES + 1][4200];
     struct partition *parts[NODES + 1];
@@ -140,6 +141,11 @@ static void fx_tick_all(struct fx *f, int ticks)
     }
 }
 
+static int64_t fx_clock(void *ctx)
+{
+    return ((struct fx *)ctx)->now_ms;
+}
+
 static void fx_config(struct fx *f, struct partition_config *cfg, uint32_t id, uint32_t voters)
 {
     partition_config_default(cfg);
@@ -148,6 +154,12 @@ static void fx_config(struct fx *f, struct partition_config *cfg, uint32_t id, u
     cfg->rand_seed = 11;
     cfg->waiters_max = 8;
     cfg->watchers_max = 4;
+    if (f->write_caching) {
+        cfg->write_caching = true;
+        cfg->storage.flush_ms = 100;
+        cfg->storage.clock = fx_clock; /* flush.ms runs on the test's clock */
+        cfg->storage.clock_ctx = f;
+    }
     for (uint32_t v = 1; v <= voters; v++)
         cfg->voters.voters[cfg->voters.n_voters++] = v;
 }
@@ -1178,6 +1190,93 @@ static void sim_one(struct fx *f, uint64_t seed, int steps)
         tu_rm_rf(f->dirs[i]);
     }
 }
+/* Write caching on a lone voter: acks=all is answered once the batch is written, with no
+ * fsync; the flush policy (flush.ms) makes it durable later, and a persisted waiter still
+ * waits for that fsync. */
+static void test_write_caching_lone(void **state)
+{
+    struct fx *f = *state;
+    f->deferred = true;
+    f->write_caching = true;
+    assert_int_equal(fx_open(f, 1, 1), 0);
+    struct partition *p = f->parts[1];
+    fx_sync(f, 1);
+    uint64_t syncs = f->syncs;
+    struct acks_log la = {0};
+    size_t len;
+    uint8_t *b = batch(3, 0, &len);
+    assert_int_equal(partition_append(p, PARTITION_ORIGIN_CLIENT, b, len, -1, on_append, &la), 0);
+    free(b);
+    assert_int_equal(la.n, 1); /* answered from memory */
+    assert_int_equal(la.errs[0], 0);
+    assert_int_equal(la.last[0], 2);
+    assert_int_equal(partition_high_watermark(p), 3);
+    assert_int_equal(partition_durable_offset(p), 0);
+    assert_false(f->pending[1]);
+    assert_int_equal(f->syncs, syncs);
+    /* flush.ms later the clock starts the fsync that makes it durable */
+    f->now_ms += 150;
+    assert_int_equal(partition_clock(p, f->now_ms), 0);
+    assert_true(f->pending[1]);
+    fx_sync(f, 1);
+    assert_int_equal(partition_durable_offset(p), 3);
+}
+
+/* Write caching on three voters: acks=all commits once a majority has the batch written,
+ * while every fsync is held; without it the same append waits for the fsyncs. */
+static void test_write_caching_three(void **state)
+{
+    struct fx *f = *state;
+    for (int cached = 1; cached >= 0; cached--) {
+        for (uint32_t i = 1; i <= NODES; i++) {
+            fx_sync(f, i);
+            if (f->parts[i] != NULL)
+                assert_int_equal(partition_close(f->parts[i]), 0);
+            f->parts[i] = NULL;
+            tu_rm_rf(f->dirs[i]);
+        }
+        f->deferred = false;
+        f->write_caching = cached;
+        for (uint32_t i = 1; i <= NODES; i++)
+            assert_int_equal(fx_open(f, i, NODES), 0);
+        assert_int_equal(partition_campaign(f->parts[1]), 0);
+        fx_deliver(f);
+        assert_int_equal(leader_of(f), 1);
+        fx_tick_all(f, 2);
+        f->deferred = true; /* from here on no fsync completes until fx_sync */
+        struct partition *l1 = f->parts[1];
+        int64_t hw0 = partition_high_watermark(l1);
+        struct acks_log la = {0};
+        size_t len;
+        uint8_t *b = batch(4, 0, &len);
+        assert_int_equal(partition_append(l1, PARTITION_ORIGIN_CLIENT, b, len, -1, on_append, &la),
+                         0);
+        free(b);
+        fx_deliver(f);
+        if (cached) {
+            assert_int_equal(la.n, 1);
+            assert_int_equal(la.errs[0], 0);
+            assert_int_equal(partition_high_watermark(l1), hw0 + 4);
+            for (uint32_t i = 1; i <= NODES; i++)
+                assert_true(partition_durable_offset(f->parts[i]) < hw0 + 4);
+        } else {
+            assert_int_equal(la.n, 0);
+            assert_int_equal(partition_high_watermark(l1), hw0);
+            for (int round = 0; round < 4 && la.n == 0; round++) {
+                for (uint32_t i = 1; i <= NODES; i++)
+                    fx_sync(f, i);
+                fx_deliver(f);
+            }
+            assert_int_equal(la.n, 1);
+            assert_int_equal(la.errs[0], 0);
+            assert_int_equal(partition_high_watermark(l1), hw0 + 4);
+        }
+        for (uint32_t i = 1; i <= NODES; i++)
+            fx_sync(f, i);
+        fx_tick_all(f, 2);
+        check_identical(f);
+    }
+}
 
 /* The read lease: a leader holds it while a majority answered within half an election
  * timeout; cut off from both followers it loses it once that time passes (while it still
@@ -1247,6 +1346,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_conf_change, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_three_voters_random, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_read_lease, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_write_caching_lone, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_write_caching_three, fx_setup, fx_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
