@@ -53,7 +53,8 @@ static void run_items(struct hshard *hs, struct hfan_call *c)
         if (w->owner != c->target)
             continue;
         w->call_ = c;
-        struct hpart *p = hs_part(hs, w->topic, w->topic_len, w->partition);
+        struct hpart *p = f->peek ? hs_part_peek(hs, w->topic, w->topic_len, w->partition)
+                                  : hs_part(hs, w->topic, w->topic_len, w->partition);
         f->op(hs, p, w, f);
         if (p == NULL && w->error == KAFKA_UNKNOWN_TOPIC_OR_PARTITION && hs_cluster(hs->node)) {
             /* a partition of another node: the client refreshes its metadata and goes there */

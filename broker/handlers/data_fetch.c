@@ -129,7 +129,7 @@ void hs_waiter_drop(struct hpart *p, struct hwaiter **w)
 {
     struct hwaiter *dead = *w;
     *w = dead->next;
-    if (!dead->fired && p->part != NULL)
+    if (!dead->fired && dead->watch_id > 0 && p->part != NULL)
         partition_unwatch(p->part, dead->watch_id);
     free(dead);
 }
@@ -170,6 +170,23 @@ static void waiter_fired(void *user, int err, int64_t hw)
     struct hwaiter *wt = user;
     wt->fired = true;
     wt->p->waiters_fired = true;
+}
+
+void hs_waiters_arm(struct hshard *hs, struct hpart *p)
+{
+    LM_ASSERT(p->part != NULL);
+    for (struct hwaiter *wt = p->waiters; wt != NULL; wt = wt->next) {
+        if (wt->fired || wt->watch_id > 0)
+            continue;
+        int64_t id = partition_watch(p->part, wt->target, waiter_fired, wt);
+        if (id < 0) {
+            wt->fired = true; /* table full: the fetch reads again */
+            p->waiters_fired = true;
+        } else {
+            wt->watch_id = id;
+        }
+    }
+    hs_part_kick(hs, p);
 }
 
 static struct hfetch *parked_find(struct hshard *hs, uint64_t id)
@@ -473,6 +490,28 @@ static int fetch_aborted(struct hpart *p, int64_t from, const struct storage_rea
     }
 }
 
+/* A partition whose log the open-log budget closed: answered from what the log showed as it
+ * closed when that is the whole answer (an error, nothing to read at the fetch offset, no
+ * bytes left in the response), without opening it. Returns false when the log must be read. */
+static bool fetch_closed(const struct hpart *p, struct hwork *w, const struct hfetch *fc)
+{
+    const struct kafka_fetch_request_fetch_partition *in = w->in;
+    struct fout *o = w->out;
+    if ((w->error = h_check_epoch(p, in->current_leader_epoch)) != KAFKA_NONE)
+        return true;
+    o->high_watermark = p->idle_hw;
+    o->last_stable = p->idle_lso;
+    o->log_start_offset = p->idle_start;
+    o->leo_seen = p->idle_leo;
+    if (in->fetch_offset < p->idle_start || in->fetch_offset > p->idle_leo) {
+        w->error = KAFKA_OFFSET_OUT_OF_RANGE; /* a lone replica: never deposed */
+        return true;
+    }
+    int64_t end = fc->rq.isolation_level == 1 ? p->idle_lso : p->idle_hw;
+    return in->fetch_offset >= end || in->partition_max_bytes <= 0 ||
+           (fc->bytes > 0 && fc->budget <= 0);
+}
+
 static void fetch_op(struct hshard *hs, struct hpart *p, struct hwork *w, struct hfan *f)
 {
     (void)hs;
@@ -488,6 +527,12 @@ static void fetch_op(struct hshard *hs, struct hpart *p, struct hwork *w, struct
         w->error = KAFKA_UNKNOWN_TOPIC_OR_PARTITION;
         return;
     }
+    if (p->log == NULL && p->idle_closed && !p->failed && fetch_closed(p, w, fc))
+        return;
+    if (!p->failed)
+        (void)hs_part_open(p);
+    if (p->log == NULL && p->idle_closed && !p->failed)
+        return; /* the open-log budget is taken by logs in use: read it in a later fetch */
     if (p->log == NULL || p->failed) {
         w->error = KAFKA_KAFKA_STORAGE_ERROR;
         return;
@@ -791,8 +836,11 @@ static void watch_op(struct hshard *hs, struct hpart *p, struct hwork *w, struct
 {
     struct hfetch *fc = f->ctx;
     struct fout *o = w->out;
-    if (p == NULL || p->part == NULL || storage_log_end_offset(p->log) != o->leo_seen ||
-        partition_high_watermark(p->part) != o->high_watermark) {
+    /* Closed by the open-log budget: watched without opening it (armed when it opens). */
+    bool closed = p != NULL && p->log == NULL && p->idle_closed && !p->failed;
+    if (closed ? p->idle_leo != o->leo_seen || p->idle_hw != o->high_watermark
+               : p == NULL || p->part == NULL || storage_log_end_offset(p->log) != o->leo_seen ||
+                     partition_high_watermark(p->part) != o->high_watermark) {
         o->wake_now = true; /* grew (or changed) since the pass: read again */
         return;
     }
@@ -805,10 +853,13 @@ static void watch_op(struct hshard *hs, struct hpart *p, struct hwork *w, struct
     wt->fetch_id = fc->id;
     wt->deadline_ms = fc->deadline_ms;
     wt->p = p;
+    wt->target = o->high_watermark + 1;
     wt->next = p->waiters;
     p->waiters = wt;
+    if (closed)
+        return;
     /* One-shot: new data is visible once the high watermark passes what the pass saw. */
-    int64_t id = partition_watch(p->part, o->high_watermark + 1, waiter_fired, wt);
+    int64_t id = partition_watch(p->part, wt->target, waiter_fired, wt);
     if (id < 0) {
         wt->fired = true; /* table full: nothing to unwatch */
         hs_waiter_drop(p, &p->waiters);
@@ -866,6 +917,7 @@ static void pass_done(struct hfan *f)
         respond(fc);
         return;
     }
+    fc->fan.peek = true; /* a closed log is watched closed (watch_op) */
     hfan_start(&fc->fan);
 }
 
@@ -883,6 +935,7 @@ static void pass_start(struct hfetch *fc)
         return;
     }
     fc->fan.sequential = true;
+    fc->fan.peek = true; /* fetch_op opens a closed log only to read it */
     hfan_start(&fc->fan);
 }
 

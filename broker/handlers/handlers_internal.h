@@ -106,6 +106,12 @@ struct hpart {
      * used idle logs are closed (idle_closed, not offline) and opened again by hs_part when a
      * request needs them. Every open log is on the shard's LRU list. */
     bool idle_closed;
+    /* While idle_closed, what the log showed as it closed: nothing can change them until it
+     * opens again (appends open it first), so a Fetch at its end is answered without opening
+     * it (a consumer of more partitions than the budget would otherwise reopen every log at
+     * every poll). The high watermark may only grow at the next open (its recovery commits
+     * the tail), never drop. */
+    int64_t idle_hw, idle_lso, idle_start, idle_leo;
     struct hpart *lru_prev, *lru_next;
     /* A cluster partition with other replicas: its Raft group spans their nodes (raft ids =
      * node id + 1), messages through hs_cluster.c; the leader it last announced to the
@@ -365,8 +371,14 @@ void hs_leaving_check(struct hshard *hs);
 /* Topic by name (not NUL-terminated) or by id, or NULL. */
 struct htopic *hs_topic(struct hshard *hs, const char *name, size_t len);
 struct htopic *hs_topic_by_id(struct hshard *hs, const uint8_t id[16]);
-/* The owned partition, or NULL (unknown topic/partition, or owned by another shard). */
+/* The owned partition, or NULL (unknown topic/partition, or owned by another shard). Its log
+ * is opened if the open-log budget closed it or it waits in the open queue (p->log stays NULL
+ * when that fails). */
 struct hpart *hs_part(struct hshard *hs, const char *topic, size_t len, int32_t partition);
+/* As hs_part, but the log is left as it is (closed or not). */
+struct hpart *hs_part_peek(struct hshard *hs, const char *topic, size_t len, int32_t partition);
+/* Opens p's log as hs_part would; whether it is open now. */
+bool hs_part_open(struct hpart *p);
 /* Owner shard of a partition. */
 uint32_t hs_owner(struct hshard *hs, const char *topic, size_t len, int32_t partition);
 /* Calls w->done once p is durable below w->offset: at once when it is, else after the
@@ -386,6 +398,8 @@ void hs_wake_waiters(struct hshard *hs, struct hpart *p);
 void hs_wake_fired(struct hshard *hs, struct hpart *p);
 /* Drops the waiter *w of p (its fetch answered by timeout), unwatching it. */
 void hs_waiter_drop(struct hpart *p, struct hwaiter **w);
+/* Arms the waiters registered while p's log was closed, now that it is open again. */
+void hs_waiters_arm(struct hshard *hs, struct hpart *p);
 /* Creates a topic with the broker's defaults (Metadata auto-create). 0 or LM_E_*. */
 int hs_create_topic(struct hshard *hs, const char *name, int32_t partitions);
 
@@ -485,6 +499,7 @@ struct hfan {
     hfan_finish finish;
     void *ctx;
     bool sequential; /* one shard at a time, in order (Fetch's byte budget) */
+    bool peek;       /* ops get partitions as they are (hs_part_peek), not opened for them */
     /* private */
     struct hfan_call *calls; /* one per target shard */
     uint32_t call_count;
@@ -525,8 +540,9 @@ struct hwaiter {
     uint64_t deadline_ms;
     struct hwaiter *next;
     struct hpart *p;
-    int64_t watch_id;
-    bool fired; /* the partition called it: woken by hs_part_kick, outside the drive step */
+    int64_t watch_id; /* 0: registered while the log was closed, armed when it opens */
+    int64_t target;   /* the high watermark it waits for */
+    bool fired;       /* the partition called it: woken by hs_part_kick, outside the drive step */
 };
 
 /* Checks a client's current_leader_epoch (KIP-320): NONE, FENCED_LEADER_EPOCH or

@@ -60,21 +60,33 @@ static void oq_remove(struct hshard *hs, struct hpart *p);
 static void oq_push(struct hshard *hs, struct hpart *p);
 static void part_open_log(struct hpart *p);
 
-struct hpart *hs_part(struct hshard *hs, const char *topic, size_t len, int32_t partition)
+struct hpart *hs_part_peek(struct hshard *hs, const char *topic, size_t len, int32_t partition)
 {
     struct htopic *t = hs_topic(hs, topic, len);
     if (t == NULL || partition < 0 || partition >= t->meta->partition_count ||
         partition >= t->part_cap)
         return NULL;
-    struct hpart *p = t->parts[partition];
-    if (p != NULL && p->open_pending && p->log == NULL) {
+    return t->parts[partition];
+}
+
+bool hs_part_open(struct hpart *p)
+{
+    if (p->open_pending && p->log == NULL) {
         /* A request needs it now: open it ahead of its turn in the work queue (a log queued
          * to be reopened serves as it is until then). */
-        oq_remove(hs, p);
+        oq_remove(p->hs, p);
         part_open_log(p);
-    } else if (p != NULL && (p->log != NULL || p->idle_closed)) {
+    } else if (p->log != NULL || p->idle_closed) {
         part_ensure_open(p);
     }
+    return p->log != NULL;
+}
+
+struct hpart *hs_part(struct hshard *hs, const char *topic, size_t len, int32_t partition)
+{
+    struct hpart *p = hs_part_peek(hs, topic, len, partition);
+    if (p != NULL)
+        (void)hs_part_open(p);
     return p;
 }
 
@@ -281,10 +293,17 @@ static void lru_enforce(struct hshard *hs, const struct hpart *keep)
          * stay in the page cache and the next open recovers them, as after a crash of the
          * process. A partition that cannot close so (compaction running, segments pinned)
          * stays open for now. */
+        int64_t hw = partition_high_watermark(v->part);
+        int64_t lso = partition_last_stable_offset(v->part);
+        int64_t start = storage_log_start_offset(v->log), leo = storage_log_end_offset(v->log);
         if (partition_close_unsynced(v->part) != 0) {
             v = prev;
             continue;
         }
+        v->idle_hw = hw;
+        v->idle_lso = lso;
+        v->idle_start = start;
+        v->idle_leo = leo;
         v->part = NULL;
         v->log = NULL;
         v->idle_closed = true;
@@ -494,6 +513,8 @@ static void part_open_log(struct hpart *p)
     hs_part_set_offline(p, false);
     p->open_failures = 0;
     p->retry_ms = 0;
+    if (p->hs != NULL)
+        hs_waiters_arm(p->hs, p); /* fetches parked on it while it was closed */
     if (p->hs != NULL) {
         lru_push_head(p);
         lru_enforce(p->hs, p);

@@ -276,10 +276,6 @@ static void shard_tick(struct broker_shard *s, struct broker_timer *t)
                 struct hpart *p = tp->parts[i];
                 if (p == NULL)
                     continue;
-                if (p->idle_closed) {
-                    gauges_count(hs, tp, p, &g);
-                    continue;
-                }
                 /* Waiters of fetches that have answered by timeout are dropped (one-shot). */
                 struct hwaiter **w = &p->waiters;
                 while (*w != NULL) {
@@ -287,6 +283,10 @@ static void shard_tick(struct broker_shard *s, struct broker_timer *t)
                         hs_waiter_drop(p, w);
                     else
                         w = &(*w)->next;
+                }
+                if (p->idle_closed) {
+                    gauges_count(hs, tp, p, &g);
+                    continue;
                 }
                 if ((p->log == NULL || p->failed) && !p->dead && !p->sync.busy &&
                     !p->open_pending && !hs->stopping && now >= p->retry_at_ms &&

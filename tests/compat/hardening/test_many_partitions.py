@@ -2,7 +2,10 @@
 cannot raise it), 1,500 partitions are created, each gets two records (retriable errors
 retried as a client does), and every one answers ListOffsets with its end offset 2 and
 Fetch without error, while the broker's descriptors stay under the limit (idle logs are
-closed and reopened on demand); after kill -9 and a restart every record is still there."""
+closed and reopened on demand); a librdkafka consumer assigned every partition at once reads
+every record and reaches the end of every partition (a Fetch of more partitions than the budget
+holds must not answer KAFKA_STORAGE_ERROR for the rest), and a record produced afterwards to a
+closed partition reaches that consumer; after kill -9 and a restart every record is still there."""
 
 import argparse
 import os
@@ -13,6 +16,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "harness"))
 from laminar_harness import Broker  # noqa: E402
 from compat_util import check, run_scenario  # noqa: E402
 import kwire as kw  # noqa: E402
+import confluent_kafka as ck  # noqa: E402
 
 FD_LIMIT = 1024
 TOPICS = ["many-a", "many-b"]
@@ -73,10 +77,10 @@ def end_offsets(c):
     return out
 
 
-def check_all(b, what):
+def check_all(b, what, late=0):
     c = kw.Conn(b, timeout=120)
     offs = end_offsets(c)
-    bad = {k: v for k, v in offs.items() if v != 2}
+    bad = {k: v for k, v in offs.items() if v != 2 + (late if k == (TOPICS[0], 7) else 0)}
     check(not bad, "%s: every partition ends at offset 2 (%d do not, e.g. %s)"
           % (what, len(bad), list(bad.items())[:3]))
     for t in TOPICS:
@@ -86,6 +90,47 @@ def check_all(b, what):
     check(n < FD_LIMIT - 64, "%s: broker holds %d descriptors (limit %d)" % (what, n, FD_LIMIT))
     c.close()
     return n
+
+
+def consume_all(b, timeout_s=120):
+    """A consumer of every partition: every record read, the end of every partition reached,
+    then a new record on a partition closed for the budget read too."""
+    c = ck.Consumer({"bootstrap.servers": b.bootstrap, "group.id": "many-unused",
+                     "enable.partition.eof": True, "enable.auto.commit": False})
+    try:
+        c.assign([ck.TopicPartition(t, p, 0) for t in TOPICS for p in range(PARTS)])
+        got, eof, errors = {}, set(), {}
+        deadline = time.monotonic() + timeout_s
+        while len(eof) < len(TOPICS) * PARTS:
+            check(time.monotonic() < deadline, "consumer: %d records, %d partitions at their end "
+                  "of %d (errors %s)" % (sum(got.values()), len(eof), len(TOPICS) * PARTS,
+                                         errors))
+            m = c.poll(0.5)
+            if m is None:
+                continue
+            if m.error() is not None:
+                if m.error().code() == ck.KafkaError._PARTITION_EOF:
+                    eof.add((m.topic(), m.partition()))
+                else:
+                    errors[m.error().name()] = errors.get(m.error().name(), 0) + 1
+                continue
+            got[(m.topic(), m.partition())] = got.get((m.topic(), m.partition()), 0) + 1
+        check(all(got.get((t, p)) == 2 for t in TOPICS for p in range(PARTS)),
+              "consumer: two records from every partition")
+        check(not errors, "consumer errors: %s" % errors)
+        pr = ck.Producer({"bootstrap.servers": b.bootstrap, "acks": "all"})
+        pr.produce(TOPICS[0], value=b"late", partition=7)
+        check(pr.flush(30) == 0, "late record acknowledged")
+        while True:
+            check(time.monotonic() < deadline + 60, "consumer: the late record")
+            m = c.poll(0.5)
+            if m is not None and m.error() is None:
+                check((m.topic(), m.partition(), m.offset(), m.value()) ==
+                      (TOPICS[0], 7, 2, b"late"), "late record %r" % ((m.topic(), m.partition(),
+                                                                       m.offset()),))
+                return
+    finally:
+        c.close()
 
 
 def scenario(b):
@@ -102,9 +147,10 @@ def scenario(b):
     c.close()
     n = check_all(b, "running")
     check("open-log budget" in b.log_text(), "the broker closed idle logs for its budget")
+    consume_all(b)
     b.kill9()
     b.start(timeout_s=120)
-    m = check_all(b, "after kill -9")
+    m = check_all(b, "after kill -9", late=1)
     print("ok: %d partitions under RLIMIT_NOFILE %d: %d descriptors running, %d after restart"
           % (len(TOPICS) * PARTS, FD_LIMIT, n, m))
 
