@@ -1,5 +1,7 @@
 #include "bench_common.h"
 
+#include <librdkafka/rdkafka_mock.h>
+
 #include <getopt.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -225,8 +227,19 @@ int bench_topic_prepare(rd_kafka_t *rk, const struct bench_opts *o, int timeout_
     // than spend the whole run's bound.
     if (timeout_ms > 30000)
         timeout_ms = 30000;
-    if (!o->no_create && bench_topic_create(rk, o, timeout_ms) < 0)
+    // librdkafka's mock cluster (-X test.mock.num.brokers=N) answers no CreateTopics (the admin
+    // client waits for a controller it never names) and auto-creates topics with 4 partitions:
+    // create the topic in the mock directly.
+    rd_kafka_mock_cluster_t *mock = rd_kafka_handle_mock_cluster(rk);
+    if (mock && !o->no_create) {
+        rd_kafka_resp_err_t e = rd_kafka_mock_topic_create(mock, o->topic, o->partitions, 1);
+        if (e && e != RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS) {
+            fprintf(stderr, "mock topic %s: %s\n", o->topic, rd_kafka_err2str(e));
+            return -1;
+        }
+    } else if (!o->no_create && bench_topic_create(rk, o, timeout_ms) < 0) {
         return -1;
+    }
     rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, o->topic, NULL);
     if (!rkt) {
         fprintf(stderr, "topic %s: %s\n", o->topic, rd_kafka_err2str(rd_kafka_last_error()));
