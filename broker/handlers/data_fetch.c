@@ -175,9 +175,11 @@ static void waiter_fired(void *user, int err, int64_t hw)
 void hs_waiters_arm(struct hshard *hs, struct hpart *p)
 {
     LM_ASSERT(p->part != NULL);
+    bool armed = false;
     for (struct hwaiter *wt = p->waiters; wt != NULL; wt = wt->next) {
         if (wt->fired || wt->watch_id > 0)
             continue;
+        armed = true;
         int64_t id = partition_watch(p->part, wt->target, waiter_fired, wt);
         if (id < 0) {
             wt->fired = true; /* table full: the fetch reads again */
@@ -186,7 +188,8 @@ void hs_waiters_arm(struct hshard *hs, struct hpart *p)
             wt->watch_id = id;
         }
     }
-    hs_part_kick(hs, p);
+    if (armed)
+        hs_part_kick(hs, p);
 }
 
 static struct hfetch *parked_find(struct hshard *hs, uint64_t id)

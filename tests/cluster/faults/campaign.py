@@ -3,7 +3,7 @@ factor 3, each node in a network namespace), one test_faults.py run per kind and
 the table of cycles, records acknowledged and anomalies found.
 
     campaign.py [--nodes 3,5] [--kinds all|K,K] [--cycles 100] [--seed 1] [--io uring]
-                [--keep-logs DIR]
+                [--keep-logs DIR] [--topic-config KEY=VALUE]...
 
 LAMINAR_BIN names the broker binary, as for test_faults.py. A run's seed is --seed plus its
 index in the order printed, so one row replays with
@@ -33,6 +33,8 @@ def main():
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--io", default="uring")
     ap.add_argument("--keep-logs", default=None, metavar="DIR")
+    ap.add_argument("--topic-config", action="append", default=[], metavar="KEY=VALUE",
+                    help="passed to every test_faults.py run (e.g. write.caching=true)")
     args = ap.parse_args()
     kinds = NET_FAULTS + DISK_FAULTS if args.kinds == "all" else args.kinds.split(",")
     sizes = [int(n) for n in args.nodes.split(",")]
@@ -50,6 +52,8 @@ def main():
             log = os.path.join(out_dir, "n%d-%s-seed%d.log" % (n, kind, seed))
             evidence = os.path.join(out_dir, "n%d-%s-seed%d" % (n, kind, seed))
             cmd += ["--keep-logs", evidence]  # the nodes' and producers' logs, kept on failure
+            for kv in args.topic_config:
+                cmd += ["--topic-config", kv]
             t0 = time.monotonic()
             with open(log, "wb") as f:
                 rc = subprocess.call(cmd, stdout=f, stderr=subprocess.STDOUT)

@@ -727,7 +727,14 @@ def main():
                     % ",".join(NET_FAULTS + DISK_FAULTS))
     ap.add_argument("--cycles", type=int, default=None,
                     help="stop after this many faults (with --net), not after --seconds")
+    ap.add_argument("--topic-config", action="append", default=[], metavar="KEY=VALUE",
+                    help="a config of the loaded topics (repeatable), e.g. write.caching=true: "
+                    "acknowledged from the replicas' page cache, which process kills, pauses and "
+                    "network faults leave in place, so nothing acknowledged may be lost either")
     args = ap.parse_args()
+    if any("=" not in kv for kv in args.topic_config):
+        ap.error("--topic-config wants KEY=VALUE")
+    args.topic_config = dict(kv.split("=", 1) for kv in args.topic_config)
     kinds = args.kinds.split(",") if args.kinds else NET_FAULTS
     unknown = [k for k in kinds if k not in NET_FAULTS + DISK_FAULTS]
     if unknown or ((args.kinds or args.cycles) and not args.net):
@@ -804,7 +811,8 @@ def run(args, rng, nodes, lab, disks):
     wait_for("cluster formed", lambda: cluster_view(nodes[0])[0] == ids, 30, nodes)
     topics = ["load-a", "load-b"]
     a = admin(nodes[0])
-    for _, f in a.create_topics([NewTopic(t, 6, args.rf) for t in topics]).items():
+    for _, f in a.create_topics([NewTopic(t, 6, args.rf, config=args.topic_config)
+                                 for t in topics]).items():
         f.result()
     wait_for("leaders elected",
              lambda: all(-1 not in leaders(nodes[0], t).values() for t in topics), 30, nodes)
