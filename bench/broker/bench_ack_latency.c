@@ -18,6 +18,7 @@
 //
 //   bench_ack_latency -b 127.0.0.1:9092 -a all -r 20000 -d 10 -w 2 -t TOPIC -l laminar
 #include "bench_common.h"
+#include "bench_stats.h"
 
 #include <inttypes.h>
 #include <math.h>
@@ -81,23 +82,6 @@ static void *ack_poller(void *arg)
     while (!atomic_load(&st->stop_poller))
         rd_kafka_poll(st->rk, 50);
     return NULL;
-}
-
-static int ack_cmp_i64(const void *a, const void *b)
-{
-    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
-    return (x > y) - (x < y);
-}
-
-// Nearest-rank percentile of n sorted samples, in milliseconds.
-static double ack_pct_ms(const int64_t *s, size_t n, double q)
-{
-    if (n == 0)
-        return 0;
-    size_t rank = (size_t)ceil(q * (double)n);
-    if (rank < 1)
-        rank = 1;
-    return (double)s[rank - 1] / 1e6;
 }
 
 int main(int argc, char **argv)
@@ -235,9 +219,9 @@ int main(int argc, char **argv)
     for (int64_t i = first; i < sent; i++)
         if (st.lat_ns[i] >= 0)
             st.lat_ns[n++] = st.lat_ns[i];
-    qsort(st.lat_ns, n, sizeof(*st.lat_ns), ack_cmp_i64);
-    double p50 = ack_pct_ms(st.lat_ns, n, 0.50), p99 = ack_pct_ms(st.lat_ns, n, 0.99);
-    double p999 = ack_pct_ms(st.lat_ns, n, 0.999);
+    qsort(st.lat_ns, n, sizeof(*st.lat_ns), bench_cmp_i64);
+    double p50 = bench_pct_ms(st.lat_ns, n, 0.50), p99 = bench_pct_ms(st.lat_ns, n, 0.99);
+    double p999 = bench_pct_ms(st.lat_ns, n, 0.999);
     double max = n ? (double)st.lat_ns[n - 1] / 1e6 : 0;
     double acked_rate = (double)atomic_load(&st.acked_in_window) / o.duration_s;
     // Records scheduled by a time minus those acknowledged by then, in seconds of the rate.

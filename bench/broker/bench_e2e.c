@@ -10,6 +10,7 @@
 //
 //   bench_e2e -b 127.0.0.1:9092 -r 50000 -d 5 -l laminar
 #include "bench_common.h"
+#include "bench_stats.h"
 
 #include <inttypes.h>
 #include <math.h>
@@ -124,23 +125,6 @@ static void *e2e_produce(void *arg)
     atomic_store(&st->producer_done, true);
     free(value);
     return NULL;
-}
-
-static int e2e_cmp_i64(const void *a, const void *b)
-{
-    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
-    return (x > y) - (x < y);
-}
-
-// Nearest-rank percentile of sorted samples, in milliseconds.
-static double e2e_pct_ms(const int64_t *s, size_t n, double q)
-{
-    if (n == 0)
-        return 0;
-    size_t rank = (size_t)ceil(q * (double)n);
-    if (rank < 1)
-        rank = 1;
-    return (double)s[rank - 1] / 1e6;
 }
 
 int main(int argc, char **argv)
@@ -319,14 +303,14 @@ int main(int argc, char **argv)
     for (int p = 0; p < st.partitions; p++)
         rd_kafka_consume_stop(crkt, p);
 
-    qsort(samples, count, sizeof(*samples), e2e_cmp_i64);
-    double p50 = e2e_pct_ms(samples, count, 0.50), p99 = e2e_pct_ms(samples, count, 0.99);
-    double p999 = e2e_pct_ms(samples, count, 0.999);
+    qsort(samples, count, sizeof(*samples), bench_cmp_i64);
+    double p50 = bench_pct_ms(samples, count, 0.50), p99 = bench_pct_ms(samples, count, 0.99);
+    double p999 = bench_pct_ms(samples, count, 0.999);
     double max = count ? (double)samples[count - 1] / 1e6 : 0;
     double achieved = (double)atomic_load(&st.sent) / (o.warmup_s + o.duration_s);
-    qsort(st.acks_ns, st.acks_count, sizeof(*st.acks_ns), e2e_cmp_i64);
-    double ack50 = e2e_pct_ms(st.acks_ns, st.acks_count, 0.50);
-    double ack99 = e2e_pct_ms(st.acks_ns, st.acks_count, 0.99);
+    qsort(st.acks_ns, st.acks_count, sizeof(*st.acks_ns), bench_cmp_i64);
+    double ack50 = bench_pct_ms(st.acks_ns, st.acks_count, 0.50);
+    double ack99 = bench_pct_ms(st.acks_ns, st.acks_count, 0.99);
     printf("RESULT bench=e2e label=%s acks=%s partitions=%d size=%d rate=%" PRId64
            " sent_rate=%.0f samples=%zu p50_ms=%.3f p99_ms=%.3f p999_ms=%.3f max_ms=%.3f"
            " ack_p50_ms=%.3f ack_p99_ms=%.3f duplicates=%" PRId64 " ok=%d\n",

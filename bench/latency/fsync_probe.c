@@ -28,6 +28,7 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+#include "bench/broker/bench_stats.h"
 
 #define PROBE_CHUNK (1 << 20) // largest single write()
 
@@ -127,23 +128,6 @@ static void *probe_writer(void *arg)
             break;
     }
     return NULL;
-}
-
-static int cmp_i64(const void *a, const void *b)
-{
-    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
-    return (x > y) - (x < y);
-}
-
-// Nearest-rank percentile of n sorted samples, in milliseconds.
-static double pct_ms(const int64_t *s, size_t n, double q)
-{
-    if (n == 0)
-        return 0;
-    size_t rank = (size_t)ceil(q * (double)n);
-    if (rank < 1)
-        rank = 1;
-    return (double)s[rank - 1] / 1e6;
 }
 
 static void usage(int status)
@@ -313,20 +297,21 @@ int main(int argc, char **argv)
     }
     rmdir(dir);
     if (all)
-        qsort(all, n, sizeof(*all), cmp_i64);
+        qsort(all, n, sizeof(*all), bench_cmp_i64);
     double written_rate = (double)records_in_window / P.duration_s;
     printf("RESULT bench=fsync_probe rate=%" PRId64 " size=%d files=%d written_rate=%.0f"
            " behind_s=%.3f fsyncs=%zu fsyncs_total=%" PRId64 " records_per_fsync=%.1f"
            " p50_ms=%.3f p99_ms=%.3f p999_ms=%.3f max_ms=%.3f ok=%d\n",
            P.rate, P.size, P.files, written_rate, (double)behind / (double)P.rate, n, syncs_total,
-           n ? (double)records_in_window / (double)n : 0.0, pct_ms(all, n, 0.50),
-           pct_ms(all, n, 0.99), pct_ms(all, n, 0.999), n ? (double)all[n - 1] / 1e6 : 0.0,
-           status == 0);
+           n ? (double)records_in_window / (double)n : 0.0, bench_pct_ms(all, n, 0.50),
+           bench_pct_ms(all, n, 0.99), bench_pct_ms(all, n, 0.999),
+           n ? (double)all[n - 1] / 1e6 : 0.0, status == 0);
     printf("fsync_probe: %" PRId64 " records/s of %d B over %d files in %s: %zu fdatasyncs in %.0f"
            " s (%.1f records each), p50 %.2f ms, p99 %.2f ms, p999 %.2f ms, max %.2f ms\n",
            P.rate, P.size, P.files, P.dir, n, P.duration_s,
-           n ? (double)records_in_window / (double)n : 0.0, pct_ms(all, n, 0.50),
-           pct_ms(all, n, 0.99), pct_ms(all, n, 0.999), n ? (double)all[n - 1] / 1e6 : 0.0);
+           n ? (double)records_in_window / (double)n : 0.0, bench_pct_ms(all, n, 0.50),
+           bench_pct_ms(all, n, 0.99), bench_pct_ms(all, n, 0.999),
+           n ? (double)all[n - 1] / 1e6 : 0.0);
     free(all);
     free(P.f);
     free(buf);
