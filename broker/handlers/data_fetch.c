@@ -530,11 +530,11 @@ static void fetch_op(struct hshard *hs, struct hpart *p, struct hwork *w, struct
         w->error = KAFKA_UNKNOWN_TOPIC_OR_PARTITION;
         return;
     }
-    if (p->log == NULL && p->idle_closed && !p->failed && fetch_closed(p, w, fc))
+    if (hs_part_budget_closed(p) && fetch_closed(p, w, fc))
         return;
     if (!p->failed)
         (void)hs_part_open(p);
-    if (p->log == NULL && p->idle_closed && !p->failed)
+    if (hs_part_budget_closed(p))
         return; /* the open-log budget is taken by logs in use: read it in a later fetch */
     if (p->log == NULL || p->failed) {
         w->error = KAFKA_KAFKA_STORAGE_ERROR;
@@ -840,7 +840,7 @@ static void watch_op(struct hshard *hs, struct hpart *p, struct hwork *w, struct
     struct hfetch *fc = f->ctx;
     struct fout *o = w->out;
     /* Closed by the open-log budget: watched without opening it (armed when it opens). */
-    bool closed = p != NULL && p->log == NULL && p->idle_closed && !p->failed;
+    bool closed = p != NULL && hs_part_budget_closed(p);
     if (closed ? p->idle_leo != o->leo_seen || p->idle_hw != o->high_watermark
                : p == NULL || p->part == NULL || storage_log_end_offset(p->log) != o->leo_seen ||
                      partition_high_watermark(p->part) != o->high_watermark) {

@@ -527,8 +527,6 @@ static void node_free(void *ctx)
     free(h);
 }
 
-/* The per-partition series of the shards' tables (handlers_ctx.part_gauges): slots written at
- * their shard's last two ticks (a partition gone since then stops being shown). */
 /* The group-commit fsync times as a Prometheus histogram (cumulative buckets); sum_us is the
  * total time of kafka_log_logflushstats_flush_seconds_total. */
 static void flush_hist_render(struct broker_metrics_out *o,
@@ -554,6 +552,8 @@ static void flush_hist_render(struct broker_metrics_out *o,
         (double)sum_us / 1e6, (unsigned long long)cum);
 }
 
+/* The per-partition series of the shards' tables (handlers_ctx.part_gauges): slots written at
+ * their shard's last two ticks (a partition gone since then stops being shown). */
 static void part_gauges_render(struct handlers_ctx *h, uint32_t shards,
                                struct broker_metrics_out *o)
 {

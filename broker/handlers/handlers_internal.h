@@ -375,6 +375,11 @@ struct htopic *hs_topic_by_id(struct hshard *hs, const uint8_t id[16]);
  * is opened if the open-log budget closed it or it waits in the open queue (p->log stays NULL
  * when that fails). */
 struct hpart *hs_part(struct hshard *hs, const char *topic, size_t len, int32_t partition);
+/* Whether p's log is closed by the open-log budget (not failed): its idle_* offsets stand. */
+static inline bool hs_part_budget_closed(const struct hpart *p)
+{
+    return p->log == NULL && p->idle_closed && !p->failed;
+}
 /* As hs_part, but the log is left as it is (closed or not). */
 struct hpart *hs_part_peek(struct hshard *hs, const char *topic, size_t len, int32_t partition);
 /* Opens p's log as hs_part would; whether it is open now. */
