@@ -49,6 +49,13 @@ static int checkpoint_open(struct storage_log *log)
     return 0;
 }
 
+void checkpoint_close(struct storage_log *log)
+{
+    if (log->checkpoint_fd >= 0)
+        close(log->checkpoint_fd);
+    log->checkpoint_fd = -1;
+}
+
 int checkpoint_load(struct storage_log *log, int64_t *recovery_point, int64_t *log_start,
                     int64_t *hw, bool *found)
 {
@@ -58,6 +65,7 @@ int checkpoint_load(struct storage_log *log, int64_t *recovery_point, int64_t *l
         return rc;
     uint8_t buf[2 * STORAGE_CHECKPOINT_SLOT_BYTES];
     ssize_t r = pread(log->checkpoint_fd, buf, sizeof(buf), 0);
+    checkpoint_close(log);
     if (r < 0)
         return LM_E_IO;
     uint64_t best_seq = 0;
@@ -123,7 +131,10 @@ static int checkpoint_write_slot(struct storage_log *log, bool sync)
 
 int checkpoint_write(struct storage_log *log)
 {
-    return checkpoint_write_slot(log, true);
+    int rc = checkpoint_write_slot(log, true);
+    if (!log->sync_busy)
+        checkpoint_close(log);
+    return rc;
 }
 
 int checkpoint_write_nosync(struct storage_log *log)
@@ -268,7 +279,7 @@ int epochs_write(struct storage_log *log)
     }
     if (rename(tmp, path) != 0)
         return LM_E_IO;
-    if (fsync(log->dir_fd) != 0)
+    if (storage_dir_sync(log) != 0)
         return LM_E_IO;
     log->epochs_dirty = false;
     return 0;

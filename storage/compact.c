@@ -318,7 +318,7 @@ static int compact_checkpoint_write(struct storage_log *log, int64_t cleaned, in
     close(fd);
     if (rc == 0 && rename(tmp, path) != 0)
         rc = LM_E_IO;
-    if (rc == 0 && fsync(log->dir_fd) != 0)
+    if (rc == 0 && storage_dir_sync(log) != 0)
         rc = LM_E_IO;
     return rc;
 }
@@ -1110,7 +1110,7 @@ static int finish_group(struct storage_log *log, struct storage_compactor *c)
         rc = rename_ext(log, w->base_offset, ".timeindex.cleaned", ".timeindex.swap");
     if (rc == 0)
         rc = rename_ext(log, w->base_offset, ".log.cleaned", ".log.swap");
-    if (rc == 0 && fsync(log->dir_fd) != 0)
+    if (rc == 0 && storage_dir_sync(log) != 0)
         rc = LM_E_IO;
     if (rc != 0)
         return rc;
@@ -1175,7 +1175,7 @@ static int finish_group(struct storage_log *log, struct storage_compactor *c)
     log->seg_count -= j - i - 1;
     c->w = NULL;
     c->rd.fd = -1; /* the window may show a replaced file */
-    if (rc == 0 && fsync(log->dir_fd) != 0)
+    if (rc == 0 && storage_dir_sync(log) != 0)
         rc = LM_E_IO;
     if (rc != 0)
         log->failed = true;
@@ -1366,7 +1366,7 @@ int storage_log_swap_segment(struct storage_log *log, int64_t base_offset)
         rc = seg_load(log, seg, INT64_MAX, &truncated);
     if (rc == 0 && seg->log_fd >= 0 && !seg->sealed)
         rc = seg_seal(log, seg);
-    if (rc == 0 && fsync(log->dir_fd) != 0)
+    if (rc == 0 && storage_dir_sync(log) != 0)
         rc = LM_E_IO;
     if (rc != 0)
         log->failed = true;

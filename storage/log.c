@@ -338,7 +338,35 @@ static int sync_fds(struct storage_log *log, int *fds, int *n)
     return rc;
 }
 
+int storage_dir_sync(struct storage_log *log)
+{
+    int fd = open(log->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        return LM_E_IO;
+    int rc = fsync(fd) == 0 ? 0 : LM_E_IO;
+    close(fd);
+    return rc;
+}
+
+void storage_release_fds(struct storage_log *log)
+{
+    if (log->sync_busy)
+        return; /* the running sync's fds stay open until its last step */
+    for (uint32_t i = 0; i < log->seg_count; i++)
+        seg_index_release(log->segs[i]);
+    checkpoint_close(log);
+}
+
+static int log_flush(struct storage_log *log, bool force_checkpoint);
+
 int storage_log_flush(struct storage_log *log, bool force_checkpoint)
+{
+    int rc = log_flush(log, force_checkpoint);
+    storage_release_fds(log);
+    return rc;
+}
+
+static int log_flush(struct storage_log *log, bool force_checkpoint)
 {
     if (log->failed)
         return LM_E_STATE;
@@ -358,9 +386,8 @@ int storage_log_flush(struct storage_log *log, bool force_checkpoint)
         rc = sync_fds(log, fds, &n);
     /* New segment files need their directory entries durable before their data counts. */
     if (rc == 0 && log->dir_dirty) {
-        if (fsync(log->dir_fd) != 0)
-            rc = LM_E_IO;
-        else
+        rc = storage_dir_sync(log);
+        if (rc == 0)
             log->dir_dirty = false;
     }
     if (rc != 0)
@@ -434,6 +461,12 @@ int storage_log_sync_begin(struct storage_log *log, struct storage_sync *sy)
     memset(sy, 0, sizeof(*sy));
     if (log->failed)
         return LM_E_STATE;
+    sy->dir_fd_ = -1;
+    if (log->dir_dirty) {
+        sy->dir_fd_ = open(log->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (sy->dir_fd_ < 0)
+            return LM_E_IO;
+    }
     sy->stage_ = SYNC_DATA;
     sy->gen_ = log->sync_gen;
     sy->end_offset = log_end(log);
@@ -453,11 +486,11 @@ int storage_log_sync_begin(struct storage_log *log, struct storage_sync *sy)
         sy->seg_next_[sy->seg_count_++] = seg->next_offset;
         sy->fds[sy->fd_count++] = seg->log_fd;
     }
-    if (log->dir_dirty) {
+    if (sy->dir_fd_ >= 0) {
         sy->dir_ = true;
         sy->dir_changes_ = log->dir_changes;
         sy->full[sy->fd_count] = true;
-        sy->fds[sy->fd_count++] = log->dir_fd;
+        sy->fds[sy->fd_count++] = sy->dir_fd_;
     }
     if (sy->end_offset == log_end(log)) {
         log->unflushed_messages = 0;
@@ -480,6 +513,9 @@ static void sync_data_done(struct storage_log *log, struct storage_sync *sy, boo
         seg_release_pin(log, seg);
     }
     sy->seg_count_ = 0;
+    if (sy->dir_fd_ >= 0)
+        close(sy->dir_fd_);
+    sy->dir_fd_ = -1;
     if (!current)
         return;
     if (sy->dir_ && log->dir_changes == sy->dir_changes_)
@@ -489,7 +525,7 @@ static void sync_data_done(struct storage_log *log, struct storage_sync *sy, boo
         log->flushed_offset = end;
 }
 
-int storage_log_sync_step(struct storage_log *log, struct storage_sync *sy, int rc, bool *done)
+static int sync_step(struct storage_log *log, struct storage_sync *sy, int rc, bool *done)
 {
     LM_ASSERT(log->sync_busy && sy->stage_ >= SYNC_DATA && sy->stage_ < SYNC_DONE);
     *done = false;
@@ -542,7 +578,7 @@ int storage_log_sync_step(struct storage_log *log, struct storage_sync *sy, int 
             }
         }
         if (rc != 0)
-            return storage_log_sync_step(log, sy, rc, done);
+            return sync_step(log, sy, rc, done);
         if (sy->fd_count > 0)
             return 0;
         stage = SYNC_INDEX; /* nothing to sync: straight to the checkpoint */
@@ -550,11 +586,11 @@ int storage_log_sync_step(struct storage_log *log, struct storage_sync *sy, int 
     if (stage == SYNC_INDEX) {
         sy->stage_ = SYNC_CHECKPOINT;
         if (log->epochs_dirty && (rc = epochs_write(log)) != 0)
-            return storage_log_sync_step(log, sy, rc, done);
+            return sync_step(log, sy, rc, done);
         if (log->recovery_point < sy->end_offset && sy->end_offset <= log->flushed_offset)
             log->recovery_point = sy->end_offset;
         if ((rc = checkpoint_write_nosync(log)) != 0)
-            return storage_log_sync_step(log, sy, rc, done);
+            return sync_step(log, sy, rc, done);
         sy->fds[sy->fd_count++] = log->checkpoint_fd;
         return 0;
     }
@@ -563,6 +599,14 @@ int storage_log_sync_step(struct storage_log *log, struct storage_sync *sy, int 
     sy->stage_ = SYNC_DONE;
     *done = true;
     return 0;
+}
+
+int storage_log_sync_step(struct storage_log *log, struct storage_sync *sy, int rc, bool *done)
+{
+    rc = sync_step(log, sy, rc, done);
+    if (*done)
+        storage_release_fds(log);
+    return rc;
 }
 
 int storage_log_tick(struct storage_log *log)
@@ -730,10 +774,7 @@ static void free_log(struct storage_log *log)
         seg_free(log->segs[i]);
     }
     LM_ASSERT(log->zombies == NULL);
-    if (log->checkpoint_fd >= 0)
-        close(log->checkpoint_fd);
-    if (log->dir_fd >= 0)
-        close(log->dir_fd);
+    checkpoint_close(log);
     free(log->segs);
     free(log->epochs);
     free(log->txns);
@@ -842,12 +883,10 @@ int storage_log_open(const char *dir, const struct storage_config *cfg, struct s
     log->checkpoint_fd = -1;
     log->scan_buf_fd = -1;
     log->first_unflushed_ms = -1;
-    log->dir_fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     log->scan_buf = malloc(STORAGE_SCAN_BUF_BYTES);
-    if (log->dir_fd < 0 || log->scan_buf == NULL) {
-        int rc = log->scan_buf == NULL ? LM_E_NOMEM : LM_E_IO;
+    if (log->scan_buf == NULL) {
         free_log(log);
-        return rc;
+        return LM_E_NOMEM;
     }
     int64_t rp = 0, ls = 0, hw = 0;
     bool ck_found, ep_found;
@@ -904,6 +943,7 @@ int storage_log_open(const char *dir, const struct storage_config *cfg, struct s
         free_log(log);
         return rc;
     }
+    storage_release_fds(log); /* recovery's index and checkpoint fds */
     *out = log;
     return 0;
 }

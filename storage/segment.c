@@ -210,19 +210,60 @@ int seg_open(struct storage_log *log, struct segment *seg, bool create)
         }
         log->dir_dirty = true;
         log->dir_changes++;
+        seg_index_release(seg);
         return 0;
     }
     bool ok;
     int rc = seg_read_indexes(seg, &ok);
-    if (rc != 0)
+    if (rc != 0) {
         seg_close(log, seg);
-    return rc;
+        return rc;
+    }
+    seg->index_torn = !ok;
+    seg_index_release(seg);
+    return 0;
+}
+
+int seg_index_open(struct storage_log *log, struct segment *seg)
+{
+    if (seg->index_fd >= 0 && seg->time_fd >= 0)
+        return 0;
+    LM_ASSERT(seg->index_fd < 0 && seg->time_fd < 0);
+    char path[PATH_MAX];
+    seg_path(log, seg->base_offset, ".index", path, sizeof(path));
+    seg->index_fd = open(path, O_RDWR | O_CLOEXEC);
+    seg_path(log, seg->base_offset, ".timeindex", path, sizeof(path));
+    seg->time_fd = open(path, O_RDWR | O_CLOEXEC);
+    if (seg->index_fd >= 0 && seg->time_fd >= 0)
+        return 0;
+    if (seg->index_fd >= 0)
+        close(seg->index_fd);
+    if (seg->time_fd >= 0)
+        close(seg->time_fd);
+    seg->index_fd = seg->time_fd = -1;
+    return LM_E_IO;
+}
+
+void seg_index_release(struct segment *seg)
+{
+    if (seg->index_dirty)
+        return; /* its fdatasync needs them */
+    if (seg->index_fd >= 0)
+        close(seg->index_fd);
+    if (seg->time_fd >= 0)
+        close(seg->time_fd);
+    seg->index_fd = seg->time_fd = -1;
 }
 
 int seg_write_pending_index(struct storage_log *log, struct segment *seg)
 {
     LM_ASSERT(seg->log_fd >= 0);
     LM_ASSERT(seg->index_written <= seg->index_len && seg->times_written <= seg->times_len);
+    if (seg->index_written == seg->index_len && seg->times_written == seg->times_len)
+        return 0;
+    int orc = seg_index_open(log, seg);
+    if (orc != 0)
+        return orc;
     uint8_t buf[SEG_INDEX_PENDING_MAX * SEG_TIME_ENTRY_BYTES];
     while (seg->index_written < seg->index_len) {
         uint32_t n = seg->index_len - seg->index_written;
@@ -267,7 +308,7 @@ int seg_close(struct storage_log *log, struct segment *seg)
     if (seg->log_fd < 0 && seg->index_fd < 0 && seg->time_fd < 0)
         return 0;
     int rc = 0;
-    if (seg->log_fd >= 0 && seg->index_fd >= 0 && seg->time_fd >= 0 && !seg->zombie) {
+    if (seg->log_fd >= 0 && !seg->zombie) {
         rc = seg_write_pending_index(log, seg);
         /* Closing drops the chance to fdatasync later, so make the bytes durable now. */
         if (rc == 0 && seg->index_dirty) {
@@ -513,11 +554,19 @@ static void seg_drop_index_from(struct segment *seg, uint32_t keep_index, uint32
 }
 
 /* Cuts the index files to what is written of the in-memory arrays. */
-static int seg_trim_index_files(struct segment *seg)
+static int seg_trim_index_files(struct storage_log *log, struct segment *seg)
 {
-    if (ftruncate(seg->index_fd, (off_t)seg->index_written * SEG_INDEX_ENTRY_BYTES) != 0)
+    int rc = seg_index_open(log, seg);
+    if (rc != 0)
+        return rc;
+    off_t index_size = (off_t)seg->index_written * SEG_INDEX_ENTRY_BYTES;
+    off_t time_size = (off_t)seg->times_written * SEG_TIME_ENTRY_BYTES;
+    struct stat ist, tst;
+    if (fstat(seg->index_fd, &ist) != 0 || fstat(seg->time_fd, &tst) != 0)
         return LM_E_IO;
-    if (ftruncate(seg->time_fd, (off_t)seg->times_written * SEG_TIME_ENTRY_BYTES) != 0)
+    if (ist.st_size == index_size && tst.st_size == time_size)
+        return 0; /* already that long: nothing to write or sync */
+    if (ftruncate(seg->index_fd, index_size) != 0 || ftruncate(seg->time_fd, time_size) != 0)
         return LM_E_IO;
     seg->index_dirty = true;
     return 0;
@@ -672,7 +721,7 @@ static int seg_rebuild(struct storage_log *log, struct segment *seg, bool *trunc
     seg->max_timestamp = seg->max_timestamp_offset = -1;
     seg->next_offset = seg->base_offset;
     seg->bytes_since_index = 0;
-    int rc = seg_trim_index_files(seg);
+    int rc = seg_trim_index_files(log, seg);
     if (rc != 0)
         return rc;
     return seg_scan_recover(log, seg, 0, truncated);
@@ -686,11 +735,7 @@ int seg_load(struct storage_log *log, struct segment *seg, int64_t recover_from,
     if (fstat(seg->log_fd, &st) != 0)
         return LM_E_IO;
     seg->size_bytes = (uint64_t)st.st_size;
-    struct stat ist, tst;
-    if (fstat(seg->index_fd, &ist) != 0 || fstat(seg->time_fd, &tst) != 0)
-        return LM_E_IO;
-    bool whole =
-        ist.st_size % SEG_INDEX_ENTRY_BYTES == 0 && tst.st_size % SEG_TIME_ENTRY_BYTES == 0;
+    bool whole = !seg->index_torn; /* as seg_open found the index files */
     bool sane = whole && seg_indexes_sane(seg);
     bool missing = seg->index_missing;
     seg->index_missing = false;
@@ -699,7 +744,7 @@ int seg_load(struct storage_log *log, struct segment *seg, int64_t recover_from,
         seg_drop_index_from(seg, 0, 0);
         seg->next_offset = seg->base_offset;
         seg->bytes_since_index = 0;
-        int rc = seg_trim_index_files(seg);
+        int rc = seg_trim_index_files(log, seg);
         return rc != 0 ? rc : seg_scan_recover(log, seg, 0, truncated);
     }
     if (missing)
@@ -735,7 +780,7 @@ int seg_load(struct storage_log *log, struct segment *seg, int64_t recover_from,
            seg->base_offset + (int64_t)seg->times[keep_t].rel_offset < recover_from)
         keep_t++;
     seg_drop_index_from(seg, keep, keep_t);
-    int rc = seg_trim_index_files(seg);
+    int rc = seg_trim_index_files(log, seg);
     if (rc != 0)
         return rc;
     /* Entries past the recovery point may describe bytes a crash took; only the kept ones
@@ -784,5 +829,5 @@ int seg_truncate_at(struct storage_log *log, struct segment *seg, uint64_t posit
         seg->max_timestamp_offset = seg->base_offset + seg->times[keep_t - 1].rel_offset;
     }
     seg->bytes_since_index = w.bytes;
-    return seg_trim_index_files(seg);
+    return seg_trim_index_files(log, seg);
 }

@@ -32,7 +32,9 @@
  * Threads: a log is owned by one thread (the shard that owns the partition); nothing here locks.
  * Bounds: at most max_open_segments segments have open fds and loaded indexes (an LRU; the active
  * segment and segments pinned by a read result are never closed); a read walks at most one index
- * interval of batch headers per segment it touches.
+ * interval of batch headers per segment it touches. An open segment holds one fd (its .log): the
+ * index files, the checkpoint and the directory are opened while they are written and synced
+ * and closed after, so a log at rest holds one descriptor.
  *
  * Compaction (storage/compact.c, the section at the end of this file): a cleaner rewrites a sealed
  * segment <base>.log into <base>.log.cleaned (+ .index.cleaned, .timeindex.cleaned) with the
@@ -229,13 +231,15 @@ struct storage_sync {
     uint64_t gen_;
     uint64_t dir_changes_;
     bool dir_;
+    int dir_fd_; /* the directory, opened for this sync's data step */
     void *segs_[STORAGE_SYNC_FDS_MAX];
     int64_t seg_next_[STORAGE_SYNC_FDS_MAX];
     uint32_t seg_count_;
 };
 /* Starts an asynchronous flush of everything appended so far (or of the oldest
  * STORAGE_SYNC_FDS_MAX - 1 dirty segments): fills sy with the data step (segments pinned until
- * it completes). Returns 0 or LM_E_STATE (failed log). */
+ * it completes). Returns 0, LM_E_STATE (failed log) or LM_E_IO (the directory, when it needs an
+ * fsync, could not be opened). */
 int storage_log_sync_begin(struct storage_log *log, struct storage_sync *sy);
 /* Completes the current step (rc: 0 when every fd of sy was synced, else the first error) and
  * fills sy with the next one; *done when none is left. Returns 0 or the error (log failed). */

@@ -42,7 +42,10 @@ struct segment {
     int64_t created_ms;
     uint64_t bytes_since_index;
 
-    int log_fd, index_fd, time_fd; /* all -1 when closed */
+    /* log_fd is open while the segment is (the LRU); index_fd and time_fd only while index
+     * bytes are written and not yet synced (seg_index_open, seg_index_release): a log at rest
+     * holds one descriptor. */
+    int log_fd, index_fd, time_fd;
     struct seg_index_entry *index;
     uint32_t index_len, index_cap, index_written; /* [0, written) are in the .index file */
     struct seg_time_entry *times;
@@ -55,6 +58,7 @@ struct segment {
     bool sealed;        /* no longer the active segment */
     bool zombie;        /* removed from the log; freed when pins drops to 0 */
     bool index_missing; /* an index file did not exist when the segment was opened */
+    bool index_torn;    /* an index file was not whole entries when the segment was opened */
     bool compacted;     /* below the cleaned offset: offsets increase but may have gaps */
     struct segment *next_zombie;
 
@@ -80,8 +84,7 @@ struct epoch_entry {
 };
 
 struct storage_log {
-    char dir[PATH_MAX];
-    int dir_fd;
+    char dir[PATH_MAX]; /* its directory is opened only to fsync it (storage_dir_sync) */
     struct storage_config cfg;
     const struct storage_io *io;
 
@@ -104,7 +107,7 @@ struct storage_log {
     uint64_t sync_gen;    /* bumped by truncation/reset: an async sync begun before is stale */
     bool sync_busy;       /* an asynchronous sync (storage_log_sync_begin) is in progress */
 
-    int checkpoint_fd;
+    int checkpoint_fd; /* open while a checkpoint is written and not yet synced, else -1 */
     uint64_t checkpoint_seq;
 
     int64_t cleaned_offset; /* compact.c: offsets below were compacted by a finished pass */
@@ -140,6 +143,12 @@ int storage_epoch_observe(struct storage_log *log, int32_t epoch, int64_t base_o
  * of the last entry starting at or before it; below the first entry (the log start was moved
  * into the middle of its batch) at most the first entry's epoch. */
 bool storage_epoch_matches(const struct storage_log *log, int32_t epoch, int64_t base_offset);
+
+/* fsync of the log's directory (opened and closed around it). Returns 0 or LM_E_IO. */
+int storage_dir_sync(struct storage_log *log);
+/* Closes the descriptors a log holds only while writing (index files, checkpoint) once no
+ * sync needs them: a log at rest holds its active segment's .log and nothing else. */
+void storage_release_fds(struct storage_log *log);
 
 /* Index of the segment holding offset (0 when below the first). */
 uint32_t find_segment(const struct storage_log *log, int64_t offset);
@@ -187,7 +196,11 @@ int seg_open(struct storage_log *log, struct segment *seg, bool create);
 int seg_close(struct storage_log *log, struct segment *seg);
 void seg_free(struct segment *seg);
 int seg_unlink_files(struct storage_log *log, int64_t base);
-/* Writes index entries still in memory to the index files. */
+/* Opens the .index and .timeindex fds if closed (the files exist: seg_open made them). */
+int seg_index_open(struct storage_log *log, struct segment *seg);
+/* Closes them unless index bytes written to them wait for an fdatasync. */
+void seg_index_release(struct segment *seg);
+/* Writes index entries still in memory to the index files (opening them). */
 int seg_write_pending_index(struct storage_log *log, struct segment *seg);
 /* Records a batch just written at position into the segment's metadata and indexes. */
 int seg_note_batch(struct storage_log *log, struct segment *seg, const struct kafka_batch_header *h,
@@ -219,6 +232,8 @@ void compact_free(struct storage_log *log);
 int checkpoint_load(struct storage_log *log, int64_t *recovery_point, int64_t *log_start,
                     int64_t *hw, bool *found);
 int checkpoint_write(struct storage_log *log);
+/* Closes the checkpoint fd if open. */
+void checkpoint_close(struct storage_log *log);
 int epochs_load(struct storage_log *log, bool *found);
 int epochs_write(struct storage_log *log);
 

@@ -164,9 +164,10 @@ struct hisr {
     uint16_t out; /* bit j: replica j out of sync */
 };
 
-/* Files an open partition log holds (active segment's .log/.index/.timeindex, directory,
- * checkpoint), for the open-log budget derived from RLIMIT_NOFILE. */
-#define HANDLERS_LOG_FDS 5
+/* Descriptors counted per open partition log, for the open-log budget derived from
+ * RLIMIT_NOFILE: the active segment's .log it holds at rest, and one for what a log opens while
+ * it syncs (index files, checkpoint, directory: storage.h) or a read reopens. */
+#define HANDLERS_LOG_FDS 2
 
 /* The longest a shard spends in one step of opening partition logs or removing the
  * directories of deleted ones (a topic of 100,000 partitions is created or deleted over many
