@@ -44,8 +44,10 @@ static int checkpoint_open(struct storage_log *log)
         log->dir_dirty = true; /* its directory entry must be durable too */
         log->dir_changes++;
     }
-    if (log->checkpoint_fd < 0)
+    if (log->checkpoint_fd < 0) {
+        storage_report_open_failed(log, path);
         return LM_E_IO;
+    }
     return 0;
 }
 

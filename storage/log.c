@@ -338,11 +338,20 @@ static int sync_fds(struct storage_log *log, int *fds, int *n)
     return rc;
 }
 
+void storage_report_open_failed(struct storage_log *log, const char *path)
+{
+    int e = errno;
+    storage_report(log, 1, "cannot open %s: %s", path, strerror(e));
+    errno = e;
+}
+
 int storage_dir_sync(struct storage_log *log)
 {
     int fd = open(log->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0)
+    if (fd < 0) {
+        storage_report_open_failed(log, log->dir);
         return LM_E_IO;
+    }
     int rc = fsync(fd) == 0 ? 0 : LM_E_IO;
     close(fd);
     return rc;
@@ -464,8 +473,10 @@ int storage_log_sync_begin(struct storage_log *log, struct storage_sync *sy)
     sy->dir_fd_ = -1;
     if (log->dir_dirty) {
         sy->dir_fd_ = open(log->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        if (sy->dir_fd_ < 0)
+        if (sy->dir_fd_ < 0) {
+            storage_report_open_failed(log, log->dir);
             return LM_E_IO;
+        }
     }
     sy->stage_ = SYNC_DATA;
     sy->gen_ = log->sync_gen;

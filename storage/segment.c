@@ -188,12 +188,18 @@ int seg_open(struct storage_log *log, struct segment *seg, bool create)
         /* A leftover empty file of an earlier incarnation of this base offset (a reset). */
         seg->log_fd = open(path, O_RDWR | O_CLOEXEC | O_TRUNC, 0644);
     }
-    if (seg->log_fd < 0)
+    if (seg->log_fd < 0) {
+        storage_report_open_failed(log, path);
         return LM_E_IO;
+    }
     seg_path(log, seg->base_offset, ".index", path, sizeof(path));
     seg->index_fd = open_index(path, create, &seg->index_missing);
+    if (seg->index_fd < 0)
+        storage_report_open_failed(log, path);
     seg_path(log, seg->base_offset, ".timeindex", path, sizeof(path));
     seg->time_fd = open_index(path, create, &seg->index_missing);
+    if (seg->time_fd < 0)
+        storage_report_open_failed(log, path);
     log->open_count++;
     seg->lru_tick = ++log->lru_clock;
     if (seg->index_fd < 0 || seg->time_fd < 0) {
@@ -232,8 +238,12 @@ int seg_index_open(struct storage_log *log, struct segment *seg)
     char path[PATH_MAX];
     seg_path(log, seg->base_offset, ".index", path, sizeof(path));
     seg->index_fd = open(path, O_RDWR | O_CLOEXEC);
+    if (seg->index_fd < 0)
+        storage_report_open_failed(log, path);
     seg_path(log, seg->base_offset, ".timeindex", path, sizeof(path));
     seg->time_fd = open(path, O_RDWR | O_CLOEXEC);
+    if (seg->time_fd < 0)
+        storage_report_open_failed(log, path);
     if (seg->index_fd >= 0 && seg->time_fd >= 0)
         return 0;
     if (seg->index_fd >= 0)

@@ -144,6 +144,8 @@ int storage_epoch_observe(struct storage_log *log, int32_t epoch, int64_t base_o
  * into the middle of its batch) at most the first entry's epoch. */
 bool storage_epoch_matches(const struct storage_log *log, int32_t epoch, int64_t base_offset);
 
+/* Reports (warning) that path could not be opened, naming errno (EMFILE, ENOENT, ...). */
+void storage_report_open_failed(struct storage_log *log, const char *path);
 /* fsync of the log's directory (opened and closed around it). Returns 0 or LM_E_IO. */
 int storage_dir_sync(struct storage_log *log);
 /* Closes the descriptors a log holds only while writing (index files, checkpoint) once no
