@@ -9,7 +9,12 @@
 // Prints one RESULT line: the fdatasync durations of syncs started inside the measured window
 // (p50/p99/p999/max), how many there were, and the rate the writers kept up with (written_rate:
 // records written during the window per second; behind_s: what was still waiting to be written
-// at the end, in seconds of the rate). The directory and its files are removed at the end.
+// at the end, in seconds of the rate). It also gives the per-record latency of that group
+// commit (record_p50/p99/p999/max): for every record scheduled inside the window, from its
+// scheduled time to the end of the fdatasync that made it durable; what a broker that did
+// nothing but group-commit on this disk would answer. Records still waiting when the schedule
+// ends are written and synced for that, outside every other figure. The directory and its files
+// are removed at the end.
 //
 //   fsync_probe -r 20000 -s 1024 -p 16 -d 10 -w 2 -D /tmp/work
 #define _GNU_SOURCE
@@ -36,14 +41,18 @@ struct probe_file {
     pthread_t thread;
     pthread_mutex_t mu;
     pthread_cond_t cv;
+    int index; // this file's number: it gets the records seq with seq % files == index
     int fd;
     char path[4096];
     int64_t pending_records; // arrived, not yet taken by the writer (under mu)
-    bool stop;               // under mu
+    bool stop;               // under mu; records still pending then are a drain turn
     // Owned by the writer thread until joined.
     int64_t *samples_ns; // fdatasync durations of syncs started inside the window
     size_t samples, cap;
-    int64_t records_in_window; // records whose write started inside the window
+    int64_t taken;      // records taken so far: the next one taken is this file's record #taken
+    int64_t *record_ns; // per-record latencies of records scheduled inside the window
+    size_t records, record_cap; // record_ns has room for every such record of this file
+    int64_t records_in_window;  // records whose write started inside the window
     int64_t syncs_total;
     int err; // errno of a failed write/fdatasync, 0 if none
 };
@@ -54,8 +63,10 @@ struct probe {
     int files;
     double duration_s, warmup_s;
     const char *dir;
+    int64_t t_start_ns; // record seq is scheduled at sched_ns(seq)
     int64_t window_start_ns, window_end_ns;
-    const char *buf; // PROBE_CHUNK bytes of record data
+    int64_t seq_lo, seq_hi; // the records scheduled inside the window: seq_lo <= seq < seq_hi
+    const char *buf;        // PROBE_CHUNK bytes of record data
     struct probe_file *f;
 };
 
@@ -67,6 +78,33 @@ static int64_t now_ns(void)
 }
 
 static struct probe P;
+
+// When record seq is due: t_start + seq / rate, in whole nanoseconds rounded down, without
+// overflow (-r is at most 1e9).
+static int64_t sched_ns(int64_t seq)
+{
+    return P.t_start_ns + seq / P.rate * 1000000000 + seq % P.rate * 1000000000 / P.rate;
+}
+
+// The first seq in [0, total) scheduled at or after t, or total when every one is before t.
+static int64_t first_seq_at(int64_t t, int64_t total)
+{
+    int64_t lo = 0, hi = total;
+    while (lo < hi) {
+        int64_t mid = lo + (hi - lo) / 2;
+        if (sched_ns(mid) >= t)
+            hi = mid;
+        else
+            lo = mid + 1;
+    }
+    return lo;
+}
+
+// How many seq in [0, x) go to file i.
+static int64_t seqs_of_file(int64_t x, int i)
+{
+    return x / P.files + (i < x % P.files ? 1 : 0);
+}
 
 static int write_all(int fd, int64_t bytes)
 {
@@ -96,8 +134,12 @@ static void *probe_writer(void *arg)
         pthread_mutex_unlock(&f->mu);
         if (records == 0 && stop)
             break;
+        // This file's records #first .. #first+records-1, i.e. seq = k * files + index.
+        int64_t first = f->taken;
+        f->taken += records;
         int64_t start = now_ns();
-        bool in_window = start >= P.window_start_ns && start < P.window_end_ns;
+        // A drain turn (taken after the schedule ended) counts only for the per-record figures.
+        bool in_window = !stop && start >= P.window_start_ns && start < P.window_end_ns;
         int e = write_all(f->fd, records * P.size);
         if (e) {
             f->err = e;
@@ -108,7 +150,24 @@ static void *probe_writer(void *arg)
             f->err = errno;
             break;
         }
-        int64_t took = now_ns() - t0;
+        int64_t end = now_ns();
+        int64_t took = end - t0;
+        for (int64_t k = first; k < first + records; k++) {
+            int64_t seq = k * P.files + f->index;
+            if (seq < P.seq_lo)
+                continue;
+            if (seq >= P.seq_hi)
+                break;
+            if (f->records == f->record_cap) { // cannot happen: the room was counted
+                f->err = EOVERFLOW;
+                break;
+            }
+            f->record_ns[f->records++] = end - sched_ns(seq);
+        }
+        if (f->err)
+            break;
+        if (stop)
+            break;
         f->syncs_total++;
         if (in_window) {
             f->records_in_window += records;
@@ -124,8 +183,6 @@ static void *probe_writer(void *arg)
             }
             f->samples_ns[f->samples++] = took;
         }
-        if (stop)
-            break;
     }
     return NULL;
 }
@@ -176,8 +233,8 @@ int main(int argc, char **argv)
             usage(2);
         }
     }
-    if (optind != argc || P.rate <= 0 || P.size <= 0 || P.files <= 0 || P.files > 1024 ||
-        P.duration_s <= 0 || P.warmup_s < 0)
+    if (optind != argc || P.rate <= 0 || P.rate > 1000000000 || P.size <= 0 || P.files <= 0 ||
+        P.files > 1024 || P.duration_s <= 0 || P.warmup_s < 0)
         usage(2);
 
     char dir[4000]; // leaves room in a file's path for "/N.log"
@@ -200,10 +257,37 @@ int main(int argc, char **argv)
         buf[i] = (char)(i * 131 + 7);
     P.buf = buf;
 
+    // The schedule: record seq is due at t_start + seq / rate, handed to file seq % files. The
+    // records scheduled inside the window follow from it before the clock starts (t_start = 0).
+    int64_t total = (int64_t)((double)P.rate * (P.warmup_s + P.duration_s)), sent = 0;
+    int64_t warmup_ns = (int64_t)(P.warmup_s * 1e9), duration_ns = (int64_t)(P.duration_s * 1e9);
+    P.t_start_ns = 0;
+    P.seq_lo = first_seq_at(warmup_ns, total);
+    P.seq_hi = first_seq_at(warmup_ns + duration_ns, total);
+    // One slot per record scheduled inside the window, each file its own contiguous share.
+    size_t record_slots = (size_t)(P.seq_hi - P.seq_lo);
+    int64_t *record_all = malloc((record_slots ? record_slots : 1) * sizeof(*record_all));
+    if (!record_all) {
+        fprintf(stderr, "fsync_probe: out of memory for %zu per-record samples\n", record_slots);
+        rmdir(dir);
+        free(P.f);
+        free(buf);
+        return 1;
+    }
+    size_t slot = 0;
+    for (int i = 0; i < P.files; i++) {
+        struct probe_file *f = &P.f[i];
+        f->index = i;
+        f->record_ns = record_all + slot;
+        f->record_cap = (size_t)(seqs_of_file(P.seq_hi, i) - seqs_of_file(P.seq_lo, i));
+        slot += f->record_cap;
+    }
+
     int status = 0, started = 0;
     int64_t t_start = now_ns();
-    P.window_start_ns = t_start + (int64_t)(P.warmup_s * 1e9);
-    P.window_end_ns = P.window_start_ns + (int64_t)(P.duration_s * 1e9);
+    P.t_start_ns = t_start;
+    P.window_start_ns = t_start + warmup_ns;
+    P.window_end_ns = P.window_start_ns + duration_ns;
     for (int i = 0; i < P.files; i++) {
         struct probe_file *f = &P.f[i];
         snprintf(f->path, sizeof(f->path), "%s/%d.log", dir, i);
@@ -226,8 +310,6 @@ int main(int argc, char **argv)
         started++;
     }
 
-    // The schedule: record seq is due at t_start + seq / rate, handed to file seq % files.
-    int64_t total = (int64_t)((double)P.rate * (P.warmup_s + P.duration_s)), sent = 0;
     int64_t *due = calloc((size_t)P.files, sizeof(*due));
     if (!due) {
         fprintf(stderr, "fsync_probe: out of memory\n");
@@ -253,18 +335,18 @@ int main(int argc, char **argv)
         nanosleep(&ts, NULL);
     }
     free(due);
-    // What the writers have not yet taken when the schedule ends: the backlog, in records.
+    // What the writers have not yet taken when the schedule ends: the backlog, in records. Each
+    // writer still writes and syncs it, in one last turn that only the per-record figures see.
     int64_t behind = 0;
     for (int i = 0; i < started; i++) {
         pthread_mutex_lock(&P.f[i].mu);
         behind += P.f[i].pending_records;
-        P.f[i].pending_records = 0; // not written: the measurement is over
         P.f[i].stop = true;
         pthread_cond_signal(&P.f[i].cv);
         pthread_mutex_unlock(&P.f[i].mu);
     }
 
-    size_t n = 0;
+    size_t n = 0, rn = 0;
     int64_t syncs_total = 0, records_in_window = 0;
     for (int i = 0; i < started; i++) {
         struct probe_file *f = &P.f[i];
@@ -276,7 +358,16 @@ int main(int argc, char **argv)
         n += f->samples;
         syncs_total += f->syncs_total;
         records_in_window += f->records_in_window;
+        // Close the gaps a writer that stopped early left in its share.
+        memmove(record_all + rn, f->record_ns, f->records * sizeof(*record_all));
+        rn += f->records;
     }
+    if (status == 0 && rn != record_slots) {
+        fprintf(stderr, "fsync_probe: %zu per-record samples, %zu records in the window\n", rn,
+                record_slots);
+        status = 1;
+    }
+    qsort(record_all, rn, sizeof(*record_all), bench_cmp_i64);
     int64_t *all = malloc((n ? n : 1) * sizeof(*all));
     if (!all) {
         fprintf(stderr, "fsync_probe: out of memory\n");
@@ -299,20 +390,28 @@ int main(int argc, char **argv)
     if (all)
         qsort(all, n, sizeof(*all), bench_cmp_i64);
     double written_rate = (double)records_in_window / P.duration_s;
+    double rmax = rn ? (double)record_all[rn - 1] / 1e6 : 0.0;
     printf("RESULT bench=fsync_probe rate=%" PRId64 " size=%d files=%d written_rate=%.0f"
            " behind_s=%.3f fsyncs=%zu fsyncs_total=%" PRId64 " records_per_fsync=%.1f"
-           " p50_ms=%.3f p99_ms=%.3f p999_ms=%.3f max_ms=%.3f ok=%d\n",
+           " p50_ms=%.3f p99_ms=%.3f p999_ms=%.3f max_ms=%.3f record_p50_ms=%.3f"
+           " record_p99_ms=%.3f record_p999_ms=%.3f record_max_ms=%.3f ok=%d\n",
            P.rate, P.size, P.files, written_rate, (double)behind / (double)P.rate, n, syncs_total,
            n ? (double)records_in_window / (double)n : 0.0, bench_pct_ms(all, n, 0.50),
            bench_pct_ms(all, n, 0.99), bench_pct_ms(all, n, 0.999),
-           n ? (double)all[n - 1] / 1e6 : 0.0, status == 0);
+           n ? (double)all[n - 1] / 1e6 : 0.0, bench_pct_ms(record_all, rn, 0.50),
+           bench_pct_ms(record_all, rn, 0.99), bench_pct_ms(record_all, rn, 0.999), rmax,
+           status == 0);
     printf("fsync_probe: %" PRId64 " records/s of %d B over %d files in %s: %zu fdatasyncs in %.0f"
-           " s (%.1f records each), p50 %.2f ms, p99 %.2f ms, p999 %.2f ms, max %.2f ms\n",
+           " s (%.1f records each), p50 %.2f ms, p99 %.2f ms, p999 %.2f ms, max %.2f ms; per"
+           " record (scheduled to synced, %zu records): p50 %.2f ms, p99 %.2f ms, p999 %.2f ms,"
+           " max %.2f ms\n",
            P.rate, P.size, P.files, P.dir, n, P.duration_s,
            n ? (double)records_in_window / (double)n : 0.0, bench_pct_ms(all, n, 0.50),
            bench_pct_ms(all, n, 0.99), bench_pct_ms(all, n, 0.999),
-           n ? (double)all[n - 1] / 1e6 : 0.0);
+           n ? (double)all[n - 1] / 1e6 : 0.0, rn, bench_pct_ms(record_all, rn, 0.50),
+           bench_pct_ms(record_all, rn, 0.99), bench_pct_ms(record_all, rn, 0.999), rmax);
     free(all);
+    free(record_all);
     free(P.f);
     free(buf);
     return status;
