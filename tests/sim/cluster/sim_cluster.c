@@ -33,7 +33,10 @@
  * laminar.controlled.shutdown.timeout.ms, then stops cleanly with its writes kept, and restarts),
  * disk faults of one node for 0.5-4 s (writes failing with EIO, fsyncs failing with EIO and the
  * writes they covered never durable, the disk full: ENOSPC until space is freed); a node whose
- * disk failed is restarted when the faults are over.
+ * disk failed is restarted when the faults are over. A quarter of the seeds create their topics
+ * with write.caching=true (acknowledged from a majority's page cache); their crashes keep the
+ * unsynced writes and their disk faults fail writes, not fsyncs, which is what that setting
+ * promises to survive.
  *
  * Checked after every event and at the end (a failure prints the seed):
  *   - a record acknowledged with acks=all is read at its acknowledged offset
@@ -69,6 +72,13 @@
  *   SIM_CLUSTER_HW=count              a high watermark going back is counted, not a failure
  *   SIM_CLUSTER_MOVES=0               no reassignments (the runs the seeds drew before them)
  *   SIM_CLUSTER_VERBOSE=1             one line of figures per seed
+ *   SIM_CLUSTER_WRITE_CACHING=1|0     every seed's topics with write.caching=true, or none
+ *                                     (default: a quarter of the seeds, by the seed)
+ *   SIM_CLUSTER_WRITE_CACHING=lossy   write.caching=true with the crashes and disk faults of
+ *                                     the other seeds (power loss, failed fsyncs): beyond what
+ *                                     the setting promises, so some seeds are expected to fail
+ *                                     (lost acknowledged records), which shows that the setting
+ *                                     is in effect and that the checkers see the loss
  *   SIM_CLUSTER_LOG=info|debug        the brokers' log level (default error); the log's shard
  *                                     tag is the node index (node id - 1), "main" the scenario
  *   SIM_CLUSTER_KEEP=1                a failed seed keeps its data dirs (/dev/shm or /tmp,
@@ -326,6 +336,13 @@ struct scenario {
     uint32_t moves_sent, moves_started, moves_refused; /* the admin's reassignments */
     bool moves_on; /* SIM_CLUSTER_MOVES=0 turns them off (the schedules of before them) */
     bool disk_faulted[NODES]; /* restarted when the faults are over */
+    /* A quarter of the seeds (by the seed, not the PRNG stream) create their topics with
+     * write.caching=true: acks=all is answered once a majority has the batch in its page
+     * cache. Their promise covers process crashes, not a power loss or a lost write-back of a
+     * majority within flush.ms, so their crashes keep the unsynced writes (a killed process)
+     * and their disk faults fail writes rather than fsyncs; every checker stays as strict. */
+    bool write_caching;
+    bool write_caching_lossy; /* SIM_CLUSTER_WRITE_CACHING=lossy: crashes and faults as usual */
     int64_t max_acked[SIM_PARTITIONS];
 };
 
@@ -756,6 +773,12 @@ static void create_topic(struct client *cl, const char *topic, int32_t partition
     t.replication_factor = 3;
     t.assignments_count = 0;
     t.configs_count = 0;
+    struct kafka_create_topics_request_creatable_topic_config wc = {.name = {"write.caching", 13},
+                                                                    .value = {"true", 4}};
+    if (S.write_caching) {
+        t.configs = &wc;
+        t.configs_count = 1;
+    }
     m.topics = &t;
     m.topics_count = 1;
     m.timeout_ms = 5000;
@@ -2258,6 +2281,8 @@ static void crash_node(void *arg)
     if (!S.faults_on || !sim_node_up(n) || node_down_count() > 1)
         return;
     enum sim_crash_disk disk = (enum sim_crash_disk)sim_rand_below(4);
+    if (S.write_caching && !S.write_caching_lossy)
+        disk = SIM_DISK_KEEP; /* see write_caching in struct scenario */
     BLOG_INFO("sim: crash node %u (disk mode %d)", n + 1, disk);
     S.stopping[n] = false;
     sim_node_crash(n, disk);
@@ -2308,6 +2333,8 @@ static void disk_fault(uint32_t n)
     if (!sim_node_up(n))
         return;
     enum sim_disk_fault kind = (enum sim_disk_fault)(1 + sim_rand_below(3));
+    if (S.write_caching && !S.write_caching_lossy && kind == SIM_DISK_EIO_FSYNC)
+        kind = SIM_DISK_EIO_WRITE; /* see write_caching in struct scenario */
     uint64_t len = 500000 + sim_rand_below(3500000);
     BLOG_INFO("sim: node %u disk fault %d for %.1f s", n + 1, (int)kind, (double)len / 1e6);
     sim_disk_fault(n, kind, sim_now_us() + len);
@@ -2471,6 +2498,10 @@ static struct run_result run_seed(uint64_t seed, bool trace, enum selftest_kind 
     LM_ASSERT(mkdir(S.dir, 0700) == 0);
     /* the network of this seed: its own PRNG draw so the profile is the seed's */
     uint64_t x = seed * 0x9e3779b97f4a7c15ull + 1;
+    const char *wc = getenv("SIM_CLUSTER_WRITE_CACHING");
+    S.write_caching =
+        wc != NULL ? strcmp(wc, "1") == 0 || strcmp(wc, "lossy") == 0 : (x >> 40) % 4 == 3;
+    S.write_caching_lossy = wc != NULL && strcmp(wc, "lossy") == 0;
     struct sim_net_params net = {
         .delay_min_us = 50,
         .delay_max_us = 300 + (uint32_t)(x % 3000),
@@ -2613,13 +2644,14 @@ static struct run_result run_seed(uint64_t seed, bool trace, enum selftest_kind 
                 "rejoins, %u member restarts, %u commits acked, %u offsets fetched; %u controlled "
                 "stops (%u handed everything over); %u disk faults (%" PRIu64 " calls failed); "
                 "topic %s: %u incarnations deleted, %u batches acked; reassignments %u sent, "
-                "%u started, %u refused\n",
+                "%u started, %u refused%s\n",
                 seed, res.ok ? "ok" : "FAILED", res.virtual_s, res.events, res.hash,
                 (double)(S.formed_us - S.t0_us) / 1e6, (double)(S.topic_us - S.t0_us) / 1e6,
                 S.nrecs, S.acks, S.retries, S.resets, S.crashes, lost, writes, S.restarts,
                 S.partitions, S.generations, S.rebalances, S.member_restarts, S.commits_acked,
                 S.offset_fetches, S.stops, S.handoffs_done, S.disk_faults, dfails, CHURN_TOPIC,
-                S.churn_cycles, S.churn_acks, S.moves_sent, S.moves_started, S.moves_refused);
+                S.churn_cycles, S.churn_acks, S.moves_sent, S.moves_started, S.moves_refused,
+                S.write_caching ? "; write.caching=true" : "");
     free(S.recs);
     free(S.commits);
     for (int p = 0; p < SIM_PARTITIONS; p++)
