@@ -803,6 +803,9 @@ static int open_writer(struct storage_log *log, struct storage_compactor *c, str
         *fds[i] = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     }
     log->open_count++;
+    /* The writer keeps its index fds (reopening by name would find the original segment's
+     * files, not the .cleaned ones) until it is installed. */
+    w->index_pinned = true;
     c->w = w;
     c->out_len = 0;
     c->out_file_pos = 0;
@@ -1169,6 +1172,8 @@ static int finish_group(struct storage_log *log, struct storage_compactor *c)
     w->compacted = true;
     w->data_dirty = false;
     w->index_dirty = false;
+    w->index_pinned = false;
+    seg_index_release(w); /* synced above; reopened by their new names when written */
     w->lru_tick = ++log->lru_clock;
     log->segs[i] = w;
     memmove(log->segs + i + 1, log->segs + j, (log->seg_count - j) * sizeof(*log->segs));

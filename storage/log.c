@@ -417,9 +417,9 @@ static int log_flush(struct storage_log *log, bool force_checkpoint)
         if (s->log_fd < 0)
             continue;
         rc = seg_write_pending_index(log, s);
-        if (rc == 0 && s->index_dirty) {
-            if (n + 2 > SYNC_BATCH_FDS)
-                rc = sync_fds(log, fds, &n);
+        if (rc == 0 && s->index_dirty && n + 2 > SYNC_BATCH_FDS)
+            rc = sync_fds(log, fds, &n);
+        if (rc == 0 && s->index_dirty && (rc = seg_index_open(log, s)) == 0) {
             fds[n++] = s->index_fd;
             fds[n++] = s->time_fd;
         }
@@ -536,6 +536,19 @@ static void sync_data_done(struct storage_log *log, struct storage_sync *sy, boo
         log->flushed_offset = end;
 }
 
+/* The index step is over: its segments' index fds close, their pins go. */
+static void sync_index_done(struct storage_log *log, struct storage_sync *sy)
+{
+    for (uint32_t i = 0; i < sy->seg_count_; i++) {
+        struct segment *seg = sy->segs_[i];
+        LM_ASSERT(seg->index_pinned);
+        seg->index_pinned = false;
+        seg_index_release(seg);
+        seg_release_pin(log, seg);
+    }
+    sy->seg_count_ = 0;
+}
+
 static int sync_step(struct storage_log *log, struct storage_sync *sy, int rc, bool *done)
 {
     LM_ASSERT(log->sync_busy && sy->stage_ >= SYNC_DATA && sy->stage_ < SYNC_DONE);
@@ -545,6 +558,8 @@ static int sync_step(struct storage_log *log, struct storage_sync *sy, int rc, b
     memset(sy->full, 0, sizeof(sy->full));
     if (stage == SYNC_DATA)
         sync_data_done(log, sy, rc == 0);
+    if (stage == SYNC_INDEX)
+        sync_index_done(log, sy);
     if (rc == 0 && log->failed)
         rc = LM_E_STATE;
     if (rc != 0) {
@@ -577,7 +592,13 @@ static int sync_step(struct storage_log *log, struct storage_sync *sy, int rc, b
             if (seg->log_fd < 0)
                 continue;
             rc = seg_write_pending_index(log, seg);
-            if (rc == 0 && seg->index_dirty && sy->fd_count + 2 <= STORAGE_SYNC_FDS_MAX) {
+            if (rc == 0 && seg->index_dirty && sy->fd_count + 2 <= STORAGE_SYNC_FDS_MAX &&
+                (rc = seg_index_open(log, seg)) == 0) {
+                /* Pinned (the LRU keeps the segment, release keeps the fds) until the step
+                 * ends: sync_index_done. */
+                seg->pins++;
+                seg->index_pinned = true;
+                sy->segs_[sy->seg_count_++] = seg;
                 sy->fds[sy->fd_count++] = seg->index_fd;
                 sy->fds[sy->fd_count++] = seg->time_fd;
                 seg->index_dirty = false;

@@ -256,8 +256,8 @@ int seg_index_open(struct storage_log *log, struct segment *seg)
 
 void seg_index_release(struct segment *seg)
 {
-    if (seg->index_dirty)
-        return; /* its fdatasync needs them */
+    if (seg->index_pinned)
+        return; /* a running sync step fdatasyncs them */
     if (seg->index_fd >= 0)
         close(seg->index_fd);
     if (seg->time_fd >= 0)
@@ -287,8 +287,10 @@ int seg_write_pending_index(struct storage_log *log, struct segment *seg)
         struct iovec iov = {buf, (size_t)n * SEG_INDEX_ENTRY_BYTES};
         int rc = log->io->pwritev_all(log->io->ctx, seg->index_fd, &iov, 1,
                                       (uint64_t)seg->index_written * SEG_INDEX_ENTRY_BYTES);
-        if (rc != 0)
+        if (rc != 0) {
+            seg_index_release(seg);
             return rc;
+        }
         seg->index_written += n;
         seg->index_dirty = true;
     }
@@ -304,11 +306,16 @@ int seg_write_pending_index(struct storage_log *log, struct segment *seg)
         struct iovec iov = {buf, (size_t)n * SEG_TIME_ENTRY_BYTES};
         int rc = log->io->pwritev_all(log->io->ctx, seg->time_fd, &iov, 1,
                                       (uint64_t)seg->times_written * SEG_TIME_ENTRY_BYTES);
-        if (rc != 0)
+        if (rc != 0) {
+            seg_index_release(seg);
             return rc;
+        }
         seg->times_written += n;
         seg->index_dirty = true;
     }
+    /* The bytes wait in the page cache for the index step of a sync, which reopens the
+     * files to fdatasync them (index_dirty). */
+    seg_index_release(seg);
     return 0;
 }
 
@@ -321,6 +328,8 @@ int seg_close(struct storage_log *log, struct segment *seg)
     if (seg->log_fd >= 0 && !seg->zombie) {
         rc = seg_write_pending_index(log, seg);
         /* Closing drops the chance to fdatasync later, so make the bytes durable now. */
+        if (rc == 0 && seg->index_dirty)
+            rc = seg_index_open(log, seg);
         if (rc == 0 && seg->index_dirty) {
             int fds[2] = {seg->index_fd, seg->time_fd};
             rc = log->io->sync(log->io->ctx, fds, 2);
@@ -572,14 +581,18 @@ static int seg_trim_index_files(struct storage_log *log, struct segment *seg)
     off_t index_size = (off_t)seg->index_written * SEG_INDEX_ENTRY_BYTES;
     off_t time_size = (off_t)seg->times_written * SEG_TIME_ENTRY_BYTES;
     struct stat ist, tst;
-    if (fstat(seg->index_fd, &ist) != 0 || fstat(seg->time_fd, &tst) != 0)
+    if (fstat(seg->index_fd, &ist) != 0 || fstat(seg->time_fd, &tst) != 0) {
+        seg_index_release(seg);
         return LM_E_IO;
-    if (ist.st_size == index_size && tst.st_size == time_size)
-        return 0; /* already that long: nothing to write or sync */
-    if (ftruncate(seg->index_fd, index_size) != 0 || ftruncate(seg->time_fd, time_size) != 0)
-        return LM_E_IO;
-    seg->index_dirty = true;
-    return 0;
+    }
+    if (ist.st_size != index_size || tst.st_size != time_size) {
+        if (ftruncate(seg->index_fd, index_size) != 0 || ftruncate(seg->time_fd, time_size) != 0)
+            rc = LM_E_IO;
+        else
+            seg->index_dirty = true;
+    }
+    seg_index_release(seg);
+    return rc;
 }
 
 /* Structural check of the loaded indexes against the segment file. */

@@ -43,8 +43,8 @@ struct segment {
     uint64_t bytes_since_index;
 
     /* log_fd is open while the segment is (the LRU); index_fd and time_fd only while index
-     * bytes are written and not yet synced (seg_index_open, seg_index_release): a log at rest
-     * holds one descriptor. */
+     * bytes are written or fdatasynced (seg_index_open, seg_index_release; index_dirty says
+     * a sync must reopen them): an open segment holds one descriptor. */
     int log_fd, index_fd, time_fd;
     struct seg_index_entry *index;
     uint32_t index_len, index_cap, index_written; /* [0, written) are in the .index file */
@@ -59,6 +59,7 @@ struct segment {
     bool zombie;        /* removed from the log; freed when pins drops to 0 */
     bool index_missing; /* an index file did not exist when the segment was opened */
     bool index_torn;    /* an index file was not whole entries when the segment was opened */
+    bool index_pinned;  /* index_fd and time_fd are in a running sync step (pins counts it) */
     bool compacted;     /* below the cleaned offset: offsets increase but may have gaps */
     struct segment *next_zombie;
 
@@ -200,7 +201,7 @@ void seg_free(struct segment *seg);
 int seg_unlink_files(struct storage_log *log, int64_t base);
 /* Opens the .index and .timeindex fds if closed (the files exist: seg_open made them). */
 int seg_index_open(struct storage_log *log, struct segment *seg);
-/* Closes them unless index bytes written to them wait for an fdatasync. */
+/* Closes them unless a running sync step holds them (index_pinned). */
 void seg_index_release(struct segment *seg);
 /* Writes index entries still in memory to the index files (opening them). */
 int seg_write_pending_index(struct storage_log *log, struct segment *seg);

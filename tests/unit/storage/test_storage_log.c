@@ -290,6 +290,28 @@ static int count_files(const char *dir, const char *ext)
     return n;
 }
 
+/* Bytes of the files of dir whose names end in ext. */
+static long long files_bytes(const char *dir, const char *ext)
+{
+    DIR *d = opendir(dir);
+    assert_non_null(d);
+    long long sum = 0;
+    size_t el = strlen(ext);
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        size_t nl = strlen(e->d_name);
+        if (nl <= el || strcmp(e->d_name + nl - el, ext) != 0)
+            continue;
+        char path[PATH_MAX + 300];
+        snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
+        struct stat st;
+        if (stat(path, &st) == 0)
+            sum += (long long)st.st_size;
+    }
+    closedir(d);
+    return sum;
+}
+
 static void test_roll_by_size_and_multi_segment_reads(void **state)
 {
     struct fx *f = *state;
@@ -786,6 +808,24 @@ static void test_fds_at_rest(void **state)
     check_log(f, 0);
     fx_reopen(f);
     assert_int_equal(log_fds(f), 3);
+    check_log(f, 0);
+    /* Under writes, between syncs: index entries reach the index files (more than the 512
+     * kept in memory) and the files are closed again at once. */
+    fx_reopen(f);
+    f->cfg.segment_bytes = 8 << 20;
+    fx_reopen(f);
+    int64_t before = storage_log_end_offset(f->log);
+    uint32_t segs = storage_log_segment_count(f->log);
+    long long index_bytes = files_bytes(f->dir, ".index");
+    for (int i = 0; i < 1200; i++)
+        append_n(f, 1, 100, 0, 0);
+    assert_true(files_bytes(f->dir, ".index") >= index_bytes + 512 * 8);
+    assert_int_equal(storage_log_segment_count(f->log), segs); /* all in the active segment */
+    assert_true(storage_log_end_offset(f->log) - before == 1200);
+    assert_int_equal(log_fds(f), (int)storage_log_segment_count(f->log));
+    assert_int_equal(storage_log_sync_begin(f->log, &sy), 0);
+    sync_all_steps(f->log, &sy);
+    assert_int_equal(log_fds(f), (int)storage_log_segment_count(f->log));
     check_log(f, 0);
     /* A crash (nothing synced after the appends) and a recovery that rebuilds and trims
      * indexes: the fds it used are closed once the log is open. */
