@@ -42,6 +42,7 @@ static void bench_usage(const char *tool, const char *usage_extra, int status)
             "  -t, --topic NAME           topic (default: a fresh name)\n"
             "  -l, --label NAME           target label in the RESULT line\n"
             "  -p, --partitions N         partitions (default 16)\n"
+            "  -R, --replication-factor N replication factor of a created topic (default 1)\n"
             "  -n, --records N            record count\n"
             "  -d, --duration S           seconds\n"
             "  -s, --size BYTES           record value size (default 1024)\n"
@@ -64,6 +65,7 @@ void bench_opts_parse(struct bench_opts *o, int argc, char **argv, const char *t
                                          {"topic", required_argument, NULL, 't'},
                                          {"label", required_argument, NULL, 'l'},
                                          {"partitions", required_argument, NULL, 'p'},
+                                         {"replication-factor", required_argument, NULL, 'R'},
                                          {"records", required_argument, NULL, 'n'},
                                          {"duration", required_argument, NULL, 'd'},
                                          {"size", required_argument, NULL, 's'},
@@ -76,7 +78,7 @@ void bench_opts_parse(struct bench_opts *o, int argc, char **argv, const char *t
                                          {NULL, 0, NULL, 0}};
     bench_start_ns = bench_now_ns();
     int c;
-    while ((c = getopt_long(argc, argv, "b:t:l:p:n:d:s:a:r:w:T:X:vh", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "b:t:l:p:R:n:d:s:a:r:w:T:X:vh", opts, NULL)) != -1) {
         switch (c) {
         case 'b':
             o->bootstrap = optarg;
@@ -89,6 +91,9 @@ void bench_opts_parse(struct bench_opts *o, int argc, char **argv, const char *t
             break;
         case 'p':
             o->partitions = atoi(optarg);
+            break;
+        case 'R':
+            o->replicas = atoi(optarg);
             break;
         case 'n':
             o->records = strtoll(optarg, NULL, 10);
@@ -136,8 +141,13 @@ void bench_opts_parse(struct bench_opts *o, int argc, char **argv, const char *t
     }
     if (!o->bootstrap || optind != argc)
         bench_usage(tool, usage_extra, 2);
-    if (o->partitions < 1 || o->size_bytes < 24 || o->timeout_s <= 0 || o->records < 0)
-        bench_die("%s: bad option value (partitions >= 1, size >= 24, timeout > 0)", tool);
+    if (o->replicas == 0)
+        o->replicas = 1;
+    if (o->partitions < 1 || o->replicas < 1 || o->size_bytes < 24 || o->timeout_s <= 0 ||
+        o->records < 0)
+        bench_die("%s: bad option value (partitions >= 1, replication factor >= 1, size >= 24, "
+                  "timeout > 0)",
+                  tool);
     if (!o->topic) {
         // A fresh topic per run, so runs never read each other's records.
         static char name[96];
@@ -176,7 +186,8 @@ rd_kafka_conf_t *bench_conf_new(const struct bench_opts *o, const char *const *k
 static int bench_topic_create(rd_kafka_t *rk, const struct bench_opts *o, int timeout_ms)
 {
     char err[512];
-    rd_kafka_NewTopic_t *nt = rd_kafka_NewTopic_new(o->topic, o->partitions, 1, err, sizeof(err));
+    rd_kafka_NewTopic_t *nt =
+        rd_kafka_NewTopic_new(o->topic, o->partitions, o->replicas, err, sizeof(err));
     if (!nt) {
         fprintf(stderr, "%s: NewTopic: %s\n", o->topic, err);
         return -1;
@@ -229,10 +240,13 @@ int bench_topic_prepare(rd_kafka_t *rk, const struct bench_opts *o, int timeout_
         timeout_ms = 30000;
     // librdkafka's mock cluster (-X test.mock.num.brokers=N) answers no CreateTopics (the admin
     // client waits for a controller it never names) and auto-creates topics with 4 partitions:
-    // create the topic in the mock directly.
+    // create the topic in the mock directly. Its replicas are metadata only (the mock does not
+    // replicate), and librdkafka before 2.2 ignores the factor asked for: every partition gets
+    // min(3, N) replicas there.
     rd_kafka_mock_cluster_t *mock = rd_kafka_handle_mock_cluster(rk);
     if (mock && !o->no_create) {
-        rd_kafka_resp_err_t e = rd_kafka_mock_topic_create(mock, o->topic, o->partitions, 1);
+        rd_kafka_resp_err_t e =
+            rd_kafka_mock_topic_create(mock, o->topic, o->partitions, o->replicas);
         if (e && e != RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS) {
             fprintf(stderr, "mock topic %s: %s\n", o->topic, rd_kafka_err2str(e));
             return -1;

@@ -16,6 +16,7 @@ struct bench_opts {
     const char *topic;     // -t topic
     const char *label;     // -l label of the target in the RESULT line (laminar, null, kafka)
     int partitions;        // -p partitions of the topic (created if missing)
+    int replicas;          // -R replication factor of a topic the tool creates (0: 1)
     int64_t records;       // -n records to produce / expect (0: no count limit)
     double duration_s;     // -d seconds to produce for (0: no time limit)
     int size_bytes;        // -s record value size
@@ -39,7 +40,8 @@ void bench_opts_parse(struct bench_opts *o, int argc, char **argv, const char *t
 // a bad key. Caller owns the result (or hands it to rd_kafka_new).
 rd_kafka_conf_t *bench_conf_new(const struct bench_opts *o, const char *const *kv);
 
-// Makes sure o->topic exists with o->partitions partitions: CreateTopics through rk's Admin API
+// Makes sure o->topic exists with o->partitions partitions (replication factor -R, 1 by default):
+// CreateTopics through rk's Admin API, or directly in librdkafka's mock cluster when rk runs one
 // (an existing topic is fine; a broker without CreateTopics falls back on auto-creation), then
 // Metadata until every partition has a leader. Returns the partition count the broker reports
 // (may differ from the request if the topic pre-existed), or -1 with a message on stderr.
