@@ -371,6 +371,31 @@ MSGSET_ERR_RE = re.compile(r"(\S+) \[(\d+)\]: MessageSet with \d+ message\(s\) "
                            r"\(actions ([^)]*)\)")
 
 
+NOT_LEADER_ERR = "Broker: Not leader for partition"
+
+
+def explained_by_epoch_bump(first, second, failures):
+    """Whether a record whose first copy is in batch `first` and second in batch `second` (each
+    (producer id, producer epoch, base sequence)) is explained by librdkafka's epoch bump, given
+    the failures the producer's log reports for the first batch, oldest first, as (error,
+    actions). Explained: the same producer id, a later epoch, the batch's first failure classed
+    MsgPossiblyPersisted, and every later failure a Not-leader refusal. The broker checks
+    leadership before it appends and answers a batch appended but not committed with
+    NOT_ENOUGH_REPLICAS_AFTER_APPEND (possibly persisted), so the refusals wrote nothing and the
+    first copy came from an attempt the client was told may have been persisted. Anything else
+    (a not-persisted answer first, another not-persisted error later) stays a broker fault."""
+    (pid1, ep1, _), (pid2, ep2, _) = first, second
+    # a failure classed neither way (librdkafka's "Local: Retry operation": not sent) says
+    # nothing about a write
+    failures = [(e, a) for e, a in failures if "Persisted" in a]
+    if pid1 != pid2 or ep2 <= ep1 or not failures:
+        return False
+    if "MsgPossiblyPersisted" not in failures[0][1]:
+        return False
+    return all("MsgPossiblyPersisted" in actions or err.startswith(NOT_LEADER_ERR)
+               for err, actions in failures[1:])
+
+
 def client_epoch_bump_dups(load, nodes, dups, seen):
     """Splits duplicates into those the client explains and the others. librdkafka's idempotent
     producer bumps its epoch when messages time out, and then sends again, under the new epoch
@@ -379,8 +404,9 @@ def client_epoch_bump_dups(load, nodes, dups, seen):
     land, the record is in the log twice, with any broker (confluentinc/librdkafka#4953). Such a
     duplicate is explained when its first copy's batch (producer epoch, base sequence) is one
     the producer's own log reports failed as MsgPossiblyPersisted, and the second copy is under
-    a later epoch of the same producer id. Returns (explained, unexplained, evidence)."""
-    failed = {}  # producer idx -> {(topic, partition, base seq): [actions...]}
+    a later epoch of the same producer id (explained_by_epoch_bump). Returns (explained,
+    unexplained, evidence)."""
+    failed = {}  # producer idx -> {(topic, partition, base seq): [(error, actions)...]}
     cache = {}
     explained, other, evidence = [], [], []
     for v in dups:
@@ -393,7 +419,7 @@ def client_epoch_bump_dups(load, nodes, dups, seen):
                         m = MSGSET_ERR_RE.search(ln)
                         if m:
                             key = (m.group(1), int(m.group(2)), int(m.group(3)))
-                            failed[idx].setdefault(key, []).append(m.group(5))
+                            failed[idx].setdefault(key, []).append((m.group(4), m.group(5)))
             except OSError:
                 pass
         copies = sorted(seen[v], key=lambda at: at[2])
@@ -406,14 +432,12 @@ def client_epoch_bump_dups(load, nodes, dups, seen):
                            (int(m.group(4)), int(m.group(5)), int(m.group(6))))
         ok = False
         if len(copies) == 2 and None not in batches:
-            (pid1, ep1, seq1), (pid2, ep2, _) = batches
-            actions = failed[idx].get((copies[0][0], copies[0][1], seq1), [])
-            ok = (pid1 == pid2 and ep2 > ep1 and
-                  any("MsgPossiblyPersisted" in a for a in actions) and
-                  not any("MsgNotPersisted" in a for a in actions))
+            failures = failed[idx].get((copies[0][0], copies[0][1], batches[0][2]), [])
+            ok = explained_by_epoch_bump(batches[0], batches[1], failures)
             if len(evidence) < 3:
                 evidence.append("%s: %s (client: %s) then %s"
-                                % (v, cache[copies[0]], actions or "no failure logged",
+                                % (v, cache[copies[0]],
+                                   [a for _, a in failures] or "no failure logged",
                                    cache[copies[1]]))
         (explained if ok else other).append(v)
     return explained, other, evidence

@@ -1,0 +1,67 @@
+"""The fault campaign's duplicate classifier (test_faults.explained_by_epoch_bump) on the
+producer log lines librdkafka writes, without a cluster: a duplicate counts as the client's
+(librdkafka's epoch bump re-sending a batch it was told may have been persisted) only when the
+broker's answers allow no other reading; every other shape stays a broker fault.
+
+    /usr/bin/python3 tests/cluster/faults/test_checker.py
+"""
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import test_faults as tf  # noqa: E402
+
+PREFIX = ("2026-12-06 19:10:35,099 MSGSET [rdkafka#producer-9] [thrd:10.77.14.1:9092/bootstrap]: "
+          "10.77.14.1:9092/1: ")
+NER = ("load-b [1]: MessageSet with 25 message(s) (MsgId 149927, BaseSeq 113762) encountered "
+       "error: Broker: Message(s) written to insufficient number of in-sync replicas "
+       "(actions Retry,MsgPossiblyPersisted)")
+NOT_LEADER = ("load-b [1]: MessageSet with 25 message(s) (MsgId 149927, BaseSeq 113762) "
+              "encountered error: Broker: Not leader for partition (actions Refresh,MsgNotPersisted)")
+RETRY = ("load-b [1]: MessageSet with 25 message(s) (MsgId 149927, BaseSeq 113762) "
+         "encountered error: Local: Retry operation (actions Retry)")
+UNKNOWN = ("load-b [1]: MessageSet with 25 message(s) (MsgId 149927, BaseSeq 113762) "
+           "encountered error: Broker: Unknown topic or partition (actions Refresh,MsgNotPersisted)")
+
+
+def failures(*lines):
+    out = []
+    for ln in lines:
+        m = tf.MSGSET_ERR_RE.search(PREFIX + ln)
+        assert m is not None, ln
+        assert (m.group(1), int(m.group(2)), int(m.group(3))) == ("load-b", 1, 113762)
+        out.append((m.group(4), m.group(5)))
+    return out
+
+
+def main():
+    first, later = (2199023255552, 2, 113762), (2199023255552, 5, 0)
+    cases = [
+        # the campaign's case (isolate, seed 502): appended, leadership lost, retries refused
+        ("possibly persisted, then refusals", first, later, failures(NER, NOT_LEADER, NOT_LEADER),
+         True),
+        ("possibly persisted only", first, later, failures(NER), True),
+        ("a local retry (not sent) before", first, later, failures(RETRY, NER, NOT_LEADER), True),
+        ("a local retry only", first, later, failures(RETRY), False),
+        ("refused first: the broker said not persisted", first, later,
+         failures(NOT_LEADER, NER), False),
+        ("another not-persisted error later", first, later, failures(NER, UNKNOWN), False),
+        ("no failure logged", first, later, [], False),
+        ("same producer epoch: the broker's own duplicate", first, (2199023255552, 2, 113800),
+         failures(NER), False),
+        ("another producer id", first, (2199023255553, 5, 0), failures(NER), False),
+    ]
+    bad = 0
+    for name, a, b, f, want in cases:
+        got = tf.explained_by_epoch_bump(a, b, f)
+        print("%s: %s -> %s" % ("ok" if got == want else "FAIL", name, got))
+        bad += got != want
+    if bad:
+        print("FAIL: %d case(s)" % bad)
+        return 1
+    print("ok: %d cases" % len(cases))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
