@@ -8,8 +8,9 @@ or more laminar binaries in the same invocation (the first is the reference of t
 Per binary and repetition: a fresh 3-node cluster (combined mode, 2 shards each, io_uring),
 one topic of N partitions with replication factor 3, every partition led; then, with no
 client traffic, the CPU seconds the three processes use in --seconds (utime + stime from
-/proc), their RSS, and the bytes the loopback carried meanwhile. Idle partitions cost
-heartbeats only: this is what Raft heartbeats per partition cost a node.
+/proc), their RSS, the bytes the loopback carried meanwhile, and the open descriptors of the
+node holding the most. Idle partitions cost heartbeats only: this is what Raft heartbeats per
+partition cost a node.
 Prints one line per run and a table of medians with ratios against the first binary.
 """
 
@@ -41,6 +42,10 @@ def rss_mib(pid):
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) / 1024
     return 0.0
+
+
+def open_fds(pid):
+    return len(os.listdir("/proc/%d/fd" % pid))
 
 
 def lo_bytes():
@@ -76,8 +81,9 @@ def run_once(binary, partitions, seconds):
         cpu = sum(cpu_s(x.pid) for x in nodes) - c0
         net = lo_bytes() - b0
         rss = sum(rss_mib(x.pid) for x in nodes)
+        fds = max(open_fds(x.pid) for x in nodes)
         return {"cpu_pct": 100.0 * cpu / seconds / 3, "net_mb_s": net / seconds / 1e6,
-                "rss_mib": rss / 3, "led_s": led_s}
+                "rss_mib": rss / 3, "led_s": led_s, "fds": fds}
     finally:
         for x in nodes:
             x.cleanup()
@@ -98,16 +104,18 @@ def main():
             m = run_once(b, args.partitions, args.seconds)
             res[b].append(m)
             print("run %d %s: CPU %.1f%% of a core per node, loopback %.2f MB/s, RSS %.0f MiB "
-                  "per node, all led after %.1f s" % (r + 1, b, m["cpu_pct"], m["net_mb_s"],
-                                                       m["rss_mib"], m["led_s"]), flush=True)
+                  "per node, all led after %.1f s, open descriptors %d (the most of a node)"
+                  % (r + 1, b, m["cpu_pct"], m["net_mb_s"], m["rss_mib"], m["led_s"], m["fds"]),
+                  flush=True)
     ref = args.bin[0]
-    print("\n| binary | CPU % per node | loopback MB/s | RSS MiB per node | all led (s) |")
-    print("| --- | --- | --- | --- | --- |")
+    print("\n| binary | CPU % per node | loopback MB/s | RSS MiB per node | all led (s) "
+          "| descriptors (most of a node) |")
+    print("| --- | --- | --- | --- | --- | --- |")
     for b in args.bin:
         med = {k: statistics.median(m[k] for m in res[b]) for k in res[b][0]}
         refm = {k: statistics.median(m[k] for m in res[ref]) for k in res[ref][0]}
         cells = []
-        for k in ("cpu_pct", "net_mb_s", "rss_mib", "led_s"):
+        for k in ("cpu_pct", "net_mb_s", "rss_mib", "led_s", "fds"):
             ratio = med[k] / refm[k] if refm[k] else float("nan")
             cells.append("%.2f (x%.2f)" % (med[k], ratio))
         print("| %s | %s |" % (b, " | ".join(cells)))
