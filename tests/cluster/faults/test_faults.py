@@ -377,23 +377,20 @@ NOT_LEADER_ERR = "Broker: Not leader for partition"
 def explained_by_epoch_bump(first, second, failures):
     """Whether a record whose first copy is in batch `first` and second in batch `second` (each
     (producer id, producer epoch, base sequence)) is explained by librdkafka's epoch bump, given
-    the failures the producer's log reports for the first batch, oldest first, as (error,
-    actions). Explained: the same producer id, a later epoch, the batch's first failure classed
-    MsgPossiblyPersisted, and every later failure a Not-leader refusal. The broker checks
-    leadership before it appends and answers a batch appended but not committed with
-    NOT_ENOUGH_REPLICAS_AFTER_APPEND (possibly persisted), so the refusals wrote nothing and the
-    first copy came from an attempt the client was told may have been persisted. Anything else
-    (a not-persisted answer first, another not-persisted error later) stays a broker fault."""
+    the failures the producer's log reports for the first batch as (error, actions).
+    Explained: the same producer id, a later epoch, at least one failure classed
+    MsgPossiblyPersisted, and every failure classed MsgNotPersisted a Not-leader refusal. The
+    broker checks leadership before it appends, and answers a batch it appended but could not
+    commit with NOT_ENOUGH_REPLICAS_AFTER_APPEND (possibly persisted), so a refusal wrote
+    nothing and the first copy came from an attempt the client was told may have been
+    persisted. Any other not-persisted answer (the broker saying a write did not happen) keeps
+    the duplicate a broker fault."""
     (pid1, ep1, _), (pid2, ep2, _) = first, second
-    # a failure classed neither way (librdkafka's "Local: Retry operation": not sent) says
-    # nothing about a write
-    failures = [(e, a) for e, a in failures if "Persisted" in a]
-    if pid1 != pid2 or ep2 <= ep1 or not failures:
+    if pid1 != pid2 or ep2 <= ep1:
         return False
-    if "MsgPossiblyPersisted" not in failures[0][1]:
+    if not any("MsgPossiblyPersisted" in a for _, a in failures):
         return False
-    return all("MsgPossiblyPersisted" in actions or err.startswith(NOT_LEADER_ERR)
-               for err, actions in failures[1:])
+    return all(e.startswith(NOT_LEADER_ERR) for e, a in failures if "MsgNotPersisted" in a)
 
 
 def client_epoch_bump_dups(load, nodes, dups, seen):
