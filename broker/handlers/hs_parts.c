@@ -18,6 +18,7 @@
 #include "broker/log.h"
 #include "broker/producer/producer_state.h"
 #include "broker/cluster/controller.h"
+#include "broker/partition/partition_votes.h"
 #include "common/lm_assert.h"
 #include "common/lm_err.h"
 #include "protocol/kafka_api.h"
@@ -180,6 +181,16 @@ static void hex_id(const uint8_t id[16], char out[33])
 {
     for (int i = 0; i < 16; i++)
         snprintf(out + 2 * i, 3, "%02x", id[i]);
+}
+
+/* The vote ledger (partition_votes.h): <first log dir>/__laminar_votes/<topic id>-<partition>. */
+static int votes_where(const struct hpart *p, char *ledger, size_t lcap, char key[48])
+{
+    char hex[33];
+    hex_id(p->topic_id, hex);
+    snprintf(key, 48, "%s-%d", hex, (int)p->partition);
+    int n = snprintf(ledger, lcap, "%s/__laminar_votes", p->hs->node->cfg->log_dirs[0]);
+    return n < 0 || (size_t)n >= lcap ? LM_E_TOO_LARGE : 0;
 }
 
 /* partition.metadata holds the topic id (as Kafka's does), so a directory left by a deleted
@@ -431,6 +442,22 @@ static void part_open_log(struct hpart *p)
         /* Damaged or unreadable (not another topic's id): keep the data, write it again. */
         BLOG_WARN_LIMITED("partition %s-%d: partition.metadata unreadable; rewriting it", p->topic,
                           p->partition);
+    }
+    if (pid == PART_ID_NONE) {
+        /* A replica this node gave up before starts from the term and vote it had. */
+        char ledger[H_DIR_BYTES], key[48];
+        int vrc = votes_where(p, ledger, sizeof(ledger), key);
+        if (vrc == 0)
+            vrc = partition_votes_restore(ledger, key, dir);
+        if (vrc != 0) {
+            if (p->open_failures++ == 0)
+                BLOG_ERROR("partition %s-%d: cannot restore its Raft vote: %s; offline, "
+                           "retrying",
+                           p->topic, p->partition, lm_strerror(vrc));
+            hs_part_set_offline(p, true);
+            part_schedule_retry(p);
+            return;
+        }
     }
     /* A one-voter Raft group over the partition's log (broker/partition/README.md). */
     struct partition_config pc;
@@ -743,9 +770,18 @@ static void part_free(struct hshard *hs, struct hpart *p, bool delete_dir)
     hs_wake_waiters(hs, p);
     part_close_log(p);
     if (delete_dir) {
-        char dir[H_DIR_BYTES];
-        if (part_dir(p, dir, sizeof(dir)) == 0)
+        char dir[H_DIR_BYTES], ledger[H_DIR_BYTES], key[48];
+        int rc = part_dir(p, dir, sizeof(dir));
+        /* A replica's Raft term and vote outlive its directory (partition_votes.h). */
+        if (rc == 0 && p->replicated && p->hs != NULL &&
+            (rc = votes_where(p, ledger, sizeof(ledger), key)) == 0)
+            rc = partition_votes_save(ledger, key, dir);
+        if (rc == 0)
             dir_remove_or_queue(hs, dir, p->topic_id);
+        else
+            BLOG_WARN("partition %s-%d: its Raft vote could not be kept (%s); its directory "
+                      "stays",
+                      p->topic, p->partition, lm_strerror(rc));
         BLOG_DEBUG("partition %s-%d deleted", p->topic, p->partition);
     }
     hs_part_set_offline(p, false);

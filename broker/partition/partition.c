@@ -1,5 +1,6 @@
 /* One partition as a Raft group over its storage log (see partition.h). */
 #include "broker/partition/partition.h"
+#include "broker/partition/partition_votes.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -165,7 +166,7 @@ static int state_write(const struct partition *p, const char *name, const char *
 
 static int qs_path(const struct partition *p, char *out, size_t cap, const char *suffix)
 {
-    return state_path(p, "quorum-state", suffix, out, cap);
+    return state_path(p, PARTITION_QUORUM_STATE, suffix, out, cap);
 }
 
 static int qs_read(const struct partition *p, uint64_t *term, uint32_t *vote)
@@ -198,7 +199,7 @@ static int qs_write(const struct partition *p, uint64_t term, uint32_t vote)
     char line[64];
     int n = snprintf(line, sizeof(line), "%" PRIu64 " %" PRIu32 "\n", term, vote);
     LM_ASSERT(n > 0 && (size_t)n < sizeof(line));
-    return state_write(p, "quorum-state", line, n);
+    return state_write(p, PARTITION_QUORUM_STATE, line, n);
 }
 
 /* ---------- log start term ---------- */
