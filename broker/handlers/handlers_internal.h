@@ -84,6 +84,7 @@ struct hpart {
     struct hshard *hs; /* owner shard's state */
     bool dead;         /* closed while its sync ran: freed when the sync ends */
     bool dead_delete_dir;
+    bool keep_votes;     /* moved off this node: its Raft term and vote outlive its directory */
     bool reopen_pending; /* storage settings changed while its sync ran */
     /* Storage failures: a log that failed to open (log NULL) or that storage failed after a
      * write or fsync error is offline (Metadata: no leader, this node an offline replica;

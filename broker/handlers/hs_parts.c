@@ -772,8 +772,9 @@ static void part_free(struct hshard *hs, struct hpart *p, bool delete_dir)
     if (delete_dir) {
         char dir[H_DIR_BYTES], ledger[H_DIR_BYTES], key[48];
         int rc = part_dir(p, dir, sizeof(dir));
-        /* A replica's Raft term and vote outlive its directory (partition_votes.h). */
-        if (rc == 0 && p->replicated && p->hs != NULL &&
+        /* A replica moved off this node keeps its Raft term and vote (partition_votes.h); a
+         * deleted topic's do not matter (a new one of that name has another id). */
+        if (rc == 0 && p->keep_votes && p->replicated && p->hs != NULL &&
             (rc = votes_where(p, ledger, sizeof(ledger), key)) == 0)
             rc = partition_votes_save(ledger, key, dir);
         if (rc == 0)
@@ -1073,6 +1074,7 @@ static void topic_sync_parts(struct hshard *hs, struct htopic *t)
                  * a replica that was being added: its data goes */
                 BLOG_INFO("partition %s-%d: no longer a replica here; closing and deleting it",
                           t->meta->name, i);
+                t->parts[i]->keep_votes = true; /* it may be moved back (partition_votes.h) */
                 part_close(hs, t->parts[i], true);
                 t->parts[i] = NULL;
             }

@@ -8,7 +8,8 @@
  * empty log with an old term and vote is a node that is behind, which the leader repairs.
  *
  * Files are written durably (temporary file, fdatasync, rename, directory fsync). Entries stay
- * until the node's data goes: a few bytes per replica this node ever gave up. */
+ * until the node's data goes: a few bytes per replica a reassignment ever moved off this node
+ * (a deleted topic's replicas keep none: a new topic of that name has another id). */
 #ifndef LAMINAR_BROKER_PARTITION_PARTITION_VOTES_H
 #define LAMINAR_BROKER_PARTITION_PARTITION_VOTES_H
 
