@@ -636,8 +636,11 @@ static int sync_step(struct storage_log *log, struct storage_sync *sy, int rc, b
 int storage_log_sync_step(struct storage_log *log, struct storage_sync *sy, int rc, bool *done)
 {
     rc = sync_step(log, sy, rc, done);
+    /* Index fds are closed as they are written and when the index step ends
+     * (sync_index_done): only the checkpoint's can be left, so no walk over the segments on
+     * every group commit. */
     if (*done)
-        storage_release_fds(log);
+        checkpoint_close(log);
     return rc;
 }
 

@@ -135,33 +135,10 @@ static int state_path(const struct partition *p, const char *name, const char *s
     return n < 0 || (size_t)n >= cap ? LM_E_TOO_LARGE : 0;
 }
 
-/* Replaces state file name with line[0..n) durably: a temporary file, fdatasync, rename. */
+/* Replaces state file name with line[0..n) durably (partition_votes.h). */
 static int state_write(const struct partition *p, const char *name, const char *line, int n)
 {
-    char tmp[PATH_MAX], path[PATH_MAX];
-    int rc = state_path(p, name, ".tmp", tmp, sizeof(tmp));
-    if (rc == 0)
-        rc = state_path(p, name, "", path, sizeof(path));
-    if (rc)
-        return rc;
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0)
-        return LM_E_IO;
-    rc = write(fd, line, (size_t)n) == n && fdatasync(fd) == 0 ? 0 : LM_E_IO;
-    if (close(fd) != 0)
-        rc = LM_E_IO;
-    if (rc == 0 && rename(tmp, path) != 0)
-        rc = LM_E_IO;
-    if (rc == 0) {
-        /* the rename is durable only once the directory is: a vote that a crash could
-         * forget would let this node vote twice in one term */
-        int dfd = open(p->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        if (dfd < 0 || fsync(dfd) != 0)
-            rc = LM_E_IO;
-        if (dfd >= 0)
-            close(dfd);
-    }
-    return rc;
+    return partition_state_file_write(p->dir, name, line, n);
 }
 
 static int qs_path(const struct partition *p, char *out, size_t cap, const char *suffix)

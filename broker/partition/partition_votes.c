@@ -33,14 +33,12 @@ static int fsync_dir(const char *dir)
     return rc;
 }
 
-/* dir/name := "term vote\n", durably. */
-static int write_state(const char *dir, const char *name, uint64_t term, uint32_t vote)
+int partition_state_file_write(const char *dir, const char *name, const char *line, int n)
 {
-    char path[PATH_MAX], tmp[PATH_MAX], line[64];
+    char path[PATH_MAX], tmp[PATH_MAX];
     if (snprintf(path, sizeof(path), "%s/%s", dir, name) >= (int)sizeof(path) ||
         snprintf(tmp, sizeof(tmp), "%s.tmp", path) >= (int)sizeof(tmp))
         return LM_E_TOO_LARGE;
-    int n = snprintf(line, sizeof(line), "%" PRIu64 " %" PRIu32 "\n", term, vote);
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0)
         return LM_E_IO;
@@ -53,7 +51,17 @@ static int write_state(const char *dir, const char *name, uint64_t term, uint32_
         unlink(tmp);
         return rc;
     }
+    /* the rename is durable only once the directory is: a vote that a crash could forget
+     * would let this node vote twice in one term */
     return fsync_dir(dir);
+}
+
+/* dir/name := "term vote\n", durably. */
+static int write_state(const char *dir, const char *name, uint64_t term, uint32_t vote)
+{
+    char line[64];
+    int n = snprintf(line, sizeof(line), "%" PRIu64 " %" PRIu32 "\n", term, vote);
+    return partition_state_file_write(dir, name, line, n);
 }
 
 /* mkdir dir; a new entry is made durable through its parent. */
