@@ -178,6 +178,12 @@ int meta_snapshot_encode(const struct lm_meta_state *st, int64_t last, uint8_t *
         memcpy(r.topic_id, lm_meta_state_retired_at(st, i), 16);
         put_record(&o, &r);
     }
+    if (st->producer_id_next > 0) {
+        /* the blocks granted so far, as one allocator position */
+        struct lm_meta_record r = {.type = LM_META_PRODUCER_IDS,
+                                   .producer_id_next = st->producer_id_next};
+        put_record(&o, &r);
+    }
     if (st->transaction_version >= 0) {
         struct lm_meta_record r = {.type = LM_META_FEATURE_LEVEL,
                                    .feature = LM_META_FEATURE_TRANSACTION_VERSION,

@@ -73,6 +73,10 @@ void producer_partition_reset(struct pshard *ps, const uint8_t topic_id[16], int
  * checkpoint of the committed, durable log (producer_idem.c) when p grew enough since its last
  * one, a bounded step per call. */
 void producer_partition_tick(struct pshard *ps, struct hpart *p);
+/* In a cluster: asks the controller for a block of producer ids when the node holds no spare
+ * (lm_meta_store_producer_block_wanted); called by the shard tick and after each block a
+ * shard takes, so that a block is ready before InitProducerId needs it. */
+void producer_ids_refill(struct hshard *hs);
 /* Registers InitProducerId and DescribeProducers and the Produce hooks. */
 int producer_register(struct broker_dispatch *d);
 /* Transaction markers on partition p (owner shard): whether a marker of producer_id at epoch

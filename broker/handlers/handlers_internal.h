@@ -285,6 +285,10 @@ int hs_assign(const struct lm_meta_state *st, int32_t first, int32_t partitions,
               int32_t **out);
 /* Sends r to the controller without waiting for the outcome. */
 int hs_submit_detached(struct hshard *hs, const struct lm_meta_record *r);
+/* hs_submit_detached with the verdict given to answer, on this shard (hs NULL: the shard
+ * stopped before it came). */
+int hs_submit_answered(struct hshard *hs, const struct lm_meta_record *r,
+                       void (*answer)(struct hshard *hs, void *arg, int rc), void *arg);
 /* Bound of a shard's detached submissions in flight; hs_submit_room: below it. Leader
  * announcements wait for room (auto-creation does not). */
 #define HS_DETACHED_INFLIGHT_MAX 64

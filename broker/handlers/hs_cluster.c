@@ -53,6 +53,8 @@ struct detached {
     struct controller_submit sub;
     struct hshard *hs; /* NULL once the shard stopped (the answer may come after) */
     struct detached *prev, *next;
+    void (*answer)(struct hshard *hs, void *arg, int rc); /* NULL: the verdict is logged */
+    void *answer_arg;
     uint8_t rec[];
 };
 
@@ -69,6 +71,11 @@ static void detached_done(struct broker_shard *s, struct controller_submit *sub)
             d->hs->detached = d->next;
         if (d->next != NULL)
             d->next->prev = d->prev;
+    }
+    if (d->answer != NULL) {
+        d->answer(d->hs, d->answer_arg, sub->rc);
+        free(d);
+        return;
     }
     /* already there, or overtaken (a leader announcing an epoch a newer one replaced) */
     if (sub->rc == LM_E_EXISTS || sub->rc == LM_E_STATE)
@@ -98,6 +105,12 @@ bool hs_submit_room(const struct hshard *hs)
 
 int hs_submit_detached(struct hshard *hs, const struct lm_meta_record *r)
 {
+    return hs_submit_answered(hs, r, NULL, NULL);
+}
+
+int hs_submit_answered(struct hshard *hs, const struct lm_meta_record *r,
+                       void (*answer)(struct hshard *hs, void *arg, int rc), void *arg)
+{
     size_t len = lm_meta_record_size(r);
     if (len > LM_META_RECORD_BYTES_MAX)
         return LM_E_TOO_LARGE;
@@ -113,6 +126,8 @@ int hs_submit_detached(struct hshard *hs, const struct lm_meta_record *r)
     d->sub.len = (size_t)n;
     d->sub.done = detached_done;
     d->sub.arg = d;
+    d->answer = answer;
+    d->answer_arg = arg;
     d->hs = hs;
     d->next = hs->detached;
     if (hs->detached != NULL)

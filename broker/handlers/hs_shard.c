@@ -318,8 +318,10 @@ static void shard_tick(struct broker_shard *s, struct broker_timer *t)
     else if (hs_cluster(hs->node))
         hs_rebalance_check(hs, now);
     data_produce_scratch_trim(hs, now);
-    if (hs_cluster(hs->node))
+    if (hs_cluster(hs->node)) {
         group_cluster_sync(hs);
+        producer_ids_refill(hs);
+    }
     txn_cluster_sync(hs);
     if (!hs->stopping)
         compact_tick(hs);

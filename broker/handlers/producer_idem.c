@@ -11,11 +11,12 @@
  * duplicate.
  *
  * Producer ids come from the metadata store in blocks of PRODUCER_ID_BLOCK per shard
- * (lm_meta_store_alloc_producer_ids persists the counter first: ids are never reused after a
- * restart). InitProducerId with a known producer id and epoch (v3+, KIP-360) bumps the epoch;
- * Kafka 4 would hand out a new id for a non-transactional producer, which clients accept just
- * the same. A transactional id is refused (transactions are not served yet): see
- * init_producer_id() for the error chosen and why. */
+ * (lm_meta_store_alloc_producer_ids: ids are never reused after a restart; in a cluster they
+ * come from blocks the controller granted the node, and InitProducerId answers
+ * COORDINATOR_LOAD_IN_PROGRESS, as Kafka's does, while the node has none yet). InitProducerId with
+ * a known producer id and epoch (v3+, KIP-360) bumps the epoch; Kafka 4 would hand out a new id for
+ * a non-transactional producer, which clients accept just the same. A transactional id is refused
+ * (transactions are not served yet): see init_producer_id() for the error chosen and why. */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -830,11 +831,35 @@ int producer_alloc_id(struct hshard *hs, int64_t *out)
     return alloc_producer_id(hs->producers, out);
 }
 
+static void pid_block_answer(struct hshard *hs, void *arg, int rc)
+{
+    struct lm_meta_store *meta = arg;
+    bool again = lm_meta_store_producer_block_answer(meta, rc);
+    if (rc != 0 && !again)
+        BLOG_DEBUG("producer ids: no block granted yet: %s", lm_strerror(rc));
+    /* another node's block came first: ask for the one after it */
+    if (again && hs != NULL)
+        producer_ids_refill(hs);
+}
+
+void producer_ids_refill(struct hshard *hs)
+{
+    if (!hs_cluster(hs->node) || hs->stopping)
+        return;
+    struct lm_meta_record r;
+    if (!lm_meta_store_producer_block_wanted(hs->node->meta, &r))
+        return;
+    int rc = hs_submit_answered(hs, &r, pid_block_answer, hs->node->meta);
+    if (rc != 0)
+        (void)lm_meta_store_producer_block_answer(hs->node->meta, rc);
+}
+
 static int alloc_producer_id(struct pshard *ps, int64_t *out)
 {
     if (ps->pid_next >= ps->pid_end) {
         int64_t first = 0;
         int rc = lm_meta_store_alloc_producer_ids(ps->hs->node->meta, PRODUCER_ID_BLOCK, &first);
+        producer_ids_refill(ps->hs);
         if (rc != 0)
             return rc;
         ps->pid_next = first;
@@ -890,7 +915,10 @@ static void init_producer_id(struct broker_req *req)
     }
     int64_t pid = -1;
     int rc = alloc_producer_id(ps, &pid);
-    if (rc != 0) {
+    if (rc == LM_E_AGAIN) {
+        /* in a cluster, no block of ids from the controller yet (one is asked for) */
+        resp.error_code = KAFKA_COORDINATOR_LOAD_IN_PROGRESS;
+    } else if (rc != 0) {
         BLOG_ERROR("producer id allocation: %s", lm_strerror(rc));
         resp.error_code = KAFKA_COORDINATOR_NOT_AVAILABLE;
     } else {

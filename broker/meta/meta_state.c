@@ -998,6 +998,13 @@ int lm_meta_state_check(const struct lm_meta_state *s, const struct lm_meta_reco
         return configs_check(r->configs, r->config_count);
     case LM_META_PRODUCER_IDS:
         return r->producer_id_next > s->producer_id_next ? 0 : LM_E_INVALID;
+    case LM_META_PRODUCER_ID_BLOCK:
+        if (r->broker_id < 0 || r->producer_id_from < 0 ||
+            r->producer_id_next <= r->producer_id_from ||
+            r->producer_id_next - r->producer_id_from > LM_META_PRODUCER_ID_BLOCK_MAX)
+            return LM_E_INVALID;
+        /* granted against another image than this one (another node's block came first) */
+        return r->producer_id_from == s->producer_id_next ? 0 : LM_E_STATE;
     case LM_META_BROKER_REGISTER:
         if (r->broker_id < 0 || !text_fits(r->rack, LM_META_RACK_MAX) ||
             !text_fits(r->endpoints, LM_META_ENDPOINTS_MAX))
@@ -1147,6 +1154,7 @@ int lm_meta_state_apply(struct lm_meta_state *s, const struct lm_meta_record *r)
         break;
     }
     case LM_META_PRODUCER_IDS:
+    case LM_META_PRODUCER_ID_BLOCK:
         s->producer_id_next = r->producer_id_next;
         break;
     case LM_META_BROKER_REGISTER: {
@@ -1321,6 +1329,9 @@ size_t lm_meta_record_size(const struct lm_meta_record *r)
         break;
     case LM_META_PRODUCER_IDS:
         n += 8;
+        break;
+    case LM_META_PRODUCER_ID_BLOCK:
+        n += 4 + 8 + 8;
         break;
     case LM_META_BROKER_REGISTER:
         n += 4 + 8 + str_size(r->rack) + str_size(r->endpoints);
@@ -1537,6 +1548,11 @@ int lm_meta_record_encode(const struct lm_meta_record *r, uint8_t *buf, size_t c
         put_replicas(&c, r, r->replicas_partitions);
         break;
     case LM_META_PRODUCER_IDS:
+        put_be(&c, (uint64_t)r->producer_id_next, 8);
+        break;
+    case LM_META_PRODUCER_ID_BLOCK:
+        put_be(&c, (uint32_t)r->broker_id, 4);
+        put_be(&c, (uint64_t)r->producer_id_from, 8);
         put_be(&c, (uint64_t)r->producer_id_next, 8);
         break;
     case LM_META_BROKER_REGISTER:
@@ -1767,6 +1783,17 @@ int lm_meta_record_decode(const uint8_t *buf, size_t len, struct lm_meta_record 
             return rc;
         break;
     case LM_META_PRODUCER_IDS:
+        if ((rc = get_be(&c, 8, &v)) != 0)
+            return rc;
+        out->producer_id_next = (int64_t)v;
+        break;
+    case LM_META_PRODUCER_ID_BLOCK:
+        if ((rc = get_be(&c, 4, &v)) != 0)
+            return rc;
+        out->broker_id = (int32_t)(uint32_t)v;
+        if ((rc = get_be(&c, 8, &v)) != 0)
+            return rc;
+        out->producer_id_from = (int64_t)v;
         if ((rc = get_be(&c, 8, &v)) != 0)
             return rc;
         out->producer_id_next = (int64_t)v;

@@ -63,7 +63,16 @@ enum lm_meta_record_type {
     /* A topic id that may never be created again (topic_id): TOPIC_DELETE retires the id it
      * removes; snapshots carry the retired ids as these records, oldest first. */
     LM_META_TOPIC_RETIRED = 18,
+    /* A block of producer ids for one node (Kafka's ProducerIdsRecord, granted through the
+     * controller as AllocateProducerIds): broker_id, producer_id_from, producer_id_next = the
+     * block [from, next). Applies only where producer_id_next is from (a node asking with a
+     * stale image is refused and asks again), so no two nodes are ever granted one id, and a
+     * node that lost its disk cannot hand out the ids it handed out before. */
+    LM_META_PRODUCER_ID_BLOCK = 19,
 };
+
+/* The most ids one PRODUCER_ID_BLOCK grants. */
+#define LM_META_PRODUCER_ID_BLOCK_MAX ((int64_t)1 << 24)
 
 /* The most retired topic ids the image remembers (a FIFO: the oldest goes first). A
  * TOPIC_CREATE of a retired id is refused: a submission retried after its first attempt had
@@ -124,6 +133,7 @@ struct lm_meta_record {
     const struct lm_config_entry *configs;
     size_t config_count;
     int64_t producer_id_next;
+    int64_t producer_id_from; /* PRODUCER_ID_BLOCK */
     /* TOPIC_CREATE (every partition) and PARTITIONS_SET (the new ones): the replica
      * assignment in a cluster, replicas[i * replication_factor + j] = replica j of partition
      * (first new partition + i), replica 0 the preferred leader. NULL on a single node (every

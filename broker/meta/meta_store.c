@@ -28,9 +28,14 @@ struct lm_meta_store {
     uint64_t bad_records;             /* skipped at replay (lm_meta_store_bad_records) */
     int64_t partition_limit;          /* atomic; <= 0: none */
     /* Cluster mode (lm_meta_store_set_cluster): the published state is `image`, built from
-     * the controller's committed log by lm_meta_store_apply; `state` and the file keep only
-     * this node's producer-id blocks. -1 on a single node. */
+     * the controller's committed log by lm_meta_store_apply; `state` and the file are not
+     * used. -1 on a single node. */
     int32_t cluster_node;
+    /* Cluster mode: the producer-id blocks the controller granted this process, ids handed
+     * out from [pid_next, pid_end), then from [spare_from, spare_end); ask_* is the block
+     * asked for while asking. */
+    int64_t pid_next, pid_end, spare_from, spare_end, ask_from, ask_next;
+    bool asking;
     /* lm_meta_store_hold: applies and resets change the image without publishing it, so the
      * shards never see an image that is being rebuilt (a snapshot's load) */
     bool held;
@@ -293,24 +298,68 @@ int lm_meta_store_alloc_producer_ids(struct lm_meta_store *s, int64_t count, int
     if (count <= 0)
         return LM_E_INVALID;
     pthread_mutex_lock(&s->lock);
-    int64_t start = s->state.producer_id_next;
     int rc = 0;
-    if (s->cluster_node >= 0 && start + count > LM_META_NODE_PRODUCER_IDS)
-        rc = LM_E_FULL;
-    struct lm_meta_record r = {.type = LM_META_PRODUCER_IDS, .producer_id_next = start + count};
-    if (rc == 0) {
-        /* cluster mode: the block is this node's alone (its id in the high bits), persisted
-         * in the local file; the published state is the controller's and is not touched */
-        rc = s->cluster_node >= 0 ? append_record(s, &r) : commit_locked(s, &r);
+    if (s->cluster_node >= 0) {
+        if (count > LM_META_PRODUCER_BLOCK_IDS) {
+            rc = LM_E_INVALID;
+        } else {
+            if (s->pid_end - s->pid_next < count && s->spare_end > s->spare_from) {
+                /* what is left of the block is too little: the spare's turn */
+                s->pid_next = s->spare_from;
+                s->pid_end = s->spare_end;
+                s->spare_from = s->spare_end = 0;
+            }
+            if (s->pid_end - s->pid_next < count) {
+                rc = LM_E_AGAIN;
+            } else {
+                *first = s->pid_next;
+                s->pid_next += count;
+            }
+        }
+        pthread_mutex_unlock(&s->lock);
+        return rc;
     }
-    if (rc == 0 && s->cluster_node >= 0)
-        rc = lm_meta_state_apply(&s->state, &r);
+    int64_t start = s->state.producer_id_next;
+    struct lm_meta_record r = {.type = LM_META_PRODUCER_IDS, .producer_id_next = start + count};
+    rc = commit_locked(s, &r);
     pthread_mutex_unlock(&s->lock);
     if (rc == 0)
-        *first = s->cluster_node >= 0
-                     ? ((int64_t)s->cluster_node << LM_META_NODE_PRODUCER_BITS) + start
-                     : start;
+        *first = start;
     return rc;
+}
+
+bool lm_meta_store_producer_block_wanted(struct lm_meta_store *s, struct lm_meta_record *r)
+{
+    pthread_mutex_lock(&s->lock);
+    bool want = s->cluster_node >= 0 && !s->asking && s->spare_end == s->spare_from;
+    if (want) {
+        s->asking = true;
+        s->ask_from = s->image.producer_id_next;
+        s->ask_next = s->ask_from + LM_META_PRODUCER_BLOCK_IDS;
+        *r = (struct lm_meta_record){.type = LM_META_PRODUCER_ID_BLOCK,
+                                     .broker_id = s->cluster_node,
+                                     .producer_id_from = s->ask_from,
+                                     .producer_id_next = s->ask_next};
+    }
+    pthread_mutex_unlock(&s->lock);
+    return want;
+}
+
+bool lm_meta_store_producer_block_answer(struct lm_meta_store *s, int rc)
+{
+    pthread_mutex_lock(&s->lock);
+    LM_ASSERT(s->asking);
+    s->asking = false;
+    bool again = false;
+    if (rc == 0) {
+        LM_ASSERT(s->spare_end == s->spare_from);
+        s->spare_from = s->ask_from;
+        s->spare_end = s->ask_next;
+    } else {
+        again = rc == LM_E_STATE && s->image.producer_id_next != s->ask_from;
+    }
+    pthread_mutex_unlock(&s->lock);
+    return again;
 }
 
 int lm_meta_store_set_cluster(struct lm_meta_store *s, int32_t node_id)

@@ -53,18 +53,18 @@ void lm_meta_snapshot_release(struct lm_meta_snapshot *snap);
 int lm_meta_new_topic_id(uint8_t id[16]);
 
 /* lm_meta_store_alloc_producer_ids reserves `count` producer ids and returns the first in
- * *first; persisted before returning, so ids are never handed out twice, even after a crash. */
+ * *first; never an id handed out before, even after a crash. On a single node the counter is
+ * persisted before returning. In a cluster the ids come from the blocks the controller granted
+ * this node (below): LM_E_AGAIN while it holds none (ask again later), LM_E_INVALID for more
+ * than LM_META_PRODUCER_BLOCK_IDS at once. */
 int lm_meta_store_alloc_producer_ids(struct lm_meta_store *store, int64_t count, int64_t *first);
 
 /* ---- cluster mode ----
  * lm_meta_store_set_cluster switches the store to a cluster node's: the published state is
  * the image of the controller's committed log, built by lm_meta_store_apply in log order
  * (nothing is written locally: the log is the controller's); lm_meta_store_commit refuses
- * with LM_E_STATE (changes go through the controller); producer-id blocks stay local, with
- * the node id in bits 40 and up so that nodes never hand out the same id. Call before any
- * reader starts. Returns 0, LM_E_INVALID (node id beyond 2^22) or LM_E_NOMEM. */
-#define LM_META_NODE_PRODUCER_BITS 40
-#define LM_META_NODE_PRODUCER_IDS  ((int64_t)1 << LM_META_NODE_PRODUCER_BITS)
+ * with LM_E_STATE (changes go through the controller). Call before any reader starts.
+ * Returns 0, LM_E_INVALID (node id beyond 2^22) or LM_E_NOMEM. */
 int lm_meta_store_set_cluster(struct lm_meta_store *store, int32_t node_id);
 /* Applies one committed record of the controller's log and publishes the new state. Returns 0
  * or the lm_meta_state_apply refusal (the record changes nothing; every node refuses it the
@@ -81,6 +81,19 @@ int lm_meta_store_reset_image(struct lm_meta_store *store);
 int lm_meta_store_hold(struct lm_meta_store *store, bool hold, bool keep);
 /* lm_meta_state_check against the published state. */
 int lm_meta_store_check(struct lm_meta_store *store, const struct lm_meta_record *r);
+/* Producer ids in a cluster: the controller grants each node blocks of
+ * LM_META_PRODUCER_BLOCK_IDS ids (PRODUCER_ID_BLOCK records), so no two nodes, and no two
+ * processes of one node, ever hand out the same id, whatever happened to their disks (Kafka's
+ * AllocateProducerIds). A node holds the block it hands ids out of and one spare; a block is
+ * never used by a later process (a restart asks for new ones).
+ * lm_meta_store_producer_block_wanted: true when the node has no spare and is not asking
+ * already; *r is then the record to submit (the next block of the image as this node sees
+ * it), and the answer goes to lm_meta_store_producer_block_answer (rc 0: committed and
+ * applied, the block is the node's). The answer returns true when the ask lost to another
+ * node's block the image shows now: ask again at once. */
+#define LM_META_PRODUCER_BLOCK_IDS 10000
+bool lm_meta_store_producer_block_wanted(struct lm_meta_store *store, struct lm_meta_record *r);
+bool lm_meta_store_producer_block_answer(struct lm_meta_store *store, int rc);
 /* The node id given to lm_meta_store_set_cluster, or -1 on a single node. */
 int32_t lm_meta_store_cluster_node(const struct lm_meta_store *store);
 

@@ -11,6 +11,7 @@ import argparse
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -240,6 +241,9 @@ def main():
         replicated_transactions(nodes)
         if args.snapshot_records is not None:
             snapshots(nodes)
+        if args.observers:
+            # last: the node's replicas of the RF=1 topics above are lost with its disk
+            producer_ids_after_disk_loss(nodes)
     finally:
         for x in nodes:
             x.cleanup()
@@ -934,6 +938,52 @@ def paused_coordinator(nodes):
              "NOT_COORDINATOR" if err else "the newer offset"))
 
 
+def new_producer_id(node, timeout=30):
+    """A new producer id from node (InitProducerId v0, no transactional id), retried while the
+    node has no block of ids from the controller yet (COORDINATOR_LOAD_IN_PROGRESS)."""
+    end = time.monotonic() + timeout
+    while True:
+        try:
+            r = wire_call(node, 22, 0, kafka_wire.s16(-1) + kafka_wire.s32(60000))
+        except (OSError, EOFError):  # not serving clients yet (catching up with the metadata)
+            if time.monotonic() > end:
+                raise
+            time.sleep(0.2)
+            continue
+        r.i32()  # throttle_time_ms
+        err, pid = r.i16(), r.i64()
+        if err == 0:
+            return pid
+        if err != 14 or time.monotonic() > end:  # COORDINATOR_LOAD_IN_PROGRESS
+            fail("InitProducerId on node %d: error %d" % (node.node_id, err), [node])
+        time.sleep(0.2)
+
+
+def producer_ids_after_disk_loss(nodes):
+    """Producer ids are granted by the controller, so no two nodes hand out the same one and a
+    node that lost its data directory does not hand out again the ids it handed out before
+    (with node-local counters it started over, and a new producer's first batch matched an
+    old producer's state: answered as a duplicate and never written)."""
+    victim = next(x for x in reversed(nodes) if x.observer)  # not a controller voter
+    handed = [new_producer_id(x) for x in nodes for _ in range(3)]
+    if len(set(handed)) != len(handed):
+        fail("producer ids handed out twice: %s" % sorted(handed), nodes)
+    victim.kill9()
+    shutil.rmtree(victim.data_dir)
+    os.makedirs(victim.data_dir)
+    victim.start()
+    wait_for("node %d back with an empty disk" % victim.node_id,
+             lambda: victim.node_id in cluster_view(nodes[0])[0], 30, nodes)
+    again = [new_producer_id(victim) for _ in range(3)]
+    # the controller grants blocks in increasing order: every id of a block granted after the
+    # restart is above every id handed out before it (by any node, in any earlier step too)
+    if min(again) <= max(handed) or len(set(again)) != 3:
+        fail("after losing its disk node %d handed out %s: not above the ids handed out "
+             "before (%s)" % (victim.node_id, again, sorted(handed)), nodes)
+    print("ok: producer ids unique over %d nodes and after node %d lost its disk (%s, then %s)"
+          % (len(nodes), victim.node_id, handed[:2], again[:2]))
+
+
 def wrong_secret(nodes, voters, port, cport, io):
     """A node with another laminar.cluster.secret is refused: it never registers, and the
     voters log why."""
@@ -1100,6 +1150,7 @@ def run(nodes, n, clients):
             fail("node %d logged an error" % x.node_id, [x])
     print("ok: %d-node cluster: formed, spread, groups, node loss and return, controller "
           "fail-over, %d acknowledged records all read back" % (n, len(expect)))
+
 
 
 if __name__ == "__main__":

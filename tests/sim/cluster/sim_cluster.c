@@ -164,6 +164,7 @@
 #define SIM_PARTITIONS 3
 #define TOPIC          "sim"
 #define PRODUCERS      2
+#define PIDS_SEEN_MAX  1024
 /* A producer gives a batch up after this long without an acknowledgement (a real client's
  * delivery timeout, shorter here than librdkafka's 300 s and the Java client's 120 s so that a
  * run ends): the batch fails and the producer starts over with a new producer id. */
@@ -258,7 +259,8 @@ struct client {
     /* reader */
     int64_t pos[SIM_PARTITIONS];
     int64_t hw_seen[SIM_PARTITIONS];
-    /* per partition: the last (pid, seq) this reader read, for per-producer order */
+    /* per partition: the last (pid + 1, seq) this reader read, for per-producer order (0: a
+     * free slot) */
     struct {
         int64_t pid;
         int64_t seq;
@@ -344,6 +346,10 @@ struct scenario {
     bool write_caching;
     bool write_caching_lossy; /* SIM_CLUSTER_WRITE_CACHING=lossy: crashes and faults as usual */
     int64_t max_acked[SIM_PARTITIONS];
+    /* every producer id InitProducerId handed out (a new id each time: the clients never ask
+     * for a bump), the first PIDS_SEEN_MAX of them */
+    int64_t pids_seen[PIDS_SEEN_MAX];
+    uint32_t npids_seen;
 };
 
 static struct scenario S;
@@ -437,7 +443,7 @@ static void check_read(struct client *cl, int32_t p, int64_t offset, uint32_t r,
     if (cl->kind == CL_MEMBER)
         return;
     for (size_t i = 0; i < sizeof(cl->last[p]) / sizeof(cl->last[p][0]); i++) {
-        if (cl->last[p][i].pid == pid) {
+        if (cl->last[p][i].pid == pid + 1) {
             if (seq <= cl->last[p][i].seq)
                 fail("partition %d offset %" PRId64 ": producer %" PRId64 " sequence %" PRId64
                      " after %" PRId64,
@@ -446,7 +452,7 @@ static void check_read(struct client *cl, int32_t p, int64_t offset, uint32_t r,
             return;
         }
         if (cl->last[p][i].pid == 0) {
-            cl->last[p][i].pid = pid;
+            cl->last[p][i].pid = pid + 1;
             cl->last[p][i].seq = seq;
             return;
         }
@@ -916,6 +922,11 @@ static void on_init_pid(struct client *cl, struct scall *c, int rc, struct kafka
     kafka_reader_init(&r, resp, len);
     if (rc == 0 && kafka_init_producer_id_response_decode(&r, 4, &m, a) == 0 && m.error_code == 0 &&
         m.producer_id >= 0) {
+        for (uint32_t i = 0; i < S.npids_seen; i++)
+            if (S.pids_seen[i] == m.producer_id)
+                fail("producer id %" PRId64 " handed out twice", m.producer_id);
+        if (S.npids_seen < PIDS_SEEN_MAX)
+            S.pids_seen[S.npids_seen++] = m.producer_id;
         cl->pid = m.producer_id;
         cl->pepoch = m.producer_epoch;
         memset(cl->next_seq, 0, sizeof(cl->next_seq));

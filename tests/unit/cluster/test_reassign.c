@@ -183,6 +183,12 @@ static void test_record_apply_and_cancel(void **state)
         memset(ret.topic_id, 0x50 + i, 16);
         assert_int_equal(lm_meta_state_apply(&s, &ret), 0);
     }
+    /* ... and the producer ids granted so far (a node loading it asks past them) */
+    struct lm_meta_record block = {.type = LM_META_PRODUCER_ID_BLOCK,
+                                   .broker_id = 2,
+                                   .producer_id_from = 0,
+                                   .producer_id_next = 10000};
+    assert_int_equal(lm_meta_state_apply(&s, &block), 0);
     uint8_t *snap = NULL;
     size_t snap_len = 0;
     assert_int_equal(meta_snapshot_encode(&s, 41, &snap, &snap_len), 0);
@@ -196,6 +202,7 @@ static void test_record_apply_and_cancel(void **state)
     assert_int_equal(last, 41);
     struct lm_meta_snapshot *img = lm_meta_store_snapshot(store);
     assert_int_equal(img->state.retired_count, 3);
+    assert_int_equal(img->state.producer_id_next, 10000);
     for (uint32_t i = 0; i < 3; i++)
         assert_int_equal(lm_meta_state_retired_at(&img->state, i)[0], 0x51 + i);
     const struct lm_meta_topic *lt = lm_meta_state_find(&img->state, "t");

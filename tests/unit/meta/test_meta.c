@@ -797,6 +797,100 @@ static void test_image_rebuild_is_atomic(void **state)
     free(dir);
 }
 
+/* Producer ids in a cluster: two nodes ask the controller for blocks against the same image;
+ * the log applies the first and refuses the second (asked against an older image), which asks
+ * again; no id is handed out twice, by two nodes or by one node before and after it lost its
+ * data directory. */
+struct pid_log {
+    struct lm_meta_record r[8];
+    int verdict[8];
+    size_t n;
+};
+
+static void apply_both(struct lm_meta_store *a, struct lm_meta_store *b,
+                       const struct lm_meta_record *r, int want, struct pid_log *log)
+{
+    assert_true(log->n < 8);
+    log->r[log->n] = *r;
+    log->verdict[log->n++] = want;
+    uint8_t buf[64];
+    int n = lm_meta_record_encode(r, buf, sizeof(buf));
+    assert_true(n > 0);
+    struct lm_meta_record d;
+    struct lm_config_entry *cfg;
+    assert_int_equal(lm_meta_record_decode(buf, (size_t)n, &d, &cfg), 0);
+    assert_int_equal(d.type, LM_META_PRODUCER_ID_BLOCK);
+    assert_int_equal(lm_meta_store_apply(a, &d), want);
+    assert_int_equal(lm_meta_store_apply(b, &d), want);
+}
+
+static void test_producer_id_blocks(void **state)
+{
+    (void)state;
+    char *dir1 = make_tmpdir(), *dir2 = make_tmpdir();
+    struct lm_meta_store *n1, *n2;
+    assert_int_equal(lm_meta_store_open(dir1, &n1), 0);
+    assert_int_equal(lm_meta_store_open(dir2, &n2), 0);
+    assert_int_equal(lm_meta_store_set_cluster(n1, 1), 0);
+    assert_int_equal(lm_meta_store_set_cluster(n2, 2), 0);
+    int64_t id;
+    assert_int_equal(lm_meta_store_alloc_producer_ids(n1, 1000, &id), LM_E_AGAIN); /* none yet */
+    struct lm_meta_record r1, r2, r;
+    assert_true(lm_meta_store_producer_block_wanted(n1, &r1));
+    assert_false(lm_meta_store_producer_block_wanted(n1, &r)); /* one ask at a time */
+    assert_true(lm_meta_store_producer_block_wanted(n2, &r2));
+    assert_int_equal(r1.producer_id_from, r2.producer_id_from);
+    assert_int_equal(r1.broker_id, 1);
+    /* the log: node 2's ask first; node 1's was asked against an older image */
+    struct pid_log log = {.n = 0};
+    apply_both(n1, n2, &r2, 0, &log);
+    apply_both(n1, n2, &r1, LM_E_STATE, &log);
+    assert_false(lm_meta_store_producer_block_answer(n2, 0));
+    assert_true(lm_meta_store_producer_block_answer(n1, LM_E_STATE)); /* lost: ask again */
+    assert_true(lm_meta_store_producer_block_wanted(n1, &r1));
+    assert_int_equal(r1.producer_id_from, r2.producer_id_next);
+    apply_both(n1, n2, &r1, 0, &log);
+    assert_false(lm_meta_store_producer_block_answer(n1, 0));
+    int64_t seen[2 * LM_META_PRODUCER_BLOCK_IDS / 1000 + 1];
+    size_t nseen = 0;
+    for (int i = 0; i < LM_META_PRODUCER_BLOCK_IDS / 1000; i++) {
+        assert_int_equal(lm_meta_store_alloc_producer_ids(n1, 1000, &seen[nseen++]), 0);
+        assert_int_equal(lm_meta_store_alloc_producer_ids(n2, 1000, &seen[nseen++]), 0);
+    }
+    assert_int_equal(lm_meta_store_alloc_producer_ids(n1, 1000, &id), LM_E_AGAIN); /* used up */
+    /* a refusal with the image unchanged (no controller yet) waits for the next ask */
+    assert_true(lm_meta_store_producer_block_wanted(n1, &r1));
+    assert_false(lm_meta_store_producer_block_answer(n1, LM_E_TIMEOUT));
+    assert_int_equal(lm_meta_store_alloc_producer_ids(n1, 1000, &id), LM_E_AGAIN);
+    assert_int_equal(lm_meta_store_alloc_producer_ids(n1, LM_META_PRODUCER_BLOCK_IDS + 1, &id),
+                     LM_E_INVALID);
+    /* node 1 loses its disk: the new process replays the log and is granted a new block */
+    lm_meta_store_close(n1);
+    rm_rf(dir1);
+    free(dir1);
+    dir1 = make_tmpdir();
+    assert_int_equal(lm_meta_store_open(dir1, &n1), 0);
+    assert_int_equal(lm_meta_store_set_cluster(n1, 1), 0);
+    for (size_t i = 0; i < log.n; i++)
+        assert_int_equal(lm_meta_store_apply(n1, &log.r[i]), log.verdict[i]);
+    assert_int_equal(lm_meta_store_alloc_producer_ids(n1, 1000, &id), LM_E_AGAIN);
+    assert_true(lm_meta_store_producer_block_wanted(n1, &r1));
+    assert_int_equal(r1.producer_id_from, 2 * LM_META_PRODUCER_BLOCK_IDS);
+    struct pid_log log2 = {.n = 0};
+    apply_both(n1, n2, &r1, 0, &log2);
+    assert_false(lm_meta_store_producer_block_answer(n1, 0));
+    assert_int_equal(lm_meta_store_alloc_producer_ids(n1, 1000, &seen[nseen++]), 0);
+    lm_meta_store_close(n1);
+    lm_meta_store_close(n2);
+    rm_rf(dir1);
+    rm_rf(dir2);
+    free(dir1);
+    free(dir2);
+    for (size_t i = 0; i < nseen; i++)
+        for (size_t j = i + 1; j < nseen; j++)
+            assert_true(seen[i] + 1000 <= seen[j] || seen[j] + 1000 <= seen[i]);
+}
+
 static void test_cluster_records(void **state)
 {
     (void)state;
@@ -951,6 +1045,7 @@ int main(void)
         cmocka_unit_test(test_record_roundtrip_and_truncation),
         cmocka_unit_test(test_store_persists_and_replays),
         cmocka_unit_test(test_store_cuts_torn_tail),
+        cmocka_unit_test(test_producer_id_blocks),
         cmocka_unit_test(test_store_skips_records_that_do_not_apply),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
