@@ -658,6 +658,7 @@ static void node_gauges(void *ctx, struct broker_metrics_out *o)
              compactions = 0, flushes = 0, flush_us = 0;
     uint64_t flush_hist[HANDLERS_FLUSH_BUCKETS] = {0};
     uint64_t fsessions = 0, fsess_parts = 0, fsess_evictions = 0, producer_ids = 0;
+    uint64_t txn_asked = 0, txn_skipped = 0;
     uint32_t shards = __atomic_load_n(&h->shard_count, __ATOMIC_ACQUIRE);
     for (uint32_t i = 0; i < shards && i < HANDLERS_GAUGE_SHARDS; i++) {
         const struct handlers_shard_gauges *g = &h->shard_gauges[i];
@@ -681,7 +682,18 @@ static void node_gauges(void *ctx, struct broker_metrics_out *o)
         fsess_parts += __atomic_load_n(&g->fetch_session_partitions, __ATOMIC_RELAXED);
         fsess_evictions += __atomic_load_n(&g->fetch_session_evictions, __ATOMIC_RELAXED);
         producer_ids += __atomic_load_n(&g->producer_ids, __ATOMIC_RELAXED);
+        txn_asked += __atomic_load_n(&g->txn_checks_asked, __ATOMIC_RELAXED);
+        txn_skipped += __atomic_load_n(&g->txn_checks_skipped, __ATOMIC_RELAXED);
     }
+    broker_metrics_printf(o,
+                          "# HELP laminar_txn_partition_checks_total Partitions of transactional "
+                          "Produce v12+ batches: asked = the transaction coordinator was asked "
+                          "to add them, skipped = already added to that producer's transaction "
+                          "(Kafka's hasOngoingTransaction).\n"
+                          "# TYPE laminar_txn_partition_checks_total counter\n"
+                          "laminar_txn_partition_checks_total{outcome=\"asked\"} %llu\n"
+                          "laminar_txn_partition_checks_total{outcome=\"skipped\"} %llu\n",
+                          (unsigned long long)txn_asked, (unsigned long long)txn_skipped);
     broker_metrics_printf(o,
                           "# HELP kafka_server_replicamanager_produceridcount Idempotent and "
                           "transactional producers whose state the partitions here hold "

@@ -129,6 +129,9 @@ struct handlers_ctx {
         uint32_t fetch_sessions;
         uint64_t fetch_session_partitions, fetch_session_evictions;
         uint64_t producer_ids; /* idempotent producers held over the shard's partitions */
+        /* transactional batches of Produce v12+: partitions the coordinator was asked
+         * about, and those already known added (txn_added.h) */
+        uint64_t txn_checks_asked, txn_checks_skipped;
     } shard_gauges[HANDLERS_GAUGE_SHARDS];
     /* Per-partition gauges of each shard (NULL until the shard starts; freed with the node,
      * after the HTTP thread stopped): a slot per partition the shard has held, claimed at its

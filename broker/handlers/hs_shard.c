@@ -252,6 +252,10 @@ static void gauges_store(struct hshard *hs, const struct handlers_shard_gauges *
     __atomic_store_n(&d->fetch_sessions, hs->fsess.count, __ATOMIC_RELAXED);
     __atomic_store_n(&d->fetch_session_partitions, hs->fsess.parts_total, __ATOMIC_RELAXED);
     __atomic_store_n(&d->fetch_session_evictions, hs->fsess.evictions, __ATOMIC_RELAXED);
+    uint64_t asked = 0, skipped = 0;
+    txn_shard_added_counts(hs, &asked, &skipped);
+    __atomic_store_n(&d->txn_checks_asked, asked, __ATOMIC_RELAXED);
+    __atomic_store_n(&d->txn_checks_skipped, skipped, __ATOMIC_RELAXED);
 }
 
 static void shard_tick(struct broker_shard *s, struct broker_timer *t)

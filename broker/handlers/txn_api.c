@@ -16,6 +16,7 @@
 #include "broker/group/group_records.h"
 #include "broker/handlers/group_internal.h"
 #include "broker/handlers/txn_internal.h"
+#include "broker/txn/txn_added.h"
 #include "broker/log.h"
 #include "common/lm_assert.h"
 #include "protocol/kafka_messages.h"
@@ -658,7 +659,34 @@ struct pv_ctx {
     size_t n;
     size_t *index; /* op partition i -> items[index[i]] */
     struct hfan *f;
+    /* transaction version 2: the partitions confirmed go to the shard's cache */
+    struct txn_added *added;
+    uint8_t (*topic_ids)[16]; /* op partition i's topic id (all zero: not known) */
 };
+
+/* A transactional batch the coordinator has to be asked about: its header in *h. */
+static bool txn_batch(const struct hwork *w, struct kafka_batch_header *h)
+{
+    const struct kafka_bytes *rec = w->in;
+    return w->owner != HWORK_DONE && rec != NULL && rec->len >= 61 &&
+           kafka_batch_header_parse(rec->ptr, (size_t)rec->len, h) == 0 &&
+           (h->attributes & KAFKA_BATCH_ATTR_TRANSACTIONAL) && h->producer_id >= 0;
+}
+
+/* The id of the topic named by w in the shard's image (false: not there). */
+static bool item_topic_id(struct hshard *hs, const struct hwork *w, uint8_t id[16])
+{
+    char name[LM_TOPIC_NAME_MAX + 1];
+    if (hs->snap == NULL || w->topic_len > LM_TOPIC_NAME_MAX)
+        return false;
+    memcpy(name, w->topic, w->topic_len);
+    name[w->topic_len] = 0;
+    const struct lm_meta_topic *t = lm_meta_state_find(&hs->snap->state, name);
+    if (t == NULL)
+        return false;
+    memcpy(id, t->id, 16);
+    return true;
+}
 
 /* The Produce error for a verification failure (Kafka's ReplicaManager): the coordinator's
  * retriable answers become NOT_ENOUGH_REPLICAS, which every client retries without a metadata
@@ -684,8 +712,13 @@ static void pv_post(struct treq *t)
     struct top *op = &t->ops[0];
     for (int32_t i = 0; i < op->in.add.n_partitions; i++) {
         int16_t e = op->part_errors[i];
-        if (e == KAFKA_NONE)
+        if (e == KAFKA_NONE) {
+            static const uint8_t zero[16];
+            if (v->added != NULL && memcmp(v->topic_ids[i], zero, 16) != 0)
+                txn_added_put(v->added, op->in.add.producer_id, op->in.add.producer_epoch,
+                              v->topic_ids[i], v->items[v->index[i]].partition, broker_now_ms());
             continue;
+        }
         struct hwork *w = &v->items[v->index[i]];
         w->error = produce_error(e);
         w->owner = HWORK_DONE;
@@ -721,16 +754,31 @@ bool txn_produce_verify(struct broker_req *req, struct kafka_str transactional_i
         }
         return false;
     }
+    /* Transaction version 2: a partition already added to this transaction (same producer id
+     * and epoch) is not asked about again, as Kafka skips a partition with the producer's
+     * transaction going on (txn_added.h for why that holds). */
+    struct txn_added *added = implicit ? txn_shard_added(hs) : NULL;
+    uint8_t(*ids)[16] = added != NULL ? h_alloc(req, n, 16) : NULL;
+    bool *skip = added != NULL ? h_alloc(req, n, sizeof(bool)) : NULL;
+    if (ids == NULL || skip == NULL)
+        added = NULL;
+    uint64_t now = broker_now_ms();
     int64_t pid = -1;
     int16_t epoch = -1;
     size_t m = 0;
     for (size_t i = 0; i < n; i++) {
-        const struct kafka_bytes *rec = items[i].in;
         struct kafka_batch_header h;
-        if (items[i].owner == HWORK_DONE || rec == NULL || rec->len < 61 ||
-            kafka_batch_header_parse(rec->ptr, (size_t)rec->len, &h) != 0 ||
-            !(h.attributes & KAFKA_BATCH_ATTR_TRANSACTIONAL) || h.producer_id < 0)
+        if (!txn_batch(&items[i], &h))
             continue;
+        if (added != NULL) {
+            if (!item_topic_id(hs, &items[i], ids[i]))
+                memset(ids[i], 0, 16);
+            else if (txn_added_has(added, h.producer_id, h.producer_epoch, ids[i],
+                                   items[i].partition, now)) {
+                skip[i] = true;
+                continue;
+            }
+        }
         if (m == 0) {
             pid = h.producer_id;
             epoch = h.producer_epoch;
@@ -747,6 +795,10 @@ bool txn_produce_verify(struct broker_req *req, struct kafka_str transactional_i
     v->items = items;
     v->n = n;
     v->f = f;
+    v->added = added;
+    v->topic_ids = added != NULL ? h_alloc(req, m, 16) : NULL;
+    if (added != NULL && v->topic_ids == NULL)
+        v->added = NULL;
     v->index = h_alloc(req, m, sizeof(*v->index));
     top_init(t, 0, TOP_ADD, transactional_id);
     t->ops[0].part_errors = h_alloc(req, m, sizeof(int16_t));
@@ -754,13 +806,12 @@ bool txn_produce_verify(struct broker_req *req, struct kafka_str transactional_i
         return false;
     size_t k = 0;
     for (size_t i = 0; i < n; i++) {
-        const struct kafka_bytes *rec = items[i].in;
         struct kafka_batch_header h;
-        if (items[i].owner == HWORK_DONE || rec == NULL || rec->len < 61 ||
-            kafka_batch_header_parse(rec->ptr, (size_t)rec->len, &h) != 0 ||
-            !(h.attributes & KAFKA_BATCH_ATTR_TRANSACTIONAL) || h.producer_id < 0)
+        if (!txn_batch(&items[i], &h) || (skip != NULL && skip[i]))
             continue;
         LM_ASSERT(k < m);
+        if (v->added != NULL)
+            memcpy(v->topic_ids[k], ids[i], 16);
         parts[k] = (struct lm_txn_topic_partition){
             (struct kafka_str){items[i].topic, (int32_t)items[i].topic_len}, items[i].partition};
         v->index[k++] = i;

@@ -102,6 +102,11 @@ void txn_init_producer_id(struct broker_req *req, struct kafka_str transactional
  */
 bool txn_produce_verify(struct broker_req *req, struct kafka_str transactional_id,
                         struct hwork *items, size_t n, struct hfan *f);
+/* The shard's cache of partitions added to transaction version 2 transactions (txn_added.h),
+ * NULL when it cannot be had (out of memory, stopping). */
+struct txn_added *txn_shard_added(struct hshard *hs);
+/* Its lookups so far: misses (asked the coordinator) and hits (skipped); unchanged when none. */
+void txn_shard_added_counts(struct hshard *hs, uint64_t *asked, uint64_t *skipped);
 /* KIP-890 part 2: TxnOffsetCommit v5+ of a transaction version 2 client adds the group's
  * __consumer_offsets partition to the transaction itself (there is no AddOffsetsToTxn): the
  * coordinator of transactional_id is asked (here or over the network), then done(ctx, error)

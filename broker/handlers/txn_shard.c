@@ -10,6 +10,7 @@
 #include "broker/handlers/group_internal.h"
 #include "broker/handlers/txn_internal.h"
 #include "broker/log.h"
+#include "broker/txn/txn_added.h"
 #include "broker/group/group_records.h"
 #include "broker/txn/txn_records.h"
 #include "common/lm_assert.h"
@@ -43,6 +44,9 @@ struct tshard {
     /* Connections to the other nodes for WriteTxnMarkers (Kafka's marker channel). */
     struct tpeer *peers;
     size_t n_peers;
+    /* Partitions this shard saw added to transaction version 2 transactions (allocated on
+     * the first Produce v12 that needs it). */
+    struct txn_added *added;
 };
 
 struct tpeer {
@@ -1043,7 +1047,30 @@ void txn_shard_stop(struct hshard *hs)
     free(ts->cluster_loaded);
     free(ts->cluster_loading);
     free(ts->cluster_epoch);
+    free(ts->added);
     free(ts);
+}
+
+void txn_shard_added_counts(struct hshard *hs, uint64_t *asked, uint64_t *skipped)
+{
+    struct tshard *ts = hs->txn;
+    if (ts != NULL && ts->added != NULL) {
+        *asked = ts->added->misses;
+        *skipped = ts->added->hits;
+    }
+}
+
+struct txn_added *txn_shard_added(struct hshard *hs)
+{
+    struct tshard *ts = hs->txn;
+    if (ts == NULL || ts->stopping)
+        return NULL;
+    if (ts->added == NULL) {
+        ts->added = malloc(sizeof(*ts->added));
+        if (ts->added != NULL)
+            txn_added_init(ts->added);
+    }
+    return ts->added;
 }
 
 /* ---- setup ------------------------------------------------------------------------------------

@@ -26,10 +26,11 @@ import os
 import struct
 import sys
 import time
+import urllib.request
 
 HERE = os.path.dirname(__file__)
 sys.path.insert(0, os.path.join(HERE, "..", "harness"))
-from laminar_harness import Broker  # noqa: E402
+from laminar_harness import Broker, free_port  # noqa: E402
 from compat_util import check, restart_wait  # noqa: E402
 sys.path.insert(0, os.path.join(HERE, "..", "groups"))
 import kraw  # noqa: E402
@@ -40,7 +41,18 @@ from confluent_kafka.admin import AdminClient, NewTopic  # noqa: E402
 CONF = {
     # timed-out transactions are looked for every half second (Kafka: 10 s)
     "transaction.abort.timed.out.transaction.cleanup.interval.ms": 500,
+    # /metrics (tv2_wire reads laminar_txn_partition_checks_total)
+    "laminar.http.listener": "127.0.0.1:%d" % free_port(),
 }
+
+
+def txn_checks(outcome):
+    """laminar_txn_partition_checks_total{outcome} from /metrics (shard totals, stored at
+    each shard tick)."""
+    url = "http://%s/metrics" % CONF["laminar.http.listener"]
+    text = urllib.request.urlopen(url, timeout=10).read().decode()
+    key = 'laminar_txn_partition_checks_total{outcome="%s"} ' % outcome
+    return sum(int(ln[len(key):]) for ln in text.splitlines() if ln.startswith(key))
 
 
 def create(b, topic, partitions):
@@ -225,6 +237,19 @@ def tv2_wire(b):
     err, state, depoch, topics = kraw.describe_transaction(conn, "tx-tv2")
     check(err == 0 and state == "Ongoing" and topics == {"tv2w": [1]},
           "DescribeTransactions after the implicit add: %d %s %s" % (err, state, topics))
+    # the next batch to that partition in the same transaction does not ask the coordinator
+    # again (Kafka: the partition has the producer's transaction going on)
+    time.sleep(1.2)  # the shards store their counters at each tick (1 s)
+    asked0, skipped0 = txn_checks("asked"), txn_checks("skipped")
+    err, off = conn.produce("tv2w", 1, kraw.txn_batch(pid, epoch, 1, [b"again"]),
+                            transactional_id="tx-tv2", version=12)
+    check(err == 0 and off == 1, "a second Produce v12 in the transaction: error %d offset %d"
+          % (err, off))
+    time.sleep(1.2)
+    asked1, skipped1 = txn_checks("asked"), txn_checks("skipped")
+    check(asked0 >= 1 and asked1 == asked0 and skipped1 == skipped0 + 1,
+          "coordinator checks asked %d -> %d, skipped %d -> %d (want the second Produce "
+          "skipped)" % (asked0, asked1, skipped0, skipped1))
     # a Produce v11 (transaction version 1) to another partition is still verified
     err, _ = conn.produce("tv2w", 0, kraw.txn_batch(pid, epoch, 0, [b"stray"]),
                           transactional_id="tx-tv2", version=11)
@@ -245,7 +270,9 @@ def tv2_wire(b):
     err, state, depoch, topics = kraw.describe_transaction(conn, "tx-tv2")
     check(depoch == nepoch and state in ("PrepareCommit", "CompleteCommit"),
           "DescribeTransactions after EndTxn v5: %s epoch %d" % (state, depoch))
-    err, _ = conn.produce("tv2w", 1, kraw.txn_batch(pid, epoch, 1, [b"zombie"]),
+    # (the request's shard knows the partition added at the old epoch: the producer state,
+    # which the markers moved to the bumped epoch, refuses it)
+    err, _ = conn.produce("tv2w", 1, kraw.txn_batch(pid, epoch, 2, [b"zombie"]),
                           transactional_id="tx-tv2", version=12)
     check(err != 0, "a Produce v12 with the epoch before the bump was accepted")
     # the next transaction with the new epoch
@@ -255,8 +282,8 @@ def tv2_wire(b):
     err, _, e2 = kraw.end_txn_v5(conn, "tx-tv2", pid, nepoch, False)
     check(err == 0 and e2 == nepoch + 1, "EndTxn v5 abort: %d epoch %d" % (err, e2))
     conn.close()
-    got = read_all(b, "tv2w", 2, "read_committed", expect=1)
-    check(got == ["implicit"], "read_committed saw %s" % got)
+    got = read_all(b, "tv2w", 2, "read_committed", expect=2)
+    check(got == ["again", "implicit"], "read_committed saw %s" % got)  # (sorted)
     print("transaction version 2 on the wire: ok")
 
 

@@ -1,0 +1,54 @@
+#include "broker/txn/txn_added.h"
+
+#include <string.h>
+
+void txn_added_init(struct txn_added *c)
+{
+    for (size_t i = 0; i < TXN_ADDED_SLOTS; i++)
+        c->slot[i].producer_id = -1;
+    c->hits = c->misses = 0;
+}
+
+static size_t slot_of(int64_t producer_id, int16_t epoch, const uint8_t topic_id[16],
+                      int32_t partition)
+{
+    /* FNV-1a over the key */
+    uint64_t h = 1469598103934665603ull;
+    uint8_t key[8 + 2 + 4 + 16];
+    memcpy(key, &producer_id, 8);
+    memcpy(key + 8, &epoch, 2);
+    memcpy(key + 10, &partition, 4);
+    memcpy(key + 14, topic_id, 16);
+    for (size_t i = 0; i < sizeof(key); i++) {
+        h ^= key[i];
+        h *= 1099511628211ull;
+    }
+    return (size_t)(h % TXN_ADDED_SLOTS);
+}
+
+bool txn_added_has(struct txn_added *c, int64_t producer_id, int16_t epoch,
+                   const uint8_t topic_id[16], int32_t partition, uint64_t now_ms)
+{
+    const struct txn_added_entry *e = &c->slot[slot_of(producer_id, epoch, topic_id, partition)];
+    bool hit = producer_id >= 0 && e->producer_id == producer_id && e->epoch == epoch &&
+               e->partition == partition && memcmp(e->topic_id, topic_id, 16) == 0 &&
+               now_ms < e->at_ms + TXN_ADDED_TTL_MS;
+    if (hit)
+        c->hits++;
+    else
+        c->misses++;
+    return hit;
+}
+
+void txn_added_put(struct txn_added *c, int64_t producer_id, int16_t epoch,
+                   const uint8_t topic_id[16], int32_t partition, uint64_t now_ms)
+{
+    if (producer_id < 0)
+        return;
+    struct txn_added_entry *e = &c->slot[slot_of(producer_id, epoch, topic_id, partition)];
+    e->producer_id = producer_id;
+    e->epoch = epoch;
+    e->partition = partition;
+    memcpy(e->topic_id, topic_id, 16);
+    e->at_ms = now_ms;
+}
