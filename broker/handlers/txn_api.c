@@ -689,8 +689,9 @@ static bool item_topic_id(struct hshard *hs, const struct hwork *w, uint8_t id[1
 }
 
 /* The Produce error for a verification failure (Kafka's ReplicaManager): the coordinator's
- * retriable answers become NOT_ENOUGH_REPLICAS, which every client retries without a metadata
- * refresh; a fenced producer gets INVALID_PRODUCER_EPOCH as for its batches. */
+ * retriable answers become NOT_ENOUGH_REPLICAS, which every client retries (franz-go only
+ * after its next metadata refresh, up to seconds later); a fenced producer gets
+ * INVALID_PRODUCER_EPOCH as for its batches. */
 static int16_t produce_error(int16_t e)
 {
     switch (e) {

@@ -747,8 +747,19 @@ int lm_txn_init_pid(struct lm_txn_coord *c, int64_t now_ms, uint64_t token,
 
 /* txn_check is the common prefix of AddPartitions/AddOffsets/verify/EndTxn: the id's owner,
  * its producer id and epoch, and no change in flight. Returns 0 or the Kafka error. */
+static int16_t txn_check_id(struct lm_txn_coord *c, struct kafka_str tid, int64_t pid,
+                            int16_t epoch, bool pending_ok, struct txn_entry **out);
+
 static int16_t txn_check(struct lm_txn_coord *c, struct kafka_str tid, int64_t pid, int16_t epoch,
                          struct txn_entry **out)
+{
+    return txn_check_id(c, tid, pid, epoch, false, out);
+}
+
+/* txn_check with pending_ok: a change in flight is no refusal (the state checked is the one
+ * written so far). */
+static int16_t txn_check_id(struct lm_txn_coord *c, struct kafka_str tid, int64_t pid,
+                            int16_t epoch, bool pending_ok, struct txn_entry **out)
 {
     *out = NULL;
     if (tid.len <= 0)
@@ -761,7 +772,7 @@ static int16_t txn_check(struct lm_txn_coord *c, struct kafka_str tid, int64_t p
         return KAFKA_INVALID_PRODUCER_ID_MAPPING;
     if (e->cur.epoch != epoch)
         return KAFKA_PRODUCER_FENCED;
-    if (e->pending)
+    if (e->pending && !pending_ok)
         return KAFKA_CONCURRENT_TRANSACTIONS;
     *out = e;
     return 0;
@@ -812,11 +823,18 @@ static int add_parts(struct lm_txn_coord *c, int64_t now_ms, uint64_t token, uin
 }
 
 /* verify_parts is AddPartitionsToTxn verify_only (KIP-890 part 1): a partition leader asks
- * whether each partition was added to the producer's ongoing transaction. Nothing changes. */
+ * whether each partition was added to the producer's ongoing transaction. Nothing changes. As
+ * Kafka's handleVerifyPartitionsInTransaction, a change in flight (an add of other partitions,
+ * say) is not waited for: the answer is what was written so far (a partition counts once its
+ * add is written), and the append's producer-state check has the last word. Refusing with
+ * CONCURRENT_TRANSACTIONS instead made the Produce fail with NOT_ENOUGH_REPLICAS whenever the
+ * producer's next AddPartitionsToTxn was in flight, which franz-go retries only after its next
+ * metadata refresh (seconds). */
 static int verify_parts(struct lm_txn_coord *c, uint64_t token, const struct lm_txn_add_req *req)
 {
     struct txn_entry *e;
-    int16_t err = txn_check(c, req->transactional_id, req->producer_id, req->producer_epoch, &e);
+    int16_t err =
+        txn_check_id(c, req->transactional_id, req->producer_id, req->producer_epoch, true, &e);
     if (err == 0 && (e->cur.state == LM_TXN_PREPARE_COMMIT || e->cur.state == LM_TXN_PREPARE_ABORT))
         err = KAFKA_CONCURRENT_TRANSACTIONS;
     struct lm_txn_resp r;

@@ -459,6 +459,39 @@ static void test_records_golden(void **st)
 
 /* ---- directed scenarios ---- */
 
+/* A verify while another add is being written answers from what is written (Kafka's
+ * handleVerifyPartitionsInTransaction), not CONCURRENT_TRANSACTIONS. */
+static void test_verify_during_add(void **state)
+{
+    (void)state;
+    struct fx f;
+    fx_init(&f, 3);
+    const struct fx_resp *r = init_pid(&f, "t9", 30000, -1, -1);
+    assert_int_equal(r->err, 0);
+    int64_t pid = r->pid;
+    assert_int_equal(add(&f, "t9", pid, 0, "x", 1, false)->err, 0);
+    uint64_t ta = g_token++, tv = g_token++, tz = g_token++;
+    struct lm_txn_topic_partition z = {S("z"), 0}, x = {S("x"), 1};
+    struct lm_txn_add_req ra = {S("t9"), pid, 0, 1, &z, false, false};
+    assert_int_equal(lm_txn_add_partitions(f.c, f.now, ta, &ra), 0);
+    pump(&f); /* written, not committed yet */
+    struct lm_txn_add_req rv = {S("t9"), pid, 0, 1, &x, true, false};
+    assert_int_equal(lm_txn_add_partitions(f.c, f.now, tv, &rv), 0);
+    struct lm_txn_add_req rz = {S("t9"), pid, 0, 1, &z, true, false};
+    assert_int_equal(lm_txn_add_partitions(f.c, f.now, tz, &rz), 0);
+    pump(&f);
+    const struct fx_resp *v = last_resp(&f, tv);
+    assert_int_equal(v->err, 0);
+    assert_int_equal(v->part_err[0], 0);
+    v = last_resp(&f, tz); /* its add is not written yet */
+    assert_int_equal(v->err, 0);
+    assert_int_equal(v->part_err[0], KAFKA_INVALID_TXN_STATE);
+    settle_writes(&f);
+    assert_int_equal(last_resp(&f, ta)->err, 0);
+    assert_int_equal(add(&f, "t9", pid, 0, "z", 0, true)->part_err[0], 0);
+    fx_deinit(&f);
+}
+
 static void test_commit_and_abort(void **st)
 {
     (void)st;
@@ -1251,6 +1284,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_records_golden),
         cmocka_unit_test(test_commit_and_abort),
+        cmocka_unit_test(test_verify_during_add),
         cmocka_unit_test(test_init_errors_and_fencing),
         cmocka_unit_test(test_epoch_exhaustion_rotates_producer_id),
         cmocka_unit_test(test_timeout_expiry_and_recovery),
