@@ -422,8 +422,13 @@ def client_epoch_bump_dups(load, nodes, dups, seen):
         copies = sorted(seen[v], key=lambda at: at[2])
         batches = []
         for at in copies[:2]:
-            if at not in cache:
-                cache[at] = batch_from_leader(nodes, *at)
+            # the leader may be busy or moving (a loaded machine): an answer that is not a
+            # batch is asked again before the duplicate counts as unexplained
+            for attempt in range(5):
+                if at not in cache or BATCH_RE.search(cache[at]) is None:
+                    if attempt:
+                        time.sleep(2)
+                    cache[at] = batch_from_leader(nodes, *at)
             m = BATCH_RE.search(cache[at])
             batches.append(None if m is None else
                            (int(m.group(4)), int(m.group(5)), int(m.group(6))))
@@ -713,11 +718,14 @@ def read_all(node, topics):
     c.assign(tps)
     seen = {}
     left = {(tp.topic, tp.partition) for tp in tps}
+    # a minute without a record ends it (not a minute in all: a long campaign leaves millions
+    # of records, which a loaded machine reads for minutes)
     deadline = time.monotonic() + 60
     while left and time.monotonic() < deadline:
         m = c.poll(0.5)
         if m is None or m.error():
             continue
+        deadline = time.monotonic() + 60
         # the same position handed out again by the client (a refetch) is one record; the
         # same value at two positions is a duplicate in the log
         at = seen.setdefault(m.value().decode(), [])
