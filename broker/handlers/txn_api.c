@@ -662,6 +662,8 @@ struct pv_ctx {
     /* transaction version 2: the partitions confirmed go to the shard's cache */
     struct txn_added *added;
     uint8_t (*topic_ids)[16]; /* op partition i's topic id (all zero: not known) */
+    struct txn_added *order;  /* the cache whose txn_added_begin this holds (NULL: none) */
+    int order_token;
 };
 
 /* A transactional batch the coordinator has to be asked about: its header in *h. */
@@ -711,6 +713,8 @@ static void pv_post(struct treq *t)
 {
     struct pv_ctx *v = t->ctx;
     struct top *op = &t->ops[0];
+    if (v->order != NULL)
+        txn_added_end(v->order, v->order_token);
     for (int32_t i = 0; i < op->in.add.n_partitions; i++) {
         int16_t e = op->part_errors[i];
         if (e == KAFKA_NONE) {
@@ -758,12 +762,22 @@ bool txn_produce_verify(struct broker_req *req, struct kafka_str transactional_i
     /* Transaction version 2: a partition already added to this transaction (same producer id
      * and epoch) is not asked about again, as Kafka skips a partition with the producer's
      * transaction going on (txn_added.h for why that holds). */
-    struct txn_added *added = implicit ? txn_shard_added(hs) : NULL;
+    struct txn_added *shard_added = implicit ? txn_shard_added(hs) : NULL;
+    struct txn_added *added = shard_added;
     uint8_t(*ids)[16] = added != NULL ? h_alloc(req, n, 16) : NULL;
     bool *skip = added != NULL ? h_alloc(req, n, sizeof(bool)) : NULL;
     if (ids == NULL || skip == NULL)
         added = NULL;
     uint64_t now = broker_now_ms();
+    /* nothing skips while an earlier request of the producer is with the coordinator */
+    bool may_skip = false;
+    for (size_t i = 0; i < n && added != NULL; i++) {
+        struct kafka_batch_header h;
+        if (txn_batch(&items[i], &h)) {
+            may_skip = !txn_added_busy(added, h.producer_id);
+            break;
+        }
+    }
     int64_t pid = -1;
     int16_t epoch = -1;
     size_t m = 0;
@@ -771,7 +785,7 @@ bool txn_produce_verify(struct broker_req *req, struct kafka_str transactional_i
         struct kafka_batch_header h;
         if (!txn_batch(&items[i], &h))
             continue;
-        if (added != NULL) {
+        if (added != NULL && may_skip) {
             if (!item_topic_id(hs, &items[i], ids[i]))
                 memset(ids[i], 0, 16);
             else if (txn_added_has(added, h.producer_id, h.producer_epoch, ids[i],
@@ -796,6 +810,7 @@ bool txn_produce_verify(struct broker_req *req, struct kafka_str transactional_i
     v->items = items;
     v->n = n;
     v->f = f;
+    v->order = NULL;
     v->added = added;
     v->topic_ids = added != NULL ? h_alloc(req, m, 16) : NULL;
     if (added != NULL && v->topic_ids == NULL)
@@ -823,6 +838,10 @@ bool txn_produce_verify(struct broker_req *req, struct kafka_str transactional_i
                                                !implicit,        implicit};
     if (coord != hs->node->cfg->node_id)
         t->ops[0].remote_node = coord;
+    if (shard_added != NULL) {
+        v->order = shard_added;
+        v->order_token = txn_added_begin(shard_added, pid);
+    }
     treq_issue(t);
     return true;
 }

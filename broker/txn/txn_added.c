@@ -2,11 +2,56 @@
 
 #include <string.h>
 
+#include "common/lm_assert.h"
+
 void txn_added_init(struct txn_added *c)
 {
     for (size_t i = 0; i < TXN_ADDED_SLOTS; i++)
         c->slot[i].producer_id = -1;
     c->hits = c->misses = 0;
+    memset(c->inflight, 0, sizeof(c->inflight));
+    c->inflight_other = 0;
+}
+
+bool txn_added_busy(const struct txn_added *c, int64_t producer_id)
+{
+    if (c->inflight_other > 0)
+        return true;
+    for (size_t i = 0; i < TXN_ADDED_INFLIGHT; i++)
+        if (c->inflight[i].n > 0 && c->inflight[i].producer_id == producer_id)
+            return true;
+    return false;
+}
+
+int txn_added_begin(struct txn_added *c, int64_t producer_id)
+{
+    int free_slot = -1;
+    for (int i = 0; i < TXN_ADDED_INFLIGHT; i++) {
+        if (c->inflight[i].n > 0 && c->inflight[i].producer_id == producer_id) {
+            c->inflight[i].n++;
+            return i;
+        }
+        if (c->inflight[i].n == 0 && free_slot < 0)
+            free_slot = i;
+    }
+    if (free_slot < 0) {
+        c->inflight_other++;
+        return -1;
+    }
+    c->inflight[free_slot].producer_id = producer_id;
+    c->inflight[free_slot].n = 1;
+    return free_slot;
+}
+
+void txn_added_end(struct txn_added *c, int token)
+{
+    if (token < 0) {
+        LM_ASSERT(c->inflight_other > 0);
+        c->inflight_other--;
+        return;
+    }
+    LM_ASSERT(token < TXN_ADDED_INFLIGHT && c->inflight[token].n > 0);
+    c->inflight[token].n--;
 }
 
 static size_t slot_of(int64_t producer_id, int16_t epoch, const uint8_t topic_id[16],

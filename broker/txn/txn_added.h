@@ -13,7 +13,14 @@
  * The fencing rests on the partition's producer state still holding the producer, which it
  * forgets when idle or crowded out; an entry is therefore believed for TXN_ADDED_TTL_MS only.
  * Direct-mapped and bounded (TXN_ADDED_SLOTS entries, a colliding entry replaces the older):
- * forgetting costs one more coordinator call, never a wrong answer. */
+ * forgetting costs one more coordinator call, never a wrong answer.
+ *
+ * Order: a client pipelines Produce requests on its connection, and the partitions append
+ * them in the order they reach them. A request that skips the coordinator would overtake an
+ * earlier one of the same producer still waiting for it (its batches then out of sequence,
+ * OUT_OF_ORDER_SEQUENCE_NUMBER), so nothing of a producer skips while one of its requests is
+ * with the coordinator (txn_added_busy); those requests stay in order there, as the
+ * coordinator answers one producer's adds in order. */
 #ifndef LAMINAR_BROKER_TXN_TXN_ADDED_H
 #define LAMINAR_BROKER_TXN_TXN_ADDED_H
 
@@ -31,9 +38,18 @@ struct txn_added_entry {
     uint64_t at_ms; /* when the coordinator confirmed it */
 };
 
+#define TXN_ADDED_INFLIGHT 64
+
 struct txn_added {
     struct txn_added_entry slot[TXN_ADDED_SLOTS];
     uint64_t hits, misses;
+    /* requests with the coordinator, per producer (n > 0: slot in use), and those of
+     * producers no slot was free for (then every producer counts as busy) */
+    struct {
+        int64_t producer_id;
+        uint32_t n;
+    } inflight[TXN_ADDED_INFLIGHT];
+    uint32_t inflight_other;
 };
 
 void txn_added_init(struct txn_added *c);
@@ -44,5 +60,12 @@ bool txn_added_has(struct txn_added *c, int64_t producer_id, int16_t epoch,
 /* Records a confirmation at now_ms (replacing whatever shared its slot). */
 void txn_added_put(struct txn_added *c, int64_t producer_id, int16_t epoch,
                    const uint8_t topic_id[16], int32_t partition, uint64_t now_ms);
+
+/* Whether a request of producer_id is with the coordinator (nothing of it may skip). */
+bool txn_added_busy(const struct txn_added *c, int64_t producer_id);
+/* A request of producer_id goes to the coordinator; returns the token to end it with. */
+int txn_added_begin(struct txn_added *c, int64_t producer_id);
+/* Its answer came (token from txn_added_begin). */
+void txn_added_end(struct txn_added *c, int token);
 
 #endif

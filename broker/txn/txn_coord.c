@@ -1020,13 +1020,17 @@ static int end_tv2(struct lm_txn_coord *c, int64_t now_ms, uint64_t token,
                       md->epoch == req->producer_epoch + 1;
     if (md->pid != req->producer_id && !retry_overflow)
         return answer_now(c, token, kind, KAFKA_INVALID_PRODUCER_ID_MAPPING, 0, NULL);
+    /* Markers out: the transaction is completing (Kafka's pending CompleteCommit/CompleteAbort,
+     * checked before the epoch since KAFKA-18464), and every EndTxn is asked to come again,
+     * whatever its epoch. The Java client sends the next transaction's EndTxn, under the bumped
+     * epoch this one answered, as soon as it has nothing left to send; refused as fenced, that
+     * was fatal to it (bench/txn, a transaction a few milliseconds long). Once complete, the
+     * epoch decides: a retry gets the answer again, a stale epoch PRODUCER_FENCED. */
+    if (md->state == LM_TXN_PREPARE_COMMIT || md->state == LM_TXN_PREPARE_ABORT)
+        return answer_now(c, token, kind, KAFKA_CONCURRENT_TRANSACTIONS, 0, NULL);
     bool same = md->pid == req->producer_id && md->epoch == req->producer_epoch;
     bool valid;
     switch (md->state) {
-    case LM_TXN_PREPARE_COMMIT:
-    case LM_TXN_PREPARE_ABORT:
-        valid = retry_bump;
-        break;
     case LM_TXN_COMPLETE_COMMIT:
     case LM_TXN_COMPLETE_ABORT:
         valid = retry_bump || retry_overflow || same;
@@ -1054,14 +1058,6 @@ static int end_tv2(struct lm_txn_coord *c, int64_t now_ms, uint64_t token,
             return retry ? end_answer(c, token, 0, md->pid, md->epoch)
                          : prepare_end(c, e, now_ms, token, false, true);
         return answer_now(c, token, kind, KAFKA_INVALID_TXN_STATE, 0, NULL);
-    case LM_TXN_PREPARE_COMMIT:
-        return answer_now(c, token, kind,
-                          commit ? KAFKA_CONCURRENT_TRANSACTIONS : KAFKA_INVALID_TXN_STATE, 0,
-                          NULL);
-    case LM_TXN_PREPARE_ABORT:
-        return answer_now(c, token, kind,
-                          commit ? KAFKA_INVALID_TXN_STATE : KAFKA_CONCURRENT_TRANSACTIONS, 0,
-                          NULL);
     case LM_TXN_EMPTY:
         /* tv2 lets a producer abort a transaction it never added a partition to */
         if (!commit)

@@ -287,6 +287,96 @@ def tv2_wire(b):
     print("transaction version 2 on the wire: ok")
 
 
+def produce_many(topic, batches, tid):
+    """A Produce v12 body: batches {partition: batch} of one topic, transactional id tid."""
+    t, i = topic.encode(), tid.encode()
+    body = bytearray(kraw.uvarint(len(i) + 1) + i)
+    body += struct.pack(">hi", -1, 30000)
+    body += kraw.uvarint(2) + kraw.uvarint(len(t) + 1) + t
+    body += kraw.uvarint(len(batches) + 1)
+    for p, batch in sorted(batches.items()):
+        body += struct.pack(">i", p) + kraw.uvarint(len(batch) + 1) + batch + b"\x00"
+    body += b"\x00\x00"  # topic and request tags
+    return bytes(body)
+
+
+def produce_errors(r):
+    """{partition: error code} of a Produce v12 response body (one topic)."""
+    ntopics, pos = kraw.read_uv(r, 0)
+    assert ntopics - 1 == 1
+    nlen, pos = kraw.read_uv(r, pos)
+    pos += nlen - 1
+    nparts, pos = kraw.read_uv(r, pos)
+    out = {}
+    for _ in range(nparts - 1):
+        idx, err = struct.unpack(">ih", r[pos:pos + 6])
+        out[idx] = err
+        pos += 6 + 8 + 8 + 8  # index, error, base offset, log append time, log start
+        n, pos = kraw.read_uv(r, pos)  # record errors
+        assert n - 1 == 0
+        msg, pos = kraw.read_uv(r, pos)  # error message (compact nullable)
+        pos += max(msg - 1, 0)
+        tags, pos = kraw.read_uv(r, pos)
+        assert tags == 0
+    return out
+
+
+def tv2_pipelined(b):
+    """Produce v12 requests pipelined on one connection keep their order: the second names a
+    partition not in the transaction yet (the leader asks the coordinator to add it), the
+    third only partitions already added. The third must not be appended before the second
+    (its batches would be out of sequence: OUT_OF_ORDER_SEQUENCE_NUMBER, fatal to the
+    transaction), even though the leader knows its partitions are in the transaction."""
+    create(b, "tv2p", 4)
+    conn = kraw.Conn(b.host, b.port)
+    deadline = time.monotonic() + 30
+    while True:  # (the coordinator may be loading: COORDINATOR_* errors are retried)
+        conn.call(10, 1, kraw.s16str("tx-pipe") + b"\x01", False)  # FindCoordinator
+        r = conn.call(22, 1, kraw.s16str("tx-pipe") + struct.pack(">i", 60000), False)
+        _thr, err, pid, epoch = struct.unpack(">ihqh", r[:16])
+        if err not in (14, 15, 16) or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    check(err == 0, "InitProducerId tx-pipe: %d" % err)
+    for rnd in range(20):
+        base = 0  # each EndTxn v5 bumps the epoch: sequences start again at 0
+        first = {p: kraw.txn_batch(pid, epoch, base, [b"r%d-p%d-s0" % (rnd, p)]) for p in range(3)}
+        errs = produce_errors(conn.call(0, 12, produce_many("tv2p", first, "tx-pipe"), True))
+        check(set(errs.values()) == {0}, "round %d, first Produce: %s" % (rnd, errs))
+        second = {p: kraw.txn_batch(pid, epoch, base + 1, [b"r%d-p%d-s1" % (rnd, p)])
+                  for p in range(3)}
+        second[3] = kraw.txn_batch(pid, epoch, 0, [b"r%d-p3" % rnd])
+        third = {p: kraw.txn_batch(pid, epoch, base + 2, [b"r%d-p%d-s2" % (rnd, p)])
+                 for p in range(3)}
+        # sent back to back, answered in order
+        for body in (produce_many("tv2p", second, "tx-pipe"),
+                     produce_many("tv2p", third, "tx-pipe")):
+            conn.corr += 1
+            hdr = struct.pack(">hhih", 0, 12, conn.corr, 4) + b"kraw" + b"\x00"
+            conn.s.sendall(struct.pack(">i", len(hdr) + len(body)) + hdr + body)
+        for what in ("second", "third"):
+            resp = conn._recv(struct.unpack(">i", conn._recv(4))[0])
+            errs = produce_errors(resp[5:])
+            check(set(errs.values()) == {0}, "round %d, %s Produce (pipelined): %s"
+                  % (rnd, what, errs))
+        err, _npid, nepoch = kraw.end_txn_v5(conn, "tx-pipe", pid, epoch, rnd % 2 == 0)
+        check(err == 0, "round %d: EndTxn v5: %d" % (rnd, err))
+        epoch = nepoch
+        # the next round's batches wait for nothing: markers out is CONCURRENT_TRANSACTIONS
+        # for the implicit add, answered NOT_ENOUGH_REPLICAS to the Produce; wait it out
+        deadline = time.monotonic() + 20
+        while True:
+            err, state, _e, _t = kraw.describe_transaction(conn, "tx-pipe")
+            if state in ("CompleteCommit", "CompleteAbort") or time.monotonic() > deadline:
+                break
+            time.sleep(0.02)
+    conn.close()
+    got = read_all(b, "tv2p", 4, "read_committed", expect=70)
+    want = sorted(["r%d-p%d-s%d" % (rnd, p, k) for rnd in range(0, 20, 2) for p in range(3)
+                   for k in range(3)] + ["r%d-p3" % rnd for rnd in range(0, 20, 2)])
+    check(got == want, "read_committed saw %d records, want %d" % (len(got), len(want)))
+    print("transaction version 2, pipelined Produce requests: ok")
+
 def consume_transform_produce(b):
     create(b, "ctp-in", 1)
     create(b, "ctp-out", 1)
@@ -352,6 +442,7 @@ def main():
             zombie(b)
             verify_before_write(b)
             tv2_wire(b)
+            tv2_pipelined(b)
             kill_open(b)
             kill_after_commit(b)
             consume_transform_produce(b)

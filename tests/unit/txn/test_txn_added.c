@@ -63,11 +63,47 @@ static void test_bounded_and_replacing(void **state)
     free(c);
 }
 
+/* Requests with the coordinator keep their producer busy until each one's answer came, also
+ * past the table's size. */
+static void test_busy_while_with_the_coordinator(void **state)
+{
+    (void)state;
+    struct txn_added *c = malloc(sizeof(*c));
+    assert_non_null(c);
+    txn_added_init(c);
+    assert_false(txn_added_busy(c, 5));
+    int a = txn_added_begin(c, 5), b = txn_added_begin(c, 5);
+    assert_true(txn_added_busy(c, 5));
+    assert_false(txn_added_busy(c, 6));
+    txn_added_end(c, a);
+    assert_true(txn_added_busy(c, 5)); /* b is still out */
+    txn_added_end(c, b);
+    assert_false(txn_added_busy(c, 5));
+    /* more producers than slots: the ones without a slot make everyone busy */
+    int tok[TXN_ADDED_INFLIGHT + 2];
+    for (int i = 0; i < TXN_ADDED_INFLIGHT + 2; i++)
+        tok[i] = txn_added_begin(c, 100 + i);
+    assert_true(txn_added_busy(c, 7));
+    for (int i = 0; i < TXN_ADDED_INFLIGHT; i++)
+        txn_added_end(c, tok[i]);
+    assert_true(txn_added_busy(c, 7)); /* the last two are out, without a slot */
+    /* a slot freed meanwhile does not take the end of a request counted without one */
+    int d = txn_added_begin(c, 100 + TXN_ADDED_INFLIGHT);
+    txn_added_end(c, tok[TXN_ADDED_INFLIGHT]);
+    txn_added_end(c, tok[TXN_ADDED_INFLIGHT + 1]);
+    assert_true(txn_added_busy(c, 100 + TXN_ADDED_INFLIGHT));
+    assert_false(txn_added_busy(c, 7));
+    txn_added_end(c, d);
+    assert_false(txn_added_busy(c, 100 + TXN_ADDED_INFLIGHT));
+    free(c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_hits_only_what_was_confirmed),
         cmocka_unit_test(test_bounded_and_replacing),
+        cmocka_unit_test(test_busy_while_with_the_coordinator),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

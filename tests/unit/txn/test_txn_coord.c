@@ -698,8 +698,12 @@ static void test_tv2_epoch_bump(void **st)
     assert_int_equal(r->epoch, 1);
     assert_int_equal(f.n_mk, 2);
     assert_true(f.mk[0].commit && f.mk[0].epoch == 1 && f.mk[1].epoch == 1);
-    /* a retry while the markers are out is CONCURRENT_TRANSACTIONS, an older epoch fenced */
+    /* while the markers are out every EndTxn is CONCURRENT_TRANSACTIONS (Kafka's pending
+     * CompleteCommit, before the epoch check): a retry, and the next transaction's end under
+     * the bumped epoch, which the Java client sends as soon as it has nothing to send */
     assert_int_equal(end2(&f, "v", pid, 0, true)->err, KAFKA_CONCURRENT_TRANSACTIONS);
+    assert_int_equal(end2(&f, "v", pid, 1, true)->err, KAFKA_CONCURRENT_TRANSACTIONS);
+    assert_int_equal(end2(&f, "v", pid, 1, false)->err, KAFKA_CONCURRENT_TRANSACTIONS);
     settle(&f);
     assert_int_equal(state_of(&f, "v"), LM_TXN_COMPLETE_COMMIT);
     /* the retry of the finished commit (epoch one below) is answered again, not fenced */
