@@ -1043,13 +1043,18 @@ static int end_tv2(struct lm_txn_coord *c, int64_t now_ms, uint64_t token,
         return answer_now(c, token, kind, KAFKA_PRODUCER_FENCED, 0, NULL);
     bool retry = retry_bump || retry_overflow;
     bool commit = req->commit;
+    /* a commit of a transaction with nothing added yet, under the current epoch (not a
+     * retry): its batches may be just behind it (LM_TXN_EARLY_END_MS) */
+    int16_t empty_commit = now_ms - md->update_ts_ms < LM_TXN_EARLY_END_MS
+                               ? KAFKA_CONCURRENT_TRANSACTIONS
+                               : KAFKA_INVALID_TXN_STATE;
     switch (md->state) {
     case LM_TXN_ONGOING:
         return prepare_end(c, e, now_ms, token, commit, true);
     case LM_TXN_COMPLETE_COMMIT:
         if (commit)
             return retry ? end_answer(c, token, 0, md->pid, md->epoch)
-                         : answer_now(c, token, kind, KAFKA_INVALID_TXN_STATE, 0, NULL);
+                         : answer_now(c, token, kind, empty_commit, 0, NULL);
         if (retry)
             return answer_now(c, token, kind, KAFKA_INVALID_TXN_STATE, 0, NULL);
         return prepare_end(c, e, now_ms, token, false, true);
@@ -1057,12 +1062,12 @@ static int end_tv2(struct lm_txn_coord *c, int64_t now_ms, uint64_t token,
         if (!commit)
             return retry ? end_answer(c, token, 0, md->pid, md->epoch)
                          : prepare_end(c, e, now_ms, token, false, true);
-        return answer_now(c, token, kind, KAFKA_INVALID_TXN_STATE, 0, NULL);
+        return answer_now(c, token, kind, retry ? KAFKA_INVALID_TXN_STATE : empty_commit, 0, NULL);
     case LM_TXN_EMPTY:
         /* tv2 lets a producer abort a transaction it never added a partition to */
         if (!commit)
             return prepare_end(c, e, now_ms, token, false, true);
-        return answer_now(c, token, kind, KAFKA_INVALID_TXN_STATE, 0, NULL);
+        return answer_now(c, token, kind, empty_commit, 0, NULL);
     default:
         return answer_now(c, token, kind, KAFKA_INVALID_TXN_STATE, 0, NULL);
     }

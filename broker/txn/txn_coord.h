@@ -51,6 +51,13 @@
 #define LM_TXN_MARKER_TIMEOUT_MS 30000 /* before an unanswered marker is sent again */
 #define LM_TXN_PARKED_MAX        64    /* implicit adds of one id waiting for its change */
 #define LM_TXN_PARKED_TIMEOUT_MS 5000  /* before a waiting implicit add is answered a retry */
+/* Transaction version 2: how long after a transaction ended (or the id was initialised) an
+ * EndTxn commit that finds nothing added is asked to come again (CONCURRENT_TRANSACTIONS)
+ * rather than refused (INVALID_TXN_STATE, Kafka's answer, fatal to the producer): the Java
+ * client 4.1 can send a transaction's EndTxn just before its first batches (its sender checks
+ * for unsent batches before the application's last send lands), and those batches add the
+ * partitions a moment later. A commit that is still empty after it gets Kafka's answer. */
+#define LM_TXN_EARLY_END_MS 1000
 
 /* Kafka's TransactionState ids, as stored in TransactionLogValue.TransactionStatus. */
 enum lm_txn_state {

@@ -674,6 +674,34 @@ static void test_timeout_expiry_and_recovery(void **st)
 /* Transaction version 2 (KIP-890 part 2): implicit adds, the epoch bump on every EndTxn (its
  * answer and its markers), retries answered instead of fenced, empty aborts, the timeout
  * abort, the next producer id over an exhausted epoch kept in the log across a fail-over. */
+/* The Java client's early EndTxn (transaction version 2): the commit of the next transaction
+ * comes before its first batch; asked to come again, it commits that batch once the batch's
+ * implicit add came. */
+static void test_tv2_early_end(void **st)
+{
+    (void)st;
+    struct fx f;
+    fx_init(&f, 1);
+    const struct fx_resp *r = init_pid(&f, "w", 30000, -1, -1);
+    int64_t pid = r->pid;
+    assert_int_equal(add2(&f, "w", pid, 0, "x", 0)->err, 0);
+    r = end2(&f, "w", pid, 0, true);
+    assert_int_equal(r->err, 0);
+    int16_t e1 = r->epoch;
+    settle(&f);
+    assert_int_equal(state_of(&f, "w"), LM_TXN_COMPLETE_COMMIT);
+    f.now += 5;
+    assert_int_equal(end2(&f, "w", pid, e1, true)->err, KAFKA_CONCURRENT_TRANSACTIONS);
+    assert_int_equal(add2(&f, "w", pid, e1, "x", 0)->err, 0); /* the batch, a moment later */
+    f.now += 100;
+    r = end2(&f, "w", pid, e1, true); /* the client's retry */
+    assert_int_equal(r->err, 0);
+    assert_int_equal(r->epoch, e1 + 1);
+    settle(&f);
+    assert_int_equal(state_of(&f, "w"), LM_TXN_COMPLETE_COMMIT);
+    fx_deinit(&f);
+}
+
 static void test_tv2_epoch_bump(void **st)
 {
     (void)st;
@@ -714,7 +742,11 @@ static void test_tv2_epoch_bump(void **st)
     assert_int_equal(end2(&f, "v", pid, 0, false)->err, KAFKA_INVALID_TXN_STATE);
     /* an epoch further back is a zombie */
     assert_int_equal(add2(&f, "v", pid, 0, "x", 0)->err, KAFKA_PRODUCER_FENCED);
-    /* a commit with nothing open is refused; an abort with nothing added bumps the epoch */
+    /* a commit with nothing open is asked to come again just after the last end (its
+     * batches may be right behind it, LM_TXN_EARLY_END_MS), refused after that; an abort with
+     * nothing added bumps the epoch */
+    assert_int_equal(end2(&f, "v", pid, 1, true)->err, KAFKA_CONCURRENT_TRANSACTIONS);
+    f.now += LM_TXN_EARLY_END_MS;
     assert_int_equal(end2(&f, "v", pid, 1, true)->err, KAFKA_INVALID_TXN_STATE);
     r = end2(&f, "v", pid, 1, false);
     assert_int_equal(r->err, 0);
@@ -1293,6 +1325,7 @@ int main(void)
         cmocka_unit_test(test_epoch_exhaustion_rotates_producer_id),
         cmocka_unit_test(test_timeout_expiry_and_recovery),
         cmocka_unit_test(test_tv2_epoch_bump),
+        cmocka_unit_test(test_tv2_early_end),
         cmocka_unit_test(test_tv2_epoch_overflow),
         cmocka_unit_test(test_property),
     };
