@@ -60,6 +60,24 @@ def main():
         got = tf.explained_by_epoch_bump(a, b, f)
         print("%s: %s -> %s" % ("ok" if got == want else "FAIL", name, got))
         bad += got != want
+    # three copies (5-node split, seed 1003): sent under epochs 78, 79 and 80, the first two
+    # timed out (possibly persisted), each landed
+    timed_out = [("Local: Timed out", "Retry,MsgPossiblyPersisted")]
+    e78, e79, e80 = (10000, 78, 0), (10000, 79, 0), (10000, 80, 0)
+    chains = [
+        ("three copies, each bump after a possibly persisted failure", [e78, e79, e80],
+         [timed_out, timed_out, []], True),
+        ("three copies, the second not possibly persisted", [e78, e79, e80],
+         [timed_out, [], []], False),
+        ("three copies, one under the same epoch", [e78, e79, (10000, 79, 1)],
+         [timed_out, timed_out, []], False),
+        ("a single copy is no duplicate", [e78], [timed_out], False),
+    ]
+    for name, batches, fails, want in chains:
+        got = tf.explained_copies(batches, fails)
+        print("%s: %s -> %s" % ("ok" if got == want else "FAIL", name, got))
+        bad += got != want
+    cases += chains
     if bad:
         print("FAIL: %d case(s)" % bad)
         return 1

@@ -393,6 +393,21 @@ def explained_by_epoch_bump(first, second, failures):
     return all(e.startswith(NOT_LEADER_ERR) for e, a in failures if "MsgNotPersisted" in a)
 
 
+# the most copies of one record the epoch-bump rule is applied to (each bump after a
+# possibly-persisted failure adds one: three copies after two bumps were seen, 5-node split)
+COPIES_EXPLAINED_MAX = 5
+
+
+def explained_copies(batches, failures):
+    """Whether the copies of one record, in batches (producer id, epoch, base sequence) in log
+    order, are all explained by librdkafka's epoch bumps: each copy but the last failed
+    possibly-persisted (failures[k], the producer's log for copy k's batch) and the next came
+    under a later epoch of the same producer id (explained_by_epoch_bump pair by pair)."""
+    return len(batches) >= 2 and all(
+        explained_by_epoch_bump(batches[k], batches[k + 1], failures[k])
+        for k in range(len(batches) - 1))
+
+
 def client_epoch_bump_dups(load, nodes, dups, seen):
     """Splits duplicates into those the client explains and the others. librdkafka's idempotent
     producer bumps its epoch when messages time out, and then sends again, under the new epoch
@@ -421,7 +436,7 @@ def client_epoch_bump_dups(load, nodes, dups, seen):
                 pass
         copies = sorted(seen[v], key=lambda at: at[2])
         batches = []
-        for at in copies[:2]:
+        for at in copies[:COPIES_EXPLAINED_MAX]:
             # the leader may be busy or moving (a loaded machine): an answer that is not a
             # batch is asked again before the duplicate counts as unexplained
             for attempt in range(5):
@@ -433,14 +448,19 @@ def client_epoch_bump_dups(load, nodes, dups, seen):
             batches.append(None if m is None else
                            (int(m.group(4)), int(m.group(5)), int(m.group(6))))
         ok = False
-        if len(copies) == 2 and None not in batches:
-            failures = failed[idx].get((copies[0][0], copies[0][1], batches[0][2]), [])
-            ok = explained_by_epoch_bump(batches[0], batches[1], failures)
+        if 2 <= len(copies) <= COPIES_EXPLAINED_MAX and None not in batches:
+            # each copy but the last: its batch failed possibly-persisted, and the next copy
+            # came under a later epoch (a bump after each such failure, as many as happened)
+            fails = [failed[idx].get((copies[k][0], copies[k][1], batches[k][2]), [])
+                     for k in range(len(copies))]
+            ok = explained_copies(batches, fails)
             if len(evidence) < 3:
-                evidence.append("%s: %s (client: %s) then %s"
+                evidence.append("%s: %s (client: %s) then %s%s"
                                 % (v, cache[copies[0]],
-                                   [a for _, a in failures] or "no failure logged",
-                                   cache[copies[1]]))
+                                   [a for _, a in fails[0]] or "no failure logged",
+                                   cache[copies[1]],
+                                   " and %d more copies" % (len(copies) - 2)
+                                   if len(copies) > 2 else ""))
         (explained if ok else other).append(v)
     return explained, other, evidence
 
