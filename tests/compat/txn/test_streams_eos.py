@@ -41,11 +41,13 @@ N_IN = 3000
 class App:
     """The Streams application as a child JVM; its output lines are collected by a thread."""
 
-    def __init__(self, bootstrap, state_dir, name):
+    def __init__(self, bootstrap, state_dir, name, seconds=150, rf=1):
+        """rf: the replication factor of the application's internal topics."""
         cp = os.path.join(JAVA, "lib", "*") + ":" + os.path.join(JAVA, "classes")
         self.name = name
         self.lines = []
-        self.proc = subprocess.Popen(java_cmd(cp, "StreamsEos", bootstrap, state_dir, "150"),
+        self.proc = subprocess.Popen(java_cmd(cp, "StreamsEos", bootstrap, state_dir,
+                                              str(seconds), str(rf)),
                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         self.thread = threading.Thread(target=self._read, daemon=True)
         self.thread.start()

@@ -18,7 +18,9 @@ import org.apache.kafka.streams.kstream.Produced;
  * input record gives one output record. Prints "STATE <new state>" lines; runs until killed or
  * until maxSeconds pass, then closes and exits 0.
  *
- *     java -cp lib/*:classes StreamsEos host:port stateDir maxSeconds
+ *     java -cp lib/*:classes StreamsEos host:port[,host:port...] stateDir maxSeconds [rf]
+ *
+ * rf: the replication factor of the internal topics (1 when not given; 3 on a 3-node cluster).
  */
 public class StreamsEos {
     public static void main(String[] args) throws Exception {
@@ -33,7 +35,7 @@ public class StreamsEos {
         p.put(StreamsConfig.producerPrefix(ProducerConfig.LINGER_MS_CONFIG), 0);
         p.put(StreamsConfig.STATESTORE_CACHE_MAX_BYTES_CONFIG, 0);
         p.put(StreamsConfig.NUM_STREAM_THREADS_CONFIG, 1);
-        p.put(StreamsConfig.REPLICATION_FACTOR_CONFIG, 1);
+        p.put(StreamsConfig.REPLICATION_FACTOR_CONFIG, args.length > 3 ? Integer.parseInt(args[3]) : 1);
         // the killed instance's group membership ends after this long, so the restarted one
         // gets the tasks without waiting Kafka's default 45 s
         p.put(StreamsConfig.consumerPrefix(ConsumerConfig.SESSION_TIMEOUT_MS_CONFIG), 6000);
