@@ -188,23 +188,34 @@ int seg_open(struct storage_log *log, struct segment *seg, bool create)
         /* A leftover empty file of an earlier incarnation of this base offset (a reset). */
         seg->log_fd = open(path, O_RDWR | O_CLOEXEC | O_TRUNC, 0644);
     }
+    /* A file that cannot be created on a full disk (a segment roll, a missing index made
+     * again) is LM_E_FULL, as a write refused for want of space: nothing was written, and the
+     * owner reopens the log once there is room (the controller's metadata log reopens only
+     * then; as LM_E_IO it stayed failed until a restart). */
     if (seg->log_fd < 0) {
+        int err = errno;
         storage_report_open_failed(log, path);
-        return LM_E_IO;
+        return err == ENOSPC || err == EDQUOT ? LM_E_FULL : LM_E_IO;
     }
+    int index_err = 0;
     seg_path(log, seg->base_offset, ".index", path, sizeof(path));
     seg->index_fd = open_index(path, create, &seg->index_missing);
-    if (seg->index_fd < 0)
+    if (seg->index_fd < 0) {
+        index_err = errno;
         storage_report_open_failed(log, path);
+    }
     seg_path(log, seg->base_offset, ".timeindex", path, sizeof(path));
     seg->time_fd = open_index(path, create, &seg->index_missing);
-    if (seg->time_fd < 0)
+    if (seg->time_fd < 0) {
+        if (index_err == 0)
+            index_err = errno;
         storage_report_open_failed(log, path);
+    }
     log->open_count++;
     seg->lru_tick = ++log->lru_clock;
     if (seg->index_fd < 0 || seg->time_fd < 0) {
         seg_close(log, seg);
-        return LM_E_IO;
+        return index_err == ENOSPC || index_err == EDQUOT ? LM_E_FULL : LM_E_IO;
     }
     if (create) {
         /* a .txnindex left by an earlier incarnation of this base (its unlink cut short) would
