@@ -39,14 +39,25 @@ int partition_state_file_write(const char *dir, const char *name, const char *li
     if (snprintf(path, sizeof(path), "%s/%s", dir, name) >= (int)sizeof(path) ||
         snprintf(tmp, sizeof(tmp), "%s.tmp", path) >= (int)sizeof(tmp))
         return LM_E_TOO_LARGE;
+    /* Until the rename the old file stands untouched: a full disk (ENOSPC, EDQUOT) before it
+     * is LM_E_FULL, which its owner retries once there is room (the controller reopens its
+     * metadata log only after LM_E_FULL). As LM_E_IO, a vote or a new term written on a full
+     * disk left a node's controller failed until a restart, silent, and with two such nodes
+     * of three nobody could be elected again (3-node full-disk campaign, seeds 909 and 1200). */
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0)
-        return LM_E_IO;
-    int rc = write(fd, line, (size_t)n) == n && fdatasync(fd) == 0 ? 0 : LM_E_IO;
-    if (close(fd) != 0)
+        return errno == ENOSPC || errno == EDQUOT ? LM_E_FULL : LM_E_IO;
+    int rc = 0;
+    ssize_t w = write(fd, line, (size_t)n);
+    if (w != n)
+        rc = (w < 0 && (errno == ENOSPC || errno == EDQUOT)) || (w >= 0 && w < n) ? LM_E_FULL
+                                                                                  : LM_E_IO;
+    else if (fdatasync(fd) != 0)
+        rc = errno == ENOSPC || errno == EDQUOT ? LM_E_FULL : LM_E_IO;
+    if (close(fd) != 0 && rc == 0)
         rc = LM_E_IO;
     if (rc == 0 && rename(tmp, path) != 0)
-        rc = LM_E_IO;
+        rc = errno == ENOSPC || errno == EDQUOT ? LM_E_FULL : LM_E_IO;
     if (rc != 0) {
         unlink(tmp);
         return rc;
