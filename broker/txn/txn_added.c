@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "common/lm_assert.h"
+#include "common/lm_hash.h"
 
 void txn_added_init(struct txn_added *c)
 {
@@ -57,17 +58,10 @@ void txn_added_end(struct txn_added *c, int token)
 static size_t slot_of(int64_t producer_id, int16_t epoch, const uint8_t topic_id[16],
                       int32_t partition)
 {
-    /* FNV-1a over the key */
-    uint64_t h = 1469598103934665603ull;
-    uint8_t key[8 + 2 + 4 + 16];
-    memcpy(key, &producer_id, 8);
-    memcpy(key + 8, &epoch, 2);
-    memcpy(key + 10, &partition, 4);
-    memcpy(key + 14, topic_id, 16);
-    for (size_t i = 0; i < sizeof(key); i++) {
-        h ^= key[i];
-        h *= 1099511628211ull;
-    }
+    uint64_t h = lm_fnv1a64(&producer_id, sizeof(producer_id));
+    h = lm_fnv1a64_update(h, &epoch, sizeof(epoch));
+    h = lm_fnv1a64_update(h, &partition, sizeof(partition));
+    h = lm_fnv1a64_update(h, topic_id, 16);
     return (size_t)(h % TXN_ADDED_SLOTS);
 }
 
