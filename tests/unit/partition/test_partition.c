@@ -218,6 +218,13 @@ static void on_append(void *user, int err, const struct partition_append_info *i
     l->n++;
 }
 
+static void on_append_count(void *user, int err, const struct partition_append_info *info)
+{
+    (void)info;
+    assert_int_equal(err, 0);
+    (*(int *)user)++;
+}
+
 static void on_watch(void *user, int err, int64_t hw)
 {
     int64_t *seen = user;
@@ -813,6 +820,87 @@ static void test_three_voters(void **state)
     free(c);
 }
 
+/* A leader's own proposal reaches its persist step after the term moved on. Raft hands out
+ * RAFT_READY_INFLIGHT_MAX persists before one is reported; the next proposal waits in raft's
+ * unstable log. A message of a later term arrives (node 1 becomes a follower), then the fsync
+ * completes and the waiting proposal is handed out with its old term. The entry stays in the
+ * log, persisted like any other; nothing fails. Whole-cluster simulation seed 137502 (on
+ * 6a049a7) aborted here while the persist step required the entry's term to equal raft's. */
+static void test_proposal_persisted_after_term_change(void **state)
+{
+    struct fx *f = *state;
+    for (uint32_t i = 1; i <= NODES; i++)
+        assert_int_equal(fx_open(f, i, NODES), 0);
+    assert_int_equal(partition_campaign(f->parts[1]), 0);
+    fx_deliver(f);
+    assert_int_equal(leader_of(f), 1);
+    fx_tick_all(f, 2);
+    struct partition *l1 = f->parts[1];
+    uint64_t term = raft_term(partition_raft(l1));
+    int64_t committed = partition_high_watermark(l1);
+
+    /* Node 1 is cut off (its messages dropped) and its fsyncs wait: acks=1 appends pile up as
+     * readies not yet durable until raft holds the next proposal back. */
+    f->cut[1] = true;
+    f->deferred = true;
+    int answered = 0;
+    const int appends = RAFT_READY_INFLIGHT_MAX + 3;
+    for (int i = 0; i < appends; i++) {
+        size_t len;
+        uint8_t *b = batch(1, i, &len);
+        assert_int_equal(
+            partition_append(l1, PARTITION_ORIGIN_CLIENT, b, len, 1, on_append_count, &answered),
+            0);
+        free(b);
+    }
+    assert_int_equal(answered, appends); /* acks=1: answered at the append */
+    assert_true(f->pending[1]);
+    int64_t leo = partition_log_end_offset(l1);
+    assert_int_equal(leo, committed + appends);
+
+    /* A heartbeat of a later term: node 1 follows node 2 at term + 1. */
+    struct raft_msg hb = {.type = RAFT_MSG_HEARTBEAT,
+                          .group = 1, /* partition_config_default's */
+                          .from = 2,
+                          .to = 1,
+                          .term = term + 1,
+                          .commit = committed - 1};
+    assert_int_equal(partition_step(l1, &hb), 0);
+    assert_false(partition_is_leader(l1));
+    assert_int_equal(raft_term(partition_raft(l1)), term + 1);
+
+    /* The fsyncs complete: the held proposals (term `term`) are persisted at term + 1. */
+    fx_sync(f, 1);
+    assert_int_equal(partition_failed(l1), 0);
+    assert_int_equal(partition_log_end_offset(l1), leo);
+    assert_int_equal(partition_durable_offset(l1), leo);
+
+    /* The group goes on: a leader is elected and every replica ends byte-identical. */
+    f->cut[1] = false;
+    f->deferred = false;
+    uint32_t nl = 0;
+    for (int t = 0; t < 100 && !nl; t++) {
+        fx_tick_all(f, 1);
+        nl = leader_of(f);
+    }
+    assert_true(nl >= 1 && nl <= NODES);
+    struct acks_log after = {0};
+    size_t len;
+    uint8_t *b = batch(2, 0, &len);
+    assert_int_equal(
+        partition_append(f->parts[nl], PARTITION_ORIGIN_CLIENT, b, len, -1, on_append, &after), 0);
+    free(b);
+    fx_tick_all(f, 3);
+    assert_int_equal(after.n, 1);
+    assert_int_equal(after.errs[0], 0);
+    for (uint32_t i = 1; i <= NODES; i++) {
+        assert_int_equal(partition_failed(f->parts[i]), 0);
+        assert_int_equal(partition_high_watermark(f->parts[i]),
+                         partition_log_end_offset(f->parts[nl]));
+    }
+    check_identical(f);
+}
+
 /* A reassignment's single-server changes over the partition log (KIP-455 over Raft): voters
  * {1,2}; node 3 opens outside the group, is added as a learner and catches up from the
  * leader's log, is promoted, and node 2 is removed. The configuration entries are VotersRecord
@@ -1344,6 +1432,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_trimmed_log_keeps_its_term, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_three_voters, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_conf_change, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_proposal_persisted_after_term_change, fx_setup,
+                                        fx_teardown),
         cmocka_unit_test_setup_teardown(test_three_voters_random, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_read_lease, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_write_caching_lone, fx_setup, fx_teardown),
