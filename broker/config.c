@@ -82,6 +82,7 @@ static const struct key_spec g_keys[] = {
      INT32_MAX},
     {"laminar.bpf.enable", K_BOOL, OFF(bpf_enable), 0, 1},
     {"laminar.metrics.enable", K_BOOL, OFF(metrics_enable), 0, 1},
+    {"laminar.replication.zero.copy", K_BOOL, OFF(replication_zero_copy), 0, 1},
     {"laminar.http.listener", K_RAW, 0, 0, 0},
     /* tests only: a file naming a delay every fsync waits (shard_services.c) */
     {"laminar.fault.disk.control", K_RAW, 0, 0, 0},
@@ -176,6 +177,7 @@ void broker_config_init(struct broker_config *cfg)
     cfg->controlled_shutdown_timeout_ms = 5000;
     cfg->bpf_enable = true;
     cfg->metrics_enable = true;
+    cfg->replication_zero_copy = true;
     cfg->log_level = BROKER_LOG_INFO;
     snprintf(cfg->log_dirs[0], sizeof(cfg->log_dirs[0]), "%s", "/tmp/kraft-combined-logs");
     cfg->log_dirs_count = 1;

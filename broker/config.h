@@ -111,7 +111,11 @@ struct broker_config {
     int64_t controlled_shutdown_timeout_ms;
     bool bpf_enable;     /* laminar.bpf.enable */
     bool metrics_enable; /* laminar.metrics.enable: count on the data path */
-    int log_level;       /* laminar.log.level: enum broker_log_level */
+    /* laminar.replication.zero.copy: a partition leader sends its batches to followers as
+     * slices of its log files (sendfile / splice) rather than reading them first; only where
+     * nothing must see the bytes on the way (no laminar.cluster.secret MAC, no peer TLS) */
+    bool replication_zero_copy;
+    int log_level; /* laminar.log.level: enum broker_log_level */
     /* RLIMIT_NOFILE's soft limit after broker_serve_main raised it to the hard limit: the
      * process' whole descriptor budget (connections, segment files, pipes). 0 until then. */
     uint64_t fd_limit;

@@ -15,8 +15,9 @@
 
 #define LOG_START_FIXED_SIZE 28 /* index, term, n_voters, n_learners, payload_len */
 
-/* Semantic checks shared by encode and decode (structure and sizes are checked apart). */
-static bool msg_valid(const struct raft_msg *m)
+/* Semantic checks shared by encode and decode (structure and sizes are checked apart);
+ * need_data: entries with bytes must carry them (not so for raft_wire_encode_head). */
+static bool msg_check(const struct raft_msg *m, bool need_data)
 {
     if (m->type == 0 || m->type >= RAFT_MSG_TYPE_MAX || m->n_entries > RAFT_WIRE_ENTRIES_MAX)
         return false;
@@ -31,7 +32,7 @@ static bool msg_valid(const struct raft_msg *m)
             /* prev == INT64_MAX: nothing can follow it (and prev + 1 would overflow). */
             if (prev == INT64_MAX || e->first_index != prev + 1 || e->first_index > e->last_index)
                 return false;
-            if (e->type > RAFT_ENTRY_CONF || (e->len > 0 && !e->data))
+            if (e->type > RAFT_ENTRY_CONF || (e->len > 0 && !e->data && need_data))
                 return false;
             prev = e->last_index;
         }
@@ -47,6 +48,16 @@ static bool msg_valid(const struct raft_msg *m)
             return false;
     }
     return true;
+}
+
+static bool msg_valid(const struct raft_msg *m)
+{
+    return msg_check(m, true);
+}
+
+static bool msg_shape_valid(const struct raft_msg *m)
+{
+    return msg_check(m, false);
 }
 
 /* a + b, or SIZE_MAX when that overflows (raft_wire_size then exceeds every limit). */
@@ -102,6 +113,41 @@ static void wr_bytes(struct wr *w, const uint8_t *src, size_t n)
     w->off += n;
 }
 
+/* The fixed header (RAFT_WIRE_HEADER_SIZE bytes). */
+static void write_header(struct wr *w, const struct raft_msg *m)
+{
+    wr_u8(w, RAFT_WIRE_VERSION);
+    wr_u8(w, m->type);
+    wr_u8(w, m->reject ? 1 : 0);
+    wr_u8(w, m->force ? 1 : 0);
+    wr_u64(w, m->group);
+    wr_u32(w, m->from);
+    wr_u32(w, m->to);
+    wr_u64(w, m->term);
+    wr_u64(w, (uint64_t)m->index);
+    wr_u64(w, m->log_term);
+    wr_u64(w, (uint64_t)m->commit);
+    wr_u64(w, (uint64_t)m->hint_index);
+    wr_u64(w, m->hint_term);
+    wr_u64(w, (uint64_t)m->ent_last);
+    wr_u64(w, m->ent_last_term);
+    wr_u32(w, m->n_entries);
+    LM_ASSERT(w->off == RAFT_WIRE_HEADER_SIZE);
+}
+
+/* The entry table: each entry's fixed part, in order (their bytes follow the table). */
+static void write_table(struct wr *w, const struct raft_msg *m)
+{
+    for (uint32_t i = 0; i < m->n_entries; i++) {
+        const struct raft_entry *e = &m->entries[i];
+        wr_u64(w, (uint64_t)e->first_index);
+        wr_u64(w, (uint64_t)e->last_index);
+        wr_u64(w, e->term);
+        wr_u8(w, e->type);
+        wr_u32(w, e->len);
+    }
+}
+
 int raft_wire_encode(const struct raft_msg *m, uint8_t *buf, size_t cap)
 {
     if (m->n_entries > RAFT_WIRE_ENTRIES_MAX)
@@ -112,32 +158,10 @@ int raft_wire_encode(const struct raft_msg *m, uint8_t *buf, size_t cap)
     if (size > RAFT_WIRE_BYTES_MAX || size > cap)
         return LM_E_TOO_LARGE;
     struct wr w = {.p = buf, .off = 0, .cap = size};
-    wr_u8(&w, RAFT_WIRE_VERSION);
-    wr_u8(&w, m->type);
-    wr_u8(&w, m->reject ? 1 : 0);
-    wr_u8(&w, m->force ? 1 : 0);
-    wr_u64(&w, m->group);
-    wr_u32(&w, m->from);
-    wr_u32(&w, m->to);
-    wr_u64(&w, m->term);
-    wr_u64(&w, (uint64_t)m->index);
-    wr_u64(&w, m->log_term);
-    wr_u64(&w, (uint64_t)m->commit);
-    wr_u64(&w, (uint64_t)m->hint_index);
-    wr_u64(&w, m->hint_term);
-    wr_u64(&w, (uint64_t)m->ent_last);
-    wr_u64(&w, m->ent_last_term);
-    wr_u32(&w, m->n_entries);
-    LM_ASSERT(w.off == RAFT_WIRE_HEADER_SIZE);
-    for (uint32_t i = 0; i < m->n_entries; i++) {
-        const struct raft_entry *e = &m->entries[i];
-        wr_u64(&w, (uint64_t)e->first_index);
-        wr_u64(&w, (uint64_t)e->last_index);
-        wr_u64(&w, e->term);
-        wr_u8(&w, e->type);
-        wr_u32(&w, e->len);
-        wr_bytes(&w, e->data, e->len);
-    }
+    write_header(&w, m);
+    write_table(&w, m);
+    for (uint32_t i = 0; i < m->n_entries; i++)
+        wr_bytes(&w, m->entries[i].data, m->entries[i].len);
     if (m->type == RAFT_MSG_LOG_START) {
         const struct raft_log_start *s = &m->start;
         wr_u64(&w, (uint64_t)s->index);
@@ -150,6 +174,29 @@ int raft_wire_encode(const struct raft_msg *m, uint8_t *buf, size_t cap)
     }
     LM_ASSERT(w.off == size);
     return (int)size;
+}
+
+size_t raft_wire_head_size(const struct raft_msg *m)
+{
+    return RAFT_WIRE_HEADER_SIZE + (size_t)m->n_entries * RAFT_WIRE_ENTRY_SIZE;
+}
+
+int raft_wire_encode_head(const struct raft_msg *m, uint8_t *buf, size_t cap)
+{
+    if (m->type != RAFT_MSG_APP || m->n_entries == 0 || !m->entries)
+        return LM_E_INVALID;
+    if (m->n_entries > RAFT_WIRE_ENTRIES_MAX)
+        return LM_E_TOO_LARGE;
+    if (!msg_shape_valid(m))
+        return LM_E_INVALID;
+    size_t size = raft_wire_size(m), head = raft_wire_head_size(m);
+    if (size > RAFT_WIRE_BYTES_MAX || head > cap)
+        return LM_E_TOO_LARGE;
+    struct wr w = {.p = buf, .off = 0, .cap = head};
+    write_header(&w, m);
+    write_table(&w, m);
+    LM_ASSERT(w.off == head);
+    return (int)head;
 }
 
 /* Reader with a sticky failure: a read past the end yields zeros and sets bad, so a run of
@@ -227,18 +274,24 @@ static int decode_entries(struct rd *r, struct raft_msg *out, uint32_t n)
     out->entries = calloc(n, sizeof(*out->entries));
     if (!out->entries)
         return LM_E_NOMEM;
-    /* out->n_entries counts the entries filled, so raft_msg_deinit frees exactly those. */
-    for (uint32_t i = 0; i < n; i++, out->n_entries++) {
+    /* The table first: every length is checked against the bytes left behind it before any
+     * entry's bytes are allocated. */
+    uint64_t bytes = 0;
+    for (uint32_t i = 0; i < n; i++) {
         struct raft_entry *e = &out->entries[i];
         e->first_index = (int64_t)rd_u64(r);
         e->last_index = (int64_t)rd_u64(r);
         e->term = rd_u64(r);
         e->type = rd_u8(r);
         e->len = rd_u32(r);
-        if (r->bad)
-            return LM_E_CORRUPT;
-        LM_TRY(rd_copy(r, e->len, &e->data));
+        bytes += e->len;
     }
+    if (r->bad || bytes > rd_left(r))
+        return LM_E_CORRUPT; /* no entry holds bytes yet: n_entries stays 0 */
+    /* out->n_entries counts the entries whose bytes are taken, so raft_msg_deinit frees
+     * exactly those; the rest hold no pointer. */
+    for (uint32_t i = 0; i < n; i++, out->n_entries++)
+        LM_TRY(rd_copy(r, out->entries[i].len, &out->entries[i].data));
     LM_ASSERT(out->n_entries == n);
     return 0;
 }

@@ -659,6 +659,7 @@ static void node_gauges(void *ctx, struct broker_metrics_out *o)
     uint64_t flush_hist[HANDLERS_FLUSH_BUCKETS] = {0};
     uint64_t fsessions = 0, fsess_parts = 0, fsess_evictions = 0, producer_ids = 0;
     uint64_t txn_asked = 0, txn_skipped = 0;
+    uint64_t apps_zc = 0, bytes_zc = 0, apps_copy = 0, bytes_copy = 0;
     uint32_t shards = __atomic_load_n(&h->shard_count, __ATOMIC_ACQUIRE);
     for (uint32_t i = 0; i < shards && i < HANDLERS_GAUGE_SHARDS; i++) {
         const struct handlers_shard_gauges *g = &h->shard_gauges[i];
@@ -684,7 +685,26 @@ static void node_gauges(void *ctx, struct broker_metrics_out *o)
         producer_ids += __atomic_load_n(&g->producer_ids, __ATOMIC_RELAXED);
         txn_asked += __atomic_load_n(&g->txn_checks_asked, __ATOMIC_RELAXED);
         txn_skipped += __atomic_load_n(&g->txn_checks_skipped, __ATOMIC_RELAXED);
+        apps_zc += __atomic_load_n(&g->repl_apps_zc, __ATOMIC_RELAXED);
+        bytes_zc += __atomic_load_n(&g->repl_bytes_zc, __ATOMIC_RELAXED);
+        apps_copy += __atomic_load_n(&g->repl_apps_copy, __ATOMIC_RELAXED);
+        bytes_copy += __atomic_load_n(&g->repl_bytes_copy, __ATOMIC_RELAXED);
     }
+    broker_metrics_printf(o,
+                          "# HELP laminar_replication_appends_total Append messages carrying "
+                          "batches that partition leaders here sent to followers: zero_copy = "
+                          "as slices of the log files (sendfile/splice), copy = read first "
+                          "(control batches, a cluster secret or peer TLS, "
+                          "laminar.replication.zero.copy=false).\n"
+                          "# TYPE laminar_replication_appends_total counter\n"
+                          "laminar_replication_appends_total{path=\"zero_copy\"} %llu\n"
+                          "laminar_replication_appends_total{path=\"copy\"} %llu\n"
+                          "# HELP laminar_replication_append_bytes_total Their batch bytes.\n"
+                          "# TYPE laminar_replication_append_bytes_total counter\n"
+                          "laminar_replication_append_bytes_total{path=\"zero_copy\"} %llu\n"
+                          "laminar_replication_append_bytes_total{path=\"copy\"} %llu\n",
+                          (unsigned long long)apps_zc, (unsigned long long)apps_copy,
+                          (unsigned long long)bytes_zc, (unsigned long long)bytes_copy);
     broker_metrics_printf(o,
                           "# HELP laminar_txn_partition_checks_total Partitions of transactional "
                           "Produce v12+ batches: asked = the transaction coordinator was asked "

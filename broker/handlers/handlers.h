@@ -132,6 +132,9 @@ struct handlers_ctx {
         /* transactional batches of Produce v12+: partitions the coordinator was asked
          * about, and those already known added (txn_added.h) */
         uint64_t txn_checks_asked, txn_checks_skipped;
+        /* append messages with batches sent to followers, and their batch bytes: as slices
+         * of the log files (zero-copy) or read first (copy) */
+        uint64_t repl_apps_zc, repl_bytes_zc, repl_apps_copy, repl_bytes_copy;
     } shard_gauges[HANDLERS_GAUGE_SHARDS];
     /* Per-partition gauges of each shard (NULL until the shard starts; freed with the node,
      * after the HTTP thread stopped): a slot per partition the shard has held, claimed at its

@@ -222,8 +222,11 @@ struct hshard {
     int64_t group_clock_ms;           /* group_now_ms: the last wall-clock time handed out */
     uint32_t open_failures_this_tick; /* failed opens logged since the last tick */
     uint64_t open_us, opens;          /* log opens (recovery included): time and count */
-    uint64_t compact_steps;           /* compaction steps run (bounded by bytes each) */
-    uint64_t flushes, flush_us;       /* group-commit fsyncs completed and their time */
+    /* partitions' append messages with batches sent, and their batch bytes: zero-copy (slices
+     * of the log files, hs_raft_send_app) and read first (hs_raft_send) */
+    uint64_t repl_apps_zc, repl_bytes_zc, repl_apps_copy, repl_bytes_copy;
+    uint64_t compact_steps;                      /* compaction steps run (bounded by bytes each) */
+    uint64_t flushes, flush_us;                  /* group-commit fsyncs completed and their time */
     uint64_t flush_hist[HANDLERS_FLUSH_BUCKETS]; /* the same by time (HANDLERS_FLUSH_BOUNDS_US) */
     uint32_t leaving; /* partitions the image dropped that wait for their group (hs_parts.c) */
     uint32_t id, count;
@@ -301,6 +304,12 @@ void hs_detached_orphan(struct hshard *hs);
  * the controller; epoch and producer state follow), and the shard's peers' teardown. */
 uint64_t hs_raft_group(const uint8_t topic_id[16], int32_t partition);
 void hs_raft_send(void *ctx, struct partition *part, const struct raft_msg *m);
+/* partition_env.send_app: an APP whose batches go as slices of the log files. */
+int hs_raft_send_app(void *ctx, struct partition *part, const struct raft_msg *m,
+                     struct partition_slice *slices, uint32_t n);
+/* Whether partitions' appends may go zero-copy (laminar.replication.zero.copy, and nothing
+ * that must read the bytes on the way: no cluster-secret MAC, no peer TLS). */
+bool hs_raft_zero_copy(const struct hshard *hs);
 void hs_partition_recv(void *ctx, struct broker_req *req, const uint8_t *body, size_t len);
 /* Asks node `leader` to hand topic-partition's leadership to node target (ElectLeaders). done
  * gets the answer: rc 0 and a 2-byte Kafka error code in call->resp. *call_out is the call to

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <unistd.h>
 
 #include "broker/cluster/controller.h"
 #include "broker/cluster/placement.h"
@@ -389,8 +390,109 @@ void hs_raft_send(void *ctx, struct partition *part, const struct raft_msg *m)
     if (k == NULL)
         return;
     if (raft_wire_encode(m, q, n) < 0 ||
-        pcall_send(hs, (int32_t)(m->to - 1u), k, raft_call_done, k) != 0)
+        pcall_send(hs, (int32_t)(m->to - 1u), k, raft_call_done, k) != 0) {
         free(k); /* lost: raft sends again */
+        return;
+    }
+    if (m->type == RAFT_MSG_APP && m->n_entries > 0) {
+        hs->repl_apps_copy++;
+        for (uint32_t i = 0; i < m->n_entries; i++)
+            hs->repl_bytes_copy += m->entries[i].len;
+    }
+}
+
+/* An APP sent zero-copy: the internal request's head (kind, topic, partition, the message's
+ * header and entry table) in memory, then the batches as slices of the leader's log files,
+ * whose fds (dups) it owns until the call ends. */
+struct hraft_app_call {
+    struct broker_call call;
+    uint32_t nparts;
+    struct broker_resp_part *parts; /* [0]: buf; then the slices */
+    uint8_t buf[];
+};
+
+static void app_call_free(struct hraft_app_call *k)
+{
+    for (uint32_t i = 1; i < k->nparts; i++)
+        close(k->parts[i].fd);
+    free(k->parts);
+    free(k);
+}
+
+static void app_call_done(struct broker_shard *s, struct broker_call *call, int rc)
+{
+    (void)s;
+    (void)rc; /* a lost message is raft's to resend */
+    app_call_free(call->arg);
+}
+
+bool hs_raft_zero_copy(const struct hshard *hs)
+{
+    const struct handlers_ctx *node = hs->node;
+    return node->cfg->replication_zero_copy && !node->cfg->peer_tls &&
+           controller_mac_bytes(node->ctl) == 0;
+}
+
+int hs_raft_send_app(void *ctx, struct partition *part, const struct raft_msg *m,
+                     struct partition_slice *slices, uint32_t n)
+{
+    (void)part;
+    struct hpart *p = ctx;
+    struct hshard *hs = p->hs;
+    int rc = 0;
+    struct hraft_app_call *k = NULL;
+    size_t tl = strlen(p->topic), head = raft_wire_head_size(m);
+    size_t len = 1 + 2 + tl + 4 + head;
+    if (hs == NULL || hs->stopping || m->to == RAFT_NONE)
+        rc = LM_E_STATE;
+    if (rc == 0 && (k = malloc(sizeof(*k) + len)) == NULL)
+        rc = LM_E_NOMEM;
+    if (rc == 0) {
+        memset(k, 0, sizeof(*k));
+        k->parts = calloc((size_t)n + 1, sizeof(*k->parts));
+        if (k->parts == NULL) {
+            free(k);
+            k = NULL;
+            rc = LM_E_NOMEM;
+        }
+    }
+    if (rc != 0) {
+        for (uint32_t i = 0; i < n; i++)
+            close(slices[i].fd);
+        return rc;
+    }
+    /* From here k owns the fds. */
+    k->parts[0] = (struct broker_resp_part){.mem = k->buf, .fd = -1, .len = len};
+    for (uint32_t i = 0; i < n; i++)
+        k->parts[i + 1] = (struct broker_resp_part){
+            .mem = NULL, .fd = slices[i].fd, .offset = slices[i].offset, .len = slices[i].len};
+    k->nparts = n + 1;
+    uint8_t *b = k->buf;
+    b[0] = CONTROLLER_KIND_PARTITION_RAFT;
+    lm_put_be16(b + 1, (uint16_t)tl);
+    memcpy(b + 3, p->topic, tl);
+    lm_put_be32(b + 3 + tl, (uint32_t)p->partition);
+    rc = raft_wire_encode_head(m, b + 3 + tl + 4, head);
+    struct broker_peer *peer = rc < 0 ? NULL : peer_of(hs, (int32_t)(m->to - 1u));
+    if (rc >= 0 && peer == NULL)
+        rc = LM_E_CLOSED;
+    if (rc >= 0) {
+        k->call = (struct broker_call){.api_key = CONTROLLER_API_KEY,
+                                       .api_version = 0,
+                                       .parts = k->parts,
+                                       .nparts = k->nparts,
+                                       .done = app_call_done,
+                                       .arg = k};
+        rc = broker_peer_send(peer, &k->call);
+    }
+    if (rc < 0) {
+        app_call_free(k);
+        return rc;
+    }
+    hs->repl_apps_zc++;
+    for (uint32_t i = 0; i < n; i++)
+        hs->repl_bytes_zc += slices[i].len;
+    return 0;
 }
 
 /* ---- DeleteRecords' log start, from a leader to its followers ---- */
@@ -582,6 +684,10 @@ static void raft_deliver(struct hshard *hs, struct hpart *p, int32_t partition, 
             }
             partition_set_clock(p->part, (int64_t)broker_now_ms());
             int src = partition_step(p->part, &m); /* errors: as a lost message */
+            if (src == LM_E_CORRUPT)
+                BLOG_WARN_LIMITED("partition %s-%d: an append from node %u whose batches are "
+                                  "not what its entries say (its log changed under it); dropped",
+                                  p->topic, p->partition, m.from - 1u);
             if (handover && src != 0)
                 BLOG_INFO("partition %s-%d: campaign after a handover: %s", p->topic, p->partition,
                           lm_strerror(src));

@@ -500,6 +500,8 @@ static void part_open_log(struct hpart *p)
             seed = broker_now_ms() ^ pc.group;
         pc.rand_seed = seed;
         env.send = hs_raft_send;
+        if (hs_raft_zero_copy(p->hs))
+            env.send_app = hs_raft_send_app;
     }
     /* Bounds of acks=all produces and persisted waiters in flight on one partition (grown on
      * demand): well above what max.in.flight.requests per producer brings. */

@@ -256,6 +256,10 @@ static void gauges_store(struct hshard *hs, const struct handlers_shard_gauges *
     txn_shard_added_counts(hs, &asked, &skipped);
     __atomic_store_n(&d->txn_checks_asked, asked, __ATOMIC_RELAXED);
     __atomic_store_n(&d->txn_checks_skipped, skipped, __ATOMIC_RELAXED);
+    __atomic_store_n(&d->repl_apps_zc, hs->repl_apps_zc, __ATOMIC_RELAXED);
+    __atomic_store_n(&d->repl_bytes_zc, hs->repl_bytes_zc, __ATOMIC_RELAXED);
+    __atomic_store_n(&d->repl_apps_copy, hs->repl_apps_copy, __ATOMIC_RELAXED);
+    __atomic_store_n(&d->repl_bytes_copy, hs->repl_bytes_copy, __ATOMIC_RELAXED);
 }
 
 static void shard_tick(struct broker_shard *s, struct broker_timer *t)

@@ -468,6 +468,67 @@ static int write_entries(struct partition *p, const struct raft_entry *es, size_
     return 0;
 }
 
+/* Sends APP descriptor m through env.send_app: its entries' metadata read from the log (batch
+ * headers), its bytes as slices of the log files. Returns 0 once handed over, or an error
+ * (LM_E_UNSUPPORTED: an entry is not a data batch; the log no longer matches the descriptor;
+ * a read failed) for the caller to send it the ordinary way, which tells raft about a log
+ * that changed. */
+static int send_app_slices(struct partition *p, const struct raft_msg *m)
+{
+    struct raft_entry *es = calloc(m->n_entries, sizeof(*es));
+    if (es == NULL)
+        return LM_E_NOMEM;
+    int rc = 0;
+    int64_t at = m->index + 1;
+    uint64_t bytes = 0;
+    for (uint32_t i = 0; i < m->n_entries && rc == 0; i++) {
+        rc = raft_storage_log_entry(&p->rlog, at, &es[i]);
+        if (rc == 0 && (es[i].type != RAFT_ENTRY_NORMAL || es[i].first_index != at ||
+                        es[i].bytes == 0 || es[i].bytes == UINT32_MAX))
+            rc = LM_E_UNSUPPORTED;
+        es[i].data = NULL; /* the bytes go as slices */
+        es[i].len = es[i].bytes;
+        bytes += es[i].bytes;
+        at = es[i].last_index + 1;
+    }
+    raft_storage_log_release(&p->rlog);
+    if (rc == 0 && (es[m->n_entries - 1].last_index != m->ent_last ||
+                    es[m->n_entries - 1].term != m->ent_last_term))
+        rc = LM_E_UNSUPPORTED;
+    struct storage_read_result res;
+    memset(&res, 0, sizeof(res));
+    if (rc == 0)
+        rc = storage_log_read(p->log, m->index + 1, bytes, m->ent_last + 1, &res);
+    if (rc == 0 &&
+        (res.first_offset != m->index + 1 || res.last_offset != m->ent_last || res.bytes != bytes))
+        rc = LM_E_UNSUPPORTED; /* more segments than one read spans, or the log moved */
+    struct partition_slice sl[STORAGE_READ_SLICES_MAX];
+    uint32_t n = 0;
+    for (uint32_t i = 0; rc == 0 && i < res.slice_count; i++) {
+        /* a dup: the slice outlives this read (the socket takes it later), and a segment
+         * closed or deleted meanwhile keeps its bytes for it */
+        int fd = dup(res.slices[i].fd);
+        if (fd < 0) {
+            rc = LM_E_IO;
+            break;
+        }
+        sl[n++] = (struct partition_slice){
+            .fd = fd, .offset = res.slices[i].position, .len = res.slices[i].length};
+    }
+    if (rc == 0 || res.slice_count > 0)
+        storage_read_result_release(p->log, &res);
+    if (rc == 0) {
+        struct raft_msg wire = *m;
+        wire.entries = es;
+        rc = p->env.send_app(p->env.ctx, p, &wire, sl, n);
+    } else {
+        for (uint32_t i = 0; i < n; i++)
+            close(sl[i].fd);
+    }
+    free(es);
+    return rc;
+}
+
 static void send_msgs(struct partition *p, const struct raft_ready *rd)
 {
     for (size_t i = 0; i < rd->n_msgs; i++) {
@@ -478,6 +539,8 @@ static void send_msgs(struct partition *p, const struct raft_ready *rd)
             p->env.send(p->env.ctx, p, m);
             continue;
         }
+        if (p->env.send_app != NULL && send_app_slices(p, m) == 0)
+            continue;
         struct raft_msg wire;
         p->rlog.data_mode = true;
         int rc = raft_msg_resolve(&wire, m, &p->ops);
@@ -1085,10 +1148,36 @@ static void lease_heard(struct partition *p, uint32_t from)
     }
 }
 
+/* An APP's batches must be what its table says: one whole batch per NORMAL entry with bytes,
+ * at the entry's offsets and with its term as partitionLeaderEpoch, CRC intact. A leader sends
+ * them as slices of its log file (zero-copy), read when the socket takes them: a log cut and
+ * rewritten after the APP was made (a leader that lost its term and took another leader's
+ * entries) would send other bytes than the table describes. Such an APP is dropped as a lost
+ * message (raft sends again) rather than written: appending it would fail the partition, and
+ * raft must never hold an entry whose bytes disagree with its term. */
+static bool app_bytes_match(const struct raft_msg *m)
+{
+    for (uint32_t i = 0; i < m->n_entries; i++) {
+        const struct raft_entry *e = &m->entries[i];
+        if (e->type != RAFT_ENTRY_NORMAL || e->len == 0)
+            continue;
+        struct kafka_batch_header h;
+        if (kafka_batch_header_parse(e->data, e->len, &h) != 0 ||
+            kafka_batch_total_size(&h) != e->len || h.base_offset != e->first_index ||
+            kafka_batch_last_offset(&h) != e->last_index || h.partition_leader_epoch < 0 ||
+            (uint64_t)h.partition_leader_epoch != e->term || !kafka_batch_crc_ok(e->data, &h))
+            return false;
+    }
+    return true;
+}
+
 int partition_step(struct partition *p, const struct raft_msg *m)
 {
     if (p->failed)
         return p->failed;
+    if (m->type == RAFT_MSG_APP && m->n_entries > 0 && m->entries != NULL && !app_bytes_match(m)) {
+        return LM_E_CORRUPT;
+    }
     if (raft_role(p->raft) == RAFT_LEADER && m->term == raft_term(p->raft) &&
         m->from != p->cfg.node_id && m->from != RAFT_NONE)
         lease_heard(p, m->from);

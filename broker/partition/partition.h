@@ -40,6 +40,13 @@ enum partition_origin {
     PARTITION_ORIGIN_REPLICATION, /* a follower's write of the leader's batches (raft only) */
 };
 
+/* A slice of one of this partition's log files (partition_env.send_app). */
+struct partition_slice {
+    int fd; /* the owner's: a dup(), closed by the owner once sent */
+    uint64_t offset;
+    size_t len;
+};
+
 /* What the owner supplies. */
 struct partition_env {
     void *ctx;
@@ -49,6 +56,14 @@ struct partition_env {
     /* Send one raft message (borrowed for the call; APP entries resolved). May be NULL for a
      * single voter. */
     void (*send)(void *ctx, struct partition *p, const struct raft_msg *m);
+    /* Optional, zero-copy: send an APP whose entries carry no bytes (data NULL, len set), their
+     * bytes being slices[0..n) back to back, in entry order: whole batches of this log,
+     * sent from the files without reading them (raft_wire_encode_head then the slices). Used
+     * for appends of data batches only; control batches, and anything that does not resolve
+     * so, go through send with their bytes read. Takes the slices' fds in every case. Returns
+     * 0, or an error when it could not send (then send is tried). */
+    int (*send_app)(void *ctx, struct partition *p, const struct raft_msg *m,
+                    struct partition_slice *slices, uint32_t n);
 };
 
 struct partition_config {

@@ -272,7 +272,7 @@ static void test_golden(void **state)
                          .commit = 9,
                          .hint_index = -1};
     static const uint8_t want[RAFT_WIRE_HEADER_SIZE] = {
-        1,    3,    0,    1,                            /* version, type, reject, force */
+        2,    3,    0,    1,                            /* version, type, reject, force */
         1,    2,    3,    4,    5,    6,    7,    8,    /* group */
         0,    0,    0,    1,    0,    0,    0,    2,    /* from, to */
         0,    0,    0,    0,    0,    0,    0,    5,    /* term */
@@ -284,7 +284,7 @@ static void test_golden(void **state)
         0,    0,    0,    0,    0,    0,    0,    0,    /* ent_last */
         0,    0,    0,    0,    0,    0,    0,    0,    /* ent_last_term */
         0,    0,    0,    0};                           /* n_entries */
-    uint8_t buf[128];
+    uint8_t buf[256];
     assert_int_equal(raft_wire_size(&m), sizeof(want));
     assert_int_equal(raft_wire_encode(&m, buf, sizeof(buf)), (int)sizeof(want));
     assert_memory_equal(buf, want, sizeof(want));
@@ -300,6 +300,81 @@ static void test_golden(void **state)
                                    0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 3, 0, 0, 0, 2, 'h', 'i'};
     assert_int_equal(raft_wire_encode(&ls, buf, sizeof(buf)), RAFT_WIRE_HEADER_SIZE + sizeof(tail));
     assert_memory_equal(buf + RAFT_WIRE_HEADER_SIZE, tail, sizeof(tail));
+
+    /* An APP's tail: the table (each entry's fixed part), then every entry's bytes. */
+    static uint8_t d0[2] = {'a', 'b'}, d1[1] = {'c'};
+    struct raft_entry es[2] = {
+        {.first_index = 11,
+         .last_index = 12,
+         .term = 5,
+         .type = RAFT_ENTRY_NORMAL,
+         .len = 2,
+         .data = d0},
+        {.first_index = 13,
+         .last_index = 13,
+         .term = 5,
+         .type = RAFT_ENTRY_NOOP,
+         .len = 1,
+         .data = d1},
+    };
+    struct raft_msg app = {.type = RAFT_MSG_APP,
+                           .index = 10,
+                           .n_entries = 2,
+                           .entries = es,
+                           .ent_last = 13,
+                           .ent_last_term = 5};
+    static const uint8_t app_tail[] = {0, 0, 0, 0, 0,  0, 0, 11, 0, 0, 0,   0,   0,  0, 0, 12,
+                                       0, 0, 0, 0, 0,  0, 0, 5,  0, 0, 0,   0,   2,  0, 0, 0,
+                                       0, 0, 0, 0, 13, 0, 0, 0,  0, 0, 0,   0,   13, 0, 0, 0,
+                                       0, 0, 0, 0, 5,  1, 0, 0,  0, 1, 'a', 'b', 'c'};
+    assert_int_equal(raft_wire_encode(&app, buf, sizeof(buf)),
+                     RAFT_WIRE_HEADER_SIZE + sizeof(app_tail));
+    assert_memory_equal(buf + RAFT_WIRE_HEADER_SIZE, app_tail, sizeof(app_tail));
+}
+
+/* raft_wire_encode_head writes exactly the encoding's bytes before the entries' bytes, with or
+ * without the data pointers: head + the bytes back to back is the whole encoding. */
+static void test_head(void **state)
+{
+    (void)state;
+    build_samples();
+    uint32_t apps = 0;
+    for (size_t i = 0; i < n_samples; i++) {
+        struct raft_msg m = samples[i];
+        uint8_t head[RAFT_WIRE_HEADER_SIZE + 8 * RAFT_WIRE_ENTRY_SIZE];
+        if (m.type != RAFT_MSG_APP || m.n_entries == 0) {
+            assert_int_equal(raft_wire_encode_head(&m, head, sizeof(head)), LM_E_INVALID);
+            continue;
+        }
+        apps++;
+        size_t n;
+        uint8_t *whole = encode_new(&m, &n);
+        size_t hn = raft_wire_head_size(&m);
+        assert_true(hn <= sizeof(head));
+        assert_int_equal(raft_wire_encode_head(&m, head, sizeof(head)), (int)hn);
+        assert_memory_equal(head, whole, hn);
+        size_t at = hn;
+        for (uint32_t e = 0; e < m.n_entries; e++) {
+            assert_memory_equal(whole + at, m.entries[e].data, m.entries[e].len);
+            at += m.entries[e].len;
+        }
+        assert_int_equal(at, n);
+        /* without data pointers, as a partition leader sends slices of its log */
+        struct raft_entry bare[8];
+        assert_true(m.n_entries <= 8);
+        for (uint32_t e = 0; e < m.n_entries; e++) {
+            bare[e] = m.entries[e];
+            bare[e].data = NULL;
+        }
+        m.entries = bare;
+        assert_int_equal(raft_wire_encode_head(&m, head, sizeof(head)), (int)hn);
+        assert_memory_equal(head, whole, hn);
+        if (n > hn) /* bytes announced without a pointer: the whole encoding needs them */
+            assert_int_equal(raft_wire_encode(&m, whole, n), LM_E_INVALID);
+        assert_int_equal(raft_wire_encode_head(&m, head, hn - 1), LM_E_TOO_LARGE);
+        free(whole);
+    }
+    assert_true(apps > 0);
 }
 
 static void test_round_trip(void **state)
@@ -641,10 +716,12 @@ static void test_malformed_refused(void **state)
                          .ent_last_term = 3};
     size_t n;
     uint8_t *buf = encode_new(&m, &n);
-    const size_t e0 = RAFT_WIRE_HEADER_SIZE, e1 = e0 + RAFT_WIRE_ENTRY_SIZE + 1;
+    /* The table holds both fixed parts back to back; the bytes follow it. */
+    const size_t e0 = RAFT_WIRE_HEADER_SIZE, e1 = e0 + RAFT_WIRE_ENTRY_SIZE;
     const struct patch patches[] = {
         {"version 0", OFF_VERSION, 1, 0},
-        {"version 2", OFF_VERSION, 1, 2},
+        {"version 1 (bytes after each entry)", OFF_VERSION, 1, 1},
+        {"version 3", OFF_VERSION, 1, 3},
         {"type 0", OFF_TYPE, 1, 0},
         {"type past the last", OFF_TYPE, 1, RAFT_MSG_TYPE_MAX},
         {"type 255", OFF_TYPE, 1, 255},
@@ -764,6 +841,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_golden),
+        cmocka_unit_test(test_head),
         cmocka_unit_test(test_round_trip),
         cmocka_unit_test(test_truncations),
         cmocka_unit_test(test_random_flips),
