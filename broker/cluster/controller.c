@@ -21,6 +21,7 @@
 #include "common/lm_assert.h"
 #include "common/lm_endian.h"
 #include "common/lm_err.h"
+#include "consensus/raft.h"
 #include "consensus/raft_wire.h"
 #include "protocol/record_batch.h"
 #include "protocol/records.h"
@@ -60,6 +61,10 @@ enum { SUBMIT_APPLIED = 0, SUBMIT_NOT_LEADER = 1 };
 #define CTL_READ_BYTES         (1u << 20)
 #define CTL_PEER_BACKOFF_MIN   100
 #define CTL_PEER_BACKOFF_MAX   2000
+/* controller_image_fresh: the image counts as current for this long after this node last
+ * knew it held everything the controller group had committed (a leader's heartbeats come
+ * every CTL_HEARTBEAT_TICKS ticks, an observer fetches every tick) */
+#define CTL_FRESH_MS 1000
 
 /* states of a submission */
 enum { SUB_PENDING = 0, SUB_PROPOSED, SUB_FORWARDED, SUB_AWAIT_APPLY };
@@ -137,6 +142,14 @@ struct controller {
     /* This process' registration is in the image: everything committed before it has been
      * applied (Kafka's initial catch-up). Atomic: read by every shard. */
     bool caught_up;
+    /* controller_image_fresh: when the image last held everything committed as far as this
+     * node could tell (atomic, read by every shard; 0 never), and for a follower the commit
+     * index the current leader last announced (APP or HEARTBEAT) with that message's term
+     * and arrival. */
+    uint64_t fresh_ms;
+    int64_t leader_commit;
+    uint64_t leader_commit_term;
+    uint64_t leader_commit_ms;
 
     struct controller_submit *subs; /* every submission this node holds, any state */
 
@@ -1071,6 +1084,8 @@ static void fetch_done(struct broker_shard *s, struct broker_call *call, int rc)
             leader_set(c, leader, -1);
         size_t n = call->resp_len - CTL_FETCH_HEAD;
         size_t used = apply_bytes(c, call->resp + CTL_FETCH_HEAD, n, hw);
+        if (leader >= 0 && c->applied_next >= hw) /* controller_image_fresh */
+            __atomic_store_n(&c->fresh_ms, broker_now_ms(), __ATOMIC_RELEASE);
         if (used > 0 && c->applied_next < hw)
             c->fetch_at_ms = 0; /* more to read: at once */
         if (used == 0 && c->applied_next < hw)
@@ -1313,6 +1328,32 @@ bool controller_caught_up(const struct controller *c)
     return __atomic_load_n(&c->caught_up, __ATOMIC_ACQUIRE);
 }
 
+/* A voter's image is current when its metadata log works and it has applied everything
+ * committed as far as anyone can tell it: as the leader, its own commit; as a follower, the
+ * commit index its leader of the current term announced within CTL_FRESH_MS (its own high
+ * watermark may stop short of that while its log catches up). Observers: fetch_done. */
+static void fresh_update(struct controller *c)
+{
+    if (c->observer || c->part == NULL || partition_failed(c->part) != 0)
+        return;
+    uint64_t now = broker_now_ms();
+    bool fresh;
+    if (partition_is_leader(c->part))
+        fresh = c->applied_next >= partition_high_watermark(c->part);
+    else
+        fresh = partition_leader(c->part) != RAFT_NONE &&
+                c->leader_commit_term == raft_term(partition_raft(c->part)) &&
+                now < c->leader_commit_ms + CTL_FRESH_MS && c->applied_next > c->leader_commit;
+    if (fresh)
+        __atomic_store_n(&c->fresh_ms, now, __ATOMIC_RELEASE);
+}
+
+bool controller_image_fresh(const struct controller *c, uint64_t now)
+{
+    uint64_t at = __atomic_load_n(&c->fresh_ms, __ATOMIC_ACQUIRE);
+    return at != 0 && now < at + CTL_FRESH_MS;
+}
+
 static void after_input(struct controller *c)
 {
     if (c->shard == NULL || (c->part == NULL && !c->observer))
@@ -1333,6 +1374,7 @@ static void after_input(struct controller *c)
         }
     }
     c->was_leader = is_leader;
+    fresh_update(c);
     subs_kick(c);
 }
 
@@ -1660,6 +1702,16 @@ static void remote_run(struct broker_shard *target, struct broker_xcall *x)
             rc = partition_step(c->part, &m);
             if (rc != 0 && rc != LM_E_STATE && partition_failed(c->part) == 0)
                 BLOG_WARN_LIMITED("controller: raft step: %s", lm_strerror(rc));
+            /* the commit index the leader of our term announces (fresh_update) */
+            if (rc == 0 && (m.type == RAFT_MSG_APP || m.type == RAFT_MSG_HEARTBEAT) &&
+                partition_failed(c->part) == 0 &&
+                m.term == raft_term(partition_raft(c->part)) &&
+                m.from == partition_leader(c->part)) {
+                if (m.term != c->leader_commit_term || m.commit > c->leader_commit)
+                    c->leader_commit = m.commit;
+                c->leader_commit_term = m.term;
+                c->leader_commit_ms = broker_now_ms();
+            }
         } else if (rc != 0) {
             BLOG_WARN_LIMITED("controller: undecodable raft message (%s)", lm_strerror(rc));
         }

@@ -99,6 +99,14 @@ bool controller_handoff(struct controller *c);
  * is as complete as the cluster's was when it joined). Any thread. */
 bool controller_caught_up(const struct controller *c);
 
+/* Whether this node's metadata image held, within about the last second, everything the
+ * controller group had committed as far as this node could tell (its metadata log working,
+ * a leader of the current term heard and its commit index applied; an observer: a fetch
+ * answer applied up to its high watermark). False while the node is cut off from the
+ * controller leader or its metadata log failed: the image may lag the cluster's by any
+ * amount. Any thread. */
+bool controller_image_fresh(const struct controller *c, uint64_t now);
+
 /* The current leader of the controller group as this node knows it, or -1. Any thread. */
 int32_t controller_leader(const struct controller *c);
 /* SWIM members by state (alive, suspect, dead, left) as of the controller's last tick; safe

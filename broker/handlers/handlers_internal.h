@@ -149,8 +149,11 @@ struct hpart {
     int32_t reassign_logged;
     /* The image no longer lists this replica but its Raft group still counts it as a voter or
      * learner, or a leader appends to it (a cancel after it was promoted, an image behind the
-     * move that adds it back): it stays until the group removed it or this time. */
+     * move that adds it back): it stays until the group removed it or this time, and past
+     * it while this node's image may be behind (controller_image_fresh; leave_held: said so
+     * in the log). */
     uint64_t leave_at_ms;
+    bool leave_held;
     uint64_t leader_contact_ms; /* a leader's last append or heartbeat to this replica */
 };
 

@@ -1028,8 +1028,27 @@ static bool part_may_leave(struct hshard *hs, struct hpart *p)
             raft_conf_is_voter(c, self) || raft_conf_is_learner(c, self) ||
             (p->leader_contact_ms != 0 && now < p->leader_contact_ms + HANDLERS_LEAVE_GRACE_MS);
     }
-    if (!member || (p->leave_at_ms != 0 && now >= p->leave_at_ms))
+    if (!member)
         return true;
+    if (p->leave_at_ms != 0 && now >= p->leave_at_ms) {
+        /* The grace is for a replica its group removed without telling it. Only an image
+         * known to be current says that: one that lags (the controller leader out of reach,
+         * the metadata log failed) may predate a reassignment that added this replica back,
+         * and the group counts this copy as a voter. Deleting a voter's log lets an empty
+         * copy vote and count toward commits (whole-cluster simulation seed 82518 on
+         * eb2d8c3: node 3's image, stuck at metadata offset 33 for 20 s, still had it moved
+         * off by offset 25 while offsets 36 and 66 had moved it back; node 3 deleted its
+         * copy while a voter of epoch 3). */
+        if (hs->node->ctl == NULL || controller_image_fresh(hs->node->ctl, now))
+            return true;
+        if (!p->leave_held)
+            BLOG_INFO("partition %s-%d: no longer a replica in this node's metadata and still "
+                      "a member of its group, but the metadata may be behind: kept until it is "
+                      "current",
+                      p->topic, p->partition);
+        p->leave_held = true;
+        return false;
+    }
     if (p->leave_at_ms == 0) {
         p->leave_at_ms = now + HANDLERS_LEAVE_GRACE_MS;
         hs->leaving++;
@@ -1085,6 +1104,7 @@ static void topic_sync_parts(struct hshard *hs, struct htopic *t)
         struct hpart *p = t->parts[i];
         if (p != NULL && p->leave_at_ms != 0) { /* listed again */
             p->leave_at_ms = 0;
+            p->leave_held = false;
             hs->leaving--;
         }
         bool grows = p != NULL && !p->grow && p->rf == 1 && lm_meta_topic_reassigning(t->meta, i);
