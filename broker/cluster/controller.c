@@ -105,6 +105,7 @@ struct controller {
     struct broker_shard *shard;
     struct partition *part;
     bool log_reopen;       /* the metadata log failed and is closed: reopened by the tick */
+    bool log_failed_said;  /* a failure kept until a restart (not LM_E_FULL) was logged */
     uint64_t reopen_at_ms; /* the next attempt */
     uint64_t reopened_ms;  /* the last successful reopen */
     struct broker_fsync fs[STORAGE_SYNC_FDS_MAX];
@@ -1388,6 +1389,16 @@ static void on_tick(struct broker_shard *s, struct broker_timer *t)
     uint64_t now = broker_now_ms();
     if (!c->observer && (c->log_reopen || partition_failed(c->part) == LM_E_FULL))
         metadata_log_recover(c, now);
+    int failed = c->part != NULL ? partition_failed(c->part) : 0;
+    if (failed != 0 && failed != LM_E_FULL && !c->log_failed_said) {
+        /* Until a restart this node neither votes in the controller group nor applies
+         * anything new: its metadata image stays as it is (controller_image_fresh is false,
+         * so no replica is deleted on its word). */
+        BLOG_ERROR("controller: the metadata log failed (%s): this node's metadata stays as "
+                   "it is until a restart",
+                   lm_strerror(failed));
+        c->log_failed_said = true;
+    }
     int rc = c->part != NULL ? partition_tick(c->part, (int64_t)now) : 0;
     if (rc != 0 && partition_failed(c->part) == 0)
         BLOG_WARN_LIMITED("controller: tick: %s", lm_strerror(rc));
@@ -1704,8 +1715,7 @@ static void remote_run(struct broker_shard *target, struct broker_xcall *x)
                 BLOG_WARN_LIMITED("controller: raft step: %s", lm_strerror(rc));
             /* the commit index the leader of our term announces (fresh_update) */
             if (rc == 0 && (m.type == RAFT_MSG_APP || m.type == RAFT_MSG_HEARTBEAT) &&
-                partition_failed(c->part) == 0 &&
-                m.term == raft_term(partition_raft(c->part)) &&
+                partition_failed(c->part) == 0 && m.term == raft_term(partition_raft(c->part)) &&
                 m.from == partition_leader(c->part)) {
                 if (m.term != c->leader_commit_term || m.commit > c->leader_commit)
                     c->leader_commit = m.commit;
