@@ -191,7 +191,8 @@ int admin_alter_partition_reassignments(
                                        .adding = keep->adding,
                                        .n_adding = keep->n_adding,
                                        .removing = keep->removing,
-                                       .n_removing = keep->n_removing};
+                                       .n_removing = keep->n_removing,
+                                       .reassign_keep = true};
             rc = admin_commit(env, &r, ADMIN_COMMIT_REASSIGN, a, &res->error_code,
                               &res->error_message);
             if (rc == LM_E_NOT_FOUND || rc == LM_E_INVALID) {

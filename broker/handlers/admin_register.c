@@ -67,11 +67,20 @@ static void defer_outcome(struct kafka_arena *a, const struct admin_defer_item *
         code = KAFKA_POLICY_VIOLATION;
         what = "would exceed a limit";
         break;
+    case LM_E_STATE:
+        if (it->kind != ADMIN_COMMIT_REASSIGN)
+            goto other;
+        /* planned from this node's image, which the controller's has moved past (another
+         * request, the leader's completion): retriable, as Kafka's NOT_CONTROLLER */
+        code = KAFKA_NOT_CONTROLLER;
+        what = "was planned from metadata the controller has moved past; retry";
+        break;
     case LM_E_TIMEOUT:
         code = KAFKA_REQUEST_TIMED_OUT;
         what = "was not committed by the controller in time (no controller leader?)";
         break;
     default:
+    other:
         code = KAFKA_NOT_CONTROLLER;
         what = "could not reach the controller";
         break;

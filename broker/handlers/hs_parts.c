@@ -1024,6 +1024,13 @@ static bool part_may_leave(struct hshard *hs, struct hpart *p)
     if (p->replicated && p->part != NULL && !p->dead) {
         const struct raft_conf *c = raft_conf(partition_raft(p->part));
         uint32_t self = (uint32_t)hs->node->cfg->node_id + 1u;
+        /* A leader hears from no leader: while it leads, its group counts it (it hands the
+         * leadership over before it is removed, hs_reassign.c), so it is its own contact. */
+        if (partition_is_leader(p->part)) {
+            p->leader_contact_ms = now;
+            if (p->leave_at_ms != 0)
+                p->leave_at_ms = now + HANDLERS_LEAVE_GRACE_MS;
+        }
         member =
             raft_conf_is_voter(c, self) || raft_conf_is_learner(c, self) ||
             (p->leader_contact_ms != 0 && now < p->leader_contact_ms + HANDLERS_LEAVE_GRACE_MS);

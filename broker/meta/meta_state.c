@@ -634,6 +634,17 @@ static int reassign_check(const struct lm_meta_state *s, const struct lm_meta_re
         if (!ids_have(r->replicas, r->replication_factor, r->removing[i]) ||
             ids_have(r->removing, i, r->removing[i]))
             return LM_E_INVALID;
+    if (r->reassign_keep) {
+        /* a request keeps every replica listed now: they leave through the leader's
+         * configuration changes and its completion, never at once */
+        int16_t n_now;
+        const int32_t *now = lm_meta_topic_replicas(t, r->partition_count, &n_now);
+        if (r->reassign_done || now == NULL)
+            return LM_E_INVALID;
+        for (int16_t i = 0; i < n_now; i++)
+            if (!ids_have(r->replicas, r->replication_factor, now[i]))
+                return LM_E_STATE;
+    }
     if (r->reassign_done) {
         /* the move the leader finished must be the one in progress: its target, in order */
         const struct lm_meta_moved *m = lm_meta_topic_moved(t, r->partition_count);
@@ -1358,7 +1369,7 @@ size_t lm_meta_record_size(const struct lm_meta_record *r)
     case LM_META_PARTITION_REASSIGN:
         n += str_size(r->topic) + 4 + 3 * 2 +
              4 * (size_t)(r->replication_factor + r->n_adding + r->n_removing) +
-             (r->reassign_done ? 1 : 0);
+             (r->reassign_done || r->reassign_keep ? 1 : 0);
         break;
     case LM_META_QUOTA:
         n += 1 + str_size(quota_name(r->quota_user_part, r->quota_user)) + 1 +
@@ -1619,6 +1630,8 @@ int lm_meta_record_encode(const struct lm_meta_record *r, uint8_t *buf, size_t c
         }
         if (r->reassign_done)
             put_u8(&c, 1);
+        else if (r->reassign_keep)
+            put_u8(&c, 2);
         break;
     }
     case LM_META_QUOTA: {
@@ -1914,12 +1927,13 @@ int lm_meta_record_decode(const uint8_t *buf, size_t len, struct lm_meta_record 
         out->n_adding = counts[1];
         out->removing = ids + 2 * LM_META_REPLICATION_MAX;
         out->n_removing = counts[2];
-        if (c.pos < c.len) { /* the leader's completion trailer */
-            if ((rc = get_be(&c, 1, &v)) != 0 || v != 1) {
+        if (c.pos < c.len) { /* the leader's completion (1) or a request's (2) trailer */
+            if ((rc = get_be(&c, 1, &v)) != 0 || (v != 1 && v != 2)) {
                 lm_meta_record_free(out);
                 return rc != 0 ? rc : LM_E_CORRUPT;
             }
-            out->reassign_done = true;
+            out->reassign_done = v == 1;
+            out->reassign_keep = v == 2;
         }
         break;
     }

@@ -174,6 +174,15 @@ struct lm_meta_record {
      * still in progress (a cancel or a new target since refuses it, LM_E_STATE). An encoding
      * trailer: records without it decode as false. */
     bool reassign_done;
+    /* PARTITION_REASSIGN from AlterPartitionReassignments: planned from the replicas the
+     * requesting node's image lists (a new target, a cancel), so it applies only while it still
+     * lists every replica the partition lists (LM_E_STATE otherwise). A record planned from an
+     * image behind the controller's, or racing another request planned from the same image,
+     * would drop a replica the move in progress is adding, which the partition's Raft group may
+     * count as a voter already: only the leader's completion (reassign_done), sent once the
+     * group committed the removal, drops replicas. An encoding trailer (2): records without it
+     * (and snapshots, which set the state as it is) decode as false. */
+    bool reassign_keep;
     /* QUOTA: the parts are enum lm_quota_part; a name only with LM_QUOTA_PART_NAMED */
     uint8_t quota_user_part, quota_client_part;
     const char *quota_user, *quota_client;

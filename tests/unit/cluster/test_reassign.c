@@ -32,14 +32,16 @@ static int via_wire(struct lm_meta_state *s, const struct lm_meta_record *r)
     struct lm_meta_record cut;
     struct lm_config_entry *cc;
     int crc = lm_meta_record_decode(buf, (size_t)n - 1, &cut, &cc);
-    if (r->reassign_done) {
+    if (r->reassign_done || r->reassign_keep) {
         assert_int_equal(crc, 0);
         assert_false(cut.reassign_done);
+        assert_false(cut.reassign_keep);
         lm_meta_record_free(&cut);
     } else {
         assert_int_not_equal(crc, 0);
     }
     assert_int_equal(d.reassign_done, r->reassign_done);
+    assert_int_equal(d.reassign_keep, r->reassign_keep);
     int rc = lm_meta_state_apply(s, &d);
     lm_meta_record_free(&d);
     return rc;
@@ -360,6 +362,68 @@ static struct raft_conf conf_of(const int32_t *voters, int nv, const int32_t *le
     return c;
 }
 
+/* A request's record (AlterPartitionReassignments, reassign_keep) applies only while it lists
+ * every replica listed now: one planned from an image that predates the move in progress (or
+ * racing a request planned from the same image) would drop the replica being added, which the
+ * Raft group may count as a voter, at once instead of through the leader's removal. */
+static void test_request_keeps_listed(void **state)
+{
+    (void)state;
+    struct lm_meta_state s;
+    setup_topic(&s);
+    const struct lm_meta_topic *t = lm_meta_state_find(&s, "t");
+    int32_t cur[LM_META_REPLICATION_MAX];
+    assert_int_equal(lm_meta_topic_current_replicas(t, 0, cur), 3);
+    /* two requests planned from the same image {1,2,3}: to {4,2,1}, and a reorder {3,2,1} */
+    struct lm_meta_moved a = {.partition = 0}, b = {.partition = 0};
+    int32_t ta[] = {4, 2, 1}, tb[] = {3, 2, 1};
+    assert_int_equal(lm_meta_reassign_plan(cur, 3, ta, 3, &a), 0);
+    assert_int_equal(lm_meta_reassign_plan(cur, 3, tb, 3, &b), 0);
+    struct lm_meta_record ra, rb;
+    rec_of(&a, "t", &ra);
+    rec_of(&b, "t", &rb);
+    ra.reassign_keep = rb.reassign_keep = true;
+    assert_int_equal(via_wire(&s, &ra), 0);
+    /* the second would drop node 4, being added */
+    assert_int_equal(via_wire(&s, &rb), LM_E_STATE);
+    t = lm_meta_state_find(&s, "t");
+    int16_t n;
+    const int32_t *rep = lm_meta_topic_replicas(t, 0, &n);
+    int32_t want[] = {4, 2, 1, 3};
+    assert_int_equal(n, 4);
+    assert_memory_equal(rep, want, sizeof(want));
+    /* a cancel planned from this image keeps them all: 4 leaves as a removed replica */
+    int16_t n_full;
+    const int32_t *full = lm_meta_topic_replicas(t, 0, &n_full);
+    int16_t n_cur = lm_meta_topic_current_replicas(t, 0, cur);
+    struct lm_meta_moved c = {.partition = 0};
+    assert_int_equal(lm_meta_reassign_plan(full, n_full, cur, n_cur, &c), 0);
+    struct lm_meta_record rc;
+    rec_of(&c, "t", &rc);
+    rc.reassign_keep = true;
+    assert_int_equal(via_wire(&s, &rc), 0);
+    t = lm_meta_state_find(&s, "t");
+    const struct lm_meta_moved *m = lm_meta_topic_moved(t, 0);
+    assert_non_null(m);
+    assert_int_equal(m->n_removing, 1);
+    assert_int_equal(m->removing[0], 4);
+    /* a request and a completion at once is not a record */
+    rc.reassign_done = true;
+    assert_int_equal(lm_meta_state_apply(&s, &rc), LM_E_INVALID);
+    /* only the leader's completion drops node 4 (the target in the cancel's order) */
+    int32_t orig[] = {2, 1, 3};
+    struct lm_meta_record fin = {.type = LM_META_PARTITION_REASSIGN,
+                                 .topic = "t",
+                                 .partition_count = 0,
+                                 .replicas = orig,
+                                 .replication_factor = 3,
+                                 .reassign_done = true};
+    assert_int_equal(via_wire(&s, &fin), 0);
+    t = lm_meta_state_find(&s, "t");
+    assert_false(lm_meta_topic_reassigning(t, 0));
+    lm_meta_state_deinit(&s);
+}
+
 static void test_next_step(void **state)
 {
     (void)state;
@@ -429,6 +493,7 @@ int main(void)
         cmocka_unit_test(test_plan),
         cmocka_unit_test(test_record_apply_and_cancel),
         cmocka_unit_test(test_record_refusals),
+        cmocka_unit_test(test_request_keeps_listed),
         cmocka_unit_test(test_next_step),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
