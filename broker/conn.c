@@ -1249,10 +1249,13 @@ static int tls_encrypt_chunk(struct broker_conn *c, bool *done)
                 ssize_t r = pread(fd, s->tls_gather + g, take, (off_t)(off + c->part_off));
                 if (r < 0 && errno == EINTR)
                     continue;
-                if (r <= 0) {
-                    BLOG_ERROR("conn %u: file part ends early (fd %d at %llu): %s", c->slot, fd,
-                               (unsigned long long)(off + c->part_off),
-                               r < 0 ? strerror(errno) : "end of file");
+                if (r < 0) {
+                    BLOG_ERROR("conn %u: file part unreadable (fd %d at %llu): %s", c->slot, fd,
+                               (unsigned long long)(off + c->part_off), strerror(errno));
+                    return LM_E_IO;
+                }
+                if (r == 0) {
+                    BLOG_WARN_LIMITED(BROKER_FILE_PART_CUT_FMT, c->slot);
                     return LM_E_IO;
                 }
                 take = (size_t)r;

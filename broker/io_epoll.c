@@ -213,8 +213,7 @@ static int ep_send_file(struct broker_shard *s, struct broker_conn *c, int fd, u
     if (n > 0)
         return n > INT32_MAX ? INT32_MAX : (int)n;
     if (n == 0) {
-        BLOG_ERROR("conn %u: file part ends early (fd %d at %llu)", c->slot, fd,
-                   (unsigned long long)offset);
+        BLOG_WARN_LIMITED(BROKER_FILE_PART_CUT_FMT, c->slot);
         return LM_E_IO; /* the frame cannot be completed */
     }
     if (errno == EAGAIN || errno == EWOULDBLOCK) {

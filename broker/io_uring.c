@@ -768,7 +768,7 @@ static void on_send(struct broker_shard *s, struct io_uring_cqe *cqe)
             return;
         }
         if (res == 0)
-            BLOG_ERROR("conn %u: file part ends early", c->slot);
+            BLOG_WARN_LIMITED(BROKER_FILE_PART_CUT_FMT, c->slot);
         res = res < 0 ? res : -EIO;
     } else if (phase == 2 && res > 0) {
         LM_ASSERT((size_t)res <= c->pipe_bytes);

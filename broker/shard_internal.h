@@ -3,6 +3,13 @@
 #ifndef LAMINAR_BROKER_SHARD_INTERNAL_H
 #define LAMINAR_BROKER_SHARD_INTERNAL_H
 
+/* A file slice of an outgoing message that ends before its length (the file was cut under it:
+ * a former partition leader's tail truncated while a replication append or a fetch answer
+ * naming it waited to be sent). The frame cannot be completed: the connection is closed, and
+ * the peer or client asks again. Expected under leadership changes, so a warning. */
+#define BROKER_FILE_PART_CUT_FMT                                                                   \
+    "conn %u: a file slice ends before its length (its log was cut under it): connection closed"
+
 #include <stdatomic.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
