@@ -770,6 +770,24 @@ static void on_send(struct broker_shard *s, struct io_uring_cqe *cqe)
         if (res == 0)
             BLOG_WARN_LIMITED(BROKER_FILE_PART_CUT_FMT, c->slot);
         res = res < 0 ? res : -EIO;
+    } else if (phase == 2 && res == -EAGAIN && !c->closing) {
+        /* The socket is full (a slow reader: a follower on a loaded machine). A splice does
+         * not wait for room the way a send does (the socket is O_NONBLOCK and the splice
+         * is not polled by the ring): resubmitting at once spins the shard, starving the
+         * very reader it waits for. Wait for POLLOUT, then drain the pipe again (phase 3). */
+        struct io_uring_sqe *sqe = get_sqe(s);
+        io_uring_prep_poll_add(sqe, c->fd, POLLOUT);
+        io_uring_sqe_set_data64(sqe, broker_ud(BROKER_OP_SEND, c->slot, c->gen));
+        c->splice_phase = 3;
+        c->send_busy = true;
+        c->send_cancel_sent = false;
+        return;
+    } else if (phase == 3 && res > 0 && !c->closing) {
+        LM_ASSERT(c->pipe_bytes > 0);
+        submit_splice(s, c, c->pipe_r, -1, c->fd, c->pipe_bytes, 2);
+        return;
+    } else if (phase == 3) {
+        res = res < 0 ? res : -EIO; /* the poll failed or the connection is closing */
     } else if (phase == 2 && res > 0) {
         LM_ASSERT((size_t)res <= c->pipe_bytes);
         c->pipe_bytes -= (size_t)res;
