@@ -126,7 +126,7 @@ struct broker_conn {
     /* io_uring file parts: splice through this pipe (created on first use) */
     int pipe_r, pipe_w;
     size_t pipe_cap, pipe_bytes; /* capacity; bytes spliced in and not yet out */
-    uint8_t splice_phase; /* 0 none, 1 file -> pipe in flight, 2 pipe -> socket, 3 POLLOUT */
+    uint8_t splice_phase;        /* 0 none, 1 file -> pipe in flight, 2 pipe -> socket, 3 POLLOUT */
 };
 
 /* The I/O backend: io_uring or epoll, same interface. None of these block. */

@@ -1250,7 +1250,10 @@ static void handle_heartbeat(struct raft *r, const struct raft_msg *m)
 {
     int64_t last = view_last(r);
     commit_to(r, m->commit < last ? m->commit : last);
-    struct raft_msg resp = {.type = RAFT_MSG_HEARTBEAT_RESP, .to = m->from};
+    /* hint_index: the shell's context in the heartbeat (a partition's send time, for its read
+     * lease), echoed (raft.h) */
+    struct raft_msg resp = {
+        .type = RAFT_MSG_HEARTBEAT_RESP, .to = m->from, .hint_index = m->hint_index};
     send(r, &resp);
 }
 

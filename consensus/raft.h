@@ -177,7 +177,9 @@ struct raft_msg {
     int64_t index;     /* APP: prev index; VOTE: last index; APP_RESP: match or rejected prev */
     uint64_t log_term; /* APP: prev term; VOTE: last term */
     int64_t commit;
-    int64_t hint_index; /* APP_RESP reject: fast backtracking hint (Raft §5.3, etcd) */
+    /* APP_RESP reject: fast backtracking hint (Raft §5.3, etcd). HEARTBEAT: a context of the
+     * shell's (raft sends 0), which the HEARTBEAT_RESP carries back unchanged */
+    int64_t hint_index;
     uint64_t hint_term;
     int64_t ent_last;            /* APP: last offset of the entries named (index when none) */
     uint64_t ent_last_term;      /* APP: term of the batch ending at ent_last */

@@ -83,7 +83,9 @@ struct partition {
     int64_t next_watch_id;
 
     /* A leader's lease (partition_lease_valid): when each voter last answered it in its term
-     * (heard_term), by now_ms at the receipt, never later than the real time. */
+     * (heard_term): the send time of the latest heartbeat it answered (the heartbeat carries
+     * the leader's clock, the answer brings it back), never the receipt of the answer: after a
+     * pause (SIGSTOP) the answers queued meanwhile arrive late and prove nothing about now. */
     uint64_t heard_term;
     uint32_t heard_id[RAFT_NODES_MAX];
     int64_t heard_ms[RAFT_NODES_MAX];
@@ -535,6 +537,13 @@ static void send_msgs(struct partition *p, const struct raft_ready *rd)
         const struct raft_msg *m = &rd->msgs[i];
         if (!p->env.send)
             continue; /* a single voter sends nothing that matters */
+        if (m->type == RAFT_MSG_HEARTBEAT) {
+            /* stamped with its send time: the answer brings it back (lease_heard) */
+            struct raft_msg hb = *m;
+            hb.hint_index = p->now_ms > 0 ? p->now_ms : 1;
+            p->env.send(p->env.ctx, p, &hb);
+            continue;
+        }
         if (m->type != RAFT_MSG_APP || m->entries || m->n_entries == 0) {
             p->env.send(p->env.ctx, p, m);
             continue;
@@ -1124,10 +1133,14 @@ void partition_set_clock(struct partition *p, int64_t now_ms)
         p->now_ms = now_ms;
 }
 
-/* Notes that voter `from` answered this leader in its term (any message in the leader's own
- * term comes from a voter that follows it). */
-static void lease_heard(struct partition *p, uint32_t from)
+/* Notes that voter `from` answered, in this leader's term, a heartbeat sent at sent_ms (a voter
+ * that answers follows this leader: it grants no vote for election_ticks after it heard it). */
+static void lease_heard(struct partition *p, uint32_t from, int64_t sent_ms)
 {
+    if (sent_ms <= 0)
+        return; /* a heartbeat not stamped (another sender's), or not a heartbeat's answer */
+    if (sent_ms > p->now_ms)
+        sent_ms = p->now_ms; /* never later than this clock */
     uint64_t term = raft_term(p->raft);
     if (p->heard_term != term) {
         p->heard_term = term;
@@ -1136,7 +1149,8 @@ static void lease_heard(struct partition *p, uint32_t from)
     uint32_t free_slot = RAFT_NODES_MAX;
     for (uint32_t i = 0; i < RAFT_NODES_MAX; i++) {
         if (p->heard_id[i] == from) {
-            p->heard_ms[i] = p->now_ms;
+            if (sent_ms > p->heard_ms[i]) /* answers may come out of order */
+                p->heard_ms[i] = sent_ms;
             return;
         }
         if (p->heard_id[i] == RAFT_NONE && free_slot == RAFT_NODES_MAX)
@@ -1144,7 +1158,7 @@ static void lease_heard(struct partition *p, uint32_t from)
     }
     if (free_slot < RAFT_NODES_MAX) {
         p->heard_id[free_slot] = from;
-        p->heard_ms[free_slot] = p->now_ms;
+        p->heard_ms[free_slot] = sent_ms;
     }
 }
 
@@ -1179,8 +1193,8 @@ int partition_step(struct partition *p, const struct raft_msg *m)
         return LM_E_CORRUPT;
     }
     if (raft_role(p->raft) == RAFT_LEADER && m->term == raft_term(p->raft) &&
-        m->from != p->cfg.node_id && m->from != RAFT_NONE)
-        lease_heard(p, m->from);
+        m->type == RAFT_MSG_HEARTBEAT_RESP && m->from != p->cfg.node_id && m->from != RAFT_NONE)
+        lease_heard(p, m->from, m->hint_index);
     int rc = raft_step(p->raft, m);
     int drc = partition_drive(p);
     return drc ? drc : rc;

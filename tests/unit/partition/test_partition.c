@@ -1604,6 +1604,32 @@ static void test_read_lease(void **state)
     assert_true(partition_is_leader(f->parts[2]));
     assert_true(partition_lease_valid(f->parts[2], f->now_ms));
     assert_false(partition_lease_valid(l1, f->now_ms));
+
+    /* A pause (SIGSTOP) of the leader: answers to heartbeats it sent before it arrive after it,
+     * and prove nothing about now. The lease counts from the heartbeats' send time, carried
+     * back by the answers, not from their arrival (cluster_nodes3: a woken group coordinator
+     * answered OffsetFetch with an offset its successor had replaced). */
+    struct partition *l2 = f->parts[2];
+    f->now_ms += 100;
+    assert_int_equal(partition_tick(l2, f->now_ms), 0); /* heartbeats, sent now */
+    size_t round = f->q_len;
+    assert_true(round >= 2);
+    for (size_t i = 0; i < round; i++) { /* the followers answer; the answers wait */
+        struct raft_msg m = f->queue[f->q_head];
+        f->q_head = (f->q_head + 1) % QUEUE_MAX;
+        f->q_len--;
+        assert_int_not_equal(m.to, 2);
+        (void)partition_step(f->parts[m.to], &m);
+        raft_msg_deinit(&m);
+    }
+    assert_true(f->q_len >= 2);
+    f->now_ms += 3000; /* the leader was stopped */
+    partition_set_clock(l2, f->now_ms);
+    fx_deliver(f); /* the answers queued meanwhile */
+    assert_true(partition_is_leader(l2));
+    assert_false(partition_lease_valid(l2, f->now_ms));
+    fx_tick_all(f, 1); /* a heartbeat sent after the pause, answered */
+    assert_true(partition_lease_valid(l2, f->now_ms));
 }
 
 static void test_three_voters_random(void **state)
