@@ -1185,7 +1185,9 @@ static void commit_to(struct raft *r, int64_t c)
  * changed (as a lost message: the leader sends again). */
 static int handle_append(struct raft *r, const struct raft_msg *m)
 {
-    struct raft_msg resp = {.type = RAFT_MSG_APP_RESP, .to = m->from};
+    /* A success carries the shell's context in the APP back (hint_index, raft.h); a rejection
+     * uses hint_index for its hint. */
+    struct raft_msg resp = {.type = RAFT_MSG_APP_RESP, .to = m->from, .hint_index = m->hint_index};
     if (m->index < r->commit) {
         resp.index = r->commit;
         send(r, &resp);

@@ -177,8 +177,9 @@ struct raft_msg {
     int64_t index;     /* APP: prev index; VOTE: last index; APP_RESP: match or rejected prev */
     uint64_t log_term; /* APP: prev term; VOTE: last term */
     int64_t commit;
-    /* APP_RESP reject: fast backtracking hint (Raft §5.3, etcd). HEARTBEAT: a context of the
-     * shell's (raft sends 0), which the HEARTBEAT_RESP carries back unchanged */
+    /* APP_RESP reject: fast backtracking hint (Raft §5.3, etcd). HEARTBEAT and APP: a context
+     * of the shell's (raft sends 0), which the HEARTBEAT_RESP and a successful APP_RESP carry
+     * back unchanged */
     int64_t hint_index;
     uint64_t hint_term;
     int64_t ent_last;            /* APP: last offset of the entries named (index when none) */

@@ -522,6 +522,7 @@ static int send_app_slices(struct partition *p, const struct raft_msg *m)
     if (rc == 0) {
         struct raft_msg wire = *m;
         wire.entries = es;
+        wire.hint_index = p->now_ms > 0 ? p->now_ms : 1; /* its send time (lease_heard) */
         rc = p->env.send_app(p->env.ctx, p, &wire, sl, n);
     } else {
         for (uint32_t i = 0; i < n; i++)
@@ -537,14 +538,16 @@ static void send_msgs(struct partition *p, const struct raft_ready *rd)
         const struct raft_msg *m = &rd->msgs[i];
         if (!p->env.send)
             continue; /* a single voter sends nothing that matters */
-        if (m->type == RAFT_MSG_HEARTBEAT) {
-            /* stamped with its send time: the answer brings it back (lease_heard) */
+        /* heartbeats and appends are stamped with their send time: the answers bring it back
+         * (lease_heard) */
+        int64_t stamp = p->now_ms > 0 ? p->now_ms : 1;
+        if (m->type == RAFT_MSG_HEARTBEAT || (m->type == RAFT_MSG_APP && m->n_entries == 0)) {
             struct raft_msg hb = *m;
-            hb.hint_index = p->now_ms > 0 ? p->now_ms : 1;
+            hb.hint_index = stamp;
             p->env.send(p->env.ctx, p, &hb);
             continue;
         }
-        if (m->type != RAFT_MSG_APP || m->entries || m->n_entries == 0) {
+        if (m->type != RAFT_MSG_APP || m->entries) {
             p->env.send(p->env.ctx, p, m);
             continue;
         }
@@ -553,6 +556,7 @@ static void send_msgs(struct partition *p, const struct raft_ready *rd)
         struct raft_msg wire;
         p->rlog.data_mode = true;
         int rc = raft_msg_resolve(&wire, m, &p->ops);
+        wire.hint_index = stamp;
         p->rlog.data_mode = false;
         raft_storage_log_release(&p->rlog);
         if (rc) {
@@ -1193,7 +1197,8 @@ int partition_step(struct partition *p, const struct raft_msg *m)
         return LM_E_CORRUPT;
     }
     if (raft_role(p->raft) == RAFT_LEADER && m->term == raft_term(p->raft) &&
-        m->type == RAFT_MSG_HEARTBEAT_RESP && m->from != p->cfg.node_id && m->from != RAFT_NONE)
+        (m->type == RAFT_MSG_HEARTBEAT_RESP || (m->type == RAFT_MSG_APP_RESP && !m->reject)) &&
+        m->from != p->cfg.node_id && m->from != RAFT_NONE)
         lease_heard(p, m->from, m->hint_index);
     int rc = raft_step(p->raft, m);
     int drc = partition_drive(p);
