@@ -470,6 +470,13 @@ static int write_entries(struct partition *p, const struct raft_entry *es, size_
     return 0;
 }
 
+/* The stamp a heartbeat or append carries (hint_index): its send time, which the answer
+ * brings back for the read lease (lease_heard); never 0, which means "not stamped". */
+static int64_t send_stamp(const struct partition *p)
+{
+    return p->now_ms > 0 ? p->now_ms : 1;
+}
+
 /* Sends APP descriptor m through env.send_app: its entries' metadata read from the log (batch
  * headers), its bytes as slices of the log files. Returns 0 once handed over, or an error
  * (LM_E_UNSUPPORTED: an entry is not a data batch; the log no longer matches the descriptor;
@@ -522,7 +529,7 @@ static int send_app_slices(struct partition *p, const struct raft_msg *m)
     if (rc == 0) {
         struct raft_msg wire = *m;
         wire.entries = es;
-        wire.hint_index = p->now_ms > 0 ? p->now_ms : 1; /* its send time (lease_heard) */
+        wire.hint_index = send_stamp(p);
         rc = p->env.send_app(p->env.ctx, p, &wire, sl, n);
     } else {
         for (uint32_t i = 0; i < n; i++)
@@ -538,9 +545,7 @@ static void send_msgs(struct partition *p, const struct raft_ready *rd)
         const struct raft_msg *m = &rd->msgs[i];
         if (!p->env.send)
             continue; /* a single voter sends nothing that matters */
-        /* heartbeats and appends are stamped with their send time: the answers bring it back
-         * (lease_heard) */
-        int64_t stamp = p->now_ms > 0 ? p->now_ms : 1;
+        int64_t stamp = send_stamp(p);
         if (m->type == RAFT_MSG_HEARTBEAT || (m->type == RAFT_MSG_APP && m->n_entries == 0)) {
             struct raft_msg hb = *m;
             hb.hint_index = stamp;

@@ -812,6 +812,16 @@ static void check_identical(struct fx *f)
     free(a);
 }
 
+/* Every replica running, at high watermark hw, and byte-identical. */
+static void assert_all_settled(struct fx *f, int64_t hw)
+{
+    for (uint32_t i = 1; i <= NODES; i++) {
+        assert_int_equal(partition_failed(f->parts[i]), 0);
+        assert_int_equal(partition_high_watermark(f->parts[i]), hw);
+    }
+    check_identical(f);
+}
+
 static void test_three_voters(void **state)
 {
     struct fx *f = *state;
@@ -996,12 +1006,7 @@ static void test_proposal_persisted_after_term_change(void **state)
     fx_tick_all(f, 3);
     assert_int_equal(after.n, 1);
     assert_int_equal(after.errs[0], 0);
-    for (uint32_t i = 1; i <= NODES; i++) {
-        assert_int_equal(partition_failed(f->parts[i]), 0);
-        assert_int_equal(partition_high_watermark(f->parts[i]),
-                         partition_log_end_offset(f->parts[nl]));
-    }
-    check_identical(f);
+    assert_all_settled(f, partition_log_end_offset(f->parts[nl]));
 }
 
 /* Zero-copy appends read the leader's log when the socket takes them, not when they are made.
@@ -1084,12 +1089,7 @@ static void test_zero_copy_log_changed(void **state)
     fx_deliver(f);
     assert_true(f->zc_refused + f->zc_short >= refused + short_reads + 2);
     fx_tick_all(f, 5);
-    for (uint32_t i = 1; i <= NODES; i++) {
-        assert_int_equal(partition_failed(f->parts[i]), 0);
-        assert_int_equal(partition_high_watermark(f->parts[i]),
-                         partition_high_watermark(f->parts[nl]));
-    }
-    check_identical(f);
+    assert_all_settled(f, partition_high_watermark(f->parts[nl]));
 }
 
 /* The ordinary path still works on its own: every append's bytes read before sending. */
