@@ -65,14 +65,11 @@ static uint64_t ld(const uint64_t *p)
     return __atomic_load_n(p, __ATOMIC_RELAXED);
 }
 
-void broker_metrics_topic_add(struct broker_shard_metrics *m, const char *topic, size_t len,
-                              enum broker_counter c, uint64_t n)
+uint64_t *broker_metrics_topic_counters(struct broker_shard_metrics *m, const char *topic,
+                                        size_t len)
 {
-    LM_ASSERT((int)c < BROKER_TOPIC_COUNTERS);
-    if (len == 0 || len >= BROKER_TOPIC_NAME_BYTES) {
-        broker_metric_add(&m->topic_other[c], n);
-        return;
-    }
+    if (len == 0 || len >= BROKER_TOPIC_NAME_BYTES)
+        return m->topic_other;
     uint32_t h = 2166136261u; /* FNV-1a */
     for (size_t i = 0; i < len; i++)
         h = (h ^ (uint8_t)topic[i]) * 16777619u;
@@ -87,10 +84,16 @@ void broker_metrics_topic_add(struct broker_shard_metrics *m, const char *topic,
         } else if (t->len != len || memcmp(t->name, topic, len) != 0) {
             continue;
         }
-        broker_metric_add(&t->c[c], n);
-        return;
+        return t->c;
     }
-    broker_metric_add(&m->topic_other[c], n);
+    return m->topic_other;
+}
+
+void broker_metrics_topic_add(struct broker_shard_metrics *m, const char *topic, size_t len,
+                              enum broker_counter c, uint64_t n)
+{
+    LM_ASSERT((int)c < BROKER_TOPIC_COUNTERS);
+    broker_metric_add(&broker_metrics_topic_counters(m, topic, len)[c], n);
 }
 
 /* Kafka's request names (RequestMetrics' request tag) from the generated API table. */

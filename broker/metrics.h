@@ -96,6 +96,12 @@ static inline void broker_metric_latency(struct broker_latency *l, uint64_t us)
                      __ATOMIC_RELAXED);
 }
 
+/* The per-topic counters (BROKER_TOPIC_COUNTERS of them) of a topic in the calling shard's
+ * table, its slot claimed on first use; the table's `other` counters when the name does not fit
+ * or the table is full. A slot is never given up, so the pointer stays valid as long as m. */
+uint64_t *broker_metrics_topic_counters(struct broker_shard_metrics *m, const char *topic,
+                                        size_t len);
+
 /* Adds n to a per-topic counter (c < BROKER_TOPIC_COUNTERS) of the calling shard's table. */
 void broker_metrics_topic_add(struct broker_shard_metrics *m, const char *topic, size_t len,
                               enum broker_counter c, uint64_t n);
@@ -111,6 +117,10 @@ void broker_shard_counter_add(struct broker_shard *s, enum broker_counter c, uin
 /* A BrokerTopicMetrics counter (c < BROKER_TOPIC_COUNTERS) of one topic on the calling shard. */
 void broker_shard_topic_add(struct broker_shard *s, const char *topic, size_t len,
                             enum broker_counter c, uint64_t n);
+/* The calling shard's per-topic counters of a topic (broker_metrics_topic_counters), for a
+ * caller that adds to them often and keeps the pointer (a partition on its owner shard); NULL
+ * when laminar.metrics.enable=false. */
+uint64_t *broker_shard_topic_counters(struct broker_shard *s, const char *topic, size_t len);
 
 /* A scrape's output: a growable text buffer. */
 struct broker_metrics_out {

@@ -89,6 +89,11 @@ void broker_shard_topic_add(struct broker_shard *s, const char *topic, size_t le
         broker_metrics_topic_add(s->metrics, topic, len, c, n);
 }
 
+uint64_t *broker_shard_topic_counters(struct broker_shard *s, const char *topic, size_t len)
+{
+    return s->metrics_on ? broker_metrics_topic_counters(s->metrics, topic, len) : NULL;
+}
+
 void broker_shard_counter_add(struct broker_shard *s, enum broker_counter c, uint64_t n)
 {
     LM_ASSERT(c < BROKER_C_COUNT);

@@ -772,15 +772,20 @@ static void respond(struct hfetch *fc)
     uint8_t *markers = h_alloc(req, fc->count, ZC_MARKER_BYTES);
     for (int32_t i = 0; i < fc->resp.responses_count; i++) {
         struct kafka_fetch_response_fetchable_topic_response *tr = &fc->resp.responses[i];
+        uint64_t *tc = NULL; /* the topic's counters: one lookup for all its partitions */
         for (int32_t j = 0; j < tr->partitions_count; j++, k++) {
             struct kafka_fetch_response_partition_data *pd = &tr->partitions[j];
             const struct hwork *w = &fc->items[k];
             struct fout *o = &fc->outs[k];
             pd->error_code = w->error;
-            broker_shard_topic_add(req->shard, w->topic, w->topic_len,
-                                   w->error != KAFKA_NONE ? BROKER_C_FETCH_FAILED
-                                                          : BROKER_C_BYTES_OUT,
-                                   w->error != KAFKA_NONE ? 1 : o->len);
+            if (j == 0)
+                tc = broker_shard_topic_counters(req->shard, w->topic, w->topic_len);
+            if (tc != NULL) {
+                if (w->error != KAFKA_NONE)
+                    broker_metric_add(&tc[BROKER_C_FETCH_FAILED], 1);
+                else
+                    broker_metric_add(&tc[BROKER_C_BYTES_OUT], o->len);
+            }
             pd->high_watermark = o->high_watermark;
             pd->last_stable_offset = o->last_stable;
             if (o->aborted_count > 0 && w->error == KAFKA_NONE) {

@@ -462,8 +462,13 @@ static void produce_op(struct hshard *hs, struct hpart *p, struct hwork *w, stru
             max_ts = h.max_timestamp;
         nrecords += (uint64_t)h.records_count;
     }
-    broker_shard_topic_add(hs->shard, w->topic, w->topic_len, BROKER_C_MESSAGES_IN, nrecords);
-    broker_shard_topic_add(hs->shard, w->topic, w->topic_len, BROKER_C_BYTES_IN, len);
+    /* the topic's counters are looked up once per partition, not hashed by name per append */
+    if (p->topic_counters == NULL)
+        p->topic_counters = broker_shard_topic_counters(hs->shard, w->topic, w->topic_len);
+    if (p->topic_counters != NULL) {
+        broker_metric_add(&p->topic_counters[BROKER_C_MESSAGES_IN], nrecords);
+        broker_metric_add(&p->topic_counters[BROKER_C_BYTES_IN], len);
+    }
     if (ph->after_append != NULL)
         ph->after_append(hs, p->topic, p->partition, buf, len, first.base_offset);
     free(owned);

@@ -72,9 +72,12 @@ struct hpart {
      * write goes through part. NULL with part. */
     struct storage_log *log;
     struct storage_config scfg;
-    bool write_caching;           /* the topic's write.caching (partition_config) */
-    int32_t leader_epoch;         /* partition_leader_epoch(part) at open (Raft term) */
-    uint32_t gauge_slot;          /* its slot in the shard's part_gauges + 1; 0: none yet */
+    bool write_caching;   /* the topic's write.caching (partition_config) */
+    int32_t leader_epoch; /* partition_leader_epoch(part) at open (Raft term) */
+    uint32_t gauge_slot;  /* its slot in the shard's part_gauges + 1; 0: none yet */
+    /* its topic's BrokerTopicMetrics counters on this shard (broker_shard_topic_counters),
+     * looked up at its first append; NULL before, and while metrics are off */
+    uint64_t *topic_counters;
     int32_t gauge_epoch;          /* the leader epoch its gauges last showed */
     int64_t gauge_epoch_since_ms; /* wall clock when this node first saw that epoch */
     bool compact_flush_waiting;

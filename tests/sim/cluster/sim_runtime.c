@@ -1091,6 +1091,14 @@ void broker_shard_topic_add(struct broker_shard *s, const char *topic, size_t le
     (void)n;
 }
 
+uint64_t *broker_shard_topic_counters(struct broker_shard *s, const char *topic, size_t len)
+{
+    (void)s;
+    (void)topic;
+    (void)len;
+    return NULL; /* the simulation keeps no metrics */
+}
+
 uint32_t broker_partition_shard(const char *topic, size_t topic_len, int32_t partition,
                                 uint32_t nshards)
 {
