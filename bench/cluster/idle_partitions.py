@@ -1,12 +1,14 @@
 #!/usr/bin/python3
-"""CPU and memory of a 3-node laminar cluster holding many idle replicated partitions, for one
+"""CPU and memory of a laminar cluster holding many idle replicated partitions, for one
 or more laminar binaries in the same invocation (the first is the reference of the ratios).
 
     bench/cluster/idle_partitions.py --bin build/broker/laminar [--bin OTHER] \\
-        [--partitions 3000] [--seconds 20] [--repeat 2]
+        [--partitions 3000] [--seconds 20] [--repeat 2] [--nodes 3] [--rf 3]
 
-Per binary and repetition: a fresh 3-node cluster (combined mode, 2 shards each, io_uring),
-one topic of N partitions with replication factor 3, every partition led; then, with no
+Per binary and repetition: a fresh cluster of --nodes nodes (2 shards each, io_uring; nodes 1-3
+combined mode, the controller quorum, nodes 4 and up brokers only), one topic of N partitions
+with replication factor --rf (at most 10,000 partitions per CreateTopics request: more are
+added with CreatePartitions), every partition led; then, with no
 client traffic, the CPU seconds the three processes use in --seconds (utime + stime from
 /proc), their RSS, the bytes the loopback carried meanwhile, and the open descriptors of the
 node holding the most. Idle partitions cost heartbeats only: this is what Raft heartbeats per
@@ -25,7 +27,7 @@ sys.path.insert(0, os.path.join(HERE, "..", "..", "tests", "cluster", "nodes"))
 sys.path.insert(0, os.path.join(HERE, "..", "..", "tests", "compat", "harness"))
 import test_cluster as tc  # noqa: E402
 from laminar_harness import free_port  # noqa: E402
-from confluent_kafka.admin import NewTopic  # noqa: E402
+from confluent_kafka.admin import NewPartitions, NewTopic  # noqa: E402
 
 TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -56,21 +58,34 @@ def lo_bytes():
     return 0
 
 
-def run_once(binary, partitions, seconds):
+CHUNK = 10000  # partitions per CreateTopics / CreatePartitions request
+
+
+def run_once(binary, partitions, seconds, nnodes, rf):
     os.environ["LAMINAR_BIN"] = binary
     port, cport = free_port(), free_port()
     voters = ",".join("%d@127.0.0.%d:%d" % (i, i, cport) for i in range(1, 4))
-    nodes = [tc.Node(i, voters, port, cport, "uring") for i in range(1, 4)]
+    nodes = [tc.Node(i, voters, port, cport, "uring", observer=i > 3)
+             for i in range(1, nnodes + 1)]
+    for x in nodes:
+        # the default bound (100,000 in the cluster's metadata) counts __consumer_offsets too
+        x.config["max.broker.partitions"] = max(100000, 2 * partitions)
     try:
         for x in nodes:
             x.start()
-        ids = {1, 2, 3}
+        ids = set(range(1, nnodes + 1))
         tc.wait_for("cluster formed", lambda: tc.cluster_view(nodes[0], 1)[0] == ids, 60, nodes)
         a = tc.admin(nodes[0])
         t0 = time.monotonic()
-        for _, f in a.create_topics([NewTopic("idle", partitions, 3)],
-                                    request_timeout=120).items():
+        for _, f in a.create_topics([NewTopic("idle", min(partitions, CHUNK), rf)],
+                                    request_timeout=300).items():
             f.result()
+        total = min(partitions, CHUNK)
+        while total < partitions:
+            total = min(partitions, total + CHUNK)
+            for _, f in a.create_partitions([NewPartitions("idle", total)],
+                                            request_timeout=300).items():
+                f.result()
         tc.wait_for("every partition led",
                     lambda: -1 not in tc.leaders(nodes[0], "idle").values(), 900, nodes)
         led_s = time.monotonic() - t0
@@ -82,8 +97,8 @@ def run_once(binary, partitions, seconds):
         net = lo_bytes() - b0
         rss = sum(rss_mib(x.pid) for x in nodes)
         fds = max(open_fds(x.pid) for x in nodes)
-        return {"cpu_pct": 100.0 * cpu / seconds / 3, "net_mb_s": net / seconds / 1e6,
-                "rss_mib": rss / 3, "led_s": led_s, "fds": fds}
+        return {"cpu_pct": 100.0 * cpu / seconds / nnodes, "net_mb_s": net / seconds / 1e6,
+                "rss_mib": rss / nnodes, "led_s": led_s, "fds": fds}
     finally:
         for x in nodes:
             x.cleanup()
@@ -95,13 +110,15 @@ def main():
     ap.add_argument("--partitions", type=int, default=3000)
     ap.add_argument("--seconds", type=float, default=20)
     ap.add_argument("--repeat", type=int, default=2)
+    ap.add_argument("--nodes", type=int, default=3, help="3 or more (nodes past 3: brokers only)")
+    ap.add_argument("--rf", type=int, default=3)
     args = ap.parse_args()
-    print("idle partitions: %d partitions x RF 3 on 3 nodes, %d CPUs, load %.2f"
-          % (args.partitions, os.cpu_count(), os.getloadavg()[0]))
+    print("idle partitions: %d partitions x RF %d on %d nodes, %d CPUs, load %.2f"
+          % (args.partitions, args.rf, args.nodes, os.cpu_count(), os.getloadavg()[0]))
     res = {b: [] for b in args.bin}
     for r in range(args.repeat):
         for b in args.bin:
-            m = run_once(b, args.partitions, args.seconds)
+            m = run_once(b, args.partitions, args.seconds, args.nodes, args.rf)
             res[b].append(m)
             print("run %d %s: CPU %.1f%% of a core per node, loopback %.2f MB/s, RSS %.0f MiB "
                   "per node, all led after %.1f s, open descriptors %d (the most of a node)"
