@@ -73,26 +73,47 @@ static int commit_error(struct kafka_arena *a, int rc, const char *topic, int16_
 /* The per-node partition limit (KIP-578's max.broker.partitions; Kafka 4 has no such
  * bound, so one request could make the node open any number of logs). Answered as Kafka's
  * policy refusals are (POLICY_VIOLATION with a message), validate_only alike. Sets the error
- * and *failed when adding `added` partitions would pass it. The commit checks again
- * atomically (lm_meta_store_commit: LM_E_FULL). */
+ * and *failed when adding `added` partitions of `rf` replicas would pass it. A single node
+ * holds every partition; in a cluster a node holds the replicas placed on it, and placement
+ * spreads new replicas evenly over the live nodes, so the check is the busiest live node's
+ * replicas plus its even share of the new ones, rounded up. A single node's commit checks
+ * again atomically (lm_meta_store_commit: LM_E_FULL). */
 static int partition_limit_error(const struct admin_env *env, const char *topic, int64_t added,
-                                 struct kafka_arena *a, int16_t *code, struct kafka_str *msg,
-                                 bool *failed)
+                                 int16_t rf, struct kafka_arena *a, int16_t *code,
+                                 struct kafka_str *msg, bool *failed)
 {
     *failed = false;
     int64_t limit = lm_meta_store_partition_limit(env->meta);
     if (limit <= 0 || added <= 0)
         return 0;
     struct lm_meta_snapshot *snap = lm_meta_store_snapshot(env->meta);
-    int64_t total = lm_meta_state_partition_total(&snap->state);
+    const struct lm_meta_state *st = &snap->state;
+    int64_t total;
+    if (env->defer == NULL) {
+        total = lm_meta_state_partition_total(st) + added;
+    } else {
+        int64_t *counts = calloc(st->broker_count > 0 ? st->broker_count : 1, sizeof(*counts));
+        if (counts == NULL) {
+            lm_meta_snapshot_release(snap);
+            return LM_E_NOMEM;
+        }
+        int64_t most = lm_meta_state_busiest_replicas(st, counts);
+        int64_t live = 0;
+        for (size_t i = 0; i < st->broker_count; i++)
+            live += !st->brokers[i].fenced;
+        free(counts);
+        /* no live node: placement refuses the request itself */
+        total = live > 0 ? most + (added * (rf > 0 ? rf : 1) + live - 1) / live : 0;
+    }
     lm_meta_snapshot_release(snap);
-    if (total + added <= limit)
+    if (total <= limit)
         return 0;
     *failed = true;
     return SET_ERR(a, *code, *msg, KAFKA_POLICY_VIOLATION,
-                   "Adding %lld partition(s) for topic '%s' would give this node %lld "
+                   "Adding %lld partition(s) for topic '%s' would give %s %lld "
                    "partitions, more than max.broker.partitions=%lld.",
-                   (long long)added, topic, (long long)(total + added), (long long)limit);
+                   (long long)added, topic, env->defer == NULL ? "this node" : "a node",
+                   (long long)total, (long long)limit);
 }
 
 /* ---------------------------------------------------------------- CreateTopics */
@@ -380,8 +401,8 @@ static int create_one(const struct admin_env *env, int16_t version, bool validat
     rc = create_check_configs(t, &p, a, res, &failed);
     if (rc != 0 || failed)
         return rc;
-    rc = partition_limit_error(env, p.name, p.partitions, a, &res->error_code, &res->error_message,
-                               &failed);
+    rc = partition_limit_error(env, p.name, p.partitions, p.replication, a, &res->error_code,
+                               &res->error_message, &failed);
     if (rc != 0 || failed)
         return rc;
 
@@ -732,7 +753,7 @@ static int partitions_one(const struct admin_env *env, bool validate_only, bool 
         }
     }
     bool failed = false;
-    rc = partition_limit_error(env, name, (int64_t)t->count - current, a, &res->error_code,
+    rc = partition_limit_error(env, name, (int64_t)t->count - current, rf, a, &res->error_code,
                                &res->error_message, &failed);
     if (rc != 0 || failed)
         return rc;

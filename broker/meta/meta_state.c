@@ -1,5 +1,6 @@
 #include "broker/meta/meta_state.h"
 
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1975,6 +1976,42 @@ int64_t lm_meta_state_partition_total(const struct lm_meta_state *s)
     for (size_t i = 0; i < s->topic_count; i++)
         n += s->topics[i].partition_count;
     return n;
+}
+
+/* Index of broker id in s->brokers (sorted by id), or -1. */
+static ptrdiff_t broker_index(const struct lm_meta_state *s, int32_t id)
+{
+    size_t lo = 0, hi = s->broker_count;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (s->brokers[mid].id < id)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo < s->broker_count && s->brokers[lo].id == id ? (ptrdiff_t)lo : -1;
+}
+
+int64_t lm_meta_state_busiest_replicas(const struct lm_meta_state *s, int64_t *counts)
+{
+    memset(counts, 0, s->broker_count * sizeof(*counts));
+    for (size_t i = 0; i < s->topic_count; i++) {
+        const struct lm_meta_topic *t = &s->topics[i];
+        for (int32_t p = 0; t->replicas != NULL && p < t->partition_count; p++) {
+            int16_t n;
+            const int32_t *r = lm_meta_topic_replicas(t, p, &n);
+            for (int16_t j = 0; j < n; j++) {
+                ptrdiff_t k = broker_index(s, r[j]);
+                if (k >= 0)
+                    counts[k]++;
+            }
+        }
+    }
+    int64_t most = -1;
+    for (size_t k = 0; k < s->broker_count; k++)
+        if (!s->brokers[k].fenced && counts[k] > most)
+            most = counts[k];
+    return most;
 }
 
 int64_t lm_meta_state_partitions_added(const struct lm_meta_state *s,

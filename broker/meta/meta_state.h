@@ -346,6 +346,10 @@ int lm_meta_state_apply(struct lm_meta_state *s, const struct lm_meta_record *r)
 
 /* lm_meta_state_partition_total is the number of partitions of every topic together. */
 int64_t lm_meta_state_partition_total(const struct lm_meta_state *s);
+/* lm_meta_state_busiest_replicas is the most replicas any registered, unfenced broker holds
+ * (current replica lists: a move's targets count), or -1 when no broker is live. One pass over
+ * every replica list; counts is scratch the caller gives, broker_count entries. */
+int64_t lm_meta_state_busiest_replicas(const struct lm_meta_state *s, int64_t *counts);
 /* lm_meta_state_partitions_added is how many partitions applying r would add (0 when r adds
  * none or would not apply). */
 int64_t lm_meta_state_partitions_added(const struct lm_meta_state *s,

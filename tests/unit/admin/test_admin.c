@@ -1555,6 +1555,35 @@ static uint32_t apply_deferred(struct fx *f)
     return n;
 }
 
+/* max.broker.partitions in a cluster bounds the replicas a node holds: the busiest live node's
+ * plus its even share of the new ones (placement spreads them over the live nodes), not the
+ * partitions of the whole cluster. */
+static void test_partition_limit_cluster(void **state)
+{
+    struct fx *f = *state;
+    lm_meta_store_set_partition_limit(f->meta, 10);
+    /* nodes 1-3 hold 2 replicas of "r" each, node 4 none; 12 x 3 = 36 new replicas are 9 a
+     * node: 11 on the busiest */
+    ct_topic t = topic_req(f, "big", 12, 3, 0);
+    for (int validate = 1; validate >= 0; validate--) {
+        struct kafka_create_topics_response *rs = create(f, 7, validate, &t, 1);
+        assert_int_equal(rs->topics[0].error_code, KAFKA_POLICY_VIOLATION);
+        assert_non_null(strstr(rs->topics[0].error_message.ptr,
+                               "would give a node 11 partitions, more than "
+                               "max.broker.partitions=10"));
+    }
+    assert_int_equal(apply_deferred(f), 0);
+    /* 10 x 3: 12 partitions in the cluster, past the limit as a single node counts, but 30
+     * replicas over 4 nodes are at most 8 a node: 10 on the busiest */
+    assert_int_equal(create_one(f, 7, "fits", 10, 3), KAFKA_NONE);
+    assert_int_equal(apply_deferred(f), 1);
+    assert_int_equal(partitions_of(f, "fits"), 10);
+    /* now the busiest holds at least 2 + 30 / 4: one more partition of 3 passes it */
+    assert_int_equal(grow(f, 3, "fits", 11, false, -1, 0), KAFKA_POLICY_VIOLATION);
+    assert_int_equal(apply_deferred(f), 0);
+    assert_int_equal(partitions_of(f, "fits"), 10);
+}
+
 typedef struct kafka_alter_partition_reassignments_request_reassignable_partition ra_part;
 
 /* One AlterPartitionReassignments of one partition of topic (replicas n < 0: cancel). */
@@ -2110,6 +2139,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_describe_log_dirs, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_features, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_describe_topic_partitions, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_partition_limit_cluster, fx_setup_cluster,
+                                        fx_teardown),
         cmocka_unit_test_setup_teardown(test_reassignments, fx_setup_cluster, fx_teardown),
         cmocka_unit_test_setup_teardown(test_reassignments_single_node, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_create_partitions_replicated, fx_setup_cluster,
