@@ -8,6 +8,7 @@
 
 #include "broker/group/cgroup.h"
 #include "broker/group/cgroup_records.h"
+#include "broker/group/cproto.h"
 #include "broker/group/group_records.h"
 #include "common/lm_assert.h"
 #include "common/lm_err.h"
@@ -62,6 +63,14 @@ struct cmember {
     uint64_t h_meta, h_target, h_current;
     bool loaded_meta;  /* a load replayed its member metadata record */
     bool target_dirty; /* a new target was computed: its record to be checked */
+    /* a classic-protocol member (JoinGroup/SyncGroup/Heartbeat, Kafka's
+     * ClassicMemberMetadata): its session timeout and JoinGroup protocols */
+    bool classic;
+    int32_t classic_session_ms;
+    int32_t n_protos;
+    struct lm_cgr_protocol *protos;
+    int64_t join_deadline_ms; /* told to rejoin: must within its rebalance timeout */
+    int64_t sync_deadline_ms; /* joined: must sync within its rebalance timeout */
 };
 
 struct cgroup {
@@ -87,6 +96,9 @@ struct lm_cgroup_coord {
     char *scratch_id;
     struct lm_cgroup_desc_member *desc_members;
     int32_t cap_desc;
+    /* a classic member's SyncGroup assignment and LeaveGroup answers of the last call */
+    uint8_t *classic_buf;
+    struct lm_group_leave_member_resp *leave_resps;
     /* records emitted since the last lm_cgroup_records_advance */
     struct lm_cgroup_record *recs;
     size_t n_recs, cap_recs;
@@ -310,6 +322,10 @@ static int enc_member(struct kafka_writer *w, const void *arg)
             .topic_regex = m->regex,
             .rebalance_timeout_ms = m->rebalance_timeout_ms,
             .server_assignor = m->assignor,
+            .has_classic = m->classic,
+            .classic_session_timeout_ms = m->classic_session_ms,
+            .n_classic_protocols = m->n_protos,
+            .classic_protocols = m->protos,
         };
         return lm_cgr_member_value_encode(w, &v);
     }
@@ -458,6 +474,11 @@ static void member_free(struct cmember *m)
     tpset_free(&m->pending);
     tpset_free(&m->target);
     free(m->held_ep);
+    for (int32_t i = 0; i < m->n_protos; i++) {
+        free((char *)m->protos[i].name.ptr);
+        free((uint8_t *)m->protos[i].metadata.ptr);
+    }
+    free(m->protos);
     free(m);
 }
 
@@ -1060,7 +1081,48 @@ static struct cmember *member_new(void)
     m->id = m->instance_id = m->rack_id = m->client_id = m->client_host = KAFKA_STR_NULL;
     m->regex = m->assignor = KAFKA_STR_NULL;
     m->rebalance_deadline_ms = INT64_MAX;
+    m->join_deadline_ms = m->sync_deadline_ms = INT64_MAX;
     return m;
+}
+
+/* Sets (classic true) or clears the member's classic metadata: its session timeout and a copy
+ * of its JoinGroup protocols. */
+static int member_set_protos(struct cmember *m, bool classic, int32_t session_ms, int32_t n,
+                             const struct lm_cgr_protocol *p)
+{
+    struct lm_cgr_protocol *v = NULL;
+    if (classic && n > 0) {
+        v = calloc((size_t)n, sizeof(*v));
+        if (v == NULL)
+            return LM_E_NOMEM;
+        for (int32_t i = 0; i < n; i++) {
+            v[i].name = KAFKA_STR_NULL;
+            int32_t ml = p[i].metadata.len > 0 ? p[i].metadata.len : 0;
+            uint8_t *b = malloc((size_t)ml + 1);
+            if (b == NULL || str_set(&v[i].name, p[i].name) != 0) {
+                free(b);
+                for (int32_t k = 0; k <= i; k++) {
+                    free((char *)v[k].name.ptr);
+                    free((uint8_t *)v[k].metadata.ptr);
+                }
+                free(v);
+                return LM_E_NOMEM;
+            }
+            if (ml > 0)
+                memcpy(b, p[i].metadata.ptr, (size_t)ml);
+            v[i].metadata = (struct kafka_bytes){b, ml};
+        }
+    }
+    for (int32_t i = 0; i < m->n_protos; i++) {
+        free((char *)m->protos[i].name.ptr);
+        free((uint8_t *)m->protos[i].metadata.ptr);
+    }
+    free(m->protos);
+    m->protos = v;
+    m->n_protos = classic ? n : 0;
+    m->classic = classic;
+    m->classic_session_ms = classic ? session_ms : 0;
+    return 0;
 }
 
 /* The owned partitions of a request as a sorted set (NULL when not reported). */
@@ -1088,6 +1150,44 @@ static bool tpset_subset(const struct tpset *a, const struct tpset *b)
         if (!tpset_has(b, &a->v[i]))
             return false;
     return true;
+}
+
+/* A static member's instance comes back under member id nid ("": a new one is made): st
+ * keeps its epoch and assignment under the new id; the old id's records get their
+ * tombstones. Out of memory, st is gone (fenced) and the group epoch moved. */
+static int static_takeover(struct lm_cgroup_coord *c, struct cgroup *g, struct cmember *st,
+                           struct kafka_str member_id)
+{
+    struct kafka_str nid = KAFKA_STR_NULL;
+    if (member_id.len > 0) {
+        if (str_set(&nid, member_id) != 0)
+            return LM_E_NOMEM;
+    } else if (new_member_id(c, &nid) != 0) {
+        return LM_E_NOMEM;
+    }
+    int32_t sti = -1;
+    member_find(g, st->id, &sti);
+    LM_ASSERT(sti >= 0);
+    if (member_tombstones(c, g, st) != 0) {
+        free((char *)nid.ptr);
+        return LM_E_NOMEM;
+    }
+    memmove(&g->members[sti], &g->members[sti + 1],
+            (size_t)(g->n_members - sti - 1) * sizeof(*g->members));
+    g->n_members--;
+    free((char *)st->id.ptr);
+    st->id = nid;
+    st->static_left = false;
+    st->assignment_changed = true;
+    /* what the departed instance committed under is not the new member's (Kafka resets the
+     * assignment epochs of a static member that left) */
+    held_epochs_reset(st);
+    if (member_insert(g, st) != 0) {
+        member_free(st);
+        g->epoch++;
+        return LM_E_NOMEM;
+    }
+    return 0;
 }
 
 int lm_cgroup_heartbeat(struct lm_cgroup_coord *c, int64_t now_ms, int32_t partition,
@@ -1182,36 +1282,8 @@ int lm_cgroup_heartbeat(struct lm_cgroup_coord *c, int64_t now_ms, int32_t parti
             }
             /* the instance comes back under a new member id: it takes over the departed
              * member's epoch and assignment (no rebalance) */
-            struct kafka_str nid = KAFKA_STR_NULL;
-            if (r->member_id.len > 0) {
-                if (str_set(&nid, r->member_id) != 0)
-                    goto nomem;
-            } else if (new_member_id(c, &nid) != 0) {
+            if (static_takeover(c, g, st, r->member_id) != 0)
                 goto nomem;
-            }
-            int32_t sti = -1;
-            member_find(g, st->id, &sti);
-            LM_ASSERT(sti >= 0);
-            /* the records move to the new member id: the old id's get their tombstones */
-            if (member_tombstones(c, g, st) != 0) {
-                free((char *)nid.ptr);
-                goto nomem;
-            }
-            memmove(&g->members[sti], &g->members[sti + 1],
-                    (size_t)(g->n_members - sti - 1) * sizeof(*g->members));
-            g->n_members--;
-            free((char *)st->id.ptr);
-            st->id = nid;
-            st->static_left = false;
-            st->assignment_changed = true;
-            /* what the departed instance committed under is not the new member's (Kafka
-             * resets the assignment epochs of a static member that left) */
-            held_epochs_reset(st);
-            if (member_insert(g, st) != 0) {
-                member_free(st);
-                g->epoch++;
-                goto nomem;
-            }
             m = st;
             joined = true;
         } else if (m != NULL) {
@@ -1388,6 +1460,7 @@ int lm_cgroup_describe(struct lm_cgroup_coord *c, const struct lm_cgroup_image *
             .assigned = m->assigned.v,
             .n_target = m->target.n,
             .target = m->target.v,
+            .classic = m->classic,
         };
     }
     out->group_id = g->id;
@@ -1524,6 +1597,408 @@ int16_t lm_cgroup_check_fetch(const struct lm_cgroup_coord *c, struct kafka_str 
     return member_epoch == have ? KAFKA_NONE : KAFKA_STALE_MEMBER_EPOCH;
 }
 
+/* ---- classic members of a consumer group (Kafka 4's mixed groups) ---- */
+
+static const struct kafka_str CONSUMER_PROTOCOL_TYPE = {"consumer", 8};
+
+static void join_error(struct lm_group_join_resp *out, int16_t err, struct kafka_str member_id)
+{
+    *out = (struct lm_group_join_resp){.error_code = err,
+                                       .generation_id = -1,
+                                       .protocol_type = KAFKA_STR_NULL,
+                                       .protocol_name = KAFKA_STR_NULL,
+                                       .leader = {"", 0},
+                                       .member_id = member_id};
+}
+
+/* Kafka ConsumerGroup.supportsClassicProtocols: protocol type "consumer" and a protocol every
+ * classic member supports (any, when the group has none). */
+static bool classic_supported(const struct cgroup *g, const struct lm_group_join_req *r)
+{
+    if (!str_is(r->protocol_type, CONSUMER_PROTOCOL_TYPE))
+        return false;
+    if (g->n_members == 0)
+        return r->n_protocols > 0;
+    int32_t n_classic = 0;
+    for (int32_t i = 0; i < g->n_members; i++)
+        n_classic += g->members[i]->classic;
+    for (int32_t p = 0; p < r->n_protocols; p++) {
+        int32_t n = 0;
+        for (int32_t i = 0; i < g->n_members; i++) {
+            const struct cmember *m = g->members[i];
+            for (int32_t k = 0; m->classic && k < m->n_protos; k++)
+                if (str_is(m->protos[k].name, r->protocols[p].name)) {
+                    n++;
+                    break;
+                }
+        }
+        if (n == n_classic)
+            return true;
+    }
+    return false;
+}
+
+/* The member a classic SyncGroup, Heartbeat or LeaveGroup names (Kafka
+ * validateConsumerGroupMember and throwIfMemberDoesNotUseClassicProtocol). */
+static int16_t classic_member(const struct cgroup *g, struct kafka_str member_id,
+                              struct kafka_str instance_id, struct cmember **out)
+{
+    struct cmember *m;
+    if (instance_id.len < 0) {
+        m = member_find(g, member_id, NULL);
+        if (m == NULL)
+            return KAFKA_UNKNOWN_MEMBER_ID;
+    } else {
+        m = member_by_instance(g, instance_id);
+        if (m == NULL)
+            return KAFKA_UNKNOWN_MEMBER_ID;
+        if (!str_is(m->id, member_id))
+            return KAFKA_FENCED_INSTANCE_ID;
+    }
+    if (!m->classic)
+        return KAFKA_UNKNOWN_MEMBER_ID;
+    *out = m;
+    return KAFKA_NONE;
+}
+
+/* Whether some partition of the member's target is still held by another member (Kafka
+ * ConsumerGroup.waitingOnUnreleasedPartition). */
+static bool waiting_unreleased(const struct cgroup *g, const struct cmember *m)
+{
+    for (int32_t i = 0; i < m->target.n; i++)
+        if (!tpset_has(&m->assigned, &m->target.v[i]) && held_by_other(g, m, &m->target.v[i]))
+            return true;
+    return false;
+}
+
+/* A classic member must rejoin (Kafka classicGroupHeartbeatToConsumerGroup): the group epoch
+ * moved past it, it has partitions to give up, or the partitions it waited for are free. */
+static bool classic_must_rejoin(const struct cgroup *g, const struct cmember *m)
+{
+    return m->epoch < g->epoch || m->state == M_UNREVOKED ||
+           (m->state == M_UNRELEASED && !waiting_unreleased(g, m));
+}
+
+static void classic_join_timer(struct cmember *m, int64_t now_ms)
+{
+    if (m->join_deadline_ms == INT64_MAX)
+        m->join_deadline_ms = now_ms + (m->rebalance_timeout_ms > 0 ? m->rebalance_timeout_ms : 0);
+}
+
+int lm_cgroup_classic_join(struct lm_cgroup_coord *c, int64_t now_ms,
+                           const struct lm_cgroup_image *img, const struct lm_group_join_req *r,
+                           struct lm_group_join_resp *out)
+{
+    LM_ASSERT(c != NULL && img != NULL && r != NULL && out != NULL);
+    struct cgroup *g = group_find(c, r->group_id, NULL);
+    if (g == NULL) {
+        join_error(out, KAFKA_UNKNOWN_MEMBER_ID, r->member_id);
+        return 0;
+    }
+    if (r->session_timeout_ms < c->cfg.classic_session_min_ms ||
+        r->session_timeout_ms > c->cfg.classic_session_max_ms) {
+        join_error(out, KAFKA_INVALID_SESSION_TIMEOUT, r->member_id);
+        return 0;
+    }
+    if (r->member_id.len > INT16_MAX || r->n_protocols <= 0) {
+        join_error(out, KAFKA_INCONSISTENT_GROUP_PROTOCOL, r->member_id);
+        return 0;
+    }
+    bool unknown = r->member_id.len <= 0;
+    struct kafka_str mid = r->member_id;
+    if (unknown) {
+        /* Kafka gives a classic member of a consumer group a random UUID */
+        struct kafka_str nid;
+        if (new_member_id(c, &nid) != 0)
+            goto nomem;
+        free(c->scratch_id);
+        c->scratch_id = (char *)nid.ptr;
+        mid = nid;
+    }
+    if (member_find(g, mid, NULL) == NULL &&
+        (g->n_members >= c->cfg.max_size || g->n_members >= LM_CGROUP_MEMBERS_MAX)) {
+        join_error(out, KAFKA_GROUP_MAX_SIZE_REACHED, mid);
+        return 0;
+    }
+    if (!classic_supported(g, r)) {
+        join_error(out, KAFKA_INCONSISTENT_GROUP_PROTOCOL, mid);
+        return 0;
+    }
+    if (unknown && r->require_known_member_id && r->group_instance_id.len < 0) {
+        /* KIP-394: the member joins again with the id it is given */
+        join_error(out, KAFKA_MEMBER_ID_REQUIRED, mid);
+        return 0;
+    }
+
+    struct kafka_arena arena;
+    kafka_arena_init(&arena, (size_t)64 << 20);
+    struct tpset owned = {0};
+    struct lm_cproto_sub sub;
+    int rc = lm_cproto_sub_decode(r->protocols[0].metadata, &arena, &sub);
+    if (rc == LM_E_NOMEM)
+        goto nomem_arena;
+    if (rc != 0) {
+        /* Kafka: IllegalStateException("Malformed embedded consumer protocol ...") */
+        join_error(out, KAFKA_UNKNOWN_SERVER_ERROR, mid);
+        kafka_arena_deinit(&arena);
+        return 0;
+    }
+    if (sub.n_topics > LM_CGROUP_SUBSCRIBED_MAX || sub.n_owned > LM_CGROUP_ASSIGNED_MAX) {
+        join_error(out, KAFKA_INVALID_REQUEST, mid);
+        kafka_arena_deinit(&arena);
+        return 0;
+    }
+    if (tpset_reserve(&owned, sub.n_owned + 1) != 0)
+        goto nomem_arena;
+    for (int32_t i = 0; i < sub.n_owned; i++) {
+        struct kafka_uuid id;
+        if (image_topic_id(img, sub.owned[i].topic, &id))
+            owned.v[owned.n++] = (struct lm_cgroup_tp){id, sub.owned[i].partition};
+    }
+    tpset_normalize(&owned);
+
+    /* the member: found, taken over from a static member that left, or new */
+    bool bump = false;
+    struct cmember *m = NULL;
+    if (r->group_instance_id.len < 0) {
+        m = member_find(g, mid, NULL);
+    } else {
+        struct cmember *st = member_by_instance(g, r->group_instance_id);
+        if (st != NULL && unknown) {
+            if (static_takeover(c, g, st, mid) != 0)
+                goto nomem_arena;
+            m = st;
+        } else if (st != NULL && !str_is(st->id, mid)) {
+            join_error(out, KAFKA_FENCED_INSTANCE_ID, mid);
+            tpset_free(&owned);
+            kafka_arena_deinit(&arena);
+            return 0;
+        } else {
+            m = st;
+        }
+    }
+    if (m == NULL) {
+        m = member_new();
+        if (m == NULL)
+            goto nomem_arena;
+        if (str_set(&m->id, mid) != 0 || str_set(&m->instance_id, r->group_instance_id) != 0 ||
+            member_insert(g, m) != 0) {
+            member_free(m);
+            goto nomem_arena;
+        }
+        m->assignment_changed = true;
+        bump = true;
+    }
+    m->static_left = false;
+    m->rebalance_timeout_ms =
+        r->rebalance_timeout_ms >= 0 ? r->rebalance_timeout_ms : r->session_timeout_ms;
+    struct lm_cgr_protocol *protos = kafka_arena_alloc_array(
+        &arena, (size_t)r->n_protocols, sizeof(*protos), _Alignof(struct lm_cgr_protocol));
+    if (protos == NULL)
+        goto nomem_arena;
+    for (int32_t i = 0; i < r->n_protocols; i++)
+        protos[i] = (struct lm_cgr_protocol){r->protocols[i].name, r->protocols[i].metadata};
+    if ((sub.rack_id.len >= 0 && str_set(&m->rack_id, sub.rack_id) != 0) ||
+        (r->client_id.len >= 0 && str_set(&m->client_id, r->client_id) != 0) ||
+        (r->client_host.len >= 0 && str_set(&m->client_host, r->client_host) != 0) ||
+        member_set_protos(m, true, r->session_timeout_ms, r->n_protocols, protos) != 0)
+        goto nomem_arena;
+    struct lm_cgroup_hb_req sr = {
+        .n_topic_names = sub.n_topics, .topic_names = sub.topics, .topic_regex = KAFKA_STR_NULL};
+    bool sub_changed = false;
+    int16_t err = KAFKA_NONE;
+    if (update_subscription(m, &sr, &sub_changed, &err) != 0)
+        goto nomem_arena;
+    uint64_t h = subscribed_hash(g, img);
+    if (bump || sub_changed || h != g->meta_hash) {
+        g->meta_hash = h;
+        g->epoch++;
+    }
+    if (g->epoch > g->target_epoch && compute_target(c, g, img) != 0)
+        goto nomem_arena;
+    if (reconcile(g, m, &owned, now_ms) != 0 || group_records(c, g, m, true) != 0)
+        goto nomem_arena;
+    tpset_free(&owned);
+    kafka_arena_deinit(&arena);
+
+    m->session_deadline_ms = now_ms + r->session_timeout_ms;
+    m->join_deadline_ms = INT64_MAX;
+    m->sync_deadline_ms = now_ms + (m->rebalance_timeout_ms > 0 ? m->rebalance_timeout_ms : 0);
+    *out = (struct lm_group_join_resp){.error_code = KAFKA_NONE,
+                                       .generation_id = m->epoch,
+                                       .protocol_type = CONSUMER_PROTOCOL_TYPE,
+                                       .protocol_name = m->protos[0].name,
+                                       .leader = {"", 0},
+                                       .member_id = m->id};
+    return 0;
+nomem_arena:
+    tpset_free(&owned);
+    kafka_arena_deinit(&arena);
+nomem:
+    join_error(out, KAFKA_UNKNOWN_SERVER_ERROR, r->member_id);
+    return LM_E_NOMEM;
+}
+
+static struct kafka_str image_topic_name(const struct lm_cgroup_image *img, struct kafka_uuid id)
+{
+    for (size_t i = 0; img != NULL && i < img->n_topics; i++) {
+        struct lm_cgroup_topic t;
+        img->topic(img->ctx, i, &t);
+        if (memcmp(t.id.b, id.b, sizeof(id.b)) == 0)
+            return t.name;
+    }
+    return KAFKA_STR_NULL;
+}
+
+/* The member's assignment as the consumer protocol's Assignment bytes into c->classic_buf, in
+ * the version of its subscription (Kafka prepareAssignment). Topics the image no longer has
+ * are left out. */
+static int classic_assignment(struct lm_cgroup_coord *c, const struct lm_cgroup_image *img,
+                              const struct cmember *m, struct kafka_bytes *out)
+{
+    struct lm_cproto_tp *tps = calloc((size_t)m->assigned.n + 1, sizeof(*tps));
+    if (tps == NULL)
+        return LM_E_NOMEM;
+    int32_t n = 0;
+    for (int32_t i = 0; i < m->assigned.n; i++) {
+        struct kafka_str name = image_topic_name(img, m->assigned.v[i].topic_id);
+        if (name.len >= 0)
+            tps[n++] = (struct lm_cproto_tp){name, m->assigned.v[i].partition};
+    }
+    size_t size = lm_cproto_assignment_size(n, tps);
+    free(c->classic_buf);
+    c->classic_buf = malloc(size);
+    if (c->classic_buf == NULL) {
+        free(tps);
+        return LM_E_NOMEM;
+    }
+    int16_t version = m->n_protos > 0 ? lm_cproto_version(m->protos[0].metadata) : 0;
+    struct kafka_writer w;
+    kafka_writer_init(&w, c->classic_buf, size);
+    int rc = lm_cproto_assignment_encode(&w, version, n, tps);
+    free(tps);
+    LM_ASSERT(rc != 0 || w.pos == size);
+    *out = (struct kafka_bytes){c->classic_buf, (int32_t)w.pos};
+    return rc;
+}
+
+int lm_cgroup_classic_sync(struct lm_cgroup_coord *c, int64_t now_ms,
+                           const struct lm_cgroup_image *img, const struct lm_group_sync_req *r,
+                           struct lm_group_sync_resp *out)
+{
+    *out = (struct lm_group_sync_resp){.error_code = KAFKA_NONE,
+                                       .protocol_type = KAFKA_STR_NULL,
+                                       .protocol_name = KAFKA_STR_NULL,
+                                       .assignment = {(const uint8_t *)"", 0}};
+    struct cgroup *g = group_find(c, r->group_id, NULL);
+    struct cmember *m = NULL;
+    int16_t err = g == NULL ? KAFKA_UNKNOWN_MEMBER_ID
+                            : classic_member(g, r->member_id, r->group_instance_id, &m);
+    if (err == KAFKA_NONE && r->generation_id != m->epoch)
+        err = KAFKA_ILLEGAL_GENERATION;
+    if (err == KAFKA_NONE &&
+        ((r->protocol_type.len >= 0 && !str_is(r->protocol_type, CONSUMER_PROTOCOL_TYPE)) ||
+         (r->protocol_name.len >= 0 &&
+          (m->n_protos == 0 || !str_is(r->protocol_name, m->protos[0].name)))))
+        err = KAFKA_INCONSISTENT_GROUP_PROTOCOL;
+    if (err == KAFKA_NONE && g->epoch > m->epoch && m->state != M_UNREVOKED) {
+        /* a rebalance started after its join: it joins again first */
+        classic_join_timer(m, now_ms);
+        err = KAFKA_REBALANCE_IN_PROGRESS;
+    }
+    if (err != KAFKA_NONE) {
+        out->error_code = err;
+        return 0;
+    }
+    m->sync_deadline_ms = INT64_MAX;
+    m->session_deadline_ms = now_ms + m->classic_session_ms;
+    if (classic_assignment(c, img, m, &out->assignment) != 0) {
+        out->error_code = KAFKA_UNKNOWN_SERVER_ERROR;
+        out->assignment = (struct kafka_bytes){(const uint8_t *)"", 0};
+        return LM_E_NOMEM;
+    }
+    out->protocol_type = r->protocol_type;
+    out->protocol_name = r->protocol_name;
+    return 0;
+}
+
+int lm_cgroup_classic_heartbeat(struct lm_cgroup_coord *c, int64_t now_ms,
+                                const struct lm_group_heartbeat_req *r,
+                                struct lm_group_heartbeat_resp *out)
+{
+    struct cgroup *g = group_find(c, r->group_id, NULL);
+    struct cmember *m = NULL;
+    int16_t err = g == NULL ? KAFKA_UNKNOWN_MEMBER_ID
+                            : classic_member(g, r->member_id, r->group_instance_id, &m);
+    if (err == KAFKA_NONE && r->generation_id != m->epoch)
+        err = KAFKA_ILLEGAL_GENERATION;
+    if (err == KAFKA_NONE) {
+        m->session_deadline_ms = now_ms + m->classic_session_ms;
+        if (classic_must_rejoin(g, m)) {
+            classic_join_timer(m, now_ms);
+            err = KAFKA_REBALANCE_IN_PROGRESS;
+        }
+    }
+    out->error_code = err;
+    return 0;
+}
+
+int lm_cgroup_classic_leave(struct lm_cgroup_coord *c, int64_t now_ms,
+                            const struct lm_group_leave_req *r, struct lm_group_leave_resp *out)
+{
+    (void)now_ms;
+    *out = (struct lm_group_leave_resp){.error_code = KAFKA_NONE};
+    struct cgroup *g = group_find(c, r->group_id, NULL);
+    int32_t n = r->n_members > 0 ? r->n_members : 0;
+    free(c->leave_resps);
+    c->leave_resps = calloc((size_t)n + 1, sizeof(*c->leave_resps));
+    if (c->leave_resps == NULL) {
+        out->error_code = KAFKA_UNKNOWN_SERVER_ERROR;
+        return LM_E_NOMEM;
+    }
+    int rc = 0;
+    bool removed = false;
+    for (int32_t i = 0; i < n; i++) {
+        const struct lm_group_leave_member *lm = &r->members[i];
+        struct lm_group_leave_member_resp *o = &c->leave_resps[i];
+        *o = (struct lm_group_leave_member_resp){lm->member_id, lm->group_instance_id, KAFKA_NONE};
+        struct cmember *m = NULL;
+        if (g == NULL) {
+            o->error_code = KAFKA_UNKNOWN_MEMBER_ID;
+            continue;
+        }
+        if (lm->group_instance_id.len < 0) {
+            o->error_code = classic_member(g, lm->member_id, KAFKA_STR_NULL, &m);
+        } else {
+            /* by instance id; an admin removal names no member id */
+            m = member_by_instance(g, lm->group_instance_id);
+            if (m == NULL)
+                o->error_code = KAFKA_UNKNOWN_MEMBER_ID;
+            else if (lm->member_id.len > 0 && !str_is(m->id, lm->member_id))
+                o->error_code = KAFKA_FENCED_INSTANCE_ID;
+            else if (!m->classic)
+                o->error_code = KAFKA_UNKNOWN_MEMBER_ID;
+        }
+        if (o->error_code != KAFKA_NONE)
+            continue;
+        /* the answer names the member by the request's strings (borrowed for the call) */
+        int32_t index = -1;
+        member_find(g, m->id, &index);
+        LM_ASSERT(index >= 0);
+        int r2 = member_remove(c, g, index);
+        rc = rc != 0 ? rc : r2;
+        removed = true;
+    }
+    if (removed) {
+        g->epoch++;
+        int r2 = group_records(c, g, NULL, true);
+        rc = rc != 0 ? rc : r2;
+    }
+    out->n_members = n;
+    out->members = c->leave_resps;
+    return rc;
+}
+
 /* ---- timers ---- */
 
 int lm_cgroup_tick(struct lm_cgroup_coord *c, int64_t now_ms)
@@ -1536,7 +2011,8 @@ int lm_cgroup_tick(struct lm_cgroup_coord *c, int64_t now_ms)
             const struct cmember *m = g->members[i];
             /* session expiry, or a revocation not done within the rebalance timeout: the
              * member is fenced and its partitions go to the others */
-            if (m->session_deadline_ms <= now_ms || m->rebalance_deadline_ms <= now_ms) {
+            if (m->session_deadline_ms <= now_ms || m->rebalance_deadline_ms <= now_ms ||
+                m->join_deadline_ms <= now_ms || m->sync_deadline_ms <= now_ms) {
                 int r = member_remove(c, g, i);
                 rc = rc != 0 ? rc : r;
                 g->epoch++;
@@ -1588,6 +2064,10 @@ int64_t lm_cgroup_next_deadline_ms(const struct lm_cgroup_coord *c)
                 dl = m->session_deadline_ms;
             if (m->rebalance_deadline_ms < dl)
                 dl = m->rebalance_deadline_ms;
+            if (m->join_deadline_ms < dl)
+                dl = m->join_deadline_ms;
+            if (m->sync_deadline_ms < dl)
+                dl = m->sync_deadline_ms;
         }
     }
     return dl;
@@ -1670,7 +2150,8 @@ static int replay_member_meta(struct cmember *m, const struct lm_cgr_member_valu
     m->n_names = n;
     m->rebalance_timeout_ms = v->rebalance_timeout_ms;
     m->loaded_meta = true;
-    return 0;
+    return member_set_protos(m, v->has_classic, v->classic_session_timeout_ms,
+                             v->n_classic_protocols, v->classic_protocols);
 }
 
 int lm_cgroup_replay(struct lm_cgroup_coord *c, int32_t partition, int32_t n_partitions,
@@ -1939,7 +2420,9 @@ int lm_cgroup_load_end(struct lm_cgroup_coord *c, int32_t partition, int64_t now
             held_epochs_reset(m);
             /* session timeouts start again at the load (Kafka's coordinator does the same
              * when it becomes the group's coordinator) */
-            m->session_deadline_ms = now_ms + session_ms;
+            m->session_deadline_ms =
+                now_ms +
+                (m->classic && m->classic_session_ms > 0 ? m->classic_session_ms : session_ms);
             m->rebalance_deadline_ms = INT64_MAX;
             if (m->state == M_UNREVOKED)
                 m->rebalance_deadline_ms =
@@ -1965,6 +2448,10 @@ void lm_cgroup_config_default(struct lm_cgroup_config *cfg)
         .n_assignors = 2,
         .assignors = {"uniform", "range"},
         .rand_seed = 1,
+        .classic_session_min_ms = 6000,
+        .classic_session_max_ms = 1800000,
+        .classic_max_size = INT32_MAX,
+        .migration = LM_CGROUP_MIGRATION_BIDIRECTIONAL,
     };
 }
 
@@ -1992,6 +2479,8 @@ void lm_cgroup_coord_free(struct lm_cgroup_coord *c)
     free(c->groups);
     free(c->scratch_id);
     free(c->desc_members);
+    free(c->classic_buf);
+    free(c->leave_resps);
     recs_truncate(c, 0);
     free(c->recs);
     free(c->enc);

@@ -27,6 +27,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "broker/handlers/group_api.h"
 #include "broker/handlers/group_internal.h"
@@ -363,7 +364,8 @@ static void fill_describe(struct greq *g, struct gop *op, const struct lm_cgroup
         if (fill_assignment(g, img, &w->assignment, m->n_assigned, m->assigned) != 0 ||
             fill_assignment(g, img, &w->target_assignment, m->n_target, m->target) != 0)
             return;
-        w->member_type = 1; /* KIP-1099: 1 = a consumer-protocol member */
+        /* KIP-1099: 0 a classic member, 1 a consumer-protocol member */
+        w->member_type = m->classic ? 0 : 1;
     }
     r->members_count = d->n_members;
 }
@@ -444,7 +446,7 @@ static void describe_not_classic(struct gop *op, struct kafka_str id)
 }
 
 bool group_cgroup_precheck(struct hshard *hs, struct lm_group_coord *classic,
-                           struct lm_cgroup_coord *cg, struct gop *op)
+                           struct lm_cgroup_coord *cg, struct gop *op, int64_t now_ms)
 {
     if (cg == NULL)
         return false;
@@ -515,8 +517,46 @@ bool group_cgroup_precheck(struct hshard *hs, struct lm_group_coord *classic,
             err = KAFKA_COORDINATOR_NOT_AVAILABLE;
             break;
         }
-        err = KAFKA_INCONSISTENT_GROUP_PROTOCOL;
-        break;
+        /* a classic member joins the consumer group (Kafka classicGroupJoinToConsumerGroup) */
+        struct lm_cgroup_image img = image_of(hs);
+        struct lm_group_resp r = {.kind = LM_GROUP_RESP_JOIN};
+        if (lm_cgroup_classic_join(cg, now_ms, &img, in, &r.u.join) != 0)
+            BLOG_WARN("classic join into a consumer group: out of memory");
+        group_api_fill(op, &r, 0);
+        return true;
+    }
+    case GOP_SYNC: {
+        const struct lm_group_sync_req *in = op->in;
+        if (!lm_cgroup_exists(cg, in->group_id, NULL) ||
+            lm_group_coord_status(classic, in->group_id) != KAFKA_NONE)
+            return false;
+        struct lm_cgroup_image img = image_of(hs);
+        struct lm_group_resp r = {.kind = LM_GROUP_RESP_SYNC};
+        if (lm_cgroup_classic_sync(cg, now_ms, &img, in, &r.u.sync) != 0)
+            BLOG_WARN("classic sync in a consumer group: out of memory");
+        group_api_fill(op, &r, 0);
+        return true;
+    }
+    case GOP_HEARTBEAT: {
+        const struct lm_group_heartbeat_req *in = op->in;
+        if (!lm_cgroup_exists(cg, in->group_id, NULL) ||
+            lm_group_coord_status(classic, in->group_id) != KAFKA_NONE)
+            return false;
+        struct lm_group_resp r = {.kind = LM_GROUP_RESP_HEARTBEAT};
+        (void)lm_cgroup_classic_heartbeat(cg, now_ms, in, &r.u.heartbeat);
+        group_api_fill(op, &r, 0);
+        return true;
+    }
+    case GOP_LEAVE: {
+        const struct lm_group_leave_req *in = op->in;
+        if (!lm_cgroup_exists(cg, in->group_id, NULL) ||
+            lm_group_coord_status(classic, in->group_id) != KAFKA_NONE)
+            return false;
+        struct lm_group_resp r = {.kind = LM_GROUP_RESP_LEAVE};
+        if (lm_cgroup_classic_leave(cg, now_ms, in, &r.u.leave) != 0)
+            BLOG_WARN("classic leave of a consumer group: out of memory");
+        group_api_fill(op, &r, 0);
+        return true;
     }
     case GOP_DESCRIBE: {
         const struct kafka_str *id = op->in;
@@ -596,6 +636,21 @@ int group_cgroup_config(struct broker_config *bcfg, struct lm_cgroup_config *cfg
     cfg->max_size = (int32_t)v;
     if (rc != 0)
         return rc;
+    /* group.consumer.migration.policy: Kafka's names, case-insensitive */
+    const char *mp = broker_config_get(bcfg, "group.consumer.migration.policy");
+    if (mp != NULL && *mp != '\0') {
+        static const char *names[] = {"disabled", "upgrade", "downgrade", "bidirectional"};
+        size_t k = 0;
+        while (k < 4 && strcasecmp(mp, names[k]) != 0)
+            k++;
+        if (k == 4) {
+            BLOG_ERROR("group.consumer.migration.policy: \"%s\" is not one of disabled, upgrade, "
+                       "downgrade, bidirectional",
+                       mp);
+            return LM_E_CONFIG;
+        }
+        cfg->migration = (enum lm_cgroup_migration)k;
+    }
     /* group.consumer.assignors: short names or Kafka's class names, the first the default */
     const char *a = broker_config_get(bcfg, "group.consumer.assignors");
     if (a == NULL || *a == '\0')

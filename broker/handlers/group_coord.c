@@ -627,8 +627,15 @@ static void op_run(struct broker_shard *target, struct broker_xcall *x)
         timer_arm(gs);
         return;
     }
-    if (group_cgroup_precheck(gs->hs, gs->coord, gs->cgroup, op)) {
-        broker_xcall_return(target, x);
+    if (group_cgroup_precheck(gs->hs, gs->coord, gs->cgroup, op, now)) {
+        /* a classic member's call into a consumer group may have written records: they are
+         * committed before its answer leaves */
+        const struct lm_cgroup_record *cr;
+        if (gs->cgroup != NULL && lm_cgroup_records(gs->cgroup, &cr) > 0)
+            cgroup_flush(gs, op);
+        else
+            broker_xcall_return(target, x);
+        timer_arm(gs);
         return;
     }
     int rc = group_api_call(gs->coord, op, now);
@@ -976,6 +983,10 @@ int handlers_group_register(struct broker_dispatch *d)
         rc = group_cgroup_config(cfg, &node->cgroup_cfg);
     if (rc != 0)
         return rc;
+    /* classic members of consumer groups are held to the classic bounds */
+    node->cgroup_cfg.classic_session_min_ms = gcfg->session_timeout_min_ms;
+    node->cgroup_cfg.classic_session_max_ms = gcfg->session_timeout_max_ms;
+    node->cgroup_cfg.classic_max_size = gcfg->max_size;
     if (gcfg->offsets_topic_partitions < 1 ||
         gcfg->offsets_topic_partitions > LM_GROUP_PARTITIONS_MAX) {
         BLOG_ERROR("offsets.topic.num.partitions must be in [1, %d]", LM_GROUP_PARTITIONS_MAX);
