@@ -96,6 +96,12 @@ struct lm_cgroup_coord {
     char *scratch_id;
     struct lm_cgroup_desc_member *desc_members;
     int32_t cap_desc;
+    /* groups turned back into classic groups, waiting for lm_cgroup_downgrade_take (detached
+     * from groups), and the one taken last with what its answer points at */
+    struct cgroup **dg;
+    size_t n_dg, cap_dg;
+    struct cgroup *dg_taken;
+    struct kafka_arena dg_arena;
     /* a classic member's SyncGroup assignment and LeaveGroup answers of the last call */
     uint8_t *classic_buf;
     struct lm_group_leave_member_resp *leave_resps;
@@ -390,10 +396,9 @@ static int member_rec(struct lm_cgroup_coord *c, const struct cgroup *g, struct 
  * assignments. A call changes the metadata and current assignment of `one` member only (may
  * be NULL), and the targets of the members a new target assignment changed; emit false (after
  * a load) notes every value as written. */
-static int group_records(struct lm_cgroup_coord *c, struct cgroup *g, struct cmember *one,
-                         bool emit)
+static int group_records_ex(struct lm_cgroup_coord *c, struct cgroup *g, struct cmember *one,
+                            bool emit, bool all)
 {
-    bool all = !emit;
     for (int32_t i = 0; i < g->n_members; i++)
         if (all || g->members[i] == one)
             LM_TRY(member_rec(c, g, g->members[i], LM_CGR_MEMBER, emit));
@@ -423,6 +428,12 @@ static int group_records(struct lm_cgroup_coord *c, struct cgroup *g, struct cme
         if (all || g->members[i] == one)
             LM_TRY(member_rec(c, g, g->members[i], LM_CGR_CURRENT_MEMBER, emit));
     return 0;
+}
+
+static int group_records(struct lm_cgroup_coord *c, struct cgroup *g, struct cmember *one,
+                         bool emit)
+{
+    return group_records_ex(c, g, one, emit, !emit);
 }
 
 /* The tombstones of a member that leaves or is fenced (Kafka: current assignment, target
@@ -565,6 +576,18 @@ static int member_insert(struct cgroup *g, struct cmember *m)
     g->members[at] = m;
     g->n_members++;
     return 0;
+}
+
+/* Takes a group out of the coordinator without freeing it. */
+static void group_detach(struct lm_cgroup_coord *c, struct cgroup *g)
+{
+    for (size_t i = 0; i < c->n_groups; i++) {
+        if (c->groups[i] == g) {
+            c->groups[i] = c->groups[--c->n_groups];
+            return;
+        }
+    }
+    LM_UNREACHABLE();
 }
 
 /* Removes a group from the coordinator and frees it. */
@@ -1152,6 +1175,48 @@ static bool tpset_subset(const struct tpset *a, const struct tpset *b)
     return true;
 }
 
+/* Kafka validateOnlineDowngradeWithFencedMember: the member leaving or fenced is the group's
+ * last consumer-protocol member, others stay, the policy allows a downgrade and they fit a
+ * classic group (group.max.size). */
+static bool downgrade_ok(const struct lm_cgroup_coord *c, const struct cgroup *g,
+                         const struct cmember *leaving)
+{
+    if (leaving->classic || g->n_members <= 1 ||
+        (c->cfg.migration & LM_CGROUP_MIGRATION_DOWNGRADE) == 0 ||
+        g->n_members - 1 > c->cfg.classic_max_size)
+        return false;
+    for (int32_t i = 0; i < g->n_members; i++)
+        if (g->members[i] != leaving && !g->members[i]->classic)
+            return false;
+    return true;
+}
+
+/* The group becomes a classic group without member `index` (Kafka convertToClassicGroup): its
+ * records get their tombstones and it waits, detached, for lm_cgroup_downgrade_take. */
+static int downgrade(struct lm_cgroup_coord *c, struct cgroup *g, int32_t index)
+{
+    if (c->n_dg == c->cap_dg) {
+        size_t cap = c->cap_dg < 4 ? 4 : c->cap_dg * 2;
+        struct cgroup **v = realloc(c->dg, cap * sizeof(*v));
+        if (v == NULL)
+            return LM_E_NOMEM;
+        c->dg = v;
+        c->cap_dg = cap;
+    }
+    size_t n = c->n_recs;
+    if (group_tombstones(c, g) != 0) {
+        recs_truncate(c, n);
+        return LM_E_NOMEM;
+    }
+    member_free(g->members[index]);
+    memmove(&g->members[index], &g->members[index + 1],
+            (size_t)(g->n_members - index - 1) * sizeof(*g->members));
+    g->n_members--;
+    group_detach(c, g);
+    c->dg[c->n_dg++] = g;
+    return 0;
+}
+
 /* A static member's instance comes back under member id nid ("": a new one is made): st
  * keeps its epoch and assignment under the new id; the old id's records get their
  * tombstones. Out of memory, st is gone (fenced) and the group epoch moved. */
@@ -1255,6 +1320,11 @@ int lm_cgroup_heartbeat(struct lm_cgroup_coord *c, int64_t now_ms, int32_t parti
                 now_ms +
                 (r->session_timeout_ms > 0 ? r->session_timeout_ms : c->cfg.session_timeout_ms);
             if (group_records(c, g, m, true) != 0)
+                goto nomem;
+        } else if (downgrade_ok(c, g, m)) {
+            /* the last consumer-protocol member left a group of classic members: it becomes
+             * a classic group again (Kafka consumerGroupFenceMember) */
+            if (downgrade(c, g, index) != 0)
                 goto nomem;
         } else {
             rc = member_remove(c, g, index);
@@ -1550,6 +1620,9 @@ int16_t lm_cgroup_check_commit(const struct lm_cgroup_coord *c, const struct lm_
     const struct cmember *m = member_find(g, commit->member_id, NULL);
     if (m == NULL)
         return KAFKA_UNKNOWN_MEMBER_ID;
+    /* a classic member commits with its generation, which must be its epoch */
+    if (m->classic)
+        return commit->member_epoch == m->epoch ? KAFKA_NONE : KAFKA_ILLEGAL_GENERATION;
     if (!commit->transactional && commit->api_version < 9)
         return KAFKA_UNSUPPORTED_VERSION;
     if (m->static_left)
@@ -1594,7 +1667,9 @@ int16_t lm_cgroup_check_fetch(const struct lm_cgroup_coord *c, struct kafka_str 
     if (m == NULL)
         return KAFKA_UNKNOWN_MEMBER_ID;
     int32_t have = m->static_left ? LM_CGROUP_STATIC_LEAVE_EPOCH : m->epoch;
-    return member_epoch == have ? KAFKA_NONE : KAFKA_STALE_MEMBER_EPOCH;
+    if (member_epoch == have)
+        return KAFKA_NONE;
+    return m->classic ? KAFKA_ILLEGAL_GENERATION : KAFKA_STALE_MEMBER_EPOCH;
 }
 
 /* ---- classic members of a consumer group (Kafka 4's mixed groups) ---- */
@@ -1999,20 +2074,198 @@ int lm_cgroup_classic_leave(struct lm_cgroup_coord *c, int64_t now_ms,
     return rc;
 }
 
+/* ---- migration (group.consumer.migration.policy) ---- */
+
+bool lm_cgroup_upgrade_allowed(const struct lm_cgroup_coord *c, int32_t n_members)
+{
+    return (c->cfg.migration & LM_CGROUP_MIGRATION_UPGRADE) != 0 && n_members <= c->cfg.max_size &&
+           n_members <= LM_CGROUP_MEMBERS_MAX;
+}
+
+/* One classic member of an upgraded group (Kafka ConsumerGroup.fromClassicGroup): stable at
+ * the generation, holding (and targeted at) its last assignment but partitions an earlier
+ * member holds. */
+static int upgrade_member(struct cgroup *g, int64_t now_ms, const struct lm_cgroup_image *img,
+                          int32_t generation, const struct lm_group_export_member *e,
+                          struct kafka_arena *arena)
+{
+    struct lm_cproto_sub sub;
+    int32_t n_asg = 0;
+    struct lm_cproto_tp *asg = NULL;
+    int rc = lm_cproto_sub_decode(e->subscription, arena, &sub);
+    if (rc == 0 && e->assignment.len > 0)
+        rc = lm_cproto_assignment_decode(e->assignment, arena, &n_asg, &asg);
+    if (rc == 0 && (e->n_protocols <= 0 || sub.n_topics > LM_CGROUP_SUBSCRIBED_MAX ||
+                    n_asg > LM_CGROUP_ASSIGNED_MAX || e->member_id.len > INT16_MAX))
+        rc = LM_E_INVALID;
+    if (rc != 0)
+        return rc == LM_E_NOMEM ? rc : LM_E_INVALID;
+    struct lm_cgr_protocol *protos = kafka_arena_alloc_array(
+        arena, (size_t)e->n_protocols, sizeof(*protos), _Alignof(struct lm_cgr_protocol));
+    if (protos == NULL)
+        return LM_E_NOMEM;
+    for (int32_t i = 0; i < e->n_protocols; i++)
+        protos[i] = (struct lm_cgr_protocol){e->protocols[i].name, e->protocols[i].metadata};
+    struct cmember *m = member_new();
+    if (m == NULL)
+        return LM_E_NOMEM;
+    struct lm_cgroup_hb_req sr = {
+        .n_topic_names = sub.n_topics, .topic_names = sub.topics, .topic_regex = KAFKA_STR_NULL};
+    bool changed = false;
+    int16_t err = KAFKA_NONE;
+    if (str_set(&m->id, e->member_id) != 0 || str_set(&m->instance_id, e->instance_id) != 0 ||
+        str_set(&m->rack_id, sub.rack_id) != 0 || str_set(&m->client_id, e->client_id) != 0 ||
+        str_set(&m->client_host, e->client_host) != 0 ||
+        member_set_protos(m, true, e->session_timeout_ms, e->n_protocols, protos) != 0 ||
+        update_subscription(m, &sr, &changed, &err) != 0 ||
+        tpset_reserve(&m->assigned, n_asg + 1) != 0) {
+        member_free(m);
+        return LM_E_NOMEM;
+    }
+    for (int32_t i = 0; i < n_asg; i++) {
+        struct lm_cgroup_tp tp = {.partition = asg[i].partition};
+        if (image_topic_id(img, asg[i].topic, &tp.topic_id) && !held_by_other(g, m, &tp))
+            m->assigned.v[m->assigned.n++] = tp;
+    }
+    tpset_normalize(&m->assigned);
+    if (tpset_copy(&m->target, &m->assigned) != 0 || member_insert(g, m) != 0) {
+        member_free(m);
+        return LM_E_NOMEM;
+    }
+    m->epoch = m->prev_epoch = generation;
+    m->state = M_STABLE;
+    m->rebalance_timeout_ms = e->rebalance_timeout_ms;
+    m->session_deadline_ms = now_ms + e->session_timeout_ms;
+    m->target_dirty = true;
+    held_epochs_reset(m);
+    return 0;
+}
+
+int lm_cgroup_upgrade(struct lm_cgroup_coord *c, int64_t now_ms, int32_t partition,
+                      const struct lm_cgroup_image *img, const struct lm_group_export *ex)
+{
+    if (group_find(c, ex->group_id, NULL) != NULL)
+        return LM_E_EXISTS;
+    if (ex->group_id.len > INT16_MAX || ex->n_members > LM_CGROUP_MEMBERS_MAX)
+        return LM_E_INVALID;
+    struct cgroup *g;
+    LM_TRY(group_create(c, ex->group_id, partition, &g));
+    struct kafka_arena arena;
+    kafka_arena_init(&arena, (size_t)64 << 20);
+    int rc = 0;
+    for (int32_t i = 0; i < ex->n_members && rc == 0; i++)
+        rc = upgrade_member(g, now_ms, img, ex->generation, &ex->members[i], &arena);
+    kafka_arena_deinit(&arena);
+    if (rc != 0) {
+        group_drop(c, g);
+        return rc;
+    }
+    g->epoch = g->target_epoch = ex->generation;
+    g->meta_hash = subscribed_hash(g, img);
+    /* Kafka createConsumerGroupRecords: every member's metadata, the group epoch, the target
+     * assignment and its epoch, every member's current assignment */
+    size_t n = c->n_recs;
+    if ((rc = group_records_ex(c, g, NULL, true, true)) != 0) {
+        recs_truncate(c, n);
+        group_drop(c, g);
+    }
+    return rc;
+}
+
+bool lm_cgroup_downgrade_take(struct lm_cgroup_coord *c, const struct lm_cgroup_image *img,
+                              struct lm_group_export *out)
+{
+    if (c->dg_taken != NULL) {
+        group_free(c->dg_taken);
+        c->dg_taken = NULL;
+    }
+    kafka_arena_reset(&c->dg_arena);
+    if (c->n_dg == 0)
+        return false;
+    struct cgroup *g = c->dg[0];
+    memmove(&c->dg[0], &c->dg[1], (c->n_dg - 1) * sizeof(*c->dg));
+    c->n_dg--;
+    c->dg_taken = g;
+    struct kafka_arena *a = &c->dg_arena;
+    struct lm_group_export_member *ms = kafka_arena_alloc_array(
+        a, (size_t)g->n_members + 1, sizeof(*ms), _Alignof(struct lm_group_export_member));
+    for (int32_t i = 0; ms != NULL && i < g->n_members; i++) {
+        const struct cmember *m = g->members[i];
+        struct lm_group_protocol *ps = kafka_arena_alloc_array(
+            a, (size_t)m->n_protos + 1, sizeof(*ps), _Alignof(struct lm_group_protocol));
+        struct lm_cproto_tp *tps = kafka_arena_alloc_array(a, (size_t)m->target.n + 1, sizeof(*tps),
+                                                           _Alignof(struct lm_cproto_tp));
+        if (ps == NULL || tps == NULL) {
+            ms = NULL;
+            break;
+        }
+        for (int32_t k = 0; k < m->n_protos; k++)
+            ps[k] = (struct lm_group_protocol){m->protos[k].name, m->protos[k].metadata};
+        /* its target assignment, in the version of its subscription (Kafka
+         * ClassicGroup.fromConsumerGroup) */
+        int32_t n = 0;
+        for (int32_t k = 0; k < m->target.n; k++) {
+            struct kafka_str name = image_topic_name(img, m->target.v[k].topic_id);
+            if (name.len >= 0)
+                tps[n++] = (struct lm_cproto_tp){name, m->target.v[k].partition};
+        }
+        size_t size = lm_cproto_assignment_size(n, tps);
+        uint8_t *b = kafka_arena_alloc(a, size, 1);
+        if (b == NULL) {
+            ms = NULL;
+            break;
+        }
+        struct kafka_writer w;
+        kafka_writer_init(&w, b, size);
+        int16_t version = m->n_protos > 0 ? lm_cproto_version(m->protos[0].metadata) : 0;
+        int rc = lm_cproto_assignment_encode(&w, version, n, tps);
+        LM_ASSERT(rc == 0 && w.pos == size);
+        ms[i] = (struct lm_group_export_member){
+            .member_id = m->id,
+            .instance_id = m->instance_id,
+            .client_id = m->client_id.len >= 0 ? m->client_id : (struct kafka_str){"", 0},
+            .client_host = m->client_host.len >= 0 ? m->client_host : (struct kafka_str){"", 0},
+            .session_timeout_ms = m->classic_session_ms,
+            .rebalance_timeout_ms = m->rebalance_timeout_ms,
+            .n_protocols = m->n_protos,
+            .protocols = ps,
+            .subscription = m->n_protos > 0 ? m->protos[0].metadata
+                                            : (struct kafka_bytes){(const uint8_t *)"", 0},
+            .assignment = {b, (int32_t)size},
+        };
+    }
+    if (ms == NULL) {
+        /* out of memory: the group is lost (its records are tombstoned; the members join
+         * again as a new group) */
+        *out = (struct lm_group_export){g->id, g->epoch, 0, NULL};
+        return true;
+    }
+    *out = (struct lm_group_export){g->id, g->epoch, g->n_members, ms};
+    return true;
+}
+
 /* ---- timers ---- */
 
 int lm_cgroup_tick(struct lm_cgroup_coord *c, int64_t now_ms)
 {
     int rc = 0;
-    for (size_t gi = 0; gi < c->n_groups; gi++) {
+    for (size_t gi = 0; gi < c->n_groups;) {
         struct cgroup *g = c->groups[gi];
-        bool fenced = false;
+        bool fenced = false, downgraded = false;
         for (int32_t i = 0; i < g->n_members;) {
             const struct cmember *m = g->members[i];
             /* session expiry, or a revocation not done within the rebalance timeout: the
-             * member is fenced and its partitions go to the others */
+             * member is fenced and its partitions go to the others (classic members: also
+             * the join and sync timeouts) */
             if (m->session_deadline_ms <= now_ms || m->rebalance_deadline_ms <= now_ms ||
                 m->join_deadline_ms <= now_ms || m->sync_deadline_ms <= now_ms) {
+                if (downgrade_ok(c, g, m)) {
+                    int r = downgrade(c, g, i);
+                    rc = rc != 0 ? rc : r;
+                    downgraded = r == 0;
+                    if (downgraded)
+                        break;
+                }
                 int r = member_remove(c, g, i);
                 rc = rc != 0 ? rc : r;
                 g->epoch++;
@@ -2021,10 +2274,13 @@ int lm_cgroup_tick(struct lm_cgroup_coord *c, int64_t now_ms)
             }
             i++;
         }
+        if (downgraded)
+            continue; /* gi now holds another group */
         if (fenced) {
             int r = group_records(c, g, NULL, true);
             rc = rc != 0 ? rc : r;
         }
+        gi++;
     }
     return rc;
 }
@@ -2075,6 +2331,15 @@ int64_t lm_cgroup_next_deadline_ms(const struct lm_cgroup_coord *c)
 
 void lm_cgroup_unload(struct lm_cgroup_coord *c, int32_t partition)
 {
+    for (size_t i = 0; i < c->n_dg;) {
+        if (c->dg[i]->partition == partition) {
+            group_free(c->dg[i]);
+            memmove(&c->dg[i], &c->dg[i + 1], (c->n_dg - i - 1) * sizeof(*c->dg));
+            c->n_dg--;
+            continue;
+        }
+        i++;
+    }
     for (size_t i = 0; i < c->n_groups;) {
         if (c->groups[i]->partition == partition) {
             group_free(c->groups[i]);
@@ -2466,6 +2731,7 @@ int lm_cgroup_coord_new(const struct lm_cgroup_config *cfg, struct lm_cgroup_coo
         return LM_E_NOMEM;
     c->cfg = *cfg;
     c->rng = cfg->rand_seed;
+    kafka_arena_init(&c->dg_arena, (size_t)256 << 20);
     *out = c;
     return 0;
 }
@@ -2481,6 +2747,12 @@ void lm_cgroup_coord_free(struct lm_cgroup_coord *c)
     free(c->desc_members);
     free(c->classic_buf);
     free(c->leave_resps);
+    for (size_t i = 0; i < c->n_dg; i++)
+        group_free(c->dg[i]);
+    free(c->dg);
+    if (c->dg_taken != NULL)
+        group_free(c->dg_taken);
+    kafka_arena_deinit(&c->dg_arena);
     recs_truncate(c, 0);
     free(c->recs);
     free(c->enc);

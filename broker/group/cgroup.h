@@ -241,6 +241,34 @@ int lm_cgroup_classic_heartbeat(struct lm_cgroup_coord *c, int64_t now_ms,
 int lm_cgroup_classic_leave(struct lm_cgroup_coord *c, int64_t now_ms,
                             const struct lm_group_leave_req *req, struct lm_group_leave_resp *out);
 
+/* ---- migration (group.consumer.migration.policy, Kafka 4) ----
+ *
+ * Upgrade: a ConsumerGroupHeartbeat joining (epoch 0) a classic group with members makes it a
+ * consumer group when the policy allows it (upgrade or bidirectional), its protocol type is
+ * "consumer" and its size fits group.consumer.max.size (lm_cgroup_upgrade_allowed); the shell
+ * moves its members here with lm_cgroup_upgrade (lm_group_export / lm_group_convert_out on
+ * the classic side), then runs the heartbeat.
+ * Downgrade: when the last consumer-protocol member of a group whose other members are all
+ * classic leaves (epoch -1) or is fenced (session or rebalance timeout), and the policy allows
+ * it (downgrade or bidirectional) and they fit group.max.size, the group's records get their
+ * tombstones and it leaves this coordinator; the shell takes it with lm_cgroup_downgrade_take
+ * after each call and tick and hands it to lm_group_convert_in. */
+
+bool lm_cgroup_upgrade_allowed(const struct lm_cgroup_coord *c, int32_t n_members);
+/* lm_cgroup_upgrade makes the consumer group of classic group ex in `partition` (Kafka
+ * ConsumerGroup.fromClassicGroup): group and target epochs at its generation, each member a
+ * classic member, stable at that epoch, holding the partitions of its last assignment (topics
+ * mapped through img); emits the group's records. LM_E_EXISTS (a consumer group has the id),
+ * LM_E_INVALID (a subscription or assignment that does not parse: Kafka refuses the upgrade),
+ * LM_E_NOMEM; nothing changes then. */
+int lm_cgroup_upgrade(struct lm_cgroup_coord *c, int64_t now_ms, int32_t partition,
+                      const struct lm_cgroup_image *img, const struct lm_group_export *ex);
+/* lm_cgroup_downgrade_take hands out the next group waiting to become a classic group (false:
+ * none): its generation is the group epoch, each member its target assignment as
+ * ConsumerProtocol bytes (topics named through img). *out is valid until the next call. */
+bool lm_cgroup_downgrade_take(struct lm_cgroup_coord *c, const struct lm_cgroup_image *img,
+                              struct lm_group_export *out);
+
 /* One partition of an OffsetCommit, by topic name. */
 struct lm_cgroup_commit_tp {
     struct kafka_str topic;

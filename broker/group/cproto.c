@@ -38,9 +38,9 @@ static int read_topic_parts(struct kafka_reader *r, struct kafka_arena *arena, i
         LM_TRY(kafka_read_skip(&probe, 4 * (size_t)np));
         total += np;
     }
-    struct lm_cproto_tp *v =
-        total > 0 ? kafka_arena_alloc_array(arena, (size_t)total, sizeof(*v), _Alignof(struct lm_cproto_tp))
-                  : NULL;
+    struct lm_cproto_tp *v = total > 0 ? kafka_arena_alloc_array(arena, (size_t)total, sizeof(*v),
+                                                                 _Alignof(struct lm_cproto_tp))
+                                       : NULL;
     if (total > 0 && v == NULL)
         return LM_E_NOMEM;
     int32_t k = 0;

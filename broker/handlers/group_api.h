@@ -104,6 +104,11 @@ bool group_cgroup_precheck(struct hshard *hs, struct lm_group_coord *classic,
  * config resource), 0 when it has none; ctx is the shard's struct hshard (the session timers
  * a load of consumer groups starts). */
 int32_t group_cgroup_session_timeout_ms(void *ctx, struct kafka_str group_id);
+/* Hands every consumer group that became a classic group (the last consumer-protocol member
+ * of classic members left or was fenced) to the classic coordinator; after each consumer-group
+ * call and tick, before their records are flushed. */
+void group_cgroup_downgrades(struct hshard *hs, struct lm_group_coord *classic,
+                             struct lm_cgroup_coord *cg, int64_t now_ms);
 /* Answers a GOP_CG_* call with err (coordinator gone, authorization). */
 void group_cgroup_fill_error(struct gop *op, int16_t err);
 /* Registers ConsumerGroupHeartbeat and ConsumerGroupDescribe. */

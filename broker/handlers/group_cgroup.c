@@ -372,6 +372,74 @@ static void fill_describe(struct greq *g, struct gop *op, const struct lm_cgroup
 
 /* ---- on the owner shard ---- */
 
+/* A consumer-protocol member joins (epoch 0) a classic group with members: the group becomes
+ * a consumer group when the migration policy and Kafka's conditions allow it (true), else the
+ * heartbeat is answered GROUP_ID_NOT_FOUND as Kafka does (false). */
+static bool upgrade(struct hshard *hs, struct lm_group_coord *classic, struct lm_cgroup_coord *cg,
+                    struct greq *g, const struct lm_cgroup_hb_req *in, int64_t now_ms)
+{
+    struct lm_group_info info;
+    struct lm_group_export ex;
+    bool malformed = false;
+    if (in->member_epoch == LM_CGROUP_JOIN_EPOCH &&
+        lm_group_coord_info(classic, in->group_id, &info) == 0 &&
+        lm_cgroup_upgrade_allowed(cg, info.n_members) &&
+        lm_group_export(classic, in->group_id, &ex) == 0) {
+        struct lm_cgroup_image img = image_of(hs);
+        int rc =
+            lm_cgroup_upgrade(cg, now_ms, lm_group_partition_of(classic, in->group_id), &img, &ex);
+        if (rc == 0) {
+            rc = lm_group_convert_out(classic, now_ms, in->group_id);
+            LM_ASSERT(rc == 0);
+            BLOG_INFO("group %.*s: a classic group of %d members became a consumer group",
+                      (int)(in->group_id.len > 200 ? 200 : in->group_id.len), in->group_id.ptr,
+                      (int)ex.n_members);
+            return true;
+        }
+        if (rc == LM_E_NOMEM) {
+            fill_heartbeat_error(g, KAFKA_COORDINATOR_NOT_AVAILABLE, NULL);
+            return false;
+        }
+        malformed = rc == LM_E_INVALID;
+    }
+    char msg[400];
+    int n = in->group_id.len > 200 ? 200 : in->group_id.len;
+    if (malformed)
+        snprintf(msg, sizeof(msg),
+                 "Cannot upgrade the classic group %.*s to consumer group because the embedded "
+                 "consumer protocol is malformed.",
+                 n, in->group_id.ptr);
+    else
+        snprintf(msg, sizeof(msg), "Group %.*s is not a consumer group.", n, in->group_id.ptr);
+    fill_heartbeat_error(g, KAFKA_GROUP_ID_NOT_FOUND, msg);
+    return false;
+}
+
+void group_cgroup_downgrades(struct hshard *hs, struct lm_group_coord *classic,
+                             struct lm_cgroup_coord *cg, int64_t now_ms)
+{
+    struct lm_cgroup_image img = image_of(hs);
+    struct lm_group_export ex;
+    while (lm_cgroup_downgrade_take(cg, &img, &ex)) {
+        if (ex.n_members == 0) {
+            BLOG_WARN("group %.*s: out of memory turning it into a classic group; its members "
+                      "join again",
+                      (int)(ex.group_id.len > 200 ? 200 : ex.group_id.len), ex.group_id.ptr);
+            continue;
+        }
+        int rc = lm_group_convert_in(classic, now_ms, &ex);
+        if (rc != 0) {
+            BLOG_WARN("group %.*s: cannot become a classic group: %s",
+                      (int)(ex.group_id.len > 200 ? 200 : ex.group_id.len), ex.group_id.ptr,
+                      lm_strerror(rc));
+            continue;
+        }
+        BLOG_INFO("group %.*s: a consumer group of %d classic members became a classic group",
+                  (int)(ex.group_id.len > 200 ? 200 : ex.group_id.len), ex.group_id.ptr,
+                  (int)ex.n_members);
+    }
+}
+
 void group_cgroup_run(struct hshard *hs, struct lm_group_coord *classic, struct lm_cgroup_coord *cg,
                       struct gop *op, int64_t now_ms)
 {
@@ -385,13 +453,9 @@ void group_cgroup_run(struct hshard *hs, struct lm_group_coord *classic, struct 
                 return;
             }
             struct lm_group_info info;
-            if (lm_group_coord_info(classic, in->group_id, &info) == 0 && info.n_members > 0) {
-                char msg[300];
-                snprintf(msg, sizeof(msg), "Group %.*s is not a consumer group.",
-                         (int)(in->group_id.len > 200 ? 200 : in->group_id.len), in->group_id.ptr);
-                fill_heartbeat_error(g, KAFKA_GROUP_ID_NOT_FOUND, msg);
+            if (lm_group_coord_info(classic, in->group_id, &info) == 0 && info.n_members > 0 &&
+                !upgrade(hs, classic, cg, g, in, now_ms))
                 return;
-            }
         }
         struct lm_cgroup_image img = image_of(hs);
         struct lm_cgroup_hb_resp r;
@@ -399,6 +463,7 @@ void group_cgroup_run(struct hshard *hs, struct lm_group_coord *classic, struct 
         if (lm_cgroup_heartbeat(cg, now_ms, part, &img, in, &r) != 0)
             BLOG_WARN("consumer group heartbeat: out of memory");
         fill_heartbeat(g, &r);
+        group_cgroup_downgrades(hs, classic, cg, now_ms);
         return;
     }
     LM_ASSERT(op->kind == GOP_CG_DESCRIBE);

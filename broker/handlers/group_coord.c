@@ -564,6 +564,7 @@ static void timer_fire(struct broker_shard *s, struct broker_timer *t)
         BLOG_ERROR("shard %u: group tick: %s", gs->hs->id, lm_strerror(rc));
     if ((rc = lm_cgroup_tick(gs->cgroup, now)) != 0)
         BLOG_ERROR("shard %u: consumer group tick: %s", gs->hs->id, lm_strerror(rc));
+    group_cgroup_downgrades(gs->hs, gs->coord, gs->cgroup, now);
     lm_cgroup_drop_empty(gs->cgroup, cgroup_keep, gs->coord);
     if (now - gs->last_expire_ms >= producer_expire_period_ms(gs->hs)) {
         gs->last_expire_ms = now;
@@ -620,10 +621,13 @@ static void op_run(struct broker_shard *target, struct broker_xcall *x)
         group_cgroup_run(gs->hs, gs->coord, gs->cgroup, op, now);
         /* a heartbeat's records are committed before its response leaves (persist before
          * send), as are those of every ready before it */
-        if (op->kind == GOP_CG_HEARTBEAT)
+        if (op->kind == GOP_CG_HEARTBEAT) {
             cgroup_flush(gs, op);
-        else
+            /* an upgrade or downgrade wrote classic records and answered parked calls */
+            coord_flush(gs);
+        } else {
             broker_xcall_return(target, x);
+        }
         timer_arm(gs);
         return;
     }

@@ -19,8 +19,7 @@
 #include "common/lm_err.h"
 #include "protocol/kafka_errors.h"
 
-static struct kafka_str S(const char *s)
-{
+static struct kafka_str S(const char *s) {
     return (struct kafka_str){s, (int32_t)strlen(s)};
 }
 
@@ -297,17 +296,16 @@ static void test_cproto_codec(void **state)
     struct kafka_writer kw;
     kafka_writer_init(&kw, out, sizeof(out));
     assert_int_equal(lm_cproto_assignment_encode(&kw, 1, 3, tps), 0);
-    static const uint8_t golden[] = {0, 1, 0, 0, 0, 2, 0, 1, 't', 0, 0, 0, 2, 0, 0, 0, 0, 0, 0,
-                                     0, 2, 0, 1, 'u', 0, 0, 0, 1, 0, 0, 0, 1, 0xff, 0xff, 0xff,
-                                     0xff};
+    static const uint8_t golden[] = {0, 1, 0, 0, 0, 2, 0, 1, 't',  0,    0,    0,
+                                     2, 0, 0, 0, 0, 0, 0, 0, 2,    0,    1,    'u',
+                                     0, 0, 0, 1, 0, 0, 0, 1, 0xff, 0xff, 0xff, 0xff};
     assert_int_equal(kw.pos, sizeof(golden));
     assert_int_equal(size, sizeof(golden));
     assert_memory_equal(out, golden, sizeof(golden));
     int32_t n;
     struct lm_cproto_tp *back;
-    assert_int_equal(lm_cproto_assignment_decode((struct kafka_bytes){out, (int32_t)kw.pos}, &a,
-                                                 &n, &back),
-                     0);
+    assert_int_equal(
+        lm_cproto_assignment_decode((struct kafka_bytes){out, (int32_t)kw.pos}, &a, &n, &back), 0);
     assert_int_equal(n, 3);
     assert_true(kafka_str_eq(back[2].topic, S("u")));
     assert_int_equal(back[2].partition, 1);
@@ -367,6 +365,21 @@ static void test_classic_joins_consumer_group(void **state)
     assert_split(&cl, &m);
     assert_int_equal(classic_hb(c, 100, &cl), KAFKA_NONE);
 
+    /* its commits carry its generation (any OffsetCommit version); another is
+     * ILLEGAL_GENERATION, for fetches too */
+    struct lm_cgroup_commit_tp ctp = {S("t"), cl.own[0]};
+    struct lm_cgroup_commit cm = {.group_id = S("g"),
+                                  .member_id = S(cl.id),
+                                  .member_epoch = cl.generation,
+                                  .api_version = 8,
+                                  .n_partitions = 1,
+                                  .partitions = &ctp};
+    assert_int_equal(lm_cgroup_check_commit(c, &IMG, &cm), KAFKA_NONE);
+    cm.member_epoch = cl.generation - 1;
+    assert_int_equal(lm_cgroup_check_commit(c, &IMG, &cm), KAFKA_ILLEGAL_GENERATION);
+    assert_int_equal(lm_cgroup_check_fetch(c, S("g"), S(cl.id), cl.generation), KAFKA_NONE);
+    assert_int_equal(lm_cgroup_check_fetch(c, S("g"), S(cl.id), 0), KAFKA_ILLEGAL_GENERATION);
+
     struct lm_cgroup_desc d;
     assert_int_equal(lm_cgroup_describe(c, &IMG, S("g"), &d), 0);
     assert_string_equal(d.state, "Stable");
@@ -383,7 +396,12 @@ static void test_classic_joins_consumer_group(void **state)
 static void test_classic_revokes_through_rejoin(void **state)
 {
     (void)state;
-    struct lm_cgroup_coord *c = coord_new();
+    /* no downgrade when the modern member leaves below */
+    struct lm_cgroup_config cfg;
+    lm_cgroup_config_default(&cfg);
+    cfg.migration = LM_CGROUP_MIGRATION_UPGRADE;
+    struct lm_cgroup_coord *c;
+    assert_int_equal(lm_cgroup_coord_new(&cfg, &c), 0);
     struct modern m0 = {.id = "modern-0"};
     assert_int_equal(modern_hb(c, 0, &m0), KAFKA_NONE);
     struct classic cl = {0};
@@ -468,8 +486,8 @@ static void test_classic_errors(void **state)
     assert_int_equal(lm_cgroup_classic_join(c, 2, &IMG, &r, &j), 0);
     assert_int_equal(j.error_code, KAFKA_UNKNOWN_SERVER_ERROR);
 
-    struct lm_group_sync_req s = {S("g"), 99, S("x"), KAFKA_STR_NULL, S("consumer"), S("range"),
-                                  0, NULL};
+    struct lm_group_sync_req s = {S("g"),        99,         S("x"), KAFKA_STR_NULL,
+                                  S("consumer"), S("range"), 0,      NULL};
     struct lm_group_sync_resp so;
     assert_int_equal(lm_cgroup_classic_sync(c, 3, &IMG, &s, &so), 0);
     assert_int_equal(so.error_code, KAFKA_ILLEGAL_GENERATION);
@@ -534,7 +552,7 @@ static void test_classic_timeouts(void **state)
     assert_int_equal(classic_join(c, 0, &cl).error_code, KAFKA_NONE);
     /* no sync: fenced at the rebalance timeout (30 s), the modern member heartbeating */
     assert_int_equal(lm_cgroup_next_deadline_ms(c), 10000); /* its session comes first */
-    assert_int_equal(modern_hb(c, 5000, &m), KAFKA_NONE); /* told to give up two */
+    assert_int_equal(modern_hb(c, 5000, &m), KAFKA_NONE);   /* told to give up two */
     assert_int_equal(classic_hb(c, 9000, &cl), KAFKA_NONE);
     assert_int_equal(modern_hb(c, 10000, &m), KAFKA_NONE); /* gave them up */
     /* free now: the classic member is to rejoin, and heartbeats meanwhile */
@@ -632,6 +650,283 @@ static void test_classic_records_load(void **state)
     lm_cgroup_coord_free(c);
 }
 
+/* ---- migration ---- */
+
+struct exported {
+    struct buf subs[3];
+    struct buf asgs[3];
+    struct lm_group_protocol protos[3];
+    struct lm_group_export_member ms[3];
+    struct lm_group_export ex;
+};
+
+/* Assignment of "t" partitions parts[0..n) (v1) into w. */
+static struct kafka_bytes assignment_of(struct buf *w, const int32_t *parts, int n)
+{
+    struct lm_cproto_tp tps[8];
+    for (int i = 0; i < n; i++)
+        tps[i] = (struct lm_cproto_tp){S("t"), parts[i]};
+    struct kafka_writer kw;
+    kafka_writer_init(&kw, w->b, sizeof(w->b));
+    assert_int_equal(lm_cproto_assignment_encode(&kw, 1, n, tps), 0);
+    w->n = kw.pos;
+    return (struct kafka_bytes){w->b, (int32_t)w->n};
+}
+
+/* A classic group "g" at generation 5: "c1" holds t-0, t-1, "c2" t-2, t-3. */
+static void classic_export(struct exported *e)
+{
+    static const int32_t p1[] = {0, 1}, p2[] = {2, 3};
+    static const char *const ids[] = {"c1", "c2"};
+    for (int i = 0; i < 2; i++) {
+        e->protos[i] =
+            (struct lm_group_protocol){S("range"), subscription(&e->subs[i], 1, NULL, 0)};
+        e->ms[i] = (struct lm_group_export_member){
+            .member_id = S(ids[i]),
+            .instance_id = KAFKA_STR_NULL,
+            .client_id = S("classic-client"),
+            .client_host = S("/127.0.0.1"),
+            .session_timeout_ms = 10000,
+            .rebalance_timeout_ms = 30000,
+            .n_protocols = 1,
+            .protocols = &e->protos[i],
+            .subscription = e->protos[i].metadata,
+            .assignment = assignment_of(&e->asgs[i], i == 0 ? p1 : p2, 2),
+        };
+    }
+    e->ex = (struct lm_group_export){S("g"), 5, 2, e->ms};
+}
+
+/* A classic group becomes a consumer group keeping its members, their assignments and its
+ * generation; a modern member joining takes partitions from them once they rejoined. */
+static void test_upgrade(void **state)
+{
+    (void)state;
+    struct lm_cgroup_coord *c = coord_new();
+    struct exported e;
+    classic_export(&e);
+    assert_true(lm_cgroup_upgrade_allowed(c, 2));
+    assert_int_equal(lm_cgroup_upgrade(c, 0, 0, &IMG, &e.ex), 0);
+    assert_int_equal(lm_cgroup_upgrade(c, 0, 0, &IMG, &e.ex), LM_E_EXISTS);
+    const struct lm_cgroup_record *r;
+    /* 2 member metadata, group epoch, 2 targets, target epoch, 2 current assignments */
+    size_t nr = lm_cgroup_records(c, &r);
+    assert_int_equal(nr, 8);
+    static const int16_t types[] = {5, 5, 3, 7, 7, 6, 8, 8};
+    for (size_t i = 0; i < nr; i++)
+        assert_int_equal(lm_cgr_key_type(r[i].key.ptr, (size_t)r[i].key.len), types[i]);
+    /* loaded back, it is the same group */
+    struct lm_cgroup_coord *l = coord_new();
+    for (size_t i = 0; i < nr; i++)
+        assert_int_equal(lm_cgroup_replay(l, 0, 1, r[i].key, r[i].value, NULL), 0);
+    assert_int_equal(lm_cgroup_load_end(l, 0, 0, NULL, NULL), 0);
+    lm_cgroup_records_advance(c);
+    struct lm_cgroup_coord *both[2] = {c, l};
+    for (int k = 0; k < 2; k++) {
+        struct lm_cgroup_desc d;
+        assert_int_equal(lm_cgroup_describe(both[k], &IMG, S("g"), &d), 0);
+        assert_string_equal(d.state, "Stable");
+        assert_int_equal(d.group_epoch, 5);
+        assert_int_equal(d.assignment_epoch, 5);
+        assert_int_equal(d.n_members, 2);
+        const struct lm_cgroup_desc_member *m1 = desc_member(&d, "c1");
+        assert_true(m1->classic);
+        assert_int_equal(m1->member_epoch, 5);
+        assert_int_equal(m1->n_assigned, 2);
+        assert_int_equal(m1->assigned[1].partition, 1);
+        assert_int_equal(m1->n_target, 2);
+    }
+    lm_cgroup_coord_free(l);
+
+    struct classic c1 = {.id = "c1", .generation = 5, .n_own = 2, .own = {0, 1}};
+    struct classic c2 = {.id = "c2", .generation = 5, .n_own = 2, .own = {2, 3}};
+    assert_int_equal(classic_hb(c, 10, &c1), KAFKA_NONE);
+    assert_int_equal(classic_sync(c, 11, &c1), KAFKA_NONE);
+    assert_int_equal(c1.n_own, 2);
+    struct modern m = {.id = "modern-a"};
+    assert_int_equal(modern_hb(c, 20, &m), KAFKA_NONE);
+    assert_int_equal(m.epoch, 6);
+    assert_int_equal(m.n_own, 0);
+    /* the classic members rejoin (eager: owning nothing) and the modern one gets its share */
+    struct classic *cls[2] = {&c1, &c2};
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(classic_hb(c, 30, cls[i]), KAFKA_REBALANCE_IN_PROGRESS);
+        cls[i]->n_own = 0;
+        struct lm_group_join_resp j = classic_join(c, 31, cls[i]);
+        assert_int_equal(j.error_code, KAFKA_NONE);
+        assert_int_equal(j.generation_id, 6);
+        assert_int_equal(classic_sync(c, 32, cls[i]), KAFKA_NONE);
+    }
+    assert_int_equal(modern_hb(c, 40, &m), KAFKA_NONE);
+    assert_true(m.n_own >= 1);
+    int seen[4] = {0};
+    for (int i = 0; i < c1.n_own; i++)
+        seen[c1.own[i]]++;
+    for (int i = 0; i < c2.n_own; i++)
+        seen[c2.own[i]]++;
+    for (int32_t i = 0; i < m.n_own; i++)
+        seen[m.own[i].partition]++;
+    for (int p = 0; p < 4; p++)
+        assert_int_equal(seen[p], 1);
+    lm_cgroup_coord_free(c);
+
+    /* a subscription that does not parse: no upgrade, nothing written */
+    c = coord_new();
+    e.ms[1].subscription = (struct kafka_bytes){(const uint8_t *)"\0", 1};
+    assert_int_equal(lm_cgroup_upgrade(c, 0, 0, &IMG, &e.ex), LM_E_INVALID);
+    assert_false(lm_cgroup_exists(c, S("g"), NULL));
+    assert_int_equal(lm_cgroup_records(c, &r), 0);
+    lm_cgroup_coord_free(c);
+    /* the policy and group.consumer.max.size */
+    struct lm_cgroup_config cfg;
+    lm_cgroup_config_default(&cfg);
+    cfg.migration = LM_CGROUP_MIGRATION_DOWNGRADE;
+    assert_int_equal(lm_cgroup_coord_new(&cfg, &c), 0);
+    assert_false(lm_cgroup_upgrade_allowed(c, 2));
+    lm_cgroup_coord_free(c);
+    cfg.migration = LM_CGROUP_MIGRATION_UPGRADE;
+    cfg.max_size = 1;
+    assert_int_equal(lm_cgroup_coord_new(&cfg, &c), 0);
+    assert_false(lm_cgroup_upgrade_allowed(c, 2));
+    assert_true(lm_cgroup_upgrade_allowed(c, 1));
+    lm_cgroup_coord_free(c);
+}
+
+/* An upgraded group with one modern member; the modern member leaving (or fenced) makes it a
+ * classic group again, unless the policy forbids it. */
+static struct lm_cgroup_coord *mixed_group(enum lm_cgroup_migration policy, struct modern *m)
+{
+    struct lm_cgroup_config cfg;
+    lm_cgroup_config_default(&cfg);
+    cfg.migration = policy;
+    struct lm_cgroup_coord *c;
+    assert_int_equal(lm_cgroup_coord_new(&cfg, &c), 0);
+    struct exported e;
+    classic_export(&e);
+    assert_int_equal(lm_cgroup_upgrade(c, 0, 0, &IMG, &e.ex), 0);
+    *m = (struct modern){.id = "modern-a"};
+    assert_int_equal(modern_hb(c, 10, m), KAFKA_NONE);
+    lm_cgroup_records_advance(c);
+    return c;
+}
+
+static void test_downgrade(void **state)
+{
+    (void)state;
+    struct modern m;
+    struct lm_cgroup_coord *c = mixed_group(LM_CGROUP_MIGRATION_BIDIRECTIONAL, &m);
+    m.epoch = LM_CGROUP_LEAVE_EPOCH;
+    assert_int_equal(modern_hb(c, 20, &m), KAFKA_NONE);
+    assert_false(lm_cgroup_exists(c, S("g"), NULL));
+    /* every record of the group got its tombstone: 3 members x 3, then 6, 4, 3 */
+    const struct lm_cgroup_record *r;
+    size_t nr = lm_cgroup_records(c, &r);
+    assert_int_equal(nr, 12);
+    for (size_t i = 0; i < nr; i++)
+        assert_int_equal(r[i].value.len, -1);
+    assert_int_equal(lm_cgr_key_type(r[nr - 1].key.ptr, (size_t)r[nr - 1].key.len), 3);
+    lm_cgroup_records_advance(c);
+
+    struct lm_group_export ex;
+    assert_true(lm_cgroup_downgrade_take(c, &IMG, &ex));
+    assert_true(kafka_str_eq(ex.group_id, S("g")));
+    assert_int_equal(ex.generation, 6);
+    assert_int_equal(ex.n_members, 2);
+    int32_t parts[8];
+    int total = 0;
+    for (int32_t i = 0; i < ex.n_members; i++) {
+        assert_int_equal(ex.members[i].session_timeout_ms, 10000);
+        assert_int_equal(ex.members[i].rebalance_timeout_ms, 30000);
+        assert_int_equal(ex.members[i].n_protocols, 1);
+        assert_true(kafka_str_eq(ex.members[i].protocols[0].name, S("range")));
+        int n = assigned_of(ex.members[i].assignment, parts);
+        assert_true(n >= 1);
+        total += n;
+    }
+    assert_int_equal(total, 3); /* the target: the modern member had one */
+
+    /* the classic coordinator takes it: Stable at the generation, then rebalancing */
+    struct lm_group_config gcfg;
+    lm_group_config_default(&gcfg);
+    struct lm_group_coord *gc;
+    assert_int_equal(lm_group_coord_new(&gcfg, &gc), 0);
+    assert_int_equal(lm_group_convert_in(gc, 30, &ex), 0);
+    assert_false(lm_cgroup_downgrade_take(c, &IMG, &ex));
+    struct lm_group_info info;
+    assert_int_equal(lm_group_coord_info(gc, S("g"), &info), 0);
+    assert_int_equal(info.state, LM_GROUP_PREPARING_REBALANCE);
+    assert_int_equal(info.n_members, 2);
+    assert_int_equal(info.generation_id, 6);
+    assert_true(kafka_str_eq(info.protocol_name, S("range")));
+    struct lm_group_ready rd;
+    assert_true(lm_group_coord_ready(gc, &rd));
+    assert_int_equal(rd.n_records, 1); /* the group metadata */
+    assert_true(rd.records[0].value.len > 0);
+    lm_group_coord_advance(gc);
+    struct lm_group_heartbeat_req h = {S("g"), 6, S("c1"), KAFKA_STR_NULL};
+    assert_int_equal(lm_group_heartbeat(gc, 31, 7, &h), 0);
+    assert_true(lm_group_coord_ready(gc, &rd));
+    assert_int_equal(rd.n_resps, 1);
+    assert_int_equal(rd.resps[0].u.heartbeat.error_code, KAFKA_REBALANCE_IN_PROGRESS);
+    lm_group_coord_advance(gc);
+
+    /* and back: exported, its members leave for a consumer group, its offsets-only group
+     * stays with a tombstone for its metadata */
+    struct lm_group_export back;
+    assert_int_equal(lm_group_export(gc, S("g"), &back), 0);
+    assert_int_equal(back.n_members, 2);
+    assert_int_equal(back.generation, 6);
+    assert_true(kafka_str_eq(back.members[0].member_id, S("c1")) ||
+                kafka_str_eq(back.members[1].member_id, S("c1")));
+    assert_int_equal(lm_group_convert_out(gc, 40, S("g")), 0);
+    assert_int_equal(lm_group_coord_info(gc, S("g"), &info), 0);
+    assert_int_equal(info.n_members, 0);
+    assert_int_equal(info.state, LM_GROUP_EMPTY);
+    assert_int_equal(lm_group_export(gc, S("g"), &back), LM_E_NOT_FOUND);
+    assert_true(lm_group_coord_ready(gc, &rd));
+    assert_int_equal(rd.n_records, 1);
+    assert_int_equal(rd.records[0].value.len, -1);
+    lm_group_coord_advance(gc);
+    lm_group_coord_free(gc);
+    lm_cgroup_coord_free(c);
+
+    /* without the downgrade in the policy the group stays a consumer group */
+    c = mixed_group(LM_CGROUP_MIGRATION_UPGRADE, &m);
+    m.epoch = LM_CGROUP_LEAVE_EPOCH;
+    assert_int_equal(modern_hb(c, 20, &m), KAFKA_NONE);
+    int32_t n = 0;
+    assert_true(lm_cgroup_exists(c, S("g"), &n));
+    assert_int_equal(n, 2);
+    assert_false(lm_cgroup_downgrade_take(c, &IMG, &ex));
+    lm_cgroup_coord_free(c);
+
+    /* a fenced modern member (session timeout) downgrades it too; a classic member leaving
+     * does not */
+    c = mixed_group(LM_CGROUP_MIGRATION_BIDIRECTIONAL, &m);
+    struct lm_group_leave_member lv = {S("c2"), KAFKA_STR_NULL};
+    struct lm_group_leave_req l = {S("g"), 1, &lv};
+    struct lm_group_leave_resp lo;
+    assert_int_equal(lm_cgroup_classic_leave(c, 20, &l, &lo), 0);
+    assert_false(lm_cgroup_downgrade_take(c, &IMG, &ex));
+    /* c1 goes on (rejoining when told); the modern member is silent */
+    struct classic c1 = {.id = "c1", .generation = 5};
+    for (int64_t t = 1000; t <= 45000; t += 3000) {
+        if (classic_hb(c, t, &c1) == KAFKA_REBALANCE_IN_PROGRESS) {
+            assert_int_equal(classic_join(c, t, &c1).error_code, KAFKA_NONE);
+            assert_int_equal(classic_sync(c, t, &c1), KAFKA_NONE);
+        }
+        assert_int_equal(lm_cgroup_tick(c, t), 0);
+    }
+    assert_int_equal(lm_cgroup_tick(c, 45009), 0);
+    assert_true(lm_cgroup_exists(c, S("g"), NULL));
+    assert_int_equal(lm_cgroup_tick(c, 45010), 0);
+    assert_false(lm_cgroup_exists(c, S("g"), NULL));
+    assert_true(lm_cgroup_downgrade_take(c, &IMG, &ex));
+    assert_int_equal(ex.n_members, 1);
+    assert_true(kafka_str_eq(ex.members[0].member_id, S("c1")));
+    lm_cgroup_coord_free(c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -641,6 +936,8 @@ int main(void)
         cmocka_unit_test(test_classic_errors),
         cmocka_unit_test(test_classic_timeouts),
         cmocka_unit_test(test_classic_records_load),
+        cmocka_unit_test(test_upgrade),
+        cmocka_unit_test(test_downgrade),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
