@@ -98,8 +98,8 @@ int lm_group_convert_in(struct lm_group_coord *c, int64_t now_ms, const struct l
         m->session_ms = e->session_timeout_ms;
         m->rebalance_ms = e->rebalance_timeout_ms;
         gr_member_set_protocols(m, e->n_protocols, e->protocols);
-        m->assignment = gr_bdup(e->assignment.len >= 0 ? e->assignment
-                                                       : (struct kafka_bytes){NULL, 0});
+        m->assignment =
+            gr_bdup(e->assignment.len >= 0 ? e->assignment : (struct kafka_bytes){NULL, 0});
         m->hb_deadline_ms = now_ms + m->session_ms;
         if (g->n_members == g->cap_members) {
             int grc = LM_GROW(g->members, g->cap_members, (size_t)g->n_members + 1, 4);
