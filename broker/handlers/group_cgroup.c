@@ -12,12 +12,15 @@
  * partition.
  *
  * Kafka's behaviour for ids used by the other protocol (GroupMetadataManager):
- * - ConsumerGroupHeartbeat of an id held by a classic group with members: GROUP_ID_NOT_FOUND
- *   ("Group %s is not a consumer group."); an empty classic group (offsets only) becomes a
- *   consumer group with its offsets;
- * - JoinGroup of an id held by a consumer group with members: INCONSISTENT_GROUP_PROTOCOL here
- *   (Kafka 4 can also let a classic member join a consumer group; laminar does not serve mixed
- *   groups); an empty consumer group is dropped and the classic group takes its place;
+ * - ConsumerGroupHeartbeat joining an id held by a classic group with members: the group is
+ *   upgraded to a consumer group when group.consumer.migration.policy allows it (cgroup.h,
+ *   "migration"), else GROUP_ID_NOT_FOUND ("Group %s is not a consumer group."); an empty
+ *   classic group (offsets only) becomes a consumer group with its offsets;
+ * - JoinGroup/SyncGroup/Heartbeat/LeaveGroup of an id held by a consumer group: a classic member
+ *   of that consumer group (cgroup.h, "classic members"); an empty consumer group is dropped at
+ *   a JoinGroup and the classic group takes its place;
+ * - the last consumer-protocol member of classic members leaving or fenced: the group is
+ *   downgraded to a classic group when the policy allows it (group_cgroup_downgrades);
  * - DescribeGroups of a consumer group: "Dead" with no members, v6+ GROUP_ID_NOT_FOUND
  *   ("Group %s is not a classic group.");
  * - ConsumerGroupDescribe of an id that is no consumer group: GROUP_ID_NOT_FOUND;
