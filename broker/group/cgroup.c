@@ -69,6 +69,7 @@ struct cmember {
     int32_t classic_session_ms;
     int32_t n_protos;
     struct lm_cgr_protocol *protos;
+    bool leaving;             /* marked as leaving by the call that removes it */
     int64_t join_deadline_ms; /* told to rejoin: must within its rebalance timeout */
     int64_t sync_deadline_ms; /* joined: must sync within its rebalance timeout */
 };
@@ -1175,25 +1176,28 @@ static bool tpset_subset(const struct tpset *a, const struct tpset *b)
     return true;
 }
 
-/* Kafka validateOnlineDowngradeWithFencedMember: the member leaving or fenced is the group's
- * last consumer-protocol member, others stay, the policy allows a downgrade and they fit a
- * classic group (group.max.size). */
-static bool downgrade_ok(const struct lm_cgroup_coord *c, const struct cgroup *g,
-                         const struct cmember *leaving)
+/* Kafka 4.1 validateOnlineDowngradeWithFencedMembers: once the members marked as leaving (by
+ * a leave or a fence) are gone, some remain, all classic, the policy allows a downgrade and
+ * they fit a classic group (group.max.size). */
+static bool downgrade_ok(const struct lm_cgroup_coord *c, const struct cgroup *g)
 {
-    if (leaving->classic || g->n_members <= 1 ||
-        (c->cfg.migration & LM_CGROUP_MIGRATION_DOWNGRADE) == 0 ||
-        g->n_members - 1 > c->cfg.classic_max_size)
-        return false;
-    for (int32_t i = 0; i < g->n_members; i++)
-        if (g->members[i] != leaving && !g->members[i]->classic)
+    int32_t remain = 0;
+    for (int32_t i = 0; i < g->n_members; i++) {
+        const struct cmember *m = g->members[i];
+        if (m->leaving)
+            continue;
+        if (!m->classic)
             return false;
-    return true;
+        remain++;
+    }
+    return remain > 0 && (c->cfg.migration & LM_CGROUP_MIGRATION_DOWNGRADE) != 0 &&
+           remain <= c->cfg.classic_max_size;
 }
 
-/* The group becomes a classic group without member `index` (Kafka convertToClassicGroup): its
- * records get their tombstones and it waits, detached, for lm_cgroup_downgrade_take. */
-static int downgrade(struct lm_cgroup_coord *c, struct cgroup *g, int32_t index)
+/* The group becomes a classic group without the members marked as leaving (Kafka
+ * convertToClassicGroup): its records get their tombstones and it waits, detached, for
+ * lm_cgroup_downgrade_take. Out of memory, nothing changed. */
+static int downgrade(struct lm_cgroup_coord *c, struct cgroup *g)
 {
     if (c->n_dg == c->cap_dg) {
         size_t cap = c->cap_dg < 4 ? 4 : c->cap_dg * 2;
@@ -1208,13 +1212,28 @@ static int downgrade(struct lm_cgroup_coord *c, struct cgroup *g, int32_t index)
         recs_truncate(c, n);
         return LM_E_NOMEM;
     }
-    member_free(g->members[index]);
-    memmove(&g->members[index], &g->members[index + 1],
-            (size_t)(g->n_members - index - 1) * sizeof(*g->members));
-    g->n_members--;
+    int32_t k = 0;
+    for (int32_t i = 0; i < g->n_members; i++) {
+        if (g->members[i]->leaving)
+            member_free(g->members[i]);
+        else
+            g->members[k++] = g->members[i];
+    }
+    g->n_members = k;
     group_detach(c, g);
     c->dg[c->n_dg++] = g;
     return 0;
+}
+
+/* Whether member `index` leaving or fenced makes the group a classic group (then done: true);
+ * false leaves it to the caller to remove the member. */
+static bool downgrade_without(struct lm_cgroup_coord *c, struct cgroup *g, int32_t index)
+{
+    g->members[index]->leaving = true;
+    if (downgrade_ok(c, g) && downgrade(c, g) == 0)
+        return true;
+    g->members[index]->leaving = false;
+    return false;
 }
 
 /* A static member's instance comes back under member id nid ("": a new one is made): st
@@ -1321,11 +1340,9 @@ int lm_cgroup_heartbeat(struct lm_cgroup_coord *c, int64_t now_ms, int32_t parti
                 (r->session_timeout_ms > 0 ? r->session_timeout_ms : c->cfg.session_timeout_ms);
             if (group_records(c, g, m, true) != 0)
                 goto nomem;
-        } else if (downgrade_ok(c, g, m)) {
-            /* the last consumer-protocol member left a group of classic members: it becomes
-             * a classic group again (Kafka consumerGroupFenceMember) */
-            if (downgrade(c, g, index) != 0)
-                goto nomem;
+        } else if (downgrade_without(c, g, index)) {
+            /* the last consumer-protocol member left a group of classic members: it is a
+             * classic group again (Kafka consumerGroupFenceMembers) */
         } else {
             rc = member_remove(c, g, index);
             g->epoch++;
@@ -2057,14 +2074,21 @@ int lm_cgroup_classic_leave(struct lm_cgroup_coord *c, int64_t now_ms,
         if (o->error_code != KAFKA_NONE)
             continue;
         /* the answer names the member by the request's strings (borrowed for the call) */
-        int32_t index = -1;
-        member_find(g, m->id, &index);
-        LM_ASSERT(index >= 0);
-        int r2 = member_remove(c, g, index);
-        rc = rc != 0 ? rc : r2;
+        m->leaving = true;
         removed = true;
     }
-    if (removed) {
+    if (removed && downgrade_ok(c, g) && downgrade(c, g) == 0) {
+        /* only classic members stay: a classic group again (Kafka 4.1 fences the leaving
+         * members with consumerGroupFenceMembers) */
+    } else if (removed) {
+        for (int32_t i = 0; i < g->n_members;) {
+            if (g->members[i]->leaving) {
+                int r2 = member_remove(c, g, i);
+                rc = rc != 0 ? rc : r2;
+                continue;
+            }
+            i++;
+        }
         g->epoch++;
         int r2 = group_records(c, g, NULL, true);
         rc = rc != 0 ? rc : r2;
@@ -2259,12 +2283,9 @@ int lm_cgroup_tick(struct lm_cgroup_coord *c, int64_t now_ms)
              * the join and sync timeouts) */
             if (m->session_deadline_ms <= now_ms || m->rebalance_deadline_ms <= now_ms ||
                 m->join_deadline_ms <= now_ms || m->sync_deadline_ms <= now_ms) {
-                if (downgrade_ok(c, g, m)) {
-                    int r = downgrade(c, g, i);
-                    rc = rc != 0 ? rc : r;
-                    downgraded = r == 0;
-                    if (downgraded)
-                        break;
+                if (downgrade_without(c, g, i)) {
+                    downgraded = true;
+                    break;
                 }
                 int r = member_remove(c, g, i);
                 rc = rc != 0 ? rc : r;

@@ -248,10 +248,11 @@ int lm_cgroup_classic_leave(struct lm_cgroup_coord *c, int64_t now_ms,
  * "consumer" and its size fits group.consumer.max.size (lm_cgroup_upgrade_allowed); the shell
  * moves its members here with lm_cgroup_upgrade (lm_group_export / lm_group_convert_out on
  * the classic side), then runs the heartbeat.
- * Downgrade: when the last consumer-protocol member of a group whose other members are all
- * classic leaves (epoch -1) or is fenced (session or rebalance timeout), and the policy allows
- * it (downgrade or bidirectional) and they fit group.max.size, the group's records get their
- * tombstones and it leaves this coordinator; the shell takes it with lm_cgroup_downgrade_take
+ * Downgrade (Kafka 4.1 consumerGroupFenceMembers): when members leave (ConsumerGroupHeartbeat
+ * epoch -1, LeaveGroup) or are fenced (session, rebalance, join or sync timeout) and only
+ * classic members remain, at least one, the policy allows it (downgrade or bidirectional) and
+ * they fit group.max.size, the group's records get their tombstones and it leaves this
+ * coordinator; the shell takes it with lm_cgroup_downgrade_take
  * after each call and tick and hands it to lm_group_convert_in. */
 
 bool lm_cgroup_upgrade_allowed(const struct lm_cgroup_coord *c, int32_t n_members);

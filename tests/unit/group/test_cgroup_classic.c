@@ -900,8 +900,28 @@ static void test_downgrade(void **state)
     assert_false(lm_cgroup_downgrade_take(c, &IMG, &ex));
     lm_cgroup_coord_free(c);
 
+    /* Kafka 4.1: a classic member leaving a group left with classic members only downgrades
+     * it as well (an upgraded group no consumer-protocol member joined) */
+    {
+        struct exported e;
+        classic_export(&e);
+        c = coord_new();
+        assert_int_equal(lm_cgroup_upgrade(c, 0, 0, &IMG, &e.ex), 0);
+        struct lm_group_leave_member lv2 = {S("c2"), KAFKA_STR_NULL};
+        struct lm_group_leave_req l2 = {S("g"), 1, &lv2};
+        struct lm_group_leave_resp lo2;
+        assert_int_equal(lm_cgroup_classic_leave(c, 20, &l2, &lo2), 0);
+        assert_int_equal(lo2.members[0].error_code, KAFKA_NONE);
+        assert_false(lm_cgroup_exists(c, S("g"), NULL));
+        assert_true(lm_cgroup_downgrade_take(c, &IMG, &ex));
+        assert_int_equal(ex.n_members, 1);
+        assert_int_equal(ex.generation, 5);
+        assert_true(kafka_str_eq(ex.members[0].member_id, S("c1")));
+        lm_cgroup_coord_free(c);
+    }
+
     /* a fenced modern member (session timeout) downgrades it too; a classic member leaving
-     * does not */
+     * while a modern one stays does not */
     c = mixed_group(LM_CGROUP_MIGRATION_BIDIRECTIONAL, &m);
     struct lm_group_leave_member lv = {S("c2"), KAFKA_STR_NULL};
     struct lm_group_leave_req l = {S("g"), 1, &lv};
