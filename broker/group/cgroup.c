@@ -2100,10 +2100,16 @@ int lm_cgroup_classic_leave(struct lm_cgroup_coord *c, int64_t now_ms,
 
 /* ---- migration (group.consumer.migration.policy) ---- */
 
-bool lm_cgroup_upgrade_allowed(const struct lm_cgroup_coord *c, int32_t n_members)
+const char *lm_cgroup_upgrade_refusal(const struct lm_cgroup_coord *c, int32_t n_members,
+                                      struct kafka_str protocol_type)
 {
-    return (c->cfg.migration & LM_CGROUP_MIGRATION_UPGRADE) != 0 && n_members <= c->cfg.max_size &&
-           n_members <= LM_CGROUP_MEMBERS_MAX;
+    if ((c->cfg.migration & LM_CGROUP_MIGRATION_UPGRADE) == 0)
+        return "online upgrade is disabled";
+    if (!str_is(protocol_type, CONSUMER_PROTOCOL_TYPE))
+        return "the group does not use the consumer embedded protocol";
+    if (n_members > c->cfg.max_size || n_members > LM_CGROUP_MEMBERS_MAX)
+        return "the group size exceeds the consumer group maximum size";
+    return NULL;
 }
 
 /* One classic member of an upgraded group (Kafka ConsumerGroup.fromClassicGroup): stable at
@@ -2116,14 +2122,18 @@ static int upgrade_member(struct cgroup *g, int64_t now_ms, const struct lm_cgro
     struct lm_cproto_sub sub;
     int32_t n_asg = 0;
     struct lm_cproto_tp *asg = NULL;
+    struct kafka_bytes user_data = KAFKA_BYTES_NULL;
     int rc = lm_cproto_sub_decode(e->subscription, arena, &sub);
     if (rc == 0 && e->assignment.len > 0)
-        rc = lm_cproto_assignment_decode(e->assignment, arena, &n_asg, &asg);
+        rc = lm_cproto_assignment_decode(e->assignment, arena, &n_asg, &asg, &user_data);
     if (rc == 0 && (e->n_protocols <= 0 || sub.n_topics > LM_CGROUP_SUBSCRIBED_MAX ||
                     n_asg > LM_CGROUP_ASSIGNED_MAX || e->member_id.len > INT16_MAX))
         rc = LM_E_INVALID;
     if (rc != 0)
         return rc == LM_E_NOMEM ? rc : LM_E_INVALID;
+    /* Kafka 4.1 refuses to drop a custom assignor's user data */
+    if (user_data.len > 0)
+        return LM_E_UNSUPPORTED;
     struct lm_cgr_protocol *protos = kafka_arena_alloc_array(
         arena, (size_t)e->n_protocols, sizeof(*protos), _Alignof(struct lm_cgr_protocol));
     if (protos == NULL)

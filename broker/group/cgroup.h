@@ -245,7 +245,7 @@ int lm_cgroup_classic_leave(struct lm_cgroup_coord *c, int64_t now_ms,
  *
  * Upgrade: a ConsumerGroupHeartbeat joining (epoch 0) a classic group with members makes it a
  * consumer group when the policy allows it (upgrade or bidirectional), its protocol type is
- * "consumer" and its size fits group.consumer.max.size (lm_cgroup_upgrade_allowed); the shell
+ * "consumer" and its size fits group.consumer.max.size (lm_cgroup_upgrade_refusal); the shell
  * moves its members here with lm_cgroup_upgrade (lm_group_export / lm_group_convert_out on
  * the classic side), then runs the heartbeat.
  * Downgrade (Kafka 4.1 consumerGroupFenceMembers): when members leave (ConsumerGroupHeartbeat
@@ -255,13 +255,18 @@ int lm_cgroup_classic_leave(struct lm_cgroup_coord *c, int64_t now_ms,
  * coordinator; the shell takes it with lm_cgroup_downgrade_take
  * after each call and tick and hands it to lm_group_convert_in. */
 
-bool lm_cgroup_upgrade_allowed(const struct lm_cgroup_coord *c, int32_t n_members);
+/* lm_cgroup_upgrade_refusal: NULL when a classic group of n_members and protocol_type may be
+ * upgraded, else why not (Kafka 4.1 validateOnlineUpgrade's reason, "online upgrade is
+ * disabled", ...). */
+const char *lm_cgroup_upgrade_refusal(const struct lm_cgroup_coord *c, int32_t n_members,
+                                      struct kafka_str protocol_type);
 /* lm_cgroup_upgrade makes the consumer group of classic group ex in `partition` (Kafka
  * ConsumerGroup.fromClassicGroup): group and target epochs at its generation, each member a
  * classic member, stable at that epoch, holding the partitions of its last assignment (topics
  * mapped through img); emits the group's records. LM_E_EXISTS (a consumer group has the id),
  * LM_E_INVALID (a subscription or assignment that does not parse: Kafka refuses the upgrade),
- * LM_E_NOMEM; nothing changes then. */
+ * LM_E_UNSUPPORTED (an assignment carries user data, a custom assignor's, which Kafka 4.1 will
+ * not drop), LM_E_NOMEM; nothing changes then. */
 int lm_cgroup_upgrade(struct lm_cgroup_coord *c, int64_t now_ms, int32_t partition,
                       const struct lm_cgroup_image *img, const struct lm_group_export *ex);
 /* lm_cgroup_downgrade_take hands out the next group waiting to become a classic group (false:

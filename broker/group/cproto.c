@@ -137,10 +137,12 @@ int lm_cproto_assignment_encode(struct kafka_writer *w, int16_t version, int32_t
 }
 
 int lm_cproto_assignment_decode(struct kafka_bytes b, struct kafka_arena *arena, int32_t *n,
-                                struct lm_cproto_tp **out)
+                                struct lm_cproto_tp **out, struct kafka_bytes *user_data)
 {
     *n = 0;
     *out = NULL;
+    if (user_data != NULL)
+        *user_data = KAFKA_BYTES_NULL;
     if (b.len < 0)
         return LM_E_INVALID;
     struct kafka_reader r;
@@ -149,5 +151,10 @@ int lm_cproto_assignment_decode(struct kafka_bytes b, struct kafka_arena *arena,
     LM_TRY(kafka_read_int16(&r, &version));
     if (version < 0)
         return LM_E_INVALID;
-    return read_topic_parts(&r, arena, n, out);
+    LM_TRY(read_topic_parts(&r, arena, n, out));
+    struct kafka_bytes ud;
+    LM_TRY(kafka_read_bytes(&r, &ud));
+    if (user_data != NULL)
+        *user_data = ud;
+    return 0;
 }

@@ -46,8 +46,8 @@ size_t lm_cproto_assignment_size(int32_t n, const struct lm_cproto_tp *tps);
 int lm_cproto_assignment_encode(struct kafka_writer *w, int16_t version, int32_t n,
                                 const struct lm_cproto_tp *tps);
 /* lm_cproto_assignment_decode reads an assignment's partitions (strings into b, array from
- * arena). */
+ * arena) and, when user_data is not NULL, its user data (null when absent). */
 int lm_cproto_assignment_decode(struct kafka_bytes b, struct kafka_arena *arena, int32_t *n,
-                                struct lm_cproto_tp **out);
+                                struct lm_cproto_tp **out, struct kafka_bytes *user_data);
 
 #endif

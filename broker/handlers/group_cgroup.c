@@ -377,43 +377,45 @@ static void fill_describe(struct greq *g, struct gop *op, const struct lm_cgroup
 
 /* A consumer-protocol member joins (epoch 0) a classic group with members: the group becomes
  * a consumer group when the migration policy and Kafka's conditions allow it (true), else the
- * heartbeat is answered GROUP_ID_NOT_FOUND as Kafka does (false). */
+ * heartbeat is answered GROUP_ID_NOT_FOUND with Kafka 4.1's reason (false). */
 static bool upgrade(struct hshard *hs, struct lm_group_coord *classic, struct lm_cgroup_coord *cg,
                     struct greq *g, const struct lm_cgroup_hb_req *in, int64_t now_ms)
 {
+    int n = in->group_id.len > 200 ? 200 : in->group_id.len;
+    char msg[400];
     struct lm_group_info info;
+    if (in->member_epoch != LM_CGROUP_JOIN_EPOCH ||
+        lm_group_coord_info(classic, in->group_id, &info) != 0) {
+        snprintf(msg, sizeof(msg), "Group %.*s is not a consumer group.", n, in->group_id.ptr);
+        fill_heartbeat_error(g, KAFKA_GROUP_ID_NOT_FOUND, msg);
+        return false;
+    }
+    const char *why = lm_cgroup_upgrade_refusal(cg, info.n_members, info.protocol_type);
     struct lm_group_export ex;
-    bool malformed = false;
-    if (in->member_epoch == LM_CGROUP_JOIN_EPOCH &&
-        lm_group_coord_info(classic, in->group_id, &info) == 0 &&
-        lm_cgroup_upgrade_allowed(cg, info.n_members) &&
-        lm_group_export(classic, in->group_id, &ex) == 0) {
+    if (why == NULL && lm_group_export(classic, in->group_id, &ex) == 0) {
         struct lm_cgroup_image img = image_of(hs);
         int rc =
             lm_cgroup_upgrade(cg, now_ms, lm_group_partition_of(classic, in->group_id), &img, &ex);
         if (rc == 0) {
             rc = lm_group_convert_out(classic, now_ms, in->group_id);
             LM_ASSERT(rc == 0);
-            BLOG_INFO("group %.*s: a classic group of %d members became a consumer group",
-                      (int)(in->group_id.len > 200 ? 200 : in->group_id.len), in->group_id.ptr,
-                      (int)ex.n_members);
+            BLOG_INFO("group %.*s: a classic group of %d members became a consumer group", n,
+                      in->group_id.ptr, (int)ex.n_members);
             return true;
         }
         if (rc == LM_E_NOMEM) {
             fill_heartbeat_error(g, KAFKA_COORDINATOR_NOT_AVAILABLE, NULL);
             return false;
         }
-        malformed = rc == LM_E_INVALID;
+        why = rc == LM_E_UNSUPPORTED
+                  ? "an unsupported custom assignor is in use. Please refer to the documentation "
+                    "or switch to a default assignor before re-attempting the upgrade"
+                  : "the embedded consumer protocol is malformed";
     }
-    char msg[400];
-    int n = in->group_id.len > 200 ? 200 : in->group_id.len;
-    if (malformed)
-        snprintf(msg, sizeof(msg),
-                 "Cannot upgrade the classic group %.*s to consumer group because the embedded "
-                 "consumer protocol is malformed.",
-                 n, in->group_id.ptr);
-    else
-        snprintf(msg, sizeof(msg), "Group %.*s is not a consumer group.", n, in->group_id.ptr);
+    if (why == NULL)
+        why = "the group does not use the consumer embedded protocol";
+    snprintf(msg, sizeof(msg), "Cannot upgrade classic group %.*s to consumer group because %s.", n,
+             in->group_id.ptr, why);
     fill_heartbeat_error(g, KAFKA_GROUP_ID_NOT_FOUND, msg);
     return false;
 }

@@ -107,7 +107,7 @@ static int assigned_of(struct kafka_bytes b, int32_t *parts)
     kafka_arena_init(&a, 1 << 20);
     int32_t n;
     struct lm_cproto_tp *tps;
-    int rc = lm_cproto_assignment_decode(b, &a, &n, &tps);
+    int rc = lm_cproto_assignment_decode(b, &a, &n, &tps, NULL);
     int k = rc == 0 ? 0 : -1;
     for (int32_t i = 0; rc == 0 && i < n; i++) {
         assert_true(kafka_str_eq(tps[i].topic, S("t")));
@@ -304,8 +304,11 @@ static void test_cproto_codec(void **state)
     assert_memory_equal(out, golden, sizeof(golden));
     int32_t n;
     struct lm_cproto_tp *back;
+    struct kafka_bytes ud;
     assert_int_equal(
-        lm_cproto_assignment_decode((struct kafka_bytes){out, (int32_t)kw.pos}, &a, &n, &back), 0);
+        lm_cproto_assignment_decode((struct kafka_bytes){out, (int32_t)kw.pos}, &a, &n, &back, &ud),
+        0);
+    assert_int_equal(ud.len, -1);
     assert_int_equal(n, 3);
     assert_true(kafka_str_eq(back[2].topic, S("u")));
     assert_int_equal(back[2].partition, 1);
@@ -705,7 +708,9 @@ static void test_upgrade(void **state)
     struct lm_cgroup_coord *c = coord_new();
     struct exported e;
     classic_export(&e);
-    assert_true(lm_cgroup_upgrade_allowed(c, 2));
+    assert_null(lm_cgroup_upgrade_refusal(c, 2, S("consumer")));
+    assert_string_equal(lm_cgroup_upgrade_refusal(c, 2, S("connect")),
+                        "the group does not use the consumer embedded protocol");
     assert_int_equal(lm_cgroup_upgrade(c, 0, 0, &IMG, &e.ex), 0);
     assert_int_equal(lm_cgroup_upgrade(c, 0, 0, &IMG, &e.ex), LM_E_EXISTS);
     const struct lm_cgroup_record *r;
@@ -777,18 +782,32 @@ static void test_upgrade(void **state)
     assert_false(lm_cgroup_exists(c, S("g"), NULL));
     assert_int_equal(lm_cgroup_records(c, &r), 0);
     lm_cgroup_coord_free(c);
+    /* an assignment with user data (a custom assignor's): Kafka 4.1 refuses to drop it */
+    c = coord_new();
+    classic_export(&e);
+    struct buf ud;
+    memcpy(ud.b, e.asgs[0].b, e.asgs[0].n - 4);
+    ud.n = e.asgs[0].n - 4;
+    put32(&ud, 2);
+    put16(&ud, 0x0101);
+    e.ms[0].assignment = (struct kafka_bytes){ud.b, (int32_t)ud.n};
+    assert_int_equal(lm_cgroup_upgrade(c, 0, 0, &IMG, &e.ex), LM_E_UNSUPPORTED);
+    assert_false(lm_cgroup_exists(c, S("g"), NULL));
+    lm_cgroup_coord_free(c);
     /* the policy and group.consumer.max.size */
     struct lm_cgroup_config cfg;
     lm_cgroup_config_default(&cfg);
     cfg.migration = LM_CGROUP_MIGRATION_DOWNGRADE;
     assert_int_equal(lm_cgroup_coord_new(&cfg, &c), 0);
-    assert_false(lm_cgroup_upgrade_allowed(c, 2));
+    assert_string_equal(lm_cgroup_upgrade_refusal(c, 2, S("consumer")),
+                        "online upgrade is disabled");
     lm_cgroup_coord_free(c);
     cfg.migration = LM_CGROUP_MIGRATION_UPGRADE;
     cfg.max_size = 1;
     assert_int_equal(lm_cgroup_coord_new(&cfg, &c), 0);
-    assert_false(lm_cgroup_upgrade_allowed(c, 2));
-    assert_true(lm_cgroup_upgrade_allowed(c, 1));
+    assert_string_equal(lm_cgroup_upgrade_refusal(c, 2, S("consumer")),
+                        "the group size exceeds the consumer group maximum size");
+    assert_null(lm_cgroup_upgrade_refusal(c, 1, S("consumer")));
     lm_cgroup_coord_free(c);
 }
 
