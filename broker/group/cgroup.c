@@ -1360,7 +1360,9 @@ int lm_cgroup_heartbeat(struct lm_cgroup_coord *c, int64_t now_ms, int32_t parti
     if (r->member_epoch == LM_CGROUP_JOIN_EPOCH) {
         struct cmember *st = member_by_instance(g, r->instance_id);
         if (st != NULL && st != m) {
-            if (!st->static_left) {
+            /* an active consumer-protocol member keeps its instance; a classic one is
+             * replaced (Kafka getOrMaybeSubscribeStaticConsumerGroupMember) */
+            if (!st->static_left && !st->classic) {
                 resp_error(out, KAFKA_UNRELEASED_INSTANCE_ID,
                            "Static member with the same instance id is still active.", r->member_id,
                            r->member_epoch);
@@ -1857,6 +1859,12 @@ int lm_cgroup_classic_join(struct lm_cgroup_coord *c, int64_t now_ms,
     } else {
         struct cmember *st = member_by_instance(g, r->group_instance_id);
         if (st != NULL && unknown) {
+            if (!st->static_left && !st->classic) {
+                join_error(out, KAFKA_UNRELEASED_INSTANCE_ID, mid);
+                tpset_free(&owned);
+                kafka_arena_deinit(&arena);
+                return 0;
+            }
             if (static_takeover(c, g, st, mid) != 0)
                 goto nomem_arena;
             m = st;

@@ -542,6 +542,80 @@ static void test_classic_errors(void **state)
     lm_cgroup_coord_free(c);
 }
 
+/* Static classic members (group.instance.id): no MEMBER_ID_REQUIRED; a restart (unknown member
+ * id) replaces the member, which keeps its epoch and partitions under a new id; an active
+ * consumer-protocol member keeps its instance id (UNRELEASED_INSTANCE_ID). */
+static void test_classic_static(void **state)
+{
+    (void)state;
+    struct lm_cgroup_coord *c = coord_new();
+    struct modern m = {.id = "modern-a"};
+    assert_int_equal(modern_hb(c, 0, &m), KAFKA_NONE);
+    struct buf w;
+    struct lm_group_protocol p = {S("range"), subscription(&w, 1, NULL, 0)};
+    struct lm_group_join_req r = {
+        .group_id = S("g"),
+        .member_id = S(""),
+        .group_instance_id = S("i-1"),
+        .protocol_type = S("consumer"),
+        .client_id = S("c"),
+        .client_host = S("/h"),
+        .session_timeout_ms = 10000,
+        .rebalance_timeout_ms = 30000,
+        .require_known_member_id = true,
+        .n_protocols = 1,
+        .protocols = &p,
+    };
+    struct lm_group_join_resp j;
+    assert_int_equal(lm_cgroup_classic_join(c, 1, &IMG, &r, &j), 0);
+    assert_int_equal(j.error_code, KAFKA_NONE);
+    char first[40];
+    snprintf(first, sizeof(first), "%.*s", (int)j.member_id.len, j.member_id.ptr);
+    int32_t gen = j.generation_id;
+    /* the same instance restarts: a new member id, the same epoch, no new group epoch */
+    assert_int_equal(lm_cgroup_classic_join(c, 2, &IMG, &r, &j), 0);
+    assert_int_equal(j.error_code, KAFKA_NONE);
+    assert_false(kafka_str_eq(j.member_id, S(first)));
+    assert_int_equal(j.generation_id, gen);
+    struct lm_cgroup_desc d;
+    assert_int_equal(lm_cgroup_describe(c, &IMG, S("g"), &d), 0);
+    assert_int_equal(d.n_members, 2);
+    assert_int_equal(d.group_epoch, gen);
+    /* the old incarnation is fenced */
+    struct lm_group_heartbeat_req h = {S("g"), gen, S(first), S("i-1")};
+    struct lm_group_heartbeat_resp ho;
+    assert_int_equal(lm_cgroup_classic_heartbeat(c, 3, &h, &ho), 0);
+    assert_int_equal(ho.error_code, KAFKA_FENCED_INSTANCE_ID);
+    h.member_id = j.member_id;
+    assert_int_equal(lm_cgroup_classic_heartbeat(c, 3, &h, &ho), 0);
+    assert_int_equal(ho.error_code, KAFKA_NONE);
+    lm_cgroup_coord_free(c);
+
+    /* an active static consumer-protocol member keeps its instance */
+    c = coord_new();
+    struct kafka_str names[1] = {S("t")};
+    struct lm_cgroup_hb_req hb = {.group_id = S("g"),
+                                  .member_id = S("modern-s"),
+                                  .member_epoch = 0,
+                                  .instance_id = S("i-1"),
+                                  .rack_id = KAFKA_STR_NULL,
+                                  .rebalance_timeout_ms = 30000,
+                                  .n_topic_names = 1,
+                                  .topic_names = names,
+                                  .topic_regex = KAFKA_STR_NULL,
+                                  .server_assignor = KAFKA_STR_NULL,
+                                  .n_owned = 0,
+                                  .client_id = S("c"),
+                                  .client_host = S("/h"),
+                                  .version = 1};
+    struct lm_cgroup_hb_resp hr;
+    assert_int_equal(lm_cgroup_heartbeat(c, 0, 0, &IMG, &hb, &hr), 0);
+    assert_int_equal(hr.error_code, KAFKA_NONE);
+    assert_int_equal(lm_cgroup_classic_join(c, 1, &IMG, &r, &j), 0);
+    assert_int_equal(j.error_code, KAFKA_UNRELEASED_INSTANCE_ID);
+    lm_cgroup_coord_free(c);
+}
+
 /* A join not followed by a sync within the rebalance timeout, a rejoin not done within it, and a
  * session without heartbeats (the classic session timeout) each fence the member. */
 static void test_classic_timeouts(void **state)
@@ -973,6 +1047,7 @@ int main(void)
         cmocka_unit_test(test_classic_joins_consumer_group),
         cmocka_unit_test(test_classic_revokes_through_rejoin),
         cmocka_unit_test(test_classic_errors),
+        cmocka_unit_test(test_classic_static),
         cmocka_unit_test(test_classic_timeouts),
         cmocka_unit_test(test_classic_records_load),
         cmocka_unit_test(test_upgrade),
