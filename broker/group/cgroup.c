@@ -1120,6 +1120,7 @@ int cg_downgrade(struct lm_cgroup_coord *c, struct cgroup *g)
     }
     g->n_members = k;
     LM_ASSERT(k > 0);
+    g->dg_rebalance = true;
     group_detach(c, g);
     c->dg[c->n_dg++] = g;
     return 0;

@@ -252,7 +252,10 @@ int lm_cgroup_classic_leave(struct lm_cgroup_coord *c, int64_t now_ms,
  * epoch -1, LeaveGroup) or are fenced (session, rebalance, join or sync timeout) and only
  * classic members remain, at least one, the policy allows it (downgrade or bidirectional) and
  * they fit group.max.size, the group's records get their tombstones and it leaves this
- * coordinator; the shell takes it with lm_cgroup_downgrade_take
+ * coordinator (also when a classic static member takes the instance id of the last
+ * consumer-protocol member, a static one that left: Kafka 4.1
+ * validateOnlineDowngradeWithReplacedMember; then the classic group rebalances only if the
+ * subscription changed); the shell takes it with lm_cgroup_downgrade_take
  * after each call and tick and hands it to lm_group_convert_in. */
 
 /* lm_cgroup_upgrade_refusal: NULL when a classic group of n_members and protocol_type may be

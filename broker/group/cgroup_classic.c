@@ -100,6 +100,18 @@ static void classic_join_timer(struct cmember *m, int64_t now_ms)
         m->join_deadline_ms = now_ms + (m->rebalance_timeout_ms > 0 ? m->rebalance_timeout_ms : 0);
 }
 
+/* Kafka 4.1 validateOnlineDowngradeWithReplacedMember: the static member replaced is the only
+ * consumer-protocol member, the policy allows a downgrade and the group fits a classic one. */
+static bool replaced_downgrade_ok(const struct lm_cgroup_coord *c, const struct cgroup *g,
+                                  const struct cmember *replaced)
+{
+    for (int32_t i = 0; i < g->n_members; i++)
+        if (g->members[i] != replaced && !g->members[i]->classic)
+            return false;
+    return (c->cfg.migration & LM_CGROUP_MIGRATION_DOWNGRADE) != 0 &&
+           g->n_members <= c->cfg.classic_max_size;
+}
+
 int lm_cgroup_classic_join(struct lm_cgroup_coord *c, int64_t now_ms,
                            const struct lm_cgroup_image *img, const struct lm_group_join_req *r,
                            struct lm_group_join_resp *out)
@@ -173,7 +185,7 @@ int lm_cgroup_classic_join(struct lm_cgroup_coord *c, int64_t now_ms,
     cg_tpset_normalize(&owned);
 
     /* the member: found, taken over from a static member that left, or new */
-    bool bump = false;
+    bool bump = false, replace_downgrade = false;
     struct cmember *m = NULL;
     if (r->group_instance_id.len < 0) {
         m = cg_member_find(g, mid, NULL);
@@ -186,6 +198,7 @@ int lm_cgroup_classic_join(struct lm_cgroup_coord *c, int64_t now_ms,
                 kafka_arena_deinit(&arena);
                 return 0;
             }
+            replace_downgrade = !st->classic && replaced_downgrade_ok(c, g, st);
             if (cg_static_takeover(c, g, st, mid) != 0)
                 goto nomem_arena;
             m = st;
@@ -230,6 +243,23 @@ int lm_cgroup_classic_join(struct lm_cgroup_coord *c, int64_t now_ms,
     int16_t err = KAFKA_NONE;
     if (cg_update_subscription(m, &sr, &sub_changed, &err) != 0)
         goto nomem_arena;
+    if (replace_downgrade) {
+        /* the classic member took the last consumer-protocol member's place: a classic group
+         * again, rebalancing only when the subscription changed (Kafka 4.1
+         * validateOnlineDowngradeWithReplacedMember) */
+        if ((!sub_changed && cg_reconcile(g, m, &owned, now_ms) != 0) || cg_downgrade(c, g) != 0)
+            goto nomem_arena;
+        g->dg_rebalance = sub_changed;
+        cg_tpset_free(&owned);
+        kafka_arena_deinit(&arena);
+        *out = (struct lm_group_join_resp){.error_code = KAFKA_NONE,
+                                           .generation_id = m->epoch,
+                                           .protocol_type = CONSUMER_PROTOCOL_TYPE,
+                                           .protocol_name = m->protos[0].name,
+                                           .leader = {"", 0},
+                                           .member_id = m->id};
+        return 0;
+    }
     uint64_t h = cg_subscribed_hash(g, img);
     if (bump || sub_changed || h != g->meta_hash) {
         g->meta_hash = h;
@@ -604,9 +634,9 @@ bool lm_cgroup_downgrade_take(struct lm_cgroup_coord *c, const struct lm_cgroup_
     if (ms == NULL) {
         /* out of memory: the group is lost (its records are tombstoned; the members join
          * again as a new group) */
-        *out = (struct lm_group_export){g->id, g->epoch, 0, NULL};
+        *out = (struct lm_group_export){g->id, g->epoch, 0, NULL, g->dg_rebalance};
         return true;
     }
-    *out = (struct lm_group_export){g->id, g->epoch, g->n_members, ms};
+    *out = (struct lm_group_export){g->id, g->epoch, g->n_members, ms, g->dg_rebalance};
     return true;
 }

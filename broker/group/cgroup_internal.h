@@ -83,6 +83,7 @@ struct cgroup {
     int32_t p_epoch, p_target_epoch;
     uint64_t p_meta_hash;
     bool loaded_epoch; /* a load replayed its group epoch record */
+    bool dg_rebalance; /* downgraded: the classic group rebalances at once */
 };
 
 struct lm_cgroup_coord {

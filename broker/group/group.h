@@ -498,6 +498,7 @@ struct lm_group_export {
     int32_t generation;
     int32_t n_members;
     const struct lm_group_export_member *members;
+    bool rebalance; /* lm_group_convert_in: prepare a rebalance at once */
 };
 
 /* lm_group_export shows a classic group with members of protocol type "consumer" as out
@@ -511,8 +512,8 @@ int lm_group_export(struct lm_group_coord *c, struct kafka_str group_id,
 int lm_group_convert_out(struct lm_group_coord *c, int64_t now_ms, struct kafka_str group_id);
 /* lm_group_convert_in makes the classic group of a downgraded consumer group (Kafka
  * ClassicGroup.fromConsumerGroup): Stable at in->generation with its members and their
- * assignments, its group metadata record written, then a rebalance prepared so every member
- * joins again. LM_E_EXISTS when a classic group of that id has members. */
+ * assignments, its group metadata record written, then (in->rebalance) a rebalance prepared so
+ * every member joins again. LM_E_EXISTS when a classic group of that id has members. */
 int lm_group_convert_in(struct lm_group_coord *c, int64_t now_ms, const struct lm_group_export *in);
 
 /* lm_group_consumer_subscription_topics parses the topics of a consumer protocol subscription

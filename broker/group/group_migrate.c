@@ -41,7 +41,7 @@ int lm_group_export(struct lm_group_coord *c, struct kafka_str group_id,
                                                 : (struct kafka_bytes){(const uint8_t *)"", 0},
         };
     }
-    *out = (struct lm_group_export){g->id, g->generation, g->n_members, ms};
+    *out = (struct lm_group_export){g->id, g->generation, g->n_members, ms, false};
     return 0;
 }
 
@@ -114,7 +114,9 @@ int lm_group_convert_in(struct lm_group_coord *c, int64_t now_ms, const struct l
     gr_set_state(g, LM_GROUP_STABLE, now_ms);
     g->has_metadata = true;
     gr_emit_group_record(c, g);
-    /* a member leaving triggered the downgrade: the group rebalances (Kafka prepareRebalance) */
-    gr_prepare_rebalance(c, g, now_ms);
+    /* a member leaving triggered the downgrade, or a static member replaced with another
+     * subscription: the group rebalances (Kafka prepareRebalance) */
+    if (in->rebalance)
+        gr_prepare_rebalance(c, g, now_ms);
     return 0;
 }

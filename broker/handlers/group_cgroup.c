@@ -593,6 +593,8 @@ bool group_cgroup_precheck(struct hshard *hs, struct lm_group_coord *classic,
         if (lm_cgroup_classic_join(cg, now_ms, &img, in, &r.u.join) != 0)
             BLOG_WARN("classic join into a consumer group: out of memory");
         group_api_fill(op, &r, 0);
+        /* a static member replacing the last consumer-protocol member downgrades the group */
+        group_cgroup_downgrades(hs, classic, cg, now_ms);
         return true;
     }
     case GOP_SYNC: {
@@ -626,6 +628,7 @@ bool group_cgroup_precheck(struct hshard *hs, struct lm_group_coord *classic,
         if (lm_cgroup_classic_leave(cg, now_ms, in, &r.u.leave) != 0)
             BLOG_WARN("classic leave of a consumer group: out of memory");
         group_api_fill(op, &r, 0);
+        group_cgroup_downgrades(hs, classic, cg, now_ms);
         return true;
     }
     case GOP_DESCRIBE: {

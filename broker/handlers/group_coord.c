@@ -639,7 +639,8 @@ static void op_run(struct broker_shard *target, struct broker_xcall *x)
             cgroup_flush(gs, op);
         else
             broker_xcall_return(target, x);
-        timer_arm(gs);
+        /* a downgrade made a classic group: its record */
+        coord_flush(gs);
         return;
     }
     int rc = group_api_call(gs->coord, op, now);

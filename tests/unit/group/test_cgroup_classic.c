@@ -771,7 +771,7 @@ static void classic_export(struct exported *e)
             .assignment = assignment_of(&e->asgs[i], i == 0 ? p1 : p2, 2),
         };
     }
-    e->ex = (struct lm_group_export){S("g"), 5, 2, e->ms};
+    e->ex = (struct lm_group_export){S("g"), 5, 2, e->ms, false};
 }
 
 /* A classic group becomes a consumer group keeping its members, their assignments and its
@@ -923,6 +923,7 @@ static void test_downgrade(void **state)
     struct lm_group_export ex;
     assert_true(lm_cgroup_downgrade_take(c, &IMG, &ex));
     assert_true(kafka_str_eq(ex.group_id, S("g")));
+    assert_true(ex.rebalance);
     assert_int_equal(ex.generation, 6);
     assert_int_equal(ex.n_members, 2);
     int32_t parts[8];
@@ -1010,6 +1011,67 @@ static void test_downgrade(void **state)
         assert_int_equal(ex.n_members, 1);
         assert_int_equal(ex.generation, 5);
         assert_true(kafka_str_eq(ex.members[0].member_id, S("c1")));
+        lm_cgroup_coord_free(c);
+    }
+
+    /* a classic static member taking the place of the last consumer-protocol member (a
+     * static one that left for a while) downgrades it; it rebalances only when the
+     * subscription changed */
+    for (int changed = 0; changed < 2; changed++) {
+        struct exported e;
+        classic_export(&e);
+        c = coord_new();
+        assert_int_equal(lm_cgroup_upgrade(c, 0, 0, &IMG, &e.ex), 0);
+        struct kafka_str names[1] = {S("t")};
+        struct lm_cgroup_hb_req hb = {.group_id = S("g"),
+                                      .member_id = S("modern-s"),
+                                      .member_epoch = 0,
+                                      .instance_id = S("i-9"),
+                                      .rack_id = KAFKA_STR_NULL,
+                                      .rebalance_timeout_ms = 30000,
+                                      .n_topic_names = 1,
+                                      .topic_names = names,
+                                      .topic_regex = KAFKA_STR_NULL,
+                                      .server_assignor = KAFKA_STR_NULL,
+                                      .n_owned = 0,
+                                      .client_id = S("c"),
+                                      .client_host = S("/h"),
+                                      .version = 1};
+        struct lm_cgroup_hb_resp hr;
+        assert_int_equal(lm_cgroup_heartbeat(c, 1, 0, &IMG, &hb, &hr), 0);
+        assert_int_equal(hr.error_code, KAFKA_NONE);
+        hb.member_epoch = LM_CGROUP_STATIC_LEAVE_EPOCH;
+        hb.n_topic_names = -1;
+        hb.rebalance_timeout_ms = -1;
+        hb.n_owned = -1;
+        assert_int_equal(lm_cgroup_heartbeat(c, 2, 0, &IMG, &hb, &hr), 0);
+        assert_int_equal(hr.error_code, KAFKA_NONE);
+        assert_true(lm_cgroup_exists(c, S("g"), NULL));
+        assert_false(lm_cgroup_downgrade_take(c, &IMG, &ex));
+        struct buf w;
+        struct lm_group_protocol p = {S("range"), subscription(&w, 1, NULL, 0)};
+        if (changed)
+            memcpy(w.b + 8, "u", 1); /* the subscription names "u" instead of "t" */
+        struct lm_group_join_req r = {.group_id = S("g"),
+                                      .member_id = S(""),
+                                      .group_instance_id = S("i-9"),
+                                      .protocol_type = S("consumer"),
+                                      .client_id = S("c"),
+                                      .client_host = S("/h"),
+                                      .session_timeout_ms = 10000,
+                                      .rebalance_timeout_ms = 30000,
+                                      .require_known_member_id = true,
+                                      .n_protocols = 1,
+                                      .protocols = &p};
+        struct lm_group_join_resp j;
+        assert_int_equal(lm_cgroup_classic_join(c, 3, &IMG, &r, &j), 0);
+        assert_int_equal(j.error_code, KAFKA_NONE);
+        assert_int_equal(j.generation_id, 6);
+        assert_false(lm_cgroup_exists(c, S("g"), NULL));
+        assert_true(lm_cgroup_downgrade_take(c, &IMG, &ex));
+        assert_int_equal(ex.n_members, 3);
+        assert_int_equal(ex.generation, 6);
+        assert_int_equal(ex.rebalance, changed == 1);
         lm_cgroup_coord_free(c);
     }
 
