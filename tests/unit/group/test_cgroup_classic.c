@@ -312,6 +312,42 @@ static void test_cproto_codec(void **state)
     assert_int_equal(n, 3);
     assert_true(kafka_str_eq(back[2].topic, S("u")));
     assert_int_equal(back[2].partition, 1);
+    /* mutated encodings: decoded or refused, never read past their end (ASan) */
+    uint64_t rng = 42;
+    int n_sub_ok = 0, n_asg_ok = 0;
+    for (int it = 0; it < 20000; it++) {
+        rng = rng * 6364136223846793005ull + 1442695040888963407ull;
+        struct buf m;
+        if (it % 2 == 0) {
+            subscription(&m, (int16_t)((rng >> 33) % 5), own, 2);
+        } else {
+            memcpy(m.b, golden, sizeof(golden));
+            m.n = sizeof(golden);
+        }
+        for (int k = 0; k < 1 + (int)((rng >> 40) % 3); k++) {
+            rng = rng * 6364136223846793005ull + 1442695040888963407ull;
+            static const uint8_t vals[] = {0, 1, 2, 0x7f, 0xff};
+            m.b[(rng >> 33) % m.n] = (rng >> 20) % 2 ? vals[(rng >> 50) % 5] : (uint8_t)(rng >> 56);
+        }
+        size_t len = (rng >> 10) % 3 == 0 ? (size_t)((rng >> 13) % m.n) : m.n;
+        uint8_t *copy = malloc(len + 1);
+        memcpy(copy, m.b, len);
+        struct kafka_bytes bb = {copy, (int32_t)len};
+        struct lm_cproto_sub sr;
+        if (lm_cproto_sub_decode(bb, &a, &sr) == 0) {
+            assert_true(sr.n_topics >= 0 && sr.n_owned >= 0 && (size_t)sr.n_owned <= len);
+            n_sub_ok++;
+        }
+        int32_t nn;
+        struct lm_cproto_tp *tt;
+        if (lm_cproto_assignment_decode(bb, &a, &nn, &tt, NULL) == 0) {
+            assert_true(nn >= 0 && (size_t)nn <= len);
+            n_asg_ok++;
+        }
+        free(copy);
+        kafka_arena_reset(&a);
+    }
+    assert_true(n_sub_ok > 1000 && n_asg_ok > 1000); /* not only refusals */
     /* a version above the highest known is written as the highest */
     kafka_writer_init(&kw, out, sizeof(out));
     assert_int_equal(lm_cproto_assignment_encode(&kw, 7, 0, NULL), 0);
