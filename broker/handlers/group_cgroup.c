@@ -711,6 +711,7 @@ int group_cgroup_config(struct broker_config *bcfg, struct lm_cgroup_config *cfg
         return rc;
     /* group.consumer.migration.policy: Kafka's names, case-insensitive */
     const char *mp = broker_config_get(bcfg, "group.consumer.migration.policy");
+    broker_config_mark_used(bcfg, "group.consumer.migration.policy");
     if (mp != NULL && *mp != '\0') {
         static const char *names[] = {"disabled", "upgrade", "downgrade", "bidirectional"};
         size_t k = 0;
@@ -726,6 +727,7 @@ int group_cgroup_config(struct broker_config *bcfg, struct lm_cgroup_config *cfg
     }
     /* group.consumer.assignors: short names or Kafka's class names, the first the default */
     const char *a = broker_config_get(bcfg, "group.consumer.assignors");
+    broker_config_mark_used(bcfg, "group.consumer.assignors");
     if (a == NULL || *a == '\0')
         return 0;
     cfg->n_assignors = 0;
