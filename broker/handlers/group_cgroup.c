@@ -407,6 +407,13 @@ static bool upgrade(struct hshard *hs, struct lm_group_coord *classic, struct lm
             fill_heartbeat_error(g, KAFKA_COORDINATOR_NOT_AVAILABLE, NULL);
             return false;
         }
+        if (rc == LM_E_EXISTS) {
+            /* never both with members (a classic JoinGroup replaces an empty consumer group,
+             * an upgrade's classic tombstone is written first) */
+            snprintf(msg, sizeof(msg), "Group %.*s is not a consumer group.", n, in->group_id.ptr);
+            fill_heartbeat_error(g, KAFKA_GROUP_ID_NOT_FOUND, msg);
+            return false;
+        }
         why = rc == LM_E_UNSUPPORTED
                   ? "an unsupported custom assignor is in use. Please refer to the documentation "
                     "or switch to a default assignor before re-attempting the upgrade"

@@ -485,11 +485,10 @@ static void cgroup_flush(struct gshard *gs, struct gop *op)
         defer_enqueue(gs, d);
 }
 
-/* Hands out everything the coordinators have ready: records first (durably), then the
+/* Hands out what the classic coordinator has ready: records first (durably), then the
  * responses, each back to its origin shard. */
-static void coord_flush(struct gshard *gs)
+static void classic_flush(struct gshard *gs)
 {
-    cgroup_flush(gs, NULL);
     struct lm_group_ready rd;
     for (uint32_t turns = 0; lm_group_coord_ready(gs->coord, &rd); turns++) {
         LM_ASSERT(turns < 1000000);
@@ -528,6 +527,13 @@ static void coord_flush(struct gshard *gs)
             defer_enqueue(gs, d);
     }
     timer_arm(gs);
+}
+
+/* Hands out everything both coordinators have ready, the consumer groups' records first. */
+static void coord_flush(struct gshard *gs)
+{
+    cgroup_flush(gs, NULL);
+    classic_flush(gs);
 }
 
 void group_txn_marker(struct hshard *hs, const struct hpart *p, int64_t producer_id, bool commit)
@@ -622,8 +628,12 @@ static void op_run(struct broker_shard *target, struct broker_xcall *x)
         /* a heartbeat's records are committed before its response leaves (persist before
          * send), as are those of every ready before it */
         if (op->kind == GOP_CG_HEARTBEAT) {
+            /* an upgrade's classic tombstone (and its answers to parked calls) goes to the log
+             * before the consumer group's records, as in Kafka's one batch: a crash between
+             * the two leaves no classic group beside the consumer group */
+            classic_flush(gs);
             cgroup_flush(gs, op);
-            /* an upgrade or downgrade wrote classic records and answered parked calls */
+            /* a downgrade's classic group record after the consumer group's tombstones */
             coord_flush(gs);
         } else {
             broker_xcall_return(target, x);
