@@ -7,96 +7,16 @@
 #include <string.h>
 
 #include "broker/group/cgroup.h"
+#include "broker/group/cgroup_internal.h"
 #include "broker/group/cgroup_records.h"
 #include "broker/group/group_records.h"
 #include "common/lm_assert.h"
 #include "common/lm_err.h"
 #include "protocol/kafka_errors.h"
 
-struct tpset {
-    struct lm_cgroup_tp *v;
-    int32_t n, cap;
-};
-
-/* A member's reconciliation state (Kafka MemberState). */
-enum mstate {
-    M_STABLE = 0, /* holds its target (or the target of its epoch) */
-    M_UNREVOKED,  /* told to give up `pending`; keeps its epoch until it did */
-    M_UNRELEASED, /* at the target epoch, waiting for partitions others still hold */
-};
-
-/* The member epoch at which a partition the member holds was handed to it (KIP-1251's
- * assignment epoch). */
-struct tp_epoch {
-    struct lm_cgroup_tp tp;
-    int32_t epoch;
-};
-
-struct cmember {
-    struct kafka_str id;
-    struct kafka_str instance_id; /* null: dynamic */
-    struct kafka_str rack_id;
-    struct kafka_str client_id;
-    struct kafka_str client_host;
-    struct kafka_str regex; /* null: none */
-    regex_t re;
-    bool has_re;
-    struct kafka_str assignor; /* null: none preferred */
-    struct kafka_str *names;
-    int32_t n_names;
-    int32_t epoch, prev_epoch;
-    enum mstate state;
-    bool static_left;        /* left with epoch -2: keeps its assignment for the session timeout */
-    bool assignment_changed; /* since the last response that carried it */
-    int32_t rebalance_timeout_ms;
-    int64_t session_deadline_ms;
-    int64_t rebalance_deadline_ms; /* INT64_MAX unless revoking */
-    struct tpset assigned, pending, target;
-    /* the assignment epoch of every partition of assigned and pending, sorted by partition
-     * (held_epochs_sync keeps it in step; not persisted: a load starts them at the member's
-     * epoch) */
-    struct tp_epoch *held_ep;
-    int32_t n_held_ep;
-    /* hashes of the member's records last written (0: none), so a call writes only the
-     * records whose value changed */
-    uint64_t h_meta, h_target, h_current;
-    bool loaded_meta;  /* a load replayed its member metadata record */
-    bool target_dirty; /* a new target was computed: its record to be checked */
-};
-
-struct cgroup {
-    struct kafka_str id;
-    int32_t partition;
-    int32_t epoch, target_epoch;
-    uint64_t meta_hash;
-    const char *assignor; /* the assignor of the last target */
-    struct cmember **members;
-    int32_t n_members, cap_members;
-    /* what the group's records last wrote: -1 none */
-    int32_t p_epoch, p_target_epoch;
-    uint64_t p_meta_hash;
-    bool loaded_epoch; /* a load replayed its group epoch record */
-};
-
-struct lm_cgroup_coord {
-    struct lm_cgroup_config cfg;
-    struct cgroup **groups;
-    size_t n_groups, cap_groups;
-    uint64_t rng;
-    /* answers of the last call */
-    char *scratch_id;
-    struct lm_cgroup_desc_member *desc_members;
-    int32_t cap_desc;
-    /* records emitted since the last lm_cgroup_records_advance */
-    struct lm_cgroup_record *recs;
-    size_t n_recs, cap_recs;
-    uint8_t *enc;
-    size_t enc_cap;
-};
-
 /* ---- small helpers ---- */
 
-static int str_set(struct kafka_str *dst, struct kafka_str src)
+int cg_str_set(struct kafka_str *dst, struct kafka_str src)
 {
     if (dst->len >= 0 && src.len >= 0 && kafka_str_eq(*dst, src))
         return 0;
@@ -114,12 +34,12 @@ static int str_set(struct kafka_str *dst, struct kafka_str src)
     return 0;
 }
 
-static bool str_is(struct kafka_str a, struct kafka_str b)
+bool cg_str_is(struct kafka_str a, struct kafka_str b)
 {
     return a.len >= 0 && b.len >= 0 && kafka_str_eq(a, b);
 }
 
-static int tpset_reserve(struct tpset *s, int32_t n)
+int cg_tpset_reserve(struct tpset *s, int32_t n)
 {
     if (n <= s->cap)
         return 0;
@@ -134,7 +54,7 @@ static int tpset_reserve(struct tpset *s, int32_t n)
     return 0;
 }
 
-static bool tpset_has(const struct tpset *s, const struct lm_cgroup_tp *tp)
+bool cg_tpset_has(const struct tpset *s, const struct lm_cgroup_tp *tp)
 {
     int32_t lo = 0, hi = s->n;
     while (lo < hi) {
@@ -161,7 +81,7 @@ static int tp_qsort_cmp(const void *a, const void *b)
 }
 
 /* Sorts and drops duplicates. */
-static void tpset_normalize(struct tpset *s)
+void cg_tpset_normalize(struct tpset *s)
 {
     if (s->n < 2)
         return;
@@ -173,9 +93,9 @@ static void tpset_normalize(struct tpset *s)
     s->n = w;
 }
 
-static int tpset_copy(struct tpset *dst, const struct tpset *src)
+int cg_tpset_copy(struct tpset *dst, const struct tpset *src)
 {
-    if (tpset_reserve(dst, src->n) != 0)
+    if (cg_tpset_reserve(dst, src->n) != 0)
         return LM_E_NOMEM;
     if (src->n > 0)
         memcpy(dst->v, src->v, (size_t)src->n * sizeof(*src->v));
@@ -183,7 +103,7 @@ static int tpset_copy(struct tpset *dst, const struct tpset *src)
     return 0;
 }
 
-static void tpset_free(struct tpset *s)
+void cg_tpset_free(struct tpset *s)
 {
     free(s->v);
     *s = (struct tpset){0};
@@ -281,7 +201,7 @@ static bool key_is_member(int16_t type)
 }
 
 /* Frees the records from index n on (a call that failed part-way takes its records back). */
-static void recs_truncate(struct lm_cgroup_coord *c, size_t n)
+void cg_recs_truncate(struct lm_cgroup_coord *c, size_t n)
 {
     LM_ASSERT(n <= c->n_recs);
     for (size_t i = n; i < c->n_recs; i++)
@@ -310,6 +230,10 @@ static int enc_member(struct kafka_writer *w, const void *arg)
             .topic_regex = m->regex,
             .rebalance_timeout_ms = m->rebalance_timeout_ms,
             .server_assignor = m->assignor,
+            .has_classic = m->classic,
+            .classic_session_timeout_ms = m->classic_session_ms,
+            .n_classic_protocols = m->n_protos,
+            .classic_protocols = m->protos,
         };
         return lm_cgr_member_value_encode(w, &v);
     }
@@ -374,10 +298,9 @@ static int member_rec(struct lm_cgroup_coord *c, const struct cgroup *g, struct 
  * assignments. A call changes the metadata and current assignment of `one` member only (may
  * be NULL), and the targets of the members a new target assignment changed; emit false (after
  * a load) notes every value as written. */
-static int group_records(struct lm_cgroup_coord *c, struct cgroup *g, struct cmember *one,
-                         bool emit)
+int cg_group_records_ex(struct lm_cgroup_coord *c, struct cgroup *g, struct cmember *one, bool emit,
+                        bool all)
 {
-    bool all = !emit;
     for (int32_t i = 0; i < g->n_members; i++)
         if (all || g->members[i] == one)
             LM_TRY(member_rec(c, g, g->members[i], LM_CGR_MEMBER, emit));
@@ -409,6 +332,11 @@ static int group_records(struct lm_cgroup_coord *c, struct cgroup *g, struct cme
     return 0;
 }
 
+int cg_group_records(struct lm_cgroup_coord *c, struct cgroup *g, struct cmember *one, bool emit)
+{
+    return cg_group_records_ex(c, g, one, emit, !emit);
+}
+
 /* The tombstones of a member that leaves or is fenced (Kafka: current assignment, target
  * assignment, member metadata). */
 static int member_tombstones(struct lm_cgroup_coord *c, const struct cgroup *g, struct cmember *m)
@@ -438,7 +366,7 @@ static int group_tombstones(struct lm_cgroup_coord *c, struct cgroup *g)
 
 /* ---- members and groups ---- */
 
-static void member_free(struct cmember *m)
+void cg_member_free(struct cmember *m)
 {
     if (m == NULL)
         return;
@@ -454,24 +382,28 @@ static void member_free(struct cmember *m)
     for (int32_t i = 0; i < m->n_names; i++)
         free((char *)m->names[i].ptr);
     free(m->names);
-    tpset_free(&m->assigned);
-    tpset_free(&m->pending);
-    tpset_free(&m->target);
+    cg_tpset_free(&m->assigned);
+    cg_tpset_free(&m->pending);
+    cg_tpset_free(&m->target);
     free(m->held_ep);
+    for (int32_t i = 0; i < m->n_protos; i++) {
+        free((char *)m->protos[i].name.ptr);
+        free((uint8_t *)m->protos[i].metadata.ptr);
+    }
+    free(m->protos);
     free(m);
 }
 
-static void group_free(struct cgroup *g)
+void cg_group_free(struct cgroup *g)
 {
     for (int32_t i = 0; i < g->n_members; i++)
-        member_free(g->members[i]);
+        cg_member_free(g->members[i]);
     free(g->members);
     free((char *)g->id.ptr);
     free(g);
 }
 
-static struct cgroup *group_find(const struct lm_cgroup_coord *c, struct kafka_str id,
-                                 size_t *index)
+struct cgroup *cg_group_find(const struct lm_cgroup_coord *c, struct kafka_str id, size_t *index)
 {
     for (size_t i = 0; i < c->n_groups; i++) {
         if (kafka_str_eq(c->groups[i]->id, id)) {
@@ -483,7 +415,7 @@ static struct cgroup *group_find(const struct lm_cgroup_coord *c, struct kafka_s
     return NULL;
 }
 
-static struct cmember *member_find(const struct cgroup *g, struct kafka_str id, int32_t *index)
+struct cmember *cg_member_find(const struct cgroup *g, struct kafka_str id, int32_t *index)
 {
     if (id.len < 0)
         return NULL;
@@ -497,22 +429,22 @@ static struct cmember *member_find(const struct cgroup *g, struct kafka_str id, 
     return NULL;
 }
 
-static struct cmember *member_by_instance(const struct cgroup *g, struct kafka_str instance)
+struct cmember *cg_member_by_instance(const struct cgroup *g, struct kafka_str instance)
 {
     if (instance.len < 0)
         return NULL;
     for (int32_t i = 0; i < g->n_members; i++)
-        if (str_is(g->members[i]->instance_id, instance))
+        if (cg_str_is(g->members[i]->instance_id, instance))
             return g->members[i];
     return NULL;
 }
 
 /* Removes a member; its records (if written) get their tombstones. */
-static int member_remove(struct lm_cgroup_coord *c, struct cgroup *g, int32_t index)
+int cg_member_remove(struct lm_cgroup_coord *c, struct cgroup *g, int32_t index)
 {
     LM_ASSERT(index >= 0 && index < g->n_members);
     int rc = member_tombstones(c, g, g->members[index]);
-    member_free(g->members[index]);
+    cg_member_free(g->members[index]);
     memmove(&g->members[index], &g->members[index + 1],
             (size_t)(g->n_members - index - 1) * sizeof(*g->members));
     g->n_members--;
@@ -520,7 +452,7 @@ static int member_remove(struct lm_cgroup_coord *c, struct cgroup *g, int32_t in
 }
 
 /* Members are kept sorted by id (the assignors' member order). */
-static int member_insert(struct cgroup *g, struct cmember *m)
+int cg_member_insert(struct cgroup *g, struct cmember *m)
 {
     if (g->n_members == g->cap_members) {
         int32_t cap = g->cap_members < 4 ? 4 : g->cap_members * 2;
@@ -546,13 +478,25 @@ static int member_insert(struct cgroup *g, struct cmember *m)
     return 0;
 }
 
-/* Removes a group from the coordinator and frees it. */
-static void group_drop(struct lm_cgroup_coord *c, struct cgroup *g)
+/* Takes a group out of the coordinator without freeing it. */
+static void group_detach(struct lm_cgroup_coord *c, struct cgroup *g)
 {
     for (size_t i = 0; i < c->n_groups; i++) {
         if (c->groups[i] == g) {
             c->groups[i] = c->groups[--c->n_groups];
-            group_free(g);
+            return;
+        }
+    }
+    LM_UNREACHABLE();
+}
+
+/* Removes a group from the coordinator and frees it. */
+void cg_group_drop(struct lm_cgroup_coord *c, struct cgroup *g)
+{
+    for (size_t i = 0; i < c->n_groups; i++) {
+        if (c->groups[i] == g) {
+            c->groups[i] = c->groups[--c->n_groups];
+            cg_group_free(g);
             return;
         }
     }
@@ -579,7 +523,7 @@ static bool member_subscribes(const struct cmember *m, const struct lm_cgroup_to
 
 /* The hash of what the group's subscriptions resolve to (names, ids, partition counts): a
  * change means new partitions, a deleted or re-created topic, or a regex matching a new one. */
-static uint64_t subscribed_hash(const struct cgroup *g, const struct lm_cgroup_image *img)
+uint64_t cg_subscribed_hash(const struct cgroup *g, const struct lm_cgroup_image *img)
 {
     uint64_t sum = 0;
     for (size_t i = 0; i < img->n_topics; i++) {
@@ -620,8 +564,8 @@ static const char *group_assignor(const struct lm_cgroup_coord *c, const struct 
 
 /* Computes every member's target from the assignor and moves the target epoch to the group
  * epoch. */
-static int compute_target(struct lm_cgroup_coord *c, struct cgroup *g,
-                          const struct lm_cgroup_image *img)
+int cg_compute_target(struct lm_cgroup_coord *c, struct cgroup *g,
+                      const struct lm_cgroup_image *img)
 {
     int rc = 0;
     size_t nt = img->n_topics;
@@ -673,7 +617,7 @@ static int compute_target(struct lm_cgroup_coord *c, struct cgroup *g,
         struct cmember *mb = g->members[m];
         struct tpset nt = {am[m].target, am[m].n_target, am[m].n_target};
         mb->target_dirty |= !tpset_eq(&mb->target, &nt);
-        tpset_free(&mb->target);
+        cg_tpset_free(&mb->target);
         mb->target = nt;
     }
     g->target_epoch = g->epoch;
@@ -688,12 +632,12 @@ out:
 /* ---- reconciliation (Kafka CurrentAssignmentBuilder) ---- */
 
 /* Whether tp is held (assigned or pending revocation) by a member other than self. */
-static bool held_by_other(const struct cgroup *g, const struct cmember *self,
-                          const struct lm_cgroup_tp *tp)
+bool cg_held_by_other(const struct cgroup *g, const struct cmember *self,
+                      const struct lm_cgroup_tp *tp)
 {
     for (int32_t i = 0; i < g->n_members; i++) {
         const struct cmember *o = g->members[i];
-        if (o != self && (tpset_has(&o->assigned, tp) || tpset_has(&o->pending, tp)))
+        if (o != self && (cg_tpset_has(&o->assigned, tp) || cg_tpset_has(&o->pending, tp)))
             return true;
     }
     return false;
@@ -706,7 +650,7 @@ static bool owns_any(const struct tpset *owned, const struct tpset *set)
     if (owned == NULL)
         return set->n > 0;
     for (int32_t i = 0; i < set->n; i++)
-        if (tpset_has(owned, &set->v[i]))
+        if (cg_tpset_has(owned, &set->v[i]))
             return true;
     return false;
 }
@@ -770,7 +714,7 @@ static void held_epochs_sync(struct cmember *m)
 
 /* Forgets the assignment epochs: every held partition counts as handed over at the member's
  * epoch now. */
-static void held_epochs_reset(struct cmember *m)
+void cg_held_epochs_reset(struct cmember *m)
 {
     free(m->held_ep);
     m->held_ep = NULL;
@@ -786,23 +730,23 @@ static int next_assignment(const struct cgroup *g, struct cmember *m, int32_t ep
     struct tpset keep = {0}, revoke = {0}, add = {0};
     bool unreleased = false;
     int rc = 0;
-    if (tpset_reserve(&keep, m->assigned.n + m->target.n) != 0 ||
-        tpset_reserve(&revoke, m->assigned.n + 1) != 0 ||
-        tpset_reserve(&add, m->target.n + 1) != 0) {
+    if (cg_tpset_reserve(&keep, m->assigned.n + m->target.n) != 0 ||
+        cg_tpset_reserve(&revoke, m->assigned.n + 1) != 0 ||
+        cg_tpset_reserve(&add, m->target.n + 1) != 0) {
         rc = LM_E_NOMEM;
         goto out;
     }
     for (int32_t i = 0; i < m->assigned.n; i++) {
-        if (tpset_has(&m->target, &m->assigned.v[i]))
+        if (cg_tpset_has(&m->target, &m->assigned.v[i]))
             keep.v[keep.n++] = m->assigned.v[i];
         else
             revoke.v[revoke.n++] = m->assigned.v[i];
     }
     for (int32_t i = 0; i < m->target.n; i++) {
         const struct lm_cgroup_tp *tp = &m->target.v[i];
-        if (tpset_has(&m->assigned, tp))
+        if (cg_tpset_has(&m->assigned, tp))
             continue;
-        if (held_by_other(g, m, tp))
+        if (cg_held_by_other(g, m, tp))
             unreleased = true;
         else
             add.v[add.n++] = *tp;
@@ -810,17 +754,17 @@ static int next_assignment(const struct cgroup *g, struct cmember *m, int32_t ep
     bool changed;
     if (revoke.n > 0 && owns_any(owned, &revoke)) {
         changed = !tpset_eq(&m->assigned, &keep);
-        if ((rc = tpset_copy(&m->assigned, &keep)) != 0 ||
-            (rc = tpset_copy(&m->pending, &revoke)) != 0)
+        if ((rc = cg_tpset_copy(&m->assigned, &keep)) != 0 ||
+            (rc = cg_tpset_copy(&m->pending, &revoke)) != 0)
             goto out;
         set_epoch(m, epoch);
         set_state(m, M_UNREVOKED, now_ms);
     } else {
         for (int32_t i = 0; i < add.n; i++)
             keep.v[keep.n++] = add.v[i];
-        tpset_normalize(&keep);
+        cg_tpset_normalize(&keep);
         changed = !tpset_eq(&m->assigned, &keep);
-        if ((rc = tpset_copy(&m->assigned, &keep)) != 0)
+        if ((rc = cg_tpset_copy(&m->assigned, &keep)) != 0)
             goto out;
         m->pending.n = 0;
         set_epoch(m, g->target_epoch);
@@ -830,14 +774,14 @@ static int next_assignment(const struct cgroup *g, struct cmember *m, int32_t ep
         m->assignment_changed = true;
 out:
     held_epochs_sync(m);
-    tpset_free(&keep);
-    tpset_free(&revoke);
-    tpset_free(&add);
+    cg_tpset_free(&keep);
+    cg_tpset_free(&revoke);
+    cg_tpset_free(&add);
     return rc;
 }
 
-static int reconcile(const struct cgroup *g, struct cmember *m, const struct tpset *owned,
-                     int64_t now_ms)
+int cg_reconcile(const struct cgroup *g, struct cmember *m, const struct tpset *owned,
+                 int64_t now_ms)
 {
     switch (m->state) {
     case M_STABLE:
@@ -943,8 +887,8 @@ static int16_t validate(const struct lm_cgroup_coord *c, const struct lm_cgroup_
 }
 
 /* Applies the request's subscription fields; *changed when the subscription differs. */
-static int update_subscription(struct cmember *m, const struct lm_cgroup_hb_req *r, bool *changed,
-                               int16_t *err)
+int cg_update_subscription(struct cmember *m, const struct lm_cgroup_hb_req *r, bool *changed,
+                           int16_t *err)
 {
     if (r->n_topic_names >= 0) {
         bool same = r->n_topic_names == m->n_names;
@@ -963,7 +907,7 @@ static int update_subscription(struct cmember *m, const struct lm_cgroup_hb_req 
                 names[n] = KAFKA_STR_NULL;
                 if (r->topic_names[i].len < 0)
                     continue;
-                if (str_set(&names[n], r->topic_names[i]) != 0) {
+                if (cg_str_set(&names[n], r->topic_names[i]) != 0) {
                     for (int32_t k = 0; k < n; k++)
                         free((char *)names[k].ptr);
                     free(names);
@@ -979,12 +923,12 @@ static int update_subscription(struct cmember *m, const struct lm_cgroup_hb_req 
             *changed = true;
         }
     }
-    if (r->topic_regex.len >= 0 && !str_is(m->regex, r->topic_regex)) {
+    if (r->topic_regex.len >= 0 && !cg_str_is(m->regex, r->topic_regex)) {
         if (m->has_re) {
             regfree(&m->re);
             m->has_re = false;
         }
-        if (str_set(&m->regex, r->topic_regex) != 0)
+        if (cg_str_set(&m->regex, r->topic_regex) != 0)
             return LM_E_NOMEM;
         *changed = true;
         if (r->topic_regex.len > LM_CGROUP_REGEX_MAX) {
@@ -1015,18 +959,18 @@ static int update_subscription(struct cmember *m, const struct lm_cgroup_hb_req 
     return 0;
 }
 
-static int new_member_id(struct lm_cgroup_coord *c, struct kafka_str *out)
+int cg_new_member_id(struct lm_cgroup_coord *c, struct kafka_str *out)
 {
     static const char alpha[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
     char buf[22];
     for (size_t i = 0; i < sizeof(buf); i++)
         buf[i] = alpha[rng_next(c) & 63];
     *out = KAFKA_STR_NULL;
-    return str_set(out, (struct kafka_str){buf, (int32_t)sizeof(buf)});
+    return cg_str_set(out, (struct kafka_str){buf, (int32_t)sizeof(buf)});
 }
 
-static int group_create(struct lm_cgroup_coord *c, struct kafka_str id, int32_t partition,
-                        struct cgroup **out)
+int cg_group_create(struct lm_cgroup_coord *c, struct kafka_str id, int32_t partition,
+                    struct cgroup **out)
 {
     if (c->n_groups == c->cap_groups) {
         size_t cap = c->cap_groups < 8 ? 8 : c->cap_groups * 2;
@@ -1040,7 +984,7 @@ static int group_create(struct lm_cgroup_coord *c, struct kafka_str id, int32_t 
     if (g == NULL)
         return LM_E_NOMEM;
     g->id = KAFKA_STR_NULL;
-    if (str_set(&g->id, id) != 0) {
+    if (cg_str_set(&g->id, id) != 0) {
         free(g);
         return LM_E_NOMEM;
     }
@@ -1052,7 +996,7 @@ static int group_create(struct lm_cgroup_coord *c, struct kafka_str id, int32_t 
     return 0;
 }
 
-static struct cmember *member_new(void)
+struct cmember *cg_member_new(void)
 {
     struct cmember *m = calloc(1, sizeof(*m));
     if (m == NULL)
@@ -1060,7 +1004,48 @@ static struct cmember *member_new(void)
     m->id = m->instance_id = m->rack_id = m->client_id = m->client_host = KAFKA_STR_NULL;
     m->regex = m->assignor = KAFKA_STR_NULL;
     m->rebalance_deadline_ms = INT64_MAX;
+    m->join_deadline_ms = m->sync_deadline_ms = INT64_MAX;
     return m;
+}
+
+/* Sets (classic true) or clears the member's classic metadata: its session timeout and a copy
+ * of its JoinGroup protocols. */
+int cg_member_set_protos(struct cmember *m, bool classic, int32_t session_ms, int32_t n,
+                         const struct lm_cgr_protocol *p)
+{
+    struct lm_cgr_protocol *v = NULL;
+    if (classic && n > 0) {
+        v = calloc((size_t)n, sizeof(*v));
+        if (v == NULL)
+            return LM_E_NOMEM;
+        for (int32_t i = 0; i < n; i++) {
+            v[i].name = KAFKA_STR_NULL;
+            int32_t ml = p[i].metadata.len > 0 ? p[i].metadata.len : 0;
+            uint8_t *b = malloc((size_t)ml + 1);
+            if (b == NULL || cg_str_set(&v[i].name, p[i].name) != 0) {
+                free(b);
+                for (int32_t k = 0; k <= i; k++) {
+                    free((char *)v[k].name.ptr);
+                    free((uint8_t *)v[k].metadata.ptr);
+                }
+                free(v);
+                return LM_E_NOMEM;
+            }
+            if (ml > 0)
+                memcpy(b, p[i].metadata.ptr, (size_t)ml);
+            v[i].metadata = (struct kafka_bytes){b, ml};
+        }
+    }
+    for (int32_t i = 0; i < m->n_protos; i++) {
+        free((char *)m->protos[i].name.ptr);
+        free((uint8_t *)m->protos[i].metadata.ptr);
+    }
+    free(m->protos);
+    m->protos = v;
+    m->n_protos = classic ? n : 0;
+    m->classic = classic;
+    m->classic_session_ms = classic ? session_ms : 0;
+    return 0;
 }
 
 /* The owned partitions of a request as a sorted set (NULL when not reported). */
@@ -1073,21 +1058,121 @@ static int owned_set(const struct lm_cgroup_hb_req *r, struct tpset *s)
         n += r->owned[i].n_partitions > 0 ? r->owned[i].n_partitions : 0;
     if (n > LM_CGROUP_ASSIGNED_MAX)
         return LM_E_TOO_LARGE;
-    if (tpset_reserve(s, (int32_t)n + 1) != 0)
+    if (cg_tpset_reserve(s, (int32_t)n + 1) != 0)
         return LM_E_NOMEM;
     for (int32_t i = 0; i < r->n_owned; i++)
         for (int32_t k = 0; k < r->owned[i].n_partitions; k++)
             s->v[s->n++] = (struct lm_cgroup_tp){r->owned[i].topic_id, r->owned[i].partitions[k]};
-    tpset_normalize(s);
+    cg_tpset_normalize(s);
     return 0;
 }
 
 static bool tpset_subset(const struct tpset *a, const struct tpset *b)
 {
     for (int32_t i = 0; i < a->n; i++)
-        if (!tpset_has(b, &a->v[i]))
+        if (!cg_tpset_has(b, &a->v[i]))
             return false;
     return true;
+}
+
+/* Kafka 4.1 validateOnlineDowngradeWithFencedMembers: once the members marked as leaving (by
+ * a leave or a fence) are gone, some remain, all classic, the policy allows a downgrade and
+ * they fit a classic group (group.max.size). */
+bool cg_downgrade_ok(const struct lm_cgroup_coord *c, const struct cgroup *g)
+{
+    int32_t remain = 0;
+    for (int32_t i = 0; i < g->n_members; i++) {
+        const struct cmember *m = g->members[i];
+        if (m->leaving)
+            continue;
+        if (!m->classic)
+            return false;
+        remain++;
+    }
+    return remain > 0 && (c->cfg.migration & LM_CGROUP_MIGRATION_DOWNGRADE) != 0 &&
+           remain <= c->cfg.classic_max_size;
+}
+
+/* The group becomes a classic group without the members marked as leaving (Kafka
+ * convertToClassicGroup): its records get their tombstones and it waits, detached, for
+ * lm_cgroup_downgrade_take. Out of memory, nothing changed. */
+int cg_downgrade(struct lm_cgroup_coord *c, struct cgroup *g)
+{
+    if (c->n_dg == c->cap_dg) {
+        size_t cap = c->cap_dg < 4 ? 4 : c->cap_dg * 2;
+        struct cgroup **v = realloc(c->dg, cap * sizeof(*v));
+        if (v == NULL)
+            return LM_E_NOMEM;
+        c->dg = v;
+        c->cap_dg = cap;
+    }
+    size_t n = c->n_recs;
+    if (group_tombstones(c, g) != 0) {
+        cg_recs_truncate(c, n);
+        return LM_E_NOMEM;
+    }
+    int32_t k = 0;
+    for (int32_t i = 0; i < g->n_members; i++) {
+        if (g->members[i]->leaving)
+            cg_member_free(g->members[i]);
+        else
+            g->members[k++] = g->members[i];
+    }
+    g->n_members = k;
+    LM_ASSERT(k > 0);
+    g->dg_rebalance = true;
+    group_detach(c, g);
+    c->dg[c->n_dg++] = g;
+    return 0;
+}
+
+/* Whether member `index` leaving or fenced makes the group a classic group (then done: true);
+ * false leaves it to the caller to remove the member. */
+static bool downgrade_without(struct lm_cgroup_coord *c, struct cgroup *g, int32_t index)
+{
+    g->members[index]->leaving = true;
+    if (cg_downgrade_ok(c, g) && cg_downgrade(c, g) == 0)
+        return true;
+    g->members[index]->leaving = false;
+    return false;
+}
+
+/* A static member's instance comes back under member id nid ("": a new one is made): st
+ * keeps its epoch and assignment under the new id; the old id's records get their
+ * tombstones. Out of memory, st is gone (fenced) and the group epoch moved. */
+int cg_static_takeover(struct lm_cgroup_coord *c, struct cgroup *g, struct cmember *st,
+                       struct kafka_str member_id)
+{
+    struct kafka_str nid = KAFKA_STR_NULL;
+    if (member_id.len > 0) {
+        if (cg_str_set(&nid, member_id) != 0)
+            return LM_E_NOMEM;
+    } else if (cg_new_member_id(c, &nid) != 0) {
+        return LM_E_NOMEM;
+    }
+    int32_t sti = -1;
+    cg_member_find(g, st->id, &sti);
+    LM_ASSERT(sti >= 0);
+    if (member_tombstones(c, g, st) != 0) {
+        free((char *)nid.ptr);
+        return LM_E_NOMEM;
+    }
+    memmove(&g->members[sti], &g->members[sti + 1],
+            (size_t)(g->n_members - sti - 1) * sizeof(*g->members));
+    g->n_members--;
+    free((char *)st->id.ptr);
+    st->id = nid;
+    st->static_left = false;
+    st->assignment_changed = true;
+    /* what the departed instance committed under is not the new member's (Kafka resets the
+     * assignment epochs of a static member that left) */
+    cg_held_epochs_reset(st);
+    if (cg_member_insert(g, st) != 0) {
+        cg_member_free(st);
+        g->epoch++;
+        return LM_E_NOMEM;
+    }
+    return 0;
 }
 
 int lm_cgroup_heartbeat(struct lm_cgroup_coord *c, int64_t now_ms, int32_t partition,
@@ -1114,7 +1199,7 @@ int lm_cgroup_heartbeat(struct lm_cgroup_coord *c, int64_t now_ms, int32_t parti
     if (r->n_owned >= 0)
         owned = &owned_v;
 
-    struct cgroup *g = group_find(c, r->group_id, NULL);
+    struct cgroup *g = cg_group_find(c, r->group_id, NULL);
     if (g == NULL) {
         if (r->member_epoch != LM_CGROUP_JOIN_EPOCH) {
             /* the group is gone (emptied and dropped, or deleted): the member is told it
@@ -1122,15 +1207,15 @@ int lm_cgroup_heartbeat(struct lm_cgroup_coord *c, int64_t now_ms, int32_t parti
              * UNKNOWN_MEMBER_ID without failing (GROUP_ID_NOT_FOUND is fatal to them) */
             resp_error(out, KAFKA_UNKNOWN_MEMBER_ID, "Group not found.", r->member_id,
                        r->member_epoch);
-            tpset_free(&owned_v);
+            cg_tpset_free(&owned_v);
             return 0;
         }
-        if ((rc = group_create(c, r->group_id, partition, &g)) != 0)
+        if ((rc = cg_group_create(c, r->group_id, partition, &g)) != 0)
             goto nomem;
     }
     LM_ASSERT(g->epoch >= g->target_epoch);
     int32_t index = -1;
-    struct cmember *m = member_find(g, r->member_id, &index);
+    struct cmember *m = cg_member_find(g, r->member_id, &index);
     bool bump = false;
 
     if (r->member_epoch == LM_CGROUP_LEAVE_EPOCH ||
@@ -1138,7 +1223,7 @@ int lm_cgroup_heartbeat(struct lm_cgroup_coord *c, int64_t now_ms, int32_t parti
         if (m == NULL) {
             resp_error(out, KAFKA_UNKNOWN_MEMBER_ID, "Member not found.", r->member_id,
                        r->member_epoch);
-            tpset_free(&owned_v);
+            cg_tpset_free(&owned_v);
             return 0;
         }
         free(c->scratch_id);
@@ -1154,64 +1239,41 @@ int lm_cgroup_heartbeat(struct lm_cgroup_coord *c, int64_t now_ms, int32_t parti
             m->session_deadline_ms =
                 now_ms +
                 (r->session_timeout_ms > 0 ? r->session_timeout_ms : c->cfg.session_timeout_ms);
-            if (group_records(c, g, m, true) != 0)
+            if (cg_group_records(c, g, m, true) != 0)
                 goto nomem;
+        } else if (downgrade_without(c, g, index)) {
+            /* the last consumer-protocol member left a group of classic members: it is a
+             * classic group again (Kafka consumerGroupFenceMembers) */
         } else {
-            rc = member_remove(c, g, index);
+            rc = cg_member_remove(c, g, index);
             g->epoch++;
-            if (rc != 0 || group_records(c, g, NULL, true) != 0)
+            if (rc != 0 || cg_group_records(c, g, NULL, true) != 0)
                 goto nomem;
         }
         resp_error(out, KAFKA_NONE, NULL, id, r->member_epoch);
         out->heartbeat_interval_ms =
             r->heartbeat_interval_ms > 0 ? r->heartbeat_interval_ms : c->cfg.heartbeat_interval_ms;
-        tpset_free(&owned_v);
+        cg_tpset_free(&owned_v);
         return 0;
     }
 
     bool joined = false;
     if (r->member_epoch == LM_CGROUP_JOIN_EPOCH) {
-        struct cmember *st = member_by_instance(g, r->instance_id);
+        struct cmember *st = cg_member_by_instance(g, r->instance_id);
         if (st != NULL && st != m) {
-            if (!st->static_left) {
+            /* an active consumer-protocol member keeps its instance; a classic one is
+             * replaced (Kafka getOrMaybeSubscribeStaticConsumerGroupMember) */
+            if (!st->static_left && !st->classic) {
                 resp_error(out, KAFKA_UNRELEASED_INSTANCE_ID,
                            "Static member with the same instance id is still active.", r->member_id,
                            r->member_epoch);
-                tpset_free(&owned_v);
+                cg_tpset_free(&owned_v);
                 return 0;
             }
             /* the instance comes back under a new member id: it takes over the departed
              * member's epoch and assignment (no rebalance) */
-            struct kafka_str nid = KAFKA_STR_NULL;
-            if (r->member_id.len > 0) {
-                if (str_set(&nid, r->member_id) != 0)
-                    goto nomem;
-            } else if (new_member_id(c, &nid) != 0) {
+            if (cg_static_takeover(c, g, st, r->member_id) != 0)
                 goto nomem;
-            }
-            int32_t sti = -1;
-            member_find(g, st->id, &sti);
-            LM_ASSERT(sti >= 0);
-            /* the records move to the new member id: the old id's get their tombstones */
-            if (member_tombstones(c, g, st) != 0) {
-                free((char *)nid.ptr);
-                goto nomem;
-            }
-            memmove(&g->members[sti], &g->members[sti + 1],
-                    (size_t)(g->n_members - sti - 1) * sizeof(*g->members));
-            g->n_members--;
-            free((char *)st->id.ptr);
-            st->id = nid;
-            st->static_left = false;
-            st->assignment_changed = true;
-            /* what the departed instance committed under is not the new member's (Kafka
-             * resets the assignment epochs of a static member that left) */
-            held_epochs_reset(st);
-            if (member_insert(g, st) != 0) {
-                member_free(st);
-                g->epoch++;
-                goto nomem;
-            }
             m = st;
             joined = true;
         } else if (m != NULL) {
@@ -1230,16 +1292,17 @@ int lm_cgroup_heartbeat(struct lm_cgroup_coord *c, int64_t now_ms, int32_t parti
             if (g->n_members >= c->cfg.max_size || g->n_members >= LM_CGROUP_MEMBERS_MAX) {
                 resp_error(out, KAFKA_GROUP_MAX_SIZE_REACHED, "The group is full.", r->member_id,
                            r->member_epoch);
-                tpset_free(&owned_v);
+                cg_tpset_free(&owned_v);
                 return 0;
             }
-            m = member_new();
+            m = cg_member_new();
             if (m == NULL)
                 goto nomem;
-            rc = r->member_id.len > 0 ? str_set(&m->id, r->member_id) : new_member_id(c, &m->id);
-            if (rc != 0 || str_set(&m->instance_id, r->instance_id) != 0 ||
-                member_insert(g, m) != 0) {
-                member_free(m);
+            rc = r->member_id.len > 0 ? cg_str_set(&m->id, r->member_id)
+                                      : cg_new_member_id(c, &m->id);
+            if (rc != 0 || cg_str_set(&m->instance_id, r->instance_id) != 0 ||
+                cg_member_insert(g, m) != 0) {
+                cg_member_free(m);
                 goto nomem;
             }
             m->assignment_changed = true;
@@ -1250,7 +1313,7 @@ int lm_cgroup_heartbeat(struct lm_cgroup_coord *c, int64_t now_ms, int32_t parti
         if (m == NULL) {
             resp_error(out, KAFKA_UNKNOWN_MEMBER_ID, "Member not found.", r->member_id,
                        r->member_epoch);
-            tpset_free(&owned_v);
+            cg_tpset_free(&owned_v);
             return 0;
         }
         int32_t have = m->static_left ? LM_CGROUP_STATIC_LEAVE_EPOCH : m->epoch;
@@ -1265,7 +1328,7 @@ int lm_cgroup_heartbeat(struct lm_cgroup_coord *c, int64_t now_ms, int32_t parti
             resp_error(out, KAFKA_FENCED_MEMBER_EPOCH,
                        "The consumer group member has a greater member epoch than expected.",
                        r->member_id, r->member_epoch);
-            tpset_free(&owned_v);
+            cg_tpset_free(&owned_v);
             return 0;
         }
     }
@@ -1273,14 +1336,14 @@ int lm_cgroup_heartbeat(struct lm_cgroup_coord *c, int64_t now_ms, int32_t parti
     /* member fields */
     if (r->rebalance_timeout_ms >= 0)
         m->rebalance_timeout_ms = r->rebalance_timeout_ms;
-    if ((r->rack_id.len >= 0 && str_set(&m->rack_id, r->rack_id) != 0) ||
-        (r->client_id.len >= 0 && str_set(&m->client_id, r->client_id) != 0) ||
-        (r->client_host.len >= 0 && str_set(&m->client_host, r->client_host) != 0) ||
-        (r->server_assignor.len >= 0 && str_set(&m->assignor, r->server_assignor) != 0))
+    if ((r->rack_id.len >= 0 && cg_str_set(&m->rack_id, r->rack_id) != 0) ||
+        (r->client_id.len >= 0 && cg_str_set(&m->client_id, r->client_id) != 0) ||
+        (r->client_host.len >= 0 && cg_str_set(&m->client_host, r->client_host) != 0) ||
+        (r->server_assignor.len >= 0 && cg_str_set(&m->assignor, r->server_assignor) != 0))
         goto nomem;
     bool sub_changed = false;
     err = KAFKA_NONE;
-    if ((rc = update_subscription(m, r, &sub_changed, &err)) != 0)
+    if ((rc = cg_update_subscription(m, r, &sub_changed, &err)) != 0)
         goto nomem;
     if (err != KAFKA_NONE) {
         /* the request's member id: a member created by this call is freed below */
@@ -1288,32 +1351,32 @@ int lm_cgroup_heartbeat(struct lm_cgroup_coord *c, int64_t now_ms, int32_t parti
                    r->member_id, r->member_epoch);
         if (joined && bump) {
             int32_t mi = -1;
-            member_find(g, m->id, &mi);
-            rc = member_remove(c, g, mi);
+            cg_member_find(g, m->id, &mi);
+            rc = cg_member_remove(c, g, mi);
             if (rc == 0 && g->n_members == 0 && g->epoch == 0 && g->p_epoch < 0) {
-                group_drop(c, g);
+                cg_group_drop(c, g);
             } else if (rc == 0) {
-                rc = group_records(c, g, NULL, true);
+                rc = cg_group_records(c, g, NULL, true);
             }
         } else {
-            rc = group_records(c, g, m, true);
+            rc = cg_group_records(c, g, m, true);
         }
-        tpset_free(&owned_v);
+        cg_tpset_free(&owned_v);
         return rc;
     }
     m->session_deadline_ms =
         now_ms + (r->session_timeout_ms > 0 ? r->session_timeout_ms : c->cfg.session_timeout_ms);
 
-    uint64_t h = subscribed_hash(g, img);
+    uint64_t h = cg_subscribed_hash(g, img);
     if (bump || sub_changed || h != g->meta_hash) {
         g->meta_hash = h;
         g->epoch++;
     }
-    if (g->epoch > g->target_epoch && (rc = compute_target(c, g, img)) != 0)
+    if (g->epoch > g->target_epoch && (rc = cg_compute_target(c, g, img)) != 0)
         goto nomem;
-    if ((rc = reconcile(g, m, joined ? &owned_v : owned, now_ms)) != 0)
+    if ((rc = cg_reconcile(g, m, joined ? &owned_v : owned, now_ms)) != 0)
         goto nomem;
-    if ((rc = group_records(c, g, m, true)) != 0)
+    if ((rc = cg_group_records(c, g, m, true)) != 0)
         goto nomem;
 
     bool full = r->rebalance_timeout_ms != -1 &&
@@ -1330,10 +1393,10 @@ int lm_cgroup_heartbeat(struct lm_cgroup_coord *c, int64_t now_ms, int32_t parti
         out->assigned = m->assigned.v;
         m->assignment_changed = false;
     }
-    tpset_free(&owned_v);
+    cg_tpset_free(&owned_v);
     return 0;
 nomem:
-    tpset_free(&owned_v);
+    cg_tpset_free(&owned_v);
     resp_error(out, KAFKA_UNKNOWN_SERVER_ERROR, NULL, r->member_id, r->member_epoch);
     return LM_E_NOMEM;
 }
@@ -1356,7 +1419,7 @@ int lm_cgroup_describe(struct lm_cgroup_coord *c, const struct lm_cgroup_image *
                        struct kafka_str group_id, struct lm_cgroup_desc *out)
 {
     (void)img;
-    struct cgroup *g = group_find(c, group_id, NULL);
+    struct cgroup *g = cg_group_find(c, group_id, NULL);
     *out = (struct lm_cgroup_desc){.group_id = group_id, .state = "Dead"};
     if (g == NULL) {
         out->error_code = KAFKA_GROUP_ID_NOT_FOUND;
@@ -1388,6 +1451,7 @@ int lm_cgroup_describe(struct lm_cgroup_coord *c, const struct lm_cgroup_image *
             .assigned = m->assigned.v,
             .n_target = m->target.n,
             .target = m->target.v,
+            .classic = m->classic,
         };
     }
     out->group_id = g->id;
@@ -1403,7 +1467,7 @@ int lm_cgroup_describe(struct lm_cgroup_coord *c, const struct lm_cgroup_image *
 bool lm_cgroup_exists(const struct lm_cgroup_coord *c, struct kafka_str group_id,
                       int32_t *n_members)
 {
-    const struct cgroup *g = group_find(c, group_id, NULL);
+    const struct cgroup *g = cg_group_find(c, group_id, NULL);
     if (n_members != NULL)
         *n_members = g != NULL ? g->n_members : 0;
     return g != NULL;
@@ -1412,7 +1476,7 @@ bool lm_cgroup_exists(const struct lm_cgroup_coord *c, struct kafka_str group_id
 bool lm_cgroup_subscribed(const struct lm_cgroup_coord *c, struct kafka_str group_id,
                           struct kafka_str topic)
 {
-    const struct cgroup *g = group_find(c, group_id, NULL);
+    const struct cgroup *g = cg_group_find(c, group_id, NULL);
     if (g == NULL || topic.len < 0)
         return false;
     struct lm_cgroup_topic t = {.name = topic};
@@ -1434,7 +1498,7 @@ void lm_cgroup_list(const struct lm_cgroup_coord *c,
 
 int lm_cgroup_delete(struct lm_cgroup_coord *c, struct kafka_str group_id)
 {
-    struct cgroup *g = group_find(c, group_id, NULL);
+    struct cgroup *g = cg_group_find(c, group_id, NULL);
     if (g == NULL)
         return LM_E_NOT_FOUND;
     if (g->n_members > 0)
@@ -1442,16 +1506,16 @@ int lm_cgroup_delete(struct lm_cgroup_coord *c, struct kafka_str group_id)
     size_t n = c->n_recs;
     int rc = group_tombstones(c, g);
     if (rc != 0) {
-        recs_truncate(c, n);
+        cg_recs_truncate(c, n);
         return rc;
     }
-    group_drop(c, g);
+    cg_group_drop(c, g);
     return 0;
 }
 
 /* The topic id the image has under name, false when none. */
-static bool image_topic_id(const struct lm_cgroup_image *img, struct kafka_str name,
-                           struct kafka_uuid *out)
+bool cg_image_topic_id(const struct lm_cgroup_image *img, struct kafka_str name,
+                       struct kafka_uuid *out)
 {
     for (size_t i = 0; img != NULL && i < img->n_topics; i++) {
         struct lm_cgroup_topic t;
@@ -1467,16 +1531,19 @@ static bool image_topic_id(const struct lm_cgroup_image *img, struct kafka_str n
 int16_t lm_cgroup_check_commit(const struct lm_cgroup_coord *c, const struct lm_cgroup_image *img,
                                const struct lm_cgroup_commit *commit)
 {
-    const struct cgroup *g = group_find(c, commit->group_id, NULL);
+    const struct cgroup *g = cg_group_find(c, commit->group_id, NULL);
     if (g == NULL)
         return KAFKA_NONE;
     /* epoch -1: an admin client or a consumer outside group management, allowed while the
      * group is empty (Kafka ConsumerGroup.validateOffsetCommit) */
     if (commit->member_epoch < 0 && g->n_members == 0)
         return KAFKA_NONE;
-    const struct cmember *m = member_find(g, commit->member_id, NULL);
+    const struct cmember *m = cg_member_find(g, commit->member_id, NULL);
     if (m == NULL)
         return KAFKA_UNKNOWN_MEMBER_ID;
+    /* a classic member commits with its generation, which must be its epoch */
+    if (m->classic)
+        return commit->member_epoch == m->epoch ? KAFKA_NONE : KAFKA_ILLEGAL_GENERATION;
     if (!commit->transactional && commit->api_version < 9)
         return KAFKA_UNSUPPORTED_VERSION;
     if (m->static_left)
@@ -1497,7 +1564,7 @@ int16_t lm_cgroup_check_commit(const struct lm_cgroup_coord *c, const struct lm_
         const struct lm_cgroup_commit_tp *p = &commit->partitions[i];
         if (name.len < 0 || !kafka_str_eq(name, p->topic)) {
             name = p->topic;
-            known = image_topic_id(img, name, &id);
+            known = cg_image_topic_id(img, name, &id);
         }
         struct lm_cgroup_tp tp = {.topic_id = id, .partition = p->partition};
         int32_t e = known ? held_epoch(m, &tp) : -1;
@@ -1510,18 +1577,20 @@ int16_t lm_cgroup_check_commit(const struct lm_cgroup_coord *c, const struct lm_
 int16_t lm_cgroup_check_fetch(const struct lm_cgroup_coord *c, struct kafka_str group_id,
                               struct kafka_str member_id, int32_t member_epoch)
 {
-    const struct cgroup *g = group_find(c, group_id, NULL);
+    const struct cgroup *g = cg_group_find(c, group_id, NULL);
     if (g == NULL || (member_epoch < 0 && member_id.len < 0))
         return KAFKA_NONE;
     /* an admin fetch (no member) is served; a member's must match its epoch (Kafka
      * ConsumerGroup.validateOffsetFetch) */
     if (member_id.len <= 0 && member_epoch < 0)
         return KAFKA_NONE;
-    const struct cmember *m = member_find(g, member_id, NULL);
+    const struct cmember *m = cg_member_find(g, member_id, NULL);
     if (m == NULL)
         return KAFKA_UNKNOWN_MEMBER_ID;
     int32_t have = m->static_left ? LM_CGROUP_STATIC_LEAVE_EPOCH : m->epoch;
-    return member_epoch == have ? KAFKA_NONE : KAFKA_STALE_MEMBER_EPOCH;
+    if (member_epoch == have)
+        return KAFKA_NONE;
+    return m->classic ? KAFKA_ILLEGAL_GENERATION : KAFKA_STALE_MEMBER_EPOCH;
 }
 
 /* ---- timers ---- */
@@ -1529,15 +1598,21 @@ int16_t lm_cgroup_check_fetch(const struct lm_cgroup_coord *c, struct kafka_str 
 int lm_cgroup_tick(struct lm_cgroup_coord *c, int64_t now_ms)
 {
     int rc = 0;
-    for (size_t gi = 0; gi < c->n_groups; gi++) {
+    for (size_t gi = 0; gi < c->n_groups;) {
         struct cgroup *g = c->groups[gi];
-        bool fenced = false;
+        bool fenced = false, downgraded = false;
         for (int32_t i = 0; i < g->n_members;) {
             const struct cmember *m = g->members[i];
             /* session expiry, or a revocation not done within the rebalance timeout: the
-             * member is fenced and its partitions go to the others */
-            if (m->session_deadline_ms <= now_ms || m->rebalance_deadline_ms <= now_ms) {
-                int r = member_remove(c, g, i);
+             * member is fenced and its partitions go to the others (classic members: also
+             * the join and sync timeouts) */
+            if (m->session_deadline_ms <= now_ms || m->rebalance_deadline_ms <= now_ms ||
+                m->join_deadline_ms <= now_ms || m->sync_deadline_ms <= now_ms) {
+                if (downgrade_without(c, g, i)) {
+                    downgraded = true;
+                    break;
+                }
+                int r = cg_member_remove(c, g, i);
                 rc = rc != 0 ? rc : r;
                 g->epoch++;
                 fenced = true;
@@ -1545,10 +1620,13 @@ int lm_cgroup_tick(struct lm_cgroup_coord *c, int64_t now_ms)
             }
             i++;
         }
+        if (downgraded)
+            continue; /* gi now holds another group */
         if (fenced) {
-            int r = group_records(c, g, NULL, true);
+            int r = cg_group_records(c, g, NULL, true);
             rc = rc != 0 ? rc : r;
         }
+        gi++;
     }
     return rc;
 }
@@ -1563,11 +1641,11 @@ size_t lm_cgroup_drop_empty(struct lm_cgroup_coord *c,
             size_t n = c->n_recs;
             if (group_tombstones(c, g) != 0) {
                 /* kept for the next tick: its records stay as they were */
-                recs_truncate(c, n);
+                cg_recs_truncate(c, n);
                 i++;
                 continue;
             }
-            group_free(g);
+            cg_group_free(g);
             c->groups[i] = c->groups[--c->n_groups];
             dropped++;
             continue;
@@ -1588,6 +1666,10 @@ int64_t lm_cgroup_next_deadline_ms(const struct lm_cgroup_coord *c)
                 dl = m->session_deadline_ms;
             if (m->rebalance_deadline_ms < dl)
                 dl = m->rebalance_deadline_ms;
+            if (m->join_deadline_ms < dl)
+                dl = m->join_deadline_ms;
+            if (m->sync_deadline_ms < dl)
+                dl = m->sync_deadline_ms;
         }
     }
     return dl;
@@ -1595,9 +1677,18 @@ int64_t lm_cgroup_next_deadline_ms(const struct lm_cgroup_coord *c)
 
 void lm_cgroup_unload(struct lm_cgroup_coord *c, int32_t partition)
 {
+    for (size_t i = 0; i < c->n_dg;) {
+        if (c->dg[i]->partition == partition) {
+            cg_group_free(c->dg[i]);
+            memmove(&c->dg[i], &c->dg[i + 1], (c->n_dg - i - 1) * sizeof(*c->dg));
+            c->n_dg--;
+            continue;
+        }
+        i++;
+    }
     for (size_t i = 0; i < c->n_groups;) {
         if (c->groups[i]->partition == partition) {
-            group_free(c->groups[i]);
+            cg_group_free(c->groups[i]);
             c->groups[i] = c->groups[--c->n_groups];
             continue;
         }
@@ -1615,15 +1706,15 @@ size_t lm_cgroup_n_groups(const struct lm_cgroup_coord *c)
 static int replay_member(struct lm_cgroup_coord *c, struct cgroup *g, struct kafka_str id,
                          struct cmember **out)
 {
-    struct cmember *m = member_find(g, id, NULL);
+    struct cmember *m = cg_member_find(g, id, NULL);
     if (m == NULL) {
         if (g->n_members >= LM_CGROUP_MEMBERS_MAX)
             return LM_E_TOO_LARGE;
-        m = member_new();
+        m = cg_member_new();
         if (m == NULL)
             return LM_E_NOMEM;
-        if (str_set(&m->id, id) != 0 || member_insert(g, m) != 0) {
-            member_free(m);
+        if (cg_str_set(&m->id, id) != 0 || cg_member_insert(g, m) != 0) {
+            cg_member_free(m);
             return LM_E_NOMEM;
         }
     }
@@ -1634,7 +1725,7 @@ static int replay_member(struct lm_cgroup_coord *c, struct cgroup *g, struct kaf
 
 static int tpset_from(struct tpset *s, const struct lm_cgr_parts *p)
 {
-    if (tpset_reserve(s, p->n) != 0)
+    if (cg_tpset_reserve(s, p->n) != 0)
         return LM_E_NOMEM;
     if (p->n > 0)
         memcpy(s->v, p->v, (size_t)p->n * sizeof(*p->v));
@@ -1651,13 +1742,14 @@ static int replay_member_meta(struct cmember *m, const struct lm_cgr_member_valu
     int rc = 0;
     for (int32_t i = 0; i < v->n_topic_names && rc == 0; i++) {
         names[n] = KAFKA_STR_NULL;
-        if ((rc = str_set(&names[n], v->topic_names[i])) == 0)
+        if ((rc = cg_str_set(&names[n], v->topic_names[i])) == 0)
             n++;
     }
-    if (rc != 0 || str_set(&m->instance_id, v->instance_id) != 0 ||
-        str_set(&m->rack_id, v->rack_id) != 0 || str_set(&m->client_id, v->client_id) != 0 ||
-        str_set(&m->client_host, v->client_host) != 0 ||
-        str_set(&m->assignor, v->server_assignor) != 0 || str_set(&m->regex, v->topic_regex) != 0) {
+    if (rc != 0 || cg_str_set(&m->instance_id, v->instance_id) != 0 ||
+        cg_str_set(&m->rack_id, v->rack_id) != 0 || cg_str_set(&m->client_id, v->client_id) != 0 ||
+        cg_str_set(&m->client_host, v->client_host) != 0 ||
+        cg_str_set(&m->assignor, v->server_assignor) != 0 ||
+        cg_str_set(&m->regex, v->topic_regex) != 0) {
         for (int32_t k = 0; k < n; k++)
             free((char *)names[k].ptr);
         free(names);
@@ -1670,7 +1762,8 @@ static int replay_member_meta(struct cmember *m, const struct lm_cgr_member_valu
     m->n_names = n;
     m->rebalance_timeout_ms = v->rebalance_timeout_ms;
     m->loaded_meta = true;
-    return 0;
+    return cg_member_set_protos(m, v->has_classic, v->classic_session_timeout_ms,
+                                v->n_classic_protocols, v->classic_protocols);
 }
 
 int lm_cgroup_replay(struct lm_cgroup_coord *c, int32_t partition, int32_t n_partitions,
@@ -1689,7 +1782,7 @@ int lm_cgroup_replay(struct lm_cgroup_coord *c, int32_t partition, int32_t n_par
     }
     if (k.type == LM_CGR_PARTITION_META || k.type == LM_CGR_REGEX)
         return 0; /* topic metadata is read from the image; regexes are resolved at each call */
-    struct cgroup *g = group_find(c, k.group, NULL);
+    struct cgroup *g = cg_group_find(c, k.group, NULL);
     if (g != NULL && g->partition != partition) {
         if (n_bad != NULL)
             (*n_bad)++;
@@ -1699,17 +1792,17 @@ int lm_cgroup_replay(struct lm_cgroup_coord *c, int32_t partition, int32_t n_par
         if (g == NULL)
             return 0;
         int32_t mi = -1;
-        struct cmember *m = key_is_member(k.type) ? member_find(g, k.member, &mi) : NULL;
+        struct cmember *m = key_is_member(k.type) ? cg_member_find(g, k.member, &mi) : NULL;
         switch (k.type) {
         case LM_CGR_GROUP_EPOCH:
-            group_drop(c, g);
+            cg_group_drop(c, g);
             break;
         case LM_CGR_TARGET_EPOCH:
             g->target_epoch = 0;
             break;
         case LM_CGR_MEMBER:
             if (m != NULL) {
-                member_free(m);
+                cg_member_free(m);
                 memmove(&g->members[mi], &g->members[mi + 1],
                         (size_t)(g->n_members - mi - 1) * sizeof(*g->members));
                 g->n_members--;
@@ -1769,7 +1862,7 @@ int lm_cgroup_replay(struct lm_cgroup_coord *c, int32_t partition, int32_t n_par
         LM_UNREACHABLE();
     }
     if (rc == 0 && g == NULL)
-        rc = group_create(c, k.group, partition, &g);
+        rc = cg_group_create(c, k.group, partition, &g);
     struct cmember *m = NULL;
     if (rc == 0 && key_is_member(k.type))
         rc = replay_member(c, g, k.member, &m);
@@ -1857,7 +1950,7 @@ static int load_fix(struct cgroup *g)
 {
     for (int32_t i = 0; i < g->n_members;) {
         if (!g->members[i]->loaded_meta) {
-            member_free(g->members[i]);
+            cg_member_free(g->members[i]);
             memmove(&g->members[i], &g->members[i + 1],
                     (size_t)(g->n_members - i - 1) * sizeof(*g->members));
             g->n_members--;
@@ -1925,7 +2018,7 @@ int lm_cgroup_load_end(struct lm_cgroup_coord *c, int32_t partition, int64_t now
         }
         if (!g->loaded_epoch) {
             /* only member or assignment records were left of it */
-            group_free(g);
+            cg_group_free(g);
             c->groups[i] = c->groups[--c->n_groups];
             continue;
         }
@@ -1936,10 +2029,12 @@ int lm_cgroup_load_end(struct lm_cgroup_coord *c, int32_t partition, int64_t now
         for (int32_t k = 0; k < g->n_members; k++) {
             struct cmember *m = g->members[k];
             load_regex(m);
-            held_epochs_reset(m);
+            cg_held_epochs_reset(m);
             /* session timeouts start again at the load (Kafka's coordinator does the same
              * when it becomes the group's coordinator) */
-            m->session_deadline_ms = now_ms + session_ms;
+            m->session_deadline_ms =
+                now_ms +
+                (m->classic && m->classic_session_ms > 0 ? m->classic_session_ms : session_ms);
             m->rebalance_deadline_ms = INT64_MAX;
             if (m->state == M_UNREVOKED)
                 m->rebalance_deadline_ms =
@@ -1948,7 +2043,7 @@ int lm_cgroup_load_end(struct lm_cgroup_coord *c, int32_t partition, int64_t now
         }
         g->assignor = group_assignor(c, g);
         /* what was loaded counts as written */
-        LM_TRY(group_records(c, g, NULL, false));
+        LM_TRY(cg_group_records(c, g, NULL, false));
         i++;
     }
     return 0;
@@ -1965,6 +2060,10 @@ void lm_cgroup_config_default(struct lm_cgroup_config *cfg)
         .n_assignors = 2,
         .assignors = {"uniform", "range"},
         .rand_seed = 1,
+        .classic_session_min_ms = 6000,
+        .classic_session_max_ms = 1800000,
+        .classic_max_size = INT32_MAX,
+        .migration = LM_CGROUP_MIGRATION_BIDIRECTIONAL,
     };
 }
 
@@ -1979,6 +2078,7 @@ int lm_cgroup_coord_new(const struct lm_cgroup_config *cfg, struct lm_cgroup_coo
         return LM_E_NOMEM;
     c->cfg = *cfg;
     c->rng = cfg->rand_seed;
+    kafka_arena_init(&c->dg_arena, (size_t)256 << 20);
     *out = c;
     return 0;
 }
@@ -1988,11 +2088,19 @@ void lm_cgroup_coord_free(struct lm_cgroup_coord *c)
     if (c == NULL)
         return;
     for (size_t i = 0; i < c->n_groups; i++)
-        group_free(c->groups[i]);
+        cg_group_free(c->groups[i]);
     free(c->groups);
     free(c->scratch_id);
     free(c->desc_members);
-    recs_truncate(c, 0);
+    free(c->classic_buf);
+    free(c->leave_resps);
+    for (size_t i = 0; i < c->n_dg; i++)
+        cg_group_free(c->dg[i]);
+    free(c->dg);
+    if (c->dg_taken != NULL)
+        cg_group_free(c->dg_taken);
+    kafka_arena_deinit(&c->dg_arena);
+    cg_recs_truncate(c, 0);
     free(c->recs);
     free(c->enc);
     free(c);
@@ -2006,5 +2114,5 @@ size_t lm_cgroup_records(const struct lm_cgroup_coord *c, const struct lm_cgroup
 
 void lm_cgroup_records_advance(struct lm_cgroup_coord *c)
 {
-    recs_truncate(c, 0);
+    cg_recs_truncate(c, 0);
 }

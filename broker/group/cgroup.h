@@ -36,6 +36,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "broker/group/group.h" /* the classic requests of a classic member */
 #include "protocol/kafka_rt.h"
 
 #define LM_CGROUP_MEMBERS_MAX        4096   /* hard bound of one group's members */
@@ -46,6 +47,14 @@
 #define LM_CGROUP_LEAVE_EPOCH        (-1)
 #define LM_CGROUP_STATIC_LEAVE_EPOCH (-2)
 
+/* group.consumer.migration.policy (Kafka ConsumerGroupMigrationPolicy) */
+enum lm_cgroup_migration {
+    LM_CGROUP_MIGRATION_DISABLED = 0,
+    LM_CGROUP_MIGRATION_UPGRADE = 1,
+    LM_CGROUP_MIGRATION_DOWNGRADE = 2,
+    LM_CGROUP_MIGRATION_BIDIRECTIONAL = 3, /* upgrade | downgrade */
+};
+
 struct lm_cgroup_config {
     int32_t session_timeout_ms;    /* group.consumer.session.timeout.ms (45000) */
     int32_t heartbeat_interval_ms; /* group.consumer.heartbeat.interval.ms (5000) */
@@ -54,6 +63,13 @@ struct lm_cgroup_config {
     int32_t n_assignors;
     const char *assignors[2];
     uint64_t rand_seed; /* member ids for ConsumerGroupHeartbeat v0 */
+    /* the classic coordinator's bounds, applied to classic members of consumer groups:
+     * group.min.session.timeout.ms (6000), group.max.session.timeout.ms (1800000),
+     * group.max.size (INT32_MAX) */
+    int32_t classic_session_min_ms;
+    int32_t classic_session_max_ms;
+    int32_t classic_max_size;
+    enum lm_cgroup_migration migration; /* (bidirectional) */
 };
 
 /* One topic of the image. */
@@ -129,6 +145,7 @@ struct lm_cgroup_desc_member {
     const struct lm_cgroup_tp *assigned;
     int32_t n_target;
     const struct lm_cgroup_tp *target;
+    bool classic; /* a classic-protocol member (KIP-1099 MemberType 0) */
 };
 
 struct lm_cgroup_desc {
@@ -186,6 +203,80 @@ void lm_cgroup_list(const struct lm_cgroup_coord *c,
 /* lm_cgroup_delete removes an empty group, emitting its tombstones: 0, LM_E_NOT_FOUND,
  * LM_E_EXISTS (has members: Kafka's NON_EMPTY_GROUP) or LM_E_NOMEM (the group stays). */
 int lm_cgroup_delete(struct lm_cgroup_coord *c, struct kafka_str group_id);
+
+/* ---- classic members of a consumer group (Kafka 4's mixed groups) ----
+ *
+ * A consumer group with members takes classic consumers (protocol type "consumer") through
+ * JoinGroup, SyncGroup, Heartbeat and LeaveGroup, as Kafka's GroupMetadataManager
+ * classicGroup*ToConsumerGroup do. Such a member's subscription (topics, owned partitions,
+ * rack) comes from its first JoinGroup protocol's metadata; it is a member like the others
+ * for the assignor and the reconciliation, its JoinGroup reconciles it with what it owns, its
+ * generation is its member epoch, and SyncGroup gives it its current assignment as the
+ * consumer protocol's Assignment bytes. A Heartbeat answers REBALANCE_IN_PROGRESS when it
+ * must join again (the group epoch moved past it, it has partitions to give up, or the
+ * partitions it waited for are free) and starts a join timeout (its rebalance timeout); a
+ * JoinGroup starts a sync timeout (the same); its session is its JoinGroup's session timeout.
+ * Its session timeout and protocols are persisted in the member metadata record
+ * (ClassicMemberMetadata). The answers are owned by the coordinator until its next call. */
+
+/* lm_cgroup_classic_join: a JoinGroup into the consumer group (which must exist: else
+ * UNKNOWN_MEMBER_ID). MEMBER_ID_REQUIRED first for a dynamic member without an id (v4+),
+ * INVALID_SESSION_TIMEOUT, GROUP_MAX_SIZE_REACHED, INCONSISTENT_GROUP_PROTOCOL (protocol type
+ * not "consumer" or no protocol every classic member supports), FENCED_INSTANCE_ID. The
+ * answer's leader is "" and it has no members (the assignment is the server's). */
+int lm_cgroup_classic_join(struct lm_cgroup_coord *c, int64_t now_ms,
+                           const struct lm_cgroup_image *img, const struct lm_group_join_req *req,
+                           struct lm_group_join_resp *out);
+/* lm_cgroup_classic_sync: UNKNOWN_MEMBER_ID (not a classic member), FENCED_INSTANCE_ID,
+ * ILLEGAL_GENERATION (not its epoch), INCONSISTENT_GROUP_PROTOCOL, REBALANCE_IN_PROGRESS,
+ * else its assignment. */
+int lm_cgroup_classic_sync(struct lm_cgroup_coord *c, int64_t now_ms,
+                           const struct lm_cgroup_image *img, const struct lm_group_sync_req *req,
+                           struct lm_group_sync_resp *out);
+int lm_cgroup_classic_heartbeat(struct lm_cgroup_coord *c, int64_t now_ms,
+                                const struct lm_group_heartbeat_req *req,
+                                struct lm_group_heartbeat_resp *out);
+/* lm_cgroup_classic_leave removes the classic members named (per-member errors as Kafka:
+ * UNKNOWN_MEMBER_ID, FENCED_INSTANCE_ID) and bumps the group epoch once if any left. */
+int lm_cgroup_classic_leave(struct lm_cgroup_coord *c, int64_t now_ms,
+                            const struct lm_group_leave_req *req, struct lm_group_leave_resp *out);
+
+/* ---- migration (group.consumer.migration.policy, Kafka 4) ----
+ *
+ * Upgrade: a ConsumerGroupHeartbeat joining (epoch 0) a classic group with members makes it a
+ * consumer group when the policy allows it (upgrade or bidirectional), its protocol type is
+ * "consumer" and its size fits group.consumer.max.size (lm_cgroup_upgrade_refusal); the shell
+ * moves its members here with lm_cgroup_upgrade (lm_group_export / lm_group_convert_out on
+ * the classic side), then runs the heartbeat.
+ * Downgrade (Kafka 4.1 consumerGroupFenceMembers): when members leave (ConsumerGroupHeartbeat
+ * epoch -1, LeaveGroup) or are fenced (session, rebalance, join or sync timeout) and only
+ * classic members remain, at least one, the policy allows it (downgrade or bidirectional) and
+ * they fit group.max.size, the group's records get their tombstones and it leaves this
+ * coordinator (also when a classic static member takes the instance id of the last
+ * consumer-protocol member, a static one that left: Kafka 4.1
+ * validateOnlineDowngradeWithReplacedMember; then the classic group rebalances only if the
+ * subscription changed); the shell takes it with lm_cgroup_downgrade_take
+ * after each call and tick and hands it to lm_group_convert_in. */
+
+/* lm_cgroup_upgrade_refusal: NULL when a classic group of n_members and protocol_type may be
+ * upgraded, else why not (Kafka 4.1 validateOnlineUpgrade's reason, "online upgrade is
+ * disabled", ...). */
+const char *lm_cgroup_upgrade_refusal(const struct lm_cgroup_coord *c, int32_t n_members,
+                                      struct kafka_str protocol_type);
+/* lm_cgroup_upgrade makes the consumer group of classic group ex in `partition` (Kafka
+ * ConsumerGroup.fromClassicGroup): group and target epochs at its generation, each member a
+ * classic member, stable at that epoch, holding the partitions of its last assignment (topics
+ * mapped through img); emits the group's records. LM_E_EXISTS (a consumer group has the id),
+ * LM_E_INVALID (a subscription or assignment that does not parse: Kafka refuses the upgrade),
+ * LM_E_UNSUPPORTED (an assignment carries user data, a custom assignor's, which Kafka 4.1 will
+ * not drop), LM_E_NOMEM; nothing changes then. */
+int lm_cgroup_upgrade(struct lm_cgroup_coord *c, int64_t now_ms, int32_t partition,
+                      const struct lm_cgroup_image *img, const struct lm_group_export *ex);
+/* lm_cgroup_downgrade_take hands out the next group waiting to become a classic group (false:
+ * none): its generation is the group epoch, each member its target assignment as
+ * ConsumerProtocol bytes (topics named through img). *out is valid until the next call. */
+bool lm_cgroup_downgrade_take(struct lm_cgroup_coord *c, const struct lm_cgroup_image *img,
+                              struct lm_group_export *out);
 
 /* One partition of an OffsetCommit, by topic name. */
 struct lm_cgroup_commit_tp {

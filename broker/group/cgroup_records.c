@@ -156,6 +156,16 @@ static int parts_decode(struct kafka_reader *r, struct kafka_arena *arena, struc
 
 /* ---- values ---- */
 
+static size_t uvarint_size(uint32_t v)
+{
+    size_t n = 1;
+    while (v >= 0x80) {
+        v >>= 7;
+        n++;
+    }
+    return n;
+}
+
 static int read_value_version(struct kafka_reader *r)
 {
     int16_t version;
@@ -221,7 +231,65 @@ int lm_cgr_member_value_encode(struct kafka_writer *w, const struct lm_cgr_membe
     LM_TRY(kafka_write_compact_str(w, v->topic_regex));
     LM_TRY(kafka_write_int32(w, v->rebalance_timeout_ms));
     LM_TRY(kafka_write_compact_str(w, v->server_assignor));
+    if (!v->has_classic)
+        return kafka_write_uvarint(w, 0);
+    /* tag 0: ClassicMemberMetadata, sized first (presence byte, session timeout, protocols,
+     * the struct's empty tagged fields) */
+    size_t size = 1 + 4 + uvarint_size((uint32_t)v->n_classic_protocols + 1) + 1;
+    for (int32_t i = 0; i < v->n_classic_protocols; i++) {
+        const struct lm_cgr_protocol *p = &v->classic_protocols[i];
+        if (p->name.len < 0 || p->metadata.len < 0)
+            return LM_E_INVALID;
+        size += uvarint_size((uint32_t)p->name.len + 1) + (size_t)p->name.len +
+                uvarint_size((uint32_t)p->metadata.len + 1) + (size_t)p->metadata.len + 1;
+    }
+    if (size > INT32_MAX)
+        return LM_E_INVALID;
+    LM_TRY(kafka_write_uvarint(w, 1));
+    LM_TRY(kafka_write_uvarint(w, 0));
+    LM_TRY(kafka_write_uvarint(w, (uint32_t)size));
+    LM_TRY(kafka_write_int8(w, 1));
+    LM_TRY(kafka_write_int32(w, v->classic_session_timeout_ms));
+    LM_TRY(kafka_write_compact_array_count(w, v->n_classic_protocols));
+    for (int32_t i = 0; i < v->n_classic_protocols; i++) {
+        LM_TRY(kafka_write_compact_str(w, v->classic_protocols[i].name));
+        LM_TRY(kafka_write_compact_bytes(w, v->classic_protocols[i].metadata));
+        LM_TRY(kafka_write_uvarint(w, 0));
+    }
+    LM_TRY(kafka_write_uvarint(w, 0));
     return kafka_write_uvarint(w, 0);
+}
+
+/* ClassicMemberMetadata from its tagged field's data. */
+static int read_classic(struct kafka_reader *r, struct kafka_arena *arena,
+                        struct lm_cgr_member_value *out)
+{
+    int8_t present;
+    LM_TRY(kafka_read_int8(r, &present));
+    if (present < 0)
+        return 0;
+    LM_TRY(kafka_read_int32(r, &out->classic_session_timeout_ms));
+    int32_t n;
+    LM_TRY(kafka_read_compact_array_count(r, 3, &n));
+    if (n < 0)
+        return LM_E_INVALID;
+    struct lm_cgr_protocol *v = n > 0 ? kafka_arena_alloc_array(arena, (size_t)n, sizeof(*v),
+                                                                _Alignof(struct lm_cgr_protocol))
+                                      : NULL;
+    if (n > 0 && v == NULL)
+        return LM_E_NOMEM;
+    for (int32_t i = 0; i < n; i++) {
+        LM_TRY(read_nonnull(r, &v[i].name));
+        LM_TRY(kafka_read_compact_bytes(r, &v[i].metadata));
+        if (v[i].metadata.len < 0)
+            return LM_E_INVALID;
+        LM_TRY(kafka_skip_tagged_fields(r));
+    }
+    LM_TRY(kafka_skip_tagged_fields(r));
+    out->has_classic = true;
+    out->n_classic_protocols = n;
+    out->classic_protocols = v;
+    return 0;
 }
 
 int lm_cgr_member_value_decode(const uint8_t *buf, size_t len, struct kafka_arena *arena,
@@ -255,7 +323,17 @@ int lm_cgr_member_value_decode(const uint8_t *buf, size_t len, struct kafka_aren
     LM_TRY(kafka_read_compact_str(&r, &out->topic_regex));
     LM_TRY(kafka_read_int32(&r, &out->rebalance_timeout_ms));
     LM_TRY(kafka_read_compact_str(&r, &out->server_assignor));
-    return kafka_skip_tagged_fields(&r);
+    uint32_t nt;
+    LM_TRY(kafka_read_uvarint(&r, &nt));
+    int64_t last = -1;
+    for (uint32_t i = 0; i < nt; i++) {
+        uint32_t tag;
+        struct kafka_reader sub;
+        LM_TRY(kafka_read_tag_header(&r, &last, &tag, &sub));
+        if (tag == 0)
+            LM_TRY(read_classic(&sub, arena, out));
+    }
+    return 0;
 }
 
 int lm_cgr_target_epoch_value_encode(struct kafka_writer *w, int32_t assignment_epoch)

@@ -16,7 +16,9 @@
  *   3: Epoch i32; tagged 0 MetadataHash i64 (4.1, KIP-1101)
  *   5: InstanceId?, RackId?, ClientId, ClientHost, SubscribedTopicNames []string,
  *      SubscribedTopicRegex?, RebalanceTimeoutMs i32, ServerAssignor?; tagged 0
- *      ClassicMemberMetadata (skipped: classic members of consumer groups are not served)
+ *      ClassicMemberMetadata? (a classic member of a consumer group: SessionTimeoutMs i32,
+ *      SupportedProtocols [Name string, Metadata bytes]; a nullable struct, so its tag's data
+ *      starts with a presence byte 1)
  *   6: AssignmentEpoch i32
  *   7: TopicPartitions [TopicId uuid, Partitions []i32]
  *   8: MemberEpoch i32, PreviousMemberEpoch i32, State i8 (0 stable, 1 unrevoked partitions,
@@ -54,6 +56,12 @@ struct lm_cgr_group_value {
     int64_t metadata_hash;
 };
 
+/* A classic member's JoinGroup protocol (ClassicMemberMetadata.SupportedProtocols). */
+struct lm_cgr_protocol {
+    struct kafka_str name;
+    struct kafka_bytes metadata;
+};
+
 struct lm_cgr_member_value {
     struct kafka_str instance_id; /* nullable */
     struct kafka_str rack_id;     /* nullable */
@@ -64,6 +72,11 @@ struct lm_cgr_member_value {
     struct kafka_str topic_regex; /* nullable */
     int32_t rebalance_timeout_ms;
     struct kafka_str server_assignor; /* nullable */
+    /* ClassicMemberMetadata: has_classic false when null */
+    bool has_classic;
+    int32_t classic_session_timeout_ms;
+    int32_t n_classic_protocols;
+    const struct lm_cgr_protocol *classic_protocols;
 };
 
 /* A partition list, flat and sorted by topic id then partition (lm_cgroup_tp_cmp); on the

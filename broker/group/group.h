@@ -472,6 +472,50 @@ size_t lm_group_coord_n_groups(const struct lm_group_coord *c);
 /* lm_group_state_name returns Kafka's name of a state ("PreparingRebalance"). */
 const char *lm_group_state_name(enum lm_group_state s);
 
+/* ---- migration to and from consumer groups (Kafka 4, group.consumer.migration.policy) ----
+ *
+ * A classic group whose protocol type is "consumer" becomes a consumer group (lm_cgroup_upgrade)
+ * when a consumer-protocol member joins it; a consumer group whose members left are all classic
+ * becomes a classic group again (lm_group_convert_in). The shell moves the members between the
+ * two coordinators with these. */
+
+/* A classic member as it moves between coordinators (borrowed). */
+struct lm_group_export_member {
+    struct kafka_str member_id;
+    struct kafka_str instance_id; /* null: dynamic */
+    struct kafka_str client_id;
+    struct kafka_str client_host;
+    int32_t session_timeout_ms;
+    int32_t rebalance_timeout_ms;
+    int32_t n_protocols;
+    const struct lm_group_protocol *protocols;
+    struct kafka_bytes subscription; /* its metadata of the group's protocol */
+    struct kafka_bytes assignment;   /* its assignment (ConsumerProtocol bytes; empty: none) */
+};
+
+struct lm_group_export {
+    struct kafka_str group_id;
+    int32_t generation;
+    int32_t n_members;
+    const struct lm_group_export_member *members;
+    bool rebalance; /* lm_group_convert_in: prepare a rebalance at once */
+};
+
+/* lm_group_export shows a classic group with members of protocol type "consumer" as out
+ * (borrowed from the group, valid until the next call); LM_E_NOT_FOUND for any other id. */
+int lm_group_export(struct lm_group_coord *c, struct kafka_str group_id,
+                    struct lm_group_export *out);
+/* lm_group_convert_out takes the members out of a classic group that became a consumer group
+ * (Kafka convertToConsumerGroup): their parked JoinGroup and SyncGroup calls are answered
+ * REBALANCE_IN_PROGRESS, the group metadata gets its tombstone, and the group stays as an
+ * offsets-only group (its committed offsets are the consumer group's). */
+int lm_group_convert_out(struct lm_group_coord *c, int64_t now_ms, struct kafka_str group_id);
+/* lm_group_convert_in makes the classic group of a downgraded consumer group (Kafka
+ * ClassicGroup.fromConsumerGroup): Stable at in->generation with its members and their
+ * assignments, its group metadata record written, then (in->rebalance) a rebalance prepared so
+ * every member joins again. LM_E_EXISTS when a classic group of that id has members. */
+int lm_group_convert_in(struct lm_group_coord *c, int64_t now_ms, const struct lm_group_export *in);
+
 /* lm_group_consumer_subscription_topics parses the topics of a consumer protocol subscription
  * (ConsumerProtocolSubscription, every version: i16 version, array of i16 strings, ...).
  * Calls fn for each topic (borrowed). LM_E_TRUNCATED/LM_E_INVALID on bad bytes. */

@@ -172,6 +172,7 @@ void gr_compute_subscribed_topics(struct group *g);
 bool gr_subscribed_to(const struct group *g, struct kafka_str topic);
 bool gr_elect_joined_leader(struct group *g);
 void gr_group_timers(struct lm_group_coord *c, struct group *g, int64_t now_ms);
+void gr_prepare_rebalance(struct lm_group_coord *c, struct group *g, int64_t now_ms);
 int16_t gr_group_status(const struct lm_group_coord *c, struct kafka_str group_id,
                         bool nonempty_id);
 struct kafka_str gr_new_member_id(struct lm_group_coord *c, struct kafka_str prefix);

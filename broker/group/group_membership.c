@@ -139,6 +139,11 @@ static void prepare_rebalance(struct lm_group_coord *c, struct group *g, int64_t
     maybe_complete_join(c, g, now_ms);
 }
 
+void gr_prepare_rebalance(struct lm_group_coord *c, struct group *g, int64_t now_ms)
+{
+    prepare_rebalance(c, g, now_ms);
+}
+
 static void maybe_prepare_rebalance(struct lm_group_coord *c, struct group *g, int64_t now_ms)
 {
     /* Kafka GroupMetadata.canRebalance: from Stable, CompletingRebalance or Empty. */

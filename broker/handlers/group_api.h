@@ -91,17 +91,24 @@ int group_api_register(struct broker_dispatch *d);
 /* Consumer-protocol groups (group_cgroup.c), on the owner shard. group_cgroup_run runs a
  * GOP_CG_* call (answered at once); group_cgroup_precheck runs before a classic call on a
  * group id and answers it (returns true) when the id is a consumer group that the call must
- * not reach the classic coordinator as is (OffsetCommit/OffsetFetch member checks, JoinGroup,
+ * not reach the classic coordinator as is (OffsetCommit/OffsetFetch member checks,
+ * JoinGroup/SyncGroup/Heartbeat/LeaveGroup of classic members of a consumer group,
  * DescribeGroups, DeleteGroups), possibly rewriting the call (an OffsetCommit becomes a plain
- * commit once the member checks passed). */
+ * commit once the member checks passed). Records the consumer-group coordinator emitted are
+ * the caller's to append before the answer leaves. */
 void group_cgroup_run(struct hshard *hs, struct lm_group_coord *classic, struct lm_cgroup_coord *cg,
                       struct gop *op, int64_t now_ms);
 bool group_cgroup_precheck(struct hshard *hs, struct lm_group_coord *classic,
-                           struct lm_cgroup_coord *cg, struct gop *op);
+                           struct lm_cgroup_coord *cg, struct gop *op, int64_t now_ms);
 /* group_cgroup_session_timeout_ms returns a group's own consumer.session.timeout.ms (GROUP
  * config resource), 0 when it has none; ctx is the shard's struct hshard (the session timers
  * a load of consumer groups starts). */
 int32_t group_cgroup_session_timeout_ms(void *ctx, struct kafka_str group_id);
+/* Hands every consumer group that became a classic group (the last consumer-protocol member
+ * of classic members left or was fenced) to the classic coordinator; after each consumer-group
+ * call and tick, before their records are flushed. */
+void group_cgroup_downgrades(struct hshard *hs, struct lm_group_coord *classic,
+                             struct lm_cgroup_coord *cg, int64_t now_ms);
 /* Answers a GOP_CG_* call with err (coordinator gone, authorization). */
 void group_cgroup_fill_error(struct gop *op, int16_t err);
 /* Registers ConsumerGroupHeartbeat and ConsumerGroupDescribe. */

@@ -12,12 +12,15 @@
  * partition.
  *
  * Kafka's behaviour for ids used by the other protocol (GroupMetadataManager):
- * - ConsumerGroupHeartbeat of an id held by a classic group with members: GROUP_ID_NOT_FOUND
- *   ("Group %s is not a consumer group."); an empty classic group (offsets only) becomes a
- *   consumer group with its offsets;
- * - JoinGroup of an id held by a consumer group with members: INCONSISTENT_GROUP_PROTOCOL here
- *   (Kafka 4 can also let a classic member join a consumer group; laminar does not serve mixed
- *   groups); an empty consumer group is dropped and the classic group takes its place;
+ * - ConsumerGroupHeartbeat joining an id held by a classic group with members: the group is
+ *   upgraded to a consumer group when group.consumer.migration.policy allows it (cgroup.h,
+ *   "migration"), else GROUP_ID_NOT_FOUND ("Group %s is not a consumer group."); an empty
+ *   classic group (offsets only) becomes a consumer group with its offsets;
+ * - JoinGroup/SyncGroup/Heartbeat/LeaveGroup of an id held by a consumer group: a classic member
+ *   of that consumer group (cgroup.h, "classic members"); an empty consumer group is dropped at
+ *   a JoinGroup and the classic group takes its place;
+ * - the last consumer-protocol member of classic members leaving or fenced: the group is
+ *   downgraded to a classic group when the policy allows it (group_cgroup_downgrades);
  * - DescribeGroups of a consumer group: "Dead" with no members, v6+ GROUP_ID_NOT_FOUND
  *   ("Group %s is not a classic group.");
  * - ConsumerGroupDescribe of an id that is no consumer group: GROUP_ID_NOT_FOUND;
@@ -27,6 +30,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "broker/handlers/group_api.h"
 #include "broker/handlers/group_internal.h"
@@ -363,12 +367,90 @@ static void fill_describe(struct greq *g, struct gop *op, const struct lm_cgroup
         if (fill_assignment(g, img, &w->assignment, m->n_assigned, m->assigned) != 0 ||
             fill_assignment(g, img, &w->target_assignment, m->n_target, m->target) != 0)
             return;
-        w->member_type = 1; /* KIP-1099: 1 = a consumer-protocol member */
+        /* KIP-1099: 0 a classic member, 1 a consumer-protocol member */
+        w->member_type = m->classic ? 0 : 1;
     }
     r->members_count = d->n_members;
 }
 
 /* ---- on the owner shard ---- */
+
+/* A consumer-protocol member joins (epoch 0) a classic group with members: the group becomes
+ * a consumer group when the migration policy and Kafka's conditions allow it (true), else the
+ * heartbeat is answered GROUP_ID_NOT_FOUND with Kafka 4.1's reason (false). */
+static bool upgrade(struct hshard *hs, struct lm_group_coord *classic, struct lm_cgroup_coord *cg,
+                    struct greq *g, const struct lm_cgroup_hb_req *in, int64_t now_ms)
+{
+    int n = in->group_id.len > 200 ? 200 : in->group_id.len;
+    char msg[400];
+    struct lm_group_info info;
+    if (in->member_epoch != LM_CGROUP_JOIN_EPOCH ||
+        lm_group_coord_info(classic, in->group_id, &info) != 0) {
+        snprintf(msg, sizeof(msg), "Group %.*s is not a consumer group.", n, in->group_id.ptr);
+        fill_heartbeat_error(g, KAFKA_GROUP_ID_NOT_FOUND, msg);
+        return false;
+    }
+    const char *why = lm_cgroup_upgrade_refusal(cg, info.n_members, info.protocol_type);
+    struct lm_group_export ex;
+    if (why == NULL && lm_group_export(classic, in->group_id, &ex) == 0) {
+        struct lm_cgroup_image img = image_of(hs);
+        int rc =
+            lm_cgroup_upgrade(cg, now_ms, lm_group_partition_of(classic, in->group_id), &img, &ex);
+        if (rc == 0) {
+            rc = lm_group_convert_out(classic, now_ms, in->group_id);
+            LM_ASSERT(rc == 0);
+            BLOG_INFO("group %.*s: a classic group of %d members became a consumer group", n,
+                      in->group_id.ptr, (int)ex.n_members);
+            return true;
+        }
+        if (rc == LM_E_NOMEM) {
+            fill_heartbeat_error(g, KAFKA_COORDINATOR_NOT_AVAILABLE, NULL);
+            return false;
+        }
+        if (rc == LM_E_EXISTS) {
+            /* never both with members (a classic JoinGroup replaces an empty consumer group,
+             * an upgrade's classic tombstone is written first) */
+            snprintf(msg, sizeof(msg), "Group %.*s is not a consumer group.", n, in->group_id.ptr);
+            fill_heartbeat_error(g, KAFKA_GROUP_ID_NOT_FOUND, msg);
+            return false;
+        }
+        why = rc == LM_E_UNSUPPORTED
+                  ? "an unsupported custom assignor is in use. Please refer to the documentation "
+                    "or switch to a default assignor before re-attempting the upgrade"
+                  : "the embedded consumer protocol is malformed";
+    }
+    if (why == NULL)
+        why = "the group does not use the consumer embedded protocol";
+    snprintf(msg, sizeof(msg), "Cannot upgrade classic group %.*s to consumer group because %s.", n,
+             in->group_id.ptr, why);
+    fill_heartbeat_error(g, KAFKA_GROUP_ID_NOT_FOUND, msg);
+    return false;
+}
+
+void group_cgroup_downgrades(struct hshard *hs, struct lm_group_coord *classic,
+                             struct lm_cgroup_coord *cg, int64_t now_ms)
+{
+    struct lm_cgroup_image img = image_of(hs);
+    struct lm_group_export ex;
+    while (lm_cgroup_downgrade_take(cg, &img, &ex)) {
+        if (ex.n_members == 0) {
+            BLOG_WARN("group %.*s: out of memory turning it into a classic group; its members "
+                      "join again",
+                      (int)(ex.group_id.len > 200 ? 200 : ex.group_id.len), ex.group_id.ptr);
+            continue;
+        }
+        int rc = lm_group_convert_in(classic, now_ms, &ex);
+        if (rc != 0) {
+            BLOG_WARN("group %.*s: cannot become a classic group: %s",
+                      (int)(ex.group_id.len > 200 ? 200 : ex.group_id.len), ex.group_id.ptr,
+                      lm_strerror(rc));
+            continue;
+        }
+        BLOG_INFO("group %.*s: a consumer group of %d classic members became a classic group",
+                  (int)(ex.group_id.len > 200 ? 200 : ex.group_id.len), ex.group_id.ptr,
+                  (int)ex.n_members);
+    }
+}
 
 void group_cgroup_run(struct hshard *hs, struct lm_group_coord *classic, struct lm_cgroup_coord *cg,
                       struct gop *op, int64_t now_ms)
@@ -383,13 +465,9 @@ void group_cgroup_run(struct hshard *hs, struct lm_group_coord *classic, struct 
                 return;
             }
             struct lm_group_info info;
-            if (lm_group_coord_info(classic, in->group_id, &info) == 0 && info.n_members > 0) {
-                char msg[300];
-                snprintf(msg, sizeof(msg), "Group %.*s is not a consumer group.",
-                         (int)(in->group_id.len > 200 ? 200 : in->group_id.len), in->group_id.ptr);
-                fill_heartbeat_error(g, KAFKA_GROUP_ID_NOT_FOUND, msg);
+            if (lm_group_coord_info(classic, in->group_id, &info) == 0 && info.n_members > 0 &&
+                !upgrade(hs, classic, cg, g, in, now_ms))
                 return;
-            }
         }
         struct lm_cgroup_image img = image_of(hs);
         struct lm_cgroup_hb_resp r;
@@ -397,6 +475,7 @@ void group_cgroup_run(struct hshard *hs, struct lm_group_coord *classic, struct 
         if (lm_cgroup_heartbeat(cg, now_ms, part, &img, in, &r) != 0)
             BLOG_WARN("consumer group heartbeat: out of memory");
         fill_heartbeat(g, &r);
+        group_cgroup_downgrades(hs, classic, cg, now_ms);
         return;
     }
     LM_ASSERT(op->kind == GOP_CG_DESCRIBE);
@@ -444,7 +523,7 @@ static void describe_not_classic(struct gop *op, struct kafka_str id)
 }
 
 bool group_cgroup_precheck(struct hshard *hs, struct lm_group_coord *classic,
-                           struct lm_cgroup_coord *cg, struct gop *op)
+                           struct lm_cgroup_coord *cg, struct gop *op, int64_t now_ms)
 {
     if (cg == NULL)
         return false;
@@ -515,8 +594,49 @@ bool group_cgroup_precheck(struct hshard *hs, struct lm_group_coord *classic,
             err = KAFKA_COORDINATOR_NOT_AVAILABLE;
             break;
         }
-        err = KAFKA_INCONSISTENT_GROUP_PROTOCOL;
-        break;
+        /* a classic member joins the consumer group (Kafka classicGroupJoinToConsumerGroup) */
+        struct lm_cgroup_image img = image_of(hs);
+        struct lm_group_resp r = {.kind = LM_GROUP_RESP_JOIN};
+        if (lm_cgroup_classic_join(cg, now_ms, &img, in, &r.u.join) != 0)
+            BLOG_WARN("classic join into a consumer group: out of memory");
+        group_api_fill(op, &r, 0);
+        /* a static member replacing the last consumer-protocol member downgrades the group */
+        group_cgroup_downgrades(hs, classic, cg, now_ms);
+        return true;
+    }
+    case GOP_SYNC: {
+        const struct lm_group_sync_req *in = op->in;
+        if (!lm_cgroup_exists(cg, in->group_id, NULL) ||
+            lm_group_coord_status(classic, in->group_id) != KAFKA_NONE)
+            return false;
+        struct lm_cgroup_image img = image_of(hs);
+        struct lm_group_resp r = {.kind = LM_GROUP_RESP_SYNC};
+        if (lm_cgroup_classic_sync(cg, now_ms, &img, in, &r.u.sync) != 0)
+            BLOG_WARN("classic sync in a consumer group: out of memory");
+        group_api_fill(op, &r, 0);
+        return true;
+    }
+    case GOP_HEARTBEAT: {
+        const struct lm_group_heartbeat_req *in = op->in;
+        if (!lm_cgroup_exists(cg, in->group_id, NULL) ||
+            lm_group_coord_status(classic, in->group_id) != KAFKA_NONE)
+            return false;
+        struct lm_group_resp r = {.kind = LM_GROUP_RESP_HEARTBEAT};
+        (void)lm_cgroup_classic_heartbeat(cg, now_ms, in, &r.u.heartbeat);
+        group_api_fill(op, &r, 0);
+        return true;
+    }
+    case GOP_LEAVE: {
+        const struct lm_group_leave_req *in = op->in;
+        if (!lm_cgroup_exists(cg, in->group_id, NULL) ||
+            lm_group_coord_status(classic, in->group_id) != KAFKA_NONE)
+            return false;
+        struct lm_group_resp r = {.kind = LM_GROUP_RESP_LEAVE};
+        if (lm_cgroup_classic_leave(cg, now_ms, in, &r.u.leave) != 0)
+            BLOG_WARN("classic leave of a consumer group: out of memory");
+        group_api_fill(op, &r, 0);
+        group_cgroup_downgrades(hs, classic, cg, now_ms);
+        return true;
     }
     case GOP_DESCRIBE: {
         const struct kafka_str *id = op->in;
@@ -596,8 +716,25 @@ int group_cgroup_config(struct broker_config *bcfg, struct lm_cgroup_config *cfg
     cfg->max_size = (int32_t)v;
     if (rc != 0)
         return rc;
+    /* group.consumer.migration.policy: Kafka's names, case-insensitive */
+    const char *mp = broker_config_get(bcfg, "group.consumer.migration.policy");
+    broker_config_mark_used(bcfg, "group.consumer.migration.policy");
+    if (mp != NULL && *mp != '\0') {
+        static const char *names[] = {"disabled", "upgrade", "downgrade", "bidirectional"};
+        size_t k = 0;
+        while (k < 4 && strcasecmp(mp, names[k]) != 0)
+            k++;
+        if (k == 4) {
+            BLOG_ERROR("group.consumer.migration.policy: \"%s\" is not one of disabled, upgrade, "
+                       "downgrade, bidirectional",
+                       mp);
+            return LM_E_CONFIG;
+        }
+        cfg->migration = (enum lm_cgroup_migration)k;
+    }
     /* group.consumer.assignors: short names or Kafka's class names, the first the default */
     const char *a = broker_config_get(bcfg, "group.consumer.assignors");
+    broker_config_mark_used(bcfg, "group.consumer.assignors");
     if (a == NULL || *a == '\0')
         return 0;
     cfg->n_assignors = 0;

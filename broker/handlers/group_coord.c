@@ -485,11 +485,10 @@ static void cgroup_flush(struct gshard *gs, struct gop *op)
         defer_enqueue(gs, d);
 }
 
-/* Hands out everything the coordinators have ready: records first (durably), then the
+/* Hands out what the classic coordinator has ready: records first (durably), then the
  * responses, each back to its origin shard. */
-static void coord_flush(struct gshard *gs)
+static void classic_flush(struct gshard *gs)
 {
-    cgroup_flush(gs, NULL);
     struct lm_group_ready rd;
     for (uint32_t turns = 0; lm_group_coord_ready(gs->coord, &rd); turns++) {
         LM_ASSERT(turns < 1000000);
@@ -530,6 +529,13 @@ static void coord_flush(struct gshard *gs)
     timer_arm(gs);
 }
 
+/* Hands out everything both coordinators have ready, the consumer groups' records first. */
+static void coord_flush(struct gshard *gs)
+{
+    cgroup_flush(gs, NULL);
+    classic_flush(gs);
+}
+
 void group_txn_marker(struct hshard *hs, const struct hpart *p, int64_t producer_id, bool commit)
 {
     struct gshard *gs = hs->group;
@@ -564,6 +570,7 @@ static void timer_fire(struct broker_shard *s, struct broker_timer *t)
         BLOG_ERROR("shard %u: group tick: %s", gs->hs->id, lm_strerror(rc));
     if ((rc = lm_cgroup_tick(gs->cgroup, now)) != 0)
         BLOG_ERROR("shard %u: consumer group tick: %s", gs->hs->id, lm_strerror(rc));
+    group_cgroup_downgrades(gs->hs, gs->coord, gs->cgroup, now);
     lm_cgroup_drop_empty(gs->cgroup, cgroup_keep, gs->coord);
     if (now - gs->last_expire_ms >= producer_expire_period_ms(gs->hs)) {
         gs->last_expire_ms = now;
@@ -620,15 +627,30 @@ static void op_run(struct broker_shard *target, struct broker_xcall *x)
         group_cgroup_run(gs->hs, gs->coord, gs->cgroup, op, now);
         /* a heartbeat's records are committed before its response leaves (persist before
          * send), as are those of every ready before it */
-        if (op->kind == GOP_CG_HEARTBEAT)
+        if (op->kind == GOP_CG_HEARTBEAT) {
+            /* an upgrade's classic tombstone (and its answers to parked calls) goes to the log
+             * before the consumer group's records, as in Kafka's one batch: a crash between
+             * the two leaves no classic group beside the consumer group */
+            classic_flush(gs);
             cgroup_flush(gs, op);
-        else
+            /* a downgrade's classic group record after the consumer group's tombstones */
+            coord_flush(gs);
+        } else {
             broker_xcall_return(target, x);
+        }
         timer_arm(gs);
         return;
     }
-    if (group_cgroup_precheck(gs->hs, gs->coord, gs->cgroup, op)) {
-        broker_xcall_return(target, x);
+    if (group_cgroup_precheck(gs->hs, gs->coord, gs->cgroup, op, now)) {
+        /* a classic member's call into a consumer group may have written records: they are
+         * committed before its answer leaves */
+        const struct lm_cgroup_record *cr;
+        if (gs->cgroup != NULL && lm_cgroup_records(gs->cgroup, &cr) > 0)
+            cgroup_flush(gs, op);
+        else
+            broker_xcall_return(target, x);
+        /* a downgrade made a classic group: its record */
+        coord_flush(gs);
         return;
     }
     int rc = group_api_call(gs->coord, op, now);
@@ -976,6 +998,10 @@ int handlers_group_register(struct broker_dispatch *d)
         rc = group_cgroup_config(cfg, &node->cgroup_cfg);
     if (rc != 0)
         return rc;
+    /* classic members of consumer groups are held to the classic bounds */
+    node->cgroup_cfg.classic_session_min_ms = gcfg->session_timeout_min_ms;
+    node->cgroup_cfg.classic_session_max_ms = gcfg->session_timeout_max_ms;
+    node->cgroup_cfg.classic_max_size = gcfg->max_size;
     if (gcfg->offsets_topic_partitions < 1 ||
         gcfg->offsets_topic_partitions > LM_GROUP_PARTITIONS_MAX) {
         BLOG_ERROR("offsets.topic.num.partitions must be in [1, %d]", LM_GROUP_PARTITIONS_MAX);

@@ -15,6 +15,7 @@ import json
 import os
 import subprocess
 import sys
+import struct
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -22,7 +23,7 @@ JAVA = os.path.join(HERE, "..", "java")
 sys.path.insert(0, os.path.join(HERE, "..", "harness"))
 sys.path.insert(0, os.path.join(HERE, "..", "groups"))
 from laminar_harness import Broker  # noqa: E402
-from kraw import Conn  # noqa: E402
+from kraw import Conn, uvarint  # noqa: E402
 import test_kip848_wire as w  # noqa: E402
 
 FAILS = []
@@ -53,6 +54,40 @@ def dump(segment):
         recs.append((int(key["type"]), key["data"],
                      None if payload == "<DELETE>" else json.loads(payload)))
     return out, recs
+
+
+def classic_join(c, group, member, topic):
+    """JoinGroup v9 of a classic consumer subscribed to topic (ConsumerProtocolSubscription
+    v1, owning nothing): (error, generation, member id)."""
+    s16 = lambda v: struct.pack(">h", len(v.encode())) + v.encode()
+    meta = struct.pack(">h", 1) + w.i32(1) + s16(topic) + w.i32(-1) + w.i32(0)
+    proto = w.cs("range") + uvarint(len(meta) + 1) + meta + w.TAGS
+    body = w.cs(group) + w.i32(20000) + w.i32(30000) + w.cs(member) + w.cns(None)
+    body += w.cs("consumer") + w.carr([proto]) + w.cns(None) + w.TAGS
+    r = w.R(c.call(11, 9, body, True))
+    r.take(">i")
+    err, gen = r.take(">h"), r.take(">i")
+    r.s()
+    r.s()
+    r.s()
+    r.take(">b")
+    return err, gen, r.s()
+
+
+def classic_leave(c, group, member):
+    """LeaveGroup v5 of one member: its error."""
+    body = w.cs(group) + w.carr([w.cs(member) + w.cns(None) + w.cns(None) + w.TAGS]) + w.TAGS
+    r = w.R(c.call(13, 5, body, True))
+    r.take(">i")
+    top = r.take(">h")
+    n = r.uv() - 1
+    errs = []
+    for _ in range(n):
+        r.s()
+        r.s()
+        errs.append(r.take(">h"))
+        r.tags()
+    return top, errs
 
 
 def main():
@@ -94,6 +129,13 @@ def main():
                         assignor="range")
         check(r["error"] == 0 and r["epoch"] == 2 and sorted(r["assignment"][0][1]) == got2,
               "instance i-2 back as m-3: same epoch and partitions", r)
+        # a classic member joins the consumer group (ClassicMemberMetadata), then leaves
+        err, _, cm = classic_join(c, "kr-g", "", "kr-t")
+        check(err == 79 and cm, "classic member: MEMBER_ID_REQUIRED first", err)
+        err, gen, _ = classic_join(c, "kr-g", cm, "kr-t")
+        check(err == 0 and gen == 3, "classic member joins the consumer group: generation 3",
+              (err, gen))
+        check(classic_leave(c, "kr-g", cm) == (0, [0]), "classic member leaves (LeaveGroup)")
         for m, e in (("m-1", 2), ("m-3", 2)):
             r = w.heartbeat(c, "kr-g", m, -1, owned=None, rebalance_ms=-1)
             check(r["error"] == 0, "%s leaves" % m, r)
@@ -132,6 +174,12 @@ def main():
         epochs = [v["data"]["epoch"] for v in find(3) if v is not None]
         check(epochs[:3] == [1, 2, 3] and all("metadataHash" in v["data"] for v in find(3) if v),
               "group epochs 1, 2, 3 with a metadata hash", epochs)
+        cmeta = find(5, cm)[0]["data"]
+        cmm = cmeta.get("classicMemberMetadata") or {}
+        check(cmm.get("sessionTimeoutMs") == 20000 and
+              [p["name"] for p in cmm.get("supportedProtocols", [])] == ["range"] and
+              cmeta["subscribedTopicNames"] == ["kr-t"] and m1.get("classicMemberMetadata") is None,
+              "member metadata of the classic member: ClassicMemberMetadata", cmeta)
         t1 = find(7, "m-1")[0]["data"]["topicPartitions"]
         check(t1 == [{"topicId": tid_s, "partitions": [0, 1, 2, 3]}],
               "m-1's first target: the topic by id, all four", t1)
@@ -144,7 +192,7 @@ def main():
         check(len(stat) == 1 and stat[0]["data"]["previousMemberEpoch"] == 2 and
               stat[0]["data"]["assignedPartitions"][0]["partitions"] == got2,
               "m-2's temporary leave: epoch -2, its partitions kept", stat)
-        for m in ("m-1", "m-2", "m-3"):
+        for m in ("m-1", "m-2", "m-3", cm):
             last = {t: v for t, k, v in recs if k.get("memberId") == m}
             check(all(last.get(t, 1) is None for t in (5, 7, 8)) and len(last) == 3,
                   "%s: its last records are tombstones (5, 7, 8)" % m, last)

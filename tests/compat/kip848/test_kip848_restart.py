@@ -2,9 +2,10 @@
 across a crash of the broker (kill -9, then a restart on the same data directory): the group
 comes back from __consumer_offsets, so each consumer goes on with its member id, epoch and
 partitions, no partition lost or revoked, and the records produced after the restart are
-consumed once.
+consumed once. With --mixed the second consumer uses the classic protocol (a classic member
+of the consumer group, its ClassicMemberMetadata loaded back).
 
-    test_kip848_restart.py --io uring|epoll
+    test_kip848_restart.py --io uring|epoll [--mixed]
 
 Needs tests/compat/java/prepare to have run (lib/ and classes/).
 """
@@ -27,6 +28,8 @@ PARTS = 4
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--io", default="uring")
+    ap.add_argument("--mixed", action="store_true",
+                    help="the second consumer uses the classic protocol (a mixed group)")
     args = ap.parse_args()
     for need in (os.path.join(JAVA, "lib", ".complete"),
                  os.path.join(JAVA, "classes", "KeepsMembership.class")):
@@ -40,7 +43,8 @@ def main():
         a = AdminClient({"bootstrap.servers": b.bootstrap})
         a.create_topics([NewTopic(TOPIC, PARTS, 1)])[TOPIC].result(30)
         cmd = java_cmd(os.path.join(JAVA, "lib", "*") + ":" + os.path.join(JAVA, "classes"),
-                       "KeepsMembership", b.bootstrap, TOPIC, str(PARTS))
+                       "KeepsMembership", b.bootstrap, TOPIC, str(PARTS),
+                       *(["classic"] if args.mixed else []))
         p = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                              stderr=subprocess.STDOUT)
         out = []

@@ -22,7 +22,10 @@ import org.apache.kafka.common.serialization.StringSerializer;
  * same member epoch (generation) and the same partitions, and its rebalance listener must have
  * seen no partition lost or revoked (the group came back from __consumer_offsets); records
  * produced after the restart are all consumed, once.
- * Usage: KeepsMembership BOOTSTRAP TOPIC PARTITIONS. Exit 0 only when every check passed.
+ * With a fourth argument "classic" the second consumer uses the classic protocol (a mixed group:
+ * a classic member of a consumer group keeps its member id, generation and partitions too).
+ * Usage: KeepsMembership BOOTSTRAP TOPIC PARTITIONS [classic]. Exit 0 only when every check
+ * passed.
  */
 public class KeepsMembership {
     static int failures = 0;
@@ -44,11 +47,11 @@ public class KeepsMembership {
         volatile int epoch = -1;
         volatile Set<TopicPartition> assignment = new HashSet<>();
 
-        Member(String bootstrap, String topic) {
+        Member(String bootstrap, String topic, String protocol) {
             Properties p = new Properties();
             p.put("bootstrap.servers", bootstrap);
             p.put("group.id", "keeps");
-            p.put("group.protocol", "consumer");
+            p.put("group.protocol", protocol);
             p.put("auto.offset.reset", "earliest");
             p.put("key.deserializer", StringDeserializer.class.getName());
             p.put("value.deserializer", StringDeserializer.class.getName());
@@ -87,9 +90,16 @@ public class KeepsMembership {
     public static void main(String[] args) throws Exception {
         String bootstrap = args[0], topic = args[1];
         int parts = Integer.parseInt(args[2]);
-        Member a = new Member(bootstrap, topic), b = new Member(bootstrap, topic);
-        Thread ta = new Thread(a), tb = new Thread(b);
+        /* "classic": the second member uses the classic protocol (a mixed group) */
+        String second = args.length > 3 ? args[3] : "consumer";
+        Member a = new Member(bootstrap, topic, "consumer");
+        Thread ta = new Thread(a);
         ta.start();
+        long joinBy = System.currentTimeMillis() + 30000;
+        while (second.equals("classic") && a.assignment.isEmpty() && System.currentTimeMillis() < joinBy)
+            Thread.sleep(100); /* the consumer-protocol member makes the group a consumer group */
+        Member b = new Member(bootstrap, topic, second);
+        Thread tb = new Thread(b);
         tb.start();
         long deadline = System.currentTimeMillis() + 60000;
         while (a.assignment.size() + b.assignment.size() != parts || a.assignment.isEmpty() ||
