@@ -3,7 +3,7 @@
 or more laminar binaries in the same invocation (the first is the reference of the ratios).
 
     bench/cluster/idle_partitions.py --bin build/broker/laminar [--bin OTHER] \\
-        [--partitions 3000] [--seconds 20] [--repeat 2] [--nodes 3] [--rf 3]
+        [--partitions 3000] [--seconds 20] [--repeat 2] [--nodes 3] [--rf 3] [--kill]
 
 Per binary and repetition: a fresh cluster of --nodes nodes (2 shards each, io_uring; nodes 1-3
 combined mode, the controller quorum, nodes 4 and up brokers only), one topic of N partitions
@@ -12,7 +12,10 @@ added with CreatePartitions), every partition led; then, with no
 client traffic, the CPU seconds the three processes use in --seconds (utime + stime from
 /proc), their RSS, the bytes the loopback carried meanwhile, and the open descriptors of the
 node holding the most. Idle partitions cost heartbeats only: this is what Raft heartbeats per
-partition cost a node.
+partition cost a node. With --kill it then kills the last node with SIGKILL and measures the
+fail-over (with RF > 1: until Metadata from node 1 shows every partition led by a live node) and
+the restart (the killed node started again until it logs "started:", then until every partition
+is led again).
 Prints one line per run and a table of medians with ratios against the first binary.
 """
 
@@ -61,7 +64,13 @@ def lo_bytes():
 CHUNK = 10000  # partitions per CreateTopics / CreatePartitions request
 
 
-def run_once(binary, partitions, seconds, nnodes, rf):
+def led_without(node, topic, dead):
+    """Every partition of topic led, and by none of the nodes in dead."""
+    ls = tc.leaders(node, topic).values()
+    return -1 not in ls and not any(x in dead for x in ls)
+
+
+def run_once(binary, partitions, seconds, nnodes, rf, kill):
     os.environ["LAMINAR_BIN"] = binary
     port, cport = free_port(), free_port()
     voters = ",".join("%d@127.0.0.%d:%d" % (i, i, cport) for i in range(1, 4))
@@ -97,8 +106,23 @@ def run_once(binary, partitions, seconds, nnodes, rf):
         net = lo_bytes() - b0
         rss = sum(rss_mib(x.pid) for x in nodes)
         fds = max(open_fds(x.pid) for x in nodes)
-        return {"cpu_pct": 100.0 * cpu / seconds / nnodes, "net_mb_s": net / seconds / 1e6,
-                "rss_mib": rss / nnodes, "led_s": led_s, "fds": fds}
+        out = {"cpu_pct": 100.0 * cpu / seconds / nnodes, "net_mb_s": net / seconds / 1e6,
+               "rss_mib": rss / nnodes, "led_s": led_s, "fds": fds}
+        if kill:
+            victim = nodes[-1]
+            t0 = time.monotonic()
+            victim.kill9()
+            if rf > 1:
+                tc.wait_for("fail-over", lambda: led_without(nodes[0], "idle", {victim.node_id}),
+                            900, nodes)
+                out["failover_s"] = time.monotonic() - t0
+            t0 = time.monotonic()
+            victim.start(timeout_s=900)
+            out["restart_s"] = time.monotonic() - t0
+            tc.wait_for("every partition led after the restart",
+                        lambda: led_without(nodes[0], "idle", set()), 900, nodes)
+            out["restart_led_s"] = time.monotonic() - t0
+        return out
     finally:
         for x in nodes:
             x.cleanup()
@@ -112,18 +136,26 @@ def main():
     ap.add_argument("--repeat", type=int, default=2)
     ap.add_argument("--nodes", type=int, default=3, help="3 or more (nodes past 3: brokers only)")
     ap.add_argument("--rf", type=int, default=3)
+    ap.add_argument("--kill", action="store_true",
+                    help="then kill -9 the last node: fail-over and restart times")
     args = ap.parse_args()
     print("idle partitions: %d partitions x RF %d on %d nodes, %d CPUs, load %.2f"
           % (args.partitions, args.rf, args.nodes, os.cpu_count(), os.getloadavg()[0]))
     res = {b: [] for b in args.bin}
     for r in range(args.repeat):
         for b in args.bin:
-            m = run_once(b, args.partitions, args.seconds, args.nodes, args.rf)
+            m = run_once(b, args.partitions, args.seconds, args.nodes, args.rf, args.kill)
             res[b].append(m)
             print("run %d %s: CPU %.1f%% of a core per node, loopback %.2f MB/s, RSS %.0f MiB "
                   "per node, all led after %.1f s, open descriptors %d (the most of a node)"
                   % (r + 1, b, m["cpu_pct"], m["net_mb_s"], m["rss_mib"], m["led_s"], m["fds"]),
                   flush=True)
+            if "restart_s" in m:
+                print("run %d %s: after kill -9 of node %d: fail-over %s, restart %.1f s to "
+                      "\"started:\", every partition led %.1f s after the restart began"
+                      % (r + 1, b, args.nodes, "%.1f s" % m["failover_s"] if "failover_s" in m
+                         else "- (RF=1: its partitions wait for it)", m["restart_s"],
+                         m["restart_led_s"]), flush=True)
     ref = args.bin[0]
     print("\n| binary | CPU % per node | loopback MB/s | RSS MiB per node | all led (s) "
           "| descriptors (most of a node) |")
@@ -133,6 +165,8 @@ def main():
         refm = {k: statistics.median(m[k] for m in res[ref]) for k in res[ref][0]}
         cells = []
         for k in ("cpu_pct", "net_mb_s", "rss_mib", "led_s", "fds"):
+            if k not in med:
+                continue
             ratio = med[k] / refm[k] if refm[k] else float("nan")
             cells.append("%.2f (x%.2f)" % (med[k], ratio))
         print("| %s | %s |" % (b, " | ".join(cells)))
