@@ -72,8 +72,8 @@ static bool str_eq(struct kafka_str a, struct kafka_str b)
 static int str_cmp(struct kafka_str a, struct kafka_str b)
 {
     int32_t al = a.len > 0 ? a.len : 0, bl = b.len > 0 ? b.len : 0;
-    int c = memcmp(a.ptr != NULL ? a.ptr : "", b.ptr != NULL ? b.ptr : "",
-                   (size_t)(al < bl ? al : bl));
+    int c =
+        memcmp(a.ptr != NULL ? a.ptr : "", b.ptr != NULL ? b.ptr : "", (size_t)(al < bl ? al : bl));
     if (c != 0)
         return c;
     return al < bl ? -1 : al > bl;
@@ -238,9 +238,9 @@ static int assign(struct sg_group *g, const struct lm_cgroup_image *img)
     for (int32_t i = 0; i < n; i++) {
         qsort(out[i], (size_t)counts[i], sizeof(**out), tp_cmp);
         struct sg_member *m = &g->members[i];
-        bool same = m->n_assigned == counts[i] &&
-                    (counts[i] == 0 ||
-                     memcmp(m->assigned, out[i], (size_t)counts[i] * sizeof(**out)) == 0);
+        bool same =
+            m->n_assigned == counts[i] &&
+            (counts[i] == 0 || memcmp(m->assigned, out[i], (size_t)counts[i] * sizeof(**out)) == 0);
         if (!same)
             rc = 1;
     }
@@ -357,8 +357,9 @@ static int32_t member_add(struct sg_group *g, struct kafka_str id)
     return at;
 }
 
-int lm_sgroup_heartbeat(struct lm_sgroup_coord *c, int64_t now_ms, const struct lm_cgroup_image *img,
-                        const struct lm_sgroup_hb_req *req, struct lm_sgroup_hb_resp *out)
+int lm_sgroup_heartbeat(struct lm_sgroup_coord *c, int64_t now_ms,
+                        const struct lm_cgroup_image *img, const struct lm_sgroup_hb_req *req,
+                        struct lm_sgroup_hb_resp *out)
 {
     LM_ASSERT(c != NULL && req != NULL && out != NULL);
     if (req->group_id.len <= 0) {
@@ -439,8 +440,8 @@ int lm_sgroup_heartbeat(struct lm_sgroup_coord *c, int64_t now_ms, const struct 
         fill_error(out, KAFKA_UNKNOWN_SERVER_ERROR, NULL);
         return LM_E_NOMEM;
     }
-    m->session_ms = req->session_timeout_ms > 0 ? req->session_timeout_ms
-                                                : c->cfg.session_timeout_ms;
+    m->session_ms =
+        req->session_timeout_ms > 0 ? req->session_timeout_ms : c->cfg.session_timeout_ms;
     m->deadline_ms = now_ms + m->session_ms;
     if (changed)
         g->epoch++;
@@ -458,10 +459,10 @@ int lm_sgroup_heartbeat(struct lm_sgroup_coord *c, int64_t now_ms, const struct 
     memset(out, 0, sizeof(*out));
     out->error_code = KAFKA_NONE;
     out->member_id = m->id;
-    out->heartbeat_interval_ms = req->heartbeat_interval_ms > 0 ? req->heartbeat_interval_ms
-                                                                : c->cfg.heartbeat_interval_ms;
-    out->has_assignment = req->member_epoch == LM_SGROUP_JOIN_EPOCH ||
-                          m->epoch != g->assignment_epoch;
+    out->heartbeat_interval_ms =
+        req->heartbeat_interval_ms > 0 ? req->heartbeat_interval_ms : c->cfg.heartbeat_interval_ms;
+    out->has_assignment =
+        req->member_epoch == LM_SGROUP_JOIN_EPOCH || m->epoch != g->assignment_epoch;
     m->epoch = g->assignment_epoch;
     out->member_epoch = m->epoch;
     out->n_assigned = m->n_assigned;

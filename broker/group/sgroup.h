@@ -107,8 +107,9 @@ void lm_sgroup_coord_free(struct lm_sgroup_coord *c);
 
 /* lm_sgroup_heartbeat runs one ShareGroupHeartbeat; *out is filled (Kafka errors in it) and
  * valid until the next call. Returns 0 or LM_E_NOMEM (then *out says UNKNOWN_SERVER_ERROR). */
-int lm_sgroup_heartbeat(struct lm_sgroup_coord *c, int64_t now_ms, const struct lm_cgroup_image *img,
-                        const struct lm_sgroup_hb_req *req, struct lm_sgroup_hb_resp *out);
+int lm_sgroup_heartbeat(struct lm_sgroup_coord *c, int64_t now_ms,
+                        const struct lm_cgroup_image *img, const struct lm_sgroup_hb_req *req,
+                        struct lm_sgroup_hb_resp *out);
 /* lm_sgroup_describe describes one group; *out valid until the next call. Returns 0 or
  * LM_E_NOMEM. */
 int lm_sgroup_describe(struct lm_sgroup_coord *c, struct kafka_str group_id,

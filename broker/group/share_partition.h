@@ -64,7 +64,7 @@ struct lm_share_part {
     bool initialized; /* start set (share.auto.offset.reset) */
     int64_t start;
     int64_t end;
-    int32_t head; /* ring index of start in recs */
+    int32_t head;              /* ring index of start in recs */
     struct lm_share_rec *recs; /* ring of max_in_flight records, [start, end) in use */
 };
 

@@ -414,6 +414,7 @@ void hs_shard_drain(struct broker_shard *s, void *ctx)
     struct hshard *hs = broker_shard_user(s);
     if (hs != NULL) {
         data_fetch_drain(hs);
+        share_fetch_drain(hs);
         group_shard_drain(hs);
         txn_shard_drain(hs);
         if (hs->node->ctl != NULL && hs->id == CONTROLLER_SHARD)
@@ -474,6 +475,7 @@ void hs_shard_stop(struct broker_shard *s, void *ctx)
     free(hs->scratch);
     hs_quota_free(hs);
     fsess_cache_free(&hs->fsess);
+    share_shard_free(hs);
     free(hs->topic_defaults);
     broker_shard_set_user(s, NULL);
     free(hs);

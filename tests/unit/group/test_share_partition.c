@@ -176,7 +176,7 @@ static void test_randomized(void **state)
                     int choice = rand() % 10;
                     if (choice == 9)
                         continue; /* lost: the lock times out */
-                    int8_t type = choice < 6 ? LM_SHARE_ACK_ACCEPT
+                    int8_t type = choice < 6   ? LM_SHARE_ACK_ACCEPT
                                   : choice < 8 ? LM_SHARE_ACK_RELEASE
                                                : LM_SHARE_ACK_REJECT;
                     assert_int_equal(lm_share_part_ack(&sp, m, o, o, type), KAFKA_NONE);
