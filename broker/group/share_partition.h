@@ -15,7 +15,8 @@
  * ACKNOWLEDGED/ARCHIVED records. The window holds at most max_in_flight records
  * (group.share.partition.max.record.locks): bounded memory per share partition.
  *
- * Only in memory: a restart forgets the state (see broker/README.md). */
+ * Only in memory; the shell checkpoints start (handlers/share_fetch.c) and a restart begins
+ * again there with lm_share_part_start (see broker/README.md). */
 #ifndef LAMINAR_BROKER_GROUP_SHARE_PARTITION_H
 #define LAMINAR_BROKER_GROUP_SHARE_PARTITION_H
 

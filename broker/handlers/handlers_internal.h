@@ -554,6 +554,8 @@ void data_fetch(struct broker_req *req);
 int share_fetch_register(struct broker_dispatch *d);
 void share_fetch_drain(struct hshard *hs);
 void share_shard_free(struct hshard *hs);
+/* Writes the share checkpoints whose start offsets moved (shard tick, clean shutdown). */
+void share_shard_tick(struct hshard *hs);
 void data_list_offsets(struct broker_req *req);
 void data_offset_for_leader_epoch(struct broker_req *req);
 void data_delete_records(struct broker_req *req);

@@ -10,8 +10,8 @@
  * - share partitions (broker/group/share_partition.h) on the shard owning the topic partition,
  *   reached through the fan-out (data_fan.c), one per (group, topic, partition), created on
  *   first use with share.auto.offset.reset (the group's config, latest by default).
- * Both only in memory: after a restart a share partition starts again from
- * share.auto.offset.reset (see broker/README.md).
+ * Both in memory; only each share partition's start offset is checkpointed to disk
+ * (share.checkpoint, below), so that a restart resumes there (see broker/README.md).
  *
  * A pass applies the request's acknowledgements (first pass only), then for each partition of
  * the session expires timed-out locks, reads whole batches from the first acquirable offset up
@@ -21,8 +21,11 @@
  * for SHARE_POLL_MS and tries again until max_wait_ms has passed. Closing a session (epoch -1)
  * releases every record the member holds in its partitions. */
 #include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "broker/group/share_partition.h"
 #include "broker/handlers/handlers_internal.h"
@@ -30,6 +33,7 @@
 #include "broker/partition/partition.h"
 #include "common/lm_assert.h"
 #include "common/lm_err.h"
+#include "protocol/crc32c.h"
 #include "protocol/kafka_messages.h"
 
 enum {
@@ -59,6 +63,7 @@ struct spart {
     char *group; /* owned, NUL-terminated */
     char *topic;
     int32_t partition;
+    int64_t saved_start; /* the SPSO the checkpoint holds (-1: none written) */
     struct lm_share_part sp;
 };
 
@@ -180,6 +185,7 @@ static struct spart *spart_get(struct sshard *ss, const struct lm_share_config *
     p->group = strndup(group.ptr, (size_t)group.len);
     p->topic = strndup(topic, topic_len);
     p->partition = partition;
+    p->saved_start = -1;
     if (p->group == NULL || p->topic == NULL || lm_share_part_init(&p->sp, cfg) != 0) {
         free(p->group);
         free(p->topic);
@@ -211,6 +217,152 @@ void share_shard_free(struct hshard *hs)
     }
     free(ss);
     hs->share = NULL;
+}
+
+/* ---- the share checkpoint ---- */
+
+/* The share-partition start offsets (SPSO) of every group consuming a partition are kept in
+ * `share.checkpoint` in the partition's directory, so that a restart (kill -9 included)
+ * starts each share partition where its acknowledgements had got to: the records after it,
+ * acquired, acknowledged above SPSO or never delivered, are delivered again (at least once),
+ * none below it. Written by the shard tick (every HANDLERS_TICK_MS) when an SPSO moved and at
+ * a clean shutdown, like producer.checkpoint: a temporary file renamed over the old one,
+ * without an fsync (a process crash keeps it, a power loss may lose it and the share
+ * partitions start from share.auto.offset.reset). Only the SPSO is kept, not the states of
+ * the in-flight records (Kafka's __share_group_state keeps those too). The file: magic,
+ * version, count, then per group its id length (u16), id and SPSO (i64), then the CRC-32C of
+ * everything before it; big-endian. */
+#define SHARE_CKPT_NAME    "share.checkpoint"
+#define SHARE_CKPT_MAGIC   0x4C4D5343u /* "LMSC" */
+#define SHARE_CKPT_VERSION 1
+#define SHARE_CKPT_MAX     ((size_t)4 << 20)
+
+static void put_be(uint8_t *out, uint64_t v, int bytes)
+{
+    for (int i = bytes - 1; i >= 0; i--, v >>= 8)
+        out[i] = (uint8_t)v;
+}
+
+static uint64_t get_be(const uint8_t *in, int bytes)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < bytes; i++)
+        v = v << 8 | in[i];
+    return v;
+}
+
+static int ckpt_path(const struct hshard *hs, const char *topic, int32_t partition, char *out,
+                     size_t cap)
+{
+    char dir[BROKER_PATH_BYTES_MAX + 300];
+    int rc = storage_partition_dir(dir, sizeof(dir), hs->node->cfg->log_dirs[0], topic, partition);
+    if (rc != 0)
+        return rc;
+    int n = snprintf(out, cap, "%s/%s", dir, SHARE_CKPT_NAME);
+    return n > 0 && (size_t)n < cap ? 0 : LM_E_TOO_LARGE;
+}
+
+/* Writes the checkpoint of (topic, partition) from every share partition of it here. */
+static int ckpt_write(struct hshard *hs, struct sshard *ss, const char *topic, int32_t partition)
+{
+    size_t size = 4 + 2 + 4 + 4;
+    uint32_t count = 0;
+    for (struct spart *p = ss->parts; p != NULL; p = p->next)
+        if (p->partition == partition && strcmp(p->topic, topic) == 0 && p->sp.initialized) {
+            size += 2 + strlen(p->group) + 8;
+            count++;
+        }
+    if (size > SHARE_CKPT_MAX)
+        return LM_E_TOO_LARGE;
+    uint8_t *buf = malloc(size);
+    if (buf == NULL)
+        return LM_E_NOMEM;
+    put_be(buf, SHARE_CKPT_MAGIC, 4);
+    put_be(buf + 4, SHARE_CKPT_VERSION, 2);
+    put_be(buf + 6, count, 4);
+    size_t at = 10;
+    for (struct spart *p = ss->parts; p != NULL; p = p->next)
+        if (p->partition == partition && strcmp(p->topic, topic) == 0 && p->sp.initialized) {
+            size_t gl = strlen(p->group);
+            put_be(buf + at, gl, 2);
+            memcpy(buf + at + 2, p->group, gl);
+            put_be(buf + at + 2 + gl, (uint64_t)p->sp.start, 8);
+            at += 2 + gl + 8;
+        }
+    LM_ASSERT(at + 4 == size);
+    put_be(buf + at, crc32c_update(0, buf, at), 4);
+    char path[BROKER_PATH_BYTES_MAX + 340], tmp[BROKER_PATH_BYTES_MAX + 350];
+    int rc = ckpt_path(hs, topic, partition, path, sizeof(path));
+    if (rc == 0) {
+        snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+        int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+        bool ok = fd >= 0 && write(fd, buf, size) == (ssize_t)size;
+        if (fd >= 0)
+            close(fd);
+        if (!ok || rename(tmp, path) != 0) {
+            rc = LM_E_IO;
+            unlink(tmp);
+        }
+    }
+    free(buf);
+    if (rc == 0)
+        for (struct spart *p = ss->parts; p != NULL; p = p->next)
+            if (p->partition == partition && strcmp(p->topic, topic) == 0)
+                p->saved_start = p->sp.start;
+    return rc;
+}
+
+/* The SPSO the checkpoint of (topic, partition) holds for group, or -1. */
+static int64_t ckpt_read(struct hshard *hs, const char *topic, int32_t partition, const char *group)
+{
+    char path[BROKER_PATH_BYTES_MAX + 340];
+    if (ckpt_path(hs, topic, partition, path, sizeof(path)) != 0)
+        return -1;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    off_t size = lseek(fd, 0, SEEK_END);
+    uint8_t *buf = size >= 14 && (size_t)size <= SHARE_CKPT_MAX ? malloc((size_t)size) : NULL;
+    bool ok = buf != NULL && pread(fd, buf, (size_t)size, 0) == (ssize_t)size;
+    close(fd);
+    int64_t found = -1;
+    size_t n = (size_t)size;
+    if (ok && get_be(buf, 4) == SHARE_CKPT_MAGIC && get_be(buf + 4, 2) == SHARE_CKPT_VERSION &&
+        get_be(buf + n - 4, 4) == crc32c_update(0, buf, n - 4)) {
+        uint32_t count = (uint32_t)get_be(buf + 6, 4);
+        size_t at = 10, gl = strlen(group);
+        for (uint32_t i = 0; i < count && at + 2 <= n - 4; i++) {
+            size_t l = (size_t)get_be(buf + at, 2);
+            if (at + 2 + l + 8 > n - 4)
+                break;
+            if (l == gl && memcmp(buf + at + 2, group, l) == 0)
+                found = (int64_t)get_be(buf + at + 2 + l, 8);
+            at += 2 + l + 8;
+        }
+    } else if (buf != NULL) {
+        BLOG_WARN("partition %s-%d: %s unusable; its share partitions start from "
+                  "share.auto.offset.reset",
+                  topic, partition, SHARE_CKPT_NAME);
+    }
+    free(buf);
+    return found >= 0 ? found : -1;
+}
+
+void share_shard_tick(struct hshard *hs)
+{
+    struct sshard *ss = hs->share;
+    if (ss == NULL)
+        return;
+    for (struct spart *p = ss->parts; p != NULL; p = p->next) {
+        if (!p->sp.initialized || p->sp.start == p->saved_start)
+            continue;
+        int rc = ckpt_write(hs, ss, p->topic, p->partition);
+        if (rc != 0) {
+            BLOG_WARN_LIMITED("partition %s-%d: writing %s: %s", p->topic, p->partition,
+                              SHARE_CKPT_NAME, lm_strerror(rc));
+            p->saved_start = p->sp.start; /* tried again when it moves again */
+        }
+    }
 }
 
 /* ---- one request ---- */
@@ -348,7 +500,13 @@ static void share_op(struct hshard *hs, struct hpart *p, struct hwork *w, struct
     }
     int64_t start = storage_log_start_offset(p->log);
     int64_t hw = partition_high_watermark(p->part);
-    lm_share_part_start(sp, sf->earliest ? start : hw);
+    if (!sp->initialized) {
+        /* where the acknowledgements had got to before a restart, else the reset policy; an
+         * SPSO past the high watermark (the log lost its tail) starts at the high watermark */
+        int64_t saved = ckpt_read(hs, spt->topic, spt->partition, spt->group);
+        lm_share_part_start(sp, saved >= 0 ? (saved < hw ? saved : hw) : sf->earliest ? start : hw);
+        spt->saved_start = saved >= 0 ? sp->start : -1;
+    }
     lm_share_part_clamp(sp, start);
     if (sf->budget_records <= 0 || sf->budget_bytes <= 0)
         return;
@@ -457,7 +615,8 @@ static void respond(struct sfetch *sf)
         o->acquisition_lock_timeout_ms = sf->hs->node->share_cfg.lock_ms;
         struct kafka_share_fetch_response_share_fetchable_topic_response *t =
             h_alloc(req, (size_t)nt, sizeof(*t));
-        struct kafka_share_fetch_response_partition_data *pd = h_alloc(req, (size_t)np, sizeof(*pd));
+        struct kafka_share_fetch_response_partition_data *pd =
+            h_alloc(req, (size_t)np, sizeof(*pd));
         if ((nt > 0 && t == NULL) || (np > 0 && pd == NULL)) {
             free_items(sf);
             h_close(req, "arena exhausted");
@@ -675,9 +834,8 @@ static bool items_build(struct sfetch *sf, const struct ssess *s, const struct r
     }
     /* sort by topic id (insertion: sessions are small) */
     for (size_t i = 1; i < n; i++)
-        for (size_t j = i; j > 0 && memcmp(sf->sitems[j - 1].topic_id, sf->sitems[j].topic_id,
-                                           16) > 0;
-             j--) {
+        for (size_t j = i;
+             j > 0 && memcmp(sf->sitems[j - 1].topic_id, sf->sitems[j].topic_id, 16) > 0; j--) {
             struct sitem t = sf->sitems[j];
             sf->sitems[j] = sf->sitems[j - 1];
             sf->sitems[j - 1] = t;
@@ -820,8 +978,7 @@ static void share_fetch(struct broker_req *req)
         for (int32_t j = 0; j < t->partitions_count; j++) {
             const struct kafka_share_fetch_request_fetch_partition *p = &t->partitions[j];
             rp[k++] = (struct rpart){t->topic_id.b, p->partition_index,
-                                     p->acknowledgement_batches_count,
-                                     p->acknowledgement_batches};
+                                     p->acknowledgement_batches_count, p->acknowledgement_batches};
             if (!closing && sess_add(s, t->topic_id.b, p->partition_index) != 0) {
                 sf->error = KAFKA_INVALID_REQUEST;
                 sf->error_message = "Too many partitions in the share session.";
