@@ -466,6 +466,24 @@ static void share_op(struct hshard *hs, struct hpart *p, struct hwork *w, struct
         w->error = KAFKA_UNKNOWN_SERVER_ERROR;
         return;
     }
+    if (p == NULL) {
+        w->error = KAFKA_UNKNOWN_TOPIC_OR_PARTITION; /* in a cluster: NOT_LEADER (data_fan.c) */
+        return;
+    }
+    if (!p->failed)
+        (void)hs_part_open(p);
+    /* closed by the open-log budget: acknowledgements still apply, the fetch waits for a
+     * later pass; a replicated partition is answered from its leader only */
+    bool closed = hs_part_budget_closed(p);
+    if (!closed && (p->log == NULL || p->failed || p->part == NULL)) {
+        w->error = KAFKA_KAFKA_STORAGE_ERROR;
+        return;
+    }
+    if (p->replicated && (closed || !partition_hw_known(p->part) ||
+                          !partition_lease_valid(p->part, (int64_t)broker_now_ms()))) {
+        w->error = KAFKA_NOT_LEADER_OR_FOLLOWER;
+        return;
+    }
     struct spart *spt =
         spart_get(ss, &hs->node->share_cfg, sf->group, w->topic, w->topic_len, w->partition);
     if (spt == NULL) {
@@ -481,23 +499,8 @@ static void share_op(struct hshard *hs, struct hpart *p, struct hwork *w, struct
         it->ack_error = apply_acks(sp, sf->member_hash, it);
     if (it->release)
         lm_share_part_release_member(sp, sf->member_hash);
-    if (!it->fetch)
+    if (!it->fetch || closed)
         return;
-    if (p == NULL) {
-        w->error = KAFKA_UNKNOWN_TOPIC_OR_PARTITION;
-        return;
-    }
-    if (!p->failed)
-        (void)hs_part_open(p);
-    if (p->log == NULL || p->failed || p->part == NULL) {
-        w->error = hs_part_budget_closed(p) ? KAFKA_NONE : KAFKA_KAFKA_STORAGE_ERROR;
-        return; /* closed by the open-log budget: tried again at the next pass */
-    }
-    if (p->replicated && (!partition_hw_known(p->part) ||
-                          !partition_lease_valid(p->part, (int64_t)broker_now_ms()))) {
-        w->error = KAFKA_NOT_LEADER_OR_FOLLOWER;
-        return;
-    }
     int64_t start = storage_log_start_offset(p->log);
     int64_t hw = partition_high_watermark(p->part);
     if (!sp->initialized) {
