@@ -1062,11 +1062,253 @@ static void share_acknowledge(struct broker_req *req)
     pass_start(sf);
 }
 
+static void describe_share_group_offsets(struct broker_req *req);
+
 int share_fetch_register(struct broker_dispatch *d)
 {
     int rc;
     if ((rc = handlers_serve(d, KAFKA_SHARE_FETCH_KEY, 1, 1, share_fetch)) != 0 ||
-        (rc = handlers_serve(d, KAFKA_SHARE_ACKNOWLEDGE_KEY, 1, 1, share_acknowledge)) != 0)
+        (rc = handlers_serve(d, KAFKA_SHARE_ACKNOWLEDGE_KEY, 1, 1, share_acknowledge)) != 0 ||
+        (rc = handlers_serve(d, KAFKA_DESCRIBE_SHARE_GROUP_OFFSETS_KEY, 0, 0,
+                             describe_share_group_offsets)) != 0)
         return rc;
     return 0;
+}
+
+/* ---- DescribeShareGroupOffsets (90, v0) ---- */
+
+/* One (group, topic partition) asked about; start written on the partition's owner. */
+struct doitem {
+    struct kafka_str group;
+    bool only_with_state; /* topics null: left out unless the group has state there */
+    int64_t start;
+};
+
+struct dsoffsets {
+    struct broker_req *req;
+    struct kafka_describe_share_group_offsets_request *rq;
+    struct kafka_describe_share_group_offsets_response *resp;
+    size_t count;
+    struct hwork *items;
+    struct doitem *ditems;
+    int32_t *group_of; /* item -> group index */
+    struct hfan fan;
+};
+
+static void doffsets_op(struct hshard *hs, struct hpart *p, struct hwork *w, struct hfan *f)
+{
+    struct dsoffsets *d = f->ctx;
+    struct doitem *it = &d->ditems[w - d->items];
+    w->error = KAFKA_NONE;
+    it->start = -1;
+    struct sshard *ss = hs->share;
+    for (struct spart *s = ss != NULL ? ss->parts : NULL; s != NULL; s = s->next)
+        if (s->partition == w->partition && kstr_is(it->group, s->group) &&
+            strlen(s->topic) == w->topic_len && memcmp(s->topic, w->topic, w->topic_len) == 0) {
+            it->start = s->sp.initialized ? s->sp.start : -1;
+            return;
+        }
+    /* not used since the start: what the checkpoint holds */
+    if (p != NULL && it->group.len > 0 && it->group.len <= SHARE_ID_MAX) {
+        char g[SHARE_ID_MAX + 1];
+        memcpy(g, it->group.ptr, (size_t)it->group.len);
+        g[it->group.len] = '\0';
+        it->start = ckpt_read(hs, p->topic, p->partition, g);
+    }
+}
+
+static void doffsets_done(struct hfan *f)
+{
+    struct dsoffsets *d = f->ctx;
+    struct broker_req *req = d->req;
+    struct hshard *hs = hs_of(req->shard);
+    /* items are in request order: group, then topic, then partition */
+    size_t k = 0;
+    for (int32_t g = 0; g < d->resp->groups_count; g++) {
+        struct
+            kafka_describe_share_group_offsets_response_describe_share_group_offsets_response_group
+                *rg = &d->resp->groups[g];
+        if (rg->error_code != KAFKA_NONE)
+            continue;
+        size_t first = k;
+        while (k < d->count && d->group_of[k] == g)
+            k++;
+        /* topics: runs of the same name */
+        int32_t nt = 0;
+        for (size_t i = first; i < k; i++)
+            if (!(d->ditems[i].only_with_state && d->ditems[i].start < 0) &&
+                (i == first || d->items[i].topic != d->items[i - 1].topic))
+                nt++;
+        rg->topics = h_alloc(req, (size_t)nt, sizeof(*rg->topics));
+        struct
+            kafka_describe_share_group_offsets_response_describe_share_group_offsets_response_partition
+                *parts = h_alloc(req, k - first, sizeof(*parts));
+        if ((nt > 0 && rg->topics == NULL) || (k > first && parts == NULL)) {
+            h_close(req, "arena exhausted");
+            return;
+        }
+        int32_t t = -1, q = 0;
+        const char *last = NULL;
+        for (size_t i = first; i < k; i++) {
+            const struct hwork *w = &d->items[i];
+            const struct doitem *it = &d->ditems[i];
+            if (it->only_with_state && it->start < 0)
+                continue;
+            if (last == NULL || w->topic != last) {
+                t++;
+                last = w->topic;
+                struct
+                    kafka_describe_share_group_offsets_response_describe_share_group_offsets_response_topic
+                        *rt = &rg->topics[t];
+                memset(rt, 0, sizeof(*rt));
+                rt->topic_name = (struct kafka_str){w->topic, (int32_t)w->topic_len};
+                struct htopic *ht = hs_topic(hs, w->topic, w->topic_len);
+                if (ht != NULL)
+                    memcpy(rt->topic_id.b, ht->meta->id, 16);
+                rt->partitions = &parts[q];
+            }
+            struct
+                kafka_describe_share_group_offsets_response_describe_share_group_offsets_response_partition
+                    *rp = &parts[q++];
+            memset(rp, 0, sizeof(*rp));
+            rp->partition_index = w->partition;
+            rp->start_offset = w->error == KAFKA_NONE ? it->start : -1;
+            rp->leader_epoch = -1;
+            rp->error_code = w->error;
+            rp->error_message = KAFKA_STR_NULL;
+            rg->topics[t].partitions_count++;
+        }
+        rg->topics_count = nt;
+        LM_ASSERT(t + 1 == nt);
+    }
+    h_respond(req, d->resp);
+}
+
+static void describe_share_group_offsets(struct broker_req *req)
+{
+    struct hshard *hs = hs_of(req->shard);
+    struct dsoffsets *d = h_alloc(req, 1, sizeof(*d));
+    struct kafka_describe_share_group_offsets_request *rq = h_alloc(req, 1, sizeof(*rq));
+    struct kafka_describe_share_group_offsets_response *resp = h_alloc(req, 1, sizeof(*resp));
+    if (d == NULL || rq == NULL || resp == NULL) {
+        h_close(req, "arena exhausted");
+        return;
+    }
+    kafka_describe_share_group_offsets_request_init(rq);
+    if (!h_decode(req, rq))
+        return;
+    kafka_describe_share_group_offsets_response_init(resp);
+    memset(d, 0, sizeof(*d));
+    d->req = req;
+    d->rq = rq;
+    d->resp = resp;
+    int32_t ng = rq->groups_count > 0 ? rq->groups_count : 0;
+    resp->groups = h_alloc(req, (size_t)ng, sizeof(*resp->groups));
+    if (ng > 0 && resp->groups == NULL) {
+        h_close(req, "arena exhausted");
+        return;
+    }
+    resp->groups_count = ng;
+    hs_refresh(hs);
+    const struct lm_meta_state *st = hs->snap != NULL ? &hs->snap->state : NULL;
+    /* count the items first */
+    size_t n = 0;
+    for (int32_t g = 0; g < ng; g++) {
+        const struct
+            kafka_describe_share_group_offsets_request_describe_share_group_offsets_request_group
+                *q = &rq->groups[g];
+        if (q->topics_count < 0) {
+            for (size_t i = 0; st != NULL && i < st->topic_count; i++)
+                n += st->topics[i].name[0] != '_' ? (size_t)st->topics[i].partition_count : 0;
+        } else {
+            for (int32_t t = 0; t < q->topics_count; t++)
+                n += q->topics[t].partitions_count > 0 ? (size_t)q->topics[t].partitions_count : 0;
+        }
+    }
+    d->items = h_alloc(req, n, sizeof(*d->items));
+    d->ditems = h_alloc(req, n, sizeof(*d->ditems));
+    d->group_of = h_alloc(req, n, sizeof(*d->group_of));
+    if (n > 0 && (d->items == NULL || d->ditems == NULL || d->group_of == NULL)) {
+        h_close(req, "arena exhausted");
+        return;
+    }
+    size_t k = 0;
+    for (int32_t g = 0; g < ng; g++) {
+        const struct
+            kafka_describe_share_group_offsets_request_describe_share_group_offsets_request_group
+                *q = &rq->groups[g];
+        struct
+            kafka_describe_share_group_offsets_response_describe_share_group_offsets_response_group
+                *rg = &resp->groups[g];
+        memset(rg, 0, sizeof(*rg));
+        rg->group_id = q->group_id;
+        rg->error_message = KAFKA_STR_NULL;
+        if (q->group_id.len <= 0) {
+            rg->error_code = KAFKA_INVALID_GROUP_ID;
+            continue;
+        }
+        if (!h_allowed_k(req, AUTHZ_OP_DESCRIBE, AUTHZ_RES_GROUP, q->group_id)) {
+            rg->error_code = KAFKA_GROUP_AUTHORIZATION_FAILED;
+            continue;
+        }
+        int32_t ntq =
+            q->topics_count < 0 ? (st != NULL ? (int32_t)st->topic_count : 0) : q->topics_count;
+        for (int32_t t = 0; t < ntq; t++) {
+            const char *name;
+            size_t len;
+            int32_t np;
+            const int32_t *given = NULL;
+            if (q->topics_count < 0) {
+                if (st->topics[t].name[0] == '_')
+                    continue; /* internal topics hold no share state */
+                len = strlen(st->topics[t].name);
+                /* copied: the shard's metadata image may change before the answer */
+                name = h_strdup(req, (struct kafka_str){st->topics[t].name, (int32_t)len});
+                if (name == NULL) {
+                    h_close(req, "arena exhausted");
+                    return;
+                }
+                np = st->topics[t].partition_count;
+            } else {
+                name = h_strdup(req, q->topics[t].topic_name);
+                if (name == NULL) {
+                    h_close(req, "arena exhausted");
+                    return;
+                }
+                len = q->topics[t].topic_name.len > 0 ? (size_t)q->topics[t].topic_name.len : 0;
+                np = q->topics[t].partitions_count > 0 ? q->topics[t].partitions_count : 0;
+                given = q->topics[t].partitions;
+            }
+            struct htopic *ht = len > 0 ? hs_topic(hs, name, len) : NULL;
+            bool allowed = h_allowed_k(req, AUTHZ_OP_DESCRIBE, AUTHZ_RES_TOPIC,
+                                       (struct kafka_str){name, (int32_t)len});
+            for (int32_t j = 0; j < np; j++, k++) {
+                struct hwork *w = &d->items[k];
+                memset(w, 0, sizeof(*w));
+                w->topic = name;
+                w->topic_len = len;
+                w->partition = given != NULL ? given[j] : j;
+                d->ditems[k] = (struct doitem){q->group_id, q->topics_count < 0, -1};
+                d->group_of[k] = g;
+                if (!allowed) {
+                    w->error = KAFKA_TOPIC_AUTHORIZATION_FAILED;
+                    w->owner = HWORK_DONE;
+                } else if (ht == NULL || w->partition < 0 ||
+                           w->partition >= ht->meta->partition_count) {
+                    w->error = KAFKA_UNKNOWN_TOPIC_OR_PARTITION;
+                    w->owner = HWORK_DONE;
+                } else {
+                    w->owner = hs_owner(hs, name, len, w->partition);
+                }
+            }
+        }
+    }
+    d->count = k;
+    LM_ASSERT(k <= n);
+    if (!hfan_init(&d->fan, req, d->items, d->count, doffsets_op, doffsets_done, d)) {
+        h_close(req, "arena exhausted");
+        return;
+    }
+    d->fan.peek = true; /* no log opened for it */
+    hfan_start(&d->fan);
 }

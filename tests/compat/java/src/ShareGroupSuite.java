@@ -14,6 +14,7 @@ import org.apache.kafka.clients.consumer.*;
 import org.apache.kafka.clients.producer.*;
 import org.apache.kafka.common.GroupType;
 import org.apache.kafka.common.TopicIdPartition;
+import org.apache.kafka.common.TopicPartition;
 import org.apache.kafka.common.KafkaException;
 import org.apache.kafka.common.config.ConfigResource;
 import org.apache.kafka.common.serialization.StringDeserializer;
@@ -174,6 +175,12 @@ public class ShareGroupSuite {
         check(redelivered.get() == 0, "every delivery count is 1 (" + redelivered.get() + " not)");
         check(ackErrors.get() == 0, "no acknowledgement error (" + ackErrors.get() + ")");
         System.out.println("per member: " + perMember);
+        // DescribeShareGroupOffsets: the share-partition start offset is past every record
+        Map<TopicPartition, OffsetAndMetadata> offs = admin.listShareGroupOffsets(
+            Map.of(group, new ListShareGroupOffsetsSpec())).partitionsToOffsetAndMetadata(group).get();
+        OffsetAndMetadata om = offs.get(new TopicPartition(topic, 0));
+        check(offs.size() == 1 && om != null && om.offset() == total,
+              "listShareGroupOffsets (all topics): " + topic + "-0 starts at " + total + " " + offs);
     }
 
     /** Scenario 2: an abandoned member's records come back after the lock timeout. */
@@ -234,6 +241,12 @@ public class ShareGroupSuite {
                       + (firstHeldAt - acquiredAt) + " ms)");
             check(dup == 0, "no record delivered twice to the rescuer (" + dup + ")");
         }
+        TopicPartition tp = new TopicPartition(topic, 0);
+        Map<TopicPartition, OffsetAndMetadata> offs = admin.listShareGroupOffsets(
+            Map.of(group, new ListShareGroupOffsetsSpec().topicPartitions(List.of(tp))))
+            .partitionsToOffsetAndMetadata(group).get();
+        check(offs.get(tp) != null && offs.get(tp).offset() == total,
+              "listShareGroupOffsets (one partition): " + tp + " starts at " + total + " " + offs);
         victim.close(Duration.ofSeconds(5));
     }
 
