@@ -43,6 +43,7 @@ enum {
     SHARE_RANGES_MAX = 64,          /* acquired ranges of one partition in one response */
     SHARE_SESSIONS_NODE = 2000,     /* group.share.max.share.sessions (Kafka 4.1's default) */
     SHARE_ID_MAX = 255,
+    SHARE_SESSION_IDLE_MS = 45000, /* group.share.session.timeout.ms's default */
 };
 
 struct ssess_part {
@@ -53,7 +54,8 @@ struct ssess_part {
 struct ssess {
     char group[SHARE_ID_MAX + 1];
     char member[SHARE_ID_MAX + 1];
-    int32_t epoch; /* the next epoch the session expects */
+    int32_t epoch;    /* the next epoch the session expects */
+    uint64_t used_ms; /* last request on it */
     int32_t n, cap;
     struct ssess_part *parts;
 };
@@ -113,8 +115,17 @@ static void sess_remove(struct sshard *ss, struct ssess *s)
 
 static struct ssess *sess_new(struct sshard *ss, struct kafka_str group, struct kafka_str member)
 {
-    if (ss->n_sess >= ss->max_sess)
-        return NULL;
+    if (ss->n_sess >= ss->max_sess) {
+        /* full: the least recently used session goes if it was idle for a session timeout
+         * (its member crashed or left without closing it; Kafka evicts such sessions too) */
+        struct ssess *lru = NULL;
+        for (int32_t i = 0; i < ss->n_sess; i++)
+            if (lru == NULL || ss->sess[i].used_ms < lru->used_ms)
+                lru = &ss->sess[i];
+        if (lru == NULL || broker_now_ms() - lru->used_ms < SHARE_SESSION_IDLE_MS)
+            return NULL;
+        sess_remove(ss, lru);
+    }
     if (ss->n_sess == ss->cap_sess) {
         int32_t cap = ss->cap_sess ? ss->cap_sess * 2 : 8;
         struct ssess *a = realloc(ss->sess, (size_t)cap * sizeof(*a));
@@ -394,7 +405,8 @@ struct sfetch {
     struct kafka_str group;
     struct kafka_str member;
     uint64_t member_hash;
-    bool earliest; /* share.auto.offset.reset */
+    bool earliest;   /* share.auto.offset.reset */
+    int32_t lock_ms; /* share.record.lock.duration.ms */
     int32_t max_wait_ms;
     uint64_t deadline_ms;
     int64_t budget_bytes;
@@ -541,6 +553,7 @@ static void share_op(struct hshard *hs, struct hpart *p, struct hwork *w, struct
     it->len = res.bytes;
     int64_t upto = res.last_offset;
     partition_read_release(p->part, &res);
+    sp->cfg.lock_ms = sf->lock_ms; /* the group's, as it is now */
     it->n_ranges = lm_share_part_acquire(sp, now, sf->member_hash, next, upto, hw,
                                          sf->budget_records, it->ranges, SHARE_RANGES_MAX);
     if (it->n_ranges == 0) {
@@ -615,7 +628,7 @@ static void respond(struct sfetch *sf)
         struct kafka_share_fetch_response *o = sf->fresp;
         o->error_code = sf->error;
         o->error_message = emsg;
-        o->acquisition_lock_timeout_ms = sf->hs->node->share_cfg.lock_ms;
+        o->acquisition_lock_timeout_ms = sf->lock_ms;
         struct kafka_share_fetch_response_share_fetchable_topic_response *t =
             h_alloc(req, (size_t)nt, sizeof(*t));
         struct kafka_share_fetch_response_partition_data *pd =
@@ -771,21 +784,31 @@ void share_fetch_drain(struct hshard *hs)
     }
 }
 
-/* The group's share.auto.offset.reset is "earliest". */
-static bool auto_reset_earliest(struct hshard *hs, struct kafka_str group)
+/* The group's share.auto.offset.reset ("earliest" sets sf->earliest) and
+ * share.record.lock.duration.ms (sf->lock_ms; the broker's when the group has none). */
+static void group_configs_read(struct sfetch *sf)
 {
+    struct hshard *hs = sf->hs;
+    struct kafka_str group = sf->group;
+    sf->earliest = false;
+    sf->lock_ms = hs->node->share_cfg.lock_ms;
     hs_refresh(hs);
     if (hs->snap == NULL || hs->snap->state.group_config_count == 0 || group.len <= 0 ||
         group.len > LM_META_GROUP_NAME_MAX)
-        return false;
+        return;
     char g[LM_META_GROUP_NAME_MAX + 1];
     memcpy(g, group.ptr, (size_t)group.len);
     g[group.len] = '\0';
     const struct lm_meta_group_configs *gc = lm_meta_state_group_configs(&hs->snap->state, g);
-    for (size_t i = 0; gc != NULL && i < gc->count; i++)
-        if (strcmp(gc->configs[i].name, "share.auto.offset.reset") == 0)
-            return strcmp(gc->configs[i].value, "earliest") == 0;
-    return false;
+    for (size_t i = 0; gc != NULL && i < gc->count; i++) {
+        if (strcmp(gc->configs[i].name, "share.auto.offset.reset") == 0) {
+            sf->earliest = strcmp(gc->configs[i].value, "earliest") == 0;
+        } else if (strcmp(gc->configs[i].name, "share.record.lock.duration.ms") == 0) {
+            long long v = strtoll(gc->configs[i].value, NULL, 10);
+            if (v >= 1000 && v <= INT32_MAX)
+                sf->lock_ms = (int32_t)v;
+        }
+    }
 }
 
 /* One partition named in the request: its acknowledgements. */
@@ -898,6 +921,7 @@ static int16_t session_step(struct sfetch *sf, int32_t epoch, struct ssess **out
         if (s == NULL)
             return KAFKA_SHARE_SESSION_LIMIT_REACHED;
         s->epoch = 1;
+        s->used_ms = broker_now_ms();
         *out = s;
         return KAFKA_NONE;
     }
@@ -907,6 +931,7 @@ static int16_t session_step(struct sfetch *sf, int32_t epoch, struct ssess **out
         return KAFKA_INVALID_SHARE_SESSION_EPOCH;
     if (epoch != -1)
         s->epoch = s->epoch == INT32_MAX ? 1 : s->epoch + 1;
+    s->used_ms = broker_now_ms();
     *out = s;
     return KAFKA_NONE;
 }
@@ -921,6 +946,7 @@ static struct sfetch *sfetch_new(struct broker_req *req, struct kafka_str group,
     sf->req = req;
     sf->hs = hs_of(req->shard);
     sf->timer.heap_index_ = UINT32_MAX;
+    sf->lock_ms = sf->hs->node->share_cfg.lock_ms;
     sf->group = group;
     sf->member = member;
     sf->member_hash = member.len > 0 ? lm_share_member_hash(member.ptr, member.len) : 1;
@@ -1000,7 +1026,7 @@ static void share_fetch(struct broker_req *req)
     }
     if (closing)
         sess_remove(sshard_of(sf->hs), s);
-    sf->earliest = auto_reset_earliest(sf->hs, sf->group);
+    group_configs_read(sf);
     sf->max_wait_ms = closing ? 0 : rq->max_wait_ms;
     sf->deadline_ms = broker_now_ms() + (uint64_t)(sf->max_wait_ms > 0 ? sf->max_wait_ms : 0);
     sf->budget_bytes = rq->max_bytes > 0 ? rq->max_bytes : INT32_MAX;

@@ -27,8 +27,8 @@ import org.apache.kafka.common.serialization.StringSerializer;
  *      keeps writing; Admin describeShareGroups (ShareGroupDescribe) shows the three members,
  *      each assigned partition 0, and listGroups shows the group with type SHARE;
  *   2. a consumer acquires records and is abandoned without acknowledging or closing (its
- *      client still heartbeats, as a hung process would): once the acquisition lock
- *      (group.share.record.lock.duration.ms, short in the test) runs out, another member of the
+ *      client still heartbeats, as a hung process would): once the acquisition lock (the
+ *      group's share.record.lock.duration.ms, 2 s; the broker's is 30 s) runs out, another member of the
  *      group gets those records again with delivery count 2, and accepts them; nothing is
  *      delivered twice after it.
  * Usage: ShareGroupSuite BOOTSTRAP. Exit 0 only when every check passed.
@@ -63,20 +63,23 @@ public class ShareGroupSuite {
         return new KafkaProducer<>(p);
     }
 
-    static void setup(Admin admin, String topic, String group) throws Exception {
+    static void setup(Admin admin, String topic, String group, String lockMs) throws Exception {
         admin.createTopics(List.of(new NewTopic(topic, 1, (short) 1))).all().get();
         // share.auto.offset.reset=earliest: records written before a member's first fetch count
         ConfigResource g = new ConfigResource(ConfigResource.Type.GROUP, group);
-        admin.incrementalAlterConfigs(Map.of(g, List.of(new AlterConfigOp(
-            new ConfigEntry("share.auto.offset.reset", "earliest"), AlterConfigOp.OpType.SET))))
-            .all().get();
+        List<AlterConfigOp> ops = new ArrayList<>(List.of(new AlterConfigOp(
+            new ConfigEntry("share.auto.offset.reset", "earliest"), AlterConfigOp.OpType.SET)));
+        if (lockMs != null) // the group's own acquisition lock duration
+            ops.add(new AlterConfigOp(new ConfigEntry("share.record.lock.duration.ms", lockMs),
+                                      AlterConfigOp.OpType.SET));
+        admin.incrementalAlterConfigs(Map.of(g, ops)).all().get();
     }
 
     /** Scenario 1: three members, one partition, every record accepted exactly once. */
     static void happyPath(Admin admin) throws Exception {
         final String topic = "share-happy", group = "share-g1";
         final int total = 600;
-        setup(admin, topic, group);
+        setup(admin, topic, group, null);
         Map<String, AtomicInteger> seen = new ConcurrentHashMap<>();
         Map<String, AtomicInteger> perMember = new ConcurrentHashMap<>();
         AtomicInteger redelivered = new AtomicInteger();
@@ -187,7 +190,7 @@ public class ShareGroupSuite {
     static void lockTimeout(Admin admin) throws Exception {
         final String topic = "share-lock", group = "share-g2";
         final int total = 30;
-        setup(admin, topic, group);
+        setup(admin, topic, group, "2000");
         try (KafkaProducer<String, String> prod = producer()) {
             for (int i = 0; i < total; i++)
                 prod.send(new ProducerRecord<>(topic, "k" + i, "w" + i));
