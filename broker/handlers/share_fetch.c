@@ -65,7 +65,8 @@ struct spart {
     char *group; /* owned, NUL-terminated */
     char *topic;
     int32_t partition;
-    int64_t saved_start; /* the SPSO the checkpoint holds (-1: none written) */
+    uint8_t topic_id[16]; /* of the topic it was made for (a re-created topic starts over) */
+    int64_t saved_start;  /* the SPSO the checkpoint holds (-1: none written) */
     struct lm_share_part sp;
 };
 
@@ -505,6 +506,20 @@ static void share_op(struct hshard *hs, struct hpart *p, struct hwork *w, struct
         return;
     }
     struct lm_share_part *sp = &spt->sp;
+    if (memcmp(spt->topic_id, p->topic_id, 16) != 0 || sp->recs == NULL) {
+        /* new, or its topic was deleted and made again under the same name: start over (and
+         * again after a failed start over) */
+        if (sp->initialized || sp->recs == NULL) {
+            struct lm_share_config cfg = sp->cfg;
+            lm_share_part_deinit(sp);
+            if (lm_share_part_init(sp, &cfg) != 0) {
+                w->error = KAFKA_UNKNOWN_SERVER_ERROR;
+                return;
+            }
+            spt->saved_start = -1;
+        }
+        memcpy(spt->topic_id, p->topic_id, 16);
+    }
     int64_t now = (int64_t)broker_now_ms();
     lm_share_part_expire(sp, now);
     if (!sf->acks_done && it->n_acks > 0)

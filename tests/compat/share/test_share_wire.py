@@ -4,7 +4,8 @@ acquisition from the share-partition start offset (share.auto.offset.reset lates
 ShareAcknowledge (accept, INVALID_RECORD_STATE for a record acknowledged twice), an
 acknowledgement piggybacked on ShareFetch (release: the records come back with delivery count
 2), a session closed with epoch -1 releasing what its member held (delivery count 3 for the next
-member), and ShareGroupDescribe.
+member), ShareGroupDescribe, and a topic deleted and made again (its share partition starts
+over).
 
     test_share_wire.py --io uring|epoll
 """
@@ -275,6 +276,24 @@ def main():
         r = heartbeat(c, "m1", -1)
         check(r["error"] == 0 and r["epoch"] == -1, "m1 leaves", r)
         check(describe(c)["state"] == "Empty", "the group is empty")
+        # the topic deleted and made again: its share partition starts over (at the new log's
+        # end), not at the old one's start offset
+        a.delete_topics([TOPIC])[TOPIC].result(30)
+        time.sleep(0.5)
+        a.create_topics([NewTopic(TOPIC, 1, 1)])[TOPIC].result(30)
+        r = heartbeat(c, "m4", 0, [TOPIC])
+        deadline = time.monotonic() + 10
+        while r["error"] == 0 and (not r["assignment"] or r["assignment"][0][0] == tid) and \
+                time.monotonic() < deadline:
+            time.sleep(0.2)
+            r = heartbeat(c, "m4", r["epoch"])
+        tid2 = r["assignment"][0][0] if r["assignment"] else b"\x00" * 16
+        check(r["error"] == 0 and tid2 != tid, "m4 is assigned the new topic id", r)
+        f = share_fetch(c, "m4", 0, tid2, wait_ms=200)
+        produce([b"c0", b"c1"])
+        f = share_fetch(c, "m4", 1, tid2)
+        check(f["error"] == 0 and acquired(f) == [(0, 1, 1)],
+              "the re-created topic's records 0-1 are acquired", f)
         c.close()
         status = b.stop()
         log = b.log_text()
