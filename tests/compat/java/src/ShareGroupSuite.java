@@ -139,6 +139,17 @@ public class ShareGroupSuite {
             Thread.sleep(100);
         }
         check(members == 3, "describeShareGroups shows 3 members (" + members + ")");
+        // kafka-share-groups (ShareGroupCommand) on the live group
+        ToolResult tr = ToolRunner.run("kafka-share-groups ",
+            org.apache.kafka.tools.consumer.group.ShareGroupCommand::main, "--bootstrap-server",
+            bootstrap, "--describe", "--group", group, "--state");
+        check(tr.status == 0 && tr.out.contains("Stable") && tr.out.matches("(?s).*Stable\\s+3\\s.*"),
+              "kafka-share-groups --describe --state: Stable, 3 members");
+        tr = ToolRunner.run("kafka-share-groups ",
+            org.apache.kafka.tools.consumer.group.ShareGroupCommand::main, "--bootstrap-server",
+            bootstrap, "--describe", "--group", group, "--members");
+        check(tr.status == 0 && tr.out.split(topic + ":0", -1).length == 4,
+              "kafka-share-groups --describe --members: 3 members on " + topic + ":0");
         try (KafkaProducer<String, String> prod = producer()) {
             for (int i = 0; i < total; i++) {
                 prod.send(new ProducerRecord<>(topic, "k" + i, "v" + i));
@@ -184,6 +195,15 @@ public class ShareGroupSuite {
         OffsetAndMetadata om = offs.get(new TopicPartition(topic, 0));
         check(offs.size() == 1 && om != null && om.offset() == total,
               "listShareGroupOffsets (all topics): " + topic + "-0 starts at " + total + " " + offs);
+        ToolResult tr2 = ToolRunner.run("kafka-share-groups ",
+            org.apache.kafka.tools.consumer.group.ShareGroupCommand::main, "--bootstrap-server",
+            bootstrap, "--describe", "--group", group);
+        check(tr2.status == 0 && tr2.out.matches("(?s).*" + group + "\\s+" + topic + "\\s+0\\s+" + total + ".*"),
+              "kafka-share-groups --describe: " + topic + " 0 starts at " + total);
+        tr2 = ToolRunner.run("kafka-share-groups ",
+            org.apache.kafka.tools.consumer.group.ShareGroupCommand::main, "--bootstrap-server",
+            bootstrap, "--list");
+        check(tr2.status == 0 && tr2.out.contains(group), "kafka-share-groups --list shows " + group);
     }
 
     /** Scenario 2: an abandoned member's records come back after the lock timeout. */
@@ -255,6 +275,7 @@ public class ShareGroupSuite {
 
     public static void main(String[] args) throws Exception {
         bootstrap = args[0];
+        ToolRunner.trapExit(false); // the tools call Exit.exit
         Properties ap = new Properties();
         ap.put("bootstrap.servers", bootstrap);
         try (Admin admin = Admin.create(ap)) {
