@@ -45,6 +45,14 @@ void lm_share_part_deinit(struct lm_share_part *sp)
     sp->recs = NULL;
 }
 
+/* The window's invariants: start <= end, at most max_in_flight records, head in the ring. */
+static void window_check(const struct lm_share_part *sp)
+{
+    LM_ASSERT(sp->start <= sp->end);
+    LM_ASSERT(sp->end - sp->start <= sp->cfg.max_in_flight);
+    LM_ASSERT(sp->head >= 0 && sp->head < sp->cfg.max_in_flight);
+}
+
 static struct lm_share_rec *rec_at(const struct lm_share_part *sp, int64_t offset)
 {
     LM_ASSERT(offset >= sp->start && offset < sp->end);
@@ -66,7 +74,7 @@ static void advance(struct lm_share_part *sp)
     }
     if (sp->start == sp->end)
         sp->head = 0;
-    LM_ASSERT(sp->end - sp->start <= sp->cfg.max_in_flight);
+    window_check(sp);
 }
 
 void lm_share_part_start(struct lm_share_part *sp, int64_t offset)
@@ -176,6 +184,7 @@ int32_t lm_share_part_acquire(struct lm_share_part *sp, int64_t now_ms, uint64_t
         }
     }
     LM_ASSERT(taken <= max_records);
+    window_check(sp);
     return n;
 }
 
@@ -216,6 +225,8 @@ int16_t lm_share_part_ack(struct lm_share_part *sp, uint64_t member, int64_t fir
         r->deadline_ms = 0;
     }
     advance(sp);
+    /* every record of the range left ACQUIRED (a gap's unacquired ones were never in it) */
+    LM_ASSERT(first < sp->start || lm_share_part_state(sp, first, NULL) != LM_SHARE_ACQUIRED);
     return KAFKA_NONE;
 }
 

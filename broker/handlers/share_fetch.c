@@ -19,7 +19,8 @@
  * request). The response carries the batches as they are on disk and the AcquiredRecords
  * ranges; the client hands out only the acquired offsets. A pass that acquired nothing parks
  * for SHARE_POLL_MS and tries again until max_wait_ms has passed. Closing a session (epoch -1)
- * releases every record the member holds in its partitions. */
+ * releases every record the member holds in its partitions. DescribeShareGroupOffsets (90) reads
+ * the start offsets (end of this file). */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
