@@ -4,7 +4,10 @@
  * laminar speaks the protocol of a Kafka 4.1 KRaft node, so it reports metadata.version with
  * Kafka 4.1's range (3.3-IV3 = 7, Kafka 4's minimum, to 4.1-IV1 = 27, its latest production
  * level) finalized at 27. group.version is supported and finalized at 1: the consumer group
- * protocol of KIP-848 (ConsumerGroupHeartbeat, ConsumerGroupDescribe) is served.
+ * protocol of KIP-848 (ConsumerGroupHeartbeat, ConsumerGroupDescribe) is served. share.version
+ * is supported 0-1 and finalized at 1: Kafka 4.1 serves the share group APIs of KIP-932
+ * (ShareGroupHeartbeat, ShareGroupDescribe, ShareFetch, ShareAcknowledge) only at share.version
+ * 1, and laminar serves them (group_share.c, share_fetch.c).
  * transaction.version is supported 0-2 (level 2 is KIP-890 part 2: EndTxn v5, Produce v12,
  * TxnOffsetCommit v5 with implicit partition adds) and finalized at the level the metadata
  * holds (LM_META_FEATURE_LEVEL records, kept in snapshots), 2 on a cluster that never set one,
@@ -35,6 +38,7 @@ struct feature {
 static const struct feature features[] = {
     {"group.version", 0, 1, 1, false},
     {"metadata.version", 7, 27, 27, false},
+    {"share.version", 0, 1, 1, false},
     {LM_META_FEATURE_TRANSACTION_VERSION, 0, LM_META_TRANSACTION_VERSION_MAX, 0, true},
 };
 

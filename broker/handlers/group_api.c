@@ -99,6 +99,7 @@ static void gop_set(struct greq *g, size_t i, uint8_t kind, uint32_t owner, cons
     op->index = i;
     op->deny = 0;
     op->cg = NULL;
+    op->sg = NULL;
     op->cg_member_id = KAFKA_STR_NULL;
     op->cg_member_epoch = -1;
     op->cg_deleted = false;
@@ -1281,6 +1282,19 @@ static void list_cg_one(void *ctx, const struct lm_cgroup_list_entry *e)
     d->group_type = type;
 }
 
+static void list_sg_one(void *ctx, const struct lm_sgroup_list_entry *e)
+{
+    struct list_cg_ctx *l = ctx;
+    struct kafka_str type = cstr("share");
+    if (l->n >= l->cap || !list_match(l->in, cstr(e->state), type))
+        return;
+    struct kafka_list_groups_response_listed_group *d = &l->a[l->n++];
+    d->group_id = sdup_nn(l->g, e->group_id);
+    d->protocol_type = type;
+    d->group_state = cstr(e->state);
+    d->group_type = type;
+}
+
 static void fill_list(struct greq *g, struct gop *op, const struct lm_group_resp *r, int16_t err)
 {
     struct kafka_list_groups_response *o = g->resp;
@@ -1294,6 +1308,8 @@ static void fill_list(struct greq *g, struct gop *op, const struct lm_group_resp
     if (o->error_code == KAFKA_NONE)
         o->error_code = l->error_code;
     int32_t n_cg = op->cg != NULL ? (int32_t)lm_cgroup_n_groups(op->cg) : 0;
+    if (op->sg != NULL)
+        n_cg += (int32_t)lm_sgroup_n_groups(op->sg); /* share groups (KIP-932) */
     int32_t n_classic = l->n_groups > 0 ? l->n_groups : 0;
     if (n_classic + n_cg == 0)
         return;
@@ -1320,6 +1336,11 @@ static void fill_list(struct greq *g, struct gop *op, const struct lm_group_resp
     if (op->cg != NULL) {
         struct list_cg_ctx lc = {g, in, a, n, cap};
         lm_cgroup_list(op->cg, list_cg_one, &lc);
+        n = lc.n;
+    }
+    if (op->sg != NULL) {
+        struct list_cg_ctx lc = {g, in, a, n, cap};
+        lm_sgroup_list(op->sg, list_sg_one, &lc);
         n = lc.n;
     }
     o->groups = a;
@@ -1548,6 +1569,11 @@ void group_api_fill(struct gop *op, const struct lm_group_resp *r, int16_t err)
         LM_ASSERT(r == NULL);
         group_cgroup_fill_error(op, err != 0 ? err : KAFKA_UNKNOWN_SERVER_ERROR);
         break;
+    case GOP_SG_HEARTBEAT:
+    case GOP_SG_DESCRIBE:
+        LM_ASSERT(r == NULL);
+        group_share_fill_error(op, err != 0 ? err : KAFKA_UNKNOWN_SERVER_ERROR);
+        break;
     default:
         LM_ASSERT(!"unknown group call");
     }
@@ -1569,5 +1595,7 @@ int group_api_register(struct broker_dispatch *d)
         (rc = handlers_serve(d, KAFKA_OFFSET_DELETE_KEY, 0, 0, offset_delete)) != 0 ||
         (rc = handlers_serve(d, KAFKA_TXN_OFFSET_COMMIT_KEY, 0, 5, txn_offset_commit)) != 0)
         return rc;
-    return group_cgroup_register(d);
+    if ((rc = group_cgroup_register(d)) != 0)
+        return rc;
+    return group_share_register(d);
 }

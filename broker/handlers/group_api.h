@@ -10,6 +10,8 @@
 
 #include "broker/group/cgroup.h"
 #include "broker/group/group.h"
+#include "broker/group/sgroup.h"
+#include "broker/group/share_partition.h"
 #include "broker/handlers/group_internal.h"
 
 enum gop_kind {
@@ -26,6 +28,8 @@ enum gop_kind {
     GOP_TXN_COMMIT,
     GOP_CG_HEARTBEAT, /* ConsumerGroupHeartbeat (group_cgroup.c) */
     GOP_CG_DESCRIBE,  /* ConsumerGroupDescribe, one group */
+    GOP_SG_HEARTBEAT, /* ShareGroupHeartbeat (group_share.c) */
+    GOP_SG_DESCRIBE,  /* ShareGroupDescribe, one group */
 };
 
 struct greq;
@@ -45,6 +49,7 @@ struct gop {
      * (fill_list reads it); OffsetFetch v9's member id and epoch (null id, -1: none); whether
      * DeleteGroups removed a consumer group here. */
     struct lm_cgroup_coord *cg;
+    struct lm_sgroup_coord *sg; /* share groups (KIP-932), likewise */
     struct kafka_str cg_member_id;
     int32_t cg_member_epoch;
     bool cg_deleted;
@@ -115,6 +120,25 @@ void group_cgroup_fill_error(struct gop *op, int16_t err);
 int group_cgroup_register(struct broker_dispatch *d);
 /* Reads the group.consumer.* settings into cfg (LM_E_CONFIG, logged, when one is bad). */
 int group_cgroup_config(struct broker_config *bcfg, struct lm_cgroup_config *cfg);
+
+/* Answers a DescribeGroups call on a group id of another protocol: "Dead", and from v6
+ * GROUP_ID_NOT_FOUND ("not a classic group"), as Kafka. */
+void group_cgroup_describe_not_classic(struct gop *op, struct kafka_str id);
+/* The owner shard's metadata as the consumer and share group coordinators see it. */
+struct lm_cgroup_image group_cgroup_image(struct hshard *hs);
+
+/* Share groups (group_share.c), on the owner shard: group_share_run runs a GOP_SG_* call;
+ * group_share_precheck answers (returns true) a classic or consumer-group call on the id of a
+ * share group (JoinGroup, ConsumerGroupHeartbeat: GROUP_ID_NOT_FOUND as Kafka; DescribeGroups:
+ * not a classic group). */
+void group_share_run(struct hshard *hs, struct lm_group_coord *classic, struct lm_cgroup_coord *cg,
+                     struct lm_sgroup_coord *sg, struct gop *op, int64_t now_ms);
+bool group_share_precheck(struct lm_sgroup_coord *sg, struct gop *op);
+void group_share_fill_error(struct gop *op, int16_t err);
+int group_share_register(struct broker_dispatch *d);
+/* Reads the group.share.* settings (LM_E_CONFIG, logged, when one is bad). */
+int group_share_config(struct broker_config *bcfg, struct lm_sgroup_config *cfg,
+                       struct lm_share_config *pcfg);
 
 /* Issues g's calls in order, then group_api_finish (group_coord.c). */
 void group_ops_start(struct greq *g);

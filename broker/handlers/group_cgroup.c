@@ -57,7 +57,7 @@ static void image_topic(void *ctx, size_t i, struct lm_cgroup_topic *out)
                     strcmp(t->name, "__share_group_state") == 0;
 }
 
-static struct lm_cgroup_image image_of(struct hshard *hs)
+struct lm_cgroup_image group_cgroup_image(struct hshard *hs)
 {
     hs_refresh(hs);
     if (hs->snap == NULL)
@@ -469,7 +469,7 @@ void group_cgroup_run(struct hshard *hs, struct lm_group_coord *classic, struct 
                 !upgrade(hs, classic, cg, g, in, now_ms))
                 return;
         }
-        struct lm_cgroup_image img = image_of(hs);
+        struct lm_cgroup_image img = group_cgroup_image(hs);
         struct lm_cgroup_hb_resp r;
         int32_t part = in->group_id.len >= 0 ? lm_group_partition_of(classic, in->group_id) : 0;
         if (lm_cgroup_heartbeat(cg, now_ms, part, &img, in, &r) != 0)
@@ -485,7 +485,7 @@ void group_cgroup_run(struct hshard *hs, struct lm_group_coord *classic, struct 
         fill_describe(g, op, NULL, NULL, st);
         return;
     }
-    struct lm_cgroup_image img = image_of(hs);
+    struct lm_cgroup_image img = group_cgroup_image(hs);
     struct lm_cgroup_desc d;
     if (lm_cgroup_describe(cg, &img, *id, &d) != 0) {
         fill_describe(g, op, NULL, NULL, KAFKA_UNKNOWN_SERVER_ERROR);
@@ -502,7 +502,7 @@ void group_cgroup_fill_error(struct gop *op, int16_t err)
         fill_describe(op->g, op, NULL, NULL, err);
 }
 
-static void describe_not_classic(struct gop *op, struct kafka_str id)
+void group_cgroup_describe_not_classic(struct gop *op, struct kafka_str id)
 {
     struct greq *g = op->g;
     struct kafka_describe_groups_response *o = g->resp;
@@ -550,7 +550,7 @@ bool group_cgroup_precheck(struct hshard *hs, struct lm_group_coord *classic,
             for (int32_t j = 0; j < in->topics[i].n_partitions; j++)
                 tps[k++] = (struct lm_cgroup_commit_tp){in->topics[i].name,
                                                         in->topics[i].partitions[j].partition};
-        struct lm_cgroup_image img = image_of(hs);
+        struct lm_cgroup_image img = group_cgroup_image(hs);
         struct lm_cgroup_commit cm = {.group_id = in->group_id,
                                       .member_id = in->member_id,
                                       .member_epoch = in->generation_id,
@@ -642,7 +642,7 @@ bool group_cgroup_precheck(struct hshard *hs, struct lm_group_coord *classic,
         const struct kafka_str *id = op->in;
         if (!lm_cgroup_exists(cg, *id, NULL) || lm_group_coord_status(classic, *id) != KAFKA_NONE)
             return false;
-        describe_not_classic(op, *id);
+        group_cgroup_describe_not_classic(op, *id);
         return true;
     }
     case GOP_DELETE: {

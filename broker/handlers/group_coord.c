@@ -29,6 +29,7 @@ struct gshard {
     struct hshard *hs;
     struct lm_group_coord *coord;
     struct lm_cgroup_coord *cgroup; /* consumer-protocol groups (KIP-848) */
+    struct lm_sgroup_coord *sgroup; /* share groups (KIP-932), only in memory */
     struct pshard *ps;
     struct broker_timer timer;
     bool timer_armed;
@@ -425,6 +426,9 @@ static void timer_arm(struct gshard *gs)
     int64_t cdl = gs->cgroup != NULL ? lm_cgroup_next_deadline_ms(gs->cgroup) : INT64_MAX;
     if (cdl < dl)
         dl = cdl;
+    int64_t sdl = gs->sgroup != NULL ? lm_sgroup_next_deadline_ms(gs->sgroup) : INT64_MAX;
+    if (sdl < dl)
+        dl = sdl;
     int64_t now = group_now_ms(gs->hs);
     /* INT64_MIN before the first tick means "tick now"; INT64_MAX means no timer. */
     int64_t delay = dl <= now ? 0 : dl - now > GROUP_TICK_MAX_MS ? GROUP_TICK_MAX_MS : dl - now;
@@ -572,6 +576,8 @@ static void timer_fire(struct broker_shard *s, struct broker_timer *t)
         BLOG_ERROR("shard %u: consumer group tick: %s", gs->hs->id, lm_strerror(rc));
     group_cgroup_downgrades(gs->hs, gs->coord, gs->cgroup, now);
     lm_cgroup_drop_empty(gs->cgroup, cgroup_keep, gs->coord);
+    if (gs->sgroup != NULL)
+        (void)lm_sgroup_tick(gs->sgroup, now); /* members whose session ended leave */
     if (now - gs->last_expire_ms >= producer_expire_period_ms(gs->hs)) {
         gs->last_expire_ms = now;
         producer_shard_expire(gs->ps, now);
@@ -623,6 +629,17 @@ static void op_run(struct broker_shard *target, struct broker_xcall *x)
     }
     int64_t now = group_now_ms(gs->hs);
     op->cg = gs->cgroup;
+    op->sg = gs->sgroup;
+    if (op->kind == GOP_SG_HEARTBEAT || op->kind == GOP_SG_DESCRIBE) {
+        group_share_run(gs->hs, gs->coord, gs->cgroup, gs->sgroup, op, now);
+        broker_xcall_return(target, x);
+        timer_arm(gs);
+        return;
+    }
+    if (group_share_precheck(gs->sgroup, op)) {
+        broker_xcall_return(target, x);
+        return;
+    }
     if (op->kind == GOP_CG_HEARTBEAT || op->kind == GOP_CG_DESCRIBE) {
         group_cgroup_run(gs->hs, gs->coord, gs->cgroup, op, now);
         /* a heartbeat's records are committed before its response leaves (persist before
@@ -727,7 +744,14 @@ int group_shard_start(struct hshard *hs)
         free(gs);
         return rc;
     }
+    if ((rc = lm_sgroup_coord_new(&hs->node->sgroup_cfg, &gs->sgroup)) != 0) {
+        lm_cgroup_coord_free(gs->cgroup);
+        lm_group_coord_free(gs->coord);
+        free(gs);
+        return rc;
+    }
     if ((rc = producer_shard_start(hs, &gs->ps)) != 0) {
+        lm_sgroup_coord_free(gs->sgroup);
         lm_cgroup_coord_free(gs->cgroup);
         lm_group_coord_free(gs->coord);
         free(gs);
@@ -890,6 +914,7 @@ void group_shard_stop(struct hshard *hs)
     gs->defer_tail = NULL;
     lm_group_coord_free(gs->coord);
     lm_cgroup_coord_free(gs->cgroup);
+    lm_sgroup_coord_free(gs->sgroup);
     producer_shard_stop(gs->ps);
     hs->group = NULL;
     free(gs->cluster_loaded);
@@ -996,6 +1021,8 @@ int handlers_group_register(struct broker_dispatch *d)
         gcfg->offsets_retention_check_interval_ms = v;
     if (rc == 0)
         rc = group_cgroup_config(cfg, &node->cgroup_cfg);
+    if (rc == 0)
+        rc = group_share_config(cfg, &node->sgroup_cfg, &node->share_cfg);
     if (rc != 0)
         return rc;
     /* classic members of consumer groups are held to the classic bounds */

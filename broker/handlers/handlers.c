@@ -175,6 +175,10 @@ static const struct top_error top_errors[] = {
     {KAFKA_OFFSET_FETCH_KEY, 2, offsetof(struct kafka_offset_fetch_response, error_code)},
     {KAFKA_SASL_AUTHENTICATE_KEY, 0, offsetof(struct kafka_sasl_authenticate_response, error_code)},
     {KAFKA_SASL_HANDSHAKE_KEY, 0, offsetof(struct kafka_sasl_handshake_response, error_code)},
+    {KAFKA_SHARE_ACKNOWLEDGE_KEY, 1, offsetof(struct kafka_share_acknowledge_response, error_code)},
+    {KAFKA_SHARE_FETCH_KEY, 1, offsetof(struct kafka_share_fetch_response, error_code)},
+    {KAFKA_SHARE_GROUP_HEARTBEAT_KEY, 1,
+     offsetof(struct kafka_share_group_heartbeat_response, error_code)},
     {KAFKA_SYNC_GROUP_KEY, 0, offsetof(struct kafka_sync_group_response, error_code)},
 };
 
@@ -924,6 +928,7 @@ static int node_setup(struct broker_dispatch *d, struct handlers_ctx *h)
     if ((rc = handlers_serve(d, KAFKA_API_VERSIONS_KEY, 0, 4, api_versions)) != 0 ||
         (rc = handlers_data_register(d)) != 0 || (rc = handlers_admin_register(d)) != 0 ||
         (rc = handlers_group_register(d)) != 0 || (rc = txn_api_register(d)) != 0 ||
+        (rc = share_fetch_register(d)) != 0 ||
         (rc = handlers_serve(d, KAFKA_ELECT_LEADERS_KEY, 0, 2, hs_elect_leaders)) != 0) {
         BLOG_ERROR("registering handlers: %s", lm_strerror(rc));
         return rc;

@@ -18,6 +18,8 @@
 #include "broker/config.h"
 #include "broker/group/group.h"
 #include "broker/group/cgroup.h"
+#include "broker/group/sgroup.h"
+#include "broker/group/share_partition.h"
 #include "broker/txn/txn_coord.h"
 #include "broker/meta/meta_store.h"
 #include "broker/runtime.h"
@@ -80,6 +82,8 @@ struct handlers_ctx {
     /* The group coordinator's settings (group_coord.c) and producer.id.expiration.ms. */
     struct lm_group_config group_cfg;
     struct lm_cgroup_config cgroup_cfg; /* consumer-protocol groups (KIP-848) */
+    struct lm_sgroup_config sgroup_cfg; /* share groups (KIP-932) */
+    struct lm_share_config share_cfg;   /* share partitions (KIP-932) */
     struct lm_txn_config txn_cfg;       /* the transaction coordinator's (txn_shard.c) */
     /* transaction.partition.verification.enable (true): a transactional Produce is checked
      * with the coordinator before its first write to a partition (KIP-890 part 1) */

@@ -225,6 +225,7 @@ struct hshard {
     struct gshard *group;             /* group coordinator state (group_coord.c) */
     struct pshard *producers;         /* idempotent producer state (producer_idem.c) */
     struct tshard *txn;               /* transaction coordinator state (txn_shard.c) */
+    struct sshard *share;             /* share sessions and share partitions (share_fetch.c) */
     int64_t group_clock_ms;           /* group_now_ms: the last wall-clock time handed out */
     uint32_t open_failures_this_tick; /* failed opens logged since the last tick */
     uint64_t open_us, opens;          /* log opens (recovery included): time and count */
@@ -551,6 +552,13 @@ void data_produce_scratch_trim(struct hshard *hs, uint64_t now_ms);
 void data_metadata(struct broker_req *req);
 void data_produce(struct broker_req *req);
 void data_fetch(struct broker_req *req);
+/* ShareFetch and ShareAcknowledge (share_fetch.c, KIP-932): registration, shutdown (parked
+ * share fetches answer at once) and the shard's share state freed at its stop. */
+int share_fetch_register(struct broker_dispatch *d);
+void share_fetch_drain(struct hshard *hs);
+void share_shard_free(struct hshard *hs);
+/* Writes the share checkpoints whose start offsets moved (shard tick, clean shutdown). */
+void share_shard_tick(struct hshard *hs);
 void data_list_offsets(struct broker_req *req);
 void data_offset_for_leader_epoch(struct broker_req *req);
 void data_delete_records(struct broker_req *req);

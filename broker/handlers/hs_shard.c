@@ -326,6 +326,7 @@ static void shard_tick(struct broker_shard *s, struct broker_timer *t)
     else if (hs_cluster(hs->node))
         hs_rebalance_check(hs, now);
     data_produce_scratch_trim(hs, now);
+    share_shard_tick(hs); /* share.checkpoint of share partitions whose SPSO moved */
     if (hs_cluster(hs->node)) {
         group_cluster_sync(hs);
         producer_ids_refill(hs);
@@ -414,6 +415,7 @@ void hs_shard_drain(struct broker_shard *s, void *ctx)
     struct hshard *hs = broker_shard_user(s);
     if (hs != NULL) {
         data_fetch_drain(hs);
+        share_fetch_drain(hs);
         group_shard_drain(hs);
         txn_shard_drain(hs);
         if (hs->node->ctl != NULL && hs->id == CONTROLLER_SHARD)
@@ -428,6 +430,7 @@ void hs_shard_flush(struct broker_shard *s, void *ctx)
     if (hs == NULL)
         return;
     group_shard_flush(hs); /* producer-state snapshots, before the logs' final flush */
+    share_shard_tick(hs);
     for (size_t b = 0; b < hs->bucket_count; b++)
         for (struct htopic *t = hs->buckets[b]; t != NULL; t = t->next)
             for (int32_t i = 0; i < t->part_cap; i++)
@@ -474,6 +477,7 @@ void hs_shard_stop(struct broker_shard *s, void *ctx)
     free(hs->scratch);
     hs_quota_free(hs);
     fsess_cache_free(&hs->fsess);
+    share_shard_free(hs);
     free(hs->topic_defaults);
     broker_shard_set_user(s, NULL);
     free(hs);

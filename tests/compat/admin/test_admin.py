@@ -658,11 +658,13 @@ def ops_checks_raw(b):
             check(keys.get(35) == (1, 4) and keys.get(57) == (0, 2) and keys.get(75) == (0, 0),
                   "ApiVersions v%d advertises DescribeLogDirs 1-4, UpdateFeatures 0-2, "
                   "DescribeTopicPartitions 0" % v, (keys.get(35), keys.get(57), keys.get(75)))
-            # group.version 1 (KIP-848 consumer groups) is served and finalized.
+            # group.version 1 (KIP-848 consumer groups) and share.version 1 (KIP-932 share
+            # groups) are served and finalized.
             check(sup.get("metadata.version") == (7, 27) and
                   sup.get("group.version") == ((0, 1) if v >= 4 else (1, 1)) and
+                  sup.get("share.version") == ((0, 1) if v >= 4 else (1, 1)) and
                   fin == {"metadata.version": (27, 27), "group.version": (1, 1),
-                          "transaction.version": (2, 2)} and
+                          "share.version": (1, 1), "transaction.version": (2, 2)} and
                   epoch >= 0,
                   "ApiVersions v%d features" % v, (sup, fin, epoch))
             # Before v4 no range may start at 0 (KAFKA-17011): 0-2 is sent as 1-2.

@@ -1323,30 +1323,34 @@ static void test_features(void **state)
         }
     }
     assert_true(mv);
-    /* group.version 1: KIP-848 consumer groups are served; transaction.version 2 (KIP-890
-     * part 2) on a new cluster */
-    assert_int_equal(av.finalized_features_count, 3);
+    /* group.version 1: KIP-848 consumer groups are served; share.version 1: KIP-932 share
+     * groups are served; transaction.version 2 (KIP-890 part 2) on a new cluster */
+    assert_int_equal(av.finalized_features_count, 4);
     assert_true(str_is(av.finalized_features[0].name, "group.version"));
     assert_int_equal(av.finalized_features[0].max_version_level, 1);
     assert_true(str_is(av.finalized_features[1].name, "metadata.version"));
     assert_int_equal(av.finalized_features[1].max_version_level, 27);
-    assert_true(str_is(av.finalized_features[2].name, "transaction.version"));
-    assert_int_equal(av.finalized_features[2].max_version_level, 2);
+    assert_true(str_is(av.finalized_features[2].name, "share.version"));
+    assert_int_equal(av.finalized_features[2].max_version_level, 1);
+    assert_true(str_is(av.finalized_features[3].name, "transaction.version"));
+    assert_int_equal(av.finalized_features[3].max_version_level, 2);
     assert_true(av.finalized_features_epoch >= 0);
-    assert_int_equal(av.supported_features_count, 3);
+    assert_int_equal(av.supported_features_count, 4);
     assert_true(str_is(av.supported_features[0].name, "group.version"));
     assert_int_equal(av.supported_features[0].min_version, 0);
     assert_int_equal(av.supported_features[0].max_version, 1);
     /* v3: no range may start at 0 (KAFKA-17011): 0-1 is sent as 1-1, 0-2 as 1-2 */
     kafka_api_versions_response_init(&av);
     assert_int_equal(admin_features_fill(&f->env, 3, &av, &f->a), 0);
-    assert_int_equal(av.supported_features_count, 3);
+    assert_int_equal(av.supported_features_count, 4);
     assert_true(str_is(av.supported_features[0].name, "group.version"));
     assert_int_equal(av.supported_features[0].min_version, 1);
     assert_true(str_is(av.supported_features[1].name, "metadata.version"));
-    assert_true(str_is(av.supported_features[2].name, "transaction.version"));
+    assert_true(str_is(av.supported_features[2].name, "share.version"));
     assert_int_equal(av.supported_features[2].min_version, 1);
-    assert_int_equal(av.supported_features[2].max_version, 2);
+    assert_true(str_is(av.supported_features[3].name, "transaction.version"));
+    assert_int_equal(av.supported_features[3].min_version, 1);
+    assert_int_equal(av.supported_features[3].max_version, 2);
 
     typedef struct kafka_update_features_request_feature_update_key fu;
     struct kafka_update_features_request rq;
@@ -1420,14 +1424,14 @@ static void test_features(void **state)
     assert_int_equal(system(cmd), 0);
     kafka_api_versions_response_init(&av);
     assert_int_equal(admin_features_fill(&f->env, 4, &av, &f->a), 0);
-    assert_int_equal(av.finalized_features_count, 3);
-    assert_int_equal(av.finalized_features[2].max_version_level, 1);
+    assert_int_equal(av.finalized_features_count, 4);
+    assert_int_equal(av.finalized_features[3].max_version_level, 1);
     tv[0].max_version_level = 0;
     rs = call_update_features(f, 1, &rq);
     assert_int_equal(rs->results[0].error_code, KAFKA_NONE);
     kafka_api_versions_response_init(&av);
     assert_int_equal(admin_features_fill(&f->env, 4, &av, &f->a), 0);
-    assert_int_equal(av.finalized_features_count, 2);
+    assert_int_equal(av.finalized_features_count, 3);
     tv[0].max_version_level = 2;
     tv[0].upgrade_type = 1;
     rs = call_update_features(f, 2, &rq);

@@ -1,0 +1,1356 @@
+/* ShareFetch (78, v1) and ShareAcknowledge (79, v1): share group members acquire records of
+ * share partitions and acknowledge them (KIP-932).
+ *
+ * Where the state lives:
+ * - share sessions on the shard of the member's connection (the Java share consumer keeps one
+ *   connection per broker), keyed by group and member id: the session's partitions and its
+ *   next epoch (0 opens, -1 closes, otherwise the epoch the session expects:
+ *   SHARE_SESSION_NOT_FOUND / INVALID_SHARE_SESSION_EPOCH otherwise). At most
+ *   group.share.max.share.sessions (2000) per node, shared by the shards;
+ * - share partitions (broker/group/share_partition.h) on the shard owning the topic partition,
+ *   reached through the fan-out (data_fan.c), one per (group, topic, partition), created on
+ *   first use with share.auto.offset.reset (the group's config, latest by default).
+ * Both in memory; only each share partition's start offset is checkpointed to disk
+ * (share.checkpoint, below), so that a restart resumes there (see broker/README.md).
+ *
+ * A pass applies the request's acknowledgements (first pass only), then for each partition of
+ * the session expires timed-out locks, reads whole batches from the first acquirable offset up
+ * to the high watermark and acquires the records they hold (at most max_records over the
+ * request). The response carries the batches as they are on disk and the AcquiredRecords
+ * ranges; the client hands out only the acquired offsets. A pass that acquired nothing parks
+ * for SHARE_POLL_MS and tries again until max_wait_ms has passed. Closing a session (epoch -1)
+ * releases every record the member holds in its partitions. DescribeShareGroupOffsets (90) reads
+ * the start offsets (end of this file). */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "broker/group/share_partition.h"
+#include "broker/handlers/handlers_internal.h"
+#include "broker/log.h"
+#include "broker/partition/partition.h"
+#include "common/lm_assert.h"
+#include "common/lm_err.h"
+#include "protocol/crc32c.h"
+#include "protocol/kafka_messages.h"
+
+enum {
+    SHARE_POLL_MS = 50,             /* re-poll period of a parked ShareFetch */
+    SHARE_SESSION_PARTS_MAX = 1000, /* partitions of one share session */
+    SHARE_PARTS_MAX = 10000,        /* share partitions of one shard */
+    SHARE_RANGES_MAX = 64,          /* acquired ranges of one partition in one response */
+    SHARE_SESSIONS_NODE = 2000,     /* group.share.max.share.sessions (Kafka 4.1's default) */
+    SHARE_ID_MAX = 255,
+    SHARE_SESSION_IDLE_MS = 45000, /* group.share.session.timeout.ms's default */
+};
+
+struct ssess_part {
+    uint8_t topic_id[16];
+    int32_t partition;
+};
+
+struct ssess {
+    char group[SHARE_ID_MAX + 1];
+    char member[SHARE_ID_MAX + 1];
+    int32_t epoch;    /* the next epoch the session expects */
+    uint64_t used_ms; /* last request on it */
+    int32_t n, cap;
+    struct ssess_part *parts;
+};
+
+struct spart {
+    struct spart *next;
+    char *group; /* owned, NUL-terminated */
+    char *topic;
+    int32_t partition;
+    uint8_t topic_id[16]; /* of the topic it was made for (a re-created topic starts over) */
+    int64_t saved_start;  /* the SPSO the checkpoint holds (-1: none written) */
+    struct lm_share_part sp;
+};
+
+struct sshard {
+    struct ssess *sess;
+    int32_t n_sess, cap_sess, max_sess;
+    struct spart *parts; /* the share partitions of partitions this shard owns */
+    int32_t n_parts;
+    struct sfetch *parked;
+};
+
+/* ---- per-shard state ---- */
+
+static struct sshard *sshard_of(struct hshard *hs)
+{
+    if (hs->share == NULL) {
+        hs->share = calloc(1, sizeof(*hs->share));
+        if (hs->share != NULL) {
+            uint32_t n = hs->count ? hs->count : 1;
+            hs->share->max_sess = (int32_t)((SHARE_SESSIONS_NODE + n - 1) / n);
+        }
+    }
+    return hs->share;
+}
+
+static bool kstr_is(struct kafka_str s, const char *c)
+{
+    return s.len >= 0 && strlen(c) == (size_t)s.len && memcmp(c, s.ptr, (size_t)s.len) == 0;
+}
+
+static struct ssess *sess_find(struct sshard *ss, struct kafka_str group, struct kafka_str member)
+{
+    for (int32_t i = 0; i < ss->n_sess; i++)
+        if (kstr_is(group, ss->sess[i].group) && kstr_is(member, ss->sess[i].member))
+            return &ss->sess[i];
+    return NULL;
+}
+
+static void sess_remove(struct sshard *ss, struct ssess *s)
+{
+    free(s->parts);
+    int32_t i = (int32_t)(s - ss->sess);
+    LM_ASSERT(i >= 0 && i < ss->n_sess);
+    ss->sess[i] = ss->sess[ss->n_sess - 1];
+    ss->n_sess--;
+}
+
+static struct ssess *sess_new(struct sshard *ss, struct kafka_str group, struct kafka_str member)
+{
+    if (ss->n_sess >= ss->max_sess) {
+        /* full: the least recently used session goes if it was idle for a session timeout
+         * (its member crashed or left without closing it; Kafka evicts such sessions too) */
+        struct ssess *lru = NULL;
+        for (int32_t i = 0; i < ss->n_sess; i++)
+            if (lru == NULL || ss->sess[i].used_ms < lru->used_ms)
+                lru = &ss->sess[i];
+        if (lru == NULL || broker_now_ms() - lru->used_ms < SHARE_SESSION_IDLE_MS)
+            return NULL;
+        sess_remove(ss, lru);
+    }
+    if (ss->n_sess == ss->cap_sess) {
+        int32_t cap = ss->cap_sess ? ss->cap_sess * 2 : 8;
+        struct ssess *a = realloc(ss->sess, (size_t)cap * sizeof(*a));
+        if (a == NULL)
+            return NULL;
+        ss->sess = a;
+        ss->cap_sess = cap;
+    }
+    struct ssess *s = &ss->sess[ss->n_sess++];
+    memset(s, 0, sizeof(*s));
+    memcpy(s->group, group.ptr, (size_t)group.len);
+    memcpy(s->member, member.ptr, (size_t)member.len);
+    return s;
+}
+
+static bool sess_has(const struct ssess *s, const uint8_t id[16], int32_t partition)
+{
+    for (int32_t i = 0; i < s->n; i++)
+        if (s->parts[i].partition == partition && memcmp(s->parts[i].topic_id, id, 16) == 0)
+            return true;
+    return false;
+}
+
+static int sess_add(struct ssess *s, const uint8_t id[16], int32_t partition)
+{
+    if (sess_has(s, id, partition))
+        return 0;
+    if (s->n >= SHARE_SESSION_PARTS_MAX)
+        return LM_E_FULL;
+    if (s->n == s->cap) {
+        int32_t cap = s->cap ? s->cap * 2 : 8;
+        struct ssess_part *a = realloc(s->parts, (size_t)cap * sizeof(*a));
+        if (a == NULL)
+            return LM_E_NOMEM;
+        s->parts = a;
+        s->cap = cap;
+    }
+    memcpy(s->parts[s->n].topic_id, id, 16);
+    s->parts[s->n].partition = partition;
+    s->n++;
+    return 0;
+}
+
+static void sess_forget(struct ssess *s, const uint8_t id[16], int32_t partition)
+{
+    for (int32_t i = 0; i < s->n; i++)
+        if (s->parts[i].partition == partition && memcmp(s->parts[i].topic_id, id, 16) == 0) {
+            s->parts[i] = s->parts[--s->n];
+            return;
+        }
+}
+
+/* The share partition of (group, topic, partition) on its owner shard, made on first use;
+ * NULL when the shard holds SHARE_PARTS_MAX already or memory ran out. */
+static struct spart *spart_get(struct sshard *ss, const struct lm_share_config *cfg,
+                               struct kafka_str group, const char *topic, size_t topic_len,
+                               int32_t partition)
+{
+    for (struct spart *p = ss->parts; p != NULL; p = p->next)
+        if (p->partition == partition && kstr_is(group, p->group) &&
+            strlen(p->topic) == topic_len && memcmp(p->topic, topic, topic_len) == 0)
+            return p;
+    if (ss->n_parts >= SHARE_PARTS_MAX)
+        return NULL;
+    struct spart *p = calloc(1, sizeof(*p));
+    if (p == NULL)
+        return NULL;
+    p->group = strndup(group.ptr, (size_t)group.len);
+    p->topic = strndup(topic, topic_len);
+    p->partition = partition;
+    p->saved_start = -1;
+    if (p->group == NULL || p->topic == NULL || lm_share_part_init(&p->sp, cfg) != 0) {
+        free(p->group);
+        free(p->topic);
+        free(p);
+        return NULL;
+    }
+    p->next = ss->parts;
+    ss->parts = p;
+    ss->n_parts++;
+    return p;
+}
+
+void share_shard_free(struct hshard *hs)
+{
+    struct sshard *ss = hs->share;
+    if (ss == NULL)
+        return;
+    LM_ASSERT(ss->parked == NULL);
+    for (int32_t i = 0; i < ss->n_sess; i++)
+        free(ss->sess[i].parts);
+    free(ss->sess);
+    while (ss->parts != NULL) {
+        struct spart *p = ss->parts;
+        ss->parts = p->next;
+        lm_share_part_deinit(&p->sp);
+        free(p->group);
+        free(p->topic);
+        free(p);
+    }
+    free(ss);
+    hs->share = NULL;
+}
+
+/* ---- the share checkpoint ---- */
+
+/* The share-partition start offsets (SPSO) of every group consuming a partition are kept in
+ * `share.checkpoint` in the partition's directory, so that a restart (kill -9 included)
+ * starts each share partition where its acknowledgements had got to: the records after it,
+ * acquired, acknowledged above SPSO or never delivered, are delivered again (at least once),
+ * none below it. Written by the shard tick (every HANDLERS_TICK_MS) when an SPSO moved and at
+ * a clean shutdown, like producer.checkpoint: a temporary file renamed over the old one,
+ * without an fsync (a process crash keeps it, a power loss may lose it and the share
+ * partitions start from share.auto.offset.reset). Only the SPSO is kept, not the states of
+ * the in-flight records (Kafka's __share_group_state keeps those too). The file: magic,
+ * version, count, then per group its id length (u16), id and SPSO (i64), then the CRC-32C of
+ * everything before it; big-endian. */
+#define SHARE_CKPT_NAME    "share.checkpoint"
+#define SHARE_CKPT_MAGIC   0x4C4D5343u /* "LMSC" */
+#define SHARE_CKPT_VERSION 1
+#define SHARE_CKPT_MAX     ((size_t)4 << 20)
+
+static void put_be(uint8_t *out, uint64_t v, int bytes)
+{
+    for (int i = bytes - 1; i >= 0; i--, v >>= 8)
+        out[i] = (uint8_t)v;
+}
+
+static uint64_t get_be(const uint8_t *in, int bytes)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < bytes; i++)
+        v = v << 8 | in[i];
+    return v;
+}
+
+static int ckpt_path(const struct hshard *hs, const char *topic, int32_t partition, char *out,
+                     size_t cap)
+{
+    char dir[BROKER_PATH_BYTES_MAX + 300];
+    int rc = storage_partition_dir(dir, sizeof(dir), hs->node->cfg->log_dirs[0], topic, partition);
+    if (rc != 0)
+        return rc;
+    int n = snprintf(out, cap, "%s/%s", dir, SHARE_CKPT_NAME);
+    return n > 0 && (size_t)n < cap ? 0 : LM_E_TOO_LARGE;
+}
+
+/* Writes the checkpoint of (topic, partition) from every share partition of it here. */
+static int ckpt_write(struct hshard *hs, struct sshard *ss, const char *topic, int32_t partition)
+{
+    size_t size = 4 + 2 + 4 + 4;
+    uint32_t count = 0;
+    for (struct spart *p = ss->parts; p != NULL; p = p->next)
+        if (p->partition == partition && strcmp(p->topic, topic) == 0 && p->sp.initialized) {
+            size += 2 + strlen(p->group) + 8;
+            count++;
+        }
+    if (size > SHARE_CKPT_MAX)
+        return LM_E_TOO_LARGE;
+    uint8_t *buf = malloc(size);
+    if (buf == NULL)
+        return LM_E_NOMEM;
+    put_be(buf, SHARE_CKPT_MAGIC, 4);
+    put_be(buf + 4, SHARE_CKPT_VERSION, 2);
+    put_be(buf + 6, count, 4);
+    size_t at = 10;
+    for (struct spart *p = ss->parts; p != NULL; p = p->next)
+        if (p->partition == partition && strcmp(p->topic, topic) == 0 && p->sp.initialized) {
+            size_t gl = strlen(p->group);
+            put_be(buf + at, gl, 2);
+            memcpy(buf + at + 2, p->group, gl);
+            put_be(buf + at + 2 + gl, (uint64_t)p->sp.start, 8);
+            at += 2 + gl + 8;
+        }
+    LM_ASSERT(at + 4 == size);
+    put_be(buf + at, crc32c_update(0, buf, at), 4);
+    char path[BROKER_PATH_BYTES_MAX + 340], tmp[BROKER_PATH_BYTES_MAX + 350];
+    int rc = ckpt_path(hs, topic, partition, path, sizeof(path));
+    if (rc == 0) {
+        snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+        int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+        bool ok = fd >= 0 && write(fd, buf, size) == (ssize_t)size;
+        if (fd >= 0)
+            close(fd);
+        if (!ok || rename(tmp, path) != 0) {
+            rc = LM_E_IO;
+            unlink(tmp);
+        }
+    }
+    free(buf);
+    if (rc == 0)
+        for (struct spart *p = ss->parts; p != NULL; p = p->next)
+            if (p->partition == partition && strcmp(p->topic, topic) == 0)
+                p->saved_start = p->sp.start;
+    return rc;
+}
+
+/* The SPSO the checkpoint of (topic, partition) holds for group, or -1. */
+static int64_t ckpt_read(struct hshard *hs, const char *topic, int32_t partition, const char *group)
+{
+    char path[BROKER_PATH_BYTES_MAX + 340];
+    if (ckpt_path(hs, topic, partition, path, sizeof(path)) != 0)
+        return -1;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    off_t size = lseek(fd, 0, SEEK_END);
+    uint8_t *buf = size >= 14 && (size_t)size <= SHARE_CKPT_MAX ? malloc((size_t)size) : NULL;
+    bool ok = buf != NULL && pread(fd, buf, (size_t)size, 0) == (ssize_t)size;
+    close(fd);
+    int64_t found = -1;
+    size_t n = (size_t)size;
+    if (ok && get_be(buf, 4) == SHARE_CKPT_MAGIC && get_be(buf + 4, 2) == SHARE_CKPT_VERSION &&
+        get_be(buf + n - 4, 4) == crc32c_update(0, buf, n - 4)) {
+        uint32_t count = (uint32_t)get_be(buf + 6, 4);
+        size_t at = 10, gl = strlen(group);
+        for (uint32_t i = 0; i < count && at + 2 <= n - 4; i++) {
+            size_t l = (size_t)get_be(buf + at, 2);
+            if (at + 2 + l + 8 > n - 4)
+                break;
+            if (l == gl && memcmp(buf + at + 2, group, l) == 0)
+                found = (int64_t)get_be(buf + at + 2 + l, 8);
+            at += 2 + l + 8;
+        }
+    } else if (buf != NULL) {
+        BLOG_WARN("partition %s-%d: %s unusable; its share partitions start from "
+                  "share.auto.offset.reset",
+                  topic, partition, SHARE_CKPT_NAME);
+    }
+    free(buf);
+    return found >= 0 ? found : -1;
+}
+
+void share_shard_tick(struct hshard *hs)
+{
+    struct sshard *ss = hs->share;
+    if (ss == NULL)
+        return;
+    for (struct spart *p = ss->parts; p != NULL; p = p->next) {
+        if (!p->sp.initialized || p->sp.start == p->saved_start)
+            continue;
+        int rc = ckpt_write(hs, ss, p->topic, p->partition);
+        if (rc != 0) {
+            BLOG_WARN_LIMITED("partition %s-%d: writing %s: %s", p->topic, p->partition,
+                              SHARE_CKPT_NAME, lm_strerror(rc));
+            p->saved_start = p->sp.start; /* tried again when it moves again */
+        }
+    }
+}
+
+/* ---- one request ---- */
+
+/* One partition of a request: what to do there and what came back. */
+struct sitem {
+    uint8_t topic_id[16];
+    bool fetch;   /* acquire records */
+    bool release; /* the session closes: give the member's records back */
+    int32_t n_acks;
+    const void *acks; /* kafka_share_{fetch,acknowledge}_request_acknowledgement_batch */
+    bool acks_fetch;  /* acks are ShareFetch's struct (else ShareAcknowledge's) */
+    /* out, written on the owner shard */
+    int16_t ack_error;
+    uint8_t *data;
+    size_t len;
+    int32_t n_ranges;
+    struct lm_share_range *ranges;
+};
+
+struct sfetch {
+    struct broker_req *req;
+    struct hshard *hs;
+    struct sfetch *next; /* parked list */
+    bool parked;
+    bool acknowledge; /* ShareAcknowledge */
+    bool acks_done;   /* the first pass applied them */
+    bool final;
+    struct kafka_str group;
+    struct kafka_str member;
+    uint64_t member_hash;
+    bool earliest;   /* share.auto.offset.reset */
+    int32_t lock_ms; /* share.record.lock.duration.ms */
+    int32_t max_wait_ms;
+    uint64_t deadline_ms;
+    int64_t budget_bytes;
+    int32_t budget_records;
+    size_t count;
+    struct hwork *items;
+    struct sitem *sitems;
+    struct hfan fan;
+    struct broker_timer timer;
+    int16_t error;
+    const char *error_message;
+    struct kafka_share_fetch_response *fresp;
+    struct kafka_share_acknowledge_response *aresp;
+};
+
+static void pass_start(struct sfetch *sf);
+
+static int16_t apply_acks(struct lm_share_part *sp, uint64_t member, const struct sitem *it)
+{
+    int16_t first_err = KAFKA_NONE;
+    for (int32_t b = 0; b < it->n_acks; b++) {
+        int64_t first, last;
+        const int8_t *types;
+        int32_t nt;
+        if (it->acks_fetch) {
+            const struct kafka_share_fetch_acknowledgement_batch *a =
+                &((const struct kafka_share_fetch_acknowledgement_batch *)it->acks)[b];
+            first = a->first_offset;
+            last = a->last_offset;
+            types = a->acknowledge_types;
+            nt = a->acknowledge_types_count;
+        } else {
+            const struct kafka_share_acknowledge_acknowledgement_batch *a =
+                &((const struct kafka_share_acknowledge_acknowledgement_batch *)it->acks)[b];
+            first = a->first_offset;
+            last = a->last_offset;
+            types = a->acknowledge_types;
+            nt = a->acknowledge_types_count;
+        }
+        int16_t err = KAFKA_NONE;
+        if (nt <= 0 || first > last || (nt != 1 && (int64_t)nt != last - first + 1)) {
+            err = KAFKA_INVALID_REQUEST;
+        } else if (nt == 1) {
+            err = lm_share_part_ack(sp, member, first, last, types[0]);
+        } else {
+            /* one type per offset: runs of the same type at once */
+            int64_t o = first;
+            while (o <= last && err == KAFKA_NONE) {
+                int64_t e = o;
+                while (e < last && types[e + 1 - first] == types[o - first])
+                    e++;
+                err = lm_share_part_ack(sp, member, o, e, types[o - first]);
+                o = e + 1;
+            }
+        }
+        if (err != KAFKA_NONE && first_err == KAFKA_NONE)
+            first_err = err;
+    }
+    return first_err;
+}
+
+static void share_op(struct hshard *hs, struct hpart *p, struct hwork *w, struct hfan *f)
+{
+    struct sfetch *sf = f->ctx;
+    struct sitem *it = &sf->sitems[w - sf->items];
+    struct sshard *ss = sshard_of(hs);
+    w->error = KAFKA_NONE;
+    if (ss == NULL) {
+        w->error = KAFKA_UNKNOWN_SERVER_ERROR;
+        return;
+    }
+    if (p == NULL) {
+        w->error = KAFKA_UNKNOWN_TOPIC_OR_PARTITION; /* in a cluster: NOT_LEADER (data_fan.c) */
+        return;
+    }
+    if (!p->failed)
+        (void)hs_part_open(p);
+    /* closed by the open-log budget: acknowledgements still apply, the fetch waits for a
+     * later pass; a replicated partition is answered from its leader only */
+    bool closed = hs_part_budget_closed(p);
+    if (!closed && (p->log == NULL || p->failed || p->part == NULL)) {
+        w->error = KAFKA_KAFKA_STORAGE_ERROR;
+        return;
+    }
+    if (p->replicated && (closed || !partition_hw_known(p->part) ||
+                          !partition_lease_valid(p->part, (int64_t)broker_now_ms()))) {
+        w->error = KAFKA_NOT_LEADER_OR_FOLLOWER;
+        return;
+    }
+    struct spart *spt =
+        spart_get(ss, &hs->node->share_cfg, sf->group, w->topic, w->topic_len, w->partition);
+    if (spt == NULL) {
+        w->error = KAFKA_UNKNOWN_SERVER_ERROR;
+        BLOG_WARN_LIMITED("share partition %.*s-%d: no room for its state", (int)w->topic_len,
+                          w->topic, w->partition);
+        return;
+    }
+    struct lm_share_part *sp = &spt->sp;
+    if (memcmp(spt->topic_id, p->topic_id, 16) != 0 || sp->recs == NULL) {
+        /* new, or its topic was deleted and made again under the same name: start over (and
+         * again after a failed start over) */
+        if (sp->initialized || sp->recs == NULL) {
+            struct lm_share_config cfg = sp->cfg;
+            lm_share_part_deinit(sp);
+            if (lm_share_part_init(sp, &cfg) != 0) {
+                w->error = KAFKA_UNKNOWN_SERVER_ERROR;
+                return;
+            }
+            spt->saved_start = -1;
+        }
+        memcpy(spt->topic_id, p->topic_id, 16);
+    }
+    int64_t now = (int64_t)broker_now_ms();
+    lm_share_part_expire(sp, now);
+    if (!sf->acks_done && it->n_acks > 0)
+        it->ack_error = apply_acks(sp, sf->member_hash, it);
+    if (it->release)
+        lm_share_part_release_member(sp, sf->member_hash);
+    if (!it->fetch || closed)
+        return;
+    int64_t start = storage_log_start_offset(p->log);
+    int64_t hw = partition_high_watermark(p->part);
+    if (!sp->initialized) {
+        /* where the acknowledgements had got to before a restart, else the reset policy; an
+         * SPSO past the high watermark (the log lost its tail) starts at the high watermark */
+        int64_t saved = ckpt_read(hs, spt->topic, spt->partition, spt->group);
+        lm_share_part_start(sp, saved >= 0 ? (saved < hw ? saved : hw) : sf->earliest ? start : hw);
+        spt->saved_start = saved >= 0 ? sp->start : -1;
+    }
+    lm_share_part_clamp(sp, start);
+    if (sf->budget_records <= 0 || sf->budget_bytes <= 0)
+        return;
+    int64_t next = lm_share_part_next(sp, hw);
+    if (next < 0)
+        return;
+    struct storage_read_result res;
+    int rc = partition_read(p->part, next, (uint64_t)sf->budget_bytes, true, &res);
+    if (rc != 0) {
+        w->error = h_storage_error(rc);
+        return;
+    }
+    if (res.bytes == 0 || res.last_offset < next) {
+        partition_read_release(p->part, &res);
+        return;
+    }
+    it->data = malloc(res.bytes);
+    it->ranges = malloc(SHARE_RANGES_MAX * sizeof(*it->ranges));
+    if (it->data == NULL || it->ranges == NULL ||
+        (rc = storage_read_result_copy(&res, it->data, res.bytes)) != 0) {
+        free(it->data);
+        free(it->ranges);
+        it->data = NULL;
+        it->ranges = NULL;
+        partition_read_release(p->part, &res);
+        w->error = rc != 0 ? h_storage_error(rc) : KAFKA_UNKNOWN_SERVER_ERROR;
+        return;
+    }
+    it->len = res.bytes;
+    int64_t upto = res.last_offset;
+    partition_read_release(p->part, &res);
+    sp->cfg.lock_ms = sf->lock_ms; /* the group's, as it is now */
+    it->n_ranges = lm_share_part_acquire(sp, now, sf->member_hash, next, upto, hw,
+                                         sf->budget_records, it->ranges, SHARE_RANGES_MAX);
+    if (it->n_ranges == 0) {
+        free(it->data);
+        free(it->ranges);
+        it->data = NULL;
+        it->ranges = NULL;
+        it->len = 0;
+        return;
+    }
+    for (int32_t i = 0; i < it->n_ranges; i++)
+        sf->budget_records -= (int32_t)(it->ranges[i].last - it->ranges[i].first + 1);
+    sf->budget_bytes -= (int64_t)it->len;
+}
+
+static void free_items(struct sfetch *sf)
+{
+    for (size_t i = 0; i < sf->count; i++) {
+        free(sf->sitems[i].data);
+        free(sf->sitems[i].ranges);
+        sf->sitems[i].data = NULL;
+        sf->sitems[i].ranges = NULL;
+        sf->sitems[i].len = 0;
+        sf->sitems[i].n_ranges = 0;
+    }
+}
+
+static void parked_remove(struct sfetch *sf)
+{
+    if (!sf->parked)
+        return;
+    struct sshard *ss = sf->hs->share;
+    for (struct sfetch **pp = &ss->parked; *pp != NULL; pp = &(*pp)->next)
+        if (*pp == sf) {
+            *pp = sf->next;
+            break;
+        }
+    sf->parked = false;
+}
+
+/* Whether item i is in the response: partitions fetched or acknowledged in this request (the
+ * client refuses others, such as those a closing session only released). */
+static bool answered(const struct sfetch *sf, size_t i)
+{
+    return sf->sitems[i].fetch || sf->sitems[i].n_acks > 0;
+}
+
+/* Groups the answered items by topic id into the response's topics (items are in topic id
+ * order). */
+static void respond(struct sfetch *sf)
+{
+    struct broker_req *req = sf->req;
+    parked_remove(sf);
+    broker_timer_cancel(req->shard, &sf->timer);
+    int32_t nt = 0, np = 0;
+    const uint8_t *last_id = NULL;
+    for (size_t i = 0; i < sf->count; i++) {
+        if (!answered(sf, i))
+            continue;
+        nt += last_id == NULL || memcmp(sf->sitems[i].topic_id, last_id, 16) != 0;
+        last_id = sf->sitems[i].topic_id;
+        np++;
+    }
+    const struct kafka_str emsg =
+        sf->error_message != NULL
+            ? (struct kafka_str){sf->error_message, (int32_t)strlen(sf->error_message)}
+            : KAFKA_STR_NULL;
+    const void *msg;
+    int32_t k = -1, q = 0;
+    last_id = NULL;
+    if (!sf->acknowledge) {
+        struct kafka_share_fetch_response *o = sf->fresp;
+        o->error_code = sf->error;
+        o->error_message = emsg;
+        o->acquisition_lock_timeout_ms = sf->lock_ms;
+        struct kafka_share_fetch_response_share_fetchable_topic_response *t =
+            h_alloc(req, (size_t)nt, sizeof(*t));
+        struct kafka_share_fetch_response_partition_data *pd =
+            h_alloc(req, (size_t)np, sizeof(*pd));
+        if ((nt > 0 && t == NULL) || (np > 0 && pd == NULL)) {
+            free_items(sf);
+            h_close(req, "arena exhausted");
+            return;
+        }
+        for (size_t i = 0; i < sf->count; i++) {
+            const struct sitem *it = &sf->sitems[i];
+            if (!answered(sf, i))
+                continue;
+            if (last_id == NULL || memcmp(it->topic_id, last_id, 16) != 0) {
+                k++;
+                memcpy(t[k].topic_id.b, it->topic_id, 16);
+                t[k].partitions = &pd[q];
+                t[k].partitions_count = 0;
+                last_id = it->topic_id;
+            }
+            struct kafka_share_fetch_response_partition_data *d = &pd[q++];
+            memset(d, 0, sizeof(*d));
+            d->partition_index = sf->items[i].partition;
+            d->error_code = sf->items[i].error;
+            d->error_message = KAFKA_STR_NULL;
+            d->acknowledge_error_code = it->ack_error;
+            d->acknowledge_error_message = KAFKA_STR_NULL;
+            d->current_leader.leader_id = -1;
+            d->current_leader.leader_epoch = -1;
+            d->records = (struct kafka_bytes){it->data != NULL ? it->data : (const uint8_t *)"",
+                                              (int32_t)it->len};
+            d->acquired_records = h_alloc(req, (size_t)it->n_ranges, sizeof(*d->acquired_records));
+            if (it->n_ranges > 0 && d->acquired_records == NULL) {
+                free_items(sf);
+                h_close(req, "arena exhausted");
+                return;
+            }
+            for (int32_t r = 0; r < it->n_ranges; r++)
+                d->acquired_records[r] = (struct kafka_share_fetch_response_acquired_records){
+                    it->ranges[r].first, it->ranges[r].last, it->ranges[r].delivery_count};
+            d->acquired_records_count = it->n_ranges;
+            t[k].partitions_count++;
+        }
+        o->responses = t;
+        o->responses_count = nt;
+        msg = o;
+    } else {
+        struct kafka_share_acknowledge_response *o = sf->aresp;
+        o->error_code = sf->error;
+        o->error_message = emsg;
+        struct kafka_share_acknowledge_response_share_acknowledge_topic_response *t =
+            h_alloc(req, (size_t)nt, sizeof(*t));
+        struct kafka_share_acknowledge_response_partition_data *pd =
+            h_alloc(req, (size_t)np, sizeof(*pd));
+        if ((nt > 0 && t == NULL) || (np > 0 && pd == NULL)) {
+            h_close(req, "arena exhausted");
+            return;
+        }
+        for (size_t i = 0; i < sf->count; i++) {
+            const struct sitem *it = &sf->sitems[i];
+            if (!answered(sf, i))
+                continue;
+            if (last_id == NULL || memcmp(it->topic_id, last_id, 16) != 0) {
+                k++;
+                memcpy(t[k].topic_id.b, it->topic_id, 16);
+                t[k].partitions = &pd[q];
+                t[k].partitions_count = 0;
+                last_id = it->topic_id;
+            }
+            struct kafka_share_acknowledge_response_partition_data *d = &pd[q++];
+            memset(d, 0, sizeof(*d));
+            d->partition_index = sf->items[i].partition;
+            d->error_code = sf->items[i].error != KAFKA_NONE ? sf->items[i].error : it->ack_error;
+            d->error_message = KAFKA_STR_NULL;
+            d->current_leader.leader_id = -1;
+            d->current_leader.leader_epoch = -1;
+            t[k].partitions_count++;
+        }
+        o->responses = t;
+        o->responses_count = nt;
+        msg = o;
+    }
+    LM_ASSERT(k + 1 == nt && q == np);
+    const uint8_t *buf;
+    size_t len;
+    bool ok = h_encode(req, msg, &buf, &len);
+    free_items(sf);
+    if (ok)
+        broker_req_respond(req, buf, len);
+    else
+        h_close(req, "share fetch response does not fit the request arena");
+}
+
+static void timer_fired(struct broker_shard *s, struct broker_timer *t)
+{
+    (void)s;
+    struct sfetch *sf = t->arg;
+    pass_start(sf);
+}
+
+static void pass_done(struct hfan *f)
+{
+    struct sfetch *sf = f->ctx;
+    struct broker_req *req = sf->req;
+    sf->acks_done = true;
+    bool any = sf->acknowledge;
+    for (size_t i = 0; i < sf->count && !any; i++)
+        any = sf->sitems[i].n_ranges > 0 || sf->items[i].error != KAFKA_NONE ||
+              sf->sitems[i].n_acks > 0;
+    uint64_t now = broker_now_ms();
+    if (any || sf->final || sf->max_wait_ms <= 0 || now >= sf->deadline_ms ||
+        broker_req_conn_closing(req) || broker_shard_draining(req->shard) || sf->hs->stopping) {
+        respond(sf);
+        return;
+    }
+    /* nothing yet: try again shortly, until max_wait_ms */
+    if (!sf->parked) {
+        struct sshard *ss = sf->hs->share;
+        sf->next = ss->parked;
+        ss->parked = sf;
+        sf->parked = true;
+    }
+    uint64_t delay = sf->deadline_ms - now < SHARE_POLL_MS ? sf->deadline_ms - now : SHARE_POLL_MS;
+    if (broker_timer_start(req->shard, &sf->timer, delay, timer_fired, sf) != 0)
+        respond(sf);
+}
+
+static void pass_start(struct sfetch *sf)
+{
+    free_items(sf);
+    sf->budget_records = sf->budget_records > 0 ? sf->budget_records : 0;
+    if (!hfan_init(&sf->fan, sf->req, sf->items, sf->count, share_op, pass_done, sf)) {
+        sf->final = true;
+        respond(sf);
+        return;
+    }
+    sf->fan.sequential = true; /* one byte and record budget over the shards */
+    sf->fan.peek = true;
+    hfan_start(&sf->fan);
+}
+
+void share_fetch_drain(struct hshard *hs)
+{
+    struct sshard *ss = hs->share;
+    if (ss == NULL)
+        return;
+    while (ss->parked != NULL) {
+        struct sfetch *sf = ss->parked;
+        broker_timer_cancel(hs->shard, &sf->timer);
+        sf->final = true;
+        parked_remove(sf);
+        pass_start(sf);
+    }
+}
+
+/* The group's share.auto.offset.reset ("earliest" sets sf->earliest) and
+ * share.record.lock.duration.ms (sf->lock_ms; the broker's when the group has none). */
+static void group_configs_read(struct sfetch *sf)
+{
+    struct hshard *hs = sf->hs;
+    struct kafka_str group = sf->group;
+    sf->earliest = false;
+    sf->lock_ms = hs->node->share_cfg.lock_ms;
+    hs_refresh(hs);
+    if (hs->snap == NULL || hs->snap->state.group_config_count == 0 || group.len <= 0 ||
+        group.len > LM_META_GROUP_NAME_MAX)
+        return;
+    char g[LM_META_GROUP_NAME_MAX + 1];
+    memcpy(g, group.ptr, (size_t)group.len);
+    g[group.len] = '\0';
+    const struct lm_meta_group_configs *gc = lm_meta_state_group_configs(&hs->snap->state, g);
+    for (size_t i = 0; gc != NULL && i < gc->count; i++) {
+        if (strcmp(gc->configs[i].name, "share.auto.offset.reset") == 0) {
+            sf->earliest = strcmp(gc->configs[i].value, "earliest") == 0;
+        } else if (strcmp(gc->configs[i].name, "share.record.lock.duration.ms") == 0) {
+            long long v = strtoll(gc->configs[i].value, NULL, 10);
+            if (v >= 1000 && v <= INT32_MAX)
+                sf->lock_ms = (int32_t)v;
+        }
+    }
+}
+
+/* One partition named in the request: its acknowledgements. */
+struct rpart {
+    const uint8_t *topic_id;
+    int32_t partition;
+    int32_t n_acks;
+    const void *acks;
+};
+
+/* Builds the items: the session's partitions (fetch; release when closing) and the request's
+ * partitions with acknowledgements, in topic id order (the response groups by topic). */
+static bool items_build(struct sfetch *sf, const struct ssess *s, const struct rpart *rp,
+                        int32_t nrp, bool fetch, bool release, bool acks_fetch)
+{
+    struct broker_req *req = sf->req;
+    struct hshard *hs = sf->hs;
+    size_t cap = (size_t)(s != NULL ? s->n : 0) + (size_t)nrp;
+    sf->items = h_alloc(req, cap, sizeof(*sf->items));
+    sf->sitems = h_alloc(req, cap, sizeof(*sf->sitems));
+    if (cap > 0 && (sf->items == NULL || sf->sitems == NULL))
+        return false;
+    size_t n = 0;
+    for (int32_t i = 0; s != NULL && i < s->n; i++) {
+        memset(&sf->sitems[n], 0, sizeof(sf->sitems[n]));
+        memcpy(sf->sitems[n].topic_id, s->parts[i].topic_id, 16);
+        sf->sitems[n].fetch = fetch;
+        sf->sitems[n].release = release;
+        sf->items[n].partition = s->parts[i].partition;
+        n++;
+    }
+    for (int32_t i = 0; i < nrp; i++) {
+        size_t at = n;
+        for (size_t j = 0; j < n; j++)
+            if (sf->items[j].partition == rp[i].partition &&
+                memcmp(sf->sitems[j].topic_id, rp[i].topic_id, 16) == 0)
+                at = j;
+        if (at == n) {
+            if (rp[i].n_acks <= 0)
+                continue;
+            memset(&sf->sitems[n], 0, sizeof(sf->sitems[n]));
+            memcpy(sf->sitems[n].topic_id, rp[i].topic_id, 16);
+            sf->items[n].partition = rp[i].partition;
+            n++;
+        }
+        sf->sitems[at].n_acks = rp[i].n_acks > 0 ? rp[i].n_acks : 0;
+        sf->sitems[at].acks = rp[i].acks;
+        sf->sitems[at].acks_fetch = acks_fetch;
+    }
+    /* sort by topic id (insertion: sessions are small) */
+    for (size_t i = 1; i < n; i++)
+        for (size_t j = i;
+             j > 0 && memcmp(sf->sitems[j - 1].topic_id, sf->sitems[j].topic_id, 16) > 0; j--) {
+            struct sitem t = sf->sitems[j];
+            sf->sitems[j] = sf->sitems[j - 1];
+            sf->sitems[j - 1] = t;
+            int32_t p = sf->items[j].partition;
+            sf->items[j].partition = sf->items[j - 1].partition;
+            sf->items[j - 1].partition = p;
+        }
+    sf->count = n;
+    for (size_t i = 0; i < n; i++) {
+        struct hwork *w = &sf->items[i];
+        struct sitem *it = &sf->sitems[i];
+        w->in = it;
+        w->out = it;
+        w->error = KAFKA_NONE;
+        struct htopic *t = hs_topic_by_id(hs, it->topic_id);
+        if (t == NULL) {
+            w->error = KAFKA_UNKNOWN_TOPIC_ID;
+            w->owner = HWORK_DONE;
+            continue;
+        }
+        size_t tl = strlen(t->meta->name);
+        w->topic = h_strdup(req, (struct kafka_str){t->meta->name, (int32_t)tl});
+        w->topic_len = tl;
+        if (w->topic == NULL)
+            return false;
+        if (!h_allowed_k(req, AUTHZ_OP_READ, AUTHZ_RES_TOPIC,
+                         (struct kafka_str){w->topic, (int32_t)tl})) {
+            w->error = KAFKA_TOPIC_AUTHORIZATION_FAILED;
+            w->owner = HWORK_DONE;
+            continue;
+        }
+        if (w->partition < 0 || w->partition >= t->meta->partition_count) {
+            w->error = KAFKA_UNKNOWN_TOPIC_OR_PARTITION;
+            w->owner = HWORK_DONE;
+            continue;
+        }
+        w->owner = hs_owner(hs, w->topic, tl, w->partition);
+    }
+    return true;
+}
+
+/* Session checks common to both APIs; returns the Kafka error, the session in *out (NULL when
+ * it was closed or never existed). */
+static int16_t session_step(struct sfetch *sf, int32_t epoch, struct ssess **out)
+{
+    struct sshard *ss = sshard_of(sf->hs);
+    *out = NULL;
+    if (ss == NULL)
+        return KAFKA_UNKNOWN_SERVER_ERROR;
+    struct ssess *s = sess_find(ss, sf->group, sf->member);
+    if (epoch == 0) {
+        if (sf->acknowledge)
+            return KAFKA_INVALID_SHARE_SESSION_EPOCH;
+        if (s != NULL)
+            sess_remove(ss, s);
+        s = sess_new(ss, sf->group, sf->member);
+        if (s == NULL)
+            return KAFKA_SHARE_SESSION_LIMIT_REACHED;
+        s->epoch = 1;
+        s->used_ms = broker_now_ms();
+        *out = s;
+        return KAFKA_NONE;
+    }
+    if (s == NULL)
+        return KAFKA_SHARE_SESSION_NOT_FOUND;
+    if (epoch != -1 && epoch != s->epoch)
+        return KAFKA_INVALID_SHARE_SESSION_EPOCH;
+    if (epoch != -1)
+        s->epoch = s->epoch == INT32_MAX ? 1 : s->epoch + 1;
+    s->used_ms = broker_now_ms();
+    *out = s;
+    return KAFKA_NONE;
+}
+
+static struct sfetch *sfetch_new(struct broker_req *req, struct kafka_str group,
+                                 struct kafka_str member)
+{
+    struct sfetch *sf = h_alloc(req, 1, sizeof(*sf));
+    if (sf == NULL)
+        return NULL;
+    memset(sf, 0, sizeof(*sf));
+    sf->req = req;
+    sf->hs = hs_of(req->shard);
+    sf->timer.heap_index_ = UINT32_MAX;
+    sf->lock_ms = sf->hs->node->share_cfg.lock_ms;
+    sf->group = group;
+    sf->member = member;
+    sf->member_hash = member.len > 0 ? lm_share_member_hash(member.ptr, member.len) : 1;
+    return sf;
+}
+
+/* Top-level checks: ids present and short enough, READ on the group. */
+static int16_t check_ids(struct broker_req *req, struct sfetch *sf)
+{
+    if (sf->group.len <= 0 || sf->member.len <= 0 || sf->group.len > SHARE_ID_MAX ||
+        sf->member.len > SHARE_ID_MAX) {
+        sf->error_message = "GroupId and MemberId must be set.";
+        return KAFKA_INVALID_REQUEST;
+    }
+    if (!h_allowed_k(req, AUTHZ_OP_READ, AUTHZ_RES_GROUP, sf->group))
+        return KAFKA_GROUP_AUTHORIZATION_FAILED;
+    return KAFKA_NONE;
+}
+
+static void share_fetch(struct broker_req *req)
+{
+    struct kafka_share_fetch_request *rq = h_alloc(req, 1, sizeof(*rq));
+    struct kafka_share_fetch_response *resp = h_alloc(req, 1, sizeof(*resp));
+    if (rq == NULL || resp == NULL) {
+        h_close(req, "arena exhausted");
+        return;
+    }
+    kafka_share_fetch_request_init(rq);
+    if (!h_decode(req, rq))
+        return;
+    kafka_share_fetch_response_init(resp);
+    struct sfetch *sf = sfetch_new(req, rq->group_id, rq->member_id);
+    if (sf == NULL) {
+        h_close(req, "arena exhausted");
+        return;
+    }
+    sf->fresp = resp;
+    sf->error = check_ids(req, sf);
+    struct ssess *s = NULL;
+    if (sf->error == KAFKA_NONE)
+        sf->error = session_step(sf, rq->share_session_epoch, &s);
+    if (sf->error != KAFKA_NONE) {
+        respond(sf);
+        return;
+    }
+    bool closing = rq->share_session_epoch == -1;
+    int32_t nrp = 0;
+    for (int32_t i = 0; i < rq->topics_count; i++)
+        nrp += rq->topics[i].partitions_count > 0 ? rq->topics[i].partitions_count : 0;
+    struct rpart *rp = h_alloc(req, (size_t)nrp, sizeof(*rp));
+    if (nrp > 0 && rp == NULL) {
+        h_close(req, "arena exhausted");
+        return;
+    }
+    int32_t k = 0;
+    for (int32_t i = 0; i < rq->topics_count; i++) {
+        const struct kafka_share_fetch_request_fetch_topic *t = &rq->topics[i];
+        for (int32_t j = 0; j < t->partitions_count; j++) {
+            const struct kafka_share_fetch_request_fetch_partition *p = &t->partitions[j];
+            rp[k++] = (struct rpart){t->topic_id.b, p->partition_index,
+                                     p->acknowledgement_batches_count, p->acknowledgement_batches};
+            if (!closing && sess_add(s, t->topic_id.b, p->partition_index) != 0) {
+                sf->error = KAFKA_INVALID_REQUEST;
+                sf->error_message = "Too many partitions in the share session.";
+                respond(sf);
+                return;
+            }
+        }
+    }
+    for (int32_t i = 0; !closing && i < rq->forgotten_topics_data_count; i++)
+        for (int32_t j = 0; j < rq->forgotten_topics_data[i].partitions_count; j++)
+            sess_forget(s, rq->forgotten_topics_data[i].topic_id.b,
+                        rq->forgotten_topics_data[i].partitions[j]);
+    if (!items_build(sf, s, rp, nrp, !closing, closing, true)) {
+        h_close(req, "arena exhausted");
+        return;
+    }
+    if (closing)
+        sess_remove(sshard_of(sf->hs), s);
+    group_configs_read(sf);
+    sf->max_wait_ms = closing ? 0 : rq->max_wait_ms;
+    sf->deadline_ms = broker_now_ms() + (uint64_t)(sf->max_wait_ms > 0 ? sf->max_wait_ms : 0);
+    sf->budget_bytes = rq->max_bytes > 0 ? rq->max_bytes : INT32_MAX;
+    sf->budget_records = rq->max_records > 0 ? rq->max_records : 500;
+    pass_start(sf);
+}
+
+static void share_acknowledge(struct broker_req *req)
+{
+    struct kafka_share_acknowledge_request *rq = h_alloc(req, 1, sizeof(*rq));
+    struct kafka_share_acknowledge_response *resp = h_alloc(req, 1, sizeof(*resp));
+    if (rq == NULL || resp == NULL) {
+        h_close(req, "arena exhausted");
+        return;
+    }
+    kafka_share_acknowledge_request_init(rq);
+    if (!h_decode(req, rq))
+        return;
+    kafka_share_acknowledge_response_init(resp);
+    struct sfetch *sf = sfetch_new(req, rq->group_id, rq->member_id);
+    if (sf == NULL) {
+        h_close(req, "arena exhausted");
+        return;
+    }
+    sf->acknowledge = true;
+    sf->aresp = resp;
+    sf->error = check_ids(req, sf);
+    struct ssess *s = NULL;
+    if (sf->error == KAFKA_NONE)
+        sf->error = session_step(sf, rq->share_session_epoch, &s);
+    if (sf->error != KAFKA_NONE) {
+        respond(sf);
+        return;
+    }
+    bool closing = rq->share_session_epoch == -1;
+    int32_t nrp = 0;
+    for (int32_t i = 0; i < rq->topics_count; i++)
+        nrp += rq->topics[i].partitions_count > 0 ? rq->topics[i].partitions_count : 0;
+    struct rpart *rp = h_alloc(req, (size_t)nrp, sizeof(*rp));
+    if (nrp > 0 && rp == NULL) {
+        h_close(req, "arena exhausted");
+        return;
+    }
+    int32_t k = 0;
+    for (int32_t i = 0; i < rq->topics_count; i++) {
+        const struct kafka_share_acknowledge_request_acknowledge_topic *t = &rq->topics[i];
+        for (int32_t j = 0; j < t->partitions_count; j++)
+            rp[k++] = (struct rpart){t->topic_id.b, t->partitions[j].partition_index,
+                                     t->partitions[j].acknowledgement_batches_count,
+                                     t->partitions[j].acknowledgement_batches};
+    }
+    /* only the acknowledged partitions answer; a closing session also releases the rest */
+    if (!items_build(sf, closing ? s : NULL, rp, nrp, false, closing, false)) {
+        h_close(req, "arena exhausted");
+        return;
+    }
+    if (closing)
+        sess_remove(sshard_of(sf->hs), s);
+    pass_start(sf);
+}
+
+static void describe_share_group_offsets(struct broker_req *req);
+
+int share_fetch_register(struct broker_dispatch *d)
+{
+    int rc;
+    if ((rc = handlers_serve(d, KAFKA_SHARE_FETCH_KEY, 1, 1, share_fetch)) != 0 ||
+        (rc = handlers_serve(d, KAFKA_SHARE_ACKNOWLEDGE_KEY, 1, 1, share_acknowledge)) != 0 ||
+        (rc = handlers_serve(d, KAFKA_DESCRIBE_SHARE_GROUP_OFFSETS_KEY, 0, 0,
+                             describe_share_group_offsets)) != 0)
+        return rc;
+    return 0;
+}
+
+/* ---- DescribeShareGroupOffsets (90, v0) ---- */
+
+/* One (group, topic partition) asked about; start written on the partition's owner. */
+struct doitem {
+    struct kafka_str group;
+    bool only_with_state; /* topics null: left out unless the group has state there */
+    int64_t start;
+};
+
+struct dsoffsets {
+    struct broker_req *req;
+    struct kafka_describe_share_group_offsets_request *rq;
+    struct kafka_describe_share_group_offsets_response *resp;
+    size_t count;
+    struct hwork *items;
+    struct doitem *ditems;
+    int32_t *group_of; /* item -> group index */
+    struct hfan fan;
+};
+
+static void doffsets_op(struct hshard *hs, struct hpart *p, struct hwork *w, struct hfan *f)
+{
+    struct dsoffsets *d = f->ctx;
+    struct doitem *it = &d->ditems[w - d->items];
+    w->error = KAFKA_NONE;
+    it->start = -1;
+    struct sshard *ss = hs->share;
+    for (struct spart *s = ss != NULL ? ss->parts : NULL; s != NULL; s = s->next)
+        if (s->partition == w->partition && kstr_is(it->group, s->group) &&
+            strlen(s->topic) == w->topic_len && memcmp(s->topic, w->topic, w->topic_len) == 0) {
+            it->start = s->sp.initialized ? s->sp.start : -1;
+            return;
+        }
+    /* not used since the start: what the checkpoint holds */
+    if (p != NULL && it->group.len > 0 && it->group.len <= SHARE_ID_MAX) {
+        char g[SHARE_ID_MAX + 1];
+        memcpy(g, it->group.ptr, (size_t)it->group.len);
+        g[it->group.len] = '\0';
+        it->start = ckpt_read(hs, p->topic, p->partition, g);
+    }
+}
+
+static void doffsets_done(struct hfan *f)
+{
+    struct dsoffsets *d = f->ctx;
+    struct broker_req *req = d->req;
+    struct hshard *hs = hs_of(req->shard);
+    /* items are in request order: group, then topic, then partition */
+    size_t k = 0;
+    for (int32_t g = 0; g < d->resp->groups_count; g++) {
+        struct
+            kafka_describe_share_group_offsets_response_describe_share_group_offsets_response_group
+                *rg = &d->resp->groups[g];
+        if (rg->error_code != KAFKA_NONE)
+            continue;
+        size_t first = k;
+        while (k < d->count && d->group_of[k] == g)
+            k++;
+        /* topics: runs of the same name */
+        int32_t nt = 0;
+        for (size_t i = first; i < k; i++)
+            if (!(d->ditems[i].only_with_state && d->ditems[i].start < 0) &&
+                (i == first || d->items[i].topic != d->items[i - 1].topic))
+                nt++;
+        rg->topics = h_alloc(req, (size_t)nt, sizeof(*rg->topics));
+        struct
+            kafka_describe_share_group_offsets_response_describe_share_group_offsets_response_partition
+                *parts = h_alloc(req, k - first, sizeof(*parts));
+        if ((nt > 0 && rg->topics == NULL) || (k > first && parts == NULL)) {
+            h_close(req, "arena exhausted");
+            return;
+        }
+        int32_t t = -1, q = 0;
+        const char *last = NULL;
+        for (size_t i = first; i < k; i++) {
+            const struct hwork *w = &d->items[i];
+            const struct doitem *it = &d->ditems[i];
+            if (it->only_with_state && it->start < 0)
+                continue;
+            if (last == NULL || w->topic != last) {
+                t++;
+                last = w->topic;
+                struct
+                    kafka_describe_share_group_offsets_response_describe_share_group_offsets_response_topic
+                        *rt = &rg->topics[t];
+                memset(rt, 0, sizeof(*rt));
+                rt->topic_name = (struct kafka_str){w->topic, (int32_t)w->topic_len};
+                struct htopic *ht = hs_topic(hs, w->topic, w->topic_len);
+                if (ht != NULL)
+                    memcpy(rt->topic_id.b, ht->meta->id, 16);
+                rt->partitions = &parts[q];
+            }
+            struct
+                kafka_describe_share_group_offsets_response_describe_share_group_offsets_response_partition
+                    *rp = &parts[q++];
+            memset(rp, 0, sizeof(*rp));
+            rp->partition_index = w->partition;
+            rp->start_offset = w->error == KAFKA_NONE ? it->start : -1;
+            rp->leader_epoch = -1;
+            rp->error_code = w->error;
+            rp->error_message = KAFKA_STR_NULL;
+            rg->topics[t].partitions_count++;
+        }
+        rg->topics_count = nt;
+        LM_ASSERT(t + 1 == nt);
+    }
+    h_respond(req, d->resp);
+}
+
+static void describe_share_group_offsets(struct broker_req *req)
+{
+    struct hshard *hs = hs_of(req->shard);
+    struct dsoffsets *d = h_alloc(req, 1, sizeof(*d));
+    struct kafka_describe_share_group_offsets_request *rq = h_alloc(req, 1, sizeof(*rq));
+    struct kafka_describe_share_group_offsets_response *resp = h_alloc(req, 1, sizeof(*resp));
+    if (d == NULL || rq == NULL || resp == NULL) {
+        h_close(req, "arena exhausted");
+        return;
+    }
+    kafka_describe_share_group_offsets_request_init(rq);
+    if (!h_decode(req, rq))
+        return;
+    kafka_describe_share_group_offsets_response_init(resp);
+    memset(d, 0, sizeof(*d));
+    d->req = req;
+    d->rq = rq;
+    d->resp = resp;
+    int32_t ng = rq->groups_count > 0 ? rq->groups_count : 0;
+    resp->groups = h_alloc(req, (size_t)ng, sizeof(*resp->groups));
+    if (ng > 0 && resp->groups == NULL) {
+        h_close(req, "arena exhausted");
+        return;
+    }
+    resp->groups_count = ng;
+    hs_refresh(hs);
+    const struct lm_meta_state *st = hs->snap != NULL ? &hs->snap->state : NULL;
+    /* count the items first */
+    size_t n = 0;
+    for (int32_t g = 0; g < ng; g++) {
+        const struct
+            kafka_describe_share_group_offsets_request_describe_share_group_offsets_request_group
+                *q = &rq->groups[g];
+        if (q->topics_count < 0) {
+            for (size_t i = 0; st != NULL && i < st->topic_count; i++)
+                n += st->topics[i].name[0] != '_' ? (size_t)st->topics[i].partition_count : 0;
+        } else {
+            for (int32_t t = 0; t < q->topics_count; t++)
+                n += q->topics[t].partitions_count > 0 ? (size_t)q->topics[t].partitions_count : 0;
+        }
+    }
+    d->items = h_alloc(req, n, sizeof(*d->items));
+    d->ditems = h_alloc(req, n, sizeof(*d->ditems));
+    d->group_of = h_alloc(req, n, sizeof(*d->group_of));
+    if (n > 0 && (d->items == NULL || d->ditems == NULL || d->group_of == NULL)) {
+        h_close(req, "arena exhausted");
+        return;
+    }
+    size_t k = 0;
+    for (int32_t g = 0; g < ng; g++) {
+        const struct
+            kafka_describe_share_group_offsets_request_describe_share_group_offsets_request_group
+                *q = &rq->groups[g];
+        struct
+            kafka_describe_share_group_offsets_response_describe_share_group_offsets_response_group
+                *rg = &resp->groups[g];
+        memset(rg, 0, sizeof(*rg));
+        rg->group_id = q->group_id;
+        rg->error_message = KAFKA_STR_NULL;
+        if (q->group_id.len <= 0) {
+            rg->error_code = KAFKA_INVALID_GROUP_ID;
+            continue;
+        }
+        if (!h_allowed_k(req, AUTHZ_OP_DESCRIBE, AUTHZ_RES_GROUP, q->group_id)) {
+            rg->error_code = KAFKA_GROUP_AUTHORIZATION_FAILED;
+            continue;
+        }
+        int32_t ntq =
+            q->topics_count < 0 ? (st != NULL ? (int32_t)st->topic_count : 0) : q->topics_count;
+        for (int32_t t = 0; t < ntq; t++) {
+            const char *name;
+            size_t len;
+            int32_t np;
+            const int32_t *given = NULL;
+            if (q->topics_count < 0) {
+                if (st->topics[t].name[0] == '_')
+                    continue; /* internal topics hold no share state */
+                len = strlen(st->topics[t].name);
+                /* copied: the shard's metadata image may change before the answer */
+                name = h_strdup(req, (struct kafka_str){st->topics[t].name, (int32_t)len});
+                if (name == NULL) {
+                    h_close(req, "arena exhausted");
+                    return;
+                }
+                np = st->topics[t].partition_count;
+            } else {
+                name = h_strdup(req, q->topics[t].topic_name);
+                if (name == NULL) {
+                    h_close(req, "arena exhausted");
+                    return;
+                }
+                len = q->topics[t].topic_name.len > 0 ? (size_t)q->topics[t].topic_name.len : 0;
+                np = q->topics[t].partitions_count > 0 ? q->topics[t].partitions_count : 0;
+                given = q->topics[t].partitions;
+            }
+            struct htopic *ht = len > 0 ? hs_topic(hs, name, len) : NULL;
+            bool allowed = h_allowed_k(req, AUTHZ_OP_DESCRIBE, AUTHZ_RES_TOPIC,
+                                       (struct kafka_str){name, (int32_t)len});
+            for (int32_t j = 0; j < np; j++, k++) {
+                struct hwork *w = &d->items[k];
+                memset(w, 0, sizeof(*w));
+                w->topic = name;
+                w->topic_len = len;
+                w->partition = given != NULL ? given[j] : j;
+                d->ditems[k] = (struct doitem){q->group_id, q->topics_count < 0, -1};
+                d->group_of[k] = g;
+                if (!allowed) {
+                    w->error = KAFKA_TOPIC_AUTHORIZATION_FAILED;
+                    w->owner = HWORK_DONE;
+                } else if (ht == NULL || w->partition < 0 ||
+                           w->partition >= ht->meta->partition_count) {
+                    w->error = KAFKA_UNKNOWN_TOPIC_OR_PARTITION;
+                    w->owner = HWORK_DONE;
+                } else {
+                    w->owner = hs_owner(hs, name, len, w->partition);
+                }
+            }
+        }
+    }
+    d->count = k;
+    LM_ASSERT(k <= n);
+    if (!hfan_init(&d->fan, req, d->items, d->count, doffsets_op, doffsets_done, d)) {
+        h_close(req, "arena exhausted");
+        return;
+    }
+    d->fan.peek = true; /* no log opened for it */
+    hfan_start(&d->fan);
+}

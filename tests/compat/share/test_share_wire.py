@@ -1,0 +1,310 @@
+"""KIP-932 share groups on the wire, with hand-built frames: ShareGroupHeartbeat errors,
+ShareFetch share sessions (epochs, SHARE_SESSION_NOT_FOUND, INVALID_SHARE_SESSION_EPOCH),
+acquisition from the share-partition start offset (share.auto.offset.reset latest),
+ShareAcknowledge (accept, INVALID_RECORD_STATE for a record acknowledged twice), an
+acknowledgement piggybacked on ShareFetch (release: the records come back with delivery count
+2), a session closed with epoch -1 releasing what its member held (delivery count 3 for the next
+member), ShareGroupDescribe, and a topic deleted and made again (its share partition starts
+over).
+
+    test_share_wire.py --io uring|epoll
+"""
+import argparse
+import os
+import struct
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "harness"))
+sys.path.insert(0, os.path.join(HERE, "..", "groups"))
+from laminar_harness import Broker  # noqa: E402
+from kraw import Conn, idempotent_batch, uvarint  # noqa: E402
+
+FAILS = []
+TOPIC, GROUP = "sw-t", "sw-g"
+
+
+def check(ok, what, detail=None):
+    print(("ok: " if ok else "FAIL: ") + what + ("" if ok or detail is None else " -- %r" % (detail,)))
+    if not ok:
+        FAILS.append(what)
+
+
+def cs(s):
+    b = s.encode()
+    return uvarint(len(b) + 1) + b
+
+
+def carr(items):
+    return uvarint(len(items) + 1) + b"".join(items)
+
+
+TAGS = b"\x00"
+
+
+class R:
+    """A reader of a flexible response body."""
+
+    def __init__(self, b):
+        self.b, self.p = b, 0
+
+    def take(self, fmt):
+        v = struct.unpack_from(fmt, self.b, self.p)
+        self.p += struct.calcsize(fmt)
+        return v[0]
+
+    def uv(self):
+        shift = v = 0
+        while True:
+            c = self.b[self.p]
+            self.p += 1
+            v |= (c & 0x7F) << shift
+            shift += 7
+            if not c & 0x80:
+                return v
+
+    def s(self):
+        n = self.uv() - 1
+        if n < 0:
+            return None
+        v = self.b[self.p:self.p + n].decode()
+        self.p += n
+        return v
+
+    def raw(self):
+        n = self.uv() - 1
+        v = self.b[self.p:self.p + max(n, 0)]
+        self.p += max(n, 0)
+        return v
+
+    def arr(self, fn):
+        n = self.uv() - 1
+        return None if n < 0 else [fn() for _ in range(n)]
+
+    def uuid(self):
+        v = self.b[self.p:self.p + 16]
+        self.p += 16
+        return v
+
+    def tags(self):
+        for _ in range(self.uv()):
+            self.uv()
+            self.p += self.uv()
+
+
+def heartbeat(c, member, epoch, topics=None):
+    body = cs(GROUP) + cs(member) + struct.pack(">i", epoch) + b"\x00"   # rack null
+    body += b"\x00" if topics is None else carr([cs(t) for t in topics])
+    body += TAGS
+    r = R(c.call(76, 1, body, True))
+    r.take(">i")
+    out = {"error": r.take(">h"), "message": r.s(), "member": r.s(), "epoch": r.take(">i"),
+           "interval": r.take(">i"), "assignment": None}
+    if r.take(">b") >= 0:
+        def tp():
+            tid = r.uuid()
+            ps = r.arr(lambda: r.take(">i"))
+            r.tags()
+            return (tid, ps)
+        out["assignment"] = r.arr(tp)
+        r.tags()
+    return out
+
+
+def ack_batches(acks):
+    return carr([struct.pack(">qq", f, l) + carr([struct.pack(">b", t) for t in ts]) + TAGS
+                 for f, l, ts in acks])
+
+
+def share_fetch(c, member, epoch, tid, acks=(), wait_ms=300, max_records=100):
+    body = cs(GROUP) + cs(member) + struct.pack(">iiiiii", epoch, wait_ms, 1, 1 << 20,
+                                                max_records, max_records)
+    body += carr([tid + carr([struct.pack(">i", 0) + ack_batches(acks) + TAGS]) + TAGS])
+    body += carr([]) + TAGS                     # forgotten topics
+    r = R(c.call(78, 1, body, True))
+    r.take(">i")
+    out = {"error": r.take(">h"), "message": r.s(), "lock_ms": r.take(">i"), "parts": []}
+
+    def part():
+        p = {"index": r.take(">i"), "error": r.take(">h")}
+        r.s()
+        p["ack_error"] = r.take(">h")
+        r.s()
+        r.take(">i")
+        r.take(">i")
+        r.tags()                                # current leader
+        p["records"] = len(r.raw())
+
+        def acq():
+            a = (r.take(">q"), r.take(">q"), r.take(">h"))
+            r.tags()
+            return a
+        p["acquired"] = r.arr(acq)
+        r.tags()
+        return p
+
+    def topic():
+        r.uuid()
+        out["parts"] += r.arr(part)
+        r.tags()
+    r.arr(topic)
+    return out
+
+
+def share_ack(c, member, epoch, tid, acks):
+    body = cs(GROUP) + cs(member) + struct.pack(">i", epoch)
+    body += carr([tid + carr([struct.pack(">i", 0) + ack_batches(acks) + TAGS]) + TAGS]) + TAGS
+    r = R(c.call(79, 1, body, True))
+    r.take(">i")
+    out = {"error": r.take(">h"), "message": r.s(), "parts": []}
+
+    def part():
+        p = {"index": r.take(">i"), "error": r.take(">h")}
+        r.s()
+        r.take(">i")
+        r.take(">i")
+        r.tags()
+        r.tags()
+        return p
+
+    def topic():
+        r.uuid()
+        out["parts"] += r.arr(part)
+        r.tags()
+    r.arr(topic)
+    return out
+
+
+def describe(c):
+    r = R(c.call(77, 1, carr([cs(GROUP)]) + b"\x00" + TAGS, True))
+    r.take(">i")
+
+    def member():
+        m = {"id": r.s()}
+        r.s()
+        m["epoch"] = r.take(">i")
+        r.s()
+        r.s()
+        m["topics"] = r.arr(r.s)
+        r.arr(lambda: (r.uuid(), r.s(), r.arr(lambda: r.take(">i")), r.tags()))
+        r.tags()                                # assignment struct
+        r.tags()
+        return m
+
+    def group():
+        g = {"error": r.take(">h"), "message": r.s(), "id": r.s(), "state": r.s(),
+             "epoch": r.take(">i"), "aepoch": r.take(">i"), "assignor": r.s()}
+        g["members"] = r.arr(member)
+        r.take(">i")
+        r.tags()
+        return g
+    return r.arr(group)[0]
+
+
+def acquired(out):
+    return [a for p in out["parts"] for a in (p["acquired"] or [])]
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--io", default="uring")
+    args = ap.parse_args()
+    t0 = time.monotonic()
+    with Broker(io=args.io, shards=2, config={"group.share.heartbeat.interval.ms": 500}) as b:
+        from confluent_kafka.admin import AdminClient, NewTopic
+        a = AdminClient({"bootstrap.servers": b.bootstrap})
+        a.create_topics([NewTopic(TOPIC, 1, 1)])[TOPIC].result(30)
+        c = Conn(b.host, b.port)
+
+        def produce(values):
+            err, _ = c.produce(TOPIC, 0, idempotent_batch(-1, -1, -1, values), acks=1)
+            check(err == 0, "produce %d records" % len(values), err)
+
+        r = heartbeat(c, "m1", 0)
+        check(r["error"] == 42, "join without a subscription: INVALID_REQUEST", r)
+        r = heartbeat(c, "m9", 4)
+        check(r["error"] == 25, "heartbeat of an unknown member: UNKNOWN_MEMBER_ID", r)
+        r = heartbeat(c, "m1", 0, [TOPIC])
+        deadline = time.monotonic() + 10
+        while r["error"] == 0 and not r["assignment"] and time.monotonic() < deadline:
+            time.sleep(0.2)
+            r = heartbeat(c, "m1", r["epoch"])
+        check(r["error"] == 0 and r["member"] == "m1" and r["epoch"] >= 1 and r["assignment"]
+              and r["assignment"][0][1] == [0], "m1 joins and is assigned partition 0", r)
+        tid = r["assignment"][0][0] if r["assignment"] else b"\x00" * 16
+        epoch1 = r["epoch"]
+        r = heartbeat(c, "m1", epoch1 + 7)
+        check(r["error"] == 110, "a wrong member epoch: FENCED_MEMBER_EPOCH", r)
+
+        produce([b"a%d" % i for i in range(5)])   # before the first fetch: skipped (latest)
+        f = share_fetch(c, "m2", 3, tid)
+        check(f["error"] == 122, "ShareFetch of no session with epoch 3: SHARE_SESSION_NOT_FOUND", f)
+        f = share_fetch(c, "m1", 0, tid, wait_ms=200)
+        check(f["error"] == 0 and not acquired(f) and f["lock_ms"] == 30000,
+              "epoch 0 opens the session; the share partition starts at the log end", f)
+        produce([b"b%d" % i for i in range(5)])   # offsets 5..9
+        f = share_fetch(c, "m1", 1, tid)
+        check(f["error"] == 0 and acquired(f) == [(5, 9, 1)] and f["parts"][0]["records"] > 0,
+              "epoch 1 acquires offsets 5-9, delivery count 1, with their batch", f)
+        f = share_fetch(c, "m1", 5, tid)
+        check(f["error"] == 123, "a skipped epoch: INVALID_SHARE_SESSION_EPOCH", f)
+        k = share_ack(c, "m1", 0, tid, [(5, 6, [1])])
+        check(k["error"] == 123, "ShareAcknowledge with epoch 0: INVALID_SHARE_SESSION_EPOCH", k)
+        k = share_ack(c, "m1", 2, tid, [(5, 6, [1])])
+        check(k["error"] == 0 and [p["error"] for p in k["parts"]] == [0],
+              "ShareAcknowledge accepts 5-6", k)
+        k = share_ack(c, "m1", 3, tid, [(5, 5, [1])])
+        check(k["error"] == 0 and [p["error"] for p in k["parts"]] == [121],
+              "accepting 5 again: INVALID_RECORD_STATE", k)
+        # one type per offset: 7 rejected, 8-9 released; they come back in the same fetch
+        f = share_fetch(c, "m1", 4, tid, acks=[(7, 9, [3, 2, 2])])
+        check(f["error"] == 0 and f["parts"][0]["ack_error"] == 0 and
+              acquired(f) == [(8, 9, 2)],
+              "piggybacked acknowledgement (7 rejected, 8-9 released): 8-9 again, count 2", f)
+        f = share_fetch(c, "m1", -1, tid)
+        check(f["error"] == 0 and not acquired(f), "epoch -1 closes the session", f)
+        f = share_fetch(c, "m1", 6, tid)
+        check(f["error"] == 122, "the closed session is gone: SHARE_SESSION_NOT_FOUND", f)
+        f = share_fetch(c, "m3", 0, tid)
+        check(f["error"] == 0 and acquired(f) == [(8, 9, 3)],
+              "what the closed session held goes to another member, delivery count 3", f)
+        d = describe(c)
+        check(d["error"] == 0 and d["state"] == "Stable" and d["assignor"] == "simple" and
+              [m["id"] for m in d["members"]] == ["m1"] and d["members"][0]["topics"] == [TOPIC],
+              "ShareGroupDescribe: Stable, assignor simple, member m1", d)
+        r = heartbeat(c, "m1", -1)
+        check(r["error"] == 0 and r["epoch"] == -1, "m1 leaves", r)
+        check(describe(c)["state"] == "Empty", "the group is empty")
+        # the topic deleted and made again: its share partition starts over (at the new log's
+        # end), not at the old one's start offset
+        a.delete_topics([TOPIC])[TOPIC].result(30)
+        time.sleep(0.5)
+        a.create_topics([NewTopic(TOPIC, 1, 1)])[TOPIC].result(30)
+        r = heartbeat(c, "m4", 0, [TOPIC])
+        deadline = time.monotonic() + 10
+        while r["error"] == 0 and (not r["assignment"] or r["assignment"][0][0] == tid) and \
+                time.monotonic() < deadline:
+            time.sleep(0.2)
+            r = heartbeat(c, "m4", r["epoch"])
+        tid2 = r["assignment"][0][0] if r["assignment"] else b"\x00" * 16
+        check(r["error"] == 0 and tid2 != tid, "m4 is assigned the new topic id", r)
+        f = share_fetch(c, "m4", 0, tid2, wait_ms=200)
+        produce([b"c0", b"c1"])
+        f = share_fetch(c, "m4", 1, tid2)
+        check(f["error"] == 0 and acquired(f) == [(0, 1, 1)],
+              "the re-created topic's records 0-1 are acquired", f)
+        c.close()
+        status = b.stop()
+        log = b.log_text()
+        errors = [ln for ln in log.splitlines() if " ERROR " in ln or "runtime error" in ln]
+        check(status == 0 and not errors, "broker exits cleanly with no ERROR line", errors[:5])
+    if FAILS:
+        print("FAILED: %d checks" % len(FAILS))
+        return 1
+    print("share groups on the wire (%s): passed in %.1f s" % (args.io, time.monotonic() - t0))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
