@@ -393,7 +393,7 @@ static bool upgrade(struct hshard *hs, struct lm_group_coord *classic, struct lm
     const char *why = lm_cgroup_upgrade_refusal(cg, info.n_members, info.protocol_type);
     struct lm_group_export ex;
     if (why == NULL && lm_group_export(classic, in->group_id, &ex) == 0) {
-        struct lm_cgroup_image img = image_of(hs);
+        struct lm_cgroup_image img = group_cgroup_image(hs);
         int rc =
             lm_cgroup_upgrade(cg, now_ms, lm_group_partition_of(classic, in->group_id), &img, &ex);
         if (rc == 0) {
@@ -430,7 +430,7 @@ static bool upgrade(struct hshard *hs, struct lm_group_coord *classic, struct lm
 void group_cgroup_downgrades(struct hshard *hs, struct lm_group_coord *classic,
                              struct lm_cgroup_coord *cg, int64_t now_ms)
 {
-    struct lm_cgroup_image img = image_of(hs);
+    struct lm_cgroup_image img = group_cgroup_image(hs);
     struct lm_group_export ex;
     while (lm_cgroup_downgrade_take(cg, &img, &ex)) {
         if (ex.n_members == 0) {
@@ -595,7 +595,7 @@ bool group_cgroup_precheck(struct hshard *hs, struct lm_group_coord *classic,
             break;
         }
         /* a classic member joins the consumer group (Kafka classicGroupJoinToConsumerGroup) */
-        struct lm_cgroup_image img = image_of(hs);
+        struct lm_cgroup_image img = group_cgroup_image(hs);
         struct lm_group_resp r = {.kind = LM_GROUP_RESP_JOIN};
         if (lm_cgroup_classic_join(cg, now_ms, &img, in, &r.u.join) != 0)
             BLOG_WARN("classic join into a consumer group: out of memory");
@@ -609,7 +609,7 @@ bool group_cgroup_precheck(struct hshard *hs, struct lm_group_coord *classic,
         if (!lm_cgroup_exists(cg, in->group_id, NULL) ||
             lm_group_coord_status(classic, in->group_id) != KAFKA_NONE)
             return false;
-        struct lm_cgroup_image img = image_of(hs);
+        struct lm_cgroup_image img = group_cgroup_image(hs);
         struct lm_group_resp r = {.kind = LM_GROUP_RESP_SYNC};
         if (lm_cgroup_classic_sync(cg, now_ms, &img, in, &r.u.sync) != 0)
             BLOG_WARN("classic sync in a consumer group: out of memory");
