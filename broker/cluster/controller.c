@@ -796,6 +796,7 @@ static void apply_batch(struct controller *c, const uint8_t *buf, size_t len, in
                       ? lm_meta_record_decode(rec.value, (size_t)rec.value_len, &m, &cfg)
                       : LM_E_CORRUPT;
         if (arc == 0) {
+            lm_meta_record_stamp(&m, off); /* a reassignment's move number */
             arc = lm_meta_store_apply(c->store, &m);
             if (arc == 0 && m.type == LM_META_BROKER_REGISTER) {
                 BLOG_INFO("controller: node %d registered (%s)", m.broker_id, m.endpoints);

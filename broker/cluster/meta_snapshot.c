@@ -102,7 +102,8 @@ int meta_snapshot_encode(const struct lm_meta_state *st, int64_t last, uint8_t *
                                         .adding = m->adding,
                                         .n_adding = m->n_adding,
                                         .removing = m->removing,
-                                        .n_removing = m->n_removing};
+                                        .n_removing = m->n_removing,
+                                        .reassign_move = m->move}; /* trailer 4 */
             put_record(&o, &mv);
         }
         for (int32_t p = 0; t->leaders != NULL && p < t->partition_count; p++) {

@@ -37,9 +37,13 @@ static const char *op_name(enum reassign_op op)
     }
 }
 
-/* Tells the controller the group's configuration is the target (reassign_done). */
+/* Tells the controller the group's configuration is the target (reassign_done) of the move
+ * numbered move (the image's, read in the same look as the target; 0: unknown). The controller
+ * applies it only while that move is in progress: a copy retried late, after a cancel and
+ * another move to the same target, is refused as stale (LM_E_STATE) instead of dropping a
+ * replica the cancel put back. */
 static void reassign_complete(struct hshard *hs, struct hpart *p, const int32_t *target, int16_t n,
-                              uint64_t now_ms)
+                              int64_t move, uint64_t now_ms)
 {
     if (now_ms < p->reassign_done_at_ms)
         return;
@@ -49,7 +53,8 @@ static void reassign_complete(struct hshard *hs, struct hpart *p, const int32_t 
                                .partition_count = p->partition,
                                .replicas = target,
                                .replication_factor = n,
-                               .reassign_done = true};
+                               .reassign_done = true,
+                               .reassign_move = move};
     int rc = hs_submit_detached(hs, &r);
     if (rc != 0)
         BLOG_WARN_LIMITED("partition %s-%d: reporting the reassignment done: %s", p->topic,
@@ -99,7 +104,7 @@ void hs_reassign_step(struct hshard *hs, struct hpart *p, uint64_t now_ms)
     struct reassign_step st = reassign_next(conf, self, target, nt, learner_caught_up, p);
     if (st.op == REASSIGN_DONE) {
         if (moving && !partition_conf_pending(p->part))
-            reassign_complete(hs, p, target, nt, now_ms);
+            reassign_complete(hs, p, target, nt, m->move, now_ms);
         return;
     }
     if (st.op == REASSIGN_WAIT || st.op == REASSIGN_INVALID)

@@ -635,6 +635,8 @@ static int reassign_check(const struct lm_meta_state *s, const struct lm_meta_re
         if (!ids_have(r->replicas, r->replication_factor, r->removing[i]) ||
             ids_have(r->removing, i, r->removing[i]))
             return LM_E_INVALID;
+    if (r->reassign_move < 0)
+        return LM_E_INVALID;
     if (r->reassign_keep) {
         /* a request keeps every replica listed now: they leave through the leader's
          * configuration changes and its completion, never at once */
@@ -652,6 +654,19 @@ static int reassign_check(const struct lm_meta_state *s, const struct lm_meta_re
         if (r->n_adding > 0 || r->n_removing > 0)
             return LM_E_INVALID;
         if (m == NULL || (m->n_adding == 0 && m->n_removing == 0))
+            return LM_E_STATE;
+        /* ... and the very move it finished: a completion retried late (the controller's
+         * retries, a new controller leader) after a cancel and a new move to the same target
+         * would otherwise drop a replica the cancel put back, which the group may count as a
+         * voter again. A number unknown on either side leaves the target match alone, the rule
+         * before move numbers: a completion without one was written before them and applied
+         * with that rule when it was committed, so refusing it at replay would give a restarted
+         * node another image than the one the cluster acted on (a node the group counts, no
+         * longer listed on some nodes: the very fault this guards against); a move without one
+         * was restored from a snapshot written before them. A leader of this version sends the
+         * number its image shows for the move, known unless that image came from such a
+         * snapshot. */
+        if (r->reassign_move != 0 && m->move != 0 && r->reassign_move != m->move)
             return LM_E_STATE;
         int16_t k = 0;
         for (int16_t i = 0; i < m->n; i++) {
@@ -683,6 +698,10 @@ static int reassign_apply(struct lm_meta_topic *t, const struct lm_meta_record *
                   memcmp(row, r->replicas, (size_t)r->replication_factor * sizeof(int32_t)) == 0;
     bool found;
     size_t at = moved_at(t, p, &found);
+    /* a completion keeps the number of the move it finished; a request (or a snapshot's
+     * record) sets its own */
+    int64_t move = r->reassign_done && found ? t->moved[at].move : r->reassign_move;
+    LM_ASSERT(move >= 0 && (!r->reassign_done || found));
     if (on_row && found) {
         memmove(&t->moved[at], &t->moved[at + 1], (t->moved_count - at - 1) * sizeof(*t->moved));
         t->moved_count--;
@@ -699,6 +718,7 @@ static int reassign_apply(struct lm_meta_topic *t, const struct lm_meta_record *
         m->n = r->replication_factor;
         m->n_adding = r->n_adding;
         m->n_removing = r->n_removing;
+        m->move = move;
         memcpy(m->replicas, r->replicas, (size_t)m->n * sizeof(int32_t));
         if (m->n_adding > 0)
             memcpy(m->adding, r->adding, (size_t)m->n_adding * sizeof(int32_t));
@@ -1311,6 +1331,33 @@ static const char *quota_name(uint8_t part, const char *name)
     return part == LM_QUOTA_PART_NAMED && name != NULL ? name : "";
 }
 
+/* PARTITION_REASSIGN's encoding trailer: none (a request written before trailer 2, or a
+ * snapshot's record of a move without a number), 1 (a completion without its move's number),
+ * 2 (a request, reassign_keep; its number is its log offset, never encoded), 3 (a completion
+ * and its move's number), 4 (a snapshot's record and its move's number). 3 and 4 are followed
+ * by the number (be64, > 0). */
+static uint8_t reassign_trailer(const struct lm_meta_record *r)
+{
+    if (r->reassign_done)
+        return r->reassign_move > 0 ? 3 : 1;
+    if (r->reassign_keep)
+        return 2;
+    return r->reassign_move > 0 ? 4 : 0;
+}
+
+static size_t reassign_trailer_size(const struct lm_meta_record *r)
+{
+    uint8_t v = reassign_trailer(r);
+    return v == 0 ? 0 : v >= 3 ? 1 + 8 : 1;
+}
+
+void lm_meta_record_stamp(struct lm_meta_record *r, int64_t offset)
+{
+    LM_ASSERT(offset >= 0);
+    if (r->type == LM_META_PARTITION_REASSIGN && !r->reassign_done)
+        r->reassign_move = offset + 1;
+}
+
 size_t lm_meta_record_size(const struct lm_meta_record *r)
 {
     size_t n = 2;
@@ -1370,7 +1417,7 @@ size_t lm_meta_record_size(const struct lm_meta_record *r)
     case LM_META_PARTITION_REASSIGN:
         n += str_size(r->topic) + 4 + 3 * 2 +
              4 * (size_t)(r->replication_factor + r->n_adding + r->n_removing) +
-             (r->reassign_done || r->reassign_keep ? 1 : 0);
+             reassign_trailer_size(r);
         break;
     case LM_META_QUOTA:
         n += 1 + str_size(quota_name(r->quota_user_part, r->quota_user)) + 1 +
@@ -1629,10 +1676,11 @@ int lm_meta_record_encode(const struct lm_meta_record *r, uint8_t *buf, size_t c
             for (int16_t i = 0; i < counts[l]; i++)
                 put_be(&c, (uint32_t)lists[l][i], 4);
         }
-        if (r->reassign_done)
-            put_u8(&c, 1);
-        else if (r->reassign_keep)
-            put_u8(&c, 2);
+        uint8_t trailer = reassign_trailer(r);
+        if (trailer != 0)
+            put_u8(&c, trailer);
+        if (trailer >= 3)
+            put_be(&c, (uint64_t)r->reassign_move, 8);
         break;
     }
     case LM_META_QUOTA: {
@@ -1928,13 +1976,22 @@ int lm_meta_record_decode(const uint8_t *buf, size_t len, struct lm_meta_record 
         out->n_adding = counts[1];
         out->removing = ids + 2 * LM_META_REPLICATION_MAX;
         out->n_removing = counts[2];
-        if (c.pos < c.len) { /* the leader's completion (1) or a request's (2) trailer */
-            if ((rc = get_be(&c, 1, &v)) != 0 || (v != 1 && v != 2)) {
+        if (c.pos < c.len) {
+            /* the leader's completion (1, or 3 with its move's number), a request's (2), a
+             * snapshot's move number (4): reassign_trailer */
+            if ((rc = get_be(&c, 1, &v)) != 0 || v < 1 || v > 4) {
                 lm_meta_record_free(out);
                 return rc != 0 ? rc : LM_E_CORRUPT;
             }
-            out->reassign_done = v == 1;
+            out->reassign_done = v == 1 || v == 3;
             out->reassign_keep = v == 2;
+            if (v >= 3) {
+                if ((rc = get_be(&c, 8, &v)) != 0 || v == 0 || v > (uint64_t)INT64_MAX) {
+                    lm_meta_record_free(out);
+                    return rc != 0 ? rc : LM_E_CORRUPT;
+                }
+                out->reassign_move = (int64_t)v;
+            }
         }
         break;
     }

@@ -183,6 +183,15 @@ struct lm_meta_record {
      * group committed the removal, drops replicas. An encoding trailer (2): records without it
      * (and snapshots, which set the state as it is) decode as false. */
     bool reassign_keep;
+    /* PARTITION_REASSIGN: the number of a move (lm_meta_moved.move; 0: unknown). A request's
+     * (a new target, a cancel) is not in its encoding: the controller's log gives it at apply,
+     * lm_meta_record_stamp. A completion carries the number of the move the leader finished
+     * (trailer 3: u8 3, be64 number) and applies only to that move: one retried late, after a
+     * cancel and a new move to the same target, would otherwise drop a replica the cancel put
+     * back, which the group may count as a voter again. A snapshot's record carries the number
+     * of the move it restores (trailer 4: u8 4, be64 number). Records without these trailers
+     * (written before them) decode as 0. */
+    int64_t reassign_move;
     /* QUOTA: the parts are enum lm_quota_part; a name only with LM_QUOTA_PART_NAMED */
     uint8_t quota_user_part, quota_client_part;
     const char *quota_user, *quota_client;
@@ -233,6 +242,13 @@ struct lm_meta_leader {
 struct lm_meta_moved {
     int32_t partition;
     int16_t n, n_adding, n_removing;
+    /* The number of the last request (a new target, a cancel) applied to the partition: the
+     * controller log offset of its record + 1, so any two moves of a partition differ, on
+     * every node alike whatever snapshot it started from (a counter kept in the image would
+     * count differently on a node that loaded a snapshot written before the counter existed).
+     * 0: unknown (restored from a snapshot written before move numbers). A completion applies
+     * only with this number (or an unknown one, lm_meta_record.reassign_move). */
+    int64_t move;
     int32_t replicas[LM_META_REPLICATION_MAX];
     int32_t adding[LM_META_REPLICATION_MAX];
     int32_t removing[LM_META_REPLICATION_MAX];
@@ -412,6 +428,10 @@ int lm_meta_record_encode(const struct lm_meta_record *r, uint8_t *buf, size_t c
  * lm_meta_record_free). Returns 0 or LM_E_*. */
 int lm_meta_record_decode(const uint8_t *buf, size_t len, struct lm_meta_record *out,
                           struct lm_config_entry **configs_out);
+/* What the controller's log gives a record it applies at offset: a PARTITION_REASSIGN request
+ * (not a completion) starts or cancels a move numbered offset + 1 (lm_meta_moved.move). Every
+ * node applies the same record at the same offset, so every image numbers the move alike. */
+void lm_meta_record_stamp(struct lm_meta_record *r, int64_t offset);
 /* Frees what lm_meta_record_decode allocated into r. */
 void lm_meta_record_free(struct lm_meta_record *r);
 void lm_meta_configs_free(struct lm_config_entry *configs, size_t count);

@@ -46,6 +46,8 @@
  *   - the high watermark a client sees (Fetch, ListOffsets latest) never goes back; no record
  *     is read at or past it
  *   - at most one leader per partition and leader epoch, from the nodes' own state
+ *   - every reassignment in progress in a node's image has a move number (the controller's
+ *     log gives it, snapshots keep it; the leader's completion is held to that move)
  *   - committed group offsets never go back: an OffsetFetch answer for a partition is at least
  *     the offset of the commit acknowledged (NONE) last before the fetch was sent, unless it is
  *     the offset of a commit that may be ordered after that one (sent before the answer and not
@@ -511,6 +513,14 @@ static void check_leaders(void)
         struct htopic *tp = hs_topic(hs, TOPIC, strlen(TOPIC));
         if (tp == NULL)
             continue;
+        for (int32_t p = 0; p < SIM_PARTITIONS && tp->meta != NULL; p++) {
+            /* every move has a number (the controller's log gives it, snapshots keep it): a
+             * run starts from empty logs, so none is unknown, and the leader's completion is
+             * held to its move (a late one after a cancel and a new move is stale) */
+            const struct lm_meta_moved *m = lm_meta_topic_moved(tp->meta, p);
+            if (m != NULL && lm_meta_topic_reassigning(tp->meta, p) && m->move <= 0)
+                fail("node %u: partition %d's move in progress has no number", n + 1, p);
+        }
         for (int32_t p = 0; p < SIM_PARTITIONS && p < tp->part_cap; p++) {
             struct hpart *hp = tp->parts[p];
             if (hp == NULL || hp->part == NULL || !partition_is_leader(hp->part))

@@ -16,8 +16,10 @@
 #include "broker/meta/meta_store.h"
 #include "common/lm_err.h"
 
-/* Encodes r, decodes it and applies the decoded copy to s; returns the apply's result. */
-static int via_wire(struct lm_meta_state *s, const struct lm_meta_record *r)
+/* Encodes r, decodes it, gives the decoded copy what the controller's log gives a record at
+ * offset (its move number, lm_meta_record_stamp; offset < 0: nothing, as a test applying a
+ * record by hand) and applies it to s; returns the apply's result. */
+static int via_log(struct lm_meta_state *s, const struct lm_meta_record *r, int64_t offset)
 {
     uint8_t buf[512];
     int n = lm_meta_record_encode(r, buf, sizeof(buf));
@@ -27,12 +29,13 @@ static int via_wire(struct lm_meta_state *s, const struct lm_meta_record *r)
     struct lm_config_entry *dc;
     assert_int_equal(lm_meta_record_decode(buf, (size_t)n, &d, &dc), 0);
     assert_int_equal(d.type, r->type);
-    /* a cut record never decodes, except without the completion trailer (as records
-     * written before it existed) */
+    /* a cut record never decodes, except without its trailer (as records written before it
+     * existed): 1 byte, or 9 with a move number (trailers 3 and 4) */
+    bool numbered = !r->reassign_keep && r->reassign_move > 0;
     struct lm_meta_record cut;
     struct lm_config_entry *cc;
     int crc = lm_meta_record_decode(buf, (size_t)n - 1, &cut, &cc);
-    if (r->reassign_done || r->reassign_keep) {
+    if ((r->reassign_done || r->reassign_keep) && !numbered) {
         assert_int_equal(crc, 0);
         assert_false(cut.reassign_done);
         assert_false(cut.reassign_keep);
@@ -40,11 +43,26 @@ static int via_wire(struct lm_meta_state *s, const struct lm_meta_record *r)
     } else {
         assert_int_not_equal(crc, 0);
     }
+    if (numbered) {
+        assert_int_equal(lm_meta_record_decode(buf, (size_t)n - 9, &cut, &cc), 0);
+        assert_false(cut.reassign_done);
+        assert_int_equal(cut.reassign_move, 0);
+        lm_meta_record_free(&cut);
+    }
     assert_int_equal(d.reassign_done, r->reassign_done);
     assert_int_equal(d.reassign_keep, r->reassign_keep);
+    /* a request's number is its log offset, never in its encoding */
+    assert_int_equal(d.reassign_move, r->reassign_keep ? 0 : r->reassign_move);
+    if (offset >= 0)
+        lm_meta_record_stamp(&d, offset);
     int rc = lm_meta_state_apply(s, &d);
     lm_meta_record_free(&d);
     return rc;
+}
+
+static int via_wire(struct lm_meta_state *s, const struct lm_meta_record *r)
+{
+    return via_log(s, r, -1);
 }
 
 static void reg(struct lm_meta_state *s, int32_t id)
@@ -424,6 +442,132 @@ static void test_request_keeps_listed(void **state)
     lm_meta_state_deinit(&s);
 }
 
+/* The record of a move of partition 0 of "t" from the replicas it lists now to target, as
+ * AlterPartitionReassignments plans it (from every replica listed), into *m and *r. */
+static void request_of(const struct lm_meta_state *s, const int32_t *target, int16_t n_target,
+                       struct lm_meta_moved *m, struct lm_meta_record *r)
+{
+    const struct lm_meta_topic *t = lm_meta_state_find(s, "t");
+    int16_t n_full;
+    const int32_t *full = lm_meta_topic_replicas(t, 0, &n_full);
+    *m = (struct lm_meta_moved){.partition = 0};
+    assert_int_equal(lm_meta_reassign_plan(full, n_full, target, n_target, m), 0);
+    rec_of(m, "t", r);
+    r->reassign_keep = true;
+}
+
+/* Hole B: the leader's completion of a move, retried late (up to 15 s, twice across a
+ * controller change), after a cancel put a replica back and a new move to the same target
+ * started from replicas that include it, must not finish the new move: it would drop that
+ * replica at once, which the group may count as a voter again (its node then deletes its log).
+ * Only the completion of the new move, sent once the group removed it, drops it. */
+static void test_late_done_after_cancel(void **state)
+{
+    (void)state;
+    struct lm_meta_state s;
+    setup_topic(&s);
+    int32_t target[] = {4, 2, 1}; /* node 3 (R) leaves, node 4 joins */
+    /* M1, committed at offset 10: {1,2,3} -> {4,2,1} */
+    struct lm_meta_moved m1, mc, m2;
+    struct lm_meta_record r1, rc, r2;
+    request_of(&s, target, 3, &m1, &r1);
+    assert_int_equal(via_log(&s, &r1, 10), 0);
+    const struct lm_meta_topic *t = lm_meta_state_find(&s, "t");
+    const struct lm_meta_moved *m = lm_meta_topic_moved(t, 0);
+    assert_non_null(m);
+    assert_int_equal(m->move, 11);
+    /* the leader's group reaches {4,2,1}; it reports M1 done with the number its image shows,
+     * and that submission is held up */
+    struct lm_meta_record late = {.type = LM_META_PARTITION_REASSIGN,
+                                  .topic = "t",
+                                  .partition_count = 0,
+                                  .replicas = target,
+                                  .replication_factor = 3,
+                                  .reassign_done = true,
+                                  .reassign_move = m->move};
+    /* a cancel (offset 12): back to {2,1,3}, node 4 leaving; the leader re-adds node 3 */
+    int32_t orig[LM_META_REPLICATION_MAX];
+    int16_t n_orig = lm_meta_topic_current_replicas(t, 0, orig);
+    assert_int_equal(n_orig, 3);
+    request_of(&s, orig, n_orig, &mc, &rc);
+    assert_int_equal(via_log(&s, &rc, 12), 0);
+    t = lm_meta_state_find(&s, "t");
+    assert_int_equal(lm_meta_topic_moved(t, 0)->move, 13);
+    /* M2 (offset 14), the same target again, planned from {2,1,3,4}: node 3 leaves again */
+    request_of(&s, target, 3, &m2, &r2);
+    assert_int_equal(m2.n_removing, 1);
+    assert_int_equal(m2.removing[0], 3);
+    assert_int_equal(via_log(&s, &r2, 14), 0);
+    t = lm_meta_state_find(&s, "t");
+    m = lm_meta_topic_moved(t, 0);
+    assert_int_equal(m->move, 15);
+    assert_true(lm_meta_topic_reassigning(t, 0));
+    /* the late completion of M1 (offset 16) names M2's target, in order, but not M2: stale */
+    assert_int_equal(via_log(&s, &late, 16), LM_E_STATE);
+    t = lm_meta_state_find(&s, "t");
+    assert_true(lm_meta_topic_reassigning(t, 0));
+    int16_t n;
+    const int32_t *rep = lm_meta_topic_replicas(t, 0, &n);
+    int32_t still[] = {4, 2, 1, 3};
+    assert_int_equal(n, 4);
+    assert_memory_equal(rep, still, sizeof(still)); /* node 3 still listed */
+    assert_int_equal(lm_meta_topic_moved(t, 0)->move, 15);
+
+    /* the controller's snapshot keeps the move's number (trailer 4) */
+    uint8_t *snap = NULL;
+    size_t snap_len = 0;
+    assert_int_equal(meta_snapshot_encode(&s, 16, &snap, &snap_len), 0);
+    char dir[] = "/tmp/lm-reassign-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    struct lm_meta_store *store = NULL;
+    assert_int_equal(lm_meta_store_open(dir, &store), 0);
+    assert_int_equal(lm_meta_store_set_cluster(store, 1), 0);
+    int64_t last = -1;
+    assert_int_equal(meta_snapshot_load(store, snap, snap_len, &last), 0);
+    struct lm_meta_snapshot *img = lm_meta_store_snapshot(store);
+    const struct lm_meta_moved *lm = lm_meta_topic_moved(lm_meta_state_find(&img->state, "t"), 0);
+    assert_non_null(lm);
+    assert_int_equal(lm->move, 15);
+    assert_memory_equal(lm->replicas, still, sizeof(still));
+    struct lm_meta_state loaded;
+    assert_int_equal(lm_meta_state_copy(&loaded, &img->state), 0);
+    lm_meta_snapshot_release(img);
+    lm_meta_store_close(store);
+    free(snap);
+    char cmd[128];
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+    assert_int_equal(system(cmd), 0);
+    assert_int_equal(via_log(&loaded, &late, 16), LM_E_STATE);
+
+    /* a completion without a number (written before them) is held to the target alone, as
+     * every node applied it when it was committed */
+    struct lm_meta_state old;
+    assert_int_equal(lm_meta_state_copy(&old, &s), 0);
+    struct lm_meta_record unnumbered = late;
+    unnumbered.reassign_move = 0;
+    assert_int_equal(via_log(&old, &unnumbered, 16), 0);
+    lm_meta_state_deinit(&old);
+
+    /* M2's own completion, once the group removed node 3, drops it (on both images) */
+    struct lm_meta_record fin = late;
+    fin.reassign_move = 15;
+    assert_int_equal(via_log(&s, &fin, 18), 0);
+    assert_int_equal(via_log(&loaded, &fin, 18), 0);
+    t = lm_meta_state_find(&s, "t");
+    assert_false(lm_meta_topic_reassigning(t, 0));
+    rep = lm_meta_topic_replicas(t, 0, &n);
+    assert_int_equal(n, 3);
+    assert_memory_equal(rep, target, sizeof(target));
+    assert_int_equal(lm_meta_topic_moved(t, 0)->move, 15); /* the move it finished */
+    /* done twice: nothing in progress */
+    assert_int_equal(via_log(&s, &fin, 20), LM_E_STATE);
+    /* a number the encoding cannot carry is refused */
+    fin.reassign_move = -1;
+    assert_int_equal(lm_meta_state_check(&s, &fin), LM_E_INVALID);
+    lm_meta_state_deinit(&loaded);
+    lm_meta_state_deinit(&s);
+}
+
 static void test_next_step(void **state)
 {
     (void)state;
@@ -494,6 +638,7 @@ int main(void)
         cmocka_unit_test(test_record_apply_and_cancel),
         cmocka_unit_test(test_record_refusals),
         cmocka_unit_test(test_request_keeps_listed),
+        cmocka_unit_test(test_late_done_after_cancel),
         cmocka_unit_test(test_next_step),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
