@@ -20,6 +20,8 @@ NOT_LEADER = ("load-b [1]: MessageSet with 25 message(s) (MsgId 149927, BaseSeq 
               "encountered error: Broker: Not leader for partition (actions Refresh,MsgNotPersisted)")
 RETRY = ("load-b [1]: MessageSet with 25 message(s) (MsgId 149927, BaseSeq 113762) "
          "encountered error: Local: Retry operation (actions Retry)")
+QUEUED = ("load-b [1]: MessageSet with 25 message(s) (MsgId 149927, BaseSeq 113762) "
+          "encountered error: Local: Timed out in queue (actions Retry,MsgNotPersisted)")
 UNKNOWN = ("load-b [1]: MessageSet with 25 message(s) (MsgId 149927, BaseSeq 113762) "
            "encountered error: Broker: Unknown topic or partition (actions Refresh,MsgNotPersisted)")
 
@@ -46,6 +48,11 @@ def main():
         # leader-cut, seed 503: refusals, then the appended attempt, then refusals
         ("refusals around the possibly persisted attempt", first, later,
          failures(NOT_LEADER, NOT_LEADER, NER, NOT_LEADER), True),
+        # netfaults3, seed 14003 on a loaded machine: appended, refusals, then the batch
+        # expired in the client's queue (never sent again)
+        ("possibly persisted, refusals, then a timeout in the client's queue", first, later,
+         failures(NER, NOT_LEADER, NOT_LEADER, QUEUED), True),
+        ("a timeout in the client's queue only", first, later, failures(QUEUED), False),
         ("another not-persisted answer first", first, later, failures(UNKNOWN, NER), False),
         ("another not-persisted answer later", first, later, failures(NER, UNKNOWN), False),
         ("refusals only: nothing said it may be persisted", first, later,

@@ -372,6 +372,9 @@ MSGSET_ERR_RE = re.compile(r"(\S+) \[(\d+)\]: MessageSet with \d+ message\(s\) "
 
 
 NOT_LEADER_ERR = "Broker: Not leader for partition"
+# librdkafka's message.timeout.ms expiring while the batch waited in the client's queue: that
+# attempt was never sent, so it says nothing of what the broker wrote (RD_KAFKA_RESP_ERR__TIMED_OUT_QUEUE)
+QUEUE_TIMEOUT_ERR = "Local: Timed out in queue"
 
 
 def explained_by_epoch_bump(first, second, failures):
@@ -379,7 +382,8 @@ def explained_by_epoch_bump(first, second, failures):
     (producer id, producer epoch, base sequence)) is explained by librdkafka's epoch bump, given
     the failures the producer's log reports for the first batch as (error, actions).
     Explained: the same producer id, a later epoch, at least one failure classed
-    MsgPossiblyPersisted, and every failure classed MsgNotPersisted a Not-leader refusal. The
+    MsgPossiblyPersisted, and every failure classed MsgNotPersisted a Not-leader refusal or a
+    timeout in the client's queue (an attempt never sent). The
     broker checks leadership before it appends, and answers a batch it appended but could not
     commit with NOT_ENOUGH_REPLICAS_AFTER_APPEND (possibly persisted), so a refusal wrote
     nothing and the first copy came from an attempt the client was told may have been
@@ -390,7 +394,8 @@ def explained_by_epoch_bump(first, second, failures):
         return False
     if not any("MsgPossiblyPersisted" in a for _, a in failures):
         return False
-    return all(e.startswith(NOT_LEADER_ERR) for e, a in failures if "MsgNotPersisted" in a)
+    return all(e.startswith(NOT_LEADER_ERR) or e.startswith(QUEUE_TIMEOUT_ERR)
+               for e, a in failures if "MsgNotPersisted" in a)
 
 
 # the most copies of one record the epoch-bump rule is applied to (each bump after a
