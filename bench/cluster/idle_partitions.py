@@ -3,14 +3,17 @@
 or more laminar binaries in the same invocation (the first is the reference of the ratios).
 
     bench/cluster/idle_partitions.py --bin build/broker/laminar [--bin OTHER] \\
-        [--partitions 3000] [--seconds 20] [--repeat 2]
+        [--partitions 3000] [--seconds 20] [--repeat 2] [--log-open-files 4096]
 
 Per binary and repetition: a fresh 3-node cluster (combined mode, 2 shards each, io_uring),
 one topic of N partitions with replication factor 3, every partition led; then, with no
 client traffic, the CPU seconds the three processes use in --seconds (utime + stime from
 /proc), their RSS, the bytes the loopback carried meanwhile, and the open descriptors of the
 node holding the most. Idle partitions cost heartbeats only: this is what Raft heartbeats per
-partition cost a node.
+partition cost a node. Every node runs with laminar.log.open.files.max = --log-open-files (the
+descriptors its partition logs may hold; 0: the broker's default, 3/5 of RLIMIT_NOFILE), so
+with more replicas than that the descriptor count shows the open-log budget at work (a binary
+without the key warns that it ignores it, and holds one descriptor per replica).
 Prints one line per run and a table of medians with ratios against the first binary.
 """
 
@@ -56,11 +59,14 @@ def lo_bytes():
     return 0
 
 
-def run_once(binary, partitions, seconds):
+def run_once(binary, partitions, seconds, log_open_files):
     os.environ["LAMINAR_BIN"] = binary
     port, cport = free_port(), free_port()
     voters = ",".join("%d@127.0.0.%d:%d" % (i, i, cport) for i in range(1, 4))
     nodes = [tc.Node(i, voters, port, cport, "uring") for i in range(1, 4)]
+    if log_open_files > 0:
+        for x in nodes:
+            x.config["laminar.log.open.files.max"] = log_open_files
     try:
         for x in nodes:
             x.start()
@@ -95,13 +101,17 @@ def main():
     ap.add_argument("--partitions", type=int, default=3000)
     ap.add_argument("--seconds", type=float, default=20)
     ap.add_argument("--repeat", type=int, default=2)
+    ap.add_argument("--log-open-files", type=int, default=4096,
+                    help="laminar.log.open.files.max of every node (0: the broker's default)")
     args = ap.parse_args()
-    print("idle partitions: %d partitions x RF 3 on 3 nodes, %d CPUs, load %.2f"
-          % (args.partitions, os.cpu_count(), os.getloadavg()[0]))
+    print("idle partitions: %d partitions x RF 3 on 3 nodes, laminar.log.open.files.max %s, "
+          "%d CPUs, load %.2f"
+          % (args.partitions, args.log_open_files or "default", os.cpu_count(),
+             os.getloadavg()[0]))
     res = {b: [] for b in args.bin}
     for r in range(args.repeat):
         for b in args.bin:
-            m = run_once(b, args.partitions, args.seconds)
+            m = run_once(b, args.partitions, args.seconds, args.log_open_files)
             res[b].append(m)
             print("run %d %s: CPU %.1f%% of a core per node, loopback %.2f MB/s, RSS %.0f MiB "
                   "per node, all led after %.1f s, open descriptors %d (the most of a node)"
