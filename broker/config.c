@@ -68,6 +68,7 @@ static const struct key_spec g_keys[] = {
      INT32_MAX},
     {"queued.max.request.bytes", K_I64, OFF(shard_memory_bytes_max), -1, INT64_MAX},
     {"laminar.shards", K_U32, OFF(shards), 0, 1024},
+    {"laminar.log.open.files.max", K_I64, OFF(log_open_files_max), 0, INT32_MAX},
     {"laminar.io", K_SPECIAL, 0, 0, 0},
     {"laminar.connection.inflight.max", K_U32, OFF(connection_inflight_max), 1, 65536},
     {"laminar.shard.connections.max", K_U32, OFF(shard_connections_max), 1, 1 << 22},

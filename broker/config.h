@@ -119,6 +119,10 @@ struct broker_config {
     /* RLIMIT_NOFILE's soft limit after broker_serve_main raised it to the hard limit: the
      * process' whole descriptor budget (connections, segment files, pipes). 0 until then. */
     uint64_t fd_limit;
+    /* laminar.log.open.files.max: the descriptors the partition logs of this node may hold
+     * at rest (the shards' open-log budgets, 2 counted per open log, at least 1 log per
+     * shard); 0 (the default): three fifths of fd_limit, at least 64 logs per shard */
+    int64_t log_open_files_max;
     /* private */
     struct broker_config_entry *entries;
     int64_t retention_minutes_, retention_hours_, retention_ms_;

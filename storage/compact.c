@@ -437,9 +437,9 @@ static struct segment *find_seg(struct storage_log *log, int64_t base, uint32_t 
 /* Makes sure the segment has its fds; the LRU may have closed it between steps. */
 static int seg_ready(struct storage_log *log, struct segment *seg)
 {
-    if (seg->log_fd >= 0) {
+    if (seg->loaded) {
         seg->lru_tick = ++log->lru_clock;
-        return 0;
+        return seg_fd(log, seg);
     }
     return seg_open(log, seg, false);
 }
@@ -802,6 +802,7 @@ static int open_writer(struct storage_log *log, struct storage_compactor *c, str
         seg_path(log, first->base_offset, exts[i], path, sizeof(path));
         *fds[i] = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     }
+    w->loaded = true;
     log->open_count++;
     /* The writer keeps its index fds (reopening by name would find the original segment's
      * files, not the .cleaned ones) until it is installed. */
@@ -1369,7 +1370,7 @@ int storage_log_swap_segment(struct storage_log *log, int64_t base_offset)
     rc = seg_open(log, seg, false);
     if (rc == 0)
         rc = seg_load(log, seg, INT64_MAX, &truncated);
-    if (rc == 0 && seg->log_fd >= 0 && !seg->sealed)
+    if (rc == 0 && seg->loaded && !seg->sealed)
         rc = seg_seal(log, seg);
     if (rc == 0 && storage_dir_sync(log) != 0)
         rc = LM_E_IO;

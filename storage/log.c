@@ -231,8 +231,7 @@ static int lru_shrink(struct storage_log *log, uint32_t keep)
         struct segment *victim = NULL;
         for (uint32_t i = 0; i + 1 < log->seg_count; i++) {
             struct segment *s = log->segs[i];
-            if (s->log_fd >= 0 && s->pins == 0 &&
-                (victim == NULL || s->lru_tick < victim->lru_tick))
+            if (s->loaded && s->pins == 0 && (victim == NULL || s->lru_tick < victim->lru_tick))
                 victim = s;
         }
         if (victim == NULL)
@@ -253,9 +252,9 @@ static int lru_make_room(struct storage_log *log)
 
 int seg_use(struct storage_log *log, struct segment *seg)
 {
-    if (seg->log_fd >= 0) {
+    if (seg->loaded) {
         seg->lru_tick = ++log->lru_clock;
-        return 0;
+        return seg_fd(log, seg);
     }
     int rc = lru_make_room(log);
     if (rc != 0)
@@ -366,6 +365,56 @@ void storage_release_fds(struct storage_log *log)
     checkpoint_close(log);
 }
 
+int storage_log_release_fds(struct storage_log *log)
+{
+    LM_ASSERT(log != NULL && !log->closing);
+    /* Idle only: a running sync has fds in the owner's hands (an io_uring fsync must not see
+     * its fd closed, or worse reused), a read result's slices borrow the fds of the segments
+     * it pins, zombies are unlinked (no path to reopen them by), and a compaction pass keeps
+     * fds and a read window keyed by fd between its steps. */
+    if (log->sync_busy || log->zombies != NULL || storage_log_compacting(log))
+        return LM_E_STATE;
+    for (uint32_t i = 0; i < log->seg_count; i++)
+        if (log->segs[i]->pins != 0 || log->segs[i]->index_pinned)
+            return LM_E_STATE;
+    /* Nothing is synced here (no blocking fdatasync on the owner's thread): a segment's
+     * data_dirty, index_dirty and txn_dirty stay set, and the next flush reopens the files by
+     * path and fdatasyncs them there; what was written through a closed fd waits in the page
+     * cache as the file's dirty pages (seg_fd). Index entries still in memory stay there. */
+    for (uint32_t i = 0; i < log->seg_count; i++) {
+        struct segment *seg = log->segs[i];
+        seg_index_release(seg);
+        txn_segment_close(log, seg, false);
+        if (seg->log_fd >= 0) {
+            if (log->scan_buf_fd == seg->log_fd) {
+                /* keyed by fd number, which a reopen of another segment may get */
+                log->scan_buf_fd = -1;
+                log->scan_buf_len = 0;
+            }
+            close(seg->log_fd);
+            seg->log_fd = -1;
+        }
+    }
+    checkpoint_close(log);
+    log->fds_released = true;
+    return 0;
+}
+
+bool storage_log_fds_released(const struct storage_log *log)
+{
+    return log->fds_released;
+}
+
+void storage_fds_reopened(struct storage_log *log)
+{
+    if (!log->fds_released)
+        return;
+    log->fds_released = false;
+    /* not while the log closes: its owner is letting go of it */
+    if (log->cfg.fds_reopened != NULL && !log->closing)
+        log->cfg.fds_reopened(log->cfg.fds_reopened_ctx);
+}
+
 static int log_flush(struct storage_log *log, bool force_checkpoint);
 
 int storage_log_flush(struct storage_log *log, bool force_checkpoint)
@@ -386,7 +435,9 @@ static int log_flush(struct storage_log *log, bool force_checkpoint)
         struct segment *s = log->segs[i];
         if (!s->data_dirty)
             continue;
-        LM_ASSERT(s->log_fd >= 0);
+        LM_ASSERT(s->loaded); /* the LRU syncs a dirty segment before it closes it */
+        if ((rc = seg_fd(log, s)) != 0)
+            break;
         fds[n++] = s->log_fd;
         if (n == SYNC_BATCH_FDS)
             rc = sync_fds(log, fds, &n);
@@ -414,7 +465,7 @@ static int log_flush(struct storage_log *log, bool force_checkpoint)
     /* Indexes below the new recovery point must be durable before the checkpoint says so. */
     for (uint32_t i = 0; i < log->seg_count && rc == 0; i++) {
         struct segment *s = log->segs[i];
-        if (s->log_fd < 0)
+        if (!s->loaded)
             continue;
         rc = seg_write_pending_index(log, s);
         if (rc == 0 && s->index_dirty && n + 2 > SYNC_BATCH_FDS)
@@ -423,7 +474,7 @@ static int log_flush(struct storage_log *log, bool force_checkpoint)
             fds[n++] = s->index_fd;
             fds[n++] = s->time_fd;
         }
-        if (rc == 0 && s->txn_dirty && s->txn_fd >= 0) {
+        if (rc == 0 && s->txn_dirty && (rc = txn_segment_fd(log, s)) == 0) {
             if (n + 1 > SYNC_BATCH_FDS)
                 rc = sync_fds(log, fds, &n);
             fds[n++] = s->txn_fd;
@@ -434,9 +485,10 @@ static int log_flush(struct storage_log *log, bool force_checkpoint)
     if (rc != 0)
         return rc;
     for (uint32_t i = 0; i < log->seg_count; i++) {
+        if (!log->segs[i]->loaded)
+            continue;
         log->segs[i]->index_dirty = false;
-        if (log->segs[i]->txn_fd >= 0)
-            log->segs[i]->txn_dirty = false;
+        log->segs[i]->txn_dirty = false;
     }
     if (log->epochs_dirty) {
         rc = epochs_write(log);
@@ -485,6 +537,21 @@ int storage_log_sync_begin(struct storage_log *log, struct storage_sync *sy)
     uint32_t first = log->seg_count;
     while (first > 0 && log->segs[first - 1]->data_dirty)
         first--;
+    /* Released descriptors first (storage_log_release_fds): reopened by path, the fdatasync
+     * through the new fd writes back what was written through the old one (fdatasync covers
+     * the file's dirty pages, not the fd's). A writeback error that hit the file while no fd
+     * was open is still reported to this fd's first fsync: since Linux 4.16 an fd opened
+     * after an error nobody has seen yet sees it once (errseq_t; 4.13-4.15 missed it). */
+    for (uint32_t i = first; i < log->seg_count && i - first < STORAGE_SYNC_FDS_MAX - 1; i++) {
+        LM_ASSERT(log->segs[i]->loaded);
+        int rc = seg_fd(log, log->segs[i]);
+        if (rc != 0) {
+            if (sy->dir_fd_ >= 0)
+                close(sy->dir_fd_);
+            sy->dir_fd_ = -1;
+            return rc;
+        }
+    }
     for (uint32_t i = first; i < log->seg_count; i++) {
         struct segment *seg = log->segs[i];
         if (sy->fd_count == STORAGE_SYNC_FDS_MAX - 1) {
@@ -589,7 +656,7 @@ static int sync_step(struct storage_log *log, struct storage_sync *sy, int rc, b
         sy->stage_ = SYNC_INDEX;
         for (uint32_t i = 0; i < log->seg_count && rc == 0; i++) {
             struct segment *seg = log->segs[i];
-            if (seg->log_fd < 0)
+            if (!seg->loaded)
                 continue;
             rc = seg_write_pending_index(log, seg);
             if (rc == 0 && seg->index_dirty && sy->fd_count + 2 <= STORAGE_SYNC_FDS_MAX &&
@@ -603,8 +670,9 @@ static int sync_step(struct storage_log *log, struct storage_sync *sy, int rc, b
                 sy->fds[sy->fd_count++] = seg->time_fd;
                 seg->index_dirty = false;
             }
-            if (rc == 0 && seg->txn_dirty && seg->txn_fd >= 0 &&
-                sy->fd_count + 1 <= STORAGE_SYNC_FDS_MAX) {
+            if (rc == 0 && seg->txn_dirty && sy->fd_count + 1 <= STORAGE_SYNC_FDS_MAX &&
+                (rc = txn_segment_fd(log, seg)) == 0) {
+                /* open until the log is released (never while a sync runs) or closed */
                 sy->fds[sy->fd_count++] = seg->txn_fd;
                 seg->txn_dirty = false;
             }
@@ -802,6 +870,7 @@ static int walk_epochs(struct storage_log *log, struct segment *seg, int64_t lim
 
 static void free_log(struct storage_log *log)
 {
+    log->closing = true;
     compact_free(log);
     for (uint32_t i = 0; i < log->seg_count; i++) {
         LM_ASSERT(log->segs[i]->pins == 0);
@@ -999,6 +1068,7 @@ int storage_log_close(struct storage_log *log)
 {
     if (log == NULL)
         return 0;
+    log->closing = true; /* the final flush may reopen released fds: no word to the owner */
     int rc = log->failed ? LM_E_STATE : storage_log_flush(log, true);
     free_log(log);
     return rc;
@@ -1012,10 +1082,13 @@ static int write_run(struct storage_log *log, struct segment *seg, const uint8_t
 {
     if (len == 0)
         return 0;
+    int rc = seg_fd(log, seg);
+    if (rc != 0)
+        return rc;
     struct iovec iov = {(void *)buf, len};
     uint64_t at = seg->size_bytes;
-    int rc = sync ? log->io->pwritev_sync(log->io->ctx, seg->log_fd, &iov, 1, at)
-                  : log->io->pwritev_all(log->io->ctx, seg->log_fd, &iov, 1, at);
+    rc = sync ? log->io->pwritev_sync(log->io->ctx, seg->log_fd, &iov, 1, at)
+              : log->io->pwritev_all(log->io->ctx, seg->log_fd, &iov, 1, at);
     if (rc != 0) {
         /* Take back a partial write so the file ends at a batch boundary. */
         if (ftruncate(seg->log_fd, (off_t)at) != 0)

@@ -48,7 +48,7 @@ void seg_free(struct segment *seg)
 {
     if (seg == NULL)
         return;
-    LM_ASSERT(seg->log_fd < 0 && seg->pins == 0);
+    LM_ASSERT(seg->log_fd < 0 && !seg->loaded && seg->pins == 0);
     txn_segment_free(seg);
     free(seg->index);
     free(seg->times);
@@ -179,7 +179,7 @@ static int open_index(const char *path, bool create, bool *missing)
 
 int seg_open(struct storage_log *log, struct segment *seg, bool create)
 {
-    LM_ASSERT(seg->log_fd < 0 && !seg->zombie);
+    LM_ASSERT(seg->log_fd < 0 && !seg->loaded && !seg->zombie);
     char path[PATH_MAX];
     int flags = O_RDWR | O_CLOEXEC | (create ? O_CREAT | O_EXCL : 0);
     seg_path(log, seg->base_offset, ".log", path, sizeof(path));
@@ -211,6 +211,8 @@ int seg_open(struct storage_log *log, struct segment *seg, bool create)
             index_err = errno;
         storage_report_open_failed(log, path);
     }
+    storage_fds_reopened(log);
+    seg->loaded = true;
     log->open_count++;
     seg->lru_tick = ++log->lru_clock;
     if (seg->index_fd < 0 || seg->time_fd < 0) {
@@ -238,6 +240,27 @@ int seg_open(struct storage_log *log, struct segment *seg, bool create)
     }
     seg->index_torn = !ok;
     seg_index_release(seg);
+    return 0;
+}
+
+int seg_fd(struct storage_log *log, struct segment *seg)
+{
+    LM_ASSERT(seg->loaded && !seg->zombie);
+    if (seg->log_fd >= 0)
+        return 0;
+    /* Released by storage_log_release_fds: the same file by its name (a zombie is never
+     * released, since release waits for pins, so the name is still this segment's). No
+     * O_APPEND anywhere: appends are pwrite()s at seg->size_bytes, the write position lives
+     * in memory. Bytes written through the closed fd and not yet synced are the file's dirty
+     * pages, which an fdatasync through this one writes back (data_dirty stayed set). */
+    char path[PATH_MAX];
+    seg_path(log, seg->base_offset, ".log", path, sizeof(path));
+    seg->log_fd = open(path, O_RDWR | O_CLOEXEC);
+    if (seg->log_fd < 0) {
+        storage_report_open_failed(log, path);
+        return LM_E_IO;
+    }
+    storage_fds_reopened(log);
     return 0;
 }
 
@@ -278,7 +301,7 @@ void seg_index_release(struct segment *seg)
 
 int seg_write_pending_index(struct storage_log *log, struct segment *seg)
 {
-    LM_ASSERT(seg->log_fd >= 0);
+    LM_ASSERT(seg->loaded);
     LM_ASSERT(seg->index_written <= seg->index_len && seg->times_written <= seg->times_len);
     if (seg->index_written == seg->index_len && seg->times_written == seg->times_len)
         return 0;
@@ -333,10 +356,12 @@ int seg_write_pending_index(struct storage_log *log, struct segment *seg)
 int seg_close(struct storage_log *log, struct segment *seg)
 {
     txn_segment_close(log, seg, !seg->zombie);
-    if (seg->log_fd < 0 && seg->index_fd < 0 && seg->time_fd < 0)
+    if (!seg->loaded) {
+        LM_ASSERT(seg->log_fd < 0 && seg->index_fd < 0 && seg->time_fd < 0);
         return 0;
+    }
     int rc = 0;
-    if (seg->log_fd >= 0 && !seg->zombie) {
+    if (!seg->zombie) {
         rc = seg_write_pending_index(log, seg);
         /* Closing drops the chance to fdatasync later, so make the bytes durable now. */
         if (rc == 0 && seg->index_dirty)
@@ -346,12 +371,14 @@ int seg_close(struct storage_log *log, struct segment *seg)
             rc = log->io->sync(log->io->ctx, fds, 2);
             seg->index_dirty = rc != 0;
         }
+        if (rc == 0 && seg->data_dirty)
+            rc = seg_fd(log, seg); /* released: its dirty pages are the file's */
         if (rc == 0 && seg->data_dirty) {
             rc = log->io->sync(log->io->ctx, &seg->log_fd, 1);
             seg->data_dirty = rc != 0;
         }
     }
-    if (log->scan_buf_fd == seg->log_fd)
+    if (seg->log_fd >= 0 && log->scan_buf_fd == seg->log_fd)
         scan_cache_drop(log);
     if (seg->log_fd >= 0)
         close(seg->log_fd);
@@ -368,6 +395,7 @@ int seg_close(struct storage_log *log, struct segment *seg)
     seg->times_len = seg->times_cap = seg->times_written = 0;
     LM_ASSERT(log->open_count > 0);
     log->open_count--;
+    seg->loaded = false;
     return rc;
 }
 
@@ -429,7 +457,7 @@ int seg_note_batch(struct storage_log *log, struct segment *seg, const struct ka
 
 int seg_seal(struct storage_log *log, struct segment *seg)
 {
-    LM_ASSERT(!seg->sealed && seg->log_fd >= 0);
+    LM_ASSERT(!seg->sealed && seg->loaded);
     if (seg->max_timestamp >= 0 &&
         (seg->times_len == 0 || seg->max_timestamp > seg->times[seg->times_len - 1].timestamp)) {
         int rc = times_reserve(seg, seg->times_len + 1);

@@ -34,7 +34,9 @@
  * segment and segments pinned by a read result are never closed); a read walks at most one index
  * interval of batch headers per segment it touches. An open segment holds one fd (its .log): the
  * index files, the checkpoint and the directory are opened while they are written and synced
- * and closed after, so a log at rest holds one descriptor.
+ * and closed after, so a log at rest holds one descriptor. storage_log_release_fds() closes
+ * that one too (and any other) while the log is idle, keeping the log, its segments and their
+ * indexes in memory: the next read, append or sync reopens the .log files it needs by path.
  *
  * Compaction (storage/compact.c, the section at the end of this file): a cleaner rewrites a sealed
  * segment <base>.log into <base>.log.cleaned (+ .index.cleaned, .timeindex.cleaned) with the
@@ -87,6 +89,12 @@ struct storage_config {
     void *clock_ctx;
     storage_report_fn report; /* NULL: stderr */
     void *report_ctx;
+    /* Called (may be NULL) when a log whose descriptors storage_log_release_fds() closed opens
+     * one again (a read, an append, a sync, an index or transaction-index write), from inside
+     * that call: the owner counts the log against its descriptor budget again. Once per
+     * release. The callee must not call into this log. */
+    void (*fds_reopened)(void *ctx);
+    void *fds_reopened_ctx;
 };
 
 /* Fills *cfg with Kafka's defaults (1 GiB segments, 7-day segment.ms and retention.ms, no size
@@ -110,6 +118,16 @@ int storage_log_close(struct storage_log *log);
  * current). LM_E_STATE (log untouched) while reads pin segments, retired segments wait for
  * their readers or a compaction runs. */
 int storage_log_close_unsynced(struct storage_log *log);
+/* Closes every descriptor of an idle log (segment .log files of the LRU, .txnindex files, the
+ * checkpoint) without syncing anything and without closing the log: for bounding the open
+ * files of many logs that must stay open (replicated partitions, whose Raft state keeps
+ * running). Every entry point that needs a descriptor reopens it by path (seg_use); unsynced
+ * bytes stay the files' dirty pages, made durable by the next flush through the reopened fds.
+ * LM_E_STATE (log untouched) while a sync runs (its fds are in the owner's hands), a read
+ * result pins segments, retired segments wait for their readers or a compaction runs. */
+int storage_log_release_fds(struct storage_log *log);
+/* True from storage_log_release_fds() until a descriptor of the log is opened again. */
+bool storage_log_fds_released(const struct storage_log *log);
 
 struct storage_append_result {
     int64_t base_offset;    /* first offset of the first batch written */
@@ -239,7 +257,7 @@ struct storage_sync {
 /* Starts an asynchronous flush of everything appended so far (or of the oldest
  * STORAGE_SYNC_FDS_MAX - 1 dirty segments): fills sy with the data step (segments pinned until
  * it completes). Returns 0, LM_E_STATE (failed log) or LM_E_IO (the directory, when it needs an
- * fsync, could not be opened). */
+ * fsync, or a released segment file could not be opened). */
 int storage_log_sync_begin(struct storage_log *log, struct storage_sync *sy);
 /* Completes the current step (rc: 0 when every fd of sy was synced, else the first error) and
  * fills sy with the next one; *done when none is left. Returns 0 or the error (log failed). */

@@ -42,9 +42,12 @@ struct segment {
     int64_t created_ms;
     uint64_t bytes_since_index;
 
-    /* log_fd is open while the segment is (the LRU); index_fd and time_fd only while index
-     * bytes are written or fdatasynced (seg_index_open, seg_index_release; index_dirty says
-     * a sync must reopen them): an open segment holds one descriptor. */
+    /* loaded: open in the LRU sense (indexes in memory, counted in open_count). log_fd is
+     * open while the segment is loaded, except after storage_log_release_fds closed it: then
+     * seg_fd() reopens it by path at the next use. index_fd and time_fd are open only while
+     * index bytes are written or fdatasynced (seg_index_open, seg_index_release; index_dirty
+     * says a sync must reopen them): a loaded segment holds at most one descriptor at rest. */
+    bool loaded;
     int log_fd, index_fd, time_fd;
     struct seg_index_entry *index;
     uint32_t index_len, index_cap, index_written; /* [0, written) are in the .index file */
@@ -107,6 +110,10 @@ struct storage_log {
     uint64_t dir_changes; /* count of dir_dirty settings (an async sync clears only its own) */
     uint64_t sync_gen;    /* bumped by truncation/reset: an async sync begun before is stale */
     bool sync_busy;       /* an asynchronous sync (storage_log_sync_begin) is in progress */
+    /* storage_log_release_fds closed every descriptor; the first reopen clears it and calls
+     * cfg.fds_reopened */
+    bool fds_released;
+    bool closing; /* free_log runs: no fds_reopened call to the owner */
 
     int checkpoint_fd; /* open while a checkpoint is written and not yet synced, else -1 */
     uint64_t checkpoint_seq;
@@ -155,8 +162,10 @@ void storage_release_fds(struct storage_log *log);
 
 /* Index of the segment holding offset (0 when below the first). */
 uint32_t find_segment(const struct storage_log *log, int64_t offset);
-/* Opens seg's files if closed (the LRU) and marks it used. */
+/* Opens seg's files if closed (the LRU) or released, and marks it used. */
 int seg_use(struct storage_log *log, struct segment *seg);
+/* Notes that a descriptor of a released log was opened again (storage_log_release_fds). */
+void storage_fds_reopened(struct storage_log *log);
 
 /* txn.c */
 /* Applies a batch just appended to seg: opens or closes its producer's transaction, indexes an
@@ -176,6 +185,8 @@ void txn_prune(struct storage_log *log, int64_t recovery_point);
 int txn_segment_load(struct storage_log *log, struct segment *seg);
 /* Drops seg's entries past its (cut) end. */
 int txn_segment_cut(struct storage_log *log, struct segment *seg);
+/* Opens seg's .txnindex fd if closed (creating the file). Returns 0 or LM_E_IO. */
+int txn_segment_fd(struct storage_log *log, struct segment *seg);
 /* Closes the .txnindex fd, making it durable first when sync. */
 void txn_segment_close(struct storage_log *log, struct segment *seg, bool sync);
 /* Writes seg's whole .txnindex from memory and syncs it (a compacted segment's). */
@@ -199,6 +210,9 @@ int seg_open(struct storage_log *log, struct segment *seg, bool create);
 int seg_close(struct storage_log *log, struct segment *seg);
 void seg_free(struct segment *seg);
 int seg_unlink_files(struct storage_log *log, int64_t base);
+/* Reopens the .log fd of a loaded segment by path when storage_log_release_fds closed it.
+ * Returns 0 or LM_E_IO (reported with the path and errno). */
+int seg_fd(struct storage_log *log, struct segment *seg);
 /* Opens the .index and .timeindex fds if closed (the files exist: seg_open made them). */
 int seg_index_open(struct storage_log *log, struct segment *seg);
 /* Closes them unless a running sync step holds them (index_pinned). */

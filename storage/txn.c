@@ -116,24 +116,34 @@ static void entry_encode(const struct storage_aborted_txn *e, uint8_t out[TXN_EN
     lm_put_be64(out + 26, (uint64_t)e->last_stable_offset);
 }
 
-static int txn_fd_open(struct storage_log *log, struct segment *seg)
+int txn_segment_fd(struct storage_log *log, struct segment *seg)
 {
     if (seg->txn_fd >= 0)
         return 0;
     char path[PATH_MAX];
     seg_path(log, seg->base_offset, TXN_INDEX_EXT, path, sizeof(path));
-    seg->txn_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-    if (seg->txn_fd < 0)
+    /* An existing file (reopened after storage_log_release_fds, or to sync it) is no new
+     * directory entry; only a created one makes the directory dirty. */
+    seg->txn_fd = open(path, O_RDWR | O_CLOEXEC);
+    if (seg->txn_fd < 0 && errno == ENOENT) {
+        seg->txn_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+        if (seg->txn_fd >= 0) {
+            log->dir_dirty = true;
+            log->dir_changes++;
+        }
+    }
+    if (seg->txn_fd < 0) {
+        storage_report_open_failed(log, path);
         return LM_E_IO;
-    log->dir_dirty = true; /* may be a new directory entry */
-    log->dir_changes++;
+    }
+    storage_fds_reopened(log);
     return 0;
 }
 
 /* Rewrites the file to hold exactly the entries in memory (after a cut). */
 static int txn_file_trim(struct storage_log *log, struct segment *seg)
 {
-    int rc = txn_fd_open(log, seg);
+    int rc = txn_segment_fd(log, seg);
     if (rc != 0)
         return rc;
     if (ftruncate(seg->txn_fd, (off_t)seg->aborted_len * TXN_ENTRY_BYTES) != 0)
@@ -152,7 +162,7 @@ static int txn_index_append(struct storage_log *log, struct segment *seg,
     if (rc != 0)
         return rc;
     seg->aborted_cap = (uint32_t)cap;
-    if ((rc = txn_fd_open(log, seg)) != 0)
+    if ((rc = txn_segment_fd(log, seg)) != 0)
         return rc;
     uint8_t buf[TXN_ENTRY_BYTES];
     entry_encode(e, buf);
@@ -402,7 +412,7 @@ int txn_segment_rewrite(struct storage_log *log, struct segment *seg)
             return LM_E_IO;
         return 0;
     }
-    int rc = txn_fd_open(log, seg);
+    int rc = txn_segment_fd(log, seg);
     for (uint32_t k = 0; rc == 0 && k < seg->aborted_len; k++) {
         uint8_t buf[TXN_ENTRY_BYTES];
         entry_encode(&seg->aborted[k], buf);

@@ -4,6 +4,7 @@ or more laminar binaries in the same invocation (the first is the reference of t
 
     bench/cluster/idle_partitions.py --bin build/broker/laminar [--bin OTHER] \\
         [--partitions 3000] [--seconds 20] [--repeat 2] [--nodes 3] [--rf 3] [--kill]
+        [--log-open-files 4096]
 
 Per binary and repetition: a fresh cluster of --nodes nodes (2 shards each, io_uring; nodes 1-3
 combined mode, the controller quorum, nodes 4 and up brokers only), one topic of N partitions
@@ -16,6 +17,10 @@ partition cost a node. With --kill it then kills the last node with SIGKILL and 
 fail-over (with RF > 1: until Metadata from node 1 shows every partition led by a live node) and
 the restart (the killed node started again until it logs "started:", then until every partition
 is led again).
+Every node runs with laminar.log.open.files.max = --log-open-files (the
+descriptors its partition logs may hold; 0: the broker's default, 3/5 of RLIMIT_NOFILE), so
+with more replicas than that the descriptor count shows the open-log budget at work (a binary
+without the key warns that it ignores it, and holds one descriptor per replica).
 Prints one line per run and a table of medians with ratios against the first binary.
 """
 
@@ -70,7 +75,7 @@ def led_without(node, topic, dead):
     return -1 not in ls and not any(x in dead for x in ls)
 
 
-def run_once(binary, partitions, seconds, nnodes, rf, kill):
+def run_once(binary, partitions, seconds, nnodes, rf, kill, log_open_files):
     os.environ["LAMINAR_BIN"] = binary
     port, cport = free_port(), free_port()
     voters = ",".join("%d@127.0.0.%d:%d" % (i, i, cport) for i in range(1, 4))
@@ -79,6 +84,8 @@ def run_once(binary, partitions, seconds, nnodes, rf, kill):
     for x in nodes:
         # the default bound (100,000 in the cluster's metadata) counts __consumer_offsets too
         x.config["max.broker.partitions"] = max(100000, 2 * partitions)
+        if log_open_files > 0:
+            x.config["laminar.log.open.files.max"] = log_open_files
     try:
         for x in nodes:
             x.start()
@@ -138,13 +145,18 @@ def main():
     ap.add_argument("--rf", type=int, default=3)
     ap.add_argument("--kill", action="store_true",
                     help="then kill -9 the last node: fail-over and restart times")
+    ap.add_argument("--log-open-files", type=int, default=4096,
+                    help="laminar.log.open.files.max of every node (0: the broker's default)")
     args = ap.parse_args()
-    print("idle partitions: %d partitions x RF %d on %d nodes, %d CPUs, load %.2f"
-          % (args.partitions, args.rf, args.nodes, os.cpu_count(), os.getloadavg()[0]))
+    print("idle partitions: %d partitions x RF %d on %d nodes, laminar.log.open.files.max %s, "
+          "%d CPUs, load %.2f"
+          % (args.partitions, args.rf, args.nodes, args.log_open_files or "default",
+             os.cpu_count(), os.getloadavg()[0]))
     res = {b: [] for b in args.bin}
     for r in range(args.repeat):
         for b in args.bin:
-            m = run_once(b, args.partitions, args.seconds, args.nodes, args.rf, args.kill)
+            m = run_once(b, args.partitions, args.seconds, args.nodes, args.rf, args.kill,
+                         args.log_open_files)
             res[b].append(m)
             print("run %d %s: CPU %.1f%% of a core per node, loopback %.2f MB/s, RSS %.0f MiB "
                   "per node, all led after %.1f s, open descriptors %d (the most of a node)"

@@ -110,6 +110,11 @@ struct hpart {
      * used idle logs are closed (idle_closed, not offline) and opened again by hs_part when a
      * request needs them. Every open log is on the shard's LRU list. */
     bool idle_closed;
+    /* A log the budget could not close (a replicated partition: its Raft group keeps running;
+     * or one with fetches parked on it) has its descriptors released instead
+     * (partition_release_fds): off the LRU and not counted, the partition open. Storage reopens
+     * them at the next read, append or sync and says so (part_fds_reopened): back on the LRU. */
+    bool fds_released;
     /* While idle_closed, what the log showed as it closed: nothing can change them until it
      * opens again (appends open it first), so a Fetch at its end is answered without opening
      * it (a consumer of more partitions than the budget would otherwise reopen every log at
@@ -258,6 +263,7 @@ struct hshard {
     struct hpart *lru_head, *lru_tail; /* open logs, most recently used first */
     uint32_t open_logs, open_logs_max;
     uint64_t idle_closes;     /* logs closed for the budget (logged now and then) */
+    uint64_t fd_releases;     /* logs whose descriptors the budget released (likewise) */
     struct hfetch *parked;    /* parked fetches of connections on this shard */
     struct fsess_cache fsess; /* incremental fetch sessions of this shard's connections */
     /* Topic defaults of the current snapshot in precedence order: this node's dynamic broker

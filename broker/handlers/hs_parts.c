@@ -285,18 +285,46 @@ static void lru_touch(struct hpart *p)
     lru_push_head(p);
 }
 
-/* Closes the least recently used idle logs while the shard is over its open-log budget.
+/* Releases the descriptors of v's log, keeping the partition open (partition_release_fds):
+ * off the LRU until storage reopens one (part_fds_reopened). False when v is not idle. */
+static bool lru_release(struct hshard *hs, struct hpart *v)
+{
+    LM_ASSERT(v->part != NULL && !v->fds_released);
+    if (partition_release_fds(v->part) != 0)
+        return false;
+    lru_unlink(v);
+    v->fds_released = true;
+    if (hs->fd_releases++ % 10000 == 0)
+        BLOG_INFO("shard %u: open-log budget %u reached: descriptors of idle open logs "
+                  "released (%llu so far), reopened when used",
+                  hs->id, hs->open_logs_max, (unsigned long long)hs->fd_releases);
+    return true;
+}
+
+/* Frees the least recently used idle logs' descriptors while the shard is over its open-log
+ * budget: a lone voter's log is closed (partition and all, reopened by hs_part); a log that
+ * must stay open (a replicated partition, whose Raft group answers its peers whatever the
+ * clients do; an internal topic's, which its coordinator holds; one with fetches parked on it)
+ * keeps its partition and only releases its descriptors, which storage reopens when the log is
+ * used. release_only: never close (callers that may hold other partitions' logs).
  * Bounded: looks at a few candidates per call. */
-static void lru_enforce(struct hshard *hs, const struct hpart *keep)
+static void lru_enforce(struct hshard *hs, const struct hpart *keep, bool release_only)
 {
     uint32_t looked = 0;
     struct hpart *v = hs->lru_tail;
     while (hs->open_logs > hs->open_logs_max && v != NULL && looked++ < 32) {
         struct hpart *prev = v->lru_prev;
-        /* Idle: no fsync in flight and no fetch parked on it (its acks=all and persisted
-         * waiters only exist while an fsync runs or is due). */
+        /* Idle: no fsync in flight (its fds are in the ring). */
         if (v == keep || v->sync.busy || v->dead || v->failed || v->reopen_pending ||
-            v->waiters != NULL || v->part == NULL || h_topic_internal(v->topic, strlen(v->topic))) {
+            v->part == NULL) {
+            v = prev;
+            continue;
+        }
+        /* A lone voter without parked fetches closes (its acks=all and persisted waiters only
+         * exist while an fsync runs or is due); the others release. */
+        if (release_only || v->replicated || v->waiters != NULL ||
+            h_topic_internal(v->topic, strlen(v->topic))) {
+            (void)lru_release(hs, v);
             v = prev;
             continue;
         }
@@ -308,6 +336,7 @@ static void lru_enforce(struct hshard *hs, const struct hpart *keep)
         int64_t lso = partition_last_stable_offset(v->part);
         int64_t start = storage_log_start_offset(v->log), leo = storage_log_end_offset(v->log);
         if (partition_close_unsynced(v->part) != 0) {
+            (void)lru_release(hs, v); /* not closable now (a watcher): its fds at least */
             v = prev;
             continue;
         }
@@ -336,7 +365,13 @@ static void part_open_log(struct hpart *p);
 static bool part_ensure_open(struct hpart *p)
 {
     if (p->log != NULL) {
-        lru_touch(p);
+        /* A released log is counted again once storage reopens a descriptor (the read or
+         * append coming); room is made for it first. */
+        struct hshard *hs = p->hs;
+        if (!p->fds_released)
+            lru_touch(p);
+        if (hs != NULL && hs->open_logs > hs->open_logs_max)
+            lru_enforce(hs, p, true);
         return true;
     }
     if (!p->idle_closed)
@@ -347,7 +382,7 @@ static bool part_ensure_open(struct hpart *p)
      * fsyncs to end and free their logs, rather than run the process out of descriptors. */
     struct hshard *hs = p->hs;
     if (hs != NULL && hs->open_logs >= hs->open_logs_max + hs->open_logs_max / 4) {
-        lru_enforce(hs, NULL);
+        lru_enforce(hs, NULL, false);
         if (hs->open_logs >= hs->open_logs_max + hs->open_logs_max / 4)
             return false;
     }
@@ -358,6 +393,18 @@ static bool part_ensure_open(struct hpart *p)
 
 static void part_env_sync(void *ctx, struct partition *part, const int *fds, const bool *full,
                           uint32_t n);
+
+/* storage_config.fds_reopened: storage opened a descriptor of p's released log (inside a
+ * read, append or sync of it): counted on the LRU again, as the most recently used. The
+ * budget is enforced at the next lookup or kick (never here: storage is mid-call). */
+static void part_fds_reopened(void *ctx)
+{
+    struct hpart *p = ctx;
+    if (!p->fds_released || p->hs == NULL)
+        return; /* closing (part_close_log cleared it) */
+    p->fds_released = false;
+    lru_push_head(p);
+}
 
 /* After a storage failure the page cache may hold writes that never reached the disk: an
  * fsync that failed leaves them clean (Linux after a writeback error), so no later fsync
@@ -464,6 +511,9 @@ static void part_open_log(struct hpart *p)
     partition_config_default(&pc);
     pc.dir = dir;
     pc.storage = p->scfg;
+    pc.storage.fds_reopened = part_fds_reopened;
+    pc.storage.fds_reopened_ctx = p;
+    p->fds_released = false;
     pc.write_caching = p->write_caching;
     int32_t node = p->hs->node->cfg->node_id;
     pc.node_id = node > 0 ? (uint32_t)node : 1;
@@ -546,7 +596,7 @@ static void part_open_log(struct hpart *p)
         hs_waiters_arm(p->hs, p); /* fetches parked on it while it was closed */
     if (p->hs != NULL) {
         lru_push_head(p);
-        lru_enforce(p->hs, p);
+        lru_enforce(p->hs, p, false);
     }
     /* A group that never elected anyone (a new partition): its preferred replica campaigns
      * at once instead of after an election timeout, so a new topic has its leaders in a few
@@ -599,7 +649,7 @@ void hs_part_kick(struct hshard *hs, struct hpart *p)
     }
     /* Partitions left open over the budget because their fsync ran close once it ended. */
     if (hs->open_logs > hs->open_logs_max && !p->sync.busy)
-        lru_enforce(hs, p->sync.in_done ? NULL : p);
+        lru_enforce(hs, p->sync.in_done ? NULL : p, false);
 }
 
 static void sync_fsync_done(struct broker_shard *s, struct broker_fsync *f, int rc)
@@ -720,6 +770,7 @@ static void part_close_log(struct hpart *p)
         return;
     LM_ASSERT(!p->sync.busy);
     lru_unlink(p);
+    p->fds_released = false; /* off the LRU already; its final flush may reopen fds */
     int rc = partition_close(p->part);
     if (rc != 0)
         BLOG_DEBUG("partition %s-%d: close: %s", p->topic, p->partition, lm_strerror(rc));

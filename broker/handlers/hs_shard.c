@@ -381,10 +381,14 @@ int hs_shard_start(struct broker_shard *s, void *ctx)
     hs->tick.heap_index_ = UINT32_MAX;
     hs->work.heap_index_ = UINT32_MAX;
     /* Three fifths of the descriptors for partition logs, shared by the shards; the rest for
-     * connections, segment rolls, dup'd read fds and the process itself. */
+     * connections, segment rolls, dup'd read fds and the process itself. Or what
+     * laminar.log.open.files.max says. */
     uint64_t fds = node->cfg->fd_limit ? node->cfg->fd_limit : 1024;
-    uint64_t per_shard = fds * 3 / 5 / HANDLERS_LOG_FDS / (hs->count ? hs->count : 1);
-    hs->open_logs_max = per_shard < 64           ? 64
+    int64_t set = node->cfg->log_open_files_max;
+    uint64_t log_fds = set > 0 ? (uint64_t)set : fds * 3 / 5;
+    uint64_t per_shard = log_fds / HANDLERS_LOG_FDS / (hs->count ? hs->count : 1);
+    uint64_t floor = set > 0 ? 1 : 64; /* a budget set by hand is taken as it is (tests) */
+    hs->open_logs_max = per_shard < floor        ? (uint32_t)floor
                         : per_shard > UINT32_MAX ? UINT32_MAX
                                                  : (uint32_t)per_shard;
     if (getrandom(hs->zc_nonce, sizeof(hs->zc_nonce), 0) != (ssize_t)sizeof(hs->zc_nonce)) {

@@ -868,6 +868,17 @@ int partition_close_unsynced(struct partition *p)
     return 0;
 }
 
+int partition_release_fds(struct partition *p)
+{
+    LM_ASSERT(p != NULL);
+    if (p->failed || p->log == NULL)
+        return LM_E_STATE;
+    /* A group commit between steps holds its fds (and pins) in storage: refused there too. */
+    if (p->sync_running)
+        return LM_E_STATE;
+    return storage_log_release_fds(p->log);
+}
+
 int partition_close(struct partition *p)
 {
     if (!p)

@@ -123,6 +123,12 @@ int partition_close(struct partition *p);
  * finds). Returns LM_E_STATE, leaving p open, when p has other voters, an fsync in flight or
  * any waiter or watcher, or storage_log_close_unsynced's refusal; 0 when p is freed. */
 int partition_close_unsynced(struct partition *p);
+/* Closes the descriptors of p's log while it is idle, keeping p, its Raft group and its log
+ * open (storage_log_release_fds: the next read, append or sync reopens them by path; unsynced
+ * bytes stay the files' dirty pages for the next fsync). For the open-log budget of
+ * partitions that cannot be closed (other voters). Returns 0 or LM_E_STATE (a group commit in
+ * flight, a read result held, a compaction running, or a failed log). */
+int partition_release_fds(struct partition *p);
 
 /* Appends batches (buf rewritten in place: offsets, partitionLeaderEpoch = the raft term) as
  * the leader. acks: 0 or 1 complete before returning, -1 once committed. Returns 0 (done is

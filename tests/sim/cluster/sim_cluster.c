@@ -36,7 +36,9 @@
  * disk failed is restarted when the faults are over. A quarter of the seeds create their topics
  * with write.caching=true (acknowledged from a majority's page cache); their crashes keep the
  * unsynced writes and their disk faults fail writes, not fsyncs, which is what that setting
- * promises to survive.
+ * promises to survive. Every node runs with an open-log budget of 2 logs
+ * (laminar.log.open.files.max=4), so logs are closed (one voter) or have their descriptors
+ * released (replicated: reopened by path at the next read, append or sync) all the time.
  *
  * Checked after every event and at the end (a failure prints the seed):
  *   - a record acknowledged with acks=all is read at its acknowledged offset
@@ -2244,6 +2246,9 @@ static struct broker_config *node_config(uint32_t i)
     SET("offsets.topic.num.partitions", "1");
     SET("offsets.topic.replication.factor", "3");
     SET("group.initial.rebalance.delay.ms", "300");
+    /* An open-log budget of 2 logs: every partition's log is closed (one voter) or has its
+     * descriptors released (replicated) and reopened again and again under the faults. */
+    SET("laminar.log.open.files.max", "4");
     SET("laminar.log.level", "%s", getenv("SIM_CLUSTER_LOG") ? getenv("SIM_CLUSTER_LOG") : "error");
 #undef SET
     LM_ASSERT(rc == 0);

@@ -933,6 +933,66 @@ static void test_three_voters(void **state)
     assert_true(f->copy_only || f->zc_sent > 0);
 }
 
+/* partition_release_fds (the broker's open-log budget for partitions it cannot close): with
+ * every replica's log released, appends, replication (the leader reads, the followers
+ * append and fsync) and commits go on, each log reopening its files. */
+static void test_release_fds(void **state)
+{
+    struct fx *f = *state;
+    for (uint32_t i = 1; i <= NODES; i++)
+        assert_int_equal(fx_open(f, i, NODES), 0);
+    assert_int_equal(partition_campaign(f->parts[1]), 0);
+    fx_deliver(f);
+    assert_int_equal(leader_of(f), 1);
+    struct acks_log l = {0};
+    for (int round = 0; round < 4; round++) {
+        for (uint32_t i = 1; i <= NODES; i++) {
+            assert_int_equal(partition_release_fds(f->parts[i]), 0);
+            assert_true(storage_log_fds_released(partition_storage(f->parts[i])));
+        }
+        size_t len;
+        uint8_t *b = batch(3, round, &len);
+        assert_int_equal(
+            partition_append(f->parts[1], PARTITION_ORIGIN_CLIENT, b, len, -1, on_append, &l), 0);
+        free(b);
+        fx_deliver(f);
+        fx_tick_all(f, 2);
+        assert_int_equal(l.n, round + 1);
+        assert_int_equal(l.errs[round], 0);
+        for (uint32_t i = 1; i <= NODES; i++)
+            assert_false(storage_log_fds_released(partition_storage(f->parts[i])));
+    }
+    for (uint32_t i = 1; i <= NODES; i++)
+        assert_int_equal(partition_high_watermark(f->parts[i]),
+                         partition_log_end_offset(f->parts[1]));
+    check_identical(f);
+}
+
+/* A group commit in flight refuses the release until it completes; a read reopens. */
+static void test_release_fds_syncing(void **state)
+{
+    struct fx *f = *state;
+    f->deferred = true;
+    assert_int_equal(fx_open(f, 1, 1), 0);
+    struct partition *p = f->parts[1];
+    fx_sync(f, 1);
+    struct acks_log la = {0};
+    size_t len;
+    uint8_t *b = batch(2, 0, &len);
+    assert_int_equal(partition_append(p, PARTITION_ORIGIN_CLIENT, b, len, -1, on_append, &la), 0);
+    free(b);
+    assert_true(f->pending[1]);
+    assert_int_equal(partition_release_fds(p), LM_E_STATE);
+    fx_sync(f, 1);
+    assert_int_equal(la.n, 1);
+    assert_int_equal(partition_release_fds(p), 0);
+    struct storage_read_result res;
+    assert_int_equal(partition_read(p, 0, 1 << 20, true, &res), 0);
+    assert_false(storage_log_fds_released(partition_storage(p)));
+    assert_int_equal(res.last_offset, partition_high_watermark(p) - 1);
+    partition_read_release(p, &res);
+}
+
 /* A leader's own proposal reaches its persist step after the term moved on. Raft hands out
  * RAFT_READY_INFLIGHT_MAX persists before one is reported; the next proposal waits in raft's
  * unstable log. A message of a later term arrives (node 1 becomes a follower), then the fsync
@@ -1658,6 +1718,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_trimmed_log_keeps_its_term, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_three_voters, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_three_voters_copy, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_release_fds, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_release_fds_syncing, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_zero_copy_log_changed, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_conf_change, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_proposal_persisted_after_term_change, fx_setup,

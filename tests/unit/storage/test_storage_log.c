@@ -839,6 +839,182 @@ static void test_fds_at_rest(void **state)
     check_log(f, 0);
 }
 
+/* A storage_io that does what posix does and notes the file names of the fds it syncs. */
+struct sync_spy {
+    const struct storage_io *posix;
+    char synced[32][PATH_MAX];
+    int n;
+};
+
+static int spy_pwritev(void *ctx, int fd, const struct iovec *iov, int iovcnt, uint64_t off)
+{
+    struct sync_spy *sp = ctx;
+    return sp->posix->pwritev_all(sp->posix->ctx, fd, iov, iovcnt, off);
+}
+
+static int spy_sync(void *ctx, const int *fds, int n)
+{
+    struct sync_spy *sp = ctx;
+    for (int i = 0; i < n; i++) {
+        char link[64];
+        snprintf(link, sizeof(link), "/proc/self/fd/%d", fds[i]);
+        ssize_t len = readlink(link, sp->synced[sp->n % 32], PATH_MAX - 1);
+        assert_true(len > 0);
+        sp->synced[sp->n++ % 32][len] = '\0';
+    }
+    return sp->posix->sync(sp->posix->ctx, fds, n);
+}
+
+static int spy_pwritev_sync(void *ctx, int fd, const struct iovec *iov, int iovcnt, uint64_t off)
+{
+    int rc = spy_pwritev(ctx, fd, iov, iovcnt, off);
+    return rc != 0 ? rc : spy_sync(ctx, &fd, 1);
+}
+
+static bool spy_synced(const struct sync_spy *sp, const char *path)
+{
+    for (int i = 0; i < sp->n && i < 32; i++)
+        if (strcmp(sp->synced[i], path) == 0)
+            return true;
+    return false;
+}
+
+static void count_reopen(void *ctx)
+{
+    (*(int *)ctx)++;
+}
+
+/* storage_log_release_fds: an idle log closes every descriptor and stays open; reads,
+ * appends, syncs, truncation and a roll reopen what they need by path, the owner hears of the
+ * first reopen once per release, and unsynced bytes written before a release are made durable
+ * by the next sync through the reopened fd. A log that is not idle (a read result held, a
+ * sync running) refuses. */
+static void test_release_fds(void **state)
+{
+    struct fx *f = *state;
+    struct sync_spy spy = {.posix = storage_io_posix()};
+    struct storage_io io = {&spy, spy_pwritev, spy_sync, spy_pwritev_sync};
+    int reopens = 0;
+    f->cfg.io = &io;
+    f->cfg.fds_reopened = count_reopen;
+    f->cfg.fds_reopened_ctx = &reopens;
+    f->cfg.external_sync = true;
+    f->cfg.checkpoint_interval_bytes = 1; /* every sync writes indexes and the checkpoint */
+    f->cfg.segment_bytes = 4096;
+    f->cfg.index_interval_bytes = 64;
+    fx_open(f);
+    while (storage_log_segment_count(f->log) < 3)
+        append_n(f, 4, 200, 0, 0);
+    struct storage_sync sy;
+    assert_int_equal(storage_log_sync_begin(f->log, &sy), 0);
+    sync_all_steps(f->log, &sy);
+    assert_int_equal(log_fds(f), 3);
+
+    /* Not idle: a read result pins a segment. */
+    struct storage_read_result res;
+    assert_int_equal(storage_log_read(f->log, 0, 100, STORAGE_NO_LIMIT, &res), 0);
+    assert_int_equal(storage_log_release_fds(f->log), LM_E_STATE);
+    assert_int_equal(log_fds(f), 3);
+    storage_read_result_release(f->log, &res);
+    assert_int_equal(storage_log_release_fds(f->log), 0);
+    assert_true(storage_log_fds_released(f->log));
+    assert_int_equal(log_fds(f), 0);
+    assert_int_equal(reopens, 0);
+    assert_int_equal(storage_log_release_fds(f->log), 0); /* idempotent */
+
+    /* A read reopens the segments it reads (and the owner hears it once); all of them for a
+     * whole read. */
+    assert_int_equal(storage_log_read(f->log, 0, 100, STORAGE_NO_LIMIT, &res), 0);
+    assert_int_equal(log_fds(f), 1);
+    assert_int_equal(reopens, 1);
+    assert_false(storage_log_fds_released(f->log));
+    storage_read_result_release(f->log, &res);
+    check_log(f, 0);
+    assert_int_equal(log_fds(f), 3);
+    assert_int_equal(reopens, 1);
+
+    /* An append to a released log reopens the active segment only, and its bytes, not synced
+     * when the log is released again, are synced through a reopened fd by the next sync. */
+    assert_int_equal(storage_log_release_fds(f->log), 0);
+    int64_t leo = storage_log_end_offset(f->log);
+    append_n(f, 2, 100, 0, 0);
+    assert_int_equal(log_fds(f), 1);
+    assert_int_equal(reopens, 2);
+    assert_true(storage_log_flushed_offset(f->log) < storage_log_end_offset(f->log));
+    assert_int_equal(storage_log_release_fds(f->log), 0);
+    assert_int_equal(log_fds(f), 0);
+    /* the active segment's file: the last .log by name */
+    char active[PATH_MAX + 300];
+    {
+        DIR *d = opendir(f->dir);
+        assert_non_null(d);
+        struct dirent *e;
+        char best[256] = "";
+        while ((e = readdir(d)) != NULL) {
+            size_t nl = strlen(e->d_name);
+            if (nl > 4 && strcmp(e->d_name + nl - 4, ".log") == 0 && strcmp(e->d_name, best) > 0)
+                snprintf(best, sizeof(best), "%s", e->d_name);
+        }
+        closedir(d);
+        snprintf(active, sizeof(active), "%s/%s", f->dir, best);
+    }
+    spy.n = 0;
+    assert_int_equal(storage_log_sync_begin(f->log, &sy), 0);
+    assert_int_equal(reopens, 3);
+    /* Not idle while the sync runs: its fds are in the owner's hands. */
+    assert_int_equal(storage_log_release_fds(f->log), LM_E_STATE);
+    for (bool done = false; !done;) {
+        assert_int_equal(spy_sync(&spy, sy.fds, (int)sy.fd_count), 0);
+        assert_int_equal(storage_log_sync_step(f->log, &sy, 0, &done), 0);
+        if (!done)
+            assert_int_equal(storage_log_release_fds(f->log), LM_E_STATE);
+    }
+    assert_true(spy_synced(&spy, active));
+    assert_int_equal(storage_log_flushed_offset(f->log), storage_log_end_offset(f->log));
+    assert_int_equal(log_fds(f), 1); /* the active segment; indexes and checkpoint closed */
+
+    /* The same with the blocking flush. */
+    append_n(f, 2, 100, 0, 0);
+    assert_int_equal(storage_log_release_fds(f->log), 0);
+    spy.n = 0;
+    assert_int_equal(storage_log_flush(f->log, false), 0);
+    assert_true(spy_synced(&spy, active));
+    assert_int_equal(storage_log_flushed_offset(f->log), storage_log_end_offset(f->log));
+
+    /* Lookups by timestamp, truncation and a roll by time reopen what they need. */
+    assert_int_equal(storage_log_release_fds(f->log), 0);
+    int64_t off, ts;
+    assert_int_equal(storage_log_offset_for_timestamp(f->log, 0, &off, &ts), 0);
+    assert_int_equal(off, 0);
+    assert_int_equal(storage_log_release_fds(f->log), 0);
+    leo = storage_log_end_offset(f->log);
+    assert_int_equal(storage_log_truncate_to(f->log, leo - 2), 0);
+    assert_int_equal(storage_log_end_offset(f->log), leo - 2);
+    check_log(f, 0);
+    assert_int_equal(storage_log_release_fds(f->log), 0);
+    uint32_t segs = storage_log_segment_count(f->log);
+    f->clock.now_ms += f->cfg.segment_ms + 1;
+    append_n(f, 1, 10, 0, 0); /* seals the released active segment first */
+    assert_int_equal(storage_log_segment_count(f->log), segs + 1);
+    check_log(f, 0);
+
+    /* Recovery after a crash of a released log with unsynced bytes: the page cache has them. */
+    append_n(f, 3, 100, 0, 0);
+    leo = storage_log_end_offset(f->log);
+    assert_int_equal(storage_log_release_fds(f->log), 0);
+    assert_int_equal(storage_log_close_unsynced(f->log), 0);
+    f->log = NULL;
+    assert_int_equal(log_fds(f), 0);
+    fx_open(f);
+    assert_int_equal(storage_log_end_offset(f->log), leo);
+    check_log(f, 0);
+    /* and a clean close of a released log */
+    assert_int_equal(storage_log_release_fds(f->log), 0);
+    fx_reopen(f);
+    assert_int_equal(storage_log_end_offset(f->log), leo);
+    check_log(f, 0);
+}
+
 /* Flips one byte inside the records of the first batch of the first segment (covered by its
  * CRC, so a scan of that segment would cut the log there). */
 static void corrupt_first_segment(const struct fx *f)
@@ -1003,6 +1179,7 @@ int main(void)
         T(test_flush_policy),
         T(test_external_sync),
         T(test_fds_at_rest),
+        T(test_release_fds),
         T(test_recovery_point_at_roll),
         T(test_write_failure_rolls_back),
     };
