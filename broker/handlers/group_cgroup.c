@@ -720,7 +720,7 @@ int group_cgroup_config(struct broker_config *bcfg, struct lm_cgroup_config *cfg
     const char *mp = broker_config_get(bcfg, "group.consumer.migration.policy");
     broker_config_mark_used(bcfg, "group.consumer.migration.policy");
     if (mp != NULL && *mp != '\0') {
-        static const char *names[] = {"disabled", "upgrade", "downgrade", "bidirectional"};
+        static const char *const names[] = {"disabled", "upgrade", "downgrade", "bidirectional"};
         size_t k = 0;
         while (k < 4 && strcasecmp(mp, names[k]) != 0)
             k++;
