@@ -20,7 +20,8 @@
  * ranges; the client hands out only the acquired offsets. A pass that acquired nothing parks
  * for SHARE_POLL_MS and tries again until max_wait_ms has passed. Closing a session (epoch -1)
  * releases every record the member holds in its partitions. DescribeShareGroupOffsets (90) reads
- * the start offsets (end of this file). */
+ * the start offsets, AlterShareGroupOffsets (91) and DeleteShareGroupOffsets (92) reset or drop
+ * them, and DeleteGroups of a share group drops its state (end of this file). */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
