@@ -24,7 +24,9 @@ import org.apache.kafka.common.serialization.StringSerializer;
  *     delivered again, delivery count 1) and forward (only the records from it on);
  *     listShareGroupOffsets and kafka-share-groups --describe show each start offset;
  *     kafka-share-groups --delete-offsets (DeleteShareGroupOffsets) drops the group's state on
- *     the topic, a second time answers that there is none; kafka-share-groups --delete
+ *     the topic, a second time answers that there is none; a start offset of -1 drops the
+ *     state; the id of a classic group is GROUP_ID_NOT_FOUND ("is not a share group") for both
+ *     APIs; kafka-share-groups --delete
  *     (DeleteGroups) of the empty group drops its share state too.
  *   produce BOOTSTRAP TOPIC N: creates TOPIC (1 partition) and writes v0..v(N-1);
  *   join BOOTSTRAP TOPIC GROUP: a member joins and fetches for 3 s (share partition at the log
@@ -211,6 +213,25 @@ public class ShareAdmin {
             tr = tool("--delete-offsets", "--group", group, "--topic", topic);
             check(tr.out.contains("no offset information"),
                   "kafka-share-groups --delete-offsets again: no offset information to delete");
+            // a start offset of -1 (Kafka's uninitialized) drops the state
+            t = alter(admin, group, Map.of(tp, 12L));
+            check(t == null && start(admin, topic, group) == 12, "alterShareGroupOffsets to 12 (" + t + ")");
+            t = alter(admin, group, Map.of(tp, -1L));
+            check(t == null && start(admin, topic, group) == -1,
+                  "alterShareGroupOffsets to -1 drops the start offset (" + t + ")");
+            // the id of a classic group (offsets committed, no member) is not a share group
+            admin.alterConsumerGroupOffsets("share-classic", Map.of(tp, new OffsetAndMetadata(3))).all().get();
+            t = alter(admin, "share-classic", Map.of(tp, 0L));
+            check(t instanceof GroupIdNotFoundException,
+                  "alterShareGroupOffsets of a classic group: GROUP_ID_NOT_FOUND (" + t + ")");
+            try {
+                admin.deleteShareGroupOffsets("share-classic", Set.of(topic)).all().get();
+                t = null;
+            } catch (ExecutionException e) {
+                t = e.getCause();
+            }
+            check(t instanceof GroupIdNotFoundException && t.getMessage().contains("is not a share group"),
+                  "deleteShareGroupOffsets of a classic group: GROUP_ID_NOT_FOUND, not a share group (" + t + ")");
             // state again, then DeleteGroups of the empty group takes it along
             t = alter(admin, group, Map.of(tp, 10L));
             check(t == null && start(admin, topic, group) == 10, "alterShareGroupOffsets to 10 (" + t + ")");
