@@ -87,6 +87,14 @@ void lm_share_part_start(struct lm_share_part *sp, int64_t offset)
     sp->head = 0;
 }
 
+void lm_share_part_reset(struct lm_share_part *sp, int64_t offset)
+{
+    LM_ASSERT(offset >= 0);
+    sp->initialized = true;
+    sp->start = sp->end = offset;
+    sp->head = 0;
+}
+
 void lm_share_part_clamp(struct lm_share_part *sp, int64_t log_start)
 {
     if (!sp->initialized || log_start <= sp->start)

@@ -81,6 +81,10 @@ void lm_share_part_deinit(struct lm_share_part *sp);
 /* lm_share_part_start sets the start offset the first time (from share.auto.offset.reset);
  * later calls do nothing. */
 void lm_share_part_start(struct lm_share_part *sp, int64_t offset);
+/* lm_share_part_reset starts the share partition over at offset (AlterShareGroupOffsets of an
+ * empty group): the window is emptied, every in-flight state and delivery count dropped, so
+ * the records from offset on are all AVAILABLE with no delivery yet, those below it done. */
+void lm_share_part_reset(struct lm_share_part *sp, int64_t offset);
 /* lm_share_part_clamp moves the window's start up to log_start when records below it are gone
  * (retention, DeleteRecords): they count as archived. */
 void lm_share_part_clamp(struct lm_share_part *sp, int64_t log_start);

@@ -103,6 +103,7 @@ static void gop_set(struct greq *g, size_t i, uint8_t kind, uint32_t owner, cons
     op->cg_member_id = KAFKA_STR_NULL;
     op->cg_member_epoch = -1;
     op->cg_deleted = false;
+    op->sg_deleted = false;
     op->cg_subscribed = NULL;
     op->cg_n_subscribed = 0;
 }
@@ -144,6 +145,10 @@ void group_api_finish(struct greq *g)
         g->post(g);
     if (g->nomem) {
         h_close(g->req, "arena exhausted copying a group response");
+        return;
+    }
+    if (g->then != NULL) {
+        g->then(g);
         return;
     }
     h_respond(g->req, g->resp);
@@ -1349,6 +1354,29 @@ static void fill_list(struct greq *g, struct gop *op, const struct lm_group_resp
 
 /* ---- DeleteGroups (0-2) --------------------------------------------------------------------- */
 
+/* Share groups DeleteGroups removed: their share-partition state and checkpoint entries go
+ * too (share_fetch.c), then the answer. */
+static void delete_groups_then(struct greq *g)
+{
+    struct kafka_delete_groups_response *o = g->resp;
+    int32_t n = 0;
+    for (size_t i = 0; i < g->n_ops; i++)
+        n += g->ops[i].sg_deleted && o->results[g->ops[i].index].error_code == KAFKA_NONE;
+    struct kafka_str *ids = n > 0 ? h_alloc(g->req, (size_t)n, sizeof(*ids)) : NULL;
+    if (n > 0 && ids == NULL) {
+        h_close(g->req, "arena exhausted");
+        return;
+    }
+    int32_t k = 0;
+    for (size_t i = 0; i < g->n_ops; i++)
+        if (g->ops[i].sg_deleted && o->results[g->ops[i].index].error_code == KAFKA_NONE)
+            ids[k++] = o->results[g->ops[i].index].group_id;
+    if (n == 0)
+        h_respond(g->req, g->resp);
+    else
+        share_groups_forget(g->req, ids, n, g->resp);
+}
+
 static void delete_groups(struct broker_req *req)
 {
     struct hshard *hs = hs_of(req->shard);
@@ -1379,6 +1407,7 @@ static void delete_groups(struct broker_req *req)
                 &rq->groups_names[i], 1);
         gop_authorize(g, (size_t)i, AUTHZ_OP_DELETE, rq->groups_names[i]);
     }
+    g->then = delete_groups_then;
     group_ops_start(g);
 }
 
@@ -1571,6 +1600,7 @@ void group_api_fill(struct gop *op, const struct lm_group_resp *r, int16_t err)
         break;
     case GOP_SG_HEARTBEAT:
     case GOP_SG_DESCRIBE:
+    case GOP_SG_OFFSETS:
         LM_ASSERT(r == NULL);
         group_share_fill_error(op, err != 0 ? err : KAFKA_UNKNOWN_SERVER_ERROR);
         break;

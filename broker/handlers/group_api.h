@@ -30,6 +30,17 @@ enum gop_kind {
     GOP_CG_DESCRIBE,  /* ConsumerGroupDescribe, one group */
     GOP_SG_HEARTBEAT, /* ShareGroupHeartbeat (group_share.c) */
     GOP_SG_DESCRIBE,  /* ShareGroupDescribe, one group */
+    GOP_SG_OFFSETS,   /* Alter/DeleteShareGroupOffsets: is the id an empty share group? */
+};
+
+/* A GOP_SG_OFFSETS call's in and out (share_fetch.c): the group must be a share group without
+ * members, as Kafka's coordinator checks before it alters or deletes share offsets. error:
+ * NONE, or GROUP_ID_NOT_FOUND / NON_EMPTY_GROUP / the coordinator's status (NOT_COORDINATOR,
+ * ...) / GROUP_AUTHORIZATION_FAILED, with Kafka's exception message in message. */
+struct sg_offsets_check {
+    struct kafka_str group_id;
+    int16_t error;
+    char message[320];
 };
 
 struct greq;
@@ -53,6 +64,7 @@ struct gop {
     struct kafka_str cg_member_id;
     int32_t cg_member_epoch;
     bool cg_deleted;
+    bool sg_deleted; /* DeleteGroups removed a share group here: its share state goes next */
     /* OffsetDelete of a consumer group: the request's topics its members subscribe to, taken
      * out of the call and answered GROUP_SUBSCRIBED_TO_TOPIC (arena) */
     const struct lm_group_fetch_topic *cg_subscribed;
@@ -72,6 +84,9 @@ struct greq {
      * encoded: drops or marks what the principal may not see (the calls run on other shards,
      * which must not read this shard's metadata image). NULL: nothing. */
     void (*post)(struct greq *g);
+    /* Runs after post instead of sending the response (NULL: send it): the caller continues
+     * (and answers) itself. */
+    void (*then)(struct greq *g);
 };
 
 /* Helpers of group_api.c for group_cgroup.c: a request of n_ops calls (NULL: the connection

@@ -630,7 +630,7 @@ static void op_run(struct broker_shard *target, struct broker_xcall *x)
     int64_t now = group_now_ms(gs->hs);
     op->cg = gs->cgroup;
     op->sg = gs->sgroup;
-    if (op->kind == GOP_SG_HEARTBEAT || op->kind == GOP_SG_DESCRIBE) {
+    if (op->kind == GOP_SG_HEARTBEAT || op->kind == GOP_SG_DESCRIBE || op->kind == GOP_SG_OFFSETS) {
         group_share_run(gs->hs, gs->coord, gs->cgroup, gs->sgroup, op, now);
         broker_xcall_return(target, x);
         timer_arm(gs);

@@ -331,6 +331,34 @@ void group_share_run(struct hshard *hs, struct lm_group_coord *classic, struct l
         fill_heartbeat(g, &r);
         return;
     }
+    if (op->kind == GOP_SG_OFFSETS) {
+        /* GroupMetadataManager.shareGroup, then ShareGroup.validateEmptyGroup */
+        struct sg_offsets_check *c = (struct sg_offsets_check *)op->in;
+        struct kafka_str gid = c->group_id;
+        int gl = gid.len > 200 ? 200 : gid.len;
+        c->message[0] = '\0';
+        c->error = lm_group_coord_status(classic, gid);
+        if (c->error != KAFKA_NONE)
+            return;
+        int32_t n_members = 0;
+        if (lm_sgroup_exists(sg, gid, &n_members)) {
+            if (n_members > 0) {
+                c->error = KAFKA_NON_EMPTY_GROUP;
+                snprintf(c->message, sizeof(c->message), "The group is not empty.");
+            }
+            return;
+        }
+        struct lm_group_info info;
+        int32_t n_cg = 0;
+        c->error = KAFKA_GROUP_ID_NOT_FOUND;
+        if (lm_group_coord_info(classic, gid, &info) == 0 ||
+            (cg != NULL && lm_cgroup_exists(cg, gid, &n_cg)))
+            not_share_msg(c->message, sizeof(c->message), gid, "share");
+        else
+            snprintf(c->message, sizeof(c->message), "Group %.*s not found.", gl,
+                     gid.ptr != NULL ? gid.ptr : "");
+        return;
+    }
     LM_ASSERT(op->kind == GOP_SG_DESCRIBE);
     const struct kafka_str *id = op->in;
     int16_t st = lm_group_coord_status(classic, *id);
@@ -349,6 +377,12 @@ void group_share_run(struct hshard *hs, struct lm_group_coord *classic, struct l
 
 void group_share_fill_error(struct gop *op, int16_t err)
 {
+    if (op->kind == GOP_SG_OFFSETS) {
+        struct sg_offsets_check *c = (struct sg_offsets_check *)op->in;
+        c->error = err;
+        c->message[0] = '\0';
+        return;
+    }
     if (op->kind == GOP_SG_HEARTBEAT)
         fill_heartbeat_error(op->g, err, NULL);
     else
@@ -394,6 +428,7 @@ bool group_share_precheck(struct lm_sgroup_coord *sg, struct gop *op)
         int rc = lm_sgroup_delete(sg, *id);
         LM_ASSERT(rc == 0);
         op->cg_deleted = true;
+        op->sg_deleted = true;
         return false;
     }
     default:

@@ -565,6 +565,10 @@ void share_fetch_drain(struct hshard *hs);
 void share_shard_free(struct hshard *hs);
 /* Writes the share checkpoints whose start offsets moved (shard tick, clean shutdown). */
 void share_shard_tick(struct hshard *hs);
+/* DeleteGroups of share groups (group_api.c): drops the groups' share-partition state and
+ * checkpoint entries on every partition this node holds, then sends resp on req. */
+void share_groups_forget(struct broker_req *req, const struct kafka_str *groups, int32_t n,
+                         void *resp);
 void data_list_offsets(struct broker_req *req);
 void data_offset_for_leader_epoch(struct broker_req *req);
 void data_delete_records(struct broker_req *req);

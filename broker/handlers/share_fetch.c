@@ -20,7 +20,8 @@
  * ranges; the client hands out only the acquired offsets. A pass that acquired nothing parks
  * for SHARE_POLL_MS and tries again until max_wait_ms has passed. Closing a session (epoch -1)
  * releases every record the member holds in its partitions. DescribeShareGroupOffsets (90) reads
- * the start offsets (end of this file). */
+ * the start offsets, AlterShareGroupOffsets (91) and DeleteShareGroupOffsets (92) reset or drop
+ * them, and DeleteGroups of a share group drops its state (end of this file). */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -29,6 +30,7 @@
 #include <unistd.h>
 
 #include "broker/group/share_partition.h"
+#include "broker/handlers/group_api.h"
 #include "broker/handlers/handlers_internal.h"
 #include "broker/log.h"
 #include "broker/partition/partition.h"
@@ -275,38 +277,141 @@ static int ckpt_path(const struct hshard *hs, const char *topic, int32_t partiti
     return n > 0 && (size_t)n < cap ? 0 : LM_E_TOO_LARGE;
 }
 
-/* Writes the checkpoint of (topic, partition) from every share partition of it here. */
-static int ckpt_write(struct hshard *hs, struct sshard *ss, const char *topic, int32_t partition)
+/* One group's entry of a checkpoint, pointing into the file's bytes. */
+struct ckpt_ent {
+    const uint8_t *group;
+    size_t len;
+    int64_t start;
+};
+
+/* Reads the checkpoint of (topic, partition): *ents (malloc'd, *buf holds the bytes they point
+ * into; both the caller's to free) and their count, 0 when there is no file, or -1 (nothing
+ * to free) when it is unusable (logged) or memory ran out. */
+static int32_t ckpt_load(struct hshard *hs, const char *topic, int32_t partition, uint8_t **buf,
+                         struct ckpt_ent **ents)
 {
+    *buf = NULL;
+    *ents = NULL;
+    char path[BROKER_PATH_BYTES_MAX + 340];
+    if (ckpt_path(hs, topic, partition, path, sizeof(path)) != 0)
+        return 0;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return 0;
+    off_t size = lseek(fd, 0, SEEK_END);
+    uint8_t *b = size >= 14 && (size_t)size <= SHARE_CKPT_MAX ? malloc((size_t)size) : NULL;
+    bool ok = b != NULL && pread(fd, b, (size_t)size, 0) == (ssize_t)size;
+    close(fd);
+    size_t n = (size_t)size;
+    if (!ok || get_be(b, 4) != SHARE_CKPT_MAGIC || get_be(b + 4, 2) != SHARE_CKPT_VERSION ||
+        get_be(b + n - 4, 4) != crc32c_update(0, b, n - 4)) {
+        if (size > 0)
+            BLOG_WARN("partition %s-%d: %s unusable; its share partitions start from "
+                      "share.auto.offset.reset",
+                      topic, partition, SHARE_CKPT_NAME);
+        free(b);
+        return -1;
+    }
+    uint32_t count = (uint32_t)get_be(b + 6, 4);
+    if (count > (n - 14) / 10) /* an entry takes at least 10 bytes */
+        count = (uint32_t)((n - 14) / 10);
+    struct ckpt_ent *e = malloc((count > 0 ? count : 1) * sizeof(*e));
+    if (e == NULL) {
+        free(b);
+        return -1;
+    }
+    size_t at = 10;
+    uint32_t k = 0;
+    for (uint32_t i = 0; i < count && at + 2 <= n - 4; i++) {
+        size_t l = (size_t)get_be(b + at, 2);
+        if (at + 2 + l + 8 > n - 4)
+            break;
+        e[k++] = (struct ckpt_ent){b + at + 2, l, (int64_t)get_be(b + at + 2 + l, 8)};
+        at += 2 + l + 8;
+    }
+    *buf = b;
+    *ents = e;
+    return (int32_t)k;
+}
+
+static bool spart_here(const struct spart *p, const char *topic, int32_t partition)
+{
+    return p->partition == partition && strcmp(p->topic, topic) == 0;
+}
+
+/* Whether the checkpoint entry e is overridden by a share partition in memory. */
+static bool ckpt_ent_in_memory(const struct sshard *ss, const struct ckpt_ent *e, const char *topic,
+                               int32_t partition)
+{
+    for (const struct spart *p = ss->parts; p != NULL; p = p->next)
+        if (spart_here(p, topic, partition) && p->sp.initialized && strlen(p->group) == e->len &&
+            memcmp(p->group, e->group, e->len) == 0)
+            return true;
+    return false;
+}
+
+/* Writes the checkpoint of (topic, partition): every share partition of it here, and the
+ * entries of the file for the groups that have none in memory (not fetched since the
+ * restart), except drop_group's (NULL: none), whose state is being deleted. No entry left:
+ * the file is removed. */
+static int ckpt_write(struct hshard *hs, struct sshard *ss, const char *topic, int32_t partition,
+                      const char *drop_group)
+{
+    uint8_t *old = NULL;
+    struct ckpt_ent *ents = NULL;
+    int32_t n_old = ckpt_load(hs, topic, partition, &old, &ents);
+    size_t dl = drop_group != NULL ? strlen(drop_group) : 0;
     size_t size = 4 + 2 + 4 + 4;
     uint32_t count = 0;
     for (struct spart *p = ss->parts; p != NULL; p = p->next)
-        if (p->partition == partition && strcmp(p->topic, topic) == 0 && p->sp.initialized) {
+        if (spart_here(p, topic, partition) && p->sp.initialized &&
+            (drop_group == NULL || strcmp(p->group, drop_group) != 0)) {
             size += 2 + strlen(p->group) + 8;
             count++;
         }
-    if (size > SHARE_CKPT_MAX)
-        return LM_E_TOO_LARGE;
-    uint8_t *buf = malloc(size);
-    if (buf == NULL)
-        return LM_E_NOMEM;
-    put_be(buf, SHARE_CKPT_MAGIC, 4);
-    put_be(buf + 4, SHARE_CKPT_VERSION, 2);
-    put_be(buf + 6, count, 4);
-    size_t at = 10;
-    for (struct spart *p = ss->parts; p != NULL; p = p->next)
-        if (p->partition == partition && strcmp(p->topic, topic) == 0 && p->sp.initialized) {
-            size_t gl = strlen(p->group);
-            put_be(buf + at, gl, 2);
-            memcpy(buf + at + 2, p->group, gl);
-            put_be(buf + at + 2 + gl, (uint64_t)p->sp.start, 8);
-            at += 2 + gl + 8;
+    for (int32_t i = 0; i < n_old; i++) {
+        const struct ckpt_ent *e = &ents[i];
+        bool dropped = drop_group != NULL && e->len == dl && memcmp(e->group, drop_group, dl) == 0;
+        if (dropped || ckpt_ent_in_memory(ss, e, topic, partition)) {
+            ents[i].len = SIZE_MAX; /* left out */
+            continue;
         }
-    LM_ASSERT(at + 4 == size);
-    put_be(buf + at, crc32c_update(0, buf, at), 4);
+        size += 2 + e->len + 8;
+        count++;
+    }
     char path[BROKER_PATH_BYTES_MAX + 340], tmp[BROKER_PATH_BYTES_MAX + 350];
     int rc = ckpt_path(hs, topic, partition, path, sizeof(path));
-    if (rc == 0) {
+    uint8_t *buf = NULL;
+    if (rc == 0 && count == 0) {
+        if (unlink(path) != 0 && errno != ENOENT)
+            rc = LM_E_IO;
+    } else if (rc == 0 && size > SHARE_CKPT_MAX) {
+        rc = LM_E_TOO_LARGE;
+    } else if (rc == 0 && (buf = malloc(size)) == NULL) {
+        rc = LM_E_NOMEM;
+    } else if (rc == 0) {
+        put_be(buf, SHARE_CKPT_MAGIC, 4);
+        put_be(buf + 4, SHARE_CKPT_VERSION, 2);
+        put_be(buf + 6, count, 4);
+        size_t at = 10;
+        for (struct spart *p = ss->parts; p != NULL; p = p->next)
+            if (spart_here(p, topic, partition) && p->sp.initialized &&
+                (drop_group == NULL || strcmp(p->group, drop_group) != 0)) {
+                size_t gl = strlen(p->group);
+                put_be(buf + at, gl, 2);
+                memcpy(buf + at + 2, p->group, gl);
+                put_be(buf + at + 2 + gl, (uint64_t)p->sp.start, 8);
+                at += 2 + gl + 8;
+            }
+        for (int32_t i = 0; i < n_old; i++)
+            if (ents[i].len != SIZE_MAX) {
+                put_be(buf + at, ents[i].len, 2);
+                memcpy(buf + at + 2, ents[i].group, ents[i].len);
+                put_be(buf + at + 2 + ents[i].len, (uint64_t)ents[i].start, 8);
+                at += 2 + ents[i].len + 8;
+            }
+        LM_ASSERT(at + 4 == size);
+        put_be(buf + at, crc32c_update(0, buf, at), 4);
         snprintf(tmp, sizeof(tmp), "%s.tmp", path);
         int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
         bool ok = fd >= 0 && write(fd, buf, size) == (ssize_t)size;
@@ -318,9 +423,11 @@ static int ckpt_write(struct hshard *hs, struct sshard *ss, const char *topic, i
         }
     }
     free(buf);
+    free(old);
+    free(ents);
     if (rc == 0)
         for (struct spart *p = ss->parts; p != NULL; p = p->next)
-            if (p->partition == partition && strcmp(p->topic, topic) == 0)
+            if (spart_here(p, topic, partition))
                 p->saved_start = p->sp.start;
     return rc;
 }
@@ -328,36 +435,16 @@ static int ckpt_write(struct hshard *hs, struct sshard *ss, const char *topic, i
 /* The SPSO the checkpoint of (topic, partition) holds for group, or -1. */
 static int64_t ckpt_read(struct hshard *hs, const char *topic, int32_t partition, const char *group)
 {
-    char path[BROKER_PATH_BYTES_MAX + 340];
-    if (ckpt_path(hs, topic, partition, path, sizeof(path)) != 0)
-        return -1;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return -1;
-    off_t size = lseek(fd, 0, SEEK_END);
-    uint8_t *buf = size >= 14 && (size_t)size <= SHARE_CKPT_MAX ? malloc((size_t)size) : NULL;
-    bool ok = buf != NULL && pread(fd, buf, (size_t)size, 0) == (ssize_t)size;
-    close(fd);
+    uint8_t *buf;
+    struct ckpt_ent *ents;
+    int32_t n = ckpt_load(hs, topic, partition, &buf, &ents);
     int64_t found = -1;
-    size_t n = (size_t)size;
-    if (ok && get_be(buf, 4) == SHARE_CKPT_MAGIC && get_be(buf + 4, 2) == SHARE_CKPT_VERSION &&
-        get_be(buf + n - 4, 4) == crc32c_update(0, buf, n - 4)) {
-        uint32_t count = (uint32_t)get_be(buf + 6, 4);
-        size_t at = 10, gl = strlen(group);
-        for (uint32_t i = 0; i < count && at + 2 <= n - 4; i++) {
-            size_t l = (size_t)get_be(buf + at, 2);
-            if (at + 2 + l + 8 > n - 4)
-                break;
-            if (l == gl && memcmp(buf + at + 2, group, l) == 0)
-                found = (int64_t)get_be(buf + at + 2 + l, 8);
-            at += 2 + l + 8;
-        }
-    } else if (buf != NULL) {
-        BLOG_WARN("partition %s-%d: %s unusable; its share partitions start from "
-                  "share.auto.offset.reset",
-                  topic, partition, SHARE_CKPT_NAME);
-    }
+    size_t gl = strlen(group);
+    for (int32_t i = 0; i < n; i++)
+        if (ents[i].len == gl && memcmp(ents[i].group, group, gl) == 0)
+            found = ents[i].start;
     free(buf);
+    free(ents);
     return found >= 0 ? found : -1;
 }
 
@@ -369,7 +456,7 @@ void share_shard_tick(struct hshard *hs)
     for (struct spart *p = ss->parts; p != NULL; p = p->next) {
         if (!p->sp.initialized || p->sp.start == p->saved_start)
             continue;
-        int rc = ckpt_write(hs, ss, p->topic, p->partition);
+        int rc = ckpt_write(hs, ss, p->topic, p->partition, NULL);
         if (rc != 0) {
             BLOG_WARN_LIMITED("partition %s-%d: writing %s: %s", p->topic, p->partition,
                               SHARE_CKPT_NAME, lm_strerror(rc));
@@ -1105,10 +1192,17 @@ static void share_acknowledge(struct broker_req *req)
 }
 
 static void describe_share_group_offsets(struct broker_req *req);
+static void alter_share_group_offsets(struct broker_req *req);
+static void delete_share_group_offsets(struct broker_req *req);
 
 int share_fetch_register(struct broker_dispatch *d)
 {
     int rc;
+    if ((rc = handlers_serve(d, KAFKA_ALTER_SHARE_GROUP_OFFSETS_KEY, 0, 0,
+                             alter_share_group_offsets)) != 0 ||
+        (rc = handlers_serve(d, KAFKA_DELETE_SHARE_GROUP_OFFSETS_KEY, 0, 0,
+                             delete_share_group_offsets)) != 0)
+        return rc;
     if ((rc = handlers_serve(d, KAFKA_SHARE_FETCH_KEY, 1, 1, share_fetch)) != 0 ||
         (rc = handlers_serve(d, KAFKA_SHARE_ACKNOWLEDGE_KEY, 1, 1, share_acknowledge)) != 0 ||
         (rc = handlers_serve(d, KAFKA_DESCRIBE_SHARE_GROUP_OFFSETS_KEY, 0, 0,
@@ -1352,5 +1446,488 @@ static void describe_share_group_offsets(struct broker_req *req)
         return;
     }
     d->fan.peek = true; /* no log opened for it */
+    hfan_start(&d->fan);
+}
+
+/* ---- AlterShareGroupOffsets (91, v0), DeleteShareGroupOffsets (92, v0), DeleteGroups ---- */
+
+/* As Kafka (KafkaApis, GroupCoordinatorService, GroupMetadataManager 4.1): READ on the group
+ * (Alter) or DELETE (Delete), else GROUP_AUTHORIZATION_FAILED; READ on each topic, else its
+ * partitions (topics) are TOPIC_AUTHORIZATION_FAILED; an unknown topic or partition is
+ * UNKNOWN_TOPIC_OR_PARTITION. The group must be a share group (GROUP_ID_NOT_FOUND) without
+ * members (NON_EMPTY_GROUP), checked on its coordinator shard (GOP_SG_OFFSETS). Then each
+ * partition's owner shard resets (Alter) or drops (Delete) the group's share partition and
+ * writes the partition's checkpoint at once, so the change survives a crash. A start offset
+ * below 0 drops the state too: the share partition starts from share.auto.offset.reset, as
+ * Kafka's uninitialized start offset (-1). In a cluster the state is the partition leader's:
+ * another node answers NOT_LEADER_OR_FOLLOWER for a reset. DeleteGroups of an empty share
+ * group drops its state on every partition of the node (share_groups_forget). */
+
+enum { SA_ALTER = 1, SA_DELETE, SA_FORGET };
+
+struct saitem {
+    struct kafka_str group;
+    int64_t offset; /* SA_ALTER */
+    int32_t topic;  /* index of the request's topic */
+    bool had_state; /* SA_DELETE, SA_FORGET: the group had state there (out) */
+    bool prefailed; /* answered on the request's shard (authorization, unknown) */
+};
+
+struct sadmin {
+    struct broker_req *req;
+    int kind;
+    void *rq;
+    void *resp;
+    struct sg_offsets_check check;
+    size_t count;
+    struct hwork *items;
+    struct saitem *aitems;
+    struct hfan fan;
+};
+
+/* Drops group's share partition of (topic, partition) here and its checkpoint entry; true
+ * when it had one. */
+static bool state_drop(struct hshard *hs, struct sshard *ss, struct kafka_str group,
+                       const char *topic, size_t topic_len, int32_t partition, int16_t *err)
+{
+    char g[SHARE_ID_MAX + 1], t[LM_TOPIC_NAME_MAX + 1];
+    if (group.len <= 0 || group.len > SHARE_ID_MAX || topic_len == 0 ||
+        topic_len > LM_TOPIC_NAME_MAX)
+        return false;
+    memcpy(g, group.ptr, (size_t)group.len);
+    g[group.len] = '\0';
+    memcpy(t, topic, topic_len);
+    t[topic_len] = '\0';
+    bool had = false;
+    for (struct spart **pp = ss != NULL ? &ss->parts : NULL; pp != NULL && *pp != NULL;) {
+        struct spart *p = *pp;
+        if (p->partition == partition && strcmp(p->topic, t) == 0 && strcmp(p->group, g) == 0) {
+            had = had || p->sp.initialized;
+            *pp = p->next;
+            ss->n_parts--;
+            lm_share_part_deinit(&p->sp);
+            free(p->group);
+            free(p->topic);
+            free(p);
+            continue;
+        }
+        pp = &p->next;
+    }
+    if (ckpt_read(hs, t, partition, g) >= 0)
+        had = true;
+    if (had && ss != NULL) {
+        int rc = ckpt_write(hs, ss, t, partition, g);
+        if (rc != 0) {
+            BLOG_WARN_LIMITED("partition %s-%d: writing %s: %s", t, partition, SHARE_CKPT_NAME,
+                              lm_strerror(rc));
+            *err = KAFKA_KAFKA_STORAGE_ERROR;
+        }
+    }
+    return had;
+}
+
+static void sadmin_op(struct hshard *hs, struct hpart *p, struct hwork *w, struct hfan *f)
+{
+    struct sadmin *d = f->ctx;
+    struct saitem *it = &d->aitems[w - d->items];
+    w->error = KAFKA_NONE;
+    if (p == NULL) {
+        /* not on this node (data_fan.c makes it NOT_LEADER_OR_FOLLOWER in a cluster) */
+        w->error = d->kind == SA_FORGET ? KAFKA_NONE : KAFKA_UNKNOWN_TOPIC_OR_PARTITION;
+        return;
+    }
+    struct sshard *ss = sshard_of(hs);
+    if (ss == NULL) {
+        w->error = KAFKA_UNKNOWN_SERVER_ERROR;
+        return;
+    }
+    if (d->kind != SA_ALTER || it->offset < 0) {
+        it->had_state =
+            state_drop(hs, ss, it->group, w->topic, w->topic_len, w->partition, &w->error);
+        return;
+    }
+    if (p->replicated &&
+        (p->part == NULL || !partition_lease_valid(p->part, (int64_t)broker_now_ms()))) {
+        w->error = KAFKA_NOT_LEADER_OR_FOLLOWER;
+        return;
+    }
+    struct spart *spt =
+        spart_get(ss, &hs->node->share_cfg, it->group, w->topic, w->topic_len, w->partition);
+    if (spt == NULL) {
+        w->error = KAFKA_UNKNOWN_SERVER_ERROR;
+        return;
+    }
+    lm_share_part_reset(&spt->sp, it->offset);
+    memcpy(spt->topic_id, p->topic_id, 16);
+    int rc = ckpt_write(hs, ss, spt->topic, spt->partition, NULL);
+    if (rc != 0) {
+        BLOG_WARN_LIMITED("partition %s-%d: writing %s: %s", spt->topic, spt->partition,
+                          SHARE_CKPT_NAME, lm_strerror(rc));
+        w->error = KAFKA_KAFKA_STORAGE_ERROR;
+    }
+}
+
+static struct kafka_str err_msg(int16_t err)
+{
+    if (err == KAFKA_NONE)
+        return KAFKA_STR_NULL;
+    const char *m = kafka_error_message(err);
+    return (struct kafka_str){m, (int32_t)strlen(m)};
+}
+
+static void topic_id_of(struct hshard *hs, const char *name, size_t len, uint8_t out[16])
+{
+    struct htopic *ht = len > 0 ? hs_topic(hs, name, len) : NULL;
+    if (ht != NULL)
+        memcpy(out, ht->meta->id, 16);
+    else
+        memset(out, 0, 16);
+}
+
+static void alter_done(struct hfan *f)
+{
+    struct sadmin *d = f->ctx;
+    struct broker_req *req = d->req;
+    struct hshard *hs = hs_of(req->shard);
+    struct kafka_alter_share_group_offsets_request *rq = d->rq;
+    struct kafka_alter_share_group_offsets_response *resp = d->resp;
+    int32_t nt = rq->topics_count > 0 ? rq->topics_count : 0;
+    resp->responses = h_alloc(req, (size_t)nt, sizeof(*resp->responses));
+    struct kafka_alter_share_group_offsets_response_alter_share_group_offsets_response_partition
+        *parts = h_alloc(req, d->count, sizeof(*parts));
+    if ((nt > 0 && resp->responses == NULL) || (d->count > 0 && parts == NULL)) {
+        h_close(req, "arena exhausted");
+        return;
+    }
+    int32_t t_out = 0;
+    size_t q = 0, i = 0;
+    for (int32_t t = 0; t < nt; t++) {
+        struct kafka_alter_share_group_offsets_response_alter_share_group_offsets_response_topic
+            *rt = &resp->responses[t_out];
+        memset(rt, 0, sizeof(*rt));
+        rt->topic_name = rq->topics[t].topic_name;
+        rt->partitions = &parts[q];
+        for (; i < d->count && d->aitems[i].topic == t; i++) {
+            struct
+                kafka_alter_share_group_offsets_response_alter_share_group_offsets_response_partition
+                    *rp = &parts[q++];
+            rp->partition_index = d->items[i].partition;
+            rp->error_code = d->items[i].error;
+            rp->error_message = err_msg(rp->error_code);
+            rt->partitions_count++;
+        }
+        if (rt->partitions_count == 0)
+            continue;
+        struct htopic *ht = hs_topic(hs, rt->topic_name.ptr,
+                                     rt->topic_name.len > 0 ? (size_t)rt->topic_name.len : 0);
+        if (ht != NULL)
+            memcpy(rt->topic_id.b, ht->meta->id, 16);
+        t_out++;
+    }
+    resp->responses_count = t_out;
+    h_respond(req, resp);
+}
+
+static void delete_done(struct hfan *f)
+{
+    struct sadmin *d = f->ctx;
+    struct broker_req *req = d->req;
+    struct hshard *hs = hs_of(req->shard);
+    struct kafka_delete_share_group_offsets_request *rq = d->rq;
+    struct kafka_delete_share_group_offsets_response *resp = d->resp;
+    bool top = resp->error_code != KAFKA_NONE;
+    int32_t nt = rq->topics_count > 0 ? rq->topics_count : 0;
+    resp->responses = h_alloc(req, (size_t)nt, sizeof(*resp->responses));
+    if (nt > 0 && resp->responses == NULL) {
+        h_close(req, "arena exhausted");
+        return;
+    }
+    int32_t t_out = 0;
+    size_t i = 0;
+    for (int32_t t = 0; t < nt; t++) {
+        /* the topic's items: one per partition, or one prefailed */
+        int16_t err = KAFKA_NONE;
+        bool had = false, prefailed = false, any = false;
+        for (; i < d->count && d->aitems[i].topic == t; i++) {
+            any = true;
+            prefailed = prefailed || d->aitems[i].prefailed;
+            had = had || d->aitems[i].had_state;
+            if (d->items[i].error != KAFKA_NONE && err == KAFKA_NONE)
+                err = d->items[i].error;
+        }
+        if (!any || (top && !prefailed))
+            continue;
+        struct kafka_delete_share_group_offsets_response_delete_share_group_offsets_response_topic
+            *rt = &resp->responses[t_out++];
+        memset(rt, 0, sizeof(*rt));
+        rt->topic_name = rq->topics[t].topic_name;
+        rt->error_message = KAFKA_STR_NULL;
+        if (prefailed) {
+            rt->error_code = err;
+            rt->error_message = err_msg(err);
+            continue;
+        }
+        topic_id_of(hs, rt->topic_name.ptr, (size_t)rt->topic_name.len, rt->topic_id.b);
+        if (!had && err == KAFKA_NONE) {
+            /* GroupMetadataManager.sharePartitionsEligibleForOffsetDeletion */
+            static const char none[] = "There is no offset information to delete.";
+            rt->error_code = KAFKA_UNKNOWN_TOPIC_OR_PARTITION;
+            rt->error_message = (struct kafka_str){none, (int32_t)sizeof(none) - 1};
+        } else {
+            rt->error_code = err;
+            rt->error_message = err_msg(err);
+        }
+    }
+    resp->responses_count = t_out;
+    h_respond(req, resp);
+}
+
+static void forget_done(struct hfan *f)
+{
+    struct sadmin *d = f->ctx;
+    h_respond(d->req, d->resp);
+}
+
+/* After the coordinator's check: the owners' work, or the answer with the group's error. */
+static void sadmin_then(struct greq *g)
+{
+    struct sadmin *d = g->aux;
+    int16_t err = d->check.error;
+    struct kafka_str msg = KAFKA_STR_NULL;
+    if (err != KAFKA_NONE) {
+        if (d->kind == SA_DELETE && d->check.message[0] != '\0') {
+            /* Delete answers the exception's message, Alter the error's default one */
+            msg = (struct kafka_str){d->check.message, (int32_t)strlen(d->check.message)};
+        } else {
+            msg = err_msg(err);
+        }
+        /* Alter: each partition carries the group's error too. Kafka 4.1's KafkaApis drops the
+         * coordinator's top-level error when it builds the response, and the 4.1.1 Admin
+         * reads only the partitions' errors: so a client sees NON_EMPTY_GROUP,
+         * GROUP_ID_NOT_FOUND or NOT_COORDINATOR (then looks the coordinator up again). */
+        for (size_t i = 0; i < d->count; i++)
+            if (!d->aitems[i].prefailed) {
+                d->items[i].owner = HWORK_DONE;
+                d->items[i].error = err;
+            }
+    }
+    if (d->kind == SA_ALTER) {
+        struct kafka_alter_share_group_offsets_response *r = d->resp;
+        r->error_code = err;
+        r->error_message = msg;
+    } else {
+        struct kafka_delete_share_group_offsets_response *r = d->resp;
+        r->error_code = err;
+        r->error_message = msg;
+    }
+    if (!hfan_init(&d->fan, d->req, d->items, d->count, sadmin_op,
+                   d->kind == SA_ALTER ? alter_done : delete_done, d)) {
+        h_close(d->req, "arena exhausted");
+        return;
+    }
+    d->fan.peek = true; /* no log opened for it */
+    hfan_start(&d->fan);
+}
+
+static struct sadmin *sadmin_new(struct broker_req *req, int kind, void *rq, void *resp, size_t n)
+{
+    struct sadmin *d = h_alloc(req, 1, sizeof(*d));
+    if (d == NULL)
+        return NULL;
+    memset(d, 0, sizeof(*d));
+    d->req = req;
+    d->kind = kind;
+    d->rq = rq;
+    d->resp = resp;
+    d->items = h_alloc(req, n, sizeof(*d->items));
+    d->aitems = h_alloc(req, n, sizeof(*d->aitems));
+    if (n > 0 && (d->items == NULL || d->aitems == NULL))
+        return NULL;
+    return d;
+}
+
+/* Item k for (topic, partition): prefailed with err when err != NONE, else for its owner. */
+static void sadmin_item(struct hshard *hs, struct sadmin *d, size_t k, struct kafka_str group,
+                        int32_t topic, const char *name, size_t len, int32_t partition,
+                        int64_t offset, int16_t err)
+{
+    struct hwork *w = &d->items[k];
+    memset(w, 0, sizeof(*w));
+    w->topic = name;
+    w->topic_len = len;
+    w->partition = partition;
+    w->error = err;
+    w->owner = err != KAFKA_NONE ? HWORK_DONE : hs_owner(hs, name, len, partition);
+    d->aitems[k] = (struct saitem){group, offset, topic, false, err != KAFKA_NONE};
+}
+
+/* Starts the coordinator's check of d's group (acl_op on it), then sadmin_then. */
+static void sadmin_check(struct broker_req *req, struct sadmin *d, struct kafka_str group,
+                         int8_t acl_op)
+{
+    struct hshard *hs = hs_of(req->shard);
+    d->check.group_id = group;
+    d->check.error = KAFKA_NONE;
+    struct greq *g = group_api_greq_new(req, d->resp, 1);
+    if (g == NULL)
+        return;
+    g->aux = d;
+    g->then = sadmin_then;
+    group_api_gop_set(g, 0, GOP_SG_OFFSETS, group_owner_of(hs, group), &d->check, 1, acl_op, group);
+    group_ops_start(g);
+}
+
+static void alter_share_group_offsets(struct broker_req *req)
+{
+    struct hshard *hs = hs_of(req->shard);
+    struct kafka_alter_share_group_offsets_request *rq = h_alloc(req, 1, sizeof(*rq));
+    struct kafka_alter_share_group_offsets_response *resp = h_alloc(req, 1, sizeof(*resp));
+    if (rq == NULL || resp == NULL) {
+        h_close(req, "arena exhausted");
+        return;
+    }
+    kafka_alter_share_group_offsets_request_init(rq);
+    if (!h_decode(req, rq))
+        return;
+    kafka_alter_share_group_offsets_response_init(resp);
+    resp->error_message = KAFKA_STR_NULL;
+    if (rq->group_id.len <= 0 || rq->topics_count <= 0) {
+        /* GroupCoordinatorService: an empty id is INVALID_GROUP_ID, no topics an empty
+         * answer */
+        resp->error_code = rq->group_id.len <= 0 ? KAFKA_INVALID_GROUP_ID : KAFKA_NONE;
+        resp->error_message = err_msg(resp->error_code);
+        h_respond(req, resp);
+        return;
+    }
+    size_t n = 0;
+    for (int32_t t = 0; t < rq->topics_count; t++)
+        n += rq->topics[t].partitions_count > 0 ? (size_t)rq->topics[t].partitions_count : 0;
+    struct sadmin *d = sadmin_new(req, SA_ALTER, rq, resp, n);
+    if (d == NULL) {
+        h_close(req, "arena exhausted");
+        return;
+    }
+    hs_refresh(hs);
+    size_t k = 0;
+    for (int32_t t = 0; t < rq->topics_count; t++) {
+        const struct kafka_alter_share_group_offsets_request_alter_share_group_offsets_request_topic
+            *q = &rq->topics[t];
+        char *name = h_strdup(req, q->topic_name);
+        if (name == NULL) {
+            h_close(req, "arena exhausted");
+            return;
+        }
+        size_t len = q->topic_name.len > 0 ? (size_t)q->topic_name.len : 0;
+        struct htopic *ht = len > 0 ? hs_topic(hs, name, len) : NULL;
+        bool allowed = h_allowed_k(req, AUTHZ_OP_READ, AUTHZ_RES_TOPIC, q->topic_name);
+        for (int32_t j = 0; j < q->partitions_count; j++, k++) {
+            int32_t part = q->partitions[j].partition_index;
+            int16_t err = KAFKA_NONE;
+            if (!allowed)
+                err = KAFKA_TOPIC_AUTHORIZATION_FAILED;
+            else if (ht == NULL || part < 0 || part >= ht->meta->partition_count)
+                err = KAFKA_UNKNOWN_TOPIC_OR_PARTITION;
+            sadmin_item(hs, d, k, rq->group_id, t, name, len, part, q->partitions[j].start_offset,
+                        err);
+        }
+    }
+    d->count = k;
+    sadmin_check(req, d, rq->group_id, AUTHZ_OP_READ);
+}
+
+static void delete_share_group_offsets(struct broker_req *req)
+{
+    struct hshard *hs = hs_of(req->shard);
+    struct kafka_delete_share_group_offsets_request *rq = h_alloc(req, 1, sizeof(*rq));
+    struct kafka_delete_share_group_offsets_response *resp = h_alloc(req, 1, sizeof(*resp));
+    if (rq == NULL || resp == NULL) {
+        h_close(req, "arena exhausted");
+        return;
+    }
+    kafka_delete_share_group_offsets_request_init(rq);
+    if (!h_decode(req, rq))
+        return;
+    kafka_delete_share_group_offsets_response_init(resp);
+    resp->error_message = KAFKA_STR_NULL;
+    if (rq->group_id.len <= 0 || rq->topics_count <= 0) {
+        resp->error_code = rq->group_id.len <= 0 ? KAFKA_INVALID_GROUP_ID : KAFKA_NONE;
+        resp->error_message = err_msg(resp->error_code);
+        h_respond(req, resp);
+        return;
+    }
+    hs_refresh(hs);
+    /* one item per partition of a known, allowed topic; one prefailed item for the others */
+    size_t n = 0;
+    for (int32_t t = 0; t < rq->topics_count; t++) {
+        struct kafka_str tn = rq->topics[t].topic_name;
+        struct htopic *ht = tn.len > 0 ? hs_topic(hs, tn.ptr, (size_t)tn.len) : NULL;
+        n += ht != NULL && ht->meta->partition_count > 0 ? (size_t)ht->meta->partition_count : 1;
+    }
+    struct sadmin *d = sadmin_new(req, SA_DELETE, rq, resp, n);
+    if (d == NULL) {
+        h_close(req, "arena exhausted");
+        return;
+    }
+    size_t k = 0;
+    for (int32_t t = 0; t < rq->topics_count && k < n; t++) {
+        struct kafka_str tn = rq->topics[t].topic_name;
+        char *name = h_strdup(req, tn);
+        if (name == NULL) {
+            h_close(req, "arena exhausted");
+            return;
+        }
+        size_t len = tn.len > 0 ? (size_t)tn.len : 0;
+        struct htopic *ht = len > 0 ? hs_topic(hs, name, len) : NULL;
+        int32_t np = ht != NULL ? ht->meta->partition_count : 0;
+        if (!h_allowed_k(req, AUTHZ_OP_READ, AUTHZ_RES_TOPIC, tn) || np <= 0) {
+            int16_t err = h_allowed_k(req, AUTHZ_OP_READ, AUTHZ_RES_TOPIC, tn)
+                              ? KAFKA_UNKNOWN_TOPIC_OR_PARTITION
+                              : KAFKA_TOPIC_AUTHORIZATION_FAILED;
+            sadmin_item(hs, d, k++, rq->group_id, t, name, len, 0, -1, err);
+            continue;
+        }
+        for (int32_t j = 0; j < np && k < n; j++)
+            sadmin_item(hs, d, k++, rq->group_id, t, name, len, j, -1, KAFKA_NONE);
+    }
+    d->count = k;
+    sadmin_check(req, d, rq->group_id, AUTHZ_OP_DELETE);
+}
+
+void share_groups_forget(struct broker_req *req, const struct kafka_str *groups, int32_t n,
+                         void *resp)
+{
+    struct hshard *hs = hs_of(req->shard);
+    hs_refresh(hs);
+    const struct lm_meta_state *st = hs->snap != NULL ? &hs->snap->state : NULL;
+    size_t per = 0;
+    for (size_t i = 0; st != NULL && i < st->topic_count; i++)
+        per += st->topics[i].name[0] != '_' ? (size_t)st->topics[i].partition_count : 0;
+    size_t count = per * (size_t)(n > 0 ? n : 0);
+    struct sadmin *d = sadmin_new(req, SA_FORGET, NULL, resp, count);
+    if (d == NULL) {
+        h_close(req, "arena exhausted");
+        return;
+    }
+    size_t k = 0;
+    for (int32_t g = 0; g < n; g++)
+        for (size_t i = 0; st != NULL && i < st->topic_count; i++) {
+            if (st->topics[i].name[0] == '_')
+                continue; /* internal topics hold no share state */
+            size_t len = strlen(st->topics[i].name);
+            /* copied: the shard's metadata image may change before the answer */
+            char *name = h_strdup(req, (struct kafka_str){st->topics[i].name, (int32_t)len});
+            if (name == NULL) {
+                h_close(req, "arena exhausted");
+                return;
+            }
+            for (int32_t j = 0; j < st->topics[i].partition_count && k < count; j++)
+                sadmin_item(hs, d, k++, groups[g], -1, name, len, j, -1, KAFKA_NONE);
+        }
+    d->count = k;
+    if (!hfan_init(&d->fan, req, d->items, d->count, sadmin_op, forget_done, d)) {
+        h_close(req, "arena exhausted");
+        return;
+    }
+    d->fan.peek = true;
     hfan_start(&d->fan);
 }

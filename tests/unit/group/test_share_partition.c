@@ -108,6 +108,42 @@ static void test_lock_timeout_redelivers(void **state)
     lm_share_part_deinit(&sp);
 }
 
+/* AlterShareGroupOffsets: a reset drops every in-flight state and delivery count, backwards
+ * (records acknowledged before come again, with count 1) or forwards (skipped). */
+static void test_reset(void **state)
+{
+    (void)state;
+    struct lm_share_part sp = sp_new(1000, 3, 100);
+    struct lm_share_range r[16];
+    lm_share_part_reset(&sp, 4); /* an uninitialized share partition starts there */
+    assert_true(sp.initialized);
+    assert_int_equal(lm_share_part_next(&sp, 10), 4);
+    assert_int_equal(acq(&sp, 0, 1, 10, 100, r), 1);
+    assert_int_equal(lm_share_part_ack(&sp, 1, 4, 6, LM_SHARE_ACK_ACCEPT), KAFKA_NONE);
+    assert_int_equal(lm_share_part_ack(&sp, 1, 7, 7, LM_SHARE_ACK_RELEASE), KAFKA_NONE);
+    assert_int_equal(sp.start, 7);
+    /* back to 2: 2..9 available again, each with no delivery yet */
+    lm_share_part_reset(&sp, 2);
+    assert_int_equal(sp.start, 2);
+    assert_int_equal(lm_share_part_in_flight(&sp), 0);
+    int32_t n = -1;
+    assert_int_equal(lm_share_part_state(&sp, 7, &n), LM_SHARE_AVAILABLE);
+    assert_int_equal(n, 0);
+    assert_int_equal(acq(&sp, 0, 2, 10, 100, r), 1);
+    assert_int_equal(r[0].first, 2);
+    assert_int_equal(r[0].last, 9);
+    assert_int_equal(r[0].delivery_count, 1);
+    /* member 2's records are gone with a reset past them: its acknowledgement fails */
+    lm_share_part_reset(&sp, 12);
+    assert_int_equal(lm_share_part_ack(&sp, 2, 2, 9, LM_SHARE_ACK_ACCEPT),
+                     KAFKA_INVALID_RECORD_STATE);
+    assert_int_equal(lm_share_part_next(&sp, 10), -1);
+    assert_int_equal(lm_share_part_next(&sp, 13), 12);
+    lm_share_part_start(&sp, 0); /* ignored after a reset */
+    assert_int_equal(sp.start, 12);
+    lm_share_part_deinit(&sp);
+}
+
 static void test_members_max_records_window(void **state)
 {
     (void)state;
@@ -199,6 +235,7 @@ int main(void)
         cmocka_unit_test(test_acquire_accept),
         cmocka_unit_test(test_release_and_limit),
         cmocka_unit_test(test_lock_timeout_redelivers),
+        cmocka_unit_test(test_reset),
         cmocka_unit_test(test_members_max_records_window),
         cmocka_unit_test(test_randomized),
     };
