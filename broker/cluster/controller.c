@@ -69,13 +69,27 @@ enum { SUBMIT_APPLIED = 0, SUBMIT_NOT_LEADER = 1 };
 /* states of a submission */
 enum { SUB_PENDING = 0, SUB_PROPOSED, SUB_FORWARDED, SUB_AWAIT_APPLY };
 
+/* The connections to a voter, one per lane. A connection answers in request order and its
+ * server stops reading it while laminar.connection.inflight.max (64) requests are unanswered
+ * (conn.c). A SUBMIT is answered only once its record is committed and applied, so SUBMITs
+ * have a lane of their own: on one shared connection a burst of them (every partition leader
+ * announcing itself after a fail-over or a CreateTopics) stopped the leader from reading this
+ * node's Raft answers queued behind them; the commit they waited for needed those answers,
+ * and check-quorum deposed the leader instead (fail-over took minutes with 1,500 partitions).
+ * Everything else is answered at once and goes on LANE_RAFT. */
+enum { LANE_RAFT = 0, LANE_SUBMIT = 1, LANES = 2 };
+
+struct peer_conn {
+    struct broker_peer *peer;
+    uint64_t retry_at_ms;
+    uint32_t backoff_ms;
+};
+
 struct peer_slot {
     int32_t id;
     char host[256];
     uint16_t port;
-    struct broker_peer *peer;
-    uint64_t retry_at_ms;
-    uint32_t backoff_ms;
+    struct peer_conn lane[LANES];
 };
 
 struct live {
@@ -324,7 +338,8 @@ int controller_create(const struct broker_config *cfg, struct lm_meta_store *sto
         ps->id = c->voters[i].id;
         snprintf(ps->host, sizeof(ps->host), "%s", c->voters[i].host);
         ps->port = c->voters[i].port;
-        ps->backoff_ms = CTL_PEER_BACKOFF_MIN;
+        for (uint32_t l = 0; l < LANES; l++)
+            ps->lane[l].backoff_ms = CTL_PEER_BACKOFF_MIN;
     }
     if (!voter && (cfg->process_roles & BROKER_ROLE_CONTROLLER)) {
         BLOG_ERROR("config: node.id=%d has process.roles=controller but is not in "
@@ -439,37 +454,41 @@ static struct peer_slot *peer_slot(struct controller *c, int32_t id)
     return NULL;
 }
 
-/* The open peer to node id, reopened after a failure with backoff; NULL for now. */
-static struct broker_peer *peer_get(struct controller *c, int32_t id)
+/* The open connection to node id on a lane, reopened after a failure with backoff; NULL for
+ * now. */
+static struct broker_peer *peer_get(struct controller *c, int32_t id, uint32_t lane)
 {
+    LM_ASSERT(lane < LANES);
     struct peer_slot *ps = peer_slot(c, id);
     if (ps == NULL || c->stopping)
         return NULL;
-    if (ps->peer != NULL && broker_peer_error(ps->peer) == 0)
-        return ps->peer;
+    struct peer_conn *pc = &ps->lane[lane];
+    if (pc->peer != NULL && broker_peer_error(pc->peer) == 0)
+        return pc->peer;
     uint64_t now = broker_now_ms();
-    if (ps->peer != NULL) {
-        broker_peer_close(ps->peer);
-        ps->peer = NULL;
-        ps->retry_at_ms = now + ps->backoff_ms;
-        ps->backoff_ms =
-            ps->backoff_ms * 2 > CTL_PEER_BACKOFF_MAX ? CTL_PEER_BACKOFF_MAX : ps->backoff_ms * 2;
+    if (pc->peer != NULL) {
+        broker_peer_close(pc->peer);
+        pc->peer = NULL;
+        pc->retry_at_ms = now + pc->backoff_ms;
+        pc->backoff_ms =
+            pc->backoff_ms * 2 > CTL_PEER_BACKOFF_MAX ? CTL_PEER_BACKOFF_MAX : pc->backoff_ms * 2;
     }
-    if (now < ps->retry_at_ms)
+    if (now < pc->retry_at_ms)
         return NULL;
     struct broker_peer_opts o = {
         .connect_timeout_ms = 2000,
         .request_timeout_ms = CTL_SUBMIT_TIMEOUT_MS,
         .inflight_max = 512,
-        .client_id = "laminar-controller",
+        .client_id = lane == LANE_SUBMIT ? "laminar-controller-submit" : "laminar-controller",
         .tls = c->cfg->peer_tls,
     };
-    if (broker_peer_open(c->shard, ps->host, ps->port, &o, &ps->peer) != 0) {
-        ps->peer = NULL;
-        ps->retry_at_ms = now + ps->backoff_ms;
+    if (broker_peer_open(c->shard, ps->host, ps->port, &o, &pc->peer) != 0) {
+        pc->peer = NULL;
+        pc->retry_at_ms = now + pc->backoff_ms;
         return NULL;
     }
-    return ps->peer;
+    LM_ASSERT(pc->peer != NULL);
+    return pc->peer;
 }
 
 static struct ctl_call *call_new(struct controller *c, uint8_t kind, size_t payload)
@@ -519,7 +538,9 @@ static int call_send(struct controller *c, int32_t id, struct ctl_call *k)
         }
         k->part.len = k->len + CTL_MAC_BYTES;
     }
-    struct broker_peer *p = peer_get(c, id);
+    /* only SUBMIT waits for a commit before its answer (the lanes above) */
+    uint32_t lane = k->buf[0] == KIND_SUBMIT ? LANE_SUBMIT : LANE_RAFT;
+    struct broker_peer *p = peer_get(c, id, lane);
     int rc = p ? broker_peer_send(p, &k->call) : LM_E_AGAIN;
     if (rc != 0)
         free(k);
@@ -1662,11 +1683,12 @@ void controller_shard_stop(struct controller *c)
     c->tick_armed = false;
     membership_stop(c->gossip);
     c->gossip = NULL;
-    for (uint32_t i = 0; i < c->n_peers; i++) {
-        if (c->peers[i].peer != NULL)
-            broker_peer_close(c->peers[i].peer);
-        c->peers[i].peer = NULL;
-    }
+    for (uint32_t i = 0; i < c->n_peers; i++)
+        for (uint32_t l = 0; l < LANES; l++) {
+            if (c->peers[i].lane[l].peer != NULL)
+                broker_peer_close(c->peers[i].lane[l].peer);
+            c->peers[i].lane[l].peer = NULL;
+        }
     if (c->part != NULL) {
         int rc = partition_close(c->part);
         if (rc != 0)

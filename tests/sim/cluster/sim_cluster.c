@@ -2696,6 +2696,139 @@ static struct run_result run_seed(uint64_t seed, bool trace, enum selftest_kind 
     return res;
 }
 
+/* ---- fail-over with many partitions --------------------------------------------------------- */
+
+/* `--failover N`: three nodes, one idle topic of N partitions RF=3, then node 3 crashes for
+ * good. Every partition must be led in node 1's image within FO_CREATE_LIMIT_US of the
+ * CreateTopics answer, and by a live node within FO_FAILOVER_LIMIT_US of the crash, with the
+ * controller group keeping its leader meanwhile. Each new leader announces itself to the
+ * controller (PARTITION_LEADER, a SUBMIT forwarded by the other nodes and answered once
+ * committed); with SUBMITs and the controller's Raft messages on one connection, more than
+ * laminar.connection.inflight.max (64) of them waiting stopped the leader from reading that
+ * node's Raft answers: check-quorum deposed it every election timeout and the announcements
+ * timed out (minutes with 1,500 partitions on real nodes). */
+#define FO_TOPIC             "idle"
+#define FO_CREATE_LIMIT_US   (20 * US)
+#define FO_FAILOVER_LIMIT_US (20 * US)
+
+static struct {
+    bool created;
+    int32_t partitions;
+} F;
+
+static void fo_on_create(struct client *cl, struct scall *c, int rc, struct kafka_arena *a,
+                         const uint8_t *resp, size_t len);
+
+static void fo_create(void *arg)
+{
+    struct client *cl = arg;
+    create_topic(cl, FO_TOPIC, F.partitions, fo_on_create);
+}
+
+static void fo_on_create(struct client *cl, struct scall *c, int rc, struct kafka_arena *a,
+                         const uint8_t *resp, size_t len)
+{
+    (void)c;
+    struct kafka_create_topics_response m;
+    kafka_create_topics_response_init(&m);
+    struct kafka_reader r;
+    kafka_reader_init(&r, resp, len);
+    if (rc == 0 && kafka_create_topics_response_decode(&r, 7, &m, a) == 0 && m.topics_count == 1 &&
+        (m.topics[0].error_code == 0 || m.topics[0].error_code == KAFKA_TOPIC_ALREADY_EXISTS)) {
+        F.created = true;
+        return;
+    }
+    sim_schedule(200000, fo_create, cl); /* not formed yet: again */
+}
+
+/* Partitions of the topic node n's image shows without a leader among the nodes up, as its
+ * Metadata answers them (-1 for a fenced or unregistered leader); F.partitions until the
+ * topic is there. */
+static int32_t fo_unled(uint32_t n)
+{
+    struct broker_shard *s = sim_node_shard(n);
+    struct hshard *hs = s != NULL ? broker_shard_user(s) : NULL;
+    LM_ASSERT(hs != NULL && hs->node->meta != NULL);
+    struct lm_meta_snapshot *snap = lm_meta_store_snapshot(hs->node->meta);
+    LM_ASSERT(snap != NULL);
+    const struct lm_meta_topic *t = lm_meta_state_find(&snap->state, FO_TOPIC);
+    int32_t unled = F.partitions;
+    if (t != NULL) {
+        unled = 0;
+        for (int32_t p = 0; p < F.partitions; p++) {
+            int32_t l = lm_meta_state_partition_leader(&snap->state, t, p, (int32_t)n + 1);
+            unled += l < 1 || l > NODES || !sim_node_up((uint32_t)l - 1);
+        }
+    }
+    lm_meta_snapshot_release(snap);
+    return unled;
+}
+
+static int run_failover(uint64_t seed, int32_t partitions)
+{
+    memset(&S, 0, sizeof(S));
+    memset(&F, 0, sizeof(F));
+    S.seed = seed;
+    F.partitions = partitions;
+    const char *base = access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp";
+    snprintf(S.dir, sizeof(S.dir), "%s/laminar-test-simfailover-%d-%" PRIu64, base, (int)getpid(),
+             seed);
+    rm_tree(S.dir);
+    LM_ASSERT(mkdir(S.dir, 0700) == 0);
+    struct sim_net_params net = {.delay_min_us = 50, .delay_max_us = 300};
+    sim_world_init(seed, &net);
+    S.t0_us = sim_now_us();
+    for (uint32_t n = 0; n < NODES; n++)
+        sim_node_add(n, node_config(n), broker_handlers_setup);
+    for (uint32_t n = 0; n < NODES; n++)
+        if (sim_node_start(n) != 0)
+            fail("node %u: start failed", n + 1);
+    client_init(&S.admin, CL_ADMIN, SIM_NODES_MAX + 0, 0);
+    sim_schedule(US, fo_create, &S.admin);
+    while (!S.failed && !F.created && sim_now_us() < S.t0_us + FORM_LIMIT_US)
+        sim_run_until(sim_now_us() + 100000, NULL, NULL);
+    if (!F.created)
+        fail("topic %s not created within %llu s", FO_TOPIC,
+             (unsigned long long)(FORM_LIMIT_US / US));
+    uint64_t t_created = sim_now_us();
+    while (!S.failed && fo_unled(0) > 0 && sim_now_us() < t_created + FO_CREATE_LIMIT_US)
+        sim_run_until(sim_now_us() + 100000, NULL, NULL);
+    double create_s = (double)(sim_now_us() - t_created) / 1e6;
+    if (!S.failed && fo_unled(0) > 0)
+        fail("%d of %d partitions still without a leader in node 1's image %.1f s after "
+             "CreateTopics",
+             fo_unled(0), partitions, create_s);
+    sim_run_until(sim_now_us() + 3 * US, NULL, NULL); /* idle */
+    uint64_t t_kill = sim_now_us();
+    if (!S.failed)
+        sim_node_crash(NODES - 1, SIM_DISK_KEEP);
+    int32_t ctl = controller_leader_node();
+    uint32_t ctl_changes = 0;
+    while (!S.failed && fo_unled(0) > 0 && sim_now_us() < t_kill + FO_FAILOVER_LIMIT_US) {
+        sim_run_until(sim_now_us() + 100000, NULL, NULL);
+        int32_t now_ctl = controller_leader_node();
+        ctl_changes += now_ctl != ctl;
+        ctl = now_ctl;
+    }
+    double failover_s = (double)(sim_now_us() - t_kill) / 1e6;
+    if (!S.failed && fo_unled(0) > 0)
+        fail("%d of %d partitions still without a live leader in node 1's image %.1f s after "
+             "node 3 crashed (the controller's leader changed %u times)",
+             fo_unled(0), partitions, failover_s, ctl_changes);
+    printf("sim_cluster: --failover %d, seed %" PRIu64 ": %s; all led %.1f s after CreateTopics, "
+           "%.1f s after the crash, controller leader changes %u\n",
+           partitions, seed, S.failed ? "FAILED" : "ok", create_s, failover_s, ctl_changes);
+    S.closing = true;
+    client_close(&S.admin);
+    sim_run_until(sim_now_us(), NULL, NULL);
+    for (uint32_t n = 0; n < NODES; n++)
+        if (sim_node_up(n))
+            sim_node_crash(n, SIM_DISK_KEEP);
+    sim_world_deinit();
+    rm_tree(S.dir);
+    return S.failed ? 1 : 0;
+}
+
 static double now_s(void)
 {
     struct timespec ts;
@@ -2791,6 +2924,14 @@ int main(int argc, char **argv)
             return 1;
         }
         return r1.ok && r2.ok ? 0 : 1;
+    }
+    if (argc >= 3 && strcmp(argv[1], "--failover") == 0) {
+        int32_t n = (int32_t)strtol(argv[2], NULL, 10);
+        if (n < 1 || n > 100000) {
+            fprintf(stderr, "sim_cluster --failover N [seed]\n");
+            return 2;
+        }
+        return run_failover(argc >= 4 ? strtoull(argv[3], NULL, 10) : 1, n);
     }
     if (argc == 2 && strcmp(argv[1], "--selftest") == 0) {
         struct run_result r = run_seed(1, false, SELFTEST_ACK);

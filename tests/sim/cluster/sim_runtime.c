@@ -44,10 +44,12 @@ enum sim_ev_kind {
     EV_CALL_TIMEOUT,
     EV_CONN_FAIL,
     EV_UDP,
+    EV_SRV_RESUME,
 };
 
-static const char *const ev_names[] = {"fn",   "xcall",    "xdone",   "fsync",    "connect", "req",
-                                       "resp", "callfail", "timeout", "connfail", "udp"};
+static const char *const ev_names[] = {"fn",      "xcall",    "xdone", "fsync",
+                                       "connect", "req",      "resp",  "callfail",
+                                       "timeout", "connfail", "udp",   "resume"};
 
 struct sim_ev {
     uint64_t at_us;
@@ -107,9 +109,20 @@ struct broker_peer {
     uint32_t rto_c2s_ms, rto_s2c_ms;
     struct broker_req *rq_head, *rq_tail;
     uint32_t srv_reqs; /* requests of this connection the server still holds */
-    uint32_t refs;     /* events that name it */
+    /* Frames the server has not read yet: like conn.c, it stops reading a connection while
+     * laminar.connection.inflight.max of its requests are unanswered, and reads on (in order)
+     * once one is answered. */
+    struct sim_unread *unread_head, *unread_tail;
+    bool resume_scheduled;
+    uint32_t refs; /* events that name it */
     struct broker_conn_auth auth;
     struct broker_peer *prev_all, *next_all;
+};
+
+struct sim_unread {
+    struct sim_unread *next;
+    uint8_t *data; /* owned */
+    size_t len;
 };
 
 struct broker_udp {
@@ -425,10 +438,22 @@ static struct broker_peer *req_peer(const struct broker_req *req)
     return (struct broker_peer *)(void *)req->conn;
 }
 
+static void unread_drop(struct broker_peer *p)
+{
+    while (p->unread_head != NULL) {
+        struct sim_unread *u = p->unread_head;
+        p->unread_head = u->next;
+        free(u->data);
+        free(u);
+    }
+    p->unread_tail = NULL;
+}
+
 static void peer_maybe_free(struct broker_peer *p)
 {
     if (!p->owner_closed || p->calls_head != NULL || p->srv_reqs > 0 || p->refs > 0)
         return;
+    unread_drop(p);
     if (p->prev_all != NULL)
         p->prev_all->next_all = p->next_all;
     else
@@ -699,9 +724,16 @@ static void req_retire(struct broker_req *req)
 {
     struct broker_peer *p = req_peer(req);
     req_unlink_node(req, req_ext(req));
+    LM_ASSERT(p->srv_reqs > 0);
     p->srv_reqs--;
     req->next_ = W.graveyard;
     W.graveyard = req;
+    if (p->unread_head != NULL && !p->resume_scheduled && !p->srv_broken) {
+        /* an answer left: the server reads on (conn_pop_head's resume) */
+        p->resume_scheduled = true;
+        struct sim_ev *e = ev_new(EV_SRV_RESUME, W.now_us, -1);
+        ev_set_peer(e, p);
+    }
     peer_maybe_free(p);
 }
 
@@ -1631,6 +1663,15 @@ static bool tcp_hold(struct sim_ev *e, struct broker_peer *p, bool c2s, bool cut
 
 /* ---- running events ------------------------------------------------------------------------- */
 
+/* laminar.connection.inflight.max of the node serving p. */
+static uint32_t srv_inflight_max(const struct broker_peer *p)
+{
+    LM_ASSERT(p->dst_node >= 0 && p->dst_node < (int32_t)SIM_NODES_MAX);
+    uint32_t m = W.nodes[p->dst_node].cfg->connection_inflight_max;
+    LM_ASSERT(m > 0);
+    return m;
+}
+
 static void enter_node(int32_t node)
 {
     W.cur_node = node;
@@ -1702,9 +1743,46 @@ static void run_event(struct sim_ev *e)
             peer_fail(p, LM_E_IO, ECONNRESET, net_delay_us());
             break;
         }
+        if (p->unread_head != NULL || p->srv_reqs >= srv_inflight_max(p)) {
+            /* the server does not read the connection now (EV_SRV_RESUME reads it on) */
+            struct sim_unread *u = calloc(1, sizeof(*u));
+            LM_ASSERT(u != NULL);
+            u->data = e->data;
+            u->len = e->len;
+            e->data = NULL;
+            if (p->unread_tail != NULL)
+                p->unread_tail->next = u;
+            else
+                p->unread_head = u;
+            p->unread_tail = u;
+            break;
+        }
         enter_node(p->dst_node);
         sim_trace_add(e->data, e->len);
         on_request(p, e->data, e->len);
+        break;
+    case EV_SRV_RESUME:
+        p->resume_scheduled = false;
+        if (p->srv_broken) {
+            unread_drop(p);
+            break;
+        }
+        if (!node_serving(p->dst_node, p->dst_gen)) { /* the server died: reset */
+            unread_drop(p);
+            peer_fail(p, LM_E_IO, ECONNRESET, net_delay_us());
+            break;
+        }
+        enter_node(p->dst_node);
+        while (p->unread_head != NULL && !p->srv_broken && p->srv_reqs < srv_inflight_max(p)) {
+            struct sim_unread *u = p->unread_head;
+            p->unread_head = u->next;
+            if (p->unread_head == NULL)
+                p->unread_tail = NULL;
+            sim_trace_add(u->data, u->len);
+            on_request(p, u->data, u->len);
+            free(u->data);
+            free(u);
+        }
         break;
     case EV_S2C:
         if (p->err != 0 || !endpoint_alive(p->src_ep, p->src_gen))
@@ -2082,6 +2160,7 @@ void sim_world_deinit(void)
     while (W.peers != NULL) {
         struct broker_peer *p = W.peers;
         W.peers = p->next_all;
+        unread_drop(p);
         free(p);
     }
     while (W.udps != NULL) {
