@@ -1275,9 +1275,15 @@ void hs_refresh(struct hshard *hs)
         return;
     struct lm_meta_snapshot *snap = lm_meta_store_snapshot(meta);
     const struct lm_meta_state *st = &snap->state;
-    /* Opens and directory removals beyond one step's budget go to the work timer. */
+    /* Opens and directory removals beyond one step's budget go to the work timer. A single
+     * node opens at least HANDLERS_STEP_OPS_MIN at once (CreateTopics answers with its
+     * partitions usable). A cluster's partitions are usable only once their Raft group has a
+     * leader, and opening a replicated one makes several synchronous fsyncs (its directory,
+     * checkpoint, Raft state): a thousand at once held shard 0, which runs the controller and
+     * SWIM, for seconds and got nodes fenced while a large topic was created. There the step is
+     * bounded by time alone, as the work timer's are. */
     hs->step_deadline_ms = broker_now_ms() + HANDLERS_STEP_BUDGET_MS;
-    hs->step_ops = 0;
+    hs->step_ops = hs_cluster(hs->node) ? HANDLERS_STEP_OPS_MIN : 0;
     size_t nb = st->topic_count * 2 + 16;
     struct htopic **nbk = calloc(nb, sizeof(*nbk));
     if (nbk == NULL) {
