@@ -172,8 +172,15 @@ def scenario(b):
                       "--add-config", "log.retention.ms=soon")
     check(rc != 0 and "Invalid value soon for configuration log.retention.ms" in out,
           "a bad value is refused:\n" + out)
-    rc, out = configs(b, "--entity-type", "brokers", "--entity-name", str(NODE + 1), "--alter",
-                      "--add-config", "message.max.bytes=1")
+    # The admin client waits default.api.timeout.ms (60 s) for a node 5 to appear in the
+    # metadata, possibly twice (describe, then alter): 15 s keeps the call inside its 120 s
+    # limit on a loaded machine
+    cmd_cfg = os.path.join(b.tmp, "admin-15s.properties")
+    with open(cmd_cfg, "w") as f:
+        f.write("default.api.timeout.ms=15000\nrequest.timeout.ms=10000\n")
+    rc, out = configs(b, "--command-config", cmd_cfg, "--entity-type", "brokers",
+                      "--entity-name", str(NODE + 1), "--alter", "--add-config",
+                      "message.max.bytes=1")
     check(rc != 0, "another node's id is refused here:\n" + out)
 
     wide_reopen(b)
