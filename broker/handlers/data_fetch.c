@@ -896,7 +896,11 @@ static void pass_done(struct hfan *f)
     bool error = false;
     for (size_t i = 0; i < fc->count && !error; i++)
         error = fc->items[i].error != KAFKA_NONE;
-    if (fc->final || error || fc->bytes >= (size_t)(fc->rq.min_bytes > 0 ? fc->rq.min_bytes : 0) ||
+    /* a fetch of no partition (the Java consumer's session close on close(), epoch -1) is
+     * answered at once, as ReplicaManager.fetchMessages does (fetchInfos.isEmpty): parked, it
+     * held close() for fetch.max.wait.ms */
+    if (fc->final || error || fc->count == 0 ||
+        fc->bytes >= (size_t)(fc->rq.min_bytes > 0 ? fc->rq.min_bytes : 0) ||
         fc->rq.max_wait_ms <= 0 || broker_req_conn_closing(req) ||
         broker_shard_draining(req->shard) || fc->hs->stopping) {
         respond(fc);

@@ -145,6 +145,14 @@ def scenario_sessions(b):
           "long poll answered with the partition that grew: %s" % out)
     check(waited < 6, "long poll woken by the append (%.1f s)" % waited)
 
+    # A fetch of no partition is answered at once, not parked for max_wait (Kafka's
+    # ReplicaManager: fetchInfos.isEmpty); the Java consumer's close() sends one.
+    t0 = time.monotonic()
+    err, s, out = fetch_v11(c, 0, -1, [], max_wait=8000, min_bytes=1)
+    waited = time.monotonic() - t0
+    check(err == NONE and s == 0 and not out and waited < 4,
+          "empty sessionless fetch answered at once (%.1f s): %d %s" % (waited, err, out))
+
     # Epoch -1 closes the session; it is gone afterwards.
     err, s, out = fetch_v11(c, sid, -1, [(0, 0)])
     check(err == NONE and s == 0 and list(out) == [0], "close: %d %d %s" % (err, s, out))
