@@ -152,6 +152,7 @@ public final class CaptureJava {
                                     "producer_byte_rate", 1048576.0))))).all().get());
             step("describeClientQuotas", () -> admin.describeClientQuotas(
                     org.apache.kafka.common.quota.ClientQuotaFilter.all()).entities().get());
+            step("share group", () -> share(bootstrap, admin, topic, tp));
         }
         System.out.println("java capture: " + failures + " failed steps");
         System.exit(0);
@@ -171,6 +172,50 @@ public final class CaptureJava {
             }
             prod.flush();
         }
+    }
+
+    /* A KafkaShareConsumer (ShareGroupHeartbeat, ShareFetch with acknowledgements, and
+     * ShareAcknowledge on commitSync), then the share-group admin calls: ShareGroupDescribe,
+     * DescribeShareGroupOffsets, and with the group empty AlterShareGroupOffsets and
+     * DeleteShareGroupOffsets. */
+    static void share(String bootstrap, Admin admin, String topic, TopicPartition tp)
+            throws Exception {
+        String group = "fw-java-share";
+        // records written before the member's first fetch are delivered (earliest)
+        admin.incrementalAlterConfigs(Map.of(
+                new ConfigResource(ConfigResource.Type.GROUP, group),
+                List.of(new AlterConfigOp(new ConfigEntry("share.auto.offset.reset", "earliest"),
+                        AlterConfigOp.OpType.SET)))).all().get();
+        Properties p = new Properties();
+        p.put("bootstrap.servers", bootstrap);
+        p.put("group.id", group);
+        p.put("share.acknowledgement.mode", "explicit");
+        p.put("key.deserializer", ByteArrayDeserializer.class.getName());
+        p.put("value.deserializer", ByteArrayDeserializer.class.getName());
+        try (org.apache.kafka.clients.consumer.KafkaShareConsumer<byte[], byte[]> sc =
+                new org.apache.kafka.clients.consumer.KafkaShareConsumer<>(p)) {
+            sc.subscribe(List.of(topic));
+            int got = 0;
+            long deadline = System.currentTimeMillis() + 20000;
+            while (got < 4 && System.currentTimeMillis() < deadline) {
+                for (org.apache.kafka.clients.consumer.ConsumerRecord<byte[], byte[]> r :
+                        sc.poll(Duration.ofMillis(200))) {
+                    sc.acknowledge(r, got++ % 2 == 0
+                            ? org.apache.kafka.clients.consumer.AcknowledgeType.ACCEPT
+                            : org.apache.kafka.clients.consumer.AcknowledgeType.RELEASE);
+                }
+                sc.commitSync();
+            }
+            if (got == 0) {
+                throw new IllegalStateException("no records delivered to the share group");
+            }
+            admin.describeShareGroups(List.of(group)).all().get();
+        }
+        admin.listShareGroupOffsets(Map.of(group,
+                new org.apache.kafka.clients.admin.ListShareGroupOffsetsSpec()))
+                .partitionsToOffsetAndMetadata(group).get();
+        admin.alterShareGroupOffsets(group, Map.of(tp, 0L)).all().get();
+        admin.deleteShareGroupOffsets(group, Set.of(topic)).all().get();
     }
 
     static void consume(String bootstrap, String topic, TopicPartition tp) throws Exception {

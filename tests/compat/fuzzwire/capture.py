@@ -326,6 +326,12 @@ def main():
         if not b.alive():
             raise RuntimeError("broker died during the capture:\n" + b.log_text()[-4000:])
         entries = select_frames(proxy.frames, args.per_version)
+        # Frames written by hand (APIs no client here sends, e.g. transactions' broker-side
+        # calls, or shapes no client makes) are kept from the corpus being replaced.
+        if os.path.exists(args.out):
+            entries += [e for e in fw_wire.load_corpus(args.out)[1]
+                        if e["client"] == "hand-built"]
+            entries.sort(key=lambda e: (e["api"], e["version"], e["client"]))
         have = set(e["api"] for e in entries)
         missing = sorted(set(served) - have)
         counts = collections.Counter(e["api"] for e in entries)
