@@ -1,4 +1,4 @@
-"""Open files bounded with many replicated partitions (issue 19): three nodes with a small
+"""Open files bounded with many replicated partitions: three nodes with a small
 open-log budget (laminar.log.open.files.max) hold far more replicas than the budget; a
 replica whose partition cannot be closed (its Raft group keeps running) releases its log's
 descriptors instead and reopens them when used. Records produced to and consumed from every
