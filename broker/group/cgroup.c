@@ -818,8 +818,8 @@ static void resp_error(struct lm_cgroup_hb_resp *out, int16_t err, const char *m
                                       .heartbeat_interval_ms = 0};
 }
 
-static int16_t validate(const struct lm_cgroup_coord *c, const struct lm_cgroup_hb_req *r,
-                        const char **msg)
+int16_t lm_cgroup_heartbeat_validate(const struct lm_cgroup_coord *c,
+                                     const struct lm_cgroup_hb_req *r, const char **msg)
 {
     if (r->group_id.len <= 0) {
         *msg = "GroupId can't be empty.";
@@ -1181,7 +1181,7 @@ int lm_cgroup_heartbeat(struct lm_cgroup_coord *c, int64_t now_ms, int32_t parti
 {
     LM_ASSERT(c != NULL && img != NULL && r != NULL && out != NULL);
     const char *msg = NULL;
-    int16_t err = validate(c, r, &msg);
+    int16_t err = lm_cgroup_heartbeat_validate(c, r, &msg);
     if (err != KAFKA_NONE) {
         resp_error(out, err, msg, r->member_id, r->member_epoch);
         return 0;

@@ -187,6 +187,12 @@ void lm_cgroup_coord_free(struct lm_cgroup_coord *c);
 int lm_cgroup_heartbeat(struct lm_cgroup_coord *c, int64_t now_ms, int32_t partition,
                         const struct lm_cgroup_image *img, const struct lm_cgroup_hb_req *req,
                         struct lm_cgroup_hb_resp *out);
+/* lm_cgroup_heartbeat_validate checks a heartbeat's fields as Kafka does before anything else
+ * (throwIfConsumerGroupHeartbeatRequestIsInvalid): KAFKA_NONE, or the error and *msg. The
+ * handler runs it before a joining member may turn a classic group into a consumer group, so a
+ * malformed request changes nothing. */
+int16_t lm_cgroup_heartbeat_validate(const struct lm_cgroup_coord *c,
+                                     const struct lm_cgroup_hb_req *r, const char **msg);
 /* lm_cgroup_describe describes one group; *out valid until the next call. */
 int lm_cgroup_describe(struct lm_cgroup_coord *c, const struct lm_cgroup_image *img,
                        struct kafka_str group_id, struct lm_cgroup_desc *out);

@@ -465,9 +465,18 @@ void group_cgroup_run(struct hshard *hs, struct lm_group_coord *classic, struct 
                 return;
             }
             struct lm_group_info info;
-            if (lm_group_coord_info(classic, in->group_id, &info) == 0 && info.n_members > 0 &&
-                !upgrade(hs, classic, cg, g, in, now_ms))
-                return;
+            if (lm_group_coord_info(classic, in->group_id, &info) == 0 && info.n_members > 0) {
+                /* Kafka validates the request before it converts the group: a malformed
+                 * joining heartbeat gets its error and the classic group stays as it was */
+                const char *why = NULL;
+                int16_t bad = lm_cgroup_heartbeat_validate(cg, in, &why);
+                if (bad != KAFKA_NONE) {
+                    fill_heartbeat_error(g, bad, why);
+                    return;
+                }
+                if (!upgrade(hs, classic, cg, g, in, now_ms))
+                    return;
+            }
         }
         struct lm_cgroup_image img = group_cgroup_image(hs);
         struct lm_cgroup_hb_resp r;

@@ -509,6 +509,15 @@ def main():
         check(err == 79 and mid, "classic JoinGroup: MEMBER_ID_REQUIRED first", err)
         err, gen, _ = join_group(c, "kw-classic", mid)
         check(err == 0 and gen == 1, "classic JoinGroup with its id: generation 1", (err, gen))
+        # a malformed joining heartbeat is refused for what it is before any upgrade is tried
+        # (Kafka validates the request first), and the classic group stays as it was
+        r = heartbeat(c, "kw-classic", "m-c", 0, topics=["kw-t"], owned=[], rebalance_ms=-1)
+        check(r["error"] == 42 and
+              r["message"] == "RebalanceTimeoutMs must be provided in first request.",
+              "malformed joining heartbeat for a classic group: INVALID_REQUEST", r)
+        g6 = describe_groups(c, 6, "kw-classic")
+        check(g6["error"] == 0 and g6["state"] == "CompletingRebalance" and g6["ptype"] == "consumer",
+              "the classic group after the malformed heartbeat", g6)
         r = heartbeat(c, "kw-classic", "m-c", 0, topics=["kw-t"], owned=[])
         # (Kafka's message tells why it cannot upgrade the classic group)
         check(r["error"] == 69 and "kw-classic" in (r["message"] or ""),
