@@ -41,7 +41,8 @@ FUZZ_RT    := $(firstword $(wildcard /usr/lib/llvm-*/lib/clang/*/lib/linux/libcl
 
 test: test-build
 	scripts/prepare-compat
-	cd $(TEST_BUILD) && ctest --output-on-failure -j$(JOBS) --timeout 900 -LE fuzz
+	cd $(TEST_BUILD) && ctest --output-on-failure -j$(JOBS) --timeout 900 -LE fuzz || \
+		{ $(CURDIR)/scripts/ctest-failure-tails . 20; exit 1; }
 	$(MAKE) test-fuzz
 
 # libFuzzer targets, ~60 s each, only where clang and its fuzzer runtime are installed.
