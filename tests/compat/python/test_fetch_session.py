@@ -211,11 +211,13 @@ def scenario_java(b, http_port):
         p.produce("fsjava", value=b"r%06d" % i, partition=i % 16)
     check(p.flush(60) == 0, "flush")
     # one record more than there are: the consumer reads all, then idles (fetching with its
-    # session) until its 4 s timeout; the session is closed when it exits (epoch -1)
+    # session) until its 10 s timeout; the session is closed when it exits (epoch -1). The
+    # timeout also bounds the JVM's start and group join before the first record, which took
+    # more than 4 s on a loaded machine (ConsoleConsumer: TimeoutException, 0 records)
     proc = subprocess.Popen(
         java_cmd(os.path.join(lib, "*"), "org.apache.kafka.tools.consumer.ConsoleConsumer",
                  "--bootstrap-server", b.bootstrap, "--topic", "fsjava", "--group", "fsj",
-                 "--from-beginning", "--max-messages", str(n + 1), "--timeout-ms", "4000"),
+                 "--from-beginning", "--max-messages", str(n + 1), "--timeout-ms", "10000"),
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     most = [0, 0]
     lines = []
