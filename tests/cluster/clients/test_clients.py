@@ -385,9 +385,13 @@ class Kcat(Family):
                "-X", "topic.metadata.refresh.interval.ms=1000"]
         # librdkafka's debug log, to the .err file: always cgrp (its "Removing ... from
         # assignment (... stored offset=N)" lines show what the close commits, which
-        # close_drop reads), LAMINAR_CLIENT_DEBUG's contexts as well (e.g. fetch)
-        debug = ["cgrp"] + [c for c in os.environ.get("LAMINAR_CLIENT_DEBUG", "").split(",")
-                            if c and c != "cgrp"]
+        # close_drop reads) and metadata (which node each Metadata answer came from and the
+        # leader it gave each partition: once kcat went back from partition 0's new leader
+        # to the old one 5 ms after moving, and fetched from it, answered "Not leader for
+        # partition", for 45 s), LAMINAR_CLIENT_DEBUG's contexts as well (e.g. fetch)
+        debug = ["cgrp", "metadata"]
+        debug += [c for c in os.environ.get("LAMINAR_CLIENT_DEBUG", "").split(",")
+                  if c and c not in debug]
         cmd += ["-d", ",".join(debug)]
         cmd.append(topic)
         return ClientProc(instance, cmd, events, workdir, stop_signal=signal.SIGTERM,
