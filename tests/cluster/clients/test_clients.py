@@ -366,7 +366,7 @@ class Kcat(Family):
     # close-drop [0] from assignment (... stored offset=282)", "OffsetCommit for 3
     # partition(s) ...: unassigned partitions: returned: Success"). Here (ASan, 3 nodes) the
     # records reached kcat in bursts 1.3-1.5 s apart in the runs looked at, so the signal
-    # seldom lands in the last 100 ms before one: 0 losses in 27 runs, the old flake.
+    # seldom lands in the last 100 ms before one: none in 45 runs, the old flake.
     close_drops_one = True
 
     def missing(self):
