@@ -4,8 +4,9 @@ changed; stale epochs, unknown ids, topic-id mode switches, forgotten partitions
 incremental fetch woken by an append, closing with epoch -1, a parked fetch ended (and
 answered first) by a later Fetch on its session pipelined on the same connection; then the
 cache's bounds: no slot for a newcomer while the sessions are young, the stale one evicted
-first, then the smaller one by a larger newcomer. Last, Kafka's console consumer (the Java client, which fetches with
-sessions) reads 20,000 records of 16 partitions exactly once while /metrics shows its session.
+first, then the smaller one by a larger newcomer. Last, Kafka's console consumer (the Java
+client, which fetches with sessions) reads 20,000 records of 16 partitions exactly once while
+/metrics shows its session.
 
     /usr/bin/python3 test_fetch_session.py --io uring|epoll
 """
