@@ -448,10 +448,15 @@ static int shard_turn(struct broker_shard *s, int cap_ms)
     fsync_poll(s);
     xcalls_process(s);
     int t = timers_run(s);
+    /* Timers call other shards too (a parked fetch's final pass on partitions of another
+     * shard): wake them now, not after this shard's next event. */
+    xcalls_wake_flush(s);
     if (s->work_pending)
         t = 0;
     if (t < 0 || t > cap_ms)
         t = cap_ms;
+    /* Nothing may go to sleep with a cross-shard wake still owed. */
+    LM_ASSERT(s->wakes_pending == 0);
     return s->io->wait(s, t);
 }
 

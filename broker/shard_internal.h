@@ -245,6 +245,7 @@ struct broker_shard {
     struct broker_xcall_list overflow[BROKER_SHARDS_MAX]; /* per target, mailbox was full */
     struct broker_xcall_list local;                       /* calls to self */
     bool wake_pending[BROKER_SHARDS_MAX];
+    uint32_t wakes_pending; /* how many of wake_pending are set */
     bool work_pending;
     int event_fd; /* external wakeups (signals) and the MSG_RING fallback */
     /* timers: binary min-heap by deadline */
@@ -418,6 +419,7 @@ void out_release(struct broker_conn *c, struct broker_out_ *o);
 void req_close_files(struct broker_req *req);
 void conn_pump(struct broker_conn *c);
 void xcalls_process(struct broker_shard *s);
+void xcalls_wake_flush(struct broker_shard *s);
 void sync_worker_stop(struct broker_shard *s);
 void fsync_poll(struct broker_shard *s);
 bool fsync_pending(const struct broker_shard *s);

@@ -45,6 +45,16 @@ static struct broker_xcall *xlist_pop(struct broker_xcall_list *l)
     return c;
 }
 
+/* Shard `to` has a new call in its mailbox from s: it is woken once, by xcalls_wake_flush. */
+static void wake_mark(struct broker_shard *s, uint32_t to)
+{
+    if (!s->wake_pending[to]) {
+        s->wake_pending[to] = true;
+        s->wakes_pending++;
+    }
+    LM_ASSERT(s->wakes_pending <= s->nshards);
+}
+
 /* Sends c from s to shard `to` through their mailbox, or queues it behind earlier overflow so
  * order per pair is kept. */
 static void xcall_send(struct broker_shard *s, uint32_t to, struct broker_xcall *c)
@@ -57,7 +67,7 @@ static void xcall_send(struct broker_shard *s, uint32_t to, struct broker_xcall 
     }
     struct broker_xcall_list *ov = &s->overflow[to];
     if (ov->head == NULL && broker_mailbox_push(broker_rt_mailbox(s->rt, s->id, to), c) == 0) {
-        s->wake_pending[to] = true;
+        wake_mark(s, to);
         return;
     }
     xlist_push(ov, c);
@@ -106,7 +116,7 @@ void xcalls_process(struct broker_shard *s)
                 break;
             }
             xlist_pop(ov);
-            s->wake_pending[to] = true;
+            wake_mark(s, to);
         }
     }
     for (uint32_t from = 0; from < s->nshards; from++) {
@@ -128,12 +138,25 @@ void xcalls_process(struct broker_shard *s)
     struct broker_xcall *c;
     while ((c = xlist_pop(&local)) != NULL)
         xcall_deliver(s, c);
+    xcalls_wake_flush(s);
+}
+
+/* Wakes the shards that have new calls from s (one wake per target, however many calls). Runs
+ * after anything that may call another shard and before the loop waits: a call whose wake is
+ * left pending would sit in the mailbox until some other event ends the wait (a fetch's
+ * max_wait_ms timer running the final pass on another shard's partitions answered 100 ms to
+ * 1 s late). */
+void xcalls_wake_flush(struct broker_shard *s)
+{
+    if (s->wakes_pending == 0)
+        return;
     for (uint32_t to = 0; to < s->nshards; to++) {
         if (s->wake_pending[to]) {
             s->wake_pending[to] = false;
             s->io->wake(s, broker_rt_shard(s->rt, to));
         }
     }
+    s->wakes_pending = 0;
 }
 
 void broker_core_on_wake(struct broker_shard *s)

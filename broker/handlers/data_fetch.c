@@ -23,7 +23,18 @@
  *
  *   READING --pass done, enough or final--> respond
  *   READING --pass done, not enough--> WATCHING --watch done--> PARKED (or READING if woken)
- *   PARKED --wake--> READING        PARKED --timer / drain--> READING (final) */
+ *   PARKED --wake--> READING        PARKED --timer / drain--> READING (final)
+ *   PARKED --a later Fetch on the same connection names its session--> READING (final)
+ *
+ * Requests on one connection are answered in order, and Kafka reads a connection's next
+ * request only once the previous one is answered (the channel is muted meanwhile), so a Fetch
+ * naming a session whose fetch is still in flight on the same connection sees that fetch
+ * answered first. The Java consumer sends one on close(): a Fetch with epoch -1 closing the
+ * session while its long-poll is parked. Here the later Fetch waits for the earlier one (it
+ * would otherwise close or move the session under it: FETCH_SESSION_ID_NOT_FOUND or
+ * INVALID_FETCH_SESSION_EPOCH in the earlier answer) and ends the earlier one's wait at once:
+ * its answer is no longer of use to the client, which has moved on, so close() does not sit
+ * out fetch.max.wait.ms (Kafka makes it wait for the rest of the long-poll). */
 #define _GNU_SOURCE /* memmem */
 #include <errno.h>
 #include <fcntl.h>
@@ -87,6 +98,13 @@ struct hfetch {
     int32_t session_epoch; /* incremental: the session's epoch once this request was taken */
     uint64_t deadline_ms;
     struct hfetch *next;
+    /* incremental: on hs->on_session from its first pass to its answer */
+    struct hfetch *session_next;
+    bool session_listed;
+    /* later Fetches of the same connection naming this one's session, in arrival order: each
+     * starts once the one before it is answered */
+    struct hfetch *deferred;
+    struct hfetch *deferred_next;
 };
 
 struct hwake {
@@ -95,6 +113,8 @@ struct hwake {
 };
 
 static void pass_start(struct hfetch *fc);
+static void fetch_start(struct hfetch *fc);
+static void fetch_begin(struct hfetch *fc);
 
 /* ---- waking -------------------------------------------------------------------------------- */
 
@@ -753,7 +773,69 @@ static bool fetch_quota(struct hfetch *fc)
     return true;
 }
 
+static void session_unlist(struct hfetch *fc)
+{
+    if (!fc->session_listed)
+        return;
+    for (struct hfetch **pp = &fc->hs->on_session; *pp != NULL; pp = &(*pp)->session_next)
+        if (*pp == fc) {
+            *pp = fc->session_next;
+            break;
+        }
+    fc->session_listed = false;
+}
+
+/* The incremental fetch in flight on the session a new request of the same connection names,
+ * or NULL. At most one: a second one waits behind the first (session_defer). */
+static struct hfetch *session_inflight(struct hfetch *fc)
+{
+    if (fc->req->api_version < 7 || fc->rq.session_id == 0)
+        return NULL;
+    for (struct hfetch *q = fc->hs->on_session; q != NULL; q = q->session_next)
+        if (q->req->conn == fc->req->conn && q->resp.session_id == fc->rq.session_id)
+            return q;
+    return NULL;
+}
+
+/* A Fetch naming the session of an incremental fetch still in flight on its connection waits
+ * until that one is answered (see the top of the file), and makes that one's pass final: a
+ * parked one runs it now. True when fc waits. */
+static bool session_defer(struct hfetch *fc)
+{
+    struct hfetch *p = session_inflight(fc);
+    if (p == NULL)
+        return false;
+    LM_ASSERT(p != fc && p->context == FC_INCREMENTAL && fc->deferred == NULL);
+    struct hfetch **pp = &p->deferred;
+    while (*pp != NULL)
+        pp = &(*pp)->deferred_next;
+    fc->deferred_next = NULL;
+    *pp = fc;
+    p->final = true;
+    if (p->state == F_PARKED)
+        pass_start(p); /* may answer p, and start fc, before returning */
+    return true;
+}
+
+static void respond_send(struct hfetch *fc);
+
+/* Answers fc, then starts the fetches that waited for it, in order (the first one may make
+ * the others wait again, for it). */
 static void respond(struct hfetch *fc)
+{
+    struct hfetch *after = fc->deferred;
+    fc->deferred = NULL;
+    session_unlist(fc);
+    respond_send(fc); /* fc may be gone */
+    while (after != NULL) {
+        struct hfetch *next = after->deferred_next;
+        after->deferred_next = NULL;
+        fetch_start(after);
+        after = next;
+    }
+}
+
+static void respond_send(struct hfetch *fc)
 {
     struct broker_req *req = fc->req;
     parked_remove(fc);
@@ -968,6 +1050,21 @@ void data_fetch(struct broker_req *req)
     kafka_fetch_request_init(&fc->rq);
     if (!h_decode(req, &fc->rq))
         return;
+    fetch_start(fc);
+}
+
+/* A decoded request: waits for the fetch in flight on the session it names (same
+ * connection), or begins. */
+static void fetch_start(struct hfetch *fc)
+{
+    if (!session_defer(fc))
+        fetch_begin(fc);
+}
+
+static void fetch_begin(struct hfetch *fc)
+{
+    struct broker_req *req = fc->req;
+    struct hshard *hs = fc->hs;
     int16_t v = req->api_version;
     kafka_fetch_response_init(&fc->resp);
     fc->resp.throttle_time_ms = 0;
@@ -1089,5 +1186,11 @@ void data_fetch(struct broker_req *req)
         }
     }
     LM_ASSERT(k == n);
+    if (fc->context == FC_INCREMENTAL) {
+        LM_ASSERT(session_inflight(fc) == NULL); /* fetch_start made it wait otherwise */
+        fc->session_next = hs->on_session;
+        hs->on_session = fc;
+        fc->session_listed = true;
+    }
     pass_start(fc);
 }

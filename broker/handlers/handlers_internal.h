@@ -262,10 +262,11 @@ struct hshard {
     uint32_t step_ops;         /* ... and while fewer than HANDLERS_STEP_OPS_MIN were done */
     struct hpart *lru_head, *lru_tail; /* open logs, most recently used first */
     uint32_t open_logs, open_logs_max;
-    uint64_t idle_closes;     /* logs closed for the budget (logged now and then) */
-    uint64_t fd_releases;     /* logs whose descriptors the budget released (likewise) */
-    struct hfetch *parked;    /* parked fetches of connections on this shard */
-    struct fsess_cache fsess; /* incremental fetch sessions of this shard's connections */
+    uint64_t idle_closes;      /* logs closed for the budget (logged now and then) */
+    uint64_t fd_releases;      /* logs whose descriptors the budget released (likewise) */
+    struct hfetch *parked;     /* parked fetches of connections on this shard */
+    struct hfetch *on_session; /* incremental fetches in flight, by session (data_fetch.c) */
+    struct fsess_cache fsess;  /* incremental fetch sessions of this shard's connections */
     /* Topic defaults of the current snapshot in precedence order: this node's dynamic broker
      * configs, the cluster-wide dynamic defaults, then server.properties
      * (node->broker_topic_configs); the strings are borrowed from snap and the node. NULL

@@ -1,10 +1,12 @@
 """Incremental fetch sessions (KIP-227) with hand-built Fetch frames: a full fetch (epoch 0)
 makes a session; incremental fetches name only what changed and are answered with only what
 changed; stale epochs, unknown ids, topic-id mode switches, forgotten partitions, a parked
-incremental fetch woken by an append, closing with epoch -1; then the cache's bounds: no slot
-for a newcomer while the sessions are young, the stale one evicted first, then the smaller one
-by a larger newcomer. Last, Kafka's console consumer (the Java client, which fetches with
-sessions) reads 20,000 records of 16 partitions exactly once while /metrics shows its session.
+incremental fetch woken by an append, closing with epoch -1, a parked fetch ended (and
+answered first) by a later Fetch on its session pipelined on the same connection; then the
+cache's bounds: no slot for a newcomer while the sessions are young, the stale one evicted
+first, then the smaller one by a larger newcomer. Last, Kafka's console consumer (the Java
+client, which fetches with sessions) reads 20,000 records of 16 partitions exactly once while
+/metrics shows its session.
 
     /usr/bin/python3 test_fetch_session.py --io uring|epoll
 """
@@ -40,17 +42,37 @@ def produce(b, partition, n, tag="x"):
     check(p.flush(30) == 0, "flush")
 
 
-def fetch_v11(c, session_id, epoch, parts, forgotten=(), max_wait=0, min_bytes=0):
-    """Fetch v11 (topic names). parts: [(partition, offset)]; forgotten: [partition].
-    Returns (error, session_id, {partition: (error, hw, log_start, record bytes)})."""
+def fetch_v11_body(session_id, epoch, parts, forgotten=(), max_wait=0, min_bytes=0):
     topics = []
     if parts:
         topics.append(sstr(TOPIC) + arr([s32(p) + s32(-1) + s64(o) + s64(-1) + s32(1 << 20)
                                          for p, o in parts]))
     forg = [sstr(TOPIC) + arr([s32(p) for p in forgotten])] if forgotten else []
-    body = (s32(-1) + s32(max_wait) + s32(min_bytes) + s32(8 << 20) + b"\x00" + s32(session_id) +
+    return (s32(-1) + s32(max_wait) + s32(min_bytes) + s32(8 << 20) + b"\x00" + s32(session_id) +
             s32(epoch) + arr(topics) + arr(forg) + sstr(""))
-    r = c.call(1, 11, body)
+
+
+def fetch_v11(c, session_id, epoch, parts, forgotten=(), max_wait=0, min_bytes=0):
+    """Fetch v11 (topic names). parts: [(partition, offset)]; forgotten: [partition].
+    Returns (error, session_id, {partition: (error, hw, log_start, record bytes)})."""
+    r = c.call(1, 11, fetch_v11_body(session_id, epoch, parts, forgotten, max_wait, min_bytes))
+    return fetch_v11_parse(r)
+
+
+def fetch_v11_pipelined(c, *bodies):
+    """Sends the Fetch v11 bodies back to back on c, then reads their answers (in order)."""
+    first = c.corr + 1
+    for body in bodies:
+        c.send(1, 11, body)
+    last, out = c.corr, []
+    for i in range(len(bodies)):
+        c.corr = first + i
+        out.append(fetch_v11_parse(c.response()))
+    c.corr = last
+    return out
+
+
+def fetch_v11_parse(r):
     r.i32()  # throttle
     err, sid = r.i16(), r.i32()
     out = {}
@@ -164,6 +186,36 @@ def scenario_sessions(b):
     check(err == err2 == NONE and sa > 0 and sb > 0 and sa != sb, "reopen: %d %d" % (sa, sb))
     check(fetch_v11(c, sa, 1, [])[0] == SESSION_NOT_FOUND, "the replaced session is gone")
     check(fetch_v11(c, sb, 1, [])[0] == NONE, "the new session works")
+
+    # A Fetch naming the session of a long-poll parked on the same connection (the Java
+    # consumer's close(): epoch -1 pipelined behind its parked fetch) is answered after it, as
+    # Kafka answers a connection's requests one at a time, and ends its wait: the parked fetch
+    # answers at once, with its session intact, then the close. (Before, the close was applied
+    # under the parked fetch, which answered FETCH_SESSION_ID_NOT_FOUND at max_wait_ms.)
+    err, sc, out = fetch_v11(c, 0, 0, [(0, 0)])
+    check(err == NONE and sc > 0, "session for the pipelined close: %d" % err)
+    end = out[0][1]
+    check(fetch_v11(c, sc, 1, [(0, end)])[0] == NONE, "moved to the end")
+    t0 = time.monotonic()
+    (e1, s1, o1), (e2, s2, o2) = fetch_v11_pipelined(
+        c, fetch_v11_body(sc, 2, [], max_wait=60000, min_bytes=1), fetch_v11_body(sc, -1, []))
+    waited = time.monotonic() - t0
+    check(e1 == NONE and s1 == sc and o1 == {}, "parked fetch answered normally: %d %d %s"
+          % (e1, s1, o1))
+    check(e2 == NONE and s2 == 0, "then the close: %d %d" % (e2, s2))
+    check(waited < 30, "the close ended the long poll (%.1f s of max_wait 60 s)" % waited)
+    check(fetch_v11(c, sc, 3, [])[0] == SESSION_NOT_FOUND, "the pipelined close closed it")
+    # Two incremental fetches pipelined on one session: in order, each epoch taken in turn.
+    err, sd, out = fetch_v11(c, 0, 0, [(0, end)])
+    check(err == NONE and sd > 0, "session for pipelined fetches: %d" % err)
+    t0 = time.monotonic()
+    (e1, s1, _), (e2, s2, _) = fetch_v11_pipelined(
+        c, fetch_v11_body(sd, 1, [], max_wait=60000, min_bytes=1), fetch_v11_body(sd, 2, []))
+    waited = time.monotonic() - t0
+    check(e1 == NONE and s1 == sd and e2 == NONE and s2 == sd,
+          "pipelined incremental fetches: %d %d / %d %d" % (e1, s1, e2, s2))
+    check(waited < 30, "the second fetch ended the first's long poll (%.1f s)" % waited)
+    check(fetch_v11(c, sd, 3, [])[0] == NONE, "the session goes on at epoch 3")
     c.close()
 
 
@@ -252,7 +304,11 @@ def main():
     e = Broker(io=a.io, shards=1, config=cfg)
     rc |= run_scenario(e, "fetch session eviction", lambda: scenario_eviction(e))
     http = free_port()
+    # No initial rebalance delay: the console consumer's 4 s --timeout-ms covers its first
+    # poll, which would otherwise hold the group's 3 s join delay plus the client's start-up
+    # (over 4 s on a loaded machine: no record read, TimeoutException)
     j = Broker(io=a.io, shards=2, config={"num.partitions": 16,
+                                          "group.initial.rebalance.delay.ms": 0,
                                           "laminar.http.listener": "127.0.0.1:%d" % http})
     rc |= run_scenario(j, "fetch sessions: Java consumer", lambda: scenario_java(j, http))
     sys.exit(rc)

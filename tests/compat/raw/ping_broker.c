@@ -24,7 +24,12 @@
  *       when the broker has a listener named INTERNAL (which also serves 18, 103 and 106, and
  *       not 100-102).
  *   106 "whoami" (flexible from v0: response header v1): i8 listener index, i16 length +
- *       the advertised host of that listener, i32 its advertised port. */
+ *       the advertised host of that listener, i32 its advertised port.
+ *   107 "timer then xshard": body = i32 target shard, i32 delay ms. Waits delay ms on the
+ *       origin, then, from the timer, runs a closure on the target shard and answers i32 shard
+ *       it ran on, i32 origin as soon as it returns: the path of a parked Fetch whose
+ *       max_wait_ms timer runs the final pass on another shard's partitions (the runtime must
+ *       wake the target before the origin waits again). */
 #define _GNU_SOURCE
 #include <fcntl.h>
 #include <stdint.h>
@@ -145,6 +150,52 @@ static void xshard_echo(struct broker_req *req)
     e->call.done = echo_done;
     e->call.arg = e;
     broker_shard_call(req->shard, (uint32_t)target % n, &e->call);
+}
+
+static void timer_xshard_done(struct broker_shard *origin, struct broker_xcall *c)
+{
+    struct echo_state *e = c->arg;
+    struct broker_req *req = e->req;
+    uint8_t *b = kafka_arena_alloc(&req->arena, 8, 16);
+    if (b == NULL) {
+        broker_req_respond_none(req);
+        broker_req_close_after(req);
+        return;
+    }
+    wr_i32(b, e->ran_on);
+    wr_i32(b + 4, broker_shard_id(origin));
+    broker_req_respond(req, b, 8);
+}
+
+static void timer_xshard_fire(struct broker_shard *s, struct broker_timer *t)
+{
+    struct echo_state *e = t->arg;
+    int32_t target = rd_i32(e->req->body);
+    broker_shard_call(s, (uint32_t)target % broker_shard_count(s), &e->call);
+}
+
+static void timer_xshard(struct broker_req *req)
+{
+    struct echo_state *e = kafka_arena_alloc(&req->arena, sizeof(*e), 16);
+    if (req->body_len < 8 || e == NULL) {
+        broker_req_respond_none(req);
+        broker_req_close_after(req);
+        return;
+    }
+    memset(e, 0, sizeof(*e));
+    e->req = req;
+    e->delay_ms = rd_i32(req->body + 4);
+    if (e->delay_ms < 0)
+        e->delay_ms = 0;
+    e->call.run = echo_run;
+    e->call.done = timer_xshard_done;
+    e->call.arg = e;
+    e->timer.heap_index_ = UINT32_MAX;
+    if (broker_timer_start(req->shard, &e->timer, (uint64_t)e->delay_ms, timer_xshard_fire, e) !=
+        0) {
+        broker_req_respond_none(req);
+        broker_req_close_after(req);
+    }
 }
 
 static void blob(struct broker_req *req)
@@ -416,6 +467,8 @@ static int setup(struct broker_dispatch *d, struct broker_config *cfg)
         rc = broker_dispatch_register(d, 104, udp_ports, -1);
     if (rc == 0)
         rc = broker_dispatch_register(d, 106, whoami, 0);
+    if (rc == 0)
+        rc = broker_dispatch_register(d, 107, timer_xshard, -1);
     bool internal = false;
     for (uint32_t i = 0; i < cfg->listeners_count; i++)
         internal = internal || strcmp(cfg->listeners[i].name, "INTERNAL") == 0;

@@ -1,7 +1,7 @@
 """Raw-socket tests of the broker runtime ("Bad input"): garbage, huge and negative
 length prefixes, truncated frames, unknown API keys, 10k idle connections, a client that never
-reads, ordering across shards, and SIGTERM shutdown. The broker must answer or close, stay up
-and keep its memory bounded.
+reads, ordering across shards, cross-shard calls made from timers, and SIGTERM shutdown. The
+broker must answer or close, stay up and keep its memory bounded.
 
 Usage: test_raw.py --io uring|epoll [case ...]
 $LAMINAR_BIN is the test-only broker with ping/echo handlers (ping_broker.c);
@@ -24,6 +24,7 @@ from laminar_harness import Broker  # noqa: E402
 
 IO = "uring"
 API_VERSIONS, XSHARD_ECHO, BLOB, FILE_PARTS = 18, 100, 101, 102
+TIMER_XSHARD = 107
 
 
 def frame(api_key, corr, body=b"", version=0, client_id=b"raw"):
@@ -192,6 +193,36 @@ def case_in_order_across_shards(b):
             check(body[8:] == payload, "payload mismatch")
 
 
+def case_timer_then_xshard(b):
+    """A cross-shard call made from a timer (a parked Fetch's max_wait_ms timer running its
+    final pass on another shard's partitions) is delivered while the origin shard has nothing
+    else to do: the runtime wakes the target before the origin waits again (shard_turn asserts
+    that no wake is owed when it waits, so a lost wake aborts the broker). Figures only, no
+    time is asserted: the answer's lateness past the delay is printed."""
+    with connect(b) as s:
+        reqs = []
+        for i in range(6):
+            target, delay = i % b.shards, 40 + 30 * i
+            reqs.append((2000 + i, target, delay))
+            s.sendall(frame(TIMER_XSHARD, 2000 + i, struct.pack(">ii", target, delay)))
+        for corr, target, delay in reqs:
+            got, body = read_response(s)
+            check(got == corr, "out of order: got %d want %d" % (got, corr))
+            ran_on, _origin = struct.unpack(">ii", body[:8])
+            check(ran_on == target, "ran on %d, want %d" % (ran_on, target))
+        # one at a time, the broker otherwise idle: each answer is due right after its timer
+        late = []
+        for i in range(2 * b.shards):
+            t0 = time.monotonic()
+            s.sendall(frame(TIMER_XSHARD, 3000 + i, struct.pack(">ii", i % b.shards, 50)))
+            got, body = read_response(s)
+            check(got == 3000 + i and struct.unpack(">i", body[:4])[0] == i % b.shards,
+                  "timer then xshard %d" % i)
+            late.append((time.monotonic() - t0) * 1000.0 - 50)
+        print("  timer then xshard: ms past the 50 ms timer: %s" %
+              " ".join("%.1f" % x for x in late))
+
+
 def case_split_and_merged_frames(b):
     """Frames split byte by byte and several frames in one write both parse."""
     with connect(b) as s:
@@ -325,7 +356,8 @@ def case_sigterm_finishes_inflight(b):
 CASES = [
     case_ping_and_header_versions, case_garbage, case_huge_prefix,
     case_negative_and_zero_prefix, case_truncated_frame, case_unknown_api_key, case_short_header,
-    case_in_order_across_shards, case_split_and_merged_frames, case_idle_connections,
+    case_in_order_across_shards, case_timer_then_xshard, case_split_and_merged_frames,
+    case_idle_connections,
     case_never_reads, case_memory_budget_many_clients, case_close_with_inflight, case_file_parts,
 ]
 
