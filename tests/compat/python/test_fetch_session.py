@@ -304,9 +304,9 @@ def main():
     e = Broker(io=a.io, shards=1, config=cfg)
     rc |= run_scenario(e, "fetch session eviction", lambda: scenario_eviction(e))
     http = free_port()
-    # No initial rebalance delay: the console consumer's 4 s --timeout-ms covers its first
+    # No initial rebalance delay: the console consumer's --timeout-ms covers its first
     # poll, which would otherwise hold the group's 3 s join delay plus the client's start-up
-    # (over 4 s on a loaded machine: no record read, TimeoutException)
+    # (over 4 s on a loaded machine, when it was 4 s: no record read, TimeoutException)
     j = Broker(io=a.io, shards=2, config={"num.partitions": 16,
                                           "group.initial.rebalance.delay.ms": 0,
                                           "laminar.http.listener": "127.0.0.1:%d" % http})
