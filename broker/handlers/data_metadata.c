@@ -18,7 +18,8 @@
  * died; the ISR the leader announced and the replicas on fenced nodes offline. A replicated
  * partition's epoch is the announced one; an unreplicated partition of another node: -1
  * (clients then skip the KIP-320 epoch checks rather than fence themselves on a stale
- * value). */
+ * value). A partition this node leads at a newer epoch than the image shows is named with
+ * this node at that epoch. */
 static bool fill_partitions_cluster(struct broker_req *req, const struct lm_meta_state *st,
                                     struct kafka_metadata_response_metadata_response_topic *o,
                                     const struct htopic *t)
@@ -41,6 +42,17 @@ static bool fill_partitions_cluster(struct broker_req *req, const struct lm_meta
         int32_t leader = lm_meta_state_partition_leader(st, t->meta, i, self);
         int32_t announced_epoch = -1;
         (void)lm_meta_topic_leader(t->meta, i, &announced_epoch);
+        /* This node leads at a later epoch than its image shows yet (a new leader's
+         * announcement not applied here): it names itself at its epoch. Answering from the
+         * image would name the old leader to a client that just asked the new one, and a
+         * client without KIP-320's epoch comparison (librdkafka before 2.1) could follow that
+         * stale answer back to the old leader and stay there, refused NOT_LEADER. */
+        int32_t local_epoch = -1;
+        if (n > 1 && h_partition_local_leader(h, t->meta->id, i, &local_epoch) &&
+            (leader != self || local_epoch > announced_epoch) && local_epoch >= announced_epoch) {
+            leader = self;
+            announced_epoch = local_epoch;
+        }
         p->error_code = KAFKA_NONE;
         p->partition_index = i;
         p->leader_id = leader;

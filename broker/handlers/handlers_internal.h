@@ -134,6 +134,7 @@ struct hpart {
     int32_t announced_epoch;
     uint64_t announce_at_ms;
     bool announce_confirmed; /* the image shows this node leading at announced_epoch */
+    bool lead_published;     /* hs_part_set_epoch was told this replica leads */
     uint16_t announced_out;  /* ... with this ISR (lm_meta_leader.isr_out) */
     int32_t submitted_out;   /* the ISR last sent to the controller (-1: none this epoch) */
     uint64_t handoff_at_ms;  /* controlled shutdown: next leadership transfer attempt */
@@ -463,6 +464,10 @@ int16_t h_storage_error(int rc);
  * HANDLERS_LEADER_EPOCH_FIRST. */
 int32_t h_partition_epoch(const struct handlers_ctx *node, const uint8_t topic_id[16],
                           int32_t partition);
+/* Whether this node's replica of a replicated partition leads it, with *epoch its term; from
+ * any shard. */
+bool h_partition_local_leader(const struct handlers_ctx *node, const uint8_t topic_id[16],
+                              int32_t partition, int32_t *epoch);
 /* Whether the partition is offline (its log failed to open or failed since), from any
  * shard: one atomic load while no partition is offline. */
 bool h_partition_offline(const struct handlers_ctx *node, const uint8_t topic_id[16],
@@ -615,7 +620,7 @@ static inline int16_t h_check_epoch(const struct hpart *p, int32_t current_leade
 /* Defined in one of these files, used by another. */
 /* Frees every entry of the node's epoch and offline tables (node teardown). */
 void hs_registry_clear(struct handlers_ctx *h);
-void hs_part_set_epoch(struct hpart *p, int32_t epoch);
+void hs_part_set_epoch(struct hpart *p, int32_t epoch, bool leads);
 void hs_part_set_offline(struct hpart *p, bool offline);
 void hs_rm_dir(const char *dir);
 void hs_part_retry(struct hshard *hs, struct hpart *p);

@@ -1007,9 +1007,11 @@ void hs_leader_check(struct hshard *hs, struct hpart *p, uint64_t now_ms)
     if (!p->replicated || p->part == NULL || hs->snap == NULL)
         return;
     int32_t epoch = partition_leader_epoch(p->part);
-    if (epoch != p->leader_epoch) {
+    bool leads = partition_is_leader(p->part);
+    if (epoch != p->leader_epoch || leads != p->lead_published) {
         p->leader_epoch = epoch;
-        hs_part_set_epoch(p, epoch);
+        p->lead_published = leads;
+        hs_part_set_epoch(p, epoch, leads);
     }
     if (!partition_is_leader(p->part)) {
         p->announce_confirmed = false;

@@ -612,7 +612,8 @@ static void part_open_log(struct hpart *p)
     }
     /* The raft term (one voter: kept across reopens, partition.h). */
     p->leader_epoch = partition_leader_epoch(p->part);
-    hs_part_set_epoch(p, p->leader_epoch);
+    p->lead_published = p->replicated && partition_is_leader(p->part);
+    hs_part_set_epoch(p, p->leader_epoch, p->lead_published);
 }
 
 /* ---- asynchronous flush (group commit) ---------------------------------------------------- */
@@ -839,7 +840,7 @@ static void part_free(struct hshard *hs, struct hpart *p, bool delete_dir)
         BLOG_DEBUG("partition %s-%d deleted", p->topic, p->partition);
     }
     hs_part_set_offline(p, false);
-    hs_part_set_epoch(p, HANDLERS_LEADER_EPOCH_FIRST);
+    hs_part_set_epoch(p, HANDLERS_LEADER_EPOCH_FIRST, false);
     free(p->isr);
     free(p->topic);
     free(p);

@@ -33,6 +33,7 @@ struct hepoch {
     uint8_t id[16];
     int32_t partition;
     int32_t epoch;
+    bool leads; /* this node's replica leads the (replicated) partition at epoch */
     struct hepoch *next;
 };
 
@@ -60,8 +61,28 @@ int32_t h_partition_epoch(const struct handlers_ctx *node, const uint8_t topic_i
     return epoch;
 }
 
-/* Records p's epoch for the other shards (HANDLERS_LEADER_EPOCH_FIRST: no entry). */
-void hs_part_set_epoch(struct hpart *p, int32_t epoch)
+bool h_partition_local_leader(const struct handlers_ctx *node, const uint8_t topic_id[16],
+                              int32_t partition, int32_t *epoch)
+{
+    struct handlers_ctx *h = (struct handlers_ctx *)node; /* the lock, not the table */
+    if (__atomic_load_n(&h->epoch_count, __ATOMIC_ACQUIRE) == 0)
+        return false;
+    bool leads = false;
+    pthread_mutex_lock(&h->epoch_lock);
+    for (struct hepoch *e = h->epoch_buckets[epoch_bucket(topic_id, partition)]; e != NULL;
+         e = e->next)
+        if (e->partition == partition && memcmp(e->id, topic_id, 16) == 0) {
+            leads = e->leads;
+            *epoch = e->epoch;
+            break;
+        }
+    pthread_mutex_unlock(&h->epoch_lock);
+    return leads;
+}
+
+/* Records p's epoch, and whether this node's replica leads at it, for the other shards
+ * (HANDLERS_LEADER_EPOCH_FIRST and not leading: no entry). */
+void hs_part_set_epoch(struct hpart *p, int32_t epoch, bool leads)
 {
     struct handlers_ctx *h = p->hs->node;
     size_t b = epoch_bucket(p->topic_id, p->partition);
@@ -70,19 +91,21 @@ void hs_part_set_epoch(struct hpart *p, int32_t epoch)
     while (*e != NULL &&
            !((*e)->partition == p->partition && memcmp((*e)->id, p->topic_id, 16) == 0))
         e = &(*e)->next;
-    if (*e != NULL && epoch == HANDLERS_LEADER_EPOCH_FIRST) {
+    if (*e != NULL && epoch == HANDLERS_LEADER_EPOCH_FIRST && !leads) {
         struct hepoch *gone = *e;
         *e = gone->next;
         free(gone);
         __atomic_sub_fetch(&h->epoch_count, 1, __ATOMIC_RELEASE);
     } else if (*e != NULL) {
         (*e)->epoch = epoch;
-    } else if (epoch != HANDLERS_LEADER_EPOCH_FIRST) {
+        (*e)->leads = leads;
+    } else if (epoch != HANDLERS_LEADER_EPOCH_FIRST || leads) {
         struct hepoch *n = calloc(1, sizeof(*n));
         if (n != NULL) { /* without memory Metadata shows the first epoch: clients refresh */
             memcpy(n->id, p->topic_id, 16);
             n->partition = p->partition;
             n->epoch = epoch;
+            n->leads = leads;
             n->next = h->epoch_buckets[b];
             h->epoch_buckets[b] = n;
             __atomic_add_fetch(&h->epoch_count, 1, __ATOMIC_RELEASE);
