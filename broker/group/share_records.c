@@ -1,6 +1,7 @@
 /* __share_group_state records and their replay (see share_records.h for the layouts). */
 #include "broker/group/share_records.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -15,6 +16,34 @@ int16_t lm_shr_key_type(const uint8_t *key, size_t len)
     if (key == NULL || len < 2)
         return -1;
     return (int16_t)(((uint16_t)key[0] << 8) | key[1]);
+}
+
+int32_t lm_shr_coord_key(struct kafka_str group, const uint8_t topic_id[16], int32_t partition,
+                         char *out)
+{
+    static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    LM_ASSERT(group.len >= 0 && group.len <= 255);
+    int32_t n = 0;
+    memcpy(out, group.ptr, (size_t)group.len);
+    n += group.len;
+    out[n++] = ':';
+    /* 16 bytes: five 3-byte groups (20 digits) and one byte (2 digits) */
+    for (int i = 0; i < 16; i += 3) {
+        uint32_t v = (uint32_t)topic_id[i] << 16;
+        if (i + 1 < 16)
+            v |= (uint32_t)topic_id[i + 1] << 8;
+        if (i + 2 < 16)
+            v |= topic_id[i + 2];
+        out[n++] = b64[(v >> 18) & 63];
+        out[n++] = b64[(v >> 12) & 63];
+        if (i + 1 < 16)
+            out[n++] = b64[(v >> 6) & 63];
+        if (i + 2 < 16)
+            out[n++] = b64[v & 63];
+    }
+    n += snprintf(out + n, 13, ":%d", partition);
+    LM_ASSERT(n <= LM_SHR_COORD_KEY_MAX);
+    return n;
 }
 
 static bool type_ok(int16_t type)

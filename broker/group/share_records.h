@@ -73,6 +73,15 @@ struct lm_shr_state {
     int32_t updates;              /* updates replayed since the last snapshot */
 };
 
+#define LM_SHR_COORD_KEY_MAX (255 + 1 + 22 + 1 + 11) /* a coordinator key's bytes at most */
+
+/* lm_shr_coord_key writes Kafka's share coordinator key of a share partition,
+ * "groupId:topicId:partition" with the topic id in base64url without padding (Kafka's
+ * SharePartitionKey.asCoordinatorKey, FindCoordinator key type 2) to out (at least
+ * LM_SHR_COORD_KEY_MAX bytes; group at most 255 bytes). Returns its length. */
+int32_t lm_shr_coord_key(struct kafka_str group, const uint8_t topic_id[16], int32_t partition,
+                         char *out);
+
 /* lm_shr_key_type returns a key's record type, or -1 when it is too short. */
 int16_t lm_shr_key_type(const uint8_t *key, size_t len);
 /* lm_shr_key_encode writes k. Returns 0 or an LM_E_* error (LM_E_INVALID: bad type, null group). */
