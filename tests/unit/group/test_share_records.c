@@ -81,8 +81,8 @@ static void test_golden(void **state)
     assert_int_equal(lm_shr_value_encode(&w, LM_SHR_SNAPSHOT, &sv), 0);
     check_bytes(&w, snap_val_hex);
     struct lm_shr_batch ub = {13, 13, LM_SHARE_ARCHIVED, 2};
-    struct lm_shr_value uv = {.snapshot_epoch = 1, .leader_epoch = 5, .start_offset = -1,
-                              .n_batches = 1, .batches = &ub};
+    struct lm_shr_value uv = {
+        .snapshot_epoch = 1, .leader_epoch = 5, .start_offset = -1, .n_batches = 1, .batches = &ub};
     kafka_writer_init(&w, buf, sizeof(buf));
     assert_int_equal(lm_shr_value_encode(&w, LM_SHR_UPDATE, &uv), 0);
     check_bytes(&w, upd_val_hex);
@@ -167,14 +167,13 @@ static void test_malformed(void **state)
     assert_int_equal(lm_shr_value_decode(in, n, LM_SHR_UPDATE, &v, bs, 4), LM_E_UNSUPPORTED);
     in[1] = 0;
     /* a batch count far beyond the bytes: refused before anything is read */
-    uint8_t big[] = {0, 0, 0, 0, 0, 1, 0, 0, 0, 5, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
-                     0xff, 0xff, 0xff, 0xff, 0x7f};
+    uint8_t big[] = {0,    0,    0,    0,    0,    1,    0,    0,    0,    5,    0xff,
+                     0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f};
     assert_int_not_equal(lm_shr_value_decode(big, sizeof(big), LM_SHR_UPDATE, &v, bs, 4), 0);
     /* a null StateBatches */
-    uint8_t nul[] = {0, 0, 0, 0, 0, 1, 0, 0, 0, 5, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
-                     0xff, 0, 0};
-    assert_int_equal(lm_shr_value_decode(nul, sizeof(nul), LM_SHR_UPDATE, &v, bs, 4),
-                     LM_E_INVALID);
+    uint8_t nul[] = {0,    0,    0,    0,    0,    1,    0,    0,    0, 5,
+                     0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0, 0};
+    assert_int_equal(lm_shr_value_decode(nul, sizeof(nul), LM_SHR_UPDATE, &v, bs, 4), LM_E_INVALID);
     /* a bad delivery state, a batch with last < first */
     in[35] = 1; /* DeliveryState 1 (acquired) is never persisted */
     assert_int_equal(lm_shr_value_decode(in, n, LM_SHR_UPDATE, &v, bs, 4), LM_E_INVALID);
@@ -185,8 +184,8 @@ static void test_malformed(void **state)
     uint8_t k2[] = {0, 3, 0, 1, 'g'};
     struct lm_shr_key k;
     assert_int_equal(lm_shr_key_decode(k2, sizeof(k2), &k), LM_E_UNSUPPORTED);
-    uint8_t k3[] = {0, 0, 0xff, 0xff, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16,
-                    0, 0, 0, 0};
+    uint8_t k3[] = {0, 0,  0xff, 0xff, 1,  2,  3,  4,  5, 6, 7, 8,
+                    9, 10, 11,   12,   13, 14, 15, 16, 0, 0, 0, 0};
     assert_int_equal(lm_shr_key_decode(k3, sizeof(k3), &k), LM_E_INVALID);
     /* encoding refuses what it cannot write */
     uint8_t buf[64];
@@ -243,7 +242,8 @@ static void test_replay(void **state)
     (void)state;
     struct lm_shr_state s;
     lm_shr_state_init(&s);
-    struct lm_shr_batch sb[2] = {{10, 19, LM_SHARE_AVAILABLE, 1}, {20, 29, LM_SHARE_ACKNOWLEDGED, 1}};
+    struct lm_shr_batch sb[2] = {{10, 19, LM_SHARE_AVAILABLE, 1},
+                                 {20, 29, LM_SHARE_ACKNOWLEDGED, 1}};
     struct lm_shr_value snap = {1, 0, 0, 10, 0, 0, 2, sb};
     assert_int_equal(lm_shr_state_replay(&s, LM_SHR_SNAPSHOT, &snap), 0);
     assert_true(s.present);
@@ -366,9 +366,9 @@ static void test_save_restore(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_golden),   cmocka_unit_test(test_truncated),
+        cmocka_unit_test(test_golden),    cmocka_unit_test(test_truncated),
         cmocka_unit_test(test_malformed), cmocka_unit_test(test_round_trip),
-        cmocka_unit_test(test_replay),   cmocka_unit_test(test_save_restore),
+        cmocka_unit_test(test_replay),    cmocka_unit_test(test_save_restore),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -17,8 +17,14 @@ import org.apache.kafka.common.serialization.StringSerializer;
  *     end, produces N records, accepts the first ACCEPT or a few more (whole polls), acquires
  *     the next poll without acknowledging it, prints "ACCEPTED v..." and "HELD v..." and halts
  *     without closing (as a crash would);
+ *   mixed BOOTSTRAP TOPIC GROUP N: as before, then acknowledges every record of its polls by
+ *     its number i (value "ri"): ACCEPT when i % 3 == 0, REJECT when i % 3 == 1, and in its
+ *     last poll RELEASE when i % 3 == 2 (ACCEPT before, so that nothing comes back before the
+ *     crash); stops after the poll in which it has seen N / 2 records, commits, prints
+ *     "ACCEPTED v...", "REJECTED v...", "RELEASED v..." and halts (records the client fetched
+ *     beyond its polls stay acquired);
  *   after BOOTSTRAP TOPIC GROUP WANT: a new member of GROUP accepts whatever comes for up to
- *     20 s (until WANT records) and prints "GOT v...".
+ *     20 s (until WANT records) and prints "GOT v...", "DUP n" and "COUNT v:deliveryCount...".
  */
 public class ShareRestart {
     static Properties consumerProps(String bootstrap, String group) {
@@ -41,6 +47,58 @@ public class ShareRestart {
 
     public static void main(String[] args) throws Exception {
         String mode = args[0], bootstrap = args[1], topic = args[2], group = args[3];
+        if (mode.equals("mixed")) {
+            int n = Integer.parseInt(args[4]);
+            Properties ap = new Properties();
+            ap.put("bootstrap.servers", bootstrap);
+            try (Admin admin = Admin.create(ap)) {
+                admin.createTopics(List.of(new NewTopic(topic, 1, (short) 1))).all().get();
+            }
+            KafkaShareConsumer<String, String> sc =
+                new KafkaShareConsumer<>(consumerProps(bootstrap, group));
+            sc.subscribe(List.of(topic));
+            long until = System.currentTimeMillis() + 3000;
+            while (System.currentTimeMillis() < until)
+                sc.poll(Duration.ofMillis(200));
+            Properties pp = new Properties();
+            pp.put("bootstrap.servers", bootstrap);
+            pp.put("key.serializer", StringSerializer.class.getName());
+            pp.put("value.serializer", StringSerializer.class.getName());
+            try (KafkaProducer<String, String> prod = new KafkaProducer<>(pp)) {
+                for (int i = 0; i < n; i++)
+                    prod.send(new ProducerRecord<>(topic, "k" + i, "r" + i));
+                prod.flush();
+            }
+            List<String> accepted = new ArrayList<>(), rejected = new ArrayList<>(),
+                         released = new ArrayList<>();
+            int seen = 0;
+            until = System.currentTimeMillis() + 20000;
+            while (seen < n / 2 && System.currentTimeMillis() < until) {
+                ConsumerRecords<String, String> recs = sc.poll(Duration.ofMillis(200));
+                boolean last = seen + recs.count() >= n / 2;
+                for (ConsumerRecord<String, String> r : recs) {
+                    int i = Integer.parseInt(r.value().substring(1));
+                    AcknowledgeType t = i % 3 == 0 ? AcknowledgeType.ACCEPT
+                                        : i % 3 == 1 ? AcknowledgeType.REJECT
+                                        : last ? AcknowledgeType.RELEASE : AcknowledgeType.ACCEPT;
+                    sc.acknowledge(r, t);
+                    (t == AcknowledgeType.ACCEPT ? accepted
+                     : t == AcknowledgeType.REJECT ? rejected : released).add(r.value());
+                    seen++;
+                }
+                if (!recs.isEmpty()) {
+                    Map<org.apache.kafka.common.TopicIdPartition, Exception> errs = new java.util.HashMap<>();
+                    sc.commitSync().forEach((tp, e) -> e.ifPresent(x -> errs.put(tp, (Exception) x)));
+                    if (!errs.isEmpty())
+                        System.out.println("COMMIT-ERRORS " + errs);
+                }
+            }
+            System.out.println("ACCEPTED " + join(accepted));
+            System.out.println("REJECTED " + join(rejected));
+            System.out.println("RELEASED " + join(released));
+            System.out.flush();
+            Runtime.getRuntime().halt(0);
+        }
         if (mode.equals("before")) {
             int n = Integer.parseInt(args[4]), accept = Integer.parseInt(args[5]);
             Properties ap = new Properties();
@@ -87,6 +145,7 @@ public class ShareRestart {
         }
         int want = Integer.parseInt(args[4]);
         TreeSet<String> got = new TreeSet<>();
+        List<String> counts = new ArrayList<>();
         int dup = 0;
         try (KafkaShareConsumer<String, String> sc =
                  new KafkaShareConsumer<>(consumerProps(bootstrap, group))) {
@@ -97,6 +156,7 @@ public class ShareRestart {
                 for (ConsumerRecord<String, String> r : recs) {
                     if (!got.add(r.value()))
                         dup++;
+                    counts.add(r.value() + ":" + r.deliveryCount().orElse((short) -1));
                     sc.acknowledge(r, AcknowledgeType.ACCEPT);
                 }
                 if (!recs.isEmpty())
@@ -113,5 +173,6 @@ public class ShareRestart {
         }
         System.out.println("GOT " + join(got));
         System.out.println("DUP " + dup);
+        System.out.println("COUNT " + join(counts));
     }
 }
