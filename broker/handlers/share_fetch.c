@@ -1706,6 +1706,11 @@ struct sadmin {
     struct hwork *items;
     struct saitem *aitems;
     struct hfan fan;
+    /* __share_group_state: its partitions (0: none yet), the records each item writes (a
+     * snapshot of the new start offset, or tombstones) before the answer */
+    int32_t state_parts;
+    struct share_prec *precs;
+    void (*answer)(struct hfan *f);
 };
 
 /* Drops group's share partition of (topic, partition) here and its checkpoint entry; true
@@ -1767,6 +1772,16 @@ static void sadmin_op(struct hshard *hs, struct hpart *p, struct hwork *w, struc
     if (d->kind != SA_ALTER || it->offset < 0) {
         it->had_state =
             state_drop(hs, ss, it->group, w->topic, w->topic_len, w->partition, &w->error);
+        /* tombstones of both keys (Kafka's DeleteShareGroupState); DeleteGroups, which looks
+         * at every partition of the node, writes them where the group had state */
+        if (d->state_parts > 0 && (d->kind != SA_FORGET || it->had_state)) {
+            int rc = share_prec_tombstones(
+                &d->precs[w - d->items],
+                share_state_partition_for(it->group, p->topic_id, w->partition, d->state_parts),
+                it->group, p->topic_id, w->partition);
+            if (rc != 0)
+                w->error = KAFKA_UNKNOWN_SERVER_ERROR;
+        }
         return;
     }
     if (p->replicated &&
@@ -1782,6 +1797,26 @@ static void sadmin_op(struct hshard *hs, struct hpart *p, struct hwork *w, struc
     }
     lm_share_part_reset(&spt->sp, it->offset);
     memcpy(spt->topic_id, p->topic_id, 16);
+    spt->leader_epoch = p->replicated && p->part != NULL ? partition_leader_epoch(p->part) : 0;
+    spt->dirty = spt->snap_next = false;
+    spt->updates = 0;
+    if (d->state_parts > 0) {
+        /* a snapshot of the new start, in a new state epoch (Kafka's InitializeShareGroupState
+         * after AlterShareGroupOffsets) */
+        spt->state_epoch++;
+        spt->snapshot_epoch++;
+        struct lm_shr_value v = {.snapshot_epoch = spt->snapshot_epoch,
+                                 .state_epoch = spt->state_epoch,
+                                 .leader_epoch = spt->leader_epoch,
+                                 .start_offset = it->offset,
+                                 .create_ms = group_now_ms(hs),
+                                 .write_ms = group_now_ms(hs)};
+        if (share_prec_state(
+                &d->precs[w - d->items],
+                share_state_partition_for(it->group, p->topic_id, w->partition, d->state_parts),
+                it->group, p->topic_id, w->partition, LM_SHR_SNAPSHOT, &v) != 0)
+            w->error = KAFKA_UNKNOWN_SERVER_ERROR;
+    }
     int rc = ckpt_write(hs, ss, spt->topic, spt->partition, NULL);
     if (rc != 0) {
         BLOG_WARN_LIMITED("partition %s-%d: writing %s: %s", spt->topic, spt->partition,
@@ -1805,6 +1840,34 @@ static void topic_id_of(struct hshard *hs, const char *name, size_t len, uint8_t
         memcpy(out, ht->meta->id, 16);
     else
         memset(out, 0, 16);
+}
+
+static void sadmin_persisted(void *ctx)
+{
+    struct sadmin *d = ctx;
+    for (size_t i = 0; i < d->count; i++) {
+        struct share_prec *pr = &d->precs[i];
+        if (pr->n == 0)
+            continue;
+        /* NOT_LEADER_OR_FOLLOWER: the state partition is another node's, not written there
+         * (a cluster); share.checkpoint still holds the change on this node */
+        if (pr->error != KAFKA_NONE && pr->error != KAFKA_NOT_LEADER_OR_FOLLOWER &&
+            d->items[i].error == KAFKA_NONE)
+            d->items[i].error = pr->error;
+        share_prec_free(pr);
+    }
+    d->answer(&d->fan);
+}
+
+/* The owners are done: their records written, then the answer. */
+static void sadmin_done(struct hfan *f)
+{
+    struct sadmin *d = f->ctx;
+    if (!share_persist_start(d->req, d->precs, d->count, sadmin_persisted, d)) {
+        for (size_t i = 0; i < d->count; i++)
+            share_prec_free(&d->precs[i]);
+        h_close(d->req, "arena exhausted");
+    }
 }
 
 static void alter_done(struct hfan *f)
@@ -1943,8 +2006,8 @@ static void sadmin_then(struct greq *g)
         r->error_code = err;
         r->error_message = msg;
     }
-    if (!hfan_init(&d->fan, d->req, d->items, d->count, sadmin_op,
-                   d->kind == SA_ALTER ? alter_done : delete_done, d)) {
+    d->answer = d->kind == SA_ALTER ? alter_done : delete_done;
+    if (!hfan_init(&d->fan, d->req, d->items, d->count, sadmin_op, sadmin_done, d)) {
         h_close(d->req, "arena exhausted");
         return;
     }
@@ -1964,8 +2027,12 @@ static struct sadmin *sadmin_new(struct broker_req *req, int kind, void *rq, voi
     d->resp = resp;
     d->items = h_alloc(req, n, sizeof(*d->items));
     d->aitems = h_alloc(req, n, sizeof(*d->aitems));
-    if (n > 0 && (d->items == NULL || d->aitems == NULL))
+    d->precs = h_alloc(req, n, sizeof(*d->precs));
+    if (n > 0 && (d->items == NULL || d->aitems == NULL || d->precs == NULL))
         return NULL;
+    if (n > 0)
+        memset(d->precs, 0, n * sizeof(*d->precs));
+    d->state_parts = share_state_partitions(hs_of(req->shard), false);
     return d;
 }
 
@@ -2147,7 +2214,8 @@ void share_groups_forget(struct broker_req *req, const struct kafka_str *groups,
                 sadmin_item(hs, d, k++, groups[g], -1, name, len, j, -1, KAFKA_NONE);
         }
     d->count = k;
-    if (!hfan_init(&d->fan, req, d->items, d->count, sadmin_op, forget_done, d)) {
+    d->answer = forget_done;
+    if (!hfan_init(&d->fan, req, d->items, d->count, sadmin_op, sadmin_done, d)) {
         h_close(req, "arena exhausted");
         return;
     }

@@ -331,8 +331,8 @@ static void load_record(struct load_scan *l, const struct kafka_record *rec)
         return;
     }
     struct lm_shr_value v;
-    int rc = lm_shr_value_decode(rec->value, (size_t)rec->value_len, k.type, &v, l->batches,
-                                 l->cap);
+    int rc =
+        lm_shr_value_decode(rec->value, (size_t)rec->value_len, k.type, &v, l->batches, l->cap);
     if (rc == 0)
         rc = lm_shr_state_replay(l->state, k.type, &v);
     if (rc != 0)
