@@ -46,6 +46,36 @@ int32_t lm_shr_coord_key(struct kafka_str group, const uint8_t topic_id[16], int
     return n;
 }
 
+static bool b64url_digit(char c)
+{
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' ||
+           c == '_';
+}
+
+bool lm_shr_coord_key_valid(const char *key, int32_t len)
+{
+    if (key == NULL || len < 1 + 1 + 22 + 1 + 1)
+        return false;
+    int32_t colon = len - 1;
+    while (colon >= 0 && key[colon] != ':')
+        colon--;
+    int32_t digits = len - colon - 1;
+    if (colon < 1 + 1 + 22 || digits < 1 || digits > 10)
+        return false;
+    int64_t partition = 0;
+    for (int32_t i = colon + 1; i < len; i++) {
+        if (key[i] < '0' || key[i] > '9')
+            return false;
+        partition = partition * 10 + (key[i] - '0');
+    }
+    if (partition > INT32_MAX || key[colon - 23] != ':')
+        return false;
+    for (int32_t i = colon - 22; i < colon; i++)
+        if (!b64url_digit(key[i]))
+            return false;
+    return colon - 23 >= 1; /* a group before the topic id */
+}
+
 static bool type_ok(int16_t type)
 {
     return type == LM_SHR_SNAPSHOT || type == LM_SHR_UPDATE;

@@ -82,6 +82,10 @@ struct lm_shr_state {
 int32_t lm_shr_coord_key(struct kafka_str group, const uint8_t topic_id[16], int32_t partition,
                          char *out);
 
+/* lm_shr_coord_key_valid tells whether key[0..len) is a share coordinator key: a non-empty
+ * group, ':', a topic id (22 base64url digits), ':', a partition (decimal, 0 to INT32_MAX). */
+bool lm_shr_coord_key_valid(const char *key, int32_t len);
+
 /* lm_shr_key_type returns a key's record type, or -1 when it is too short. */
 int16_t lm_shr_key_type(const uint8_t *key, size_t len);
 /* lm_shr_key_encode writes k. Returns 0 or an LM_E_* error (LM_E_INVALID: bad type, null group). */

@@ -4,8 +4,9 @@ acquisition from the share-partition start offset (share.auto.offset.reset lates
 ShareAcknowledge (accept, INVALID_RECORD_STATE for a record acknowledged twice), an
 acknowledgement piggybacked on ShareFetch (release: the records come back with delivery count
 2), a session closed with epoch -1 releasing what its member held (delivery count 3 for the next
-member), ShareGroupDescribe, and a topic deleted and made again (its share partition starts
-over).
+member), ShareGroupDescribe, a topic deleted and made again (its share partition starts
+over), and FindCoordinator key type 2 (the share coordinator: this node for a valid
+"group:topicId:partition" key, INVALID_REQUEST for a malformed one or below v6).
 
     test_share_wire.py --io uring|epoll
 """
@@ -206,6 +207,22 @@ def acquired(out):
     return [a for p in out["parts"] for a in (p["acquired"] or [])]
 
 
+def find_share_coordinator(c, keys, version=6):
+    """FindCoordinator v4+ with key type 2: [(key, node, port, error)]."""
+    body = struct.pack(">b", 2) + carr([cs(k) for k in keys]) + TAGS
+    r = R(c.call(10, version, body, True))
+    r.take(">i")
+    out = []
+    for _ in range(r.uv() - 1):
+        key, node = r.s(), r.take(">i")
+        r.s()
+        port, err = r.take(">i"), r.take(">h")
+        r.s()
+        r.uv()
+        out.append((key, node, port, err))
+    return out
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--io", default="uring")
@@ -234,6 +251,16 @@ def main():
               and r["assignment"][0][1] == [0], "m1 joins and is assigned partition 0", r)
         tid = r["assignment"][0][0] if r["assignment"] else b"\x00" * 16
         epoch1 = r["epoch"]
+        import base64
+        skey = "%s:%s:0" % (GROUP, base64.urlsafe_b64encode(tid).decode().rstrip("="))
+        fc = find_share_coordinator(c, [skey, GROUP + ":nope:0", ":%s:0" % skey.split(":")[1]])
+        check(len(fc) == 3 and fc[0][0] == skey and fc[0][3] == 0 and fc[0][1] >= 0 and
+              fc[0][2] == b.port and [x[3] for x in fc[1:]] == [42, 42],
+              "FindCoordinator key type 2: this node for the share partition's key, "
+              "INVALID_REQUEST for malformed keys", fc)
+        fc = find_share_coordinator(c, [skey], version=5)
+        check([x[3] for x in fc] == [42], "FindCoordinator v5 with key type 2: INVALID_REQUEST",
+              fc)
         r = heartbeat(c, "m1", epoch1 + 7)
         check(r["error"] == 110, "a wrong member epoch: FENCED_MEMBER_EPOCH", r)
 

@@ -363,12 +363,37 @@ static void test_save_restore(void **state)
     lm_share_part_deinit(&sp);
 }
 
+/* Kafka's SharePartitionKey.asCoordinatorKey: Uuid.toString() of 0102..10 is
+ * AQIDBAUGBwgJCgsMDQ4PEA (base64url, no padding). */
+static void test_coord_key(void **state)
+{
+    (void)state;
+    char key[LM_SHR_COORD_KEY_MAX];
+    int32_t n = lm_shr_coord_key((struct kafka_str){"grp:1", 5}, topic_id, 42, key);
+    assert_int_equal(n, (int32_t)strlen("grp:1:AQIDBAUGBwgJCgsMDQ4PEA:42"));
+    assert_memory_equal(key, "grp:1:AQIDBAUGBwgJCgsMDQ4PEA:42", (size_t)n);
+    assert_true(lm_shr_coord_key_valid(key, n));
+    const char *bad[] = {"",
+                         ":AQIDBAUGBwgJCgsMDQ4PEA:1",
+                         "g:AQIDBAUGBwgJCgsMDQ4PE:1",
+                         "g:AQIDBAUGBwgJCgsMDQ4PE=:1",
+                         "g:AQIDBAUGBwgJCgsMDQ4PEA:",
+                         "g:AQIDBAUGBwgJCgsMDQ4PEA:-1",
+                         "g:AQIDBAUGBwgJCgsMDQ4PEA:2147483648",
+                         "gAQIDBAUGBwgJCgsMDQ4PEAA:1",
+                         "g"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        assert_false(lm_shr_coord_key_valid(bad[i], (int32_t)strlen(bad[i])));
+    assert_true(lm_shr_coord_key_valid("g:AQIDBAUGBwgJCgsMDQ4PEA:2147483647", 35));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_golden),    cmocka_unit_test(test_truncated),
         cmocka_unit_test(test_malformed), cmocka_unit_test(test_round_trip),
         cmocka_unit_test(test_replay),    cmocka_unit_test(test_save_restore),
+        cmocka_unit_test(test_coord_key),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
