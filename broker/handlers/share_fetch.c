@@ -10,8 +10,10 @@
  * - share partitions (broker/group/share_partition.h) on the shard owning the topic partition,
  *   reached through the fan-out (data_fan.c), one per (group, topic, partition), created on
  *   first use with share.auto.offset.reset (the group's config, latest by default).
- * Both in memory; only each share partition's start offset is checkpointed to disk
- * (share.checkpoint, below), so that a restart resumes there (see broker/README.md).
+ * Both in memory; each share partition's state is written to __share_group_state
+ * (share_state.h) after the passes that changed it, before the answer, and read back at its
+ * first fetch after a start; its start offset is also checkpointed to share.checkpoint (below),
+ * the fallback when the state topic holds nothing for it (see broker/README.md).
  *
  * A pass applies the request's acknowledgements (first pass only), then for each partition of
  * the session expires timed-out locks, reads whole batches from the first acquirable offset up
