@@ -7,7 +7,10 @@ and the ones never delivered, never an accepted or rejected one. A start offset 
 share.checkpoint of earlier versions) cannot tell the rejected records above it from the
 others: only the state batches can. Then Kafka 4.1.1's own DumpLogSegments
 (--share-group-state-decoder) decodes the __share_group_state segment holding the group's
-records: ShareSnapshot and ShareUpdate records of the group's share partition.
+records: ShareSnapshot and ShareUpdate records of the group's share partition, a snapshot every
+three updates (share.coordinator.snapshot.update.records.per.snapshot=3, so the restart replays
+a snapshot and the updates after it); and once AlterShareGroupOffsets to -1 dropped the state,
+tombstones of both keys.
 
     test_share_state.py --io uring|epoll
 
@@ -87,7 +90,8 @@ def main():
     # a long lock: the held records come back only because the restart released them
     config = {"group.share.record.lock.duration.ms": 60000,
               "group.share.heartbeat.interval.ms": 500,
-              "share.coordinator.state.topic.num.partitions": 3}
+              "share.coordinator.state.topic.num.partitions": 3,
+              "share.coordinator.snapshot.update.records.per.snapshot": 3}
     with Broker(io=args.io, shards=2, config=config) as b:
         rc, out = run(java_cmd(cp, "ShareRestart", "mixed", b.bootstrap, TOPIC, GROUP, str(N)),
                       60)
@@ -110,6 +114,10 @@ def main():
         got = values(out, "GOT") or []
         counts = dict(c.split(":") for c in values(out, "COUNT") or [])
         alive = b.alive()
+        # then the state dropped (AlterShareGroupOffsets to -1 on the now empty group): its
+        # tombstones
+        rc2, out2 = run(java_cmd(cp, "ShareAdmin", "reset", b.bootstrap, TOPIC, GROUP, "-1"), 60)
+        print(out2)
         status = b.stop()
         log = b.log_text()
         again = sorted(set(got) & done)
@@ -127,7 +135,7 @@ def main():
             print(log[-4000:])
             return 1
         text, recs = dump(b.data_dir)
-        ours = [r for r in recs if r[1].get("groupId") == GROUP]
+        ours = [r for r in recs if r[1].get("groupId") == GROUP and r[2] is not None]
         snaps = [r for r in ours if r[0] == 0 and r[2] is not None]
         updates = [r for r in ours if r[0] == 1 and r[2] is not None]
         ok = bool(snaps) and bool(updates) and all(
@@ -135,12 +143,20 @@ def main():
             for r in snaps + updates)
         print("DumpLogSegments: %d records of the group, %d snapshots, %d updates"
               % (len(ours), len(snaps), len(updates)))
+        ok = ok and len(snaps) >= 2 and all(
+            r[2]["stateEpoch"] >= 0 and "createTimestamp" in r[2] for r in snaps)
         if not ok:
             print("FAIL: Kafka's DumpLogSegments does not show the group's snapshots and "
                   "updates")
             print(text[-4000:])
             return 1
         print("last update: %s" % json.dumps(updates[-1][2]))
+        dead = sorted(r[0] for r in recs if r[1].get("groupId") == GROUP and r[2] is None)
+        print("tombstones of the group: key types %s" % dead)
+        if rc2 != 0 or dead != [0, 1]:
+            print("FAIL: no tombstones of both keys after the state was dropped (rc %s)" % rc2)
+            print(text[-3000:])
+            return 1
     print("share-partition state across a broker crash (%s): passed in %.1f s"
           % (args.io, time.monotonic() - t0))
     return 0
