@@ -228,6 +228,7 @@ static struct spart *spart_get(struct sshard *ss, const struct lm_share_config *
 
 void share_shard_free(struct hshard *hs)
 {
+    share_state_shard_free(hs);
     struct sshard *ss = hs->share;
     if (ss == NULL)
         return;
@@ -1423,6 +1424,8 @@ static void delete_share_group_offsets(struct broker_req *req);
 int share_fetch_register(struct broker_dispatch *d)
 {
     int rc;
+    if ((rc = share_state_register(d)) != 0)
+        return rc;
     if ((rc = handlers_serve(d, KAFKA_ALTER_SHARE_GROUP_OFFSETS_KEY, 0, 0,
                              alter_share_group_offsets)) != 0 ||
         (rc = handlers_serve(d, KAFKA_DELETE_SHARE_GROUP_OFFSETS_KEY, 0, 0,

@@ -62,9 +62,11 @@ int share_prec_tombstones(struct share_prec *pr, int32_t state_partition, struct
 void share_prec_free(struct share_prec *pr);
 
 /* Appends recs[i] (those with n > 0) to their state partitions, each once durable; then runs
- * done(ctx) on req's shard. recs[i].error tells each outcome (NOT_LEADER_OR_FOLLOWER: the state
- * partition is led by another node). The array is borrowed until done. Returns false on arena
- * exhaustion (done not called). */
+ * done(ctx) on req's shard. A state partition led by another node (a cluster) gets the record as
+ * a WriteShareGroupState to that node (a tombstone is not sent: NOT_LEADER_OR_FOLLOWER, the
+ * DeleteShareGroupState API is not used). recs[i].error tells each outcome
+ * (NOT_LEADER_OR_FOLLOWER: not written, no leader reachable). The array is borrowed until done.
+ * Returns false on arena exhaustion (done not called). */
 bool share_persist_start(struct broker_req *req, struct share_prec *recs, size_t n,
                          void (*done)(void *ctx), void *ctx);
 
@@ -79,9 +81,16 @@ struct share_load {
     int16_t error;              /* out */
 };
 
-/* Reads loads[i]'s states from their state partitions (where this node holds them), then
- * runs done(ctx) on req's shard. Returns false on arena exhaustion (done not called). */
+/* Reads loads[i]'s states from their state partitions (here, or with a ReadShareGroupState to
+ * the node leading one), then runs done(ctx) on req's shard. Returns false on arena exhaustion
+ * (done not called). */
 bool share_load_start(struct broker_req *req, struct share_load *loads, size_t n,
                       void (*done)(void *ctx), void *ctx);
+
+/* Serves ReadShareGroupState (84) and WriteShareGroupState (85), v0: the share coordinator's
+ * side of share_persist_start and share_load_start between the nodes of a cluster. */
+int share_state_register(struct broker_dispatch *d);
+/* Closes the shard's connections to other nodes' share coordinators (shard stop). */
+void share_state_shard_free(struct hshard *hs);
 
 #endif

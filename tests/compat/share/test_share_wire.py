@@ -6,7 +6,8 @@ acknowledgement piggybacked on ShareFetch (release: the records come back with d
 2), a session closed with epoch -1 releasing what its member held (delivery count 3 for the next
 member), ShareGroupDescribe, a topic deleted and made again (its share partition starts
 over), and FindCoordinator key type 2 (the share coordinator: this node for a valid
-"group:topicId:partition" key, INVALID_REQUEST for a malformed one or below v6).
+"group:topicId:partition" key, INVALID_REQUEST for a malformed one or below v6), and the share
+coordinator's WriteShareGroupState / ReadShareGroupState (a state written and read back).
 
     test_share_wire.py --io uring|epoll
 """
@@ -223,6 +224,37 @@ def find_share_coordinator(c, keys, version=6):
     return out
 
 
+def write_state(c, group, tid, partition, start, batches, state_epoch=1):
+    """WriteShareGroupState v0 of one share partition: its error."""
+    bs = [struct.pack(">qqbh", f, l, st, n) + TAGS for f, l, st, n in batches]
+    part = struct.pack(">iiiq", partition, state_epoch, 0, start) + carr(bs) + TAGS
+    body = cs(group) + carr([tid + carr([part]) + TAGS]) + TAGS
+    r = R(c.call(85, 0, body, True))
+    r.uv()
+    r.take("16s")
+    r.uv()
+    p, err = r.take(">i"), r.take(">h")
+    return err
+
+
+def read_state(c, group, tid, partition):
+    """ReadShareGroupState v0 of one share partition: (error, state epoch, start, batches)."""
+    body = cs(group) + carr([tid + carr([struct.pack(">ii", partition, 0) + TAGS]) + TAGS]) + TAGS
+    r = R(c.call(84, 0, body, True))
+    r.uv()
+    r.take("16s")
+    r.uv()
+    r.take(">i")
+    err = r.take(">h")
+    r.s()
+    epoch, start = r.take(">i"), r.take(">q")
+    batches = []
+    for _ in range(r.uv() - 1):
+        batches.append((r.take(">q"), r.take(">q"), r.take(">b"), r.take(">h")))
+        r.uv()
+    return err, epoch, start, batches
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--io", default="uring")
@@ -261,6 +293,20 @@ def main():
         fc = find_share_coordinator(c, [skey], version=5)
         check([x[3] for x in fc] == [42], "FindCoordinator v5 with key type 2: INVALID_REQUEST",
               fc)
+        st = read_state(c, "sw-state", tid, 0)
+        check(st[0] == 0 and st[2] == -1 and not st[3],
+              "ReadShareGroupState of a share partition without state: start offset -1", st)
+        err = write_state(c, "sw-state", tid, 0, 100, [(100, 104, 0, 1), (105, 105, 2, 1),
+                                                         (106, 107, 4, 3)], state_epoch=2)
+        check(err == 0, "WriteShareGroupState of a share partition", err)
+        st = read_state(c, "sw-state", tid, 0)
+        check(st == (0, 2, 100, [(100, 104, 0, 1), (105, 105, 2, 1), (106, 107, 4, 3)]),
+              "ReadShareGroupState reads it back", st)
+        err = write_state(c, "sw-state", tid, 0, -5, [])
+        check(err == 42, "WriteShareGroupState with a negative start offset: INVALID_REQUEST",
+              err)
+        err = write_state(c, "sw-state", tid, 0, 10, [(12, 11, 0, 1)])
+        check(err == 42, "WriteShareGroupState with a bad batch: INVALID_REQUEST", err)
         r = heartbeat(c, "m1", epoch1 + 7)
         check(r["error"] == 110, "a wrong member epoch: FENCED_MEMBER_EPOCH", r)
 
