@@ -17,7 +17,8 @@ import org.apache.kafka.common.serialization.StringSerializer;
  *     end, produces N records, accepts the first ACCEPT or a few more (whole polls), acquires
  *     the next poll without acknowledging it, prints "ACCEPTED v..." and "HELD v..." and halts
  *     without closing (as a crash would);
- *   mixed BOOTSTRAP TOPIC GROUP N: as before, then acknowledges every record of its polls by
+ *   mixed BOOTSTRAP TOPIC GROUP N [FROM]: as before (TOPIC may exist already; the records are
+ *     "rFROM".."r(FROM+N-1)", FROM 0 by default), then acknowledges every record of its polls by
  *     its number i (value "ri"): ACCEPT when i % 3 == 0, REJECT when i % 3 == 1, and in its
  *     last poll RELEASE when i % 3 == 2 (ACCEPT before, so that nothing comes back before the
  *     crash); stops after the poll in which it has seen N / 2 records, commits, prints
@@ -49,23 +50,34 @@ public class ShareRestart {
         String mode = args[0], bootstrap = args[1], topic = args[2], group = args[3];
         if (mode.equals("mixed")) {
             int n = Integer.parseInt(args[4]);
+            int from = args.length > 5 ? Integer.parseInt(args[5]) : 0;
             Properties ap = new Properties();
             ap.put("bootstrap.servers", bootstrap);
             try (Admin admin = Admin.create(ap)) {
                 admin.createTopics(List.of(new NewTopic(topic, 1, (short) 1))).all().get();
+            } catch (java.util.concurrent.ExecutionException e) {
+                // made beforehand (a cluster test makes it replicated)
+                if (!(e.getCause() instanceof org.apache.kafka.common.errors.TopicExistsException))
+                    throw e;
             }
             KafkaShareConsumer<String, String> sc =
                 new KafkaShareConsumer<>(consumerProps(bootstrap, group));
             sc.subscribe(List.of(topic));
+            // the first fetches start the share partition (at the log's end, unless it started
+            // before: then records may come at once, handled below)
+            ConsumerRecords<String, String> first = null;
             long until = System.currentTimeMillis() + 3000;
-            while (System.currentTimeMillis() < until)
-                sc.poll(Duration.ofMillis(200));
+            while (first == null && System.currentTimeMillis() < until) {
+                ConsumerRecords<String, String> recs = sc.poll(Duration.ofMillis(200));
+                if (!recs.isEmpty())
+                    first = recs;
+            }
             Properties pp = new Properties();
             pp.put("bootstrap.servers", bootstrap);
             pp.put("key.serializer", StringSerializer.class.getName());
             pp.put("value.serializer", StringSerializer.class.getName());
             try (KafkaProducer<String, String> prod = new KafkaProducer<>(pp)) {
-                for (int i = 0; i < n; i++)
+                for (int i = from; i < from + n; i++)
                     prod.send(new ProducerRecord<>(topic, "k" + i, "r" + i));
                 prod.flush();
             }
@@ -74,7 +86,9 @@ public class ShareRestart {
             int seen = 0;
             until = System.currentTimeMillis() + 20000;
             while (seen < n / 2 && System.currentTimeMillis() < until) {
-                ConsumerRecords<String, String> recs = sc.poll(Duration.ofMillis(200));
+                ConsumerRecords<String, String> recs =
+                    first != null ? first : sc.poll(Duration.ofMillis(200));
+                first = null;
                 boolean last = seen + recs.count() >= n / 2;
                 for (ConsumerRecord<String, String> r : recs) {
                     int i = Integer.parseInt(r.value().substring(1));
