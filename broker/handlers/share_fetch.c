@@ -670,6 +670,10 @@ static struct spart *share_op_run(struct hshard *hs, struct hpart *p, struct hwo
             spt->snapshot_epoch = ls->snapshot_epoch;
             spt->state_epoch = ls->state_epoch;
             spt->updates = ls->updates;
+            BLOG_INFO("share partition %s-%d of %s: state read back, start offset %lld, %lld in "
+                      "flight",
+                      spt->topic, spt->partition, spt->group, (long long)sp->start,
+                      (long long)lm_share_part_in_flight(sp));
         } else {
             /* none (or past the high watermark: the log lost its tail): where the
              * share.checkpoint of an earlier version had got to (upgrade; or a cluster whose
@@ -682,6 +686,12 @@ static struct spart *share_op_run(struct hshard *hs, struct hpart *p, struct hwo
             spt->saved_start = saved >= 0 ? sp->start : -1;
             spt->snap_next = true;
             spt->dirty = true;
+            BLOG_INFO("share partition %s-%d of %s: no state%s, starts at %lld (%s)", spt->topic,
+                      spt->partition, spt->group,
+                      it->load == NULL && sf->state_parts > 0 ? " read" : "", (long long)sp->start,
+                      saved >= 0     ? "share.checkpoint"
+                      : sf->earliest ? "earliest"
+                                     : "latest");
         }
         spt->leader_epoch = epoch;
     }
