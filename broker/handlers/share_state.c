@@ -46,9 +46,17 @@ static const struct lm_config_entry state_topic_configs[] = {
     {(char *)"retention.bytes", (char *)"-1"},
 };
 
-/* Submits the topic's creation to the controller (a cluster). */
+struct sspeers;
+static struct sspeers *peers_of(struct hshard *hs);
+static bool create_due(struct sspeers *ps, uint64_t now_ms);
+
+/* Submits the topic's creation to the controller (a cluster), at most once a second per
+ * shard while it is not there (every ShareFetch asks). */
 static void create_in_cluster(struct hshard *hs)
 {
+    struct sspeers *ps = peers_of(hs);
+    if (ps == NULL || !create_due(ps, broker_now_ms()))
+        return;
     const struct lm_meta_state *st = &hs->snap->state;
     long live = 0;
     for (size_t i = 0; i < st->broker_count; i++)
@@ -199,7 +207,23 @@ struct speer {
 struct sspeers {
     struct speer peers[SHARE_PEERS_MAX];
     int32_t n;
+    uint64_t create_at_ms; /* the next creation of the state topic may be submitted then */
 };
+
+static struct sspeers *peers_of(struct hshard *hs)
+{
+    if (hs->share_peers == NULL)
+        hs->share_peers = calloc(1, sizeof(*hs->share_peers));
+    return hs->share_peers;
+}
+
+static bool create_due(struct sspeers *ps, uint64_t now_ms)
+{
+    if (now_ms < ps->create_at_ms)
+        return false;
+    ps->create_at_ms = now_ms + 1000;
+    return true;
+}
 
 void share_state_shard_free(struct hshard *hs)
 {
@@ -217,9 +241,9 @@ void share_state_shard_free(struct hshard *hs)
  * now (retried 500 ms after a failure). */
 static struct broker_peer *peer_for(struct hshard *hs, int32_t node)
 {
-    if (hs->share_peers == NULL && (hs->share_peers = calloc(1, sizeof(*hs->share_peers))) == NULL)
+    struct sspeers *ps = peers_of(hs);
+    if (ps == NULL)
         return NULL;
-    struct sspeers *ps = hs->share_peers;
     struct speer *pe = NULL;
     for (int32_t i = 0; i < ps->n && pe == NULL; i++)
         if (ps->peers[i].node == node)
