@@ -1009,9 +1009,11 @@ static void pass_persisted(void *ctx)
             continue;
         struct sitem *it = &sf->sitems[i];
         if (pr->error == KAFKA_NOT_LEADER_OR_FOLLOWER) {
-            /* the state partition is another node's: not written (a cluster; forwarding it
-             * there is not done yet), the share partition keeps its state in memory */
-            BLOG_INFO_LIMITED("share partition %.*s-%d: %s-%d is not led here; state not written",
+            /* no leader of the state partition known or reachable now (a cluster): not
+             * written, the share partition keeps its state in memory (and share.checkpoint);
+             * the next write carries it, as each write holds the whole state */
+            BLOG_INFO_LIMITED("share partition %.*s-%d: %s-%d has no reachable leader; state "
+                              "not written",
                               (int)sf->items[i].topic_len, sf->items[i].topic,
                               sf->items[i].partition, SHARE_STATE_TOPIC, pr->state_partition);
         } else if (pr->error != KAFKA_NONE && it->n_acks > 0 && it->ack_error == KAFKA_NONE) {
