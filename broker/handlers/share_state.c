@@ -465,16 +465,78 @@ static void write_answered(struct srpc *r, int rc)
     persist_step(sp);
 }
 
-/* Sends recs[i] (one snapshot or update record) as a WriteShareGroupState to node. */
+static void delete_answered(struct srpc *r, int rc)
+{
+    struct spersist *sp = r->owner;
+    struct share_prec *pr = &sp->recs[r->i];
+    int16_t err = KAFKA_NETWORK_EXCEPTION;
+    if (rc == 0) {
+        struct kafka_arena a;
+        kafka_arena_init(&a, SHARE_RPC_ARENA_BYTES);
+        struct kafka_reader rd;
+        kafka_reader_init(&rd, r->call.resp, r->call.resp_len);
+        struct kafka_delete_share_group_state_response rs;
+        kafka_delete_share_group_state_response_init(&rs);
+        if (kafka_delete_share_group_state_response_decode(&rd, 0, &rs, &a) == 0 &&
+            rs.results_count == 1 && rs.results[0].partitions_count == 1)
+            err = rs.results[0].partitions[0].error_code;
+        kafka_arena_deinit(&a);
+    }
+    pr->error = remote_error(err);
+    if (pr->error != KAFKA_NONE)
+        BLOG_INFO_LIMITED("%s-%d: DeleteShareGroupState to its leader: error %d", SHARE_STATE_TOPIC,
+                          pr->state_partition, err);
+    persist_step(sp);
+}
+
+/* Sends recs[i] (the tombstones of a share partition) as a DeleteShareGroupState to node. */
+static int remote_delete(struct spersist *sp, size_t i, const struct lm_shr_key *k, int32_t node)
+{
+    struct kafka_delete_share_group_state_request_partition_data pd = {.partition = k->partition};
+    struct kafka_delete_share_group_state_request_delete_state_data td = {.partitions = &pd,
+                                                                          .partitions_count = 1};
+    memcpy(td.topic_id.b, k->topic_id, 16);
+    struct kafka_delete_share_group_state_request rq;
+    kafka_delete_share_group_state_request_init(&rq);
+    rq.group_id = k->group;
+    rq.topics = &td;
+    rq.topics_count = 1;
+    struct srpc *r = &sp->rpcs[i];
+    memset(r, 0, sizeof(*r));
+    size_t len = kafka_delete_share_group_state_request_size(0, &rq);
+    r->buf = malloc(len);
+    if (r->buf == NULL)
+        return LM_E_NOMEM;
+    struct kafka_writer w;
+    kafka_writer_init(&w, r->buf, len);
+    int rc = kafka_delete_share_group_state_request_encode(&w, 0, &rq);
+    LM_ASSERT(rc != 0 || w.pos == len);
+    if (rc != 0) {
+        free(r->buf);
+        r->buf = NULL;
+        return rc;
+    }
+    r->answer = delete_answered;
+    r->owner = sp;
+    r->i = i;
+    return rpc_send(sp->hs, r, KAFKA_DELETE_SHARE_GROUP_STATE_KEY, len, node);
+}
+
+/* Sends recs[i] as a WriteShareGroupState (one snapshot or update record) or a
+ * DeleteShareGroupState (tombstones) to node. */
 static int remote_write(struct spersist *sp, size_t i, int32_t node)
 {
     const struct share_prec *pr = &sp->recs[i];
-    if (pr->n != 1 || pr->r[0].value == NULL)
-        return LM_E_INVALID; /* tombstones: DeleteShareGroupState is not used */
+    if (pr->n < 1)
+        return LM_E_INVALID;
     struct lm_shr_key k;
     int rc = lm_shr_key_decode(pr->r[0].key, (size_t)pr->r[0].key_len, &k);
     if (rc != 0)
         return rc;
+    if (pr->r[0].value == NULL)
+        return remote_delete(sp, i, &k, node);
+    if (pr->n != 1)
+        return LM_E_INVALID;
     int32_t cap = pr->r[0].value_len / 20 + 1;
     struct lm_shr_batch *b = malloc((size_t)cap * sizeof(*b));
     struct kafka_write_share_group_state_request_state_batch *wb =
@@ -872,6 +934,7 @@ struct scoord {
     bool write;
     struct kafka_read_share_group_state_request *rrq;
     struct kafka_write_share_group_state_request *wrq;
+    struct kafka_delete_share_group_state_request *drq;
     size_t n;
     int16_t *errors;          /* per partition, before the fan-out (bad input, denied) */
     struct share_prec *precs; /* write, per partition */
@@ -1129,9 +1192,91 @@ static void read_share_group_state(struct broker_req *req)
         h_close(req, "arena exhausted");
 }
 
+static void delete_answer(void *ctx)
+{
+    struct scoord *c = ctx;
+    struct broker_req *req = c->req;
+    struct kafka_delete_share_group_state_request *rq = c->drq;
+    struct kafka_delete_share_group_state_response resp;
+    kafka_delete_share_group_state_response_init(&resp);
+    int32_t nt = rq->topics_count > 0 ? rq->topics_count : 0;
+    resp.results = h_alloc(req, (size_t)(nt ? nt : 1), sizeof(*resp.results));
+    struct kafka_delete_share_group_state_response_partition_result *pr =
+        h_alloc(req, c->n ? c->n : 1, sizeof(*pr));
+    bool ok = resp.results != NULL && pr != NULL;
+    size_t k = 0;
+    for (int32_t t = 0; ok && t < nt; t++) {
+        struct kafka_delete_share_group_state_response_delete_state_result *o = &resp.results[t];
+        o->topic_id = rq->topics[t].topic_id;
+        o->partitions = &pr[k];
+        o->partitions_count =
+            rq->topics[t].partitions_count > 0 ? rq->topics[t].partitions_count : 0;
+        for (int32_t j = 0; j < o->partitions_count; j++, k++) {
+            int16_t err =
+                c->errors[k] != KAFKA_NONE ? c->errors[k] : coord_error(c->precs[k].error);
+            pr[k] = (struct kafka_delete_share_group_state_response_partition_result){
+                rq->topics[t].partitions[j].partition, err, KAFKA_STR_NULL};
+        }
+    }
+    for (size_t i = 0; i < c->n; i++)
+        share_prec_free(&c->precs[i]);
+    if (!ok) {
+        h_close(req, "arena exhausted");
+        return;
+    }
+    resp.results_count = nt;
+    h_respond(req, &resp);
+}
+
+static void delete_share_group_state(struct broker_req *req)
+{
+    struct kafka_delete_share_group_state_request *rq = h_alloc(req, 1, sizeof(*rq));
+    if (rq == NULL) {
+        h_close(req, "arena exhausted");
+        return;
+    }
+    kafka_delete_share_group_state_request_init(rq);
+    if (!h_decode(req, rq))
+        return;
+    size_t n = 0;
+    for (int32_t t = 0; t < rq->topics_count; t++)
+        n += rq->topics[t].partitions_count > 0 ? (size_t)rq->topics[t].partitions_count : 0;
+    struct scoord *c = scoord_new(req, n);
+    if (c == NULL) {
+        h_close(req, "arena exhausted");
+        return;
+    }
+    c->drq = rq;
+    int32_t parts = 0;
+    int16_t top = coord_check(req, rq->group_id, &parts);
+    size_t k = 0;
+    for (int32_t t = 0; t < rq->topics_count; t++)
+        for (int32_t j = 0; j < rq->topics[t].partitions_count; j++, k++) {
+            int32_t partition = rq->topics[t].partitions[j].partition;
+            c->errors[k] = top != KAFKA_NONE ? top
+                           : partition < 0   ? KAFKA_INVALID_REQUEST
+                                             : KAFKA_NONE;
+            if (c->errors[k] != KAFKA_NONE)
+                continue;
+            const uint8_t *tid = rq->topics[t].topic_id.b;
+            if (share_prec_tombstones(
+                    &c->precs[k], share_state_partition_for(rq->group_id, tid, partition, parts),
+                    rq->group_id, tid, partition) != 0)
+                c->errors[k] = KAFKA_UNKNOWN_SERVER_ERROR;
+        }
+    if (!persist_begin(req, c->precs, n, delete_answer, c, true)) {
+        for (size_t i = 0; i < n; i++)
+            share_prec_free(&c->precs[i]);
+        h_close(req, "arena exhausted");
+    }
+}
+
 int share_state_register(struct broker_dispatch *d)
 {
     int rc;
+    if ((rc = handlers_serve(d, KAFKA_DELETE_SHARE_GROUP_STATE_KEY, 0, 0,
+                             delete_share_group_state)) != 0)
+        return rc;
     if ((rc = handlers_serve(d, KAFKA_READ_SHARE_GROUP_STATE_KEY, 0, 0, read_share_group_state)) !=
         0)
         return rc;

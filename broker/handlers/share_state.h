@@ -63,10 +63,9 @@ void share_prec_free(struct share_prec *pr);
 
 /* Appends recs[i] (those with n > 0) to their state partitions, each once durable; then runs
  * done(ctx) on req's shard. A state partition led by another node (a cluster) gets the record as
- * a WriteShareGroupState to that node (a tombstone is not sent: NOT_LEADER_OR_FOLLOWER, the
- * DeleteShareGroupState API is not used). recs[i].error tells each outcome
- * (NOT_LEADER_OR_FOLLOWER: not written, no leader reachable). The array is borrowed until done.
- * Returns false on arena exhaustion (done not called). */
+ * a WriteShareGroupState to that node (tombstones as a DeleteShareGroupState). recs[i].error tells
+ * each outcome (NOT_LEADER_OR_FOLLOWER: not written, no leader reachable). The array is borrowed
+ * until done. Returns false on arena exhaustion (done not called). */
 bool share_persist_start(struct broker_req *req, struct share_prec *recs, size_t n,
                          void (*done)(void *ctx), void *ctx);
 
@@ -87,8 +86,9 @@ struct share_load {
 bool share_load_start(struct broker_req *req, struct share_load *loads, size_t n,
                       void (*done)(void *ctx), void *ctx);
 
-/* Serves ReadShareGroupState (84) and WriteShareGroupState (85), v0: the share coordinator's
- * side of share_persist_start and share_load_start between the nodes of a cluster. */
+/* Serves ReadShareGroupState (84), WriteShareGroupState (85) and DeleteShareGroupState (86),
+ * v0: the share coordinator's side of share_persist_start and share_load_start between the
+ * nodes of a cluster. */
 int share_state_register(struct broker_dispatch *d);
 /* Closes the shard's connections to other nodes' share coordinators (shard stop). */
 void share_state_shard_free(struct hshard *hs);

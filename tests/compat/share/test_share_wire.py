@@ -7,7 +7,8 @@ acknowledgement piggybacked on ShareFetch (release: the records come back with d
 member), ShareGroupDescribe, a topic deleted and made again (its share partition starts
 over), and FindCoordinator key type 2 (the share coordinator: this node for a valid
 "group:topicId:partition" key, INVALID_REQUEST for a malformed one or below v6), and the share
-coordinator's WriteShareGroupState / ReadShareGroupState (a state written and read back).
+coordinator's WriteShareGroupState / ReadShareGroupState / DeleteShareGroupState (a state
+written, read back, deleted).
 
     test_share_wire.py --io uring|epoll
 """
@@ -237,6 +238,17 @@ def write_state(c, group, tid, partition, start, batches, state_epoch=1):
     return err
 
 
+def delete_state(c, group, tid, partition):
+    """DeleteShareGroupState v0 of one share partition: its error."""
+    body = cs(group) + carr([tid + carr([struct.pack(">i", partition) + TAGS]) + TAGS]) + TAGS
+    r = R(c.call(86, 0, body, True))
+    r.uv()
+    r.take("16s")
+    r.uv()
+    r.take(">i")
+    return r.take(">h")
+
+
 def read_state(c, group, tid, partition):
     """ReadShareGroupState v0 of one share partition: (error, state epoch, start, batches)."""
     body = cs(group) + carr([tid + carr([struct.pack(">ii", partition, 0) + TAGS]) + TAGS]) + TAGS
@@ -307,6 +319,10 @@ def main():
               err)
         err = write_state(c, "sw-state", tid, 0, 10, [(12, 11, 0, 1)])
         check(err == 42, "WriteShareGroupState with a bad batch: INVALID_REQUEST", err)
+        err = delete_state(c, "sw-state", tid, 0)
+        st = read_state(c, "sw-state", tid, 0)
+        check(err == 0 and st[0] == 0 and st[2] == -1 and not st[3],
+              "DeleteShareGroupState: the state is gone", (err, st))
         r = heartbeat(c, "m1", epoch1 + 7)
         check(r["error"] == 110, "a wrong member epoch: FENCED_MEMBER_EPOCH", r)
 
