@@ -925,13 +925,12 @@ bool share_load_start(struct broker_req *req, struct share_load *loads, size_t n
     return load_begin(req, loads, n, done, ctx, false);
 }
 
-/* ---- the share coordinator: ReadShareGroupState and WriteShareGroupState ---- */
+/* ---- the share coordinator: Read/Write/DeleteShareGroupState ---- */
 
 /* One request of another node's share partition leader, answered from this node's state
  * partitions (never sent further: local_only). */
 struct scoord {
     struct broker_req *req;
-    bool write;
     struct kafka_read_share_group_state_request *rrq;
     struct kafka_write_share_group_state_request *wrq;
     struct kafka_delete_share_group_state_request *drq;
@@ -1095,7 +1094,6 @@ static void write_share_group_state(struct broker_req *req)
         h_close(req, "arena exhausted");
         return;
     }
-    c->write = true;
     c->wrq = rq;
     int32_t parts = 0;
     int16_t top = coord_check(req, rq->group_id, &parts);

@@ -2,7 +2,9 @@
  * share partition's state goes, its creation, and two fan-outs run by the request handlers of
  * share_fetch.c: appending records to state partitions (answered once durable, acks=-1 as
  * __consumer_offsets commits) and reading a share partition's state back (the latest snapshot
- * and the updates after it, share_records.h).
+ * and the updates after it, share_records.h); here when this node leads the state partition,
+ * else through Kafka's persister APIs (Read/Write/DeleteShareGroupState) to the node that does,
+ * which this file also serves.
  *
  * Placement as Kafka's ShareCoordinatorService.partitionFor: the state partition of a share
  * partition is abs(javaHash("groupId:topicId:partition")) % partition count. The topic is made
