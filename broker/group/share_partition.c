@@ -1,6 +1,7 @@
 /* Share-partition state (KIP-932): acquisition, locks, acknowledgements. See
  * share_partition.h. */
 #include "broker/group/share_partition.h"
+#include "broker/group/share_records.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -270,4 +271,55 @@ int lm_share_part_state(const struct lm_share_part *sp, int64_t offset, int32_t 
 int64_t lm_share_part_in_flight(const struct lm_share_part *sp)
 {
     return sp->end - sp->start;
+}
+
+int32_t lm_share_part_batches(const struct lm_share_part *sp, struct lm_shr_batch *out, int32_t cap)
+{
+    LM_ASSERT(cap >= 0);
+    int32_t n = 0;
+    for (int64_t o = sp->start; o < sp->end; o++) {
+        const struct lm_share_rec *r = rec_at(sp, o);
+        /* an acquired record is persisted as available: delivered again after a restart */
+        int8_t state = r->state == LM_SHARE_ACQUIRED ? LM_SHARE_AVAILABLE : (int8_t)r->state;
+        if (n > 0 && out[n - 1].last == o - 1 && out[n - 1].state == state &&
+            out[n - 1].delivery_count == r->deliveries) {
+            out[n - 1].last = o;
+            continue;
+        }
+        if (n == cap)
+            return -1;
+        out[n++] = (struct lm_shr_batch){o, o, state, r->deliveries};
+    }
+    return n;
+}
+
+void lm_share_part_restore(struct lm_share_part *sp, const struct lm_shr_state *s)
+{
+    LM_ASSERT(s->present && s->start_offset >= 0);
+    sp->initialized = true;
+    sp->start = sp->end = s->start_offset;
+    sp->head = 0;
+    int64_t limit = sp->start + sp->cfg.max_in_flight; /* the window's bound */
+    for (int32_t i = 0; i < s->n; i++) {
+        const struct lm_shr_batch *b = &s->batches[i];
+        LM_ASSERT(b->first >= sp->start && b->first <= b->last);
+        for (int64_t o = b->first; o <= b->last && o < limit; o++) {
+            while (sp->end <= o) { /* offsets no batch names: never delivered */
+                struct lm_share_rec *gap =
+                    &sp->recs[(sp->head + (sp->end - sp->start)) % sp->cfg.max_in_flight];
+                memset(gap, 0, sizeof(*gap));
+                sp->end++;
+            }
+            struct lm_share_rec *r = rec_at(sp, o);
+            r->state = b->state == LM_SHARE_ACKNOWLEDGED || b->state == LM_SHARE_ARCHIVED
+                           ? (uint8_t)b->state
+                           : LM_SHARE_AVAILABLE;
+            int32_t d = b->delivery_count;
+            r->deliveries = (uint8_t)(d < 0 ? 0 : d > 255 ? 255 : d);
+            /* a record delivered delivery_limit times and not acknowledged is done */
+            if (r->state == LM_SHARE_AVAILABLE && r->deliveries >= sp->cfg.delivery_limit)
+                r->state = LM_SHARE_ARCHIVED;
+        }
+    }
+    advance(sp);
 }

@@ -15,8 +15,9 @@
  * ACKNOWLEDGED/ARCHIVED records. The window holds at most max_in_flight records
  * (group.share.partition.max.record.locks): bounded memory per share partition.
  *
- * Only in memory; the shell checkpoints start (handlers/share_fetch.c) and a restart begins
- * again there with lm_share_part_start (see broker/README.md). */
+ * Only in memory; the shell writes the window to __share_group_state (share_records.h:
+ * lm_share_part_batches) and a restart rebuilds it with lm_share_part_restore (see
+ * broker/README.md). */
 #ifndef LAMINAR_BROKER_GROUP_SHARE_PARTITION_H
 #define LAMINAR_BROKER_GROUP_SHARE_PARTITION_H
 

@@ -13,6 +13,7 @@
 
 #include "broker/handlers/group_api.h"
 #include "broker/handlers/group_internal.h"
+#include "broker/handlers/share_state.h"
 #include "broker/handlers/txn_internal.h"
 #include "broker/group/group_records.h"
 #include "broker/log.h"
@@ -203,6 +204,48 @@ struct coord_answer {
     int16_t err;
 };
 
+/* Key type 2 (KIP-932's share coordinator, FindCoordinator v6): the node leading the
+ * __share_group_state partition of "groupId:topicId:partition" (Kafka's
+ * ShareCoordinatorService.partitionFor over the whole key), made at the first lookup. */
+static struct coord_answer share_coordinator(struct broker_req *req, struct kafka_str key)
+{
+    struct hshard *hs = hs_of(req->shard);
+    struct coord_answer a = {-1, {"", 0}, -1, KAFKA_COORDINATOR_NOT_AVAILABLE};
+    int32_t n = share_state_partitions(hs, true);
+    if (n <= 0)
+        return a;
+    int32_t p = lm_gr_partition_for(key, n);
+    const struct lm_meta_state *st = &hs->snap->state;
+    const struct lm_meta_topic *t = lm_meta_state_find(st, SHARE_STATE_TOPIC);
+    if (t == NULL || p >= t->partition_count)
+        return a;
+    int32_t leader = hs_cluster(hs->node)
+                         ? lm_meta_state_partition_leader(st, t, p, hs->node->cfg->node_id)
+                         : hs->node->cfg->node_id;
+    const struct lm_meta_broker *b = leader >= 0 ? lm_meta_state_broker(st, leader) : NULL;
+    const struct broker_listener *l = broker_req_advertised(req);
+    if (!hs_cluster(hs->node)) {
+        a.host = cstr(l->host[0] != 0 ? l->host : "localhost");
+        a.node = leader;
+        a.port = l->port;
+        a.err = KAFKA_NONE;
+        return a;
+    }
+    char host[256];
+    uint16_t port;
+    const char *lname = hs->node->cfg->listeners[req->listener].name;
+    if (b == NULL || !lm_meta_broker_endpoint(b, lname, host, sizeof(host), &port))
+        return a;
+    struct kafka_str hk = {host, (int32_t)strlen(host)};
+    a.host = (struct kafka_str){h_strdup(req, hk), hk.len};
+    if (a.host.ptr == NULL)
+        return a;
+    a.node = leader;
+    a.port = port;
+    a.err = KAFKA_NONE;
+    return a;
+}
+
 static struct coord_answer cluster_coordinator(struct broker_req *req, int8_t type,
                                                struct kafka_str key)
 {
@@ -275,6 +318,9 @@ static int16_t coordinator_denied(struct broker_req *req, int8_t type, struct ka
         return KAFKA_GROUP_AUTHORIZATION_FAILED;
     if (type == 1 && !h_allowed_k(req, AUTHZ_OP_DESCRIBE, AUTHZ_RES_TRANSACTIONAL_ID, key))
         return KAFKA_TRANSACTIONAL_ID_AUTHORIZATION_FAILED;
+    /* the share coordinator is for brokers: CLUSTER_ACTION on the cluster */
+    if (type == 2 && !h_allowed_cluster(req, AUTHZ_OP_CLUSTER_ACTION))
+        return KAFKA_CLUSTER_AUTHORIZATION_FAILED;
     return KAFKA_NONE;
 }
 
@@ -287,10 +333,12 @@ static void find_coordinator(struct broker_req *req)
     const struct broker_config *cfg = h_node(req)->cfg;
     const struct broker_listener *l = broker_req_advertised(req);
     struct kafka_str host = cstr(l->host[0] != 0 ? l->host : "localhost");
-    /* Key types: 0 group, 1 transaction (single node: this node for both); 2 (share groups,
-     * v6) is not served. */
+    /* Key types: 0 group, 1 transaction (single node: this node for both); 2 share (v6+:
+     * the leader of the key's __share_group_state partition, share_coordinator). */
     int8_t type = req->api_version >= 1 ? rq.key_type : 0;
-    int16_t err = type == 0 || type == 1 ? KAFKA_NONE : KAFKA_INVALID_REQUEST;
+    int16_t err = type == 0 || type == 1 || (type == 2 && req->api_version >= 6)
+                      ? KAFKA_NONE
+                      : KAFKA_INVALID_REQUEST;
     struct kafka_find_coordinator_response resp;
     kafka_find_coordinator_response_init(&resp);
     resp.throttle_time_ms = 0;
@@ -357,6 +405,20 @@ static void find_coordinator(struct broker_req *req)
             o->port = -1;
             o->error_code = deny;
             o->error_message = KAFKA_STR_NULL;
+            continue;
+        }
+        if (type == 2 && err == KAFKA_NONE) {
+            bool valid = lm_shr_coord_key_valid(o->key.ptr, o->key.len);
+            struct coord_answer ca =
+                valid ? share_coordinator(req, o->key)
+                      : (struct coord_answer){-1, {"", 0}, -1, KAFKA_INVALID_REQUEST};
+            o->node_id = ca.node;
+            o->host = ca.host;
+            o->port = ca.port;
+            o->error_code = ca.err;
+            o->error_message = ca.err == KAFKA_INVALID_REQUEST ? cstr("Invalid coordinator key.")
+                               : ca.err ? cstr("The coordinator is not available.")
+                                        : KAFKA_STR_NULL;
             continue;
         }
         if (cluster) {

@@ -15,6 +15,7 @@
 #include "broker/group/group_records.h"
 #include "broker/handlers/group_api.h"
 #include "broker/handlers/group_internal.h"
+#include "broker/handlers/share_state.h"
 #include "broker/log.h"
 #include "common/lm_assert.h"
 #include "common/lm_err.h"
@@ -1023,6 +1024,8 @@ int handlers_group_register(struct broker_dispatch *d)
         rc = group_cgroup_config(cfg, &node->cgroup_cfg);
     if (rc == 0)
         rc = group_share_config(cfg, &node->sgroup_cfg, &node->share_cfg);
+    if (rc == 0)
+        rc = share_state_config(node);
     if (rc != 0)
         return rc;
     /* classic members of consumer groups are held to the classic bounds */

@@ -84,7 +84,12 @@ struct handlers_ctx {
     struct lm_cgroup_config cgroup_cfg; /* consumer-protocol groups (KIP-848) */
     struct lm_sgroup_config sgroup_cfg; /* share groups (KIP-932) */
     struct lm_share_config share_cfg;   /* share partitions (KIP-932) */
-    struct lm_txn_config txn_cfg;       /* the transaction coordinator's (txn_shard.c) */
+    /* __share_group_state (share_state.c): share.coordinator.state.topic.num.partitions (50),
+     * ...replication.factor (3), share.coordinator.snapshot.update.records.per.snapshot (500) */
+    int32_t share_state_partitions;
+    int32_t share_state_rf;
+    int32_t share_snapshot_every;
+    struct lm_txn_config txn_cfg; /* the transaction coordinator's (txn_shard.c) */
     /* transaction.partition.verification.enable (true): a transactional Produce is checked
      * with the coordinator before its first write to a partition (KIP-890 part 1) */
     bool txn_verify_partitions;

@@ -232,6 +232,7 @@ struct hshard {
     struct pshard *producers;         /* idempotent producer state (producer_idem.c) */
     struct tshard *txn;               /* transaction coordinator state (txn_shard.c) */
     struct sshard *share;             /* share sessions and share partitions (share_fetch.c) */
+    struct sspeers *share_peers;      /* connections to share coordinators (share_state.c) */
     int64_t group_clock_ms;           /* group_now_ms: the last wall-clock time handed out */
     uint32_t open_failures_this_tick; /* failed opens logged since the last tick */
     uint64_t open_us, opens;          /* log opens (recovery included): time and count */

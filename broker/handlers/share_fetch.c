@@ -10,8 +10,10 @@
  * - share partitions (broker/group/share_partition.h) on the shard owning the topic partition,
  *   reached through the fan-out (data_fan.c), one per (group, topic, partition), created on
  *   first use with share.auto.offset.reset (the group's config, latest by default).
- * Both in memory; only each share partition's start offset is checkpointed to disk
- * (share.checkpoint, below), so that a restart resumes there (see broker/README.md).
+ * Both in memory; each share partition's state is written to __share_group_state
+ * (share_state.h) after the passes that changed it, before the answer, and read back at its
+ * first fetch after a start; its start offset is also checkpointed to share.checkpoint (below),
+ * the fallback when the state topic holds nothing for it (see broker/README.md).
  *
  * A pass applies the request's acknowledgements (first pass only), then for each partition of
  * the session expires timed-out locks, reads whole batches from the first acquirable offset up
@@ -31,7 +33,9 @@
 
 #include "broker/group/share_partition.h"
 #include "broker/handlers/group_api.h"
+#include "broker/handlers/group_internal.h"
 #include "broker/handlers/handlers_internal.h"
+#include "broker/handlers/share_state.h"
 #include "broker/log.h"
 #include "broker/partition/partition.h"
 #include "common/lm_assert.h"
@@ -70,6 +74,15 @@ struct spart {
     int32_t partition;
     uint8_t topic_id[16]; /* of the topic it was made for (a re-created topic starts over) */
     int64_t saved_start;  /* the SPSO the checkpoint holds (-1: none written) */
+    /* __share_group_state (share_state.h): dirty when the state changed since it was last
+     * written (acknowledgements, releases, lock timeouts, a start offset moved); the next
+     * record is a snapshot when snap_next or after share_snapshot_every updates */
+    bool dirty;
+    bool snap_next;
+    int32_t updates;
+    int32_t snapshot_epoch;
+    int32_t state_epoch;
+    int32_t leader_epoch; /* of the data partition when the state was made or loaded */
     struct lm_share_part sp;
 };
 
@@ -215,6 +228,7 @@ static struct spart *spart_get(struct sshard *ss, const struct lm_share_config *
 
 void share_shard_free(struct hshard *hs)
 {
+    share_state_shard_free(hs);
     struct sshard *ss = hs->share;
     if (ss == NULL)
         return;
@@ -481,6 +495,13 @@ struct sitem {
     size_t len;
     int32_t n_ranges;
     struct lm_share_range *ranges;
+    /* __share_group_state: the state to start from (share_load_start, malloc'd), and the
+     * record this pass made to write (prec.n > 0) */
+    bool need_load; /* out: the share partition waits for its state to be read */
+    bool loaded;    /* the read ran (load->state NULL or not present: no state found) */
+    bool load_pass; /* the pass after the read works on this item only (with the others') */
+    struct lm_shr_state *load;
+    struct share_prec prec;
 };
 
 struct sfetch {
@@ -509,9 +530,17 @@ struct sfetch {
     const char *error_message;
     struct kafka_share_fetch_response *fresp;
     struct kafka_share_acknowledge_response *aresp;
+    int32_t state_parts;      /* __share_group_state's partitions (0: none, memory only) */
+    struct share_load *loads; /* the reads of this pass's need_load items */
+    struct share_prec *precs; /* the records of this pass, one slot per item */
+    size_t n_loads;
+    bool load_pass; /* a pass for the items whose state was just read */
 };
 
 static void pass_start(struct sfetch *sf);
+static void pass_done(struct hfan *f);
+static void pass_answer(struct sfetch *sf);
+static void respond(struct sfetch *sf);
 
 static int16_t apply_acks(struct lm_share_part *sp, uint64_t member, const struct sitem *it)
 {
@@ -557,7 +586,9 @@ static int16_t apply_acks(struct lm_share_part *sp, uint64_t member, const struc
     return first_err;
 }
 
-static void share_op(struct hshard *hs, struct hpart *p, struct hwork *w, struct hfan *f)
+/* The pass on the partition's owner; returns the share partition it worked on, if any. */
+static struct spart *share_op_run(struct hshard *hs, struct hpart *p, struct hwork *w,
+                                  struct hfan *f)
 {
     struct sfetch *sf = f->ctx;
     struct sitem *it = &sf->sitems[w - sf->items];
@@ -565,11 +596,11 @@ static void share_op(struct hshard *hs, struct hpart *p, struct hwork *w, struct
     w->error = KAFKA_NONE;
     if (ss == NULL) {
         w->error = KAFKA_UNKNOWN_SERVER_ERROR;
-        return;
+        return NULL;
     }
     if (p == NULL) {
         w->error = KAFKA_UNKNOWN_TOPIC_OR_PARTITION; /* in a cluster: NOT_LEADER (data_fan.c) */
-        return;
+        return NULL;
     }
     if (!p->failed)
         (void)hs_part_open(p);
@@ -578,12 +609,12 @@ static void share_op(struct hshard *hs, struct hpart *p, struct hwork *w, struct
     bool closed = hs_part_budget_closed(p);
     if (!closed && (p->log == NULL || p->failed || p->part == NULL)) {
         w->error = KAFKA_KAFKA_STORAGE_ERROR;
-        return;
+        return NULL;
     }
     if (p->replicated && (closed || !partition_hw_known(p->part) ||
                           !partition_lease_valid(p->part, (int64_t)broker_now_ms()))) {
         w->error = KAFKA_NOT_LEADER_OR_FOLLOWER;
-        return;
+        return NULL;
     }
     struct spart *spt =
         spart_get(ss, &hs->node->share_cfg, sf->group, w->topic, w->topic_len, w->partition);
@@ -591,55 +622,97 @@ static void share_op(struct hshard *hs, struct hpart *p, struct hwork *w, struct
         w->error = KAFKA_UNKNOWN_SERVER_ERROR;
         BLOG_WARN_LIMITED("share partition %.*s-%d: no room for its state", (int)w->topic_len,
                           w->topic, w->partition);
-        return;
+        return NULL;
     }
     struct lm_share_part *sp = &spt->sp;
-    if (memcmp(spt->topic_id, p->topic_id, 16) != 0 || sp->recs == NULL) {
+    int32_t epoch = p->replicated && p->part != NULL ? partition_leader_epoch(p->part) : 0;
+    if (memcmp(spt->topic_id, p->topic_id, 16) != 0 || sp->recs == NULL ||
+        (sp->initialized && spt->leader_epoch != epoch)) {
         /* new, or its topic was deleted and made again under the same name: start over (and
-         * again after a failed start over) */
+         * again after a failed start over); or the partition's leadership moved since the
+         * state was made here: read again from __share_group_state, where the leaders in
+         * between wrote theirs */
         if (sp->initialized || sp->recs == NULL) {
             struct lm_share_config cfg = sp->cfg;
             lm_share_part_deinit(sp);
             if (lm_share_part_init(sp, &cfg) != 0) {
                 w->error = KAFKA_UNKNOWN_SERVER_ERROR;
-                return;
+                return spt;
             }
             spt->saved_start = -1;
+            spt->dirty = spt->snap_next = false;
+            spt->updates = 0;
         }
         memcpy(spt->topic_id, p->topic_id, 16);
     }
     int64_t now = (int64_t)broker_now_ms();
-    lm_share_part_expire(sp, now);
-    if (!sf->acks_done && it->n_acks > 0)
+    if (lm_share_part_expire(sp, now) > 0)
+        spt->dirty = true; /* Kafka writes the state when acquisition locks time out */
+    if (!sf->acks_done && it->n_acks > 0) {
         it->ack_error = apply_acks(sp, sf->member_hash, it);
-    if (it->release)
-        lm_share_part_release_member(sp, sf->member_hash);
+        spt->dirty = true;
+    }
+    if (it->release && lm_share_part_release_member(sp, sf->member_hash) > 0)
+        spt->dirty = true;
     if (!it->fetch || closed)
-        return;
+        return spt;
     int64_t start = storage_log_start_offset(p->log);
     int64_t hw = partition_high_watermark(p->part);
     if (!sp->initialized) {
-        /* where the acknowledgements had got to before a restart, else the reset policy; an
-         * SPSO past the high watermark (the log lost its tail) starts at the high watermark */
-        int64_t saved = ckpt_read(hs, spt->topic, spt->partition, spt->group);
-        lm_share_part_start(sp, saved >= 0 ? (saved < hw ? saved : hw) : sf->earliest ? start : hw);
-        spt->saved_start = saved >= 0 ? sp->start : -1;
+        if (sf->state_parts > 0 && !it->loaded) {
+            it->need_load = true; /* pass_done reads it, then passes again */
+            return spt;
+        }
+        const struct lm_shr_state *ls = it->load;
+        if (ls != NULL && ls->present && ls->start_offset <= hw) {
+            /* the state __share_group_state holds: the latest snapshot and its updates */
+            lm_share_part_restore(sp, ls);
+            spt->snapshot_epoch = ls->snapshot_epoch;
+            spt->state_epoch = ls->state_epoch;
+            spt->updates = ls->updates;
+            BLOG_INFO("share partition %s-%d of %s: state read back, start offset %lld, %lld in "
+                      "flight",
+                      spt->topic, spt->partition, spt->group, (long long)sp->start,
+                      (long long)lm_share_part_in_flight(sp));
+        } else {
+            /* none (or past the high watermark: the log lost its tail): where the
+             * share.checkpoint of an earlier version had got to (upgrade; or a cluster whose
+             * state partition is another node's), else the reset policy; the state topic gets
+             * a first snapshot of it */
+            int64_t saved = ckpt_read(hs, spt->topic, spt->partition, spt->group);
+            lm_share_part_start(sp, saved >= 0     ? (saved < hw ? saved : hw)
+                                    : sf->earliest ? start
+                                                   : hw);
+            spt->saved_start = saved >= 0 ? sp->start : -1;
+            spt->snap_next = true;
+            spt->dirty = true;
+            BLOG_INFO("share partition %s-%d of %s: no state%s, starts at %lld (%s)", spt->topic,
+                      spt->partition, spt->group,
+                      it->load == NULL && sf->state_parts > 0 ? " read" : "", (long long)sp->start,
+                      saved >= 0     ? "share.checkpoint"
+                      : sf->earliest ? "earliest"
+                                     : "latest");
+        }
+        spt->leader_epoch = epoch;
     }
+    int64_t before = sp->start;
     lm_share_part_clamp(sp, start);
+    if (sp->start != before)
+        spt->dirty = true;
     if (sf->budget_records <= 0 || sf->budget_bytes <= 0)
-        return;
+        return spt;
     int64_t next = lm_share_part_next(sp, hw);
     if (next < 0)
-        return;
+        return spt;
     struct storage_read_result res;
     int rc = partition_read(p->part, next, (uint64_t)sf->budget_bytes, true, &res);
     if (rc != 0) {
         w->error = h_storage_error(rc);
-        return;
+        return spt;
     }
     if (res.bytes == 0 || res.last_offset < next) {
         partition_read_release(p->part, &res);
-        return;
+        return spt;
     }
     it->data = malloc(res.bytes);
     it->ranges = malloc(SHARE_RANGES_MAX * sizeof(*it->ranges));
@@ -651,7 +724,7 @@ static void share_op(struct hshard *hs, struct hpart *p, struct hwork *w, struct
         it->ranges = NULL;
         partition_read_release(p->part, &res);
         w->error = rc != 0 ? h_storage_error(rc) : KAFKA_UNKNOWN_SERVER_ERROR;
-        return;
+        return spt;
     }
     it->len = res.bytes;
     int64_t upto = res.last_offset;
@@ -665,16 +738,81 @@ static void share_op(struct hshard *hs, struct hpart *p, struct hwork *w, struct
         it->data = NULL;
         it->ranges = NULL;
         it->len = 0;
-        return;
+        return spt;
     }
     for (int32_t i = 0; i < it->n_ranges; i++)
         sf->budget_records -= (int32_t)(it->ranges[i].last - it->ranges[i].first + 1);
     sf->budget_bytes -= (int64_t)it->len;
+    return spt;
+}
+
+/* Makes the record that writes spt's state to __share_group_state: its whole window (start
+ * offset and state batches) as an update, or as a snapshot every share_snapshot_every updates
+ * (Kafka's share.coordinator.snapshot.update.records.per.snapshot) and first. */
+static void state_record(struct hshard *hs, struct sfetch *sf, struct spart *spt, struct sitem *it)
+{
+    struct lm_share_part *sp = &spt->sp;
+    LM_ASSERT(sp->initialized && it->prec.n == 0);
+    int32_t cap = (int32_t)lm_share_part_in_flight(sp);
+    struct lm_shr_batch *b = malloc((size_t)(cap > 0 ? cap : 1) * sizeof(*b));
+    if (b == NULL) {
+        BLOG_WARN_LIMITED("share partition %s-%d: no memory to write its state", spt->topic,
+                          spt->partition);
+        return; /* still dirty: the next pass tries again */
+    }
+    int32_t n = lm_share_part_batches(sp, b, cap);
+    LM_ASSERT(n >= 0 && n <= cap);
+    bool snap = spt->snap_next || spt->updates >= hs->node->share_snapshot_every;
+    int64_t now = group_now_ms(hs);
+    struct lm_shr_value v = {.snapshot_epoch = spt->snapshot_epoch + (snap ? 1 : 0),
+                             .state_epoch = spt->state_epoch,
+                             .leader_epoch = spt->leader_epoch,
+                             .start_offset = sp->start,
+                             .create_ms = now,
+                             .write_ms = now,
+                             .n_batches = n,
+                             .batches = b};
+    struct kafka_str g = {spt->group, (int32_t)strlen(spt->group)};
+    int32_t state_p = share_state_partition_for(g, spt->topic_id, spt->partition, sf->state_parts);
+    int rc = share_prec_state(&it->prec, state_p, g, spt->topic_id, spt->partition,
+                              snap ? LM_SHR_SNAPSHOT : LM_SHR_UPDATE, &v);
+    free(b);
+    if (rc != 0) {
+        BLOG_WARN_LIMITED("share partition %s-%d: encoding its state: %s", spt->topic,
+                          spt->partition, lm_strerror(rc));
+        return;
+    }
+    spt->dirty = false;
+    if (snap) {
+        spt->snap_next = false;
+        spt->snapshot_epoch++;
+        spt->updates = 0;
+    } else {
+        spt->updates++;
+    }
+}
+
+static void share_op(struct hshard *hs, struct hpart *p, struct hwork *w, struct hfan *f)
+{
+    struct sfetch *sf = f->ctx;
+    struct sitem *it = &sf->sitems[w - sf->items];
+    if (sf->load_pass && !it->load_pass)
+        return; /* done in the pass before, its outcome kept */
+    struct spart *spt = share_op_run(hs, p, w, f);
+    if (spt != NULL && spt->dirty && spt->sp.initialized && sf->state_parts > 0)
+        state_record(hs, sf, spt, it);
 }
 
 static void free_items(struct sfetch *sf)
 {
     for (size_t i = 0; i < sf->count; i++) {
+        if (sf->sitems[i].load != NULL) {
+            lm_shr_state_deinit(sf->sitems[i].load);
+            free(sf->sitems[i].load);
+            sf->sitems[i].load = NULL;
+        }
+        sf->sitems[i].loaded = sf->sitems[i].need_load = sf->sitems[i].load_pass = false;
+        share_prec_free(&sf->sitems[i].prec);
         free(sf->sitems[i].data);
         free(sf->sitems[i].ranges);
         sf->sitems[i].data = NULL;
@@ -832,11 +970,101 @@ static void timer_fired(struct broker_shard *s, struct broker_timer *t)
     pass_start(sf);
 }
 
+static void pass_loaded(void *ctx)
+{
+    struct sfetch *sf = ctx;
+    for (size_t k = 0; k < sf->n_loads; k++) {
+        struct share_load *ld = &sf->loads[k];
+        struct sitem *it = &sf->sitems[ld->item];
+        LM_ASSERT(it->need_load && it->load == NULL);
+        it->load = ld->state; /* NULL: the read failed, the item starts without it */
+        it->loaded = true;
+        it->need_load = false;
+        it->load_pass = true;
+        if (ld->error != KAFKA_NONE && ld->error != KAFKA_NOT_LEADER_OR_FOLLOWER)
+            BLOG_WARN_LIMITED("share partition %.*s-%d: its state was not read (error %d)",
+                              (int)sf->items[ld->item].topic_len, sf->items[ld->item].topic,
+                              sf->items[ld->item].partition, ld->error);
+    }
+    sf->n_loads = 0;
+    /* again for those items only: the others keep what they acquired */
+    sf->load_pass = true;
+    if (!hfan_init(&sf->fan, sf->req, sf->items, sf->count, share_op, pass_done, sf)) {
+        sf->final = true;
+        respond(sf);
+        return;
+    }
+    sf->fan.sequential = true;
+    sf->fan.peek = true;
+    hfan_start(&sf->fan);
+}
+
+/* After the records of the pass are durable: the reads the pass asked for, else the answer. */
+static void pass_persisted(void *ctx)
+{
+    struct sfetch *sf = ctx;
+    for (size_t i = 0; i < sf->count; i++) {
+        struct share_prec *pr = &sf->precs[i];
+        if (pr->n == 0)
+            continue;
+        struct sitem *it = &sf->sitems[i];
+        if (pr->error == KAFKA_NOT_LEADER_OR_FOLLOWER) {
+            /* no leader of the state partition known or reachable now (a cluster): not
+             * written, the share partition keeps its state in memory (and share.checkpoint);
+             * the next write carries it, as each write holds the whole state */
+            BLOG_INFO_LIMITED("share partition %.*s-%d: %s-%d has no reachable leader; state "
+                              "not written",
+                              (int)sf->items[i].topic_len, sf->items[i].topic,
+                              sf->items[i].partition, SHARE_STATE_TOPIC, pr->state_partition);
+        } else if (pr->error != KAFKA_NONE && it->n_acks > 0 && it->ack_error == KAFKA_NONE) {
+            it->ack_error = pr->error; /* the acknowledgement is not durable */
+        }
+        share_prec_free(pr);
+    }
+    sf->n_loads = 0;
+    for (size_t i = 0; i < sf->count; i++) {
+        struct sitem *it = &sf->sitems[i];
+        if (!it->need_load)
+            continue;
+        sf->loads[sf->n_loads++] = (struct share_load){
+            .state_partition = share_state_partition_for(sf->group, it->topic_id,
+                                                         sf->items[i].partition, sf->state_parts),
+            .group = sf->group,
+            .partition = sf->items[i].partition,
+            .item = i};
+        memcpy(sf->loads[sf->n_loads - 1].topic_id, it->topic_id, 16);
+    }
+    if (sf->n_loads > 0) {
+        if (!share_load_start(sf->req, sf->loads, sf->n_loads, pass_loaded, sf)) {
+            sf->final = true;
+            respond(sf);
+        }
+        return;
+    }
+    pass_answer(sf);
+}
+
 static void pass_done(struct hfan *f)
 {
     struct sfetch *sf = f->ctx;
-    struct broker_req *req = sf->req;
     sf->acks_done = true;
+    sf->load_pass = false;
+    for (size_t i = 0; i < sf->count; i++) {
+        sf->precs[i] = sf->sitems[i].prec; /* moved: the persist owns it */
+        memset(&sf->sitems[i].prec, 0, sizeof(sf->sitems[i].prec));
+    }
+    if (!share_persist_start(sf->req, sf->precs, sf->count, pass_persisted, sf)) {
+        for (size_t i = 0; i < sf->count; i++)
+            share_prec_free(&sf->precs[i]);
+        sf->final = true;
+        respond(sf);
+    }
+}
+
+/* The pass is over: the answer, or another pass later (nothing acquired yet). */
+static void pass_answer(struct sfetch *sf)
+{
+    struct broker_req *req = sf->req;
     bool any = sf->acknowledge;
     for (size_t i = 0; i < sf->count && !any; i++)
         any = sf->sitems[i].n_ranges > 0 || sf->items[i].error != KAFKA_NONE ||
@@ -932,8 +1160,13 @@ static bool items_build(struct sfetch *sf, const struct ssess *s, const struct r
     size_t cap = (size_t)(s != NULL ? s->n : 0) + (size_t)nrp;
     sf->items = h_alloc(req, cap, sizeof(*sf->items));
     sf->sitems = h_alloc(req, cap, sizeof(*sf->sitems));
-    if (cap > 0 && (sf->items == NULL || sf->sitems == NULL))
+    sf->precs = h_alloc(req, cap, sizeof(*sf->precs));
+    sf->loads = h_alloc(req, cap, sizeof(*sf->loads));
+    if (cap > 0 &&
+        (sf->items == NULL || sf->sitems == NULL || sf->precs == NULL || sf->loads == NULL))
         return false;
+    if (cap > 0)
+        memset(sf->precs, 0, cap * sizeof(*sf->precs));
     size_t n = 0;
     for (int32_t i = 0; s != NULL && i < s->n; i++) {
         memset(&sf->sitems[n], 0, sizeof(sf->sitems[n]));
@@ -1130,6 +1363,10 @@ static void share_fetch(struct broker_req *req)
     if (closing)
         sess_remove(sshard_of(sf->hs), s);
     group_configs_read(sf);
+    /* __share_group_state, made at the first share fetch when missing (Kafka: at the share
+     * coordinator's first use); without it (a cluster, until the controller made it) the
+     * state stays in memory */
+    sf->state_parts = share_state_partitions(sf->hs, true);
     sf->max_wait_ms = closing ? 0 : rq->max_wait_ms;
     sf->deadline_ms = broker_now_ms() + (uint64_t)(sf->max_wait_ms > 0 ? sf->max_wait_ms : 0);
     sf->budget_bytes = rq->max_bytes > 0 ? rq->max_bytes : INT32_MAX;
@@ -1188,6 +1425,7 @@ static void share_acknowledge(struct broker_req *req)
     }
     if (closing)
         sess_remove(sshard_of(sf->hs), s);
+    sf->state_parts = share_state_partitions(sf->hs, false);
     pass_start(sf);
 }
 
@@ -1198,6 +1436,8 @@ static void delete_share_group_offsets(struct broker_req *req);
 int share_fetch_register(struct broker_dispatch *d)
 {
     int rc;
+    if ((rc = share_state_register(d)) != 0)
+        return rc;
     if ((rc = handlers_serve(d, KAFKA_ALTER_SHARE_GROUP_OFFSETS_KEY, 0, 0,
                              alter_share_group_offsets)) != 0 ||
         (rc = handlers_serve(d, KAFKA_DELETE_SHARE_GROUP_OFFSETS_KEY, 0, 0,
@@ -1483,6 +1723,11 @@ struct sadmin {
     struct hwork *items;
     struct saitem *aitems;
     struct hfan fan;
+    /* __share_group_state: its partitions (0: none yet), the records each item writes (a
+     * snapshot of the new start offset, or tombstones) before the answer */
+    int32_t state_parts;
+    struct share_prec *precs;
+    void (*answer)(struct hfan *f);
 };
 
 /* Drops group's share partition of (topic, partition) here and its checkpoint entry; true
@@ -1544,6 +1789,16 @@ static void sadmin_op(struct hshard *hs, struct hpart *p, struct hwork *w, struc
     if (d->kind != SA_ALTER || it->offset < 0) {
         it->had_state =
             state_drop(hs, ss, it->group, w->topic, w->topic_len, w->partition, &w->error);
+        /* tombstones of both keys (Kafka's DeleteShareGroupState); DeleteGroups, which looks
+         * at every partition of the node, writes them where the group had state */
+        if (d->state_parts > 0 && (d->kind != SA_FORGET || it->had_state)) {
+            int rc = share_prec_tombstones(
+                &d->precs[w - d->items],
+                share_state_partition_for(it->group, p->topic_id, w->partition, d->state_parts),
+                it->group, p->topic_id, w->partition);
+            if (rc != 0)
+                w->error = KAFKA_UNKNOWN_SERVER_ERROR;
+        }
         return;
     }
     if (p->replicated &&
@@ -1559,6 +1814,26 @@ static void sadmin_op(struct hshard *hs, struct hpart *p, struct hwork *w, struc
     }
     lm_share_part_reset(&spt->sp, it->offset);
     memcpy(spt->topic_id, p->topic_id, 16);
+    spt->leader_epoch = p->replicated && p->part != NULL ? partition_leader_epoch(p->part) : 0;
+    spt->dirty = spt->snap_next = false;
+    spt->updates = 0;
+    if (d->state_parts > 0) {
+        /* a snapshot of the new start, in a new state epoch (Kafka's InitializeShareGroupState
+         * after AlterShareGroupOffsets) */
+        spt->state_epoch++;
+        spt->snapshot_epoch++;
+        struct lm_shr_value v = {.snapshot_epoch = spt->snapshot_epoch,
+                                 .state_epoch = spt->state_epoch,
+                                 .leader_epoch = spt->leader_epoch,
+                                 .start_offset = it->offset,
+                                 .create_ms = group_now_ms(hs),
+                                 .write_ms = group_now_ms(hs)};
+        if (share_prec_state(
+                &d->precs[w - d->items],
+                share_state_partition_for(it->group, p->topic_id, w->partition, d->state_parts),
+                it->group, p->topic_id, w->partition, LM_SHR_SNAPSHOT, &v) != 0)
+            w->error = KAFKA_UNKNOWN_SERVER_ERROR;
+    }
     int rc = ckpt_write(hs, ss, spt->topic, spt->partition, NULL);
     if (rc != 0) {
         BLOG_WARN_LIMITED("partition %s-%d: writing %s: %s", spt->topic, spt->partition,
@@ -1582,6 +1857,34 @@ static void topic_id_of(struct hshard *hs, const char *name, size_t len, uint8_t
         memcpy(out, ht->meta->id, 16);
     else
         memset(out, 0, 16);
+}
+
+static void sadmin_persisted(void *ctx)
+{
+    struct sadmin *d = ctx;
+    for (size_t i = 0; i < d->count; i++) {
+        struct share_prec *pr = &d->precs[i];
+        if (pr->n == 0)
+            continue;
+        /* NOT_LEADER_OR_FOLLOWER: the state partition is another node's, not written there
+         * (a cluster); share.checkpoint still holds the change on this node */
+        if (pr->error != KAFKA_NONE && pr->error != KAFKA_NOT_LEADER_OR_FOLLOWER &&
+            d->items[i].error == KAFKA_NONE)
+            d->items[i].error = pr->error;
+        share_prec_free(pr);
+    }
+    d->answer(&d->fan);
+}
+
+/* The owners are done: their records written, then the answer. */
+static void sadmin_done(struct hfan *f)
+{
+    struct sadmin *d = f->ctx;
+    if (!share_persist_start(d->req, d->precs, d->count, sadmin_persisted, d)) {
+        for (size_t i = 0; i < d->count; i++)
+            share_prec_free(&d->precs[i]);
+        h_close(d->req, "arena exhausted");
+    }
 }
 
 static void alter_done(struct hfan *f)
@@ -1720,8 +2023,8 @@ static void sadmin_then(struct greq *g)
         r->error_code = err;
         r->error_message = msg;
     }
-    if (!hfan_init(&d->fan, d->req, d->items, d->count, sadmin_op,
-                   d->kind == SA_ALTER ? alter_done : delete_done, d)) {
+    d->answer = d->kind == SA_ALTER ? alter_done : delete_done;
+    if (!hfan_init(&d->fan, d->req, d->items, d->count, sadmin_op, sadmin_done, d)) {
         h_close(d->req, "arena exhausted");
         return;
     }
@@ -1741,8 +2044,12 @@ static struct sadmin *sadmin_new(struct broker_req *req, int kind, void *rq, voi
     d->resp = resp;
     d->items = h_alloc(req, n, sizeof(*d->items));
     d->aitems = h_alloc(req, n, sizeof(*d->aitems));
-    if (n > 0 && (d->items == NULL || d->aitems == NULL))
+    d->precs = h_alloc(req, n, sizeof(*d->precs));
+    if (n > 0 && (d->items == NULL || d->aitems == NULL || d->precs == NULL))
         return NULL;
+    if (n > 0)
+        memset(d->precs, 0, n * sizeof(*d->precs));
+    d->state_parts = share_state_partitions(hs_of(req->shard), false);
     return d;
 }
 
@@ -1924,7 +2231,8 @@ void share_groups_forget(struct broker_req *req, const struct kafka_str *groups,
                 sadmin_item(hs, d, k++, groups[g], -1, name, len, j, -1, KAFKA_NONE);
         }
     d->count = k;
-    if (!hfan_init(&d->fan, req, d->items, d->count, sadmin_op, forget_done, d)) {
+    d->answer = forget_done;
+    if (!hfan_init(&d->fan, req, d->items, d->count, sadmin_op, sadmin_done, d)) {
         h_close(req, "arena exhausted");
         return;
     }

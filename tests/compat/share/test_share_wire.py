@@ -4,8 +4,11 @@ acquisition from the share-partition start offset (share.auto.offset.reset lates
 ShareAcknowledge (accept, INVALID_RECORD_STATE for a record acknowledged twice), an
 acknowledgement piggybacked on ShareFetch (release: the records come back with delivery count
 2), a session closed with epoch -1 releasing what its member held (delivery count 3 for the next
-member), ShareGroupDescribe, and a topic deleted and made again (its share partition starts
-over).
+member), ShareGroupDescribe, a topic deleted and made again (its share partition starts
+over), and FindCoordinator key type 2 (the share coordinator: this node for a valid
+"group:topicId:partition" key, INVALID_REQUEST for a malformed one or below v6), and the share
+coordinator's WriteShareGroupState / ReadShareGroupState / DeleteShareGroupState (a state
+written, read back, deleted).
 
     test_share_wire.py --io uring|epoll
 """
@@ -206,6 +209,64 @@ def acquired(out):
     return [a for p in out["parts"] for a in (p["acquired"] or [])]
 
 
+def find_share_coordinator(c, keys, version=6):
+    """FindCoordinator v4+ with key type 2: [(key, node, port, error)]."""
+    body = struct.pack(">b", 2) + carr([cs(k) for k in keys]) + TAGS
+    r = R(c.call(10, version, body, True))
+    r.take(">i")
+    out = []
+    for _ in range(r.uv() - 1):
+        key, node = r.s(), r.take(">i")
+        r.s()
+        port, err = r.take(">i"), r.take(">h")
+        r.s()
+        r.uv()
+        out.append((key, node, port, err))
+    return out
+
+
+def write_state(c, group, tid, partition, start, batches, state_epoch=1):
+    """WriteShareGroupState v0 of one share partition: its error."""
+    bs = [struct.pack(">qqbh", f, l, st, n) + TAGS for f, l, st, n in batches]
+    part = struct.pack(">iiiq", partition, state_epoch, 0, start) + carr(bs) + TAGS
+    body = cs(group) + carr([tid + carr([part]) + TAGS]) + TAGS
+    r = R(c.call(85, 0, body, True))
+    r.uv()
+    r.take("16s")
+    r.uv()
+    p, err = r.take(">i"), r.take(">h")
+    return err
+
+
+def delete_state(c, group, tid, partition):
+    """DeleteShareGroupState v0 of one share partition: its error."""
+    body = cs(group) + carr([tid + carr([struct.pack(">i", partition) + TAGS]) + TAGS]) + TAGS
+    r = R(c.call(86, 0, body, True))
+    r.uv()
+    r.take("16s")
+    r.uv()
+    r.take(">i")
+    return r.take(">h")
+
+
+def read_state(c, group, tid, partition):
+    """ReadShareGroupState v0 of one share partition: (error, state epoch, start, batches)."""
+    body = cs(group) + carr([tid + carr([struct.pack(">ii", partition, 0) + TAGS]) + TAGS]) + TAGS
+    r = R(c.call(84, 0, body, True))
+    r.uv()
+    r.take("16s")
+    r.uv()
+    r.take(">i")
+    err = r.take(">h")
+    r.s()
+    epoch, start = r.take(">i"), r.take(">q")
+    batches = []
+    for _ in range(r.uv() - 1):
+        batches.append((r.take(">q"), r.take(">q"), r.take(">b"), r.take(">h")))
+        r.uv()
+    return err, epoch, start, batches
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--io", default="uring")
@@ -234,6 +295,34 @@ def main():
               and r["assignment"][0][1] == [0], "m1 joins and is assigned partition 0", r)
         tid = r["assignment"][0][0] if r["assignment"] else b"\x00" * 16
         epoch1 = r["epoch"]
+        import base64
+        skey = "%s:%s:0" % (GROUP, base64.urlsafe_b64encode(tid).decode().rstrip("="))
+        fc = find_share_coordinator(c, [skey, GROUP + ":nope:0", ":%s:0" % skey.split(":")[1]])
+        check(len(fc) == 3 and fc[0][0] == skey and fc[0][3] == 0 and fc[0][1] >= 0 and
+              fc[0][2] == b.port and [x[3] for x in fc[1:]] == [42, 42],
+              "FindCoordinator key type 2: this node for the share partition's key, "
+              "INVALID_REQUEST for malformed keys", fc)
+        fc = find_share_coordinator(c, [skey], version=5)
+        check([x[3] for x in fc] == [42], "FindCoordinator v5 with key type 2: INVALID_REQUEST",
+              fc)
+        st = read_state(c, "sw-state", tid, 0)
+        check(st[0] == 0 and st[2] == -1 and not st[3],
+              "ReadShareGroupState of a share partition without state: start offset -1", st)
+        err = write_state(c, "sw-state", tid, 0, 100, [(100, 104, 0, 1), (105, 105, 2, 1),
+                                                         (106, 107, 4, 3)], state_epoch=2)
+        check(err == 0, "WriteShareGroupState of a share partition", err)
+        st = read_state(c, "sw-state", tid, 0)
+        check(st == (0, 2, 100, [(100, 104, 0, 1), (105, 105, 2, 1), (106, 107, 4, 3)]),
+              "ReadShareGroupState reads it back", st)
+        err = write_state(c, "sw-state", tid, 0, -5, [])
+        check(err == 42, "WriteShareGroupState with a negative start offset: INVALID_REQUEST",
+              err)
+        err = write_state(c, "sw-state", tid, 0, 10, [(12, 11, 0, 1)])
+        check(err == 42, "WriteShareGroupState with a bad batch: INVALID_REQUEST", err)
+        err = delete_state(c, "sw-state", tid, 0)
+        st = read_state(c, "sw-state", tid, 0)
+        check(err == 0 and st[0] == 0 and st[2] == -1 and not st[3],
+              "DeleteShareGroupState: the state is gone", (err, st))
         r = heartbeat(c, "m1", epoch1 + 7)
         check(r["error"] == 110, "a wrong member epoch: FENCED_MEMBER_EPOCH", r)
 

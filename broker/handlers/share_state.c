@@ -1,0 +1,1282 @@
+/* __share_group_state: placement, creation, appends and reads (see share_state.h). */
+#include "broker/handlers/share_state.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "broker/group/group_records.h"
+#include "broker/handlers/group_internal.h"
+#include "broker/log.h"
+#include "broker/partition/partition.h"
+#include "common/lm_assert.h"
+#include "common/lm_err.h"
+#include "protocol/kafka_errors.h"
+#include "protocol/kafka_messages.h"
+#include "protocol/records.h"
+
+enum {
+    SHARE_STATE_PARTITIONS_MAX = 1000, /* as LM_GROUP_PARTITIONS_MAX bounds __consumer_offsets */
+    SHARE_LOAD_BATCH_BYTES_MAX = 8 << 20,
+    SHARE_PEERS_MAX = 64,             /* nodes a shard keeps a connection to */
+    SHARE_RPC_ARENA_BYTES = 16 << 20, /* decoding one Read/Write response */
+};
+
+int share_state_config(struct handlers_ctx *node)
+{
+    int64_t n = 50, rf = 3, every = 500;
+    int rc = group_config_i64(node->cfg, "share.coordinator.state.topic.num.partitions", 1,
+                              SHARE_STATE_PARTITIONS_MAX, &n);
+    if (rc == 0)
+        rc = group_config_i64(node->cfg, "share.coordinator.state.topic.replication.factor", 1,
+                              INT16_MAX, &rf);
+    if (rc == 0)
+        rc = group_config_i64(node->cfg, "share.coordinator.snapshot.update.records.per.snapshot",
+                              0, 500, &every);
+    if (rc != 0)
+        return rc;
+    node->share_state_partitions = (int32_t)n;
+    node->share_state_rf = (int32_t)rf;
+    node->share_snapshot_every = (int32_t)every;
+    return 0;
+}
+
+static const struct lm_config_entry state_topic_configs[] = {
+    {(char *)"cleanup.policy", (char *)"compact"},
+    {(char *)"retention.ms", (char *)"-1"},
+    {(char *)"retention.bytes", (char *)"-1"},
+};
+
+struct sspeers;
+static struct sspeers *peers_of(struct hshard *hs);
+static bool create_due(struct sspeers *ps, uint64_t now_ms);
+
+/* Submits the topic's creation to the controller (a cluster), at most once a second per
+ * shard while it is not there (every ShareFetch asks). */
+static void create_in_cluster(struct hshard *hs)
+{
+    struct sspeers *ps = peers_of(hs);
+    if (ps == NULL || !create_due(ps, broker_now_ms()))
+        return;
+    const struct lm_meta_state *st = &hs->snap->state;
+    long live = 0;
+    for (size_t i = 0; i < st->broker_count; i++)
+        live += !st->brokers[i].fenced;
+    int32_t want = hs->node->share_state_rf;
+    int16_t rf = (int16_t)(want > live ? (live > 0 ? live : 1) : want);
+    if (rf > LM_META_REPLICATION_MAX)
+        rf = LM_META_REPLICATION_MAX;
+    struct lm_meta_record r = {0};
+    r.type = LM_META_TOPIC_CREATE;
+    r.topic = SHARE_STATE_TOPIC;
+    r.partition_count = hs->node->share_state_partitions;
+    r.configs = state_topic_configs;
+    r.config_count = sizeof(state_topic_configs) / sizeof(state_topic_configs[0]);
+    int32_t *ids = NULL;
+    int rc = lm_meta_new_topic_id(r.topic_id);
+    if (rc == 0)
+        rc = hs_assign(st, 0, r.partition_count, rf, &ids);
+    if (rc == 0) {
+        r.replicas = ids;
+        r.replication_factor = rf;
+        rc = hs_submit_detached(hs, &r);
+    }
+    free(ids);
+    if (rc != 0 && rc != LM_E_AGAIN)
+        BLOG_WARN_LIMITED("cannot create %s: %s", SHARE_STATE_TOPIC, lm_strerror(rc));
+}
+
+int32_t share_state_partitions(struct hshard *hs, bool create)
+{
+    hs_refresh(hs);
+    const struct lm_meta_topic *t = lm_meta_state_find(&hs->snap->state, SHARE_STATE_TOPIC);
+    if (t != NULL)
+        return t->partition_count;
+    if (!create)
+        return 0;
+    if (hs_cluster(hs->node)) {
+        create_in_cluster(hs);
+        return 0;
+    }
+    struct lm_meta_record r = {0};
+    r.type = LM_META_TOPIC_CREATE;
+    r.topic = SHARE_STATE_TOPIC;
+    r.partition_count = hs->node->share_state_partitions;
+    r.configs = state_topic_configs;
+    r.config_count = sizeof(state_topic_configs) / sizeof(state_topic_configs[0]);
+    int rc = lm_meta_new_topic_id(r.topic_id);
+    if (rc == 0)
+        rc = lm_meta_store_commit(hs->node->meta, &r);
+    if (rc != 0 && rc != LM_E_EXISTS) { /* LM_E_EXISTS: another shard made it meanwhile */
+        BLOG_WARN_LIMITED("cannot create %s: %s", SHARE_STATE_TOPIC, lm_strerror(rc));
+        return 0;
+    }
+    if (rc == 0)
+        BLOG_INFO("created %s with %d partitions", SHARE_STATE_TOPIC, r.partition_count);
+    hs_refresh(hs);
+    t = lm_meta_state_find(&hs->snap->state, SHARE_STATE_TOPIC);
+    return t != NULL ? t->partition_count : 0;
+}
+
+int32_t share_state_partition_for(struct kafka_str group, const uint8_t topic_id[16],
+                                  int32_t partition, int32_t n)
+{
+    LM_ASSERT(n > 0);
+    char key[LM_SHR_COORD_KEY_MAX];
+    int32_t len = lm_shr_coord_key(group, topic_id, partition, key);
+    return lm_gr_partition_for((struct kafka_str){key, len}, n);
+}
+
+/* ---- records ---- */
+
+void share_prec_free(struct share_prec *pr)
+{
+    free(pr->mem);
+    memset(pr, 0, sizeof(*pr));
+}
+
+int share_prec_state(struct share_prec *pr, int32_t state_partition, struct kafka_str group,
+                     const uint8_t topic_id[16], int32_t partition, int16_t type,
+                     const struct lm_shr_value *v)
+{
+    LM_ASSERT(group.len >= 0 && v->n_batches >= 0);
+    memset(pr, 0, sizeof(*pr));
+    /* key: i16 + i16 + group + uuid + i32; value: at most 46 fixed bytes, a 5-byte count, 20
+     * bytes a batch, the tagged-field section */
+    size_t key_cap = 2 + 2 + (size_t)group.len + 16 + 4;
+    size_t cap = key_cap + 64 + (size_t)v->n_batches * 20;
+    pr->mem = malloc(cap);
+    if (pr->mem == NULL)
+        return LM_E_NOMEM;
+    struct kafka_writer w;
+    kafka_writer_init(&w, pr->mem, cap);
+    struct lm_shr_key k = {type, group, {0}, partition};
+    memcpy(k.topic_id, topic_id, 16);
+    int rc = lm_shr_key_encode(&w, &k);
+    size_t key_len = w.pos;
+    if (rc == 0)
+        rc = lm_shr_value_encode(&w, type, v);
+    if (rc != 0) {
+        share_prec_free(pr);
+        return rc;
+    }
+    pr->state_partition = state_partition;
+    pr->n = 1;
+    pr->r[0].key = pr->mem;
+    pr->r[0].key_len = (int32_t)key_len;
+    pr->r[0].value = pr->mem + key_len;
+    pr->r[0].value_len = (int32_t)(w.pos - key_len);
+    return 0;
+}
+
+int share_prec_tombstones(struct share_prec *pr, int32_t state_partition, struct kafka_str group,
+                          const uint8_t topic_id[16], int32_t partition)
+{
+    memset(pr, 0, sizeof(*pr));
+    size_t key_cap = 2 + 2 + (size_t)group.len + 16 + 4;
+    pr->mem = malloc(2 * key_cap);
+    if (pr->mem == NULL)
+        return LM_E_NOMEM;
+    pr->state_partition = state_partition;
+    for (int16_t type = LM_SHR_SNAPSHOT; type <= LM_SHR_UPDATE; type++) {
+        struct kafka_writer w;
+        kafka_writer_init(&w, pr->mem + (size_t)type * key_cap, key_cap);
+        struct lm_shr_key k = {type, group, {0}, partition};
+        memcpy(k.topic_id, topic_id, 16);
+        int rc = lm_shr_key_encode(&w, &k);
+        if (rc != 0) {
+            share_prec_free(pr);
+            return rc;
+        }
+        pr->r[pr->n].key = w.buf;
+        pr->r[pr->n].key_len = (int32_t)w.pos;
+        pr->r[pr->n].value = NULL;
+        pr->r[pr->n].value_len = -1;
+        pr->n++;
+    }
+    return 0;
+}
+
+/* ---- connections to the share coordinators of other nodes ---- */
+
+struct speer {
+    int32_t node;
+    struct broker_peer *peer;
+    uint64_t retry_at_ms;
+};
+
+struct sspeers {
+    struct speer peers[SHARE_PEERS_MAX];
+    int32_t n;
+    uint64_t create_at_ms; /* the next creation of the state topic may be submitted then */
+};
+
+static struct sspeers *peers_of(struct hshard *hs)
+{
+    if (hs->share_peers == NULL)
+        hs->share_peers = calloc(1, sizeof(*hs->share_peers));
+    return hs->share_peers;
+}
+
+static bool create_due(struct sspeers *ps, uint64_t now_ms)
+{
+    if (now_ms < ps->create_at_ms)
+        return false;
+    ps->create_at_ms = now_ms + 1000;
+    return true;
+}
+
+void share_state_shard_free(struct hshard *hs)
+{
+    struct sspeers *ps = hs->share_peers;
+    if (ps == NULL)
+        return;
+    for (int32_t i = 0; i < ps->n; i++)
+        if (ps->peers[i].peer != NULL)
+            broker_peer_close(ps->peers[i].peer);
+    free(ps);
+    hs->share_peers = NULL;
+}
+
+/* A connection to node's inter-broker listener, opened on first use; NULL when there is none
+ * now (retried 500 ms after a failure). */
+static struct broker_peer *peer_for(struct hshard *hs, int32_t node)
+{
+    struct sspeers *ps = peers_of(hs);
+    if (ps == NULL)
+        return NULL;
+    struct speer *pe = NULL;
+    for (int32_t i = 0; i < ps->n && pe == NULL; i++)
+        if (ps->peers[i].node == node)
+            pe = &ps->peers[i];
+    if (pe == NULL) {
+        if (ps->n == SHARE_PEERS_MAX)
+            return NULL;
+        pe = &ps->peers[ps->n++];
+        *pe = (struct speer){.node = node};
+    }
+    if (pe->peer != NULL && broker_peer_error(pe->peer) == 0)
+        return pe->peer;
+    uint64_t now = broker_now_ms();
+    if (pe->peer != NULL) {
+        broker_peer_close(pe->peer);
+        pe->peer = NULL;
+        pe->retry_at_ms = now + 500;
+    }
+    const struct lm_meta_broker *b =
+        hs->snap != NULL ? lm_meta_state_broker(&hs->snap->state, node) : NULL;
+    const struct broker_config *cfg = hs->node->cfg;
+    const char *lname =
+        cfg->inter_broker_listener[0] != 0 ? cfg->inter_broker_listener : cfg->listeners[0].name;
+    char host[256];
+    uint16_t port;
+    if (now < pe->retry_at_ms || hs->stopping || b == NULL ||
+        !lm_meta_broker_endpoint(b, lname, host, sizeof(host), &port))
+        return NULL;
+    struct broker_peer_opts o = {.connect_timeout_ms = 2000,
+                                 .request_timeout_ms = 10000,
+                                 .inflight_max = 1024,
+                                 .client_id = "laminar-share-state"};
+    if (broker_peer_open(hs->shard, host, port, &o, &pe->peer) != 0) {
+        pe->peer = NULL;
+        pe->retry_at_ms = now + 500;
+        return NULL;
+    }
+    return pe->peer;
+}
+
+/* The node leading state partition p: this node's id on a single node or when it leads it,
+ * -1 when unknown. */
+static int32_t state_leader(struct hshard *hs, int32_t p)
+{
+    int32_t self = hs->node->cfg->node_id;
+    if (!hs_cluster(hs->node))
+        return self;
+    hs_refresh(hs);
+    const struct lm_meta_topic *t = lm_meta_state_find(&hs->snap->state, SHARE_STATE_TOPIC);
+    if (t == NULL || p < 0 || p >= t->partition_count)
+        return -1;
+    return lm_meta_state_partition_leader(&hs->snap->state, t, p, self);
+}
+
+/* One call to another node's share coordinator. */
+struct srpc {
+    struct broker_call call;
+    struct broker_resp_part part;
+    uint8_t *buf;
+    void (*answer)(struct srpc *r, int rc); /* decodes the response (rc 0) or the failure */
+    void *owner;
+    size_t i;
+};
+
+static void rpc_done(struct broker_shard *s, struct broker_call *call, int rc)
+{
+    (void)s;
+    struct srpc *r = call->arg;
+    free(r->buf);
+    r->buf = NULL;
+    r->answer(r, rc);
+}
+
+/* Sends the request in r->buf[0..len) as api key/version 0 to node. 0 or LM_E_* (nothing
+ * sent, r->buf freed). */
+static int rpc_send(struct hshard *hs, struct srpc *r, int16_t key, size_t len, int32_t node)
+{
+    struct broker_peer *peer = peer_for(hs, node);
+    int rc = LM_E_CLOSED;
+    if (peer != NULL) {
+        r->part = (struct broker_resp_part){.mem = r->buf, .fd = -1, .len = len};
+        r->call = (struct broker_call){.api_key = key,
+                                       .api_version = 0,
+                                       .flexible = true,
+                                       .parts = &r->part,
+                                       .nparts = 1,
+                                       .done = rpc_done,
+                                       .arg = r};
+        rc = broker_peer_send(peer, &r->call);
+    }
+    if (rc != 0) {
+        free(r->buf);
+        r->buf = NULL;
+    }
+    return rc;
+}
+
+/* A remote answer's error: NOT_COORDINATOR (the node no longer leads the state partition) and
+ * the network's are NOT_LEADER_OR_FOLLOWER to the callers (not written or read there). */
+static int16_t remote_error(int16_t err)
+{
+    return err == KAFKA_NOT_COORDINATOR || err == KAFKA_COORDINATOR_LOAD_IN_PROGRESS ||
+                   err == KAFKA_NETWORK_EXCEPTION
+               ? KAFKA_NOT_LEADER_OR_FOLLOWER
+               : err;
+}
+
+/* ---- appends ---- */
+
+struct spersist {
+    struct hshard *hs;
+    struct share_prec *recs;
+    struct hwork *items;
+    struct hsync_wait *waits;
+    struct srpc *rpcs;
+    size_t n;
+    struct hfan fan;
+    uint32_t pending; /* the local fan-out and the calls to other nodes not back yet */
+    void (*done)(void *ctx);
+    void *ctx;
+};
+
+static void persist_step(struct spersist *sp)
+{
+    LM_ASSERT(sp->pending > 0);
+    if (--sp->pending == 0)
+        sp->done(sp->ctx);
+}
+
+static void persist_synced(struct hshard *hs, struct hpart *p, struct hsync_wait *sw, int rc)
+{
+    (void)p;
+    struct hwork *w = sw->arg;
+    if (rc != 0) {
+        BLOG_WARN_LIMITED("%s-%d: append: %s", SHARE_STATE_TOPIC, w->partition, lm_strerror(rc));
+        w->error = KAFKA_COORDINATOR_NOT_AVAILABLE;
+    }
+    hfan_release(hs, w);
+}
+
+static void persist_op(struct hshard *hs, struct hpart *p, struct hwork *w, struct hfan *f)
+{
+    struct spersist *sp = f->ctx;
+    size_t i = (size_t)(w - sp->items);
+    const struct share_prec *pr = &sp->recs[i];
+    w->error = KAFKA_NONE;
+    if (p == NULL) {
+        w->error = KAFKA_NOT_LEADER_OR_FOLLOWER; /* not on this node */
+        return;
+    }
+    if (p->log == NULL || p->failed || p->part == NULL) {
+        w->error = KAFKA_COORDINATOR_NOT_AVAILABLE;
+        return;
+    }
+    if (p->replicated && !partition_is_leader(p->part)) {
+        w->error = KAFKA_NOT_LEADER_OR_FOLLOWER;
+        return;
+    }
+    int64_t now = group_now_ms(hs);
+    struct kafka_batch_builder b;
+    kafka_batch_builder_init(&b, 0, now);
+    int rc = 0;
+    for (int32_t r = 0; r < pr->n && rc == 0; r++)
+        rc = kafka_batch_builder_append(&b, now, pr->r[r].key, pr->r[r].key_len, pr->r[r].value,
+                                        pr->r[r].value_len, NULL, 0);
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    if (rc == 0)
+        rc = kafka_batch_builder_finish(&b, KAFKA_CODEC_NONE, &buf, &len);
+    kafka_batch_builder_deinit(&b);
+    if (rc != 0) {
+        w->error = KAFKA_UNKNOWN_SERVER_ERROR;
+        return;
+    }
+    struct hsync_wait *sw = &sp->waits[i];
+    memset(sw, 0, sizeof(*sw));
+    sw->done = persist_synced;
+    sw->arg = w;
+    hfan_hold(w);
+    rc = hs_append(hs, p, PARTITION_ORIGIN_COORDINATOR, buf, len, -1, sw);
+    free(buf);
+    if (rc != 0) {
+        w->error = rc == LM_E_STATE && p->replicated ? KAFKA_NOT_LEADER_OR_FOLLOWER
+                                                     : KAFKA_COORDINATOR_NOT_AVAILABLE;
+        hfan_release(hs, w);
+    }
+}
+
+static void persist_finished(struct hfan *f)
+{
+    struct spersist *sp = f->ctx;
+    for (size_t i = 0; i < sp->n; i++)
+        if (sp->items[i].owner != HWORK_DONE)
+            sp->recs[i].error = sp->items[i].error;
+    persist_step(sp);
+}
+
+static void write_answered(struct srpc *r, int rc)
+{
+    struct spersist *sp = r->owner;
+    struct share_prec *pr = &sp->recs[r->i];
+    int16_t err = KAFKA_NETWORK_EXCEPTION;
+    if (rc == 0) {
+        struct kafka_arena a;
+        kafka_arena_init(&a, SHARE_RPC_ARENA_BYTES);
+        struct kafka_reader rd;
+        kafka_reader_init(&rd, r->call.resp, r->call.resp_len);
+        struct kafka_write_share_group_state_response rs;
+        kafka_write_share_group_state_response_init(&rs);
+        if (kafka_write_share_group_state_response_decode(&rd, 0, &rs, &a) == 0 &&
+            rs.results_count == 1 && rs.results[0].partitions_count == 1)
+            err = rs.results[0].partitions[0].error_code;
+        kafka_arena_deinit(&a);
+    }
+    pr->error = remote_error(err);
+    if (pr->error != KAFKA_NONE)
+        BLOG_INFO_LIMITED("%s-%d: WriteShareGroupState to its leader: error %d", SHARE_STATE_TOPIC,
+                          pr->state_partition, err);
+    persist_step(sp);
+}
+
+static void delete_answered(struct srpc *r, int rc)
+{
+    struct spersist *sp = r->owner;
+    struct share_prec *pr = &sp->recs[r->i];
+    int16_t err = KAFKA_NETWORK_EXCEPTION;
+    if (rc == 0) {
+        struct kafka_arena a;
+        kafka_arena_init(&a, SHARE_RPC_ARENA_BYTES);
+        struct kafka_reader rd;
+        kafka_reader_init(&rd, r->call.resp, r->call.resp_len);
+        struct kafka_delete_share_group_state_response rs;
+        kafka_delete_share_group_state_response_init(&rs);
+        if (kafka_delete_share_group_state_response_decode(&rd, 0, &rs, &a) == 0 &&
+            rs.results_count == 1 && rs.results[0].partitions_count == 1)
+            err = rs.results[0].partitions[0].error_code;
+        kafka_arena_deinit(&a);
+    }
+    pr->error = remote_error(err);
+    if (pr->error != KAFKA_NONE)
+        BLOG_INFO_LIMITED("%s-%d: DeleteShareGroupState to its leader: error %d", SHARE_STATE_TOPIC,
+                          pr->state_partition, err);
+    persist_step(sp);
+}
+
+/* Sends recs[i] (the tombstones of a share partition) as a DeleteShareGroupState to node. */
+static int remote_delete(struct spersist *sp, size_t i, const struct lm_shr_key *k, int32_t node)
+{
+    struct kafka_delete_share_group_state_request_partition_data pd = {.partition = k->partition};
+    struct kafka_delete_share_group_state_request_delete_state_data td = {.partitions = &pd,
+                                                                          .partitions_count = 1};
+    memcpy(td.topic_id.b, k->topic_id, 16);
+    struct kafka_delete_share_group_state_request rq;
+    kafka_delete_share_group_state_request_init(&rq);
+    rq.group_id = k->group;
+    rq.topics = &td;
+    rq.topics_count = 1;
+    struct srpc *r = &sp->rpcs[i];
+    memset(r, 0, sizeof(*r));
+    size_t len = kafka_delete_share_group_state_request_size(0, &rq);
+    r->buf = malloc(len);
+    if (r->buf == NULL)
+        return LM_E_NOMEM;
+    struct kafka_writer w;
+    kafka_writer_init(&w, r->buf, len);
+    int rc = kafka_delete_share_group_state_request_encode(&w, 0, &rq);
+    LM_ASSERT(rc != 0 || w.pos == len);
+    if (rc != 0) {
+        free(r->buf);
+        r->buf = NULL;
+        return rc;
+    }
+    r->answer = delete_answered;
+    r->owner = sp;
+    r->i = i;
+    return rpc_send(sp->hs, r, KAFKA_DELETE_SHARE_GROUP_STATE_KEY, len, node);
+}
+
+/* Sends recs[i] as a WriteShareGroupState (one snapshot or update record) or a
+ * DeleteShareGroupState (tombstones) to node. */
+static int remote_write(struct spersist *sp, size_t i, int32_t node)
+{
+    const struct share_prec *pr = &sp->recs[i];
+    if (pr->n < 1)
+        return LM_E_INVALID;
+    struct lm_shr_key k;
+    int rc = lm_shr_key_decode(pr->r[0].key, (size_t)pr->r[0].key_len, &k);
+    if (rc != 0)
+        return rc;
+    if (pr->r[0].value == NULL)
+        return remote_delete(sp, i, &k, node);
+    if (pr->n != 1)
+        return LM_E_INVALID;
+    int32_t cap = pr->r[0].value_len / 20 + 1;
+    struct lm_shr_batch *b = malloc((size_t)cap * sizeof(*b));
+    struct kafka_write_share_group_state_request_state_batch *wb =
+        malloc((size_t)cap * sizeof(*wb));
+    struct lm_shr_value v;
+    if (b == NULL || wb == NULL)
+        rc = LM_E_NOMEM;
+    if (rc == 0)
+        rc = lm_shr_value_decode(pr->r[0].value, (size_t)pr->r[0].value_len, k.type, &v, b, cap);
+    struct srpc *r = &sp->rpcs[i];
+    memset(r, 0, sizeof(*r));
+    size_t len = 0;
+    if (rc == 0) {
+        for (int32_t j = 0; j < v.n_batches; j++)
+            wb[j] = (struct kafka_write_share_group_state_request_state_batch){
+                b[j].first, b[j].last, b[j].state, b[j].delivery_count};
+        struct kafka_write_share_group_state_request_partition_data pd = {
+            .partition = k.partition,
+            .state_epoch = v.state_epoch,
+            .leader_epoch = v.leader_epoch,
+            .start_offset = v.start_offset,
+            .state_batches = wb,
+            .state_batches_count = v.n_batches};
+        struct kafka_write_share_group_state_request_write_state_data td = {.partitions = &pd,
+                                                                            .partitions_count = 1};
+        memcpy(td.topic_id.b, k.topic_id, 16);
+        struct kafka_write_share_group_state_request rq;
+        kafka_write_share_group_state_request_init(&rq);
+        rq.group_id = k.group;
+        rq.topics = &td;
+        rq.topics_count = 1;
+        len = kafka_write_share_group_state_request_size(0, &rq);
+        r->buf = malloc(len);
+        if (r->buf == NULL) {
+            rc = LM_E_NOMEM;
+        } else {
+            struct kafka_writer w;
+            kafka_writer_init(&w, r->buf, len);
+            rc = kafka_write_share_group_state_request_encode(&w, 0, &rq);
+            LM_ASSERT(rc != 0 || w.pos == len);
+        }
+    }
+    free(b);
+    free(wb);
+    if (rc != 0) {
+        free(r->buf);
+        r->buf = NULL;
+        return rc;
+    }
+    r->answer = write_answered;
+    r->owner = sp;
+    r->i = i;
+    return rpc_send(sp->hs, r, KAFKA_WRITE_SHARE_GROUP_STATE_KEY, len, node);
+}
+
+static bool persist_begin(struct broker_req *req, struct share_prec *recs, size_t n,
+                          void (*done)(void *ctx), void *ctx, bool local_only)
+{
+    struct hshard *hs = hs_of(req->shard);
+    struct spersist *sp = h_alloc(req, 1, sizeof(*sp));
+    if (sp == NULL)
+        return false;
+    memset(sp, 0, sizeof(*sp));
+    sp->items = h_alloc(req, n ? n : 1, sizeof(*sp->items));
+    sp->waits = h_alloc(req, n ? n : 1, sizeof(*sp->waits));
+    sp->rpcs = h_alloc(req, n ? n : 1, sizeof(*sp->rpcs));
+    if (sp->items == NULL || sp->waits == NULL || sp->rpcs == NULL)
+        return false;
+    sp->hs = hs;
+    sp->recs = recs;
+    sp->n = n;
+    sp->done = done;
+    sp->ctx = ctx;
+    int32_t self = hs->node->cfg->node_id;
+    for (size_t i = 0; i < n; i++) {
+        struct hwork *w = &sp->items[i];
+        memset(w, 0, sizeof(*w));
+        w->topic = SHARE_STATE_TOPIC;
+        w->topic_len = SHARE_STATE_TOPIC_LEN;
+        w->partition = recs[i].state_partition;
+        w->owner = HWORK_DONE;
+        recs[i].error = KAFKA_NONE;
+        if (recs[i].n == 0)
+            continue;
+        int32_t leader = local_only ? self : state_leader(hs, recs[i].state_partition);
+        if (leader == self)
+            w->owner =
+                hs_owner(hs, SHARE_STATE_TOPIC, SHARE_STATE_TOPIC_LEN, recs[i].state_partition);
+        else
+            recs[i].error = KAFKA_NOT_LEADER_OR_FOLLOWER; /* sent below when it can be */
+    }
+    if (!hfan_init(&sp->fan, req, sp->items, n, persist_op, persist_finished, sp))
+        return false;
+    sp->pending = 2; /* the fan-out, and this setup */
+    for (size_t i = 0; i < n && !local_only; i++) {
+        if (recs[i].n == 0 || sp->items[i].owner != HWORK_DONE)
+            continue;
+        int32_t leader = state_leader(hs, recs[i].state_partition);
+        if (leader < 0)
+            continue;
+        sp->pending++;
+        if (remote_write(sp, i, leader) != 0)
+            sp->pending--; /* not sent: NOT_LEADER_OR_FOLLOWER */
+    }
+    hfan_start(&sp->fan);
+    persist_step(sp);
+    return true;
+}
+
+bool share_persist_start(struct broker_req *req, struct share_prec *recs, size_t n,
+                         void (*done)(void *ctx), void *ctx)
+{
+    return persist_begin(req, recs, n, done, ctx, false);
+}
+
+/* ---- reads ---- */
+
+struct sload {
+    struct hshard *hs;
+    struct share_load *loads;
+    struct hwork *items;
+    struct srpc *rpcs;
+    size_t n;
+    struct hfan fan;
+    uint32_t pending;
+    void (*done)(void *ctx);
+    void *ctx;
+};
+
+static void load_step(struct sload *sl)
+{
+    LM_ASSERT(sl->pending > 0);
+    if (--sl->pending == 0)
+        sl->done(sl->ctx);
+}
+
+struct load_scan {
+    const struct share_load *want;
+    struct lm_shr_state *state;
+    struct lm_shr_batch *batches;
+    int32_t cap;
+    int64_t n_bad;
+};
+
+static void load_record(struct load_scan *l, const struct kafka_record *rec)
+{
+    struct lm_shr_key k;
+    if (rec->key_len < 0 || lm_shr_key_decode(rec->key, (size_t)rec->key_len, &k) != 0)
+        return; /* another record type (none yet) or not ours to read */
+    if (k.partition != l->want->partition || memcmp(k.topic_id, l->want->topic_id, 16) != 0 ||
+        k.group.len != l->want->group.len ||
+        memcmp(k.group.ptr, l->want->group.ptr, (size_t)k.group.len) != 0)
+        return;
+    if (rec->value_len < 0) {
+        (void)lm_shr_state_replay(l->state, k.type, NULL);
+        return;
+    }
+    struct lm_shr_value v;
+    int rc =
+        lm_shr_value_decode(rec->value, (size_t)rec->value_len, k.type, &v, l->batches, l->cap);
+    if (rc == 0)
+        rc = lm_shr_state_replay(l->state, k.type, &v);
+    if (rc != 0)
+        l->n_bad++; /* untrusted bytes: skipped, as the group loader skips them */
+}
+
+static int load_batch(void *ctx, const uint8_t *batch, size_t len,
+                      const struct kafka_batch_header *h)
+{
+    struct load_scan *l = ctx;
+    if (h->attributes & KAFKA_BATCH_ATTR_CONTROL)
+        return 0;
+    struct kafka_batch_reader r;
+    if (kafka_batch_reader_open(&r, batch, len, SHARE_LOAD_BATCH_BYTES_MAX) != 0) {
+        l->n_bad++;
+        return 0;
+    }
+    struct kafka_record_iter it;
+    kafka_batch_reader_iter(&r, &it);
+    struct kafka_record rec;
+    int rc;
+    while ((rc = kafka_record_iter_next(&it, &rec)) == 1)
+        load_record(l, &rec);
+    kafka_batch_reader_close(&r);
+    if (rc < 0)
+        l->n_bad++;
+    return 0;
+}
+
+static void load_op(struct hshard *hs, struct hpart *p, struct hwork *w, struct hfan *f)
+{
+    struct sload *sl = f->ctx;
+    struct share_load *ld = &sl->loads[w - sl->items];
+    w->error = KAFKA_NONE;
+    ld->state = malloc(sizeof(*ld->state));
+    if (ld->state == NULL) {
+        w->error = KAFKA_UNKNOWN_SERVER_ERROR;
+        return;
+    }
+    lm_shr_state_init(ld->state);
+    /* another node's state partition (a cluster), or one not led here: nothing read */
+    if (p == NULL || p->log == NULL || p->failed ||
+        (p->replicated && (p->part == NULL || !partition_is_leader(p->part)))) {
+        w->error = p == NULL || p->replicated ? KAFKA_NOT_LEADER_OR_FOLLOWER
+                                              : KAFKA_COORDINATOR_NOT_AVAILABLE;
+        return;
+    }
+    struct load_scan l = {.want = ld, .state = ld->state, .cap = hs->node->share_cfg.max_in_flight};
+    l.batches = malloc((size_t)l.cap * sizeof(*l.batches));
+    if (l.batches == NULL) {
+        w->error = KAFKA_UNKNOWN_SERVER_ERROR;
+        return;
+    }
+    int rc = group_log_scan(p->log, 0, load_batch, &l);
+    free(l.batches);
+    if (rc != 0) {
+        BLOG_WARN_LIMITED("%s-%d: reading: %s", SHARE_STATE_TOPIC, w->partition, lm_strerror(rc));
+        w->error = KAFKA_COORDINATOR_NOT_AVAILABLE;
+        lm_shr_state_deinit(ld->state);
+        return;
+    }
+    if (l.n_bad > 0)
+        BLOG_WARN_LIMITED("%s-%d: skipped %lld bad records", SHARE_STATE_TOPIC, w->partition,
+                          (long long)l.n_bad);
+}
+
+static void load_finished(struct hfan *f)
+{
+    struct sload *sl = f->ctx;
+    for (size_t i = 0; i < sl->n; i++)
+        if (sl->items[i].owner != HWORK_DONE)
+            sl->loads[i].error = sl->items[i].error;
+    load_step(sl);
+}
+
+/* The state a ReadShareGroupState answered, into ld->state (present when it has one). */
+static int16_t read_state_of(const struct kafka_read_share_group_state_response *rs,
+                             struct share_load *ld)
+{
+    if (rs->results_count != 1 || rs->results[0].partitions_count != 1)
+        return KAFKA_NETWORK_EXCEPTION;
+    const struct kafka_read_share_group_state_response_partition_result *pr =
+        &rs->results[0].partitions[0];
+    if (pr->error_code != KAFKA_NONE)
+        return pr->error_code;
+    if (pr->start_offset < 0)
+        return KAFKA_NONE; /* no state */
+    int32_t n = pr->state_batches_count > 0 ? pr->state_batches_count : 0;
+    if (n > LM_SHR_BATCHES_MAX)
+        return KAFKA_INVALID_REQUEST;
+    struct lm_shr_batch *b = malloc((size_t)(n > 0 ? n : 1) * sizeof(*b));
+    if (b == NULL)
+        return KAFKA_UNKNOWN_SERVER_ERROR;
+    for (int32_t j = 0; j < n; j++)
+        b[j] = (struct lm_shr_batch){
+            pr->state_batches[j].first_offset, pr->state_batches[j].last_offset,
+            pr->state_batches[j].delivery_state, pr->state_batches[j].delivery_count};
+    struct lm_shr_value v = {.state_epoch = pr->state_epoch,
+                             .start_offset = pr->start_offset,
+                             .n_batches = n,
+                             .batches = b};
+    int rc = lm_shr_state_replay(ld->state, LM_SHR_SNAPSHOT, &v);
+    free(b);
+    return rc == 0 ? KAFKA_NONE : KAFKA_INVALID_REQUEST;
+}
+
+static void read_answered(struct srpc *r, int rc)
+{
+    struct sload *sl = r->owner;
+    struct share_load *ld = &sl->loads[r->i];
+    int16_t err = KAFKA_NETWORK_EXCEPTION;
+    if (rc == 0 && ld->state != NULL) {
+        struct kafka_arena a;
+        kafka_arena_init(&a, SHARE_RPC_ARENA_BYTES);
+        struct kafka_reader rd;
+        kafka_reader_init(&rd, r->call.resp, r->call.resp_len);
+        struct kafka_read_share_group_state_response rs;
+        kafka_read_share_group_state_response_init(&rs);
+        if (kafka_read_share_group_state_response_decode(&rd, 0, &rs, &a) == 0)
+            err = read_state_of(&rs, ld);
+        kafka_arena_deinit(&a);
+    }
+    ld->error = remote_error(err);
+    if (ld->error != KAFKA_NONE && ld->state != NULL)
+        lm_shr_state_deinit(ld->state); /* nothing read */
+    load_step(sl);
+}
+
+/* Sends loads[i] as a ReadShareGroupState to node. */
+static int remote_read(struct sload *sl, size_t i, int32_t node)
+{
+    struct share_load *ld = &sl->loads[i];
+    ld->state = malloc(sizeof(*ld->state));
+    if (ld->state == NULL)
+        return LM_E_NOMEM;
+    lm_shr_state_init(ld->state);
+    struct kafka_read_share_group_state_request_partition_data pd = {.partition = ld->partition,
+                                                                     .leader_epoch = -1};
+    struct kafka_read_share_group_state_request_read_state_data td = {.partitions = &pd,
+                                                                      .partitions_count = 1};
+    memcpy(td.topic_id.b, ld->topic_id, 16);
+    struct kafka_read_share_group_state_request rq;
+    kafka_read_share_group_state_request_init(&rq);
+    rq.group_id = ld->group;
+    rq.topics = &td;
+    rq.topics_count = 1;
+    struct srpc *r = &sl->rpcs[i];
+    memset(r, 0, sizeof(*r));
+    size_t len = kafka_read_share_group_state_request_size(0, &rq);
+    r->buf = malloc(len);
+    if (r->buf == NULL)
+        return LM_E_NOMEM;
+    struct kafka_writer w;
+    kafka_writer_init(&w, r->buf, len);
+    int rc = kafka_read_share_group_state_request_encode(&w, 0, &rq);
+    LM_ASSERT(rc != 0 || w.pos == len);
+    if (rc != 0) {
+        free(r->buf);
+        r->buf = NULL;
+        return rc;
+    }
+    r->answer = read_answered;
+    r->owner = sl;
+    r->i = i;
+    return rpc_send(sl->hs, r, KAFKA_READ_SHARE_GROUP_STATE_KEY, len, node);
+}
+
+static bool load_begin(struct broker_req *req, struct share_load *loads, size_t n,
+                       void (*done)(void *ctx), void *ctx, bool local_only)
+{
+    struct hshard *hs = hs_of(req->shard);
+    struct sload *sl = h_alloc(req, 1, sizeof(*sl));
+    if (sl == NULL)
+        return false;
+    memset(sl, 0, sizeof(*sl));
+    sl->items = h_alloc(req, n ? n : 1, sizeof(*sl->items));
+    sl->rpcs = h_alloc(req, n ? n : 1, sizeof(*sl->rpcs));
+    if (sl->items == NULL || sl->rpcs == NULL)
+        return false;
+    sl->hs = hs;
+    sl->loads = loads;
+    sl->n = n;
+    sl->done = done;
+    sl->ctx = ctx;
+    int32_t self = hs->node->cfg->node_id;
+    for (size_t i = 0; i < n; i++) {
+        struct hwork *w = &sl->items[i];
+        memset(w, 0, sizeof(*w));
+        w->topic = SHARE_STATE_TOPIC;
+        w->topic_len = SHARE_STATE_TOPIC_LEN;
+        w->partition = loads[i].state_partition;
+        loads[i].state = NULL;
+        loads[i].error = KAFKA_NOT_LEADER_OR_FOLLOWER; /* until read */
+        int32_t leader = local_only ? self : state_leader(hs, loads[i].state_partition);
+        w->owner = leader == self ? hs_owner(hs, SHARE_STATE_TOPIC, SHARE_STATE_TOPIC_LEN,
+                                             loads[i].state_partition)
+                                  : HWORK_DONE;
+    }
+    if (!hfan_init(&sl->fan, req, sl->items, n, load_op, load_finished, sl))
+        return false;
+    sl->pending = 2; /* the fan-out, and this setup */
+    for (size_t i = 0; i < n && !local_only; i++) {
+        if (sl->items[i].owner != HWORK_DONE)
+            continue;
+        int32_t leader = state_leader(hs, loads[i].state_partition);
+        if (leader < 0)
+            continue;
+        sl->pending++;
+        if (remote_read(sl, i, leader) != 0) {
+            sl->pending--;
+            if (loads[i].state != NULL) {
+                lm_shr_state_deinit(loads[i].state);
+                free(loads[i].state);
+                loads[i].state = NULL;
+            }
+        }
+    }
+    hfan_start(&sl->fan);
+    load_step(sl);
+    return true;
+}
+
+bool share_load_start(struct broker_req *req, struct share_load *loads, size_t n,
+                      void (*done)(void *ctx), void *ctx)
+{
+    return load_begin(req, loads, n, done, ctx, false);
+}
+
+/* ---- the share coordinator: Read/Write/DeleteShareGroupState ---- */
+
+/* One request of another node's share partition leader, answered from this node's state
+ * partitions (never sent further: local_only). */
+struct scoord {
+    struct broker_req *req;
+    struct kafka_read_share_group_state_request *rrq;
+    struct kafka_write_share_group_state_request *wrq;
+    struct kafka_delete_share_group_state_request *drq;
+    size_t n;
+    int16_t *errors;          /* per partition, before the fan-out (bad input, denied) */
+    struct share_prec *precs; /* write, per partition */
+    struct share_load *loads; /* read: the partitions without an error, in request order */
+    int32_t *load_of;         /* read: per partition, its index in loads (-1: none) */
+    size_t n_loads;
+};
+
+static int16_t coord_error(int16_t err)
+{
+    /* not this node's state partition (any more): the caller looks its leader up again */
+    return err == KAFKA_NOT_LEADER_OR_FOLLOWER ? KAFKA_NOT_COORDINATOR : err;
+}
+
+static void write_answer(void *ctx)
+{
+    struct scoord *c = ctx;
+    struct broker_req *req = c->req;
+    struct kafka_write_share_group_state_request *rq = c->wrq;
+    struct kafka_write_share_group_state_response resp;
+    kafka_write_share_group_state_response_init(&resp);
+    int32_t nt = rq->topics_count > 0 ? rq->topics_count : 0;
+    resp.results = h_alloc(req, (size_t)(nt ? nt : 1), sizeof(*resp.results));
+    struct kafka_write_share_group_state_response_partition_result *pr =
+        h_alloc(req, c->n ? c->n : 1, sizeof(*pr));
+    bool ok = resp.results != NULL && pr != NULL;
+    size_t k = 0;
+    for (int32_t t = 0; ok && t < nt; t++) {
+        struct kafka_write_share_group_state_response_write_state_result *o = &resp.results[t];
+        o->topic_id = rq->topics[t].topic_id;
+        o->partitions = &pr[k];
+        o->partitions_count =
+            rq->topics[t].partitions_count > 0 ? rq->topics[t].partitions_count : 0;
+        for (int32_t j = 0; j < o->partitions_count; j++, k++) {
+            int16_t err =
+                c->errors[k] != KAFKA_NONE ? c->errors[k] : coord_error(c->precs[k].error);
+            pr[k] = (struct kafka_write_share_group_state_response_partition_result){
+                rq->topics[t].partitions[j].partition, err, KAFKA_STR_NULL};
+        }
+    }
+    for (size_t i = 0; i < c->n; i++)
+        share_prec_free(&c->precs[i]);
+    if (!ok) {
+        h_close(req, "arena exhausted");
+        return;
+    }
+    resp.results_count = nt;
+    h_respond(req, &resp);
+}
+
+static void read_answer(void *ctx)
+{
+    struct scoord *c = ctx;
+    struct broker_req *req = c->req;
+    struct kafka_read_share_group_state_request *rq = c->rrq;
+    struct kafka_read_share_group_state_response resp;
+    kafka_read_share_group_state_response_init(&resp);
+    int32_t nt = rq->topics_count > 0 ? rq->topics_count : 0;
+    resp.results = h_alloc(req, (size_t)(nt ? nt : 1), sizeof(*resp.results));
+    struct kafka_read_share_group_state_response_partition_result *pr =
+        h_alloc(req, c->n ? c->n : 1, sizeof(*pr));
+    bool ok = resp.results != NULL && pr != NULL;
+    size_t k = 0;
+    for (int32_t t = 0; ok && t < nt; t++) {
+        struct kafka_read_share_group_state_response_read_state_result *o = &resp.results[t];
+        o->topic_id = rq->topics[t].topic_id;
+        o->partitions = &pr[k];
+        o->partitions_count =
+            rq->topics[t].partitions_count > 0 ? rq->topics[t].partitions_count : 0;
+        for (int32_t j = 0; ok && j < o->partitions_count; j++, k++) {
+            struct kafka_read_share_group_state_response_partition_result *p = &pr[k];
+            memset(p, 0, sizeof(*p));
+            p->partition = rq->topics[t].partitions[j].partition;
+            p->error_message = KAFKA_STR_NULL;
+            p->start_offset = -1;
+            const struct share_load *ld = c->load_of[k] >= 0 ? &c->loads[c->load_of[k]] : NULL;
+            p->error_code = c->errors[k] != KAFKA_NONE ? c->errors[k]
+                            : ld != NULL               ? coord_error(ld->error)
+                                                       : KAFKA_UNKNOWN_SERVER_ERROR;
+            const struct lm_shr_state *st = ld != NULL ? ld->state : NULL;
+            if (p->error_code != KAFKA_NONE || st == NULL || !st->present)
+                continue;
+            p->state_epoch = st->state_epoch;
+            p->start_offset = st->start_offset;
+            p->state_batches = h_alloc(req, (size_t)(st->n ? st->n : 1), sizeof(*p->state_batches));
+            if (p->state_batches == NULL) {
+                ok = false;
+                break;
+            }
+            for (int32_t b = 0; b < st->n; b++)
+                p->state_batches[b] = (struct kafka_read_share_group_state_response_state_batch){
+                    st->batches[b].first, st->batches[b].last, st->batches[b].state,
+                    st->batches[b].delivery_count};
+            p->state_batches_count = st->n;
+        }
+    }
+    for (size_t i = 0; i < c->n_loads; i++)
+        if (c->loads[i].state != NULL) {
+            lm_shr_state_deinit(c->loads[i].state);
+            free(c->loads[i].state);
+            c->loads[i].state = NULL;
+        }
+    if (!ok) {
+        h_close(req, "arena exhausted");
+        return;
+    }
+    resp.results_count = nt;
+    h_respond(req, &resp);
+}
+
+static struct scoord *scoord_new(struct broker_req *req, size_t n)
+{
+    struct scoord *c = h_alloc(req, 1, sizeof(*c));
+    if (c == NULL)
+        return NULL;
+    memset(c, 0, sizeof(*c));
+    c->req = req;
+    c->n = n;
+    c->errors = h_alloc(req, n ? n : 1, sizeof(*c->errors));
+    c->precs = h_alloc(req, n ? n : 1, sizeof(*c->precs));
+    c->loads = h_alloc(req, n ? n : 1, sizeof(*c->loads));
+    c->load_of = h_alloc(req, n ? n : 1, sizeof(*c->load_of));
+    if (c->errors == NULL || c->precs == NULL || c->loads == NULL || c->load_of == NULL)
+        return NULL;
+    memset(c->errors, 0, (n ? n : 1) * sizeof(*c->errors));
+    memset(c->precs, 0, (n ? n : 1) * sizeof(*c->precs));
+    memset(c->loads, 0, (n ? n : 1) * sizeof(*c->loads));
+    return c;
+}
+
+/* The request-wide error of every partition: CLUSTER_ACTION (KafkaApis checks it for these
+ * broker-to-broker APIs), a group id, the state topic. */
+static int16_t coord_check(struct broker_req *req, struct kafka_str group, int32_t *n_parts)
+{
+    if (!h_allowed_cluster(req, AUTHZ_OP_CLUSTER_ACTION))
+        return KAFKA_CLUSTER_AUTHORIZATION_FAILED;
+    if (group.len <= 0 || group.len > 255)
+        return KAFKA_INVALID_REQUEST;
+    *n_parts = share_state_partitions(hs_of(req->shard), false);
+    return *n_parts > 0 ? KAFKA_NONE : KAFKA_NOT_COORDINATOR;
+}
+
+static void write_share_group_state(struct broker_req *req)
+{
+    struct kafka_write_share_group_state_request *rq = h_alloc(req, 1, sizeof(*rq));
+    if (rq == NULL) {
+        h_close(req, "arena exhausted");
+        return;
+    }
+    kafka_write_share_group_state_request_init(rq);
+    if (!h_decode(req, rq))
+        return;
+    size_t n = 0;
+    for (int32_t t = 0; t < rq->topics_count; t++)
+        n += rq->topics[t].partitions_count > 0 ? (size_t)rq->topics[t].partitions_count : 0;
+    struct scoord *c = scoord_new(req, n);
+    if (c == NULL) {
+        h_close(req, "arena exhausted");
+        return;
+    }
+    c->wrq = rq;
+    int32_t parts = 0;
+    int16_t top = coord_check(req, rq->group_id, &parts);
+    size_t k = 0;
+    int32_t cap = hs_of(req->shard)->node->share_cfg.max_in_flight;
+    for (int32_t t = 0; t < rq->topics_count; t++)
+        for (int32_t j = 0; j < rq->topics[t].partitions_count; j++, k++) {
+            const struct kafka_write_share_group_state_request_partition_data *pd =
+                &rq->topics[t].partitions[j];
+            c->errors[k] = top;
+            if (top != KAFKA_NONE)
+                continue;
+            int32_t nb = pd->state_batches_count > 0 ? pd->state_batches_count : 0;
+            if (pd->partition < 0 || pd->start_offset < 0 || nb > cap) {
+                c->errors[k] = KAFKA_INVALID_REQUEST;
+                continue;
+            }
+            struct lm_shr_batch *b = malloc((size_t)(nb ? nb : 1) * sizeof(*b));
+            if (b == NULL) {
+                c->errors[k] = KAFKA_UNKNOWN_SERVER_ERROR;
+                continue;
+            }
+            for (int32_t i = 0; i < nb; i++)
+                b[i] = (struct lm_shr_batch){
+                    pd->state_batches[i].first_offset, pd->state_batches[i].last_offset,
+                    pd->state_batches[i].delivery_state, pd->state_batches[i].delivery_count};
+            int64_t now = group_now_ms(hs_of(req->shard));
+            /* the whole state, as laminar's leaders send it: a snapshot */
+            struct lm_shr_value v = {.state_epoch = pd->state_epoch,
+                                     .leader_epoch = pd->leader_epoch,
+                                     .start_offset = pd->start_offset,
+                                     .create_ms = now,
+                                     .write_ms = now,
+                                     .n_batches = nb,
+                                     .batches = b};
+            const uint8_t *tid = rq->topics[t].topic_id.b;
+            int rc = share_prec_state(
+                &c->precs[k], share_state_partition_for(rq->group_id, tid, pd->partition, parts),
+                rq->group_id, tid, pd->partition, LM_SHR_SNAPSHOT, &v);
+            free(b);
+            if (rc != 0)
+                c->errors[k] =
+                    rc == LM_E_INVALID ? KAFKA_INVALID_REQUEST : KAFKA_UNKNOWN_SERVER_ERROR;
+        }
+    if (!persist_begin(req, c->precs, n, write_answer, c, true)) {
+        for (size_t i = 0; i < n; i++)
+            share_prec_free(&c->precs[i]);
+        h_close(req, "arena exhausted");
+    }
+}
+
+static void read_share_group_state(struct broker_req *req)
+{
+    struct kafka_read_share_group_state_request *rq = h_alloc(req, 1, sizeof(*rq));
+    if (rq == NULL) {
+        h_close(req, "arena exhausted");
+        return;
+    }
+    kafka_read_share_group_state_request_init(rq);
+    if (!h_decode(req, rq))
+        return;
+    size_t n = 0;
+    for (int32_t t = 0; t < rq->topics_count; t++)
+        n += rq->topics[t].partitions_count > 0 ? (size_t)rq->topics[t].partitions_count : 0;
+    struct scoord *c = scoord_new(req, n);
+    if (c == NULL) {
+        h_close(req, "arena exhausted");
+        return;
+    }
+    c->rrq = rq;
+    int32_t parts = 0;
+    int16_t top = coord_check(req, rq->group_id, &parts);
+    size_t k = 0;
+    for (int32_t t = 0; t < rq->topics_count; t++)
+        for (int32_t j = 0; j < rq->topics[t].partitions_count; j++, k++) {
+            int32_t partition = rq->topics[t].partitions[j].partition;
+            c->errors[k] = top != KAFKA_NONE ? top
+                           : partition < 0   ? KAFKA_INVALID_REQUEST
+                                             : KAFKA_NONE;
+            c->load_of[k] = -1;
+            if (c->errors[k] != KAFKA_NONE)
+                continue;
+            const uint8_t *tid = rq->topics[t].topic_id.b;
+            struct share_load *ld = &c->loads[c->n_loads];
+            *ld = (struct share_load){
+                .state_partition = share_state_partition_for(rq->group_id, tid, partition, parts),
+                .group = rq->group_id,
+                .partition = partition,
+                .item = k};
+            memcpy(ld->topic_id, tid, 16);
+            c->load_of[k] = (int32_t)c->n_loads++;
+        }
+    if (!load_begin(req, c->loads, c->n_loads, read_answer, c, true))
+        h_close(req, "arena exhausted");
+}
+
+static void delete_answer(void *ctx)
+{
+    struct scoord *c = ctx;
+    struct broker_req *req = c->req;
+    struct kafka_delete_share_group_state_request *rq = c->drq;
+    struct kafka_delete_share_group_state_response resp;
+    kafka_delete_share_group_state_response_init(&resp);
+    int32_t nt = rq->topics_count > 0 ? rq->topics_count : 0;
+    resp.results = h_alloc(req, (size_t)(nt ? nt : 1), sizeof(*resp.results));
+    struct kafka_delete_share_group_state_response_partition_result *pr =
+        h_alloc(req, c->n ? c->n : 1, sizeof(*pr));
+    bool ok = resp.results != NULL && pr != NULL;
+    size_t k = 0;
+    for (int32_t t = 0; ok && t < nt; t++) {
+        struct kafka_delete_share_group_state_response_delete_state_result *o = &resp.results[t];
+        o->topic_id = rq->topics[t].topic_id;
+        o->partitions = &pr[k];
+        o->partitions_count =
+            rq->topics[t].partitions_count > 0 ? rq->topics[t].partitions_count : 0;
+        for (int32_t j = 0; j < o->partitions_count; j++, k++) {
+            int16_t err =
+                c->errors[k] != KAFKA_NONE ? c->errors[k] : coord_error(c->precs[k].error);
+            pr[k] = (struct kafka_delete_share_group_state_response_partition_result){
+                rq->topics[t].partitions[j].partition, err, KAFKA_STR_NULL};
+        }
+    }
+    for (size_t i = 0; i < c->n; i++)
+        share_prec_free(&c->precs[i]);
+    if (!ok) {
+        h_close(req, "arena exhausted");
+        return;
+    }
+    resp.results_count = nt;
+    h_respond(req, &resp);
+}
+
+static void delete_share_group_state(struct broker_req *req)
+{
+    struct kafka_delete_share_group_state_request *rq = h_alloc(req, 1, sizeof(*rq));
+    if (rq == NULL) {
+        h_close(req, "arena exhausted");
+        return;
+    }
+    kafka_delete_share_group_state_request_init(rq);
+    if (!h_decode(req, rq))
+        return;
+    size_t n = 0;
+    for (int32_t t = 0; t < rq->topics_count; t++)
+        n += rq->topics[t].partitions_count > 0 ? (size_t)rq->topics[t].partitions_count : 0;
+    struct scoord *c = scoord_new(req, n);
+    if (c == NULL) {
+        h_close(req, "arena exhausted");
+        return;
+    }
+    c->drq = rq;
+    int32_t parts = 0;
+    int16_t top = coord_check(req, rq->group_id, &parts);
+    size_t k = 0;
+    for (int32_t t = 0; t < rq->topics_count; t++)
+        for (int32_t j = 0; j < rq->topics[t].partitions_count; j++, k++) {
+            int32_t partition = rq->topics[t].partitions[j].partition;
+            c->errors[k] = top != KAFKA_NONE ? top
+                           : partition < 0   ? KAFKA_INVALID_REQUEST
+                                             : KAFKA_NONE;
+            if (c->errors[k] != KAFKA_NONE)
+                continue;
+            const uint8_t *tid = rq->topics[t].topic_id.b;
+            if (share_prec_tombstones(
+                    &c->precs[k], share_state_partition_for(rq->group_id, tid, partition, parts),
+                    rq->group_id, tid, partition) != 0)
+                c->errors[k] = KAFKA_UNKNOWN_SERVER_ERROR;
+        }
+    if (!persist_begin(req, c->precs, n, delete_answer, c, true)) {
+        for (size_t i = 0; i < n; i++)
+            share_prec_free(&c->precs[i]);
+        h_close(req, "arena exhausted");
+    }
+}
+
+int share_state_register(struct broker_dispatch *d)
+{
+    int rc;
+    if ((rc = handlers_serve(d, KAFKA_DELETE_SHARE_GROUP_STATE_KEY, 0, 0,
+                             delete_share_group_state)) != 0)
+        return rc;
+    if ((rc = handlers_serve(d, KAFKA_READ_SHARE_GROUP_STATE_KEY, 0, 0, read_share_group_state)) !=
+        0)
+        return rc;
+    return handlers_serve(d, KAFKA_WRITE_SHARE_GROUP_STATE_KEY, 0, 0, write_share_group_state);
+}

@@ -1,0 +1,255 @@
+"""KIP-932 share-partition state on a 3-node cluster. For each of two share groups a
+KafkaShareConsumer accepts, rejects and releases records of a replicated partition whose share
+state belongs, by the key's hash, to a __share_group_state partition led by another node than
+the data partition's leader, a different node for each group (the groups are chosen so): the
+leader sends their states there (WriteShareGroupState). Then the data partition's leader is
+killed (kill -9); the new leader reads the states back, one of them from the other node
+whatever node the new leader is (ReadShareGroupState; the other from its own replica of the
+state partition it now leads, or also remotely), and a new member of each group gets exactly
+the records neither accepted nor rejected, never an accepted or rejected one.
+
+    test_cluster_share.py --io uring
+
+Needs tests/compat/java/prepare to have run (lib/ and classes/).
+"""
+import argparse
+import base64
+import os
+import struct
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "nodes"))
+sys.path.insert(0, os.path.join(HERE, "..", "..", "compat", "harness"))
+sys.path.insert(0, os.path.join(HERE, "..", "..", "compat", "groups"))
+from laminar_harness import free_port  # noqa: E402
+import test_cluster as tc  # noqa: E402
+import kraw  # noqa: E402
+from compat_util import java_cmd  # noqa: E402
+
+JAVA = os.path.join(HERE, "..", "..", "compat", "java")
+TOPIC, N = "cshare", 30
+
+
+def cs(s):
+    b = s.encode()
+    return kraw.uvarint(len(b) + 1) + b
+
+
+class R:
+    def __init__(self, b):
+        self.b, self.p = b, 0
+
+    def take(self, fmt):
+        v = struct.unpack_from(fmt, self.b, self.p)
+        self.p += struct.calcsize(fmt)
+        return v[0]
+
+    def uv(self):
+        shift = v = 0
+        while True:
+            c = self.b[self.p]
+            self.p += 1
+            v |= (c & 0x7F) << shift
+            shift += 7
+            if not c & 0x80:
+                return v
+
+    def s(self):
+        n = self.uv() - 1
+        v = None if n < 0 else self.b[self.p:self.p + n].decode()
+        self.p += max(n, 0)
+        return v
+
+    def tags(self):
+        for _ in range(self.uv()):
+            self.uv()
+            self.p += self.uv()
+
+
+def topic_id(node, topic):
+    """The topic's id (Metadata v12)."""
+    c = kraw.Conn(node.host, node.port)
+    try:
+        body = kraw.uvarint(2) + b"\x00" * 16 + cs(topic) + b"\x00" + b"\x00\x00" + b"\x00"
+        r = R(c.call(3, 12, body, True))
+    finally:
+        c.close()
+    r.take(">i")
+    for _ in range(r.uv() - 1):
+        r.take(">i")
+        r.s()
+        r.take(">i")
+        r.s()
+        r.tags()
+    r.s()
+    r.take(">i")
+    r.uv()
+    err = r.take(">h")
+    r.s()
+    tid = r.b[r.p:r.p + 16]
+    return tid if err == 0 else None
+
+
+def share_coordinators(node, keys):
+    """FindCoordinator v6, key type 2: {key: (node id, error)}."""
+    c = kraw.Conn(node.host, node.port)
+    try:
+        body = b"\x02" + kraw.uvarint(len(keys) + 1) + b"".join(cs(k) for k in keys) + b"\x00"
+        r = R(c.call(10, 6, body, True))
+    finally:
+        c.close()
+    r.take(">i")
+    out = {}
+    for _ in range(r.uv() - 1):
+        key, nid = r.s(), r.take(">i")
+        r.s()
+        r.take(">i")
+        err = r.take(">h")
+        r.s()
+        r.tags()
+        out[key] = (nid, err)
+    return out
+
+
+def values(out, tag):
+    for line in out.splitlines():
+        if line.startswith(tag + " "):
+            return [v for v in line[len(tag) + 1:].split(",") if v]
+        if line == tag:
+            return []
+    return None
+
+
+def run(cmd, timeout):
+    try:
+        p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                           timeout=timeout)
+        return p.returncode, p.stdout.decode("utf-8", "replace")
+    except subprocess.TimeoutExpired as e:
+        return -1, (e.stdout or b"").decode("utf-8", "replace") + "\nTIMEOUT"
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--io", default="uring")
+    args = ap.parse_args()
+    for need in (os.path.join(JAVA, "lib", ".complete"),
+                 os.path.join(JAVA, "classes", "ShareRestart.class")):
+        if not os.path.exists(need):
+            print("FAIL: %s missing: run tests/compat/java/prepare first" % need)
+            return 1
+    t0 = time.monotonic()
+    port, cport = free_port(), free_port()
+    voters = ",".join("%d@127.0.0.%d:%d" % (i, i, cport) for i in range(1, 4))
+    nodes = [tc.Node(i, voters, port, cport, args.io) for i in range(1, 4)]
+    for x in nodes:
+        x.config["group.share.record.lock.duration.ms"] = 60000
+        x.config["group.share.heartbeat.interval.ms"] = 500
+        x.config["share.coordinator.state.topic.num.partitions"] = 3
+    cp = os.path.join(JAVA, "lib", "*") + ":" + os.path.join(JAVA, "classes")
+    try:
+        for x in nodes:
+            x.start()
+        ids = {1, 2, 3}
+        for x in nodes:
+            tc.wait_for("node %d sees 3 brokers" % x.node_id,
+                        lambda x=x: tc.cluster_view(x, 1)[0] == ids, 30, nodes)
+        from confluent_kafka.admin import NewTopic
+        a = tc.admin(nodes[0])
+        a.create_topics([NewTopic(TOPIC, 1, 3)], request_timeout=30)[TOPIC].result()
+        leader = tc.wait_for("a leader of %s-0" % TOPIC,
+                             lambda: (lambda v: v if v >= 0 else None)(
+                                 tc.leaders(nodes[0], TOPIC).get(0, -1)), 30, nodes)
+        tid = tc.wait_for("the topic id", lambda: topic_id(nodes[0], TOPIC), 30, nodes)
+        b64 = base64.urlsafe_b64encode(tid).decode().rstrip("=")
+        # the share coordinators of candidate groups (__share_group_state made at the first
+        # lookup, then led): a group whose state partition another node leads
+        keys = {"csg%d" % i: "csg%d:%s:0" % (i, b64) for i in range(12)}
+
+        def coordinators():
+            got = share_coordinators(nodes[0], list(keys.values()))
+            return got if all(v[1] == 0 and v[0] >= 0 for v in got.values()) else None
+        coords = tc.wait_for("share coordinators", coordinators, 60, nodes)
+        groups = {}
+        for g, k in keys.items():
+            if coords[k][0] != leader and coords[k][0] not in groups:
+                groups[coords[k][0]] = g
+        if len(groups) != 2:
+            tc.fail("no two candidate groups with share coordinators other than the data "
+                    "leader %d: %r" % (leader, coords), nodes)
+        print("data leader %d; share coordinators: %s" % (
+            leader, ", ".join("%s on %d" % (g, n) for n, g in sorted(groups.items()))))
+        boot = ",".join(x.bootstrap for x in nodes)
+        before = {}
+        # the second group's member joins and fetches first, so that its share partition
+        # starts at the empty log's end too (when its first fetch is in time; else at the
+        # first group's records' end: what it can get starts at the first record it saw)
+        second = list(groups.values())[1]
+        rc, out = run(java_cmd(cp, "ShareAdmin", "join", boot, TOPIC, second), 60)
+        print(out)
+        if rc != 0:
+            tc.fail("%s: join (rc %s)" % (second, rc), nodes)
+        for k, g in enumerate(groups.values()):
+            # records r(k*N)..: both groups see both runs' records
+            rc, out = run(java_cmd(cp, "ShareRestart", "mixed", boot, TOPIC, g, str(N),
+                                   str(k * N)), 90)
+            print(out)
+            accepted, rejected = values(out, "ACCEPTED"), values(out, "REJECTED")
+            released = values(out, "RELEASED")
+            if rc != 0 or not accepted or not rejected or released is None or \
+                    "COMMIT-ERRORS" in out:
+                tc.fail("%s: the first consumer did not accept, reject and release (rc %s)"
+                        % (g, rc), nodes)
+            before[g] = (accepted, rejected, released)
+        dead = next(x for x in nodes if x.node_id == leader)
+        print("killing the data leader, node %d" % leader)
+        dead.kill9()
+        rest = [x for x in nodes if x is not dead]
+        tc.wait_for("node %d fenced" % leader,
+                    lambda: leader not in tc.cluster_view(rest[0])[0], 30, rest)
+        new = tc.wait_for("a new leader of %s-0" % TOPIC,
+                          lambda: (lambda v: v if v >= 0 and v != leader else None)(
+                              tc.leaders(rest[0], TOPIC).get(0, -1)), 30, rest)
+        print("new data leader %d" % new)
+        boot = ",".join(x.bootstrap for x in rest)
+        outcome = []
+        for g, (accepted, rejected, released) in before.items():
+            done = set(accepted) | set(rejected)
+            start = min(int(v[1:]) for v in accepted + rejected + released)
+            want = sorted(set("r%d" % i for i in range(start, 2 * N)) - done)
+            rc, out = run(java_cmd(cp, "ShareRestart", "after", boot, TOPIC, g,
+                                   str(len(want))), 90)
+            print(out)
+            got = values(out, "GOT") or []
+            again = sorted(set(got) & done)
+            missing = sorted(set(want) - set(got))
+            print("%s: accepted %d, rejected %d, released %d before; got %d after; accepted "
+                  "or rejected delivered again %s; never delivered %s"
+                  % (g, len(accepted), len(rejected), len(released), len(got), again, missing))
+            outcome.append((g, rc != 0 or bool(again) or bool(missing) or "DUP 0" not in out))
+        # where each share partition started, on each node
+        for x in nodes:
+            for ln in x.log_text().splitlines():
+                if "share partition" in ln or "ShareGroupState" in ln:
+                    print("node %d: %s" % (x.node_id, ln))
+        bad = [g for g, failed in outcome if failed]
+        if bad:
+            tc.fail("%s after the fail-over" % bad, rest)
+        errors = [ln for x in rest for ln in x.log_text().splitlines()
+                  if " ERROR " in ln or "runtime error" in ln]
+        if errors:
+            tc.fail("ERROR lines: %s" % errors[:5], rest)
+    finally:
+        for x in nodes:
+            if x.alive():
+                x.stop()
+    print("share-partition state across a leader fail-over (%s): passed in %.1f s"
+          % (args.io, time.monotonic() - t0))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
