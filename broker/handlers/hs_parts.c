@@ -229,16 +229,25 @@ static int part_id_write(const char *dir, const uint8_t id[16])
         snprintf(tmp, sizeof(tmp), "%s.tmp", path) >= (int)sizeof(tmp))
         return LM_E_TOO_LARGE;
     hex_id(id, hex);
+    /* A full disk (ENOSPC, EDQUOT; a short write) is LM_E_FULL, as in storage: the partition
+     * stays offline and is retried, and the log line says the device is full, not that it
+     * failed. Since a new log's open writes nothing, this is the first write to a new
+     * partition's directory. */
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0)
-        return LM_E_IO;
+        return errno == ENOSPC || errno == EDQUOT ? LM_E_FULL : LM_E_IO;
     char buf[80];
     int n = snprintf(buf, sizeof(buf), "version: 0\ntopic_id: %s\n", hex);
-    bool ok = write(fd, buf, (size_t)n) == n && fdatasync(fd) == 0;
+    ssize_t w = write(fd, buf, (size_t)n);
+    int err = w == n ? 0 : w >= 0 ? ENOSPC : errno;
+    if (err == 0 && fdatasync(fd) != 0)
+        err = errno;
     close(fd);
-    if (!ok || rename(tmp, path) != 0) {
+    if (err == 0 && rename(tmp, path) != 0)
+        err = errno;
+    if (err != 0) {
         unlink(tmp);
-        return LM_E_IO;
+        return err == ENOSPC || err == EDQUOT ? LM_E_FULL : LM_E_IO;
     }
     return 0;
 }
