@@ -262,6 +262,15 @@ static void gauges_store(struct hshard *hs, const struct handlers_shard_gauges *
     __atomic_store_n(&d->repl_bytes_copy, hs->repl_bytes_copy, __ATOMIC_RELAXED);
 }
 
+/* Whether the node of raft id `leader` is gone from the image or fenced. */
+static bool leader_lost(const struct hshard *hs, uint32_t leader)
+{
+    if (hs->snap == NULL || leader == RAFT_NONE)
+        return false;
+    const struct lm_meta_broker *b = lm_meta_state_broker(&hs->snap->state, (int32_t)leader - 1);
+    return b == NULL || b->fenced;
+}
+
 static void shard_tick(struct broker_shard *s, struct broker_timer *t)
 {
     struct hshard *hs = t->arg;
@@ -303,6 +312,16 @@ static void shard_tick(struct broker_shard *s, struct broker_timer *t)
                 if (p->log == NULL || p->failed) {
                     gauges_count(hs, tp, p, &g);
                     continue;
+                }
+                /* A quiescent follower has no election timer: it wakes (and times out like
+                 * any follower whose leader went silent) once the image fences its leader's
+                 * node, SWIM having declared it dead or its heartbeats having stopped. */
+                if (p->replicated && partition_quiescent(p->part) &&
+                    !partition_is_leader(p->part) && leader_lost(hs, partition_leader(p->part))) {
+                    BLOG_DEBUG("partition %s-%d: quiescent, its leader's node %d is fenced: "
+                               "waking",
+                               p->topic, p->partition, (int32_t)partition_leader(p->part) - 1);
+                    (void)partition_wake(p->part);
                 }
                 /* flush.ms and retention (log.retention.check.interval.ms, coarser) are the
                  * partition's; between retention checks only its drive step runs (flush.ms). */
