@@ -271,6 +271,19 @@ static bool leader_lost(const struct hshard *hs, uint32_t leader)
     return b == NULL || b->fenced;
 }
 
+/* A quiescent leader whose every follower is in sync, whose leadership and ISR the image
+ * shows and whose log start its followers have: its leader check would find nothing to do
+ * until the image changes (a fence, a move) or the group wakes. */
+static bool leader_idle(const struct hpart *p, bool image_changed)
+{
+    uint16_t all = (uint16_t)((1u << p->rf) - 1u);
+    return !image_changed && p->part != NULL && partition_quiescent(p->part) &&
+           partition_is_leader(p->part) && p->isr != NULL && p->isr->out == 0 &&
+           p->announce_confirmed && p->announced_out == 0 &&
+           p->announced_epoch == partition_leader_epoch(p->part) &&
+           (p->start_sync <= 0 || (p->start_acked & all) == all);
+}
+
 static void shard_tick(struct broker_shard *s, struct broker_timer *t)
 {
     struct hshard *hs = t->arg;
@@ -282,6 +295,9 @@ static void shard_tick(struct broker_shard *s, struct broker_timer *t)
     hs_leaving_check(hs);
     bool retention = ++hs->ticks % HANDLERS_RETENTION_TICKS == 0;
     uint64_t now = broker_now_ms();
+    /* a new image may fence a node, move a replica or confirm an announcement */
+    bool image_changed = hs->version != hs->tick_version;
+    hs->tick_version = hs->version;
     /* Reopening offline partitions is bounded per tick like any open (thousands of them may
      * be failing together, e.g. on a full disk); those left wait for the next tick. */
     hs->step_deadline_ms = now + HANDLERS_STEP_BUDGET_MS;
@@ -329,7 +345,9 @@ static void shard_tick(struct broker_shard *s, struct broker_timer *t)
                                    : partition_clock(p->part, (int64_t)now);
                 if (rc != 0)
                     BLOG_WARN("partition %s-%d: tick: %s", p->topic, p->partition, lm_strerror(rc));
-                if (p->replicated && !p->dead)
+                if (p->replicated && !p->dead && leader_idle(p, image_changed))
+                    hs_isr_quiet(p, now);
+                else if (p->replicated && !p->dead)
                     hs_leader_check(hs, p, now); /* before the kick, which may free p */
                 gauges_count(hs, tp, p, &g);     /* the ISR as this look left it */
                 if (hs_step_has_budget(hs))
