@@ -213,6 +213,8 @@ static void gauges_count(struct hshard *hs, const struct htopic *t, struct hpart
         g->leaders += p->failed || (p->log == NULL && !p->idle_closed) ? 0 : 1;
         return;
     }
+    if (p->part != NULL && !p->failed && partition_quiescent(p->part))
+        g->quiescent++;
     if (p->part == NULL || p->failed || !partition_is_leader(p->part))
         return;
     g->leaders++;
@@ -234,6 +236,7 @@ static void gauges_store(struct hshard *hs, const struct handlers_shard_gauges *
     __atomic_store_n(&d->leaders, g->leaders, __ATOMIC_RELAXED);
     __atomic_store_n(&d->under_replicated, g->under_replicated, __ATOMIC_RELAXED);
     __atomic_store_n(&d->under_min_isr, g->under_min_isr, __ATOMIC_RELAXED);
+    __atomic_store_n(&d->quiescent, g->quiescent, __ATOMIC_RELAXED);
     __atomic_store_n(&d->segments, g->segments, __ATOMIC_RELAXED);
     __atomic_store_n(&d->log_bytes, g->log_bytes, __ATOMIC_RELAXED);
     __atomic_store_n(&d->commit_lag, g->commit_lag, __ATOMIC_RELAXED);
