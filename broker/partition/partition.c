@@ -743,6 +743,7 @@ int partition_open(const struct partition_config *cfg, const struct partition_en
     p->env = *env;
     p->now_ms = now_ms;
     p->tick_due_ms = now_ms + cfg->tick_ms;
+    p->lease_asked_ms = INT64_MIN / 2; /* never: quiescence need not wait for a read window */
     p->next_watch_id = 1;
     int rc = strlen(cfg->dir) >= PATH_MAX ? LM_E_TOO_LARGE : 0;
     if (rc == 0) {
