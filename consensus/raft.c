@@ -1660,6 +1660,21 @@ void raft_wake(struct raft *r)
         wake(r);
 }
 
+void raft_wake_silent(struct raft *r, uint32_t silent_ticks)
+{
+    if (!r->quiescent)
+        return;
+    wake(r);
+    if (r->role == RAFT_LEADER)
+        return;
+    /* As if it had ticked all along without hearing from its leader, but no further than an
+     * election timeout: it grants votes now if that long has passed, and campaigns after its
+     * randomized timeout (so that the followers of a lost leader do not all campaign at the
+     * same tick and split the vote). */
+    r->elapsed = silent_ticks < r->cfg.election_ticks ? silent_ticks : r->cfg.election_ticks;
+    LM_ASSERT(r->elapsed <= r->cfg.election_ticks && !r->quiescent);
+}
+
 bool raft_quiescent(const struct raft *r)
 {
     return r->quiescent;

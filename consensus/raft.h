@@ -329,6 +329,13 @@ int raft_append_unsent(struct raft *r, const struct raft_msg *m, int err);
 bool raft_quiesce(struct raft *r);
 /* raft_wake ends quiescence (nothing when not quiescent). */
 void raft_wake(struct raft *r);
+/* raft_wake_silent wakes a quiescent follower whose shell has not delivered it a message from
+ * its leader for silent_ticks ticks (counted from the latest APP, HEARTBEAT or LOG_START it
+ * received from anyone: never less than the truth): its election timer resumes as if it had
+ * ticked all along, capped at election_ticks, so it grants votes at once when that long has
+ * passed, exactly when an awake follower would, and campaigns after its randomized timeout. A
+ * leader wakes as with raft_wake. */
+void raft_wake_silent(struct raft *r, uint32_t silent_ticks);
 /* raft_quiescent says whether the group is quiescent on this node. */
 bool raft_quiescent(const struct raft *r);
 

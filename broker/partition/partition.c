@@ -91,6 +91,9 @@ struct partition {
     int64_t heard_ms[RAFT_NODES_MAX];
     /* the last time the lease was asked for (reads): no quiescence within quiesce_read_ms */
     int64_t lease_asked_ms;
+    /* the latest APP, HEARTBEAT or LOG_START received (from any leader): how long a quiescent
+     * follower's leader has been silent when partition_wake wakes it */
+    int64_t leader_heard_ms;
 };
 
 void partition_config_default(struct partition_config *cfg)
@@ -744,6 +747,7 @@ int partition_open(const struct partition_config *cfg, const struct partition_en
     p->now_ms = now_ms;
     p->tick_due_ms = now_ms + cfg->tick_ms;
     p->lease_asked_ms = INT64_MIN / 2; /* never: quiescence need not wait for a read window */
+    p->leader_heard_ms = now_ms;
     p->next_watch_id = 1;
     int rc = strlen(cfg->dir) >= PATH_MAX ? LM_E_TOO_LARGE : 0;
     if (rc == 0) {
@@ -1188,7 +1192,9 @@ int partition_wake(struct partition *p)
         return p->failed;
     if (!raft_quiescent(p->raft))
         return 0;
-    raft_wake(p->raft);
+    int64_t silent_ms = p->now_ms - p->leader_heard_ms;
+    int64_t ticks = silent_ms > 0 ? silent_ms / p->cfg.tick_ms : 0;
+    raft_wake_silent(p->raft, ticks < UINT32_MAX ? (uint32_t)ticks : UINT32_MAX);
     p->tick_due_ms = p->now_ms + p->cfg.tick_ms;
     return partition_drive(p); /* a leader's heartbeats */
 }
@@ -1258,6 +1264,8 @@ int partition_step(struct partition *p, const struct raft_msg *m)
     if (m->type == RAFT_MSG_APP && m->n_entries > 0 && m->entries != NULL && !app_bytes_match(m)) {
         return LM_E_CORRUPT;
     }
+    if (m->type == RAFT_MSG_APP || m->type == RAFT_MSG_HEARTBEAT || m->type == RAFT_MSG_LOG_START)
+        p->leader_heard_ms = p->now_ms; /* from a leader, current or not: never too early */
     if (raft_role(p->raft) == RAFT_LEADER && m->term == raft_term(p->raft) &&
         (m->type == RAFT_MSG_HEARTBEAT_RESP || (m->type == RAFT_MSG_APP_RESP && !m->reject)) &&
         m->from != p->cfg.node_id && m->from != RAFT_NONE)

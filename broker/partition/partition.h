@@ -224,7 +224,9 @@ bool partition_lease_valid(struct partition *p, int64_t now_ms);
  * to its last heartbeats still counts), and keeps it from quiescing for quiesce_read_ms. */
 bool partition_quiescent(const struct partition *p);
 /* Wakes a quiescent group on this node (its leader's node is lost, or anything the owner
- * wants heartbeats for); nothing when it is not quiescent. */
+ * wants heartbeats for); nothing when it is not quiescent. A follower's election timer resumes
+ * as if it had run since the last leader message it received (raft_wake_silent): it votes and
+ * campaigns as soon as an awake follower would have. */
 int partition_wake(struct partition *p);
 /* Sets the time the next inputs are recorded at (the lease's answers): the shell calls it
  * with the current time before partition_step; ticks still come from partition_clock. */

@@ -1096,6 +1096,46 @@ static void test_quiesce_no_storm(void **state)
     h_deinit(&h);
 }
 
+/* raft_wake_silent: a follower whose leader has been silent for an election timeout grants a
+ * vote at once, as an awake follower would; one that heard from it lately refuses. */
+static void test_quiesce_wake_silent(void **state)
+{
+    (void)state;
+    struct harness h;
+    quiet_setup(&h);
+    assert_true(raft_quiesce(h.nodes[1].r));
+    h_stabilize(&h);
+    uint64_t term = raft_term(h.nodes[1].r);
+    int64_t last = raft_last_index(h.nodes[2].r);
+    h_crash(&h, 1);
+    raft_wake_silent(h.nodes[2].r, 3); /* heard 3 ticks ago: still its leader's */
+    raft_wake_silent(h.nodes[3].r, 1000);
+    assert_false(raft_quiescent(h.nodes[2].r) || raft_quiescent(h.nodes[3].r));
+    for (uint32_t to = 2; to <= 3; to++) {
+        struct raft_msg v = {.type = RAFT_MSG_VOTE,
+                             .group = 1,
+                             .from = 5 - to,
+                             .to = to,
+                             .term = term + 1,
+                             .index = last,
+                             .log_term = term};
+        assert_int_equal(raft_step(h.nodes[to].r, &v), 0);
+        struct raft_ready rd;
+        raft_ready(h.nodes[to].r, &rd);
+        if (rd.persist_id)
+            assert_int_equal(raft_persisted(h.nodes[to].r, rd.persist_id), 0);
+        raft_ready(h.nodes[to].r, &rd);
+        if (to == 2) {
+            assert_int_equal(raft_term(h.nodes[2].r), term); /* ignored: in its lease */
+        } else {
+            assert_int_equal(rd.n_msgs, 1);
+            assert_int_equal(rd.msgs[0].type, RAFT_MSG_VOTE_RESP);
+            assert_false(rd.msgs[0].reject);
+        }
+    }
+    h_deinit(&h);
+}
+
 /* A follower missing the leader's last entry refuses to quiesce, which wakes the leader. */
 static void test_quiesce_refused(void **state)
 {
@@ -1151,6 +1191,7 @@ int main(void)
         cmocka_unit_test(test_quiesce_leader_lost),
         cmocka_unit_test(test_quiesce_no_storm),
         cmocka_unit_test(test_quiesce_refused),
+        cmocka_unit_test(test_quiesce_wake_silent),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
