@@ -1029,7 +1029,12 @@ def run(nodes, n, clients):
 
     # 2. A 48-partition topic created through another node spreads over all of them.
     create(nodes[1 % n], "spread", 48)
-    lead = leaders(nodes[0], "spread")
+    # CreateTopics answers once the topic is committed; in a cluster each node opens its
+    # partitions in bounded steps after that, so a leader may be named a moment later (clients
+    # retry LEADER_NOT_AVAILABLE meanwhile, as with Kafka)
+    lead = wait_for("every spread partition led",
+                    lambda: (lambda ld: ld if -1 not in ld.values() else None)(
+                        leaders(nodes[0], "spread")), 30, nodes)
     per = Counter(lead.values())
     if set(per) != ids or max(per.values()) - min(per.values()) > 1:
         fail("48 partitions not spread evenly: %s" % per, nodes)
