@@ -1667,12 +1667,20 @@ void raft_wake_silent(struct raft *r, uint32_t silent_ticks)
     wake(r);
     if (r->role == RAFT_LEADER)
         return;
-    /* As if it had ticked all along without hearing from its leader, but no further than an
-     * election timeout: it grants votes now if that long has passed, and campaigns after its
-     * randomized timeout (so that the followers of a lost leader do not all campaign at the
-     * same tick and split the vote). */
-    r->elapsed = silent_ticks < r->cfg.election_ticks ? silent_ticks : r->cfg.election_ticks;
-    LM_ASSERT(r->elapsed <= r->cfg.election_ticks && !r->quiescent);
+    /* As if it had ticked all along without hearing from its leader, but one tick short of an
+     * election timeout: it grants votes from its next tick if that long has passed, and
+     * campaigns after its randomized timeout (so that the followers of a lost leader do not
+     * all campaign at the same tick and split the vote). Meanwhile it asks the leader whether
+     * it is there: a refused heartbeat answer wakes a quiescent leader, whose heartbeats then
+     * keep this follower (and the others) from voting at all, so a leader wrongly taken for
+     * lost keeps its leadership. */
+    uint32_t cap = r->cfg.election_ticks - 1;
+    r->elapsed = silent_ticks < cap ? silent_ticks : cap;
+    if (r->leader != RAFT_NONE) {
+        struct raft_msg probe = {.type = RAFT_MSG_HEARTBEAT_RESP, .to = r->leader, .reject = true};
+        send(r, &probe);
+    }
+    LM_ASSERT(r->elapsed < r->cfg.election_ticks && !r->quiescent);
 }
 
 bool raft_quiescent(const struct raft *r)

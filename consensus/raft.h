@@ -332,8 +332,10 @@ void raft_wake(struct raft *r);
 /* raft_wake_silent wakes a quiescent follower whose shell has not delivered it a message from
  * its leader for silent_ticks ticks (counted from the latest APP, HEARTBEAT or LOG_START it
  * received from anyone: never less than the truth): its election timer resumes as if it had
- * ticked all along, capped at election_ticks, so it grants votes at once when that long has
- * passed, exactly when an awake follower would, and campaigns after its randomized timeout. A
+ * ticked all along, capped one tick short of election_ticks, so it grants votes from its next
+ * tick when that long has passed (never before an awake follower would) and campaigns after
+ * its randomized timeout; and it sends its leader a refused HEARTBEAT_RESP, which wakes a
+ * quiescent leader that is still there: its heartbeats then arrive before anyone votes. A
  * leader wakes as with raft_wake. */
 void raft_wake_silent(struct raft *r, uint32_t silent_ticks);
 /* raft_quiescent says whether the group is quiescent on this node. */

@@ -1107,10 +1107,28 @@ static void test_quiesce_wake_silent(void **state)
     h_stabilize(&h);
     uint64_t term = raft_term(h.nodes[1].r);
     int64_t last = raft_last_index(h.nodes[2].r);
+    /* a leader wrongly taken for lost: the follower's probe wakes it, its heartbeats keep
+     * everybody following it */
+    raft_wake_silent(h.nodes[3].r, 1000);
+    h_stabilize(&h);
+    assert_false(raft_quiescent(h.nodes[1].r));
+    for (int i = 0; i < 40; i++) {
+        for (uint32_t n = 1; n <= 3; n++)
+            h_tick(&h, n);
+        h_stabilize(&h);
+    }
+    assert_int_equal(h_leader(&h), 1);
+    assert_int_equal(raft_term(h.nodes[3].r), term);
+    assert_true(raft_quiesce(h.nodes[1].r));
+    h_stabilize(&h);
+    assert_true(all_quiescent(&h));
+    /* a leader really gone */
     h_crash(&h, 1);
     raft_wake_silent(h.nodes[2].r, 3); /* heard 3 ticks ago: still its leader's */
     raft_wake_silent(h.nodes[3].r, 1000);
     assert_false(raft_quiescent(h.nodes[2].r) || raft_quiescent(h.nodes[3].r));
+    h_stabilize(&h); /* the probes are lost */
+    h_tick(&h, 3);   /* one tick short of the timeout, then there */
     for (uint32_t to = 2; to <= 3; to++) {
         struct raft_msg v = {.type = RAFT_MSG_VOTE,
                              .group = 1,
