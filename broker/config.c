@@ -84,6 +84,7 @@ static const struct key_spec g_keys[] = {
     {"laminar.bpf.enable", K_BOOL, OFF(bpf_enable), 0, 1},
     {"laminar.metrics.enable", K_BOOL, OFF(metrics_enable), 0, 1},
     {"laminar.replication.zero.copy", K_BOOL, OFF(replication_zero_copy), 0, 1},
+    {"laminar.raft.quiesce", K_BOOL, OFF(raft_quiesce), 0, 1},
     {"laminar.http.listener", K_RAW, 0, 0, 0},
     /* tests only: a file naming a delay every fsync waits (shard_services.c) */
     {"laminar.fault.disk.control", K_RAW, 0, 0, 0},
@@ -179,6 +180,7 @@ void broker_config_init(struct broker_config *cfg)
     cfg->bpf_enable = true;
     cfg->metrics_enable = true;
     cfg->replication_zero_copy = true;
+    cfg->raft_quiesce = false;
     cfg->log_level = BROKER_LOG_INFO;
     snprintf(cfg->log_dirs[0], sizeof(cfg->log_dirs[0]), "%s", "/tmp/kraft-combined-logs");
     cfg->log_dirs_count = 1;

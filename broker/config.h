@@ -115,6 +115,9 @@ struct broker_config {
      * slices of its log files (sendfile / splice) rather than reading them first; only where
      * nothing must see the bytes on the way (no laminar.cluster.secret MAC, no peer TLS) */
     bool replication_zero_copy;
+    /* laminar.raft.quiesce (default false): an idle replicated partition's Raft group stops
+     * heartbeating (broker/README.md, "Replication"; consensus/README.md, "Quiescence") */
+    bool raft_quiesce;
     int log_level; /* laminar.log.level: enum broker_log_level */
     /* RLIMIT_NOFILE's soft limit after broker_serve_main raised it to the hard limit: the
      * process' whole descriptor budget (connections, segment files, pipes). 0 until then. */

@@ -50,6 +50,7 @@ struct raft {
     bool appends_pending; /* leader appended since the last flush_appends */
     bool retry_pending;   /* a log read failed on a leader path: raft_tick retries it */
     bool apply_blocked;   /* reading a committed entry failed: wait for the next input */
+    bool quiescent;       /* raft_quiesce: ticks do nothing until something wakes the group */
     int err;              /* first log read error of the current call (see raft.h) */
 
     uint32_t granted[RAFT_NODES_MAX], n_granted;
@@ -777,6 +778,7 @@ static void become_follower(struct raft *r, uint64_t term, uint32_t leader)
     r->leader = leader;
     r->elapsed = 0;
     r->transferee = RAFT_NONE;
+    r->quiescent = false;
     reset_rand_timeout(r);
 }
 
@@ -825,6 +827,7 @@ static void become_leader(struct raft *r)
     r->elapsed = 0;
     r->hb_elapsed = 0;
     r->transferee = RAFT_NONE;
+    r->quiescent = false;
     for (uint32_t i = 0; i < LM_ARRAY_LEN(r->prs); i++)
         r->prs[i].id = RAFT_NONE;
     sync_progress(r);
@@ -1248,6 +1251,14 @@ static int handle_append(struct raft *r, const struct raft_msg *m)
     return 0;
 }
 
+/* Nothing of this node's own is on its way: no write handed out and not yet durable, nothing
+ * still to hand out, no message held for a persist. */
+static bool settled(const struct raft *r)
+{
+    return !persist_pending(r) && r->rec_count == 0 && r->n_out == 0 &&
+           r->durable_last == view_last(r);
+}
+
 static void handle_heartbeat(struct raft *r, const struct raft_msg *m)
 {
     int64_t last = view_last(r);
@@ -1256,6 +1267,18 @@ static void handle_heartbeat(struct raft *r, const struct raft_msg *m)
      * lease), echoed (raft.h) */
     struct raft_msg resp = {
         .type = RAFT_MSG_HEARTBEAT_RESP, .to = m->from, .hint_index = m->hint_index};
+    if (m->quiesce) {
+        /* The leader has everything replicated and stops heartbeating (raft_quiesce). Follow
+         * it only with exactly its log, committed and durable: anything else is refused, and
+         * the refusal wakes the leader. */
+        if (m->commit == last && r->commit == last && settled(r)) {
+            r->quiescent = true;
+            r->elapsed = 0;
+            resp.quiesce = true;
+        } else {
+            resp.reject = true;
+        }
+    }
     send(r, &resp);
 }
 
@@ -1448,6 +1471,38 @@ static int step_candidate(struct raft *r, const struct raft_msg *m)
     return 0;
 }
 
+static void bcast_heartbeat(struct raft *r);
+
+/* Leaves quiescence (raft.h, raft_wake). A leader counts a fresh check-quorum period from
+ * now, with no follower taken as active from before, and heartbeats at once; a follower
+ * counts a fresh election timeout from now, keeping its leader: it grants no vote for
+ * election_ticks (the check-quorum lease holds from the wake as from the last heartbeat). */
+static void wake(struct raft *r)
+{
+    LM_ASSERT(r->quiescent);
+    r->quiescent = false;
+    r->elapsed = 0;
+    if (r->role != RAFT_LEADER)
+        return;
+    r->hb_elapsed = 0;
+    for (uint32_t i = 0; i < LM_ARRAY_LEN(r->prs); i++)
+        r->prs[i].recent_active = r->prs[i].id == r->cfg.id;
+    bcast_heartbeat(r);
+}
+
+/* The messages a quiescent group takes without waking: the leader's quiescing heartbeat at
+ * a follower, and a follower's plain answer to a heartbeat at the leader (a refusal to
+ * quiesce wakes it). Everything else is news. */
+static bool keeps_quiet(const struct raft *r, const struct raft_msg *m)
+{
+    if (m->term != r->term)
+        return false;
+    if (r->role == RAFT_LEADER)
+        return m->type == RAFT_MSG_HEARTBEAT_RESP && !m->reject;
+    return r->role == RAFT_FOLLOWER && m->type == RAFT_MSG_HEARTBEAT && m->quiesce &&
+           m->from == r->leader;
+}
+
 int raft_step(struct raft *r, const struct raft_msg *m)
 {
     if (m->type == 0 || m->type >= RAFT_MSG_TYPE_MAX || m->group != r->cfg.group ||
@@ -1457,6 +1512,8 @@ int raft_step(struct raft *r, const struct raft_msg *m)
         return LM_E_INVALID; /* a descriptor: the sender's shell must resolve it (raft.h) */
     r->err = 0;
     r->apply_blocked = false;
+    if (r->quiescent && !keeps_quiet(r, m))
+        wake(r);
     if (step_term(r, m))
         return take_err(r);
     int rc;
@@ -1499,6 +1556,8 @@ int raft_tick(struct raft *r)
 {
     r->err = 0;
     r->apply_blocked = false;
+    if (r->quiescent)
+        return 0; /* no heartbeats, no check-quorum, no election timer: see raft_quiesce */
     if (r->role == RAFT_LEADER) {
         r->elapsed++;
         r->hb_elapsed++;
@@ -1549,13 +1608,91 @@ int raft_campaign(struct raft *r)
     if (!promotable(r))
         return LM_E_STATE;
     r->err = 0;
+    if (r->quiescent)
+        wake(r);
     campaign(r, r->cfg.pre_vote, false);
     return take_err(r);
+}
+
+bool raft_quiesce(struct raft *r)
+{
+    if (r->quiescent)
+        return true;
+    int64_t last = view_last(r);
+    /* Everything every member holds is committed and durable here, and no change (transfer,
+     * configuration, retried send) is under way: heartbeats would carry no news. */
+    if (r->role != RAFT_LEADER || lone(r) || r->transferee != RAFT_NONE ||
+        r->pending_conf_index > r->commit || r->retry_pending || r->appends_pending ||
+        r->commit != last || !settled(r))
+        return false;
+    uint64_t t = 0;
+    if (view_term(r, last, &t) != 0 || t != r->term)
+        return false; /* not one of its own: its commit may not be known to the followers */
+    uint32_t peers = 0;
+    for (uint32_t i = 0; i < LM_ARRAY_LEN(r->prs); i++) {
+        const struct raft_progress *pr = &r->prs[i];
+        if (pr->id == RAFT_NONE || pr->id == r->cfg.id)
+            continue;
+        if (pr->match != last || pr->state != RAFT_PR_REPLICATE || pr->append_owed ||
+            !pr->recent_active)
+            return false;
+        peers++;
+    }
+    if (peers == 0)
+        return false;
+    for (uint32_t i = 0; i < LM_ARRAY_LEN(r->prs); i++) {
+        struct raft_progress *pr = &r->prs[i];
+        if (pr->id == RAFT_NONE || pr->id == r->cfg.id)
+            continue;
+        struct raft_msg m = {
+            .type = RAFT_MSG_HEARTBEAT, .to = pr->id, .commit = r->commit, .quiesce = true};
+        send(r, &m);
+    }
+    r->quiescent = true;
+    r->hb_elapsed = 0;
+    LM_ASSERT(r->role == RAFT_LEADER && r->commit == last);
+    return true;
+}
+
+void raft_wake(struct raft *r)
+{
+    if (r->quiescent)
+        wake(r);
+}
+
+void raft_wake_silent(struct raft *r, uint32_t silent_ticks)
+{
+    if (!r->quiescent)
+        return;
+    wake(r);
+    if (r->role == RAFT_LEADER)
+        return;
+    /* As if it had ticked all along without hearing from its leader, but one tick short of an
+     * election timeout: it grants votes from its next tick if that long has passed, and
+     * campaigns after its randomized timeout (so that the followers of a lost leader do not
+     * all campaign at the same tick and split the vote). Meanwhile it asks the leader whether
+     * it is there: a refused heartbeat answer wakes a quiescent leader, whose heartbeats then
+     * keep this follower (and the others) from voting at all, so a leader wrongly taken for
+     * lost keeps its leadership. */
+    uint32_t cap = r->cfg.election_ticks - 1;
+    r->elapsed = silent_ticks < cap ? silent_ticks : cap;
+    if (r->leader != RAFT_NONE) {
+        struct raft_msg probe = {.type = RAFT_MSG_HEARTBEAT_RESP, .to = r->leader, .reject = true};
+        send(r, &probe);
+    }
+    LM_ASSERT(r->elapsed < r->cfg.election_ticks && !r->quiescent);
+}
+
+bool raft_quiescent(const struct raft *r)
+{
+    return r->quiescent;
 }
 
 static int leader_append(struct raft *r, uint8_t type, const void *data, uint32_t len,
                          uint32_t count, int64_t *last_out)
 {
+    if (r->quiescent)
+        wake(r); /* the followers hear the append, which wakes them */
     int64_t last = view_last(r);
     struct raft_entry e = {.first_index = last + 1,
                            .last_index = last + count,
@@ -1683,6 +1820,8 @@ int raft_transfer_leader(struct raft *r, uint32_t to)
         return LM_E_INVALID;
     struct raft_progress *pr = pr_find(r, to);
     LM_ASSERT(pr != NULL);
+    if (r->quiescent)
+        wake(r);
     r->transferee = to;
     r->elapsed = 0;
     r->err = 0;
@@ -1704,6 +1843,8 @@ int raft_append_unsent(struct raft *r, const struct raft_msg *m, int err)
     struct raft_progress *pr = pr_find(r, m->to);
     if (!pr || pr->id == r->cfg.id)
         return 0;
+    if (r->quiescent)
+        wake(r);
     /* As etcd does for an unreachable peer: stop pipelining and probe from the match, which
      * also finds out whether the range is now below the log start (then LOG_START follows). */
     if (pr->state == RAFT_PR_REPLICATE)

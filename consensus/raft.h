@@ -171,6 +171,8 @@ struct raft_msg {
     uint8_t type;
     bool reject;
     bool force; /* vote from a leadership transfer: ignore the leader lease */
+    /* HEARTBEAT: the leader quiesces (raft_quiesce); HEARTBEAT_RESP: the follower did too */
+    bool quiesce;
     uint64_t group;
     uint32_t from, to;
     uint64_t term;
@@ -300,6 +302,44 @@ int raft_transfer_leader(struct raft *r, uint32_t to);
  * range is gone. Reports of another term or from a former leader are ignored. It sends nothing
  * itself and does not invalidate the ready being walked. */
 int raft_append_unsent(struct raft *r, const struct raft_msg *m, int err);
+
+/* QUIESCENCE (CockroachDB's quiesced ranges). A group with nothing to replicate needs no
+ * heartbeats, and a node with thousands of idle groups spends its time on them. The shell asks
+ * a leader to quiesce when it sees no use for heartbeats; raft agrees only when every member's
+ * match is the last index, which is committed, durable and of the leader's term, with no
+ * transfer, configuration change or retried send under way. It then sends each member a last
+ * HEARTBEAT with quiesce set and stops: raft_tick does nothing (no heartbeat, no check-quorum).
+ * A follower that holds exactly that log, committed and durable, quiesces too and says so in
+ * its answer (quiesce set); one that does not answers with reject set, which wakes the leader.
+ * A quiescent follower's ticks do nothing either: no election timer.
+ *   Waking: any raft_step except the leader's quiescing heartbeat (at a follower) and a plain
+ *   heartbeat answer of its term (at the leader); raft_propose, raft_propose_conf,
+ *   raft_transfer_leader, raft_campaign, raft_append_unsent; raft_wake. A leader that wakes
+ *   heartbeats at once and starts a fresh check-quorum period in which no follower counts as
+ *   active yet; a follower that wakes keeps its leader and starts a fresh election timeout.
+ *   Becoming follower or leader (a new term) ends quiescence.
+ *   Safety: raft's own safety never depends on ticks. Liveness does: a quiescent follower
+ *   never times out, so the shell must raft_wake it when its leader's node is lost; then it
+ *   campaigns after an election timeout like a follower whose leader just went silent, and
+ *   grants no vote before that (its check-quorum lease runs from the wake, which comes after
+ *   its last contact with the leader). A quiescent leader cut off from its followers keeps
+ *   its role until something wakes it: it is the shell's business not to take that role as a
+ *   read lease (consensus/README.md, "Quiescence"). */
+/* raft_quiesce asks a leader to quiesce; true when it did (or already was). */
+bool raft_quiesce(struct raft *r);
+/* raft_wake ends quiescence (nothing when not quiescent). */
+void raft_wake(struct raft *r);
+/* raft_wake_silent wakes a quiescent follower whose shell has not delivered it a message from
+ * its leader for silent_ticks ticks (counted from the latest APP, HEARTBEAT or LOG_START it
+ * received from anyone: never less than the truth): its election timer resumes as if it had
+ * ticked all along, capped one tick short of election_ticks, so it grants votes from its next
+ * tick when that long has passed (never before an awake follower would) and campaigns after
+ * its randomized timeout; and it sends its leader a refused HEARTBEAT_RESP, which wakes a
+ * quiescent leader that is still there: its heartbeats then arrive before anyone votes. A
+ * leader wakes as with raft_wake. */
+void raft_wake_silent(struct raft *r, uint32_t silent_ticks);
+/* raft_quiescent says whether the group is quiescent on this node. */
+bool raft_quiescent(const struct raft *r);
 
 /* raft_has_ready says whether raft_ready would return anything. */
 bool raft_has_ready(const struct raft *r);

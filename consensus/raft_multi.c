@@ -124,7 +124,9 @@ int raft_multi_queue(struct raft_multi *m, const struct raft_msg *msgs, size_t n
         if (!e)
             return LM_E_FULL;
         int rc;
-        if (s->type == RAFT_MSG_HEARTBEAT || s->type == RAFT_MSG_HEARTBEAT_RESP) {
+        /* a quiescing heartbeat and the answers to one carry flags a triple has no room for */
+        if ((s->type == RAFT_MSG_HEARTBEAT || s->type == RAFT_MSG_HEARTBEAT_RESP) && !s->quiesce &&
+            !s->reject) {
             bool req = s->type == RAFT_MSG_HEARTBEAT;
             struct raft_multi_hb **arr = req ? &e->hb : &e->hb_resp;
             uint32_t *cnt = req ? &e->n_hb : &e->n_hb_resp;

@@ -119,7 +119,8 @@ static void write_header(struct wr *w, const struct raft_msg *m)
     wr_u8(w, RAFT_WIRE_VERSION);
     wr_u8(w, m->type);
     wr_u8(w, m->reject ? 1 : 0);
-    wr_u8(w, m->force ? 1 : 0);
+    /* flags: 1 force, 2 quiesce */
+    wr_u8(w, (uint8_t)((m->force ? 1 : 0) | (m->quiesce ? 2 : 0)));
     wr_u64(w, m->group);
     wr_u32(w, m->from);
     wr_u32(w, m->to);
@@ -326,7 +327,10 @@ static int decode(struct rd *r, struct raft_msg *out)
         return LM_E_CORRUPT;
     out->type = rd_u8(r);
     flags_ok &= rd_flag(r, &out->reject);
-    flags_ok &= rd_flag(r, &out->force);
+    uint8_t flags = rd_u8(r);
+    flags_ok &= flags <= 3;
+    out->force = (flags & 1) != 0;
+    out->quiesce = (flags & 2) != 0;
     out->group = rd_u64(r);
     out->from = rd_u32(r);
     out->to = rd_u32(r);

@@ -1,10 +1,10 @@
 /* Wire codec for Raft messages between nodes (struct raft_msg of raft.h).
  *
  * Format version 2, all integers big-endian and fixed-width (common/lm_endian.h):
- *   header (88 bytes)   version u8 (= 2), type u8, reject u8 (0/1), force u8 (0/1), group u64,
- *                       from u32, to u32, term u64, index i64, log_term u64, commit i64,
- *                       hint_index i64, hint_term u64, ent_last i64, ent_last_term u64,
- *                       n_entries u32
+ *   header (88 bytes)   version u8 (= 2), type u8, reject u8 (0/1), flags u8 (1: force,
+ *                       2: quiesce), group u64, from u32, to u32, term u64, index i64,
+ *                       log_term u64, commit i64, hint_index i64, hint_term u64, ent_last
+ *                       i64, ent_last_term u64, n_entries u32
  *   n_entries times     first_index i64, last_index i64, term u64, type u8, len u32 (the table)
  *   then                every entry's len bytes, in order, back to back
  *   LOG_START only      index i64, term u64, conf (raft_conf_encode: n_voters u32, n_learners
@@ -56,8 +56,8 @@ int raft_wire_encode_head(const struct raft_msg *m, uint8_t *buf, size_t cap);
 /* raft_wire_decode decodes one message from buf[0..len): fills *out (owning its entries' bytes
  * and the log start payload: release with raft_msg_deinit) and *used (bytes consumed). Returns
  * 0; LM_E_NOMEM when an allocation fails; LM_E_CORRUPT for anything malformed: truncated input,
- * another version, an unknown message or entry type, reject/force other than 0/1, n_entries,
- * len or payload_len beyond what is left in buf or beyond RAFT_WIRE_ENTRIES_MAX /
+ * another version, an unknown message or entry type, reject other than 0/1, flags other than
+ * 0-3, n_entries, len or payload_len beyond what is left in buf or beyond RAFT_WIRE_ENTRIES_MAX /
  * RAFT_WIRE_BYTES_MAX, entries on a message other than APP, entries not contiguous
  * (entries[0].first_index != index + 1, entries[i+1].first_index != entries[i].last_index + 1)
  * or first_index > last_index, n_voters/n_learners > RAFT_NODES_MAX, an APP whose last entry

@@ -21,7 +21,9 @@ Every node runs with laminar.log.open.files.max = --log-open-files (the
 descriptors its partition logs may hold; 0: the broker's default, 3/5 of RLIMIT_NOFILE), so
 with more replicas than that the descriptor count shows the open-log budget at work (a binary
 without the key warns that it ignores it, and holds one descriptor per replica).
-Prints one line per run and a table of medians with ratios against the first binary.
+Prints one line per run and a table of medians with ratios against the first binary. A --bin of
+the form PATH,key=value,... runs that binary with those broker settings on every node (e.g.
+build/broker/laminar,laminar.raft.quiesce=true), so one binary may be compared with itself.
 """
 
 import argparse
@@ -76,6 +78,8 @@ def led_without(node, topic, dead):
 
 
 def run_once(binary, partitions, seconds, nnodes, rf, kill, log_open_files):
+    # "PATH,key=value,...": the binary and broker settings of its nodes
+    binary, *settings = binary.split(",")
     os.environ["LAMINAR_BIN"] = binary
     port, cport = free_port(), free_port()
     voters = ",".join("%d@127.0.0.%d:%d" % (i, i, cport) for i in range(1, 4))
@@ -84,6 +88,9 @@ def run_once(binary, partitions, seconds, nnodes, rf, kill, log_open_files):
     for x in nodes:
         # the default bound (100,000 in the cluster's metadata) counts __consumer_offsets too
         x.config["max.broker.partitions"] = max(100000, 2 * partitions)
+        for kv in settings:
+            k, v = kv.split("=", 1)
+            x.config[k] = v
         if log_open_files > 0:
             x.config["laminar.log.open.files.max"] = log_open_files
     try:

@@ -657,7 +657,7 @@ static void node_gauges(void *ctx, struct broker_metrics_out *o)
                               swim[0], swim[1], swim[2], swim[3]);
     }
     uint64_t offline = __atomic_load_n(&h->offline_count, __ATOMIC_ACQUIRE);
-    uint64_t replicas = 0, leaders = 0, under_replicated = 0, under_min_isr = 0;
+    uint64_t replicas = 0, leaders = 0, under_replicated = 0, under_min_isr = 0, quiescent = 0;
     uint64_t segments = 0, log_bytes = 0, lag = 0, lag_max = 0, open_us = 0, opens = 0,
              compactions = 0, flushes = 0, flush_us = 0;
     uint64_t flush_hist[HANDLERS_FLUSH_BUCKETS] = {0};
@@ -671,6 +671,7 @@ static void node_gauges(void *ctx, struct broker_metrics_out *o)
         leaders += __atomic_load_n(&g->leaders, __ATOMIC_RELAXED);
         under_replicated += __atomic_load_n(&g->under_replicated, __ATOMIC_RELAXED);
         under_min_isr += __atomic_load_n(&g->under_min_isr, __ATOMIC_RELAXED);
+        quiescent += __atomic_load_n(&g->quiescent, __ATOMIC_RELAXED);
         segments += __atomic_load_n(&g->segments, __ATOMIC_RELAXED);
         log_bytes += __atomic_load_n(&g->log_bytes, __ATOMIC_RELAXED);
         lag += __atomic_load_n(&g->commit_lag, __ATOMIC_RELAXED);
@@ -778,6 +779,13 @@ static void node_gauges(void *ctx, struct broker_metrics_out *o)
         "# TYPE kafka_server_replicamanager_underminisrpartitioncount gauge\n"
         "kafka_server_replicamanager_underminisrpartitioncount %llu\n",
         (unsigned long long)under_replicated, (unsigned long long)under_min_isr);
+    broker_metrics_printf(o,
+                          "# HELP laminar_raft_quiescent_groups Replicated partitions on this "
+                          "node whose Raft group is quiescent (no heartbeats, no election "
+                          "timer: laminar.raft.quiesce), as of the shards' last tick.\n"
+                          "# TYPE laminar_raft_quiescent_groups gauge\n"
+                          "laminar_raft_quiescent_groups %llu\n",
+                          (unsigned long long)quiescent);
     broker_metrics_printf(
         o,
         "# HELP kafka_server_fetchsessioncache_numincrementalfetchsessions Incremental fetch "

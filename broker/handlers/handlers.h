@@ -130,6 +130,7 @@ struct handlers_ctx {
      * partitions they cache and the evictions so far (FetchSessionCache). */
     struct handlers_shard_gauges {
         uint32_t replicas, leaders, under_replicated, under_min_isr;
+        uint32_t quiescent; /* replicated partitions whose Raft group is quiescent here */
         /* storage of the open logs, and the records appended but not committed (log end -
          * high watermark: waiting for replication or the group-commit fsync) */
         uint64_t segments, log_bytes, commit_lag, commit_lag_max;

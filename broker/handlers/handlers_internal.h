@@ -255,6 +255,7 @@ struct hshard {
     uint64_t scratch_releases; /* grown scratches freed by the tick (logged) */
     struct broker_timer tick;
     uint32_t ticks;
+    uint64_t tick_version; /* the image version the last shard tick looked at */
     /* Budgeted background work: partitions to open, directories to remove. */
     struct hpart *oq_head, *oq_tail;
     uint32_t oq_len;
@@ -346,6 +347,10 @@ void hs_reassign_step(struct hshard *hs, struct hpart *p, uint64_t now_ms);
 /* A leader sends its log start offset (p->start_sync) to the replicas that have not
  * acknowledged it (called from hs_leader_check; DeleteRecords sets it). */
 void hs_log_start_sync(struct hshard *hs, struct hpart *p, uint64_t now_ms);
+/* The ISR of a quiescent leader whose followers are all in it: every follower is caught up
+ * now (it matched the leader's end before the group quiesced, and nothing was appended since),
+ * as hs_leader_check would find, without its lookups. */
+void hs_isr_quiet(struct hpart *p, uint64_t now_ms);
 /* Whether replica node has acknowledged the leader's log start (true when there is none to
  * send): leadership goes only to such a replica (ElectLeaders, handoff, rebalance), so a log
  * start set by DeleteRecords never moves back. */

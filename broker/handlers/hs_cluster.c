@@ -963,6 +963,17 @@ static uint16_t isr_update(struct hshard *hs, struct hpart *p, uint64_t now_ms)
     return out;
 }
 
+void hs_isr_quiet(struct hpart *p, uint64_t now_ms)
+{
+    struct hisr *s = p->isr;
+    LM_ASSERT(s != NULL && s->out == 0);
+    /* quiescent: every follower matched the leader's end and answered its last heartbeat */
+    for (int16_t j = 0; j < p->rf; j++)
+        s->caught_ms[j] = now_ms;
+    s->prev_last = partition_log_end_offset(p->part) - 1;
+    s->prev_ms = now_ms;
+}
+
 bool hs_replica_in_sync(const struct hshard *hs, const struct hpart *p, int16_t j, uint64_t now_ms)
 {
     if (p->isr == NULL || j < 0 || j >= p->rf)

@@ -559,6 +559,9 @@ static void part_open_log(struct hpart *p)
             seed = broker_now_ms() ^ pc.group;
         pc.rand_seed = seed;
         env.send = hs_raft_send;
+        /* idle groups stop heartbeating; the shard tick wakes a quiescent follower whose
+         * leader's node the image fences (hs_shard.c) */
+        pc.quiesce = p->hs->node->cfg->raft_quiesce;
         if (hs_raft_zero_copy(p->hs))
             env.send_app = hs_raft_send_app;
     }

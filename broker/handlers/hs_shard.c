@@ -213,6 +213,8 @@ static void gauges_count(struct hshard *hs, const struct htopic *t, struct hpart
         g->leaders += p->failed || (p->log == NULL && !p->idle_closed) ? 0 : 1;
         return;
     }
+    if (p->part != NULL && !p->failed && partition_quiescent(p->part))
+        g->quiescent++;
     if (p->part == NULL || p->failed || !partition_is_leader(p->part))
         return;
     g->leaders++;
@@ -234,6 +236,7 @@ static void gauges_store(struct hshard *hs, const struct handlers_shard_gauges *
     __atomic_store_n(&d->leaders, g->leaders, __ATOMIC_RELAXED);
     __atomic_store_n(&d->under_replicated, g->under_replicated, __ATOMIC_RELAXED);
     __atomic_store_n(&d->under_min_isr, g->under_min_isr, __ATOMIC_RELAXED);
+    __atomic_store_n(&d->quiescent, g->quiescent, __ATOMIC_RELAXED);
     __atomic_store_n(&d->segments, g->segments, __ATOMIC_RELAXED);
     __atomic_store_n(&d->log_bytes, g->log_bytes, __ATOMIC_RELAXED);
     __atomic_store_n(&d->commit_lag, g->commit_lag, __ATOMIC_RELAXED);
@@ -262,6 +265,28 @@ static void gauges_store(struct hshard *hs, const struct handlers_shard_gauges *
     __atomic_store_n(&d->repl_bytes_copy, hs->repl_bytes_copy, __ATOMIC_RELAXED);
 }
 
+/* Whether the node of raft id `leader` is gone from the image or fenced. */
+static bool leader_lost(const struct hshard *hs, uint32_t leader)
+{
+    if (hs->snap == NULL || leader == RAFT_NONE)
+        return false;
+    const struct lm_meta_broker *b = lm_meta_state_broker(&hs->snap->state, (int32_t)leader - 1);
+    return b == NULL || b->fenced;
+}
+
+/* A quiescent leader whose every follower is in sync, whose leadership and ISR the image
+ * shows and whose log start its followers have: its leader check would find nothing to do
+ * until the image changes (a fence, a move) or the group wakes. */
+static bool leader_idle(const struct hpart *p, bool image_changed)
+{
+    uint16_t all = (uint16_t)((1u << p->rf) - 1u);
+    return !image_changed && p->part != NULL && partition_quiescent(p->part) &&
+           partition_is_leader(p->part) && p->isr != NULL && p->isr->out == 0 &&
+           p->announce_confirmed && p->announced_out == 0 &&
+           p->announced_epoch == partition_leader_epoch(p->part) &&
+           (p->start_sync <= 0 || (p->start_acked & all) == all);
+}
+
 static void shard_tick(struct broker_shard *s, struct broker_timer *t)
 {
     struct hshard *hs = t->arg;
@@ -273,6 +298,9 @@ static void shard_tick(struct broker_shard *s, struct broker_timer *t)
     hs_leaving_check(hs);
     bool retention = ++hs->ticks % HANDLERS_RETENTION_TICKS == 0;
     uint64_t now = broker_now_ms();
+    /* a new image may fence a node, move a replica or confirm an announcement */
+    bool image_changed = hs->version != hs->tick_version;
+    hs->tick_version = hs->version;
     /* Reopening offline partitions is bounded per tick like any open (thousands of them may
      * be failing together, e.g. on a full disk); those left wait for the next tick. */
     hs->step_deadline_ms = now + HANDLERS_STEP_BUDGET_MS;
@@ -304,13 +332,25 @@ static void shard_tick(struct broker_shard *s, struct broker_timer *t)
                     gauges_count(hs, tp, p, &g);
                     continue;
                 }
+                /* A quiescent follower has no election timer: it wakes (and times out like
+                 * any follower whose leader went silent) once the image fences its leader's
+                 * node, SWIM having declared it dead or its heartbeats having stopped. */
+                if (p->replicated && partition_quiescent(p->part) &&
+                    !partition_is_leader(p->part) && leader_lost(hs, partition_leader(p->part))) {
+                    BLOG_DEBUG("partition %s-%d: quiescent, its leader's node %d is fenced: "
+                               "waking",
+                               p->topic, p->partition, (int32_t)partition_leader(p->part) - 1);
+                    (void)partition_wake(p->part);
+                }
                 /* flush.ms and retention (log.retention.check.interval.ms, coarser) are the
                  * partition's; between retention checks only its drive step runs (flush.ms). */
                 int rc = retention ? partition_tick(p->part, (int64_t)now)
                                    : partition_clock(p->part, (int64_t)now);
                 if (rc != 0)
                     BLOG_WARN("partition %s-%d: tick: %s", p->topic, p->partition, lm_strerror(rc));
-                if (p->replicated && !p->dead)
+                if (p->replicated && !p->dead && leader_idle(p, image_changed))
+                    hs_isr_quiet(p, now);
+                else if (p->replicated && !p->dead)
                     hs_leader_check(hs, p, now); /* before the kick, which may free p */
                 gauges_count(hs, tp, p, &g);     /* the ISR as this look left it */
                 if (hs_step_has_budget(hs))

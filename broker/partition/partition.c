@@ -89,6 +89,11 @@ struct partition {
     uint64_t heard_term;
     uint32_t heard_id[RAFT_NODES_MAX];
     int64_t heard_ms[RAFT_NODES_MAX];
+    /* the last time the lease was asked for (reads): no quiescence within quiesce_read_ms */
+    int64_t lease_asked_ms;
+    /* the latest APP, HEARTBEAT or LOG_START received (from any leader): how long a quiescent
+     * follower's leader has been silent when partition_wake wakes it */
+    int64_t leader_heard_ms;
 };
 
 void partition_config_default(struct partition_config *cfg)
@@ -103,6 +108,7 @@ void partition_config_default(struct partition_config *cfg)
     cfg->waiters_max = 1024;
     cfg->watchers_max = 1024;
     cfg->resolve_bytes_max = 8u << 20;
+    cfg->quiesce_read_ms = 10000;
 }
 
 /* Doubles a full ring of count elements starting at head (capacity *cap, at most max),
@@ -740,6 +746,8 @@ int partition_open(const struct partition_config *cfg, const struct partition_en
     p->env = *env;
     p->now_ms = now_ms;
     p->tick_due_ms = now_ms + cfg->tick_ms;
+    p->lease_asked_ms = INT64_MIN / 2; /* never: quiescence need not wait for a read window */
+    p->leader_heard_ms = now_ms;
     p->next_watch_id = 1;
     int rc = strlen(cfg->dir) >= PATH_MAX ? LM_E_TOO_LARGE : 0;
     if (rc == 0) {
@@ -1100,6 +1108,21 @@ int partition_wait_persisted(struct partition *p, int64_t offset, partition_watc
     return 0;
 }
 
+/* Asks an idle leader's raft to quiesce (partition_config.quiesce): nothing of this node's
+ * own under way (waiters, fsyncs, writes not yet durable), and no read lease asked for
+ * lately, since a quiescent leader's lease runs out with its last heartbeats' answers. */
+static void maybe_quiesce(struct partition *p)
+{
+    if (!p->cfg.quiesce || p->lone || p->failed || raft_quiescent(p->raft) ||
+        raft_role(p->raft) != RAFT_LEADER || p->sync_running || p->persist_count > 0 ||
+        p->acks_count > 0 || p->pers_count > 0 ||
+        p->now_ms - p->lease_asked_ms < (int64_t)p->cfg.quiesce_read_ms ||
+        storage_log_flushed_offset(p->log) < storage_log_end_offset(p->log))
+        return;
+    if (raft_quiesce(p->raft))
+        (void)partition_drive(p); /* the quiescing heartbeats */
+}
+
 int partition_tick(struct partition *p, int64_t now_ms)
 {
     if (p->failed)
@@ -1126,7 +1149,10 @@ int partition_tick(struct partition *p, int64_t now_ms)
         fail(p, rc);
     else if (deleted)
         start_term_refresh(p);
-    return partition_drive(p);
+    rc = partition_drive(p);
+    if (rc == 0)
+        maybe_quiesce(p);
+    return p->failed ? p->failed : rc;
 }
 
 int partition_clock(struct partition *p, int64_t now_ms)
@@ -1135,6 +1161,11 @@ int partition_clock(struct partition *p, int64_t now_ms)
         return p->failed;
     if (now_ms > p->now_ms)
         p->now_ms = now_ms;
+    if (raft_quiescent(p->raft)) {
+        /* nothing to tick; what an input changed was driven by that input */
+        p->tick_due_ms = p->now_ms + p->cfg.tick_ms;
+        return 0;
+    }
     /* A group with other voters needs its raft ticks (heartbeats, elections) at tick_ms
      * whatever the retention cadence of partition_tick. */
     for (int n = 0; !p->lone && p->now_ms >= p->tick_due_ms && n < PARTITION_TICKS_PER_CALL_MAX;
@@ -1144,7 +1175,28 @@ int partition_clock(struct partition *p, int64_t now_ms)
     }
     if (!p->lone && p->now_ms >= p->tick_due_ms)
         p->tick_due_ms = p->now_ms + p->cfg.tick_ms;
-    return partition_drive(p);
+    int rc = partition_drive(p);
+    if (rc == 0)
+        maybe_quiesce(p);
+    return p->failed ? p->failed : rc;
+}
+
+bool partition_quiescent(const struct partition *p)
+{
+    return raft_quiescent(p->raft);
+}
+
+int partition_wake(struct partition *p)
+{
+    if (p->failed)
+        return p->failed;
+    if (!raft_quiescent(p->raft))
+        return 0;
+    int64_t silent_ms = p->now_ms - p->leader_heard_ms;
+    int64_t ticks = silent_ms > 0 ? silent_ms / p->cfg.tick_ms : 0;
+    raft_wake_silent(p->raft, ticks < UINT32_MAX ? (uint32_t)ticks : UINT32_MAX);
+    p->tick_due_ms = p->now_ms + p->cfg.tick_ms;
+    return partition_drive(p); /* a leader's heartbeats */
 }
 
 void partition_set_clock(struct partition *p, int64_t now_ms)
@@ -1212,6 +1264,8 @@ int partition_step(struct partition *p, const struct raft_msg *m)
     if (m->type == RAFT_MSG_APP && m->n_entries > 0 && m->entries != NULL && !app_bytes_match(m)) {
         return LM_E_CORRUPT;
     }
+    if (m->type == RAFT_MSG_APP || m->type == RAFT_MSG_HEARTBEAT || m->type == RAFT_MSG_LOG_START)
+        p->leader_heard_ms = p->now_ms; /* from a leader, current or not: never too early */
     if (raft_role(p->raft) == RAFT_LEADER && m->term == raft_term(p->raft) &&
         (m->type == RAFT_MSG_HEARTBEAT_RESP || (m->type == RAFT_MSG_APP_RESP && !m->reject)) &&
         m->from != p->cfg.node_id && m->from != RAFT_NONE)
@@ -1349,6 +1403,12 @@ bool partition_lease_valid(struct partition *p, int64_t now_ms)
         return false;
     if (p->lone)
         return true;
+    /* Readers keep the group awake: a quiescent leader's lease is only what its last
+     * heartbeats' answers gave it (consensus/README.md, "Quiescence"). */
+    if (now_ms > p->lease_asked_ms)
+        p->lease_asked_ms = now_ms;
+    if (raft_quiescent(p->raft))
+        (void)partition_wake(p);
     if (p->heard_term != raft_term(p->raft))
         return false;
     /* Followers grant no vote and start no election within (election_ticks - 1) ticks of

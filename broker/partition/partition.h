@@ -90,6 +90,13 @@ struct partition_config {
      * survives process crashes, and the loss of a minority of machines, but not a power loss
      * of a majority before their next flush. Term, vote and log start stay durable first. */
     bool write_caching;
+    /* Quiescence (consensus/raft.h, "QUIESCENCE"): a leader with everything replicated, no
+     * waiter, no fsync under way and no read lease asked for within quiesce_read_ms stops
+     * heartbeating, and its followers stop their election timers, until something wakes the
+     * group. The owner must then call partition_wake on a quiescent follower whose leader's
+     * node it has lost (README.md, "Quiescence"). */
+    bool quiesce;
+    uint32_t quiesce_read_ms;
 };
 
 /* Fills defaults: 100 ms ticks, election 10 / heartbeat 1 ticks, 1024 waiters, 1024 watchers,
@@ -212,6 +219,15 @@ bool partition_hw_known(struct partition *p);
  * that restarts within the lease forgets it heard from this leader; a restart takes longer
  * than the lease.) False on a follower. */
 bool partition_lease_valid(struct partition *p, int64_t now_ms);
+/* A quiescent group (partition_config.quiesce): no raft ticks, no heartbeats. Asking a
+ * quiescent leader for its lease wakes it (heartbeats go out; the lease it had from the answers
+ * to its last heartbeats still counts), and keeps it from quiescing for quiesce_read_ms. */
+bool partition_quiescent(const struct partition *p);
+/* Wakes a quiescent group on this node (its leader's node is lost, or anything the owner
+ * wants heartbeats for); nothing when it is not quiescent. A follower's election timer resumes
+ * as if it had run since the last leader message it received (raft_wake_silent): it votes and
+ * campaigns as soon as an awake follower would have. */
+int partition_wake(struct partition *p);
 /* Sets the time the next inputs are recorded at (the lease's answers): the shell calls it
  * with the current time before partition_step; ticks still come from partition_clock. */
 void partition_set_clock(struct partition *p, int64_t now_ms);

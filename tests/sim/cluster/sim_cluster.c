@@ -2249,6 +2249,9 @@ static struct broker_config *node_config(uint32_t i)
     /* An open-log budget of 2 logs: every partition's log is closed (one voter) or has its
      * descriptors released (replicated) and reopened again and again under the faults. */
     SET("laminar.log.open.files.max", "4");
+    /* Raft quiescence (off by default): idle groups stop heartbeating and wake on traffic,
+     * reads and fenced leaders, under every fault here */
+    SET("laminar.raft.quiesce", "true");
     SET("laminar.log.level", "%s", getenv("SIM_CLUSTER_LOG") ? getenv("SIM_CLUSTER_LOG") : "error");
 #undef SET
     LM_ASSERT(rc == 0);

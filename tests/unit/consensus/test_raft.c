@@ -943,6 +943,247 @@ static void test_append_bytes_bound(void **state)
     h_deinit(&h);
 }
 
+/* ---------- quiescence (raft.h, "QUIESCENCE") ---------- */
+
+/* A 3-voter group led by node 1 with offsets 0..1 committed everywhere and every follower
+ * heard from since the last check-quorum period began. */
+static void quiet_setup(struct harness *h)
+{
+    h_init(h, 3, 3, true, true, NULL);
+    assert_int_equal(raft_campaign(h->nodes[1].r), 0);
+    h_stabilize(h);
+    assert_int_equal(h_leader(h), 1);
+    assert_int_equal(raft_propose(h->nodes[1].r, "x", 1, 1, NULL), 0);
+    h_stabilize(h);
+    /* still replicating: nothing to quiesce on yet is refused below, then heartbeats */
+    for (int i = 0; i < 3; i++) {
+        for (uint32_t n = 1; n <= 3; n++)
+            h_tick(h, n);
+        h_stabilize(h);
+    }
+    for (uint32_t n = 1; n <= 3; n++)
+        assert_int_equal(raft_commit(h->nodes[n].r), 1);
+}
+
+static bool all_quiescent(struct harness *h)
+{
+    for (uint32_t n = 1; n <= h->n; n++)
+        if (h->nodes[n].up && !raft_quiescent(h->nodes[n].r))
+            return false;
+    return true;
+}
+
+/* Quiescing stops every message and every timer; an append wakes the whole group. */
+static void test_quiesce_wakes_on_append(void **state)
+{
+    (void)state;
+    struct harness h;
+    quiet_setup(&h);
+    assert_false(raft_quiesce(h.nodes[2].r)); /* followers do not decide */
+    int64_t last;
+    assert_int_equal(raft_propose(h.nodes[1].r, "y", 1, 1, &last), 0);
+    assert_false(raft_quiesce(h.nodes[1].r)); /* not replicated yet */
+    h_stabilize(&h);
+    assert_true(raft_quiesce(h.nodes[1].r));
+    h_stabilize(&h);
+    assert_true(all_quiescent(&h));
+    uint64_t term = raft_term(h.nodes[1].r);
+    uint64_t delivered = h.msgs_delivered;
+    for (int i = 0; i < 200; i++) {
+        for (uint32_t n = 1; n <= 3; n++)
+            h_tick(&h, n);
+        h_stabilize(&h);
+    }
+    assert_int_equal(h.msgs_delivered, delivered); /* no heartbeat, no election */
+    assert_true(all_quiescent(&h));
+    assert_int_equal(raft_term(h.nodes[1].r), term);
+    assert_int_equal(h_leader(&h), 1);
+    /* an append wakes the leader, and its message the followers */
+    assert_int_equal(raft_propose(h.nodes[1].r, "z", 1, 1, &last), 0);
+    assert_false(raft_quiescent(h.nodes[1].r));
+    h_stabilize(&h);
+    for (uint32_t n = 1; n <= 3; n++) {
+        assert_false(raft_quiescent(h.nodes[n].r));
+        assert_int_equal(raft_commit(h.nodes[n].r), last);
+    }
+    /* and the group quiesces again once it is all replicated */
+    for (int i = 0; i < 2; i++) {
+        for (uint32_t n = 1; n <= 3; n++)
+            h_tick(&h, n);
+        h_stabilize(&h);
+    }
+    assert_true(raft_quiesce(h.nodes[1].r));
+    h_stabilize(&h);
+    assert_true(all_quiescent(&h));
+    h_deinit(&h);
+}
+
+/* A quiescent follower never times out by itself: once the shell reports the leader's node
+ * lost (raft_wake), the followers elect a new leader, one term up. */
+static void test_quiesce_leader_lost(void **state)
+{
+    (void)state;
+    struct harness h;
+    quiet_setup(&h);
+    assert_true(raft_quiesce(h.nodes[1].r));
+    h_stabilize(&h);
+    assert_true(all_quiescent(&h));
+    uint64_t term = raft_term(h.nodes[1].r);
+    h_crash(&h, 1);
+    for (int i = 0; i < 100; i++) {
+        h_tick(&h, 2);
+        h_tick(&h, 3);
+        h_stabilize(&h);
+    }
+    assert_true(raft_quiescent(h.nodes[2].r) && raft_quiescent(h.nodes[3].r));
+    assert_int_equal(raft_term(h.nodes[2].r), term);
+    /* the two shells learn of it at different times, as they would */
+    raft_wake(h.nodes[2].r);
+    for (int i = 0; i < 3; i++)
+        h_tick(&h, 2);
+    raft_wake(h.nodes[3].r);
+    uint32_t leader = 0;
+    for (int i = 0; i < 100 && leader == 0; i++) {
+        h_tick(&h, 2);
+        h_tick(&h, 3);
+        h_stabilize(&h);
+        leader = h_leader(&h);
+    }
+    assert_true(leader == 2 || leader == 3);
+    assert_true(raft_term(h.nodes[leader].r) > term);
+    assert_false(raft_quiescent(h.nodes[5 - leader].r));
+    assert_int_equal(raft_leader(h.nodes[5 - leader].r), leader);
+    h_deinit(&h);
+}
+
+/* A follower woken by mistake (its shell wrongly lost the leader's node) campaigns after its
+ * timeout; its pre-vote wakes the leader, whose heartbeats bring it back: no new term, no
+ * storm, and the group quiesces again. A quiescent follower refuses votes (its lease). */
+static void test_quiesce_no_storm(void **state)
+{
+    (void)state;
+    struct harness h;
+    quiet_setup(&h);
+    assert_true(raft_quiesce(h.nodes[1].r));
+    h_stabilize(&h);
+    uint64_t term = raft_term(h.nodes[1].r);
+    /* a vote for a higher term at a quiescent follower: refused, the follower keeps its
+     * leader */
+    struct raft_msg v = {.type = RAFT_MSG_VOTE,
+                         .group = 1,
+                         .from = 3,
+                         .to = 2,
+                         .term = term + 5,
+                         .index = 100,
+                         .log_term = term + 4};
+    assert_int_equal(raft_step(h.nodes[2].r, &v), 0);
+    h_process(&h, 2);
+    assert_int_equal(raft_term(h.nodes[2].r), term);
+    assert_int_equal(raft_leader(h.nodes[2].r), 1);
+    h_stabilize(&h);
+    raft_wake(h.nodes[3].r);
+    for (int i = 0; i < 100; i++) {
+        for (uint32_t n = 1; n <= 3; n++)
+            h_tick(&h, n);
+        h_stabilize(&h);
+    }
+    assert_int_equal(h_leader(&h), 1);
+    for (uint32_t n = 1; n <= 3; n++)
+        assert_int_equal(raft_term(h.nodes[n].r), term);
+    assert_true(raft_quiesce(h.nodes[1].r));
+    h_stabilize(&h);
+    assert_true(all_quiescent(&h));
+    h_deinit(&h);
+}
+
+/* raft_wake_silent: a follower whose leader has been silent for an election timeout grants a
+ * vote at once, as an awake follower would; one that heard from it lately refuses. */
+static void test_quiesce_wake_silent(void **state)
+{
+    (void)state;
+    struct harness h;
+    quiet_setup(&h);
+    assert_true(raft_quiesce(h.nodes[1].r));
+    h_stabilize(&h);
+    uint64_t term = raft_term(h.nodes[1].r);
+    int64_t last = raft_last_index(h.nodes[2].r);
+    /* a leader wrongly taken for lost: the follower's probe wakes it, its heartbeats keep
+     * everybody following it */
+    raft_wake_silent(h.nodes[3].r, 1000);
+    h_stabilize(&h);
+    assert_false(raft_quiescent(h.nodes[1].r));
+    for (int i = 0; i < 40; i++) {
+        for (uint32_t n = 1; n <= 3; n++)
+            h_tick(&h, n);
+        h_stabilize(&h);
+    }
+    assert_int_equal(h_leader(&h), 1);
+    assert_int_equal(raft_term(h.nodes[3].r), term);
+    assert_true(raft_quiesce(h.nodes[1].r));
+    h_stabilize(&h);
+    assert_true(all_quiescent(&h));
+    /* a leader really gone */
+    h_crash(&h, 1);
+    raft_wake_silent(h.nodes[2].r, 3); /* heard 3 ticks ago: still its leader's */
+    raft_wake_silent(h.nodes[3].r, 1000);
+    assert_false(raft_quiescent(h.nodes[2].r) || raft_quiescent(h.nodes[3].r));
+    h_stabilize(&h); /* the probes are lost */
+    h_tick(&h, 3);   /* one tick short of the timeout, then there */
+    for (uint32_t to = 2; to <= 3; to++) {
+        struct raft_msg v = {.type = RAFT_MSG_VOTE,
+                             .group = 1,
+                             .from = 5 - to,
+                             .to = to,
+                             .term = term + 1,
+                             .index = last,
+                             .log_term = term};
+        assert_int_equal(raft_step(h.nodes[to].r, &v), 0);
+        struct raft_ready rd;
+        raft_ready(h.nodes[to].r, &rd);
+        if (rd.persist_id)
+            assert_int_equal(raft_persisted(h.nodes[to].r, rd.persist_id), 0);
+        raft_ready(h.nodes[to].r, &rd);
+        if (to == 2) {
+            assert_int_equal(raft_term(h.nodes[2].r), term); /* ignored: in its lease */
+        } else {
+            assert_int_equal(rd.n_msgs, 1);
+            assert_int_equal(rd.msgs[0].type, RAFT_MSG_VOTE_RESP);
+            assert_false(rd.msgs[0].reject);
+        }
+    }
+    h_deinit(&h);
+}
+
+/* A follower missing the leader's last entry refuses to quiesce, which wakes the leader. */
+static void test_quiesce_refused(void **state)
+{
+    (void)state;
+    struct harness h;
+    quiet_setup(&h);
+    struct raft_msg hb = {.type = RAFT_MSG_HEARTBEAT,
+                          .group = 1,
+                          .from = 1,
+                          .to = 2,
+                          .term = raft_term(h.nodes[2].r),
+                          .commit = 5,
+                          .quiesce = true};
+    assert_int_equal(raft_step(h.nodes[2].r, &hb), 0);
+    assert_false(raft_quiescent(h.nodes[2].r));
+    struct raft_ready rd;
+    raft_ready(h.nodes[2].r, &rd);
+    assert_int_equal(rd.n_msgs, 1);
+    assert_int_equal(rd.msgs[0].type, RAFT_MSG_HEARTBEAT_RESP);
+    assert_true(rd.msgs[0].reject);
+    struct raft_msg resp = rd.msgs[0];
+    if (rd.persist_id)
+        assert_int_equal(raft_persisted(h.nodes[2].r, rd.persist_id), 0);
+    assert_true(raft_quiesce(h.nodes[1].r));
+    assert_int_equal(raft_step(h.nodes[1].r, &resp), 0);
+    assert_false(raft_quiescent(h.nodes[1].r));
+    h_stabilize(&h);
+    h_deinit(&h);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -964,6 +1205,11 @@ int main(void)
         cmocka_unit_test(test_descriptor_compacted_before_send),
         cmocka_unit_test(test_append_unsent_probe),
         cmocka_unit_test(test_append_bytes_bound),
+        cmocka_unit_test(test_quiesce_wakes_on_append),
+        cmocka_unit_test(test_quiesce_leader_lost),
+        cmocka_unit_test(test_quiesce_no_storm),
+        cmocka_unit_test(test_quiesce_refused),
+        cmocka_unit_test(test_quiesce_wake_silent),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -34,7 +34,7 @@
 #define ENT_TYPE  24
 #define ENT_LEN   25
 
-#define SAMPLES_MAX 32
+#define SAMPLES_MAX 48
 
 static uint8_t bytes_a[300], bytes_b[1], bytes_c[77], payload[37];
 static struct raft_entry entries3[3];
@@ -141,6 +141,13 @@ static void build_samples(void)
     ls.start.payload_len = 1;
     ls.start.payload = bytes_b;
     add_sample(ls);
+    /* flags bit 2: a quiescing heartbeat and the answer of a follower that quiesced */
+    struct raft_msg q = base_msg(RAFT_MSG_HEARTBEAT);
+    q.quiesce = true;
+    add_sample(q);
+    q = base_msg(RAFT_MSG_HEARTBEAT_RESP);
+    q.quiesce = true;
+    add_sample(q);
 }
 
 static void assert_msg_equal(const struct raft_msg *a, const struct raft_msg *b)
@@ -148,6 +155,7 @@ static void assert_msg_equal(const struct raft_msg *a, const struct raft_msg *b)
     assert_int_equal(a->type, b->type);
     assert_int_equal(a->reject, b->reject);
     assert_int_equal(a->force, b->force);
+    assert_int_equal(a->quiesce, b->quiesce);
     assert_true(a->group == b->group);
     assert_int_equal(a->from, b->from);
     assert_int_equal(a->to, b->to);
@@ -728,7 +736,8 @@ static void test_malformed_refused(void **state)
         {"entries on a heartbeat", OFF_TYPE, 1, RAFT_MSG_HEARTBEAT},
         {"entries on a log start", OFF_TYPE, 1, RAFT_MSG_LOG_START},
         {"reject 2", OFF_REJECT, 1, 2},
-        {"force 255", OFF_FORCE, 1, 255},
+        {"flags 255", OFF_FORCE, 1, 255},
+        {"flags 4 (unknown)", OFF_FORCE, 1, 4},
         {"first entry not after index", OFF_INDEX, 8, 8},
         {"index INT64_MAX", OFF_INDEX, 8, (uint64_t)INT64_MAX},
         {"gap between entries", e1 + ENT_FIRST, 8, 14},

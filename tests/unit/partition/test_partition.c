@@ -54,6 +54,7 @@ struct fx {
     size_t q_head, q_len;
     int64_t now_ms;
     bool copy_only;      /* no send_app: every APP with its bytes read */
+    bool quiesce;        /* partition_config.quiesce, with a 1 s read window */
     uint64_t zc_sent;    /* APPs sent as slices */
     uint64_t zc_short;   /* slices cut short by a truncation before delivery: dropped */
     uint64_t zc_refused; /* APPs whose bytes no longer matched: refused by the receiver */
@@ -251,6 +252,8 @@ static void fx_config(struct fx *f, struct partition_config *cfg, uint32_t id, u
     cfg->rand_seed = 11;
     cfg->waiters_max = 8;
     cfg->watchers_max = 4;
+    cfg->quiesce = f->quiesce;
+    cfg->quiesce_read_ms = 1000;
     if (f->write_caching) {
         cfg->write_caching = true;
         cfg->storage.flush_ms = 100;
@@ -1692,6 +1695,91 @@ static void test_read_lease(void **state)
     assert_true(partition_lease_valid(l2, f->now_ms));
 }
 
+static bool fx_all_quiescent(struct fx *f)
+{
+    for (uint32_t i = 1; i <= NODES; i++)
+        if (f->parts[i] && !partition_quiescent(f->parts[i]))
+            return false;
+    return true;
+}
+
+/* An idle group quiesces: ticks send nothing. A read (the lease asked for) wakes it and keeps
+ * it awake for the read window; an append wakes it; a follower woken because its leader's node
+ * was lost elects a new leader. */
+static void test_quiescence(void **state)
+{
+    struct fx *f = *state;
+    f->quiesce = true;
+    for (uint32_t i = 1; i <= NODES; i++)
+        assert_int_equal(fx_open(f, i, NODES), 0);
+    assert_int_equal(partition_campaign(f->parts[1]), 0);
+    fx_deliver(f);
+    struct partition *l1 = f->parts[1];
+    assert_true(partition_is_leader(l1));
+    struct acks_log l = {0};
+    size_t len;
+    uint8_t *b = batch(3, 0, &len);
+    assert_int_equal(partition_append(l1, PARTITION_ORIGIN_CLIENT, b, len, -1, on_append, &l), 0);
+    free(b);
+    fx_deliver(f);
+    assert_int_equal(l.n, 1);
+    fx_tick_all(f, 3);
+    assert_true(fx_all_quiescent(f));
+    for (uint32_t i = 1; i <= NODES; i++)
+        assert_int_equal(partition_high_watermark(f->parts[i]), partition_log_end_offset(l1));
+    /* quiet: ticks send nothing and nobody campaigns */
+    for (int t = 0; t < 100; t++) {
+        f->now_ms += 100;
+        for (uint32_t i = 1; i <= NODES; i++)
+            assert_int_equal(partition_clock(f->parts[i], f->now_ms), 0);
+        assert_int_equal(f->q_len, 0);
+    }
+    assert_true(partition_is_leader(l1));
+    /* a read long after the last heartbeat: no lease, but the group wakes and heartbeats */
+    assert_false(partition_lease_valid(l1, f->now_ms));
+    assert_false(partition_quiescent(l1));
+    assert_true(f->q_len >= 2);
+    fx_deliver(f);
+    assert_true(partition_lease_valid(l1, f->now_ms));
+    fx_tick_all(f, 5); /* within the read window: stays awake */
+    assert_false(partition_quiescent(l1));
+    assert_true(partition_lease_valid(l1, f->now_ms));
+    fx_tick_all(f, 12); /* past it */
+    assert_true(fx_all_quiescent(f));
+    /* an append wakes the group, and it quiesces again once replicated */
+    b = batch(2, 0, &len);
+    assert_int_equal(partition_append(l1, PARTITION_ORIGIN_CLIENT, b, len, -1, on_append, &l), 0);
+    free(b);
+    assert_false(partition_quiescent(l1));
+    fx_deliver(f);
+    assert_int_equal(l.n, 2);
+    assert_int_equal(l.errs[1], 0);
+    fx_tick_all(f, 3);
+    assert_true(fx_all_quiescent(f));
+    /* the leader's node is lost: nothing happens until the owners wake the followers */
+    f->cut[1] = true;
+    fx_tick_all(f, 50);
+    assert_true(partition_quiescent(f->parts[2]) && partition_quiescent(f->parts[3]));
+    assert_int_equal(partition_wake(f->parts[2]), 0);
+    assert_int_equal(partition_wake(f->parts[3]), 0);
+    uint32_t leader = 0;
+    for (int t = 0; t < 100 && leader == 0; t++) {
+        fx_tick_all(f, 1);
+        if (partition_is_leader(f->parts[2]))
+            leader = 2;
+        else if (partition_is_leader(f->parts[3]))
+            leader = 3;
+    }
+    assert_true(leader == 2 || leader == 3);
+    assert_true(partition_leader_epoch(f->parts[leader]) > partition_leader_epoch(l1));
+    /* the old leader, quiescent and cut off, has no lease */
+    assert_false(partition_lease_valid(l1, f->now_ms));
+    f->cut[1] = false;
+    fx_tick_all(f, 3);
+    assert_false(partition_is_leader(l1));
+    assert_int_equal(partition_leader(l1), leader);
+}
+
 static void test_three_voters_random(void **state)
 {
     struct fx *f = *state;
@@ -1726,6 +1814,7 @@ int main(void)
                                         fx_teardown),
         cmocka_unit_test_setup_teardown(test_three_voters_random, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_read_lease, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_quiescence, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_write_caching_lone, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_write_caching_three, fx_setup, fx_teardown),
     };
