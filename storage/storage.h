@@ -25,12 +25,9 @@
  * (after checking its indexes) and scans beyond it batch by batch (length, magic, CRC-32C,
  * offsets, leader epoch), truncating at the first bad or partial batch and rebuilding the indexes
  * it scanned. partitionLeaderEpoch lies outside the CRC, so the leader-epoch file is its check:
- * an append that starts a new epoch rewrites that file (contents synced, then renamed) before
- * writing the batch (once per epoch), and a scanned batch must carry the epoch the file gives
- * for its offset. The rename's directory entry is synced by the next flush, before the batch
- * counts as flushed, so a crash can cut only batches not yet reported durable. Without the
- * file (missing or damaged) the epochs are rebuilt from the batches. A log that its open
- * creates is not synced there (an empty log lost in a crash is made again).
+ * an append that starts a new epoch rewrites and syncs that file before writing the batch (once
+ * per epoch), and a scanned batch must carry the epoch the file gives for its offset. Without
+ * the file (missing or damaged) the epochs are rebuilt from the batches.
  *
  * Threads: a log is owned by one thread (the shard that owns the partition); nothing here locks.
  * Bounds: at most max_open_segments segments have open fds and loaded indexes (an LRU; the active
@@ -145,7 +142,7 @@ struct storage_append_result {
  * magic), then assigns consecutive offsets from the log end offset, stamps
  * partitionLeaderEpoch = leader_epoch (the Raft term) and, under log_append_time, the append
  * time, rewriting the header in buf in place. leader_epoch must not be below the latest epoch;
- * a larger one is written to the leader-epoch file (see "Durability") before the batches.
+ * a larger one is written to the leader-epoch file (synced) before the batches.
  * All or nothing: on error nothing is written. Returns 0 or LM_E_TRUNCATED, LM_E_MAGIC, LM_E_CRC,
  * LM_E_CORRUPT, LM_E_TOO_LARGE (batch over segment_bytes), LM_E_INVALID (epoch), LM_E_IO. */
 int storage_log_append_leader(struct storage_log *log, uint8_t *buf, size_t len,
