@@ -252,11 +252,6 @@ int epochs_load(struct storage_log *log, bool *found)
 
 int epochs_write(struct storage_log *log)
 {
-    return epochs_write_ex(log, true);
-}
-
-int epochs_write_ex(struct storage_log *log, bool dir_sync)
-{
     char path[PATH_MAX], tmp[PATH_MAX];
     int n = snprintf(path, sizeof(path), "%s/%s", log->dir, EPOCH_FILE);
     LM_ASSERT(n > 0 && (size_t)n < sizeof(path));
@@ -286,14 +281,8 @@ int epochs_write_ex(struct storage_log *log, bool dir_sync)
     }
     if (rename(tmp, path) != 0)
         return LM_E_IO;
-    if (!dir_sync) {
-        /* the rename becomes durable with the next flush's directory sync, which comes
-         * before anything written under the new epochs is acknowledged or checkpointed */
-        log->dir_dirty = true;
-        log->dir_changes++;
-    } else if (storage_dir_sync(log) != 0) {
+    if (storage_dir_sync(log) != 0)
         return LM_E_IO;
-    }
     log->epochs_dirty = false;
     return 0;
 }

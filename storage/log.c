@@ -131,10 +131,7 @@ bool storage_epoch_matches(const struct storage_log *log, int32_t epoch, int64_t
  * has its epoch in the file, which is what lets recovery reject a batch whose epoch field (the
  * one header field outside the CRC and not checked by offset continuity) was damaged, instead
  * of adopting an epoch no leader had (Kafka's LeaderEpochFileCache.assign, which flushed the
- * checkpoint before the append went on, KIP-101). Once per new epoch. The file's contents are
- * synced before its rename; the rename's directory entry is synced by the flush that makes
- * the batches durable (dir_dirty), so a crash before it can lose only batches nobody was told
- * were written, which recovery then cuts as it cuts a torn write. */
+ * checkpoint before the append went on, KIP-101). Once per new epoch. */
 static void epochs_truncate_end(struct storage_log *log, int64_t end);
 
 static int epochs_assign_ahead(struct storage_log *log, const uint8_t *buf, size_t len, bool leader,
@@ -155,7 +152,7 @@ static int epochs_assign_ahead(struct storage_log *log, const uint8_t *buf, size
         }
     }
     if (rc == 0 && log->epochs_dirty)
-        rc = epochs_write_ex(log, false);
+        rc = epochs_write(log);
     if (rc != 0 && log->epoch_count > had) {
         /* Nothing of the append is written: its new epochs go (the file may still name them,
          * harmless: recovery drops entries past the log end) and are written again with the
@@ -1008,8 +1005,7 @@ int storage_log_open(const char *dir, const struct storage_config *cfg, struct s
     if (rc == 0)
         rc = load_segments(log, rp, ep_found);
     log->epochs_check = false;
-    bool created = rc == 0 && log->seg_count == 0;
-    if (created)
+    if (rc == 0 && log->seg_count == 0)
         rc = create_segment(log, ls);
     if (rc != 0) {
         free_log(log);
@@ -1046,13 +1042,7 @@ int storage_log_open(const char *dir, const struct storage_config *cfg, struct s
     bool unchanged = ck_found && rp == leo && hw == log->high_watermark &&
                      txn_scan_start(log, rp) == log->txn_ckpt_scan && ls == log->log_start_offset &&
                      !log->epochs_dirty && !log->dir_dirty;
-    /* A log created by this open (no checkpoint, no segment before, nothing in it) has nothing
-     * to make durable either: a crash leaves an empty log or none, which the next open makes
-     * again. Its new files stay dir_dirty, synced by its first flush, so creating a partition
-     * costs no fsync here (two per partition before: the directory and the checkpoint). */
-    bool fresh = created && !ck_found && leo == 0 && log->log_start_offset == 0 &&
-                 log->epoch_count == 0 && !log->epochs_dirty;
-    rc = unchanged || fresh ? 0 : storage_log_flush(log, true);
+    rc = unchanged ? 0 : storage_log_flush(log, true);
     if (rc != 0) {
         free_log(log);
         return rc;

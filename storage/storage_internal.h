@@ -253,9 +253,6 @@ int checkpoint_write(struct storage_log *log);
 void checkpoint_close(struct storage_log *log);
 int epochs_load(struct storage_log *log, bool *found);
 int epochs_write(struct storage_log *log);
-/* epochs_write_ex with dir_sync false leaves the rename's directory entry to the next flush
- * (dir_dirty): one directory sync then covers it and any new segment files. */
-int epochs_write_ex(struct storage_log *log, bool dir_sync);
 
 #endif
 /* The checkpoint slot written to the page cache only (the caller syncs checkpoint_fd). */
