@@ -231,8 +231,7 @@ static int part_id_write(const char *dir, const uint8_t id[16])
     hex_id(id, hex);
     /* A full disk (ENOSPC, EDQUOT; a short write) is LM_E_FULL, as in storage: the partition
      * stays offline and is retried, and the log line says the device is full, not that it
-     * failed. Since a new log's open writes nothing, this is the first write to a new
-     * partition's directory. */
+     * failed. */
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0)
         return errno == ENOSPC || errno == EDQUOT ? LM_E_FULL : LM_E_IO;
