@@ -9,6 +9,7 @@ kcat family); every other shape stays a failure.
 import os
 import shutil
 import sys
+from types import SimpleNamespace
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import test_clients as tc  # noqa: E402
@@ -18,10 +19,6 @@ REMOVE = ("%%7|1796630917.917|REMOVE|rdkafka#consumer-1| [thrd:main]: Removing f
           "from assignment (started=true, pending=false, queried=false, stored offset=%s)\n")
 
 
-class Stub:
-    pass
-
-
 def failures(family, last_read1, stored, committed, unread=(6,), gap=None):
     """check_reads' failures for partition P holding offsets 0..9 (none at `gap`): the first
     consumer read 0..last_read1, the second from the committed offset on, `unread` offsets
@@ -29,10 +26,11 @@ def failures(family, last_read1, stored, committed, unread=(6,), gap=None):
     run = tc.Run(family, "uring", 6, False)
     try:
         run.t0 = run.events.t0
-        run.consumer, run.consumer2 = Stub(), Stub()
+        # the fields check_reads reads of the two consumers and the sampler
+        run.consumer, run.consumer2 = SimpleNamespace(), SimpleNamespace()
         run.consumer.name, run.consumer2.name = "kcat-consumer1", "kcat-consumer2"
         run.consumer.err_path = os.path.join(run.workdir, "kcat-consumer1.err")
-        run.sampler = Stub()
+        run.sampler = SimpleNamespace()
         run.sampler.samples = []
         with open(run.consumer.err_path, "w") as f:
             f.write(REMOVE % (P, "5"))  # an earlier revoke: the close's line is the last
