@@ -948,6 +948,19 @@ static int16_t coord_error(int16_t err)
     return err == KAFKA_NOT_LEADER_OR_FOLLOWER ? KAFKA_NOT_COORDINATOR : err;
 }
 
+/* The answer of a write's or delete's partition k: its refusal before the fan-out, else what
+ * its append gave. */
+static int16_t scoord_item_error(const struct scoord *c, size_t k)
+{
+    return c->errors[k] != KAFKA_NONE ? c->errors[k] : coord_error(c->precs[k].error);
+}
+
+static void scoord_precs_free(struct scoord *c)
+{
+    for (size_t i = 0; i < c->n; i++)
+        share_prec_free(&c->precs[i]);
+}
+
 static void write_answer(void *ctx)
 {
     struct scoord *c = ctx;
@@ -968,14 +981,12 @@ static void write_answer(void *ctx)
         o->partitions_count =
             rq->topics[t].partitions_count > 0 ? rq->topics[t].partitions_count : 0;
         for (int32_t j = 0; j < o->partitions_count; j++, k++) {
-            int16_t err =
-                c->errors[k] != KAFKA_NONE ? c->errors[k] : coord_error(c->precs[k].error);
+            int16_t err = scoord_item_error(c, k);
             pr[k] = (struct kafka_write_share_group_state_response_partition_result){
                 rq->topics[t].partitions[j].partition, err, KAFKA_STR_NULL};
         }
     }
-    for (size_t i = 0; i < c->n; i++)
-        share_prec_free(&c->precs[i]);
+    scoord_precs_free(c);
     if (!ok) {
         h_close(req, "arena exhausted");
         return;
@@ -1139,8 +1150,7 @@ static void write_share_group_state(struct broker_req *req)
                     rc == LM_E_INVALID ? KAFKA_INVALID_REQUEST : KAFKA_UNKNOWN_SERVER_ERROR;
         }
     if (!persist_begin(req, c->precs, n, write_answer, c, true)) {
-        for (size_t i = 0; i < n; i++)
-            share_prec_free(&c->precs[i]);
+        scoord_precs_free(c);
         h_close(req, "arena exhausted");
     }
 }
@@ -1210,14 +1220,12 @@ static void delete_answer(void *ctx)
         o->partitions_count =
             rq->topics[t].partitions_count > 0 ? rq->topics[t].partitions_count : 0;
         for (int32_t j = 0; j < o->partitions_count; j++, k++) {
-            int16_t err =
-                c->errors[k] != KAFKA_NONE ? c->errors[k] : coord_error(c->precs[k].error);
+            int16_t err = scoord_item_error(c, k);
             pr[k] = (struct kafka_delete_share_group_state_response_partition_result){
                 rq->topics[t].partitions[j].partition, err, KAFKA_STR_NULL};
         }
     }
-    for (size_t i = 0; i < c->n; i++)
-        share_prec_free(&c->precs[i]);
+    scoord_precs_free(c);
     if (!ok) {
         h_close(req, "arena exhausted");
         return;
@@ -1263,8 +1271,7 @@ static void delete_share_group_state(struct broker_req *req)
                 c->errors[k] = KAFKA_UNKNOWN_SERVER_ERROR;
         }
     if (!persist_begin(req, c->precs, n, delete_answer, c, true)) {
-        for (size_t i = 0; i < n; i++)
-            share_prec_free(&c->precs[i]);
+        scoord_precs_free(c);
         h_close(req, "arena exhausted");
     }
 }
