@@ -470,6 +470,12 @@ int16_t h_storage_error(int rc);
  * HANDLERS_LEADER_EPOCH_FIRST. */
 int32_t h_partition_epoch(const struct handlers_ctx *node, const uint8_t topic_id[16],
                           int32_t partition);
+/* A connection to node's inter-broker listener kept in *peer (the transaction markers' and the
+ * share-state calls'): the open one while healthy; a failed one is closed and reopened no
+ * sooner than 500 ms later (*retry_at_ms); NULL while there is none (or stopping). */
+struct broker_peer *hs_inter_broker_peer(struct hshard *hs, int32_t node, struct broker_peer **peer,
+                                         uint64_t *retry_at_ms, bool stopping,
+                                         const char *client_id);
 /* Whether this node's replica of a replicated partition leads it, with *epoch its term; from
  * any shard. */
 bool h_partition_local_leader(const struct handlers_ctx *node, const uint8_t topic_id[16],

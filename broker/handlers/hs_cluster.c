@@ -235,6 +235,40 @@ static struct broker_peer *peer_of(struct hshard *hs, int32_t node)
     return pe->peer;
 }
 
+struct broker_peer *hs_inter_broker_peer(struct hshard *hs, int32_t node, struct broker_peer **peer,
+                                         uint64_t *retry_at_ms, bool stopping,
+                                         const char *client_id)
+{
+    if (*peer != NULL && broker_peer_error(*peer) == 0)
+        return *peer;
+    uint64_t now = broker_now_ms();
+    if (*peer != NULL) {
+        broker_peer_close(*peer);
+        *peer = NULL;
+        *retry_at_ms = now + 500;
+    }
+    const struct lm_meta_broker *b =
+        hs->snap != NULL ? lm_meta_state_broker(&hs->snap->state, node) : NULL;
+    const struct broker_config *cfg = hs->node->cfg;
+    const char *lname =
+        cfg->inter_broker_listener[0] != 0 ? cfg->inter_broker_listener : cfg->listeners[0].name;
+    char host[256];
+    uint16_t port;
+    if (now < *retry_at_ms || stopping || b == NULL ||
+        !lm_meta_broker_endpoint(b, lname, host, sizeof(host), &port))
+        return NULL;
+    struct broker_peer_opts o = {.connect_timeout_ms = 2000,
+                                 .request_timeout_ms = 10000,
+                                 .inflight_max = 1024,
+                                 .client_id = client_id};
+    if (broker_peer_open(hs->shard, host, port, &o, &*peer) != 0) {
+        *peer = NULL;
+        *retry_at_ms = now + 500;
+        return NULL;
+    }
+    return *peer;
+}
+
 void hs_peers_close(struct hshard *hs)
 {
     hs_detached_orphan(hs);

@@ -254,34 +254,8 @@ static struct broker_peer *peer_for(struct hshard *hs, int32_t node)
         pe = &ps->peers[ps->n++];
         *pe = (struct speer){.node = node};
     }
-    if (pe->peer != NULL && broker_peer_error(pe->peer) == 0)
-        return pe->peer;
-    uint64_t now = broker_now_ms();
-    if (pe->peer != NULL) {
-        broker_peer_close(pe->peer);
-        pe->peer = NULL;
-        pe->retry_at_ms = now + 500;
-    }
-    const struct lm_meta_broker *b =
-        hs->snap != NULL ? lm_meta_state_broker(&hs->snap->state, node) : NULL;
-    const struct broker_config *cfg = hs->node->cfg;
-    const char *lname =
-        cfg->inter_broker_listener[0] != 0 ? cfg->inter_broker_listener : cfg->listeners[0].name;
-    char host[256];
-    uint16_t port;
-    if (now < pe->retry_at_ms || hs->stopping || b == NULL ||
-        !lm_meta_broker_endpoint(b, lname, host, sizeof(host), &port))
-        return NULL;
-    struct broker_peer_opts o = {.connect_timeout_ms = 2000,
-                                 .request_timeout_ms = 10000,
-                                 .inflight_max = 1024,
-                                 .client_id = "laminar-share-state"};
-    if (broker_peer_open(hs->shard, host, port, &o, &pe->peer) != 0) {
-        pe->peer = NULL;
-        pe->retry_at_ms = now + 500;
-        return NULL;
-    }
-    return pe->peer;
+    return hs_inter_broker_peer(hs, node, &pe->peer, &pe->retry_at_ms, hs->stopping,
+                                "laminar-share-state");
 }
 
 /* The node leading state partition p: this node's id on a single node or when it leads it,

@@ -532,34 +532,8 @@ static struct broker_peer *peer_for(struct tshard *ts, int32_t node)
         pe = &ts->peers[ts->n_peers++];
         *pe = (struct tpeer){.node = node};
     }
-    if (pe->peer != NULL && broker_peer_error(pe->peer) == 0)
-        return pe->peer;
-    uint64_t now = broker_now_ms();
-    if (pe->peer != NULL) {
-        broker_peer_close(pe->peer);
-        pe->peer = NULL;
-        pe->retry_at_ms = now + 500;
-    }
-    const struct lm_meta_broker *b =
-        hs->snap != NULL ? lm_meta_state_broker(&hs->snap->state, node) : NULL;
-    const struct broker_config *cfg = hs->node->cfg;
-    const char *lname =
-        cfg->inter_broker_listener[0] != 0 ? cfg->inter_broker_listener : cfg->listeners[0].name;
-    char host[256];
-    uint16_t port;
-    if (now < pe->retry_at_ms || ts->stopping || b == NULL ||
-        !lm_meta_broker_endpoint(b, lname, host, sizeof(host), &port))
-        return NULL;
-    struct broker_peer_opts o = {.connect_timeout_ms = 2000,
-                                 .request_timeout_ms = 10000,
-                                 .inflight_max = 1024,
-                                 .client_id = "laminar-txn-markers"};
-    if (broker_peer_open(hs->shard, host, port, &o, &pe->peer) != 0) {
-        pe->peer = NULL;
-        pe->retry_at_ms = now + 500;
-        return NULL;
-    }
-    return pe->peer;
+    return hs_inter_broker_peer(hs, node, &pe->peer, &pe->retry_at_ms, ts->stopping,
+                                "laminar-txn-markers");
 }
 
 /* The partition's error in a WriteTxnMarkers response, NETWORK_EXCEPTION when unreadable. */
