@@ -473,13 +473,13 @@ int seg_seal(struct storage_log *log, struct segment *seg)
 
 /* The KAFKA_BATCH_HEADER_SIZE bytes at position (through the header cache). */
 static int seg_header_bytes(struct storage_log *log, struct segment *seg, uint64_t position,
-                            const uint8_t **out)
+                            size_t need, const uint8_t **out)
 {
-    LM_ASSERT(seg->log_fd >= 0);
-    if (position + KAFKA_BATCH_HEADER_SIZE > seg->size_bytes)
+    LM_ASSERT(seg->log_fd >= 0 && need <= KAFKA_BATCH_HEADER_SIZE);
+    if (position + need > seg->size_bytes)
         return LM_E_TRUNCATED;
     bool cached = log->scan_buf_fd == seg->log_fd && position >= log->scan_buf_pos &&
-                  position + KAFKA_BATCH_HEADER_SIZE <= log->scan_buf_pos + log->scan_buf_len;
+                  position + need <= log->scan_buf_pos + log->scan_buf_len;
     if (!cached) {
         uint64_t want = seg->size_bytes - position;
         if (want > SEG_HEADER_READ_BYTES)
@@ -490,7 +490,7 @@ static int seg_header_bytes(struct storage_log *log, struct segment *seg, uint64
         } while (r < 0 && errno == EINTR);
         if (r < 0)
             return LM_E_IO;
-        if ((size_t)r < KAFKA_BATCH_HEADER_SIZE)
+        if ((size_t)r < need)
             return LM_E_TRUNCATED;
         log->scan_buf_fd = seg->log_fd;
         log->scan_buf_pos = position;
@@ -501,9 +501,10 @@ static int seg_header_bytes(struct storage_log *log, struct segment *seg, uint64
 }
 
 /* Preallocated zeros (storage.h): a batch's base offset and length all zero. */
+#define ZERO_START_BYTES 12
 static bool zero_batch_start(const uint8_t *p)
 {
-    for (int i = 0; i < 12; i++)
+    for (int i = 0; i < ZERO_START_BYTES; i++)
         if (p[i] != 0)
             return false;
     return true;
@@ -513,7 +514,7 @@ int seg_read_header(struct storage_log *log, struct segment *seg, uint64_t posit
                     struct kafka_batch_header *h)
 {
     const uint8_t *p;
-    int rc = seg_header_bytes(log, seg, position, &p);
+    int rc = seg_header_bytes(log, seg, position, KAFKA_BATCH_HEADER_SIZE, &p);
     if (rc != 0)
         return rc;
     rc = kafka_batch_header_parse(p, KAFKA_BATCH_HEADER_SIZE, h);
@@ -660,8 +661,13 @@ static int seg_walk(struct storage_log *log, struct segment *seg, uint64_t pos, 
         if (stop_base >= 0 && w->bytes > 0 && w->next_offset == stop_base)
             break;
         const uint8_t *raw;
-        int rc = seg_header_bytes(log, seg, pos, &raw);
-        if (rc == 0 && zero_batch_start(raw)) {
+        int rc = seg_header_bytes(log, seg, pos, ZERO_START_BYTES, &raw);
+        if (rc == LM_E_IO)
+            return rc;
+        bool zero = rc == 0 && zero_batch_start(raw);
+        if (rc == LM_E_TRUNCATED && (rc = seg_zero_from(log, seg, pos, &zero)) != 0)
+            return rc; /* fewer bytes left than a batch start: zeros, or a partial header */
+        if (zero) {
             w->zero_end = true;
             break;
         }
@@ -803,12 +809,12 @@ static int seg_scan_recover(struct storage_log *log, struct segment *seg, uint64
     while (pos < file_size) {
         struct kafka_batch_header h;
         uint64_t left = file_size - pos;
-        if (left >= 12 && zero_batch_start(map + pos)) {
+        if (left < ZERO_START_BYTES || zero_batch_start(map + pos)) {
             /* preallocated zeros (storage.h), or a torn write's tail that reads as zeros */
             zero_tail = true;
             for (uint64_t i = pos; i < file_size && zero_tail; i++)
                 zero_tail = map[i] == 0;
-            why = "zeros after the last batch";
+            why = left < ZERO_START_BYTES ? "partial batch header" : "zeros after the last batch";
             break;
         }
         if (left < KAFKA_BATCH_HEADER_SIZE) {
