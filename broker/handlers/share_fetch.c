@@ -1445,10 +1445,16 @@ static void pass_done(struct hfan *f)
 static void pass_answer(struct sfetch *sf)
 {
     struct broker_req *req = sf->req;
-    bool any = sf->acknowledge;
-    for (size_t i = 0; i < sf->count && !any; i++)
-        any = sf->sitems[i].n_ranges > 0 || sf->items[i].error != KAFKA_NONE ||
-              sf->sitems[i].n_acks > 0;
+    /* piggybacked acknowledgements do not end the wait: Kafka answers a ShareFetch once its
+     * fetch part completes (KafkaApis combines both futures), so an acknowledging consumer's
+     * fetch still long-polls; a ShareFetch with nothing to fetch answers at once */
+    bool any = sf->acknowledge, fetching = false;
+    for (size_t i = 0; i < sf->count && !any; i++) {
+        any = sf->sitems[i].n_ranges > 0 || sf->items[i].error != KAFKA_NONE;
+        fetching = fetching || sf->sitems[i].fetch;
+    }
+    if (!fetching)
+        any = true;
     uint64_t now = broker_now_ms();
     if (any || sf->final || sf->max_wait_ms <= 0 || now >= sf->deadline_ms ||
         broker_req_conn_closing(req) || broker_shard_draining(req->shard) || sf->hs->stopping) {

@@ -441,6 +441,14 @@ def waking(b, a, c):
     check(f is not None and acquired(f) == [(0, 0, 2)] and 0.8 < t_done - t_acq < 1.6,
           "l2's parked ShareFetch gets offset 0 when l1's lock runs out (%.0f ms after the "
           "acquisition)" % ((t_done - t_acq) * 1000), f)
+    # a ShareFetch that acknowledges still long-polls for records (Kafka answers it when its
+    # fetch part completes)
+    t0 = time.monotonic()
+    f = share_fetch(c3, "l2", 2, tid, group="sw-lk", wait_ms=600, acks=[(0, 0, [1])])
+    check(f["error"] == 0 and f["parts"][0]["ack_error"] == 0 and not acquired(f) and
+          0.5 < time.monotonic() - t0 < 2.0,
+          "a ShareFetch with an acknowledgement and nothing to acquire waits max_wait_ms "
+          "(%.0f ms)" % ((time.monotonic() - t0) * 1000), f)
     c1.close()
     c3.close()
     # idle consumers: ShareFetches of 16 partitions parked for 2 s each on an empty topic
