@@ -346,9 +346,9 @@ struct srelease {
 static void release_run(struct broker_shard *target, struct broker_xcall *x)
 {
     struct srelease *r = x->arg;
-    struct hshard *hs = hs_of(target);
+    struct hshard *hs = broker_shard_user(target); /* NULL once the shard stopped */
     struct kafka_str g = {r->group, (int32_t)strlen(r->group)};
-    struct spart *spt = hs->share != NULL
+    struct spart *spt = hs != NULL && !hs->stopping && hs->share != NULL
                             ? spart_find(hs->share, g, r->topic, strlen(r->topic), r->partition)
                             : NULL;
     if (spt != NULL && spt->sp.initialized && memcmp(spt->topic_id, r->topic_id, 16) == 0 &&
@@ -375,7 +375,9 @@ static void release_done(struct broker_shard *origin, struct broker_xcall *x)
 void share_conn_closed(struct hshard *hs, uint64_t conn_id)
 {
     struct sshard *ss = hs->share;
-    if (ss == NULL || hs->stopping)
+    /* at shutdown nothing is released: the state written holds acquired records as available
+     * already */
+    if (ss == NULL || hs->stopping || broker_shard_draining(hs->shard))
         return;
     for (int32_t i = 0; i < ss->n_sess;) {
         struct ssess *s = &ss->sess[i];
