@@ -24,9 +24,9 @@
  * only the acquired offsets. A pass that acquired nothing parks (struct sfetch) until new data,
  * records released or a lock deadline wake it, or max_wait_ms has passed. Closing a session
  * (epoch -1, or its connection closing) releases every record the member holds in its
- * partitions. DescribeShareGroupOffsets (90) reads
- * the start offsets, AlterShareGroupOffsets (91) and DeleteShareGroupOffsets (92) reset or drop
- * them, and DeleteGroups of a share group drops its state (end of this file). */
+ * partitions. DescribeShareGroupOffsets (90) reads the start offsets, AlterShareGroupOffsets
+ * (91) and DeleteShareGroupOffsets (92) reset or drop them, and DeleteGroups of a share group
+ * drops its state (end of this file). */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
