@@ -376,6 +376,9 @@ void conn_close(struct broker_conn *c, const char *why)
             out_release(c, o);
         }
     }
+    /* under the hold: a handler answering a parked request here frees it, not the conn */
+    if (c->out == NULL && s->dispatch->conn_closing != NULL)
+        s->dispatch->conn_closing(s, s->dispatch->ctx, conn_id_of(c));
     conn_unhold(c);
 }
 

@@ -148,6 +148,9 @@ struct broker_dispatch {
     void (*auth_raw)(struct broker_req *req);
     /* Frees broker_conn_auth.state when its connection is freed. May be NULL. */
     void (*auth_free)(void *state);
+    /* A client connection starts closing (on its shard): the requests of it a handler parks
+     * (long-polls) may be answered now, their responses are dropped. May be NULL. */
+    void (*conn_closing)(struct broker_shard *s, void *ctx, uint64_t conn_id);
     /* A client connection is gone (freed, on its shard, once every request it sent has
      * completed): conn_id is broker_req_conn_id of its requests. May be NULL. */
     void (*conn_closed)(struct broker_shard *s, void *ctx, uint64_t conn_id);

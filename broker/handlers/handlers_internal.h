@@ -603,6 +603,9 @@ bool hs_waiter_add(struct hshard *hs, struct hpart *p, uint32_t origin, uint64_t
                    uint64_t deadline_ms, int64_t target);
 /* A ShareFetch of this shard parked under fetch_id passes again (share_fetch.c). */
 void share_fetch_wake(struct hshard *hs, uint64_t fetch_id);
+/* A client connection of this shard closes: its parked ShareFetches answer now (dropped), so
+ * that it is freed at once (share_fetch.c). */
+void share_conn_closing(struct hshard *hs, uint64_t conn_id);
 /* A client connection of this shard is gone: its share sessions close (share_fetch.c). */
 void share_conn_closed(struct hshard *hs, uint64_t conn_id);
 /* The aborted transactions of p's log overlapping [from, upper) (Kafka
@@ -657,6 +660,7 @@ void hs_part_retry(struct hshard *hs, struct hpart *p);
 bool hs_step_has_budget(const struct hshard *hs);
 void hs_topic_free(struct hshard *hs, struct htopic *t, bool delete_dirs);
 int hs_shard_start(struct broker_shard *s, void *ctx);
+void hs_conn_closing(struct broker_shard *s, void *ctx, uint64_t conn_id);
 void hs_conn_closed(struct broker_shard *s, void *ctx, uint64_t conn_id);
 void hs_shard_drain(struct broker_shard *s, void *ctx);
 void hs_shard_flush(struct broker_shard *s, void *ctx);

@@ -1265,6 +1265,24 @@ void share_fetch_wake(struct hshard *hs, uint64_t fetch_id)
     }
 }
 
+/* The client connection conn_id closes: its parked ShareFetches answer at once (the answers
+ * are dropped), rather than at their max_wait_ms, so that the connection is freed and its
+ * sessions close (share_conn_closed) now. One reading or watching answers after its pass. */
+void share_conn_closing(struct hshard *hs, uint64_t conn_id)
+{
+    struct sshard *ss = hs->share;
+    struct sfetch *sf = ss != NULL ? ss->parked : NULL;
+    while (sf != NULL) {
+        struct sfetch *next = sf->next; /* respond unlinks sf and frees it with its request */
+        if (broker_req_conn_id(sf->req) == conn_id) {
+            sf->final = true;
+            if (sf->state == SF_PARKED)
+                respond(sf);
+        }
+        sf = next;
+    }
+}
+
 /* The watch on a fetched partition's owner: pass again at once when the log or the share
  * partition moved since the pass; else a waiter for the high watermark (new data) and one on
  * the share partition (records released), and its earliest lock deadline for the timer. */

@@ -421,16 +421,24 @@ def waking(b, a, c):
           t_done - t_rel < 0.3,
           "w2's parked ShareFetch is answered when w1 releases offset 0 (%.0f ms after)" %
           ((t_done - t_rel) * 1000), (k, f))
-    # the holder's connection closes: its session closes and offset 0 is released (the lock
-    # is 30 s)
+    # the holder's connection closes, with a ShareFetch of its parked for 10 s: its session
+    # closes at once and offset 0 is released (the lock is 30 s)
+    def fetch_until_closed(*a, **kw):
+        try:
+            return share_fetch(*a, **kw)
+        except (ConnectionError, OSError):
+            return None
+    in_thread(fetch_until_closed, c2, "w2", 2, tid, group="sw-wk", wait_ms=10000)
     join = in_thread(share_fetch, c1, "w1", 3, tid, group="sw-wk", wait_ms=5000)
     time.sleep(0.5)
+    import socket
+    c2.s.shutdown(socket.SHUT_RDWR)
     c2.close()
     t_close = time.monotonic()
     f, t_done = join()
     check(f is not None and acquired(f) == [(0, 0, 3)] and t_done - t_close < 1.0,
-          "w1's parked ShareFetch gets offset 0 once w2's connection closed (%.0f ms after)" %
-          ((t_done - t_close) * 1000), f)
+          "w1's parked ShareFetch gets offset 0 once w2's connection closed, w2's own "
+          "ShareFetch parked (%.0f ms after)" % ((t_done - t_close) * 1000), f)
     # a lock that runs out (1 s in group sw-lk)
     f = share_fetch(c1, "l1", 0, tid, group="sw-lk", wait_ms=100)
     t_acq = time.monotonic()

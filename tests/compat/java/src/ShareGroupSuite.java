@@ -263,7 +263,8 @@ public class ShareGroupSuite {
             boolean counts = true;
             for (Map.Entry<String, Short> e : got.entrySet())
                 counts &= e.getValue() == (held.contains(e.getKey()) ? 2 : 1);
-            check(counts, "the abandoned records came back with delivery count 2, the others 1");
+            check(counts, "the abandoned records came back with delivery count 2, the others 1"
+                              + (counts ? "" : " (held " + held + ", got " + got + ")"));
             check(firstHeldAt == 0 || firstHeldAt - acquiredAt >= 1500,
                   "the abandoned records came back only after the lock timeout ("
                       + (firstHeldAt - acquiredAt) + " ms)");
