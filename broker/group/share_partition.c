@@ -322,7 +322,11 @@ int32_t lm_share_part_release_member(struct lm_share_part *sp, uint64_t member)
     for (int64_t o = sp->start; o < sp->end; o++) {
         struct lm_share_rec *r = rec_at(sp, o);
         if (r->state == LM_SHARE_ACQUIRED && r->member == member) {
-            give_back(sp, r);
+            if (r->deliveries > 0)
+                r->deliveries--;
+            r->state = LM_SHARE_AVAILABLE;
+            r->member = 0;
+            r->deadline_ms = 0;
             n++;
         }
     }

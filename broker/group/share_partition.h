@@ -147,7 +147,9 @@ int64_t lm_share_part_lock_deadline(const struct lm_share_part *sp);
 int16_t lm_share_part_ack(struct lm_share_part *sp, uint64_t member, int64_t first, int64_t last,
                           int8_t type);
 /* lm_share_part_release_member makes every record member holds AVAILABLE again (its share
- * session closed or it left), counting as a delivery. Returns how many. */
+ * session closed, its connection closed): as Kafka 4.1's releaseAcquiredRecords (delivery count
+ * DECREASE), the acquisition does not count as a delivery, so the record's delivery count goes
+ * back down by one and a record at the delivery limit is not archived. Returns how many. */
 int32_t lm_share_part_release_member(struct lm_share_part *sp, uint64_t member);
 /* lm_share_part_state returns the state of offset (ACKNOWLEDGED below start, AVAILABLE at end
  * or above), and its delivery count in *deliveries (may be NULL). */

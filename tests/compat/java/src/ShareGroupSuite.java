@@ -260,10 +260,19 @@ public class ShareGroupSuite {
                 }
             check(got.size() == total, "the other member got every record (" + got.size() + "/"
                                            + total + ")");
+            // The victim's client may have prefetched more than its poll returned (a ShareFetch
+            // of its background thread in flight when the loop above stopped): those were
+            // acquired by it too and come back with count 2 as well, after the lock timeout.
             boolean counts = true;
-            for (Map.Entry<String, Short> e : got.entrySet())
-                counts &= e.getValue() == (held.contains(e.getKey()) ? 2 : 1);
+            int prefetched = 0;
+            for (Map.Entry<String, Short> e : got.entrySet()) {
+                short c = e.getValue();
+                counts &= held.contains(e.getKey()) ? c == 2 : c == 1 || c == 2;
+                if (!held.contains(e.getKey()) && c == 2)
+                    prefetched++;
+            }
             check(counts, "the abandoned records came back with delivery count 2, the others 1"
+                              + " (or 2: prefetched by the victim, " + prefetched + ")"
                               + (counts ? "" : " (held " + held + ", got " + got + ")"));
             check(firstHeldAt == 0 || firstHeldAt - acquiredAt >= 1500,
                   "the abandoned records came back only after the lock timeout ("
