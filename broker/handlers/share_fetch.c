@@ -664,7 +664,7 @@ static struct spart *share_op_run(struct hshard *hs, struct hpart *p, struct hwo
             return spt;
         }
         const struct lm_shr_state *ls = it->load;
-        if (ls != NULL && ls->present && ls->start_offset <= hw) {
+        if (ls != NULL && ls->present && ls->start_offset >= 0 && ls->start_offset <= hw) {
             /* the state __share_group_state holds: the latest snapshot and its updates */
             lm_share_part_restore(sp, ls);
             spt->snapshot_epoch = ls->snapshot_epoch;
@@ -684,6 +684,9 @@ static struct spart *share_op_run(struct hshard *hs, struct hpart *p, struct hwo
                                     : sf->earliest ? start
                                                    : hw);
             spt->saved_start = saved >= 0 ? sp->start : -1;
+            /* initialized without a start offset (InitializeShareGroupState -1): its epoch */
+            if (ls != NULL && ls->present)
+                spt->state_epoch = ls->state_epoch;
             spt->snap_next = true;
             spt->dirty = true;
             BLOG_INFO("share partition %s-%d of %s: no state%s, starts at %lld (%s)", spt->topic,
