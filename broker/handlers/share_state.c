@@ -341,41 +341,56 @@ struct fence_scan {
     int64_t n_bad;
 };
 
-static int fence_batch(void *ctx, const uint8_t *batch, size_t len,
-                       const struct kafka_batch_header *h)
+/* Calls fn(ctx, record) for each record of batch, a batch of a state partition (control
+ * batches skipped); a batch that does not decode adds to *n_bad. */
+static void state_batch_records(const uint8_t *batch, size_t len,
+                                const struct kafka_batch_header *h,
+                                void (*fn)(void *ctx, const struct kafka_record *rec), void *ctx,
+                                int64_t *n_bad)
 {
-    struct fence_scan *fs = ctx;
     if (h->attributes & KAFKA_BATCH_ATTR_CONTROL)
-        return 0;
+        return;
     struct kafka_batch_reader r;
     if (kafka_batch_reader_open(&r, batch, len, SHARE_LOAD_BATCH_BYTES_MAX) != 0) {
-        fs->n_bad++;
-        return 0;
+        (*n_bad)++;
+        return;
     }
     struct kafka_record_iter it;
     kafka_batch_reader_iter(&r, &it);
     struct kafka_record rec;
     int rc;
-    while ((rc = kafka_record_iter_next(&it, &rec)) == 1) {
-        struct lm_shr_key k;
-        if (rec.key_len < 0 || lm_shr_key_decode(rec.key, (size_t)rec.key_len, &k) != 0)
-            continue;
-        struct lm_shr_value v;
-        bool tomb = rec.value_len < 0;
-        if (!tomb &&
-            lm_shr_value_decode(rec.value, (size_t)rec.value_len, k.type, &v, NULL, 0) != 0) {
-            fs->n_bad++;
-            continue;
-        }
-        struct sfkey *e = fence_key(fs->fp, k.group, k.topic_id, k.partition, !tomb);
-        if (e == NULL && !tomb)
-            fs->rc = LM_E_NOMEM;
-        if (e != NULL)
-            lm_shr_fence_replay(&e->fence, k.type, tomb ? NULL : &v);
-    }
+    while ((rc = kafka_record_iter_next(&it, &rec)) == 1)
+        fn(ctx, &rec);
     kafka_batch_reader_close(&r);
     if (rc < 0)
+        (*n_bad)++;
+}
+
+static void fence_record(void *ctx, const struct kafka_record *rec)
+{
+    struct fence_scan *fs = ctx;
+    struct lm_shr_key k;
+    if (rec->key_len < 0 || lm_shr_key_decode(rec->key, (size_t)rec->key_len, &k) != 0)
+        return;
+    struct lm_shr_value v;
+    bool tomb = rec->value_len < 0;
+    if (!tomb &&
+        lm_shr_value_decode(rec->value, (size_t)rec->value_len, k.type, &v, NULL, 0) != 0) {
         fs->n_bad++;
+        return;
+    }
+    struct sfkey *e = fence_key(fs->fp, k.group, k.topic_id, k.partition, !tomb);
+    if (e == NULL && !tomb)
+        fs->rc = LM_E_NOMEM;
+    if (e != NULL)
+        lm_shr_fence_replay(&e->fence, k.type, tomb ? NULL : &v);
+}
+
+static int fence_batch(void *ctx, const uint8_t *batch, size_t len,
+                       const struct kafka_batch_header *h)
+{
+    struct fence_scan *fs = ctx;
+    state_batch_records(batch, len, h, fence_record, fs, &fs->n_bad);
     return 0;
 }
 
@@ -965,8 +980,9 @@ struct load_scan {
     int64_t n_bad;
 };
 
-static void load_record(struct load_scan *l, const struct kafka_record *rec)
+static void load_record(void *ctx, const struct kafka_record *rec)
 {
+    struct load_scan *l = ctx;
     struct lm_shr_key k;
     if (rec->key_len < 0 || lm_shr_key_decode(rec->key, (size_t)rec->key_len, &k) != 0)
         return; /* another record type (none yet) or not ours to read */
@@ -991,22 +1007,7 @@ static int load_batch(void *ctx, const uint8_t *batch, size_t len,
                       const struct kafka_batch_header *h)
 {
     struct load_scan *l = ctx;
-    if (h->attributes & KAFKA_BATCH_ATTR_CONTROL)
-        return 0;
-    struct kafka_batch_reader r;
-    if (kafka_batch_reader_open(&r, batch, len, SHARE_LOAD_BATCH_BYTES_MAX) != 0) {
-        l->n_bad++;
-        return 0;
-    }
-    struct kafka_record_iter it;
-    kafka_batch_reader_iter(&r, &it);
-    struct kafka_record rec;
-    int rc;
-    while ((rc = kafka_record_iter_next(&it, &rec)) == 1)
-        load_record(l, &rec);
-    kafka_batch_reader_close(&r);
-    if (rc < 0)
-        l->n_bad++;
+    state_batch_records(batch, len, h, load_record, l, &l->n_bad);
     return 0;
 }
 
