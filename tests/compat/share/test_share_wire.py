@@ -227,55 +227,56 @@ def find_share_coordinator(c, keys, version=6):
     return out
 
 
-def write_state(c, group, tid, partition, start, batches, state_epoch=1, leader_epoch=0):
-    """WriteShareGroupState v0 of one share partition: its error."""
-    bs = [struct.pack(">qqbh", f, l, st, n) + TAGS for f, l, st, n in batches]
-    part = struct.pack(">iiiq", partition, state_epoch, leader_epoch, start) + carr(bs) + TAGS
-    body = cs(group) + carr([tid + carr([part]) + TAGS]) + TAGS
-    r = R(c.call(85, 0, body, True))
+def state_call(c, key, group, tid, part):
+    """A share coordinator API (83-87) v0 of one share partition (its partition data part,
+    without its tagged fields): the reader at the partition's error code."""
+    body = cs(group) + carr([tid + carr([part + TAGS]) + TAGS]) + TAGS
+    r = R(c.call(key, 0, body, True))
     r.uv()
     r.take("16s")
     r.uv()
-    p, err = r.take(">i"), r.take(">h")
-    return err
+    r.take(">i")
+    return r
+
+
+def write_state(c, group, tid, partition, start, batches, state_epoch=1, leader_epoch=0):
+    """WriteShareGroupState v0 of one share partition: its error."""
+    bs = [struct.pack(">qqbh", f, l, st, n) + TAGS for f, l, st, n in batches]
+    part = struct.pack(">iiiq", partition, state_epoch, leader_epoch, start) + carr(bs)
+    return state_call(c, 85, group, tid, part).take(">h")
 
 
 def delete_state(c, group, tid, partition):
     """DeleteShareGroupState v0 of one share partition: its error."""
-    body = cs(group) + carr([tid + carr([struct.pack(">i", partition) + TAGS]) + TAGS]) + TAGS
-    r = R(c.call(86, 0, body, True))
-    r.uv()
-    r.take("16s")
-    r.uv()
-    r.take(">i")
-    return r.take(">h")
+    return state_call(c, 86, group, tid, struct.pack(">i", partition)).take(">h")
 
 
 def initialize_state(c, group, tid, partition, state_epoch, start):
     """InitializeShareGroupState v0 of one share partition: its error."""
-    part = struct.pack(">iiq", partition, state_epoch, start) + TAGS
-    body = cs(group) + carr([tid + carr([part]) + TAGS]) + TAGS
-    r = R(c.call(83, 0, body, True))
-    r.uv()
-    r.take("16s")
-    r.uv()
-    r.take(">i")
-    return r.take(">h")
+    part = struct.pack(">iiq", partition, state_epoch, start)
+    return state_call(c, 83, group, tid, part).take(">h")
 
 
 def summary_state(c, group, tid, partition, leader_epoch=-1):
     """ReadShareGroupStateSummary v0 of one share partition: (error, state epoch, leader epoch,
     start offset)."""
-    part = struct.pack(">ii", partition, leader_epoch) + TAGS
-    body = cs(group) + carr([tid + carr([part]) + TAGS]) + TAGS
-    r = R(c.call(87, 0, body, True))
-    r.uv()
-    r.take("16s")
-    r.uv()
-    r.take(">i")
+    r = state_call(c, 87, group, tid, struct.pack(">ii", partition, leader_epoch))
     err = r.take(">h")
     r.s()
     return err, r.take(">i"), r.take(">i"), r.take(">q")
+
+
+def read_state(c, group, tid, partition, leader_epoch=0):
+    """ReadShareGroupState v0 of one share partition: (error, state epoch, start, batches)."""
+    r = state_call(c, 84, group, tid, struct.pack(">ii", partition, leader_epoch))
+    err = r.take(">h")
+    r.s()
+    epoch, start = r.take(">i"), r.take(">q")
+    batches = []
+    for _ in range(r.uv() - 1):
+        batches.append((r.take(">q"), r.take(">q"), r.take(">b"), r.take(">h")))
+        r.uv()
+    return err, epoch, start, batches
 
 
 def api_versions(c):
@@ -285,25 +286,6 @@ def api_versions(c):
     assert err == 0, err
     return {k: (lo, hi) for k, lo, hi in
             (struct.unpack(">hhh", r[6 + 6 * i:12 + 6 * i]) for i in range(n))}
-
-
-def read_state(c, group, tid, partition, leader_epoch=0):
-    """ReadShareGroupState v0 of one share partition: (error, state epoch, start, batches)."""
-    body = cs(group) + carr([tid + carr([struct.pack(">ii", partition, leader_epoch) + TAGS]) +
-                             TAGS]) + TAGS
-    r = R(c.call(84, 0, body, True))
-    r.uv()
-    r.take("16s")
-    r.uv()
-    r.take(">i")
-    err = r.take(">h")
-    r.s()
-    epoch, start = r.take(">i"), r.take(">q")
-    batches = []
-    for _ in range(r.uv() - 1):
-        batches.append((r.take(">q"), r.take(">q"), r.take(">b"), r.take(">h")))
-        r.uv()
-    return err, epoch, start, batches
 
 
 def main():
