@@ -1405,6 +1405,8 @@ static void read_answer(void *ctx)
             if (p->error_code == KAFKA_NONE && st != NULL)
                 p->error_code =
                     lm_shr_fence_read(&st->fence, rq->topics[t].partitions[j].leader_epoch);
+            if (p->error_code == KAFKA_NONE && c->precs[k].n > 0)
+                p->error_code = coord_error(c->precs[k].error); /* the new leader epoch's */
             if (p->error_code != KAFKA_NONE || st == NULL || !st->present)
                 continue;
             p->state_epoch = st->state_epoch;
@@ -1422,12 +1424,55 @@ static void read_answer(void *ctx)
         }
     }
     scoord_loads_free(c);
+    scoord_precs_free(c);
     if (!ok) {
         h_close(req, "arena exhausted");
         return;
     }
     resp.results_count = nt;
     h_respond(req, &resp);
+}
+
+/* The states read: a read with a newer leader epoch than the share partition's records hold
+ * writes it first (an update with no batches, Kafka's readStateAndMaybeUpdateLeaderEpoch), so
+ * the previous leader's writes are fenced from then on; then the answer. */
+static void read_loaded(void *ctx)
+{
+    struct scoord *c = ctx;
+    struct kafka_read_share_group_state_request *rq = c->rrq;
+    int64_t now = group_now_ms(hs_of(c->req->shard));
+    bool any = false;
+    size_t k = 0;
+    for (int32_t t = 0; t < rq->topics_count; t++)
+        for (int32_t j = 0; j < rq->topics[t].partitions_count; j++, k++) {
+            int32_t epoch = rq->topics[t].partitions[j].leader_epoch;
+            const struct lm_shr_state *st;
+            if (scoord_load_result(c, k, &st) != KAFKA_NONE || st == NULL || !st->present ||
+                epoch == -1 || lm_shr_fence_read(&st->fence, epoch) != KAFKA_NONE ||
+                st->fence.leader_epoch == epoch)
+                continue;
+            const struct share_load *ld = &c->loads[c->load_of[k]];
+            struct lm_shr_value v = {.snapshot_epoch = st->snapshot_epoch,
+                                     .state_epoch = -1, /* an update: not checked */
+                                     .leader_epoch = epoch,
+                                     .start_offset = st->start_offset,
+                                     .create_ms = now,
+                                     .write_ms = now};
+            if (share_prec_state(&c->precs[k], ld->state_partition, ld->group, ld->topic_id,
+                                 ld->partition, LM_SHR_UPDATE, &v) != 0)
+                c->errors[k] = KAFKA_UNKNOWN_SERVER_ERROR;
+            else
+                any = true;
+        }
+    if (!any) {
+        read_answer(c);
+        return;
+    }
+    if (!persist_begin(c->req, c->precs, c->n, read_answer, c, true)) {
+        scoord_precs_free(c);
+        scoord_loads_free(c);
+        h_close(c->req, "arena exhausted");
+    }
 }
 
 static struct scoord *scoord_new(struct broker_req *req, size_t n)
@@ -1593,7 +1638,7 @@ static void read_share_group_state(struct broker_req *req)
         for (int32_t j = 0; j < rq->topics[t].partitions_count; j++, k++)
             scoord_load_item(req, c, k, top, parts, rq->group_id, rq->topics[t].topic_id.b,
                              rq->topics[t].partitions[j].partition);
-    if (!load_begin(req, c->loads, c->n_loads, read_answer, c, true))
+    if (!load_begin(req, c->loads, c->n_loads, read_loaded, c, true))
         h_close(req, "arena exhausted");
 }
 

@@ -378,8 +378,17 @@ def main():
               "are refused, the new state epoch written", errs)
         st = read_state(c, "sw-state", tid, 0, leader_epoch=5)
         check(st == (0, 3, 151, [(151, 151, 2, 1)]), "the state after the initialization", st)
+        # a new leader's read with its leader epoch (9) records it: the leader before it (8) is
+        # fenced before the new one wrote anything
+        st = read_state(c, "sw-state", tid, 0, leader_epoch=9)
+        sm = summary_state(c, "sw-state", tid, 0)
+        errs = (write_state(c, "sw-state", tid, 0, 152, [], state_epoch=3, leader_epoch=8),
+                write_state(c, "sw-state", tid, 0, 152, [], state_epoch=3, leader_epoch=9))
+        check(st == (0, 3, 151, [(151, 151, 2, 1)]) and sm == (0, 3, 9, 151) and
+              errs == (74, 0), "ReadShareGroupState with a newer leader epoch records it: a "
+              "write of the leader before it is FENCED_LEADER_EPOCH", (st, sm, errs))
         err = initialize_state(c, "sw-state", tid, 0, 4, -1)
-        st = read_state(c, "sw-state", tid, 0, leader_epoch=5)
+        st = read_state(c, "sw-state", tid, 0, leader_epoch=9)
         sm = summary_state(c, "sw-state", tid, 0)
         check(err == 0 and st == (0, 4, -1, []) and sm == (0, 4, 0, -1),
               "InitializeShareGroupState without a start offset (-1)", (err, st, sm))
