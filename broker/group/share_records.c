@@ -241,8 +241,7 @@ int16_t lm_shr_fence_initialize(const struct lm_shr_fence *f, int32_t state_epoc
 
 int16_t lm_shr_fence_read(const struct lm_shr_fence *f, int32_t leader_epoch)
 {
-    return leader_epoch != -1 && f->leader_epoch > leader_epoch ? KAFKA_FENCED_LEADER_EPOCH
-                                                                : KAFKA_NONE;
+    return f->leader_epoch > leader_epoch ? KAFKA_FENCED_LEADER_EPOCH : KAFKA_NONE;
 }
 
 int32_t lm_shr_fence_next_snapshot(const struct lm_shr_fence *f)

@@ -133,8 +133,7 @@ void lm_shr_fence_replay(struct lm_shr_fence *f, int16_t type, const struct lm_s
  * FENCED_LEADER_EPOCH, then a state epoch below the highest recorded FENCED_STATE_EPOCH (-1:
  * not given, not checked). An initialization: a state epoch below the highest recorded
  * FENCED_STATE_EPOCH (-1 not checked). A read: a leader epoch below the highest recorded
- * FENCED_LEADER_EPOCH (laminar: -1 is not checked, its own leaders read with -1). Nothing
- * recorded fences nothing. */
+ * FENCED_LEADER_EPOCH (-1 too, as Kafka 4.1 checks it). Nothing recorded fences nothing. */
 int16_t lm_shr_fence_write(const struct lm_shr_fence *f, int32_t leader_epoch, int32_t state_epoch);
 int16_t lm_shr_fence_initialize(const struct lm_shr_fence *f, int32_t state_epoch);
 int16_t lm_shr_fence_read(const struct lm_shr_fence *f, int32_t leader_epoch);

@@ -502,7 +502,8 @@ struct sitem {
     bool load_pass; /* the pass after the read works on this item only (with the others') */
     struct lm_shr_state *load;
     struct share_prec prec;
-    bool fenced; /* its state write was fenced: the share partition is read again */
+    bool fenced;        /* its state write was fenced: the share partition is read again */
+    int32_t load_epoch; /* the data partition's leader epoch the read is made in */
 };
 
 struct sfetch {
@@ -662,6 +663,7 @@ static struct spart *share_op_run(struct hshard *hs, struct hpart *p, struct hwo
     if (!sp->initialized) {
         if (sf->state_parts > 0 && !it->loaded) {
             it->need_load = true; /* pass_done reads it, then passes again */
+            it->load_epoch = epoch;
             return spt;
         }
         const struct lm_shr_state *ls = it->load;
@@ -1085,7 +1087,9 @@ static void pass_after_persist(struct sfetch *sf)
                                                          sf->items[i].partition, sf->state_parts),
             .group = sf->group,
             .partition = sf->items[i].partition,
-            .item = i};
+            .item = i,
+            .with_epoch = true,
+            .leader_epoch = it->load_epoch};
         memcpy(sf->loads[sf->n_loads - 1].topic_id, it->topic_id, 16);
     }
     if (sf->n_loads > 0) {

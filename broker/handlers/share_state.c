@@ -954,10 +954,12 @@ bool share_persist_start(struct broker_req *req, struct share_prec *recs, size_t
 /* ---- reads ---- */
 
 struct sload {
+    struct broker_req *req;
     struct hshard *hs;
     struct share_load *loads;
     struct hwork *items;
     struct srpc *rpcs;
+    struct share_prec *precs; /* the leader epochs the reads record here (with_epoch) */
     size_t n;
     struct hfan fan;
     uint32_t pending;
@@ -965,11 +967,83 @@ struct sload {
     void *ctx;
 };
 
+static bool persist_begin(struct broker_req *req, struct share_prec *recs, size_t n,
+                          void (*done)(void *ctx), void *ctx, bool local_only);
+
+static void load_failed(struct share_load *ld, int16_t err)
+{
+    ld->error = err;
+    if (ld->state != NULL)
+        lm_shr_state_deinit(ld->state); /* nothing read */
+}
+
+static void load_recorded(void *ctx)
+{
+    struct sload *sl = ctx;
+    for (size_t i = 0; i < sl->n; i++) {
+        if (sl->precs[i].n > 0 && sl->precs[i].error != KAFKA_NONE)
+            load_failed(&sl->loads[i], sl->precs[i].error);
+        share_prec_free(&sl->precs[i]);
+    }
+    sl->done(sl->ctx);
+}
+
+/* The reads are done: those by a leader (with_epoch) of a state partition led here are
+ * checked against its epochs, and a newer leader epoch is written before the answer (a read
+ * sent to another node had it done there). */
+static void load_finish(struct sload *sl)
+{
+    bool any = false;
+    int64_t now = group_now_ms(sl->hs);
+    for (size_t i = 0; i < sl->n; i++) {
+        struct share_load *ld = &sl->loads[i];
+        const struct lm_shr_state *st = ld->state;
+        if (!ld->with_epoch || ld->error != KAFKA_NONE || st == NULL || !st->present ||
+            sl->items[i].owner == HWORK_DONE)
+            continue;
+        int16_t err = lm_shr_fence_read(&st->fence, ld->leader_epoch);
+        if (err != KAFKA_NONE) {
+            load_failed(ld, err);
+            continue;
+        }
+        if (st->fence.leader_epoch >= ld->leader_epoch)
+            continue;
+        if (sl->precs == NULL)
+            sl->precs = h_alloc(sl->req, sl->n, sizeof(*sl->precs));
+        if (sl->precs == NULL) {
+            load_failed(ld, KAFKA_UNKNOWN_SERVER_ERROR);
+            continue;
+        }
+        if (!any)
+            memset(sl->precs, 0, sl->n * sizeof(*sl->precs));
+        struct lm_shr_value v = {.snapshot_epoch = st->snapshot_epoch,
+                                 .state_epoch = -1,
+                                 .leader_epoch = ld->leader_epoch,
+                                 .start_offset = st->start_offset,
+                                 .create_ms = now,
+                                 .write_ms = now};
+        if (share_prec_state(&sl->precs[i], ld->state_partition, ld->group, ld->topic_id,
+                             ld->partition, LM_SHR_UPDATE, &v) != 0)
+            load_failed(ld, KAFKA_UNKNOWN_SERVER_ERROR);
+        else
+            any = true;
+    }
+    if (any && persist_begin(sl->req, sl->precs, sl->n, load_recorded, sl, true))
+        return;
+    if (any) /* arena exhausted: nothing written, the reads fail */
+        for (size_t i = 0; i < sl->n; i++)
+            if (sl->precs[i].n > 0) {
+                load_failed(&sl->loads[i], KAFKA_UNKNOWN_SERVER_ERROR);
+                share_prec_free(&sl->precs[i]);
+            }
+    sl->done(sl->ctx);
+}
+
 static void load_step(struct sload *sl)
 {
     LM_ASSERT(sl->pending > 0);
     if (--sl->pending == 0)
-        sl->done(sl->ctx);
+        load_finish(sl);
 }
 
 struct load_scan {
@@ -1191,8 +1265,8 @@ static int remote_read(struct sload *sl, size_t i, int32_t node)
     lm_shr_state_init(ld->state);
     if (ld->summary)
         return remote_summary(sl, i, node);
-    struct kafka_read_share_group_state_request_partition_data pd = {.partition = ld->partition,
-                                                                     .leader_epoch = -1};
+    struct kafka_read_share_group_state_request_partition_data pd = {
+        .partition = ld->partition, .leader_epoch = ld->with_epoch ? ld->leader_epoch : -1};
     struct kafka_read_share_group_state_request_read_state_data td = {.partitions = &pd,
                                                                       .partitions_count = 1};
     memcpy(td.topic_id.b, ld->topic_id, 16);
@@ -1234,6 +1308,7 @@ static bool load_begin(struct broker_req *req, struct share_load *loads, size_t 
     sl->rpcs = h_alloc(req, n ? n : 1, sizeof(*sl->rpcs));
     if (sl->items == NULL || sl->rpcs == NULL)
         return false;
+    sl->req = req;
     sl->hs = hs;
     sl->loads = loads;
     sl->n = n;

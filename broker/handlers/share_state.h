@@ -98,6 +98,11 @@ struct share_load {
     size_t item;  /* the caller's */
     bool summary; /* the start offset and epochs only (ReadShareGroupStateSummary to another
                    * node: no batches; state->leader_epoch filled) */
+    /* a read by the share partition's leader in its leader epoch (else -1 is sent): an older
+     * one than the state's records hold is FENCED_LEADER_EPOCH, a newer one is written first
+     * (Kafka's ReadShareGroupState) */
+    bool with_epoch;
+    int32_t leader_epoch;
     struct lm_shr_state *state; /* out, malloc'd (present false: none found); NULL on failure */
     int16_t error;              /* out */
 };
