@@ -3,8 +3,10 @@
  * share_fetch.c: appending records to state partitions (answered once durable, acks=-1 as
  * __consumer_offsets commits) and reading a share partition's state back (the latest snapshot
  * and the updates after it, share_records.h); here when this node leads the state partition,
- * else through Kafka's persister APIs (Read/Write/DeleteShareGroupState) to the node that does,
- * which this file also serves.
+ * else through Kafka's persister APIs (Initialize/Read/Write/DeleteShareGroupState,
+ * ReadShareGroupStateSummary) to the node that does, which this file also serves. Where a state
+ * partition is led, its appends are fenced as Kafka's share coordinator fences them (older leader
+ * or state epochs refused, share_prec).
  *
  * Placement as Kafka's ShareCoordinatorService.partitionFor: the state partition of a share
  * partition is abs(javaHash("groupId:topicId:partition")) % partition count. The topic is made
