@@ -536,7 +536,8 @@ struct sfetch {
     struct share_load *loads; /* the reads of this pass's need_load items */
     struct share_prec *precs; /* the records of this pass, one slot per item */
     size_t n_loads;
-    bool load_pass; /* a pass for the items whose state was just read */
+    bool load_pass;   /* a pass for the items whose state was just read */
+    bool new_session; /* a ShareFetch opening its session (epoch 0) */
 };
 
 static void pass_start(struct sfetch *sf);
@@ -628,6 +629,10 @@ static struct spart *share_op_run(struct hshard *hs, struct hpart *p, struct hwo
     }
     struct lm_share_part *sp = &spt->sp;
     int32_t epoch = p->replicated && p->part != NULL ? partition_leader_epoch(p->part) : 0;
+    if (sf->new_session && it->fetch && !it->loaded && sp->initialized && !spt->dirty &&
+        sf->state_parts > 0 && hs_cluster(hs->node) && lm_share_part_in_flight(sp) == 0)
+        spt->leader_epoch = INT32_MIN; /* nothing held: read again, for an offsets reset made
+                                        * where this partition is not led */
     if (memcmp(spt->topic_id, p->topic_id, 16) != 0 || sp->recs == NULL ||
         (sp->initialized && spt->leader_epoch != epoch)) {
         /* new, or its topic was deleted and made again under the same name: start over (and
@@ -1107,6 +1112,7 @@ static void pass_done(struct hfan *f)
     struct sfetch *sf = f->ctx;
     sf->acks_done = true;
     sf->load_pass = false;
+    sf->new_session = false; /* its first pass only */
     for (size_t i = 0; i < sf->count; i++) {
         sf->precs[i] = sf->sitems[i].prec; /* moved: the persist owns it */
         memset(&sf->sitems[i].prec, 0, sizeof(sf->sitems[i].prec));
@@ -1386,6 +1392,7 @@ static void share_fetch(struct broker_req *req)
         respond(sf);
         return;
     }
+    sf->new_session = rq->share_session_epoch == 0;
     bool closing = rq->share_session_epoch == -1;
     int32_t nrp = 0;
     for (int32_t i = 0; i < rq->topics_count; i++)

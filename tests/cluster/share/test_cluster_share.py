@@ -12,7 +12,10 @@ Before the kill, a third group whose group coordinator, share coordinator and da
 three different nodes (else the first two at least): the share offsets described (Admin listShareGroupOffsets and
 kafka-share-groups --describe --offsets), altered (alterShareGroupOffsets) and deleted
 (kafka-share-groups --delete-offsets) are the state the share coordinator holds, checked with a
-ReadShareGroupStateSummary to it.
+ReadShareGroupStateSummary to it. After a reset, the data leader's share partition is read
+again: at a new share session when nothing is in flight, else when its state write is fenced
+(FENCED_STATE_EPOCH; x0..x2 held and released by a hand-built member first); a member gets every
+record from the reset offset on, none below.
 
     test_cluster_share.py --io uring
 
@@ -35,6 +38,7 @@ from laminar_harness import free_port  # noqa: E402
 import test_cluster as tc  # noqa: E402
 import kraw  # noqa: E402
 from compat_util import java_cmd  # noqa: E402
+import test_share_wire as sw  # noqa: E402
 from test_share_wire import summary_state  # noqa: E402
 
 JAVA = os.path.join(HERE, "..", "..", "compat", "java")
@@ -151,6 +155,37 @@ def run(cmd, timeout):
         return -1, (e.stdout or b"").decode("utf-8", "replace") + "\nTIMEOUT"
 
 
+def hold_and_leave(nodes, g, coordinator, leader, tid):
+    """A member (hand-built frames) joins g, acquires x0..x2 from the data leader, closes its
+    share session (they are released: available, in flight) and leaves."""
+    cg = next(x for x in nodes if x.node_id == coordinator)
+    cd = next(x for x in nodes if x.node_id == leader)
+    c1, c2 = kraw.Conn(cg.host, cg.port), kraw.Conn(cd.host, cd.port)
+    try:
+        r = sw.heartbeat(c1, "mx", 0, [TOPIC], group=g)
+        deadline = time.monotonic() + 20
+        while r["error"] == 0 and not r["assignment"] and time.monotonic() < deadline:
+            time.sleep(0.3)
+            r = sw.heartbeat(c1, "mx", r["epoch"], group=g)
+        if r["error"] != 0 or not r["assignment"]:
+            tc.fail("member mx of %s: no assignment: %r" % (g, r), nodes)
+        got, epoch = [], 0
+        while len(got) < 3 and time.monotonic() < deadline:
+            f = sw.share_fetch(c2, "mx", epoch, tid, wait_ms=1000, group=g)
+            if f["error"] != 0:
+                tc.fail("member mx: ShareFetch %r" % f, nodes)
+            epoch += 1
+            got += [a for p in f["parts"] for a in (p["acquired"] or [])]
+        print("member mx acquired %r" % got)
+        if sum(last - first + 1 for first, last, _ in got) < 3:
+            tc.fail("member mx did not acquire x0..x2: %r" % got, nodes)
+        sw.share_fetch(c2, "mx", -1, tid, group=g)
+        sw.heartbeat(c1, "mx", -1, group=g)
+    finally:
+        c1.close()
+        c2.close()
+
+
 def admin_offsets(nodes, cp, boot, leader, tid, b64):
     """Share offsets administration of a group whose coordinator is neither the data
     partition's leader nor its share coordinator (the state partition's leader; when no
@@ -244,24 +279,43 @@ def admin_offsets(nodes, cp, boot, leader, tid, b64):
     if rc != 0:
         tc.fail("alterShareGroupOffsets of %s to 7 (rc %s)" % (g, rc), nodes)
     describe(7, "after alterShareGroupOffsets to 7")
-    # the data leader still holds the share partition it had (at the log end): its first state
-    # write after the reset is fenced (FENCED_STATE_EPOCH), then it reads the state again, so a
-    # member gets everything from 7 on (the new records maybe twice), nothing below it
+    shift = end - 2 * N  # r<i> is at offset i + shift (the log starts with another record)
+    from7 = set("r%d" % i for i in range(7 - shift, 2 * N))
+    below = set("r%d" % i for i in range(7 - shift))
+
+    def consume(want, what):
+        rc, out = run(java_cmd(cp, "ShareAdmin", "consume", boot, TOPIC, g, str(len(want))), 90)
+        got = set(values(out, "GOT") or [])
+        print("%s: got %d distinct; missing %s; below 7 %s"
+              % (what, len(got), sorted(want - got), sorted(got & below)))
+        if rc != 0 or not want <= got or got & below:
+            trail()
+            tc.fail("%s (rc %s): %s" % (what, rc, out[-2000:]), nodes)
+
+    # the data leader still holds the share partition it had, at the log end with nothing in
+    # flight: a member's new share session reads its state again, so it gets every record from
+    # 7 on, none below
+    consume(from7, "a member after the reset to 7")
+    # records x0..x2 acquired and released by a member that leaves (in flight, available), the
+    # group reset to 7 again: the leader's share partition is not idle, a new session keeps it;
+    # its first state write is fenced (FENCED_STATE_EPOCH), then it reads the state again, so a
+    # member gets everything from 7 on (x0..x2 maybe twice), nothing below
     from confluent_kafka import Producer
     pr = Producer({"bootstrap.servers": boot})
     for i in range(3):
         pr.produce(TOPIC, value=b"x%d" % i, partition=0)
     if pr.flush(30) != 0:
         tc.fail("produce x0..x2", nodes)
-    shift = end - 2 * N  # r<i> is at offset i + shift (the log starts with another record)
-    want = set("r%d" % i for i in range(7 - shift, 2 * N)) | {"x0", "x1", "x2"}
-    below = set("r%d" % i for i in range(7 - shift))
-    rc, out = run(java_cmd(cp, "ShareAdmin", "consume", boot, TOPIC, g, str(len(want))), 90)
-    got = set(values(out, "GOT") or [])
-    print("after the reset to 7: got %d distinct; missing %s; below 7 %s"
-          % (len(got), sorted(want - got), sorted(got & below)))
-    if rc != 0 or not want <= got or got & below:
-        tc.fail("a member after the reset to 7 (rc %s): %s" % (rc, out[-2000:]), nodes)
+    hold_and_leave(nodes, g, gcoord[g][0], leader, tid)
+    rc, out = run(java_cmd(cp, "ShareAdmin", "reset", boot, TOPIC, g, "7"), 60)
+    if rc != 0:
+        tc.fail("alterShareGroupOffsets of %s to 7 again (rc %s)" % (g, rc), nodes)
+    consume(from7 | {"x0", "x1", "x2"}, "a member after the second reset to 7")
+    fenced = [ln for x in nodes for ln in x.log_text().splitlines()
+              if "of %s: its state write was fenced" % g in ln]
+    print("fenced share partitions read again: %d" % len(fenced))
+    if not fenced:
+        tc.fail("the data leader's share partition of %s was not fenced" % g, nodes)
 
 
 def main():

@@ -98,8 +98,8 @@ class R:
             self.p += self.uv()
 
 
-def heartbeat(c, member, epoch, topics=None):
-    body = cs(GROUP) + cs(member) + struct.pack(">i", epoch) + b"\x00"   # rack null
+def heartbeat(c, member, epoch, topics=None, group=GROUP):
+    body = cs(group) + cs(member) + struct.pack(">i", epoch) + b"\x00"   # rack null
     body += b"\x00" if topics is None else carr([cs(t) for t in topics])
     body += TAGS
     r = R(c.call(76, 1, body, True))
@@ -122,8 +122,8 @@ def ack_batches(acks):
                  for f, l, ts in acks])
 
 
-def share_fetch(c, member, epoch, tid, acks=(), wait_ms=300, max_records=100):
-    body = cs(GROUP) + cs(member) + struct.pack(">iiiiii", epoch, wait_ms, 1, 1 << 20,
+def share_fetch(c, member, epoch, tid, acks=(), wait_ms=300, max_records=100, group=GROUP):
+    body = cs(group) + cs(member) + struct.pack(">iiiiii", epoch, wait_ms, 1, 1 << 20,
                                                 max_records, max_records)
     body += carr([tid + carr([struct.pack(">i", 0) + ack_batches(acks) + TAGS]) + TAGS])
     body += carr([]) + TAGS                     # forgotten topics
