@@ -100,6 +100,7 @@ static const struct key_spec g_keys[] = {
     {"min.insync.replicas", K_RAW, 0, 0, 0},
     {"log.flush.interval.messages", K_RAW, 0, 0, 0},
     {"log.flush.interval.ms", K_RAW, 0, 0, 0},
+    {"log.preallocate", K_RAW, 0, 0, 0},
     {"log.roll.ms", K_RAW, 0, 0, 0},
     {"log.roll.hours", K_RAW, 0, 0, 0},
     {"offsets.topic.num.partitions", K_RAW, 0, 0, 0},

@@ -41,6 +41,13 @@ bool broker_core_conn_wants_data(const struct broker_conn *c)
     return !c->closing && !c->paused && c->stash_off == c->stash_len;
 }
 
+/* The connection's id (broker_req_conn_id): its slot and the slot's generation, + 1 so that it
+ * is never 0. */
+static uint64_t conn_id_of(const struct broker_conn *c)
+{
+    return (((uint64_t)c->gen << 32) | c->slot) + 1;
+}
+
 static void conn_maybe_free(struct broker_conn *c)
 {
     struct broker_shard *s = c->shard;
@@ -73,6 +80,8 @@ static void conn_maybe_free(struct broker_conn *c)
         s->dispatch->auth_free(c->auth.state);
         c->auth.state = NULL;
     }
+    if (s->dispatch->conn_closed != NULL)
+        s->dispatch->conn_closed(s, s->dispatch->ctx, conn_id_of(c));
     LM_ASSERT(s->conns_open > 0);
     s->conns_open--;
     broker_connquota_release(s->quota, &c->quota);
@@ -367,6 +376,9 @@ void conn_close(struct broker_conn *c, const char *why)
             out_release(c, o);
         }
     }
+    /* under the hold: a handler answering a parked request here frees it, not the conn */
+    if (c->out == NULL && s->dispatch->conn_closing != NULL)
+        s->dispatch->conn_closing(s, s->dispatch->ctx, conn_id_of(c));
     conn_unhold(c);
 }
 
@@ -828,6 +840,11 @@ struct broker_conn_auth *broker_req_auth(struct broker_req *req)
 bool broker_req_conn_closing(const struct broker_req *req)
 {
     return req->conn->closing;
+}
+
+uint64_t broker_req_conn_id(const struct broker_req *req)
+{
+    return conn_id_of(req->conn);
 }
 
 const struct broker_listener *broker_req_advertised(const struct broker_req *req)

@@ -148,6 +148,12 @@ struct broker_dispatch {
     void (*auth_raw)(struct broker_req *req);
     /* Frees broker_conn_auth.state when its connection is freed. May be NULL. */
     void (*auth_free)(void *state);
+    /* A client connection starts closing (on its shard): the requests of it a handler parks
+     * (long-polls) may be answered now, their responses are dropped. May be NULL. */
+    void (*conn_closing)(struct broker_shard *s, void *ctx, uint64_t conn_id);
+    /* A client connection is gone (freed, on its shard, once every request it sent has
+     * completed): conn_id is broker_req_conn_id of its requests. May be NULL. */
+    void (*conn_closed)(struct broker_shard *s, void *ctx, uint64_t conn_id);
     /* Adds the node's gauges to a metrics scrape (called on the HTTP thread: read only what
      * is safe to read from another thread). May be NULL. */
     void (*metrics_gauges)(void *ctx, struct broker_metrics_out *o);
@@ -193,6 +199,9 @@ void broker_req_close_after(struct broker_req *req);
 struct broker_conn_auth *broker_req_auth(struct broker_req *req);
 /* True when the connection of req is closing (the response will be dropped). */
 bool broker_req_conn_closing(const struct broker_req *req);
+/* An id of req's connection, unique on its shard for the process's life (Kafka's
+ * connectionId): what broker_dispatch.conn_closed names. Never 0. */
+uint64_t broker_req_conn_id(const struct broker_req *req);
 
 /* This shard's index, the number of shards, and the config (read-only). */
 uint32_t broker_shard_id(const struct broker_shard *s);

@@ -320,7 +320,9 @@ static int create_segment(struct storage_log *log, int64_t base)
 static int roll(struct storage_log *log)
 {
     struct segment *old = active(log);
-    int rc = seg_seal(log, old);
+    int rc = seg_cut_preallocated(log, old);
+    if (rc == 0)
+        rc = seg_seal(log, old);
     if (rc != 0)
         return rc;
     return create_segment(log, old->next_offset);
@@ -417,6 +419,18 @@ void storage_fds_reopened(struct storage_log *log)
 
 static int log_flush(struct storage_log *log, bool force_checkpoint);
 
+/* Zeros ahead of the active segment's end (storage.h, "Preallocation"), written before a flush
+ * that carries appends, so they become durable with it: not for the flushes of an open's
+ * recovery or of a close, which leave the file ending at its last batch. */
+static void preallocate_active(struct storage_log *log)
+{
+    if (log->seg_count == 0)
+        return;
+    struct segment *seg = active(log);
+    if (!log->closing && log->unflushed_messages > 0 && seg->data_dirty)
+        seg_preallocate(log, seg);
+}
+
 int storage_log_flush(struct storage_log *log, bool force_checkpoint)
 {
     int rc = log_flush(log, force_checkpoint);
@@ -430,6 +444,7 @@ static int log_flush(struct storage_log *log, bool force_checkpoint)
         return LM_E_STATE;
     int fds[SYNC_BATCH_FDS];
     int n = 0, rc = 0;
+    preallocate_active(log);
     /* Dirty segments form a suffix of the list (a flush cleans all of them). */
     for (uint32_t i = 0; i < log->seg_count && rc == 0; i++) {
         struct segment *s = log->segs[i];
@@ -552,6 +567,9 @@ int storage_log_sync_begin(struct storage_log *log, struct storage_sync *sy)
             return rc;
         }
     }
+    /* Zeros ahead of the active segment's end ride on this data step (storage.h). */
+    if (first < log->seg_count && log->seg_count - first <= STORAGE_SYNC_FDS_MAX - 1)
+        preallocate_active(log);
     for (uint32_t i = first; i < log->seg_count; i++) {
         struct segment *seg = log->segs[i];
         if (sy->fd_count == STORAGE_SYNC_FDS_MAX - 1) {
@@ -1069,7 +1087,13 @@ int storage_log_close(struct storage_log *log)
     if (log == NULL)
         return 0;
     log->closing = true; /* the final flush may reopen released fds: no word to the owner */
-    int rc = log->failed ? LM_E_STATE : storage_log_flush(log, true);
+    int rc = log->failed ? LM_E_STATE : 0;
+    /* The file ends at its last batch again (Kafka's tools read it to its end); the flush
+     * makes the new size durable. */
+    if (rc == 0 && log->seg_count > 0 && active(log)->loaded)
+        rc = seg_cut_preallocated(log, active(log));
+    if (rc == 0)
+        rc = storage_log_flush(log, true);
     free_log(log);
     return rc;
 }
@@ -1093,6 +1117,7 @@ static int write_run(struct storage_log *log, struct segment *seg, const uint8_t
         /* Take back a partial write so the file ends at a batch boundary. */
         if (ftruncate(seg->log_fd, (off_t)at) != 0)
             log->failed = true;
+        seg->file_bytes = at;
         return rc;
     }
     seg->data_dirty = !sync;

@@ -471,14 +471,15 @@ int seg_seal(struct storage_log *log, struct segment *seg)
     return seg_write_pending_index(log, seg);
 }
 
-int seg_read_header(struct storage_log *log, struct segment *seg, uint64_t position,
-                    struct kafka_batch_header *h)
+/* The KAFKA_BATCH_HEADER_SIZE bytes at position (through the header cache). */
+static int seg_header_bytes(struct storage_log *log, struct segment *seg, uint64_t position,
+                            size_t need, const uint8_t **out)
 {
-    LM_ASSERT(seg->log_fd >= 0);
-    if (position + KAFKA_BATCH_HEADER_SIZE > seg->size_bytes)
+    LM_ASSERT(seg->log_fd >= 0 && need <= KAFKA_BATCH_HEADER_SIZE);
+    if (position + need > seg->size_bytes)
         return LM_E_TRUNCATED;
     bool cached = log->scan_buf_fd == seg->log_fd && position >= log->scan_buf_pos &&
-                  position + KAFKA_BATCH_HEADER_SIZE <= log->scan_buf_pos + log->scan_buf_len;
+                  position + need <= log->scan_buf_pos + log->scan_buf_len;
     if (!cached) {
         uint64_t want = seg->size_bytes - position;
         if (want > SEG_HEADER_READ_BYTES)
@@ -489,18 +490,110 @@ int seg_read_header(struct storage_log *log, struct segment *seg, uint64_t posit
         } while (r < 0 && errno == EINTR);
         if (r < 0)
             return LM_E_IO;
-        if ((size_t)r < KAFKA_BATCH_HEADER_SIZE)
+        if ((size_t)r < need)
             return LM_E_TRUNCATED;
         log->scan_buf_fd = seg->log_fd;
         log->scan_buf_pos = position;
         log->scan_buf_len = (size_t)r;
     }
-    const uint8_t *p = log->scan_buf + (position - log->scan_buf_pos);
-    int rc = kafka_batch_header_parse(p, KAFKA_BATCH_HEADER_SIZE, h);
+    *out = log->scan_buf + (position - log->scan_buf_pos);
+    return 0;
+}
+
+/* Preallocated zeros (storage.h): a batch's base offset and length all zero. */
+#define ZERO_START_BYTES 12
+static bool zero_batch_start(const uint8_t *p)
+{
+    for (int i = 0; i < ZERO_START_BYTES; i++)
+        if (p[i] != 0)
+            return false;
+    return true;
+}
+
+int seg_read_header(struct storage_log *log, struct segment *seg, uint64_t position,
+                    struct kafka_batch_header *h)
+{
+    const uint8_t *p;
+    int rc = seg_header_bytes(log, seg, position, KAFKA_BATCH_HEADER_SIZE, &p);
+    if (rc != 0)
+        return rc;
+    rc = kafka_batch_header_parse(p, KAFKA_BATCH_HEADER_SIZE, h);
     if (rc != 0)
         return rc;
     if (position + kafka_batch_total_size(h) > seg->size_bytes)
         return LM_E_TRUNCATED;
+    return 0;
+}
+
+/* Whether every byte of seg's file from pos to its end is zero (its preallocated tail). */
+static int seg_zero_from(struct storage_log *log, struct segment *seg, uint64_t pos, bool *zero)
+{
+    scan_cache_drop(log);
+    *zero = true;
+    for (;;) {
+        ssize_t r;
+        do {
+            r = pread(seg->log_fd, log->scan_buf, STORAGE_SCAN_BUF_BYTES, (off_t)pos);
+        } while (r < 0 && errno == EINTR);
+        if (r < 0)
+            return LM_E_IO;
+        if (r == 0)
+            return 0;
+        for (ssize_t i = 0; i < r; i++) {
+            if (log->scan_buf[i] != 0) {
+                *zero = false;
+                return 0;
+            }
+        }
+        pos += (uint64_t)r;
+    }
+}
+
+static const uint8_t prealloc_zeros[64 * 1024];
+
+void seg_preallocate(struct storage_log *log, struct segment *seg)
+{
+    uint64_t max = log->cfg.preallocate_bytes;
+    if (max == 0 || seg->sealed || seg->log_fd < 0)
+        return;
+    uint64_t end = seg->size_bytes;
+    if (seg->file_bytes < end)
+        seg->file_bytes = end;
+    /* The step grows with the segment, so a small log gets few zeros: at most as many as it
+     * has bytes (and one page), at most preallocate_bytes. */
+    uint64_t step = end < max ? end : max;
+    if (step < 4096)
+        step = 4096;
+    if (seg->file_bytes - end >= step / 2)
+        return;
+    uint64_t target = (end + step + 4095) & ~(uint64_t)4095;
+    if (target > log->cfg.segment_bytes)
+        target = log->cfg.segment_bytes;
+    while (seg->file_bytes < target) {
+        uint64_t n = target - seg->file_bytes;
+        if (n > sizeof(prealloc_zeros))
+            n = sizeof(prealloc_zeros);
+        ssize_t w = pwrite(seg->log_fd, prealloc_zeros, (size_t)n, (off_t)seg->file_bytes);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return; /* a full disk: the appends find their own room, or report it */
+        seg->file_bytes += (uint64_t)w;
+    }
+}
+
+int seg_cut_preallocated(struct storage_log *log, struct segment *seg)
+{
+    if (seg->file_bytes <= seg->size_bytes)
+        return 0;
+    int rc = seg_fd(log, seg);
+    if (rc != 0)
+        return rc;
+    scan_cache_drop(log);
+    if (ftruncate(seg->log_fd, (off_t)seg->size_bytes) != 0)
+        return LM_E_IO;
+    seg->file_bytes = seg->size_bytes;
+    seg->data_dirty = true; /* its new size goes to disk with the next flush */
     return 0;
 }
 
@@ -542,6 +635,7 @@ int seg_find_position(struct storage_log *log, struct segment *seg, int64_t offs
 }
 
 struct walk {
+    bool zero_end;      /* stopped at preallocated zeros (a zero batch start) before the end */
     int64_t first_last; /* last offset of the first batch walked, -1 if none */
     uint64_t end_pos;
     uint64_t last_size;
@@ -555,6 +649,7 @@ struct walk {
 static int seg_walk(struct storage_log *log, struct segment *seg, uint64_t pos, int64_t stop_base,
                     struct walk *w)
 {
+    w->zero_end = false;
     w->first_last = -1;
     w->end_pos = pos;
     w->last_size = 0;
@@ -565,8 +660,19 @@ static int seg_walk(struct storage_log *log, struct segment *seg, uint64_t pos, 
          * torn, which the CRC scan that follows will find. */
         if (stop_base >= 0 && w->bytes > 0 && w->next_offset == stop_base)
             break;
+        const uint8_t *raw;
+        int rc = seg_header_bytes(log, seg, pos, ZERO_START_BYTES, &raw);
+        if (rc == LM_E_IO)
+            return rc;
+        bool zero = rc == 0 && zero_batch_start(raw);
+        if (rc == LM_E_TRUNCATED && (rc = seg_zero_from(log, seg, pos, &zero)) != 0)
+            return rc; /* fewer bytes left than a batch start: zeros, or a partial header */
+        if (zero) {
+            w->zero_end = true;
+            break;
+        }
         struct kafka_batch_header h;
-        int rc = seg_read_header(log, seg, pos, &h);
+        rc = seg_read_header(log, seg, pos, &h);
         if (rc != 0)
             return rc;
         if (stop_base >= 0 && h.base_offset >= stop_base)
@@ -593,8 +699,8 @@ static int seg_walk(struct storage_log *log, struct segment *seg, uint64_t pos, 
         pos += size;
         w->end_pos = pos;
     }
-    /* Reaching the end is fine when the stop point is exactly the end of the segment. */
-    if (stop_base >= 0 && pos >= seg->size_bytes && w->next_offset != stop_base)
+    /* Reaching the end (or preallocated zeros) is fine when the stop point is exactly there. */
+    if (stop_base >= 0 && (w->zero_end || pos >= seg->size_bytes) && w->next_offset != stop_base)
         return LM_E_NOT_FOUND;
     seg->next_offset = w->next_offset;
     return 0;
@@ -699,9 +805,18 @@ static int seg_scan_recover(struct storage_log *log, struct segment *seg, uint64
     const char *why = NULL;
     int32_t prev_epoch = -1;
     bool first = seg->next_offset == seg->base_offset;
+    bool zero_tail = false;
     while (pos < file_size) {
         struct kafka_batch_header h;
         uint64_t left = file_size - pos;
+        if (left < ZERO_START_BYTES || zero_batch_start(map + pos)) {
+            /* preallocated zeros (storage.h), or a torn write's tail that reads as zeros */
+            zero_tail = true;
+            for (uint64_t i = pos; i < file_size && zero_tail; i++)
+                zero_tail = map[i] == 0;
+            why = left < ZERO_START_BYTES ? "partial batch header" : "zeros after the last batch";
+            break;
+        }
         if (left < KAFKA_BATCH_HEADER_SIZE) {
             why = "partial batch header";
             break;
@@ -758,6 +873,16 @@ static int seg_scan_recover(struct storage_log *log, struct segment *seg, uint64
         munmap((void *)map, file_size);
     if (rc != 0)
         return rc;
+    /* Only zeros after the last batch: the preallocated tail, cut quietly. */
+    if (zero_tail) {
+        storage_report(log, 0, "segment %020lld: cutting %llu preallocated bytes",
+                       (long long)seg->base_offset, (unsigned long long)(file_size - pos));
+        scan_cache_drop(log);
+        if (ftruncate(seg->log_fd, (off_t)pos) != 0)
+            return LM_E_IO;
+        seg->data_dirty = true;
+        file_size = pos;
+    }
     *truncated = pos < file_size;
     if (*truncated) {
         storage_report(log, 1,
@@ -789,7 +914,18 @@ static int seg_rebuild(struct storage_log *log, struct segment *seg, bool *trunc
     return seg_scan_recover(log, seg, 0, truncated);
 }
 
+static int seg_load_(struct storage_log *log, struct segment *seg, int64_t recover_from,
+                     bool *truncated);
+
 int seg_load(struct storage_log *log, struct segment *seg, int64_t recover_from, bool *truncated)
+{
+    int rc = seg_load_(log, seg, recover_from, truncated);
+    seg->file_bytes = seg->size_bytes; /* every path ends with the file cut to its batches */
+    return rc;
+}
+
+static int seg_load_(struct storage_log *log, struct segment *seg, int64_t recover_from,
+                     bool *truncated)
 {
     LM_ASSERT(seg->log_fd >= 0);
     *truncated = false;
@@ -824,6 +960,23 @@ int seg_load(struct storage_log *log, struct segment *seg, int64_t recover_from,
             return rc;
         if (rc != 0)
             return seg_rebuild(log, seg, truncated, "log does not match the index");
+        if (w.zero_end) {
+            /* A sealed segment whose cut (seg_cut_preallocated) a crash undid: zeros only
+             * after its last batch, or it is damaged. */
+            bool zero;
+            rc = seg_zero_from(log, seg, w.end_pos, &zero);
+            if (rc != 0)
+                return rc;
+            if (!zero)
+                return seg_rebuild(log, seg, truncated, "zeros inside the log");
+            storage_report(log, 0, "segment %020lld: cutting %llu preallocated bytes",
+                           (long long)seg->base_offset,
+                           (unsigned long long)(seg->size_bytes - w.end_pos));
+            if (ftruncate(seg->log_fd, (off_t)w.end_pos) != 0)
+                return LM_E_IO;
+            seg->size_bytes = w.end_pos;
+            seg->data_dirty = true;
+        }
         if (w.end_pos != seg->size_bytes || w.bytes - w.last_size > log->cfg.index_interval_bytes)
             return seg_rebuild(log, seg, truncated, "index shorter than the log");
         if (seg->index_len > 0 &&
@@ -867,6 +1020,7 @@ int seg_truncate_at(struct storage_log *log, struct segment *seg, uint64_t posit
     if (ftruncate(seg->log_fd, (off_t)position) != 0)
         return LM_E_IO;
     seg->size_bytes = position;
+    seg->file_bytes = position;
     seg->data_dirty = true;
     uint32_t keep = 0;
     while (keep < seg->index_len && seg->index[keep].position < position)

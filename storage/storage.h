@@ -29,6 +29,21 @@
  * per epoch), and a scanned batch must carry the epoch the file gives for its offset. Without
  * the file (missing or damaged) the epochs are rebuilt from the batches.
  *
+ * Preallocation (cfg.preallocate_bytes): appending to a file changes its size and allocates
+ * blocks, so each fdatasync after an append also commits a filesystem journal transaction; an
+ * fdatasync of bytes written over blocks that are already allocated and written (and a size
+ * that already covers them) does not (about half the latency on ext4). A flush of the active
+ * segment therefore first writes zeros from the file's end to a step ahead of the log's end
+ * (the step grows with the segment: at most preallocate_bytes, never past segment_bytes), and
+ * that flush's fdatasync makes them durable with the data; the appends after it land on
+ * written blocks. The log's end is kept in memory, not taken from the file size: a segment is
+ * cut to its end when it is sealed (a roll) and when the log is closed, and recovery treats a
+ * batch header whose base offset and length are all zero bytes at a batch boundary as the end
+ * of the segment, cutting the zeros after it. No batch is ever all-zero there (a batch's
+ * length is at least 61), so the rule cannot hide one. Zeros past the end that a crash left
+ * behind a torn write are cut with it, as before. Storage reads stop at the log's end, never at
+ * the file's.
+ *
  * Threads: a log is owned by one thread (the shard that owns the partition); nothing here locks.
  * Bounds: at most max_open_segments segments have open fds and loaded indexes (an LRU; the active
  * segment and segments pinned by a read result are never closed); a read walks at most one index
@@ -81,11 +96,15 @@ struct storage_config {
     int64_t flush_ms;              /* flush.ms: flush data older than this; -1 off */
     uint64_t checkpoint_interval_bytes; /* write the checkpoint on a flush after this many bytes */
     uint32_t max_open_segments;         /* fds/index LRU bound, >= 2 */
-    bool log_append_time;               /* message.timestamp.type=LogAppendTime: stamp on append */
-    const struct storage_io *io;        /* NULL: storage_io_posix() */
-    storage_clock_fn clock;             /* NULL: CLOCK_REALTIME */
-    bool external_sync;                 /* the owner runs flushes (storage_log_sync_*): append and
-                                         * tick never fdatasync; storage_log_flush_due() says when */
+    /* preallocate (laminar's default true): a flush of the active segment first writes zeros
+     * ahead of its end, up to this many bytes (0: never; see "Preallocation" above), so that
+     * the fdatasyncs of the appends that follow need not journal the file's growth */
+    uint64_t preallocate_bytes;
+    bool log_append_time;        /* message.timestamp.type=LogAppendTime: stamp on append */
+    const struct storage_io *io; /* NULL: storage_io_posix() */
+    storage_clock_fn clock;      /* NULL: CLOCK_REALTIME */
+    bool external_sync;          /* the owner runs flushes (storage_log_sync_*): append and
+                                  * tick never fdatasync; storage_log_flush_due() says when */
     void *clock_ctx;
     storage_report_fn report; /* NULL: stderr */
     void *report_ctx;

@@ -36,7 +36,10 @@ struct seg_time_entry {
 struct segment {
     int64_t base_offset;
     int64_t next_offset; /* last offset + 1; == base_offset when empty */
-    uint64_t size_bytes;
+    uint64_t size_bytes; /* the end of its batches: where the next append goes */
+    /* The .log file's size as far as this process made it: size_bytes, or more while zeros
+     * written ahead (preallocation, storage.h) follow the batches of the active segment. */
+    uint64_t file_bytes;
     int64_t max_timestamp;        /* -1 when no batch */
     int64_t max_timestamp_offset; /* last offset of the batch carrying max_timestamp */
     int64_t created_ms;
@@ -222,6 +225,12 @@ int seg_write_pending_index(struct storage_log *log, struct segment *seg);
 /* Records a batch just written at position into the segment's metadata and indexes. */
 int seg_note_batch(struct storage_log *log, struct segment *seg, const struct kafka_batch_header *h,
                    uint64_t position);
+/* Preallocation (storage.h): writes zeros past the end of the active segment seg when fewer
+ * are left than half its step. Best effort: a failure (a full disk) leaves the file as it was
+ * or with fewer zeros, which only costs the speed-up. Returns nothing. */
+void seg_preallocate(struct storage_log *log, struct segment *seg);
+/* Cuts the zeros preallocated past seg's end (a roll, a close). Returns 0 or LM_E_IO. */
+int seg_cut_preallocated(struct storage_log *log, struct segment *seg);
 /* Appends a final time-index entry, as Kafka does when a segment becomes inactive. */
 int seg_seal(struct storage_log *log, struct segment *seg);
 /* Reads the header of the batch at position into *h; checks that it parses and that the whole

@@ -54,7 +54,9 @@ struct probe_file {
     size_t records, record_cap; // record_ns has room for every such record of this file
     int64_t records_in_window;  // records whose write started inside the window
     int64_t syncs_total;
-    int err; // errno of a failed write/fdatasync, 0 if none
+    int err;          // errno of a failed write/fdatasync, 0 if none
+    int64_t pos;      // end of the data written
+    int64_t file_end; // end of the file: pos, or more with -z zeros ahead
 };
 
 struct probe {
@@ -67,6 +69,8 @@ struct probe {
     int64_t window_start_ns, window_end_ns;
     int64_t seq_lo, seq_hi; // the records scheduled inside the window: seq_lo <= seq < seq_hi
     const char *buf;        // PROBE_CHUNK bytes of record data
+    const char *zeros;      // PROBE_CHUNK zero bytes (-z)
+    int64_t prealloc;       // -z: largest step of zeros written ahead, 0 off
     struct probe_file *f;
 };
 
@@ -106,19 +110,39 @@ static int64_t seqs_of_file(int64_t x, int i)
     return x / P.files + (i < x % P.files ? 1 : 0);
 }
 
-static int write_all(int fd, int64_t bytes)
+static int pwrite_all(int fd, const char *buf, int64_t bytes, int64_t *at)
 {
     while (bytes > 0) {
         size_t n = bytes > PROBE_CHUNK ? PROBE_CHUNK : (size_t)bytes;
-        ssize_t w = write(fd, P.buf, n);
+        ssize_t w = pwrite(fd, buf, n, (off_t)*at);
         if (w < 0) {
             if (errno == EINTR)
                 continue;
             return errno;
         }
         bytes -= w;
+        *at += w;
     }
     return 0;
+}
+
+// -z: what laminar's preallocation does before a flush (storage.h): zeros from the file's end
+// to a step past the data's end when less than half a step is left; the step is the data
+// written so far (at least a page), at most -z bytes. They go to disk with the fdatasync.
+static int preallocate(struct probe_file *f)
+{
+    if (P.prealloc == 0)
+        return 0;
+    int64_t end = f->pos;
+    if (f->file_end < end)
+        f->file_end = end;
+    int64_t step = end < P.prealloc ? end : P.prealloc;
+    if (step < 4096)
+        step = 4096;
+    if (f->file_end - end >= step / 2)
+        return 0;
+    int64_t target = (end + step + 4095) & ~(int64_t)4095;
+    return pwrite_all(f->fd, P.zeros, target - f->file_end, &f->file_end);
 }
 
 static void *probe_writer(void *arg)
@@ -140,7 +164,9 @@ static void *probe_writer(void *arg)
         int64_t start = now_ns();
         // A drain turn (taken after the schedule ended) counts only for the per-record figures.
         bool in_window = !stop && start >= P.window_start_ns && start < P.window_end_ns;
-        int e = write_all(f->fd, records * P.size);
+        int e = pwrite_all(f->fd, P.buf, records * P.size, &f->pos);
+        if (e == 0)
+            e = preallocate(f);
         if (e) {
             f->err = e;
             break;
@@ -197,7 +223,9 @@ static void usage(int status)
             "  -p  files, one writer thread each (default 16)\n"
             "  -d  measured seconds (default 10)\n"
             "  -w  warm-up seconds, not measured (default 2)\n"
-            "  -D  directory under which a fresh one is made and removed (default .)\n");
+            "  -D  directory under which a fresh one is made and removed (default .)\n"
+            "  -z  preallocate as laminar does: zeros up to this many bytes ahead of each\n"
+            "      file's end before its fdatasync (default 0: off)\n");
     exit(status);
 }
 
@@ -206,8 +234,11 @@ int main(int argc, char **argv)
     P = (struct probe){
         .rate = 20000, .size = 1024, .files = 16, .duration_s = 10, .warmup_s = 2, .dir = "."};
     int c;
-    while ((c = getopt(argc, argv, "r:s:p:d:w:D:h")) != -1) {
+    while ((c = getopt(argc, argv, "r:s:p:d:w:D:z:h")) != -1) {
         switch (c) {
+        case 'z':
+            P.prealloc = strtoll(optarg, NULL, 10);
+            break;
         case 'r':
             P.rate = strtoll(optarg, NULL, 10);
             break;
@@ -234,7 +265,7 @@ int main(int argc, char **argv)
         }
     }
     if (optind != argc || P.rate <= 0 || P.rate > 1000000000 || P.size <= 0 || P.files <= 0 ||
-        P.files > 1024 || P.duration_s <= 0 || P.warmup_s < 0)
+        P.files > 1024 || P.duration_s <= 0 || P.warmup_s < 0 || P.prealloc < 0)
         usage(2);
 
     char dir[4000]; // leaves room in a file's path for "/N.log"
@@ -248,8 +279,10 @@ int main(int argc, char **argv)
         return 1;
     }
     char *buf = malloc(PROBE_CHUNK);
+    char *zeros = calloc(1, PROBE_CHUNK);
+    P.zeros = zeros;
     P.f = calloc((size_t)P.files, sizeof(*P.f));
-    if (!buf || !P.f) {
+    if (!buf || !zeros || !P.f) {
         fprintf(stderr, "fsync_probe: out of memory\n");
         return 1;
     }
@@ -272,6 +305,7 @@ int main(int argc, char **argv)
         rmdir(dir);
         free(P.f);
         free(buf);
+        free(zeros);
         return 1;
     }
     size_t slot = 0;
@@ -391,12 +425,13 @@ int main(int argc, char **argv)
         qsort(all, n, sizeof(*all), bench_cmp_i64);
     double written_rate = (double)records_in_window / P.duration_s;
     double rmax = rn ? (double)record_all[rn - 1] / 1e6 : 0.0;
-    printf("RESULT bench=fsync_probe rate=%" PRId64 " size=%d files=%d written_rate=%.0f"
+    printf("RESULT bench=fsync_probe rate=%" PRId64 " size=%d files=%d prealloc=%" PRId64
+           " written_rate=%.0f"
            " behind_s=%.3f fsyncs=%zu fsyncs_total=%" PRId64 " records_per_fsync=%.1f"
            " p50_ms=%.3f p99_ms=%.3f p999_ms=%.3f max_ms=%.3f record_p50_ms=%.3f"
            " record_p99_ms=%.3f record_p999_ms=%.3f record_max_ms=%.3f ok=%d\n",
-           P.rate, P.size, P.files, written_rate, (double)behind / (double)P.rate, n, syncs_total,
-           n ? (double)records_in_window / (double)n : 0.0, bench_pct_ms(all, n, 0.50),
+           P.rate, P.size, P.files, P.prealloc, written_rate, (double)behind / (double)P.rate, n,
+           syncs_total, n ? (double)records_in_window / (double)n : 0.0, bench_pct_ms(all, n, 0.50),
            bench_pct_ms(all, n, 0.99), bench_pct_ms(all, n, 0.999),
            n ? (double)all[n - 1] / 1e6 : 0.0, bench_pct_ms(record_all, rn, 0.50),
            bench_pct_ms(record_all, rn, 0.99), bench_pct_ms(record_all, rn, 0.999), rmax,
@@ -414,5 +449,6 @@ int main(int argc, char **argv)
     free(record_all);
     free(P.f);
     free(buf);
+    free(zeros);
     return status;
 }

@@ -9,6 +9,7 @@
 #include "common/lm_assert.h"
 #include "common/lm_err.h"
 #include "protocol/kafka_errors.h"
+#include "protocol/record_batch.h"
 
 void lm_share_config_default(struct lm_share_config *cfg)
 {
@@ -152,14 +153,27 @@ int32_t lm_share_part_acquire(struct lm_share_part *sp, int64_t now_ms, uint64_t
                               int64_t from, int64_t upto, int64_t log_end, int32_t max_records,
                               struct lm_share_range *out, int32_t max_ranges)
 {
-    LM_ASSERT(member != 0 && max_ranges >= 0);
+    return lm_share_part_acquire_skip(sp, now_ms, member, from, upto, log_end, max_records, NULL, 0,
+                                      out, max_ranges, NULL);
+}
+
+int32_t lm_share_part_acquire_skip(struct lm_share_part *sp, int64_t now_ms, uint64_t member,
+                                   int64_t from, int64_t upto, int64_t log_end, int32_t max_records,
+                                   const struct lm_share_skip *skip, int32_t n_skip,
+                                   struct lm_share_range *out, int32_t max_ranges,
+                                   int32_t *archived)
+{
+    LM_ASSERT(member != 0 && max_ranges >= 0 && n_skip >= 0);
+    LM_ASSERT(n_skip == 0 || skip != NULL);
+    if (archived != NULL)
+        *archived = 0;
     if (!sp->initialized || max_records <= 0 || max_ranges == 0)
         return 0;
     if (from < sp->start)
         from = sp->start;
     if (upto > log_end - 1)
         upto = log_end - 1;
-    int32_t n = 0, taken = 0;
+    int32_t n = 0, taken = 0, k = 0, skipped = 0;
     for (int64_t o = from; o <= upto && taken < max_records; o++) {
         struct lm_share_rec *r;
         if (o >= sp->end) {
@@ -174,6 +188,16 @@ int32_t lm_share_part_acquire(struct lm_share_part *sp, int64_t now_ms, uint64_t
         }
         if (r->state != LM_SHARE_AVAILABLE)
             continue;
+        while (k < n_skip && skip[k].last < o)
+            k++;
+        if (k < n_skip && skip[k].first <= o) {
+            /* not for consumers: done without a delivery (Kafka archives them) */
+            r->state = LM_SHARE_ARCHIVED;
+            r->member = 0;
+            r->deadline_ms = 0;
+            skipped++;
+            continue;
+        }
         r->state = LM_SHARE_ACQUIRED;
         r->deliveries++;
         r->member = member;
@@ -193,8 +217,61 @@ int32_t lm_share_part_acquire(struct lm_share_part *sp, int64_t now_ms, uint64_t
         }
     }
     LM_ASSERT(taken <= max_records);
+    if (skipped > 0)
+        advance(sp); /* archived records at the start move it */
     window_check(sp);
+    if (archived != NULL)
+        *archived = skipped;
     return n;
+}
+
+int32_t lm_share_skips(const uint8_t *data, size_t len, bool read_committed,
+                       const struct lm_share_aborted *aborted, int32_t n_aborted,
+                       struct lm_share_skip *out, int32_t cap)
+{
+    LM_ASSERT(cap >= 0 && n_aborted >= 0);
+    LM_ASSERT(len == 0 || data != NULL);
+    int32_t n = 0;
+    size_t at = 0;
+    while (at + KAFKA_BATCH_HEADER_SIZE <= len) {
+        struct kafka_batch_header h;
+        if (kafka_batch_header_parse(data + at, len - at, &h) != 0)
+            break;
+        size_t size = kafka_batch_total_size(&h);
+        int64_t first = h.base_offset, last = kafka_batch_last_offset(&h);
+        bool skip = (h.attributes & KAFKA_BATCH_ATTR_CONTROL) != 0;
+        if (!skip && read_committed && (h.attributes & KAFKA_BATCH_ATTR_TRANSACTIONAL) != 0) {
+            /* inside one of its producer's aborted transactions: between the transaction's
+             * first offset and its abort marker (Kafka's read_committed filtering) */
+            for (int32_t i = 0; i < n_aborted && !skip; i++)
+                skip = aborted[i].producer_id == h.producer_id &&
+                       aborted[i].first_offset <= first && first < aborted[i].last_offset;
+        }
+        if (skip && last >= first) {
+            if (n > 0 && out[n - 1].last + 1 >= first)
+                out[n - 1].last = last > out[n - 1].last ? last : out[n - 1].last;
+            else if (n < cap)
+                out[n++] = (struct lm_share_skip){first, last};
+            else
+                break;
+        }
+        if (size > len - at)
+            break; /* a partial batch at the end of the read */
+        at += size;
+    }
+    LM_ASSERT(n <= cap);
+    return n;
+}
+
+int64_t lm_share_part_lock_deadline(const struct lm_share_part *sp)
+{
+    int64_t d = INT64_MAX;
+    for (int64_t o = sp->start; o < sp->end; o++) {
+        const struct lm_share_rec *r = rec_at(sp, o);
+        if (r->state == LM_SHARE_ACQUIRED && r->deadline_ms < d)
+            d = r->deadline_ms;
+    }
+    return d;
 }
 
 int16_t lm_share_part_ack(struct lm_share_part *sp, uint64_t member, int64_t first, int64_t last,

@@ -22,6 +22,7 @@
 #define LAMINAR_BROKER_GROUP_SHARE_PARTITION_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #define LM_SHARE_IN_FLIGHT_MAX 100000 /* hard bound of max_in_flight */
@@ -103,6 +104,42 @@ int64_t lm_share_part_next(const struct lm_share_part *sp, int64_t log_end);
 int32_t lm_share_part_acquire(struct lm_share_part *sp, int64_t now_ms, uint64_t member,
                               int64_t from, int64_t upto, int64_t log_end, int32_t max_records,
                               struct lm_share_range *out, int32_t max_ranges);
+/* A run of offsets [first, last] that no consumer is handed (Kafka archives them): a control
+ * batch (transaction marker, Raft control record), or under share.isolation.level
+ * read_committed a batch of an aborted transaction. */
+struct lm_share_skip {
+    int64_t first;
+    int64_t last; /* inclusive */
+};
+/* lm_share_part_acquire_skip is lm_share_part_acquire where the offsets in skip[0..n_skip)
+ * (ascending, disjoint) that it would acquire are ARCHIVED instead: no delivery counted, not in
+ * the ranges, not counted against max_records. *archived (may be NULL) gets how many were. */
+int32_t lm_share_part_acquire_skip(struct lm_share_part *sp, int64_t now_ms, uint64_t member,
+                                   int64_t from, int64_t upto, int64_t log_end, int32_t max_records,
+                                   const struct lm_share_skip *skip, int32_t n_skip,
+                                   struct lm_share_range *out, int32_t max_ranges,
+                                   int32_t *archived);
+
+/* An aborted transaction (from the log's transaction index): producer_id's batches in
+ * [first_offset, last_offset) were aborted; last_offset is its abort marker. */
+struct lm_share_aborted {
+    int64_t producer_id;
+    int64_t first_offset;
+    int64_t last_offset;
+};
+/* lm_share_skips lists the runs of the record batches in data[0..len) (as read from the log,
+ * whole v2 batches) that are not to be delivered: every control batch, and with read_committed
+ * the transactional batches of a producer inside one of its aborted transactions in
+ * aborted[0..n_aborted). Adjacent runs are merged. Writes at most cap to out and returns how
+ * many (a batch that does not parse ends the walk: what follows is not skipped). */
+int32_t lm_share_skips(const uint8_t *data, size_t len, bool read_committed,
+                       const struct lm_share_aborted *aborted, int32_t n_aborted,
+                       struct lm_share_skip *out, int32_t cap);
+
+/* lm_share_part_lock_deadline returns the earliest lock deadline of an ACQUIRED record, or
+ * INT64_MAX when none is held: when a lock timeout can make a record available. */
+int64_t lm_share_part_lock_deadline(const struct lm_share_part *sp);
+
 /* lm_share_part_ack applies one acknowledgement of [first, last] of one type by member: every
  * record in it must be ACQUIRED by member (a GAP may also name records never acquired).
  * Returns 0 (Kafka NONE) or a Kafka error code: INVALID_RECORD_STATE (nothing applied) or

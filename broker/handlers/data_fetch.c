@@ -131,7 +131,7 @@ static void wake_done(struct broker_shard *origin, struct broker_xcall *x)
     free(x->arg);
 }
 
-static void send_wake(struct hshard *hs, uint32_t origin, uint64_t fetch_id)
+void hs_fetch_wake_send(struct hshard *hs, uint32_t origin, uint64_t fetch_id)
 {
     struct hwake *w = calloc(1, sizeof(*w));
     if (w == NULL) {
@@ -164,7 +164,7 @@ static void wake_matching(struct hshard *hs, struct hpart *p, bool fired_only)
         }
         /* At shard stop every fetch has answered already (drain): just drop the waiters. */
         if (!hs->stopping)
-            send_wake(hs, (*w)->origin, (*w)->fetch_id);
+            hs_fetch_wake_send(hs, (*w)->origin, (*w)->fetch_id);
         hs_waiter_drop(p, w);
     }
     p->waiters_fired = false;
@@ -235,8 +235,10 @@ static void parked_remove(struct hfetch *fc)
 void data_fetch_wake(struct hshard *hs, uint64_t fetch_id)
 {
     struct hfetch *fc = parked_find(hs, fetch_id);
-    if (fc == NULL)
-        return; /* answered already */
+    if (fc == NULL) {
+        share_fetch_wake(hs, fetch_id); /* a ShareFetch's (the ids are shared), or answered */
+        return;
+    }
     if (fc->state == F_PARKED)
         pass_start(fc);
     else
@@ -487,17 +489,18 @@ static void session_filter(struct hfetch *fc)
  */
 #define FETCH_ABORTED_MAX 4096
 
-static int fetch_aborted(struct hpart *p, int64_t from, const struct storage_read_result *res,
-                         struct fout *o)
+int hs_aborted_txns(struct hpart *p, int64_t from, int64_t upper, struct storage_aborted_txn **out,
+                    uint32_t *count)
 {
+    *out = NULL;
+    *count = 0;
     uint32_t cap = 16;
     for (;;) {
         struct storage_aborted_txn *a = malloc(cap * sizeof(*a));
         if (a == NULL)
             return LM_E_NOMEM;
         uint32_t n = 0;
-        int rc = storage_log_aborted_txns(partition_storage(p->part), from, res->last_offset + 1, a,
-                                          cap, &n);
+        int rc = storage_log_aborted_txns(partition_storage(p->part), from, upper, a, cap, &n);
         if (rc == LM_E_FULL && cap < FETCH_ABORTED_MAX) {
             free(a);
             cap *= 4;
@@ -507,8 +510,8 @@ static int fetch_aborted(struct hpart *p, int64_t from, const struct storage_rea
             free(a);
             return rc;
         }
-        o->aborted = a;
-        o->aborted_count = n;
+        *out = a;
+        *count = n;
         return 0;
     }
 }
@@ -602,7 +605,9 @@ static void fetch_op(struct hshard *hs, struct hpart *p, struct hwork *w, struct
         w->error = h_storage_error(rc);
         return;
     }
-    if (committed && res.bytes > 0 && (rc = fetch_aborted(p, in->fetch_offset, &res, o)) != 0) {
+    if (committed && res.bytes > 0 &&
+        (rc = hs_aborted_txns(p, in->fetch_offset, res.last_offset + 1, &o->aborted,
+                              &o->aborted_count)) != 0) {
         partition_read_release(p->part, &res);
         w->error = h_storage_error(rc);
         return;
@@ -934,30 +939,36 @@ static void watch_op(struct hshard *hs, struct hpart *p, struct hwork *w, struct
         o->wake_now = true; /* grew (or changed) since the pass: read again */
         return;
     }
-    struct hwaiter *wt = calloc(1, sizeof(*wt));
-    if (wt == NULL) {
+    if (!hs_waiter_add(hs, p, f->origin->id, fc->id, fc->deadline_ms, o->high_watermark + 1))
         o->wake_now = true;
-        return;
-    }
-    wt->origin = f->origin->id;
-    wt->fetch_id = fc->id;
-    wt->deadline_ms = fc->deadline_ms;
+}
+
+bool hs_waiter_add(struct hshard *hs, struct hpart *p, uint32_t origin, uint64_t fetch_id,
+                   uint64_t deadline_ms, int64_t target)
+{
+    LM_ASSERT(p != NULL && fetch_id > 0);
+    struct hwaiter *wt = calloc(1, sizeof(*wt));
+    if (wt == NULL)
+        return false;
+    wt->origin = origin;
+    wt->fetch_id = fetch_id;
+    wt->deadline_ms = deadline_ms;
     wt->p = p;
-    wt->target = o->high_watermark + 1;
+    wt->target = target;
     wt->next = p->waiters;
     p->waiters = wt;
-    if (closed)
-        return;
+    if (hs_part_budget_closed(p))
+        return true; /* armed when the log opens */
     /* One-shot: new data is visible once the high watermark passes what the pass saw. */
     int64_t id = partition_watch(p->part, wt->target, waiter_fired, wt);
     if (id < 0) {
         wt->fired = true; /* table full: nothing to unwatch */
         hs_waiter_drop(p, &p->waiters);
-        o->wake_now = true;
-        return;
+        return false;
     }
     wt->watch_id = id;
     hs_part_kick(hs, p);
+    return true;
 }
 
 static void watch_done(struct hfan *f)

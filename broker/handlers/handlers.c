@@ -927,6 +927,8 @@ static int node_setup(struct broker_dispatch *d, struct handlers_ctx *h)
     lm_meta_snapshot_release(snap);
     d->shard_start = hs_shard_start;
     d->shard_drain = hs_shard_drain;
+    d->conn_closing = hs_conn_closing;
+    d->conn_closed = hs_conn_closed;
     d->handoff_begin = hs_handoff_begin;
     d->handoff_done = hs_handoff_done;
     d->shard_flush = hs_shard_flush;

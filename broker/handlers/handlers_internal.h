@@ -592,6 +592,27 @@ void data_offset_for_leader_epoch(struct broker_req *req);
 void data_delete_records(struct broker_req *req);
 /* Fetch long-poll plumbing (data_fetch.c). */
 void data_fetch_wake(struct hshard *hs, uint64_t fetch_id);
+/* Wakes fetch fetch_id (a Fetch or a ShareFetch: one id space, hs->fetch_id_next) of shard
+ * origin: data_fetch_wake there, through a cross-shard call. */
+void hs_fetch_wake_send(struct hshard *hs, uint32_t origin, uint64_t fetch_id);
+/* Parks fetch fetch_id of shard origin on p until p's high watermark reaches target (then
+ * hs_fetch_wake_send; dropped by the tick past deadline_ms); a log the open-log budget closed
+ * is watched once it opens. False when it could not (no memory, the watch table full): the
+ * caller reads again now. */
+bool hs_waiter_add(struct hshard *hs, struct hpart *p, uint32_t origin, uint64_t fetch_id,
+                   uint64_t deadline_ms, int64_t target);
+/* A ShareFetch of this shard parked under fetch_id passes again (share_fetch.c). */
+void share_fetch_wake(struct hshard *hs, uint64_t fetch_id);
+/* A client connection of this shard closes: its parked ShareFetches answer now (dropped), so
+ * that it is freed at once (share_fetch.c). */
+void share_conn_closing(struct hshard *hs, uint64_t conn_id);
+/* A client connection of this shard is gone: its share sessions close (share_fetch.c). */
+void share_conn_closed(struct hshard *hs, uint64_t conn_id);
+/* The aborted transactions of p's log overlapping [from, upper) (Kafka
+ * collectAbortedTransactions), malloc'd into *out (NULL when none), for read_committed reads.
+ * Returns 0 or an LM_E_*. */
+int hs_aborted_txns(struct hpart *p, int64_t from, int64_t upper, struct storage_aborted_txn **out,
+                    uint32_t *count);
 void data_fetch_drain(struct hshard *hs);
 
 /* A parked fetch's waiter on an owner shard (one-shot): a partition_watch for a high
@@ -639,6 +660,8 @@ void hs_part_retry(struct hshard *hs, struct hpart *p);
 bool hs_step_has_budget(const struct hshard *hs);
 void hs_topic_free(struct hshard *hs, struct htopic *t, bool delete_dirs);
 int hs_shard_start(struct broker_shard *s, void *ctx);
+void hs_conn_closing(struct broker_shard *s, void *ctx, uint64_t conn_id);
+void hs_conn_closed(struct broker_shard *s, void *ctx, uint64_t conn_id);
 void hs_shard_drain(struct broker_shard *s, void *ctx);
 void hs_shard_flush(struct broker_shard *s, void *ctx);
 void hs_shard_stop(struct broker_shard *s, void *ctx);

@@ -105,6 +105,9 @@ static void storage_report(void *ctx, int level, const char *msg)
         BLOG_INFO("storage: %s", msg);
 }
 
+/* The largest step of zeros written ahead of a segment's end with preallocate=true. */
+#define HS_PREALLOCATE_BYTES (1u << 20)
+
 /* The flush.ms of a write-caching topic that sets none. */
 #define WRITE_CACHING_FLUSH_MS 100
 
@@ -137,6 +140,7 @@ static void storage_cfg_of(const struct lm_topic_settings *st, struct storage_co
     if (st->write_caching && c->flush_ms < 0)
         c->flush_ms = WRITE_CACHING_FLUSH_MS;
     c->log_append_time = st->timestamp_log_append;
+    c->preallocate_bytes = st->preallocate ? HS_PREALLOCATE_BYTES : 0;
     c->external_sync = true; /* fsyncs run off the shard thread (hs_sync_wait) */
     c->report = storage_report;
 }
@@ -147,7 +151,7 @@ static bool storage_cfg_same(const struct storage_config *a, const struct storag
            a->index_interval_bytes == b->index_interval_bytes &&
            a->retention_bytes == b->retention_bytes && a->retention_ms == b->retention_ms &&
            a->flush_messages == b->flush_messages && a->flush_ms == b->flush_ms &&
-           a->log_append_time == b->log_append_time;
+           a->log_append_time == b->log_append_time && a->preallocate_bytes == b->preallocate_bytes;
 }
 
 /* A partition directory: log dir + "/" + topic (<= 249) + "-" + partition. */

@@ -453,6 +453,22 @@ int hs_shard_start(struct broker_shard *s, void *ctx)
     return broker_timer_start(s, &hs->tick, HANDLERS_TICK_MS, shard_tick, hs);
 }
 
+void hs_conn_closing(struct broker_shard *s, void *ctx, uint64_t conn_id)
+{
+    (void)ctx;
+    struct hshard *hs = broker_shard_user(s);
+    if (hs != NULL)
+        share_conn_closing(hs, conn_id);
+}
+
+void hs_conn_closed(struct broker_shard *s, void *ctx, uint64_t conn_id)
+{
+    (void)ctx;
+    struct hshard *hs = broker_shard_user(s);
+    if (hs != NULL)
+        share_conn_closed(hs, conn_id);
+}
+
 void hs_shard_drain(struct broker_shard *s, void *ctx)
 {
     (void)ctx;

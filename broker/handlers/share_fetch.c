@@ -17,13 +17,16 @@
  *
  * A pass applies the request's acknowledgements (first pass only), then for each partition of
  * the session expires timed-out locks, reads whole batches from the first acquirable offset up
- * to the high watermark and acquires the records they hold (at most max_records over the
- * request). The response carries the batches as they are on disk and the AcquiredRecords
- * ranges; the client hands out only the acquired offsets. A pass that acquired nothing parks
- * for SHARE_POLL_MS and tries again until max_wait_ms has passed. Closing a session (epoch -1)
- * releases every record the member holds in its partitions. DescribeShareGroupOffsets (90) reads
- * the start offsets, AlterShareGroupOffsets (91) and DeleteShareGroupOffsets (92) reset or drop
- * them, and DeleteGroups of a share group drops its state (end of this file). */
+ * to the high watermark (the last stable offset under share.isolation.level read_committed)
+ * and acquires the records they hold (at most max_records over the request), archiving control
+ * batches and, under read_committed, aborted transactions' batches instead. The response
+ * carries the batches as they are on disk and the AcquiredRecords ranges; the client hands out
+ * only the acquired offsets. A pass that acquired nothing parks (struct sfetch) until new data,
+ * records released or a lock deadline wake it, or max_wait_ms has passed. Closing a session
+ * (epoch -1, or its connection closing) releases every record the member holds in its
+ * partitions. DescribeShareGroupOffsets (90) reads the start offsets, AlterShareGroupOffsets
+ * (91) and DeleteShareGroupOffsets (92) reset or drop them, and DeleteGroups of a share group
+ * drops its state (end of this file). */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -42,9 +45,11 @@
 #include "common/lm_err.h"
 #include "protocol/crc32c.h"
 #include "protocol/kafka_messages.h"
+#include "protocol/record_batch.h"
 
 enum {
-    SHARE_POLL_MS = 50,             /* re-poll period of a parked ShareFetch */
+    SHARE_WAITERS_MAX = 1024,       /* parked ShareFetches watching one share partition */
+    SHARE_REPASS_MAX = 64,          /* passes in a row that only archived (then it parks) */
     SHARE_SESSION_PARTS_MAX = 1000, /* partitions of one share session */
     SHARE_PARTS_MAX = 10000,        /* share partitions of one shard */
     SHARE_RANGES_MAX = 64,          /* acquired ranges of one partition in one response */
@@ -63,8 +68,17 @@ struct ssess {
     char member[SHARE_ID_MAX + 1];
     int32_t epoch;    /* the next epoch the session expects */
     uint64_t used_ms; /* last request on it */
+    uint64_t conn_id; /* the connection that opened it (broker_req_conn_id) */
     int32_t n, cap;
     struct ssess_part *parts;
+};
+
+/* A ShareFetch parked on a share partition (woken through hs_fetch_wake_send). */
+struct swaiter {
+    struct swaiter *next;
+    uint32_t origin; /* its connection's shard */
+    uint64_t fetch_id;
+    uint64_t deadline_ms; /* its max_wait_ms: past it the entry is stale */
 };
 
 struct spart {
@@ -84,6 +98,13 @@ struct spart {
     int32_t state_epoch;
     int32_t leader_epoch; /* of the data partition when the state was made or loaded */
     struct lm_share_part sp;
+    /* Bumped when records may have become acquirable for another member: acknowledgements
+     * (a release; an accept or reject that frees room in a full window), a session's release,
+     * lock timeouts, a start offset moved. The fetches parked on it pass again, as Kafka's
+     * DelayedShareFetchGroupKey is completed on these. */
+    uint64_t changes;
+    struct swaiter *waiters;
+    int32_t n_waiters;
 };
 
 struct sshard {
@@ -91,7 +112,7 @@ struct sshard {
     int32_t n_sess, cap_sess, max_sess;
     struct spart *parts; /* the share partitions of partitions this shard owns */
     int32_t n_parts;
-    struct sfetch *parked;
+    struct sfetch *parked; /* ShareFetches between passes (watching or parked), by id */
 };
 
 /* ---- per-shard state ---- */
@@ -195,16 +216,81 @@ static void sess_forget(struct ssess *s, const uint8_t id[16], int32_t partition
         }
 }
 
+static void spart_waiters_free(struct spart *p)
+{
+    while (p->waiters != NULL) {
+        struct swaiter *w = p->waiters;
+        p->waiters = w->next;
+        free(w);
+    }
+    p->n_waiters = 0;
+}
+
+static void spart_free(struct spart *p)
+{
+    spart_waiters_free(p);
+    lm_share_part_deinit(&p->sp);
+    free(p->group);
+    free(p->topic);
+    free(p);
+}
+
+/* Wakes every ShareFetch parked on p (one-shot: they watch again if they park again). */
+static void spart_wake(struct hshard *hs, struct spart *p)
+{
+    uint64_t now = broker_now_ms();
+    for (struct swaiter *w = p->waiters; w != NULL; w = w->next)
+        if (!hs->stopping && w->deadline_ms >= now)
+            hs_fetch_wake_send(hs, w->origin, w->fetch_id);
+    spart_waiters_free(p);
+}
+
+/* Parks fetch_id of shard origin on p until spart_wake; false when p holds SHARE_WAITERS_MAX
+ * live ones already (the fetch then waits for data or its timer only). */
+static bool spart_watch(struct spart *p, uint32_t origin, uint64_t fetch_id, uint64_t deadline_ms)
+{
+    uint64_t now = broker_now_ms();
+    for (struct swaiter **pp = &p->waiters; *pp != NULL;) {
+        struct swaiter *w = *pp;
+        if (w->deadline_ms < now || (w->origin == origin && w->fetch_id == fetch_id)) {
+            *pp = w->next; /* stale (its fetch answered), or this fetch's earlier watch */
+            free(w);
+            p->n_waiters--;
+            continue;
+        }
+        pp = &w->next;
+    }
+    LM_ASSERT(p->n_waiters >= 0);
+    if (p->n_waiters >= SHARE_WAITERS_MAX)
+        return false;
+    struct swaiter *w = calloc(1, sizeof(*w));
+    if (w == NULL)
+        return false;
+    *w = (struct swaiter){p->waiters, origin, fetch_id, deadline_ms};
+    p->waiters = w;
+    p->n_waiters++;
+    return true;
+}
+
+static struct spart *spart_find(struct sshard *ss, struct kafka_str group, const char *topic,
+                                size_t topic_len, int32_t partition)
+{
+    for (struct spart *p = ss->parts; p != NULL; p = p->next)
+        if (p->partition == partition && kstr_is(group, p->group) &&
+            strlen(p->topic) == topic_len && memcmp(p->topic, topic, topic_len) == 0)
+            return p;
+    return NULL;
+}
+
 /* The share partition of (group, topic, partition) on its owner shard, made on first use;
  * NULL when the shard holds SHARE_PARTS_MAX already or memory ran out. */
 static struct spart *spart_get(struct sshard *ss, const struct lm_share_config *cfg,
                                struct kafka_str group, const char *topic, size_t topic_len,
                                int32_t partition)
 {
-    for (struct spart *p = ss->parts; p != NULL; p = p->next)
-        if (p->partition == partition && kstr_is(group, p->group) &&
-            strlen(p->topic) == topic_len && memcmp(p->topic, topic, topic_len) == 0)
-            return p;
+    struct spart *found = spart_find(ss, group, topic, topic_len, partition);
+    if (found != NULL)
+        return found;
     if (ss->n_parts >= SHARE_PARTS_MAX)
         return NULL;
     struct spart *p = calloc(1, sizeof(*p));
@@ -239,13 +325,95 @@ void share_shard_free(struct hshard *hs)
     while (ss->parts != NULL) {
         struct spart *p = ss->parts;
         ss->parts = p->next;
-        lm_share_part_deinit(&p->sp);
-        free(p->group);
-        free(p->topic);
-        free(p);
+        spart_free(p);
     }
     free(ss);
     hs->share = NULL;
+}
+
+/* ---- connections that close ---- */
+
+/* A release of what a member holds in one share partition, on the partition's owner. */
+struct srelease {
+    struct broker_xcall x;
+    char group[SHARE_ID_MAX + 1];
+    char topic[LM_TOPIC_NAME_MAX + 1];
+    uint8_t topic_id[16];
+    int32_t partition;
+    uint64_t member_hash;
+};
+
+static void release_run(struct broker_shard *target, struct broker_xcall *x)
+{
+    struct srelease *r = x->arg;
+    struct hshard *hs = broker_shard_user(target); /* NULL once the shard stopped */
+    struct kafka_str g = {r->group, (int32_t)strlen(r->group)};
+    struct spart *spt = hs != NULL && !hs->stopping && hs->share != NULL
+                            ? spart_find(hs->share, g, r->topic, strlen(r->topic), r->partition)
+                            : NULL;
+    if (spt != NULL && spt->sp.initialized && memcmp(spt->topic_id, r->topic_id, 16) == 0 &&
+        lm_share_part_release_member(&spt->sp, r->member_hash) > 0) {
+        /* written with the share partition's next state record: an acquired record is
+         * persisted as available with its delivery count already, so a crash before it
+         * delivers the same records again */
+        spt->dirty = true;
+        spt->changes++;
+        spart_wake(hs, spt); /* other members' parked fetches take them now */
+    }
+    broker_xcall_return(target, x);
+}
+
+static void release_done(struct broker_shard *origin, struct broker_xcall *x)
+{
+    (void)origin;
+    free(x->arg);
+}
+
+/* The client connection conn_id is gone: the share sessions it opened close and their members'
+ * acquired records in them are released, as Kafka's ShareSessionCache does on a disconnect
+ * (ConnectionDisconnectListener, then ShareGroupListener.onMemberLeave: releaseSession). */
+void share_conn_closed(struct hshard *hs, uint64_t conn_id)
+{
+    struct sshard *ss = hs->share;
+    /* at shutdown nothing is released: the state written holds acquired records as available
+     * already */
+    if (ss == NULL || hs->stopping || broker_shard_draining(hs->shard))
+        return;
+    for (int32_t i = 0; i < ss->n_sess;) {
+        struct ssess *s = &ss->sess[i];
+        if (s->conn_id != conn_id) {
+            i++;
+            continue;
+        }
+        uint64_t member_hash = lm_share_member_hash(s->member, (int32_t)strlen(s->member));
+        for (int32_t k = 0; k < s->n; k++) {
+            struct htopic *t = hs_topic_by_id(hs, s->parts[k].topic_id);
+            if (t == NULL || s->parts[k].partition < 0 ||
+                s->parts[k].partition >= t->meta->partition_count)
+                continue;
+            size_t tl = strlen(t->meta->name);
+            struct srelease *r = calloc(1, sizeof(*r));
+            if (r == NULL || tl >= sizeof(r->topic)) {
+                free(r);
+                BLOG_WARN_LIMITED("share session of %s in %s: no memory to release its records; "
+                                  "their locks run out",
+                                  s->member, s->group);
+                continue;
+            }
+            memcpy(r->group, s->group, sizeof(r->group));
+            memcpy(r->topic, t->meta->name, tl + 1);
+            memcpy(r->topic_id, s->parts[k].topic_id, 16);
+            r->partition = s->parts[k].partition;
+            r->member_hash = member_hash;
+            r->x.run = release_run;
+            r->x.done = release_done;
+            r->x.arg = r;
+            broker_shard_call(hs->shard, hs_owner(hs, r->topic, tl, r->partition), &r->x);
+        }
+        BLOG_DEBUG("share session of %s in %s closed with its connection (%d partitions)",
+                   s->member, s->group, s->n);
+        sess_remove(ss, s); /* the last one moves to i */
+    }
 }
 
 /* ---- the share checkpoint ---- */
@@ -504,21 +672,40 @@ struct sitem {
     struct share_prec prec;
     bool fenced;        /* its state write was fenced: the share partition is read again */
     int32_t load_epoch; /* the data partition's leader epoch the read is made in */
+    /* what the pass saw (the watch compares), written on the owner shard */
+    int64_t hw_seen;       /* the partition's high watermark (-1: not read) */
+    int64_t leo_seen;      /* its log end */
+    uint64_t changes_seen; /* the share partition's changes counter */
+    bool progressed;       /* records archived without acquiring (control, aborted) */
+    /* the watch's outcome */
+    bool wake_now;         /* something moved since the pass: pass again */
+    int64_t lock_deadline; /* the share partition's earliest lock deadline (INT64_MAX: none) */
 };
+
+/* A ShareFetch between passes, as a Fetch long-poll (data_fetch.c):
+ *   READING --pass done, nothing acquired--> WATCHING --watch done--> PARKED (or READING)
+ *   PARKED --wake (new data, records released)--> READING
+ *   PARKED --timer (max_wait_ms, or a lock deadline before it) / drain--> READING */
+enum sf_state { SF_READING, SF_WATCHING, SF_PARKED };
 
 struct sfetch {
     struct broker_req *req;
     struct hshard *hs;
     struct sfetch *next; /* parked list */
     bool parked;
+    uint64_t id; /* on the parked list: what waiters wake (hs->fetch_id_next) */
+    uint8_t state;
+    bool woken;       /* woken while not PARKED: pass again at once */
+    int32_t repasses; /* passes in a row that only archived records */
     bool acknowledge; /* ShareAcknowledge */
     bool acks_done;   /* the first pass applied them */
     bool final;
     struct kafka_str group;
     struct kafka_str member;
     uint64_t member_hash;
-    bool earliest;   /* share.auto.offset.reset */
-    int32_t lock_ms; /* share.record.lock.duration.ms */
+    bool earliest;       /* share.auto.offset.reset */
+    bool read_committed; /* share.isolation.level */
+    int32_t lock_ms;     /* share.record.lock.duration.ms */
     int32_t max_wait_ms;
     uint64_t deadline_ms;
     int64_t budget_bytes;
@@ -542,6 +729,7 @@ struct sfetch {
 
 static void pass_start(struct sfetch *sf);
 static void pass_done(struct hfan *f);
+static void watch_start(struct sfetch *sf);
 static void pass_answer(struct sfetch *sf);
 static void respond(struct sfetch *sf);
 
@@ -587,6 +775,42 @@ static int16_t apply_acks(struct lm_share_part *sp, uint64_t member, const struc
             first_err = err;
     }
     return first_err;
+}
+
+/* The runs of the batches read into it->data that are not delivered (lm_share_skips): control
+ * batches, and under read_committed those of aborted transactions overlapping [next, upto].
+ * Returns them malloc'd (NULL with *n 0 when none), or NULL with *n -1 on failure. */
+static struct lm_share_skip *share_skips(struct hpart *p, const struct sitem *it, int64_t next,
+                                         int64_t upto, bool read_committed, int32_t *n)
+{
+    *n = 0;
+    struct storage_aborted_txn *ab = NULL;
+    uint32_t n_ab = 0;
+    if (read_committed && hs_aborted_txns(p, next, upto + 1, &ab, &n_ab) != 0) {
+        *n = -1;
+        return NULL;
+    }
+    struct lm_share_aborted *a = n_ab > 0 ? malloc(n_ab * sizeof(*a)) : NULL;
+    /* at most one run per batch, and a batch has at least a header */
+    size_t cap = it->len / KAFKA_BATCH_HEADER_SIZE + 1;
+    struct lm_share_skip *skip = malloc(cap * sizeof(*skip));
+    if (skip == NULL || (n_ab > 0 && a == NULL)) {
+        free(ab);
+        free(a);
+        free(skip);
+        *n = -1;
+        return NULL;
+    }
+    for (uint32_t i = 0; i < n_ab; i++)
+        a[i] = (struct lm_share_aborted){ab[i].producer_id, ab[i].first_offset, ab[i].last_offset};
+    free(ab);
+    *n = lm_share_skips(it->data, it->len, read_committed, a, (int32_t)n_ab, skip, (int32_t)cap);
+    free(a);
+    if (*n == 0) {
+        free(skip);
+        return NULL;
+    }
+    return skip;
 }
 
 /* The pass on the partition's owner; returns the share partition it worked on, if any. */
@@ -653,18 +877,25 @@ static struct spart *share_op_run(struct hshard *hs, struct hpart *p, struct hwo
         memcpy(spt->topic_id, p->topic_id, 16);
     }
     int64_t now = (int64_t)broker_now_ms();
-    if (lm_share_part_expire(sp, now) > 0)
+    if (lm_share_part_expire(sp, now) > 0) {
         spt->dirty = true; /* Kafka writes the state when acquisition locks time out */
+        spt->changes++;
+    }
     if (!sf->acks_done && it->n_acks > 0) {
         it->ack_error = apply_acks(sp, sf->member_hash, it);
         spt->dirty = true;
+        spt->changes++;
     }
-    if (it->release && lm_share_part_release_member(sp, sf->member_hash) > 0)
+    if (it->release && lm_share_part_release_member(sp, sf->member_hash) > 0) {
         spt->dirty = true;
+        spt->changes++;
+    }
     if (!it->fetch || closed)
         return spt;
     int64_t start = storage_log_start_offset(p->log);
     int64_t hw = partition_high_watermark(p->part);
+    it->hw_seen = hw;
+    it->leo_seen = storage_log_end_offset(p->log);
     if (!sp->initialized) {
         if (sf->state_parts > 0 && !it->loaded) {
             it->need_load = true; /* pass_done reads it, then passes again */
@@ -708,15 +939,22 @@ static struct spart *share_op_run(struct hshard *hs, struct hpart *p, struct hwo
     }
     int64_t before = sp->start;
     lm_share_part_clamp(sp, start);
-    if (sp->start != before)
+    if (sp->start != before) {
         spt->dirty = true;
+        spt->changes++;
+    }
     if (sf->budget_records <= 0 || sf->budget_bytes <= 0)
         return spt;
-    int64_t next = lm_share_part_next(sp, hw);
+    /* read_committed (share.isolation.level): up to the last stable offset only, as Kafka's
+     * share fetch with FetchIsolation.TXN_COMMITTED */
+    int64_t limit = sf->read_committed ? partition_last_stable_offset(p->part) : hw;
+    int64_t next = lm_share_part_next(sp, limit);
     if (next < 0)
         return spt;
     struct storage_read_result res;
-    int rc = partition_read(p->part, next, (uint64_t)sf->budget_bytes, true, &res);
+    int rc = sf->read_committed
+                 ? partition_read_stable(p->part, next, (uint64_t)sf->budget_bytes, &res)
+                 : partition_read(p->part, next, (uint64_t)sf->budget_bytes, true, &res);
     if (rc != 0) {
         w->error = h_storage_error(rc);
         return spt;
@@ -740,9 +978,28 @@ static struct spart *share_op_run(struct hshard *hs, struct hpart *p, struct hwo
     it->len = res.bytes;
     int64_t upto = res.last_offset;
     partition_read_release(p->part, &res);
+    int32_t n_skip = 0, archived = 0;
+    struct lm_share_skip *skip = share_skips(p, it, next, upto, sf->read_committed, &n_skip);
+    if (skip == NULL && n_skip < 0) {
+        free(it->data);
+        free(it->ranges);
+        it->data = NULL;
+        it->ranges = NULL;
+        it->len = 0;
+        w->error = KAFKA_UNKNOWN_SERVER_ERROR;
+        return spt;
+    }
     sp->cfg.lock_ms = sf->lock_ms; /* the group's, as it is now */
-    it->n_ranges = lm_share_part_acquire(sp, now, sf->member_hash, next, upto, hw,
-                                         sf->budget_records, it->ranges, SHARE_RANGES_MAX);
+    it->n_ranges =
+        lm_share_part_acquire_skip(sp, now, sf->member_hash, next, upto, limit, sf->budget_records,
+                                   skip, n_skip, it->ranges, SHARE_RANGES_MAX, &archived);
+    free(skip);
+    if (archived > 0) {
+        /* control records (and aborted ones under read_committed) are archived, as Kafka does:
+         * never handed out, never delivered again; the state records it */
+        spt->dirty = true;
+        it->progressed = true;
+    }
     if (it->n_ranges == 0) {
         free(it->data);
         free(it->ranges);
@@ -809,9 +1066,30 @@ static void share_op(struct hshard *hs, struct hpart *p, struct hwork *w, struct
     struct sitem *it = &sf->sitems[w - sf->items];
     if (sf->load_pass && !it->load_pass)
         return; /* done in the pass before, its outcome kept */
+    it->hw_seen = it->leo_seen = -1;
+    it->progressed = false;
+    struct sshard *ss = hs->share;
+    struct spart *before = ss != NULL && w->topic != NULL
+                               ? spart_find(ss, sf->group, w->topic, w->topic_len, w->partition)
+                               : NULL;
+    uint64_t changes = before != NULL ? before->changes : 0;
     struct spart *spt = share_op_run(hs, p, w, f);
-    if (spt != NULL && spt->dirty && spt->sp.initialized && sf->state_parts > 0)
+    if (spt == NULL)
+        return;
+    if (spt->dirty && spt->sp.initialized && sf->state_parts > 0)
         state_record(hs, sf, spt, it);
+    it->changes_seen = spt->changes;
+    if (spt->waiters == NULL)
+        return;
+    /* other members' fetches parked on it: pass again when records may be theirs now; and
+     * when this pass took locks that run out before their max_wait (their timers did not
+     * count on them) */
+    bool wake = spt != before || spt->changes != changes;
+    int64_t lock_end = (int64_t)broker_now_ms() + spt->sp.cfg.lock_ms;
+    for (struct swaiter *x = spt->waiters; x != NULL && !wake && it->n_ranges > 0; x = x->next)
+        wake = (int64_t)x->deadline_ms > lock_end;
+    if (wake)
+        spart_wake(hs, spt);
 }
 
 static void free_items(struct sfetch *sf)
@@ -978,7 +1256,129 @@ static void timer_fired(struct broker_shard *s, struct broker_timer *t)
 {
     (void)s;
     struct sfetch *sf = t->arg;
-    pass_start(sf);
+    if (sf->state == SF_PARKED)
+        pass_start(sf);
+}
+
+void share_fetch_wake(struct hshard *hs, uint64_t fetch_id)
+{
+    struct sshard *ss = hs->share;
+    struct sfetch *sf = ss != NULL ? ss->parked : NULL;
+    while (sf != NULL && sf->id != fetch_id)
+        sf = sf->next;
+    if (sf == NULL)
+        return; /* answered already */
+    if (sf->state == SF_PARKED) {
+        broker_timer_cancel(hs->shard, &sf->timer);
+        pass_start(sf);
+    } else {
+        sf->woken = true;
+    }
+}
+
+/* The client connection conn_id closes: its parked ShareFetches answer at once (the answers
+ * are dropped), rather than at their max_wait_ms, so that the connection is freed and its
+ * sessions close (share_conn_closed) now. One reading or watching answers after its pass. */
+void share_conn_closing(struct hshard *hs, uint64_t conn_id)
+{
+    struct sshard *ss = hs->share;
+    struct sfetch *sf = ss != NULL ? ss->parked : NULL;
+    while (sf != NULL) {
+        struct sfetch *next = sf->next; /* respond unlinks sf and frees it with its request */
+        if (broker_req_conn_id(sf->req) == conn_id) {
+            sf->final = true;
+            if (sf->state == SF_PARKED)
+                respond(sf);
+        }
+        sf = next;
+    }
+}
+
+/* The watch on a fetched partition's owner: pass again at once when the log or the share
+ * partition moved since the pass; else a waiter for the high watermark (new data) and one on
+ * the share partition (records released), and its earliest lock deadline for the timer. */
+static void watch_op(struct hshard *hs, struct hpart *p, struct hwork *w, struct hfan *f)
+{
+    struct sfetch *sf = f->ctx;
+    struct sitem *it = &sf->sitems[w - sf->items];
+    it->lock_deadline = INT64_MAX;
+    if (!it->fetch)
+        return;
+    struct sshard *ss = sshard_of(hs);
+    bool closed = p != NULL && hs_part_budget_closed(p);
+    if (p == NULL || ss == NULL ||
+        (!closed &&
+         (p->part == NULL || p->log == NULL || partition_high_watermark(p->part) != it->hw_seen ||
+          storage_log_end_offset(p->log) != it->leo_seen))) {
+        it->wake_now = true;
+        return;
+    }
+    struct spart *spt = spart_find(ss, sf->group, w->topic, w->topic_len, w->partition);
+    if (spt != NULL && spt->changes != it->changes_seen) {
+        it->wake_now = true;
+        return;
+    }
+    /* read_committed waits for the last stable offset, which moves with the high watermark
+     * (the marker that ends a transaction is committed like any record) */
+    int64_t target = (closed ? p->idle_hw : it->hw_seen) + 1;
+    if (!hs_waiter_add(hs, p, f->origin->id, sf->id, sf->deadline_ms, target)) {
+        it->wake_now = true;
+        return;
+    }
+    if (spt == NULL)
+        return;
+    if (!spart_watch(spt, f->origin->id, sf->id, sf->deadline_ms))
+        BLOG_WARN_LIMITED("share partition %s-%d of %s: %d fetches parked on it; one more waits "
+                          "for new data or its timer only",
+                          spt->topic, spt->partition, spt->group, SHARE_WAITERS_MAX);
+    it->lock_deadline = lm_share_part_lock_deadline(&spt->sp);
+}
+
+static void watch_done(struct hfan *f)
+{
+    struct sfetch *sf = f->ctx;
+    sf->state = SF_PARKED;
+    bool again = sf->final || sf->woken;
+    int64_t at = (int64_t)sf->deadline_ms;
+    for (size_t i = 0; i < sf->count; i++) {
+        again = again || sf->sitems[i].wake_now;
+        if (sf->sitems[i].lock_deadline < at)
+            at = sf->sitems[i].lock_deadline; /* a lock runs out first: its record returns */
+    }
+    int64_t now = (int64_t)broker_now_ms();
+    if (again || at <= now) {
+        pass_start(sf);
+        return;
+    }
+    if (broker_timer_start(sf->req->shard, &sf->timer, (uint64_t)(at - now), timer_fired, sf) !=
+        0) {
+        sf->final = true;
+        pass_start(sf);
+    }
+}
+
+/* Nothing acquired: park on the partitions (woken by new data, released records, lock
+ * timeouts) until max_wait_ms, as Kafka's DelayedShareFetch in its purgatory. */
+static void watch_start(struct sfetch *sf)
+{
+    if (!sf->parked) {
+        struct sshard *ss = sf->hs->share;
+        sf->id = sf->hs->fetch_id_next++;
+        sf->next = ss->parked;
+        ss->parked = sf;
+        sf->parked = true;
+    }
+    sf->state = SF_WATCHING;
+    sf->woken = false;
+    for (size_t i = 0; i < sf->count; i++)
+        sf->sitems[i].wake_now = false;
+    if (!hfan_init(&sf->fan, sf->req, sf->items, sf->count, watch_op, watch_done, sf)) {
+        sf->final = true;
+        respond(sf);
+        return;
+    }
+    sf->fan.peek = true; /* a closed log is watched closed */
+    hfan_start(&sf->fan);
 }
 
 static void pass_loaded(void *ctx)
@@ -1129,30 +1529,40 @@ static void pass_done(struct hfan *f)
 static void pass_answer(struct sfetch *sf)
 {
     struct broker_req *req = sf->req;
-    bool any = sf->acknowledge;
-    for (size_t i = 0; i < sf->count && !any; i++)
-        any = sf->sitems[i].n_ranges > 0 || sf->items[i].error != KAFKA_NONE ||
-              sf->sitems[i].n_acks > 0;
+    /* piggybacked acknowledgements do not end the wait: Kafka answers a ShareFetch once its
+     * fetch part completes (KafkaApis combines both futures), so an acknowledging consumer's
+     * fetch still long-polls; a ShareFetch with nothing to fetch answers at once */
+    bool any = sf->acknowledge, fetching = false;
+    for (size_t i = 0; i < sf->count && !any; i++) {
+        any = sf->sitems[i].n_ranges > 0 || sf->items[i].error != KAFKA_NONE;
+        fetching = fetching || sf->sitems[i].fetch;
+    }
+    if (!fetching)
+        any = true;
     uint64_t now = broker_now_ms();
     if (any || sf->final || sf->max_wait_ms <= 0 || now >= sf->deadline_ms ||
         broker_req_conn_closing(req) || broker_shard_draining(req->shard) || sf->hs->stopping) {
         respond(sf);
         return;
     }
-    /* nothing yet: try again shortly, until max_wait_ms */
-    if (!sf->parked) {
-        struct sshard *ss = sf->hs->share;
-        sf->next = ss->parked;
-        ss->parked = sf;
-        sf->parked = true;
+    /* nothing acquired, but records were archived (control batches, aborted transactions):
+     * what follows them may be acquirable, read on */
+    bool progressed = false;
+    for (size_t i = 0; i < sf->count && !progressed; i++)
+        progressed = sf->sitems[i].progressed;
+    if (progressed && sf->repasses < SHARE_REPASS_MAX) {
+        sf->repasses++;
+        pass_start(sf);
+        return;
     }
-    uint64_t delay = sf->deadline_ms - now < SHARE_POLL_MS ? sf->deadline_ms - now : SHARE_POLL_MS;
-    if (broker_timer_start(req->shard, &sf->timer, delay, timer_fired, sf) != 0)
-        respond(sf);
+    sf->repasses = 0;
+    watch_start(sf);
 }
 
 static void pass_start(struct sfetch *sf)
 {
+    sf->state = SF_READING;
+    sf->woken = false;
     free_items(sf);
     sf->budget_records = sf->budget_records > 0 ? sf->budget_records : 0;
     if (!hfan_init(&sf->fan, sf->req, sf->items, sf->count, share_op, pass_done, sf)) {
@@ -1170,12 +1580,17 @@ void share_fetch_drain(struct hshard *hs)
     struct sshard *ss = hs->share;
     if (ss == NULL)
         return;
-    while (ss->parked != NULL) {
-        struct sfetch *sf = ss->parked;
-        broker_timer_cancel(hs->shard, &sf->timer);
+    /* shutdown: every parked fetch answers with what it has now (one watching answers when
+     * its watch is done) */
+    struct sfetch *sf = ss->parked;
+    while (sf != NULL) {
+        struct sfetch *next = sf->next; /* pass_start may answer sf and unlink it */
         sf->final = true;
-        parked_remove(sf);
-        pass_start(sf);
+        if (sf->state == SF_PARKED) {
+            broker_timer_cancel(hs->shard, &sf->timer);
+            pass_start(sf);
+        }
+        sf = next;
     }
 }
 
@@ -1186,6 +1601,7 @@ static void group_configs_read(struct sfetch *sf)
     struct hshard *hs = sf->hs;
     struct kafka_str group = sf->group;
     sf->earliest = false;
+    sf->read_committed = false;
     sf->lock_ms = hs->node->share_cfg.lock_ms;
     hs_refresh(hs);
     if (hs->snap == NULL || hs->snap->state.group_config_count == 0 || group.len <= 0 ||
@@ -1198,6 +1614,8 @@ static void group_configs_read(struct sfetch *sf)
     for (size_t i = 0; gc != NULL && i < gc->count; i++) {
         if (strcmp(gc->configs[i].name, "share.auto.offset.reset") == 0) {
             sf->earliest = strcmp(gc->configs[i].value, "earliest") == 0;
+        } else if (strcmp(gc->configs[i].name, "share.isolation.level") == 0) {
+            sf->read_committed = strcmp(gc->configs[i].value, "read_committed") == 0;
         } else if (strcmp(gc->configs[i].name, "share.record.lock.duration.ms") == 0) {
             long long v = strtoll(gc->configs[i].value, NULL, 10);
             if (v >= 1000 && v <= INT32_MAX)
@@ -1321,6 +1739,7 @@ static int16_t session_step(struct sfetch *sf, int32_t epoch, struct ssess **out
         if (s == NULL)
             return KAFKA_SHARE_SESSION_LIMIT_REACHED;
         s->epoch = 1;
+        s->conn_id = broker_req_conn_id(sf->req);
         s->used_ms = broker_now_ms();
         *out = s;
         return KAFKA_NONE;
@@ -1895,10 +2314,7 @@ static bool state_drop(struct hshard *hs, struct sshard *ss, struct kafka_str gr
             had = had || p->sp.initialized;
             *pp = p->next;
             ss->n_parts--;
-            lm_share_part_deinit(&p->sp);
-            free(p->group);
-            free(p->topic);
-            free(p);
+            spart_free(p);
             continue;
         }
         pp = &p->next;

@@ -63,6 +63,7 @@ struct lm_topic_settings {
     int32_t max_message_bytes;
     bool timestamp_log_append; /* message.timestamp.type=LogAppendTime */
     bool write_caching;        /* write.caching: acks=all from memory (partition.h) */
+    bool preallocate;          /* preallocate: zeros written ahead of the log's end (storage.h) */
     int64_t timestamp_before_max_ms;
     int64_t timestamp_after_max_ms;
     int64_t min_compaction_lag_ms;

@@ -6,7 +6,9 @@ leader sends their states there (WriteShareGroupState). Then the data partition'
 killed (kill -9); the new leader reads the states back, one of them from the other node
 whatever node the new leader is (ReadShareGroupState; the other from its own replica of the
 state partition it now leads, or also remotely), and a new member of each group gets exactly
-the records neither accepted nor rejected, never an accepted or rejected one.
+the records neither accepted nor rejected, never an accepted or rejected one. Last, a group
+starting from the log's start acquires exactly the data records on the new leader, never the
+Raft control batches (the LeaderChange record at offset 0, the new leader's after the data).
 
 Before the kill, a third group whose group coordinator, share coordinator and data leader are
 three different nodes (else the first two at least): the share offsets described (Admin listShareGroupOffsets and
@@ -38,11 +40,13 @@ from laminar_harness import free_port  # noqa: E402
 import test_cluster as tc  # noqa: E402
 import kraw  # noqa: E402
 from compat_util import java_cmd  # noqa: E402
+import test_share_wire as tw  # noqa: E402
 import test_share_wire as sw  # noqa: E402
 from test_share_wire import summary_state  # noqa: E402
 
 JAVA = os.path.join(HERE, "..", "..", "compat", "java")
 TOPIC, N = "cshare", 30
+X = 3  # records x0..x2 the share offsets administration writes after the 2N
 
 
 def cs(s):
@@ -302,7 +306,7 @@ def admin_offsets(nodes, cp, boot, leader, tid, b64):
     # member gets everything from 7 on (x0..x2 maybe twice), nothing below
     from confluent_kafka import Producer
     pr = Producer({"bootstrap.servers": boot})
-    for i in range(3):
+    for i in range(X):
         pr.produce(TOPIC, value=b"x%d" % i, partition=0)
     if pr.flush(30) != 0:
         tc.fail("produce x0..x2", nodes)
@@ -310,12 +314,36 @@ def admin_offsets(nodes, cp, boot, leader, tid, b64):
     rc, out = run(java_cmd(cp, "ShareAdmin", "reset", boot, TOPIC, g, "7"), 60)
     if rc != 0:
         tc.fail("alterShareGroupOffsets of %s to 7 again (rc %s)" % (g, rc), nodes)
-    consume(from7 | {"x0", "x1", "x2"}, "a member after the second reset to 7")
+    consume(from7 | set("x%d" % i for i in range(X)), "a member after the second reset to 7")
     fenced = [ln for x in nodes for ln in x.log_text().splitlines()
               if "of %s: its state write was fenced" % g in ln]
     print("fenced share partitions read again: %d" % len(fenced))
     if not fenced:
         tc.fail("the data leader's share partition of %s was not fenced" % g, nodes)
+
+
+def control_never_acquired(leader, tid, nodes):
+    """A group starting from the log's start (share.auto.offset.reset=earliest) on the new
+    leader acquires exactly the 2N + X data records: never the Raft control batches the replicated
+    partition holds (the LeaderChange record at offset 0, and the new leader's)."""
+    c = kraw.Conn(leader.host, leader.port)
+    errs = tw.set_group_configs(c, "csg-early", {"share.auto.offset.reset": "earliest"})
+    if errs != [0]:
+        tc.fail("group config of csg-early: %r" % errs, nodes)
+    got, epoch = [], 0
+    deadline = time.monotonic() + 30
+    while len(got) < 2 * N + X and time.monotonic() < deadline:
+        f = tw.share_fetch(c, "e1", epoch, tid, group="csg-early", wait_ms=1000,
+                           max_records=1000)
+        epoch += 1
+        if f["error"] != 0:
+            tc.fail("csg-early ShareFetch: %r" % f, nodes)
+        got += [o for first, last, _ in tw.acquired(f) for o in range(first, last + 1)]
+    c.close()
+    print("csg-early acquired offsets %s" % got)
+    if len(got) != 2 * N + X or len(set(got)) != len(got) or 0 in got:
+        tc.fail("csg-early: %d offsets acquired (want the %d data records, never offset 0's "
+                "LeaderChange): %s" % (len(got), 2 * N + X, got), nodes)
 
 
 def main():
@@ -425,6 +453,7 @@ def main():
         bad = [g for g, failed in outcome if failed]
         if bad:
             tc.fail("%s after the fail-over" % bad, rest)
+        control_never_acquired(next(x for x in rest if x.node_id == new), tid, nodes)
         errors = [ln for x in rest for ln in x.log_text().splitlines()
                   if " ERROR " in ln or "runtime error" in ln]
         if errors:

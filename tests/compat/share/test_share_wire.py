@@ -122,10 +122,12 @@ def ack_batches(acks):
                  for f, l, ts in acks])
 
 
-def share_fetch(c, member, epoch, tid, acks=(), wait_ms=300, max_records=100, group=GROUP):
+def share_fetch(c, member, epoch, tid, acks=(), wait_ms=300, max_records=100, group=GROUP,
+                partitions=(0,)):
     body = cs(group) + cs(member) + struct.pack(">iiiiii", epoch, wait_ms, 1, 1 << 20,
                                                 max_records, max_records)
-    body += carr([tid + carr([struct.pack(">i", 0) + ack_batches(acks) + TAGS]) + TAGS])
+    body += carr([tid + carr([struct.pack(">i", p) + ack_batches(acks if p == 0 else ()) + TAGS
+                              for p in partitions]) + TAGS])
     body += carr([]) + TAGS                     # forgotten topics
     r = R(c.call(78, 1, body, True))
     r.take(">i")
@@ -157,8 +159,8 @@ def share_fetch(c, member, epoch, tid, acks=(), wait_ms=300, max_records=100, gr
     return out
 
 
-def share_ack(c, member, epoch, tid, acks):
-    body = cs(GROUP) + cs(member) + struct.pack(">i", epoch)
+def share_ack(c, member, epoch, tid, acks, group=GROUP):
+    body = cs(group) + cs(member) + struct.pack(">i", epoch)
     body += carr([tid + carr([struct.pack(">i", 0) + ack_batches(acks) + TAGS]) + TAGS]) + TAGS
     r = R(c.call(79, 1, body, True))
     r.take(">i")
@@ -288,12 +290,225 @@ def api_versions(c):
             (struct.unpack(">hhh", r[6 + 6 * i:12 + 6 * i]) for i in range(n))}
 
 
+def set_group_configs(c, group, configs):
+    """IncrementalAlterConfigs v1 (SET) of a GROUP resource (type 32): the error codes."""
+    ops = [cs(k) + struct.pack(">b", 0) + cs(v) + TAGS for k, v in configs.items()]
+    body = carr([struct.pack(">b", 32) + cs(group) + carr(ops) + TAGS]) + b"\x00" + TAGS
+    r = R(c.call(44, 1, body, True))
+    r.take(">i")
+
+    def res():
+        e = r.take(">h")
+        r.s()
+        r.take(">b")
+        r.s()
+        r.tags()
+        return e
+    return r.arr(res)
+
+
+def topic_id_of(c, topic, group):
+    """Joins member "tid-probe" to group on topic for its topic id, then leaves."""
+    r = heartbeat(c, "tid-probe", 0, [topic], group=group)
+    deadline = time.monotonic() + 10
+    while r["error"] == 0 and not r["assignment"] and time.monotonic() < deadline:
+        time.sleep(0.1)
+        r = heartbeat(c, "tid-probe", r["epoch"], group=group)
+    heartbeat(c, "tid-probe", -1, group=group)
+    return r["assignment"][0][0] if r["assignment"] else b"\x00" * 16
+
+
+def in_thread(fn, *args, **kw):
+    """Runs fn in a thread: a callable returning (result, monotonic time it returned)."""
+    import threading
+    out = {}
+
+    def run():
+        out["r"] = fn(*args, **kw)
+        out["t"] = time.monotonic()
+    th = threading.Thread(target=run)
+    th.start()
+
+    def join():
+        th.join(30)
+        return out.get("r"), out.get("t", float("inf"))
+    return join
+
+
+def broker_cpu_s(pid):
+    """utime + stime of the broker process, in seconds."""
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def control_and_read_committed(b, a, c):
+    """Control records are never acquired (archived: the transaction markers' offsets are in no
+    AcquiredRecords range and never come back); share.isolation.level=read_committed acquires
+    up to the last stable offset and never the records of an aborted transaction."""
+    from confluent_kafka import Producer
+    from confluent_kafka.admin import NewTopic
+    topic = "sw-tx"
+    a.create_topics([NewTopic(topic, 1, 1)])[topic].result(30)
+    for g, cfg in (("sw-rc", {"share.auto.offset.reset": "earliest",
+                              "share.isolation.level": "read_committed"}),
+                   ("sw-ru", {"share.auto.offset.reset": "earliest"})):
+        errs = set_group_configs(c, g, cfg)
+        check(errs == [0], "group configs of %s: %r" % (g, cfg), errs)
+    tp = Producer({"bootstrap.servers": b.bootstrap, "transactional.id": "sw-txp",
+                   "linger.ms": 0})
+    tp.init_transactions(30)
+
+    def txn(values, commit):
+        tp.begin_transaction()
+        for v in values:
+            tp.produce(topic, v, partition=0)
+        tp.flush(30)
+        if commit is True:
+            tp.commit_transaction(30)
+        elif commit is False:
+            tp.abort_transaction(30)
+    txn([b"a0", b"a1"], True)          # 0-1, commit marker 2
+    txn([b"b0", b"b1"], False)         # 3-4, abort marker 5
+    err, base = c.produce(topic, 0, idempotent_batch(-1, -1, -1, [b"c0"]), acks=1)
+    check(err == 0 and base == 6, "a plain record at 6", (err, base))
+    txn([b"d0"], None)                 # 7, its transaction still open
+    tid = topic_id_of(c, topic, "sw-rc")
+    f = share_fetch(c, "r1", 0, tid, group="sw-rc", wait_ms=500)
+    check(f["error"] == 0 and acquired(f) == [(0, 1, 1), (6, 6, 1)],
+          "read_committed: the committed records and the plain one, not the aborted ones nor "
+          "the open transaction's (past the last stable offset) nor the markers", f)
+    f = share_fetch(c, "r1", 1, tid, group="sw-rc", wait_ms=300)
+    check(f["error"] == 0 and not acquired(f),
+          "read_committed: nothing more while the transaction is open", f)
+    tp.commit_transaction(30)           # marker 8
+    f = share_fetch(c, "r1", 2, tid, group="sw-rc", wait_ms=2000)
+    check(f["error"] == 0 and acquired(f) == [(7, 7, 1)],
+          "read_committed: the record once its transaction committed", f)
+    f = share_fetch(c, "u1", 0, tid, group="sw-ru", wait_ms=500)
+    check(f["error"] == 0 and acquired(f) == [(0, 1, 1), (3, 4, 1), (6, 7, 1)],
+          "read_uncommitted: every data record, aborted ones too, and no transaction marker "
+          "(offsets 2, 5, 8)", f)
+    # the markers were archived, not acquired: releasing everything brings back only records
+    f = share_fetch(c, "u1", 1, tid, group="sw-ru", wait_ms=300,
+                    acks=[(0, 1, [2]), (3, 4, [2]), (6, 7, [2])])
+    check(f["error"] == 0 and f["parts"][0]["ack_error"] == 0 and
+          acquired(f) == [(0, 1, 2), (3, 4, 2), (6, 7, 2)],
+          "released records come back (delivery count 2), the markers never", f)
+    f = share_fetch(c, "u1", 2, tid, group="sw-ru", wait_ms=300,
+                    acks=[(0, 1, [1]), (3, 4, [1]), (6, 7, [1])])
+    check(f["error"] == 0 and f["parts"][0]["ack_error"] == 0 and not acquired(f),
+          "everything accepted: nothing left to acquire", f)
+    tp.flush(5)
+
+
+def waking(b, a, c):
+    """A ShareFetch parked until max_wait_ms is answered as soon as it can acquire: on new data,
+    on records another member releases, when a lock runs out, and when the connection of the
+    member holding records closes (its share session closes, its records are released, as
+    Kafka's ShareSessionCache does on a disconnect); and an idle parked ShareFetch costs no
+    CPU (it is not re-polled)."""
+    from confluent_kafka.admin import NewTopic
+    topic = "sw-wk"
+    a.create_topics([NewTopic(topic, 1, 1), NewTopic("sw-idle", 16, 1)])
+    time.sleep(0.5)
+    for g, cfg in (("sw-wk", {"share.auto.offset.reset": "earliest"}),
+                   ("sw-lk", {"share.auto.offset.reset": "earliest",
+                              "share.record.lock.duration.ms": "1000"})):
+        errs = set_group_configs(c, g, cfg)
+        check(errs == [0], "group configs of %s: %r" % (g, cfg), errs)
+    tid = topic_id_of(c, topic, "sw-wk")
+    c1, c2, c3 = Conn(b.host, b.port), Conn(b.host, b.port), Conn(b.host, b.port)
+    f = share_fetch(c1, "w1", 0, tid, group="sw-wk", wait_ms=100)
+    check(f["error"] == 0 and not acquired(f), "w1 opens its session on an empty topic", f)
+    # new data
+    join = in_thread(share_fetch, c1, "w1", 1, tid, group="sw-wk", wait_ms=5000)
+    time.sleep(0.5)
+    t_prod = time.monotonic()
+    err, _ = c.produce(topic, 0, idempotent_batch(-1, -1, -1, [b"x0"]), acks=1)
+    f, t_done = join()
+    check(f is not None and acquired(f) == [(0, 0, 1)] and t_done - t_prod < 0.3,
+          "a parked ShareFetch is answered when a record is produced (%.0f ms after it)" %
+          ((t_done - t_prod) * 1000), f)
+    # another member's release
+    f = share_fetch(c2, "w2", 0, tid, group="sw-wk", wait_ms=100)
+    check(f["error"] == 0 and not acquired(f), "w2: nothing while w1 holds offset 0", f)
+    join = in_thread(share_fetch, c2, "w2", 1, tid, group="sw-wk", wait_ms=5000)
+    time.sleep(0.5)
+    k = share_ack(c1, "w1", 2, tid, [(0, 0, [2])], group="sw-wk")
+    t_rel = time.monotonic()
+    f, t_done = join()
+    check(k["error"] == 0 and f is not None and acquired(f) == [(0, 0, 2)] and
+          t_done - t_rel < 0.3,
+          "w2's parked ShareFetch is answered when w1 releases offset 0 (%.0f ms after)" %
+          ((t_done - t_rel) * 1000), (k, f))
+    # the holder's connection closes, with a ShareFetch of its parked for 10 s: its session
+    # closes at once and offset 0 is released (the lock is 30 s)
+    def fetch_until_closed(*a, **kw):
+        try:
+            return share_fetch(*a, **kw)
+        except (ConnectionError, OSError):
+            return None
+    in_thread(fetch_until_closed, c2, "w2", 2, tid, group="sw-wk", wait_ms=10000)
+    join = in_thread(share_fetch, c1, "w1", 3, tid, group="sw-wk", wait_ms=5000)
+    time.sleep(0.5)
+    import socket
+    c2.s.shutdown(socket.SHUT_RDWR)
+    c2.close()
+    t_close = time.monotonic()
+    f, t_done = join()
+    check(f is not None and acquired(f) == [(0, 0, 3)] and t_done - t_close < 1.0,
+          "w1's parked ShareFetch gets offset 0 once w2's connection closed, w2's own "
+          "ShareFetch parked (%.0f ms after)" % ((t_done - t_close) * 1000), f)
+    # a lock that runs out (1 s in group sw-lk)
+    f = share_fetch(c1, "l1", 0, tid, group="sw-lk", wait_ms=100)
+    t_acq = time.monotonic()
+    check(f["error"] == 0 and acquired(f) == [(0, 0, 1)], "l1 acquires offset 0 for 1 s", f)
+    f = share_fetch(c3, "l2", 0, tid, group="sw-lk", wait_ms=100)
+    join = in_thread(share_fetch, c3, "l2", 1, tid, group="sw-lk", wait_ms=5000)
+    f, t_done = join()
+    check(f is not None and acquired(f) == [(0, 0, 2)] and 0.8 < t_done - t_acq < 1.6,
+          "l2's parked ShareFetch gets offset 0 when l1's lock runs out (%.0f ms after the "
+          "acquisition)" % ((t_done - t_acq) * 1000), f)
+    # a ShareFetch that acknowledges still long-polls for records (Kafka answers it when its
+    # fetch part completes)
+    t0 = time.monotonic()
+    f = share_fetch(c3, "l2", 2, tid, group="sw-lk", wait_ms=600, acks=[(0, 0, [1])])
+    check(f["error"] == 0 and f["parts"][0]["ack_error"] == 0 and not acquired(f) and
+          0.5 < time.monotonic() - t0 < 2.0,
+          "a ShareFetch with an acknowledgement and nothing to acquire waits max_wait_ms "
+          "(%.0f ms)" % ((time.monotonic() - t0) * 1000), f)
+    c1.close()
+    c3.close()
+    # idle consumers: ShareFetches of 16 partitions parked for 2 s each on an empty topic
+    itid = topic_id_of(c, "sw-idle", "sw-idle")
+    conns = [Conn(b.host, b.port) for _ in range(40)]
+    for i, cc in enumerate(conns):
+        share_fetch(cc, "i%d" % i, 0, itid, group="sw-idle", wait_ms=0, partitions=range(16))
+    cpu0, t0 = broker_cpu_s(b.pid), time.monotonic()
+
+    def idle(cc, member):
+        for epoch in range(1, 3):
+            share_fetch(cc, member, epoch, itid, group="sw-idle", wait_ms=2000)  # the session's
+    joins = [in_thread(idle, cc, "i%d" % i) for i, cc in enumerate(conns)]
+    for j in joins:
+        j()
+    cpu = broker_cpu_s(b.pid) - cpu0
+    wall = time.monotonic() - t0
+    check(3.9 < wall < 5.0 and cpu < 0.03 * wall,
+          "40 idle parked ShareFetches of 16 partitions for %.1f s: broker CPU %.0f ms (%.1f%%)" %
+          (wall, cpu * 1000, 100 * cpu / wall))
+    for cc in conns:
+        cc.close()
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--io", default="uring")
     args = ap.parse_args()
     t0 = time.monotonic()
-    with Broker(io=args.io, shards=2, config={"group.share.heartbeat.interval.ms": 500}) as b:
+    with Broker(io=args.io, shards=2, config={"group.share.heartbeat.interval.ms": 500,
+                                               "group.share.min.record.lock.duration.ms": 1000}) as b:
         from confluent_kafka.admin import AdminClient, NewTopic
         a = AdminClient({"bootstrap.servers": b.bootstrap})
         a.create_topics([NewTopic(TOPIC, 1, 1)])[TOPIC].result(30)
@@ -470,6 +685,8 @@ def main():
         f = share_fetch(c, "m4", 1, tid2)
         check(f["error"] == 0 and acquired(f) == [(0, 1, 1)],
               "the re-created topic's records 0-1 are acquired", f)
+        control_and_read_committed(b, a, c)
+        waking(b, a, c)
         c.close()
         status = b.stop()
         log = b.log_text()

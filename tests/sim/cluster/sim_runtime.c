@@ -861,6 +861,12 @@ bool broker_req_conn_closing(const struct broker_req *req)
     return req_peer(req)->srv_broken;
 }
 
+/* The simulated connection's address names it; the simulation never calls conn_closed. */
+uint64_t broker_req_conn_id(const struct broker_req *req)
+{
+    return (uint64_t)(uintptr_t)req_peer(req);
+}
+
 const struct broker_listener *broker_req_advertised(const struct broker_req *req)
 {
     const struct broker_config *cfg = req->shard->cfg;

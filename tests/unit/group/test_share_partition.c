@@ -15,6 +15,7 @@
 #include "broker/group/share_partition.h"
 #include "common/lm_err.h"
 #include "protocol/kafka_errors.h"
+#include "protocol/record_batch.h"
 
 static struct lm_share_part sp_new(int32_t lock_ms, int32_t limit, int32_t max)
 {
@@ -229,6 +230,101 @@ static void test_randomized(void **state)
     }
 }
 
+/* The ranges r[0..n) are exactly want[0..nw) ({first, last} each). */
+static void expect_ranges(const struct lm_share_range *r, int32_t n, const int64_t (*want)[2],
+                          int32_t nw)
+{
+    assert_int_equal(n, nw);
+    for (int32_t i = 0; i < n; i++) {
+        assert_int_equal(r[i].first, want[i][0]);
+        assert_int_equal(r[i].last, want[i][1]);
+    }
+}
+
+/* A header-only v2 batch at buf (61 bytes, no records: enough for lm_share_skips, which reads
+ * headers only) of offsets [base, base + n - 1]. */
+static size_t put_batch(uint8_t *buf, int64_t base, int32_t n, int16_t attrs, int64_t pid)
+{
+    memset(buf, 0, KAFKA_BATCH_HEADER_SIZE);
+    for (int i = 0; i < 8; i++) {
+        buf[KAFKA_BATCH_OFF_BASE_OFFSET + i] = (uint8_t)((uint64_t)base >> (56 - 8 * i));
+        buf[KAFKA_BATCH_OFF_PRODUCER_ID + i] = (uint8_t)((uint64_t)pid >> (56 - 8 * i));
+    }
+    int32_t len = KAFKA_BATCH_HEADER_SIZE - KAFKA_BATCH_LOG_OVERHEAD;
+    for (int i = 0; i < 4; i++) {
+        buf[KAFKA_BATCH_OFF_LENGTH + i] = (uint8_t)((uint32_t)len >> (24 - 8 * i));
+        buf[KAFKA_BATCH_OFF_LAST_OFFSET_DELTA + i] = (uint8_t)((uint32_t)(n - 1) >> (24 - 8 * i));
+    }
+    buf[KAFKA_BATCH_OFF_MAGIC] = KAFKA_BATCH_MAGIC_V2;
+    buf[KAFKA_BATCH_OFF_ATTRIBUTES] = (uint8_t)((uint16_t)attrs >> 8);
+    buf[KAFKA_BATCH_OFF_ATTRIBUTES + 1] = (uint8_t)attrs;
+    return KAFKA_BATCH_HEADER_SIZE;
+}
+
+/* Control batches (a Raft LeaderChange at 0, transaction markers) are never acquired: they are
+ * archived without a delivery, the start offset moves over them, they never come back; under
+ * read_committed the batches of an aborted transaction too, not under read_uncommitted. */
+static void test_skips_control_and_aborted(void **state)
+{
+    (void)state;
+    enum { CTRL = KAFKA_BATCH_ATTR_CONTROL, TXN = KAFKA_BATCH_ATTR_TRANSACTIONAL };
+    uint8_t log[8 * KAFKA_BATCH_HEADER_SIZE];
+    size_t len = 0;
+    len += put_batch(log + len, 0, 1, CTRL, -1);      /* Raft LeaderChange */
+    len += put_batch(log + len, 1, 3, 0, -1);         /* 1-3 plain */
+    len += put_batch(log + len, 4, 2, TXN, 7);        /* 4-5 producer 7, aborted */
+    len += put_batch(log + len, 6, 2, TXN, 8);        /* 6-7 producer 8, committed */
+    len += put_batch(log + len, 8, 1, TXN | CTRL, 7); /* 8 abort marker of 7 */
+    len += put_batch(log + len, 9, 1, TXN | CTRL, 8); /* 9 commit marker of 8 */
+    len += put_batch(log + len, 10, 2, 0, -1);        /* 10-11 plain */
+    struct lm_share_aborted ab[] = {{7, 4, 8}};
+    struct lm_share_skip sk[8];
+    /* read_uncommitted: only the control batches, the two markers merged */
+    int32_t n = lm_share_skips(log, len, false, ab, 1, sk, 8);
+    assert_int_equal(n, 2);
+    assert_true(sk[0].first == 0 && sk[0].last == 0 && sk[1].first == 8 && sk[1].last == 9);
+    /* read_committed: producer 7's batch too, and not producer 8's */
+    n = lm_share_skips(log, len, true, ab, 1, sk, 8);
+    assert_int_equal(n, 3);
+    assert_true(sk[0].first == 0 && sk[0].last == 0 && sk[1].first == 4 && sk[1].last == 5 &&
+                sk[2].first == 8 && sk[2].last == 9);
+    /* a truncated tail ends the walk; no room for more runs stops too */
+    assert_int_equal(lm_share_skips(log, KAFKA_BATCH_HEADER_SIZE - 1, false, ab, 1, sk, 8), 0);
+    assert_int_equal(lm_share_skips(log, len, true, ab, 1, sk, 1), 1);
+
+    struct lm_share_part sp = sp_new(1000, 5, 100);
+    lm_share_part_start(&sp, 0);
+    struct lm_share_range r[16];
+    n = lm_share_skips(log, len, true, ab, 1, sk, 8);
+    int32_t archived = -1;
+    int32_t nr = lm_share_part_acquire_skip(&sp, 0, 1, 0, 11, 12, 100, sk, n, r, 16, &archived);
+    assert_int_equal(archived, 5); /* 0, 4, 5, 8, 9 */
+    expect_ranges(r, nr, (const int64_t[][2]){{1, 3}, {6, 7}, {10, 11}}, 3);
+    assert_int_equal(sp.start, 1); /* the control record at 0 is done */
+    int32_t d = -1;
+    assert_int_equal(lm_share_part_state(&sp, 8, &d), LM_SHARE_ARCHIVED);
+    assert_int_equal(d, 0); /* never delivered */
+    /* everything else accepted: the start offset passes the archived records */
+    assert_int_equal(lm_share_part_ack(&sp, 1, 1, 3, LM_SHARE_ACK_ACCEPT), KAFKA_NONE);
+    assert_int_equal(lm_share_part_ack(&sp, 1, 6, 7, LM_SHARE_ACK_ACCEPT), KAFKA_NONE);
+    assert_int_equal(sp.start, 10);
+    /* a release and a lock timeout never bring an archived one back */
+    assert_int_equal(lm_share_part_ack(&sp, 1, 10, 11, LM_SHARE_ACK_RELEASE), KAFKA_NONE);
+    assert_int_equal(lm_share_part_next(&sp, 12), 10);
+    assert_int_equal(lm_share_part_lock_deadline(&sp), INT64_MAX);
+    lm_share_part_deinit(&sp);
+
+    /* max_records counts acquired records only; the archived ones are not in the ranges */
+    sp = sp_new(1000, 5, 100);
+    lm_share_part_start(&sp, 0);
+    struct lm_share_skip only0 = {0, 0};
+    nr = lm_share_part_acquire_skip(&sp, 0, 1, 0, 11, 12, 2, &only0, 1, r, 16, &archived);
+    expect_ranges(r, nr, (const int64_t[][2]){{1, 2}}, 1);
+    assert_int_equal(archived, 1);
+    assert_int_equal(lm_share_part_lock_deadline(&sp), 1000);
+    lm_share_part_deinit(&sp);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -238,6 +334,7 @@ int main(void)
         cmocka_unit_test(test_reset),
         cmocka_unit_test(test_members_max_records_window),
         cmocka_unit_test(test_randomized),
+        cmocka_unit_test(test_skips_control_and_aborted),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -5,6 +5,7 @@
 #include <limits.h>
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -363,7 +364,157 @@ static void test_zero_filled_tail(void **state)
     open_log(f);
     assert_int_equal(storage_log_end_offset(f->log), f->batch_base[11] + 1 + 11 % 4);
     assert_int_equal(file_size(path), size);
-    assert_non_null(strstr(f->reports.last, "truncated 8192 bytes"));
+    /* the same rule as preallocated zeros (storage.h): cut, and not a damage */
+    assert_non_null(strstr(f->reports.last, "cutting 8192 preallocated bytes"));
+    assert_int_equal(f->reports.warnings, 0);
+    check_all(f);
+}
+
+/* ---- preallocation (storage.h): zeros written ahead of the active segment's end */
+
+static bool all_zero_from(const char *path, off_t from)
+{
+    int fd = open(path, O_RDONLY);
+    assert_true(fd >= 0);
+    uint8_t buf[4096];
+    bool zero = true;
+    ssize_t r;
+    while (zero && (r = pread(fd, buf, sizeof(buf), from)) > 0) {
+        for (ssize_t i = 0; i < r; i++)
+            zero = zero && buf[i] == 0;
+        from += r;
+    }
+    close(fd);
+    return zero;
+}
+
+static void test_preallocated_flush_and_close(void **state)
+{
+    struct fx *f = *state;
+    f->cfg.preallocate_bytes = 64 * 1024;
+    open_log(f);
+    char path[PATH_MAX * 2];
+    seg_file(f, 0, ".log", path);
+    append_batches(f, 3);
+    off_t end = (off_t)storage_log_size_bytes(f->log);
+    assert_int_equal(file_size(path), end); /* appends alone write no zeros */
+    assert_int_equal(storage_log_flush(f->log, false), 0);
+    /* a small log gets a small step: one page past its end */
+    off_t size = file_size(path);
+    assert_true(size > end && size <= end + 8192);
+    assert_true(all_zero_from(path, end));
+    /* the step grows with the log, up to preallocate_bytes */
+    append_batches(f, 40);
+    assert_int_equal(storage_log_flush(f->log, false), 0);
+    end = (off_t)storage_log_size_bytes(f->log);
+    size = file_size(path);
+    assert_true(size > end && size <= end + 64 * 1024 + 4096);
+    assert_true(all_zero_from(path, end));
+    /* appends land on the zeros; the file does not grow while they last */
+    append_batches(f, 1);
+    assert_int_equal(file_size(path), size);
+    check_all(f);
+    /* a close cuts the file to its last batch */
+    end = (off_t)storage_log_size_bytes(f->log);
+    close_log(f);
+    assert_int_equal(file_size(path), end);
+    open_log(f);
+    assert_int_equal(f->reports.count, 0);
+    check_all(f);
+}
+
+static void test_preallocated_tail_after_crash(void **state)
+{
+    struct fx *f = *state;
+    f->cfg.preallocate_bytes = 64 * 1024;
+    open_log(f);
+    append_batches(f, 4); /* covered by the checkpoint */
+    close_log(f);
+    unclean_append(f, 30); /* flushed (with zeros ahead), never closed */
+    char path[PATH_MAX * 2];
+    seg_file(f, 0, ".log", path);
+    uint64_t end = f->batch_pos[33];
+    {
+        uint8_t *b;
+        size_t len;
+        tu_build_batch(1 + 33 % 4, 150, f->batch_base[33], 1000 * 34, &b, &len);
+        end += len;
+        free(b);
+    }
+    assert_true(file_size(path) > (off_t)end);
+    assert_true(all_zero_from(path, (off_t)end));
+    open_log(f);
+    assert_int_equal(storage_log_end_offset(f->log), f->batch_base[33] + 1 + 33 % 4);
+    assert_int_equal(f->reports.warnings, 0);
+    assert_non_null(strstr(f->reports.last, "preallocated bytes"));
+    assert_int_equal(file_size(path), (off_t)end);
+    check_all(f);
+    append_batches(f, 3);
+    close_log(f);
+    open_log(f);
+    assert_int_equal(f->reports.count, 0);
+    check_all(f);
+}
+
+/* Zeros and then other bytes after the last batch are not a preallocated tail: a damage. */
+static void test_zeros_then_bytes_is_damage(void **state)
+{
+    struct fx *f = *state;
+    open_log(f);
+    close_log(f);
+    unclean_append(f, 6);
+    char path[PATH_MAX * 2];
+    seg_file(f, 0, ".log", path);
+    off_t size = file_size(path);
+    assert_int_equal(truncate(path, size + 8192), 0);
+    flip_byte(path, (uint64_t)size + 5000);
+    open_log(f);
+    assert_int_equal(storage_log_end_offset(f->log), f->batch_base[5] + 1 + 5 % 4);
+    assert_int_equal(f->reports.warnings, 1);
+    assert_non_null(strstr(f->reports.last, "zeros after the last batch"));
+    assert_int_equal(file_size(path), size);
+    check_all(f);
+}
+
+/* A roll cuts the sealed segment to its batches; one whose cut a crash undid (zeros after its
+ * last batch, below a clean checkpoint: trusted) is cut again at the next open, quietly. */
+static void test_preallocated_roll(void **state)
+{
+    struct fx *f = *state;
+    f->cfg.preallocate_bytes = 64 * 1024;
+    f->cfg.segment_bytes = 8 * 1024;
+    open_log(f);
+    for (int i = 0; i < 12; i++) {
+        append_batches(f, 4);
+        assert_int_equal(storage_log_flush(f->log, false), 0);
+    }
+    assert_true(storage_log_segment_count(f->log) >= 3);
+    check_all(f);
+    close_log(f);
+    open_log(f);
+    assert_int_equal(f->reports.count, 0);
+    check_all(f);
+    int64_t leo = storage_log_end_offset(f->log);
+    close_log(f);
+    /* every sealed segment ends at its last batch: a batch starts right after it */
+    char path[PATH_MAX * 2];
+    seg_file(f, 0, ".log", path);
+    off_t first = file_size(path);
+    assert_true(first > 0 && first <= 8 * 1024);
+    assert_int_equal(truncate(path, first + 12288), 0);
+    open_log(f);
+    assert_int_equal(f->reports.warnings, 0);
+    assert_non_null(strstr(f->reports.last, "cutting 12288 preallocated bytes"));
+    assert_int_equal(file_size(path), first);
+    assert_int_equal(storage_log_end_offset(f->log), leo);
+    check_all(f);
+    /* fewer zeros than a batch start (a cut undone where less than 12 bytes were left) */
+    close_log(f);
+    assert_int_equal(truncate(path, first + 5), 0);
+    open_log(f);
+    assert_int_equal(f->reports.warnings, 0);
+    assert_non_null(strstr(f->reports.last, "cutting 5 preallocated bytes"));
+    assert_int_equal(file_size(path), first);
     check_all(f);
 }
 
@@ -586,6 +737,10 @@ int main(void)
         T(test_lowered_epoch_first_scanned),
         T(test_epoch_of_lost_tail_forgotten),
         T(test_zero_filled_tail),
+        T(test_preallocated_flush_and_close),
+        T(test_preallocated_tail_after_crash),
+        T(test_zeros_then_bytes_is_damage),
+        T(test_preallocated_roll),
         T(test_torn_last_batch),
         T(test_truncated_index_rebuilt),
         T(test_deleted_timeindex_rebuilt),

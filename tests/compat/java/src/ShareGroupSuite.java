@@ -30,7 +30,12 @@ import org.apache.kafka.common.serialization.StringSerializer;
  *      client still heartbeats, as a hung process would): once the acquisition lock (the
  *      group's share.record.lock.duration.ms, 2 s; the broker's is 30 s) runs out, another member of the
  *      group gets those records again with delivery count 2, and accepts them; nothing is
- *      delivered twice after it.
+ *      delivered twice after it;
+ *   3. transactions (a transactional producer commits, aborts, commits): a group with
+ *      share.isolation.level=read_committed gets the committed records only, a group with the
+ *      default read_uncommitted the aborted ones too; neither is handed a transaction marker,
+ *      and once every record is accepted both groups' share-partition start offsets are the
+ *      log's end (the markers, archived by the broker, hold nothing back).
  * Usage: ShareGroupSuite BOOTSTRAP. Exit 0 only when every check passed.
  */
 public class ShareGroupSuite {
@@ -258,7 +263,8 @@ public class ShareGroupSuite {
             boolean counts = true;
             for (Map.Entry<String, Short> e : got.entrySet())
                 counts &= e.getValue() == (held.contains(e.getKey()) ? 2 : 1);
-            check(counts, "the abandoned records came back with delivery count 2, the others 1");
+            check(counts, "the abandoned records came back with delivery count 2, the others 1"
+                              + (counts ? "" : " (held " + held + ", got " + got + ")"));
             check(firstHeldAt == 0 || firstHeldAt - acquiredAt >= 1500,
                   "the abandoned records came back only after the lock timeout ("
                       + (firstHeldAt - acquiredAt) + " ms)");
@@ -273,6 +279,88 @@ public class ShareGroupSuite {
         victim.close(Duration.ofSeconds(5));
     }
 
+    static void setGroupConfig(Admin admin, String group, String name, String value)
+        throws Exception {
+        ConfigResource g = new ConfigResource(ConfigResource.Type.GROUP, group);
+        admin.incrementalAlterConfigs(Map.of(g, List.of(new AlterConfigOp(
+            new ConfigEntry(name, value), AlterConfigOp.OpType.SET)))).all().get();
+    }
+
+    /** A member of group accepts what comes for up to 20 s (until want records, then 1 s
+     *  more): the values it got, in order; a value delivered twice, or with a delivery count
+     *  other than 1, is reported as a failure. */
+    static List<String> acceptAll(String topic, String group, int want) throws Exception {
+        List<String> got = new ArrayList<>();
+        int bad = 0;
+        try (KafkaShareConsumer<String, String> sc =
+                 new KafkaShareConsumer<>(consumerProps(group, group + "-m"))) {
+            sc.subscribe(List.of(topic));
+            long deadline = System.currentTimeMillis() + 20000;
+            while (System.currentTimeMillis() < deadline) {
+                ConsumerRecords<String, String> recs = sc.poll(Duration.ofMillis(200));
+                for (ConsumerRecord<String, String> r : recs) {
+                    if (got.contains(r.value()) || r.deliveryCount().orElse((short) 0) != 1)
+                        bad++;
+                    got.add(r.value());
+                    sc.acknowledge(r, AcknowledgeType.ACCEPT);
+                }
+                if (!recs.isEmpty())
+                    sc.commitSync();
+                if (got.size() >= want && deadline > System.currentTimeMillis() + 1000)
+                    deadline = System.currentTimeMillis() + 1000;
+            }
+        }
+        check(bad == 0, group + ": no record delivered twice or with a delivery count above 1");
+        return got;
+    }
+
+    /** Scenario 3: transactions and share.isolation.level. */
+    static void transactions(Admin admin) throws Exception {
+        final String topic = "share-txn";
+        setup(admin, topic, "share-g3", null);
+        setGroupConfig(admin, "share-g3", "share.isolation.level", "read_committed");
+        setGroupConfig(admin, "share-g4", "share.auto.offset.reset", "earliest");
+        Properties pp = new Properties();
+        pp.put("bootstrap.servers", bootstrap);
+        pp.put("key.serializer", StringSerializer.class.getName());
+        pp.put("value.serializer", StringSerializer.class.getName());
+        pp.put("transactional.id", "share-txn-p");
+        List<String> committed = new ArrayList<>(), all = new ArrayList<>();
+        try (KafkaProducer<String, String> tp = new KafkaProducer<>(pp)) {
+            tp.initTransactions();
+            for (int t = 0; t < 3; t++) { // committed c0-c4, aborted a0-a4, committed c5-c9
+                tp.beginTransaction();
+                for (int i = 0; i < 5; i++) {
+                    String v = t == 1 ? "a" + i : "c" + (t == 2 ? i + 5 : i);
+                    tp.send(new ProducerRecord<>(topic, "k", v));
+                    all.add(v);
+                    if (t != 1)
+                        committed.add(v);
+                }
+                tp.flush();
+                if (t == 1)
+                    tp.abortTransaction();
+                else
+                    tp.commitTransaction();
+            }
+        }
+        List<String> rc = acceptAll(topic, "share-g3", committed.size());
+        check(rc.size() == committed.size() && rc.containsAll(committed),
+              "read_committed: exactly the committed records " + rc);
+        List<String> ru = acceptAll(topic, "share-g4", all.size());
+        check(ru.size() == all.size() && ru.containsAll(all),
+              "read_uncommitted: every record, the aborted ones too " + ru);
+        TopicPartition tp = new TopicPartition(topic, 0);
+        for (String group : List.of("share-g3", "share-g4")) {
+            Map<TopicPartition, OffsetAndMetadata> offs = admin.listShareGroupOffsets(
+                Map.of(group, new ListShareGroupOffsetsSpec().topicPartitions(List.of(tp))))
+                .partitionsToOffsetAndMetadata(group).get();
+            check(offs.get(tp) != null && offs.get(tp).offset() == all.size() + 3,
+                  group + ": the start offset is the log's end, " + (all.size() + 3)
+                      + " (15 records, 3 markers): " + offs);
+        }
+    }
+
     public static void main(String[] args) throws Exception {
         bootstrap = args[0];
         ToolRunner.trapExit(false); // the tools call Exit.exit
@@ -281,6 +369,7 @@ public class ShareGroupSuite {
         try (Admin admin = Admin.create(ap)) {
             happyPath(admin);
             lockTimeout(admin);
+            transactions(admin);
         } catch (Exception e) {
             e.printStackTrace(System.out);
             check(false, "exception: " + e);
