@@ -7,6 +7,7 @@
 
 #include "common/lm_assert.h"
 #include "common/lm_err.h"
+#include "protocol/kafka_errors.h"
 
 /* A state batch's encoded size: two i64, an i8, an i16 and an empty tagged-field section. */
 #define SHR_BATCH_BYTES 20
@@ -154,7 +155,7 @@ int lm_shr_value_encode(struct kafka_writer *w, int16_t type, const struct lm_sh
 int lm_shr_value_decode(const uint8_t *buf, size_t len, int16_t type, struct lm_shr_value *out,
                         struct lm_shr_batch *batches, int32_t cap)
 {
-    LM_ASSERT(cap >= 0 && (cap == 0 || batches != NULL));
+    LM_ASSERT(batches == NULL || cap >= 0);
     struct kafka_reader r;
     kafka_reader_init(&r, buf, len);
     memset(out, 0, sizeof(*out));
@@ -177,10 +178,11 @@ int lm_shr_value_decode(const uint8_t *buf, size_t len, int16_t type, struct lm_
     LM_TRY(kafka_read_compact_array_count(&r, SHR_BATCH_BYTES, &n));
     if (n < 0)
         return LM_E_INVALID; /* StateBatches is not nullable */
-    if (n > cap)
+    if (batches != NULL && n > cap)
         return LM_E_TOO_LARGE;
     for (int32_t i = 0; i < n; i++) {
-        struct lm_shr_batch *b = &batches[i];
+        struct lm_shr_batch skipped;
+        struct lm_shr_batch *b = batches != NULL ? &batches[i] : &skipped;
         LM_TRY(kafka_read_int64(&r, &b->first));
         LM_TRY(kafka_read_int64(&r, &b->last));
         LM_TRY(kafka_read_int8(&r, &b->state));
@@ -191,9 +193,60 @@ int lm_shr_value_decode(const uint8_t *buf, size_t len, int16_t type, struct lm_
     }
     LM_TRY(kafka_skip_tagged_fields(&r));
     LM_ASSERT(r.pos <= len);
-    out->n_batches = n;
-    out->batches = n > 0 ? batches : NULL;
+    out->n_batches = batches != NULL ? n : 0;
+    out->batches = batches != NULL && n > 0 ? batches : NULL;
     return 0;
+}
+
+/* ---- fencing ---- */
+
+void lm_shr_fence_init(struct lm_shr_fence *f)
+{
+    f->present = false;
+    f->leader_epoch = INT32_MIN;
+    f->state_epoch = INT32_MIN;
+    f->snapshot_epoch = -1;
+}
+
+void lm_shr_fence_replay(struct lm_shr_fence *f, int16_t type, const struct lm_shr_value *v)
+{
+    if (v == NULL) {
+        lm_shr_fence_init(f);
+        return;
+    }
+    f->present = true;
+    if (v->leader_epoch > f->leader_epoch)
+        f->leader_epoch = v->leader_epoch;
+    if (type == LM_SHR_SNAPSHOT) {
+        if (v->state_epoch > f->state_epoch)
+            f->state_epoch = v->state_epoch;
+        f->snapshot_epoch = v->snapshot_epoch;
+    }
+}
+
+int16_t lm_shr_fence_write(const struct lm_shr_fence *f, int32_t leader_epoch, int32_t state_epoch)
+{
+    if (leader_epoch != -1 && f->leader_epoch > leader_epoch)
+        return KAFKA_FENCED_LEADER_EPOCH;
+    if (state_epoch != -1 && f->state_epoch > state_epoch)
+        return KAFKA_FENCED_STATE_EPOCH;
+    return KAFKA_NONE;
+}
+
+int16_t lm_shr_fence_initialize(const struct lm_shr_fence *f, int32_t state_epoch)
+{
+    return state_epoch != -1 && f->state_epoch > state_epoch ? KAFKA_FENCED_STATE_EPOCH
+                                                             : KAFKA_NONE;
+}
+
+int16_t lm_shr_fence_read(const struct lm_shr_fence *f, int32_t leader_epoch)
+{
+    return f->leader_epoch > leader_epoch ? KAFKA_FENCED_LEADER_EPOCH : KAFKA_NONE;
+}
+
+int32_t lm_shr_fence_next_snapshot(const struct lm_shr_fence *f)
+{
+    return f->present && f->snapshot_epoch < INT32_MAX ? f->snapshot_epoch + 1 : 0;
 }
 
 /* ---- replay ---- */
@@ -202,6 +255,7 @@ void lm_shr_state_init(struct lm_shr_state *s)
 {
     memset(s, 0, sizeof(*s));
     s->start_offset = -1;
+    lm_shr_fence_init(&s->fence);
 }
 
 void lm_shr_state_deinit(struct lm_shr_state *s)
@@ -307,11 +361,13 @@ int lm_shr_state_replay(struct lm_shr_state *s, int16_t type, const struct lm_sh
         lm_shr_state_deinit(s);
         return 0;
     }
-    if (!value_ok(v) || (type == LM_SHR_SNAPSHOT && v->start_offset < 0) ||
+    /* a snapshot's start offset -1: initialized without one (InitializeShareGroupState) */
+    if (!value_ok(v) || (type == LM_SHR_SNAPSHOT && v->start_offset < -1) ||
         (type == LM_SHR_UPDATE && v->start_offset < -1))
         return LM_E_INVALID;
     if (type == LM_SHR_SNAPSHOT) {
         LM_TRY(reserve(s, v->n_batches));
+        lm_shr_fence_replay(&s->fence, type, v);
         s->n = 0;
         s->present = true;
         s->snapshot_epoch = v->snapshot_epoch;
@@ -340,8 +396,10 @@ int lm_shr_state_replay(struct lm_shr_state *s, int16_t type, const struct lm_sh
         s->start_offset = 0;
         s->n = 0;
     }
+    lm_shr_fence_replay(&s->fence, type, v);
     s->snapshot_epoch = v->snapshot_epoch;
-    s->leader_epoch = v->leader_epoch;
+    if (v->leader_epoch != -1) /* Kafka's merge: -1 keeps it */
+        s->leader_epoch = v->leader_epoch;
     if (v->start_offset >= 0)
         s->start_offset = v->start_offset;
     for (int32_t i = 0; i < v->n_batches; i++)

@@ -61,6 +61,17 @@ struct lm_shr_value {
     struct lm_shr_batch *batches; /* encode: borrowed; decode: the caller's array */
 };
 
+/* The fencing epochs of one share partition, as Kafka 4.1's ShareCoordinatorShard keeps them
+ * (leaderEpochMap, stateEpochMap): the highest leader epoch of the snapshots and updates and
+ * the highest state epoch of the snapshots replayed since the last tombstone (both only ever
+ * grow), and the latest snapshot's epoch. */
+struct lm_shr_fence {
+    bool present; /* a snapshot or update was replayed since the last tombstone */
+    int32_t leader_epoch;
+    int32_t state_epoch; /* INT32_MIN: no snapshot yet */
+    int32_t snapshot_epoch;
+};
+
 /* The replayed state of one share partition. */
 struct lm_shr_state {
     bool present; /* a snapshot or update was replayed since the last tombstone */
@@ -71,6 +82,7 @@ struct lm_shr_state {
     int32_t n, cap;
     struct lm_shr_batch *batches; /* sorted by first, not overlapping; owned */
     int32_t updates;              /* updates replayed since the last snapshot */
+    struct lm_shr_fence fence;
 };
 
 #define LM_SHR_COORD_KEY_MAX (255 + 1 + 22 + 1 + 11) /* a coordinator key's bytes at most */
@@ -97,7 +109,8 @@ int lm_shr_key_decode(const uint8_t *buf, size_t len, struct lm_shr_key *out);
  * (LM_E_INVALID: bad type, batch or count). */
 int lm_shr_value_encode(struct kafka_writer *w, int16_t type, const struct lm_shr_value *v);
 /* lm_shr_value_decode reads a value of record type type from buf[0..len) with at most cap
- * batches into batches (LM_E_TOO_LARGE beyond). Returns 0, LM_E_UNSUPPORTED for another value
+ * batches into batches (LM_E_TOO_LARGE beyond); batches NULL: any number, checked and skipped
+ * (out->n_batches 0), for the epochs alone. Returns 0, LM_E_UNSUPPORTED for another value
  * version, or a decoding error; never reads past buf + len. */
 int lm_shr_value_decode(const uint8_t *buf, size_t len, int16_t type, struct lm_shr_value *out,
                         struct lm_shr_batch *batches, int32_t cap);
@@ -109,6 +122,25 @@ void lm_shr_state_deinit(struct lm_shr_state *s);
  * Returns 0, LM_E_INVALID for a bad value (the state unchanged), LM_E_NOMEM, or LM_E_TOO_LARGE
  * when the state would hold more than LM_SHR_BATCHES_MAX batches. */
 int lm_shr_state_replay(struct lm_shr_state *s, int16_t type, const struct lm_shr_value *v);
+
+/* lm_shr_fence_init makes a fence with nothing replayed; lm_shr_fence_replay applies one
+ * record's value (v NULL: a tombstone) of record type type (Kafka's replay: the maps take the
+ * higher epoch; a tombstone drops them). */
+void lm_shr_fence_init(struct lm_shr_fence *f);
+void lm_shr_fence_replay(struct lm_shr_fence *f, int16_t type, const struct lm_shr_value *v);
+/* Kafka 4.1's checks of the share coordinator (ShareCoordinatorShard.maybeGet*StateError), as
+ * Kafka error codes (KAFKA_NONE: go on). A write: a leader epoch below the highest recorded is
+ * FENCED_LEADER_EPOCH, then a state epoch below the highest recorded FENCED_STATE_EPOCH (-1:
+ * not given, not checked). An initialization: a state epoch below the highest recorded
+ * FENCED_STATE_EPOCH (-1 not checked). A read: a leader epoch below the highest recorded
+ * FENCED_LEADER_EPOCH (-1 too, as Kafka 4.1 checks it). Nothing recorded fences nothing. */
+int16_t lm_shr_fence_write(const struct lm_shr_fence *f, int32_t leader_epoch, int32_t state_epoch);
+int16_t lm_shr_fence_initialize(const struct lm_shr_fence *f, int32_t state_epoch);
+int16_t lm_shr_fence_read(const struct lm_shr_fence *f, int32_t leader_epoch);
+/* The snapshot epoch of a share partition's next snapshot written by an initialization or a
+ * whole-state write: the latest one's plus one, 0 for the first (Kafka's
+ * generateShareStateRecord, generateInitializeStateRecord). */
+int32_t lm_shr_fence_next_snapshot(const struct lm_shr_fence *f);
 
 /* lm_share_part_batches writes the window [start, end) of sp as runs of equal state and
  * delivery count into out (at most cap; ACQUIRED records as AVAILABLE, to be delivered again

@@ -670,6 +670,8 @@ struct sitem {
     bool load_pass; /* the pass after the read works on this item only (with the others') */
     struct lm_shr_state *load;
     struct share_prec prec;
+    bool fenced;        /* its state write was fenced: the share partition is read again */
+    int32_t load_epoch; /* the data partition's leader epoch the read is made in */
     /* what the pass saw (the watch compares), written on the owner shard */
     int64_t hw_seen;       /* the partition's high watermark (-1: not read) */
     int64_t leo_seen;      /* its log end */
@@ -721,7 +723,8 @@ struct sfetch {
     struct share_load *loads; /* the reads of this pass's need_load items */
     struct share_prec *precs; /* the records of this pass, one slot per item */
     size_t n_loads;
-    bool load_pass; /* a pass for the items whose state was just read */
+    bool load_pass;   /* a pass for the items whose state was just read */
+    bool new_session; /* a ShareFetch opening its session (epoch 0) */
 };
 
 static void pass_start(struct sfetch *sf);
@@ -850,6 +853,10 @@ static struct spart *share_op_run(struct hshard *hs, struct hpart *p, struct hwo
     }
     struct lm_share_part *sp = &spt->sp;
     int32_t epoch = p->replicated && p->part != NULL ? partition_leader_epoch(p->part) : 0;
+    if (sf->new_session && it->fetch && !it->loaded && sp->initialized && !spt->dirty &&
+        sf->state_parts > 0 && hs_cluster(hs->node) && lm_share_part_in_flight(sp) == 0)
+        spt->leader_epoch = INT32_MIN; /* nothing held: read again, for an offsets reset made
+                                        * where this partition is not led */
     if (memcmp(spt->topic_id, p->topic_id, 16) != 0 || sp->recs == NULL ||
         (sp->initialized && spt->leader_epoch != epoch)) {
         /* new, or its topic was deleted and made again under the same name: start over (and
@@ -892,10 +899,11 @@ static struct spart *share_op_run(struct hshard *hs, struct hpart *p, struct hwo
     if (!sp->initialized) {
         if (sf->state_parts > 0 && !it->loaded) {
             it->need_load = true; /* pass_done reads it, then passes again */
+            it->load_epoch = epoch;
             return spt;
         }
         const struct lm_shr_state *ls = it->load;
-        if (ls != NULL && ls->present && ls->start_offset <= hw) {
+        if (ls != NULL && ls->present && ls->start_offset >= 0 && ls->start_offset <= hw) {
             /* the state __share_group_state holds: the latest snapshot and its updates */
             lm_share_part_restore(sp, ls);
             spt->snapshot_epoch = ls->snapshot_epoch;
@@ -915,6 +923,9 @@ static struct spart *share_op_run(struct hshard *hs, struct hpart *p, struct hwo
                                     : sf->earliest ? start
                                                    : hw);
             spt->saved_start = saved >= 0 ? sp->start : -1;
+            /* initialized without a start offset (InitializeShareGroupState -1): its epoch */
+            if (ls != NULL && ls->present)
+                spt->state_epoch = ls->state_epoch;
             spt->snap_next = true;
             spt->dirty = true;
             BLOG_INFO("share partition %s-%d of %s: no state%s, starts at %lld (%s)", spt->topic,
@@ -1399,10 +1410,40 @@ static void pass_loaded(void *ctx)
     hfan_start(&sf->fan);
 }
 
-/* After the records of the pass are durable: the reads the pass asked for, else the answer. */
+static void pass_after_persist(struct sfetch *sf);
+
+/* On the owner shard: a share partition whose state write was fenced is read again at its next
+ * use (its leader epoch no longer matches). */
+static void fenced_op(struct hshard *hs, struct hpart *p, struct hwork *w, struct hfan *f)
+{
+    (void)p;
+    struct sfetch *sf = f->ctx;
+    struct sitem *it = &sf->sitems[w - sf->items];
+    if (!it->fenced || hs->share == NULL)
+        return;
+    for (struct spart *s = hs->share->parts; s != NULL; s = s->next)
+        if (s->partition == w->partition && kstr_is(sf->group, s->group) &&
+            strlen(s->topic) == w->topic_len && memcmp(s->topic, w->topic, w->topic_len) == 0) {
+            BLOG_INFO("share partition %s-%d of %s: its state write was fenced; read again",
+                      s->topic, s->partition, s->group);
+            s->leader_epoch = INT32_MIN;
+        }
+}
+
+static void fenced_done(struct hfan *f)
+{
+    struct sfetch *sf = f->ctx;
+    for (size_t i = 0; i < sf->count; i++)
+        sf->sitems[i].fenced = false;
+    pass_after_persist(sf);
+}
+
+/* After the records of the pass are durable: the share partitions fenced dropped, the reads
+ * the pass asked for, else the answer. */
 static void pass_persisted(void *ctx)
 {
     struct sfetch *sf = ctx;
+    bool fenced = false;
     for (size_t i = 0; i < sf->count; i++) {
         struct share_prec *pr = &sf->precs[i];
         if (pr->n == 0)
@@ -1419,8 +1460,28 @@ static void pass_persisted(void *ctx)
         } else if (pr->error != KAFKA_NONE && it->n_acks > 0 && it->ack_error == KAFKA_NONE) {
             it->ack_error = pr->error; /* the acknowledgement is not durable */
         }
+        if (pr->error == KAFKA_FENCED_STATE_EPOCH || pr->error == KAFKA_FENCED_LEADER_EPOCH) {
+            it->fenced = true;
+            fenced = true;
+        }
         share_prec_free(pr);
     }
+    if (fenced) {
+        /* the share coordinator holds a newer state (an offsets reset, a newer leader): the
+         * share partitions are dropped on their owners and read again, as Kafka drops a fenced
+         * SharePartition */
+        if (hfan_init(&sf->fan, sf->req, sf->items, sf->count, fenced_op, fenced_done, sf)) {
+            sf->fan.peek = true;
+            hfan_start(&sf->fan);
+            return;
+        }
+        BLOG_WARN_LIMITED("share fetch: arena exhausted; fenced share partitions kept");
+    }
+    pass_after_persist(sf);
+}
+
+static void pass_after_persist(struct sfetch *sf)
+{
     sf->n_loads = 0;
     for (size_t i = 0; i < sf->count; i++) {
         struct sitem *it = &sf->sitems[i];
@@ -1431,7 +1492,9 @@ static void pass_persisted(void *ctx)
                                                          sf->items[i].partition, sf->state_parts),
             .group = sf->group,
             .partition = sf->items[i].partition,
-            .item = i};
+            .item = i,
+            .with_epoch = true,
+            .leader_epoch = it->load_epoch};
         memcpy(sf->loads[sf->n_loads - 1].topic_id, it->topic_id, 16);
     }
     if (sf->n_loads > 0) {
@@ -1449,6 +1512,7 @@ static void pass_done(struct hfan *f)
     struct sfetch *sf = f->ctx;
     sf->acks_done = true;
     sf->load_pass = false;
+    sf->new_session = false; /* its first pass only */
     for (size_t i = 0; i < sf->count; i++) {
         sf->precs[i] = sf->sitems[i].prec; /* moved: the persist owns it */
         memset(&sf->sitems[i].prec, 0, sizeof(sf->sitems[i].prec));
@@ -1747,6 +1811,7 @@ static void share_fetch(struct broker_req *req)
         respond(sf);
         return;
     }
+    sf->new_session = rq->share_session_epoch == 0;
     bool closing = rq->share_session_epoch == -1;
     int32_t nrp = 0;
     for (int32_t i = 0; i < rq->topics_count; i++)
@@ -1872,11 +1937,15 @@ int share_fetch_register(struct broker_dispatch *d)
 
 /* ---- DescribeShareGroupOffsets (90, v0) ---- */
 
-/* One (group, topic partition) asked about; start written on the partition's owner. */
+/* One (group, topic partition) asked about; start written on the partition's owner (what
+ * this node holds), then replaced by what the share partition's state in __share_group_state
+ * says, read where its state partition is led (ReadShareGroupStateSummary to another node, as
+ * Kafka's GroupCoordinatorService reads the persister's summaries). */
 struct doitem {
     struct kafka_str group;
     bool only_with_state; /* topics null: left out unless the group has state there */
     int64_t start;
+    int32_t leader_epoch;
 };
 
 struct dsoffsets {
@@ -1888,6 +1957,9 @@ struct dsoffsets {
     struct doitem *ditems;
     int32_t *group_of; /* item -> group index */
     struct hfan fan;
+    int32_t state_parts;
+    struct share_load *loads;
+    size_t n_loads;
 };
 
 static void doffsets_op(struct hshard *hs, struct hpart *p, struct hwork *w, struct hfan *f)
@@ -1896,11 +1968,13 @@ static void doffsets_op(struct hshard *hs, struct hpart *p, struct hwork *w, str
     struct doitem *it = &d->ditems[w - d->items];
     w->error = KAFKA_NONE;
     it->start = -1;
+    it->leader_epoch = -1;
     struct sshard *ss = hs->share;
     for (struct spart *s = ss != NULL ? ss->parts : NULL; s != NULL; s = s->next)
         if (s->partition == w->partition && kstr_is(it->group, s->group) &&
             strlen(s->topic) == w->topic_len && memcmp(s->topic, w->topic, w->topic_len) == 0) {
             it->start = s->sp.initialized ? s->sp.start : -1;
+            it->leader_epoch = s->leader_epoch;
             return;
         }
     /* not used since the start: what the checkpoint holds */
@@ -1912,9 +1986,73 @@ static void doffsets_op(struct hshard *hs, struct hpart *p, struct hwork *w, str
     }
 }
 
+static void doffsets_answer(struct dsoffsets *d);
+
+/* The states read: each one found replaces what this node held. */
+static void doffsets_loaded(void *ctx)
+{
+    struct dsoffsets *d = ctx;
+    for (size_t k = 0; k < d->n_loads; k++) {
+        struct share_load *ld = &d->loads[k];
+        struct doitem *it = &d->ditems[ld->item];
+        if (ld->error == KAFKA_NONE && ld->state != NULL && ld->state->present) {
+            it->start = ld->state->start_offset;
+            it->leader_epoch = ld->state->leader_epoch;
+        } else if (ld->error != KAFKA_NONE && ld->error != KAFKA_NOT_LEADER_OR_FOLLOWER) {
+            BLOG_INFO_LIMITED("share partition %.*s-%d of %.*s: state summary not read (error "
+                              "%d)",
+                              (int)d->items[ld->item].topic_len, d->items[ld->item].topic,
+                              d->items[ld->item].partition, (int)it->group.len, it->group.ptr,
+                              ld->error);
+        }
+        if (ld->state != NULL) {
+            lm_shr_state_deinit(ld->state);
+            free(ld->state);
+            ld->state = NULL;
+        }
+    }
+    doffsets_answer(d);
+}
+
+/* The owners are done: the states in __share_group_state, then the answer. */
 static void doffsets_done(struct hfan *f)
 {
     struct dsoffsets *d = f->ctx;
+    struct hshard *hs = hs_of(d->req->shard);
+    d->n_loads = 0;
+    if (d->state_parts > 0) {
+        d->loads = h_alloc(d->req, d->count ? d->count : 1, sizeof(*d->loads));
+        if (d->loads == NULL) {
+            h_close(d->req, "arena exhausted");
+            return;
+        }
+        for (size_t i = 0; i < d->count; i++) {
+            const struct hwork *w = &d->items[i];
+            struct htopic *ht =
+                w->error == KAFKA_NONE ? hs_topic(hs, w->topic, w->topic_len) : NULL;
+            if (ht == NULL)
+                continue;
+            struct share_load *ld = &d->loads[d->n_loads++];
+            *ld = (struct share_load){
+                .state_partition = share_state_partition_for(d->ditems[i].group, ht->meta->id,
+                                                             w->partition, d->state_parts),
+                .group = d->ditems[i].group,
+                .partition = w->partition,
+                .item = i,
+                .summary = true};
+            memcpy(ld->topic_id, ht->meta->id, 16);
+        }
+    }
+    if (d->n_loads > 0) {
+        if (!share_load_start(d->req, d->loads, d->n_loads, doffsets_loaded, d))
+            h_close(d->req, "arena exhausted");
+        return;
+    }
+    doffsets_answer(d);
+}
+
+static void doffsets_answer(struct dsoffsets *d)
+{
     struct broker_req *req = d->req;
     struct hshard *hs = hs_of(req->shard);
     /* items are in request order: group, then topic, then partition */
@@ -1968,7 +2106,7 @@ static void doffsets_done(struct hfan *f)
             memset(rp, 0, sizeof(*rp));
             rp->partition_index = w->partition;
             rp->start_offset = w->error == KAFKA_NONE ? it->start : -1;
-            rp->leader_epoch = -1;
+            rp->leader_epoch = w->error == KAFKA_NONE && it->start >= 0 ? it->leader_epoch : -1;
             rp->error_code = w->error;
             rp->error_message = KAFKA_STR_NULL;
             rg->topics[t].partitions_count++;
@@ -2083,7 +2221,7 @@ static void describe_share_group_offsets(struct broker_req *req)
                 w->topic = name;
                 w->topic_len = len;
                 w->partition = given != NULL ? given[j] : j;
-                d->ditems[k] = (struct doitem){q->group_id, q->topics_count < 0, -1};
+                d->ditems[k] = (struct doitem){q->group_id, q->topics_count < 0, -1, -1};
                 d->group_of[k] = g;
                 if (!allowed) {
                     w->error = KAFKA_TOPIC_AUTHORIZATION_FAILED;
@@ -2100,6 +2238,7 @@ static void describe_share_group_offsets(struct broker_req *req)
     }
     d->count = k;
     LM_ASSERT(k <= n);
+    d->state_parts = share_state_partitions(hs, false);
     if (!hfan_init(&d->fan, req, d->items, d->count, doffsets_op, doffsets_done, d)) {
         h_close(req, "arena exhausted");
         return;
@@ -2130,6 +2269,10 @@ struct saitem {
     int32_t topic;  /* index of the request's topic */
     bool had_state; /* SA_DELETE, SA_FORGET: the group had state there (out) */
     bool prefailed; /* answered on the request's shard (authorization, unknown) */
+    /* the partition is not led here (a cluster): its state is changed only where its state
+     * partition is led, after reading it (Alter: an initialization in the next state epoch;
+     * Delete: tombstones, when it has state) */
+    bool state_only;
 };
 
 struct sadmin {
@@ -2146,6 +2289,8 @@ struct sadmin {
      * snapshot of the new start offset, or tombstones) before the answer */
     int32_t state_parts;
     struct share_prec *precs;
+    struct share_load *loads; /* the state_only items' reads */
+    size_t n_loads;
     void (*answer)(struct hfan *f);
 };
 
@@ -2192,9 +2337,13 @@ static void sadmin_op(struct hshard *hs, struct hpart *p, struct hwork *w, struc
     struct sadmin *d = f->ctx;
     struct saitem *it = &d->aitems[w - d->items];
     w->error = KAFKA_NONE;
+    bool cluster = hs_cluster(hs->node);
     if (p == NULL) {
-        /* not on this node (data_fan.c makes it NOT_LEADER_OR_FOLLOWER in a cluster) */
-        w->error = d->kind == SA_FORGET ? KAFKA_NONE : KAFKA_UNKNOWN_TOPIC_OR_PARTITION;
+        /* not on this node: in a cluster, its state where its state partition is led */
+        if (cluster && d->kind != SA_FORGET && d->state_parts > 0)
+            it->state_only = true;
+        else
+            w->error = d->kind == SA_FORGET ? KAFKA_NONE : KAFKA_UNKNOWN_TOPIC_OR_PARTITION;
         return;
     }
     struct sshard *ss = sshard_of(hs);
@@ -2205,6 +2354,11 @@ static void sadmin_op(struct hshard *hs, struct hpart *p, struct hwork *w, struc
     if (d->kind != SA_ALTER || it->offset < 0) {
         it->had_state =
             state_drop(hs, ss, it->group, w->topic, w->topic_len, w->partition, &w->error);
+        if (cluster && d->kind == SA_DELETE && d->state_parts > 0 && !it->had_state) {
+            /* none here: whether it has state is what its state partition's leader holds */
+            it->state_only = true;
+            return;
+        }
         /* tombstones of both keys (Kafka's DeleteShareGroupState); DeleteGroups, which looks
          * at every partition of the node, writes them where the group had state */
         if (d->state_parts > 0 && (d->kind != SA_FORGET || it->had_state)) {
@@ -2219,7 +2373,13 @@ static void sadmin_op(struct hshard *hs, struct hpart *p, struct hwork *w, struc
     }
     if (p->replicated &&
         (p->part == NULL || !partition_lease_valid(p->part, (int64_t)broker_now_ms()))) {
-        w->error = KAFKA_NOT_LEADER_OR_FOLLOWER;
+        /* a follower here: its state where its state partition is led */
+        if (cluster && d->state_parts > 0) {
+            (void)state_drop(hs, ss, it->group, w->topic, w->topic_len, w->partition, &w->error);
+            it->state_only = true;
+        } else {
+            w->error = KAFKA_NOT_LEADER_OR_FOLLOWER;
+        }
         return;
     }
     struct spart *spt =
@@ -2282,25 +2442,106 @@ static void sadmin_persisted(void *ctx)
         struct share_prec *pr = &d->precs[i];
         if (pr->n == 0)
             continue;
-        /* NOT_LEADER_OR_FOLLOWER: the state partition is another node's, not written there
-         * (a cluster); share.checkpoint still holds the change on this node */
-        if (pr->error != KAFKA_NONE && pr->error != KAFKA_NOT_LEADER_OR_FOLLOWER &&
-            d->items[i].error == KAFKA_NONE)
-            d->items[i].error = pr->error;
+        /* NOT_LEADER_OR_FOLLOWER: the state partition's leader is not reachable, not written
+         * there (a cluster); share.checkpoint still holds the change on this node, unless the
+         * partition is not led here: then nothing holds it */
+        bool kept = pr->error == KAFKA_NOT_LEADER_OR_FOLLOWER && !d->aitems[i].state_only;
+        if (pr->error != KAFKA_NONE && !kept && d->items[i].error == KAFKA_NONE)
+            d->items[i].error = pr->error == KAFKA_NOT_LEADER_OR_FOLLOWER
+                                    ? KAFKA_COORDINATOR_NOT_AVAILABLE
+                                    : pr->error;
         share_prec_free(pr);
     }
     d->answer(&d->fan);
 }
 
-/* The owners are done: their records written, then the answer. */
-static void sadmin_done(struct hfan *f)
+static void sadmin_persist(struct sadmin *d)
 {
-    struct sadmin *d = f->ctx;
     if (!share_persist_start(d->req, d->precs, d->count, sadmin_persisted, d)) {
         for (size_t i = 0; i < d->count; i++)
             share_prec_free(&d->precs[i]);
         h_close(d->req, "arena exhausted");
     }
+}
+
+/* The states of the partitions not led here are read: the records that change them. */
+static void sadmin_loaded(void *ctx)
+{
+    struct sadmin *d = ctx;
+    struct hshard *hs = hs_of(d->req->shard);
+    for (size_t k = 0; k < d->n_loads; k++) {
+        struct share_load *ld = &d->loads[k];
+        size_t i = ld->item;
+        struct saitem *it = &d->aitems[i];
+        const struct lm_shr_state *st = ld->state;
+        if (ld->error != KAFKA_NONE || st == NULL) {
+            d->items[i].error = ld->error == KAFKA_NOT_LEADER_OR_FOLLOWER || ld->error == KAFKA_NONE
+                                    ? KAFKA_COORDINATOR_NOT_AVAILABLE
+                                    : ld->error;
+        } else if (d->kind == SA_ALTER) {
+            /* Kafka's AlterShareGroupOffsets: InitializeShareGroupState in the next state
+             * epoch (the share partition's leader, fenced by it, reads the state again) */
+            if (share_prec_initialize(&d->precs[i], ld->state_partition, it->group, ld->topic_id,
+                                      ld->partition, (st->present ? st->state_epoch : 0) + 1,
+                                      it->offset >= 0 ? it->offset : -1, group_now_ms(hs)) != 0)
+                d->items[i].error = KAFKA_UNKNOWN_SERVER_ERROR;
+        } else if (st->present) {
+            it->had_state = true;
+            if (share_prec_tombstones(&d->precs[i], ld->state_partition, it->group, ld->topic_id,
+                                      ld->partition) != 0)
+                d->items[i].error = KAFKA_UNKNOWN_SERVER_ERROR;
+        }
+        if (ld->state != NULL) {
+            lm_shr_state_deinit(ld->state);
+            free(ld->state);
+            ld->state = NULL;
+        }
+    }
+    sadmin_persist(d);
+}
+
+/* The owners are done: the states of the partitions not led here read, their records written,
+ * then the answer. */
+static void sadmin_done(struct hfan *f)
+{
+    struct sadmin *d = f->ctx;
+    struct hshard *hs = hs_of(d->req->shard);
+    d->n_loads = 0;
+    for (size_t i = 0; i < d->count; i++) {
+        struct saitem *it = &d->aitems[i];
+        const struct hwork *w = &d->items[i];
+        if (!it->state_only || w->error != KAFKA_NONE)
+            continue;
+        share_prec_free(&d->precs[i]); /* a follower's tombstones: made again after the read */
+        struct htopic *ht = hs_topic(hs, w->topic, w->topic_len);
+        if (ht == NULL) {
+            d->items[i].error = KAFKA_UNKNOWN_TOPIC_OR_PARTITION;
+            continue;
+        }
+        if (d->loads == NULL)
+            d->loads = h_alloc(d->req, d->count, sizeof(*d->loads));
+        if (d->loads == NULL) {
+            h_close(d->req, "arena exhausted");
+            return;
+        }
+        struct share_load *ld = &d->loads[d->n_loads++];
+        *ld = (struct share_load){.state_partition = share_state_partition_for(
+                                      it->group, ht->meta->id, w->partition, d->state_parts),
+                                  .group = it->group,
+                                  .partition = w->partition,
+                                  .item = i,
+                                  .summary = true};
+        memcpy(ld->topic_id, ht->meta->id, 16);
+    }
+    if (d->n_loads > 0) {
+        if (!share_load_start(d->req, d->loads, d->n_loads, sadmin_loaded, d)) {
+            for (size_t i = 0; i < d->count; i++)
+                share_prec_free(&d->precs[i]);
+            h_close(d->req, "arena exhausted");
+        }
+        return;
+    }
+    sadmin_persist(d);
 }
 
 static void alter_done(struct hfan *f)
@@ -2481,7 +2722,7 @@ static void sadmin_item(struct hshard *hs, struct sadmin *d, size_t k, struct ka
     w->partition = partition;
     w->error = err;
     w->owner = err != KAFKA_NONE ? HWORK_DONE : hs_owner(hs, name, len, partition);
-    d->aitems[k] = (struct saitem){group, offset, topic, false, err != KAFKA_NONE};
+    d->aitems[k] = (struct saitem){group, offset, topic, false, err != KAFKA_NONE, false};
 }
 
 /* Starts the coordinator's check of d's group (acl_op on it), then sadmin_then. */

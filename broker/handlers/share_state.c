@@ -10,6 +10,7 @@
 #include "broker/partition/partition.h"
 #include "common/lm_assert.h"
 #include "common/lm_err.h"
+#include "common/lm_hash.h"
 #include "protocol/kafka_errors.h"
 #include "protocol/kafka_messages.h"
 #include "protocol/records.h"
@@ -160,11 +161,32 @@ int share_prec_state(struct share_prec *pr, int32_t state_partition, struct kafk
         return rc;
     }
     pr->state_partition = state_partition;
+    pr->check = SHARE_CHECK_WRITE;
+    pr->leader_epoch = v->leader_epoch;
+    pr->state_epoch = v->state_epoch;
+    pr->start_offset = v->start_offset;
     pr->n = 1;
     pr->r[0].key = pr->mem;
     pr->r[0].key_len = (int32_t)key_len;
     pr->r[0].value = pr->mem + key_len;
     pr->r[0].value_len = (int32_t)(w.pos - key_len);
+    return 0;
+}
+
+int share_prec_initialize(struct share_prec *pr, int32_t state_partition, struct kafka_str group,
+                          const uint8_t topic_id[16], int32_t partition, int32_t state_epoch,
+                          int64_t start_offset, int64_t now_ms)
+{
+    struct lm_shr_value v = {.state_epoch = state_epoch,
+                             .leader_epoch = 0,
+                             .start_offset = start_offset,
+                             .create_ms = now_ms,
+                             .write_ms = now_ms};
+    int rc = share_prec_state(pr, state_partition, group, topic_id, partition, LM_SHR_SNAPSHOT, &v);
+    if (rc != 0)
+        return rc;
+    pr->check = SHARE_CHECK_INIT;
+    pr->next_snapshot = true;
     return 0;
 }
 
@@ -204,10 +226,35 @@ struct speer {
     uint64_t retry_at_ms;
 };
 
+/* The fencing epochs of one share partition whose state partition this shard leads. */
+struct sfkey {
+    struct sfkey *next;
+    uint64_t hash;
+    int32_t partition;
+    uint8_t topic_id[16];
+    struct lm_shr_fence fence;
+    int32_t group_len;
+    char group[];
+};
+
+/* The fencing epochs of the share partitions of one state partition, replayed from its log up
+ * to `next` (the records appended since are replayed at the next check): valid while the log
+ * and its leader epoch are the ones they were replayed in, as within one leadership nothing
+ * but this shard appends to it and nothing truncates it. */
+struct sfpart {
+    const struct storage_log *log; /* NULL: nothing replayed */
+    int32_t gen;
+    int64_t next;
+    uint32_t n, nb;
+    struct sfkey **b;
+};
+
 struct sspeers {
     struct speer peers[SHARE_PEERS_MAX];
     int32_t n;
     uint64_t create_at_ms; /* the next creation of the state topic may be submitted then */
+    struct sfpart *fence;  /* per state partition */
+    int32_t n_fence;
 };
 
 static struct sspeers *peers_of(struct hshard *hs)
@@ -225,6 +272,213 @@ static bool create_due(struct sspeers *ps, uint64_t now_ms)
     return true;
 }
 
+/* ---- fencing (Kafka's ShareCoordinatorShard leaderEpochMap and stateEpochMap) ---- */
+
+static void fence_clear(struct sfpart *fp)
+{
+    for (uint32_t i = 0; i < fp->nb; i++)
+        for (struct sfkey *k = fp->b[i], *nx; k != NULL; k = nx) {
+            nx = k->next;
+            free(k);
+        }
+    free(fp->b);
+    memset(fp, 0, sizeof(*fp));
+}
+
+static uint64_t fence_hash(struct kafka_str group, const uint8_t topic_id[16], int32_t partition)
+{
+    uint64_t h = lm_fnv1a64(group.ptr, (size_t)group.len);
+    h = lm_fnv1a64_update(h, topic_id, 16);
+    return lm_fnv1a64_update(h, &partition, sizeof(partition));
+}
+
+/* The entry of (group, topic_id, partition) in fp, made (nothing replayed) with make; NULL
+ * when absent or out of memory. */
+static struct sfkey *fence_key(struct sfpart *fp, struct kafka_str group,
+                               const uint8_t topic_id[16], int32_t partition, bool make)
+{
+    uint64_t h = fence_hash(group, topic_id, partition);
+    for (struct sfkey *k = fp->nb > 0 ? fp->b[h % fp->nb] : NULL; k != NULL; k = k->next)
+        if (k->hash == h && k->partition == partition && k->group_len == group.len &&
+            memcmp(k->topic_id, topic_id, 16) == 0 &&
+            memcmp(k->group, group.ptr, (size_t)group.len) == 0)
+            return k;
+    if (!make)
+        return NULL;
+    if (fp->n >= fp->nb) { /* grow: twice the buckets, at least 64 */
+        uint32_t nb = fp->nb ? fp->nb * 2 : 64;
+        struct sfkey **b = calloc(nb, sizeof(*b));
+        if (b == NULL)
+            return NULL;
+        for (uint32_t i = 0; i < fp->nb; i++)
+            for (struct sfkey *k = fp->b[i], *nx; k != NULL; k = nx) {
+                nx = k->next;
+                k->next = b[k->hash % nb];
+                b[k->hash % nb] = k;
+            }
+        free(fp->b);
+        fp->b = b;
+        fp->nb = nb;
+    }
+    struct sfkey *k = malloc(sizeof(*k) + (size_t)group.len);
+    if (k == NULL)
+        return NULL;
+    k->hash = h;
+    k->partition = partition;
+    memcpy(k->topic_id, topic_id, 16);
+    lm_shr_fence_init(&k->fence);
+    k->group_len = group.len;
+    memcpy(k->group, group.ptr, (size_t)group.len);
+    k->next = fp->b[h % fp->nb];
+    fp->b[h % fp->nb] = k;
+    fp->n++;
+    return k;
+}
+
+struct fence_scan {
+    struct sfpart *fp;
+    int rc; /* LM_E_NOMEM: an entry could not be made */
+    int64_t n_bad;
+};
+
+/* Calls fn(ctx, record) for each record of batch, a batch of a state partition (control
+ * batches skipped); a batch that does not decode adds to *n_bad. */
+static void state_batch_records(const uint8_t *batch, size_t len,
+                                const struct kafka_batch_header *h,
+                                void (*fn)(void *ctx, const struct kafka_record *rec), void *ctx,
+                                int64_t *n_bad)
+{
+    if (h->attributes & KAFKA_BATCH_ATTR_CONTROL)
+        return;
+    struct kafka_batch_reader r;
+    if (kafka_batch_reader_open(&r, batch, len, SHARE_LOAD_BATCH_BYTES_MAX) != 0) {
+        (*n_bad)++;
+        return;
+    }
+    struct kafka_record_iter it;
+    kafka_batch_reader_iter(&r, &it);
+    struct kafka_record rec;
+    int rc;
+    while ((rc = kafka_record_iter_next(&it, &rec)) == 1)
+        fn(ctx, &rec);
+    kafka_batch_reader_close(&r);
+    if (rc < 0)
+        (*n_bad)++;
+}
+
+static void fence_record(void *ctx, const struct kafka_record *rec)
+{
+    struct fence_scan *fs = ctx;
+    struct lm_shr_key k;
+    if (rec->key_len < 0 || lm_shr_key_decode(rec->key, (size_t)rec->key_len, &k) != 0)
+        return;
+    struct lm_shr_value v;
+    bool tomb = rec->value_len < 0;
+    if (!tomb &&
+        lm_shr_value_decode(rec->value, (size_t)rec->value_len, k.type, &v, NULL, 0) != 0) {
+        fs->n_bad++;
+        return;
+    }
+    struct sfkey *e = fence_key(fs->fp, k.group, k.topic_id, k.partition, !tomb);
+    if (e == NULL && !tomb)
+        fs->rc = LM_E_NOMEM;
+    if (e != NULL)
+        lm_shr_fence_replay(&e->fence, k.type, tomb ? NULL : &v);
+}
+
+static int fence_batch(void *ctx, const uint8_t *batch, size_t len,
+                       const struct kafka_batch_header *h)
+{
+    struct fence_scan *fs = ctx;
+    state_batch_records(batch, len, h, fence_record, fs, &fs->n_bad);
+    return 0;
+}
+
+/* The fencing epochs of (group, topic_id, partition) in p, the state partition this shard
+ * leads: replayed from its log (the records since the last check). NULL on failure (*rc). */
+static struct lm_shr_fence *fence_of(struct hshard *hs, struct hpart *p, struct kafka_str group,
+                                     const uint8_t topic_id[16], int32_t partition, int *rc)
+{
+    struct sspeers *ps = peers_of(hs);
+    *rc = LM_E_NOMEM;
+    if (ps == NULL || p->partition < 0 || p->partition >= SHARE_STATE_PARTITIONS_MAX)
+        return NULL;
+    if (p->partition >= ps->n_fence) {
+        int32_t n = p->partition + 1;
+        struct sfpart *f = realloc(ps->fence, (size_t)n * sizeof(*f));
+        if (f == NULL)
+            return NULL;
+        memset(f + ps->n_fence, 0, (size_t)(n - ps->n_fence) * sizeof(*f));
+        ps->fence = f;
+        ps->n_fence = n;
+    }
+    struct sfpart *fp = &ps->fence[p->partition];
+    int32_t gen = p->replicated ? partition_leader_epoch(p->part) : 0;
+    if (fp->log != p->log || fp->gen != gen || storage_log_end_offset(p->log) < fp->next) {
+        fence_clear(fp);
+        fp->log = p->log;
+        fp->gen = gen;
+    }
+    struct fence_scan fs = {.fp = fp};
+    int64_t next = fp->next;
+    *rc = group_log_scan_range(p->log, fp->next, INT64_MAX, UINT64_MAX, fence_batch, &fs, &next);
+    if (fs.n_bad > 0)
+        BLOG_WARN_LIMITED("%s-%d: skipped %lld bad records", SHARE_STATE_TOPIC, p->partition,
+                          (long long)fs.n_bad);
+    if (*rc == 0)
+        *rc = fs.rc;
+    if (*rc != 0) {
+        fence_clear(fp); /* replayed again from the start next time */
+        return NULL;
+    }
+    fp->next = next;
+    struct sfkey *k = fence_key(fp, group, topic_id, partition, true);
+    if (k == NULL) {
+        *rc = LM_E_NOMEM;
+        return NULL;
+    }
+    return &k->fence;
+}
+
+/* Kafka's fencing of pr's append in p (NONE: go on); a whole-state snapshot gets the next
+ * snapshot epoch. */
+static int16_t fence_check(struct hshard *hs, struct hpart *p, struct share_prec *pr)
+{
+    if (pr->check == SHARE_CHECK_NONE)
+        return KAFKA_NONE;
+    struct lm_shr_key k;
+    if (pr->n < 1 || lm_shr_key_decode(pr->r[0].key, (size_t)pr->r[0].key_len, &k) != 0)
+        return KAFKA_UNKNOWN_SERVER_ERROR;
+    int rc;
+    const struct lm_shr_fence *f = fence_of(hs, p, k.group, k.topic_id, k.partition, &rc);
+    if (f == NULL) {
+        BLOG_WARN_LIMITED("%s-%d: reading its epochs: %s", SHARE_STATE_TOPIC, p->partition,
+                          lm_strerror(rc));
+        return KAFKA_COORDINATOR_NOT_AVAILABLE;
+    }
+    int16_t err = pr->check == SHARE_CHECK_INIT
+                      ? lm_shr_fence_initialize(f, pr->state_epoch)
+                      : lm_shr_fence_write(f, pr->leader_epoch, pr->state_epoch);
+    if (err != KAFKA_NONE) {
+        BLOG_INFO_LIMITED("%s-%d: share partition %.*s:%d: %s with leader epoch %d, state epoch "
+                          "%d refused (recorded: %d, %d)",
+                          SHARE_STATE_TOPIC, p->partition, (int)k.group.len, k.group.ptr,
+                          k.partition, pr->check == SHARE_CHECK_INIT ? "initialization" : "write",
+                          pr->leader_epoch, pr->state_epoch, f->leader_epoch, f->state_epoch);
+        return err;
+    }
+    if (pr->next_snapshot && k.type == LM_SHR_SNAPSHOT && pr->r[0].value_len >= 6) {
+        /* the value: i16 version, then the i32 snapshot epoch */
+        uint32_t e = (uint32_t)lm_shr_fence_next_snapshot(f);
+        uint8_t *b = (uint8_t *)pr->r[0].value + 2;
+        b[0] = (uint8_t)(e >> 24);
+        b[1] = (uint8_t)(e >> 16);
+        b[2] = (uint8_t)(e >> 8);
+        b[3] = (uint8_t)e;
+    }
+    return KAFKA_NONE;
+}
+
 void share_state_shard_free(struct hshard *hs)
 {
     struct sspeers *ps = hs->share_peers;
@@ -233,6 +487,9 @@ void share_state_shard_free(struct hshard *hs)
     for (int32_t i = 0; i < ps->n; i++)
         if (ps->peers[i].peer != NULL)
             broker_peer_close(ps->peers[i].peer);
+    for (int32_t i = 0; i < ps->n_fence; i++)
+        fence_clear(&ps->fence[i]);
+    free(ps->fence);
     free(ps);
     hs->share_peers = NULL;
 }
@@ -376,6 +633,9 @@ static void persist_op(struct hshard *hs, struct hpart *p, struct hwork *w, stru
         w->error = KAFKA_NOT_LEADER_OR_FOLLOWER;
         return;
     }
+    w->error = fence_check(hs, p, &sp->recs[i]);
+    if (w->error != KAFKA_NONE)
+        return;
     int64_t now = group_now_ms(hs);
     struct kafka_batch_builder b;
     kafka_batch_builder_init(&b, 0, now);
@@ -496,8 +756,70 @@ static int remote_delete(struct spersist *sp, size_t i, const struct lm_shr_key 
     return rpc_send(sp->hs, r, KAFKA_DELETE_SHARE_GROUP_STATE_KEY, len, node);
 }
 
-/* Sends recs[i] as a WriteShareGroupState (one snapshot or update record) or a
- * DeleteShareGroupState (tombstones) to node. */
+static void init_answered(struct srpc *r, int rc)
+{
+    struct spersist *sp = r->owner;
+    struct share_prec *pr = &sp->recs[r->i];
+    int16_t err = KAFKA_NETWORK_EXCEPTION;
+    if (rc == 0) {
+        struct kafka_arena a;
+        kafka_arena_init(&a, SHARE_RPC_ARENA_BYTES);
+        struct kafka_reader rd;
+        kafka_reader_init(&rd, r->call.resp, r->call.resp_len);
+        struct kafka_initialize_share_group_state_response rs;
+        kafka_initialize_share_group_state_response_init(&rs);
+        if (kafka_initialize_share_group_state_response_decode(&rd, 0, &rs, &a) == 0 &&
+            rs.results_count == 1 && rs.results[0].partitions_count == 1)
+            err = rs.results[0].partitions[0].error_code;
+        kafka_arena_deinit(&a);
+    }
+    pr->error = remote_error(err);
+    if (pr->error != KAFKA_NONE)
+        BLOG_INFO_LIMITED("%s-%d: InitializeShareGroupState to its leader: error %d",
+                          SHARE_STATE_TOPIC, pr->state_partition, err);
+    persist_step(sp);
+}
+
+/* Sends recs[i] (an initialization) as an InitializeShareGroupState to node. */
+static int remote_initialize(struct spersist *sp, size_t i, const struct lm_shr_key *k,
+                             int32_t node)
+{
+    const struct share_prec *pr = &sp->recs[i];
+    struct kafka_initialize_share_group_state_request_partition_data pd = {
+        .partition = k->partition,
+        .state_epoch = pr->state_epoch,
+        .start_offset = pr->start_offset};
+    struct kafka_initialize_share_group_state_request_initialize_state_data td = {
+        .partitions = &pd, .partitions_count = 1};
+    memcpy(td.topic_id.b, k->topic_id, 16);
+    struct kafka_initialize_share_group_state_request rq;
+    kafka_initialize_share_group_state_request_init(&rq);
+    rq.group_id = k->group;
+    rq.topics = &td;
+    rq.topics_count = 1;
+    struct srpc *r = &sp->rpcs[i];
+    memset(r, 0, sizeof(*r));
+    size_t len = kafka_initialize_share_group_state_request_size(0, &rq);
+    r->buf = malloc(len);
+    if (r->buf == NULL)
+        return LM_E_NOMEM;
+    struct kafka_writer w;
+    kafka_writer_init(&w, r->buf, len);
+    int rc = kafka_initialize_share_group_state_request_encode(&w, 0, &rq);
+    LM_ASSERT(rc != 0 || w.pos == len);
+    if (rc != 0) {
+        free(r->buf);
+        r->buf = NULL;
+        return rc;
+    }
+    r->answer = init_answered;
+    r->owner = sp;
+    r->i = i;
+    return rpc_send(sp->hs, r, KAFKA_INITIALIZE_SHARE_GROUP_STATE_KEY, len, node);
+}
+
+/* Sends recs[i] as a WriteShareGroupState (one snapshot or update record, with the writer's
+ * epochs), an InitializeShareGroupState or a DeleteShareGroupState (tombstones) to node. */
 static int remote_write(struct spersist *sp, size_t i, int32_t node)
 {
     const struct share_prec *pr = &sp->recs[i];
@@ -511,6 +833,8 @@ static int remote_write(struct spersist *sp, size_t i, int32_t node)
         return remote_delete(sp, i, &k, node);
     if (pr->n != 1)
         return LM_E_INVALID;
+    if (pr->check == SHARE_CHECK_INIT)
+        return remote_initialize(sp, i, &k, node);
     int32_t cap = pr->r[0].value_len / 20 + 1;
     struct lm_shr_batch *b = malloc((size_t)cap * sizeof(*b));
     struct kafka_write_share_group_state_request_state_batch *wb =
@@ -527,9 +851,10 @@ static int remote_write(struct spersist *sp, size_t i, int32_t node)
         for (int32_t j = 0; j < v.n_batches; j++)
             wb[j] = (struct kafka_write_share_group_state_request_state_batch){
                 b[j].first, b[j].last, b[j].state, b[j].delivery_count};
+        /* the writer's state epoch: an update record does not carry it */
         struct kafka_write_share_group_state_request_partition_data pd = {
             .partition = k.partition,
-            .state_epoch = v.state_epoch,
+            .state_epoch = pr->state_epoch,
             .leader_epoch = v.leader_epoch,
             .start_offset = v.start_offset,
             .state_batches = wb,
@@ -629,10 +954,12 @@ bool share_persist_start(struct broker_req *req, struct share_prec *recs, size_t
 /* ---- reads ---- */
 
 struct sload {
+    struct broker_req *req;
     struct hshard *hs;
     struct share_load *loads;
     struct hwork *items;
     struct srpc *rpcs;
+    struct share_prec *precs; /* the leader epochs the reads record here (with_epoch) */
     size_t n;
     struct hfan fan;
     uint32_t pending;
@@ -640,11 +967,83 @@ struct sload {
     void *ctx;
 };
 
+static bool persist_begin(struct broker_req *req, struct share_prec *recs, size_t n,
+                          void (*done)(void *ctx), void *ctx, bool local_only);
+
+static void load_failed(struct share_load *ld, int16_t err)
+{
+    ld->error = err;
+    if (ld->state != NULL)
+        lm_shr_state_deinit(ld->state); /* nothing read */
+}
+
+static void load_recorded(void *ctx)
+{
+    struct sload *sl = ctx;
+    for (size_t i = 0; i < sl->n; i++) {
+        if (sl->precs[i].n > 0 && sl->precs[i].error != KAFKA_NONE)
+            load_failed(&sl->loads[i], sl->precs[i].error);
+        share_prec_free(&sl->precs[i]);
+    }
+    sl->done(sl->ctx);
+}
+
+/* The reads are done: those by a leader (with_epoch) of a state partition led here are
+ * checked against its epochs, and a newer leader epoch is written before the answer (a read
+ * sent to another node had it done there). */
+static void load_finish(struct sload *sl)
+{
+    bool any = false;
+    int64_t now = group_now_ms(sl->hs);
+    for (size_t i = 0; i < sl->n; i++) {
+        struct share_load *ld = &sl->loads[i];
+        const struct lm_shr_state *st = ld->state;
+        if (!ld->with_epoch || ld->error != KAFKA_NONE || st == NULL || !st->present ||
+            sl->items[i].owner == HWORK_DONE)
+            continue;
+        int16_t err = lm_shr_fence_read(&st->fence, ld->leader_epoch);
+        if (err != KAFKA_NONE) {
+            load_failed(ld, err);
+            continue;
+        }
+        if (st->fence.leader_epoch >= ld->leader_epoch)
+            continue;
+        if (sl->precs == NULL)
+            sl->precs = h_alloc(sl->req, sl->n, sizeof(*sl->precs));
+        if (sl->precs == NULL) {
+            load_failed(ld, KAFKA_UNKNOWN_SERVER_ERROR);
+            continue;
+        }
+        if (!any)
+            memset(sl->precs, 0, sl->n * sizeof(*sl->precs));
+        struct lm_shr_value v = {.snapshot_epoch = st->snapshot_epoch,
+                                 .state_epoch = -1,
+                                 .leader_epoch = ld->leader_epoch,
+                                 .start_offset = st->start_offset,
+                                 .create_ms = now,
+                                 .write_ms = now};
+        if (share_prec_state(&sl->precs[i], ld->state_partition, ld->group, ld->topic_id,
+                             ld->partition, LM_SHR_UPDATE, &v) != 0)
+            load_failed(ld, KAFKA_UNKNOWN_SERVER_ERROR);
+        else
+            any = true;
+    }
+    if (any && persist_begin(sl->req, sl->precs, sl->n, load_recorded, sl, true))
+        return;
+    if (any) /* arena exhausted: nothing written, the reads fail */
+        for (size_t i = 0; i < sl->n; i++)
+            if (sl->precs[i].n > 0) {
+                load_failed(&sl->loads[i], KAFKA_UNKNOWN_SERVER_ERROR);
+                share_prec_free(&sl->precs[i]);
+            }
+    sl->done(sl->ctx);
+}
+
 static void load_step(struct sload *sl)
 {
     LM_ASSERT(sl->pending > 0);
     if (--sl->pending == 0)
-        sl->done(sl->ctx);
+        load_finish(sl);
 }
 
 struct load_scan {
@@ -655,8 +1054,9 @@ struct load_scan {
     int64_t n_bad;
 };
 
-static void load_record(struct load_scan *l, const struct kafka_record *rec)
+static void load_record(void *ctx, const struct kafka_record *rec)
 {
+    struct load_scan *l = ctx;
     struct lm_shr_key k;
     if (rec->key_len < 0 || lm_shr_key_decode(rec->key, (size_t)rec->key_len, &k) != 0)
         return; /* another record type (none yet) or not ours to read */
@@ -681,22 +1081,7 @@ static int load_batch(void *ctx, const uint8_t *batch, size_t len,
                       const struct kafka_batch_header *h)
 {
     struct load_scan *l = ctx;
-    if (h->attributes & KAFKA_BATCH_ATTR_CONTROL)
-        return 0;
-    struct kafka_batch_reader r;
-    if (kafka_batch_reader_open(&r, batch, len, SHARE_LOAD_BATCH_BYTES_MAX) != 0) {
-        l->n_bad++;
-        return 0;
-    }
-    struct kafka_record_iter it;
-    kafka_batch_reader_iter(&r, &it);
-    struct kafka_record rec;
-    int rc;
-    while ((rc = kafka_record_iter_next(&it, &rec)) == 1)
-        load_record(l, &rec);
-    kafka_batch_reader_close(&r);
-    if (rc < 0)
-        l->n_bad++;
+    state_batch_records(batch, len, h, load_record, l, &l->n_bad);
     return 0;
 }
 
@@ -756,8 +1141,9 @@ static int16_t read_state_of(const struct kafka_read_share_group_state_response 
         &rs->results[0].partitions[0];
     if (pr->error_code != KAFKA_NONE)
         return pr->error_code;
-    if (pr->start_offset < 0)
-        return KAFKA_NONE; /* no state */
+    if (pr->start_offset < -1 ||
+        (pr->start_offset == -1 && pr->state_epoch == 0 && pr->state_batches_count <= 0))
+        return KAFKA_NONE; /* no state (Kafka's uninitialized answer: -1, epoch 0) */
     int32_t n = pr->state_batches_count > 0 ? pr->state_batches_count : 0;
     if (n > LM_SHR_BATCHES_MAX)
         return KAFKA_INVALID_REQUEST;
@@ -799,6 +1185,76 @@ static void read_answered(struct srpc *r, int rc)
     load_step(sl);
 }
 
+static void summary_answered(struct srpc *r, int rc)
+{
+    struct sload *sl = r->owner;
+    struct share_load *ld = &sl->loads[r->i];
+    int16_t err = KAFKA_NETWORK_EXCEPTION;
+    if (rc == 0 && ld->state != NULL) {
+        struct kafka_arena a;
+        kafka_arena_init(&a, SHARE_RPC_ARENA_BYTES);
+        struct kafka_reader rd;
+        kafka_reader_init(&rd, r->call.resp, r->call.resp_len);
+        struct kafka_read_share_group_state_summary_response rs;
+        kafka_read_share_group_state_summary_response_init(&rs);
+        if (kafka_read_share_group_state_summary_response_decode(&rd, 0, &rs, &a) == 0 &&
+            rs.results_count == 1 && rs.results[0].partitions_count == 1) {
+            const struct kafka_read_share_group_state_summary_response_partition_result *pr =
+                &rs.results[0].partitions[0];
+            err = pr->error_code;
+            /* start offset -1 and epochs 0: no state (Kafka's uninitialized summary) */
+            bool none = pr->start_offset == -1 && pr->state_epoch == 0 && pr->leader_epoch == 0;
+            if (err == KAFKA_NONE && !none) {
+                struct lm_shr_value v = {.state_epoch = pr->state_epoch,
+                                         .leader_epoch = pr->leader_epoch,
+                                         .start_offset = pr->start_offset};
+                if (lm_shr_state_replay(ld->state, LM_SHR_SNAPSHOT, &v) != 0)
+                    err = KAFKA_INVALID_REQUEST;
+            }
+        }
+        kafka_arena_deinit(&a);
+    }
+    ld->error = remote_error(err);
+    if (ld->error != KAFKA_NONE && ld->state != NULL)
+        lm_shr_state_deinit(ld->state); /* nothing read */
+    load_step(sl);
+}
+
+/* Sends loads[i] as a ReadShareGroupStateSummary to node. */
+static int remote_summary(struct sload *sl, size_t i, int32_t node)
+{
+    struct share_load *ld = &sl->loads[i];
+    struct kafka_read_share_group_state_summary_request_partition_data pd = {
+        .partition = ld->partition, .leader_epoch = -1};
+    struct kafka_read_share_group_state_summary_request_read_state_summary_data td = {
+        .partitions = &pd, .partitions_count = 1};
+    memcpy(td.topic_id.b, ld->topic_id, 16);
+    struct kafka_read_share_group_state_summary_request rq;
+    kafka_read_share_group_state_summary_request_init(&rq);
+    rq.group_id = ld->group;
+    rq.topics = &td;
+    rq.topics_count = 1;
+    struct srpc *r = &sl->rpcs[i];
+    memset(r, 0, sizeof(*r));
+    size_t len = kafka_read_share_group_state_summary_request_size(0, &rq);
+    r->buf = malloc(len);
+    if (r->buf == NULL)
+        return LM_E_NOMEM;
+    struct kafka_writer w;
+    kafka_writer_init(&w, r->buf, len);
+    int rc = kafka_read_share_group_state_summary_request_encode(&w, 0, &rq);
+    LM_ASSERT(rc != 0 || w.pos == len);
+    if (rc != 0) {
+        free(r->buf);
+        r->buf = NULL;
+        return rc;
+    }
+    r->answer = summary_answered;
+    r->owner = sl;
+    r->i = i;
+    return rpc_send(sl->hs, r, KAFKA_READ_SHARE_GROUP_STATE_SUMMARY_KEY, len, node);
+}
+
 /* Sends loads[i] as a ReadShareGroupState to node. */
 static int remote_read(struct sload *sl, size_t i, int32_t node)
 {
@@ -807,8 +1263,10 @@ static int remote_read(struct sload *sl, size_t i, int32_t node)
     if (ld->state == NULL)
         return LM_E_NOMEM;
     lm_shr_state_init(ld->state);
-    struct kafka_read_share_group_state_request_partition_data pd = {.partition = ld->partition,
-                                                                     .leader_epoch = -1};
+    if (ld->summary)
+        return remote_summary(sl, i, node);
+    struct kafka_read_share_group_state_request_partition_data pd = {
+        .partition = ld->partition, .leader_epoch = ld->with_epoch ? ld->leader_epoch : -1};
     struct kafka_read_share_group_state_request_read_state_data td = {.partitions = &pd,
                                                                       .partitions_count = 1};
     memcpy(td.topic_id.b, ld->topic_id, 16);
@@ -850,6 +1308,7 @@ static bool load_begin(struct broker_req *req, struct share_load *loads, size_t 
     sl->rpcs = h_alloc(req, n ? n : 1, sizeof(*sl->rpcs));
     if (sl->items == NULL || sl->rpcs == NULL)
         return false;
+    sl->req = req;
     sl->hs = hs;
     sl->loads = loads;
     sl->n = n;
@@ -908,6 +1367,8 @@ struct scoord {
     struct kafka_read_share_group_state_request *rrq;
     struct kafka_write_share_group_state_request *wrq;
     struct kafka_delete_share_group_state_request *drq;
+    struct kafka_initialize_share_group_state_request *irq;
+    struct kafka_read_share_group_state_summary_request *srq;
     size_t n;
     int16_t *errors;          /* per partition, before the fan-out (bad input, denied) */
     struct share_prec *precs; /* write, per partition */
@@ -969,6 +1430,26 @@ static void write_answer(void *ctx)
     h_respond(req, &resp);
 }
 
+/* Item k's answer of a read or summary: its error, and its state when it has one. */
+static int16_t scoord_load_result(const struct scoord *c, size_t k, const struct lm_shr_state **st)
+{
+    const struct share_load *ld = c->load_of[k] >= 0 ? &c->loads[c->load_of[k]] : NULL;
+    *st = ld != NULL ? ld->state : NULL;
+    return c->errors[k] != KAFKA_NONE ? c->errors[k]
+           : ld != NULL               ? coord_error(ld->error)
+                                      : KAFKA_UNKNOWN_SERVER_ERROR;
+}
+
+static void scoord_loads_free(struct scoord *c)
+{
+    for (size_t i = 0; i < c->n_loads; i++)
+        if (c->loads[i].state != NULL) {
+            lm_shr_state_deinit(c->loads[i].state);
+            free(c->loads[i].state);
+            c->loads[i].state = NULL;
+        }
+}
+
 static void read_answer(void *ctx)
 {
     struct scoord *c = ctx;
@@ -994,11 +1475,13 @@ static void read_answer(void *ctx)
             p->partition = rq->topics[t].partitions[j].partition;
             p->error_message = KAFKA_STR_NULL;
             p->start_offset = -1;
-            const struct share_load *ld = c->load_of[k] >= 0 ? &c->loads[c->load_of[k]] : NULL;
-            p->error_code = c->errors[k] != KAFKA_NONE ? c->errors[k]
-                            : ld != NULL               ? coord_error(ld->error)
-                                                       : KAFKA_UNKNOWN_SERVER_ERROR;
-            const struct lm_shr_state *st = ld != NULL ? ld->state : NULL;
+            const struct lm_shr_state *st;
+            p->error_code = scoord_load_result(c, k, &st);
+            if (p->error_code == KAFKA_NONE && st != NULL)
+                p->error_code =
+                    lm_shr_fence_read(&st->fence, rq->topics[t].partitions[j].leader_epoch);
+            if (p->error_code == KAFKA_NONE && c->precs[k].n > 0)
+                p->error_code = coord_error(c->precs[k].error); /* the new leader epoch's */
             if (p->error_code != KAFKA_NONE || st == NULL || !st->present)
                 continue;
             p->state_epoch = st->state_epoch;
@@ -1015,18 +1498,56 @@ static void read_answer(void *ctx)
             p->state_batches_count = st->n;
         }
     }
-    for (size_t i = 0; i < c->n_loads; i++)
-        if (c->loads[i].state != NULL) {
-            lm_shr_state_deinit(c->loads[i].state);
-            free(c->loads[i].state);
-            c->loads[i].state = NULL;
-        }
+    scoord_loads_free(c);
+    scoord_precs_free(c);
     if (!ok) {
         h_close(req, "arena exhausted");
         return;
     }
     resp.results_count = nt;
     h_respond(req, &resp);
+}
+
+/* The states read: a read with a newer leader epoch than the share partition's records hold
+ * writes it first (an update with no batches, Kafka's readStateAndMaybeUpdateLeaderEpoch), so
+ * the previous leader's writes are fenced from then on; then the answer. */
+static void read_loaded(void *ctx)
+{
+    struct scoord *c = ctx;
+    struct kafka_read_share_group_state_request *rq = c->rrq;
+    int64_t now = group_now_ms(hs_of(c->req->shard));
+    bool any = false;
+    size_t k = 0;
+    for (int32_t t = 0; t < rq->topics_count; t++)
+        for (int32_t j = 0; j < rq->topics[t].partitions_count; j++, k++) {
+            int32_t epoch = rq->topics[t].partitions[j].leader_epoch;
+            const struct lm_shr_state *st;
+            if (scoord_load_result(c, k, &st) != KAFKA_NONE || st == NULL || !st->present ||
+                epoch == -1 || lm_shr_fence_read(&st->fence, epoch) != KAFKA_NONE ||
+                st->fence.leader_epoch == epoch)
+                continue;
+            const struct share_load *ld = &c->loads[c->load_of[k]];
+            struct lm_shr_value v = {.snapshot_epoch = st->snapshot_epoch,
+                                     .state_epoch = -1, /* an update: not checked */
+                                     .leader_epoch = epoch,
+                                     .start_offset = st->start_offset,
+                                     .create_ms = now,
+                                     .write_ms = now};
+            if (share_prec_state(&c->precs[k], ld->state_partition, ld->group, ld->topic_id,
+                                 ld->partition, LM_SHR_UPDATE, &v) != 0)
+                c->errors[k] = KAFKA_UNKNOWN_SERVER_ERROR;
+            else
+                any = true;
+        }
+    if (!any) {
+        read_answer(c);
+        return;
+    }
+    if (!persist_begin(c->req, c->precs, c->n, read_answer, c, true)) {
+        scoord_precs_free(c);
+        scoord_loads_free(c);
+        h_close(c->req, "arena exhausted");
+    }
 }
 
 static struct scoord *scoord_new(struct broker_req *req, size_t n)
@@ -1059,6 +1580,19 @@ static int16_t coord_check(struct broker_req *req, struct kafka_str group, int32
         return KAFKA_INVALID_REQUEST;
     *n_parts = share_state_partitions(hs_of(req->shard), false);
     return *n_parts > 0 ? KAFKA_NONE : KAFKA_NOT_COORDINATOR;
+}
+
+/* A share partition's error before its state is touched: a negative partition is
+ * INVALID_REQUEST, one the metadata does not hold UNKNOWN_TOPIC_OR_PARTITION (Kafka's
+ * ShareCoordinatorShard checks the metadata image). */
+static int16_t part_check(struct broker_req *req, const uint8_t topic_id[16], int32_t partition)
+{
+    if (partition < 0)
+        return KAFKA_INVALID_REQUEST;
+    struct hshard *hs = hs_of(req->shard);
+    const struct lm_meta_topic *t = lm_meta_state_find_id(&hs->snap->state, topic_id);
+    return t != NULL && partition < t->partition_count ? KAFKA_NONE
+                                                       : KAFKA_UNKNOWN_TOPIC_OR_PARTITION;
 }
 
 static void write_share_group_state(struct broker_req *req)
@@ -1096,6 +1630,9 @@ static void write_share_group_state(struct broker_req *req)
                 c->errors[k] = KAFKA_INVALID_REQUEST;
                 continue;
             }
+            c->errors[k] = part_check(req, rq->topics[t].topic_id.b, pd->partition);
+            if (c->errors[k] != KAFKA_NONE)
+                continue;
             struct lm_shr_batch *b = malloc((size_t)(nb ? nb : 1) * sizeof(*b));
             if (b == NULL) {
                 c->errors[k] = KAFKA_UNKNOWN_SERVER_ERROR;
@@ -1122,11 +1659,32 @@ static void write_share_group_state(struct broker_req *req)
             if (rc != 0)
                 c->errors[k] =
                     rc == LM_E_INVALID ? KAFKA_INVALID_REQUEST : KAFKA_UNKNOWN_SERVER_ERROR;
+            else
+                c->precs[k].next_snapshot = true;
         }
     if (!persist_begin(req, c->precs, n, write_answer, c, true)) {
         scoord_precs_free(c);
         h_close(req, "arena exhausted");
     }
+}
+
+/* Item k of a read or a summary: its error, else a read of its state. */
+static void scoord_load_item(struct broker_req *req, struct scoord *c, size_t k, int16_t top,
+                             int32_t parts, struct kafka_str group, const uint8_t tid[16],
+                             int32_t partition)
+{
+    c->errors[k] = top != KAFKA_NONE ? top : part_check(req, tid, partition);
+    c->load_of[k] = -1;
+    if (c->errors[k] != KAFKA_NONE)
+        return;
+    struct share_load *ld = &c->loads[c->n_loads];
+    *ld = (struct share_load){.state_partition =
+                                  share_state_partition_for(group, tid, partition, parts),
+                              .group = group,
+                              .partition = partition,
+                              .item = k};
+    memcpy(ld->topic_id, tid, 16);
+    c->load_of[k] = (int32_t)c->n_loads++;
 }
 
 static void read_share_group_state(struct broker_req *req)
@@ -1152,25 +1710,10 @@ static void read_share_group_state(struct broker_req *req)
     int16_t top = coord_check(req, rq->group_id, &parts);
     size_t k = 0;
     for (int32_t t = 0; t < rq->topics_count; t++)
-        for (int32_t j = 0; j < rq->topics[t].partitions_count; j++, k++) {
-            int32_t partition = rq->topics[t].partitions[j].partition;
-            c->errors[k] = top != KAFKA_NONE ? top
-                           : partition < 0   ? KAFKA_INVALID_REQUEST
-                                             : KAFKA_NONE;
-            c->load_of[k] = -1;
-            if (c->errors[k] != KAFKA_NONE)
-                continue;
-            const uint8_t *tid = rq->topics[t].topic_id.b;
-            struct share_load *ld = &c->loads[c->n_loads];
-            *ld = (struct share_load){
-                .state_partition = share_state_partition_for(rq->group_id, tid, partition, parts),
-                .group = rq->group_id,
-                .partition = partition,
-                .item = k};
-            memcpy(ld->topic_id, tid, 16);
-            c->load_of[k] = (int32_t)c->n_loads++;
-        }
-    if (!load_begin(req, c->loads, c->n_loads, read_answer, c, true))
+        for (int32_t j = 0; j < rq->topics[t].partitions_count; j++, k++)
+            scoord_load_item(req, c, k, top, parts, rq->group_id, rq->topics[t].topic_id.b,
+                             rq->topics[t].partitions[j].partition);
+    if (!load_begin(req, c->loads, c->n_loads, read_loaded, c, true))
         h_close(req, "arena exhausted");
 }
 
@@ -1250,6 +1793,160 @@ static void delete_share_group_state(struct broker_req *req)
     }
 }
 
+static void summary_answer(void *ctx)
+{
+    struct scoord *c = ctx;
+    struct broker_req *req = c->req;
+    struct kafka_read_share_group_state_summary_request *rq = c->srq;
+    struct kafka_read_share_group_state_summary_response resp;
+    kafka_read_share_group_state_summary_response_init(&resp);
+    int32_t nt = rq->topics_count > 0 ? rq->topics_count : 0;
+    resp.results = h_alloc(req, (size_t)(nt ? nt : 1), sizeof(*resp.results));
+    struct kafka_read_share_group_state_summary_response_partition_result *pr =
+        h_alloc(req, c->n ? c->n : 1, sizeof(*pr));
+    bool ok = resp.results != NULL && pr != NULL;
+    size_t k = 0;
+    for (int32_t t = 0; ok && t < nt; t++) {
+        struct kafka_read_share_group_state_summary_response_read_state_summary_result *o =
+            &resp.results[t];
+        o->topic_id = rq->topics[t].topic_id;
+        o->partitions = &pr[k];
+        o->partitions_count =
+            rq->topics[t].partitions_count > 0 ? rq->topics[t].partitions_count : 0;
+        for (int32_t j = 0; j < o->partitions_count; j++, k++) {
+            struct kafka_read_share_group_state_summary_response_partition_result *p = &pr[k];
+            memset(p, 0, sizeof(*p));
+            p->partition = rq->topics[t].partitions[j].partition;
+            p->error_message = KAFKA_STR_NULL;
+            p->start_offset = -1; /* none: Kafka's uninitialized summary, epochs 0 */
+            const struct lm_shr_state *st;
+            p->error_code = scoord_load_result(c, k, &st);
+            if (p->error_code == KAFKA_NONE && st != NULL && st->present) {
+                p->state_epoch = st->state_epoch;
+                p->leader_epoch = st->leader_epoch;
+                p->start_offset = st->start_offset;
+            }
+        }
+    }
+    scoord_loads_free(c);
+    if (!ok) {
+        h_close(req, "arena exhausted");
+        return;
+    }
+    resp.results_count = nt;
+    h_respond(req, &resp);
+}
+
+static void read_share_group_state_summary(struct broker_req *req)
+{
+    struct kafka_read_share_group_state_summary_request *rq = h_alloc(req, 1, sizeof(*rq));
+    if (rq == NULL) {
+        h_close(req, "arena exhausted");
+        return;
+    }
+    kafka_read_share_group_state_summary_request_init(rq);
+    if (!h_decode(req, rq))
+        return;
+    size_t n = 0;
+    for (int32_t t = 0; t < rq->topics_count; t++)
+        n += rq->topics[t].partitions_count > 0 ? (size_t)rq->topics[t].partitions_count : 0;
+    struct scoord *c = scoord_new(req, n);
+    if (c == NULL) {
+        h_close(req, "arena exhausted");
+        return;
+    }
+    c->srq = rq;
+    int32_t parts = 0;
+    int16_t top = coord_check(req, rq->group_id, &parts);
+    size_t k = 0;
+    for (int32_t t = 0; t < rq->topics_count; t++)
+        for (int32_t j = 0; j < rq->topics[t].partitions_count; j++, k++)
+            scoord_load_item(req, c, k, top, parts, rq->group_id, rq->topics[t].topic_id.b,
+                             rq->topics[t].partitions[j].partition);
+    if (!load_begin(req, c->loads, c->n_loads, summary_answer, c, true))
+        h_close(req, "arena exhausted");
+}
+
+static void initialize_answer(void *ctx)
+{
+    struct scoord *c = ctx;
+    struct broker_req *req = c->req;
+    struct kafka_initialize_share_group_state_request *rq = c->irq;
+    struct kafka_initialize_share_group_state_response resp;
+    kafka_initialize_share_group_state_response_init(&resp);
+    int32_t nt = rq->topics_count > 0 ? rq->topics_count : 0;
+    resp.results = h_alloc(req, (size_t)(nt ? nt : 1), sizeof(*resp.results));
+    struct kafka_initialize_share_group_state_response_partition_result *pr =
+        h_alloc(req, c->n ? c->n : 1, sizeof(*pr));
+    bool ok = resp.results != NULL && pr != NULL;
+    size_t k = 0;
+    for (int32_t t = 0; ok && t < nt; t++) {
+        struct kafka_initialize_share_group_state_response_initialize_state_result *o =
+            &resp.results[t];
+        o->topic_id = rq->topics[t].topic_id;
+        o->partitions = &pr[k];
+        o->partitions_count =
+            rq->topics[t].partitions_count > 0 ? rq->topics[t].partitions_count : 0;
+        for (int32_t j = 0; j < o->partitions_count; j++, k++) {
+            int16_t err = scoord_item_error(c, k);
+            pr[k] = (struct kafka_initialize_share_group_state_response_partition_result){
+                rq->topics[t].partitions[j].partition, err, KAFKA_STR_NULL};
+        }
+    }
+    scoord_precs_free(c);
+    if (!ok) {
+        h_close(req, "arena exhausted");
+        return;
+    }
+    resp.results_count = nt;
+    h_respond(req, &resp);
+}
+
+static void initialize_share_group_state(struct broker_req *req)
+{
+    struct kafka_initialize_share_group_state_request *rq = h_alloc(req, 1, sizeof(*rq));
+    if (rq == NULL) {
+        h_close(req, "arena exhausted");
+        return;
+    }
+    kafka_initialize_share_group_state_request_init(rq);
+    if (!h_decode(req, rq))
+        return;
+    size_t n = 0;
+    for (int32_t t = 0; t < rq->topics_count; t++)
+        n += rq->topics[t].partitions_count > 0 ? (size_t)rq->topics[t].partitions_count : 0;
+    struct scoord *c = scoord_new(req, n);
+    if (c == NULL) {
+        h_close(req, "arena exhausted");
+        return;
+    }
+    c->irq = rq;
+    int32_t parts = 0;
+    int16_t top = coord_check(req, rq->group_id, &parts);
+    int64_t now = group_now_ms(hs_of(req->shard));
+    size_t k = 0;
+    for (int32_t t = 0; t < rq->topics_count; t++)
+        for (int32_t j = 0; j < rq->topics[t].partitions_count; j++, k++) {
+            const struct kafka_initialize_share_group_state_request_partition_data *pd =
+                &rq->topics[t].partitions[j];
+            const uint8_t *tid = rq->topics[t].topic_id.b;
+            c->errors[k] = top != KAFKA_NONE ? top : part_check(req, tid, pd->partition);
+            if (c->errors[k] == KAFKA_NONE && pd->start_offset < -1)
+                c->errors[k] = KAFKA_INVALID_REQUEST;
+            if (c->errors[k] != KAFKA_NONE)
+                continue;
+            if (share_prec_initialize(
+                    &c->precs[k],
+                    share_state_partition_for(rq->group_id, tid, pd->partition, parts),
+                    rq->group_id, tid, pd->partition, pd->state_epoch, pd->start_offset, now) != 0)
+                c->errors[k] = KAFKA_UNKNOWN_SERVER_ERROR;
+        }
+    if (!persist_begin(req, c->precs, n, initialize_answer, c, true)) {
+        scoord_precs_free(c);
+        h_close(req, "arena exhausted");
+    }
+}
+
 int share_state_register(struct broker_dispatch *d)
 {
     int rc;
@@ -1258,6 +1955,12 @@ int share_state_register(struct broker_dispatch *d)
         return rc;
     if ((rc = handlers_serve(d, KAFKA_READ_SHARE_GROUP_STATE_KEY, 0, 0, read_share_group_state)) !=
         0)
+        return rc;
+    if ((rc = handlers_serve(d, KAFKA_INITIALIZE_SHARE_GROUP_STATE_KEY, 0, 0,
+                             initialize_share_group_state)) != 0)
+        return rc;
+    if ((rc = handlers_serve(d, KAFKA_READ_SHARE_GROUP_STATE_SUMMARY_KEY, 0, 0,
+                             read_share_group_state_summary)) != 0)
         return rc;
     return handlers_serve(d, KAFKA_WRITE_SHARE_GROUP_STATE_KEY, 0, 0, write_share_group_state);
 }

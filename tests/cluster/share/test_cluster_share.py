@@ -10,6 +10,15 @@ the records neither accepted nor rejected, never an accepted or rejected one. La
 starting from the log's start acquires exactly the data records on the new leader, never the
 Raft control batches (the LeaderChange record at offset 0, the new leader's after the data).
 
+Before the kill, a third group whose group coordinator, share coordinator and data leader are
+three different nodes (else the first two at least): the share offsets described (Admin listShareGroupOffsets and
+kafka-share-groups --describe --offsets), altered (alterShareGroupOffsets) and deleted
+(kafka-share-groups --delete-offsets) are the state the share coordinator holds, checked with a
+ReadShareGroupStateSummary to it. After a reset, the data leader's share partition is read
+again: at a new share session when nothing is in flight, else when its state write is fenced
+(FENCED_STATE_EPOCH; x0..x2 held and released by a hand-built member first); a member gets every
+record from the reset offset on, none below.
+
     test_cluster_share.py --io uring
 
 Needs tests/compat/java/prepare to have run (lib/ and classes/).
@@ -26,15 +35,18 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "nodes"))
 sys.path.insert(0, os.path.join(HERE, "..", "..", "compat", "harness"))
 sys.path.insert(0, os.path.join(HERE, "..", "..", "compat", "groups"))
+sys.path.insert(0, os.path.join(HERE, "..", "..", "compat", "share"))
 from laminar_harness import free_port  # noqa: E402
 import test_cluster as tc  # noqa: E402
 import kraw  # noqa: E402
 from compat_util import java_cmd  # noqa: E402
-sys.path.insert(0, os.path.join(HERE, "..", "..", "compat", "share"))
 import test_share_wire as tw  # noqa: E402
+import test_share_wire as sw  # noqa: E402
+from test_share_wire import summary_state  # noqa: E402
 
 JAVA = os.path.join(HERE, "..", "..", "compat", "java")
 TOPIC, N = "cshare", 30
+X = 3  # records x0..x2 the share offsets administration writes after the 2N
 
 
 def cs(s):
@@ -97,11 +109,13 @@ def topic_id(node, topic):
     return tid if err == 0 else None
 
 
-def share_coordinators(node, keys):
-    """FindCoordinator v6, key type 2: {key: (node id, error)}."""
+def share_coordinators(node, keys, key_type=2):
+    """FindCoordinator v6 (key type 2: share coordinators, 0: group coordinators): {key: (node
+    id, error)}."""
     c = kraw.Conn(node.host, node.port)
     try:
-        body = b"\x02" + kraw.uvarint(len(keys) + 1) + b"".join(cs(k) for k in keys) + b"\x00"
+        body = struct.pack(">b", key_type) + kraw.uvarint(len(keys) + 1) + \
+            b"".join(cs(k) for k in keys) + b"\x00"
         r = R(c.call(10, 6, body, True))
     finally:
         c.close()
@@ -116,6 +130,15 @@ def share_coordinators(node, keys):
         r.tags()
         out[key] = (nid, err)
     return out
+
+
+def state_summary(node, group, tid, partition):
+    """ReadShareGroupStateSummary v0 at node: (error, state epoch, leader epoch, start)."""
+    c = kraw.Conn(node.host, node.port)
+    try:
+        return summary_state(c, group, tid, partition)
+    finally:
+        c.close()
 
 
 def values(out, tag):
@@ -136,9 +159,172 @@ def run(cmd, timeout):
         return -1, (e.stdout or b"").decode("utf-8", "replace") + "\nTIMEOUT"
 
 
+def hold_and_leave(nodes, g, coordinator, leader, tid):
+    """A member (hand-built frames) joins g, acquires x0..x2 from the data leader, closes its
+    share session (they are released: available, in flight) and leaves."""
+    cg = next(x for x in nodes if x.node_id == coordinator)
+    cd = next(x for x in nodes if x.node_id == leader)
+    c1, c2 = kraw.Conn(cg.host, cg.port), kraw.Conn(cd.host, cd.port)
+    try:
+        r = sw.heartbeat(c1, "mx", 0, [TOPIC], group=g)
+        deadline = time.monotonic() + 20
+        while r["error"] == 0 and not r["assignment"] and time.monotonic() < deadline:
+            time.sleep(0.3)
+            r = sw.heartbeat(c1, "mx", r["epoch"], group=g)
+        if r["error"] != 0 or not r["assignment"]:
+            tc.fail("member mx of %s: no assignment: %r" % (g, r), nodes)
+        got, epoch = [], 0
+        while len(got) < 3 and time.monotonic() < deadline:
+            f = sw.share_fetch(c2, "mx", epoch, tid, wait_ms=1000, group=g)
+            if f["error"] != 0:
+                tc.fail("member mx: ShareFetch %r" % f, nodes)
+            epoch += 1
+            got += [a for p in f["parts"] for a in (p["acquired"] or [])]
+        print("member mx acquired %r" % got)
+        if sum(last - first + 1 for first, last, _ in got) < 3:
+            tc.fail("member mx did not acquire x0..x2: %r" % got, nodes)
+        sw.share_fetch(c2, "mx", -1, tid, group=g)
+        sw.heartbeat(c1, "mx", -1, group=g)
+    finally:
+        c1.close()
+        c2.close()
+
+
+def admin_offsets(nodes, cp, boot, leader, tid, b64):
+    """Share offsets administration of a group whose coordinator is neither the data
+    partition's leader nor its share coordinator (the state partition's leader; when no
+    candidate has the three on three nodes, its share coordinator at least is another node than
+    its coordinator): the Admin's
+    listShareGroupOffsets and kafka-share-groups --describe read the state where it is led
+    (ReadShareGroupStateSummary), alterShareGroupOffsets writes it there
+    (InitializeShareGroupState in the next state epoch) and kafka-share-groups --delete-offsets
+    deletes it there (DeleteShareGroupState)."""
+    names = ["csa%d" % i for i in range(40)] + ["adm-%s" % ("q" * i) for i in range(1, 20)]
+    skeys = {g: "%s:%s:0" % (g, b64) for g in names}
+    scoord = tc.wait_for("share coordinators of the admin candidates", lambda: (
+        lambda got: got if all(v[1] == 0 for v in got.values()) else None)(
+            share_coordinators(nodes[0], list(skeys.values()))), 30, nodes)
+    gcoord = tc.wait_for("group coordinators of the admin candidates", lambda: (
+        lambda got: got if all(v[1] == 0 for v in got.values()) else None)(
+            share_coordinators(nodes[0], names, key_type=0)), 30, nodes)
+    # three nodes if there is such a group (the hashes of a group id and of its share key are
+    # not independent), else a share coordinator other than the group coordinator
+    pick = [g for g in names if len({leader, scoord[skeys[g]][0], gcoord[g][0]}) == 3] or \
+        [g for g in names if scoord[skeys[g]][0] != gcoord[g][0]]
+    if not pick:
+        tc.fail("no admin group with a share coordinator other than its coordinator: %r %r"
+                % (scoord, gcoord), nodes)
+    g = pick[0]
+    snode = next(x for x in nodes if x.node_id == scoord[skeys[g]][0])
+
+    def trail():
+        for x in nodes:
+            for ln in x.log_text().splitlines():
+                if g in ln or "ShareGroupState" in ln or "refused" in ln or "fenced" in ln:
+                    print("node %d: %s" % (x.node_id, ln))
+    print("admin group %s: coordinator %d, share coordinator %d, data leader %d"
+          % (g, gcoord[g][0], snode.node_id, leader))
+    for attempt in range(4):
+        # a member that joins and fetches for 3 s (again when its assignment came too late to
+        # fetch: no share partition, no state yet)
+        rc, out = run(java_cmd(cp, "ShareAdmin", "join", boot, TOPIC, g), 60)
+        print(out)
+        if rc != 0:
+            tc.fail("%s: join (rc %s)" % (g, rc), nodes)
+        if state_summary(snode, g, tid, 0)[3] >= 0:
+            break
+
+    def describe(want, what):
+        rc, out = run(java_cmd(cp, "ShareAdmin", "describe", boot, TOPIC, g), 60)
+        got = [ln.split()[1] for ln in out.splitlines() if ln.startswith("START ")]
+        sm = state_summary(snode, g, tid, 0)
+        print("%s: listShareGroupOffsets %s; summary at node %d %r" % (what, got, snode.node_id,
+                                                                       sm))
+        if want is None:  # the log end, where the share partition started (latest)
+            want = sm[3] if sm[3] >= 2 * N else 2 * N
+        if rc != 0 or got != [str(want)] or sm[0] != 0 or sm[3] != want:
+            trail()
+            tc.fail("%s: start offset %s (summary %r), want %d" % (what, got, sm, want), nodes)
+        return sm
+
+    sm = describe(None, "after the member left")
+    end = sm[3]
+    tool = "org.apache.kafka.tools.consumer.group.ShareGroupCommand"
+    rc, out = run(java_cmd(cp, tool, "--bootstrap-server", boot, "--describe", "--group", g,
+                           "--offsets"), 60)
+    print(out)
+    rows = [ln.split() for ln in out.splitlines() if ln.split()[:3] == [g, TOPIC, "0"]]
+    if rc != 0 or len(rows) != 1 or rows[0][-1] != str(end):
+        tc.fail("kafka-share-groups --describe --offsets: %r, want start offset %d"
+                % (rows, end), nodes)
+    rc, out = run(java_cmd(cp, "ShareAdmin", "reset", boot, TOPIC, g, "5"), 60)
+    print(out)
+    if rc != 0:
+        tc.fail("alterShareGroupOffsets of %s to 5 (rc %s)" % (g, rc), nodes)
+    sm2 = describe(5, "after alterShareGroupOffsets to 5")
+    if sm2[1] != sm[1] + 1:
+        tc.fail("the alteration's state epoch %d, want %d" % (sm2[1], sm[1] + 1), nodes)
+    rc, out = run(java_cmd(cp, tool, "--bootstrap-server", boot, "--delete-offsets", "--group",
+                           g, "--topic", TOPIC), 60)
+    print(out)
+    if rc != 0 or "Successful" not in out:
+        tc.fail("kafka-share-groups --delete-offsets (rc %s)" % rc, nodes)
+    rc, out = run(java_cmd(cp, "ShareAdmin", "describe", boot, TOPIC, g), 60)
+    sm = state_summary(snode, g, tid, 0)
+    print("after --delete-offsets: %s; summary %r" % (out.split("\n")[0], sm))
+    if "START -1" not in out or sm != (0, 0, 0, -1):
+        tc.fail("after --delete-offsets: %r, summary %r" % (out, sm), nodes)
+    rc, out = run(java_cmd(cp, tool, "--bootstrap-server", boot, "--delete-offsets", "--group",
+                           g, "--topic", TOPIC), 60)
+    print(out)
+    if "no offset information" not in out.lower():
+        tc.fail("kafka-share-groups --delete-offsets again: not 'no offset information'", nodes)
+    rc, out = run(java_cmd(cp, "ShareAdmin", "reset", boot, TOPIC, g, "7"), 60)
+    if rc != 0:
+        tc.fail("alterShareGroupOffsets of %s to 7 (rc %s)" % (g, rc), nodes)
+    describe(7, "after alterShareGroupOffsets to 7")
+    shift = end - 2 * N  # r<i> is at offset i + shift (the log starts with another record)
+    from7 = set("r%d" % i for i in range(7 - shift, 2 * N))
+    below = set("r%d" % i for i in range(7 - shift))
+
+    def consume(want, what):
+        rc, out = run(java_cmd(cp, "ShareAdmin", "consume", boot, TOPIC, g, str(len(want))), 90)
+        got = set(values(out, "GOT") or [])
+        print("%s: got %d distinct; missing %s; below 7 %s"
+              % (what, len(got), sorted(want - got), sorted(got & below)))
+        if rc != 0 or not want <= got or got & below:
+            trail()
+            tc.fail("%s (rc %s): %s" % (what, rc, out[-2000:]), nodes)
+
+    # the data leader still holds the share partition it had, at the log end with nothing in
+    # flight: a member's new share session reads its state again, so it gets every record from
+    # 7 on, none below
+    consume(from7, "a member after the reset to 7")
+    # records x0..x2 acquired and released by a member that leaves (in flight, available), the
+    # group reset to 7 again: the leader's share partition is not idle, a new session keeps it;
+    # its first state write is fenced (FENCED_STATE_EPOCH), then it reads the state again, so a
+    # member gets everything from 7 on (x0..x2 maybe twice), nothing below
+    from confluent_kafka import Producer
+    pr = Producer({"bootstrap.servers": boot})
+    for i in range(X):
+        pr.produce(TOPIC, value=b"x%d" % i, partition=0)
+    if pr.flush(30) != 0:
+        tc.fail("produce x0..x2", nodes)
+    hold_and_leave(nodes, g, gcoord[g][0], leader, tid)
+    rc, out = run(java_cmd(cp, "ShareAdmin", "reset", boot, TOPIC, g, "7"), 60)
+    if rc != 0:
+        tc.fail("alterShareGroupOffsets of %s to 7 again (rc %s)" % (g, rc), nodes)
+    consume(from7 | set("x%d" % i for i in range(X)), "a member after the second reset to 7")
+    fenced = [ln for x in nodes for ln in x.log_text().splitlines()
+              if "of %s: its state write was fenced" % g in ln]
+    print("fenced share partitions read again: %d" % len(fenced))
+    if not fenced:
+        tc.fail("the data leader's share partition of %s was not fenced" % g, nodes)
+
+
 def control_never_acquired(leader, tid, nodes):
     """A group starting from the log's start (share.auto.offset.reset=earliest) on the new
-    leader acquires exactly the 2N data records: never the Raft control batches the replicated
+    leader acquires exactly the 2N + X data records: never the Raft control batches the replicated
     partition holds (the LeaderChange record at offset 0, and the new leader's)."""
     c = kraw.Conn(leader.host, leader.port)
     errs = tw.set_group_configs(c, "csg-early", {"share.auto.offset.reset": "earliest"})
@@ -146,7 +332,7 @@ def control_never_acquired(leader, tid, nodes):
         tc.fail("group config of csg-early: %r" % errs, nodes)
     got, epoch = [], 0
     deadline = time.monotonic() + 30
-    while len(got) < 2 * N and time.monotonic() < deadline:
+    while len(got) < 2 * N + X and time.monotonic() < deadline:
         f = tw.share_fetch(c, "e1", epoch, tid, group="csg-early", wait_ms=1000,
                            max_records=1000)
         epoch += 1
@@ -155,9 +341,9 @@ def control_never_acquired(leader, tid, nodes):
         got += [o for first, last, _ in tw.acquired(f) for o in range(first, last + 1)]
     c.close()
     print("csg-early acquired offsets %s" % got)
-    if len(got) != 2 * N or len(set(got)) != len(got) or 0 in got:
+    if len(got) != 2 * N + X or len(set(got)) != len(got) or 0 in got:
         tc.fail("csg-early: %d offsets acquired (want the %d data records, never offset 0's "
-                "LeaderChange): %s" % (len(got), 2 * N, got), nodes)
+                "LeaderChange): %s" % (len(got), 2 * N + X, got), nodes)
 
 
 def main():
@@ -232,6 +418,7 @@ def main():
                 tc.fail("%s: the first consumer did not accept, reject and release (rc %s)"
                         % (g, rc), nodes)
             before[g] = (accepted, rejected, released)
+        admin_offsets(nodes, cp, boot, leader, tid, b64)
         dead = next(x for x in nodes if x.node_id == leader)
         print("killing the data leader, node %d" % leader)
         dead.kill9()

@@ -8,7 +8,9 @@ member), ShareGroupDescribe, a topic deleted and made again (its share partition
 over), and FindCoordinator key type 2 (the share coordinator: this node for a valid
 "group:topicId:partition" key, INVALID_REQUEST for a malformed one or below v6), and the share
 coordinator's WriteShareGroupState / ReadShareGroupState / DeleteShareGroupState (a state
-written, read back, deleted).
+written, read back, deleted), its fencing (an old leader's write after a new leader's refused
+with FENCED_LEADER_EPOCH and changing nothing, an older state epoch FENCED_STATE_EPOCH), and
+InitializeShareGroupState / ReadShareGroupStateSummary (83, 87).
 
     test_share_wire.py --io uring|epoll
 """
@@ -227,38 +229,48 @@ def find_share_coordinator(c, keys, version=6):
     return out
 
 
-def write_state(c, group, tid, partition, start, batches, state_epoch=1):
-    """WriteShareGroupState v0 of one share partition: its error."""
-    bs = [struct.pack(">qqbh", f, l, st, n) + TAGS for f, l, st, n in batches]
-    part = struct.pack(">iiiq", partition, state_epoch, 0, start) + carr(bs) + TAGS
-    body = cs(group) + carr([tid + carr([part]) + TAGS]) + TAGS
-    r = R(c.call(85, 0, body, True))
+def state_call(c, key, group, tid, part):
+    """A share coordinator API (83-87) v0 of one share partition (its partition data part,
+    without its tagged fields): the reader at the partition's error code."""
+    body = cs(group) + carr([tid + carr([part + TAGS]) + TAGS]) + TAGS
+    r = R(c.call(key, 0, body, True))
     r.uv()
     r.take("16s")
     r.uv()
-    p, err = r.take(">i"), r.take(">h")
-    return err
+    r.take(">i")
+    return r
+
+
+def write_state(c, group, tid, partition, start, batches, state_epoch=1, leader_epoch=0):
+    """WriteShareGroupState v0 of one share partition: its error."""
+    bs = [struct.pack(">qqbh", f, l, st, n) + TAGS for f, l, st, n in batches]
+    part = struct.pack(">iiiq", partition, state_epoch, leader_epoch, start) + carr(bs)
+    return state_call(c, 85, group, tid, part).take(">h")
 
 
 def delete_state(c, group, tid, partition):
     """DeleteShareGroupState v0 of one share partition: its error."""
-    body = cs(group) + carr([tid + carr([struct.pack(">i", partition) + TAGS]) + TAGS]) + TAGS
-    r = R(c.call(86, 0, body, True))
-    r.uv()
-    r.take("16s")
-    r.uv()
-    r.take(">i")
-    return r.take(">h")
+    return state_call(c, 86, group, tid, struct.pack(">i", partition)).take(">h")
 
 
-def read_state(c, group, tid, partition):
+def initialize_state(c, group, tid, partition, state_epoch, start):
+    """InitializeShareGroupState v0 of one share partition: its error."""
+    part = struct.pack(">iiq", partition, state_epoch, start)
+    return state_call(c, 83, group, tid, part).take(">h")
+
+
+def summary_state(c, group, tid, partition, leader_epoch=-1):
+    """ReadShareGroupStateSummary v0 of one share partition: (error, state epoch, leader epoch,
+    start offset)."""
+    r = state_call(c, 87, group, tid, struct.pack(">ii", partition, leader_epoch))
+    err = r.take(">h")
+    r.s()
+    return err, r.take(">i"), r.take(">i"), r.take(">q")
+
+
+def read_state(c, group, tid, partition, leader_epoch=0):
     """ReadShareGroupState v0 of one share partition: (error, state epoch, start, batches)."""
-    body = cs(group) + carr([tid + carr([struct.pack(">ii", partition, 0) + TAGS]) + TAGS]) + TAGS
-    r = R(c.call(84, 0, body, True))
-    r.uv()
-    r.take("16s")
-    r.uv()
-    r.take(">i")
+    r = state_call(c, 84, group, tid, struct.pack(">ii", partition, leader_epoch))
     err = r.take(">h")
     r.s()
     epoch, start = r.take(">i"), r.take(">q")
@@ -267,6 +279,15 @@ def read_state(c, group, tid, partition):
         batches.append((r.take(">q"), r.take(">q"), r.take(">b"), r.take(">h")))
         r.uv()
     return err, epoch, start, batches
+
+
+def api_versions(c):
+    """ApiVersions v0: {key: (min, max)}."""
+    r = c.call(18, 0, b"", False)
+    err, n = struct.unpack(">hi", r[:6])
+    assert err == 0, err
+    return {k: (lo, hi) for k, lo, hi in
+            (struct.unpack(">hhh", r[6 + 6 * i:12 + 6 * i]) for i in range(n))}
 
 
 def set_group_configs(c, group, configs):
@@ -530,6 +551,72 @@ def main():
         st = read_state(c, "sw-state", tid, 0)
         check(st == (0, 2, 100, [(100, 104, 0, 1), (105, 105, 2, 1), (106, 107, 4, 3)]),
               "ReadShareGroupState reads it back", st)
+        check({k: v for k, v in api_versions(c).items() if 83 <= k <= 87} ==
+              {k: (0, 0) for k in range(83, 88)},
+              "ApiVersions: Initialize/Read/Write/Delete ShareGroupState and "
+              "ReadShareGroupStateSummary v0 (Kafka 4.1's)", api_versions(c))
+        # Kafka's fencing (ShareCoordinatorShard): the share partition's leader moves from
+        # leader epoch 4 to 5; the old leader's write after it is refused and changes nothing
+        batches = [(100, 104, 0, 1), (105, 106, 2, 1)]
+        err = write_state(c, "sw-state", tid, 0, 100, batches, state_epoch=2, leader_epoch=4)
+        err2 = write_state(c, "sw-state", tid, 0, 101, batches[1:], state_epoch=2,
+                           leader_epoch=5)
+        check((err, err2) == (0, 0), "WriteShareGroupState with leader epochs 4, then 5",
+              (err, err2))
+        err = write_state(c, "sw-state", tid, 0, 107, [], state_epoch=2, leader_epoch=4)
+        check(err == 74, "the old leader's (epoch 4) write after it: FENCED_LEADER_EPOCH", err)
+        st = read_state(c, "sw-state", tid, 0, leader_epoch=5)
+        check(st == (0, 2, 101, [(105, 106, 2, 1)]),
+              "the state is the new leader's, nothing of the refused write", st)
+        err = write_state(c, "sw-state", tid, 0, 107, [], state_epoch=1, leader_epoch=5)
+        check(err == 124, "a write with an older state epoch: FENCED_STATE_EPOCH", err)
+        st = read_state(c, "sw-state", tid, 0, leader_epoch=4)
+        check(st[0] == 74, "ReadShareGroupState with the old leader epoch: FENCED_LEADER_EPOCH",
+              st)
+        sm = summary_state(c, "sw-state", tid, 0)
+        check(sm == (0, 2, 5, 101), "ReadShareGroupStateSummary: state epoch, leader epoch and "
+              "start offset", sm)
+        # InitializeShareGroupState: a snapshot with a new state epoch and start offset
+        err = initialize_state(c, "sw-state", tid, 0, 3, 150)
+        st = read_state(c, "sw-state", tid, 0, leader_epoch=5)
+        sm = summary_state(c, "sw-state", tid, 0)
+        check(err == 0 and st == (0, 3, 150, []) and sm == (0, 3, 0, 150),
+              "InitializeShareGroupState: state epoch 3, start offset 150, no batches",
+              (err, st, sm))
+        err = initialize_state(c, "sw-state", tid, 0, 2, 10)
+        check(err == 124, "InitializeShareGroupState with an older state epoch: "
+              "FENCED_STATE_EPOCH", err)
+        errs = (write_state(c, "sw-state", tid, 0, 150, [], state_epoch=2, leader_epoch=5),
+                write_state(c, "sw-state", tid, 0, 150, [], state_epoch=3, leader_epoch=4),
+                write_state(c, "sw-state", tid, 0, 151, [(151, 151, 2, 1)], state_epoch=3,
+                            leader_epoch=5))
+        check(errs == (124, 74, 0), "after it: the old state epoch and the old leader epoch "
+              "are refused, the new state epoch written", errs)
+        st = read_state(c, "sw-state", tid, 0, leader_epoch=5)
+        check(st == (0, 3, 151, [(151, 151, 2, 1)]), "the state after the initialization", st)
+        # a new leader's read with its leader epoch (9) records it: the leader before it (8) is
+        # fenced before the new one wrote anything
+        st = read_state(c, "sw-state", tid, 0, leader_epoch=9)
+        sm = summary_state(c, "sw-state", tid, 0)
+        errs = (write_state(c, "sw-state", tid, 0, 152, [], state_epoch=3, leader_epoch=8),
+                write_state(c, "sw-state", tid, 0, 152, [], state_epoch=3, leader_epoch=9))
+        check(st == (0, 3, 151, [(151, 151, 2, 1)]) and sm == (0, 3, 9, 151) and
+              errs == (74, 0), "ReadShareGroupState with a newer leader epoch records it: a "
+              "write of the leader before it is FENCED_LEADER_EPOCH", (st, sm, errs))
+        err = initialize_state(c, "sw-state", tid, 0, 4, -1)
+        st = read_state(c, "sw-state", tid, 0, leader_epoch=9)
+        sm = summary_state(c, "sw-state", tid, 0)
+        check(err == 0 and st == (0, 4, -1, []) and sm == (0, 4, 0, -1),
+              "InitializeShareGroupState without a start offset (-1)", (err, st, sm))
+        sm = summary_state(c, "sw-state", tid, 1)
+        sm2 = summary_state(c, "sw-state", b"\x07" * 16, 0)
+        sm3 = summary_state(c, "sw-none", tid, 0)
+        check(sm[0] == 3 and sm2[0] == 3 and sm3 == (0, 0, 0, -1),
+              "ReadShareGroupStateSummary of an unknown partition or topic: "
+              "UNKNOWN_TOPIC_OR_PARTITION; of no state: start offset -1, epochs 0",
+              (sm, sm2, sm3))
+        err = initialize_state(c, "sw-state", tid, 0, 5, -2)
+        check(err == 42, "InitializeShareGroupState with start offset -2: INVALID_REQUEST", err)
         err = write_state(c, "sw-state", tid, 0, -5, [])
         check(err == 42, "WriteShareGroupState with a negative start offset: INVALID_REQUEST",
               err)

@@ -287,6 +287,102 @@ static void test_replay(void **state)
     lm_shr_state_deinit(&s);
 }
 
+/* Kafka 4.1.1's fencing (ShareCoordinatorShard): the highest leader epoch of the records and
+ * the highest state epoch of the snapshots since the last tombstone; a write older in either is
+ * refused, -1 is not checked; an initialization checks the state epoch alone. */
+static void test_fence(void **state)
+{
+    (void)state;
+    struct lm_shr_fence f;
+    lm_shr_fence_init(&f);
+    /* nothing recorded fences nothing; the first snapshot is epoch 0 */
+    assert_int_equal(lm_shr_fence_write(&f, 0, 0), KAFKA_NONE);
+    assert_int_equal(lm_shr_fence_read(&f, 0), KAFKA_NONE);
+    assert_int_equal(lm_shr_fence_next_snapshot(&f), 0);
+    struct lm_shr_value snap = {
+        .snapshot_epoch = 0, .state_epoch = 2, .leader_epoch = 5, .start_offset = 10};
+    lm_shr_fence_replay(&f, LM_SHR_SNAPSHOT, &snap);
+    assert_int_equal(lm_shr_fence_next_snapshot(&f), 1);
+    /* the old leader (epoch 4) after the new one wrote with 5: fenced */
+    assert_int_equal(lm_shr_fence_write(&f, 4, 2), KAFKA_FENCED_LEADER_EPOCH);
+    assert_int_equal(lm_shr_fence_write(&f, 5, 1), KAFKA_FENCED_STATE_EPOCH);
+    assert_int_equal(lm_shr_fence_write(&f, 4, 1), KAFKA_FENCED_LEADER_EPOCH); /* leader first */
+    assert_int_equal(lm_shr_fence_write(&f, 5, 2), KAFKA_NONE);
+    assert_int_equal(lm_shr_fence_write(&f, 6, 3), KAFKA_NONE);
+    assert_int_equal(lm_shr_fence_write(&f, -1, -1), KAFKA_NONE);
+    assert_int_equal(lm_shr_fence_read(&f, 4), KAFKA_FENCED_LEADER_EPOCH);
+    assert_int_equal(lm_shr_fence_read(&f, -1), KAFKA_FENCED_LEADER_EPOCH); /* Kafka's */
+    assert_int_equal(lm_shr_fence_read(&f, 5), KAFKA_NONE);
+    assert_int_equal(lm_shr_fence_initialize(&f, 1), KAFKA_FENCED_STATE_EPOCH);
+    assert_int_equal(lm_shr_fence_initialize(&f, 2), KAFKA_NONE);
+    assert_int_equal(lm_shr_fence_initialize(&f, -1), KAFKA_NONE);
+    /* an update raises the leader epoch, never lowers it; it carries no state epoch */
+    struct lm_shr_value up = {.snapshot_epoch = 0, .leader_epoch = 7, .start_offset = -1};
+    lm_shr_fence_replay(&f, LM_SHR_UPDATE, &up);
+    assert_int_equal(lm_shr_fence_write(&f, 6, 2), KAFKA_FENCED_LEADER_EPOCH);
+    up.leader_epoch = 3;
+    lm_shr_fence_replay(&f, LM_SHR_UPDATE, &up);
+    assert_int_equal(lm_shr_fence_write(&f, 6, 2), KAFKA_FENCED_LEADER_EPOCH);
+    assert_int_equal(lm_shr_fence_write(&f, 7, 2), KAFKA_NONE);
+    assert_int_equal(lm_shr_fence_next_snapshot(&f), 1);
+    /* an initialization's snapshot (leader epoch 0, a new state epoch) keeps the highest
+     * leader epoch and raises the state epoch */
+    struct lm_shr_value init = {
+        .snapshot_epoch = 1, .state_epoch = 3, .leader_epoch = 0, .start_offset = 20};
+    lm_shr_fence_replay(&f, LM_SHR_SNAPSHOT, &init);
+    assert_int_equal(lm_shr_fence_write(&f, 7, 2), KAFKA_FENCED_STATE_EPOCH);
+    assert_int_equal(lm_shr_fence_write(&f, 6, 3), KAFKA_FENCED_LEADER_EPOCH);
+    assert_int_equal(lm_shr_fence_next_snapshot(&f), 2);
+    /* a tombstone drops it all */
+    lm_shr_fence_replay(&f, LM_SHR_SNAPSHOT, NULL);
+    assert_false(f.present);
+    assert_int_equal(lm_shr_fence_write(&f, 0, 0), KAFKA_NONE);
+    assert_int_equal(lm_shr_fence_next_snapshot(&f), 0);
+
+    /* a replayed state keeps the same fence; an update's leader epoch -1 keeps the state's */
+    struct lm_shr_state s;
+    lm_shr_state_init(&s);
+    assert_int_equal(lm_shr_state_replay(&s, LM_SHR_SNAPSHOT, &snap), 0);
+    up.leader_epoch = -1;
+    assert_int_equal(lm_shr_state_replay(&s, LM_SHR_UPDATE, &up), 0);
+    assert_int_equal(s.leader_epoch, 5);
+    assert_int_equal(lm_shr_fence_write(&s.fence, 4, 2), KAFKA_FENCED_LEADER_EPOCH);
+    /* a snapshot initialized without a start offset (-1) is a state */
+    init.start_offset = -1;
+    assert_int_equal(lm_shr_state_replay(&s, LM_SHR_SNAPSHOT, &init), 0);
+    assert_true(s.present);
+    assert_int_equal(s.start_offset, -1);
+    assert_int_equal(s.state_epoch, 3);
+    init.start_offset = -2;
+    assert_int_equal(lm_shr_state_replay(&s, LM_SHR_SNAPSHOT, &init), LM_E_INVALID);
+    lm_shr_state_deinit(&s);
+}
+
+/* Decoding for the epochs alone (no batch array): any number of batches, checked, not kept. */
+static void test_decode_epochs(void **state)
+{
+    (void)state;
+    struct lm_shr_batch bs[3] = {{1, 2, 0, 1}, {3, 4, 2, 1}, {5, 9, 4, 3}};
+    struct lm_shr_value v = {4, 6, 8, 1, 0, 0, 3, bs};
+    uint8_t buf[256];
+    struct kafka_writer w;
+    kafka_writer_init(&w, buf, sizeof(buf));
+    assert_int_equal(lm_shr_value_encode(&w, LM_SHR_SNAPSHOT, &v), 0);
+    struct lm_shr_value d;
+    assert_int_equal(lm_shr_value_decode(buf, w.pos, LM_SHR_SNAPSHOT, &d, NULL, 0), 0);
+    assert_int_equal(d.snapshot_epoch, 4);
+    assert_int_equal(d.state_epoch, 6);
+    assert_int_equal(d.leader_epoch, 8);
+    assert_int_equal(d.n_batches, 0);
+    assert_null(d.batches);
+    for (size_t cut = 0; cut < w.pos; cut++)
+        assert_int_not_equal(lm_shr_value_decode(buf, cut, LM_SHR_SNAPSHOT, &d, NULL, 0), 0);
+    /* a bad batch is refused even when skipped: the last batch (20 bytes before the value's
+     * tagged fields) gets a last offset (9) below its first (5) */
+    buf[w.pos - 1 - 20 + 15] = 0;
+    assert_int_equal(lm_shr_value_decode(buf, w.pos, LM_SHR_SNAPSHOT, &d, NULL, 0), LM_E_INVALID);
+}
+
 /* A share partition written as batches and restored from them holds the same states. */
 static void test_save_restore(void **state)
 {
@@ -390,10 +486,11 @@ static void test_coord_key(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_golden),    cmocka_unit_test(test_truncated),
-        cmocka_unit_test(test_malformed), cmocka_unit_test(test_round_trip),
-        cmocka_unit_test(test_replay),    cmocka_unit_test(test_save_restore),
-        cmocka_unit_test(test_coord_key),
+        cmocka_unit_test(test_golden),        cmocka_unit_test(test_truncated),
+        cmocka_unit_test(test_malformed),     cmocka_unit_test(test_round_trip),
+        cmocka_unit_test(test_replay),        cmocka_unit_test(test_save_restore),
+        cmocka_unit_test(test_coord_key),     cmocka_unit_test(test_fence),
+        cmocka_unit_test(test_decode_epochs),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
