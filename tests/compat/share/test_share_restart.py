@@ -99,7 +99,13 @@ def main():
         p = subprocess.Popen(java_cmd(cp, "ShareRestart", "after", b.bootstrap, "share-live",
                                       "share-g4", "20"),
                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-        time.sleep(4)   # joined, its first fetch made (latest: the share partition starts at 0)
+        # joined and its first ShareFetch made (latest: the share partition starts at 0): the
+        # broker says so when it starts the share partition (a JVM start and a join under load
+        # took more than a fixed 4 s: the records were written first and the consumer got none)
+        deadline = time.monotonic() + 60
+        while "share partition share-live-0 of share-g4: " not in b.log_text() and \
+                time.monotonic() < deadline and p.poll() is None:
+            time.sleep(0.1)
         pr = Producer({"bootstrap.servers": b.bootstrap})
         for i in range(10):
             pr.produce("share-live", value=b"r%d" % i)
