@@ -159,6 +159,7 @@ struct hpeer {
      * when full */
     struct hraft_call *batch;
     uint16_t batch_count;
+    uint64_t ping_sent_ms; /* shard 0's last NODE_PING to this node (one per round trip) */
 };
 
 /* Bounds of one coalesced request: its bytes (the MAC comes on top) and its messages. */
@@ -336,6 +337,78 @@ static int pcall_send(struct hshard *hs, int32_t node, struct hraft_call *k,
     if (peer == NULL)
         return LM_E_CLOSED;
     return broker_peer_send(peer, &k->call);
+}
+
+/* ---- node-pair liveness (quiescent partitions) ---- */
+
+struct hping {
+    struct hraft_call *k;
+    struct handlers_ctx *h; /* read only on an answer: the shard still runs */
+    int32_t node;
+    uint64_t sent_ms;
+};
+
+static void ping_done(struct broker_shard *s, struct broker_call *call, int rc)
+{
+    (void)s;
+    struct hping *pg = call->arg;
+    if (rc == 0 && call->resp_len >= 1 && pg->node >= 0 && pg->node < HANDLERS_ALIVE_NODES) {
+        uint64_t *at = &pg->h->node_alive_ms[pg->node];
+        uint64_t prev = __atomic_load_n(at, __ATOMIC_RELAXED);
+        while (pg->sent_ms > prev &&
+               !__atomic_compare_exchange_n(at, &prev, pg->sent_ms, false, __ATOMIC_RELEASE,
+                                            __ATOMIC_RELAXED)) {
+        }
+    }
+    free(pg->k);
+    free(pg);
+}
+
+void hs_node_ping(struct hshard *hs, uint64_t now_ms)
+{
+    if (hs->snap == NULL || hs->stopping || hs->node->ctl == NULL)
+        return;
+    const struct lm_meta_state *st = &hs->snap->state;
+    int32_t self = hs->node->cfg->node_id;
+    for (size_t i = 0; i < st->broker_count; i++) {
+        int32_t node = st->brokers[i].id;
+        if (node == self || node < 0 || node >= HANDLERS_ALIVE_NODES)
+            continue;
+        struct hpeer *pe = peer_entry(hs, node);
+        /* one ping per node and tick; to a silent node one a second (a cut link: each waits
+         * for its answer until the call times out, 10 s) */
+        if (pe == NULL || (pe->ping_sent_ms != 0 && now_ms < pe->ping_sent_ms + 1000 &&
+                           hs_node_silent(hs, node, 0, now_ms)))
+            continue;
+        size_t mac = controller_mac_bytes(hs->node->ctl);
+        struct hraft_call *k = malloc(sizeof(*k) + 1 + mac);
+        struct hping *pg = malloc(sizeof(*pg));
+        if (k == NULL || pg == NULL) {
+            free(k);
+            free(pg);
+            return;
+        }
+        memset(k, 0, sizeof(*k));
+        k->buf[0] = CONTROLLER_KIND_NODE_PING;
+        k->len = 1;
+        *pg = (struct hping){.k = k, .h = hs->node, .node = node, .sent_ms = now_ms};
+        pe->ping_sent_ms = now_ms;
+        if (pcall_send(hs, node, k, ping_done, pg) != 0) {
+            free(k);
+            free(pg);
+        }
+    }
+}
+
+bool hs_node_silent(const struct hshard *hs, int32_t node, uint64_t last_contact_ms,
+                    uint64_t now_ms)
+{
+    if (node < 0 || node >= HANDLERS_ALIVE_NODES)
+        return false;
+    uint64_t alive = __atomic_load_n(&hs->node->node_alive_ms[node], __ATOMIC_ACQUIRE);
+    if (last_contact_ms > alive)
+        alive = last_contact_ms;
+    return now_ms > alive + HANDLERS_NODE_SILENT_MS;
 }
 
 /* Sends pe's coalesced messages (count written into the header first). */
@@ -899,6 +972,11 @@ void hs_partition_recv(void *ctx, struct broker_req *req, const uint8_t *body, s
 {
     (void)ctx;
     struct hshard *hs = hs_of(req->shard);
+    if (len == 1 && body[0] == CONTROLLER_KIND_NODE_PING) {
+        static const uint8_t alive[1] = {0};
+        broker_req_respond(req, alive, sizeof(alive));
+        return;
+    }
     if (len >= 1 && body[0] == CONTROLLER_KIND_PARTITION_RAFT_BATCH) {
         batch_recv(hs, req, body + 1, len - 1);
         return;

@@ -27,7 +27,8 @@
  *             by the topic id past every acknowledged offset, DeleteTopics v6 by the topic id,
  *             Metadata until NODES answers in a row do not show it; then the next incarnation
  * Faults chosen by the seed: node crashes and restarts (the controller leader included),
- * partitions (one node isolated, one direction cut, a bridge node) and heals, group member
+ * partitions (one node isolated, one direction cut, a bridge node, one node's replication
+ * connections cut while it still reaches the controller) and heals, group member
  * restarts, controlled shutdowns (SIGTERM's path: the node hands its partition and controller
  * leaderships over, polled as broker_runtime_run does until done or
  * laminar.controlled.shutdown.timeout.ms, then stops cleanly with its writes kept, and restarts),
@@ -2249,8 +2250,9 @@ static struct broker_config *node_config(uint32_t i)
     /* An open-log budget of 2 logs: every partition's log is closed (one voter) or has its
      * descriptors released (replicated) and reopened again and again under the faults. */
     SET("laminar.log.open.files.max", "4");
-    /* Raft quiescence (off by default): idle groups stop heartbeating and wake on traffic,
-     * reads and fenced leaders, under every fault here */
+    /* Raft quiescence (the default; set here so the simulation keeps it): idle groups stop
+     * heartbeating and wake on traffic, reads, fenced leaders and leaders' nodes silent to
+     * the node-pair pings, under every fault here */
     SET("laminar.raft.quiesce", "true");
     SET("laminar.log.level", "%s", getenv("SIM_CLUSTER_LOG") ? getenv("SIM_CLUSTER_LOG") : "error");
 #undef SET
@@ -2404,12 +2406,21 @@ static void fault_step(void *arg)
     } else if (k < 80) {
         uint32_t a = (uint32_t)sim_rand_below(NODES),
                  b = (a + 1 + (uint32_t)sim_rand_below(2)) % NODES;
-        uint64_t how = sim_rand_below(3);
+        uint64_t how = sim_rand_below(4);
         if (how == 0) { /* a isolated from every node */
             for (uint32_t o = 0; o < NODES; o++)
                 if (o != a) {
                     sim_net_cut(a, o, true);
                     sim_net_cut(o, a, true);
+                }
+        } else if (how == 3) {
+            /* a's replication cut from every node, its controller traffic and SWIM not: the
+             * leader of its partitions is never fenced, and their quiescent followers must
+             * notice it by the node-pair pings */
+            for (uint32_t o = 0; o < NODES; o++)
+                if (o != a) {
+                    sim_net_cut_replication(a, o, true);
+                    sim_net_cut_replication(o, a, true);
                 }
         } else if (how == 1) { /* one direction only */
             sim_net_cut(a, b, true);
