@@ -114,9 +114,9 @@ struct handlers_ctx {
     struct lm_quota_table mutation_quota;
     /* Controlled shutdown (hs_cluster.c), all atomic: set on SIGTERM; the leaderships the
      * shards still hold; how many shards have counted theirs; the shards running. */
-    /* Per node id (below HANDLERS_ALIVE_NODES), atomic: when shard 0 last sent a NODE_PING
-     * that node answered (hs_node_ping), 0 never. Quiescent partitions go by it
-     * (hs_node_silent). */
+    /* Per node id (below HANDLERS_ALIVE_NODES), atomic: when any shard last received a
+     * NODE_PING or a raft message from that node (hs_node_heard), 0 never. Quiescent
+     * partitions go by it (hs_node_silent). */
     uint64_t node_alive_ms[HANDLERS_ALIVE_NODES];
     bool handoff;
     int32_t handoff_led;

@@ -21,9 +21,9 @@
 
 /* Period of the shard tick: metadata reconciliation, flush.ms, waiter pruning. */
 #define HANDLERS_TICK_MS 200
-/* A node not heard from for this long (an election timeout: 10 ticks) is silent to its
+/* A node not heard from for this long (two election timeouts of 10 ticks) is silent to its
  * quiescent partitions (hs_node_silent). */
-#define HANDLERS_NODE_SILENT_MS (10 * HANDLERS_TICK_MS)
+#define HANDLERS_NODE_SILENT_MS (20 * HANDLERS_TICK_MS)
 /* Log growth between two producer-state checkpoints (laminar.producer.checkpoint.bytes). */
 #define HANDLERS_PRODUCER_CHECKPOINT_BYTES ((uint64_t)64 << 20)
 #define HANDLERS_HANDOFF_TICK_MS           20
@@ -335,11 +335,13 @@ int hs_raft_send_app(void *ctx, struct partition *part, const struct raft_msg *m
 bool hs_raft_zero_copy(const struct hshard *hs);
 void hs_partition_recv(void *ctx, struct broker_req *req, const uint8_t *body, size_t len);
 /* Node-pair liveness for quiescent partitions (consensus/README.md, "Quiescence"): shard 0
- * sends every other node of the image a NODE_PING at each tick on its replication connection
- * (at most one waiting per node); an answer stamps the node's handlers_ctx.node_alive_ms with
- * the ping's send time. hs_node_silent: neither a ping answer nor (last_contact_ms) anything
- * else from `node` sent within HANDLERS_NODE_SILENT_MS. */
+ * sends every other node of the image a NODE_PING (its node id) at each tick on its
+ * replication connection; the receiver stamps the sender in handlers_ctx.node_alive_ms
+ * (hs_node_heard), as every raft message received does for its sender. hs_node_silent:
+ * `node` was heard from since this process started, but neither it nor (last_contact_ms) a
+ * leader message of the partition within HANDLERS_NODE_SILENT_MS. */
 void hs_node_ping(struct hshard *hs, uint64_t now_ms);
+void hs_node_heard(struct handlers_ctx *h, int32_t node, uint64_t now_ms);
 bool hs_node_silent(const struct hshard *hs, int32_t node, uint64_t last_contact_ms,
                     uint64_t now_ms);
 /* Asks node `leader` to hand topic-partition's leadership to node target (ElectLeaders). done

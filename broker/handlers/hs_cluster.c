@@ -159,7 +159,6 @@ struct hpeer {
      * when full */
     struct hraft_call *batch;
     uint16_t batch_count;
-    uint64_t ping_sent_ms; /* shard 0's last NODE_PING to this node (one per round trip) */
 };
 
 /* Bounds of one coalesced request: its bytes (the MAC comes on top) and its messages. */
@@ -341,31 +340,26 @@ static int pcall_send(struct hshard *hs, int32_t node, struct hraft_call *k,
 
 /* ---- node-pair liveness (quiescent partitions) ---- */
 
-struct hping {
-    struct hraft_call *k;
-    struct handlers_ctx *h; /* read only on an answer: the shard still runs */
-    int32_t node;
-    uint64_t sent_ms;
-};
-
 static void ping_done(struct broker_shard *s, struct broker_call *call, int rc)
 {
     (void)s;
-    struct hping *pg = call->arg;
-    if (rc == 0 && call->resp_len >= 1 && pg->node >= 0 && pg->node < HANDLERS_ALIVE_NODES) {
-        uint64_t *at = &pg->h->node_alive_ms[pg->node];
-        uint64_t prev = __atomic_load_n(at, __ATOMIC_RELAXED);
-        while (pg->sent_ms > prev &&
-               !__atomic_compare_exchange_n(at, &prev, pg->sent_ms, false, __ATOMIC_RELEASE,
-                                            __ATOMIC_RELAXED)) {
-        }
-    }
-    free(pg->k);
-    free(pg);
+    (void)rc; /* the receiver takes the ping as news from this node; the answer tells nothing */
+    free(call->arg);
+}
+
+void hs_node_heard(struct handlers_ctx *h, int32_t node, uint64_t now_ms)
+{
+    if (node < 0 || node >= HANDLERS_ALIVE_NODES)
+        return;
+    uint64_t *at = &h->node_alive_ms[node];
+    /* one store per node and 50 ms at most: every shard stamps it for every message */
+    if (__atomic_load_n(at, __ATOMIC_RELAXED) + 50 <= now_ms)
+        __atomic_store_n(at, now_ms, __ATOMIC_RELAXED);
 }
 
 void hs_node_ping(struct hshard *hs, uint64_t now_ms)
 {
+    (void)now_ms;
     if (hs->snap == NULL || hs->stopping || hs->node->ctl == NULL)
         return;
     const struct lm_meta_state *st = &hs->snap->state;
@@ -374,29 +368,17 @@ void hs_node_ping(struct hshard *hs, uint64_t now_ms)
         int32_t node = st->brokers[i].id;
         if (node == self || node < 0 || node >= HANDLERS_ALIVE_NODES)
             continue;
-        struct hpeer *pe = peer_entry(hs, node);
-        /* one ping per node and tick; to a silent node one a second (a cut link: each waits
-         * for its answer until the call times out, 10 s) */
-        if (pe == NULL || (pe->ping_sent_ms != 0 && now_ms < pe->ping_sent_ms + 1000 &&
-                           hs_node_silent(hs, node, 0, now_ms)))
-            continue;
+        /* a cut link holds at most its request timeout's worth (10 s: 50) of these */
         size_t mac = controller_mac_bytes(hs->node->ctl);
-        struct hraft_call *k = malloc(sizeof(*k) + 1 + mac);
-        struct hping *pg = malloc(sizeof(*pg));
-        if (k == NULL || pg == NULL) {
-            free(k);
-            free(pg);
+        struct hraft_call *k = malloc(sizeof(*k) + 5 + mac);
+        if (k == NULL)
             return;
-        }
         memset(k, 0, sizeof(*k));
         k->buf[0] = CONTROLLER_KIND_NODE_PING;
-        k->len = 1;
-        *pg = (struct hping){.k = k, .h = hs->node, .node = node, .sent_ms = now_ms};
-        pe->ping_sent_ms = now_ms;
-        if (pcall_send(hs, node, k, ping_done, pg) != 0) {
+        lm_put_be32(k->buf + 1, (uint32_t)self);
+        k->len = 5;
+        if (pcall_send(hs, node, k, ping_done, k) != 0)
             free(k);
-            free(pg);
-        }
     }
 }
 
@@ -406,6 +388,9 @@ bool hs_node_silent(const struct hshard *hs, int32_t node, uint64_t last_contact
     if (node < 0 || node >= HANDLERS_ALIVE_NODES)
         return false;
     uint64_t alive = __atomic_load_n(&hs->node->node_alive_ms[node], __ATOMIC_ACQUIRE);
+    if (alive == 0)
+        return false; /* never answered since this process started (its connection may still
+                       * be backing off): the fence alone decides, as without the pings */
     if (last_contact_ms > alive)
         alive = last_contact_ms;
     return now_ms > alive + HANDLERS_NODE_SILENT_MS;
@@ -762,6 +747,7 @@ static void raft_deliver(struct hshard *hs, struct hpart *p, int32_t partition, 
     }
     if (raft_wire_decode(msg, len, &m, &used) == 0) {
         bool handover = m.type == RAFT_MSG_TIMEOUT_NOW;
+        hs_node_heard(hs->node, (int32_t)m.from - 1, broker_now_ms());
         if (m.group != hs_raft_group(p->topic_id, partition)) {
             /* another incarnation of the topic: dropped */
             BLOG_INFO_LIMITED("partition %s-%d: a raft message from node %u of another "
@@ -972,7 +958,8 @@ void hs_partition_recv(void *ctx, struct broker_req *req, const uint8_t *body, s
 {
     (void)ctx;
     struct hshard *hs = hs_of(req->shard);
-    if (len == 1 && body[0] == CONTROLLER_KIND_NODE_PING) {
+    if (len == 5 && body[0] == CONTROLLER_KIND_NODE_PING) {
+        hs_node_heard(hs->node, (int32_t)lm_get_be32(body + 1), broker_now_ms());
         static const uint8_t alive[1] = {0};
         broker_req_respond(req, alive, sizeof(alive));
         return;

@@ -724,6 +724,9 @@ void hs_lease_waits_check(struct hshard *hs, struct hpart *p, uint64_t now_ms)
 
 void hs_lease_waits_drop(struct hshard *hs, struct hpart *p)
 {
+    if (hs == NULL)
+        hs = p->hs; /* part_free at teardown */
+    LM_ASSERT(hs != NULL || p->lease_waits == NULL);
     while (p->lease_waits != NULL) {
         struct hlease_wait *lw = p->lease_waits;
         p->lease_waits = lw->next;
@@ -903,6 +906,7 @@ static void part_free(struct hshard *hs, struct hpart *p, bool delete_dir)
     if (p->open_pending)
         oq_remove(hs, p);
     hs_wake_waiters(hs, p);
+    hs_lease_waits_drop(hs, p);
     part_close_log(p);
     if (delete_dir) {
         char dir[H_DIR_BYTES], ledger[H_DIR_BYTES], key[48];

@@ -287,34 +287,28 @@ static bool leader_idle(const struct hpart *p, bool image_changed)
            (p->start_sync <= 0 || (p->start_acked & all) == all);
 }
 
-/* A quiescent follower has no election timer: it wakes (and times out like any follower
- * whose leader went silent) once the image fences its leader's node (SWIM declared it dead,
- * or its heartbeats to the controller stopped), or once that node stopped answering this
- * node's pings (hs_node_silent: a leader cut off from its followers but not from the
- * controller is never fenced). A quiescent leader that stopped hearing a majority of its
- * replicas' nodes wakes too: check-quorum then deposes it an election timeout later. */
+/* A quiescent follower has no election timer. It wakes once the image fences its leader's
+ * node (SWIM declared it dead, or its heartbeats to the controller stopped) as if its timer
+ * had run since the leader's last message (it may vote and campaign at once); or, more
+ * gently, once that node went silent to this one (hs_node_silent: no ping nor raft message
+ * from it for two election timeouts; a leader cut off from its followers but not from the
+ * controller is never fenced): a fresh election timeout, and the leader asked whether it is
+ * there, so a node merely slow to answer (load) keeps its leaderships. */
 static void quiescent_check(struct hshard *hs, struct hpart *p, uint64_t now)
 {
-    if (!partition_is_leader(p->part)) {
-        uint32_t leader = partition_leader(p->part);
-        bool fenced = leader_lost(hs, leader);
-        if (leader != RAFT_NONE &&
-            (fenced || hs_node_silent(hs, (int32_t)leader - 1, p->leader_contact_ms, now))) {
-            BLOG_DEBUG("partition %s-%d: quiescent, its leader's node %d is %s: waking", p->topic,
-                       p->partition, (int32_t)leader - 1, fenced ? "fenced" : "silent");
-            (void)partition_wake(p->part);
-        }
+    if (partition_is_leader(p->part))
         return;
-    }
-    int16_t heard = 0;
-    for (int16_t j = 0; j < p->rf; j++)
-        if (p->replicas[j] == hs->node->cfg->node_id || !hs_node_silent(hs, p->replicas[j], 0, now))
-            heard++;
-    if (p->rf > 0 && heard <= p->rf / 2) {
-        BLOG_DEBUG("partition %s-%d: quiescent leader, most of its replicas' nodes are silent: "
-                   "waking",
-                   p->topic, p->partition);
+    uint32_t leader = partition_leader(p->part);
+    if (leader == RAFT_NONE)
+        return;
+    if (leader_lost(hs, leader)) {
+        BLOG_DEBUG("partition %s-%d: quiescent, its leader's node %d is fenced: waking", p->topic,
+                   p->partition, (int32_t)leader - 1);
         (void)partition_wake(p->part);
+    } else if (hs_node_silent(hs, (int32_t)leader - 1, p->leader_contact_ms, now)) {
+        BLOG_DEBUG("partition %s-%d: quiescent, its leader's node %d is silent: waking", p->topic,
+                   p->partition, (int32_t)leader - 1);
+        (void)partition_wake_unsure(p->part);
     }
 }
 

@@ -1203,6 +1203,17 @@ int partition_wake(struct partition *p)
     return partition_drive(p); /* a leader's heartbeats */
 }
 
+int partition_wake_unsure(struct partition *p)
+{
+    if (p->failed)
+        return p->failed;
+    if (!raft_quiescent(p->raft))
+        return 0;
+    raft_wake_silent(p->raft, 0);
+    p->tick_due_ms = p->now_ms + p->cfg.tick_ms;
+    return partition_drive(p);
+}
+
 void partition_set_clock(struct partition *p, int64_t now_ms)
 {
     if (now_ms > p->now_ms)

@@ -233,6 +233,12 @@ bool partition_lease_coming(const struct partition *p, int64_t now_ms);
  * as if it had run since the last leader message it received (raft_wake_silent): it votes and
  * campaigns as soon as an awake follower would have. */
 int partition_wake(struct partition *p);
+/* Wakes a quiescent follower whose leader's node may be gone (the owner has not heard from it
+ * for a while, but nothing says it is down): a fresh election timeout from now, and its leader
+ * is asked whether it is there (a refused heartbeat answer, raft_wake_silent with no silence):
+ * a leader that is there heartbeats and keeps its group; one that is not is replaced an
+ * election timeout later. A leader wakes as with partition_wake. */
+int partition_wake_unsure(struct partition *p);
 /* Sets the time the next inputs are recorded at (the lease's answers): the shell calls it
  * with the current time before partition_step; ticks still come from partition_clock. */
 void partition_set_clock(struct partition *p, int64_t now_ms);
