@@ -79,8 +79,8 @@ void controller_shard_stop(struct controller *c);
  * partition, u32 length, the raft_wire message. */
 #define CONTROLLER_KIND_PARTITION_RAFT_BATCH 9
 /* ... and a node's liveness to another node, per node pair on the replication connections
- * (the body is this byte alone; answered at once): the answer tells the sender that the node
- * is there, which its quiescent partitions' followers and leaders go by. */
+ * (then the sender's i32 node id; answered at once with one byte): the receiver takes it as
+ * news from that node, which its quiescent partitions' followers go by. */
 #define CONTROLLER_KIND_NODE_PING 10
 typedef void (*controller_partition_fn)(void *ctx, struct broker_req *req, const uint8_t *body,
                                         size_t len);
