@@ -181,7 +181,7 @@ void broker_config_init(struct broker_config *cfg)
     cfg->bpf_enable = true;
     cfg->metrics_enable = true;
     cfg->replication_zero_copy = true;
-    cfg->raft_quiesce = false;
+    cfg->raft_quiesce = true;
     cfg->log_level = BROKER_LOG_INFO;
     snprintf(cfg->log_dirs[0], sizeof(cfg->log_dirs[0]), "%s", "/tmp/kraft-combined-logs");
     cfg->log_dirs_count = 1;

@@ -115,7 +115,7 @@ struct broker_config {
      * slices of its log files (sendfile / splice) rather than reading them first; only where
      * nothing must see the bytes on the way (no laminar.cluster.secret MAC, no peer TLS) */
     bool replication_zero_copy;
-    /* laminar.raft.quiesce (default false): an idle replicated partition's Raft group stops
+    /* laminar.raft.quiesce (default true): an idle replicated partition's Raft group stops
      * heartbeating (broker/README.md, "Replication"; consensus/README.md, "Quiescence") */
     bool raft_quiesce;
     int log_level; /* laminar.log.level: enum broker_log_level */

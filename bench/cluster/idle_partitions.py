@@ -4,7 +4,7 @@ or more laminar binaries in the same invocation (the first is the reference of t
 
     bench/cluster/idle_partitions.py --bin build/broker/laminar [--bin OTHER] \\
         [--partitions 3000] [--seconds 20] [--repeat 2] [--nodes 3] [--rf 3] [--kill]
-        [--log-open-files 4096]
+        [--log-open-files 4096] [--first-read]
 
 Per binary and repetition: a fresh cluster of --nodes nodes (2 shards each, io_uring; nodes 1-3
 combined mode, the controller quorum, nodes 4 and up brokers only), one topic of N partitions
@@ -16,7 +16,10 @@ node holding the most. Idle partitions cost heartbeats only: this is what Raft h
 partition cost a node. With --kill it then kills the last node with SIGKILL and measures the
 fail-over (with RF > 1: until Metadata from node 1 shows every partition led by a live node) and
 the restart (the killed node started again until it logs "started:", then until every partition
-is led again).
+is led again). With --first-read, one record goes to each of partitions 1-3 before the window,
+and after it the first watermark query (partition 1), fetch from offset 0 until its record
+arrives (partition 2) and acks=all produce (partition 3) are timed, by clients connected
+beforehand: what a client meets first on a partition idle that long (quiescent, if on).
 Every node runs with laminar.log.open.files.max = --log-open-files (the
 descriptors its partition logs may hold; 0: the broker's default, 3/5 of RLIMIT_NOFILE), so
 with more replicas than that the descriptor count shows the open-log budget at work (a binary
@@ -37,6 +40,7 @@ sys.path.insert(0, os.path.join(HERE, "..", "..", "tests", "cluster", "nodes"))
 sys.path.insert(0, os.path.join(HERE, "..", "..", "tests", "compat", "harness"))
 import test_cluster as tc  # noqa: E402
 from laminar_harness import free_port  # noqa: E402
+from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition  # noqa: E402
 from confluent_kafka.admin import NewPartitions, NewTopic  # noqa: E402
 
 TICKS = os.sysconf("SC_CLK_TCK")
@@ -77,7 +81,71 @@ def led_without(node, topic, dead):
     return -1 not in ls and not any(x in dead for x in ls)
 
 
-def run_once(binary, partitions, seconds, nnodes, rf, kill, log_open_files):
+FIRST_READ_PARTS = (1, 2, 3)  # watermarks, fetch, produce (each its own partition)
+
+
+def seed_records(node):
+    """One record in each of FIRST_READ_PARTS (acks=all), before the idle window."""
+    p = Producer({"bootstrap.servers": node.bootstrap, "acks": "all"})
+    for part in FIRST_READ_PARTS:
+        p.produce("idle", value=b"x", partition=part)
+    if p.flush(30) != 0:
+        raise RuntimeError("seed records not acknowledged")
+
+
+def timed(what, fn):
+    """Seconds fn took, and its error (a string) if it raised one."""
+    t0 = time.monotonic()
+    try:
+        fn()
+        return time.monotonic() - t0, None
+    except KafkaException as e:
+        return time.monotonic() - t0, "%s: %s" % (what, e.args[0].name())
+
+
+def first_reads(node):
+    """The first requests to long-idle partitions (idle for the whole CPU window): a watermark
+    query (ListOffsets), a fetch from offset 0 until its record arrives, and an acks=all produce,
+    each to its own partition, by clients connected (and their metadata fetched) beforehand."""
+    wm_part, fetch_part, produce_part = FIRST_READ_PARTS
+    c = Consumer({"bootstrap.servers": node.bootstrap, "group.id": "first-read",
+                  "enable.auto.commit": False, "fetch.wait.max.ms": 500})
+    p = Producer({"bootstrap.servers": node.bootstrap, "acks": "all", "linger.ms": 0})
+    try:
+        c.list_topics("idle", timeout=30)
+        p.list_topics("idle", timeout=30)
+        out = {}
+        out["wm_s"], out["wm_err"] = timed(
+            "watermarks", lambda: c.get_watermark_offsets(TopicPartition("idle", wm_part),
+                                                          timeout=30))
+
+        def fetch():
+            c.assign([TopicPartition("idle", fetch_part, 0)])
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                m = c.poll(0.05)
+                if m is None:
+                    continue
+                if m.error():
+                    raise KafkaException(m.error())
+                return
+            raise RuntimeError("no record fetched in 30 s")
+        out["fetch_s"], out["fetch_err"] = timed("fetch", fetch)
+
+        def produce():
+            errs = []
+            p.produce("idle", value=b"y", partition=produce_part,
+                      on_delivery=lambda e, _m: errs.append(e))
+            p.flush(30)
+            if errs and errs[0] is not None:
+                raise KafkaException(errs[0])
+        out["produce_s"], out["produce_err"] = timed("produce", produce)
+        return out
+    finally:
+        c.close()
+
+
+def run_once(binary, partitions, seconds, nnodes, rf, kill, log_open_files, first_read):
     # "PATH,key=value,...": the binary and broker settings of its nodes
     binary, *settings = binary.split(",")
     os.environ["LAMINAR_BIN"] = binary
@@ -112,6 +180,8 @@ def run_once(binary, partitions, seconds, nnodes, rf, kill, log_open_files):
         tc.wait_for("every partition led",
                     lambda: -1 not in tc.leaders(nodes[0], "idle").values(), 900, nodes)
         led_s = time.monotonic() - t0
+        if first_read:
+            seed_records(nodes[0])
         time.sleep(5)  # elections and ISR announcements settle
         c0 = sum(cpu_s(x.pid) for x in nodes)
         b0 = lo_bytes()
@@ -122,6 +192,8 @@ def run_once(binary, partitions, seconds, nnodes, rf, kill, log_open_files):
         fds = max(open_fds(x.pid) for x in nodes)
         out = {"cpu_pct": 100.0 * cpu / seconds / nnodes, "net_mb_s": net / seconds / 1e6,
                "rss_mib": rss / nnodes, "led_s": led_s, "fds": fds}
+        if first_read:
+            out["first"] = first_reads(nodes[0])
         if kill:
             victim = nodes[-1]
             t0 = time.monotonic()
@@ -152,6 +224,9 @@ def main():
     ap.add_argument("--rf", type=int, default=3)
     ap.add_argument("--kill", action="store_true",
                     help="then kill -9 the last node: fail-over and restart times")
+    ap.add_argument("--first-read", action="store_true",
+                    help="after the idle window: how long the first watermark query, fetch and "
+                         "produce of long-idle partitions take")
     ap.add_argument("--log-open-files", type=int, default=4096,
                     help="laminar.log.open.files.max of every node (0: the broker's default)")
     args = ap.parse_args()
@@ -163,12 +238,21 @@ def main():
     for r in range(args.repeat):
         for b in args.bin:
             m = run_once(b, args.partitions, args.seconds, args.nodes, args.rf, args.kill,
-                         args.log_open_files)
+                         args.log_open_files, args.first_read)
+            fr = m.pop("first", None)
             res[b].append(m)
             print("run %d %s: CPU %.1f%% of a core per node, loopback %.2f MB/s, RSS %.0f MiB "
                   "per node, all led after %.1f s, open descriptors %d (the most of a node)"
                   % (r + 1, b, m["cpu_pct"], m["net_mb_s"], m["rss_mib"], m["led_s"], m["fds"]),
                   flush=True)
+            if fr is not None:
+                print("run %d %s: first requests after %.0f s idle: watermarks %.3f s%s, fetch "
+                      "%.3f s%s, produce acks=all %.3f s%s"
+                      % (r + 1, b, args.seconds + 5,
+                         fr["wm_s"], " (%s)" % fr["wm_err"] if fr["wm_err"] else "",
+                         fr["fetch_s"], " (%s)" % fr["fetch_err"] if fr["fetch_err"] else "",
+                         fr["produce_s"],
+                         " (%s)" % fr["produce_err"] if fr["produce_err"] else ""), flush=True)
             if "restart_s" in m:
                 print("run %d %s: after kill -9 of node %d: fail-over %s, restart %.1f s to "
                       "\"started:\", every partition led %.1f s after the restart began"

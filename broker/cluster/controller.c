@@ -33,8 +33,9 @@ enum {
     KIND_HEARTBEAT = 3, /* i32 node, u64 incarnation; answer: empty */
     KIND_FETCH = 4,     /* i64 from: an observer reads the committed log; answer below */
     KIND_SNAPSHOT = 5,  /* the newest snapshot: u8 0 then its bytes, or u8 1 (none) */
-    /* 6-9, CONTROLLER_KIND_PARTITION_RAFT, _ELECT, _LOG_START, _RAFT_BATCH: replicated partitions,
-     * served by the handler layer on the receiving shard (controller_set_partition_handler) */
+    /* 6-10, CONTROLLER_KIND_PARTITION_RAFT, _ELECT, _LOG_START, _RAFT_BATCH, NODE_PING:
+     * replicated partitions, served by the handler layer on the receiving shard
+     * (controller_set_partition_handler) */
 };
 #define CTL_SNAPSHOT_RECORDS_DEFAULT 20000 /* laminar.metadata.snapshot.records */
 #define CTL_SEGMENT_BYTES            (8u << 20)
@@ -1863,6 +1864,7 @@ void controller_handle(struct controller *c, struct broker_req *req)
     if (c != NULL && req->api_version == 0 && req->body_len >= 1 &&
         (req->body[0] == CONTROLLER_KIND_PARTITION_RAFT ||
          req->body[0] == CONTROLLER_KIND_PARTITION_RAFT_BATCH ||
+         req->body[0] == CONTROLLER_KIND_NODE_PING ||
          req->body[0] == CONTROLLER_KIND_PARTITION_ELECT ||
          req->body[0] == CONTROLLER_KIND_PARTITION_LOG_START)) {
         if (c->partition_fn != NULL) {

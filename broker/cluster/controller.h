@@ -78,6 +78,10 @@ void controller_shard_stop(struct controller *c);
  * answers, coalesced per node pair): u16 count, then per message u16 topic length, topic, i32
  * partition, u32 length, the raft_wire message. */
 #define CONTROLLER_KIND_PARTITION_RAFT_BATCH 9
+/* ... and a node's liveness to another node, per node pair on the replication connections
+ * (then the sender's i32 node id; answered at once with one byte): the receiver takes it as
+ * news from that node, which its quiescent partitions' followers go by. */
+#define CONTROLLER_KIND_NODE_PING 10
 typedef void (*controller_partition_fn)(void *ctx, struct broker_req *req, const uint8_t *body,
                                         size_t len);
 void controller_set_partition_handler(struct controller *c, controller_partition_fn fn, void *ctx);

@@ -571,8 +571,13 @@ static void fetch_op(struct hshard *hs, struct hpart *p, struct hwork *w, struct
         /* consumers fetch from the leader, and from a new one only after its first commit:
          * before that its high watermark could be below the one the previous leader answered
          * with; nor from one without its lease (cut off: a successor may have gone further);
-         * the consumer retries after a metadata refresh */
-        w->error = KAFKA_NOT_LEADER_OR_FOLLOWER;
+         * the consumer retries after a metadata refresh. A leader this fetch just woke from
+         * quiescence has its lease a round trip away: the fetch waits for it, within its
+         * max_wait. */
+        if (!partition_hw_known(p->part) ||
+            !hs_lease_park(hs, p, w, f, fc->rq.max_wait_ms > 0 ? (uint64_t)fc->rq.max_wait_ms : 0,
+                           KAFKA_NOT_LEADER_OR_FOLLOWER))
+            w->error = KAFKA_NOT_LEADER_OR_FOLLOWER;
         return;
     }
     int64_t start = storage_log_start_offset(p->log);

@@ -168,9 +168,11 @@ struct lo_ctx {
     int16_t version;
 };
 
+/* How long a ListOffsets waits for a woken leader's lease (it has no max_wait of its own). */
+#define LO_LEASE_WAIT_MS 500
+
 static void list_offsets_op(struct hshard *hs, struct hpart *p, struct hwork *w, struct hfan *f)
 {
-    (void)hs;
     struct lo_ctx *c = f->ctx;
     const struct kafka_list_offsets_request_partition *in = w->in;
     struct kafka_list_offsets_response_partition *o = w->out;
@@ -185,13 +187,20 @@ static void list_offsets_op(struct hshard *hs, struct hpart *p, struct hwork *w,
         return;
     if ((w->error = h_check_epoch(p, in->current_leader_epoch)) != KAFKA_NONE)
         return;
-    if (p->replicated && p->part != NULL &&
-        (!partition_hw_known(p->part) ||
-         !partition_lease_valid(p->part, (int64_t)broker_now_ms()))) {
-        /* Kafka's answer while a new leader's high watermark is below its epoch's start; a
-         * leader without its lease (cut off from its followers) may have been succeeded by one
-         * that exposed a higher high watermark */
+    if (p->replicated && p->part != NULL && !partition_hw_known(p->part)) {
+        /* Kafka's answer while a new leader's high watermark is below its epoch's start */
         w->error = KAFKA_OFFSET_NOT_AVAILABLE;
+        return;
+    }
+    if (p->replicated && p->part != NULL &&
+        !partition_lease_valid(p->part, (int64_t)broker_now_ms())) {
+        /* A leader without its lease (cut off from its followers) may have been succeeded by
+         * one that exposed a higher high watermark. One this read just woke from quiescence
+         * has its lease a round trip away: the read waits for it. Otherwise, or past the wait,
+         * LEADER_NOT_AVAILABLE, which librdkafka retries for ListOffsets (after a metadata
+         * refresh) and the Java client too; it does not retry OFFSET_NOT_AVAILABLE. */
+        if (!hs_lease_park(hs, p, w, f, LO_LEASE_WAIT_MS, KAFKA_LEADER_NOT_AVAILABLE))
+            w->error = KAFKA_LEADER_NOT_AVAILABLE;
         return;
     }
     int64_t start = storage_log_start_offset(p->log);

@@ -56,6 +56,9 @@ struct controller;
     50, 100, 150, 200, 300, 400, 500, 750, 1000, 1500, 2000, 3000, 5000, 7500, 10000, 20000,       \
         50000, 100000, 250000, 1000000
 enum { HANDLERS_FLUSH_BUCKETS = 21 };
+/* Node ids whose liveness the node-pair pings track (a node with a higher id is never taken as
+ * silent: its quiescent followers wait for its fence, as before the pings). */
+#define HANDLERS_ALIVE_NODES     1024
 #define HANDLERS_PART_GAUGES_MAX 1024 /* partitions with their own series, per shard */
 
 struct handlers_ctx {
@@ -111,6 +114,10 @@ struct handlers_ctx {
     struct lm_quota_table mutation_quota;
     /* Controlled shutdown (hs_cluster.c), all atomic: set on SIGTERM; the leaderships the
      * shards still hold; how many shards have counted theirs; the shards running. */
+    /* Per node id (below HANDLERS_ALIVE_NODES), atomic: when any shard last received a
+     * NODE_PING or a raft message from that node (hs_node_heard), 0 never. Quiescent
+     * partitions go by it (hs_node_silent). */
+    uint64_t node_alive_ms[HANDLERS_ALIVE_NODES];
     bool handoff;
     int32_t handoff_led;
     uint32_t handoff_shards;

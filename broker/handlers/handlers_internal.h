@@ -21,6 +21,9 @@
 
 /* Period of the shard tick: metadata reconciliation, flush.ms, waiter pruning. */
 #define HANDLERS_TICK_MS 200
+/* A node not heard from for this long (two election timeouts of 10 ticks) is silent to its
+ * quiescent partitions (hs_node_silent). */
+#define HANDLERS_NODE_SILENT_MS (20 * HANDLERS_TICK_MS)
 /* Log growth between two producer-state checkpoints (laminar.producer.checkpoint.bytes). */
 #define HANDLERS_PRODUCER_CHECKPOINT_BYTES ((uint64_t)64 << 20)
 #define HANDLERS_HANDOFF_TICK_MS           20
@@ -83,6 +86,9 @@ struct hpart {
     bool compact_flush_waiting;
     struct hwaiter *waiters; /* parked fetches of any shard waiting for appends here */
     bool waiters_fired;      /* some of them fired (partition_watch) */
+    /* reads parked on this shard until the leader's lease is back (hs_lease_park) */
+    struct hlease_wait *lease_waits;
+    bool lease_rerun; /* a parked read runs again: it answers, it does not park */
     struct hpart_sync sync;
     struct hshard *hs; /* owner shard's state */
     bool dead;         /* closed while its sync ran: freed when the sync ends */
@@ -328,6 +334,16 @@ int hs_raft_send_app(void *ctx, struct partition *part, const struct raft_msg *m
  * that must read the bytes on the way: no cluster-secret MAC, no peer TLS). */
 bool hs_raft_zero_copy(const struct hshard *hs);
 void hs_partition_recv(void *ctx, struct broker_req *req, const uint8_t *body, size_t len);
+/* Node-pair liveness for quiescent partitions (consensus/README.md, "Quiescence"): shard 0
+ * sends every other node of the image a NODE_PING (its node id) at each tick on its
+ * replication connection; the receiver stamps the sender in handlers_ctx.node_alive_ms
+ * (hs_node_heard), as every raft message received does for its sender. hs_node_silent:
+ * `node` was heard from since this process started, but neither it nor (last_contact_ms) a
+ * leader message of the partition within HANDLERS_NODE_SILENT_MS. */
+void hs_node_ping(struct hshard *hs, uint64_t now_ms);
+void hs_node_heard(struct handlers_ctx *h, int32_t node, uint64_t now_ms);
+bool hs_node_silent(const struct hshard *hs, int32_t node, uint64_t last_contact_ms,
+                    uint64_t now_ms);
 /* Asks node `leader` to hand topic-partition's leadership to node target (ElectLeaders). done
  * gets the answer: rc 0 and a 2-byte Kafka error code in call->resp. *call_out is the call to
  * free in done. Returns 0, or an error without calling done. */
@@ -569,6 +585,19 @@ void hfan_start(struct hfan *f);
  * owner shard). */
 void hfan_hold(struct hwork *w);
 void hfan_release(struct hshard *hs, struct hwork *w);
+
+/* Reads of a replicated partition whose leader a read just woke from quiescence
+ * (partition_lease_coming): the lease its heartbeats renew is one round trip away. Called by
+ * an hfan op that found no lease: holds w (hfan_hold) until the lease is valid or max_ms have
+ * passed (bounded by the lease period), then runs f->op for it again, which then answers with
+ * what it finds. Returns false when the read is to be answered now (no lease coming, a run
+ * that was itself parked, out of memory). */
+bool hs_lease_park(struct hshard *hs, struct hpart *p, struct hwork *w, struct hfan *f,
+                   uint64_t max_ms, int16_t give_up);
+/* Runs p's parked reads again once its lease is valid, and those past their bound (the shard
+ * tick); _drop answers them all with their give_up error at once (p goes away). */
+void hs_lease_waits_check(struct hshard *hs, struct hpart *p, uint64_t now_ms);
+void hs_lease_waits_drop(struct hshard *hs, struct hpart *p);
 
 /* ---- data_*.c ---- */
 /* Frees the shard's grown scratch once idle (HANDLERS_SCRATCH_IDLE_MS); called by the tick. */

@@ -338,6 +338,64 @@ static int pcall_send(struct hshard *hs, int32_t node, struct hraft_call *k,
     return broker_peer_send(peer, &k->call);
 }
 
+/* ---- node-pair liveness (quiescent partitions) ---- */
+
+static void ping_done(struct broker_shard *s, struct broker_call *call, int rc)
+{
+    (void)s;
+    (void)rc; /* the receiver takes the ping as news from this node; the answer tells nothing */
+    free(call->arg);
+}
+
+void hs_node_heard(struct handlers_ctx *h, int32_t node, uint64_t now_ms)
+{
+    if (node < 0 || node >= HANDLERS_ALIVE_NODES)
+        return;
+    uint64_t *at = &h->node_alive_ms[node];
+    /* one store per node and 50 ms at most: every shard stamps it for every message */
+    if (__atomic_load_n(at, __ATOMIC_RELAXED) + 50 <= now_ms)
+        __atomic_store_n(at, now_ms, __ATOMIC_RELAXED);
+}
+
+void hs_node_ping(struct hshard *hs, uint64_t now_ms)
+{
+    (void)now_ms;
+    if (hs->snap == NULL || hs->stopping || hs->node->ctl == NULL)
+        return;
+    const struct lm_meta_state *st = &hs->snap->state;
+    int32_t self = hs->node->cfg->node_id;
+    for (size_t i = 0; i < st->broker_count; i++) {
+        int32_t node = st->brokers[i].id;
+        if (node == self || node < 0 || node >= HANDLERS_ALIVE_NODES)
+            continue;
+        /* a cut link holds at most its request timeout's worth (10 s: 50) of these */
+        size_t mac = controller_mac_bytes(hs->node->ctl);
+        struct hraft_call *k = malloc(sizeof(*k) + 5 + mac);
+        if (k == NULL)
+            return;
+        memset(k, 0, sizeof(*k));
+        k->buf[0] = CONTROLLER_KIND_NODE_PING;
+        lm_put_be32(k->buf + 1, (uint32_t)self);
+        k->len = 5;
+        if (pcall_send(hs, node, k, ping_done, k) != 0)
+            free(k);
+    }
+}
+
+bool hs_node_silent(const struct hshard *hs, int32_t node, uint64_t last_contact_ms,
+                    uint64_t now_ms)
+{
+    if (node < 0 || node >= HANDLERS_ALIVE_NODES)
+        return false;
+    uint64_t alive = __atomic_load_n(&hs->node->node_alive_ms[node], __ATOMIC_ACQUIRE);
+    if (alive == 0)
+        return false; /* never answered since this process started (its connection may still
+                       * be backing off): the fence alone decides, as without the pings */
+    if (last_contact_ms > alive)
+        alive = last_contact_ms;
+    return now_ms > alive + HANDLERS_NODE_SILENT_MS;
+}
+
 /* Sends pe's coalesced messages (count written into the header first). */
 static void batch_flush(struct hshard *hs, struct hpeer *pe)
 {
@@ -689,6 +747,7 @@ static void raft_deliver(struct hshard *hs, struct hpart *p, int32_t partition, 
     }
     if (raft_wire_decode(msg, len, &m, &used) == 0) {
         bool handover = m.type == RAFT_MSG_TIMEOUT_NOW;
+        hs_node_heard(hs->node, (int32_t)m.from - 1, broker_now_ms());
         if (m.group != hs_raft_group(p->topic_id, partition)) {
             /* another incarnation of the topic: dropped */
             BLOG_INFO_LIMITED("partition %s-%d: a raft message from node %u of another "
@@ -899,6 +958,12 @@ void hs_partition_recv(void *ctx, struct broker_req *req, const uint8_t *body, s
 {
     (void)ctx;
     struct hshard *hs = hs_of(req->shard);
+    if (len == 5 && body[0] == CONTROLLER_KIND_NODE_PING) {
+        hs_node_heard(hs->node, (int32_t)lm_get_be32(body + 1), broker_now_ms());
+        static const uint8_t alive[1] = {0};
+        broker_req_respond(req, alive, sizeof(alive));
+        return;
+    }
     if (len >= 1 && body[0] == CONTROLLER_KIND_PARTITION_RAFT_BATCH) {
         batch_recv(hs, req, body + 1, len - 1);
         return;

@@ -651,6 +651,7 @@ void hs_part_kick(struct hshard *hs, struct hpart *p)
             hs_part_failed(hs, p, failed);
     }
     hs_wake_fired(hs, p);
+    hs_lease_waits_check(hs, p, broker_now_ms()); /* a heartbeat's answer renewed the lease */
     if (p->sync.busy)
         return; /* closing or reopening waits for the fsync's end */
     if (p->dead) {
@@ -666,6 +667,77 @@ void hs_part_kick(struct hshard *hs, struct hpart *p)
     /* Partitions left open over the budget because their fsync ran close once it ended. */
     if (hs->open_logs > hs->open_logs_max && !p->sync.busy)
         lru_enforce(hs, p->sync.in_done ? NULL : p, false);
+}
+
+/* A read parked until its partition's lease is back (hs_lease_park). */
+struct hlease_wait {
+    struct hlease_wait *next;
+    struct hwork *w;
+    struct hfan *f;
+    uint64_t deadline_ms;
+    int16_t give_up;
+};
+
+bool hs_lease_park(struct hshard *hs, struct hpart *p, struct hwork *w, struct hfan *f,
+                   uint64_t max_ms, int16_t give_up)
+{
+    uint64_t now = broker_now_ms();
+    if (p->lease_rerun || p->part == NULL || max_ms == 0 || hs->stopping ||
+        !partition_lease_coming(p->part, (int64_t)now))
+        return false;
+    struct hlease_wait *lw = malloc(sizeof(*lw));
+    if (lw == NULL)
+        return false;
+    *lw = (struct hlease_wait){
+        .next = p->lease_waits, .w = w, .f = f, .deadline_ms = now + max_ms, .give_up = give_up};
+    p->lease_waits = lw;
+    hfan_hold(w);
+    return true;
+}
+
+void hs_lease_waits_check(struct hshard *hs, struct hpart *p, uint64_t now_ms)
+{
+    if (p->lease_waits == NULL || p->lease_rerun)
+        return;
+    bool lease = p->part != NULL && !p->failed && p->log != NULL &&
+                 partition_lease_valid(p->part, (int64_t)now_ms);
+    /* taken off the list first: a run may park nothing (lease_rerun), but it may kick p */
+    struct hlease_wait *due = NULL, **at = &p->lease_waits;
+    while (*at != NULL) {
+        struct hlease_wait *lw = *at;
+        if (lease || now_ms >= lw->deadline_ms || p->part == NULL ||
+            !partition_lease_coming(p->part, (int64_t)now_ms)) {
+            *at = lw->next;
+            lw->next = due;
+            due = lw;
+        } else {
+            at = &lw->next;
+        }
+    }
+    while (due != NULL) {
+        struct hlease_wait *lw = due;
+        due = lw->next;
+        p->lease_rerun = true;
+        lw->w->error = KAFKA_NONE;
+        lw->f->op(hs, p, lw->w, lw->f);
+        p->lease_rerun = false;
+        hfan_release(hs, lw->w);
+        free(lw);
+    }
+}
+
+void hs_lease_waits_drop(struct hshard *hs, struct hpart *p)
+{
+    if (hs == NULL)
+        hs = p->hs; /* part_free at teardown */
+    LM_ASSERT(hs != NULL || p->lease_waits == NULL);
+    while (p->lease_waits != NULL) {
+        struct hlease_wait *lw = p->lease_waits;
+        p->lease_waits = lw->next;
+        lw->w->error = lw->give_up;
+        hfan_release(hs, lw->w);
+        free(lw);
+    }
 }
 
 static void sync_fsync_done(struct broker_shard *s, struct broker_fsync *f, int rc)
@@ -798,6 +870,7 @@ static void part_close_log(struct hpart *p)
 static void part_reopen(struct hshard *hs, struct hpart *p)
 {
     hs_wake_waiters(hs, p);
+    hs_lease_waits_drop(hs, p);
     part_close_log(p);
     p->idle_closed = false;
     part_open_log(p);
@@ -837,6 +910,7 @@ static void part_free(struct hshard *hs, struct hpart *p, bool delete_dir)
     if (p->open_pending)
         oq_remove(hs, p);
     hs_wake_waiters(hs, p);
+    hs_lease_waits_drop(hs, p);
     part_close_log(p);
     if (delete_dir) {
         char dir[H_DIR_BYTES], ledger[H_DIR_BYTES], key[48];

@@ -287,6 +287,31 @@ static bool leader_idle(const struct hpart *p, bool image_changed)
            (p->start_sync <= 0 || (p->start_acked & all) == all);
 }
 
+/* A quiescent follower has no election timer. It wakes once the image fences its leader's
+ * node (SWIM declared it dead, or its heartbeats to the controller stopped) as if its timer
+ * had run since the leader's last message (it may vote and campaign at once); or, more
+ * gently, once that node went silent to this one (hs_node_silent: no ping nor raft message
+ * from it for two election timeouts; a leader cut off from its followers but not from the
+ * controller is never fenced): a fresh election timeout, and the leader asked whether it is
+ * there, so a node merely slow to answer (load) keeps its leaderships. */
+static void quiescent_check(struct hshard *hs, struct hpart *p, uint64_t now)
+{
+    if (partition_is_leader(p->part))
+        return;
+    uint32_t leader = partition_leader(p->part);
+    if (leader == RAFT_NONE)
+        return;
+    if (leader_lost(hs, leader)) {
+        BLOG_DEBUG("partition %s-%d: quiescent, its leader's node %d is fenced: waking", p->topic,
+                   p->partition, (int32_t)leader - 1);
+        (void)partition_wake(p->part);
+    } else if (hs_node_silent(hs, (int32_t)leader - 1, p->leader_contact_ms, now)) {
+        BLOG_DEBUG("partition %s-%d: quiescent, its leader's node %d is silent: waking", p->topic,
+                   p->partition, (int32_t)leader - 1);
+        (void)partition_wake_unsure(p->part);
+    }
+}
+
 static void shard_tick(struct broker_shard *s, struct broker_timer *t)
 {
     struct hshard *hs = t->arg;
@@ -306,6 +331,8 @@ static void shard_tick(struct broker_shard *s, struct broker_timer *t)
     hs->step_deadline_ms = now + HANDLERS_STEP_BUDGET_MS;
     hs->step_ops = HANDLERS_STEP_OPS_MIN;
     struct handlers_shard_gauges g = {0};
+    if (hs->id == 0 && hs->node->cfg->raft_quiesce)
+        hs_node_ping(hs, now);
     for (size_t b = 0; b < hs->bucket_count; b++) {
         for (struct htopic *tp = hs->buckets[b]; tp != NULL; tp = tp->next) {
             for (int32_t i = 0; i < tp->part_cap; i++) {
@@ -320,6 +347,7 @@ static void shard_tick(struct broker_shard *s, struct broker_timer *t)
                     else
                         w = &(*w)->next;
                 }
+                hs_lease_waits_check(hs, p, now); /* reads parked past their bound answer */
                 if (p->idle_closed) {
                     gauges_count(hs, tp, p, &g);
                     continue;
@@ -332,16 +360,8 @@ static void shard_tick(struct broker_shard *s, struct broker_timer *t)
                     gauges_count(hs, tp, p, &g);
                     continue;
                 }
-                /* A quiescent follower has no election timer: it wakes (and times out like
-                 * any follower whose leader went silent) once the image fences its leader's
-                 * node, SWIM having declared it dead or its heartbeats having stopped. */
-                if (p->replicated && partition_quiescent(p->part) &&
-                    !partition_is_leader(p->part) && leader_lost(hs, partition_leader(p->part))) {
-                    BLOG_DEBUG("partition %s-%d: quiescent, its leader's node %d is fenced: "
-                               "waking",
-                               p->topic, p->partition, (int32_t)partition_leader(p->part) - 1);
-                    (void)partition_wake(p->part);
-                }
+                if (p->replicated && partition_quiescent(p->part))
+                    quiescent_check(hs, p, now);
                 /* flush.ms and retention (log.retention.check.interval.ms, coarser) are the
                  * partition's; between retention checks only its drive step runs (flush.ms). */
                 int rc = retention ? partition_tick(p->part, (int64_t)now)
@@ -475,6 +495,12 @@ void hs_shard_drain(struct broker_shard *s, void *ctx)
     struct hshard *hs = broker_shard_user(s);
     if (hs != NULL) {
         data_fetch_drain(hs);
+        /* reads parked for a lease answer now (retriable), as parked fetches do */
+        for (size_t b = 0; b < hs->bucket_count; b++)
+            for (struct htopic *t = hs->buckets[b]; t != NULL; t = t->next)
+                for (int32_t i = 0; i < t->part_cap; i++)
+                    if (t->parts[i] != NULL)
+                        hs_lease_waits_drop(hs, t->parts[i]);
         share_fetch_drain(hs);
         group_shard_drain(hs);
         txn_shard_drain(hs);

@@ -91,6 +91,9 @@ struct partition {
     int64_t heard_ms[RAFT_NODES_MAX];
     /* the last time the lease was asked for (reads): no quiescence within quiesce_read_ms */
     int64_t lease_asked_ms;
+    /* when a read woke this quiescent leader (its heartbeats went out to renew the lease):
+     * partition_lease_coming */
+    int64_t lease_woken_ms;
     /* the latest APP, HEARTBEAT or LOG_START received (from any leader): how long a quiescent
      * follower's leader has been silent when partition_wake wakes it */
     int64_t leader_heard_ms;
@@ -747,6 +750,7 @@ int partition_open(const struct partition_config *cfg, const struct partition_en
     p->now_ms = now_ms;
     p->tick_due_ms = now_ms + cfg->tick_ms;
     p->lease_asked_ms = INT64_MIN / 2; /* never: quiescence need not wait for a read window */
+    p->lease_woken_ms = INT64_MIN / 2;
     p->leader_heard_ms = now_ms;
     p->next_watch_id = 1;
     int rc = strlen(cfg->dir) >= PATH_MAX ? LM_E_TOO_LARGE : 0;
@@ -1199,6 +1203,17 @@ int partition_wake(struct partition *p)
     return partition_drive(p); /* a leader's heartbeats */
 }
 
+int partition_wake_unsure(struct partition *p)
+{
+    if (p->failed)
+        return p->failed;
+    if (!raft_quiescent(p->raft))
+        return 0;
+    raft_wake_silent(p->raft, 0);
+    p->tick_due_ms = p->now_ms + p->cfg.tick_ms;
+    return partition_drive(p);
+}
+
 void partition_set_clock(struct partition *p, int64_t now_ms)
 {
     if (now_ms > p->now_ms)
@@ -1397,6 +1412,21 @@ bool partition_hw_known(struct partition *p)
     return true;
 }
 
+/* Followers grant no vote and start no election within (election_ticks - 1) ticks of hearing
+ * from a leader (raft's check-quorum lease, also right after a restart); half of that leaves
+ * the other half for the answer's way back and late ticks. */
+static int64_t lease_period_ms(const struct partition *p)
+{
+    return (int64_t)(p->cfg.election_ticks - 1) * p->cfg.tick_ms / 2;
+}
+
+bool partition_lease_coming(const struct partition *p, int64_t now_ms)
+{
+    return !p->lone && !p->failed && raft_role(p->raft) == RAFT_LEADER &&
+           !raft_transferring(p->raft) && now_ms >= p->lease_woken_ms &&
+           now_ms - p->lease_woken_ms < lease_period_ms(p);
+}
+
 bool partition_lease_valid(struct partition *p, int64_t now_ms)
 {
     if (raft_role(p->raft) != RAFT_LEADER || raft_transferring(p->raft))
@@ -1407,14 +1437,13 @@ bool partition_lease_valid(struct partition *p, int64_t now_ms)
      * heartbeats' answers gave it (consensus/README.md, "Quiescence"). */
     if (now_ms > p->lease_asked_ms)
         p->lease_asked_ms = now_ms;
-    if (raft_quiescent(p->raft))
+    if (raft_quiescent(p->raft)) {
+        p->lease_woken_ms = now_ms;
         (void)partition_wake(p);
+    }
     if (p->heard_term != raft_term(p->raft))
         return false;
-    /* Followers grant no vote and start no election within (election_ticks - 1) ticks of
-     * hearing from this leader (raft's check-quorum lease, also right after a restart); half
-     * of that leaves the other half for the answer's way back and late ticks. */
-    int64_t lease_ms = (int64_t)(p->cfg.election_ticks - 1) * p->cfg.tick_ms / 2;
+    int64_t lease_ms = lease_period_ms(p);
     const struct raft_conf *c = raft_conf(p->raft);
     uint32_t live = 0;
     for (uint32_t v = 0; v < c->n_voters; v++) {

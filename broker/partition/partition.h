@@ -223,11 +223,22 @@ bool partition_lease_valid(struct partition *p, int64_t now_ms);
  * quiescent leader for its lease wakes it (heartbeats go out; the lease it had from the answers
  * to its last heartbeats still counts), and keeps it from quiescing for quiesce_read_ms. */
 bool partition_quiescent(const struct partition *p);
+/* Whether a read woke this quiescent leader (partition_lease_valid) less than the lease
+ * period ago: its heartbeats are out and their answers, one round trip away, renew the lease.
+ * The owner parks a read that found no lease meanwhile (it would otherwise answer a retriable
+ * error that not every client retries) and asks again when the answers are in. */
+bool partition_lease_coming(const struct partition *p, int64_t now_ms);
 /* Wakes a quiescent group on this node (its leader's node is lost, or anything the owner
  * wants heartbeats for); nothing when it is not quiescent. A follower's election timer resumes
  * as if it had run since the last leader message it received (raft_wake_silent): it votes and
  * campaigns as soon as an awake follower would have. */
 int partition_wake(struct partition *p);
+/* Wakes a quiescent follower whose leader's node may be gone (the owner has not heard from it
+ * for a while, but nothing says it is down): a fresh election timeout from now, and its leader
+ * is asked whether it is there (a refused heartbeat answer, raft_wake_silent with no silence):
+ * a leader that is there heartbeats and keeps its group; one that is not is replaced an
+ * election timeout later. A leader wakes as with partition_wake. */
+int partition_wake_unsure(struct partition *p);
 /* Sets the time the next inputs are recorded at (the lease's answers): the shell calls it
  * with the current time before partition_step; ticks still come from partition_clock. */
 void partition_set_clock(struct partition *p, int64_t now_ms);

@@ -229,6 +229,8 @@ def main():
         run(nodes, n, args.clients)
         if args.secret is not None:
             wrong_secret(nodes, voters, port, cport, args.io)
+        if n >= 3:
+            first_read_of_idle(nodes)
         isr_follows_lag(nodes)
         sequence_ahead(nodes)
         follower_catches_up_from_log_start(nodes)
@@ -364,6 +366,46 @@ def metric(node, name):
     except OSError:
         return None
     return None
+
+
+def first_read_of_idle(nodes):
+    """Reads of idle RF=3 partitions whose groups went quiescent (laminar.raft.quiesce, the
+    default) and whose leader's lease ran out: the read wakes the group and waits the round
+    trip its heartbeats take to renew the lease, then is answered. librdkafka's watermark query
+    does not retry OFFSET_NOT_AVAILABLE (what such a read got before it waited)."""
+    a = admin(nodes[0])
+    for _, f in a.create_topics([NewTopic("quiet", 3, 3)], request_timeout=30).items():
+        f.result()
+    wait_for("quiet led", lambda: -1 not in leaders(nodes[0], "quiet").values(), 30, nodes)
+    p = Producer({"bootstrap.servers": nodes[0].bootstrap, "acks": "all"})
+    for part in range(3):
+        p.produce("quiet", value=b"q%d" % part, partition=part)
+    if p.flush(30) != 0:
+        raise SystemExit("FAIL: quiet: records not acknowledged")
+    c = Consumer({"bootstrap.servers": nodes[0].bootstrap, "group.id": "quiet-read",
+                  "enable.auto.commit": False})
+    try:
+        c.list_topics("quiet", timeout=10)
+        time.sleep(4)  # quiescent, and the lease (0.9 s after the last heartbeat) run out
+        for part in range(3):
+            t0 = time.monotonic()
+            lo, hi = c.get_watermark_offsets(TopicPartition("quiet", part), timeout=10)
+            if lo != 0 or hi < 1:  # the leader's LeaderChange batch, then the record
+                raise SystemExit("FAIL: quiet-%d: watermarks %s" % (part, (lo, hi)))
+            print("quiet-%d: first watermark query after 4 s idle answered in %.3f s"
+                  % (part, time.monotonic() - t0))
+        time.sleep(12)  # past the read window (10 s): quiescent again
+        c.assign([TopicPartition("quiet", part, 0) for part in range(3)])
+        got, deadline = set(), time.monotonic() + 10
+        while len(got) < 3 and time.monotonic() < deadline:
+            m = c.poll(0.1)
+            if m is not None and m.error() is None:
+                got.add(m.partition())
+        if len(got) < 3:
+            raise SystemExit("FAIL: quiet: fetched %s of 3 partitions within 10 s" % sorted(got))
+    finally:
+        c.close()
+    print("ok: first reads of quiescent partitions answered")
 
 
 def isr_follows_lag(nodes):

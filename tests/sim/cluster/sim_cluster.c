@@ -27,7 +27,8 @@
  *             by the topic id past every acknowledged offset, DeleteTopics v6 by the topic id,
  *             Metadata until NODES answers in a row do not show it; then the next incarnation
  * Faults chosen by the seed: node crashes and restarts (the controller leader included),
- * partitions (one node isolated, one direction cut, a bridge node) and heals, group member
+ * partitions (one node isolated, one direction cut, a bridge node, one node's replication
+ * connections cut while it still reaches the controller) and heals, group member
  * restarts, controlled shutdowns (SIGTERM's path: the node hands its partition and controller
  * leaderships over, polled as broker_runtime_run does until done or
  * laminar.controlled.shutdown.timeout.ms, then stops cleanly with its writes kept, and restarts),
@@ -2249,8 +2250,9 @@ static struct broker_config *node_config(uint32_t i)
     /* An open-log budget of 2 logs: every partition's log is closed (one voter) or has its
      * descriptors released (replicated) and reopened again and again under the faults. */
     SET("laminar.log.open.files.max", "4");
-    /* Raft quiescence (off by default): idle groups stop heartbeating and wake on traffic,
-     * reads and fenced leaders, under every fault here */
+    /* Raft quiescence (the default; set here so the simulation keeps it): idle groups stop
+     * heartbeating and wake on traffic, reads, fenced leaders and leaders' nodes silent to
+     * the node-pair pings, under every fault here */
     SET("laminar.raft.quiesce", "true");
     SET("laminar.log.level", "%s", getenv("SIM_CLUSTER_LOG") ? getenv("SIM_CLUSTER_LOG") : "error");
 #undef SET
@@ -2404,12 +2406,21 @@ static void fault_step(void *arg)
     } else if (k < 80) {
         uint32_t a = (uint32_t)sim_rand_below(NODES),
                  b = (a + 1 + (uint32_t)sim_rand_below(2)) % NODES;
-        uint64_t how = sim_rand_below(3);
+        uint64_t how = sim_rand_below(4);
         if (how == 0) { /* a isolated from every node */
             for (uint32_t o = 0; o < NODES; o++)
                 if (o != a) {
                     sim_net_cut(a, o, true);
                     sim_net_cut(o, a, true);
+                }
+        } else if (how == 3) {
+            /* a's replication cut from every node, its controller traffic and SWIM not: the
+             * leader of its partitions is never fenced, and their quiescent followers must
+             * notice it by the node-pair pings */
+            for (uint32_t o = 0; o < NODES; o++)
+                if (o != a) {
+                    sim_net_cut_replication(a, o, true);
+                    sim_net_cut_replication(o, a, true);
                 }
         } else if (how == 1) { /* one direction only */
             sim_net_cut(a, b, true);
@@ -2419,7 +2430,9 @@ static void fault_step(void *arg)
         }
         S.partitions++;
         BLOG_INFO("sim: partition %" PRIu64 " around node %u/%u", how, a + 1, b + 1);
-        sim_schedule(500000 + sim_rand_below(4 * US), heal, NULL);
+        /* a replication cut lasts past the silence that wakes quiescent followers (4 s) */
+        sim_schedule(how == 3 ? 5 * US + sim_rand_below(4 * US) : 500000 + sim_rand_below(4 * US),
+                     heal, NULL);
     }
     sim_schedule(US + sim_rand_below(2 * US), fault_step, NULL);
 }
@@ -2702,11 +2715,12 @@ static struct run_result run_seed(uint64_t seed, bool trace, enum selftest_kind 
 /* ---- fail-over with many partitions --------------------------------------------------------- */
 
 /* `--failover N`: three nodes, one idle topic of N partitions RF=3, then node 3 crashes for
- * good. Every partition must be led in node 1's image within FO_CREATE_LIMIT_US of the
- * CreateTopics answer, and by a live node within FO_FAILOVER_LIMIT_US of the crash, with the
- * controller group keeping its leader meanwhile. Each new leader announces itself to the
- * controller (PARTITION_LEADER, a SUBMIT forwarded by the other nodes and answered once
- * committed); with SUBMITs and the controller's Raft messages on one connection, more than
+ * good (`--cut-leader N`: its replication connections are cut instead, and its leaderships
+ * count as lost: it stays up and unfenced). Every partition must be led in node 1's image within
+ * FO_CREATE_LIMIT_US of the CreateTopics answer, and by a live node within FO_FAILOVER_LIMIT_US of
+ * the crash, with the controller group keeping its leader meanwhile. Each new leader announces
+ * itself to the controller (PARTITION_LEADER, a SUBMIT forwarded by the other nodes and answered
+ * once committed); with SUBMITs and the controller's Raft messages on one connection, more than
  * laminar.connection.inflight.max (64) of them waiting stopped the leader from reading that
  * node's Raft answers: check-quorum deposed it every election timeout and the announcements
  * timed out (minutes with 1,500 partitions on real nodes). */
@@ -2717,6 +2731,7 @@ static struct run_result run_seed(uint64_t seed, bool trace, enum selftest_kind 
 static struct {
     bool created;
     int32_t partitions;
+    int32_t gone; /* a node id whose leaderships count as lost (--cut-leader), else -1 */
 } F;
 
 static void fo_on_create(struct client *cl, struct scall *c, int rc, struct kafka_arena *a,
@@ -2760,19 +2775,20 @@ static int32_t fo_unled(uint32_t n)
         unled = 0;
         for (int32_t p = 0; p < F.partitions; p++) {
             int32_t l = lm_meta_state_partition_leader(&snap->state, t, p, (int32_t)n + 1);
-            unled += l < 1 || l > NODES || !sim_node_up((uint32_t)l - 1);
+            unled += l < 1 || l > NODES || !sim_node_up((uint32_t)l - 1) || l == F.gone;
         }
     }
     lm_meta_snapshot_release(snap);
     return unled;
 }
 
-static int run_failover(uint64_t seed, int32_t partitions)
+static int run_failover(uint64_t seed, int32_t partitions, bool cut)
 {
     memset(&S, 0, sizeof(S));
     memset(&F, 0, sizeof(F));
     S.seed = seed;
     F.partitions = partitions;
+    F.gone = -1;
     const char *base = access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp";
     snprintf(S.dir, sizeof(S.dir), "%s/laminar-test-simfailover-%d-%" PRIu64, base, (int)getpid(),
              seed);
@@ -2803,8 +2819,18 @@ static int run_failover(uint64_t seed, int32_t partitions)
              fo_unled(0), partitions, create_s);
     sim_run_until(sim_now_us() + 3 * US, NULL, NULL); /* idle */
     uint64_t t_kill = sim_now_us();
-    if (!S.failed)
+    if (!S.failed && cut) {
+        /* node 3's replication connections cut, its controller traffic and SWIM not: it is
+         * never fenced, and its idle (quiescent) groups' followers must notice the silence of
+         * its node (the node-pair pings) and elect one of themselves */
+        for (uint32_t o = 0; o + 1 < NODES; o++) {
+            sim_net_cut_replication(NODES - 1, o, true);
+            sim_net_cut_replication(o, NODES - 1, true);
+        }
+        F.gone = NODES;
+    } else if (!S.failed) {
         sim_node_crash(NODES - 1, SIM_DISK_KEEP);
+    }
     int32_t ctl = controller_leader_node();
     uint32_t ctl_changes = 0;
     while (!S.failed && fo_unled(0) > 0 && sim_now_us() < t_kill + FO_FAILOVER_LIMIT_US) {
@@ -2816,11 +2842,13 @@ static int run_failover(uint64_t seed, int32_t partitions)
     double failover_s = (double)(sim_now_us() - t_kill) / 1e6;
     if (!S.failed && fo_unled(0) > 0)
         fail("%d of %d partitions still without a live leader in node 1's image %.1f s after "
-             "node 3 crashed (the controller's leader changed %u times)",
-             fo_unled(0), partitions, failover_s, ctl_changes);
-    printf("sim_cluster: --failover %d, seed %" PRIu64 ": %s; all led %.1f s after CreateTopics, "
-           "%.1f s after the crash, controller leader changes %u\n",
-           partitions, seed, S.failed ? "FAILED" : "ok", create_s, failover_s, ctl_changes);
+             "node 3 %s (the controller's leader changed %u times)",
+             fo_unled(0), partitions, failover_s, cut ? "was cut from its followers" : "crashed",
+             ctl_changes);
+    printf("sim_cluster: --%s %d, seed %" PRIu64 ": %s; all led %.1f s after CreateTopics, "
+           "%.1f s after %s, controller leader changes %u\n",
+           cut ? "cut-leader" : "failover", partitions, seed, S.failed ? "FAILED" : "ok", create_s,
+           failover_s, cut ? "the cut" : "the crash", ctl_changes);
     S.closing = true;
     client_close(&S.admin);
     sim_run_until(sim_now_us(), NULL, NULL);
@@ -2928,13 +2956,14 @@ int main(int argc, char **argv)
         }
         return r1.ok && r2.ok ? 0 : 1;
     }
-    if (argc >= 3 && strcmp(argv[1], "--failover") == 0) {
+    if (argc >= 3 && (strcmp(argv[1], "--failover") == 0 || strcmp(argv[1], "--cut-leader") == 0)) {
         int32_t n = (int32_t)strtol(argv[2], NULL, 10);
         if (n < 1 || n > 100000) {
-            fprintf(stderr, "sim_cluster --failover N [seed]\n");
+            fprintf(stderr, "sim_cluster --failover|--cut-leader N [seed]\n");
             return 2;
         }
-        return run_failover(argc >= 4 ? strtoull(argv[3], NULL, 10) : 1, n);
+        return run_failover(argc >= 4 ? strtoull(argv[3], NULL, 10) : 1, n,
+                            strcmp(argv[1], "--cut-leader") == 0);
     }
     if (argc == 2 && strcmp(argv[1], "--selftest") == 0) {
         struct run_result r = run_seed(1, false, SELFTEST_ACK);

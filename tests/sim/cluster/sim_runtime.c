@@ -177,6 +177,7 @@ struct sim_world {
     bool print;
     struct sim_net_params net;
     bool cut[SIM_ENDPOINTS_MAX + SIM_NODES_MAX][SIM_ENDPOINTS_MAX + SIM_NODES_MAX];
+    bool cut_repl[SIM_NODES_MAX][SIM_NODES_MAX]; /* sim_net_cut_replication */
     struct sim_ev **heap;
     uint32_t hn, hcap;
     struct sim_node nodes[SIM_NODES_MAX];
@@ -420,9 +421,25 @@ bool sim_net_is_cut(uint32_t a, uint32_t b)
     return W.cut[a][b];
 }
 
+void sim_net_cut_replication(uint32_t a, uint32_t b, bool cut)
+{
+    LM_ASSERT(a < SIM_NODES_MAX && b < SIM_NODES_MAX);
+    W.cut_repl[a][b] = cut;
+}
+
 void sim_net_heal(void)
 {
     memset(W.cut, 0, sizeof(W.cut));
+    memset(W.cut_repl, 0, sizeof(W.cut_repl));
+}
+
+/* Whether frames of peer p from endpoint a to endpoint b are blocked. */
+static bool peer_cut(const struct broker_peer *p, uint32_t a, uint32_t b)
+{
+    if (W.cut[a][b])
+        return true;
+    return a < SIM_NODES_MAX && b < SIM_NODES_MAX && W.cut_repl[a][b] &&
+           p->opts.client_id != NULL && strcmp(p->client_id, "laminar-replica") == 0;
 }
 
 /* A request's simulation state lives behind a pointer kept in its (unused) output prefix. */
@@ -1725,7 +1742,8 @@ static void run_event(struct sim_ev *e)
             peer_fail(p, LM_E_IO, ECONNREFUSED, 0);
             break;
         }
-        if (W.cut[p->src_ep][p->dst_node] || W.cut[p->dst_node][p->src_ep]) {
+        if (peer_cut(p, p->src_ep, (uint32_t)p->dst_node) ||
+            peer_cut(p, (uint32_t)p->dst_node, p->src_ep)) {
             uint32_t t = p->opts.connect_timeout_ms ? p->opts.connect_timeout_ms : 10000;
             peer_fail(p, LM_E_TIMEOUT, ETIMEDOUT, (uint64_t)t * 1000u);
             break;
@@ -1743,7 +1761,7 @@ static void run_event(struct sim_ev *e)
             peer_fail(p, LM_E_IO, ECONNRESET, net_delay_us());
             break;
         }
-        if (tcp_hold(e, p, true, W.cut[p->src_ep][p->dst_node]))
+        if (tcp_hold(e, p, true, peer_cut(p, p->src_ep, (uint32_t)p->dst_node)))
             break;
         if (W.net.reset_per_100k > 0 && sim_rand_below(100000) < W.net.reset_per_100k) {
             peer_fail(p, LM_E_IO, ECONNRESET, net_delay_us());
@@ -1793,7 +1811,7 @@ static void run_event(struct sim_ev *e)
     case EV_S2C:
         if (p->err != 0 || !endpoint_alive(p->src_ep, p->src_gen))
             break;
-        if (tcp_hold(e, p, false, W.cut[p->dst_node][p->src_ep]))
+        if (tcp_hold(e, p, false, peer_cut(p, (uint32_t)p->dst_node, p->src_ep)))
             break;
         if (W.net.reset_per_100k > 0 && sim_rand_below(100000) < W.net.reset_per_100k) {
             peer_fail(p, LM_E_IO, ECONNRESET, 0);

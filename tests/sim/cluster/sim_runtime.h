@@ -54,6 +54,11 @@ uint64_t sim_rand_below(uint64_t n);
  * datagrams from endpoint a to endpoint b. */
 void sim_net_cut(uint32_t a, uint32_t b, bool cut);
 bool sim_net_is_cut(uint32_t a, uint32_t b);
+/* Cuts only the replication connections from node a to node b (client id "laminar-replica":
+ * partitions' Raft traffic and the node-pair pings), not the controller's, SWIM or clients':
+ * a node that reaches the controller but not its partitions' other replicas. */
+void sim_net_cut_replication(uint32_t a, uint32_t b, bool cut);
+/* Heals every cut. */
 void sim_net_heal(void);
 
 /* Registers node i with its config (taken: freed by sim_world_deinit) and the setup function

@@ -1735,9 +1735,13 @@ static void test_quiescence(void **state)
         assert_int_equal(f->q_len, 0);
     }
     assert_true(partition_is_leader(l1));
-    /* a read long after the last heartbeat: no lease, but the group wakes and heartbeats */
+    /* a read long after the last heartbeat: no lease, but the group wakes and heartbeats, and
+     * the lease is coming (the owner parks the read) until its answers are in */
+    assert_false(partition_lease_coming(l1, f->now_ms));
     assert_false(partition_lease_valid(l1, f->now_ms));
     assert_false(partition_quiescent(l1));
+    assert_true(partition_lease_coming(l1, f->now_ms));
+    assert_false(partition_lease_coming(f->parts[2], f->now_ms)); /* followers: never */
     assert_true(f->q_len >= 2);
     fx_deliver(f);
     assert_true(partition_lease_valid(l1, f->now_ms));
@@ -1772,8 +1776,13 @@ static void test_quiescence(void **state)
     }
     assert_true(leader == 2 || leader == 3);
     assert_true(partition_leader_epoch(f->parts[leader]) > partition_leader_epoch(l1));
-    /* the old leader, quiescent and cut off, has no lease */
+    /* the old leader, quiescent and cut off, has no lease; it is coming for at most the lease
+     * period (4.5 ticks here), then reads are answered at once */
     assert_false(partition_lease_valid(l1, f->now_ms));
+    assert_true(partition_lease_coming(l1, f->now_ms));
+    fx_tick_all(f, 5);
+    assert_false(partition_lease_valid(l1, f->now_ms));
+    assert_false(partition_lease_coming(l1, f->now_ms));
     f->cut[1] = false;
     fx_tick_all(f, 3);
     assert_false(partition_is_leader(l1));
