@@ -32,7 +32,8 @@ import test_txnpart as txn  # noqa: E402
 
 COMPAT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "compat")
 
-from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition  # noqa: E402
+from confluent_kafka import (Consumer, KafkaError, KafkaException, Producer,  # noqa: E402
+                             TopicPartition)
 from confluent_kafka.admin import AdminClient, NewTopic  # noqa: E402
 
 
@@ -735,8 +736,20 @@ def replicated_transactions(nodes):
     ids = {x.node_id for x in nodes}
     wait_for("every node registered", lambda: cluster_view(nodes[0])[0] >= ids, 60, nodes)
     a = admin(nodes[0])
-    for _, f in a.create_topics([NewTopic(topic, 1, 3)], request_timeout=30).items():
-        f.result()
+    # A node the step before paused can be listed in node 0's Metadata while the controller
+    # still holds it fenced (its first heartbeat after SIGCONT not yet answered): CreateTopics
+    # then answers INVALID_REPLICATION_FACTOR ("only 2 broker(s) are registered"), retriable.
+    deadline = time.monotonic() + 30
+    while True:
+        f = a.create_topics([NewTopic(topic, 1, 3)], request_timeout=30)[topic]
+        try:
+            f.result()
+            break
+        except KafkaException as e:
+            if e.args[0].code() != KafkaError.INVALID_REPLICATION_FACTOR or \
+                    time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
     # the leader as one Metadata answer names it (a later answer may be between two leaders,
     # e.g. while the automatic rebalance hands the partition to its preferred replica)
     def named_leader():
