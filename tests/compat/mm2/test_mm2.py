@@ -379,6 +379,13 @@ def scenario(src, dst, workdir, metrics, eos):
         check(want_dst <= topics_dst, "MM2's internal topics on the target", sorted(topics_dst))
         check("mm2-offset-syncs.target.internal" in topics_src,
               "mm2-offset-syncs.target.internal on the source", sorted(topics_src))
+        # The Connect worker heartbeats its group on the target every heartbeat.interval.ms
+        # (3 s) after it joined: a run whose checks all passed sooner (or a join that was slow
+        # under load) stops MM2 before its first Heartbeat, which check_requests expects
+        deadline = time.monotonic() + 20
+        while proc.poll() is None and time.monotonic() < deadline and \
+                not any(a == "Heartbeat" for a, _ in requests_seen(metrics["target"])):
+            time.sleep(0.25)
         check(proc.poll() is None, "MM2 still running")
     finally:
         stop_mm2(proc, log)
