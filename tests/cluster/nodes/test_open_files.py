@@ -28,8 +28,11 @@ RECORDS_PER_PARTITION = 6
 LOG_FDS = 64
 # what a node holds besides its partition logs: listeners, the io_uring rings and eventfds of
 # its shards, peer and client connections with their splice pipes, the metadata log, the
-# producer-state and quorum files while written, dup'd slices of answers in flight
-MARGIN = 60
+# producer-state and quorum files while written, dup'd slices of answers in flight. 60 was
+# exceeded (peaks 158 and 167 against 155) in 2 of 5 runs on 2026-12-07 under load (the I/O
+# of 250 new replicas' first flushes and answers in flight overlapping more), not found to be
+# a leak; the per-log leak this test caught before (a directory held per new log) reached 187
+MARGIN = 80
 
 
 def open_fds(pid):
