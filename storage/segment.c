@@ -471,7 +471,26 @@ int seg_seal(struct storage_log *log, struct segment *seg)
     return seg_write_pending_index(log, seg);
 }
 
-/* The KAFKA_BATCH_HEADER_SIZE bytes at position (through the header cache). */
+/* pread() retried on EINTR: bytes read, 0 at the end, -1 on an error. */
+static ssize_t pread_eintr(int fd, void *buf, size_t n, uint64_t at)
+{
+    ssize_t r;
+    do {
+        r = pread(fd, buf, n, (off_t)at);
+    } while (r < 0 && errno == EINTR);
+    return r;
+}
+
+/* Whether p[0..n) are all zero bytes (preallocated zeros, storage.h). */
+static bool all_zero(const uint8_t *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (p[i] != 0)
+            return false;
+    return true;
+}
+
+/* At least `need` (<= KAFKA_BATCH_HEADER_SIZE) bytes at position, through the header cache. */
 static int seg_header_bytes(struct storage_log *log, struct segment *seg, uint64_t position,
                             size_t need, const uint8_t **out)
 {
@@ -484,10 +503,7 @@ static int seg_header_bytes(struct storage_log *log, struct segment *seg, uint64
         uint64_t want = seg->size_bytes - position;
         if (want > SEG_HEADER_READ_BYTES)
             want = SEG_HEADER_READ_BYTES;
-        ssize_t r;
-        do {
-            r = pread(seg->log_fd, log->scan_buf, want, (off_t)position);
-        } while (r < 0 && errno == EINTR);
+        ssize_t r = pread_eintr(seg->log_fd, log->scan_buf, want, position);
         if (r < 0)
             return LM_E_IO;
         if ((size_t)r < need)
@@ -504,10 +520,7 @@ static int seg_header_bytes(struct storage_log *log, struct segment *seg, uint64
 #define ZERO_START_BYTES 12
 static bool zero_batch_start(const uint8_t *p)
 {
-    for (int i = 0; i < ZERO_START_BYTES; i++)
-        if (p[i] != 0)
-            return false;
-    return true;
+    return all_zero(p, ZERO_START_BYTES);
 }
 
 int seg_read_header(struct storage_log *log, struct segment *seg, uint64_t position,
@@ -530,23 +543,13 @@ static int seg_zero_from(struct storage_log *log, struct segment *seg, uint64_t 
 {
     scan_cache_drop(log);
     *zero = true;
-    for (;;) {
-        ssize_t r;
-        do {
-            r = pread(seg->log_fd, log->scan_buf, STORAGE_SCAN_BUF_BYTES, (off_t)pos);
-        } while (r < 0 && errno == EINTR);
-        if (r < 0)
-            return LM_E_IO;
-        if (r == 0)
-            return 0;
-        for (ssize_t i = 0; i < r; i++) {
-            if (log->scan_buf[i] != 0) {
-                *zero = false;
-                return 0;
-            }
-        }
+    ssize_t r = 0;
+    while (*zero &&
+           (r = pread_eintr(seg->log_fd, log->scan_buf, STORAGE_SCAN_BUF_BYTES, pos)) > 0) {
+        *zero = all_zero(log->scan_buf, (size_t)r);
         pos += (uint64_t)r;
     }
+    return *zero && r < 0 ? LM_E_IO : 0;
 }
 
 static const uint8_t prealloc_zeros[64 * 1024];
@@ -811,9 +814,7 @@ static int seg_scan_recover(struct storage_log *log, struct segment *seg, uint64
         uint64_t left = file_size - pos;
         if (left < ZERO_START_BYTES || zero_batch_start(map + pos)) {
             /* preallocated zeros (storage.h), or a torn write's tail that reads as zeros */
-            zero_tail = true;
-            for (uint64_t i = pos; i < file_size && zero_tail; i++)
-                zero_tail = map[i] == 0;
+            zero_tail = all_zero(map + pos, (size_t)left);
             why = left < ZERO_START_BYTES ? "partial batch header" : "zeros after the last batch";
             break;
         }
