@@ -2,10 +2,12 @@
  * directories and the partitions in them, for kafka-log-dirs.sh (LogDirsCommand) and tools
  * such as MirrorMaker 2 and Cruise Control.
  *
- * A partition's size is Kafka's UnifiedLog.size: the bytes of its live segment files
- * ("<base>.log", not .swap/.deleted/.cleaned leftovers), read with stat() from the partition
- * directory, so the core needs no cross-shard call (appends are pwrite()s: the page cache and
- * st_size are up to date as soon as the append returns). A single node has no follower and no
+ * A partition is listed when its directory holds live segment files ("<base>.log", not
+ * .swap/.deleted/.cleaned leftovers), with the sum of their lengths read with stat(). That is
+ * Kafka's UnifiedLog.size (the bytes of the batches) only for a closed log: an open one's active
+ * segment can hold preallocated zeros past its end, so the request's handler then replaces the
+ * sizes of open logs with their own, asked of the shards that hold them (hs_logdirs.c). A
+ * single node has no follower and no
  * future log: offset lag 0, is_future_key false. Partition logs live in the first log dir
  * (handlers.c); other configured dirs are listed with no partitions. A dir that cannot be
  * resolved or stat'ed is KAFKA_STORAGE_ERROR as Kafka reports an offline dir. Partitions and

@@ -258,6 +258,12 @@ static void admin_serve(struct broker_req *req, int16_t min_version, int16_t max
             admin_fail(req, "out of memory queueing changes", rc);
         return;
     }
+    if (req->api_key == KAFKA_DESCRIBE_LOG_DIRS_KEY) {
+        /* the partition sizes of open logs come from their owner shards (hs_logdirs.c) */
+        if (!h_logdirs_sizes(req, api, rs, admin_respond))
+            admin_fail(req, "out of memory asking for log sizes", LM_E_NOMEM);
+        return;
+    }
     admin_respond(req, api, rs);
 }
 

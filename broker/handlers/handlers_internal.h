@@ -586,6 +586,14 @@ void hfan_start(struct hfan *f);
 void hfan_hold(struct hwork *w);
 void hfan_release(struct hshard *hs, struct hwork *w);
 
+/* DescribeLogDirs (hs_logdirs.c): replaces the sizes admin_describe_log_dirs read from segment
+ * file lengths in rs by each open log's own size, asked of the partitions' owner shards, then
+ * calls respond(req, api, rs). Returns false (nothing sent) when the arena is exhausted. */
+typedef void (*h_respond_fn)(struct broker_req *req, const struct kafka_api_info *api, void *rs);
+struct kafka_describe_log_dirs_response;
+bool h_logdirs_sizes(struct broker_req *req, const struct kafka_api_info *api,
+                     struct kafka_describe_log_dirs_response *rs, h_respond_fn respond);
+
 /* Reads of a replicated partition whose leader a read just woke from quiescence
  * (partition_lease_coming): the lease its heartbeats renew is one round trip away. Called by
  * an hfan op that found no lease: holds w (hfan_hold) until the lease is valid or max_ms have

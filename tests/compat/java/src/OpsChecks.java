@@ -44,12 +44,24 @@ final class OpsChecks {
         return tool(kafka.admin.ConfigCommand::main, a.toArray(new String[0]));
     }
 
-    static long segmentBytes(File dir) {
+    /* A partition's size as Kafka's UnifiedLog.size counts it: the bytes of its segments'
+     * batches (each a 12-byte header of base offset and length, then length bytes); a walk
+     * stops at zeros, the space laminar preallocates ahead of the log's end. */
+    static long segmentBytes(File dir) throws java.io.IOException {
         long total = 0;
         File[] files = dir.listFiles();
         if (files == null) return -1;
         for (File f : files) {
-            if (f.getName().matches("[0-9]+\\.log")) total += f.length();
+            if (!f.getName().matches("[0-9]+\\.log")) continue;
+            java.nio.ByteBuffer b = java.nio.ByteBuffer.wrap(java.nio.file.Files.readAllBytes(
+                    f.toPath()));
+            int pos = 0;
+            while (pos + 12 <= b.limit()) {
+                int length = b.getInt(pos + 8);
+                if (length <= 0 || (long) pos + 12 + length > b.limit()) break;
+                pos += 12 + length;
+            }
+            total += pos;
         }
         return total;
     }
@@ -93,7 +105,7 @@ final class OpsChecks {
         ToolsSuite.check(r.status == 0 && broker.path("broker").asInt() == nodeId
                 && dir.path("error").isNull() && lagFuture && size0 == onDisk
                 && size0 >= payload && size0 <= bound && size1 == 0,
-                "log-dirs --describe: " + topic + "-0 is " + size0 + " bytes (segment files "
+                "log-dirs --describe: " + topic + "-0 is " + size0 + " bytes (batches in the segment files "
                         + onDisk + ", produced " + payload + "), -1 is " + size1);
 
         Map<Integer, Map<String, LogDirDescription>> d =
