@@ -421,13 +421,21 @@ static int log_flush(struct storage_log *log, bool force_checkpoint);
 
 /* Zeros ahead of the active segment's end (storage.h, "Preallocation"), written before a flush
  * that carries appends, so they become durable with it: not for the flushes of an open's
- * recovery or of a close, which leave the file ending at its last batch. */
+ * recovery or of a close, which leave the file ending at its last batch, nor for a flush that
+ * carries more than STORAGE_PREALLOC_FLUSH_MAX bytes of appends (a throughput-bound writer:
+ * the zeros would double its writes for a journal commit its large flush already amortizes). */
 static void preallocate_active(struct storage_log *log)
 {
     if (log->seg_count == 0)
         return;
     struct segment *seg = active(log);
-    if (!log->closing && log->unflushed_messages > 0 && seg->data_dirty)
+    if (log->closing || log->unflushed_messages <= 0 || !seg->data_dirty)
+        return;
+    uint64_t from = log->prealloc_base == seg->base_offset ? log->prealloc_mark : 0;
+    uint64_t carried = seg->size_bytes > from ? seg->size_bytes - from : 0;
+    log->prealloc_base = seg->base_offset;
+    log->prealloc_mark = seg->size_bytes;
+    if (carried <= STORAGE_PREALLOC_FLUSH_MAX)
         seg_preallocate(log, seg);
 }
 

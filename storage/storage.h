@@ -36,13 +36,15 @@
  * segment therefore first writes zeros from the file's end to a step ahead of the log's end
  * (the step grows with the segment: at most preallocate_bytes, never past segment_bytes), and
  * that flush's fdatasync makes them durable with the data; the appends after it land on
- * written blocks. The log's end is kept in memory, not taken from the file size: a segment is
- * cut to its end when it is sealed (a roll) and when the log is closed, and recovery treats a
- * batch header whose base offset and length are all zero bytes at a batch boundary as the end
- * of the segment, cutting the zeros after it. No batch is ever all-zero there (a batch's
- * length is at least 61), so the rule cannot hide one. Zeros past the end that a crash left
- * behind a torn write are cut with it, as before. Storage reads stop at the log's end, never at
- * the file's.
+ * written blocks. Only flushes that carry little (at most STORAGE_PREALLOC_FLUSH_MAX bytes of
+ * appends since the flush before) write zeros: a large flush pays one journal commit for many
+ * bytes, and zeros would double what a throughput-bound writer puts on the disk. The log's end is
+ * kept in memory, not taken from the file size: a segment is cut to its end when it is sealed (a
+ * roll) and when the log is closed, and recovery treats a batch header whose base offset and length
+ * are all zero bytes at a batch boundary as the end of the segment, cutting the zeros after it. No
+ * batch is ever all-zero there (a batch's length is at least 61), so the rule cannot hide one.
+ * Zeros past the end that a crash left behind a torn write are cut with it, as before. Storage
+ * reads stop at the log's end, never at the file's.
  *
  * Threads: a log is owned by one thread (the shard that owns the partition); nothing here locks.
  * Bounds: at most max_open_segments segments have open fds and loaded indexes (an LRU; the active
@@ -78,6 +80,8 @@
 
 #define STORAGE_READ_SLICES_MAX 4
 #define STORAGE_NO_LIMIT        INT64_MAX
+/* Preallocation: a flush carrying more appended bytes than this writes no zeros ahead. */
+#define STORAGE_PREALLOC_FLUSH_MAX (64u << 10)
 
 struct storage_log;
 

@@ -106,6 +106,10 @@ struct storage_log {
     int64_t recovery_point; /* as in the last checkpoint written */
     int64_t flushed_offset; /* durable end of the log */
     int64_t unflushed_messages;
+    /* Preallocation's view of the last flush with appends: the active segment (by base offset)
+     * and where its batches ended then, so the next one knows how many bytes it carries. */
+    int64_t prealloc_base;
+    uint64_t prealloc_mark;
     int64_t first_unflushed_ms; /* -1 when nothing unflushed */
     uint64_t bytes_since_checkpoint;
     bool dir_dirty;       /* directory entries created or removed since the last directory fsync */

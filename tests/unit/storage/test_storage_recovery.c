@@ -423,6 +423,40 @@ static void test_preallocated_flush_and_close(void **state)
     check_all(f);
 }
 
+/* A flush carrying more than STORAGE_PREALLOC_FLUSH_MAX bytes of appends writes no zeros (a
+ * throughput-bound writer); the small flush after it does. */
+static void test_preallocated_only_small_flushes(void **state)
+{
+    struct fx *f = *state;
+    f->cfg.preallocate_bytes = 64 * 1024;
+    open_log(f);
+    char path[PATH_MAX * 2];
+    seg_file(f, 0, ".log", path);
+    while (storage_log_size_bytes(f->log) <= STORAGE_PREALLOC_FLUSH_MAX)
+        append_batches(f, 10);
+    assert_int_equal(storage_log_flush(f->log, false), 0);
+    off_t end = (off_t)storage_log_size_bytes(f->log);
+    assert_int_equal(file_size(path), end);
+    append_batches(f, 3);
+    assert_int_equal(storage_log_flush(f->log, false), 0);
+    end = (off_t)storage_log_size_bytes(f->log);
+    off_t size = file_size(path);
+    assert_true(size > end && size <= end + 64 * 1024 + 4096);
+    assert_true(all_zero_from(path, end));
+    /* large again, across the zeros: still none written past them */
+    uint64_t from = storage_log_size_bytes(f->log);
+    while (storage_log_size_bytes(f->log) - from <= STORAGE_PREALLOC_FLUSH_MAX)
+        append_batches(f, 10);
+    assert_int_equal(storage_log_flush(f->log, false), 0);
+    end = (off_t)storage_log_size_bytes(f->log);
+    assert_int_equal(file_size(path), end > size ? end : size);
+    close_log(f);
+    assert_int_equal(file_size(path), end);
+    open_log(f);
+    assert_int_equal(f->reports.count, 0);
+    check_all(f);
+}
+
 static void test_preallocated_tail_after_crash(void **state)
 {
     struct fx *f = *state;
@@ -738,6 +772,7 @@ int main(void)
         T(test_epoch_of_lost_tail_forgotten),
         T(test_zero_filled_tail),
         T(test_preallocated_flush_and_close),
+        T(test_preallocated_only_small_flushes),
         T(test_preallocated_tail_after_crash),
         T(test_zeros_then_bytes_is_damage),
         T(test_preallocated_roll),
