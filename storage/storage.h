@@ -100,7 +100,7 @@ struct storage_config {
     int64_t flush_ms;              /* flush.ms: flush data older than this; -1 off */
     uint64_t checkpoint_interval_bytes; /* write the checkpoint on a flush after this many bytes */
     uint32_t max_open_segments;         /* fds/index LRU bound, >= 2 */
-    /* preallocate (laminar's default true): a flush of the active segment first writes zeros
+    /* topic config preallocate (default false): a flush of the active segment first writes zeros
      * ahead of its end, up to this many bytes (0: never; see "Preallocation" above), so that
      * the fdatasyncs of the appends that follow need not journal the file's growth */
     uint64_t preallocate_bytes;

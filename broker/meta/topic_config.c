@@ -63,9 +63,9 @@ static const struct lm_topic_config_def config_defs[] = {
      "Shortest time a record stays uncompacted."},
     {"min.insync.replicas", LM_CONFIG_INT, "1", "min.insync.replicas", NULL, 1,
      "Replicas that must acknowledge an acks=all write."},
-    {"preallocate", LM_CONFIG_BOOLEAN, "true", "log.preallocate", NULL, 0,
+    {"preallocate", LM_CONFIG_BOOLEAN, "false", "log.preallocate", NULL, 0,
      "Write zeros ahead of the active segment's end (steps up to 1 MiB), so that an fsync "
-     "after an append need not journal the file's growth (Kafka's default: false)."},
+     "after an append need not journal the file's growth."},
     {"remote.storage.enable", LM_CONFIG_BOOLEAN, "false", NULL, NULL, 0,
      "Tiered storage for the topic."},
     {"retention.bytes", LM_CONFIG_LONG, "-1", "log.retention.bytes", NULL, -1,

@@ -85,13 +85,13 @@ static void test_settings_resolution_order(void **state)
     assert_true(s.cleanup_delete);
     assert_false(s.cleanup_compact);
     assert_int_equal(s.compression, -1);
-    assert_true(s.preallocate); /* laminar's default (storage.h, "Preallocation") */
-    struct lm_config_entry no_prealloc[] = {{"log.preallocate", "false"}};
-    assert_int_equal(lm_topic_settings_resolve(NULL, 0, no_prealloc, 1, &s), 0);
-    assert_false(s.preallocate);
-    struct lm_config_entry prealloc[] = {{"preallocate", "true"}};
-    assert_int_equal(lm_topic_settings_resolve(prealloc, 1, no_prealloc, 1, &s), 0);
+    assert_false(s.preallocate); /* Kafka's default (storage.h, "Preallocation") */
+    struct lm_config_entry on[] = {{"log.preallocate", "true"}};
+    assert_int_equal(lm_topic_settings_resolve(NULL, 0, on, 1, &s), 0);
     assert_true(s.preallocate);
+    struct lm_config_entry off[] = {{"preallocate", "false"}};
+    assert_int_equal(lm_topic_settings_resolve(off, 1, on, 1, &s), 0);
+    assert_false(s.preallocate);
 
     struct lm_config_entry broker[] = {{"log.retention.hours", "1"},
                                        {"log.segment.bytes", "2097152"},
