@@ -260,6 +260,11 @@ struct broker_shard {
     uint32_t fsyncs_inflight;
     struct broker_fsync *fsync_wait_head, *fsync_wait_tail;
     struct broker_sync_worker *sync_worker; /* started on first use when io->fsync is NULL */
+    /* blocking file work (broker_shard_meta_job): jobs on the metadata worker (at most
+     * BROKER_META_JOBS_INFLIGHT_MAX) and calls waiting for room, in order */
+    struct broker_sync_worker *meta_worker; /* started on first use */
+    uint32_t meta_inflight;
+    struct broker_meta_job *meta_wait_head, *meta_wait_tail;
     /* laminar.fault.disk.control (tests only; NULL: off): a file naming a delay every fsync
      * waits first; with it, fsyncs go through the sync worker whatever the backend */
     const char *fault_disk_control;
