@@ -123,6 +123,8 @@ def strace_count(nodes, prefix, tracers):
                 if m and m.group(2) in SYNC_CALLS.split(","):
                     per[int(m.group(1))] += 1
         kinds = collections.Counter()
+        with open("/proc/%d/comm" % x.pid) as f:
+            main_comm = f.read().strip()  # an unnamed thread's (a binary before the names)
         for tid, n in per.items():
             try:
                 with open("/proc/%d/task/%d/comm" % (x.pid, tid)) as f:
@@ -131,7 +133,7 @@ def strace_count(nodes, prefix, tracers):
                 comm = "gone"
             kind = ("meta worker" if comm.startswith("lm-meta") else
                     "sync worker" if comm.startswith("lm-sync") else
-                    "shard threads" if comm.startswith("lm-shard") or comm == "laminar" else
+                    "shard threads" if comm.startswith("lm-shard") or comm == main_comm else
                     "other (%s)" % comm)
             kinds[kind] += n
         out.append(kinds)
