@@ -170,8 +170,9 @@ void broker_core_on_wake(struct broker_shard *s)
  * bounded SPSC queue; it sleeps on its own eventfd and wakes the shard through the shard's
  * eventfd. The queues hold at most BROKER_FSYNC_INFLIGHT_MAX entries, the number of slots, so
  * a push never finds them full. The only system calls the shard makes for it are the eventfd
- * writes. The metadata worker (broker_shard_meta_job, any backend) is a second thread of the
- * same kind whose queues carry jobs (at most BROKER_META_JOBS_INFLIGHT_MAX). */
+ * writes. The metadata workers (broker_shard_meta_job, any backend, BROKER_META_THREADS per
+ * shard) are threads of the same kind whose queues carry jobs (at most
+ * BROKER_META_JOBS_INFLIGHT_MAX in all). */
 struct broker_sync_worker {
     pthread_t thread;
     /* a metadata worker (broker_shard_meta_job): its queues carry jobs, not fsyncs */
@@ -315,7 +316,8 @@ static void worker_stop(struct broker_sync_worker **wp)
 void sync_worker_stop(struct broker_shard *s)
 {
     worker_stop(&s->sync_worker);
-    worker_stop(&s->meta_worker);
+    for (uint32_t t = 0; t < BROKER_META_THREADS; t++)
+        worker_stop(&s->meta_workers[t]);
 }
 
 static void fsync_issue(struct broker_shard *s, struct broker_fsync *f)
@@ -456,18 +458,24 @@ bool fsync_pending(const struct broker_shard *s)
 static void meta_issue(struct broker_shard *s, struct broker_meta_job *j)
 {
     LM_ASSERT(s->meta_inflight < BROKER_META_JOBS_INFLIGHT_MAX);
-    if (s->meta_worker == NULL && worker_start(s, true, &s->meta_worker) != 0) {
+    uint32_t t = 0;
+    for (uint32_t i = 1; i < BROKER_META_THREADS; i++)
+        if (s->meta_load[i] < s->meta_load[t])
+            t = i;
+    if (s->meta_workers[t] == NULL && worker_start(s, true, &s->meta_workers[t]) != 0) {
         /* No thread to spare: the shard does the work itself rather than not at all. */
-        BLOG_WARN_LIMITED("cannot start the metadata worker; state files written on the "
+        BLOG_WARN_LIMITED("cannot start a metadata worker; state files written on the "
                           "shard thread");
         j->done(s, j, j->run(j));
         return;
     }
     s->meta_inflight++;
-    int rc = broker_mailbox_push(&s->meta_worker->requests, j);
+    s->meta_load[t]++;
+    j->thread_ = t;
+    int rc = broker_mailbox_push(&s->meta_workers[t]->requests, j);
     LM_ASSERT(rc == 0); /* at most BROKER_META_JOBS_INFLIGHT_MAX in flight */
     uint64_t one = 1;
-    ssize_t n = write(s->meta_worker->wake_fd, &one, sizeof(one));
+    ssize_t n = write(s->meta_workers[t]->wake_fd, &one, sizeof(one));
     LM_ASSERT(n == sizeof(one) || errno == EAGAIN);
 }
 
@@ -487,27 +495,32 @@ void broker_shard_meta_job(struct broker_shard *s, struct broker_meta_job *j)
     meta_issue(s, j);
 }
 
-/* Completions from the metadata worker (polled every loop turn with the fsyncs'). */
+/* Completions from the metadata workers (polled every loop turn with the fsyncs'). */
 static void meta_poll(struct broker_shard *s)
 {
-    if (s->meta_worker == NULL)
+    if (s->meta_inflight == 0)
         return;
-    struct broker_meta_job *j;
-    for (int i = 0; i < BROKER_META_JOBS_INFLIGHT_MAX; i++) {
-        if ((j = broker_mailbox_pop(&s->meta_worker->done)) == NULL)
-            break;
-        LM_ASSERT(s->meta_inflight > 0);
-        s->meta_inflight--;
-        /* Waiting calls take the freed room before done() may queue more (FIFO). */
-        while (s->meta_wait_head != NULL && s->meta_inflight < BROKER_META_JOBS_INFLIGHT_MAX) {
-            struct broker_meta_job *w = s->meta_wait_head;
-            s->meta_wait_head = w->next_;
-            if (s->meta_wait_head == NULL)
-                s->meta_wait_tail = NULL;
-            w->next_ = NULL;
-            meta_issue(s, w);
+    for (uint32_t t = 0; t < BROKER_META_THREADS; t++) {
+        if (s->meta_workers[t] == NULL)
+            continue;
+        struct broker_meta_job *j;
+        for (int i = 0; i < BROKER_META_JOBS_INFLIGHT_MAX; i++) {
+            if ((j = broker_mailbox_pop(&s->meta_workers[t]->done)) == NULL)
+                break;
+            LM_ASSERT(s->meta_inflight > 0 && j->thread_ == t && s->meta_load[t] > 0);
+            s->meta_inflight--;
+            s->meta_load[t]--;
+            /* Waiting calls take the freed room before done() may queue more (FIFO). */
+            while (s->meta_wait_head != NULL && s->meta_inflight < BROKER_META_JOBS_INFLIGHT_MAX) {
+                struct broker_meta_job *w = s->meta_wait_head;
+                s->meta_wait_head = w->next_;
+                if (s->meta_wait_head == NULL)
+                    s->meta_wait_tail = NULL;
+                w->next_ = NULL;
+                meta_issue(s, w);
+            }
+            j->done(s, j, j->res_);
         }
-        j->done(s, j, j->res_);
     }
 }
 

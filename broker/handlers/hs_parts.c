@@ -810,8 +810,12 @@ static void state_write_done(struct broker_shard *s, struct broker_meta_job *j, 
     if (p->part != NULL)
         partition_state_done(p->part, rc);
     q->in_done = false;
-    if (!q->issuing)
-        hs_part_kick(p->hs, p); /* inline (inside write_state): the caller's input kicks */
+    if (q->issuing)
+        return; /* inline (inside write_state): the caller's input checks and kicks */
+    /* what raft sent once the write was durable may have been its campaign's last step */
+    if (p->replicated && p->part != NULL && !p->dead)
+        hs_leader_check(p->hs, p, broker_now_ms());
+    hs_part_kick(p->hs, p);
 }
 
 /* partition_env.write_state: Raft's term and vote on the shard's metadata worker, so a

@@ -199,8 +199,9 @@ struct sim_world {
         uint64_t until_us;
     } dfault[SIM_NODES_MAX];
     uint64_t disk_faults; /* writes and syncs failed by a disk fault */
-    /* broker_shard_meta_job: when each node's metadata worker is free again (one thread: its
-     * jobs complete in order, each after the one before) */
+    /* broker_shard_meta_job: when each node's metadata worker is free again (modelled as one
+     * thread, its jobs completing in order, each after the one before: a slower schedule than
+     * the broker's four threads, whose jobs of different partitions complete in any order) */
     uint64_t meta_free_us[SIM_NODES_MAX];
     uint64_t meta_jobs, meta_jobs_kept; /* jobs run; of them run by a crash (kept, unanswered) */
 };
