@@ -230,6 +230,10 @@ static void *shard_thread(void *arg)
     struct broker_shard *s = arg;
     struct broker_rt *rt = s->rt;
     broker_log_set_shard((int)s->id);
+    /* "lm-shard-N" in top -H, perf and strace's thread lists (advisory: errors ignored) */
+    char name[16];
+    snprintf(name, sizeof(name), "lm-shard-%u", s->id);
+    (void)pthread_setname_np(pthread_self(), name);
     if (s->cpu >= 0) {
         cpu_set_t set;
         CPU_ZERO(&set);

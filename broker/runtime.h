@@ -277,6 +277,30 @@ struct broker_fsync {
 void broker_shard_fsync(struct broker_shard *s, struct broker_fsync *f, int fd, bool datasync,
                         void (*done)(struct broker_shard *, struct broker_fsync *, int), void *arg);
 
+/* Small blocking file work off the shard thread: a Raft replica's hard state (a temporary
+ * file, fdatasync, rename, directory fsync) is four system calls of which two wait for the
+ * disk, once per replica and election; creating thousands of replicas did them by the
+ * thousand on the shard thread, which starved SWIM and the controller. run(j) runs on one of
+ * the shard's metadata worker threads (their own, apart from the log fsyncs' ring or sync
+ * worker, so neither queues behind the other; several, so the file system can commit their
+ * syncs together) and may touch only what j points to; jobs run in no particular order
+ * between them (a caller with an order keeps one job in flight); done(s, j, rc) runs
+ * later on this shard with run's result. j is the caller's until done runs. Never fails:
+ * beyond BROKER_META_JOBS_INFLIGHT_MAX jobs the call waits in the shard's queue (linked
+ * through j, so the memory is the callers'), served in order. Shutdown waits for every job, as
+ * for fsyncs. */
+enum { BROKER_META_JOBS_INFLIGHT_MAX = 256 };
+struct broker_meta_job {
+    int (*run)(struct broker_meta_job *j);
+    void (*done)(struct broker_shard *s, struct broker_meta_job *j, int rc);
+    void *arg;
+    /* private */
+    int res_;
+    uint32_t thread_;
+    struct broker_meta_job *next_;
+};
+void broker_shard_meta_job(struct broker_shard *s, struct broker_meta_job *j);
+
 /* ---- outbound connections (Kafka's NetworkClient role: replication, the controller) ----
  *
  * A shard opens a connection to host:port (non-blocking connect: io_uring IORING_OP_CONNECT,

@@ -198,6 +198,12 @@ struct broker_xcall_list {
     struct broker_xcall *head, *tail;
 };
 
+/* Metadata worker threads per shard (broker_shard_meta_job): concurrent fdatasyncs of small
+ * files share the file system's journal commits (ext4's jbd2), so a few threads finish a burst
+ * of state files several times faster than one (this machine: ~0.9-2.2 ms per file alone,
+ * 0.3 ms with 8 threads). */
+#define BROKER_META_THREADS 4
+
 struct broker_shard {
     struct broker_shard_metrics *metrics; /* written by this shard only (broker/metrics.h) */
     bool metrics_on;                      /* laminar.metrics.enable */
@@ -260,6 +266,13 @@ struct broker_shard {
     uint32_t fsyncs_inflight;
     struct broker_fsync *fsync_wait_head, *fsync_wait_tail;
     struct broker_sync_worker *sync_worker; /* started on first use when io->fsync is NULL */
+    /* blocking file work (broker_shard_meta_job): jobs on the metadata workers (at most
+     * BROKER_META_JOBS_INFLIGHT_MAX; each to the least loaded thread) and calls waiting for
+     * room, in order */
+    struct broker_sync_worker *meta_workers[BROKER_META_THREADS]; /* started on first use */
+    uint32_t meta_load[BROKER_META_THREADS];
+    uint32_t meta_inflight;
+    struct broker_meta_job *meta_wait_head, *meta_wait_tail;
     /* laminar.fault.disk.control (tests only; NULL: off): a file naming a delay every fsync
      * waits first; with it, fsyncs go through the sync worker whatever the backend */
     const char *fault_disk_control;

@@ -170,9 +170,13 @@ void broker_core_on_wake(struct broker_shard *s)
  * bounded SPSC queue; it sleeps on its own eventfd and wakes the shard through the shard's
  * eventfd. The queues hold at most BROKER_FSYNC_INFLIGHT_MAX entries, the number of slots, so
  * a push never finds them full. The only system calls the shard makes for it are the eventfd
- * writes. */
+ * writes. The metadata workers (broker_shard_meta_job, any backend, BROKER_META_THREADS per
+ * shard) are threads of the same kind whose queues carry jobs (at most
+ * BROKER_META_JOBS_INFLIGHT_MAX in all). */
 struct broker_sync_worker {
     pthread_t thread;
+    /* a metadata worker (broker_shard_meta_job): its queues carry jobs, not fsyncs */
+    bool meta;
     /* laminar.fault.disk.control: the file re-read at most every FAULT_READ_MS, and the delay
      * it named */
     const char *fault_path;
@@ -220,14 +224,21 @@ static void fault_disk_wait(struct broker_sync_worker *w)
 static void *sync_worker_main(void *arg)
 {
     struct broker_sync_worker *w = arg;
+    (void)pthread_setname_np(pthread_self(), w->meta ? "lm-meta" : "lm-sync");
     for (;;) {
         bool any = false;
-        struct broker_fsync *f;
-        while ((f = broker_mailbox_pop(&w->requests)) != NULL) {
+        void *item;
+        while ((item = broker_mailbox_pop(&w->requests)) != NULL) {
             fault_disk_wait(w);
-            int r = f->datasync ? fdatasync(f->fd) : fsync(f->fd);
-            f->res_ = r == 0 ? 0 : -errno;
-            int rc = broker_mailbox_push(&w->done, f);
+            if (w->meta) {
+                struct broker_meta_job *j = item;
+                j->res_ = j->run(j);
+            } else {
+                struct broker_fsync *f = item;
+                int r = f->datasync ? fdatasync(f->fd) : fsync(f->fd);
+                f->res_ = r == 0 ? 0 : -errno;
+            }
+            int rc = broker_mailbox_push(&w->done, item);
             LM_ASSERT(rc == 0); /* bounded by the shard's slots */
             any = true;
         }
@@ -244,17 +255,20 @@ static void *sync_worker_main(void *arg)
     }
 }
 
-static int sync_worker_start(struct broker_shard *s)
+/* Starts the shard's sync worker (meta false) or metadata worker (meta true) into *out. */
+static int worker_start(struct broker_shard *s, bool meta, struct broker_sync_worker **out)
 {
     struct broker_sync_worker *w = calloc(1, sizeof(*w));
     if (w == NULL)
         return LM_E_NOMEM;
+    w->meta = meta;
     w->wake_fd = eventfd(0, EFD_CLOEXEC);
     w->shard_event_fd = s->event_fd;
     w->fault_path = s->fault_disk_control;
     w->fault_read_ms = INT64_MIN / 2;
-    if (w->wake_fd < 0 || broker_mailbox_init(&w->requests, BROKER_FSYNC_INFLIGHT_MAX) != 0 ||
-        broker_mailbox_init(&w->done, BROKER_FSYNC_INFLIGHT_MAX) != 0) {
+    uint32_t cap = meta ? BROKER_META_JOBS_INFLIGHT_MAX : BROKER_FSYNC_INFLIGHT_MAX;
+    if (w->wake_fd < 0 || broker_mailbox_init(&w->requests, cap) != 0 ||
+        broker_mailbox_init(&w->done, cap) != 0) {
         if (w->wake_fd >= 0)
             close(w->wake_fd);
         broker_mailbox_deinit(&w->requests);
@@ -269,14 +283,22 @@ static int sync_worker_start(struct broker_shard *s)
         free(w);
         return LM_E_IO;
     }
-    s->sync_worker = w;
-    BLOG_INFO("sync worker thread started (fsyncs leave the shard thread)");
+    *out = w;
+    if (meta)
+        BLOG_INFO("metadata worker thread started (Raft state files leave the shard thread)");
+    else
+        BLOG_INFO("sync worker thread started (fsyncs leave the shard thread)");
     return 0;
 }
 
-void sync_worker_stop(struct broker_shard *s)
+static int sync_worker_start(struct broker_shard *s)
 {
-    struct broker_sync_worker *w = s->sync_worker;
+    return worker_start(s, false, &s->sync_worker);
+}
+
+static void worker_stop(struct broker_sync_worker **wp)
+{
+    struct broker_sync_worker *w = *wp;
     if (w == NULL)
         return;
     atomic_store(&w->stop, true);
@@ -288,7 +310,14 @@ void sync_worker_stop(struct broker_shard *s)
     broker_mailbox_deinit(&w->requests);
     broker_mailbox_deinit(&w->done);
     free(w);
-    s->sync_worker = NULL;
+    *wp = NULL;
+}
+
+void sync_worker_stop(struct broker_shard *s)
+{
+    worker_stop(&s->sync_worker);
+    for (uint32_t t = 0; t < BROKER_META_THREADS; t++)
+        worker_stop(&s->meta_workers[t]);
 }
 
 static void fsync_issue(struct broker_shard *s, struct broker_fsync *f)
@@ -403,8 +432,11 @@ static void fsync_finish(struct broker_shard *s, uint32_t slot, int res)
 }
 
 /* Completions from the sync worker (polled every loop turn: one atomic load when idle). */
+static void meta_poll(struct broker_shard *s);
+
 void fsync_poll(struct broker_shard *s)
 {
+    meta_poll(s);
     if (s->sync_worker == NULL)
         return;
     struct broker_fsync *f;
@@ -417,7 +449,79 @@ void fsync_poll(struct broker_shard *s)
 
 bool fsync_pending(const struct broker_shard *s)
 {
-    return s->fsyncs_inflight > 0 || s->fsync_wait_head != NULL;
+    return s->fsyncs_inflight > 0 || s->fsync_wait_head != NULL || s->meta_inflight > 0 ||
+           s->meta_wait_head != NULL;
+}
+
+/* ---- blocking file work on the metadata worker -------------------------------------------- */
+
+static void meta_issue(struct broker_shard *s, struct broker_meta_job *j)
+{
+    LM_ASSERT(s->meta_inflight < BROKER_META_JOBS_INFLIGHT_MAX);
+    uint32_t t = 0;
+    for (uint32_t i = 1; i < BROKER_META_THREADS; i++)
+        if (s->meta_load[i] < s->meta_load[t])
+            t = i;
+    if (s->meta_workers[t] == NULL && worker_start(s, true, &s->meta_workers[t]) != 0) {
+        /* No thread to spare: the shard does the work itself rather than not at all. */
+        BLOG_WARN_LIMITED("cannot start a metadata worker; state files written on the "
+                          "shard thread");
+        j->done(s, j, j->run(j));
+        return;
+    }
+    s->meta_inflight++;
+    s->meta_load[t]++;
+    j->thread_ = t;
+    int rc = broker_mailbox_push(&s->meta_workers[t]->requests, j);
+    LM_ASSERT(rc == 0); /* at most BROKER_META_JOBS_INFLIGHT_MAX in flight */
+    uint64_t one = 1;
+    ssize_t n = write(s->meta_workers[t]->wake_fd, &one, sizeof(one));
+    LM_ASSERT(n == sizeof(one) || errno == EAGAIN);
+}
+
+void broker_shard_meta_job(struct broker_shard *s, struct broker_meta_job *j)
+{
+    LM_ASSERT(j->run != NULL && j->done != NULL);
+    j->res_ = 0;
+    j->next_ = NULL;
+    if (s->meta_inflight == BROKER_META_JOBS_INFLIGHT_MAX || s->meta_wait_head != NULL) {
+        if (s->meta_wait_tail != NULL)
+            s->meta_wait_tail->next_ = j;
+        else
+            s->meta_wait_head = j;
+        s->meta_wait_tail = j;
+        return;
+    }
+    meta_issue(s, j);
+}
+
+/* Completions from the metadata workers (polled every loop turn with the fsyncs'). */
+static void meta_poll(struct broker_shard *s)
+{
+    if (s->meta_inflight == 0)
+        return;
+    for (uint32_t t = 0; t < BROKER_META_THREADS; t++) {
+        if (s->meta_workers[t] == NULL)
+            continue;
+        struct broker_meta_job *j;
+        for (int i = 0; i < BROKER_META_JOBS_INFLIGHT_MAX; i++) {
+            if ((j = broker_mailbox_pop(&s->meta_workers[t]->done)) == NULL)
+                break;
+            LM_ASSERT(s->meta_inflight > 0 && j->thread_ == t && s->meta_load[t] > 0);
+            s->meta_inflight--;
+            s->meta_load[t]--;
+            /* Waiting calls take the freed room before done() may queue more (FIFO). */
+            while (s->meta_wait_head != NULL && s->meta_inflight < BROKER_META_JOBS_INFLIGHT_MAX) {
+                struct broker_meta_job *w = s->meta_wait_head;
+                s->meta_wait_head = w->next_;
+                if (s->meta_wait_head == NULL)
+                    s->meta_wait_tail = NULL;
+                w->next_ = NULL;
+                meta_issue(s, w);
+            }
+            j->done(s, j, j->res_);
+        }
+    }
 }
 
 /* ---- timers ------------------------------------------------------------------------------ */

@@ -184,6 +184,7 @@ int epochs_load(struct storage_log *log, bool *found)
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
         return errno == ENOENT ? 0 : LM_E_IO;
+    log->epochs_file = true; /* even damaged: a later write must not leave it behind */
     char *buf = malloc(EPOCH_FILE_MAX_BYTES);
     if (buf == NULL) {
         close(fd);
@@ -250,8 +251,18 @@ int epochs_load(struct storage_log *log, bool *found)
     return 0;
 }
 
+/* The first write of a log that never had the file (none found at open, none written since:
+ * a new partition's first epoch) is not synced, neither its contents nor its rename. A crash
+ * can then leave no file, or an empty or cut one, which recovery takes for missing or damaged
+ * and rebuilds the epochs from the batches: never a whole file that names fewer epochs than
+ * the durable batches carry, because there is no older version of it to fall back to, and every
+ * later write is synced (contents before the rename, the directory after). What the first
+ * write costs is the check of the first epoch's batches until the file reaches the disk by
+ * itself; what it saves is a new replica's fdatasync and directory fsync on the shard thread,
+ * two of the syncs that creating and electing thousands of partitions at once queued. */
 int epochs_write(struct storage_log *log)
 {
+    bool sync = log->epochs_file;
     char path[PATH_MAX], tmp[PATH_MAX];
     int n = snprintf(path, sizeof(path), "%s/%s", log->dir, EPOCH_FILE);
     LM_ASSERT(n > 0 && (size_t)n < sizeof(path));
@@ -269,7 +280,7 @@ int epochs_write(struct storage_log *log)
     for (uint32_t i = 0; ok && i < log->epoch_count; i++)
         ok = fprintf(f, "%" PRId32 " %" PRId64 "\n", log->epochs[i].epoch,
                      log->epochs[i].start_offset) > 0;
-    ok = ok && fflush(f) == 0 && fdatasync(fd) == 0;
+    ok = ok && fflush(f) == 0 && (!sync || fdatasync(fd) == 0);
     int err = ok ? 0 : errno;
     if (fclose(f) != 0 && ok) {
         ok = 0;
@@ -281,7 +292,8 @@ int epochs_write(struct storage_log *log)
     }
     if (rename(tmp, path) != 0)
         return LM_E_IO;
-    if (storage_dir_sync(log) != 0)
+    log->epochs_file = true;
+    if (sync && storage_dir_sync(log) != 0)
         return LM_E_IO;
     log->epochs_dirty = false;
     return 0;

@@ -27,7 +27,10 @@
  * it scanned. partitionLeaderEpoch lies outside the CRC, so the leader-epoch file is its check:
  * an append that starts a new epoch rewrites and syncs that file before writing the batch (once
  * per epoch), and a scanned batch must carry the epoch the file gives for its offset. Without
- * the file (missing or damaged) the epochs are rebuilt from the batches.
+ * the file (missing or damaged) the epochs are rebuilt from the batches. The one write that is
+ * not synced is a log's first (no file found at open, none written since: a new replica's
+ * first epoch): a crash can only lose it or cut it, never leave an older whole version, so
+ * recovery rebuilds from the batches; every later write is synced.
  *
  * Preallocation (cfg.preallocate_bytes): appending to a file changes its size and allocates
  * blocks, so each fdatasync after an append also commits a filesystem journal transaction; an
@@ -165,7 +168,8 @@ struct storage_append_result {
  * magic), then assigns consecutive offsets from the log end offset, stamps
  * partitionLeaderEpoch = leader_epoch (the Raft term) and, under log_append_time, the append
  * time, rewriting the header in buf in place. leader_epoch must not be below the latest epoch;
- * a larger one is written to the leader-epoch file (synced) before the batches.
+ * a larger one is written to the leader-epoch file (synced, but for the log's first: see
+ * "Durability") before the batches.
  * All or nothing: on error nothing is written. Returns 0 or LM_E_TRUNCATED, LM_E_MAGIC, LM_E_CRC,
  * LM_E_CORRUPT, LM_E_TOO_LARGE (batch over segment_bytes), LM_E_INVALID (epoch), LM_E_IO. */
 int storage_log_append_leader(struct storage_log *log, uint8_t *buf, size_t len,

@@ -132,6 +132,9 @@ struct storage_log {
     struct epoch_entry *epochs;
     uint32_t epoch_count, epoch_cap;
     bool epochs_dirty;
+    /* The leader-epoch file was found at open or written since: every write of it is synced.
+     * The first write of a log that never had one is not (see epochs_write). */
+    bool epochs_file;
     /* While open recovers: the leader-epoch file was loaded and names the epoch of every batch
      * (append writes it before the first batch of a new epoch), so a scanned batch must carry
      * the epoch it gives for its offset instead of teaching the cache a new one. */

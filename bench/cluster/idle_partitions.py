@@ -4,7 +4,7 @@ or more laminar binaries in the same invocation (the first is the reference of t
 
     bench/cluster/idle_partitions.py --bin build/broker/laminar [--bin OTHER] \\
         [--partitions 3000] [--seconds 20] [--repeat 2] [--nodes 3] [--rf 3] [--kill]
-        [--log-open-files 4096] [--first-read]
+        [--log-open-files 4096] [--first-read] [--io uring|epoll] [--strace PREFIX]
 
 Per binary and repetition: a fresh cluster of --nodes nodes (2 shards each, io_uring; nodes 1-3
 combined mode, the controller quorum, nodes 4 and up brokers only), one topic of N partitions
@@ -24,14 +24,26 @@ Every node runs with laminar.log.open.files.max = --log-open-files (the
 descriptors its partition logs may hold; 0: the broker's default, 3/5 of RLIMIT_NOFILE), so
 with more replicas than that the descriptor count shows the open-log budget at work (a binary
 without the key warns that it ignores it, and holds one descriptor per replica).
+After the creation each node's log is counted: "leader at epoch" lines (every leadership this
+node took, churn included), its own fencings by the controller and the SWIM suspicions and
+deaths it saw. With --strace PREFIX every node's sync system calls (fsync, fdatasync, syncfs,
+sync_file_range) from CreateTopics until every partition is led + 5 s are traced (strace -f,
+PREFIX.NODE) and counted per thread: the shard threads' ("lm-shard-N", and the main thread's)
+are the ones that stall an event loop, the sync worker's ("lm-sync", epoll's log fsyncs) and
+the metadata worker's ("lm-meta", Raft state files) do not; io_uring's fsyncs are no system
+calls and are not seen. A binary without thread names counts everything as its shard threads'.
 Prints one line per run and a table of medians with ratios against the first binary. A --bin of
 the form PATH,key=value,... runs that binary with those broker settings on every node (e.g.
 build/broker/laminar,laminar.raft.quiesce=true), so one binary may be compared with itself.
 """
 
 import argparse
+import collections
 import os
+import re
+import signal
 import statistics
+import subprocess
 import sys
 import time
 
@@ -79,6 +91,62 @@ def led_without(node, topic, dead):
     """Every partition of topic led, and by none of the nodes in dead."""
     ls = tc.leaders(node, topic).values()
     return -1 not in ls and not any(x in dead for x in ls)
+
+
+SYNC_CALLS = "fsync,fdatasync,syncfs,sync_file_range"
+
+
+def strace_start(nodes, prefix):
+    """One strace -f of the sync calls per node (PREFIX.NODE), attached before it returns."""
+    tracers = []
+    for x in nodes:
+        tracers.append(subprocess.Popen(
+            ["strace", "-f", "-qq", "-e", "trace=" + SYNC_CALLS, "-o",
+             "%s.%d" % (prefix, x.node_id), "-p", str(x.pid)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+    time.sleep(2)  # attached to every thread
+    return tracers
+
+
+def strace_count(nodes, prefix, tracers):
+    """Stops the tracers; per node {thread kind: sync calls}, kinds from the thread names."""
+    for t in tracers:
+        t.send_signal(signal.SIGINT)
+    for t in tracers:
+        t.wait(60)
+    out = []
+    for x in nodes:
+        per = collections.Counter()
+        with open("%s.%d" % (prefix, x.node_id)) as f:
+            for line in f:
+                m = re.match(r"(\d+)\s+(\w+)\(", line)
+                if m and m.group(2) in SYNC_CALLS.split(","):
+                    per[int(m.group(1))] += 1
+        kinds = collections.Counter()
+        with open("/proc/%d/comm" % x.pid) as f:
+            main_comm = f.read().strip()  # an unnamed thread's (a binary before the names)
+        for tid, n in per.items():
+            try:
+                with open("/proc/%d/task/%d/comm" % (x.pid, tid)) as f:
+                    comm = f.read().strip()
+            except OSError:
+                comm = "gone"
+            kind = ("meta worker" if comm.startswith("lm-meta") else
+                    "sync worker" if comm.startswith("lm-sync") else
+                    "shard threads" if comm.startswith("lm-shard") or comm == main_comm else
+                    "other (%s)" % comm)
+            kinds[kind] += n
+        out.append(kinds)
+    return out
+
+
+def log_counts(x):
+    """What node x's log says about the run: leaderships taken, its fencings, SWIM verdicts."""
+    text = x.log_text()
+    return {"leader_at_epoch": text.count(": leader at epoch "),
+            "fenced": len(re.findall(r"controller: node %d fenced" % x.node_id, text)),
+            "suspect": len(re.findall(r"gossip: node \d+ \S+ suspect", text)),
+            "dead": len(re.findall(r"gossip: node \d+ \S+ dead", text))}
 
 
 FIRST_READ_PARTS = (1, 2, 3)  # watermarks, fetch, produce (each its own partition)
@@ -145,13 +213,14 @@ def first_reads(node):
         c.close()
 
 
-def run_once(binary, partitions, seconds, nnodes, rf, kill, log_open_files, first_read):
+def run_once(binary, partitions, seconds, nnodes, rf, kill, log_open_files, first_read,
+             io="uring", strace=None):
     # "PATH,key=value,...": the binary and broker settings of its nodes
     binary, *settings = binary.split(",")
     os.environ["LAMINAR_BIN"] = binary
     port, cport = free_port(), free_port()
     voters = ",".join("%d@127.0.0.%d:%d" % (i, i, cport) for i in range(1, 4))
-    nodes = [tc.Node(i, voters, port, cport, "uring", observer=i > 3)
+    nodes = [tc.Node(i, voters, port, cport, io, observer=i > 3)
              for i in range(1, nnodes + 1)]
     for x in nodes:
         # the default bound (100,000 in the cluster's metadata) counts __consumer_offsets too
@@ -167,6 +236,7 @@ def run_once(binary, partitions, seconds, nnodes, rf, kill, log_open_files, firs
         ids = set(range(1, nnodes + 1))
         tc.wait_for("cluster formed", lambda: tc.cluster_view(nodes[0], 1)[0] == ids, 60, nodes)
         a = tc.admin(nodes[0])
+        tracers = strace_start(nodes, strace) if strace else []
         t0 = time.monotonic()
         for _, f in a.create_topics([NewTopic("idle", min(partitions, CHUNK), rf)],
                                     request_timeout=300).items():
@@ -183,6 +253,8 @@ def run_once(binary, partitions, seconds, nnodes, rf, kill, log_open_files, firs
         if first_read:
             seed_records(nodes[0])
         time.sleep(5)  # elections and ISR announcements settle
+        syncs = strace_count(nodes, strace, tracers) if tracers else None
+        logs = [log_counts(x) for x in nodes]
         c0 = sum(cpu_s(x.pid) for x in nodes)
         b0 = lo_bytes()
         time.sleep(seconds)
@@ -191,7 +263,9 @@ def run_once(binary, partitions, seconds, nnodes, rf, kill, log_open_files, firs
         rss = sum(rss_mib(x.pid) for x in nodes)
         fds = max(open_fds(x.pid) for x in nodes)
         out = {"cpu_pct": 100.0 * cpu / seconds / nnodes, "net_mb_s": net / seconds / 1e6,
-               "rss_mib": rss / nnodes, "led_s": led_s, "fds": fds}
+               "rss_mib": rss / nnodes, "led_s": led_s, "fds": fds, "logs": logs}
+        if syncs is not None:
+            out["syncs"] = syncs
         if first_read:
             out["first"] = first_reads(nodes[0])
         if kill:
@@ -229,6 +303,13 @@ def main():
                          "produce of long-idle partitions take")
     ap.add_argument("--log-open-files", type=int, default=4096,
                     help="laminar.log.open.files.max of every node (0: the broker's default)")
+    ap.add_argument("--io", default="uring", choices=["uring", "epoll"],
+                    help="I/O backend; with epoll the log fsyncs are system calls of the sync "
+                    "worker thread, which --strace counts (io_uring's are not system calls)")
+    ap.add_argument("--strace", metavar="PREFIX",
+                    help="count each node's sync system calls per thread from CreateTopics "
+                    "until every partition is led + 5 s (strace -f into PREFIX.NODE; slows "
+                    "creation, so its times are not comparable with untraced runs)")
     args = ap.parse_args()
     print("idle partitions: %d partitions x RF %d on %d nodes, laminar.log.open.files.max %s, "
           "%d CPUs, load %.2f"
@@ -238,13 +319,27 @@ def main():
     for r in range(args.repeat):
         for b in args.bin:
             m = run_once(b, args.partitions, args.seconds, args.nodes, args.rf, args.kill,
-                         args.log_open_files, args.first_read)
+                         args.log_open_files, args.first_read, args.io, args.strace)
             fr = m.pop("first", None)
+            logs = m.pop("logs")
+            syncs = m.pop("syncs", None)
             res[b].append(m)
             print("run %d %s: CPU %.1f%% of a core per node, loopback %.2f MB/s, RSS %.0f MiB "
                   "per node, all led after %.1f s, open descriptors %d (the most of a node)"
                   % (r + 1, b, m["cpu_pct"], m["net_mb_s"], m["rss_mib"], m["led_s"], m["fds"]),
                   flush=True)
+            print("run %d %s: logs: leader at epoch %s; fenced %s; SWIM suspect %s, dead %s "
+                  "(per node)" % (r + 1, b, "/".join(str(c["leader_at_epoch"]) for c in logs),
+                                  "/".join(str(c["fenced"]) for c in logs),
+                                  "/".join(str(c["suspect"]) for c in logs),
+                                  "/".join(str(c["dead"]) for c in logs)), flush=True)
+            if syncs is not None:
+                replicas = args.partitions * args.rf / args.nodes
+                for i, k in enumerate(syncs):
+                    print("run %d %s: node %d syncs: %s; shard threads %.2f per replica"
+                          % (r + 1, b, i + 1,
+                             ", ".join("%s %d" % kv for kv in sorted(k.items())) or "none",
+                             k["shard threads"] / replicas), flush=True)
             if fr is not None:
                 print("run %d %s: first requests after %.0f s idle: watermarks %.3f s%s, fetch "
                       "%.3f s%s, produce acks=all %.3f s%s"

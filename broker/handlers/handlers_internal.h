@@ -63,6 +63,17 @@ struct hpart_sync {
     uint64_t start_us; /* when this group commit's fsyncs were handed out */
 };
 
+/* The partition's hard-state write (partition_env.write_state: Raft term and vote), run on the
+ * shard's metadata worker (broker_shard_meta_job); one at a time. */
+struct hpart_state {
+    struct broker_meta_job job;
+    const char *dir, *name, *line; /* the partition's, valid while busy */
+    int len;
+    bool busy;
+    bool issuing; /* inside write_state: a completion there is inline */
+    bool in_done; /* inside partition_state_done */
+};
+
 /* A partition this shard owns. */
 struct hpart {
     char *topic; /* owned copy */
@@ -90,8 +101,9 @@ struct hpart {
     struct hlease_wait *lease_waits;
     bool lease_rerun; /* a parked read runs again: it answers, it does not park */
     struct hpart_sync sync;
+    struct hpart_state qsw;
     struct hshard *hs; /* owner shard's state */
-    bool dead;         /* closed while its sync ran: freed when the sync ends */
+    bool dead;         /* closed while its sync or state write ran: freed when it ends */
     bool dead_delete_dir;
     bool keep_votes;     /* moved off this node: its Raft term and vote outlive its directory */
     bool reopen_pending; /* storage settings changed while its sync ran */
@@ -449,6 +461,12 @@ int hs_append(struct hshard *hs, struct hpart *p, enum partition_origin origin, 
 /* After an input to p's partition: failure -> offline, high watermark moved -> wake fetches,
  * deferred close/reopen. */
 void hs_part_kick(struct hshard *hs, struct hpart *p);
+/* p's partition has an fsync or a hard-state write running: it may not close (nor reopen)
+ * until it ends (hs_part_kick then does what waited). */
+static inline bool hs_part_busy(const struct hpart *p)
+{
+    return p->sync.busy || p->qsw.busy;
+}
 /* Wakes every parked fetch waiting on p (close, reopen, failure), or only those whose
  * partition_watch fired (fired_only: hs_part_kick). */
 void hs_wake_waiters(struct hshard *hs, struct hpart *p);

@@ -187,6 +187,9 @@ static void hex_id(const uint8_t id[16], char out[33])
         snprintf(out + 2 * i, 3, "%02x", id[i]);
 }
 
+static void part_env_write_state(void *ctx, struct partition *part, const char *dir,
+                                 const char *name, const char *line, int n);
+
 /* The vote ledger (partition_votes.h): <first log dir>/__laminar_votes/<topic id>-<partition>. */
 static int votes_where(const struct hpart *p, char *ledger, size_t lcap, char key[48])
 {
@@ -327,7 +330,7 @@ static void lru_enforce(struct hshard *hs, const struct hpart *keep, bool releas
     while (hs->open_logs > hs->open_logs_max && v != NULL && looked++ < 32) {
         struct hpart *prev = v->lru_prev;
         /* Idle: no fsync in flight (its fds are in the ring). */
-        if (v == keep || v->sync.busy || v->dead || v->failed || v->reopen_pending ||
+        if (v == keep || hs_part_busy(v) || v->dead || v->failed || v->reopen_pending ||
             v->part == NULL) {
             v = prev;
             continue;
@@ -535,7 +538,8 @@ static void part_open_log(struct hpart *p)
     pc.tick_ms = HANDLERS_TICK_MS;
     pc.election_ticks = 10;
     pc.heartbeat_ticks = 1;
-    struct partition_env env = {.ctx = p, .sync = part_env_sync, .send = NULL};
+    struct partition_env env = {
+        .ctx = p, .sync = part_env_sync, .send = NULL, .write_state = part_env_write_state};
     /* A cluster partition with other replicas: one Raft group over their nodes. */
     p->replicated = false;
     int16_t rf = p->rf;
@@ -643,8 +647,8 @@ static void part_reopen(struct hshard *hs, struct hpart *p);
  * the parked fetches, and a close or reopen deferred while an fsync ran happens now. */
 void hs_part_kick(struct hshard *hs, struct hpart *p)
 {
-    if (p->sync.in_done)
-        return; /* the fsync completion kicks once partition_sync_done has returned */
+    if (p->sync.in_done || p->qsw.in_done)
+        return; /* the completion kicks once partition_sync_done (_state_done) returned */
     if (p->part != NULL) {
         int failed = partition_failed(p->part);
         if (failed)
@@ -652,7 +656,7 @@ void hs_part_kick(struct hshard *hs, struct hpart *p)
     }
     hs_wake_fired(hs, p);
     hs_lease_waits_check(hs, p, broker_now_ms()); /* a heartbeat's answer renewed the lease */
-    if (p->sync.busy)
+    if (hs_part_busy(p))
         return; /* closing or reopening waits for the fsync's end */
     if (p->dead) {
         part_free(hs, p, p->dead_delete_dir);
@@ -665,7 +669,7 @@ void hs_part_kick(struct hshard *hs, struct hpart *p)
         part_reopen(hs, p);
     }
     /* Partitions left open over the budget because their fsync ran close once it ended. */
-    if (hs->open_logs > hs->open_logs_max && !p->sync.busy)
+    if (hs->open_logs > hs->open_logs_max && !hs_part_busy(p))
         lru_enforce(hs, p->sync.in_done ? NULL : p, false);
 }
 
@@ -788,6 +792,56 @@ static void part_env_sync(void *ctx, struct partition *part, const int *fds, con
         broker_shard_fsync(p->hs->shard, &ps->fs[i], fds[i], !full[i], sync_fsync_done, p);
 }
 
+/* The metadata worker's part of a hard-state write (any thread: only the job's strings). */
+static int state_write_run(struct broker_meta_job *j)
+{
+    struct hpart *p = j->arg;
+    return partition_state_file_write(p->qsw.dir, p->qsw.name, p->qsw.line, p->qsw.len);
+}
+
+static void state_write_done(struct broker_shard *s, struct broker_meta_job *j, int rc)
+{
+    (void)s;
+    struct hpart *p = j->arg;
+    struct hpart_state *q = &p->qsw;
+    LM_ASSERT(q->busy && !q->in_done);
+    q->busy = false;
+    q->in_done = true; /* partition_state_done may hand out the next write at once */
+    if (p->part != NULL)
+        partition_state_done(p->part, rc);
+    q->in_done = false;
+    if (q->issuing)
+        return; /* inline (inside write_state): the caller's input checks and kicks */
+    /* what raft sent once the write was durable may have been its campaign's last step */
+    if (p->replicated && p->part != NULL && !p->dead)
+        hs_leader_check(p->hs, p, broker_now_ms());
+    hs_part_kick(p->hs, p);
+}
+
+/* partition_env.write_state: Raft's term and vote on the shard's metadata worker, so a
+ * thousand new replicas' elections do not make the shard wait for two thousand disk syncs
+ * (SWIM and the controller run here). */
+static void part_env_write_state(void *ctx, struct partition *part, const char *dir,
+                                 const char *name, const char *line, int n)
+{
+    (void)part;
+    struct hpart *p = ctx;
+    struct hpart_state *q = &p->qsw;
+    LM_ASSERT(!q->busy);
+    q->dir = dir;
+    q->name = name;
+    q->line = line;
+    q->len = n;
+    q->busy = true;
+    q->job.run = state_write_run;
+    q->job.done = state_write_done;
+    q->job.arg = p;
+    bool outer = q->issuing;
+    q->issuing = true;
+    broker_shard_meta_job(p->hs->shard, &q->job);
+    q->issuing = outer;
+}
+
 static void sync_wait_fired(void *user, int err, int64_t hw)
 {
     (void)hw;
@@ -856,7 +910,7 @@ static void part_close_log(struct hpart *p)
 {
     if (p->part == NULL)
         return;
-    LM_ASSERT(!p->sync.busy);
+    LM_ASSERT(!hs_part_busy(p));
     lru_unlink(p);
     p->fds_released = false; /* off the LRU already; its final flush may reopen fds */
     int rc = partition_close(p->part);
@@ -879,7 +933,7 @@ static void part_reopen(struct hshard *hs, struct hpart *p)
 /* Reopens the log of p after a storage failure (the tick, at p->retry_at_ms). */
 void hs_part_retry(struct hshard *hs, struct hpart *p)
 {
-    LM_ASSERT(!p->sync.busy && !p->dead);
+    LM_ASSERT(!hs_part_busy(p) && !p->dead);
     hs_wake_waiters(hs, p);
     part_close_log(p);
     part_open_log(p);
@@ -893,7 +947,7 @@ static void part_close(struct hshard *hs, struct hpart *p, bool delete_dir)
 {
     /* Parked fetches waiting here are woken so they answer (with UNKNOWN_TOPIC...). */
     hs_wake_waiters(hs, p);
-    if (p->sync.busy) {
+    if (hs_part_busy(p)) {
         /* Its fsyncs hold the segment files: close and free when the sync ends. */
         p->dead = true;
         p->dead_delete_dir = delete_dir;
@@ -904,7 +958,7 @@ static void part_close(struct hshard *hs, struct hpart *p, bool delete_dir)
 
 static void part_free(struct hshard *hs, struct hpart *p, bool delete_dir)
 {
-    LM_ASSERT(!p->sync.busy);
+    LM_ASSERT(!hs_part_busy(p));
     if (p->leave_at_ms != 0 && hs != NULL)
         hs->leaving--;
     if (p->open_pending)
@@ -1015,7 +1069,7 @@ static void part_open_or_queue(struct hshard *hs, struct hpart *p)
  * every partition of the node, which one step must not do at once. */
 static void part_reopen_or_queue(struct hshard *hs, struct hpart *p)
 {
-    LM_ASSERT(p->log != NULL && !p->sync.busy);
+    LM_ASSERT(p->log != NULL && !hs_part_busy(p));
     if (hs_step_has_budget(hs) || h_topic_internal(p->topic, strlen(p->topic))) {
         hs->step_ops++;
         part_reopen(hs, p);
@@ -1096,7 +1150,7 @@ static void work_run(struct broker_shard *s, struct broker_timer *t)
         struct hpart *p = hs->oq_head;
         oq_remove(hs, p);
         if (p->log != NULL) { /* its storage settings changed */
-            if (p->sync.busy)
+            if (hs_part_busy(p))
                 p->reopen_pending = true;
             else
                 part_reopen(hs, p);
@@ -1269,7 +1323,7 @@ static void topic_sync_parts(struct hshard *hs, struct htopic *t)
             BLOG_INFO("partition %s-%d: reassigned from one replica: reopening it as a Raft "
                       "group",
                       t->meta->name, i);
-            if (p->sync.busy)
+            if (hs_part_busy(p))
                 p->reopen_pending = true;
             else if (p->log != NULL)
                 part_reopen(hs, p);
@@ -1290,7 +1344,7 @@ static void topic_sync_parts(struct hshard *hs, struct htopic *t)
             BLOG_DEBUG("partition %s-%d: storage settings changed: reopening its log",
                        t->meta->name, i);
             reopens++;
-            if (p->sync.busy) {
+            if (hs_part_busy(p)) {
                 p->reopen_pending = true; /* when the sync ends */
                 continue;
             }

@@ -352,7 +352,7 @@ static void shard_tick(struct broker_shard *s, struct broker_timer *t)
                     gauges_count(hs, tp, p, &g);
                     continue;
                 }
-                if ((p->log == NULL || p->failed) && !p->dead && !p->sync.busy &&
+                if ((p->log == NULL || p->failed) && !p->dead && !hs_part_busy(p) &&
                     !p->open_pending && !hs->stopping && now >= p->retry_at_ms &&
                     hs_step_has_budget(hs))
                     hs_part_retry(hs, p);

@@ -36,7 +36,8 @@ struct watch {
 
 struct persist_rec {
     uint64_t id;
-    int64_t need; /* durable once storage_log_flushed_offset >= need */
+    int64_t need;    /* durable once storage_log_flushed_offset >= need */
+    uint64_t qs_seq; /* and the hard state once qs_durable_seq >= qs_seq */
 };
 
 struct partition {
@@ -49,8 +50,15 @@ struct partition {
     struct raft *raft;
     int64_t now_ms, tick_due_ms;
 
-    uint64_t qs_term; /* what quorum-state holds (written only when these change) */
-    uint32_t qs_vote;
+    uint64_t qs_term; /* what quorum-state holds or is being made to hold (written only when */
+    uint32_t qs_vote; /* these change) */
+    /* Hard-state writes (env.write_state, asynchronous): every change of (qs_term, qs_vote) is
+     * a new qs_seq; the write in flight (qs_line) covers qs_inflight_seq (0: none); the latest
+     * durable is qs_durable_seq. One write at a time: changes made meanwhile wait, and only the
+     * latest is written next. A ready is reported to raft once its qs_seq is durable. Without
+     * write_state the write is synchronous and qs_durable_seq == qs_seq after every ready. */
+    uint64_t qs_seq, qs_durable_seq, qs_inflight_seq;
+    char qs_line[64];
     bool lone; /* one voter, itself: leader from open, no raft ticks needed */
     /* The log may hold configuration changes ("raft-conf" exists): raft rebuilds its
      * configuration history from the log at open instead of taking the voters as fixed. */
@@ -136,6 +144,8 @@ static int ring_grow(void **ring, size_t elem, uint32_t *cap, uint32_t head, uin
     return 0;
 }
 
+static void fail(struct partition *p, int err);
+
 /* ---------- hard state: Kafka KRaft's quorum-state file, here "term vote" ---------- */
 
 /* A small state file of the partition directory: <dir>/<name><suffix>. */
@@ -179,15 +189,68 @@ static int qs_read(const struct partition *p, uint64_t *term, uint32_t *vote)
     return rc;
 }
 
-/* Written rarely (elections), synchronously: write a temporary file, fdatasync, rename. A vote
- * must be durable before the vote response leaves (raft holds the response until
- * raft_persisted, which comes after this). */
-static int qs_write(const struct partition *p, uint64_t term, uint32_t vote)
+/* "term vote\n" into line[64]; its length. */
+static int qs_format(char *line, uint64_t term, uint32_t vote)
 {
-    char line[64];
-    int n = snprintf(line, sizeof(line), "%" PRIu64 " %" PRIu32 "\n", term, vote);
-    LM_ASSERT(n > 0 && (size_t)n < sizeof(line));
-    return state_write(p, PARTITION_QUORUM_STATE, line, n);
+    int n = snprintf(line, 64, "%" PRIu64 " %" PRIu32 "\n", term, vote);
+    LM_ASSERT(n > 0 && n < 64);
+    return n;
+}
+
+/* Hands the latest hard state to env.write_state (nothing in flight). */
+static void qs_issue(struct partition *p)
+{
+    LM_ASSERT(p->qs_inflight_seq == 0 && p->qs_durable_seq < p->qs_seq);
+    LM_ASSERT(p->env.write_state != NULL && !p->failed);
+    int n = qs_format(p->qs_line, p->qs_term, p->qs_vote);
+    p->qs_inflight_seq = p->qs_seq;
+    p->env.write_state(p->env.ctx, p, p->dir, PARTITION_QUORUM_STATE, p->qs_line, n);
+}
+
+/* Term or vote changed (elections): written (temporary file, fdatasync, rename, directory
+ * fsync) before raft hears of the ready, which holds the vote answer, the RequestVote and
+ * everything else of the new term until raft_persisted (consensus/raft.h, "PERSIST BEFORE
+ * SEND"; Raft §5.2: a vote must be durable before it is given). With env.write_state the
+ * write runs off this thread and only the latest change waits while one runs (a newer state
+ * covers the older: report_persisted needs only a durable qs_seq at least the ready's);
+ * without, it is done here. */
+static int qs_update(struct partition *p, uint64_t term, uint32_t vote)
+{
+    if (p->qs_term == term && p->qs_vote == vote)
+        return 0;
+    if (p->env.write_state == NULL) {
+        char line[64];
+        int rc = state_write(p, PARTITION_QUORUM_STATE, line, qs_format(line, term, vote));
+        if (rc)
+            return rc;
+        p->qs_term = term;
+        p->qs_vote = vote;
+        p->qs_durable_seq = ++p->qs_seq;
+        return 0;
+    }
+    p->qs_term = term;
+    p->qs_vote = vote;
+    p->qs_seq++;
+    if (p->qs_inflight_seq == 0)
+        qs_issue(p); /* may complete inside: partition_state_done, drive_again */
+    return 0;
+}
+
+void partition_state_done(struct partition *p, int rc)
+{
+    LM_ASSERT(p->qs_inflight_seq != 0 && p->qs_inflight_seq <= p->qs_seq);
+    uint64_t seq = p->qs_inflight_seq;
+    p->qs_inflight_seq = 0;
+    if (rc) {
+        LM_ASSERT(rc < 0);
+        fail(p, rc); /* raft cannot be told "not written" (handle_ready) */
+    } else {
+        LM_ASSERT(seq > p->qs_durable_seq);
+        p->qs_durable_seq = seq;
+    }
+    if (!p->failed && p->qs_durable_seq < p->qs_seq)
+        qs_issue(p);
+    partition_drive(p);
 }
 
 /* ---------- log start term ---------- */
@@ -591,16 +654,9 @@ static bool handle_ready(struct partition *p)
     raft_ready(p->raft, &rd);
     if (rd.persist_id) {
         int rc = 0;
-        if (rd.hs_changed) {
-            /* Only term and vote need to be durable; commit is the checkpointed HW. */
-            if (p->qs_term != rd.hs.term || p->qs_vote != rd.hs.vote) {
-                rc = qs_write(p, rd.hs.term, rd.hs.vote);
-                if (rc == 0) {
-                    p->qs_term = rd.hs.term;
-                    p->qs_vote = rd.hs.vote;
-                }
-            }
-        }
+        /* Only term and vote need to be durable; commit is the checkpointed HW. */
+        if (rd.hs_changed)
+            rc = qs_update(p, rd.hs.term, rd.hs.vote);
         if (rc == 0 && rd.start_changed) {
             rc = rs_write(p, rd.start.index, rd.start.term);
             if (rc == 0)
@@ -621,6 +677,7 @@ static bool handle_ready(struct partition *p)
                 &p->persists[(p->persist_head + p->persist_count) % PARTITION_PERSISTS_MAX];
             pr->id = rd.persist_id;
             pr->need = storage_log_end_offset(p->log);
+            pr->qs_seq = p->qs_seq;
             p->persist_count++;
         }
     }
@@ -634,14 +691,17 @@ static bool handle_ready(struct partition *p)
 
 /* ---------- group commit ---------- */
 
-static void report_persisted(struct partition *p)
+/* Tells raft which readies are durable; true when it told it any (raft may then release
+ * messages that waited for them: the drive step goes round again). */
+static bool report_persisted(struct partition *p)
 {
-    /* With write caching, what is written counts as persisted: every other part of a ready
-     * (term and vote, log start) was made durable as it was written (handle_ready). */
+    /* With write caching, what is written counts as persisted: the log start was made durable
+     * as it was written (handle_ready), and term and vote still wait for their write. */
     int64_t durable =
         p->cfg.write_caching ? storage_log_end_offset(p->log) : storage_log_flushed_offset(p->log);
     uint64_t id = 0;
-    while (p->persist_count && p->persists[p->persist_head].need <= durable) {
+    while (p->persist_count && p->persists[p->persist_head].need <= durable &&
+           p->persists[p->persist_head].qs_seq <= p->qs_durable_seq) {
         id = p->persists[p->persist_head].id;
         p->persist_head = (p->persist_head + 1) % PARTITION_PERSISTS_MAX;
         p->persist_count--;
@@ -650,6 +710,7 @@ static void report_persisted(struct partition *p)
         int rc = raft_persisted(p->raft, id);
         LM_ASSERT(rc != LM_E_INVALID); /* ids are reported in order */
     }
+    return id != 0;
 }
 
 static bool sync_progress(struct partition *p)
@@ -670,12 +731,13 @@ static bool sync_progress(struct partition *p)
         } else {
             /* After the data step what it covers is durable: raft hears it (and the waiters
              * answer) now; the later steps (indexes, checkpoint) go on behind it. */
-            report_persisted(p);
+            (void)report_persisted(p);
             p->env.sync(p->env.ctx, p, p->sy.fds, p->sy.full, p->sy.fd_count);
             return true;
         }
     }
-    report_persisted(p);
+    if (report_persisted(p))
+        progress = true; /* a hard-state write's completion, or write caching */
     /* What needs an fsync now: an acks=all or "persisted >= X" waiter, the flush policy
      * (flush.messages, flush.ms), a group with other voters (their commit counts this node's
      * durable log), or half a ring of readies not yet durable (it bounds raft's unstable tail).
@@ -747,6 +809,9 @@ int partition_open(const struct partition_config *cfg, const struct partition_en
         return LM_E_NOMEM;
     p->cfg = *cfg;
     p->env = *env;
+    /* Opening writes its hard state synchronously (a lone voter's campaign below): a failed
+     * open frees p at once, which no write in flight may outlive. */
+    p->env.write_state = NULL;
     p->now_ms = now_ms;
     p->tick_due_ms = now_ms + cfg->tick_ms;
     p->lease_asked_ms = INT64_MIN / 2; /* never: quiescence need not wait for a read window */
@@ -851,6 +916,7 @@ int partition_open(const struct partition_config *cfg, const struct partition_en
             return rc;
         }
     }
+    p->env.write_state = env->write_state;
     *out = p;
     return 0;
 }
@@ -870,7 +936,8 @@ static void partition_free(struct partition *p)
 int partition_close_unsynced(struct partition *p)
 {
     LM_ASSERT(p != NULL);
-    if (!p->lone || p->sync_running || p->acks_count || p->pers_count || p->n_watches)
+    if (!p->lone || p->sync_running || p->acks_count || p->pers_count || p->n_watches ||
+        p->qs_inflight_seq != 0)
         return LM_E_STATE;
     int rc = storage_log_close_unsynced(p->log);
     if (rc)
@@ -896,6 +963,7 @@ int partition_close(struct partition *p)
     if (!p)
         return 0;
     LM_ASSERT(!p->sync_running || p->failed || !p->log);
+    LM_ASSERT(p->qs_inflight_seq == 0); /* the owner waits for its hard-state write */
     fail_waiters(p, LM_E_CLOSED, true);
     int rc = 0;
     if (p->log && p->sync_running) {

@@ -64,6 +64,17 @@ struct partition_env {
      * 0, or an error when it could not send (then send is tried). */
     int (*send_app)(void *ctx, struct partition *p, const struct raft_msg *m,
                     struct partition_slice *slices, uint32_t n);
+    /* Optional: replace the hard-state file dir/name with line[0..n) durably
+     * (partition_state_file_write: temporary file, fdatasync, rename, directory fsync) off the
+     * caller's thread, then call partition_state_done(p, its result) on the partition's
+     * thread (may be called from inside this call). The strings are the partition's, valid
+     * until then; one write at a time per partition (later term/vote changes wait in the
+     * partition, only the latest is written). Raft hears of the readies that changed term or
+     * vote (raft_persisted), and so sends what depends on them (vote answers, RequestVote,
+     * anything of the new term), only once the write is durable. The owner must not close the
+     * partition while a write runs. NULL: written synchronously in the drive step. */
+    void (*write_state)(void *ctx, struct partition *p, const char *dir, const char *name,
+                        const char *line, int n);
 };
 
 struct partition_config {
@@ -122,7 +133,7 @@ typedef void (*partition_watch_fn)(void *user, int err, int64_t high_watermark);
 int partition_open(const struct partition_config *cfg, const struct partition_env *env,
                    int64_t now_ms, struct partition **out);
 /* Fails every waiter with LM_E_CLOSED, closes the storage log (a final flush) and frees p.
- * Returns the close's error. An fsync handed out must have completed. */
+ * Returns the close's error. An fsync or hard-state write handed out must have completed. */
 int partition_close(struct partition *p);
 /* Closes an idle lone voter without flushing (the broker's open-log budget): what is not
  * durable stays in the page cache and the next open recovers it, as after a crash of the
@@ -191,6 +202,11 @@ uint32_t partition_handoff_target(const struct partition *p, bool (*usable)(void
                                   void *ctx);
 /* The fsync handed to env->sync finished with rc. */
 void partition_sync_done(struct partition *p, int rc);
+
+/* The hard-state write handed to env->write_state finished with rc (0, LM_E_FULL, LM_E_IO,
+ * LM_E_TOO_LARGE): a failure fails the partition (KAFKA_STORAGE_ERROR until reopened; LM_E_FULL
+ * says the disk was full and the owner retries), success lets raft send what waited for it. */
+void partition_state_done(struct partition *p, int rc);
 /* Runs the drive step until nothing is left to do (called by every input above). */
 int partition_drive(struct partition *p);
 /* DeleteRecords (KIP-107): moves the log start to offset (<= the high watermark: only

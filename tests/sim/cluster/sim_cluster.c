@@ -34,7 +34,11 @@
  * laminar.controlled.shutdown.timeout.ms, then stops cleanly with its writes kept, and restarts),
  * disk faults of one node for 0.5-4 s (writes failing with EIO, fsyncs failing with EIO and the
  * writes they covered never durable, the disk full: ENOSPC until space is freed); a node whose
- * disk failed is restarted when the faults are over. A quarter of the seeds create their topics
+ * disk failed is restarted when the faults are over. A replica's Raft term and vote are written
+ * by the node's metadata worker (sim_runtime.c, broker_shard_meta_job: in order, 0.1-3 ms
+ * apart, completed only then); a crash drops or keeps each job not yet completed, at random, so
+ * a vote sent before its write was durable could be given twice (one leader per epoch, below).
+ * A quarter of the seeds create their topics
  * with write.caching=true (acknowledged from a majority's page cache); their crashes keep the
  * unsynced writes and their disk faults fail writes, not fsyncs, which is what that setting
  * promises to survive. Every node runs with an open-log budget of 2 logs
@@ -2684,6 +2688,7 @@ static struct run_result run_seed(uint64_t seed, bool trace, enum selftest_kind 
         if (sim_node_up(n))
             sim_node_crash(n, SIM_DISK_KEEP);
     uint64_t lost = sim_disk_lost_writes(), writes = sim_disk_writes(), dfails = sim_disk_faults();
+    uint64_t meta_kept = 0, meta = sim_meta_jobs(&meta_kept);
     sim_world_deinit();
     if (res.ok || getenv("SIM_CLUSTER_KEEP") == NULL)
         rm_tree(S.dir);
@@ -2697,14 +2702,15 @@ static struct run_result run_seed(uint64_t seed, bool trace, enum selftest_kind 
                 "rejoins, %u member restarts, %u commits acked, %u offsets fetched; %u controlled "
                 "stops (%u handed everything over); %u disk faults (%" PRIu64 " calls failed); "
                 "topic %s: %u incarnations deleted, %u batches acked; reassignments %u sent, "
-                "%u started, %u refused; appends %" PRIu64 " zero-copy, %" PRIu64 " read%s\n",
+                "%u started, %u refused; appends %" PRIu64 " zero-copy, %" PRIu64
+                " read; state writes %" PRIu64 " (%" PRIu64 " kept by a crash)%s\n",
                 seed, res.ok ? "ok" : "FAILED", res.virtual_s, res.events, res.hash,
                 (double)(S.formed_us - S.t0_us) / 1e6, (double)(S.topic_us - S.t0_us) / 1e6,
                 S.nrecs, S.acks, S.retries, S.resets, S.crashes, lost, writes, S.restarts,
                 S.partitions, S.generations, S.rebalances, S.member_restarts, S.commits_acked,
                 S.offset_fetches, S.stops, S.handoffs_done, S.disk_faults, dfails, CHURN_TOPIC,
                 S.churn_cycles, S.churn_acks, S.moves_sent, S.moves_started, S.moves_refused,
-                apps_zc, apps_copy, S.write_caching ? "; write.caching=true" : "");
+                apps_zc, apps_copy, meta, meta_kept, S.write_caching ? "; write.caching=true" : "");
     free(S.recs);
     free(S.commits);
     for (int p = 0; p < SIM_PARTITIONS; p++)

@@ -37,6 +37,7 @@ enum sim_ev_kind {
     EV_XCALL_RUN,
     EV_XCALL_DONE,
     EV_FSYNC,
+    EV_META,
     EV_CONNECT,
     EV_C2S,
     EV_S2C,
@@ -47,9 +48,9 @@ enum sim_ev_kind {
     EV_SRV_RESUME,
 };
 
-static const char *const ev_names[] = {"fn",      "xcall",    "xdone", "fsync",
-                                       "connect", "req",      "resp",  "callfail",
-                                       "timeout", "connfail", "udp",   "resume"};
+static const char *const ev_names[] = {"fn",       "xcall", "xdone", "fsync",    "meta",
+                                       "connect",  "req",   "resp",  "callfail", "timeout",
+                                       "connfail", "udp",   "resume"};
 
 struct sim_ev {
     uint64_t at_us;
@@ -198,6 +199,11 @@ struct sim_world {
         uint64_t until_us;
     } dfault[SIM_NODES_MAX];
     uint64_t disk_faults; /* writes and syncs failed by a disk fault */
+    /* broker_shard_meta_job: when each node's metadata worker is free again (modelled as one
+     * thread, its jobs completing in order, each after the one before: a slower schedule than
+     * the broker's four threads, whose jobs of different partitions complete in any order) */
+    uint64_t meta_free_us[SIM_NODES_MAX];
+    uint64_t meta_jobs, meta_jobs_kept; /* jobs run; of them run by a crash (kept, unanswered) */
 };
 
 static struct sim_world W;
@@ -1097,6 +1103,25 @@ void broker_shard_fsync(struct broker_shard *s, struct broker_fsync *f, int fd, 
     e->arg = f;
 }
 
+/* The metadata worker: the job runs (its state file written and synced) when the event
+ * fires, a few hundred microseconds to a few milliseconds after the one before it on that
+ * node (one in eight up to 50 ms more, a slow disk), and only then is done called. A crash before
+ * drops the event: what it would have written is lost, as an unsynced write (unless the crash keeps
+ * it: node_down). */
+void broker_shard_meta_job(struct broker_shard *s, struct broker_meta_job *j)
+{
+    LM_ASSERT(j->run != NULL && j->done != NULL);
+    j->res_ = 0;
+    j->next_ = NULL;
+    uint64_t at = W.meta_free_us[s->node] > W.now_us ? W.meta_free_us[s->node] : W.now_us;
+    at += 100 + sim_rand_below(3000);
+    if (sim_rand_below(8) == 0)
+        at += sim_rand_below(50000); /* a slow disk now and then: up to 50 ms more */
+    W.meta_free_us[s->node] = at;
+    struct sim_ev *e = ev_new(EV_META, at, (int32_t)s->node);
+    e->arg = j;
+}
+
 uint32_t broker_shard_id(const struct broker_shard *s)
 {
     (void)s;
@@ -1655,6 +1680,12 @@ uint64_t sim_disk_writes(void)
     return W.disk_writes;
 }
 
+uint64_t sim_meta_jobs(uint64_t *kept)
+{
+    *kept = W.meta_jobs_kept;
+    return W.meta_jobs;
+}
+
 /* A frame that meets a cut link is retransmitted, as TCP does, after a timeout doubling from
  * 200 ms to 6.4 s, and the frames behind it on the connection wait for it; the caller's request
  * timeout ends the connection if the link stays cut. Returns true when e was put off. */
@@ -1730,6 +1761,18 @@ static void run_event(struct sim_ev *e)
         int rc = f->datasync ? fdatasync(f->fd) : fsync(f->fd);
         f->res_ = rc == 0 ? 0 : LM_E_IO;
         f->done(W.nodes[e->node].shard, f, f->res_);
+        break;
+    }
+    case EV_META: {
+        struct broker_meta_job *j = e->arg;
+        enter_node(e->node);
+        /* A node going down completes its jobs into the void, as its fsyncs: nothing reaches
+         * the disk (a rename would, the simulated disk only voids writes and syncs). */
+        if (!write_voided()) {
+            j->res_ = j->run(j);
+            W.meta_jobs++;
+        }
+        j->done(W.nodes[e->node].shard, j, j->res_);
         break;
     }
     case EV_CONNECT:
@@ -2027,7 +2070,7 @@ static bool node_local_event(const struct sim_ev *e, uint32_t node)
     if (e->node != (int32_t)node || e->gen != W.nodes[node].gen)
         return false;
     return e->kind == EV_XCALL_RUN || e->kind == EV_XCALL_DONE || e->kind == EV_FSYNC ||
-           e->kind == EV_CALL_FAIL;
+           e->kind == EV_META || e->kind == EV_CALL_FAIL;
 }
 
 /* Runs node i's local events (cross-shard calls and returns, fsyncs, failed calls) until none
@@ -2058,6 +2101,19 @@ static void node_down(uint32_t i, enum sim_crash_disk disk, bool clean)
     n->stopping = clean;
     W.dfault[i].kind = SIM_DISK_OK; /* a disk fault ends with the process that met it */
     /* The process is gone for the network at once: every connection to or from it resets. */
+    /* The metadata worker may have got through a job the shard never heard of (written,
+     * synced, renamed, the directory synced, and then the crash): such a job's state is on
+     * the disk but nothing that waited for it was sent. Each job not yet answered is so
+     * kept or not, at random (a clean stop runs them all, below). */
+    enter_node((int32_t)i);
+    for (uint32_t k = 0; !clean && k < W.hn; k++) {
+        struct sim_ev *e = W.heap[k];
+        if (e->kind == EV_META && node_local_event(e, i) && sim_rand_below(2) == 0) {
+            struct broker_meta_job *j = e->arg;
+            (void)j->run(j);
+            W.meta_jobs_kept++;
+        }
+    }
     n->up = false;
     n->quiescing = true;
     n->shard->draining = true;

@@ -94,6 +94,9 @@ uint64_t sim_disk_lost_writes(void);
 void sim_on_next_write(uint32_t i, void (*fn)(void *arg), void *arg);
 /* Writes remembered (made to regular files by nodes) so far. */
 uint64_t sim_disk_writes(void);
+/* Metadata-worker jobs (broker_shard_meta_job: Raft state files) run so far; *kept: of them,
+ * those a crash kept on the disk without their node hearing of it. */
+uint64_t sim_meta_jobs(uint64_t *kept);
 bool sim_node_up(uint32_t i);
 /* The node's shard while up (NULL when down). */
 struct broker_shard *sim_node_shard(uint32_t i);

@@ -22,6 +22,7 @@
 #include <cmocka.h>
 
 #include "broker/partition/partition.h"
+#include "broker/partition/partition_votes.h"
 #include "common/lm_err.h"
 #include "protocol/record_batch.h"
 #include "tests/unit/storage/storage_test_util.h"
@@ -58,6 +59,17 @@ struct fx {
     uint64_t zc_sent;    /* APPs sent as slices */
     uint64_t zc_short;   /* slices cut short by a truncation before delivery: dropped */
     uint64_t zc_refused; /* APPs whose bytes no longer matched: refused by the receiver */
+    /* Asynchronous hard state (partition_env.write_state): writes wait for fx_state(); what
+     * each node's file durably holds is checked against every message it sends. */
+    bool async_state;
+    bool st_pending[NODES + 1];
+    char st_dir[NODES + 1][4200], st_name[NODES + 1][64], st_line[NODES + 1][64];
+    int st_len[NODES + 1];
+    uint64_t st_writes;
+    uint64_t durable_term[NODES + 1];
+    uint32_t durable_vote[NODES + 1];
+    int st_fail_rc; /* the next completion's result (0: write it) */
+    uint64_t votes_checked;
 };
 
 static uint64_t rnd(struct fx *f)
@@ -109,10 +121,67 @@ static void fx_sync(struct fx *f, uint32_t id)
     }
 }
 
+/* Persist before send (Raft §5.2, consensus/raft.h): with asynchronous hard state, nothing a
+ * node sends may carry a term its quorum-state does not durably hold, and a vote it grants (or
+ * gives itself as a candidate) must be durable, unless a later term is: a node whose file holds
+ * a later term can never vote in that term again, so the older vote needs no record (a
+ * coalesced write covers it). Pre-votes carry the term they would campaign at. */
+static void check_durable_for(struct fx *f, const struct raft_msg *m)
+{
+    if (!f->async_state || m->from < 1 || m->from > NODES || m->type == RAFT_MSG_PREVOTE ||
+        m->type == RAFT_MSG_PREVOTE_RESP)
+        return;
+    assert_true(m->term <= f->durable_term[m->from]);
+    if ((m->type == RAFT_MSG_VOTE_RESP && !m->reject) || m->type == RAFT_MSG_VOTE) {
+        uint32_t voted = m->type == RAFT_MSG_VOTE ? m->from : m->to;
+        assert_true(f->durable_term[m->from] > m->term || f->durable_vote[m->from] == voted);
+        f->votes_checked++;
+    }
+}
+
+/* partition_env.write_state: held until fx_state(); one at a time per partition. */
+static void fx_write_state(void *ctx, struct partition *p, const char *dir, const char *name,
+                           const char *line, int n)
+{
+    struct fx *f = ctx;
+    uint32_t id = node_of(f, p);
+    assert_false(f->st_pending[id]);
+    assert_true(n > 0 && n < 64);
+    f->st_pending[id] = true;
+    snprintf(f->st_dir[id], sizeof(f->st_dir[id]), "%s", dir);
+    snprintf(f->st_name[id], sizeof(f->st_name[id]), "%s", name);
+    memcpy(f->st_line[id], line, (size_t)n);
+    f->st_len[id] = n;
+    f->st_writes++;
+}
+
+/* Completes node id's hard-state write (and the ones it leads to when all). */
+static void fx_state(struct fx *f, uint32_t id, bool all)
+{
+    while (f->st_pending[id]) {
+        f->st_pending[id] = false;
+        int rc = f->st_fail_rc;
+        f->st_fail_rc = 0;
+        if (rc == 0) {
+            rc = partition_state_file_write(f->st_dir[id], f->st_name[id], f->st_line[id],
+                                            f->st_len[id]);
+            assert_int_equal(rc, 0);
+            f->st_line[id][f->st_len[id]] = 0;
+            assert_int_equal(sscanf(f->st_line[id], "%" SCNu64 " %" SCNu32, &f->durable_term[id],
+                                    &f->durable_vote[id]),
+                             2);
+        }
+        partition_state_done(f->parts[id], rc);
+        if (!all)
+            break;
+    }
+}
+
 static void fx_send(void *ctx, struct partition *p, const struct raft_msg *m)
 {
     struct fx *f = ctx;
     (void)p;
+    check_durable_for(f, m);
     assert_true(m->type != RAFT_MSG_APP || m->n_entries == 0 || m->entries != NULL);
     if (f->cut[m->from] || f->cut[m->to] || m->to < 1 || m->to > NODES)
         return;
@@ -136,6 +205,7 @@ static int fx_send_app(void *ctx, struct partition *p, const struct raft_msg *m,
 {
     struct fx *f = ctx;
     (void)p;
+    check_durable_for(f, m);
     assert_true(m->type == RAFT_MSG_APP && m->n_entries > 0 && n > 0 &&
                 n <= STORAGE_READ_SLICES_MAX);
     uint64_t bytes = 0, sliced = 0;
@@ -271,7 +341,8 @@ static int fx_open(struct fx *f, uint32_t id, uint32_t voters)
     struct partition_env env = {.ctx = f,
                                 .sync = fx_sync_cb,
                                 .send = voters > 1 ? fx_send : NULL,
-                                .send_app = voters > 1 && !f->copy_only ? fx_send_app : NULL};
+                                .send_app = voters > 1 && !f->copy_only ? fx_send_app : NULL,
+                                .write_state = f->async_state ? fx_write_state : NULL};
     g_opening = id;
     int rc = partition_open(&cfg, &env, f->now_ms, &f->parts[id]);
     g_opening = 0;
@@ -293,6 +364,9 @@ static int fx_teardown(void **state)
 {
     struct fx *f = *state;
     for (uint32_t i = 1; i <= NODES; i++) {
+        fx_sync(f, i);
+        if (f->parts[i])
+            fx_state(f, i, true);
         fx_sync(f, i);
         if (f->parts[i])
             assert_int_equal(partition_close(f->parts[i]), 0);
@@ -1156,6 +1230,117 @@ static void test_zero_copy_log_changed(void **state)
 }
 
 /* The ordinary path still works on its own: every append's bytes read before sending. */
+/* Asynchronous hard state (partition_env.write_state): a candidate's RequestVote, a vote and
+ * everything of a new term leave only once quorum-state durably holds it (check_durable_for,
+ * on every message); one write at a time per partition, later changes coalesced into the next
+ * write; a failed write (a full disk) fails the partition with its error. */
+static void test_async_hard_state(void **state)
+{
+    struct fx *f = *state;
+    f->async_state = true;
+    for (uint32_t i = 1; i <= NODES; i++)
+        assert_int_equal(fx_open(f, i, NODES), 0);
+    assert_int_equal(f->st_writes, 0); /* opening writes nothing */
+    /* Node 1 campaigns: its pre-votes are answered, then it becomes a candidate (term 1, vote
+     * 1) whose RequestVote waits for the write. */
+    assert_int_equal(partition_campaign(f->parts[1]), 0);
+    fx_deliver(f);
+    assert_true(f->st_pending[1]);
+    assert_false(f->st_pending[2] || f->st_pending[3]);
+    assert_int_equal(f->q_len, 0); /* nothing sent before the vote for itself is durable */
+    fx_state(f, 1, true);
+    assert_int_equal(f->q_len, 2); /* RequestVote to 2 and 3 */
+    fx_deliver(f);
+    /* The voters' grants wait for their own writes. */
+    assert_true(f->st_pending[2] && f->st_pending[3]);
+    assert_false(partition_is_leader(f->parts[1]));
+    fx_state(f, 2, true);
+    fx_deliver(f);
+    assert_true(partition_is_leader(f->parts[1])); /* 1 and 2: a quorum */
+    fx_state(f, 3, true);
+    for (int t = 0; t < 5; t++) {
+        fx_tick_all(f, 1);
+        for (uint32_t i = 1; i <= NODES; i++)
+            fx_state(f, i, true);
+    }
+    assert_int_equal(leader_of(f), 1);
+    struct acks_log l = {0};
+    size_t len;
+    uint8_t *b = batch(3, 0, &len);
+    assert_int_equal(
+        partition_append(f->parts[1], PARTITION_ORIGIN_CLIENT, b, len, -1, on_append, &l), 0);
+    free(b);
+    fx_deliver(f);
+    assert_int_equal(l.n, 1);
+    assert_int_equal(l.errs[0], 0);
+
+    /* Coalescing: leadership goes 1 -> 2 -> 1 -> 2 (transfers: terms 2, 3, 4) while node 3's
+     * first write (term 2) is held: its vote changes (3, 1) and (4, 2) wait in the partition,
+     * and only the latest is written next. Nothing of those terms leaves node 3 before. */
+    uint64_t w0 = f->st_writes;
+    uint32_t targets[3] = {2, 1, 2};
+    for (int k = 0; k < 3; k++) {
+        uint32_t from = targets[k] == 1 ? 2 : 1;
+        assert_int_equal(partition_transfer_leader(f->parts[from], targets[k]), 0);
+        for (int t = 0; t < 50 && !(partition_is_leader(f->parts[targets[k]]) &&
+                                    partition_hw_known(f->parts[targets[k]]));
+             t++) {
+            fx_deliver(f);
+            fx_state(f, 1, true);
+            fx_state(f, 2, true);
+            fx_deliver(f);
+            if (!partition_is_leader(f->parts[targets[k]]))
+                fx_tick_all(f, 1);
+        }
+        assert_true(partition_is_leader(f->parts[targets[k]]));
+        assert_true(f->st_pending[3]);
+    }
+    assert_int_equal(partition_leader_epoch(f->parts[2]), 4);
+    assert_int_equal(f->durable_term[3], 1);
+    uint64_t w3 = f->st_writes;
+    fx_state(f, 3, false); /* term 2 durable: the next write is the latest, term 4 */
+    assert_int_equal(f->durable_term[3], 2);
+    assert_true(f->st_pending[3]);
+    assert_int_equal(f->st_writes, w3 + 1);
+    fx_state(f, 3, true);
+    assert_int_equal(f->durable_term[3], 4);
+    assert_int_equal(f->durable_vote[3], 2);
+    (void)w0;
+    fx_deliver(f);
+    uint32_t nl = leader_of(f);
+    assert_int_equal(nl, 2);
+    struct acks_log l2 = {0};
+    b = batch(2, 0, &len);
+    assert_int_equal(
+        partition_append(f->parts[nl], PARTITION_ORIGIN_CLIENT, b, len, -1, on_append, &l2), 0);
+    free(b);
+    for (int t = 0; t < 5 && l2.n == 0; t++) {
+        fx_deliver(f);
+        fx_tick_all(f, 1);
+    }
+    assert_int_equal(l2.n, 1);
+    assert_int_equal(l2.errs[0], 0);
+    fx_tick_all(f, 2);
+    check_identical(f);
+
+    /* A write that fails on a full disk fails the partition with LM_E_FULL (its owner retries
+     * once there is room); nothing of the new term left it. */
+    uint32_t v = 1;
+    assert_int_equal(partition_transfer_leader(f->parts[nl], v), 0);
+    for (int t = 0; t < 30 && !f->st_pending[v]; t++) {
+        fx_deliver(f);
+        if (!f->st_pending[v])
+            fx_tick_all(f, 1);
+    }
+    assert_true(f->st_pending[v]);
+    f->st_fail_rc = LM_E_FULL;
+    fx_state(f, v, false);
+    assert_true(f->votes_checked >= 6);
+    assert_int_equal(partition_failed(f->parts[v]), LM_E_FULL);
+    assert_int_equal(partition_close(f->parts[v]), 0);
+    f->parts[v] = NULL;
+}
+
 static void test_three_voters_copy(void **state)
 {
     struct fx *f = *state;
@@ -1815,6 +2000,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_trimmed_log_keeps_its_term, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_three_voters, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_three_voters_copy, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_async_hard_state, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_release_fds, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_release_fds_syncing, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_zero_copy_log_changed, fx_setup, fx_teardown),
