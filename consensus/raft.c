@@ -766,6 +766,12 @@ static int log_append(struct raft *r, const struct raft_entry *es, size_t n)
 
 /* ---------- roles ---------- */
 
+#define RAFT_STAT(r, field)                                                                        \
+    do {                                                                                           \
+        if ((r)->cfg.stats != NULL)                                                                \
+            (r)->cfg.stats->field++;                                                               \
+    } while (0)
+
 static void become_follower(struct raft *r, uint64_t term, uint32_t leader)
 {
     if (term != r->term) {
@@ -822,6 +828,7 @@ static void become_leader(struct raft *r)
 {
     LM_ASSERT(r->role == RAFT_CANDIDATE);
     LM_ASSERT(r->vote == r->cfg.id);
+    RAFT_STAT(r, elections_won);
     r->role = RAFT_LEADER;
     r->leader = r->cfg.id;
     r->elapsed = 0;
@@ -872,6 +879,7 @@ static int campaign(struct raft *r, bool pre, bool force)
         r->term++;
         r->vote = r->cfg.id;
         hs_touch(r);
+        RAFT_STAT(r, elections);
         r->role = RAFT_CANDIDATE;
         r->leader = RAFT_NONE;
         vote_term = r->term;
@@ -1372,6 +1380,9 @@ static bool step_term(struct raft *r, const struct raft_msg *m)
             if (in_lease && !m->force)
                 return true;
         }
+        if (r->role == RAFT_LEADER && m->type != RAFT_MSG_PREVOTE &&
+            !(m->type == RAFT_MSG_PREVOTE_RESP && !m->reject))
+            RAFT_STAT(r, term_stepdowns);
         if (m->type == RAFT_MSG_PREVOTE) {
             /* a pre-vote never changes our term (§9.6) */
         } else if (m->type == RAFT_MSG_PREVOTE_RESP && !m->reject) {
@@ -1578,6 +1589,7 @@ int raft_tick(struct raft *r)
             r->elapsed = 0;
             /* Check-quorum (thesis §6.2): step down when a majority went quiet. */
             if (r->cfg.check_quorum && !quorum_active(r)) {
+                RAFT_STAT(r, quorum_stepdowns);
                 become_follower(r, r->term, RAFT_NONE);
                 return take_err(r);
             }
@@ -1594,6 +1606,8 @@ int raft_tick(struct raft *r)
     r->retry_pending = false; /* only a leader retries sends */
     r->elapsed++;
     if (promotable(r) && r->elapsed >= r->rand_timeout) {
+        if (r->elapsed == r->rand_timeout)
+            RAFT_STAT(r, timeout_campaigns);
         /* campaign resets elapsed once the election starts; after a failed read elapsed stays
          * past the timeout, so the next tick tries again. */
         campaign(r, r->cfg.pre_vote, false);
@@ -1612,6 +1626,13 @@ int raft_campaign(struct raft *r)
         wake(r);
     campaign(r, r->cfg.pre_vote, false);
     return take_err(r);
+}
+
+void raft_defer_election(struct raft *r, uint32_t ticks)
+{
+    if (r->role != RAFT_FOLLOWER)
+        return;
+    r->rand_timeout = ticks > UINT32_MAX - r->rand_timeout ? UINT32_MAX : r->rand_timeout + ticks;
 }
 
 bool raft_quiesce(struct raft *r)

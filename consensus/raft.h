@@ -193,6 +193,16 @@ struct raft_msg {
 
 enum raft_role { RAFT_FOLLOWER = 0, RAFT_PRE_CANDIDATE, RAFT_CANDIDATE, RAFT_LEADER };
 
+/* Counters of elections and leadership changes, shared by the groups of one thread (the owner's
+ * to read; raft only increments them). */
+struct raft_stats {
+    uint64_t timeout_campaigns; /* election timer ran out: a (pre-)campaign began */
+    uint64_t elections;         /* real elections begun (term raised, own vote) */
+    uint64_t elections_won;
+    uint64_t quorum_stepdowns; /* a leader that heard from no majority for a timeout */
+    uint64_t term_stepdowns;   /* a leader that met a higher term */
+};
+
 struct raft_config {
     uint32_t id;
     uint64_t group;
@@ -222,6 +232,7 @@ struct raft_config {
      * own) guards against nothing; and the hard state needs no write, since every start
      * derives the same term from the same log. Requires conf_fixed. */
     bool lone_resume;
+    struct raft_stats *stats; /* may be NULL */
 };
 
 struct raft_ready {
@@ -276,6 +287,10 @@ int raft_step(struct raft *r, const struct raft_msg *m);
 /* raft_campaign starts an election now (pre-vote first when enabled); a log read error leaves
  * the node as it was. */
 int raft_campaign(struct raft *r);
+/* raft_defer_election lengthens a follower's current election timeout by ticks (until it
+ * next hears of a leader or a term, which draws a normal one): for a replica that should
+ * leave the first election of a new group to another (its preferred replica). */
+void raft_defer_election(struct raft *r, uint32_t ticks);
 /* raft_propose appends a data batch of `count` offsets (leader only; LM_E_STATE elsewhere,
  * LM_E_AGAIN during a leadership transfer). data is copied. *last_out gets its last offset. */
 int raft_propose(struct raft *r, const void *data, uint32_t len, uint32_t count, int64_t *last_out);

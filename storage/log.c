@@ -1531,6 +1531,7 @@ void storage_log_set_high_watermark(struct storage_log *log, int64_t hw)
 
 int storage_log_reset(struct storage_log *log, int64_t offset)
 {
+    log->shape_gen++;
     if (log->failed)
         return LM_E_STATE;
     if (offset < 0)
@@ -1557,6 +1558,7 @@ int storage_log_reset(struct storage_log *log, int64_t offset)
 
 int storage_log_truncate_to(struct storage_log *log, int64_t offset)
 {
+    log->shape_gen++;
     if (log->failed)
         return LM_E_STATE;
     if (offset >= log_end(log))
@@ -1777,3 +1779,13 @@ int storage_log_max_timestamp(struct storage_log *log, int64_t *offset, int64_t 
 }
 
 /* storage_log_swap_segment and the rest of compaction: compact.c. */
+
+uint64_t storage_log_shape_gen(const struct storage_log *log)
+{
+    return log->shape_gen;
+}
+
+int64_t storage_log_active_base(const struct storage_log *log)
+{
+    return log->seg_count > 0 ? log->segs[log->seg_count - 1]->base_offset : log->log_start_offset;
+}

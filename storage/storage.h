@@ -229,6 +229,12 @@ int64_t storage_log_high_watermark(const struct storage_log *log);
 /* Total bytes of the segment files. */
 uint64_t storage_log_size_bytes(const struct storage_log *log);
 uint32_t storage_log_segment_count(const struct storage_log *log);
+/* Bumped by every truncation (storage_log_truncate_to) and reset: batches read before at an
+ * offset may differ from those there now only after it changed (compaction aside, which never
+ * touches the active segment). */
+uint64_t storage_log_shape_gen(const struct storage_log *log);
+/* The base offset of the active (last) segment. */
+int64_t storage_log_active_base(const struct storage_log *log);
 /* The epoch of the last entry of the leader-epoch cache, or -1. */
 int32_t storage_log_latest_epoch(const struct storage_log *log);
 

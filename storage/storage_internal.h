@@ -116,6 +116,7 @@ struct storage_log {
     bool failed;          /* an I/O error left the log in an unknown state: refuse further writes */
     uint64_t dir_changes; /* count of dir_dirty settings (an async sync clears only its own) */
     uint64_t sync_gen;    /* bumped by truncation/reset: an async sync begun before is stale */
+    uint64_t shape_gen;   /* bumped by every truncation and reset (storage_log_shape_gen) */
     bool sync_busy;       /* an asynchronous sync (storage_log_sync_begin) is in progress */
     /* storage_log_release_fds closed every descriptor; the first reopen clears it and calls
      * cfg.fds_reopened */

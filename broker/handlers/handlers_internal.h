@@ -198,7 +198,8 @@ struct hisr {
 /* Descriptors counted per open partition log, for the open-log budget derived from
  * RLIMIT_NOFILE: the active segment's .log it holds at rest, and one for what a log opens while
  * it syncs (index files, checkpoint, directory: storage.h) or a read reopens. */
-#define HANDLERS_LOG_FDS 2
+#define HANDLERS_LOG_FDS                    2
+#define HANDLERS_FIRST_ELECTION_DEFER_TICKS 50 /* 5 s: see part_open_log */
 
 /* The longest a shard spends in one step of opening partition logs or removing the
  * directories of deleted ones (a topic of 100,000 partitions is created or deleted over many
@@ -283,9 +284,14 @@ struct hshard {
     uint32_t step_ops;         /* ... and while fewer than HANDLERS_STEP_OPS_MIN were done */
     struct hpart *lru_head, *lru_tail; /* open logs, most recently used first */
     uint32_t open_logs, open_logs_max;
-    uint64_t idle_closes;      /* logs closed for the budget (logged now and then) */
-    uint64_t fd_releases;      /* logs whose descriptors the budget released (likewise) */
-    struct hfetch *parked;     /* parked fetches of connections on this shard */
+    uint64_t idle_closes;                /* logs closed for the budget (logged now and then) */
+    uint64_t fd_releases;                /* logs whose descriptors the budget released (likewise) */
+    struct raft_stats raft_stats;        /* elections of this shard's groups (raft.h) */
+    struct raft_stats raft_stats_logged; /* as last logged */
+    uint64_t raft_stats_logged_ms;
+    uint64_t raft_in[RAFT_MSG_TYPE_MAX];    /* raft messages delivered here since logged, by type */
+    uint64_t tick_prev_ms, tick_gap_max_ms; /* the longest gap between shard ticks since logged */
+    struct hfetch *parked;                  /* parked fetches of connections on this shard */
     struct hfetch *on_session; /* incremental fetches in flight, by session (data_fetch.c) */
     struct fsess_cache fsess;  /* incremental fetch sessions of this shard's connections */
     /* Topic defaults of the current snapshot in precedence order: this node's dynamic broker

@@ -418,7 +418,7 @@ static void batch_timer_fire(struct broker_shard *s, struct broker_timer *t)
         batch_flush(hs, &hs->peers[i]);
 }
 
-/* Queues m (a heartbeat or its answer) for its node's next coalesced request. Returns false
+/* Queues m (a message without entries) for its node's next coalesced request. Returns false
  * when it could not (out of memory, stopping): the caller sends it alone. */
 static bool batch_queue(struct hshard *hs, const struct hpart *p, const struct raft_msg *m)
 {
@@ -470,10 +470,15 @@ void hs_raft_send(void *ctx, struct partition *part, const struct raft_msg *m)
     struct hshard *hs = p->hs;
     if (hs == NULL || m->to == RAFT_NONE)
         return;
-    /* Idle partitions' heartbeats are most of the traffic between two nodes: they travel
-     * together, one request per node pair and shard turn instead of one per partition. */
-    if ((m->type == RAFT_MSG_HEARTBEAT || m->type == RAFT_MSG_HEARTBEAT_RESP) &&
-        batch_queue(hs, p, m))
+    /* Messages without entries travel together, one request per node pair and shard turn
+     * instead of one per message: idle partitions' heartbeats, and the elections and answers
+     * of thousands of groups at once (a topic created, a node back). Alone, each was a request
+     * answered only once its owner shard had run it, at most connection.inflight.max of them
+     * per connection: 10,000 new partitions' pre-votes queued past the peer's bound and its
+     * request timeout, were dropped, timed out again, and no group got a leader. Appends (and
+     * the handover, which must follow them) keep their own requests and their order. */
+    if (m->type != RAFT_MSG_APP && m->type != RAFT_MSG_TIMEOUT_NOW &&
+        m->type != RAFT_MSG_LOG_START && batch_queue(hs, p, m))
         return;
     size_t n = raft_wire_size(m);
     uint8_t *q;
@@ -746,6 +751,8 @@ static void raft_deliver(struct hshard *hs, struct hpart *p, int32_t partition, 
         return;
     }
     if (raft_wire_decode(msg, len, &m, &used) == 0) {
+        if (m.type < RAFT_MSG_TYPE_MAX)
+            hs->raft_in[m.type]++;
         bool handover = m.type == RAFT_MSG_TIMEOUT_NOW;
         hs_node_heard(hs->node, (int32_t)m.from - 1, broker_now_ms());
         if (m.group != hs_raft_group(p->topic_id, partition)) {

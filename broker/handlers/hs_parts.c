@@ -538,6 +538,7 @@ static void part_open_log(struct hpart *p)
     pc.tick_ms = HANDLERS_TICK_MS;
     pc.election_ticks = 10;
     pc.heartbeat_ticks = 1;
+    pc.raft_stats = p->hs != NULL ? &p->hs->raft_stats : NULL;
     struct partition_env env = {
         .ctx = p, .sync = part_env_sync, .send = NULL, .write_state = part_env_write_state};
     /* A cluster partition with other replicas: one Raft group over their nodes. */
@@ -628,6 +629,14 @@ static void part_open_log(struct hpart *p)
         if (crc != 0 && crc != LM_E_STATE)
             BLOG_DEBUG("partition %s-%d: first campaign: %s", p->topic, p->partition,
                        lm_strerror(crc));
+    } else if (p->replicated && p->rf > 1 && partition_leader_epoch(p->part) == 0) {
+        /* The others leave that first election to it: HANDLERS_FIRST_ELECTION_DEFER_TICKS
+         * more before their own timeout (it campaigns again after each of its own). With
+         * thousands of groups created at once, their pre-votes and elections, each a state
+         * write on three nodes, competed with the preferred replicas' and kept most groups
+         * leaderless for minutes (10,000 x RF=3 on one 2-core machine). Its node down, a new
+         * group gets a leader that much later. */
+        partition_defer_election(p->part, HANDLERS_FIRST_ELECTION_DEFER_TICKS);
     }
     /* The raft term (one voter: kept across reopens, partition.h). */
     p->leader_epoch = partition_leader_epoch(p->part);

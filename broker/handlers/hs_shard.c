@@ -312,6 +312,48 @@ static void quiescent_check(struct hshard *hs, struct hpart *p, uint64_t now)
     }
 }
 
+/* Every 10 s, when this shard's Raft groups held elections or lost leaders meanwhile: how many
+ * and why, with the longest gap between two shard ticks (HANDLERS_TICK_MS apart when the loop
+ * keeps up; a follower whose loop stalls past the election timeout campaigns). */
+static void raft_stats_log(struct hshard *hs, uint64_t now)
+{
+    if (hs->tick_prev_ms != 0 && now - hs->tick_prev_ms > hs->tick_gap_max_ms)
+        hs->tick_gap_max_ms = now - hs->tick_prev_ms;
+    hs->tick_prev_ms = now;
+    if (hs->raft_stats_logged_ms == 0)
+        hs->raft_stats_logged_ms = now;
+    if (now - hs->raft_stats_logged_ms < 10000)
+        return;
+    const struct raft_stats *c = &hs->raft_stats;
+    struct raft_stats *o = &hs->raft_stats_logged;
+    if (c->timeout_campaigns != o->timeout_campaigns || c->elections != o->elections ||
+        c->quorum_stepdowns != o->quorum_stepdowns || c->term_stepdowns != o->term_stepdowns)
+        BLOG_INFO("shard %u: raft in %llu ms: %llu election timeouts, %llu elections, %llu won, "
+                  "%llu leaders stepped down (%llu no quorum heard, %llu higher term); longest "
+                  "tick gap %llu ms; in: %llu heartbeats, %llu answers, %llu appends, %llu "
+                  "answers, %llu (pre)votes, %llu answers",
+                  hs->id, (unsigned long long)(now - hs->raft_stats_logged_ms),
+                  (unsigned long long)(c->timeout_campaigns - o->timeout_campaigns),
+                  (unsigned long long)(c->elections - o->elections),
+                  (unsigned long long)(c->elections_won - o->elections_won),
+                  (unsigned long long)(c->quorum_stepdowns - o->quorum_stepdowns +
+                                       c->term_stepdowns - o->term_stepdowns),
+                  (unsigned long long)(c->quorum_stepdowns - o->quorum_stepdowns),
+                  (unsigned long long)(c->term_stepdowns - o->term_stepdowns),
+                  (unsigned long long)hs->tick_gap_max_ms,
+                  (unsigned long long)hs->raft_in[RAFT_MSG_HEARTBEAT],
+                  (unsigned long long)hs->raft_in[RAFT_MSG_HEARTBEAT_RESP],
+                  (unsigned long long)hs->raft_in[RAFT_MSG_APP],
+                  (unsigned long long)hs->raft_in[RAFT_MSG_APP_RESP],
+                  (unsigned long long)(hs->raft_in[RAFT_MSG_VOTE] + hs->raft_in[RAFT_MSG_PREVOTE]),
+                  (unsigned long long)(hs->raft_in[RAFT_MSG_VOTE_RESP] +
+                                       hs->raft_in[RAFT_MSG_PREVOTE_RESP]));
+    memset(hs->raft_in, 0, sizeof(hs->raft_in));
+    *o = *c;
+    hs->raft_stats_logged_ms = now;
+    hs->tick_gap_max_ms = 0;
+}
+
 static void shard_tick(struct broker_shard *s, struct broker_timer *t)
 {
     struct hshard *hs = t->arg;
@@ -323,6 +365,7 @@ static void shard_tick(struct broker_shard *s, struct broker_timer *t)
     hs_leaving_check(hs);
     bool retention = ++hs->ticks % HANDLERS_RETENTION_TICKS == 0;
     uint64_t now = broker_now_ms();
+    raft_stats_log(hs, now);
     /* a new image may fence a node, move a replica or confirm an announcement */
     bool image_changed = hs->version != hs->tick_version;
     hs->tick_version = hs->version;

@@ -1,6 +1,7 @@
 /* One partition as a Raft group over its storage log (see partition.h). */
 #include "broker/partition/partition.h"
 #include "broker/partition/partition_votes.h"
+#include "broker/partition/state_file.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -175,13 +176,15 @@ static int qs_read(const struct partition *p, uint64_t *term, uint32_t *vote)
         return rc;
     *term = 0;
     *vote = RAFT_NONE;
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return errno == ENOENT ? 0 : LM_E_IO;
+    char line[STATE_FILE_LINE_MAX + 1];
+    rc = state_file_read(path, line, sizeof(line));
+    if (rc == LM_E_NOT_FOUND)
+        return 0;
+    if (rc)
+        return rc == LM_E_TOO_LARGE ? LM_E_CORRUPT : rc;
     uint64_t t;
     uint32_t v;
-    rc = fscanf(f, "%" SCNu64 " %" SCNu32, &t, &v) == 2 ? 0 : LM_E_CORRUPT;
-    fclose(f);
+    rc = sscanf(line, "%" SCNu64 " %" SCNu32, &t, &v) == 2 ? 0 : LM_E_CORRUPT;
     if (rc == 0) {
         *term = t;
         *vote = v;
@@ -207,8 +210,8 @@ static void qs_issue(struct partition *p)
     p->env.write_state(p->env.ctx, p, p->dir, PARTITION_QUORUM_STATE, p->qs_line, n);
 }
 
-/* Term or vote changed (elections): written (temporary file, fdatasync, rename, directory
- * fsync) before raft hears of the ready, which holds the vote answer, the RequestVote and
+/* Term or vote changed (elections): written (in place in the file's other slot, fdatasync:
+ * state_file.h) before raft hears of the ready, which holds the vote answer, the RequestVote and
  * everything else of the new term until raft_persisted (consensus/raft.h, "PERSIST BEFORE
  * SEND"; Raft §5.2: a vote must be durable before it is given). With env.write_state the
  * write runs off this thread and only the latest change waits while one runs (a newer state
@@ -256,7 +259,7 @@ void partition_state_done(struct partition *p, int rc)
 /* ---------- log start term ---------- */
 
 /* "raft-start" holds "index term": raft's log start (the offset before its first entry) and the
- * term of that entry, written (temporary file, fdatasync, rename) before the log start moves.
+ * term of that entry, written durably (state_file.h) before the log start moves.
  * The leader-epoch cache cannot always say it afterwards: once nothing of the epoch is left
  * (a log trimmed to its end, as the metadata log is after a snapshot) its entry goes at the
  * next open, and a raft log that reports term 0 for its last entry would vote for any
@@ -267,13 +270,12 @@ static bool rs_read(const struct partition *p, int64_t *index, uint64_t *term)
     char path[PATH_MAX];
     if (state_path(p, "raft-start", "", path, sizeof(path)) != 0)
         return false;
-    FILE *f = fopen(path, "r");
-    if (!f)
+    char line[STATE_FILE_LINE_MAX + 1];
+    if (state_file_read(path, line, sizeof(line)) != 0)
         return false;
     int64_t i;
     uint64_t t;
-    bool ok = fscanf(f, "%" SCNd64 " %" SCNu64, &i, &t) == 2 && i >= 0;
-    fclose(f);
+    bool ok = sscanf(line, "%" SCNd64 " %" SCNu64, &i, &t) == 2 && i >= 0;
     if (ok) {
         *index = i;
         *term = t;
@@ -873,6 +875,7 @@ int partition_open(const struct partition_config *cfg, const struct partition_en
                                  .applied = p->hw - 1,
                                  .conf_fixed = !p->conf_log,
                                  .no_apply = true,
+                                 .stats = cfg->raft_stats,
                                  .lone_resume = fixed};
     p->raft = raft_new(&rc_cfg, &p->ops, &hs);
     if (!p->raft) {
@@ -1383,6 +1386,12 @@ int partition_campaign(struct partition *p)
     int rc = raft_campaign(p->raft);
     int drc = partition_drive(p);
     return drc ? drc : rc;
+}
+
+void partition_defer_election(struct partition *p, uint32_t ticks)
+{
+    if (!p->failed)
+        raft_defer_election(p->raft, ticks);
 }
 
 int partition_transfer_leader(struct partition *p, uint32_t to)

@@ -108,6 +108,7 @@ struct partition_config {
      * node it has lost (README.md, "Quiescence"). */
     bool quiesce;
     uint32_t quiesce_read_ms;
+    struct raft_stats *raft_stats; /* election counters (raft_config.stats); may be NULL */
 };
 
 /* Fills defaults: 100 ms ticks, election 10 / heartbeat 1 ticks, 1024 waiters, 1024 watchers,
@@ -192,6 +193,8 @@ int partition_propose_conf(struct partition *p, enum raft_conf_op op, uint32_t n
 bool partition_conf_pending(const struct partition *p);
 /* Starts an election now (tests, controlled failover). */
 int partition_campaign(struct partition *p);
+/* Lengthens this replica's current election timeout by ticks (raft_defer_election). */
+void partition_defer_election(struct partition *p, uint32_t ticks);
 /* Hands leadership to voter `to` (raft_transfer_leader: TimeoutNow once it has caught up; the
  * transfer is abandoned after an election timeout). LM_E_STATE when not the leader. */
 int partition_transfer_leader(struct partition *p, uint32_t to);

@@ -10,17 +10,17 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "broker/partition/state_file.h"
 #include "common/lm_err.h"
 
 /* "term vote\n" from path; 0, LM_E_NOT_FOUND when missing, LM_E_CORRUPT, LM_E_IO. */
 static int read_state(const char *path, uint64_t *term, uint32_t *vote)
 {
-    FILE *f = fopen(path, "r");
-    if (f == NULL)
-        return errno == ENOENT ? LM_E_NOT_FOUND : LM_E_IO;
-    int rc = fscanf(f, "%" SCNu64 " %" SCNu32, term, vote) == 2 ? 0 : LM_E_CORRUPT;
-    fclose(f);
-    return rc;
+    char line[STATE_FILE_LINE_MAX + 1];
+    int rc = state_file_read(path, line, sizeof(line));
+    if (rc)
+        return rc;
+    return sscanf(line, "%" SCNu64 " %" SCNu32, term, vote) == 2 ? 0 : LM_E_CORRUPT;
 }
 
 static int fsync_dir(const char *dir)
@@ -35,36 +35,13 @@ static int fsync_dir(const char *dir)
 
 int partition_state_file_write(const char *dir, const char *name, const char *line, int n)
 {
-    char path[PATH_MAX], tmp[PATH_MAX];
-    if (snprintf(path, sizeof(path), "%s/%s", dir, name) >= (int)sizeof(path) ||
-        snprintf(tmp, sizeof(tmp), "%s.tmp", path) >= (int)sizeof(tmp))
-        return LM_E_TOO_LARGE;
-    /* Until the rename the old file stands untouched: a full disk (ENOSPC, EDQUOT) before it
-     * is LM_E_FULL, which its owner retries once there is room (the controller reopens its
-     * metadata log only after LM_E_FULL). As LM_E_IO, a vote or a new term written on a full
+    /* In place, in the file's other slot (state_file.h). A full disk (ENOSPC, EDQUOT) is
+     * LM_E_FULL, which the owner retries once there is room (the controller reopens its
+     * metadata log only after LM_E_FULL): as LM_E_IO, a vote or a new term written on a full
      * disk left a node's controller failed until a restart, silent, and with two such nodes
-     * of three nobody could be elected again (3-node full-disk campaign, seeds 909 and 1200). */
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0)
-        return errno == ENOSPC || errno == EDQUOT ? LM_E_FULL : LM_E_IO;
-    int rc = 0;
-    ssize_t w = write(fd, line, (size_t)n);
-    if (w != n)
-        rc = (w < 0 && (errno == ENOSPC || errno == EDQUOT)) || (w >= 0 && w < n) ? LM_E_FULL
-                                                                                  : LM_E_IO;
-    else if (fdatasync(fd) != 0)
-        rc = errno == ENOSPC || errno == EDQUOT ? LM_E_FULL : LM_E_IO;
-    if (close(fd) != 0 && rc == 0)
-        rc = LM_E_IO;
-    if (rc == 0 && rename(tmp, path) != 0)
-        rc = errno == ENOSPC || errno == EDQUOT ? LM_E_FULL : LM_E_IO;
-    if (rc != 0) {
-        unlink(tmp);
-        return rc;
-    }
-    /* the rename is durable only once the directory is: a vote that a crash could forget
-     * would let this node vote twice in one term */
-    return fsync_dir(dir);
+     * of three nobody could be elected again (3-node full-disk campaign, seeds 909 and 1200).
+     * The old content stands until the write is durable. */
+    return state_file_write(dir, name, line, n);
 }
 
 /* dir/name := "term vote\n", durably. */

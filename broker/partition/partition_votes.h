@@ -7,7 +7,7 @@
  * for that replica starts from it. Raft only asks that a node never vote twice in a term; an
  * empty log with an old term and vote is a node that is behind, which the leader repairs.
  *
- * Files are written durably (temporary file, fdatasync, rename, directory fsync). Entries stay
+ * Files are written durably (state_file.h: in place once they exist). Entries stay
  * until the node's data goes: a few bytes per replica a reassignment ever moved off this node
  * (a deleted topic's replicas keep none: a new topic of that name has another id). */
 #ifndef LAMINAR_BROKER_PARTITION_PARTITION_VOTES_H
@@ -18,8 +18,8 @@
 /* The hard-state file in a partition directory (partition.c reads and writes it). */
 #define PARTITION_QUORUM_STATE "quorum-state"
 
-/* Replaces dir/name with line[0..n) durably: a temporary file, fdatasync, rename, directory
- * fsync (partition.c's state files and the ledger's). 0, LM_E_IO or LM_E_TOO_LARGE. */
+/* Replaces dir/name's line with line[0..n) durably (state_file.h: partition.c's state files
+ * and the ledger's). 0, LM_E_FULL, LM_E_IO or LM_E_TOO_LARGE. */
 int partition_state_file_write(const char *dir, const char *name, const char *line, int n);
 
 /* Copies part_dir's quorum-state into ledger_dir/key (ledger_dir created if missing), unless

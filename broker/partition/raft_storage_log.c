@@ -25,6 +25,43 @@ void raft_storage_log_init(struct raft_storage_log *sl, struct storage_log *log,
     sl->data_bytes_max = data_bytes_max;
     sl->hide_from = -1;
     sl->start_base = sl->start_base_for = -1;
+    for (uint32_t i = 0; i < RAFT_STORAGE_HDR_CACHE; i++)
+        sl->hdrs[i] = (struct raft_storage_hdr){.first = 0, .last = -1};
+}
+
+/* The cached header of the batch holding index, or NULL (see the header's top). */
+static const struct raft_storage_hdr *hdr_lookup(struct raft_storage_log *sl, int64_t index)
+{
+    uint64_t gen = storage_log_shape_gen(sl->log);
+    if (gen != sl->hdr_shape_gen) {
+        for (uint32_t i = 0; i < RAFT_STORAGE_HDR_CACHE; i++)
+            sl->hdrs[i] = (struct raft_storage_hdr){.first = 0, .last = -1};
+        sl->hdr_shape_gen = gen;
+        return NULL;
+    }
+    int64_t active = storage_log_active_base(sl->log);
+    for (uint32_t i = 0; i < RAFT_STORAGE_HDR_CACHE; i++) {
+        const struct raft_storage_hdr *h = &sl->hdrs[i];
+        if (h->first <= index && index <= h->last && h->first >= active)
+            return h;
+    }
+    return NULL;
+}
+
+static void hdr_keep(struct raft_storage_log *sl, const struct raft_entry *e)
+{
+    if (e->type == RAFT_ENTRY_CONF || e->first_index < storage_log_active_base(sl->log) ||
+        storage_log_shape_gen(sl->log) != sl->hdr_shape_gen)
+        return;
+    for (uint32_t i = 0; i < RAFT_STORAGE_HDR_CACHE; i++)
+        if (sl->hdrs[i].first == e->first_index && sl->hdrs[i].last == e->last_index)
+            return;
+    sl->hdrs[sl->hdr_next] = (struct raft_storage_hdr){.first = e->first_index,
+                                                       .last = e->last_index,
+                                                       .term = e->term,
+                                                       .bytes = e->bytes,
+                                                       .type = (uint8_t)e->type};
+    sl->hdr_next = (sl->hdr_next + 1) % RAFT_STORAGE_HDR_CACHE;
 }
 
 void raft_storage_log_release(struct raft_storage_log *sl)
@@ -149,6 +186,18 @@ int raft_storage_log_entry(struct raft_storage_log *sl, int64_t index, struct ra
         if (frc)
             return frc;
     }
+    if (!sl->data_mode) {
+        const struct raft_storage_hdr *c = hdr_lookup(sl, index);
+        if (c != NULL) {
+            out->first_index = c->first;
+            out->last_index = c->last;
+            out->term = c->term;
+            out->bytes = c->bytes;
+            out->type = c->type;
+            sl->hdr_hits++;
+            return 0;
+        }
+    }
     /* max_bytes 1: "at least one whole batch" (KIP-74) gives exactly the batch holding index. */
     struct storage_read_result res;
     /* below the log start offset (in the batch holding it) storage reads from the start */
@@ -236,6 +285,8 @@ out:
     storage_read_result_release(sl->log, &res);
     if (rc)
         memset(out, 0, sizeof(*out));
+    else
+        hdr_keep(sl, out);
     return rc;
 }
 

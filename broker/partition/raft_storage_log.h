@@ -10,6 +10,13 @@
  * terms only (commit advancement, prev terms, applying, which for a partition applies nothing),
  * so entry_at then hands out data = NULL, len = 0 instead of reading every batch again.
  *
+ * Those header lookups hit the same few batches again and again (the last entry for every
+ * append and vote, the commit candidates), so the headers of the latest batches read (not
+ * configuration entries, whose data raft needs) are kept in a small cache: valid while the
+ * storage log has not been truncated or reset since (storage_log_shape_gen) and only for
+ * batches of the active segment, which compaction never rewrites. A hit reads no file, so a
+ * log whose descriptors the open-log budget released is not reopened for it.
+ *
  * Data read in data mode is copied into buffers the adapter owns, bounded by data_bytes_max in
  * total, and valid until raft_storage_log_release() (raft_log_resolve keeps several entries at
  * once, so one reusable buffer would not do). Over the bound, entry_at returns LM_E_NOMEM,
@@ -36,6 +43,14 @@
  * value the configuration as raft_conf_encode writes it (raft's entry data). */
 #define RAFT_STORAGE_CONTROL_VOTERS 6
 #define RAFT_STORAGE_CONF_BYTES_MAX (8 + 8 * RAFT_NODES_MAX)
+#define RAFT_STORAGE_HDR_CACHE      4 /* batch headers kept (see the top) */
+
+struct raft_storage_hdr {
+    int64_t first, last; /* first > last: empty slot */
+    uint64_t term;
+    uint32_t bytes;
+    uint8_t type;
+};
 
 /* A test hook: return non-zero to make the read of the batch holding `index` fail with it. */
 typedef int (*raft_storage_fault_fn)(void *ctx, int64_t index);
@@ -62,8 +77,12 @@ struct raft_storage_log {
     raft_storage_fault_fn fault;
     void *fault_ctx;
     uint8_t conf_buf[RAFT_STORAGE_CONF_BYTES_MAX]; /* a CONF entry's data outside data mode */
-    uint64_t reads;      /* header reads (statistics for tests and metrics) */
-    uint64_t data_reads; /* whole-batch reads */
+    struct raft_storage_hdr hdrs[RAFT_STORAGE_HDR_CACHE];
+    uint32_t hdr_next;      /* the slot the next header goes to */
+    uint64_t hdr_shape_gen; /* storage_log_shape_gen when the cache was filled */
+    uint64_t hdr_hits;      /* lookups the cache answered */
+    uint64_t reads;         /* header reads (statistics for tests and metrics) */
+    uint64_t data_reads;    /* whole-batch reads */
 };
 
 /* Binds sl to log (borrowed; it must outlive sl). conf is copied. */

@@ -1045,6 +1045,65 @@ static void test_release_fds(void **state)
     check_identical(f);
 }
 
+/* Raft's header lookups of the latest batches come from the adapter's cache: no file read, so
+ * a log whose descriptors were released stays released; a truncation drops the cache, and a
+ * batch appended at the same offsets afterwards is read from the log again. */
+static void test_header_cache(void **state)
+{
+    struct fx *f = *state;
+    f->deferred = true;
+    assert_int_equal(fx_open(f, 1, 1), 0);
+    struct partition *p = f->parts[1];
+    fx_sync(f, 1);
+    struct acks_log l = {0};
+    for (int i = 0; i < 3; i++) {
+        size_t len;
+        uint8_t *b = batch(2, i, &len);
+        assert_int_equal(partition_append(p, PARTITION_ORIGIN_CLIENT, b, len, -1, on_append, &l),
+                         0);
+        free(b);
+        fx_sync(f, 1);
+        f->now_ms += 100;
+        assert_int_equal(partition_tick(p, f->now_ms), 0);
+    }
+    assert_int_equal(l.n, 3);
+    struct raft_storage_log *rl = partition_raft_log(p);
+    struct storage_log *log = partition_storage(p);
+    int64_t last = partition_log_end_offset(p) - 1;
+    struct raft_entry e;
+    assert_int_equal(raft_storage_log_entry(rl, last, &e), 0);
+    assert_int_equal(e.first_index, last - 1);
+    uint64_t reads = rl->reads, hits = rl->hdr_hits;
+    assert_int_equal(partition_release_fds(p), 0);
+    for (int i = 0; i < 5; i++) {
+        struct raft_entry c;
+        assert_int_equal(raft_storage_log_entry(rl, last - (i & 1), &c), 0);
+        assert_int_equal(c.first_index, e.first_index);
+        assert_int_equal(c.last_index, e.last_index);
+        assert_int_equal(c.term, e.term);
+        assert_int_equal(c.bytes, e.bytes);
+        assert_int_equal(c.type, e.type);
+        assert_null(c.data);
+    }
+    assert_int_equal(rl->reads, reads);
+    assert_int_equal(rl->hdr_hits, hits + 5);
+    assert_true(storage_log_fds_released(log));
+    /* Outside the log: an error whatever the cache holds. */
+    assert_int_equal(raft_storage_log_entry(rl, last + 1, &e), LM_E_OUT_OF_RANGE);
+    /* Truncated to the batch's start, then another batch (of three records) there: read. */
+    assert_int_equal(storage_log_truncate_to(log, last - 1), 0);
+    assert_int_equal(raft_storage_log_entry(rl, last, &e), LM_E_OUT_OF_RANGE);
+    size_t len;
+    uint8_t *b = batch(3, 9, &len);
+    struct storage_append_result res;
+    assert_int_equal(storage_log_append_leader(log, b, len, 1, &res), 0);
+    free(b);
+    assert_int_equal(raft_storage_log_entry(rl, last, &e), 0);
+    assert_int_equal(e.first_index, last - 1);
+    assert_int_equal(e.last_index, last + 1);
+    assert_int_equal(rl->reads, reads + 1);
+}
+
 /* A group commit in flight refuses the release until it completes; a read reopens. */
 static void test_release_fds_syncing(void **state)
 {
@@ -1991,6 +2050,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_acks_and_hw, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_lone_lazy, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_header_cache, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_waiters_bounded_and_origin, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_internal_topic, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_crash_recovery, fx_setup, fx_teardown),

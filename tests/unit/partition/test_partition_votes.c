@@ -14,6 +14,7 @@
 #include <cmocka.h>
 
 #include "broker/partition/partition_votes.h"
+#include "broker/partition/state_file.h"
 #include "common/lm_err.h"
 #include "tests/unit/storage/storage_test_util.h"
 
@@ -31,13 +32,7 @@ static int get(const char *dir, const char *name, char *out, size_t cap)
 {
     char path[PATH_MAX + 64];
     snprintf(path, sizeof(path), "%s/%s", dir, name);
-    FILE *f = fopen(path, "r");
-    if (f == NULL)
-        return -1;
-    size_t n = fread(out, 1, cap - 1, f);
-    out[n] = '\0';
-    fclose(f);
-    return 0;
+    return state_file_read(path, out, cap) == 0 ? 0 : -1;
 }
 
 static void test_save_then_restore(void **state)

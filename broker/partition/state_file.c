@@ -1,0 +1,211 @@
+/* Small durable state files, rewritten in place in one of two slots (state_file.h). */
+#include "broker/partition/state_file.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common/lm_endian.h"
+#include "common/lm_err.h"
+#include "protocol/crc32c.h"
+
+#define SLOT_MAGIC "LMS1"
+#define SLOT_HEAD 14 /* magic, seq, length */
+#define FILE_BYTES (2 * STATE_FILE_SLOT_BYTES)
+
+_Static_assert(SLOT_HEAD + STATE_FILE_LINE_MAX + 4 <= STATE_FILE_SLOT_BYTES, "slot too small");
+
+struct slot {
+    bool valid;
+    uint64_t seq;
+    uint16_t len;
+    const uint8_t *line;
+};
+
+static struct slot slot_parse(const uint8_t *b)
+{
+    struct slot s = {0};
+    if (memcmp(b, SLOT_MAGIC, 4) != 0)
+        return s;
+    uint16_t len = lm_get_be16(b + 12);
+    if (len == 0 || len > STATE_FILE_LINE_MAX)
+        return s;
+    if (crc32c_update(0, b, SLOT_HEAD + (size_t)len) != lm_get_be32(b + SLOT_HEAD + len))
+        return s;
+    s.valid = true;
+    s.seq = lm_get_be64(b + 4);
+    s.len = len;
+    s.line = b + SLOT_HEAD;
+    return s;
+}
+
+/* The slot holding the content of a two-slot file (-1: none valid). */
+static int slot_best(const uint8_t *file, struct slot *out)
+{
+    struct slot a = slot_parse(file), b = slot_parse(file + STATE_FILE_SLOT_BYTES);
+    if (!a.valid && !b.valid)
+        return -1;
+    int i = !a.valid ? 1 : !b.valid ? 0 : b.seq > a.seq ? 1 : 0;
+    *out = i == 0 ? a : b;
+    return i;
+}
+
+/* Encodes a slot at b; its bytes. */
+static size_t slot_encode(uint8_t *b, uint64_t seq, const char *line, int n)
+{
+    memcpy(b, SLOT_MAGIC, 4);
+    lm_put_be64(b + 4, seq);
+    b[12] = (uint8_t)((unsigned)n >> 8);
+    b[13] = (uint8_t)n;
+    memcpy(b + SLOT_HEAD, line, (size_t)n);
+    lm_put_be32(b + SLOT_HEAD + n, crc32c_update(0, b, SLOT_HEAD + (size_t)n));
+    return SLOT_HEAD + (size_t)n + 4;
+}
+
+/* Reads up to cap bytes from offset 0; the count, or -1. */
+static ssize_t read_upto(int fd, uint8_t *buf, size_t cap)
+{
+    size_t got = 0;
+    while (got < cap) {
+        ssize_t r = pread(fd, buf + got, cap - got, (off_t)got);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0)
+            return -1;
+        if (r == 0)
+            break;
+        got += (size_t)r;
+    }
+    return (ssize_t)got;
+}
+
+static int full_or_io(int err)
+{
+    return err == ENOSPC || err == EDQUOT ? LM_E_FULL : LM_E_IO;
+}
+
+static int fsync_dir(const char *dir)
+{
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        return LM_E_IO;
+    int rc = fsync(fd) == 0 ? 0 : LM_E_IO;
+    close(fd);
+    return rc;
+}
+
+/* Creates path as a two-slot file holding line in slot 0 (seq): a temporary file, fdatasync,
+ * rename, directory fsync. Until the rename the old file, if any, stands untouched: a full
+ * disk (ENOSPC, EDQUOT) before it is LM_E_FULL, which the owner retries once there is room. */
+static int create_whole(const char *dir, const char *path, uint64_t seq, const char *line, int n)
+{
+    char tmp[PATH_MAX];
+    if (snprintf(tmp, sizeof(tmp), "%s.tmp", path) >= (int)sizeof(tmp))
+        return LM_E_TOO_LARGE;
+    uint8_t file[FILE_BYTES] = {0}; /* 8 KiB on the caller's stack */
+    slot_encode(file, seq, line, n);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0)
+        return full_or_io(errno);
+    int rc = 0;
+    size_t done = 0;
+    while (rc == 0 && done < sizeof(file)) {
+        ssize_t w = write(fd, file + done, sizeof(file) - done);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            rc = w == 0 ? LM_E_FULL : full_or_io(errno);
+        else
+            done += (size_t)w;
+    }
+    if (rc == 0 && fdatasync(fd) != 0)
+        rc = full_or_io(errno);
+    if (close(fd) != 0 && rc == 0)
+        rc = LM_E_IO;
+    if (rc == 0 && rename(tmp, path) != 0)
+        rc = full_or_io(errno);
+    if (rc != 0) {
+        unlink(tmp);
+        return rc;
+    }
+    /* the rename is durable only once the directory is: a vote that a crash could forget
+     * would let this node vote twice in one term */
+    return fsync_dir(dir);
+}
+
+int state_file_write(const char *dir, const char *name, const char *line, int n)
+{
+    char path[PATH_MAX];
+    if (n <= 0 || n > STATE_FILE_LINE_MAX ||
+        snprintf(path, sizeof(path), "%s/%s", dir, name) >= (int)sizeof(path))
+        return LM_E_TOO_LARGE;
+    int fd = open(path, O_RDWR | O_CLOEXEC);
+    if (fd < 0) {
+        if (errno != ENOENT)
+            return LM_E_IO;
+        return create_whole(dir, path, 1, line, n);
+    }
+    uint8_t file[FILE_BYTES]; /* 8 KiB on the caller's stack */
+    ssize_t got = read_upto(fd, file, sizeof(file));
+    struct slot best;
+    int i = got == (ssize_t)sizeof(file) ? slot_best(file, &best) : -1;
+    if (i < 0) {
+        /* the older format (one text line) or no valid slot: rewritten whole */
+        close(fd);
+        return got < 0 ? LM_E_IO : create_whole(dir, path, 1, line, n);
+    }
+    uint8_t rec[SLOT_HEAD + STATE_FILE_LINE_MAX + 4];
+    size_t len = slot_encode(rec, best.seq + 1, line, n);
+    off_t at = i == 0 ? STATE_FILE_SLOT_BYTES : 0;
+    int rc = 0;
+    size_t done = 0;
+    while (rc == 0 && done < len) {
+        ssize_t w = pwrite(fd, rec + done, len - done, at + (off_t)done);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            rc = w == 0 ? LM_E_FULL : full_or_io(errno);
+        else
+            done += (size_t)w;
+    }
+    if (rc == 0 && fdatasync(fd) != 0)
+        rc = full_or_io(errno);
+    if (close(fd) != 0 && rc == 0)
+        rc = LM_E_IO;
+    return rc;
+}
+
+int state_file_read(const char *path, char *out, size_t cap)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return errno == ENOENT ? LM_E_NOT_FOUND : LM_E_IO;
+    uint8_t file[FILE_BYTES]; /* 8 KiB on the caller's stack */
+    ssize_t got = read_upto(fd, file, sizeof(file));
+    close(fd);
+    if (got < 0)
+        return LM_E_IO;
+    struct slot best;
+    const uint8_t *line = NULL;
+    size_t len = 0;
+    if (got == (ssize_t)sizeof(file) && slot_best(file, &best) >= 0) {
+        line = best.line;
+        len = best.len;
+    } else if (got > 0 && got <= STATE_FILE_LINE_MAX &&
+               (got < 4 || memcmp(file, SLOT_MAGIC, 4) != 0)) {
+        line = file; /* the older format: the line itself, written whole through a rename */
+        len = (size_t)got;
+    } else {
+        return LM_E_CORRUPT;
+    }
+    if (len + 1 > cap)
+        return LM_E_TOO_LARGE;
+    memcpy(out, line, len);
+    out[len] = '\0';
+    return 0;
+}
