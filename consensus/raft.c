@@ -44,6 +44,7 @@ struct raft {
     enum raft_role role;
     uint32_t leader;
     uint32_t elapsed, hb_elapsed, rand_timeout;
+    bool hold_elections; /* raft_hold_elections */
     uint32_t transferee;
     bool campaign_force;
     int64_t pending_conf_index;
@@ -1605,7 +1606,7 @@ int raft_tick(struct raft *r)
     }
     r->retry_pending = false; /* only a leader retries sends */
     r->elapsed++;
-    if (promotable(r) && r->elapsed >= r->rand_timeout) {
+    if (promotable(r) && r->elapsed >= r->rand_timeout && !r->hold_elections) {
         if (r->elapsed == r->rand_timeout)
             RAFT_STAT(r, timeout_campaigns);
         /* campaign resets elapsed once the election starts; after a failed read elapsed stays
@@ -1626,6 +1627,11 @@ int raft_campaign(struct raft *r)
         wake(r);
     campaign(r, r->cfg.pre_vote, false);
     return take_err(r);
+}
+
+void raft_hold_elections(struct raft *r, bool hold)
+{
+    r->hold_elections = hold;
 }
 
 void raft_defer_election(struct raft *r, uint32_t ticks)

@@ -291,6 +291,11 @@ int raft_campaign(struct raft *r);
  * next hears of a leader or a term, which draws a normal one): for a replica that should
  * leave the first election of a new group to another (its preferred replica). */
 void raft_defer_election(struct raft *r, uint32_t ticks);
+/* raft_hold_elections(r, true): a follower whose election timer runs out does not campaign
+ * (pre-vote included) until raft_hold_elections(r, false); then the next tick past the timeout
+ * does. raft_campaign still campaigns. For the replicas of a new group while its preferred
+ * replica, alive, makes the first election. */
+void raft_hold_elections(struct raft *r, bool hold);
 /* raft_propose appends a data batch of `count` offsets (leader only; LM_E_STATE elsewhere,
  * LM_E_AGAIN during a leadership transfer). data is copied. *last_out gets its last offset. */
 int raft_propose(struct raft *r, const void *data, uint32_t len, uint32_t count, int64_t *last_out);

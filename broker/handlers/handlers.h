@@ -102,7 +102,10 @@ struct handlers_ctx {
      * answered on the request's shard, the partition lives on its owner): chained hashes,
      * each under its lock, looked at only while their count is not 0. */
     pthread_mutex_t epoch_lock;
-    struct hepoch *epoch_buckets[HANDLERS_PART_BUCKETS];
+    struct hepoch **epoch_buckets; /* epoch_nb chains (HANDLERS_PART_BUCKETS at first), doubled
+                                    * past two entries per chain: nearly every partition has an
+                                    * entry once its leadership moved (100,000 in a cluster) */
+    size_t epoch_nb;
     uint32_t epoch_count; /* atomic */
     pthread_mutex_t offline_lock;
     struct hoffline *offline_buckets[HANDLERS_PART_BUCKETS];

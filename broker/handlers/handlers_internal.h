@@ -133,6 +133,10 @@ struct hpart {
      * (partition_release_fds): off the LRU and not counted, the partition open. Storage reopens
      * them at the next read, append or sync and says so (part_fds_reopened): back on the LRU. */
     bool fds_released;
+    /* A replica of a new group holding its own elections while the preferred one makes the
+     * first (part_open_log), until this time at the latest (hs_first_election_check). */
+    bool election_held;
+    uint64_t election_hold_until_ms;
     /* While idle_closed, what the log showed as it closed: nothing can change them until it
      * opens again (appends open it first), so a Fetch at its end is answered without opening
      * it (a consumer of more partitions than the budget would otherwise reopen every log at
@@ -198,8 +202,8 @@ struct hisr {
 /* Descriptors counted per open partition log, for the open-log budget derived from
  * RLIMIT_NOFILE: the active segment's .log it holds at rest, and one for what a log opens while
  * it syncs (index files, checkpoint, directory: storage.h) or a read reopens. */
-#define HANDLERS_LOG_FDS                    2
-#define HANDLERS_FIRST_ELECTION_DEFER_TICKS 50 /* 5 s: see part_open_log */
+#define HANDLERS_LOG_FDS                2
+#define HANDLERS_FIRST_ELECTION_HOLD_MS 60000 /* see part_open_log */
 
 /* The longest a shard spends in one step of opening partition logs or removing the
  * directories of deleted ones (a topic of 100,000 partitions is created or deleted over many
@@ -369,6 +373,9 @@ int hs_elect_send(struct hshard *hs, int32_t leader, const char *topic, int32_t 
                   int32_t target, void (*done)(struct broker_shard *, struct broker_call *, int),
                   void *arg, void **call_out);
 void hs_leader_check(struct hshard *hs, struct hpart *p, uint64_t now_ms);
+/* Releases p's held first election (part_open_log) once its group has a term, the hold has
+ * lasted HANDLERS_FIRST_ELECTION_HOLD_MS, or the preferred replica's node is fenced. */
+void hs_first_election_check(struct hshard *hs, struct hpart *p, uint64_t now_ms);
 /* The leader's new follower bookkeeping after its replica set changed (a reassignment). */
 void hs_isr_reset(struct hpart *p, uint64_t now_ms);
 /* A reassignment (KIP-455) as p's leader drives it (hs_reassign.c), after every input and tick:

@@ -629,14 +629,17 @@ static void part_open_log(struct hpart *p)
         if (crc != 0 && crc != LM_E_STATE)
             BLOG_DEBUG("partition %s-%d: first campaign: %s", p->topic, p->partition,
                        lm_strerror(crc));
-    } else if (p->replicated && p->rf > 1 && partition_leader_epoch(p->part) == 0) {
-        /* The others leave that first election to it: HANDLERS_FIRST_ELECTION_DEFER_TICKS
-         * more before their own timeout (it campaigns again after each of its own). With
-         * thousands of groups created at once, their pre-votes and elections, each a state
-         * write on three nodes, competed with the preferred replicas' and kept most groups
-         * leaderless for minutes (10,000 x RF=3 on one 2-core machine). Its node down, a new
-         * group gets a leader that much later. */
-        partition_defer_election(p->part, HANDLERS_FIRST_ELECTION_DEFER_TICKS);
+    } else if (p->replicated && p->rf > 1 && partition_leader_epoch(p->part) == 0 &&
+               p->hs != NULL) {
+        /* The others leave that first election to it (it campaigns again after each of its
+         * own timeouts): they hold theirs while its node is registered and not fenced, for at
+         * most HANDLERS_FIRST_ELECTION_HOLD_MS (hs_first_election_check). With thousands of
+         * groups created at once, their pre-votes and elections, each a state write on three
+         * nodes, competed with the preferred replicas' and kept most groups leaderless for
+         * minutes (10,000 x RF=3 on one 2-core machine). */
+        partition_hold_elections(p->part, true);
+        p->election_held = true;
+        p->election_hold_until_ms = broker_now_ms() + HANDLERS_FIRST_ELECTION_HOLD_MS;
     }
     /* The raft term (one voter: kept across reopens, partition.h). */
     p->leader_epoch = partition_leader_epoch(p->part);
@@ -1553,4 +1556,21 @@ int hs_create_topic(struct hshard *hs, const char *name, int32_t partitions)
         BLOG_INFO("topic %s auto-created with %d partitions", name, partitions);
     hs_refresh(hs);
     return rc;
+}
+
+void hs_first_election_check(struct hshard *hs, struct hpart *p, uint64_t now_ms)
+{
+    if (!p->election_held || p->part == NULL)
+        return;
+    bool release = now_ms >= p->election_hold_until_ms || partition_leader_epoch(p->part) != 0;
+    if (!release) {
+        /* the preferred replica's node gone (or never registered): no reason to wait */
+        const struct lm_meta_broker *b =
+            hs->snap != NULL ? lm_meta_state_broker(&hs->snap->state, p->replicas[0]) : NULL;
+        release = b == NULL || b->fenced;
+    }
+    if (release) {
+        partition_hold_elections(p->part, false);
+        p->election_held = false;
+    }
 }

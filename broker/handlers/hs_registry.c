@@ -37,10 +37,35 @@ struct hepoch {
     struct hepoch *next;
 };
 
-static size_t epoch_bucket(const uint8_t id[16], int32_t partition)
+static uint64_t epoch_hash(const uint8_t id[16], int32_t partition)
 {
-    return (lm_fnv1a64(id, 16) ^ ((uint64_t)(uint32_t)partition * 0x9e3779b97f4a7c15ull)) %
-           EPOCH_BUCKETS;
+    return lm_fnv1a64(id, 16) ^ ((uint64_t)(uint32_t)partition * 0x9e3779b97f4a7c15ull);
+}
+
+/* The chain of (id, partition); under epoch_lock. The table exists once an entry does. */
+static struct hepoch **epoch_chain(struct handlers_ctx *h, const uint8_t id[16], int32_t partition)
+{
+    return &h->epoch_buckets[epoch_hash(id, partition) % h->epoch_nb];
+}
+
+/* Doubles the table past two entries per chain (under epoch_lock); without memory it stays. */
+static void epoch_grow(struct handlers_ctx *h)
+{
+    size_t nb = h->epoch_nb * 2;
+    struct hepoch **nbk = calloc(nb, sizeof(*nbk));
+    if (nbk == NULL)
+        return;
+    for (size_t b = 0; b < h->epoch_nb; b++)
+        while (h->epoch_buckets[b] != NULL) {
+            struct hepoch *e = h->epoch_buckets[b];
+            h->epoch_buckets[b] = e->next;
+            size_t i = epoch_hash(e->id, e->partition) % nb;
+            e->next = nbk[i];
+            nbk[i] = e;
+        }
+    free(h->epoch_buckets);
+    h->epoch_buckets = nbk;
+    h->epoch_nb = nb;
 }
 
 int32_t h_partition_epoch(const struct handlers_ctx *node, const uint8_t topic_id[16],
@@ -51,8 +76,7 @@ int32_t h_partition_epoch(const struct handlers_ctx *node, const uint8_t topic_i
         return HANDLERS_LEADER_EPOCH_FIRST;
     int32_t epoch = HANDLERS_LEADER_EPOCH_FIRST;
     pthread_mutex_lock(&h->epoch_lock);
-    for (struct hepoch *e = h->epoch_buckets[epoch_bucket(topic_id, partition)]; e != NULL;
-         e = e->next)
+    for (struct hepoch *e = *epoch_chain(h, topic_id, partition); e != NULL; e = e->next)
         if (e->partition == partition && memcmp(e->id, topic_id, 16) == 0) {
             epoch = e->epoch;
             break;
@@ -69,8 +93,7 @@ bool h_partition_local_leader(const struct handlers_ctx *node, const uint8_t top
         return false;
     bool leads = false;
     pthread_mutex_lock(&h->epoch_lock);
-    for (struct hepoch *e = h->epoch_buckets[epoch_bucket(topic_id, partition)]; e != NULL;
-         e = e->next)
+    for (struct hepoch *e = *epoch_chain(h, topic_id, partition); e != NULL; e = e->next)
         if (e->partition == partition && memcmp(e->id, topic_id, 16) == 0) {
             leads = e->leads;
             *epoch = e->epoch;
@@ -85,9 +108,20 @@ bool h_partition_local_leader(const struct handlers_ctx *node, const uint8_t top
 void hs_part_set_epoch(struct hpart *p, int32_t epoch, bool leads)
 {
     struct handlers_ctx *h = p->hs->node;
-    size_t b = epoch_bucket(p->topic_id, p->partition);
     pthread_mutex_lock(&h->epoch_lock);
-    struct hepoch **e = &h->epoch_buckets[b];
+    if (h->epoch_buckets == NULL) {
+        if (epoch == HANDLERS_LEADER_EPOCH_FIRST && !leads) {
+            pthread_mutex_unlock(&h->epoch_lock);
+            return; /* nothing to record */
+        }
+        h->epoch_buckets = calloc(EPOCH_BUCKETS, sizeof(*h->epoch_buckets));
+        if (h->epoch_buckets == NULL) { /* Metadata shows the first epoch: clients refresh */
+            pthread_mutex_unlock(&h->epoch_lock);
+            return;
+        }
+        h->epoch_nb = EPOCH_BUCKETS;
+    }
+    struct hepoch **e = epoch_chain(h, p->topic_id, p->partition);
     while (*e != NULL &&
            !((*e)->partition == p->partition && memcmp((*e)->id, p->topic_id, 16) == 0))
         e = &(*e)->next;
@@ -106,9 +140,12 @@ void hs_part_set_epoch(struct hpart *p, int32_t epoch, bool leads)
             n->partition = p->partition;
             n->epoch = epoch;
             n->leads = leads;
-            n->next = h->epoch_buckets[b];
-            h->epoch_buckets[b] = n;
-            __atomic_add_fetch(&h->epoch_count, 1, __ATOMIC_RELEASE);
+            struct hepoch **chain = epoch_chain(h, p->topic_id, p->partition);
+            n->next = *chain;
+            *chain = n;
+            uint32_t count = __atomic_add_fetch(&h->epoch_count, 1, __ATOMIC_RELEASE);
+            if (count > 2 * h->epoch_nb)
+                epoch_grow(h);
         }
     }
     pthread_mutex_unlock(&h->epoch_lock);
@@ -185,12 +222,16 @@ void hs_part_set_offline(struct hpart *p, bool offline)
 
 void hs_registry_clear(struct handlers_ctx *h)
 {
-    for (size_t b = 0; b < HANDLERS_PART_BUCKETS; b++) {
+    for (size_t b = 0; b < h->epoch_nb; b++)
         while (h->epoch_buckets[b] != NULL) {
             struct hepoch *e = h->epoch_buckets[b];
             h->epoch_buckets[b] = e->next;
             free(e);
         }
+    free(h->epoch_buckets);
+    h->epoch_buckets = NULL;
+    h->epoch_nb = 0;
+    for (size_t b = 0; b < HANDLERS_PART_BUCKETS; b++) {
         while (h->offline_buckets[b] != NULL) {
             struct hoffline *o = h->offline_buckets[b];
             h->offline_buckets[b] = o->next;

@@ -405,6 +405,8 @@ static void shard_tick(struct broker_shard *s, struct broker_timer *t)
                 }
                 if (p->replicated && partition_quiescent(p->part))
                     quiescent_check(hs, p, now);
+                if (p->election_held)
+                    hs_first_election_check(hs, p, now);
                 /* flush.ms and retention (log.retention.check.interval.ms, coarser) are the
                  * partition's; between retention checks only its drive step runs (flush.ms). */
                 int rc = retention ? partition_tick(p->part, (int64_t)now)

@@ -1388,10 +1388,10 @@ int partition_campaign(struct partition *p)
     return drc ? drc : rc;
 }
 
-void partition_defer_election(struct partition *p, uint32_t ticks)
+void partition_hold_elections(struct partition *p, bool hold)
 {
     if (!p->failed)
-        raft_defer_election(p->raft, ticks);
+        raft_hold_elections(p->raft, hold);
 }
 
 int partition_transfer_leader(struct partition *p, uint32_t to)

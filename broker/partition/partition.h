@@ -193,8 +193,8 @@ int partition_propose_conf(struct partition *p, enum raft_conf_op op, uint32_t n
 bool partition_conf_pending(const struct partition *p);
 /* Starts an election now (tests, controlled failover). */
 int partition_campaign(struct partition *p);
-/* Lengthens this replica's current election timeout by ticks (raft_defer_election). */
-void partition_defer_election(struct partition *p, uint32_t ticks);
+/* Holds or releases this replica's own elections (raft_hold_elections). */
+void partition_hold_elections(struct partition *p, bool hold);
 /* Hands leadership to voter `to` (raft_transfer_leader: TimeoutNow once it has caught up; the
  * transfer is abandoned after an election timeout). LM_E_STATE when not the leader. */
 int partition_transfer_leader(struct partition *p, uint32_t to);

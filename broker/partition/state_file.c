@@ -15,7 +15,7 @@
 #include "protocol/crc32c.h"
 
 #define SLOT_MAGIC "LMS1"
-#define SLOT_HEAD 14 /* magic, seq, length */
+#define SLOT_HEAD  14 /* magic, seq, length */
 #define FILE_BYTES (2 * STATE_FILE_SLOT_BYTES)
 
 _Static_assert(SLOT_HEAD + STATE_FILE_LINE_MAX + 4 <= STATE_FILE_SLOT_BYTES, "slot too small");

@@ -20,7 +20,7 @@
 #include <stddef.h>
 
 #define STATE_FILE_SLOT_BYTES 4096
-#define STATE_FILE_LINE_MAX 256 /* bytes of one line */
+#define STATE_FILE_LINE_MAX   256 /* bytes of one line */
 
 /* Replaces dir/name's line with line[0..n) durably. 0, LM_E_FULL (no space: the old content
  * stands), LM_E_IO, LM_E_TOO_LARGE (a name or line too long). */
