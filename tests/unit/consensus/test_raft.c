@@ -1059,6 +1059,46 @@ static void test_quiesce_leader_lost(void **state)
 /* A follower woken by mistake (its shell wrongly lost the leader's node) campaigns after its
  * timeout; its pre-vote wakes the leader, whose heartbeats bring it back: no new term, no
  * storm, and the group quiesces again. A quiescent follower refuses votes (its lease). */
+/* raft_hold_elections: held followers never campaign, however long no leader speaks; the one
+ * not held does and wins with their votes; released, a follower campaigns at its next timeout. */
+static void test_hold_elections(void **state)
+{
+    (void)state;
+    struct harness h;
+    h_init(&h, 3, 3, true, true, NULL);
+    raft_hold_elections(h.nodes[2].r, true);
+    raft_hold_elections(h.nodes[3].r, true);
+    h_isolate(&h, 1);
+    for (int i = 0; i < 100; i++) {
+        for (uint32_t n = 1; n <= 3; n++)
+            h_tick(&h, n);
+        h_stabilize(&h);
+    }
+    for (uint32_t n = 2; n <= 3; n++) {
+        assert_int_equal(raft_role(h.nodes[n].r), RAFT_FOLLOWER);
+        assert_int_equal(raft_term(h.nodes[n].r), 0);
+    }
+    assert_int_equal(h_leader(&h), RAFT_NONE);
+    h_heal(&h); /* node 1 campaigns at its next timeout and gets the held nodes' votes */
+    for (int i = 0; i < 40 && h_leader(&h) != 1; i++) {
+        for (uint32_t n = 1; n <= 3; n++)
+            h_tick(&h, n);
+        h_stabilize(&h);
+    }
+    assert_int_equal(h_leader(&h), 1);
+    /* node 1 gone: node 3 still held, node 2 released, so node 2 takes over */
+    h_isolate(&h, 1);
+    raft_hold_elections(h.nodes[2].r, false);
+    for (int i = 0; i < 60 && raft_role(h.nodes[2].r) != RAFT_LEADER; i++) {
+        for (uint32_t n = 1; n <= 3; n++)
+            h_tick(&h, n);
+        h_stabilize(&h);
+    }
+    assert_int_equal(raft_role(h.nodes[2].r), RAFT_LEADER);
+    assert_int_equal(raft_role(h.nodes[3].r), RAFT_FOLLOWER);
+    h_deinit(&h);
+}
+
 static void test_quiesce_no_storm(void **state)
 {
     (void)state;
@@ -1207,6 +1247,7 @@ int main(void)
         cmocka_unit_test(test_append_bytes_bound),
         cmocka_unit_test(test_quiesce_wakes_on_append),
         cmocka_unit_test(test_quiesce_leader_lost),
+        cmocka_unit_test(test_hold_elections),
         cmocka_unit_test(test_quiesce_no_storm),
         cmocka_unit_test(test_quiesce_refused),
         cmocka_unit_test(test_quiesce_wake_silent),
