@@ -23,16 +23,6 @@ static int read_state(const char *path, uint64_t *term, uint32_t *vote)
     return sscanf(line, "%" SCNu64 " %" SCNu32, term, vote) == 2 ? 0 : LM_E_CORRUPT;
 }
 
-static int fsync_dir(const char *dir)
-{
-    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0)
-        return LM_E_IO;
-    int rc = fsync(fd) == 0 ? 0 : LM_E_IO;
-    close(fd);
-    return rc;
-}
-
 int partition_state_file_write(const char *dir, const char *name, const char *line, int n)
 {
     /* In place, in the file's other slot (state_file.h). A full disk (ENOSPC, EDQUOT) is
@@ -62,12 +52,12 @@ static int make_dir(const char *dir)
         return LM_E_TOO_LARGE;
     char *slash = strrchr(parent, '/');
     if (slash == NULL)
-        return fsync_dir(".");
+        return state_file_fsync_dir(".");
     if (slash == parent)
         slash[1] = '\0';
     else
         *slash = '\0';
-    return fsync_dir(parent);
+    return state_file_fsync_dir(parent);
 }
 
 int partition_votes_save(const char *ledger_dir, const char *key, const char *part_dir)

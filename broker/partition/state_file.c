@@ -89,7 +89,22 @@ static int full_or_io(int err)
     return err == ENOSPC || err == EDQUOT ? LM_E_FULL : LM_E_IO;
 }
 
-static int fsync_dir(const char *dir)
+/* Writes b[0..len) at offset at (a short write is a full disk). */
+static int write_at(int fd, const uint8_t *b, size_t len, off_t at)
+{
+    size_t done = 0;
+    while (done < len) {
+        ssize_t w = pwrite(fd, b + done, len - done, at + (off_t)done);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return w == 0 ? LM_E_FULL : full_or_io(errno);
+        done += (size_t)w;
+    }
+    return 0;
+}
+
+int state_file_fsync_dir(const char *dir)
 {
     int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (fd < 0)
@@ -112,17 +127,7 @@ static int create_whole(const char *dir, const char *path, uint64_t seq, const c
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0)
         return full_or_io(errno);
-    int rc = 0;
-    size_t done = 0;
-    while (rc == 0 && done < sizeof(file)) {
-        ssize_t w = write(fd, file + done, sizeof(file) - done);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0)
-            rc = w == 0 ? LM_E_FULL : full_or_io(errno);
-        else
-            done += (size_t)w;
-    }
+    int rc = write_at(fd, file, sizeof(file), 0);
     if (rc == 0 && fdatasync(fd) != 0)
         rc = full_or_io(errno);
     if (close(fd) != 0 && rc == 0)
@@ -135,7 +140,7 @@ static int create_whole(const char *dir, const char *path, uint64_t seq, const c
     }
     /* the rename is durable only once the directory is: a vote that a crash could forget
      * would let this node vote twice in one term */
-    return fsync_dir(dir);
+    return state_file_fsync_dir(dir);
 }
 
 int state_file_write(const char *dir, const char *name, const char *line, int n)
@@ -161,18 +166,7 @@ int state_file_write(const char *dir, const char *name, const char *line, int n)
     }
     uint8_t rec[SLOT_HEAD + STATE_FILE_LINE_MAX + 4];
     size_t len = slot_encode(rec, best.seq + 1, line, n);
-    off_t at = i == 0 ? STATE_FILE_SLOT_BYTES : 0;
-    int rc = 0;
-    size_t done = 0;
-    while (rc == 0 && done < len) {
-        ssize_t w = pwrite(fd, rec + done, len - done, at + (off_t)done);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0)
-            rc = w == 0 ? LM_E_FULL : full_or_io(errno);
-        else
-            done += (size_t)w;
-    }
+    int rc = write_at(fd, rec, len, i == 0 ? STATE_FILE_SLOT_BYTES : 0);
     if (rc == 0 && fdatasync(fd) != 0)
         rc = full_or_io(errno);
     if (close(fd) != 0 && rc == 0)

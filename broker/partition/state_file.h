@@ -30,4 +30,7 @@ int state_file_write(const char *dir, const char *name, const char *line, int n)
  * 0, LM_E_NOT_FOUND (no file), LM_E_CORRUPT (no valid slot, nor an older text file), LM_E_IO. */
 int state_file_read(const char *path, char *out, size_t cap);
 
+/* fsync of directory dir (its entries durable). 0 or LM_E_IO. */
+int state_file_fsync_dir(const char *dir);
+
 #endif
