@@ -1634,13 +1634,6 @@ void raft_hold_elections(struct raft *r, bool hold)
     r->hold_elections = hold;
 }
 
-void raft_defer_election(struct raft *r, uint32_t ticks)
-{
-    if (r->role != RAFT_FOLLOWER)
-        return;
-    r->rand_timeout = ticks > UINT32_MAX - r->rand_timeout ? UINT32_MAX : r->rand_timeout + ticks;
-}
-
 bool raft_quiesce(struct raft *r)
 {
     if (r->quiescent)

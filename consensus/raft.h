@@ -287,10 +287,6 @@ int raft_step(struct raft *r, const struct raft_msg *m);
 /* raft_campaign starts an election now (pre-vote first when enabled); a log read error leaves
  * the node as it was. */
 int raft_campaign(struct raft *r);
-/* raft_defer_election lengthens a follower's current election timeout by ticks (until it
- * next hears of a leader or a term, which draws a normal one): for a replica that should
- * leave the first election of a new group to another (its preferred replica). */
-void raft_defer_election(struct raft *r, uint32_t ticks);
 /* raft_hold_elections(r, true): a follower whose election timer runs out does not campaign
  * (pre-vote included) until raft_hold_elections(r, false); then the next tick past the timeout
  * does. raft_campaign still campaigns. For the replicas of a new group while its preferred

@@ -19,6 +19,7 @@
 #include "broker/producer/producer_state.h"
 #include "broker/cluster/controller.h"
 #include "broker/partition/partition_votes.h"
+#include "broker/partition/state_file.h"
 #include "common/lm_assert.h"
 #include "common/lm_err.h"
 #include "protocol/kafka_api.h"
@@ -808,7 +809,7 @@ static void part_env_sync(void *ctx, struct partition *part, const int *fds, con
 static int state_write_run(struct broker_meta_job *j)
 {
     struct hpart *p = j->arg;
-    return partition_state_file_write(p->qsw.dir, p->qsw.name, p->qsw.line, p->qsw.len);
+    return state_file_write(p->qsw.dir, p->qsw.name, p->qsw.line, p->qsw.len);
 }
 
 static void state_write_done(struct broker_shard *s, struct broker_meta_job *j, int rc)

@@ -160,7 +160,7 @@ static int state_path(const struct partition *p, const char *name, const char *s
 /* Replaces state file name with line[0..n) durably (partition_votes.h). */
 static int state_write(const struct partition *p, const char *name, const char *line, int n)
 {
-    return partition_state_file_write(p->dir, name, line, n);
+    return state_file_write(p->dir, name, line, n);
 }
 
 static int qs_path(const struct partition *p, char *out, size_t cap, const char *suffix)
@@ -181,7 +181,7 @@ static int qs_read(const struct partition *p, uint64_t *term, uint32_t *vote)
     if (rc == LM_E_NOT_FOUND)
         return 0;
     if (rc)
-        return rc == LM_E_TOO_LARGE ? LM_E_CORRUPT : rc;
+        return rc;
     uint64_t t;
     uint32_t v;
     rc = sscanf(line, "%" SCNu64 " %" SCNu32, &t, &v) == 2 ? 0 : LM_E_CORRUPT;

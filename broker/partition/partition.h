@@ -65,7 +65,7 @@ struct partition_env {
     int (*send_app)(void *ctx, struct partition *p, const struct raft_msg *m,
                     struct partition_slice *slices, uint32_t n);
     /* Optional: replace the hard-state file dir/name with line[0..n) durably
-     * (partition_state_file_write: temporary file, fdatasync, rename, directory fsync) off the
+     * (state_file_write: in place, in the file's other slot, fdatasync) off the
      * caller's thread, then call partition_state_done(p, its result) on the partition's
      * thread (may be called from inside this call). The strings are the partition's, valid
      * until then; one write at a time per partition (later term/vote changes wait in the

@@ -2,7 +2,6 @@
 #include "broker/partition/partition_votes.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <stdio.h>
@@ -23,23 +22,12 @@ static int read_state(const char *path, uint64_t *term, uint32_t *vote)
     return sscanf(line, "%" SCNu64 " %" SCNu32, term, vote) == 2 ? 0 : LM_E_CORRUPT;
 }
 
-int partition_state_file_write(const char *dir, const char *name, const char *line, int n)
-{
-    /* In place, in the file's other slot (state_file.h). A full disk (ENOSPC, EDQUOT) is
-     * LM_E_FULL, which the owner retries once there is room (the controller reopens its
-     * metadata log only after LM_E_FULL): as LM_E_IO, a vote or a new term written on a full
-     * disk left a node's controller failed until a restart, silent, and with two such nodes
-     * of three nobody could be elected again (3-node full-disk campaign, seeds 909 and 1200).
-     * The old content stands until the write is durable. */
-    return state_file_write(dir, name, line, n);
-}
-
 /* dir/name := "term vote\n", durably. */
 static int write_state(const char *dir, const char *name, uint64_t term, uint32_t vote)
 {
     char line[64];
     int n = snprintf(line, sizeof(line), "%" PRIu64 " %" PRIu32 "\n", term, vote);
-    return partition_state_file_write(dir, name, line, n);
+    return state_file_write(dir, name, line, n);
 }
 
 /* mkdir dir; a new entry is made durable through its parent. */

@@ -18,10 +18,6 @@
 /* The hard-state file in a partition directory (partition.c reads and writes it). */
 #define PARTITION_QUORUM_STATE "quorum-state"
 
-/* Replaces dir/name's line with line[0..n) durably (state_file.h: partition.c's state files
- * and the ledger's). 0, LM_E_FULL, LM_E_IO or LM_E_TOO_LARGE. */
-int partition_state_file_write(const char *dir, const char *name, const char *line, int n);
-
 /* Copies part_dir's quorum-state into ledger_dir/key (ledger_dir created if missing), unless
  * the ledger already holds a higher term. 0 when there is nothing to keep (no quorum-state) or
  * it is kept; LM_E_IO / LM_E_CORRUPT / LM_E_TOO_LARGE otherwise (the caller then keeps the

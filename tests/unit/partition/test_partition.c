@@ -23,6 +23,7 @@
 
 #include "broker/partition/partition.h"
 #include "broker/partition/partition_votes.h"
+#include "broker/partition/state_file.h"
 #include "common/lm_err.h"
 #include "protocol/record_batch.h"
 #include "tests/unit/storage/storage_test_util.h"
@@ -163,8 +164,7 @@ static void fx_state(struct fx *f, uint32_t id, bool all)
         int rc = f->st_fail_rc;
         f->st_fail_rc = 0;
         if (rc == 0) {
-            rc = partition_state_file_write(f->st_dir[id], f->st_name[id], f->st_line[id],
-                                            f->st_len[id]);
+            rc = state_file_write(f->st_dir[id], f->st_name[id], f->st_line[id], f->st_len[id]);
             assert_int_equal(rc, 0);
             f->st_line[id][f->st_len[id]] = 0;
             assert_int_equal(sscanf(f->st_line[id], "%" SCNu64 " %" SCNu32, &f->durable_term[id],
