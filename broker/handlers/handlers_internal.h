@@ -70,6 +70,7 @@ struct hpart_state {
     const char *dir, *name, *line; /* the partition's, valid while busy */
     int len;
     bool busy;
+    bool sync_id; /* fdatasync partition.metadata before the state (hpart.id_unsynced) */
     bool issuing; /* inside write_state: a completion there is inline */
     bool in_done; /* inside partition_state_done */
 };
@@ -102,6 +103,10 @@ struct hpart {
     bool lease_rerun; /* a parked read runs again: it answers, it does not park */
     struct hpart_sync sync;
     struct hpart_state qsw;
+    /* partition.metadata of a new replica written without its fdatasync (part_open_log): its
+     * first Raft state write syncs it first, before any vote or append of this replica can
+     * count, off the shard thread. */
+    bool id_unsynced;
     struct hshard *hs; /* owner shard's state */
     bool dead;         /* closed while its sync or state write ran: freed when it ends */
     bool dead_delete_dir;
