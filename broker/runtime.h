@@ -294,6 +294,15 @@ struct broker_meta_job {
     int (*run)(struct broker_meta_job *j);
     void (*done)(struct broker_shard *s, struct broker_meta_job *j, int rc);
     void *arg;
+    /* Optional: run split around its sync, so that a worker holding several such jobs at once
+     * makes them durable with one syncfs per file system instead of a sync (or two) each.
+     * stage does the writes without syncing: 0 with *fd an open descriptor on the file system
+     * to sync (the job's own, closed by commit), or an error that is the job's result.
+     * commit(j, rc) follows the sync (rc its result, < 0: failed): the job's result, or 1 when
+     * it needs one more sync (a rename: its directory), whose result is then the job's. A job
+     * alone on its worker runs run. */
+    int (*stage)(struct broker_meta_job *j, int *fd);
+    int (*commit)(struct broker_meta_job *j, int rc);
     /* private */
     int res_;
     uint32_t thread_;

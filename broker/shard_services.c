@@ -2,6 +2,7 @@
  * mailboxes, fsyncs off the shard thread (the backend's op, or a sync worker) and timers. */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <pthread.h>
@@ -11,6 +12,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/eventfd.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 #include "broker/log.h"
@@ -221,6 +223,123 @@ static void fault_disk_wait(struct broker_sync_worker *w)
     }
 }
 
+/* The file systems of a batch's descriptors, one syncfs each (at most META_BATCH_FS; more
+ * sync every descriptor's). Their results, < 0 on failure, into rcs (per descriptor). */
+#define META_BATCH_FS 8
+static void syncfs_all(struct broker_sync_worker *w, const int *fds, uint32_t n, int *rcs)
+{
+    dev_t devs[META_BATCH_FS];
+    int dev_rc[META_BATCH_FS];
+    uint32_t nd = 0;
+    fault_disk_wait(w);
+    for (uint32_t i = 0; i < n; i++) {
+        struct stat st;
+        if (fstat(fds[i], &st) != 0) {
+            rcs[i] = -errno;
+            continue;
+        }
+        uint32_t d = 0;
+        while (d < nd && devs[d] != st.st_dev)
+            d++;
+        if (d == nd && nd == META_BATCH_FS) {
+            rcs[i] = syncfs(fds[i]) == 0 ? 0 : -errno;
+            continue;
+        }
+        if (d == nd) {
+            devs[nd] = st.st_dev;
+            dev_rc[nd++] = syncfs(fds[i]) == 0 ? 0 : -errno;
+        }
+        rcs[i] = dev_rc[d];
+    }
+}
+
+/* The machine's dirty and under-writeback page cache in bytes (/proc/meminfo), or UINT64_MAX
+ * when unknown. */
+static uint64_t dirty_bytes(void)
+{
+    char buf[4096];
+    int fd = open("/proc/meminfo", O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return UINT64_MAX;
+    ssize_t n = read(fd, buf, sizeof(buf) - 1);
+    close(fd);
+    if (n <= 0)
+        return UINT64_MAX;
+    buf[n] = '\0';
+    uint64_t total = 0;
+    int found = 0;
+    static const char *const keys[] = {"\nDirty:", "\nWriteback:"};
+    for (int k = 0; k < 2; k++) {
+        const char *at = strstr(buf, keys[k]);
+        unsigned long long kib;
+        if (at != NULL && sscanf(at + strlen(keys[k]), "%llu", &kib) == 1) {
+            total += (uint64_t)kib * 1024u;
+            found++;
+        }
+    }
+    return found == 2 ? total : UINT64_MAX;
+}
+
+/* Runs a metadata worker's jobs taken at once: those with stage, when there are several, with
+ * one syncfs per file system (two when some renamed); the others one by one. A syncfs writes
+ * back everything dirty on its file system, so with more than META_BATCH_DIRTY_MAX bytes dirty
+ * (acks=1 data of unreplicated topics waiting for the kernel's writeback, say) each job syncs
+ * its own file instead: a state write must not wait for gigabytes of other data. */
+#define META_BATCH_MAX       64
+#define META_BATCH_DIRTY_MAX (64u << 20)
+static void meta_run_batch(struct broker_sync_worker *w, struct broker_meta_job **jobs, uint32_t n)
+{
+    uint32_t staged = 0;
+    for (uint32_t i = 0; i < n; i++)
+        staged += jobs[i]->stage != NULL;
+    if (staged >= 2 && dirty_bytes() > META_BATCH_DIRTY_MAX)
+        staged = 0;
+    struct broker_meta_job *batch[META_BATCH_MAX];
+    int fds[META_BATCH_MAX], rcs[META_BATCH_MAX];
+    uint32_t nb = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        struct broker_meta_job *j = jobs[i];
+        if (j->stage == NULL || staged < 2) {
+            fault_disk_wait(w);
+            j->res_ = j->run(j);
+            continue;
+        }
+        int fd = -1;
+        j->res_ = j->stage(j, &fd);
+        if (j->res_ == 0) {
+            LM_ASSERT(fd >= 0);
+            batch[nb] = j;
+            fds[nb++] = fd;
+        }
+    }
+    if (nb == 0)
+        return;
+    syncfs_all(w, fds, nb, rcs);
+    uint32_t again = 0;
+    for (uint32_t i = 0; i < nb; i++) {
+        int keep = dup(fds[i]); /* the file system, for a second sync; commit closes fds[i] */
+        int rc = batch[i]->commit(batch[i], rcs[i]);
+        if (rc == 1 && keep < 0)
+            rc = LM_E_IO;
+        if (rc == 1) {
+            batch[again] = batch[i];
+            fds[again++] = keep;
+            continue;
+        }
+        LM_ASSERT(rc <= 0);
+        batch[i]->res_ = rc;
+        if (keep >= 0)
+            close(keep);
+    }
+    if (again == 0)
+        return;
+    syncfs_all(w, fds, again, rcs);
+    for (uint32_t i = 0; i < again; i++) {
+        batch[i]->res_ = rcs[i] == 0 ? 0 : LM_E_IO;
+        close(fds[i]);
+    }
+}
+
 static void *sync_worker_main(void *arg)
 {
     struct broker_sync_worker *w = arg;
@@ -228,16 +347,28 @@ static void *sync_worker_main(void *arg)
     for (;;) {
         bool any = false;
         void *item;
-        while ((item = broker_mailbox_pop(&w->requests)) != NULL) {
-            fault_disk_wait(w);
-            if (w->meta) {
-                struct broker_meta_job *j = item;
-                j->res_ = j->run(j);
-            } else {
-                struct broker_fsync *f = item;
-                int r = f->datasync ? fdatasync(f->fd) : fsync(f->fd);
-                f->res_ = r == 0 ? 0 : -errno;
+        if (w->meta) {
+            struct broker_meta_job *jobs[META_BATCH_MAX];
+            uint32_t n = 0;
+            while (n < META_BATCH_MAX && (jobs[n] = broker_mailbox_pop(&w->requests)) != NULL)
+                n++;
+            if (n > 0) {
+                meta_run_batch(w, jobs, n);
+                for (uint32_t i = 0; i < n; i++) {
+                    int rc = broker_mailbox_push(&w->done, jobs[i]);
+                    LM_ASSERT(rc == 0); /* bounded by the shard's slots */
+                }
+                uint64_t one = 1;
+                ssize_t wn = write(w->shard_event_fd, &one, sizeof(one));
+                LM_ASSERT(wn == sizeof(one) || errno == EAGAIN);
+                continue; /* more may have come meanwhile */
             }
+        }
+        while (!w->meta && (item = broker_mailbox_pop(&w->requests)) != NULL) {
+            fault_disk_wait(w);
+            struct broker_fsync *f = item;
+            int r = f->datasync ? fdatasync(f->fd) : fsync(f->fd);
+            f->res_ = r == 0 ? 0 : -errno;
             int rc = broker_mailbox_push(&w->done, item);
             LM_ASSERT(rc == 0); /* bounded by the shard's slots */
             any = true;

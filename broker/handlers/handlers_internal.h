@@ -13,6 +13,7 @@
 #include "broker/meta/meta_store.h"
 #include "broker/meta/topic_config.h"
 #include "broker/partition/partition.h"
+#include "broker/partition/state_file.h"
 #include "broker/security/authorizer.h"
 #include "broker/security/quota.h"
 #include "protocol/kafka_api.h"
@@ -70,9 +71,11 @@ struct hpart_state {
     const char *dir, *name, *line; /* the partition's, valid while busy */
     int len;
     bool busy;
-    bool sync_id; /* fdatasync partition.metadata before the state (hpart.id_unsynced) */
-    bool issuing; /* inside write_state: a completion there is inline */
-    bool in_done; /* inside partition_state_done */
+    bool sync_id;       /* fdatasync partition.metadata before the state (hpart.id_unsynced) */
+    uint64_t issued_us; /* when the write was handed to the metadata worker */
+    struct state_file_staged staged; /* a batched write between stage and commit */
+    bool issuing;                    /* inside write_state: a completion there is inline */
+    bool in_done;                    /* inside partition_state_done */
 };
 
 /* A partition this shard owns. */
@@ -300,7 +303,10 @@ struct hshard {
     uint64_t raft_stats_logged_ms;
     uint64_t raft_in[RAFT_MSG_TYPE_MAX];    /* raft messages delivered here since logged, by type */
     uint64_t tick_prev_ms, tick_gap_max_ms; /* the longest gap between shard ticks since logged */
-    struct hfetch *parked;                  /* parked fetches of connections on this shard */
+    /* Raft state writes (term, vote) completed since logged: count, summed and longest time
+     * from issue to completion (queueing on the metadata workers included) */
+    uint64_t state_writes, state_write_us, state_write_us_max;
+    struct hfetch *parked;     /* parked fetches of connections on this shard */
     struct hfetch *on_session; /* incremental fetches in flight, by session (data_fetch.c) */
     struct fsess_cache fsess;  /* incremental fetch sessions of this shard's connections */
     /* Topic defaults of the current snapshot in precedence order: this node's dynamic broker

@@ -836,6 +836,27 @@ static int state_write_run(struct broker_meta_job *j)
     return state_file_write(p->qsw.dir, p->qsw.name, p->qsw.line, p->qsw.len);
 }
 
+/* state_write_run split for a batch (broker_meta_job.stage): one syncfs makes many replicas'
+ * writes durable, partition.metadata of a new one included (id_unsynced). */
+static int state_write_stage(struct broker_meta_job *j, int *fd)
+{
+    struct hpart *p = j->arg;
+    int rc = state_file_stage(p->qsw.dir, p->qsw.name, p->qsw.line, p->qsw.len, &p->qsw.staged);
+    if (rc == 0)
+        *fd = p->qsw.staged.fd;
+    return rc;
+}
+
+static int state_write_commit(struct broker_meta_job *j, int rc)
+{
+    struct hpart *p = j->arg;
+    if (rc != 0) {
+        state_file_abort(p->qsw.dir, p->qsw.name, &p->qsw.staged);
+        return LM_E_IO;
+    }
+    return state_file_commit(p->qsw.dir, p->qsw.name, &p->qsw.staged);
+}
+
 static void state_write_done(struct broker_shard *s, struct broker_meta_job *j, int rc)
 {
     (void)s;
@@ -845,6 +866,13 @@ static void state_write_done(struct broker_shard *s, struct broker_meta_job *j, 
     q->busy = false;
     if (rc == 0 && q->sync_id)
         p->id_unsynced = false;
+    if (p->hs != NULL) {
+        uint64_t took = broker_now_us() - q->issued_us;
+        p->hs->state_writes++;
+        p->hs->state_write_us += took;
+        if (took > p->hs->state_write_us_max)
+            p->hs->state_write_us_max = took;
+    }
     q->in_done = true; /* partition_state_done may hand out the next write at once */
     if (p->part != NULL)
         partition_state_done(p->part, rc);
@@ -872,8 +900,11 @@ static void part_env_write_state(void *ctx, struct partition *part, const char *
     q->line = line;
     q->len = n;
     q->sync_id = p->id_unsynced;
+    q->issued_us = broker_now_us();
     q->busy = true;
     q->job.run = state_write_run;
+    q->job.stage = state_write_stage;
+    q->job.commit = state_write_commit;
     q->job.done = state_write_done;
     q->job.arg = p;
     bool outer = q->issuing;

@@ -331,7 +331,8 @@ static void raft_stats_log(struct hshard *hs, uint64_t now)
         BLOG_INFO("shard %u: raft in %llu ms: %llu election timeouts, %llu elections, %llu won, "
                   "%llu leaders stepped down (%llu no quorum heard, %llu higher term); longest "
                   "tick gap %llu ms; in: %llu heartbeats, %llu answers, %llu appends, %llu "
-                  "answers, %llu (pre)votes, %llu answers",
+                  "answers, %llu (pre)votes, %llu answers; %llu state writes, mean %llu ms, "
+                  "longest %llu ms",
                   hs->id, (unsigned long long)(now - hs->raft_stats_logged_ms),
                   (unsigned long long)(c->timeout_campaigns - o->timeout_campaigns),
                   (unsigned long long)(c->elections - o->elections),
@@ -347,8 +348,14 @@ static void raft_stats_log(struct hshard *hs, uint64_t now)
                   (unsigned long long)hs->raft_in[RAFT_MSG_APP_RESP],
                   (unsigned long long)(hs->raft_in[RAFT_MSG_VOTE] + hs->raft_in[RAFT_MSG_PREVOTE]),
                   (unsigned long long)(hs->raft_in[RAFT_MSG_VOTE_RESP] +
-                                       hs->raft_in[RAFT_MSG_PREVOTE_RESP]));
+                                       hs->raft_in[RAFT_MSG_PREVOTE_RESP]),
+                  (unsigned long long)hs->state_writes,
+                  (unsigned long long)(hs->state_writes
+                                           ? hs->state_write_us / hs->state_writes / 1000
+                                           : 0),
+                  (unsigned long long)(hs->state_write_us_max / 1000));
     memset(hs->raft_in, 0, sizeof(hs->raft_in));
+    hs->state_writes = hs->state_write_us = hs->state_write_us_max = 0;
     *o = *c;
     hs->raft_stats_logged_ms = now;
     hs->tick_gap_max_ms = 0;

@@ -10,6 +10,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "common/lm_assert.h"
 #include "common/lm_endian.h"
 #include "common/lm_err.h"
 #include "protocol/crc32c.h"
@@ -172,6 +173,96 @@ int state_file_write(const char *dir, const char *name, const char *line, int n)
     if (close(fd) != 0 && rc == 0)
         rc = LM_E_IO;
     return rc;
+}
+
+/* ---- staged writes (state_file.h) ---- */
+
+static int staged_paths(const char *dir, const char *name, char *path, char *tmp)
+{
+    if (snprintf(path, PATH_MAX, "%s/%s", dir, name) >= PATH_MAX ||
+        snprintf(tmp, PATH_MAX, "%s/%s.tmp", dir, name) >= PATH_MAX)
+        return LM_E_TOO_LARGE;
+    return 0;
+}
+
+int state_file_stage(const char *dir, const char *name, const char *line, int n,
+                     struct state_file_staged *st)
+{
+    char path[PATH_MAX], tmp[PATH_MAX];
+    st->fd = -1;
+    st->create = 0;
+    if (n <= 0 || n > STATE_FILE_LINE_MAX || staged_paths(dir, name, path, tmp) != 0)
+        return LM_E_TOO_LARGE;
+    uint8_t file[FILE_BYTES]; /* 8 KiB on the caller's stack */
+    int fd = open(path, O_RDWR | O_CLOEXEC);
+    if (fd < 0 && errno != ENOENT)
+        return LM_E_IO;
+    if (fd >= 0) {
+        ssize_t got = read_upto(fd, file, sizeof(file));
+        struct slot best;
+        int i = got == (ssize_t)sizeof(file) ? slot_best(file, &best) : -1;
+        if (got < 0) {
+            close(fd);
+            return LM_E_IO;
+        }
+        if (i >= 0) {
+            uint8_t rec[SLOT_HEAD + STATE_FILE_LINE_MAX + 4];
+            size_t len = slot_encode(rec, best.seq + 1, line, n);
+            int rc = write_at(fd, rec, len, i == 0 ? STATE_FILE_SLOT_BYTES : 0);
+            if (rc != 0) {
+                close(fd);
+                return rc;
+            }
+            st->fd = fd;
+            return 0;
+        }
+        close(fd); /* the older format or no valid slot: rewritten whole */
+    }
+    memset(file, 0, sizeof(file));
+    slot_encode(file, 1, line, n);
+    fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0)
+        return full_or_io(errno);
+    int rc = write_at(fd, file, sizeof(file), 0);
+    if (rc != 0) {
+        close(fd);
+        unlink(tmp);
+        return rc;
+    }
+    st->fd = fd;
+    st->create = 1;
+    return 0;
+}
+
+int state_file_commit(const char *dir, const char *name, struct state_file_staged *st)
+{
+    LM_ASSERT(st->fd >= 0);
+    char path[PATH_MAX], tmp[PATH_MAX];
+    int rc = close(st->fd) == 0 ? 0 : LM_E_IO;
+    st->fd = -1;
+    if (!st->create)
+        return rc;
+    if (rc == 0 && staged_paths(dir, name, path, tmp) != 0)
+        rc = LM_E_TOO_LARGE;
+    if (rc == 0 && rename(tmp, path) != 0)
+        rc = full_or_io(errno);
+    if (rc != 0) {
+        if (staged_paths(dir, name, path, tmp) == 0)
+            unlink(tmp);
+        return rc;
+    }
+    return 1; /* the rename is durable once the directory is */
+}
+
+void state_file_abort(const char *dir, const char *name, struct state_file_staged *st)
+{
+    if (st->fd < 0)
+        return;
+    close(st->fd);
+    st->fd = -1;
+    char path[PATH_MAX], tmp[PATH_MAX];
+    if (st->create && staged_paths(dir, name, path, tmp) == 0)
+        unlink(tmp);
 }
 
 int state_file_read(const char *path, char *out, size_t cap)

@@ -33,4 +33,23 @@ int state_file_read(const char *path, char *out, size_t cap);
 /* fsync of directory dir (its entries durable). 0 or LM_E_IO. */
 int state_file_fsync_dir(const char *dir);
 
+/* The same write split around a sync the caller makes for many files at once (one syncfs for
+ * a batch: state_file_write syncs each file, two journal commits for a new one):
+ * state_file_stage writes without syncing (into the other slot in place, or a whole new file
+ * under a temporary name) and leaves st->fd open on the file; once a sync covering it has
+ * returned, state_file_commit closes it and, for a new file, renames it into place (returns 1:
+ * its directory needs one more sync before the write counts as durable); state_file_abort
+ * instead (the sync failed) closes it and removes a temporary file (an in-place write stays
+ * in the page cache, not known durable: the owner fails the partition, as after any failed
+ * sync). A torn staged write is
+ * what a torn state_file_write leaves: the other slot, or the old file, stands. */
+struct state_file_staged {
+    int fd;
+    int create; /* a new file, written under its temporary name */
+};
+int state_file_stage(const char *dir, const char *name, const char *line, int n,
+                     struct state_file_staged *st);
+int state_file_commit(const char *dir, const char *name, struct state_file_staged *st);
+void state_file_abort(const char *dir, const char *name, struct state_file_staged *st);
+
 #endif

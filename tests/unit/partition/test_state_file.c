@@ -123,6 +123,53 @@ static void test_torn_slot(void **state)
     expect_line(f->path, "6 1\n");
 }
 
+/* The staged write (a batch's: written, synced by the caller, committed): a new file stays
+ * under its temporary name until commit, which renames it and asks for the directory's sync
+ * (1); an existing one is written in place into its other slot (0); abort leaves what was. */
+static void test_staged(void **state)
+{
+    struct fx *f = *state;
+    char tmp[PATH_MAX + 40], buf[64];
+    snprintf(tmp, sizeof(tmp), "%s.tmp", f->path);
+    struct state_file_staged st;
+    assert_int_equal(state_file_stage(f->root, "quorum-state", "1 2\n", 4, &st), 0);
+    assert_true(st.fd >= 0 && st.create);
+    assert_int_equal(state_file_read(f->path, buf, sizeof(buf)), LM_E_NOT_FOUND);
+    assert_int_equal(fdatasync(st.fd), 0); /* the caller's sync */
+    assert_int_equal(state_file_commit(f->root, "quorum-state", &st), 1);
+    assert_int_equal(st.fd, -1);
+    expect_line(f->path, "1 2\n");
+    assert_int_not_equal(access(tmp, F_OK), 0);
+    off_t size;
+    ino_t ino = inode_of(f->path, &size);
+    assert_int_equal(size, 2 * STATE_FILE_SLOT_BYTES);
+    /* in place from now on, alternating slots */
+    char line[32];
+    for (int t = 2; t < 6; t++) {
+        int n = snprintf(line, sizeof(line), "%d 1\n", t);
+        assert_int_equal(state_file_stage(f->root, "quorum-state", line, n, &st), 0);
+        assert_false(st.create);
+        assert_int_equal(state_file_commit(f->root, "quorum-state", &st), 0);
+        expect_line(f->path, line);
+        assert_true(inode_of(f->path, &size) == ino);
+    }
+    /* staged, its sync failed, and a crash tore it (seq 6 went to slot 1): the previous
+     * content stands */
+    assert_int_equal(state_file_stage(f->root, "quorum-state", "9 9\n", 4, &st), 0);
+    state_file_abort(f->root, "quorum-state", &st);
+    damage(f->path, STATE_FILE_SLOT_BYTES);
+    expect_line(f->path, "5 1\n");
+    /* a new file aborted leaves no file and no temporary */
+    char other[PATH_MAX + 40];
+    snprintf(other, sizeof(other), "%s/raft-start", f->root);
+    assert_int_equal(state_file_stage(f->root, "raft-start", "7 0\n", 4, &st), 0);
+    state_file_abort(f->root, "raft-start", &st);
+    assert_int_not_equal(access(other, F_OK), 0);
+    snprintf(other, sizeof(other), "%s/raft-start.tmp", f->root);
+    assert_int_not_equal(access(other, F_OK), 0);
+    assert_int_equal(state_file_stage(f->root, "quorum-state", "", 0, &st), LM_E_TOO_LARGE);
+}
+
 /* A file of the older format (the bare line, written through a rename) reads as it is, and
  * its first write converts it. */
 static void test_older_format(void **state)
@@ -170,6 +217,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_torn_slot, setup, teardown),
         cmocka_unit_test_setup_teardown(test_older_format, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bounds, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_staged, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
