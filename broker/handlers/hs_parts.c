@@ -590,16 +590,17 @@ static void part_open_log(struct hpart *p)
     p->hs->opens++;
     if (rc == 0)
         p->log = partition_storage(p->part);
-    if (rc == 0 && pid != PART_ID_MATCH) {
-        /* A new replica of a Raft group (term 0: it never persisted a term, so it votes or
-         * takes appends only after a state write) leaves the fdatasync to that write, on the
-         * metadata worker: creating 10,000 partitions is then no longer 10,000 fdatasyncs on
-         * the shard threads. Any other (a lone replica, one with a term) syncs it now. */
-        bool defer = p->replicated && partition_leader_epoch(p->part) == 0;
+    /* A new replica of a Raft group (term 0: it never persisted a term, so it votes or takes
+     * appends only after a state write) leaves partition.metadata's fdatasync to that write,
+     * on the metadata worker: creating 10,000 partitions is then no longer 10,000 fdatasyncs
+     * on the shard threads. Any other (a lone replica, one with a term) syncs it now. A replica
+     * still at term 0 when reopened (after a restart, say) has its file synced by that first
+     * write too: the process that wrote it may have ended before syncing it. */
+    bool defer = rc == 0 && p->replicated && partition_leader_epoch(p->part) == 0;
+    if (rc == 0 && pid != PART_ID_MATCH)
         rc = part_id_write(dir, p->topic_id, !defer);
-        if (rc == 0 && defer)
-            p->id_unsynced = true;
-    }
+    if (rc == 0 && defer)
+        p->id_unsynced = true;
     if (rc != 0) {
         /* The first failure is an error; the retries every few seconds are not news. */
         if (p->open_failures++ == 0 &&
