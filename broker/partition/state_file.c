@@ -115,66 +115,6 @@ int state_file_fsync_dir(const char *dir)
     return rc;
 }
 
-/* Creates path as a two-slot file holding line in slot 0 (seq): a temporary file, fdatasync,
- * rename, directory fsync. Until the rename the old file, if any, stands untouched: a full
- * disk (ENOSPC, EDQUOT) before it is LM_E_FULL, which the owner retries once there is room. */
-static int create_whole(const char *dir, const char *path, uint64_t seq, const char *line, int n)
-{
-    char tmp[PATH_MAX];
-    if (snprintf(tmp, sizeof(tmp), "%s.tmp", path) >= (int)sizeof(tmp))
-        return LM_E_TOO_LARGE;
-    uint8_t file[FILE_BYTES] = {0}; /* 8 KiB on the caller's stack */
-    slot_encode(file, seq, line, n);
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0)
-        return full_or_io(errno);
-    int rc = write_at(fd, file, sizeof(file), 0);
-    if (rc == 0 && fdatasync(fd) != 0)
-        rc = full_or_io(errno);
-    if (close(fd) != 0 && rc == 0)
-        rc = LM_E_IO;
-    if (rc == 0 && rename(tmp, path) != 0)
-        rc = full_or_io(errno);
-    if (rc != 0) {
-        unlink(tmp);
-        return rc;
-    }
-    /* the rename is durable only once the directory is: a vote that a crash could forget
-     * would let this node vote twice in one term */
-    return state_file_fsync_dir(dir);
-}
-
-int state_file_write(const char *dir, const char *name, const char *line, int n)
-{
-    char path[PATH_MAX];
-    if (n <= 0 || n > STATE_FILE_LINE_MAX ||
-        snprintf(path, sizeof(path), "%s/%s", dir, name) >= (int)sizeof(path))
-        return LM_E_TOO_LARGE;
-    int fd = open(path, O_RDWR | O_CLOEXEC);
-    if (fd < 0) {
-        if (errno != ENOENT)
-            return LM_E_IO;
-        return create_whole(dir, path, 1, line, n);
-    }
-    uint8_t file[FILE_BYTES]; /* 8 KiB on the caller's stack */
-    ssize_t got = read_upto(fd, file, sizeof(file));
-    struct slot best;
-    int i = got == (ssize_t)sizeof(file) ? slot_best(file, &best) : -1;
-    if (i < 0) {
-        /* the older format (one text line) or no valid slot: rewritten whole */
-        close(fd);
-        return got < 0 ? LM_E_IO : create_whole(dir, path, 1, line, n);
-    }
-    uint8_t rec[SLOT_HEAD + STATE_FILE_LINE_MAX + 4];
-    size_t len = slot_encode(rec, best.seq + 1, line, n);
-    int rc = write_at(fd, rec, len, i == 0 ? STATE_FILE_SLOT_BYTES : 0);
-    if (rc == 0 && fdatasync(fd) != 0)
-        rc = full_or_io(errno);
-    if (close(fd) != 0 && rc == 0)
-        rc = LM_E_IO;
-    return rc;
-}
-
 /* ---- staged writes (state_file.h) ---- */
 
 static int staged_paths(const char *dir, const char *name, char *path, char *tmp)
@@ -263,6 +203,24 @@ void state_file_abort(const char *dir, const char *name, struct state_file_stage
     char path[PATH_MAX], tmp[PATH_MAX];
     if (st->create && staged_paths(dir, name, path, tmp) == 0)
         unlink(tmp);
+}
+
+int state_file_write(const char *dir, const char *name, const char *line, int n)
+{
+    /* the staged write, synced here: fdatasync of the file, then (a new file renamed into
+     * place) its directory, since a vote a crash could forget would let this node vote twice
+     * in one term */
+    struct state_file_staged st;
+    int rc = state_file_stage(dir, name, line, n, &st);
+    if (rc != 0)
+        return rc;
+    if (fdatasync(st.fd) != 0) {
+        rc = full_or_io(errno);
+        state_file_abort(dir, name, &st);
+        return rc;
+    }
+    rc = state_file_commit(dir, name, &st);
+    return rc == 1 ? state_file_fsync_dir(dir) : rc;
 }
 
 int state_file_read(const char *path, char *out, size_t cap)
