@@ -297,7 +297,9 @@ struct broker_meta_job {
     /* Optional: run split around its sync, so that a worker holding several such jobs at once
      * makes them durable with one syncfs per file system instead of a sync (or two) each.
      * stage does the writes without syncing: 0 with *fd an open descriptor on the file system
-     * to sync (the job's own, closed by commit), or an error that is the job's result.
+     * to sync, the worker's to close (it keeps one per file system and closes the others at
+     * once, so a batch holds a few descriptors, not one per job), or an error that is the
+     * job's result (and commit is not called).
      * commit(j, rc) follows the sync (rc its result, < 0: failed): the job's result, or 1 when
      * it needs one more sync (a rename: its directory), whose result is then the job's. A job
      * alone on its worker runs run. */

@@ -223,34 +223,37 @@ static void fault_disk_wait(struct broker_sync_worker *w)
     }
 }
 
-/* The file systems of a batch's descriptors, one syncfs each (at most META_BATCH_FS; more
- * sync every descriptor's). Their results, < 0 on failure, into rcs (per descriptor). */
+/* The file systems of a batch: one descriptor kept open on each (the first staged job's
+ * there), the result of its syncfs. A batch on more than META_BATCH_FS file systems runs the
+ * jobs beyond them one by one. */
 #define META_BATCH_FS 8
-static void syncfs_all(struct broker_sync_worker *w, const int *fds, uint32_t n, int *rcs)
+struct meta_batch_fs {
+    dev_t dev;
+    int fd;
+    int rc;
+};
+
+/* The index in fs[] of fd's file system, added (taking fd) when new; closes fd when the file
+ * system is known already. -1 with fd still open when it is neither known nor fits; < -1
+ * (an error) when fd cannot be examined, closed. */
+static int meta_batch_fs_of(struct meta_batch_fs *fs, uint32_t *nfs, int fd)
 {
-    dev_t devs[META_BATCH_FS];
-    int dev_rc[META_BATCH_FS];
-    uint32_t nd = 0;
-    fault_disk_wait(w);
-    for (uint32_t i = 0; i < n; i++) {
-        struct stat st;
-        if (fstat(fds[i], &st) != 0) {
-            rcs[i] = -errno;
-            continue;
-        }
-        uint32_t d = 0;
-        while (d < nd && devs[d] != st.st_dev)
-            d++;
-        if (d == nd && nd == META_BATCH_FS) {
-            rcs[i] = syncfs(fds[i]) == 0 ? 0 : -errno;
-            continue;
-        }
-        if (d == nd) {
-            devs[nd] = st.st_dev;
-            dev_rc[nd++] = syncfs(fds[i]) == 0 ? 0 : -errno;
-        }
-        rcs[i] = dev_rc[d];
+    struct stat st;
+    if (fstat(fd, &st) != 0) {
+        int rc = LM_E_IO;
+        close(fd);
+        return rc;
     }
+    for (uint32_t d = 0; d < *nfs; d++) {
+        if (fs[d].dev == st.st_dev) {
+            close(fd); /* data stays in the page cache; the kept descriptor's syncfs covers it */
+            return (int)d;
+        }
+    }
+    if (*nfs == META_BATCH_FS)
+        return -1;
+    fs[*nfs] = (struct meta_batch_fs){.dev = st.st_dev, .fd = fd, .rc = 0};
+    return (int)(*nfs)++;
 }
 
 /* The machine's dirty and under-writeback page cache in bytes (/proc/meminfo), or UINT64_MAX
@@ -295,8 +298,9 @@ static void meta_run_batch(struct broker_sync_worker *w, struct broker_meta_job 
     if (staged >= 2 && dirty_bytes() > META_BATCH_DIRTY_MAX)
         staged = 0;
     struct broker_meta_job *batch[META_BATCH_MAX];
-    int fds[META_BATCH_MAX], rcs[META_BATCH_MAX];
-    uint32_t nb = 0;
+    uint8_t batch_fs[META_BATCH_MAX];
+    struct meta_batch_fs fs[META_BATCH_FS];
+    uint32_t nb = 0, nfs = 0;
     for (uint32_t i = 0; i < n; i++) {
         struct broker_meta_job *j = jobs[i];
         if (j->stage == NULL || staged < 2) {
@@ -306,38 +310,53 @@ static void meta_run_batch(struct broker_sync_worker *w, struct broker_meta_job 
         }
         int fd = -1;
         j->res_ = j->stage(j, &fd);
-        if (j->res_ == 0) {
-            LM_ASSERT(fd >= 0);
-            batch[nb] = j;
-            fds[nb++] = fd;
-        }
-    }
-    if (nb == 0)
-        return;
-    syncfs_all(w, fds, nb, rcs);
-    uint32_t again = 0;
-    for (uint32_t i = 0; i < nb; i++) {
-        int keep = dup(fds[i]); /* the file system, for a second sync; commit closes fds[i] */
-        int rc = batch[i]->commit(batch[i], rcs[i]);
-        if (rc == 1 && keep < 0)
-            rc = LM_E_IO;
-        if (rc == 1) {
-            batch[again] = batch[i];
-            fds[again++] = keep;
+        if (j->res_ != 0)
+            continue;
+        LM_ASSERT(fd >= 0);
+        int d = meta_batch_fs_of(fs, &nfs, fd);
+        if (d == -1) { /* a ninth file system: synced on its own */
+            fault_disk_wait(w);
+            int rc = j->commit(j, syncfs(fd) == 0 ? 0 : LM_E_IO);
+            if (rc == 1)
+                rc = syncfs(fd) == 0 ? 0 : LM_E_IO;
+            close(fd);
+            j->res_ = rc;
             continue;
         }
-        LM_ASSERT(rc <= 0);
+        if (d < 0) { /* fd closed */
+            j->res_ = j->commit(j, d);
+            continue;
+        }
+        batch[nb] = j;
+        batch_fs[nb++] = (uint8_t)d;
+    }
+    if (nb == 0)
+        goto out;
+    fault_disk_wait(w);
+    for (uint32_t d = 0; d < nfs; d++)
+        fs[d].rc = syncfs(fs[d].fd) == 0 ? 0 : LM_E_IO;
+    bool again[META_BATCH_FS] = {false};
+    uint32_t nagain = 0;
+    for (uint32_t i = 0; i < nb; i++) {
+        int rc = batch[i]->commit(batch[i], fs[batch_fs[i]].rc);
+        LM_ASSERT(rc <= 1);
         batch[i]->res_ = rc;
-        if (keep >= 0)
-            close(keep);
+        if (rc == 1) {
+            nagain += !again[batch_fs[i]];
+            again[batch_fs[i]] = true;
+        }
     }
-    if (again == 0)
-        return;
-    syncfs_all(w, fds, again, rcs);
-    for (uint32_t i = 0; i < again; i++) {
-        batch[i]->res_ = rcs[i] == 0 ? 0 : LM_E_IO;
-        close(fds[i]);
-    }
+    if (nagain == 0)
+        goto out;
+    for (uint32_t d = 0; d < nfs; d++)
+        if (again[d])
+            fs[d].rc = syncfs(fs[d].fd) == 0 ? 0 : LM_E_IO;
+    for (uint32_t i = 0; i < nb; i++)
+        if (batch[i]->res_ == 1)
+            batch[i]->res_ = fs[batch_fs[i]].rc;
+out:
+    for (uint32_t d = 0; d < nfs; d++)
+        close(fs[d].fd);
 }
 
 static void *sync_worker_main(void *arg)

@@ -529,6 +529,18 @@ static int log_flush(struct storage_log *log, bool force_checkpoint)
 
 enum { SYNC_DATA = 1, SYNC_INDEX, SYNC_CHECKPOINT, SYNC_DONE };
 
+bool storage_log_dir_dirty(const struct storage_log *log, uint64_t *changes)
+{
+    *changes = log->dir_changes;
+    return log->dir_dirty;
+}
+
+void storage_log_dir_synced(struct storage_log *log, uint64_t changes)
+{
+    if (log->dir_changes == changes)
+        log->dir_dirty = false;
+}
+
 bool storage_log_flush_due(const struct storage_log *log)
 {
     if (log->failed || log->flushed_offset >= log_end(log))

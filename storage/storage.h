@@ -220,6 +220,15 @@ int64_t storage_log_start_offset(const struct storage_log *log);
 int64_t storage_log_end_offset(const struct storage_log *log);
 /* The offset below which everything is durable (flushed); <= log end offset. */
 int64_t storage_log_flushed_offset(const struct storage_log *log);
+/* The log's directory entries (files created or removed) not yet known durable: true with
+ * *changes the count of such changes so far. A new log's (storage_log_open: nothing synced)
+ * are made durable by its first flush, which then holds a descriptor of the directory while
+ * it runs; an owner that fsyncs the directory (or syncs its file system) anyway, after
+ * reading *changes, tells storage_log_dir_synced, and that first flush holds no directory. */
+bool storage_log_dir_dirty(const struct storage_log *log, uint64_t *changes);
+/* The directory was made durable by a sync that began after storage_log_dir_dirty returned
+ * changes: clears the dirty mark unless entries changed since. */
+void storage_log_dir_synced(struct storage_log *log, uint64_t changes);
 /* True when a flush (storage_log_sync_begin) would move the recovery checkpoint usefully: a
  * sealed segment lies beyond it, or more than four checkpoint intervals of bytes were appended
  * since it was written. The owner starts one in the background, so a crash under acks=1

@@ -71,8 +71,10 @@ struct hpart_state {
     const char *dir, *name, *line; /* the partition's, valid while busy */
     int len;
     bool busy;
-    bool sync_id;       /* fdatasync partition.metadata before the state (hpart.id_unsynced) */
-    uint64_t issued_us; /* when the write was handed to the metadata worker */
+    bool sync_id;         /* fdatasync partition.metadata before the state (hpart.id_unsynced) */
+    bool sync_dir;        /* fsync the log's directory too (storage_log_dir_dirty) */
+    uint64_t dir_changes; /* its changes when the write was issued */
+    uint64_t issued_us;   /* when the write was handed to the metadata worker */
     struct state_file_staged staged; /* a batched write between stage and commit */
     bool issuing;                    /* inside write_state: a completion there is inline */
     bool in_done;                    /* inside partition_state_done */

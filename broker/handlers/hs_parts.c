@@ -834,7 +834,11 @@ static int state_write_run(struct broker_meta_job *j)
         if (rc != 0)
             return rc;
     }
-    return state_file_write(p->qsw.dir, p->qsw.name, p->qsw.line, p->qsw.len);
+    int rc = state_file_write(p->qsw.dir, p->qsw.name, p->qsw.line, p->qsw.len);
+    /* a new log's directory entries too, so that its first flush need not (sync_dir) */
+    if (rc == 0 && p->qsw.sync_dir)
+        rc = state_file_fsync_dir(p->qsw.dir);
+    return rc;
 }
 
 /* state_write_run split for a batch (broker_meta_job.stage): one syncfs makes many replicas'
@@ -842,10 +846,7 @@ static int state_write_run(struct broker_meta_job *j)
 static int state_write_stage(struct broker_meta_job *j, int *fd)
 {
     struct hpart *p = j->arg;
-    int rc = state_file_stage(p->qsw.dir, p->qsw.name, p->qsw.line, p->qsw.len, &p->qsw.staged);
-    if (rc == 0)
-        *fd = p->qsw.staged.fd;
-    return rc;
+    return state_file_stage(p->qsw.dir, p->qsw.name, p->qsw.line, p->qsw.len, &p->qsw.staged, fd);
 }
 
 static int state_write_commit(struct broker_meta_job *j, int rc)
@@ -867,6 +868,9 @@ static void state_write_done(struct broker_shard *s, struct broker_meta_job *j, 
     q->busy = false;
     if (rc == 0 && q->sync_id)
         p->id_unsynced = false;
+    /* the write synced the log's directory (a dir fsync, or a syncfs of its file system) */
+    if (rc == 0 && q->sync_dir && p->log != NULL && !p->dead)
+        storage_log_dir_synced(p->log, q->dir_changes);
     if (p->hs != NULL) {
         uint64_t took = broker_now_us() - q->issued_us;
         p->hs->state_writes++;
@@ -901,6 +905,10 @@ static void part_env_write_state(void *ctx, struct partition *part, const char *
     q->line = line;
     q->len = n;
     q->sync_id = p->id_unsynced;
+    /* A new log's directory, not synced at creation (storage_log_open), is synced by this
+     * write too: its first flush then holds no descriptor of it. Creating thousands of
+     * replicas made as many first flushes run at once, each holding one. */
+    q->sync_dir = p->log != NULL && storage_log_dir_dirty(p->log, &q->dir_changes);
     q->issued_us = broker_now_us();
     q->busy = true;
     q->job.run = state_write_run;

@@ -126,10 +126,10 @@ static int staged_paths(const char *dir, const char *name, char *path, char *tmp
 }
 
 int state_file_stage(const char *dir, const char *name, const char *line, int n,
-                     struct state_file_staged *st)
+                     struct state_file_staged *st, int *fd_out)
 {
     char path[PATH_MAX], tmp[PATH_MAX];
-    st->fd = -1;
+    *fd_out = -1;
     st->create = 0;
     if (n <= 0 || n > STATE_FILE_LINE_MAX || staged_paths(dir, name, path, tmp) != 0)
         return LM_E_TOO_LARGE;
@@ -153,7 +153,7 @@ int state_file_stage(const char *dir, const char *name, const char *line, int n,
                 close(fd);
                 return rc;
             }
-            st->fd = fd;
+            *fd_out = fd;
             return 0;
         }
         close(fd); /* the older format or no valid slot: rewritten whole */
@@ -169,21 +169,17 @@ int state_file_stage(const char *dir, const char *name, const char *line, int n,
         unlink(tmp);
         return rc;
     }
-    st->fd = fd;
+    *fd_out = fd;
     st->create = 1;
     return 0;
 }
 
 int state_file_commit(const char *dir, const char *name, struct state_file_staged *st)
 {
-    LM_ASSERT(st->fd >= 0);
-    char path[PATH_MAX], tmp[PATH_MAX];
-    int rc = close(st->fd) == 0 ? 0 : LM_E_IO;
-    st->fd = -1;
     if (!st->create)
-        return rc;
-    if (rc == 0 && staged_paths(dir, name, path, tmp) != 0)
-        rc = LM_E_TOO_LARGE;
+        return 0;
+    char path[PATH_MAX], tmp[PATH_MAX];
+    int rc = staged_paths(dir, name, path, tmp);
     if (rc == 0 && rename(tmp, path) != 0)
         rc = full_or_io(errno);
     if (rc != 0) {
@@ -196,13 +192,10 @@ int state_file_commit(const char *dir, const char *name, struct state_file_stage
 
 void state_file_abort(const char *dir, const char *name, struct state_file_staged *st)
 {
-    if (st->fd < 0)
-        return;
-    close(st->fd);
-    st->fd = -1;
     char path[PATH_MAX], tmp[PATH_MAX];
     if (st->create && staged_paths(dir, name, path, tmp) == 0)
         unlink(tmp);
+    st->create = 0;
 }
 
 int state_file_write(const char *dir, const char *name, const char *line, int n)
@@ -211,11 +204,15 @@ int state_file_write(const char *dir, const char *name, const char *line, int n)
      * place) its directory, since a vote a crash could forget would let this node vote twice
      * in one term */
     struct state_file_staged st;
-    int rc = state_file_stage(dir, name, line, n, &st);
+    int fd;
+    int rc = state_file_stage(dir, name, line, n, &st, &fd);
     if (rc != 0)
         return rc;
-    if (fdatasync(st.fd) != 0) {
+    if (fdatasync(fd) != 0)
         rc = full_or_io(errno);
+    if (close(fd) != 0 && rc == 0)
+        rc = LM_E_IO;
+    if (rc != 0) {
         state_file_abort(dir, name, &st);
         return rc;
     }

@@ -36,19 +36,19 @@ int state_file_fsync_dir(const char *dir);
 /* The same write split around a sync the caller makes for many files at once (one syncfs for
  * a batch: state_file_write syncs each file, two journal commits for a new one):
  * state_file_stage writes without syncing (into the other slot in place, or a whole new file
- * under a temporary name) and leaves st->fd open on the file; once a sync covering it has
- * returned, state_file_commit closes it and, for a new file, renames it into place (returns 1:
- * its directory needs one more sync before the write counts as durable); state_file_abort
- * instead (the sync failed) closes it and removes a temporary file (an in-place write stays
- * in the page cache, not known durable: the owner fails the partition, as after any failed
- * sync). A torn staged write is
- * what a torn state_file_write leaves: the other slot, or the old file, stands. */
+ * under a temporary name) and returns in *fd the descriptor it wrote through, the caller's to
+ * close (a batch keeps one per file system for its syncfs and closes the others at once, so
+ * a batch holds no descriptor per file); once a sync covering the write has returned,
+ * state_file_commit renames a new file into place (returns 1: its directory needs one more
+ * sync before the write counts as durable; 0 for an in-place write); state_file_abort instead
+ * (the sync failed) removes a temporary file (an in-place write stays in the page cache, not
+ * known durable: the owner fails the partition, as after any failed sync). A torn staged
+ * write is what a torn state_file_write leaves: the other slot, or the old file, stands. */
 struct state_file_staged {
-    int fd;
     int create; /* a new file, written under its temporary name */
 };
 int state_file_stage(const char *dir, const char *name, const char *line, int n,
-                     struct state_file_staged *st);
+                     struct state_file_staged *st, int *fd);
 int state_file_commit(const char *dir, const char *name, struct state_file_staged *st);
 void state_file_abort(const char *dir, const char *name, struct state_file_staged *st);
 

@@ -1204,6 +1204,32 @@ static void test_new_log_syncs_with_first_flush(void **state)
     assert_int_equal(storage_log_close(lost), 0);
 }
 
+/* An owner that synced the new log's directory itself (a replica's first Raft state write)
+ * says so, and the first sync holds no descriptor of the directory; a change after the owner
+ * read the count keeps the mark. */
+static void test_new_log_dir_synced_by_owner(void **state)
+{
+    struct fx *f = *state;
+    f->cfg.external_sync = true;
+    fx_open(f);
+    uint64_t changes = 0;
+    assert_true(storage_log_dir_dirty(f->log, &changes));
+    storage_log_dir_synced(f->log, changes + 1); /* a count from before some change */
+    assert_true(storage_log_dir_dirty(f->log, &changes));
+    storage_log_dir_synced(f->log, changes);
+    assert_false(storage_log_dir_dirty(f->log, &changes));
+    append_n(f, 2, 10, 0, 0);
+    struct storage_sync sy;
+    assert_int_equal(storage_log_sync_begin(f->log, &sy), 0);
+    for (uint32_t i = 0; i < sy.fd_count; i++)
+        assert_false(sy.full[i]); /* the data alone */
+    sync_all_steps(f->log, &sy);
+    assert_int_equal(storage_log_flushed_offset(f->log), 2);
+    fx_reopen(f);
+    assert_int_equal(storage_log_end_offset(f->log), 2);
+    check_log(f, 0);
+}
+
 static void test_first_epoch_file_lost(void **state)
 {
     struct fx *f = *state;
@@ -1265,6 +1291,7 @@ int main(void)
         T(test_write_failure_rolls_back),
         T(test_first_epoch_file_lost),
         T(test_new_log_syncs_with_first_flush),
+        T(test_new_log_dir_synced_by_owner),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
