@@ -985,19 +985,25 @@ void hs_part_failed(struct hshard *hs, struct hpart *p, int rc)
     p->retry_at_ms = 0; /* the next tick reopens it (recovery from the checkpoint) */
 }
 
-/* Closes p's partition (waiters fail with LM_E_CLOSED) and its open-log slot. */
-static void part_close_log(struct hpart *p)
+/* Closes p's partition (waiters fail with LM_E_CLOSED) and its open-log slot; without a final
+ * flush when its directory is removed next (discard). */
+static void part_close_log_as(struct hpart *p, bool discard)
 {
     if (p->part == NULL)
         return;
     LM_ASSERT(!hs_part_busy(p));
     lru_unlink(p);
     p->fds_released = false; /* off the LRU already; its final flush may reopen fds */
-    int rc = partition_close(p->part);
+    int rc = discard ? partition_close_discard(p->part) : partition_close(p->part);
     if (rc != 0)
         BLOG_DEBUG("partition %s-%d: close: %s", p->topic, p->partition, lm_strerror(rc));
     p->part = NULL;
     p->log = NULL;
+}
+
+static void part_close_log(struct hpart *p)
+{
+    part_close_log_as(p, false);
 }
 
 /* Storage settings changed: close and open again (storage reads its config at open). */
@@ -1045,7 +1051,9 @@ static void part_free(struct hshard *hs, struct hpart *p, bool delete_dir)
         oq_remove(hs, p);
     hs_wake_waiters(hs, p);
     hs_lease_waits_drop(hs, p);
-    part_close_log(p);
+    /* a deleted replica's log is not flushed: its directory goes next (a replica moved off
+     * this node keeps only its Raft vote, written durably by each state write) */
+    part_close_log_as(p, delete_dir);
     if (delete_dir) {
         char dir[H_DIR_BYTES], ledger[H_DIR_BYTES], key[48];
         int rc = part_dir(p, dir, sizeof(dir));

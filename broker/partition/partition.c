@@ -961,7 +961,19 @@ int partition_release_fds(struct partition *p)
     return storage_log_release_fds(p->log);
 }
 
+static int close_log(struct partition *p, bool discard);
+
 int partition_close(struct partition *p)
+{
+    return close_log(p, false);
+}
+
+int partition_close_discard(struct partition *p)
+{
+    return close_log(p, true);
+}
+
+static int close_log(struct partition *p, bool discard)
 {
     if (!p)
         return 0;
@@ -979,6 +991,11 @@ int partition_close(struct partition *p)
         LM_ASSERT(done);
         p->sync_running = false;
     }
+    /* a directory about to be removed needs no final flush (its fsyncs and a new checkpoint
+     * file, thousands of them when a large topic is deleted); storage refuses the unsynced
+     * close while a compaction runs or a segment is pinned: then the ordinary one */
+    if (p->log && discard && storage_log_close_unsynced(p->log) == 0)
+        p->log = NULL;
     if (p->log) {
         storage_log_set_high_watermark(p->log, p->hw);
         rc = storage_log_close(p->log);

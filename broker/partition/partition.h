@@ -136,6 +136,9 @@ int partition_open(const struct partition_config *cfg, const struct partition_en
 /* Fails every waiter with LM_E_CLOSED, closes the storage log (a final flush) and frees p.
  * Returns the close's error. An fsync or hard-state write handed out must have completed. */
 int partition_close(struct partition *p);
+/* partition_close for a partition whose directory is removed next (a deleted topic's): no
+ * final flush, unless storage cannot close the log without one (a compaction running). */
+int partition_close_discard(struct partition *p);
 /* Closes an idle lone voter without flushing (the broker's open-log budget): what is not
  * durable stays in the page cache and the next open recovers it, as after a crash of the
  * process, which for one voter loses nothing raft relies on (the next open commits the log it

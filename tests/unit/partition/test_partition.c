@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -577,6 +578,42 @@ static void test_lone_lazy(void **state)
     assert_int_equal(la.n, 1);
     assert_int_equal(la.errs[0], 0);
     assert_int_equal(partition_high_watermark(p), hw + 1);
+}
+
+/* A deleted partition's close (its directory goes next) flushes nothing: no fsync, no
+ * checkpoint written; the ordinary close writes both. */
+static void test_close_discard(void **state)
+{
+    struct fx *f = *state;
+    f->deferred = true;
+    char ck[4400];
+    snprintf(ck, sizeof(ck), "%s/partition.checkpoint", f->dirs[1]);
+    struct stat st;
+    for (int discard = 1; discard >= 0; discard--) {
+        assert_int_equal(fx_open(f, 1, 1), 0);
+        struct acks_log l = {0};
+        for (int i = 0; i < 2; i++) {
+            size_t len;
+            uint8_t *b = batch(2, 300 + i, &len);
+            assert_int_equal(
+                partition_append(f->parts[1], PARTITION_ORIGIN_CLIENT, b, len, 1, on_append, &l),
+                0);
+            free(b);
+        }
+        uint64_t syncs = f->syncs;
+        assert_true(stat(ck, &st) != 0 || st.st_size == 0); /* a new log: nothing written */
+        int rc = discard ? partition_close_discard(f->parts[1]) : partition_close(f->parts[1]);
+        assert_int_equal(rc, 0);
+        f->parts[1] = NULL;
+        assert_int_equal(f->syncs, syncs); /* the fixture's fsyncs: neither close asks */
+        if (discard) {
+            assert_true(stat(ck, &st) != 0 || st.st_size == 0);
+            tu_rm_rf(f->dirs[1]);
+        } else {
+            assert_int_equal(stat(ck, &st), 0);
+            assert_true(st.st_size > 0);
+        }
+    }
 }
 
 static void test_waiters_bounded_and_origin(void **state)
@@ -2050,6 +2087,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_acks_and_hw, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_lone_lazy, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_close_discard, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_header_cache, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_waiters_bounded_and_origin, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_internal_topic, fx_setup, fx_teardown),
