@@ -1469,6 +1469,12 @@ static int step_candidate(struct raft *r, const struct raft_msg *m)
         become_follower(r, m->term, m->from); /* §5.2: a leader of our term exists */
         return step_follower(r, m);
     }
+    /* The leader of our term hands its leadership over while our election timer had made us
+     * a pre-candidate (a pre-vote the others refuse while they hear that leader): the
+     * transfer's election at once, as a follower would, or the transfer times out. A
+     * candidate's term is past the sender's, so only a pre-candidate gets here. */
+    if (m->type == RAFT_MSG_TIMEOUT_NOW && r->role == RAFT_PRE_CANDIDATE)
+        return campaign(r, false, true);
     if ((r->role == RAFT_CANDIDATE && m->type == RAFT_MSG_VOTE_RESP) ||
         (r->role == RAFT_PRE_CANDIDATE && m->type == RAFT_MSG_PREVOTE_RESP)) {
         int res = votes_record(r, m->from, !m->reject);
