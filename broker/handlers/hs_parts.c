@@ -834,11 +834,8 @@ static int state_write_run(struct broker_meta_job *j)
         if (rc != 0)
             return rc;
     }
-    int rc = state_file_write(p->qsw.dir, p->qsw.name, p->qsw.line, p->qsw.len);
     /* a new log's directory entries too, so that its first flush need not (sync_dir) */
-    if (rc == 0 && p->qsw.sync_dir)
-        rc = state_file_fsync_dir(p->qsw.dir);
-    return rc;
+    return state_file_write_dir(p->qsw.dir, p->qsw.name, p->qsw.line, p->qsw.len, p->qsw.sync_dir);
 }
 
 /* state_write_run split for a batch (broker_meta_job.stage): one syncfs makes many replicas'

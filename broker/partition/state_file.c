@@ -200,6 +200,11 @@ void state_file_abort(const char *dir, const char *name, struct state_file_stage
 
 int state_file_write(const char *dir, const char *name, const char *line, int n)
 {
+    return state_file_write_dir(dir, name, line, n, 0);
+}
+
+int state_file_write_dir(const char *dir, const char *name, const char *line, int n, int sync_dir)
+{
     /* the staged write, synced here: fdatasync of the file, then (a new file renamed into
      * place) its directory, since a vote a crash could forget would let this node vote twice
      * in one term */
@@ -217,7 +222,7 @@ int state_file_write(const char *dir, const char *name, const char *line, int n)
         return rc;
     }
     rc = state_file_commit(dir, name, &st);
-    return rc == 1 ? state_file_fsync_dir(dir) : rc;
+    return rc == 1 || (rc == 0 && sync_dir) ? state_file_fsync_dir(dir) : rc;
 }
 
 int state_file_read(const char *path, char *out, size_t cap)

@@ -25,6 +25,10 @@
 /* Replaces dir/name's line with line[0..n) durably. 0, LM_E_FULL (no space: the old content
  * stands), LM_E_IO, LM_E_TOO_LARGE (a name or line too long). */
 int state_file_write(const char *dir, const char *name, const char *line, int n);
+/* state_file_write that also fsyncs dir when the file was written in place (sync_dir: other
+ * entries of dir must become durable with it); a new file's rename needs that fsync anyway,
+ * so either way it is one. */
+int state_file_write_dir(const char *dir, const char *name, const char *line, int n, int sync_dir);
 
 /* The line path holds, NUL-terminated, into out[cap] (cap > STATE_FILE_LINE_MAX for any line).
  * 0, LM_E_NOT_FOUND (no file), LM_E_CORRUPT (no valid slot, nor an older text file), LM_E_IO. */
